@@ -1,0 +1,65 @@
+/*
+ * rsys.h - run system calls inside another, ptrace-stopped process.
+ *
+ * No parasite code: a `syscall` instruction (0f 05) is found inside the
+ * target's [vdso] (or a caller-given address, e.g. the restorer's trampoline)
+ * and the target is single-stepped through it with PTRACE_SYSCALL, its
+ * registers set to the call.  Used by the tracker (create a uffd inside the
+ * target), the dump (rt_sigaction, sigaltstack, brk, PR_GET_TID_ADDRESS, ...)
+ * and the restorer (mmap, mprotect, prctl, ...).
+ *
+ * The process must be stopped by the calling thread's ptrace (only the
+ * tracer thread may call these).  x86_64 only.
+ */
+#ifndef HAUL_COMMON_RSYS_H
+#define HAUL_COMMON_RSYS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+struct rsys {
+	pid_t pid;                     /* the tracee (thread id) */
+	uint64_t sc_addr;              /* address of a 0f 05 in the tracee */
+	struct user_regs_struct saved; /* registers at seize time */
+	bool seized;                   /* we did PTRACE_SEIZE (detach on release) */
+	bool in_syscall_restart;       /* saved regs were rewound to restart a syscall */
+	uint64_t scratch;              /* remote scratch mapping (0 until rsys_scratch) */
+};
+
+/*
+ * PTRACE_SEIZE + PTRACE_INTERRUPT @pid, wait for its event-stop, save its
+ * registers and rewind an interrupted syscall so that it restarts on resume
+ * (KERNEL.md "Tracking a foreign process", step 1).  Finds the vdso
+ * syscall instruction.  Returns 0 or -errno (-ESRCH: gone, -EPERM: already
+ * traced or not allowed).
+ */
+int rsys_seize(struct rsys *r, pid_t pid);
+
+/* Use an already ptrace-stopped tracee with a known syscall instruction address. */
+int rsys_attach_stopped(struct rsys *r, pid_t pid, uint64_t sc_addr);
+
+/*
+ * Execute syscall @nr with up to 6 arguments in the tracee.  Returns 0 and
+ * the syscall's raw return value in *@ret (which may be a -errno of the
+ * remote call), or a -errno of our own when ptrace fails.
+ */
+int rsys_call(struct rsys *r, long nr, const uint64_t args[6], long *ret);
+
+/*
+ * A RSYS_SCRATCH_SIZE read-write anonymous mapping inside the tracee, for
+ * syscall arguments passed by pointer; mapped on first use, unmapped by
+ * rsys_release().  Returns 0 and its address in *@addr, or -errno.
+ */
+#define RSYS_SCRATCH_SIZE 65536
+int rsys_scratch(struct rsys *r, uint64_t *addr);
+
+/* Restore the saved registers and PTRACE_DETACH (if we seized). Returns 0 or -errno. */
+int rsys_release(struct rsys *r);
+
+/* Read/write tracee memory (process_vm_readv/writev, falling back to /proc/PID/mem). */
+int rsys_read(pid_t pid, uint64_t addr, void *buf, size_t len);
+int rsys_write(pid_t pid, uint64_t addr, const void *buf, size_t len);
+
+#endif

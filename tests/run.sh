@@ -1,0 +1,51 @@
+#!/bin/sh
+# Run every test suite and print one closing line: "N passed, N failed, N skipped".
+#  - build/test-unit: Criterion, no root, parallel.
+#  - build/test-integration: Criterion, real processes and namespaces, one at a time.
+#  - tests/extra/*.sh: standalone scripts; exit 0 pass, 77 skip (reason on stdout), else fail.
+BUILD=${BUILD:-build}
+export HAUL_BIN="$PWD/$BUILD/haul" HAUL_PROGS="$PWD/$BUILD/progs" HAUL_BUILD="$PWD/$BUILD" HAUL_SRC="$PWD"
+pass=0 fail=0 skip=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+crit() {
+	bin=$1; shift
+	[ -x "$bin" ] || return 0
+	echo "== $bin"
+	"$bin" --verbose=0 "$@" 2>&1 | tee "$log"
+	line=$(grep 'Synthesis:' "$log" | tail -1)
+	if [ -z "$line" ]; then
+		echo "== $bin: no Criterion summary (crashed?)"
+		fail=$((fail + 1))
+		return
+	fi
+	t=$(echo "$line" | sed -n 's/.*Tested: \([0-9]*\).*/\1/p')
+	p=$(echo "$line" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
+	f=$(echo "$line" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
+	c=$(echo "$line" | sed -n 's/.*Crashing: \([0-9]*\).*/\1/p')
+	s=$(grep -c '\[SKIP\]' "$log")
+	pass=$((pass + p))
+	fail=$((fail + f + c))
+	skip=$((skip + s))
+	: "$t"
+}
+
+crit "$BUILD/test-unit" --jobs 2
+crit "$BUILD/test-integration" --jobs 1
+
+for t in tests/extra/*.sh; do
+	[ -f "$t" ] || continue
+	echo "== $t"
+	out=$(timeout 1800 sh "$t" 2>&1)
+	rc=$?
+	echo "$out" | tail -20
+	case $rc in
+	0) pass=$((pass + 1)) ;;
+	77) skip=$((skip + 1)); echo "[SKIP] $t: $(echo "$out" | tail -1)" ;;
+	*) fail=$((fail + 1)); echo "[FAIL] $t (exit $rc)" ;;
+	esac
+done
+
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ]
