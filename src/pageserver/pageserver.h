@@ -1,0 +1,141 @@
+/*
+ * pageserver.h - the page server (target side) and its client (source side).
+ *
+ * The server: one thread, one libev loop, one io_uring; several concurrent
+ * connections, each an explicit state machine.  A migration ("session") may
+ * use N connections ("streams"); the first stream opens the session, the
+ * others join it by session id.  Received pages go either to a sink (a live
+ * restore target, plugged in by `haul pageserver` from src/restore) or to a
+ * page store (memory or an --images directory).
+ *
+ * The client: used by `haul migrate` on the source to open N authenticated
+ * streams to a server and push layout, rounds of pages, the process state,
+ * and the restore command.  Not thread-safe: one thread drives one client.
+ */
+#ifndef HAUL_PAGESERVER_H
+#define HAUL_PAGESERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/vma.h"
+
+#define PS_KEY_LEN 32
+
+/* Read a key file (at least 32 bytes; hashed down to PS_KEY_LEN). -errno. */
+int ps_key_load(const char *path, uint8_t key[PS_KEY_LEN]);
+
+/* ---- the sink: where a live session's data goes ------------------------- */
+
+struct ps_session_info {
+	uint64_t session_id;
+	int32_t pid;       /* the process on the source (its PID in its own namespace) */
+	const char *comm;
+	const char *peer;  /* "198.18.0.1:40312" */
+	uint32_t nstreams;
+	bool lazy;         /* post-copy: pages will be requested, not pushed */
+};
+
+/* The reply to a restore command. */
+struct ps_restore_result {
+	int32_t pid;       /* the restored process, as seen from the page server */
+	int32_t err;       /* 0 or -errno */
+	char msg[256];     /* a user-facing reason when err != 0 */
+};
+
+/*
+ * All callbacks run on the server's loop thread, in arrival order within a
+ * session; a round's pages all arrive before its round_end (the server keeps
+ * a barrier across streams).  Each returns 0 or -errno; an error fails the
+ * session (every stream of it is closed with that reason sent to the peer).
+ */
+struct ps_sink_ops {
+	int (*open)(void *arg, const struct ps_session_info *info, void **sess);
+	/* The full layout, sent before the first round and whenever it changes. */
+	int (*layout)(void *sess, const struct haul_layout *l);
+	/* @npages pages at @addr; @data NULL means they are all zero. */
+	int (*pages)(void *sess, uint64_t addr, const void *data, uint32_t npages);
+	/* Every page of round @round has arrived (pages of VMAs that vanished are gone with the layout). */
+	int (*round_end)(void *sess, uint64_t round);
+	/* The dumped process state (opaque to the page server: image.proto ProcessState). */
+	int (*state)(void *sess, const void *blob, size_t len);
+	/* Resume the process. Fills @res; returns 0 even when @res->err says it failed. */
+	int (*restore)(void *sess, struct ps_restore_result *res);
+	/* The session ends: @committed once the source confirmed it killed its copy. */
+	void (*close)(void *sess, bool committed);
+};
+
+/* ---- the server ---------------------------------------------------------- */
+
+struct ps_server_opts {
+	const char *listen;          /* "ADDR:PORT" */
+	uint8_t key[PS_KEY_LEN];
+	const char *images_dir;      /* NULL: keep pages in memory */
+	bool require_encrypt;
+	int stall_timeout_ms;        /* a peer silent this long mid-frame is dropped */
+	const struct ps_sink_ops *sink; /* NULL: page store only */
+	void *sink_arg;
+};
+
+struct ps_server;
+
+int ps_server_new(const struct ps_server_opts *o, struct ps_server **out);
+/* Run until SIGINT/SIGTERM or ps_server_stop(). 0 or -errno. */
+int ps_server_run(struct ps_server *s);
+void ps_server_stop(struct ps_server *s);
+void ps_server_free(struct ps_server *s);
+/* The bound port (useful with port 0). */
+int ps_server_port(const struct ps_server *s);
+
+/* ---- the client ---------------------------------------------------------- */
+
+enum ps_compress { PS_COMPRESS_AUTO = 0, PS_COMPRESS_LZ4, PS_COMPRESS_NONE };
+
+struct ps_client_opts {
+	const char *to;              /* "HOST:PORT" */
+	uint8_t key[PS_KEY_LEN];
+	unsigned nstreams;           /* >= 1 */
+	enum ps_compress compress;
+	bool encrypt;
+	bool lazy;
+	uint64_t bandwidth;          /* bytes/s cap, 0 = none */
+	int32_t pid;
+	const char *comm;
+	int timeout_ms;              /* per reply */
+};
+
+struct ps_client;
+
+/* Connect and authenticate every stream, open the session. 0 or -errno. */
+int ps_client_new(const struct ps_client_opts *o, struct ps_client **out);
+void ps_client_free(struct ps_client *c);
+
+int ps_client_layout(struct ps_client *c, const struct haul_layout *l);
+int ps_client_round_begin(struct ps_client *c, uint64_t round);
+/*
+ * Queue @npages pages at @addr from @data (contiguous); @zero, if not NULL,
+ * marks all-zero pages (bit i = page i) so that they are elided.  The data
+ * is copied or sent before return.  Spreads batches over the streams.
+ */
+int ps_client_pages(struct ps_client *c, uint64_t addr, const void *data, uint32_t npages,
+		    const uint64_t *zero);
+/* Flush, and wait until the server has every page of the round. */
+int ps_client_round_end(struct ps_client *c, uint64_t round);
+int ps_client_state(struct ps_client *c, const void *blob, size_t len);
+/* Ask the target to resume the process; waits for its reply. */
+int ps_client_restore(struct ps_client *c, struct ps_restore_result *res);
+/* Tell the target the source copy is dead: the session is committed. */
+int ps_client_commit(struct ps_client *c);
+
+struct ps_client_stats {
+	uint64_t bytes_sent;   /* on the wire, all streams */
+	uint64_t pages_sent;
+	uint64_t zero_pages;
+	uint64_t lz4_pages;
+	double last_round_mbps; /* payload throughput of the last round */
+};
+void ps_client_stats(const struct ps_client *c, struct ps_client_stats *st);
+
+#endif

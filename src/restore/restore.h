@@ -1,0 +1,78 @@
+/*
+ * restore.h - checkpoint (dump) and restore of a process, without CRIU.
+ *
+ * Dump: with the process stopped (frozen and ptrace-seized), read its
+ * registers, xstate, signals, kernel bookkeeping and files, and serialise
+ * them as an image.proto ProcessState.  Memory is not in the state: it goes
+ * page by page through the tracker and the page server, or into an images
+ * directory (page store).
+ *
+ * Restore target: a libc-free stub process rebuilt by ptrace into the
+ * dumped process.  It can be created early (live migration): the layout and
+ * pages are applied while pre-copy runs; at switchover only the last pages
+ * and the state remain.  Only the thread that created a target may call
+ * its functions (it is the ptrace tracer).
+ */
+#ifndef HAUL_RESTORE_H
+#define HAUL_RESTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/vma.h"
+#include "pageserver/pageserver.h"
+
+/* ---- dump (source side) ---------------------------------------------------- */
+
+/*
+ * Check, without stopping or touching it, whether @pid uses only what haul
+ * can migrate.  Returns 0, or -EOPNOTSUPP with a user-facing reason in @why
+ * naming the resource and its fd or VMA ("fd 4 is a pipe", "2 threads").
+ */
+int rst_dump_precheck(pid_t pid, char *why, size_t whylen);
+
+/*
+ * Dump the state of @pid, which the caller holds stopped: every thread
+ * PTRACE_SEIZE'd and interrupted by rst_seize() below.  Allocates *@blob
+ * (free() it) holding a serialised ProcessState.  0 or -errno.
+ */
+struct rst_seized;
+int rst_seize(pid_t pid, struct rst_seized **out);  /* seize + interrupt all threads */
+int rst_dump_state(struct rst_seized *s, uint8_t **blob, size_t *len);
+/* Detach (the process resumes, or stays frozen if its cgroup is frozen). NULL is a no-op. */
+void rst_release(struct rst_seized *s);
+
+/* ---- restore target (target side) ------------------------------------------- */
+
+enum rst_pidns { RST_PIDNS_AUTO = 0, RST_PIDNS_ALWAYS, RST_PIDNS_NEVER };
+
+struct rst_target_opts {
+	pid_t pid;            /* the PID to give the process (its PID on the source) */
+	enum rst_pidns pidns; /* AUTO: same PID in our namespace if free, else a new PID namespace */
+	bool lazy;            /* register memory with userfaultfd (missing) before resume */
+};
+
+struct rst_target;
+
+/* Start the stub (and its PID namespace init when needed). 0 or -errno. */
+int rst_target_new(const struct rst_target_opts *o, struct rst_target **out);
+/* Make the stub's address space match @l (create, remove, move VMAs). */
+int rst_target_layout(struct rst_target *t, const struct haul_layout *l);
+/* Write @npages pages at @addr (@data NULL: make them zero). */
+int rst_target_pages(struct rst_target *t, uint64_t addr, const void *data, uint32_t npages);
+/*
+ * Apply @state (a ProcessState) and let the process run.  On success *@pid
+ * is its PID as seen from here.  On failure the stub is killed and a
+ * user-facing reason is in @why.
+ */
+int rst_target_resume(struct rst_target *t, const void *state, size_t len, pid_t *pid,
+		      char *why, size_t whylen);
+/* Kill the stub unless it was resumed. NULL is a no-op. */
+void rst_target_free(struct rst_target *t);
+
+/* The page server sink that restores live sessions into rst_targets. */
+extern const struct ps_sink_ops rst_live_sink;
+
+#endif
