@@ -21,6 +21,10 @@ INTEG_SRC := $(wildcard tests/integration/*.c)
 PROGS := $(patsubst tests/progs/%.c,$(BUILD)/progs/%,$(wildcard tests/progs/*.c)) \
 	$(patsubst bench/%.c,$(BUILD)/progs/%,$(wildcard bench/*.c))
 
+# Module fragments may append to LIB_OBJ (e.g. an embedded binary), PROGS,
+# TEST_EXTRA (built before `make test` runs) and BENCH_DEPS.
+-include $(wildcard src/*/module.mk bench/module.mk tests/module.mk)
+
 all: $(BUILD)/haul $(PROGS)
 
 deps:
@@ -83,5 +87,4 @@ clean:
 .PHONY: all deps test check asan format format-check clean bench bench-full demo fuzz
 .SECONDARY:
 
--include $(wildcard src/*/module.mk bench/module.mk tests/module.mk)
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
