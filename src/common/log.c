@@ -36,7 +36,7 @@ void log_init(const char *progname)
 
 void log_printf(int level, const char *fmt, ...)
 {
-	static const char *const tag[] = { "error: ", "warning: ", "", "debug: " };
+	static const char *const tag[] = {"error: ", "warning: ", "", "debug: "};
 	char buf[2048];
 	int saved = errno, n;
 	va_list ap;

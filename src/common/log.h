@@ -13,7 +13,12 @@
 
 #include <string.h>
 
-enum log_level { LOG_ERR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
+enum log_level {
+	LOG_ERR = 0,
+	LOG_WARN,
+	LOG_INFO,
+	LOG_DEBUG
+};
 
 #ifndef LOG_PREFIX
 #define LOG_PREFIX ""

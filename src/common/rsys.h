@@ -20,12 +20,14 @@
 #include <sys/user.h>
 
 struct rsys {
-	pid_t pid;                     /* the tracee (thread id) */
-	uint64_t sc_addr;              /* address of a 0f 05 in the tracee */
+	pid_t pid;		       /* the tracee (thread id) */
+	uint64_t sc_addr;	       /* address of a 0f 05 in the tracee */
 	struct user_regs_struct saved; /* registers at seize time */
-	bool seized;                   /* we did PTRACE_SEIZE (detach on release) */
+	bool seized;		       /* we did PTRACE_SEIZE (detach on release) */
 	bool in_syscall_restart;       /* saved regs were rewound to restart a syscall */
-	uint64_t scratch;              /* remote scratch mapping (0 until rsys_scratch) */
+	uint64_t scratch;	       /* remote scratch mapping (0 until rsys_scratch) */
+	uint64_t sigmask;	       /* the tracee's own signal mask, read at attach */
+	bool sigmask_blocked;	       /* we blocked all signals for the injected calls */
 };
 
 /*
@@ -37,13 +39,27 @@ struct rsys {
  */
 int rsys_seize(struct rsys *r, pid_t pid);
 
-/* Use an already ptrace-stopped tracee with a known syscall instruction address. */
+/*
+ * Use a tracee already seized and in a ptrace-stop by this thread.  @sc_addr
+ * is the address of a syscall instruction in it, or 0 to find one in its
+ * [vdso].  Saves (and rewinds, as rsys_seize) its registers; rsys_release()
+ * then restores them but does not detach.
+ */
 int rsys_attach_stopped(struct rsys *r, pid_t pid, uint64_t sc_addr);
+
+/* Wait for @pid's PTRACE_EVENT_STOP after PTRACE_INTERRUPT (signal stops are passed on). */
+int rsys_wait_event_stop(pid_t pid);
+
+/* The address of a `syscall` instruction in @pid's [vdso], or -errno. */
+int rsys_find_vdso_syscall(pid_t pid, uint64_t *addr);
 
 /*
  * Execute syscall @nr with up to 6 arguments in the tracee.  Returns 0 and
  * the syscall's raw return value in *@ret (which may be a -errno of the
- * remote call), or a -errno of our own when ptrace fails.
+ * remote call), or a -errno of our own when ptrace fails (-ESRCH: the
+ * tracee died).  All signals are blocked in the tracee (PTRACE_SETSIGMASK)
+ * from the first call until rsys_release(), so no handler runs on the
+ * injected registers; they stay pending and are delivered after release.
  */
 int rsys_call(struct rsys *r, long nr, const uint64_t args[6], long *ret);
 

@@ -15,38 +15,38 @@
 #include <sys/types.h>
 
 /* haul_vma.flags */
-#define HAUL_VMA_SHARED    (1u << 0)  /* MAP_SHARED ('s' in maps), else private */
-#define HAUL_VMA_ANON      (1u << 1)  /* no file behind it (heap, stack, anon) */
-#define HAUL_VMA_FILE      (1u << 2)  /* backed by path/dev/ino */
-#define HAUL_VMA_HEAP      (1u << 3)  /* [heap] */
-#define HAUL_VMA_STACK     (1u << 4)  /* [stack] */
-#define HAUL_VMA_VDSO      (1u << 5)  /* [vdso] */
-#define HAUL_VMA_VVAR      (1u << 6)  /* [vvar], [vvar_vclock] */
-#define HAUL_VMA_VSYSCALL  (1u << 7)  /* [vsyscall] */
-#define HAUL_VMA_GROWSDOWN (1u << 8)  /* VmFlags gd */
-#define HAUL_VMA_LOCKED    (1u << 9)  /* VmFlags lo (mlock) */
-#define HAUL_VMA_HUGEPAGE  (1u << 10) /* VmFlags hg (MADV_HUGEPAGE) */
-#define HAUL_VMA_NOHUGE    (1u << 11) /* VmFlags nh (MADV_NOHUGEPAGE) */
-#define HAUL_VMA_DONTFORK  (1u << 12) /* VmFlags dc (MADV_DONTFORK) */
-#define HAUL_VMA_DONTDUMP  (1u << 13) /* VmFlags dd */
+#define HAUL_VMA_SHARED	    (1u << 0)  /* MAP_SHARED ('s' in maps), else private */
+#define HAUL_VMA_ANON	    (1u << 1)  /* no file behind it (heap, stack, anon) */
+#define HAUL_VMA_FILE	    (1u << 2)  /* backed by path/dev/ino */
+#define HAUL_VMA_HEAP	    (1u << 3)  /* [heap] */
+#define HAUL_VMA_STACK	    (1u << 4)  /* [stack] */
+#define HAUL_VMA_VDSO	    (1u << 5)  /* [vdso] */
+#define HAUL_VMA_VVAR	    (1u << 6)  /* [vvar], [vvar_vclock] */
+#define HAUL_VMA_VSYSCALL   (1u << 7)  /* [vsyscall] */
+#define HAUL_VMA_GROWSDOWN  (1u << 8)  /* VmFlags gd */
+#define HAUL_VMA_LOCKED	    (1u << 9)  /* VmFlags lo (mlock) */
+#define HAUL_VMA_HUGEPAGE   (1u << 10) /* VmFlags hg (MADV_HUGEPAGE) */
+#define HAUL_VMA_NOHUGE	    (1u << 11) /* VmFlags nh (MADV_NOHUGEPAGE) */
+#define HAUL_VMA_DONTFORK   (1u << 12) /* VmFlags dc (MADV_DONTFORK) */
+#define HAUL_VMA_DONTDUMP   (1u << 13) /* VmFlags dd */
 #define HAUL_VMA_WIPEONFORK (1u << 14) /* VmFlags wf */
-#define HAUL_VMA_DELETED   (1u << 15) /* file mapping whose file was unlinked */
-#define HAUL_VMA_SHMEM     (1u << 16) /* shared anon / memfd / SysV: "/dev/zero (deleted)" etc. */
-#define HAUL_VMA_SPECIAL   (1u << 17) /* any other [name]: not migratable as memory */
-#define HAUL_VMA_UFFD_WP   (1u << 18) /* VmFlags uw: registered with uffd-wp (by us) */
-#define HAUL_VMA_RANDOM    (1u << 19) /* VmFlags rr (MADV_RANDOM) */
-#define HAUL_VMA_SEQ       (1u << 20) /* VmFlags sr (MADV_SEQUENTIAL) */
-#define HAUL_VMA_MAYSHARE  (1u << 21) /* VmFlags ms */
+#define HAUL_VMA_DELETED    (1u << 15) /* file mapping whose file was unlinked */
+#define HAUL_VMA_SHMEM	    (1u << 16) /* shared anon / memfd / SysV: "/dev/zero (deleted)" etc. */
+#define HAUL_VMA_SPECIAL    (1u << 17) /* any other [name]: not migratable as memory */
+#define HAUL_VMA_UFFD_WP    (1u << 18) /* VmFlags uw: registered with uffd-wp (by us) */
+#define HAUL_VMA_RANDOM	    (1u << 19) /* VmFlags rr (MADV_RANDOM) */
+#define HAUL_VMA_SEQ	    (1u << 20) /* VmFlags sr (MADV_SEQUENTIAL) */
+#define HAUL_VMA_MAYSHARE   (1u << 21) /* VmFlags ms */
 
 struct haul_vma {
 	uint64_t start; /* page aligned, inclusive */
-	uint64_t end;   /* page aligned, exclusive */
+	uint64_t end;	/* page aligned, exclusive */
 	uint64_t pgoff; /* file offset in bytes */
-	uint64_t dev;   /* makedev(major, minor) of the file, 0 for anon */
+	uint64_t dev;	/* makedev(major, minor) of the file, 0 for anon */
 	uint64_t ino;
-	uint32_t prot;  /* PROT_READ | PROT_WRITE | PROT_EXEC */
+	uint32_t prot;	/* PROT_READ | PROT_WRITE | PROT_EXEC */
 	uint32_t flags; /* HAUL_VMA_* */
-	char *path;     /* malloc'd; NULL for anonymous; "[heap]" etc. for specials */
+	char *path;	/* malloc'd; NULL for anonymous; "[heap]" etc. for specials */
 };
 
 struct haul_layout {

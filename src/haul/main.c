@@ -14,14 +14,15 @@ struct haul_cmd {
 };
 
 static const struct haul_cmd cmds[] = {
-	{ "migrate", haul_cmd_migrate, "move a running process to another host (live migration)" },
-	{ "pageserver", haul_cmd_pageserver, "target-side daemon: receive pages, restore on command" },
-	{ "checkpoint", haul_cmd_checkpoint, "dump a process to an image directory" },
-	{ "restore", haul_cmd_restore, "restore a process from an image directory" },
-	{ "track", haul_cmd_track, "watch a process's dirty pages round by round" },
-	{ "check", haul_cmd_check, "report the kernel features haul can use here" },
-	{ "run", haul_cmd_run, "start a workload in its own cgroup and PID namespace" },
-	{ "ps", haul_cmd_ps, "list workloads started with haul run" },
+	{"migrate", haul_cmd_migrate, "move a running process to another host (live migration)"},
+	{"pageserver", haul_cmd_pageserver,
+	 "target-side daemon: receive pages, restore on command"},
+	{"checkpoint", haul_cmd_checkpoint, "dump a process to an image directory"},
+	{"restore", haul_cmd_restore, "restore a process from an image directory"},
+	{"track", haul_cmd_track, "watch a process's dirty pages round by round"},
+	{"check", haul_cmd_check, "report the kernel features haul can use here"},
+	{"run", haul_cmd_run, "start a workload in its own cgroup and PID namespace"},
+	{"ps", haul_cmd_ps, "list workloads started with haul run"},
 };
 
 static void usage(FILE *f)
