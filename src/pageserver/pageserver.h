@@ -10,7 +10,15 @@
  *
  * The client: used by `haul migrate` on the source to open N authenticated
  * streams to a server and push layout, rounds of pages, the process state,
- * and the restore command.  Not thread-safe: one thread drives one client.
+ * and the restore command.  Not thread-safe: one thread drives one client
+ * (it runs a sender thread per stream internally).
+ *
+ * Changes since the first contract (all additive, old callers still build):
+ *  - ps_client_opts gained `kind` (LIVE default, STORE, FETCH) and
+ *    `session_id`; ps_client_fetch() reads pages back (lazy restore).
+ *  - ps_server_opts gained `once`; ps_server_store().
+ *  - Unless stated, functions return 0 or -errno.  A peer's error reply
+ *    (an Error frame) comes back as its errno, logged with its reason.
  */
 #ifndef HAUL_PAGESERVER_H
 #define HAUL_PAGESERVER_H
@@ -22,6 +30,8 @@
 
 #include "common/vma.h"
 
+struct pstore;
+
 #define PS_KEY_LEN 32
 
 /* Read a key file (at least 32 bytes; hashed down to PS_KEY_LEN). -errno. */
@@ -31,18 +41,18 @@ int ps_key_load(const char *path, uint8_t key[PS_KEY_LEN]);
 
 struct ps_session_info {
 	uint64_t session_id;
-	int32_t pid;       /* the process on the source (its PID in its own namespace) */
+	int32_t pid; /* the process on the source (its PID in its own namespace) */
 	const char *comm;
-	const char *peer;  /* "198.18.0.1:40312" */
+	const char *peer; /* "198.18.0.1:40312" */
 	uint32_t nstreams;
-	bool lazy;         /* post-copy: pages will be requested, not pushed */
+	bool lazy; /* post-copy: pages will be requested, not pushed */
 };
 
 /* The reply to a restore command. */
 struct ps_restore_result {
-	int32_t pid;       /* the restored process, as seen from the page server */
-	int32_t err;       /* 0 or -errno */
-	char msg[256];     /* a user-facing reason when err != 0 */
+	int32_t pid;   /* the restored process, as seen from the page server */
+	int32_t err;   /* 0 or -errno */
+	char msg[256]; /* a user-facing reason when err != 0 */
 };
 
 /*
@@ -70,13 +80,14 @@ struct ps_sink_ops {
 /* ---- the server ---------------------------------------------------------- */
 
 struct ps_server_opts {
-	const char *listen;          /* "ADDR:PORT" */
+	const char *listen; /* "ADDR:PORT" */
 	uint8_t key[PS_KEY_LEN];
-	const char *images_dir;      /* NULL: keep pages in memory */
+	const char *images_dir; /* NULL: keep pages in memory */
 	bool require_encrypt;
-	int stall_timeout_ms;        /* a peer silent this long mid-frame is dropped */
-	const struct ps_sink_ops *sink; /* NULL: page store only */
+	int stall_timeout_ms;		/* a peer silent this long mid-frame is dropped */
+	const struct ps_sink_ops *sink; /* NULL: LIVE sessions go to the page store too */
 	void *sink_arg;
+	bool once; /* return from ps_server_run() after one session ends */
 };
 
 struct ps_server;
@@ -88,22 +99,42 @@ void ps_server_stop(struct ps_server *s);
 void ps_server_free(struct ps_server *s);
 /* The bound port (useful with port 0). */
 int ps_server_port(const struct ps_server *s);
+/* The page store of the server (STORE sessions, and LIVE ones without a sink). */
+struct pstore *ps_server_store(struct ps_server *s);
 
 /* ---- the client ---------------------------------------------------------- */
 
-enum ps_compress { PS_COMPRESS_AUTO = 0, PS_COMPRESS_LZ4, PS_COMPRESS_NONE };
+enum ps_compress {
+	PS_COMPRESS_AUTO = 0,
+	PS_COMPRESS_LZ4,
+	PS_COMPRESS_NONE
+};
+
+/*
+ * LIVE: a migration, data goes to the server's sink.  STORE: pages go to
+ * the server's page store, committed at every round barrier (checkpoint to
+ * a remote server).  FETCH: read pages of a committed process (pid) back
+ * with ps_client_fetch(); no rounds.
+ */
+enum ps_session_kind {
+	PS_SESSION_LIVE = 0,
+	PS_SESSION_STORE,
+	PS_SESSION_FETCH
+};
 
 struct ps_client_opts {
-	const char *to;              /* "HOST:PORT" */
+	const char *to; /* "HOST:PORT" */
 	uint8_t key[PS_KEY_LEN];
-	unsigned nstreams;           /* >= 1 */
+	unsigned nstreams; /* >= 1 */
 	enum ps_compress compress;
 	bool encrypt;
 	bool lazy;
-	uint64_t bandwidth;          /* bytes/s cap, 0 = none */
+	uint64_t bandwidth; /* bytes/s cap, 0 = none */
 	int32_t pid;
 	const char *comm;
-	int timeout_ms;              /* per reply */
+	int timeout_ms;		   /* per reply; 0: PS_STALL_TIMEOUT_MS */
+	enum ps_session_kind kind; /* default LIVE */
+	uint64_t session_id;	   /* 0: random */
 };
 
 struct ps_client;
@@ -126,15 +157,27 @@ int ps_client_round_end(struct ps_client *c, uint64_t round);
 int ps_client_state(struct ps_client *c, const void *blob, size_t len);
 /* Ask the target to resume the process; waits for its reply. */
 int ps_client_restore(struct ps_client *c, struct ps_restore_result *res);
-/* Tell the target the source copy is dead: the session is committed. */
+/*
+ * LIVE: tell the target the source copy is dead, the session is committed.
+ * STORE: commit what was staged since the last round (state, layout).
+ */
 int ps_client_commit(struct ps_client *c);
+/*
+ * Read @npages committed pages at @addr into @buf (npages <= 1024) with a
+ * PAGE_REQ on stream 0.  Pages never stored read as zeros.  Any session
+ * kind may fetch (FETCH, STORE; LIVE when the server has the pages).
+ */
+int ps_client_fetch(struct ps_client *c, uint64_t addr, uint32_t npages, void *buf);
+/* The last committed round the server reported when the session opened. */
+uint64_t ps_client_committed_round(const struct ps_client *c);
 
 struct ps_client_stats {
-	uint64_t bytes_sent;   /* on the wire, all streams */
+	uint64_t bytes_sent; /* on the wire, all streams */
 	uint64_t pages_sent;
 	uint64_t zero_pages;
 	uint64_t lz4_pages;
-	double last_round_mbps; /* payload throughput of the last round */
+	uint64_t payload_bytes; /* payload bytes before encoding (pages * 4096) */
+	double last_round_mbps; /* payload throughput of the last round (MB/s of pages) */
 };
 void ps_client_stats(const struct ps_client *c, struct ps_client_stats *st);
 
