@@ -171,7 +171,7 @@ typedef int (*wire_pages_fn)(void *arg, uint64_t addr, const void *data, uint32_
  * -EBADMSG (malformed; nothing after the bad range was delivered) or the
  * callback's -errno.
  */
-int64_t wire_pages_decode(const HaulWire__Pages *m, const uint8_t *payload, size_t len,
+int64_t wire_pages_decode(const Haul__Wire__Pages *m, const uint8_t *payload, size_t len,
 			  void *scratch, wire_pages_fn fn, void *arg);
 
 /*
@@ -185,8 +185,8 @@ enum wire_compress {
 };
 
 struct wire_pages_enc {
-	HaulWire__PageRange *ranges;  /* storage for up to max_ranges ranges */
-	HaulWire__PageRange **rangep; /* pointers into ranges, for the message */
+	Haul__Wire__PageRange *ranges;	/* storage for up to max_ranges ranges */
+	Haul__Wire__PageRange **rangep; /* pointers into ranges, for the message */
 	size_t max_ranges;
 	size_t nranges;
 	uint8_t *payload; /* WIRE_MAX_PAYLOAD bytes */
@@ -209,7 +209,7 @@ void wire_pages_enc_reset(struct wire_pages_enc *e);
  */
 int wire_pages_enc_add(struct wire_pages_enc *e, uint64_t addr, const void *data, uint32_t npages);
 /* Fill @m (a Pages message) to describe the batch; @m points into @e. */
-void wire_pages_enc_msg(struct wire_pages_enc *e, HaulWire__Pages *m);
+void wire_pages_enc_msg(struct wire_pages_enc *e, Haul__Wire__Pages *m);
 
 /* True when the 4096 bytes at @p are all zero. */
 bool wire_page_is_zero(const void *p);
@@ -222,8 +222,8 @@ bool wire_page_is_zero(const void *p);
  * arrays of l->n entries).  wire_layout_from_msg() validates (aligned,
  * start < end, sorted, non-overlapping) and copies: -EBADMSG or -ENOMEM.
  */
-void wire_layout_to_msg(const struct haul_layout *l, HaulWire__Vma *vmas, HaulWire__Vma **vmap,
-			HaulWire__Layout *m);
-int wire_layout_from_msg(HaulWire__Vma *const *vmas, size_t n, struct haul_layout *out);
+void wire_layout_to_msg(const struct haul_layout *l, Haul__Wire__Vma *vmas, Haul__Wire__Vma **vmap,
+			Haul__Wire__Layout *m);
+int wire_layout_from_msg(Haul__Wire__Vma *const *vmas, size_t n, struct haul_layout *out);
 
 #endif
