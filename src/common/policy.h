@@ -32,4 +32,38 @@
 /* Pages per arena chunk of the memory page store (64 MiB): few mmaps for GiBs. */
 #define PSTORE_CHUNK_PAGES 16384
 
+/* ---- migrate (owned by haul migrate) ----------------------------------------- */
+/* Parent of the cgroups haul makes (<mount>/haul/mig-PID, <mount>/haul/NAME for haul run). */
+#define HAUL_CG_PARENT "haul"
+/* cpu.max period while throttling: short, so a throttled workload stalls at most ~20 ms. */
+#define HAUL_MIG_THROTTLE_PERIOD_US 20000
+/* Smallest quota written: the kernel refuses < 1 ms, and 1 ms is already 95% throttle. */
+#define HAUL_MIG_THROTTLE_MIN_QUOTA_US 1000
+/* First throttle step and each further step, as QEMU's auto-converge (20%, +10%). */
+#define HAUL_MIG_THROTTLE_INITIAL 20
+#define HAUL_MIG_THROTTLE_STEP 10
+/* The most CPU auto-converge takes away; 99% leaves the workload alive. */
+#define HAUL_MIG_THROTTLE_MAX 99
+/* A round "shrinks" when it is below this percentage of the previous one. */
+#define HAUL_MIG_SHRINK_PCT 90
+/* Default downtime target: well under what a TCP client retransmits over (200 ms RTO). */
+#define HAUL_MIG_DOWNTIME_MS 50
+/* Default most pre-copy rounds before switching over regardless (then reported). */
+#define HAUL_MIG_MAX_ROUNDS 30
+/* Estimated fixed switchover cost before any is measured: freeze ~0.1 ms, seize+dump
+ * ~3 ms, restore of a small process 3-11 ms (KERNEL.md), plus a round trip. */
+#define HAUL_MIG_FIXED_MS 12
+/* Pages read from the process per process_vm_readv batch: 4 MiB (1-16 MiB is fastest). */
+#define HAUL_MIG_READ_PAGES 1024
+/* How long the freezer may take to stop the workload before we give up and thaw. */
+#define HAUL_MIG_FREEZE_TIMEOUT_MS 2000
+/* Default per-reply timeout towards the page server: a dead link fails within this. */
+#define HAUL_MIG_REPLY_TIMEOUT_MS 10000
+/* Retries (10 ms apart) to remove a cgroup while the killed source leaves it. */
+#define HAUL_MIG_RMDIR_TRIES 100
+/* Re-read cgroup.events this often while waiting to freeze (its events are rate-limited). */
+#define HAUL_FREEZE_REREAD_MS 1
+/* v1 freezer.state poll period. */
+#define HAUL_FREEZE_V1_POLL_US 100
+
 #endif

@@ -1,0 +1,438 @@
+/*
+ * cgroup.c - find, make and undo the cgroups a migrated workload lives in.
+ *
+ * Two controllers matter to migrate: the freezer (switchover) and cpu
+ * (auto-converge throttle).  Hosts differ: the development VMs are hybrid
+ * (v1 controllers under /sys/fs/cgroup/<ctrl>, cgroup2 without controllers at
+ * /sys/fs/cgroup/unified), the large machine is pure cgroup2.  So the layout
+ * is read from /proc/self/mounts, never assumed:
+ *   freezer: cgroup2's cgroup.freeze wherever cgroup2 is mounted (it needs no
+ *            controller), else the v1 freezer hierarchy;
+ *   cpu:     cgroup2's cpu.max when the cpu controller is enabled there, else
+ *            the v1 cpu hierarchy's cpu.cfs_quota_us.
+ * Only a cgroup that holds the workload alone may be frozen or throttled: a
+ * process that shares its cgroup (or sits in the root) is moved into a cgroup
+ * haul makes, <mount>/haul/mig-<pid>, and moved back if the migration fails.
+ * cgroup.procs moves every thread of the process at once.
+ */
+#define LOG_PREFIX "cgroup: "
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/policy.h"
+#include "haul/haul_int.h"
+
+bool haul_cg_has_file(const char *dir, const char *file)
+{
+	char p[PATH_MAX + 64];
+
+	snprintf(p, sizeof(p), "%s/%s", dir, file);
+	return access(p, F_OK) == 0;
+}
+
+int haul_cg_write(const char *dir, const char *file, const char *val)
+{
+	char p[PATH_MAX + 64];
+	size_t len = strlen(val);
+	ssize_t n;
+	int fd, ret = 0;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, file);
+	fd = open(p, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, val, len);
+	if (n < 0)
+		ret = -errno;
+	else if ((size_t)n != len)
+		ret = -EIO;
+	close(fd);
+	return ret;
+}
+
+int haul_cg_read(const char *dir, const char *file, char *buf, size_t len)
+{
+	char p[PATH_MAX + 64];
+	ssize_t n;
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, file);
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	if (n < 0) {
+		n = -errno;
+		close(fd);
+		return n;
+	}
+	close(fd);
+	buf[n] = '\0';
+	return n;
+}
+
+int haul_cg_mkdir_p(const char *path)
+{
+	char p[PATH_MAX];
+	size_t len = strlen(path);
+
+	if (len >= sizeof(p))
+		return -ENAMETOOLONG;
+	memcpy(p, path, len + 1);
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0755) && errno != EEXIST)
+			return -errno;
+		*s = '/';
+	}
+	if (mkdir(p, 0755) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* Whether the comma-separated mount options @opts contain @word. */
+static bool opt_has(const char *opts, const char *word)
+{
+	size_t wl = strlen(word);
+
+	for (const char *s = opts; s && *s;) {
+		const char *e = strchr(s, ',');
+		size_t l = e ? (size_t)(e - s) : strlen(s);
+
+		if (l == wl && !strncmp(s, word, wl))
+			return true;
+		s = e ? e + 1 : NULL;
+	}
+	return false;
+}
+
+int haul_cg_parse_mounts(const char *text, struct haul_cg_mounts *m)
+{
+	const char *line = text;
+
+	memset(m, 0, sizeof(*m));
+	while (line && *line) {
+		char dev[64], dir[PATH_MAX], type[32], opts[512];
+		const char *next = strchr(line, '\n');
+
+		if (sscanf(line, "%63s %4095s %31s %511s", dev, dir, type, opts) == 4) {
+			if (!strcmp(type, "cgroup2") && !m->v2[0])
+				snprintf(m->v2, sizeof(m->v2), "%s", dir);
+			else if (!strcmp(type, "cgroup") && opt_has(opts, "freezer") &&
+				 !m->v1_freezer[0])
+				snprintf(m->v1_freezer, sizeof(m->v1_freezer), "%s", dir);
+			else if (!strcmp(type, "cgroup") && opt_has(opts, "cpu") && !m->v1_cpu[0])
+				snprintf(m->v1_cpu, sizeof(m->v1_cpu), "%s", dir);
+		}
+		line = next ? next + 1 : NULL;
+	}
+	return m->v2[0] || m->v1_freezer[0] ? 0 : -ENOENT;
+}
+
+static int read_file(const char *path, char *buf, size_t len)
+{
+	size_t off = 0;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	while (off + 1 < len && (n = read(fd, buf + off, len - 1 - off)) > 0)
+		off += n;
+	close(fd);
+	buf[off] = '\0';
+	return off;
+}
+
+int haul_cg_probe(struct haul_cg_mounts *m)
+{
+	char *buf;
+	int ret;
+
+	buf = malloc(65536);
+	if (!buf)
+		return -ENOMEM;
+	ret = read_file("/proc/self/mounts", buf, 65536);
+	if (ret >= 0)
+		ret = haul_cg_parse_mounts(buf, m);
+	free(buf);
+	return ret;
+}
+
+int haul_cg_parse_proc(const char *text, const char *ctrl, char *out, size_t len)
+{
+	const char *line = text;
+
+	while (line && *line) {
+		const char *next = strchr(line, '\n');
+		const char *c1 = strchr(line, ':'), *c2;
+		size_t l;
+
+		if (!c1 || (next && c1 > next))
+			goto next;
+		c2 = strchr(c1 + 1, ':');
+		if (!c2 || (next && c2 > next))
+			goto next;
+		if (ctrl[0]) {
+			/* "4:cpu,cpuacct:/path": @ctrl among the comma list */
+			char list[256];
+
+			l = c2 - c1 - 1;
+			if (l >= sizeof(list))
+				goto next;
+			memcpy(list, c1 + 1, l);
+			list[l] = '\0';
+			if (!opt_has(list, ctrl))
+				goto next;
+		} else if (c2 != c1 + 1 || strncmp(line, "0:", 2)) {
+			goto next;
+		}
+		l = next ? (size_t)(next - c2 - 1) : strlen(c2 + 1);
+		if (l + 1 > len)
+			return -ENAMETOOLONG;
+		memcpy(out, c2 + 1, l);
+		out[l] = '\0';
+		return 0;
+next:
+		line = next ? next + 1 : NULL;
+	}
+	return -ENOENT;
+}
+
+/* The absolute directory of @pid's cgroup in hierarchy @ctrl mounted at @mnt. */
+static int pid_cgroup_dir(pid_t pid, const char *mnt, const char *ctrl, char *out, size_t len)
+{
+	char path[64], text[4096], rel[PATH_MAX];
+	int ret;
+
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", pid);
+	ret = read_file(path, text, sizeof(text));
+	if (ret < 0)
+		return ret;
+	ret = haul_cg_parse_proc(text, ctrl, rel, sizeof(rel));
+	if (ret)
+		return ret;
+	if ((size_t)snprintf(out, len, "%s%s", mnt, strcmp(rel, "/") ? rel : "") >= len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* Whether the cgroup at @dir holds @pid and nothing else (and is not a root). */
+static bool cgroup_is_own(const char *dir, const char *mnt, pid_t pid)
+{
+	char buf[4096], *nl;
+	int ret;
+
+	if (!strcmp(dir, mnt))
+		return false;
+	ret = haul_cg_read(dir, "cgroup.procs", buf, sizeof(buf));
+	if (ret <= 0)
+		return false;
+	nl = strchr(buf, '\n');
+	return atoi(buf) == pid && (!nl || !nl[1]);
+}
+
+static int move_pid(const char *dir, pid_t pid)
+{
+	char v[32];
+
+	snprintf(v, sizeof(v), "%d", pid);
+	return haul_cg_write(dir, "cgroup.procs", v);
+}
+
+/*
+ * Give @pid a cgroup of its own in the hierarchy at @mnt: keep the one it
+ * has if it is alone there, else make <mnt>/haul/mig-<pid> and move it.
+ */
+static int own_cgroup(pid_t pid, const char *mnt, const char *ctrl, char *dir, char *orig)
+{
+	char cur[PATH_MAX];
+	int ret;
+
+	ret = pid_cgroup_dir(pid, mnt, ctrl, cur, sizeof(cur));
+	if (ret) {
+		pr_err_r(ret, "cannot read the %s cgroup of pid %d", ctrl[0] ? ctrl : "cgroup2",
+			 pid);
+		return ret;
+	}
+	orig[0] = '\0';
+	if (cgroup_is_own(cur, mnt, pid)) {
+		snprintf(dir, PATH_MAX, "%s", cur);
+		return 0;
+	}
+	if ((size_t)snprintf(dir, PATH_MAX, "%s/%s/mig-%d", mnt, HAUL_CG_PARENT, pid) >= PATH_MAX)
+		return -ENAMETOOLONG;
+	ret = haul_cg_mkdir_p(dir);
+	if (ret) {
+		pr_err_r(ret, "cannot make cgroup '%s' for pid %d", dir, pid);
+		return ret;
+	}
+	ret = move_pid(dir, pid);
+	if (ret) {
+		pr_err_r(ret, "cannot move pid %d into cgroup '%s'", pid, dir);
+		rmdir(dir);
+		return ret;
+	}
+	snprintf(orig, PATH_MAX, "%s", cur);
+	pr_debug("moved pid %d from '%s' into '%s'", pid, cur, dir);
+	return 0;
+}
+
+/*
+ * On pure cgroup2 the cpu controller must be enabled in every ancestor's
+ * subtree_control for cpu.max to appear.  Best effort: a host without it
+ * still migrates, only without auto-converge.
+ */
+static void v2_enable_cpu(const char *mnt)
+{
+	char parent[PATH_MAX + 64], ctl[256];
+	char *save = NULL;
+	bool cpu = false;
+
+	if (haul_cg_read(mnt, "cgroup.controllers", ctl, sizeof(ctl)) <= 0)
+		return;
+	for (char *w = strtok_r(ctl, " \n", &save); w; w = strtok_r(NULL, " \n", &save))
+		cpu |= !strcmp(w, "cpu");
+	if (!cpu)
+		return;
+	snprintf(parent, sizeof(parent), "%s/%s", mnt, HAUL_CG_PARENT);
+	haul_cg_mkdir_p(parent);
+	haul_cg_write(mnt, "cgroup.subtree_control", "+cpu");
+	haul_cg_write(parent, "cgroup.subtree_control", "+cpu");
+}
+
+int haul_cg_prepare(pid_t pid, const struct haul_cg_mounts *m, struct haul_cg *cg)
+{
+	int ret;
+
+	memset(cg, 0, sizeof(*cg));
+	cg->pid = pid;
+	if (m->v2[0]) {
+		v2_enable_cpu(m->v2);
+		cg->v2_freezer = true;
+		ret = own_cgroup(pid, m->v2, "", cg->freezer_dir, cg->freezer_orig);
+	} else if (m->v1_freezer[0]) {
+		ret = own_cgroup(pid, m->v1_freezer, "freezer", cg->freezer_dir, cg->freezer_orig);
+	} else {
+		pr_err("no cgroup freezer on this host: mount cgroup2 or the v1 freezer");
+		return -EOPNOTSUPP;
+	}
+	if (ret)
+		return ret;
+	if (cg->v2_freezer && haul_cg_has_file(cg->freezer_dir, "cpu.max")) {
+		cg->v2_cpu = true;
+		snprintf(cg->cpu_dir, sizeof(cg->cpu_dir), "%s", cg->freezer_dir);
+	} else if (m->v1_cpu[0]) {
+		ret = own_cgroup(pid, m->v1_cpu, "cpu", cg->cpu_dir, cg->cpu_orig);
+		if (ret) {
+			pr_warn("pid %d cannot be throttled: no cpu cgroup of its own", pid);
+			cg->cpu_dir[0] = '\0';
+		}
+	} else {
+		pr_warn("no cpu controller on this host: pid %d cannot be throttled", pid);
+	}
+	pr_debug("pid %d: freezer '%s' (%s), cpu '%s'", pid, cg->freezer_dir,
+		 cg->v2_freezer ? "cgroup2" : "v1", cg->cpu_dir[0] ? cg->cpu_dir : "none");
+	return 0;
+}
+
+int haul_cg_throttle(struct haul_cg *cg, unsigned pct, double cpus)
+{
+	long period = HAUL_MIG_THROTTLE_PERIOD_US, quota;
+	char v[64];
+	int ret;
+
+	if (!cg->cpu_dir[0])
+		return -EOPNOTSUPP;
+	if (cpus < 0.05)
+		cpus = 0.05;
+	quota = (long)(period * cpus * (100 - (pct > 99 ? 99 : pct)) / 100);
+	if (quota < HAUL_MIG_THROTTLE_MIN_QUOTA_US)
+		quota = HAUL_MIG_THROTTLE_MIN_QUOTA_US;
+	if (cg->v2_cpu) {
+		if (pct)
+			snprintf(v, sizeof(v), "%ld %ld", quota, period);
+		else
+			snprintf(v, sizeof(v), "max %ld", period);
+		ret = haul_cg_write(cg->cpu_dir, "cpu.max", v);
+	} else {
+		/* v1 checks quota against the period in force: lift, set period, set quota */
+		ret = haul_cg_write(cg->cpu_dir, "cpu.cfs_quota_us", "-1");
+		if (!ret) {
+			snprintf(v, sizeof(v), "%ld", period);
+			ret = haul_cg_write(cg->cpu_dir, "cpu.cfs_period_us", v);
+		}
+		if (!ret && pct) {
+			snprintf(v, sizeof(v), "%ld", quota);
+			ret = haul_cg_write(cg->cpu_dir, "cpu.cfs_quota_us", v);
+		}
+	}
+	if (ret) {
+		pr_err_r(ret, "cannot throttle pid %d to %u%% in '%s'", cg->pid, pct, cg->cpu_dir);
+		return ret;
+	}
+	cg->throttle_pct = pct;
+	return 0;
+}
+
+/* Move back, then remove the cgroup haul made; EBUSY means something else joined it. */
+static void put_back(pid_t pid, const char *dir, const char *orig)
+{
+	int ret;
+
+	if (!orig[0])
+		return;
+	ret = move_pid(orig, pid);
+	if (ret && ret != -ESRCH)
+		pr_warn_r(ret, "cannot move pid %d back to cgroup '%s'", pid, orig);
+	if (rmdir(dir) && errno != ENOENT)
+		pr_warn("cannot remove cgroup '%s' of pid %d: %s", dir, pid, strerror(errno));
+}
+
+void haul_cg_undo(struct haul_cg *cg)
+{
+	int ret;
+
+	if (cg->throttle_pct)
+		haul_cg_throttle(cg, 0, 1);
+	if (cg->freezer_dir[0]) {
+		ret = haul_thaw(cg);
+		if (ret)
+			pr_err_r(ret, "cannot thaw pid %d in '%s': write 0 to its cgroup.freeze",
+				 cg->pid, cg->freezer_dir);
+	}
+	if (cg->cpu_dir[0] && !cg->v2_cpu)
+		put_back(cg->pid, cg->cpu_dir, cg->cpu_orig);
+	if (cg->freezer_dir[0])
+		put_back(cg->pid, cg->freezer_dir, cg->freezer_orig);
+}
+
+/* rmdir, waiting a little for the exiting source to leave the cgroup. */
+static void rmdir_when_empty(const char *dir)
+{
+	for (int i = 0; i < HAUL_MIG_RMDIR_TRIES; i++) {
+		if (!rmdir(dir) || errno == ENOENT)
+			return;
+		if (errno != EBUSY)
+			break;
+		usleep(10000);
+	}
+	pr_warn("cannot remove cgroup '%s': %s; remove it once it is empty", dir, strerror(errno));
+}
+
+void haul_cg_cleanup(struct haul_cg *cg)
+{
+	if (cg->cpu_dir[0] && !cg->v2_cpu && cg->cpu_orig[0])
+		rmdir_when_empty(cg->cpu_dir);
+	if (cg->freezer_dir[0] && cg->freezer_orig[0])
+		rmdir_when_empty(cg->freezer_dir);
+}

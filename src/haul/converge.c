@@ -1,0 +1,106 @@
+/*
+ * converge.c - the pre-copy convergence model: after each round, is it time
+ * to switch over, and does the workload need throttling to get there?
+ *
+ * Measured each round:
+ *   bandwidth   bytes of pages sent / time to send them, summed over rounds
+ *               (the big first round dominates: the streaming rate), plus a
+ *               per-round latency (the shortest round seen: the cost of a
+ *               round trip and the server's round barrier);
+ *   dirty rate  bytes the scan found / time since the previous scan (the
+ *               latest round only, so a throttle shows at once).
+ * Expected downtime if we froze now:
+ *   fixed (freeze + seize + state + restore) + latency
+ *   + dirty rate * (time since this round's scan) / bandwidth
+ * since everything written since the last scan must be sent frozen.
+ * Switch over when that is within the target.  When a round does not shrink
+ * below HAUL_MIG_SHRINK_PCT of the previous one (the dirty rate is close to
+ * or above the bandwidth), ask for a CPU throttle: 20%, then +10% every round
+ * that still does not shrink, up to 99% (QEMU's auto-converge steps, but
+ * decided after every round instead of every other sync).  At --max-rounds,
+ * switch over anyway and let the caller report the cost.
+ * Pure arithmetic: no I/O, unit-tested in tests/unit/mig_converge.c.
+ */
+#include <stddef.h>
+
+#include "common/policy.h"
+#include "haul/haul_int.h"
+
+void haul_conv_init(struct haul_conv *c, double target_ms, double fixed_ms, unsigned max_rounds)
+{
+	*c = (struct haul_conv){
+		.target_ms = target_ms,
+		.fixed_ms = fixed_ms,
+		.max_rounds = max_rounds,
+		.latency_s = -1,
+	};
+}
+
+double haul_conv_downtime_ms(const struct haul_conv *c, double bytes)
+{
+	double send = c->bw > 0 ? bytes / c->bw : 0;
+
+	return c->fixed_ms + ((c->latency_s > 0 ? c->latency_s : 0) + send) * 1e3;
+}
+
+enum haul_conv_action haul_conv_update(struct haul_conv *c, const struct haul_conv_sample *s)
+{
+	bool shrank;
+
+	c->rounds++;
+	if (s->send_s > 0) {
+		c->sum_bytes += s->dirty_bytes;
+		c->sum_send_s += s->send_s;
+		if (c->sum_send_s > 0 && c->sum_bytes > 0)
+			c->bw = c->sum_bytes / c->sum_send_s;
+	}
+	if (c->rounds > 1 && s->send_s > 0) {
+		/* a round's time, less what its bytes cost at the streaming rate */
+		double lat = s->send_s - (c->bw > 0 ? s->dirty_bytes / c->bw : 0);
+
+		if (lat < 0)
+			lat = 0;
+		if (c->latency_s < 0 || lat < c->latency_s)
+			c->latency_s = lat;
+	}
+	/* round 1 sends every populated page: not a rate */
+	if (c->rounds > 1 && s->scan_gap_s > 0)
+		c->dirty_rate = s->dirty_bytes / s->scan_gap_s;
+	c->expected_ms = haul_conv_downtime_ms(c, c->dirty_rate * s->since_scan_s);
+
+	shrank = c->rounds <= 2 || s->dirty_bytes * 100 < c->prev_dirty * HAUL_MIG_SHRINK_PCT;
+	c->prev_dirty = s->dirty_bytes;
+	if (c->rounds > 1 && c->expected_ms <= c->target_ms)
+		return HAUL_CONV_SWITCH;
+	if (c->rounds >= c->max_rounds)
+		return HAUL_CONV_SWITCH_LIMIT;
+	if (shrank) {
+		c->stalls = 0;
+		return HAUL_CONV_CONTINUE;
+	}
+	c->stalls++;
+	if (c->throttle_pct >= HAUL_MIG_THROTTLE_MAX)
+		return HAUL_CONV_CONTINUE;
+	if (!c->throttle_pct)
+		c->throttle_pct = HAUL_MIG_THROTTLE_INITIAL;
+	else
+		c->throttle_pct += HAUL_MIG_THROTTLE_STEP;
+	if (c->throttle_pct > HAUL_MIG_THROTTLE_MAX)
+		c->throttle_pct = HAUL_MIG_THROTTLE_MAX;
+	return HAUL_CONV_THROTTLE;
+}
+
+const char *haul_conv_action_name(enum haul_conv_action a)
+{
+	switch (a) {
+	case HAUL_CONV_CONTINUE:
+		return "continue";
+	case HAUL_CONV_THROTTLE:
+		return "throttle";
+	case HAUL_CONV_SWITCH:
+		return "switch";
+	case HAUL_CONV_SWITCH_LIMIT:
+		return "switch at round limit";
+	}
+	return "?";
+}

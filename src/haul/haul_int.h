@@ -1,0 +1,184 @@
+/*
+ * haul_int.h - private declarations of the haul module (orchestration,
+ * cgroups and freezer, convergence model, workload registry).  Nothing
+ * outside src/haul includes this header.
+ */
+#ifndef HAUL_HAUL_INT_H
+#define HAUL_HAUL_INT_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ---- cgroup.c: where the hierarchies are, and a workload's cgroups -------- */
+
+/* Mount points of the hierarchies haul uses; "" where there is none. */
+struct haul_cg_mounts {
+	char v2[PATH_MAX];	   /* cgroup2 (pure: /sys/fs/cgroup; hybrid: .../unified) */
+	char v1_freezer[PATH_MAX]; /* v1 hierarchy with the freezer controller */
+	char v1_cpu[PATH_MAX];	   /* v1 hierarchy with the cpu controller */
+};
+
+/* Parse the text of /proc/self/mounts. 0, or -ENOENT when no usable hierarchy. */
+int haul_cg_parse_mounts(const char *text, struct haul_cg_mounts *m);
+/* Read /proc/self/mounts. 0 or -errno. */
+int haul_cg_probe(struct haul_cg_mounts *m);
+
+/*
+ * From the text of /proc/PID/cgroup, the path of the cgroup of hierarchy
+ * @ctrl ("" for cgroup2's "0::" line, else a v1 controller such as "freezer").
+ * 0, -ENOENT when that hierarchy is not listed, -ENAMETOOLONG.
+ */
+int haul_cg_parse_proc(const char *text, const char *ctrl, char *out, size_t len);
+
+/*
+ * The cgroups a migrated workload is frozen and throttled in.  When the
+ * process shares its cgroup with others (or sits in the root), haul makes
+ * one (<mount>/haul/mig-<pid>) and moves it in; *_orig then remembers where
+ * it came from so that a failed migration puts it back.
+ */
+struct haul_cg {
+	pid_t pid;
+	bool v2_freezer; /* freezer_dir is cgroup2 (cgroup.freeze), else v1 */
+	char freezer_dir[PATH_MAX];
+	char freezer_orig[PATH_MAX]; /* "" unless haul moved the process */
+	bool v2_cpu;		     /* cpu_dir has cpu.max, else v1 cpu.cfs_quota_us */
+	char cpu_dir[PATH_MAX];	     /* "" when no cpu controller can be reached */
+	char cpu_orig[PATH_MAX];
+	unsigned throttle_pct; /* the current CPU throttle, 0 = none */
+};
+
+/*
+ * Find or make the freezer and cpu cgroups of @pid, moving it when it has
+ * none of its own.  0 or -errno (-EOPNOTSUPP: no freezer hierarchy).
+ */
+int haul_cg_prepare(pid_t pid, const struct haul_cg_mounts *m, struct haul_cg *cg);
+/*
+ * Give the workload @pct percent less CPU than @cpus CPUs (cpu.max or
+ * cfs_quota_us); @pct 0 lifts the limit.  0, -EOPNOTSUPP when no cpu
+ * controller is reachable, or -errno.
+ */
+int haul_cg_throttle(struct haul_cg *cg, unsigned pct, double cpus);
+/*
+ * Undo haul_cg_prepare after a failed migration: lift the throttle, thaw,
+ * move the process back and remove what haul made.  Best effort, logs what
+ * it cannot undo.  Safe in a forked child (the guardian).
+ */
+void haul_cg_undo(struct haul_cg *cg);
+/* After the source was killed: remove the cgroups haul made (they empty as it exits). */
+void haul_cg_cleanup(struct haul_cg *cg);
+
+/* Whether @path/@file exists. */
+bool haul_cg_has_file(const char *dir, const char *file);
+/* Write @val to @dir/@file. 0 or -errno. */
+int haul_cg_write(const char *dir, const char *file, const char *val);
+/* Read @dir/@file into @buf (NUL-terminated). Length or -errno. */
+int haul_cg_read(const char *dir, const char *file, char *buf, size_t len);
+/* mkdir -p. 0 or -errno. */
+int haul_cg_mkdir_p(const char *path);
+
+/* ---- freezer.c: the cgroup freezer, v2 or v1 ---------------------------- */
+
+/*
+ * Freeze the cgroup and wait until every task in it is frozen, at most
+ * @timeout_ms.  0, -ETIMEDOUT (left freezing: the caller thaws), or -errno.
+ */
+int haul_freeze(const struct haul_cg *cg, int timeout_ms);
+/* Thaw. 0 or -errno. */
+int haul_thaw(const struct haul_cg *cg);
+/* Whether the cgroup is (being) frozen now. */
+bool haul_frozen(const struct haul_cg *cg);
+
+/* ---- guard.c: a child that undoes a migration when haul dies -------------- */
+
+/*
+ * The guardian is a forked, session-leading child that ignores SIGINT and
+ * holds the read end of a pipe.  When haul dies before the commit point the
+ * pipe reads EOF and the guardian undoes the cgroup changes (thaw: the
+ * source runs on).  Past haul_guard_indoubt() it leaves the source frozen and
+ * prints what an operator must check, because the target may already run.
+ */
+struct haul_guard {
+	pid_t pid;
+	int fd; /* write end, -1 when closed */
+};
+
+int haul_guard_start(const struct haul_cg *cg, const char *to, struct haul_guard *g);
+/* The restore command is about to go out: from now on a dead haul is in doubt. */
+int haul_guard_indoubt(struct haul_guard *g);
+/* Back to armed (the restore was refused: the source may be thawed). */
+int haul_guard_rearm(struct haul_guard *g);
+/* Dismiss the guardian (haul finished either way) and reap it. */
+void haul_guard_stop(struct haul_guard *g);
+
+/* ---- converge.c: when to switch over, when to throttle ------------------- */
+
+enum haul_conv_action {
+	HAUL_CONV_CONTINUE = 0, /* another pre-copy round */
+	HAUL_CONV_THROTTLE,	/* another round, with more CPU throttle (see .throttle_pct) */
+	HAUL_CONV_SWITCH,	/* the expected downtime is within the target */
+	HAUL_CONV_SWITCH_LIMIT, /* out of rounds: switch anyway, over the target */
+};
+
+/* What one pre-copy round measured. */
+struct haul_conv_sample {
+	uint64_t dirty_bytes; /* what the round's scan found (and the round sent) */
+	double scan_gap_s;    /* time between this scan and the previous one (0 for round 1) */
+	double send_s;	      /* time to send the round, from first page to round_end ack */
+	double since_scan_s;  /* time from this round's scan to now (the decision) */
+};
+
+struct haul_conv {
+	/* inputs */
+	double target_ms; /* downtime target */
+	double fixed_ms;  /* estimated freeze + state + restore cost */
+	unsigned max_rounds;
+	/* estimates, updated by haul_conv_update() */
+	double bw;	  /* bytes/s the link moves pages at */
+	double latency_s; /* fixed cost of one round trip (smallest excess of a round), -1 unknown */
+	double dirty_rate;  /* bytes/s the workload dirties (latest round) */
+	double expected_ms; /* downtime if we switched over now */
+	uint64_t prev_dirty;
+	unsigned rounds;
+	unsigned stalls;       /* rounds in a row that did not shrink */
+	unsigned throttle_pct; /* what the policy asks for now */
+	uint64_t sum_bytes;
+	double sum_send_s;
+};
+
+void haul_conv_init(struct haul_conv *c, double target_ms, double fixed_ms, unsigned max_rounds);
+enum haul_conv_action haul_conv_update(struct haul_conv *c, const struct haul_conv_sample *s);
+/* Expected downtime if @bytes were left to send at switchover. */
+double haul_conv_downtime_ms(const struct haul_conv *c, double bytes);
+const char *haul_conv_action_name(enum haul_conv_action a);
+
+/* ---- registry.c: workloads started by `haul run` (/run/haul/<name>) ------- */
+
+struct haul_wl {
+	char name[64];
+	pid_t pid;		  /* in haul's PID namespace */
+	unsigned long long start; /* /proc/PID/stat starttime, to tell PID reuse */
+	char cgroup[PATH_MAX];
+	char cmd[512];
+	char log[PATH_MAX];
+	char migrated_to[128]; /* "" unless haul migrate moved it away */
+};
+
+/* The registry directory: $HAUL_RUN_DIR or /run/haul. */
+const char *haul_reg_dir(void);
+int haul_reg_save(const struct haul_wl *w);
+int haul_reg_load(const char *name, struct haul_wl *w);
+/* Parse the key=value text of a registry entry. 0 or -EINVAL. */
+int haul_reg_parse(const char *text, struct haul_wl *w);
+/* The entry whose process is @pid (and still the same process), or -ENOENT. */
+int haul_reg_find_pid(pid_t pid, struct haul_wl *w);
+/* The starttime field of /proc/PID/stat: 0 or -errno. */
+int haul_proc_starttime(pid_t pid, unsigned long long *start);
+/* The state letter of /proc/PID/stat ('R', 'S', 'Z', ...), or 0 when gone. */
+char haul_proc_state(pid_t pid);
+/* utime + stime of @pid in clock ticks, or -errno. */
+long long haul_proc_cpu_ticks(pid_t pid);
+
+#endif

@@ -1,0 +1,206 @@
+/*
+ * registry.c - the workloads `haul run` started, one directory each under
+ * /run/haul (or $HAUL_RUN_DIR): <dir>/<name>/info holds key=value lines
+ *   pid=1234            its PID in haul's namespace
+ *   start=567890        /proc/PID/stat starttime, so a reused PID is not it
+ *   cgroup=/sys/fs/cgroup/unified/haul/NAME
+ *   cmd=CMD ARGS...
+ *   log=/run/haul/NAME/out
+ *   migrated_to=HOST:PORT   once haul migrate moved it away
+ * written to info.tmp and renamed, so a reader never sees half an entry.
+ * `haul ps` lists them; `haul migrate` marks the one it moved.
+ */
+#define LOG_PREFIX "registry: "
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <dirent.h>
+
+#include "common/log.h"
+#include "haul/haul_int.h"
+
+const char *haul_reg_dir(void)
+{
+	const char *d = getenv("HAUL_RUN_DIR");
+
+	return d && *d ? d : "/run/haul";
+}
+
+int haul_reg_save(const struct haul_wl *w)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 16], tmp[PATH_MAX + 16];
+	FILE *f;
+	int ret;
+
+	snprintf(dir, sizeof(dir), "%s/%s", haul_reg_dir(), w->name);
+	ret = haul_cg_mkdir_p(dir);
+	if (ret)
+		return ret;
+	snprintf(path, sizeof(path), "%s/info", dir);
+	snprintf(tmp, sizeof(tmp), "%s/info.tmp", dir);
+	f = fopen(tmp, "we");
+	if (!f)
+		return -errno;
+	fprintf(f, "pid=%d\nstart=%llu\ncgroup=%s\ncmd=%s\nlog=%s\n", w->pid, w->start, w->cgroup,
+		w->cmd, w->log);
+	if (w->migrated_to[0])
+		fprintf(f, "migrated_to=%s\n", w->migrated_to);
+	if (fclose(f))
+		return -errno;
+	if (rename(tmp, path))
+		return -errno;
+	return 0;
+}
+
+static void copy_val(char *dst, size_t len, const char *v, size_t vl)
+{
+	if (vl >= len)
+		vl = len - 1;
+	memcpy(dst, v, vl);
+	dst[vl] = '\0';
+}
+
+int haul_reg_parse(const char *text, struct haul_wl *w)
+{
+	const char *line = text;
+	bool have_pid = false;
+
+	while (line && *line) {
+		const char *nl = strchr(line, '\n');
+		const char *eq = strchr(line, '=');
+		size_t kl, vl;
+
+		if (!eq || (nl && eq > nl))
+			goto next;
+		kl = eq - line;
+		vl = nl ? (size_t)(nl - eq - 1) : strlen(eq + 1);
+		if (kl == 3 && !strncmp(line, "pid", 3)) {
+			w->pid = atoi(eq + 1);
+			have_pid = w->pid > 0;
+		} else if (kl == 5 && !strncmp(line, "start", 5)) {
+			w->start = strtoull(eq + 1, NULL, 10);
+		} else if (kl == 6 && !strncmp(line, "cgroup", 6)) {
+			copy_val(w->cgroup, sizeof(w->cgroup), eq + 1, vl);
+		} else if (kl == 3 && !strncmp(line, "cmd", 3)) {
+			copy_val(w->cmd, sizeof(w->cmd), eq + 1, vl);
+		} else if (kl == 3 && !strncmp(line, "log", 3)) {
+			copy_val(w->log, sizeof(w->log), eq + 1, vl);
+		} else if (kl == 11 && !strncmp(line, "migrated_to", 11)) {
+			copy_val(w->migrated_to, sizeof(w->migrated_to), eq + 1, vl);
+		}
+next:
+		line = nl ? nl + 1 : NULL;
+	}
+	return have_pid ? 0 : -EINVAL;
+}
+
+int haul_reg_load(const char *name, struct haul_wl *w)
+{
+	char path[PATH_MAX], text[4096];
+	ssize_t n;
+	int fd;
+
+	memset(w, 0, sizeof(*w));
+	snprintf(w->name, sizeof(w->name), "%s", name);
+	snprintf(path, sizeof(path), "%s/%s/info", haul_reg_dir(), name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	text[n] = '\0';
+	return haul_reg_parse(text, w);
+}
+
+int haul_reg_find_pid(pid_t pid, struct haul_wl *w)
+{
+	unsigned long long start;
+	struct dirent *de;
+	DIR *d;
+	int ret = -ENOENT;
+
+	if (haul_proc_starttime(pid, &start))
+		return -ENOENT;
+	d = opendir(haul_reg_dir());
+	if (!d)
+		return -ENOENT;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (haul_reg_load(de->d_name, w))
+			continue;
+		if (w->pid == pid && w->start == start && !w->migrated_to[0]) {
+			ret = 0;
+			break;
+		}
+	}
+	closedir(d);
+	return ret;
+}
+
+/* /proc/PID/stat: "pid (comm) S ppid ...": fields counted after the last ')'. */
+static int proc_stat_field(pid_t pid, int field, char *state, unsigned long long *val)
+{
+	char path[64], buf[1024], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -ESRCH;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	if (!p || p[1] != ' ')
+		return -EINVAL;
+	p += 2;
+	if (state)
+		*state = *p;
+	/* p is field 3 (state); walk to @field */
+	for (int f = 3; f < field; f++) {
+		p = strchr(p, ' ');
+		if (!p)
+			return -EINVAL;
+		p++;
+	}
+	if (val)
+		*val = strtoull(p, NULL, 10);
+	return 0;
+}
+
+int haul_proc_starttime(pid_t pid, unsigned long long *start)
+{
+	return proc_stat_field(pid, 22, NULL, start);
+}
+
+char haul_proc_state(pid_t pid)
+{
+	char s = 0;
+
+	if (proc_stat_field(pid, 3, &s, NULL))
+		return 0;
+	return s;
+}
+
+long long haul_proc_cpu_ticks(pid_t pid)
+{
+	unsigned long long ut, st;
+	int ret;
+
+	ret = proc_stat_field(pid, 14, NULL, &ut);
+	if (!ret)
+		ret = proc_stat_field(pid, 15, NULL, &st);
+	if (ret)
+		return ret;
+	return (long long)(ut + st);
+}

@@ -1,0 +1,134 @@
+/* mig_converge.c - the pre-copy convergence model: when to switch over, when to throttle. */
+#include <criterion/criterion.h>
+
+#include "common/policy.h"
+#include "haul/haul_int.h"
+
+#define MiB (1024.0 * 1024)
+#define GB  1e9
+
+/* Feed one round of @dirty bytes sent at @bw bytes/s plus @lat s, scans @gap s apart. */
+static enum haul_conv_action round_at(struct haul_conv *c, double dirty, double bw, double lat,
+				      double gap)
+{
+	struct haul_conv_sample s = {
+		.dirty_bytes = (uint64_t)dirty,
+		.scan_gap_s = gap,
+		.send_s = dirty / bw + lat,
+		.since_scan_s = dirty / bw + lat,
+	};
+
+	return haul_conv_update(c, &s);
+}
+
+Test(mig_converge, never_switches_after_the_first_round)
+{
+	struct haul_conv c;
+
+	haul_conv_init(&c, 1000, 1, 30);
+	cr_assert_eq(round_at(&c, 4096, GB, 0, 0), HAUL_CONV_CONTINUE);
+}
+
+Test(mig_converge, switches_an_idle_workload_after_round_two)
+{
+	struct haul_conv c;
+
+	haul_conv_init(&c, 25, 10, 30);
+	cr_assert_eq(round_at(&c, 1024 * MiB, GB, 0.001, 0), HAUL_CONV_CONTINUE);
+	cr_assert_eq(round_at(&c, 0, GB, 0.001, 1.07), HAUL_CONV_SWITCH);
+	cr_assert(c.expected_ms >= 10 && c.expected_ms < 12, "expected %f", c.expected_ms);
+}
+
+Test(mig_converge, estimates_bandwidth_from_bytes_over_time)
+{
+	struct haul_conv c;
+
+	haul_conv_init(&c, 25, 10, 30);
+	round_at(&c, 2 * GB, 2 * GB, 0, 0);
+	cr_assert_float_eq(c.bw, 2 * GB, 1e6);
+}
+
+Test(mig_converge, expected_downtime_is_fixed_cost_plus_dirty_since_scan_over_bandwidth)
+{
+	struct haul_conv c;
+	struct haul_conv_sample s = {
+		.dirty_bytes = 64 * MiB, .scan_gap_s = 1, .send_s = 0.1, .since_scan_s = 0.5};
+
+	haul_conv_init(&c, 1, 5, 30);
+	round_at(&c, 640 * MiB, 640 * MiB, 0, 0); /* bw 640 MiB/s */
+	haul_conv_update(&c, &s);
+	/* 64 MiB/s dirty for 0.5 s = 32 MiB, at 640 MiB/s = 50 ms, + 5 ms fixed */
+	cr_assert_float_eq(c.dirty_rate, 64 * MiB, 1);
+	cr_assert(c.expected_ms > 54 && c.expected_ms < 56, "expected %f", c.expected_ms);
+}
+
+Test(mig_converge, converging_rounds_continue_then_switch)
+{
+	struct haul_conv c;
+	double dirty = 1024 * MiB, bw = 1 * GB, rate = 100 * MiB, t;
+	enum haul_conv_action a = HAUL_CONV_CONTINUE;
+	int i;
+
+	haul_conv_init(&c, 25, 5, 30);
+	for (i = 0; i < 30 && a != HAUL_CONV_SWITCH; i++) {
+		t = dirty / bw;
+		a = round_at(&c, dirty, bw, 0, i ? t : 0);
+		cr_assert_neq(a, HAUL_CONV_THROTTLE, "round %d throttled", i + 1);
+		dirty = rate * t;
+	}
+	cr_assert_eq(a, HAUL_CONV_SWITCH);
+	cr_assert_eq(c.throttle_pct, 0);
+	cr_assert(c.expected_ms <= 25);
+}
+
+Test(mig_converge, throttles_when_rounds_stop_shrinking_and_steps_up)
+{
+	struct haul_conv c;
+	double bw = 100 * MiB, dirty = 50 * MiB;
+
+	haul_conv_init(&c, 25, 5, 30);
+	cr_assert_eq(round_at(&c, 512 * MiB, bw, 0, 0), HAUL_CONV_CONTINUE);
+	/* dirty rate 200 MiB/s > bandwidth 100 MiB/s: rounds do not shrink */
+	cr_assert_eq(round_at(&c, dirty, bw, 0, dirty / (200 * MiB)), HAUL_CONV_CONTINUE);
+	cr_assert_eq(round_at(&c, dirty, bw, 0, dirty / (200 * MiB)), HAUL_CONV_THROTTLE);
+	cr_assert_eq(c.throttle_pct, HAUL_MIG_THROTTLE_INITIAL);
+	cr_assert_eq(round_at(&c, dirty, bw, 0, dirty / (200 * MiB)), HAUL_CONV_THROTTLE);
+	cr_assert_eq(c.throttle_pct, HAUL_MIG_THROTTLE_INITIAL + HAUL_MIG_THROTTLE_STEP);
+}
+
+Test(mig_converge, throttle_stops_at_its_maximum)
+{
+	struct haul_conv c;
+	double bw = 100 * MiB, dirty = 50 * MiB;
+
+	haul_conv_init(&c, 1, 5, 100);
+	round_at(&c, 512 * MiB, bw, 0, 0);
+	for (int i = 0; i < 40; i++)
+		round_at(&c, dirty, bw, 0, 0.25);
+	cr_assert_eq(c.throttle_pct, HAUL_MIG_THROTTLE_MAX);
+	cr_assert_eq(round_at(&c, dirty, bw, 0, 0.25), HAUL_CONV_CONTINUE);
+}
+
+Test(mig_converge, switches_at_the_round_limit_over_target)
+{
+	struct haul_conv c;
+	double bw = 100 * MiB, dirty = 50 * MiB;
+
+	haul_conv_init(&c, 1, 5, 3);
+	round_at(&c, 512 * MiB, bw, 0, 0);
+	round_at(&c, dirty, bw, 0, 0.25);
+	cr_assert_eq(round_at(&c, dirty, bw, 0, 0.25), HAUL_CONV_SWITCH_LIMIT);
+	cr_assert(c.expected_ms > 1);
+}
+
+Test(mig_converge, small_rounds_measure_latency_not_bandwidth)
+{
+	struct haul_conv c;
+
+	haul_conv_init(&c, 25, 0, 30);
+	round_at(&c, 1024 * MiB, 1 * GB, 0, 0);
+	/* 4 KiB taking 2 ms is a round trip, not a 2 MB/s link */
+	round_at(&c, 4096, 1 * GB, 0.002, 0.5);
+	cr_assert(c.bw > 0.9 * GB, "bw %f", c.bw);
+	cr_assert(c.latency_s > 0.0019 && c.latency_s < 0.0021, "latency %f", c.latency_s);
+}
