@@ -1,0 +1,33 @@
+# bench/module.mk - `make bench` (reduced matrix, <= 10 min on 2 cores) and
+# `make bench-full` (the whole matrix).  Both install what is missing, build,
+# run the per-module micro benchmarks whose targets exist, then bench/run.sh.
+BENCH_MICRO := bench-ingest bench-tracker bench-restore
+BENCH_OUT ?= bench/results
+
+# A micro benchmark runs when some module.mk defines its target (make -q says 2
+# for "no rule"); its lines go to the terminal and to $(BENCH_OUT)/micro.txt.
+define bench_micro
+	@mkdir -p $(1)
+	@: >$(1)/micro.txt
+	@for t in $(BENCH_MICRO); do \
+		$(MAKE) -q --no-print-directory BUILD=$(BUILD) $$t >/dev/null 2>&1; \
+		if [ $$? -eq 2 ]; then \
+			echo "bench: skipped: $$t (no such make target yet)" | tee -a $(1)/micro.txt; \
+			continue; \
+		fi; \
+		echo "== $$t" | tee -a $(1)/micro.txt; \
+		$(MAKE) --no-print-directory BUILD=$(BUILD) $$t 2>&1 | tee -a $(1)/micro.txt || \
+			echo "bench: $$t failed" | tee -a $(1)/micro.txt; \
+	done
+	@grep -i 'ratio' $(1)/micro.txt | sed 's/^/bench: micro: /' || true
+endef
+
+bench: deps
+	$(MAKE) --no-print-directory BUILD=$(BUILD) all
+	$(call bench_micro,$(BENCH_OUT))
+	BUILD=$(BUILD) bench/run.sh --quick --out $(BENCH_OUT)
+
+bench-full: deps
+	$(MAKE) --no-print-directory BUILD=$(BUILD) all
+	$(call bench_micro,$(BENCH_OUT)/full)
+	BUILD=$(BUILD) bench/run.sh --full --out $(BENCH_OUT)/full

@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""bench/report.py - the harness's arithmetic: read haul's --json, add ratios, make plot data.
+
+  report.py --haul-json FILE      print "downtime_ms total_s bytes rounds" ('-' if absent)
+  report.py --csv CSV --out DIR   add the ratio columns to CSV (against haul stop-and-copy
+                                  of the same memory, rate, pattern and bandwidth in the
+                                  same run), write DIR/summary.md, and the gnuplot data
+                                  DIR/plot_*.dat + DIR/plotvars.gp that bench/plot.gp reads
+
+Ratios are taken only within one run: the baseline is measured minutes apart on the
+same machine, with the same fresh-memory conditions.
+"""
+import csv
+import json
+import os
+import sys
+
+RATIO_COLS = ["gap_vs_sc", "downtime_vs_sc", "total_vs_sc"]
+MODES = ["stop-and-copy", "pre-copy", "post-copy", "hybrid"]
+
+
+def find(obj, names):
+    """The first value under any of @names, searching nested objects breadth-first."""
+    queue = [obj]
+    while queue:
+        o = queue.pop(0)
+        if isinstance(o, dict):
+            for n in names:
+                if n in o and not isinstance(o[n], (dict,)):
+                    return o[n]
+            queue.extend(v for v in o.values() if isinstance(v, (dict, list)))
+        elif isinstance(o, list):
+            queue.extend(v for v in o if isinstance(v, (dict, list)))
+    return None
+
+
+def haul_json(path):
+    try:
+        with open(path) as f:
+            j = json.load(f)
+    except (OSError, ValueError):
+        print("- - - -")
+        return
+    down = find(j, ["downtime_ms"])
+    if down is None and find(j, ["downtime_us"]) is not None:
+        down = find(j, ["downtime_us"]) / 1000.0
+    if down is None and find(j, ["downtime_s"]) is not None:
+        down = find(j, ["downtime_s"]) * 1000.0
+    total = find(j, ["total_s", "total_time_s"])
+    if total is None:
+        t = find(j, ["total_ms", "total_time_ms"])
+        total = t / 1000.0 if t is not None else None
+    nbytes = find(j, ["bytes_sent", "bytes", "total_bytes", "bytes_total", "wire_bytes"])
+    rounds = find(j, ["rounds", "nrounds", "round_count"])
+    if isinstance(rounds, list):
+        rounds = len(rounds)
+
+    def fmt(v, spec):
+        return "-" if v is None else format(v, spec)
+
+    print(fmt(down, ".3f"), fmt(total, ".3f"), fmt(nbytes, "d") if isinstance(nbytes, int)
+          else fmt(nbytes, ".0f"), fmt(rounds, "d") if isinstance(rounds, int) else fmt(rounds, ""))
+
+
+def num(s):
+    try:
+        return float(s)
+    except (TypeError, ValueError):
+        return None
+
+
+def ratio(a, b):
+    a, b = num(a), num(b)
+    if a is None or b is None or b <= 0:
+        return ""
+    return "%.3f" % (a / b)
+
+
+def mem_label(mib):
+    mib = int(mib)
+    return "%dG" % (mib // 1024) if mib % 1024 == 0 else "%dM" % mib
+
+
+def rate_label(r):
+    return r if r == "unbounded" else r + " MiB/s"
+
+
+def summarize(path, out):
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        print("bench: no rows in %s" % path)
+        return 0
+    fields = [k for k in rows[0].keys() if k not in RATIO_COLS] + RATIO_COLS
+    base = {}
+    for r in rows:
+        if r["engine"] == "haul" and r["mode"] == "stop-and-copy" and r["status"] == "ok":
+            base[(r["run"], r["mem_mib"], r["rate"], r["pattern"], r["bandwidth"])] = r
+    for r in rows:
+        b = base.get((r["run"], r["mem_mib"], r["rate"], r["pattern"], r["bandwidth"]))
+        ok = r["status"] == "ok" and b is not None
+        r["gap_vs_sc"] = ratio(r["client_gap_ms"], b["client_gap_ms"]) if ok else ""
+        r["downtime_vs_sc"] = ratio(r["downtime_ms"], b["downtime_ms"]) if ok else ""
+        r["total_vs_sc"] = ratio(r["total_s"], b["total_s"]) if ok else ""
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+
+    # summary.md: one table, every cell, ratios against stop-and-copy
+    lines = ["| engine | mode | memory | dirty rate | bandwidth | client downtime ms (x s&c) "
+             "| haul downtime ms | total s (x s&c) | MiB sent | rounds | verify / why |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    counts = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+        if r["status"] == "ok":
+            gap = "%s (%sx)" % (r["client_gap_ms"], r["gap_vs_sc"] or "?")
+            tot = "%s (%sx)" % (r["total_s"], r["total_vs_sc"] or "?")
+            mb = num(r["bytes"])
+            mb = "%.0f" % (mb / 2**20) if mb is not None else "-"
+            tail = r["verify"]
+        else:
+            gap = tot = mb = "-"
+            tail = "%s: %s" % (r["status"], r["note"])
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            r["engine"], r["mode"], mem_label(r["mem_mib"]), rate_label(r["rate"]),
+            r["bandwidth"], gap, r["downtime_ms"] or "-", tot, mb, r["rounds"] or "-", tail))
+    lines.append("")
+    lines.append("cells: " + ", ".join("%d %s" % (v, k) for k, v in sorted(counts.items())))
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    for r in rows:
+        if r["status"] == "ok" and r["mode"] != "stop-and-copy" and r["gap_vs_sc"]:
+            print("bench: ratio: %s %s %s %s %s: client downtime %sx stop-and-copy, total %sx"
+                  % (r["engine"], r["mode"], mem_label(r["mem_mib"]), rate_label(r["rate"]),
+                     r["bandwidth"], r["gap_vs_sc"], r["total_vs_sc"] or "?"))
+    print("bench: cells: " + ", ".join("%d %s" % (v, k) for k, v in sorted(counts.items())))
+
+    # plot data: per memory size, a table with one column per mode; nothing
+    # stale from an earlier run may stay behind to be plotted
+    for name in os.listdir(out):
+        if name.startswith("plot_") or name == "plotvars.gp" or name.endswith(".png"):
+            os.unlink(os.path.join(out, name))
+    ok = [r for r in rows if r["status"] == "ok"]
+    if not ok:
+        print("bench: skipped: plots (no cell ran)")
+        return 0
+    mems = sorted({int(r["mem_mib"]) for r in rows})
+    bws = list(dict.fromkeys(r["bandwidth"] for r in rows))
+    # slowest first, as on an x axis of growing bandwidth
+    order = {"1gbit": 0, "10gbit": 1, "loopback": 2}
+    bws.sort(key=lambda b: order.get(b, 1))
+    rates = list(dict.fromkeys(r["rate"] for r in rows))
+    series = [("haul", m) for m in MODES] + [("criu", "stop-and-copy")]
+    series = [s for s in series if any(r["engine"] == s[0] and r["mode"] == s[1] for r in rows)]
+    # downtime vs bandwidth at one dirty rate (64 MiB/s when measured)
+    dt_rate = "64" if "64" in rates else rates[len(rates) // 2]
+    # total time vs dirty rate at the slowest bandwidth measured
+    tot_bw = bws[0]
+    link = {r["bandwidth"]: r["link_gbps"] for r in rows}
+
+    def cell(engine, mode, mib, rate, bw, col):
+        for r in ok:
+            if (r["engine"], r["mode"], int(r["mem_mib"]), r["rate"], r["bandwidth"]) == \
+                    (engine, mode, mib, rate, bw):
+                return r[col] or "-"
+        return "-"
+
+    names = ["%s:%s" % s if s[0] != "haul" else s[1] for s in series]
+    for mib in mems:
+        with open(os.path.join(out, "plot_downtime_%d.dat" % mib), "w") as f:
+            f.write("bandwidth " + " ".join(names) + "\n")
+            for bw in bws:
+                label = "%s(%sG)" % (bw, link.get(bw, "?"))
+                f.write('"%s" ' % label + " ".join(
+                    cell(e, m, mib, dt_rate, bw, "client_gap_ms") for e, m in series) + "\n")
+        with open(os.path.join(out, "plot_total_%d.dat" % mib), "w") as f:
+            f.write("rate " + " ".join(names) + "\n")
+            for rate in rates:
+                f.write('"%s" ' % rate + " ".join(
+                    cell(e, m, mib, rate, tot_bw, "total_s") for e, m in series) + "\n")
+    with open(os.path.join(out, "plotvars.gp"), "w") as f:
+        f.write('mems = "%s"\n' % " ".join(str(m) for m in mems))
+        f.write('nseries = %d\n' % len(series))
+        f.write('dt_rate = "%s"\n' % rate_label(dt_rate))
+        f.write('tot_bw = "%s"\n' % tot_bw)
+        f.write('run = "%s"\n' % rows[0]["run"])
+    return 0
+
+
+def main(argv):
+    if len(argv) == 3 and argv[1] == "--haul-json":
+        haul_json(argv[2])
+        return 0
+    if len(argv) == 5 and argv[1] == "--csv" and argv[3] == "--out":
+        return summarize(argv[2], argv[4])
+    sys.stderr.write(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
