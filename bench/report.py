@@ -153,7 +153,7 @@ def summarize(path, out):
     bws.sort(key=lambda b: order.get(b, 1))
     rates = list(dict.fromkeys(r["rate"] for r in rows))
     series = [("haul", m) for m in MODES] + [("criu", "stop-and-copy")]
-    series = [s for s in series if any(r["engine"] == s[0] and r["mode"] == s[1] for r in rows)]
+    series = [s for s in series if any(r["engine"] == s[0] and r["mode"] == s[1] for r in ok)]
     # downtime vs bandwidth at one dirty rate (64 MiB/s when measured)
     dt_rate = "64" if "64" in rates else rates[len(rates) // 2]
     # total time vs dirty rate at the slowest bandwidth measured
