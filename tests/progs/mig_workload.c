@@ -1,0 +1,209 @@
+/*
+ * mig_workload.c - the process the migration tests move.
+ *
+ * mig_workload --mem MiB [--rate MiB/s|-1] [--hot MiB] [--control FILE] [--tag WORD]
+ *
+ * It maps --mem MiB of anonymous memory, fills every page, then rewrites
+ * pages of the first --hot MiB (default: all) round-robin at --rate MiB/s
+ * (-1: as fast as it can).  Page i at generation g holds i, g and a pattern
+ * of both; the generations live in a separate array, so `verify` proves that
+ * every page holds its last write (a page lost or stale in a migration fails).
+ * The main loop ticks every 1 ms; the largest gap between ticks is what a
+ * client polling it would see as downtime.
+ *
+ * Every 100 ms it writes one line to stdout (the tests point it at a file):
+ *   tick seq=WRITES pid=PID net=NETNS_INODE gap_ms=MAX_GAP_SINCE_LAST maxgap_ms=MAX
+ * net= changes when the process lands in another network namespace.  With
+ * --control FILE it polls FILE each tick for "verify" or "exit" (then deletes
+ * it); SIGUSR1 verifies too.  Verify prints "verify ok seq=N pages=N" or
+ * "verify FAIL page=I".  Single-threaded; only stdout, stderr and /dev/null
+ * stay open, which is what haul migrates.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE  4096UL
+#define WORDS (PAGE / 8)
+
+static volatile sig_atomic_t want_verify;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	want_verify = 1;
+}
+
+static uint64_t mix(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+static void fill(uint64_t *p, uint64_t i, uint64_t g)
+{
+	uint64_t s = mix(i * 0x100000001b3ULL ^ g);
+
+	p[0] = i;
+	p[1] = g;
+	for (unsigned w = 2; w < WORDS; w++)
+		p[w] = s + w;
+}
+
+static int check(const uint64_t *p, uint64_t i, uint64_t g)
+{
+	uint64_t s = mix(i * 0x100000001b3ULL ^ g);
+
+	if (p[0] != i || p[1] != g)
+		return -1;
+	for (unsigned w = 2; w < WORDS; w++)
+		if (p[w] != s + w)
+			return -1;
+	return 0;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void out(const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (write(1, buf, n) < 0)
+		_exit(3);
+}
+
+static unsigned long netns(void)
+{
+	struct stat st;
+
+	return stat("/proc/self/ns/net", &st) ? 0 : (unsigned long)st.st_ino;
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t npages, nhot, seq = 0, *gen, cursor = 0;
+	double rate = 0, mem = 64, hot = -1, t0, last_tick, last_print, gap = 0, maxgap = 0;
+	const char *control = NULL;
+	struct sigaction sa = {.sa_handler = on_usr1};
+	char *buf;
+
+	for (int i = 1; i + 1 < argc; i += 2) {
+		if (!strcmp(argv[i], "--mem"))
+			mem = atof(argv[i + 1]);
+		else if (!strcmp(argv[i], "--rate"))
+			rate = atof(argv[i + 1]);
+		else if (!strcmp(argv[i], "--hot"))
+			hot = atof(argv[i + 1]);
+		else if (!strcmp(argv[i], "--control"))
+			control = argv[i + 1];
+		else if (strcmp(argv[i], "--tag")) {
+			fprintf(stderr, "mig_workload: unknown option %s\n", argv[i]);
+			return 2;
+		}
+	}
+	npages = (uint64_t)(mem * 256);
+	nhot = hot < 0 ? npages : (uint64_t)(hot * 256);
+	if (!npages || nhot > npages)
+		nhot = npages;
+	buf = mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	gen = calloc(npages, sizeof(*gen));
+	if (buf == MAP_FAILED || !gen) {
+		fprintf(stderr, "mig_workload: cannot allocate %.0f MiB\n", mem);
+		return 1;
+	}
+	sigaction(SIGUSR1, &sa, NULL);
+	for (uint64_t i = 0; i < npages; i++)
+		fill((uint64_t *)(buf + i * PAGE), i, 0);
+	out("ready pages=%llu pid=%d net=%lu\n", (unsigned long long)npages, getpid(), netns());
+
+	t0 = last_tick = last_print = now();
+	for (;;) {
+		double t = now(), d = t - last_tick;
+		uint64_t due;
+
+		if (d > gap)
+			gap = d;
+		last_tick = t;
+		/* rate < 0: unbounded; else the writes owed by now, at most 10 ms behind */
+		due = rate < 0 ? seq + 256 : (uint64_t)((t - t0) * rate * 256);
+		if (rate >= 0 && due > seq + (uint64_t)(rate * 256 / 100) + 1)
+			seq = due - (uint64_t)(rate * 256 / 100) - 1;
+		for (; seq < due; seq++) {
+			uint64_t i = cursor;
+
+			cursor = cursor + 1 < nhot ? cursor + 1 : 0;
+			gen[i]++;
+			fill((uint64_t *)(buf + i * PAGE), i, gen[i]);
+		}
+		if (t - last_print >= 0.1) {
+			if (gap > maxgap)
+				maxgap = gap;
+			out("tick seq=%llu pid=%d net=%lu gap_ms=%.2f maxgap_ms=%.2f\n",
+			    (unsigned long long)seq, getpid(), netns(), gap * 1e3, maxgap * 1e3);
+			gap = 0;
+			last_print = t;
+			if (control && !access(control, F_OK)) {
+				char cmd[32] = "";
+				int fd = open(control, O_RDONLY);
+
+				if (fd >= 0) {
+					if (read(fd, cmd, sizeof(cmd) - 1) < 0)
+						cmd[0] = '\0';
+					close(fd);
+				}
+				unlink(control);
+				if (!strncmp(cmd, "verify", 6))
+					want_verify = 1;
+				else if (!strncmp(cmd, "exit", 4))
+					return 0;
+			}
+		}
+		if (want_verify) {
+			uint64_t bad = npages;
+
+			want_verify = 0;
+			for (uint64_t i = 0; i < npages && bad == npages; i++)
+				if (check((uint64_t *)(buf + i * PAGE), i, gen[i]))
+					bad = i;
+			if (bad == npages)
+				out("verify ok seq=%llu pages=%llu\n", (unsigned long long)seq,
+				    (unsigned long long)npages);
+			else
+				out("verify FAIL page=%llu\n", (unsigned long long)bad);
+			/* our own stall is not downtime */
+			last_tick = now();
+		}
+		if (rate >= 0) {
+			struct timespec ts;
+			double next = last_tick + 0.001;
+
+			ts.tv_sec = (time_t)next;
+			ts.tv_nsec = (long)((next - ts.tv_sec) * 1e9);
+			while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+				;
+		}
+	}
+}
