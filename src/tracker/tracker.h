@@ -8,7 +8,17 @@
  *   TRK_HASH        XXH3 of every page read with process_vm_readv
  *
  * The tracked process is not our child and keeps running between rounds.
- * Only the thread that called trk_open() may call the other functions.
+ * Only the thread that called trk_open() may call the other functions
+ * (trk_read_pages excepted).
+ *
+ * Changes since the lead's draft (all source compatible):
+ *  - struct trk_round gained present_pages; the meaning of gone[] vs dirty[]
+ *    is spelled out (drop gone[] first, then apply dirty[]).
+ *  - trk_read(): like trk_read_pages() but through the tracker.  Callers
+ *    should prefer it: with TRK_HASH it records the hash of the bytes it
+ *    read, without which a page that changes and changes back between a
+ *    round and the read would be missed.
+ *  - trk_stop_ms(): how long trk_open() kept the target stopped.
  */
 #ifndef HAUL_TRACKER_H
 #define HAUL_TRACKER_H
@@ -20,7 +30,12 @@
 
 #include "common/vma.h"
 
-enum trk_backend { TRK_AUTO = 0, TRK_UFFD, TRK_SOFT_DIRTY, TRK_HASH };
+enum trk_backend {
+	TRK_AUTO = 0,
+	TRK_UFFD,
+	TRK_SOFT_DIRTY,
+	TRK_HASH
+};
 
 /* A run of pages: [start, start + npages * 4096). */
 struct trk_range {
@@ -30,20 +45,25 @@ struct trk_range {
 
 /* What one round found. */
 struct trk_round {
-	uint64_t seq;              /* 1 for the first round */
-	struct trk_range *dirty;   /* sorted, merged; first round: every populated page */
+	uint64_t seq;		 /* 1 for the first round */
+	struct trk_range *dirty; /* sorted, merged; first round: every populated page */
 	size_t ndirty;
-	uint64_t dirty_pages;      /* sum of dirty[].npages */
+	uint64_t dirty_pages;	   /* sum of dirty[].npages */
 	struct haul_layout layout; /* the layout at this round */
-	bool layout_changed;       /* VMAs appeared, vanished, moved or changed prot */
+	bool layout_changed;	   /* VMAs appeared, vanished, moved or changed prot */
 	/*
-	 * Ranges that stopped being mapped since the previous round (the
-	 * receiver drops them). New or moved VMAs are reported whole in dirty[]
-	 * (only their populated pages).
+	 * Ranges whose previous contents no longer exist: unmapped, moved away,
+	 * or replaced by another mapping.  The receiver drops these first and
+	 * then applies dirty[]: a replaced range can be in both (its old
+	 * mapping gone, its new one's populated pages dirty).  New or moved
+	 * VMAs are reported whole in dirty[] (their populated pages).  A page
+	 * that was populated and no longer is (MADV_DONTNEED) is in dirty[]
+	 * and reads as zero.
 	 */
 	struct trk_range *gone;
 	size_t ngone;
-	double scan_ms;            /* time the scan itself took */
+	uint64_t present_pages; /* populated (present or swapped) pages now */
+	double scan_ms;		/* time the round took */
 };
 
 struct trk;
@@ -85,5 +105,15 @@ void trk_round_release(struct trk_round *r);
  * meanwhile read as zero.  Returns 0 or -errno.  Callable from any thread.
  */
 int trk_read_pages(pid_t pid, const struct trk_range *r, size_t n, void *buf, uint64_t *zero);
+
+/*
+ * trk_read_pages() for the tracked process, from the trk_open() thread.
+ * With TRK_HASH it also remembers the hash of each page as read, so the
+ * next round compares against what the caller now holds.
+ */
+int trk_read(struct trk *t, const struct trk_range *r, size_t n, void *buf, uint64_t *zero);
+
+/* Longest time (ms) the target was kept stopped by trk_open() or a round. */
+double trk_stop_ms(const struct trk *t);
 
 #endif

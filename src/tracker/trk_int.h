@@ -1,0 +1,108 @@
+/*
+ * trk_int.h - the tracker's private declarations: range lists, the backend
+ * interface and the tracker object.  Nothing outside src/tracker includes it.
+ */
+#ifndef HAUL_TRACKER_TRK_INT_H
+#define HAUL_TRACKER_TRK_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/vma.h"
+#include "tracker/tracker.h"
+
+#define TRK_PAGE 4096ULL
+
+/*
+ * A growable list of page ranges.  trk_rl_add() keeps it sorted and merged
+ * as long as callers append in address order (every scan walks VMAs in
+ * order); trk_rl_normalize() sorts and merges after out-of-order appends.
+ */
+struct trk_rl {
+	struct trk_range *r;
+	size_t n, cap;
+	uint64_t pages; /* sum of r[].npages, valid while sorted */
+	bool unsorted;
+};
+
+int trk_rl_add(struct trk_rl *l, uint64_t start, uint64_t npages);
+int trk_rl_append(struct trk_rl *dst, const struct trk_rl *src);
+int trk_rl_normalize(struct trk_rl *l);
+/* out = a \ b; a and b sorted and merged. */
+int trk_rl_sub(const struct trk_rl *a, const struct trk_rl *b, struct trk_rl *out);
+/* out = a ∩ b; a and b sorted and merged. */
+int trk_rl_and(const struct trk_rl *a, const struct trk_rl *b, struct trk_rl *out);
+void trk_rl_release(struct trk_rl *l);
+/* Hand the array over to a trk_round (which frees it with free()). */
+void trk_rl_move(struct trk_rl *l, struct trk_range **r, size_t *n);
+
+/* What a backend's scan hands back to the core for one round. */
+struct trk_scan {
+	struct trk_rl written;	/* written since the last scan (round 1: present pages) */
+	struct trk_rl present;	/* populated now (present or swapped) */
+	struct trk_rl replaced; /* mappings found replaced under us: drop and resend */
+};
+
+struct trk;
+
+struct trk_ops {
+	enum trk_backend id;
+	/* Set up backend state for t->pid; -EOPNOTSUPP when unusable here. */
+	int (*open)(struct trk *t);
+	/* Scan the memory VMAs of @cur (fresh: ranges new since the last round). */
+	int (*scan)(struct trk *t, const struct haul_layout *cur, const struct trk_rl *fresh,
+		    struct trk_scan *out);
+	void (*close)(struct trk *t);
+	/* Optional: the caller now holds these bytes of these pages (trk_read). */
+	void (*read_done)(struct trk *t, const struct trk_range *r, size_t n, const void *buf);
+};
+
+extern const struct trk_ops trk_uffd_ops;
+extern const struct trk_ops trk_sd_ops;
+extern const struct trk_ops trk_hash_ops;
+
+struct trk {
+	pid_t pid;
+	int pidfd;
+	int pagemap_fd; /* bound to the mm at open: reads 0 bytes once that mm is gone */
+	const struct trk_ops *ops;
+	void *priv; /* backend state */
+	struct trk_opts opts;
+	uint64_t seq;
+	struct haul_layout prev; /* layout at the previous round */
+	struct trk_rl prev_present;
+	double stop_ms; /* longest time the target was stopped by us */
+};
+
+/* Whether the mm we attached to is still the process's: 0, -ESRCH exited, -ECHILD exec'd. */
+int trk_check_mm(struct trk *t);
+
+/* Read @n ranges of pid into @buf, zero-filling pages nobody can read. */
+int trk_vm_read(pid_t pid, int *memfd, const struct trk_range *r, size_t n, void *buf);
+
+/* Read @n pagemap entries from @start; entries past a vanished mm read as 0. */
+int trk_pagemap_read(int fd, uint64_t start, size_t n, uint64_t *ent);
+
+/* Pagemap entries read per pread: 512 KiB of entries covers 256 MiB. */
+#define TRK_PM_CHUNK 65536
+
+/* Whether a 4 KiB page is all zeroes. */
+bool trk_page_is_zero(const void *p);
+
+/* Stop every thread of @pid with ptrace (soft-dirty needs a still target). */
+struct trk_frozen {
+	pid_t *tids;
+	size_t n, cap;
+};
+int trk_freeze(pid_t pid, struct trk_frozen *f);
+void trk_thaw(struct trk_frozen *f);
+
+/* Monotonic milliseconds. */
+double trk_now_ms(void);
+
+/* Memory VMAs of a layout as a range list (what a round tracks). */
+int trk_layout_ranges(const struct haul_layout *l, struct trk_rl *out);
+
+#endif

@@ -1,0 +1,284 @@
+/*
+ * uffd.c - dirty tracking with userfaultfd write-protect in async mode and
+ * ioctl(PAGEMAP_SCAN) (Linux >= 6.7).
+ *
+ * Attach (KERNEL.md, "Tracking a foreign process"): seize one thread, run
+ * userfaultfd(O_CLOEXEC|O_NONBLOCK) inside the target through its vDSO
+ * syscall instruction, copy the fd out with pidfd_getfd, close it inside the
+ * target, restore the registers and detach.  The mm is shared by all
+ * threads, so one stopped thread suffices; the others run on.  The target
+ * keeps no fd of ours; closing our copy (or our death) unregisters every
+ * range and the target runs on.
+ *
+ * We enable only WP_ASYNC | WP_UNPOPULATED (| WP_HUGETLBFS_SHMEM): never the
+ * event features, which would make the target block until we read events.
+ *
+ * Each round, per memory VMA: UFFDIO_REGISTER(MODE_WP) when it is fresh, then
+ * PAGEMAP_SCAN with PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+ * category_anyof_mask PRESENT|SWAPPED and return mask WRITTEN|PRESENT|SWAPPED.
+ * One walk returns both the written pages (and write-protects them again,
+ * atomically) and the populated set, and only populated pages are ever
+ * protected: a sparse 64 GiB mapping costs nothing (no markers in holes).
+ * A page that becomes populated later has no uffd-wp bit, so it reads as
+ * written: correct.  A freshly registered VMA has no protected page yet, so
+ * its first scan returns all of its populated pages.
+ *
+ * CHECK_WPASYNC turns "this VMA is not registered" into EPERM instead of a
+ * silent empty answer (mremap'd, or munmap'd and mapped again at the same
+ * address between our layout read and the scan).  Then we register it and
+ * report it replaced: the core drops the old contents and sends the new
+ * populated pages.  A VMA the kernel will not register (VM_PFNMAP, VM_IO,
+ * hugetlb without the feature) is reported whole every round.
+ */
+#define LOG_PREFIX "trk: "
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/probe.h"
+#include "common/rsys.h"
+#include "tracker/trk_int.h"
+
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+
+/* page_region entries per PAGEMAP_SCAN call: 768 KiB, bounded whatever the dirty pattern */
+#define SCAN_VEC 32768
+
+struct uffd_state {
+	int uffd;
+	struct page_region *vec;
+	uint64_t warned_start; /* last unregistrable VMA we warned about */
+};
+
+/* Create the uffd inside @tid and pull it out. */
+static int steal_uffd(struct trk *t, pid_t tid, int *out)
+{
+	uint64_t args[6] = {O_CLOEXEC | O_NONBLOCK};
+	struct rsys r;
+	long rfd = -1, rv;
+	double t0 = trk_now_ms(), stopped;
+	int ret, fd = -1;
+
+	ret = rsys_seize(&r, tid);
+	if (ret)
+		return ret;
+	ret = rsys_call(&r, SYS_userfaultfd, args, &rfd);
+	if (!ret && rfd < 0) {
+		ret = (int)rfd;
+		pr_err_r(ret, "userfaultfd() inside pid %d failed", (int)t->pid);
+	}
+	if (!ret) {
+		fd = syscall(SYS_pidfd_getfd, t->pidfd, (int)rfd, 0);
+		if (fd < 0) {
+			ret = -errno;
+			pr_err_r(ret, "cannot copy the userfaultfd out of pid %d", (int)t->pid);
+		}
+		args[0] = (uint64_t)rfd;
+		/* the target must keep no trace of us: close its copy whatever happened */
+		if (rsys_call(&r, SYS_close, args, &rv) || rv < 0)
+			pr_warn("cannot close fd %ld inside pid %d: it keeps an idle userfaultfd",
+				rfd, (int)t->pid);
+	}
+	if (rsys_release(&r) && !ret)
+		ret = -EIO;
+	stopped = trk_now_ms() - t0;
+	if (stopped > t->stop_ms)
+		t->stop_ms = stopped;
+	pr_debug("pid %d stopped for %.3f ms to create its userfaultfd", (int)t->pid, stopped);
+	if (ret) {
+		if (fd >= 0)
+			close(fd);
+		return ret;
+	}
+	*out = fd;
+	return 0;
+}
+
+static int uffd_open(struct trk *t)
+{
+	struct uffdio_api api = {.api = UFFD_API};
+	struct uffd_state *st;
+	uint64_t offered = 0;
+	int ret, fd = -1;
+
+	ret = probe_uffd_features(&offered);
+	if (ret)
+		return ret;
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	st->uffd = -1;
+	st->vec = malloc(SCAN_VEC * sizeof(*st->vec));
+	if (!st->vec) {
+		free(st);
+		return -ENOMEM;
+	}
+	ret = steal_uffd(t, t->pid, &fd);
+	if (ret)
+		goto err;
+	api.features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED |
+		       (offered & UFFD_FEATURE_WP_HUGETLBFS_SHMEM);
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		ret = -errno;
+		pr_err_r(ret, "cannot enable async write-protect on the userfaultfd of pid %d",
+			 (int)t->pid);
+		close(fd);
+		goto err;
+	}
+	st->uffd = fd;
+	t->priv = st;
+	return 0;
+err:
+	free(st->vec);
+	free(st);
+	return ret;
+}
+
+static void uffd_close(struct trk *t)
+{
+	struct uffd_state *st = t->priv;
+
+	if (!st)
+		return;
+	/* closing the uffd unregisters every range; the target runs on */
+	if (st->uffd >= 0)
+		close(st->uffd);
+	free(st->vec);
+	free(st);
+	t->priv = NULL;
+}
+
+static int uffd_register(struct uffd_state *st, uint64_t start, uint64_t end)
+{
+	struct uffdio_register reg = {
+		.range = {.start = start, .len = end - start},
+		.mode = UFFDIO_REGISTER_MODE_WP,
+	};
+
+	return ioctl(st->uffd, UFFDIO_REGISTER, &reg) < 0 ? -errno : 0;
+}
+
+/* Scan [start, end) of one VMA; -EPERM when it is not registered. */
+static int scan_range(struct trk *t, struct uffd_state *st, uint64_t start, uint64_t end,
+		      struct trk_scan *out)
+{
+	struct pm_scan_arg arg;
+	int ret = 0;
+
+	while (start < end) {
+		long n;
+
+		memset(&arg, 0, sizeof(arg));
+		arg.size = sizeof(arg);
+		arg.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
+		arg.start = start;
+		arg.end = end;
+		arg.vec = (uintptr_t)st->vec;
+		arg.vec_len = SCAN_VEC;
+		arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+		arg.return_mask = PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+		n = ioctl(t->pagemap_fd, PAGEMAP_SCAN, &arg);
+		if (n < 0)
+			return -errno;
+		for (long i = 0; i < n; i++) {
+			const struct page_region *pr = &st->vec[i];
+			uint64_t np = (pr->end - pr->start) / TRK_PAGE;
+
+			ret = trk_rl_add(&out->present, pr->start, np);
+			if (!ret && (pr->categories & PAGE_IS_WRITTEN))
+				ret = trk_rl_add(&out->written, pr->start, np);
+			if (ret)
+				return ret;
+		}
+		if (arg.walk_end <= start)
+			break; /* no progress: the range vanished under us */
+		start = arg.walk_end;
+	}
+	return 0;
+}
+
+static bool overlaps(const struct trk_rl *l, uint64_t s, uint64_t e)
+{
+	size_t lo = 0, hi = l->n;
+
+	/* first range ending after s */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (l->r[mid].start + l->r[mid].npages * TRK_PAGE <= s)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < l->n && l->r[lo].start < e;
+}
+
+/* A mapping the kernel will not write-protect (VM_PFNMAP, VM_IO, ...): report it whole. */
+static int send_whole(struct trk *t, struct uffd_state *st, const struct haul_vma *v,
+		      struct trk_scan *out)
+{
+	int ret;
+
+	if (st->warned_start != v->start)
+		pr_warn("cannot write-protect %#llx-%#llx of pid %d; it is sent whole every round",
+			(unsigned long long)v->start, (unsigned long long)v->end, (int)t->pid);
+	st->warned_start = v->start;
+	ret = trk_rl_add(&out->written, v->start, haul_vma_pages(v));
+	if (!ret)
+		ret = trk_rl_add(&out->present, v->start, haul_vma_pages(v));
+	return ret;
+}
+
+static int uffd_scan(struct trk *t, const struct haul_layout *cur, const struct trk_rl *fresh,
+		     struct trk_scan *out)
+{
+	struct uffd_state *st = t->priv;
+
+	for (size_t i = 0; i < cur->n; i++) {
+		const struct haul_vma *v = &cur->v[i];
+		int ret;
+
+		if (!haul_vma_is_memory(v))
+			continue;
+		/* new to us: register before the scan (already-registered is fine) */
+		if (overlaps(fresh, v->start, v->end))
+			uffd_register(st, v->start, v->end);
+		ret = scan_range(t, st, v->start, v->end, out);
+		if (ret == -EPERM) {
+			/* not registered: replaced or moved under us since the layout read */
+			ret = uffd_register(st, v->start, v->end);
+			if (!ret) {
+				ret = trk_rl_add(&out->replaced, v->start, haul_vma_pages(v));
+				if (!ret)
+					ret = scan_range(t, st, v->start, v->end, out);
+			} else if (ret == -ENOMEM) {
+				/* no longer one mapping: the next round's layout shows it */
+				ret = 0;
+			} else if (ret == -EINVAL || ret == -EPERM) {
+				ret = send_whole(t, st, v, out);
+			}
+		}
+		if (ret == -EBUSY)
+			pr_err("pid %d has its own userfaultfd on %#llx-%#llx; track it with "
+			       "--tracker hash",
+			       (int)t->pid, (unsigned long long)v->start,
+			       (unsigned long long)v->end);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+const struct trk_ops trk_uffd_ops = {
+	.id = TRK_UFFD,
+	.open = uffd_open,
+	.scan = uffd_scan,
+	.close = uffd_close,
+};
