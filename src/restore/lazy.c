@@ -1,0 +1,1244 @@
+/*
+ * lazy.c - the userfaultfd fault server of post-copy (lazy) restore.
+ *
+ * The restored process runs before its anonymous memory has arrived; that
+ * memory is registered with userfaultfd in missing mode (created inside the
+ * process by an injected syscall, see rst_lazy_uffd_create()).  One fault
+ * thread owns the uffd:
+ *  - a fault is answered by fetching a 64 KiB-aligned window around it
+ *    (clipped to its VMA and to pages still missing) and UFFDIO_COPYing it;
+ *  - between faults, chunks that the fetcher threads fetched ahead are
+ *    copied in 64 KiB slices, so that a fault waits for at most one slice;
+ *  - the fetchers claim the next missing pages after the last fault
+ *    ("continue forward from where the process is"), wrapping around, until
+ *    every page has been claimed;
+ *  - events (UNMAP, REMAP, REMOVE) are read as they come, because the
+ *    process blocks until they are read.
+ *
+ * Why only the fault thread copies: after a REMOVE event is read the kernel
+ * zaps the pages, and a copy made after the zap would put stale data back.
+ * With one copier, every copy checks the present bitmap after the events
+ * before it were applied, so a zapped page is never refilled from the source
+ * (it reads as zeros, as madvise(DONTNEED) promises).  The fetchers only
+ * read the source into buffers.
+ *
+ * State, per lazy region (a piece of a registered VMA, with the source
+ * address it had when frozen; a remap moves pieces): bitmaps `done` (present
+ * or dropped: nothing to fetch), `zero` (zapped by the process: faults get
+ * UFFDIO_ZEROPAGE) and `claimed` (a fetcher took it).  Regions and bitmaps
+ * change only on the fault thread, under lz->lock because the fetchers read
+ * them.  When nothing is missing any more the uffd is closed: that
+ * unregisters everything and the process no longer depends on us.
+ *
+ * Copy races (uffd ioctls): EEXIST means the page is there already (count
+ * it present); EAGAIN with progress is a partial copy (carry on), without
+ * progress the address space is changing (an event is queued: read events,
+ * then retry); ESRCH: the process is gone; ENOENT: the VMA is gone (skip).
+ */
+#define LOG_PREFIX "lazy: "
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/policy.h"
+#include "restore/lazy_int.h"
+
+#define PG	     HAUL_PAGE_SIZE
+#define MAX_MSGS     64
+#define HIST_SUB     8
+#define HIST_BUCKETS 512
+
+/* The events we need; each makes the process wait until the fault thread reads it. */
+#define LAZY_EVENTS                                                                                \
+	(UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP)
+
+struct lz_region {
+	uint64_t start, end; /* where it is in the restored process now */
+	uint64_t src;	     /* the source address of start */
+	uint64_t *done, *zero, *claimed;
+	uint64_t missing; /* pages not done */
+};
+
+struct lz_chunk {
+	uint64_t src;	 /* source address of the first page */
+	uint32_t npages; /* fetched */
+	uint32_t off;	 /* pages copied (or skipped) so far */
+	void *buf;
+	struct lz_chunk *next;
+};
+
+struct rst_lazy {
+	int uffd, pidfd, stopfd, readyfd;
+	pid_t pid;
+	struct rst_lazy_source src;
+	unsigned nfetchers, nrunning;
+	pthread_t fault_thread;
+	pthread_t *fetch_threads;
+	bool started;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cv;   /* fetchers: a free buffer or stop; waiters: finished */
+	struct lz_region *r; /* sorted by start */
+	size_t nr;
+	uint64_t missing;
+	uint64_t hint; /* target address the background push continues from */
+	struct lz_chunk *chunks;
+	struct lz_chunk *free_list, *ready_head, *ready_tail;
+	bool stopping, finished;
+	bool marked; /* rst_lazy_mark_present() was used */
+	int result;
+	int fetch_err;
+	uint64_t t_start;
+	struct rst_lazy_stats st;
+	uint32_t hist[HIST_BUCKETS];
+
+	/* fault thread only */
+	void *fault_buf;
+	struct lz_chunk *cur;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+/* ---- bitmaps ----------------------------------------------------------------- */
+
+static inline bool bit_test(const uint64_t *b, uint64_t i)
+{
+	return b[i / 64] >> (i % 64) & 1;
+}
+
+static inline void bit_set(uint64_t *b, uint64_t i)
+{
+	b[i / 64] |= 1ull << (i % 64);
+}
+
+static uint64_t *bits_new(uint64_t n)
+{
+	return calloc((n + 63) / 64 + 1, sizeof(uint64_t));
+}
+
+/* The first i in [from, n) set in neither @a nor @b, or n. */
+static uint64_t find_clear2(const uint64_t *a, const uint64_t *b, uint64_t from, uint64_t n)
+{
+	uint64_t i = from;
+
+	while (i < n) {
+		uint64_t w = ~(a[i / 64] | b[i / 64]) & (~0ull << (i % 64));
+
+		if (w) {
+			i = (i & ~63ull) + __builtin_ctzll(w);
+			return i < n ? i : n;
+		}
+		i = (i & ~63ull) + 64;
+	}
+	return n;
+}
+
+/* ---- regions ------------------------------------------------------------------ */
+
+static void region_release(struct lz_region *rg)
+{
+	free(rg->done);
+	free(rg->zero);
+	free(rg->claimed);
+	memset(rg, 0, sizeof(*rg));
+}
+
+static int region_init(struct lz_region *rg, uint64_t start, uint64_t end, uint64_t src)
+{
+	uint64_t n = (end - start) / PG;
+
+	rg->start = start;
+	rg->end = end;
+	rg->src = src;
+	rg->missing = n;
+	rg->done = bits_new(n);
+	rg->zero = bits_new(n);
+	rg->claimed = bits_new(n);
+	if (!rg->done || !rg->zero || !rg->claimed) {
+		region_release(rg);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* A new region holding pages [s, e) of @rg, placed at @at. */
+static int region_slice(const struct lz_region *rg, uint64_t s, uint64_t e, uint64_t at,
+			struct lz_region *out)
+{
+	uint64_t i0 = (s - rg->start) / PG, n = (e - s) / PG;
+	int ret = region_init(out, at, at + (e - s), rg->src + (s - rg->start));
+
+	if (ret)
+		return ret;
+	out->missing = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		if (bit_test(rg->done, i0 + i))
+			bit_set(out->done, i);
+		else
+			out->missing++;
+		if (bit_test(rg->zero, i0 + i))
+			bit_set(out->zero, i);
+		if (bit_test(rg->claimed, i0 + i))
+			bit_set(out->claimed, i);
+	}
+	return 0;
+}
+
+static struct lz_region *region_find(struct rst_lazy *lz, uint64_t addr)
+{
+	size_t lo = 0, hi = lz->nr;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (addr < lz->r[mid].start)
+			hi = mid;
+		else if (addr >= lz->r[mid].end)
+			lo = mid + 1;
+		else
+			return &lz->r[mid];
+	}
+	return NULL;
+}
+
+static struct lz_region *region_find_src(struct rst_lazy *lz, uint64_t src)
+{
+	for (size_t i = 0; i < lz->nr; i++) {
+		struct lz_region *rg = &lz->r[i];
+
+		if (src >= rg->src && src < rg->src + (rg->end - rg->start))
+			return rg;
+	}
+	return NULL;
+}
+
+static int region_cmp(const void *a, const void *b)
+{
+	const struct lz_region *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Insert @add (taking its bitmaps) keeping the array sorted. Under lz->lock. */
+static int regions_insert(struct rst_lazy *lz, struct lz_region *add, size_t nadd)
+{
+	struct lz_region *n;
+
+	if (!nadd)
+		return 0;
+	n = realloc(lz->r, (lz->nr + nadd) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	lz->r = n;
+	memcpy(&lz->r[lz->nr], add, nadd * sizeof(*add));
+	lz->nr += nadd;
+	qsort(lz->r, lz->nr, sizeof(*lz->r), region_cmp);
+	for (size_t i = 0; i < nadd; i++)
+		lz->missing += add[i].missing;
+	return 0;
+}
+
+/*
+ * Remove [s, e) from the regions (unmapped, or the source of a remap), keeping
+ * what lies outside.  Pages that were missing there are no longer wanted.
+ * Under lz->lock.
+ */
+static int regions_cut(struct rst_lazy *lz, uint64_t s, uint64_t e)
+{
+	for (size_t i = 0; i < lz->nr;) {
+		struct lz_region *rg = &lz->r[i], keep[2];
+		size_t nkeep = 0;
+		int ret;
+
+		if (rg->end <= s || rg->start >= e) {
+			i++;
+			continue;
+		}
+		if (rg->start < s) {
+			ret = region_slice(rg, rg->start, s, rg->start, &keep[nkeep]);
+			if (ret)
+				return ret;
+			nkeep++;
+		}
+		if (rg->end > e) {
+			ret = region_slice(rg, e, rg->end, e, &keep[nkeep]);
+			if (ret) {
+				while (nkeep)
+					region_release(&keep[--nkeep]);
+				return ret;
+			}
+			nkeep++;
+		}
+		lz->missing -= rg->missing;
+		region_release(rg);
+		memmove(rg, rg + 1, (lz->nr - i - 1) * sizeof(*rg));
+		lz->nr--;
+		ret = regions_insert(lz, keep, nkeep);
+		if (ret) {
+			while (nkeep)
+				region_release(&keep[--nkeep]);
+			return ret;
+		}
+		/* The kept pieces lie outside [s, e): rescan from the start, they are skipped. */
+		i = 0;
+	}
+	return 0;
+}
+
+/* ---- statistics ------------------------------------------------------------- */
+
+static unsigned hist_idx(uint64_t ns)
+{
+	unsigned msb;
+
+	if (ns < HIST_SUB)
+		return (unsigned)ns;
+	msb = 63 - __builtin_clzll(ns);
+	return (msb - 2) * HIST_SUB + (unsigned)((ns >> (msb - 3)) & (HIST_SUB - 1));
+}
+
+/* The largest value that falls in bucket @i. */
+static uint64_t hist_value(unsigned i)
+{
+	unsigned msb, sub;
+
+	if (i < HIST_SUB)
+		return i;
+	msb = i / HIST_SUB + 2;
+	sub = i % HIST_SUB;
+	return ((uint64_t)(HIST_SUB + sub + 1) << (msb - 3)) - 1;
+}
+
+static uint64_t hist_pct(const uint32_t *h, uint64_t total, double pct)
+{
+	uint64_t want = (uint64_t)(total * pct / 100.0), seen = 0;
+
+	if (!total)
+		return 0;
+	if (want >= total)
+		want = total - 1;
+	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+		seen += h[i];
+		if (seen > want)
+			return hist_value(i);
+	}
+	return 0;
+}
+
+/* ---- copying into the process (fault thread) -------------------------------- */
+
+/* Mark @n pages at page @i of @rg present. Under lz->lock. */
+static void mark_done(struct rst_lazy *lz, struct lz_region *rg, uint64_t i, uint64_t n)
+{
+	for (uint64_t k = i; k < i + n; k++) {
+		if (bit_test(rg->done, k))
+			continue;
+		bit_set(rg->done, k);
+		rg->missing--;
+		lz->missing--;
+	}
+}
+
+/*
+ * ESRCH: the mm is gone (the process exited or was killed).  ENOENT: no VMA
+ * there any more (unmapped, its event handled or on its way); callers skip it.
+ */
+static int uffd_err(int err)
+{
+	return -err;
+}
+
+/*
+ * UFFDIO_COPY @n pages from @buf to page @i of @rg, skipping pages already
+ * done, and mark them done.  Returns the pages copied, -EAGAIN (the address
+ * space is changing: read the events, then call again; it resumes where it
+ * stopped), -ESRCH (the process is gone) or another -errno.
+ */
+static long copy_pages(struct rst_lazy *lz, struct lz_region *rg, uint64_t i, uint64_t n,
+		       const char *buf, bool fault)
+{
+	long copied = 0;
+	uint64_t k = 0;
+
+	while (k < n) {
+		struct uffdio_copy c;
+		uint64_t run = 0;
+
+		if (bit_test(rg->done, i + k)) {
+			k++;
+			continue;
+		}
+		while (k + run < n && !bit_test(rg->done, i + k + run))
+			run++;
+		c.dst = rg->start + (i + k) * PG;
+		c.src = (uint64_t)(uintptr_t)(buf + k * PG);
+		c.len = run * PG;
+		c.mode = 0;
+		c.copy = 0;
+		if (ioctl(lz->uffd, UFFDIO_COPY, &c) == 0)
+			c.copy = (int64_t)c.len;
+		else if (c.copy <= 0)
+			c.copy = -errno;
+		if (c.copy > 0) {
+			uint64_t got = (uint64_t)c.copy / PG;
+
+			pthread_mutex_lock(&lz->lock);
+			mark_done(lz, rg, i + k, got);
+			if (fault)
+				lz->st.fault_pages += got;
+			else
+				lz->st.pushed_pages += got;
+			pthread_mutex_unlock(&lz->lock);
+			copied += (long)got;
+			k += got;
+			continue;
+		}
+		if (c.copy == -EEXIST) {
+			/* Present already (a racing copy): nothing to do but count it. */
+			pthread_mutex_lock(&lz->lock);
+			mark_done(lz, rg, i + k, 1);
+			lz->st.eexist++;
+			pthread_mutex_unlock(&lz->lock);
+			k++;
+			continue;
+		}
+		if (c.copy == -ENOENT) {
+			/* Unmapped under us: nobody can fault there any more. */
+			pthread_mutex_lock(&lz->lock);
+			mark_done(lz, rg, i + k, run);
+			pthread_mutex_unlock(&lz->lock);
+			k += run;
+			continue;
+		}
+		if (c.copy == -EAGAIN) {
+			pthread_mutex_lock(&lz->lock);
+			lz->st.eagain++;
+			pthread_mutex_unlock(&lz->lock);
+			return -EAGAIN;
+		}
+		return uffd_err((int)-c.copy);
+	}
+	return copied;
+}
+
+static int uffd_zero(struct rst_lazy *lz, uint64_t addr)
+{
+	struct uffdio_zeropage z = {.range = {addr, PG}, .mode = 0};
+
+	if (ioctl(lz->uffd, UFFDIO_ZEROPAGE, &z) == 0 || errno == EEXIST || errno == ENOENT)
+		return 0;
+	return uffd_err(errno);
+}
+
+static int uffd_wake(struct rst_lazy *lz, uint64_t addr)
+{
+	struct uffdio_range r = {addr, PG};
+
+	if (ioctl(lz->uffd, UFFDIO_WAKE, &r) == 0 || errno == ENOENT)
+		return 0;
+	return uffd_err(errno);
+}
+
+/*
+ * Answer a fault at @addr.  Returns 0, -EAGAIN (retry after reading events),
+ * -ESRCH, or the source's -errno.
+ */
+static int serve_fault(struct rst_lazy *lz, uint64_t addr)
+{
+	struct lz_region *rg = region_find(lz, addr);
+	uint64_t i, lo, hi, wlo, whi;
+	long ret;
+
+	if (!rg) {
+		/* Registered memory that has no source pages (a VMA grown by mremap). */
+		pthread_mutex_lock(&lz->lock);
+		lz->st.zero_pages++;
+		pthread_mutex_unlock(&lz->lock);
+		return uffd_zero(lz, addr);
+	}
+	i = (addr - rg->start) / PG;
+	if (bit_test(rg->zero, i)) {
+		pthread_mutex_lock(&lz->lock);
+		lz->st.zero_pages++;
+		pthread_mutex_unlock(&lz->lock);
+		return uffd_zero(lz, addr);
+	}
+	if (bit_test(rg->done, i)) {
+		/*
+		 * Copied after the fault was read: that copy woke the thread.
+		 * Pages the caller marked present are fetched again to be sure
+		 * (the copy says EEXIST if they really are there).
+		 */
+		if (!lz->marked)
+			return uffd_wake(lz, addr);
+		ret = lz->src.fetch(lz->src.arg, rg->src + i * PG, 1, lz->fault_buf);
+		if (ret)
+			return (int)ret;
+		struct uffdio_copy c = {.dst = addr,
+					.src = (uint64_t)(uintptr_t)lz->fault_buf,
+					.len = PG,
+					.mode = 0};
+
+		if (ioctl(lz->uffd, UFFDIO_COPY, &c) && errno != EEXIST)
+			return uffd_err(errno);
+		return uffd_wake(lz, addr);
+	}
+
+	/* The missing run around the fault, inside its aligned fault-around window. */
+	wlo = (addr & ~(LAZY_FAULT_AROUND_PAGES * PG - 1));
+	wlo = wlo < rg->start ? 0 : (wlo - rg->start) / PG;
+	whi = wlo + LAZY_FAULT_AROUND_PAGES;
+	if (whi > (rg->end - rg->start) / PG)
+		whi = (rg->end - rg->start) / PG;
+	lo = i;
+	while (lo > wlo && !bit_test(rg->done, lo - 1))
+		lo--;
+	hi = i + 1;
+	while (hi < whi && !bit_test(rg->done, hi))
+		hi++;
+
+	ret = lz->src.fetch(lz->src.arg, rg->src + lo * PG, (uint32_t)(hi - lo), lz->fault_buf);
+	if (ret)
+		return (int)ret;
+	pthread_mutex_lock(&lz->lock);
+	lz->st.fetched_bytes += (hi - lo) * PG;
+	lz->hint = rg->start + hi * PG;
+	pthread_mutex_unlock(&lz->lock);
+	ret = copy_pages(lz, rg, lo, hi - lo, lz->fault_buf, true);
+	if (ret < 0)
+		return (int)ret;
+	/* Nothing copied over the faulting page (EEXIST on it): it never got a wake. */
+	return ret == (long)(hi - lo) ? 0 : uffd_wake(lz, addr);
+}
+
+/*
+ * Copy one slice of the chunk in progress (or of the next ready one).
+ * Returns 1 when a slice was handled, 0 when there was nothing to do,
+ * -EAGAIN, -ESRCH or -errno.
+ */
+static int push_slice(struct rst_lazy *lz)
+{
+	struct lz_chunk *c = lz->cur;
+	uint32_t end;
+
+	if (!c) {
+		pthread_mutex_lock(&lz->lock);
+		c = lz->ready_head;
+		if (c) {
+			lz->ready_head = c->next;
+			if (!lz->ready_head)
+				lz->ready_tail = NULL;
+		}
+		pthread_mutex_unlock(&lz->lock);
+		if (!c)
+			return 0;
+		lz->cur = c;
+	}
+	end = c->off + LAZY_PUSH_SLICE_PAGES;
+	if (end > c->npages)
+		end = c->npages;
+	while (c->off < end) {
+		uint64_t src = c->src + (uint64_t)c->off * PG;
+		struct lz_region *rg = region_find_src(lz, src);
+		uint64_t i, n;
+		long ret;
+
+		if (!rg) { /* unmapped since it was claimed */
+			c->off++;
+			continue;
+		}
+		i = (src - rg->src) / PG;
+		n = end - c->off;
+		if (n > (rg->end - rg->start) / PG - i)
+			n = (rg->end - rg->start) / PG - i;
+		ret = copy_pages(lz, rg, i, n, (char *)c->buf + (uint64_t)c->off * PG, false);
+		if (ret < 0)
+			return (int)ret;
+		c->off += (uint32_t)n;
+	}
+	if (c->off == c->npages) {
+		lz->cur = NULL;
+		pthread_mutex_lock(&lz->lock);
+		c->next = lz->free_list;
+		lz->free_list = c;
+		pthread_cond_broadcast(&lz->cv);
+		pthread_mutex_unlock(&lz->lock);
+	}
+	return 1;
+}
+
+/* ---- events ------------------------------------------------------------------- */
+
+static int on_remove(struct rst_lazy *lz, uint64_t s, uint64_t e)
+{
+	pthread_mutex_lock(&lz->lock);
+	for (size_t k = 0; k < lz->nr; k++) {
+		struct lz_region *rg = &lz->r[k];
+		uint64_t a = s > rg->start ? s : rg->start, b = e < rg->end ? e : rg->end;
+
+		for (uint64_t p = a; p < b; p += PG) {
+			uint64_t i = (p - rg->start) / PG;
+
+			mark_done(lz, rg, i, 1);
+			bit_set(rg->zero, i);
+		}
+	}
+	pthread_mutex_unlock(&lz->lock);
+	return 0;
+}
+
+static int on_remap(struct rst_lazy *lz, uint64_t from, uint64_t to, uint64_t len)
+{
+	struct lz_region *moved = NULL;
+	size_t nmoved = 0;
+	int ret = 0;
+
+	pthread_mutex_lock(&lz->lock);
+	for (size_t k = 0; k < lz->nr; k++) {
+		struct lz_region *rg = &lz->r[k], *n;
+		uint64_t a = from > rg->start ? from : rg->start;
+		uint64_t b = from + len < rg->end ? from + len : rg->end;
+
+		if (a >= b)
+			continue;
+		n = realloc(moved, (nmoved + 1) * sizeof(*moved));
+		if (!n) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		moved = n;
+		ret = region_slice(rg, a, b, a - from + to, &moved[nmoved]);
+		if (ret)
+			goto out;
+		nmoved++;
+	}
+	ret = regions_cut(lz, from, from + len);
+	if (!ret)
+		ret = regions_cut(lz, to, to + len);
+	if (!ret)
+		ret = regions_insert(lz, moved, nmoved);
+	if (!ret)
+		nmoved = 0;
+out:
+	while (nmoved)
+		region_release(&moved[--nmoved]);
+	free(moved);
+	pthread_mutex_unlock(&lz->lock);
+	return ret;
+}
+
+static int on_event(struct rst_lazy *lz, const struct uffd_msg *m)
+{
+	int ret;
+
+	pthread_mutex_lock(&lz->lock);
+	lz->st.events++;
+	pthread_mutex_unlock(&lz->lock);
+	switch (m->event) {
+	case UFFD_EVENT_REMOVE:
+		return on_remove(lz, m->arg.remove.start, m->arg.remove.end);
+	case UFFD_EVENT_UNMAP:
+		pthread_mutex_lock(&lz->lock);
+		ret = regions_cut(lz, m->arg.remove.start, m->arg.remove.end);
+		pthread_mutex_unlock(&lz->lock);
+		return ret;
+	case UFFD_EVENT_REMAP:
+		return on_remap(lz, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
+	default:
+		pr_err("unexpected userfaultfd event %#x from pid %d", m->event, lz->pid);
+		return -EPROTO;
+	}
+}
+
+/* ---- the fault thread --------------------------------------------------------- */
+
+static void finish(struct rst_lazy *lz, int result)
+{
+	pthread_mutex_lock(&lz->lock);
+	if (!lz->finished) {
+		lz->finished = true;
+		lz->result = result;
+		if (!result)
+			lz->st.complete_ns = now_ns() - lz->t_start;
+	}
+	lz->stopping = true;
+	pthread_cond_broadcast(&lz->cv);
+	pthread_mutex_unlock(&lz->lock);
+}
+
+/* SIGKILL the process and wait (a bounded time) until it is dead. */
+static void kill_process(struct rst_lazy *lz)
+{
+	struct pollfd p = {.fd = lz->pidfd, .events = POLLIN};
+
+	if (lz->pidfd < 0)
+		return;
+	if (syscall(SYS_pidfd_send_signal, lz->pidfd, SIGKILL, NULL, 0) && errno != ESRCH)
+		pr_err("cannot kill pid %d: %s", lz->pid, strerror(errno));
+	/* Its threads may sit in uffd waits: they die when woken, which closing the uffd does. */
+	poll(&p, 1, 2000);
+}
+
+/*
+ * The memory can no longer arrive: kill the process before its uffd is
+ * closed, or its threads would read zeros where its data was.
+ */
+static void fail(struct rst_lazy *lz, int err)
+{
+	pr_err("post-copy of pid %d failed, %lu pages never arrived (%s): the process cannot "
+	       "continue without its memory and is killed; post-copy cannot survive the loss of "
+	       "the source or the link",
+	       lz->pid, (unsigned long)lz->missing, strerror(-err));
+	kill_process(lz);
+	finish(lz, err);
+}
+
+static void *fault_main(void *arg)
+{
+	struct rst_lazy *lz = arg;
+	struct uffd_msg msgs[MAX_MSGS];
+	uint64_t pend[MAX_MSGS], pend_t0[MAX_MSGS];
+	size_t npend = 0;
+	int ret = 0;
+
+	for (;;) {
+		struct pollfd p[4] = {{.fd = lz->uffd, .events = POLLIN},
+				      {.fd = lz->stopfd, .events = POLLIN},
+				      {.fd = lz->readyfd, .events = POLLIN},
+				      {.fd = lz->pidfd, .events = POLLIN}};
+		bool bg, exited;
+		uint64_t t0;
+		ssize_t n;
+
+		pthread_mutex_lock(&lz->lock);
+		bg = lz->cur || lz->ready_head;
+		ret = lz->fetch_err;
+		pthread_mutex_unlock(&lz->lock);
+		if (ret)
+			break;
+		if (poll(p, lz->pidfd >= 0 ? 4 : 3, npend || bg ? 0 : -1) < 0 && errno != EINTR) {
+			ret = -errno;
+			break;
+		}
+		if (p[1].revents)
+			goto stopped;
+		exited = p[3].revents;
+		if (p[2].revents) {
+			uint64_t v;
+
+			if (read(lz->readyfd, &v, sizeof(v)) < 0 && errno != EAGAIN) {
+				ret = -errno;
+				break;
+			}
+		}
+
+		/* Events and faults: all of them, before any copy. */
+		n = read(lz->uffd, msgs, sizeof(msgs));
+		if (n < 0 && errno != EAGAIN) {
+			ret = -errno;
+			break;
+		}
+		t0 = now_ns();
+		for (ssize_t k = 0; k < n / (ssize_t)sizeof(msgs[0]); k++) {
+			if (msgs[k].event != UFFD_EVENT_PAGEFAULT) {
+				ret = on_event(lz, &msgs[k]);
+				if (ret)
+					break;
+				continue;
+			}
+			if (npend < MAX_MSGS) {
+				pend[npend] = msgs[k].arg.pagefault.address & ~(PG - 1);
+				pend_t0[npend++] = t0;
+			} else {
+				/* Cannot happen (one read is at most MAX_MSGS): wake it, it refaults. */
+				uffd_wake(lz, msgs[k].arg.pagefault.address & ~(PG - 1));
+			}
+		}
+		if (ret)
+			break;
+
+		for (size_t k = 0; k < npend;) {
+			ret = serve_fault(lz, pend[k]);
+			if (ret == -EAGAIN)
+				break; /* an event is queued: read it, then retry this fault */
+			if (ret)
+				goto out;
+			uint64_t dt = now_ns() - pend_t0[k];
+
+			pthread_mutex_lock(&lz->lock);
+			lz->st.faults++;
+			lz->hist[hist_idx(dt)]++;
+			if (dt > lz->st.fault_max_ns)
+				lz->st.fault_max_ns = dt;
+			pthread_mutex_unlock(&lz->lock);
+			pend[k] = pend[--npend];
+			pend_t0[k] = pend_t0[npend];
+		}
+		ret = 0;
+		if (!npend) {
+			ret = push_slice(lz);
+			if (ret == -EAGAIN || ret > 0)
+				ret = 0;
+			if (ret)
+				break;
+		}
+		if (!lz->missing) {
+			finish(lz, 0);
+			goto done;
+		}
+		if (exited) {
+			ret = -ESRCH;
+			break;
+		}
+	}
+out:
+	if (ret == -ESRCH) {
+		pr_warn("pid %d exited before all its memory arrived (%lu pages missing)", lz->pid,
+			(unsigned long)lz->missing);
+		finish(lz, -ESRCH);
+	} else {
+		fail(lz, ret);
+	}
+done:
+	/* Unregisters everything: the process no longer waits for us. */
+	close(lz->uffd);
+	lz->uffd = -1;
+	return NULL;
+stopped:
+	/* rst_lazy_free() stops us: it decides about the process. */
+	return NULL;
+}
+
+/* ---- the fetchers ----------------------------------------------------------------- */
+
+/* Claim the next run of pages to push, starting at the hint. Under lz->lock. */
+static bool plan_next(struct rst_lazy *lz, uint64_t *src, uint32_t *npages)
+{
+	size_t first = 0;
+
+	if (!lz->nr)
+		return false;
+	while (first < lz->nr && lz->r[first].end <= lz->hint)
+		first++;
+	for (size_t k = 0; k <= lz->nr; k++) {
+		struct lz_region *rg = &lz->r[(first + k) % lz->nr];
+		uint64_t n = (rg->end - rg->start) / PG, from = 0, i, run = 0;
+
+		if (k == 0 && lz->hint > rg->start)
+			from = (lz->hint - rg->start) / PG;
+		if (!rg->missing || from >= n)
+			continue;
+		i = find_clear2(rg->done, rg->claimed, from, n);
+		if (i == n)
+			continue;
+		while (i + run < n && run < LAZY_PUSH_CHUNK_PAGES && !bit_test(rg->done, i + run) &&
+		       !bit_test(rg->claimed, i + run)) {
+			bit_set(rg->claimed, i + run);
+			run++;
+		}
+		*src = rg->src + i * PG;
+		*npages = (uint32_t)run;
+		lz->hint = rg->start + (i + run) * PG;
+		return true;
+	}
+	return false;
+}
+
+static void *fetch_main(void *arg)
+{
+	struct rst_lazy *lz = arg;
+
+	for (;;) {
+		struct lz_chunk *c;
+		uint64_t one = 1;
+		int ret;
+
+		pthread_mutex_lock(&lz->lock);
+		while (!lz->stopping && !lz->free_list)
+			pthread_cond_wait(&lz->cv, &lz->lock);
+		if (lz->stopping) {
+			pthread_mutex_unlock(&lz->lock);
+			break;
+		}
+		c = lz->free_list;
+		if (!plan_next(lz, &c->src, &c->npages)) {
+			pthread_mutex_unlock(&lz->lock);
+			break;
+		}
+		lz->free_list = c->next;
+		lz->st.fetched_bytes += (uint64_t)c->npages * PG;
+		pthread_mutex_unlock(&lz->lock);
+
+		ret = lz->src.fetch(lz->src.arg, c->src, c->npages, c->buf);
+
+		pthread_mutex_lock(&lz->lock);
+		c->off = 0;
+		c->next = NULL;
+		if (ret) {
+			if (!lz->fetch_err)
+				lz->fetch_err = ret;
+			c->next = lz->free_list;
+			lz->free_list = c;
+		} else if (lz->ready_tail) {
+			lz->ready_tail->next = c;
+			lz->ready_tail = c;
+		} else {
+			lz->ready_head = lz->ready_tail = c;
+		}
+		pthread_mutex_unlock(&lz->lock);
+		if (write(lz->readyfd, &one, sizeof(one)) < 0)
+			pr_warn("cannot signal the fault thread of pid %d: %s", lz->pid,
+				strerror(errno));
+		if (ret)
+			break;
+	}
+	return NULL;
+}
+
+/* ---- public ------------------------------------------------------------------ */
+
+bool rst_lazy_vma_ok(const struct haul_vma *v)
+{
+	if (!haul_vma_is_memory(v) || (v->flags & HAUL_VMA_LOCKED))
+		return false;
+	if (v->flags & HAUL_VMA_SHMEM)
+		return true;
+	return (v->flags & HAUL_VMA_ANON) && !(v->flags & HAUL_VMA_SHARED);
+}
+
+/* The features this kernel offers (a private uffd: UFFDIO_API works once per fd). */
+static int probe_features(uint64_t *features)
+{
+	struct uffdio_api api = {.api = UFFD_API, .features = 0};
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+	int ret = 0;
+
+	if (fd < 0) {
+		ret = -errno;
+		pr_err_r(ret, "userfaultfd is not available, post-copy cannot run");
+		return ret == -ENOSYS ? -EOPNOTSUPP : ret;
+	}
+	if (ioctl(fd, UFFDIO_API, &api)) {
+		ret = -errno;
+		pr_err_r(ret, "cannot probe userfaultfd features");
+	}
+	*features = api.features;
+	close(fd);
+	return ret;
+}
+
+int rst_lazy_uffd_create(struct rsys *r, const struct haul_layout *vmas, int *uffd)
+{
+	uint64_t args[6] = {O_CLOEXEC | O_NONBLOCK}, features = 0, want = LAZY_EVENTS;
+	struct uffdio_api api = {.api = UFFD_API};
+	int pidfd, fd = -1, ret;
+	long rfd, rv;
+
+	for (size_t i = 0; i < vmas->n; i++) {
+		if (!rst_lazy_vma_ok(&vmas->v[i])) {
+			pr_err("vma %#lx-%#lx of pid %d cannot be restored lazily (only private "
+			       "anonymous and shmem memory can)",
+			       (unsigned long)vmas->v[i].start, (unsigned long)vmas->v[i].end,
+			       r->pid);
+			return -EINVAL;
+		}
+		if (vmas->v[i].flags & HAUL_VMA_SHMEM)
+			want |= UFFD_FEATURE_MISSING_SHMEM;
+	}
+	ret = probe_features(&features);
+	if (ret)
+		return ret;
+	if ((features & want) != want) {
+		pr_err("userfaultfd lacks features %#lx needed for post-copy (kernel offers %#lx)",
+		       (unsigned long)(want & ~features), (unsigned long)features);
+		return -EOPNOTSUPP;
+	}
+
+	ret = rsys_call(r, SYS_userfaultfd, args, &rfd);
+	if (ret)
+		return ret;
+	if (rfd < 0) {
+		pr_err_r((int)rfd, "cannot create a userfaultfd inside pid %d", r->pid);
+		return (int)rfd;
+	}
+	pidfd = (int)syscall(SYS_pidfd_open, r->pid, 0);
+	if (pidfd >= 0) {
+		fd = (int)syscall(SYS_pidfd_getfd, pidfd, (int)rfd, 0);
+		ret = fd < 0 ? -errno : 0;
+		close(pidfd);
+	} else {
+		ret = -errno;
+	}
+	args[0] = (uint64_t)rfd;
+	if (rsys_call(r, SYS_close, args, &rv) == 0 && rv < 0)
+		pr_warn("cannot close uffd %ld inside pid %d: %s", rfd, r->pid, strerror((int)-rv));
+	if (ret) {
+		pr_err_r(ret, "cannot take the userfaultfd of pid %d", r->pid);
+		return ret;
+	}
+
+	api.features = want;
+	if (ioctl(fd, UFFDIO_API, &api)) {
+		ret = -errno;
+		pr_err_r(ret, "cannot enable userfaultfd features %#lx for pid %d",
+			 (unsigned long)want, r->pid);
+		goto err;
+	}
+	for (size_t i = 0; i < vmas->n; i++) {
+		const struct haul_vma *v = &vmas->v[i];
+		struct uffdio_register reg = {.range = {v->start, v->end - v->start},
+					      .mode = UFFDIO_REGISTER_MODE_MISSING};
+
+		if (ioctl(fd, UFFDIO_REGISTER, &reg)) {
+			ret = -errno;
+			pr_err_r(ret, "cannot register %#lx-%#lx of pid %d with userfaultfd",
+				 (unsigned long)v->start, (unsigned long)v->end, r->pid);
+			goto err;
+		}
+		if (!(reg.ioctls & (1ull << _UFFDIO_COPY))) {
+			pr_err("userfaultfd cannot copy into %#lx-%#lx of pid %d",
+			       (unsigned long)v->start, (unsigned long)v->end, r->pid);
+			ret = -EOPNOTSUPP;
+			goto err;
+		}
+	}
+	*uffd = fd;
+	return 0;
+err:
+	close(fd);
+	return ret;
+}
+
+int rst_lazy_new(const struct rst_lazy_opts *o, struct rst_lazy **out)
+{
+	struct rst_lazy *lz = calloc(1, sizeof(*lz));
+	unsigned nbufs;
+	int ret = -ENOMEM;
+
+	if (!lz) {
+		close(o->uffd);
+		return -ENOMEM;
+	}
+	lz->uffd = o->uffd;
+	lz->pid = o->pid;
+	lz->src = o->src;
+	lz->stopfd = lz->readyfd = lz->pidfd = -1;
+	lz->nfetchers = o->fetchers ? o->fetchers : LAZY_DEFAULT_FETCHERS;
+	pthread_mutex_init(&lz->lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&lz->cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	lz->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	lz->readyfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (lz->stopfd < 0 || lz->readyfd < 0) {
+		ret = -errno;
+		goto err;
+	}
+	if (o->pid > 0) {
+		lz->pidfd = (int)syscall(SYS_pidfd_open, o->pid, 0);
+		if (lz->pidfd < 0) {
+			ret = -errno;
+			pr_err_r(ret, "cannot open a pidfd for pid %d", o->pid);
+			goto err;
+		}
+	}
+	lz->r = calloc(o->vmas->n ? o->vmas->n : 1, sizeof(*lz->r));
+	if (!lz->r)
+		goto err;
+	for (size_t i = 0; i < o->vmas->n; i++) {
+		const struct haul_vma *v = &o->vmas->v[i];
+
+		ret = region_init(&lz->r[i], v->start, v->end, v->start);
+		if (ret)
+			goto err;
+		lz->nr++;
+		lz->missing += lz->r[i].missing;
+	}
+	lz->st.total_pages = lz->missing;
+	lz->hint = lz->nr ? lz->r[0].start : 0;
+	lz->fault_buf = malloc(LAZY_FAULT_AROUND_PAGES * PG);
+	nbufs = lz->nfetchers * LAZY_BUFS_PER_FETCHER;
+	lz->chunks = calloc(nbufs, sizeof(*lz->chunks));
+	lz->fetch_threads = calloc(lz->nfetchers, sizeof(*lz->fetch_threads));
+	if (!lz->fault_buf || !lz->chunks || !lz->fetch_threads)
+		goto err;
+	for (unsigned i = 0; i < nbufs; i++) {
+		struct lz_chunk *c = &lz->chunks[i];
+
+		c->buf = mmap(NULL, LAZY_PUSH_CHUNK_PAGES * PG, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (c->buf == MAP_FAILED) {
+			c->buf = NULL;
+			goto err;
+		}
+		c->next = lz->free_list;
+		lz->free_list = c;
+	}
+	*out = lz;
+	return 0;
+err:
+	rst_lazy_free(lz);
+	return ret;
+}
+
+int rst_lazy_mark_present(struct rst_lazy *lz, uint64_t addr, uint64_t npages)
+{
+	uint64_t end = addr + npages * PG;
+
+	if (lz->started)
+		return -EBUSY;
+	for (size_t k = 0; k < lz->nr; k++) {
+		struct lz_region *rg = &lz->r[k];
+		uint64_t a = addr > rg->start ? addr : rg->start, b = end < rg->end ? end : rg->end;
+
+		if (a < b) {
+			mark_done(lz, rg, (a - rg->start) / PG, (b - a) / PG);
+			lz->marked = true;
+		}
+	}
+	return 0;
+}
+
+int rst_lazy_start(struct rst_lazy *lz)
+{
+	int ret;
+
+	lz->t_start = now_ns();
+	if (!lz->missing) {
+		/* Nothing to wait for: let the process go at once. */
+		finish(lz, 0);
+		close(lz->uffd);
+		lz->uffd = -1;
+		lz->started = true;
+		return 0;
+	}
+	ret = -pthread_create(&lz->fault_thread, NULL, fault_main, lz);
+	if (ret) {
+		pr_err_r(ret, "cannot start the fault thread for pid %d", lz->pid);
+		return ret;
+	}
+	lz->started = true;
+	for (unsigned i = 0; i < lz->nfetchers; i++) {
+		ret = -pthread_create(&lz->fetch_threads[i], NULL, fetch_main, lz);
+		if (ret) {
+			/* The fault thread serves faults alone; the push just does not happen. */
+			pr_warn_r(ret, "cannot start fetcher %u for pid %d", i, lz->pid);
+			break;
+		}
+		lz->nrunning++;
+	}
+	if (!lz->nrunning) {
+		pr_err("no fetcher runs for pid %d: its memory would only arrive on faults",
+		       lz->pid);
+		return ret;
+	}
+	return 0;
+}
+
+int rst_lazy_wait_complete(struct rst_lazy *lz, int timeout_ms)
+{
+	struct timespec dl;
+	int ret = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &dl);
+	if (timeout_ms >= 0) {
+		dl.tv_sec += timeout_ms / 1000;
+		dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+		if (dl.tv_nsec >= 1000000000) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000;
+		}
+	}
+	pthread_mutex_lock(&lz->lock);
+	while (!lz->finished && !ret) {
+		if (timeout_ms < 0)
+			pthread_cond_wait(&lz->cv, &lz->lock);
+		else
+			ret = -pthread_cond_timedwait(&lz->cv, &lz->lock, &dl);
+	}
+	if (lz->finished)
+		ret = lz->result;
+	pthread_mutex_unlock(&lz->lock);
+	return ret;
+}
+
+void rst_lazy_stats(struct rst_lazy *lz, struct rst_lazy_stats *st)
+{
+	pthread_mutex_lock(&lz->lock);
+	*st = lz->st;
+	st->missing_pages = lz->missing;
+	st->fault_p50_ns = hist_pct(lz->hist, lz->st.faults, 50);
+	st->fault_p99_ns = hist_pct(lz->hist, lz->st.faults, 99);
+	pthread_mutex_unlock(&lz->lock);
+}
+
+void rst_lazy_free(struct rst_lazy *lz)
+{
+	uint64_t one = 1;
+
+	if (!lz)
+		return;
+	if (lz->started) {
+		pthread_mutex_lock(&lz->lock);
+		lz->stopping = true;
+		pthread_cond_broadcast(&lz->cv);
+		pthread_mutex_unlock(&lz->lock);
+		if (write(lz->stopfd, &one, sizeof(one)) < 0)
+			pr_warn("cannot stop the fault thread of pid %d: %s", lz->pid,
+				strerror(errno));
+		if (lz->fault_thread)
+			pthread_join(lz->fault_thread, NULL);
+		for (unsigned i = 0; i < lz->nrunning; i++)
+			pthread_join(lz->fetch_threads[i], NULL);
+	}
+	if (lz->uffd >= 0 && lz->missing && lz->started) {
+		pr_err("post-copy of pid %d stopped with %lu pages missing: killing it", lz->pid,
+		       (unsigned long)lz->missing);
+		kill_process(lz);
+		finish(lz, -ECANCELED);
+	}
+	if (lz->uffd >= 0)
+		close(lz->uffd);
+	if (lz->stopfd >= 0)
+		close(lz->stopfd);
+	if (lz->readyfd >= 0)
+		close(lz->readyfd);
+	if (lz->pidfd >= 0)
+		close(lz->pidfd);
+	for (size_t i = 0; i < lz->nr; i++)
+		region_release(&lz->r[i]);
+	free(lz->r);
+	if (lz->chunks)
+		for (unsigned i = 0; i < lz->nfetchers * LAZY_BUFS_PER_FETCHER; i++)
+			if (lz->chunks[i].buf)
+				munmap(lz->chunks[i].buf, LAZY_PUSH_CHUNK_PAGES * PG);
+	free(lz->chunks);
+	free(lz->fetch_threads);
+	free(lz->fault_buf);
+	pthread_cond_destroy(&lz->cv);
+	pthread_mutex_destroy(&lz->lock);
+	free(lz);
+}

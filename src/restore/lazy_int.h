@@ -1,0 +1,133 @@
+/*
+ * lazy_int.h - post-copy (lazy) restore: the userfaultfd fault server.
+ *
+ * Private to src/restore (and src/haul/postcopy.c, which plugs the network
+ * in).  A restored process whose anonymous memory has not arrived yet has
+ * that memory registered with userfaultfd in missing mode.  struct rst_lazy
+ * owns the uffd and one fault thread that answers every fault and every
+ * mm event (unmap, remap, remove) of that process, fetching page contents
+ * from a source (a local buffer, a page store, or the migration source over
+ * the wire) and pushing what was not asked for in the background, in the
+ * order the faults suggest, until every page is present.
+ *
+ * Order of use on the restore target (KERNEL.md, "Lazy restore"):
+ *   1. rst_lazy_uffd_create(): with the stub stopped and its layout final,
+ *      create the uffd inside it and register the lazy VMAs;
+ *   2. rst_lazy_new() + rst_lazy_start(): the fault thread runs BEFORE any
+ *      further injected syscall can touch lazy memory (rseq, set_robust_list,
+ *      process_vm_writev of non-lazy state are fine; anything that reads or
+ *      writes a lazy page blocks until this thread answers);
+ *   3. resume the process; rst_lazy_wait_complete(); rst_lazy_free().
+ * If a fetch fails (the link or the source died), the process cannot
+ * continue: the fault thread says so and SIGKILLs it, so nothing hangs.
+ */
+#ifndef HAUL_RESTORE_LAZY_INT_H
+#define HAUL_RESTORE_LAZY_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/rsys.h"
+#include "common/vma.h"
+
+/* Pages fetched around a fault: 64 KiB (issue 6); aligned on 64 KiB, clipped to the VMA. */
+#define LAZY_FAULT_AROUND_PAGES 16
+/* Pages per background fetch: 1 MiB amortises a network round trip to ~10% at 3 GB/s. */
+#define LAZY_PUSH_CHUNK_PAGES 256
+/* Pages per background UFFDIO_COPY between two looks at the uffd: bounds fault latency
+ * to one 64 KiB copy (~16 us warm, ~160 us into never-touched memory here). */
+#define LAZY_PUSH_SLICE_PAGES 16
+/* Background fetch threads: two overlap one fetch with the other's copy. */
+#define LAZY_DEFAULT_FETCHERS 2
+/* Fetched chunks waiting to be copied, per fetcher. */
+#define LAZY_BUFS_PER_FETCHER 2
+
+/*
+ * Where page contents come from.  fetch() fills @buf with @npages pages of
+ * the source process at source address @addr (the address the pages had
+ * when the process was frozen; remaps on the target are translated here).
+ * It is called from the fault thread and the fetcher threads concurrently,
+ * so it must be thread-safe.  Returns 0 or -errno; any error is fatal to
+ * the restored process (it is killed: its memory can no longer arrive).
+ */
+struct rst_lazy_source {
+	int (*fetch)(void *arg, uint64_t addr, uint32_t npages, void *buf);
+	void *arg;
+};
+
+struct rst_lazy_opts {
+	int uffd;  /* API'd and registered (rst_lazy_uffd_create); owned by rst_lazy */
+	pid_t pid; /* the restored process: SIGKILLed when its memory cannot arrive */
+	const struct haul_layout *vmas; /* the registered VMAs; every page missing at first */
+	struct rst_lazy_source src;
+	unsigned fetchers; /* background fetch threads; 0: LAZY_DEFAULT_FETCHERS */
+};
+
+struct rst_lazy_stats {
+	uint64_t total_pages;	/* pages of the lazy VMAs at start */
+	uint64_t missing_pages; /* pages not yet present (or dropped by unmap/remove) */
+	uint64_t faults;	/* fault messages answered */
+	uint64_t fault_pages;	/* pages copied because of a fault (with fault-around) */
+	uint64_t pushed_pages;	/* pages copied by the background push */
+	uint64_t zero_pages;	/* faults answered with zeros (memory the process zapped) */
+	uint64_t fetched_bytes; /* bytes asked of the source */
+	uint64_t eexist;	/* pages that were present already when copied */
+	uint64_t eagain;	/* copies retried because the address space was changing */
+	uint64_t events;	/* unmap, remap and remove events */
+	uint64_t fault_p50_ns;	/* time from reading a fault to waking its thread */
+	uint64_t fault_p99_ns;
+	uint64_t fault_max_ns;
+	uint64_t complete_ns; /* from rst_lazy_start() until all present; 0 until then */
+};
+
+struct rst_lazy;
+
+/* Whether @v can be restored lazily: private anonymous or shmem memory, not mlocked. */
+bool rst_lazy_vma_ok(const struct haul_vma *v);
+
+/*
+ * With @r attached to the stopped process (rsys_seize or rsys_attach_stopped;
+ * the calling thread is its tracer), create a userfaultfd inside it, pull
+ * the fd into this process (pidfd_getfd), close it there, enable missing
+ * faults with the unmap/remap/remove events, and register every VMA of
+ * @vmas (each must satisfy rst_lazy_vma_ok()).  From here on, an unmap or
+ * madvise(DONTNEED) of those VMAs by the process blocks until the fault
+ * thread reads the event: start it (rst_lazy_new + rst_lazy_start) before
+ * the process or an injected syscall touches that memory.  Returns 0 and
+ * the fd in *@uffd, or -errno (-EOPNOTSUPP: no userfaultfd or a missing
+ * feature, with a logged reason).
+ */
+int rst_lazy_uffd_create(struct rsys *r, const struct haul_layout *vmas, int *uffd);
+
+/* Take ownership of @o->uffd (closed on failure too). 0 or -errno. */
+int rst_lazy_new(const struct rst_lazy_opts *o, struct rst_lazy **out);
+
+/*
+ * Before rst_lazy_start(): @npages pages at @addr are in the process
+ * already (written before registration) and need no fetch.  They must
+ * really be there: a fault on them is answered from the source again.
+ */
+int rst_lazy_mark_present(struct rst_lazy *lz, uint64_t addr, uint64_t npages);
+
+/* Start the fault thread and the fetchers. 0 or -errno. */
+int rst_lazy_start(struct rst_lazy *lz);
+
+/*
+ * Wait until every page is present (0), the process died or exited before
+ * (-ESRCH), the source failed (its -errno; the process was killed), or
+ * @timeout_ms passed (-ETIMEDOUT; negative: wait for ever).  Any thread.
+ */
+int rst_lazy_wait_complete(struct rst_lazy *lz, int timeout_ms);
+
+/* A snapshot of the counters; any thread, any time. */
+void rst_lazy_stats(struct rst_lazy *lz, struct rst_lazy_stats *st);
+
+/*
+ * Stop the threads and close the uffd.  If memory is still missing, the
+ * process is SIGKILLed first (closing the uffd would let it read zeros
+ * where its data should be).  NULL is a no-op.
+ */
+void rst_lazy_free(struct rst_lazy *lz);
+
+#endif

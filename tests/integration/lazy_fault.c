@@ -1,0 +1,401 @@
+/*
+ * lazy_fault.c - the post-copy fault server against a real process.
+ *
+ * The test process maps a region without touching it and forks: the child
+ * inherits an empty mapping, the parent fills its own copy with a pattern
+ * that depends on each word's address and serves it as "the source" (same
+ * addresses).  The child is stopped by ptrace, a userfaultfd is created
+ * inside it by an injected syscall and its region registered, exactly as the
+ * restore target does with its stub; then the child runs and touches every
+ * page at random (reads, writes, from two threads) and checks each word.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/rsys.h"
+#include "common/vma.h"
+#include "restore/lazy_int.h"
+
+#define PGSZ 4096UL
+
+static uint64_t pattern(uint64_t addr)
+{
+	return (addr * 0x9E3779B97F4A7C15ull) ^ 0x5eed5eed12345678ull;
+}
+
+static void fill(char *p, size_t len)
+{
+	for (size_t off = 0; off < len; off += 8)
+		*(uint64_t *)(p + off) = pattern((uint64_t)(uintptr_t)(p + off));
+}
+
+/* Words of the page at @p that differ from the pattern (word 0 may hold @marker). */
+static unsigned check_page(const char *p, uint64_t marker)
+{
+	const uint64_t *w = (const uint64_t *)p;
+	unsigned bad = 0;
+
+	for (unsigned i = 0; i < PGSZ / 8; i++) {
+		uint64_t want = pattern((uint64_t)(uintptr_t)(w + i));
+
+		if (i == 0 && marker && w[0] == marker)
+			continue;
+		bad += w[i] != want;
+	}
+	return bad;
+}
+
+static unsigned check_zero(const char *p, size_t len)
+{
+	unsigned bad = 0;
+
+	for (size_t i = 0; i < len; i++)
+		bad += p[i] != 0;
+	return bad;
+}
+
+/* ---- the child's workloads ---- */
+
+struct walk {
+	char *base;
+	size_t npages;
+	uint32_t *perm;
+	unsigned part, nparts;
+	unsigned bad;
+};
+
+static uint64_t marker_of(const char *page)
+{
+	return ~(uint64_t)(uintptr_t)page;
+}
+
+static void *walk_main(void *arg)
+{
+	struct walk *w = arg;
+
+	for (size_t k = w->part; k < w->npages; k += w->nparts) {
+		char *page = w->base + (size_t)w->perm[k] * PGSZ;
+
+		if (w->perm[k] % 4 == 0) {
+			/* A write fault first: the rest of the page must arrive intact. */
+			*(volatile uint64_t *)page = marker_of(page);
+			w->bad += check_page(page, marker_of(page));
+		} else {
+			w->bad += check_page(page, 0);
+		}
+	}
+	return NULL;
+}
+
+static unsigned child_random(char *base, size_t npages)
+{
+	uint32_t *perm = malloc(npages * sizeof(*perm));
+	struct walk w[2];
+	pthread_t t;
+	unsigned bad = 0;
+
+	if (!perm)
+		return 1;
+	for (size_t i = 0; i < npages; i++)
+		perm[i] = (uint32_t)i;
+	srandom(getpid());
+	for (size_t i = npages - 1; i > 0; i--) {
+		size_t j = (size_t)random() % (i + 1);
+		uint32_t x = perm[i];
+
+		perm[i] = perm[j];
+		perm[j] = x;
+	}
+	for (unsigned i = 0; i < 2; i++)
+		w[i] = (struct walk){base, npages, perm, i, 2, 0};
+	if (pthread_create(&t, NULL, walk_main, &w[1]))
+		return 1;
+	walk_main(&w[0]);
+	pthread_join(t, NULL);
+	bad = w[0].bad + w[1].bad;
+	/* Everything again, now that it is all there. */
+	for (size_t i = 0; i < npages; i++) {
+		char *page = base + i * PGSZ;
+
+		bad += check_page(page, i % 4 == 0 ? marker_of(page) : 0);
+	}
+	free(perm);
+	return bad;
+}
+
+/* madvise(DONTNEED), munmap and mremap during post-copy. */
+static unsigned child_events(char *base, size_t npages)
+{
+	size_t moved_len = 1024 * PGSZ;
+	char *moved_from = base + 1024 * PGSZ, *to;
+	unsigned bad = 0;
+
+	bad += check_page(base, 0);
+	/* Zapped memory reads as zeros, never as the source's old data. */
+	if (madvise(base + 64 * PGSZ, 64 * PGSZ, MADV_DONTNEED))
+		return 1000;
+	bad += check_zero(base + 64 * PGSZ, 64 * PGSZ);
+	if (munmap(base + 256 * PGSZ, 256 * PGSZ))
+		return 1001;
+	to = mmap(NULL, moved_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (to == MAP_FAILED)
+		return 1002;
+	if (mremap(moved_from, moved_len, moved_len, MREMAP_MAYMOVE | MREMAP_FIXED, to) != to)
+		return 1003;
+	/* Moved memory holds what was at its old address. */
+	for (size_t i = 0; i < 1024; i++) {
+		const uint64_t *w = (const uint64_t *)(to + i * PGSZ);
+
+		for (unsigned k = 0; k < PGSZ / 8; k++)
+			bad += w[k] !=
+			       pattern((uint64_t)(uintptr_t)(moved_from + i * PGSZ + k * 8));
+	}
+	for (size_t i = 0; i < npages; i++) {
+		if ((i >= 64 && i < 128) || (i >= 256 && i < 512) || (i >= 1024 && i < 2048))
+			continue;
+		bad += check_page(base + i * PGSZ, 0);
+	}
+	bad += check_zero(base + 64 * PGSZ, 64 * PGSZ);
+	return bad;
+}
+
+/* Touch pages (all of them, or the first 512) and wait to be killed. */
+static unsigned child_touch_and_wait(char *base, size_t npages, bool few)
+{
+	if (few && npages > 512)
+		npages = 512;
+	for (size_t i = 0; i < npages; i += 7)
+		(void)*(volatile char *)(base + i * PGSZ);
+	return 0;
+}
+
+enum mode {
+	M_RANDOM,
+	M_EVENTS,
+	M_TOUCH,
+	M_TOUCH_FEW
+};
+
+/* ---- the source (the parent's copy) ---- */
+
+struct src {
+	atomic_ulong pages;
+	unsigned long fail_after; /* 0: never */
+	unsigned bg_delay_us;	  /* slow down background chunks */
+};
+
+static int src_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
+{
+	struct src *s = arg;
+	unsigned long before = atomic_fetch_add(&s->pages, npages);
+
+	if (s->fail_after && before + npages > s->fail_after)
+		return -ECONNRESET;
+	if (s->bg_delay_us && npages > LAZY_FAULT_AROUND_PAGES)
+		usleep(s->bg_delay_us);
+	memcpy(buf, (const void *)(uintptr_t)addr, (size_t)npages * PGSZ);
+	return 0;
+}
+
+struct fixture {
+	pid_t pid;
+	int go, res;
+	char *base;
+	size_t len;
+};
+
+static void spawn(struct fixture *f, size_t len, enum mode m)
+{
+	int go[2], res[2];
+
+	f->len = len;
+	f->base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(f->base, MAP_FAILED);
+	cr_assert_eq(pipe(go), 0);
+	cr_assert_eq(pipe(res), 0);
+	f->pid = fork();
+	cr_assert_geq(f->pid, 0);
+	if (f->pid == 0) {
+		unsigned bad = 0;
+		char c;
+
+		close(go[1]);
+		close(res[0]);
+		if (read(go[0], &c, 1) != 1)
+			_exit(2);
+		if (m == M_RANDOM)
+			bad = child_random(f->base, len / PGSZ);
+		else if (m == M_EVENTS)
+			bad = child_events(f->base, len / PGSZ);
+		else
+			bad = child_touch_and_wait(f->base, len / PGSZ, m == M_TOUCH_FEW);
+		if (write(res[1], &bad, sizeof(bad)) != sizeof(bad))
+			_exit(3);
+		if (m == M_TOUCH || m == M_TOUCH_FEW)
+			pause();
+		_exit(0);
+	}
+	close(go[0]);
+	close(res[1]);
+	f->go = go[1];
+	f->res = res[0];
+	/* The child's copy stays empty; ours is the source. */
+	fill(f->base, len);
+}
+
+/* Stop the child, make its region lazy, start the fault server. */
+static struct rst_lazy *make_lazy(struct fixture *f, struct src *s, unsigned fetchers)
+{
+	struct haul_vma v = {.start = (uint64_t)(uintptr_t)f->base,
+			     .end = (uint64_t)(uintptr_t)f->base + f->len,
+			     .prot = PROT_READ | PROT_WRITE,
+			     .flags = HAUL_VMA_ANON};
+	struct haul_layout l = {&v, 1};
+	struct rst_lazy_opts o = {
+		.pid = f->pid, .vmas = &l, .src = {src_fetch, s}, .fetchers = fetchers};
+	struct rst_lazy *lz;
+	struct rsys r;
+	int ret;
+
+	usleep(10000); /* let the child block in read() */
+	cr_assert_eq(rsys_seize(&r, f->pid), 0);
+	ret = rst_lazy_uffd_create(&r, &l, &o.uffd);
+	cr_assert_eq(rsys_release(&r), 0);
+	if (ret == -EOPNOTSUPP || ret == -EPERM) {
+		kill(f->pid, SIGKILL);
+		waitpid(f->pid, NULL, 0);
+		cr_skip_test("userfaultfd with missing faults and events is not available here");
+	}
+	cr_assert_eq(ret, 0, "rst_lazy_uffd_create: %s", strerror(-ret));
+	cr_assert_eq(rst_lazy_new(&o, &lz), 0);
+	cr_assert_eq(rst_lazy_start(lz), 0);
+	return lz;
+}
+
+static void go(struct fixture *f)
+{
+	cr_assert_eq(write(f->go, "g", 1), 1);
+}
+
+static void cleanup(struct fixture *f)
+{
+	if (f->pid > 0) {
+		kill(f->pid, SIGKILL);
+		waitpid(f->pid, NULL, 0);
+	}
+	close(f->go);
+	close(f->res);
+	munmap(f->base, f->len);
+}
+
+Test(lazy, every_page_correct_under_random_faults, .timeout = 60)
+{
+	struct fixture f;
+	struct src s = {0};
+	struct rst_lazy_stats st;
+	struct rst_lazy *lz;
+	unsigned bad = ~0u;
+	int status, ret;
+
+	spawn(&f, 64 << 20, M_RANDOM);
+	lz = make_lazy(&f, &s, 0);
+	go(&f);
+	cr_assert_eq(read(f.res, &bad, sizeof(bad)), (ssize_t)sizeof(bad));
+	cr_assert_eq(waitpid(f.pid, &status, 0), f.pid);
+	f.pid = 0;
+	ret = rst_lazy_wait_complete(lz, 10000);
+	rst_lazy_stats(lz, &st);
+	rst_lazy_free(lz);
+	cleanup(&f);
+	cr_expect_eq(bad, 0, "%u words differ from the source", bad);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+	cr_expect_eq(ret, 0, "wait_complete: %s", strerror(-ret));
+	cr_expect_eq(st.missing_pages, 0);
+	cr_expect_eq(st.total_pages, (64 << 20) / PGSZ);
+	cr_expect_geq(st.fault_pages + st.pushed_pages, st.total_pages);
+	cr_expect_gt(st.faults, 0);
+	cr_log_info("faults %lu (p50 %lu ns, p99 %lu ns), fault pages %lu, pushed %lu, eexist "
+		    "%lu, complete %.1f ms",
+		    (unsigned long)st.faults, (unsigned long)st.fault_p50_ns,
+		    (unsigned long)st.fault_p99_ns, (unsigned long)st.fault_pages,
+		    (unsigned long)st.pushed_pages, (unsigned long)st.eexist, st.complete_ns / 1e6);
+}
+
+Test(lazy, unmap_remap_and_dontneed_during_postcopy, .timeout = 60)
+{
+	struct fixture f;
+	struct src s = {.bg_delay_us = 20000};
+	struct rst_lazy_stats st;
+	struct rst_lazy *lz;
+	unsigned bad = ~0u;
+	int status, ret;
+
+	spawn(&f, 16 << 20, M_EVENTS);
+	lz = make_lazy(&f, &s, 1);
+	go(&f);
+	cr_assert_eq(read(f.res, &bad, sizeof(bad)), (ssize_t)sizeof(bad));
+	cr_assert_eq(waitpid(f.pid, &status, 0), f.pid);
+	f.pid = 0;
+	ret = rst_lazy_wait_complete(lz, 20000);
+	rst_lazy_stats(lz, &st);
+	rst_lazy_free(lz);
+	cleanup(&f);
+	cr_expect_eq(bad, 0, "%u bytes or words wrong (>= 1000: a syscall failed)", bad);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+	/* The child exits when done: complete, or gone before the last push. */
+	cr_expect(ret == 0 || ret == -ESRCH, "wait_complete: %s", strerror(-ret));
+	cr_expect_geq(st.events, 3, "events seen: %lu", (unsigned long)st.events);
+}
+
+Test(lazy, source_failure_kills_process_and_nothing_hangs, .timeout = 30)
+{
+	struct fixture f;
+	struct src s = {.fail_after = 2048, .bg_delay_us = 1000};
+	struct rst_lazy *lz;
+	unsigned bad;
+	int status, ret;
+
+	spawn(&f, 64 << 20, M_TOUCH);
+	lz = make_lazy(&f, &s, 0);
+	go(&f);
+	/* It dies before it can report: it needs pages the source never gives. */
+	cr_assert_eq(waitpid(f.pid, &status, 0), f.pid);
+	f.pid = 0;
+	cr_expect(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %#x", status);
+	cr_expect_eq(read(f.res, &bad, sizeof(bad)), 0, "the child finished without its memory");
+	ret = rst_lazy_wait_complete(lz, 5000);
+	cr_expect_eq(ret, -ECONNRESET, "wait_complete: %s", strerror(-ret));
+	rst_lazy_free(lz);
+	cleanup(&f);
+}
+
+Test(lazy, free_before_complete_kills_process, .timeout = 30)
+{
+	struct fixture f;
+	struct src s = {.bg_delay_us = 50000};
+	struct rst_lazy *lz;
+	unsigned bad = ~0u;
+	int status;
+
+	spawn(&f, 64 << 20, M_TOUCH_FEW);
+	lz = make_lazy(&f, &s, 1);
+	go(&f);
+	cr_assert_eq(read(f.res, &bad, sizeof(bad)), (ssize_t)sizeof(bad));
+	cr_expect_eq(bad, 0);
+	cr_expect_eq(rst_lazy_wait_complete(lz, 0), -ETIMEDOUT);
+	rst_lazy_free(lz);
+	cr_assert_eq(waitpid(f.pid, &status, 0), f.pid);
+	f.pid = 0;
+	cr_expect(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %#x", status);
+	cleanup(&f);
+}
