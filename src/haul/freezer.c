@@ -8,6 +8,11 @@
  * v1: write FROZEN to freezer.state and re-read it until it says FROZEN
  * (FREEZING while tasks are still on their way).
  *
+ * Freezing a task that is in ptrace-stop completes at once (it counts as
+ * frozen) and it stays frozen when the tracer detaches: migrate relies on
+ * this to hand a seized process from ptrace to the freezer (measured on
+ * 6.18, cgroup2).
+ *
  * Why the freezer and not only ptrace: it stops every task of the cgroup at
  * once, and a frozen cgroup stays frozen when haul dies, which is what the
  * source needs past the commit point (see migrate.c and DESIGN.md).
@@ -98,25 +103,40 @@ static int v1_wait_frozen(const char *dir, int timeout_ms)
 	}
 }
 
-int haul_freeze(const struct haul_cg *cg, int timeout_ms)
+int haul_freeze_begin(const struct haul_cg *cg)
 {
 	int ret;
 
-	if (cg->v2_freezer) {
+	if (cg->v2_freezer)
 		ret = haul_cg_write(cg->freezer_dir, "cgroup.freeze", "1");
-		if (!ret)
-			ret = v2_wait_frozen(cg->freezer_dir, timeout_ms);
-	} else {
+	else
 		ret = haul_cg_write(cg->freezer_dir, "freezer.state", "FROZEN");
-		if (!ret)
-			ret = v1_wait_frozen(cg->freezer_dir, timeout_ms);
-	}
+	if (ret)
+		pr_err_r(ret, "cannot freeze pid %d in '%s'", cg->pid, cg->freezer_dir);
+	return ret;
+}
+
+int haul_freeze_wait(const struct haul_cg *cg, int timeout_ms)
+{
+	int ret;
+
+	if (cg->v2_freezer)
+		ret = v2_wait_frozen(cg->freezer_dir, timeout_ms);
+	else
+		ret = v1_wait_frozen(cg->freezer_dir, timeout_ms);
 	if (ret == -ETIMEDOUT)
 		pr_err("pid %d did not freeze within %d ms in '%s'", cg->pid, timeout_ms,
 		       cg->freezer_dir);
 	else if (ret)
-		pr_err_r(ret, "cannot freeze pid %d in '%s'", cg->pid, cg->freezer_dir);
+		pr_err_r(ret, "cannot wait for pid %d to freeze in '%s'", cg->pid, cg->freezer_dir);
 	return ret;
+}
+
+int haul_freeze(const struct haul_cg *cg, int timeout_ms)
+{
+	int ret = haul_freeze_begin(cg);
+
+	return ret ? ret : haul_freeze_wait(cg, timeout_ms);
 }
 
 int haul_thaw(const struct haul_cg *cg)

@@ -10,7 +10,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <sys/types.h>
+
+#include "pageserver/pageserver.h"
 
 /* ---- cgroup.c: where the hierarchies are, and a workload's cgroups -------- */
 
@@ -86,6 +89,9 @@ int haul_cg_mkdir_p(const char *path);
  * @timeout_ms.  0, -ETIMEDOUT (left freezing: the caller thaws), or -errno.
  */
 int haul_freeze(const struct haul_cg *cg, int timeout_ms);
+/* The two halves of haul_freeze(): ask, then wait (tasks in ptrace-stop count as frozen). */
+int haul_freeze_begin(const struct haul_cg *cg);
+int haul_freeze_wait(const struct haul_cg *cg, int timeout_ms);
 /* Thaw. 0 or -errno. */
 int haul_thaw(const struct haul_cg *cg);
 /* Whether the cgroup is (being) frozen now. */
@@ -180,5 +186,65 @@ int haul_proc_starttime(pid_t pid, unsigned long long *start);
 char haul_proc_state(pid_t pid);
 /* utime + stime of @pid in clock ticks, or -errno. */
 long long haul_proc_cpu_ticks(pid_t pid);
+
+/* ---- migrate.c: one live migration ------------------------------------ */
+
+/* What one round did (pre-copy rounds and the final, frozen one). */
+struct haul_mig_round {
+	uint64_t seq;
+	uint64_t pages;	     /* dirty pages found and sent */
+	uint64_t wire_bytes; /* bytes on the wire for them */
+	double ms;	     /* scan to round_end ack */
+	double scan_ms;
+	double mbps;	    /* payload MB/s */
+	double dirty_mbps;  /* dirty rate measured at this round */
+	double expected_ms; /* expected downtime had we switched over after it */
+	unsigned throttle_pct;
+	bool final; /* the frozen round */
+};
+
+struct haul_mig_opts {
+	pid_t pid;    /* in haul's PID namespace */
+	pid_t ns_pid; /* in its own PID namespace (0: same as pid) */
+	const char *to;
+	uint8_t key[PS_KEY_LEN];
+	double downtime_ms;
+	uint64_t bandwidth; /* bytes/s, 0 = no cap */
+	unsigned streams;
+	enum ps_compress compress;
+	unsigned max_rounds; /* 0: HAUL_MIG_MAX_ROUNDS */
+	bool stop_and_copy;
+	int timeout_ms;		     /* per reply from the page server; 0: default */
+	const char *fault;	     /* HAUL_FAULT (tests) */
+	volatile sig_atomic_t *stop; /* set by SIGINT/SIGTERM: abort before the commit point */
+	void (*on_round)(void *arg, const struct haul_mig_round *r);
+	void *arg;
+};
+
+struct haul_mig_result {
+	int err;
+	const char *
+		phase; /* where it stopped: precheck, cgroup, connect, track, precopy, switchover */
+	bool committed;	  /* the target runs the process, the source is dead */
+	bool indoubt;	  /* the restore command went out and no answer came */
+	bool over_target; /* switched over at the round limit */
+	pid_t target_pid;
+	double total_ms, downtime_ms; /* downtime: freeze to the target's "running" reply */
+	double t_freeze, freeze_ms, seize_ms, final_ms, state_ms, restore_ms, kill_ms;
+	double expected_ms;
+	unsigned rounds, throttle_max;
+	uint64_t bytes_sent, pages_sent;
+	struct haul_mig_round *round;
+	size_t nround;
+	char why[256];
+};
+
+/* Migrate @o->pid to @o->to. 0 (committed) or -errno; @res says how far it got. */
+int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res);
+void haul_mig_result_release(struct haul_mig_result *res);
+double haul_now_ms(void);
+
+/* "100M" (bytes/s, K/M/G = 10^3..), "1gbit", "800mbit": bytes/s. 0 or -EINVAL. */
+int haul_parse_rate(const char *s, uint64_t *out);
 
 #endif
