@@ -12,6 +12,12 @@
  * pages are applied while pre-copy runs; at switchover only the last pages
  * and the state remain.  Only the thread that created a target may call
  * its functions (it is the ptrace tracer).
+ *
+ * Changes since the lead's draft (all additive; existing calls unchanged):
+ *  - struct rst_target_opts gained timens offsets and `detach`;
+ *  - rst_target_wait(): wait for a restored process (haul restore);
+ *  - rst_target_pid(): the stub's PID as seen from here.
+ * rst_target_opts.lazy is refused with -EOPNOTSUPP (no post-copy yet).
  */
 #ifndef HAUL_RESTORE_H
 #define HAUL_RESTORE_H
@@ -39,19 +45,39 @@ int rst_dump_precheck(pid_t pid, char *why, size_t whylen);
  * (free() it) holding a serialised ProcessState.  0 or -errno.
  */
 struct rst_seized;
-int rst_seize(pid_t pid, struct rst_seized **out);  /* seize + interrupt all threads */
+int rst_seize(pid_t pid, struct rst_seized **out); /* seize + interrupt all threads */
 int rst_dump_state(struct rst_seized *s, uint8_t **blob, size_t *len);
 /* Detach (the process resumes, or stays frozen if its cgroup is frozen). NULL is a no-op. */
 void rst_release(struct rst_seized *s);
 
 /* ---- restore target (target side) ------------------------------------------- */
 
-enum rst_pidns { RST_PIDNS_AUTO = 0, RST_PIDNS_ALWAYS, RST_PIDNS_NEVER };
+enum rst_pidns {
+	RST_PIDNS_AUTO = 0,
+	RST_PIDNS_ALWAYS,
+	RST_PIDNS_NEVER
+};
 
 struct rst_target_opts {
-	pid_t pid;            /* the PID to give the process (its PID on the source) */
-	enum rst_pidns pidns; /* AUTO: same PID in our namespace if free, else a new PID namespace */
-	bool lazy;            /* register memory with userfaultfd (missing) before resume */
+	pid_t pid; /* the PID to give the process (its PID on the source) */
+	enum rst_pidns
+		pidns; /* AUTO: same PID in our namespace if free, else a new PID namespace */
+	bool lazy;     /* register memory with userfaultfd (missing) before resume */
+	/*
+	 * The process runs in a new time namespace whose CLOCK_MONOTONIC and
+	 * CLOCK_BOOTTIME are ours plus these offsets (ns).  0 is right when
+	 * source and target share a clock (same host, process not in a time
+	 * namespace); an image restore sets them so the clocks go on from the
+	 * dump (rst_image_clock_offsets).
+	 */
+	int64_t monotonic_offset_ns;
+	int64_t boottime_offset_ns;
+	/*
+	 * The restored process must outlive us (page server): its helper
+	 * processes are not our children.  Without it, rst_target_wait() gives
+	 * its exit status.
+	 */
+	bool detach;
 };
 
 struct rst_target;
@@ -67,10 +93,22 @@ int rst_target_pages(struct rst_target *t, uint64_t addr, const void *data, uint
  * is its PID as seen from here.  On failure the stub is killed and a
  * user-facing reason is in @why.
  */
-int rst_target_resume(struct rst_target *t, const void *state, size_t len, pid_t *pid,
-		      char *why, size_t whylen);
+int rst_target_resume(struct rst_target *t, const void *state, size_t len, pid_t *pid, char *why,
+		      size_t whylen);
 /* Kill the stub unless it was resumed. NULL is a no-op. */
 void rst_target_free(struct rst_target *t);
+/* The stub's (later the process's) PID as seen from here. */
+pid_t rst_target_pid(const struct rst_target *t);
+/*
+ * Wait until the restored process exits (not with opts.detach); its exit
+ * status as a shell reports it (128 + signal when killed).  -errno.
+ */
+int rst_target_wait(struct rst_target *t);
+/*
+ * Offsets for rst_target_opts that make the clocks of a process restored
+ * from @state (a ProcessState) continue from the values they had at dump.
+ */
+int rst_image_clock_offsets(const void *state, size_t len, int64_t *mono, int64_t *boot);
 
 /* The page server sink that restores live sessions into rst_targets. */
 extern const struct ps_sink_ops rst_live_sink;

@@ -1,0 +1,1156 @@
+/*
+ * dump.c - read the whole non-memory state of a stopped process.
+ *
+ * What a process is, besides its pages, comes from three places:
+ *  - ptrace on the stopped task: registers (rewound into an interrupted
+ *    syscall by rsys), xstate, signal mask, rseq, pending signals;
+ *  - system calls injected into it (rsys_call): rt_sigaction per signal,
+ *    sigaltstack, brk(0), PR_GET_TID_ADDRESS, PR_GET_PDEATHSIG, getitimer,
+ *    timer slack, dumpability - things no /proc file shows;
+ *  - /proc/PID: stat (the PR_SET_MM fields), auxv, exe, personality, cwd,
+ *    status (umask, creds), comm, fd + fdinfo, smaps (the layout).
+ * The result is one image.proto ProcessState, serialised.
+ *
+ * Anything haul cannot rebuild is refused before a single byte is dumped,
+ * naming the resource (rst_check_resources); the caller then releases the
+ * process, which runs on untouched.  Every injected call is read-only for
+ * the tracee except the scratch mapping, which rsys_release() removes.
+ */
+#define LOG_PREFIX "dump: "
+#include <dirent.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/rsys.h"
+#include "common/vma.h"
+#include "restore/restore.h"
+#include "restore/restore_int.h"
+
+#ifndef PTRACE_GET_RSEQ_CONFIGURATION
+#define PTRACE_GET_RSEQ_CONFIGURATION 0x420f
+#endif
+#ifndef PR_GET_TID_ADDRESS
+#define PR_GET_TID_ADDRESS 40
+#endif
+
+struct rseq_config {
+	uint64_t rseq_abi_pointer;
+	uint32_t rseq_abi_size;
+	uint32_t signature;
+	uint32_t flags;
+	uint32_t pad;
+};
+
+/* The x86_64 layout of the kernel's struct sigaction (rt_sigaction). */
+struct ksigaction {
+	uint64_t handler;
+	uint64_t flags;
+	uint64_t restorer;
+	uint64_t mask;
+};
+
+struct rst_seized {
+	pid_t pid;
+	size_t n;
+	struct rsys *thr; /* thr[0] is the main thread */
+};
+
+/* ---- small /proc readers ------------------------------------------------- */
+
+static int read_file(const char *path, char **out, size_t *len)
+{
+	size_t cap = 4096, n = 0;
+	char *buf = malloc(cap + 1);
+	int fd, ret = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		free(buf);
+		return errno == ENOENT ? -ESRCH : -errno;
+	}
+	for (;;) {
+		ssize_t r;
+
+		if (n == cap) {
+			char *nb = realloc(buf, cap * 2 + 1);
+
+			if (!nb) {
+				ret = -ENOMEM;
+				break;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		r = read(fd, buf + n, cap - n);
+		if (r < 0) {
+			ret = -errno;
+			break;
+		}
+		if (r == 0)
+			break;
+		n += r;
+	}
+	close(fd);
+	if (ret) {
+		free(buf);
+		return ret;
+	}
+	buf[n] = '\0';
+	*out = buf;
+	if (len)
+		*len = n;
+	return 0;
+}
+
+static int read_proc(pid_t pid, const char *name, char **out, size_t *len)
+{
+	char path[96];
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
+	return read_file(path, out, len);
+}
+
+/* The value after "@key:" in a "Key:\tvalue" file such as status, or NULL. */
+static const char *status_field(const char *text, const char *key)
+{
+	size_t kl = strlen(key);
+
+	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (!strncmp(p, key, kl) && p[kl] == ':')
+			return p + kl + 1;
+	return NULL;
+}
+
+static int read_link(const char *path, char *buf, size_t len)
+{
+	ssize_t n = readlink(path, buf, len - 1);
+
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	return 0;
+}
+
+static bool strip_deleted(char *path)
+{
+	static const char del[] = " (deleted)";
+	size_t l = strlen(path), dl = sizeof(del) - 1;
+
+	if (l > dl && !strcmp(path + l - dl, del)) {
+		path[l - dl] = '\0';
+		return true;
+	}
+	return false;
+}
+
+/* ---- what is refused ----------------------------------------------------- */
+
+/*
+ * Classify fd @fd of @pid.  Returns 0 with its kind, or -EOPNOTSUPP with
+ * the reason in @why.  @target receives the link text (path).
+ */
+static int classify_fd(pid_t pid, int fd, Haul__Img__FdKind *kind, char *target, size_t tlen,
+		       struct stat *st, char *why, size_t whylen)
+{
+	char link[64];
+	int ret;
+
+	snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)pid, fd);
+	ret = read_link(link, target, tlen);
+	if (ret)
+		return ret;
+	if (stat(link, st) < 0)
+		return -errno;
+	if (S_ISREG(st->st_mode)) {
+		bool deleted = strip_deleted(target);
+
+		if (!strncmp(target, "/memfd:", 7)) {
+			snprintf(why, whylen, "fd %d is a memfd (%s)", fd, target);
+			return -EOPNOTSUPP;
+		}
+		if (target[0] != '/') {
+			snprintf(why, whylen, "fd %d is %s, not a file haul can reopen", fd,
+				 target);
+			return -EOPNOTSUPP;
+		}
+		if (deleted || st->st_nlink == 0) {
+			if ((uint64_t)st->st_size > RST_DELETED_FILE_MAX) {
+				snprintf(why, whylen,
+					 "fd %d is deleted file %s of %lld bytes (more than %llu "
+					 "MiB cannot be carried in the image)",
+					 fd, target, (long long)st->st_size,
+					 RST_DELETED_FILE_MAX >> 20);
+				return -EOPNOTSUPP;
+			}
+			*kind = HAUL__IMG__FD_KIND__FD_DELETED;
+		} else {
+			*kind = HAUL__IMG__FD_KIND__FD_REG;
+		}
+		return 0;
+	}
+	if (S_ISDIR(st->st_mode) && target[0] == '/' && !strip_deleted(target)) {
+		*kind = HAUL__IMG__FD_KIND__FD_DIR;
+		return 0;
+	}
+	/* Major 1 is the mem class: /dev/null, zero, full, random, urandom. */
+	if (S_ISCHR(st->st_mode) && major(st->st_rdev) == 1 && target[0] == '/') {
+		*kind = HAUL__IMG__FD_KIND__FD_CHR;
+		return 0;
+	}
+	if (S_ISFIFO(st->st_mode))
+		snprintf(why, whylen, "fd %d is a pipe or fifo (%s)", fd, target);
+	else if (S_ISSOCK(st->st_mode))
+		snprintf(why, whylen, "fd %d is a socket (%s)", fd, target);
+	else if (S_ISCHR(st->st_mode))
+		snprintf(why, whylen, "fd %d is character device %s (only /dev/null-like devices)",
+			 fd, target);
+	else
+		snprintf(why, whylen, "fd %d is %s", fd, target);
+	return -EOPNOTSUPP;
+}
+
+static int check_vmas(pid_t pid, char *why, size_t whylen)
+{
+	struct haul_layout l;
+	int ret = haul_layout_read(pid, false, &l);
+
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < l.n && !ret; i++) {
+		const struct haul_vma *v = &l.v[i];
+		const char *p = v->path ? v->path : "";
+
+		if (v->flags & (HAUL_VMA_VDSO | HAUL_VMA_VVAR | HAUL_VMA_VSYSCALL))
+			continue;
+		ret = -EOPNOTSUPP;
+		if (v->flags & HAUL_VMA_SPECIAL)
+			snprintf(why, whylen,
+				 "VMA %#" PRIx64 "-%#" PRIx64 " is %s, a kernel mapping", v->start,
+				 v->end, p);
+		else if ((v->flags & HAUL_VMA_SHMEM) && !strncmp(p, "/SYSV", 5))
+			snprintf(why, whylen, "VMA %#" PRIx64 "-%#" PRIx64 " is SysV shared memory",
+				 v->start, v->end);
+		else if ((v->flags & HAUL_VMA_SHMEM) && !strncmp(p, "/memfd:", 7))
+			snprintf(why, whylen, "VMA %#" PRIx64 "-%#" PRIx64 " maps memfd %s",
+				 v->start, v->end, p);
+		else if ((v->flags & HAUL_VMA_DELETED) && !(v->flags & HAUL_VMA_SHMEM))
+			snprintf(why, whylen, "VMA %#" PRIx64 "-%#" PRIx64 " maps deleted file %s",
+				 v->start, v->end, p);
+		else
+			ret = 0;
+	}
+	haul_layout_release(&l);
+	return ret;
+}
+
+int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
+{
+	char *status = NULL, *text = NULL, path[96];
+	const char *f;
+	DIR *d;
+	struct dirent *de;
+	int ret;
+
+	ret = read_proc(pid, "status", &status, NULL);
+	if (ret) {
+		snprintf(why, whylen, "pid %d is gone", (int)pid);
+		return ret;
+	}
+	ret = -EOPNOTSUPP;
+	if ((f = status_field(status, "State")) && strchr(f, 'Z')) {
+		snprintf(why, whylen, "pid %d is a zombie", (int)pid);
+		ret = -ESRCH;
+		goto out;
+	}
+	if ((f = status_field(status, "Threads")) && atoi(f) != 1) {
+		snprintf(why, whylen,
+			 "pid %d has %d threads; only single-threaded processes are supported",
+			 (int)pid, atoi(f));
+		goto out;
+	}
+	if ((f = status_field(status, "TracerPid")) && atoi(f) != 0 && atoi(f) != tracer) {
+		snprintf(why, whylen, "pid %d is being traced by pid %d", (int)pid, atoi(f));
+		goto out;
+	}
+	if ((f = status_field(status, "Seccomp")) && atoi(f) != 0) {
+		snprintf(why, whylen, "pid %d runs under seccomp (mode %d)", (int)pid, atoi(f));
+		goto out;
+	}
+	snprintf(path, sizeof(path), "task/%d/children", (int)pid);
+	if (!read_proc(pid, path, &text, NULL)) {
+		if (atoi(text) > 0) {
+			snprintf(why, whylen, "pid %d has child process %d", (int)pid, atoi(text));
+			goto out;
+		}
+		free(text);
+		text = NULL;
+	}
+	if (!read_proc(pid, "timers", &text, NULL)) {
+		if (text[0]) {
+			snprintf(why, whylen, "pid %d has POSIX timers (timer_create)", (int)pid);
+			goto out;
+		}
+		free(text);
+		text = NULL;
+	}
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	if (!d) {
+		ret = -errno;
+		snprintf(why, whylen, "cannot list the fds of pid %d", (int)pid);
+		goto out;
+	}
+	ret = 0;
+	while (!ret && (de = readdir(d))) {
+		Haul__Img__FdKind kind;
+		char target[4096];
+		struct stat st;
+
+		if (de->d_name[0] == '.')
+			continue;
+		ret = classify_fd(pid, atoi(de->d_name), &kind, target, sizeof(target), &st, why,
+				  whylen);
+		if (ret == -ENOENT) /* closed meanwhile (the process is still running) */
+			ret = 0;
+	}
+	closedir(d);
+	if (!ret)
+		ret = check_vmas(pid, why, whylen);
+out:
+	free(text);
+	free(status);
+	return ret;
+}
+
+int rst_dump_precheck(pid_t pid, char *why, size_t whylen)
+{
+	why[0] = '\0';
+	return rst_check_resources(pid, 0, why, whylen);
+}
+
+/* ---- seize / release ----------------------------------------------------- */
+
+int rst_seize(pid_t pid, struct rst_seized **out)
+{
+	struct rst_seized *s;
+	char path[64];
+	struct dirent *de;
+	DIR *d;
+	int ret = 0;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->pid = pid;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d) {
+		free(s);
+		return errno == ENOENT ? -ESRCH : -errno;
+	}
+	/* The main thread first: the dump talks to thr[0]. */
+	s->thr = calloc(1, sizeof(*s->thr));
+	if (!s->thr) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = rsys_seize(&s->thr[0], pid);
+	if (ret)
+		goto out;
+	s->n = 1;
+	while ((de = readdir(d))) {
+		pid_t tid = atoi(de->d_name);
+		struct rsys *nt;
+
+		if (tid <= 0 || tid == pid)
+			continue;
+		nt = realloc(s->thr, (s->n + 1) * sizeof(*nt));
+		if (!nt) {
+			ret = -ENOMEM;
+			break;
+		}
+		s->thr = nt;
+		ret = rsys_seize(&s->thr[s->n], tid);
+		if (ret == -ESRCH) { /* exited meanwhile */
+			ret = 0;
+			continue;
+		}
+		if (ret)
+			break;
+		s->n++;
+	}
+out:
+	closedir(d);
+	if (ret) {
+		rst_release(s);
+		return ret;
+	}
+	*out = s;
+	return 0;
+}
+
+void rst_release(struct rst_seized *s)
+{
+	if (!s)
+		return;
+	for (size_t i = s->n; i-- > 0;) {
+		int ret = rsys_release(&s->thr[i]);
+
+		if (ret)
+			pr_warn_r(ret, "cannot release thread %d of pid %d", s->thr[i].pid, s->pid);
+	}
+	free(s->thr);
+	free(s);
+}
+
+/* ---- the dump ------------------------------------------------------------ */
+
+/* Everything a ProcessState points to, owned here and freed at once. */
+struct dump_ctx {
+	Haul__Img__ProcessState ps;
+	Haul__Img__Regs regs;
+	Haul__Img__MmMap mm;
+	Haul__Img__Creds creds;
+	Haul__Img__Rseq rseq;
+	Haul__Img__SigAction sa[64];
+	Haul__Img__SigAction *sap[64];
+	Haul__Img__Rlimit rl[RLIM_NLIMITS];
+	Haul__Img__Rlimit *rlp[RLIM_NLIMITS];
+	Haul__Img__Itimer it[3];
+	Haul__Img__Itimer *itp[3];
+	uint32_t groups[256];
+	char comm[32];
+	char cwd[4096];
+	char exe[4096];
+	char release[65];
+	uint8_t xstate[16384];
+	Haul__Img__PendingSignal *pending; /* array, pointed to by pendp */
+	Haul__Img__PendingSignal **pendp;
+	uint8_t (*siginfo)[128];
+	Haul__Img__Fd *fds;
+	Haul__Img__Fd **fdp;
+	Haul__Img__Vma *vmas;
+	Haul__Img__Vma **vmap;
+	struct haul_layout layout;
+	char *status;
+	char *stat;
+	char *auxv;
+};
+
+static void dump_ctx_free(struct dump_ctx *c)
+{
+	for (size_t i = 0; c->fds && i < c->ps.n_fds; i++) {
+		free(c->fds[i].path);
+		free(c->fds[i].content.data);
+	}
+	free(c->fds);
+	free(c->fdp);
+	free(c->vmas);
+	free(c->vmap);
+	free(c->pending);
+	free(c->pendp);
+	free(c->siginfo);
+	haul_layout_release(&c->layout);
+	free(c->status);
+	free(c->stat);
+	free(c->auxv);
+	free(c);
+}
+
+static int inject(struct rsys *r, long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
+		  long *res)
+{
+	uint64_t args[6] = {a0, a1, a2, a3, 0, 0};
+	int ret = rsys_call(r, nr, args, res);
+
+	if (ret)
+		pr_err_r(ret, "cannot run syscall %ld in pid %d", nr, r->pid);
+	return ret;
+}
+
+static void regs_to_img(const struct user_regs_struct *g, Haul__Img__Regs *o)
+{
+	haul__img__regs__init(o);
+	o->r15 = g->r15;
+	o->r14 = g->r14;
+	o->r13 = g->r13;
+	o->r12 = g->r12;
+	o->rbp = g->rbp;
+	o->rbx = g->rbx;
+	o->r11 = g->r11;
+	o->r10 = g->r10;
+	o->r9 = g->r9;
+	o->r8 = g->r8;
+	o->rax = g->rax;
+	o->rcx = g->rcx;
+	o->rdx = g->rdx;
+	o->rsi = g->rsi;
+	o->rdi = g->rdi;
+	o->orig_rax = g->orig_rax;
+	o->rip = g->rip;
+	o->cs = g->cs;
+	o->eflags = g->eflags;
+	o->rsp = g->rsp;
+	o->ss = g->ss;
+	o->fs_base = g->fs_base;
+	o->gs_base = g->gs_base;
+	o->ds = g->ds;
+	o->es = g->es;
+	o->fs = g->fs;
+	o->gs = g->gs;
+}
+
+static int dump_signals(struct dump_ctx *c, struct rsys *r, uint64_t scratch)
+{
+	struct ksigaction ka;
+	size_t n = 0, cap = 0;
+	long res;
+	int ret;
+
+	for (int sig = 1; sig <= 64; sig++) {
+		if (sig == SIGKILL || sig == SIGSTOP)
+			continue;
+		ret = inject(r, SYS_rt_sigaction, sig, 0, scratch, 8, &res);
+		if (ret)
+			return ret;
+		if (res < 0) {
+			pr_err_r((int)res, "cannot read the action of signal %d in pid %d", sig,
+				 r->pid);
+			return (int)res;
+		}
+		ret = rsys_read(r->pid, scratch, &ka, sizeof(ka));
+		if (ret)
+			return ret;
+		if (!ka.handler && !ka.flags && !ka.mask)
+			continue; /* SIG_DFL, as the restorer sets every other signal */
+		haul__img__sig_action__init(&c->sa[n]);
+		c->sa[n].signo = sig;
+		c->sa[n].handler = ka.handler;
+		c->sa[n].flags = ka.flags;
+		c->sa[n].restorer = ka.restorer;
+		c->sa[n].mask = ka.mask;
+		c->sap[n] = &c->sa[n];
+		n++;
+	}
+	c->ps.n_sigactions = n;
+	c->ps.sigactions = c->sap;
+
+	/* Queued signals: the thread's own queue, then the process-wide one. */
+	n = 0;
+	for (int shared = 0; shared < 2; shared++) {
+		for (uint64_t off = 0;; off++) {
+			struct {
+				uint64_t off;
+				uint32_t flags;
+				int32_t nr;
+			} arg = {off, shared ? 1 : 0, 1};
+			uint8_t info[128];
+			long got = ptrace(PTRACE_PEEKSIGINFO, r->pid, &arg, info);
+
+			if (got < 0)
+				return -errno;
+			if (got == 0)
+				break;
+			if (n == cap) {
+				size_t nc = cap ? cap * 2 : 8;
+				void *a = realloc(c->pending, nc * sizeof(*c->pending));
+
+				if (!a)
+					return -ENOMEM;
+				c->pending = a;
+				a = realloc(c->siginfo, nc * sizeof(*c->siginfo));
+				if (!a)
+					return -ENOMEM;
+				c->siginfo = a;
+				cap = nc;
+			}
+			memcpy(c->siginfo[n], info, sizeof(info));
+			haul__img__pending_signal__init(&c->pending[n]);
+			c->pending[n].shared = shared;
+			n++;
+		}
+	}
+	if (n) {
+		c->pendp = calloc(n, sizeof(*c->pendp));
+		if (!c->pendp)
+			return -ENOMEM;
+		for (size_t i = 0; i < n; i++) {
+			c->pending[i].siginfo.data = c->siginfo[i];
+			c->pending[i].siginfo.len = 128;
+			c->pendp[i] = &c->pending[i];
+		}
+	}
+	c->ps.n_pending = n;
+	c->ps.pending = c->pendp;
+
+	/* stack_t: sp, flags (int, padded), size. */
+	ret = inject(r, SYS_sigaltstack, 0, scratch, 0, 0, &res);
+	if (ret)
+		return ret;
+	if (res == 0) {
+		uint64_t ss[3];
+
+		ret = rsys_read(r->pid, scratch, ss, sizeof(ss));
+		if (ret)
+			return ret;
+		c->ps.has_altstack_sp = c->ps.has_altstack_flags = c->ps.has_altstack_size = true;
+		c->ps.altstack_sp = ss[0];
+		c->ps.altstack_flags = (uint32_t)ss[1];
+		c->ps.altstack_size = ss[2];
+	}
+	return 0;
+}
+
+static int dump_kernel_bookkeeping(struct dump_ctx *c, struct rsys *r, uint64_t scratch)
+{
+	struct rseq_config rc;
+	uint64_t head = 0;
+	size_t hlen = 0;
+	long res;
+	int ret;
+
+	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, r->pid, sizeof(rc), &rc) == sizeof(rc) &&
+	    rc.rseq_abi_pointer) {
+		haul__img__rseq__init(&c->rseq);
+		c->rseq.addr = rc.rseq_abi_pointer;
+		c->rseq.len = rc.rseq_abi_size;
+		c->rseq.sig = rc.signature;
+		c->ps.rseq = &c->rseq;
+	}
+	if (syscall(SYS_get_robust_list, r->pid, &head, &hlen) == 0) {
+		c->ps.has_robust_list = c->ps.has_robust_list_len = true;
+		c->ps.robust_list = head;
+		c->ps.robust_list_len = hlen;
+	}
+	ret = inject(r, SYS_prctl, PR_GET_TID_ADDRESS, scratch, 0, 0, &res);
+	if (ret)
+		return ret;
+	if (res == 0) {
+		ret = rsys_read(r->pid, scratch, &c->ps.tid_address, sizeof(uint64_t));
+		if (ret)
+			return ret;
+		c->ps.has_tid_address = true;
+	}
+	ret = inject(r, SYS_prctl, PR_GET_PDEATHSIG, scratch, 0, 0, &res);
+	if (ret)
+		return ret;
+	if (res == 0) {
+		ret = rsys_read(r->pid, scratch, &c->ps.pdeathsig, sizeof(int32_t));
+		if (ret)
+			return ret;
+		c->ps.has_pdeathsig = true;
+	}
+	ret = inject(r, SYS_prctl, PR_GET_TIMERSLACK, 0, 0, 0, &res);
+	if (ret)
+		return ret;
+	if (res >= 0) {
+		c->ps.has_timerslack_ns = true;
+		c->ps.timerslack_ns = res;
+	}
+	ret = inject(r, SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, &res);
+	if (ret)
+		return ret;
+	if (res >= 0) {
+		c->ps.has_dumpable = true;
+		c->ps.dumpable = res == 1;
+	}
+	ret = inject(r, SYS_brk, 0, 0, 0, 0, &res);
+	if (ret)
+		return ret;
+	c->mm.brk = (uint64_t)res;
+
+	for (int which = 0; which < 3; which++) {
+		uint64_t tv[4];
+
+		ret = inject(r, SYS_getitimer, which, scratch, 0, 0, &res);
+		if (ret)
+			return ret;
+		if (res < 0)
+			continue;
+		ret = rsys_read(r->pid, scratch, tv, sizeof(tv));
+		if (ret)
+			return ret;
+		if (!tv[0] && !tv[1] && !tv[2] && !tv[3])
+			continue;
+		haul__img__itimer__init(&c->it[c->ps.n_itimers]);
+		c->it[c->ps.n_itimers].which = which;
+		c->it[c->ps.n_itimers].interval_us = tv[0] * 1000000 + tv[1];
+		c->it[c->ps.n_itimers].value_us = tv[2] * 1000000 + tv[3];
+		c->itp[c->ps.n_itimers] = &c->it[c->ps.n_itimers];
+		c->ps.n_itimers++;
+	}
+	c->ps.itimers = c->itp;
+	return 0;
+}
+
+/* /proc/PID/stat fields 26-28 and 45-51 (1-based) are the PR_SET_MM_MAP ones. */
+static int dump_mm(struct dump_ctx *c, pid_t pid)
+{
+	unsigned long long v[53] = {0};
+	char *p;
+	int ret, i;
+	struct stat st;
+	char link[64];
+
+	ret = read_proc(pid, "stat", &c->stat, NULL);
+	if (ret)
+		return ret;
+	p = strrchr(c->stat, ')');
+	if (!p)
+		return -EIO;
+	p += 2; /* field 3, the state */
+	for (i = 3; i <= 52 && *p; i++) {
+		if (i == 3)
+			v[i] = 0;
+		else
+			v[i] = strtoull(p, NULL, 10);
+		p = strchr(p, ' ');
+		if (!p)
+			break;
+		p++;
+	}
+	if (i < 51) {
+		pr_err("cannot parse /proc/%d/stat", (int)pid);
+		return -EIO;
+	}
+	c->mm.start_code = v[26];
+	c->mm.end_code = v[27];
+	c->mm.start_stack = v[28];
+	c->mm.start_data = v[45];
+	c->mm.end_data = v[46];
+	c->mm.start_brk = v[47];
+	c->mm.arg_start = v[48];
+	c->mm.arg_end = v[49];
+	c->mm.env_start = v[50];
+	c->mm.env_end = v[51];
+
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+	ret = read_link(link, c->exe, sizeof(c->exe));
+	if (ret)
+		return ret;
+	if (strip_deleted(c->exe)) {
+		pr_err("the executable %s of pid %d was deleted; it cannot be restored", c->exe,
+		       (int)pid);
+		return -EOPNOTSUPP;
+	}
+	c->mm.exe = c->exe;
+	if (stat(link, &st) == 0) {
+		c->mm.has_exe_dev = c->mm.has_exe_ino = true;
+		c->mm.exe_dev = st.st_dev;
+		c->mm.exe_ino = st.st_ino;
+	}
+	c->ps.mm = &c->mm;
+	return 0;
+}
+
+static int dump_fds(struct dump_ctx *c, pid_t pid, char *why, size_t whylen)
+{
+	char path[64];
+	struct dirent *de;
+	size_t cap = 0;
+	DIR *d;
+	int ret = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		char target[4096], info[96], *text = NULL;
+		const char *f;
+		Haul__Img__Fd *o;
+		Haul__Img__FdKind kind;
+		struct stat st;
+		int fd;
+
+		if (de->d_name[0] == '.')
+			continue;
+		fd = atoi(de->d_name);
+		ret = classify_fd(pid, fd, &kind, target, sizeof(target), &st, why, whylen);
+		if (ret)
+			break;
+		if (c->ps.n_fds == cap) {
+			size_t nc = cap ? cap * 2 : 16;
+			Haul__Img__Fd *a = realloc(c->fds, nc * sizeof(*a));
+
+			if (!a) {
+				ret = -ENOMEM;
+				break;
+			}
+			c->fds = a;
+			cap = nc;
+		}
+		o = &c->fds[c->ps.n_fds];
+		haul__img__fd__init(o);
+		o->path = strdup(target);
+		c->ps.n_fds++;
+		if (!o->path) {
+			ret = -ENOMEM;
+			break;
+		}
+		o->fd = fd;
+		o->kind = kind;
+		o->has_dev = o->has_ino = o->has_size = o->has_mode = true;
+		o->dev = st.st_dev;
+		o->ino = st.st_ino;
+		o->size = st.st_size;
+		o->mode = st.st_mode;
+		if (kind == HAUL__IMG__FD_KIND__FD_CHR) {
+			o->has_rdev = true;
+			o->rdev = st.st_rdev;
+		}
+		snprintf(info, sizeof(info), "fdinfo/%d", fd);
+		ret = read_proc(pid, info, &text, NULL);
+		if (ret)
+			break;
+		if ((f = status_field(text, "pos")))
+			o->pos = strtoull(f, NULL, 10);
+		if ((f = status_field(text, "flags"))) {
+			unsigned long fl = strtoul(f, NULL, 8);
+
+			o->cloexec = !!(fl & O_CLOEXEC);
+			o->flags = fl & ~(unsigned long)O_CLOEXEC;
+		}
+		free(text);
+		if (kind == HAUL__IMG__FD_KIND__FD_DELETED) {
+			char fdpath[64];
+			int dfd;
+			ssize_t n;
+
+			snprintf(fdpath, sizeof(fdpath), "/proc/%d/fd/%d", (int)pid, fd);
+			dfd = open(fdpath, O_RDONLY | O_CLOEXEC);
+			if (dfd < 0) {
+				ret = -errno;
+				snprintf(why, whylen, "cannot read deleted file %.256s of fd %d",
+					 target, fd);
+				break;
+			}
+			o->has_content = true;
+			o->content.data = malloc(st.st_size ? st.st_size : 1);
+			if (!o->content.data) {
+				close(dfd);
+				ret = -ENOMEM;
+				break;
+			}
+			n = pread(dfd, o->content.data, st.st_size, 0);
+			close(dfd);
+			if (n != st.st_size) {
+				ret = n < 0 ? -errno : -EIO;
+				break;
+			}
+			o->content.len = n;
+		}
+	}
+	closedir(d);
+	if (ret)
+		return ret;
+	c->fdp = calloc(c->ps.n_fds ? c->ps.n_fds : 1, sizeof(*c->fdp));
+	if (!c->fdp)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->ps.n_fds; i++)
+		c->fdp[i] = &c->fds[i];
+	c->ps.fds = c->fdp;
+	return 0;
+}
+
+static int dump_process(struct dump_ctx *c, pid_t pid)
+{
+	const char *f;
+	char link[64];
+	char *text = NULL;
+	size_t len;
+	int ret;
+
+	ret = read_proc(pid, "auxv", &c->auxv, &len);
+	if (ret)
+		return ret;
+	c->ps.auxv.data = (uint8_t *)c->auxv;
+	c->ps.auxv.len = len;
+
+	ret = read_proc(pid, "personality", &text, NULL);
+	if (ret)
+		return ret;
+	c->ps.personality = strtoul(text, NULL, 16);
+	free(text);
+
+	ret = read_proc(pid, "comm", &text, NULL);
+	if (ret)
+		return ret;
+	text[strcspn(text, "\n")] = '\0';
+	snprintf(c->comm, sizeof(c->comm), "%s", text);
+	free(text);
+	c->ps.comm = c->comm;
+
+	snprintf(link, sizeof(link), "/proc/%d/cwd", (int)pid);
+	ret = read_link(link, c->cwd, sizeof(c->cwd));
+	if (ret)
+		return ret;
+	if (strip_deleted(c->cwd)) {
+		pr_err("the working directory %s of pid %d was deleted", c->cwd, (int)pid);
+		return -EOPNOTSUPP;
+	}
+	c->ps.cwd = c->cwd;
+
+	ret = read_proc(pid, "status", &c->status, NULL);
+	if (ret)
+		return ret;
+	if ((f = status_field(c->status, "Umask")))
+		c->ps.umask = strtoul(f, NULL, 8);
+	haul__img__creds__init(&c->creds);
+	if ((f = status_field(c->status, "Uid")))
+		sscanf(f, "%u %u %u %u", &c->creds.ruid, &c->creds.euid, &c->creds.suid,
+		       &c->creds.fsuid);
+	if ((f = status_field(c->status, "Gid")))
+		sscanf(f, "%u %u %u %u", &c->creds.rgid, &c->creds.egid, &c->creds.sgid,
+		       &c->creds.fsgid);
+	if ((f = status_field(c->status, "Groups"))) {
+		char *end;
+
+		for (;;) {
+			unsigned long g = strtoul(f, &end, 10);
+
+			if (end == f || c->creds.n_groups == 256)
+				break;
+			c->groups[c->creds.n_groups++] = g;
+			f = end;
+		}
+	}
+	c->creds.groups = c->groups;
+	c->ps.creds = &c->creds;
+
+	for (int res = 0; res < RLIM_NLIMITS; res++) {
+		struct rlimit rl;
+
+		if (prlimit(pid, res, NULL, &rl) < 0)
+			return -errno;
+		haul__img__rlimit__init(&c->rl[res]);
+		c->rl[res].resource = res;
+		c->rl[res].cur = rl.rlim_cur;
+		c->rl[res].max = rl.rlim_max;
+		c->rlp[res] = &c->rl[res];
+	}
+	c->ps.n_rlimits = RLIM_NLIMITS;
+	c->ps.rlimits = c->rlp;
+
+	errno = 0;
+	c->ps.nice = getpriority(PRIO_PROCESS, pid);
+	c->ps.has_nice = errno == 0;
+	return 0;
+}
+
+/* Time-namespace offsets of @pid, added to our clocks: the clocks it sees. */
+static void dump_clocks(struct dump_ctx *c, pid_t pid)
+{
+	struct timespec mono, boot;
+	long long msec = 0, mnsec = 0, bsec = 0, bnsec = 0;
+	char *text = NULL;
+
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	clock_gettime(CLOCK_BOOTTIME, &boot);
+	if (!read_proc(pid, "timens_offsets", &text, NULL)) {
+		for (char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+			if (!strncmp(l, "monotonic", 9))
+				sscanf(l + 9, "%lld %lld", &msec, &mnsec);
+			else if (!strncmp(l, "boottime", 8))
+				sscanf(l + 8, "%lld %lld", &bsec, &bnsec);
+		}
+		free(text);
+	}
+	c->ps.monotonic_ns = (mono.tv_sec + msec) * 1000000000ULL + mono.tv_nsec + mnsec;
+	c->ps.boottime_ns = (boot.tv_sec + bsec) * 1000000000ULL + boot.tv_nsec + bnsec;
+}
+
+static int dump_layout(struct dump_ctx *c, pid_t pid)
+{
+	int ret = haul_layout_read(pid, true, &c->layout);
+
+	if (ret)
+		return ret;
+	c->vmas = calloc(c->layout.n, sizeof(*c->vmas));
+	c->vmap = calloc(c->layout.n, sizeof(*c->vmap));
+	if (!c->vmas || !c->vmap)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->layout.n; i++) {
+		const struct haul_vma *v = &c->layout.v[i];
+		Haul__Img__Vma *o = &c->vmas[i];
+
+		haul__img__vma__init(o);
+		o->start = v->start;
+		o->end = v->end;
+		o->has_pgoff = o->has_dev = o->has_ino = true;
+		o->pgoff = v->pgoff;
+		o->dev = v->dev;
+		o->ino = v->ino;
+		o->prot = v->prot;
+		o->flags = v->flags & ~HAUL_VMA_UFFD_WP;
+		o->path = v->path;
+		c->vmap[i] = o;
+	}
+	c->ps.n_vmas = c->layout.n;
+	c->ps.vmas = c->vmap;
+	return 0;
+}
+
+int rst_dump_state(struct rst_seized *s, uint8_t **blob, size_t *len)
+{
+	struct rsys *r = &s->thr[0];
+	struct dump_ctx *c;
+	struct utsname u;
+	struct iovec iov;
+	char why[512] = "";
+	uint64_t scratch;
+	size_t n;
+	int ret;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	haul__img__process_state__init(&c->ps);
+	haul__img__mm_map__init(&c->mm);
+
+	ret = rst_check_resources(s->pid, getpid(), why, sizeof(why));
+	if (ret) {
+		pr_err("cannot dump pid %d: %s", (int)s->pid, why);
+		goto out;
+	}
+	c->ps.version = RST_IMAGE_VERSION;
+	uname(&u);
+	snprintf(c->release, sizeof(c->release), "%s", u.release);
+	c->ps.kernel_release = c->release;
+	c->ps.arch = "x86_64";
+	c->ps.pid = s->pid;
+	{
+		/* The PID it knows itself by: the last NSpid entry. */
+		char *status = NULL;
+		const char *f;
+
+		if (!read_proc(s->pid, "status", &status, NULL) &&
+		    (f = status_field(status, "NSpid"))) {
+			const char *last = f;
+
+			for (const char *p = f; *p && *p != '\n'; p++)
+				if (p[0] == '\t' || p[0] == ' ')
+					last = p + 1;
+			c->ps.pid = atoi(last);
+		}
+		free(status);
+	}
+	regs_to_img(&r->saved, &c->regs);
+	c->ps.regs = &c->regs;
+	c->ps.has_syscall_restart = true;
+	c->ps.syscall_restart = r->in_syscall_restart;
+	c->ps.sigmask = r->sigmask;
+
+	iov.iov_base = c->xstate;
+	iov.iov_len = sizeof(c->xstate);
+	if (ptrace(PTRACE_GETREGSET, r->pid, NT_X86_XSTATE, &iov) < 0) {
+		ret = -errno;
+		pr_err_r(ret, "cannot read the xstate of pid %d", r->pid);
+		goto out;
+	}
+	c->ps.xstate.data = c->xstate;
+	c->ps.xstate.len = iov.iov_len;
+
+	ret = rsys_scratch(r, &scratch);
+	if (ret)
+		goto out;
+	ret = dump_signals(c, r, scratch);
+	if (ret)
+		goto out;
+	ret = dump_kernel_bookkeeping(c, r, scratch);
+	if (ret)
+		goto out;
+	ret = dump_mm(c, s->pid);
+	if (ret)
+		goto out;
+	ret = dump_process(c, s->pid);
+	if (ret)
+		goto out;
+	ret = dump_fds(c, s->pid, why, sizeof(why));
+	if (ret) {
+		if (why[0])
+			pr_err("cannot dump pid %d: %s", (int)s->pid, why);
+		goto out;
+	}
+	/*
+	 * The layout last: the scratch mapping must not be in it.  Unmap it
+	 * now; rsys_release() would do so later, but the image must not name
+	 * a VMA the restored process will not have.
+	 */
+	{
+		uint64_t args[6] = {scratch, RSYS_SCRATCH_SIZE};
+		long res;
+
+		ret = rsys_call(r, SYS_munmap, args, &res);
+		if (ret)
+			goto out;
+		r->scratch = 0;
+	}
+	ret = dump_layout(c, s->pid);
+	if (ret)
+		goto out;
+	dump_clocks(c, s->pid);
+
+	n = haul__img__process_state__get_packed_size(&c->ps);
+	*blob = malloc(n ? n : 1);
+	if (!*blob) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	*len = haul__img__process_state__pack(&c->ps, *blob);
+	pr_debug("pid %d: state of %zu bytes, %zu VMAs, %zu fds, %zu signal actions", (int)s->pid,
+		 *len, c->ps.n_vmas, c->ps.n_fds, c->ps.n_sigactions);
+out:
+	dump_ctx_free(c);
+	return ret;
+}
+
+int rst_state_layout(const Haul__Img__ProcessState *ps, struct haul_layout *out)
+{
+	struct haul_layout l = {0};
+
+	l.v = calloc(ps->n_vmas ? ps->n_vmas : 1, sizeof(*l.v));
+	if (!l.v)
+		return -ENOMEM;
+	for (size_t i = 0; i < ps->n_vmas; i++) {
+		const Haul__Img__Vma *o = ps->vmas[i];
+		struct haul_vma *v = &l.v[i];
+
+		v->start = o->start;
+		v->end = o->end;
+		v->pgoff = o->pgoff;
+		v->dev = o->dev;
+		v->ino = o->ino;
+		v->prot = o->prot;
+		v->flags = o->flags;
+		l.n = i + 1;
+		if (o->path && !(v->path = strdup(o->path))) {
+			haul_layout_release(&l);
+			return -ENOMEM;
+		}
+	}
+	*out = l;
+	return 0;
+}

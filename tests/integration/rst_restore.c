@@ -1,0 +1,230 @@
+/*
+ * rst_restore.c - checkpoint a real process, kill it, rebuild it with the
+ * restorer (in memory, no images), and check it carries on exactly: its
+ * final memory hash must equal an undisturbed run's (tests/progs/rst_counter).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/rsys.h"
+#include "common/vma.h"
+#include "restore/restore.h"
+
+static const char *progs(void)
+{
+	const char *p = getenv("HAUL_PROGS");
+
+	return p ? p : "build/progs";
+}
+
+static void msleep(int ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+/* Start rst_counter in @dir with stdout to @out. */
+static pid_t spawn_counter(const char *dir, const char *out, const char *iters, const char *mib,
+			   const char *sleep_us)
+{
+	char bin[512];
+	pid_t pid;
+
+	snprintf(bin, sizeof(bin), "%s/rst_counter", progs());
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int nul = open("/dev/null", O_RDONLY);
+
+		/* Only files and /dev/null: a pipe from the test runner would be refused. */
+		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+			_exit(126);
+		close(fd);
+		close(nul);
+		closefrom(3);
+		execl(bin, bin, dir, iters, mib, sleep_us, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static char *slurp(const char *path)
+{
+	static char buf[1 << 16];
+	int fd = open(path, O_RDONLY);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+
+	if (fd >= 0)
+		close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+/* The "final ..." line of @path, copied into @line. */
+static void final_line(const char *path, char *line, size_t len)
+{
+	const char *p = strstr(slurp(path), "final ");
+
+	cr_assert(p, "no final line in %s: %s", path, slurp(path));
+	snprintf(line, len, "%.*s", (int)strcspn(p, "\n"), p);
+}
+
+struct page_run {
+	uint64_t addr;
+	uint32_t npages;
+	void *data;
+};
+
+struct snapshot {
+	struct haul_layout l;
+	struct page_run *runs;
+	size_t n;
+	uint8_t *state;
+	size_t state_len;
+};
+
+/* What migrate does on the source, without the network: layout, every page, state. */
+static int snapshot_take(pid_t pid, struct snapshot *s)
+{
+	struct rst_seized *sz;
+	int ret;
+
+	memset(s, 0, sizeof(*s));
+	ret = rst_seize(pid, &sz);
+	if (ret)
+		return ret;
+	ret = rst_dump_state(sz, &s->state, &s->state_len);
+	if (ret)
+		goto out;
+	ret = haul_layout_read(pid, true, &s->l);
+	if (ret)
+		goto out;
+	s->runs = calloc(s->l.n, sizeof(*s->runs));
+	for (size_t i = 0; i < s->l.n; i++) {
+		const struct haul_vma *v = &s->l.v[i];
+		size_t len = v->end - v->start;
+
+		if (!haul_vma_is_memory(v) || !(v->prot & PROT_READ))
+			continue;
+		s->runs[s->n].addr = v->start;
+		s->runs[s->n].npages = len >> 12;
+		s->runs[s->n].data = malloc(len);
+		ret = rsys_read(pid, v->start, s->runs[s->n].data, len);
+		if (ret)
+			goto out;
+		s->n++;
+	}
+out:
+	rst_release(sz);
+	return ret;
+}
+
+static void snapshot_free(struct snapshot *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->runs[i].data);
+	free(s->runs);
+	free(s->state);
+	haul_layout_release(&s->l);
+}
+
+static int restore_snapshot(const struct snapshot *s, pid_t pid, enum rst_pidns ns,
+			    struct rst_target **out)
+{
+	struct rst_target_opts o = {.pid = pid, .pidns = ns};
+	struct rst_target *t;
+	char why[256];
+	pid_t here;
+	int ret;
+
+	ret = rst_target_new(&o, &t);
+	if (ret)
+		return ret;
+	ret = rst_target_layout(t, &s->l);
+	for (size_t i = 0; !ret && i < s->n; i++)
+		ret = rst_target_pages(t, s->runs[i].addr, s->runs[i].data, s->runs[i].npages);
+	if (!ret)
+		ret = rst_target_resume(t, s->state, s->state_len, &here, why, sizeof(why));
+	if (ret) {
+		rst_target_free(t);
+		return ret;
+	}
+	*out = t;
+	return 0;
+}
+
+static void make_dir(char *dir, size_t len, const char *tag)
+{
+	snprintf(dir, len, "/tmp/haul-rst-%s-%d", tag, (int)getpid());
+	mkdir(dir, 0755);
+}
+
+static void expected_final(const char *dir, const char *iters, const char *mib, char *line,
+			   size_t len)
+{
+	char out[600];
+	int status;
+	pid_t p;
+
+	snprintf(out, sizeof(out), "%s/expected.out", dir);
+	p = spawn_counter(dir, out, iters, mib, "0");
+	cr_assert_eq(waitpid(p, &status, 0), p);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "undisturbed run failed");
+	final_line(out, line, len);
+}
+
+static void checkpoint_restore_once(enum rst_pidns ns)
+{
+	char dir[256], out[600], want[128], got[128], cmd[700];
+	struct snapshot s;
+	struct rst_target *t = NULL;
+	int status, ret;
+	pid_t pid;
+
+	make_dir(dir, sizeof(dir), ns == RST_PIDNS_ALWAYS ? "ns" : "auto");
+	expected_final(dir, "1500", "16", want, sizeof(want));
+
+	snprintf(out, sizeof(out), "%s/run.out", dir);
+	pid = spawn_counter(dir, out, "1500", "16", "1000");
+	msleep(400);
+	ret = snapshot_take(pid, &s);
+	cr_assert_eq(ret, 0, "dump failed: %s", strerror(-ret));
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+
+	ret = restore_snapshot(&s, pid, ns, &t);
+	snapshot_free(&s);
+	cr_assert_eq(ret, 0, "restore failed: %s", strerror(-ret));
+	status = rst_target_wait(t);
+	rst_target_free(t);
+	cr_expect_eq(status, 0, "restored process exited with %d; output:\n%s", status, slurp(out));
+	cr_expect_null(strstr(slurp(out), "ERROR"), "restored process saw an error:\n%s",
+		       slurp(out));
+	final_line(out, got, sizeof(got));
+	cr_expect_str_eq(got, want);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		cr_log_warn("cannot remove %s", dir);
+}
+
+Test(rst, restored_in_new_pidns_finishes_like_undisturbed_run, .timeout = 60)
+{
+	checkpoint_restore_once(RST_PIDNS_ALWAYS);
+}
+
+Test(rst, restored_with_same_pid_on_host_finishes_like_undisturbed_run, .timeout = 60)
+{
+	checkpoint_restore_once(RST_PIDNS_AUTO);
+}
