@@ -1,0 +1,195 @@
+/*
+ * mig_freezer.c - haul run / haul ps, the freezer and the guardian against a
+ * real workload: a frozen workload stops ticking and resumes on thaw, and a
+ * haul that dies before the commit point leaves it running (the guardian
+ * thaws it), after it leaves it frozen (in doubt).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "haul/haul_int.h"
+#include "th_net.h"
+
+static char run_dir[64], name[64], out_path[PATH_MAX];
+static pid_t wl_pid;
+
+static void fixture_init(void)
+{
+	snprintf(run_dir, sizeof(run_dir), "/tmp/haul-mig-reg-%d", getpid());
+	setenv("HAUL_RUN_DIR", run_dir, 1);
+	haul_cg_mkdir_p(run_dir);
+	snprintf(name, sizeof(name), "migfz%d", getpid());
+	wl_pid = 0;
+}
+
+static void fixture_fini(void)
+{
+	struct haul_cg_mounts m;
+	struct haul_wl w;
+	char p[PATH_MAX + 32];
+
+	if (!haul_reg_load(name, &w)) {
+		if (w.pid > 0)
+			kill(w.pid, SIGKILL);
+		usleep(50000);
+		haul_cg_write(w.cgroup, "cgroup.freeze", "0");
+		rmdir(w.cgroup);
+		/* haul_cg_prepare moves it into a v1 cpu cgroup of its own where cpu is v1 */
+		if (!haul_cg_probe(&m) && m.v1_cpu[0]) {
+			snprintf(p, sizeof(p), "%s/haul/mig-%d", m.v1_cpu, w.pid);
+			rmdir(p);
+		}
+	}
+	th_sh("rm -rf %s", run_dir);
+}
+
+/* haul run the test workload; its pid in wl_pid, its output in out_path. */
+static void start_workload(void)
+{
+	char line[256];
+	FILE *p;
+	int ret;
+
+	ret = th_sh("%s run --name %s -- %s/mig_workload --mem 8 --rate 8 > %s/started 2>&1",
+		    th_haul_bin(), name, th_progs_dir(), run_dir);
+	if (ret) {
+		th_sh("cat %s/started >&2", run_dir);
+		cr_assert_fail("haul run failed: %d", ret);
+	}
+	snprintf(line, sizeof(line), "%s/started", run_dir);
+	p = fopen(line, "r");
+	cr_assert_not_null(p);
+	cr_assert_eq(fscanf(p, "%*s %d", &wl_pid), 1);
+	fclose(p);
+	snprintf(out_path, sizeof(out_path), "%s/%s/out", run_dir, name);
+	cr_assert_eq(th_wait_file(out_path, 0, "tick", 5000, NULL, 0), 0, "workload never ticked");
+}
+
+/* The tick counter of the last line, after waiting @ms. */
+static long seq_after(int ms)
+{
+	char line[256];
+	long seq = -1;
+	size_t from = th_file_size(out_path);
+
+	usleep(ms * 1000);
+	if (!th_wait_file(out_path, from, "tick", 10, line, sizeof(line)))
+		sscanf(strstr(line, "seq="), "seq=%ld", &seq);
+	return seq;
+}
+
+static bool ticking(void)
+{
+	size_t from = th_file_size(out_path);
+
+	return th_wait_file(out_path, from, "tick", 600, NULL, 0) == 0;
+}
+
+Test(mig_freezer, run_starts_a_workload_in_its_own_cgroup_and_pid_namespace, .init = fixture_init,
+     .fini = fixture_fini, .timeout = 30)
+{
+	char line[256], ps[1024] = "";
+	struct haul_wl w;
+	FILE *p;
+
+	start_workload();
+	cr_assert_eq(haul_reg_load(name, &w), 0);
+	cr_assert_eq(w.pid, wl_pid);
+	cr_assert(haul_cg_has_file(w.cgroup, "cgroup.procs"));
+	cr_assert_eq(th_wait_file(out_path, 0, "pid=1 ", 1000, line, sizeof(line)), 0,
+		     "the workload is not PID 1 of its namespace: %s", line);
+	p = popen("$HAUL_BIN ps 2>&1 || build/haul ps", "r");
+	cr_assert_not_null(p);
+	while (fgets(line, sizeof(line), p))
+		strncat(ps, line, sizeof(ps) - strlen(ps) - 1);
+	pclose(p);
+	cr_assert(strstr(ps, name) && strstr(ps, "running"), "haul ps said: %s", ps);
+}
+
+Test(mig_freezer, frozen_workload_stops_and_resumes_on_thaw, .init = fixture_init,
+     .fini = fixture_fini, .timeout = 30)
+{
+	struct haul_cg_mounts m;
+	struct haul_cg cg;
+	long a, b;
+
+	start_workload();
+	cr_assert_eq(haul_cg_probe(&m), 0);
+	cr_assert_eq(haul_cg_prepare(wl_pid, &m, &cg), 0);
+	cr_assert_eq(haul_freeze(&cg, 1000), 0);
+	cr_assert(haul_frozen(&cg));
+	usleep(200000);
+	cr_assert_not(ticking(), "a frozen workload ticked");
+	cr_assert_eq(haul_thaw(&cg), 0);
+	a = seq_after(300);
+	b = seq_after(300);
+	cr_assert(b > a && a > 0, "no progress after thaw: %ld then %ld", a, b);
+}
+
+/* A child plays haul: prepares, starts the guardian, freezes, maybe goes in doubt, dies. */
+static void die_holding_frozen(bool indoubt)
+{
+	pid_t pid = fork();
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct haul_cg_mounts m;
+		struct haul_cg cg;
+		struct haul_guard g;
+
+		if (haul_cg_probe(&m) || haul_cg_prepare(wl_pid, &m, &cg) ||
+		    haul_guard_start(&cg, "198.18.0.2:1", &g) || haul_freeze(&cg, 1000))
+			_exit(1);
+		if (indoubt && haul_guard_indoubt(&g))
+			_exit(1);
+		kill(getpid(), SIGKILL);
+	}
+	cr_assert_eq(th_wait_exit(pid, 5000), 128 + SIGKILL);
+}
+
+Test(mig_freezer, guardian_thaws_when_haul_dies_before_the_commit_point, .init = fixture_init,
+     .fini = fixture_fini, .timeout = 30)
+{
+	start_workload();
+	die_holding_frozen(false);
+	cr_assert(ticking(), "the workload stayed frozen after haul died");
+}
+
+Test(mig_freezer, guardian_leaves_the_source_frozen_when_in_doubt, .init = fixture_init,
+     .fini = fixture_fini, .timeout = 30)
+{
+	struct haul_wl w;
+
+	start_workload();
+	die_holding_frozen(true);
+	usleep(300000);
+	cr_assert_not(ticking(), "an in-doubt source was thawed");
+	cr_assert_eq(haul_reg_load(name, &w), 0);
+	cr_assert_eq(haul_cg_write(w.cgroup, "cgroup.freeze", "0"), 0);
+	cr_assert(ticking());
+}
+
+Test(mig_freezer, throttle_slows_the_workload_and_lifts, .init = fixture_init, .fini = fixture_fini,
+     .timeout = 30)
+{
+	struct haul_cg_mounts m;
+	struct haul_cg cg;
+
+	start_workload();
+	cr_assert_eq(haul_cg_probe(&m), 0);
+	cr_assert_eq(haul_cg_prepare(wl_pid, &m, &cg), 0);
+	if (!cg.cpu_dir[0])
+		cr_skip_test("no cpu controller reachable on this host");
+	cr_assert_eq(haul_cg_throttle(&cg, 90, 1.0), 0);
+	cr_assert_eq(cg.throttle_pct, 90);
+	cr_assert(ticking(), "a 90%% throttle stopped the workload");
+	cr_assert_eq(haul_cg_throttle(&cg, 0, 1.0), 0);
+	haul_cg_undo(&cg);
+	cr_assert(ticking());
+}
