@@ -165,6 +165,47 @@ static int uffd_register(struct uffd_state *st, uint64_t start, uint64_t end)
 	return ioctl(st->uffd, UFFDIO_REGISTER, &reg) < 0 ? -errno : 0;
 }
 
+/*
+ * PAGEMAP_SCAN calls a uffd-wp PTE marker "swapped" too.  The kernel leaves
+ * one where a protected page of a file-backed VMA was zapped: for a
+ * MAP_PRIVATE file page that was written (COW'd), MADV_DONTNEED drops our
+ * copy and the page reads the file again, yet nothing reads as written.
+ * So a marker must count as unpopulated (the core then reports the page as
+ * zapped).  pagemap tells them apart: a swap entry of type SWP_PTE_MARKER
+ * (31: the last of the 5-bit swap types).  Without CAP_SYS_ADMIN pagemap
+ * hides swap types; then every swapped page counts as unpopulated, which
+ * costs resends but never misses a change.
+ */
+#define SWP_TYPE_PTE_MARKER 31
+
+static int add_swapped(struct trk *t, struct uffd_state *st, uint64_t start, uint64_t np,
+		       struct trk_scan *out)
+{
+	uint64_t e[512];
+
+	while (np) {
+		size_t n = np < 512 ? np : 512;
+		int ret = trk_pagemap_read(t->pagemap_fd, start, n, e);
+
+		if (ret)
+			return ret;
+		for (size_t i = 0; i < n; i++) {
+			uint64_t type = e[i] & 0x1f, off = (e[i] >> 5) & ((1ULL << 50) - 1);
+
+			if (!(e[i] & PM_ENTRY_SWAPPED) || type == SWP_TYPE_PTE_MARKER ||
+			    (!type && !off))
+				continue;
+			ret = trk_rl_add(&out->present, start + i * TRK_PAGE, 1);
+			if (ret)
+				return ret;
+		}
+		start += n * TRK_PAGE;
+		np -= n;
+	}
+	(void)st;
+	return 0;
+}
+
 /* Scan [start, end) of one VMA; -EPERM when it is not registered. */
 static int scan_range(struct trk *t, struct uffd_state *st, uint64_t start, uint64_t end,
 		      struct trk_scan *out)
@@ -191,7 +232,10 @@ static int scan_range(struct trk *t, struct uffd_state *st, uint64_t start, uint
 			const struct page_region *pr = &st->vec[i];
 			uint64_t np = (pr->end - pr->start) / TRK_PAGE;
 
-			ret = trk_rl_add(&out->present, pr->start, np);
+			if (pr->categories & PAGE_IS_PRESENT)
+				ret = trk_rl_add(&out->present, pr->start, np);
+			else
+				ret = add_swapped(t, st, pr->start, np, out);
 			if (!ret && (pr->categories & PAGE_IS_WRITTEN))
 				ret = trk_rl_add(&out->written, pr->start, np);
 			if (ret)

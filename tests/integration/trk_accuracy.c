@@ -1,0 +1,207 @@
+/*
+ * trk_accuracy.c - the tracker against a real, foreign process that writes
+ * known random pages between rounds (tests/progs/trk_target.c): no written
+ * page may be missed; false positives are counted and logged.
+ */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <fcntl.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "common/probe.h"
+#include "trk_drive.h"
+
+static char target_bin[512];
+static struct td drv = {.to = -1, .from = -1};
+
+static void setup(void)
+{
+	const char *progs = getenv("HAUL_PROGS");
+
+	snprintf(target_bin, sizeof(target_bin), "%s/trk_target", progs ? progs : "build/progs");
+	cr_assert(access(target_bin, X_OK) == 0, "%s is not built", target_bin);
+	cr_assert(td_start(&drv, target_bin) == 0, "cannot start %s", target_bin);
+}
+
+static void teardown(void)
+{
+	td_stop(&drv);
+}
+
+static void run_scenario(enum trk_backend b)
+{
+	struct td_stats s;
+	char err[512] = "";
+	int ret = td_scenario(&drv, b, &s, err, sizeof(err));
+
+	cr_log_info("%s: %llu rounds, %llu pages written, %llu missed, %llu false positives "
+		    "in test regions, %llu shared pages written by a child unseen, "
+		    "slowest round %.2f ms, longest stop %.3f ms",
+		    trk_backend_name(b), (unsigned long long)s.rounds,
+		    (unsigned long long)s.written, (unsigned long long)s.missed,
+		    (unsigned long long)s.false_pos, (unsigned long long)s.shared_unseen,
+		    s.max_round_ms, s.stop_ms);
+	cr_assert(ret == 0, "%s: %s", trk_backend_name(b), err);
+	cr_assert_eq(s.missed, 0);
+}
+
+TestSuite(trk, .init = setup, .fini = teardown, .timeout = 60);
+
+Test(trk, uffd_reports_every_written_page)
+{
+	if (!probe_uffd_wp_async(NULL))
+		cr_skip_test("uffd-wp async tracking is not available on this kernel");
+	run_scenario(TRK_UFFD);
+}
+
+Test(trk, hash_reports_every_written_page)
+{
+	run_scenario(TRK_HASH);
+}
+
+Test(trk, soft_dirty_reports_every_written_page)
+{
+	if (!probe_soft_dirty())
+		cr_skip_test("soft-dirty is not compiled into this kernel (tested under qemu by "
+			     "tests/extra/trk_softdirty_qemu.sh)");
+	run_scenario(TRK_SOFT_DIRTY);
+}
+
+Test(trk, soft_dirty_is_refused_where_the_kernel_lacks_it)
+{
+	struct trk_opts o = {.backend = TRK_SOFT_DIRTY};
+	struct trk *t = NULL;
+
+	if (probe_soft_dirty())
+		cr_skip_test("this kernel has soft-dirty");
+	cr_assert_eq(trk_open(drv.pid, &o, &t), -EOPNOTSUPP);
+	cr_assert_null(t);
+}
+
+Test(trk, auto_picks_uffd_when_available)
+{
+	struct trk *t = NULL;
+
+	cr_assert_eq(trk_open(drv.pid, NULL, &t), 0);
+	if (probe_uffd_wp_async(NULL))
+		cr_assert_eq(trk_backend(t), TRK_UFFD);
+	else if (probe_soft_dirty())
+		cr_assert_eq(trk_backend(t), TRK_SOFT_DIRTY);
+	else
+		cr_assert_eq(trk_backend(t), TRK_HASH);
+	cr_log_info("auto: %s, target stopped %.3f ms", trk_backend_name(trk_backend(t)),
+		    trk_stop_ms(t));
+	if (trk_backend(t) == TRK_UFFD)
+		cr_expect_lt(trk_stop_ms(t), 20.0, "target stopped %.3f ms", trk_stop_ms(t));
+	trk_free(t);
+}
+
+static void exec_gives_echild(enum trk_backend b)
+{
+	struct trk_opts o = {.backend = b};
+	struct trk_round r;
+	struct trk *t = NULL;
+
+	cr_assert_eq(trk_open(drv.pid, &o, &t), 0);
+	cr_assert_eq(trk_round(t, &r), 0);
+	trk_round_release(&r);
+	cr_assert_eq(td_cmd(&drv, TT_EXEC, 0, NULL, 0, NULL, 0), 0);
+	/* the new image answers only once exec is complete */
+	cr_assert_eq(td_info(&drv), 0);
+	cr_assert_eq(trk_round(t, &r), -ECHILD);
+	trk_free(t);
+}
+
+Test(trk, uffd_reports_exec_as_echild)
+{
+	if (!probe_uffd_wp_async(NULL))
+		cr_skip_test("uffd-wp async tracking is not available on this kernel");
+	exec_gives_echild(TRK_UFFD);
+}
+
+Test(trk, hash_reports_exec_as_echild)
+{
+	exec_gives_echild(TRK_HASH);
+}
+
+Test(trk, reports_exit_as_esrch)
+{
+	struct trk_round r;
+	struct trk *t = NULL;
+	int ret = 0;
+
+	cr_assert_eq(trk_open(drv.pid, NULL, &t), 0);
+	cr_assert_eq(trk_round(t, &r), 0);
+	trk_round_release(&r);
+	cr_assert_eq(td_cmd(&drv, TT_EXIT, 0, NULL, 0, NULL, 0), 0);
+	/* the reply comes just before exit(): give it up to 2 s to die */
+	for (int i = 0; i < 200; i++) {
+		ret = trk_round(t, &r);
+		trk_round_release(&r);
+		if (ret)
+			break;
+		usleep(10000);
+	}
+	cr_assert_eq(ret, -ESRCH);
+	trk_free(t);
+	drv.pid = 0;
+}
+
+Test(trk, target_runs_on_when_tracker_is_killed)
+{
+	int64_t st;
+	uint64_t out[1], v[4];
+	int status;
+	pid_t c;
+
+	c = fork();
+	cr_assert(c >= 0);
+	if (c == 0) {
+		struct trk_round r;
+		struct trk *t = NULL;
+
+		if (trk_open(drv.pid, NULL, &t) || trk_round(t, &r))
+			_exit(1);
+		trk_round_release(&r);
+		kill(getpid(), SIGKILL);
+		_exit(2);
+	}
+	cr_assert_eq(waitpid(c, &status, 0), c);
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "tracker child failed");
+	for (int i = 0; i < 4; i++)
+		v[i] = drv.reg[0].addr + (uint64_t)i * TD_PG;
+	cr_assert_eq(td_cmd(&drv, TT_WRITE, 0, v, 4, NULL, 0), 0);
+	st = td_cmd(&drv, TT_VERIFY, 0, NULL, 0, out, 1);
+	cr_assert_eq(st, 0);
+	cr_assert_eq(out[0], 0, "%llu pages differ", (unsigned long long)out[0]);
+	cr_assert(!td_has_uffd(drv.pid), "the target holds a userfaultfd");
+	/* and it can be tracked again: nothing of the dead tracker is left registered */
+	{
+		struct trk_round r;
+		struct trk *t = NULL;
+
+		cr_assert_eq(trk_open(drv.pid, NULL, &t), 0);
+		cr_assert_eq(trk_round(t, &r), 0);
+		trk_round_release(&r);
+		trk_free(t);
+	}
+}
+
+Test(trk, read_pages_reads_contents_and_flags_zero_pages)
+{
+	struct trk_range rg[2] = {{drv.reg[0].addr, 4}, {drv.reg[0].addr + 8 * TD_PG, 2}};
+	uint64_t zap[1] = {drv.reg[0].addr + 9 * TD_PG}, zero[1] = {0};
+	uint64_t *buf = aligned_alloc(4096, 6 * TD_PG);
+
+	cr_assert_eq(td_cmd(&drv, TT_ZAP, 0, zap, 1, NULL, 0), 0);
+	cr_assert_eq(trk_read_pages(drv.pid, rg, 2, buf, zero), 0);
+	/* every page starts with its counter (1 after start-up); the zapped one is zero */
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(buf[i * 512], 1, "page %d reads %llu", i,
+			     (unsigned long long)buf[i * 512]);
+	cr_assert_eq(buf[5 * 512], 0);
+	cr_assert_eq(zero[0], 1ULL << 5);
+	free(buf);
+}

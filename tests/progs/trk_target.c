@@ -1,0 +1,352 @@
+/*
+ * trk_target.c - a process whose memory the tracker tests write on command.
+ *
+ * It maps one region of each kind the tracker must handle (anonymous, THP,
+ * heap, stack, shared anonymous, file-private, file-shared), touches every
+ * page, and then obeys binary commands on stdin, answering on stdout:
+ *
+ *   request: u32 op, u32 n, u64 arg, then n u64 values
+ *   reply:   i64 status, u64 n, then n u64 values
+ *
+ * Every page holds a counter in its first 8 bytes, mirrored in a shadow
+ * array on the side; OP_VERIFY compares them, so a test can tell that
+ * tracking never changed what the program sees.  With argv[1] = "-d" it
+ * double-forks first, so the target is not its starter's child.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "trk_proto.h"
+
+#define PG 4096UL
+
+struct region {
+	uint64_t kind, addr, npages;
+	uint64_t *shadow;
+};
+
+static struct region reg[TT_NKINDS + 8];
+static int nreg;
+
+static int read_full(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+
+	while (len) {
+		ssize_t n = read(fd, p, len);
+
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static void reply(int64_t status, const uint64_t *v, uint64_t n)
+{
+	struct tt_reply r = {status, n};
+
+	if (write_full(1, &r, sizeof(r)) || (n && write_full(1, v, n * 8)))
+		_exit(3);
+}
+
+static void add_region(uint64_t kind, void *addr, uint64_t npages)
+{
+	struct region *r = &reg[nreg++];
+
+	r->kind = kind;
+	r->addr = (uintptr_t)addr;
+	r->npages = npages;
+	r->shadow = calloc(npages, sizeof(uint64_t));
+	for (uint64_t i = 0; i < npages; i++) {
+		uint64_t *p = (uint64_t *)(r->addr + i * PG);
+
+		p[0] = 1;
+		r->shadow[i] = 1;
+	}
+}
+
+static struct region *find(uint64_t addr)
+{
+	for (int i = 0; i < nreg; i++)
+		if (addr >= reg[i].addr && addr < reg[i].addr + reg[i].npages * PG)
+			return &reg[i];
+	return NULL;
+}
+
+static int write_page(uint64_t addr)
+{
+	struct region *r = find(addr);
+	uint64_t i;
+
+	if (!r)
+		return -1;
+	i = (addr - r->addr) / PG;
+	((volatile uint64_t *)(r->addr + i * PG))[0] = ++r->shadow[i];
+	return 0;
+}
+
+static uint64_t verify(void)
+{
+	uint64_t bad = 0;
+
+	for (int k = 0; k < nreg; k++)
+		for (uint64_t i = 0; i < reg[k].npages; i++)
+			if (((uint64_t *)(reg[k].addr + i * PG))[0] != reg[k].shadow[i])
+				bad++;
+	return bad;
+}
+
+static void *map_anon(uint64_t npages, int flags)
+{
+	void *p = mmap(NULL, npages * PG, PROT_READ | PROT_WRITE, flags | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED) {
+		perror("trk_target: mmap");
+		exit(2);
+	}
+	return p;
+}
+
+static void *map_file(uint64_t npages, int flags)
+{
+	char path[] = "/tmp/trk_target.XXXXXX";
+	int fd = mkstemp(path);
+	void *p;
+
+	if (fd < 0 || ftruncate(fd, npages * PG)) {
+		perror("trk_target: temp file");
+		exit(2);
+	}
+	unlink(path);
+	p = mmap(NULL, npages * PG, PROT_READ | PROT_WRITE, flags, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED) {
+		perror("trk_target: mmap file");
+		exit(2);
+	}
+	return p;
+}
+
+static void *map_thp(uint64_t npages)
+{
+	uint64_t len = npages * PG, align = 2UL << 20;
+	char *p = map_anon(npages + align / PG, MAP_PRIVATE), *a;
+
+	a = (char *)(((uintptr_t)p + align - 1) & ~(align - 1));
+	if (a > p)
+		munmap(p, a - p);
+	munmap(a + len, (p + len + align) - (a + len));
+	madvise(a, len, MADV_HUGEPAGE);
+	return a;
+}
+
+static void serve(char *stackbuf)
+{
+	static uint64_t out[4 + (TT_NKINDS + 8) * 3];
+	uint64_t *args = NULL;
+	size_t cap = 0;
+
+	for (;;) {
+		struct tt_req q;
+		uint64_t n = 0;
+
+		if (read_full(0, &q, sizeof(q)))
+			exit(0);
+		if (q.n > cap) {
+			cap = q.n;
+			args = realloc(args, cap * 8);
+		}
+		if (q.n && read_full(0, args, q.n * 8))
+			exit(0);
+		switch (q.op) {
+		case TT_INFO:
+			out[n++] = (uint64_t)getpid();
+			for (int i = 0; i < nreg; i++) {
+				out[n++] = reg[i].kind;
+				out[n++] = reg[i].addr;
+				out[n++] = reg[i].npages;
+			}
+			reply(0, out, n);
+			break;
+		case TT_WRITE: {
+			int64_t bad = 0;
+
+			for (uint32_t i = 0; i < q.n; i++)
+				bad += write_page(args[i]) != 0;
+			reply(bad, NULL, 0);
+			break;
+		}
+		case TT_VERIFY:
+			out[0] = verify();
+			reply(0, out, 1);
+			break;
+		case TT_MREMAP: {
+			/* move region arg to a fresh address; the old range becomes a hole */
+			struct region *r = &reg[q.arg];
+			uint64_t len = r->npages * PG;
+			void *dst = map_anon(r->npages, MAP_PRIVATE), *p;
+
+			p = mremap((void *)r->addr, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+			if (p == MAP_FAILED) {
+				reply(-errno, NULL, 0);
+				break;
+			}
+			r->addr = (uintptr_t)p;
+			out[0] = r->addr;
+			reply(0, out, 1);
+			break;
+		}
+		case TT_MMAP: {
+			/* a new anonymous region of arg pages, every other page touched */
+			char *p = map_anon(q.arg, MAP_PRIVATE);
+			struct region *r = &reg[nreg++];
+
+			r->kind = TT_NEW;
+			r->addr = (uintptr_t)p;
+			r->npages = q.arg;
+			r->shadow = calloc(q.arg, 8);
+			for (uint64_t i = 0; i < q.arg; i += 2) {
+				((uint64_t *)(p + i * PG))[0] = 1;
+				r->shadow[i] = 1;
+			}
+			out[0] = r->addr;
+			reply(0, out, 1);
+			break;
+		}
+		case TT_REMAP_SAME: {
+			/* munmap region arg and map a fresh one at the same address */
+			struct region *r = &reg[q.arg];
+			void *p;
+
+			munmap((void *)r->addr, r->npages * PG);
+			p = mmap((void *)r->addr, r->npages * PG, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+			if (p == MAP_FAILED) {
+				reply(-errno, NULL, 0);
+				break;
+			}
+			memset(r->shadow, 0, r->npages * 8);
+			for (uint64_t i = 0; i < r->npages; i += 3) {
+				((uint64_t *)((char *)p + i * PG))[0] = 7;
+				r->shadow[i] = 7;
+			}
+			reply(0, NULL, 0);
+			break;
+		}
+		case TT_ZAP:
+			for (uint32_t i = 0; i < q.n; i++) {
+				struct region *r = find(args[i]);
+
+				madvise((void *)(args[i] & ~(PG - 1)), PG, MADV_DONTNEED);
+				if (r && r->kind != TT_SHARED && r->kind != TT_FILE_SHARED)
+					r->shadow[(args[i] - r->addr) / PG] = 0;
+				else if (r) /* file/shmem pages come back from the page cache */
+					r->shadow[(args[i] - r->addr) / PG] =
+						((uint64_t *)(args[i] & ~(PG - 1)))[0];
+			}
+			reply(0, NULL, 0);
+			break;
+		case TT_FORK: {
+			/* the child scribbles on its copy of args[] and exits; we do not */
+			pid_t c = fork();
+			int st;
+
+			if (c == 0) {
+				for (uint32_t i = 0; i < q.n; i++)
+					((volatile uint64_t *)args[i])[0] += 100;
+				_exit(0);
+			}
+			waitpid(c, &st, 0);
+			/* its writes to shared memory are ours too */
+			for (uint32_t i = 0; i < q.n; i++) {
+				struct region *r = find(args[i]);
+
+				if (r && (r->kind == TT_SHARED || r->kind == TT_FILE_SHARED))
+					r->shadow[(args[i] - r->addr) / PG] =
+						((uint64_t *)(args[i] & ~(PG - 1)))[0];
+			}
+			reply(0, NULL, 0);
+			break;
+		}
+		case TT_EXEC:
+			reply(0, NULL, 0);
+			execl("/proc/self/exe", "trk_target", NULL);
+			_exit(4);
+		case TT_EXIT:
+			reply(0, NULL, 0);
+			exit(0);
+		default:
+			reply(-EINVAL, NULL, 0);
+		}
+		(void)stackbuf;
+	}
+}
+
+static void run(void)
+{
+	/* a region on this thread's stack: [stack] pages the tracker must follow */
+	char stackbuf[TT_STACK_PAGES * PG + PG];
+	char *st = (char *)(((uintptr_t)stackbuf + PG - 1) & ~(PG - 1));
+	void *heap = sbrk(0);
+
+	/* the heap: grow [heap] directly so the region is known exactly */
+	if ((uintptr_t)heap & (PG - 1))
+		sbrk(PG - ((uintptr_t)heap & (PG - 1)));
+	heap = sbrk(TT_HEAP_PAGES * PG);
+	if (heap == (void *)-1) {
+		perror("trk_target: sbrk");
+		exit(2);
+	}
+	add_region(TT_ANON, map_anon(TT_ANON_PAGES, MAP_PRIVATE), TT_ANON_PAGES);
+	add_region(TT_THP, map_thp(TT_THP_PAGES), TT_THP_PAGES);
+	add_region(TT_HEAP, heap, TT_HEAP_PAGES);
+	add_region(TT_STACK, st, TT_STACK_PAGES);
+	add_region(TT_SHARED, map_anon(TT_SHARED_PAGES, MAP_SHARED), TT_SHARED_PAGES);
+	add_region(TT_FILE_PRIVATE, map_file(TT_FILE_PAGES, MAP_PRIVATE), TT_FILE_PAGES);
+	add_region(TT_FILE_SHARED, map_file(TT_FILE_PAGES, MAP_SHARED), TT_FILE_PAGES);
+	serve(st);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && !strcmp(argv[1], "-d")) {
+		pid_t c = fork();
+
+		if (c < 0)
+			return 2;
+		if (c > 0) {
+			int st;
+
+			waitpid(c, &st, 0);
+			return 0;
+		}
+		if (fork() != 0)
+			_exit(0);
+	}
+	run();
+	return 0;
+}
