@@ -461,6 +461,16 @@ static int uffd_wake(struct rst_lazy *lz, uint64_t addr)
  * Answer a fault at @addr.  Returns 0, -EAGAIN (retry after reading events),
  * -ESRCH, or the source's -errno.
  */
+/* A fetch for a fault failed: remember it as the source's failure (it may be -ESRCH too). */
+static int fetch_failed(struct rst_lazy *lz, int err)
+{
+	pthread_mutex_lock(&lz->lock);
+	if (!lz->fetch_err)
+		lz->fetch_err = err;
+	pthread_mutex_unlock(&lz->lock);
+	return err;
+}
+
 static int serve_fault(struct rst_lazy *lz, uint64_t addr)
 {
 	struct lz_region *rg = region_find(lz, addr);
@@ -491,7 +501,7 @@ static int serve_fault(struct rst_lazy *lz, uint64_t addr)
 			return uffd_wake(lz, addr);
 		ret = lz->src.fetch(lz->src.arg, rg->src + i * PG, 1, lz->fault_buf);
 		if (ret)
-			return (int)ret;
+			return fetch_failed(lz, (int)ret);
 		struct uffdio_copy c = {.dst = addr,
 					.src = (uint64_t)(uintptr_t)lz->fault_buf,
 					.len = PG,
@@ -517,7 +527,7 @@ static int serve_fault(struct rst_lazy *lz, uint64_t addr)
 
 	ret = lz->src.fetch(lz->src.arg, rg->src + lo * PG, (uint32_t)(hi - lo), lz->fault_buf);
 	if (ret)
-		return (int)ret;
+		return fetch_failed(lz, (int)ret);
 	pthread_mutex_lock(&lz->lock);
 	lz->st.fetched_bytes += (hi - lo) * PG;
 	lz->hint = rg->start + hi * PG;
@@ -751,7 +761,7 @@ static void *fault_main(void *arg)
 		}
 
 		/* Events and faults: all of them, before any copy. */
-		n = read(lz->uffd, msgs, sizeof(msgs));
+		n = p[0].revents ? read(lz->uffd, msgs, sizeof(msgs)) : 0;
 		if (n < 0 && errno != EAGAIN) {
 			ret = -errno;
 			break;
@@ -810,7 +820,13 @@ static void *fault_main(void *arg)
 		}
 	}
 out:
-	if (ret == -ESRCH) {
+	pthread_mutex_lock(&lz->lock);
+	if (lz->fetch_err)
+		ret = lz->fetch_err;
+	else if (ret == -ESRCH)
+		ret = 1; /* the process itself is gone */
+	pthread_mutex_unlock(&lz->lock);
+	if (ret == 1) {
 		pr_warn("pid %d exited before all its memory arrived (%lu pages missing)", lz->pid,
 			(unsigned long)lz->missing);
 		finish(lz, -ESRCH);

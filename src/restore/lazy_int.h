@@ -50,6 +50,8 @@
  * It is called from the fault thread and the fetcher threads concurrently,
  * so it must be thread-safe.  Returns 0 or -errno; any error is fatal to
  * the restored process (it is killed: its memory can no longer arrive).
+ * -ESRCH is reserved for "the restored process exited": a source that is
+ * gone says -EHOSTDOWN, a broken link -ECONNRESET/-EPIPE/-ETIMEDOUT.
  */
 struct rst_lazy_source {
 	int (*fetch)(void *arg, uint64_t addr, uint32_t npages, void *buf);
@@ -129,5 +131,32 @@ void rst_lazy_stats(struct rst_lazy *lz, struct rst_lazy_stats *st);
  * where its data should be).  NULL is a no-op.
  */
 void rst_lazy_free(struct rst_lazy *lz);
+
+/* ---- source side: pages of the frozen process ------------------------------ */
+
+struct rst_lazy_src;
+
+/*
+ * Serve pages of @pid (frozen, on this host) that lie in @vmas (copied).
+ * A pidfd makes sure a reused PID never answers for it.  0 or -errno.
+ */
+int rst_lazy_src_open(pid_t pid, const struct haul_layout *vmas, struct rst_lazy_src **out);
+
+/*
+ * Read @npages pages at @addr (process_vm_readv; /proc/PID/mem for pages the
+ * process cannot read itself).  Thread-safe.  0, -ERANGE (not inside the
+ * VMAs: a confused or hostile peer), -EHOSTDOWN (the process is gone), or
+ * another -errno.
+ */
+int rst_lazy_src_read(struct rst_lazy_src *s, uint64_t addr, uint32_t npages, void *buf);
+
+/* Pages served so far. */
+uint64_t rst_lazy_src_served(struct rst_lazy_src *s);
+
+/* NULL is a no-op. */
+void rst_lazy_src_free(struct rst_lazy_src *s);
+
+/* rst_lazy_source.fetch over a struct rst_lazy_src (@arg): source and target on one host. */
+int rst_lazy_src_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf);
 
 #endif

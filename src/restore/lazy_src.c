@@ -1,0 +1,127 @@
+/*
+ * lazy_src.c - the source side of post-copy: pages of the frozen process.
+ *
+ * After switchover the source process stays frozen (never resumed) and is
+ * the only copy of the memory that has not reached the target yet; each
+ * page request from the target is answered from it with process_vm_readv
+ * (5-8 GB/s for large reads, KERNEL.md), and with /proc/PID/mem for pages
+ * the process itself cannot read (PROT_NONE, write-only).  Requests are
+ * checked against the layout frozen with the process, so a peer cannot read
+ * anything else of it.  A pidfd is checked after every read: a PID that
+ * died and was reused must never answer for it (the data read is dropped).
+ * Thread-safe: no state changes after open but the served counter.
+ */
+#define LOG_PREFIX "lazy: "
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/policy.h"
+#include "common/rsys.h"
+#include "restore/lazy_int.h"
+
+struct rst_lazy_src {
+	pid_t pid;
+	int pidfd;
+	struct haul_layout l;
+	uint64_t served; /* atomic */
+};
+
+int rst_lazy_src_open(pid_t pid, const struct haul_layout *vmas, struct rst_lazy_src **out)
+{
+	struct rst_lazy_src *s = calloc(1, sizeof(*s));
+	int ret;
+
+	if (!s)
+		return -ENOMEM;
+	s->pid = pid;
+	s->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (s->pidfd < 0) {
+		ret = -errno;
+		pr_err_r(ret, "cannot open a pidfd for source pid %d", pid);
+		free(s);
+		return ret;
+	}
+	ret = haul_layout_copy(vmas, &s->l);
+	if (ret) {
+		close(s->pidfd);
+		free(s);
+		return ret;
+	}
+	*out = s;
+	return 0;
+}
+
+static bool gone(const struct rst_lazy_src *s)
+{
+	struct pollfd p = {.fd = s->pidfd, .events = POLLIN};
+
+	return poll(&p, 1, 0) != 0;
+}
+
+/* Whether [addr, end) lies inside the VMAs (which may be adjacent). */
+static bool inside(const struct rst_lazy_src *s, uint64_t addr, uint64_t end)
+{
+	while (addr < end) {
+		const struct haul_vma *v = haul_layout_find(&s->l, addr);
+
+		if (!v)
+			return false;
+		addr = v->end;
+	}
+	return true;
+}
+
+int rst_lazy_src_read(struct rst_lazy_src *s, uint64_t addr, uint32_t npages, void *buf)
+{
+	uint64_t len = (uint64_t)npages * HAUL_PAGE_SIZE;
+	struct iovec l = {buf, len}, r = {(void *)(uintptr_t)addr, len};
+	ssize_t n;
+	int ret = 0;
+
+	if ((addr & (HAUL_PAGE_SIZE - 1)) || !npages || addr + len < addr ||
+	    !inside(s, addr, addr + len)) {
+		pr_err("request for %u pages at %#lx of pid %d is outside its memory", npages,
+		       (unsigned long)addr, s->pid);
+		return -ERANGE;
+	}
+	n = process_vm_readv(s->pid, &l, 1, &r, 1, 0);
+	if (n != (ssize_t)len) {
+		/* Short or refused (PROT_NONE): /proc/PID/mem reads like a debugger. */
+		ret = rsys_read(s->pid, addr, buf, len);
+	}
+	if (gone(s)) {
+		pr_err("source pid %d is gone: its pages cannot be served any more", s->pid);
+		return -EHOSTDOWN;
+	}
+	if (ret) {
+		pr_err_r(ret, "cannot read %u pages at %#lx of pid %d", npages, (unsigned long)addr,
+			 s->pid);
+		return ret == -ESRCH ? -EHOSTDOWN : ret;
+	}
+	__atomic_fetch_add(&s->served, npages, __ATOMIC_RELAXED);
+	return 0;
+}
+
+uint64_t rst_lazy_src_served(struct rst_lazy_src *s)
+{
+	return __atomic_load_n(&s->served, __ATOMIC_RELAXED);
+}
+
+void rst_lazy_src_free(struct rst_lazy_src *s)
+{
+	if (!s)
+		return;
+	close(s->pidfd);
+	haul_layout_release(&s->l);
+	free(s);
+}
+
+int rst_lazy_src_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
+{
+	return rst_lazy_src_read(arg, addr, npages, buf);
+}
