@@ -1,14 +1,258 @@
-/* cmd_track.c - `haul track`: placeholder until its owner lands it. */
+/*
+ * cmd_track.c - `haul track PID`: watch a process's dirty rate before
+ * migrating it.
+ *
+ * Runs one tracker round every --interval ms and prints, per round, the
+ * pages written since the previous one, the rate in MB/s over the real time
+ * between rounds, the round's own cost, and the working set: the distinct
+ * pages written at least once since round 1 (a pre-copy cannot converge
+ * below it).  Round 1 is the baseline: every populated page.
+ *
+ * --json prints one object per line per round:
+ *   {"round":2,"elapsed_ms":1000.3,"dirty_pages":12,"dirty_mb_s":0.05,
+ *    "ranges":3,"scan_ms":0.41,"populated_pages":9000,"working_set_pages":12,
+ *    "layout_changed":false,"tracker":"uffd",
+ *    "dirty":[{"start":"0x7f0000001000","pages":2},...],
+ *    "gone":[{"start":"0x7f0000100000","pages":16}]}
+ * Addresses are hex strings: JSON numbers lose precision above 2^53.
+ *
+ * The target is never harmed: on SIGINT/SIGTERM or any error we free the
+ * tracker, which leaves nothing behind in the process.
+ */
 #define LOG_PREFIX "track: "
 #include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "haul/haul.h"
+#include "tracker/tracker.h"
+
+static volatile sig_atomic_t track_stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	track_stop = 1;
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* The working set: a sorted, merged list of ranges; union with each round. */
+struct wset {
+	struct trk_range *r;
+	size_t n;
+	uint64_t pages;
+};
+
+static int wset_add(struct wset *w, const struct trk_range *d, size_t nd)
+{
+	struct trk_range *out = malloc((w->n + nd + 1) * sizeof(*out));
+	size_t i = 0, j = 0, o = 0;
+
+	if (!out)
+		return -ENOMEM;
+	w->pages = 0;
+	while (i < w->n || j < nd) {
+		const struct trk_range *x;
+		uint64_t end;
+
+		if (j >= nd || (i < w->n && w->r[i].start <= d[j].start))
+			x = &w->r[i++];
+		else
+			x = &d[j++];
+		end = x->start + x->npages * 4096;
+		if (o && out[o - 1].start + out[o - 1].npages * 4096 >= x->start) {
+			uint64_t oend = out[o - 1].start + out[o - 1].npages * 4096;
+
+			if (end > oend)
+				out[o - 1].npages = (end - out[o - 1].start) / 4096;
+			continue;
+		}
+		out[o++] = *x;
+	}
+	for (size_t k = 0; k < o; k++)
+		w->pages += out[k].npages;
+	free(w->r);
+	w->r = out;
+	w->n = o;
+	return 0;
+}
+
+static void print_ranges(const char *name, const struct trk_range *r, size_t n)
+{
+	printf(",\"%s\":[", name);
+	for (size_t i = 0; i < n; i++)
+		printf("%s{\"start\":\"%#llx\",\"pages\":%llu}", i ? "," : "",
+		       (unsigned long long)r[i].start, (unsigned long long)r[i].npages);
+	printf("]");
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: haul track PID [--interval MS] [--rounds N] [--json] "
+		   "[--tracker uffd|soft-dirty|hash]\n\n"
+		   "Watch which pages PID writes, round by round: pages and MB/s per round, and\n"
+		   "the working set (distinct pages written since round 1).  Round 1 lists every\n"
+		   "populated page.  The process is not stopped (uffd: under 2 ms once).\n\n"
+		   "  --interval MS   time between rounds (default 1000)\n"
+		   "  --rounds N      stop after N rounds, round 1 included (default: until ^C)\n"
+		   "  --json          one JSON object per line per round, with the dirty ranges\n"
+		   "  --tracker B     force a backend (default: the best this kernel offers)\n");
+}
 
 int haul_cmd_track(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	pr_err("'haul track' is not available in this build");
-	return 2;
+	static const struct option opts[] = {
+		{"interval", required_argument, NULL, 'i'},
+		{"rounds", required_argument, NULL, 'n'},
+		{"json", no_argument, NULL, 'j'},
+		{"tracker", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct trk_opts topts = {.backend = TRK_AUTO};
+	long interval = 1000, rounds = 0;
+	struct wset ws = {0};
+	struct trk *t = NULL;
+	bool json = false;
+	double last;
+	int c, ret, status = 1;
+	char *end;
+	pid_t pid;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "i:n:jt:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'i':
+			interval = strtol(optarg, &end, 10);
+			if (*end || interval < 1) {
+				pr_err("--interval '%s' is not a positive number of ms", optarg);
+				return 2;
+			}
+			break;
+		case 'n':
+			rounds = strtol(optarg, &end, 10);
+			if (*end || rounds < 1) {
+				pr_err("--rounds '%s' is not a positive count", optarg);
+				return 2;
+			}
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 't':
+			if (trk_backend_parse(optarg, &topts.backend)) {
+				pr_err("unknown tracker '%s'; use uffd, soft-dirty or hash",
+				       optarg);
+				return 2;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return 2;
+	}
+	pid = (pid_t)strtol(argv[optind], &end, 10);
+	if (*end || pid <= 0) {
+		pr_err("'%s' is not a pid", argv[optind]);
+		return 2;
+	}
+
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	ret = trk_open(pid, &topts, &t);
+	if (ret) {
+		if (ret == -ESRCH)
+			pr_err("pid %d does not exist", (int)pid);
+		else if (ret != -EOPNOTSUPP)
+			pr_err_r(ret, "cannot track pid %d", (int)pid);
+		return 1;
+	}
+	if (!json)
+		printf("tracking pid %d with %s (target stopped %.3f ms to attach)\n", (int)pid,
+		       trk_backend_name(trk_backend(t)), trk_stop_ms(t));
+	last = now_ms();
+	for (long n = 1; !track_stop && (!rounds || n <= rounds); n++) {
+		struct trk_round r;
+		double now, elapsed, mbs;
+
+		if (n > 1) {
+			struct timespec ts = {interval / 1000, (interval % 1000) * 1000000L};
+
+			while (nanosleep(&ts, &ts) && !track_stop)
+				;
+			if (track_stop)
+				break;
+		}
+		ret = trk_round(t, &r);
+		if (ret == -ESRCH) {
+			pr_info("pid %d exited", (int)pid);
+			status = 0;
+			goto out;
+		}
+		if (ret)
+			goto out; /* trk_round said why */
+		now = now_ms();
+		elapsed = now - last;
+		last = now;
+		if (n > 1 && wset_add(&ws, r.dirty, r.ndirty)) {
+			trk_round_release(&r);
+			goto out;
+		}
+		mbs = n > 1 && elapsed > 0 ? r.dirty_pages * 4096.0 / 1e6 / (elapsed / 1e3) : 0;
+		if (json) {
+			printf("{\"round\":%llu,\"elapsed_ms\":%.3f,\"dirty_pages\":%llu,"
+			       "\"dirty_mb_s\":%.3f,\"ranges\":%zu,\"scan_ms\":%.3f,"
+			       "\"populated_pages\":%llu,\"working_set_pages\":%llu,"
+			       "\"layout_changed\":%s,\"tracker\":\"%s\"",
+			       (unsigned long long)r.seq, n > 1 ? elapsed : 0.0,
+			       (unsigned long long)r.dirty_pages, mbs, r.ndirty, r.scan_ms,
+			       (unsigned long long)r.present_pages, (unsigned long long)ws.pages,
+			       r.layout_changed ? "true" : "false",
+			       trk_backend_name(trk_backend(t)));
+			print_ranges("dirty", r.dirty, r.ndirty);
+			print_ranges("gone", r.gone, r.ngone);
+			printf("}\n");
+		} else if (n == 1) {
+			printf("round 1: %llu populated pages (%.1f MiB) in %zu ranges, scan %.2f "
+			       "ms\n",
+			       (unsigned long long)r.dirty_pages, r.dirty_pages * 4096.0 / 1048576,
+			       r.ndirty, r.scan_ms);
+		} else {
+			printf("round %llu: %llu pages (%.1f MiB) dirty in %zu ranges, %.1f MB/s, "
+			       "scan %.2f ms, populated %llu, working set %llu pages (%.1f "
+			       "MiB)%s\n",
+			       (unsigned long long)r.seq, (unsigned long long)r.dirty_pages,
+			       r.dirty_pages * 4096.0 / 1048576, r.ndirty, mbs, r.scan_ms,
+			       (unsigned long long)r.present_pages, (unsigned long long)ws.pages,
+			       ws.pages * 4096.0 / 1048576,
+			       r.layout_changed ? ", layout changed" : "");
+		}
+		fflush(stdout);
+		trk_round_release(&r);
+	}
+	status = 0;
+out:
+	trk_free(t);
+	free(ws.r);
+	return status;
 }
