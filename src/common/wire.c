@@ -172,7 +172,7 @@ size_t wire_msg_size(const ProtobufCMessage *msg)
 	return msg ? protobuf_c_message_get_packed_size(msg) : 0;
 }
 
-ssize_t wire_frame_build(void *buf, size_t cap, unsigned type, uint32_t seq,
+ssize_t wire_frame_build(void *buf, size_t cap, unsigned type, uint16_t flags, uint32_t seq,
 			 const ProtobufCMessage *msg, const void *payload, uint32_t payload_len)
 {
 	uint8_t *p = buf;
@@ -181,13 +181,13 @@ ssize_t wire_frame_build(void *buf, size_t cap, unsigned type, uint32_t seq,
 		.magic = WIRE_MAGIC,
 		.version = WIRE_VERSION,
 		.type = (uint8_t)type,
+		.flags = flags,
 		.seq = seq,
 		.msg_len = (uint32_t)mlen,
 		.payload_len = payload_len,
 	};
 
-	if (mlen > WIRE_MAX_MSG || payload_len > WIRE_MAX_PAYLOAD ||
-	    WIRE_HDR_LEN + mlen + payload_len > cap)
+	if (mlen > WIRE_MAX_MSG || payload_len > WIRE_MAX_PAYLOAD || wire_frame_len(&h) > cap)
 		return -EMSGSIZE;
 	wire_hdr_encode(&h, p);
 	if (msg)
@@ -508,6 +508,33 @@ int wire_pages_enc_add(struct wire_pages_enc *e, uint64_t addr, const void *data
 		}
 		e->pages += n;
 		i += n;
+	}
+	return (int)i;
+}
+
+int wire_pages_enc_zero(struct wire_pages_enc *e, uint64_t addr, uint32_t npages)
+{
+	uint32_t i = 0;
+
+	if (addr & (HAUL_PAGE_SIZE - 1))
+		return -EINVAL;
+	while (i < npages) {
+		uint64_t a = addr + ((uint64_t)i << HAUL_PAGE_SHIFT);
+		Haul__Wire__PageRange *r = enc_tail(e, a, HAUL__WIRE__ENCODING__ZERO);
+		uint32_t room;
+
+		if (!r) {
+			if (e->nranges >= e->max_ranges)
+				break;
+			r = enc_new(e, a, HAUL__WIRE__ENCODING__ZERO);
+		}
+		room = WIRE_MAX_PAYLOAD / HAUL_PAGE_SIZE - r->npages;
+		if (room > npages - i)
+			room = npages - i;
+		r->npages += room;
+		e->zero_pages += room;
+		e->pages += room;
+		i += room;
 	}
 	return (int)i;
 }

@@ -93,13 +93,14 @@ static inline size_t wire_frame_len(const struct wire_hdr *h)
 const char *wire_strerror(int err);
 
 /*
- * Build a whole frame in @buf (capacity @cap): header with @type and @seq,
+ * Build a whole frame in @buf (capacity @cap): header with @type, @flags and @seq,
  * the packed @msg (NULL: none), then @payload_len bytes of @payload (NULL:
  * the caller has already put them at buf + WIRE_HDR_LEN + packed size, see
  * wire_msg_size()).  Returns the frame length, or -EMSGSIZE when it does
- * not fit or exceeds the maxima.  Not encrypted: see wire_seal().
+ * not fit or exceeds the maxima.  With WIRE_F_ENCRYPTED, @cap must also
+ * hold the tag, and the caller seals the frame with wire_seal().
  */
-ssize_t wire_frame_build(void *buf, size_t cap, unsigned type, uint32_t seq,
+ssize_t wire_frame_build(void *buf, size_t cap, unsigned type, uint16_t flags, uint32_t seq,
 			 const ProtobufCMessage *msg, const void *payload, uint32_t payload_len);
 
 /* Packed size of @msg (0 for NULL). */
@@ -208,6 +209,11 @@ void wire_pages_enc_reset(struct wire_pages_enc *e);
  * -EINVAL for an unaligned address.
  */
 int wire_pages_enc_add(struct wire_pages_enc *e, uint64_t addr, const void *data, uint32_t npages);
+/*
+ * Append @npages zero pages at @addr (the caller knows they are zero).
+ * Returns the number taken (0 when the batch has no room for a range), or -EINVAL.
+ */
+int wire_pages_enc_zero(struct wire_pages_enc *e, uint64_t addr, uint32_t npages);
 /* Fill @m (a Pages message) to describe the batch; @m points into @e. */
 void wire_pages_enc_msg(struct wire_pages_enc *e, Haul__Wire__Pages *m);
 

@@ -129,7 +129,7 @@ Test(wire, frame_roundtrip_and_truncated_message_is_rejected)
 	re.round = 42;
 	re.has_pages = true;
 	re.pages = 1000;
-	n = wire_frame_build(buf, sizeof(buf), WIRE_ROUND_END, 3, &re.base, payload, 3);
+	n = wire_frame_build(buf, sizeof(buf), WIRE_ROUND_END, 0, 3, &re.base, payload, 3);
 	cr_assert_gt(n, WIRE_HDR_LEN);
 	cr_assert_eq(wire_hdr_decode(buf, WIRE_MAX_MSG, WIRE_MAX_PAYLOAD, &h), 0);
 	cr_assert_eq((size_t)n, wire_frame_len(&h));
@@ -142,7 +142,7 @@ Test(wire, frame_roundtrip_and_truncated_message_is_rejected)
 
 	/* The same message cut short: protobuf-c refuses it. */
 	cr_assert_eq(wire_msg_unpack(h.type, buf + WIRE_HDR_LEN, 1, &m), -EBADMSG);
-	cr_assert_eq(wire_frame_build(buf, 20, WIRE_ROUND_END, 0, &re.base, NULL, 0), -EMSGSIZE);
+	cr_assert_eq(wire_frame_build(buf, 20, WIRE_ROUND_END, 0, 0, &re.base, NULL, 0), -EMSGSIZE);
 }
 
 Test(wire, missing_required_field_is_rejected)

@@ -1,0 +1,113 @@
+/*
+ * common.c - what the page server and its client share: the key file and
+ * addresses.
+ *
+ * The key file holds the shared secret (at least 32 bytes, any content);
+ * both sides hash it down with BLAKE2b (crypto_generichash) so that a
+ * passphrase-like file and a raw 32-byte key work alike.  The hash is the
+ * HMAC key of the challenge-response and the root of the session key.
+ */
+#define LOG_PREFIX "ps: "
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "pageserver/pageserver.h"
+#include "pageserver/ps_int.h"
+
+/* A key file larger than this is not a key file. */
+#define PS_KEY_FILE_MAX 65536
+
+int ps_key_load(const char *path, uint8_t key[PS_KEY_LEN])
+{
+	uint8_t buf[PS_KEY_FILE_MAX];
+	struct stat st;
+	ssize_t n;
+	int fd, ret;
+
+	if (sodium_init() < 0) {
+		pr_err("cannot initialise libsodium");
+		return -EIO;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		pr_err_r(ret, "cannot open key file '%s'", path);
+		return ret;
+	}
+	if (fstat(fd, &st) == 0 && (st.st_mode & 0077))
+		pr_warn("key file '%s' is readable by group or others; chmod 600 it", path);
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	if (n < 0) {
+		ret = -errno;
+		pr_err_r(ret, "cannot read key file '%s'", path);
+		return ret;
+	}
+	if (n < PS_KEY_LEN) {
+		pr_err("key file '%s' holds %zd bytes; it needs at least %d random bytes "
+		       "(e.g. head -c 32 /dev/urandom > %s)",
+		       path, n, PS_KEY_LEN, path);
+		return -EINVAL;
+	}
+	crypto_generichash(key, PS_KEY_LEN, buf, (size_t)n, NULL, 0);
+	sodium_memzero(buf, sizeof(buf));
+	return 0;
+}
+
+int ps_addr_parse(const char *s, bool passive, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct addrinfo hints = {0}, *res = NULL;
+	char host[256], *port;
+	const char *colon = strrchr(s, ':');
+	size_t hlen;
+	int rc;
+
+	if (!colon || !colon[1] || (size_t)(colon - s) >= sizeof(host))
+		return -EINVAL;
+	hlen = (size_t)(colon - s);
+	memcpy(host, s, hlen);
+	host[hlen] = 0;
+	port = (char *)colon + 1;
+	if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
+		memmove(host, host + 1, hlen - 2);
+		host[hlen - 2] = 0;
+	}
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+	rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+	if (rc || !res)
+		return rc == EAI_SERVICE ? -EINVAL : -EADDRNOTAVAIL;
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+void ps_addr_str(const struct sockaddr *sa, char *buf, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+		snprintf(buf, len, "%s:%u", ip, ntohs(in->sin_port));
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+		snprintf(buf, len, "[%s]:%u", ip, ntohs(in6->sin6_port));
+	} else {
+		snprintf(buf, len, "(family %d)", sa->sa_family);
+	}
+}

@@ -1,0 +1,27 @@
+/*
+ * ps_int.h - private to src/pageserver: helpers the server and client share.
+ */
+#ifndef HAUL_PAGESERVER_PS_INT_H
+#define HAUL_PAGESERVER_PS_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "common/wire.h"
+
+/* Capabilities this build offers in Hello. */
+#define PS_CAPS                                                                                    \
+	(HAUL__WIRE__CAP__CAP_LZ4 | HAUL__WIRE__CAP__CAP_ENCRYPT | HAUL__WIRE__CAP__CAP_PAGE_REQ)
+
+/*
+ * Resolve "HOST:PORT" ("[v6]:PORT" for IPv6; empty host with @passive means
+ * any address).  0, -EINVAL for a malformed string, -EADDRNOTAVAIL when it
+ * does not resolve.
+ */
+int ps_addr_parse(const char *s, bool passive, struct sockaddr_storage *ss, socklen_t *len);
+
+/* "198.18.0.1:40312" for logs. */
+void ps_addr_str(const struct sockaddr *sa, char *buf, size_t len);
+
+#endif

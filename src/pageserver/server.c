@@ -1,0 +1,1405 @@
+/*
+ * server.c - the page server: one thread, one libev loop, one io_uring.
+ *
+ * libev waits; io_uring moves the bytes.  The listening socket and signals
+ * are libev watchers; every connection's recv and send are io_uring
+ * submissions.  An eventfd registered with the ring is watched by an ev_io
+ * (wakes the loop when completions arrive), an ev_prepare submits queued
+ * SQEs once per loop turn, and each wakeup drains the whole CQ.
+ *
+ * Per connection: one recv in flight into a receive buffer, and one send in
+ * flight (a second buffer collects frames meanwhile), so the byte stream
+ * never reorders.  A short recv or send advances an offset and resubmits.
+ * Each connection is an explicit state machine; conn_accepts[] says which
+ * frame types each state takes; anything else closes that connection with
+ * -EPROTO and a one-line reason naming the peer.  Nothing is allocated
+ * for a frame before its header passed wire_hdr_decode() against the limits
+ * of the connection's state (4 KiB before authentication).
+ *
+ *   HELLO --Hello--> AUTH --Auth(mac ok)--> AUTHED --SessionOpen/Join-->
+ *   READY <--Ack(RoundEnd)-- BARRIER <--RoundEnd-- ROUND <--RoundBegin-- READY
+ *
+ * Stall timeouts: from accept, a peer has stall_timeout to authenticate;
+ * once a frame has begun to arrive it must complete within stall_timeout
+ * (slow-loris peers are dropped); an authenticated peer idle between frames
+ * is kept (TCP keepalive finds dead ones).
+ *
+ * Sessions: a SessionOpen declares pid, kind and stream count; the others
+ * join by session id after authenticating.  Rounds have a barrier across
+ * streams: the round is applied (sink round_end, or pstore commit) and acked
+ * on every stream only when every stream has ended it; a STORE session's
+ * pages stay staged (invisible) until then and are aborted when any stream
+ * of the session fails.  Either side may send PAGE_REQ once in a session:
+ * the server answers from its page store; a client answering a server's
+ * PAGE_REQ (post-copy from the source) uses the same PAGE_REPLY.
+ *
+ * Teardown of a connection: shutdown the socket, cancel its submissions,
+ * wait until both are reaped (the kernel owns the buffers until then), then
+ * free.
+ */
+#define LOG_PREFIX "ps: "
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/policy.h"
+#include "common/pstore.h"
+#include "common/wire.h"
+#include "pageserver/pageserver.h"
+#include "pageserver/ps_int.h"
+
+#define RING_DEPTH 512
+#define OP_RECV	   1u
+#define OP_SEND	   2u
+#define OP_MASK	   3u
+#define RBUF_MIN   (64u << 10)
+
+enum ps_state {
+	PS_HELLO,   /* waiting for the peer's Hello */
+	PS_AUTH,    /* Hello exchanged, waiting for the peer's Auth */
+	PS_AUTHED,  /* authenticated, no session yet */
+	PS_READY,   /* in a session, between rounds */
+	PS_ROUND,   /* in a round */
+	PS_BARRIER, /* ended the round, waiting for the other streams */
+	PS_CLOSING, /* flushing an Error, accepts nothing */
+	PS_NSTATES
+};
+
+static const char *const state_names[] = {"hello", "auth",    "authed", "ready",
+					  "round", "barrier", "closing"};
+
+#define T(x) (1u << (x))
+/* Which frame types each state accepts; the rest close the connection. */
+static const uint32_t conn_accepts[PS_NSTATES] = {
+	[PS_HELLO] = T(WIRE_HELLO),
+	[PS_AUTH] = T(WIRE_AUTH),
+	[PS_AUTHED] = T(WIRE_SESSION_OPEN) | T(WIRE_SESSION_JOIN) | T(WIRE_ERROR),
+	[PS_READY] = T(WIRE_LAYOUT) | T(WIRE_ROUND_BEGIN) | T(WIRE_STATE) | T(WIRE_RESTORE) |
+		     T(WIRE_COMMIT) | T(WIRE_PAGE_REQ) | T(WIRE_ERROR),
+	[PS_ROUND] = T(WIRE_LAYOUT) | T(WIRE_PAGES) | T(WIRE_ROUND_END) | T(WIRE_PAGE_REQ) |
+		     T(WIRE_ERROR),
+	[PS_BARRIER] = T(WIRE_PAGE_REQ) | T(WIRE_ERROR),
+	[PS_CLOSING] = 0,
+};
+#undef T
+
+struct ps_session;
+
+struct ps_conn {
+	struct ps_server *srv;
+	int fd;
+	char peer[64];
+	enum ps_state state;
+	struct ps_conn *next;
+	/* receive */
+	uint8_t *rbuf;
+	size_t rcap, rhead, rfill; /* unparsed bytes are rbuf[rhead, rfill) */
+	bool recv_busy;
+	uint32_t rx_seq;
+	/* send: obuf[cur] is in flight (from ooff), obuf[!cur] collects */
+	uint8_t *obuf[2];
+	size_t ocap[2], olen[2], ooff;
+	int ocur;
+	bool send_busy;
+	uint32_t tx_seq;
+	/* auth */
+	uint8_t cnonce[WIRE_NONCE_LEN], snonce[WIRE_NONCE_LEN];
+	bool encrypt;
+	uint8_t skey[WIRE_KEY_LEN];
+	/* session */
+	struct ps_session *sess;
+	uint32_t stream;
+	uint64_t round, round_pages, round_bytes;
+	/* deadline */
+	ev_timer timer;
+	bool timer_on;
+	bool dead; /* torn down: waiting for submissions to be reaped */
+};
+
+struct ps_session {
+	struct ps_server *srv;
+	uint64_t id;
+	Haul__Wire__SessionKind kind;
+	int32_t pid;
+	char comm[32];
+	char peer[64];
+	uint32_t nstreams;
+	bool lazy;
+	struct ps_conn *streams[PS_MAX_STREAMS];
+	uint32_t nconns; /* streams currently attached */
+	bool in_round;
+	uint64_t round, last_round;
+	uint32_t nended;
+	uint64_t round_pages, total_pages, total_bytes;
+	uint64_t round_base;	   /* STORE: the store's round when the session opened */
+	struct haul_layout layout; /* LIVE with a sink: to check pages against */
+	struct pstore_proc *proc;
+	void *sink_sess;
+	bool committed, failed;
+	struct ps_session *next;
+};
+
+struct ps_server {
+	struct ps_server_opts o;
+	char *images_dir;
+	struct ev_loop *loop;
+	struct io_uring ring;
+	bool ring_ok;
+	int efd, lfd;
+	ev_io eio, lio;
+	ev_prepare prep;
+	ev_signal sigint, sigterm;
+	ev_async stop;
+	struct pstore *store;
+	struct ps_conn *conns;
+	unsigned nconns;
+	struct ps_session *sessions;
+	unsigned nsessions_done;
+	struct wire_pages_enc enc; /* PAGE_REPLY encoder */
+	uint8_t *scratch;	   /* LZ4 decode, and PAGE_REQ reads */
+	int port;
+	int result;
+};
+
+static void conn_fail(struct ps_conn *c, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void conn_teardown(struct ps_conn *c);
+static void session_fail(struct ps_session *s, int err, const char *reason);
+static void server_reap(struct ps_server *s);
+
+/* ---- io_uring plumbing -------------------------------------------------------------- */
+
+static struct io_uring_sqe *get_sqe(struct ps_server *s)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+
+	if (!sqe) {
+		io_uring_submit(&s->ring);
+		sqe = io_uring_get_sqe(&s->ring);
+	}
+	return sqe;
+}
+
+static void conn_submit_recv(struct ps_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->recv_busy || c->dead || c->state == PS_CLOSING)
+		return;
+	sqe = get_sqe(c->srv);
+	if (!sqe) {
+		conn_fail(c, -EAGAIN, "cannot queue a receive: io_uring full");
+		return;
+	}
+	io_uring_prep_recv(sqe, c->fd, c->rbuf + c->rfill, c->rcap - c->rfill, 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | OP_RECV);
+	c->recv_busy = true;
+}
+
+static void conn_submit_send(struct ps_conn *c)
+{
+	struct io_uring_sqe *sqe;
+	int cur = c->ocur;
+
+	if (c->send_busy || c->dead)
+		return;
+	if (c->ooff == c->olen[cur]) {
+		/* In-flight buffer done: swap in the collecting one. */
+		c->olen[cur] = 0;
+		c->ooff = 0;
+		cur = c->ocur = !cur;
+		if (!c->olen[cur]) {
+			if (c->state == PS_CLOSING)
+				conn_teardown(c);
+			return;
+		}
+	}
+	sqe = get_sqe(c->srv);
+	if (!sqe) {
+		conn_teardown(c);
+		return;
+	}
+	io_uring_prep_send(sqe, c->fd, c->obuf[cur] + c->ooff, c->olen[cur] - c->ooff,
+			   MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | OP_SEND);
+	c->send_busy = true;
+}
+
+/* Queue one frame; it goes out after everything queued before it. */
+static int conn_send(struct ps_conn *c, unsigned type, const ProtobufCMessage *msg,
+		     const void *payload, uint32_t plen)
+{
+	int col = c->send_busy ? !c->ocur : c->ocur;
+	size_t need = WIRE_HDR_LEN + wire_msg_size(msg) + plen + WIRE_TAG_LEN;
+	uint16_t flags = c->encrypt ? WIRE_F_ENCRYPTED : 0;
+	struct wire_hdr h;
+	ssize_t n;
+
+	if (c->dead)
+		return -EPIPE;
+	if (!c->send_busy && c->ooff == c->olen[c->ocur] && c->olen[c->ocur]) {
+		/* idle with a fully sent buffer: reuse it */
+		c->olen[c->ocur] = 0;
+		c->ooff = 0;
+	}
+	if (c->olen[col] + need > c->ocap[col]) {
+		size_t cap = c->ocap[col] ? c->ocap[col] : 4096;
+		uint8_t *b;
+
+		while (cap < c->olen[col] + need)
+			cap *= 2;
+		b = realloc(c->obuf[col], cap);
+		if (!b)
+			return -ENOMEM;
+		c->obuf[col] = b;
+		c->ocap[col] = cap;
+	}
+	n = wire_frame_build(c->obuf[col] + c->olen[col], c->ocap[col] - c->olen[col], type, flags,
+			     c->tx_seq, msg, payload, plen);
+	if (n < 0)
+		return (int)n;
+	if (c->encrypt) {
+		wire_hdr_decode(c->obuf[col] + c->olen[col], WIRE_MAX_MSG, WIRE_MAX_PAYLOAD, &h);
+		wire_seal(c->skey, WIRE_DIR_S2C, c->obuf[col] + c->olen[col], &h);
+		n += WIRE_TAG_LEN;
+	}
+	c->tx_seq++;
+	c->olen[col] += (size_t)n;
+	conn_submit_send(c);
+	return 0;
+}
+
+/* ---- connection lifetime -------------------------------------------------------------- */
+
+static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ps_conn *c = w->data;
+	struct ps_server *s = c->srv;
+
+	(void)loop;
+	(void)revents;
+	c->timer_on = false;
+	if (c->state == PS_CLOSING)
+		conn_teardown(c);
+	else if (c->state < PS_AUTHED)
+		conn_fail(c, -ETIMEDOUT, "did not authenticate within %d ms; dropping it",
+			  c->srv->o.stall_timeout_ms);
+	else
+		conn_fail(c, -ETIMEDOUT, "stalled mid-frame for %d ms; dropping it",
+			  c->srv->o.stall_timeout_ms);
+	server_reap(s);
+}
+
+static void conn_timer_start(struct ps_conn *c)
+{
+	if (c->timer_on)
+		return;
+	ev_timer_set(&c->timer, c->srv->o.stall_timeout_ms / 1000.0, 0.);
+	ev_timer_start(c->srv->loop, &c->timer);
+	c->timer_on = true;
+}
+
+static void conn_timer_stop(struct ps_conn *c)
+{
+	if (!c->timer_on)
+		return;
+	ev_timer_stop(c->srv->loop, &c->timer);
+	c->timer_on = false;
+}
+
+static void conn_free(struct ps_conn *c)
+{
+	c->srv->nconns--;
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->rbuf);
+	free(c->obuf[0]);
+	free(c->obuf[1]);
+	sodium_memzero(c->skey, sizeof(c->skey));
+	free(c);
+}
+
+static void session_detach(struct ps_conn *c);
+
+/*
+ * Stop the connection at once.  It is freed by server_reap() once its
+ * submissions are reaped, so callers up the stack may still look at it.
+ */
+static void conn_teardown(struct ps_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->dead)
+		return;
+	c->dead = true;
+	conn_timer_stop(c);
+	session_detach(c);
+	shutdown(c->fd, SHUT_RDWR);
+	if (c->recv_busy || c->send_busy) {
+		sqe = get_sqe(c->srv);
+		if (sqe) {
+			io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+			io_uring_sqe_set_data64(sqe, 0);
+		}
+	}
+}
+
+/*
+ * Close @c for @err with a one-line reason naming the peer.  An
+ * authenticated peer is told why with an Error frame first.
+ */
+static void conn_fail(struct ps_conn *c, int err, const char *fmt, ...)
+{
+	Haul__Wire__Error e = HAUL__WIRE__ERROR__INIT;
+	char reason[256];
+	va_list ap;
+
+	if (c->dead || c->state == PS_CLOSING)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	pr_warn("peer %s: %s; closing it", c->peer, reason);
+	if (c->state < PS_AUTHED) {
+		conn_teardown(c);
+		return;
+	}
+	e.err = -err;
+	e.reason = reason;
+	conn_send(c, WIRE_ERROR, &e.base, NULL, 0);
+	c->state = PS_CLOSING;
+	session_detach(c);
+	/* Give the Error a moment to leave, then tear down regardless. */
+	conn_timer_stop(c);
+	ev_timer_set(&c->timer, 1.0, 0.);
+	ev_timer_start(c->srv->loop, &c->timer);
+	c->timer_on = true;
+	if (!c->send_busy)
+		conn_teardown(c);
+}
+
+/* ---- sessions --------------------------------------------------------------------------- */
+
+static struct ps_session *session_find(struct ps_server *s, uint64_t id)
+{
+	for (struct ps_session *x = s->sessions; x; x = x->next)
+		if (x->id == id)
+			return x;
+	return NULL;
+}
+
+static bool session_uses_store(const struct ps_session *x)
+{
+	return x->kind != HAUL__WIRE__SESSION_KIND__LIVE || !x->srv->o.sink;
+}
+
+static void session_free(struct ps_session *x)
+{
+	struct ps_server *s = x->srv;
+
+	if (x->proc && x->kind != HAUL__WIRE__SESSION_KIND__FETCH)
+		pstore_abort(x->proc);
+	if (x->sink_sess)
+		s->o.sink->close(x->sink_sess, x->committed);
+	pr_info("session %016llx of pid %d (%s) from %s ended%s: %llu rounds, %llu pages, %.1f MB",
+		(unsigned long long)x->id, x->pid, x->comm, x->peer,
+		x->committed ? ", committed" : (x->failed ? ", failed" : ""),
+		(unsigned long long)x->last_round, (unsigned long long)x->total_pages,
+		x->total_bytes / 1e6);
+	haul_layout_release(&x->layout);
+	free(x);
+	s->nsessions_done++;
+	if (s->o.once)
+		ev_break(s->loop, EVBREAK_ALL);
+}
+
+static void session_detach(struct ps_conn *c)
+{
+	struct ps_session *x = c->sess;
+
+	if (!x)
+		return;
+	c->sess = NULL;
+	x->streams[c->stream] = NULL;
+	x->nconns--;
+	/* A stream gone mid-session fails it: its pages of this round are lost. */
+	if (!x->failed && !x->committed && (x->in_round || c->state == PS_CLOSING))
+		session_fail(x, -ECONNRESET, "a stream of the session closed");
+}
+
+/*
+ * Free what is finished: connections torn down whose submissions are all
+ * reaped, sessions without connections.  Called only from the top of the
+ * loop's callbacks, never from inside a handler.
+ */
+static void server_reap(struct ps_server *s)
+{
+	for (struct ps_conn **pp = &s->conns; *pp;) {
+		struct ps_conn *c = *pp;
+
+		if (c->dead && !c->recv_busy && !c->send_busy) {
+			*pp = c->next;
+			conn_free(c);
+		} else {
+			pp = &c->next;
+		}
+	}
+	for (struct ps_session **pp = &s->sessions; *pp;) {
+		struct ps_session *x = *pp;
+
+		if (!x->nconns) {
+			*pp = x->next;
+			session_free(x);
+		} else {
+			pp = &x->next;
+		}
+	}
+}
+
+static void session_fail(struct ps_session *x, int err, const char *reason)
+{
+	if (x->failed)
+		return;
+	x->failed = true;
+	if (x->proc && x->kind != HAUL__WIRE__SESSION_KIND__FETCH)
+		pstore_abort(x->proc);
+	for (uint32_t i = 0; i < x->nstreams; i++)
+		if (x->streams[i] && x->streams[i]->state != PS_CLOSING)
+			conn_fail(x->streams[i], err, "session %016llx failed: %s",
+				  (unsigned long long)x->id, reason);
+}
+
+/* ---- frame handlers --------------------------------------------------------------------------- */
+
+static int on_hello(struct ps_conn *c, ProtobufCMessage *m)
+{
+	Haul__Wire__Hello *h = (Haul__Wire__Hello *)m, r = HAUL__WIRE__HELLO__INIT;
+
+	if (h->version != WIRE_VERSION) {
+		conn_fail(c, -EPROTONOSUPPORT, "speaks protocol version %u, this server %u",
+			  h->version, WIRE_VERSION);
+		return -EPROTONOSUPPORT;
+	}
+	if (h->nonce.len != WIRE_NONCE_LEN) {
+		conn_fail(c, -EPROTO, "sent a %zu-byte nonce", h->nonce.len);
+		return -EPROTO;
+	}
+	memcpy(c->cnonce, h->nonce.data, WIRE_NONCE_LEN);
+	randombytes_buf(c->snonce, WIRE_NONCE_LEN);
+	r.version = WIRE_VERSION;
+	r.caps = PS_CAPS;
+	r.nonce.data = c->snonce;
+	r.nonce.len = WIRE_NONCE_LEN;
+	r.name = "haul pageserver";
+	c->state = PS_AUTH;
+	return conn_send(c, WIRE_HELLO, &r.base, NULL, 0);
+}
+
+static int on_auth(struct ps_conn *c, ProtobufCMessage *m)
+{
+	Haul__Wire__Auth *a = (Haul__Wire__Auth *)m, r = HAUL__WIRE__AUTH__INIT;
+	uint8_t mac[WIRE_MAC_LEN];
+	bool enc = a->has_encrypt && a->encrypt;
+	int ret;
+
+	if (!wire_auth_verify(c->srv->o.key, true, c->cnonce, c->snonce, a->mac.data, a->mac.len)) {
+		conn_fail(c, -EACCES, "failed authentication (bad MAC: wrong key?)");
+		return -EACCES;
+	}
+	if (c->srv->o.require_encrypt && !enc) {
+		/* authenticated, so it may be told why */
+		c->state = PS_AUTHED;
+		conn_fail(c, -EPERM,
+			  "did not ask for encryption, which this server requires "
+			  "(run the client with --encrypt)");
+		return -EPERM;
+	}
+	wire_auth_mac(c->srv->o.key, false, c->cnonce, c->snonce, mac);
+	r.mac.data = mac;
+	r.mac.len = WIRE_MAC_LEN;
+	r.has_encrypt = true;
+	r.encrypt = enc;
+	ret = conn_send(c, WIRE_AUTH, &r.base, NULL, 0);
+	if (ret)
+		return ret;
+	if (enc) {
+		wire_session_key(c->srv->o.key, c->cnonce, c->snonce, c->skey);
+		c->encrypt = true;
+	}
+	c->state = PS_AUTHED;
+	conn_timer_stop(c);
+	pr_debug("peer %s: authenticated%s", c->peer, enc ? ", encrypted" : "");
+	return 0;
+}
+
+static void session_ok(struct ps_conn *c, struct ps_session *x)
+{
+	Haul__Wire__SessionOk ok = HAUL__WIRE__SESSION_OK__INIT;
+
+	ok.session_id = x->id;
+	ok.has_committed_round = true;
+	ok.committed_round = x->proc ? pstore_round(x->proc) : 0;
+	c->state = PS_READY;
+	conn_send(c, WIRE_SESSION_OK, &ok.base, NULL, 0);
+}
+
+static const char *kind_name(Haul__Wire__SessionKind k)
+{
+	return k == HAUL__WIRE__SESSION_KIND__LIVE    ? "live"
+	       : k == HAUL__WIRE__SESSION_KIND__STORE ? "store"
+						      : "fetch";
+}
+
+static int on_session_open(struct ps_conn *c, ProtobufCMessage *m)
+{
+	Haul__Wire__SessionOpen *o = (Haul__Wire__SessionOpen *)m;
+	struct ps_server *s = c->srv;
+	struct ps_session *x;
+	int ret;
+
+	if (o->nstreams == 0 || o->nstreams > PS_MAX_STREAMS || o->pid <= 0 || o->session_id == 0 ||
+	    o->kind > HAUL__WIRE__SESSION_KIND__FETCH) {
+		conn_fail(c, -EPROTO, "opened a session with bad parameters (pid %d, %u streams)",
+			  o->pid, o->nstreams);
+		return -EPROTO;
+	}
+	if (session_find(s, o->session_id)) {
+		conn_fail(c, -EEXIST, "session %016llx is already open",
+			  (unsigned long long)o->session_id);
+		return -EEXIST;
+	}
+	for (x = s->sessions; x; x = x->next)
+		if (x->pid == o->pid && x->kind != HAUL__WIRE__SESSION_KIND__FETCH &&
+		    o->kind != HAUL__WIRE__SESSION_KIND__FETCH) {
+			conn_fail(c, -EBUSY, "pid %d is already being received from %s", o->pid,
+				  x->peer);
+			return -EBUSY;
+		}
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	x->srv = s;
+	x->id = o->session_id;
+	x->kind = o->kind;
+	x->pid = o->pid;
+	snprintf(x->comm, sizeof(x->comm), "%s", o->comm ? o->comm : "");
+	snprintf(x->peer, sizeof(x->peer), "%s", c->peer);
+	x->nstreams = o->nstreams;
+	x->lazy = o->has_lazy && o->lazy;
+	if (x->kind == HAUL__WIRE__SESSION_KIND__FETCH) {
+		ret = pstore_proc_get(s->store, x->pid, false, &x->proc);
+		if (ret || pstore_round(x->proc) == 0) {
+			free(x);
+			conn_fail(c, -ENOENT, "asked for pid %d, which has no committed image here",
+				  o->pid);
+			return -ENOENT;
+		}
+	} else if (session_uses_store(x)) {
+		ret = pstore_proc_get(s->store, x->pid, true, &x->proc);
+		if (ret) {
+			free(x);
+			conn_fail(c, ret, "cannot store pages of pid %d: %s", o->pid,
+				  strerror(-ret));
+			return ret;
+		}
+		pstore_set_comm(x->proc, x->comm);
+		/* The client counts rounds from 1; the store goes on from its last commit. */
+		x->round_base = pstore_round(x->proc);
+	} else {
+		struct ps_session_info info = {
+			.session_id = x->id,
+			.pid = x->pid,
+			.comm = x->comm,
+			.peer = c->peer,
+			.nstreams = x->nstreams,
+			.lazy = x->lazy,
+		};
+
+		ret = s->o.sink->open(s->o.sink_arg, &info, &x->sink_sess);
+		if (ret) {
+			free(x);
+			conn_fail(c, ret, "cannot start restoring pid %d: %s", o->pid,
+				  strerror(-ret));
+			return ret;
+		}
+	}
+	x->next = s->sessions;
+	s->sessions = x;
+	x->streams[0] = c;
+	x->nconns = 1;
+	c->sess = x;
+	c->stream = 0;
+	pr_info("session %016llx from %s: %s pid %d (%s), %u stream%s", (unsigned long long)x->id,
+		c->peer, kind_name(x->kind), x->pid, x->comm, x->nstreams,
+		x->nstreams > 1 ? "s" : "");
+	session_ok(c, x);
+	return 0;
+}
+
+static int on_session_join(struct ps_conn *c, ProtobufCMessage *m)
+{
+	Haul__Wire__SessionJoin *j = (Haul__Wire__SessionJoin *)m;
+	struct ps_session *x = session_find(c->srv, j->session_id);
+
+	if (!x || x->failed) {
+		conn_fail(c, -ENOENT, "joined unknown session %016llx",
+			  (unsigned long long)j->session_id);
+		return -ENOENT;
+	}
+	if (j->stream == 0 || j->stream >= x->nstreams || x->streams[j->stream]) {
+		conn_fail(c, -EPROTO,
+			  "joined session %016llx as stream %u of %u (taken or out "
+			  "of range)",
+			  (unsigned long long)j->session_id, j->stream, x->nstreams);
+		return -EPROTO;
+	}
+	x->streams[j->stream] = c;
+	x->nconns++;
+	c->sess = x;
+	c->stream = j->stream;
+	session_ok(c, x);
+	return 0;
+}
+
+static int send_ack(struct ps_conn *c, unsigned type, uint64_t value, uint64_t pages)
+{
+	Haul__Wire__Ack a = HAUL__WIRE__ACK__INIT;
+
+	a.type = type;
+	a.has_value = true;
+	a.value = value;
+	a.has_pages = true;
+	a.pages = pages;
+	return conn_send(c, WIRE_ACK, &a.base, NULL, 0);
+}
+
+static int on_layout(struct ps_conn *c, ProtobufCMessage *m)
+{
+	Haul__Wire__Layout *lm = (Haul__Wire__Layout *)m;
+	struct ps_session *x = c->sess;
+	struct haul_layout l;
+	int ret;
+
+	if (x->kind == HAUL__WIRE__SESSION_KIND__FETCH) {
+		conn_fail(c, -EPROTO, "sent a layout in a fetch session");
+		return -EPROTO;
+	}
+	ret = wire_layout_from_msg(lm->vmas, lm->n_vmas, &l);
+	if (ret) {
+		conn_fail(c, ret, "sent a malformed layout (unaligned, empty or overlapping VMAs)");
+		return ret;
+	}
+	if (x->proc)
+		ret = pstore_set_layout(x->proc, &l);
+	else
+		ret = c->srv->o.sink->layout(x->sink_sess, &l);
+	if (ret) {
+		haul_layout_release(&l);
+		session_fail(x, ret, "the layout could not be applied");
+		return ret;
+	}
+	haul_layout_release(&x->layout);
+	x->layout = l;
+	return send_ack(c, WIRE_LAYOUT, 0, 0);
+}
+
+static int on_round_begin(struct ps_conn *c, ProtobufCMessage *m)
+{
+	Haul__Wire__RoundBegin *rb = (Haul__Wire__RoundBegin *)m;
+	struct ps_session *x = c->sess;
+
+	if (x->kind == HAUL__WIRE__SESSION_KIND__FETCH) {
+		conn_fail(c, -EPROTO, "began a round in a fetch session");
+		return -EPROTO;
+	}
+	if (x->in_round ? rb->round != x->round : rb->round <= x->last_round) {
+		conn_fail(c, -EPROTO, "began round %llu (session is at round %llu)",
+			  (unsigned long long)rb->round,
+			  (unsigned long long)(x->in_round ? x->round : x->last_round));
+		return -EPROTO;
+	}
+	if (!x->in_round) {
+		x->in_round = true;
+		x->round = rb->round;
+		x->nended = 0;
+		x->round_pages = 0;
+	}
+	c->round = rb->round;
+	c->round_pages = c->round_bytes = 0;
+	c->state = PS_ROUND;
+	return 0;
+}
+
+static bool range_in_layout(const struct haul_layout *l, uint64_t addr, uint64_t npages)
+{
+	uint64_t end = addr + npages * HAUL_PAGE_SIZE;
+
+	while (addr < end) {
+		const struct haul_vma *v = haul_layout_find(l, addr);
+
+		if (!v)
+			return false;
+		addr = v->end;
+	}
+	return true;
+}
+
+static int put_pages(void *arg, uint64_t addr, const void *data, uint32_t npages)
+{
+	struct ps_conn *c = arg;
+	struct ps_session *x = c->sess;
+
+	if (x->proc)
+		return pstore_put(x->proc, addr, data, npages);
+	if (!range_in_layout(&x->layout, addr, npages))
+		return -ERANGE;
+	return c->srv->o.sink->pages(x->sink_sess, addr, data, npages);
+}
+
+static int on_pages(struct ps_conn *c, ProtobufCMessage *m, const uint8_t *payload, size_t len)
+{
+	struct ps_session *x = c->sess;
+	int64_t n;
+
+	n = wire_pages_decode((Haul__Wire__Pages *)m, payload, len, c->srv->scratch, put_pages, c);
+	if (n == -EBADMSG) {
+		conn_fail(c, -EBADMSG, "sent a malformed page batch (bad range or corrupt LZ4)");
+		session_fail(x, -EBADMSG, "a stream sent a malformed page batch");
+		return -EBADMSG;
+	}
+	if (n == -ERANGE) {
+		conn_fail(c, -ERANGE, "sent pages outside any announced VMA of pid %d", x->pid);
+		session_fail(x, -ERANGE, "a stream sent pages outside the layout");
+		return -ERANGE;
+	}
+	if (n < 0) {
+		session_fail(x, (int)n, "the pages could not be stored");
+		return (int)n;
+	}
+	c->round_pages += (uint64_t)n;
+	c->round_bytes += len;
+	x->round_pages += (uint64_t)n;
+	x->total_pages += (uint64_t)n;
+	x->total_bytes += len;
+	return 0;
+}
+
+static int round_complete(struct ps_session *x)
+{
+	struct ps_server *s = x->srv;
+	int ret;
+
+	if (x->proc)
+		ret = pstore_commit(x->proc, x->round_base + x->round);
+	else
+		ret = s->o.sink->round_end(x->sink_sess, x->round);
+	if (ret) {
+		session_fail(x, ret, "the round could not be committed");
+		return ret;
+	}
+	x->in_round = false;
+	x->last_round = x->round;
+	pr_info("pid %d round %llu %s: %llu pages (session %llu pages, %.1f MB)", x->pid,
+		(unsigned long long)x->round, x->proc ? "committed" : "applied",
+		(unsigned long long)x->round_pages, (unsigned long long)x->total_pages,
+		x->total_bytes / 1e6);
+	for (uint32_t i = 0; i < x->nstreams; i++) {
+		struct ps_conn *c = x->streams[i];
+
+		if (!c || c->state != PS_BARRIER)
+			continue;
+		c->state = PS_READY;
+		send_ack(c, WIRE_ROUND_END, x->round, x->round_pages);
+	}
+	return 0;
+}
+
+static int on_round_end(struct ps_conn *c, ProtobufCMessage *m)
+{
+	Haul__Wire__RoundEnd *re = (Haul__Wire__RoundEnd *)m;
+	struct ps_session *x = c->sess;
+
+	if (re->round != c->round) {
+		conn_fail(c, -EPROTO, "ended round %llu inside round %llu",
+			  (unsigned long long)re->round, (unsigned long long)c->round);
+		return -EPROTO;
+	}
+	if (re->has_pages && re->pages != c->round_pages) {
+		conn_fail(c, -EPROTO, "ended round %llu claiming %llu pages; %llu arrived",
+			  (unsigned long long)re->round, (unsigned long long)re->pages,
+			  (unsigned long long)c->round_pages);
+		session_fail(x, -EPROTO, "a stream lost pages");
+		return -EPROTO;
+	}
+	c->state = PS_BARRIER;
+	if (++x->nended < x->nstreams)
+		return 0;
+	return round_complete(x);
+}
+
+static int on_state(struct ps_conn *c, const uint8_t *payload, size_t len)
+{
+	struct ps_session *x = c->sess;
+	int ret;
+
+	if (x->kind == HAUL__WIRE__SESSION_KIND__FETCH) {
+		conn_fail(c, -EPROTO, "sent a state in a fetch session");
+		return -EPROTO;
+	}
+	if (x->proc)
+		ret = pstore_set_state(x->proc, payload, len);
+	else
+		ret = c->srv->o.sink->state(x->sink_sess, payload, len);
+	if (ret) {
+		session_fail(x, ret, "the process state was refused");
+		return ret;
+	}
+	return send_ack(c, WIRE_STATE, 0, 0);
+}
+
+static int on_restore(struct ps_conn *c)
+{
+	Haul__Wire__RestoreReply r = HAUL__WIRE__RESTORE_REPLY__INIT;
+	struct ps_session *x = c->sess;
+	struct ps_restore_result res = {0};
+	int ret;
+
+	if (x->proc) {
+		res.err = -EOPNOTSUPP;
+		snprintf(res.msg, sizeof(res.msg),
+			 "this page server has no restore sink (%s session); it stores pages only",
+			 kind_name(x->kind));
+	} else {
+		ret = c->srv->o.sink->restore(x->sink_sess, &res);
+		if (ret) {
+			res.err = ret;
+			snprintf(res.msg, sizeof(res.msg), "restore failed: %s", strerror(-ret));
+		}
+	}
+	if (res.err)
+		pr_warn("pid %d: restore failed: %s", x->pid, res.msg);
+	else
+		pr_info("pid %d restored as pid %d", x->pid, res.pid);
+	r.pid = res.pid;
+	r.err = res.err;
+	r.msg = res.msg;
+	return conn_send(c, WIRE_RESTORE_REPLY, &r.base, NULL, 0);
+}
+
+static int on_commit(struct ps_conn *c)
+{
+	struct ps_session *x = c->sess;
+	int ret;
+
+	if (x->kind == HAUL__WIRE__SESSION_KIND__FETCH) {
+		conn_fail(c, -EPROTO, "sent a commit in a fetch session");
+		return -EPROTO;
+	}
+	if (x->proc) {
+		ret = pstore_commit(x->proc, x->round_base + x->last_round);
+		if (ret) {
+			session_fail(x, ret, "the commit failed");
+			return ret;
+		}
+	}
+	x->committed = true;
+	pr_info("session %016llx of pid %d committed", (unsigned long long)x->id, x->pid);
+	return send_ack(c, WIRE_COMMIT, x->last_round, 0);
+}
+
+static int on_page_req(struct ps_conn *c, ProtobufCMessage *m)
+{
+	Haul__Wire__PageReq *q = (Haul__Wire__PageReq *)m;
+	struct ps_session *x = c->sess;
+	struct ps_server *s = c->srv;
+	Haul__Wire__Pages rep;
+	int64_t n;
+	int ret;
+
+	if (!x->proc) {
+		conn_fail(c, -EOPNOTSUPP, "asked for pages of a live session (not stored here)");
+		return -EOPNOTSUPP;
+	}
+	if (q->npages == 0 || q->npages > WIRE_MAX_REQ_PAGES || (q->addr & (HAUL_PAGE_SIZE - 1))) {
+		conn_fail(c, -EPROTO, "asked for %u pages at %#llx", q->npages,
+			  (unsigned long long)q->addr);
+		return -EPROTO;
+	}
+	n = pstore_read(x->proc, q->addr, q->npages, s->scratch);
+	if (n < 0) {
+		conn_fail(c, (int)n, "cannot read pages of pid %d for it", x->pid);
+		return (int)n;
+	}
+	wire_pages_enc_reset(&s->enc);
+	ret = wire_pages_enc_add(&s->enc, q->addr, s->scratch, q->npages);
+	if (ret != (int)q->npages) {
+		conn_fail(c, -EMSGSIZE, "page reply of %u pages does not fit a frame", q->npages);
+		return -EMSGSIZE;
+	}
+	wire_pages_enc_msg(&s->enc, &rep);
+	rep.has_req_id = true;
+	rep.req_id = q->req_id;
+	return conn_send(c, WIRE_PAGE_REPLY, &rep.base, s->enc.payload, (uint32_t)s->enc.len);
+}
+
+static int on_error(struct ps_conn *c, ProtobufCMessage *m)
+{
+	Haul__Wire__Error *e = (Haul__Wire__Error *)m;
+
+	pr_warn("peer %s reports an error: %s (%s); closing it", c->peer,
+		e->reason ? e->reason : "no reason", strerror(e->err));
+	if (c->sess)
+		session_fail(c->sess, -ECONNABORTED, "the peer gave up");
+	conn_teardown(c);
+	return -ECONNABORTED;
+}
+
+/* One whole frame is at @f (decrypted). Returns 0 or -errno (the connection was failed). */
+static int conn_frame(struct ps_conn *c, const struct wire_hdr *h, uint8_t *f)
+{
+	const uint8_t *msg = f + WIRE_HDR_LEN, *payload = msg + h->msg_len;
+	ProtobufCMessage *m = NULL;
+	int ret;
+
+	if (!(conn_accepts[c->state] & (1u << h->type))) {
+		conn_fail(c, -EPROTO, "sent %s in state %s", wire_type_name(h->type),
+			  state_names[c->state]);
+		return -EPROTO;
+	}
+	if (h->payload_len && h->type != WIRE_PAGES && h->type != WIRE_STATE) {
+		conn_fail(c, -EPROTO, "sent %s with a payload", wire_type_name(h->type));
+		return -EPROTO;
+	}
+	ret = wire_msg_unpack(h->type, msg, h->msg_len, &m);
+	if (ret) {
+		conn_fail(c, ret, "sent a malformed %s message", wire_type_name(h->type));
+		return ret;
+	}
+	switch (h->type) {
+	case WIRE_HELLO:
+		ret = on_hello(c, m);
+		break;
+	case WIRE_AUTH:
+		ret = on_auth(c, m);
+		break;
+	case WIRE_SESSION_OPEN:
+		ret = on_session_open(c, m);
+		break;
+	case WIRE_SESSION_JOIN:
+		ret = on_session_join(c, m);
+		break;
+	case WIRE_LAYOUT:
+		ret = on_layout(c, m);
+		break;
+	case WIRE_ROUND_BEGIN:
+		ret = on_round_begin(c, m);
+		break;
+	case WIRE_PAGES:
+		ret = on_pages(c, m, payload, h->payload_len);
+		break;
+	case WIRE_ROUND_END:
+		ret = on_round_end(c, m);
+		break;
+	case WIRE_STATE:
+		ret = on_state(c, payload, h->payload_len);
+		break;
+	case WIRE_RESTORE:
+		ret = on_restore(c);
+		break;
+	case WIRE_COMMIT:
+		ret = on_commit(c);
+		break;
+	case WIRE_PAGE_REQ:
+		ret = on_page_req(c, m);
+		break;
+	case WIRE_ERROR:
+		ret = on_error(c, m);
+		break;
+	default:
+		ret = -EPROTO;
+		conn_fail(c, ret, "sent %s, which a server never receives",
+			  wire_type_name(h->type));
+	}
+	wire_msg_free(m);
+	return ret;
+}
+
+/* Parse every whole frame in the receive buffer; make room for the next. */
+static void conn_parse(struct ps_conn *c)
+{
+	for (;;) {
+		size_t avail = c->rfill - c->rhead, need;
+		bool authed = c->state >= PS_AUTHED;
+		struct wire_hdr h;
+		uint8_t *f = c->rbuf + c->rhead;
+		int ret;
+
+		if (c->dead || c->state == PS_CLOSING)
+			return;
+		if (avail < WIRE_HDR_LEN) {
+			need = WIRE_HDR_LEN;
+			goto more;
+		}
+		ret = wire_hdr_decode(f, authed ? WIRE_MAX_MSG : WIRE_MAX_PREAUTH,
+				      authed ? WIRE_MAX_PAYLOAD : 0, &h);
+		if (ret) {
+			conn_fail(c, ret, "sent a bad frame header: %s", wire_strerror(ret));
+			return;
+		}
+		if (h.seq != c->rx_seq) {
+			conn_fail(c, -EPROTO, "sent frame %u where %u was due", h.seq, c->rx_seq);
+			return;
+		}
+		if (!!(h.flags & WIRE_F_ENCRYPTED) != c->encrypt) {
+			conn_fail(c, -EPROTO, "sent a%s frame on a%s connection",
+				  c->encrypt ? "n unencrypted" : "n encrypted",
+				  c->encrypt ? "n encrypted" : "n unencrypted");
+			return;
+		}
+		need = wire_frame_len(&h);
+		if (avail < need)
+			goto more;
+		if (c->encrypt && wire_open(c->skey, WIRE_DIR_C2S, f, &h)) {
+			conn_fail(c, -EBADMSG,
+				  "sent a frame whose authentication tag does not "
+				  "verify (tampered or wrong key)");
+			return;
+		}
+		c->rx_seq++;
+		c->rhead += need;
+		/* The stall deadline is per frame: this one is complete. */
+		if (c->state >= PS_AUTHED)
+			conn_timer_stop(c);
+		if (conn_frame(c, &h, f))
+			return;
+		continue;
+more:
+		/* A frame has begun: it must complete within the stall timeout. */
+		if (avail || c->state < PS_AUTHED)
+			conn_timer_start(c);
+		else
+			conn_timer_stop(c);
+		if (c->rhead == c->rfill)
+			c->rhead = c->rfill = 0;
+		if (c->rhead + need > c->rcap) {
+			/* Move the partial frame to the front, growing only to a checked size. */
+			if (need > c->rcap) {
+				size_t cap = need < RBUF_MIN ? RBUF_MIN : need * 2;
+				uint8_t *b = malloc(cap);
+
+				if (!b) {
+					conn_fail(c, -ENOMEM, "needs a %zu-byte buffer", cap);
+					return;
+				}
+				memcpy(b, c->rbuf + c->rhead, avail);
+				free(c->rbuf);
+				c->rbuf = b;
+				c->rcap = cap;
+			} else {
+				memmove(c->rbuf, c->rbuf + c->rhead, avail);
+			}
+			c->rhead = 0;
+			c->rfill = avail;
+		}
+		conn_submit_recv(c);
+		return;
+	}
+}
+
+static void on_cqe(struct ps_server *s, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	struct ps_conn *c = (struct ps_conn *)(uintptr_t)(ud & ~(uint64_t)OP_MASK);
+	int res = cqe->res;
+
+	(void)s;
+	if (!ud)
+		return; /* a cancel's own completion */
+	if ((ud & OP_MASK) == OP_RECV) {
+		c->recv_busy = false;
+		if (c->dead)
+			return;
+		if (res == 0) {
+			if (c->sess && (c->sess->in_round || c->rfill != c->rhead))
+				pr_warn("peer %s closed the connection mid-round", c->peer);
+			else
+				pr_debug("peer %s closed the connection", c->peer);
+			conn_teardown(c);
+			return;
+		}
+		if (res < 0) {
+			if (res != -ECANCELED)
+				pr_warn("peer %s: receive failed: %s; closing it", c->peer,
+					strerror(-res));
+			conn_teardown(c);
+			return;
+		}
+		c->rfill += (size_t)res;
+		conn_parse(c);
+		return;
+	}
+	c->send_busy = false;
+	if (c->dead)
+		return;
+	if (res < 0) {
+		pr_warn("peer %s: send failed: %s; closing it", c->peer, strerror(-res));
+		conn_teardown(c);
+		return;
+	}
+	c->ooff += (size_t)res;
+	conn_submit_send(c);
+}
+
+static void ring_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct ps_server *s = w->data;
+	struct io_uring_cqe *cqe;
+	uint64_t v;
+
+	(void)loop;
+	(void)revents;
+	if (read(s->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		pr_warn("cannot read the io_uring eventfd: %s", strerror(errno));
+	/* Drain the whole CQ; handlers may queue new SQEs, submitted by prepare. */
+	while (io_uring_peek_cqe(&s->ring, &cqe) == 0) {
+		struct io_uring_cqe copy = *cqe;
+
+		io_uring_cqe_seen(&s->ring, cqe);
+		on_cqe(s, &copy);
+	}
+	server_reap(s);
+}
+
+static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct ps_server *s = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (io_uring_sq_ready(&s->ring))
+		io_uring_submit(&s->ring);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct ps_server *s = w->data;
+
+	(void)loop;
+	(void)revents;
+	for (;;) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		struct ps_conn *c;
+		int one = 1;
+		int fd = accept4(s->lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				pr_warn("cannot accept a connection: %s", strerror(errno));
+			return;
+		}
+		if (s->nconns >= PS_MAX_CONNS) {
+			pr_warn("refusing a connection: %u connections already open", s->nconns);
+			close(fd);
+			continue;
+		}
+		c = calloc(1, sizeof(*c));
+		if (!c || !(c->rbuf = malloc(RBUF_MIN))) {
+			free(c);
+			close(fd);
+			continue;
+		}
+		c->srv = s;
+		c->fd = fd;
+		c->rcap = RBUF_MIN;
+		ps_addr_str((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		ev_init(&c->timer, conn_timer_cb);
+		c->timer.data = c;
+		c->next = s->conns;
+		s->conns = c;
+		s->nconns++;
+		pr_debug("peer %s connected", c->peer);
+		conn_timer_start(c);
+		conn_submit_recv(c);
+	}
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)revents;
+	pr_info("signal %d: stopping", w->signum);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void stop_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	ev_break(loop, EVBREAK_ALL);
+}
+
+/* ---- public ------------------------------------------------------------------------------------ */
+
+int ps_server_new(const struct ps_server_opts *o, struct ps_server **out)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	struct ps_server *s;
+	int one = 1, ret;
+
+	if (sodium_init() < 0)
+		return -EIO;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->o = *o;
+	s->efd = s->lfd = -1;
+	if (s->o.stall_timeout_ms <= 0)
+		s->o.stall_timeout_ms = PS_STALL_TIMEOUT_MS;
+	if (o->images_dir) {
+		s->images_dir = strdup(o->images_dir);
+		s->o.images_dir = s->images_dir;
+	}
+	ret = ps_addr_parse(o->listen, true, &ss, &len);
+	if (ret) {
+		pr_err("cannot parse listen address '%s'; use ADDR:PORT, e.g. 127.0.0.1:7070",
+		       o->listen);
+		goto fail;
+	}
+	ret = pstore_open(o->images_dir, &s->store);
+	if (ret)
+		goto fail;
+	s->scratch = malloc(WIRE_MAX_PAYLOAD);
+	ret = s->scratch ? wire_pages_enc_init(&s->enc, WIRE_MAX_REQ_PAGES + 1, WIRE_COMPRESS_AUTO)
+			 : -ENOMEM;
+	if (ret)
+		goto fail;
+	ret = io_uring_queue_init(RING_DEPTH, &s->ring, 0);
+	if (ret) {
+		pr_err_r(ret, "cannot set up io_uring (is kernel.io_uring_disabled set?)");
+		goto fail;
+	}
+	s->ring_ok = true;
+	s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (s->efd < 0 || io_uring_register_eventfd(&s->ring, s->efd)) {
+		ret = -errno;
+		pr_err_r(ret, "cannot register an eventfd with io_uring");
+		goto fail;
+	}
+	s->lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s->lfd < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(s->lfd, (struct sockaddr *)&ss, len) || listen(s->lfd, 64)) {
+		ret = -errno;
+		pr_err_r(ret, "cannot listen on %s", o->listen);
+		goto fail;
+	}
+	len = sizeof(ss);
+	getsockname(s->lfd, (struct sockaddr *)&ss, &len);
+	s->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+						: ((struct sockaddr_in6 *)&ss)->sin6_port);
+
+	s->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+	if (!s->loop) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	ev_io_init(&s->eio, ring_cb, s->efd, EV_READ);
+	s->eio.data = s;
+	ev_io_start(s->loop, &s->eio);
+	ev_io_init(&s->lio, accept_cb, s->lfd, EV_READ);
+	s->lio.data = s;
+	ev_io_start(s->loop, &s->lio);
+	ev_prepare_init(&s->prep, prepare_cb);
+	s->prep.data = s;
+	ev_prepare_start(s->loop, &s->prep);
+	ev_async_init(&s->stop, stop_cb);
+	ev_async_start(s->loop, &s->stop);
+	*out = s;
+	return 0;
+fail:
+	ps_server_free(s);
+	return ret;
+}
+
+int ps_server_port(const struct ps_server *s)
+{
+	return s->port;
+}
+
+struct pstore *ps_server_store(struct ps_server *s)
+{
+	return s->store;
+}
+
+int ps_server_run(struct ps_server *s)
+{
+	ev_signal_init(&s->sigint, signal_cb, SIGINT);
+	ev_signal_init(&s->sigterm, signal_cb, SIGTERM);
+	ev_signal_start(s->loop, &s->sigint);
+	ev_signal_start(s->loop, &s->sigterm);
+	ev_run(s->loop, 0);
+	ev_signal_stop(s->loop, &s->sigint);
+	ev_signal_stop(s->loop, &s->sigterm);
+	return s->result;
+}
+
+void ps_server_stop(struct ps_server *s)
+{
+	ev_async_send(s->loop, &s->stop);
+}
+
+void ps_server_free(struct ps_server *s)
+{
+	struct io_uring_cqe *cqe;
+
+	if (!s)
+		return;
+	/* Teardown: shut every connection, cancel, reap until nothing is in flight, free. */
+	s->o.once = false;
+	for (struct ps_conn *c = s->conns; c; c = c->next)
+		conn_teardown(c);
+	server_reap(s);
+	while (s->ring_ok && s->conns) {
+		io_uring_submit(&s->ring);
+		if (io_uring_wait_cqe(&s->ring, &cqe))
+			break;
+		struct io_uring_cqe copy = *cqe;
+
+		io_uring_cqe_seen(&s->ring, cqe);
+		on_cqe(s, &copy);
+		server_reap(s);
+	}
+	if (s->loop)
+		ev_loop_destroy(s->loop);
+	if (s->ring_ok)
+		io_uring_queue_exit(&s->ring);
+	if (s->efd >= 0)
+		close(s->efd);
+	if (s->lfd >= 0)
+		close(s->lfd);
+	pstore_close(s->store);
+	wire_pages_enc_release(&s->enc);
+	free(s->scratch);
+	free(s->images_dir);
+	sodium_memzero(s->o.key, sizeof(s->o.key));
+	free(s);
+}
