@@ -36,6 +36,7 @@
 #include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -421,6 +422,19 @@ void rst_release(struct rst_seized *s)
 		if (ret)
 			pr_warn_r(ret, "cannot release thread %d of pid %d", s->thr[i].pid, s->pid);
 	}
+	free(s->thr);
+	free(s);
+}
+
+void rst_kill_seized(struct rst_seized *s)
+{
+	if (!s)
+		return;
+	kill(s->pid, SIGKILL);
+	/* As its tracer we see its death first; its parent can reap it only after. */
+	for (size_t i = 0; i < s->n; i++)
+		while (waitpid(s->thr[i].pid, NULL, __WALL) < 0 && errno == EINTR)
+			;
 	free(s->thr);
 	free(s);
 }

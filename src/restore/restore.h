@@ -16,7 +16,8 @@
  * Changes since the lead's draft (all additive; existing calls unchanged):
  *  - struct rst_target_opts gained timens offsets and `detach`;
  *  - rst_target_wait(): wait for a restored process (haul restore);
- *  - rst_target_pid(): the stub's PID as seen from here.
+ *  - rst_target_pid(): the stub's PID as seen from here;
+ *  - rst_kill_seized(), rst_checkpoint_images(), rst_restore_images().
  * rst_target_opts.lazy is refused with -EOPNOTSUPP (no post-copy yet).
  */
 #ifndef HAUL_RESTORE_H
@@ -49,6 +50,8 @@ int rst_seize(pid_t pid, struct rst_seized **out); /* seize + interrupt all thre
 int rst_dump_state(struct rst_seized *s, uint8_t **blob, size_t *len);
 /* Detach (the process resumes, or stays frozen if its cgroup is frozen). NULL is a no-op. */
 void rst_release(struct rst_seized *s);
+/* Kill the seized process (it never runs again) and forget it. NULL is a no-op. */
+void rst_kill_seized(struct rst_seized *s);
 
 /* ---- restore target (target side) ------------------------------------------- */
 
@@ -109,6 +112,33 @@ int rst_target_wait(struct rst_target *t);
  * from @state (a ProcessState) continue from the values they had at dump.
  */
 int rst_image_clock_offsets(const void *state, size_t len, int64_t *mono, int64_t *boot);
+
+/* ---- images directory (haul checkpoint / haul restore) ---------------------- */
+
+struct rst_ckpt_stats {
+	uint64_t pages;	     /* pages with data stored */
+	uint64_t zero_pages; /* pages stored as zero holes */
+	uint64_t frozen_ns;  /* from the stop to the durable commit */
+	uint64_t total_ns;
+};
+
+/*
+ * Checkpoint @pid into the page store at @dir (DIR/<pid>/): state, layout
+ * and pages in one durable commit.  Without @leave_running the process is
+ * killed once the commit is on disk (it never runs after the dump); with
+ * it, it resumes.  A refusal is logged naming the resource; the process
+ * runs on.  0 or -errno (-EOPNOTSUPP: refused).
+ */
+int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running,
+			  struct rst_ckpt_stats *st);
+/*
+ * Restore the process @pid (0: the only one) of the images at @dir with
+ * @o (its pid and clock offsets are filled in here).  On success *@out is
+ * the resumed target (rst_target_wait / rst_target_free) and *@here its PID
+ * as seen from here.  0 or -errno, the reason logged.
+ */
+int rst_restore_images(const char *dir, pid_t pid, const struct rst_target_opts *o,
+		       struct rst_target **out, pid_t *here);
 
 /* The page server sink that restores live sessions into rst_targets. */
 extern const struct ps_sink_ops rst_live_sink;
