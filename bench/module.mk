@@ -1,6 +1,8 @@
 # bench/module.mk - `make bench` (reduced matrix, <= 10 min on 2 cores) and
 # `make bench-full` (the whole matrix).  Both install what is missing, build,
 # run the per-module micro benchmarks whose targets exist, then bench/run.sh.
+# Included before the Makefile's `all`: keep `all` the default goal.
+bench_saved_goal := $(.DEFAULT_GOAL)
 BENCH_MICRO := bench-ingest bench-tracker bench-restore
 BENCH_OUT ?= bench/results
 
@@ -31,3 +33,5 @@ bench-full: deps
 	$(MAKE) --no-print-directory BUILD=$(BUILD) all
 	$(call bench_micro,$(BENCH_OUT)/full)
 	BUILD=$(BUILD) bench/run.sh --full --out $(BENCH_OUT)/full
+
+.DEFAULT_GOAL := $(bench_saved_goal)
