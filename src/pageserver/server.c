@@ -1053,10 +1053,19 @@ static void conn_parse(struct ps_conn *c)
 			need = WIRE_HDR_LEN;
 			goto more;
 		}
-		ret = wire_hdr_decode(f, authed ? WIRE_MAX_MSG : WIRE_MAX_PREAUTH,
-				      authed ? WIRE_MAX_PAYLOAD : 0, &h);
+		ret = wire_hdr_decode(f, WIRE_MAX_MSG, WIRE_MAX_PAYLOAD, &h);
 		if (ret) {
 			conn_fail(c, ret, "sent a bad frame header: %s", wire_strerror(ret));
+			return;
+		}
+		if (!(conn_accepts[c->state] & (1u << h.type))) {
+			conn_fail(c, -EPROTO, "sent %s in state %s", wire_type_name(h.type),
+				  state_names[c->state]);
+			return;
+		}
+		if (!authed && (h.payload_len || h.msg_len > WIRE_MAX_PREAUTH)) {
+			conn_fail(c, -EMSGSIZE, "sent a %u+%u-byte %s before authenticating",
+				  h.msg_len, h.payload_len, wire_type_name(h.type));
 			return;
 		}
 		if (h.seq != c->rx_seq) {
