@@ -18,7 +18,7 @@
 
 static void line(const char *what, bool ok, const char *detail)
 {
-	printf("  %-34s %-4s %s\n", what, ok ? "yes" : "no", detail ? detail : "");
+	printf("  %-38s %-4s %s\n", what, ok ? "yes" : "no", detail ? detail : "");
 }
 
 static void uffd_feature_names(uint64_t f, char *buf, size_t len)

@@ -122,7 +122,7 @@ int haul_cmd_track(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	struct trk_opts topts = {.backend = TRK_AUTO};
+	struct trk_opts topts = {.backend = TRK_AUTO, .populated = true};
 	long interval = 1000, rounds = 0;
 	struct wset ws = {0};
 	struct trk *t = NULL;

@@ -347,9 +347,18 @@ int trk_round(struct trk *t, struct trk_round *out)
 		ret = trk_rl_normalize(&s.present);
 	if (!ret)
 		ret = trk_rl_normalize(&s.replaced);
-	/* zapped = (present before ∩ kept) \ present now */
+	/* zapped = (present before ∩ kept ∩ counted now) \ present now */
+	if (!ret && s.partial_present)
+		ret = trk_rl_normalize(&s.known);
 	if (!ret)
 		ret = trk_rl_and(&t->prev_present, &kept, &tmp);
+	if (!ret && s.partial_present) {
+		struct trk_rl k2 = {0};
+
+		ret = trk_rl_and(&tmp, &s.known, &k2);
+		trk_rl_release(&tmp);
+		tmp = k2;
+	}
 	if (!ret)
 		ret = trk_rl_sub(&tmp, &s.present, &zapped);
 	trk_rl_release(&tmp);
@@ -376,7 +385,7 @@ int trk_round(struct trk *t, struct trk_round *out)
 	out->dirty_pages = dirty.pages;
 	trk_rl_move(&dirty, &out->dirty, &out->ndirty);
 	trk_rl_move(&gone, &out->gone, &out->ngone);
-	out->present_pages = s.present.pages;
+	out->present_pages = s.partial_present ? 0 : s.present.pages;
 	out->layout_changed = t->seq > 1 && layouts_differ(&t->prev, &cur);
 	ret = haul_layout_copy(&cur, &out->layout);
 	if (ret) {
@@ -416,5 +425,6 @@ out:
 	trk_rl_release(&s.written);
 	trk_rl_release(&s.present);
 	trk_rl_release(&s.replaced);
+	trk_rl_release(&s.known);
 	return ret;
 }

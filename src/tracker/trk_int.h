@@ -43,6 +43,13 @@ struct trk_scan {
 	struct trk_rl written;	/* written since the last scan (round 1: present pages) */
 	struct trk_rl present;	/* populated now (present or swapped) */
 	struct trk_rl replaced; /* mappings found replaced under us: drop and resend */
+	/*
+	 * Where present[] is authoritative.  A backend that leaves
+	 * partial_present false covers every memory VMA; uffd's fast scan
+	 * knows only written pages and lists the VMAs it counted in known[].
+	 */
+	bool partial_present;
+	struct trk_rl known;
 };
 
 struct trk;

@@ -206,6 +206,72 @@ static int add_swapped(struct trk *t, struct uffd_state *st, uint64_t start, uin
 	return 0;
 }
 
+/*
+ * The kernel's fast path: category and return mask exactly WRITTEN.  It
+ * reports every PTE that is not write-protected, holes inside a page table
+ * included (so an anonymous page zapped by MADV_DONTNEED reads as written),
+ * and protects them (holes get a marker).  ~0.2 ms per clean GiB.
+ */
+static int scan_fast(struct trk *t, struct uffd_state *st, uint64_t start, uint64_t end,
+		     struct trk_scan *out)
+{
+	struct pm_scan_arg arg;
+
+	while (start < end) {
+		long n;
+
+		memset(&arg, 0, sizeof(arg));
+		arg.size = sizeof(arg);
+		arg.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
+		arg.start = start;
+		arg.end = end;
+		arg.vec = (uintptr_t)st->vec;
+		arg.vec_len = SCAN_VEC;
+		arg.category_mask = PAGE_IS_WRITTEN;
+		arg.return_mask = PAGE_IS_WRITTEN;
+		n = ioctl(t->pagemap_fd, PAGEMAP_SCAN, &arg);
+		if (n < 0)
+			return -errno;
+		for (long i = 0; i < n; i++) {
+			int ret = trk_rl_add(&out->written, st->vec[i].start,
+					     (st->vec[i].end - st->vec[i].start) / TRK_PAGE);
+
+			if (ret)
+				return ret;
+		}
+		if (arg.walk_end <= start)
+			break;
+		start = arg.walk_end;
+	}
+	return 0;
+}
+
+static int scan_range(struct trk *t, struct uffd_state *st, uint64_t start, uint64_t end,
+		      struct trk_scan *out);
+
+/*
+ * Which scan a VMA needs.  In a MAP_PRIVATE file mapping, MADV_DONTNEED of a
+ * written (COW) page leaves a uffd-wp marker and the page reads the file
+ * again, yet nothing reads as written: only a change in the populated set
+ * shows it, so those VMAs are always walked in full (they are small: the
+ * .data of libraries).  Anonymous zaps drop the PTE, which the fast path
+ * reports; shared mappings keep their contents in the page cache.
+ */
+static int scan_vma(struct trk *t, struct uffd_state *st, const struct haul_vma *v,
+		    struct trk_scan *out)
+{
+	bool full =
+		t->opts.populated || ((v->flags & HAUL_VMA_FILE) && !(v->flags & HAUL_VMA_SHARED));
+	int ret;
+
+	if (!full)
+		return scan_fast(t, st, v->start, v->end, out);
+	ret = scan_range(t, st, v->start, v->end, out);
+	if (!ret)
+		ret = trk_rl_add(&out->known, v->start, haul_vma_pages(v));
+	return ret;
+}
+
 /* Scan [start, end) of one VMA; -EPERM when it is not registered. */
 static int scan_range(struct trk *t, struct uffd_state *st, uint64_t start, uint64_t end,
 		      struct trk_scan *out)
@@ -285,6 +351,7 @@ static int uffd_scan(struct trk *t, const struct haul_layout *cur, const struct 
 {
 	struct uffd_state *st = t->priv;
 
+	out->partial_present = !t->opts.populated;
 	for (size_t i = 0; i < cur->n; i++) {
 		const struct haul_vma *v = &cur->v[i];
 		int ret;
@@ -294,14 +361,14 @@ static int uffd_scan(struct trk *t, const struct haul_layout *cur, const struct 
 		/* new to us: register before the scan (already-registered is fine) */
 		if (overlaps(fresh, v->start, v->end))
 			uffd_register(st, v->start, v->end);
-		ret = scan_range(t, st, v->start, v->end, out);
+		ret = scan_vma(t, st, v, out);
 		if (ret == -EPERM) {
 			/* not registered: replaced or moved under us since the layout read */
 			ret = uffd_register(st, v->start, v->end);
 			if (!ret) {
 				ret = trk_rl_add(&out->replaced, v->start, haul_vma_pages(v));
 				if (!ret)
-					ret = scan_range(t, st, v->start, v->end, out);
+					ret = scan_vma(t, st, v, out);
 			} else if (ret == -ENOMEM) {
 				/* no longer one mapping: the next round's layout shows it */
 				ret = 0;

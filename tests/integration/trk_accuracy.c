@@ -30,11 +30,11 @@ static void teardown(void)
 	td_stop(&drv);
 }
 
-static void run_scenario(enum trk_backend b)
+static void run_scenario(enum trk_backend b, bool populated)
 {
 	struct td_stats s;
 	char err[512] = "";
-	int ret = td_scenario(&drv, b, &s, err, sizeof(err));
+	int ret = td_scenario(&drv, b, populated, &s, err, sizeof(err));
 
 	cr_log_info("%s: %llu rounds, %llu pages written, %llu missed, %llu false positives "
 		    "in test regions, %llu shared pages written by a child unseen, "
@@ -53,12 +53,19 @@ Test(trk, uffd_reports_every_written_page)
 {
 	if (!probe_uffd_wp_async(NULL))
 		cr_skip_test("uffd-wp async tracking is not available on this kernel");
-	run_scenario(TRK_UFFD);
+	run_scenario(TRK_UFFD, false);
+}
+
+Test(trk, uffd_counting_populated_pages_reports_every_written_page)
+{
+	if (!probe_uffd_wp_async(NULL))
+		cr_skip_test("uffd-wp async tracking is not available on this kernel");
+	run_scenario(TRK_UFFD, true);
 }
 
 Test(trk, hash_reports_every_written_page)
 {
-	run_scenario(TRK_HASH);
+	run_scenario(TRK_HASH, false);
 }
 
 Test(trk, soft_dirty_reports_every_written_page)
@@ -66,7 +73,7 @@ Test(trk, soft_dirty_reports_every_written_page)
 	if (!probe_soft_dirty())
 		cr_skip_test("soft-dirty is not compiled into this kernel (tested under qemu by "
 			     "tests/extra/trk_softdirty_qemu.sh)");
-	run_scenario(TRK_SOFT_DIRTY);
+	run_scenario(TRK_SOFT_DIRTY, false);
 }
 
 Test(trk, soft_dirty_is_refused_where_the_kernel_lacks_it)

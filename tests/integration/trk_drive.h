@@ -304,11 +304,11 @@ static int td_write_round(struct td *d, struct trk *t, const uint64_t *set, size
  * address, MADV_DONTNEED, fork; the target's own checksums; and that it runs
  * on untouched after trk_free().  Returns 0, or -1 with @err set.
  */
-static int td_scenario(struct td *d, enum trk_backend b, struct td_stats *s, char *err,
-		       size_t errlen)
+static int td_scenario(struct td *d, enum trk_backend b, bool populated, struct td_stats *s,
+		       char *err, size_t errlen)
 {
 	static const unsigned int permille[] = {10, 100, 50, 300, 1};
-	struct trk_opts o = {.backend = b};
+	struct trk_opts o = {.backend = b, .populated = populated};
 	struct trk_round r = {0};
 	struct trk *t = NULL;
 	unsigned int seed = 42;
