@@ -1,14 +1,385 @@
-/* cmd_migrate.c - `haul migrate`: placeholder until its owner lands it. */
+/*
+ * cmd_migrate.c - `haul migrate`: the command line around haul_migrate()
+ * (migrate.c): options, which process, progress, summary and --json.
+ *
+ * The process is a PID, a `haul run` NAME, or --cgroup PATH (the one process
+ * in it).  SIGINT/SIGTERM ask migrate to stop before the commit point (the
+ * source thaws and runs on); past it they change nothing.  Progress: one
+ * line per round on stderr (round, pages, MB/s, dirty rate, expected
+ * downtime, throttle); at the end a summary on stdout and, with --json FILE,
+ * the numbers a benchmark needs.  Exit status: 0 migrated; 1 failed and the
+ * source runs on; 3 in doubt (the source stays frozen; see the message).
+ */
 #define LOG_PREFIX "migrate: "
+#include <ctype.h>
 #include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
+#include "common/policy.h"
 #include "haul/haul.h"
+#include "haul/haul_int.h"
+
+static volatile sig_atomic_t mig_stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	mig_stop = 1;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: haul migrate PID|NAME|--cgroup PATH --to HOST:PORT --key FILE [options]\n\n"
+		"Move a running process to the host whose 'haul pageserver' listens at\n"
+		"HOST:PORT, with a stop of about --downtime.\n\n"
+		"  --downtime MS        downtime target (default %d)\n"
+		"  --bandwidth RATE     cap, bytes/s: 500M, 2G, or 1gbit, 800mbit (default none)\n"
+		"  --streams N          TCP streams (default 1)\n"
+		"  --compress MODE      auto|lz4|none (default auto)\n"
+		"  --max-rounds N       pre-copy rounds before switching over anyway (default %d)\n"
+		"  --stop-and-copy      no pre-copy: freeze, copy everything, restore (baseline)\n"
+		"  --timeout MS         wait at most this for each reply of the target (default %d)\n"
+		"  --json FILE          write times, downtime, rounds and bytes to FILE\n"
+		"  --quiet              no per-round lines\n\n"
+		"Exit status: 0 migrated; 1 not migrated (the process runs on here);\n"
+		"3 in doubt (the source stays frozen: see the message).\n",
+		HAUL_MIG_DOWNTIME_MS, HAUL_MIG_MAX_ROUNDS, HAUL_MIG_REPLY_TIMEOUT_MS);
+}
+
+int haul_parse_rate(const char *s, uint64_t *out)
+{
+	char *end;
+	double v = strtod(s, &end), mul = 1;
+
+	if (end == s || v < 0)
+		return -EINVAL;
+	switch (tolower((unsigned char)*end)) {
+	case 'k':
+		mul = 1e3;
+		end++;
+		break;
+	case 'm':
+		mul = 1e6;
+		end++;
+		break;
+	case 'g':
+		mul = 1e9;
+		end++;
+		break;
+	default:
+		break;
+	}
+	if (!strcasecmp(end, "bit") || !strcasecmp(end, "bps"))
+		mul /= 8;
+	else if (*end && strcasecmp(end, "b") && strcasecmp(end, "b/s") && strcasecmp(end, "ib"))
+		return -EINVAL;
+	*out = (uint64_t)(v * mul);
+	return 0;
+}
+
+/* The one process of cgroup @path (absolute, or relative to the cgroup2 mount). */
+static int pid_of_cgroup(const char *path, pid_t *pid)
+{
+	struct haul_cg_mounts m;
+	char dir[PATH_MAX + 8], buf[4096], *nl;
+	int ret;
+
+	if (path[0] == '/' && !access(path, F_OK)) {
+		snprintf(dir, sizeof(dir), "%s", path);
+	} else {
+		ret = haul_cg_probe(&m);
+		if (ret)
+			return ret;
+		snprintf(dir, sizeof(dir), "%s/%s", m.v2[0] ? m.v2 : m.v1_freezer,
+			 path[0] == '/' ? path + 1 : path);
+	}
+	ret = haul_cg_read(dir, "cgroup.procs", buf, sizeof(buf));
+	if (ret < 0) {
+		pr_err_r(ret, "cannot read the processes of cgroup '%s'", dir);
+		return ret;
+	}
+	nl = strchr(buf, '\n');
+	if (!ret || (nl && nl[1])) {
+		pr_err("cgroup '%s' holds %s processes; haul migrates one process", dir,
+		       ret ? "several" : "no");
+		return -EINVAL;
+	}
+	*pid = atoi(buf);
+	return 0;
+}
+
+/* The PID @pid has in its own (innermost) PID namespace, from NSpid. */
+static pid_t ns_pid_of(pid_t pid)
+{
+	char p[64], line[256];
+	pid_t v = 0;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "/proc/%d/status", pid);
+	f = fopen(p, "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "NSpid:", 6))
+			continue;
+		for (char *s = strtok(line + 6, " \t\n"); s; s = strtok(NULL, " \t\n"))
+			v = atoi(s);
+	}
+	fclose(f);
+	return v;
+}
+
+static void print_round(void *arg, const struct haul_mig_round *r)
+{
+	bool quiet = *(bool *)arg;
+
+	if (quiet)
+		return;
+	if (r->final)
+		fprintf(stderr, "haul: round %3llu (frozen): %8llu pages %8.1f MB/s\n",
+			(unsigned long long)r->seq, (unsigned long long)r->pages, r->mbps);
+	else
+		fprintf(stderr,
+			"haul: round %3llu: %8llu pages %8.1f MB/s, dirty %7.1f MB/s, expected "
+			"downtime %7.1f ms%s%.0u%s\n",
+			(unsigned long long)r->seq, (unsigned long long)r->pages, r->mbps,
+			r->dirty_mbps, r->expected_ms, r->throttle_pct ? ", throttle " : "",
+			r->throttle_pct, r->throttle_pct ? "%" : "");
+}
+
+static const char *outcome(const struct haul_mig_result *r)
+{
+	return r->committed ? "migrated" : r->indoubt ? "in-doubt" : "not-migrated";
+}
+
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; s && *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fprintf(f, "\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			fprintf(f, "\\u%04x", *s);
+		else
+			fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+static int write_json(const char *path, const struct haul_mig_opts *o,
+		      const struct haul_mig_result *r)
+{
+	FILE *f = fopen(path, "we");
+
+	if (!f)
+		return -errno;
+	fprintf(f, "{\n  \"result\": \"%s\",\n  \"error\": ", outcome(r));
+	json_str(f, r->err ? strerror(-r->err) : "");
+	fprintf(f, ",\n  \"phase\": ");
+	json_str(f, r->phase);
+	fprintf(f, ",\n  \"why\": ");
+	json_str(f, r->why);
+	fprintf(f, ",\n  \"mode\": \"%s\",\n  \"pid\": %d,\n  \"target_pid\": %d,\n  \"to\": ",
+		o->stop_and_copy ? "stop-and-copy" : "pre-copy", o->pid, r->target_pid);
+	json_str(f, o->to);
+	fprintf(f,
+		",\n  \"total_ms\": %.3f,\n  \"downtime_ms\": %.3f,\n  \"downtime_target_ms\": "
+		"%.3f,\n  \"expected_downtime_ms\": %.3f,\n  \"over_target\": %s,\n"
+		"  \"freeze_ms\": %.3f,\n  \"seize_ms\": %.3f,\n  \"final_round_ms\": %.3f,\n"
+		"  \"state_ms\": %.3f,\n  \"restore_ms\": %.3f,\n  \"kill_ms\": %.3f,\n"
+		"  \"rounds\": %u,\n  \"bytes_sent\": %llu,\n  \"pages_sent\": %llu,\n"
+		"  \"throttle_max_pct\": %u,\n  \"pages_per_round\": [",
+		r->total_ms, r->downtime_ms, o->downtime_ms, r->expected_ms,
+		r->over_target ? "true" : "false", r->freeze_ms, r->seize_ms, r->final_ms,
+		r->state_ms, r->restore_ms, r->kill_ms, r->rounds,
+		(unsigned long long)r->bytes_sent, (unsigned long long)r->pages_sent,
+		r->throttle_max);
+	for (size_t i = 0; i < r->nround; i++)
+		fprintf(f, "%s%llu", i ? ", " : "", (unsigned long long)r->round[i].pages);
+	fprintf(f, "],\n  \"round_detail\": [");
+	for (size_t i = 0; i < r->nround; i++) {
+		const struct haul_mig_round *x = &r->round[i];
+
+		fprintf(f,
+			"%s\n    {\"round\": %llu, \"pages\": %llu, \"wire_bytes\": %llu, \"ms\": "
+			"%.3f, \"scan_ms\": %.3f, \"mbps\": %.1f, \"dirty_mbps\": %.1f, "
+			"\"expected_ms\": %.3f, \"throttle_pct\": %u, \"final\": %s}",
+			i ? "," : "", (unsigned long long)x->seq, (unsigned long long)x->pages,
+			(unsigned long long)x->wire_bytes, x->ms, x->scan_ms, x->mbps,
+			x->dirty_mbps, x->expected_ms, x->throttle_pct,
+			x->final ? "true" : "false");
+	}
+	fprintf(f, "\n  ]\n}\n");
+	if (fclose(f))
+		return -errno;
+	return 0;
+}
+
+static void summary(const struct haul_mig_opts *o, const struct haul_mig_result *r)
+{
+	if (r->committed) {
+		printf("migrated pid %d to %s (pid %d there): total %.2f s, downtime %.1f ms "
+		       "(target %.0f ms)\n",
+		       o->pid, o->to, r->target_pid, r->total_ms / 1e3, r->downtime_ms,
+		       o->downtime_ms);
+		printf("  freeze %.2f ms, seize %.2f ms, final round %.2f ms, state %.2f ms, "
+		       "restore %.2f ms; %u rounds, %.1f MiB sent, %llu pages%s\n",
+		       r->freeze_ms, r->seize_ms, r->final_ms, r->state_ms, r->restore_ms,
+		       r->rounds, r->bytes_sent / 1048576.0, (unsigned long long)r->pages_sent,
+		       r->throttle_max ? ", throttled" : "");
+		if (r->over_target)
+			printf("  did not converge within --max-rounds: expected %.1f ms\n",
+			       r->expected_ms);
+	} else if (r->indoubt) {
+		printf("pid %d: in doubt after %.2f s; the source stays frozen (see above)\n",
+		       o->pid, r->total_ms / 1e3);
+	} else {
+		printf("pid %d not migrated (%s: %s); it runs on here\n", o->pid,
+		       r->phase ? r->phase : "?", r->why[0] ? r->why : strerror(-r->err));
+	}
+}
 
 int haul_cmd_migrate(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	pr_err("'haul migrate' is not available in this build");
-	return 2;
+	static const struct option opts[] = {
+		{"to", required_argument, NULL, 't'},
+		{"key", required_argument, NULL, 'k'},
+		{"cgroup", required_argument, NULL, 'c'},
+		{"downtime", required_argument, NULL, 'd'},
+		{"bandwidth", required_argument, NULL, 'b'},
+		{"streams", required_argument, NULL, 's'},
+		{"compress", required_argument, NULL, 'z'},
+		{"max-rounds", required_argument, NULL, 'r'},
+		{"stop-and-copy", no_argument, NULL, 'S'},
+		{"timeout", required_argument, NULL, 'T'},
+		{"json", required_argument, NULL, 'j'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct haul_mig_opts o = {.downtime_ms = HAUL_MIG_DOWNTIME_MS, .streams = 1};
+	struct haul_mig_result r;
+	const char *key = NULL, *cgroup = NULL, *json = NULL;
+	struct sigaction sa = {.sa_handler = on_signal};
+	struct haul_wl wl;
+	bool quiet = false, have_wl;
+	int c, ret;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "t:k:c:d:b:s:z:r:ST:j:qh", opts, NULL)) != -1) {
+		switch (c) {
+		case 't':
+			o.to = optarg;
+			break;
+		case 'k':
+			key = optarg;
+			break;
+		case 'c':
+			cgroup = optarg;
+			break;
+		case 'd':
+			o.downtime_ms = atof(optarg);
+			break;
+		case 'b':
+			if (haul_parse_rate(optarg, &o.bandwidth)) {
+				pr_err("--bandwidth '%s' is not a rate: use 500M, 2G or 1gbit",
+				       optarg);
+				return 2;
+			}
+			break;
+		case 's':
+			o.streams = atoi(optarg);
+			break;
+		case 'z':
+			if (!strcmp(optarg, "auto"))
+				o.compress = PS_COMPRESS_AUTO;
+			else if (!strcmp(optarg, "lz4"))
+				o.compress = PS_COMPRESS_LZ4;
+			else if (!strcmp(optarg, "none"))
+				o.compress = PS_COMPRESS_NONE;
+			else {
+				pr_err("--compress '%s': use auto, lz4 or none", optarg);
+				return 2;
+			}
+			break;
+		case 'r':
+			o.max_rounds = atoi(optarg);
+			break;
+		case 'S':
+			o.stop_and_copy = true;
+			break;
+		case 'T':
+			o.timeout_ms = atoi(optarg);
+			break;
+		case 'j':
+			json = optarg;
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!o.to || !key || (optind >= argc) == !cgroup || o.streams < 1 || o.downtime_ms <= 0) {
+		usage(stderr);
+		return 2;
+	}
+	if (cgroup) {
+		if (pid_of_cgroup(cgroup, &o.pid))
+			return 1;
+	} else if (isdigit((unsigned char)argv[optind][0])) {
+		o.pid = atoi(argv[optind]);
+	} else if (!haul_reg_load(argv[optind], &wl)) {
+		o.pid = wl.pid;
+	} else {
+		pr_err("'%s' is neither a PID nor a workload of 'haul ps'", argv[optind]);
+		return 2;
+	}
+	if (o.pid <= 0 || !haul_proc_state(o.pid)) {
+		pr_err("pid %d does not exist", o.pid);
+		return 1;
+	}
+	ret = ps_key_load(key, o.key);
+	if (ret) {
+		pr_err_r(ret, "cannot load key file '%s' (it needs at least 32 bytes)", key);
+		return 2;
+	}
+	o.ns_pid = ns_pid_of(o.pid);
+	o.fault = getenv("HAUL_FAULT");
+	o.stop = &mig_stop;
+	o.on_round = print_round;
+	o.arg = &quiet;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	have_wl = !haul_reg_find_pid(o.pid, &wl);
+	haul_migrate(&o, &r);
+	summary(&o, &r);
+	if (json) {
+		int jr = write_json(json, &o, &r);
+
+		if (jr)
+			pr_err_r(jr, "cannot write '%s'", json);
+	}
+	if (r.committed && have_wl) {
+		snprintf(wl.migrated_to, sizeof(wl.migrated_to), "%s", o.to);
+		haul_reg_save(&wl);
+	}
+	haul_mig_result_release(&r);
+	if (r.committed)
+		return 0;
+	return r.indoubt ? 3 : 1;
 }

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/close_range.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -122,6 +124,8 @@ static void child_setup(const char *netns)
 		dup2(fd, 0);
 		close(fd);
 	}
+	/* the test runner's own fds (pipes) must not leak into a process haul migrates */
+	syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
 }
 
 pid_t th_spawn(const char *netns, char *const argv[], const char *out_path)

@@ -1,0 +1,680 @@
+/*
+ * migrate.c - live migration of one process: pre-copy rounds, switchover,
+ * and the commit protocol in which the source dies only after the target
+ * runs.  (DESIGN.md "Migration protocol, convergence policy and crash
+ * points" is the long form; the crash analysis lives there.)
+ *
+ *  1. precheck (rst_dump_precheck): refuse what cannot move before touching
+ *     anything.
+ *  2. cgroups (cgroup.c): give the process a freezer and cpu cgroup of its
+ *     own; fork the guardian (guard.c), which undoes them if haul dies.
+ *  3. connect (ps_client_new), attach the tracker (trk_open).
+ *  4. rounds: scan (trk_round: round 1 = every populated page), send the
+ *     layout when it changed, read the pages in 4 MiB batches
+ *     (trk_read_pages) and push them (ps_client_pages), barrier
+ *     (ps_client_round_end).  The convergence model (converge.c) decides:
+ *     another round, a CPU throttle step, or switchover.
+ *  5. switchover: lift the throttle; freeze; rst_seize every thread; thaw
+ *     the cgroup (cgroup2: the process is now held by ptrace alone, so if
+ *     haul dies the kernel detaches and it runs on); final round; dump the
+ *     state and send it; ask the cgroup to freeze again and rst_release
+ *     (tasks in ptrace-stop count as frozen: no user instruction runs in
+ *     between); tell the guardian "in doubt"; ps_client_restore.
+ *  6. commit: once the target reports the process running, SIGKILL the
+ *     source, thaw it so that it dies, wait for it, ps_client_commit.
+ *  Any failure before the restore command thaws the source (undo) and
+ *  closes the session (the target discards its stub).  A refused restore
+ *  does the same.  A restore command whose reply never comes is in doubt:
+ *  the source stays frozen and the operator is told what to check.
+ *
+ * --stop-and-copy is the same path without step 4: everything is copied
+ * frozen.  It is the baseline the benchmarks compare against.
+ *
+ * Fault injection for the crash-point tests: HAUL_FAULT=stall:POINT[:MS]
+ * stops at POINT (precopy, frozen, seized, state, restored) for MS ms
+ * (default 30000) after printing "fault: stalled at POINT", so a test can
+ * kill haul or the page server there; HAUL_FAULT=corrupt-state damages the
+ * state blob so that the target refuses the restore.
+ */
+#define LOG_PREFIX "migrate: "
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/policy.h"
+#include "haul/haul_int.h"
+#include "pageserver/pageserver.h"
+#include "restore/restore.h"
+#include "tracker/tracker.h"
+
+struct mig {
+	const struct haul_mig_opts *o;
+	struct haul_mig_result *res;
+	pid_t pid;
+	struct haul_cg cg;
+	bool cg_ready;
+	struct haul_guard guard;
+	struct ps_client *client;
+	struct trk *trk;
+	struct rst_seized *seized;
+	struct haul_conv conv;
+	/* page batch */
+	uint8_t *buf;
+	uint64_t *zero;
+	struct trk_range batch[HAUL_MIG_READ_PAGES];
+	size_t nbatch;
+	uint64_t batch_pages;
+	uint64_t round_pages; /* pages handed to the client this round */
+	/* pacing */
+	double pace_t0;
+	uint64_t pace_bytes0;
+	/* throttle */
+	double cpus;
+	long long cpu_ticks;
+	double cpu_t;
+};
+
+double haul_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static bool stop_requested(const struct mig *m)
+{
+	return m->o->stop && *m->o->stop;
+}
+
+/*
+ * HAUL_FAULT=stall:POINT[:MS]: wait at @point (tests kill haul or the page
+ * server meanwhile).  A SIGINT during the stall ends it as an interrupt.
+ */
+static int fault_point(const struct mig *m, const char *point)
+{
+	const char *f = m->o->fault;
+	size_t pl = strlen(point);
+	double until;
+	int ms = 30000;
+
+	if (!f || strncmp(f, "stall:", 6) || strncmp(f + 6, point, pl) ||
+	    (f[6 + pl] && f[6 + pl] != ':'))
+		return 0;
+	if (f[6 + pl] == ':')
+		ms = atoi(f + 7 + pl);
+	pr_info("fault: stalled at %s", point);
+	until = haul_now_ms() + ms;
+	while (haul_now_ms() < until) {
+		if (stop_requested(m))
+			return -EINTR;
+		usleep(1000);
+	}
+	return 0;
+}
+
+/* ---- sending pages ----------------------------------------------------- */
+
+/* Copy bits [@off, @off + @n) of @src into @dst (from bit 0). */
+static void bits_copy(uint64_t *dst, const uint64_t *src, uint64_t off, uint64_t n)
+{
+	memset(dst, 0, ((n + 63) / 64) * sizeof(*dst));
+	for (uint64_t i = 0; i < n; i++)
+		if (src[(off + i) / 64] & (1ULL << ((off + i) % 64)))
+			dst[i / 64] |= 1ULL << (i % 64);
+}
+
+/*
+ * Sleep as long as the wire bytes sent since the round began are ahead of
+ * --bandwidth.  The page client paces too; this only acts if it does not.
+ */
+static void pace(struct mig *m)
+{
+	struct ps_client_stats st;
+	double due_ms;
+
+	if (!m->o->bandwidth)
+		return;
+	ps_client_stats(m->client, &st);
+	due_ms = (double)(st.bytes_sent - m->pace_bytes0) * 1e3 / m->o->bandwidth;
+	for (double ahead = m->pace_t0 + due_ms - haul_now_ms(); ahead > 0.5;
+	     ahead = m->pace_t0 + due_ms - haul_now_ms())
+		usleep((useconds_t)(ahead * 1e3));
+}
+
+static int flush_batch(struct mig *m)
+{
+	uint64_t bits[HAUL_MIG_READ_PAGES / 64];
+	uint64_t off = 0;
+	int ret;
+
+	if (!m->nbatch)
+		return 0;
+	ret = trk_read_pages(m->pid, m->batch, m->nbatch, m->buf, m->zero);
+	if (ret) {
+		pr_err_r(ret, "cannot read the pages of pid %d", m->pid);
+		return ret;
+	}
+	for (size_t i = 0; i < m->nbatch; i++) {
+		const struct trk_range *r = &m->batch[i];
+
+		bits_copy(bits, m->zero, off, r->npages);
+		ret = ps_client_pages(m->client, r->start, m->buf + off * HAUL_PAGE_SIZE,
+				      (uint32_t)r->npages, bits);
+		if (ret) {
+			pr_err_r(ret, "cannot send pages of pid %d to %s", m->pid, m->o->to);
+			return ret;
+		}
+		off += r->npages;
+		m->round_pages += r->npages;
+	}
+	m->nbatch = 0;
+	m->batch_pages = 0;
+	pace(m);
+	return 0;
+}
+
+/* Queue @r, split into pieces that fit the batch; flush full batches. */
+static int queue_range(struct mig *m, const struct trk_range *r)
+{
+	uint64_t start = r->start, left = r->npages;
+	int ret;
+
+	while (left) {
+		uint64_t room = HAUL_MIG_READ_PAGES - m->batch_pages;
+		uint64_t n = left < room ? left : room;
+
+		m->batch[m->nbatch++] = (struct trk_range){.start = start, .npages = n};
+		m->batch_pages += n;
+		start += n * HAUL_PAGE_SIZE;
+		left -= n;
+		if (m->batch_pages == HAUL_MIG_READ_PAGES || m->nbatch == HAUL_MIG_READ_PAGES) {
+			ret = flush_batch(m);
+			if (ret)
+				return ret;
+			if (stop_requested(m))
+				return -EINTR;
+		}
+	}
+	return 0;
+}
+
+/* Send one round the tracker found: layout if needed, every dirty page, barrier. */
+static int send_round(struct mig *m, const struct trk_round *r, bool midpoint_fault)
+{
+	struct ps_client_stats st;
+	int ret;
+
+	if (r->seq == 1 || r->layout_changed) {
+		ret = ps_client_layout(m->client, &r->layout);
+		if (ret) {
+			pr_err_r(ret, "cannot send the layout of pid %d to %s", m->pid, m->o->to);
+			return ret;
+		}
+	}
+	ret = ps_client_round_begin(m->client, r->seq);
+	if (ret) {
+		pr_err_r(ret, "cannot begin round %llu with %s", (unsigned long long)r->seq,
+			 m->o->to);
+		return ret;
+	}
+	ps_client_stats(m->client, &st);
+	m->round_pages = 0;
+	m->pace_t0 = haul_now_ms();
+	m->pace_bytes0 = st.bytes_sent;
+	for (size_t i = 0; i < r->ndirty; i++) {
+		ret = queue_range(m, &r->dirty[i]);
+		if (ret)
+			return ret;
+		if (midpoint_fault && i == r->ndirty / 2) {
+			ret = fault_point(m, "precopy");
+			if (ret)
+				return ret;
+		}
+	}
+	ret = flush_batch(m);
+	if (ret)
+		return ret;
+	pr_debug("round %llu: %llu pages sent of %llu found", (unsigned long long)r->seq,
+		 (unsigned long long)m->round_pages, (unsigned long long)r->dirty_pages);
+	ret = ps_client_round_end(m->client, r->seq);
+	if (ret)
+		pr_err_r(ret, "round %llu of pid %d did not reach %s", (unsigned long long)r->seq,
+			 m->pid, m->o->to);
+	return ret;
+}
+
+/* ---- rounds ------------------------------------------------------------ */
+
+static int add_round_stat(struct haul_mig_result *res, const struct haul_mig_round *s)
+{
+	struct haul_mig_round *n;
+
+	n = realloc(res->round, (res->nround + 1) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	res->round = n;
+	res->round[res->nround++] = *s;
+	return 0;
+}
+
+/* CPUs the workload used since the last call (for the throttle quota). */
+static void measure_cpu(struct mig *m)
+{
+	long long ticks = haul_proc_cpu_ticks(m->pid);
+	double t = haul_now_ms(), hz = (double)sysconf(_SC_CLK_TCK);
+
+	if (ticks < 0)
+		return;
+	if (m->cpu_ticks > 0 && t - m->cpu_t > 50 && !m->cg.throttle_pct) {
+		double cpus = (ticks - m->cpu_ticks) / hz / ((t - m->cpu_t) / 1e3);
+		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+		if (cpus > ncpu)
+			cpus = ncpu;
+		if (cpus > 0.05)
+			m->cpus = cpus;
+	}
+	m->cpu_ticks = ticks;
+	m->cpu_t = t;
+}
+
+static int precopy(struct mig *m)
+{
+	struct haul_mig_result *res = m->res;
+	double last_scan = 0;
+	int ret;
+
+	for (;;) {
+		struct haul_mig_round rs = {0};
+		struct ps_client_stats st0, st1;
+		struct haul_conv_sample s;
+		enum haul_conv_action a;
+		struct trk_round r;
+		double t_scan, t_end;
+
+		if (stop_requested(m))
+			return -EINTR;
+		measure_cpu(m);
+		ret = trk_round(m->trk, &r);
+		if (ret) {
+			pr_err_r(ret, "cannot scan the dirty pages of pid %d", m->pid);
+			return ret;
+		}
+		t_scan = haul_now_ms();
+		ps_client_stats(m->client, &st0);
+		ret = send_round(m, &r, r.seq == 1);
+		t_end = haul_now_ms();
+		ps_client_stats(m->client, &st1);
+		if (ret) {
+			trk_round_release(&r);
+			return ret;
+		}
+		s = (struct haul_conv_sample){
+			.dirty_bytes = r.dirty_pages * HAUL_PAGE_SIZE,
+			.scan_gap_s = last_scan ? (t_scan - last_scan) / 1e3 : 0,
+			.send_s = (t_end - t_scan) / 1e3,
+			.since_scan_s = (haul_now_ms() - t_scan) / 1e3,
+		};
+		last_scan = t_scan;
+		a = haul_conv_update(&m->conv, &s);
+		rs.seq = r.seq;
+		rs.pages = r.dirty_pages;
+		rs.wire_bytes = st1.bytes_sent - st0.bytes_sent;
+		rs.ms = t_end - t_scan;
+		rs.scan_ms = r.scan_ms;
+		rs.mbps = rs.ms > 0 ? rs.pages * HAUL_PAGE_SIZE / 1e3 / rs.ms : 0;
+		rs.dirty_mbps = m->conv.dirty_rate / 1e6;
+		rs.expected_ms = m->conv.expected_ms;
+		rs.throttle_pct = m->cg.throttle_pct;
+		trk_round_release(&r);
+		ret = add_round_stat(res, &rs);
+		if (ret)
+			return ret;
+		res->rounds++;
+		if (m->o->on_round)
+			m->o->on_round(m->o->arg, &rs);
+		pr_debug("round %llu: %s", (unsigned long long)rs.seq, haul_conv_action_name(a));
+		if (a == HAUL_CONV_SWITCH)
+			return 0;
+		if (a == HAUL_CONV_SWITCH_LIMIT) {
+			res->over_target = true;
+			pr_warn("pid %d did not converge in %u rounds; switching over with an "
+				"expected downtime of %.1f ms (target %.1f ms)",
+				m->pid, m->conv.max_rounds, m->conv.expected_ms, m->o->downtime_ms);
+			return 0;
+		}
+		if (a == HAUL_CONV_THROTTLE) {
+			ret = haul_cg_throttle(&m->cg, m->conv.throttle_pct, m->cpus);
+			if (ret == -EOPNOTSUPP)
+				pr_warn("pid %d does not converge and cannot be throttled here",
+					m->pid);
+			else if (!ret && m->conv.throttle_pct > res->throttle_max)
+				res->throttle_max = m->conv.throttle_pct;
+		}
+	}
+}
+
+/* ---- switchover and commit ---------------------------------------------- */
+
+/* The final round, while the process is held stopped. */
+static int final_round(struct mig *m)
+{
+	struct haul_mig_round rs = {0};
+	struct ps_client_stats st0, st1;
+	struct trk_round r;
+	double t0 = haul_now_ms();
+	int ret;
+
+	ret = trk_round(m->trk, &r);
+	if (ret) {
+		pr_err_r(ret, "cannot scan the last dirty pages of pid %d", m->pid);
+		return ret;
+	}
+	ps_client_stats(m->client, &st0);
+	ret = send_round(m, &r, false);
+	ps_client_stats(m->client, &st1);
+	rs.seq = r.seq;
+	rs.pages = r.dirty_pages;
+	rs.wire_bytes = st1.bytes_sent - st0.bytes_sent;
+	rs.ms = haul_now_ms() - t0;
+	rs.scan_ms = r.scan_ms;
+	rs.mbps = rs.ms > 0 ? rs.pages * HAUL_PAGE_SIZE / 1e3 / rs.ms : 0;
+	rs.final = true;
+	trk_round_release(&r);
+	if (ret)
+		return ret;
+	m->res->rounds++;
+	if (m->o->on_round)
+		m->o->on_round(m->o->arg, &rs);
+	return add_round_stat(m->res, &rs);
+}
+
+/* Kill the source after the target runs it; SIGKILL reaches frozen tasks, thaw lets v1 ones die. */
+static void kill_source(struct mig *m)
+{
+	double until = haul_now_ms() + 2000;
+	char st;
+
+	kill(m->pid, SIGKILL);
+	haul_thaw(&m->cg);
+	while ((st = haul_proc_state(m->pid)) && st != 'Z' && st != 'X') {
+		if (haul_now_ms() > until) {
+			pr_err("source pid %d did not die after SIGKILL; kill it by hand", m->pid);
+			return;
+		}
+		usleep(1000);
+	}
+}
+
+static int switchover(struct mig *m)
+{
+	struct haul_mig_result *res = m->res;
+	struct ps_restore_result rr = {0};
+	uint8_t *blob = NULL;
+	size_t len = 0;
+	double t;
+	int ret;
+
+	if (m->cg.throttle_pct)
+		haul_cg_throttle(&m->cg, 0, m->cpus); /* a throttled task freezes late */
+	t = res->t_freeze = haul_now_ms();
+	if (m->cg.v2_freezer) {
+		ret = haul_freeze(&m->cg, HAUL_MIG_FREEZE_TIMEOUT_MS);
+		if (ret)
+			return ret;
+		res->freeze_ms = haul_now_ms() - t;
+		ret = fault_point(m, "frozen");
+		if (ret)
+			return ret;
+	}
+	/* v1 frozen tasks never reach ptrace-stop before thaw: seize them running */
+	t = haul_now_ms();
+	ret = rst_seize(m->pid, &m->seized);
+	if (ret) {
+		pr_err_r(ret, "cannot stop the threads of pid %d", m->pid);
+		return ret;
+	}
+	if (m->cg.v2_freezer) {
+		ret = haul_thaw(&m->cg);
+		if (ret) {
+			pr_err_r(ret, "cannot thaw pid %d (held by ptrace now)", m->pid);
+			return ret;
+		}
+	}
+	res->seize_ms = haul_now_ms() - t;
+	ret = fault_point(m, "seized");
+	if (ret)
+		return ret;
+
+	t = haul_now_ms();
+	ret = final_round(m);
+	if (ret)
+		return ret;
+	res->final_ms = haul_now_ms() - t;
+
+	t = haul_now_ms();
+	ret = rst_dump_state(m->seized, &blob, &len);
+	if (ret) {
+		pr_err_r(ret, "cannot dump the state of pid %d", m->pid);
+		return ret;
+	}
+	if (m->o->fault && !strcmp(m->o->fault, "corrupt-state"))
+		for (size_t i = 0; i < len; i++)
+			blob[i] ^= 0x5a;
+	ret = ps_client_state(m->client, blob, len);
+	free(blob);
+	if (ret) {
+		pr_err_r(ret, "cannot send the state of pid %d to %s", m->pid, m->o->to);
+		return ret;
+	}
+	res->state_ms = haul_now_ms() - t;
+
+	/* hand the process from ptrace to the freezer: it never runs in between */
+	ret = haul_freeze_begin(&m->cg);
+	if (ret)
+		return ret;
+	rst_release(m->seized);
+	m->seized = NULL;
+	ret = haul_freeze_wait(&m->cg, HAUL_MIG_FREEZE_TIMEOUT_MS);
+	if (ret)
+		return ret;
+	ret = fault_point(m, "state");
+	if (ret)
+		return ret;
+
+	/* the point of no return for the guardian: from here a dead haul is in doubt */
+	ret = haul_guard_indoubt(&m->guard);
+	if (ret) {
+		pr_err_r(ret, "the guardian of pid %d is gone; not resuming on %s", m->pid,
+			 m->o->to);
+		return ret;
+	}
+	res->indoubt = true;
+	t = haul_now_ms();
+	ret = ps_client_restore(m->client, &rr);
+	if (ret) {
+		pr_err_r(ret,
+			 "no answer from %s to the restore of pid %d: the source stays frozen in "
+			 "'%s'. If the process runs on %s, kill the source (kill -9 %d, then write "
+			 "0 to cgroup.freeze); if not, thaw it (write 0 to cgroup.freeze)",
+			 m->o->to, m->pid, m->cg.freezer_dir, m->o->to, m->pid);
+		return ret;
+	}
+	res->restore_ms = haul_now_ms() - t;
+	if (rr.err) {
+		pr_err("%s refused to restore pid %d: %s", m->o->to, m->pid,
+		       rr.msg[0] ? rr.msg : strerror(-rr.err));
+		snprintf(res->why, sizeof(res->why), "%s", rr.msg);
+		haul_guard_rearm(&m->guard);
+		res->indoubt = false;
+		return rr.err < 0 ? rr.err : -EIO;
+	}
+	res->downtime_ms = haul_now_ms() - res->t_freeze;
+	res->target_pid = rr.pid;
+	ret = fault_point(m, "restored");
+	if (ret == -EINTR)
+		ret = 0; /* past the commit point an interrupt changes nothing */
+
+	/* commit: the target runs it; the source must die */
+	t = haul_now_ms();
+	kill_source(m);
+	res->kill_ms = haul_now_ms() - t;
+	res->indoubt = false;
+	res->committed = true;
+	ret = ps_client_commit(m->client);
+	if (ret)
+		pr_warn_r(ret, "%s did not confirm the commit of pid %d; it runs there anyway",
+			  m->o->to, m->pid);
+	return 0;
+}
+
+/* ---- the whole migration ------------------------------------------------ */
+
+static int read_comm(pid_t pid, char *buf, size_t len)
+{
+	char p[64];
+	ssize_t n;
+	int fd;
+
+	snprintf(p, sizeof(p), "/proc/%d/comm", pid);
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n <= 0)
+		return -ESRCH;
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
+/* Undo whatever is held: ptrace, throttle, freezer, cgroup moves; the source runs on. */
+static void abort_migration(struct mig *m)
+{
+	if (m->seized) {
+		rst_release(m->seized);
+		m->seized = NULL;
+	}
+	if (m->cg_ready)
+		haul_cg_undo(&m->cg);
+}
+
+int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
+{
+	struct mig m = {.o = o, .res = res, .pid = o->pid, .cpus = 1};
+	struct ps_client_opts co = {0};
+	struct haul_cg_mounts mounts;
+	struct trk_opts to = {0};
+	char comm[64] = "";
+	double t0 = haul_now_ms();
+	int ret;
+
+	memset(res, 0, sizeof(*res));
+	m.guard.fd = -1;
+	ret = rst_dump_precheck(o->pid, res->why, sizeof(res->why));
+	if (ret) {
+		if (res->why[0])
+			pr_err("pid %d cannot be migrated: %s", o->pid, res->why);
+		else
+			pr_err_r(ret, "pid %d cannot be migrated", o->pid);
+		res->phase = "precheck";
+		return ret;
+	}
+	read_comm(o->pid, comm, sizeof(comm));
+	m.buf = malloc(HAUL_MIG_READ_PAGES * HAUL_PAGE_SIZE);
+	m.zero = calloc(HAUL_MIG_READ_PAGES / 64, sizeof(uint64_t));
+	if (!m.buf || !m.zero) {
+		ret = -ENOMEM;
+		goto out;
+	}
+
+	res->phase = "cgroup";
+	ret = haul_cg_probe(&mounts);
+	if (ret) {
+		pr_err("no cgroup freezer on this host: mount cgroup2 (or the v1 freezer)");
+		goto out;
+	}
+	ret = haul_cg_prepare(o->pid, &mounts, &m.cg);
+	if (ret)
+		goto out;
+	m.cg_ready = true;
+	ret = haul_guard_start(&m.cg, o->to, &m.guard);
+	if (ret) {
+		pr_err_r(ret, "cannot start the guardian of pid %d", o->pid);
+		goto out;
+	}
+
+	res->phase = "connect";
+	memcpy(co.key, o->key, sizeof(co.key));
+	co.to = o->to;
+	co.nstreams = o->streams ? o->streams : 1;
+	co.compress = o->compress;
+	co.bandwidth = o->bandwidth;
+	co.pid = o->ns_pid ? o->ns_pid : o->pid;
+	co.comm = comm;
+	co.timeout_ms = o->timeout_ms ? o->timeout_ms : HAUL_MIG_REPLY_TIMEOUT_MS;
+	co.kind = PS_SESSION_LIVE;
+	ret = ps_client_new(&co, &m.client);
+	if (ret) {
+		pr_err_r(ret, "cannot open a migration session with %s", o->to);
+		goto out;
+	}
+	res->phase = "track";
+	to.backend = TRK_AUTO;
+	ret = trk_open(o->pid, &to, &m.trk);
+	if (ret) {
+		pr_err_r(ret, "cannot track the memory of pid %d", o->pid);
+		goto out;
+	}
+
+	haul_conv_init(&m.conv, o->downtime_ms, HAUL_MIG_FIXED_MS,
+		       o->max_rounds ? o->max_rounds : HAUL_MIG_MAX_ROUNDS);
+	if (!o->stop_and_copy) {
+		res->phase = "precopy";
+		ret = precopy(&m);
+		if (ret)
+			goto out;
+	}
+	res->expected_ms = m.conv.expected_ms;
+	res->phase = "switchover";
+	ret = switchover(&m);
+out:
+	if (ret == -EINTR && !res->committed)
+		pr_err("interrupted: pid %d stays here and runs on", o->pid);
+	if (m.seized) {
+		rst_release(m.seized);
+		m.seized = NULL;
+	}
+	trk_free(m.trk);
+	if (!res->committed && !res->indoubt)
+		abort_migration(&m);
+	/* closing the session without a commit makes the target discard its copy */
+	ps_client_free(m.client);
+	haul_guard_stop(&m.guard);
+	if (res->committed)
+		haul_cg_cleanup(&m.cg);
+	res->total_ms = haul_now_ms() - t0;
+	for (size_t i = 0; i < res->nround; i++) {
+		res->bytes_sent += res->round[i].wire_bytes;
+		res->pages_sent += res->round[i].pages;
+	}
+	free(m.buf);
+	free(m.zero);
+	res->err = ret;
+	return ret;
+}
+
+void haul_mig_result_release(struct haul_mig_result *res)
+{
+	free(res->round);
+	res->round = NULL;
+	res->nround = 0;
+}

@@ -1,0 +1,5 @@
+# src/haul/module.mk - `make demo`: install what is missing, build, then
+# live-migrate a workload between two network namespaces (scripts/demo.sh).
+demo: deps
+	$(MAKE) --no-print-directory BUILD=$(BUILD) $(BUILD)/haul $(BUILD)/progs/mig_workload
+	BUILD=$(BUILD) sh scripts/demo.sh

@@ -1,0 +1,167 @@
+/*
+ * th_mig.c - two-host migration fixture for the integration tests (th_mig.h).
+ * The workload writes its tick lines to a file that survives the move (its
+ * stdout is that file, opened O_APPEND), and carries a unique --tag in its
+ * command line so that its copies can be counted on both hosts.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "th_mig.h"
+
+void th_mig_setup(struct th_mig *m, unsigned rate_mbit)
+{
+	char bin[512], line[256], p[128];
+	struct stat st;
+	int ret;
+
+	memset(m, 0, sizeof(*m));
+	m->ps_fd = -1;
+	snprintf(m->dir, sizeof(m->dir), "/tmp/haul-mig-%d", getpid());
+	snprintf(m->key, sizeof(m->key), "%s/key", m->dir);
+	snprintf(m->out, sizeof(m->out), "%s/out", m->dir);
+	snprintf(m->control, sizeof(m->control), "%s/control", m->dir);
+	snprintf(m->json, sizeof(m->json), "%s/migrate.json", m->dir);
+	snprintf(m->tag, sizeof(m->tag), "migtag%d", getpid());
+	mkdir(m->dir, 0700);
+	cr_assert_eq(th_make_key(m->key), 0);
+	snprintf(bin, sizeof(bin), "%s", th_haul_bin());
+	if (access(bin, X_OK))
+		cr_skip_test("no haul binary at %s", bin);
+	ret = th_net_create(&m->net, "mig", rate_mbit);
+	if (ret == -EOPNOTSUPP)
+		cr_skip_test("network namespaces or iproute2 are not available");
+	cr_assert_eq(ret, 0, "cannot create the two-host network");
+	snprintf(p, sizeof(p), "/run/netns/%s", m->net.a);
+	stat(p, &st);
+	m->net_a = st.st_ino;
+	snprintf(p, sizeof(p), "/run/netns/%s", m->net.b);
+	stat(p, &st);
+	m->net_b = st.st_ino;
+	{
+		char *argv[] = {bin,	 "pageserver", "--listen", TH_IP_B ":" TH_MIG_PORT,
+				"--key", m->key,       NULL};
+
+		m->ps_pid = th_spawn_pipe(m->net.b, argv, &m->ps_fd);
+	}
+	cr_assert_gt(m->ps_pid, 0);
+	cr_assert_eq(th_wait_line(m->ps_fd, "listening on", 5000, line, sizeof(line)), 0,
+		     "the page server did not start");
+}
+
+void th_mig_teardown(struct th_mig *m)
+{
+	pid_t pid;
+
+	for (int i = 0; i < 10 && th_count_procs(m->tag, &pid) > 0; i++) {
+		kill(pid, SIGKILL);
+		usleep(20000);
+	}
+	if (m->wl_pid > 0)
+		th_kill(m->wl_pid, SIGKILL, 2000);
+	if (m->ps_pid > 0)
+		th_kill(m->ps_pid, SIGKILL, 2000);
+	if (m->ps_fd >= 0)
+		close(m->ps_fd);
+	/* a killed migration may leave its cgroup (thawed, empty): remove it */
+	th_sh("for d in /sys/fs/cgroup/unified/haul/mig-* /sys/fs/cgroup/haul/mig-* "
+	      "/sys/fs/cgroup/cpu/haul/mig-*; do [ -d \"$d\" ] && "
+	      "! grep -q . \"$d/cgroup.procs\" 2>/dev/null && rmdir \"$d\"; done 2>/dev/null");
+	th_net_destroy(&m->net);
+	th_sh("rm -rf %s", m->dir);
+}
+
+void th_mig_workload(struct th_mig *m, int mem, int rate, int hot)
+{
+	char path[512], smem[16], srate[16], shot[16];
+	char *argv[] = {path, "--mem",	   smem,       "--rate", srate,	 "--hot",
+			shot, "--control", m->control, "--tag",	 m->tag, NULL};
+
+	snprintf(path, sizeof(path), "%s/mig_workload", th_progs_dir());
+	snprintf(smem, sizeof(smem), "%d", mem);
+	snprintf(srate, sizeof(srate), "%d", rate);
+	snprintf(shot, sizeof(shot), "%d", hot ? hot : mem);
+	m->wl_pid = th_spawn(m->net.a, argv, m->out);
+	cr_assert_gt(m->wl_pid, 0);
+	cr_assert_eq(th_wait_file(m->out, 0, "tick", 10000, NULL, 0), 0,
+		     "the workload never started");
+}
+
+pid_t th_mig_haul(struct th_mig *m, int *fd, const char *const extra[])
+{
+	static char bin[512], pid[16];
+	const char *argv[32] = {bin,	 "migrate", pid,      "--to", TH_IP_B ":" TH_MIG_PORT,
+				"--key", m->key,    "--json", m->json};
+	int n = 9;
+
+	snprintf(bin, sizeof(bin), "%s", th_haul_bin());
+	snprintf(pid, sizeof(pid), "%d", m->wl_pid);
+	for (int i = 0; extra && extra[i] && n < 31; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	return th_spawn_pipe(m->net.a, (char *const *)argv, fd);
+}
+
+bool th_mig_ticking(struct th_mig *m, unsigned long net, int ms)
+{
+	char needle[64];
+	size_t from = th_file_size(m->out);
+
+	if (net)
+		snprintf(needle, sizeof(needle), "net=%lu ", net);
+	else
+		snprintf(needle, sizeof(needle), "tick");
+	return th_wait_file(m->out, from, needle, ms, NULL, 0) == 0;
+}
+
+long th_mig_seq(struct th_mig *m)
+{
+	char line[256];
+	long seq = -1;
+
+	if (!th_wait_file(m->out, 0, "tick", 10, line, sizeof(line)))
+		sscanf(strstr(line, "seq="), "seq=%ld", &seq);
+	return seq;
+}
+
+bool th_mig_verify(struct th_mig *m)
+{
+	size_t from = th_file_size(m->out);
+	char line[256];
+	FILE *f = fopen(m->control, "w");
+
+	if (!f)
+		return false;
+	fputs("verify\n", f);
+	fclose(f);
+	if (th_wait_file(m->out, from, "verify", 10000, line, sizeof(line)))
+		return false;
+	return strstr(line, "verify ok") != NULL;
+}
+
+int th_mig_copies(struct th_mig *m)
+{
+	return th_count_procs(m->tag, NULL);
+}
+
+double th_mig_json(struct th_mig *m, const char *key)
+{
+	char text[65536], needle[64], *p;
+	FILE *f = fopen(m->json, "r");
+	size_t n;
+
+	if (!f)
+		return -1;
+	n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	snprintf(needle, sizeof(needle), "\"%s\": ", key);
+	p = strstr(text, needle);
+	return p ? atof(p + strlen(needle)) : -1;
+}

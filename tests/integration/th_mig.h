@@ -1,0 +1,46 @@
+/*
+ * th_mig.h - test helper for migrations between two network namespaces: a
+ * page server on host B, the test workload (tests/progs/mig_workload) on
+ * host A, `haul migrate` from A to B, and checks of where the workload runs.
+ */
+#ifndef HAUL_TESTS_TH_MIG_H
+#define HAUL_TESTS_TH_MIG_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "th_net.h"
+
+#define TH_MIG_PORT "7411"
+
+struct th_mig {
+	struct th_net net;
+	char dir[64];
+	char key[96], out[96], control[96], json[96];
+	char tag[48];
+	pid_t ps_pid; /* haul pageserver in B */
+	int ps_fd;
+	pid_t wl_pid;		    /* the workload as started in A */
+	unsigned long net_a, net_b; /* netns inodes, as the workload prints them */
+};
+
+/* Namespaces (optionally tbf-capped), key, page server.  cr_skip_test when unavailable. */
+void th_mig_setup(struct th_mig *m, unsigned rate_mbit);
+/* Kill whatever runs (workload copies, page server), delete the namespaces and files. */
+void th_mig_teardown(struct th_mig *m);
+/* Start mig_workload in A with --mem MiB and --rate MiB/s (-1 unbounded) and --hot MiB (0 all). */
+void th_mig_workload(struct th_mig *m, int mem, int rate, int hot);
+/* Start `haul migrate` in A towards B with extra arguments (NULL-terminated); stderr on *fd. */
+pid_t th_mig_haul(struct th_mig *m, int *fd, const char *const extra[]);
+/* Whether a new tick line shows up within @ms from the namespace @net (0: any). */
+bool th_mig_ticking(struct th_mig *m, unsigned long net, int ms);
+/* The seq= of the last tick line, or -1. */
+long th_mig_seq(struct th_mig *m);
+/* Ask the workload to verify its memory; true when it reports ok. */
+bool th_mig_verify(struct th_mig *m);
+/* Live (non-zombie) copies of the workload, on either host. */
+int th_mig_copies(struct th_mig *m);
+/* A numeric field "key": N of the --json file, or -1. */
+double th_mig_json(struct th_mig *m, const char *key);
+
+#endif
