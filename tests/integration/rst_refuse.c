@@ -1,0 +1,126 @@
+/*
+ * rst_refuse.c - a dump refuses, naming the resource, everything haul cannot
+ * restore; the process runs on untouched afterwards.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "restore/restore.h"
+
+static void msleep(int ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+static unsigned long count_of(const char *path)
+{
+	char buf[32] = "";
+	int fd = open(path, O_RDONLY);
+
+	if (fd >= 0) {
+		if (read(fd, buf, sizeof(buf) - 1) < 0)
+			buf[0] = '\0';
+		close(fd);
+	}
+	return strtoul(buf, NULL, 10);
+}
+
+static void refuses(const char *kind, const char *reason)
+{
+	const char *progs = getenv("HAUL_PROGS") ? getenv("HAUL_PROGS") : "build/progs";
+	char bin[512], out[128], why[512] = "";
+	struct rst_seized *s = NULL;
+	unsigned long before;
+	uint8_t *blob = NULL;
+	size_t len;
+	int status, ret;
+	pid_t pid;
+
+	snprintf(bin, sizeof(bin), "%s/rst_refuse", progs);
+	snprintf(out, sizeof(out), "/tmp/haul-rst-refuse-%s-%d", kind, (int)getpid());
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int nul = open("/dev/null", O_RDWR);
+
+		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(nul, 2) < 0)
+			_exit(126);
+		closefrom(3);
+		execl(bin, bin, kind, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 200 && count_of(out) < 2; i++)
+		msleep(10);
+	cr_assert_geq(count_of(out), 2, "rst_refuse %s did not start", kind);
+
+	ret = rst_dump_precheck(pid, why, sizeof(why));
+	cr_expect_eq(ret, -EOPNOTSUPP, "precheck of %s returned %d (%s)", kind, ret, why);
+	cr_expect(strstr(why, reason), "reason for %s is '%s', want '%s'", kind, why, reason);
+
+	/* The dump itself refuses as well (or cannot even seize a traced process). */
+	if (rst_seize(pid, &s) == 0) {
+		ret = rst_dump_state(s, &blob, &len);
+		cr_expect_neq(ret, 0, "dump of %s succeeded", kind);
+		free(blob);
+		rst_release(s);
+	}
+	before = count_of(out);
+	msleep(100);
+	cr_expect_gt(count_of(out), before, "the process with %s stopped counting", kind);
+	cr_expect_eq(waitpid(pid, &status, WNOHANG), 0, "the process with %s died", kind);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	unlink(out);
+}
+
+Test(rst_refuse, pipe, .timeout = 20)
+{
+	refuses("pipe", "is a pipe");
+}
+Test(rst_refuse, socket, .timeout = 20)
+{
+	refuses("socket", "is a socket");
+}
+Test(rst_refuse, epoll, .timeout = 20)
+{
+	refuses("epoll", "anon_inode:[eventpoll]");
+}
+Test(rst_refuse, second_thread, .timeout = 20)
+{
+	refuses("threads", "2 threads");
+}
+Test(rst_refuse, seccomp, .timeout = 20)
+{
+	refuses("seccomp", "seccomp");
+}
+Test(rst_refuse, memfd_mapping, .timeout = 20)
+{
+	refuses("memfd", "maps memfd");
+}
+Test(rst_refuse, sysv_shm, .timeout = 20)
+{
+	refuses("sysv", "SysV shared memory");
+}
+Test(rst_refuse, child_process, .timeout = 20)
+{
+	refuses("child", "has child process");
+}
+Test(rst_refuse, being_traced, .timeout = 20)
+{
+	refuses("traced", "is being traced");
+}
+Test(rst_refuse, posix_timer, .timeout = 20)
+{
+	refuses("timer", "POSIX timers");
+}

@@ -1,0 +1,135 @@
+/*
+ * rst_refuse - a process holding one resource haul cannot checkpoint.
+ *
+ * usage: rst_refuse KIND   with KIND one of: pipe socket epoll threads
+ *        seccomp memfd sysv traced child timer
+ * After setting it up, it counts forever, every 5 ms writing the count at
+ * offset 0 of stdout (a file), so a test can see it still runs after a
+ * refused dump.
+ */
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/shm.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static void *sleeper(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
+static pid_t spawn_child(void)
+{
+	pid_t parent = getpid(), c = fork();
+
+	if (c == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(0);
+		return 0;
+	}
+	return c;
+}
+
+static int setup(const char *kind)
+{
+	int fds[2];
+
+	if (!strcmp(kind, "pipe"))
+		return pipe(fds);
+	if (!strcmp(kind, "socket"))
+		return socket(AF_UNIX, SOCK_DGRAM, 0) < 0 ? -1 : 0;
+	if (!strcmp(kind, "epoll"))
+		return epoll_create1(0) < 0 ? -1 : 0;
+	if (!strcmp(kind, "threads")) {
+		pthread_t t;
+
+		return pthread_create(&t, NULL, sleeper, NULL);
+	}
+	if (!strcmp(kind, "seccomp")) {
+		struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+		struct sock_fprog prog = {1, &allow};
+
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+			return -1;
+		return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+	}
+	if (!strcmp(kind, "memfd")) {
+		int fd = memfd_create("rst_refuse", 0);
+		void *p;
+
+		if (fd < 0 || ftruncate(fd, 1 << 16))
+			return -1;
+		p = mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		close(fd);
+		return p == MAP_FAILED ? -1 : 0;
+	}
+	if (!strcmp(kind, "sysv")) {
+		int id = shmget(IPC_PRIVATE, 1 << 16, IPC_CREAT | 0600);
+		void *p = id < 0 ? (void *)-1 : shmat(id, NULL, 0);
+
+		if (id >= 0)
+			shmctl(id, IPC_RMID, NULL);
+		return p == (void *)-1 ? -1 : 0;
+	}
+	if (!strcmp(kind, "child")) {
+		pid_t c = spawn_child();
+
+		if (c == 0)
+			for (;;)
+				pause();
+		return c < 0 ? -1 : 0;
+	}
+	if (!strcmp(kind, "traced")) {
+		pid_t parent = getpid(), c = spawn_child();
+
+		if (c == 0) {
+			if (ptrace(PTRACE_SEIZE, parent, 0, 0))
+				_exit(1);
+			for (;;)
+				pause();
+		}
+		/* Give the tracer time to attach. */
+		usleep(100000);
+		return c < 0 ? -1 : 0;
+	}
+	if (!strcmp(kind, "timer")) {
+		timer_t t;
+
+		return timer_create(CLOCK_MONOTONIC, NULL, &t);
+	}
+	fprintf(stderr, "rst_refuse: unknown kind %s\n", kind);
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned long n = 0;
+
+	if (argc != 2 || setup(argv[1])) {
+		perror("rst_refuse");
+		return 2;
+	}
+	for (;;) {
+		char buf[32];
+		int len = snprintf(buf, sizeof(buf), "%lu\n", ++n);
+		struct timespec ts = {0, 5000000};
+
+		if (pwrite(1, buf, len, 0) != len)
+			return 3;
+		nanosleep(&ts, NULL);
+	}
+}
