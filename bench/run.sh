@@ -79,7 +79,7 @@ say() { echo "bench: $*"; }
 die() { echo "bench: error: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces, tc, ptrace)"
-for tool in ip tc python3; do
+for tool in ip tc nsenter python3; do
 	command -v $tool >/dev/null || die "'$tool' not found; run 'make deps'"
 done
 [ -x "$workload" ] || die "workload '$workload' not built; run 'make BUILD=$BUILD'"
@@ -95,6 +95,11 @@ src_ip=198.18.0.1
 dst_ip=198.18.0.2
 pids=()
 
+# Enter only the network namespace: `ip netns exec` also makes a mount namespace
+# with a fresh /sys, which hides the cgroup hierarchies haul freezes with.
+in_src=(nsenter --net=/run/netns/"$src" --)
+in_dst=(nsenter --net=/run/netns/"$dst" --)
+
 # Kill what we started, by PID: the tracked ones, and restored workloads, which
 # the kernel gave PIDs we never saw: they carry this run's work directory in argv.
 kill_ours() {
@@ -103,7 +108,7 @@ kill_ours() {
 		kill -KILL "$p" 2>/dev/null
 	done
 	for p in /proc/[0-9]*; do
-		cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+		cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
 		case $cmd in
 		*"$work/"*) kill -KILL "${p#/proc/}" 2>/dev/null ;;
 		esac
@@ -138,21 +143,21 @@ ip -n "$dst" link set "$vd" up
 # reaches the rate, latency 50 ms of queue.
 set_bandwidth() {
 	local bw=$1 burst
-	ip netns exec "$src" tc qdisc del dev "$vs" root 2>/dev/null
-	ip netns exec "$dst" tc qdisc del dev "$vd" root 2>/dev/null
+	"${in_src[@]}" tc qdisc del dev "$vs" root 2>/dev/null
+	"${in_dst[@]}" tc qdisc del dev "$vd" root 2>/dev/null
 	[ "$bw" = loopback ] && return 0
 	case $bw in
 	10gbit) burst=5mb ;;
 	*) burst=512kb ;;
 	esac
-	ip netns exec "$src" tc qdisc add dev "$vs" root tbf rate "$bw" burst $burst latency 50ms &&
-		ip netns exec "$dst" tc qdisc add dev "$vd" root tbf rate "$bw" burst $burst latency 50ms
+	"${in_src[@]}" tc qdisc add dev "$vs" root tbf rate "$bw" burst $burst latency 50ms &&
+		"${in_dst[@]}" tc qdisc add dev "$vd" root tbf rate "$bw" burst $burst latency 50ms
 }
 
 # What the link really carries (one TCP stream for 1 s), in Gbit/s.
 measure_link() {
 	local port=$((40000 + $$ % 20000)) sp gbps
-	ip netns exec "$dst" python3 -c '
+	"${in_dst[@]}" python3 -c '
 import socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); s.settimeout(10)
@@ -161,7 +166,7 @@ while c.recv(1 << 20): pass
 ' $dst_ip $port &
 	sp=$!
 	sleep 0.3
-	gbps=$(ip netns exec "$src" python3 -c '
+	gbps=$("${in_src[@]}" python3 -c '
 import socket, sys, time
 c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
 buf = bytes(1 << 20); n = 0; t0 = time.monotonic()
@@ -232,6 +237,7 @@ wait_kv() {
 kv() { sed -n "s/^$2=//p" "$1" 2>/dev/null | head -1; }
 
 csv=$out/bench.csv
+rm -rf "$out/logs"
 echo "run,engine,mode,mem_mib,rate,pattern,bandwidth,link_gbps,status,downtime_ms,client_gap_ms,client_gap_mono_ms,total_s,bytes,rounds,verify,note" >"$csv"
 run_id=$(date -u +%Y%m%dT%H%M%SZ)
 cell_no=0
@@ -245,10 +251,11 @@ row() { # engine mode mem rate bw status downtime gap gap_mono total bytes round
 start_workload() {
 	local cell=$1 mem=$2 rate=$3 mib secs
 	mib=$(size_mib "$mem")
-	ip netns exec "$src" "$workload" --mem "$mem" --rate "$rate" --pattern "$pattern" \
+	"${in_src[@]}" "$workload" --mem "$mem" --rate "$rate" --pattern "$pattern" \
 		--heartbeat "$cell/hb" --control "$cell/ctl" --print-every 1 </dev/null >"$cell/wl.out" 2>&1 &
 	wl_pid=$!
 	pids+=("$wl_pid")
+	disown "$wl_pid" # killed by kill_ours; no job notices
 	secs=$((10 + mib / 100))
 	wait_kv "$cell/hb" "state=" "$secs" || return 1
 	sleep "$warm"
@@ -299,9 +306,10 @@ run_haul_cell() {
 	mkdir -p "$cell"
 	mib=$(size_mib "$mem")
 	port=$((7000 + cell_no))
-	ip netns exec "$dst" "$haul" pageserver --listen $dst_ip:$port --key "$key" --once \
+	"${in_dst[@]}" "$haul" pageserver --listen $dst_ip:$port --key "$key" --once \
 		>"$cell/ps.log" 2>&1 &
 	pids+=($!)
+	disown $!
 	if ! wait_kv "$cell/ps.log" ".*listening" 10; then
 		say "failed: haul $mode $mem $rate $bw: page server did not start"
 		row haul "$mode" "$mem" "$rate" "$bw" failed "" "" "" "" "" "" "" \
@@ -318,7 +326,7 @@ run_haul_cell() {
 	limit=$((60 + 4 * mib * 8 / 1000))
 	t0=$(date +%s.%N)
 	# shellcheck disable=SC2086
-	timeout "$limit" ip netns exec "$src" "$haul" migrate "$wl_pid" --to $dst_ip:$port \
+	timeout "$limit" "${in_src[@]}" "$haul" migrate "$wl_pid" --to $dst_ip:$port \
 		--key "$key" --json "$cell/mig.json" $flag >"$cell/mig.log" 2>&1
 	rc=$?
 	t1=$(date +%s.%N)
@@ -363,21 +371,22 @@ run_criu_cell() {
 	mkdir -p "$cell/img"
 	mib=$(size_mib "$mem")
 	port=$((7000 + cell_no))
-	ip netns exec "$dst" criu page-server -D "$cell/img" --address $dst_ip --port $port \
+	"${in_dst[@]}" criu page-server -D "$cell/img" --address $dst_ip --port $port \
 		>"$cell/ps.log" 2>&1 &
 	pids+=($!)
+	disown $!
 	sleep 0.5
 	if ! start_workload "$cell" "$mem" "$rate"; then
 		row criu stop-and-copy "$mem" "$rate" "$bw" failed "" "" "" "" "" "" "" "workload did not start"
 		keep_logs "$cell"; kill_ours; return
 	fi
 	t0=$(date +%s.%N)
-	ip netns exec "$src" criu dump -t "$wl_pid" -D "$cell/img" --shell-job --page-server \
+	"${in_src[@]}" criu dump -t "$wl_pid" -D "$cell/img" --shell-job --page-server \
 		--address $dst_ip --port $port -o dump.log >/dev/null 2>&1
 	rc=$?
 	t1=$(date +%s.%N)
 	if [ $rc -eq 0 ]; then
-		ip netns exec "$dst" criu restore -D "$cell/img" --shell-job -d -o restore.log \
+		"${in_dst[@]}" criu restore -D "$cell/img" --shell-job -d -o restore.log \
 			>/dev/null 2>&1
 		rc=$?
 	fi
