@@ -228,3 +228,149 @@ Test(rst, restored_with_same_pid_on_host_finishes_like_undisturbed_run, .timeout
 {
 	checkpoint_restore_once(RST_PIDNS_AUTO);
 }
+
+/* ---- incremental (live migration) ---------------------------------------- */
+
+/* Every readable memory VMA of @pid, read now (the process may be running). */
+static int read_all(pid_t pid, struct snapshot *s)
+{
+	int ret;
+
+	memset(s, 0, sizeof(*s));
+	ret = haul_layout_read(pid, true, &s->l);
+	if (ret)
+		return ret;
+	s->runs = calloc(s->l.n, sizeof(*s->runs));
+	s->n = s->l.n;
+	for (size_t i = 0; i < s->l.n; i++) {
+		const struct haul_vma *v = &s->l.v[i];
+
+		if (!haul_vma_is_memory(v) || !(v->prot & PROT_READ))
+			continue;
+		s->runs[i].addr = v->start;
+		s->runs[i].npages = (v->end - v->start) >> 12;
+		s->runs[i].data = malloc(v->end - v->start);
+		ret = rsys_read(pid, v->start, s->runs[i].data, v->end - v->start);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* Send the layout of @cur and every page that differs from @prev (all when @prev is NULL). */
+static int send_round(struct rst_target *t, const struct snapshot *prev, const struct snapshot *cur,
+		      uint64_t *sent)
+{
+	static const uint8_t zero[4096];
+	int ret = rst_target_layout(t, &cur->l);
+
+	for (size_t i = 0; !ret && i < cur->n; i++) {
+		const struct page_run *r = &cur->runs[i];
+
+		for (uint32_t p = 0; !ret && r->data && p < r->npages; p++) {
+			uint64_t a = r->addr + (uint64_t)p * 4096;
+			const uint8_t *d = (const uint8_t *)r->data + (size_t)p * 4096;
+			const struct haul_vma *ov = prev ? haul_layout_find(&prev->l, a) : NULL;
+
+			if (ov) {
+				const struct page_run *orun = &prev->runs[ov - prev->l.v];
+
+				if (orun->data && ov->start == cur->l.v[i].start &&
+				    !memcmp((const uint8_t *)orun->data + (a - orun->addr), d,
+					    4096))
+					continue;
+			}
+			ret = rst_target_pages(t, a, memcmp(d, zero, 4096) ? d : NULL, 1);
+			(*sent)++;
+		}
+	}
+	return ret;
+}
+
+Test(rst, incremental_rounds_then_final_dirty_pages_restore_exactly, .timeout = 90)
+{
+	char dir[256], out[600], want[128], got[128], why[256], cmd[700];
+	struct rst_target_opts o = {.pidns = RST_PIDNS_AUTO};
+	struct snapshot prev, cur;
+	struct rst_target *t;
+	struct rst_seized *sz;
+	uint64_t first = 0, last = 0, total = 0;
+	uint8_t *state;
+	size_t len;
+	pid_t pid, here;
+	int ret, status;
+
+	make_dir(dir, sizeof(dir), "incr");
+	expected_final(dir, "1500", "16", want, sizeof(want));
+	snprintf(out, sizeof(out), "%s/run.out", dir);
+	pid = spawn_counter(dir, out, "1500", "16", "1000");
+	msleep(200);
+
+	/* The source still runs with its PID: the target must use a new namespace. */
+	o.pid = pid;
+	cr_assert_eq(rst_target_new(&o, &t), 0);
+	cr_assert_eq(read_all(pid, &prev), 0);
+	cr_assert_eq(send_round(t, NULL, &prev, &first), 0);
+	for (int round = 0; round < 2; round++) {
+		uint64_t n = 0;
+
+		msleep(100);
+		cr_assert_eq(read_all(pid, &cur), 0);
+		cr_assert_eq(send_round(t, &prev, &cur, &n), 0);
+		snapshot_free(&prev);
+		prev = cur;
+	}
+	/* Switchover: stop, last dirty pages and the state, kill the source, resume. */
+	cr_assert_eq(rst_seize(pid, &sz), 0);
+	cr_assert_eq(rst_dump_state(sz, &state, &len), 0);
+	cr_assert_eq(read_all(pid, &cur), 0);
+	cr_assert_eq(send_round(t, &prev, &cur, &last), 0);
+	for (size_t i = 0; i < cur.n; i++)
+		total += cur.runs[i].data ? cur.runs[i].npages : 0;
+	rst_kill_seized(sz);
+	waitpid(pid, &status, 0);
+	ret = rst_target_resume(t, state, len, &here, why, sizeof(why));
+	cr_assert_eq(ret, 0, "resume failed: %s", why);
+	cr_log_info("incremental: %llu pages in round 1, %llu in the final round of %llu",
+		    (unsigned long long)first, (unsigned long long)last, (unsigned long long)total);
+	cr_expect_lt(last, total / 2, "the final round sent %llu of %llu pages",
+		     (unsigned long long)last, (unsigned long long)total);
+	status = rst_target_wait(t);
+	rst_target_free(t);
+	free(state);
+	snapshot_free(&prev);
+	snapshot_free(&cur);
+	cr_expect_eq(status, 0, "restored process exited with %d:\n%s", status, slurp(out));
+	cr_expect_null(strstr(slurp(out), "ERROR"), "%s", slurp(out));
+	final_line(out, got, sizeof(got));
+	cr_expect_str_eq(got, want);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		cr_log_warn("cannot remove %s", dir);
+}
+
+Test(rst, restore_fails_cleanly_when_pid_is_taken_and_no_namespace_allowed, .timeout = 30)
+{
+	char dir[256], out[600];
+	struct snapshot s;
+	struct rst_target_opts o = {.pidns = RST_PIDNS_NEVER};
+	struct rst_target *t = NULL;
+	int status;
+	pid_t pid;
+
+	make_dir(dir, sizeof(dir), "taken");
+	snprintf(out, sizeof(out), "%s/run.out", dir);
+	pid = spawn_counter(dir, out, "100000", "4", "1000");
+	msleep(100);
+	cr_assert_eq(snapshot_take(pid, &s), 0);
+	o.pid = pid; /* still running: the PID is taken */
+	cr_expect_eq(rst_target_new(&o, &t), -EEXIST);
+	cr_expect_null(t);
+	cr_expect_eq(waitpid(pid, &status, WNOHANG), 0, "the source died");
+	snapshot_free(&s);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	snprintf(out, sizeof(out), "rm -rf %s", dir);
+	if (system(out) != 0)
+		cr_log_warn("cannot remove %s", dir);
+}
