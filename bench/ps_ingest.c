@@ -1,0 +1,263 @@
+/*
+ * ps_ingest.c - page ingest of the page server, as a ratio of plain TCP.
+ *
+ * In one process on loopback: a page server (its own thread, memory page
+ * store) and the real client push rounds of pages over 1 and 2 streams,
+ * raw (random pages, compression off), LZ4 (compressible pages) and zero
+ * pages.  The ceiling is a plain TCP loop measured in the same run: N
+ * sender threads send 256 KiB buffers, N receiver threads recv and discard.
+ * Each result is printed in GB/s of page data and as a ratio of the TCP
+ * ceiling with the same number of streams.  Two warm-up rounds fill the
+ * store first, so measured rounds reuse its (warm) slots; see KERNEL.md on
+ * why fresh memory is slow on these VMs.
+ *
+ * usage: ps_ingest [MiB per round (default 256)] [measured rounds (default 4)]
+ */
+#define LOG_PREFIX "ps_ingest: "
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "pageserver/pageserver.h"
+
+#define PG	4096ull
+#define BASE	0x7f3400000000ull
+#define TCP_BUF (256u << 10)
+
+static uint64_t round_bytes = 256ull << 20;
+static int rounds = 4;
+
+static double now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* ---- plain TCP ceiling ---------------------------------------------------------- */
+
+struct tcp_side {
+	int fd;
+	uint64_t bytes;
+};
+
+static void *tcp_recv(void *arg)
+{
+	struct tcp_side *s = arg;
+	char *buf = malloc(TCP_BUF);
+	ssize_t n;
+
+	while ((n = recv(s->fd, buf, TCP_BUF, 0)) > 0)
+		s->bytes += (uint64_t)n;
+	free(buf);
+	return NULL;
+}
+
+static void *tcp_send(void *arg)
+{
+	struct tcp_side *s = arg;
+	char *buf = malloc(TCP_BUF);
+
+	memset(buf, 0x5a, TCP_BUF);
+	for (uint64_t sent = 0; sent < s->bytes;) {
+		ssize_t n = send(s->fd, buf, TCP_BUF, MSG_NOSIGNAL);
+
+		if (n <= 0)
+			break;
+		sent += (uint64_t)n;
+	}
+	shutdown(s->fd, SHUT_WR);
+	free(buf);
+	return NULL;
+}
+
+static double tcp_ceiling(unsigned n)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t len = sizeof(a);
+	struct tcp_side rx[8], tx[8];
+	pthread_t rt[8], st[8];
+	uint64_t total = round_bytes * (uint64_t)rounds;
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	double t0, t1;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(lfd, (struct sockaddr *)&a, sizeof(a)) || listen(lfd, 8) ||
+	    getsockname(lfd, (struct sockaddr *)&a, &len))
+		return 0;
+	for (unsigned i = 0; i < n; i++) {
+		tx[i].fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(tx[i].fd, (struct sockaddr *)&a, sizeof(a)))
+			return 0;
+		rx[i].fd = accept(lfd, NULL, NULL);
+		rx[i].bytes = 0;
+		tx[i].bytes = total / n;
+	}
+	t0 = now();
+	for (unsigned i = 0; i < n; i++) {
+		pthread_create(&rt[i], NULL, tcp_recv, &rx[i]);
+		pthread_create(&st[i], NULL, tcp_send, &tx[i]);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		pthread_join(st[i], NULL);
+		pthread_join(rt[i], NULL);
+	}
+	t1 = now();
+	for (unsigned i = 0; i < n; i++) {
+		close(rx[i].fd);
+		close(tx[i].fd);
+	}
+	close(lfd);
+	return (double)total / (t1 - t0) / 1e9;
+}
+
+/* ---- the page server --------------------------------------------------------------- */
+
+static void *server_thread(void *arg)
+{
+	ps_server_run(arg);
+	return NULL;
+}
+
+enum kind {
+	RAW,
+	LZ4,
+	ZERO
+};
+
+static void fill(uint8_t *buf, uint64_t bytes, enum kind k)
+{
+	uint64_t x = 0x12345678;
+
+	for (uint64_t off = 0; off < bytes; off += PG) {
+		uint8_t *p = buf + off;
+
+		if (k == ZERO) {
+			memset(p, 0, PG);
+		} else if (k == LZ4) {
+			/* text-like: short repeats, about 3:1 with LZ4 */
+			for (size_t i = 0; i < PG; i++)
+				p[i] = "haul page server ingest "[(i + off / PG) % 24] ^
+				       (uint8_t)((i / 64) & 3);
+		} else {
+			for (size_t i = 0; i < PG; i += 8) {
+				x ^= x << 13;
+				x ^= x >> 7;
+				x ^= x << 17;
+				memcpy(p + i, &x, 8);
+			}
+		}
+	}
+}
+
+static double ingest(int port, const uint8_t key[PS_KEY_LEN], unsigned n, enum kind k,
+		     const uint8_t *buf, int32_t pid)
+{
+	struct haul_vma v = {.start = BASE, .end = BASE + round_bytes, .prot = 3, .flags = 2};
+	struct haul_layout l = {&v, 1};
+	struct ps_client_opts o = {0};
+	struct ps_client *c;
+	char to[64];
+	double t0 = 0;
+	int ret;
+
+	snprintf(to, sizeof(to), "127.0.0.1:%d", port);
+	o.to = to;
+	memcpy(o.key, key, PS_KEY_LEN);
+	o.nstreams = n;
+	o.pid = pid;
+	o.comm = "bench";
+	o.kind = PS_SESSION_STORE;
+	o.compress = k == RAW ? PS_COMPRESS_NONE : PS_COMPRESS_AUTO;
+	ret = ps_client_new(&o, &c);
+	if (!ret)
+		ret = ps_client_layout(c, &l);
+	for (int r = 1; !ret && r <= rounds + 2; r++) {
+		if (r == 3)
+			t0 = now(); /* rounds 1-2 fill the store */
+		ret = ps_client_round_begin(c, (uint64_t)r);
+		for (uint64_t off = 0; !ret && off < round_bytes; off += 64ull << 20) {
+			uint64_t len =
+				round_bytes - off < (64ull << 20) ? round_bytes - off : 64ull << 20;
+
+			ret = ps_client_pages(c, BASE + off, buf + off, (uint32_t)(len / PG), NULL);
+		}
+		if (!ret)
+			ret = ps_client_round_end(c, (uint64_t)r);
+	}
+	double t1 = now();
+	ps_client_free(c);
+	if (ret) {
+		pr_err_r(ret, "ingest over %u streams failed", n);
+		return 0;
+	}
+	return (double)round_bytes * rounds / (t1 - t0) / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+	static const char *const names[] = {"raw", "lz4", "zero"};
+	struct ps_server_opts so = {0};
+	struct ps_server *s;
+	pthread_t st;
+	uint8_t *buf;
+	double tcp[3] = {0}, r;
+	int pid = 100, ret;
+
+	log_init("ps_ingest");
+	if (!getenv("HAUL_LOG"))
+		log_level = LOG_WARN;
+	if (argc > 1)
+		round_bytes = strtoull(argv[1], NULL, 10) << 20;
+	if (argc > 2)
+		rounds = atoi(argv[2]);
+	if (!round_bytes || rounds < 1) {
+		fprintf(stderr, "usage: ps_ingest [MiB per round] [measured rounds]\n");
+		return 2;
+	}
+	so.listen = "127.0.0.1:0";
+	memset(so.key, 0x42, sizeof(so.key));
+	ret = ps_server_new(&so, &s);
+	if (ret) {
+		pr_err_r(ret, "cannot start the page server");
+		return 1;
+	}
+	pthread_create(&st, NULL, server_thread, s);
+	buf = malloc(round_bytes);
+	if (!buf)
+		return 1;
+
+	printf("ps_ingest: %llu MiB x %d rounds per measurement, loopback, %ld cpus\n",
+	       (unsigned long long)(round_bytes >> 20), rounds, sysconf(_SC_NPROCESSORS_ONLN));
+	for (unsigned n = 1; n <= 2; n++) {
+		tcp[n] = tcp_ceiling(n);
+		printf("  tcp send/recv loop    %u stream%s  %6.2f GB/s  (ceiling)\n", n,
+		       n > 1 ? "s" : " ", tcp[n]);
+	}
+	for (int k = RAW; k <= ZERO; k++) {
+		fill(buf, round_bytes, (enum kind)k);
+		for (unsigned n = 1; n <= 2; n++) {
+			/* one pid throughout: each session reuses the store's slots */
+			r = ingest(ps_server_port(s), so.key, n, (enum kind)k, buf, pid);
+			printf("  page ingest %-4s      %u stream%s  %6.2f GB/s  %.2f x tcp\n",
+			       names[k], n, n > 1 ? "s" : " ", r, tcp[n] > 0 ? r / tcp[n] : 0);
+			if (k == RAW && n == 2)
+				printf("  target: raw over 2 streams >= 0.80 x tcp: %s\n",
+				       r / tcp[n] >= 0.8 ? "met" : "NOT met");
+		}
+	}
+	ps_server_stop(s);
+	pthread_join(st, NULL);
+	ps_server_free(s);
+	free(buf);
+	return 0;
+}
