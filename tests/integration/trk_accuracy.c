@@ -212,3 +212,29 @@ Test(trk, read_pages_reads_contents_and_flags_zero_pages)
 	cr_assert_eq(zero[0], 1ULL << 5);
 	free(buf);
 }
+
+static void run_precopy(enum trk_backend b)
+{
+	struct td_stats s;
+	char err[512] = "";
+	int ret = td_precopy(&drv, b, 4, 20, &s, err, sizeof(err));
+
+	cr_log_info("%s pre-copy under 4 writer threads: %llu rounds, %llu pages written "
+		    "meanwhile, %llu dirty pages reported, %llu pages differ",
+		    trk_backend_name(b), (unsigned long long)s.rounds,
+		    (unsigned long long)s.written, (unsigned long long)s.dirty,
+		    (unsigned long long)s.missed);
+	cr_assert(ret == 0, "%s: %s", trk_backend_name(b), err);
+}
+
+Test(trk, uffd_precopy_under_concurrent_writers_matches_target)
+{
+	if (!probe_uffd_wp_async(NULL))
+		cr_skip_test("uffd-wp async tracking is not available on this kernel");
+	run_precopy(TRK_UFFD);
+}
+
+Test(trk, hash_precopy_under_concurrent_writers_matches_target)
+{
+	run_precopy(TRK_HASH);
+}

@@ -516,4 +516,98 @@ out:
 	return ret;
 }
 
+/* Copy the round's dirty pages that fall in the test regions into @mirror. */
+static int td_copy_round(struct td *d, struct trk *t, char **mirror, struct td_stats *s)
+{
+	struct trk_round r;
+	int ret = td_round(t, &r, s);
+
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < r.ndirty && !ret; i++) {
+		uint64_t ds = r.dirty[i].start, de = ds + r.dirty[i].npages * TD_PG;
+
+		for (int k = 0; k < d->nreg && !ret; k++) {
+			uint64_t rs = d->reg[k].addr, re = rs + d->reg[k].npages * TD_PG;
+			uint64_t a = ds > rs ? ds : rs, e = de < re ? de : re;
+			struct trk_range sub = {a, (e - a) / TD_PG};
+
+			if (a < e)
+				ret = trk_read(t, &sub, 1, mirror[k] + (a - rs), NULL);
+		}
+	}
+	trk_round_release(&r);
+	return ret;
+}
+
+/*
+ * Pre-copy, as migrate does it: copy round 1, then copy each round's dirty
+ * pages while @nthreads threads of the target write without pause, stop
+ * them, copy a final round, and compare the copy with the target's memory.
+ * Any page a round missed shows up as a difference.
+ */
+static int td_precopy(struct td *d, enum trk_backend b, int nthreads, int rounds,
+		      struct td_stats *s, char *err, size_t errlen)
+{
+	struct trk_opts o = {.backend = b};
+	struct trk *t = NULL;
+	char *mirror[TT_NKINDS + 8] = {0}, *actual = NULL;
+	uint64_t out[1], differ = 0;
+	int ret;
+
+	memset(s, 0, sizeof(*s));
+	for (int k = 0; k < d->nreg; k++)
+		mirror[k] = calloc(d->reg[k].npages, TD_PG);
+	ret = trk_open(d->pid, &o, &t);
+	if (ret)
+		TD_FAIL("trk_open(%s): %s", trk_backend_name(b), strerror(-ret));
+	ret = td_copy_round(d, t, mirror, s);
+	if (ret)
+		TD_FAIL("round 1: %s", strerror(-ret));
+	if (td_cmd(d, TT_THREADS, (uint64_t)nthreads, NULL, 0, NULL, 0))
+		TD_FAIL("cannot start writer threads");
+	for (int i = 0; i < rounds; i++) {
+		usleep(2000);
+		ret = td_copy_round(d, t, mirror, s);
+		if (ret)
+			TD_FAIL("round %d under load: %s", i + 2, strerror(-ret));
+	}
+	if (td_cmd(d, TT_QUIESCE, 0, NULL, 0, out, 1))
+		TD_FAIL("cannot stop writer threads");
+	s->written = out[0];
+	ret = td_copy_round(d, t, mirror, s);
+	if (ret)
+		TD_FAIL("final round: %s", strerror(-ret));
+	for (int k = 0; k < d->nreg; k++) {
+		struct trk_range all = {d->reg[k].addr, d->reg[k].npages};
+
+		actual = realloc(actual, d->reg[k].npages * TD_PG);
+		ret = trk_read_pages(d->pid, &all, 1, actual, NULL);
+		if (ret)
+			TD_FAIL("cannot read region %d: %s", k, strerror(-ret));
+		for (uint64_t i = 0; i < d->reg[k].npages; i++)
+			if (memcmp(actual + i * TD_PG, mirror[k] + i * TD_PG, TD_PG)) {
+				if (differ < 5)
+					fprintf(stderr,
+						"trk test: page %#llx (kind %llu) copy differs\n",
+						(unsigned long long)(d->reg[k].addr + i * TD_PG),
+						(unsigned long long)d->reg[k].kind);
+				differ++;
+			}
+	}
+	s->missed = differ;
+	if (differ)
+		TD_FAIL("%llu pages of the pre-copied image differ from the target",
+			(unsigned long long)differ);
+	if (td_cmd(d, TT_VERIFY, 0, NULL, 0, out, 1) || out[0])
+		TD_FAIL("the target's own checks failed: %llu pages", (unsigned long long)out[0]);
+	ret = 0;
+out:
+	trk_free(t);
+	for (int k = 0; k < d->nreg; k++)
+		free(mirror[k]);
+	free(actual);
+	return ret;
+}
+
 #endif

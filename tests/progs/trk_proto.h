@@ -37,6 +37,8 @@ enum tt_op {
 	TT_FORK,       /* values: pages a forked child writes in its copy */
 	TT_EXEC,       /* exec /proc/self/exe after the reply */
 	TT_EXIT,       /* exit after the reply */
+	TT_THREADS,    /* arg: start that many threads writing random pages nonstop */
+	TT_QUIESCE,    /* stop and join them; -> pages they wrote */
 };
 
 struct tt_req {

@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +119,40 @@ static uint64_t verify(void)
 			if (((uint64_t *)(reg[k].addr + i * PG))[0] != reg[k].shadow[i])
 				bad++;
 	return bad;
+}
+
+/*
+ * Writer threads: thread i owns the pages whose running index is i modulo
+ * the thread count, so each shadow entry has one writer.
+ */
+#define MAX_WRITERS 8
+static pthread_t writers[MAX_WRITERS];
+static int nwriters;
+static volatile int writers_stop;
+static uint64_t writer_pages[MAX_WRITERS];
+
+static void *writer(void *arg)
+{
+	int id = (int)(intptr_t)arg;
+	unsigned int seed = 1234u + (unsigned int)id;
+	uint64_t total = 0;
+
+	for (int k = 0; k < nreg; k++)
+		total += reg[k].npages;
+	while (!writers_stop) {
+		uint64_t idx = ((uint64_t)rand_r(&seed) * 65536 + rand_r(&seed)) % total;
+		int k = 0;
+
+		idx -= idx % nwriters;
+		idx += id;
+		if (idx >= total)
+			continue;
+		while (idx >= reg[k].npages)
+			idx -= reg[k++].npages;
+		((volatile uint64_t *)(reg[k].addr + idx * PG))[0] = ++reg[k].shadow[idx];
+		writer_pages[id]++;
+	}
+	return NULL;
 }
 
 static void *map_anon(uint64_t npages, int flags)
@@ -292,6 +327,23 @@ static void serve(char *stackbuf)
 			reply(0, NULL, 0);
 			break;
 		}
+		case TT_THREADS:
+			writers_stop = 0;
+			nwriters = q.arg < MAX_WRITERS ? (int)q.arg : MAX_WRITERS;
+			for (int i = 0; i < nwriters; i++)
+				pthread_create(&writers[i], NULL, writer, (void *)(intptr_t)i);
+			reply(0, NULL, 0);
+			break;
+		case TT_QUIESCE:
+			writers_stop = 1;
+			out[0] = 0;
+			for (int i = 0; i < nwriters; i++) {
+				pthread_join(writers[i], NULL);
+				out[0] += writer_pages[i];
+			}
+			nwriters = 0;
+			reply(0, out, 1);
+			break;
 		case TT_EXEC:
 			reply(0, NULL, 0);
 			execl("/proc/self/exe", "trk_target", NULL);
