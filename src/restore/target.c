@@ -1123,6 +1123,20 @@ static int restore_mm(struct rst_target *t, const Haul__Img__ProcessState *ps, c
 	m.auxv = scratch(t) + 1024;
 	m.auxv_size = ps->auxv.len;
 	m.exe_fd = exe_fd;
+	{
+		/*
+		 * The stub's exe is haul's binary.  When the process runs that same
+		 * file (and maps it), the kernel refuses to replace the exe by
+		 * itself (EBUSY while the old one is mapped); it is right already.
+		 */
+		struct stat cur, want;
+		char link[64];
+
+		snprintf(link, sizeof(link), "/proc/%d/exe", (int)t->stub);
+		if (!stat(link, &cur) && !stat(mm->exe, &want) && cur.st_dev == want.st_dev &&
+		    cur.st_ino == want.st_ino)
+			m.exe_fd = (uint32_t)-1;
+	}
 	ret = poke(t, scratch(t) + 1024, ps->auxv.data, ps->auxv.len);
 	if (!ret)
 		ret = poke(t, scratch(t), &m, sizeof(m));
