@@ -30,6 +30,7 @@
 
 #include "common/rsys.h"
 #include "common/vma.h"
+#include "pageserver/pageserver.h"
 
 /* Pages fetched around a fault: 64 KiB (issue 6); aligned on 64 KiB, clipped to the VMA. */
 #define LAZY_FAULT_AROUND_PAGES 16
@@ -158,5 +159,27 @@ void rst_lazy_src_free(struct rst_lazy_src *s);
 
 /* rst_lazy_source.fetch over a struct rst_lazy_src (@arg): source and target on one host. */
 int rst_lazy_src_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf);
+
+/* ---- a page server as the source (lazy restore of a stored image) ----------- */
+
+struct rst_lazy_ps;
+
+/*
+ * Open @n FETCH sessions (@o->kind is forced to FETCH) to the page server
+ * holding the committed image of @o->pid: one per thread that may fetch at
+ * once (the fetchers and the fault thread: LAZY_DEFAULT_FETCHERS + 1), since
+ * a ps_client serves one request at a time.  0 or -errno.
+ */
+int rst_lazy_ps_open(const struct ps_client_opts *o, unsigned n, struct rst_lazy_ps **out);
+
+/*
+ * rst_lazy_source.fetch over a struct rst_lazy_ps (@arg), for up to
+ * WIRE_MAX_REQ_PAGES pages per request (split otherwise).  After one failure
+ * every later call fails at once with the same error (the link is gone).
+ */
+int rst_lazy_ps_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf);
+
+/* NULL is a no-op. */
+void rst_lazy_ps_free(struct rst_lazy_ps *p);
 
 #endif

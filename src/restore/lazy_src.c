@@ -10,12 +10,20 @@
  * anything else of it.  A pidfd is checked after every read: a PID that
  * died and was reused must never answer for it (the data read is dropped).
  * Thread-safe: no state changes after open but the served counter.
+ *
+ * rst_lazy_ps: the same role played by a page server that holds a committed
+ * image (lazy restore from `haul checkpoint --page-server`).  A ps_client
+ * answers one request at a time, so a small pool of FETCH sessions lets the
+ * fault thread and the fetchers ask concurrently; a thread takes a free
+ * session, asks, and gives it back.
  */
 #define LOG_PREFIX "lazy: "
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
+#include <stdio.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -124,4 +132,101 @@ void rst_lazy_src_free(struct rst_lazy_src *s)
 int rst_lazy_src_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
 {
 	return rst_lazy_src_read(arg, addr, npages, buf);
+}
+
+/* ---- a page server as the source ---------------------------------------------- */
+
+struct rst_lazy_ps {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	struct ps_client **c; /* c[0 .. nfree) are free */
+	unsigned n, nfree;
+	int err; /* the first failure: every later fetch fails with it */
+	char to[128];
+};
+
+int rst_lazy_ps_open(const struct ps_client_opts *o, unsigned n, struct rst_lazy_ps **out)
+{
+	struct ps_client_opts fo = *o;
+	struct rst_lazy_ps *p = calloc(1, sizeof(*p));
+	int ret = 0;
+
+	if (!p)
+		return -ENOMEM;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	snprintf(p->to, sizeof(p->to), "%s", o->to ? o->to : "?");
+	p->c = calloc(n ? n : 1, sizeof(*p->c));
+	if (!p->c) {
+		rst_lazy_ps_free(p);
+		return -ENOMEM;
+	}
+	fo.kind = PS_SESSION_FETCH;
+	fo.nstreams = 1;
+	for (unsigned i = 0; i < n; i++) {
+		ret = ps_client_new(&fo, &p->c[i]);
+		if (ret) {
+			pr_err_r(ret, "cannot open fetch session %u to %s for pid %d", i, p->to,
+				 o->pid);
+			rst_lazy_ps_free(p);
+			return ret;
+		}
+		p->n++;
+	}
+	p->nfree = p->n;
+	*out = p;
+	return 0;
+}
+
+int rst_lazy_ps_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
+{
+	struct rst_lazy_ps *p = arg;
+	struct ps_client *c;
+	int ret = 0;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->err && !p->nfree)
+		pthread_cond_wait(&p->cv, &p->lock);
+	if (p->err) {
+		ret = p->err;
+		pthread_mutex_unlock(&p->lock);
+		return ret;
+	}
+	c = p->c[--p->nfree];
+	pthread_mutex_unlock(&p->lock);
+
+	for (uint32_t done = 0; !ret && done < npages;) {
+		uint32_t k = npages - done;
+
+		if (k > WIRE_MAX_REQ_PAGES)
+			k = WIRE_MAX_REQ_PAGES;
+		ret = ps_client_fetch(c, addr + (uint64_t)done * HAUL_PAGE_SIZE, k,
+				      (char *)buf + (uint64_t)done * HAUL_PAGE_SIZE);
+		done += k;
+	}
+	/* -ESRCH would read as "the restored process exited" (lazy_int.h). */
+	if (ret == -ESRCH)
+		ret = -EHOSTDOWN;
+
+	pthread_mutex_lock(&p->lock);
+	p->c[p->nfree++] = c;
+	if (ret && !p->err) {
+		p->err = ret;
+		pr_err_r(ret, "page server %s stopped answering page requests", p->to);
+	}
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->lock);
+	return ret;
+}
+
+void rst_lazy_ps_free(struct rst_lazy_ps *p)
+{
+	if (!p)
+		return;
+	for (unsigned i = 0; i < p->n; i++)
+		ps_client_free(p->c[i]);
+	free(p->c);
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
 }
