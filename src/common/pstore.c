@@ -231,7 +231,7 @@ static int pmap_copy(const struct pmap *src, struct pmap *dst)
 {
 	int ret = pmap_init(dst, src->cap);
 
-	if (ret)
+	if (ret || !src->cap)
 		return ret;
 	memcpy(dst->keys, src->keys, src->cap * sizeof(*src->keys));
 	memcpy(dst->vals, src->vals, src->cap * sizeof(*src->vals));
