@@ -1,0 +1,97 @@
+/*
+ * rst_image.c - the restorer's checks that need no process: image parsing,
+ * clock offsets, and options refused before anything is forked.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "image.pb-c.h"
+#include "restore/restore.h"
+
+static uint64_t now_ns(clockid_t c)
+{
+	struct timespec ts;
+
+	clock_gettime(c, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/* A minimal valid ProcessState with the given clocks, packed into *@buf. */
+static size_t pack_state(uint64_t mono, uint64_t boot, uint8_t **buf)
+{
+	Haul__Img__ProcessState ps = HAUL__IMG__PROCESS_STATE__INIT;
+	Haul__Img__Regs regs = HAUL__IMG__REGS__INIT;
+	Haul__Img__MmMap mm = HAUL__IMG__MM_MAP__INIT;
+	Haul__Img__Creds creds = HAUL__IMG__CREDS__INIT;
+	size_t n;
+
+	ps.version = 1;
+	ps.kernel_release = "test";
+	ps.arch = "x86_64";
+	ps.pid = 42;
+	ps.comm = "unit";
+	ps.regs = &regs;
+	mm.exe = "/bin/true";
+	ps.mm = &mm;
+	ps.creds = &creds;
+	ps.cwd = "/";
+	ps.monotonic_ns = mono;
+	ps.boottime_ns = boot;
+	n = haul__img__process_state__get_packed_size(&ps);
+	*buf = malloc(n);
+	cr_assert(*buf);
+	return haul__img__process_state__pack(&ps, *buf);
+}
+
+Test(rst_image, clock_offsets_reject_a_corrupt_state)
+{
+	static const uint8_t junk[] = {0xff, 0xff, 0xff, 0x01, 0x02};
+	int64_t m, b;
+
+	cr_expect_eq(rst_image_clock_offsets(junk, sizeof(junk), &m, &b), -EBADMSG);
+}
+
+Test(rst_image, clock_offsets_make_clocks_continue_from_the_dump)
+{
+	uint64_t mono = now_ns(CLOCK_MONOTONIC) + 3600ULL * 1000000000ULL;
+	uint64_t boot =
+		now_ns(CLOCK_BOOTTIME) > 5000000000ULL ? now_ns(CLOCK_BOOTTIME) - 5000000000ULL : 0;
+	int64_t m, b;
+	uint8_t *buf;
+	size_t n = pack_state(mono, boot, &buf);
+
+	cr_assert_eq(rst_image_clock_offsets(buf, n, &m, &b), 0);
+	/* One hour ahead, five seconds behind, give or take the time this test takes. */
+	cr_expect(m > 3599LL * 1000000000LL && m <= 3600LL * 1000000000LL, "mono offset %lld",
+		  (long long)m);
+	cr_expect(b <= -5LL * 1000000000LL && b > -6LL * 1000000000LL, "boot offset %lld",
+		  (long long)b);
+	free(buf);
+}
+
+Test(rst_image, target_refuses_lazy_and_bad_pids_before_forking)
+{
+	struct rst_target_opts o = {.pid = 1234, .lazy = true};
+	struct rst_target *t = NULL;
+
+	cr_expect_eq(rst_target_new(&o, &t), -EOPNOTSUPP);
+	cr_expect_null(t);
+	o.lazy = false;
+	o.pid = 0;
+	cr_expect_eq(rst_target_new(&o, &t), -EINVAL);
+	o.pid = -5;
+	cr_expect_eq(rst_target_new(&o, &t), -EINVAL);
+	cr_expect_null(t);
+}
+
+Test(rst_image, precheck_of_a_missing_process_says_it_is_gone)
+{
+	char why[256];
+
+	/* PIDs above pid_max never exist. */
+	cr_expect_eq(rst_dump_precheck(0x7ffffff0, why, sizeof(why)), -ESRCH);
+	cr_expect(strstr(why, "gone"), "%s", why);
+}
