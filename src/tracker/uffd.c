@@ -33,9 +33,12 @@
 #define LOG_PREFIX "trk: "
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -57,18 +60,79 @@ struct uffd_state {
 	uint64_t warned_start; /* last unregistrable VMA we warned about */
 };
 
+/*
+ * The stop is a ping-pong of ptrace stops between two threads; on a busy
+ * machine each hop waits for a CPU and 0.1 ms becomes 5-40 ms (measured
+ * with the load at 2x the cores).  So both threads run SCHED_FIFO for the
+ * injection only: ours around it, the target's while it is attached, put
+ * back exactly (sched_getattr/setattr) before we detach.  Without
+ * CAP_SYS_NICE this quietly does nothing.  If we die in that window the
+ * kernel detaches us and the target runs on, at raised priority.
+ */
+struct trk_sched_attr {
+	uint32_t size, policy;
+	uint64_t flags;
+	int32_t nice;
+	uint32_t priority;
+	uint64_t runtime, deadline, period;
+	uint32_t util_min, util_max;
+};
+
+#define BOOST_PRIO 10
+
+static bool sched_boost(pid_t tid, struct trk_sched_attr *saved)
+{
+	struct trk_sched_attr a = {.size = sizeof(a), .policy = SCHED_FIFO, .priority = BOOST_PRIO};
+
+	memset(saved, 0, sizeof(*saved));
+	if (syscall(SYS_sched_getattr, tid, saved, sizeof(*saved), 0) < 0)
+		return false;
+	return syscall(SYS_sched_setattr, tid, &a, 0) == 0;
+}
+
+static void sched_restore(pid_t tid, struct trk_sched_attr *saved)
+{
+	saved->size = sizeof(*saved);
+	if (syscall(SYS_sched_setattr, tid, saved, 0) < 0)
+		pr_warn("cannot restore the scheduling policy of thread %d: %s", (int)tid,
+			strerror(errno));
+}
+
 /* Create the uffd inside @tid and pull it out. */
 static int steal_uffd(struct trk *t, pid_t tid, int *out)
 {
-	uint64_t args[6] = {O_CLOEXEC | O_NONBLOCK};
+	uint64_t args[6] = {O_CLOEXEC | O_NONBLOCK}, sc_addr;
+	struct trk_sched_attr saved, self_saved;
+	bool boosted = false, self_boosted;
 	struct rsys r;
 	long rfd = -1, rv;
-	double t0 = trk_now_ms(), stopped;
+	double t0 = 0, stopped;
 	int ret, fd = -1;
 
-	ret = rsys_seize(&r, tid);
+	/*
+	 * Find the vDSO's syscall instruction while the target still runs (it
+	 * stays put until exec), so the stop covers only the three syscalls.
+	 */
+	ret = rsys_find_vdso_syscall(tid, &sc_addr);
 	if (ret)
 		return ret;
+	self_boosted = sched_boost(0, &self_saved);
+	if (ptrace(PTRACE_SEIZE, tid, 0, PTRACE_O_TRACESYSGOOD) < 0) {
+		ret = -errno;
+		pr_err_r(ret, "cannot attach to pid %d (traced by someone else, or gone?)",
+			 (int)tid);
+		goto unboost_self;
+	}
+	boosted = self_boosted && sched_boost(tid, &saved);
+	t0 = trk_now_ms();
+	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0)
+		ret = -errno;
+	if (!ret)
+		ret = rsys_wait_event_stop(tid);
+	if (!ret)
+		ret = rsys_attach_stopped(&r, tid, sc_addr);
+	if (ret)
+		goto detach;
 	ret = rsys_call(&r, SYS_userfaultfd, args, &rfd);
 	if (!ret && rfd < 0) {
 		ret = (int)rfd;
@@ -88,10 +152,17 @@ static int steal_uffd(struct trk *t, pid_t tid, int *out)
 	}
 	if (rsys_release(&r) && !ret)
 		ret = -EIO;
+detach:
+	if (boosted)
+		sched_restore(tid, &saved);
+	ptrace(PTRACE_DETACH, tid, 0, 0);
 	stopped = trk_now_ms() - t0;
 	if (stopped > t->stop_ms)
 		t->stop_ms = stopped;
 	pr_debug("pid %d stopped for %.3f ms to create its userfaultfd", (int)t->pid, stopped);
+unboost_self:
+	if (self_boosted)
+		sched_restore(0, &self_saved);
 	if (ret) {
 		if (fd >= 0)
 			close(fd);
@@ -372,6 +443,18 @@ static int uffd_scan(struct trk *t, const struct haul_layout *cur, const struct 
 			} else if (ret == -ENOMEM) {
 				/* no longer one mapping: the next round's layout shows it */
 				ret = 0;
+			} else if ((ret == -EINVAL || ret == -EPERM) && !(v->prot & PROT_WRITE) &&
+				   (v->flags & HAUL_VMA_SHARED)) {
+				/*
+				 * A read-only shared file mapping opened O_RDONLY (no
+				 * VM_MAYWRITE: it can never become writable) cannot be
+				 * protected, and needs not be: this process cannot
+				 * change it.  Sent once, when new.
+				 */
+				ret = overlaps(fresh, v->start, v->end)
+					      ? trk_rl_add(&out->written, v->start,
+							   haul_vma_pages(v))
+					      : 0;
 			} else if (ret == -EINVAL || ret == -EPERM) {
 				ret = send_whole(t, st, v, out);
 			}

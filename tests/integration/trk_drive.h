@@ -7,6 +7,7 @@
 #define HAUL_TESTS_TRK_DRIVE_H
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -323,6 +324,8 @@ static int td_scenario(struct td *d, enum trk_backend b, bool populated, struct 
 		TD_FAIL("trk_open(%s): %s", trk_backend_name(b), strerror(-ret));
 	if (b == TRK_UFFD && td_has_uffd(d->pid))
 		TD_FAIL("the target holds a userfaultfd after trk_open");
+	if (sched_getscheduler(d->pid) != SCHED_OTHER)
+		TD_FAIL("the target's scheduling policy changed under tracking");
 
 	/* round 1: every populated page */
 	ret = td_round(t, &r, s);
