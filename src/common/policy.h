@@ -37,8 +37,10 @@
 #define HAUL_CG_PARENT "haul"
 /* cpu.max period while throttling: short, so a throttled workload stalls at most ~20 ms. */
 #define HAUL_MIG_THROTTLE_PERIOD_US 20000
-/* Smallest quota written: the kernel refuses < 1 ms, and 1 ms is already 95% throttle. */
+/* Smallest quota the kernel takes (1 ms); deeper throttles stretch the period instead. */
 #define HAUL_MIG_THROTTLE_MIN_QUOTA_US 1000
+/* Longest period the kernel takes (1 s); 99% of one CPU needs 100 ms. */
+#define HAUL_MIG_THROTTLE_MAX_PERIOD_US 1000000
 /* First throttle step and each further step, as QEMU's auto-converge (20%, +10%). */
 #define HAUL_MIG_THROTTLE_INITIAL 20
 #define HAUL_MIG_THROTTLE_STEP 10

@@ -355,9 +355,16 @@ int haul_cg_throttle(struct haul_cg *cg, unsigned pct, double cpus)
 		return -EOPNOTSUPP;
 	if (cpus < 0.05)
 		cpus = 0.05;
-	quota = (long)(period * cpus * (100 - (pct > 99 ? 99 : pct)) / 100);
-	if (quota < HAUL_MIG_THROTTLE_MIN_QUOTA_US)
+	if (pct > HAUL_MIG_THROTTLE_MAX)
+		pct = HAUL_MIG_THROTTLE_MAX;
+	quota = (long)(period * cpus * (100 - pct) / 100);
+	if (quota < HAUL_MIG_THROTTLE_MIN_QUOTA_US) {
+		/* the kernel refuses quotas under 1 ms: stretch the period instead */
 		quota = HAUL_MIG_THROTTLE_MIN_QUOTA_US;
+		period = (long)(quota * 100 / ((100 - pct) * cpus));
+		if (period > HAUL_MIG_THROTTLE_MAX_PERIOD_US)
+			period = HAUL_MIG_THROTTLE_MAX_PERIOD_US;
+	}
 	if (cg->v2_cpu) {
 		if (pct)
 			snprintf(v, sizeof(v), "%ld %ld", quota, period);

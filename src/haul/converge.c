@@ -11,8 +11,9 @@
  *               latest round only, so a throttle shows at once).
  * Expected downtime if we froze now:
  *   fixed (freeze + seize + state + restore) + latency
- *   + dirty rate * (time since this round's scan) / bandwidth
- * since everything written since the last scan must be sent frozen.
+ *   + max(dirty rate * time since this round's scan, this round's bytes) / bandwidth
+ * since everything written since the last scan must be sent frozen, and a
+ * hot working set is rewritten whole however short the interval.
  * Switch over when that is within the target.  When a round does not shrink
  * below HAUL_MIG_SHRINK_PCT of the previous one (the dirty rate is close to
  * or above the bandwidth), ask for a CPU throttle: 20%, then +10% every round
@@ -45,6 +46,7 @@ double haul_conv_downtime_ms(const struct haul_conv *c, double bytes)
 
 enum haul_conv_action haul_conv_update(struct haul_conv *c, const struct haul_conv_sample *s)
 {
+	double final;
 	bool shrank;
 
 	c->rounds++;
@@ -66,7 +68,16 @@ enum haul_conv_action haul_conv_update(struct haul_conv *c, const struct haul_co
 	/* round 1 sends every populated page: not a rate */
 	if (c->rounds > 1 && s->scan_gap_s > 0)
 		c->dirty_rate = s->dirty_bytes / s->scan_gap_s;
-	c->expected_ms = haul_conv_downtime_ms(c, c->dirty_rate * s->since_scan_s);
+	/*
+	 * What the frozen round will find: at least the rate times the time since
+	 * the scan, and, because a hot set saturates (a longer interval finds
+	 * hardly more pages), no less than this round found.  For a converging
+	 * workload this costs one extra, small round; for a hot set it is exact.
+	 */
+	final = c->dirty_rate * s->since_scan_s;
+	if (c->rounds > 1 && final < s->dirty_bytes)
+		final = s->dirty_bytes;
+	c->expected_ms = haul_conv_downtime_ms(c, final);
 
 	shrank = c->rounds <= 2 || s->dirty_bytes * 100 < c->prev_dirty * HAUL_MIG_SHRINK_PCT;
 	c->prev_dirty = s->dirty_bytes;

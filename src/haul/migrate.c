@@ -20,8 +20,9 @@
  *     state and send it; ask the cgroup to freeze again and rst_release
  *     (tasks in ptrace-stop count as frozen: no user instruction runs in
  *     between); tell the guardian "in doubt"; ps_client_restore.
- *  6. commit: once the target reports the process running, SIGKILL the
- *     source, thaw it so that it dies, wait for it, ps_client_commit.
+ *  6. commit: once the target reports the process running, ps_client_commit
+ *     (the target keeps it from then on), then SIGKILL the source and thaw
+ *     it so that it dies.
  *  Any failure before the restore command thaws the source (undo) and
  *  closes the session (the target discards its stub).  A refused restore
  *  does the same.  A restore command whose reply never comes is in doubt:
@@ -31,7 +32,7 @@
  * frozen.  It is the baseline the benchmarks compare against.
  *
  * Fault injection for the crash-point tests: HAUL_FAULT=stall:POINT[:MS]
- * stops at POINT (precopy, frozen, seized, state, restored) for MS ms
+ * stops at POINT (precopy, frozen, seized, state, restored, committed) for MS ms
  * (default 30000) after printing "fault: stalled at POINT", so a test can
  * kill haul or the page server there; HAUL_FAULT=corrupt-state damages the
  * state blob so that the target refuses the restore.
@@ -518,20 +519,30 @@ static int switchover(struct mig *m)
 	}
 	res->downtime_ms = haul_now_ms() - res->t_freeze;
 	res->target_pid = rr.pid;
-	ret = fault_point(m, "restored");
-	if (ret == -EINTR)
-		ret = 0; /* past the commit point an interrupt changes nothing */
+	/* from here an interrupt changes nothing: the stall only ends sooner */
+	fault_point(m, "restored");
 
-	/* commit: the target runs it; the source must die */
+	/*
+	 * Commit before killing: a target that never hears the commit kills its
+	 * copy when the session closes, so the source must still exist then.
+	 * Once the commit is acknowledged the target keeps the process, and the
+	 * source must die.  A commit without an answer is in doubt.
+	 */
+	ret = ps_client_commit(m->client);
+	if (ret) {
+		pr_err_r(ret,
+			 "%s did not acknowledge the commit of pid %d: the source stays frozen in "
+			 "'%s'. If the process runs on %s, kill the source (kill -9 %d, then write "
+			 "0 to cgroup.freeze); if not, thaw it (write 0 to cgroup.freeze)",
+			 m->o->to, m->pid, m->cg.freezer_dir, m->o->to, m->pid);
+		return ret;
+	}
+	fault_point(m, "committed");
 	t = haul_now_ms();
 	kill_source(m);
 	res->kill_ms = haul_now_ms() - t;
 	res->indoubt = false;
 	res->committed = true;
-	ret = ps_client_commit(m->client);
-	if (ret)
-		pr_warn_r(ret, "%s did not confirm the commit of pid %d; it runs there anyway",
-			  m->o->to, m->pid);
 	return 0;
 }
 

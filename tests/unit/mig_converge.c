@@ -52,7 +52,7 @@ Test(mig_converge, expected_downtime_is_fixed_cost_plus_dirty_since_scan_over_ba
 {
 	struct haul_conv c;
 	struct haul_conv_sample s = {
-		.dirty_bytes = 64 * MiB, .scan_gap_s = 1, .send_s = 0.1, .since_scan_s = 0.5};
+		.dirty_bytes = 16 * MiB, .scan_gap_s = 0.25, .send_s = 0, .since_scan_s = 0.5};
 
 	haul_conv_init(&c, 1, 5, 30);
 	round_at(&c, 640 * MiB, 640 * MiB, 0, 0); /* bw 640 MiB/s */
@@ -60,6 +60,19 @@ Test(mig_converge, expected_downtime_is_fixed_cost_plus_dirty_since_scan_over_ba
 	/* 64 MiB/s dirty for 0.5 s = 32 MiB, at 640 MiB/s = 50 ms, + 5 ms fixed */
 	cr_assert_float_eq(c.dirty_rate, 64 * MiB, 1);
 	cr_assert(c.expected_ms > 54 && c.expected_ms < 56, "expected %f", c.expected_ms);
+}
+
+Test(mig_converge, a_hot_set_is_expected_whole_however_short_the_interval)
+{
+	struct haul_conv c;
+	struct haul_conv_sample s = {
+		.dirty_bytes = 64 * MiB, .scan_gap_s = 1, .send_s = 0, .since_scan_s = 0.1};
+
+	haul_conv_init(&c, 1, 5, 30);
+	round_at(&c, 640 * MiB, 640 * MiB, 0, 0);
+	haul_conv_update(&c, &s);
+	/* the rate says 6.4 MiB in 0.1 s, but the round found 64 MiB: 100 ms + 5 */
+	cr_assert(c.expected_ms > 104 && c.expected_ms < 106, "expected %f", c.expected_ms);
 }
 
 Test(mig_converge, converging_rounds_continue_then_switch)

@@ -1,0 +1,228 @@
+/*
+ * mig_crash.c - the crash points of a migration (DESIGN.md "Migration
+ * protocol ... crash points"): whatever dies, exactly one copy runs
+ * afterwards, with its memory intact.  HAUL_FAULT=stall:POINT parks haul at
+ * a point so that the test can kill something exactly there.
+ */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "haul/haul_int.h"
+#include "th_mig.h"
+
+static struct th_mig M;
+
+static void teardown(void)
+{
+	th_mig_teardown(&M);
+}
+
+/* Start haul migrate with HAUL_FAULT=@fault and wait until it stalls at its point. */
+static pid_t haul_stalled(const char *fault, const char *const extra[], int *fd)
+{
+	char needle[64];
+	pid_t pid;
+
+	setenv("HAUL_FAULT", fault, 1);
+	pid = th_mig_haul(&M, fd, extra);
+	unsetenv("HAUL_FAULT");
+	cr_assert_gt(pid, 0);
+	snprintf(needle, sizeof(needle), "stalled at");
+	cr_assert_eq(th_wait_line(*fd, needle, 30000, NULL, 0), 0, "haul never reached %s", fault);
+	return pid;
+}
+
+/* The source copy runs on, intact, alone. */
+static void assert_source_runs(void)
+{
+	cr_assert(th_mig_ticking(&M, M.net_a, 3000), "the source does not run");
+	cr_assert(th_mig_verify(&M), "the source's memory is not intact");
+	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy");
+}
+
+static void start(int mem)
+{
+	th_mig_setup(&M, 0);
+	th_mig_workload(&M, mem, 16, 0);
+}
+
+Test(mig_crash, page_server_killed_mid_round, .fini = teardown, .timeout = 60)
+{
+	int fd;
+	pid_t haul;
+
+	start(64);
+	haul = haul_stalled("stall:precopy:1500", NULL, &fd);
+	th_kill(M.ps_pid, SIGKILL, 2000);
+	M.ps_pid = 0;
+	cr_assert_eq(th_wait_exit(haul, 30000), 1, "haul did not fail cleanly");
+	close(fd);
+	assert_source_runs();
+}
+
+Test(mig_crash, page_server_interrupted_mid_round, .fini = teardown, .timeout = 60)
+{
+	int fd;
+	pid_t haul;
+
+	start(64);
+	haul = haul_stalled("stall:precopy:1500", NULL, &fd);
+	th_kill(M.ps_pid, SIGINT, 5000);
+	M.ps_pid = 0;
+	cr_assert_eq(th_wait_exit(haul, 30000), 1, "haul did not fail cleanly");
+	close(fd);
+	assert_source_runs();
+}
+
+Test(mig_crash, link_down_mid_round, .fini = teardown, .timeout = 60)
+{
+	const char *extra[] = {"--timeout", "2000", NULL};
+	int fd;
+	pid_t haul;
+
+	start(64);
+	haul = haul_stalled("stall:precopy:1000", extra, &fd);
+	cr_assert_eq(th_net_link(&M.net, false), 0);
+	cr_assert_eq(th_wait_exit(haul, 40000), 1, "haul did not give up on a dead link");
+	close(fd);
+	assert_source_runs();
+}
+
+Test(mig_crash, restore_refused_thaws_the_source, .fini = teardown, .timeout = 60)
+{
+	int fd;
+	pid_t haul;
+
+	start(32);
+	setenv("HAUL_FAULT", "corrupt-state", 1);
+	haul = th_mig_haul(&M, &fd, NULL);
+	unsetenv("HAUL_FAULT");
+	cr_assert_eq(th_wait_exit(haul, 40000), 1, "a refused restore did not fail");
+	close(fd);
+	assert_source_runs();
+}
+
+Test(mig_crash, haul_interrupted_while_frozen, .fini = teardown, .timeout = 60)
+{
+	int fd;
+	pid_t haul;
+
+	start(32);
+	haul = haul_stalled("stall:frozen", NULL, &fd);
+	kill(haul, SIGINT);
+	cr_assert_eq(th_wait_exit(haul, 20000), 1);
+	close(fd);
+	assert_source_runs();
+}
+
+Test(mig_crash, haul_interrupted_mid_round, .fini = teardown, .timeout = 60)
+{
+	int fd;
+	pid_t haul;
+
+	start(32);
+	haul = haul_stalled("stall:precopy", NULL, &fd);
+	kill(haul, SIGINT);
+	cr_assert_eq(th_wait_exit(haul, 20000), 1);
+	close(fd);
+	assert_source_runs();
+}
+
+Test(mig_crash, haul_killed_while_frozen, .fini = teardown, .timeout = 60)
+{
+	int fd;
+	pid_t haul;
+
+	start(32);
+	haul = haul_stalled("stall:frozen", NULL, &fd);
+	kill(haul, SIGKILL);
+	th_wait_exit(haul, 5000);
+	close(fd);
+	assert_source_runs();
+}
+
+Test(mig_crash, haul_killed_while_seized, .fini = teardown, .timeout = 60)
+{
+	int fd;
+	pid_t haul;
+
+	start(32);
+	haul = haul_stalled("stall:seized", NULL, &fd);
+	kill(haul, SIGKILL);
+	th_wait_exit(haul, 5000);
+	close(fd);
+	assert_source_runs();
+}
+
+Test(mig_crash, haul_killed_with_the_state_sent, .fini = teardown, .timeout = 60)
+{
+	int fd;
+	pid_t haul;
+
+	start(32);
+	haul = haul_stalled("stall:state", NULL, &fd);
+	kill(haul, SIGKILL);
+	th_wait_exit(haul, 5000);
+	close(fd);
+	assert_source_runs();
+}
+
+/* The operator's move for an in-doubt source (DESIGN.md): thaw it, or kill it. */
+static void resolve_in_doubt(bool target_runs)
+{
+	struct haul_cg_mounts mnt;
+	char dir[PATH_MAX + 64];
+
+	cr_assert_eq(haul_cg_probe(&mnt), 0);
+	snprintf(dir, sizeof(dir), "%s/haul/mig-%d", mnt.v2[0] ? mnt.v2 : mnt.v1_freezer, M.wl_pid);
+	if (target_runs)
+		kill(M.wl_pid, SIGKILL);
+	cr_assert_eq(haul_cg_write(dir, mnt.v2[0] ? "cgroup.freeze" : "freezer.state",
+				   mnt.v2[0] ? "0" : "THAWED"),
+		     0);
+	if (target_runs)
+		th_wait_exit(M.wl_pid, 2000);
+}
+
+Test(mig_crash, haul_killed_between_resume_and_commit_never_runs_two, .fini = teardown,
+     .timeout = 60)
+{
+	bool target_runs;
+	int fd;
+	pid_t haul;
+
+	start(32);
+	haul = haul_stalled("stall:restored", NULL, &fd);
+	kill(haul, SIGKILL);
+	th_wait_exit(haul, 5000);
+	close(fd);
+	/* in doubt: the source stays frozen whatever the target does */
+	target_runs = th_mig_ticking(&M, M.net_b, 1500);
+	cr_assert_not(th_mig_ticking(&M, M.net_a, 500), "the in-doubt source runs");
+	cr_assert_geq(th_mig_copies(&M), 1, "no copy left at all");
+	resolve_in_doubt(target_runs);
+	cr_assert(th_mig_ticking(&M, target_runs ? M.net_b : M.net_a, 3000));
+	cr_assert(th_mig_verify(&M), "memory is not intact");
+	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy");
+}
+
+Test(mig_crash, haul_killed_after_commit_leaves_the_target_running, .fini = teardown, .timeout = 60)
+{
+	int fd;
+	pid_t haul;
+
+	start(32);
+	haul = haul_stalled("stall:committed", NULL, &fd);
+	kill(haul, SIGKILL);
+	th_wait_exit(haul, 5000);
+	close(fd);
+	cr_assert(th_mig_ticking(&M, M.net_b, 3000), "the committed target does not run");
+	cr_assert_not(th_mig_ticking(&M, M.net_a, 500), "both copies run");
+	resolve_in_doubt(true);
+	cr_assert(th_mig_verify(&M));
+	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy");
+}

@@ -1,0 +1,115 @@
+/*
+ * mig_e2e.c - live migrations between two network namespaces: the workload
+ * keeps writing while haul moves it, and must carry on in the target
+ * namespace with every page intact, its progress counter continuing, and
+ * exactly one copy left.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "th_mig.h"
+
+static struct th_mig M;
+
+static void teardown(void)
+{
+	th_mig_teardown(&M);
+}
+
+/* Run haul migrate to completion; its exit status. Prints its output on failure. */
+static int migrate(const char *const extra[], int timeout_ms)
+{
+	char line[512];
+	int fd, st;
+	pid_t pid = th_mig_haul(&M, &fd, extra);
+
+	cr_assert_gt(pid, 0);
+	st = th_wait_exit(pid, timeout_ms);
+	if (st) {
+		while (th_wait_line(fd, "", 10, line, sizeof(line)) == 0)
+			cr_log_info("haul: %s", line);
+	}
+	close(fd);
+	if (st == -ETIMEDOUT)
+		th_kill(pid, SIGKILL, 1000);
+	return st;
+}
+
+/* After a migration: ticks come from B, progress went on, memory verifies, one copy. */
+static void assert_moved(long seq_before)
+{
+	cr_assert(th_mig_ticking(&M, M.net_b, 3000), "the workload does not tick in the target");
+	cr_assert_not(th_mig_ticking(&M, M.net_a, 300), "the source still ticks");
+	cr_assert_gt(th_mig_seq(&M), seq_before, "progress went backwards");
+	cr_assert(th_mig_verify(&M), "memory is not intact after the move");
+	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy");
+}
+
+Test(mig_e2e, moves_a_writing_workload_with_its_memory_intact, .fini = teardown, .timeout = 90)
+{
+	const char *extra[] = {"--downtime", "100", NULL};
+	long seq;
+
+	th_mig_setup(&M, 0);
+	th_mig_workload(&M, 64, 16, 0);
+	usleep(300000);
+	seq = th_mig_seq(&M);
+	cr_assert_eq(migrate(extra, 60000), 0, "haul migrate failed");
+	assert_moved(seq);
+	cr_assert_geq(th_mig_json(&M, "rounds"), 2);
+	cr_assert_gt(th_mig_json(&M, "downtime_ms"), 0);
+	cr_assert_geq(th_mig_json(&M, "pages_sent"), 64 * 256);
+}
+
+Test(mig_e2e, moves_over_a_link_capped_at_1gbit, .fini = teardown, .timeout = 120)
+{
+	const char *extra[] = {"--downtime", "200", "--compress", "none", NULL};
+	long seq;
+
+	th_mig_setup(&M, 1000);
+	th_mig_workload(&M, 96, 8, 0);
+	usleep(300000);
+	seq = th_mig_seq(&M);
+	cr_assert_eq(migrate(extra, 90000), 0, "haul migrate failed");
+	assert_moved(seq);
+	/* 96 MiB over 125 MB/s cannot take less than ~0.8 s */
+	cr_assert_gt(th_mig_json(&M, "total_ms"), 700);
+}
+
+Test(mig_e2e, non_converging_workload_meets_its_downtime_by_throttling, .fini = teardown,
+     .timeout = 120)
+{
+	const char *extra[] = {"--downtime", "100",  "--bandwidth", "60M",
+			       "--compress", "none", NULL};
+	double dt;
+	long seq;
+
+	th_mig_setup(&M, 0);
+	/* unbounded writes over 8 MiB: GB/s, far more than the 60 MB/s link */
+	th_mig_workload(&M, 32, -1, 8);
+	usleep(300000);
+	seq = th_mig_seq(&M);
+	cr_assert_eq(migrate(extra, 100000), 0, "haul migrate failed");
+	assert_moved(seq);
+	cr_assert_gt(th_mig_json(&M, "throttle_max_pct"), 0, "it converged without throttling?");
+	dt = th_mig_json(&M, "downtime_ms");
+	cr_assert(dt > 0 && dt <= 100 * 1.5, "downtime %.1f ms for a 100 ms target", dt);
+}
+
+Test(mig_e2e, stop_and_copy_moves_the_workload_too, .fini = teardown, .timeout = 90)
+{
+	const char *extra[] = {"--stop-and-copy", NULL};
+	long seq;
+
+	th_mig_setup(&M, 0);
+	th_mig_workload(&M, 32, 16, 0);
+	usleep(300000);
+	seq = th_mig_seq(&M);
+	cr_assert_eq(migrate(extra, 60000), 0, "haul migrate failed");
+	assert_moved(seq);
+	cr_assert_eq(th_mig_json(&M, "rounds"), 1);
+}
