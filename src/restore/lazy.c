@@ -1043,6 +1043,49 @@ err:
 	return ret;
 }
 
+int rst_lazy_attach(struct rsys *r, pid_t pid, const struct haul_layout *l,
+		    const struct rst_lazy_source *src, struct haul_layout *lazy,
+		    struct rst_lazy **out)
+{
+	struct rst_lazy_opts o = {.uffd = -1, .pid = pid, .vmas = lazy, .src = *src};
+	int ret;
+
+	lazy->n = 0;
+	lazy->v = calloc(l->n ? l->n : 1, sizeof(*lazy->v));
+	if (!lazy->v)
+		return -ENOMEM;
+	for (size_t i = 0; i < l->n; i++) {
+		struct haul_vma *v = &lazy->v[lazy->n];
+
+		if (!rst_lazy_vma_ok(&l->v[i]))
+			continue;
+		*v = l->v[i];
+		v->path = l->v[i].path ? strdup(l->v[i].path) : NULL;
+		if (l->v[i].path && !v->path) {
+			ret = -ENOMEM;
+			goto err;
+		}
+		lazy->n++;
+	}
+	ret = rst_lazy_uffd_create(r, lazy, &o.uffd);
+	if (ret)
+		goto err;
+	ret = rst_lazy_new(&o, out);
+	if (ret)
+		goto err;
+	ret = rst_lazy_start(*out);
+	if (ret) {
+		/* The stub never ran: it is killed, and the restore fails anyway. */
+		rst_lazy_free(*out);
+		*out = NULL;
+		goto err;
+	}
+	return 0;
+err:
+	haul_layout_release(lazy);
+	return ret;
+}
+
 int rst_lazy_new(const struct rst_lazy_opts *o, struct rst_lazy **out)
 {
 	struct rst_lazy *lz = calloc(1, sizeof(*lz));

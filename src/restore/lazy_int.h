@@ -103,6 +103,19 @@ bool rst_lazy_vma_ok(const struct haul_vma *v);
  */
 int rst_lazy_uffd_create(struct rsys *r, const struct haul_layout *vmas, int *uffd);
 
+/*
+ * The restore target's one call (rst_target_resume, with the address space
+ * final and before any other injected syscall): the VMAs of @l that can be
+ * lazy (rst_lazy_vma_ok) are registered through @r, the fault server is
+ * created for process @pid with @src and started.  *@lazy then holds the
+ * VMAs made lazy (haul_layout_release() it): every other VMA's pages must be
+ * written before resume as in pre-copy.  0 or -errno (nothing is left
+ * registered on failure).
+ */
+int rst_lazy_attach(struct rsys *r, pid_t pid, const struct haul_layout *l,
+		    const struct rst_lazy_source *src, struct haul_layout *lazy,
+		    struct rst_lazy **out);
+
 /* Take ownership of @o->uffd (closed on failure too). 0 or -errno. */
 int rst_lazy_new(const struct rst_lazy_opts *o, struct rst_lazy **out);
 

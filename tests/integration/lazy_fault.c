@@ -269,16 +269,29 @@ static struct rst_lazy *make_lazy(struct fixture *f, struct src *s, unsigned fet
 
 	usleep(10000); /* let the child block in read() */
 	cr_assert_eq(rsys_seize(&r, f->pid), 0);
-	ret = rst_lazy_uffd_create(&r, &l, &o.uffd);
+	if (!fetchers) {
+		/* The restorer's path: one call, the lazy VMAs picked from the layout. */
+		struct haul_layout lazy;
+
+		ret = rst_lazy_attach(&r, f->pid, &l, &o.src, &lazy, &lz);
+		if (!ret) {
+			cr_assert_eq(lazy.n, 1);
+			haul_layout_release(&lazy);
+		}
+	} else {
+		ret = rst_lazy_uffd_create(&r, &l, &o.uffd);
+		if (!ret)
+			ret = rst_lazy_new(&o, &lz);
+		if (!ret)
+			ret = rst_lazy_start(lz);
+	}
 	cr_assert_eq(rsys_release(&r), 0);
 	if (ret == -EOPNOTSUPP || ret == -EPERM) {
 		kill(f->pid, SIGKILL);
 		waitpid(f->pid, NULL, 0);
 		cr_skip_test("userfaultfd with missing faults and events is not available here");
 	}
-	cr_assert_eq(ret, 0, "rst_lazy_uffd_create: %s", strerror(-ret));
-	cr_assert_eq(rst_lazy_new(&o, &lz), 0);
-	cr_assert_eq(rst_lazy_start(lz), 0);
+	cr_assert_eq(ret, 0, "making pid %d lazy: %s", f->pid, strerror(-ret));
 	return lz;
 }
 
