@@ -33,7 +33,7 @@ struct td {
 	int nreg;
 };
 
-static int td_io(int fd, void *buf, size_t len, bool wr)
+static inline int td_io(int fd, void *buf, size_t len, bool wr)
 {
 	char *p = buf;
 
@@ -49,8 +49,8 @@ static int td_io(int fd, void *buf, size_t len, bool wr)
 }
 
 /* One command; returns the target's status, or -errno when the pipe broke. */
-static int64_t td_cmd(struct td *d, uint32_t op, uint64_t arg, const uint64_t *v, uint32_t n,
-		      uint64_t *out, uint64_t maxout)
+static inline int64_t td_cmd(struct td *d, uint32_t op, uint64_t arg, const uint64_t *v, uint32_t n,
+			     uint64_t *out, uint64_t maxout)
 {
 	struct tt_req q = {op, n, arg};
 	struct tt_reply r;
@@ -75,7 +75,7 @@ static int64_t td_cmd(struct td *d, uint32_t op, uint64_t arg, const uint64_t *v
 	return r.status;
 }
 
-static int td_info(struct td *d)
+static inline int td_info(struct td *d)
 {
 	uint64_t out[1 + (TT_NKINDS + 8) * 3 + 3] = {0};
 	int64_t st = td_cmd(d, TT_INFO, 0, NULL, 0, out, sizeof(out) / 8);
@@ -94,7 +94,7 @@ static int td_info(struct td *d)
 }
 
 /* Start @bin -d (not our child: it double-forks) and learn its regions. */
-static int td_start(struct td *d, const char *bin)
+static inline int td_start(struct td *d, const char *bin)
 {
 	int to[2], from[2], st;
 	pid_t c;
@@ -121,7 +121,7 @@ static int td_start(struct td *d, const char *bin)
 	return td_info(d);
 }
 
-static void td_stop(struct td *d)
+static inline void td_stop(struct td *d)
 {
 	if (d->pid > 0)
 		kill(d->pid, SIGKILL);
@@ -134,7 +134,7 @@ static void td_stop(struct td *d)
 }
 
 /* Whether the round's dirty ranges hold @addr (binary search). */
-static bool td_dirty_has(const struct trk_round *r, uint64_t addr)
+static inline bool td_dirty_has(const struct trk_round *r, uint64_t addr)
 {
 	size_t lo = 0, hi = r->ndirty;
 
@@ -149,7 +149,7 @@ static bool td_dirty_has(const struct trk_round *r, uint64_t addr)
 	return lo < r->ndirty && r->dirty[lo].start <= addr;
 }
 
-static bool td_gone_has(const struct trk_round *r, uint64_t addr)
+static inline bool td_gone_has(const struct trk_round *r, uint64_t addr)
 {
 	for (size_t i = 0; i < r->ngone; i++)
 		if (addr >= r->gone[i].start && addr < r->gone[i].start + r->gone[i].npages * TD_PG)
@@ -158,8 +158,8 @@ static bool td_gone_has(const struct trk_round *r, uint64_t addr)
 }
 
 /* Pages of the test regions reported dirty though not in @set (sorted). */
-static uint64_t td_false_positives(const struct td *d, const struct trk_round *r,
-				   const uint64_t *set, size_t n)
+static inline uint64_t td_false_positives(const struct td *d, const struct trk_round *r,
+					  const uint64_t *set, size_t n)
 {
 	uint64_t fp = 0;
 
@@ -184,7 +184,7 @@ static uint64_t td_false_positives(const struct td *d, const struct trk_round *r
 	return fp;
 }
 
-static int td_cmp64(const void *a, const void *b)
+static inline int td_cmp64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 
@@ -192,8 +192,8 @@ static int td_cmp64(const void *a, const void *b)
 }
 
 /* A random set of about @permille of every region's pages, sorted. */
-static size_t td_random_set(const struct td *d, unsigned int permille, unsigned int *seed,
-			    uint64_t **out)
+static inline size_t td_random_set(const struct td *d, unsigned int permille, unsigned int *seed,
+				   uint64_t **out)
 {
 	size_t n = 0, cap = 0;
 	uint64_t *v = NULL;
@@ -211,7 +211,7 @@ static size_t td_random_set(const struct td *d, unsigned int permille, unsigned 
 }
 
 /* Pages of @set missing from the round. */
-static size_t td_missed(const struct trk_round *r, const uint64_t *set, size_t n)
+static inline size_t td_missed(const struct trk_round *r, const uint64_t *set, size_t n)
 {
 	size_t missed = 0;
 
@@ -226,7 +226,7 @@ static size_t td_missed(const struct trk_round *r, const uint64_t *set, size_t n
 }
 
 /* Whether the target holds a userfaultfd (it must not, ever). */
-static bool td_has_uffd(pid_t pid)
+static inline bool td_has_uffd(pid_t pid)
 {
 	char path[64], link[128];
 	bool found = false;
@@ -257,7 +257,7 @@ struct td_stats {
 		goto out;                                                                          \
 	} while (0)
 
-static int td_round(struct trk *t, struct trk_round *r, struct td_stats *s)
+static inline int td_round(struct trk *t, struct trk_round *r, struct td_stats *s)
 {
 	int ret = trk_round(t, r);
 
@@ -270,7 +270,7 @@ static int td_round(struct trk *t, struct trk_round *r, struct td_stats *s)
 	return ret;
 }
 
-static int td_region_index(const struct td *d, uint64_t kind)
+static inline int td_region_index(const struct td *d, uint64_t kind)
 {
 	for (int i = 0; i < d->nreg; i++)
 		if (d->reg[i].kind == kind)
@@ -279,8 +279,8 @@ static int td_region_index(const struct td *d, uint64_t kind)
 }
 
 /* Write @set, run a round, and count what it missed. */
-static int td_write_round(struct td *d, struct trk *t, const uint64_t *set, size_t n,
-			  struct td_stats *s, size_t *missed)
+static inline int td_write_round(struct td *d, struct trk *t, const uint64_t *set, size_t n,
+				 struct td_stats *s, size_t *missed)
 {
 	struct trk_round r;
 	int64_t st = td_cmd(d, TT_WRITE, 0, set, (uint32_t)n, NULL, 0);
@@ -305,8 +305,8 @@ static int td_write_round(struct td *d, struct trk *t, const uint64_t *set, size
  * address, MADV_DONTNEED, fork; the target's own checksums; and that it runs
  * on untouched after trk_free().  Returns 0, or -1 with @err set.
  */
-static int td_scenario(struct td *d, enum trk_backend b, bool populated, struct td_stats *s,
-		       char *err, size_t errlen)
+static inline int td_scenario(struct td *d, enum trk_backend b, bool populated, struct td_stats *s,
+			      char *err, size_t errlen)
 {
 	static const unsigned int permille[] = {10, 100, 50, 300, 1};
 	struct trk_opts o = {.backend = b, .populated = populated};
@@ -520,7 +520,7 @@ out:
 }
 
 /* Copy the round's dirty pages that fall in the test regions into @mirror. */
-static int td_copy_round(struct td *d, struct trk *t, char **mirror, struct td_stats *s)
+static inline int td_copy_round(struct td *d, struct trk *t, char **mirror, struct td_stats *s)
 {
 	struct trk_round r;
 	int ret = td_round(t, &r, s);
@@ -549,8 +549,8 @@ static int td_copy_round(struct td *d, struct trk *t, char **mirror, struct td_s
  * them, copy a final round, and compare the copy with the target's memory.
  * Any page a round missed shows up as a difference.
  */
-static int td_precopy(struct td *d, enum trk_backend b, int nthreads, int rounds,
-		      struct td_stats *s, char *err, size_t errlen)
+static inline int td_precopy(struct td *d, enum trk_backend b, int nthreads, int rounds,
+			     struct td_stats *s, char *err, size_t errlen)
 {
 	struct trk_opts o = {.backend = b};
 	struct trk *t = NULL;
