@@ -72,7 +72,8 @@ struct ksigaction {
 struct rst_seized {
 	pid_t pid;
 	size_t n;
-	struct rsys *thr; /* thr[0] is the main thread */
+	struct rsys *thr;	     /* thr[0] is the main thread */
+	struct user_regs_struct raw; /* thr[0]'s registers as stopped, before rsys rewound them */
 };
 
 /* ---- small /proc readers ------------------------------------------------- */
@@ -381,6 +382,9 @@ int rst_seize(pid_t pid, struct rst_seized **out)
 	if (ret)
 		goto out;
 	s->n = 1;
+	/* Nothing was injected yet: these are the registers it stopped with. */
+	if (ptrace(PTRACE_GETREGS, pid, 0, &s->raw) < 0)
+		s->raw = s->thr[0].saved;
 	while ((de = readdir(d))) {
 		pid_t tid = atoi(de->d_name);
 		struct rsys *nt;
@@ -1071,7 +1075,21 @@ int rst_dump_state(struct rst_seized *s, uint8_t **blob, size_t *len)
 		}
 		free(status);
 	}
-	regs_to_img(&r->saved, &c->regs);
+	{
+		struct user_regs_struct g = r->saved;
+
+		/*
+		 * A relative sleep interrupted with ERESTART_RESTARTBLOCK would
+		 * resume as restart_syscall, whose saved state a new task lacks:
+		 * it would fail with EINTR.  Run the original call again instead
+		 * (the sleep starts over: longer, but not cut short).
+		 */
+		if ((long)s->raw.rax == -516 &&
+		    (s->raw.orig_rax == SYS_nanosleep || s->raw.orig_rax == SYS_clock_nanosleep ||
+		     s->raw.orig_rax == SYS_poll))
+			g.rax = s->raw.orig_rax;
+		regs_to_img(&g, &c->regs);
+	}
 	c->ps.regs = &c->regs;
 	c->ps.has_syscall_restart = true;
 	c->ps.syscall_restart = r->in_syscall_restart;

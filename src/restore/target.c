@@ -160,6 +160,16 @@ static pid_t clone_with_pid(pid_t pid)
 	return syscall(SYS_clone3, &a, sizeof(a));
 }
 
+/*
+ * fork() inside a child of a multi-threaded process would run glibc's
+ * atfork locking on locks another thread may have held when we were forked
+ * (malloc arenas): deadlock.  The raw system call takes no lock.
+ */
+static pid_t raw_fork(void)
+{
+	return syscall(SYS_fork);
+}
+
 /* S: wait to be seized. Every fd but the ready pipe is closed already. */
 static void __attribute__((noreturn)) stub_main(int ready, int pidns)
 {
@@ -256,7 +266,7 @@ static void __attribute__((noreturn)) m_main(struct spawn *sp)
 			report(sp->ready, -errno, 1);
 			_exit(127);
 		}
-		child = fork();
+		child = raw_fork();
 		if (child == 0) {
 			close(sp->ctl);
 			/* Our own /proc, so that /proc/self is the restored PID. */
@@ -487,7 +497,7 @@ int rst_target_new(const struct rst_target_opts *o, struct rst_target **out)
 	if (child == 0) {
 		if (o->detach) {
 			/* Orphan M so that it is not our child. */
-			pid_t g = fork();
+			pid_t g = raw_fork();
 
 			if (g != 0)
 				_exit(g < 0 ? 127 : 0);

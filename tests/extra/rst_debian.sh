@@ -71,6 +71,8 @@ rcase bzip2 0.7 always bzip2 -9 -c "$D/seq.txt"
 rcase sha256sum 0.4 always sha256sum "$D/big.bin"
 rcase python3 1.5 auto /usr/bin/python3 "$D/dict.py"
 rcase memtester 1.5 always memtester 16M 1
+# Interrupted inside nanosleep (ERESTART_RESTARTBLOCK): must sleep on, not fail with EINTR.
+rcase sleep 0.3 auto sleep 1
 
 [ "$ran" -gt 0 ] || { echo "none of gzip, bzip2, sha256sum, python3, memtester is installed"; exit 77; }
 exit $fail
