@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <linux/userfaultfd.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,15 +200,15 @@ struct run {
 };
 
 /* One post-copy of @base (filled) into a fresh child. */
-static int bench_postcopy(char *base, size_t len, unsigned fetchers, unsigned touch_ms,
-			  struct run *out)
+static int bench_postcopy(char *base, size_t len, const struct rst_lazy_source *src,
+			  unsigned fetchers, unsigned touch_ms, struct run *out)
 {
 	struct haul_vma v = {.start = (uint64_t)(uintptr_t)base,
 			     .end = (uint64_t)(uintptr_t)base + len,
 			     .prot = PROT_READ | PROT_WRITE,
 			     .flags = HAUL_VMA_ANON};
 	struct haul_layout l = {&v, 1};
-	struct rst_lazy_opts o = {.vmas = &l, .src = {src_fetch, NULL}, .fetchers = fetchers};
+	struct rst_lazy_opts o = {.vmas = &l, .src = *src, .fetchers = fetchers};
 	struct child_report fin;
 	struct rst_lazy *lz = NULL;
 	int go[2], res[2], ret, status;
@@ -323,7 +324,9 @@ static int bench_size(size_t len, unsigned fetchers, unsigned touch_ms, unsigned
 			goto out;
 		}
 		memset(&run, 0, sizeof(run));
-		ret = bench_postcopy(base, len, fetchers, touch_ms, &run);
+		struct rst_lazy_source local = {src_fetch, NULL};
+
+		ret = bench_postcopy(base, len, &local, fetchers, touch_ms, &run);
 		if (ret)
 			goto out;
 		t_done[i] = run.complete_s;
@@ -366,6 +369,204 @@ out:
 	return ret;
 }
 
+/* ---- over loopback: a page server holds the image, FETCH sessions bring it back ---- */
+
+struct net {
+	struct ps_server *s;
+	pthread_t t;
+	char to[64];
+	uint8_t key[PS_KEY_LEN];
+};
+
+static void *server_main(void *arg)
+{
+	ps_server_run(arg);
+	return NULL;
+}
+
+static struct ps_client_opts net_opts(const struct net *n, enum ps_session_kind kind)
+{
+	struct ps_client_opts o = {0};
+
+	o.to = n->to;
+	memcpy(o.key, n->key, PS_KEY_LEN);
+	o.nstreams = kind == PS_SESSION_STORE ? 2 : 1;
+	o.pid = 9000 + getpid() % 1000;
+	o.comm = "lazy_bench";
+	o.timeout_ms = 30000;
+	o.compress = PS_COMPRESS_NONE; /* the pattern does not compress: bytes = pages */
+	o.kind = kind;
+	return o;
+}
+
+/* Push the image (a STORE session of 2 streams): the link as pre-copy sees it. */
+static int net_store(struct net *n, char *base, size_t len, double *secs)
+{
+	struct haul_vma v = {.start = (uint64_t)(uintptr_t)base,
+			     .end = (uint64_t)(uintptr_t)base + len,
+			     .prot = PROT_READ | PROT_WRITE,
+			     .flags = HAUL_VMA_ANON};
+	struct haul_layout l = {&v, 1};
+	struct ps_client_opts o = net_opts(n, PS_SESSION_STORE);
+	const size_t chunk = 64 << 20;
+	struct ps_client *c;
+	uint64_t t0;
+	int ret;
+
+	ret = ps_client_new(&o, &c);
+	if (ret)
+		return ret;
+	t0 = now_ns();
+	ret = ps_client_layout(c, &l);
+	if (!ret)
+		ret = ps_client_round_begin(c, 1);
+	for (size_t off = 0; !ret && off < len; off += chunk)
+		ret = ps_client_pages(c, (uint64_t)(uintptr_t)(base + off), base + off,
+				      (uint32_t)((len - off < chunk ? len - off : chunk) / PGSZ),
+				      NULL);
+	if (!ret)
+		ret = ps_client_round_end(c, 1);
+	*secs = (now_ns() - t0) / 1e9;
+	ps_client_free(c);
+	return ret;
+}
+
+struct fetch_all {
+	struct rst_lazy_ps *ps;
+	uint64_t base;
+	size_t len;
+	size_t next; /* shared cursor, atomic */
+	int ret;
+};
+
+struct fetcher {
+	struct fetch_all *all;
+	void *buf;
+	pthread_t t;
+};
+
+static void *fetch_all_main(void *arg)
+{
+	struct fetcher *me = arg;
+	struct fetch_all *f = me->all;
+	const size_t chunk = LAZY_PUSH_CHUNK_PAGES * PGSZ;
+
+	for (;;) {
+		size_t off = __atomic_fetch_add(&f->next, chunk, __ATOMIC_RELAXED);
+		uint32_t n;
+		int ret;
+
+		if (off >= f->len)
+			return NULL;
+		n = (uint32_t)((f->len - off < chunk ? f->len - off : chunk) / PGSZ);
+		ret = rst_lazy_ps_fetch(f->ps, f->base + off, n, me->buf);
+		if (ret) {
+			f->ret = ret;
+			return NULL;
+		}
+	}
+}
+
+/* Fetch the whole image with @nthreads requesters and nothing else: the fetch rate. */
+static int net_fetch_all(struct rst_lazy_ps *ps, char *base, size_t len, unsigned nthreads,
+			 double *secs)
+{
+	struct fetch_all all = {ps, (uint64_t)(uintptr_t)base, len, 0, 0};
+	struct fetcher f[8];
+	unsigned started = 0;
+	uint64_t t0;
+
+	if (nthreads > 8)
+		nthreads = 8;
+	for (unsigned i = 0; i < nthreads; i++) {
+		f[i].all = &all;
+		f[i].buf = malloc(LAZY_PUSH_CHUNK_PAGES * PGSZ);
+		if (!f[i].buf)
+			all.ret = -ENOMEM;
+	}
+	t0 = now_ns();
+	for (unsigned i = 0; !all.ret && i < nthreads; i++, started++)
+		if (pthread_create(&f[i].t, NULL, fetch_all_main, &f[i]))
+			break;
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(f[i].t, NULL);
+	*secs = (now_ns() - t0) / 1e9;
+	for (unsigned i = 0; i < nthreads; i++)
+		free(f[i].buf);
+	return all.ret;
+}
+
+static int bench_net(size_t len, unsigned fetchers, unsigned touch_ms, unsigned reps)
+{
+	struct ps_server_opts so = {.listen = "127.0.0.1:0", .stall_timeout_ms = 30000};
+	unsigned nf = fetchers ? fetchers : LAZY_DEFAULT_FETCHERS;
+	double gib = len / 1073741824.0, gb = len / 1e9, t_store, t_fetch;
+	struct rst_lazy_ps *ps = NULL;
+	struct ps_client_opts fo;
+	struct net n;
+	char *base;
+	int ret;
+
+	base = map_fresh(len);
+	if (!base)
+		return -ENOMEM;
+	for (size_t off = 0; off < len; off += 8)
+		*(uint64_t *)(base + off) = pattern((uint64_t)(uintptr_t)(base + off));
+	for (unsigned i = 0; i < PS_KEY_LEN; i++)
+		n.key[i] = (uint8_t)(0x77 ^ i);
+	memcpy(so.key, n.key, PS_KEY_LEN);
+	ret = ps_server_new(&so, &n.s);
+	if (ret) {
+		munmap(base, len);
+		return ret;
+	}
+	snprintf(n.to, sizeof(n.to), "127.0.0.1:%d", ps_server_port(n.s));
+	if (pthread_create(&n.t, NULL, server_main, n.s)) {
+		ps_server_free(n.s);
+		munmap(base, len);
+		return -EAGAIN;
+	}
+	ret = net_store(&n, base, len, &t_store);
+	fo = net_opts(&n, PS_SESSION_FETCH);
+	if (!ret)
+		ret = rst_lazy_ps_open(&fo, nf + 1, &ps);
+	if (!ret)
+		ret = net_fetch_all(ps, base, len, nf + 1, &t_fetch);
+	if (ret)
+		goto out;
+	printf("lazy_bench: loopback %.2f GiB: push (STORE, 2 streams) %.1f ms %.2f GB/s, fetch "
+	       "all (%u sessions) %.1f ms %.2f GB/s\n",
+	       gib, t_store * 1e3, gb / t_store, nf + 1, t_fetch * 1e3, gb / t_fetch);
+	for (unsigned i = 0; i < reps; i++) {
+		struct rst_lazy_source src = {rst_lazy_ps_fetch, ps};
+		struct run run;
+
+		memset(&run, 0, sizeof(run));
+		ret = bench_postcopy(base, len, &src, fetchers, touch_ms, &run);
+		if (ret)
+			goto out;
+		printf("lazy_bench: loopback %.2f GiB run %u: all memory in %.1f ms (%.2f GB/s), "
+		       "ratio to push %.2f, to fetch-all %.2f; setup %.3f ms; fault p50 %.1f us "
+		       "p99 %.1f us (child), p50 %.1f us p99 %.1f us (server); %lu bad words\n",
+		       gib, i, run.complete_s * 1e3, gb / run.complete_s, run.complete_s / t_store,
+		       run.complete_s / t_fetch, run.setup_s * 1e3,
+		       hist_pct(&run.rep.faults, 50) / 1e3, hist_pct(&run.rep.faults, 99) / 1e3,
+		       run.st.fault_p50_ns / 1e3, run.st.fault_p99_ns / 1e3,
+		       (unsigned long)run.rep.bad);
+		if (run.rep.bad)
+			ret = -EIO;
+	}
+out:
+	if (ret)
+		pr_err_r(ret, "loopback benchmark of %zu bytes failed", len);
+	rst_lazy_ps_free(ps);
+	ps_server_stop(n.s);
+	pthread_join(n.t, NULL);
+	ps_server_free(n.s);
+	munmap(base, len);
+	return ret;
+}
+
 static size_t parse_size(const char *s)
 {
 	char *end;
@@ -389,11 +590,12 @@ static size_t parse_size(const char *s)
 int main(int argc, char **argv)
 {
 	unsigned fetchers = 0, touch_ms = 200, reps = 5;
+	bool net = false;
 	char *sizes = strdup("1G"), *tok, *save = NULL;
 	int opt, ret = 0;
 
 	log_init("lazy_bench");
-	while ((opt = getopt(argc, argv, "s:f:t:r:h")) != -1) {
+	while ((opt = getopt(argc, argv, "s:f:t:r:nh")) != -1) {
 		switch (opt) {
 		case 's':
 			free(sizes);
@@ -405,6 +607,9 @@ int main(int argc, char **argv)
 		case 't':
 			touch_ms = (unsigned)atoi(optarg);
 			break;
+		case 'n':
+			net = true;
+			break;
 		case 'r':
 			reps = (unsigned)atoi(optarg);
 			if (reps < 1 || reps > MAX_REPS)
@@ -412,12 +617,15 @@ int main(int argc, char **argv)
 			break;
 		default:
 			fprintf(stderr,
-				"usage: lazy_bench [-s \"1G 4G\"] [-f fetchers] [-t touch_ms] [-r runs]\n");
+				"usage: lazy_bench [-s \"1G 4G\"] [-f fetchers] [-t touch_ms] [-r runs] [-n: over loopback]\n");
 			return opt == 'h' ? 0 : 2;
 		}
 	}
 	for (tok = strtok_r(sizes, " ,", &save); tok; tok = strtok_r(NULL, " ,", &save)) {
-		ret = bench_size(parse_size(tok), fetchers, touch_ms, reps);
+		if (net)
+			ret = bench_net(parse_size(tok), fetchers, touch_ms, reps);
+		else
+			ret = bench_size(parse_size(tok), fetchers, touch_ms, reps);
 		if (ret)
 			break;
 	}
