@@ -165,6 +165,14 @@ int haul_cg_probe(struct haul_cg_mounts *m)
 	if (ret >= 0)
 		ret = haul_cg_parse_mounts(buf, m);
 	free(buf);
+	/* HAUL_FREEZER=v1: use the v1 freezer although cgroup2 is there (tests) */
+	if (!ret && getenv("HAUL_FREEZER") && !strcmp(getenv("HAUL_FREEZER"), "v1")) {
+		if (!m->v1_freezer[0]) {
+			pr_err("HAUL_FREEZER=v1 but no v1 freezer hierarchy is mounted");
+			return -EOPNOTSUPP;
+		}
+		m->v2[0] = '\0';
+	}
 	return ret;
 }
 

@@ -26,7 +26,7 @@ struct haul_cg_mounts {
 
 /* Parse the text of /proc/self/mounts. 0, or -ENOENT when no usable hierarchy. */
 int haul_cg_parse_mounts(const char *text, struct haul_cg_mounts *m);
-/* Read /proc/self/mounts. 0 or -errno. */
+/* Read /proc/self/mounts. 0 or -errno.  HAUL_FREEZER=v1 hides cgroup2 (to test v1). */
 int haul_cg_probe(struct haul_cg_mounts *m);
 
 /*

@@ -158,6 +158,25 @@ Test(mig_crash, haul_killed_while_seized, .fini = teardown, .timeout = 60)
 	assert_source_runs();
 }
 
+Test(mig_crash, haul_killed_with_the_state_sent_under_the_v1_freezer, .fini = teardown,
+     .timeout = 60)
+{
+	struct haul_cg_mounts mnt;
+	int fd;
+	pid_t haul;
+
+	if (haul_cg_probe(&mnt) || !mnt.v1_freezer[0])
+		cr_skip_test("no v1 freezer hierarchy on this host");
+	start(32);
+	setenv("HAUL_FREEZER", "v1", 1);
+	haul = haul_stalled("stall:state", NULL, &fd);
+	unsetenv("HAUL_FREEZER");
+	kill(haul, SIGKILL);
+	th_wait_exit(haul, 5000);
+	close(fd);
+	assert_source_runs();
+}
+
 Test(mig_crash, haul_killed_with_the_state_sent, .fini = teardown, .timeout = 60)
 {
 	int fd;

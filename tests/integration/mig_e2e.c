@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "haul/haul_int.h"
 #include "th_mig.h"
 
 static struct th_mig M;
@@ -96,6 +97,8 @@ Test(mig_e2e, non_converging_workload_meets_its_downtime_by_throttling, .fini = 
 	cr_assert_eq(migrate(extra, 100000), 0, "haul migrate failed");
 	assert_moved(seq);
 	cr_assert_gt(th_mig_json(&M, "throttle_max_pct"), 0, "it converged without throttling?");
+	/* the first "mbps" is round 1's payload rate: the 60 MB/s cap holds */
+	cr_assert_leq(th_mig_json(&M, "mbps"), 60 * 1.1, "--bandwidth 60M was exceeded");
 	dt = th_mig_json(&M, "downtime_ms");
 	cr_assert(dt > 0 && dt <= 100 * 1.5, "downtime %.1f ms for a 100 ms target", dt);
 }
@@ -112,4 +115,24 @@ Test(mig_e2e, stop_and_copy_moves_the_workload_too, .fini = teardown, .timeout =
 	cr_assert_eq(migrate(extra, 60000), 0, "haul migrate failed");
 	assert_moved(seq);
 	cr_assert_eq(th_mig_json(&M, "rounds"), 1);
+}
+
+Test(mig_e2e, moves_with_the_v1_freezer, .fini = teardown, .timeout = 90)
+{
+	const char *extra[] = {"--downtime", "100", NULL};
+	struct haul_cg_mounts m;
+	long seq;
+	int st;
+
+	if (haul_cg_probe(&m) || !m.v1_freezer[0])
+		cr_skip_test("no v1 freezer hierarchy on this host");
+	th_mig_setup(&M, 0);
+	th_mig_workload(&M, 32, 16, 0);
+	usleep(300000);
+	seq = th_mig_seq(&M);
+	setenv("HAUL_FREEZER", "v1", 1);
+	st = migrate(extra, 60000);
+	unsetenv("HAUL_FREEZER");
+	cr_assert_eq(st, 0, "haul migrate failed");
+	assert_moved(seq);
 }
