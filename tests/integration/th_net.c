@@ -76,7 +76,9 @@ int th_net_create(struct th_net *n, const char *tag, unsigned rate_mbit)
 		goto fail;
 	/* the link needs a moment to come up (carrier) */
 	for (int i = 0; i < 100; i++) {
-		if (!th_sh("ip netns exec %s ping -c1 -W1 " TH_IP_B " >/dev/null 2>&1", n->a))
+		if (!th_sh("ip -n %s -o link show %s | grep -q LOWER_UP && "
+			   "ip -n %s -o link show %s | grep -q LOWER_UP",
+			   n->a, n->va, n->b, n->vb))
 			return 0;
 		usleep(20000);
 	}
