@@ -92,9 +92,10 @@ struct pstore_proc {
 	size_t new_state_len;
 	bool has_new_state;
 	/* slots */
-	uint64_t nslots;    /* high-water mark */
-	struct u64vec free; /* reusable now */
-	uint8_t **chunks;   /* memory store */
+	uint64_t nslots;       /* high-water mark */
+	struct u64vec free;    /* reusable now */
+	struct u64vec dropped; /* staged slots overwritten by zero pages: free at commit/abort */
+	uint8_t **chunks;      /* memory store */
 	size_t nchunks;
 	int fd;	   /* pages.img, directory store; -1 in memory */
 	int dirfd; /* DIR/<pid>, directory store */
@@ -324,6 +325,7 @@ static void proc_free(struct pstore_proc *p)
 	free(p->state);
 	free(p->new_state);
 	vec_free(&p->free);
+	vec_free(&p->dropped);
 	for (size_t i = 0; i < p->nchunks; i++)
 		munmap(p->chunks[i], PSTORE_CHUNK_PAGES * HAUL_PAGE_SIZE);
 	free(p->chunks);
@@ -522,8 +524,9 @@ int pstore_put(struct pstore_proc *p, uint64_t addr, const void *data, uint32_t 
 		uint64_t slot;
 
 		if (!data) {
+			/* Not reusable before the round ends: a direct writer may still own it. */
 			if (cell && *cell != PSTORE_ZERO) {
-				ret = vec_push(&p->free, *cell);
+				ret = vec_push(&p->dropped, *cell);
 				if (ret)
 					return ret;
 			}
@@ -568,8 +571,60 @@ int pstore_put(struct pstore_proc *p, uint64_t addr, const void *data, uint32_t 
 	return 0;
 }
 
+bool pstore_direct_ok(const struct pstore_proc *p)
+{
+	return p->fd < 0;
+}
+
+int pstore_put_direct(struct pstore_proc *p, uint64_t addr, uint32_t npages, uint8_t **dst)
+{
+	uint64_t pg = addr >> HAUL_PAGE_SHIFT;
+	int ret;
+
+	if (p->fd >= 0)
+		return -EOPNOTSUPP;
+	if (addr & (HAUL_PAGE_SIZE - 1) || addr > UINT64_MAX - (uint64_t)npages * HAUL_PAGE_SIZE)
+		return -EINVAL;
+	if (!range_in_layout(cur_layout(p), addr, npages))
+		return -ERANGE;
+	if (!p->stage.cap) {
+		ret = pmap_init(&p->stage, 1024);
+		if (ret)
+			return ret;
+	}
+	for (uint32_t i = 0; i < npages; i++) {
+		uint64_t *cell = pmap_find(&p->stage, pg + i);
+		uint64_t slot;
+
+		if (cell && *cell != PSTORE_ZERO) {
+			slot = *cell;
+		} else {
+			ret = slot_alloc(p, &slot);
+			if (ret)
+				return ret;
+			if (cell) {
+				*cell = slot;
+			} else if ((ret = pmap_set(&p->stage, pg + i, slot, NULL))) {
+				vec_push(&p->free, slot);
+				return ret;
+			}
+		}
+		dst[i] = slot_mem(p, slot);
+	}
+	return 0;
+}
+
+/* Staged slots that zero pages replaced become reusable. */
+static void release_dropped(struct pstore_proc *p)
+{
+	for (size_t i = 0; i < p->dropped.n; i++)
+		vec_push(&p->free, p->dropped.v[i]);
+	p->dropped.n = 0;
+}
+
 void pstore_abort(struct pstore_proc *p)
 {
+	release_dropped(p);
 	for (size_t i = 0; i < p->stage.cap; i++)
 		if (p->stage.keys[i] && p->stage.vals[i] != PSTORE_ZERO)
 			vec_push(&p->free, p->stage.vals[i]);
@@ -848,6 +903,7 @@ int pstore_commit(struct pstore_proc *p, uint64_t round)
 	pmap_free(&p->stage);
 	for (size_t i = 0; i < superseded.n; i++)
 		vec_push(&p->free, superseded.v[i]);
+	release_dropped(p);
 	vec_free(&superseded);
 	if (p->has_new_layout) {
 		haul_layout_release(&p->layout);

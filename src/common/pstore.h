@@ -66,6 +66,18 @@ int pstore_set_state(struct pstore_proc *p, const void *blob, size_t len);
  */
 int pstore_put(struct pstore_proc *p, uint64_t addr, const void *data, uint32_t npages);
 /*
+ * Stage @npages pages at @addr whose bytes the caller will write itself
+ * (e.g. a socket receive straight into the store): dst[i] gets the address
+ * of page i's staged 4 KiB cell.  The cells stay valid, and are not given
+ * to anyone else, until the next pstore_commit() or pstore_abort() of @p;
+ * what they hold then is what is committed.  Same checks as pstore_put();
+ * -EOPNOTSUPP for a directory store (see pstore_direct_ok()).
+ */
+int pstore_put_direct(struct pstore_proc *p, uint64_t addr, uint32_t npages, uint8_t **dst);
+/* Whether pstore_put_direct() works for @p (memory stores). */
+bool pstore_direct_ok(const struct pstore_proc *p);
+
+/*
  * Make everything staged visible as round @round (must be > the committed
  * round, or equal to re-commit state/layout only).  On disk: fsync
  * pages.img, write and fsync index.img.tmp, rename, fsync the directory.

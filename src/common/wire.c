@@ -309,13 +309,12 @@ bool wire_page_is_zero(const void *p)
 	return memcmp(w, w + 4, HAUL_PAGE_SIZE - 32) == 0;
 }
 
-int64_t wire_pages_decode(const Haul__Wire__Pages *m, const uint8_t *payload, size_t len,
-			  void *scratch, wire_pages_fn fn, void *arg)
+int wire_pages_check(const Haul__Wire__Pages *m, size_t len, bool *lz4)
 {
 	size_t off = 0;
-	int64_t pages = 0;
 
-	/* Pass 1: structure only, so a malformed batch delivers nothing. */
+	if (lz4)
+		*lz4 = false;
 	for (size_t i = 0; i < m->n_ranges; i++) {
 		const Haul__Wire__PageRange *r = m->ranges[i];
 		uint64_t bytes = (uint64_t)r->npages << HAUL_PAGE_SHIFT;
@@ -337,21 +336,34 @@ int64_t wire_pages_decode(const Haul__Wire__Pages *m, const uint8_t *payload, si
 		case HAUL__WIRE__ENCODING__LZ4:
 			if (r->len == 0 || r->len > (uint64_t)LZ4_compressBound((int)bytes))
 				return -EBADMSG;
+			if (lz4)
+				*lz4 = true;
 			break;
 		default:
 			return -EBADMSG;
 		}
 		off += r->len;
 	}
-	if (off != len)
-		return -EBADMSG;
+	return off == len ? 0 : -EBADMSG;
+}
+
+int64_t wire_pages_decode(const Haul__Wire__Pages *m, const uint8_t *payload, size_t len,
+			  void *scratch, wire_pages_fn fn, void *arg)
+{
+	size_t off = 0;
+	int64_t pages = 0;
+	int ret;
+
+	/* Pass 1: structure only, so a malformed batch delivers nothing. */
+	ret = wire_pages_check(m, len, NULL);
+	if (ret)
+		return ret;
 
 	off = 0;
 	for (size_t i = 0; i < m->n_ranges; i++) {
 		const Haul__Wire__PageRange *r = m->ranges[i];
 		int bytes = (int)(r->npages << HAUL_PAGE_SHIFT);
 		const void *data = NULL;
-		int ret;
 
 		if (r->enc == HAUL__WIRE__ENCODING__RAW) {
 			data = payload + off;
@@ -376,8 +388,9 @@ int wire_pages_enc_init(struct wire_pages_enc *e, size_t max_ranges, enum wire_c
 	memset(e, 0, sizeof(*e));
 	e->ranges = calloc(max_ranges, sizeof(*e->ranges));
 	e->rangep = calloc(max_ranges, sizeof(*e->rangep));
+	e->segs = calloc(max_ranges, sizeof(*e->segs));
 	e->payload = malloc(WIRE_MAX_PAYLOAD);
-	if (!e->ranges || !e->rangep || !e->payload) {
+	if (!e->ranges || !e->rangep || !e->segs || !e->payload) {
 		wire_pages_enc_release(e);
 		return -ENOMEM;
 	}
@@ -391,6 +404,8 @@ void wire_pages_enc_release(struct wire_pages_enc *e)
 	free(e->ranges);
 	free(e->rangep);
 	free(e->payload);
+	free(e->segs);
+	e->segs = NULL;
 	e->ranges = NULL;
 	e->rangep = NULL;
 	e->payload = NULL;
@@ -399,7 +414,21 @@ void wire_pages_enc_release(struct wire_pages_enc *e)
 void wire_pages_enc_reset(struct wire_pages_enc *e)
 {
 	e->nranges = 0;
+	e->nsegs = 0;
+	e->used = 0;
 	e->len = 0;
+}
+
+/* Append @len payload bytes at @p, extending the last segment when contiguous. */
+static void enc_seg(struct wire_pages_enc *e, const uint8_t *p, size_t len)
+{
+	struct wire_seg *last = e->nsegs ? &e->segs[e->nsegs - 1] : NULL;
+
+	if (last && last->p + last->len == p)
+		last->len += len;
+	else
+		e->segs[e->nsegs++] = (struct wire_seg){p, len};
+	e->len += len;
 }
 
 /* The last range, if it has encoding @enc and ends right at @addr. */
@@ -437,14 +466,15 @@ static void enc_block(struct wire_pages_enc *e, uint64_t addr, const uint8_t *da
 
 	if (e->compress == WIRE_COMPRESS_LZ4 ||
 	    (e->compress == WIRE_COMPRESS_AUTO && e->lz4_skip == 0)) {
-		int c = LZ4_compress_default((const char *)data, (char *)e->payload + e->len,
-					     (int)bytes, (int)(WIRE_MAX_PAYLOAD - e->len));
+		int c = LZ4_compress_default((const char *)data, (char *)e->payload + e->used,
+					     (int)bytes, (int)(WIRE_MAX_PAYLOAD - e->used));
 
 		if (c > 0 && (size_t)c <= bytes - bytes / WIRE_LZ4_MIN_SAVING) {
 			r = enc_new(e, addr, HAUL__WIRE__ENCODING__LZ4);
 			r->npages = n;
 			r->len = (uint32_t)c;
-			e->len += (size_t)c;
+			enc_seg(e, e->payload + e->used, (size_t)c);
+			e->used += (size_t)c;
 			e->lz4_pages += n;
 			return;
 		}
@@ -455,12 +485,20 @@ static void enc_block(struct wire_pages_enc *e, uint64_t addr, const uint8_t *da
 		e->lz4_skip--;
 	}
 	r = enc_tail(e, addr, HAUL__WIRE__ENCODING__RAW);
+	/* By reference, a range may only grow over contiguous source bytes (one segment). */
+	if (r && e->ref && e->segs[e->nsegs - 1].p + e->segs[e->nsegs - 1].len != data)
+		r = NULL;
 	if (!r)
 		r = enc_new(e, addr, HAUL__WIRE__ENCODING__RAW);
-	memcpy(e->payload + e->len, data, bytes);
+	if (e->ref) {
+		enc_seg(e, data, bytes);
+	} else {
+		memcpy(e->payload + e->used, data, bytes);
+		enc_seg(e, e->payload + e->used, bytes);
+		e->used += bytes;
+	}
 	r->npages += n;
 	r->len += (uint32_t)bytes;
-	e->len += bytes;
 	e->raw_pages += n;
 }
 

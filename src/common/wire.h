@@ -164,6 +164,13 @@ void wire_session_key(const uint8_t key[WIRE_KEY_LEN], const uint8_t cnonce[WIRE
 typedef int (*wire_pages_fn)(void *arg, uint64_t addr, const void *data, uint32_t npages);
 
 /*
+ * Check the structure of a batch whose payload is @len bytes (the first
+ * pass of wire_pages_decode()): 0 or -EBADMSG.  *@lz4 (if not NULL) says
+ * whether any range is LZ4-encoded.
+ */
+int wire_pages_check(const Haul__Wire__Pages *m, size_t len, bool *lz4);
+
+/*
  * Walk the ranges of @m against @payload (@len bytes), decoding LZ4 ranges
  * into @scratch (at least WIRE_MAX_PAYLOAD bytes).  Checks before using a
  * range: page-aligned address without overflow, npages in 1..1024, lengths
@@ -185,13 +192,29 @@ enum wire_compress {
 	WIRE_COMPRESS_NONE
 };
 
+/* A piece of a batch's payload: in the encoder's buffer, or (ref mode) in the caller's pages. */
+struct wire_seg {
+	const uint8_t *p;
+	size_t len;
+};
+
 struct wire_pages_enc {
 	Haul__Wire__PageRange *ranges;	/* storage for up to max_ranges ranges */
 	Haul__Wire__PageRange **rangep; /* pointers into ranges, for the message */
 	size_t max_ranges;
 	size_t nranges;
 	uint8_t *payload; /* WIRE_MAX_PAYLOAD bytes */
-	size_t len;	  /* payload bytes used */
+	size_t used;	  /* bytes of payload[] used */
+	size_t len;	  /* the batch's payload length: sum of segs[].len */
+	/*
+	 * The payload is segs[0..nsegs) in order (at most one per range).
+	 * Without ref it is also exactly payload[0..len).  With ref, RAW
+	 * pages are not copied: their segments point at the caller's data,
+	 * which must stay valid and unchanged until the batch is sent.
+	 */
+	struct wire_seg *segs;
+	size_t nsegs;
+	bool ref;
 	uint64_t pages, zero_pages, lz4_pages, raw_pages;
 	enum wire_compress compress;
 	unsigned lz4_skip; /* AUTO: blocks left to send raw after LZ4 did not pay */

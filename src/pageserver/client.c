@@ -5,9 +5,11 @@
  * Each stream is a blocking socket with its own sender thread.  The caller's
  * thread hands page batches (up to WIRE_BATCH_PAGES pages) to the streams
  * round-robin; a stream thread encodes its batch (zero pages elided, LZ4
- * when it pays) into its own buffer, releases the caller's data, then sends
- * the frame; so ps_client_pages() returns once every page it was given has
- * been copied, and encoding and sending run in parallel on N threads.
+ * when it pays) and sends the frame: LZ4 output from its own buffer, raw
+ * pages straight from the caller's buffer (sendmsg with an iovec per run;
+ * encrypted streams copy and seal instead).  ps_client_pages() returns once
+ * every page it was given has been sent or copied; encoding and sending run
+ * in parallel on N threads.
  *
  * Control frames (layout, round begin/end, state, restore, commit, page
  * requests) are sent by the caller's thread after every stream has gone
@@ -149,37 +151,52 @@ static void bucket_take(struct ps_client *c, size_t bytes)
 }
 
 /*
- * Send one frame: @msg, then @payload (@plen bytes).  Unencrypted frames
- * go out as two iovecs; encrypted ones are assembled in fbuf and sealed.
+ * Send one frame: @msg, then the payload: @nsegs pieces, @plen bytes in
+ * all.  Unencrypted frames go out with one sendmsg straight from the
+ * pieces (no copy of the pages); encrypted ones are assembled in fbuf and
+ * sealed.
  */
-static int stream_send(struct ps_stream *st, unsigned type, const ProtobufCMessage *msg,
-		       const void *payload, uint32_t plen)
+static int stream_sendv(struct ps_stream *st, unsigned type, const ProtobufCMessage *msg,
+			const struct wire_seg *segs, size_t nsegs, uint32_t plen)
 {
 	size_t mlen = wire_msg_size(msg);
 	uint16_t flags = st->encrypt ? WIRE_F_ENCRYPTED : 0;
+	struct iovec iov[WIRE_BATCH_PAGES + 2];
 	struct wire_hdr h;
-	struct iovec iov[2];
 	ssize_t n;
 
-	if (mlen + WIRE_HDR_LEN + WIRE_TAG_LEN > FRAME_EXTRA)
+	if (mlen + WIRE_HDR_LEN + WIRE_TAG_LEN > FRAME_EXTRA || nsegs > WIRE_BATCH_PAGES + 1)
 		return -EMSGSIZE;
 	if (st->tx_seq == UINT32_MAX)
 		return -EOVERFLOW; /* the AEAD nonce would repeat */
 	n = wire_frame_build(st->fbuf, FRAME_EXTRA + WIRE_MAX_PAYLOAD, type, flags, st->tx_seq, msg,
-			     st->encrypt ? payload : NULL, plen);
+			     NULL, plen);
 	if (n < 0)
 		return (int)n;
 	st->tx_seq++;
 	bucket_take(st->cl, (size_t)n);
 	if (st->encrypt) {
+		uint8_t *p = st->fbuf + WIRE_HDR_LEN + mlen;
+
+		for (size_t i = 0; i < nsegs; p += segs[i].len, i++)
+			memcpy(p, segs[i].p, segs[i].len);
 		wire_hdr_decode(st->fbuf, WIRE_MAX_MSG, WIRE_MAX_PAYLOAD, &h);
 		wire_seal(st->skey, WIRE_DIR_C2S, st->fbuf, &h);
 		iov[0] = (struct iovec){st->fbuf, (size_t)n + WIRE_TAG_LEN};
 		return send_iov(st, iov, 1);
 	}
 	iov[0] = (struct iovec){st->fbuf, WIRE_HDR_LEN + mlen};
-	iov[1] = (struct iovec){(void *)payload, plen};
-	return send_iov(st, iov, plen ? 2 : 1);
+	for (size_t i = 0; i < nsegs; i++)
+		iov[i + 1] = (struct iovec){(void *)segs[i].p, segs[i].len};
+	return send_iov(st, iov, (int)nsegs + 1);
+}
+
+static int stream_send(struct ps_stream *st, unsigned type, const ProtobufCMessage *msg,
+		       const void *payload, uint32_t plen)
+{
+	struct wire_seg seg = {payload, plen};
+
+	return stream_sendv(st, type, msg, &seg, plen ? 1 : 0, plen);
 }
 
 static int recv_full(struct ps_stream *st, void *buf, size_t len, int timeout_ms)
@@ -370,7 +387,9 @@ static void *stream_thread(void *arg)
 		ret = encode_job(st);
 
 		pthread_mutex_lock(&c->mu);
-		st->has_job = false; /* the caller's data is no longer needed */
+		/* Copied: the caller's data is no longer needed.  By reference: after the send. */
+		if (!st->enc.ref)
+			st->has_job = false;
 		c->pages += st->enc.pages - p0;
 		c->zero_pages += st->enc.zero_pages - z0;
 		c->lz4_pages += st->enc.lz4_pages - l0;
@@ -381,13 +400,14 @@ static void *stream_thread(void *arg)
 
 		if (!ret) {
 			wire_pages_enc_msg(&st->enc, &m);
-			ret = stream_send(st, WIRE_PAGES, &m.base, st->enc.payload,
-					  (uint32_t)st->enc.len);
+			ret = stream_sendv(st, WIRE_PAGES, &m.base, st->enc.segs, st->enc.nsegs,
+					   (uint32_t)st->enc.len);
 			st->round_pages += st->job_n;
 			st->round_bytes += st->enc.len;
 		}
 
 		pthread_mutex_lock(&c->mu);
+		st->has_job = false;
 		if (ret && !st->err) {
 			pr_err_r(ret, "cannot send pages to %s on stream %u", c->o.to, st->idx);
 			st->err = ret;
@@ -590,6 +610,8 @@ int ps_client_new(const struct ps_client_opts *o, struct ps_client **out)
 		}
 		ret = wire_pages_enc_init(&st->enc, WIRE_BATCH_PAGES + 1,
 					  (enum wire_compress)o->compress);
+		/* Unencrypted raw pages go from the caller's buffer to the socket. */
+		st->enc.ref = !o->encrypt;
 		if (!ret)
 			ret = stream_connect(c, st, &ss, len);
 		if (!ret)
