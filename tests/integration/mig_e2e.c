@@ -136,3 +136,29 @@ Test(mig_e2e, moves_with_the_v1_freezer, .fini = teardown, .timeout = 90)
 	cr_assert_eq(st, 0, "haul migrate failed");
 	assert_moved(seq);
 }
+
+Test(mig_e2e, moves_a_haul_run_workload_named_by_its_cgroup, .fini = teardown, .timeout = 90)
+{
+	char name[32], cg[64], line[512];
+	const char *extra[] = {"--cgroup", cg, "--downtime", "100", NULL};
+	long seq;
+	FILE *p;
+	bool migrated = false;
+
+	snprintf(name, sizeof(name), "migrun%d", getpid());
+	snprintf(cg, sizeof(cg), "haul/%s", name);
+	th_mig_setup(&M, 0);
+	th_mig_workload_run(&M, name, 32, 16);
+	usleep(300000);
+	seq = th_mig_seq(&M);
+	cr_assert_eq(migrate(extra, 60000), 0, "haul migrate failed");
+	assert_moved(seq);
+	/* it was PID 1 of its namespace, and still is */
+	cr_assert_eq(th_wait_file(M.out, th_file_size(M.out), "pid=1 ", 2000, NULL, 0), 0);
+	p = popen("\"$HAUL_BIN\" ps", "r");
+	cr_assert_not_null(p);
+	while (fgets(line, sizeof(line), p))
+		migrated |= strstr(line, name) && strstr(line, "migrated to");
+	pclose(p);
+	cr_assert(migrated, "haul ps does not show the workload as migrated");
+}

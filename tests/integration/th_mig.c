@@ -63,8 +63,10 @@ void th_mig_teardown(struct th_mig *m)
 		kill(pid, SIGKILL);
 		usleep(20000);
 	}
-	if (m->wl_pid > 0)
+	if (m->wl_pid > 0 && !m->wl_by_run)
 		th_kill(m->wl_pid, SIGKILL, 2000);
+	else if (m->wl_pid > 0)
+		kill(m->wl_pid, SIGKILL); /* not our child: init reaps it */
 	if (m->ps_pid > 0)
 		th_kill(m->ps_pid, SIGKILL, 2000);
 	if (m->ps_fd >= 0)
@@ -73,6 +75,10 @@ void th_mig_teardown(struct th_mig *m)
 	th_sh("for d in /sys/fs/cgroup/unified/haul/mig-* /sys/fs/cgroup/haul/mig-* "
 	      "/sys/fs/cgroup/cpu/haul/mig-*; do [ -d \"$d\" ] && "
 	      "! grep -q . \"$d/cgroup.procs\" 2>/dev/null && rmdir \"$d\"; done 2>/dev/null");
+	th_sh("for d in /sys/fs/cgroup/unified/haul/migrun* /sys/fs/cgroup/haul/migrun*; do "
+	      "[ -d \"$d\" ] && ! grep -q . \"$d/cgroup.procs\" 2>/dev/null && rmdir \"$d\"; "
+	      "done 2>/dev/null");
+	unsetenv("HAUL_RUN_DIR");
 	th_net_destroy(&m->net);
 	th_sh("rm -rf %s", m->dir);
 }
@@ -93,15 +99,48 @@ void th_mig_workload(struct th_mig *m, int mem, int rate, int hot)
 		     "the workload never started");
 }
 
+void th_mig_workload_run(struct th_mig *m, const char *name, int mem, int rate)
+{
+	char run[128], started[160];
+	FILE *f;
+	int ret;
+
+	snprintf(run, sizeof(run), "%s/run", m->dir);
+	setenv("HAUL_RUN_DIR", run, 1);
+	snprintf(started, sizeof(started), "%s/started", m->dir);
+	ret = th_sh("nsenter --net=/run/netns/%s %s run --name %s --log %s -- %s/mig_workload "
+		    "--mem %d --rate %d --control %s --tag %s > %s 2>&1",
+		    m->net.a, th_haul_bin(), name, m->out, th_progs_dir(), mem, rate, m->control,
+		    m->tag, started);
+	if (ret)
+		th_sh("cat %s >&2", started);
+	cr_assert_eq(ret, 0, "haul run failed");
+	f = fopen(started, "r");
+	cr_assert_not_null(f);
+	cr_assert_eq(fscanf(f, "%*s %d", &m->wl_pid), 1);
+	fclose(f);
+	m->wl_by_run = true;
+	cr_assert_eq(th_wait_file(m->out, 0, "tick", 10000, NULL, 0), 0,
+		     "the workload never started");
+}
+
 pid_t th_mig_haul(struct th_mig *m, int *fd, const char *const extra[])
 {
 	static char bin[512], pid[16];
-	const char *argv[32] = {bin,	 "migrate", pid,      "--to", TH_IP_B ":" TH_MIG_PORT,
-				"--key", m->key,    "--json", m->json};
-	int n = 9;
+	const char *argv[32] = {bin, "migrate"};
+	int n = 2;
 
 	snprintf(bin, sizeof(bin), "%s", th_haul_bin());
 	snprintf(pid, sizeof(pid), "%d", m->wl_pid);
+	/* unless the caller names the process (a NAME, or --cgroup PATH), it is the pid */
+	if (!extra || !extra[0] || (!strncmp(extra[0], "--", 2) && strcmp(extra[0], "--cgroup")))
+		argv[n++] = pid;
+	argv[n++] = "--to";
+	argv[n++] = TH_IP_B ":" TH_MIG_PORT;
+	argv[n++] = "--key";
+	argv[n++] = m->key;
+	argv[n++] = "--json";
+	argv[n++] = m->json;
 	for (int i = 0; extra && extra[i] && n < 31; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;

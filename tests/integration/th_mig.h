@@ -21,6 +21,7 @@ struct th_mig {
 	pid_t ps_pid; /* haul pageserver in B */
 	int ps_fd;
 	pid_t wl_pid;		    /* the workload as started in A */
+	bool wl_by_run;		    /* started by haul run: not our child */
 	unsigned long net_a, net_b; /* netns inodes, as the workload prints them */
 };
 
@@ -30,7 +31,16 @@ void th_mig_setup(struct th_mig *m, unsigned rate_mbit);
 void th_mig_teardown(struct th_mig *m);
 /* Start mig_workload in A with --mem MiB and --rate MiB/s (-1 unbounded) and --hot MiB (0 all). */
 void th_mig_workload(struct th_mig *m, int mem, int rate, int hot);
-/* Start `haul migrate` in A towards B with extra arguments (NULL-terminated); stderr on *fd. */
+/*
+ * Start mig_workload in A with `haul run --name @name` (its own cgroup and PID
+ * namespace; registry in the fixture's directory, HAUL_RUN_DIR set for haul).
+ */
+void th_mig_workload_run(struct th_mig *m, const char *name, int mem, int rate);
+/*
+ * Start `haul migrate` in A towards B with extra arguments (NULL-terminated);
+ * stderr on *fd.  The process is the workload's pid, unless @extra names it
+ * (a first argument not starting with "--": a NAME, or "--cgroup" PATH).
+ */
 pid_t th_mig_haul(struct th_mig *m, int *fd, const char *const extra[]);
 /* Whether a new tick line shows up within @ms from the namespace @net (0: any). */
 bool th_mig_ticking(struct th_mig *m, unsigned long net, int ms);
