@@ -725,6 +725,21 @@ static int create_part(struct rst_target *t, const struct haul_vma *v, uint64_t 
 			 v->path ? v->path : "(anon)", (int)t->o.pid);
 		return ret;
 	}
+	if (v->path && (!strncmp(v->path, "[anon:", 6) || !strncmp(v->path, "[anon_shmem:", 12))) {
+		/* A name given with PR_SET_VMA_ANON_NAME: "[anon:NAME]". */
+		const char *name = strchr(v->path, ':') + 1;
+		char buf[96];
+		uint64_t rname;
+
+		snprintf(buf, sizeof(buf), "%.*s", (int)strcspn(name, "]"), name);
+		ret = put_str(t, 0, buf, &rname);
+		if (!ret)
+			ret = rcall(t, SYS_prctl, PR_SET_VMA, PR_SET_VMA_ANON_NAME, s, e - s, rname,
+				    0, NULL);
+		if (ret)
+			pr_warn_r(ret, "cannot name %#" PRIx64 "-%#" PRIx64 " of pid %d '%s'", s, e,
+				  (int)t->o.pid, buf);
+	}
 	return apply_advice(t, v, s, e);
 }
 

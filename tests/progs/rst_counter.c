@@ -1,21 +1,24 @@
 /*
  * rst_counter - a deterministic workload for checkpoint/restore tests.
  *
- * usage: rst_counter DIR ITERATIONS [ANON_MIB] [SLEEP_US]
+ * usage: rst_counter DIR ITERATIONS [ANON_MIB] [SLEEP_US] [memonly]
  *
  * It uses one of each thing the restorer must carry: anonymous private
  * memory (mmap and brk heap), a MAP_GROWSDOWN-free stack array, private
  * and shared file mappings, shared anonymous memory, an mlock'ed and a
  * MADV_HUGEPAGE region, a signal handler on an alternate stack, a blocked
  * pending signal, an itimer-free sleep loop, a deleted-but-open file, a
- * file with an offset, /dev/null, umask, cwd and its name.  Every
+ * file with an offset (O_APPEND), a directory fd, /dev/null, umask, cwd
+ * and its name.  Every
  * iteration mixes a PRNG into all of it; the final line
  *   "final <hash>"
  * depends only on ITERATIONS, so an undisturbed run and a checkpointed,
  * killed and restored one must print the same.  Progress ("tick N") goes to
  * stdout every 100 iterations; problems are printed as "ERROR ...".
  * SLEEP_US (default 1000) is slept each iteration, so a dump usually finds
- * the process inside nanosleep.
+ * the process inside nanosleep.  With "memonly" nothing is written to files
+ * but stdout (same content at the same offsets), so a run that went on
+ * after a --leave-running checkpoint leaves the files as they were.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -24,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/prctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -108,7 +112,7 @@ int main(int argc, char **argv)
 	long sleep_us = 1000;
 	char path[4096], *heap[64] = {0};
 	double acc = 1.0;
-	int delfd, offfd, nullfd;
+	int delfd, offfd, nullfd, dirfd, named, memonly;
 	struct timespec last, now;
 	pid_t pid = getpid();
 	sigset_t block;
@@ -123,6 +127,7 @@ int main(int argc, char **argv)
 	anon_len = (argc > 3 ? strtoull(argv[3], NULL, 10) : 16) << 20;
 	if (argc > 4)
 		sleep_us = atol(argv[4]);
+	memonly = argc > 5 && !strcmp(argv[5], "memonly");
 	if (chdir(argv[1]) < 0) {
 		perror(argv[1]);
 		return 2;
@@ -138,6 +143,7 @@ int main(int argc, char **argv)
 	    huge == MAP_FAILED)
 		return 2;
 	mlock(locked, 1 << 16);
+	named = !prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, (unsigned long)huge, 4 << 20, "rst_named");
 	madvise(huge, 4 << 20, MADV_HUGEPAGE);
 	snprintf(path, sizeof(path), "priv.%d", (int)pid);
 	fpriv = map_file(path, 1 << 20, MAP_PRIVATE);
@@ -150,7 +156,8 @@ int main(int argc, char **argv)
 	snprintf(path, sizeof(path), "offset.%d", (int)pid);
 	offfd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_APPEND, 0600);
 	nullfd = open("/dev/null", O_WRONLY);
-	if (delfd < 0 || offfd < 0 || nullfd < 0)
+	dirfd = open(".", O_RDONLY | O_DIRECTORY);
+	if (delfd < 0 || offfd < 0 || nullfd < 0 || dirfd < 0)
 		return 2;
 
 	sigaltstack(&ss, NULL);
@@ -177,7 +184,8 @@ int main(int argc, char **argv)
 			anon[(r >> 20) % (anon_len / 8)] += r;
 		}
 		fpriv[r % (1 << 17)] ^= r;
-		fshared[(r >> 8) % (1 << 17)] += 1;
+		if (!memonly)
+			fshared[(r >> 8) % (1 << 17)] += 1;
 		shanon[(r >> 16) % (1 << 17)] += r;
 		locked[(r >> 24) % (1 << 13)] ^= r;
 		huge[(r >> 32) % (1 << 19)] += r;
@@ -189,9 +197,10 @@ int main(int argc, char **argv)
 			heap[(r >> 40) % 64] = malloc(1 + (r % 20000));
 			memset(heap[(r >> 40) % 64], (int)i, 1 + (r % 20000));
 		}
-		if (write(delfd, &r, 8) != 8 || write(offfd, &i, 8) != 8 ||
-		    write(nullfd, &r, 8) != 8)
+		if (!memonly && (write(delfd, &r, 8) != 8 || write(offfd, &i, 8) != 8))
 			say("ERROR write failed at %llu%llu\n", i, 0);
+		if (write(nullfd, &r, 8) != 8)
+			say("ERROR write to /dev/null failed at %llu%llu\n", i, 0);
 		if (i % 100 == 0) {
 			raise(SIGUSR1);
 			say("tick %llu %llu\n", i, usr1);
@@ -248,6 +257,20 @@ int main(int argc, char **argv)
 			close(fd);
 		if (readlink("/proc/self/cwd", path, sizeof(path)) < 0)
 			say("ERROR no cwd %llu%llu\n", 0, 0);
+	}
+	snprintf(path, sizeof(path), "offset.%d", (int)pid);
+	if (faccessat(dirfd, path, F_OK, 0))
+		say("ERROR directory fd lost %llu%llu\n", 0, 0);
+	if (named) {
+		char maps[1 << 16];
+		int fd = open("/proc/self/maps", O_RDONLY);
+		ssize_t n = fd < 0 ? -1 : read(fd, maps, sizeof(maps) - 1);
+
+		maps[n > 0 ? n : 0] = '\0';
+		if (!strstr(maps, "[anon:rst_named]"))
+			say("ERROR VMA name lost %llu%llu\n", 0, 0);
+		if (fd >= 0)
+			close(fd);
 	}
 	if (usr2 != 1)
 		say("ERROR pending SIGUSR2 delivered %llu times%llu\n", usr2, 0);

@@ -1,0 +1,82 @@
+#!/bin/sh
+# rst_cli.sh - `haul checkpoint` / `haul restore` as a user runs them, on the
+# rst_counter workload (every VMA and fd kind the restorer supports):
+#  1. checkpoint --leave-running: the source carries on; later it is killed
+#     and the image restored; the restored run ends with the undisturbed hash;
+#  2. restore --pidns never while the PID is taken fails cleanly (exit 1, a
+#     message naming the PID) and leaves the running process alone;
+#  3. checkpoint of a refused process (a pipe on fd 0) exits 1, names the fd,
+#     and the process runs on.
+set -u
+HAUL=${HAUL_BIN:-$PWD/build/haul}
+PROGS=${HAUL_PROGS:-$PWD/build/progs}
+[ "$(id -u)" = 0 ] || { echo "needs root (ptrace, clone3 set_tid)"; exit 77; }
+[ -x "$HAUL" ] && [ -x "$PROGS/rst_counter" ] || { echo "build haul and progs first"; exit 77; }
+D=$(mktemp -d /tmp/haul-rst-cli.XXXXXX)
+pids=""
+trap 'for p in $pids; do kill -9 $p 2>/dev/null; done; rm -rf "$D"' EXIT
+fail=0
+
+"$PROGS/rst_exec" /dev/null "$D/want.out" "$D/want.err" "$PROGS/rst_counter" "$D" 1200 8 0 memonly
+want=$(grep '^final' "$D/want.out")
+[ -n "$want" ] || { echo "FAIL: undisturbed run printed no final line"; exit 1; }
+
+"$PROGS/rst_exec" /dev/null "$D/run.out" "$D/run.err" "$PROGS/rst_counter" "$D" 1200 8 1000 memonly &
+pid=$!
+pids="$pids $pid"
+sleep 0.4
+if ! "$HAUL" checkpoint "$pid" --images "$D/img" --leave-running >"$D/ck.log" 2>&1; then
+	echo "FAIL: checkpoint --leave-running: $(cat "$D/ck.log")"
+	exit 1
+fi
+sleep 0.2
+kill -0 "$pid" 2>/dev/null || { echo "FAIL: the source did not keep running"; fail=1; }
+t1=$(grep -c tick "$D/run.out")
+sleep 0.3
+t2=$(grep -c tick "$D/run.out")
+[ "$t2" -gt "$t1" ] || { echo "FAIL: the source stopped ticking after --leave-running"; fail=1; }
+
+# The PID is taken by the running source: without a namespace, restore must refuse.
+"$HAUL" restore --pidns never --images "$D/img" >"$D/taken.log" 2>&1
+rc=$?
+if [ "$rc" -ne 1 ] || ! grep -q "pid $pid.*in use" "$D/taken.log"; then
+	echo "FAIL: restore onto a taken PID: exit $rc: $(cat "$D/taken.log")"
+	fail=1
+fi
+kill -0 "$pid" 2>/dev/null || { echo "FAIL: a refused restore disturbed the source"; fail=1; }
+
+# Kill the source, restore the image taken while it ran: the run goes on from there.
+kill -9 "$pid"
+wait "$pid" 2>/dev/null
+if ! "$HAUL" restore --images "$D/img" >"$D/rs.log" 2>&1; then
+	echo "FAIL: restore: $(cat "$D/rs.log")"
+	fail=1
+fi
+got=$(grep '^final' "$D/run.out")
+if [ "$got" != "$want" ] || grep -q ERROR "$D/run.out"; then
+	echo "FAIL: restored run ended with '$got', want '$want'; $(grep ERROR "$D/run.out")"
+	fail=1
+else
+	echo "ok checkpoint --leave-running, restore later: $got"
+fi
+
+# A process haul cannot restore: refused by name, untouched.
+mkfifo "$D/fifo"
+sleep 30 <"$D/fifo" &
+spid=$!
+pids="$pids $spid"
+exec 9>"$D/fifo"
+sleep 0.1
+"$HAUL" checkpoint "$spid" --images "$D/img2" >"$D/refuse.log" 2>&1
+rc=$?
+exec 9>&-
+if [ "$rc" -ne 1 ] || ! grep -q "fd 0 is a pipe or fifo" "$D/refuse.log"; then
+	echo "FAIL: checkpoint of a process reading a fifo: exit $rc: $(cat "$D/refuse.log")"
+	fail=1
+elif ! kill -0 "$spid" 2>/dev/null; then
+	echo "FAIL: the refused process died"
+	fail=1
+else
+	echo "ok refused: $(grep -o 'fd 0 is a pipe or fifo' "$D/refuse.log")"
+fi
+exit $fail
