@@ -407,7 +407,8 @@ static void *stream_thread(void *arg)
 		}
 
 		pthread_mutex_lock(&c->mu);
-		st->has_job = false;
+		if (st->enc.ref)
+			st->has_job = false;
 		if (ret && !st->err) {
 			pr_err_r(ret, "cannot send pages to %s on stream %u", c->o.to, st->idx);
 			st->err = ret;

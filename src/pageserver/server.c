@@ -123,6 +123,14 @@ struct ps_conn {
 	struct ps_session *sess;
 	uint32_t stream;
 	uint64_t round, round_pages, round_bytes;
+	/* a RAW page payload received straight into the page store */
+	bool direct;
+	struct iovec *diov; /* WIRE_MAX_REQ_PAGES entries, allocated on first use */
+	unsigned dn, di;    /* iovecs in use; the first not yet filled */
+	struct msghdr dmsg;
+	struct wire_hdr dh; /* that frame's header */
+	uint64_t dpages;
+	struct ps_session *sref; /* the session, until this connection is freed */
 	/* deadline */
 	ev_timer timer;
 	bool timer_on;
@@ -140,6 +148,7 @@ struct ps_session {
 	bool lazy;
 	struct ps_conn *streams[PS_MAX_STREAMS];
 	uint32_t nconns; /* streams currently attached */
+	uint32_t nrefs;	 /* connections not yet freed (their receives may write staged pages) */
 	bool in_round;
 	uint64_t round, last_round;
 	uint32_t nended;
@@ -169,6 +178,7 @@ struct ps_server {
 	struct ps_session *sessions;
 	unsigned nsessions_done;
 	struct wire_pages_enc enc; /* PAGE_REPLY encoder */
+	uint8_t **dptr;		   /* WIRE_MAX_REQ_PAGES page addresses, for direct receives */
 	uint8_t *scratch;	   /* LZ4 decode, and PAGE_REQ reads */
 	int port;
 	int result;
@@ -193,9 +203,11 @@ static struct io_uring_sqe *get_sqe(struct ps_server *s)
 	return sqe;
 }
 
-static void conn_submit_recv(struct ps_conn *c)
+/* Receive up to @max bytes into the receive buffer. */
+static void conn_submit_recv(struct ps_conn *c, size_t max)
 {
 	struct io_uring_sqe *sqe;
+	size_t len = c->rcap - c->rfill;
 
 	if (c->recv_busy || c->dead || c->state == PS_CLOSING)
 		return;
@@ -204,7 +216,7 @@ static void conn_submit_recv(struct ps_conn *c)
 		conn_fail(c, -EAGAIN, "cannot queue a receive: io_uring full");
 		return;
 	}
-	io_uring_prep_recv(sqe, c->fd, c->rbuf + c->rfill, c->rcap - c->rfill, 0);
+	io_uring_prep_recv(sqe, c->fd, c->rbuf + c->rfill, len < max ? len : max, 0);
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | OP_RECV);
 	c->recv_busy = true;
 }
@@ -328,6 +340,9 @@ static void conn_free(struct ps_conn *c)
 	free(c->rbuf);
 	free(c->obuf[0]);
 	free(c->obuf[1]);
+	free(c->diov);
+	if (c->sref)
+		c->sref->nrefs--;
 	sodium_memzero(c->skey, sizeof(c->skey));
 	free(c);
 }
@@ -460,7 +475,7 @@ static void server_reap(struct ps_server *s)
 	for (struct ps_session **pp = &s->sessions; *pp;) {
 		struct ps_session *x = *pp;
 
-		if (!x->nconns) {
+		if (!x->nconns && !x->nrefs) {
 			*pp = x->next;
 			session_free(x);
 		} else {
@@ -469,13 +484,15 @@ static void server_reap(struct ps_server *s)
 	}
 }
 
+/*
+ * Fail every stream of @x.  Its staged pages are dropped by session_free(),
+ * once no receive of its connections can still write into them.
+ */
 static void session_fail(struct ps_session *x, int err, const char *reason)
 {
 	if (x->failed)
 		return;
 	x->failed = true;
-	if (x->proc && x->kind != HAUL__WIRE__SESSION_KIND__FETCH)
-		pstore_abort(x->proc);
 	for (uint32_t i = 0; i < x->nstreams; i++)
 		if (x->streams[i] && x->streams[i]->state != PS_CLOSING)
 			conn_fail(x->streams[i], err, "session %016llx failed: %s",
@@ -640,7 +657,9 @@ static int on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 	s->sessions = x;
 	x->streams[0] = c;
 	x->nconns = 1;
+	x->nrefs = 1;
 	c->sess = x;
+	c->sref = x;
 	c->stream = 0;
 	pr_info("session %016llx from %s: %s pid %d (%s), %u stream%s", (unsigned long long)x->id,
 		c->peer, kind_name(x->kind), x->pid, x->comm, x->nstreams,
@@ -668,7 +687,9 @@ static int on_session_join(struct ps_conn *c, ProtobufCMessage *m)
 	}
 	x->streams[j->stream] = c;
 	x->nconns++;
+	x->nrefs++;
 	c->sess = x;
+	c->sref = x;
 	c->stream = j->stream;
 	session_ok(c, x);
 	return 0;
@@ -1037,11 +1058,161 @@ static int conn_frame(struct ps_conn *c, const struct wire_hdr *h, uint8_t *f)
 	return ret;
 }
 
+/* Whether PAGES payloads of @c may be received straight into the page store. */
+static bool direct_capable(const struct ps_conn *c)
+{
+	return c->state == PS_ROUND && !c->encrypt && c->sess && c->sess->proc &&
+	       pstore_direct_ok(c->sess->proc);
+}
+
+static void conn_submit_direct(struct ps_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->recv_busy || c->dead || c->state == PS_CLOSING)
+		return;
+	sqe = get_sqe(c->srv);
+	if (!sqe) {
+		conn_fail(c, -EAGAIN, "cannot queue a receive: io_uring full");
+		return;
+	}
+	memset(&c->dmsg, 0, sizeof(c->dmsg));
+	c->dmsg.msg_iov = c->diov + c->di;
+	c->dmsg.msg_iovlen = c->dn - c->di;
+	io_uring_prep_recvmsg(sqe, c->fd, &c->dmsg, 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | OP_RECV);
+	c->recv_busy = true;
+}
+
+/* Consume @n received bytes from the direct iovecs. */
+static void direct_advance(struct ps_conn *c, size_t n)
+{
+	while (n && c->di < c->dn) {
+		struct iovec *v = &c->diov[c->di];
+
+		if (n >= v->iov_len) {
+			n -= v->iov_len;
+			c->di++;
+		} else {
+			v->iov_base = (uint8_t *)v->iov_base + n;
+			v->iov_len -= n;
+			n = 0;
+		}
+	}
+}
+
+static void conn_direct_done(struct ps_conn *c)
+{
+	struct ps_session *x = c->sess;
+
+	c->direct = false;
+	c->rx_seq++;
+	conn_timer_stop(c);
+	if (!x)
+		return;
+	c->round_pages += c->dpages;
+	c->round_bytes += c->dh.payload_len;
+	x->round_pages += c->dpages;
+	x->total_pages += c->dpages;
+	x->total_bytes += c->dh.payload_len;
+}
+
+/*
+ * A PAGES frame whose header and message (and @avail - their size bytes of
+ * payload) are at @f: stage its pages and receive the rest of the payload
+ * straight into their cells, saving the copy out of the receive buffer.
+ * Returns 1 when the receive is under way, 0 when the batch holds LZ4
+ * (decoded from the buffer as usual), or -errno (the connection failed).
+ */
+static int conn_direct_start(struct ps_conn *c, const struct wire_hdr *h, const uint8_t *f,
+			     size_t avail)
+{
+	struct ps_session *x = c->sess;
+	size_t head = WIRE_HDR_LEN + h->msg_len;
+	const uint8_t *have = f + head;
+	size_t nhave = avail - head;
+	Haul__Wire__Pages *pm;
+	ProtobufCMessage *m;
+	uint64_t pages = 0;
+	bool lz4;
+	int ret;
+
+	ret = wire_msg_unpack(WIRE_PAGES, f + WIRE_HDR_LEN, h->msg_len, &m);
+	if (ret) {
+		conn_fail(c, ret, "sent a malformed PAGES message");
+		return ret;
+	}
+	pm = (Haul__Wire__Pages *)m;
+	ret = wire_pages_check(pm, h->payload_len, &lz4);
+	if (ret || lz4) {
+		wire_msg_free(m);
+		if (!ret)
+			return 0;
+		conn_fail(c, ret, "sent a malformed page batch (bad range or corrupt LZ4)");
+		session_fail(x, ret, "a stream sent a malformed page batch");
+		return ret;
+	}
+	if (!c->diov) {
+		c->diov = malloc(WIRE_MAX_REQ_PAGES * sizeof(*c->diov));
+		if (!c->diov) {
+			wire_msg_free(m);
+			conn_fail(c, -ENOMEM, "needs memory for a direct receive");
+			return -ENOMEM;
+		}
+	}
+	c->dn = c->di = 0;
+	for (size_t i = 0; i < pm->n_ranges && !ret; i++) {
+		const Haul__Wire__PageRange *r = pm->ranges[i];
+
+		if (r->enc == HAUL__WIRE__ENCODING__ZERO) {
+			ret = pstore_put(x->proc, r->addr, NULL, r->npages);
+		} else {
+			ret = pstore_put_direct(x->proc, r->addr, r->npages, c->srv->dptr);
+			for (uint32_t j = 0; !ret && j < r->npages; j++) {
+				struct iovec *last = c->dn ? &c->diov[c->dn - 1] : NULL;
+				uint8_t *d = c->srv->dptr[j];
+
+				if (last && (uint8_t *)last->iov_base + last->iov_len == d)
+					last->iov_len += HAUL_PAGE_SIZE;
+				else
+					c->diov[c->dn++] = (struct iovec){d, HAUL_PAGE_SIZE};
+			}
+		}
+		pages += r->npages;
+	}
+	wire_msg_free(m);
+	if (ret == -ERANGE) {
+		conn_fail(c, -ERANGE, "sent pages outside any announced VMA of pid %d", x->pid);
+		session_fail(x, -ERANGE, "a stream sent pages outside the layout");
+		return ret;
+	}
+	if (ret) {
+		session_fail(x, ret, "the pages could not be stored");
+		return ret;
+	}
+	/* What already arrived goes in by copy; the rest straight from the socket. */
+	for (unsigned i = 0; nhave && i < c->dn; i++) {
+		size_t n = nhave < c->diov[i].iov_len ? nhave : c->diov[i].iov_len;
+
+		memcpy(c->diov[i].iov_base, have, n);
+		have += n;
+		nhave -= n;
+	}
+	direct_advance(c, avail - head);
+	c->rhead = c->rfill = 0;
+	c->direct = true;
+	c->dh = *h;
+	c->dpages = pages;
+	conn_timer_start(c);
+	conn_submit_direct(c);
+	return 1;
+}
+
 /* Parse every whole frame in the receive buffer; make room for the next. */
 static void conn_parse(struct ps_conn *c)
 {
 	for (;;) {
-		size_t avail = c->rfill - c->rhead, need;
+		size_t avail = c->rfill - c->rhead, need, want = SIZE_MAX;
 		bool authed = c->state >= PS_AUTHED;
 		struct wire_hdr h;
 		uint8_t *f = c->rbuf + c->rhead;
@@ -1051,6 +1222,9 @@ static void conn_parse(struct ps_conn *c)
 			return;
 		if (avail < WIRE_HDR_LEN) {
 			need = WIRE_HDR_LEN;
+			/* Mid-round, read frame by frame so that payloads can go direct. */
+			if (direct_capable(c))
+				want = WIRE_HDR_LEN - avail;
 			goto more;
 		}
 		ret = wire_hdr_decode(f, WIRE_MAX_MSG, WIRE_MAX_PAYLOAD, &h);
@@ -1079,6 +1253,17 @@ static void conn_parse(struct ps_conn *c)
 			return;
 		}
 		need = wire_frame_len(&h);
+		if (avail < need && h.type == WIRE_PAGES && h.payload_len && direct_capable(c)) {
+			size_t head = WIRE_HDR_LEN + h.msg_len;
+
+			if (avail < head) {
+				want = head - avail;
+			} else {
+				ret = conn_direct_start(c, &h, f, avail);
+				if (ret)
+					return;
+			}
+		}
 		if (avail < need)
 			goto more;
 		if (c->encrypt && wire_open(c->skey, WIRE_DIR_C2S, f, &h)) {
@@ -1123,7 +1308,7 @@ more:
 			c->rhead = 0;
 			c->rfill = avail;
 		}
-		conn_submit_recv(c);
+		conn_submit_recv(c, want);
 		return;
 	}
 }
@@ -1141,6 +1326,16 @@ static void on_cqe(struct ps_server *s, struct io_uring_cqe *cqe)
 		c->recv_busy = false;
 		if (c->dead)
 			return;
+		if (c->direct && res > 0) {
+			direct_advance(c, (size_t)res);
+			if (c->di < c->dn) {
+				conn_submit_direct(c);
+				return;
+			}
+			conn_direct_done(c);
+			conn_parse(c);
+			return;
+		}
 		if (res == 0) {
 			if (c->sess && (c->sess->in_round || c->rfill != c->rhead))
 				pr_warn("peer %s closed the connection mid-round", c->peer);
@@ -1244,7 +1439,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		s->nconns++;
 		pr_debug("peer %s connected", c->peer);
 		conn_timer_start(c);
-		conn_submit_recv(c);
+		conn_submit_recv(c, SIZE_MAX);
 	}
 }
 
@@ -1294,8 +1489,10 @@ int ps_server_new(const struct ps_server_opts *o, struct ps_server **out)
 	if (ret)
 		goto fail;
 	s->scratch = malloc(WIRE_MAX_PAYLOAD);
-	ret = s->scratch ? wire_pages_enc_init(&s->enc, WIRE_MAX_REQ_PAGES + 1, WIRE_COMPRESS_AUTO)
-			 : -ENOMEM;
+	s->dptr = malloc(WIRE_MAX_REQ_PAGES * sizeof(*s->dptr));
+	ret = s->scratch && s->dptr
+		      ? wire_pages_enc_init(&s->enc, WIRE_MAX_REQ_PAGES + 1, WIRE_COMPRESS_AUTO)
+		      : -ENOMEM;
 	if (ret)
 		goto fail;
 	ret = io_uring_queue_init(RING_DEPTH, &s->ring, 0);
@@ -1408,6 +1605,7 @@ void ps_server_free(struct ps_server *s)
 	pstore_close(s->store);
 	wire_pages_enc_release(&s->enc);
 	free(s->scratch);
+	free(s->dptr);
 	free(s->images_dir);
 	sodium_memzero(s->o.key, sizeof(s->o.key));
 	free(s);
