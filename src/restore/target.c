@@ -1469,6 +1469,7 @@ int rst_target_resume(struct rst_target *t, const void *state, size_t len, pid_t
 		      size_t whylen)
 {
 	Haul__Img__ProcessState *ps;
+	struct timespec t0, t1;
 	int ret;
 
 	why[0] = '\0';
@@ -1481,7 +1482,9 @@ int rst_target_resume(struct rst_target *t, const void *state, size_t len, pid_t
 		snprintf(why, whylen, "the process state of pid %d is corrupt", (int)t->o.pid);
 		return -EBADMSG;
 	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ret = resume(t, ps, why, whylen);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	haul__img__process_state__free_unpacked(ps, NULL);
 	if (ret) {
 		pr_err("cannot restore pid %d: %s", (int)t->o.pid, why);
@@ -1499,7 +1502,8 @@ int rst_target_resume(struct rst_target *t, const void *state, size_t len, pid_t
 		t->mem = -1;
 	}
 	*pid = t->stub;
-	pr_info("pid %d restored (pid %d here%s)", (int)t->o.pid, (int)t->stub,
+	pr_info("pid %d restored in %.1f ms (pid %d here%s)", (int)t->o.pid,
+		(t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6, (int)t->stub,
 		t->pidns ? ", in a new PID namespace" : "");
 	return 0;
 }
