@@ -5,7 +5,9 @@
 #     and the image restored; the restored run ends with the undisturbed hash;
 #  2. restore --pidns never while the PID is taken fails cleanly (exit 1, a
 #     message naming the PID) and leaves the running process alone;
-#  3. checkpoint of a refused process (a pipe on fd 0) exits 1, names the fd,
+#  3. two hops: a restored process (in its time namespace, maybe a new PID
+#     namespace) is checkpointed and restored again and still ends right;
+#  4. checkpoint of a refused process (a pipe on fd 0) exits 1, names the fd,
 #     and the process runs on.
 set -u
 HAUL=${HAUL_BIN:-$PWD/build/haul}
@@ -58,6 +60,30 @@ if [ "$got" != "$want" ] || grep -q ERROR "$D/run.out"; then
 	fail=1
 else
 	echo "ok checkpoint --leave-running, restore later: $got"
+fi
+
+# Two hops: checkpoint the restored process again, then restore that.
+"$PROGS/rst_exec" /dev/null "$D/hop.out" "$D/hop.err" "$PROGS/rst_counter" "$D" 1200 8 1000 memonly &
+pid=$!
+pids="$pids $pid"
+sleep 0.3
+"$HAUL" checkpoint "$pid" --images "$D/hop1" >"$D/hop1.log" 2>&1 || echo "FAIL: hop 1 checkpoint: $(cat "$D/hop1.log")"
+wait "$pid" 2>/dev/null
+"$HAUL" restore --pidns always --images "$D/hop1" >"$D/hop1r.log" 2>&1 &
+rpid=$!
+sleep 0.4
+# In its new PID namespace it keeps $pid; from here it has another.
+hpid=$(pgrep -f "rst_counter $D 1200 8 1000 memonly" | head -1)
+"$HAUL" checkpoint "${hpid:-0}" --images "$D/hop2" >"$D/hop2.log" 2>&1 || echo "FAIL: hop 2 checkpoint: $(cat "$D/hop2.log")"
+wait "$rpid"
+"$HAUL" restore --images "$D/hop2" >"$D/hop2r.log" 2>&1
+rc=$?
+got=$(grep '^final' "$D/hop.out")
+if [ "$rc" -ne 0 ] || [ "$got" != "$want" ] || grep -q ERROR "$D/hop.out"; then
+	echo "FAIL: two hops: exit $rc, '$got' (want '$want'); $(grep ERROR "$D/hop.out"; cat "$D/hop2r.log")"
+	fail=1
+else
+	echo "ok two hops (checkpoint of a restored process): $got"
 fi
 
 # A process haul cannot restore: refused by name, untouched.
