@@ -230,7 +230,8 @@ struct haul_mig_result {
 	bool over_target; /* switched over at the round limit */
 	pid_t target_pid;
 	double total_ms, downtime_ms; /* downtime: freeze to the target's "running" reply */
-	double t_freeze, freeze_ms, seize_ms, final_ms, state_ms, restore_ms, kill_ms;
+	/* parts of the downtime; state_ms = dump_ms + sending the state */
+	double t_freeze, freeze_ms, seize_ms, final_ms, dump_ms, state_ms, restore_ms, kill_ms;
 	double expected_ms;
 	unsigned rounds, throttle_max;
 	uint64_t bytes_sent, pages_sent;

@@ -466,6 +466,7 @@ static int switchover(struct mig *m)
 		pr_err_r(ret, "cannot dump the state of pid %d", m->pid);
 		return ret;
 	}
+	res->dump_ms = haul_now_ms() - t;
 	if (m->o->fault && !strcmp(m->o->fault, "corrupt-state"))
 		for (size_t i = 0; i < len; i++)
 			blob[i] ^= 0x5a;
