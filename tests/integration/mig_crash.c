@@ -245,3 +245,22 @@ Test(mig_crash, haul_killed_after_commit_leaves_the_target_running, .fini = tear
 	cr_assert(th_mig_verify(&M));
 	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy");
 }
+
+Test(mig_crash, link_down_before_restore_is_in_doubt_and_never_runs_two, .fini = teardown,
+     .timeout = 60)
+{
+	const char *extra[] = {"--timeout", "2000", NULL};
+	int fd;
+	pid_t haul;
+
+	start(32);
+	haul = haul_stalled("stall:state:1000", extra, &fd);
+	cr_assert_eq(th_net_link(&M.net, false), 0);
+	/* exit status 3: in doubt, the source stays frozen */
+	cr_assert_eq(th_wait_exit(haul, 30000), 3, "haul did not report the migration in doubt");
+	close(fd);
+	cr_assert_not(th_mig_ticking(&M, M.net_a, 500), "an in-doubt source runs");
+	cr_assert_not(th_mig_ticking(&M, M.net_b, 500), "the target runs without the command");
+	resolve_in_doubt(false);
+	assert_source_runs();
+}
