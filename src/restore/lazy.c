@@ -30,18 +30,28 @@
  * them.  When nothing is missing any more the uffd is closed: that
  * unregisters everything and the process no longer depends on us.
  *
+ * Fork: the restored process may fork during post-copy.  The child shares
+ * the pages that were present and misses the others, in VMAs registered with
+ * a new uffd that the FORK event hands us.  It becomes a second "mm" served
+ * exactly like the first (its own regions and bitmaps, copied from its
+ * parent's at the fork; faults and background push by source address), until
+ * it has everything, exits or execs (copies then say ESRCH).  On failure the
+ * restored process and every descendant are killed: they share its memory.
+ *
  * Copy races (uffd ioctls): EEXIST means the page is there already (count
  * it present); EAGAIN with progress is a partial copy (carry on), without
  * progress the address space is changing (an event is queued: read events,
  * then retry); ESRCH: the process is gone; ENOENT: the VMA is gone (skip).
  */
 #define LOG_PREFIX "lazy: "
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -62,7 +72,8 @@
 
 /* The events we need; each makes the process wait until the fault thread reads it. */
 #define LAZY_EVENTS                                                                                \
-	(UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP)
+	(UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP |         \
+	 UFFD_FEATURE_EVENT_FORK)
 
 struct lz_region {
 	uint64_t start, end; /* where it is in the restored process now */
@@ -71,16 +82,39 @@ struct lz_region {
 	uint64_t missing; /* pages not done */
 };
 
+/* One address space to fill: the restored process, or a child it forked during post-copy. */
+struct lz_mm {
+	int uffd;	     /* -1 once dead */
+	bool dead;	     /* exited or exec'd: nothing more to copy */
+	bool scanned;	     /* a child: its pid was looked for (kids_scan) */
+	struct lz_region *r; /* sorted by start */
+	size_t nr;
+	uint64_t missing; /* pages not done */
+};
+
 struct lz_chunk {
-	uint64_t src;	 /* source address of the first page */
-	uint32_t npages; /* fetched */
-	uint32_t off;	 /* pages copied (or skipped) so far */
+	struct lz_mm *mm; /* whose pages */
+	uint64_t src;	  /* source address of the first page */
+	uint32_t npages;  /* fetched */
+	uint32_t off;	  /* pages copied (or skipped) so far */
 	void *buf;
 	struct lz_chunk *next;
 };
 
+struct lz_pend {
+	struct lz_mm *mm;
+	uint64_t addr;
+	uint64_t t0;
+};
+
+/* A descendant of the restored process: killed with it on failure. */
+struct lz_kid {
+	pid_t pid;
+	int pidfd;
+};
+
 struct rst_lazy {
-	int uffd, pidfd, stopfd, readyfd;
+	int pidfd, stopfd, readyfd;
 	pid_t pid;
 	struct rst_lazy_source src;
 	unsigned nfetchers, nrunning;
@@ -89,15 +123,18 @@ struct rst_lazy {
 	bool started;
 
 	pthread_mutex_t lock;
-	pthread_cond_t cv;   /* fetchers: a free buffer or stop; waiters: finished */
-	struct lz_region *r; /* sorted by start */
-	size_t nr;
-	uint64_t missing;
-	uint64_t hint; /* target address the background push continues from */
+	pthread_cond_t cv; /* fetchers: a free buffer, new work or stop; waiters: finished */
+	struct lz_mm **mm; /* mm[0]: the restored process; never freed before rst_lazy_free */
+	size_t nmm;
+	uint64_t missing;  /* over every live mm */
+	size_t hint_mm;	   /* where the background push continues: this mm ... */
+	uint64_t hint;	   /* ... from this address */
+	uint64_t work_gen; /* bumped when new work appears (a fork) */
 	struct lz_chunk *chunks;
 	struct lz_chunk *free_list, *ready_head, *ready_tail;
 	bool stopping, finished;
 	bool marked; /* rst_lazy_mark_present() was used */
+	bool exited; /* the restored process died before it had everything */
 	int result;
 	int fetch_err;
 	uint64_t t_start;
@@ -107,6 +144,8 @@ struct rst_lazy {
 	/* fault thread only */
 	void *fault_buf;
 	struct lz_chunk *cur;
+	struct lz_kid *kids;
+	size_t nkids;
 };
 
 static uint64_t now_ns(void)
@@ -202,27 +241,27 @@ static int region_slice(const struct lz_region *rg, uint64_t s, uint64_t e, uint
 	return 0;
 }
 
-static struct lz_region *region_find(struct rst_lazy *lz, uint64_t addr)
+static struct lz_region *region_find(struct lz_mm *mm, uint64_t addr)
 {
-	size_t lo = 0, hi = lz->nr;
+	size_t lo = 0, hi = mm->nr;
 
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
 
-		if (addr < lz->r[mid].start)
+		if (addr < mm->r[mid].start)
 			hi = mid;
-		else if (addr >= lz->r[mid].end)
+		else if (addr >= mm->r[mid].end)
 			lo = mid + 1;
 		else
-			return &lz->r[mid];
+			return &mm->r[mid];
 	}
 	return NULL;
 }
 
-static struct lz_region *region_find_src(struct rst_lazy *lz, uint64_t src)
+static struct lz_region *region_find_src(struct lz_mm *mm, uint64_t src)
 {
-	for (size_t i = 0; i < lz->nr; i++) {
-		struct lz_region *rg = &lz->r[i];
+	for (size_t i = 0; i < mm->nr; i++) {
+		struct lz_region *rg = &mm->r[i];
 
 		if (src >= rg->src && src < rg->src + (rg->end - rg->start))
 			return rg;
@@ -237,22 +276,24 @@ static int region_cmp(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
-/* Insert @add (taking its bitmaps) keeping the array sorted. Under lz->lock. */
-static int regions_insert(struct rst_lazy *lz, struct lz_region *add, size_t nadd)
+/* Insert @add (taking its bitmaps) into @mm keeping the array sorted. Under lz->lock. */
+static int regions_insert(struct rst_lazy *lz, struct lz_mm *mm, struct lz_region *add, size_t nadd)
 {
 	struct lz_region *n;
 
 	if (!nadd)
 		return 0;
-	n = realloc(lz->r, (lz->nr + nadd) * sizeof(*n));
+	n = realloc(mm->r, (mm->nr + nadd) * sizeof(*n));
 	if (!n)
 		return -ENOMEM;
-	lz->r = n;
-	memcpy(&lz->r[lz->nr], add, nadd * sizeof(*add));
-	lz->nr += nadd;
-	qsort(lz->r, lz->nr, sizeof(*lz->r), region_cmp);
-	for (size_t i = 0; i < nadd; i++)
+	mm->r = n;
+	memcpy(&mm->r[mm->nr], add, nadd * sizeof(*add));
+	mm->nr += nadd;
+	qsort(mm->r, mm->nr, sizeof(*mm->r), region_cmp);
+	for (size_t i = 0; i < nadd; i++) {
+		mm->missing += add[i].missing;
 		lz->missing += add[i].missing;
+	}
 	return 0;
 }
 
@@ -261,10 +302,10 @@ static int regions_insert(struct rst_lazy *lz, struct lz_region *add, size_t nad
  * what lies outside.  Pages that were missing there are no longer wanted.
  * Under lz->lock.
  */
-static int regions_cut(struct rst_lazy *lz, uint64_t s, uint64_t e)
+static int regions_cut(struct rst_lazy *lz, struct lz_mm *mm, uint64_t s, uint64_t e)
 {
-	for (size_t i = 0; i < lz->nr;) {
-		struct lz_region *rg = &lz->r[i], keep[2];
+	for (size_t i = 0; i < mm->nr;) {
+		struct lz_region *rg = &mm->r[i], keep[2];
 		size_t nkeep = 0;
 		int ret;
 
@@ -287,11 +328,12 @@ static int regions_cut(struct rst_lazy *lz, uint64_t s, uint64_t e)
 			}
 			nkeep++;
 		}
+		mm->missing -= rg->missing;
 		lz->missing -= rg->missing;
 		region_release(rg);
-		memmove(rg, rg + 1, (lz->nr - i - 1) * sizeof(*rg));
-		lz->nr--;
-		ret = regions_insert(lz, keep, nkeep);
+		memmove(rg, rg + 1, (mm->nr - i - 1) * sizeof(*rg));
+		mm->nr--;
+		ret = regions_insert(lz, mm, keep, nkeep);
 		if (ret) {
 			while (nkeep)
 				region_release(&keep[--nkeep]);
@@ -345,14 +387,16 @@ static uint64_t hist_pct(const uint32_t *h, uint64_t total, double pct)
 
 /* ---- copying into the process (fault thread) -------------------------------- */
 
-/* Mark @n pages at page @i of @rg present. Under lz->lock. */
-static void mark_done(struct rst_lazy *lz, struct lz_region *rg, uint64_t i, uint64_t n)
+/* Mark @n pages at page @i of @rg (in @mm) present. Under lz->lock. */
+static void mark_done(struct rst_lazy *lz, struct lz_mm *mm, struct lz_region *rg, uint64_t i,
+		      uint64_t n)
 {
 	for (uint64_t k = i; k < i + n; k++) {
 		if (bit_test(rg->done, k))
 			continue;
 		bit_set(rg->done, k);
 		rg->missing--;
+		mm->missing--;
 		lz->missing--;
 	}
 }
@@ -372,8 +416,8 @@ static int uffd_err(int err)
  * space is changing: read the events, then call again; it resumes where it
  * stopped), -ESRCH (the process is gone) or another -errno.
  */
-static long copy_pages(struct rst_lazy *lz, struct lz_region *rg, uint64_t i, uint64_t n,
-		       const char *buf, bool fault)
+static long copy_pages(struct rst_lazy *lz, struct lz_mm *mm, struct lz_region *rg, uint64_t i,
+		       uint64_t n, const char *buf, bool fault)
 {
 	long copied = 0;
 	uint64_t k = 0;
@@ -393,7 +437,7 @@ static long copy_pages(struct rst_lazy *lz, struct lz_region *rg, uint64_t i, ui
 		c.len = run * PG;
 		c.mode = 0;
 		c.copy = 0;
-		if (ioctl(lz->uffd, UFFDIO_COPY, &c) == 0)
+		if (ioctl(mm->uffd, UFFDIO_COPY, &c) == 0)
 			c.copy = (int64_t)c.len;
 		else if (c.copy <= 0)
 			c.copy = -errno;
@@ -401,7 +445,7 @@ static long copy_pages(struct rst_lazy *lz, struct lz_region *rg, uint64_t i, ui
 			uint64_t got = (uint64_t)c.copy / PG;
 
 			pthread_mutex_lock(&lz->lock);
-			mark_done(lz, rg, i + k, got);
+			mark_done(lz, mm, rg, i + k, got);
 			if (fault)
 				lz->st.fault_pages += got;
 			else
@@ -414,7 +458,7 @@ static long copy_pages(struct rst_lazy *lz, struct lz_region *rg, uint64_t i, ui
 		if (c.copy == -EEXIST) {
 			/* Present already (a racing copy): nothing to do but count it. */
 			pthread_mutex_lock(&lz->lock);
-			mark_done(lz, rg, i + k, 1);
+			mark_done(lz, mm, rg, i + k, 1);
 			lz->st.eexist++;
 			pthread_mutex_unlock(&lz->lock);
 			k++;
@@ -423,7 +467,7 @@ static long copy_pages(struct rst_lazy *lz, struct lz_region *rg, uint64_t i, ui
 		if (c.copy == -ENOENT) {
 			/* Unmapped under us: nobody can fault there any more. */
 			pthread_mutex_lock(&lz->lock);
-			mark_done(lz, rg, i + k, run);
+			mark_done(lz, mm, rg, i + k, run);
 			pthread_mutex_unlock(&lz->lock);
 			k += run;
 			continue;
@@ -439,28 +483,24 @@ static long copy_pages(struct rst_lazy *lz, struct lz_region *rg, uint64_t i, ui
 	return copied;
 }
 
-static int uffd_zero(struct rst_lazy *lz, uint64_t addr)
+static int uffd_zero(struct lz_mm *mm, uint64_t addr)
 {
 	struct uffdio_zeropage z = {.range = {addr, PG}, .mode = 0};
 
-	if (ioctl(lz->uffd, UFFDIO_ZEROPAGE, &z) == 0 || errno == EEXIST || errno == ENOENT)
+	if (ioctl(mm->uffd, UFFDIO_ZEROPAGE, &z) == 0 || errno == EEXIST || errno == ENOENT)
 		return 0;
 	return uffd_err(errno);
 }
 
-static int uffd_wake(struct rst_lazy *lz, uint64_t addr)
+static int uffd_wake(struct lz_mm *mm, uint64_t addr)
 {
 	struct uffdio_range r = {addr, PG};
 
-	if (ioctl(lz->uffd, UFFDIO_WAKE, &r) == 0 || errno == ENOENT)
+	if (ioctl(mm->uffd, UFFDIO_WAKE, &r) == 0 || errno == ENOENT)
 		return 0;
 	return uffd_err(errno);
 }
 
-/*
- * Answer a fault at @addr.  Returns 0, -EAGAIN (retry after reading events),
- * -ESRCH, or the source's -errno.
- */
 /* A fetch for a fault failed: remember it as the source's failure (it may be -ESRCH too). */
 static int fetch_failed(struct rst_lazy *lz, int err)
 {
@@ -471,9 +511,13 @@ static int fetch_failed(struct rst_lazy *lz, int err)
 	return err;
 }
 
-static int serve_fault(struct rst_lazy *lz, uint64_t addr)
+/*
+ * Answer a fault at @addr of @mm.  Returns 0, -EAGAIN (retry after reading
+ * events), -ESRCH (that mm is gone), or the source's -errno.
+ */
+static int serve_fault(struct rst_lazy *lz, struct lz_mm *mm, uint64_t addr)
 {
-	struct lz_region *rg = region_find(lz, addr);
+	struct lz_region *rg = region_find(mm, addr);
 	uint64_t i, lo, hi, wlo, whi;
 	long ret;
 
@@ -482,14 +526,14 @@ static int serve_fault(struct rst_lazy *lz, uint64_t addr)
 		pthread_mutex_lock(&lz->lock);
 		lz->st.zero_pages++;
 		pthread_mutex_unlock(&lz->lock);
-		return uffd_zero(lz, addr);
+		return uffd_zero(mm, addr);
 	}
 	i = (addr - rg->start) / PG;
 	if (bit_test(rg->zero, i)) {
 		pthread_mutex_lock(&lz->lock);
 		lz->st.zero_pages++;
 		pthread_mutex_unlock(&lz->lock);
-		return uffd_zero(lz, addr);
+		return uffd_zero(mm, addr);
 	}
 	if (bit_test(rg->done, i)) {
 		/*
@@ -498,7 +542,7 @@ static int serve_fault(struct rst_lazy *lz, uint64_t addr)
 		 * (the copy says EEXIST if they really are there).
 		 */
 		if (!lz->marked)
-			return uffd_wake(lz, addr);
+			return uffd_wake(mm, addr);
 		ret = lz->src.fetch(lz->src.arg, rg->src + i * PG, 1, lz->fault_buf);
 		if (ret)
 			return fetch_failed(lz, (int)ret);
@@ -507,9 +551,9 @@ static int serve_fault(struct rst_lazy *lz, uint64_t addr)
 					.len = PG,
 					.mode = 0};
 
-		if (ioctl(lz->uffd, UFFDIO_COPY, &c) && errno != EEXIST)
+		if (ioctl(mm->uffd, UFFDIO_COPY, &c) && errno != EEXIST)
 			return uffd_err(errno);
-		return uffd_wake(lz, addr);
+		return uffd_wake(mm, addr);
 	}
 
 	/* The missing run around the fault, inside its aligned fault-around window. */
@@ -530,13 +574,16 @@ static int serve_fault(struct rst_lazy *lz, uint64_t addr)
 		return fetch_failed(lz, (int)ret);
 	pthread_mutex_lock(&lz->lock);
 	lz->st.fetched_bytes += (hi - lo) * PG;
+	for (size_t k = 0; k < lz->nmm; k++)
+		if (lz->mm[k] == mm)
+			lz->hint_mm = k;
 	lz->hint = rg->start + hi * PG;
 	pthread_mutex_unlock(&lz->lock);
-	ret = copy_pages(lz, rg, lo, hi - lo, lz->fault_buf, true);
+	ret = copy_pages(lz, mm, rg, lo, hi - lo, lz->fault_buf, true);
 	if (ret < 0)
 		return (int)ret;
 	/* Nothing copied over the faulting page (EEXIST on it): it never got a wake. */
-	return ret == (long)(hi - lo) ? 0 : uffd_wake(lz, addr);
+	return ret == (long)(hi - lo) ? 0 : uffd_wake(mm, addr);
 }
 
 /*
@@ -563,11 +610,11 @@ static int push_slice(struct rst_lazy *lz)
 		lz->cur = c;
 	}
 	end = c->off + LAZY_PUSH_SLICE_PAGES;
-	if (end > c->npages)
+	if (end > c->npages || c->mm->dead)
 		end = c->npages;
 	while (c->off < end) {
 		uint64_t src = c->src + (uint64_t)c->off * PG;
-		struct lz_region *rg = region_find_src(lz, src);
+		struct lz_region *rg = c->mm->dead ? NULL : region_find_src(c->mm, src);
 		uint64_t i, n;
 		long ret;
 
@@ -579,7 +626,8 @@ static int push_slice(struct rst_lazy *lz)
 		n = end - c->off;
 		if (n > (rg->end - rg->start) / PG - i)
 			n = (rg->end - rg->start) / PG - i;
-		ret = copy_pages(lz, rg, i, n, (char *)c->buf + (uint64_t)c->off * PG, false);
+		ret = copy_pages(lz, c->mm, rg, i, n, (char *)c->buf + (uint64_t)c->off * PG,
+				 false);
 		if (ret < 0)
 			return (int)ret;
 		c->off += (uint32_t)n;
@@ -597,17 +645,17 @@ static int push_slice(struct rst_lazy *lz)
 
 /* ---- events ------------------------------------------------------------------- */
 
-static int on_remove(struct rst_lazy *lz, uint64_t s, uint64_t e)
+static int on_remove(struct rst_lazy *lz, struct lz_mm *mm, uint64_t s, uint64_t e)
 {
 	pthread_mutex_lock(&lz->lock);
-	for (size_t k = 0; k < lz->nr; k++) {
-		struct lz_region *rg = &lz->r[k];
+	for (size_t k = 0; k < mm->nr; k++) {
+		struct lz_region *rg = &mm->r[k];
 		uint64_t a = s > rg->start ? s : rg->start, b = e < rg->end ? e : rg->end;
 
 		for (uint64_t p = a; p < b; p += PG) {
 			uint64_t i = (p - rg->start) / PG;
 
-			mark_done(lz, rg, i, 1);
+			mark_done(lz, mm, rg, i, 1);
 			bit_set(rg->zero, i);
 		}
 	}
@@ -615,15 +663,15 @@ static int on_remove(struct rst_lazy *lz, uint64_t s, uint64_t e)
 	return 0;
 }
 
-static int on_remap(struct rst_lazy *lz, uint64_t from, uint64_t to, uint64_t len)
+static int on_remap(struct rst_lazy *lz, struct lz_mm *mm, uint64_t from, uint64_t to, uint64_t len)
 {
 	struct lz_region *moved = NULL;
 	size_t nmoved = 0;
 	int ret = 0;
 
 	pthread_mutex_lock(&lz->lock);
-	for (size_t k = 0; k < lz->nr; k++) {
-		struct lz_region *rg = &lz->r[k], *n;
+	for (size_t k = 0; k < mm->nr; k++) {
+		struct lz_region *rg = &mm->r[k], *n;
 		uint64_t a = from > rg->start ? from : rg->start;
 		uint64_t b = from + len < rg->end ? from + len : rg->end;
 
@@ -640,11 +688,11 @@ static int on_remap(struct rst_lazy *lz, uint64_t from, uint64_t to, uint64_t le
 			goto out;
 		nmoved++;
 	}
-	ret = regions_cut(lz, from, from + len);
+	ret = regions_cut(lz, mm, from, from + len);
 	if (!ret)
-		ret = regions_cut(lz, to, to + len);
+		ret = regions_cut(lz, mm, to, to + len);
 	if (!ret)
-		ret = regions_insert(lz, moved, nmoved);
+		ret = regions_insert(lz, mm, moved, nmoved);
 	if (!ret)
 		nmoved = 0;
 out:
@@ -655,7 +703,58 @@ out:
 	return ret;
 }
 
-static int on_event(struct rst_lazy *lz, const struct uffd_msg *m)
+/* A copy of @parent's state for its child, whose memory is registered with @ufd. */
+static int on_fork(struct rst_lazy *lz, struct lz_mm *parent, int ufd)
+{
+	struct lz_mm *mm = calloc(1, sizeof(*mm)), **n;
+	int ret = -ENOMEM;
+
+	if (!mm) {
+		close(ufd);
+		return -ENOMEM;
+	}
+	mm->uffd = ufd;
+	pthread_mutex_lock(&lz->lock);
+	mm->r = calloc(parent->nr ? parent->nr : 1, sizeof(*mm->r));
+	if (!mm->r)
+		goto err;
+	for (size_t k = 0; k < parent->nr; k++) {
+		struct lz_region *rg = &parent->r[k];
+
+		ret = region_slice(rg, rg->start, rg->end, rg->start, &mm->r[k]);
+		if (ret)
+			goto err;
+		/* The parent's claims are for the parent's copies: the child fetches its own. */
+		memset(mm->r[k].claimed, 0, ((rg->end - rg->start) / PG + 63) / 64 * 8);
+		mm->nr++;
+		mm->missing += mm->r[k].missing;
+	}
+	n = realloc(lz->mm, (lz->nmm + 1) * sizeof(*n));
+	if (!n) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	lz->mm = n;
+	lz->mm[lz->nmm++] = mm;
+	lz->missing += mm->missing;
+	lz->work_gen++;
+	pthread_cond_broadcast(&lz->cv);
+	pthread_mutex_unlock(&lz->lock);
+	pr_info("pid %d forked during post-copy: serving its child too (%lu pages missing there)",
+		lz->pid, (unsigned long)mm->missing);
+	return 0;
+err:
+	pthread_mutex_unlock(&lz->lock);
+	for (size_t k = 0; k < mm->nr; k++)
+		region_release(&mm->r[k]);
+	free(mm->r);
+	close(ufd);
+	free(mm);
+	pr_err_r(ret, "cannot follow a fork of pid %d during post-copy", lz->pid);
+	return ret;
+}
+
+static int on_event(struct rst_lazy *lz, struct lz_mm *mm, const struct uffd_msg *m)
 {
 	int ret;
 
@@ -664,18 +763,36 @@ static int on_event(struct rst_lazy *lz, const struct uffd_msg *m)
 	pthread_mutex_unlock(&lz->lock);
 	switch (m->event) {
 	case UFFD_EVENT_REMOVE:
-		return on_remove(lz, m->arg.remove.start, m->arg.remove.end);
+		return on_remove(lz, mm, m->arg.remove.start, m->arg.remove.end);
 	case UFFD_EVENT_UNMAP:
 		pthread_mutex_lock(&lz->lock);
-		ret = regions_cut(lz, m->arg.remove.start, m->arg.remove.end);
+		ret = regions_cut(lz, mm, m->arg.remove.start, m->arg.remove.end);
 		pthread_mutex_unlock(&lz->lock);
 		return ret;
 	case UFFD_EVENT_REMAP:
-		return on_remap(lz, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
+		return on_remap(lz, mm, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
+	case UFFD_EVENT_FORK:
+		return on_fork(lz, mm, (int)m->arg.fork.ufd);
 	default:
 		pr_err("unexpected userfaultfd event %#x from pid %d", m->event, lz->pid);
 		return -EPROTO;
 	}
+}
+
+/* @mm exited or exec'd (its copies say ESRCH): nothing more to do for it. Fault thread. */
+static void mm_dead(struct rst_lazy *lz, struct lz_mm *mm)
+{
+	pthread_mutex_lock(&lz->lock);
+	if (!mm->dead) {
+		if (mm == lz->mm[0] && mm->missing)
+			lz->exited = true;
+		lz->missing -= mm->missing;
+		mm->missing = 0;
+		mm->dead = true;
+		close(mm->uffd);
+		mm->uffd = -1;
+	}
+	pthread_mutex_unlock(&lz->lock);
 }
 
 /* ---- the fault thread --------------------------------------------------------- */
@@ -694,16 +811,74 @@ static void finish(struct rst_lazy *lz, int result)
 	pthread_mutex_unlock(&lz->lock);
 }
 
-/* SIGKILL the process and wait (a bounded time) until it is dead. */
+/* Remember every descendant of the restored process (pidfds), so that none escapes a kill. */
+static void kids_scan(struct rst_lazy *lz, pid_t pid, unsigned depth)
+{
+	char path[96], tids[64], *buf = NULL;
+	size_t cap = 0;
+	FILE *f;
+	DIR *d;
+	struct dirent *e;
+
+	if (depth > 16)
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(tids, sizeof(tids), "%.32s", e->d_name);
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/children", (int)pid, tids);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		while (getdelim(&buf, &cap, ' ', f) > 0) {
+			pid_t kid = (pid_t)atoi(buf);
+			bool known = false;
+			struct lz_kid *n;
+
+			if (kid <= 0)
+				continue;
+			for (size_t k = 0; k < lz->nkids; k++)
+				known |= lz->kids[k].pid == kid;
+			if (!known) {
+				int fd = (int)syscall(SYS_pidfd_open, kid, 0);
+
+				n = fd >= 0 ? realloc(lz->kids, (lz->nkids + 1) * sizeof(*n))
+					    : NULL;
+				if (n) {
+					lz->kids = n;
+					lz->kids[lz->nkids++] = (struct lz_kid){kid, fd};
+				} else if (fd >= 0) {
+					close(fd);
+				}
+			}
+			kids_scan(lz, kid, depth + 1);
+		}
+		fclose(f);
+	}
+	free(buf);
+	closedir(d);
+}
+
+/*
+ * SIGKILL the restored process and every descendant (forked children share
+ * its lazy memory), and wait (a bounded time) until the process is dead.
+ */
 static void kill_process(struct rst_lazy *lz)
 {
 	struct pollfd p = {.fd = lz->pidfd, .events = POLLIN};
 
 	if (lz->pidfd < 0)
 		return;
+	kids_scan(lz, lz->pid, 0);
+	for (size_t k = 0; k < lz->nkids; k++)
+		syscall(SYS_pidfd_send_signal, lz->kids[k].pidfd, SIGKILL, NULL, 0);
 	if (syscall(SYS_pidfd_send_signal, lz->pidfd, SIGKILL, NULL, 0) && errno != ESRCH)
 		pr_err("cannot kill pid %d: %s", lz->pid, strerror(errno));
-	/* Its threads may sit in uffd waits: they die when woken, which closing the uffd does. */
+	/* Its threads may sit in uffd waits: SIGKILL wakes them and they die. */
 	poll(&p, 1, 2000);
 }
 
@@ -721,37 +896,94 @@ static void fail(struct rst_lazy *lz, int err)
 	finish(lz, err);
 }
 
+/* Close every uffd: that unregisters the memory; nobody waits for us any more. */
+static void close_all(struct rst_lazy *lz)
+{
+	pthread_mutex_lock(&lz->lock);
+	for (size_t k = 0; k < lz->nmm; k++) {
+		if (lz->mm[k]->uffd >= 0)
+			close(lz->mm[k]->uffd);
+		lz->mm[k]->uffd = -1;
+	}
+	pthread_mutex_unlock(&lz->lock);
+}
+
+/* Read and dispatch what @mm's uffd holds: events at once, faults into @pend. */
+static int read_msgs(struct rst_lazy *lz, struct lz_mm *mm, struct lz_pend *pend, size_t *npend)
+{
+	struct uffd_msg msgs[MAX_MSGS];
+	ssize_t n = read(mm->uffd, msgs, sizeof(msgs));
+	uint64_t t0 = now_ns();
+	bool child = mm != lz->mm[0];
+	int ret;
+
+	if (n < 0)
+		return errno == EAGAIN ? 0 : -errno;
+	for (ssize_t k = 0; k < n / (ssize_t)sizeof(msgs[0]); k++) {
+		uint64_t addr = msgs[k].arg.pagefault.address & ~(PG - 1);
+
+		if (msgs[k].event != UFFD_EVENT_PAGEFAULT) {
+			ret = on_event(lz, mm, &msgs[k]);
+			if (ret)
+				return ret;
+			continue;
+		}
+		if (child && !mm->scanned) {
+			/* It runs now: learn its pid, so that a failure kills it too. */
+			kids_scan(lz, lz->pid, 0);
+			mm->scanned = true;
+		}
+		if (*npend < MAX_MSGS * 4)
+			pend[(*npend)++] = (struct lz_pend){mm, addr, t0};
+		else
+			uffd_wake(mm, addr); /* it faults again and is read next turn */
+	}
+	return 0;
+}
+
 static void *fault_main(void *arg)
 {
 	struct rst_lazy *lz = arg;
-	struct uffd_msg msgs[MAX_MSGS];
-	uint64_t pend[MAX_MSGS], pend_t0[MAX_MSGS];
-	size_t npend = 0;
+	struct lz_pend pend[MAX_MSGS * 4];
+	struct pollfd *p = NULL;
+	size_t npend = 0, np = 0;
 	int ret = 0;
 
 	for (;;) {
-		struct pollfd p[4] = {{.fd = lz->uffd, .events = POLLIN},
-				      {.fd = lz->stopfd, .events = POLLIN},
-				      {.fd = lz->readyfd, .events = POLLIN},
-				      {.fd = lz->pidfd, .events = POLLIN}};
 		bool bg, exited;
-		uint64_t t0;
-		ssize_t n;
+		size_t nmm;
 
 		pthread_mutex_lock(&lz->lock);
 		bg = lz->cur || lz->ready_head;
 		ret = lz->fetch_err;
+		nmm = lz->nmm;
 		pthread_mutex_unlock(&lz->lock);
 		if (ret)
 			break;
-		if (poll(p, lz->pidfd >= 0 ? 4 : 3, npend || bg ? 0 : -1) < 0 && errno != EINTR) {
+		if (np < 3 + nmm) {
+			struct pollfd *n = realloc(p, (3 + nmm) * sizeof(*p));
+
+			if (!n) {
+				ret = -ENOMEM;
+				break;
+			}
+			p = n;
+			np = 3 + nmm;
+		}
+		p[0] = (struct pollfd){.fd = lz->stopfd, .events = POLLIN};
+		p[1] = (struct pollfd){.fd = lz->readyfd, .events = POLLIN};
+		/* A negative fd is ignored by poll(). */
+		p[2] = (struct pollfd){.fd = lz->mm[0]->dead ? -1 : lz->pidfd, .events = POLLIN};
+		for (size_t k = 0; k < nmm; k++)
+			p[3 + k] = (struct pollfd){.fd = lz->mm[k]->uffd, .events = POLLIN};
+		if (poll(p, 3 + nmm, npend || bg ? 0 : -1) < 0 && errno != EINTR) {
 			ret = -errno;
 			break;
 		}
-		if (p[1].revents)
+		if (p[0].revents)
 			goto stopped;
-		exited = p[3].revents;
-		if (p[2].revents) {
+		exited = p[2].revents;
+		if (p[1].revents) {
 			uint64_t v;
 
 			if (read(lz->readyfd, &v, sizeof(v)) < 0 && errno != EAGAIN) {
@@ -761,105 +993,93 @@ static void *fault_main(void *arg)
 		}
 
 		/* Events and faults: all of them, before any copy. */
-		n = p[0].revents ? read(lz->uffd, msgs, sizeof(msgs)) : 0;
-		if (n < 0 && errno != EAGAIN) {
-			ret = -errno;
-			break;
-		}
-		t0 = now_ns();
-		for (ssize_t k = 0; k < n / (ssize_t)sizeof(msgs[0]); k++) {
-			if (msgs[k].event != UFFD_EVENT_PAGEFAULT) {
-				ret = on_event(lz, &msgs[k]);
-				if (ret)
-					break;
-				continue;
-			}
-			if (npend < MAX_MSGS) {
-				pend[npend] = msgs[k].arg.pagefault.address & ~(PG - 1);
-				pend_t0[npend++] = t0;
-			} else {
-				/* Cannot happen (one read is at most MAX_MSGS): wake it, it refaults. */
-				uffd_wake(lz, msgs[k].arg.pagefault.address & ~(PG - 1));
-			}
-		}
+		for (size_t k = 0; !ret && k < nmm; k++)
+			if (p[3 + k].revents && !lz->mm[k]->dead)
+				ret = read_msgs(lz, lz->mm[k], pend, &npend);
 		if (ret)
 			break;
 
 		for (size_t k = 0; k < npend;) {
-			ret = serve_fault(lz, pend[k]);
-			if (ret == -EAGAIN)
-				break; /* an event is queued: read it, then retry this fault */
-			if (ret)
-				goto out;
-			uint64_t dt = now_ns() - pend_t0[k];
+			struct lz_mm *mm = pend[k].mm;
 
-			pthread_mutex_lock(&lz->lock);
-			lz->st.faults++;
-			lz->hist[hist_idx(dt)]++;
-			if (dt > lz->st.fault_max_ns)
-				lz->st.fault_max_ns = dt;
-			pthread_mutex_unlock(&lz->lock);
+			ret = mm->dead ? -ESRCH : serve_fault(lz, mm, pend[k].addr);
+			if (ret == -EAGAIN) {
+				k++; /* an event is queued: read it, then retry this fault */
+				continue;
+			}
+			if (ret == -ESRCH && !lz->fetch_err) {
+				mm_dead(lz, mm);
+			} else if (ret) {
+				goto out;
+			} else {
+				uint64_t dt = now_ns() - pend[k].t0;
+
+				pthread_mutex_lock(&lz->lock);
+				lz->st.faults++;
+				lz->hist[hist_idx(dt)]++;
+				if (dt > lz->st.fault_max_ns)
+					lz->st.fault_max_ns = dt;
+				pthread_mutex_unlock(&lz->lock);
+			}
 			pend[k] = pend[--npend];
-			pend_t0[k] = pend_t0[npend];
 		}
 		ret = 0;
 		if (!npend) {
 			ret = push_slice(lz);
+			if (ret == -ESRCH && lz->cur) {
+				/* That mm is gone; its chunk is dropped on the next turn. */
+				mm_dead(lz, lz->cur->mm);
+				ret = 0;
+			}
 			if (ret == -EAGAIN || ret > 0)
 				ret = 0;
 			if (ret)
 				break;
 		}
+		if (exited)
+			mm_dead(lz, lz->mm[0]);
 		if (!lz->missing) {
-			finish(lz, 0);
+			/* Everything arrived, or whoever still needed memory is gone. */
+			if (lz->exited)
+				pr_warn("pid %d exited before all its memory arrived", lz->pid);
+			finish(lz, lz->exited ? -ESRCH : 0);
 			goto done;
-		}
-		if (exited) {
-			ret = -ESRCH;
-			break;
 		}
 	}
 out:
 	pthread_mutex_lock(&lz->lock);
 	if (lz->fetch_err)
 		ret = lz->fetch_err;
-	else if (ret == -ESRCH)
-		ret = 1; /* the process itself is gone */
 	pthread_mutex_unlock(&lz->lock);
-	if (ret == 1) {
-		pr_warn("pid %d exited before all its memory arrived (%lu pages missing)", lz->pid,
-			(unsigned long)lz->missing);
-		finish(lz, -ESRCH);
-	} else {
-		fail(lz, ret);
-	}
+	fail(lz, ret);
 done:
-	/* Unregisters everything: the process no longer waits for us. */
-	close(lz->uffd);
-	lz->uffd = -1;
+	close_all(lz);
+	free(p);
 	return NULL;
 stopped:
 	/* rst_lazy_free() stops us: it decides about the process. */
+	free(p);
 	return NULL;
 }
 
 /* ---- the fetchers ----------------------------------------------------------------- */
 
-/* Claim the next run of pages to push, starting at the hint. Under lz->lock. */
-static bool plan_next(struct rst_lazy *lz, uint64_t *src, uint32_t *npages)
+/* Claim the next run of pages of @mm from address @from on, wrapping around. Under lz->lock. */
+static bool plan_in(struct lz_mm *mm, uint64_t from_addr, uint64_t *src, uint32_t *npages,
+		    uint64_t *next)
 {
 	size_t first = 0;
 
-	if (!lz->nr)
+	if (!mm->nr)
 		return false;
-	while (first < lz->nr && lz->r[first].end <= lz->hint)
+	while (first < mm->nr && mm->r[first].end <= from_addr)
 		first++;
-	for (size_t k = 0; k <= lz->nr; k++) {
-		struct lz_region *rg = &lz->r[(first + k) % lz->nr];
+	for (size_t k = 0; k <= mm->nr; k++) {
+		struct lz_region *rg = &mm->r[(first + k) % mm->nr];
 		uint64_t n = (rg->end - rg->start) / PG, from = 0, i, run = 0;
 
-		if (k == 0 && lz->hint > rg->start)
-			from = (lz->hint - rg->start) / PG;
+		if (k == 0 && from_addr > rg->start)
+			from = (from_addr - rg->start) / PG;
 		if (!rg->missing || from >= n)
 			continue;
 		i = find_clear2(rg->done, rg->claimed, from, n);
@@ -872,8 +1092,28 @@ static bool plan_next(struct rst_lazy *lz, uint64_t *src, uint32_t *npages)
 		}
 		*src = rg->src + i * PG;
 		*npages = (uint32_t)run;
-		lz->hint = rg->start + (i + run) * PG;
+		*next = rg->start + (i + run) * PG;
 		return true;
+	}
+	return false;
+}
+
+/* Claim the next run of pages to push, starting at the hint. Under lz->lock. */
+static bool plan_next(struct rst_lazy *lz, struct lz_chunk *c)
+{
+	for (size_t j = 0; j < lz->nmm; j++) {
+		size_t idx = (lz->hint_mm + j) % lz->nmm;
+		struct lz_mm *mm = lz->mm[idx];
+		uint64_t next;
+
+		if (mm->dead || !mm->missing)
+			continue;
+		if (plan_in(mm, j == 0 ? lz->hint : 0, &c->src, &c->npages, &next)) {
+			c->mm = mm;
+			lz->hint_mm = idx;
+			lz->hint = next;
+			return true;
+		}
 	}
 	return false;
 }
@@ -888,17 +1128,21 @@ static void *fetch_main(void *arg)
 		int ret;
 
 		pthread_mutex_lock(&lz->lock);
-		while (!lz->stopping && !lz->free_list)
-			pthread_cond_wait(&lz->cv, &lz->lock);
+		for (;;) {
+			uint64_t gen = lz->work_gen;
+			bool had_buf = lz->free_list != NULL;
+
+			if (lz->stopping || (had_buf && plan_next(lz, lz->free_list)))
+				break;
+			/* Wait for a buffer, or (with one) for new work: a fork brings more. */
+			while (!lz->stopping && (had_buf ? gen == lz->work_gen : !lz->free_list))
+				pthread_cond_wait(&lz->cv, &lz->lock);
+		}
 		if (lz->stopping) {
 			pthread_mutex_unlock(&lz->lock);
 			break;
 		}
 		c = lz->free_list;
-		if (!plan_next(lz, &c->src, &c->npages)) {
-			pthread_mutex_unlock(&lz->lock);
-			break;
-		}
 		lz->free_list = c->next;
 		lz->st.fetched_bytes += (uint64_t)c->npages * PG;
 		pthread_mutex_unlock(&lz->lock);
@@ -1089,6 +1333,7 @@ err:
 int rst_lazy_new(const struct rst_lazy_opts *o, struct rst_lazy **out)
 {
 	struct rst_lazy *lz = calloc(1, sizeof(*lz));
+	struct lz_mm *mm;
 	unsigned nbufs;
 	int ret = -ENOMEM;
 
@@ -1096,7 +1341,6 @@ int rst_lazy_new(const struct rst_lazy_opts *o, struct rst_lazy **out)
 		close(o->uffd);
 		return -ENOMEM;
 	}
-	lz->uffd = o->uffd;
 	lz->pid = o->pid;
 	lz->src = o->src;
 	lz->stopfd = lz->readyfd = lz->pidfd = -1;
@@ -1110,6 +1354,15 @@ int rst_lazy_new(const struct rst_lazy_opts *o, struct rst_lazy **out)
 		pthread_cond_init(&lz->cv, &ca);
 		pthread_condattr_destroy(&ca);
 	}
+	lz->mm = calloc(1, sizeof(*lz->mm));
+	mm = calloc(1, sizeof(*mm));
+	if (!lz->mm || !mm) {
+		free(mm);
+		close(o->uffd);
+		goto err;
+	}
+	mm->uffd = o->uffd;
+	lz->mm[lz->nmm++] = mm;
 	lz->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	lz->readyfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (lz->stopfd < 0 || lz->readyfd < 0) {
@@ -1124,24 +1377,26 @@ int rst_lazy_new(const struct rst_lazy_opts *o, struct rst_lazy **out)
 			goto err;
 		}
 	}
-	lz->r = calloc(o->vmas->n ? o->vmas->n : 1, sizeof(*lz->r));
-	if (!lz->r)
+	mm->r = calloc(o->vmas->n ? o->vmas->n : 1, sizeof(*mm->r));
+	if (!mm->r)
 		goto err;
 	for (size_t i = 0; i < o->vmas->n; i++) {
 		const struct haul_vma *v = &o->vmas->v[i];
 
-		ret = region_init(&lz->r[i], v->start, v->end, v->start);
+		ret = region_init(&mm->r[i], v->start, v->end, v->start);
 		if (ret)
 			goto err;
-		lz->nr++;
-		lz->missing += lz->r[i].missing;
+		mm->nr++;
+		mm->missing += mm->r[i].missing;
 	}
+	lz->missing = mm->missing;
 	lz->st.total_pages = lz->missing;
-	lz->hint = lz->nr ? lz->r[0].start : 0;
+	lz->hint = mm->nr ? mm->r[0].start : 0;
 	lz->fault_buf = malloc(LAZY_FAULT_AROUND_PAGES * PG);
 	nbufs = lz->nfetchers * LAZY_BUFS_PER_FETCHER;
 	lz->chunks = calloc(nbufs, sizeof(*lz->chunks));
 	lz->fetch_threads = calloc(lz->nfetchers, sizeof(*lz->fetch_threads));
+	ret = -ENOMEM;
 	if (!lz->fault_buf || !lz->chunks || !lz->fetch_threads)
 		goto err;
 	for (unsigned i = 0; i < nbufs; i++) {
@@ -1165,16 +1420,17 @@ err:
 
 int rst_lazy_mark_present(struct rst_lazy *lz, uint64_t addr, uint64_t npages)
 {
+	struct lz_mm *mm = lz->mm[0];
 	uint64_t end = addr + npages * PG;
 
 	if (lz->started)
 		return -EBUSY;
-	for (size_t k = 0; k < lz->nr; k++) {
-		struct lz_region *rg = &lz->r[k];
+	for (size_t k = 0; k < mm->nr; k++) {
+		struct lz_region *rg = &mm->r[k];
 		uint64_t a = addr > rg->start ? addr : rg->start, b = end < rg->end ? end : rg->end;
 
 		if (a < b) {
-			mark_done(lz, rg, (a - rg->start) / PG, (b - a) / PG);
+			mark_done(lz, mm, rg, (a - rg->start) / PG, (b - a) / PG);
 			lz->marked = true;
 		}
 	}
@@ -1189,8 +1445,7 @@ int rst_lazy_start(struct rst_lazy *lz)
 	if (!lz->missing) {
 		/* Nothing to wait for: let the process go at once. */
 		finish(lz, 0);
-		close(lz->uffd);
-		lz->uffd = -1;
+		close_all(lz);
 		lz->started = true;
 		return 0;
 	}
@@ -1257,6 +1512,7 @@ void rst_lazy_stats(struct rst_lazy *lz, struct rst_lazy_stats *st)
 void rst_lazy_free(struct rst_lazy *lz)
 {
 	uint64_t one = 1;
+	bool open_uffd = false;
 
 	if (!lz)
 		return;
@@ -1268,28 +1524,36 @@ void rst_lazy_free(struct rst_lazy *lz)
 		if (write(lz->stopfd, &one, sizeof(one)) < 0)
 			pr_warn("cannot stop the fault thread of pid %d: %s", lz->pid,
 				strerror(errno));
-		if (lz->fault_thread)
-			pthread_join(lz->fault_thread, NULL);
+		pthread_join(lz->fault_thread, NULL);
 		for (unsigned i = 0; i < lz->nrunning; i++)
 			pthread_join(lz->fetch_threads[i], NULL);
 	}
-	if (lz->uffd >= 0 && lz->missing && lz->started) {
+	for (size_t k = 0; k < lz->nmm; k++)
+		open_uffd |= lz->mm[k]->uffd >= 0;
+	if (open_uffd && lz->missing && lz->started) {
 		pr_err("post-copy of pid %d stopped with %lu pages missing: killing it", lz->pid,
 		       (unsigned long)lz->missing);
 		kill_process(lz);
 		finish(lz, -ECANCELED);
 	}
-	if (lz->uffd >= 0)
-		close(lz->uffd);
+	if (lz->mm)
+		close_all(lz);
 	if (lz->stopfd >= 0)
 		close(lz->stopfd);
 	if (lz->readyfd >= 0)
 		close(lz->readyfd);
 	if (lz->pidfd >= 0)
 		close(lz->pidfd);
-	for (size_t i = 0; i < lz->nr; i++)
-		region_release(&lz->r[i]);
-	free(lz->r);
+	for (size_t k = 0; k < lz->nkids; k++)
+		close(lz->kids[k].pidfd);
+	free(lz->kids);
+	for (size_t k = 0; k < lz->nmm; k++) {
+		for (size_t i = 0; i < lz->mm[k]->nr; i++)
+			region_release(&lz->mm[k]->r[i]);
+		free(lz->mm[k]->r);
+		free(lz->mm[k]);
+	}
+	free(lz->mm);
 	if (lz->chunks)
 		for (unsigned i = 0; i < lz->nfetchers * LAZY_BUFS_PER_FETCHER; i++)
 			if (lz->chunks[i].buf)

@@ -11,6 +11,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -183,7 +184,9 @@ enum mode {
 	M_RANDOM,
 	M_EVENTS,
 	M_TOUCH,
-	M_TOUCH_FEW
+	M_TOUCH_FEW,
+	M_FORK,
+	M_FORK_TOUCH
 };
 
 /* ---- the source (the parent's copy) ---- */
@@ -233,7 +236,32 @@ static void spawn(struct fixture *f, size_t len, enum mode m)
 		close(res[0]);
 		if (read(go[0], &c, 1) != 1)
 			_exit(2);
-		if (m == M_RANDOM)
+		if (m == M_FORK || m == M_FORK_TOUCH) {
+			/* Fork with most memory missing: the child must see it all too. */
+			pid_t kid;
+			int st;
+
+			bad = check_page(f->base, 0);
+			kid = fork();
+			if (kid < 0)
+				_exit(4);
+			if (kid == 0) {
+				bad += m == M_FORK
+					       ? child_random(f->base, len / PGSZ)
+					       : child_touch_and_wait(f->base, len / PGSZ, false);
+				if (write(res[1], &bad, sizeof(bad)) != sizeof(bad))
+					_exit(3);
+				if (m == M_FORK_TOUCH)
+					pause();
+				_exit(0);
+			}
+			bad += m == M_FORK ? child_random(f->base, len / PGSZ)
+					   : child_touch_and_wait(f->base, len / PGSZ, false);
+			if (m == M_FORK_TOUCH)
+				pause();
+			if (waitpid(kid, &st, 0) != kid || !WIFEXITED(st) || WEXITSTATUS(st))
+				bad += 100000;
+		} else if (m == M_RANDOM)
 			bad = child_random(f->base, len / PGSZ);
 		else if (m == M_EVENTS)
 			bad = child_events(f->base, len / PGSZ);
@@ -410,5 +438,58 @@ Test(lazy, free_before_complete_kills_process, .timeout = 30)
 	cr_assert_eq(waitpid(f.pid, &status, 0), f.pid);
 	f.pid = 0;
 	cr_expect(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %#x", status);
+	cleanup(&f);
+}
+
+Test(lazy, fork_during_postcopy_child_gets_every_page, .timeout = 60)
+{
+	struct fixture f;
+	struct src s = {.bg_delay_us = 5000};
+	struct rst_lazy_stats st;
+	struct rst_lazy *lz;
+	unsigned bad[2] = {~0u, ~0u};
+	int status, ret;
+
+	spawn(&f, 32 << 20, M_FORK);
+	lz = make_lazy(&f, &s, 1);
+	go(&f);
+	/* The forked child reports first (its parent waits for it), then the parent. */
+	cr_assert_eq(read(f.res, &bad[0], sizeof(bad[0])), (ssize_t)sizeof(bad[0]));
+	cr_assert_eq(read(f.res, &bad[1], sizeof(bad[1])), (ssize_t)sizeof(bad[1]));
+	cr_assert_eq(waitpid(f.pid, &status, 0), f.pid);
+	f.pid = 0;
+	ret = rst_lazy_wait_complete(lz, 20000);
+	rst_lazy_stats(lz, &st);
+	rst_lazy_free(lz);
+	cleanup(&f);
+	cr_expect_eq(bad[0], 0, "the forked child saw %u wrong words", bad[0]);
+	cr_expect_eq(bad[1], 0, "the parent saw %u wrong words (>= 100000: child failed)", bad[1]);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+	cr_expect(ret == 0 || ret == -ESRCH, "wait_complete: %s", strerror(-ret));
+	cr_expect_geq(st.events, 1, "no fork event seen");
+}
+
+Test(lazy, source_failure_after_fork_kills_the_forked_child_too, .timeout = 30)
+{
+	struct fixture f;
+	struct src s = {.fail_after = 4096, .bg_delay_us = 2000};
+	struct rst_lazy *lz;
+	struct pollfd p;
+	unsigned bad;
+	int status;
+
+	spawn(&f, 64 << 20, M_FORK_TOUCH);
+	lz = make_lazy(&f, &s, 1);
+	go(&f);
+	cr_assert_eq(waitpid(f.pid, &status, 0), f.pid);
+	f.pid = 0;
+	cr_expect(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %#x", status);
+	/* The grandchild holds the pipe open while it lives: EOF means it is dead too. */
+	p = (struct pollfd){.fd = f.res, .events = POLLIN};
+	cr_assert_gt(poll(&p, 1, 10000), 0, "the forked child still lives");
+	while (read(f.res, &bad, sizeof(bad)) > 0)
+		cr_expect_fail("a process finished without its memory");
+	cr_expect_eq(rst_lazy_wait_complete(lz, 5000), -ECONNRESET);
+	rst_lazy_free(lz);
 	cleanup(&f);
 }
