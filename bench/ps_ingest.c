@@ -9,9 +9,12 @@
  * Each result is printed in GB/s of page data and as a ratio of the TCP
  * ceiling with the same number of streams.  Two warm-up rounds fill the
  * store first, so measured rounds reuse its (warm) slots; see KERNEL.md on
- * why fresh memory is slow on these VMs.
+ * why fresh memory is slow on these VMs.  Every figure is the best of
+ * PS_INGEST_REPEAT (default 3) runs, TCP and ingest interleaved, because a
+ * shared 2-core machine is noisy.  PS_INGEST_ONLY=raw|lz4|zero limits the
+ * kinds measured.
  *
- * usage: ps_ingest [MiB per round (default 256)] [measured rounds (default 4)]
+ * usage: ps_ingest [MiB per round (default 128)] [measured rounds (default 4)]
  */
 #define LOG_PREFIX "ps_ingest: "
 #include <arpa/inet.h>
@@ -32,7 +35,7 @@
 #define BASE	0x7f3400000000ull
 #define TCP_BUF (256u << 10)
 
-static uint64_t round_bytes = 256ull << 20;
+static uint64_t round_bytes = 128ull << 20;
 static int rounds = 4;
 
 static double now(void)
@@ -210,7 +213,9 @@ int main(int argc, char **argv)
 	struct ps_server *s;
 	pthread_t st;
 	uint8_t *buf;
-	double tcp[3] = {0}, r;
+	double tcp[3] = {0}, best[3][3] = {{0}}, r;
+	const char *only = getenv("PS_INGEST_ONLY");
+	int repeat = getenv("PS_INGEST_REPEAT") ? atoi(getenv("PS_INGEST_REPEAT")) : 3;
 	int pid = 100, ret;
 
 	log_init("ps_ingest");
@@ -236,24 +241,38 @@ int main(int argc, char **argv)
 	if (!buf)
 		return 1;
 
-	printf("ps_ingest: %llu MiB x %d rounds per measurement, loopback, %ld cpus\n",
-	       (unsigned long long)(round_bytes >> 20), rounds, sysconf(_SC_NPROCESSORS_ONLN));
-	for (unsigned n = 1; n <= 2; n++) {
-		tcp[n] = tcp_ceiling(n);
+	printf("ps_ingest: %llu MiB x %d rounds per measurement, best of %d, loopback, %ld cpus\n",
+	       (unsigned long long)(round_bytes >> 20), rounds, repeat,
+	       sysconf(_SC_NPROCESSORS_ONLN));
+	for (int rep = 0; rep < repeat; rep++) {
+		for (int k = RAW; k <= ZERO; k++) {
+			if (only && strcmp(only, names[k]))
+				continue;
+			fill(buf, round_bytes, (enum kind)k);
+			for (unsigned n = 1; n <= 2; n++) {
+				r = tcp_ceiling(n);
+				if (r > tcp[n])
+					tcp[n] = r;
+				/* one pid throughout: each session reuses the store's slots */
+				r = ingest(ps_server_port(s), so.key, n, (enum kind)k, buf, pid);
+				if (r > best[k][n])
+					best[k][n] = r;
+			}
+		}
+	}
+	for (unsigned n = 1; n <= 2; n++)
 		printf("  tcp send/recv loop    %u stream%s  %6.2f GB/s  (ceiling)\n", n,
 		       n > 1 ? "s" : " ", tcp[n]);
-	}
 	for (int k = RAW; k <= ZERO; k++) {
-		fill(buf, round_bytes, (enum kind)k);
-		for (unsigned n = 1; n <= 2; n++) {
-			/* one pid throughout: each session reuses the store's slots */
-			r = ingest(ps_server_port(s), so.key, n, (enum kind)k, buf, pid);
+		if (only && strcmp(only, names[k]))
+			continue;
+		for (unsigned n = 1; n <= 2; n++)
 			printf("  page ingest %-4s      %u stream%s  %6.2f GB/s  %.2f x tcp\n",
-			       names[k], n, n > 1 ? "s" : " ", r, tcp[n] > 0 ? r / tcp[n] : 0);
-			if (k == RAW && n == 2)
-				printf("  target: raw over 2 streams >= 0.80 x tcp: %s\n",
-				       r / tcp[n] >= 0.8 ? "met" : "NOT met");
-		}
+			       names[k], n, n > 1 ? "s" : " ", best[k][n],
+			       tcp[n] > 0 ? best[k][n] / tcp[n] : 0);
+		if (k == RAW)
+			printf("  target: raw over 2 streams >= 0.80 x tcp: %s\n",
+			       best[k][2] / tcp[2] >= 0.8 ? "met" : "NOT met");
 	}
 	ps_server_stop(s);
 	pthread_join(st, NULL);

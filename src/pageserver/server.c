@@ -1080,6 +1080,12 @@ static void conn_submit_direct(struct ps_conn *c)
 	c->dmsg.msg_iov = c->diov + c->di;
 	c->dmsg.msg_iovlen = c->dn - c->di;
 	io_uring_prep_recvmsg(sqe, c->fd, &c->dmsg, 0);
+	/*
+	 * Punt to io_uring's kernel workers: the copy into the store then runs
+	 * on another core, in parallel for each stream, while this thread
+	 * goes on with the other connections.
+	 */
+	io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | OP_RECV);
 	c->recv_busy = true;
 }
