@@ -18,7 +18,8 @@
  *  - rst_target_wait(): wait for a restored process (haul restore);
  *  - rst_target_pid(): the stub's PID as seen from here;
  *  - rst_kill_seized(), rst_checkpoint_images(), rst_restore_images().
- * rst_target_opts.lazy is refused with -EOPNOTSUPP (no post-copy yet).
+ *  - rst_target_opts.before_resume: a hook for post-copy (uffd registration);
+ *    lazy without it is refused with -EOPNOTSUPP.
  */
 #ifndef HAUL_RESTORE_H
 #define HAUL_RESTORE_H
@@ -28,6 +29,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/rsys.h"
 #include "common/vma.h"
 #include "pageserver/pageserver.h"
 
@@ -81,6 +83,16 @@ struct rst_target_opts {
 	 * its exit status.
 	 */
 	bool detach;
+	/*
+	 * Called once in rst_target_resume() (on the tracer thread) when the
+	 * address space is complete (every VMA, the vDSO) and before any
+	 * injected call that may touch the process's memory (rseq, fds,
+	 * signals...): @r is attached to the stopped stub, @l its layout.  For
+	 * post-copy: create and register the uffd, start the fault thread.
+	 * Nonzero fails the resume.  Required when @lazy is set.
+	 */
+	int (*before_resume)(void *arg, struct rsys *r, const struct haul_layout *l);
+	void *before_resume_arg;
 };
 
 struct rst_target;

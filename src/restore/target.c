@@ -457,9 +457,9 @@ int rst_target_new(const struct rst_target_opts *o, struct rst_target **out)
 	char path[64];
 	int ret;
 
-	if (o->lazy) {
-		pr_err("lazy (post-copy) restore is not supported by this restorer; "
-		       "migrate with pre-copy only");
+	if (o->lazy && !o->before_resume) {
+		pr_err("lazy (post-copy) restore needs a fault server hooked in "
+		       "(rst_target_opts.before_resume); migrate with pre-copy only");
 		return -EOPNOTSUPP;
 	}
 	if (o->pid <= 0) {
@@ -1395,6 +1395,11 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 	ret = rst_target_layout(t, &l);
 	if (!ret)
 		ret = restore_vdso(t, &l, why, wl);
+	if (!ret && t->o.before_resume) {
+		ret = t->o.before_resume(t->o.before_resume_arg, &t->r, &l);
+		if (ret)
+			snprintf(why, wl, "cannot prepare post-copy memory: %s", strerror(-ret));
+	}
 	haul_layout_release(&l);
 	if (ret) {
 		if (!why[0])

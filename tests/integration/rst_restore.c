@@ -374,3 +374,62 @@ Test(rst, restore_fails_cleanly_when_pid_is_taken_and_no_namespace_allowed, .tim
 	if (system(out) != 0)
 		cr_log_warn("cannot remove %s", dir);
 }
+
+/* ---- the post-copy hook ------------------------------------------------------ */
+
+struct hook_seen {
+	int calls;
+	bool had_stack;
+	int fail;
+};
+
+static int hook(void *arg, struct rsys *r, const struct haul_layout *l)
+{
+	struct hook_seen *h = arg;
+
+	h->calls++;
+	(void)r;
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i].flags & HAUL_VMA_STACK)
+			h->had_stack = true;
+	return h->fail;
+}
+
+Test(rst, before_resume_hook_sees_the_final_layout_and_can_fail_the_resume, .timeout = 60)
+{
+	char dir[256], out[600], why[256], cmd[700];
+	struct rst_target_opts o = {.pidns = RST_PIDNS_ALWAYS, .lazy = true, .before_resume = hook};
+	struct hook_seen h = {0, false, -EIO};
+	struct snapshot s;
+	struct rst_target *t;
+	int status, ret;
+	pid_t pid, here;
+
+	make_dir(dir, sizeof(dir), "hook");
+	snprintf(out, sizeof(out), "%s/run.out", dir);
+	pid = spawn_counter(dir, out, "100000", "4", "1000");
+	msleep(100);
+	cr_assert_eq(snapshot_take(pid, &s), 0);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+
+	o.pid = pid;
+	o.before_resume_arg = &h;
+	cr_assert_eq(rst_target_new(&o, &t), 0);
+	ret = rst_target_layout(t, &s.l);
+	for (size_t i = 0; !ret && i < s.n; i++)
+		ret = rst_target_pages(t, s.runs[i].addr, s.runs[i].data, s.runs[i].npages);
+	cr_assert_eq(ret, 0);
+	ret = rst_target_resume(t, s.state, s.state_len, &here, why, sizeof(why));
+	cr_expect_eq(ret, -EIO);
+	cr_expect(strstr(why, "post-copy"), "%s", why);
+	cr_expect_eq(h.calls, 1);
+	cr_expect(h.had_stack);
+	/* The half-built process is gone: its helper exits with SIGKILL's status. */
+	cr_expect_eq(rst_target_wait(t), 128 + SIGKILL);
+	rst_target_free(t);
+	snapshot_free(&s);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		cr_log_warn("cannot remove %s", dir);
+}
