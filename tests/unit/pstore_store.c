@@ -280,3 +280,49 @@ Test(pstore, many_rounds_reuse_slots_instead_of_growing)
 	pstore_close(s);
 	rmrf();
 }
+
+Test(pstore, direct_writes_are_staged_like_puts)
+{
+	static uint8_t a[4 * PG], buf[4 * PG];
+	uint8_t *dst[4];
+	struct pstore_proc *p;
+	struct pstore *s;
+
+	cr_assert_eq(pstore_open(NULL, &s), 0);
+	cr_assert_eq(pstore_proc_get(s, 9, true, &p), 0);
+	cr_assert(pstore_direct_ok(p));
+	cr_assert_eq(pstore_put_direct(p, BASE, 4, dst), -ERANGE);
+	cr_assert_eq(pstore_set_layout(p, &layout), 0);
+	cr_assert_eq(pstore_put_direct(p, BASE, 4, dst), 0);
+	fill(a, 4, 40);
+	for (int i = 0; i < 4; i++)
+		memcpy(dst[i], a + i * PG, PG);
+	cr_assert_eq(pstore_read(p, BASE, 4, buf), 0); /* staged only */
+	cr_assert_eq(pstore_commit(p, 1), 0);
+	cr_assert_eq(pstore_read(p, BASE, 4, buf), 4);
+	cr_assert_arr_eq(buf, a, sizeof(a));
+
+	/* a staged cell replaced by a zero page is not handed out again in that round */
+	cr_assert_eq(pstore_put_direct(p, BASE, 1, dst), 0);
+	cr_assert_eq(pstore_put(p, BASE, NULL, 1), 0);
+	uint8_t *again[1];
+	cr_assert_eq(pstore_put_direct(p, BASE + PG, 1, again), 0);
+	cr_assert_neq(again[0], dst[0]);
+	pstore_close(s);
+}
+
+Test(pstore, direct_writes_are_refused_on_disk)
+{
+	uint8_t *dst[1];
+	struct pstore_proc *p;
+	struct pstore *s;
+
+	mkdtemp_dir();
+	cr_assert_eq(pstore_open(tmpdir, &s), 0);
+	cr_assert_eq(pstore_proc_get(s, 9, true, &p), 0);
+	cr_assert_not(pstore_direct_ok(p));
+	cr_assert_eq(pstore_set_layout(p, &layout), 0);
+	cr_assert_eq(pstore_put_direct(p, BASE, 1, dst), -EOPNOTSUPP);
+	pstore_close(s);
+	rmrf();
+}

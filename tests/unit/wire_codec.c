@@ -400,3 +400,37 @@ Test(wire, layout_roundtrips_and_overlaps_are_rejected)
 	wv[1].start = 0x5001;
 	cr_assert_eq(wire_layout_from_msg(m.vmas, m.n_vmas, &out), -EBADMSG);
 }
+
+Test(wire, encoder_by_reference_sends_raw_pages_from_the_source)
+{
+	enum {
+		N = 8
+	};
+	static uint8_t data[N * 4096], flat[WIRE_MAX_PAYLOAD], scratch[WIRE_MAX_PAYLOAD],
+		out[N * 4096];
+	struct wire_pages_enc e;
+	Haul__Wire__Pages m;
+	size_t off = 0;
+
+	srand(2);
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)rand();
+	memset(data + 2 * 4096, 0, 4096); /* one zero page splits the raw run */
+	cr_assert_eq(wire_pages_enc_init(&e, 16, WIRE_COMPRESS_NONE), 0);
+	e.ref = true;
+	cr_assert_eq(wire_pages_enc_add(&e, 0x10000, data, N), N);
+	cr_assert_eq(e.used, 0, "raw pages were copied");
+	cr_assert_eq(e.nsegs, 2);
+	cr_assert_eq(e.segs[0].p, data);
+	cr_assert_eq(e.segs[1].p, data + 3 * 4096);
+	for (size_t i = 0; i < e.nsegs; i++) {
+		memcpy(flat + off, e.segs[i].p, e.segs[i].len);
+		off += e.segs[i].len;
+	}
+	cr_assert_eq(off, e.len);
+	wire_pages_enc_msg(&e, &m);
+	struct put_ctx c = {0x10000, out};
+	cr_assert_eq(wire_pages_decode(&m, flat, off, scratch, put, &c), N);
+	cr_assert_arr_eq(out, data, sizeof(data));
+	wire_pages_enc_release(&e);
+}
