@@ -1287,6 +1287,20 @@ err:
 	return ret;
 }
 
+int rst_lazy_zap(struct rsys *r, uint64_t addr, uint64_t npages)
+{
+	uint64_t args[6] = {addr, npages * PG, MADV_DONTNEED};
+	long rv;
+	int ret = rsys_call(r, SYS_madvise, args, &rv);
+
+	if (!ret && rv < 0)
+		ret = (int)rv;
+	if (ret)
+		pr_err_r(ret, "cannot drop stale pages %#lx-%#lx of pid %d", (unsigned long)addr,
+			 (unsigned long)(addr + npages * PG), r->pid);
+	return ret;
+}
+
 int rst_lazy_attach(struct rsys *r, pid_t pid, const struct haul_layout *l,
 		    const struct rst_lazy_source *src, struct haul_layout *lazy,
 		    struct rst_lazy **out)

@@ -126,6 +126,16 @@ int rst_lazy_new(const struct rst_lazy_opts *o, struct rst_lazy **out);
  */
 int rst_lazy_mark_present(struct rst_lazy *lz, uint64_t addr, uint64_t npages);
 
+/*
+ * Hybrid switchover: pages written into the stub by pre-copy rounds but
+ * dirtied again before the freeze are stale.  Zap @npages pages at @addr
+ * (injected madvise(MADV_DONTNEED) through @r, the stub stopped) BEFORE
+ * rst_lazy_uffd_create, and do not mark them present: they then fault and
+ * arrive from the source.  One injected syscall per call (~10-20 us): pass
+ * merged ranges.  0 or -errno.
+ */
+int rst_lazy_zap(struct rsys *r, uint64_t addr, uint64_t npages);
+
 /* Start the fault thread and the fetchers. 0 or -errno. */
 int rst_lazy_start(struct rst_lazy *lz);
 

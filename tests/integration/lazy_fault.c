@@ -493,3 +493,100 @@ Test(lazy, source_failure_after_fork_kills_the_forked_child_too, .timeout = 30)
 	rst_lazy_free(lz);
 	cleanup(&f);
 }
+
+/*
+ * Hybrid: the target holds every page from pre-copy rounds, some dirtied
+ * again on the source before the freeze.  Those are zapped and left missing;
+ * the rest is marked present.  The process must see the new contents of the
+ * dirty pages and the old (still valid) contents of the others.
+ */
+Test(lazy, hybrid_stale_pages_are_zapped_and_fetched_again, .timeout = 60)
+{
+	const size_t len = 16 << 20, npages = len / PGSZ;
+	struct fixture f;
+	struct src s = {0};
+	struct haul_vma v;
+	struct haul_layout l = {&v, 1};
+	struct rst_lazy_opts o = {.vmas = &l, .src = {src_fetch, &s}, .fetchers = 1};
+	struct rst_lazy_stats st;
+	struct rst_lazy *lz;
+	struct rsys r;
+	unsigned bad = ~0u;
+	int status, ret;
+
+	/* The child inherits the filled region: that is "after pre-copy". */
+	f.len = len;
+	f.base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(f.base, MAP_FAILED);
+	fill(f.base, len);
+	{
+		int go[2], res[2];
+
+		cr_assert_eq(pipe(go), 0);
+		cr_assert_eq(pipe(res), 0);
+		f.pid = fork();
+		cr_assert_geq(f.pid, 0);
+		if (f.pid == 0) {
+			char c;
+
+			close(go[1]);
+			close(res[0]);
+			if (read(go[0], &c, 1) != 1)
+				_exit(2);
+			/* Every 8th page was dirtied on the source: its word 0 is now ~pattern. */
+			bad = 0;
+			for (size_t i = 0; i < npages; i++) {
+				uint64_t *w = (uint64_t *)(f.base + i * PGSZ);
+
+				if (i % 8 == 5)
+					bad += w[0] != ~pattern((uint64_t)(uintptr_t)w);
+				else
+					bad += check_page((char *)w, 0);
+			}
+			if (write(res[1], &bad, sizeof(bad)) != sizeof(bad))
+				_exit(3);
+			_exit(0);
+		}
+		close(go[0]);
+		close(res[1]);
+		f.go = go[1];
+		f.res = res[0];
+	}
+	/* The source moves on: every 8th page changes after the last round. */
+	for (size_t i = 5; i < npages; i += 8) {
+		uint64_t *w = (uint64_t *)(f.base + i * PGSZ);
+
+		w[0] = ~pattern((uint64_t)(uintptr_t)w);
+	}
+
+	v = (struct haul_vma){.start = (uint64_t)(uintptr_t)f.base,
+			      .end = (uint64_t)(uintptr_t)f.base + len,
+			      .prot = PROT_READ | PROT_WRITE,
+			      .flags = HAUL_VMA_ANON};
+	o.pid = f.pid;
+	usleep(10000);
+	cr_assert_eq(rsys_seize(&r, f.pid), 0);
+	for (size_t i = 5; i < npages; i += 8)
+		cr_assert_eq(rst_lazy_zap(&r, (uint64_t)(uintptr_t)(f.base + i * PGSZ), 1), 0);
+	ret = rst_lazy_uffd_create(&r, &l, &o.uffd);
+	cr_assert_eq(ret, 0, "rst_lazy_uffd_create: %s", strerror(-ret));
+	cr_assert_eq(rst_lazy_new(&o, &lz), 0);
+	for (size_t i = 0; i < npages; i++)
+		if (i % 8 != 5)
+			cr_assert_eq(rst_lazy_mark_present(lz, v.start + i * PGSZ, 1), 0);
+	cr_assert_eq(rst_lazy_start(lz), 0);
+	cr_assert_eq(rsys_release(&r), 0);
+	go(&f);
+	cr_assert_eq(read(f.res, &bad, sizeof(bad)), (ssize_t)sizeof(bad));
+	cr_assert_eq(waitpid(f.pid, &status, 0), f.pid);
+	f.pid = 0;
+	ret = rst_lazy_wait_complete(lz, 10000);
+	rst_lazy_stats(lz, &st);
+	rst_lazy_free(lz);
+	cleanup(&f);
+	cr_expect_eq(bad, 0, "%u words wrong: stale or lost pages", bad);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+	cr_expect(ret == 0 || ret == -ESRCH, "wait_complete: %s", strerror(-ret));
+	cr_expect_leq(st.fault_pages + st.pushed_pages, npages / 8,
+		      "fetched more than the dirty set");
+}
