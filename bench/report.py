@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """bench/report.py - the harness's arithmetic: read haul's --json, add ratios, make plot data.
 
-  report.py --haul-json FILE      print "downtime_ms total_s bytes rounds" ('-' if absent)
+  report.py --haul-json FILE      print "downtime_ms total_s bytes rounds pages_per_round
+                                  throttle_max_pct dump_ms restore_ms" ('-' if absent)
   report.py --csv CSV --out DIR   add the ratio columns to CSV (against haul stop-and-copy
                                   of the same memory, rate, pattern and bandwidth in the
                                   same run), write DIR/summary.md, and the gnuplot data
@@ -55,11 +56,18 @@ def haul_json(path):
     if isinstance(rounds, list):
         rounds = len(rounds)
 
+    ppr = find(j, ["pages_per_round"])
+    ppr = ";".join(str(p) for p in ppr) if isinstance(ppr, list) and ppr else None
+    throttle = find(j, ["throttle_max_pct"])
+    dump = find(j, ["dump_ms"])
+    restore = find(j, ["restore_ms"])
+
     def fmt(v, spec):
         return "-" if v is None else format(v, spec)
 
     print(fmt(down, ".3f"), fmt(total, ".3f"), fmt(nbytes, "d") if isinstance(nbytes, int)
-          else fmt(nbytes, ".0f"), fmt(rounds, "d") if isinstance(rounds, int) else fmt(rounds, ""))
+          else fmt(nbytes, ".0f"), fmt(rounds, "d") if isinstance(rounds, int) else fmt(rounds, ""),
+          fmt(ppr, ""), fmt(throttle, ""), fmt(dump, ".3f"), fmt(restore, ".3f"))
 
 
 def num(s):

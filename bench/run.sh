@@ -238,13 +238,14 @@ kv() { sed -n "s/^$2=//p" "$1" 2>/dev/null | head -1; }
 
 csv=$out/bench.csv
 rm -rf "$out/logs"
-echo "run,engine,mode,mem_mib,rate,pattern,bandwidth,link_gbps,status,downtime_ms,client_gap_ms,client_gap_mono_ms,total_s,bytes,rounds,verify,note" >"$csv"
+echo "run,engine,mode,mem_mib,rate,pattern,bandwidth,link_gbps,status,downtime_ms,client_gap_ms,client_gap_mono_ms,total_s,bytes,rounds,verify,note,pages_per_round,throttle_max_pct,dump_ms,restore_ms" >"$csv"
 run_id=$(date -u +%Y%m%dT%H%M%SZ)
 cell_no=0
 
 row() { # engine mode mem rate bw status downtime gap gap_mono total bytes rounds verify note
+	# [pages_per_round throttle_max_pct dump_ms restore_ms]
 	local note=${14//,/;}
-	echo "$run_id,$1,$2,$(size_mib "$3"),$4,$pattern,$5,${link[$5]},$6,$7,$8,$9,${10},${11},${12},${13},${note//$'\n'/ }" >>"$csv"
+	echo "$run_id,$1,$2,$(size_mib "$3"),$4,$pattern,$5,${link[$5]},$6,$7,$8,$9,${10},${11},${12},${13},${note//$'\n'/ },${15:-},${16:-},${17:-},${18:-}" >>"$csv"
 }
 
 # Start the workload in the source namespace; sets wl_pid, or returns 1.
@@ -342,7 +343,8 @@ run_haul_cell() {
 	fi
 	finish_workload "$cell" "$mib"
 	js=$(python3 "$here/report.py" --haul-json "$cell/mig.json" 2>&1)
-	read -r downtime total bytes rounds <<<"$js"
+	local ppr throttle dump restore
+	read -r downtime total bytes rounds ppr throttle dump restore <<<"$js"
 	[ "$total" = "-" ] && total=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
 	local status=ok note=
 	case $verify in
@@ -352,7 +354,7 @@ run_haul_cell() {
 	say "$status: haul $mode $mem $rate $bw: downtime ${downtime} ms, client gap ${gap} ms," \
 		"total ${total} s, ${bytes} bytes, ${rounds} rounds, verify $verify"
 	row haul "$mode" "$mem" "$rate" "$bw" $status "$downtime" "$gap" "$gap_mono" "$total" \
-		"$bytes" "$rounds" "$verify" "$note"
+		"$bytes" "$rounds" "$verify" "$note" "$ppr" "$throttle" "$dump" "$restore"
 	kill_ours
 }
 
