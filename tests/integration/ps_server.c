@@ -668,3 +668,58 @@ Test(ps, once_exits_after_the_session_ends)
 	d.pid = 0;
 	unlink(d.log);
 }
+
+Test(ps, zero_bitmap_pages_are_elided_without_being_read)
+{
+	struct daemon d;
+	struct ps_client *c;
+	struct ps_client_opts o;
+	struct ps_client_stats st;
+	struct haul_layout l = one_vma(64 * PG);
+	static uint8_t buf[64 * PG], back[64 * PG], want[64 * PG];
+	uint64_t zero[1] = {0};
+
+	daemon_start(&d, 0, NULL);
+	o = copts(d.port, 2, PS_SESSION_STORE);
+	cr_assert_eq(ps_client_new(&o, &c), 0);
+	cr_assert_eq(ps_client_layout(c, &l), 0);
+	memset(buf, 0x77, sizeof(buf));
+	memcpy(want, buf, sizeof(want));
+	for (int i = 0; i < 64; i += 3) {
+		zero[0] |= 1ull << i; /* the caller says: zero; the bytes say otherwise */
+		memset(want + i * PG, 0, PG);
+	}
+	cr_assert_eq(ps_client_round_begin(c, 1), 0);
+	cr_assert_eq(ps_client_pages(c, BASE, buf, 64, zero), 0);
+	cr_assert_eq(ps_client_round_end(c, 1), 0);
+	ps_client_stats(c, &st);
+	cr_assert_eq(st.zero_pages, 22);
+	cr_assert_eq(ps_client_fetch(c, BASE, 64, back), 0);
+	cr_assert_arr_eq(back, want, sizeof(want));
+	ps_client_free(c);
+	daemon_kill(&d, SIGTERM);
+}
+
+Test(ps, bandwidth_cap_is_honoured)
+{
+	struct daemon d;
+	struct ps_client *c;
+	struct ps_client_opts o;
+	struct haul_layout l = one_vma(16 << 20);
+	struct timespec t0, t1;
+	double secs;
+
+	daemon_start(&d, 0, NULL);
+	o = copts(d.port, 2, PS_SESSION_STORE);
+	o.compress = PS_COMPRESS_NONE;
+	o.bandwidth = 20 << 20; /* 20 MiB/s: 16 MiB take at least ~0.7 s after the burst */
+	cr_assert_eq(ps_client_new(&o, &c), 0);
+	cr_assert_eq(ps_client_layout(c, &l), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_assert_eq(send_round(c, 1, 16 << 20, 3), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	secs = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	cr_assert_geq(secs, 0.6, "16 MiB at a 20 MiB/s cap took only %.2f s", secs);
+	ps_client_free(c);
+	daemon_kill(&d, SIGTERM);
+}
