@@ -52,7 +52,7 @@ static void assert_moved(long seq_before)
 
 Test(mig_e2e, moves_a_writing_workload_with_its_memory_intact, .fini = teardown, .timeout = 90)
 {
-	const char *extra[] = {"--downtime", "100", NULL};
+	const char *extra[] = {"--downtime", "100", "--streams", "2", NULL};
 	long seq;
 
 	th_mig_setup(&M, 0);
