@@ -1344,6 +1344,13 @@ err:
 	return ret;
 }
 
+int rst_lazy_before_resume(void *arg, struct rsys *r, const struct haul_layout *l)
+{
+	struct rst_lazy_hook *h = arg;
+
+	return rst_lazy_attach(r, r->pid, l, &h->src, &h->lazy, &h->lz);
+}
+
 int rst_lazy_new(const struct rst_lazy_opts *o, struct rst_lazy **out)
 {
 	struct rst_lazy *lz = calloc(1, sizeof(*lz));

@@ -116,6 +116,20 @@ int rst_lazy_attach(struct rsys *r, pid_t pid, const struct haul_layout *l,
 		    const struct rst_lazy_source *src, struct haul_layout *lazy,
 		    struct rst_lazy **out);
 
+/*
+ * rst_target_opts.before_resume for post-copy (set .lazy too), with @arg a
+ * struct rst_lazy_hook: calls rst_lazy_attach() for the stub.  The caller
+ * writes before resume the pages of every VMA that rst_lazy_vma_ok() refuses
+ * (file-backed, mlocked), waits with rst_lazy_wait_complete(hook.lz) after
+ * the resume, then rst_lazy_free()s it and releases hook.lazy.
+ */
+struct rst_lazy_hook {
+	struct rst_lazy_source src; /* in: where the pages come from */
+	struct rst_lazy *lz;	    /* out: the running fault server */
+	struct haul_layout lazy;    /* out: the VMAs made lazy */
+};
+int rst_lazy_before_resume(void *arg, struct rsys *r, const struct haul_layout *l);
+
 /* Take ownership of @o->uffd (closed on failure too). 0 or -errno. */
 int rst_lazy_new(const struct rst_lazy_opts *o, struct rst_lazy **out);
 

@@ -1,0 +1,182 @@
+/*
+ * lazy_restore.c - post-copy restore of a real process, end to end on one
+ * host: rst_counter (anonymous, heap, stack, shmem, file mappings, signals,
+ * files) is seized and dumped and stays frozen as the source; a restore
+ * target rebuilds it in a new PID namespace with only its file-backed and
+ * mlocked memory written, registers the rest with userfaultfd through the
+ * before_resume hook, and resumes it at once.  Its memory then comes from
+ * the frozen original (process_vm_readv), on faults and in the background.
+ * The restored process must finish with the same hash as an undisturbed run.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/rsys.h"
+#include "common/vma.h"
+#include "restore/lazy_int.h"
+#include "restore/restore.h"
+
+static const char *progs(void)
+{
+	const char *p = getenv("HAUL_PROGS");
+
+	return p ? p : "build/progs";
+}
+
+static void msleep(int ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static pid_t spawn_counter(const char *dir, const char *out, const char *iters, const char *mib,
+			   const char *sleep_us)
+{
+	char bin[512];
+	pid_t pid;
+
+	snprintf(bin, sizeof(bin), "%s/rst_counter", progs());
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int nul = open("/dev/null", O_RDONLY);
+
+		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+			_exit(126);
+		close(fd);
+		close(nul);
+		closefrom(3);
+		execl(bin, bin, dir, iters, mib, sleep_us, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static void final_line(const char *path, char *line, size_t len)
+{
+	static char buf[1 << 16];
+	int fd = open(path, O_RDONLY);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+	const char *p;
+
+	if (fd >= 0)
+		close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	p = strstr(buf, "final ");
+	cr_assert(p, "no final line in %s: %s", path, buf);
+	snprintf(line, len, "%.*s", (int)strcspn(p, "\n"), p);
+}
+
+Test(lazy, real_process_restored_post_copy_from_its_frozen_original, .timeout = 120)
+{
+	char dir[256], out[600], want[128], got[128], why[256], cmd[700];
+	struct rst_lazy_hook h = {0};
+	struct rst_target_opts o = {.pidns = RST_PIDNS_ALWAYS,
+				    .lazy = true,
+				    .before_resume = rst_lazy_before_resume,
+				    .before_resume_arg = &h};
+	struct rst_lazy_src *src = NULL;
+	struct rst_lazy_stats st;
+	struct rst_seized *sz;
+	struct rst_target *t;
+	struct haul_layout l;
+	uint8_t *state;
+	size_t state_len;
+	uint64_t eager = 0, t0, resume_ns;
+	int status, ret;
+	pid_t pid, here;
+
+	log_init("test");
+	snprintf(dir, sizeof(dir), "/tmp/haul-lazy-e2e-%d", (int)getpid());
+	mkdir(dir, 0755);
+	snprintf(out, sizeof(out), "%s/expected.out", dir);
+	pid = spawn_counter(dir, out, "1500", "32", "0");
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "undisturbed run failed");
+	final_line(out, want, sizeof(want));
+
+	snprintf(out, sizeof(out), "%s/run.out", dir);
+	pid = spawn_counter(dir, out, "1500", "32", "1000");
+	msleep(150);
+
+	/* Source: seized and dumped; it stays stopped while it serves its pages. */
+	cr_assert_eq(rst_seize(pid, &sz), 0);
+	cr_assert_eq(rst_dump_state(sz, &state, &state_len), 0);
+	cr_assert_eq(haul_layout_read(pid, true, &l), 0);
+	cr_assert_eq(rst_lazy_src_open(pid, &l, &src), 0);
+	h.src = (struct rst_lazy_source){rst_lazy_src_fetch, src};
+
+	/* Target: only what cannot be lazy is written before resume. */
+	o.pid = pid;
+	cr_assert_eq(rst_target_new(&o, &t), 0);
+	ret = rst_target_layout(t, &l);
+	for (size_t i = 0; !ret && i < l.n; i++) {
+		const struct haul_vma *v = &l.v[i];
+		size_t len = v->end - v->start;
+		void *buf;
+
+		if (!haul_vma_is_memory(v) || !(v->prot & PROT_READ) || rst_lazy_vma_ok(v))
+			continue;
+		buf = malloc(len);
+		cr_assert_not_null(buf);
+		ret = rsys_read(pid, v->start, buf, len);
+		if (!ret)
+			ret = rst_target_pages(t, v->start, buf, (uint32_t)(len >> 12));
+		eager += len >> 12;
+		free(buf);
+	}
+	cr_assert_eq(ret, 0, "eager pages: %s", strerror(-ret));
+	t0 = now_ns();
+	ret = rst_target_resume(t, state, state_len, &here, why, sizeof(why));
+	resume_ns = now_ns() - t0;
+	cr_assert_eq(ret, 0, "resume: %s", why);
+	cr_assert_not_null(h.lz);
+	cr_assert_gt(h.lazy.n, 0);
+
+	ret = rst_lazy_wait_complete(h.lz, 60000);
+	rst_lazy_stats(h.lz, &st);
+	cr_expect(ret == 0 || ret == -ESRCH, "post-copy: %s", strerror(-ret));
+	/* Every page has arrived (or the process finished first): the source may go. */
+	rst_kill_seized(sz);
+	status = rst_target_wait(t);
+	cr_expect_eq(status, 0, "restored process exit status %d", status);
+	final_line(out, got, sizeof(got));
+	cr_expect_str_eq(got, want, "the restored run diverged");
+	cr_log_info("lazy e2e: %zu lazy VMAs (%lu pages), %lu eager pages, resume %.2f ms, "
+		    "%lu faults (p50 %lu ns p99 %lu ns), %lu pushed, all in %.1f ms",
+		    h.lazy.n, (unsigned long)st.total_pages, (unsigned long)eager, resume_ns / 1e6,
+		    (unsigned long)st.faults, (unsigned long)st.fault_p50_ns,
+		    (unsigned long)st.fault_p99_ns, (unsigned long)st.pushed_pages,
+		    st.complete_ns / 1e6);
+
+	rst_lazy_free(h.lz);
+	haul_layout_release(&h.lazy);
+	rst_target_free(t);
+	rst_lazy_src_free(src);
+	haul_layout_release(&l);
+	free(state);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		cr_log_warn("cannot remove %s", dir);
+}
