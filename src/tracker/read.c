@@ -156,6 +156,45 @@ int trk_read_pages(pid_t pid, const struct trk_range *r, size_t n, void *buf, ui
 	return 0;
 }
 
+/* Whether @addr lies in sorted, merged @l. */
+static bool rl_has(const struct trk_rl *l, uint64_t addr)
+{
+	size_t lo = 0, hi = l->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (l->r[mid].start + l->r[mid].npages * TRK_PAGE <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < l->n && l->r[lo].start <= addr;
+}
+
+/*
+ * The round's view is a snapshot; the caller's copy is what it read, later.
+ * A page the scan saw unpopulated (zapped) may have been refilled before
+ * the read and zapped again before the next scan: both scans see "absent",
+ * yet the caller holds data.  Remember such pages so the next round
+ * compares against what the caller holds.
+ */
+static int note_held(struct trk *t, const struct trk_range *r, size_t n, const char *buf)
+{
+	for (size_t i = 0; i < n; i++)
+		for (uint64_t j = 0; j < r[i].npages; j++, buf += TRK_PAGE) {
+			uint64_t addr = r[i].start + j * TRK_PAGE;
+			int ret;
+
+			if (trk_page_is_zero(buf) || rl_has(&t->prev_present, addr))
+				continue;
+			ret = trk_rl_add(&t->held, addr, 1);
+			if (ret)
+				return ret;
+		}
+	return 0;
+}
+
 int trk_read(struct trk *t, const struct trk_range *r, size_t n, void *buf, uint64_t *zero)
 {
 	int ret = trk_read_pages(t->pid, r, n, buf, zero);
@@ -164,7 +203,7 @@ int trk_read(struct trk *t, const struct trk_range *r, size_t n, void *buf, uint
 		return ret;
 	if (t->ops->read_done)
 		t->ops->read_done(t, r, n, buf);
-	return 0;
+	return note_held(t, r, n, buf);
 }
 
 int trk_pagemap_read(int fd, uint64_t start, size_t n, uint64_t *ent)

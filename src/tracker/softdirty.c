@@ -104,7 +104,7 @@ static int sd_scan(struct trk *t, const struct haul_layout *cur, const struct tr
 	int ret;
 
 	(void)fresh; /* new VMAs read soft-dirty by themselves */
-	ret = trk_freeze(t->pid, &st->frozen);
+	ret = t->frozen ? 0 : trk_freeze(t->pid, &st->frozen);
 	if (ret)
 		return ret;
 	for (size_t i = 0; i < cur->n && !ret; i++)
@@ -114,10 +114,12 @@ static int sd_scan(struct trk *t, const struct haul_layout *cur, const struct tr
 		ret = -errno;
 		pr_err_r(ret, "cannot clear the soft-dirty bits of pid %d", (int)t->pid);
 	}
-	trk_thaw(&st->frozen);
-	stopped = trk_now_ms() - t0;
-	if (stopped > t->stop_ms)
-		t->stop_ms = stopped;
+	if (!t->frozen) {
+		trk_thaw(&st->frozen);
+		stopped = trk_now_ms() - t0;
+		if (stopped > t->stop_ms)
+			t->stop_ms = stopped;
+	}
 	return ret;
 }
 

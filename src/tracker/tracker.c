@@ -78,6 +78,11 @@ enum trk_backend trk_backend(const struct trk *t)
 	return t->ops->id;
 }
 
+void trk_set_frozen(struct trk *t, bool frozen)
+{
+	t->frozen = frozen;
+}
+
 double trk_stop_ms(const struct trk *t)
 {
 	return t->stop_ms;
@@ -292,6 +297,7 @@ void trk_free(struct trk *t)
 		close(t->pidfd);
 	haul_layout_release(&t->prev);
 	trk_rl_release(&t->prev_present);
+	trk_rl_release(&t->held);
 	free(t);
 }
 
@@ -329,6 +335,13 @@ int trk_round(struct trk *t, struct trk_round *out)
 		ret = kept_ranges(&t->prev, &cur, &kept);
 	if (!ret)
 		ret = trk_rl_sub(&cur_mem, &kept, &fresh);
+	/* what the caller holds since the last scan counts as populated before */
+	if (!ret && t->held.n) {
+		ret = trk_rl_append(&t->prev_present, &t->held);
+		if (!ret)
+			ret = trk_rl_normalize(&t->prev_present);
+		trk_rl_release(&t->held);
+	}
 	if (!ret)
 		ret = trk_rl_sub(&prev_mem, &kept, &gone);
 	if (ret)

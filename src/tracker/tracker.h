@@ -20,6 +20,7 @@
  *    round and the read would be missed.
  *  - trk_stop_ms(): how long trk_open() kept the target stopped.
  *  - trk_opts.populated: also count populated pages (slower with uffd).
+ *  - trk_set_frozen(): the caller froze the process; rounds do not stop it.
  */
 #ifndef HAUL_TRACKER_H
 #define HAUL_TRACKER_H
@@ -120,6 +121,14 @@ int trk_read_pages(pid_t pid, const struct trk_range *r, size_t n, void *buf, ui
  * next round compares against what the caller now holds.
  */
 int trk_read(struct trk *t, const struct trk_range *r, size_t n, void *buf, uint64_t *zero);
+
+/*
+ * The caller has frozen (@frozen true) or thawed the process with a cgroup
+ * freezer.  Rounds then need not stop it themselves (soft-dirty otherwise
+ * holds every thread with ptrace, which under the v1 freezer would wait for
+ * the thaw).  The final round of a migration runs frozen.
+ */
+void trk_set_frozen(struct trk *t, bool frozen);
 
 /* Longest time (ms) the target was kept stopped by trk_open() or a round. */
 double trk_stop_ms(const struct trk *t);

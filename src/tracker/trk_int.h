@@ -80,7 +80,15 @@ struct trk {
 	uint64_t seq;
 	struct haul_layout prev; /* layout at the previous round */
 	struct trk_rl prev_present;
+	/*
+	 * Pages trk_read() returned with data although the last scan saw them
+	 * unpopulated (refilled after the scan): the caller holds data there,
+	 * so if they are found unpopulated again they must be re-sent as zero.
+	 * Merged into prev_present at the next round.
+	 */
+	struct trk_rl held;
 	double stop_ms; /* longest time the target was stopped by us */
+	bool frozen;	/* the caller froze it: do not stop it again */
 };
 
 /* Whether the mm we attached to is still the process's: 0, -ESRCH exited, -ECHILD exec'd. */

@@ -57,6 +57,7 @@
 struct uffd_state {
 	int uffd;
 	struct page_region *vec;
+	size_t used;	       /* vec entries the last call may have written */
 	uint64_t warned_start; /* last unregistrable VMA we warned about */
 };
 
@@ -278,19 +279,32 @@ static int add_swapped(struct trk *t, struct uffd_state *st, uint64_t start, uin
 }
 
 /*
- * The kernel's fast path: category and return mask exactly WRITTEN.  It
- * reports every PTE that is not write-protected, holes inside a page table
- * included (so an anonymous page zapped by MADV_DONTNEED reads as written),
- * and protects them (holes get a marker).  ~0.2 ms per clean GiB.
+ * One PAGEMAP_SCAN walk of [start, end), re-protecting what it reports.
+ *
+ * fast: category and return mask exactly WRITTEN, the kernel's fast path
+ * (~0.2 ms per clean GiB).  It reports every PTE that is not
+ * write-protected, holes inside a page table included (so an anonymous page
+ * zapped by MADV_DONTNEED reads as written), and protects them (holes get a
+ * marker).
+ * full: anyof PRESENT|SWAPPED, returning WRITTEN|PRESENT|SWAPPED: the
+ * populated set too, at ~1.6 ms per GiB.
+ *
+ * When the walk meets a VMA that is not registered it fails with EPERM, but
+ * it has already re-protected the pages before that point and copied their
+ * regions to the vector: dropping them would lose those writes for good.
+ * So the vector is cleared before each call (only as far as the last call
+ * used it) and, on EPERM, the regions it holds are taken before returning.
  */
-static int scan_fast(struct trk *t, struct uffd_state *st, uint64_t start, uint64_t end,
+static int scan_walk(struct trk *t, struct uffd_state *st, uint64_t start, uint64_t end, bool full,
 		     struct trk_scan *out)
 {
 	struct pm_scan_arg arg;
 
 	while (start < end) {
+		int err = 0, ret;
 		long n;
 
+		memset(st->vec, 0, st->used * sizeof(*st->vec));
 		memset(&arg, 0, sizeof(arg));
 		arg.size = sizeof(arg);
 		arg.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
@@ -298,27 +312,47 @@ static int scan_fast(struct trk *t, struct uffd_state *st, uint64_t start, uint6
 		arg.end = end;
 		arg.vec = (uintptr_t)st->vec;
 		arg.vec_len = SCAN_VEC;
-		arg.category_mask = PAGE_IS_WRITTEN;
-		arg.return_mask = PAGE_IS_WRITTEN;
+		if (full) {
+			arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+			arg.return_mask = PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+		} else {
+			arg.category_mask = PAGE_IS_WRITTEN;
+			arg.return_mask = PAGE_IS_WRITTEN;
+		}
 		n = ioctl(t->pagemap_fd, PAGEMAP_SCAN, &arg);
-		if (n < 0)
-			return -errno;
+		if (n < 0) {
+			err = -errno;
+			n = 0;
+			if (err == -EPERM)
+				while (n < SCAN_VEC && st->vec[n].end)
+					n++;
+		}
+		st->used = (size_t)n;
 		for (long i = 0; i < n; i++) {
-			int ret = trk_rl_add(&out->written, st->vec[i].start,
-					     (st->vec[i].end - st->vec[i].start) / TRK_PAGE);
+			const struct page_region *pr = &st->vec[i];
+			uint64_t np = (pr->end - pr->start) / TRK_PAGE;
 
+			if (!full) {
+				ret = trk_rl_add(&out->written, pr->start, np);
+			} else {
+				if (pr->categories & PAGE_IS_PRESENT)
+					ret = trk_rl_add(&out->present, pr->start, np);
+				else
+					ret = add_swapped(t, st, pr->start, np, out);
+				if (!ret && (pr->categories & PAGE_IS_WRITTEN))
+					ret = trk_rl_add(&out->written, pr->start, np);
+			}
 			if (ret)
 				return ret;
 		}
+		if (err)
+			return err;
 		if (arg.walk_end <= start)
-			break;
+			break; /* no progress: the range vanished under us */
 		start = arg.walk_end;
 	}
 	return 0;
 }
-
-static int scan_range(struct trk *t, struct uffd_state *st, uint64_t start, uint64_t end,
-		      struct trk_scan *out);
 
 /*
  * Which scan a VMA needs.  In a MAP_PRIVATE file mapping, MADV_DONTNEED of a
@@ -335,54 +369,10 @@ static int scan_vma(struct trk *t, struct uffd_state *st, const struct haul_vma 
 		t->opts.populated || ((v->flags & HAUL_VMA_FILE) && !(v->flags & HAUL_VMA_SHARED));
 	int ret;
 
-	if (!full)
-		return scan_fast(t, st, v->start, v->end, out);
-	ret = scan_range(t, st, v->start, v->end, out);
-	if (!ret)
+	ret = scan_walk(t, st, v->start, v->end, full, out);
+	if (!ret && full)
 		ret = trk_rl_add(&out->known, v->start, haul_vma_pages(v));
 	return ret;
-}
-
-/* Scan [start, end) of one VMA; -EPERM when it is not registered. */
-static int scan_range(struct trk *t, struct uffd_state *st, uint64_t start, uint64_t end,
-		      struct trk_scan *out)
-{
-	struct pm_scan_arg arg;
-	int ret = 0;
-
-	while (start < end) {
-		long n;
-
-		memset(&arg, 0, sizeof(arg));
-		arg.size = sizeof(arg);
-		arg.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
-		arg.start = start;
-		arg.end = end;
-		arg.vec = (uintptr_t)st->vec;
-		arg.vec_len = SCAN_VEC;
-		arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
-		arg.return_mask = PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
-		n = ioctl(t->pagemap_fd, PAGEMAP_SCAN, &arg);
-		if (n < 0)
-			return -errno;
-		for (long i = 0; i < n; i++) {
-			const struct page_region *pr = &st->vec[i];
-			uint64_t np = (pr->end - pr->start) / TRK_PAGE;
-
-			if (pr->categories & PAGE_IS_PRESENT)
-				ret = trk_rl_add(&out->present, pr->start, np);
-			else
-				ret = add_swapped(t, st, pr->start, np, out);
-			if (!ret && (pr->categories & PAGE_IS_WRITTEN))
-				ret = trk_rl_add(&out->written, pr->start, np);
-			if (ret)
-				return ret;
-		}
-		if (arg.walk_end <= start)
-			break; /* no progress: the range vanished under us */
-		start = arg.walk_end;
-	}
-	return 0;
 }
 
 static bool overlaps(const struct trk_rl *l, uint64_t s, uint64_t e)
@@ -417,6 +407,51 @@ static int send_whole(struct trk *t, struct uffd_state *st, const struct haul_vm
 	return ret;
 }
 
+/*
+ * The scan of @v met a VMA we have not registered: @v was replaced or moved
+ * under us since the layout read (or is still changing).  Register it and
+ * scan again; it counts as replaced (the core drops the old contents and a
+ * fresh registration reports every populated page).  A VMA that keeps
+ * changing is left to the next round: the walk reported every page it
+ * re-protected, and what it did not reach keeps its state.
+ */
+static int rescan_unregistered(struct trk *t, struct uffd_state *st, const struct haul_vma *v,
+			       const struct trk_rl *fresh, struct trk_scan *out)
+{
+	int ret = -EPERM;
+	bool replaced = false;
+
+	for (int tries = 0; ret == -EPERM && tries < 3; tries++) {
+		ret = uffd_register(st, v->start, v->end);
+		if (ret == -ENOMEM)
+			return 0; /* no longer one mapping: the next round's layout shows it */
+		if ((ret == -EINVAL || ret == -EPERM) && !(v->prot & PROT_WRITE) &&
+		    (v->flags & HAUL_VMA_SHARED)) {
+			/*
+			 * A read-only shared file mapping opened O_RDONLY (no
+			 * VM_MAYWRITE: it can never become writable) cannot be
+			 * protected, and needs not be: this process cannot
+			 * change it.  Sent once, when new.
+			 */
+			return overlaps(fresh, v->start, v->end)
+				       ? trk_rl_add(&out->written, v->start, haul_vma_pages(v))
+				       : 0;
+		}
+		if (ret == -EINVAL || ret == -EPERM)
+			return send_whole(t, st, v, out);
+		if (ret)
+			return ret;
+		if (!replaced) {
+			ret = trk_rl_add(&out->replaced, v->start, haul_vma_pages(v));
+			if (ret)
+				return ret;
+			replaced = true;
+		}
+		ret = scan_vma(t, st, v, out);
+	}
+	return ret == -EPERM ? 0 : ret;
+}
+
 static int uffd_scan(struct trk *t, const struct haul_layout *cur, const struct trk_rl *fresh,
 		     struct trk_scan *out)
 {
@@ -433,32 +468,8 @@ static int uffd_scan(struct trk *t, const struct haul_layout *cur, const struct 
 		if (overlaps(fresh, v->start, v->end))
 			uffd_register(st, v->start, v->end);
 		ret = scan_vma(t, st, v, out);
-		if (ret == -EPERM) {
-			/* not registered: replaced or moved under us since the layout read */
-			ret = uffd_register(st, v->start, v->end);
-			if (!ret) {
-				ret = trk_rl_add(&out->replaced, v->start, haul_vma_pages(v));
-				if (!ret)
-					ret = scan_vma(t, st, v, out);
-			} else if (ret == -ENOMEM) {
-				/* no longer one mapping: the next round's layout shows it */
-				ret = 0;
-			} else if ((ret == -EINVAL || ret == -EPERM) && !(v->prot & PROT_WRITE) &&
-				   (v->flags & HAUL_VMA_SHARED)) {
-				/*
-				 * A read-only shared file mapping opened O_RDONLY (no
-				 * VM_MAYWRITE: it can never become writable) cannot be
-				 * protected, and needs not be: this process cannot
-				 * change it.  Sent once, when new.
-				 */
-				ret = overlaps(fresh, v->start, v->end)
-					      ? trk_rl_add(&out->written, v->start,
-							   haul_vma_pages(v))
-					      : 0;
-			} else if (ret == -EINVAL || ret == -EPERM) {
-				ret = send_whole(t, st, v, out);
-			}
-		}
+		if (ret == -EPERM)
+			ret = rescan_unregistered(t, st, v, fresh, out);
 		if (ret == -EBUSY)
 			pr_err("pid %d has its own userfaultfd on %#llx-%#llx; track it with "
 			       "--tracker hash",

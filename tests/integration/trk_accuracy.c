@@ -239,3 +239,28 @@ Test(trk, hash_precopy_under_concurrent_writers_matches_target)
 {
 	run_precopy(TRK_HASH);
 }
+
+static void run_churn(enum trk_backend b)
+{
+	struct td_stats s;
+	char err[512] = "";
+	int ret = td_churn_precopy(&drv, b, 40, &s, err, sizeof(err));
+
+	cr_log_info("%s whole-process pre-copy under layout churn: %llu rounds, %llu dirty "
+		    "pages, %llu differ, %llu stale",
+		    trk_backend_name(b), (unsigned long long)s.rounds, (unsigned long long)s.dirty,
+		    (unsigned long long)s.missed, (unsigned long long)s.false_pos);
+	cr_assert(ret == 0, "%s: %s", trk_backend_name(b), err);
+}
+
+Test(trk, uffd_whole_process_copy_survives_layout_churn_mid_round)
+{
+	if (!probe_uffd_wp_async(NULL))
+		cr_skip_test("uffd-wp async tracking is not available on this kernel");
+	run_churn(TRK_UFFD);
+}
+
+Test(trk, hash_whole_process_copy_survives_layout_churn_mid_round)
+{
+	run_churn(TRK_HASH);
+}

@@ -7,6 +7,7 @@
 #define HAUL_TESTS_TRK_DRIVE_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -609,6 +611,202 @@ out:
 	trk_free(t);
 	for (int k = 0; k < d->nreg; k++)
 		free(mirror[k]);
+	free(actual);
+	return ret;
+}
+
+/*
+ * A copy of a whole address space, page by page: what a receiver holds.
+ * Open addressing; a dropped page keeps its slot with data NULL.
+ */
+struct td_img {
+	uint64_t *addr;
+	char **data;
+	int *stored, *dropped; /* round that last stored / dropped each page (diagnostics) */
+	int round;
+	size_t cap;
+};
+
+static inline size_t td_img_slot(struct td_img *m, uint64_t a, bool insert)
+{
+	size_t i = (size_t)((a >> 12) * 0x9E3779B97F4A7C15ULL) & (m->cap - 1);
+
+	while (m->addr[i] && m->addr[i] != a)
+		i = (i + 1) & (m->cap - 1);
+	if (!m->addr[i] && insert)
+		m->addr[i] = a;
+	return i;
+}
+
+static inline bool td_zero(const char *p)
+{
+	for (size_t i = 0; i < TD_PG; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+/* Apply one round as a receiver would: drop gone[], then store dirty[]. */
+static inline int td_img_apply(struct td_img *m, struct trk *t, const struct trk_round *r)
+{
+	char *buf = NULL;
+	int ret = 0;
+
+	m->round++;
+	for (size_t i = 0; i < r->ngone; i++)
+		for (uint64_t j = 0; j < r->gone[i].npages; j++) {
+			size_t k = td_img_slot(m, r->gone[i].start + j * TD_PG, false);
+
+			free(m->data[k]);
+			m->data[k] = NULL;
+			m->dropped[k] = m->round;
+		}
+	for (size_t i = 0; i < r->ndirty && !ret; i++) {
+		buf = realloc(buf, r->dirty[i].npages * TD_PG);
+		ret = trk_read(t, &r->dirty[i], 1, buf, NULL);
+		for (uint64_t j = 0; j < r->dirty[i].npages && !ret; j++) {
+			size_t k = td_img_slot(m, r->dirty[i].start + j * TD_PG, true);
+
+			if (!m->data[k])
+				m->data[k] = malloc(TD_PG);
+			memcpy(m->data[k], buf + j * TD_PG, TD_PG);
+			m->stored[k] = m->round;
+		}
+	}
+	free(buf);
+	return ret;
+}
+
+/*
+ * Pre-copy the whole process while a thread maps, moves, replaces, zaps,
+ * mprotects and writes memory nonstop (layout changes land mid-round), then
+ * stop it, copy a final round, and compare every readable page of the
+ * target with the copy: each must be equal, or zero where the copy has
+ * nothing; the copy must hold nothing outside the final layout.
+ */
+static inline int td_churn_precopy(struct td *d, enum trk_backend b, int rounds, struct td_stats *s,
+				   char *err, size_t errlen)
+{
+	struct trk_opts o = {.backend = b};
+	struct td_img m = {0};
+	struct trk_round r = {0};
+	struct trk *t = NULL;
+	uint64_t out[1], differ = 0, stale = 0;
+	char *actual = NULL;
+	int ret;
+
+	memset(s, 0, sizeof(*s));
+	m.cap = 1 << 18;
+	m.addr = calloc(m.cap, sizeof(*m.addr));
+	m.data = calloc(m.cap, sizeof(*m.data));
+	m.stored = calloc(m.cap, sizeof(int));
+	m.dropped = calloc(m.cap, sizeof(int));
+	ret = trk_open(d->pid, &o, &t);
+	if (ret)
+		TD_FAIL("trk_open(%s): %s", trk_backend_name(b), strerror(-ret));
+	if (td_cmd(d, TT_CHURN, 0, NULL, 0, NULL, 0) || td_cmd(d, TT_THREADS, 2, NULL, 0, NULL, 0))
+		TD_FAIL("cannot start the churn and writer threads");
+	for (int i = 0; i <= rounds; i++) {
+		ret = td_round(t, &r, s);
+		if (!ret)
+			ret = td_img_apply(&m, t, &r);
+		trk_round_release(&r);
+		if (ret)
+			TD_FAIL("round %d under churn: %s", i + 1, strerror(-ret));
+		usleep(1000);
+	}
+	if (td_cmd(d, TT_QUIESCE, 0, NULL, 0, out, 1))
+		TD_FAIL("cannot stop the churn");
+	s->written = out[0];
+	ret = td_round(t, &r, s);
+	if (!ret)
+		ret = td_img_apply(&m, t, &r);
+	if (ret)
+		TD_FAIL("final round: %s", strerror(-ret));
+
+	/* every readable page of the target against the copy */
+	for (size_t i = 0; i < r.layout.n; i++) {
+		const struct haul_vma *v = &r.layout.v[i];
+		struct trk_range all = {v->start, haul_vma_pages(v)};
+
+		if (!haul_vma_is_memory(v) || !(v->prot & PROT_READ))
+			continue;
+		actual = realloc(actual, all.npages * TD_PG);
+		ret = trk_read_pages(d->pid, &all, 1, actual, NULL);
+		if (ret)
+			TD_FAIL("cannot read %#llx: %s", (unsigned long long)v->start,
+				strerror(-ret));
+		for (uint64_t j = 0; j < all.npages; j++) {
+			size_t k = td_img_slot(&m, v->start + j * TD_PG, false);
+			const char *want = m.addr[k] ? m.data[k] : NULL;
+			const char *got = actual + j * TD_PG;
+
+			char file_page[TD_PG];
+
+			/* never populated: a file page reads the file, anything else zero */
+			if (!want && (v->flags & HAUL_VMA_FILE) && !(v->flags & HAUL_VMA_DELETED) &&
+			    v->path) {
+				int fd = open(v->path, O_RDONLY | O_CLOEXEC);
+				ssize_t n = fd >= 0 ? pread(fd, file_page, TD_PG,
+							    (off_t)(v->pgoff + j * TD_PG))
+						    : -1;
+
+				if (fd >= 0)
+					close(fd);
+				if (n < 0)
+					continue;
+				memset(file_page + (n > 0 ? n : 0), 0, TD_PG - (n > 0 ? n : 0));
+				want = file_page;
+			}
+			if (want ? memcmp(want, got, TD_PG) : !td_zero(got)) {
+				if (differ < 5)
+					fprintf(stderr,
+						"trk test: page %#llx (vma %#llx-%#llx %x %x; "
+						"stored in round %d, dropped in %d, of %d; "
+						"copy %#llx, target %#llx) %s\n",
+						(unsigned long long)(v->start + j * TD_PG),
+						(unsigned long long)v->start,
+						(unsigned long long)v->end, v->prot, v->flags,
+						m.addr[k] ? m.stored[k] : -1,
+						m.addr[k] ? m.dropped[k] : -1, m.round,
+						want ? (unsigned long long)*(const uint64_t *)want
+						     : 0ULL,
+						(unsigned long long)*(const uint64_t *)got,
+						want ? "differs from the copy"
+						     : "has data the copy never got");
+				differ++;
+			}
+		}
+	}
+	/* nothing the receiver holds may lie outside the final layout */
+	for (size_t k = 0; k < m.cap; k++) {
+		const struct haul_vma *v;
+
+		if (!m.addr[k] || !m.data[k])
+			continue;
+		v = haul_layout_find(&r.layout, m.addr[k]);
+		if (!v || !haul_vma_is_memory(v)) {
+			if (stale < 5)
+				fprintf(stderr, "trk test: copy still holds unmapped page %#llx\n",
+					(unsigned long long)m.addr[k]);
+			stale++;
+		}
+	}
+	s->missed = differ;
+	s->false_pos = stale;
+	if (differ || stale)
+		TD_FAIL("%llu pages differ from the target, %llu stale pages never dropped",
+			(unsigned long long)differ, (unsigned long long)stale);
+	ret = 0;
+out:
+	trk_round_release(&r);
+	trk_free(t);
+	for (size_t k = 0; k < m.cap; k++)
+		free(m.data ? m.data[k] : NULL);
+	free(m.addr);
+	free(m.data);
+	free(m.stored);
+	free(m.dropped);
 	free(actual);
 	return ret;
 }

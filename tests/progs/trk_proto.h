@@ -39,6 +39,7 @@ enum tt_op {
 	TT_EXIT,       /* exit after the reply */
 	TT_THREADS,    /* arg: start that many threads writing random pages nonstop */
 	TT_QUIESCE,    /* stop and join them; -> pages they wrote */
+	TT_CHURN,      /* start a thread that maps, moves, replaces, zaps and writes nonstop */
 };
 
 struct tt_req {

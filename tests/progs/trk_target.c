@@ -155,6 +155,67 @@ static void *writer(void *arg)
 	return NULL;
 }
 
+/*
+ * The churner changes the layout nonstop, so that maps, mremaps, munmaps,
+ * MADV_DONTNEED and mprotect land in the middle of tracker rounds.  Its
+ * memory has no shadow: tests compare the whole address space instead.
+ */
+#define CHURN_SLOTS 4
+#define CHURN_PAGES 16
+static pthread_t churn_thread;
+static int churning;
+
+static void churn_fill(char *p, int npages, unsigned int *seed, int every)
+{
+	for (int i = 0; i < npages; i += every)
+		((volatile uint64_t *)(p + i * PG))[0] = (uint64_t)rand_r(seed) + 1;
+}
+
+static void *churner(void *arg)
+{
+	char *slot[CHURN_SLOTS] = {0};
+	size_t len = CHURN_PAGES * PG;
+	unsigned int seed = 777;
+
+	(void)arg;
+	while (!writers_stop) {
+		int k = rand_r(&seed) % CHURN_SLOTS, act = rand_r(&seed) % 6;
+		char *p = slot[k], *q;
+
+		if (!p || act == 0) {
+			/* (re)map, at the same address when there was one */
+			if (p)
+				munmap(p, len);
+			q = mmap(p, len, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | (p ? MAP_FIXED_NOREPLACE : 0), -1,
+				 0);
+			if (q == MAP_FAILED)
+				q = mmap(NULL, len, PROT_READ | PROT_WRITE,
+					 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			slot[k] = q == MAP_FAILED ? NULL : q;
+			if (slot[k])
+				churn_fill(slot[k], CHURN_PAGES, &seed, 2);
+		} else if (act == 1) {
+			/* move it */
+			q = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (q != MAP_FAILED) {
+				q = mremap(p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, q);
+				slot[k] = q == MAP_FAILED ? p : q;
+			}
+		} else if (act == 2) {
+			madvise(p + (rand_r(&seed) % CHURN_PAGES) * PG, PG, MADV_DONTNEED);
+		} else if (act == 3) {
+			mprotect(p, len / 2, PROT_READ);
+			mprotect(p, len / 2, PROT_READ | PROT_WRITE);
+		} else {
+			int o = rand_r(&seed) % 4;
+
+			churn_fill(p + o * PG, CHURN_PAGES - o, &seed, 5);
+		}
+	}
+	return NULL;
+}
+
 static void *map_anon(uint64_t npages, int flags)
 {
 	void *p = mmap(NULL, npages * PG, PROT_READ | PROT_WRITE, flags | MAP_ANONYMOUS, -1, 0);
@@ -334,8 +395,16 @@ static void serve(char *stackbuf)
 				pthread_create(&writers[i], NULL, writer, (void *)(intptr_t)i);
 			reply(0, NULL, 0);
 			break;
+		case TT_CHURN:
+			writers_stop = 0;
+			churning = pthread_create(&churn_thread, NULL, churner, NULL) == 0;
+			reply(churning ? 0 : -EAGAIN, NULL, 0);
+			break;
 		case TT_QUIESCE:
 			writers_stop = 1;
+			if (churning)
+				pthread_join(churn_thread, NULL);
+			churning = 0;
 			out[0] = 0;
 			for (int i = 0; i < nwriters; i++) {
 				pthread_join(writers[i], NULL);
