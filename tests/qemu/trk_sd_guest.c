@@ -64,12 +64,26 @@ int main(void)
 	else
 		snprintf(err, sizeof(err), "cannot restart /trk_target");
 	td_stop(&d);
-	if (ret)
+	if (ret) {
 		printf("TRK-SD: FAIL pre-copy: %s\n", err);
+		finish();
+	}
+	printf("TRK-SD: pre-copy under 4 writers: %llu rounds, %llu pages written, 0 differ; "
+	       "slowest round %.3f ms\n",
+	       (unsigned long long)s.rounds, (unsigned long long)s.written, s.max_round_ms);
+	/* the whole address space while a thread remaps, zaps and writes nonstop */
+	ret = td_start(&d, "/trk_target");
+	if (!ret)
+		ret = td_churn_precopy(&d, TRK_SOFT_DIRTY, 20, &s, err, sizeof(err));
 	else
-		printf("TRK-SD: PASS pre-copy under 4 writers: %llu rounds, %llu pages written, "
-		       "0 differ; slowest round %.3f ms\n",
-		       (unsigned long long)s.rounds, (unsigned long long)s.written, s.max_round_ms);
+		snprintf(err, sizeof(err), "cannot restart /trk_target");
+	td_stop(&d);
+	if (ret)
+		printf("TRK-SD: FAIL churn: %s\n", err);
+	else
+		printf("TRK-SD: PASS whole-process copy under layout churn: %llu rounds, %llu "
+		       "dirty pages, 0 differ, 0 stale\n",
+		       (unsigned long long)s.rounds, (unsigned long long)s.dirty);
 	finish();
 	return 0;
 }
