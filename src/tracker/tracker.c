@@ -269,11 +269,12 @@ int trk_open(pid_t pid, const struct trk_opts *opts, struct trk **out)
 		if (!ret)
 			break;
 		t->ops = NULL;
-		/* gone or not allowed: no other backend will do better */
-		if (ret == -ESRCH || ret == -EPERM || opts->backend != TRK_AUTO)
+		/* gone: no other backend will do better */
+		if (ret == -ESRCH || opts->backend != TRK_AUTO)
 			goto err;
-		pr_warn("tracker '%s' failed on pid %d; trying the next one", trk_backend_name(b),
-			(int)pid);
+		/* EPERM here is "traced by someone else": hashing needs no ptrace */
+		pr_warn("tracker '%s' failed on pid %d (%s); trying the next one",
+			trk_backend_name(b), (int)pid, strerror(-ret));
 	}
 	if (!t->ops)
 		goto err;

@@ -264,3 +264,39 @@ Test(trk, hash_whole_process_copy_survives_layout_churn_mid_round)
 {
 	run_churn(TRK_HASH);
 }
+
+Test(trk, traced_target_refuses_uffd_and_auto_falls_back_to_hash)
+{
+	struct trk_opts uffd = {.backend = TRK_UFFD};
+	struct trk_round r;
+	struct trk *t = NULL;
+
+	if (!probe_uffd_wp_async(NULL))
+		cr_skip_test("uffd-wp async tracking is not available on this kernel");
+	/* we trace it first, as a debugger would */
+	cr_assert_eq(ptrace(PTRACE_SEIZE, drv.pid, 0, 0), 0);
+	cr_assert_eq(trk_open(drv.pid, &uffd, &t), -EPERM);
+	cr_assert_null(t);
+	cr_assert_eq(trk_open(drv.pid, NULL, &t), 0);
+	cr_assert_eq(trk_backend(t), probe_soft_dirty() ? TRK_SOFT_DIRTY : TRK_HASH);
+	if (trk_backend(t) == TRK_HASH) {
+		cr_assert_eq(trk_round(t, &r), 0);
+		cr_assert_gt(r.dirty_pages, 0);
+		trk_round_release(&r);
+	}
+	trk_free(t);
+	/* a running tracee must be stopped before it can be detached */
+	cr_assert_eq(ptrace(PTRACE_INTERRUPT, drv.pid, 0, 0), 0);
+	cr_assert_eq(waitpid(drv.pid, NULL, __WALL), drv.pid);
+	cr_assert_eq(ptrace(PTRACE_DETACH, drv.pid, 0, 0), 0);
+	cr_assert(!td_has_uffd(drv.pid));
+	cr_assert_eq(td_info(&drv), 0, "the target stopped answering");
+}
+
+Test(trk, open_of_a_missing_pid_is_esrch)
+{
+	struct trk *t = NULL;
+
+	cr_assert_eq(trk_open(4000000, NULL, &t), -ESRCH);
+	cr_assert_null(t);
+}
