@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/ioctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -220,6 +221,28 @@ static int classify_fd(pid_t pid, int fd, Haul__Img__FdKind *kind, char *target,
 		*kind = HAUL__IMG__FD_KIND__FD_CHR;
 		return 0;
 	}
+	{
+		static const struct {
+			const char *link;
+			Haul__Img__FdKind kind;
+		} anon[] = {
+			{"anon_inode:[eventfd]", HAUL__IMG__FD_KIND__FD_EVENTFD},
+			{"anon_inode:[signalfd]", HAUL__IMG__FD_KIND__FD_SIGNALFD},
+			{"anon_inode:[timerfd]", HAUL__IMG__FD_KIND__FD_TIMERFD},
+			{"anon_inode:[eventpoll]", HAUL__IMG__FD_KIND__FD_EPOLL},
+		};
+
+		for (size_t i = 0; i < sizeof(anon) / sizeof(anon[0]); i++)
+			if (!strcmp(target, anon[i].link)) {
+				*kind = anon[i].kind;
+				return 0;
+			}
+	}
+	/* An anonymous pipe; whether another process holds it is checked by the caller. */
+	if (S_ISFIFO(st->st_mode) && !strncmp(target, "pipe:[", 6)) {
+		*kind = HAUL__IMG__FD_KIND__FD_PIPE;
+		return 0;
+	}
 	if (S_ISFIFO(st->st_mode))
 		snprintf(why, whylen, "fd %d is a pipe or fifo (%s)", fd, target);
 	else if (S_ISSOCK(st->st_mode))
@@ -230,6 +253,97 @@ static int classify_fd(pid_t pid, int fd, Haul__Img__FdKind *kind, char *target,
 	else
 		snprintf(why, whylen, "fd %d is %s", fd, target);
 	return -EOPNOTSUPP;
+}
+
+struct held_pipe {
+	uint64_t ino;
+	int fd;
+};
+
+/*
+ * Whether any process but @pid holds one of the pipes @p (a pipe shared
+ * with another process is a connection haul cannot carry).  Scans every
+ * fd of every process: a few ms, and only for processes with pipes.
+ */
+static int check_pipes(pid_t pid, const struct held_pipe *p, size_t n, char *why, size_t whylen)
+{
+	struct dirent *pe;
+	DIR *proc;
+	int ret = 0;
+
+	if (!n)
+		return 0;
+	proc = opendir("/proc");
+	if (!proc)
+		return -errno;
+	while (!ret && (pe = readdir(proc))) {
+		pid_t other = atoi(pe->d_name);
+		char path[64];
+		struct dirent *de;
+		DIR *d;
+
+		if (other <= 0 || other == pid)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/fd", (int)other);
+		d = opendir(path);
+		if (!d)
+			continue;
+		while (!ret && (de = readdir(d))) {
+			char link[96], target[64];
+
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(link, sizeof(link), "/proc/%d/fd/%.16s", (int)other, de->d_name);
+			if (read_link(link, target, sizeof(target)) || strncmp(target, "pipe:[", 6))
+				continue;
+			for (size_t i = 0; i < n; i++)
+				if (strtoull(target + 6, NULL, 10) == p[i].ino) {
+					snprintf(why, whylen,
+						 "fd %d is a pipe shared with pid %d (%s)", p[i].fd,
+						 (int)other, target);
+					ret = -EOPNOTSUPP;
+					break;
+				}
+		}
+		closedir(d);
+	}
+	closedir(proc);
+	return ret;
+}
+
+/* Every fd an epoll instance watches must be the file it was when added. */
+static int check_epoll(pid_t pid, int fd, char *why, size_t whylen)
+{
+	char name[64], *text = NULL;
+	int ret;
+
+	snprintf(name, sizeof(name), "fdinfo/%d", fd);
+	ret = read_proc(pid, name, &text, NULL);
+	if (ret)
+		return ret;
+	for (char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+		unsigned long long ino;
+		char link[64];
+		struct stat st;
+		int tfd;
+		char *p;
+
+		if (strncmp(l, "tfd:", 4))
+			continue;
+		tfd = atoi(l + 4);
+		p = strstr(l, "ino:");
+		ino = p ? strtoull(p + 4, NULL, 16) : 0;
+		snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)pid, tfd);
+		if (stat(link, &st) < 0 || st.st_ino != ino) {
+			snprintf(why, whylen,
+				 "epoll fd %d watches fd %d, which was closed or replaced since",
+				 fd, tfd);
+			ret = -EOPNOTSUPP;
+			break;
+		}
+	}
+	free(text);
+	return ret;
 }
 
 static int check_vmas(pid_t pid, char *why, size_t whylen)
@@ -268,6 +382,8 @@ static int check_vmas(pid_t pid, char *why, size_t whylen)
 
 int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 {
+	struct held_pipe *pipes = NULL;
+	size_t npipes = 0;
 	char *status = NULL, *text = NULL, path[96];
 	const char *f;
 	DIR *d;
@@ -329,18 +445,36 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		Haul__Img__FdKind kind;
 		char target[4096];
 		struct stat st;
+		int fd = atoi(de->d_name);
 
 		if (de->d_name[0] == '.')
 			continue;
-		ret = classify_fd(pid, atoi(de->d_name), &kind, target, sizeof(target), &st, why,
-				  whylen);
-		if (ret == -ENOENT) /* closed meanwhile (the process is still running) */
+		ret = classify_fd(pid, fd, &kind, target, sizeof(target), &st, why, whylen);
+		if (ret == -ENOENT) { /* closed meanwhile (the process is still running) */
 			ret = 0;
+			continue;
+		}
+		if (!ret && kind == HAUL__IMG__FD_KIND__FD_EPOLL)
+			ret = check_epoll(pid, fd, why, whylen);
+		if (!ret && kind == HAUL__IMG__FD_KIND__FD_PIPE) {
+			struct held_pipe *np = realloc(pipes, (npipes + 1) * sizeof(*np));
+
+			if (!np) {
+				ret = -ENOMEM;
+				break;
+			}
+			pipes = np;
+			pipes[npipes].ino = st.st_ino;
+			pipes[npipes++].fd = fd;
+		}
 	}
 	closedir(d);
 	if (!ret)
+		ret = check_pipes(pid, pipes, npipes, why, whylen);
+	if (!ret)
 		ret = check_vmas(pid, why, whylen);
 out:
+	free(pipes);
 	free(text);
 	free(status);
 	return ret;
@@ -482,6 +616,10 @@ static void dump_ctx_free(struct dump_ctx *c)
 	for (size_t i = 0; c->fds && i < c->ps.n_fds; i++) {
 		free(c->fds[i].path);
 		free(c->fds[i].content.data);
+		free(c->fds[i].pipe_data.data);
+		if (c->fds[i].n_epoll)
+			free(c->fds[i].epoll[0]); /* the block of targets */
+		free(c->fds[i].epoll);
 	}
 	free(c->fds);
 	free(c->fdp);
@@ -783,6 +921,153 @@ static int dump_mm(struct dump_ctx *c, pid_t pid)
 	return 0;
 }
 
+/* The bytes buffered in the pipe of @o's fd: copied with tee(2), not consumed. */
+static int dump_pipe(pid_t pid, Haul__Img__Fd *o, bool first)
+{
+	int rfd, tp[2] = {-1, -1}, avail = 0, size, ret = 0;
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, o->fd);
+	/* Opening a pipe through /proc gives a new read end of the same pipe. */
+	rfd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (rfd < 0)
+		return -errno;
+	size = fcntl(rfd, F_GETPIPE_SZ);
+	if (size > 0) {
+		o->has_pipe_size = true;
+		o->pipe_size = size;
+	}
+	if (!first)
+		goto out;
+	if (ioctl(rfd, FIONREAD, &avail) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	o->has_pipe_data = true;
+	if (avail <= 0)
+		goto out;
+	if (pipe2(tp, O_CLOEXEC | O_NONBLOCK) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	if (size > 0)
+		fcntl(tp[1], F_SETPIPE_SZ, size);
+	o->pipe_data.data = malloc(avail);
+	if (!o->pipe_data.data) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (tee(rfd, tp[1], avail, SPLICE_F_NONBLOCK) != avail ||
+	    read(tp[0], o->pipe_data.data, avail) != avail) {
+		pr_err("cannot copy the %d bytes buffered in pipe fd %d of pid %d", avail, o->fd,
+		       (int)pid);
+		ret = -EIO;
+		goto out;
+	}
+	o->pipe_data.len = avail;
+out:
+	if (tp[0] >= 0)
+		close(tp[0]);
+	if (tp[1] >= 0)
+		close(tp[1]);
+	close(rfd);
+	return ret;
+}
+
+static int dump_epoll(Haul__Img__Fd *o, const char *text)
+{
+	Haul__Img__EpollTarget *tg;
+	size_t n = 0;
+
+	for (const char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+		n += !strncmp(l, "tfd:", 4);
+	if (!n)
+		return 0;
+	tg = calloc(n, sizeof(*tg));
+	o->epoll = calloc(n, sizeof(*o->epoll));
+	if (!tg || !o->epoll) {
+		free(tg);
+		return -ENOMEM;
+	}
+	for (const char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+		int tfd;
+		unsigned int events;
+		unsigned long long data;
+
+		if (strncmp(l, "tfd:", 4) ||
+		    sscanf(l, "tfd: %d events: %x data: %llx", &tfd, &events, &data) != 3)
+			continue;
+		haul__img__epoll_target__init(&tg[o->n_epoll]);
+		tg[o->n_epoll].tfd = tfd;
+		tg[o->n_epoll].events = events;
+		tg[o->n_epoll].data = data;
+		o->epoll[o->n_epoll] = &tg[o->n_epoll];
+		o->n_epoll++;
+	}
+	return 0;
+}
+
+/* What fdinfo says about the kinds that are not files. */
+static int dump_fd_kind(struct dump_ctx *c, pid_t pid, Haul__Img__Fd *o, const char *text)
+{
+	unsigned long long a, b;
+	const char *f;
+
+	switch (o->kind) {
+	case HAUL__IMG__FD_KIND__FD_EVENTFD:
+		if ((f = status_field(text, "eventfd-count"))) {
+			o->has_efd_count = true;
+			o->efd_count = strtoull(f, NULL, 16);
+		}
+		if ((f = status_field(text, "eventfd-semaphore"))) {
+			o->has_efd_semaphore = true;
+			o->efd_semaphore = atoi(f) != 0;
+		}
+		return o->has_efd_count ? 0 : -EIO;
+	case HAUL__IMG__FD_KIND__FD_SIGNALFD:
+		if (!(f = status_field(text, "sigmask")))
+			return -EIO;
+		o->has_sigmask = true;
+		o->sigmask = strtoull(f, NULL, 16);
+		return 0;
+	case HAUL__IMG__FD_KIND__FD_TIMERFD:
+		if (!(f = status_field(text, "clockid")))
+			return -EIO;
+		o->has_clockid = true;
+		o->clockid = atoi(f);
+		if ((f = status_field(text, "ticks"))) {
+			o->has_ticks = true;
+			o->ticks = strtoull(f, NULL, 10);
+		}
+		if ((f = status_field(text, "it_value")) &&
+		    sscanf(f, " (%llu, %llu)", &a, &b) == 2) {
+			o->has_it_value_ns = true;
+			o->it_value_ns = a * 1000000000ULL + b;
+		}
+		if ((f = status_field(text, "it_interval")) &&
+		    sscanf(f, " (%llu, %llu)", &a, &b) == 2) {
+			o->has_it_interval_ns = true;
+			o->it_interval_ns = a * 1000000000ULL + b;
+		}
+		return 0;
+	case HAUL__IMG__FD_KIND__FD_EPOLL:
+		return dump_epoll(o, text);
+	case HAUL__IMG__FD_KIND__FD_PIPE: {
+		bool first = true;
+
+		o->has_pipe_id = true;
+		o->pipe_id = o->ino;
+		for (size_t i = 0; i + 1 < c->ps.n_fds; i++)
+			if (c->fds[i].kind == HAUL__IMG__FD_KIND__FD_PIPE &&
+			    c->fds[i].pipe_id == o->pipe_id)
+				first = false;
+		return dump_pipe(pid, o, first);
+	}
+	default:
+		return 0;
+	}
+}
+
 static int dump_fds(struct dump_ctx *c, pid_t pid, char *why, size_t whylen)
 {
 	char path[64];
@@ -851,7 +1136,13 @@ static int dump_fds(struct dump_ctx *c, pid_t pid, char *why, size_t whylen)
 			o->cloexec = !!(fl & O_CLOEXEC);
 			o->flags = fl & ~(unsigned long)O_CLOEXEC;
 		}
+		ret = dump_fd_kind(c, pid, o, text);
 		free(text);
+		if (ret) {
+			snprintf(why, whylen, "cannot read the state of fd %d (%.256s)", fd,
+				 target);
+			break;
+		}
 		if (kind == HAUL__IMG__FD_KIND__FD_DELETED) {
 			char fdpath[64];
 			int dfd;

@@ -1073,13 +1073,148 @@ static int make_deleted_file(const Haul__Img__Fd *f, char *path, size_t plen)
 	return 0;
 }
 
-static int restore_fd(struct rst_target *t, const Haul__Img__Fd *f, char *why, size_t wl)
+/* A pipe being rebuilt: its two ends parked above every fd of the image. */
+struct tpipe {
+	uint64_t id;
+	int r, w;
+	const ProtobufCBinaryData *data;
+};
+
+struct fd_ctx {
+	struct tpipe *pipes;
+	size_t npipes;
+	int park; /* next free fd number above the image's */
+};
+
+static int peek(struct rst_target *t, uint64_t addr, void *buf, size_t len)
 {
-	int flags = (int)f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC);
-	char path[4200];
-	uint64_t rpath;
+	ssize_t n = pread(t->mem, buf, len, addr);
+
+	if (n == (ssize_t)len)
+		return 0;
+	return n < 0 ? -errno : -EIO;
+}
+
+/* Move remote fd @fd to the parking area (above every fd the image names). */
+static int park_fd(struct rst_target *t, struct fd_ctx *x, int fd, int *out)
+{
 	long res;
-	int ret, tmp;
+	int ret = rcall(t, SYS_fcntl, fd, F_DUPFD_CLOEXEC, x->park, 0, 0, 0, &res);
+
+	rcall(t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
+	if (ret)
+		return ret;
+	*out = (int)res;
+	x->park = (int)res + 1;
+	return 0;
+}
+
+static int pipe_end(struct rst_target *t, struct fd_ctx *x, const Haul__Img__Fd *f, int *src)
+{
+	struct tpipe *p = NULL;
+	int32_t fds[2];
+	int ret;
+
+	for (size_t i = 0; i < x->npipes; i++)
+		if (x->pipes[i].id == f->pipe_id)
+			p = &x->pipes[i];
+	if (!p) {
+		p = &x->pipes[x->npipes];
+		memset(p, 0, sizeof(*p));
+		p->id = f->pipe_id;
+		ret = rcall(t, SYS_pipe2, scratch(t), O_CLOEXEC, 0, 0, 0, 0, NULL);
+		if (!ret)
+			ret = peek(t, scratch(t), fds, sizeof(fds));
+		if (!ret)
+			ret = park_fd(t, x, fds[0], &p->r);
+		if (!ret)
+			ret = park_fd(t, x, fds[1], &p->w);
+		if (ret)
+			return ret;
+		x->npipes++;
+		if (f->has_pipe_size && f->pipe_size > 65536 &&
+		    rcall(t, SYS_fcntl, p->w, F_SETPIPE_SZ, f->pipe_size, 0, 0, 0, NULL))
+			pr_warn("pid %d: cannot grow pipe of fd %d to %u bytes (fs.pipe-max-size?)",
+				(int)t->o.pid, f->fd, f->pipe_size);
+	}
+	if (f->has_pipe_data)
+		p->data = &f->pipe_data;
+	*src = (f->flags & O_ACCMODE) == O_WRONLY ? p->w : p->r;
+	return 0;
+}
+
+/* Create the file behind @f in the stub; *@tmp is a new fd, or a parked pipe end (@shared). */
+static int open_fd(struct rst_target *t, struct fd_ctx *x, const Haul__Img__Fd *f, char *path,
+		   int *tmp, bool *shared)
+{
+	int nb = (int)f->flags & O_NONBLOCK;
+	uint64_t rpath;
+	long res = -1;
+	int ret;
+
+	*shared = false;
+	switch (f->kind) {
+	case HAUL__IMG__FD_KIND__FD_EVENTFD:
+		ret = rcall(t, SYS_eventfd2, f->efd_count, nb | (f->efd_semaphore ? 1 : 0), 0, 0, 0,
+			    0, &res);
+		break;
+	case HAUL__IMG__FD_KIND__FD_SIGNALFD:
+		ret = poke(t, scratch(t), &f->sigmask, sizeof(f->sigmask));
+		if (!ret)
+			ret = rcall(t, SYS_signalfd4, (uint64_t)-1, scratch(t), 8, nb, 0, 0, &res);
+		break;
+	case HAUL__IMG__FD_KIND__FD_TIMERFD:
+		ret = rcall(t, SYS_timerfd_create, f->clockid, nb, 0, 0, 0, 0, &res);
+		/*
+		 * What was left of it, relative.  A periodic timer that expired
+		 * with its ticks unread shows 0 left (it is re-armed by the read):
+		 * it goes on one period from now, its ticks restored below.
+		 */
+		if (!ret && (f->it_value_ns || f->it_interval_ns)) {
+			uint64_t left = f->it_value_ns ? f->it_value_ns : f->it_interval_ns;
+			uint64_t its[4] = {f->it_interval_ns / 1000000000ULL,
+					   f->it_interval_ns % 1000000000ULL, left / 1000000000ULL,
+					   left % 1000000000ULL};
+
+			ret = poke(t, scratch(t), its, sizeof(its));
+			if (!ret)
+				ret = rcall(t, SYS_timerfd_settime, res, 0, scratch(t), 0, 0, 0,
+					    NULL);
+		}
+		if (!ret && f->ticks) {
+			ret = poke(t, scratch(t), &f->ticks, sizeof(f->ticks));
+			/* TFD_IOC_SET_TICKS: expirations that were not read yet. */
+			if (!ret)
+				ret = rcall(t, SYS_ioctl, res, 0x40085400, scratch(t), 0, 0, 0,
+					    NULL);
+		}
+		break;
+	case HAUL__IMG__FD_KIND__FD_EPOLL:
+		ret = rcall(t, SYS_epoll_create1, 0, 0, 0, 0, 0, 0, &res);
+		break;
+	case HAUL__IMG__FD_KIND__FD_PIPE:
+		*shared = true;
+		return pipe_end(t, x, f, tmp);
+	default: {
+		int flags = (int)f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC);
+
+		ret = put_str(t, 0, path, &rpath);
+		if (!ret)
+			ret = rcall(t, SYS_openat, AT_FDCWD, rpath, flags | O_CLOEXEC, 0, 0, 0,
+				    &res);
+		break;
+	}
+	}
+	*tmp = (int)res;
+	return ret;
+}
+
+static int restore_fd(struct rst_target *t, struct fd_ctx *x, const Haul__Img__Fd *f, char *why,
+		      size_t wl)
+{
+	char path[4200];
+	bool shared;
+	int ret, tmp = -1;
 
 	snprintf(path, sizeof(path), "%s", f->path);
 	if (f->kind == HAUL__IMG__FD_KIND__FD_DELETED) {
@@ -1090,27 +1225,99 @@ static int restore_fd(struct rst_target *t, const Haul__Img__Fd *f, char *why, s
 			return ret;
 		}
 	}
-	ret = put_str(t, 0, path, &rpath);
-	if (!ret)
-		ret = rcall(t, SYS_openat, AT_FDCWD, rpath, flags | O_CLOEXEC, 0, 0, 0, &res);
+	ret = open_fd(t, x, f, path, &tmp, &shared);
 	if (f->kind == HAUL__IMG__FD_KIND__FD_DELETED)
 		unlink(path);
 	if (ret) {
-		snprintf(why, wl, "cannot reopen %.256s as fd %d: %s", path, f->fd, strerror(-ret));
+		snprintf(why, wl, "cannot recreate fd %d (%.256s): %s", f->fd, path,
+			 strerror(-ret));
 		return ret;
 	}
-	tmp = (int)res;
 	if (tmp != f->fd) {
 		ret = rcall(t, SYS_dup3, tmp, f->fd, f->cloexec ? O_CLOEXEC : 0, 0, 0, 0, NULL);
-		rcall(t, SYS_close, tmp, 0, 0, 0, 0, 0, NULL);
+		if (!shared)
+			rcall(t, SYS_close, tmp, 0, 0, 0, 0, 0, NULL);
 	} else if (!f->cloexec) {
 		ret = rcall(t, SYS_fcntl, tmp, F_SETFD, 0, 0, 0, 0, NULL);
 	}
+	if (!ret && shared)
+		ret = rcall(t, SYS_fcntl, f->fd, F_SETFL, f->flags & O_NONBLOCK, 0, 0, 0, NULL);
 	if (!ret &&
 	    (f->kind == HAUL__IMG__FD_KIND__FD_REG || f->kind == HAUL__IMG__FD_KIND__FD_DELETED))
 		ret = rcall(t, SYS_lseek, f->fd, f->pos, SEEK_SET, 0, 0, 0, NULL);
 	if (ret)
 		snprintf(why, wl, "cannot set up fd %d (%.256s): %s", f->fd, path, strerror(-ret));
+	return ret;
+}
+
+/* Every fd exists: fill the pipes, close their parked ends, re-arm the epoll instances. */
+static int finish_fds(struct rst_target *t, struct fd_ctx *x, const Haul__Img__ProcessState *ps,
+		      char *why, size_t wl)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < x->npipes && !ret; i++) {
+		const struct tpipe *p = &x->pipes[i];
+
+		for (size_t off = 0; p->data && off < p->data->len && !ret;) {
+			size_t n = p->data->len - off;
+			long res;
+
+			if (n > TRAMP_SCRATCH)
+				n = TRAMP_SCRATCH;
+			ret = poke(t, scratch(t), p->data->data + off, n);
+			if (!ret)
+				ret = rcall(t, SYS_write, p->w, scratch(t), n, 0, 0, 0, &res);
+			if (!ret && res <= 0)
+				ret = -EIO;
+			if (!ret)
+				off += res;
+		}
+		if (ret)
+			snprintf(why, wl, "cannot refill a pipe with its %zu bytes: %s",
+				 p->data ? p->data->len : 0, strerror(-ret));
+		rcall(t, SYS_close, p->r, 0, 0, 0, 0, 0, NULL);
+		rcall(t, SYS_close, p->w, 0, 0, 0, 0, 0, NULL);
+	}
+	for (size_t i = 0; i < ps->n_fds && !ret; i++) {
+		const Haul__Img__Fd *f = ps->fds[i];
+
+		for (size_t k = 0; k < f->n_epoll && !ret; k++) {
+			uint8_t ev[12]; /* struct epoll_event is packed on x86_64 */
+
+			memcpy(ev, &f->epoll[k]->events, 4);
+			memcpy(ev + 4, &f->epoll[k]->data, 8);
+			ret = poke(t, scratch(t), ev, sizeof(ev));
+			if (!ret)
+				ret = rcall(t, SYS_epoll_ctl, f->fd, 1 /* EPOLL_CTL_ADD */,
+					    f->epoll[k]->tfd, scratch(t), 0, 0, NULL);
+			if (ret)
+				snprintf(why, wl, "cannot make epoll fd %d watch fd %d again: %s",
+					 f->fd, f->epoll[k]->tfd, strerror(-ret));
+		}
+	}
+	return ret;
+}
+
+static int restore_fds(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+		       size_t wl)
+{
+	struct fd_ctx x = {0};
+	int ret;
+
+	x.pipes = calloc(ps->n_fds ? ps->n_fds : 1, sizeof(*x.pipes));
+	if (!x.pipes)
+		return -ENOMEM;
+	for (size_t i = 0; i < ps->n_fds; i++)
+		if (ps->fds[i]->fd >= x.park)
+			x.park = ps->fds[i]->fd + 1;
+	/* The stub's own fds (/dev/null on 0-2) go; the process's come back. */
+	ret = rcall(t, SYS_close_range, 0, ~0U, 0, 0, 0, 0, NULL);
+	for (size_t i = 0; !ret && i < ps->n_fds; i++)
+		ret = restore_fd(t, &x, ps->fds[i], why, wl);
+	if (!ret)
+		ret = finish_fds(t, &x, ps, why, wl);
+	free(x.pipes);
 	return ret;
 }
 
@@ -1415,10 +1622,7 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 					  t->v[i].v.start, t->v[i].v.end, (int)t->o.pid);
 		}
 
-	/* The stub's own fds (/dev/null on 0-2) go; the process's come back. */
-	ret = rcall(t, SYS_close_range, 0, ~0U, 0, 0, 0, 0, NULL);
-	for (size_t i = 0; !ret && i < ps->n_fds; i++)
-		ret = restore_fd(t, ps->fds[i], why, wl);
+	ret = restore_fds(t, ps, why, wl);
 	if (!ret)
 		ret = restore_mm(t, ps, why, wl);
 	if (!ret)

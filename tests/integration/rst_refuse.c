@@ -43,18 +43,21 @@ static void refuses(const char *kind, const char *reason)
 	unsigned long before;
 	uint8_t *blob = NULL;
 	size_t len;
-	int status, ret;
+	int status, ret, shared[2];
 	pid_t pid;
 
 	snprintf(bin, sizeof(bin), "%s/rst_refuse", progs);
 	snprintf(out, sizeof(out), "/tmp/haul-rst-refuse-%s-%d", kind, (int)getpid());
+	/* "pipe": stdin is a pipe this test keeps the other end of. */
+	cr_assert_eq(pipe(shared), 0);
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		int nul = open("/dev/null", O_RDWR);
+		int in = strcmp(kind, "pipe") ? nul : shared[0];
 
-		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(nul, 2) < 0)
+		if (fd < 0 || nul < 0 || dup2(in, 0) < 0 || dup2(fd, 1) < 0 || dup2(nul, 2) < 0)
 			_exit(126);
 		closefrom(3);
 		execl(bin, bin, kind, (char *)NULL);
@@ -81,20 +84,22 @@ static void refuses(const char *kind, const char *reason)
 	cr_expect_eq(waitpid(pid, &status, WNOHANG), 0, "the process with %s died", kind);
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
+	close(shared[0]);
+	close(shared[1]);
 	unlink(out);
 }
 
-Test(rst_refuse, pipe, .timeout = 20)
+Test(rst_refuse, pipe_shared_with_another_process, .timeout = 20)
 {
-	refuses("pipe", "is a pipe");
+	refuses("pipe", "is a pipe shared with pid");
 }
 Test(rst_refuse, socket, .timeout = 20)
 {
 	refuses("socket", "is a socket");
 }
-Test(rst_refuse, epoll, .timeout = 20)
+Test(rst_refuse, inotify, .timeout = 20)
 {
-	refuses("epoll", "anon_inode:[eventpoll]");
+	refuses("inotify", "anon_inode:inotify");
 }
 Test(rst_refuse, second_thread, .timeout = 20)
 {

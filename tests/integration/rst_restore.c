@@ -433,3 +433,42 @@ Test(rst, before_resume_hook_sees_the_final_layout_and_can_fail_the_resume, .tim
 	if (system(cmd) != 0)
 		cr_log_warn("cannot remove %s", dir);
 }
+
+/* ---- fds that are not files -------------------------------------------------- */
+
+Test(rst, event_loop_over_epoll_eventfd_timerfd_signalfd_and_self_pipe_carries_on, .timeout = 60)
+{
+	char bin[512], out[128];
+	struct snapshot s;
+	struct rst_target *t;
+	int status, ret;
+	pid_t pid;
+
+	snprintf(bin, sizeof(bin), "%s/rst_fds", progs());
+	snprintf(out, sizeof(out), "/tmp/haul-rst-fds-%d.out", (int)getpid());
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int nul = open("/dev/null", O_RDWR);
+
+		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+			_exit(126);
+		closefrom(3);
+		execl(bin, bin, "1500", (char *)NULL);
+		_exit(127);
+	}
+	msleep(500);
+	ret = snapshot_take(pid, &s);
+	cr_assert_eq(ret, 0, "dump failed: %s", strerror(-ret));
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	ret = restore_snapshot(&s, pid, RST_PIDNS_AUTO, &t);
+	snapshot_free(&s);
+	cr_assert_eq(ret, 0, "restore failed: %s", strerror(-ret));
+	status = rst_target_wait(t);
+	rst_target_free(t);
+	cr_expect_eq(status, 0, "restored rst_fds exited with %d:\n%s", status, slurp(out));
+	cr_expect(strstr(slurp(out), "final ok 1500"), "%s", slurp(out));
+	unlink(out);
+}

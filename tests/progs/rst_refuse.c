@@ -1,8 +1,9 @@
 /*
  * rst_refuse - a process holding one resource haul cannot checkpoint.
  *
- * usage: rst_refuse KIND   with KIND one of: pipe socket epoll threads
+ * usage: rst_refuse KIND   with KIND one of: pipe socket inotify threads
  *        seccomp memfd sysv traced child timer
+ * ("pipe": the test hands it a pipe it shares on stdin; nothing to set up.)
  * After setting it up, it counts forever, every 5 ms writing the count at
  * offset 0 of stdout (a file), so a test can see it still runs after a
  * refused dump.
@@ -14,7 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -46,14 +47,12 @@ static pid_t spawn_child(void)
 
 static int setup(const char *kind)
 {
-	int fds[2];
-
 	if (!strcmp(kind, "pipe"))
-		return pipe(fds);
+		return 0;
 	if (!strcmp(kind, "socket"))
 		return socket(AF_UNIX, SOCK_DGRAM, 0) < 0 ? -1 : 0;
-	if (!strcmp(kind, "epoll"))
-		return epoll_create1(0) < 0 ? -1 : 0;
+	if (!strcmp(kind, "inotify"))
+		return inotify_init1(0) < 0 ? -1 : 0;
 	if (!strcmp(kind, "threads")) {
 		pthread_t t;
 
