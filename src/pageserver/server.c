@@ -147,8 +147,9 @@ struct ps_session {
 	uint32_t nstreams;
 	bool lazy;
 	struct ps_conn *streams[PS_MAX_STREAMS];
-	uint32_t nconns; /* streams currently attached */
-	uint32_t nrefs;	 /* connections not yet freed (their receives may write staged pages) */
+	uint32_t nconns;  /* streams currently attached */
+	uint32_t nrefs;	  /* connections not yet freed (their receives may write staged pages) */
+	uint32_t njoined; /* streams that ever attached */
 	bool in_round;
 	uint64_t round, last_round;
 	uint32_t nended;
@@ -450,8 +451,14 @@ static void session_detach(struct ps_conn *c)
 	c->sess = NULL;
 	x->streams[c->stream] = NULL;
 	x->nconns--;
-	/* A stream gone mid-session fails it: its pages of this round are lost. */
-	if (!x->failed && !x->committed && (x->in_round || c->state == PS_CLOSING))
+	/*
+	 * A stream gone mid-round fails the session: its pages of the round are
+	 * lost.  So does one gone from a live session that was not committed
+	 * while others stay (the migration cannot go on without it).
+	 */
+	if (!x->failed && !x->committed &&
+	    (x->in_round || c->state == PS_CLOSING ||
+	     (x->kind == HAUL__WIRE__SESSION_KIND__LIVE && x->nconns)))
 		session_fail(x, -ECONNRESET, "a stream of the session closed");
 }
 
@@ -658,6 +665,7 @@ static int on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 	x->streams[0] = c;
 	x->nconns = 1;
 	x->nrefs = 1;
+	x->njoined = 1;
 	c->sess = x;
 	c->sref = x;
 	c->stream = 0;
@@ -688,6 +696,7 @@ static int on_session_join(struct ps_conn *c, ProtobufCMessage *m)
 	x->streams[j->stream] = c;
 	x->nconns++;
 	x->nrefs++;
+	x->njoined++;
 	c->sess = x;
 	c->sref = x;
 	c->stream = j->stream;
@@ -745,6 +754,13 @@ static int on_round_begin(struct ps_conn *c, ProtobufCMessage *m)
 	if (x->kind == HAUL__WIRE__SESSION_KIND__FETCH) {
 		conn_fail(c, -EPROTO, "began a round in a fetch session");
 		return -EPROTO;
+	}
+	if (x->njoined == x->nstreams && x->nconns < x->nstreams) {
+		/* A stream left: the round's barrier could never complete. */
+		conn_fail(c, -EPIPE, "began round %llu after another stream of its session closed",
+			  (unsigned long long)rb->round);
+		session_fail(x, -EPIPE, "a stream of the session closed");
+		return -EPIPE;
 	}
 	if (x->in_round ? rb->round != x->round : rb->round <= x->last_round) {
 		conn_fail(c, -EPROTO, "began round %llu (session is at round %llu)",

@@ -378,17 +378,12 @@ static ProtobufCMessage *raw_recv(int fd, unsigned *type)
 	return m;
 }
 
-/* A raw peer that authenticates properly and opens a STORE session with one VMA. */
-static int raw_session(int port, uint32_t *seq, int32_t pid)
+/* A raw peer that authenticates properly. */
+static int raw_auth(int port, uint32_t *seq)
 {
 	Haul__Wire__Hello hello = HAUL__WIRE__HELLO__INIT, *sh;
 	Haul__Wire__Auth auth = HAUL__WIRE__AUTH__INIT;
-	Haul__Wire__SessionOpen so = HAUL__WIRE__SESSION_OPEN__INIT;
-	Haul__Wire__RoundBegin rb = HAUL__WIRE__ROUND_BEGIN__INIT;
 	uint8_t cn[32], sn[32], mac[32], key[32];
-	struct haul_layout l = one_vma(1 << 20);
-	Haul__Wire__Vma wv[1], *wp[1];
-	Haul__Wire__Layout lm;
 	ProtobufCMessage *m;
 	unsigned type;
 	int fd = raw_connect(port);
@@ -410,10 +405,22 @@ static int raw_session(int port, uint32_t *seq, int32_t pid)
 	raw_frame(fd, seq, WIRE_AUTH, &auth.base, NULL, 0);
 	wire_msg_free(raw_recv(fd, &type));
 	cr_assert_eq(type, WIRE_AUTH);
+	return fd;
+}
+
+/* Open a STORE session of @nstreams streams for @pid on an authenticated @fd, with one VMA. */
+static void raw_open(int fd, uint32_t *seq, int32_t pid, uint32_t nstreams)
+{
+	Haul__Wire__SessionOpen so = HAUL__WIRE__SESSION_OPEN__INIT;
+	struct haul_layout l = one_vma(1 << 20);
+	Haul__Wire__Vma wv[1], *wp[1];
+	Haul__Wire__Layout lm;
+	unsigned type;
+
 	so.session_id = (uint64_t)pid * 7919;
 	so.kind = HAUL__WIRE__SESSION_KIND__STORE;
 	so.pid = pid;
-	so.nstreams = 1;
+	so.nstreams = nstreams;
 	raw_frame(fd, seq, WIRE_SESSION_OPEN, &so.base, NULL, 0);
 	wire_msg_free(raw_recv(fd, &type));
 	cr_assert_eq(type, WIRE_SESSION_OK);
@@ -421,8 +428,23 @@ static int raw_session(int port, uint32_t *seq, int32_t pid)
 	raw_frame(fd, seq, WIRE_LAYOUT, &lm.base, NULL, 0);
 	wire_msg_free(raw_recv(fd, &type));
 	cr_assert_eq(type, WIRE_ACK);
-	rb.round = 1;
+}
+
+static void raw_round_begin(int fd, uint32_t *seq, uint64_t round)
+{
+	Haul__Wire__RoundBegin rb = HAUL__WIRE__ROUND_BEGIN__INIT;
+
+	rb.round = round;
 	raw_frame(fd, seq, WIRE_ROUND_BEGIN, &rb.base, NULL, 0);
+}
+
+/* A raw peer with a one-stream STORE session of @pid, in round 1. */
+static int raw_session(int port, uint32_t *seq, int32_t pid)
+{
+	int fd = raw_auth(port, seq);
+
+	raw_open(fd, seq, pid, 1);
+	raw_round_begin(fd, seq, 1);
 	return fd;
 }
 
@@ -721,5 +743,31 @@ Test(ps, bandwidth_cap_is_honoured)
 	secs = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 	cr_assert_geq(secs, 0.6, "16 MiB at a 20 MiB/s cap took only %.2f s", secs);
 	ps_client_free(c);
+	daemon_kill(&d, SIGTERM);
+}
+
+Test(ps, a_stream_that_leaves_fails_its_session_at_once)
+{
+	Haul__Wire__SessionJoin sj = HAUL__WIRE__SESSION_JOIN__INIT;
+	struct daemon d;
+	uint32_t s0 = 0, s1 = 0;
+	unsigned type;
+	int fd0, fd1;
+
+	daemon_start(&d, 0, NULL);
+	fd0 = raw_auth(d.port, &s0);
+	raw_open(fd0, &s0, 7200, 2);
+	fd1 = raw_auth(d.port, &s1);
+	sj.session_id = 7200ull * 7919;
+	sj.stream = 1;
+	raw_frame(fd1, &s1, WIRE_SESSION_JOIN, &sj.base, NULL, 0);
+	wire_msg_free(raw_recv(fd1, &type));
+	cr_assert_eq(type, WIRE_SESSION_OK);
+	close(fd1);
+	/* whichever the server sees first, the round can never complete: fail now, not at a timeout */
+	raw_round_begin(fd0, &s0, 1);
+	cr_assert(closed_within(fd0, 3000));
+	close(fd0);
+	cr_assert(daemon_alive(&d));
 	daemon_kill(&d, SIGTERM);
 }
