@@ -110,14 +110,34 @@ static bool pid_running(struct trk *t)
 	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
 }
 
+/* Whether @pid has an address space now (an exiting task has none). */
+static bool has_mm(pid_t pid)
+{
+	char path[64], c;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, &c, 1);
+	close(fd);
+	return n == 1;
+}
+
 int trk_check_mm(struct trk *t)
 {
 	uint64_t e;
 
 	if (pread(t->pagemap_fd, &e, sizeof(e), 0) == sizeof(e))
 		return 0;
-	/* our mm is gone: the process either exited or exec'd a new one */
-	return pid_running(t) ? -ECHILD : -ESRCH;
+	/*
+	 * Our mm is gone: the process exec'd a new one, or is exiting (between
+	 * exit_mm() and becoming a zombie it still looks alive, but has no mm
+	 * at all, so its maps read empty).
+	 */
+	return pid_running(t) && has_mm(t->pid) ? -ECHILD : -ESRCH;
 }
 
 int trk_layout_ranges(const struct haul_layout *l, struct trk_rl *out)
