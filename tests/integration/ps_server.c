@@ -513,6 +513,28 @@ Test(ps, hostile_peers_are_dropped_while_a_good_client_carries_on)
 	memset(page, 0xab, sizeof(page));
 	raw_pages(fd_unauth, &seq, BASE, HAUL__WIRE__ENCODING__RAW, page, PG);
 
+	/* unauthenticated: a page request after a proper hello (no auth) */
+	{
+		Haul__Wire__Hello hello = HAUL__WIRE__HELLO__INIT;
+		Haul__Wire__PageReq q = HAUL__WIRE__PAGE_REQ__INIT;
+		uint8_t cn[32] = {1};
+		unsigned type;
+		int fq = raw_connect(d.port);
+
+		seq = 0;
+		hello.version = 1;
+		hello.nonce.data = cn;
+		hello.nonce.len = 32;
+		raw_frame(fq, &seq, WIRE_HELLO, &hello.base, NULL, 0);
+		wire_msg_free(raw_recv(fq, &type));
+		q.req_id = 1;
+		q.addr = BASE;
+		q.npages = 1;
+		raw_frame(fq, &seq, WIRE_PAGE_REQ, &q.base, NULL, 0);
+		cr_assert(closed_within(fq, 3000),
+			  "an unauthenticated page request was not refused");
+		close(fq);
+	}
 	cr_assert(closed_within(fd_rand, 3000));
 	cr_assert(closed_within(fd_unauth, 3000));
 	cr_assert(closed_within(fd_loris, 5000), "slow-loris peer was not dropped");
@@ -559,6 +581,7 @@ Test(ps, hostile_peers_are_dropped_while_a_good_client_carries_on)
 	daemon_kill(&d, SIGTERM);
 	cr_assert(log_has(&d, "bad frame header"));
 	cr_assert(log_has(&d, "sent PAGES in state hello"));
+	cr_assert(log_has(&d, "sent PAGE_REQ in state auth"));
 	cr_assert(log_has(&d, "did not authenticate within"));
 	cr_assert(log_has(&d, "outside any announced VMA"));
 	cr_assert(log_has(&d, "corrupt LZ4"));
