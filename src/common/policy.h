@@ -16,7 +16,7 @@
 /* Frames before authentication are tiny; anything larger is a confused or hostile peer. */
 #define WIRE_MAX_PREAUTH 4096
 /* Pages per PAGES frame the client builds: 256 KiB batches saturate loopback TCP (KERNEL.md). */
-#define WIRE_BATCH_PAGES 64
+#define WIRE_BATCH_PAGES 256
 /* Pages per LZ4 block: small enough to decide per 64 KiB whether compression pays. */
 #define WIRE_LZ4_PAGES 16
 /* LZ4 is kept only when it saves at least 1/8 of the bytes; else raw is cheaper to receive. */
@@ -63,6 +63,8 @@
 #define HAUL_MIG_REPLY_TIMEOUT_MS 10000
 /* Retries (10 ms apart) to remove a cgroup while the killed source leaves it. */
 #define HAUL_MIG_RMDIR_TRIES 100
+/* The live progress line on a terminal is redrawn at most this often during a round. */
+#define HAUL_MIG_PROGRESS_MS 250
 /* Re-read cgroup.events this often while waiting to freeze (its events are rate-limited). */
 #define HAUL_FREEZE_REREAD_MS 1
 /* v1 freezer.state poll period. */

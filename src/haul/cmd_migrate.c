@@ -136,12 +136,29 @@ static pid_t ns_pid_of(pid_t pid)
 	return v;
 }
 
+struct progress {
+	bool quiet;
+	bool tty; /* stderr is a terminal: redraw a live line during rounds */
+};
+
+static void print_progress(void *arg, uint64_t seq, uint64_t sent, uint64_t total, double mbps)
+{
+	const struct progress *p = arg;
+
+	if (p->quiet || !p->tty)
+		return;
+	fprintf(stderr, "\r\033[Khaul: round %3llu: %8llu of %llu pages %8.1f MB/s",
+		(unsigned long long)seq, (unsigned long long)sent, (unsigned long long)total, mbps);
+}
+
 static void print_round(void *arg, const struct haul_mig_round *r)
 {
-	bool quiet = *(bool *)arg;
+	const struct progress *p = arg;
 
-	if (quiet)
+	if (p->quiet)
 		return;
+	if (p->tty)
+		fputs("\r\033[K", stderr);
 	if (r->final)
 		fprintf(stderr, "haul: round %3llu (frozen): %8llu pages %8.1f MB/s\n",
 			(unsigned long long)r->seq, (unsigned long long)r->pages, r->mbps);
@@ -270,7 +287,8 @@ int haul_cmd_migrate(int argc, char **argv)
 	const char *key = NULL, *cgroup = NULL, *json = NULL;
 	struct sigaction sa = {.sa_handler = on_signal};
 	struct haul_wl wl;
-	bool quiet = false, have_wl;
+	struct progress prog = {.tty = isatty(STDERR_FILENO)};
+	bool have_wl;
 	int c, ret;
 
 	optind = 1;
@@ -323,7 +341,7 @@ int haul_cmd_migrate(int argc, char **argv)
 			json = optarg;
 			break;
 		case 'q':
-			quiet = true;
+			prog.quiet = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -361,7 +379,8 @@ int haul_cmd_migrate(int argc, char **argv)
 	o.fault = getenv("HAUL_FAULT");
 	o.stop = &mig_stop;
 	o.on_round = print_round;
-	o.arg = &quiet;
+	o.on_progress = print_progress;
+	o.arg = &prog;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);

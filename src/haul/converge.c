@@ -15,8 +15,9 @@
  * since everything written since the last scan must be sent frozen, and a
  * hot working set is rewritten whole however short the interval.
  * Switch over when that is within the target.  When a round does not shrink
- * below HAUL_MIG_SHRINK_PCT of the previous one (the dirty rate is close to
- * or above the bandwidth), ask for a CPU throttle: 20%, then +10% every round
+ * below HAUL_MIG_SHRINK_PCT of the previous one, or the dirty rate already
+ * exceeds the bandwidth (then none will: react at the first measured rate),
+ * ask for a CPU throttle: 20%, then +10% every round
  * that still does not shrink, up to 99% (QEMU's auto-converge steps, but
  * decided after every round instead of every other sync).  At --max-rounds,
  * switch over anyway and let the caller report the cost.
@@ -80,6 +81,9 @@ enum haul_conv_action haul_conv_update(struct haul_conv *c, const struct haul_co
 	c->expected_ms = haul_conv_downtime_ms(c, final);
 
 	shrank = c->rounds <= 2 || s->dirty_bytes * 100 < c->prev_dirty * HAUL_MIG_SHRINK_PCT;
+	/* dirtier than the link: no round can shrink, so do not wait for one to show it */
+	if (c->rounds >= 2 && c->bw > 0 && c->dirty_rate >= c->bw)
+		shrank = false;
 	c->prev_dirty = s->dirty_bytes;
 	if (c->rounds > 1 && c->expected_ms <= c->target_ms)
 		return HAUL_CONV_SWITCH;

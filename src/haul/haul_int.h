@@ -218,6 +218,8 @@ struct haul_mig_opts {
 	const char *fault;	     /* HAUL_FAULT (tests) */
 	volatile sig_atomic_t *stop; /* set by SIGINT/SIGTERM: abort before the commit point */
 	void (*on_round)(void *arg, const struct haul_mig_round *r);
+	/* during a round, every HAUL_MIG_PROGRESS_MS: pages sent so far of @total, payload MB/s */
+	void (*on_progress)(void *arg, uint64_t seq, uint64_t sent, uint64_t total, double mbps);
 	void *arg;
 };
 

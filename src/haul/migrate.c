@@ -72,6 +72,9 @@ struct mig {
 	size_t nbatch;
 	uint64_t batch_pages;
 	uint64_t round_pages; /* pages handed to the client this round */
+	uint64_t round_total; /* pages the round has to send */
+	uint64_t round_seq;
+	double last_progress; /* when on_progress was last called */
 	/* pacing */
 	double pace_t0;
 	uint64_t pace_bytes0;
@@ -178,6 +181,13 @@ static int flush_batch(struct mig *m)
 	m->nbatch = 0;
 	m->batch_pages = 0;
 	pace(m);
+	if (m->o->on_progress && haul_now_ms() - m->last_progress >= HAUL_MIG_PROGRESS_MS) {
+		double el = haul_now_ms() - m->pace_t0;
+
+		m->last_progress = haul_now_ms();
+		m->o->on_progress(m->o->arg, m->round_seq, m->round_pages, m->round_total,
+				  el > 0 ? m->round_pages * HAUL_PAGE_SIZE / 1e3 / el : 0);
+	}
 	return 0;
 }
 
@@ -227,7 +237,9 @@ static int send_round(struct mig *m, const struct trk_round *r, bool midpoint_fa
 	}
 	ps_client_stats(m->client, &st);
 	m->round_pages = 0;
-	m->pace_t0 = haul_now_ms();
+	m->round_total = r->dirty_pages;
+	m->round_seq = r->seq;
+	m->pace_t0 = m->last_progress = haul_now_ms();
 	m->pace_bytes0 = st.bytes_sent;
 	for (size_t i = 0; i < r->ndirty; i++) {
 		ret = queue_range(m, &r->dirty[i]);

@@ -101,11 +101,11 @@ Test(mig_converge, throttles_when_rounds_stop_shrinking_and_steps_up)
 
 	haul_conv_init(&c, 25, 5, 30);
 	cr_assert_eq(round_at(&c, 512 * MiB, bw, 0, 0), HAUL_CONV_CONTINUE);
-	/* dirty rate 200 MiB/s > bandwidth 100 MiB/s: rounds do not shrink */
-	cr_assert_eq(round_at(&c, dirty, bw, 0, dirty / (200 * MiB)), HAUL_CONV_CONTINUE);
-	cr_assert_eq(round_at(&c, dirty, bw, 0, dirty / (200 * MiB)), HAUL_CONV_THROTTLE);
+	/* a hot set: 50 MiB found every round at 50 MiB/s, half the bandwidth */
+	cr_assert_eq(round_at(&c, dirty, bw, 0, 1), HAUL_CONV_CONTINUE);
+	cr_assert_eq(round_at(&c, dirty, bw, 0, 1), HAUL_CONV_THROTTLE);
 	cr_assert_eq(c.throttle_pct, HAUL_MIG_THROTTLE_INITIAL);
-	cr_assert_eq(round_at(&c, dirty, bw, 0, dirty / (200 * MiB)), HAUL_CONV_THROTTLE);
+	cr_assert_eq(round_at(&c, dirty, bw, 0, 1), HAUL_CONV_THROTTLE);
 	cr_assert_eq(c.throttle_pct, HAUL_MIG_THROTTLE_INITIAL + HAUL_MIG_THROTTLE_STEP);
 }
 
@@ -144,4 +144,16 @@ Test(mig_converge, small_rounds_measure_latency_not_bandwidth)
 	round_at(&c, 4096, 1 * GB, 0.002, 0.5);
 	cr_assert(c.bw > 0.9 * GB, "bw %f", c.bw);
 	cr_assert(c.latency_s > 0.0019 && c.latency_s < 0.0021, "latency %f", c.latency_s);
+}
+
+Test(mig_converge, throttles_at_once_when_the_dirty_rate_exceeds_the_bandwidth)
+{
+	struct haul_conv c;
+	double bw = 100 * MiB;
+
+	haul_conv_init(&c, 25, 5, 30);
+	round_at(&c, 512 * MiB, bw, 0, 0);
+	/* the first measured rate: 400 MiB/s against a 100 MiB/s link */
+	cr_assert_eq(round_at(&c, 200 * MiB, bw, 0, 0.5), HAUL_CONV_THROTTLE);
+	cr_assert_eq(c.throttle_pct, HAUL_MIG_THROTTLE_INITIAL);
 }
