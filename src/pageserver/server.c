@@ -1095,7 +1095,7 @@ static void conn_submit_direct(struct ps_conn *c)
 	memset(&c->dmsg, 0, sizeof(c->dmsg));
 	c->dmsg.msg_iov = c->diov + c->di;
 	c->dmsg.msg_iovlen = c->dn - c->di;
-	io_uring_prep_recvmsg(sqe, c->fd, &c->dmsg, 0);
+	io_uring_prep_recvmsg(sqe, c->fd, &c->dmsg, MSG_WAITALL);
 	/*
 	 * Punt to io_uring's kernel workers: the copy into the store then runs
 	 * on another core, in parallel for each stream, while this thread
