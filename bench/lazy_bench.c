@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -41,6 +42,7 @@
 #include "common/rsys.h"
 #include "common/vma.h"
 #include "restore/lazy_int.h"
+#include "restore/restore.h"
 
 #define PGSZ	 4096UL
 #define NBUCKETS 64
@@ -587,15 +589,248 @@ static size_t parse_size(const char *s)
 	return ((size_t)v + PGSZ - 1) & ~(PGSZ - 1);
 }
 
+/* ---- resume time: freeze until the process runs again, lazy vs stop-and-copy ---- */
+
+static char workload_bin[512];
+
+struct resume_run {
+	double resume_s; /* from the freeze (seize) until the restored process runs */
+	double attach_s; /* lazy: rst_lazy_attach inside rst_target_resume */
+	double dump_s, layout_s, eager_s, rst_s; /* its parts: dump+layout read, stub layout,
+						     eager pages, rst_target_resume */
+	double complete_s; /* lazy: from the resume until all memory arrived */
+	uint64_t lazy_pages, eager_pages;
+	int status; /* the restored workload's exit status: 0 = every page checked */
+};
+
+static pid_t spawn_workload(const char *dir, size_t mib, const char *out)
+{
+	char arg[32];
+	pid_t pid = fork();
+
+	if (pid != 0)
+		return pid;
+	{
+		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int nul = open("/dev/null", O_RDONLY);
+
+		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0 ||
+		    chdir(dir) < 0)
+			_exit(126);
+		closefrom(3);
+		snprintf(arg, sizeof(arg), "%zu", mib);
+		execl(workload_bin, workload_bin, arg, "300", (char *)NULL);
+		_exit(127);
+	}
+}
+
+/* Wait until @path holds @word (the workload's progress lines), while @pid lives. */
+static bool wait_word(pid_t pid, const char *path, const char *word, int timeout_ms)
+{
+	char buf[4096];
+
+	for (int t = 0; t < timeout_ms; t += 5) {
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			return false;
+		int fd = open(path, O_RDONLY);
+		ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+
+		if (fd >= 0)
+			close(fd);
+		if (n > 0) {
+			buf[n] = 0;
+			if (strstr(buf, word))
+				return true;
+		}
+		usleep(5000);
+	}
+	return false;
+}
+
+/* Copy every page of @v from @pid into the target (the eager part), 64 MiB at a time. */
+static int copy_vma(struct rst_target *t, pid_t pid, const struct haul_vma *v, void *buf)
+{
+	const size_t chunk = 64 << 20;
+
+	for (uint64_t a = v->start; a < v->end; a += chunk) {
+		size_t n = v->end - a < chunk ? v->end - a : chunk;
+		int ret = rsys_read(pid, a, buf, n);
+
+		if (!ret)
+			ret = rst_target_pages(t, a, buf, (uint32_t)(n / PGSZ));
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int bench_resume_one(size_t mib, bool lazy, struct resume_run *out)
+{
+	char dir[128], path[256], why[256];
+	struct rst_lazy_hook h = {0};
+	struct rst_target_opts o = {.pidns = RST_PIDNS_ALWAYS};
+	struct rst_lazy_src *src = NULL;
+	struct rst_target *t = NULL;
+	struct rst_seized *sz = NULL;
+	struct haul_layout l = {0};
+	uint8_t *state = NULL;
+	size_t state_len;
+	void *buf = malloc(64 << 20);
+	uint64_t t0, t1, tp;
+	pid_t pid, here;
+	int ret, status;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(dir, sizeof(dir), "/tmp/lazy-bench-%d", (int)getpid());
+	mkdir(dir, 0755);
+	snprintf(path, sizeof(path), "%s/out.%zu.%d", dir, mib, lazy);
+	pid = spawn_workload(dir, mib, path);
+	if (pid < 0 || !buf)
+		return -ENOMEM;
+	if (!wait_word(pid, path, "ready", 300000)) {
+		pr_err("the workload of %zu MiB did not start (see %s)", mib, path);
+		ret = -ETIMEDOUT;
+		goto out;
+	}
+	usleep(50000);
+	/* The stub exists before the freeze, as in a live migration. */
+	o.pid = pid;
+	if (lazy) {
+		o.lazy = true;
+		o.before_resume = rst_lazy_before_resume;
+		o.before_resume_arg = &h;
+	}
+	ret = rst_target_new(&o, &t);
+	if (ret)
+		goto out;
+
+	t0 = now_ns();
+	ret = rst_seize(pid, &sz);
+	if (!ret)
+		ret = rst_dump_state(sz, &state, &state_len);
+	if (!ret)
+		ret = haul_layout_read(pid, true, &l);
+	if (!ret && lazy)
+		ret = rst_lazy_src_open(pid, &l, &src);
+	h.src = (struct rst_lazy_source){rst_lazy_src_fetch, src};
+	tp = now_ns();
+	out->dump_s = (tp - t0) / 1e9;
+	if (!ret)
+		ret = rst_target_layout(t, &l);
+	out->layout_s = (now_ns() - tp) / 1e9;
+	tp = now_ns();
+	for (size_t i = 0; !ret && i < l.n; i++) {
+		const struct haul_vma *v = &l.v[i];
+
+		if (!haul_vma_is_memory(v) || !(v->prot & PROT_READ))
+			continue;
+		if (lazy && rst_lazy_vma_ok(v)) {
+			out->lazy_pages += (v->end - v->start) / PGSZ;
+			continue;
+		}
+		out->eager_pages += (v->end - v->start) / PGSZ;
+		ret = copy_vma(t, pid, v, buf);
+	}
+	out->eager_s = (now_ns() - tp) / 1e9;
+	tp = now_ns();
+	if (!ret)
+		ret = rst_target_resume(t, state, state_len, &here, why, sizeof(why));
+	t1 = now_ns();
+	out->rst_s = (t1 - tp) / 1e9;
+	if (ret) {
+		pr_err_r(ret, "restore of the %zu MiB workload failed: %s", mib, why);
+		goto out;
+	}
+	out->resume_s = (t1 - t0) / 1e9;
+	if (lazy) {
+		struct rst_lazy_stats st;
+
+		ret = rst_lazy_wait_complete(h.lz, 600000);
+		rst_lazy_stats(h.lz, &st);
+		out->complete_s = st.complete_ns / 1e9;
+		out->attach_s = st.attach_ns / 1e9;
+		if (ret)
+			pr_err_r(ret, "post-copy of the %zu MiB workload failed", mib);
+	}
+	rst_kill_seized(sz);
+	sz = NULL;
+	status = rst_target_wait(t);
+	out->status = status;
+	if (status)
+		pr_err("the restored %zu MiB workload exited with %d (see %s)", mib, status, path);
+out:
+	rst_lazy_free(h.lz);
+	haul_layout_release(&h.lazy);
+	if (sz)
+		rst_kill_seized(sz);
+	rst_target_free(t);
+	rst_lazy_src_free(src);
+	haul_layout_release(&l);
+	free(state);
+	free(buf);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	unlink(path);
+	rmdir(dir);
+	return ret;
+}
+
+static int bench_resume(const char *sizes, unsigned reps)
+{
+	char *list = strdup(sizes), *save = NULL;
+	double first = 0;
+	int ret = 0;
+
+	for (char *tok = strtok_r(list, " ,", &save); tok && !ret;
+	     tok = strtok_r(NULL, " ,", &save)) {
+		size_t mib = parse_size(tok) >> 20;
+		double lz[MAX_REPS], sc[MAX_REPS], done[MAX_REPS];
+
+		for (unsigned i = 0; i < reps && !ret; i++) {
+			struct resume_run a, b;
+
+			ret = bench_resume_one(mib, true, &a);
+			if (!ret)
+				ret = bench_resume_one(mib, false, &b);
+			if (!ret && (a.status || b.status))
+				ret = -EIO;
+			if (ret)
+				break;
+			lz[i] = a.resume_s;
+			done[i] = a.complete_s;
+			sc[i] = b.resume_s;
+			printf("lazy_bench: resume %zu MiB run %u: post-copy %.2f ms (dump %.2f, "
+			       "layout %.2f, eager %.2f, resume %.2f of which uffd %.2f; %lu lazy, %lu eager pages; all "
+			       "memory %.1f ms later), stop-and-copy %.1f ms (eager %.1f)\n",
+			       mib, i, a.resume_s * 1e3, a.dump_s * 1e3, a.layout_s * 1e3,
+			       a.eager_s * 1e3, a.rst_s * 1e3, a.attach_s * 1e3,
+			       (unsigned long)a.lazy_pages, (unsigned long)a.eager_pages,
+			       a.complete_s * 1e3, b.resume_s * 1e3, b.eager_s * 1e3);
+		}
+		if (ret)
+			break;
+		double m = median(lz, reps), s = median(sc, reps);
+
+		if (!first)
+			first = m;
+		printf("lazy_bench: resume %zu MiB: freeze-to-running post-copy %.2f ms (target <= "
+		       "10), stop-and-copy %.1f ms, ratio %.3f; all memory in %.1f ms; vs first "
+		       "size %.2fx (target <= 1.5)\n",
+		       mib, m * 1e3, s * 1e3, m / s, median(done, reps) * 1e3, m / first);
+	}
+	free(list);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	unsigned fetchers = 0, touch_ms = 200, reps = 5;
-	bool net = false;
+	bool net = false, resume = false;
 	char *sizes = strdup("1G"), *tok, *save = NULL;
 	int opt, ret = 0;
 
 	log_init("lazy_bench");
-	while ((opt = getopt(argc, argv, "s:f:t:r:nh")) != -1) {
+	while ((opt = getopt(argc, argv, "s:f:t:r:neh")) != -1) {
 		switch (opt) {
 		case 's':
 			free(sizes);
@@ -610,6 +845,9 @@ int main(int argc, char **argv)
 		case 'n':
 			net = true;
 			break;
+		case 'e':
+			resume = true;
+			break;
 		case 'r':
 			reps = (unsigned)atoi(optarg);
 			if (reps < 1 || reps > MAX_REPS)
@@ -617,9 +855,25 @@ int main(int argc, char **argv)
 			break;
 		default:
 			fprintf(stderr,
-				"usage: lazy_bench [-s \"1G 4G\"] [-f fetchers] [-t touch_ms] [-r runs] [-n: over loopback]\n");
+				"usage: lazy_bench [-s \"1G 4G\"] [-f fetchers] [-t touch_ms] [-r runs] [-n: over loopback] [-e: resume time of a real process]\n");
 			return opt == 'h' ? 0 : 2;
 		}
+	}
+	{
+		const char *slash = strrchr(argv[0], '/');
+
+		char rel[512];
+
+		snprintf(rel, sizeof(rel), "%.*slazy_workload",
+			 slash ? (int)(slash - argv[0] + 1) : 0, argv[0]);
+		/* The workload runs in its own directory: an absolute path. */
+		if (!realpath(rel, workload_bin))
+			snprintf(workload_bin, sizeof(workload_bin), "%s", rel);
+	}
+	if (resume) {
+		ret = bench_resume(sizes, reps);
+		free(sizes);
+		return ret ? 1 : 0;
 	}
 	for (tok = strtok_r(sizes, " ,", &save); tok; tok = strtok_r(NULL, " ,", &save)) {
 		if (net)

@@ -1306,6 +1306,7 @@ int rst_lazy_attach(struct rsys *r, pid_t pid, const struct haul_layout *l,
 		    struct rst_lazy **out)
 {
 	struct rst_lazy_opts o = {.uffd = -1, .pid = pid, .vmas = lazy, .src = *src};
+	uint64_t t0 = now_ns();
 	int ret;
 
 	lazy->n = 0;
@@ -1338,6 +1339,9 @@ int rst_lazy_attach(struct rsys *r, pid_t pid, const struct haul_layout *l,
 		*out = NULL;
 		goto err;
 	}
+	pthread_mutex_lock(&(*out)->lock);
+	(*out)->st.attach_ns = now_ns() - t0;
+	pthread_mutex_unlock(&(*out)->lock);
 	return 0;
 err:
 	haul_layout_release(lazy);

@@ -82,6 +82,7 @@ struct rst_lazy_stats {
 	uint64_t fault_p99_ns;
 	uint64_t fault_max_ns;
 	uint64_t complete_ns; /* from rst_lazy_start() until all present; 0 until then */
+	uint64_t attach_ns;   /* rst_lazy_attach(): uffd injected, registered, threads started */
 };
 
 struct rst_lazy;
