@@ -35,9 +35,10 @@
 #include "common/log.h"
 #include "pageserver/pageserver.h"
 
-#define PG	4096ull
-#define BASE	0x7f3400000000ull
-#define TCP_BUF (256u << 10)
+#define PG	  4096ull
+#define BASE	  0x7f3400000000ull
+#define TCP_BUF	  (256u << 10) /* the cache-hot buffers */
+#define TCP_CHUNK (1u << 20)   /* bytes per send/recv call: the client's batch */
 
 static uint64_t round_bytes = 128ull << 20;
 static int rounds = 4;
@@ -72,9 +73,10 @@ static void *tcp_recv(void *arg)
 	ssize_t n;
 
 	for (;;) {
-		size_t want = s->len - off < TCP_BUF ? s->len - off : TCP_BUF;
+		size_t want = s->len - off < TCP_CHUNK ? s->len - off : TCP_CHUNK;
 
-		n = recv(s->fd, s->dst + off, want, 0);
+		/* whole chunks, as the page server receives whole batches */
+		n = recv(s->fd, s->dst + off, want, MSG_WAITALL);
 		if (n <= 0)
 			break;
 		off = (off + (uint64_t)n) % s->len;
@@ -88,7 +90,7 @@ static void *tcp_send(void *arg)
 	uint64_t off = 0;
 
 	for (uint64_t sent = 0; sent < s->total;) {
-		size_t want = s->len - off < TCP_BUF ? s->len - off : TCP_BUF;
+		size_t want = s->len - off < TCP_CHUNK ? s->len - off : TCP_CHUNK;
 		ssize_t n = send(s->fd, s->src + off, want, MSG_NOSIGNAL);
 
 		if (n <= 0)
