@@ -15,11 +15,12 @@
  * since everything written since the last scan must be sent frozen, and a
  * hot working set is rewritten whole however short the interval.
  * Switch over when that is within the target.  When a round does not shrink
- * below HAUL_MIG_SHRINK_PCT of the previous one, or the dirty rate already
+ * below HAUL_MIG_SHRINK_PCT (50%) of the previous one, or the dirty rate already
  * exceeds the bandwidth (then none will: react at the first measured rate),
  * ask for a CPU throttle: 20%, then +10% every round
  * that still does not shrink, up to 99% (QEMU's auto-converge steps, but
- * decided after every round instead of every other sync).  At --max-rounds,
+ * decided after every round instead of every other sync), or at once the
+ * throttle that the measured rate says is needed when that is more.  At --max-rounds,
  * switch over anyway and let the caller report the cost.
  * Pure arithmetic: no I/O, unit-tested in tests/unit/mig_converge.c.
  */
@@ -48,6 +49,7 @@ double haul_conv_downtime_ms(const struct haul_conv *c, double bytes)
 enum haul_conv_action haul_conv_update(struct haul_conv *c, const struct haul_conv_sample *s)
 {
 	double final;
+	unsigned step;
 	bool shrank;
 
 	c->rounds++;
@@ -96,10 +98,22 @@ enum haul_conv_action haul_conv_update(struct haul_conv *c, const struct haul_co
 	c->stalls++;
 	if (c->throttle_pct >= HAUL_MIG_THROTTLE_MAX)
 		return HAUL_CONV_CONTINUE;
-	if (!c->throttle_pct)
-		c->throttle_pct = HAUL_MIG_THROTTLE_INITIAL;
-	else
-		c->throttle_pct += HAUL_MIG_THROTTLE_STEP;
+	step = c->throttle_pct ? c->throttle_pct + HAUL_MIG_THROTTLE_STEP
+			       : HAUL_MIG_THROTTLE_INITIAL;
+	/*
+	 * Jump straight to the throttle that brings the dirty rate under the
+	 * shrink threshold, if that is more than a step (rounds of a large
+	 * process last seconds: one step per round is too slow).  The rate
+	 * scales with the CPU share left: unthrottled = rate / (1 - throttle).
+	 */
+	if (c->bw > 0 && c->dirty_rate > 0) {
+		double free_rate = c->dirty_rate * 100 / (100 - c->throttle_pct);
+		double need = 100 * (1 - c->bw * HAUL_MIG_SHRINK_PCT / 100 / free_rate);
+
+		if (need > step)
+			step = (unsigned)need;
+	}
+	c->throttle_pct = step;
 	if (c->throttle_pct > HAUL_MIG_THROTTLE_MAX)
 		c->throttle_pct = HAUL_MIG_THROTTLE_MAX;
 	return HAUL_CONV_THROTTLE;

@@ -153,7 +153,8 @@ Test(mig_converge, throttles_at_once_when_the_dirty_rate_exceeds_the_bandwidth)
 
 	haul_conv_init(&c, 25, 5, 30);
 	round_at(&c, 512 * MiB, bw, 0, 0);
-	/* the first measured rate: 400 MiB/s against a 100 MiB/s link */
+	/* the first measured rate: 400 MiB/s against a ~100 MiB/s link */
 	cr_assert_eq(round_at(&c, 200 * MiB, bw, 0, 0.5), HAUL_CONV_THROTTLE);
-	cr_assert_eq(c.throttle_pct, HAUL_MIG_THROTTLE_INITIAL);
+	/* straight to what halves the rounds: 400 -> under 50 MiB/s, ~88% */
+	cr_assert(c.throttle_pct >= 85 && c.throttle_pct <= 90, "throttle %u", c.throttle_pct);
 }
