@@ -238,14 +238,14 @@ kv() { sed -n "s/^$2=//p" "$1" 2>/dev/null | head -1; }
 
 csv=$out/bench.csv
 rm -rf "$out/logs"
-echo "run,engine,mode,mem_mib,rate,pattern,bandwidth,link_gbps,status,downtime_ms,client_gap_ms,client_gap_mono_ms,total_s,bytes,rounds,verify,note,pages_per_round,throttle_max_pct,dump_ms,restore_ms" >"$csv"
+echo "run,engine,mode,mem_mib,rate,pattern,bandwidth,link_gbps,status,downtime_ms,client_gap_ms,client_gap_mono_ms,total_s,bytes,rounds,verify,note,pages_per_round,throttle_max_pct,dump_ms,restore_ms,gap_end_s,switch_gap_ms,other_gap_ms,base_gap_ms" >"$csv"
 run_id=$(date -u +%Y%m%dT%H%M%SZ)
 cell_no=0
 
 row() { # engine mode mem rate bw status downtime gap gap_mono total bytes rounds verify note
 	# [pages_per_round throttle_max_pct dump_ms restore_ms]
 	local note=${14//,/;}
-	echo "$run_id,$1,$2,$(size_mib "$3"),$4,$pattern,$5,${link[$5]},$6,$7,$8,$9,${10},${11},${12},${13},${note//$'\n'/ },${15:-},${16:-},${17:-},${18:-}" >>"$csv"
+	echo "$run_id,$1,$2,$(size_mib "$3"),$4,$pattern,$5,${link[$5]},$6,$7,$8,$9,${10},${11},${12},${13},${note//$'\n'/ },${15:-},${16:-},${17:-},${18:-},${gap_end:-},${switch_gap:-},${other_gap:-},${base_gap:-}" >>"$csv"
 }
 
 # Start the workload in the source namespace; sets wl_pid, or returns 1.
@@ -261,15 +261,18 @@ start_workload() {
 	wait_kv "$cell/hb" "state=" "$secs" || return 1
 	sleep "$warm"
 	kill -0 "$wl_pid" 2>/dev/null || return 1
+	# this machine's noise floor: the largest gap of the warm-up, no migration
+	base_gap=$(awk -v u="$(kv "$cell/hb" max_gap_rt_us)" 'BEGIN { if (u != "") printf "%.3f", u / 1000 }')
 	# the measurement window starts now: forget the gaps of the fill and warm-up
 	kill -HUP "$wl_pid"
 	sleep 0.05
 }
 
-# After a move: let it run on the target, verify every page, make it exit; sets
-# gap, gap_mono, verify.
+# After a move (realtime $2 to $3, with a downtime of $4 ms by its own account):
+# let it run on the target, verify every page, make it exit; sets gap, gap_mono,
+# gap_end, switch_gap, other_gap, verify.
 finish_workload() {
-	local cell=$1 mib=$2
+	local cell=$1 t0=$2 t1=$3 dt=$4 mib=$5
 	sleep "$settle"
 	echo verify >"$cell/ctl"
 	if wait_kv "$cell/hb" "verify=[ob]" $((20 + mib / 200)); then
@@ -281,6 +284,24 @@ finish_workload() {
 	wait_kv "$cell/hb" "state=exited" 10
 	gap=$(awk -v u="$(kv "$cell/hb" max_gap_rt_us)" 'BEGIN { if (u != "") printf "%.3f", u / 1000 }')
 	gap_mono=$(awk -v u="$(kv "$cell/hb" max_gap_us)" 'BEGIN { if (u != "") printf "%.3f", u / 1000 }')
+	# when the largest gap ended, in seconds after the move began: at the end of
+	# the move it is the switchover, earlier it is something else (attach, throttle)
+	gap_end=$(awk -v at="$(kv "$cell/hb" max_gap_at_rt)" -v t0="$t0" \
+		'BEGIN { if (at != "" && at > 0) printf "%.3f", at - t0 }')
+	# Attribute the largest gaps: one that ends within the downtime (plus 250 ms
+	# of commit and exit) of the move's end is the switchover; earlier ones ran while
+	# pre-copy ran (tracker attach, CPU throttle, contention for the 2 cores).
+	read -r switch_gap other_gap < <(awk -v list="$(kv "$cell/hb" top_gaps)" -v t0="$t0" \
+		-v t1="$t1" -v dt="$dt" 'BEGIN {
+			sw = 0; ot = 0; cut = t1 - 0.25 - (dt == "-" ? 0 : dt / 1000)
+			n = split(list, g, ";")
+			for (i = 1; i <= n; i++) {
+				split(g[i], p, "@"); len = p[1] / 1000
+				if (p[2] >= cut) { if (len > sw) sw = len }
+				else if (p[2] >= t0 && len > ot) ot = len
+			}
+			printf "%.3f %.3f\n", sw, ot
+		}')
 }
 
 keep_logs() {
@@ -290,7 +311,8 @@ keep_logs() {
 
 run_haul_cell() {
 	local mem=$1 rate=$2 bw=$3 mode=$4 flag cell port rc t0 t1 mib limit
-	local downtime= total= bytes= rounds= gap= gap_mono= verify= js
+	local downtime= total= bytes= rounds= gap= gap_mono= gap_end= verify= js
+	local base_gap= switch_gap= other_gap=
 	flag=$(mode_flag "$mode")
 	if [ -n "$haul_skip" ]; then
 		say "skipped: haul $mode $mem $rate $bw: $haul_skip"
@@ -341,17 +363,18 @@ run_haul_cell() {
 			"migrate exit $rc: $why"
 		keep_logs "$cell"; kill_ours; return
 	fi
-	finish_workload "$cell" "$mib"
 	js=$(python3 "$here/report.py" --haul-json "$cell/mig.json" 2>&1)
 	local ppr throttle dump restore
 	read -r downtime total bytes rounds ppr throttle dump restore <<<"$js"
+	finish_workload "$cell" "$t0" "$t1" "$downtime" "$mib"
 	[ "$total" = "-" ] && total=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
 	local status=ok note=
 	case $verify in
 	ok*) ;;
 	*) status=failed; note="memory not intact after the move: $verify"; keep_logs "$cell" ;;
 	esac
-	say "$status: haul $mode $mem $rate $bw: downtime ${downtime} ms, client gap ${gap} ms," \
+	say "$status: haul $mode $mem $rate $bw: downtime ${downtime} ms, client gap ${gap} ms" \
+		"(switchover ${switch_gap}, during pre-copy ${other_gap}, idle ${base_gap})," \
 		"total ${total} s, ${bytes} bytes, ${rounds} rounds, verify $verify"
 	row haul "$mode" "$mem" "$rate" "$bw" $status "$downtime" "$gap" "$gap_mono" "$total" \
 		"$bytes" "$rounds" "$verify" "$note" "$ppr" "$throttle" "$dump" "$restore"
@@ -361,7 +384,8 @@ run_haul_cell() {
 # CRIU: page server on the target, dump to it, restore on the target; the whole
 # dump + restore is downtime (CRIU's stop-and-copy).
 run_criu_cell() {
-	local mem=$1 rate=$2 bw=$3 cell port t0 t1 t2 mib gap= gap_mono= verify= rc
+	local mem=$1 rate=$2 bw=$3 cell port t0 t1 t2 mib gap= gap_mono= gap_end= verify= rc
+	local base_gap= switch_gap= other_gap=
 	if [ -n "$criu_skip" ]; then
 		[ "$criu_skip" = off ] && return
 		say "skipped: criu $mem $rate $bw: $criu_skip"
@@ -398,9 +422,9 @@ run_criu_cell() {
 			"criu exit $rc: $(tail -1 "$cell/img/dump.log" "$cell/img/restore.log" 2>/dev/null | tail -1)"
 		keep_logs "$cell"; kill_ours; return
 	fi
-	finish_workload "$cell" "$mib"
 	local dt status=ok
 	dt=$(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.1f", (b - a) * 1000 }')
+	finish_workload "$cell" "$t0" "$t2" "$dt" "$mib"
 	case $verify in ok*) ;; *) status=failed ;; esac
 	say "$status: criu $mem $rate $bw: downtime $dt ms, client gap $gap ms, verify $verify"
 	row criu stop-and-copy "$mem" "$rate" "$bw" $status "$dt" "$gap" "$gap_mono" \

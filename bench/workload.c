@@ -60,6 +60,7 @@
 #define WL_TICK_NS	 1000000LL  /* the heartbeat period a client would poll at */
 #define WL_CONTROL_TICKS 100	    /* poll the control file every 100 ms */
 #define WL_STALL_NS	 5000000LL  /* gaps above 5 ms are counted as stalls */
+#define WL_TOP_GAPS	 8	    /* the largest gaps kept with their times, for attribution */
 #define WL_BACKLOG_NS	 10000000LL /* after a stall, catch up at most 10 ms of writes */
 
 enum wl_pattern {
@@ -72,8 +73,12 @@ static const char *const wl_pattern_name[] = {"uniform", "hot", "seq"};
 struct wl_gaps {
 	int64_t max_ns;	   /* largest CLOCK_MONOTONIC gap between ticks */
 	int64_t max_rt_ns; /* largest CLOCK_REALTIME gap between ticks */
-	int64_t max_at_rt; /* CLOCK_REALTIME at the end of the largest gap */
-	uint64_t stalls;   /* gaps above WL_STALL_NS */
+	int64_t max_at_rt; /* CLOCK_REALTIME at the end of the largest realtime gap */
+	/* the largest realtime gaps, longest first: when each ended and how long */
+	struct {
+		int64_t end_rt, len_ns;
+	} top[WL_TOP_GAPS];
+	uint64_t stalls; /* gaps above WL_STALL_NS */
 	uint64_t ticks;
 	int64_t last_mono; /* 0: no previous tick (start, or after a self-inflicted stall) */
 	int64_t last_rt;
@@ -263,7 +268,7 @@ static void print_progress(struct wl *w, const char *state)
 /* Writes the heartbeat file atomically (tmp + rename) and closes it at once. */
 static int write_report(struct wl *w, const char *state)
 {
-	char buf[1024], tmp[4096];
+	char buf[2048], tmp[4096];
 	int fd, n;
 
 	if (!w->hb_path)
@@ -277,6 +282,12 @@ static int write_report(struct wl *w, const char *state)
 		     wl_pattern_name[w->pattern], w->writes, w->gaps.ticks, w->gaps.max_ns / 1000,
 		     w->gaps.max_rt_ns / 1000, w->gaps.max_at_rt / 1e9, w->gaps.stalls,
 		     w->check_bad, w->verify_msg[0] ? w->verify_msg : "none");
+	/* top_gaps=LEN_US@END_REALTIME;... longest first */
+	n += snprintf(buf + n, sizeof(buf) - n, "top_gaps=");
+	for (int i = 0; i < WL_TOP_GAPS && w->gaps.top[i].len_ns; i++)
+		n += snprintf(buf + n, sizeof(buf) - n, "%s%" PRId64 "@%.6f", i ? ";" : "",
+			      w->gaps.top[i].len_ns / 1000, w->gaps.top[i].end_rt / 1e9);
+	n += snprintf(buf + n, sizeof(buf) - n, "\n");
 	snprintf(tmp, sizeof(tmp), "%s.tmp", w->hb_path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
@@ -303,6 +314,19 @@ static void reset_gaps(struct wl *w)
 	memset(&w->gaps, 0, sizeof(w->gaps));
 }
 
+/* Insert a gap into the sorted top list when it is among the largest. */
+static void keep_top_gap(struct wl_gaps *g, int64_t end_rt, int64_t len)
+{
+	int i = WL_TOP_GAPS - 1;
+
+	if (len <= g->top[i].len_ns)
+		return;
+	for (; i > 0 && g->top[i - 1].len_ns < len; i--)
+		g->top[i] = g->top[i - 1];
+	g->top[i].end_rt = end_rt;
+	g->top[i].len_ns = len;
+}
+
 /* A heartbeat: one 1 ms tick of the client's view. */
 static void tick(struct wl *w)
 {
@@ -311,12 +335,13 @@ static void tick(struct wl *w)
 	if (w->gaps.last_mono) {
 		int64_t gap = mono - w->gaps.last_mono, gap_rt = rt - w->gaps.last_rt;
 
-		if (gap > w->gaps.max_ns) {
+		if (gap > w->gaps.max_ns)
 			w->gaps.max_ns = gap;
+		if (gap_rt > w->gaps.max_rt_ns) {
+			w->gaps.max_rt_ns = gap_rt;
 			w->gaps.max_at_rt = rt;
 		}
-		if (gap_rt > w->gaps.max_rt_ns)
-			w->gaps.max_rt_ns = gap_rt;
+		keep_top_gap(&w->gaps, rt, gap_rt);
 		if (gap > WL_STALL_NS)
 			w->gaps.stalls++;
 	}
