@@ -594,8 +594,9 @@ static size_t parse_size(const char *s)
 static char workload_bin[512];
 
 struct resume_run {
-	double resume_s; /* from the freeze (seize) until the restored process runs */
-	double attach_s; /* lazy: rst_lazy_attach inside rst_target_resume */
+	double resume_s;	 /* from the freeze (seize) until the restored process runs */
+	double attach_s;	 /* lazy: rst_lazy_attach inside rst_target_resume */
+	double state_s, smaps_s; /* the dump's parts: seize + state, layout with smaps */
 	double dump_s, layout_s, eager_s, rst_s; /* its parts: dump+layout read, stub layout,
 						     eager pages, rst_target_resume */
 	double complete_s; /* lazy: from the resume until all memory arrived */
@@ -704,12 +705,32 @@ static int bench_resume_one(size_t mib, bool lazy, struct resume_run *out)
 	if (ret)
 		goto out;
 
+	/* The layout with VmFlags is known from pre-copy; at the freeze a cheap maps read checks it. */
+	ret = haul_layout_read(pid, true, &l);
+	if (ret)
+		goto out;
 	t0 = now_ns();
 	ret = rst_seize(pid, &sz);
 	if (!ret)
 		ret = rst_dump_state(sz, &state, &state_len);
-	if (!ret)
-		ret = haul_layout_read(pid, true, &l);
+	tp = now_ns();
+	out->state_s = (tp - t0) / 1e9;
+	if (!ret) {
+		struct haul_layout now;
+		bool same;
+
+		ret = haul_layout_read(pid, false, &now);
+		same = !ret && now.n == l.n;
+		for (size_t i = 0; same && i < l.n; i++)
+			same = now.v[i].start == l.v[i].start && now.v[i].end == l.v[i].end;
+		if (!ret)
+			haul_layout_release(&now);
+		if (!ret && !same) {
+			haul_layout_release(&l);
+			ret = haul_layout_read(pid, true, &l);
+		}
+	}
+	out->smaps_s = (now_ns() - tp) / 1e9;
 	if (!ret && lazy)
 		ret = rst_lazy_src_open(pid, &l, &src);
 	h.src = (struct rst_lazy_source){rst_lazy_src_fetch, src};
@@ -784,7 +805,7 @@ static int bench_resume(const char *sizes, unsigned reps)
 	for (char *tok = strtok_r(list, " ,", &save); tok && !ret;
 	     tok = strtok_r(NULL, " ,", &save)) {
 		size_t mib = parse_size(tok) >> 20;
-		double lz[MAX_REPS], sc[MAX_REPS], done[MAX_REPS];
+		double lz[MAX_REPS], sc[MAX_REPS], done[MAX_REPS], nodump[MAX_REPS];
 
 		for (unsigned i = 0; i < reps && !ret; i++) {
 			struct resume_run a, b;
@@ -797,15 +818,18 @@ static int bench_resume(const char *sizes, unsigned reps)
 			if (ret)
 				break;
 			lz[i] = a.resume_s;
+			nodump[i] = a.resume_s - a.state_s;
 			done[i] = a.complete_s;
 			sc[i] = b.resume_s;
-			printf("lazy_bench: resume %zu MiB run %u: post-copy %.2f ms (dump %.2f, "
+			printf("lazy_bench: resume %zu MiB run %u: post-copy %.2f ms (dump %.2f = state %.2f + "
+			       "maps check %.2f, "
 			       "layout %.2f, eager %.2f, resume %.2f of which uffd %.2f; %lu lazy, %lu eager pages; all "
 			       "memory %.1f ms later), stop-and-copy %.1f ms (eager %.1f)\n",
-			       mib, i, a.resume_s * 1e3, a.dump_s * 1e3, a.layout_s * 1e3,
-			       a.eager_s * 1e3, a.rst_s * 1e3, a.attach_s * 1e3,
-			       (unsigned long)a.lazy_pages, (unsigned long)a.eager_pages,
-			       a.complete_s * 1e3, b.resume_s * 1e3, b.eager_s * 1e3);
+			       mib, i, a.resume_s * 1e3, a.dump_s * 1e3, a.state_s * 1e3,
+			       a.smaps_s * 1e3, a.layout_s * 1e3, a.eager_s * 1e3, a.rst_s * 1e3,
+			       a.attach_s * 1e3, (unsigned long)a.lazy_pages,
+			       (unsigned long)a.eager_pages, a.complete_s * 1e3, b.resume_s * 1e3,
+			       b.eager_s * 1e3);
 		}
 		if (ret)
 			break;
@@ -813,6 +837,9 @@ static int bench_resume(const char *sizes, unsigned reps)
 
 		if (!first)
 			first = m;
+		printf("lazy_bench: resume %zu MiB: without rst_dump_state (%.2f ms of it): %.2f ms\n",
+		       mib, (median(lz, reps) - median(nodump, reps)) * 1e3,
+		       median(nodump, reps) * 1e3);
 		printf("lazy_bench: resume %zu MiB: freeze-to-running post-copy %.2f ms (target <= "
 		       "10), stop-and-copy %.1f ms, ratio %.3f; all memory in %.1f ms; vs first "
 		       "size %.2fx (target <= 1.5)\n",

@@ -410,11 +410,45 @@ static int uffd_err(int err)
 	return -err;
 }
 
+static const uint64_t zero_page[HAUL_PAGE_SIZE / 8];
+
+/* Whether the page at @p is all zeros (most pages exit at the first word). */
+static bool page_is_zero(const char *p)
+{
+	const uint64_t *w = (const uint64_t *)p;
+
+	return !(w[0] | w[PG / 8 - 1]) && !memcmp(p, zero_page, PG);
+}
+
 /*
- * UFFDIO_COPY @n pages from @buf to page @i of @rg, skipping pages already
- * done, and mark them done.  Returns the pages copied, -EAGAIN (the address
- * space is changing: read the events, then call again; it resumes where it
- * stopped), -ESRCH (the process is gone) or another -errno.
+ * Fill @len bytes at @dst of @mm from @src: UFFDIO_ZEROPAGE when @zero (maps
+ * the shared zero page: no allocation, nothing copied), else UFFDIO_COPY.
+ * Returns the bytes filled (> 0) or -errno as the ioctl reports it.
+ */
+static int64_t uffd_fill(struct lz_mm *mm, uint64_t dst, const char *src, uint64_t len, bool zero)
+{
+	if (zero) {
+		struct uffdio_zeropage z = {.range = {dst, len}, .mode = 0};
+
+		if (ioctl(mm->uffd, UFFDIO_ZEROPAGE, &z) == 0)
+			return (int64_t)len;
+		return z.zeropage > 0 ? z.zeropage : -errno;
+	} else {
+		struct uffdio_copy c = {
+			.dst = dst, .src = (uint64_t)(uintptr_t)src, .len = len, .mode = 0};
+
+		if (ioctl(mm->uffd, UFFDIO_COPY, &c) == 0)
+			return (int64_t)len;
+		return c.copy > 0 ? c.copy : -errno;
+	}
+}
+
+/*
+ * Fill @n pages from @buf into page @i of @rg, skipping pages already done,
+ * and mark them done.  Runs of zero pages are mapped with UFFDIO_ZEROPAGE.
+ * Returns the pages filled, -EAGAIN (the address space is changing: read
+ * the events, then call again; it resumes where it stopped), -ESRCH (the
+ * process is gone) or another -errno.
  */
 static long copy_pages(struct rst_lazy *lz, struct lz_mm *mm, struct lz_region *rg, uint64_t i,
 		       uint64_t n, const char *buf, bool fault)
@@ -423,39 +457,36 @@ static long copy_pages(struct rst_lazy *lz, struct lz_mm *mm, struct lz_region *
 	uint64_t k = 0;
 
 	while (k < n) {
-		struct uffdio_copy c;
-		uint64_t run = 0;
+		uint64_t run = 1;
+		bool zero;
+		int64_t got;
 
 		if (bit_test(rg->done, i + k)) {
 			k++;
 			continue;
 		}
-		while (k + run < n && !bit_test(rg->done, i + k + run))
+		zero = page_is_zero(buf + k * PG);
+		while (k + run < n && !bit_test(rg->done, i + k + run) &&
+		       page_is_zero(buf + (k + run) * PG) == zero)
 			run++;
-		c.dst = rg->start + (i + k) * PG;
-		c.src = (uint64_t)(uintptr_t)(buf + k * PG);
-		c.len = run * PG;
-		c.mode = 0;
-		c.copy = 0;
-		if (ioctl(mm->uffd, UFFDIO_COPY, &c) == 0)
-			c.copy = (int64_t)c.len;
-		else if (c.copy <= 0)
-			c.copy = -errno;
-		if (c.copy > 0) {
-			uint64_t got = (uint64_t)c.copy / PG;
+		got = uffd_fill(mm, rg->start + (i + k) * PG, buf + k * PG, run * PG, zero);
+		if (got > 0) {
+			uint64_t pages = (uint64_t)got / PG;
 
 			pthread_mutex_lock(&lz->lock);
-			mark_done(lz, mm, rg, i + k, got);
+			mark_done(lz, mm, rg, i + k, pages);
 			if (fault)
-				lz->st.fault_pages += got;
+				lz->st.fault_pages += pages;
 			else
-				lz->st.pushed_pages += got;
+				lz->st.pushed_pages += pages;
+			if (zero)
+				lz->st.zero_filled += pages;
 			pthread_mutex_unlock(&lz->lock);
-			copied += (long)got;
-			k += got;
+			copied += (long)pages;
+			k += pages;
 			continue;
 		}
-		if (c.copy == -EEXIST) {
+		if (got == -EEXIST) {
 			/* Present already (a racing copy): nothing to do but count it. */
 			pthread_mutex_lock(&lz->lock);
 			mark_done(lz, mm, rg, i + k, 1);
@@ -464,7 +495,7 @@ static long copy_pages(struct rst_lazy *lz, struct lz_mm *mm, struct lz_region *
 			k++;
 			continue;
 		}
-		if (c.copy == -ENOENT) {
+		if (got == -ENOENT) {
 			/* Unmapped under us: nobody can fault there any more. */
 			pthread_mutex_lock(&lz->lock);
 			mark_done(lz, mm, rg, i + k, run);
@@ -472,13 +503,13 @@ static long copy_pages(struct rst_lazy *lz, struct lz_mm *mm, struct lz_region *
 			k += run;
 			continue;
 		}
-		if (c.copy == -EAGAIN) {
+		if (got == -EAGAIN) {
 			pthread_mutex_lock(&lz->lock);
 			lz->st.eagain++;
 			pthread_mutex_unlock(&lz->lock);
 			return -EAGAIN;
 		}
-		return uffd_err((int)-c.copy);
+		return uffd_err((int)-got);
 	}
 	return copied;
 }

@@ -74,6 +74,7 @@ struct rst_lazy_stats {
 	uint64_t fault_pages;	/* pages copied because of a fault (with fault-around) */
 	uint64_t pushed_pages;	/* pages copied by the background push */
 	uint64_t zero_pages;	/* faults answered with zeros (memory the process zapped) */
+	uint64_t zero_filled;	/* pages whose contents were all zeros: mapped, not copied */
 	uint64_t fetched_bytes; /* bytes asked of the source */
 	uint64_t eexist;	/* pages that were present already when copied */
 	uint64_t eagain;	/* copies retried because the address space was changing */
