@@ -27,7 +27,7 @@ profile=quick
 out=$top/bench/results
 haul=${HAUL_BIN:-$top/$BUILD/haul}
 workload=${HAUL_PROGS:-$top/$BUILD/progs}/workload
-mems= rates= bws= modes= pattern=uniform warm=2 settle=1 peers=1
+mems= rates= bws= modes= pattern=uniform warm=2 settle=1 peers=1 budget=
 
 usage() {
 	cat <<EOF
@@ -35,12 +35,14 @@ usage: bench/run.sh [--quick|--full|--smoke] [--out DIR] [--haul BIN] [--workloa
                     [--mems "256M 1G"] [--rates "0 64 256 unbounded"]
                     [--bws "loopback 10gbit 1gbit"] [--pattern uniform|hot|seq]
                     [--modes "stop-and-copy pre-copy post-copy hybrid"] [--no-peers]
+                    [--budget SECONDS]
 
   --quick  (make bench)      256M 1G; rates 0 64 256; loopback 1gbit; all modes
   --full   (make bench-full) 256M 1G 4G 16G; rates 0 16 64 256 unbounded;
                              loopback 10gbit 1gbit; all modes
   --smoke  (tests)           64M; rate 16; loopback; stop-and-copy pre-copy
-Cells whose memory does not fit (3x the size must be available) are skipped visibly.
+Cells whose memory does not fit (3x the size must be available) are skipped visibly,
+and so are the cells left when --budget seconds (quick: 480) have been spent.
 EOF
 }
 
@@ -57,6 +59,7 @@ while [ $# -gt 0 ]; do
 	--pattern) pattern=$2; shift ;;
 	--warm) warm=$2; shift ;;
 	--no-peers) peers=0 ;;
+	--budget) budget=$2; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -66,7 +69,8 @@ done
 case $profile in
 quick)
 	: "${mems:=256M 1G}" "${rates:=0 64 256}" "${bws:=loopback 1gbit}"
-	: "${modes:=stop-and-copy pre-copy post-copy hybrid}" ;;
+	: "${modes:=stop-and-copy pre-copy post-copy hybrid}" "${budget:=480}"
+	warm=1 settle=0.5 ;;
 full)
 	: "${mems:=256M 1G 4G 16G}" "${rates:=0 16 64 256 unbounded}"
 	: "${bws:=loopback 10gbit 1gbit}" "${modes:=stop-and-copy pre-copy post-copy hybrid}" ;;
@@ -304,6 +308,13 @@ finish_workload() {
 		}')
 }
 
+# Whether the run's time budget is spent (so that `make bench` ends in 10 minutes).
+over_budget() {
+	[ -n "$budget" ] || return 1
+	[ $(($(date +%s) - start)) -ge "$budget" ] || return 1
+	budget_why="time budget of ${budget}s for this run spent (make bench-full runs every cell)"
+}
+
 keep_logs() {
 	mkdir -p "$out/logs"
 	cp -r "$1" "$out/logs/$(basename "$1")" 2>/dev/null
@@ -324,6 +335,11 @@ run_haul_cell() {
 		row haul "$mode" "$mem" "$rate" "$bw" skipped "" "" "" "" "" "" "" "${flag#skip:}"
 		return ;;
 	esac
+	if over_budget; then
+		say "skipped: haul $mode $mem $rate $bw: $budget_why"
+		row haul "$mode" "$mem" "$rate" "$bw" skipped "" "" "" "" "" "" "" "$budget_why"
+		return
+	fi
 	cell_no=$((cell_no + 1))
 	cell=$work/cell$cell_no-haul-$mode-$mem-$rate-$bw
 	mkdir -p "$cell"
@@ -390,6 +406,11 @@ run_criu_cell() {
 		[ "$criu_skip" = off ] && return
 		say "skipped: criu $mem $rate $bw: $criu_skip"
 		row criu stop-and-copy "$mem" "$rate" "$bw" skipped "" "" "" "" "" "" "" "$criu_skip"
+		return
+	fi
+	if over_budget; then
+		say "skipped: criu $mem $rate $bw: $budget_why"
+		row criu stop-and-copy "$mem" "$rate" "$bw" skipped "" "" "" "" "" "" "" "$budget_why"
 		return
 	fi
 	cell_no=$((cell_no + 1))
