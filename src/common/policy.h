@@ -53,6 +53,9 @@
 #define HAUL_MIG_SHRINK_PCT 50
 /* Default downtime target: well under what a TCP client retransmits over (200 ms RTO). */
 #define HAUL_MIG_DOWNTIME_MS 50
+/* When the data left costs under this, more rounds cannot lower the downtime: switch
+ * over even if the fixed costs alone exceed --downtime. */
+#define HAUL_MIG_FLOOR_MS 1
 /* Default most pre-copy rounds before switching over regardless (then reported). */
 #define HAUL_MIG_MAX_ROUNDS 30
 /* Estimated fixed switchover cost before any is measured: freeze ~0.1 ms, seize+dump

@@ -21,7 +21,9 @@
  * that still does not shrink, up to 99% (QEMU's auto-converge steps, but
  * decided after every round instead of every other sync), or at once the
  * throttle that the measured rate says is needed when that is more.  At --max-rounds,
- * switch over anyway and let the caller report the cost.
+ * switch over anyway and let the caller report the cost; and when what is
+ * left to send costs under HAUL_MIG_FLOOR_MS, switch even over the target
+ * (the fixed costs alone exceed it: throttling would gain nothing).
  * Pure arithmetic: no I/O, unit-tested in tests/unit/mig_converge.c.
  */
 #include <stddef.h>
@@ -89,6 +91,9 @@ enum haul_conv_action haul_conv_update(struct haul_conv *c, const struct haul_co
 	c->prev_dirty = s->dirty_bytes;
 	if (c->rounds > 1 && c->expected_ms <= c->target_ms)
 		return HAUL_CONV_SWITCH;
+	/* the fixed costs alone exceed the target: more rounds cannot help */
+	if (c->rounds > 1 && c->expected_ms - haul_conv_downtime_ms(c, 0) <= HAUL_MIG_FLOOR_MS)
+		return HAUL_CONV_SWITCH_FLOOR;
 	if (c->rounds >= c->max_rounds)
 		return HAUL_CONV_SWITCH_LIMIT;
 	if (shrank) {
@@ -130,6 +135,8 @@ const char *haul_conv_action_name(enum haul_conv_action a)
 		return "switch";
 	case HAUL_CONV_SWITCH_LIMIT:
 		return "switch at round limit";
+	case HAUL_CONV_SWITCH_FLOOR:
+		return "switch at the fixed-cost floor";
 	}
 	return "?";
 }

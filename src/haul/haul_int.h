@@ -126,6 +126,7 @@ enum haul_conv_action {
 	HAUL_CONV_THROTTLE,	/* another round, with more CPU throttle (see .throttle_pct) */
 	HAUL_CONV_SWITCH,	/* the expected downtime is within the target */
 	HAUL_CONV_SWITCH_LIMIT, /* out of rounds: switch anyway, over the target */
+	HAUL_CONV_SWITCH_FLOOR, /* over the target, but only the fixed costs are left */
 };
 
 /* What one pre-copy round measured. */

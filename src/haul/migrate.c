@@ -356,6 +356,13 @@ static int precopy(struct mig *m)
 		pr_debug("round %llu: %s", (unsigned long long)rs.seq, haul_conv_action_name(a));
 		if (a == HAUL_CONV_SWITCH)
 			return 0;
+		if (a == HAUL_CONV_SWITCH_FLOOR) {
+			res->over_target = true;
+			pr_warn("pid %d: the fixed switchover costs alone (~%.0f ms) exceed the "
+				"%.1f ms target; switching over at %.1f ms expected",
+				m->pid, m->conv.fixed_ms, m->o->downtime_ms, m->conv.expected_ms);
+			return 0;
+		}
 		if (a == HAUL_CONV_SWITCH_LIMIT) {
 			res->over_target = true;
 			pr_warn("pid %d did not converge in %u rounds; switching over with an "

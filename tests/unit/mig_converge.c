@@ -158,3 +158,14 @@ Test(mig_converge, throttles_at_once_when_the_dirty_rate_exceeds_the_bandwidth)
 	/* straight to what halves the rounds: 400 -> under 50 MiB/s, ~88% */
 	cr_assert(c.throttle_pct >= 85 && c.throttle_pct <= 90, "throttle %u", c.throttle_pct);
 }
+
+Test(mig_converge, switches_when_only_fixed_costs_exceed_the_target)
+{
+	struct haul_conv c;
+
+	haul_conv_init(&c, 10, 30, 30);
+	round_at(&c, 512 * MiB, GB, 0, 0);
+	/* nothing dirty: 30 ms of fixed costs against a 10 ms target */
+	cr_assert_eq(round_at(&c, 0, GB, 0, 0.5), HAUL_CONV_SWITCH_FLOOR);
+	cr_assert_eq(c.throttle_pct, 0);
+}
