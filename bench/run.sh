@@ -27,7 +27,7 @@ profile=quick
 out=$top/bench/results
 haul=${HAUL_BIN:-$top/$BUILD/haul}
 workload=${HAUL_PROGS:-$top/$BUILD/progs}/workload
-mems= rates= bws= modes= pattern=uniform warm=2 settle=1 peers=1 budget=
+mems= rates= bws= modes= pattern=uniform warm= settle= peers=1 budget=
 
 usage() {
 	cat <<EOF
@@ -70,14 +70,15 @@ case $profile in
 quick)
 	: "${mems:=256M 1G}" "${rates:=0 64 256}" "${bws:=loopback 1gbit}"
 	: "${modes:=stop-and-copy pre-copy post-copy hybrid}" "${budget:=480}"
-	warm=1 settle=0.5 ;;
+	: "${warm:=1}" "${settle:=0.5}" ;;
 full)
 	: "${mems:=256M 1G 4G 16G}" "${rates:=0 16 64 256 unbounded}"
 	: "${bws:=loopback 10gbit 1gbit}" "${modes:=stop-and-copy pre-copy post-copy hybrid}" ;;
 smoke)
 	: "${mems:=64M}" "${rates:=16}" "${bws:=loopback}" "${modes:=stop-and-copy pre-copy}"
-	warm=1 settle=0.5 ;;
+	: "${warm:=1}" "${settle:=0.5}" ;;
 esac
+: "${warm:=2}" "${settle:=1}"
 
 say() { echo "bench: $*"; }
 die() { echo "bench: error: $*" >&2; exit 1; }
