@@ -59,6 +59,9 @@ struct uffd_state {
 	struct page_region *vec;
 	size_t used;	       /* vec entries the last call may have written */
 	uint64_t warned_start; /* last unregistrable VMA we warned about */
+	/* ranges scanned with the fast path: last round's, and this round's */
+	struct trk_rl fast, nfast;
+	struct trk_rl one, seg_fast, seg_full; /* scratch, reused per VMA */
 };
 
 /*
@@ -222,6 +225,11 @@ static void uffd_close(struct trk *t)
 	/* closing the uffd unregisters every range; the target runs on */
 	if (st->uffd >= 0)
 		close(st->uffd);
+	trk_rl_release(&st->fast);
+	trk_rl_release(&st->nfast);
+	trk_rl_release(&st->one);
+	trk_rl_release(&st->seg_fast);
+	trk_rl_release(&st->seg_full);
 	free(st->vec);
 	free(st);
 	t->priv = NULL;
@@ -355,23 +363,60 @@ static int scan_walk(struct trk *t, struct uffd_state *st, uint64_t start, uint6
 }
 
 /*
- * Which scan a VMA needs.  In a MAP_PRIVATE file mapping, MADV_DONTNEED of a
- * written (COW) page leaves a uffd-wp marker and the page reads the file
- * again, yet nothing reads as written: only a change in the populated set
- * shows it, so those VMAs are always walked in full (they are small: the
- * .data of libraries).  Anonymous zaps drop the PTE, which the fast path
- * reports; shared mappings keep their contents in the page cache.
+ * Which walk each part of a VMA gets.
+ *
+ * The fast walk treats every PTE that is not write-protected as written,
+ * holes included, whether or not a page table exists there, and marks them.
+ * On a dense VMA that is ideal: a zap (an anonymous MADV_DONTNEED drops the
+ * PTE and our marker with it) reads as written, and the few holes are
+ * reported once, as zero pages, then marked.  On a sparse VMA it would
+ * report and mark every hole: 64 GiB of zero pages and 128 MiB of page
+ * tables.  So a VMA is walked in full the first time (and whenever it is not
+ * known to be dense), and switches to the fast walk once at least 7/8 of it
+ * is populated; a part that was walked fast last round stays fast (its holes
+ * are marked, so only real changes show, and the full walk could not see a
+ * zap there: it knows no populated set for it).
+ *
+ * MAP_PRIVATE file VMAs are always walked in full: zapping a written (COW)
+ * page leaves a marker and the page silently reads the file again; only the
+ * populated set shows it.  trk_opts.populated asks for full walks everywhere.
  */
-static int scan_vma(struct trk *t, struct uffd_state *st, const struct haul_vma *v,
+static int scan_vma(struct trk *t, struct uffd_state *st, const struct haul_vma *v, bool allow_fast,
 		    struct trk_scan *out)
 {
-	bool full =
-		t->opts.populated || ((v->flags & HAUL_VMA_FILE) && !(v->flags & HAUL_VMA_SHARED));
+	bool file_private = (v->flags & HAUL_VMA_FILE) && !(v->flags & HAUL_VMA_SHARED);
+	uint64_t before = out->present.pages, fast_pages = 0, pages = haul_vma_pages(v);
 	int ret;
 
-	ret = scan_walk(t, st, v->start, v->end, full, out);
-	if (!ret && full)
-		ret = trk_rl_add(&out->known, v->start, haul_vma_pages(v));
+	st->one.n = st->one.pages = 0;
+	st->seg_fast.n = st->seg_fast.pages = 0;
+	st->seg_full.n = st->seg_full.pages = 0;
+	ret = trk_rl_add(&st->one, v->start, pages);
+	if (!ret && allow_fast && !file_private && !t->opts.populated)
+		ret = trk_rl_and(&st->one, &st->fast, &st->seg_fast);
+	if (!ret)
+		ret = trk_rl_sub(&st->one, &st->seg_fast, &st->seg_full);
+	for (size_t i = 0; i < st->seg_fast.n && !ret; i++) {
+		const struct trk_range *r = &st->seg_fast.r[i];
+
+		ret = scan_walk(t, st, r->start, r->start + r->npages * TRK_PAGE, false, out);
+		fast_pages += r->npages;
+	}
+	for (size_t i = 0; i < st->seg_full.n && !ret; i++) {
+		const struct trk_range *r = &st->seg_full.r[i];
+
+		ret = scan_walk(t, st, r->start, r->start + r->npages * TRK_PAGE, true, out);
+		if (!ret)
+			ret = trk_rl_add(&out->known, r->start, r->npages);
+	}
+	if (ret)
+		return ret;
+	/* dense enough to walk fast from the next round on? */
+	if (!file_private && !t->opts.populated &&
+	    (fast_pages + (out->present.pages - before)) * 8 >= pages * 7)
+		ret = trk_rl_add(&st->nfast, v->start, pages);
+	else
+		ret = trk_rl_append(&st->nfast, &st->seg_fast);
 	return ret;
 }
 
@@ -447,7 +492,8 @@ static int rescan_unregistered(struct trk *t, struct uffd_state *st, const struc
 				return ret;
 			replaced = true;
 		}
-		ret = scan_vma(t, st, v, out);
+		/* freshly registered: nothing is marked yet, walk it in full */
+		ret = scan_vma(t, st, v, false, out);
 	}
 	return ret == -EPERM ? 0 : ret;
 }
@@ -458,6 +504,7 @@ static int uffd_scan(struct trk *t, const struct haul_layout *cur, const struct 
 	struct uffd_state *st = t->priv;
 
 	out->partial_present = !t->opts.populated;
+	st->nfast.n = st->nfast.pages = 0;
 	for (size_t i = 0; i < cur->n; i++) {
 		const struct haul_vma *v = &cur->v[i];
 		int ret;
@@ -467,7 +514,7 @@ static int uffd_scan(struct trk *t, const struct haul_layout *cur, const struct 
 		/* new to us: register before the scan (already-registered is fine) */
 		if (overlaps(fresh, v->start, v->end))
 			uffd_register(st, v->start, v->end);
-		ret = scan_vma(t, st, v, out);
+		ret = scan_vma(t, st, v, true, out);
 		if (ret == -EPERM)
 			ret = rescan_unregistered(t, st, v, fresh, out);
 		if (ret == -EBUSY)
@@ -477,6 +524,13 @@ static int uffd_scan(struct trk *t, const struct haul_layout *cur, const struct 
 			       (unsigned long long)v->end);
 		if (ret)
 			return ret;
+	}
+	/* this round's fast parts are next round's */
+	{
+		struct trk_rl tmp = st->fast;
+
+		st->fast = st->nfast;
+		st->nfast = tmp;
 	}
 	return 0;
 }

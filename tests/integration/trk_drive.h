@@ -638,6 +638,14 @@ static inline size_t td_img_slot(struct td_img *m, uint64_t a, bool insert)
 	return i;
 }
 
+static inline int td_first_diff(const char *a, const char *b)
+{
+	for (int i = 0; i < (int)TD_PG; i++)
+		if (a[i] != b[i])
+			return i;
+	return -1;
+}
+
 static inline bool td_zero(const char *p)
 {
 	for (size_t i = 0; i < TD_PG; i++)
@@ -763,7 +771,7 @@ static inline int td_churn_precopy(struct td *d, enum trk_backend b, int rounds,
 					fprintf(stderr,
 						"trk test: page %#llx (vma %#llx-%#llx %x %x; "
 						"stored in round %d, dropped in %d, of %d; "
-						"copy %#llx, target %#llx) %s\n",
+						"copy %#llx, target %#llx, first difference at byte %d) %s\n",
 						(unsigned long long)(v->start + j * TD_PG),
 						(unsigned long long)v->start,
 						(unsigned long long)v->end, v->prot, v->flags,
@@ -772,6 +780,7 @@ static inline int td_churn_precopy(struct td *d, enum trk_backend b, int rounds,
 						want ? (unsigned long long)*(const uint64_t *)want
 						     : 0ULL,
 						(unsigned long long)*(const uint64_t *)got,
+						want ? td_first_diff(want, got) : -1,
 						want ? "differs from the copy"
 						     : "has data the copy never got");
 				differ++;

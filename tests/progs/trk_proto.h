@@ -40,6 +40,7 @@ enum tt_op {
 	TT_THREADS,    /* arg: start that many threads writing random pages nonstop */
 	TT_QUIESCE,    /* stop and join them; -> pages they wrote */
 	TT_CHURN,      /* start a thread that maps, moves, replaces, zaps and writes nonstop */
+	TT_SPARSE,     /* arg: pages (MAP_NORESERVE); one page in 512 touched; -> address */
 };
 
 struct tt_req {

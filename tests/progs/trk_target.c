@@ -333,6 +333,21 @@ static void serve(char *stackbuf)
 			reply(0, out, 1);
 			break;
 		}
+		case TT_SPARSE: {
+			/* a large, mostly empty region: one page touched in every 2 MiB */
+			char *p = mmap(NULL, q.arg * PG, PROT_READ | PROT_WRITE,
+				       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+			if (p == MAP_FAILED) {
+				reply(-errno, NULL, 0);
+				break;
+			}
+			for (uint64_t i = 0; i < q.arg; i += 512)
+				((uint64_t *)(p + i * PG))[0] = 1;
+			out[0] = (uintptr_t)p;
+			reply(0, out, 1);
+			break;
+		}
 		case TT_REMAP_SAME: {
 			/* munmap region arg and map a fresh one at the same address */
 			struct region *r = &reg[q.arg];
