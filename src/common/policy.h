@@ -67,8 +67,9 @@
 #define HAUL_MIG_FREEZE_TIMEOUT_MS 2000
 /* Default per-reply timeout towards the page server: a dead link fails within this. */
 #define HAUL_MIG_REPLY_TIMEOUT_MS 10000
-/* Retries (10 ms apart) to remove a cgroup while the killed source leaves it. */
-#define HAUL_MIG_RMDIR_TRIES 100
+/* Retries (10 ms apart) to remove a cgroup while a dead process leaves it: init reaps
+ * orphans only every 1-2 s on these VMs (KERNEL.md). */
+#define HAUL_MIG_RMDIR_TRIES 300
 /* The live progress line on a terminal is redrawn at most this often during a round. */
 #define HAUL_MIG_PROGRESS_MS 250
 /* Re-read cgroup.events this often while waiting to freeze (its events are rate-limited). */

@@ -399,6 +399,19 @@ int haul_cg_throttle(struct haul_cg *cg, unsigned pct, double cpus)
 	return 0;
 }
 
+/* rmdir, waiting a little for an exiting process to leave the cgroup (reaping is slow). */
+static void rmdir_when_empty(const char *dir)
+{
+	for (int i = 0; i < HAUL_MIG_RMDIR_TRIES; i++) {
+		if (!rmdir(dir) || errno == ENOENT)
+			return;
+		if (errno != EBUSY)
+			break;
+		usleep(10000);
+	}
+	pr_warn("cannot remove cgroup '%s': %s; remove it once it is empty", dir, strerror(errno));
+}
+
 /* Move back, then remove the cgroup haul made; EBUSY means something else joined it. */
 static void put_back(pid_t pid, const char *dir, const char *orig)
 {
@@ -409,7 +422,10 @@ static void put_back(pid_t pid, const char *dir, const char *orig)
 	ret = move_pid(orig, pid);
 	if (ret && ret != -ESRCH)
 		pr_warn_r(ret, "cannot move pid %d back to cgroup '%s'", pid, orig);
-	if (rmdir(dir) && errno != ENOENT)
+	/* an exited process stays in a v1 cgroup until it is reaped: wait for that */
+	if (ret == -ESRCH)
+		rmdir_when_empty(dir);
+	else if (rmdir(dir) && errno != ENOENT)
 		pr_warn("cannot remove cgroup '%s' of pid %d: %s", dir, pid, strerror(errno));
 }
 
@@ -429,19 +445,6 @@ void haul_cg_undo(struct haul_cg *cg)
 		put_back(cg->pid, cg->cpu_dir, cg->cpu_orig);
 	if (cg->freezer_dir[0])
 		put_back(cg->pid, cg->freezer_dir, cg->freezer_orig);
-}
-
-/* rmdir, waiting a little for the exiting source to leave the cgroup. */
-static void rmdir_when_empty(const char *dir)
-{
-	for (int i = 0; i < HAUL_MIG_RMDIR_TRIES; i++) {
-		if (!rmdir(dir) || errno == ENOENT)
-			return;
-		if (errno != EBUSY)
-			break;
-		usleep(10000);
-	}
-	pr_warn("cannot remove cgroup '%s': %s; remove it once it is empty", dir, strerror(errno));
 }
 
 void haul_cg_cleanup(struct haul_cg *cg)

@@ -258,6 +258,8 @@ static void summary(const struct haul_mig_opts *o, const struct haul_mig_result 
 	} else if (r->indoubt) {
 		printf("pid %d: in doubt after %.2f s; the source stays frozen (see above)\n",
 		       o->pid, r->total_ms / 1e3);
+	} else if (!haul_proc_state(o->pid) || haul_proc_state(o->pid) == 'Z') {
+		printf("pid %d not migrated: it exited during the migration\n", o->pid);
 	} else {
 		printf("pid %d not migrated (%s: %s); it runs on here\n", o->pid,
 		       r->phase ? r->phase : "?", r->why[0] ? r->why : strerror(-r->err));
