@@ -4,13 +4,14 @@
 load dir.'/plotvars.gp'
 n = words(mems)
 set datafile missing "-"
-set key autotitle columnhead top left font ",9"
+set key autotitle columnhead below horizontal font ",9"
+set offsets 0.25, 0.25, 0, 0
 set grid ytics
 set style data linespoints
 set pointsize 1.2
 label(mib) = (int(mib) % 1024 == 0) ? sprintf("%d GiB", int(mib) / 1024) : sprintf("%d MiB", int(mib))
 
-set terminal pngcairo size (420 * n + 80), 420 font ",10"
+set terminal pngcairo size (420 * n + 80), 460 font ",10"
 
 set output dir.'/downtime_vs_bandwidth.png'
 set multiplot layout 1, n title sprintf("client-seen downtime (largest 1 ms heartbeat gap) vs bandwidth, dirty rate %s, run %s", dt_rate, run)
