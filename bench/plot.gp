@@ -17,7 +17,7 @@ set output dir.'/downtime_vs_bandwidth.png'
 set multiplot layout 1, n title sprintf("client-seen downtime (largest 1 ms heartbeat gap) vs bandwidth, dirty rate %s, run %s", dt_rate, run)
 set logscale y
 set ylabel "downtime (ms, log)"
-set xlabel "link (measured)"
+unset xlabel  # the title names the axis
 do for [i = 1:n] {
 	m = word(mems, i)
 	set title label(m)
@@ -29,7 +29,7 @@ set output dir.'/total_vs_rate.png'
 set multiplot layout 1, n title sprintf("total migration time vs dirty rate (MiB/s), bandwidth %s, run %s", tot_bw, run)
 unset logscale y
 set ylabel "total time (s)"
-set xlabel "dirty rate (MiB/s)"
+unset xlabel
 do for [i = 1:n] {
 	m = word(mems, i)
 	set title label(m)
