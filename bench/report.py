@@ -6,6 +6,7 @@
   report.py --csv CSV --out DIR   add the ratio columns to CSV (against haul stop-and-copy
                                   of the same memory, rate, pattern and bandwidth in the
                                   same run), write DIR/summary.md, and the gnuplot data
+                                  DIR/headline.md (one line per memory, rate and link), and
                                   DIR/plot_*.dat + DIR/plotvars.gp that bench/plot.gp reads
 
 Ratios are taken only within one run: the baseline is measured minutes apart on the
@@ -138,6 +139,40 @@ def summarize(path, out):
     lines.append("cells: " + ", ".join("%d %s" % (v, k) for k, v in sorted(counts.items())))
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
+    # headline.md: one line per (memory, rate, bandwidth), one column per mode
+    ok_rows = [r for r in rows if r["status"] == "ok"]
+    modes = [m for m in MODES if any(r["mode"] == m and r["engine"] == "haul" for r in ok_rows)]
+    not_run = {}
+    for r in rows:
+        if r["mode"] not in modes or r["engine"] != "haul":
+            not_run.setdefault("%s %s" % (r["engine"], r["mode"]), r["note"])
+    head = ["| memory | dirty rate | link | " + " | ".join(
+        "%s: client downtime ms / total s" % m for m in modes) + " |",
+        "|---|---|---|" + "---|" * len(modes)]
+    keys = list(dict.fromkeys((r["mem_mib"], r["rate"], r["bandwidth"]) for r in rows))
+    for mib, rate, bw in keys:
+        cells = []
+        for m in modes:
+            r = next((x for x in rows if x["engine"] == "haul" and x["mode"] == m and
+                      (x["mem_mib"], x["rate"], x["bandwidth"]) == (mib, rate, bw)), None)
+            if r is None:
+                cells.append("-")
+            elif r["status"] != "ok":
+                cells.append(r["status"])
+            elif m == "stop-and-copy":
+                cells.append("%.0f / %.1f" % (num(r["client_gap_ms"]), num(r["total_s"])))
+            else:
+                cells.append("%.0f (%sx) / %.1f (%sx)" % (
+                    num(r["client_gap_ms"]), r["gap_vs_sc"] or "?", num(r["total_s"]),
+                    r["total_vs_sc"] or "?"))
+        head.append("| %s | %s | %s | %s |" % (mem_label(mib), rate_label(rate), bw,
+                                               " | ".join(cells)))
+    head.append("")
+    for name, why in not_run.items():
+        head.append("- %s: not run (%s)" % (name, why))
+    with open(os.path.join(out, "headline.md"), "w") as f:
+        f.write("\n".join(head) + "\n")
+
     for r in rows:
         if r["status"] == "ok" and r["mode"] != "stop-and-copy" and r["gap_vs_sc"]:
             print("bench: ratio: %s %s %s %s %s: client downtime %sx stop-and-copy, total %sx"
