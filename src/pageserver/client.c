@@ -327,6 +327,19 @@ static int stream_ack(struct ps_stream *st, unsigned type, Haul__Wire__Ack *copy
 	return ret;
 }
 
+/*
+ * After a send failed with @err: if the server left an Error frame on the
+ * socket, log its reason (stream_recv does) and return its errno.
+ */
+static int stream_why(struct ps_stream *st, int err)
+{
+	ProtobufCMessage *m = NULL;
+	int ret = stream_recv(st, WIRE_ERROR, 100, &m, NULL, NULL);
+
+	wire_msg_free(m);
+	return ret < 0 && ret != -ETIMEDOUT && ret != -ECONNRESET && ret != -EPROTO ? ret : err;
+}
+
 /* ---- sender threads ------------------------------------------------------------------- */
 
 static bool zero_bit(const uint64_t *bm, uint64_t i)
@@ -405,6 +418,10 @@ static void *stream_thread(void *arg)
 			st->round_pages += st->job_n;
 			st->round_bytes += st->enc.len;
 		}
+
+		/* A server that closes on us says why first: read its Error for the log. */
+		if (ret == -EPIPE || ret == -ECONNRESET)
+			ret = stream_why(st, ret);
 
 		pthread_mutex_lock(&c->mu);
 		if (st->enc.ref)

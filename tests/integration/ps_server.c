@@ -794,3 +794,27 @@ Test(ps, a_stream_that_leaves_fails_its_session_at_once)
 	cr_assert(daemon_alive(&d));
 	daemon_kill(&d, SIGTERM);
 }
+
+Test(ps, client_learns_why_the_server_refused_its_pages)
+{
+	struct daemon d;
+	struct ps_client *c;
+	struct ps_client_opts o;
+	struct haul_layout l = one_vma(1 << 20);
+	static uint8_t buf[16 * PG];
+	int ret;
+
+	daemon_start(&d, 0, NULL);
+	o = copts(d.port, 1, PS_SESSION_STORE);
+	cr_assert_eq(ps_client_new(&o, &c), 0);
+	cr_assert_eq(ps_client_layout(c, &l), 0);
+	cr_assert_eq(ps_client_round_begin(c, 1), 0);
+	memset(buf, 0x5a, sizeof(buf));
+	ret = ps_client_pages(c, BASE + (4 << 20), buf, 16, NULL);
+	if (!ret)
+		ret = ps_client_round_end(c, 1);
+	cr_assert_eq(ret, -ERANGE, "got %d", ret);
+	ps_client_free(c);
+	cr_assert(daemon_alive(&d));
+	daemon_kill(&d, SIGTERM);
+}
