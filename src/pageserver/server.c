@@ -1419,6 +1419,27 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 		io_uring_submit(&s->ring);
 }
 
+/*
+ * At the connection limit, make room by dropping the oldest connection
+ * that has not authenticated, so that a flood of idle or slow peers cannot
+ * lock out a client with the key.  False when every connection is
+ * authenticated.
+ */
+static bool evict_preauth(struct ps_server *s)
+{
+	struct ps_conn *oldest = NULL;
+
+	/* New connections are pushed at the head: the last match is the oldest. */
+	for (struct ps_conn *c = s->conns; c; c = c->next)
+		if (!c->dead && c->state < PS_AUTHED)
+			oldest = c;
+	if (!oldest)
+		return false;
+	pr_warn("peer %s: dropped unauthenticated to make room for a new connection", oldest->peer);
+	conn_teardown(oldest);
+	return true;
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct ps_server *s = w->data;
@@ -1437,7 +1458,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 				pr_warn("cannot accept a connection: %s", strerror(errno));
 			return;
 		}
-		if (s->nconns >= PS_MAX_CONNS) {
+		if (s->nconns >= PS_MAX_CONNS && !evict_preauth(s)) {
 			pr_warn("refusing a connection: %u connections already open", s->nconns);
 			close(fd);
 			continue;

@@ -236,8 +236,10 @@ static uint64_t verify(struct ps_client *c, uint64_t bytes, uint64_t gen)
 
 	cr_assert_not_null(buf);
 	for (uint64_t off = 0; off < bytes; off += batch * PG) {
-		cr_assert_eq(ps_client_fetch(c, BASE + off, batch, buf), 0);
-		for (uint32_t i = 0; i < batch; i++) {
+		uint32_t n = bytes - off < batch * PG ? (uint32_t)((bytes - off) / PG) : batch;
+
+		cr_assert_eq(ps_client_fetch(c, BASE + off, n, buf), 0);
+		for (uint32_t i = 0; i < n; i++) {
 			gen_page(want, BASE + off + i * PG, gen);
 			if (XXH64(want, PG, 0) != XXH64(buf + i * PG, PG, 0))
 				bad++;
@@ -817,4 +819,31 @@ Test(ps, client_learns_why_the_server_refused_its_pages)
 	ps_client_free(c);
 	cr_assert(daemon_alive(&d));
 	daemon_kill(&d, SIGTERM);
+}
+
+Test(ps, a_flood_of_idle_connections_does_not_lock_out_a_keyed_client)
+{
+	enum {
+		FLOOD = 300
+	}; /* more than PS_MAX_CONNS */
+	static int fds[FLOOD];
+	struct daemon d;
+	struct ps_client *c;
+	struct ps_client_opts o;
+	struct haul_layout l = one_vma(1 << 20);
+
+	daemon_start(&d, 0, NULL);
+	for (int i = 0; i < FLOOD; i++)
+		fds[i] = raw_connect(d.port);
+	o = copts(d.port, 2, PS_SESSION_STORE);
+	cr_assert_eq(ps_client_new(&o, &c), 0);
+	cr_assert_eq(ps_client_layout(c, &l), 0);
+	cr_assert_eq(send_round(c, 1, 1 << 20, 5), 0);
+	cr_assert_eq(verify(c, 1 << 20, 5), 0);
+	ps_client_free(c);
+	for (int i = 0; i < FLOOD; i++)
+		close(fds[i]);
+	cr_assert(daemon_alive(&d));
+	daemon_kill(&d, SIGTERM);
+	cr_assert(log_has(&d, "to make room"));
 }
