@@ -84,6 +84,7 @@ struct ps_client {
 	uint64_t round;
 	struct timespec round_t0;
 	uint64_t req_id;
+	void *scratch; /* LZ4 decoding of page replies, WIRE_MAX_PAYLOAD bytes, on first use */
 	/* token bucket, under mu */
 	double tokens;
 	struct timespec tb_last;
@@ -672,6 +673,7 @@ void ps_client_free(struct ps_client *c)
 		sodium_memzero(st->skey, sizeof(st->skey));
 	}
 	free(c->st);
+	free(c->scratch);
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
 	sodium_memzero(c->o.key, sizeof(c->o.key));
@@ -913,7 +915,9 @@ int ps_client_fetch(struct ps_client *c, uint64_t addr, uint32_t npages, void *b
 		ret = stream_recv(st, WIRE_PAGE_REPLY, reply_timeout(c), &m, &payload, &plen);
 	if (ret)
 		return ret;
-	scratch = malloc(WIRE_MAX_PAYLOAD);
+	if (!c->scratch)
+		c->scratch = malloc(WIRE_MAX_PAYLOAD);
+	scratch = c->scratch;
 	if (!scratch) {
 		wire_msg_free(m);
 		return -ENOMEM;
@@ -925,7 +929,6 @@ int ps_client_fetch(struct ps_client *c, uint64_t addr, uint32_t npages, void *b
 		memset(buf, 0, (size_t)npages * HAUL_PAGE_SIZE);
 		n = wire_pages_decode(pm, payload, plen, scratch, fetch_put, &f);
 	}
-	free(scratch);
 	wire_msg_free(m);
 	if (n < 0 || f.got != npages) {
 		pr_err("page server %s answered %#llx+%u pages with a bad reply", c->o.to,
