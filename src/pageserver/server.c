@@ -1359,7 +1359,13 @@ static void on_cqe(struct ps_server *s, struct io_uring_cqe *cqe)
 			return;
 		}
 		if (res == 0) {
-			if (c->sess && (c->sess->in_round || c->rfill != c->rhead))
+			if (c->rfill != c->rhead || c->direct)
+				pr_warn("peer %s sent a truncated frame (%zu bytes) and closed the "
+					"connection",
+					c->peer,
+					c->direct ? (size_t)c->dh.payload_len
+						  : c->rfill - c->rhead);
+			else if (c->sess && c->sess->in_round)
 				pr_warn("peer %s closed the connection mid-round", c->peer);
 			else
 				pr_debug("peer %s closed the connection", c->peer);

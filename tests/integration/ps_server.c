@@ -537,6 +537,13 @@ Test(ps, hostile_peers_are_dropped_while_a_good_client_carries_on)
 			  "an unauthenticated page request was not refused");
 		close(fq);
 	}
+	/* truncated: half a header, then the peer closes */
+	{
+		int ft = raw_connect(d.port);
+
+		send(ft, "HAUL\x01", 5, MSG_NOSIGNAL);
+		close(ft);
+	}
 	cr_assert(closed_within(fd_rand, 3000));
 	cr_assert(closed_within(fd_unauth, 3000));
 	cr_assert(closed_within(fd_loris, 5000), "slow-loris peer was not dropped");
@@ -584,6 +591,7 @@ Test(ps, hostile_peers_are_dropped_while_a_good_client_carries_on)
 	cr_assert(log_has(&d, "bad frame header"));
 	cr_assert(log_has(&d, "sent PAGES in state hello"));
 	cr_assert(log_has(&d, "sent PAGE_REQ in state auth"));
+	cr_assert(log_has(&d, "sent a truncated frame"));
 	cr_assert(log_has(&d, "did not authenticate within"));
 	cr_assert(log_has(&d, "outside any announced VMA"));
 	cr_assert(log_has(&d, "corrupt LZ4"));
