@@ -79,7 +79,7 @@ sleep 2
 
 say "haul migrate demo$$ --to 198.18.0.2:$PORT (live: it keeps running)"
 nsenter --net=/run/netns/"$A" "$HAUL" migrate demo$$ --to 198.18.0.2:$PORT --key "$TMP/key" \
-	--downtime 50 --json "$TMP/migrate.json"
+	--downtime 25 --json "$TMP/migrate.json"
 rc=$?
 sleep 2
 echo verify >"$TMP/control"
