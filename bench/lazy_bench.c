@@ -60,6 +60,9 @@ static uint64_t pattern(uint64_t addr)
 	return addr * 0x9E3779B97F4A7C15ull;
 }
 
+/* Pages per background fetch (-c); 0: the fault server's default. */
+static unsigned chunk_pages;
+
 /* Latencies in log2 buckets with linear interpolation inside: enough for p50/p99. */
 struct hist {
 	uint64_t n;
@@ -210,7 +213,8 @@ static int bench_postcopy(char *base, size_t len, const struct rst_lazy_source *
 			     .prot = PROT_READ | PROT_WRITE,
 			     .flags = HAUL_VMA_ANON};
 	struct haul_layout l = {&v, 1};
-	struct rst_lazy_opts o = {.vmas = &l, .src = *src, .fetchers = fetchers};
+	struct rst_lazy_opts o = {
+		.vmas = &l, .src = *src, .fetchers = fetchers, .chunk_pages = chunk_pages};
 	struct child_report fin;
 	struct rst_lazy *lz = NULL;
 	int go[2], res[2], ret, status;
@@ -326,7 +330,7 @@ static int bench_size(size_t len, unsigned fetchers, unsigned touch_ms, unsigned
 			goto out;
 		}
 		memset(&run, 0, sizeof(run));
-		struct rst_lazy_source local = {src_fetch, NULL};
+		struct rst_lazy_source local = {.fetch = src_fetch};
 
 		ret = bench_postcopy(base, len, &local, fetchers, touch_ms, &run);
 		if (ret)
@@ -540,7 +544,7 @@ static int bench_net(size_t len, unsigned fetchers, unsigned touch_ms, unsigned 
 	       "all (%u sessions) %.1f ms %.2f GB/s\n",
 	       gib, t_store * 1e3, gb / t_store, nf + 1, t_fetch * 1e3, gb / t_fetch);
 	for (unsigned i = 0; i < reps; i++) {
-		struct rst_lazy_source src = {rst_lazy_ps_fetch, ps};
+		struct rst_lazy_source src = {rst_lazy_ps_fetch, ps, rst_lazy_ps_fetch_fault};
 		struct run run;
 
 		memset(&run, 0, sizeof(run));
@@ -733,7 +737,7 @@ static int bench_resume_one(size_t mib, bool lazy, struct resume_run *out)
 	out->smaps_s = (now_ns() - tp) / 1e9;
 	if (!ret && lazy)
 		ret = rst_lazy_src_open(pid, &l, &src);
-	h.src = (struct rst_lazy_source){rst_lazy_src_fetch, src};
+	h.src = (struct rst_lazy_source){.fetch = rst_lazy_src_fetch, .arg = src};
 	tp = now_ns();
 	out->dump_s = (tp - t0) / 1e9;
 	if (!ret)
@@ -857,7 +861,7 @@ int main(int argc, char **argv)
 	int opt, ret = 0;
 
 	log_init("lazy_bench");
-	while ((opt = getopt(argc, argv, "s:f:t:r:neh")) != -1) {
+	while ((opt = getopt(argc, argv, "s:f:t:r:c:neh")) != -1) {
 		switch (opt) {
 		case 's':
 			free(sizes);
@@ -875,6 +879,9 @@ int main(int argc, char **argv)
 		case 'e':
 			resume = true;
 			break;
+		case 'c':
+			chunk_pages = (unsigned)atoi(optarg);
+			break;
 		case 'r':
 			reps = (unsigned)atoi(optarg);
 			if (reps < 1 || reps > MAX_REPS)
@@ -882,7 +889,7 @@ int main(int argc, char **argv)
 			break;
 		default:
 			fprintf(stderr,
-				"usage: lazy_bench [-s \"1G 4G\"] [-f fetchers] [-t touch_ms] [-r runs] [-n: over loopback] [-e: resume time of a real process]\n");
+				"usage: lazy_bench [-s \"1G 4G\"] [-f fetchers] [-t touch_ms] [-r runs] [-c chunk_pages] [-n: over loopback] [-e: resume time of a real process]\n");
 			return opt == 'h' ? 0 : 2;
 		}
 	}

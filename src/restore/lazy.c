@@ -118,6 +118,7 @@ struct rst_lazy {
 	pid_t pid;
 	struct rst_lazy_source src;
 	unsigned nfetchers, nrunning;
+	uint32_t chunk_pages;
 	pthread_t fault_thread;
 	pthread_t *fetch_threads;
 	bool started;
@@ -532,6 +533,14 @@ static int uffd_wake(struct lz_mm *mm, uint64_t addr)
 	return uffd_err(errno);
 }
 
+/* Fetch for a fault: the source's own path for those, if it has one. */
+static int fetch_fault(struct rst_lazy *lz, uint64_t addr, uint32_t npages, void *buf)
+{
+	if (lz->src.fetch_fault)
+		return lz->src.fetch_fault(lz->src.arg, addr, npages, buf);
+	return lz->src.fetch(lz->src.arg, addr, npages, buf);
+}
+
 /* A fetch for a fault failed: remember it as the source's failure (it may be -ESRCH too). */
 static int fetch_failed(struct rst_lazy *lz, int err)
 {
@@ -574,7 +583,7 @@ static int serve_fault(struct rst_lazy *lz, struct lz_mm *mm, uint64_t addr)
 		 */
 		if (!lz->marked)
 			return uffd_wake(mm, addr);
-		ret = lz->src.fetch(lz->src.arg, rg->src + i * PG, 1, lz->fault_buf);
+		ret = fetch_fault(lz, rg->src + i * PG, 1, lz->fault_buf);
 		if (ret)
 			return fetch_failed(lz, (int)ret);
 		struct uffdio_copy c = {.dst = addr,
@@ -600,7 +609,7 @@ static int serve_fault(struct rst_lazy *lz, struct lz_mm *mm, uint64_t addr)
 	while (hi < whi && !bit_test(rg->done, hi))
 		hi++;
 
-	ret = lz->src.fetch(lz->src.arg, rg->src + lo * PG, (uint32_t)(hi - lo), lz->fault_buf);
+	ret = fetch_fault(lz, rg->src + lo * PG, (uint32_t)(hi - lo), lz->fault_buf);
 	if (ret)
 		return fetch_failed(lz, (int)ret);
 	pthread_mutex_lock(&lz->lock);
@@ -1096,8 +1105,8 @@ stopped:
 /* ---- the fetchers ----------------------------------------------------------------- */
 
 /* Claim the next run of pages of @mm from address @from on, wrapping around. Under lz->lock. */
-static bool plan_in(struct lz_mm *mm, uint64_t from_addr, uint64_t *src, uint32_t *npages,
-		    uint64_t *next)
+static bool plan_in(struct lz_mm *mm, uint64_t from_addr, uint32_t chunk, uint64_t *src,
+		    uint32_t *npages, uint64_t *next)
 {
 	size_t first = 0;
 
@@ -1116,7 +1125,7 @@ static bool plan_in(struct lz_mm *mm, uint64_t from_addr, uint64_t *src, uint32_
 		i = find_clear2(rg->done, rg->claimed, from, n);
 		if (i == n)
 			continue;
-		while (i + run < n && run < LAZY_PUSH_CHUNK_PAGES && !bit_test(rg->done, i + run) &&
+		while (i + run < n && run < chunk && !bit_test(rg->done, i + run) &&
 		       !bit_test(rg->claimed, i + run)) {
 			bit_set(rg->claimed, i + run);
 			run++;
@@ -1139,7 +1148,8 @@ static bool plan_next(struct rst_lazy *lz, struct lz_chunk *c)
 
 		if (mm->dead || !mm->missing)
 			continue;
-		if (plan_in(mm, j == 0 ? lz->hint : 0, &c->src, &c->npages, &next)) {
+		if (plan_in(mm, j == 0 ? lz->hint : 0, lz->chunk_pages, &c->src, &c->npages,
+			    &next)) {
 			c->mm = mm;
 			lz->hint_mm = idx;
 			lz->hint = next;
@@ -1401,6 +1411,9 @@ int rst_lazy_new(const struct rst_lazy_opts *o, struct rst_lazy **out)
 	lz->src = o->src;
 	lz->stopfd = lz->readyfd = lz->pidfd = -1;
 	lz->nfetchers = o->fetchers ? o->fetchers : LAZY_DEFAULT_FETCHERS;
+	lz->chunk_pages = o->chunk_pages && o->chunk_pages < LAZY_PUSH_CHUNK_PAGES
+				  ? o->chunk_pages
+				  : LAZY_PUSH_CHUNK_PAGES;
 	pthread_mutex_init(&lz->lock, NULL);
 	{
 		pthread_condattr_t ca;

@@ -57,6 +57,12 @@
 struct rst_lazy_source {
 	int (*fetch)(void *arg, uint64_t addr, uint32_t npages, void *buf);
 	void *arg;
+	/*
+	 * Optional: what the fault thread calls instead of fetch() (a process
+	 * is waiting on these pages): a source may give them a path of their
+	 * own so that they do not queue behind background chunks.
+	 */
+	int (*fetch_fault)(void *arg, uint64_t addr, uint32_t npages, void *buf);
 };
 
 struct rst_lazy_opts {
@@ -64,7 +70,8 @@ struct rst_lazy_opts {
 	pid_t pid; /* the restored process: SIGKILLed when its memory cannot arrive */
 	const struct haul_layout *vmas; /* the registered VMAs; every page missing at first */
 	struct rst_lazy_source src;
-	unsigned fetchers; /* background fetch threads; 0: LAZY_DEFAULT_FETCHERS */
+	unsigned fetchers;    /* background fetch threads; 0: LAZY_DEFAULT_FETCHERS */
+	unsigned chunk_pages; /* pages per background fetch; 0: LAZY_PUSH_CHUNK_PAGES (the most) */
 };
 
 struct rst_lazy_stats {
@@ -207,7 +214,8 @@ struct rst_lazy_ps;
  * Open @n FETCH sessions (@o->kind is forced to FETCH) to the page server
  * holding the committed image of @o->pid: one per thread that may fetch at
  * once (the fetchers and the fault thread: LAZY_DEFAULT_FETCHERS + 1), since
- * a ps_client serves one request at a time.  0 or -errno.
+ * a ps_client serves one request at a time; with n >= 2 the first is kept
+ * for faults (rst_lazy_ps_fetch_fault).  0 or -errno.
  */
 int rst_lazy_ps_open(const struct ps_client_opts *o, unsigned n, struct rst_lazy_ps **out);
 
@@ -215,8 +223,11 @@ int rst_lazy_ps_open(const struct ps_client_opts *o, unsigned n, struct rst_lazy
  * rst_lazy_source.fetch over a struct rst_lazy_ps (@arg), for up to
  * WIRE_MAX_REQ_PAGES pages per request (split otherwise).  After one failure
  * every later call fails at once with the same error (the link is gone).
+ * rst_lazy_ps_fetch_fault (rst_lazy_source.fetch_fault) uses the first
+ * session only, which background fetches never take.
  */
 int rst_lazy_ps_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf);
+int rst_lazy_ps_fetch_fault(void *arg, uint64_t addr, uint32_t npages, void *buf);
 
 /* NULL is a no-op. */
 void rst_lazy_ps_free(struct rst_lazy_ps *p);

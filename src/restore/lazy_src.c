@@ -139,8 +139,9 @@ int rst_lazy_src_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
 struct rst_lazy_ps {
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
-	struct ps_client **c; /* c[0 .. nfree) are free */
-	unsigned n, nfree;
+	struct ps_client **c;
+	bool *busy; /* c[i] is in use by a fetching thread */
+	unsigned n;
 	int err; /* the first failure: every later fetch fails with it */
 	char to[128];
 };
@@ -157,7 +158,8 @@ int rst_lazy_ps_open(const struct ps_client_opts *o, unsigned n, struct rst_lazy
 	pthread_cond_init(&p->cv, NULL);
 	snprintf(p->to, sizeof(p->to), "%s", o->to ? o->to : "?");
 	p->c = calloc(n ? n : 1, sizeof(*p->c));
-	if (!p->c) {
+	p->busy = calloc(n ? n : 1, sizeof(*p->busy));
+	if (!p->c || !p->busy) {
 		rst_lazy_ps_free(p);
 		return -ENOMEM;
 	}
@@ -173,26 +175,43 @@ int rst_lazy_ps_open(const struct ps_client_opts *o, unsigned n, struct rst_lazy
 		}
 		p->n++;
 	}
-	p->nfree = p->n;
 	*out = p;
 	return 0;
 }
 
-int rst_lazy_ps_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
+/* Take session @want (fault path), or any free one but the fault session. Under p->lock. */
+static struct ps_client *take(struct rst_lazy_ps *p, bool fault)
 {
-	struct rst_lazy_ps *p = arg;
-	struct ps_client *c;
+	for (unsigned i = 0; i < p->n; i++) {
+		/* With >= 2 sessions, session 0 is the fault path's alone. */
+		if (p->busy[i] || (p->n >= 2 && (i == 0) != fault))
+			continue;
+		p->busy[i] = true;
+		return p->c[i];
+	}
+	return NULL;
+}
+
+static void give_back(struct rst_lazy_ps *p, struct ps_client *c)
+{
+	for (unsigned i = 0; i < p->n; i++)
+		if (p->c[i] == c)
+			p->busy[i] = false;
+}
+
+static int ps_fetch(struct rst_lazy_ps *p, bool fault, uint64_t addr, uint32_t npages, void *buf)
+{
+	struct ps_client *c = NULL;
 	int ret = 0;
 
 	pthread_mutex_lock(&p->lock);
-	while (!p->err && !p->nfree)
+	while (!p->err && !(c = take(p, fault)))
 		pthread_cond_wait(&p->cv, &p->lock);
 	if (p->err) {
 		ret = p->err;
 		pthread_mutex_unlock(&p->lock);
 		return ret;
 	}
-	c = p->c[--p->nfree];
 	pthread_mutex_unlock(&p->lock);
 
 	for (uint32_t done = 0; !ret && done < npages;) {
@@ -209,7 +228,7 @@ int rst_lazy_ps_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
 		ret = -EHOSTDOWN;
 
 	pthread_mutex_lock(&p->lock);
-	p->c[p->nfree++] = c;
+	give_back(p, c);
 	if (ret && !p->err) {
 		p->err = ret;
 		pr_err_r(ret, "page server %s stopped answering page requests", p->to);
@@ -219,6 +238,16 @@ int rst_lazy_ps_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
 	return ret;
 }
 
+int rst_lazy_ps_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
+{
+	return ps_fetch(arg, false, addr, npages, buf);
+}
+
+int rst_lazy_ps_fetch_fault(void *arg, uint64_t addr, uint32_t npages, void *buf)
+{
+	return ps_fetch(arg, true, addr, npages, buf);
+}
+
 void rst_lazy_ps_free(struct rst_lazy_ps *p)
 {
 	if (!p)
@@ -226,6 +255,7 @@ void rst_lazy_ps_free(struct rst_lazy_ps *p)
 	for (unsigned i = 0; i < p->n; i++)
 		ps_client_free(p->c[i]);
 	free(p->c);
+	free(p->busy);
 	pthread_cond_destroy(&p->cv);
 	pthread_mutex_destroy(&p->lock);
 	free(p);

@@ -292,8 +292,10 @@ static struct rst_lazy *make_lazy(struct fixture *f, struct src *s, unsigned fet
 			     .prot = PROT_READ | PROT_WRITE,
 			     .flags = HAUL_VMA_ANON};
 	struct haul_layout l = {&v, 1};
-	struct rst_lazy_opts o = {
-		.pid = f->pid, .vmas = &l, .src = {src_fetch, s}, .fetchers = fetchers};
+	struct rst_lazy_opts o = {.pid = f->pid,
+				  .vmas = &l,
+				  .src = {.fetch = src_fetch, .arg = s},
+				  .fetchers = fetchers};
 	struct rst_lazy *lz;
 	struct rsys r;
 	int ret;
@@ -511,7 +513,8 @@ Test(lazy, hybrid_stale_pages_are_zapped_and_fetched_again, .timeout = 60)
 	struct src s = {0};
 	struct haul_vma v;
 	struct haul_layout l = {&v, 1};
-	struct rst_lazy_opts o = {.vmas = &l, .src = {src_fetch, &s}, .fetchers = 1};
+	struct rst_lazy_opts o = {
+		.vmas = &l, .src = {.fetch = src_fetch, .arg = &s}, .fetchers = 1};
 	struct rst_lazy_stats st;
 	struct rst_lazy *lz;
 	struct rsys r;

@@ -165,7 +165,8 @@ static struct rst_lazy *make_lazy(struct target *t, char *base, size_t len, stru
 			     .prot = PROT_READ | PROT_WRITE,
 			     .flags = HAUL_VMA_ANON};
 	struct haul_layout l = {&v, 1};
-	struct rst_lazy_opts o = {.pid = t->pid, .vmas = &l, .src = {rst_lazy_ps_fetch, ps}};
+	struct rst_lazy_opts o = {
+		.pid = t->pid, .vmas = &l, .src = {rst_lazy_ps_fetch, ps, rst_lazy_ps_fetch_fault}};
 	struct rst_lazy *lz;
 	struct rsys r;
 	int ret;

@@ -125,7 +125,7 @@ Test(lazy, real_process_restored_post_copy_from_its_frozen_original, .timeout = 
 	cr_assert_eq(rst_dump_state(sz, &state, &state_len), 0);
 	cr_assert_eq(haul_layout_read(pid, true, &l), 0);
 	cr_assert_eq(rst_lazy_src_open(pid, &l, &src), 0);
-	h.src = (struct rst_lazy_source){rst_lazy_src_fetch, src};
+	h.src = (struct rst_lazy_source){.fetch = rst_lazy_src_fetch, .arg = src};
 
 	/* Target: only what cannot be lazy is written before resume. */
 	o.pid = pid;

@@ -143,7 +143,7 @@ static struct rst_lazy *make_lazy(struct pair *p, struct rst_lazy_src **src)
 	int ret;
 
 	cr_assert_eq(rst_lazy_src_open(p->src, &l, src), 0);
-	o.src = (struct rst_lazy_source){rst_lazy_src_fetch, *src};
+	o.src = (struct rst_lazy_source){.fetch = rst_lazy_src_fetch, .arg = *src};
 	usleep(10000);
 	cr_assert_eq(rsys_seize(&r, p->dst), 0);
 	ret = rst_lazy_uffd_create(&r, &l, &o.uffd);
