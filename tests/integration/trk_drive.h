@@ -615,6 +615,31 @@ out:
 	return ret;
 }
 
+/* SIGSTOP @pid and wait until every thread is stopped, or SIGCONT it. */
+static inline int td_freeze(pid_t pid, bool stop)
+{
+	char path[64], buf[512], *p;
+
+	if (kill(pid, stop ? SIGSTOP : SIGCONT))
+		return -errno;
+	if (!stop)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	for (int i = 0; i < 2000; i++) {
+		FILE *f = fopen(path, "r");
+		size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+
+		if (f)
+			fclose(f);
+		buf[n] = '\0';
+		p = strrchr(buf, ')');
+		if (p && p[1] == ' ' && p[2] == 'T')
+			return 0;
+		usleep(1000);
+	}
+	return -ETIMEDOUT;
+}
+
 /*
  * A copy of a whole address space, page by page: what a receiver holds.
  * Open addressing; a dropped page keeps its slot with data NULL.
@@ -726,6 +751,13 @@ static inline int td_churn_precopy(struct td *d, enum trk_backend b, int rounds,
 	if (td_cmd(d, TT_QUIESCE, 0, NULL, 0, out, 1))
 		TD_FAIL("cannot stop the churn");
 	s->written = out[0];
+	/*
+	 * The final round runs frozen, as in a migration: the main thread
+	 * still writes its stack and TLS on the way back into read().
+	 */
+	if (td_freeze(d->pid, true))
+		TD_FAIL("cannot stop the target for the final round");
+	trk_set_frozen(t, true);
 	ret = td_round(t, &r, s);
 	if (!ret)
 		ret = td_img_apply(&m, t, &r);
@@ -801,6 +833,7 @@ static inline int td_churn_precopy(struct td *d, enum trk_backend b, int rounds,
 			stale++;
 		}
 	}
+	td_freeze(d->pid, false);
 	s->missed = differ;
 	s->false_pos = stale;
 	if (differ || stale)
