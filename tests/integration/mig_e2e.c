@@ -162,3 +162,43 @@ Test(mig_e2e, moves_a_haul_run_workload_named_by_its_cgroup, .fini = teardown, .
 	pclose(p);
 	cr_assert(migrated, "haul ps does not show the workload as migrated");
 }
+
+Test(mig_e2e, stops_at_max_rounds_and_reports_the_cost, .fini = teardown, .timeout = 90)
+{
+	const char *extra[] = {"--downtime", "5", "--max-rounds", "2", NULL};
+	long seq;
+
+	th_mig_setup(&M, 0);
+	th_mig_workload(&M, 64, 64, 0);
+	usleep(300000);
+	seq = th_mig_seq(&M);
+	cr_assert_eq(migrate(extra, 60000), 0, "haul migrate failed");
+	assert_moved(seq);
+	cr_assert_eq(th_mig_json(&M, "rounds"), 3, "2 pre-copy rounds and the frozen one");
+	cr_assert_eq(th_sh("grep -q '\"over_target\": true' %s", M.json), 0,
+		     "the summary does not say the target was missed");
+}
+
+Test(mig_e2e, refuses_an_unmigratable_process_without_touching_it, .fini = teardown, .timeout = 60)
+{
+	char *argv[] = {"/bin/sleep", "60", NULL};
+	char line[512], cg[256];
+	int fd, wfd, st;
+	pid_t haul;
+
+	th_mig_setup(&M, 0);
+	/* its stdout is a pipe: haul cannot move a pipe */
+	M.wl_pid = th_spawn_pipe(M.net.a, argv, &wfd);
+	cr_assert_gt(M.wl_pid, 0);
+	usleep(100000);
+	haul = th_mig_haul(&M, &fd, NULL);
+	st = th_wait_exit(haul, 30000);
+	cr_assert_eq(th_wait_line(fd, "pipe", 1000, line, sizeof(line)), 0,
+		     "haul did not name the pipe");
+	close(fd);
+	close(wfd);
+	cr_assert_eq(st, 1);
+	cr_assert_eq(kill(M.wl_pid, 0), 0, "the process is gone");
+	snprintf(cg, sizeof(cg), "/proc/%d/cgroup", M.wl_pid);
+	cr_assert_neq(th_sh("grep -q 'haul/mig-' %s", cg), 0, "it was moved into a cgroup");
+}
