@@ -14,10 +14,12 @@
  * Changes since the lead's draft (all source compatible):
  *  - struct trk_round gained present_pages; the meaning of gone[] vs dirty[]
  *    is spelled out (drop gone[] first, then apply dirty[]).
- *  - trk_read(): like trk_read_pages() but through the tracker.  Callers
- *    should prefer it: with TRK_HASH it records the hash of the bytes it
- *    read, without which a page that changes and changes back between a
- *    round and the read would be missed.
+ *  - trk_read(): like trk_read_pages() but through the tracker.  Migrate
+ *    MUST use it for the pages it sends: it records what the caller now
+ *    holds (the hash of the bytes read, with TRK_HASH; pages read with data
+ *    that the scan saw unpopulated, with every backend).  Without it a page
+ *    that changes and changes back between a round and the read, or is
+ *    zapped, refilled and zapped again, would be missed.
  *  - trk_stop_ms(): how long trk_open() kept the target stopped.
  *  - trk_opts.populated: also count populated pages (slower with uffd).
  *  - trk_set_frozen(): the caller froze the process; rounds do not stop it.
@@ -116,9 +118,12 @@ void trk_round_release(struct trk_round *r);
 int trk_read_pages(pid_t pid, const struct trk_range *r, size_t n, void *buf, uint64_t *zero);
 
 /*
- * trk_read_pages() for the tracked process, from the trk_open() thread.
- * With TRK_HASH it also remembers the hash of each page as read, so the
- * next round compares against what the caller now holds.
+ * trk_read_pages() for the tracked process, from the trk_open() thread; use
+ * it for every page sent.  It remembers what the caller now holds: with
+ * TRK_HASH the hash of each page as read; with every backend the pages read
+ * with data although the last scan saw them unpopulated (so that if they
+ * are unpopulated again, the next round reports them, to be sent as zero).
+ * Returns 0 or -errno like trk_read_pages().
  */
 int trk_read(struct trk *t, const struct trk_range *r, size_t n, void *buf, uint64_t *zero);
 
