@@ -63,6 +63,7 @@
 
 #include "common/log.h"
 #include "common/policy.h"
+#include "common/probe.h"
 #include "restore/lazy_int.h"
 
 #define PG	     HAUL_PAGE_SIZE
@@ -561,6 +562,7 @@ static int serve_fault(struct rst_lazy *lz, struct lz_mm *mm, uint64_t addr)
 	uint64_t i, lo, hi, wlo, whi;
 	long ret;
 
+	pr_debug("fault at %#lx of pid %d", (unsigned long)addr, lz->pid);
 	if (!rg) {
 		/* Registered memory that has no source pages (a VMA grown by mremap). */
 		pthread_mutex_lock(&lz->lock);
@@ -1225,27 +1227,6 @@ bool rst_lazy_vma_ok(const struct haul_vma *v)
 	return (v->flags & HAUL_VMA_ANON) && !(v->flags & HAUL_VMA_SHARED);
 }
 
-/* The features this kernel offers (a private uffd: UFFDIO_API works once per fd). */
-static int probe_features(uint64_t *features)
-{
-	struct uffdio_api api = {.api = UFFD_API, .features = 0};
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
-	int ret = 0;
-
-	if (fd < 0) {
-		ret = -errno;
-		pr_err_r(ret, "userfaultfd is not available, post-copy cannot run");
-		return ret == -ENOSYS ? -EOPNOTSUPP : ret;
-	}
-	if (ioctl(fd, UFFDIO_API, &api)) {
-		ret = -errno;
-		pr_err_r(ret, "cannot probe userfaultfd features");
-	}
-	*features = api.features;
-	close(fd);
-	return ret;
-}
-
 int rst_lazy_uffd_create(struct rsys *r, const struct haul_layout *vmas, int *uffd)
 {
 	uint64_t args[6] = {O_CLOEXEC | O_NONBLOCK}, features = 0, want = LAZY_EVENTS;
@@ -1264,9 +1245,11 @@ int rst_lazy_uffd_create(struct rsys *r, const struct haul_layout *vmas, int *uf
 		if (vmas->v[i].flags & HAUL_VMA_SHMEM)
 			want |= UFFD_FEATURE_MISSING_SHMEM;
 	}
-	ret = probe_features(&features);
-	if (ret)
-		return ret;
+	ret = probe_uffd_features(&features);
+	if (ret) {
+		pr_err_r(ret, "userfaultfd is not available, post-copy cannot run");
+		return ret == -ENOSYS ? -EOPNOTSUPP : ret;
+	}
 	if ((features & want) != want) {
 		pr_err("userfaultfd lacks features %#lx needed for post-copy (kernel offers %#lx)",
 		       (unsigned long)(want & ~features), (unsigned long)features);
@@ -1342,6 +1325,91 @@ int rst_lazy_zap(struct rsys *r, uint64_t addr, uint64_t npages)
 	return ret;
 }
 
+/* Mark [s, e) of the restored process present (found populated). Before start. */
+static void mark_range(struct rst_lazy *lz, uint64_t s, uint64_t e)
+{
+	struct lz_mm *mm = lz->mm[0];
+
+	for (size_t k = 0; k < mm->nr; k++) {
+		struct lz_region *rg = &mm->r[k];
+		uint64_t a = s > rg->start ? s : rg->start, b = e < rg->end ? e : rg->end;
+
+		if (a < b)
+			mark_done(lz, mm, rg, (a - rg->start) / PG, (b - a) / PG);
+	}
+}
+
+/*
+ * Pages already in the stub were written by the restorer on purpose (eager
+ * pages, pre-copy rounds): they need no fetch, and a restorer that touches
+ * them during the resume then never waits for the source.  PAGEMAP_SCAN
+ * reports populated ranges only (fast on sparse memory); without it, the
+ * pagemap entries are read.
+ */
+static int mark_populated(struct rst_lazy *lz, pid_t pid)
+{
+	struct lz_mm *mm = lz->mm[0];
+	uint64_t before = lz->missing;
+	char path[64];
+	int fd, ret = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	for (size_t k = 0; !ret && k < mm->nr; k++) {
+		uint64_t start = mm->r[k].start, end = mm->r[k].end;
+
+		if (probe_pagemap_scan()) {
+			struct page_region v[64];
+			struct pm_scan_arg a = {.size = sizeof(a),
+						.start = start,
+						.end = end,
+						.vec = (uint64_t)(uintptr_t)v,
+						.vec_len = 64,
+						.category_anyof_mask =
+							PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+						.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED};
+
+			while (a.start < end) {
+				long n = ioctl(fd, PAGEMAP_SCAN, &a);
+
+				if (n < 0) {
+					ret = -errno;
+					break;
+				}
+				for (long i = 0; i < n; i++)
+					mark_range(lz, v[i].start, v[i].end);
+				if (a.walk_end <= a.start)
+					break;
+				a.start = a.walk_end;
+			}
+		} else {
+			uint64_t e[512];
+
+			for (uint64_t a = start; !ret && a < end; a += 512 * PG) {
+				size_t cnt = (end - a) / PG < 512 ? (end - a) / PG : 512;
+				ssize_t got = pread(fd, e, cnt * 8, (off_t)(a / PG * 8));
+
+				if (got != (ssize_t)(cnt * 8)) {
+					ret = got < 0 ? -errno : -EIO;
+					break;
+				}
+				for (size_t i = 0; i < cnt; i++)
+					if (e[i] & (PM_ENTRY_PRESENT | PM_ENTRY_SWAPPED))
+						mark_range(lz, a + i * PG, a + (i + 1) * PG);
+			}
+		}
+	}
+	close(fd);
+	if (ret)
+		pr_err_r(ret, "cannot read which pages of pid %d are present", (int)pid);
+	else if (before != lz->missing)
+		pr_debug("%lu pages of pid %d are in place already",
+			 (unsigned long)(before - lz->missing), (int)pid);
+	return ret;
+}
+
 int rst_lazy_attach(struct rsys *r, pid_t pid, const struct haul_layout *l,
 		    const struct rst_lazy_source *src, struct haul_layout *lazy,
 		    struct rst_lazy **out)
@@ -1373,9 +1441,14 @@ int rst_lazy_attach(struct rsys *r, pid_t pid, const struct haul_layout *l,
 	ret = rst_lazy_new(&o, out);
 	if (ret)
 		goto err;
-	ret = rst_lazy_start(*out);
+	ret = mark_populated(*out, pid);
+	if (!ret)
+		ret = rst_lazy_start(*out);
 	if (ret) {
-		/* The stub never ran: it is killed, and the restore fails anyway. */
+		/*
+		 * The stub never ran; started or not, freeing unregisters its
+		 * memory (and kills a started one): the restore fails anyway.
+		 */
 		rst_lazy_free(*out);
 		*out = NULL;
 		goto err;

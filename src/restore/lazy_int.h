@@ -116,7 +116,12 @@ int rst_lazy_uffd_create(struct rsys *r, const struct haul_layout *vmas, int *uf
  * The restore target's one call (rst_target_resume, with the address space
  * final and before any other injected syscall): the VMAs of @l that can be
  * lazy (rst_lazy_vma_ok) are registered through @r, the fault server is
- * created for process @pid with @src and started.  *@lazy then holds the
+ * created for process @pid with @src and started.  Pages already present in
+ * those VMAs (written by the restorer: pre-copy rounds, pages sent eagerly)
+ * count as arrived and must hold the right contents; zap stale ones first
+ * (rst_lazy_zap).  A restorer whose fetches depend on its own thread (the
+ * page server's loop) must have every page its injected calls touch written
+ * before: the rseq area (the one such page seen: rseq registration writes it).  *@lazy then holds the
  * VMAs made lazy (haul_layout_release() it): every other VMA's pages must be
  * written before resume as in pre-copy.  0 or -errno (nothing is left
  * registered on failure).

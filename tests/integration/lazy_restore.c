@@ -10,12 +10,14 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -88,7 +90,44 @@ static void final_line(const char *path, char *line, size_t len)
 	snprintf(line, len, "%.*s", (int)strcspn(p, "\n"), p);
 }
 
-Test(lazy, real_process_restored_post_copy_from_its_frozen_original, .timeout = 120)
+/* Counts fault fetches made while the restorer is still inside rst_target_resume. */
+struct guard {
+	struct rst_lazy_src *src;
+	atomic_int in_resume;
+	atomic_int during;
+};
+
+static int guarded_fault_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
+{
+	struct guard *g = arg;
+
+	if (atomic_load(&g->in_resume))
+		atomic_fetch_add(&g->during, 1);
+	return rst_lazy_src_fetch(g->src, addr, npages, buf);
+}
+
+static int plain_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
+{
+	struct guard *g = arg;
+
+	return rst_lazy_src_fetch(g->src, addr, npages, buf);
+}
+
+#ifndef PTRACE_GET_RSEQ_CONFIGURATION
+#define PTRACE_GET_RSEQ_CONFIGURATION 0x420f
+#endif
+struct rseq_conf {
+	uint64_t ptr;
+	uint32_t size, sig, flags, pad;
+};
+
+/*
+ * Restore rst_counter post-copy from its frozen original.  With
+ * @rseq_eager, the page of its rseq area is written before resume like
+ * the file-backed pages: then the restorer itself must never wait for a
+ * lazy page (a page server's restorer could not: its loop is the tracer).
+ */
+static void e2e(bool rseq_eager)
 {
 	char dir[256], out[600], want[128], got[128], why[256], cmd[700];
 	struct rst_lazy_hook h = {0};
@@ -96,7 +135,7 @@ Test(lazy, real_process_restored_post_copy_from_its_frozen_original, .timeout = 
 				    .lazy = true,
 				    .before_resume = rst_lazy_before_resume,
 				    .before_resume_arg = &h};
-	struct rst_lazy_src *src = NULL;
+	struct guard g = {0};
 	struct rst_lazy_stats st;
 	struct rst_seized *sz;
 	struct rst_target *t;
@@ -108,7 +147,7 @@ Test(lazy, real_process_restored_post_copy_from_its_frozen_original, .timeout = 
 	pid_t pid, here;
 
 	log_init("test");
-	snprintf(dir, sizeof(dir), "/tmp/haul-lazy-e2e-%d", (int)getpid());
+	snprintf(dir, sizeof(dir), "/tmp/haul-lazy-e2e-%d-%d", (int)getpid(), rseq_eager);
 	mkdir(dir, 0755);
 	snprintf(out, sizeof(out), "%s/expected.out", dir);
 	pid = spawn_counter(dir, out, "1500", "32", "0");
@@ -124,8 +163,10 @@ Test(lazy, real_process_restored_post_copy_from_its_frozen_original, .timeout = 
 	cr_assert_eq(rst_seize(pid, &sz), 0);
 	cr_assert_eq(rst_dump_state(sz, &state, &state_len), 0);
 	cr_assert_eq(haul_layout_read(pid, true, &l), 0);
-	cr_assert_eq(rst_lazy_src_open(pid, &l, &src), 0);
-	h.src = (struct rst_lazy_source){.fetch = rst_lazy_src_fetch, .arg = src};
+	cr_assert_eq(rst_lazy_src_open(pid, &l, &g.src), 0);
+	/* Background fetches go straight to the source; faults through the guard. */
+	h.src = (struct rst_lazy_source){
+		.fetch = plain_fetch, .arg = &g, .fetch_fault = guarded_fault_fetch};
 
 	/* Target: only what cannot be lazy is written before resume. */
 	o.pid = pid;
@@ -146,9 +187,29 @@ Test(lazy, real_process_restored_post_copy_from_its_frozen_original, .timeout = 
 		eager += len >> 12;
 		free(buf);
 	}
+	if (!ret && rseq_eager) {
+		struct rseq_conf rc;
+		uint64_t first, last;
+		char *buf;
+
+		cr_assert_eq(ptrace(PTRACE_GET_RSEQ_CONFIGURATION, pid, sizeof(rc), &rc),
+			     (long)sizeof(rc));
+		cr_assert_neq(rc.ptr, 0, "the counter has no rseq area (glibc tunables?)");
+		first = rc.ptr & ~4095ull;
+		last = (rc.ptr + rc.size - 1) & ~4095ull;
+		buf = malloc(last - first + 4096);
+		cr_assert_not_null(buf);
+		ret = rsys_read(pid, first, buf, last - first + 4096);
+		if (!ret)
+			ret = rst_target_pages(t, first, buf,
+					       (uint32_t)((last - first) / 4096 + 1));
+		free(buf);
+	}
 	cr_assert_eq(ret, 0, "eager pages: %s", strerror(-ret));
 	t0 = now_ns();
+	atomic_store(&g.in_resume, 1);
 	ret = rst_target_resume(t, state, state_len, &here, why, sizeof(why));
+	atomic_store(&g.in_resume, 0);
 	resume_ns = now_ns() - t0;
 	cr_assert_eq(ret, 0, "resume: %s", why);
 	cr_assert_not_null(h.lz);
@@ -163,9 +224,15 @@ Test(lazy, real_process_restored_post_copy_from_its_frozen_original, .timeout = 
 	cr_expect_eq(status, 0, "restored process exit status %d", status);
 	final_line(out, got, sizeof(got));
 	cr_expect_str_eq(got, want, "the restored run diverged");
-	cr_log_info("lazy e2e: %zu lazy VMAs (%lu pages), %lu eager pages, resume %.2f ms, "
-		    "%lu faults (p50 %lu ns p99 %lu ns), %lu pushed, all in %.1f ms",
-		    h.lazy.n, (unsigned long)st.total_pages, (unsigned long)eager, resume_ns / 1e6,
+	if (rseq_eager)
+		cr_expect_eq(atomic_load(&g.during), 0,
+			     "the restorer waited for %d lazy fetches inside the resume",
+			     atomic_load(&g.during));
+	cr_log_info("lazy e2e%s: %zu lazy VMAs (%lu pages), %lu eager pages, resume %.2f ms "
+		    "(%d fault fetches inside it), %lu faults (p50 %lu ns p99 %lu ns), %lu pushed, "
+		    "all in %.1f ms",
+		    rseq_eager ? " (rseq page eager)" : "", h.lazy.n, (unsigned long)st.total_pages,
+		    (unsigned long)eager, resume_ns / 1e6, atomic_load(&g.during),
 		    (unsigned long)st.faults, (unsigned long)st.fault_p50_ns,
 		    (unsigned long)st.fault_p99_ns, (unsigned long)st.pushed_pages,
 		    st.complete_ns / 1e6);
@@ -173,10 +240,20 @@ Test(lazy, real_process_restored_post_copy_from_its_frozen_original, .timeout = 
 	rst_lazy_free(h.lz);
 	haul_layout_release(&h.lazy);
 	rst_target_free(t);
-	rst_lazy_src_free(src);
+	rst_lazy_src_free(g.src);
 	haul_layout_release(&l);
 	free(state);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)
 		cr_log_warn("cannot remove %s", dir);
+}
+
+Test(lazy, real_process_restored_post_copy_from_its_frozen_original, .timeout = 120)
+{
+	e2e(false);
+}
+
+Test(lazy, restorer_never_waits_for_lazy_pages_once_the_rseq_page_is_eager, .timeout = 120)
+{
+	e2e(true);
 }
