@@ -16,8 +16,9 @@
  * idle, so a socket is only ever used by one thread at a time and the frames
  * on each stream keep their order.  Replies are read by the caller's thread
  * with a timeout (poll).  The server never sends a frame unasked except an
- * Error before it closes; a PAGE_REQ from the server (post-copy from the
- * source) is answered by no one yet and fails the call with -EPROTO.
+ * Error before it closes, and, inside ps_client_serve() only (post-copy),
+ * PAGE_REQs, which the caller's thread answers with PAGE_REPLYs on the
+ * stream they came on, until the server's Ack(PAGE_REQ) says it has all.
  *
  * A bandwidth cap is a token bucket shared by the streams.
  */
@@ -85,6 +86,9 @@ struct ps_client {
 	struct timespec round_t0;
 	uint64_t req_id;
 	void *scratch; /* LZ4 decoding of page replies, WIRE_MAX_PAYLOAD bytes, on first use */
+	/* post-copy serving, on first use */
+	uint8_t *serve_buf;
+	struct wire_pages_enc serve_enc;
 	/* token bucket, under mu */
 	double tokens;
 	struct timespec tb_last;
@@ -234,8 +238,9 @@ static int recv_full(struct ps_stream *st, void *buf, size_t len, int timeout_ms
  * -EPROTO.  The payload, if any, is at *@payload (in st->rbuf) until the next
  * receive.
  */
-static int stream_recv(struct ps_stream *st, unsigned want, int timeout_ms, ProtobufCMessage **out,
-		       const uint8_t **payload, size_t *plen)
+static int stream_recv_t(struct ps_stream *st, unsigned want, int timeout_ms,
+			 ProtobufCMessage **out, const uint8_t **payload, size_t *plen,
+			 unsigned *got)
 {
 	uint8_t hdr[WIRE_HDR_LEN];
 	struct wire_hdr h;
@@ -289,7 +294,9 @@ static int stream_recv(struct ps_stream *st, unsigned want, int timeout_ms, Prot
 		*out = NULL;
 		return ret;
 	}
-	if (h.type != want) {
+	if (got)
+		*got = h.type;
+	if (want && h.type != want) {
 		pr_err("server %s sent %s where %s was due", st->cl->o.to, wire_type_name(h.type),
 		       wire_type_name(want));
 		wire_msg_free(*out);
@@ -301,6 +308,12 @@ static int stream_recv(struct ps_stream *st, unsigned want, int timeout_ms, Prot
 		*plen = h.payload_len;
 	}
 	return 0;
+}
+
+static int stream_recv(struct ps_stream *st, unsigned want, int timeout_ms, ProtobufCMessage **out,
+		       const uint8_t **payload, size_t *plen)
+{
+	return stream_recv_t(st, want, timeout_ms, out, payload, plen, NULL);
 }
 
 static int reply_timeout(const struct ps_client *c)
@@ -674,6 +687,8 @@ void ps_client_free(struct ps_client *c)
 	}
 	free(c->st);
 	free(c->scratch);
+	free(c->serve_buf);
+	wire_pages_enc_release(&c->serve_enc);
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
 	sodium_memzero(c->o.key, sizeof(c->o.key));
@@ -957,4 +972,101 @@ void ps_client_stats(const struct ps_client *c, struct ps_client_stats *st)
 	st->payload_bytes = c->payload_bytes;
 	st->last_round_mbps = c->last_round_mbps;
 	pthread_mutex_unlock(&m->mu);
+}
+
+/* ---- post-copy: serving the target's page requests ------------------------------------- */
+
+static int serve_one(struct ps_client *c, struct ps_stream *st, const Haul__Wire__PageReq *q,
+		     ps_serve_fn fn, void *arg)
+{
+	Haul__Wire__Pages rep;
+	int ret = 0;
+
+	if (!c->serve_buf) {
+		c->serve_buf = malloc(WIRE_MAX_PAYLOAD);
+		if (!c->serve_buf)
+			return -ENOMEM;
+		ret = wire_pages_enc_init(&c->serve_enc, WIRE_MAX_REQ_PAGES + 1,
+					  (enum wire_compress)c->o.compress);
+		if (ret)
+			return ret;
+		c->serve_enc.ref = !c->o.encrypt;
+	}
+	wire_pages_enc_reset(&c->serve_enc);
+	if (q->npages == 0 || q->npages > WIRE_MAX_REQ_PAGES || (q->addr & (HAUL_PAGE_SIZE - 1))) {
+		pr_err("page server %s asked for %u pages at %#llx", c->o.to, q->npages,
+		       (unsigned long long)q->addr);
+		ret = -EPROTO;
+	} else {
+		ret = fn(arg, q->addr, q->npages, c->serve_buf);
+		if (ret)
+			pr_warn_r(ret, "cannot read %u pages at %#llx for the target; it gets none",
+				  q->npages, (unsigned long long)q->addr);
+		else if (wire_pages_enc_add(&c->serve_enc, q->addr, c->serve_buf, q->npages) !=
+			 (int)q->npages)
+			ret = -EMSGSIZE;
+	}
+	if (ret == -EPROTO)
+		return ret;
+	/* On failure an empty reply: the target's request fails with -EIO, the session goes on. */
+	if (ret)
+		wire_pages_enc_reset(&c->serve_enc);
+	wire_pages_enc_msg(&c->serve_enc, &rep);
+	rep.has_req_id = true;
+	rep.req_id = q->req_id;
+	return stream_sendv(st, WIRE_PAGE_REPLY, &rep.base, c->serve_enc.segs, c->serve_enc.nsegs,
+			    (uint32_t)c->serve_enc.len);
+}
+
+int ps_client_serve(struct ps_client *c, ps_serve_fn fn, void *arg, int idle_ms)
+{
+	struct pollfd pfd[PS_MAX_STREAMS];
+	uint64_t served = 0;
+	int ret = client_flush(c);
+
+	if (ret)
+		return ret;
+	for (unsigned i = 0; i < c->n; i++)
+		pfd[i] = (struct pollfd){.fd = c->st[i].fd, .events = POLLIN};
+	for (;;) {
+		int r = poll(pfd, c->n, idle_ms > 0 ? idle_ms : -1);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0) {
+			pr_err("page server %s asked for no page in %d ms; giving up serving",
+			       c->o.to, idle_ms);
+			return -ETIMEDOUT;
+		}
+		for (unsigned i = 0; i < c->n; i++) {
+			struct ps_stream *st = &c->st[i];
+			ProtobufCMessage *m;
+			unsigned type = 0;
+
+			if (!(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			ret = stream_recv_t(st, 0, reply_timeout(c), &m, NULL, NULL, &type);
+			if (ret)
+				return ret;
+			if (type == WIRE_PAGE_REQ) {
+				ret = serve_one(c, st, (Haul__Wire__PageReq *)m, fn, arg);
+				served++;
+			} else if (type == WIRE_ACK &&
+				   ((Haul__Wire__Ack *)m)->type == WIRE_PAGE_REQ) {
+				pr_info("target has every page of pid %d (%llu requests served)",
+					c->o.pid, (unsigned long long)served);
+				wire_msg_free(m);
+				return 0;
+			} else {
+				pr_err("page server %s sent %s while pages were being served",
+				       c->o.to, wire_type_name(type));
+				ret = -EPROTO;
+			}
+			wire_msg_free(m);
+			if (ret)
+				return ret;
+		}
+	}
 }

@@ -17,6 +17,9 @@
  *  - ps_client_opts gained `kind` (LIVE default, STORE, FETCH) and
  *    `session_id`; ps_client_fetch() reads pages back (lazy restore).
  *  - ps_server_opts gained `once`; ps_server_store().
+ *  - Post-copy over the migration's streams: ps_session_info.session,
+ *    ps_session_fetch() and ps_session_fetch_done() (target),
+ *    ps_client_serve() (source).
  *  - Unless stated, functions return 0 or -errno.  A peer's error reply
  *    (an Error frame) comes back as its errno, logged with its reason.
  */
@@ -46,7 +49,21 @@ struct ps_session_info {
 	const char *peer; /* "198.18.0.1:40312" */
 	uint32_t nstreams;
 	bool lazy; /* post-copy: pages will be requested, not pushed */
+	/* For ps_session_fetch() (post-copy); valid until the sink's close() returns. */
+	struct ps_session *session;
 };
+
+/*
+ * Post-copy, target side: ask the source of a live session for @npages
+ * (<= 1024) pages at @addr and wait for them in @buf.  Any thread except
+ * the server's loop thread may call it (there it returns -EDEADLK), several
+ * at once.  The source must be in ps_client_serve().  Returns 0,
+ * -ECONNRESET when the session ended, -ETIMEDOUT when no reply came within
+ * the server's stall timeout, -EIO when the source could not read them.
+ */
+int ps_session_fetch(struct ps_session *s, uint64_t addr, uint32_t npages, void *buf);
+/* Post-copy: every page has arrived; the source's ps_client_serve() returns 0. */
+int ps_session_fetch_done(struct ps_session *s);
 
 /* The reply to a restore command. */
 struct ps_restore_result {
@@ -170,6 +187,20 @@ int ps_client_commit(struct ps_client *c);
 int ps_client_fetch(struct ps_client *c, uint64_t addr, uint32_t npages, void *buf);
 /* The last committed round the server reported when the session opened. */
 uint64_t ps_client_committed_round(const struct ps_client *c);
+
+/*
+ * Post-copy, source side: called for each page request of the target;
+ * fill @buf with @npages pages at @addr.  0, or -errno (the request fails
+ * on the target with -EIO).
+ */
+typedef int (*ps_serve_fn)(void *arg, uint64_t addr, uint32_t npages, void *buf);
+/*
+ * Serve the target's page requests on every stream (after
+ * ps_client_restore() of a lazy session) until the target says every page
+ * arrived (0), or the session ends or fails (-errno).  @idle_ms: give up
+ * with -ETIMEDOUT after that long without a request (0: never).
+ */
+int ps_client_serve(struct ps_client *c, ps_serve_fn fn, void *arg, int idle_ms);
 
 struct ps_client_stats {
 	uint64_t bytes_sent; /* on the wire, all streams */

@@ -44,6 +44,7 @@
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <sodium.h>
@@ -52,6 +53,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -88,15 +90,31 @@ static const uint32_t conn_accepts[PS_NSTATES] = {
 	[PS_AUTH] = T(WIRE_AUTH),
 	[PS_AUTHED] = T(WIRE_SESSION_OPEN) | T(WIRE_SESSION_JOIN) | T(WIRE_ERROR),
 	[PS_READY] = T(WIRE_LAYOUT) | T(WIRE_ROUND_BEGIN) | T(WIRE_STATE) | T(WIRE_RESTORE) |
-		     T(WIRE_COMMIT) | T(WIRE_PAGE_REQ) | T(WIRE_ERROR),
+		     T(WIRE_COMMIT) | T(WIRE_PAGE_REQ) | T(WIRE_PAGE_REPLY) | T(WIRE_ERROR),
 	[PS_ROUND] = T(WIRE_LAYOUT) | T(WIRE_PAGES) | T(WIRE_ROUND_END) | T(WIRE_PAGE_REQ) |
-		     T(WIRE_ERROR),
-	[PS_BARRIER] = T(WIRE_PAGE_REQ) | T(WIRE_ERROR),
+		     T(WIRE_PAGE_REPLY) | T(WIRE_ERROR),
+	[PS_BARRIER] = T(WIRE_PAGE_REQ) | T(WIRE_PAGE_REPLY) | T(WIRE_ERROR),
 	[PS_CLOSING] = 0,
 };
 #undef T
 
 struct ps_session;
+
+/*
+ * A post-copy page request of another thread (ps_session_fetch).  On the
+ * heap: the requester frees it once done; one that timed out is marked
+ * abandoned and freed by the loop thread, which may still hold it.  All
+ * fields after `next` are under ps_server.fmu.
+ */
+struct ps_fetch {
+	struct ps_session *sess;
+	uint64_t id, addr;
+	uint32_t npages;
+	uint8_t *buf;
+	struct ps_fetch *next;
+	int err;
+	bool done, abandoned;
+};
 
 struct ps_conn {
 	struct ps_server *srv;
@@ -159,6 +177,11 @@ struct ps_session {
 	struct pstore_proc *proc;
 	void *sink_sess;
 	bool committed, failed;
+	/* post-copy, under srv->fmu */
+	struct ps_fetch *inflight; /* PAGE_REQs sent, waiting for their PAGE_REPLY */
+	bool fclosed;		   /* no more requests: the session failed or ended */
+	bool fdone;		   /* the target has every page: tell the source */
+	unsigned next_stream;	   /* loop thread: round-robin of requests over streams */
 	struct ps_session *next;
 };
 
@@ -173,6 +196,14 @@ struct ps_server {
 	ev_prepare prep;
 	ev_signal sigint, sigterm;
 	ev_async stop;
+	/* post-copy requests from other threads */
+	ev_async fasync;
+	pthread_mutex_t fmu;
+	pthread_cond_t fcv;
+	struct ps_fetch *fqueue; /* to send */
+	uint64_t next_req_id;
+	pthread_t loop_thread;
+	bool loop_running;
 	struct pstore *store;
 	struct ps_conn *conns;
 	unsigned nconns;
@@ -190,6 +221,8 @@ static void conn_fail(struct ps_conn *c, int err, const char *fmt, ...)
 static void conn_teardown(struct ps_conn *c);
 static void session_fail(struct ps_session *s, int err, const char *reason);
 static void server_reap(struct ps_server *s);
+static int send_ack(struct ps_conn *c, unsigned type, uint64_t value, uint64_t pages);
+static void fetch_fail_all(struct ps_session *x, int err);
 
 /* ---- io_uring plumbing -------------------------------------------------------------- */
 
@@ -428,6 +461,8 @@ static void session_free(struct ps_session *x)
 
 	if (x->proc && x->kind != HAUL__WIRE__SESSION_KIND__FETCH)
 		pstore_abort(x->proc);
+	/* Wake every requester before the sink's close() waits for its threads. */
+	fetch_fail_all(x, -ECONNRESET);
 	if (x->sink_sess)
 		s->o.sink->close(x->sink_sess, x->committed);
 	pr_info("session %016llx of pid %d (%s) from %s ended%s: %llu rounds, %llu pages, %.1f MB",
@@ -500,10 +535,237 @@ static void session_fail(struct ps_session *x, int err, const char *reason)
 	if (x->failed)
 		return;
 	x->failed = true;
+	fetch_fail_all(x, err);
 	for (uint32_t i = 0; i < x->nstreams; i++)
 		if (x->streams[i] && x->streams[i]->state != PS_CLOSING)
 			conn_fail(x->streams[i], err, "session %016llx failed: %s",
 				  (unsigned long long)x->id, reason);
+}
+
+/* ---- post-copy: page requests to the source ------------------------------------------------ */
+
+static void fetch_finish(struct ps_server *s, struct ps_fetch *f, int err)
+{
+	if (f->abandoned) {
+		free(f);
+		return;
+	}
+	f->err = err;
+	f->done = true;
+	pthread_cond_broadcast(&s->fcv);
+}
+
+/* Fail every request of @x, queued or sent, and refuse new ones.  Loop thread. */
+static void fetch_fail_all(struct ps_session *x, int err)
+{
+	struct ps_server *s = x->srv;
+
+	pthread_mutex_lock(&s->fmu);
+	x->fclosed = true;
+	while (x->inflight) {
+		struct ps_fetch *f = x->inflight;
+
+		x->inflight = f->next;
+		fetch_finish(s, f, err);
+	}
+	for (struct ps_fetch **pp = &s->fqueue; *pp;) {
+		struct ps_fetch *f = *pp;
+
+		if (f->sess == x) {
+			*pp = f->next;
+			fetch_finish(s, f, err);
+		} else {
+			pp = &f->next;
+		}
+	}
+	pthread_mutex_unlock(&s->fmu);
+}
+
+/* A stream of @x that can carry a request now, round-robin; NULL if none. */
+static struct ps_conn *fetch_stream(struct ps_session *x)
+{
+	for (uint32_t k = 0; k < x->nstreams; k++) {
+		struct ps_conn *c = x->streams[x->next_stream++ % x->nstreams];
+
+		if (c && !c->dead && c->state >= PS_READY && c->state <= PS_BARRIER)
+			return c;
+	}
+	return NULL;
+}
+
+/* Loop thread: send the queued requests and the "all arrived" notices. */
+static void fasync_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+	struct ps_server *s = w->data;
+	struct ps_session *done[64];
+	struct ps_fetch *todo;
+	unsigned ndone = 0;
+
+	(void)loop;
+	(void)revents;
+	pthread_mutex_lock(&s->fmu);
+	todo = s->fqueue;
+	s->fqueue = NULL;
+	for (struct ps_session *x = s->sessions; x && ndone < 64; x = x->next)
+		if (x->fdone) {
+			x->fdone = false;
+			done[ndone++] = x;
+		}
+	pthread_mutex_unlock(&s->fmu);
+
+	/* Send without the lock: a failing send may fail the session (fetch_fail_all). */
+	while (todo) {
+		struct ps_fetch *f = todo;
+		struct ps_session *x = f->sess;
+		Haul__Wire__PageReq q = HAUL__WIRE__PAGE_REQ__INIT;
+		struct ps_conn *c = x->failed ? NULL : fetch_stream(x);
+		int ret = -ECONNRESET;
+
+		todo = f->next;
+		if (c) {
+			q.req_id = f->id;
+			q.addr = f->addr;
+			q.npages = f->npages;
+			ret = conn_send(c, WIRE_PAGE_REQ, &q.base, NULL, 0);
+		}
+		pthread_mutex_lock(&s->fmu);
+		if (!ret && !x->fclosed && !f->abandoned) {
+			f->next = x->inflight;
+			x->inflight = f;
+		} else {
+			fetch_finish(s, f, ret ? ret : -ECONNRESET);
+		}
+		pthread_mutex_unlock(&s->fmu);
+	}
+	for (unsigned i = 0; i < ndone; i++) {
+		struct ps_conn *c = fetch_stream(done[i]);
+
+		if (c)
+			send_ack(c, WIRE_PAGE_REQ, 0, 0);
+	}
+	server_reap(s);
+}
+
+int ps_session_fetch(struct ps_session *x, uint64_t addr, uint32_t npages, void *buf)
+{
+	struct ps_server *s = x->srv;
+	struct ps_fetch *f;
+	struct timespec dl;
+	int ret = 0;
+
+	if (npages == 0 || npages > WIRE_MAX_REQ_PAGES || (addr & (HAUL_PAGE_SIZE - 1)))
+		return -EINVAL;
+	if (s->loop_running && pthread_equal(pthread_self(), s->loop_thread))
+		return -EDEADLK;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->sess = x;
+	f->addr = addr;
+	f->npages = npages;
+	f->buf = buf;
+	clock_gettime(CLOCK_MONOTONIC, &dl);
+	dl.tv_sec += s->o.stall_timeout_ms / 1000;
+	dl.tv_nsec += (s->o.stall_timeout_ms % 1000) * 1000000L;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&s->fmu);
+	if (x->fclosed) {
+		pthread_mutex_unlock(&s->fmu);
+		free(f);
+		return -ECONNRESET;
+	}
+	f->id = ++s->next_req_id;
+	f->next = s->fqueue;
+	s->fqueue = f;
+	pthread_mutex_unlock(&s->fmu);
+	ev_async_send(s->loop, &s->fasync);
+
+	pthread_mutex_lock(&s->fmu);
+	while (!f->done && ret != ETIMEDOUT)
+		ret = pthread_cond_timedwait(&s->fcv, &s->fmu, &dl);
+	if (f->done) {
+		ret = f->err;
+		free(f);
+	} else {
+		f->abandoned = true; /* the loop thread frees it */
+		ret = -ETIMEDOUT;
+	}
+	pthread_mutex_unlock(&s->fmu);
+	return ret;
+}
+
+int ps_session_fetch_done(struct ps_session *x)
+{
+	struct ps_server *s = x->srv;
+
+	pthread_mutex_lock(&s->fmu);
+	x->fdone = true;
+	pthread_mutex_unlock(&s->fmu);
+	ev_async_send(s->loop, &s->fasync);
+	return 0;
+}
+
+struct fetch_ctx {
+	uint64_t addr;
+	uint32_t npages, got;
+	uint8_t *buf;
+};
+
+static int fetch_put(void *arg, uint64_t addr, const void *data, uint32_t n)
+{
+	struct fetch_ctx *fc = arg;
+
+	if (addr < fc->addr ||
+	    addr + (uint64_t)n * HAUL_PAGE_SIZE > fc->addr + (uint64_t)fc->npages * HAUL_PAGE_SIZE)
+		return -ERANGE;
+	if (data)
+		memcpy(fc->buf + (addr - fc->addr), data, (size_t)n * HAUL_PAGE_SIZE);
+	else
+		memset(fc->buf + (addr - fc->addr), 0, (size_t)n * HAUL_PAGE_SIZE);
+	fc->got += n;
+	return 0;
+}
+
+/* The source answers a request: copy the pages to the requester and wake it. */
+static int on_page_reply(struct ps_conn *c, ProtobufCMessage *m, const uint8_t *payload, size_t len)
+{
+	Haul__Wire__Pages *pm = (Haul__Wire__Pages *)m;
+	struct ps_session *x = c->sess;
+	struct ps_server *s = c->srv;
+	struct ps_fetch *f = NULL;
+	int64_t n;
+
+	pthread_mutex_lock(&s->fmu);
+	for (struct ps_fetch **pp = &x->inflight; *pp; pp = &(*pp)->next)
+		if ((*pp)->id == pm->req_id) {
+			f = *pp;
+			*pp = f->next;
+			break;
+		}
+	if (!f) {
+		pthread_mutex_unlock(&s->fmu);
+		pr_debug("peer %s: reply to page request %llu, which is gone", c->peer,
+			 (unsigned long long)pm->req_id);
+		return 0;
+	}
+	if (f->abandoned) {
+		free(f);
+		pthread_mutex_unlock(&s->fmu);
+		return 0;
+	}
+	struct fetch_ctx fc = {f->addr, f->npages, 0, f->buf};
+
+	n = wire_pages_decode(pm, payload, len, s->scratch, fetch_put, &fc);
+	if (n < 0 || fc.got != f->npages)
+		pr_warn("peer %s: bad reply to page request %#llx+%u (%s)", c->peer,
+			(unsigned long long)f->addr, f->npages,
+			n < 0 ? wire_strerror((int)n) : "the source could not read them");
+	fetch_finish(s, f, n < 0 || fc.got != f->npages ? -EIO : 0);
+	pthread_mutex_unlock(&s->fmu);
+	return 0;
 }
 
 /* ---- frame handlers --------------------------------------------------------------------------- */
@@ -650,6 +912,7 @@ static int on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 			.peer = c->peer,
 			.nstreams = x->nstreams,
 			.lazy = x->lazy,
+			.session = x,
 		};
 
 		ret = s->o.sink->open(s->o.sink_arg, &info, &x->sink_sess);
@@ -1016,7 +1279,8 @@ static int conn_frame(struct ps_conn *c, const struct wire_hdr *h, uint8_t *f)
 			  state_names[c->state]);
 		return -EPROTO;
 	}
-	if (h->payload_len && h->type != WIRE_PAGES && h->type != WIRE_STATE) {
+	if (h->payload_len && h->type != WIRE_PAGES && h->type != WIRE_STATE &&
+	    h->type != WIRE_PAGE_REPLY) {
 		conn_fail(c, -EPROTO, "sent %s with a payload", wire_type_name(h->type));
 		return -EPROTO;
 	}
@@ -1061,6 +1325,9 @@ static int conn_frame(struct ps_conn *c, const struct wire_hdr *h, uint8_t *f)
 		break;
 	case WIRE_PAGE_REQ:
 		ret = on_page_req(c, m);
+		break;
+	case WIRE_PAGE_REPLY:
+		ret = on_page_reply(c, m, payload, h->payload_len);
 		break;
 	case WIRE_ERROR:
 		ret = on_error(c, m);
@@ -1522,6 +1789,16 @@ int ps_server_new(const struct ps_server_opts *o, struct ps_server **out)
 		return -ENOMEM;
 	s->o = *o;
 	s->efd = s->lfd = -1;
+	pthread_mutex_init(&s->fmu, NULL);
+	{
+		pthread_condattr_t ca;
+
+		/* deadlines of ps_session_fetch() are CLOCK_MONOTONIC */
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&s->fcv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	if (s->o.stall_timeout_ms <= 0)
 		s->o.stall_timeout_ms = PS_STALL_TIMEOUT_MS;
 	if (o->images_dir) {
@@ -1588,6 +1865,9 @@ int ps_server_new(const struct ps_server_opts *o, struct ps_server **out)
 	ev_prepare_start(s->loop, &s->prep);
 	ev_async_init(&s->stop, stop_cb);
 	ev_async_start(s->loop, &s->stop);
+	ev_async_init(&s->fasync, fasync_cb);
+	s->fasync.data = s;
+	ev_async_start(s->loop, &s->fasync);
 	*out = s;
 	return 0;
 fail:
@@ -1607,11 +1887,14 @@ struct pstore *ps_server_store(struct ps_server *s)
 
 int ps_server_run(struct ps_server *s)
 {
+	s->loop_thread = pthread_self();
+	s->loop_running = true;
 	ev_signal_init(&s->sigint, signal_cb, SIGINT);
 	ev_signal_init(&s->sigterm, signal_cb, SIGTERM);
 	ev_signal_start(s->loop, &s->sigint);
 	ev_signal_start(s->loop, &s->sigterm);
 	ev_run(s->loop, 0);
+	s->loop_running = false;
 	ev_signal_stop(s->loop, &s->sigint);
 	ev_signal_stop(s->loop, &s->sigterm);
 	return s->result;
@@ -1656,6 +1939,8 @@ void ps_server_free(struct ps_server *s)
 	free(s->scratch);
 	free(s->dptr);
 	free(s->images_dir);
+	pthread_mutex_destroy(&s->fmu);
+	pthread_cond_destroy(&s->fcv);
 	sodium_memzero(s->o.key, sizeof(s->o.key));
 	free(s);
 }
