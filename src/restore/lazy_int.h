@@ -237,4 +237,13 @@ int rst_lazy_ps_fetch_fault(void *arg, uint64_t addr, uint32_t npages, void *buf
 /* NULL is a no-op. */
 void rst_lazy_ps_free(struct rst_lazy_ps *p);
 
+/*
+ * A live migration's source (post-copy): rst_lazy_source.fetch over
+ * ps_session_fetch(), @arg the struct ps_session of the sink's session.
+ * Never call it on the page server's loop thread (-EDEADLK): the fault
+ * server's threads do.  The source answers with
+ * ps_client_serve(c, rst_lazy_src_fetch, src, idle_ms).
+ */
+int rst_lazy_session_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf);
+
 #endif

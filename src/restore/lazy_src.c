@@ -11,6 +11,9 @@
  * died and was reused must never answer for it (the data read is dropped).
  * Thread-safe: no state changes after open but the served counter.
  *
+ * rst_lazy_session_fetch: the target side of the same over a live session
+ * (the page server carries the request to the source's ps_client_serve).
+ *
  * rst_lazy_ps: the same role played by a page server that holds a committed
  * image (lazy restore from `haul checkpoint --page-server`).  A ps_client
  * answers one request at a time, so a small pool of FETCH sessions lets the
@@ -259,4 +262,21 @@ void rst_lazy_ps_free(struct rst_lazy_ps *p)
 	pthread_cond_destroy(&p->cv);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
+}
+
+int rst_lazy_session_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
+{
+	int ret = 0;
+
+	for (uint32_t done = 0; !ret && done < npages;) {
+		uint32_t k = npages - done;
+
+		if (k > WIRE_MAX_REQ_PAGES)
+			k = WIRE_MAX_REQ_PAGES;
+		ret = ps_session_fetch(arg, addr + (uint64_t)done * HAUL_PAGE_SIZE, k,
+				       (char *)buf + (uint64_t)done * HAUL_PAGE_SIZE);
+		done += k;
+	}
+	/* -ESRCH would read as "the restored process exited" (lazy_int.h). */
+	return ret == -ESRCH ? -EHOSTDOWN : ret;
 }
