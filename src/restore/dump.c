@@ -73,8 +73,8 @@ struct ksigaction {
 struct rst_seized {
 	pid_t pid;
 	size_t n;
-	struct rsys *thr;	     /* thr[0] is the main thread */
-	struct user_regs_struct raw; /* thr[0]'s registers as stopped, before rsys rewound them */
+	struct rsys *thr;	      /* thr[0] is the main thread */
+	struct user_regs_struct *raw; /* registers as stopped, before rsys rewound them */
 };
 
 /* ---- small /proc readers ------------------------------------------------- */
@@ -401,12 +401,6 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		ret = -ESRCH;
 		goto out;
 	}
-	if ((f = status_field(status, "Threads")) && atoi(f) != 1) {
-		snprintf(why, whylen,
-			 "pid %d has %d threads; only single-threaded processes are supported",
-			 (int)pid, atoi(f));
-		goto out;
-	}
 	if ((f = status_field(status, "TracerPid")) && atoi(f) != 0 && atoi(f) != tracer) {
 		snprintf(why, whylen, "pid %d is being traced by pid %d", (int)pid, atoi(f));
 		goto out;
@@ -512,25 +506,35 @@ int rst_seize(pid_t pid, struct rst_seized **out)
 		ret = -ENOMEM;
 		goto out;
 	}
+	s->raw = calloc(1, sizeof(*s->raw));
+	if (!s->raw) {
+		ret = -ENOMEM;
+		goto out;
+	}
 	ret = rsys_seize(&s->thr[0], pid);
 	if (ret)
 		goto out;
 	s->n = 1;
 	/* Nothing was injected yet: these are the registers it stopped with. */
-	if (ptrace(PTRACE_GETREGS, pid, 0, &s->raw) < 0)
-		s->raw = s->thr[0].saved;
+	if (ptrace(PTRACE_GETREGS, pid, 0, &s->raw[0]) < 0)
+		s->raw[0] = s->thr[0].saved;
 	while ((de = readdir(d))) {
 		pid_t tid = atoi(de->d_name);
+		struct user_regs_struct *nr;
 		struct rsys *nt;
 
 		if (tid <= 0 || tid == pid)
 			continue;
 		nt = realloc(s->thr, (s->n + 1) * sizeof(*nt));
-		if (!nt) {
+		if (nt)
+			s->thr = nt;
+		nr = realloc(s->raw, (s->n + 1) * sizeof(*nr));
+		if (nr)
+			s->raw = nr;
+		if (!nt || !nr) {
 			ret = -ENOMEM;
 			break;
 		}
-		s->thr = nt;
 		ret = rsys_seize(&s->thr[s->n], tid);
 		if (ret == -ESRCH) { /* exited meanwhile */
 			ret = 0;
@@ -538,6 +542,8 @@ int rst_seize(pid_t pid, struct rst_seized **out)
 		}
 		if (ret)
 			break;
+		if (ptrace(PTRACE_GETREGS, tid, 0, &s->raw[s->n]) < 0)
+			s->raw[s->n] = s->thr[s->n].saved;
 		s->n++;
 	}
 out:
@@ -561,6 +567,7 @@ void rst_release(struct rst_seized *s)
 			pr_warn_r(ret, "cannot release thread %d of pid %d", s->thr[i].pid, s->pid);
 	}
 	free(s->thr);
+	free(s->raw);
 	free(s);
 }
 
@@ -570,17 +577,33 @@ void rst_kill_seized(struct rst_seized *s)
 		return;
 	kill(s->pid, SIGKILL);
 	/* As its tracer we see its death first; its parent can reap it only after. */
-	for (size_t i = 0; i < s->n; i++)
+	/* The leader's death is reported only after every other thread's: them first. */
+	for (size_t i = s->n; i-- > 0;)
 		while (waitpid(s->thr[i].pid, NULL, __WALL) < 0 && errno == EINTR)
 			;
 	free(s->thr);
+	free(s->raw);
 	free(s);
 }
 
 /* ---- the dump ------------------------------------------------------------ */
 
+/* A secondary thread's part of the image. */
+struct thread_buf {
+	Haul__Img__ThreadState ts;
+	Haul__Img__Regs regs;
+	Haul__Img__Rseq rseq;
+	uint8_t xstate[16384];
+	Haul__Img__PendingSignal *pending;
+	Haul__Img__PendingSignal **pendp;
+	uint8_t (*siginfo)[128];
+	char comm[32];
+};
+
 /* Everything a ProcessState points to, owned here and freed at once. */
 struct dump_ctx {
+	struct thread_buf *tb;
+	Haul__Img__ThreadState **tsp;
 	Haul__Img__ProcessState ps;
 	Haul__Img__Regs regs;
 	Haul__Img__MmMap mm;
@@ -613,6 +636,13 @@ struct dump_ctx {
 
 static void dump_ctx_free(struct dump_ctx *c)
 {
+	for (size_t i = 0; c->tb && i < c->ps.n_threads; i++) {
+		free(c->tb[i].pending);
+		free(c->tb[i].pendp);
+		free(c->tb[i].siginfo);
+	}
+	free(c->tb);
+	free(c->tsp);
 	for (size_t i = 0; c->fds && i < c->ps.n_fds; i++) {
 		free(c->fds[i].path);
 		free(c->fds[i].content.data);
@@ -678,6 +708,161 @@ static void regs_to_img(const struct user_regs_struct *g, Haul__Img__Regs *o)
 	o->gs = g->gs;
 }
 
+/*
+ * A relative sleep interrupted with ERESTART_RESTARTBLOCK would resume as
+ * restart_syscall, whose saved state a new task lacks: it would fail with
+ * EINTR.  Run the original call again instead (the sleep starts over:
+ * longer, but not cut short).
+ */
+static void regs_to_img_fixed(const struct user_regs_struct *saved,
+			      const struct user_regs_struct *raw, Haul__Img__Regs *o)
+{
+	struct user_regs_struct g = *saved;
+
+	if ((long)raw->rax == -516 &&
+	    (raw->orig_rax == SYS_nanosleep || raw->orig_rax == SYS_clock_nanosleep ||
+	     raw->orig_rax == SYS_poll || raw->orig_rax == SYS_futex))
+		g.rax = raw->orig_rax;
+	regs_to_img(&g, o);
+}
+
+/* The thread's own queue of signals, into @out (array grows; *@n counts). */
+static int peek_signals(pid_t tid, bool shared, Haul__Img__PendingSignal **arr, uint8_t (**si)[128],
+			size_t *n, size_t *cap)
+{
+	for (uint64_t off = 0;; off++) {
+		struct {
+			uint64_t off;
+			uint32_t flags;
+			int32_t nr;
+		} arg = {off, shared ? 1 : 0, 1};
+		uint8_t info[128];
+		long got = ptrace(PTRACE_PEEKSIGINFO, tid, &arg, info);
+
+		if (got < 0)
+			return -errno;
+		if (got == 0)
+			return 0;
+		if (*n == *cap) {
+			size_t nc = *cap ? *cap * 2 : 8;
+			void *a = realloc(*arr, nc * sizeof(**arr));
+
+			if (!a)
+				return -ENOMEM;
+			*arr = a;
+			a = realloc(*si, nc * sizeof(**si));
+			if (!a)
+				return -ENOMEM;
+			*si = a;
+			*cap = nc;
+		}
+		memcpy((*si)[*n], info, sizeof(info));
+		haul__img__pending_signal__init(&(*arr)[*n]);
+		(*arr)[*n].shared = shared;
+		(*n)++;
+	}
+}
+
+/* The last NSpid of /proc/PID/task/TID/status: the id it knows itself by. */
+static int inner_tid(pid_t pid, pid_t tid)
+{
+	char name[64], *status = NULL;
+	const char *f;
+	int ret = tid;
+
+	snprintf(name, sizeof(name), "task/%d/status", (int)tid);
+	if (!read_proc(pid, name, &status, NULL) && (f = status_field(status, "NSpid"))) {
+		const char *last = f;
+
+		for (const char *p = f; *p && *p != '\n'; p++)
+			if (p[0] == '\t' || p[0] == ' ')
+				last = p + 1;
+		ret = atoi(last);
+	}
+	free(status);
+	return ret;
+}
+
+/* Thread @i (not the main one) of @s, with @scratch mapped in the shared mm. */
+static int dump_thread(struct rst_seized *s, size_t i, struct thread_buf *b, uint64_t scratch)
+{
+	struct rsys *r = &s->thr[i];
+	Haul__Img__ThreadState *o = &b->ts;
+	struct rseq_config rc;
+	struct iovec iov = {b->xstate, sizeof(b->xstate)};
+	size_t n = 0, cap = 0, hlen = 0;
+	uint64_t head = 0, ss[3];
+	char name[64], *text = NULL;
+	long res;
+	int ret;
+
+	haul__img__thread_state__init(o);
+	o->tid = inner_tid(s->pid, r->pid);
+	regs_to_img_fixed(&r->saved, &s->raw[i], &b->regs);
+	o->regs = &b->regs;
+	o->sigmask = r->sigmask;
+	if (ptrace(PTRACE_GETREGSET, r->pid, NT_X86_XSTATE, &iov) < 0)
+		return -errno;
+	o->xstate.data = b->xstate;
+	o->xstate.len = iov.iov_len;
+
+	ret = peek_signals(r->pid, false, &b->pending, &b->siginfo, &n, &cap);
+	if (ret)
+		return ret;
+	if (n) {
+		b->pendp = calloc(n, sizeof(*b->pendp));
+		if (!b->pendp)
+			return -ENOMEM;
+		for (size_t k = 0; k < n; k++) {
+			b->pending[k].siginfo.data = b->siginfo[k];
+			b->pending[k].siginfo.len = 128;
+			b->pendp[k] = &b->pending[k];
+		}
+	}
+	o->n_pending = n;
+	o->pending = b->pendp;
+
+	ret = inject(r, SYS_sigaltstack, 0, scratch, 0, 0, &res);
+	if (!ret && res == 0)
+		ret = rsys_read(r->pid, scratch, ss, sizeof(ss));
+	if (ret)
+		return ret;
+	if (res == 0) {
+		o->has_altstack_sp = o->has_altstack_flags = o->has_altstack_size = true;
+		o->altstack_sp = ss[0];
+		o->altstack_flags = (uint32_t)ss[1];
+		o->altstack_size = ss[2];
+	}
+	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, r->pid, sizeof(rc), &rc) == sizeof(rc) &&
+	    rc.rseq_abi_pointer) {
+		haul__img__rseq__init(&b->rseq);
+		b->rseq.addr = rc.rseq_abi_pointer;
+		b->rseq.len = rc.rseq_abi_size;
+		b->rseq.sig = rc.signature;
+		o->rseq = &b->rseq;
+	}
+	if (syscall(SYS_get_robust_list, r->pid, &head, &hlen) == 0) {
+		o->has_robust_list = o->has_robust_list_len = true;
+		o->robust_list = head;
+		o->robust_list_len = hlen;
+	}
+	ret = inject(r, SYS_prctl, PR_GET_TID_ADDRESS, scratch, 0, 0, &res);
+	if (!ret && res == 0) {
+		ret = rsys_read(r->pid, scratch, &o->tid_address, sizeof(uint64_t));
+		o->has_tid_address = !ret;
+	}
+	if (ret)
+		return ret;
+	snprintf(name, sizeof(name), "task/%d/comm", (int)r->pid);
+	if (!read_proc(s->pid, name, &text, NULL)) {
+		text[strcspn(text, "\n")] = '\0';
+		snprintf(b->comm, sizeof(b->comm), "%s", text);
+		o->comm = b->comm;
+		free(text);
+	}
+	return 0;
+}
+
 static int dump_signals(struct dump_ctx *c, struct rsys *r, uint64_t scratch)
 {
 	struct ksigaction ka;
@@ -716,37 +901,10 @@ static int dump_signals(struct dump_ctx *c, struct rsys *r, uint64_t scratch)
 	/* Queued signals: the thread's own queue, then the process-wide one. */
 	n = 0;
 	for (int shared = 0; shared < 2; shared++) {
-		for (uint64_t off = 0;; off++) {
-			struct {
-				uint64_t off;
-				uint32_t flags;
-				int32_t nr;
-			} arg = {off, shared ? 1 : 0, 1};
-			uint8_t info[128];
-			long got = ptrace(PTRACE_PEEKSIGINFO, r->pid, &arg, info);
+		int ret2 = peek_signals(r->pid, shared, &c->pending, &c->siginfo, &n, &cap);
 
-			if (got < 0)
-				return -errno;
-			if (got == 0)
-				break;
-			if (n == cap) {
-				size_t nc = cap ? cap * 2 : 8;
-				void *a = realloc(c->pending, nc * sizeof(*c->pending));
-
-				if (!a)
-					return -ENOMEM;
-				c->pending = a;
-				a = realloc(c->siginfo, nc * sizeof(*c->siginfo));
-				if (!a)
-					return -ENOMEM;
-				c->siginfo = a;
-				cap = nc;
-			}
-			memcpy(c->siginfo[n], info, sizeof(info));
-			haul__img__pending_signal__init(&c->pending[n]);
-			c->pending[n].shared = shared;
-			n++;
-		}
+		if (ret2)
+			return ret2;
 	}
 	if (n) {
 		c->pendp = calloc(n, sizeof(*c->pendp));
@@ -1366,21 +1524,7 @@ int rst_dump_state(struct rst_seized *s, uint8_t **blob, size_t *len)
 		}
 		free(status);
 	}
-	{
-		struct user_regs_struct g = r->saved;
-
-		/*
-		 * A relative sleep interrupted with ERESTART_RESTARTBLOCK would
-		 * resume as restart_syscall, whose saved state a new task lacks:
-		 * it would fail with EINTR.  Run the original call again instead
-		 * (the sleep starts over: longer, but not cut short).
-		 */
-		if ((long)s->raw.rax == -516 &&
-		    (s->raw.orig_rax == SYS_nanosleep || s->raw.orig_rax == SYS_clock_nanosleep ||
-		     s->raw.orig_rax == SYS_poll))
-			g.rax = s->raw.orig_rax;
-		regs_to_img(&g, &c->regs);
-	}
+	regs_to_img_fixed(&r->saved, &s->raw[0], &c->regs);
 	c->ps.regs = &c->regs;
 	c->ps.has_syscall_restart = true;
 	c->ps.syscall_restart = r->in_syscall_restart;
@@ -1405,6 +1549,25 @@ int rst_dump_state(struct rst_seized *s, uint8_t **blob, size_t *len)
 	ret = dump_kernel_bookkeeping(c, r, scratch);
 	if (ret)
 		goto out;
+	if (s->n > 1) {
+		c->tb = calloc(s->n - 1, sizeof(*c->tb));
+		c->tsp = calloc(s->n - 1, sizeof(*c->tsp));
+		if (!c->tb || !c->tsp) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		for (size_t i = 1; i < s->n; i++) {
+			c->ps.n_threads = i;
+			ret = dump_thread(s, i, &c->tb[i - 1], scratch);
+			if (ret) {
+				pr_err_r(ret, "cannot dump thread %d of pid %d", s->thr[i].pid,
+					 (int)s->pid);
+				goto out;
+			}
+			c->tsp[i - 1] = &c->tb[i - 1].ts;
+		}
+		c->ps.threads = c->tsp;
+	}
 	ret = dump_mm(c, s->pid);
 	if (ret)
 		goto out;

@@ -40,6 +40,7 @@
  * it replaces something (fresh anonymous memory is already zero).
  */
 #define LOG_PREFIX "restore: "
+#include <dirent.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -103,7 +104,10 @@ struct rst_target {
 	int mem;    /* /proc/S/mem */
 	struct rsys r;
 	bool seized;
-	uint64_t tramp; /* 0 until the first layout */
+	struct rsys *thr; /* the other threads, once created (resume) */
+	size_t nthr;
+	struct rsys *cur; /* the thread injected calls run in; NULL: the main one */
+	uint64_t tramp;	  /* 0 until the first layout */
 	struct tvma *v;
 	size_t n;
 	bool resumed;
@@ -329,7 +333,7 @@ static int rcall(struct rst_target *t, long nr, uint64_t a0, uint64_t a1, uint64
 	long rv;
 	int ret;
 
-	ret = rsys_call(&t->r, nr, args, &rv);
+	ret = rsys_call(t->cur ? t->cur : &t->r, nr, args, &rv);
 	if (ret) {
 		pr_err_r(ret, "cannot run syscall %ld in restored pid %d", nr, (int)t->stub);
 		return ret;
@@ -1530,10 +1534,168 @@ static int restore_task(struct rst_target *t, const Haul__Img__ProcessState *ps,
 	return 0;
 }
 
-static int restore_creds(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+/* The thread of the stub (as seen from here) that is not the main one nor known yet. */
+static pid_t new_thread(struct rst_target *t)
+{
+	char path[64];
+	struct dirent *de;
+	pid_t found = -ESRCH;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)t->stub);
+	d = opendir(path);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		pid_t tid = atoi(de->d_name);
+		bool known = tid == t->stub;
+
+		for (size_t i = 0; i < t->nthr; i++)
+			known |= t->thr[i].pid == tid;
+		if (tid > 0 && !known) {
+			found = tid;
+			break;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+/*
+ * Create thread @th inside the stub: clone3 with the thread flags glibc
+ * uses and set_tid = its old TID, injected in the main thread.  With
+ * PTRACE_O_TRACECLONE the kernel attaches it to us and stops it before it
+ * runs a single instruction; its registers come last, with everyone's.
+ */
+static int create_thread(struct rst_target *t, const Haul__Img__ThreadState *th, char *why,
 			 size_t wl)
 {
-	const Haul__Img__Creds *c = ps->creds;
+	struct clone_args_ a = {0};
+	struct rsys *r;
+	int32_t tid = th->tid;
+	pid_t outer;
+	int ret, status;
+
+	a.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+	a.set_tid = scratch(t) + 256;
+	a.set_tid_size = 1;
+	ret = poke(t, scratch(t), &a, sizeof(a));
+	if (!ret)
+		ret = poke(t, scratch(t) + 256, &tid, sizeof(tid));
+	if (!ret)
+		ret = rcall(t, SYS_clone3, scratch(t), sizeof(a), 0, 0, 0, 0, NULL);
+	if (ret) {
+		if (ret == -EEXIST)
+			snprintf(why, wl,
+				 "thread id %d is in use here; restore into a new PID namespace",
+				 tid);
+		else
+			snprintf(why, wl, "cannot create thread %d: %s", tid, strerror(-ret));
+		return ret;
+	}
+	outer = new_thread(t);
+	if (outer < 0) {
+		snprintf(why, wl, "cannot find new thread %d", tid);
+		return outer;
+	}
+	/* Its first stop: attached by PTRACE_O_TRACECLONE. */
+	while (waitpid(outer, &status, __WALL) < 0) {
+		if (errno != EINTR) {
+			snprintf(why, wl, "cannot wait for new thread %d: %s", tid,
+				 strerror(errno));
+			return -errno;
+		}
+	}
+	r = &t->thr[t->nthr];
+	ret = rsys_attach_stopped(r, outer, t->tramp);
+	if (ret)
+		return ret;
+	t->nthr++;
+
+	/* Its own bookkeeping, injected in it. */
+	t->cur = r;
+	if (th->rseq)
+		ret = rcall(t, SYS_rseq, th->rseq->addr, th->rseq->len, 0, th->rseq->sig, 0, 0,
+			    NULL);
+	if (!ret && th->has_robust_list)
+		ret = rcall(t, SYS_set_robust_list, th->robust_list, th->robust_list_len, 0, 0, 0,
+			    0, NULL);
+	if (!ret && th->has_tid_address)
+		ret = rcall(t, SYS_set_tid_address, th->tid_address, 0, 0, 0, 0, 0, NULL);
+	if (!ret && th->has_altstack_flags && !(th->altstack_flags & SS_DISABLE)) {
+		uint64_t ss[3] = {th->altstack_sp, th->altstack_flags & ~(uint32_t)SS_ONSTACK,
+				  th->altstack_size};
+
+		ret = poke(t, scratch(t), ss, sizeof(ss));
+		if (!ret)
+			ret = rcall(t, SYS_sigaltstack, scratch(t), 0, 0, 0, 0, 0, NULL);
+	}
+	if (!ret && th->comm) {
+		uint64_t addr;
+
+		ret = put_str(t, 0, th->comm, &addr);
+		if (!ret)
+			ret = rcall(t, SYS_prctl, PR_SET_NAME, addr, 0, 0, 0, 0, NULL);
+	}
+	t->cur = NULL;
+	/* Its own queue of signals, sent to it by TID. */
+	for (size_t i = 0; !ret && i < th->n_pending; i++) {
+		int32_t signo;
+
+		if (th->pending[i]->siginfo.len != 128)
+			continue;
+		memcpy(&signo, th->pending[i]->siginfo.data, sizeof(signo));
+		ret = poke(t, scratch(t), th->pending[i]->siginfo.data, 128);
+		if (!ret)
+			ret = rcall(t, SYS_rt_tgsigqueueinfo, t->o.pid, th->tid, signo, scratch(t),
+				    0, 0, NULL);
+	}
+	if (ret)
+		snprintf(why, wl, "cannot set up thread %d: %s", tid, strerror(-ret));
+	return ret;
+}
+
+static int create_threads(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+			  size_t wl)
+{
+	int ret = 0;
+
+	if (!ps->n_threads)
+		return 0;
+	t->thr = calloc(ps->n_threads, sizeof(*t->thr));
+	if (!t->thr)
+		return -ENOMEM;
+	if (ptrace(PTRACE_SETOPTIONS, t->stub, 0, PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE) < 0)
+		return -errno;
+	for (size_t i = 0; i < ps->n_threads && !ret; i++)
+		ret = create_thread(t, ps->threads[i], why, wl);
+	return ret;
+}
+
+/* Registers, xstate and signal mask of a thread stopped at an injected call's exit. */
+static int load_cpu(pid_t tid, const Haul__Img__Regs *ir, const ProtobufCBinaryData *xstate,
+		    uint64_t mask, char *why, size_t wl)
+{
+	struct user_regs_struct regs;
+	struct iovec iov = {xstate->data, xstate->len};
+
+	if (ptrace(PTRACE_SETREGSET, tid, NT_X86_XSTATE, &iov) < 0) {
+		snprintf(why, wl, "cannot load the FPU/xstate of %d (another CPU model?): %s",
+			 (int)tid, strerror(errno));
+		return -errno;
+	}
+	img_to_regs(ir, &regs);
+	if (ptrace(PTRACE_SETREGS, tid, 0, &regs) < 0 ||
+	    ptrace(PTRACE_SETSIGMASK, tid, sizeof(mask), &mask) < 0) {
+		snprintf(why, wl, "cannot load the registers of %d: %s", (int)tid, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+/* The raw id system calls change one thread only (glibc broadcasts; we are not glibc). */
+static int creds_on(struct rst_target *t, const Haul__Img__Creds *c)
+{
 	int ret;
 
 	ret = poke(t, scratch(t), c->groups, c->n_groups * sizeof(uint32_t));
@@ -1547,6 +1709,21 @@ static int restore_creds(struct rst_target *t, const Haul__Img__ProcessState *ps
 		ret = rcall(t, SYS_setresuid, c->ruid, c->euid, c->suid, 0, 0, 0, NULL);
 	if (!ret)
 		ret = rcall(t, SYS_setfsuid, c->fsuid, 0, 0, 0, 0, 0, NULL);
+	return ret;
+}
+
+static int restore_creds(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+			 size_t wl)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < t->nthr && !ret; i++) {
+		t->cur = &t->thr[i];
+		ret = creds_on(t, ps->creds);
+	}
+	t->cur = NULL;
+	if (!ret)
+		ret = creds_on(t, ps->creds);
 	/* Changing ids resets dumpability: set it after. */
 	if (!ret && ps->has_dumpable)
 		ret = rcall(t, SYS_prctl, PR_SET_DUMPABLE, ps->dumpable ? 1 : 0, 0, 0, 0, 0, NULL);
@@ -1581,9 +1758,7 @@ static int check_image(const Haul__Img__ProcessState *ps, char *why, size_t wl)
 
 static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl)
 {
-	struct user_regs_struct regs;
 	struct haul_layout l;
-	struct iovec iov;
 	uint64_t mask = ps->sigmask;
 	int ret;
 
@@ -1630,6 +1805,8 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 	if (!ret)
 		ret = restore_signals(t, ps, why, wl);
 	if (!ret)
+		ret = create_threads(t, ps, why, wl);
+	if (!ret)
 		ret = restore_creds(t, ps, why, wl);
 	if (ret) {
 		if (!why[0])
@@ -1643,21 +1820,13 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 		snprintf(why, wl, "cannot unmap the restorer's trampoline: %s", strerror(-ret));
 		return ret;
 	}
-	iov.iov_base = ps->xstate.data;
-	iov.iov_len = ps->xstate.len;
-	if (ptrace(PTRACE_SETREGSET, t->stub, NT_X86_XSTATE, &iov) < 0) {
-		ret = -errno;
-		snprintf(why, wl, "cannot load the FPU/xstate (another CPU model?): %s",
-			 strerror(errno));
+	for (size_t i = 0; i < t->nthr && !ret; i++)
+		ret = load_cpu(t->thr[i].pid, ps->threads[i]->regs, &ps->threads[i]->xstate,
+			       ps->threads[i]->sigmask, why, wl);
+	if (!ret)
+		ret = load_cpu(t->stub, ps->regs, &ps->xstate, mask, why, wl);
+	if (ret)
 		return ret;
-	}
-	img_to_regs(ps->regs, &regs);
-	if (ptrace(PTRACE_SETREGS, t->stub, 0, &regs) < 0 ||
-	    ptrace(PTRACE_SETSIGMASK, t->stub, sizeof(mask), &mask) < 0) {
-		ret = -errno;
-		snprintf(why, wl, "cannot load registers: %s", strerror(errno));
-		return ret;
-	}
 	/* M stops guarding: from here the process lives on without us. */
 	if (write(t->ctl, "R", 1) != 1) {
 		ret = -errno;
@@ -1665,6 +1834,11 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 		return ret;
 	}
 	t->resumed = true;
+	for (size_t i = 0; i < t->nthr; i++)
+		if (ptrace(PTRACE_DETACH, t->thr[i].pid, 0, 0) < 0)
+			pr_warn("cannot detach thread %d of restored pid %d: %s", t->thr[i].pid,
+				(int)t->o.pid, strerror(errno));
+	t->nthr = 0;
 	if (ptrace(PTRACE_DETACH, t->stub, 0, 0) < 0) {
 		ret = -errno;
 		snprintf(why, wl, "cannot let the process run: %s", strerror(errno));
@@ -1701,6 +1875,9 @@ int rst_target_resume(struct rst_target *t, const void *state, size_t len, pid_t
 			kill(t->stub, SIGKILL);
 		else if (t->seized) {
 			kill(t->stub, SIGKILL);
+			for (size_t i = 0; i < t->nthr; i++)
+				waitpid(t->thr[i].pid, NULL, __WALL);
+			t->nthr = 0;
 			waitpid(t->stub, NULL, __WALL);
 			t->seized = false;
 		}
@@ -1745,6 +1922,7 @@ void rst_target_free(struct rst_target *t)
 	if (!t->resumed && !t->o.detach && !t->waited && t->mpid > 0)
 		waitpid(t->mpid, NULL, 0);
 	tvmas_free(t->v, t->n);
+	free(t->thr);
 	free(t);
 }
 

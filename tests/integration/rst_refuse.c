@@ -101,10 +101,6 @@ Test(rst_refuse, inotify, .timeout = 20)
 {
 	refuses("inotify", "anon_inode:inotify");
 }
-Test(rst_refuse, second_thread, .timeout = 20)
-{
-	refuses("threads", "2 threads");
-}
 Test(rst_refuse, seccomp, .timeout = 20)
 {
 	refuses("seccomp", "seccomp");

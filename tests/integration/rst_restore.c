@@ -472,3 +472,68 @@ Test(rst, event_loop_over_epoll_eventfd_timerfd_signalfd_and_self_pipe_carries_o
 	cr_expect(strstr(slurp(out), "final ok 1500"), "%s", slurp(out));
 	unlink(out);
 }
+
+/* ---- threads ------------------------------------------------------------------ */
+
+/* Run @prog @arg with stdout to @out; returns its pid. */
+static pid_t spawn_prog(const char *prog, const char *arg, const char *out)
+{
+	char bin[512];
+	pid_t pid;
+
+	snprintf(bin, sizeof(bin), "%s/%s", progs(), prog);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int nul = open("/dev/null", O_RDWR);
+
+		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+			_exit(126);
+		closefrom(3);
+		execl(bin, bin, arg, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static void threads_once(enum rst_pidns ns)
+{
+	char out[128], want[128], got[128];
+	struct snapshot s;
+	struct rst_target *t;
+	int status, ret;
+	pid_t pid;
+
+	snprintf(out, sizeof(out), "/tmp/haul-rst-threads-%d.out", (int)getpid());
+	pid = spawn_prog("rst_threads", "1500", out);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	final_line(out, want, sizeof(want));
+
+	pid = spawn_prog("rst_threads", "1500", out);
+	msleep(600);
+	ret = snapshot_take(pid, &s);
+	cr_assert_eq(ret, 0, "dump failed: %s", strerror(-ret));
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	ret = restore_snapshot(&s, pid, ns, &t);
+	snapshot_free(&s);
+	cr_assert_eq(ret, 0, "restore failed: %s", strerror(-ret));
+	status = rst_target_wait(t);
+	rst_target_free(t);
+	cr_expect_eq(status, 0, "restored rst_threads exited with %d:\n%s", status, slurp(out));
+	cr_expect_null(strstr(slurp(out), "ERROR"), "%s", slurp(out));
+	final_line(out, got, sizeof(got));
+	cr_expect_str_eq(got, want);
+	unlink(out);
+}
+
+Test(rst, three_threads_with_mutex_condvar_and_join_restore_in_new_pidns, .timeout = 60)
+{
+	threads_once(RST_PIDNS_ALWAYS);
+}
+
+Test(rst, three_threads_restore_with_their_tids_on_the_host, .timeout = 60)
+{
+	threads_once(RST_PIDNS_AUTO);
+}

@@ -1,7 +1,7 @@
 /*
  * rst_refuse - a process holding one resource haul cannot checkpoint.
  *
- * usage: rst_refuse KIND   with KIND one of: pipe socket inotify threads
+ * usage: rst_refuse KIND   with KIND one of: pipe socket inotify
  *        seccomp memfd sysv traced child timer
  * ("pipe": the test hands it a pipe it shares on stdin; nothing to set up.)
  * After setting it up, it counts forever, every 5 ms writing the count at
