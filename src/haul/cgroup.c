@@ -318,6 +318,47 @@ static void v2_enable_cpu(const char *mnt)
 	haul_cg_write(parent, "cgroup.subtree_control", "+cpu");
 }
 
+/* Remember the cpu limit the workload had, so that lifting the throttle restores it. */
+static void save_cpu_limit(struct haul_cg *cg)
+{
+	char q[32], p[32];
+
+	if (cg->v2_cpu) {
+		if (haul_cg_read(cg->cpu_dir, "cpu.max", cg->cpu_limit, sizeof(cg->cpu_limit)) <= 0)
+			snprintf(cg->cpu_limit, sizeof(cg->cpu_limit), "max");
+		cg->cpu_limit[strcspn(cg->cpu_limit, "\n")] = '\0';
+		return;
+	}
+	if (haul_cg_read(cg->cpu_dir, "cpu.cfs_quota_us", q, sizeof(q)) <= 0 ||
+	    haul_cg_read(cg->cpu_dir, "cpu.cfs_period_us", p, sizeof(p)) <= 0)
+		snprintf(cg->cpu_limit, sizeof(cg->cpu_limit), "-1 100000");
+	else
+		snprintf(cg->cpu_limit, sizeof(cg->cpu_limit), "%ld %ld", atol(q), atol(p));
+}
+
+/* Put back the limit save_cpu_limit() found. */
+static int restore_cpu_limit(const struct haul_cg *cg)
+{
+	long q = -1, p = 100000;
+	char v[32];
+	int ret;
+
+	if (cg->v2_cpu)
+		return haul_cg_write(cg->cpu_dir, "cpu.max",
+				     cg->cpu_limit[0] ? cg->cpu_limit : "max");
+	sscanf(cg->cpu_limit, "%ld %ld", &q, &p);
+	ret = haul_cg_write(cg->cpu_dir, "cpu.cfs_quota_us", "-1");
+	if (!ret) {
+		snprintf(v, sizeof(v), "%ld", p);
+		ret = haul_cg_write(cg->cpu_dir, "cpu.cfs_period_us", v);
+	}
+	if (!ret && q > 0) {
+		snprintf(v, sizeof(v), "%ld", q);
+		ret = haul_cg_write(cg->cpu_dir, "cpu.cfs_quota_us", v);
+	}
+	return ret;
+}
+
 int haul_cg_prepare(pid_t pid, const struct haul_cg_mounts *m, struct haul_cg *cg)
 {
 	int ret;
@@ -348,6 +389,8 @@ int haul_cg_prepare(pid_t pid, const struct haul_cg_mounts *m, struct haul_cg *c
 	} else {
 		pr_warn("no cpu controller on this host: pid %d cannot be throttled", pid);
 	}
+	if (cg->cpu_dir[0])
+		save_cpu_limit(cg);
 	pr_debug("pid %d: freezer '%s' (%s), cpu '%s'", pid, cg->freezer_dir,
 		 cg->v2_freezer ? "cgroup2" : "v1", cg->cpu_dir[0] ? cg->cpu_dir : "none");
 	return 0;
@@ -373,11 +416,10 @@ int haul_cg_throttle(struct haul_cg *cg, unsigned pct, double cpus)
 		if (period > HAUL_MIG_THROTTLE_MAX_PERIOD_US)
 			period = HAUL_MIG_THROTTLE_MAX_PERIOD_US;
 	}
-	if (cg->v2_cpu) {
-		if (pct)
-			snprintf(v, sizeof(v), "%ld %ld", quota, period);
-		else
-			snprintf(v, sizeof(v), "max %ld", period);
+	if (!pct) {
+		ret = restore_cpu_limit(cg);
+	} else if (cg->v2_cpu) {
+		snprintf(v, sizeof(v), "%ld %ld", quota, period);
 		ret = haul_cg_write(cg->cpu_dir, "cpu.max", v);
 	} else {
 		/* v1 checks quota against the period in force: lift, set period, set quota */
@@ -386,7 +428,7 @@ int haul_cg_throttle(struct haul_cg *cg, unsigned pct, double cpus)
 			snprintf(v, sizeof(v), "%ld", period);
 			ret = haul_cg_write(cg->cpu_dir, "cpu.cfs_period_us", v);
 		}
-		if (!ret && pct) {
+		if (!ret) {
 			snprintf(v, sizeof(v), "%ld", quota);
 			ret = haul_cg_write(cg->cpu_dir, "cpu.cfs_quota_us", v);
 		}
@@ -433,8 +475,9 @@ void haul_cg_undo(struct haul_cg *cg)
 {
 	int ret;
 
-	if (cg->throttle_pct)
-		haul_cg_throttle(cg, 0, 1);
+	/* unconditionally: the guardian's copy of @cg predates any throttle */
+	if (cg->cpu_dir[0] && restore_cpu_limit(cg))
+		pr_warn("cannot lift the cpu throttle of pid %d in '%s'", cg->pid, cg->cpu_dir);
 	if (cg->freezer_dir[0]) {
 		ret = haul_thaw(cg);
 		if (ret)

@@ -50,6 +50,7 @@ struct haul_cg {
 	bool v2_cpu;		     /* cpu_dir has cpu.max, else v1 cpu.cfs_quota_us */
 	char cpu_dir[PATH_MAX];	     /* "" when no cpu controller can be reached */
 	char cpu_orig[PATH_MAX];
+	char cpu_limit[64];    /* the limit before haul: cpu.max, or v1 "QUOTA PERIOD" */
 	unsigned throttle_pct; /* the current CPU throttle, 0 = none */
 };
 
@@ -60,7 +61,7 @@ struct haul_cg {
 int haul_cg_prepare(pid_t pid, const struct haul_cg_mounts *m, struct haul_cg *cg);
 /*
  * Give the workload @pct percent less CPU than @cpus CPUs (cpu.max or
- * cfs_quota_us); @pct 0 lifts the limit.  0, -EOPNOTSUPP when no cpu
+ * cfs_quota_us); @pct 0 puts back the limit it had before haul.  0, -EOPNOTSUPP when no cpu
  * controller is reachable, or -errno.
  */
 int haul_cg_throttle(struct haul_cg *cg, unsigned pct, double cpus);

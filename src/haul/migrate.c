@@ -32,7 +32,8 @@
  * frozen.  It is the baseline the benchmarks compare against.
  *
  * Fault injection for the crash-point tests: HAUL_FAULT=stall:POINT[:MS]
- * stops at POINT (precopy, frozen, seized, state, restored, committed) for MS ms
+ * stops at POINT (precopy, throttled, frozen, seized, state, restored,
+ * committed) for MS ms
  * (default 30000) after printing "fault: stalled at POINT", so a test can
  * kill haul or the page server there; HAUL_FAULT=corrupt-state damages the
  * state blob so that the target refuses the restore.
@@ -377,6 +378,11 @@ static int precopy(struct mig *m)
 					m->pid);
 			else if (!ret && m->conv.throttle_pct > res->throttle_max)
 				res->throttle_max = m->conv.throttle_pct;
+			if (!ret) {
+				ret = fault_point(m, "throttled");
+				if (ret)
+					return ret;
+			}
 		}
 	}
 }

@@ -132,6 +132,26 @@ Test(mig_crash, haul_interrupted_mid_round, .fini = teardown, .timeout = 60)
 	assert_source_runs();
 }
 
+Test(mig_crash, haul_killed_while_throttling_lifts_the_throttle, .fini = teardown, .timeout = 90)
+{
+	const char *extra[] = {"--bandwidth", "60M", "--compress", "none", NULL};
+	char path[64];
+	int fd;
+	pid_t haul;
+
+	th_mig_setup(&M, 0);
+	th_mig_workload(&M, 32, -1, 8);
+	haul = haul_stalled("stall:throttled", extra, &fd);
+	kill(haul, SIGKILL);
+	th_wait_exit(haul, 5000);
+	close(fd);
+	usleep(300000);
+	/* the guardian moved it back out of the throttled cgroup haul made */
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", M.wl_pid);
+	cr_assert_neq(th_sh("grep -q 'haul/mig-' %s", path), 0, "still in haul's cgroup");
+	assert_source_runs();
+}
+
 Test(mig_crash, haul_killed_while_frozen, .fini = teardown, .timeout = 60)
 {
 	int fd;
