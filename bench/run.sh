@@ -18,6 +18,9 @@
 # env.txt, downtime_vs_bandwidth.png, total_vs_rate.png, logs/ of failed cells.
 # Everything it starts and the namespaces are removed on exit (trap).
 set -u
+# The whole script is one brace group, parsed before it runs: editing this file
+# while a run is in progress cannot derail that run.
+{
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
@@ -27,7 +30,7 @@ profile=quick
 out=$top/bench/results
 haul=${HAUL_BIN:-$top/$BUILD/haul}
 workload=${HAUL_PROGS:-$top/$BUILD/progs}/workload
-mems= rates= bws= modes= pattern=uniform warm= settle= peers=1 budget=
+mems= rates= bws= modes= pattern=uniform warm= settle= peers=1 budget= keep_all=0
 
 usage() {
 	cat <<EOF
@@ -35,7 +38,7 @@ usage: bench/run.sh [--quick|--full|--smoke] [--out DIR] [--haul BIN] [--workloa
                     [--mems "256M 1G"] [--rates "0 64 256 unbounded"]
                     [--bws "loopback 10gbit 1gbit"] [--pattern uniform|hot|seq]
                     [--modes "stop-and-copy pre-copy post-copy hybrid"] [--no-peers]
-                    [--budget SECONDS]
+                    [--budget SECONDS] [--keep-logs]
 
   --quick  (make bench)      256M 1G; rates 0 64 256; loopback 1gbit; all modes
   --full   (make bench-full) 256M 1G 4G 16G; rates 0 16 64 256 unbounded;
@@ -43,6 +46,7 @@ usage: bench/run.sh [--quick|--full|--smoke] [--out DIR] [--haul BIN] [--workloa
   --smoke  (tests)           64M; rate 16; loopback; stop-and-copy pre-copy
 Cells whose memory does not fit (3x the size must be available) are skipped visibly,
 and so are the cells left when --budget seconds (quick: 480) have been spent.
+Logs of failed cells are kept in DIR/logs (--keep-logs: of every cell).
 EOF
 }
 
@@ -60,6 +64,7 @@ while [ $# -gt 0 ]; do
 	--warm) warm=$2; shift ;;
 	--no-peers) peers=0 ;;
 	--budget) budget=$2; shift ;;
+	--keep-logs) keep_all=1 ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -390,6 +395,7 @@ run_haul_cell() {
 	ok*) ;;
 	*) status=failed; note="memory not intact after the move: $verify"; keep_logs "$cell" ;;
 	esac
+	[ "$keep_all" = 1 ] && [ "$status" = ok ] && echo "t0=$t0 t1=$t1" >"$cell/times" && keep_logs "$cell"
 	say "$status: haul $mode $mem $rate $bw: downtime ${downtime} ms, client gap ${gap} ms" \
 		"(switchover ${switch_gap}, during pre-copy ${other_gap}, idle ${base_gap})," \
 		"total ${total} s, ${bytes} bytes, ${rounds} rounds, verify $verify"
@@ -508,3 +514,5 @@ else
 	say "skipped: plots (no gnuplot)"
 fi
 say "results in $out: bench.csv summary.md *.png"
+exit 0
+}
