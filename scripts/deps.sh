@@ -2,7 +2,7 @@
 # Install the Debian packages haul needs, only those that are missing.
 # Idempotent and quiet when everything is already there; run as root.
 set -e
-PKGS="memtester bzip2 build-essential pkg-config libev-dev libprotobuf-c-dev protobuf-c-compiler \
+PKGS="memtester bzip2 zstd build-essential pkg-config libev-dev libprotobuf-c-dev protobuf-c-compiler \
 liblz4-dev liburing-dev libcriterion-dev libsodium-dev libxxhash-dev iproute2 \
 clang gnuplot-nox procps psmisc python3 xz-utils gzip coreutils"
 [ -n "$HAUL_EXTRA_PKGS" ] && PKGS="$PKGS $HAUL_EXTRA_PKGS"

@@ -2,7 +2,7 @@
 # rst_debian.sh - real single-threaded Debian programs are checkpointed
 # mid-run with `haul checkpoint`, killed, brought back with `haul restore`,
 # and must produce exactly the output of an undisturbed run: a compressor
-# mid-stream (gzip, bzip2, xz), a hash over a large file (sha256sum), an
+# mid-stream (gzip, bzip2, xz and zstd, also with worker threads), a hash over a large file (sha256sum), an
 # interpreter holding a large dict (python3), a memory tester (memtester,
 # mlock'ed memory).  Some cases restore with the same PID on the host, the
 # others into a new PID namespace (--pidns always) where it keeps its PID.
@@ -71,6 +71,9 @@ rcase gzip 0.7 auto gzip -9 -c "$D/seq.txt"
 rcase bzip2 0.7 always bzip2 -9 -c "$D/seq.txt"
 # xz holds a self-pipe (both ends, for its signal handler): carried with its bytes.
 rcase xz 0.8 auto xz -T1 -6 -c "$D/seq-small.txt"
+# Two compression threads plus the main one.
+rcase xz-threads 0.8 always xz -T2 -6 --block-size=1MiB -c "$D/seq-small.txt"
+rcase zstd-threads 0.5 auto zstd -T2 -19 -c "$D/seq-small.txt"
 rcase sha256sum 0.4 always sha256sum "$D/big.bin"
 rcase python3 1.5 auto /usr/bin/python3 "$D/dict.py"
 rcase memtester 1.5 always memtester 16M 1
