@@ -38,7 +38,7 @@
 /*
  * Check, without stopping or touching it, whether @pid uses only what haul
  * can migrate.  Returns 0, or -EOPNOTSUPP with a user-facing reason in @why
- * naming the resource and its fd or VMA ("fd 4 is a pipe", "2 threads").
+ * naming the resource and its fd or VMA ("fd 4 is a socket (socket:[123])").
  */
 int rst_dump_precheck(pid_t pid, char *why, size_t whylen);
 

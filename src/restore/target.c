@@ -29,9 +29,10 @@
  *    source still runs and switchover writes only the last dirty pages;
  *  resume: vDSO at its old address (ARCH_MAP_VDSO_64), fds, cwd, umask,
  *    PR_SET_MM_MAP, personality, name, signal actions, altstack, rseq,
- *    robust list, tid address, itimers, pending signals, rlimits, creds;
- *    unmap the trampoline while stopped at that syscall's exit; xstate,
- *    registers and signal mask; detach.
+ *    robust list, tid address, itimers, pending signals, rlimits; the other
+ *    threads (injected clone3 with their TIDs, auto-attached); creds in
+ *    every thread; unmap the trampoline while stopped at that syscall's
+ *    exit; xstate, registers and signal mask of every thread; detach.
  *
  * Invariants: file-backed MAP_SHARED VMAs are never written (the file holds
  * their content; writing stale pre-copy pages into it would corrupt it).
