@@ -1466,6 +1466,13 @@ int rst_lazy_before_resume(void *arg, struct rsys *r, const struct haul_layout *
 {
 	struct rst_lazy_hook *h = arg;
 
+	for (size_t i = 0; i < h->nstale; i++) {
+		int ret = rst_lazy_zap(r, h->stale[i].start,
+				       (h->stale[i].end - h->stale[i].start) / PG);
+
+		if (ret)
+			return ret;
+	}
 	return rst_lazy_attach(r, r->pid, l, &h->src, &h->lazy, &h->lz);
 }
 

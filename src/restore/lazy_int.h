@@ -139,8 +139,11 @@ int rst_lazy_attach(struct rsys *r, pid_t pid, const struct haul_layout *l,
  */
 struct rst_lazy_hook {
 	struct rst_lazy_source src; /* in: where the pages come from */
-	struct rst_lazy *lz;	    /* out: the running fault server */
-	struct haul_layout lazy;    /* out: the VMAs made lazy */
+	/* in (hybrid): pages pre-copied but dirtied again since; zapped before registration */
+	const struct rst_lazy_range *stale;
+	size_t nstale;
+	struct rst_lazy *lz;	 /* out: the running fault server */
+	struct haul_layout lazy; /* out: the VMAs made lazy */
 };
 int rst_lazy_before_resume(void *arg, struct rsys *r, const struct haul_layout *l);
 
@@ -185,6 +188,31 @@ void rst_lazy_stats(struct rst_lazy *lz, struct rst_lazy_stats *st);
 void rst_lazy_free(struct rst_lazy *lz);
 
 /* ---- source side: pages of the frozen process ------------------------------ */
+
+struct rst_lazy_range {
+	uint64_t start, end; /* page aligned, end exclusive */
+};
+
+/*
+ * What the source must send before resume in a post-copy switchover, with
+ * @pid frozen and seized by the calling thread: every readable memory VMA
+ * of @l that cannot be lazy (rst_lazy_vma_ok), and the page(s) of the rseq
+ * area (rseq registration during the restore writes it: with the page
+ * server's loop as the restorer's tracer, a lazy page there would deadlock
+ * until the stall timeout).  *@out is malloc'd.  0 or -errno.
+ */
+int rst_lazy_eager_ranges(pid_t pid, const struct haul_layout *l, struct rst_lazy_range **out,
+			  size_t *n);
+
+/*
+ * The source's whole post-copy part, after ps_client_restore() of a lazy
+ * session said the process runs on the target: serve the target's page
+ * requests from frozen @pid (within @l) until it has every page (0; the
+ * caller then kills the source and commits) or the session fails (-errno:
+ * the target has killed its copy, see DESIGN "Post-copy").  @idle_ms: give
+ * up after that long without a request (0: never).
+ */
+int rst_lazy_serve(struct ps_client *c, pid_t pid, const struct haul_layout *l, int idle_ms);
 
 struct rst_lazy_src;
 

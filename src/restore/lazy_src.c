@@ -25,8 +25,10 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -279,4 +281,71 @@ int rst_lazy_session_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
 	}
 	/* -ESRCH would read as "the restored process exited" (lazy_int.h). */
 	return ret == -ESRCH ? -EHOSTDOWN : ret;
+}
+
+#ifndef PTRACE_GET_RSEQ_CONFIGURATION
+#define PTRACE_GET_RSEQ_CONFIGURATION 0x420f
+#endif
+
+/* struct ptrace_rseq_configuration (linux/ptrace.h, which clashes with sys/ptrace.h). */
+struct lazy_rseq_conf {
+	uint64_t ptr;
+	uint32_t size, sig, flags, pad;
+};
+
+int rst_lazy_eager_ranges(pid_t pid, const struct haul_layout *l, struct rst_lazy_range **out,
+			  size_t *n)
+{
+	struct rst_lazy_range *r = calloc(l->n + 1, sizeof(*r));
+	struct lazy_rseq_conf rc;
+	size_t k = 0;
+
+	if (!r)
+		return -ENOMEM;
+	for (size_t i = 0; i < l->n; i++) {
+		const struct haul_vma *v = &l->v[i];
+
+		if (haul_vma_is_memory(v) && (v->prot & PROT_READ) && !rst_lazy_vma_ok(v))
+			r[k++] = (struct rst_lazy_range){v->start, v->end};
+	}
+	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, pid, sizeof(rc), &rc) == (long)sizeof(rc) &&
+	    rc.ptr) {
+		uint64_t s = rc.ptr & ~(HAUL_PAGE_SIZE - 1);
+		uint64_t e = (rc.ptr + (rc.size ? rc.size : 32) + HAUL_PAGE_SIZE - 1) &
+			     ~(HAUL_PAGE_SIZE - 1);
+		const struct haul_vma *v = haul_layout_find(l, s);
+
+		if (v && rst_lazy_vma_ok(v))
+			r[k++] = (struct rst_lazy_range){s, e};
+	} else if (errno != EIO && errno != EINVAL) {
+		/* No rseq (EINVAL on old kernels) is fine; not being its tracer is not. */
+		int ret = -errno;
+
+		pr_err_r(ret, "cannot read the rseq area of pid %d", pid);
+		free(r);
+		return ret;
+	}
+	*out = r;
+	*n = k;
+	return 0;
+}
+
+int rst_lazy_serve(struct ps_client *c, pid_t pid, const struct haul_layout *l, int idle_ms)
+{
+	struct rst_lazy_src *src;
+	int ret = rst_lazy_src_open(pid, l, &src);
+
+	if (ret)
+		return ret;
+	ret = ps_client_serve(c, rst_lazy_src_fetch, src, idle_ms);
+	if (ret)
+		pr_err_r(ret,
+			 "post-copy of pid %d ended before the target had every page "
+			 "(%lu served); the target cannot go on without them",
+			 pid, (unsigned long)rst_lazy_src_served(src));
+	else
+		pr_info("post-copy of pid %d complete: %lu pages served", pid,
+			(unsigned long)rst_lazy_src_served(src));
+	rst_lazy_src_free(src);
+	return ret;
 }

@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -90,7 +89,13 @@ static void final_line(const char *path, char *line, size_t len)
 	snprintf(line, len, "%.*s", (int)strcspn(p, "\n"), p);
 }
 
-/* Counts fault fetches made while the restorer is still inside rst_target_resume. */
+/*
+ * Fault fetches made while the restorer is inside rst_target_resume are held
+ * for 2 s, as a page server's fetch would be while its loop thread (the
+ * restorer) is busy: if the restorer itself waits for such a page, the
+ * resume takes that long; if the page was wanted by the process after it was
+ * let go (the end of rst_target_resume), the resume does not.
+ */
 struct guard {
 	struct rst_lazy_src *src;
 	atomic_int in_resume;
@@ -101,8 +106,10 @@ static int guarded_fault_fetch(void *arg, uint64_t addr, uint32_t npages, void *
 {
 	struct guard *g = arg;
 
-	if (atomic_load(&g->in_resume))
+	if (atomic_load(&g->in_resume)) {
 		atomic_fetch_add(&g->during, 1);
+		usleep(2000000);
+	}
 	return rst_lazy_src_fetch(g->src, addr, npages, buf);
 }
 
@@ -112,14 +119,6 @@ static int plain_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
 
 	return rst_lazy_src_fetch(g->src, addr, npages, buf);
 }
-
-#ifndef PTRACE_GET_RSEQ_CONFIGURATION
-#define PTRACE_GET_RSEQ_CONFIGURATION 0x420f
-#endif
-struct rseq_conf {
-	uint64_t ptr;
-	uint32_t size, sig, flags, pad;
-};
 
 /*
  * Restore rst_counter post-copy from its frozen original.  With
@@ -172,7 +171,26 @@ static void e2e(bool rseq_eager)
 	o.pid = pid;
 	cr_assert_eq(rst_target_new(&o, &t), 0);
 	ret = rst_target_layout(t, &l);
-	for (size_t i = 0; !ret && i < l.n; i++) {
+	if (rseq_eager) {
+		/* What migrate sends before resume: rst_lazy_eager_ranges(). */
+		struct rst_lazy_range *r;
+		size_t n;
+
+		cr_assert_eq(rst_lazy_eager_ranges(pid, &l, &r, &n), 0);
+		for (size_t i = 0; !ret && i < n; i++) {
+			size_t len = r[i].end - r[i].start;
+			void *buf = malloc(len);
+
+			cr_assert_not_null(buf);
+			ret = rsys_read(pid, r[i].start, buf, len);
+			if (!ret)
+				ret = rst_target_pages(t, r[i].start, buf, (uint32_t)(len >> 12));
+			eager += len >> 12;
+			free(buf);
+		}
+		free(r);
+	}
+	for (size_t i = 0; !rseq_eager && !ret && i < l.n; i++) {
 		const struct haul_vma *v = &l.v[i];
 		size_t len = v->end - v->start;
 		void *buf;
@@ -185,24 +203,6 @@ static void e2e(bool rseq_eager)
 		if (!ret)
 			ret = rst_target_pages(t, v->start, buf, (uint32_t)(len >> 12));
 		eager += len >> 12;
-		free(buf);
-	}
-	if (!ret && rseq_eager) {
-		struct rseq_conf rc;
-		uint64_t first, last;
-		char *buf;
-
-		cr_assert_eq(ptrace(PTRACE_GET_RSEQ_CONFIGURATION, pid, sizeof(rc), &rc),
-			     (long)sizeof(rc));
-		cr_assert_neq(rc.ptr, 0, "the counter has no rseq area (glibc tunables?)");
-		first = rc.ptr & ~4095ull;
-		last = (rc.ptr + rc.size - 1) & ~4095ull;
-		buf = malloc(last - first + 4096);
-		cr_assert_not_null(buf);
-		ret = rsys_read(pid, first, buf, last - first + 4096);
-		if (!ret)
-			ret = rst_target_pages(t, first, buf,
-					       (uint32_t)((last - first) / 4096 + 1));
 		free(buf);
 	}
 	cr_assert_eq(ret, 0, "eager pages: %s", strerror(-ret));
@@ -225,17 +225,18 @@ static void e2e(bool rseq_eager)
 	final_line(out, got, sizeof(got));
 	cr_expect_str_eq(got, want, "the restored run diverged");
 	if (rseq_eager)
-		cr_expect_eq(atomic_load(&g.during), 0,
-			     "the restorer waited for %d lazy fetches inside the resume",
-			     atomic_load(&g.during));
-	cr_log_info("lazy e2e%s: %zu lazy VMAs (%lu pages), %lu eager pages, resume %.2f ms "
-		    "(%d fault fetches inside it), %lu faults (p50 %lu ns p99 %lu ns), %lu pushed, "
-		    "all in %.1f ms",
-		    rseq_eager ? " (rseq page eager)" : "", h.lazy.n, (unsigned long)st.total_pages,
-		    (unsigned long)eager, resume_ns / 1e6, atomic_load(&g.during),
-		    (unsigned long)st.faults, (unsigned long)st.fault_p50_ns,
-		    (unsigned long)st.fault_p99_ns, (unsigned long)st.pushed_pages,
-		    st.complete_ns / 1e6);
+		cr_expect_lt(resume_ns, 1500000000ull,
+			     "the restorer waited for a lazy page: resume took %.0f ms",
+			     resume_ns / 1e6);
+	cr_log_info(
+		"lazy e2e%s: %zu lazy VMAs (%lu pages), %lu eager pages, resume %.2f ms "
+		"(%d fault fetches held during it), %lu faults (p50 %lu ns p99 %lu ns), %lu pushed, "
+		"all in %.1f ms",
+		rseq_eager ? " (rseq page eager)" : "", h.lazy.n, (unsigned long)st.total_pages,
+		(unsigned long)eager, resume_ns / 1e6, atomic_load(&g.during),
+		(unsigned long)st.faults, (unsigned long)st.fault_p50_ns,
+		(unsigned long)st.fault_p99_ns, (unsigned long)st.pushed_pages,
+		st.complete_ns / 1e6);
 
 	rst_lazy_free(h.lz);
 	haul_layout_release(&h.lazy);
