@@ -202,3 +202,17 @@ Test(mig_e2e, refuses_an_unmigratable_process_without_touching_it, .fini = teard
 	snprintf(cg, sizeof(cg), "/proc/%d/cgroup", M.wl_pid);
 	cr_assert_neq(th_sh("grep -q 'haul/mig-' %s", cg), 0, "it was moved into a cgroup");
 }
+
+Test(mig_e2e, moves_a_multithreaded_workload, .fini = teardown, .timeout = 90)
+{
+	const char *extra[] = {"--downtime", "100", NULL};
+	long seq;
+
+	th_mig_setup(&M, 0);
+	M.threads = 3;
+	th_mig_workload(&M, 64, 32, 0);
+	usleep(300000);
+	seq = th_mig_seq(&M);
+	cr_assert_eq(migrate(extra, 60000), 0, "haul migrate failed");
+	assert_moved(seq);
+}

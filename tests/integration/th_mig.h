@@ -22,6 +22,7 @@ struct th_mig {
 	int ps_fd;
 	pid_t wl_pid;		    /* the workload as started in A */
 	bool wl_by_run;		    /* started by haul run: not our child */
+	int threads;		    /* extra writer threads of the workload (th_mig_workload) */
 	unsigned long net_a, net_b; /* netns inodes, as the workload prints them */
 };
 
@@ -29,7 +30,10 @@ struct th_mig {
 void th_mig_setup(struct th_mig *m, unsigned rate_mbit);
 /* Kill whatever runs (workload copies, page server), delete the namespaces and files. */
 void th_mig_teardown(struct th_mig *m);
-/* Start mig_workload in A with --mem MiB and --rate MiB/s (-1 unbounded) and --hot MiB (0 all). */
+/*
+ * Start mig_workload in A with --mem MiB and --rate MiB/s (-1 unbounded) and --hot MiB
+ * (0 all), with m->threads more writer threads.
+ */
 void th_mig_workload(struct th_mig *m, int mem, int rate, int hot);
 /*
  * Start mig_workload in A with `haul run --name @name` (its own cgroup and PID

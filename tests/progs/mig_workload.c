@@ -1,7 +1,8 @@
 /*
  * mig_workload.c - the process the migration tests move.
  *
- * mig_workload --mem MiB [--rate MiB/s|-1] [--hot MiB] [--control FILE] [--tag WORD]
+ * mig_workload --mem MiB [--rate MiB/s|-1] [--hot MiB] [--threads N] [--control FILE]
+ *              [--tag WORD]
  *
  * It maps --mem MiB of anonymous memory, fills every page, then rewrites
  * pages of the first --hot MiB (default: all) round-robin at --rate MiB/s
@@ -16,11 +17,13 @@
  * net= changes when the process lands in another network namespace.  With
  * --control FILE it polls FILE each tick for "verify" or "exit" (then deletes
  * it); SIGUSR1 verifies too.  Verify prints "verify ok seq=N pages=N" or
- * "verify FAIL page=I".  Single-threaded; only stdout, stderr and /dev/null
- * stay open, which is what haul migrates.
+ * "verify FAIL page=I".  With --threads N, N more threads each rewrite their
+ * own slice of the hot pages (the rate is shared); verify pauses them first.
+ * Only stdout, stderr and /dev/null stay open, which is what haul migrates.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -36,6 +39,17 @@
 #define WORDS (PAGE / 8)
 
 static volatile sig_atomic_t want_verify;
+
+/* extra writer threads: each rewrites pages [lo, hi) of the hot set */
+struct writer {
+	pthread_t thr;
+	uint64_t lo, hi, cursor, seq;
+	double rate; /* MiB/s, < 0 unbounded */
+};
+
+static char *g_buf;
+static uint64_t *g_gen;
+static int g_pause, g_paused; /* verify asks writers to pause; they count in */
 
 static void on_usr1(int sig)
 {
@@ -106,8 +120,43 @@ static unsigned long netns(void)
 	return stat("/proc/self/ns/net", &st) ? 0 : (unsigned long)st.st_ino;
 }
 
+static void write_page(uint64_t i)
+{
+	g_gen[i]++;
+	fill((uint64_t *)(g_buf + i * PAGE), i, g_gen[i]);
+}
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	double t0 = now();
+
+	for (;;) {
+		struct timespec ts = {0, 1000000};
+		uint64_t due;
+
+		if (__atomic_load_n(&g_pause, __ATOMIC_ACQUIRE)) {
+			__atomic_add_fetch(&g_paused, 1, __ATOMIC_ACQ_REL);
+			while (__atomic_load_n(&g_pause, __ATOMIC_ACQUIRE))
+				usleep(100);
+			__atomic_sub_fetch(&g_paused, 1, __ATOMIC_ACQ_REL);
+		}
+		due = w->rate < 0 ? w->seq + 256 : (uint64_t)((now() - t0) * w->rate * 256);
+		for (; w->seq < due; w->seq++) {
+			write_page(w->cursor);
+			w->cursor = w->cursor + 1 < w->hi ? w->cursor + 1 : w->lo;
+		}
+		if (w->rate >= 0)
+			while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR)
+				;
+	}
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
+	struct writer *wr = NULL;
+	int nthreads = 0;
 	uint64_t npages, nhot, seq = 0, *gen, cursor = 0;
 	double rate = 0, mem = 64, hot = -1, t0, last_tick, last_print, gap = 0, maxgap = 0;
 	const char *control = NULL;
@@ -123,6 +172,8 @@ int main(int argc, char **argv)
 			hot = atof(argv[i + 1]);
 		else if (!strcmp(argv[i], "--control"))
 			control = argv[i + 1];
+		else if (!strcmp(argv[i], "--threads"))
+			nthreads = atoi(argv[i + 1]);
 		else if (strcmp(argv[i], "--tag")) {
 			fprintf(stderr, "mig_workload: unknown option %s\n", argv[i]);
 			return 2;
@@ -141,6 +192,25 @@ int main(int argc, char **argv)
 	sigaction(SIGUSR1, &sa, NULL);
 	for (uint64_t i = 0; i < npages; i++)
 		fill((uint64_t *)(buf + i * PAGE), i, 0);
+	g_buf = buf;
+	g_gen = gen;
+	if (nthreads > 0) {
+		/* slice 0 stays the main thread's; slices 1..n go to the writers */
+		uint64_t slice = nhot / (nthreads + 1);
+
+		wr = calloc(nthreads, sizeof(*wr));
+		if (!wr || !slice)
+			return 1;
+		rate = rate < 0 ? rate : rate / (nthreads + 1);
+		for (int t = 0; t < nthreads; t++) {
+			wr[t].lo = wr[t].cursor = slice * (t + 1);
+			wr[t].hi = t + 1 == nthreads ? nhot : slice * (t + 2);
+			wr[t].rate = rate;
+			if (pthread_create(&wr[t].thr, NULL, writer_main, &wr[t]))
+				return 1;
+		}
+		nhot = slice;
+	}
 	out("ready pages=%llu pid=%d net=%lu\n", (unsigned long long)npages, getpid(), netns());
 
 	t0 = last_tick = last_print = now();
@@ -159,14 +229,17 @@ int main(int argc, char **argv)
 			uint64_t i = cursor;
 
 			cursor = cursor + 1 < nhot ? cursor + 1 : 0;
-			gen[i]++;
-			fill((uint64_t *)(buf + i * PAGE), i, gen[i]);
+			write_page(i);
 		}
 		if (t - last_print >= 0.1) {
 			if (gap > maxgap)
 				maxgap = gap;
+			uint64_t all = seq;
+
+			for (int k = 0; k < nthreads; k++)
+				all += __atomic_load_n(&wr[k].seq, __ATOMIC_RELAXED);
 			out("tick seq=%llu pid=%d net=%lu gap_ms=%.2f maxgap_ms=%.2f\n",
-			    (unsigned long long)seq, getpid(), netns(), gap * 1e3, maxgap * 1e3);
+			    (unsigned long long)all, getpid(), netns(), gap * 1e3, maxgap * 1e3);
 			gap = 0;
 			last_print = t;
 			if (control && !access(control, F_OK)) {
@@ -189,9 +262,13 @@ int main(int argc, char **argv)
 			uint64_t bad = npages;
 
 			want_verify = 0;
+			__atomic_store_n(&g_pause, 1, __ATOMIC_RELEASE);
+			while (__atomic_load_n(&g_paused, __ATOMIC_ACQUIRE) < nthreads)
+				usleep(100);
 			for (uint64_t i = 0; i < npages && bad == npages; i++)
 				if (check((uint64_t *)(buf + i * PAGE), i, gen[i]))
 					bad = i;
+			__atomic_store_n(&g_pause, 0, __ATOMIC_RELEASE);
 			if (bad == npages)
 				out("verify ok seq=%llu pages=%llu\n", (unsigned long long)seq,
 				    (unsigned long long)npages);
