@@ -53,9 +53,11 @@
 #define HAUL_MIG_SHRINK_PCT 50
 /* Default downtime target: the benchmarks' goal, well under a TCP client's 200 ms RTO. */
 #define HAUL_MIG_DOWNTIME_MS 25
-/* When the data left costs under this, more rounds cannot lower the downtime: switch
- * over even if the fixed costs alone exceed --downtime. */
+/* When the data left costs under this, or under this percentage of the fixed costs,
+ * more rounds cannot lower the downtime much: switch over even if the fixed costs
+ * alone exceed --downtime (rather than throttle a hot set for nothing). */
 #define HAUL_MIG_FLOOR_MS 1
+#define HAUL_MIG_FLOOR_PCT 10
 /* Default most pre-copy rounds before switching over regardless (then reported). */
 #define HAUL_MIG_MAX_ROUNDS 30
 /* Estimated fixed switchover cost before any is measured: freeze ~0.1 ms, seize+dump

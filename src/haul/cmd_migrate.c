@@ -208,13 +208,14 @@ static int write_json(const char *path, const struct haul_mig_opts *o,
 	json_str(f, o->to);
 	fprintf(f,
 		",\n  \"total_ms\": %.3f,\n  \"downtime_ms\": %.3f,\n  \"downtime_target_ms\": "
-		"%.3f,\n  \"expected_downtime_ms\": %.3f,\n  \"over_target\": %s,\n"
+		"%.3f,\n  \"expected_downtime_ms\": %.3f,\n  \"fixed_cost_estimate_ms\": %.3f,\n"
+		"  \"over_target\": %s,\n"
 		"  \"freeze_ms\": %.3f,\n  \"seize_ms\": %.3f,\n  \"final_round_ms\": %.3f,\n"
 		"  \"dump_ms\": %.3f,\n  \"state_ms\": %.3f,\n  \"restore_ms\": %.3f,\n"
 		"  \"kill_ms\": %.3f,\n"
 		"  \"rounds\": %u,\n  \"bytes_sent\": %llu,\n  \"pages_sent\": %llu,\n"
 		"  \"throttle_max_pct\": %u,\n  \"pages_per_round\": [",
-		r->total_ms, r->downtime_ms, o->downtime_ms, r->expected_ms,
+		r->total_ms, r->downtime_ms, o->downtime_ms, r->expected_ms, r->fixed_est_ms,
 		r->over_target ? "true" : "false", r->freeze_ms, r->seize_ms, r->final_ms,
 		r->dump_ms, r->state_ms, r->restore_ms, r->kill_ms, r->rounds,
 		(unsigned long long)r->bytes_sent, (unsigned long long)r->pages_sent,

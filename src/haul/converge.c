@@ -22,8 +22,9 @@
  * decided after every round instead of every other sync), or at once the
  * throttle that the measured rate says is needed when that is more.  At --max-rounds,
  * switch over anyway and let the caller report the cost; and when what is
- * left to send costs under HAUL_MIG_FLOOR_MS, switch even over the target
- * (the fixed costs alone exceed it: throttling would gain nothing).
+ * left to send costs under HAUL_MIG_FLOOR_MS or HAUL_MIG_FLOOR_PCT of the
+ * fixed costs, switch even over the target (the fixed costs alone exceed
+ * it: more rounds and throttling would gain little).
  * Pure arithmetic: no I/O, unit-tested in tests/unit/mig_converge.c.
  */
 #include <stddef.h>
@@ -50,7 +51,7 @@ double haul_conv_downtime_ms(const struct haul_conv *c, double bytes)
 
 enum haul_conv_action haul_conv_update(struct haul_conv *c, const struct haul_conv_sample *s)
 {
-	double final;
+	double final, floor;
 	unsigned step;
 	bool shrank;
 
@@ -92,7 +93,10 @@ enum haul_conv_action haul_conv_update(struct haul_conv *c, const struct haul_co
 	if (c->rounds > 1 && c->expected_ms <= c->target_ms)
 		return HAUL_CONV_SWITCH;
 	/* the fixed costs alone exceed the target: more rounds cannot help */
-	if (c->rounds > 1 && c->expected_ms - haul_conv_downtime_ms(c, 0) <= HAUL_MIG_FLOOR_MS)
+	floor = c->fixed_ms * HAUL_MIG_FLOOR_PCT / 100;
+	if (floor < HAUL_MIG_FLOOR_MS)
+		floor = HAUL_MIG_FLOOR_MS;
+	if (c->rounds > 1 && c->expected_ms - haul_conv_downtime_ms(c, 0) <= floor)
 		return HAUL_CONV_SWITCH_FLOOR;
 	if (c->rounds >= c->max_rounds)
 		return HAUL_CONV_SWITCH_LIMIT;

@@ -186,6 +186,12 @@ int haul_reg_find_pid(pid_t pid, struct haul_wl *w);
 int haul_proc_starttime(pid_t pid, unsigned long long *start);
 /* The state letter of /proc/PID/stat ('R', 'S', 'Z', ...), or 0 when gone. */
 char haul_proc_state(pid_t pid);
+/*
+ * The fixed switchover cost (freeze, seize, dump, state, restore) measured by
+ * earlier migrations from this host, or @fallback; and record a new one.
+ */
+double haul_costs_load(double fallback);
+void haul_costs_save(double measured_ms);
 /* utime + stime of @pid in clock ticks, or -errno. */
 long long haul_proc_cpu_ticks(pid_t pid);
 
@@ -237,6 +243,7 @@ struct haul_mig_result {
 	/* parts of the downtime; state_ms = dump_ms + sending the state */
 	double t_freeze, freeze_ms, seize_ms, final_ms, dump_ms, state_ms, restore_ms, kill_ms;
 	double expected_ms;
+	double fixed_est_ms; /* the fixed cost the estimates assumed */
 	unsigned rounds, throttle_max;
 	uint64_t bytes_sent, pages_sent;
 	struct haul_mig_round *round;

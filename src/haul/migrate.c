@@ -569,6 +569,7 @@ static int switchover(struct mig *m)
 	res->kill_ms = haul_now_ms() - t;
 	res->indoubt = false;
 	res->committed = true;
+	haul_costs_save(res->freeze_ms + res->seize_ms + res->state_ms + res->restore_ms);
 	return 0;
 }
 
@@ -672,7 +673,8 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 		goto out;
 	}
 
-	haul_conv_init(&m.conv, o->downtime_ms, HAUL_MIG_FIXED_MS,
+	res->fixed_est_ms = haul_costs_load(HAUL_MIG_FIXED_MS);
+	haul_conv_init(&m.conv, o->downtime_ms, res->fixed_est_ms,
 		       o->max_rounds ? o->max_rounds : HAUL_MIG_MAX_ROUNDS);
 	if (!o->stop_and_copy) {
 		res->phase = "precopy";

@@ -204,3 +204,48 @@ long long haul_proc_cpu_ticks(pid_t pid)
 		return ret;
 	return (long long)(ut + st);
 }
+
+/*
+ * The switchover costs measured by the last migrations from this host
+ * (<registry>/switchover_ms: one number, ms), so that the next estimate
+ * starts from a measurement instead of a guess.
+ */
+double haul_costs_load(double fallback)
+{
+	char path[PATH_MAX], buf[64];
+	double v;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/switchover_ms", haul_reg_dir());
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fallback;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return fallback;
+	buf[n] = '\0';
+	v = atof(buf);
+	return v > 0 && v < 60000 ? v : fallback;
+}
+
+void haul_costs_save(double measured_ms)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 8];
+	double prev = haul_costs_load(0), v;
+	FILE *f;
+
+	/* half the last estimate, half this measurement: one outlier does not rule */
+	v = prev > 0 ? (prev + measured_ms) / 2 : measured_ms;
+	if (haul_cg_mkdir_p(haul_reg_dir()))
+		return;
+	snprintf(path, sizeof(path), "%s/switchover_ms", haul_reg_dir());
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "we");
+	if (!f)
+		return;
+	fprintf(f, "%.3f\n", v);
+	if (fclose(f) || rename(tmp, path))
+		unlink(tmp);
+}

@@ -169,3 +169,13 @@ Test(mig_converge, switches_when_only_fixed_costs_exceed_the_target)
 	cr_assert_eq(round_at(&c, 0, GB, 0, 0.5), HAUL_CONV_SWITCH_FLOOR);
 	cr_assert_eq(c.throttle_pct, 0);
 }
+
+Test(mig_converge, high_fixed_costs_switch_once_the_data_is_a_tenth_of_them)
+{
+	struct haul_conv c;
+
+	haul_conv_init(&c, 25, 90, 30);
+	round_at(&c, 512 * MiB, GB, 0, 0);
+	/* 8 ms of data left, 90 ms of fixed costs: more rounds gain < 10% */
+	cr_assert_eq(round_at(&c, 8e6, GB, 0, 0.5), HAUL_CONV_SWITCH_FLOOR);
+}
