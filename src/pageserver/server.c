@@ -1546,7 +1546,9 @@ static void conn_parse(struct ps_conn *c)
 			size_t head = WIRE_HDR_LEN + h.msg_len;
 
 			if (avail < head) {
+				/* only the header and message come through the buffer */
 				want = head - avail;
+				need = head;
 			} else {
 				ret = conn_direct_start(c, &h, f, avail);
 				if (ret)
