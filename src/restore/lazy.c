@@ -50,6 +50,7 @@
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -992,7 +993,7 @@ static void *fault_main(void *arg)
 	int ret = 0;
 
 	for (;;) {
-		bool bg, exited;
+		bool bg, exited, stalled = false;
 		size_t nmm;
 
 		pthread_mutex_lock(&lz->lock);
@@ -1047,6 +1048,7 @@ static void *fault_main(void *arg)
 			ret = mm->dead ? -ESRCH : serve_fault(lz, mm, pend[k].addr);
 			if (ret == -EAGAIN) {
 				k++; /* an event is queued: read it, then retry this fault */
+				stalled = true;
 				continue;
 			}
 			if (ret == -ESRCH && !lz->fetch_err) {
@@ -1073,11 +1075,20 @@ static void *fault_main(void *arg)
 				mm_dead(lz, lz->cur->mm);
 				ret = 0;
 			}
+			if (ret == -EAGAIN)
+				stalled = true;
 			if (ret == -EAGAIN || ret > 0)
 				ret = 0;
 			if (ret)
 				break;
 		}
+		/*
+		 * EAGAIN lasts until the thread that raised the event (madvise,
+		 * munmap) runs again after we read it: let it have the CPU
+		 * instead of spinning on the copy.
+		 */
+		if (stalled)
+			sched_yield();
 		if (exited)
 			mm_dead(lz, lz->mm[0]);
 		if (!lz->missing) {

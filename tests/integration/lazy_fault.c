@@ -137,6 +137,83 @@ static unsigned child_random(char *base, size_t npages)
 	return bad;
 }
 
+/*
+ * Two threads read the first half at random while a third zaps random pages
+ * of the second half (madvise DONTNEED) and checks each reads as zeros, then
+ * writes it and reads it back: the background push runs over the same
+ * pages, and must never bring a zapped page's old contents back.
+ */
+struct storm {
+	char *half;
+	size_t npages;
+	unsigned bad;
+	uint8_t *mine; /* pages the zapper owns now (zapped at least once) */
+};
+
+static void *storm_zapper(void *arg)
+{
+	struct storm *z = arg;
+	uint64_t x = 0x853c49e6748fea9bull;
+
+	for (unsigned n = 0; n < 3000; n++) {
+		size_t pg;
+		uint64_t *w;
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		pg = x % z->npages;
+		w = (uint64_t *)(z->half + pg * PGSZ);
+		if (madvise(w, PGSZ, MADV_DONTNEED)) {
+			z->bad += 1000;
+			break;
+		}
+		z->bad += check_zero((const char *)w, PGSZ) != 0;
+		w[7] = marker_of((char *)w);
+		z->bad += w[7] != marker_of((char *)w);
+		z->mine[pg] = 1;
+	}
+	return NULL;
+}
+
+static unsigned child_storm(char *base, size_t npages)
+{
+	size_t half = npages / 2;
+	uint32_t *perm = malloc(half * sizeof(*perm));
+	struct storm z = {base + half * PGSZ, npages - half, 0, calloc(npages - half, 1)};
+	struct walk w[2];
+	pthread_t t[2];
+	unsigned bad = 0;
+
+	if (!perm || !z.mine)
+		return 1;
+	for (size_t i = 0; i < half; i++)
+		perm[i] = (uint32_t)((i * 7919) % half);
+	for (unsigned i = 0; i < 2; i++)
+		w[i] = (struct walk){base, half, perm, i, 2, 0};
+	if (pthread_create(&t[0], NULL, storm_zapper, &z) ||
+	    pthread_create(&t[1], NULL, walk_main, &w[1]))
+		return 1;
+	walk_main(&w[0]);
+	pthread_join(t[1], NULL);
+	pthread_join(t[0], NULL);
+	bad = w[0].bad + w[1].bad + z.bad;
+	/* The second half: zapped pages hold zeros and the marker, the others the source's data. */
+	for (size_t i = 0; i < z.npages; i++) {
+		const uint64_t *p = (const uint64_t *)(z.half + i * PGSZ);
+
+		if (!z.mine[i]) {
+			bad += check_page((const char *)p, 0);
+			continue;
+		}
+		for (unsigned k = 0; k < PGSZ / 8; k++)
+			bad += p[k] != (k == 7 ? marker_of((const char *)p) : 0);
+	}
+	free(perm);
+	free(z.mine);
+	return bad;
+}
+
 /* madvise(DONTNEED), munmap and mremap during post-copy. */
 static unsigned child_events(char *base, size_t npages)
 {
@@ -186,6 +263,7 @@ static unsigned child_touch_and_wait(char *base, size_t npages, bool few)
 enum mode {
 	M_RANDOM,
 	M_EVENTS,
+	M_STORM,
 	M_TOUCH,
 	M_TOUCH_FEW,
 	M_FORK,
@@ -264,7 +342,9 @@ static void spawn(struct fixture *f, size_t len, enum mode m)
 				pause();
 			if (waitpid(kid, &st, 0) != kid || !WIFEXITED(st) || WEXITSTATUS(st))
 				bad += 100000;
-		} else if (m == M_RANDOM)
+		} else if (m == M_STORM)
+			bad = child_storm(f->base, len / PGSZ);
+		else if (m == M_RANDOM)
 			bad = child_random(f->base, len / PGSZ);
 		else if (m == M_EVENTS)
 			bad = child_events(f->base, len / PGSZ);
@@ -596,4 +676,32 @@ Test(lazy, hybrid_stale_pages_are_zapped_and_fetched_again, .timeout = 60)
 	cr_expect(ret == 0 || ret == -ESRCH, "wait_complete: %s", strerror(-ret));
 	cr_expect_leq(st.fault_pages + st.pushed_pages, npages / 8,
 		      "fetched more than the dirty set");
+}
+
+Test(lazy, dontneed_storm_never_brings_stale_data_back, .timeout = 60)
+{
+	struct fixture f;
+	struct src s = {.bg_delay_us = 300};
+	struct rst_lazy_stats st;
+	struct rst_lazy *lz;
+	unsigned bad = ~0u;
+	int status, ret;
+
+	spawn(&f, 32 << 20, M_STORM);
+	lz = make_lazy(&f, &s, 2);
+	go(&f);
+	cr_assert_eq(read(f.res, &bad, sizeof(bad)), (ssize_t)sizeof(bad));
+	cr_assert_eq(waitpid(f.pid, &status, 0), f.pid);
+	f.pid = 0;
+	ret = rst_lazy_wait_complete(lz, 20000);
+	rst_lazy_stats(lz, &st);
+	rst_lazy_free(lz);
+	cleanup(&f);
+	cr_expect_eq(bad, 0, "%u wrong words (>= 1000: madvise failed)", bad);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+	cr_expect(ret == 0 || ret == -ESRCH, "wait_complete: %s", strerror(-ret));
+	cr_expect_gt(st.events, 100, "only %lu remove events", (unsigned long)st.events);
+	cr_log_info("storm: %lu events, %lu eagain, %lu eexist, %lu faults, %lu pushed",
+		    (unsigned long)st.events, (unsigned long)st.eagain, (unsigned long)st.eexist,
+		    (unsigned long)st.faults, (unsigned long)st.pushed_pages);
 }
