@@ -285,8 +285,12 @@ static void conn_submit_send(struct ps_conn *c)
 }
 
 /* Queue one frame; it goes out after everything queued before it. */
-static int conn_send(struct ps_conn *c, unsigned type, const ProtobufCMessage *msg,
-		     const void *payload, uint32_t plen)
+/*
+ * Queue one frame whose payload is @nsegs pieces, @plen bytes in all; it
+ * goes out after everything queued before it.  The pieces are copied.
+ */
+static int conn_sendv(struct ps_conn *c, unsigned type, const ProtobufCMessage *msg,
+		      const struct wire_seg *segs, size_t nsegs, uint32_t plen)
 {
 	int col = c->send_busy ? !c->ocur : c->ocur;
 	size_t need = WIRE_HDR_LEN + wire_msg_size(msg) + plen + WIRE_TAG_LEN;
@@ -314,9 +318,15 @@ static int conn_send(struct ps_conn *c, unsigned type, const ProtobufCMessage *m
 		c->ocap[col] = cap;
 	}
 	n = wire_frame_build(c->obuf[col] + c->olen[col], c->ocap[col] - c->olen[col], type, flags,
-			     c->tx_seq, msg, payload, plen);
+			     c->tx_seq, msg, NULL, plen);
 	if (n < 0)
 		return (int)n;
+	{
+		uint8_t *p = c->obuf[col] + c->olen[col] + (size_t)n - plen;
+
+		for (size_t i = 0; i < nsegs; p += segs[i].len, i++)
+			memcpy(p, segs[i].p, segs[i].len);
+	}
 	if (c->encrypt) {
 		wire_hdr_decode(c->obuf[col] + c->olen[col], WIRE_MAX_MSG, WIRE_MAX_PAYLOAD, &h);
 		wire_seal(c->skey, WIRE_DIR_S2C, c->obuf[col] + c->olen[col], &h);
@@ -326,6 +336,14 @@ static int conn_send(struct ps_conn *c, unsigned type, const ProtobufCMessage *m
 	c->olen[col] += (size_t)n;
 	conn_submit_send(c);
 	return 0;
+}
+
+static int conn_send(struct ps_conn *c, unsigned type, const ProtobufCMessage *msg,
+		     const void *payload, uint32_t plen)
+{
+	struct wire_seg seg = {payload, plen};
+
+	return conn_sendv(c, type, msg, &seg, plen ? 1 : 0, plen);
 }
 
 /* ---- connection lifetime -------------------------------------------------------------- */
@@ -1252,7 +1270,9 @@ static int on_page_req(struct ps_conn *c, ProtobufCMessage *m)
 	wire_pages_enc_msg(&s->enc, &rep);
 	rep.has_req_id = true;
 	rep.req_id = q->req_id;
-	return conn_send(c, WIRE_PAGE_REPLY, &rep.base, s->enc.payload, (uint32_t)s->enc.len);
+	/* Raw pages go from the read buffer into the send buffer: one copy. */
+	return conn_sendv(c, WIRE_PAGE_REPLY, &rep.base, s->enc.segs, s->enc.nsegs,
+			  (uint32_t)s->enc.len);
 }
 
 static int on_error(struct ps_conn *c, ProtobufCMessage *m)
@@ -1823,6 +1843,8 @@ int ps_server_new(const struct ps_server_opts *o, struct ps_server **out)
 		      : -ENOMEM;
 	if (ret)
 		goto fail;
+	/* PAGE_REPLY payloads are copied into the send buffer: raw pages need no other copy. */
+	s->enc.ref = true;
 	ret = io_uring_queue_init(RING_DEPTH, &s->ring, 0);
 	if (ret) {
 		pr_err_r(ret, "cannot set up io_uring (is kernel.io_uring_disabled set?)");
