@@ -45,6 +45,8 @@
 
 /* Room for a frame's header and message besides its payload. */
 #define FRAME_EXTRA (WIRE_HDR_LEN + 65536 + WIRE_TAG_LEN)
+/* Most iovecs one sendmsg takes (IOV_MAX); more pieces are gathered into one buffer. */
+#define SEND_IOV_MAX 1024
 /* Default wait for a reply: rounds end with fsync or a sink writing pages. */
 #define PS_REPLY_TIMEOUT_MS 60000
 
@@ -166,11 +168,12 @@ static int stream_sendv(struct ps_stream *st, unsigned type, const ProtobufCMess
 {
 	size_t mlen = wire_msg_size(msg);
 	uint16_t flags = st->encrypt ? WIRE_F_ENCRYPTED : 0;
-	struct iovec iov[WIRE_BATCH_PAGES + 2];
+	struct iovec iov[SEND_IOV_MAX];
+	bool gather = st->encrypt || nsegs + 1 > SEND_IOV_MAX;
 	struct wire_hdr h;
 	ssize_t n;
 
-	if (mlen + WIRE_HDR_LEN + WIRE_TAG_LEN > FRAME_EXTRA || nsegs > WIRE_BATCH_PAGES + 1)
+	if (mlen + WIRE_HDR_LEN + WIRE_TAG_LEN > FRAME_EXTRA)
 		return -EMSGSIZE;
 	if (st->tx_seq == UINT32_MAX)
 		return -EOVERFLOW; /* the AEAD nonce would repeat */
@@ -180,14 +183,17 @@ static int stream_sendv(struct ps_stream *st, unsigned type, const ProtobufCMess
 		return (int)n;
 	st->tx_seq++;
 	bucket_take(st->cl, (size_t)n);
-	if (st->encrypt) {
+	if (gather) {
 		uint8_t *p = st->fbuf + WIRE_HDR_LEN + mlen;
 
 		for (size_t i = 0; i < nsegs; p += segs[i].len, i++)
 			memcpy(p, segs[i].p, segs[i].len);
-		wire_hdr_decode(st->fbuf, WIRE_MAX_MSG, WIRE_MAX_PAYLOAD, &h);
-		wire_seal(st->skey, WIRE_DIR_C2S, st->fbuf, &h);
-		iov[0] = (struct iovec){st->fbuf, (size_t)n + WIRE_TAG_LEN};
+		if (st->encrypt) {
+			wire_hdr_decode(st->fbuf, WIRE_MAX_MSG, WIRE_MAX_PAYLOAD, &h);
+			wire_seal(st->skey, WIRE_DIR_C2S, st->fbuf, &h);
+			n += WIRE_TAG_LEN;
+		}
+		iov[0] = (struct iovec){st->fbuf, (size_t)n};
 		return send_iov(st, iov, 1);
 	}
 	iov[0] = (struct iovec){st->fbuf, WIRE_HDR_LEN + mlen};

@@ -53,6 +53,24 @@ static void *fetcher(void *arg)
 	int idx = (int)(intptr_t)arg;
 	static __thread uint8_t buf[64 * PG], want[PG];
 
+	if (idx == 0) {
+		/* one request of the largest size first: many segments in one reply */
+		static uint8_t big[1024 * PG];
+		int ret = ps_session_fetch(ts.session, BASE, 1024, big);
+
+		if (ret) {
+			ts.result[idx] = ret;
+			return NULL;
+		}
+		for (int i = 0; i < 1024; i++) {
+			gen(want, BASE + i * PG);
+			if (memcmp(want, big + i * PG, PG)) {
+				pthread_mutex_lock(&ts.mu);
+				ts.bad++;
+				pthread_mutex_unlock(&ts.mu);
+			}
+		}
+	}
 	/* thread 0 takes even 64-page chunks, thread 1 odd ones */
 	for (uint64_t chunk = (uint64_t)idx; chunk < NPAGES / 64; chunk += 2) {
 		uint64_t addr = BASE + chunk * 64 * PG;
