@@ -11,7 +11,8 @@
  * --json prints one object per line per round:
  *   {"round":2,"elapsed_ms":1000.3,"dirty_pages":12,"dirty_mb_s":0.05,
  *    "ranges":3,"scan_ms":0.41,"populated_pages":9000,"working_set_pages":12,
- *    "layout_changed":false,"tracker":"uffd",
+ *    "layout_changed":false,"vmas":40,"vmas_appeared":0,"vmas_vanished":0,
+ *    "vmas_changed":0,"tracker":"uffd",
  *    "dirty":[{"start":"0x7f0000001000","pages":2},...],
  *    "gone":[{"start":"0x7f0000100000","pages":16}]}
  * Addresses are hex strings: JSON numbers lose precision above 2^53.
@@ -90,6 +91,36 @@ static int wset_add(struct wset *w, const struct trk_range *d, size_t nd)
 	return 0;
 }
 
+/* VMAs of @cur with no VMA of the same range in @prev, and same range but different. */
+struct vma_diff {
+	size_t appeared, vanished, changed;
+};
+
+static const struct haul_vma *same_range(const struct haul_layout *l, const struct haul_vma *v)
+{
+	const struct haul_vma *w = haul_layout_find(l, v->start);
+
+	return w && w->start == v->start && w->end == v->end ? w : NULL;
+}
+
+static struct vma_diff diff_layouts(const struct haul_layout *prev, const struct haul_layout *cur)
+{
+	struct vma_diff d = {0, 0, 0};
+
+	for (size_t i = 0; i < cur->n; i++) {
+		const struct haul_vma *w = same_range(prev, &cur->v[i]);
+
+		if (!w)
+			d.appeared++;
+		else if (!haul_vma_same(w, &cur->v[i]))
+			d.changed++;
+	}
+	for (size_t i = 0; i < prev->n; i++)
+		if (!same_range(cur, &prev->v[i]))
+			d.vanished++;
+	return d;
+}
+
 static void print_ranges(const char *name, const struct trk_range *r, size_t n)
 {
 	printf(",\"%s\":[", name);
@@ -123,6 +154,7 @@ int haul_cmd_track(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	struct trk_opts topts = {.backend = TRK_AUTO, .populated = true};
+	struct haul_layout prev = {0};
 	long interval = 1000, rounds = 0;
 	struct wset ws = {0};
 	struct trk *t = NULL;
@@ -193,6 +225,7 @@ int haul_cmd_track(int argc, char **argv)
 	last = now_ms();
 	for (long n = 1; !track_stop && (!rounds || n <= rounds); n++) {
 		struct trk_round r;
+		struct vma_diff vd;
 		double now, elapsed, mbs;
 
 		if (n > 1) {
@@ -219,16 +252,23 @@ int haul_cmd_track(int argc, char **argv)
 			goto out;
 		}
 		mbs = n > 1 && elapsed > 0 ? r.dirty_pages * 4096.0 / 1e6 / (elapsed / 1e3) : 0;
+		vd = n > 1 ? diff_layouts(&prev, &r.layout) : (struct vma_diff){0, 0, 0};
+		haul_layout_release(&prev);
+		if (haul_layout_copy(&r.layout, &prev)) {
+			trk_round_release(&r);
+			goto out;
+		}
 		if (json) {
 			printf("{\"round\":%llu,\"elapsed_ms\":%.3f,\"dirty_pages\":%llu,"
 			       "\"dirty_mb_s\":%.3f,\"ranges\":%zu,\"scan_ms\":%.3f,"
 			       "\"populated_pages\":%llu,\"working_set_pages\":%llu,"
-			       "\"layout_changed\":%s,\"tracker\":\"%s\"",
+			       "\"layout_changed\":%s,\"vmas\":%zu,\"vmas_appeared\":%zu,"
+			       "\"vmas_vanished\":%zu,\"vmas_changed\":%zu,\"tracker\":\"%s\"",
 			       (unsigned long long)r.seq, n > 1 ? elapsed : 0.0,
 			       (unsigned long long)r.dirty_pages, mbs, r.ndirty, r.scan_ms,
 			       (unsigned long long)r.present_pages, (unsigned long long)ws.pages,
-			       r.layout_changed ? "true" : "false",
-			       trk_backend_name(trk_backend(t)));
+			       r.layout_changed ? "true" : "false", r.layout.n, vd.appeared,
+			       vd.vanished, vd.changed, trk_backend_name(trk_backend(t)));
 			print_ranges("dirty", r.dirty, r.ndirty);
 			print_ranges("gone", r.gone, r.ngone);
 			printf("}\n");
@@ -246,6 +286,10 @@ int haul_cmd_track(int argc, char **argv)
 			       (unsigned long long)r.present_pages, (unsigned long long)ws.pages,
 			       ws.pages * 4096.0 / 1048576,
 			       r.layout_changed ? ", layout changed" : "");
+			if (r.layout_changed)
+				printf("  VMAs: %zu appeared, %zu vanished, %zu changed protection or "
+				       "backing\n",
+				       vd.appeared, vd.vanished, vd.changed);
 		}
 		fflush(stdout);
 		trk_round_release(&r);
@@ -254,5 +298,6 @@ int haul_cmd_track(int argc, char **argv)
 out:
 	trk_free(t);
 	free(ws.r);
+	haul_layout_release(&prev);
 	return status;
 }
