@@ -10,7 +10,7 @@
 Test(log, err_r_appends_strerror)
 {
 	int fds[2];
-	char buf[256] = { 0 };
+	char buf[256] = {0};
 
 	cr_assert_eq(pipe(fds), 0);
 	int saved = dup(STDERR_FILENO);
