@@ -179,6 +179,8 @@ static pid_t raw_fork(void)
 static void __attribute__((noreturn)) stub_main(int ready, int pidns)
 {
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* Its own session: a ^C or hangup meant for haul's process group is not for it. */
+	setsid();
 	report(ready, 0, pidns);
 	close(ready);
 	for (;;)
