@@ -1322,12 +1322,21 @@ err:
 	return ret;
 }
 
-int rst_lazy_zap(struct rsys *r, uint64_t addr, uint64_t npages)
+int rst_lazy_zap(struct rsys *r, const struct haul_vma *v, uint64_t addr, uint64_t npages)
 {
-	uint64_t args[6] = {addr, npages * PG, MADV_DONTNEED};
+	uint64_t args[6] = {addr, npages * PG,
+			    v->flags & (HAUL_VMA_SHMEM | HAUL_VMA_SHARED) ? MADV_REMOVE
+									  : MADV_DONTNEED};
 	long rv;
-	int ret = rsys_call(r, SYS_madvise, args, &rv);
+	int ret;
 
+	if (!rst_lazy_vma_ok(v) || addr < v->start || addr + npages * PG > v->end) {
+		pr_err("stale pages %#lx-%#lx of pid %d are not inside lazy memory: they must be "
+		       "sent again before resume",
+		       (unsigned long)addr, (unsigned long)(addr + npages * PG), r->pid);
+		return -EINVAL;
+	}
+	ret = rsys_call(r, SYS_madvise, args, &rv);
 	if (!ret && rv < 0)
 		ret = (int)rv;
 	if (ret)
@@ -1478,7 +1487,9 @@ int rst_lazy_before_resume(void *arg, struct rsys *r, const struct haul_layout *
 	struct rst_lazy_hook *h = arg;
 
 	for (size_t i = 0; i < h->nstale; i++) {
-		int ret = rst_lazy_zap(r, h->stale[i].start,
+		const struct haul_vma *v = haul_layout_find(l, h->stale[i].start);
+		struct haul_vma none = {0};
+		int ret = rst_lazy_zap(r, v ? v : &none, h->stale[i].start,
 				       (h->stale[i].end - h->stale[i].start) / PG);
 
 		if (ret)

@@ -139,7 +139,8 @@ int rst_lazy_attach(struct rsys *r, pid_t pid, const struct haul_layout *l,
  */
 struct rst_lazy_hook {
 	struct rst_lazy_source src; /* in: where the pages come from */
-	/* in (hybrid): pages pre-copied but dirtied again since; zapped before registration */
+	/* in (hybrid): pages pre-copied but dirtied again since; zapped before registration;
+	 * each inside one VMA that can be lazy */
 	const struct rst_lazy_range *stale;
 	size_t nstale;
 	struct rst_lazy *lz;	 /* out: the running fault server */
@@ -159,13 +160,16 @@ int rst_lazy_mark_present(struct rst_lazy *lz, uint64_t addr, uint64_t npages);
 
 /*
  * Hybrid switchover: pages written into the stub by pre-copy rounds but
- * dirtied again before the freeze are stale.  Zap @npages pages at @addr
- * (injected madvise(MADV_DONTNEED) through @r, the stub stopped) BEFORE
- * rst_lazy_uffd_create, and do not mark them present: they then fault and
- * arrive from the source.  One injected syscall per call (~10-20 us): pass
- * merged ranges.  0 or -errno.
+ * dirtied again before the freeze are stale.  Drop @npages pages at @addr
+ * of VMA @v (injected madvise through @r, the stub stopped: MADV_DONTNEED
+ * for private memory, MADV_REMOVE for shmem, whose page cache DONTNEED
+ * would keep) BEFORE rst_lazy_uffd_create, and do not mark them present:
+ * they then fault and arrive from the source.  @v must satisfy
+ * rst_lazy_vma_ok (-EINVAL otherwise: stale pages of other VMAs must be
+ * sent again before resume).  One injected syscall per call (~10-20 us):
+ * pass merged ranges.  0 or -errno.
  */
-int rst_lazy_zap(struct rsys *r, uint64_t addr, uint64_t npages);
+int rst_lazy_zap(struct rsys *r, const struct haul_vma *v, uint64_t addr, uint64_t npages);
 
 /* Start the fault thread and the fetchers. 0 or -errno. */
 int rst_lazy_start(struct rst_lazy *lz);

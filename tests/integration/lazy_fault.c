@@ -654,7 +654,7 @@ Test(lazy, hybrid_stale_pages_are_zapped_and_fetched_again, .timeout = 60)
 	usleep(10000);
 	cr_assert_eq(rsys_seize(&r, f.pid), 0);
 	for (size_t i = 5; i < npages; i += 8)
-		cr_assert_eq(rst_lazy_zap(&r, (uint64_t)(uintptr_t)(f.base + i * PGSZ), 1), 0);
+		cr_assert_eq(rst_lazy_zap(&r, &v, (uint64_t)(uintptr_t)(f.base + i * PGSZ), 1), 0);
 	ret = rst_lazy_uffd_create(&r, &l, &o.uffd);
 	cr_assert_eq(ret, 0, "rst_lazy_uffd_create: %s", strerror(-ret));
 	cr_assert_eq(rst_lazy_new(&o, &lz), 0);
