@@ -125,3 +125,8 @@ Test(rst_refuse, posix_timer, .timeout = 20)
 {
 	refuses("timer", "POSIX timers");
 }
+
+Test(rst_refuse, mapping_of_a_deleted_file, .timeout = 20)
+{
+	refuses("deleted-map", "maps deleted file");
+}

@@ -2,12 +2,13 @@
  * rst_refuse - a process holding one resource haul cannot checkpoint.
  *
  * usage: rst_refuse KIND   with KIND one of: pipe socket inotify
- *        seccomp memfd sysv traced child timer
+ *        seccomp memfd sysv traced child timer deleted-map
  * ("pipe": the test hands it a pipe it shares on stdin; nothing to set up.)
  * After setting it up, it counts forever, every 5 ms writing the count at
  * offset 0 of stdout (a file), so a test can see it still runs after a
  * refused dump.
  */
+#include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
@@ -109,6 +110,20 @@ static int setup(const char *kind)
 		timer_t t;
 
 		return timer_create(CLOCK_MONOTONIC, NULL, &t);
+	}
+	if (!strcmp(kind, "deleted-map")) {
+		char path[64];
+		int fd;
+		void *p;
+
+		snprintf(path, sizeof(path), "/tmp/rst_refuse.%d", (int)getpid());
+		fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+		if (fd < 0 || ftruncate(fd, 1 << 16))
+			return -1;
+		p = mmap(NULL, 1 << 16, PROT_READ, MAP_PRIVATE, fd, 0);
+		close(fd);
+		unlink(path);
+		return p == MAP_FAILED ? -1 : 0;
 	}
 	fprintf(stderr, "rst_refuse: unknown kind %s\n", kind);
 	return -1;
