@@ -6,14 +6,17 @@
  * process by an injected syscall, see rst_lazy_uffd_create()).  One fault
  * thread owns the uffd:
  *  - a fault is answered by fetching a 64 KiB-aligned window around it
- *    (clipped to its VMA and to pages still missing) and UFFDIO_COPYing it;
+ *    (clipped to its VMA and to pages still missing) and UFFDIO_COPYing it
+ *    (runs of all-zero pages: UFFDIO_ZEROPAGE, nothing allocated);
  *  - between faults, chunks that the fetcher threads fetched ahead are
  *    copied in 64 KiB slices, so that a fault waits for at most one slice;
  *  - the fetchers claim the next missing pages after the last fault
  *    ("continue forward from where the process is"), wrapping around, until
  *    every page has been claimed;
- *  - events (UNMAP, REMAP, REMOVE) are read as they come, because the
+ *  - events (UNMAP, REMAP, REMOVE, FORK) are read as they come, because the
  *    process blocks until they are read.
+ * Pages already in the process when it is attached (written by the
+ * restorer) count as arrived.
  *
  * Why only the fault thread copies: after a REMOVE event is read the kernel
  * zaps the pages, and a copy made after the zap would put stale data back.
