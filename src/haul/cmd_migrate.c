@@ -364,6 +364,11 @@ int haul_cmd_migrate(int argc, char **argv)
 	} else if (isdigit((unsigned char)argv[optind][0])) {
 		o.pid = atoi(argv[optind]);
 	} else if (!haul_reg_load(argv[optind], &wl)) {
+		if (wl.migrated_to[0]) {
+			pr_err("workload '%s' was migrated to %s already; migrate it from there",
+			       wl.name, wl.migrated_to);
+			return 1;
+		}
 		o.pid = wl.pid;
 	} else {
 		pr_err("'%s' is neither a PID nor a workload of 'haul ps'", argv[optind]);
