@@ -1,8 +1,8 @@
 /*
  * image.c - checkpoint to and restore from an images directory (page store).
  *
- * Checkpoint: seize the process (one ptrace stop is the whole freeze for a
- * single thread), dump its state, then copy its pages into the page store:
+ * Checkpoint: seize the process (ptrace stops every thread), dump its
+ * state, then copy its pages into the page store:
  * only pages that exist (pagemap present or swapped), and for private file
  * mappings only the pages the process changed (pagemap bit 61 clear: an
  * anonymous copy-on-write page; the others are the file's and come back
@@ -10,6 +10,9 @@
  * into the same commit, which the page store makes durable (fsync, rename)
  * before we kill the source: without --leave-running, the process dies
  * only once its image is safely on disk, and never runs after the dump.
+ * With --leave-running, the pages are copied while it runs (two tracker
+ * rounds, uffd-wp), it is stopped only for the last dirty pages and the
+ * state, and resumes before the commit is made durable.
  *
  * Restore: one rst_target fed from the committed image: layout, every
  * stored page, state; clocks continue from the dump (time namespace).
@@ -34,6 +37,7 @@
 #include "common/vma.h"
 #include "restore/restore.h"
 #include "restore/restore_int.h"
+#include "tracker/tracker.h"
 
 #define PM_PRESENT (1ULL << 63)
 #define PM_SWAPPED (1ULL << 62)
@@ -133,18 +137,120 @@ static int dump_vma_pages(pid_t pid, int pagemap, const struct haul_vma *v, stru
 	return 0;
 }
 
+/* The PID @pid knows itself by (the last NSpid entry). */
+static pid_t own_pid(pid_t pid)
+{
+	char path[64], line[256];
+	pid_t ret = pid;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return pid;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "NSpid:", 6)) {
+			char *last = strrchr(line, '\t');
+
+			ret = atoi(last ? last + 1 : line + 6);
+		}
+	fclose(f);
+	return ret;
+}
+
+/* Whether pages of @v go into the image at all. */
+static bool stored(const struct haul_vma *v)
+{
+	if (!haul_vma_is_memory(v) || !(v->prot & PROT_READ))
+		return false;
+	/* A shared file mapping's pages are the file's. */
+	return !((v->flags & HAUL_VMA_FILE) && (v->flags & HAUL_VMA_SHARED) &&
+		 !(v->flags & HAUL_VMA_SHMEM));
+}
+
+/*
+ * Stage what tracker round @r found: ranges whose old contents are gone
+ * become zero holes (where the layout still has memory), dirty pages are
+ * read through the tracker and stored.
+ */
+static int store_round(struct trk *t, const struct trk_round *r, struct pstore_proc *p,
+		       uint8_t *buf, struct rst_ckpt_stats *st)
+{
+	uint64_t zero[CKPT_CHUNK_PAGES / 64];
+	int ret = pstore_set_layout(p, &r->layout);
+
+	for (int pass = 0; pass < 2 && !ret; pass++) {
+		const struct trk_range *rs = pass ? r->dirty : r->gone;
+		size_t n = pass ? r->ndirty : r->ngone;
+
+		for (size_t i = 0; i < n && !ret; i++) {
+			for (size_t k = 0; k < r->layout.n && !ret; k++) {
+				const struct haul_vma *v = &r->layout.v[k];
+				uint64_t s = rs[i].start, e = s + rs[i].npages * HAUL_PAGE_SIZE;
+
+				s = s > v->start ? s : v->start;
+				e = e < v->end ? e : v->end;
+				if (s >= e || !stored(v))
+					continue;
+				if (!pass) {
+					ret = pstore_put(p, s, NULL, (e - s) >> HAUL_PAGE_SHIFT);
+					continue;
+				}
+				for (uint64_t a = s; a < e && !ret;) {
+					struct trk_range c = {a, (e - a) >> HAUL_PAGE_SHIFT};
+
+					if (c.npages > CKPT_CHUNK_PAGES)
+						c.npages = CKPT_CHUNK_PAGES;
+					memset(zero, 0, sizeof(zero));
+					ret = trk_read(t, &c, 1, buf, zero);
+					if (!ret)
+						ret = put_pages(p, a, buf, (uint32_t)c.npages, st);
+					a += c.npages * HAUL_PAGE_SIZE;
+				}
+			}
+		}
+	}
+	return ret;
+}
+
+/* Pages of every stored VMA of @l that exist, read with pagemap (the process is stopped). */
+static int store_all(pid_t pid, const struct haul_layout *l, struct pstore_proc *p, uint8_t *buf,
+		     struct rst_ckpt_stats *st)
+{
+	uint64_t *pm = malloc(CKPT_CHUNK_PAGES * 8);
+	char path[64];
+	int ret = 0, pagemap;
+
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pid);
+	pagemap = open(path, O_RDONLY | O_CLOEXEC);
+	if (pagemap < 0 || !pm) {
+		ret = pagemap < 0 ? -errno : -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < l->n && !ret; i++)
+		if (stored(&l->v[i]))
+			ret = dump_vma_pages(pid, pagemap, &l->v[i], p, buf, pm, st);
+out:
+	if (pagemap >= 0)
+		close(pagemap);
+	free(pm);
+	return ret;
+}
+
 int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running, struct rst_ckpt_stats *st)
 {
 	struct rst_seized *sz = NULL;
 	struct pstore *store = NULL;
-	struct pstore_proc *p;
+	struct pstore_proc *p = NULL;
+	struct trk *trk = NULL;
 	struct haul_layout l = {0};
 	uint8_t *blob = NULL, *buf = NULL;
-	uint64_t *pm = NULL, t0 = now_ns();
-	char why[512], path[64];
+	uint64_t t0 = now_ns();
+	char why[512];
 	size_t len;
-	int ret, pagemap = -1;
+	int ret;
 	Haul__Img__ProcessState *ps = NULL;
+	pid_t own = own_pid(pid);
 
 	memset(st, 0, sizeof(*st));
 	ret = rst_dump_precheck(pid, why, sizeof(why));
@@ -152,10 +258,55 @@ int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running, struct
 		pr_err("cannot checkpoint pid %d: %s", (int)pid, why);
 		return ret;
 	}
+	buf = malloc(CKPT_CHUNK_PAGES * HAUL_PAGE_SIZE);
+	if (!buf)
+		return -ENOMEM;
+	ret = pstore_open(dir, &store);
+	if (ret) {
+		pr_err_r(ret, "cannot open images directory %s", dir);
+		goto out;
+	}
+	/* Images are named by the PID the process knows itself by; a new one replaces the old. */
+	if (!pstore_proc_get(store, own, false, &p))
+		pstore_proc_remove(store, own);
+	ret = pstore_proc_get(store, own, true, &p);
+	if (ret)
+		goto out;
+
+	/*
+	 * A snapshot that leaves the process running copies its memory while
+	 * it runs (tracker rounds) and stops it only for the last dirty pages
+	 * and the state: the stop does not grow with its size.
+	 */
+	if (leave_running && trk_open(pid, &(struct trk_opts){0}, &trk) == 0) {
+		for (int round = 0; round < 2 && !ret; round++) {
+			struct trk_round r;
+
+			ret = trk_round(trk, &r);
+			if (!ret) {
+				ret = store_round(trk, &r, p, buf, st);
+				trk_round_release(&r);
+			}
+		}
+		if (ret)
+			goto out;
+	}
 	ret = rst_seize(pid, &sz);
 	if (ret)
-		return ret;
+		goto out;
 	st->frozen_ns = now_ns();
+	if (trk) {
+		struct trk_round r;
+
+		trk_set_frozen(trk, true);
+		ret = trk_round(trk, &r);
+		if (!ret) {
+			ret = store_round(trk, &r, p, buf, st);
+			trk_round_release(&r);
+		}
+		if (ret)
+			goto out;
+	}
 	ret = rst_dump_state(sz, &blob, &len);
 	if (ret)
 		goto out;
@@ -165,45 +316,22 @@ int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running, struct
 		goto out;
 	}
 	ret = rst_state_layout(ps, &l);
-	if (ret)
-		goto out;
-	ret = pstore_open(dir, &store);
-	if (ret) {
-		pr_err_r(ret, "cannot open images directory %s", dir);
-		goto out;
-	}
-	/* Images are named by the PID the process knows itself by. */
-	ret = pstore_proc_get(store, ps->pid, true, &p);
 	if (!ret)
 		ret = pstore_set_comm(p, ps->comm);
 	if (!ret)
 		ret = pstore_set_layout(p, &l);
 	if (!ret)
 		ret = pstore_set_state(p, blob, len);
+	if (!ret && !trk)
+		ret = store_all(pid, &l, p, buf, st);
 	if (ret)
 		goto out;
-
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pid);
-	pagemap = open(path, O_RDONLY | O_CLOEXEC);
-	buf = malloc(CKPT_CHUNK_PAGES * HAUL_PAGE_SIZE);
-	pm = malloc(CKPT_CHUNK_PAGES * 8);
-	if (pagemap < 0 || !buf || !pm) {
-		ret = pagemap < 0 ? -errno : -ENOMEM;
-		goto out;
+	if (leave_running) {
+		/* Everything is staged: it may run on while the image is made durable. */
+		rst_release(sz);
+		sz = NULL;
+		st->frozen_ns = now_ns() - st->frozen_ns;
 	}
-	for (size_t i = 0; i < l.n && !ret; i++) {
-		const struct haul_vma *v = &l.v[i];
-
-		if (!haul_vma_is_memory(v) || !(v->prot & PROT_READ))
-			continue;
-		/* A shared file mapping's pages are the file's. */
-		if ((v->flags & HAUL_VMA_FILE) && (v->flags & HAUL_VMA_SHARED) &&
-		    !(v->flags & HAUL_VMA_SHMEM))
-			continue;
-		ret = dump_vma_pages(pid, pagemap, v, p, buf, pm, st);
-	}
-	if (ret)
-		goto out;
 	ret = pstore_commit(p, pstore_round(p) + 1);
 	if (ret) {
 		pr_err_r(ret, "cannot commit the image of pid %d to %s", (int)pid, dir);
@@ -213,22 +341,20 @@ int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running, struct
 		/* Durable on disk: the source may go, and must not run again. */
 		rst_kill_seized(sz);
 		sz = NULL;
+		st->frozen_ns = now_ns() - st->frozen_ns;
 	}
 	st->total_ns = now_ns() - t0;
-	st->frozen_ns = now_ns() - st->frozen_ns;
 out:
-	if (ret && store)
+	if (ret && p)
 		pstore_abort(p);
-	if (pagemap >= 0)
-		close(pagemap);
 	free(buf);
-	free(pm);
 	pstore_close(store);
 	haul_layout_release(&l);
 	if (ps)
 		haul__img__process_state__free_unpacked(ps, NULL);
 	free(blob);
 	rst_release(sz);
+	trk_free(trk);
 	return ret;
 }
 
