@@ -114,6 +114,10 @@ static double round_ms(struct trk *t, uint64_t *pages)
 	return ms;
 }
 
+static uint64_t child_addr;
+static size_t child_size;
+static char *read_buf;
+
 static int bench_backend(enum trk_backend b, pid_t pid, double gib, double read_ms,
 			 double write_ns_base)
 {
@@ -133,11 +137,19 @@ static int bench_backend(enum trk_backend b, pid_t pid, double gib, double read_
 	       "attach stop %.3f ms\n",
 	       trk_backend_name(b), (unsigned long long)pages, first, first / gib, trk_stop_ms(t));
 	for (size_t i = 0; i < 3; i++) {
-		double best = 1e30;
+		double best = 1e30, rbest = read_ms;
 
-		/* best of 3: the VM is shared and noisy */
+		/*
+		 * Best of 3: the VM is shared and noisy.  The memory read is
+		 * measured again next to each round, so that a ratio compares
+		 * the two under the same load.
+		 */
 		for (int rep = 0; rep < 3; rep++) {
 			double w = pm[i] ? dirty(pm[i], 1000 + rep) : 0;
+			double r = read_all(pid, child_addr, child_size, read_buf);
+
+			if (r > 0 && (rep == 0 || r < rbest))
+				rbest = r;
 
 			if (pm[i] == 100 && rep == 0)
 				wns = w;
@@ -152,14 +164,14 @@ static int bench_backend(enum trk_backend b, pid_t pid, double gib, double read_
 		printf("trk_bench: %s %-5s round: %8.3f ms/GiB, %llu dirty pages; "
 		       "scan/read ratio %.4f\n",
 		       trk_backend_name(b), label[i], best / gib, (unsigned long long)pages,
-		       best / read_ms);
+		       best / rbest);
 		if (b == TRK_UFFD && pm[i] == 0)
 			printf("trk_bench: target uffd clean scan <= 2 ms/GiB: %s (%.3f)\n",
 			       best / gib <= 2.0 ? "met" : "MISSED", best / gib);
 		if (b == TRK_HASH && pm[i] == 0)
 			printf("trk_bench: target hash round <= 1.5x memory read: %s "
 			       "(ratio %.2f)\n",
-			       best / read_ms <= 1.5 ? "met" : "MISSED", best / read_ms);
+			       best / rbest <= 1.5 ? "met" : "MISSED", best / rbest);
 	}
 	if (write_ns_base > 0 && wns > 0)
 		printf("trk_bench: %s write slowdown ratio %.2f (%.0f ns per first store to a "
@@ -255,6 +267,9 @@ int main(int argc, char **argv)
 	if (read(from_child, &addr, sizeof(addr)) != sizeof(addr))
 		return 2;
 	buf = malloc(1 << 20);
+	child_addr = addr;
+	child_size = size;
+	read_buf = buf;
 	for (int i = 0; i < 3; i++) {
 		double r = read_all(pid, addr, size, buf), w = dirty(100, 1 + i);
 
