@@ -8,6 +8,8 @@
  *   read      process_vm_readv of the child's region, 1 MiB per call;
  *   write     the same bytes written to a file in the images directory,
  *             then fsync (what the image costs on disk at best);
+ *   snapshot  haul's checkpoint --leave-running (memory copied while it runs;
+ *             the stop is what matters);
  *   checkpoint  haul's checkpoint into the images directory (durable);
  *   fresh     process_vm_writev of the same bytes into never-touched
  *             memory of a new process (first-touch cost included);
@@ -188,7 +190,7 @@ static int bench_one(size_t mib, const char *base)
 {
 	size_t len = mib << 20;
 	struct rst_target_opts o = {.pidns = RST_PIDNS_AUTO};
-	struct rst_ckpt_stats st;
+	struct rst_ckpt_stats st, snap;
 	struct rst_target *t = NULL;
 	double rd, wr, fresh, ck, rs, t0;
 	char dir[256], cmd[1200];
@@ -210,6 +212,14 @@ static int bench_one(size_t mib, const char *base)
 		return -ECHILD;
 	rd = time_read(pid, addr, len, buf);
 	wr = time_file_write(dir, len, buf);
+	/* A snapshot that leaves it running: memory copied while it runs. */
+	ret = rst_checkpoint_images(pid, dir, true, &snap);
+	if (ret) {
+		pr_err_r(ret, "snapshot of %zu MiB failed", mib);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		goto out;
+	}
 	ret = rst_checkpoint_images(pid, dir, false, &st);
 	waitpid(pid, NULL, 0);
 	if (ret) {
@@ -238,9 +248,11 @@ static int bench_one(size_t mib, const char *base)
 	printf("rst_bench: %5zu MiB  fresh-memory write %.3f s (%.2f GB/s)  restore %.3f s "
 	       "(%.2f GB/s, image in page cache)\n",
 	       mib, fresh, len / fresh / 1e9, rs, len / rs / 1e9);
+	printf("rst_bench: %5zu MiB  snapshot (--leave-running) %.3f s, stopped %.1f ms\n", mib,
+	       snap.total_ns / 1e9, snap.frozen_ns / 1e6);
 	printf("rst_bench: %5zu MiB  ratio checkpoint/read %.2f  checkpoint/write %.2f  "
-	       "restore/fresh-write %.2f\n",
-	       mib, ck / rd, ck / wr, rs / fresh);
+	       "restore/fresh-write %.2f  snapshot-stop/checkpoint-stop %.3f\n",
+	       mib, ck / rd, ck / wr, rs / fresh, (double)snap.frozen_ns / st.frozen_ns);
 	fflush(stdout);
 out:
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
