@@ -7,7 +7,9 @@
 #     message naming the PID) and leaves the running process alone;
 #  3. two hops: a restored process (in its time namespace, maybe a new PID
 #     namespace) is checkpointed and restored again and still ends right;
-#  4. checkpoint of a refused process (a pipe on fd 0) exits 1, names the fd,
+#  4. restore --detach prints the PID and the process runs on alone; usage
+#     errors exit 2;
+#  5. checkpoint of a refused process (a FIFO on fd 0) exits 1, names the fd,
 #     and the process runs on.
 set -u
 HAUL=${HAUL_BIN:-$PWD/build/haul}
@@ -84,6 +86,42 @@ if [ "$rc" -ne 0 ] || [ "$got" != "$want" ] || grep -q ERROR "$D/hop.out"; then
 	fail=1
 else
 	echo "ok two hops (checkpoint of a restored process): $got"
+fi
+
+# --detach: haul restore prints the PID and returns; the process runs on by itself.
+"$PROGS/rst_exec" /dev/null "$D/det.out" "$D/det.err" "$PROGS/rst_counter" "$D" 1200 8 1000 memonly &
+pid=$!
+pids="$pids $pid"
+sleep 0.3
+"$HAUL" checkpoint "$pid" --images "$D/det" >/dev/null 2>&1 || echo "FAIL: --detach checkpoint"
+wait "$pid" 2>/dev/null
+dpid=$("$HAUL" restore --detach --images "$D/det" 2>/dev/null)
+if [ "$dpid" != "$pid" ]; then
+	echo "FAIL: restore --detach printed '$dpid', want $pid"
+	fail=1
+else
+	pids="$pids $dpid"
+	for i in $(seq 1 100); do
+		grep -q '^final' "$D/det.out" && break
+		sleep 0.1
+	done
+	got=$(grep '^final' "$D/det.out")
+	if [ "$got" != "$want" ]; then
+		echo "FAIL: detached restore ended with '$got', want '$want'"
+		fail=1
+	else
+		echo "ok restore --detach: pid $dpid ran on to $got"
+	fi
+fi
+
+# Usage errors exit 2 and say what is wrong.
+"$HAUL" checkpoint 1 >/dev/null 2>&1
+rc1=$?
+"$HAUL" restore --images "$D/det" --pidns sometimes >/dev/null 2>&1
+rc2=$?
+if [ "$rc1" -ne 2 ] || [ "$rc2" -ne 2 ]; then
+	echo "FAIL: usage errors exit $rc1 and $rc2, want 2"
+	fail=1
 fi
 
 # A process haul cannot restore: refused by name, untouched.
