@@ -405,6 +405,7 @@ static void *stream_thread(void *arg)
 	for (;;) {
 		Haul__Wire__Pages m;
 		uint64_t p0, z0, l0;
+		uint32_t njob;
 		int ret;
 
 		while (!st->has_job && !st->quit)
@@ -412,6 +413,8 @@ static void *stream_thread(void *arg)
 		if (st->quit)
 			break;
 		st->busy = true;
+		/* Once has_job drops, the caller may queue the next job over job_n. */
+		njob = st->job_n;
 		pthread_mutex_unlock(&c->mu);
 
 		p0 = st->enc.pages;
@@ -426,8 +429,8 @@ static void *stream_thread(void *arg)
 		c->pages += st->enc.pages - p0;
 		c->zero_pages += st->enc.zero_pages - z0;
 		c->lz4_pages += st->enc.lz4_pages - l0;
-		c->payload_bytes += (uint64_t)st->job_n * HAUL_PAGE_SIZE;
-		c->round_payload += (uint64_t)st->job_n * HAUL_PAGE_SIZE;
+		c->payload_bytes += (uint64_t)njob * HAUL_PAGE_SIZE;
+		c->round_payload += (uint64_t)njob * HAUL_PAGE_SIZE;
 		pthread_cond_broadcast(&c->cv);
 		pthread_mutex_unlock(&c->mu);
 
@@ -435,7 +438,7 @@ static void *stream_thread(void *arg)
 			wire_pages_enc_msg(&st->enc, &m);
 			ret = stream_sendv(st, WIRE_PAGES, &m.base, st->enc.segs, st->enc.nsegs,
 					   (uint32_t)st->enc.len);
-			st->round_pages += st->job_n;
+			st->round_pages += njob;
 			st->round_bytes += st->enc.len;
 		}
 
