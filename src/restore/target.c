@@ -1318,6 +1318,17 @@ static int restore_fds(struct rst_target *t, const Haul__Img__ProcessState *ps, 
 	for (size_t i = 0; i < ps->n_fds; i++)
 		if (ps->fds[i]->fd >= x.park)
 			x.park = ps->fds[i]->fd + 1;
+	/* Its fd limit first: fd numbers above ours must be possible (all rlimits follow later). */
+	for (size_t i = 0; i < ps->n_rlimits; i++)
+		if (ps->rlimits[i]->resource == RLIMIT_NOFILE) {
+			struct rlimit rl = {ps->rlimits[i]->cur, ps->rlimits[i]->max};
+
+			rlim_t need = (rlim_t)x.park + 64;
+
+			if (rl.rlim_cur < need)
+				rl.rlim_cur = need < rl.rlim_max ? need : rl.rlim_max;
+			prlimit(t->stub, RLIMIT_NOFILE, &rl, NULL);
+		}
 	/* The stub's own fds (/dev/null on 0-2) go; the process's come back. */
 	ret = rcall(t, SYS_close_range, 0, ~0U, 0, 0, 0, 0, NULL);
 	for (size_t i = 0; !ret && i < ps->n_fds; i++)

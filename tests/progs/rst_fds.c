@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
@@ -43,7 +44,7 @@ int main(int argc, char **argv)
 	struct itimerspec its = {{0, 1000000}, {0, 1000000}};
 	unsigned long long iters, got_usr1 = 0, ticks = 0;
 	struct epoll_event ev;
-	int efd, tfd, sfd, ep, p[2];
+	int efd, tfd, sfd, ep, p[2], high = -1;
 	unsigned sum = 0;
 	sigset_t usr1;
 
@@ -63,6 +64,17 @@ int main(int argc, char **argv)
 	for (unsigned char b = 0; b < 100; b++)
 		if (write(p[1], &b, 1) != 1)
 			return 2;
+	/* A high fd number, above a restorer's usual limit of 1024. */
+	{
+		struct rlimit rl;
+
+		getrlimit(RLIMIT_NOFILE, &rl);
+		if (rl.rlim_max >= 4096) {
+			rl.rlim_cur = 4096;
+			setrlimit(RLIMIT_NOFILE, &rl);
+			high = dup2(efd, 3000);
+		}
+	}
 	ev.events = EPOLLIN;
 	ev.data.u64 = 0x7100000000ULL | (unsigned)tfd;
 	epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &ev);
@@ -136,6 +148,7 @@ int main(int argc, char **argv)
 			sum += buf[k];
 		check(sum == 4950, "self-pipe bytes", iters);
 	}
+	check(high < 0 || fcntl(high, F_GETFD) >= 0, "fd 3000 lost", iters);
 	check(got_usr1 == iters, "SIGUSR1 count", iters);
 	check(ticks >= iters, "timer ticks", iters);
 	if (!errors)
