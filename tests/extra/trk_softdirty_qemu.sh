@@ -87,7 +87,7 @@ timeout "$TIMEOUT" qemu-system-x86_64 -nographic -no-reboot -m 512 -smp 1 -accel
 rc=$?
 grep 'TRK-SD:' "$WORK/console.log"
 grep '^trk_bench: \(soft-dirty\|memory read (\|untracked 10%\)' "$WORK/console.log" |
-	sed 's/^/guest /' 
+	sed 's/^/guest /'
 if grep -q 'TRK-SD: PASS' "$WORK/console.log"; then
 	exit 0
 fi
