@@ -2,7 +2,7 @@
 """bench/report.py - the harness's arithmetic: read haul's --json, add ratios, make plot data.
 
   report.py --haul-json FILE      print "downtime_ms total_s bytes rounds pages_per_round
-                                  throttle_max_pct dump_ms restore_ms" ('-' if absent)
+                                  throttle_max_pct dump_ms restore_ms kill_ms" ('-' if absent)
   report.py --csv CSV --out DIR   add the ratio columns to CSV (against haul stop-and-copy
                                   of the same memory, rate, pattern and bandwidth in the
                                   same run), write DIR/summary.md, and the gnuplot data
@@ -62,13 +62,15 @@ def haul_json(path):
     throttle = find(j, ["throttle_max_pct"])
     dump = find(j, ["dump_ms"])
     restore = find(j, ["restore_ms"])
+    kill = find(j, ["kill_ms"])
 
     def fmt(v, spec):
         return "-" if v is None else format(v, spec)
 
     print(fmt(down, ".3f"), fmt(total, ".3f"), fmt(nbytes, "d") if isinstance(nbytes, int)
           else fmt(nbytes, ".0f"), fmt(rounds, "d") if isinstance(rounds, int) else fmt(rounds, ""),
-          fmt(ppr, ""), fmt(throttle, ""), fmt(dump, ".3f"), fmt(restore, ".3f"))
+          fmt(ppr, ""), fmt(throttle, ""), fmt(dump, ".3f"), fmt(restore, ".3f"),
+          fmt(kill, ".3f"))
 
 
 def num(s):

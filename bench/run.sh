@@ -278,11 +278,11 @@ start_workload() {
 	sleep 0.05
 }
 
-# After a move (realtime $2 to $3, with a downtime of $4 ms by its own account):
-# let it run on the target, verify every page, make it exit; sets gap, gap_mono,
-# gap_end, switch_gap, other_gap, verify.
+# After a move (realtime $2 to $3, with a downtime of $4 ms by its own account,
+# followed by $6 ms of killing the source): let it run on the target, verify every
+# page, make it exit; sets gap, gap_mono, gap_end, switch_gap, other_gap, verify.
 finish_workload() {
-	local cell=$1 t0=$2 t1=$3 dt=$4 mib=$5
+	local cell=$1 t0=$2 t1=$3 dt=$4 mib=$5 kill=${6:--}
 	sleep "$settle"
 	echo verify >"$cell/ctl"
 	if wait_kv "$cell/hb" "verify=[ob]" $((20 + mib / 200)); then
@@ -298,12 +298,13 @@ finish_workload() {
 	# the move it is the switchover, earlier it is something else (attach, throttle)
 	gap_end=$(awk -v at="$(kv "$cell/hb" max_gap_at_rt)" -v t0="$t0" \
 		'BEGIN { if (at != "" && at > 0) printf "%.3f", at - t0 }')
-	# Attribute the largest gaps: one that ends within the downtime (plus 250 ms
-	# of commit and exit) of the move's end is the switchover; earlier ones ran while
+	# Attribute the largest gaps: one that ends within the downtime, the kill of
+	# the source and 250 ms of slack before the move's end is the switchover; earlier ones ran while
 	# pre-copy ran (tracker attach, CPU throttle, contention for the 2 cores).
 	read -r switch_gap other_gap < <(awk -v list="$(kv "$cell/hb" top_gaps)" -v t0="$t0" \
-		-v t1="$t1" -v dt="$dt" 'BEGIN {
-			sw = 0; ot = 0; cut = t1 - 0.25 - (dt == "-" ? 0 : dt / 1000)
+		-v t1="$t1" -v dt="$dt" -v kill="$kill" 'BEGIN {
+			sw = 0; ot = 0
+			cut = t1 - 0.25 - (dt == "-" ? 0 : dt / 1000) - (kill == "-" ? 0 : kill / 1000)
 			n = split(list, g, ";")
 			for (i = 1; i <= n; i++) {
 				split(g[i], p, "@"); len = p[1] / 1000
@@ -386,9 +387,9 @@ run_haul_cell() {
 		keep_logs "$cell"; kill_ours; return
 	fi
 	js=$(python3 "$here/report.py" --haul-json "$cell/mig.json" 2>&1)
-	local ppr throttle dump restore
-	read -r downtime total bytes rounds ppr throttle dump restore <<<"$js"
-	finish_workload "$cell" "$t0" "$t1" "$downtime" "$mib"
+	local ppr throttle dump restore kill
+	read -r downtime total bytes rounds ppr throttle dump restore kill <<<"$js"
+	finish_workload "$cell" "$t0" "$t1" "$downtime" "$mib" "$kill"
 	[ "$total" = "-" ] && total=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
 	local status=ok note=
 	case $verify in
