@@ -179,14 +179,20 @@ static bool rl_has(const struct trk_rl *l, uint64_t addr)
  * yet the caller holds data.  Remember such pages so the next round
  * compares against what the caller holds.
  */
-static int note_held(struct trk *t, const struct trk_range *r, size_t n, const char *buf)
+static int note_held(struct trk *t, const struct trk_range *r, size_t n, const char *buf,
+		     const uint64_t *zero)
 {
+	uint64_t idx = 0;
+
 	for (size_t i = 0; i < n; i++)
-		for (uint64_t j = 0; j < r[i].npages; j++, buf += TRK_PAGE) {
+		for (uint64_t j = 0; j < r[i].npages; j++, buf += TRK_PAGE, idx++) {
 			uint64_t addr = r[i].start + j * TRK_PAGE;
+			bool is_zero =
+				zero ? (zero[idx / 64] >> (idx % 64)) & 1 : trk_page_is_zero(buf);
 			int ret;
 
-			if (trk_page_is_zero(buf) || rl_has(&t->prev_present, addr))
+			/* uffd's fast walk reports any zap itself: only where populated is tracked */
+			if (is_zero || !rl_has(&t->known, addr) || rl_has(&t->prev_present, addr))
 				continue;
 			ret = trk_rl_add(&t->held, addr, 1);
 			if (ret)
@@ -203,7 +209,7 @@ int trk_read(struct trk *t, const struct trk_range *r, size_t n, void *buf, uint
 		return ret;
 	if (t->ops->read_done)
 		t->ops->read_done(t, r, n, buf);
-	return note_held(t, r, n, buf);
+	return note_held(t, r, n, buf, zero);
 }
 
 int trk_pagemap_read(int fd, uint64_t start, size_t n, uint64_t *ent)

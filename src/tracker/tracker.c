@@ -319,6 +319,7 @@ void trk_free(struct trk *t)
 	haul_layout_release(&t->prev);
 	trk_rl_release(&t->prev_present);
 	trk_rl_release(&t->held);
+	trk_rl_release(&t->known);
 	free(t);
 }
 
@@ -432,6 +433,15 @@ int trk_round(struct trk *t, struct trk_round *out)
 	trk_rl_release(&t->prev_present);
 	t->prev_present = s.present;
 	memset(&s.present, 0, sizeof(s.present));
+	/* where the populated set is tracked: only there can trk_read() help */
+	trk_rl_release(&t->known);
+	if (s.partial_present) {
+		t->known = s.known;
+		memset(&s.known, 0, sizeof(s.known));
+	} else {
+		t->known = cur_mem;
+		memset(&cur_mem, 0, sizeof(cur_mem));
+	}
 	out->scan_ms = trk_now_ms() - t0;
 	if (t->opts.verbose)
 		pr_info("pid %d round %llu: %llu dirty pages in %zu ranges, %llu populated, %.2f ms",

@@ -87,8 +87,9 @@ struct trk {
 	 * Merged into prev_present at the next round.
 	 */
 	struct trk_rl held;
-	double stop_ms; /* longest time the target was stopped by us */
-	bool frozen;	/* the caller froze it: do not stop it again */
+	struct trk_rl known; /* where the last round tracked the populated set */
+	double stop_ms;	     /* longest time the target was stopped by us */
+	bool frozen;	     /* the caller froze it: do not stop it again */
 };
 
 /* Whether the mm we attached to is still the process's: 0, -ESRCH exited, -ECHILD exec'd. */
