@@ -87,6 +87,17 @@ def ratio(a, b):
     return "%.3f" % (a / b)
 
 
+def median(rows, engine, mode, mib, rate, bw, col):
+    """The median of @col over the ok repeats of one cell, or None."""
+    v = sorted(x for x in (num(r[col]) for r in rows
+                           if (r["engine"], r["mode"], r["mem_mib"], r["rate"], r["bandwidth"])
+                           == (engine, mode, mib, rate, bw) and r["status"] == "ok")
+               if x is not None)
+    if not v:
+        return None
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
 def mem_label(mib):
     mib = int(mib)
     return "%dG" % (mib // 1024) if mib % 1024 == 0 else "%dM" % mib
@@ -106,9 +117,11 @@ def summarize(path, out):
     base = {}
     for r in rows:
         if r["engine"] == "haul" and r["mode"] == "stop-and-copy" and r["status"] == "ok":
-            base[(r["run"], r["mem_mib"], r["rate"], r["pattern"], r["bandwidth"])] = r
+            base[(r["run"], r["mem_mib"], r["rate"], r["pattern"], r["bandwidth"],
+                  r.get("rep") or "1")] = r
     for r in rows:
-        b = base.get((r["run"], r["mem_mib"], r["rate"], r["pattern"], r["bandwidth"]))
+        b = base.get((r["run"], r["mem_mib"], r["rate"], r["pattern"], r["bandwidth"],
+                      r.get("rep") or "1"))
         ok = r["status"] == "ok" and b is not None
         r["gap_vs_sc"] = ratio(r["client_gap_ms"], b["client_gap_ms"]) if ok else ""
         r["downtime_vs_sc"] = ratio(r["downtime_ms"], b["downtime_ms"]) if ok else ""
@@ -141,7 +154,8 @@ def summarize(path, out):
     lines.append("cells: " + ", ".join("%d %s" % (v, k) for k, v in sorted(counts.items())))
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    # headline.md: one line per (memory, rate, bandwidth), one column per mode
+    # headline.md: one line per (memory, rate, bandwidth), one column per mode,
+    # medians over the repeats
     ok_rows = [r for r in rows if r["status"] == "ok"]
     modes = [m for m in MODES if any(r["mode"] == m and r["engine"] == "haul" for r in ok_rows)]
     not_run = {}
@@ -154,19 +168,27 @@ def summarize(path, out):
     keys = list(dict.fromkeys((r["mem_mib"], r["rate"], r["bandwidth"]) for r in rows))
     for mib, rate, bw in keys:
         cells = []
+        sc_gap = median(ok_rows, "haul", "stop-and-copy", mib, rate, bw, "client_gap_ms")
+        sc_tot = median(ok_rows, "haul", "stop-and-copy", mib, rate, bw, "total_s")
         for m in modes:
-            r = next((x for x in rows if x["engine"] == "haul" and x["mode"] == m and
-                      (x["mem_mib"], x["rate"], x["bandwidth"]) == (mib, rate, bw)), None)
-            if r is None:
+            tried = [x for x in rows if x["engine"] == "haul" and x["mode"] == m and
+                     (x["mem_mib"], x["rate"], x["bandwidth"]) == (mib, rate, bw)]
+            n_ok = sum(1 for x in tried if x["status"] == "ok")
+            gap = median(ok_rows, "haul", m, mib, rate, bw, "client_gap_ms")
+            tot = median(ok_rows, "haul", m, mib, rate, bw, "total_s")
+            if not tried:
                 cells.append("-")
-            elif r["status"] != "ok":
-                cells.append(r["status"])
-            elif m == "stop-and-copy":
-                cells.append("%.0f / %.1f" % (num(r["client_gap_ms"]), num(r["total_s"])))
+                continue
+            if gap is None or tot is None:
+                cells.append(tried[0]["status"])
+                continue
+            if m == "stop-and-copy" or not sc_gap or not sc_tot:
+                text = "%.0f / %.1f" % (gap, tot)
             else:
-                cells.append("%.0f (%sx) / %.1f (%sx)" % (
-                    num(r["client_gap_ms"]), r["gap_vs_sc"] or "?", num(r["total_s"]),
-                    r["total_vs_sc"] or "?"))
+                text = "%.0f (%.3fx) / %.1f (%.3fx)" % (gap, gap / sc_gap, tot, tot / sc_tot)
+            if n_ok != len(tried):
+                text += " (%d of %d ok)" % (n_ok, len(tried))
+            cells.append(text)
         head.append("| %s | %s | %s | %s |" % (mem_label(mib), rate_label(rate), bw,
                                                " | ".join(cells)))
     head.append("")
@@ -206,11 +228,8 @@ def summarize(path, out):
     link = {r["bandwidth"]: r["link_gbps"] for r in rows}
 
     def cell(engine, mode, mib, rate, bw, col):
-        for r in ok:
-            if (r["engine"], r["mode"], int(r["mem_mib"]), r["rate"], r["bandwidth"]) == \
-                    (engine, mode, mib, rate, bw):
-                return r[col] or "-"
-        return "-"
+        v = median(ok, engine, mode, str(mib), rate, bw, col)
+        return "-" if v is None else "%.3f" % v
 
     names = ["%s:%s" % s if s[0] != "haul" else s[1] for s in series]
     for mib in mems:

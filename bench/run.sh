@@ -30,7 +30,7 @@ profile=quick
 out=$top/bench/results
 haul=${HAUL_BIN:-$top/$BUILD/haul}
 workload=${HAUL_PROGS:-$top/$BUILD/progs}/workload
-mems= rates= bws= modes= pattern=uniform warm= settle= peers=1 budget= keep_all=0
+mems= rates= bws= modes= pattern=uniform warm= settle= peers=1 budget= keep_all=0 repeat=1 rep=1
 
 usage() {
 	cat <<EOF
@@ -38,7 +38,7 @@ usage: bench/run.sh [--quick|--full|--smoke] [--out DIR] [--haul BIN] [--workloa
                     [--mems "256M 1G"] [--rates "0 64 256 unbounded"]
                     [--bws "loopback 10gbit 1gbit"] [--pattern uniform|hot|seq]
                     [--modes "stop-and-copy pre-copy post-copy hybrid"] [--no-peers]
-                    [--budget SECONDS] [--keep-logs]
+                    [--budget SECONDS] [--keep-logs] [--repeat N]
 
   --quick  (make bench)      256M 1G; rates 0 64 256; loopback 1gbit; all modes
   --full   (make bench-full) 256M 1G 4G 16G; rates 0 16 64 256 unbounded;
@@ -47,6 +47,7 @@ usage: bench/run.sh [--quick|--full|--smoke] [--out DIR] [--haul BIN] [--workloa
 Cells whose memory does not fit (3x the size must be available) are skipped visibly,
 and so are the cells left when --budget seconds (quick: 480) have been spent.
 Logs of failed cells are kept in DIR/logs (--keep-logs: of every cell).
+--repeat N runs each cell N times (modes interleaved); summaries and plots use medians.
 EOF
 }
 
@@ -65,6 +66,7 @@ while [ $# -gt 0 ]; do
 	--no-peers) peers=0 ;;
 	--budget) budget=$2; shift ;;
 	--keep-logs) keep_all=1 ;;
+	--repeat) repeat=$2; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -248,14 +250,14 @@ kv() { sed -n "s/^$2=//p" "$1" 2>/dev/null | head -1; }
 
 csv=$out/bench.csv
 rm -rf "$out/logs"
-echo "run,engine,mode,mem_mib,rate,pattern,bandwidth,link_gbps,status,downtime_ms,client_gap_ms,client_gap_mono_ms,total_s,bytes,rounds,verify,note,pages_per_round,throttle_max_pct,dump_ms,restore_ms,gap_end_s,switch_gap_ms,other_gap_ms,base_gap_ms" >"$csv"
+echo "run,engine,mode,mem_mib,rate,pattern,bandwidth,link_gbps,status,downtime_ms,client_gap_ms,client_gap_mono_ms,total_s,bytes,rounds,verify,note,pages_per_round,throttle_max_pct,dump_ms,restore_ms,gap_end_s,switch_gap_ms,other_gap_ms,base_gap_ms,rep" >"$csv"
 run_id=$(date -u +%Y%m%dT%H%M%SZ)
 cell_no=0
 
 row() { # engine mode mem rate bw status downtime gap gap_mono total bytes rounds verify note
 	# [pages_per_round throttle_max_pct dump_ms restore_ms]
 	local note=${14//,/;}
-	echo "$run_id,$1,$2,$(size_mib "$3"),$4,$pattern,$5,${link[$5]},$6,$7,$8,$9,${10},${11},${12},${13},${note//$'\n'/ },${15:-},${16:-},${17:-},${18:-},${gap_end:-},${switch_gap:-},${other_gap:-},${base_gap:-}" >>"$csv"
+	echo "$run_id,$1,$2,$(size_mib "$3"),$4,$pattern,$5,${link[$5]},$6,$7,$8,$9,${10},${11},${12},${13},${note//$'\n'/ },${15:-},${16:-},${17:-},${18:-},${gap_end:-},${switch_gap:-},${other_gap:-},${base_gap:-},$rep" >>"$csv"
 }
 
 # Start the workload in the source namespace; sets wl_pid, or returns 1.
@@ -495,10 +497,12 @@ for bw in $bws; do
 			continue
 		fi
 		for rate in $rates; do
-			for mode in $modes; do
-				run_haul_cell "$mem" "$rate" "$bw" "$mode"
+			for rep in $(seq "$repeat"); do
+				for mode in $modes; do
+					run_haul_cell "$mem" "$rate" "$bw" "$mode"
+				done
+				run_criu_cell "$mem" "$rate" "$bw"
 			done
-			run_criu_cell "$mem" "$rate" "$bw"
 		done
 	done
 done
