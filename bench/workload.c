@@ -274,11 +274,11 @@ static int write_report(struct wl *w, const char *state)
 	if (!w->hb_path)
 		return 0;
 	n = snprintf(buf, sizeof(buf),
-		     "pid=%d\nstate=%s\nmem_mib=%" PRIu64 "\nrate_mib=%g\npattern=%s\n"
+		     "pid=%d\nstate=%s\nmem_addr=%p\nmem_mib=%" PRIu64 "\nrate_mib=%g\npattern=%s\n"
 		     "writes=%" PRIu64 "\nticks=%" PRIu64 "\nmax_gap_us=%" PRId64
 		     "\nmax_gap_rt_us=%" PRId64 "\nmax_gap_at_rt=%.6f\nstalls_over_5ms=%" PRIu64
 		     "\ncheck_bad=%" PRIu64 "\nverify=%s\n",
-		     getpid(), state, w->npages * WL_PAGE >> 20, w->rate_mib,
+		     getpid(), state, (void *)w->mem, w->npages * WL_PAGE >> 20, w->rate_mib,
 		     wl_pattern_name[w->pattern], w->writes, w->gaps.ticks, w->gaps.max_ns / 1000,
 		     w->gaps.max_rt_ns / 1000, w->gaps.max_at_rt / 1e9, w->gaps.stalls,
 		     w->check_bad, w->verify_msg[0] ? w->verify_msg : "none");

@@ -34,20 +34,17 @@ echo verify >"$tmp/ctl"
 waitfor "$tmp/hb" "^verify=ok" 50 || fail "verify did not pass: $(grep verify= "$tmp/hb")"
 gap=$(sed -n 's/^max_gap_rt_us=//p' "$tmp/hb")
 [ "$gap" -ge 250000 ] && [ "$gap" -lt 2000000 ] || fail "300 ms stop measured as $gap us"
-python3 - $pid <<'PY' || fail "cannot poke the workload's memory"
+# poke the last page: --pattern hot never rewrites it, so the damage stays
+addr=$(sed -n 's/^mem_addr=//p' "$tmp/hb")
+python3 - $pid "$addr" <<'PY' || fail "cannot poke the workload's memory at $addr"
 import sys
-pid = int(sys.argv[1])
-for l in open("/proc/%d/maps" % pid):
-    a, b = (int(x, 16) for x in l.split()[0].split("-"))
-    if b - a >= 32 << 20 and l.split()[1].startswith("rw"):
-        with open("/proc/%d/mem" % pid, "r+b") as f:
-            f.seek(a + 4096 * 3 + 64)
-            f.write(b"\xff\x00\xff\x00")
-        sys.exit(0)
-sys.exit(1)
+pid, addr = int(sys.argv[1]), int(sys.argv[2], 16)
+with open("/proc/%d/mem" % pid, "r+b") as f:
+    f.seek(addr + 4096 * 8191 + 64)
+    f.write(b"\xff\x00\xff\x00")
 PY
 echo verify >"$tmp/ctl"
-waitfor "$tmp/hb" "^verify=bad page 3 " 50 || fail "corruption not caught: $(grep verify= "$tmp/hb")"
+waitfor "$tmp/hb" "^verify=bad page 8191 " 50 || fail "corruption not caught: $(grep verify= "$tmp/hb")"
 echo exit >"$tmp/ctl"
 wait $pid
 rc=$?
