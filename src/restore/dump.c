@@ -28,7 +28,12 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -243,6 +248,11 @@ static int classify_fd(pid_t pid, int fd, Haul__Img__FdKind *kind, char *target,
 		*kind = HAUL__IMG__FD_KIND__FD_PIPE;
 		return 0;
 	}
+	/* A socket; whether it is one end of a pair inside this process is checked by the caller. */
+	if (S_ISSOCK(st->st_mode) && !strncmp(target, "socket:[", 8)) {
+		*kind = HAUL__IMG__FD_KIND__FD_UNIX_PAIR;
+		return 0;
+	}
 	if (S_ISFIFO(st->st_mode))
 		snprintf(why, whylen, "fd %d is a pipe or fifo (%s)", fd, target);
 	else if (S_ISSOCK(st->st_mode))
@@ -258,7 +268,107 @@ static int classify_fd(pid_t pid, int fd, Haul__Img__FdKind *kind, char *target,
 struct held_pipe {
 	uint64_t ino;
 	int fd;
+	bool sock; /* "socket:[ino]", else "pipe:[ino]" */
 };
+
+struct unix_info {
+	uint32_t peer;	/* the other end's inode, 0 when not connected */
+	uint32_t rqlen; /* bytes waiting to be read (stream, seqpacket) */
+	uint8_t type;	/* SOCK_STREAM, ... */
+	uint8_t state;	/* TCP_ESTABLISHED (1) when connected */
+	bool named;	/* bound to a path or an abstract name */
+};
+
+/* Ask sock_diag about unix socket @ino. -ENOENT: not a unix socket. */
+static int unix_diag(uint32_t ino, struct unix_info *u)
+{
+	struct {
+		struct nlmsghdr nlh;
+		struct unix_diag_req r;
+	} req;
+	union {
+		char buf[8192];
+		struct nlmsghdr align;
+	} rsp;
+	struct nlmsghdr *nlh = &rsp.align;
+	struct unix_diag_msg *m;
+	struct rtattr *a;
+	ssize_t n;
+	int fd, len;
+
+	memset(&req, 0, sizeof(req));
+	memset(u, 0, sizeof(*u));
+	req.nlh.nlmsg_len = sizeof(req);
+	req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	req.nlh.nlmsg_flags = NLM_F_REQUEST;
+	req.r.sdiag_family = AF_UNIX;
+	req.r.udiag_states = ~0u;
+	req.r.udiag_ino = ino;
+	req.r.udiag_show = UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_NAME;
+	req.r.udiag_cookie[0] = req.r.udiag_cookie[1] = ~0u;
+	fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (fd < 0)
+		return -errno;
+	if (send(fd, &req, sizeof(req), 0) != sizeof(req)) {
+		close(fd);
+		return -errno;
+	}
+	n = recv(fd, rsp.buf, sizeof(rsp.buf), 0);
+	close(fd);
+	if (n < (ssize_t)NLMSG_LENGTH(sizeof(*m)) || !NLMSG_OK(nlh, (size_t)n))
+		return -ENOENT;
+	if (nlh->nlmsg_type == NLMSG_ERROR)
+		return -ENOENT;
+	m = NLMSG_DATA(nlh);
+	u->type = m->udiag_type;
+	u->state = m->udiag_state;
+	len = nlh->nlmsg_len - NLMSG_LENGTH(sizeof(*m));
+	for (a = (struct rtattr *)(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+		if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= 4)
+			memcpy(&u->peer, RTA_DATA(a), 4);
+		else if (a->rta_type == UNIX_DIAG_RQLEN && RTA_PAYLOAD(a) >= 4)
+			memcpy(&u->rqlen, RTA_DATA(a), 4);
+		else if (a->rta_type == UNIX_DIAG_NAME)
+			u->named = true;
+	}
+	return 0;
+}
+
+/*
+ * A socket is carried only as one end of a connected, unnamed AF_UNIX pair
+ * whose other end is an fd of this process too (a socketpair it talks to
+ * itself through); datagrams still queued are not carried.
+ */
+static int check_sockets(const struct held_pipe *p, size_t n, char *why, size_t whylen)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct unix_info u;
+		bool peer_here = false;
+
+		if (!p[i].sock)
+			continue;
+		if (unix_diag(p[i].ino, &u)) {
+			snprintf(why, whylen, "fd %d is a socket (socket:[%llu]), not AF_UNIX",
+				 p[i].fd, (unsigned long long)p[i].ino);
+			return -EOPNOTSUPP;
+		}
+		for (size_t k = 0; k < n; k++)
+			peer_here |= p[k].sock && u.peer && p[k].ino == u.peer;
+		if (u.named || u.state != 1 || !peer_here) {
+			snprintf(why, whylen,
+				 "fd %d is a socket (socket:[%llu]) connected outside the process "
+				 "(only socketpairs it holds both ends of are supported)",
+				 p[i].fd, (unsigned long long)p[i].ino);
+			return -EOPNOTSUPP;
+		}
+		if (u.type != SOCK_STREAM && u.rqlen) {
+			snprintf(why, whylen, "fd %d is a datagram socketpair with %u bytes queued",
+				 p[i].fd, u.rqlen);
+			return -EOPNOTSUPP;
+		}
+	}
+	return 0;
+}
 
 /*
  * Whether any process but @pid holds one of the pipes @p (a pipe shared
@@ -294,13 +404,22 @@ static int check_pipes(pid_t pid, const struct held_pipe *p, size_t n, char *why
 			if (de->d_name[0] == '.')
 				continue;
 			snprintf(link, sizeof(link), "/proc/%d/fd/%.16s", (int)other, de->d_name);
-			if (read_link(link, target, sizeof(target)) || strncmp(target, "pipe:[", 6))
+			bool sock;
+
+			if (read_link(link, target, sizeof(target)))
+				continue;
+			if (!strncmp(target, "pipe:[", 6))
+				sock = false;
+			else if (!strncmp(target, "socket:[", 8))
+				sock = true;
+			else
 				continue;
 			for (size_t i = 0; i < n; i++)
-				if (strtoull(target + 6, NULL, 10) == p[i].ino) {
+				if (p[i].sock == sock &&
+				    strtoull(target + (sock ? 8 : 6), NULL, 10) == p[i].ino) {
 					snprintf(why, whylen,
-						 "fd %d is a pipe shared with pid %d (%s)", p[i].fd,
-						 (int)other, target);
+						 "fd %d is a %s shared with pid %d (%s)", p[i].fd,
+						 sock ? "socket" : "pipe", (int)other, target);
 					ret = -EOPNOTSUPP;
 					break;
 				}
@@ -450,7 +569,8 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		}
 		if (!ret && kind == HAUL__IMG__FD_KIND__FD_EPOLL)
 			ret = check_epoll(pid, fd, why, whylen);
-		if (!ret && kind == HAUL__IMG__FD_KIND__FD_PIPE) {
+		if (!ret && (kind == HAUL__IMG__FD_KIND__FD_PIPE ||
+			     kind == HAUL__IMG__FD_KIND__FD_UNIX_PAIR)) {
 			struct held_pipe *np = realloc(pipes, (npipes + 1) * sizeof(*np));
 
 			if (!np) {
@@ -459,10 +579,13 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 			}
 			pipes = np;
 			pipes[npipes].ino = st.st_ino;
+			pipes[npipes].sock = kind == HAUL__IMG__FD_KIND__FD_UNIX_PAIR;
 			pipes[npipes++].fd = fd;
 		}
 	}
 	closedir(d);
+	if (!ret)
+		ret = check_sockets(pipes, npipes, why, whylen);
 	if (!ret)
 		ret = check_pipes(pid, pipes, npipes, why, whylen);
 	if (!ret)
@@ -647,6 +770,7 @@ static void dump_ctx_free(struct dump_ctx *c)
 		free(c->fds[i].path);
 		free(c->fds[i].content.data);
 		free(c->fds[i].pipe_data.data);
+		free(c->fds[i].sock_data.data);
 		if (c->fds[i].n_epoll)
 			free(c->fds[i].epoll[0]); /* the block of targets */
 		free(c->fds[i].epoll);
@@ -1132,6 +1256,45 @@ out:
 	return ret;
 }
 
+/* Type, peer and the bytes waiting in one end of a socketpair (peeked, not consumed). */
+static int dump_unix(pid_t pid, Haul__Img__Fd *o)
+{
+	struct unix_info u;
+	int pidfd, sfd, ret = 0;
+	ssize_t n;
+
+	ret = unix_diag(o->ino, &u);
+	if (ret)
+		return ret;
+	o->has_sock_type = o->has_sock_peer = true;
+	o->sock_type = u.type;
+	o->sock_peer = u.peer;
+	if (!u.rqlen)
+		return 0;
+	pidfd = syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0)
+		return -errno;
+	sfd = syscall(SYS_pidfd_getfd, pidfd, o->fd, 0);
+	close(pidfd);
+	if (sfd < 0)
+		return -errno;
+	o->sock_data.data = malloc(u.rqlen);
+	if (!o->sock_data.data) {
+		close(sfd);
+		return -ENOMEM;
+	}
+	n = recv(sfd, o->sock_data.data, u.rqlen, MSG_PEEK | MSG_DONTWAIT);
+	close(sfd);
+	if (n != (ssize_t)u.rqlen) {
+		pr_err("cannot peek the %u bytes queued on socket fd %d of pid %d", u.rqlen, o->fd,
+		       (int)pid);
+		return -EIO;
+	}
+	o->has_sock_data = true;
+	o->sock_data.len = n;
+	return ret;
+}
+
 static int dump_epoll(Haul__Img__Fd *o, const char *text)
 {
 	Haul__Img__EpollTarget *tg;
@@ -1210,6 +1373,8 @@ static int dump_fd_kind(struct dump_ctx *c, pid_t pid, Haul__Img__Fd *o, const c
 		return 0;
 	case HAUL__IMG__FD_KIND__FD_EPOLL:
 		return dump_epoll(o, text);
+	case HAUL__IMG__FD_KIND__FD_UNIX_PAIR:
+		return dump_unix(pid, o);
 	case HAUL__IMG__FD_KIND__FD_PIPE: {
 		bool first = true;
 

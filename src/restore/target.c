@@ -57,6 +57,7 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -1083,8 +1084,10 @@ static int make_deleted_file(const Haul__Img__Fd *f, char *path, size_t plen)
 /* A pipe being rebuilt: its two ends parked above every fd of the image. */
 struct tpipe {
 	uint64_t id;
-	int r, w;
-	const ProtobufCBinaryData *data;
+	int r, w; /* pipe: read and write end; socketpair: the lower and the higher inode's end */
+	bool sock;
+	const ProtobufCBinaryData *data;  /* pipe: its bytes; pair: what r's end had to read */
+	const ProtobufCBinaryData *data1; /* pair: what w's end had to read */
 };
 
 struct fd_ctx {
@@ -1118,13 +1121,45 @@ static int park_fd(struct rst_target *t, struct fd_ctx *x, int fd, int *out)
 
 static int pipe_end(struct rst_target *t, struct fd_ctx *x, const Haul__Img__Fd *f, int *src)
 {
+	bool sock = f->kind == HAUL__IMG__FD_KIND__FD_UNIX_PAIR;
+	/* A pair is named by its lower inode; its end with that inode is fds[0]. */
+	uint64_t id = sock ? (f->ino < f->sock_peer ? f->ino : f->sock_peer) : f->pipe_id;
 	struct tpipe *p = NULL;
 	int32_t fds[2];
 	int ret;
 
 	for (size_t i = 0; i < x->npipes; i++)
-		if (x->pipes[i].id == f->pipe_id)
+		if (x->pipes[i].id == id && x->pipes[i].sock == sock)
 			p = &x->pipes[i];
+	if (sock && !p) {
+		p = &x->pipes[x->npipes];
+		memset(p, 0, sizeof(*p));
+		p->id = id;
+		p->sock = true;
+		ret = rcall(t, SYS_socketpair, AF_UNIX, f->sock_type | SOCK_CLOEXEC, 0, scratch(t),
+			    0, 0, NULL);
+		if (!ret)
+			ret = peek(t, scratch(t), fds, sizeof(fds));
+		if (!ret)
+			ret = park_fd(t, x, fds[0], &p->r);
+		if (!ret)
+			ret = park_fd(t, x, fds[1], &p->w);
+		if (ret)
+			return ret;
+		x->npipes++;
+	}
+	if (sock) {
+		bool low = f->ino == id;
+
+		if (f->has_sock_data) {
+			if (low)
+				p->data = &f->sock_data;
+			else
+				p->data1 = &f->sock_data;
+		}
+		*src = low ? p->r : p->w;
+		return 0;
+	}
 	if (!p) {
 		p = &x->pipes[x->npipes];
 		memset(p, 0, sizeof(*p));
@@ -1200,6 +1235,7 @@ static int open_fd(struct rst_target *t, struct fd_ctx *x, const Haul__Img__Fd *
 		ret = rcall(t, SYS_epoll_create1, 0, 0, 0, 0, 0, 0, &res);
 		break;
 	case HAUL__IMG__FD_KIND__FD_PIPE:
+	case HAUL__IMG__FD_KIND__FD_UNIX_PAIR:
 		*shared = true;
 		return pipe_end(t, x, f, tmp);
 	default: {
@@ -1257,6 +1293,28 @@ static int restore_fd(struct rst_target *t, struct fd_ctx *x, const Haul__Img__F
 	return ret;
 }
 
+/* Write @d into remote fd @fd, through the scratch area. */
+static int refill(struct rst_target *t, int fd, const ProtobufCBinaryData *d)
+{
+	int ret = 0;
+
+	for (size_t off = 0; d && off < d->len && !ret;) {
+		size_t n = d->len - off;
+		long res;
+
+		if (n > TRAMP_SCRATCH)
+			n = TRAMP_SCRATCH;
+		ret = poke(t, scratch(t), d->data + off, n);
+		if (!ret)
+			ret = rcall(t, SYS_write, fd, scratch(t), n, 0, 0, 0, &res);
+		if (!ret && res <= 0)
+			ret = -EIO;
+		if (!ret)
+			off += res;
+	}
+	return ret;
+}
+
 /* Every fd exists: fill the pipes, close their parked ends, re-arm the epoll instances. */
 static int finish_fds(struct rst_target *t, struct fd_ctx *x, const Haul__Img__ProcessState *ps,
 		      char *why, size_t wl)
@@ -1266,23 +1324,13 @@ static int finish_fds(struct rst_target *t, struct fd_ctx *x, const Haul__Img__P
 	for (size_t i = 0; i < x->npipes && !ret; i++) {
 		const struct tpipe *p = &x->pipes[i];
 
-		for (size_t off = 0; p->data && off < p->data->len && !ret;) {
-			size_t n = p->data->len - off;
-			long res;
-
-			if (n > TRAMP_SCRATCH)
-				n = TRAMP_SCRATCH;
-			ret = poke(t, scratch(t), p->data->data + off, n);
-			if (!ret)
-				ret = rcall(t, SYS_write, p->w, scratch(t), n, 0, 0, 0, &res);
-			if (!ret && res <= 0)
-				ret = -EIO;
-			if (!ret)
-				off += res;
-		}
+		/* What an end had to read is written into the other end (a pipe's into w). */
+		ret = refill(t, p->w, p->data);
+		if (!ret && p->sock)
+			ret = refill(t, p->r, p->data1);
 		if (ret)
-			snprintf(why, wl, "cannot refill a pipe with its %zu bytes: %s",
-				 p->data ? p->data->len : 0, strerror(-ret));
+			snprintf(why, wl, "cannot refill a %s with its queued bytes: %s",
+				 p->sock ? "socketpair" : "pipe", strerror(-ret));
 		rcall(t, SYS_close, p->r, 0, 0, 0, 0, 0, NULL);
 		rcall(t, SYS_close, p->w, 0, 0, 0, 0, 0, NULL);
 	}

@@ -1,11 +1,12 @@
 #!/bin/sh
-# rst_debian.sh - real single-threaded Debian programs are checkpointed
-# mid-run with `haul checkpoint`, killed, brought back with `haul restore`,
-# and must produce exactly the output of an undisturbed run: a compressor
-# mid-stream (gzip, bzip2, xz and zstd, also with worker threads), a hash over a large file (sha256sum), an
-# interpreter holding a large dict (python3), a memory tester (memtester,
-# mlock'ed memory).  Some cases restore with the same PID on the host, the
-# others into a new PID namespace (--pidns always) where it keeps its PID.
+# rst_debian.sh - real Debian programs are checkpointed mid-run with
+# `haul checkpoint`, killed, brought back with `haul restore`, and must
+# produce exactly the output of an undisturbed run: compressors mid-stream
+# (gzip, bzip2, xz; xz and zstd also with worker threads), a hash over a
+# large file (sha256sum), an interpreter holding a large dict (python3) or
+# running an asyncio loop (epoll, socketpair), a memory tester (memtester,
+# mlock'ed memory), a sleep.  Some cases restore with the same PID on the
+# host, the others into a new PID namespace (--pidns always).
 set -u
 HAUL=${HAUL_BIN:-$PWD/build/haul}
 PROGS=${HAUL_PROGS:-$PWD/build/progs}
@@ -66,6 +67,18 @@ for r in range(40):
     time.sleep(0.05)
 print(len(d), h.hexdigest())
 PY
+cat >"$D/aio.py" <<'PY'
+import asyncio, hashlib
+async def tick(name, n):
+    h = hashlib.sha256(name.encode())
+    for i in range(n):
+        await asyncio.sleep(0.02)
+        h.update(str(i).encode())
+    return h.hexdigest()
+async def main():
+    print(*(await asyncio.gather(tick("a", 80), tick("b", 60))))
+asyncio.run(main())
+PY
 
 rcase gzip 0.7 auto gzip -9 -c "$D/seq.txt"
 rcase bzip2 0.7 always bzip2 -9 -c "$D/seq.txt"
@@ -76,6 +89,8 @@ rcase xz-threads 0.8 always xz -T2 -6 --block-size=1MiB -c "$D/seq-small.txt"
 rcase zstd-threads 0.5 auto zstd -T2 -19 -c "$D/seq-small.txt"
 rcase sha256sum 0.4 always sha256sum "$D/big.bin"
 rcase python3 1.5 auto /usr/bin/python3 "$D/dict.py"
+# asyncio: an epoll selector and a socketpair self-pipe.
+rcase python3-asyncio 0.8 always /usr/bin/python3 "$D/aio.py"
 rcase memtester 1.5 always memtester 16M 1
 # Interrupted inside nanosleep (ERESTART_RESTARTBLOCK): must sleep on, not fail with EINTR.
 rcase sleep 0.3 auto sleep 1

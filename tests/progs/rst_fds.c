@@ -1,8 +1,8 @@
 /*
  * rst_fds - a single-threaded event loop over the fd kinds that are not
  * files: an epoll instance watching a semaphore eventfd, a periodic timerfd,
- * a signalfd and a pipe whose both ends it holds (a self-pipe with bytes
- * buffered in it).
+ * a signalfd, a pipe whose both ends it holds (a self-pipe with bytes
+ * buffered in it) and a stream socketpair with bytes queued.
  *
  * usage: rst_fds ITERATIONS
  * Each iteration waits on epoll for the timer (1 ms period), takes one unit
@@ -25,6 +25,7 @@
 #include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -44,7 +45,7 @@ int main(int argc, char **argv)
 	struct itimerspec its = {{0, 1000000}, {0, 1000000}};
 	unsigned long long iters, got_usr1 = 0, ticks = 0;
 	struct epoll_event ev;
-	int efd, tfd, sfd, ep, p[2], high = -1;
+	int efd, tfd, sfd, ep, p[2], sv[2], high = -1;
 	unsigned sum = 0;
 	sigset_t usr1;
 
@@ -63,6 +64,12 @@ int main(int argc, char **argv)
 		return 2;
 	for (unsigned char b = 0; b < 100; b++)
 		if (write(p[1], &b, 1) != 1)
+			return 2;
+	/* A socketpair talking to itself, 50 bytes queued towards sv[0]. */
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+		return 2;
+	for (unsigned char b = 0; b < 50; b++)
+		if (write(sv[1], &b, 1) != 1)
 			return 2;
 	/* A high fd number, above a restorer's usual limit of 1024. */
 	{
@@ -125,6 +132,8 @@ int main(int argc, char **argv)
 		}
 		check(read(p[0], &b, 1) == 1, "self-pipe read", i);
 		check(write(p[1], &b, 1) == 1, "self-pipe write", i);
+		check(read(sv[0], &b, 1) == 1, "socketpair read", i);
+		check(write(sv[1], &b, 1) == 1, "socketpair write", i);
 		if (i % 100 == 0) {
 			printf("tick %llu\n", i);
 			fflush(stdout);
@@ -147,6 +156,13 @@ int main(int argc, char **argv)
 		for (ssize_t k = 0; k < n; k++)
 			sum += buf[k];
 		check(sum == 4950, "self-pipe bytes", iters);
+		fcntl(sv[0], F_SETFL, O_NONBLOCK);
+		n = read(sv[0], buf, sizeof(buf));
+		check(n == 50, "socketpair holds 50 bytes", iters);
+		sum = 0;
+		for (ssize_t k = 0; k < n; k++)
+			sum += buf[k];
+		check(sum == 1225, "socketpair bytes", iters);
 	}
 	check(high < 0 || fcntl(high, F_GETFD) >= 0, "fd 3000 lost", iters);
 	check(got_usr1 == iters, "SIGUSR1 count", iters);
