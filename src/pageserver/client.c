@@ -79,6 +79,7 @@ struct ps_stream {
 struct ps_client {
 	struct ps_client_opts o;
 	uint64_t session_id, committed_round;
+	uint32_t server_caps; /* what stream 0's server offered in Hello */
 	struct ps_stream *st;
 	unsigned n, next;
 	pthread_mutex_t mu;
@@ -532,6 +533,8 @@ static int stream_auth(struct ps_client *c, struct ps_stream *st)
 		return -EPROTONOSUPPORT;
 	}
 	memcpy(snonce, sh->nonce.data, WIRE_NONCE_LEN);
+	if (st == &c->st[0])
+		c->server_caps = sh->caps;
 	wire_msg_free(m);
 
 	wire_auth_mac(c->o.key, true, cnonce, snonce, mac);
@@ -838,9 +841,9 @@ int ps_client_round_end(struct ps_client *c, uint64_t round)
 	return 0;
 }
 
-int ps_client_state(struct ps_client *c, const void *blob, size_t len)
+/* Send the State message @s with @blob on stream 0 and wait for its ACK. */
+static int state_send(struct ps_client *c, Haul__Wire__State *s, const void *blob, size_t len)
 {
-	Haul__Wire__State s = HAUL__WIRE__STATE__INIT;
 	int ret = client_flush(c);
 
 	if (ret)
@@ -850,11 +853,47 @@ int ps_client_state(struct ps_client *c, const void *blob, size_t len)
 		       WIRE_MAX_PAYLOAD);
 		return -EMSGSIZE;
 	}
-	s.has_len = true;
-	s.len = len;
-	ret = stream_send(&c->st[0], WIRE_STATE, &s.base, blob, (uint32_t)len);
+	s->has_len = true;
+	s->len = len;
+	ret = stream_send(&c->st[0], WIRE_STATE, &s->base, blob, (uint32_t)len);
 	if (!ret)
 		ret = stream_ack(&c->st[0], WIRE_STATE, NULL);
+	return ret;
+}
+
+int ps_client_state(struct ps_client *c, const void *blob, size_t len)
+{
+	return ps_client_state_stale(c, blob, len, NULL, 0);
+}
+
+int ps_client_state_stale(struct ps_client *c, const void *blob, size_t len,
+			  const struct ps_range *stale, size_t n)
+{
+	Haul__Wire__State s = HAUL__WIRE__STATE__INIT;
+	uint64_t *pairs = NULL;
+	int ret;
+
+	if (n > PS_MAX_STALE_RANGES)
+		return -E2BIG;
+	if (n && !(c->server_caps & HAUL__WIRE__CAP__CAP_STALE)) {
+		pr_err("page server %s cannot take stale pages (an older haul): use --postcopy "
+		       "or pre-copy with it",
+		       c->o.to);
+		return -EOPNOTSUPP;
+	}
+	if (n) {
+		pairs = malloc(2 * n * sizeof(*pairs));
+		if (!pairs)
+			return -ENOMEM;
+		for (size_t i = 0; i < n; i++) {
+			pairs[2 * i] = stale[i].addr;
+			pairs[2 * i + 1] = stale[i].npages;
+		}
+		s.n_stale = 2 * n;
+		s.stale = pairs;
+	}
+	ret = state_send(c, &s, blob, len);
+	free(pairs);
 	return ret;
 }
 

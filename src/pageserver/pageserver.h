@@ -20,6 +20,8 @@
  *  - Post-copy over the migration's streams: ps_session_info.session,
  *    ps_session_fetch() and ps_session_fetch_done() (target),
  *    ps_client_serve() (source).
+ *  - Hybrid post-copy: ps_sink_ops.stale, ps_client_state_stale()
+ *    (State.stale on the wire, offered with CAP_STALE).
  *  - Unless stated, functions return 0 or -errno.  A peer's error reply
  *    (an Error frame) comes back as its errno, logged with its reason.
  */
@@ -65,6 +67,15 @@ int ps_session_fetch(struct ps_session *s, uint64_t addr, uint32_t npages, void 
 /* Post-copy: every page has arrived; the source's ps_client_serve() returns 0. */
 int ps_session_fetch_done(struct ps_session *s);
 
+/* A run of pages: @npages pages from @addr (page aligned). */
+struct ps_range {
+	uint64_t addr;
+	uint64_t npages;
+};
+
+/* The most stale ranges one state may carry (State.stale must fit WIRE_MAX_MSG). */
+#define PS_MAX_STALE_RANGES 32768
+
 /* The reply to a restore command. */
 struct ps_restore_result {
 	int32_t pid;   /* the restored process, as seen from the page server */
@@ -88,6 +99,14 @@ struct ps_sink_ops {
 	int (*round_end)(void *sess, uint64_t round);
 	/* The dumped process state (opaque to the page server: image.proto ProcessState). */
 	int (*state)(void *sess, const void *blob, size_t len);
+	/*
+	 * Optional (hybrid post-copy; a lazy session only): pages already
+	 * delivered that are stale, to be dropped and fetched after the
+	 * resume.  Called with the state that named them, just before
+	 * state(); @r is valid during the call.  Without it a state naming
+	 * stale pages fails the session with -EOPNOTSUPP.
+	 */
+	int (*stale)(void *sess, const struct ps_range *r, size_t n);
 	/* Resume the process. Fills @res; returns 0 even when @res->err says it failed. */
 	int (*restore)(void *sess, struct ps_restore_result *res);
 	/* The session ends: @committed once the source confirmed it killed its copy. */
@@ -172,6 +191,15 @@ int ps_client_pages(struct ps_client *c, uint64_t addr, const void *data, uint32
 /* Flush, and wait until the server has every page of the round. */
 int ps_client_round_end(struct ps_client *c, uint64_t round);
 int ps_client_state(struct ps_client *c, const void *blob, size_t len);
+/*
+ * The state plus @n (<= PS_MAX_STALE_RANGES, -E2BIG otherwise) stale
+ * ranges: pages sent in earlier rounds but written again since, which the
+ * target drops and fetches lazily (hybrid post-copy; a lazy LIVE session).
+ * -EOPNOTSUPP, logged, when the server does not offer CAP_STALE (it would
+ * ignore them).  Ranges must be page aligned, non-empty.
+ */
+int ps_client_state_stale(struct ps_client *c, const void *blob, size_t len,
+			  const struct ps_range *stale, size_t n);
 /* Ask the target to resume the process; waits for its reply. */
 int ps_client_restore(struct ps_client *c, struct ps_restore_result *res);
 /*

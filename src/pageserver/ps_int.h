@@ -12,7 +12,8 @@
 
 /* Capabilities this build offers in Hello. */
 #define PS_CAPS                                                                                    \
-	(HAUL__WIRE__CAP__CAP_LZ4 | HAUL__WIRE__CAP__CAP_ENCRYPT | HAUL__WIRE__CAP__CAP_PAGE_REQ)
+	(HAUL__WIRE__CAP__CAP_LZ4 | HAUL__WIRE__CAP__CAP_ENCRYPT | HAUL__WIRE__CAP__CAP_PAGE_REQ | \
+	 HAUL__WIRE__CAP__CAP_STALE)
 
 /*
  * Resolve "HOST:PORT" ("[v6]:PORT" for IPv6; empty host with @passive means

@@ -1168,7 +1168,52 @@ static int on_round_end(struct ps_conn *c, ProtobufCMessage *m)
 	return round_complete(x);
 }
 
-static int on_state(struct ps_conn *c, const uint8_t *payload, size_t len)
+/*
+ * State.stale (hybrid post-copy): (addr, npages) pairs for the sink's
+ * stale(), checked like page ranges (aligned, 1..2^32 pages, no overflow).
+ */
+static int on_stale(struct ps_conn *c, const Haul__Wire__State *m)
+{
+	struct ps_session *x = c->sess;
+	struct ps_range *r;
+	size_t n = m->n_stale / 2;
+	int ret;
+
+	if (m->n_stale % 2 || n > PS_MAX_STALE_RANGES) {
+		conn_fail(c, -EPROTO, "sent a malformed stale list");
+		return -EPROTO;
+	}
+	if (x->proc || !x->lazy) {
+		conn_fail(c, -EPROTO, "sent stale pages outside a lazy live session");
+		return -EPROTO;
+	}
+	if (!c->srv->o.sink->stale) {
+		session_fail(x, -EOPNOTSUPP, "this page server's sink cannot take stale pages");
+		return -EOPNOTSUPP;
+	}
+	r = malloc(n * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		r[i].addr = m->stale[2 * i];
+		r[i].npages = m->stale[2 * i + 1];
+		if ((r[i].addr & (HAUL_PAGE_SIZE - 1)) || !r[i].npages ||
+		    r[i].npages > UINT32_MAX ||
+		    r[i].addr + r[i].npages * HAUL_PAGE_SIZE < r[i].addr) {
+			free(r);
+			conn_fail(c, -EPROTO, "sent a bad stale range");
+			return -EPROTO;
+		}
+	}
+	ret = c->srv->o.sink->stale(x->sink_sess, r, n);
+	free(r);
+	if (ret)
+		session_fail(x, ret, "the stale pages were refused");
+	return ret;
+}
+
+static int on_state(struct ps_conn *c, const Haul__Wire__State *m, const uint8_t *payload,
+		    size_t len)
 {
 	struct ps_session *x = c->sess;
 	int ret;
@@ -1176,6 +1221,11 @@ static int on_state(struct ps_conn *c, const uint8_t *payload, size_t len)
 	if (x->kind == HAUL__WIRE__SESSION_KIND__FETCH) {
 		conn_fail(c, -EPROTO, "sent a state in a fetch session");
 		return -EPROTO;
+	}
+	if (m->n_stale) {
+		ret = on_stale(c, m);
+		if (ret)
+			return ret;
 	}
 	if (x->proc)
 		ret = pstore_set_state(x->proc, payload, len);
@@ -1335,7 +1385,7 @@ static int conn_frame(struct ps_conn *c, const struct wire_hdr *h, uint8_t *f)
 		ret = on_round_end(c, m);
 		break;
 	case WIRE_STATE:
-		ret = on_state(c, payload, h->payload_len);
+		ret = on_state(c, (const Haul__Wire__State *)m, payload, h->payload_len);
 		break;
 	case WIRE_RESTORE:
 		ret = on_restore(c);

@@ -8,9 +8,19 @@
  * uncommitted kills whatever was built (the source still runs).  Every
  * callback runs on the page server's loop thread, which is therefore the
  * tracer of every stub (ptrace requires one thread).
+ *
+ * A lazy session (post-copy) resumes the process before its memory has
+ * arrived: the stub gets rst_lazy_before_resume with the session itself as
+ * the source (rst_lazy_session_fetch), stale pages named with the state
+ * (hybrid) are zapped before registration, and after the resume a waiter
+ * thread tells the source (ps_session_fetch_done) once every page is
+ * present.  close() joins it and frees the fault server, which kills a
+ * process whose memory is incomplete: an uncommitted or failed post-copy
+ * never leaves a copy running here.
  */
 #define LOG_PREFIX "restore: "
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +28,7 @@
 
 #include "common/log.h"
 #include "pageserver/pageserver.h"
+#include "restore/lazy_int.h"
 #include "restore/restore.h"
 #include "restore/restore_int.h"
 
@@ -27,7 +38,29 @@ struct live_sess {
 	void *state;
 	size_t state_len;
 	pid_t restored; /* > 0 once resumed */
+	/* post-copy */
+	bool lazy;
+	struct ps_session *session;
+	struct rst_lazy_hook hook;
+	struct rst_lazy_range *stale; /* hook.stale */
+	pthread_t waiter;
+	bool waiting;
 };
+
+/* After a lazy resume: wait until every page is present, then release the source. */
+static void *live_waiter(void *arg)
+{
+	struct live_sess *s = arg;
+	int ret = rst_lazy_wait_complete(s->hook.lz, -1);
+
+	if (ret) {
+		pr_err_r(ret, "post-copy of pid %d (pid %d here) failed", (int)s->pid,
+			 (int)s->restored);
+		return NULL;
+	}
+	ps_session_fetch_done(s->session);
+	return NULL;
+}
 
 static int live_open(void *arg, const struct ps_session_info *info, void **sess)
 {
@@ -44,6 +77,14 @@ static int live_open(void *arg, const struct ps_session_info *info, void **sess)
 	o.pidns = RST_PIDNS_AUTO;
 	o.lazy = info->lazy;
 	o.detach = true; /* the process must outlive the page server */
+	if (info->lazy) {
+		s->lazy = true;
+		s->session = info->session;
+		s->hook.src = (struct rst_lazy_source){.fetch = rst_lazy_session_fetch,
+						       .arg = info->session};
+		o.before_resume = rst_lazy_before_resume;
+		o.before_resume_arg = &s->hook;
+	}
 	ret = rst_target_new(&o, &s->t);
 	if (ret) {
 		free(s);
@@ -88,6 +129,25 @@ static int live_state(void *sess, const void *blob, size_t len)
 	return 0;
 }
 
+static int live_stale(void *sess, const struct ps_range *r, size_t n)
+{
+	struct live_sess *s = sess;
+	struct rst_lazy_range *v;
+
+	if (!s->lazy)
+		return -EPROTO;
+	v = calloc(n ? n : 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		v[i] = (struct rst_lazy_range){r[i].addr, r[i].addr + r[i].npages * 4096};
+	free(s->stale);
+	s->stale = v;
+	s->hook.stale = v;
+	s->hook.nstale = n;
+	return 0;
+}
+
 static int live_restore(void *sess, struct ps_restore_result *res)
 {
 	struct live_sess *s = sess;
@@ -105,6 +165,21 @@ static int live_restore(void *sess, struct ps_restore_result *res)
 	if (!res->err) {
 		s->restored = pid;
 		res->pid = pid;
+		if (s->lazy) {
+			int ret = pthread_create(&s->waiter, NULL, live_waiter, s);
+
+			/* without the waiter the source never hears "done": kill the copy */
+			if (ret) {
+				rst_lazy_free(s->hook.lz);
+				s->hook.lz = NULL;
+				res->err = -ret;
+				snprintf(res->msg, sizeof(res->msg),
+					 "cannot start the post-copy waiter of pid %d",
+					 (int)s->pid);
+				return 0;
+			}
+			s->waiting = true;
+		}
 	}
 	return 0;
 }
@@ -121,6 +196,12 @@ static void live_close(void *sess, bool committed)
 			(int)s->pid, (int)s->restored);
 		kill(s->restored, SIGKILL);
 	}
+	/* fetches fail once the session is gone, so the waiter always ends */
+	if (s->waiting)
+		pthread_join(s->waiter, NULL);
+	rst_lazy_free(s->hook.lz); /* kills the process if memory is missing */
+	haul_layout_release(&s->hook.lazy);
+	free(s->stale);
 	rst_target_free(s->t);
 	free(s->state);
 	free(s);
@@ -132,6 +213,7 @@ const struct ps_sink_ops rst_live_sink = {
 	.pages = live_pages,
 	.round_end = live_round_end,
 	.state = live_state,
+	.stale = live_stale,
 	.restore = live_restore,
 	.close = live_close,
 };
