@@ -8,7 +8,8 @@
  * line per round on stderr (round, pages, MB/s, dirty rate, expected
  * downtime, throttle); at the end a summary on stdout and, with --json FILE,
  * the numbers a benchmark needs.  Exit status: 0 migrated; 1 failed and the
- * source runs on; 3 in doubt (the source stays frozen; see the message).
+ * source runs on; 3 in doubt (the source stays frozen; see the message);
+ * 4 lost (post-copy failed after the resume and the source died with it).
  */
 #define LOG_PREFIX "migrate: "
 #include <ctype.h>
@@ -45,11 +46,23 @@ static void usage(FILE *f)
 		"  --compress MODE      auto|lz4|none (default auto)\n"
 		"  --max-rounds N       pre-copy rounds before switching over anyway (default %d)\n"
 		"  --stop-and-copy      no pre-copy: freeze, copy everything, restore (baseline)\n"
+		"  --postcopy           resume on the target at once; memory follows on demand\n"
+		"  --hybrid             pre-copy; where it stops converging, post-copy the rest\n"
+		"  --postcopy-rollback  if post-copy fails after the resume, thaw the source\n"
+		"                       (default: keep it frozen and exit 3)\n"
 		"  --timeout MS         wait at most this for each reply of the target (default %d)\n"
 		"  --json FILE          write times, downtime, rounds and bytes to FILE\n"
 		"  --quiet              no per-round lines\n\n"
+		"Post-copy (--postcopy, --hybrid) trades safety for a short stop: from the\n"
+		"resume until the last page has arrived, the source is kept frozen as the only\n"
+		"copy of that memory. If the link, the source host or the source process dies\n"
+		"in that window, the restored process cannot survive (the target kills it).\n"
+		"The source, if alive, stays frozen at the switchover point (or is thawed with\n"
+		"--postcopy-rollback: effects the process had on the target may then repeat).\n"
+		"Pre-copy has no such window.\n\n"
 		"Exit status: 0 migrated; 1 not migrated (the process runs on here);\n"
-		"3 in doubt (the source stays frozen: see the message).\n",
+		"3 in doubt (the source stays frozen: see the message); 4 lost (post-copy\n"
+		"failed after the resume and the source process died).\n",
 		HAUL_MIG_DOWNTIME_MS, HAUL_MIG_MAX_ROUNDS, HAUL_MIG_REPLY_TIMEOUT_MS);
 }
 
@@ -173,7 +186,10 @@ static void print_round(void *arg, const struct haul_mig_round *r)
 
 static const char *outcome(const struct haul_mig_result *r)
 {
-	return r->committed ? "migrated" : r->indoubt ? "in-doubt" : "not-migrated";
+	return r->committed ? "migrated"
+	       : r->lost    ? "lost"
+	       : r->indoubt ? "in-doubt"
+			    : "not-migrated";
 }
 
 static void json_str(FILE *f, const char *s)
@@ -190,6 +206,15 @@ static void json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
+static const char *mode_name(const struct haul_mig_opts *o)
+{
+	if (o->mode == HAUL_MIG_POSTCOPY)
+		return "post-copy";
+	if (o->mode == HAUL_MIG_HYBRID)
+		return "hybrid";
+	return o->stop_and_copy ? "stop-and-copy" : "pre-copy";
+}
+
 static int write_json(const char *path, const struct haul_mig_opts *o,
 		      const struct haul_mig_result *r)
 {
@@ -204,7 +229,7 @@ static int write_json(const char *path, const struct haul_mig_opts *o,
 	fprintf(f, ",\n  \"why\": ");
 	json_str(f, r->why);
 	fprintf(f, ",\n  \"mode\": \"%s\",\n  \"pid\": %d,\n  \"target_pid\": %d,\n  \"to\": ",
-		o->stop_and_copy ? "stop-and-copy" : "pre-copy", o->pid, r->target_pid);
+		mode_name(o), o->pid, r->target_pid);
 	json_str(f, o->to);
 	fprintf(f,
 		",\n  \"total_ms\": %.3f,\n  \"downtime_ms\": %.3f,\n  \"downtime_target_ms\": "
@@ -213,11 +238,17 @@ static int write_json(const char *path, const struct haul_mig_opts *o,
 		"  \"freeze_ms\": %.3f,\n  \"seize_ms\": %.3f,\n  \"final_round_ms\": %.3f,\n"
 		"  \"dump_ms\": %.3f,\n  \"state_ms\": %.3f,\n  \"restore_ms\": %.3f,\n"
 		"  \"kill_ms\": %.3f,\n"
+		"  \"lazy\": %s,\n  \"resume_ms\": %.3f,\n  \"memory_complete_ms\": %.3f,\n"
+		"  \"eager_pages\": %llu,\n  \"stale_pages\": %llu,\n  \"served_pages\": %llu,\n"
+		"  \"rolled_back\": %s,\n"
 		"  \"rounds\": %u,\n  \"bytes_sent\": %llu,\n  \"pages_sent\": %llu,\n"
 		"  \"throttle_max_pct\": %u,\n  \"pages_per_round\": [",
 		r->total_ms, r->downtime_ms, o->downtime_ms, r->expected_ms, r->fixed_est_ms,
 		r->over_target ? "true" : "false", r->freeze_ms, r->seize_ms, r->final_ms,
-		r->dump_ms, r->state_ms, r->restore_ms, r->kill_ms, r->rounds,
+		r->dump_ms, r->state_ms, r->restore_ms, r->kill_ms, r->lazy ? "true" : "false",
+		r->target_pid ? r->downtime_ms : 0, r->complete_ms,
+		(unsigned long long)r->eager_pages, (unsigned long long)r->stale_pages,
+		(unsigned long long)r->served_pages, r->rolled_back ? "true" : "false", r->rounds,
 		(unsigned long long)r->bytes_sent, (unsigned long long)r->pages_sent,
 		r->throttle_max);
 	for (size_t i = 0; i < r->nround; i++)
@@ -256,6 +287,21 @@ static void summary(const struct haul_mig_opts *o, const struct haul_mig_result 
 		if (r->over_target)
 			printf("  did not converge within --max-rounds: expected %.1f ms\n",
 			       r->expected_ms);
+		if (r->lazy)
+			printf("  post-copy: running on the target %.1f ms after the freeze, all "
+			       "memory there after %.1f ms; %llu pages before the resume, %llu "
+			       "served after it (%llu named stale)\n",
+			       r->downtime_ms, r->complete_ms, (unsigned long long)r->eager_pages,
+			       (unsigned long long)r->served_pages,
+			       (unsigned long long)r->stale_pages);
+	} else if (r->lost) {
+		printf("pid %d lost: post-copy failed after it resumed on %s and the source "
+		       "died (see above)\n",
+		       o->pid, o->to);
+	} else if (r->rolled_back) {
+		printf("pid %d not migrated: post-copy failed after the resume; rolled back, it "
+		       "runs on here from the switchover point\n",
+		       o->pid);
 	} else if (r->indoubt) {
 		printf("pid %d: in doubt after %.2f s; the source stays frozen (see above)\n",
 		       o->pid, r->total_ms / 1e3);
@@ -279,6 +325,9 @@ int haul_cmd_migrate(int argc, char **argv)
 		{"compress", required_argument, NULL, 'z'},
 		{"max-rounds", required_argument, NULL, 'r'},
 		{"stop-and-copy", no_argument, NULL, 'S'},
+		{"postcopy", no_argument, NULL, 'P'},
+		{"hybrid", no_argument, NULL, 'H'},
+		{"postcopy-rollback", no_argument, NULL, 'R'},
 		{"timeout", required_argument, NULL, 'T'},
 		{"json", required_argument, NULL, 'j'},
 		{"quiet", no_argument, NULL, 'q'},
@@ -292,10 +341,10 @@ int haul_cmd_migrate(int argc, char **argv)
 	struct haul_wl wl;
 	struct progress prog = {.tty = isatty(STDERR_FILENO)};
 	bool have_wl;
-	int c, ret;
+	int c, ret, nmodes = 0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "t:k:c:d:b:s:z:r:ST:j:qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "t:k:c:d:b:s:z:r:SPHRT:j:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 't':
 			o.to = optarg;
@@ -337,6 +386,17 @@ int haul_cmd_migrate(int argc, char **argv)
 		case 'S':
 			o.stop_and_copy = true;
 			break;
+		case 'P':
+			o.mode = HAUL_MIG_POSTCOPY;
+			nmodes++;
+			break;
+		case 'H':
+			o.mode = HAUL_MIG_HYBRID;
+			nmodes++;
+			break;
+		case 'R':
+			o.postcopy_rollback = true;
+			break;
 		case 'T':
 			o.timeout_ms = atoi(optarg);
 			break;
@@ -356,6 +416,10 @@ int haul_cmd_migrate(int argc, char **argv)
 	}
 	if (!o.to || !key || (optind >= argc) == !cgroup || o.streams < 1 || o.downtime_ms <= 0) {
 		usage(stderr);
+		return 2;
+	}
+	if (nmodes + o.stop_and_copy > 1) {
+		pr_err("--stop-and-copy, --postcopy and --hybrid exclude each other");
 		return 2;
 	}
 	if (cgroup) {
@@ -409,5 +473,7 @@ int haul_cmd_migrate(int argc, char **argv)
 	haul_mig_result_release(&r);
 	if (r.committed)
 		return 0;
+	if (r.lost)
+		return 4;
 	return r.indoubt ? 3 : 1;
 }

@@ -195,7 +195,45 @@ void haul_costs_save(double measured_ms);
 /* utime + stime of @pid in clock ticks, or -errno. */
 long long haul_proc_cpu_ticks(pid_t pid);
 
+/* ---- postcopy.c: the source's half of post-copy and hybrid -------------- */
+
+struct haul_pc;
+
+/*
+ * With @pid frozen and seized by the calling thread and @l its layout
+ * now: find what must reach the target before the resume (VMAs that
+ * cannot be lazy, the rseq page).  0 or -errno.
+ */
+int haul_pc_new(pid_t pid, const struct haul_layout *l, struct haul_pc **out);
+/* NULL is a no-op. */
+void haul_pc_free(struct haul_pc *pc);
+/* The eager ranges (sorted, merged; owned by @pc), their count and pages (--postcopy). */
+const struct ps_range *haul_pc_eager(const struct haul_pc *pc, size_t *n, uint64_t *pages);
+/*
+ * --hybrid: split the final round's @dirty runs (sorted) into what must be
+ * sent now (*@send, malloc'd, sorted) and what the target drops and fetches
+ * (kept in @pc for haul_pc_state).  0 or -ENOMEM.
+ */
+int haul_pc_split(struct haul_pc *pc, const struct ps_range *dirty, size_t n,
+		  struct ps_range **send, size_t *nsend);
+/* Send the state with the stale runs of haul_pc_split (none for --postcopy). */
+int haul_pc_state(struct haul_pc *pc, struct ps_client *c, const void *blob, size_t len,
+		  uint64_t *stale_pages);
+/*
+ * After the target resumed: answer its page requests from the frozen
+ * source until it has every page (0) or the session fails (-errno: the
+ * target killed its copy).  *@served: pages served.  @idle_ms as
+ * ps_client_serve.
+ */
+int haul_pc_serve(struct haul_pc *pc, struct ps_client *c, int idle_ms, uint64_t *served);
+
 /* ---- migrate.c: one live migration ------------------------------------ */
+
+enum haul_mig_mode {
+	HAUL_MIG_PRECOPY = 0,
+	HAUL_MIG_POSTCOPY, /* resume at once, memory follows on demand */
+	HAUL_MIG_HYBRID,   /* pre-copy; post-copy for what does not converge */
+};
 
 /* What one round did (pre-copy rounds and the final, frozen one). */
 struct haul_mig_round {
@@ -222,6 +260,14 @@ struct haul_mig_opts {
 	enum ps_compress compress;
 	unsigned max_rounds; /* 0: HAUL_MIG_MAX_ROUNDS */
 	bool stop_and_copy;
+	enum haul_mig_mode mode;
+	/*
+	 * Post-copy failed after the resume (the target's copy is dead): thaw
+	 * the source at its switchover point instead of keeping it frozen for
+	 * the operator.  Effects the process had on the target since the
+	 * resume may then happen twice (DESIGN "crash points").
+	 */
+	bool postcopy_rollback;
 	int timeout_ms;		     /* per reply from the page server; 0: default */
 	const char *fault;	     /* HAUL_FAULT (tests) */
 	volatile sig_atomic_t *stop; /* set by SIGINT/SIGTERM: abort before the commit point */
@@ -238,6 +284,14 @@ struct haul_mig_result {
 	bool committed;	  /* the target runs the process, the source is dead */
 	bool indoubt;	  /* the restore command went out and no answer came */
 	bool over_target; /* switched over at the round limit */
+	/* post-copy and hybrid */
+	bool lazy;	       /* the process resumed before all its memory arrived */
+	bool lost;	       /* post-copy failed and the source is gone: the process is lost */
+	bool rolled_back;      /* post-copy failed; the source was thawed (--postcopy-rollback) */
+	double complete_ms;    /* freeze to "every page arrived" (0 until then) */
+	uint64_t eager_pages;  /* sent before the resume in the frozen round */
+	uint64_t stale_pages;  /* hybrid: pre-copied pages named stale (fetched again) */
+	uint64_t served_pages; /* sent after the resume, on request */
 	pid_t target_pid;
 	double total_ms, downtime_ms; /* downtime: freeze to the target's "running" reply */
 	/* parts of the downtime; state_ms = dump_ms + sending the state */

@@ -31,6 +31,17 @@
  * --stop-and-copy is the same path without step 4: everything is copied
  * frozen.  It is the baseline the benchmarks compare against.
  *
+ * --postcopy (a lazy session, no tracker, no rounds): the frozen round
+ * carries only what must be there before the resume (postcopy.c), the
+ * target resumes at once and fetches the rest; the source serves those
+ * requests from the frozen process (haul_pc_serve) and commits and dies
+ * only once the target has every page.  --hybrid: pre-copy rounds; where
+ * the model would throttle (or give up), the final round sends only the
+ * eager part of the dirty set and names the rest stale, and the rest
+ * follows as in --postcopy.  A failure after the resume leaves the source
+ * frozen for the operator (exit "in doubt"), thaws it with
+ * --postcopy-rollback, or reports the process lost when the source died.
+ *
  * Fault injection for the crash-point tests: HAUL_FAULT=stall:POINT[:MS]
  * stops at POINT (precopy, throttled, frozen, seized, state, restored,
  * committed) for MS ms
@@ -66,6 +77,9 @@ struct mig {
 	struct trk *trk;
 	struct rst_seized *seized;
 	struct haul_conv conv;
+	/* post-copy and hybrid */
+	struct haul_pc *pc;
+	bool stale_final; /* hybrid: the last dirty set is fetched after the resume */
 	/* page batch */
 	uint8_t *buf;
 	uint64_t *zero;
@@ -357,6 +371,14 @@ static int precopy(struct mig *m)
 		pr_debug("round %llu: %s", (unsigned long long)rs.seq, haul_conv_action_name(a));
 		if (a == HAUL_CONV_SWITCH)
 			return 0;
+		if (m->o->mode == HAUL_MIG_HYBRID) {
+			/* not converging: what is still dirty follows after the resume */
+			pr_info("pid %d does not converge (%s, expected downtime %.1f ms); "
+				"switching to post-copy",
+				m->pid, haul_conv_action_name(a), m->conv.expected_ms);
+			m->stale_final = true;
+			return 0;
+		}
 		if (a == HAUL_CONV_SWITCH_FLOOR) {
 			res->over_target = true;
 			pr_warn("pid %d: the fixed switchover costs alone (~%.0f ms) exceed the "
@@ -422,6 +444,155 @@ static int final_round(struct mig *m)
 	return add_round_stat(m->res, &rs);
 }
 
+/*
+ * The frozen round of --postcopy and --hybrid: the layout, then only what
+ * must be in place before the resume (postcopy.c); for --hybrid the rest of
+ * the dirty set becomes the stale list sent with the state.
+ */
+static int lazy_final_round(struct mig *m)
+{
+	bool tracked = m->o->mode == HAUL_MIG_HYBRID;
+	struct haul_mig_round rs = {0};
+	struct ps_client_stats st0, st1;
+	struct ps_range *split = NULL, *dirty = NULL;
+	const struct ps_range *send;
+	struct trk_round r = {0}, fr;
+	struct trk_range *tr = NULL;
+	double t0 = haul_now_ms();
+	size_t nsend = 0;
+	uint64_t pages = 0;
+	int ret;
+
+	if (tracked) {
+		ret = trk_round(m->trk, &r);
+		if (ret) {
+			pr_err_r(ret, "cannot scan the last dirty pages of pid %d", m->pid);
+			return ret;
+		}
+	} else {
+		r.seq = 1;
+		r.layout_changed = true;
+		ret = haul_layout_read(m->pid, true, &r.layout);
+		if (ret) {
+			pr_err_r(ret, "cannot read the memory layout of pid %d", m->pid);
+			return ret;
+		}
+	}
+	ret = haul_pc_new(m->pid, &r.layout, &m->pc);
+	if (ret)
+		goto out;
+	if (!tracked) {
+		send = haul_pc_eager(m->pc, &nsend, &pages);
+	} else {
+		dirty = calloc(r.ndirty ? r.ndirty : 1, sizeof(*dirty));
+		if (!dirty) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < r.ndirty; i++)
+			dirty[i] = (struct ps_range){r.dirty[i].start, r.dirty[i].npages};
+		send = dirty;
+		nsend = r.ndirty;
+		if (m->stale_final) {
+			ret = haul_pc_split(m->pc, dirty, r.ndirty, &split, &nsend);
+			if (ret)
+				goto out;
+			send = split;
+		}
+	}
+	tr = calloc(nsend ? nsend : 1, sizeof(*tr));
+	if (!tr) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	pages = 0;
+	for (size_t i = 0; i < nsend; i++) {
+		tr[i] = (struct trk_range){send[i].addr, send[i].npages};
+		pages += send[i].npages;
+	}
+	fr = r;
+	fr.dirty = tr;
+	fr.ndirty = nsend;
+	fr.dirty_pages = pages;
+	ps_client_stats(m->client, &st0);
+	ret = send_round(m, &fr, false);
+	ps_client_stats(m->client, &st1);
+	if (ret)
+		goto out;
+	m->res->eager_pages = pages;
+	rs.seq = r.seq;
+	rs.pages = pages;
+	rs.wire_bytes = st1.bytes_sent - st0.bytes_sent;
+	rs.ms = haul_now_ms() - t0;
+	rs.scan_ms = r.scan_ms;
+	rs.mbps = rs.ms > 0 ? rs.pages * HAUL_PAGE_SIZE / 1e3 / rs.ms : 0;
+	rs.final = true;
+	m->res->rounds++;
+	if (m->o->on_round)
+		m->o->on_round(m->o->arg, &rs);
+	ret = add_round_stat(m->res, &rs);
+out:
+	free(tr);
+	free(split);
+	free(dirty);
+	if (tracked)
+		trk_round_release(&r);
+	else
+		haul_layout_release(&r.layout);
+	return ret;
+}
+
+/*
+ * Post-copy failed after the target resumed: its copy is dead, or dies as
+ * soon as a page it needs cannot arrive (and at once when the session
+ * closes uncommitted).  Close the session first so that a live target
+ * kills it now.  Then, with the source intact: keep it frozen at the
+ * switchover point and leave the choice to the operator (in doubt: the
+ * process ran on the target and may have had effects there), or thaw it
+ * with --postcopy-rollback.  With the source gone, the process is lost.
+ */
+static int postcopy_failed(struct mig *m, int err)
+{
+	struct haul_mig_result *res = m->res;
+	char st = haul_proc_state(m->pid);
+
+	ps_client_free(m->client);
+	m->client = NULL;
+	if (!st || st == 'Z' || st == 'X') {
+		res->lost = true;
+		res->indoubt = false;
+		pr_err("post-copy of pid %d failed after it resumed on %s, and the source "
+		       "process is gone: the memory the target had not received is lost, the "
+		       "target killed its copy, and the process is lost (post-copy's trade-off: "
+		       "see haul migrate --help)",
+		       m->pid, m->o->to);
+		snprintf(res->why, sizeof(res->why),
+			 "post-copy failed: the source died, process lost");
+		return err;
+	}
+	if (m->o->postcopy_rollback) {
+		res->indoubt = false;
+		res->rolled_back = true;
+		pr_warn("post-copy of pid %d failed after it resumed on %s; its copy there is "
+			"killed. --postcopy-rollback: thawing the source at its switchover point "
+			"(effects of the process on %s since the resume may repeat)",
+			m->pid, m->o->to, m->o->to);
+		snprintf(res->why, sizeof(res->why),
+			 "post-copy failed after the resume; rolled back to the switchover point");
+		return err;
+	}
+	pr_err("post-copy of pid %d failed after it resumed on %s; its copy there is killed "
+	       "(it cannot run without the missing memory). The source stays frozen at the "
+	       "switchover point in '%s'. To roll back to that point, thaw it (write 0 to "
+	       "cgroup.freeze; effects the process had on %s since the resume may repeat); to "
+	       "give it up, kill -9 %d and then thaw",
+	       m->pid, m->o->to, m->cg.freezer_dir, m->o->to, m->pid);
+	snprintf(res->why, sizeof(res->why),
+		 "post-copy failed after the resume; the source stays frozen");
+	res->indoubt = true;
+	return err;
+}
+
 /* Kill the source after the target runs it; SIGKILL reaches frozen tasks, thaw lets v1 ones die. */
 static void kill_source(struct mig *m)
 {
@@ -480,7 +651,7 @@ static int switchover(struct mig *m)
 		return ret;
 
 	t = haul_now_ms();
-	ret = final_round(m);
+	ret = m->o->mode == HAUL_MIG_PRECOPY ? final_round(m) : lazy_final_round(m);
 	if (ret)
 		return ret;
 	res->final_ms = haul_now_ms() - t;
@@ -495,7 +666,10 @@ static int switchover(struct mig *m)
 	if (m->o->fault && !strcmp(m->o->fault, "corrupt-state"))
 		for (size_t i = 0; i < len; i++)
 			blob[i] ^= 0x5a;
-	ret = ps_client_state(m->client, blob, len);
+	if (m->pc)
+		ret = haul_pc_state(m->pc, m->client, blob, len, &res->stale_pages);
+	else
+		ret = ps_client_state(m->client, blob, len);
 	free(blob);
 	if (ret) {
 		pr_err_r(ret, "cannot send the state of pid %d to %s", m->pid, m->o->to);
@@ -547,6 +721,20 @@ static int switchover(struct mig *m)
 	res->target_pid = rr.pid;
 	/* from here an interrupt changes nothing: the stall only ends sooner */
 	fault_point(m, "restored");
+
+	if (m->pc) {
+		/* the source is the only copy of what has not arrived: serve it, frozen */
+		res->lazy = true;
+		ret = haul_pc_serve(m->pc, m->client,
+				    m->o->timeout_ms ? m->o->timeout_ms : HAUL_MIG_REPLY_TIMEOUT_MS,
+				    &res->served_pages);
+		if (ret) {
+			pr_err_r(ret, "post-copy of pid %d to %s broke off after %llu pages served",
+				 m->pid, m->o->to, (unsigned long long)res->served_pages);
+			return postcopy_failed(m, ret);
+		}
+		res->complete_ms = haul_now_ms() - res->t_freeze;
+	}
 
 	/*
 	 * Commit before killing: a target that never hears the commit kills its
@@ -660,6 +848,7 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 	co.comm = comm;
 	co.timeout_ms = o->timeout_ms ? o->timeout_ms : HAUL_MIG_REPLY_TIMEOUT_MS;
 	co.kind = PS_SESSION_LIVE;
+	co.lazy = o->mode != HAUL_MIG_PRECOPY;
 	ret = ps_client_new(&co, &m.client);
 	if (ret) {
 		pr_err_r(ret, "cannot open a migration session with %s", o->to);
@@ -667,7 +856,7 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 	}
 	res->phase = "track";
 	to.backend = TRK_AUTO;
-	ret = trk_open(o->pid, &to, &m.trk);
+	ret = o->mode == HAUL_MIG_POSTCOPY ? 0 : trk_open(o->pid, &to, &m.trk);
 	if (ret) {
 		pr_err_r(ret, "cannot track the memory of pid %d", o->pid);
 		goto out;
@@ -676,7 +865,7 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 	res->fixed_est_ms = haul_costs_load(HAUL_MIG_FIXED_MS);
 	haul_conv_init(&m.conv, o->downtime_ms, res->fixed_est_ms,
 		       o->max_rounds ? o->max_rounds : HAUL_MIG_MAX_ROUNDS);
-	if (!o->stop_and_copy) {
+	if (!o->stop_and_copy && o->mode != HAUL_MIG_POSTCOPY) {
 		res->phase = "precopy";
 		ret = precopy(&m);
 		if (ret)
@@ -693,6 +882,7 @@ out:
 		m.seized = NULL;
 	}
 	trk_free(m.trk);
+	haul_pc_free(m.pc);
 	if (!res->committed && !res->indoubt)
 		abort_migration(&m);
 	/* closing the session without a commit makes the target discard its copy */

@@ -88,15 +88,17 @@ void th_mig_teardown(struct th_mig *m)
 
 void th_mig_workload(struct th_mig *m, int mem, int rate, int hot)
 {
-	char path[512], smem[16], srate[16], shot[16], sthr[16];
-	char *argv[] = {path,	     "--mem", smem,	   "--rate",   srate,	"--hot", shot,
-			"--threads", sthr,    "--control", m->control, "--tag", m->tag,	 NULL};
+	char path[512], smem[16], srate[16], shot[16], sthr[16], srnd[24];
+	char *argv[] = {path,	"--mem",     smem, "--rate",	srate,	    "--hot",
+			shot,	"--threads", sthr, "--control", m->control, "--tag",
+			m->tag, "--random",  srnd, NULL};
 
 	snprintf(path, sizeof(path), "%s/mig_workload", th_progs_dir());
 	snprintf(smem, sizeof(smem), "%d", mem);
 	snprintf(srate, sizeof(srate), "%d", rate);
 	snprintf(shot, sizeof(shot), "%d", hot ? hot : mem);
 	snprintf(sthr, sizeof(sthr), "%d", m->threads);
+	snprintf(srnd, sizeof(srnd), "%lu", m->random_seed);
 	m->wl_pid = th_spawn(m->net.a, argv, m->out);
 	cr_assert_gt(m->wl_pid, 0);
 	cr_assert_eq(th_wait_file(m->out, 0, "tick", 10000, NULL, 0), 0,

@@ -23,6 +23,7 @@ struct th_mig {
 	pid_t wl_pid;		    /* the workload as started in A */
 	bool wl_by_run;		    /* started by haul run: not our child */
 	int threads;		    /* extra writer threads of the workload (th_mig_workload) */
+	unsigned long random_seed;  /* nonzero: the workload writes pages at random (--random) */
 	unsigned long net_a, net_b; /* netns inodes, as the workload prints them */
 };
 

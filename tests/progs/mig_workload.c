@@ -2,6 +2,7 @@
  * mig_workload.c - the process the migration tests move.
  *
  * mig_workload --mem MiB [--rate MiB/s|-1] [--hot MiB] [--threads N] [--control FILE]
+ *              [--random SEED]   (the main thread writes pages at random, not in turn)
  *              [--tag WORD]
  *
  * It maps --mem MiB of anonymous memory, fills every page, then rewrites
@@ -157,7 +158,7 @@ int main(int argc, char **argv)
 {
 	struct writer *wr = NULL;
 	int nthreads = 0;
-	uint64_t npages, nhot, seq = 0, *gen, cursor = 0;
+	uint64_t npages, nhot, seq = 0, *gen, cursor = 0, rnd = 0;
 	double rate = 0, mem = 64, hot = -1, t0, last_tick, last_print, gap = 0, maxgap = 0;
 	const char *control = NULL;
 	struct sigaction sa = {.sa_handler = on_usr1};
@@ -174,6 +175,8 @@ int main(int argc, char **argv)
 			control = argv[i + 1];
 		else if (!strcmp(argv[i], "--threads"))
 			nthreads = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--random"))
+			rnd = (uint64_t)atoll(argv[i + 1]);
 		else if (strcmp(argv[i], "--tag")) {
 			fprintf(stderr, "mig_workload: unknown option %s\n", argv[i]);
 			return 2;
@@ -228,6 +231,13 @@ int main(int argc, char **argv)
 		for (; seq < due; seq++) {
 			uint64_t i = cursor;
 
+			if (rnd) {
+				/* xorshift64: pages at random, in an order no prefetch can guess */
+				rnd ^= rnd << 13;
+				rnd ^= rnd >> 7;
+				rnd ^= rnd << 17;
+				i = rnd % nhot;
+			}
 			cursor = cursor + 1 < nhot ? cursor + 1 : 0;
 			write_page(i);
 		}

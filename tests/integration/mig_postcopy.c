@@ -1,0 +1,201 @@
+/*
+ * mig_postcopy.c - `haul migrate --postcopy` and `--hybrid` between two
+ * network namespaces: the workload resumes on the target before its memory
+ * has arrived, keeps writing at random, and must end with every page intact
+ * and exactly one copy; when the source dies mid-post-copy the migration
+ * fails cleanly (no hang), the target's copy is killed and the loss is
+ * reported (exit 4); when the target dies, the source stays frozen at the
+ * switchover point (exit 3), or is thawed with --postcopy-rollback.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "haul/haul_int.h"
+#include "th_mig.h"
+
+static struct th_mig M;
+
+static void teardown(void)
+{
+	th_mig_teardown(&M);
+}
+
+/* Print what haul said (on failure). */
+static void dump_output(int fd)
+{
+	char line[512];
+
+	while (th_wait_line(fd, "", 10, line, sizeof(line)) == 0)
+		cr_log_info("haul: %s", line);
+}
+
+/* Run haul migrate to completion; its exit status. */
+static int migrate(const char *const extra[], int timeout_ms)
+{
+	int fd, st;
+	pid_t pid = th_mig_haul(&M, &fd, extra);
+
+	cr_assert_gt(pid, 0);
+	st = th_wait_exit(pid, timeout_ms);
+	if (st)
+		dump_output(fd);
+	close(fd);
+	if (st == -ETIMEDOUT)
+		th_kill(pid, SIGKILL, 1000);
+	return st;
+}
+
+static void assert_moved(long seq_before)
+{
+	cr_assert(th_mig_ticking(&M, M.net_b, 3000), "the workload does not tick in the target");
+	cr_assert_not(th_mig_ticking(&M, M.net_a, 300), "the source still ticks");
+	cr_assert_gt(th_mig_seq(&M), seq_before, "progress went backwards");
+	cr_assert(th_mig_verify(&M), "memory is not intact after the move");
+	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy");
+}
+
+/* Start haul with HAUL_FAULT=@fault and wait until it stalls there. */
+static pid_t haul_stalled(const char *fault, const char *const extra[], int *fd)
+{
+	pid_t pid;
+
+	setenv("HAUL_FAULT", fault, 1);
+	pid = th_mig_haul(&M, fd, extra);
+	unsetenv("HAUL_FAULT");
+	cr_assert_gt(pid, 0);
+	cr_assert_eq(th_wait_line(*fd, "stalled at", 30000, NULL, 0), 0, "haul never reached %s",
+		     fault);
+	return pid;
+}
+
+Test(mig_postcopy, postcopy_moves_a_randomly_writing_workload_intact, .fini = teardown,
+     .timeout = 120)
+{
+	const char *extra[] = {"--postcopy", "--streams", "2", NULL};
+	long seq;
+
+	th_mig_setup(&M, 0);
+	M.random_seed = 12345;
+	th_mig_workload(&M, 64, 32, 0);
+	usleep(300000);
+	seq = th_mig_seq(&M);
+	cr_assert_eq(migrate(extra, 90000), 0, "haul migrate --postcopy failed");
+	assert_moved(seq);
+	/* only the non-lazy VMAs and the rseq page go before the resume */
+	cr_assert_gt(th_mig_json(&M, "eager_pages"), 0);
+	cr_assert_lt(th_mig_json(&M, "eager_pages"), 64 * 256 / 4);
+	cr_assert_geq(th_mig_json(&M, "served_pages"), 64 * 256 / 2,
+		      "most of the memory should follow the resume");
+	cr_assert_gt(th_mig_json(&M, "resume_ms"), 0);
+	cr_assert_geq(th_mig_json(&M, "memory_complete_ms"), th_mig_json(&M, "resume_ms"));
+	cr_assert_eq(th_mig_json(&M, "rounds"), 1);
+	cr_log_info("postcopy: resume %.1f ms, all memory after %.1f ms, %g pages served",
+		    th_mig_json(&M, "resume_ms"), th_mig_json(&M, "memory_complete_ms"),
+		    th_mig_json(&M, "served_pages"));
+}
+
+Test(mig_postcopy, hybrid_finishes_a_workload_that_outruns_the_link, .fini = teardown,
+     .timeout = 150)
+{
+	const char *extra[] = {"--hybrid", "--downtime", "50",	 "--bandwidth",
+			       "60M",	   "--compress", "none", NULL};
+	long seq;
+
+	th_mig_setup(&M, 1000);
+	M.random_seed = 777;
+	/* unbounded random writes over 8 MiB: far more than 60 MB/s */
+	th_mig_workload(&M, 48, -1, 8);
+	usleep(300000);
+	seq = th_mig_seq(&M);
+	cr_assert_eq(migrate(extra, 120000), 0, "haul migrate --hybrid failed");
+	assert_moved(seq);
+	cr_assert_geq(th_mig_json(&M, "rounds"), 2);
+	cr_assert_gt(th_mig_json(&M, "stale_pages"), 0, "it converged without post-copy?");
+	cr_assert_eq(th_mig_json(&M, "throttle_max_pct"), 0, "hybrid must not throttle");
+	cr_assert_gt(th_mig_json(&M, "served_pages"), 0);
+	cr_log_info("hybrid: %g rounds, %g stale pages, %g served, resume %.1f ms, complete "
+		    "%.1f ms",
+		    th_mig_json(&M, "rounds"), th_mig_json(&M, "stale_pages"),
+		    th_mig_json(&M, "served_pages"), th_mig_json(&M, "resume_ms"),
+		    th_mig_json(&M, "memory_complete_ms"));
+}
+
+Test(mig_postcopy, source_killed_mid_postcopy_reports_the_loss_without_hanging, .fini = teardown,
+     .timeout = 90)
+{
+	const char *extra[] = {"--postcopy", "--timeout", "3000", NULL};
+	int fd, st;
+	pid_t haul;
+
+	th_mig_setup(&M, 0);
+	th_mig_workload(&M, 64, 16, 0);
+	usleep(300000);
+	haul = haul_stalled("stall:restored:2000", extra, &fd);
+	/* the target runs the process; most of its memory is still only in the source */
+	kill(M.wl_pid, SIGKILL);
+	st = th_wait_exit(haul, 40000);
+	if (st != 4)
+		dump_output(fd);
+	close(fd);
+	cr_assert_eq(st, 4, "haul exit %d, not 4 (lost)", st);
+	cr_assert_eq(th_sh("grep -q '\"result\": \"lost\"' %s", M.json), 0,
+		     "the report does not say lost");
+	/* the target killed its copy: nothing runs, on either side */
+	for (int i = 0; i < 100 && th_mig_copies(&M); i++)
+		usleep(100000);
+	cr_assert_eq(th_mig_copies(&M), 0, "a copy runs without its memory");
+}
+
+Test(mig_postcopy, target_killed_mid_postcopy_keeps_the_source_frozen, .fini = teardown,
+     .timeout = 90)
+{
+	const char *extra[] = {"--postcopy", "--timeout", "3000", NULL};
+	int fd, st;
+	pid_t haul;
+
+	th_mig_setup(&M, 0);
+	th_mig_workload(&M, 64, 16, 0);
+	usleep(300000);
+	haul = haul_stalled("stall:restored:2000", extra, &fd);
+	th_kill(M.ps_pid, SIGKILL, 2000);
+	M.ps_pid = 0;
+	st = th_wait_exit(haul, 40000);
+	if (st != 3)
+		dump_output(fd);
+	close(fd);
+	cr_assert_eq(st, 3, "haul exit %d, not 3 (in doubt, source frozen)", st);
+	for (int i = 0; i < 100 && th_mig_copies(&M) > 1; i++)
+		usleep(100000);
+	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy (the frozen source)");
+	cr_assert_not(th_mig_ticking(&M, 0, 500), "something still ticks");
+}
+
+Test(mig_postcopy, postcopy_rollback_thaws_the_source_when_the_target_dies, .fini = teardown,
+     .timeout = 90)
+{
+	const char *extra[] = {"--postcopy", "--postcopy-rollback", "--timeout", "3000", NULL};
+	int fd, st;
+	pid_t haul;
+
+	th_mig_setup(&M, 0);
+	th_mig_workload(&M, 64, 16, 0);
+	usleep(300000);
+	haul = haul_stalled("stall:restored:2000", extra, &fd);
+	th_kill(M.ps_pid, SIGKILL, 2000);
+	M.ps_pid = 0;
+	st = th_wait_exit(haul, 40000);
+	if (st != 1)
+		dump_output(fd);
+	close(fd);
+	cr_assert_eq(st, 1, "haul exit %d, not 1 (rolled back)", st);
+	cr_assert(th_mig_ticking(&M, M.net_a, 3000), "the source does not run again");
+	cr_assert(th_mig_verify(&M), "the source's memory is not intact");
+	for (int i = 0; i < 100 && th_mig_copies(&M) > 1; i++)
+		usleep(100000);
+	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy");
+}
