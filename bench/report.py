@@ -2,7 +2,8 @@
 """bench/report.py - the harness's arithmetic: read haul's --json, add ratios, make plot data.
 
   report.py --haul-json FILE      print "downtime_ms total_s bytes rounds pages_per_round
-                                  throttle_max_pct dump_ms restore_ms kill_ms" ('-' if absent)
+                                  throttle_max_pct dump_ms restore_ms freeze_at_s resume_at_s
+                                  memory_complete_ms" ('-' if absent)
   report.py --csv CSV --out DIR   add the ratio columns to CSV (against haul stop-and-copy
                                   of the same memory, rate, pattern and bandwidth in the
                                   same run), write DIR/summary.md, and the gnuplot data
@@ -63,6 +64,17 @@ def haul_json(path):
     dump = find(j, ["dump_ms"])
     restore = find(j, ["restore_ms"])
     kill = find(j, ["kill_ms"])
+    complete = find(j, ["memory_complete_ms"])
+    # When the process froze and when it ran again on the target, in seconds after
+    # migrate began: its total ends with killing the source, after the downtime
+    # (post-copy: after all memory arrived, which memory_complete_ms counts from
+    # the freeze).
+    freeze_at = resume_at = None
+    if total is not None and down is not None:
+        end = total - (kill or 0) / 1000.0
+        span = complete if find(j, ["lazy"]) and complete is not None else down
+        freeze_at = max(0.0, end - span / 1000.0)
+        resume_at = freeze_at + down / 1000.0
 
     def fmt(v, spec):
         return "-" if v is None else format(v, spec)
@@ -70,7 +82,7 @@ def haul_json(path):
     print(fmt(down, ".3f"), fmt(total, ".3f"), fmt(nbytes, "d") if isinstance(nbytes, int)
           else fmt(nbytes, ".0f"), fmt(rounds, "d") if isinstance(rounds, int) else fmt(rounds, ""),
           fmt(ppr, ""), fmt(throttle, ""), fmt(dump, ".3f"), fmt(restore, ".3f"),
-          fmt(kill, ".3f"))
+          fmt(freeze_at, ".3f"), fmt(resume_at, ".3f"), fmt(complete, ".3f"))
 
 
 def num(s):

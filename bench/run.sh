@@ -45,7 +45,7 @@ usage: bench/run.sh [--quick|--full|--smoke] [--out DIR] [--haul BIN] [--workloa
                              loopback 10gbit 1gbit; all modes
   --smoke  (tests)           64M; rate 16; loopback; stop-and-copy pre-copy
 Cells whose memory does not fit (3x the size must be available) are skipped visibly,
-and so are the cells left when --budget seconds (quick: 480) have been spent.
+and so are the cells left when --budget seconds (quick: 450) have been spent.
 Logs of failed cells are kept in DIR/logs (--keep-logs: of every cell).
 --repeat N runs each cell N times (modes interleaved); summaries and plots use medians.
 EOF
@@ -76,7 +76,7 @@ done
 case $profile in
 quick)
 	: "${mems:=256M 1G}" "${rates:=0 64 256}" "${bws:=loopback 1gbit}"
-	: "${modes:=stop-and-copy pre-copy post-copy hybrid}" "${budget:=480}"
+	: "${modes:=stop-and-copy pre-copy post-copy hybrid}" "${budget:=450}"
 	: "${warm:=1}" "${settle:=0.5}" ;;
 full)
 	: "${mems:=256M 1G 4G 16G}" "${rates:=0 16 64 256 unbounded}"
@@ -250,14 +250,14 @@ kv() { sed -n "s/^$2=//p" "$1" 2>/dev/null | head -1; }
 
 csv=$out/bench.csv
 rm -rf "$out/logs"
-echo "run,engine,mode,mem_mib,rate,pattern,bandwidth,link_gbps,status,downtime_ms,client_gap_ms,client_gap_mono_ms,total_s,bytes,rounds,verify,note,pages_per_round,throttle_max_pct,dump_ms,restore_ms,gap_end_s,switch_gap_ms,other_gap_ms,base_gap_ms,rep" >"$csv"
+echo "run,engine,mode,mem_mib,rate,pattern,bandwidth,link_gbps,status,downtime_ms,client_gap_ms,client_gap_mono_ms,total_s,bytes,rounds,verify,note,pages_per_round,throttle_max_pct,dump_ms,restore_ms,gap_end_s,switch_gap_ms,other_gap_ms,base_gap_ms,rep,post_gap_ms,memory_complete_ms" >"$csv"
 run_id=$(date -u +%Y%m%dT%H%M%SZ)
 cell_no=0
 
 row() { # engine mode mem rate bw status downtime gap gap_mono total bytes rounds verify note
 	# [pages_per_round throttle_max_pct dump_ms restore_ms]
 	local note=${14//,/;}
-	echo "$run_id,$1,$2,$(size_mib "$3"),$4,$pattern,$5,${link[$5]},$6,$7,$8,$9,${10},${11},${12},${13},${note//$'\n'/ },${15:-},${16:-},${17:-},${18:-},${gap_end:-},${switch_gap:-},${other_gap:-},${base_gap:-},$rep" >>"$csv"
+	echo "$run_id,$1,$2,$(size_mib "$3"),$4,$pattern,$5,${link[$5]},$6,$7,$8,$9,${10},${11},${12},${13},${note//$'\n'/ },${15:-},${16:-},${17:-},${18:-},${gap_end:-},${switch_gap:-},${other_gap:-},${base_gap:-},$rep,${post_gap:-},${complete:-}" >>"$csv"
 }
 
 # Start the workload in the source namespace; sets wl_pid, or returns 1.
@@ -280,11 +280,12 @@ start_workload() {
 	sleep 0.05
 }
 
-# After a move (realtime $2 to $3, with a downtime of $4 ms by its own account,
-# followed by $6 ms of killing the source): let it run on the target, verify every
-# page, make it exit; sets gap, gap_mono, gap_end, switch_gap, other_gap, verify.
+# After a move that began at realtime $2, froze the process $3 s later and
+# resumed it on the target $4 s later: let it run on the target, verify every
+# page, make it exit; sets gap, gap_mono, gap_end, switch_gap, other_gap,
+# post_gap, verify.
 finish_workload() {
-	local cell=$1 t0=$2 t1=$3 dt=$4 mib=$5 kill=${6:--}
+	local cell=$1 t0=$2 freeze_at=$3 resume_at=$4 mib=$5
 	sleep "$settle"
 	echo verify >"$cell/ctl"
 	if wait_kv "$cell/hb" "verify=[ob]" $((20 + mib / 200)); then
@@ -296,24 +297,26 @@ finish_workload() {
 	wait_kv "$cell/hb" "state=exited" 10
 	gap=$(awk -v u="$(kv "$cell/hb" max_gap_rt_us)" 'BEGIN { if (u != "") printf "%.3f", u / 1000 }')
 	gap_mono=$(awk -v u="$(kv "$cell/hb" max_gap_us)" 'BEGIN { if (u != "") printf "%.3f", u / 1000 }')
-	# when the largest gap ended, in seconds after the move began: at the end of
-	# the move it is the switchover, earlier it is something else (attach, throttle)
+	# when the largest gap ended, in seconds after the move began
 	gap_end=$(awk -v at="$(kv "$cell/hb" max_gap_at_rt)" -v t0="$t0" \
 		'BEGIN { if (at != "" && at > 0) printf "%.3f", at - t0 }')
-	# Attribute the largest gaps: one that ends within the downtime, the kill of
-	# the source and 250 ms of slack before the move's end is the switchover; earlier ones ran while
-	# pre-copy ran (tracker attach, CPU throttle, contention for the 2 cores).
-	read -r switch_gap other_gap < <(awk -v list="$(kv "$cell/hb" top_gaps)" -v t0="$t0" \
-		-v t1="$t1" -v dt="$dt" -v kill="$kill" 'BEGIN {
-			sw = 0; ot = 0
-			cut = t1 - 0.25 - (dt == "-" ? 0 : dt / 1000) - (kill == "-" ? 0 : kill / 1000)
+	# Attribute the largest gaps by when they ended: before the freeze (pre-copy:
+	# tracker attach, CPU throttle, contention for the cores), at the switchover
+	# (freeze to resume, 100 ms / 250 ms of slack), or after the resume (post-copy
+	# faults while memory follows, or noise).
+	read -r switch_gap other_gap post_gap < <(awk -v list="$(kv "$cell/hb" top_gaps)" \
+		-v t0="$t0" -v fa="$freeze_at" -v ra="$resume_at" 'BEGIN {
+			sw = 0; ot = 0; po = 0
+			c1 = t0 + fa - 0.1; c2 = t0 + ra + 0.25
 			n = split(list, g, ";")
 			for (i = 1; i <= n; i++) {
 				split(g[i], p, "@"); len = p[1] / 1000
-				if (p[2] >= cut) { if (len > sw) sw = len }
-				else if (p[2] >= t0 && len > ot) ot = len
+				if (p[2] < t0) continue
+				if (p[2] < c1) { if (len > ot) ot = len }
+				else if (p[2] <= c2) { if (len > sw) sw = len }
+				else if (len > po) po = len
 			}
-			printf "%.3f %.3f\n", sw, ot
+			printf "%.3f %.3f %.3f\n", sw, ot, po
 		}')
 }
 
@@ -332,7 +335,7 @@ keep_logs() {
 run_haul_cell() {
 	local mem=$1 rate=$2 bw=$3 mode=$4 flag cell port rc t0 t1 mib limit
 	local downtime= total= bytes= rounds= gap= gap_mono= gap_end= verify= js
-	local base_gap= switch_gap= other_gap=
+	local base_gap= switch_gap= other_gap= post_gap= post_gap=
 	flag=$(mode_flag "$mode")
 	if [ -n "$haul_skip" ]; then
 		say "skipped: haul $mode $mem $rate $bw: $haul_skip"
@@ -389,9 +392,14 @@ run_haul_cell() {
 		keep_logs "$cell"; kill_ours; return
 	fi
 	js=$(python3 "$here/report.py" --haul-json "$cell/mig.json" 2>&1)
-	local ppr throttle dump restore kill
-	read -r downtime total bytes rounds ppr throttle dump restore kill <<<"$js"
-	finish_workload "$cell" "$t0" "$t1" "$downtime" "$mib" "$kill"
+	local ppr throttle dump restore freeze_at resume_at complete
+	read -r downtime total bytes rounds ppr throttle dump restore freeze_at resume_at complete \
+		<<<"$js"
+	if [ "$freeze_at" = - ]; then # no --json: assume the freeze came last
+		freeze_at=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a - 0.5 }')
+		resume_at=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+	fi
+	finish_workload "$cell" "$t0" "$freeze_at" "$resume_at" "$mib"
 	[ "$total" = "-" ] && total=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
 	local status=ok note=
 	case $verify in
@@ -400,7 +408,7 @@ run_haul_cell() {
 	esac
 	[ "$keep_all" = 1 ] && [ "$status" = ok ] && echo "t0=$t0 t1=$t1" >"$cell/times" && keep_logs "$cell"
 	say "$status: haul $mode $mem $rate $bw: downtime ${downtime} ms, client gap ${gap} ms" \
-		"(switchover ${switch_gap}, during pre-copy ${other_gap}, idle ${base_gap})," \
+		"(switchover ${switch_gap}, before ${other_gap}, after ${post_gap}, idle ${base_gap})," \
 		"total ${total} s, ${bytes} bytes, ${rounds} rounds, verify $verify"
 	row haul "$mode" "$mem" "$rate" "$bw" $status "$downtime" "$gap" "$gap_mono" "$total" \
 		"$bytes" "$rounds" "$verify" "$note" "$ppr" "$throttle" "$dump" "$restore"
@@ -411,7 +419,7 @@ run_haul_cell() {
 # dump + restore is downtime (CRIU's stop-and-copy).
 run_criu_cell() {
 	local mem=$1 rate=$2 bw=$3 cell port t0 t1 t2 mib gap= gap_mono= gap_end= verify= rc
-	local base_gap= switch_gap= other_gap=
+	local base_gap= switch_gap= other_gap= post_gap= post_gap=
 	if [ -n "$criu_skip" ]; then
 		[ "$criu_skip" = off ] && return
 		say "skipped: criu $mem $rate $bw: $criu_skip"
@@ -455,7 +463,7 @@ run_criu_cell() {
 	fi
 	local dt status=ok
 	dt=$(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.1f", (b - a) * 1000 }')
-	finish_workload "$cell" "$t0" "$t2" "$dt" "$mib"
+	finish_workload "$cell" "$t0" 0 "$(awk -v a="$t0" -v b="$t2" 'BEGIN { print b - a }')" "$mib"
 	case $verify in ok*) ;; *) status=failed ;; esac
 	say "$status: criu $mem $rate $bw: downtime $dt ms, client gap $gap ms, verify $verify"
 	row criu stop-and-copy "$mem" "$rate" "$bw" $status "$dt" "$gap" "$gap_mono" \
