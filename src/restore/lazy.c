@@ -1683,6 +1683,21 @@ void rst_lazy_stats(struct rst_lazy *lz, struct rst_lazy_stats *st)
 	pthread_mutex_unlock(&lz->lock);
 }
 
+int rst_lazy_dup_uffd(struct rst_lazy *lz)
+{
+	int fd = -ENOENT;
+
+	/* under the lock: the uffd is closed (complete, dead) only under it */
+	pthread_mutex_lock(&lz->lock);
+	if (lz->nmm && lz->mm[0]->uffd >= 0) {
+		fd = fcntl(lz->mm[0]->uffd, F_DUPFD_CLOEXEC, 3);
+		if (fd < 0)
+			fd = -errno;
+	}
+	pthread_mutex_unlock(&lz->lock);
+	return fd;
+}
+
 void rst_lazy_free(struct rst_lazy *lz)
 {
 	uint64_t one = 1;

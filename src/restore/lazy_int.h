@@ -181,6 +181,14 @@ int rst_lazy_start(struct rst_lazy *lz);
  */
 int rst_lazy_wait_complete(struct rst_lazy *lz, int timeout_ms);
 
+/*
+ * A duplicate (close-on-exec) of the restored process's uffd while memory
+ * is still missing, or -ENOENT once it is closed (complete, or dead).
+ * Holding it keeps the registration: missing-page faults wait instead of
+ * reading zeros, even if this process dies (the page server's watchdog).
+ */
+int rst_lazy_dup_uffd(struct rst_lazy *lz);
+
 /* A snapshot of the counters; any thread, any time. */
 void rst_lazy_stats(struct rst_lazy *lz, struct rst_lazy_stats *st);
 

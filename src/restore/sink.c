@@ -16,15 +16,22 @@
  * thread tells the source (ps_session_fetch_done) once every page is
  * present.  close() joins it and frees the fault server, which kills a
  * process whose memory is incomplete: an uncommitted or failed post-copy
- * never leaves a copy running here.
+ * never leaves a copy running here.  Should the page server itself die
+ * mid-post-copy, a watchdog child that holds a copy of the uffd kills the
+ * process before it could read zeros for the memory that never came.
  */
 #define LOG_PREFIX "restore: "
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "pageserver/pageserver.h"
@@ -45,7 +52,100 @@ struct live_sess {
 	struct rst_lazy_range *stale; /* hook.stale */
 	pthread_t waiter;
 	bool waiting;
+	pid_t watchdog; /* > 0 while it runs */
+	int wd_fd;	/* its socket: 'D' = post-copy over, nothing to guard; EOF = we died */
 };
+
+/*
+ * The post-copy watchdog.  If the page server dies (SIGKILL, OOM) while the
+ * restored process still misses memory, the kernel closes the fault
+ * server's uffd, and the process would read zeros where its data should be.
+ * This forked child holds a copy of that uffd, so the faults keep waiting;
+ * when its socket reads EOF without 'D' (we are gone), it SIGKILLs the
+ * process through a pidfd and waits for it to die before its own copy of
+ * the uffd goes.  Forked from a multi-threaded process: raw calls only.
+ */
+static void __attribute__((noreturn)) watchdog_main(int rd, int uffd, int pidfd)
+{
+	struct pollfd p = {.fd = pidfd, .events = POLLIN};
+	int keep[3] = {rd, uffd, pidfd}, lo = 0;
+	char c = 0;
+	ssize_t n;
+
+	for (int i = 0; i < 3; i++)
+		for (int j = i + 1; j < 3; j++)
+			if (keep[j] < keep[i]) {
+				int x = keep[i];
+
+				keep[i] = keep[j];
+				keep[j] = x;
+			}
+	/* nothing of the page server's (sockets above all) may stay open here */
+	for (int i = 0; i < 3; i++) {
+		if (keep[i] > lo)
+			syscall(SYS_close_range, lo, keep[i] - 1, 0);
+		lo = keep[i] + 1;
+	}
+	syscall(SYS_close_range, lo, ~0U, 0);
+	do
+		n = read(rd, &c, 1);
+	while (n < 0 && errno == EINTR);
+	if (n == 1 && c == 'D')
+		_exit(0);
+	syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+	poll(&p, 1, 5000);
+	_exit(0);
+}
+
+/* Start the watchdog for the resumed lazy process (none when nothing is missing). */
+static int watchdog_start(struct live_sess *s)
+{
+	int uffd = rst_lazy_dup_uffd(s->hook.lz), pidfd = -1, p[2] = {-1, -1}, ret = 0;
+	pid_t child;
+
+	if (uffd == -ENOENT)
+		return 0;
+	if (uffd < 0)
+		return uffd;
+	pidfd = (int)syscall(SYS_pidfd_open, s->restored, 0);
+	/* a socket, not a pipe: send() with MSG_NOSIGNAL cannot raise SIGPIPE here */
+	if (pidfd < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	child = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+	if (child < 0) {
+		ret = -errno;
+		goto out;
+	}
+	if (child == 0)
+		watchdog_main(p[0], uffd, pidfd);
+	s->watchdog = child;
+	s->wd_fd = p[1];
+	p[1] = -1;
+out:
+	if (ret)
+		pr_err_r(ret, "cannot start the post-copy watchdog of pid %d", (int)s->pid);
+	close(uffd);
+	if (pidfd >= 0)
+		close(pidfd);
+	if (p[0] >= 0)
+		close(p[0]);
+	if (p[1] >= 0)
+		close(p[1]);
+	return ret;
+}
+
+/* Post-copy is over (complete, or the process is dead): the watchdog may go. */
+static void watchdog_dismiss(struct live_sess *s)
+{
+	if (s->wd_fd >= 0) {
+		if (send(s->wd_fd, "D", 1, MSG_NOSIGNAL) != 1)
+			pr_warn("cannot dismiss the post-copy watchdog of pid %d", (int)s->pid);
+		close(s->wd_fd);
+		s->wd_fd = -1;
+	}
+}
 
 /* After a lazy resume: wait until every page is present, then release the source. */
 static void *live_waiter(void *arg)
@@ -58,6 +158,8 @@ static void *live_waiter(void *arg)
 			 (int)s->restored);
 		return NULL;
 	}
+	/* every page is in: the uffd copy the watchdog holds would only keep it registered */
+	watchdog_dismiss(s);
 	ps_session_fetch_done(s->session);
 	return NULL;
 }
@@ -73,6 +175,7 @@ static int live_open(void *arg, const struct ps_session_info *info, void **sess)
 	if (!s)
 		return -ENOMEM;
 	s->pid = info->pid;
+	s->wd_fd = -1;
 	o.pid = info->pid;
 	o.pidns = RST_PIDNS_AUTO;
 	o.lazy = info->lazy;
@@ -166,15 +269,18 @@ static int live_restore(void *sess, struct ps_restore_result *res)
 		s->restored = pid;
 		res->pid = pid;
 		if (s->lazy) {
-			int ret = pthread_create(&s->waiter, NULL, live_waiter, s);
+			int ret = watchdog_start(s);
 
-			/* without the waiter the source never hears "done": kill the copy */
+			if (!ret)
+				ret = pthread_create(&s->waiter, NULL, live_waiter, s);
+			/* unguarded, or without the waiter telling the source "done": kill the copy */
 			if (ret) {
+				ret = ret < 0 ? -ret : ret;
 				rst_lazy_free(s->hook.lz);
 				s->hook.lz = NULL;
 				res->err = -ret;
 				snprintf(res->msg, sizeof(res->msg),
-					 "cannot start the post-copy waiter of pid %d",
+					 "cannot start post-copy (watchdog, waiter) for pid %d",
 					 (int)s->pid);
 				return 0;
 			}
@@ -200,6 +306,9 @@ static void live_close(void *sess, bool committed)
 	if (s->waiting)
 		pthread_join(s->waiter, NULL);
 	rst_lazy_free(s->hook.lz); /* kills the process if memory is missing */
+	watchdog_dismiss(s);
+	if (s->watchdog > 0)
+		waitpid(s->watchdog, NULL, 0);
 	haul_layout_release(&s->hook.lazy);
 	free(s->stale);
 	rst_target_free(s->t);
