@@ -199,3 +199,27 @@ Test(mig_postcopy, postcopy_rollback_thaws_the_source_when_the_target_dies, .fin
 		usleep(100000);
 	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy");
 }
+
+Test(mig_postcopy, link_down_mid_postcopy_kills_the_target_copy_and_keeps_the_source,
+     .fini = teardown, .timeout = 90)
+{
+	const char *extra[] = {"--postcopy", "--timeout", "3000", NULL};
+	int fd, st;
+	pid_t haul;
+
+	th_mig_setup(&M, 0);
+	th_mig_workload(&M, 64, 16, 0);
+	usleep(300000);
+	haul = haul_stalled("stall:restored:1000", extra, &fd);
+	cr_assert_eq(th_net_link(&M.net, false), 0);
+	st = th_wait_exit(haul, 40000);
+	if (st != 3)
+		dump_output(fd);
+	close(fd);
+	cr_assert_eq(st, 3, "haul exit %d, not 3 (in doubt, source frozen)", st);
+	/* the target's fetches time out (the page server's 10 s stall timeout): it kills its copy */
+	for (int i = 0; i < 200 && th_mig_copies(&M) > 1; i++)
+		usleep(100000);
+	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy (the frozen source)");
+	cr_assert_not(th_mig_ticking(&M, 0, 500), "something still ticks");
+}
