@@ -371,7 +371,7 @@ static int precopy(struct mig *m)
 		pr_debug("round %llu: %s", (unsigned long long)rs.seq, haul_conv_action_name(a));
 		if (a == HAUL_CONV_SWITCH)
 			return 0;
-		if (m->o->mode == HAUL_MIG_HYBRID) {
+		if (m->o->mode == HAUL_MIG_HYBRID && a != HAUL_CONV_CONTINUE) {
 			/* not converging: what is still dirty follows after the resume */
 			pr_info("pid %d does not converge (%s, expected downtime %.1f ms); "
 				"switching to post-copy",

@@ -9,13 +9,16 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "haul/haul_int.h"
+#include "pageserver/pageserver.h"
 #include "th_mig.h"
 
 static struct th_mig M;
@@ -125,6 +128,22 @@ Test(mig_postcopy, hybrid_finishes_a_workload_that_outruns_the_link, .fini = tea
 		    th_mig_json(&M, "memory_complete_ms"));
 }
 
+Test(mig_postcopy, hybrid_of_a_converging_workload_switches_over_like_pre_copy, .fini = teardown,
+     .timeout = 120)
+{
+	const char *extra[] = {"--hybrid", "--downtime", "200", NULL};
+	long seq;
+
+	th_mig_setup(&M, 0);
+	th_mig_workload(&M, 32, 4, 0);
+	usleep(300000);
+	seq = th_mig_seq(&M);
+	cr_assert_eq(migrate(extra, 90000), 0, "haul migrate --hybrid failed");
+	assert_moved(seq);
+	cr_assert_eq(th_mig_json(&M, "stale_pages"), 0, "a converging workload went post-copy");
+	cr_assert_geq(th_mig_json(&M, "rounds"), 2);
+}
+
 Test(mig_postcopy, source_killed_mid_postcopy_reports_the_loss_without_hanging, .fini = teardown,
      .timeout = 90)
 {
@@ -222,4 +241,48 @@ Test(mig_postcopy, link_down_mid_postcopy_kills_the_target_copy_and_keeps_the_so
 		usleep(100000);
 	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy (the frozen source)");
 	cr_assert_not(th_mig_ticking(&M, 0, 500), "something still ticks");
+}
+
+static void *run_server(void *arg)
+{
+	ps_server_run(arg);
+	return NULL;
+}
+
+/* State.stale is for lazy live sessions only: a page store must never take it. */
+Test(mig_postcopy, stale_pages_are_refused_outside_a_lazy_live_session, .timeout = 30)
+{
+	struct ps_range stale = {.addr = 0x10000000, .npages = 4};
+	struct ps_server_opts so = {0};
+	struct ps_client_opts co = {0};
+	struct ps_server *s;
+	struct ps_client *c;
+	char to[64], blob[16] = "state";
+	pthread_t st;
+
+	log_init("test");
+	so.listen = "127.0.0.1:0";
+	memset(so.key, 7, sizeof(so.key));
+	cr_assert_eq(ps_server_new(&so, &s), 0);
+	cr_assert_eq(pthread_create(&st, NULL, run_server, s), 0);
+	snprintf(to, sizeof(to), "127.0.0.1:%d", ps_server_port(s));
+	co.to = to;
+	memcpy(co.key, so.key, sizeof(co.key));
+	co.nstreams = 1;
+	co.pid = getpid();
+	co.comm = "itest";
+	co.timeout_ms = 5000;
+	co.kind = PS_SESSION_STORE;
+	cr_assert_eq(ps_client_new(&co, &c), 0);
+	cr_expect_eq(ps_client_state_stale(c, blob, sizeof(blob), &stale, 1), -EPROTO);
+	cr_expect_eq(ps_client_state_stale(c, blob, sizeof(blob), &stale, PS_MAX_STALE_RANGES + 1),
+		     -E2BIG);
+	ps_client_free(c);
+	/* a plain state still goes through on a fresh session */
+	cr_assert_eq(ps_client_new(&co, &c), 0);
+	cr_expect_eq(ps_client_state(c, blob, sizeof(blob)), 0);
+	ps_client_free(c);
+	ps_server_stop(s);
+	pthread_join(st, NULL);
+	ps_server_free(s);
 }
