@@ -175,7 +175,13 @@ static int flush_batch(struct mig *m)
 
 	if (!m->nbatch)
 		return 0;
-	ret = trk_read_pages(m->pid, m->batch, m->nbatch, m->buf, m->zero);
+	/*
+	 * trk_read() through the tracker when there is one: it remembers what
+	 * was read (hashes, pages read although unpopulated), which later rounds
+	 * need to report every change.
+	 */
+	ret = m->trk ? trk_read(m->trk, m->batch, m->nbatch, m->buf, m->zero)
+		     : trk_read_pages(m->pid, m->batch, m->nbatch, m->buf, m->zero);
 	if (ret) {
 		pr_err_r(ret, "cannot read the pages of pid %d", m->pid);
 		return ret;
@@ -232,6 +238,67 @@ static int queue_range(struct mig *m, const struct trk_range *r)
 }
 
 /* Send one round the tracker found: layout if needed, every dirty page, barrier. */
+/*
+ * Zero what the tracker reports gone (unmapped, moved away, replaced) where
+ * the new layout still maps it and the round does not rewrite it: the
+ * target's copy of a replaced range must not keep the old contents.  Pages
+ * of a round may arrive in any order across streams, so gone and dirty must
+ * not overlap: the dirty ranges are cut out (both lists are sorted).
+ */
+static int send_gone(struct mig *m, const struct trk_round *r)
+{
+	static const uint64_t all_zero[HAUL_MIG_READ_PAGES / 64] = {
+		[0 ... HAUL_MIG_READ_PAGES / 64 - 1] = ~0ULL,
+	};
+	size_t d = 0;
+
+	for (size_t i = 0; i < r->ngone; i++) {
+		uint64_t a = r->gone[i].start;
+		uint64_t end = a + r->gone[i].npages * HAUL_PAGE_SIZE;
+
+		while (a < end) {
+			const struct haul_vma *v = haul_layout_find(&r->layout, a);
+			uint64_t b = end;
+			int ret;
+
+			while (d < r->ndirty &&
+			       r->dirty[d].start + r->dirty[d].npages * HAUL_PAGE_SIZE <= a)
+				d++;
+			if (d < r->ndirty && r->dirty[d].start <= a) {
+				a = r->dirty[d].start + r->dirty[d].npages * HAUL_PAGE_SIZE;
+				continue;
+			}
+			if (d < r->ndirty && r->dirty[d].start < b)
+				b = r->dirty[d].start;
+			if (!v || !haul_vma_is_memory(v)) {
+				/* unmapped now: the layout already dropped it on the target */
+				const struct haul_vma *next = NULL;
+
+				for (size_t k = 0; k < r->layout.n; k++)
+					if (r->layout.v[k].start > a) {
+						next = &r->layout.v[k];
+						break;
+					}
+				a = next && next->start < b ? next->start : b;
+				continue;
+			}
+			if (v->end < b)
+				b = v->end;
+			if (b - a > HAUL_MIG_READ_PAGES * HAUL_PAGE_SIZE)
+				b = a + HAUL_MIG_READ_PAGES * HAUL_PAGE_SIZE;
+			ret = ps_client_pages(m->client, a, m->buf,
+					      (uint32_t)((b - a) / HAUL_PAGE_SIZE), all_zero);
+			if (ret) {
+				pr_err_r(ret, "cannot send the zeroed pages of pid %d to %s",
+					 m->pid, m->o->to);
+				return ret;
+			}
+			a = b;
+		}
+	}
+	return 0;
+}
+
 static int send_round(struct mig *m, const struct trk_round *r, bool midpoint_fault)
 {
 	struct ps_client_stats st;
@@ -256,6 +323,9 @@ static int send_round(struct mig *m, const struct trk_round *r, bool midpoint_fa
 	m->round_seq = r->seq;
 	m->pace_t0 = m->last_progress = haul_now_ms();
 	m->pace_bytes0 = st.bytes_sent;
+	ret = send_gone(m, r);
+	if (ret)
+		return ret;
 	for (size_t i = 0; i < r->ndirty; i++) {
 		ret = queue_range(m, &r->dirty[i]);
 		if (ret)
@@ -420,6 +490,8 @@ static int final_round(struct mig *m)
 	double t0 = haul_now_ms();
 	int ret;
 
+	/* Held stopped by us: the tracker must not try to stop it itself. */
+	trk_set_frozen(m->trk, true);
 	ret = trk_round(m->trk, &r);
 	if (ret) {
 		pr_err_r(ret, "cannot scan the last dirty pages of pid %d", m->pid);
