@@ -76,6 +76,7 @@ struct mig {
 	struct ps_client *client;
 	struct trk *trk;
 	struct rst_seized *seized;
+	struct rst_dump_prep *prep; /* VmFlags read during pre-copy, not in the stop */
 	struct haul_conv conv;
 	/* post-copy and hybrid */
 	struct haul_pc *pc;
@@ -400,6 +401,12 @@ static int precopy(struct mig *m)
 		if (stop_requested(m))
 			return -EINTR;
 		measure_cpu(m);
+		/* smaps walks page tables (~30 ms/GiB): read it here, not in the stop */
+		ret = rst_dump_prepare(m->pid, &m->prep);
+		if (ret) {
+			pr_err_r(ret, "cannot read the layout of pid %d", m->pid);
+			return ret;
+		}
 		ret = trk_round(m->trk, &r);
 		if (ret) {
 			pr_err_r(ret, "cannot scan the dirty pages of pid %d", m->pid);
@@ -729,7 +736,7 @@ static int switchover(struct mig *m)
 	res->final_ms = haul_now_ms() - t;
 
 	t = haul_now_ms();
-	ret = rst_dump_state(m->seized, &blob, &len);
+	ret = rst_dump_state_prepared(m->seized, m->prep, &blob, &len);
 	if (ret) {
 		pr_err_r(ret, "cannot dump the state of pid %d", m->pid);
 		return ret;
@@ -954,6 +961,7 @@ out:
 		m.seized = NULL;
 	}
 	trk_free(m.trk);
+	rst_dump_prep_free(m.prep);
 	haul_pc_free(m.pc);
 	if (!res->committed && !res->indoubt)
 		abort_migration(&m);

@@ -8,7 +8,8 @@
  *    sigaltstack, brk(0), PR_GET_TID_ADDRESS, PR_GET_PDEATHSIG, getitimer,
  *    timer slack, dumpability - things no /proc file shows;
  *  - /proc/PID: stat (the PR_SET_MM fields), auxv, exe, personality, cwd,
- *    status (umask, creds), comm, fd + fdinfo, smaps (the layout).
+ *    status (umask, creds), comm, fd + fdinfo, smaps (the layout; or maps
+ *    plus VmFlags read before the stop, prep.c).
  * The result is one image.proto ProcessState, serialised.
  *
  * Anything haul cannot rebuild is refused before a single byte is dumped,
@@ -1614,9 +1615,9 @@ static void dump_clocks(struct dump_ctx *c, pid_t pid)
 	c->ps.boottime_ns = (boot.tv_sec + bsec) * 1000000000ULL + boot.tv_nsec + bnsec;
 }
 
-static int dump_layout(struct dump_ctx *c, pid_t pid)
+static int dump_layout(struct dump_ctx *c, pid_t pid, struct rst_dump_prep *p)
 {
-	int ret = haul_layout_read(pid, true, &c->layout);
+	int ret = rst_prep_layout(p, pid, &c->layout);
 
 	if (ret)
 		return ret;
@@ -1647,6 +1648,12 @@ static int dump_layout(struct dump_ctx *c, pid_t pid)
 
 int rst_dump_state(struct rst_seized *s, uint8_t **blob, size_t *len)
 {
+	return rst_dump_state_prepared(s, NULL, blob, len);
+}
+
+int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, uint8_t **blob,
+			    size_t *len)
+{
 	struct rsys *r = &s->thr[0];
 	struct dump_ctx *c;
 	struct utsname u;
@@ -1656,6 +1663,8 @@ int rst_dump_state(struct rst_seized *s, uint8_t **blob, size_t *len)
 	size_t n;
 	int ret;
 
+	/* First: the scratch mapping below takes the mmap lock itself. */
+	rst_prep_freeze(prep);
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
@@ -1759,7 +1768,7 @@ int rst_dump_state(struct rst_seized *s, uint8_t **blob, size_t *len)
 			goto out;
 		r->scratch = 0;
 	}
-	ret = dump_layout(c, s->pid);
+	ret = dump_layout(c, s->pid, prep);
 	if (ret)
 		goto out;
 	dump_clocks(c, s->pid);

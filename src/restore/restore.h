@@ -20,6 +20,8 @@
  *  - rst_kill_seized(), rst_checkpoint_images(), rst_restore_images().
  *  - rst_target_opts.before_resume: a hook for post-copy (uffd registration);
  *    lazy without it is refused with -EOPNOTSUPP.
+ *  - rst_dump_prepare(), rst_dump_state_prepared(): VmFlags read before the
+ *    stop (switchover downtime independent of memory size).
  */
 #ifndef HAUL_RESTORE_H
 #define HAUL_RESTORE_H
@@ -50,6 +52,29 @@ int rst_dump_precheck(pid_t pid, char *why, size_t whylen);
 struct rst_seized;
 int rst_seize(pid_t pid, struct rst_seized **out); /* seize + interrupt all threads */
 int rst_dump_state(struct rst_seized *s, uint8_t **blob, size_t *len);
+/*
+ * The switchover fast path (prep.c).  rst_dump_prepare() reads the layout
+ * with VmFlags (/proc/PID/smaps: its page-table walk costs ~30 ms per GiB)
+ * while @pid still runs, and watches its threads for the mmap write lock,
+ * which every change of VmFlags takes (a perf counter on a tracepoint).
+ * *@p NULL: start (allocates *@p even when watching is impossible); later
+ * calls re-read smaps only when the lock was taken since.  Call it during
+ * pre-copy, from the thread that will dump.  0 or -errno.
+ */
+struct rst_dump_prep;
+int rst_dump_prepare(pid_t pid, struct rst_dump_prep **p);
+/*
+ * rst_dump_state() that reads only /proc/PID/maps and takes VmFlags from
+ * @p when no lock was taken since and each VMA is unchanged; otherwise (or
+ * @p NULL) it reads smaps in the stop.  The dumped VmFlags are the stopped
+ * process's either way.
+ */
+int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *p, uint8_t **blob,
+			    size_t *len);
+/* Whether the last rst_dump_state_prepared() with @p took the fast path. */
+bool rst_dump_prep_fast(const struct rst_dump_prep *p);
+/* NULL is a no-op. */
+void rst_dump_prep_free(struct rst_dump_prep *p);
 /* Detach (the process resumes, or stays frozen if its cgroup is frozen). NULL is a no-op. */
 void rst_release(struct rst_seized *s);
 /* Kill the seized process (it never runs again) and forget it. NULL is a no-op. */

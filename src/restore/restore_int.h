@@ -29,6 +29,15 @@
  */
 int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen);
 
+/*
+ * prep.c: at the freeze, before any call is injected, note whether the
+ * prepared VmFlags still hold (@p NULL: no-op).
+ */
+struct rst_dump_prep;
+void rst_prep_freeze(struct rst_dump_prep *p);
+/* The layout of frozen @pid with VmFlags: from maps + @p when they hold, else smaps. */
+int rst_prep_layout(struct rst_dump_prep *p, pid_t pid, struct haul_layout *out);
+
 /* The layout carried by a ProcessState, as a haul_layout (release it). */
 int rst_state_layout(const Haul__Img__ProcessState *ps, struct haul_layout *out);
 
