@@ -60,7 +60,7 @@
 #define WL_TICK_NS	 1000000LL  /* the heartbeat period a client would poll at */
 #define WL_CONTROL_TICKS 100	    /* poll the control file every 100 ms */
 #define WL_STALL_NS	 5000000LL  /* gaps above 5 ms are counted as stalls */
-#define WL_TOP_GAPS	 8	    /* the largest gaps kept with their times, for attribution */
+#define WL_TOP_GAPS	 64	    /* the largest gaps kept with their times, for attribution */
 #define WL_BACKLOG_NS	 10000000LL /* after a stall, catch up at most 10 ms of writes */
 
 enum wl_pattern {
@@ -268,7 +268,7 @@ static void print_progress(struct wl *w, const char *state)
 /* Writes the heartbeat file atomically (tmp + rename) and closes it at once. */
 static int write_report(struct wl *w, const char *state)
 {
-	char buf[2048], tmp[4096];
+	char buf[4096], tmp[4096];
 	int fd, n;
 
 	if (!w->hb_path)
