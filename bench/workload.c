@@ -288,6 +288,8 @@ static int write_report(struct wl *w, const char *state)
 		n += snprintf(buf + n, sizeof(buf) - n, "%s%" PRId64 "@%.6f", i ? ";" : "",
 			      w->gaps.top[i].len_ns / 1000, w->gaps.top[i].end_rt / 1e9);
 	n += snprintf(buf + n, sizeof(buf) - n, "\n");
+	if (n >= (int)sizeof(buf)) /* 64 gaps take at most ~2.5 KiB; never write past it */
+		n = sizeof(buf) - 1;
 	snprintf(tmp, sizeof(tmp), "%s.tmp", w->hb_path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
