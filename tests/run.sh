@@ -40,11 +40,10 @@ for t in tests/extra/*.sh; do
 	echo "== $t"
 	out=$(timeout 1800 sh "$t" 2>&1)
 	rc=$?
-	echo "$out" | tail -20
 	case $rc in
-	0) pass=$((pass + 1)) ;;
-	77) skip=$((skip + 1)); echo "[SKIP] $t: $(echo "$out" | tail -1)" ;;
-	*) fail=$((fail + 1)); echo "[FAIL] $t (exit $rc)" ;;
+	0) echo "$out" | tail -20; pass=$((pass + 1)) ;;
+	77) echo "$out" | tail -20; skip=$((skip + 1)); echo "[SKIP] $t: $(echo "$out" | tail -1)" ;;
+	*) echo "$out"; fail=$((fail + 1)); echo "[FAIL] $t (exit $rc)" ;;
 	esac
 done
 

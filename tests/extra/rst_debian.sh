@@ -25,11 +25,16 @@ rcase() {
 		return
 	fi
 	ran=$((ran + 1))
+	t0=$(date +%s%N)
 	if ! "$PROGS/rst_exec" /dev/null "$D/$name.want" "$D/$name.want.err" "$@"; then
 		echo "FAIL $name: the undisturbed run failed: $(cat "$D/$name.want.err")"
 		fail=1
 		return
 	fi
+	# Checkpoint mid-run: at most the given delay, and at most 40% of how
+	# long the undisturbed run took (a fast machine finishes sooner).
+	half=$(( ($(date +%s%N) - t0) * 4 / 10 / 1000000 ))
+	delay=$(awk -v d="$delay" -v h="$half" 'BEGIN { h /= 1000; print (h < d ? h : d) }')
 	"$PROGS/rst_exec" /dev/null "$D/$name.out" "$D/$name.err" "$@" &
 	pid=$!
 	sleep "$delay"
