@@ -281,8 +281,13 @@ int rst_prep_layout(struct rst_dump_prep *p, pid_t pid, struct haul_layout *out)
 	size_t k = 0;
 	int ret;
 
-	if (!p || !p->clean)
+	if (!p || !p->clean) {
+		if (p)
+			pr_debug(
+				"pid %d: VmFlags may have changed since the prepare; reading smaps",
+				(int)pid);
 		return haul_layout_read(pid, true, out);
+	}
 	ret = haul_layout_read(pid, false, &l);
 	if (ret)
 		return ret;
@@ -299,6 +304,7 @@ int rst_prep_layout(struct rst_dump_prep *p, pid_t pid, struct haul_layout *out)
 		l.v[i].flags |= p->layout.v[k].flags & VMFLAGS_MASK;
 	}
 	p->fast = true;
+	pr_debug("pid %d: %zu VMAs from maps, VmFlags from before the stop", (int)pid, l.n);
 	*out = l;
 	return 0;
 }
