@@ -928,6 +928,9 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 	co.timeout_ms = o->timeout_ms ? o->timeout_ms : HAUL_MIG_REPLY_TIMEOUT_MS;
 	co.kind = PS_SESSION_LIVE;
 	co.lazy = o->mode != HAUL_MIG_PRECOPY;
+	/* the target continues the process's clocks (its own time namespace included) */
+	co.clocks = true;
+	rst_timens_offsets(o->pid, &co.timens_monotonic_ns, &co.timens_boottime_ns);
 	ret = ps_client_new(&co, &m.client);
 	if (ret) {
 		pr_err_r(ret, "cannot open a migration session with %s", o->to);

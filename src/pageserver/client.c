@@ -80,6 +80,7 @@ struct ps_client {
 	struct ps_client_opts o;
 	uint64_t session_id, committed_round;
 	uint32_t server_caps; /* what stream 0's server offered in Hello */
+	int64_t hello_rtt_ns; /* stream 0's Hello round trip (clocks in SessionOpen) */
 	struct ps_stream *st;
 	unsigned n, next;
 	pthread_mutex_t mu;
@@ -503,6 +504,51 @@ static int stream_connect(struct ps_client *c, struct ps_stream *st,
 	return 0;
 }
 
+static int64_t clock_ns(clockid_t id)
+{
+	struct timespec t;
+
+	clock_gettime(id, &t);
+	return t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/*
+ * The process's clocks for SessionOpen: ours plus its time-namespace
+ * offsets, as they will read when the open arrives (half the Hello round
+ * trip from now: the one-way time, taken as symmetric), and our boot_id.
+ */
+static void session_clocks(const struct ps_client *c, Haul__Wire__SessionOpen *so,
+			   uint8_t boot_id[16])
+{
+	char text[64];
+	unsigned b[16];
+	FILE *f;
+
+	so->has_clock_monotonic_ns = so->has_clock_boottime_ns = true;
+	so->clock_monotonic_ns =
+		clock_ns(CLOCK_MONOTONIC) + c->o.timens_monotonic_ns + c->hello_rtt_ns / 2;
+	so->clock_boottime_ns =
+		clock_ns(CLOCK_BOOTTIME) + c->o.timens_boottime_ns + c->hello_rtt_ns / 2;
+	so->has_timens_monotonic_ns = so->has_timens_boottime_ns = true;
+	so->timens_monotonic_ns = c->o.timens_monotonic_ns;
+	so->timens_boottime_ns = c->o.timens_boottime_ns;
+	f = fopen("/proc/sys/kernel/random/boot_id", "re");
+	if (!f)
+		return;
+	/* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" */
+	if (fgets(text, sizeof(text), f) &&
+	    sscanf(text, "%2x%2x%2x%2x-%2x%2x-%2x%2x-%2x%2x-%2x%2x%2x%2x%2x%2x", &b[0], &b[1],
+		   &b[2], &b[3], &b[4], &b[5], &b[6], &b[7], &b[8], &b[9], &b[10], &b[11], &b[12],
+		   &b[13], &b[14], &b[15]) == 16) {
+		for (int i = 0; i < 16; i++)
+			boot_id[i] = (uint8_t)b[i];
+		so->has_boot_id = true;
+		so->boot_id.data = boot_id;
+		so->boot_id.len = 16;
+	}
+	fclose(f);
+}
+
 /* Hello and the mutual challenge-response. */
 static int stream_auth(struct ps_client *c, struct ps_stream *st)
 {
@@ -518,9 +564,15 @@ static int stream_auth(struct ps_client *c, struct ps_stream *st)
 	hello.nonce.data = cnonce;
 	hello.nonce.len = sizeof(cnonce);
 	hello.name = "haul client";
-	ret = stream_send(st, WIRE_HELLO, &hello.base, NULL, 0);
-	if (!ret)
-		ret = stream_recv(st, WIRE_HELLO, reply_timeout(c), &m, NULL, NULL);
+	{
+		int64_t t0 = clock_ns(CLOCK_MONOTONIC);
+
+		ret = stream_send(st, WIRE_HELLO, &hello.base, NULL, 0);
+		if (!ret)
+			ret = stream_recv(st, WIRE_HELLO, reply_timeout(c), &m, NULL, NULL);
+		if (!ret && st->idx == 0)
+			c->hello_rtt_ns = clock_ns(CLOCK_MONOTONIC) - t0;
+	}
 	if (ret) {
 		pr_err_r(ret, "no hello from page server %s", c->o.to);
 		return ret;
@@ -576,10 +628,13 @@ static int stream_session(struct ps_client *c, struct ps_stream *st)
 	Haul__Wire__SessionOpen so = HAUL__WIRE__SESSION_OPEN__INIT;
 	Haul__Wire__SessionJoin sj = HAUL__WIRE__SESSION_JOIN__INIT;
 	Haul__Wire__SessionOk *ok;
+	uint8_t boot_id[16];
 	ProtobufCMessage *m;
 	int ret;
 
 	if (st->idx == 0) {
+		if (c->o.clocks)
+			session_clocks(c, &so, boot_id);
 		so.session_id = c->session_id;
 		so.kind = (Haul__Wire__SessionKind)c->o.kind;
 		so.pid = c->o.pid;

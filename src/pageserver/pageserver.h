@@ -22,6 +22,8 @@
  *    ps_client_serve() (source).
  *  - Hybrid post-copy: ps_sink_ops.stale, ps_client_state_stale()
  *    (State.stale on the wire, offered with CAP_STALE).
+ *  - Clocks across hosts: ps_client_opts.clocks, ps_session_info.has_clocks
+ *    and the fields after it (SessionOpen 7-11).
  *  - Unless stated, functions return 0 or -errno.  A peer's error reply
  *    (an Error frame) comes back as its errno, logged with its reason.
  */
@@ -51,6 +53,17 @@ struct ps_session_info {
 	const char *peer; /* "198.18.0.1:40312" */
 	uint32_t nstreams;
 	bool lazy; /* post-copy: pages will be requested, not pushed */
+	/*
+	 * The process's clocks as the open arrived (source clock + its time
+	 * namespace offsets + half the Hello round trip), when the client sent
+	 * them; boot_id equal to ours means the same host and clock, and then
+	 * the process's offsets (timens_*) are exact.
+	 */
+	bool has_clocks;
+	int64_t clock_monotonic_ns, clock_boottime_ns;
+	bool has_boot_id;
+	uint8_t boot_id[16];
+	int64_t timens_monotonic_ns, timens_boottime_ns;
 	/* For ps_session_fetch() (post-copy); valid until the sink's close() returns. */
 	struct ps_session *session;
 };
@@ -171,6 +184,12 @@ struct ps_client_opts {
 	int timeout_ms;		   /* per reply; 0: PS_STALL_TIMEOUT_MS */
 	enum ps_session_kind kind; /* default LIVE */
 	uint64_t session_id;	   /* 0: random */
+	/*
+	 * Send the process's clocks with the open (ps_session_info): ours plus
+	 * these time-namespace offsets of the process, and our boot_id.
+	 */
+	bool clocks;
+	int64_t timens_monotonic_ns, timens_boottime_ns;
 };
 
 struct ps_client;

@@ -931,7 +931,16 @@ static int on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 			.nstreams = x->nstreams,
 			.lazy = x->lazy,
 			.session = x,
+			.has_clocks = o->has_clock_monotonic_ns && o->has_clock_boottime_ns,
+			.clock_monotonic_ns = o->clock_monotonic_ns,
+			.clock_boottime_ns = o->clock_boottime_ns,
+			.has_boot_id = o->has_boot_id && o->boot_id.len == 16,
+			.timens_monotonic_ns = o->timens_monotonic_ns,
+			.timens_boottime_ns = o->timens_boottime_ns,
 		};
+
+		if (info.has_boot_id)
+			memcpy(info.boot_id, o->boot_id.data, 16);
 
 		ret = s->o.sink->open(s->o.sink_arg, &info, &x->sink_sess);
 		if (ret) {

@@ -4,7 +4,8 @@
  * What a process is, besides its pages, comes from three places:
  *  - ptrace on the stopped task: registers (rewound into an interrupted
  *    syscall by rsys), xstate, signal mask, rseq, pending signals;
- *  - system calls injected into it (rsys_call): rt_sigaction per signal,
+ *  - system calls injected into it (rsys_call): rt_sigaction per caught or
+ *    ignored signal (status SigCgt/SigIgn),
  *    sigaltstack, brk(0), PR_GET_TID_ADDRESS, PR_GET_PDEATHSIG, getitimer,
  *    timer slack, dumpability - things no /proc file shows;
  *  - /proc/PID: stat (the PR_SET_MM fields), auxv, exe, personality, cwd,
@@ -990,13 +991,31 @@ static int dump_thread(struct rst_seized *s, size_t i, struct thread_buf *b, uin
 
 static int dump_signals(struct dump_ctx *c, struct rsys *r, uint64_t scratch)
 {
+	uint64_t set = ~0ULL; /* signals whose action is read: all, unless status says */
 	struct ksigaction ka;
 	size_t n = 0, cap = 0;
+	char *status = NULL;
+	const char *f;
 	long res;
 	int ret;
 
+	/*
+	 * Only caught (SigCgt) and ignored (SigIgn) signals have an action
+	 * other than SIG_DFL: read just those (one injected call each, instead
+	 * of 62), and SIGCHLD, whose SA_NOCLDSTOP/SA_NOCLDWAIT act even with
+	 * SIG_DFL.  The flags and mask set with another SIG_DFL action do
+	 * nothing and are not carried.
+	 */
+	if (!read_proc(r->pid, "status", &status, NULL)) {
+		const char *cgt = status_field(status, "SigCgt");
+
+		if (cgt && (f = status_field(status, "SigIgn")))
+			set = strtoull(cgt, NULL, 16) | strtoull(f, NULL, 16) |
+			      1ULL << (SIGCHLD - 1);
+		free(status);
+	}
 	for (int sig = 1; sig <= 64; sig++) {
-		if (sig == SIGKILL || sig == SIGSTOP)
+		if (sig == SIGKILL || sig == SIGSTOP || !(set & 1ULL << (sig - 1)))
 			continue;
 		ret = inject(r, SYS_rt_sigaction, sig, 0, scratch, 8, &res);
 		if (ret)
@@ -1593,26 +1612,39 @@ static int dump_process(struct dump_ctx *c, pid_t pid)
 	return 0;
 }
 
+int rst_timens_offsets(pid_t pid, int64_t *mono, int64_t *boot)
+{
+	long long msec = 0, mnsec = 0, bsec = 0, bnsec = 0;
+	char *text = NULL;
+	int ret;
+
+	*mono = *boot = 0;
+	ret = read_proc(pid, "timens_offsets", &text, NULL);
+	if (ret)
+		return ret;
+	for (char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+		if (!strncmp(l, "monotonic", 9))
+			sscanf(l + 9, "%lld %lld", &msec, &mnsec);
+		else if (!strncmp(l, "boottime", 8))
+			sscanf(l + 8, "%lld %lld", &bsec, &bnsec);
+	}
+	free(text);
+	*mono = msec * 1000000000LL + mnsec;
+	*boot = bsec * 1000000000LL + bnsec;
+	return 0;
+}
+
 /* Time-namespace offsets of @pid, added to our clocks: the clocks it sees. */
 static void dump_clocks(struct dump_ctx *c, pid_t pid)
 {
 	struct timespec mono, boot;
-	long long msec = 0, mnsec = 0, bsec = 0, bnsec = 0;
-	char *text = NULL;
+	int64_t moff, boff;
 
 	clock_gettime(CLOCK_MONOTONIC, &mono);
 	clock_gettime(CLOCK_BOOTTIME, &boot);
-	if (!read_proc(pid, "timens_offsets", &text, NULL)) {
-		for (char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
-			if (!strncmp(l, "monotonic", 9))
-				sscanf(l + 9, "%lld %lld", &msec, &mnsec);
-			else if (!strncmp(l, "boottime", 8))
-				sscanf(l + 8, "%lld %lld", &bsec, &bnsec);
-		}
-		free(text);
-	}
-	c->ps.monotonic_ns = (mono.tv_sec + msec) * 1000000000ULL + mono.tv_nsec + mnsec;
-	c->ps.boottime_ns = (boot.tv_sec + bsec) * 1000000000ULL + boot.tv_nsec + bnsec;
+	rst_timens_offsets(pid, &moff, &boff);
+	c->ps.monotonic_ns = mono.tv_sec * 1000000000ULL + mono.tv_nsec + moff;
+	c->ps.boottime_ns = boot.tv_sec * 1000000000ULL + boot.tv_nsec + boff;
 }
 
 static int dump_layout(struct dump_ctx *c, pid_t pid, struct rst_dump_prep *p)

@@ -423,3 +423,45 @@ out:
 	pstore_close(store);
 	return ret;
 }
+
+/* Our /proc/sys/kernel/random/boot_id as 16 bytes. */
+static int read_boot_id(uint8_t id[16])
+{
+	char text[64];
+	unsigned b[16];
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+	int ret = -EIO;
+
+	if (!f)
+		return -errno;
+	if (fgets(text, sizeof(text), f) &&
+	    sscanf(text, "%2x%2x%2x%2x-%2x%2x-%2x%2x-%2x%2x-%2x%2x%2x%2x%2x%2x", &b[0], &b[1],
+		   &b[2], &b[3], &b[4], &b[5], &b[6], &b[7], &b[8], &b[9], &b[10], &b[11], &b[12],
+		   &b[13], &b[14], &b[15]) == 16) {
+		for (int i = 0; i < 16; i++)
+			id[i] = (uint8_t)b[i];
+		ret = 0;
+	}
+	fclose(f);
+	return ret;
+}
+
+void rst_session_clock_offsets(const struct ps_session_info *info, int64_t *mono, int64_t *boot)
+{
+	struct timespec m, b;
+	uint8_t ours[16];
+
+	*mono = *boot = 0;
+	if (info->has_boot_id && !read_boot_id(ours) && !memcmp(ours, info->boot_id, 16)) {
+		/* One host, one clock: the process's own offsets are exact. */
+		*mono = info->timens_monotonic_ns;
+		*boot = info->timens_boottime_ns;
+		return;
+	}
+	if (!info->has_clocks)
+		return; /* an older client: our clocks, as before */
+	clock_gettime(CLOCK_MONOTONIC, &m);
+	clock_gettime(CLOCK_BOOTTIME, &b);
+	*mono = info->clock_monotonic_ns - (m.tv_sec * 1000000000LL + m.tv_nsec);
+	*boot = info->clock_boottime_ns - (b.tv_sec * 1000000000LL + b.tv_nsec);
+}

@@ -150,6 +150,16 @@ int rst_target_wait(struct rst_target *t);
  */
 int rst_image_clock_offsets(const void *state, size_t len, int64_t *mono, int64_t *boot);
 
+/* The time-namespace offsets of @pid (0 outside one), ns. 0 or -errno. */
+int rst_timens_offsets(pid_t pid, int64_t *mono, int64_t *boot);
+/*
+ * Offsets for rst_target_opts of a live session (@info from the open): the
+ * same host (boot_id) gets the process's own offsets; another host gets
+ * source clock - ours, so the clocks go on from the source's (the open's
+ * one-way time estimated as half a round trip); an older client, 0.
+ */
+void rst_session_clock_offsets(const struct ps_session_info *info, int64_t *mono, int64_t *boot);
+
 /* ---- images directory (haul checkpoint / haul restore) ---------------------- */
 
 struct rst_ckpt_stats {

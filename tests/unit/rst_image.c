@@ -4,6 +4,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -94,4 +95,68 @@ Test(rst_image, precheck_of_a_missing_process_says_it_is_gone)
 	/* PIDs above pid_max never exist. */
 	cr_expect_eq(rst_dump_precheck(0x7ffffff0, why, sizeof(why)), -ESRCH);
 	cr_expect(strstr(why, "gone"), "%s", why);
+}
+
+/* The 16 bytes of our boot_id, or false when /proc does not say. */
+static bool our_boot_id(uint8_t id[16])
+{
+	unsigned b[16];
+	char text[64];
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+	bool ok;
+
+	if (!f)
+		return false;
+	ok = fgets(text, sizeof(text), f) &&
+	     sscanf(text, "%2x%2x%2x%2x-%2x%2x-%2x%2x-%2x%2x-%2x%2x%2x%2x%2x%2x", &b[0], &b[1],
+		    &b[2], &b[3], &b[4], &b[5], &b[6], &b[7], &b[8], &b[9], &b[10], &b[11], &b[12],
+		    &b[13], &b[14], &b[15]) == 16;
+	fclose(f);
+	for (int i = 0; ok && i < 16; i++)
+		id[i] = (uint8_t)b[i];
+	return ok;
+}
+
+Test(rst_image, session_clocks_from_another_host_continue_the_source_clocks)
+{
+	struct ps_session_info info = {.has_clocks = true, .has_boot_id = true};
+	int64_t mono, boot, now_m, now_b;
+
+	/* A source an hour ahead of us, in a time namespace of its own. */
+	memset(info.boot_id, 0xab, sizeof(info.boot_id));
+	info.clock_monotonic_ns = (int64_t)now_ns(CLOCK_MONOTONIC) + 3600000000000LL;
+	info.clock_boottime_ns = (int64_t)now_ns(CLOCK_BOOTTIME) + 3600000000000LL;
+	info.timens_monotonic_ns = 5;
+	rst_session_clock_offsets(&info, &mono, &boot);
+	now_m = (int64_t)now_ns(CLOCK_MONOTONIC);
+	now_b = (int64_t)now_ns(CLOCK_BOOTTIME);
+	/* our clock + offset = the source's now, within the time this test took */
+	cr_expect_leq(llabs(now_m + mono - info.clock_monotonic_ns), 100000000LL);
+	cr_expect_leq(llabs(now_b + boot - info.clock_boottime_ns), 100000000LL);
+}
+
+Test(rst_image, session_clocks_on_the_same_host_are_the_process_offsets)
+{
+	struct ps_session_info info = {.has_clocks = true, .has_boot_id = true};
+	int64_t mono, boot;
+
+	if (!our_boot_id(info.boot_id))
+		cr_skip_test("no /proc/sys/kernel/random/boot_id");
+	info.clock_monotonic_ns = (int64_t)now_ns(CLOCK_MONOTONIC) + 777; /* one-way estimate */
+	info.clock_boottime_ns = (int64_t)now_ns(CLOCK_BOOTTIME) + 777;
+	info.timens_monotonic_ns = -42;
+	info.timens_boottime_ns = 7;
+	rst_session_clock_offsets(&info, &mono, &boot);
+	cr_expect_eq(mono, -42);
+	cr_expect_eq(boot, 7);
+}
+
+Test(rst_image, session_without_clocks_keeps_ours)
+{
+	struct ps_session_info info = {0};
+	int64_t mono = 1, boot = 1;
+
+	rst_session_clock_offsets(&info, &mono, &boot);
+	cr_expect_eq(mono, 0);
+	cr_expect_eq(boot, 0);
 }
