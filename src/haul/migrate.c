@@ -85,6 +85,7 @@ struct mig {
 	uint8_t *buf;
 	uint64_t *zero;
 	struct trk_range batch[HAUL_MIG_READ_PAGES];
+	struct ps_range vbatch[HAUL_MIG_READ_PAGES]; /* the batch, for ps_client_pages_v */
 	size_t nbatch;
 	uint64_t batch_pages;
 	uint64_t round_pages; /* pages handed to the client this round */
@@ -141,15 +142,6 @@ static int fault_point(const struct mig *m, const char *point)
 
 /* ---- sending pages ----------------------------------------------------- */
 
-/* Copy bits [@off, @off + @n) of @src into @dst (from bit 0). */
-static void bits_copy(uint64_t *dst, const uint64_t *src, uint64_t off, uint64_t n)
-{
-	memset(dst, 0, ((n + 63) / 64) * sizeof(*dst));
-	for (uint64_t i = 0; i < n; i++)
-		if (src[(off + i) / 64] & (1ULL << ((off + i) % 64)))
-			dst[i / 64] |= 1ULL << (i % 64);
-}
-
 /*
  * Sleep as long as the wire bytes sent since the round began are ahead of
  * --bandwidth.  The page client paces too; this only acts if it does not.
@@ -170,7 +162,6 @@ static void pace(struct mig *m)
 
 static int flush_batch(struct mig *m)
 {
-	uint64_t bits[HAUL_MIG_READ_PAGES / 64];
 	uint64_t off = 0;
 	int ret;
 
@@ -187,19 +178,17 @@ static int flush_batch(struct mig *m)
 		pr_err_r(ret, "cannot read the pages of pid %d", m->pid);
 		return ret;
 	}
+	/* one call for the whole batch: scattered pages share frames (the final round's are) */
 	for (size_t i = 0; i < m->nbatch; i++) {
-		const struct trk_range *r = &m->batch[i];
-
-		bits_copy(bits, m->zero, off, r->npages);
-		ret = ps_client_pages(m->client, r->start, m->buf + off * HAUL_PAGE_SIZE,
-				      (uint32_t)r->npages, bits);
-		if (ret) {
-			pr_err_r(ret, "cannot send pages of pid %d to %s", m->pid, m->o->to);
-			return ret;
-		}
-		off += r->npages;
-		m->round_pages += r->npages;
+		m->vbatch[i] = (struct ps_range){m->batch[i].start, m->batch[i].npages};
+		off += m->batch[i].npages;
 	}
+	ret = ps_client_pages_v(m->client, m->vbatch, m->nbatch, m->buf, m->zero);
+	if (ret) {
+		pr_err_r(ret, "cannot send pages of pid %d to %s", m->pid, m->o->to);
+		return ret;
+	}
+	m->round_pages += off;
 	m->nbatch = 0;
 	m->batch_pages = 0;
 	pace(m);

@@ -65,7 +65,10 @@ struct ps_stream {
 	const uint8_t *job_data;
 	const uint64_t *job_zero; /* bitmap of the caller's whole call */
 	uint64_t job_zero_base;	  /* bit index of job page 0 in job_zero */
-	uint32_t job_n;
+	uint32_t job_n;		  /* pages */
+	/* ps_client_pages_v: the job's ranges (their data follows on in job_data), else NULL */
+	const struct ps_range *job_r;
+	size_t job_nr;
 	int err;
 	/* owned by whichever thread uses the socket */
 	struct wire_pages_enc enc;
@@ -369,26 +372,24 @@ static bool zero_bit(const uint64_t *bm, uint64_t i)
 	return bm && (bm[i / 64] >> (i % 64)) & 1;
 }
 
-/* Encode the job's pages into st->enc.  Only reads the caller's data. */
-static int encode_job(struct ps_stream *st)
+/* Encode @npages pages at @addr from @data, zero bits from @zbase on, into st->enc. */
+static int encode_range(struct ps_stream *st, uint64_t addr, const uint8_t *data, uint64_t zbase,
+			uint32_t npages)
 {
 	uint32_t i = 0;
 
-	wire_pages_enc_reset(&st->enc);
-	while (i < st->job_n) {
+	while (i < npages) {
 		uint32_t n = 1;
-		bool z = zero_bit(st->job_zero, st->job_zero_base + i);
+		bool z = zero_bit(st->job_zero, zbase + i);
 		int r;
 
-		while (i + n < st->job_n && zero_bit(st->job_zero, st->job_zero_base + i + n) == z)
+		while (i + n < npages && zero_bit(st->job_zero, zbase + i + n) == z)
 			n++;
 		if (z)
-			r = wire_pages_enc_zero(&st->enc,
-						st->job_addr + (uint64_t)i * HAUL_PAGE_SIZE, n);
+			r = wire_pages_enc_zero(&st->enc, addr + (uint64_t)i * HAUL_PAGE_SIZE, n);
 		else
-			r = wire_pages_enc_add(&st->enc,
-					       st->job_addr + (uint64_t)i * HAUL_PAGE_SIZE,
-					       st->job_data + (size_t)i * HAUL_PAGE_SIZE, n);
+			r = wire_pages_enc_add(&st->enc, addr + (uint64_t)i * HAUL_PAGE_SIZE,
+					       data + (size_t)i * HAUL_PAGE_SIZE, n);
 		if (r < 0)
 			return r;
 		if ((uint32_t)r != n)
@@ -396,6 +397,23 @@ static int encode_job(struct ps_stream *st)
 		i += n;
 	}
 	return 0;
+}
+
+/* Encode the job's pages into st->enc.  Only reads the caller's data. */
+static int encode_job(struct ps_stream *st)
+{
+	uint64_t off = 0;
+	int ret = 0;
+
+	wire_pages_enc_reset(&st->enc);
+	if (!st->job_r)
+		return encode_range(st, st->job_addr, st->job_data, st->job_zero_base, st->job_n);
+	for (size_t k = 0; k < st->job_nr && !ret; k++) {
+		ret = encode_range(st, st->job_r[k].addr, st->job_data + off * HAUL_PAGE_SIZE,
+				   st->job_zero_base + off, (uint32_t)st->job_r[k].npages);
+		off += st->job_r[k].npages;
+	}
+	return ret;
 }
 
 static void *stream_thread(void *arg)
@@ -842,6 +860,7 @@ int ps_client_pages(struct ps_client *c, uint64_t addr, const void *data, uint32
 		st->job_zero = zero;
 		st->job_zero_base = off;
 		st->job_n = n;
+		st->job_r = NULL;
 		st->has_job = true;
 		pthread_cond_broadcast(&c->cv);
 		c->next = (c->next + 1) % c->n;
@@ -852,6 +871,68 @@ int ps_client_pages(struct ps_client *c, uint64_t addr, const void *data, uint32
 		while (c->st[i].has_job)
 			pthread_cond_wait(&c->cv, &c->mu);
 	pthread_mutex_unlock(&c->mu);
+	return err;
+}
+
+int ps_client_pages_v(struct ps_client *c, const struct ps_range *r, size_t n, const void *data,
+		      const uint64_t *zero)
+{
+	struct ps_range *piece;
+	size_t np = 0, k = 0;
+	uint64_t off = 0;
+	int err = 0;
+
+	if (!c->in_round)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if ((r[i].addr & (HAUL_PAGE_SIZE - 1)) || !r[i].npages)
+			return -EINVAL;
+		np += (r[i].npages + WIRE_BATCH_PAGES - 1) / WIRE_BATCH_PAGES;
+	}
+	piece = malloc((np ? np : 1) * sizeof(*piece));
+	if (!piece)
+		return -ENOMEM;
+	/* Cut ranges to fit a batch; a job is a run of whole pieces of <= WIRE_BATCH_PAGES pages. */
+	np = 0;
+	for (size_t i = 0; i < n; i++)
+		for (uint64_t o = 0; o < r[i].npages; o += WIRE_BATCH_PAGES) {
+			uint64_t left = r[i].npages - o;
+
+			piece[np].addr = r[i].addr + o * HAUL_PAGE_SIZE;
+			piece[np++].npages = left < WIRE_BATCH_PAGES ? left : WIRE_BATCH_PAGES;
+		}
+	pthread_mutex_lock(&c->mu);
+	while (k < np && !err) {
+		struct ps_stream *st = &c->st[c->next];
+		size_t first = k;
+		uint64_t pages = 0;
+
+		while (k < np && pages + piece[k].npages <= WIRE_BATCH_PAGES)
+			pages += piece[k++].npages;
+		while (st->has_job && !st->err)
+			pthread_cond_wait(&c->cv, &c->mu);
+		if (st->err) {
+			err = st->err;
+			break;
+		}
+		st->job_addr = piece[first].addr;
+		st->job_data = (const uint8_t *)data + off * HAUL_PAGE_SIZE;
+		st->job_zero = zero;
+		st->job_zero_base = off;
+		st->job_n = (uint32_t)pages;
+		st->job_r = &piece[first];
+		st->job_nr = k - first;
+		st->has_job = true;
+		pthread_cond_broadcast(&c->cv);
+		c->next = (c->next + 1) % c->n;
+		off += pages;
+	}
+	/* Return only once every stream has copied what it took (and the pieces). */
+	for (unsigned i = 0; i < c->n; i++)
+		while (c->st[i].has_job)
+			pthread_cond_wait(&c->cv, &c->mu);
+	pthread_mutex_unlock(&c->mu);
+	free(piece);
 	return err;
 }
 

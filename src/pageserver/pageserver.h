@@ -22,6 +22,7 @@
  *    ps_client_serve() (source).
  *  - Hybrid post-copy: ps_sink_ops.stale, ps_client_state_stale()
  *    (State.stale on the wire, offered with CAP_STALE).
+ *  - ps_client_pages_v(): scattered ranges in shared batches.
  *  - Clocks across hosts: ps_client_opts.clocks, ps_session_info.has_clocks
  *    and the fields after it (SessionOpen 7-11).
  *  - Unless stated, functions return 0 or -errno.  A peer's error reply
@@ -86,8 +87,13 @@ struct ps_range {
 	uint64_t npages;
 };
 
-/* The most stale ranges one state may carry (State.stale must fit WIRE_MAX_MSG). */
-#define PS_MAX_STALE_RANGES 32768
+/*
+ * The most stale ranges one state may carry: as varints a pair takes at most
+ * 12 bytes (user addresses < 2^48, npages < 2^32), so 4096 pairs stay under
+ * the client's 64 KiB message room (WIRE_MAX_MSG is 1 MiB, the client's
+ * frame buffer is smaller).
+ */
+#define PS_MAX_STALE_RANGES 4096
 
 /* The reply to a restore command. */
 struct ps_restore_result {
@@ -207,6 +213,14 @@ int ps_client_round_begin(struct ps_client *c, uint64_t round);
  */
 int ps_client_pages(struct ps_client *c, uint64_t addr, const void *data, uint32_t npages,
 		    const uint64_t *zero);
+/*
+ * ps_client_pages() for @n ranges whose data lies back to back at @data
+ * (@zero: bit i = page i of all of them).  Ranges share batches (frames),
+ * so a round of scattered single pages costs one hand-off per batch, not
+ * per page.
+ */
+int ps_client_pages_v(struct ps_client *c, const struct ps_range *r, size_t n, const void *data,
+		      const uint64_t *zero);
 /* Flush, and wait until the server has every page of the round. */
 int ps_client_round_end(struct ps_client *c, uint64_t round);
 int ps_client_state(struct ps_client *c, const void *blob, size_t len);
