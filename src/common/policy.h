@@ -5,7 +5,7 @@
 #ifndef HAUL_COMMON_POLICY_H
 #define HAUL_COMMON_POLICY_H
 
-#define HAUL_PAGE_SIZE 4096UL
+#define HAUL_PAGE_SIZE	4096UL
 #define HAUL_PAGE_SHIFT 12
 
 /* ---- wire (owned by the page server) ---------------------------------------- */
@@ -43,7 +43,7 @@
 #define HAUL_MIG_THROTTLE_MAX_PERIOD_US 1000000
 /* First throttle step and each further step, as QEMU's auto-converge (20%, +10%). */
 #define HAUL_MIG_THROTTLE_INITIAL 20
-#define HAUL_MIG_THROTTLE_STEP 10
+#define HAUL_MIG_THROTTLE_STEP	  10
 /* The most CPU auto-converge takes away; 99% leaves the workload alive. */
 #define HAUL_MIG_THROTTLE_MAX 99
 /* A round "shrinks" when it is below this percentage of the previous one; slower
@@ -56,7 +56,7 @@
 /* When the data left costs under this, or under this percentage of the fixed costs,
  * more rounds cannot lower the downtime much: switch over even if the fixed costs
  * alone exceed --downtime (rather than throttle a hot set for nothing). */
-#define HAUL_MIG_FLOOR_MS 1
+#define HAUL_MIG_FLOOR_MS  1
 #define HAUL_MIG_FLOOR_PCT 10
 /* Default most pre-copy rounds before switching over regardless (then reported). */
 #define HAUL_MIG_MAX_ROUNDS 30
