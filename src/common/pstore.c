@@ -490,19 +490,16 @@ static const struct haul_layout *cur_layout(const struct pstore_proc *p)
 	return p->has_new_layout ? &p->new_layout : &p->layout;
 }
 
-/* Whether [addr, addr + npages pages) lies inside VMAs of @l (possibly several adjacent). */
-static bool range_in_layout(const struct haul_layout *l, uint64_t addr, uint64_t npages)
+/* Pages about to be staged: aligned, inside the announced layout; the stage map exists. */
+static int stage_check(struct pstore_proc *p, uint64_t addr, uint32_t npages)
 {
-	uint64_t end = addr + npages * HAUL_PAGE_SIZE;
-
-	while (addr < end) {
-		const struct haul_vma *v = haul_layout_find(l, addr);
-
-		if (!v)
-			return false;
-		addr = v->end;
-	}
-	return true;
+	if (addr & (HAUL_PAGE_SIZE - 1) || addr > UINT64_MAX - (uint64_t)npages * HAUL_PAGE_SIZE)
+		return -EINVAL;
+	if (!haul_layout_covers(cur_layout(p), addr, npages))
+		return -ERANGE;
+	if (!p->stage.cap)
+		return pmap_init(&p->stage, 1024);
+	return 0;
 }
 
 int pstore_put(struct pstore_proc *p, uint64_t addr, const void *data, uint32_t npages)
@@ -510,15 +507,9 @@ int pstore_put(struct pstore_proc *p, uint64_t addr, const void *data, uint32_t 
 	uint64_t pg = addr >> HAUL_PAGE_SHIFT;
 	int ret;
 
-	if (addr & (HAUL_PAGE_SIZE - 1) || addr > UINT64_MAX - (uint64_t)npages * HAUL_PAGE_SIZE)
-		return -EINVAL;
-	if (!range_in_layout(cur_layout(p), addr, npages))
-		return -ERANGE;
-	if (!p->stage.cap) {
-		ret = pmap_init(&p->stage, 1024);
-		if (ret)
-			return ret;
-	}
+	ret = stage_check(p, addr, npages);
+	if (ret)
+		return ret;
 	for (uint32_t i = 0; i < npages; i++) {
 		uint64_t *cell = pmap_find(&p->stage, pg + i);
 		uint64_t slot;
@@ -583,15 +574,9 @@ int pstore_put_direct(struct pstore_proc *p, uint64_t addr, uint32_t npages, uin
 
 	if (p->fd >= 0)
 		return -EOPNOTSUPP;
-	if (addr & (HAUL_PAGE_SIZE - 1) || addr > UINT64_MAX - (uint64_t)npages * HAUL_PAGE_SIZE)
-		return -EINVAL;
-	if (!range_in_layout(cur_layout(p), addr, npages))
-		return -ERANGE;
-	if (!p->stage.cap) {
-		ret = pmap_init(&p->stage, 1024);
-		if (ret)
-			return ret;
-	}
+	ret = stage_check(p, addr, npages);
+	if (ret)
+		return ret;
 	for (uint32_t i = 0; i < npages; i++) {
 		uint64_t *cell = pmap_find(&p->stage, pg + i);
 		uint64_t slot;

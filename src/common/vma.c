@@ -223,6 +223,35 @@ const struct haul_vma *haul_layout_find(const struct haul_layout *l, uint64_t ad
 	return NULL;
 }
 
+bool haul_layout_covers(const struct haul_layout *l, uint64_t addr, uint64_t npages)
+{
+	uint64_t end = addr + npages * 4096;
+
+	while (addr < end) {
+		const struct haul_vma *v = haul_layout_find(l, addr);
+
+		if (!v)
+			return false;
+		addr = v->end;
+	}
+	return true;
+}
+
+const struct haul_vma *haul_layout_next(const struct haul_layout *l, uint64_t addr)
+{
+	size_t lo = 0, hi = l->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (l->v[mid].start > addr)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo < l->n ? &l->v[lo] : NULL;
+}
+
 bool haul_vma_is_memory(const struct haul_vma *v)
 {
 	return !(v->flags & (HAUL_VMA_VDSO | HAUL_VMA_VVAR | HAUL_VMA_VSYSCALL | HAUL_VMA_SPECIAL));

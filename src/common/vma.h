@@ -66,6 +66,12 @@ int haul_layout_copy(const struct haul_layout *src, struct haul_layout *dst);
 /* The VMA that contains @addr, or NULL. Binary search. */
 const struct haul_vma *haul_layout_find(const struct haul_layout *l, uint64_t addr);
 
+/* Whether [addr, addr + npages pages) lies inside VMAs of @l (possibly several adjacent). */
+bool haul_layout_covers(const struct haul_layout *l, uint64_t addr, uint64_t npages);
+
+/* The first VMA that starts above @addr, or NULL. Binary search. */
+const struct haul_vma *haul_layout_next(const struct haul_layout *l, uint64_t addr);
+
 /* Whether a VMA holds memory haul migrates page by page (not vdso/vvar/vsyscall). */
 bool haul_vma_is_memory(const struct haul_vma *v);
 

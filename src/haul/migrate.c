@@ -262,13 +262,8 @@ static int send_gone(struct mig *m, const struct trk_round *r)
 				b = r->dirty[d].start;
 			if (!v || !haul_vma_is_memory(v)) {
 				/* unmapped now: the layout already dropped it on the target */
-				const struct haul_vma *next = NULL;
+				const struct haul_vma *next = haul_layout_next(&r->layout, a);
 
-				for (size_t k = 0; k < r->layout.n; k++)
-					if (r->layout.v[k].start > a) {
-						next = &r->layout.v[k];
-						break;
-					}
 				a = next && next->start < b ? next->start : b;
 				continue;
 			}

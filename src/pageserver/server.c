@@ -1070,20 +1070,6 @@ static int on_round_begin(struct ps_conn *c, ProtobufCMessage *m)
 	return 0;
 }
 
-static bool range_in_layout(const struct haul_layout *l, uint64_t addr, uint64_t npages)
-{
-	uint64_t end = addr + npages * HAUL_PAGE_SIZE;
-
-	while (addr < end) {
-		const struct haul_vma *v = haul_layout_find(l, addr);
-
-		if (!v)
-			return false;
-		addr = v->end;
-	}
-	return true;
-}
-
 static int put_pages(void *arg, uint64_t addr, const void *data, uint32_t npages)
 {
 	struct ps_conn *c = arg;
@@ -1091,7 +1077,7 @@ static int put_pages(void *arg, uint64_t addr, const void *data, uint32_t npages
 
 	if (x->proc)
 		return pstore_put(x->proc, addr, data, npages);
-	if (!range_in_layout(&x->layout, addr, npages))
+	if (!haul_layout_covers(&x->layout, addr, npages))
 		return -ERANGE;
 	return c->srv->o.sink->pages(x->sink_sess, addr, data, npages);
 }
