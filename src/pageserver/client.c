@@ -18,7 +18,9 @@
  * with a timeout (poll).  The server never sends a frame unasked except an
  * Error before it closes, and, inside ps_client_serve() only (post-copy),
  * PAGE_REQs, which the caller's thread answers with PAGE_REPLYs on the
- * stream they came on, until the server's Ack(PAGE_REQ) says it has all.
+ * stream they came on, until the server's Ack(PAGE_REQ) says it has all;
+ * that Ack may carry the target's post-copy statistics (Ack.lazy), kept for
+ * ps_client_lazy_report().
  *
  * A bandwidth cap is a token bucket shared by the streams.
  */
@@ -96,12 +98,15 @@ struct ps_client {
 	/* post-copy serving, on first use */
 	uint8_t *serve_buf;
 	struct wire_pages_enc serve_enc;
+	bool has_lazy_report; /* the target's report came with its "every page arrived" */
+	struct ps_lazy_report lazy_report;
 	/* token bucket, under mu */
 	double tokens;
 	struct timespec tb_last;
 	/* stats, under mu */
 	uint64_t pages, zero_pages, lz4_pages, payload_bytes, round_payload;
 	double last_round_mbps;
+	uint64_t serve_replies, serve_bytes;
 };
 
 /* ---- raw socket I/O ------------------------------------------------------------------ */
@@ -1155,6 +1160,8 @@ void ps_client_stats(const struct ps_client *c, struct ps_client_stats *st)
 	st->lz4_pages = c->lz4_pages;
 	st->payload_bytes = c->payload_bytes;
 	st->last_round_mbps = c->last_round_mbps;
+	st->serve_replies = c->serve_replies;
+	st->serve_bytes = c->serve_bytes;
 	pthread_mutex_unlock(&m->mu);
 }
 
@@ -1164,6 +1171,7 @@ static int serve_one(struct ps_client *c, struct ps_stream *st, const Haul__Wire
 		     ps_serve_fn fn, void *arg)
 {
 	Haul__Wire__Pages rep;
+	uint64_t sent0 = st->bytes_sent;
 	int ret = 0;
 
 	if (!c->serve_buf) {
@@ -1198,8 +1206,14 @@ static int serve_one(struct ps_client *c, struct ps_stream *st, const Haul__Wire
 	wire_pages_enc_msg(&c->serve_enc, &rep);
 	rep.has_req_id = true;
 	rep.req_id = q->req_id;
-	return stream_sendv(st, WIRE_PAGE_REPLY, &rep.base, c->serve_enc.segs, c->serve_enc.nsegs,
-			    (uint32_t)c->serve_enc.len);
+	ret = stream_sendv(st, WIRE_PAGE_REPLY, &rep.base, c->serve_enc.segs, c->serve_enc.nsegs,
+			   (uint32_t)c->serve_enc.len);
+	/* the stream threads are idle while serving: only this thread adds to bytes_sent */
+	pthread_mutex_lock(&c->mu);
+	c->serve_replies += !ret;
+	c->serve_bytes += st->bytes_sent - sent0;
+	pthread_mutex_unlock(&c->mu);
+	return ret;
 }
 
 int ps_client_serve(struct ps_client *c, ps_serve_fn fn, void *arg, int idle_ms)
@@ -1210,6 +1224,7 @@ int ps_client_serve(struct ps_client *c, ps_serve_fn fn, void *arg, int idle_ms)
 
 	if (ret)
 		return ret;
+	c->has_lazy_report = false;
 	for (unsigned i = 0; i < c->n; i++)
 		pfd[i] = (struct pollfd){.fd = c->st[i].fd, .events = POLLIN};
 	for (;;) {
@@ -1239,8 +1254,14 @@ int ps_client_serve(struct ps_client *c, ps_serve_fn fn, void *arg, int idle_ms)
 				served++;
 			} else if (type == WIRE_ACK &&
 				   ((Haul__Wire__Ack *)m)->type == WIRE_PAGE_REQ) {
+				const Haul__Wire__Ack *a = (Haul__Wire__Ack *)m;
+
 				pr_info("target has every page of pid %d (%llu requests served)",
 					c->o.pid, (unsigned long long)served);
+				/* an older target sends no report: ps_client_lazy_report says so */
+				c->has_lazy_report = a->lazy != NULL;
+				if (a->lazy)
+					ps_lazy_report_from_msg(a->lazy, &c->lazy_report);
 				wire_msg_free(m);
 				return 0;
 			} else {
@@ -1253,4 +1274,12 @@ int ps_client_serve(struct ps_client *c, ps_serve_fn fn, void *arg, int idle_ms)
 				return ret;
 		}
 	}
+}
+
+int ps_client_lazy_report(const struct ps_client *c, struct ps_lazy_report *out)
+{
+	if (!c->has_lazy_report)
+		return -ENODATA;
+	*out = c->lazy_report;
+	return 0;
 }

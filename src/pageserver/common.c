@@ -6,6 +6,9 @@
  * both sides hash it down with BLAKE2b (crypto_generichash) so that a
  * passphrase-like file and a raw 32-byte key work alike.  The hash is the
  * HMAC key of the challenge-response and the root of the session key.
+ *
+ * Also the post-copy report's conversion to and from its message, which the
+ * server (target) writes and the client (source) reads.
  */
 #define LOG_PREFIX "ps: "
 #include <arpa/inet.h>
@@ -110,4 +113,39 @@ void ps_addr_str(const struct sockaddr *sa, char *buf, size_t len)
 	} else {
 		snprintf(buf, len, "(family %d)", sa->sa_family);
 	}
+}
+
+/* Every field of struct ps_lazy_report, named as in the LazyReport message. */
+#define PS_LAZY_REPORT_FIELDS(X)                                                                   \
+	X(faults)                                                                                  \
+	X(fault_pages)                                                                             \
+	X(pushed_pages)                                                                            \
+	X(zero_filled)                                                                             \
+	X(present_pages)                                                                           \
+	X(total_pages)                                                                             \
+	X(eexist_pages)                                                                            \
+	X(fetched_bytes)                                                                           \
+	X(fault_p50_ns)                                                                            \
+	X(fault_p99_ns)                                                                            \
+	X(fault_max_ns)                                                                            \
+	X(complete_ns)
+
+void ps_lazy_report_to_msg(const struct ps_lazy_report *r, Haul__Wire__LazyReport *m)
+{
+	haul__wire__lazy_report__init(m);
+#define TO_MSG(f)                                                                                  \
+	m->has_##f = true;                                                                         \
+	m->f = r->f;
+	PS_LAZY_REPORT_FIELDS(TO_MSG)
+#undef TO_MSG
+}
+
+void ps_lazy_report_from_msg(const Haul__Wire__LazyReport *m, struct ps_lazy_report *r)
+{
+	memset(r, 0, sizeof(*r));
+#define FROM_MSG(f)                                                                                \
+	if (m->has_##f)                                                                            \
+		r->f = m->f;
+	PS_LAZY_REPORT_FIELDS(FROM_MSG)
+#undef FROM_MSG
 }

@@ -25,6 +25,9 @@
  *  - ps_client_pages_v(): scattered ranges in shared batches.
  *  - Clocks across hosts: ps_client_opts.clocks, ps_session_info.has_clocks
  *    and the fields after it (SessionOpen 7-11).
+ *  - Post-copy statistics to the source: ps_session_fetch_done_report()
+ *    (target), ps_client_lazy_report() and ps_client_stats.serve_* (source);
+ *    Ack.lazy on the wire.
  *  - Unless stated, functions return 0 or -errno.  A peer's error reply
  *    (an Error frame) comes back as its errno, logged with its reason.
  */
@@ -80,6 +83,33 @@ struct ps_session_info {
 int ps_session_fetch(struct ps_session *s, uint64_t addr, uint32_t npages, void *buf);
 /* Post-copy: every page has arrived; the source's ps_client_serve() returns 0. */
 int ps_session_fetch_done(struct ps_session *s);
+
+/*
+ * What the target measured of a post-copy (rst_lazy_stats of its fault
+ * server), carried to the source with the "every page arrived" notice
+ * (Ack(PAGE_REQ).lazy, DESIGN "Wire format").  A field the peer did not
+ * send reads 0.
+ */
+struct ps_lazy_report {
+	uint64_t faults;	/* page faults answered */
+	uint64_t fault_pages;	/* pages copied for faults (with fault-around) */
+	uint64_t pushed_pages;	/* pages copied by the background push */
+	uint64_t zero_filled;	/* of fault and pushed pages: all zeros, mapped not copied */
+	uint64_t present_pages; /* lazy pages already in place at the resume (eager, pre-copy) */
+	uint64_t total_pages;	/* pages of the lazy VMAs at the resume */
+	uint64_t eexist_pages;	/* pages found present when copied (a race, not an error) */
+	uint64_t fetched_bytes; /* page bytes asked of the source */
+	uint64_t fault_p50_ns;	/* fault service time, from reading the fault to waking it */
+	uint64_t fault_p99_ns;
+	uint64_t fault_max_ns;
+	uint64_t complete_ns; /* fault server start (the resume) to every page present */
+};
+
+/*
+ * ps_session_fetch_done() that also sends @r (NULL: none, the same as
+ * ps_session_fetch_done).  @r is copied before return.  Any thread.
+ */
+int ps_session_fetch_done_report(struct ps_session *s, const struct ps_lazy_report *r);
 
 /* A run of pages: @npages pages from @addr (page aligned). */
 struct ps_range {
@@ -262,6 +292,12 @@ typedef int (*ps_serve_fn)(void *arg, uint64_t addr, uint32_t npages, void *buf)
  * with -ETIMEDOUT after that long without a request (0: never).
  */
 int ps_client_serve(struct ps_client *c, ps_serve_fn fn, void *arg, int idle_ms);
+/*
+ * After ps_client_serve() returned 0: what the target measured of the
+ * post-copy (struct ps_lazy_report).  0, or -ENODATA when the target sent
+ * no report (an older haul, or a sink that measures nothing).
+ */
+int ps_client_lazy_report(const struct ps_client *c, struct ps_lazy_report *out);
 
 struct ps_client_stats {
 	uint64_t bytes_sent; /* on the wire, all streams */
@@ -270,6 +306,9 @@ struct ps_client_stats {
 	uint64_t lz4_pages;
 	uint64_t payload_bytes; /* payload bytes before encoding (pages * 4096) */
 	double last_round_mbps; /* payload throughput of the last round (MB/s of pages) */
+	/* ps_client_serve(): page replies sent and their wire bytes (also in bytes_sent) */
+	uint64_t serve_replies;
+	uint64_t serve_bytes;
 };
 void ps_client_stats(const struct ps_client *c, struct ps_client_stats *st);
 

@@ -25,4 +25,14 @@ int ps_addr_parse(const char *s, bool passive, struct sockaddr_storage *ss, sock
 /* "198.18.0.1:40312" for logs. */
 void ps_addr_str(const struct sockaddr *sa, char *buf, size_t len);
 
+struct ps_lazy_report;
+
+/*
+ * struct ps_lazy_report <-> the LazyReport message (Ack.lazy).  to_msg
+ * fills @m (initialised here) with every field set; from_msg reads an absent
+ * field as 0.
+ */
+void ps_lazy_report_to_msg(const struct ps_lazy_report *r, Haul__Wire__LazyReport *m);
+void ps_lazy_report_from_msg(const Haul__Wire__LazyReport *m, struct ps_lazy_report *r);
+
 #endif

@@ -181,7 +181,9 @@ struct ps_session {
 	struct ps_fetch *inflight; /* PAGE_REQs sent, waiting for their PAGE_REPLY */
 	bool fclosed;		   /* no more requests: the session failed or ended */
 	bool fdone;		   /* the target has every page: tell the source */
-	unsigned next_stream;	   /* loop thread: round-robin of requests over streams */
+	bool has_frep;		   /* with fdone: send frep with the notice */
+	struct ps_lazy_report frep;
+	unsigned next_stream; /* loop thread: round-robin of requests over streams */
 	struct ps_session *next;
 };
 
@@ -222,6 +224,7 @@ static void conn_teardown(struct ps_conn *c);
 static void session_fail(struct ps_session *s, int err, const char *reason);
 static void server_reap(struct ps_server *s);
 static int send_ack(struct ps_conn *c, unsigned type, uint64_t value, uint64_t pages);
+static int send_done(struct ps_conn *c, const struct ps_lazy_report *r);
 static void fetch_fail_all(struct ps_session *x, int err);
 
 /* ---- io_uring plumbing -------------------------------------------------------------- */
@@ -616,6 +619,8 @@ static void fasync_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
 	struct ps_server *s = w->data;
 	struct ps_session *done[64];
+	struct ps_lazy_report rep[64];
+	bool has_rep[64];
 	struct ps_fetch *todo;
 	unsigned ndone = 0;
 
@@ -627,6 +632,8 @@ static void fasync_cb(struct ev_loop *loop, ev_async *w, int revents)
 	for (struct ps_session *x = s->sessions; x && ndone < 64; x = x->next)
 		if (x->fdone) {
 			x->fdone = false;
+			has_rep[ndone] = x->has_frep;
+			rep[ndone] = x->frep;
 			done[ndone++] = x;
 		}
 	pthread_mutex_unlock(&s->fmu);
@@ -659,7 +666,7 @@ static void fasync_cb(struct ev_loop *loop, ev_async *w, int revents)
 		struct ps_conn *c = fetch_stream(done[i]);
 
 		if (c)
-			send_ack(c, WIRE_PAGE_REQ, 0, 0);
+			send_done(c, has_rep[i] ? &rep[i] : NULL);
 	}
 	server_reap(s);
 }
@@ -715,15 +722,23 @@ int ps_session_fetch(struct ps_session *x, uint64_t addr, uint32_t npages, void 
 	return ret;
 }
 
-int ps_session_fetch_done(struct ps_session *x)
+int ps_session_fetch_done_report(struct ps_session *x, const struct ps_lazy_report *r)
 {
 	struct ps_server *s = x->srv;
 
 	pthread_mutex_lock(&s->fmu);
 	x->fdone = true;
+	x->has_frep = r != NULL;
+	if (r)
+		x->frep = *r;
 	pthread_mutex_unlock(&s->fmu);
 	ev_async_send(s->loop, &s->fasync);
 	return 0;
+}
+
+int ps_session_fetch_done(struct ps_session *x)
+{
+	return ps_session_fetch_done_report(x, NULL);
 }
 
 struct fetch_ctx {
@@ -1003,6 +1018,22 @@ static int send_ack(struct ps_conn *c, unsigned type, uint64_t value, uint64_t p
 	a.value = value;
 	a.has_pages = true;
 	a.pages = pages;
+	return conn_send(c, WIRE_ACK, &a.base, NULL, 0);
+}
+
+/* Post-copy: Ack(PAGE_REQ), "every page arrived", with the target's report when there is one. */
+static int send_done(struct ps_conn *c, const struct ps_lazy_report *r)
+{
+	Haul__Wire__Ack a = HAUL__WIRE__ACK__INIT;
+	Haul__Wire__LazyReport lm;
+
+	a.type = WIRE_PAGE_REQ;
+	a.has_value = true;
+	a.has_pages = true;
+	if (r) {
+		ps_lazy_report_to_msg(r, &lm);
+		a.lazy = &lm;
+	}
 	return conn_send(c, WIRE_ACK, &a.base, NULL, 0);
 }
 

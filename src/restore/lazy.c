@@ -1425,6 +1425,7 @@ static int mark_populated(struct rst_lazy *lz, pid_t pid)
 		}
 	}
 	close(fd);
+	lz->st.present_pages = before - lz->missing; /* before start: no other thread yet */
 	if (ret)
 		pr_err_r(ret, "cannot read which pages of pid %d are present", (int)pid);
 	else if (before != lz->missing)

@@ -76,6 +76,7 @@ struct rst_lazy_opts {
 
 struct rst_lazy_stats {
 	uint64_t total_pages;	/* pages of the lazy VMAs at start */
+	uint64_t present_pages; /* of those, found in place at attach (eager, pre-copy rounds) */
 	uint64_t missing_pages; /* pages not yet present (or dropped by unmap/remove) */
 	uint64_t faults;	/* fault messages answered */
 	uint64_t fault_pages;	/* pages copied because of a fault (with fault-around) */

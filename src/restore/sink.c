@@ -13,8 +13,8 @@
  * arrived: the stub gets rst_lazy_before_resume with the session itself as
  * the source (rst_lazy_session_fetch), stale pages named with the state
  * (hybrid) are zapped before registration, and after the resume a waiter
- * thread tells the source (ps_session_fetch_done) once every page is
- * present.  close() joins it and frees the fault server, which kills a
+ * thread tells the source (ps_session_fetch_done_report, with the fault
+ * server's statistics) once every page is present.  close() joins it and frees the fault server, which kills a
  * process whose memory is incomplete: an uncommitted or failed post-copy
  * never leaves a copy running here.  Should the page server itself die
  * mid-post-copy, a watchdog child that holds a copy of the uffd kills the
@@ -152,6 +152,7 @@ static void *live_waiter(void *arg)
 {
 	struct live_sess *s = arg;
 	struct rst_lazy_stats st;
+	struct ps_lazy_report rep;
 	int ret = rst_lazy_wait_complete(s->hook.lz, -1);
 
 	if (ret) {
@@ -161,8 +162,23 @@ static void *live_waiter(void *arg)
 	}
 	/* every page is in: the uffd copy the watchdog holds would only keep it registered */
 	watchdog_dismiss(s);
-	ps_session_fetch_done(s->session);
 	rst_lazy_stats(s->hook.lz, &st);
+	rep = (struct ps_lazy_report){
+		.faults = st.faults,
+		.fault_pages = st.fault_pages,
+		.pushed_pages = st.pushed_pages,
+		.zero_filled = st.zero_filled,
+		.present_pages = st.present_pages,
+		.total_pages = st.total_pages,
+		.eexist_pages = st.eexist,
+		.fetched_bytes = st.fetched_bytes,
+		.fault_p50_ns = st.fault_p50_ns,
+		.fault_p99_ns = st.fault_p99_ns,
+		.fault_max_ns = st.fault_max_ns,
+		.complete_ns = st.complete_ns,
+	};
+	/* the source reports what we measured (haul migrate --json) */
+	ps_session_fetch_done_report(s->session, &rep);
 	pr_info("pid %d (pid %d here): all memory arrived %.1f ms after the resume; %llu faults "
 		"(%llu pages, latency p50 %.0f us, p99 %.0f us, max %.0f us), %llu pages pushed",
 		(int)s->pid, (int)s->restored, st.complete_ns / 1e6, (unsigned long long)st.faults,

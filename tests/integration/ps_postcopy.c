@@ -2,7 +2,8 @@
  * ps_postcopy.c - post-copy over a live session's own streams: the target's
  * sink asks for pages with ps_session_fetch() from its own threads while the
  * source answers in ps_client_serve().  A page server runs in this process
- * with a test sink; no root needed.
+ * with a test sink; no root needed.  The "every page arrived" notice carries
+ * the target's statistics back to the source (ps_client_lazy_report).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -44,6 +46,11 @@ struct tsink {
 	uint64_t bad;
 	pthread_mutex_t mu;
 	bool closed, started;
+	/* report mode: one thread plays the fault server and reports what it did */
+	bool report;
+	uint8_t present[NPAGES]; /* pages pushed before the resume */
+	uint64_t requests;	 /* page requests it sent */
+	struct ps_lazy_report rep;
 };
 
 static struct tsink ts;
@@ -109,10 +116,19 @@ static int t_layout(void *sess, const struct haul_layout *l)
 
 static int t_pages(void *sess, uint64_t addr, const void *data, uint32_t npages)
 {
+	uint8_t want[PG];
+
 	(void)sess;
-	(void)addr;
-	(void)data;
-	(void)npages;
+	for (uint32_t i = 0; i < npages; i++) {
+		uint64_t a = addr + i * PG;
+
+		if (a < BASE || a >= BASE + NPAGES * PG)
+			return -ERANGE;
+		gen(want, a);
+		if (data ? memcmp(want, (const uint8_t *)data + i * PG, PG) : want[0] != 0)
+			ts.bad++;
+		ts.present[(a - BASE) / PG] = 1;
+	}
 	return 0;
 }
 
@@ -142,6 +158,99 @@ static void *finisher(void *arg)
 
 static pthread_t fin;
 
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/*
+ * Fetch the missing pages of [@first, @first + @n) (page indexes), run by
+ * run, as the fault server would, and count them in @r.  0 or -errno.
+ */
+static int fetch_missing(uint64_t first, uint64_t n, bool fault, uint8_t *have,
+			 struct ps_lazy_report *r)
+{
+	static uint8_t buf[64 * PG], want[PG];
+
+	for (uint64_t i = first; i < first + n;) {
+		uint64_t run = 0;
+		int ret;
+
+		if (have[i]) {
+			i++;
+			continue;
+		}
+		while (i + run < first + n && !have[i + run] && run < 64)
+			run++;
+		ret = ps_session_fetch(ts.session, BASE + i * PG, (uint32_t)run, buf);
+		if (ret)
+			return ret;
+		ts.requests++;
+		for (uint64_t k = 0; k < run; k++) {
+			gen(want, BASE + (i + k) * PG);
+			if (memcmp(want, buf + k * PG, PG))
+				ts.bad++;
+			if (want[0] == 0 && !memcmp(want, want + 1, PG - 1))
+				r->zero_filled++;
+			have[i + k] = 1;
+		}
+		if (fault)
+			r->fault_pages += run;
+		else
+			r->pushed_pages += run;
+		r->fetched_bytes += run * PG;
+		i += run;
+	}
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Report mode: 8 "faults" (16-page windows), then push the rest; report like rst_live_sink. */
+static void *lazy_target(void *arg)
+{
+	static uint8_t have[NPAGES];
+	struct ps_lazy_report r = {.total_pages = NPAGES};
+	uint64_t t0 = now_ns(), lat[8];
+	int ret = 0;
+
+	(void)arg;
+	memcpy(have, ts.present, sizeof(have));
+	for (int i = 0; i < NPAGES; i++)
+		r.present_pages += have[i];
+	for (int k = 0; k < 8 && !ret; k++) {
+		uint64_t t = now_ns(), pg = (300 + (uint64_t)k * 457) % NPAGES;
+
+		ret = fetch_missing(pg & ~15ull, 16, true, have, &r);
+		lat[k] = now_ns() - t;
+		r.faults++;
+	}
+	for (uint64_t pg = 0; pg < NPAGES && !ret; pg += 256)
+		ret = fetch_missing(pg, 256, false, have, &r);
+	if (ret) {
+		ts.result[0] = ret;
+		return NULL;
+	}
+	qsort(lat, 8, sizeof(lat[0]), cmp_u64);
+	r.fault_p50_ns = lat[4];
+	r.fault_p99_ns = lat[7];
+	r.fault_max_ns = lat[7];
+	r.complete_ns = now_ns() - t0;
+	pthread_mutex_lock(&ts.mu);
+	ts.rep = r;
+	pthread_mutex_unlock(&ts.mu);
+	ps_session_fetch_done_report(ts.session, &r);
+	return NULL;
+}
+
 static int t_restore(void *sess, struct ps_restore_result *res)
 {
 	static uint8_t one[PG];
@@ -149,9 +258,13 @@ static int t_restore(void *sess, struct ps_restore_result *res)
 	(void)sess;
 	/* the loop thread itself may not fetch */
 	cr_assert_eq(ps_session_fetch(ts.session, BASE, 1, one), -EDEADLK);
-	for (int i = 0; i < 2; i++)
-		pthread_create(&ts.thr[i], NULL, fetcher, (void *)(intptr_t)i);
-	pthread_create(&fin, NULL, finisher, NULL);
+	if (ts.report) {
+		pthread_create(&fin, NULL, lazy_target, NULL);
+	} else {
+		for (int i = 0; i < 2; i++)
+			pthread_create(&ts.thr[i], NULL, fetcher, (void *)(intptr_t)i);
+		pthread_create(&fin, NULL, finisher, NULL);
+	}
 	ts.started = true;
 	res->pid = 4242;
 	res->err = 0;
@@ -202,6 +315,7 @@ Test(ps_postcopy, target_fetches_pages_over_the_live_streams, .timeout = 60)
 	struct haul_vma v = {.start = BASE, .end = BASE + NPAGES * PG, .prot = 3, .flags = 2};
 	struct haul_layout l = {&v, 1};
 	struct ps_restore_result res;
+	struct ps_lazy_report lr;
 	struct ps_server *s;
 	struct ps_client *c;
 	pthread_t st;
@@ -232,6 +346,103 @@ Test(ps_postcopy, target_fetches_pages_over_the_live_streams, .timeout = 60)
 	cr_assert_eq(ts.result[0], 0, "fetcher 0: %d", ts.result[0]);
 	cr_assert_eq(ts.result[1], 0, "fetcher 1: %d", ts.result[1]);
 	cr_assert_eq(ts.bad, 0, "%llu pages differ", (unsigned long long)ts.bad);
+	/* a target that says "done" without statistics (an older haul): none to read */
+	cr_assert_eq(ps_client_lazy_report(c, &lr), -ENODATA);
+	cr_assert_eq(ps_client_commit(c), 0);
+	ps_client_free(c);
+
+	ps_server_stop(s);
+	pthread_join(st, NULL);
+	ps_server_free(s);
+	cr_assert(ts.closed);
+}
+
+static int send_range(struct ps_client *c, uint64_t first, uint32_t n)
+{
+	static uint8_t buf[256 * PG];
+
+	for (uint32_t i = 0; i < n; i++)
+		gen(buf + i * PG, BASE + (first + i) * PG);
+	return ps_client_pages(c, BASE + first * PG, buf, n, NULL);
+}
+
+Test(ps_postcopy, source_gets_the_targets_fault_statistics, .timeout = 60)
+{
+	struct ps_server_opts so = {0};
+	struct ps_client_opts co = {0};
+	struct haul_vma v = {.start = BASE, .end = BASE + NPAGES * PG, .prot = 3, .flags = 2};
+	struct haul_layout l = {&v, 1};
+	struct ps_client_stats st0, st1;
+	struct ps_restore_result res;
+	struct ps_lazy_report lr, want;
+	struct ps_server *s;
+	struct ps_client *c;
+	uint64_t zero_fetched = 0;
+	pthread_t st;
+	char to[64];
+
+	log_init("test");
+	memset(&ts, 0, sizeof(ts));
+	pthread_mutex_init(&ts.mu, NULL);
+	ts.report = true;
+	so.listen = "127.0.0.1:0";
+	memset(so.key, 7, sizeof(so.key));
+	so.sink = &test_sink;
+	cr_assert_eq(ps_server_new(&so, &s), 0);
+	cr_assert_eq(pthread_create(&st, NULL, run_server, s), 0);
+	snprintf(to, sizeof(to), "127.0.0.1:%d", ps_server_port(s));
+	co.to = to;
+	memcpy(co.key, so.key, sizeof(co.key));
+	co.nstreams = 2;
+	co.pid = 79;
+	co.lazy = true;
+	co.compress = PS_COMPRESS_NONE; /* served bytes are then at least the pages' bytes */
+	cr_assert_eq(ps_client_new(&co, &c), 0);
+	cr_assert_eq(ps_client_layout(c, &l), 0);
+	/* some pages before the resume, as the eager part would be: present on the target */
+	cr_assert_eq(ps_client_round_begin(c, 1), 0);
+	cr_assert_eq(send_range(c, 0, 256), 0);
+	cr_assert_eq(send_range(c, 2048, 100), 0);
+	cr_assert_eq(ps_client_round_end(c, 1), 0);
+	cr_assert_eq(ps_client_state(c, "S", 1), 0);
+	cr_assert_eq(ps_client_restore(c, &res), 0);
+	cr_assert_eq(res.err, 0);
+	ps_client_stats(c, &st0);
+	cr_assert_eq(ps_client_serve(c, serve_pages, NULL, 20000), 0);
+	ps_client_stats(c, &st1);
+	cr_assert_eq(ts.result[0], 0, "target: %d", ts.result[0]);
+	cr_assert_eq(ts.bad, 0, "%llu pages differ", (unsigned long long)ts.bad);
+
+	/* the source holds exactly what the target measured */
+	cr_assert_eq(ps_client_lazy_report(c, &lr), 0);
+	pthread_mutex_lock(&ts.mu);
+	want = ts.rep;
+	pthread_mutex_unlock(&ts.mu);
+	cr_assert_arr_eq(&lr, &want, sizeof(lr));
+	cr_assert_eq(lr.total_pages, NPAGES);
+	cr_assert_eq(lr.present_pages, 356);
+	cr_assert_eq(lr.faults, 8);
+	cr_assert_gt(lr.fault_pages, 0);
+	cr_assert_leq(lr.fault_pages, 8 * 16);
+	cr_assert_eq(lr.fault_pages + lr.pushed_pages + lr.present_pages, lr.total_pages,
+		     "%llu by fault + %llu pushed + %llu present != %llu",
+		     (unsigned long long)lr.fault_pages, (unsigned long long)lr.pushed_pages,
+		     (unsigned long long)lr.present_pages, (unsigned long long)lr.total_pages);
+	cr_assert_eq(lr.fetched_bytes, (lr.fault_pages + lr.pushed_pages) * PG);
+	cr_assert_leq(lr.fault_p50_ns, lr.fault_p99_ns);
+	cr_assert_leq(lr.fault_p99_ns, lr.fault_max_ns);
+	cr_assert_gt(lr.fault_max_ns, 0);
+	cr_assert_geq(lr.complete_ns, lr.fault_max_ns);
+	/* gen(): every fifth page is zero; those not sent before the resume were fetched */
+	for (uint64_t pg = 0; pg < NPAGES; pg++)
+		zero_fetched += pg % 5 == 2 && !(pg < 256 || (pg >= 2048 && pg < 2148));
+	cr_assert_eq(lr.zero_filled, zero_fetched);
+
+	/* what the source sent while serving: one reply per request, every non-zero page raw */
+	cr_assert_eq(st1.serve_replies - st0.serve_replies, ts.requests);
+	cr_assert_geq(st1.serve_bytes - st0.serve_bytes,
+		      (lr.fault_pages + lr.pushed_pages - lr.zero_filled) * PG);
+	cr_assert_eq(st1.bytes_sent - st0.bytes_sent, st1.serve_bytes - st0.serve_bytes);
 	cr_assert_eq(ps_client_commit(c), 0);
 	ps_client_free(c);
 
