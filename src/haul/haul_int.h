@@ -199,16 +199,33 @@ long long haul_proc_cpu_ticks(pid_t pid);
 
 struct haul_pc;
 
-/*
- * With @pid frozen and seized by the calling thread and @l its layout
- * now: find what must reach the target before the resume (VMAs that
- * cannot be lazy, the rseq page).  0 or -errno.
- */
-int haul_pc_new(pid_t pid, const struct haul_layout *l, struct haul_pc **out);
+struct trk_range;
+/* A post-copy plan for @pid.  0 or -ENOMEM. */
+int haul_pc_new(pid_t pid, struct haul_pc **out);
 /* NULL is a no-op. */
 void haul_pc_free(struct haul_pc *pc);
-/* The eager ranges (sorted, merged; owned by @pc), their count and pages (--postcopy). */
-const struct ps_range *haul_pc_eager(const struct haul_pc *pc, size_t *n, uint64_t *pages);
+/*
+ * --postcopy, before the freeze, @l the running process's layout with
+ * VmFlags: *@send the ranges to send now (the eager VMAs; owned by @pc,
+ * valid until the next call), their count and pages.  From here on every
+ * page read for sending must go through haul_pc_record.  0 or -errno.
+ */
+int haul_pc_presend(struct haul_pc *pc, const struct haul_layout *l, const struct ps_range **send,
+		    size_t *n, uint64_t *pages);
+/* Remember the hashes of pages read to be sent (@buf, @zero as trk_read_pages); NULL @pc: no-op. */
+int haul_pc_record(struct haul_pc *pc, const struct trk_range *r, size_t n, const uint8_t *buf,
+		   const uint64_t *zero);
+/*
+ * At the freeze, @pid seized and stopped by the calling thread, @l its
+ * layout now with VmFlags: find what must reach the target before the
+ * resume (VMAs that cannot be lazy, the rseq page).  With @send
+ * (--postcopy): *@send (malloc'd, sorted) the pages of that set the target
+ * lacks or holds older than now, *@layout_changed whether @l differs from
+ * the presend layout; presend pages that now lie in lazy VMAs become stale
+ * (haul_pc_state).  0 or -errno.
+ */
+int haul_pc_freeze(struct haul_pc *pc, const struct haul_layout *l, struct ps_range **send,
+		   size_t *nsend, bool *layout_changed);
 /*
  * --hybrid: split the final round's @dirty runs (sorted) into what must be
  * sent now (*@send, malloc'd, sorted) and what the target drops and fetches
@@ -216,7 +233,7 @@ const struct ps_range *haul_pc_eager(const struct haul_pc *pc, size_t *n, uint64
  */
 int haul_pc_split(struct haul_pc *pc, const struct ps_range *dirty, size_t n,
 		  struct ps_range **send, size_t *nsend);
-/* Send the state with the stale runs of haul_pc_split (none for --postcopy). */
+/* Send the state with the stale runs of haul_pc_split or haul_pc_freeze. */
 int haul_pc_state(struct haul_pc *pc, struct ps_client *c, const void *blob, size_t len,
 		  uint64_t *stale_pages);
 /*
@@ -289,7 +306,7 @@ struct haul_mig_result {
 	bool lost;	       /* post-copy failed and the source is gone: the process is lost */
 	bool rolled_back;      /* post-copy failed; the source was thawed (--postcopy-rollback) */
 	double complete_ms;    /* freeze to "every page arrived" (0 until then) */
-	uint64_t eager_pages;  /* sent before the resume in the frozen round */
+	uint64_t eager_pages;  /* sent before the resume (--postcopy: before and in the stop) */
 	uint64_t stale_pages;  /* hybrid: pre-copied pages named stale (fetched again) */
 	uint64_t served_pages; /* sent after the resume, on request */
 	pid_t target_pid;

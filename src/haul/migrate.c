@@ -178,6 +178,9 @@ static int flush_batch(struct mig *m)
 		pr_err_r(ret, "cannot read the pages of pid %d", m->pid);
 		return ret;
 	}
+	ret = haul_pc_record(m->pc, m->batch, m->nbatch, m->buf, m->zero);
+	if (ret)
+		return ret;
 	/* one call for the whole batch: scattered pages share frames (the final round's are) */
 	for (size_t i = 0; i < m->nbatch; i++) {
 		m->vbatch[i] = (struct ps_range){m->batch[i].start, m->batch[i].npages};
@@ -507,46 +510,123 @@ static int final_round(struct mig *m)
 	return add_round_stat(m->res, &rs);
 }
 
+/* Account one round sent outside precopy() (post-copy's presend and frozen rounds). */
+static int lazy_round_stat(struct mig *m, const struct trk_round *r, double t0,
+			   const struct ps_client_stats *st0, bool final)
+{
+	struct haul_mig_round rs = {0};
+	struct ps_client_stats st1;
+
+	ps_client_stats(m->client, &st1);
+	rs.seq = r->seq;
+	rs.pages = r->dirty_pages;
+	rs.wire_bytes = st1.bytes_sent - st0->bytes_sent;
+	rs.ms = haul_now_ms() - t0;
+	rs.scan_ms = r->scan_ms;
+	rs.mbps = rs.ms > 0 ? rs.pages * HAUL_PAGE_SIZE / 1e3 / rs.ms : 0;
+	rs.final = final;
+	m->res->rounds++;
+	if (m->o->on_round)
+		m->o->on_round(m->o->arg, &rs);
+	return add_round_stat(m->res, &rs);
+}
+
+/* Send @n ranges as round @r (whose dirty list this fills in). */
+static int send_ranges(struct mig *m, struct trk_round *r, const struct ps_range *send, size_t n)
+{
+	struct trk_range *tr = calloc(n ? n : 1, sizeof(*tr));
+	int ret;
+
+	if (!tr)
+		return -ENOMEM;
+	r->dirty_pages = 0;
+	for (size_t i = 0; i < n; i++) {
+		tr[i] = (struct trk_range){send[i].addr, send[i].npages};
+		r->dirty_pages += send[i].npages;
+	}
+	r->dirty = tr;
+	r->ndirty = n;
+	ret = send_round(m, r, false);
+	r->dirty = NULL;
+	r->ndirty = 0;
+	free(tr);
+	return ret;
+}
+
 /*
- * The frozen round of --postcopy and --hybrid: the layout, then only what
- * must be in place before the resume (postcopy.c); for --hybrid the rest of
- * the dirty set becomes the stale list sent with the state.
+ * --postcopy, before the freeze: the layout and the eager pages (file-backed
+ * and mlocked VMAs), while the process runs; the frozen round then sends
+ * only what changed of them (postcopy.c).  Also reads VmFlags (smaps) here,
+ * not in the stop.
+ */
+static int lazy_presend(struct mig *m)
+{
+	struct ps_client_stats st0;
+	const struct ps_range *send;
+	struct trk_round r = {.seq = 1, .layout_changed = true};
+	double t0 = haul_now_ms();
+	uint64_t pages;
+	size_t n;
+	int ret;
+
+	ret = rst_dump_prepare(m->pid, &m->prep);
+	if (!ret)
+		ret = rst_dump_prep_layout(m->prep, m->pid, &r.layout);
+	if (ret) {
+		pr_err_r(ret, "cannot read the layout of pid %d", m->pid);
+		return ret;
+	}
+	ret = haul_pc_new(m->pid, &m->pc);
+	if (!ret)
+		ret = haul_pc_presend(m->pc, &r.layout, &send, &n, &pages);
+	if (ret)
+		goto out;
+	ps_client_stats(m->client, &st0);
+	ret = send_ranges(m, &r, send, n);
+	if (!ret) {
+		m->res->eager_pages = r.dirty_pages;
+		ret = lazy_round_stat(m, &r, t0, &st0, false);
+	}
+out:
+	haul_layout_release(&r.layout);
+	return ret;
+}
+
+/*
+ * The frozen round of --postcopy and --hybrid: the layout if it changed,
+ * then only what must be in place before the resume (postcopy.c): for
+ * --postcopy the eager pages that changed since lazy_presend(), for
+ * --hybrid the eager part of the last dirty set, whose rest becomes the
+ * stale list sent with the state.
  */
 static int lazy_final_round(struct mig *m)
 {
 	bool tracked = m->o->mode == HAUL_MIG_HYBRID;
-	struct haul_mig_round rs = {0};
-	struct ps_client_stats st0, st1;
-	struct ps_range *split = NULL, *dirty = NULL;
-	const struct ps_range *send;
-	struct trk_round r = {0}, fr;
-	struct trk_range *tr = NULL;
+	struct ps_client_stats st0;
+	struct ps_range *send = NULL, *dirty = NULL;
+	struct trk_round r = {0};
+	struct haul_layout fl = {0};
 	double t0 = haul_now_ms();
 	size_t nsend = 0;
-	uint64_t pages = 0;
 	int ret;
 
+	/* the layout with VmFlags (mlocked VMAs are eager): from the prepare, not smaps */
+	ret = rst_dump_prep_layout(m->prep, m->pid, &fl);
+	if (ret) {
+		pr_err_r(ret, "cannot read the memory layout of pid %d", m->pid);
+		return ret;
+	}
 	if (tracked) {
 		ret = trk_round(m->trk, &r);
 		if (ret) {
 			pr_err_r(ret, "cannot scan the last dirty pages of pid %d", m->pid);
-			return ret;
+			goto out;
 		}
-	} else {
-		r.seq = 1;
-		r.layout_changed = true;
-		ret = haul_layout_read(m->pid, true, &r.layout);
-		if (ret) {
-			pr_err_r(ret, "cannot read the memory layout of pid %d", m->pid);
-			return ret;
-		}
-	}
-	ret = haul_pc_new(m->pid, &r.layout, &m->pc);
-	if (ret)
-		goto out;
-	if (!tracked) {
-		send = haul_pc_eager(m->pc, &nsend, &pages);
-	} else {
+		ret = haul_pc_new(m->pid, &m->pc);
+		if (!ret)
+			ret = haul_pc_freeze(m->pc, &fl, NULL, NULL, NULL);
+		if (ret)
+			goto out;
 		dirty = calloc(r.ndirty ? r.ndirty : 1, sizeof(*dirty));
 		if (!dirty) {
 			ret = -ENOMEM;
@@ -554,54 +634,34 @@ static int lazy_final_round(struct mig *m)
 		}
 		for (size_t i = 0; i < r.ndirty; i++)
 			dirty[i] = (struct ps_range){r.dirty[i].start, r.dirty[i].npages};
-		send = dirty;
-		nsend = r.ndirty;
 		if (m->stale_final) {
-			ret = haul_pc_split(m->pc, dirty, r.ndirty, &split, &nsend);
+			ret = haul_pc_split(m->pc, dirty, r.ndirty, &send, &nsend);
 			if (ret)
 				goto out;
-			send = split;
+		} else {
+			send = dirty;
+			dirty = NULL;
+			nsend = r.ndirty;
 		}
+	} else {
+		r.seq = 2;
+		ret = haul_pc_freeze(m->pc, &fl, &send, &nsend, &r.layout_changed);
+		if (ret)
+			goto out;
+		r.layout = fl;
 	}
-	tr = calloc(nsend ? nsend : 1, sizeof(*tr));
-	if (!tr) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	pages = 0;
-	for (size_t i = 0; i < nsend; i++) {
-		tr[i] = (struct trk_range){send[i].addr, send[i].npages};
-		pages += send[i].npages;
-	}
-	fr = r;
-	fr.dirty = tr;
-	fr.ndirty = nsend;
-	fr.dirty_pages = pages;
 	ps_client_stats(m->client, &st0);
-	ret = send_round(m, &fr, false);
-	ps_client_stats(m->client, &st1);
+	ret = send_ranges(m, &r, send, nsend);
 	if (ret)
 		goto out;
-	m->res->eager_pages = pages;
-	rs.seq = r.seq;
-	rs.pages = pages;
-	rs.wire_bytes = st1.bytes_sent - st0.bytes_sent;
-	rs.ms = haul_now_ms() - t0;
-	rs.scan_ms = r.scan_ms;
-	rs.mbps = rs.ms > 0 ? rs.pages * HAUL_PAGE_SIZE / 1e3 / rs.ms : 0;
-	rs.final = true;
-	m->res->rounds++;
-	if (m->o->on_round)
-		m->o->on_round(m->o->arg, &rs);
-	ret = add_round_stat(m->res, &rs);
+	m->res->eager_pages += r.dirty_pages; /* --postcopy: and those of lazy_presend */
+	ret = lazy_round_stat(m, &r, t0, &st0, true);
 out:
-	free(tr);
-	free(split);
+	free(send);
 	free(dirty);
 	if (tracked)
 		trk_round_release(&r);
-	else
-		haul_layout_release(&r.layout);
+	haul_layout_release(&fl);
 	return ret;
 }
 
@@ -934,6 +994,13 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 	if (!o->stop_and_copy && o->mode != HAUL_MIG_POSTCOPY) {
 		res->phase = "precopy";
 		ret = precopy(&m);
+		if (ret)
+			goto out;
+	} else if (o->mode == HAUL_MIG_POSTCOPY) {
+		res->phase = "precopy";
+		ret = lazy_presend(&m);
+		if (!ret)
+			ret = fault_point(&m, "presend");
 		if (ret)
 			goto out;
 	}

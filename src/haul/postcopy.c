@@ -17,6 +17,17 @@
  * so a dirty set with more runs than one State can carry is coalesced
  * within each VMA, never across a pin, until it fits.
  *
+ * --postcopy sends the eager pages before the freeze too (haul_pc_presend,
+ * while the process runs: file-backed VMAs can be large, and a link of
+ * 1 Gbit/s carries only ~120 KiB per ms).  Each page sent then is hashed
+ * (XXH3, from the very bytes sent: haul_pc_record).  At the freeze
+ * (haul_pc_freeze) the eager pages of the stopped process are read and
+ * compared: only the ones that changed, or were not sent, go in the frozen
+ * round; pages sent before the freeze that now lie in lazy VMAs (the VMA
+ * was replaced) are named stale, so the target drops them and fetches the
+ * current contents.  The frozen round then costs the eager set's read
+ * (~0.2 ms for the 2 MiB of a typical binary and libc), not its transfer.
+ *
  * After the resume, haul_pc_serve() answers the target's page requests
  * from the frozen source with process_vm_readv until the target has every
  * page.  The source must stay frozen and alive until then: it is the only
@@ -26,11 +37,20 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <xxhash.h>
 
 #include "common/log.h"
 #include "common/policy.h"
 #include "haul/haul_int.h"
 #include "restore/lazy_int.h"
+#include "tracker/tracker.h"
+
+/* A page sent before the freeze, and the hash of what was sent. */
+struct pc_sent {
+	uint64_t addr;
+	uint64_t hash;
+};
 
 struct haul_pc {
 	pid_t pid;
@@ -42,7 +62,26 @@ struct haul_pc {
 	struct ps_range *stale;
 	size_t nstale, cstale;
 	uint64_t stale_pages;
+	/* --postcopy: what went before the freeze (haul_pc_presend, haul_pc_record) */
+	bool recording;
+	bool have_pre;
+	struct haul_layout pre; /* the layout sent before the freeze */
+	struct pc_sent *sent;
+	size_t nsent, csent;
+	uint8_t *buf; /* haul_pc_freeze's reads */
+	uint64_t zero[HAUL_MIG_READ_PAGES / 64];
 };
+
+/* The hash a page is known by: all-zero pages (as trk_read_pages reports them) hash as 0. */
+static uint64_t page_hash(const uint8_t *page, bool zero)
+{
+	uint64_t h;
+
+	if (zero)
+		return 0;
+	h = XXH3_64bits(page, HAUL_PAGE_SIZE);
+	return h ? h : 1;
+}
 
 static int cmp_range(const void *a, const void *b)
 {
@@ -56,38 +95,65 @@ static uint64_t rend(const struct ps_range *r)
 	return r->addr + r->npages * HAUL_PAGE_SIZE;
 }
 
-int haul_pc_new(pid_t pid, const struct haul_layout *l, struct haul_pc **out)
+int haul_pc_new(pid_t pid, struct haul_pc **out)
 {
-	struct rst_lazy_range *er = NULL;
-	struct haul_pc *pc;
-	size_t n = 0, k = 0;
-	int ret;
+	struct haul_pc *pc = calloc(1, sizeof(*pc));
 
-	pc = calloc(1, sizeof(*pc));
 	if (!pc)
 		return -ENOMEM;
 	pc->pid = pid;
+	*out = pc;
+	return 0;
+}
+
+/*
+ * The eager ranges of @l (sorted, merged) and the pins among them: with
+ * @stopped the rseq page too (PTRACE_GET_RSEQ_CONFIGURATION needs the
+ * process seized and stopped); before the freeze only the VMAs.
+ */
+static int find_eager(struct haul_pc *pc, const struct haul_layout *l, bool stopped)
+{
+	struct rst_lazy_range *er = NULL;
+	size_t n = 0, k = 0;
+	int ret;
+
+	haul_layout_release(&pc->layout);
+	free(pc->eager);
+	free(pc->pins);
+	pc->eager = pc->pins = NULL;
+	pc->neager = pc->npins = 0;
 	ret = haul_layout_copy(l, &pc->layout);
 	if (ret)
-		goto fail;
-	ret = rst_lazy_eager_ranges(pid, l, &er, &n);
-	if (ret) {
-		pr_err_r(ret, "cannot tell which pages of pid %d must go before the resume", pid);
-		goto fail;
+		return ret;
+	if (stopped) {
+		ret = rst_lazy_eager_ranges(pc->pid, l, &er, &n);
+		if (ret) {
+			pr_err_r(ret, "cannot tell which pages of pid %d must go before the resume",
+				 pc->pid);
+			return ret;
+		}
+	} else {
+		er = calloc(l->n ? l->n : 1, sizeof(*er));
+		if (!er)
+			return -ENOMEM;
+		for (size_t i = 0; i < l->n; i++)
+			if (haul_vma_is_memory(&l->v[i]) && (l->v[i].prot & PROT_READ) &&
+			    !rst_lazy_vma_ok(&l->v[i]))
+				er[n++] = (struct rst_lazy_range){l->v[i].start, l->v[i].end};
 	}
 	pc->eager = calloc(n ? n : 1, sizeof(*pc->eager));
 	pc->pins = calloc(n ? n : 1, sizeof(*pc->pins));
 	if (!pc->eager || !pc->pins) {
-		ret = -ENOMEM;
-		goto fail;
+		free(er);
+		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++)
 		if (er[i].end > er[i].start)
 			pc->eager[k++] = (struct ps_range){er[i].start, (er[i].end - er[i].start) /
 										HAUL_PAGE_SIZE};
+	free(er);
 	qsort(pc->eager, k, sizeof(*pc->eager), cmp_range);
 	/* merge overlapping or adjacent runs (the rseq page may lie in an eager VMA) */
-	pc->neager = 0;
 	for (size_t i = 0; i < k; i++) {
 		struct ps_range *last = pc->neager ? &pc->eager[pc->neager - 1] : NULL;
 
@@ -106,13 +172,7 @@ int haul_pc_new(pid_t pid, const struct haul_layout *l, struct haul_pc **out)
 		if (v && rst_lazy_vma_ok(v))
 			pc->pins[pc->npins++] = pc->eager[i];
 	}
-	free(er);
-	*out = pc;
 	return 0;
-fail:
-	free(er);
-	haul_pc_free(pc);
-	return ret;
 }
 
 void haul_pc_free(struct haul_pc *pc)
@@ -120,19 +180,13 @@ void haul_pc_free(struct haul_pc *pc)
 	if (!pc)
 		return;
 	haul_layout_release(&pc->layout);
+	haul_layout_release(&pc->pre);
 	free(pc->eager);
 	free(pc->pins);
 	free(pc->stale);
+	free(pc->sent);
+	free(pc->buf);
 	free(pc);
-}
-
-const struct ps_range *haul_pc_eager(const struct haul_pc *pc, size_t *n, uint64_t *pages)
-{
-	*pages = 0;
-	for (size_t i = 0; i < pc->neager; i++)
-		*pages += pc->eager[i].npages;
-	*n = pc->neager;
-	return pc->eager;
 }
 
 static int push(struct ps_range **v, size_t *n, size_t *cap, uint64_t addr, uint64_t end)
@@ -180,6 +234,170 @@ static int split_lazy(struct haul_pc *pc, uint64_t a, uint64_t b, struct ps_rang
 	if (a < b)
 		return push(&pc->stale, &pc->nstale, &pc->cstale, a, b);
 	return 0;
+}
+
+int haul_pc_presend(struct haul_pc *pc, const struct haul_layout *l, const struct ps_range **send,
+		    size_t *n, uint64_t *pages)
+{
+	int ret = find_eager(pc, l, false);
+
+	if (ret)
+		return ret;
+	haul_layout_release(&pc->pre);
+	ret = haul_layout_copy(l, &pc->pre);
+	if (ret)
+		return ret;
+	pc->have_pre = true;
+	pc->recording = true;
+	pc->nsent = 0;
+	*pages = 0;
+	for (size_t i = 0; i < pc->neager; i++)
+		*pages += pc->eager[i].npages;
+	*send = pc->eager;
+	*n = pc->neager;
+	return 0;
+}
+
+int haul_pc_record(struct haul_pc *pc, const struct trk_range *r, size_t n, const uint8_t *buf,
+		   const uint64_t *zero)
+{
+	size_t off = 0;
+
+	if (!pc || !pc->recording)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		for (uint64_t p = 0; p < r[i].npages; p++, off++) {
+			if (pc->nsent == pc->csent) {
+				size_t nc = pc->csent ? pc->csent * 2 : 1024;
+				struct pc_sent *ns = realloc(pc->sent, nc * sizeof(*ns));
+
+				if (!ns)
+					return -ENOMEM;
+				pc->sent = ns;
+				pc->csent = nc;
+			}
+			pc->sent[pc->nsent++] = (struct pc_sent){
+				r[i].start + p * HAUL_PAGE_SIZE,
+				page_hash(buf + off * HAUL_PAGE_SIZE,
+					  zero[off / 64] & (1ULL << (off % 64))),
+			};
+		}
+	}
+	return 0;
+}
+
+static int cmp_sent(const void *a, const void *b)
+{
+	const struct pc_sent *x = a, *y = b;
+
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+/* Whether the page at @addr lies in a pin (the pins are few: the rseq page). */
+static bool pinned(const struct haul_pc *pc, uint64_t addr)
+{
+	for (size_t i = 0; i < pc->npins; i++)
+		if (addr >= pc->pins[i].addr && addr < rend(&pc->pins[i]))
+			return true;
+	return false;
+}
+
+static bool same_layout(const struct haul_layout *a, const struct haul_layout *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (!haul_vma_same(&a->v[i], &b->v[i]))
+			return false;
+	return true;
+}
+
+/*
+ * The eager pages of the stopped process that the target lacks or holds
+ * older: read each eager run and compare every page with what
+ * haul_pc_presend sent (pc->sent, sorted).
+ */
+static int eager_changes(struct haul_pc *pc, struct ps_range **send, size_t *nsend)
+{
+	size_t csend = 0, s = 0;
+	int ret;
+
+	if (!pc->buf) {
+		pc->buf = malloc(HAUL_MIG_READ_PAGES * HAUL_PAGE_SIZE);
+		if (!pc->buf)
+			return -ENOMEM;
+	}
+	for (size_t i = 0; i < pc->neager; i++) {
+		for (uint64_t a = pc->eager[i].addr, e = rend(&pc->eager[i]); a < e;) {
+			uint64_t np = (e - a) / HAUL_PAGE_SIZE;
+			struct trk_range r;
+
+			if (np > HAUL_MIG_READ_PAGES)
+				np = HAUL_MIG_READ_PAGES;
+			r = (struct trk_range){.start = a, .npages = np};
+			ret = trk_read_pages(pc->pid, &r, 1, pc->buf, pc->zero);
+			if (ret) {
+				pr_err_r(ret, "cannot read the pages of pid %d at %#llx", pc->pid,
+					 (unsigned long long)a);
+				return ret;
+			}
+			for (uint64_t p = 0; p < np; p++, a += HAUL_PAGE_SIZE) {
+				bool same;
+
+				while (s < pc->nsent && pc->sent[s].addr < a)
+					s++;
+				same = s < pc->nsent && pc->sent[s].addr == a &&
+				       pc->sent[s].hash ==
+					       page_hash(pc->buf + p * HAUL_PAGE_SIZE,
+							 pc->zero[p / 64] & (1ULL << (p % 64)));
+				if (!same) {
+					ret = push(send, nsend, &csend, a, a + HAUL_PAGE_SIZE);
+					if (ret)
+						return ret;
+				}
+			}
+		}
+	}
+	return 0;
+}
+
+int haul_pc_freeze(struct haul_pc *pc, const struct haul_layout *l, struct ps_range **send,
+		   size_t *nsend, bool *layout_changed)
+{
+	int ret;
+
+	pc->recording = false;
+	ret = find_eager(pc, l, true);
+	if (ret || !send)
+		return ret;
+	*send = NULL;
+	*nsend = 0;
+	*layout_changed = !pc->have_pre || !same_layout(&pc->pre, l);
+	qsort(pc->sent, pc->nsent, sizeof(*pc->sent), cmp_sent);
+	ret = eager_changes(pc, send, nsend);
+	if (ret)
+		goto fail;
+	/* sent before the freeze, lazy now (the VMA was replaced): the target drops them */
+	pc->nstale = 0;
+	for (size_t i = 0; i < pc->nsent; i++) {
+		const struct haul_vma *v = haul_layout_find(l, pc->sent[i].addr);
+
+		if (v && rst_lazy_vma_ok(v) && !pinned(pc, pc->sent[i].addr)) {
+			ret = push(&pc->stale, &pc->nstale, &pc->cstale, pc->sent[i].addr,
+				   pc->sent[i].addr + HAUL_PAGE_SIZE);
+			if (ret)
+				goto fail;
+		}
+	}
+	pc->stale_pages = 0;
+	for (size_t i = 0; i < pc->nstale; i++)
+		pc->stale_pages += pc->stale[i].npages;
+	return 0;
+fail:
+	free(*send);
+	*send = NULL;
+	*nsend = 0;
+	return ret;
 }
 
 int haul_pc_split(struct haul_pc *pc, const struct ps_range *dirty, size_t n,

@@ -308,3 +308,9 @@ int rst_prep_layout(struct rst_dump_prep *p, pid_t pid, struct haul_layout *out)
 	*out = l;
 	return 0;
 }
+
+int rst_dump_prep_layout(struct rst_dump_prep *p, pid_t pid, struct haul_layout *out)
+{
+	rst_prep_freeze(p);
+	return rst_prep_layout(p, pid, out);
+}

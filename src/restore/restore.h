@@ -71,6 +71,13 @@ int rst_dump_prepare(pid_t pid, struct rst_dump_prep **p);
  */
 int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *p, uint8_t **blob,
 			    size_t *len);
+/*
+ * The layout of @pid with VmFlags, as rst_dump_state_prepared() would take
+ * it: from maps, the VmFlags from @p where they still hold, else from
+ * smaps.  For the source's own decisions at the freeze (which pages must
+ * precede a lazy resume).  0 or -errno.
+ */
+int rst_dump_prep_layout(struct rst_dump_prep *p, pid_t pid, struct haul_layout *out);
 /* Whether the last rst_dump_state_prepared() with @p took the fast path. */
 bool rst_dump_prep_fast(const struct rst_dump_prep *p);
 /* NULL is a no-op. */

@@ -24,6 +24,7 @@ struct th_mig {
 	bool wl_by_run;		    /* started by haul run: not our child */
 	int threads;		    /* extra writer threads of the workload (th_mig_workload) */
 	unsigned long random_seed;  /* nonzero: the workload writes pages at random (--random) */
+	bool filemap;		    /* the workload maps a file of the fixture too (--filemap) */
 	unsigned long net_a, net_b; /* netns inodes, as the workload prints them */
 };
 

@@ -4,6 +4,7 @@
  * mig_workload --mem MiB [--rate MiB/s|-1] [--hot MiB] [--threads N] [--control FILE]
  *              [--random SEED]   (the main thread writes pages at random, not in turn)
  *              [--tag WORD]
+ *              [--filemap FILE]  (also a private writable mapping of FILE, see below)
  *
  * It maps --mem MiB of anonymous memory, fills every page, then rewrites
  * pages of the first --hot MiB (default: all) round-robin at --rate MiB/s
@@ -21,6 +22,12 @@
  * "verify FAIL page=I".  With --threads N, N more threads each rewrite their
  * own slice of the hot pages (the rate is shared); verify pauses them first.
  * Only stdout, stderr and /dev/null stay open, which is what haul migrates.
+ *
+ * --filemap FILE creates FILE (64 pages), maps it MAP_PRIVATE writable and
+ * closes it: memory a post-copy must send before the resume.  Every tick
+ * rewrites one of its first 32 pages; the control command "swap" maps
+ * anonymous memory over the last 32 (the VMA turns lazy) and fills it, and
+ * prints "swapped".  Verify checks these pages too.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -48,7 +55,17 @@ struct writer {
 	double rate; /* MiB/s, < 0 unbounded */
 };
 
+#define FPAGES 64
+
 static char *g_buf;
+static char *g_fmap; /* --filemap */
+static uint64_t g_fgen[FPAGES];
+
+/* Page i of the file mapping: its own index space, far from the anonymous pages. */
+static uint64_t fidx(uint64_t i)
+{
+	return (1ULL << 40) + i;
+}
 static uint64_t *g_gen;
 static int g_pause, g_paused; /* verify asks writers to pause; they count in */
 
@@ -127,6 +144,46 @@ static void write_page(uint64_t i)
 	fill((uint64_t *)(g_buf + i * PAGE), i, g_gen[i]);
 }
 
+static int filemap(const char *path)
+{
+	uint64_t page[WORDS];
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		return -1;
+	for (uint64_t i = 0; i < FPAGES; i++) {
+		fill(page, fidx(i), 0);
+		if (write(fd, page, PAGE) != (ssize_t)PAGE) {
+			close(fd);
+			return -1;
+		}
+	}
+	g_fmap = mmap(NULL, FPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	close(fd);
+	return g_fmap == MAP_FAILED ? -1 : 0;
+}
+
+static void fwrite_page(uint64_t i)
+{
+	g_fgen[i]++;
+	fill((uint64_t *)(g_fmap + i * PAGE), fidx(i), g_fgen[i]);
+}
+
+/* The last half of the file mapping becomes anonymous memory. */
+static int fswap(void)
+{
+	char *a = g_fmap + FPAGES / 2 * PAGE;
+
+	if (mmap(a, FPAGES / 2 * PAGE, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != a)
+		return -1;
+	for (uint64_t i = FPAGES / 2; i < FPAGES; i++) {
+		g_fgen[i] = 1000;
+		fwrite_page(i);
+	}
+	return 0;
+}
+
 static void *writer_main(void *arg)
 {
 	struct writer *w = arg;
@@ -160,7 +217,8 @@ int main(int argc, char **argv)
 	int nthreads = 0;
 	uint64_t npages, nhot, seq = 0, *gen, cursor = 0, rnd = 0;
 	double rate = 0, mem = 64, hot = -1, t0, last_tick, last_print, gap = 0, maxgap = 0;
-	const char *control = NULL;
+	const char *control = NULL, *fpath = NULL;
+	uint64_t ftick = 0;
 	struct sigaction sa = {.sa_handler = on_usr1};
 	char *buf;
 
@@ -177,6 +235,8 @@ int main(int argc, char **argv)
 			nthreads = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--random"))
 			rnd = (uint64_t)atoll(argv[i + 1]);
+		else if (!strcmp(argv[i], "--filemap"))
+			fpath = argv[i + 1];
 		else if (strcmp(argv[i], "--tag")) {
 			fprintf(stderr, "mig_workload: unknown option %s\n", argv[i]);
 			return 2;
@@ -190,6 +250,10 @@ int main(int argc, char **argv)
 	gen = calloc(npages, sizeof(*gen));
 	if (buf == MAP_FAILED || !gen) {
 		fprintf(stderr, "mig_workload: cannot allocate %.0f MiB\n", mem);
+		return 1;
+	}
+	if (fpath && filemap(fpath)) {
+		fprintf(stderr, "mig_workload: cannot map %s: %s\n", fpath, strerror(errno));
 		return 1;
 	}
 	sigaction(SIGUSR1, &sa, NULL);
@@ -241,6 +305,8 @@ int main(int argc, char **argv)
 			cursor = cursor + 1 < nhot ? cursor + 1 : 0;
 			write_page(i);
 		}
+		if (g_fmap)
+			fwrite_page(ftick++ % (FPAGES / 2));
 		if (t - last_print >= 0.1) {
 			if (gap > maxgap)
 				maxgap = gap;
@@ -266,6 +332,8 @@ int main(int argc, char **argv)
 					want_verify = 1;
 				else if (!strncmp(cmd, "exit", 4))
 					return 0;
+				else if (!strncmp(cmd, "swap", 4) && g_fmap)
+					out(fswap() ? "swap failed\n" : "swapped\n");
 			}
 		}
 		if (want_verify) {
@@ -278,6 +346,9 @@ int main(int argc, char **argv)
 			for (uint64_t i = 0; i < npages && bad == npages; i++)
 				if (check((uint64_t *)(buf + i * PAGE), i, gen[i]))
 					bad = i;
+			for (uint64_t i = 0; g_fmap && i < FPAGES && bad == npages; i++)
+				if (check((uint64_t *)(g_fmap + i * PAGE), fidx(i), g_fgen[i]))
+					bad = fidx(i);
 			__atomic_store_n(&g_pause, 0, __ATOMIC_RELEASE);
 			if (bad == npages)
 				out("verify ok seq=%llu pages=%llu\n", (unsigned long long)seq,
