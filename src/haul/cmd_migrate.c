@@ -218,6 +218,8 @@ static const char *mode_name(const struct haul_mig_opts *o)
 static int write_json(const char *path, const struct haul_mig_opts *o,
 		      const struct haul_mig_result *r)
 {
+	/* post-copy: the target's own measurements, all 0 when it sent none (target_report) */
+	const struct ps_lazy_report *lr = &r->report;
 	FILE *f = fopen(path, "we");
 
 	if (!f)
@@ -242,7 +244,7 @@ static int write_json(const char *path, const struct haul_mig_opts *o,
 		"  \"eager_pages\": %llu,\n  \"stale_pages\": %llu,\n  \"served_pages\": %llu,\n"
 		"  \"rolled_back\": %s,\n"
 		"  \"rounds\": %u,\n  \"bytes_sent\": %llu,\n  \"pages_sent\": %llu,\n"
-		"  \"throttle_max_pct\": %u,\n  \"pages_per_round\": [",
+		"  \"throttle_max_pct\": %u,\n",
 		r->total_ms, r->downtime_ms, o->downtime_ms, r->expected_ms, r->fixed_est_ms,
 		r->over_target ? "true" : "false", r->freeze_ms, r->seize_ms, r->final_ms,
 		r->dump_ms, r->state_ms, r->restore_ms, r->kill_ms, r->lazy ? "true" : "false",
@@ -251,6 +253,19 @@ static int write_json(const char *path, const struct haul_mig_opts *o,
 		(unsigned long long)r->served_pages, r->rolled_back ? "true" : "false", r->rounds,
 		(unsigned long long)r->bytes_sent, (unsigned long long)r->pages_sent,
 		r->throttle_max);
+	fprintf(f,
+		"  \"served_bytes\": %llu,\n  \"target_report\": %s,\n  \"faults\": %llu,\n"
+		"  \"fault_pages\": %llu,\n  \"pushed_pages\": %llu,\n  \"present_pages\": %llu,\n"
+		"  \"zero_filled_pages\": %llu,\n  \"fault_p50_us\": %.1f,\n  \"fault_p99_us\": "
+		"%.1f,\n  \"fault_max_us\": %.1f,\n  \"target_complete_ms\": %.3f,\n"
+		"  \"fetched_bytes\": %llu,\n",
+		(unsigned long long)r->served_bytes, r->has_report ? "true" : "false",
+		(unsigned long long)lr->faults, (unsigned long long)lr->fault_pages,
+		(unsigned long long)lr->pushed_pages, (unsigned long long)lr->present_pages,
+		(unsigned long long)lr->zero_filled, lr->fault_p50_ns / 1e3, lr->fault_p99_ns / 1e3,
+		lr->fault_max_ns / 1e3, lr->complete_ns / 1e6,
+		(unsigned long long)lr->fetched_bytes);
+	fprintf(f, "  \"pages_per_round\": [");
 	for (size_t i = 0; i < r->nround; i++)
 		fprintf(f, "%s%llu", i ? ", " : "", (unsigned long long)r->round[i].pages);
 	fprintf(f, "],\n  \"round_detail\": [");
@@ -294,6 +309,19 @@ static void summary(const struct haul_mig_opts *o, const struct haul_mig_result 
 			       r->downtime_ms, r->complete_ms, (unsigned long long)r->eager_pages,
 			       (unsigned long long)r->served_pages,
 			       (unsigned long long)r->stale_pages);
+		if (r->lazy && r->has_report)
+			printf("  faults %llu, latency p50 %.2f ms, p99 %.2f ms, max %.2f ms; %llu "
+			       "pages by fault, %llu pushed; all memory there %.1f ms after the "
+			       "resume; %.1f MiB served\n",
+			       (unsigned long long)r->report.faults, r->report.fault_p50_ns / 1e6,
+			       r->report.fault_p99_ns / 1e6, r->report.fault_max_ns / 1e6,
+			       (unsigned long long)r->report.fault_pages,
+			       (unsigned long long)r->report.pushed_pages,
+			       r->report.complete_ns / 1e6, r->served_bytes / 1048576.0);
+		else if (r->lazy)
+			printf("  the target sent no fault statistics (an older haul); %.1f MiB "
+			       "served\n",
+			       r->served_bytes / 1048576.0);
 	} else if (r->lost) {
 		printf("pid %d lost: post-copy failed after it resumed on %s and the source "
 		       "died (see above)\n",

@@ -309,6 +309,10 @@ struct haul_mig_result {
 	uint64_t eager_pages;  /* sent before the resume (--postcopy: before and in the stop) */
 	uint64_t stale_pages;  /* hybrid: pre-copied pages named stale (fetched again) */
 	uint64_t served_pages; /* sent after the resume, on request */
+	uint64_t served_bytes; /* wire bytes sent while serving (ps_client_stats.serve_bytes) */
+	/* what the target measured (ps_client_lazy_report); false: an older target sent none */
+	bool has_report;
+	struct ps_lazy_report report;
 	pid_t target_pid;
 	double total_ms, downtime_ms; /* downtime: freeze to the target's "running" reply */
 	/* parts of the downtime; state_ms = dump_ms + sending the state */
