@@ -1,9 +1,12 @@
 # bench/module.mk - `make bench` (reduced matrix, <= 10 min on 2 cores) and
 # `make bench-full` (the whole matrix).  Both install what is missing, build,
 # run the per-module micro benchmarks whose targets exist, then bench/run.sh.
+# `make bench-postcopy`: issue 6's metrics (resume, fault latency, all memory
+# against the link) for 1 and 4 GiB, against stop-and-copy in the same run,
+# three repeats (about 10 minutes here); bench/results/postcopy/postcopy.md.
 # Included before the Makefile's `all`: keep `all` the default goal.
 bench_saved_goal := $(.DEFAULT_GOAL)
-BENCH_MICRO := bench-ingest bench-tracker bench-restore
+BENCH_MICRO := bench-ingest bench-tracker bench-restore bench-lazy
 BENCH_OUT ?= bench/results
 
 # A micro benchmark runs when some module.mk defines its target; its output goes
@@ -32,5 +35,13 @@ bench-full: deps
 	$(MAKE) --no-print-directory BUILD=$(BUILD) all
 	$(call bench_micro,$(BENCH_OUT)/full)
 	BUILD=$(BUILD) bench/run.sh --full --out $(BENCH_OUT)/full
+
+bench-postcopy: deps
+	$(MAKE) --no-print-directory BUILD=$(BUILD) all
+	BUILD=$(BUILD) bench/run.sh --mems "1G 4G" --rates 64 --bws "loopback 1gbit" \
+		--modes "stop-and-copy post-copy" --no-peers --repeat 3 --budget 1800 \
+		--out $(BENCH_OUT)/postcopy
+
+.PHONY: bench-postcopy
 
 .DEFAULT_GOAL := $(bench_saved_goal)

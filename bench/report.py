@@ -3,12 +3,14 @@
 
   report.py --haul-json FILE      print "downtime_ms total_s bytes rounds pages_per_round
                                   throttle_max_pct dump_ms restore_ms freeze_at_s resume_at_s
-                                  memory_complete_ms" ('-' if absent)
+                                  memory_complete_ms fault_p50_us fault_p99_us faults"
+                                  ('-' if absent; the fault numbers are the target's, post-copy)
   report.py --csv CSV --out DIR   add the ratio columns to CSV (against haul stop-and-copy
                                   of the same memory, rate, pattern and bandwidth in the
                                   same run), write DIR/summary.md, and the gnuplot data
                                   DIR/headline.md (one line per memory, rate and link), and
-                                  DIR/plot_*.dat + DIR/plotvars.gp that bench/plot.gp reads
+                                  DIR/plot_*.dat + DIR/plotvars.gp that bench/plot.gp reads;
+                                  with post-copy cells also DIR/postcopy.md (issue 6's metrics)
 
 Ratios are taken only within one run: the baseline is measured minutes apart on the
 same machine, with the same fresh-memory conditions.
@@ -42,7 +44,7 @@ def haul_json(path):
         with open(path) as f:
             j = json.load(f)
     except (OSError, ValueError):
-        print("- - - -")
+        print("- - - - - - - - - - - - - -")
         return
     down = find(j, ["downtime_ms"])
     if down is None and find(j, ["downtime_us"]) is not None:
@@ -65,6 +67,10 @@ def haul_json(path):
     restore = find(j, ["restore_ms"])
     kill = find(j, ["kill_ms"])
     complete = find(j, ["memory_complete_ms"])
+    lazy = find(j, ["lazy"]) and find(j, ["target_report"])
+    fp50 = find(j, ["fault_p50_us"]) if lazy else None
+    fp99 = find(j, ["fault_p99_us"]) if lazy else None
+    faults = find(j, ["faults"]) if lazy else None
     # When the process froze and when it ran again on the target, in seconds after
     # migrate began: its total ends with killing the source, after the downtime
     # (post-copy: after all memory arrived, which memory_complete_ms counts from
@@ -82,7 +88,9 @@ def haul_json(path):
     print(fmt(down, ".3f"), fmt(total, ".3f"), fmt(nbytes, "d") if isinstance(nbytes, int)
           else fmt(nbytes, ".0f"), fmt(rounds, "d") if isinstance(rounds, int) else fmt(rounds, ""),
           fmt(ppr, ""), fmt(throttle, ""), fmt(dump, ".3f"), fmt(restore, ".3f"),
-          fmt(freeze_at, ".3f"), fmt(resume_at, ".3f"), fmt(complete, ".3f"))
+          fmt(freeze_at, ".3f"), fmt(resume_at, ".3f"), fmt(complete, ".3f"),
+          fmt(fp50, ".1f"), fmt(fp99, ".1f"), fmt(faults, "d") if isinstance(faults, int)
+          else fmt(faults, ""))
 
 
 def num(s):
@@ -209,6 +217,8 @@ def summarize(path, out):
     with open(os.path.join(out, "headline.md"), "w") as f:
         f.write("\n".join(head) + "\n")
 
+    postcopy_report(rows, out)
+
     for r in rows:
         if r["status"] == "ok" and r["mode"] != "stop-and-copy" and r["gap_vs_sc"]:
             print("bench: ratio: %s %s %s %s %s: client downtime %sx stop-and-copy, total %sx"
@@ -263,6 +273,69 @@ def summarize(path, out):
         f.write('tot_bw = "%s"\n' % tot_bw)
         f.write('run = "%s"\n' % rows[0]["run"])
     return 0
+
+
+def postcopy_report(rows, out):
+    """DIR/postcopy.md: issue 6's metrics per post-copy cell, medians over the repeats.
+
+    resume: freeze to running on the target (haul's downtime_ms); its ratio between the
+    largest and the smallest memory of the same rate and link (target: within 1.5x);
+    fault latency p50/p99 as the target's fault server measured it; all memory: freeze
+    to the last page on the target, against memory / link bandwidth measured by the
+    harness in the same run (target: within 1.3x) and against stop-and-copy's total of
+    the same cell (same bytes over the same path, fresh-memory writes included).
+    """
+    ok = [r for r in rows if r["status"] == "ok"]
+    pc = [r for r in ok if r["engine"] == "haul" and r["mode"] == "post-copy"]
+    path = os.path.join(out, "postcopy.md")
+    if not pc:
+        if os.path.exists(path):
+            os.unlink(path)
+        return
+    lines = ["| memory | dirty rate | link | resume ms | client gap ms | fault p50 / p99 ms "
+             "| faults | all memory s | memory / link s | x link | stop-and-copy s | x s&c |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    keys = list(dict.fromkeys((r["mem_mib"], r["rate"], r["bandwidth"]) for r in pc))
+    resume = {}
+    for mib, rate, bw in keys:
+        def med(col, mode="post-copy"):
+            return median(ok, "haul", mode, mib, rate, bw, col)
+        down, gap, comp = med("downtime_ms"), med("client_gap_ms"), med("memory_complete_ms")
+        p50, p99, nf = med("fault_p50_us"), med("fault_p99_us"), med("faults")
+        sc = med("total_s", "stop-and-copy")
+        gbps = num(next((r["link_gbps"] for r in pc if r["bandwidth"] == bw), None))
+        link_s = int(mib) * 2**20 * 8 / (gbps * 1e9) if gbps else None
+        comp_s = comp / 1e3 if comp is not None else None
+        resume[(mib, rate, bw)] = down
+
+        def f(v, spec):
+            return "-" if v is None else format(v, spec)
+
+        lines.append("| %s | %s | %s | %s | %s | %s / %s | %s | %s | %s | %s | %s | %s |" % (
+            mem_label(mib), rate_label(rate), bw, f(down, ".1f"), f(gap, ".1f"),
+            f(p50 / 1e3 if p50 is not None else None, ".2f"),
+            f(p99 / 1e3 if p99 is not None else None, ".2f"), f(nf, ".0f"), f(comp_s, ".2f"),
+            f(link_s, ".2f"), ratio(comp_s, link_s) or "-", f(sc, ".2f"),
+            ratio(comp_s, sc) or "-"))
+    lines.append("")
+    for rate, bw in dict.fromkeys((k[1], k[2]) for k in keys):
+        mibs = sorted((int(m) for m, r_, b in keys if (r_, b) == (rate, bw)))
+        if len(mibs) < 2:
+            continue
+        lo, hi = resume.get((str(mibs[0]), rate, bw)), resume.get((str(mibs[-1]), rate, bw))
+        if lo and hi:
+            text = ("post-copy resume %s vs %s at %s on %s: %.1f vs %.1f ms, ratio %.2fx "
+                    "(issue 6: within 1.5x)" % (mem_label(mibs[-1]), mem_label(mibs[0]),
+                                                 rate_label(rate), bw, hi, lo, hi / lo))
+            lines.append("- " + text)
+            print("bench: ratio: " + text)
+    lines.append("")
+    lines.append("resume: freeze to running on the target (haul's downtime). Fault latency: "
+                 "the target's fault server, fault read to thread woken. memory / link: the "
+                 "memory at the TCP bandwidth the harness measured on that link in this run. "
+                 "x s&c: all memory against the whole stop-and-copy of the same cell.")
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
 
 
 def main(argv):

@@ -250,14 +250,14 @@ kv() { sed -n "s/^$2=//p" "$1" 2>/dev/null | head -1; }
 
 csv=$out/bench.csv
 rm -rf "$out/logs"
-echo "run,engine,mode,mem_mib,rate,pattern,bandwidth,link_gbps,status,downtime_ms,client_gap_ms,client_gap_mono_ms,total_s,bytes,rounds,verify,note,pages_per_round,throttle_max_pct,dump_ms,restore_ms,gap_end_s,switch_gap_ms,other_gap_ms,base_gap_ms,rep,post_gap_ms,memory_complete_ms" >"$csv"
+echo "run,engine,mode,mem_mib,rate,pattern,bandwidth,link_gbps,status,downtime_ms,client_gap_ms,client_gap_mono_ms,total_s,bytes,rounds,verify,note,pages_per_round,throttle_max_pct,dump_ms,restore_ms,gap_end_s,switch_gap_ms,other_gap_ms,base_gap_ms,rep,post_gap_ms,memory_complete_ms,fault_p50_us,fault_p99_us,faults" >"$csv"
 run_id=$(date -u +%Y%m%dT%H%M%SZ)
 cell_no=0
 
 row() { # engine mode mem rate bw status downtime gap gap_mono total bytes rounds verify note
 	# [pages_per_round throttle_max_pct dump_ms restore_ms]
 	local note=${14//,/;}
-	echo "$run_id,$1,$2,$(size_mib "$3"),$4,$pattern,$5,${link[$5]},$6,$7,$8,$9,${10},${11},${12},${13},${note//$'\n'/ },${15:-},${16:-},${17:-},${18:-},${gap_end:-},${switch_gap:-},${other_gap:-},${base_gap:-},$rep,${post_gap:-},${complete:-}" >>"$csv"
+	echo "$run_id,$1,$2,$(size_mib "$3"),$4,$pattern,$5,${link[$5]},$6,$7,$8,$9,${10},${11},${12},${13},${note//$'\n'/ },${15:-},${16:-},${17:-},${18:-},${gap_end:-},${switch_gap:-},${other_gap:-},${base_gap:-},$rep,${post_gap:-},${complete:-},${fp50:-},${fp99:-},${faults:-}" >>"$csv"
 }
 
 # Start the workload in the source namespace; sets wl_pid, or returns 1.
@@ -392,9 +392,9 @@ run_haul_cell() {
 		keep_logs "$cell"; kill_ours; return
 	fi
 	js=$(python3 "$here/report.py" --haul-json "$cell/mig.json" 2>&1)
-	local ppr throttle dump restore freeze_at resume_at complete
+	local ppr throttle dump restore freeze_at resume_at complete fp50 fp99 faults
 	read -r downtime total bytes rounds ppr throttle dump restore freeze_at resume_at complete \
-		<<<"$js"
+		fp50 fp99 faults <<<"$js"
 	if [ "$freeze_at" = - ]; then # no --json: assume the freeze came last
 		freeze_at=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a - 0.5 }')
 		resume_at=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')

@@ -857,6 +857,12 @@ static int switchover(struct mig *m)
 			return postcopy_failed(m, ret);
 		}
 		res->complete_ms = haul_now_ms() - res->t_freeze;
+		/* what the target measured, and what serving cost on the wire */
+		struct ps_client_stats cs;
+
+		ps_client_stats(m->client, &cs);
+		res->served_bytes = cs.serve_bytes;
+		res->has_report = ps_client_lazy_report(m->client, &res->report) == 0;
 	}
 
 	/*
@@ -1029,6 +1035,9 @@ out:
 		res->bytes_sent += res->round[i].wire_bytes;
 		res->pages_sent += res->round[i].pages;
 	}
+	/* post-copy: what crossed the link after the resume counts too */
+	res->bytes_sent += res->served_bytes;
+	res->pages_sent += res->served_pages;
 	free(m.buf);
 	free(m.zero);
 	res->err = ret;

@@ -2,9 +2,17 @@
 #  bench-restore: checkpoint and restore time for 0.25, 1 and 4 GiB, each as a
 #                 ratio to reading / writing the same bytes in the same run
 #                 (RST_BENCH_MIB="256 1024 4096", images in RST_BENCH_DIR=/var/tmp).
+#  bench-lazy:    the post-copy fault server alone: time until all memory arrived
+#                 against UFFDIO_COPY of the same bytes (a local "link" as fast as
+#                 memory), fault latency p50/p99 (LAZY_BENCH_SIZES="256M 1G").
+#                 The migration itself: make bench-postcopy.
 RST_BENCH_MIB ?= 256 1024 4096
+LAZY_BENCH_SIZES ?= 256M 1G
 
 bench-restore: $(BUILD)/progs/rst_bench
 	RST_BENCH_MIB="$(RST_BENCH_MIB)" $(BUILD)/progs/rst_bench
 
-.PHONY: bench-restore
+bench-lazy: $(BUILD)/progs/lazy_bench $(BUILD)/progs/lazy_workload
+	$(BUILD)/progs/lazy_bench -s "$(LAZY_BENCH_SIZES)" -r 3
+
+.PHONY: bench-restore bench-lazy

@@ -96,6 +96,16 @@ Test(mig_postcopy, postcopy_moves_a_randomly_writing_workload_intact, .fini = te
 		      "most of the memory should follow the resume");
 	cr_assert_gt(th_mig_json(&M, "resume_ms"), 0);
 	cr_assert_geq(th_mig_json(&M, "memory_complete_ms"), th_mig_json(&M, "resume_ms"));
+	/* the target's own measurements came back with its "every page arrived" */
+	cr_assert_eq(th_sh("grep -q '\"target_report\": true' %s", M.json), 0,
+		     "no fault statistics from the target");
+	cr_assert_gt(th_mig_json(&M, "faults"), 0);
+	cr_assert_leq(th_mig_json(&M, "fault_pages") + th_mig_json(&M, "pushed_pages"),
+		      th_mig_json(&M, "served_pages"));
+	cr_assert_leq(th_mig_json(&M, "fault_p50_us"), th_mig_json(&M, "fault_p99_us"));
+	cr_assert_leq(th_mig_json(&M, "fault_p99_us"), th_mig_json(&M, "fault_max_us"));
+	cr_assert_gt(th_mig_json(&M, "target_complete_ms"), 0);
+	cr_assert_gt(th_mig_json(&M, "served_bytes"), 0);
 	/* the eager pages go before the freeze; the frozen round only sends what changed */
 	cr_assert_eq(th_mig_json(&M, "rounds"), 2);
 	cr_log_info("postcopy: resume %.1f ms, all memory after %.1f ms, %g pages served",
