@@ -81,6 +81,13 @@ struct ps_session_info {
  * the server's stall timeout, -EIO when the source could not read them.
  */
 int ps_session_fetch(struct ps_session *s, uint64_t addr, uint32_t npages, void *buf);
+/*
+ * ps_session_fetch() for a fault: sent before the queued background
+ * requests and, when the session has two streams or more, on stream 0,
+ * which carries nothing else (the source serves each stream on its own
+ * thread): the reply does not wait behind pushed pages.
+ */
+int ps_session_fetch_urgent(struct ps_session *s, uint64_t addr, uint32_t npages, void *buf);
 /* Post-copy: every page has arrived; the source's ps_client_serve() returns 0. */
 int ps_session_fetch_done(struct ps_session *s);
 

@@ -111,6 +111,7 @@ struct ps_fetch {
 	uint64_t id, addr;
 	uint32_t npages;
 	uint8_t *buf;
+	bool urgent; /* a fault waits for it: first in the queue, on the fault stream */
 	struct ps_fetch *next;
 	int err;
 	bool done, abandoned;
@@ -602,16 +603,31 @@ static void fetch_fail_all(struct ps_session *x, int err)
 	pthread_mutex_unlock(&s->fmu);
 }
 
-/* A stream of @x that can carry a request now, round-robin; NULL if none. */
-static struct ps_conn *fetch_stream(struct ps_session *x)
+static bool fetch_usable(const struct ps_conn *c)
 {
-	for (uint32_t k = 0; k < x->nstreams; k++) {
-		struct ps_conn *c = x->streams[x->next_stream++ % x->nstreams];
+	return c && !c->dead && c->state >= PS_READY && c->state <= PS_BARRIER;
+}
 
-		if (c && !c->dead && c->state >= PS_READY && c->state <= PS_BARRIER)
+/*
+ * A stream of @x that can carry a request now; NULL if none.  With two
+ * streams or more, stream 0 carries the urgent requests (faults) and the
+ * others the background ones, round-robin: a fault's reply then never
+ * queues behind megabytes of pushed pages in the same socket (the source
+ * serves each stream on its own thread, ps_client_serve).  With one, all.
+ */
+static struct ps_conn *fetch_stream(struct ps_session *x, bool urgent)
+{
+	uint32_t first = x->nstreams >= 2 ? 1 : 0, n = x->nstreams - first;
+
+	if (urgent && x->nstreams >= 2 && fetch_usable(x->streams[0]))
+		return x->streams[0];
+	for (uint32_t k = 0; k < n; k++) {
+		struct ps_conn *c = x->streams[first + x->next_stream++ % n];
+
+		if (fetch_usable(c))
 			return c;
 	}
-	return NULL;
+	return fetch_usable(x->streams[0]) ? x->streams[0] : NULL;
 }
 
 /* Loop thread: send the queued requests and the "all arrived" notices. */
@@ -643,7 +659,7 @@ static void fasync_cb(struct ev_loop *loop, ev_async *w, int revents)
 		struct ps_fetch *f = todo;
 		struct ps_session *x = f->sess;
 		Haul__Wire__PageReq q = HAUL__WIRE__PAGE_REQ__INIT;
-		struct ps_conn *c = x->failed ? NULL : fetch_stream(x);
+		struct ps_conn *c = x->failed ? NULL : fetch_stream(x, f->urgent);
 		int ret = -ECONNRESET;
 
 		todo = f->next;
@@ -663,7 +679,7 @@ static void fasync_cb(struct ev_loop *loop, ev_async *w, int revents)
 		pthread_mutex_unlock(&s->fmu);
 	}
 	for (unsigned i = 0; i < ndone; i++) {
-		struct ps_conn *c = fetch_stream(done[i]);
+		struct ps_conn *c = fetch_stream(done[i], true);
 
 		if (c)
 			send_done(c, has_rep[i] ? &rep[i] : NULL);
@@ -671,7 +687,7 @@ static void fasync_cb(struct ev_loop *loop, ev_async *w, int revents)
 	server_reap(s);
 }
 
-int ps_session_fetch(struct ps_session *x, uint64_t addr, uint32_t npages, void *buf)
+static int fetch(struct ps_session *x, uint64_t addr, uint32_t npages, void *buf, bool urgent)
 {
 	struct ps_server *s = x->srv;
 	struct ps_fetch *f;
@@ -703,8 +719,16 @@ int ps_session_fetch(struct ps_session *x, uint64_t addr, uint32_t npages, void 
 		return -ECONNRESET;
 	}
 	f->id = ++s->next_req_id;
-	f->next = s->fqueue;
-	s->fqueue = f;
+	f->urgent = urgent;
+	/* urgent ones first (behind earlier urgent ones), the others in the order asked */
+	{
+		struct ps_fetch **pp = &s->fqueue;
+
+		while (*pp && (!urgent || (*pp)->urgent))
+			pp = &(*pp)->next;
+		f->next = *pp;
+		*pp = f;
+	}
 	pthread_mutex_unlock(&s->fmu);
 	ev_async_send(s->loop, &s->fasync);
 
@@ -720,6 +744,16 @@ int ps_session_fetch(struct ps_session *x, uint64_t addr, uint32_t npages, void 
 	}
 	pthread_mutex_unlock(&s->fmu);
 	return ret;
+}
+
+int ps_session_fetch(struct ps_session *x, uint64_t addr, uint32_t npages, void *buf)
+{
+	return fetch(x, addr, npages, buf, false);
+}
+
+int ps_session_fetch_urgent(struct ps_session *x, uint64_t addr, uint32_t npages, void *buf)
+{
+	return fetch(x, addr, npages, buf, true);
 }
 
 int ps_session_fetch_done_report(struct ps_session *x, const struct ps_lazy_report *r)

@@ -286,5 +286,7 @@ void rst_lazy_ps_free(struct rst_lazy_ps *p);
  * ps_client_serve(c, rst_lazy_src_fetch, src, idle_ms).
  */
 int rst_lazy_session_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf);
+/* rst_lazy_source.fetch_fault of the same: ps_session_fetch_urgent(). */
+int rst_lazy_session_fetch_fault(void *arg, uint64_t addr, uint32_t npages, void *buf);
 
 #endif

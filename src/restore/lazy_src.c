@@ -266,21 +266,33 @@ void rst_lazy_ps_free(struct rst_lazy_ps *p)
 	free(p);
 }
 
-int rst_lazy_session_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
+static int session_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf, bool urgent)
 {
 	int ret = 0;
 
 	for (uint32_t done = 0; !ret && done < npages;) {
 		uint32_t k = npages - done;
+		uint64_t a = addr + (uint64_t)done * HAUL_PAGE_SIZE;
+		void *b = (char *)buf + (uint64_t)done * HAUL_PAGE_SIZE;
 
 		if (k > WIRE_MAX_REQ_PAGES)
 			k = WIRE_MAX_REQ_PAGES;
-		ret = ps_session_fetch(arg, addr + (uint64_t)done * HAUL_PAGE_SIZE, k,
-				       (char *)buf + (uint64_t)done * HAUL_PAGE_SIZE);
+		ret = urgent ? ps_session_fetch_urgent(arg, a, k, b)
+			     : ps_session_fetch(arg, a, k, b);
 		done += k;
 	}
 	/* -ESRCH would read as "the restored process exited" (lazy_int.h). */
 	return ret == -ESRCH ? -EHOSTDOWN : ret;
+}
+
+int rst_lazy_session_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
+{
+	return session_fetch(arg, addr, npages, buf, false);
+}
+
+int rst_lazy_session_fetch_fault(void *arg, uint64_t addr, uint32_t npages, void *buf)
+{
+	return session_fetch(arg, addr, npages, buf, true);
 }
 
 #ifndef PTRACE_GET_RSEQ_CONFIGURATION

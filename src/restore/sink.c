@@ -209,7 +209,8 @@ static int live_open(void *arg, const struct ps_session_info *info, void **sess)
 		s->lazy = true;
 		s->session = info->session;
 		s->hook.src = (struct rst_lazy_source){.fetch = rst_lazy_session_fetch,
-						       .arg = info->session};
+						       .arg = info->session,
+						       .fetch_fault = rst_lazy_session_fetch_fault};
 		o.before_resume = rst_lazy_before_resume;
 		o.before_resume_arg = &s->hook;
 	}

@@ -78,10 +78,11 @@ static void *fetcher(void *arg)
 			}
 		}
 	}
-	/* thread 0 takes even 64-page chunks, thread 1 odd ones */
+	/* thread 0 takes even 64-page chunks in the background, thread 1 odd ones as faults */
 	for (uint64_t chunk = (uint64_t)idx; chunk < NPAGES / 64; chunk += 2) {
 		uint64_t addr = BASE + chunk * 64 * PG;
-		int ret = ps_session_fetch(ts.session, addr, 64, buf);
+		int ret = idx ? ps_session_fetch_urgent(ts.session, addr, 64, buf)
+			      : ps_session_fetch(ts.session, addr, 64, buf);
 
 		if (ret) {
 			ts.result[idx] = ret;
@@ -292,11 +293,18 @@ static const struct ps_sink_ops test_sink = {
 	.close = t_close,
 };
 
+/* Which thread of ps_client_serve answered each 64-page chunk: 1 its caller (stream 0), 2 another. */
+static pthread_t serve_caller;
+static uint8_t served_by[NPAGES / 64];
+
 static int serve_pages(void *arg, uint64_t addr, uint32_t npages, void *buf)
 {
 	(void)arg;
 	if (addr < BASE || addr + npages * PG > BASE + NPAGES * PG)
 		return -ERANGE;
+	if (npages == 64 && (addr - BASE) % (64 * PG) == 0)
+		served_by[(addr - BASE) / (64 * PG)] =
+			pthread_equal(pthread_self(), serve_caller) ? 1 : 2;
 	for (uint32_t i = 0; i < npages; i++)
 		gen((uint8_t *)buf + i * PG, addr + i * PG);
 	return 0;
@@ -342,10 +350,17 @@ Test(ps_postcopy, target_fetches_pages_over_the_live_streams, .timeout = 60)
 	cr_assert_eq(ps_client_state(c, "S", 1), 0);
 	cr_assert_eq(ps_client_restore(c, &res), 0);
 	cr_assert_eq(res.err, 0);
+	serve_caller = pthread_self();
+	memset(served_by, 0, sizeof(served_by));
 	cr_assert_eq(ps_client_serve(c, serve_pages, NULL, 20000), 0);
 	cr_assert_eq(ts.result[0], 0, "fetcher 0: %d", ts.result[0]);
 	cr_assert_eq(ts.result[1], 0, "fetcher 1: %d", ts.result[1]);
 	cr_assert_eq(ts.bad, 0, "%llu pages differ", (unsigned long long)ts.bad);
+	/* with two streams, faults (odd chunks) own stream 0, served by the caller's thread */
+	for (unsigned k = 1; k < NPAGES / 64; k++)
+		cr_assert_eq(
+			served_by[k], k % 2 ? 1 : 2, "chunk %u (%s) was served by the %s thread", k,
+			k % 2 ? "urgent" : "background", served_by[k] == 1 ? "caller's" : "other");
 	/* a target that says "done" without statistics (an older haul): none to read */
 	cr_assert_eq(ps_client_lazy_report(c, &lr), -ENODATA);
 	cr_assert_eq(ps_client_commit(c), 0);
