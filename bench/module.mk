@@ -38,7 +38,7 @@ bench-full: deps
 
 bench-postcopy: deps
 	$(MAKE) --no-print-directory BUILD=$(BUILD) all
-	BUILD=$(BUILD) bench/run.sh --mems "1G 4G" --rates 64 --bws "loopback 1gbit" \
+	BUILD=$(BUILD) bench/run.sh --mems "1G 4G 16G" --rates 64 --bws "loopback 1gbit" \
 		--modes "stop-and-copy post-copy" --no-peers --repeat 3 --budget 1800 \
 		--out $(BENCH_OUT)/postcopy
 
