@@ -5,11 +5,17 @@
  * memory is registered with userfaultfd in missing mode (created inside the
  * process by an injected syscall, see rst_lazy_uffd_create()).  One fault
  * thread owns the uffd:
- *  - a fault is answered by fetching a 64 KiB-aligned window around it
- *    (clipped to its VMA and to pages still missing) and UFFDIO_COPYing it
- *    (runs of all-zero pages: UFFDIO_ZEROPAGE, nothing allocated);
- *  - between faults, chunks that the fetcher threads fetched ahead are
- *    copied in 64 KiB slices, so that a fault waits for at most one slice;
+ *  - a fault is answered with a 64 KiB-aligned window around it (clipped
+ *    to its VMA and to pages still missing): the fault thread hands its
+ *    fetch to a fault-fetch thread and goes on; the window comes back as
+ *    an urgent chunk, copied before any background slice (UFFDIO_COPY,
+ *    which wakes every thread waiting in it; runs of all-zero pages:
+ *    UFFDIO_ZEROPAGE, nothing allocated).  A fault inside a window in
+ *    flight waits for that window instead of fetching it again;
+ *  - meanwhile, and between faults, chunks that the fetcher threads fetched
+ *    ahead are copied in 64 KiB slices, so that a fault waits for at most
+ *    one slice once its window is there, and a slow fault fetch does not
+ *    stop the push;
  *  - the fetchers claim the next missing pages after the last fault
  *    ("continue forward from where the process is"), wrapping around, until
  *    every page has been claimed;
@@ -22,8 +28,10 @@
  * zaps the pages, and a copy made after the zap would put stale data back.
  * With one copier, every copy checks the present bitmap after the events
  * before it were applied, so a zapped page is never refilled from the source
- * (it reads as zeros, as madvise(DONTNEED) promises).  The fetchers only
- * read the source into buffers.
+ * (it reads as zeros, as madvise(DONTNEED) promises).  The fetchers and the
+ * fault-fetch threads only read the source into buffers; what they fetched
+ * is placed by source address when it is copied (events since may have
+ * moved or dropped it).
  *
  * State, per lazy region (a piece of a registered VMA, with the source
  * address it had when frozen; a remap moves pieces): bitmaps `done` (present
@@ -106,10 +114,28 @@ struct lz_chunk {
 	struct lz_chunk *next;
 };
 
+/*
+ * A fault window: queued for a fault-fetch thread, being fetched, or fetched
+ * and waiting for the fault thread (ahead of background chunks).
+ */
+struct lz_req {
+	struct lz_mm *mm;
+	uint64_t src;	 /* source address of the first page */
+	uint32_t npages; /* fetched */
+	uint32_t off;	 /* pages copied (or skipped) so far */
+	uint32_t filled; /* of those, filled by this copy (it woke their waiters) */
+	bool force;	 /* one page marked present: copied even though done */
+	bool busy;	 /* fault thread only: in flight or not yet copied */
+	void *buf;
+	struct lz_req *next;
+};
+
+/* A fault read and not answered yet; with @req, waiting for that window. */
 struct lz_pend {
 	struct lz_mm *mm;
 	uint64_t addr;
 	uint64_t t0;
+	struct lz_req *req;
 };
 
 /* A descendant of the restored process: killed with it on failure. */
@@ -126,11 +152,14 @@ struct rst_lazy {
 	uint32_t chunk_pages;
 	pthread_t fault_thread;
 	pthread_t *fetch_threads;
+	pthread_t *ufetch_threads; /* fault-fetch threads */
+	unsigned nurunning;
 	bool started;
 
 	pthread_mutex_t lock;
-	pthread_cond_t cv; /* fetchers: a free buffer, new work or stop; waiters: finished */
-	struct lz_mm **mm; /* mm[0]: the restored process; never freed before rst_lazy_free */
+	pthread_cond_t cv;  /* fetchers: a free buffer, new work or stop; waiters: finished */
+	pthread_cond_t ucv; /* fault-fetch threads: a window to fetch or stop */
+	struct lz_mm **mm;  /* mm[0]: the restored process; never freed before rst_lazy_free */
 	size_t nmm;
 	uint64_t missing;  /* over every live mm */
 	size_t hint_mm;	   /* where the background push continues: this mm ... */
@@ -138,6 +167,9 @@ struct rst_lazy {
 	uint64_t work_gen; /* bumped when new work appears (a fork) */
 	struct lz_chunk *chunks;
 	struct lz_chunk *free_list, *ready_head, *ready_tail;
+	struct lz_req *reqs;		  /* LAZY_FAULT_SLOTS */
+	struct lz_req *uq_head, *uq_tail; /* fault windows to fetch */
+	struct lz_req *ur_head, *ur_tail; /* fault windows fetched: the fault thread copies them */
 	bool stopping, finished;
 	bool marked; /* rst_lazy_mark_present() was used */
 	bool exited; /* the restored process died before it had everything */
@@ -148,8 +180,8 @@ struct rst_lazy {
 	uint32_t hist[HIST_BUCKETS];
 
 	/* fault thread only */
-	void *fault_buf;
 	struct lz_chunk *cur;
+	struct lz_req *ucur; /* fault window being copied */
 	struct lz_kid *kids;
 	size_t nkids;
 };
@@ -546,25 +578,62 @@ static int fetch_fault(struct rst_lazy *lz, uint64_t addr, uint32_t npages, void
 	return lz->src.fetch(lz->src.arg, addr, npages, buf);
 }
 
-/* A fetch for a fault failed: remember it as the source's failure (it may be -ESRCH too). */
-static int fetch_failed(struct rst_lazy *lz, int err)
+/* A fault's thread was woken with its page there: count it with its latency. */
+static void fault_served(struct rst_lazy *lz, uint64_t t0)
 {
+	uint64_t dt = now_ns() - t0;
+
 	pthread_mutex_lock(&lz->lock);
-	if (!lz->fetch_err)
-		lz->fetch_err = err;
+	lz->st.faults++;
+	lz->hist[hist_idx(dt)]++;
+	if (dt > lz->st.fault_max_ns)
+		lz->st.fault_max_ns = dt;
 	pthread_mutex_unlock(&lz->lock);
-	return err;
+}
+
+/* The fault window of @mm in flight that holds source page @src, or NULL. Fault thread. */
+static struct lz_req *req_find(struct rst_lazy *lz, struct lz_mm *mm, uint64_t src)
+{
+	for (unsigned k = 0; k < LAZY_FAULT_SLOTS; k++) {
+		struct lz_req *q = &lz->reqs[k];
+
+		if (q->busy && q->mm == mm && src >= q->src &&
+		    src < q->src + (uint64_t)q->npages * PG)
+			return q;
+	}
+	return NULL;
+}
+
+/* Hand @q to a fault-fetch thread. Fault thread. */
+static void req_issue(struct rst_lazy *lz, struct lz_req *q)
+{
+	q->off = q->filled = 0;
+	q->busy = true;
+	pthread_mutex_lock(&lz->lock);
+	q->next = NULL;
+	if (lz->uq_tail)
+		lz->uq_tail->next = q;
+	else
+		lz->uq_head = q;
+	lz->uq_tail = q;
+	pthread_cond_signal(&lz->ucv);
+	pthread_mutex_unlock(&lz->lock);
 }
 
 /*
- * Answer a fault at @addr of @mm.  Returns 0, -EAGAIN (retry after reading
- * events), -ESRCH (that mm is gone), or the source's -errno.
+ * Answer the fault @pf, or start answering it.  Returns 0 (answered: its
+ * thread is woken), 1 (it waits for the window @pf->req: a fault-fetch thread
+ * fetches it, the fault thread copies it later), -EBUSY (no free window: try
+ * again once one is copied), -EAGAIN (retry after reading events), -ESRCH
+ * (that mm is gone) or -errno.
  */
-static int serve_fault(struct rst_lazy *lz, struct lz_mm *mm, uint64_t addr)
+static int serve_fault(struct rst_lazy *lz, struct lz_pend *pf)
 {
+	struct lz_mm *mm = pf->mm;
+	uint64_t addr = pf->addr;
 	struct lz_region *rg = region_find(mm, addr);
 	uint64_t i, lo, hi, wlo, whi;
-	long ret;
+	struct lz_req *q;
 
 	pr_debug("fault at %#lx of pid %d", (unsigned long)addr, lz->pid);
 	if (!rg) {
@@ -581,25 +650,32 @@ static int serve_fault(struct rst_lazy *lz, struct lz_mm *mm, uint64_t addr)
 		pthread_mutex_unlock(&lz->lock);
 		return uffd_zero(mm, addr);
 	}
-	if (bit_test(rg->done, i)) {
-		/*
-		 * Copied after the fault was read: that copy woke the thread.
-		 * Pages the caller marked present are fetched again to be sure
-		 * (the copy says EEXIST if they really are there).
-		 */
-		if (!lz->marked)
-			return uffd_wake(mm, addr);
-		ret = fetch_fault(lz, rg->src + i * PG, 1, lz->fault_buf);
-		if (ret)
-			return fetch_failed(lz, (int)ret);
-		struct uffdio_copy c = {.dst = addr,
-					.src = (uint64_t)(uintptr_t)lz->fault_buf,
-					.len = PG,
-					.mode = 0};
-
-		if (ioctl(mm->uffd, UFFDIO_COPY, &c) && errno != EEXIST)
-			return uffd_err(errno);
+	/*
+	 * Done: copied after the fault was read, and that copy woke the thread.
+	 * Pages the caller marked present are fetched again to be sure (the
+	 * copy says EEXIST if they really are there).
+	 */
+	if (bit_test(rg->done, i) && !lz->marked)
 		return uffd_wake(mm, addr);
+	/* In flight already: its copy wakes every thread waiting in the window. */
+	q = req_find(lz, mm, rg->src + i * PG);
+	if (q) {
+		pf->req = q;
+		return 1;
+	}
+	for (unsigned k = 0; !q && k < LAZY_FAULT_SLOTS; k++)
+		if (!lz->reqs[k].busy)
+			q = &lz->reqs[k];
+	if (!q)
+		return -EBUSY;
+	q->mm = mm;
+	if (bit_test(rg->done, i)) {
+		q->force = true;
+		q->src = rg->src + i * PG;
+		q->npages = 1;
+		req_issue(lz, q);
+		pf->req = q;
+		return 1;
 	}
 
 	/* The missing run around the fault, inside its aligned fault-around window. */
@@ -615,9 +691,9 @@ static int serve_fault(struct rst_lazy *lz, struct lz_mm *mm, uint64_t addr)
 	while (hi < whi && !bit_test(rg->done, hi))
 		hi++;
 
-	ret = fetch_fault(lz, rg->src + lo * PG, (uint32_t)(hi - lo), lz->fault_buf);
-	if (ret)
-		return fetch_failed(lz, (int)ret);
+	q->force = false;
+	q->src = rg->src + lo * PG;
+	q->npages = (uint32_t)(hi - lo);
 	pthread_mutex_lock(&lz->lock);
 	lz->st.fetched_bytes += (hi - lo) * PG;
 	for (size_t k = 0; k < lz->nmm; k++)
@@ -625,11 +701,136 @@ static int serve_fault(struct rst_lazy *lz, struct lz_mm *mm, uint64_t addr)
 			lz->hint_mm = k;
 	lz->hint = rg->start + hi * PG;
 	pthread_mutex_unlock(&lz->lock);
-	ret = copy_pages(lz, mm, rg, lo, hi - lo, lz->fault_buf, true);
-	if (ret < 0)
-		return (int)ret;
-	/* Nothing copied over the faulting page (EEXIST on it): it never got a wake. */
-	return ret == (long)(hi - lo) ? 0 : uffd_wake(mm, addr);
+	req_issue(lz, q);
+	pf->req = q;
+	return 1;
+}
+
+/*
+ * Copy pages [*@off, @end) of a run fetched from source address @src into
+ * @mm, each piece where its region is now (looked up by source address:
+ * events since the fetch may have moved or dropped it; dropped pages are
+ * skipped).  Advances *@off; on -EAGAIN a later call resumes there.  Returns
+ * the pages filled, -EAGAIN, -ESRCH or -errno.
+ */
+static long copy_run(struct rst_lazy *lz, struct lz_mm *mm, uint64_t src, const char *buf,
+		     uint32_t *off, uint32_t end, bool fault)
+{
+	long filled = 0;
+
+	while (*off < end) {
+		uint64_t s = src + (uint64_t)*off * PG;
+		struct lz_region *rg = mm->dead ? NULL : region_find_src(mm, s);
+		uint64_t i, n;
+		long ret;
+
+		if (!rg) { /* unmapped since it was fetched */
+			(*off)++;
+			continue;
+		}
+		i = (s - rg->src) / PG;
+		n = end - *off;
+		if (n > (rg->end - rg->start) / PG - i)
+			n = (rg->end - rg->start) / PG - i;
+		ret = copy_pages(lz, mm, rg, i, n, buf + (uint64_t)*off * PG, fault);
+		if (ret < 0)
+			return ret;
+		filled += ret;
+		*off += (uint32_t)n;
+	}
+	return filled;
+}
+
+/*
+ * Copy fetched fault window @q.  A forced page (marked present, faulted
+ * anyway) is copied whatever the done bitmap says, unless the process
+ * zapped it since.  0 (copied or dropped), -EAGAIN, -ESRCH or -errno.
+ */
+static int copy_req(struct rst_lazy *lz, struct lz_req *q)
+{
+	struct lz_region *rg;
+	long ret;
+
+	if (q->mm->dead) {
+		q->off = q->npages;
+		return 0;
+	}
+	if (!q->force) {
+		ret = copy_run(lz, q->mm, q->src, q->buf, &q->off, q->npages, true);
+		if (ret < 0)
+			return (int)ret;
+		q->filled += (uint32_t)ret;
+		return 0;
+	}
+	rg = region_find_src(q->mm, q->src);
+	if (rg && !bit_test(rg->zero, (q->src - rg->src) / PG)) {
+		struct uffdio_copy c = {.dst = rg->start + (q->src - rg->src),
+					.src = (uint64_t)(uintptr_t)q->buf,
+					.len = PG,
+					.mode = 0};
+
+		if (ioctl(q->mm->uffd, UFFDIO_COPY, &c) && errno != EEXIST && errno != ENOENT)
+			return uffd_err(errno);
+	}
+	q->off = q->npages;
+	return 0;
+}
+
+static void mm_dead(struct rst_lazy *lz, struct lz_mm *mm);
+
+/*
+ * Window @q is copied: answer the faults that waited for it and free it.
+ * A fault whose page this copy filled was woken by it; the others (present
+ * already: EEXIST, zapped since, moved) are woken or zero-filled now, as
+ * serve_fault would.  0 or -errno; a fault whose answer says -EAGAIN goes
+ * back to serve_fault (*@stalled: after the events are read).
+ */
+static int req_done(struct rst_lazy *lz, struct lz_req *q, struct lz_pend *pend, size_t *npend,
+		    bool *stalled)
+{
+	bool all = !q->force && q->filled == q->npages;
+
+	for (size_t k = 0; k < *npend;) {
+		struct lz_pend *pf = &pend[k];
+		struct lz_region *rg;
+		int ret = 0;
+
+		if (pf->req != q) {
+			k++;
+			continue;
+		}
+		pf->req = NULL;
+		if (pf->mm->dead) {
+			pend[k] = pend[--*npend];
+			continue;
+		}
+		rg = region_find(pf->mm, pf->addr);
+		if (rg && bit_test(rg->zero, (pf->addr - rg->start) / PG)) {
+			pthread_mutex_lock(&lz->lock);
+			lz->st.zero_pages++;
+			pthread_mutex_unlock(&lz->lock);
+			ret = uffd_zero(pf->mm, pf->addr);
+		} else {
+			uint64_t s = rg ? rg->src + (pf->addr - rg->start) : 0;
+
+			if (!all || !rg || s < q->src || s >= q->src + (uint64_t)q->npages * PG)
+				ret = uffd_wake(pf->mm, pf->addr);
+		}
+		if (ret == -EAGAIN) {
+			k++; /* served again after the events are read */
+			*stalled = true;
+			continue;
+		}
+		if (ret == -ESRCH)
+			mm_dead(lz, pf->mm);
+		else if (ret)
+			return ret;
+		else
+			fault_served(lz, pf->t0);
+		pend[k] = pend[--*npend];
+	}
+	q->busy = false;
+	return 0;
 }
 
 /*
@@ -641,6 +842,7 @@ static int push_slice(struct rst_lazy *lz)
 {
 	struct lz_chunk *c = lz->cur;
 	uint32_t end;
+	long ret;
 
 	if (!c) {
 		pthread_mutex_lock(&lz->lock);
@@ -658,26 +860,9 @@ static int push_slice(struct rst_lazy *lz)
 	end = c->off + LAZY_PUSH_SLICE_PAGES;
 	if (end > c->npages || c->mm->dead)
 		end = c->npages;
-	while (c->off < end) {
-		uint64_t src = c->src + (uint64_t)c->off * PG;
-		struct lz_region *rg = c->mm->dead ? NULL : region_find_src(c->mm, src);
-		uint64_t i, n;
-		long ret;
-
-		if (!rg) { /* unmapped since it was claimed */
-			c->off++;
-			continue;
-		}
-		i = (src - rg->src) / PG;
-		n = end - c->off;
-		if (n > (rg->end - rg->start) / PG - i)
-			n = (rg->end - rg->start) / PG - i;
-		ret = copy_pages(lz, c->mm, rg, i, n, (char *)c->buf + (uint64_t)c->off * PG,
-				 false);
-		if (ret < 0)
-			return (int)ret;
-		c->off += (uint32_t)n;
-	}
+	ret = copy_run(lz, c->mm, c->src, c->buf, &c->off, end, false);
+	if (ret < 0)
+		return (int)ret;
 	if (c->off == c->npages) {
 		lz->cur = NULL;
 		pthread_mutex_lock(&lz->lock);
@@ -854,6 +1039,7 @@ static void finish(struct rst_lazy *lz, int result)
 	}
 	lz->stopping = true;
 	pthread_cond_broadcast(&lz->cv);
+	pthread_cond_broadcast(&lz->ucv);
 	pthread_mutex_unlock(&lz->lock);
 }
 
@@ -980,11 +1166,88 @@ static int read_msgs(struct rst_lazy *lz, struct lz_mm *mm, struct lz_pend *pend
 			mm->scanned = true;
 		}
 		if (*npend < MAX_MSGS * 4)
-			pend[(*npend)++] = (struct lz_pend){mm, addr, t0};
+			pend[(*npend)++] = (struct lz_pend){mm, addr, t0, NULL};
 		else
 			uffd_wake(mm, addr); /* it faults again and is read next turn */
 	}
 	return 0;
+}
+
+/*
+ * Serve the faults of @pend that wait for no window yet.  *@stalled: one
+ * must wait for events (-EAGAIN); *@busy: one found no free window.  0 or
+ * -errno.
+ */
+static int serve_pending(struct rst_lazy *lz, struct lz_pend *pend, size_t *npend, bool *stalled,
+			 bool *busy)
+{
+	for (size_t k = 0; k < *npend;) {
+		struct lz_pend *pf = &pend[k];
+		int ret;
+
+		if (pf->req) {
+			k++;
+			continue;
+		}
+		ret = pf->mm->dead ? -ESRCH : serve_fault(lz, pf);
+		if (ret == 1 || ret == -EAGAIN || ret == -EBUSY) {
+			/* waiting for its window, for the events, or for a free window */
+			*stalled |= ret == -EAGAIN;
+			*busy |= ret == -EBUSY;
+			k++;
+			continue;
+		}
+		if (ret == -ESRCH)
+			mm_dead(lz, pf->mm);
+		else if (ret)
+			return ret;
+		else
+			fault_served(lz, pf->t0);
+		pend[k] = pend[--*npend];
+	}
+	return 0;
+}
+
+/*
+ * Copy the fault windows fetched so far, oldest first, and answer the
+ * faults that waited for them.  *@freed: a window was freed; *@stalled: a
+ * fault must wait for events.  0, -EAGAIN (the address space is changing:
+ * the rest waits for the next turn) or -errno.
+ */
+static int copy_urgent(struct rst_lazy *lz, struct lz_pend *pend, size_t *npend, bool *freed,
+		       bool *stalled)
+{
+	for (;;) {
+		struct lz_req *q = lz->ucur;
+		int ret;
+
+		if (!q) {
+			pthread_mutex_lock(&lz->lock);
+			q = lz->ur_head;
+			if (q) {
+				lz->ur_head = q->next;
+				if (!lz->ur_head)
+					lz->ur_tail = NULL;
+			}
+			pthread_mutex_unlock(&lz->lock);
+			if (!q)
+				return 0;
+			lz->ucur = q;
+		}
+		ret = copy_req(lz, q);
+		if (ret == -ESRCH) {
+			/* That mm is gone: its faults are dropped with it. */
+			mm_dead(lz, q->mm);
+			ret = 0;
+		}
+		if (ret)
+			return ret;
+		lz->ucur = NULL;
+		ret = req_done(lz, q, pend, npend, stalled);
+		if (ret)
+			return ret;
+		*freed = true;
+	}
 }
 
 static void *fault_main(void *arg)
@@ -993,14 +1256,15 @@ static void *fault_main(void *arg)
 	struct lz_pend pend[MAX_MSGS * 4];
 	struct pollfd *p = NULL;
 	size_t npend = 0, np = 0;
+	bool retry = false;
 	int ret = 0;
 
 	for (;;) {
-		bool bg, exited, stalled = false;
+		bool work, exited, stalled = false, busy = false, freed = false;
 		size_t nmm;
 
 		pthread_mutex_lock(&lz->lock);
-		bg = lz->cur || lz->ready_head;
+		work = retry || lz->cur || lz->ready_head || lz->ucur || lz->ur_head;
 		ret = lz->fetch_err;
 		nmm = lz->nmm;
 		pthread_mutex_unlock(&lz->lock);
@@ -1022,7 +1286,8 @@ static void *fault_main(void *arg)
 		p[2] = (struct pollfd){.fd = lz->mm[0]->dead ? -1 : lz->pidfd, .events = POLLIN};
 		for (size_t k = 0; k < nmm; k++)
 			p[3 + k] = (struct pollfd){.fd = lz->mm[k]->uffd, .events = POLLIN};
-		if (poll(p, 3 + nmm, npend || bg ? 0 : -1) < 0 && errno != EINTR) {
+		/* Faults waiting for their window or for a free one wait for readyfd. */
+		if (poll(p, 3 + nmm, work ? 0 : -1) < 0 && errno != EINTR) {
 			ret = -errno;
 			break;
 		}
@@ -1045,33 +1310,21 @@ static void *fault_main(void *arg)
 		if (ret)
 			break;
 
-		for (size_t k = 0; k < npend;) {
-			struct lz_mm *mm = pend[k].mm;
-
-			ret = mm->dead ? -ESRCH : serve_fault(lz, mm, pend[k].addr);
-			if (ret == -EAGAIN) {
-				k++; /* an event is queued: read it, then retry this fault */
-				stalled = true;
-				continue;
-			}
-			if (ret == -ESRCH && !lz->fetch_err) {
-				mm_dead(lz, mm);
-			} else if (ret) {
-				goto out;
-			} else {
-				uint64_t dt = now_ns() - pend[k].t0;
-
-				pthread_mutex_lock(&lz->lock);
-				lz->st.faults++;
-				lz->hist[hist_idx(dt)]++;
-				if (dt > lz->st.fault_max_ns)
-					lz->st.fault_max_ns = dt;
-				pthread_mutex_unlock(&lz->lock);
-			}
-			pend[k] = pend[--npend];
+		/* New faults first (their fetches start), then the windows that came back. */
+		ret = serve_pending(lz, pend, &npend, &stalled, &busy);
+		if (ret)
+			break;
+		ret = copy_urgent(lz, pend, &npend, &freed, &stalled);
+		if (ret == -EAGAIN) {
+			stalled = true;
+			ret = 0;
 		}
-		ret = 0;
-		if (!npend) {
+		if (!ret && busy && freed)
+			ret = serve_pending(lz, pend, &npend, &stalled, &busy);
+		if (ret)
+			break;
+		/* One background slice per turn, also while fault windows are in flight. */
+		if (!stalled) {
 			ret = push_slice(lz);
 			if (ret == -ESRCH && lz->cur) {
 				/* That mm is gone; its chunk is dropped on the next turn. */
@@ -1085,6 +1338,7 @@ static void *fault_main(void *arg)
 			if (ret)
 				break;
 		}
+		retry = stalled;
 		/*
 		 * EAGAIN lasts until the thread that raised the event (madvise,
 		 * munmap) runs again after we read it: let it have the CPU
@@ -1102,7 +1356,6 @@ static void *fault_main(void *arg)
 			goto done;
 		}
 	}
-out:
 	pthread_mutex_lock(&lz->lock);
 	if (lz->fetch_err)
 		ret = lz->fetch_err;
@@ -1227,6 +1480,56 @@ static void *fetch_main(void *arg)
 		if (ret)
 			break;
 	}
+	return NULL;
+}
+
+/*
+ * A fault-fetch thread: fetch the fault windows the fault thread queues
+ * (the source's fault path) and hand them back ahead of background chunks.
+ * A failure is the source's: the fault thread fails the restore.
+ */
+static void *ufetch_main(void *arg)
+{
+	struct rst_lazy *lz = arg;
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&lz->lock);
+	for (;;) {
+		struct lz_req *q;
+		int ret;
+
+		while (!lz->stopping && !lz->uq_head)
+			pthread_cond_wait(&lz->ucv, &lz->lock);
+		if (lz->stopping)
+			break;
+		q = lz->uq_head;
+		lz->uq_head = q->next;
+		if (!lz->uq_head)
+			lz->uq_tail = NULL;
+		pthread_mutex_unlock(&lz->lock);
+
+		ret = fetch_fault(lz, q->src, q->npages, q->buf);
+
+		pthread_mutex_lock(&lz->lock);
+		q->next = NULL;
+		if (ret) {
+			if (!lz->fetch_err)
+				lz->fetch_err = ret;
+		} else if (lz->ur_tail) {
+			lz->ur_tail->next = q;
+			lz->ur_tail = q;
+		} else {
+			lz->ur_head = lz->ur_tail = q;
+		}
+		pthread_mutex_unlock(&lz->lock);
+		if (write(lz->readyfd, &one, sizeof(one)) < 0)
+			pr_warn("cannot signal the fault thread of pid %d: %s", lz->pid,
+				strerror(errno));
+		pthread_mutex_lock(&lz->lock);
+		if (ret)
+			break;
+	}
+	pthread_mutex_unlock(&lz->lock);
 	return NULL;
 }
 
@@ -1527,6 +1830,7 @@ int rst_lazy_new(const struct rst_lazy_opts *o, struct rst_lazy **out)
 		pthread_condattr_init(&ca);
 		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 		pthread_cond_init(&lz->cv, &ca);
+		pthread_cond_init(&lz->ucv, &ca);
 		pthread_condattr_destroy(&ca);
 	}
 	lz->mm = calloc(1, sizeof(*lz->mm));
@@ -1567,13 +1871,22 @@ int rst_lazy_new(const struct rst_lazy_opts *o, struct rst_lazy **out)
 	lz->missing = mm->missing;
 	lz->st.total_pages = lz->missing;
 	lz->hint = mm->nr ? mm->r[0].start : 0;
-	lz->fault_buf = malloc(LAZY_FAULT_AROUND_PAGES * PG);
 	nbufs = lz->nfetchers * LAZY_BUFS_PER_FETCHER;
 	lz->chunks = calloc(nbufs, sizeof(*lz->chunks));
 	lz->fetch_threads = calloc(lz->nfetchers, sizeof(*lz->fetch_threads));
+	lz->reqs = calloc(LAZY_FAULT_SLOTS, sizeof(*lz->reqs));
+	lz->ufetch_threads = calloc(LAZY_FAULT_FETCHERS, sizeof(*lz->ufetch_threads));
 	ret = -ENOMEM;
-	if (!lz->fault_buf || !lz->chunks || !lz->fetch_threads)
+	if (!lz->chunks || !lz->fetch_threads || !lz->reqs || !lz->ufetch_threads)
 		goto err;
+	for (unsigned i = 0; i < LAZY_FAULT_SLOTS; i++) {
+		lz->reqs[i].buf = mmap(NULL, LAZY_FAULT_AROUND_PAGES * PG, PROT_READ | PROT_WRITE,
+				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (lz->reqs[i].buf == MAP_FAILED) {
+			lz->reqs[i].buf = NULL;
+			goto err;
+		}
+	}
 	for (unsigned i = 0; i < nbufs; i++) {
 		struct lz_chunk *c = &lz->chunks[i];
 
@@ -1630,6 +1943,19 @@ int rst_lazy_start(struct rst_lazy *lz)
 		return ret;
 	}
 	lz->started = true;
+	for (unsigned i = 0; i < LAZY_FAULT_FETCHERS; i++) {
+		ret = -pthread_create(&lz->ufetch_threads[i], NULL, ufetch_main, lz);
+		if (ret) {
+			pr_warn_r(ret, "cannot start fault-fetch thread %u for pid %d", i, lz->pid);
+			break;
+		}
+		lz->nurunning++;
+	}
+	if (!lz->nurunning) {
+		pr_err("no fault-fetch thread runs for pid %d: its faults would never be answered",
+		       lz->pid);
+		return ret;
+	}
 	for (unsigned i = 0; i < lz->nfetchers; i++) {
 		ret = -pthread_create(&lz->fetch_threads[i], NULL, fetch_main, lz);
 		if (ret) {
@@ -1710,6 +2036,7 @@ void rst_lazy_free(struct rst_lazy *lz)
 		pthread_mutex_lock(&lz->lock);
 		lz->stopping = true;
 		pthread_cond_broadcast(&lz->cv);
+		pthread_cond_broadcast(&lz->ucv);
 		pthread_mutex_unlock(&lz->lock);
 		if (write(lz->stopfd, &one, sizeof(one)) < 0)
 			pr_warn("cannot stop the fault thread of pid %d: %s", lz->pid,
@@ -1717,6 +2044,8 @@ void rst_lazy_free(struct rst_lazy *lz)
 		pthread_join(lz->fault_thread, NULL);
 		for (unsigned i = 0; i < lz->nrunning; i++)
 			pthread_join(lz->fetch_threads[i], NULL);
+		for (unsigned i = 0; i < lz->nurunning; i++)
+			pthread_join(lz->ufetch_threads[i], NULL);
 	}
 	for (size_t k = 0; k < lz->nmm; k++)
 		open_uffd |= lz->mm[k]->uffd >= 0;
@@ -1750,8 +2079,14 @@ void rst_lazy_free(struct rst_lazy *lz)
 				munmap(lz->chunks[i].buf, LAZY_PUSH_CHUNK_PAGES * PG);
 	free(lz->chunks);
 	free(lz->fetch_threads);
-	free(lz->fault_buf);
+	if (lz->reqs)
+		for (unsigned i = 0; i < LAZY_FAULT_SLOTS; i++)
+			if (lz->reqs[i].buf)
+				munmap(lz->reqs[i].buf, LAZY_FAULT_AROUND_PAGES * PG);
+	free(lz->reqs);
+	free(lz->ufetch_threads);
 	pthread_cond_destroy(&lz->cv);
+	pthread_cond_destroy(&lz->ucv);
 	pthread_mutex_destroy(&lz->lock);
 	free(lz);
 }

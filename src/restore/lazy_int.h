@@ -43,13 +43,19 @@
 #define LAZY_DEFAULT_FETCHERS 2
 /* Fetched chunks waiting to be copied, per fetcher. */
 #define LAZY_BUFS_PER_FETCHER 2
+/* Fault-fetch threads: fault windows are fetched off the fault thread, which
+ * copies meanwhile; two let two faulting threads wait on the source at once. */
+#define LAZY_FAULT_FETCHERS 2
+/* Fault windows in flight or fetched and not yet copied (64 KiB each); a fault
+ * that finds none free waits until a window is copied. */
+#define LAZY_FAULT_SLOTS 16
 
 /*
  * Where page contents come from.  fetch() fills @buf with @npages pages of
  * the source process at source address @addr (the address the pages had
  * when the process was frozen; remaps on the target are translated here).
- * It is called from the fault thread and the fetcher threads concurrently,
- * so it must be thread-safe.  Returns 0 or -errno; any error is fatal to
+ * It is called from the fault-fetch threads and the fetcher threads
+ * concurrently, so it must be thread-safe.  Returns 0 or -errno; any error is fatal to
  * the restored process (it is killed: its memory can no longer arrive).
  * -ESRCH is reserved for "the restored process exited": a source that is
  * gone says -EHOSTDOWN, a broken link -ECONNRESET/-EPIPE/-ETIMEDOUT.
@@ -58,9 +64,9 @@ struct rst_lazy_source {
 	int (*fetch)(void *arg, uint64_t addr, uint32_t npages, void *buf);
 	void *arg;
 	/*
-	 * Optional: what the fault thread calls instead of fetch() (a process
-	 * is waiting on these pages): a source may give them a path of their
-	 * own so that they do not queue behind background chunks.
+	 * Optional: what the fault-fetch threads call instead of fetch() (a
+	 * process is waiting on these pages): a source may give them a path of
+	 * their own so that they do not queue behind background chunks.
 	 */
 	int (*fetch_fault)(void *arg, uint64_t addr, uint32_t npages, void *buf);
 };

@@ -250,6 +250,46 @@ static unsigned child_events(char *base, size_t npages)
 	return bad;
 }
 
+/*
+ * Four threads read four pages of the region's last 64 KiB window at once:
+ * one fault window for all of them.
+ */
+struct same {
+	const char *page;
+	pthread_barrier_t *b;
+	unsigned bad;
+};
+
+static void *same_main(void *arg)
+{
+	struct same *x = arg;
+
+	pthread_barrier_wait(x->b);
+	x->bad = check_page(x->page, 0);
+	return NULL;
+}
+
+static unsigned child_same_window(char *base, size_t npages)
+{
+	pthread_barrier_t b;
+	pthread_t t[4];
+	struct same x[4];
+	unsigned bad = 0;
+
+	if (pthread_barrier_init(&b, NULL, 4))
+		return 1;
+	for (unsigned i = 0; i < 4; i++) {
+		x[i] = (struct same){base + (npages - 1 - i * 3) * PGSZ, &b, 0};
+		if (pthread_create(&t[i], NULL, same_main, &x[i]))
+			return 1;
+	}
+	for (unsigned i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		bad += x[i].bad;
+	}
+	return bad;
+}
+
 /* Touch pages (all of them, or the first 512) and wait to be killed. */
 static unsigned child_touch_and_wait(char *base, size_t npages, bool few)
 {
@@ -267,7 +307,8 @@ enum mode {
 	M_TOUCH,
 	M_TOUCH_FEW,
 	M_FORK,
-	M_FORK_TOUCH
+	M_FORK_TOUCH,
+	M_SAME_WINDOW
 };
 
 /* ---- the source (the parent's copy) ---- */
@@ -276,6 +317,12 @@ struct src {
 	atomic_ulong pages;
 	unsigned long fail_after; /* 0: never */
 	unsigned bg_delay_us;	  /* slow down background chunks */
+	/* A fault path of its own (rst_lazy_source.fetch_fault), slowed down by: */
+	unsigned fault_delay_us;
+	struct rst_lazy *_Atomic lz;   /* set before the child runs: watched during fault fetches */
+	atomic_ulong pushed_meanwhile; /* pages pushed while a fault fetch slept */
+	uint64_t watch_lo, watch_hi;   /* fault fetches overlapping [watch_lo, watch_hi) ... */
+	atomic_ulong watch_fetches;    /* ... are counted here */
 };
 
 static int src_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
@@ -289,6 +336,28 @@ static int src_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
 		usleep(s->bg_delay_us);
 	memcpy(buf, (const void *)(uintptr_t)addr, (size_t)npages * PGSZ);
 	return 0;
+}
+
+/*
+ * The fault path, slow (a long round trip to the source): the background push
+ * must go on meanwhile, since the fault thread no longer waits for it.
+ */
+static int src_fetch_fault(void *arg, uint64_t addr, uint32_t npages, void *buf)
+{
+	struct src *s = arg;
+	struct rst_lazy *lz = atomic_load(&s->lz);
+	struct rst_lazy_stats a, b;
+
+	if (addr < s->watch_hi && addr + npages * PGSZ > s->watch_lo)
+		atomic_fetch_add(&s->watch_fetches, 1);
+	if (lz)
+		rst_lazy_stats(lz, &a);
+	usleep(s->fault_delay_us);
+	if (lz) {
+		rst_lazy_stats(lz, &b);
+		atomic_fetch_add(&s->pushed_meanwhile, b.pushed_pages - a.pushed_pages);
+	}
+	return src_fetch(arg, addr, npages, buf);
 }
 
 struct fixture {
@@ -348,6 +417,8 @@ static void spawn(struct fixture *f, size_t len, enum mode m)
 			bad = child_random(f->base, len / PGSZ);
 		else if (m == M_EVENTS)
 			bad = child_events(f->base, len / PGSZ);
+		else if (m == M_SAME_WINDOW)
+			bad = child_same_window(f->base, len / PGSZ);
 		else
 			bad = child_touch_and_wait(f->base, len / PGSZ, m == M_TOUCH_FEW);
 		if (write(res[1], &bad, sizeof(bad)) != sizeof(bad))
@@ -372,10 +443,13 @@ static struct rst_lazy *make_lazy(struct fixture *f, struct src *s, unsigned fet
 			     .prot = PROT_READ | PROT_WRITE,
 			     .flags = HAUL_VMA_ANON};
 	struct haul_layout l = {&v, 1};
-	struct rst_lazy_opts o = {.pid = f->pid,
-				  .vmas = &l,
-				  .src = {.fetch = src_fetch, .arg = s},
-				  .fetchers = fetchers};
+	struct rst_lazy_opts o = {
+		.pid = f->pid,
+		.vmas = &l,
+		.src = {.fetch = src_fetch,
+			.arg = s,
+			.fetch_fault = s->fault_delay_us ? src_fetch_fault : NULL},
+		.fetchers = fetchers};
 	struct rst_lazy *lz;
 	struct rsys r;
 	int ret;
@@ -704,4 +778,84 @@ Test(lazy, dontneed_storm_never_brings_stale_data_back, .timeout = 60)
 	cr_log_info("storm: %lu events, %lu eagain, %lu eexist, %lu faults, %lu pushed",
 		    (unsigned long)st.events, (unsigned long)st.eagain, (unsigned long)st.eexist,
 		    (unsigned long)st.faults, (unsigned long)st.pushed_pages);
+}
+
+/*
+ * A fault fetch is slow (20 ms each) while background chunks keep coming: the
+ * fault thread hands fault windows to a fault-fetch thread and keeps copying
+ * pushed chunks meanwhile, and a fault's latency still runs until its thread
+ * is woken with its window copied.
+ */
+Test(lazy, push_goes_on_while_a_fault_fetch_is_slow, .timeout = 60)
+{
+	struct fixture f;
+	struct src s = {.bg_delay_us = 3000, .fault_delay_us = 20000};
+	struct rst_lazy_stats st;
+	struct rst_lazy *lz;
+	unsigned bad = ~0u;
+	int status, ret;
+
+	spawn(&f, 64 << 20, M_RANDOM);
+	lz = make_lazy(&f, &s, 2);
+	atomic_store(&s.lz, lz);
+	go(&f);
+	cr_assert_eq(read(f.res, &bad, sizeof(bad)), (ssize_t)sizeof(bad));
+	cr_assert_eq(waitpid(f.pid, &status, 0), f.pid);
+	f.pid = 0;
+	ret = rst_lazy_wait_complete(lz, 20000);
+	rst_lazy_stats(lz, &st);
+	atomic_store(&s.lz, NULL);
+	rst_lazy_free(lz); /* joins the fault-fetch threads: none uses lz after */
+	cleanup(&f);
+	cr_expect_eq(bad, 0, "%u words differ from the source", bad);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+	cr_expect_eq(ret, 0, "wait_complete: %s", strerror(-ret));
+	cr_expect_eq(st.missing_pages, 0);
+	cr_expect_geq(st.fault_pages + st.pushed_pages, st.total_pages);
+	cr_expect_gt(st.faults, 0);
+	cr_expect_gt(atomic_load(&s.pushed_meanwhile), 0,
+		     "nothing was pushed while fault fetches slept: the fault thread waited");
+	cr_expect_geq(st.fault_max_ns, 20000000ull,
+		      "fault latency (max %lu ns) does not include the fetch",
+		      (unsigned long)st.fault_max_ns);
+	cr_log_info("slow faults: %lu faults (p50 %lu us, max %lu us), %lu pages pushed during "
+		    "fault fetches, %lu pushed in all, complete %.1f ms",
+		    (unsigned long)st.faults, (unsigned long)st.fault_p50_ns / 1000,
+		    (unsigned long)st.fault_max_ns / 1000,
+		    (unsigned long)atomic_load(&s.pushed_meanwhile), (unsigned long)st.pushed_pages,
+		    st.complete_ns / 1e6);
+}
+
+/*
+ * Four threads fault in one 64 KiB window while its (slow) fetch is in flight:
+ * the window is fetched once, and its copy wakes all four.
+ */
+Test(lazy, faults_in_a_window_in_flight_fetch_it_once, .timeout = 60)
+{
+	struct fixture f;
+	struct src s = {.bg_delay_us = 20000, .fault_delay_us = 100000};
+	struct rst_lazy_stats st;
+	struct rst_lazy *lz;
+	unsigned bad = ~0u;
+	int status, ret;
+
+	spawn(&f, 16 << 20, M_SAME_WINDOW);
+	s.watch_hi = (uint64_t)(uintptr_t)f.base + f.len;
+	s.watch_lo = s.watch_hi - LAZY_FAULT_AROUND_PAGES * PGSZ;
+	lz = make_lazy(&f, &s, 1);
+	go(&f);
+	cr_assert_eq(read(f.res, &bad, sizeof(bad)), (ssize_t)sizeof(bad));
+	cr_assert_eq(waitpid(f.pid, &status, 0), f.pid);
+	f.pid = 0;
+	ret = rst_lazy_wait_complete(lz, 20000);
+	rst_lazy_stats(lz, &st);
+	rst_lazy_free(lz);
+	cleanup(&f);
+	cr_expect_eq(bad, 0, "%u words differ from the source", bad);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+	cr_expect(ret == 0 || ret == -ESRCH, "wait_complete: %s", strerror(-ret));
+	cr_expect_eq(atomic_load(&s.watch_fetches), 1, "the window was fetched %lu times",
+		     (unsigned long)atomic_load(&s.watch_fetches));
+	cr_log_info("same window: %lu faults, max %lu us", (unsigned long)st.faults,
+		    (unsigned long)st.fault_max_ns / 1000);
 }
