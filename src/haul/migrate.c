@@ -511,7 +511,7 @@ static int final_round(struct mig *m)
 }
 
 /* Account one round sent outside precopy() (post-copy's presend and frozen rounds). */
-static int lazy_round_stat(struct mig *m, const struct trk_round *r, double t0,
+static int lazy_round_stat(struct mig *m, const struct trk_round *r, uint64_t pages, double t0,
 			   const struct ps_client_stats *st0, bool final)
 {
 	struct haul_mig_round rs = {0};
@@ -519,7 +519,7 @@ static int lazy_round_stat(struct mig *m, const struct trk_round *r, double t0,
 
 	ps_client_stats(m->client, &st1);
 	rs.seq = r->seq;
-	rs.pages = r->dirty_pages;
+	rs.pages = pages;
 	rs.wire_bytes = st1.bytes_sent - st0->bytes_sent;
 	rs.ms = haul_now_ms() - t0;
 	rs.scan_ms = r->scan_ms;
@@ -531,24 +531,32 @@ static int lazy_round_stat(struct mig *m, const struct trk_round *r, double t0,
 	return add_round_stat(m->res, &rs);
 }
 
-/* Send @n ranges as round @r (whose dirty list this fills in). */
-static int send_ranges(struct mig *m, struct trk_round *r, const struct ps_range *send, size_t n)
+/*
+ * Send @n ranges as round @r: its dirty list is replaced for the send (the
+ * tracker's own is put back for trk_round_release); *@pages: how many.
+ */
+static int send_ranges(struct mig *m, struct trk_round *r, const struct ps_range *send, size_t n,
+		       uint64_t *pages)
 {
-	struct trk_range *tr = calloc(n ? n : 1, sizeof(*tr));
+	struct trk_range *tr = calloc(n ? n : 1, sizeof(*tr)), *dirty = r->dirty;
+	size_t ndirty = r->ndirty;
+	uint64_t dirty_pages = r->dirty_pages;
 	int ret;
 
 	if (!tr)
 		return -ENOMEM;
-	r->dirty_pages = 0;
+	*pages = 0;
 	for (size_t i = 0; i < n; i++) {
 		tr[i] = (struct trk_range){send[i].addr, send[i].npages};
-		r->dirty_pages += send[i].npages;
+		*pages += send[i].npages;
 	}
 	r->dirty = tr;
 	r->ndirty = n;
+	r->dirty_pages = *pages;
 	ret = send_round(m, r, false);
-	r->dirty = NULL;
-	r->ndirty = 0;
+	r->dirty = dirty;
+	r->ndirty = ndirty;
+	r->dirty_pages = dirty_pages;
 	free(tr);
 	return ret;
 }
@@ -582,10 +590,10 @@ static int lazy_presend(struct mig *m)
 	if (ret)
 		goto out;
 	ps_client_stats(m->client, &st0);
-	ret = send_ranges(m, &r, send, n);
+	ret = send_ranges(m, &r, send, n, &pages);
 	if (!ret) {
-		m->res->eager_pages = r.dirty_pages;
-		ret = lazy_round_stat(m, &r, t0, &st0, false);
+		m->res->eager_pages = pages;
+		ret = lazy_round_stat(m, &r, pages, t0, &st0, false);
 	}
 out:
 	haul_layout_release(&r.layout);
@@ -607,6 +615,7 @@ static int lazy_final_round(struct mig *m)
 	struct trk_round r = {0};
 	struct haul_layout fl = {0};
 	double t0 = haul_now_ms();
+	uint64_t pages = 0;
 	size_t nsend = 0;
 	int ret;
 
@@ -651,11 +660,11 @@ static int lazy_final_round(struct mig *m)
 		r.layout = fl;
 	}
 	ps_client_stats(m->client, &st0);
-	ret = send_ranges(m, &r, send, nsend);
+	ret = send_ranges(m, &r, send, nsend, &pages);
 	if (ret)
 		goto out;
-	m->res->eager_pages += r.dirty_pages; /* --postcopy: and those of lazy_presend */
-	ret = lazy_round_stat(m, &r, t0, &st0, true);
+	m->res->eager_pages += pages; /* --postcopy: and those of lazy_presend */
+	ret = lazy_round_stat(m, &r, pages, t0, &st0, true);
 out:
 	free(send);
 	free(dirty);
