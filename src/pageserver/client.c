@@ -24,6 +24,13 @@
  * that Ack may carry the target's post-copy statistics (Ack.lazy), kept for
  * ps_client_lazy_report().
  *
+ * Post-copy recovery: a socket that fails (EOF, reset, a send or receive
+ * error or timeout) marks its stream broken; ps_client_serve() then
+ * returns that error and ps_client_broken() says so, and
+ * ps_client_reconnect() opens every stream again and rejoins the session
+ * (SessionJoin.resume), retrying with backoff; the caller serves again.
+ * A refusal by the server (an Error frame) is never "broken".
+ *
  * A bandwidth cap is a token bucket shared by the streams.
  */
 #define LOG_PREFIX "ps-client: "
@@ -75,6 +82,7 @@ struct ps_stream {
 	const struct ps_range *job_r;
 	size_t job_nr;
 	int err;
+	bool broken; /* the socket failed (transport error); cleared by a reconnect */
 	/* owned by whichever thread uses the socket */
 	struct wire_pages_enc enc;
 	uint8_t *fbuf; /* frame under construction */
@@ -101,6 +109,9 @@ struct ps_client {
 	/* post-copy serving (ps_client_serve), under mu */
 	bool serve_stop; /* a serving thread finished: the others stop */
 	int serve_result;
+	bool serve_broken;    /* serve_result is a transport error: ps_client_reconnect may help */
+	uint64_t fault_break; /* tests: shut every socket down at this many requests served */
+	unsigned reconnects;
 	int serve_efd; /* written when serve_stop is set: wakes the others' poll */
 	uint64_t serve_last_ns, serve_reqs;
 	bool has_lazy_report; /* the target's report came with its "every page arrived" */
@@ -126,6 +137,7 @@ static int send_iov(struct ps_stream *st, struct iovec *iov, int n)
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
+			st->broken = true;
 			return errno == EAGAIN ? -ETIMEDOUT : -errno;
 		}
 		st->bytes_sent += (uint64_t)w;
@@ -238,15 +250,21 @@ static int recv_full(struct ps_stream *st, void *buf, size_t len, int timeout_ms
 			continue;
 		if (r < 0)
 			return -errno;
-		if (r == 0)
+		if (r == 0) {
+			st->broken = true;
 			return -ETIMEDOUT;
+		}
 		n = recv(st->fd, p, len, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
+		if (n < 0) {
+			st->broken = true;
 			return -errno;
-		if (n == 0)
+		}
+		if (n == 0) {
+			st->broken = true;
 			return -ECONNRESET;
+		}
 		p += n;
 		len -= (size_t)n;
 	}
@@ -651,7 +669,8 @@ static int stream_auth(struct ps_client *c, struct ps_stream *st)
 	return 0;
 }
 
-static int stream_session(struct ps_client *c, struct ps_stream *st)
+/* Open the session (stream 0) or join it; @resume: rejoin a detached one, stream 0 too. */
+static int stream_session(struct ps_client *c, struct ps_stream *st, bool resume)
 {
 	Haul__Wire__SessionOpen so = HAUL__WIRE__SESSION_OPEN__INIT;
 	Haul__Wire__SessionJoin sj = HAUL__WIRE__SESSION_JOIN__INIT;
@@ -660,7 +679,7 @@ static int stream_session(struct ps_client *c, struct ps_stream *st)
 	ProtobufCMessage *m;
 	int ret;
 
-	if (st->idx == 0) {
+	if (st->idx == 0 && !resume) {
 		if (c->o.clocks)
 			session_clocks(c, &so, boot_id);
 		so.session_id = c->session_id;
@@ -674,6 +693,8 @@ static int stream_session(struct ps_client *c, struct ps_stream *st)
 	} else {
 		sj.session_id = c->session_id;
 		sj.stream = st->idx;
+		sj.has_resume = resume;
+		sj.resume = resume;
 		ret = stream_send(st, WIRE_SESSION_JOIN, &sj.base, NULL, 0);
 	}
 	if (!ret)
@@ -683,7 +704,7 @@ static int stream_session(struct ps_client *c, struct ps_stream *st)
 	ok = (Haul__Wire__SessionOk *)m;
 	if (ok->session_id != c->session_id)
 		ret = -EPROTO;
-	if (st->idx == 0)
+	if (st->idx == 0 && !resume)
 		c->committed_round = ok->committed_round;
 	wire_msg_free(m);
 	return ret;
@@ -744,7 +765,7 @@ int ps_client_new(const struct ps_client_opts *o, struct ps_client **out)
 		if (!ret)
 			ret = stream_auth(c, st);
 		if (!ret)
-			ret = stream_session(c, st);
+			ret = stream_session(c, st, false);
 		if (ret)
 			goto fail;
 		ret = -pthread_create(&st->thr, NULL, stream_thread, st);
@@ -1165,6 +1186,7 @@ void ps_client_stats(const struct ps_client *c, struct ps_client_stats *st)
 	st->last_round_mbps = c->last_round_mbps;
 	st->serve_replies = c->serve_replies;
 	st->serve_bytes = c->serve_bytes;
+	st->reconnects = c->reconnects;
 	pthread_mutex_unlock(&m->mu);
 }
 
@@ -1239,12 +1261,23 @@ static int serve_one(struct serve_ctx *x, const Haul__Wire__PageReq *q)
 	c->serve_bytes += st->bytes_sent - sent0;
 	c->serve_reqs++;
 	c->serve_last_ns = mono_ns();
+	if (c->fault_break && c->serve_reqs >= c->fault_break) {
+		/* fault injection: break every connection as a reset would */
+		c->fault_break = 0;
+		pr_warn("fault injection: shutting down every connection to %s after %llu requests",
+			c->o.to, (unsigned long long)c->serve_reqs);
+		for (unsigned i = 0; i < c->n; i++)
+			shutdown(c->st[i].fd, SHUT_RDWR);
+	}
 	pthread_mutex_unlock(&c->mu);
 	return ret;
 }
 
-/* The first thread to finish sets the result and stops the others. */
-static void serve_finish(struct ps_client *c, int ret)
+/*
+ * The first thread to finish sets the result and stops the others; @st:
+ * the stream that failed, if one did (its socket broke, or not).
+ */
+static void serve_finish(struct ps_client *c, const struct ps_stream *st, int ret)
 {
 	uint64_t one = 1;
 
@@ -1252,6 +1285,7 @@ static void serve_finish(struct ps_client *c, int ret)
 	if (!c->serve_stop) {
 		c->serve_stop = true;
 		c->serve_result = ret;
+		c->serve_broken = ret && st && st->broken;
 		if (write(c->serve_efd, &one, sizeof(one)) < 0)
 			pr_debug("cannot wake the serving threads: %s", strerror(errno));
 	}
@@ -1287,7 +1321,7 @@ static void *serve_stream(void *arg)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			serve_finish(c, -errno);
+			serve_finish(c, NULL, -errno);
 			break;
 		}
 		if (serve_stopped(c))
@@ -1300,14 +1334,14 @@ static void *serve_stream(void *arg)
 			    mono_ns() - last > (uint64_t)x->idle_ms * 1000000ull) {
 				pr_err("page server %s asked for no page in %d ms; giving up serving",
 				       c->o.to, x->idle_ms);
-				serve_finish(c, -ETIMEDOUT);
+				serve_finish(c, NULL, -ETIMEDOUT);
 				break;
 			}
 			continue;
 		}
 		ret = stream_recv_t(x->st, 0, reply_timeout(c), &m, NULL, NULL, &type);
 		if (ret) {
-			serve_finish(c, ret);
+			serve_finish(c, x->st, ret);
 			break;
 		}
 		if (type == WIRE_PAGE_REQ) {
@@ -1324,7 +1358,7 @@ static void *serve_stream(void *arg)
 				ps_lazy_report_from_msg(a->lazy, &c->lazy_report);
 			pthread_mutex_unlock(&c->mu);
 			wire_msg_free(m);
-			serve_finish(c, 0);
+			serve_finish(c, NULL, 0);
 			break;
 		} else {
 			pr_err("page server %s sent %s while pages were being served", c->o.to,
@@ -1333,7 +1367,7 @@ static void *serve_stream(void *arg)
 		}
 		wire_msg_free(m);
 		if (ret) {
-			serve_finish(c, ret);
+			serve_finish(c, x->st, ret);
 			break;
 		}
 	}
@@ -1355,6 +1389,7 @@ int ps_client_serve(struct ps_client *c, ps_serve_fn fn, void *arg, int idle_ms)
 	c->has_lazy_report = false;
 	c->serve_stop = false;
 	c->serve_result = 0;
+	c->serve_broken = false;
 	c->serve_reqs = 0;
 	c->serve_last_ns = mono_ns();
 	pthread_mutex_unlock(&c->mu);
@@ -1366,7 +1401,7 @@ int ps_client_serve(struct ps_client *c, ps_serve_fn fn, void *arg, int idle_ms)
 	for (; started < c->n; started++) {
 		ret = -pthread_create(&x[started].thr, NULL, serve_stream, &x[started]);
 		if (ret) {
-			serve_finish(c, ret);
+			serve_finish(c, NULL, ret);
 			break;
 		}
 	}
@@ -1389,4 +1424,118 @@ int ps_client_lazy_report(const struct ps_client *c, struct ps_lazy_report *out)
 		return -ENODATA;
 	*out = c->lazy_report;
 	return 0;
+}
+
+bool ps_client_broken(const struct ps_client *c)
+{
+	return c->serve_broken;
+}
+
+const char *ps_client_server(const struct ps_client *c)
+{
+	return c->o.to;
+}
+
+void ps_client_fault_break(struct ps_client *c, uint64_t nreq)
+{
+	pthread_mutex_lock(&c->mu);
+	c->fault_break = nreq;
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Errors after which another try may succeed: the network, or a server not done detaching. */
+static bool reconnect_retryable(int err)
+{
+	switch (-err) {
+	case ETIMEDOUT:
+	case ECONNRESET:
+	case ECONNABORTED:
+	case EPIPE:
+	case EBUSY: /* the server has not seen the old connections break yet */
+	case ENETUNREACH:
+	case ENETDOWN:
+	case EHOSTUNREACH:
+	case EAGAIN:
+	case EINTR:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void set_sndtimeo(int fd, int ms)
+{
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/* One try: every stream closed, connected, authenticated and rejoined; waits of @tmo ms each. */
+static int reconnect_once(struct ps_client *c, const struct sockaddr_storage *ss, socklen_t len,
+			  int tmo)
+{
+	int saved = c->o.timeout_ms, ret = 0;
+
+	c->o.timeout_ms = tmo; /* connect, Hello, Auth and SessionOk each wait at most this */
+	for (unsigned i = 0; i < c->n && !ret; i++) {
+		struct ps_stream *st = &c->st[i];
+
+		if (st->fd >= 0)
+			close(st->fd);
+		st->fd = -1;
+		st->tx_seq = st->rx_seq = 0;
+		st->encrypt = false;
+		sodium_memzero(st->skey, sizeof(st->skey));
+		st->broken = false;
+		ret = stream_connect(c, st, ss, len);
+		if (!ret)
+			ret = stream_auth(c, st);
+		if (!ret)
+			ret = stream_session(c, st, true);
+	}
+	c->o.timeout_ms = saved;
+	for (unsigned i = 0; !ret && i < c->n; i++)
+		set_sndtimeo(c->st[i].fd, reply_timeout(c));
+	return ret;
+}
+
+int ps_client_reconnect(struct ps_client *c, int timeout_ms)
+{
+	uint64_t end =
+		mono_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : reply_timeout(c)) * 1000000ull;
+	struct sockaddr_storage ss;
+	int backoff_ms = 10, ret;
+	socklen_t len;
+
+	/* the sender threads must be idle; their errors were the old sockets' */
+	(void)client_flush(c);
+	ret = ps_addr_parse(c->o.to, false, &ss, &len);
+	if (ret) {
+		pr_err("cannot resolve page server address '%s'", c->o.to);
+		return ret;
+	}
+	for (;;) {
+		uint64_t now = mono_ns();
+		int left = now < end ? (int)((end - now) / 1000000ull) : 0;
+
+		ret = reconnect_once(c, &ss, len, left > 0 ? left : 1);
+		if (!ret) {
+			pthread_mutex_lock(&c->mu);
+			c->reconnects++;
+			for (unsigned i = 0; i < c->n; i++)
+				c->st[i].err = 0;
+			pthread_mutex_unlock(&c->mu);
+			return 0;
+		}
+		now = mono_ns();
+		if (!reconnect_retryable(ret) || now + (uint64_t)backoff_ms * 1000000ull >= end)
+			break;
+		usleep((useconds_t)backoff_ms * 1000);
+		backoff_ms = backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2;
+	}
+	for (unsigned i = 0; i < c->n; i++)
+		c->st[i].broken = true; /* nothing usable: a later try starts over */
+	pr_err_r(ret, "cannot rejoin session %016llx on %s", (unsigned long long)c->session_id,
+		 c->o.to);
+	return ret;
 }

@@ -28,6 +28,10 @@
  *  - Post-copy statistics to the source: ps_session_fetch_done_report()
  *    (target), ps_client_lazy_report() and ps_client_stats.serve_* (source);
  *    Ack.lazy on the wire.
+ *  - Post-copy recovery: ps_client_reconnect(), ps_client_broken(),
+ *    ps_client_server(), ps_client_fault_break(), ps_client_stats.reconnects
+ *    (SessionJoin.resume on the wire); the server detaches a lazy session
+ *    whose connection breaks after the resume instead of failing it.
  *  - Unless stated, functions return 0 or -errno.  A peer's error reply
  *    (an Error frame) comes back as its errno, logged with its reason.
  */
@@ -79,6 +83,11 @@ struct ps_session_info {
  * at once.  The source must be in ps_client_serve().  Returns 0,
  * -ECONNRESET when the session ended, -ETIMEDOUT when no reply came within
  * the server's stall timeout, -EIO when the source could not read them.
+ * After the resume (a restored lazy session, not yet committed) a broken
+ * connection does not end the session: it waits up to the stall timeout
+ * for the source to rejoin (ps_client_reconnect), and so do the requests:
+ * their deadline moves to the end of that wait, and a request sent again
+ * after the rejoin gets a whole stall timeout for its reply.
  */
 int ps_session_fetch(struct ps_session *s, uint64_t addr, uint32_t npages, void *buf);
 /*
@@ -300,6 +309,34 @@ typedef int (*ps_serve_fn)(void *arg, uint64_t addr, uint32_t npages, void *buf)
  */
 int ps_client_serve(struct ps_client *c, ps_serve_fn fn, void *arg, int idle_ms);
 /*
+ * After ps_client_serve() failed: whether it was the transport (a socket
+ * reached EOF, was reset, or a send or receive failed or timed out) rather
+ * than a refusal or a protocol error; then ps_client_reconnect() may
+ * recover the session.  False after an idle timeout.
+ */
+bool ps_client_broken(const struct ps_client *c);
+/*
+ * Post-copy recovery, after ps_client_serve() failed with
+ * ps_client_broken(): close every stream, connect and authenticate each
+ * again and rejoin the session (SessionJoin.resume), retrying with backoff
+ * (10 ms doubling to 1 s) for up to @timeout_ms (0: the reply timeout).
+ * Then call ps_client_serve() again: the target re-sends what it had asked.
+ * 0; -ENOENT when the server no longer has the session (it gave up waiting,
+ * or failed), -ECONNREFUSED when no server listens (it died: so did the
+ * session), -EACCES, -EPROTO: not retried; else the last try's error once
+ * @timeout_ms is spent.  The caller's thread only, not while serving.
+ */
+int ps_client_reconnect(struct ps_client *c, int timeout_ms);
+/* The server's "HOST:PORT", as given in ps_client_opts.to. */
+const char *ps_client_server(const struct ps_client *c);
+/*
+ * Fault injection (tests, HAUL_FAULT=reset:serve:N): once ps_client_serve()
+ * has answered @nreq requests, shut every stream's socket down
+ * (shutdown(SHUT_RDWR)), as a reset would.  0 disarms.
+ */
+void ps_client_fault_break(struct ps_client *c, uint64_t nreq);
+
+/*
  * After ps_client_serve() returned 0: what the target measured of the
  * post-copy (struct ps_lazy_report).  0, or -ENODATA when the target sent
  * no report (an older haul, or a sink that measures nothing).
@@ -316,6 +353,7 @@ struct ps_client_stats {
 	/* ps_client_serve(): page replies sent and their wire bytes (also in bytes_sent) */
 	uint64_t serve_replies;
 	uint64_t serve_bytes;
+	unsigned reconnects; /* ps_client_reconnect() successes */
 };
 void ps_client_stats(const struct ps_client *c, struct ps_client_stats *st);
 

@@ -33,6 +33,18 @@
  * the server answers from its page store; a client answering a server's
  * PAGE_REQ (post-copy from the source) uses the same PAGE_REPLY.
  *
+ * Post-copy recovery: once a lazy live session has resumed its process and
+ * until it is committed, a stream that ends with a transport error (EOF,
+ * reset, a failed send or receive, a stall mid-frame) does not fail the
+ * session: it "detaches" (session_park): every stream is dropped, the page
+ * requests in flight are parked, new ones queue, and the source has the
+ * stall timeout to rejoin every stream (SessionJoin.resume).  Then the
+ * parked requests go out again under new req_ids (a reply to the old id,
+ * were one still to arrive, matches nothing), and the "every page arrived"
+ * notice again if it had gone out.  No rejoin in time: the session fails
+ * as before.  Protocol and authentication errors, an Error from the peer,
+ * and anything before the restore or after the commit still fail at once.
+ *
  * Teardown of a connection: shutdown the socket, cancel its submissions,
  * wait until both are reaped (the kernel owns the buffers until then), then
  * free.
@@ -115,6 +127,7 @@ struct ps_fetch {
 	struct ps_fetch *next;
 	int err;
 	bool done, abandoned;
+	struct timespec dl; /* CLOCK_MONOTONIC deadline; moved on by a detach and a rejoin */
 };
 
 struct ps_conn {
@@ -178,7 +191,15 @@ struct ps_session {
 	struct pstore_proc *proc;
 	void *sink_sess;
 	bool committed, failed;
+	/* post-copy recovery (loop thread) */
+	bool restored;	       /* lazy: the sink resumed the process */
+	bool detached;	       /* streams lost, waiting for the source to rejoin */
+	bool done_sent;	       /* the "every page arrived" notice went out (again after a rejoin) */
+	ev_timer detach_timer; /* stall timeout of a detach */
+	uint64_t detach_ns;    /* when it detached */
+	unsigned rejoins;
 	/* post-copy, under srv->fmu */
+	struct ps_fetch *parked;   /* requests to (re)send once the source rejoined */
 	struct ps_fetch *inflight; /* PAGE_REQs sent, waiting for their PAGE_REPLY */
 	bool fclosed;		   /* no more requests: the session failed or ended */
 	bool fdone;		   /* the target has every page: tell the source */
@@ -217,6 +238,7 @@ struct ps_server {
 	uint8_t *scratch;	   /* LZ4 decode, and PAGE_REQ reads */
 	int port;
 	int result;
+	bool closing; /* ps_server_free: no session detaches any more */
 };
 
 static void conn_fail(struct ps_conn *c, int err, const char *fmt, ...)
@@ -227,6 +249,7 @@ static void server_reap(struct ps_server *s);
 static int send_ack(struct ps_conn *c, unsigned type, uint64_t value, uint64_t pages);
 static int send_done(struct ps_conn *c, const struct ps_lazy_report *r);
 static void fetch_fail_all(struct ps_session *x, int err);
+static bool session_can_detach(const struct ps_session *x);
 
 /* ---- io_uring plumbing -------------------------------------------------------------- */
 
@@ -360,14 +383,20 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 	c->timer_on = false;
-	if (c->state == PS_CLOSING)
+	if (c->state == PS_CLOSING) {
 		conn_teardown(c);
-	else if (c->state < PS_AUTHED)
+	} else if (c->state < PS_AUTHED) {
 		conn_fail(c, -ETIMEDOUT, "did not authenticate within %d ms; dropping it",
 			  c->srv->o.stall_timeout_ms);
-	else
+	} else if (c->sess && session_can_detach(c->sess)) {
+		/* a stalled link, not a bad peer: the session waits for the source to rejoin */
+		pr_warn("peer %s stalled mid-frame for %d ms; dropping the connection", c->peer,
+			c->srv->o.stall_timeout_ms);
+		conn_teardown(c);
+	} else {
 		conn_fail(c, -ETIMEDOUT, "stalled mid-frame for %d ms; dropping it",
 			  c->srv->o.stall_timeout_ms);
+	}
 	server_reap(s);
 }
 
@@ -477,12 +506,24 @@ static bool session_uses_store(const struct ps_session *x)
 	return x->kind != HAUL__WIRE__SESSION_KIND__LIVE || !x->srv->o.sink;
 }
 
+/*
+ * Whether a transport error on a stream of @x detaches it instead of
+ * failing it: a lazy live session between the resume and the commit,
+ * whose process would die without the source's pages.
+ */
+static bool session_can_detach(const struct ps_session *x)
+{
+	return x->kind == HAUL__WIRE__SESSION_KIND__LIVE && x->lazy && x->restored && !x->proc &&
+	       !x->committed && !x->failed && !x->srv->closing;
+}
+
 static void session_free(struct ps_session *x)
 {
 	struct ps_server *s = x->srv;
 
 	if (x->proc && x->kind != HAUL__WIRE__SESSION_KIND__FETCH)
 		pstore_abort(x->proc);
+	ev_timer_stop(s->loop, &x->detach_timer);
 	/* Wake every requester before the sink's close() waits for its threads. */
 	fetch_fail_all(x, -ECONNRESET);
 	if (x->sink_sess)
@@ -499,6 +540,8 @@ static void session_free(struct ps_session *x)
 		ev_break(s->loop, EVBREAK_ALL);
 }
 
+static void session_park(struct ps_session *x);
+
 static void session_detach(struct ps_conn *c)
 {
 	struct ps_session *x = c->sess;
@@ -508,6 +551,16 @@ static void session_detach(struct ps_conn *c)
 	c->sess = NULL;
 	x->streams[c->stream] = NULL;
 	x->nconns--;
+	if (x->detached) {
+		/* a stream lost again while waiting frees its slot; a refusal still fails */
+		if (c->state == PS_CLOSING)
+			session_fail(x, -ECONNRESET, "a rejoining stream was refused");
+		return;
+	}
+	if (c->state != PS_CLOSING && session_can_detach(x)) {
+		session_park(x);
+		return;
+	}
 	/*
 	 * A stream gone mid-round fails the session: its pages of the round are
 	 * lost.  So does one gone from a live session that was not committed
@@ -539,7 +592,7 @@ static void server_reap(struct ps_server *s)
 	for (struct ps_session **pp = &s->sessions; *pp;) {
 		struct ps_session *x = *pp;
 
-		if (!x->nconns && !x->nrefs) {
+		if (!x->nconns && !x->nrefs && !x->detached) {
 			*pp = x->next;
 			session_free(x);
 		} else {
@@ -557,6 +610,10 @@ static void session_fail(struct ps_session *x, int err, const char *reason)
 	if (x->failed)
 		return;
 	x->failed = true;
+	if (x->detached) {
+		x->detached = false;
+		ev_timer_stop(x->srv->loop, &x->detach_timer);
+	}
 	fetch_fail_all(x, err);
 	for (uint32_t i = 0; i < x->nstreams; i++)
 		if (x->streams[i] && x->streams[i]->state != PS_CLOSING)
@@ -590,6 +647,12 @@ static void fetch_fail_all(struct ps_session *x, int err)
 		x->inflight = f->next;
 		fetch_finish(s, f, err);
 	}
+	while (x->parked) {
+		struct ps_fetch *f = x->parked;
+
+		x->parked = f->next;
+		fetch_finish(s, f, err);
+	}
 	for (struct ps_fetch **pp = &s->fqueue; *pp;) {
 		struct ps_fetch *f = *pp;
 
@@ -601,6 +664,148 @@ static void fetch_fail_all(struct ps_session *x, int err)
 		}
 	}
 	pthread_mutex_unlock(&s->fmu);
+}
+
+/* @ms from now on CLOCK_MONOTONIC (the clock of fcv). */
+static struct timespec deadline_in(int ms)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	t.tv_sec += ms / 1000;
+	t.tv_nsec += (ms % 1000) * 1000000L;
+	if (t.tv_nsec >= 1000000000L) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000L;
+	}
+	return t;
+}
+
+static bool ts_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* Queue @f to send: urgent ones first (behind earlier urgent ones), the others in order.  fmu. */
+static void fqueue_add(struct ps_server *s, struct ps_fetch *f)
+{
+	struct ps_fetch **pp = &s->fqueue;
+
+	while (*pp && (!f->urgent || (*pp)->urgent))
+		pp = &(*pp)->next;
+	f->next = *pp;
+	*pp = f;
+}
+
+/* Every waiting request of @x waits at least until @dl (@force: exactly until @dl).  fmu. */
+static void fetch_extend(struct ps_session *x, const struct timespec *dl, bool force)
+{
+	struct ps_fetch *lists[3] = {x->srv->fqueue, x->parked, x->inflight};
+
+	for (int i = 0; i < 3; i++)
+		for (struct ps_fetch *f = lists[i]; f; f = f->next)
+			if (f->sess == x && (force || ts_before(&f->dl, dl)))
+				f->dl = *dl;
+	pthread_cond_broadcast(&x->srv->fcv);
+}
+
+static uint64_t loop_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/*
+ * A transport error on a stream of @x, which can detach: drop every stream,
+ * park the requests in flight, and give the source the stall timeout to
+ * rejoin.  The requesters wait that long too (their deadlines move to the
+ * end of it, plus a second so that the detach's own verdict comes first).
+ */
+static void session_park(struct ps_session *x)
+{
+	struct ps_server *s = x->srv;
+	struct timespec dl = deadline_in(s->o.stall_timeout_ms + 1000);
+
+	x->detached = true;
+	x->detach_ns = loop_ns();
+	pr_warn("session %016llx of pid %d: a connection to %s broke after the resume; waiting up "
+		"to %d ms for the source to reconnect",
+		(unsigned long long)x->id, x->pid, x->peer, s->o.stall_timeout_ms);
+	ev_timer_set(&x->detach_timer, s->o.stall_timeout_ms / 1000.0, 0.);
+	ev_timer_start(s->loop, &x->detach_timer);
+	pthread_mutex_lock(&s->fmu);
+	while (x->inflight) {
+		struct ps_fetch *f = x->inflight;
+
+		x->inflight = f->next;
+		f->next = x->parked;
+		x->parked = f;
+	}
+	fetch_extend(x, &dl, false);
+	pthread_mutex_unlock(&s->fmu);
+	for (uint32_t i = 0; i < x->nstreams; i++)
+		if (x->streams[i])
+			conn_teardown(x->streams[i]);
+}
+
+static void detach_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ps_session *x = w->data;
+	struct ps_server *s = x->srv;
+
+	(void)loop;
+	(void)revents;
+	if (!x->detached)
+		return;
+	pr_warn("session %016llx of pid %d: the source did not reconnect within %d ms; giving up "
+		"(the process cannot run without its missing pages)",
+		(unsigned long long)x->id, x->pid, s->o.stall_timeout_ms);
+	session_fail(x, -ECONNRESET, "the source did not reconnect in time");
+	server_reap(s);
+}
+
+static struct ps_conn *fetch_stream(struct ps_session *x, bool urgent);
+
+/*
+ * Every stream of a detached @x is back: send the parked requests again
+ * under new req_ids, each with a full stall timeout for its reply, and the
+ * "every page arrived" notice again if it had gone out (the source may
+ * never have read it).  Loop thread.
+ */
+static void session_resume(struct ps_session *x)
+{
+	struct ps_server *s = x->srv;
+	struct timespec dl = deadline_in(s->o.stall_timeout_ms);
+	struct ps_lazy_report rep;
+	bool has_rep;
+
+	x->detached = false;
+	ev_timer_stop(s->loop, &x->detach_timer);
+	x->rejoins++;
+	pthread_mutex_lock(&s->fmu);
+	while (x->parked) {
+		struct ps_fetch *f = x->parked;
+
+		x->parked = f->next;
+		if (f->abandoned) {
+			free(f);
+			continue;
+		}
+		f->id = ++s->next_req_id;
+		fqueue_add(s, f);
+	}
+	fetch_extend(x, &dl, true);
+	has_rep = x->has_frep;
+	rep = x->frep;
+	pthread_mutex_unlock(&s->fmu);
+	pr_info("session %016llx of pid %d: the source rejoined from %s after %.0f ms",
+		(unsigned long long)x->id, x->pid, x->streams[0] ? x->streams[0]->peer : "?",
+		(loop_ns() - x->detach_ns) / 1e6);
+	if (x->done_sent && fetch_stream(x, true))
+		send_done(fetch_stream(x, true), has_rep ? &rep : NULL);
+	ev_async_send(s->loop, &s->fasync);
 }
 
 static bool fetch_usable(const struct ps_conn *c)
@@ -659,10 +864,18 @@ static void fasync_cb(struct ev_loop *loop, ev_async *w, int revents)
 		struct ps_fetch *f = todo;
 		struct ps_session *x = f->sess;
 		Haul__Wire__PageReq q = HAUL__WIRE__PAGE_REQ__INIT;
-		struct ps_conn *c = x->failed ? NULL : fetch_stream(x, f->urgent);
+		struct ps_conn *c = x->failed || x->detached ? NULL : fetch_stream(x, f->urgent);
 		int ret = -ECONNRESET;
 
 		todo = f->next;
+		if (x->detached) {
+			/* sent once the source rejoins */
+			pthread_mutex_lock(&s->fmu);
+			f->next = x->parked;
+			x->parked = f;
+			pthread_mutex_unlock(&s->fmu);
+			continue;
+		}
 		if (c) {
 			q.req_id = f->id;
 			q.addr = f->addr;
@@ -679,8 +892,10 @@ static void fasync_cb(struct ev_loop *loop, ev_async *w, int revents)
 		pthread_mutex_unlock(&s->fmu);
 	}
 	for (unsigned i = 0; i < ndone; i++) {
-		struct ps_conn *c = fetch_stream(done[i], true);
+		struct ps_conn *c = done[i]->detached ? NULL : fetch_stream(done[i], true);
 
+		/* while detached it goes out with the rejoin */
+		done[i]->done_sent = true;
 		if (c)
 			send_done(c, has_rep[i] ? &rep[i] : NULL);
 	}
@@ -691,7 +906,6 @@ static int fetch(struct ps_session *x, uint64_t addr, uint32_t npages, void *buf
 {
 	struct ps_server *s = x->srv;
 	struct ps_fetch *f;
-	struct timespec dl;
 	int ret = 0;
 
 	if (npages == 0 || npages > WIRE_MAX_REQ_PAGES || (addr & (HAUL_PAGE_SIZE - 1)))
@@ -705,13 +919,7 @@ static int fetch(struct ps_session *x, uint64_t addr, uint32_t npages, void *buf
 	f->addr = addr;
 	f->npages = npages;
 	f->buf = buf;
-	clock_gettime(CLOCK_MONOTONIC, &dl);
-	dl.tv_sec += s->o.stall_timeout_ms / 1000;
-	dl.tv_nsec += (s->o.stall_timeout_ms % 1000) * 1000000L;
-	if (dl.tv_nsec >= 1000000000L) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000L;
-	}
+	f->dl = deadline_in(s->o.stall_timeout_ms);
 	pthread_mutex_lock(&s->fmu);
 	if (x->fclosed) {
 		pthread_mutex_unlock(&s->fmu);
@@ -720,21 +928,22 @@ static int fetch(struct ps_session *x, uint64_t addr, uint32_t npages, void *buf
 	}
 	f->id = ++s->next_req_id;
 	f->urgent = urgent;
-	/* urgent ones first (behind earlier urgent ones), the others in the order asked */
-	{
-		struct ps_fetch **pp = &s->fqueue;
-
-		while (*pp && (!urgent || (*pp)->urgent))
-			pp = &(*pp)->next;
-		f->next = *pp;
-		*pp = f;
-	}
+	fqueue_add(s, f);
 	pthread_mutex_unlock(&s->fmu);
 	ev_async_send(s->loop, &s->fasync);
 
+	/*
+	 * f->dl may move on while we wait: a detach extends it to its own end,
+	 * a rejoin gives the re-sent request a full stall timeout again.
+	 */
 	pthread_mutex_lock(&s->fmu);
-	while (!f->done && ret != ETIMEDOUT)
-		ret = pthread_cond_timedwait(&s->fcv, &s->fmu, &dl);
+	while (!f->done) {
+		struct timespec dl = f->dl;
+
+		if (pthread_cond_timedwait(&s->fcv, &s->fmu, &dl) == ETIMEDOUT && !f->done &&
+		    !ts_before(&dl, &f->dl))
+			break;
+	}
 	if (f->done) {
 		ret = f->err;
 		free(f);
@@ -952,6 +1161,8 @@ static int on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 	snprintf(x->peer, sizeof(x->peer), "%s", c->peer);
 	x->nstreams = o->nstreams;
 	x->lazy = o->has_lazy && o->lazy;
+	ev_init(&x->detach_timer, detach_timer_cb);
+	x->detach_timer.data = x;
 	if (x->kind == HAUL__WIRE__SESSION_KIND__FETCH) {
 		ret = pstore_proc_get(s->store, x->pid, false, &x->proc);
 		if (ret || pstore_round(x->proc) == 0) {
@@ -1015,17 +1226,32 @@ static int on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 	return 0;
 }
 
+/*
+ * SessionJoin: stream 1.. of a new session; with resume, any stream of a
+ * detached session (post-copy recovery), which resumes once every stream
+ * is back.
+ */
 static int on_session_join(struct ps_conn *c, ProtobufCMessage *m)
 {
 	Haul__Wire__SessionJoin *j = (Haul__Wire__SessionJoin *)m;
 	struct ps_session *x = session_find(c->srv, j->session_id);
+	bool resume = j->has_resume && j->resume;
 
 	if (!x || x->failed) {
-		conn_fail(c, -ENOENT, "joined unknown session %016llx",
-			  (unsigned long long)j->session_id);
+		conn_fail(c, -ENOENT, "%s unknown session %016llx%s",
+			  resume ? "rejoined" : "joined", (unsigned long long)j->session_id,
+			  resume ? " (it failed, gave up waiting, or never existed here)" : "");
 		return -ENOENT;
 	}
-	if (j->stream == 0 || j->stream >= x->nstreams || x->streams[j->stream]) {
+	if (resume != x->detached) {
+		conn_fail(c, -EBUSY,
+			  resume ? "rejoined session %016llx, which is not detached (its streams "
+				   "are connected, or it cannot recover)"
+				 : "joined session %016llx, which waits for its source to rejoin",
+			  (unsigned long long)j->session_id);
+		return -EBUSY;
+	}
+	if ((j->stream == 0 && !resume) || j->stream >= x->nstreams || x->streams[j->stream]) {
 		conn_fail(c, -EPROTO,
 			  "joined session %016llx as stream %u of %u (taken or out "
 			  "of range)",
@@ -1035,11 +1261,14 @@ static int on_session_join(struct ps_conn *c, ProtobufCMessage *m)
 	x->streams[j->stream] = c;
 	x->nconns++;
 	x->nrefs++;
-	x->njoined++;
+	if (!resume)
+		x->njoined++;
 	c->sess = x;
 	c->sref = x;
 	c->stream = j->stream;
 	session_ok(c, x);
+	if (resume && x->nconns == x->nstreams)
+		session_resume(x);
 	return 0;
 }
 
@@ -1321,6 +1550,8 @@ static int on_restore(struct ps_conn *c)
 		pr_warn("pid %d: restore failed: %s", x->pid, res.msg);
 	else
 		pr_info("pid %d restored as pid %d", x->pid, res.pid);
+	/* from now on a broken connection detaches a lazy session instead of failing it */
+	x->restored = !res.err;
 	r.pid = res.pid;
 	r.err = res.err;
 	r.msg = res.msg;
@@ -2047,6 +2278,12 @@ void ps_server_free(struct ps_server *s)
 		return;
 	/* Teardown: shut every connection, cancel, reap until nothing is in flight, free. */
 	s->o.once = false;
+	s->closing = true;
+	for (struct ps_session *x = s->sessions; x; x = x->next)
+		if (x->detached) {
+			x->detached = false;
+			ev_timer_stop(s->loop, &x->detach_timer);
+		}
 	for (struct ps_conn *c = s->conns; c; c = c->next)
 		conn_teardown(c);
 	server_reap(s);
