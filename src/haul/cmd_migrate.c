@@ -56,11 +56,13 @@ static void usage(FILE *f)
 		"  --quiet              no per-round lines\n\n"
 		"Post-copy (--postcopy, --hybrid) trades safety for a short stop: from the\n"
 		"resume until the last page has arrived, the source is kept frozen as the only\n"
-		"copy of that memory. If the link, the source host or the source process dies\n"
-		"in that window, the restored process cannot survive (the target kills it).\n"
-		"The source, if alive, stays frozen at the switchover point (or is thawed with\n"
-		"--postcopy-rollback: effects the process had on the target may then repeat).\n"
-		"Pre-copy has no such window.\n\n"
+		"copy of that memory. A connection that breaks in that window (reset, EOF)\n"
+		"is re-established and serving goes on, if it comes back within --timeout\n"
+		"(and the page server's own --timeout). If the source host or process dies,\n"
+		"or the link stays down, the restored process cannot survive (the target\n"
+		"kills it). The source, if alive, stays frozen at the switchover point (or is\n"
+		"thawed with --postcopy-rollback: effects the process had on the target may\n"
+		"then repeat). Pre-copy has no such window.\n\n"
 		"Exit status: 0 migrated; 1 not migrated (the process runs on here);\n"
 		"3 in doubt (the source stays frozen: see the message); 4 lost (post-copy\n"
 		"failed after the resume and the source process died).\n",
@@ -259,13 +261,13 @@ static int write_json(const char *path, const struct haul_mig_opts *o,
 		"  \"fault_pages\": %llu,\n  \"pushed_pages\": %llu,\n  \"present_pages\": %llu,\n"
 		"  \"zero_filled_pages\": %llu,\n  \"fault_p50_us\": %.1f,\n  \"fault_p99_us\": "
 		"%.1f,\n  \"fault_max_us\": %.1f,\n  \"target_complete_ms\": %.3f,\n"
-		"  \"fetched_bytes\": %llu,\n",
+		"  \"fetched_bytes\": %llu,\n  \"reconnects\": %u,\n",
 		(unsigned long long)r->served_bytes, r->has_report ? "true" : "false",
 		(unsigned long long)lr->faults, (unsigned long long)lr->fault_pages,
 		(unsigned long long)lr->pushed_pages, (unsigned long long)lr->present_pages,
 		(unsigned long long)lr->zero_filled, lr->fault_p50_ns / 1e3, lr->fault_p99_ns / 1e3,
 		lr->fault_max_ns / 1e3, lr->complete_ns / 1e6,
-		(unsigned long long)lr->fetched_bytes);
+		(unsigned long long)lr->fetched_bytes, r->reconnects);
 	fprintf(f, "  \"pages_per_round\": [");
 	for (size_t i = 0; i < r->nround; i++)
 		fprintf(f, "%s%llu", i ? ", " : "", (unsigned long long)r->round[i].pages);

@@ -239,8 +239,10 @@ int haul_pc_state(struct haul_pc *pc, struct ps_client *c, const void *blob, siz
 /*
  * After the target resumed: answer its page requests from the frozen
  * source until it has every page (0) or the session fails (-errno: the
- * target killed its copy).  *@served: pages served.  @idle_ms as
- * ps_client_serve.
+ * target killed its copy).  A broken connection (ps_client_broken) with
+ * the source alive is re-established (ps_client_reconnect, for up to
+ * @idle_ms) and serving goes on; ps_client_stats.reconnects counts them.
+ * *@served: pages served.  @idle_ms as ps_client_serve.
  */
 int haul_pc_serve(struct haul_pc *pc, struct ps_client *c, int idle_ms, uint64_t *served);
 
@@ -310,6 +312,7 @@ struct haul_mig_result {
 	uint64_t stale_pages;  /* hybrid: pre-copied pages named stale (fetched again) */
 	uint64_t served_pages; /* sent after the resume, on request */
 	uint64_t served_bytes; /* wire bytes sent while serving (ps_client_stats.serve_bytes) */
+	unsigned reconnects;   /* broken connections re-established while serving */
 	/* what the target measured (ps_client_lazy_report); false: an older target sent none */
 	bool has_report;
 	struct ps_lazy_report report;

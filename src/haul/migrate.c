@@ -871,6 +871,7 @@ static int switchover(struct mig *m)
 
 		ps_client_stats(m->client, &cs);
 		res->served_bytes = cs.serve_bytes;
+		res->reconnects = cs.reconnects;
 		res->has_report = ps_client_lazy_report(m->client, &res->report) == 0;
 	}
 

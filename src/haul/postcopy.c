@@ -35,6 +35,7 @@
  */
 #define LOG_PREFIX "migrate: "
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -479,6 +480,27 @@ int haul_pc_state(struct haul_pc *pc, struct ps_client *c, const void *blob, siz
 	return ps_client_state_stale(c, blob, len, pc->stale, pc->nstale);
 }
 
+/*
+ * HAUL_FAULT=reset:serve:N (tests): break every connection once, after N
+ * requests served, as a reset would.  0 when not asked for.
+ */
+static uint64_t fault_reset_after(void)
+{
+	const char *f = getenv("HAUL_FAULT");
+	unsigned long long n;
+
+	if (!f || sscanf(f, "reset:serve:%llu", &n) != 1)
+		return 0;
+	return n ? n : 1;
+}
+
+static bool source_alive(pid_t pid)
+{
+	char st = haul_proc_state(pid);
+
+	return st && st != 'Z' && st != 'X';
+}
+
 int haul_pc_serve(struct haul_pc *pc, struct ps_client *c, int idle_ms, uint64_t *served)
 {
 	struct rst_lazy_src *src;
@@ -487,7 +509,29 @@ int haul_pc_serve(struct haul_pc *pc, struct ps_client *c, int idle_ms, uint64_t
 	*served = 0;
 	if (ret)
 		return ret;
-	ret = ps_client_serve(c, rst_lazy_src_fetch, src, idle_ms);
+	ps_client_fault_break(c, fault_reset_after());
+	for (;;) {
+		double t0;
+
+		ret = ps_client_serve(c, rst_lazy_src_fetch, src, idle_ms);
+		/*
+		 * A broken connection, with the source still there to serve:
+		 * the target waits for us (its stall timeout), so rejoin, for
+		 * at most our own reply timeout.  A dead source cannot serve:
+		 * no reconnect, the target has killed or will kill its copy.
+		 */
+		if (!ret || !ps_client_broken(c) || !source_alive(pc->pid))
+			break;
+		pr_warn("post-copy of pid %d: connection to %s lost (%s); reconnecting", pc->pid,
+			ps_client_server(c), strerror(-ret));
+		t0 = haul_now_ms();
+		ret = ps_client_reconnect(c, idle_ms);
+		if (ret)
+			break;
+		pr_info("post-copy of pid %d: connection to %s lost, reconnected after %.0f ms",
+			pc->pid, ps_client_server(c), haul_now_ms() - t0);
+	}
+	ps_client_fault_break(c, 0);
 	*served = rst_lazy_src_served(src);
 	rst_lazy_src_free(src);
 	return ret;
