@@ -293,6 +293,46 @@ Test(mig_postcopy, link_down_mid_postcopy_kills_the_target_copy_and_keeps_the_so
 	cr_assert_not(th_mig_ticking(&M, 0, 500), "something still ticks");
 }
 
+/*
+ * Post-copy recovery end to end: haul's connections to the page server are
+ * shut down once mid post-copy (HAUL_FAULT=reset:serve:N, as a reset
+ * would); the target detaches the session instead of killing the process,
+ * haul reconnects and serves on, and the workload arrives intact, once.
+ */
+Test(mig_postcopy, broken_connection_mid_postcopy_reconnects_and_completes, .fini = teardown,
+     .timeout = 120)
+{
+	const char *extra[] = {"--postcopy", "--streams", "2", NULL};
+	char line[512], said[512] = "";
+	long seq;
+	pid_t h;
+	int fd, st;
+
+	th_mig_setup(&M, 0);
+	M.random_seed = 4242;
+	th_mig_workload(&M, 64, 32, 0);
+	usleep(300000);
+	seq = th_mig_seq(&M);
+	setenv("HAUL_FAULT", "reset:serve:40", 1);
+	h = th_mig_haul(&M, &fd, extra);
+	unsetenv("HAUL_FAULT");
+	cr_assert_gt(h, 0);
+	/* every line of haul's, until it exits: the reconnect's is kept */
+	while (th_wait_line(fd, "", 60000, line, sizeof(line)) == 0) {
+		if (strstr(line, "reconnected after"))
+			snprintf(said, sizeof(said), "%s", line);
+		cr_log_info("haul: %s", line);
+	}
+	st = th_wait_exit(h, 60000);
+	close(fd);
+	cr_assert_eq(st, 0, "haul migrate --postcopy failed after the reconnect");
+	cr_assert(said[0], "haul did not say it reconnected");
+	cr_log_info("%s", said);
+	assert_moved(seq);
+	cr_assert_eq(th_mig_json(&M, "reconnects"), 1);
+	cr_assert_geq(th_mig_json(&M, "served_pages"), 64 * 256 / 2);
+}
+
 static void *run_server(void *arg)
 {
 	ps_server_run(arg);

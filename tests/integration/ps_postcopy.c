@@ -502,3 +502,119 @@ Test(ps_postcopy, fetch_fails_fast_when_the_source_goes_away, .timeout = 60)
 	pthread_join(st, NULL);
 	ps_server_free(s);
 }
+
+/* Start a page server with the test sink and a lazy client of @nstreams; restore. */
+static void start_lazy(int stall_ms, unsigned nstreams, int32_t pid, struct ps_server **s,
+		       pthread_t *thr, struct ps_client **c, char *to, size_t tolen)
+{
+	struct ps_server_opts so = {0};
+	struct ps_client_opts co = {0};
+	struct haul_vma v = {.start = BASE, .end = BASE + NPAGES * PG, .prot = 3, .flags = 2};
+	struct haul_layout l = {&v, 1};
+	struct ps_restore_result res;
+
+	log_init("test");
+	memset(&ts, 0, sizeof(ts));
+	pthread_mutex_init(&ts.mu, NULL);
+	so.listen = "127.0.0.1:0";
+	memset(so.key, 7, sizeof(so.key));
+	so.sink = &test_sink;
+	so.stall_timeout_ms = stall_ms;
+	cr_assert_eq(ps_server_new(&so, s), 0);
+	cr_assert_eq(pthread_create(thr, NULL, run_server, *s), 0);
+	snprintf(to, tolen, "127.0.0.1:%d", ps_server_port(*s));
+	co.to = to;
+	memcpy(co.key, so.key, sizeof(co.key));
+	co.nstreams = nstreams;
+	co.pid = pid;
+	co.lazy = true;
+	co.timeout_ms = 5000;
+	cr_assert_eq(ps_client_new(&co, c), 0);
+	cr_assert_eq(ps_client_layout(*c, &l), 0);
+	cr_assert_eq(ps_client_state(*c, "S", 1), 0);
+	cr_assert_eq(ps_client_restore(*c, &res), 0);
+	cr_assert_eq(res.err, 0);
+}
+
+/*
+ * Post-copy recovery: the source's sockets are shut down mid-serve (as a
+ * reset would), twice; each time the target detaches the session, the
+ * source reconnects and rejoins every stream, the requests in flight are
+ * sent again, and in the end every page arrives intact and the session
+ * commits.
+ */
+Test(ps_postcopy, source_reconnects_after_its_connections_break, .timeout = 60)
+{
+	struct ps_client_stats cs;
+	struct ps_server *s;
+	struct ps_client *c;
+	unsigned breaks = 0;
+	pthread_t st;
+	char to[64];
+	int ret;
+
+	start_lazy(5000, 2, 80, &s, &st, &c, to, sizeof(to));
+	serve_caller = pthread_self();
+	ps_client_fault_break(c, 10);
+	for (;;) {
+		ret = ps_client_serve(c, serve_pages, NULL, 20000);
+		if (!ret)
+			break;
+		cr_assert(ps_client_broken(c), "serving failed with %d, not on the transport", ret);
+		cr_assert_lt(++breaks, 3, "more breaks than injected");
+		cr_assert_eq(ps_client_reconnect(c, 5000), 0, "cannot rejoin the session");
+		if (breaks == 1)
+			ps_client_fault_break(c, 15); /* and once more after the rejoin */
+	}
+	cr_assert_eq(breaks, 2);
+	cr_assert_eq(ts.result[0], 0, "fetcher 0: %d", ts.result[0]);
+	cr_assert_eq(ts.result[1], 0, "fetcher 1: %d", ts.result[1]);
+	cr_assert_eq(ts.bad, 0, "%llu pages differ", (unsigned long long)ts.bad);
+	ps_client_stats(c, &cs);
+	cr_assert_eq(cs.reconnects, 2);
+	cr_assert_eq(ps_client_commit(c), 0);
+	ps_client_free(c);
+	ps_server_stop(s);
+	pthread_join(st, NULL);
+	ps_server_free(s);
+	cr_assert(ts.closed);
+}
+
+/*
+ * A source that comes back after the target's stall timeout finds the
+ * session gone (-ENOENT, not retried), and the target's pending fetches
+ * have failed rather than hung: the process would be killed.  They failed
+ * only once the detach gave up, not before (their deadline follows it).
+ */
+Test(ps_postcopy, rejoin_after_the_stall_timeout_is_refused, .timeout = 60)
+{
+	struct ps_server *s;
+	struct ps_client *c;
+	uint64_t t0, waited;
+	pthread_t st;
+	char to[64];
+	int ret;
+
+	start_lazy(700, 1, 81, &s, &st, &c, to, sizeof(to));
+	ps_client_fault_break(c, 3);
+	ret = ps_client_serve(c, serve_pages, NULL, 20000);
+	t0 = now_ns();
+	cr_assert_neq(ret, 0);
+	cr_assert(ps_client_broken(c));
+	/* the fetchers fail once the detach gives up, not before */
+	while (!__atomic_load_n(&ts.closed, __ATOMIC_SEQ_CST))
+		usleep(1000);
+	waited = (now_ns() - t0) / 1000000;
+	cr_assert_geq(waited, 500, "the session failed %llu ms after the break",
+		      (unsigned long long)waited);
+	cr_assert(ts.result[0] == -ECONNRESET || ts.result[1] == -ECONNRESET, "got %d, %d",
+		  ts.result[0], ts.result[1]);
+	/* the session is gone: the rejoin is refused at once, not retried until the deadline */
+	t0 = now_ns();
+	cr_assert_eq(ps_client_reconnect(c, 5000), -ENOENT);
+	cr_assert_lt((now_ns() - t0) / 1000000, 2000);
+	ps_client_free(c);
+	ps_server_stop(s);
+	pthread_join(st, NULL);
+	ps_server_free(s);
+}
