@@ -297,9 +297,15 @@ static const struct ps_sink_ops test_sink = {
 static pthread_t serve_caller;
 static uint8_t served_by[NPAGES / 64];
 
+/* ss_kill_at: the request at which serve_pages waits until a real reset killed the streams */
+static int serve_calls, ss_kill_at, ss_killed;
+
 static int serve_pages(void *arg, uint64_t addr, uint32_t npages, void *buf)
 {
 	(void)arg;
+	if (__atomic_add_fetch(&serve_calls, 1, __ATOMIC_SEQ_CST) == ss_kill_at && ss_kill_at)
+		while (!__atomic_load_n(&ss_killed, __ATOMIC_SEQ_CST))
+			usleep(1000);
 	if (addr < BASE || addr + npages * PG > BASE + NPAGES * PG)
 		return -ERANGE;
 	if (npages == 64 && (addr - BASE) % (64 * PG) == 0)
@@ -617,4 +623,66 @@ Test(ps_postcopy, rejoin_after_the_stall_timeout_is_refused, .timeout = 60)
 	ps_server_stop(s);
 	pthread_join(st, NULL);
 	ps_server_free(s);
+}
+
+/* Kills the server's side of every connection with ss -K once serving reached ss_kill_at. */
+static void *ss_killer(void *arg)
+{
+	char cmd[128];
+	int port = (int)(intptr_t)arg, ret;
+
+	while (__atomic_load_n(&serve_calls, __ATOMIC_SEQ_CST) < ss_kill_at)
+		usleep(1000);
+	snprintf(cmd, sizeof(cmd), "ss -K -t state established 'sport = :%d' >/dev/null 2>&1",
+		 port);
+	ret = system(cmd);
+	__atomic_store_n(&ss_killed, ret == 0 ? 1 : -1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+/*
+ * A real reset, not a test hook: the target's sockets are destroyed from
+ * outside (ss -K, SOCK_DESTROY) mid-serve; the server reads ECONNABORTED,
+ * the source ECONNRESET or EPIPE.  The session detaches, the source rejoins,
+ * and every page arrives.
+ */
+Test(ps_postcopy, target_side_reset_is_recovered, .timeout = 60)
+{
+	struct ps_server *s;
+	struct ps_client *c;
+	unsigned breaks = 0;
+	pthread_t st, killer;
+	char to[64];
+	int ret;
+
+	if (geteuid() != 0)
+		cr_skip_test("ss -K needs CAP_NET_ADMIN");
+	start_lazy(5000, 2, 82, &s, &st, &c, to, sizeof(to));
+	serve_calls = 0;
+	ss_killed = 0;
+	ss_kill_at = 12;
+	cr_assert_eq(pthread_create(&killer, NULL, ss_killer, (void *)(intptr_t)ps_server_port(s)),
+		     0);
+	for (;;) {
+		ret = ps_client_serve(c, serve_pages, NULL, 20000);
+		if (!ret)
+			break;
+		cr_assert(ps_client_broken(c), "serving failed with %d, not on the transport", ret);
+		cr_assert_lt(++breaks, 3);
+		cr_assert_eq(ps_client_reconnect(c, 5000), 0, "cannot rejoin the session");
+	}
+	pthread_join(killer, NULL);
+	ss_kill_at = 0;
+	if (ss_killed < 0)
+		cr_skip_test("ss -K does not work here (no SOCK_DESTROY?)");
+	cr_assert_eq(breaks, 1);
+	cr_assert_eq(ts.result[0], 0, "fetcher 0: %d", ts.result[0]);
+	cr_assert_eq(ts.result[1], 0, "fetcher 1: %d", ts.result[1]);
+	cr_assert_eq(ts.bad, 0, "%llu pages differ", (unsigned long long)ts.bad);
+	cr_assert_eq(ps_client_commit(c), 0);
+	ps_client_free(c);
+	ps_server_stop(s);
+	pthread_join(st, NULL);
+	ps_server_free(s);
+	cr_assert(ts.closed);
 }
