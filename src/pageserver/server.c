@@ -196,7 +196,8 @@ struct ps_session {
 	bool detached;	       /* streams lost, waiting for the source to rejoin */
 	bool done_sent;	       /* the "every page arrived" notice went out (again after a rejoin) */
 	ev_timer detach_timer; /* stall timeout of a detach */
-	uint64_t detach_ns;    /* when it detached */
+	struct timespec detach_dl; /* a request waits at least until then while detached */
+	uint64_t detach_ns;	   /* when it detached */
 	unsigned rejoins;
 	/* post-copy, under srv->fmu */
 	struct ps_fetch *parked;   /* requests to (re)send once the source rejoined */
@@ -730,6 +731,7 @@ static void session_park(struct ps_session *x)
 
 	x->detached = true;
 	x->detach_ns = loop_ns();
+	x->detach_dl = dl;
 	pr_warn("session %016llx of pid %d: a connection to %s broke after the resume; waiting up "
 		"to %d ms for the source to reconnect",
 		(unsigned long long)x->id, x->pid, x->peer, s->o.stall_timeout_ms);
@@ -869,8 +871,10 @@ static void fasync_cb(struct ev_loop *loop, ev_async *w, int revents)
 
 		todo = f->next;
 		if (x->detached) {
-			/* sent once the source rejoins */
+			/* sent once the source rejoins; until then it waits as long as the detach */
 			pthread_mutex_lock(&s->fmu);
+			if (ts_before(&f->dl, &x->detach_dl))
+				f->dl = x->detach_dl;
 			f->next = x->parked;
 			x->parked = f;
 			pthread_mutex_unlock(&s->fmu);
