@@ -251,8 +251,8 @@ static unsigned child_events(char *base, size_t npages)
 }
 
 /*
- * Four threads read four pages of the region's last 64 KiB window at once:
- * one fault window for all of them.
+ * Four threads read four pages of the region's last whole 64 KiB-aligned
+ * window (last_window()) at once: one fault window for all of them.
  */
 struct same {
 	const char *page;
@@ -269,8 +269,17 @@ static void *same_main(void *arg)
 	return NULL;
 }
 
+static uint64_t last_window(const char *base, size_t len)
+{
+	const uint64_t win = LAZY_FAULT_AROUND_PAGES * PGSZ;
+
+	return (((uint64_t)(uintptr_t)base + len) & ~(win - 1)) - win;
+}
+
 static unsigned child_same_window(char *base, size_t npages)
 {
+	char *w = (char *)(uintptr_t)last_window(base, npages * PGSZ);
+
 	pthread_barrier_t b;
 	pthread_t t[4];
 	struct same x[4];
@@ -279,7 +288,7 @@ static unsigned child_same_window(char *base, size_t npages)
 	if (pthread_barrier_init(&b, NULL, 4))
 		return 1;
 	for (unsigned i = 0; i < 4; i++) {
-		x[i] = (struct same){base + (npages - 1 - i * 3) * PGSZ, &b, 0};
+		x[i] = (struct same){w + (LAZY_FAULT_AROUND_PAGES - 1 - i * 3) * PGSZ, &b, 0};
 		if (pthread_create(&t[i], NULL, same_main, &x[i]))
 			return 1;
 	}
@@ -840,8 +849,8 @@ Test(lazy, faults_in_a_window_in_flight_fetch_it_once, .timeout = 60)
 	int status, ret;
 
 	spawn(&f, 16 << 20, M_SAME_WINDOW);
-	s.watch_hi = (uint64_t)(uintptr_t)f.base + f.len;
-	s.watch_lo = s.watch_hi - LAZY_FAULT_AROUND_PAGES * PGSZ;
+	s.watch_lo = last_window(f.base, f.len);
+	s.watch_hi = s.watch_lo + LAZY_FAULT_AROUND_PAGES * PGSZ;
 	lz = make_lazy(&f, &s, 1);
 	go(&f);
 	cr_assert_eq(read(f.res, &bad, sizeof(bad)), (ssize_t)sizeof(bad));
