@@ -17,8 +17,8 @@
  * rst_lazy_ps: the same role played by a page server that holds a committed
  * image (lazy restore from `haul checkpoint --page-server`).  A ps_client
  * answers one request at a time, so a small pool of FETCH sessions lets the
- * fault thread and the fetchers ask concurrently; a thread takes a free
- * session, asks, and gives it back.
+ * fault-fetch threads and the fetchers ask concurrently; a thread takes a
+ * free session, asks, and gives it back.
  */
 #define LOG_PREFIX "lazy: "
 #include <errno.h>
