@@ -150,6 +150,9 @@ struct rst_lazy {
 	struct rst_lazy_source src;
 	unsigned nfetchers, nrunning;
 	uint32_t chunk_pages;
+	/* the push's window (LAZY_PUSH_WINDOW_*), under lock */
+	uint32_t push_window, push_window_max, push_inflight;
+	unsigned faults_inflight; /* fault windows being fetched */
 	pthread_t fault_thread;
 	pthread_t *fetch_threads;
 	pthread_t *ufetch_threads; /* fault-fetch threads */
@@ -164,7 +167,7 @@ struct rst_lazy {
 	uint64_t missing;  /* over every live mm */
 	size_t hint_mm;	   /* where the background push continues: this mm ... */
 	uint64_t hint;	   /* ... from this address */
-	uint64_t work_gen; /* bumped when new work appears (a fork) */
+	uint64_t work_gen; /* bumped when new work appears (a fork) or the push window has room */
 	struct lz_chunk *chunks;
 	struct lz_chunk *free_list, *ready_head, *ready_tail;
 	struct lz_req *reqs;		  /* LAZY_FAULT_SLOTS */
@@ -1407,9 +1410,22 @@ static bool plan_in(struct lz_mm *mm, uint64_t from_addr, uint32_t chunk, uint64
 	return false;
 }
 
+/* Pages the push may request now: its window less what is in flight. Under lz->lock. */
+static uint32_t push_room(const struct rst_lazy *lz)
+{
+	uint32_t room =
+		lz->push_window > lz->push_inflight ? lz->push_window - lz->push_inflight : 0;
+
+	return room < lz->chunk_pages ? room : lz->chunk_pages;
+}
+
 /* Claim the next run of pages to push, starting at the hint. Under lz->lock. */
 static bool plan_next(struct rst_lazy *lz, struct lz_chunk *c)
 {
+	uint32_t chunk = push_room(lz);
+
+	if (!chunk)
+		return false;
 	for (size_t j = 0; j < lz->nmm; j++) {
 		size_t idx = (lz->hint_mm + j) % lz->nmm;
 		struct lz_mm *mm = lz->mm[idx];
@@ -1417,8 +1433,7 @@ static bool plan_next(struct rst_lazy *lz, struct lz_chunk *c)
 
 		if (mm->dead || !mm->missing)
 			continue;
-		if (plan_in(mm, j == 0 ? lz->hint : 0, lz->chunk_pages, &c->src, &c->npages,
-			    &next)) {
+		if (plan_in(mm, j == 0 ? lz->hint : 0, chunk, &c->src, &c->npages, &next)) {
 			c->mm = mm;
 			lz->hint_mm = idx;
 			lz->hint = next;
@@ -1444,7 +1459,10 @@ static void *fetch_main(void *arg)
 
 			if (lz->stopping || (had_buf && plan_next(lz, lz->free_list)))
 				break;
-			/* Wait for a buffer, or (with one) for new work: a fork brings more. */
+			/*
+			 * Wait for a buffer, or (with one) for new work (a fork brings
+			 * more) or room in the push's window.
+			 */
 			while (!lz->stopping && (had_buf ? gen == lz->work_gen : !lz->free_list))
 				pthread_cond_wait(&lz->cv, &lz->lock);
 		}
@@ -1455,11 +1473,21 @@ static void *fetch_main(void *arg)
 		c = lz->free_list;
 		lz->free_list = c->next;
 		lz->st.fetched_bytes += (uint64_t)c->npages * PG;
+		lz->push_inflight += c->npages;
 		pthread_mutex_unlock(&lz->lock);
 
 		ret = lz->src.fetch(lz->src.arg, c->src, c->npages, c->buf);
 
 		pthread_mutex_lock(&lz->lock);
+		lz->push_inflight -= c->npages;
+		/* no fault waited meanwhile: the push may go deeper again */
+		if (!lz->faults_inflight && lz->push_window < lz->push_window_max) {
+			lz->push_window += LAZY_PUSH_WINDOW_STEP_PAGES;
+			if (lz->push_window > lz->push_window_max)
+				lz->push_window = lz->push_window_max;
+		}
+		lz->work_gen++; /* room in the window: the other fetchers may plan */
+		pthread_cond_broadcast(&lz->cv);
 		c->off = 0;
 		c->next = NULL;
 		if (ret) {
@@ -1491,7 +1519,7 @@ static void *fetch_main(void *arg)
 static void *ufetch_main(void *arg)
 {
 	struct rst_lazy *lz = arg;
-	uint64_t one = 1;
+	uint64_t one = 1, t0, dt;
 
 	pthread_mutex_lock(&lz->lock);
 	for (;;) {
@@ -1506,11 +1534,24 @@ static void *ufetch_main(void *arg)
 		lz->uq_head = q->next;
 		if (!lz->uq_head)
 			lz->uq_tail = NULL;
+		lz->faults_inflight++;
 		pthread_mutex_unlock(&lz->lock);
 
+		t0 = now_ns();
 		ret = fetch_fault(lz, q->src, q->npages, q->buf);
+		dt = now_ns() - t0;
 
 		pthread_mutex_lock(&lz->lock);
+		lz->faults_inflight--;
+		/* it queued behind the push on the link: the push must not run so far ahead */
+		if (!ret && dt > LAZY_FAULT_TARGET_US * 1000ull &&
+		    lz->push_window > LAZY_PUSH_WINDOW_MIN_PAGES) {
+			lz->push_window /= 2;
+			if (lz->push_window < LAZY_PUSH_WINDOW_MIN_PAGES)
+				lz->push_window = LAZY_PUSH_WINDOW_MIN_PAGES;
+			if (lz->push_window < lz->st.push_window_min)
+				lz->st.push_window_min = lz->push_window;
+		}
 		q->next = NULL;
 		if (ret) {
 			if (!lz->fetch_err)
@@ -1823,6 +1864,8 @@ int rst_lazy_new(const struct rst_lazy_opts *o, struct rst_lazy **out)
 	lz->chunk_pages = o->chunk_pages && o->chunk_pages < LAZY_PUSH_CHUNK_PAGES
 				  ? o->chunk_pages
 				  : LAZY_PUSH_CHUNK_PAGES;
+	lz->push_window = lz->push_window_max = lz->nfetchers * lz->chunk_pages;
+	lz->st.push_window_min = lz->push_window;
 	pthread_mutex_init(&lz->lock, NULL);
 	{
 		pthread_condattr_t ca;
@@ -2007,6 +2050,11 @@ void rst_lazy_stats(struct rst_lazy *lz, struct rst_lazy_stats *st)
 	st->missing_pages = lz->missing;
 	st->fault_p50_ns = hist_pct(lz->hist, lz->st.faults, 50);
 	st->fault_p99_ns = hist_pct(lz->hist, lz->st.faults, 99);
+	/* a bucket's value may lie above the largest latency that fell in it */
+	if (st->fault_p99_ns > st->fault_max_ns)
+		st->fault_p99_ns = st->fault_max_ns;
+	if (st->fault_p50_ns > st->fault_p99_ns)
+		st->fault_p50_ns = st->fault_p99_ns;
 	pthread_mutex_unlock(&lz->lock);
 }
 

@@ -39,6 +39,19 @@
 /* Pages per background UFFDIO_COPY between two looks at the uffd: bounds fault latency
  * to one 64 KiB copy (~16 us warm, ~160 us into never-touched memory here). */
 #define LAZY_PUSH_SLICE_PAGES 16
+/*
+ * The background push's window: pages it may have requested and not yet
+ * received.  A fault's window queues behind them on the link, so when a
+ * fault's fetch takes longer than LAZY_FAULT_TARGET_US the window halves
+ * (down to LAZY_PUSH_WINDOW_MIN_PAGES); each push fetch that completes while
+ * no fault waits widens it by LAZY_PUSH_WINDOW_STEP_PAGES, up to all
+ * fetchers' chunks.  On a fast link faults come back in time and the push
+ * keeps its full depth; on a slow one (1 Gbit/s: 2 MiB ahead is 17 ms) the
+ * push shrinks to what keeps the link busy.
+ */
+#define LAZY_FAULT_TARGET_US	    2000
+#define LAZY_PUSH_WINDOW_MIN_PAGES  16
+#define LAZY_PUSH_WINDOW_STEP_PAGES 16
 /* Background fetch threads: two overlap one fetch with the other's copy. */
 #define LAZY_DEFAULT_FETCHERS 2
 /* Fetched chunks waiting to be copied, per fetcher. */
@@ -96,8 +109,9 @@ struct rst_lazy_stats {
 	uint64_t fault_p50_ns;	/* time from reading a fault to waking its thread */
 	uint64_t fault_p99_ns;
 	uint64_t fault_max_ns;
-	uint64_t complete_ns; /* from rst_lazy_start() until all present; 0 until then */
-	uint64_t attach_ns;   /* rst_lazy_attach(): uffd injected, registered, threads started */
+	uint64_t complete_ns;	  /* from rst_lazy_start() until all present; 0 until then */
+	uint32_t push_window_min; /* the smallest push window reached (pages) */
+	uint64_t attach_ns; /* rst_lazy_attach(): uffd injected, registered, threads started */
 };
 
 struct rst_lazy;

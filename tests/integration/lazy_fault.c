@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/rsys.h"
@@ -332,7 +333,29 @@ struct src {
 	atomic_ulong pushed_meanwhile; /* pages pushed while a fault fetch slept */
 	uint64_t watch_lo, watch_hi;   /* fault fetches overlapping [watch_lo, watch_hi) ... */
 	atomic_ulong watch_fetches;    /* ... are counted here */
+	/* A link of this many MB/s shared by every fetch, in order (a FIFO bottleneck): */
+	unsigned link_mbps;
+	pthread_mutex_t link_mu;
+	uint64_t link_until_ns; /* when the bytes asked so far have all crossed it */
 };
+
+/* Wait for @npages to cross the modelled link behind everything asked before. */
+static void link_cross(struct src *s, uint32_t npages)
+{
+	struct timespec ts;
+	uint64_t now, done;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	pthread_mutex_lock(&s->link_mu);
+	done = (s->link_until_ns > now ? s->link_until_ns : now) +
+	       (uint64_t)npages * PGSZ * 1000ull / s->link_mbps;
+	s->link_until_ns = done;
+	pthread_mutex_unlock(&s->link_mu);
+	ts = (struct timespec){(time_t)(done / 1000000000ull), (long)(done % 1000000000ull)};
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+		;
+}
 
 static int src_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
 {
@@ -343,6 +366,8 @@ static int src_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
 		return -ECONNRESET;
 	if (s->bg_delay_us && npages > LAZY_FAULT_AROUND_PAGES)
 		usleep(s->bg_delay_us);
+	if (s->link_mbps)
+		link_cross(s, npages);
 	memcpy(buf, (const void *)(uintptr_t)addr, (size_t)npages * PGSZ);
 	return 0;
 }
@@ -832,6 +857,49 @@ Test(lazy, push_goes_on_while_a_fault_fetch_is_slow, .timeout = 60)
 		    (unsigned long)st.faults, (unsigned long)st.fault_p50_ns / 1000,
 		    (unsigned long)st.fault_max_ns / 1000,
 		    (unsigned long)atomic_load(&s.pushed_meanwhile), (unsigned long)st.pushed_pages,
+		    st.complete_ns / 1e6);
+}
+
+/*
+ * Over a slow FIFO link (100 MB/s, modelled in src_fetch) a fault's window
+ * queues behind every push chunk asked before it: with the push's full depth
+ * (2 fetchers x 1 MiB) that is ~21 ms per fault.  The push window shrinks
+ * when faults come back late, so faults wait for little more than their own
+ * 64 KiB, and every page still arrives.
+ */
+Test(lazy, push_window_shrinks_when_faults_queue_behind_it, .timeout = 60)
+{
+	struct fixture f;
+	struct src s = {.link_mbps = 100};
+	struct rst_lazy_stats st;
+	struct rst_lazy *lz;
+	unsigned bad = ~0u;
+	int status, ret;
+
+	pthread_mutex_init(&s.link_mu, NULL);
+	spawn(&f, 64 << 20, M_RANDOM);
+	lz = make_lazy(&f, &s, 2);
+	go(&f);
+	cr_assert_eq(read(f.res, &bad, sizeof(bad)), (ssize_t)sizeof(bad));
+	cr_assert_eq(waitpid(f.pid, &status, 0), f.pid);
+	f.pid = 0;
+	ret = rst_lazy_wait_complete(lz, 30000);
+	rst_lazy_stats(lz, &st);
+	rst_lazy_free(lz);
+	cleanup(&f);
+	cr_expect_eq(bad, 0, "%u words differ from the source", bad);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+	cr_expect_eq(ret, 0, "wait_complete: %s", strerror(-ret));
+	cr_expect_gt(st.faults, 10);
+	cr_expect_leq(st.push_window_min, 4 * LAZY_PUSH_WINDOW_MIN_PAGES,
+		      "the push window never shrank (min %u pages)", st.push_window_min);
+	/* 2 MiB ahead would be 21 ms; 64 KiB of its own 0.65 ms */
+	cr_expect_lt(st.fault_p50_ns, 8000000ull, "fault p50 %lu us: stuck behind the push",
+		     (unsigned long)st.fault_p50_ns / 1000);
+	cr_log_info("slow link: %lu faults, p50 %lu us, p99 %lu us, push window down to %u "
+		    "pages, complete %.1f ms",
+		    (unsigned long)st.faults, (unsigned long)st.fault_p50_ns / 1000,
+		    (unsigned long)st.fault_p99_ns / 1000, st.push_window_min,
 		    st.complete_ns / 1e6);
 }
 
