@@ -235,7 +235,8 @@ def summarize(path, out):
     if not ok:
         print("bench: skipped: plots (no cell ran)")
         return 0
-    mems = sorted({int(r["mem_mib"]) for r in rows})
+    # a memory size none of whose cells ran (skipped: too large here) gets no panel
+    mems = sorted({int(r["mem_mib"]) for r in ok})
     bws = list(dict.fromkeys(r["bandwidth"] for r in rows))
     # slowest first, as on an x axis of growing bandwidth
     order = {"1gbit": 0, "10gbit": 1, "loopback": 2}
