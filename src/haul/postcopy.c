@@ -38,7 +38,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <xxhash.h>
 
 #include "common/log.h"
@@ -126,21 +125,11 @@ static int find_eager(struct haul_pc *pc, const struct haul_layout *l, bool stop
 	ret = haul_layout_copy(l, &pc->layout);
 	if (ret)
 		return ret;
-	if (stopped) {
-		ret = rst_lazy_eager_ranges(pc->pid, l, &er, &n);
-		if (ret) {
-			pr_err_r(ret, "cannot tell which pages of pid %d must go before the resume",
-				 pc->pid);
-			return ret;
-		}
-	} else {
-		er = calloc(l->n ? l->n : 1, sizeof(*er));
-		if (!er)
-			return -ENOMEM;
-		for (size_t i = 0; i < l->n; i++)
-			if (haul_vma_is_memory(&l->v[i]) && (l->v[i].prot & PROT_READ) &&
-			    !rst_lazy_vma_ok(&l->v[i]))
-				er[n++] = (struct rst_lazy_range){l->v[i].start, l->v[i].end};
+	ret = rst_lazy_eager_ranges(stopped ? pc->pid : 0, l, &er, &n);
+	if (ret) {
+		pr_err_r(ret, "cannot tell which pages of pid %d must go before the resume",
+			 pc->pid);
+		return ret;
 	}
 	pc->eager = calloc(n ? n : 1, sizeof(*pc->eager));
 	pc->pins = calloc(n ? n : 1, sizeof(*pc->pins));

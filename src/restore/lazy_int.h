@@ -232,7 +232,8 @@ struct rst_lazy_range {
  * of @l that cannot be lazy (rst_lazy_vma_ok), and the page(s) of the rseq
  * area (rseq registration during the restore writes it: with the page
  * server's loop as the restorer's tracer, a lazy page there would deadlock
- * until the stall timeout).  *@out is malloc'd.  0 or -errno.
+ * until the stall timeout).  @pid 0: the VMAs only (the process still runs,
+ * before the freeze).  *@out is malloc'd.  0 or -errno.
  */
 int rst_lazy_eager_ranges(pid_t pid, const struct haul_layout *l, struct rst_lazy_range **out,
 			  size_t *n);

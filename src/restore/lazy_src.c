@@ -320,6 +320,8 @@ int rst_lazy_eager_ranges(pid_t pid, const struct haul_layout *l, struct rst_laz
 		if (haul_vma_is_memory(v) && (v->prot & PROT_READ) && !rst_lazy_vma_ok(v))
 			r[k++] = (struct rst_lazy_range){v->start, v->end};
 	}
+	if (pid <= 0)
+		goto done; /* the process still runs: its VMAs only */
 	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, pid, sizeof(rc), &rc) == (long)sizeof(rc) &&
 	    rc.ptr) {
 		uint64_t s = rc.ptr & ~(HAUL_PAGE_SIZE - 1);
@@ -337,6 +339,7 @@ int rst_lazy_eager_ranges(pid_t pid, const struct haul_layout *l, struct rst_laz
 		free(r);
 		return ret;
 	}
+done:
 	*out = r;
 	*n = k;
 	return 0;
