@@ -150,6 +150,9 @@ struct rst_lazy {
 	struct rst_lazy_source src;
 	unsigned nfetchers, nrunning;
 	uint32_t chunk_pages;
+	/* rst_lazy_on_fork(): told each forked child's uffd, under lock */
+	void (*fork_fn)(void *arg, int uffd);
+	void *fork_arg;
 	/* the push's window (LAZY_PUSH_WINDOW_*), under lock */
 	uint32_t push_window, push_window_max, push_inflight;
 	unsigned faults_inflight; /* fault windows being fetched */
@@ -938,6 +941,21 @@ out:
 }
 
 /* A copy of @parent's state for its child, whose memory is registered with @ufd. */
+/* Tell rst_lazy_on_fork's function about @mm's uffd (a duplicate it owns).  Under lz->lock. */
+static void fork_notify(struct rst_lazy *lz, struct lz_mm *mm)
+{
+	int fd;
+
+	if (!lz->fork_fn || mm->uffd < 0)
+		return;
+	fd = fcntl(mm->uffd, F_DUPFD_CLOEXEC, 3);
+	if (fd < 0)
+		pr_warn("cannot pass on the uffd of a child of pid %d: %s", lz->pid,
+			strerror(errno));
+	else
+		lz->fork_fn(lz->fork_arg, fd);
+}
+
 static int on_fork(struct rst_lazy *lz, struct lz_mm *parent, int ufd)
 {
 	struct lz_mm *mm = calloc(1, sizeof(*mm)), **n;
@@ -973,6 +991,7 @@ static int on_fork(struct rst_lazy *lz, struct lz_mm *parent, int ufd)
 	lz->missing += mm->missing;
 	lz->work_gen++;
 	pthread_cond_broadcast(&lz->cv);
+	fork_notify(lz, mm);
 	pthread_mutex_unlock(&lz->lock);
 	pr_info("pid %d forked during post-copy: serving its child too (%lu pages missing there)",
 		lz->pid, (unsigned long)mm->missing);
@@ -2071,6 +2090,17 @@ int rst_lazy_dup_uffd(struct rst_lazy *lz)
 	}
 	pthread_mutex_unlock(&lz->lock);
 	return fd;
+}
+
+void rst_lazy_on_fork(struct rst_lazy *lz, void (*fn)(void *arg, int uffd), void *arg)
+{
+	pthread_mutex_lock(&lz->lock);
+	lz->fork_fn = fn;
+	lz->fork_arg = arg;
+	for (size_t k = 1; k < lz->nmm; k++)
+		if (!lz->mm[k]->dead)
+			fork_notify(lz, lz->mm[k]);
+	pthread_mutex_unlock(&lz->lock);
 }
 
 void rst_lazy_free(struct rst_lazy *lz)

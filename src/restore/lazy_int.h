@@ -209,6 +209,13 @@ int rst_lazy_wait_complete(struct rst_lazy *lz, int timeout_ms);
  * reading zeros, even if this process dies (the page server's watchdog).
  */
 int rst_lazy_dup_uffd(struct rst_lazy *lz);
+/*
+ * The same for the processes it forks during post-copy: @fn(@arg, uffd) is
+ * called, under the fault server's lock, with a duplicate (close-on-exec,
+ * @fn owns it) of the uffd of every child forked so far and of each later
+ * one as its FORK event is read.  NULL @fn: no more calls.
+ */
+void rst_lazy_on_fork(struct rst_lazy *lz, void (*fn)(void *arg, int uffd), void *arg);
 
 /* A snapshot of the counters; any thread, any time. */
 void rst_lazy_stats(struct rst_lazy *lz, struct rst_lazy_stats *st);

@@ -17,11 +17,13 @@
  * server's statistics) once every page is present.  close() joins it and frees the fault server, which kills a
  * process whose memory is incomplete: an uncommitted or failed post-copy
  * never leaves a copy running here.  Should the page server itself die
- * mid-post-copy, a watchdog child that holds a copy of the uffd kills the
- * process before it could read zeros for the memory that never came.
+ * mid-post-copy, a watchdog child that holds a copy of the uffds (the
+ * process's and its children's) kills them all before they could read zeros
+ * for the memory that never came.
  */
 #define LOG_PREFIX "restore: "
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -30,6 +32,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -59,18 +62,107 @@ struct live_sess {
 /*
  * The post-copy watchdog.  If the page server dies (SIGKILL, OOM) while the
  * restored process still misses memory, the kernel closes the fault
- * server's uffd, and the process would read zeros where its data should be.
- * This forked child holds a copy of that uffd, so the faults keep waiting;
- * when its socket reads EOF without 'D' (we are gone), it SIGKILLs the
- * process through a pidfd and waits for it to die before its own copy of
- * the uffd goes.  Forked from a multi-threaded process: raw calls only.
+ * server's uffds, and the process would read zeros where its data should be.
+ * This forked child holds a copy of that uffd, and of the uffd of every
+ * process it forks during post-copy (sent over its socket with 'U' and
+ * SCM_RIGHTS), so their faults keep waiting; when its socket reads EOF
+ * without 'D' (we are gone), it finds every descendant of the process,
+ * SIGKILLs them all through pidfds and waits for them to die before its own
+ * copies of the uffds go.  A fork after our death cannot add one: the
+ * parent waits in fork() until someone reads its FORK event.  Forked from a
+ * multi-threaded process: raw calls only (no stdio, no malloc).
  */
-static void __attribute__((noreturn)) watchdog_main(int rd, int uffd, int pidfd)
+#define WD_MAX_FDS 256
+
+/* "/proc/" DEC @a [@mid DEC @b] @tail into @buf (no snprintf: raw calls only here). */
+static void wd_path(char *buf, long a, const char *mid, long b, const char *tail)
 {
-	struct pollfd p = {.fd = pidfd, .events = POLLIN};
-	int keep[3] = {rd, uffd, pidfd}, lo = 0;
-	char c = 0;
-	ssize_t n;
+	char num[24];
+	size_t n = 0;
+
+	for (const char *p = "/proc/"; *p;)
+		buf[n++] = *p++;
+	for (int pass = 0; pass < 2; pass++) {
+		long v = pass ? b : a;
+		int k = 0;
+
+		if (pass && !mid)
+			break;
+		for (const char *p = pass ? mid : ""; *p;)
+			buf[n++] = *p++;
+		do
+			num[k++] = (char)('0' + v % 10);
+		while ((v /= 10) > 0);
+		while (k)
+			buf[n++] = num[--k];
+	}
+	for (const char *p = tail; *p;)
+		buf[n++] = *p++;
+	buf[n] = 0;
+}
+
+/* Add the descendants of @pid (pidfds) to @fd[*n..max). */
+static void wd_kids(pid_t pid, int *fd, int *n, int max, int depth)
+{
+	char path[96], buf[4096];
+	int dir;
+	long got;
+
+	if (depth > 16)
+		return;
+	wd_path(path, pid, NULL, 0, "/task");
+	dir = (int)syscall(SYS_open, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		return;
+	while ((got = syscall(SYS_getdents64, dir, buf, sizeof(buf))) > 0) {
+		for (long off = 0; off < got;) {
+			struct {
+				uint64_t ino;
+				int64_t off;
+				unsigned short reclen;
+				unsigned char type;
+				char name[];
+			} *d = (void *)(buf + off);
+			char kids[4096];
+			long tid = 0, r;
+			int f;
+
+			off += d->reclen;
+			if (d->name[0] < '0' || d->name[0] > '9')
+				continue;
+			for (const char *p = d->name; *p; p++)
+				tid = tid * 10 + (*p - '0');
+			wd_path(path, pid, "/task/", tid, "/children");
+			f = (int)syscall(SYS_open, path, O_RDONLY | O_CLOEXEC);
+			if (f < 0)
+				continue;
+			r = read(f, kids, sizeof(kids) - 1);
+			close(f);
+			for (long i = 0, kid = 0; r > 0 && i <= r; i++) {
+				if (i < r && kids[i] >= '0' && kids[i] <= '9') {
+					kid = kid * 10 + (kids[i] - '0');
+					continue;
+				}
+				if (kid > 0 && *n < max) {
+					int pfd = (int)syscall(SYS_pidfd_open, (pid_t)kid, 0);
+
+					if (pfd >= 0) {
+						fd[(*n)++] = pfd;
+						wd_kids((pid_t)kid, fd, n, max, depth + 1);
+					}
+				}
+				kid = 0;
+			}
+		}
+	}
+	close(dir);
+}
+
+static void __attribute__((noreturn)) watchdog_main(int rd, int uffd, int pidfd, pid_t pid)
+{
+	static int held[WD_MAX_FDS], victims[WD_MAX_FDS];
+	struct pollfd p[WD_MAX_FDS];
+	int keep[3] = {rd, uffd, pidfd}, lo = 0, nheld = 0, nv = 0;
 
 	for (int i = 0; i < 3; i++)
 		for (int j = i + 1; j < 3; j++)
@@ -87,14 +179,67 @@ static void __attribute__((noreturn)) watchdog_main(int rd, int uffd, int pidfd)
 		lo = keep[i] + 1;
 	}
 	syscall(SYS_close_range, lo, ~0U, 0);
-	do
-		n = read(rd, &c, 1);
-	while (n < 0 && errno == EINTR);
-	if (n == 1 && c == 'D')
-		_exit(0);
-	syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-	poll(&p, 1, 5000);
+	for (;;) {
+		char c = 0, cbuf[CMSG_SPACE(sizeof(int))];
+		struct iovec iov = {&c, 1};
+		struct msghdr mh = {.msg_iov = &iov,
+				    .msg_iovlen = 1,
+				    .msg_control = cbuf,
+				    .msg_controllen = sizeof(cbuf)};
+		struct cmsghdr *cm;
+		ssize_t n = recvmsg(rd, &mh, MSG_CMSG_CLOEXEC);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 1 && c == 'D')
+			_exit(0);
+		if (n != 1 || c != 'U')
+			break; /* EOF: the page server is gone */
+		/* a child's uffd: held until we exit (if there is no room, it still stays open) */
+		cm = CMSG_FIRSTHDR(&mh);
+		if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+		    nheld < WD_MAX_FDS)
+			memcpy(&held[nheld++], CMSG_DATA(cm), sizeof(int));
+	}
+	victims[nv++] = pidfd;
+	wd_kids(pid, victims, &nv, WD_MAX_FDS, 0);
+	for (int i = 0; i < nv; i++) {
+		syscall(SYS_pidfd_send_signal, victims[i], SIGKILL, NULL, 0);
+		p[i] = (struct pollfd){.fd = victims[i], .events = POLLIN};
+	}
+	/* every one of them dead (each pidfd readable), or 5 s */
+	for (int waited = 0; waited < 5000; waited += 10) {
+		int dead = 0;
+
+		poll(p, (nfds_t)nv, 10);
+		for (int i = 0; i < nv; i++)
+			dead += (p[i].revents & POLLIN) != 0;
+		if (dead == nv)
+			break;
+	}
 	_exit(0);
+}
+
+/* The watchdog gets (and holds) the uffd of each process forked during post-copy. */
+static void watchdog_hold(void *arg, int uffd)
+{
+	struct live_sess *s = arg;
+	char c = 'U', cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = {&c, 1};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &uffd, sizeof(int));
+	if (s->wd_fd >= 0 && sendmsg(s->wd_fd, &mh, MSG_NOSIGNAL) != 1)
+		pr_warn("cannot hand a child's uffd of pid %d to the post-copy watchdog: %s",
+			(int)s->pid, strerror(errno));
+	close(uffd);
 }
 
 /* Start the watchdog for the resumed lazy process (none when nothing is missing). */
@@ -119,10 +264,12 @@ static int watchdog_start(struct live_sess *s)
 		goto out;
 	}
 	if (child == 0)
-		watchdog_main(p[0], uffd, pidfd);
+		watchdog_main(p[0], uffd, pidfd, s->restored);
 	s->watchdog = child;
 	s->wd_fd = p[1];
 	p[1] = -1;
+	/* the children it forks during post-copy, from now on and those since the resume */
+	rst_lazy_on_fork(s->hook.lz, watchdog_hold, s);
 out:
 	if (ret)
 		pr_err_r(ret, "cannot start the post-copy watchdog of pid %d", (int)s->pid);
@@ -139,6 +286,8 @@ out:
 /* Post-copy is over (complete, or the process is dead): the watchdog may go. */
 static void watchdog_dismiss(struct live_sess *s)
 {
+	if (s->hook.lz)
+		rst_lazy_on_fork(s->hook.lz, NULL, NULL);
 	if (s->wd_fd >= 0) {
 		if (send(s->wd_fd, "D", 1, MSG_NOSIGNAL) != 1)
 			pr_warn("cannot dismiss the post-copy watchdog of pid %d", (int)s->pid);
@@ -332,6 +481,7 @@ static void live_close(void *sess, bool committed)
 	if (s->waiting)
 		pthread_join(s->waiter, NULL);
 	rst_lazy_free(s->hook.lz); /* kills the process if memory is missing */
+	s->hook.lz = NULL;
 	watchdog_dismiss(s);
 	if (s->watchdog > 0)
 		waitpid(s->watchdog, NULL, 0);

@@ -244,6 +244,46 @@ Test(mig_postcopy, target_killed_mid_postcopy_keeps_the_source_frozen, .fini = t
 	cr_assert_not(th_mig_ticking(&M, 0, 500), "something still ticks");
 }
 
+/*
+ * The process forks during post-copy (its child reads all its memory, over
+ * and over), then the page server is SIGKILLed.  The child's memory is
+ * registered with a uffd only the page server held, and the watchdog's copy
+ * of it: the child must never read zeros for memory that did not arrive,
+ * and it must die with its parent.
+ */
+Test(mig_postcopy, page_server_killed_after_a_fork_kills_the_child_too, .fini = teardown,
+     .timeout = 120)
+{
+	const char *extra[] = {"--postcopy", "--timeout", "3000", NULL};
+	char line[256];
+	int fd, st;
+	pid_t haul;
+
+	th_mig_setup(&M, 50); /* 64 MiB at 50 Mbit/s: post-copy lasts ~10 s */
+	M.fork_on_move = true;
+	th_mig_workload(&M, 64, 4, 0);
+	usleep(300000);
+	haul = th_mig_haul(&M, &fd, extra);
+	cr_assert_gt(haul, 0);
+	cr_assert_eq(th_wait_file(M.out, 0, "forked child=", 20000, line, sizeof(line)), 0,
+		     "the workload did not fork after its move");
+	usleep(500000); /* the child is reading memory that is still arriving */
+	cr_assert_neq(th_sh("grep -q 'child verify' %s", M.out), 0,
+		      "all memory arrived before the page server could be killed");
+	th_kill(M.ps_pid, SIGKILL, 2000);
+	M.ps_pid = 0;
+	st = th_wait_exit(haul, 40000);
+	if (st != 3)
+		dump_output(fd);
+	close(fd);
+	cr_assert_eq(st, 3, "haul exit %d, not 3 (in doubt, source frozen)", st);
+	for (int i = 0; i < 100 && th_mig_copies(&M) > 1; i++)
+		usleep(100000);
+	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy (the frozen source)");
+	cr_assert_neq(th_sh("grep -q 'child verify FAIL' %s", M.out), 0,
+		      "the child read memory that never arrived");
+}
+
 Test(mig_postcopy, postcopy_rollback_thaws_the_source_when_the_target_dies, .fini = teardown,
      .timeout = 90)
 {

@@ -89,9 +89,26 @@ void th_mig_teardown(struct th_mig *m)
 void th_mig_workload(struct th_mig *m, int mem, int rate, int hot)
 {
 	char path[512], smem[16], srate[16], shot[16], sthr[16], srnd[24], fmap[96];
-	char *argv[] = {path,	"--mem",     smem, "--rate",	srate,	    "--hot",
-			shot,	"--threads", sthr, "--control", m->control, "--tag",
-			m->tag, "--random",  srnd, NULL,	NULL,	    NULL};
+	char *argv[] = {path,
+			"--mem",
+			smem,
+			"--rate",
+			srate,
+			"--hot",
+			shot,
+			"--threads",
+			sthr,
+			"--control",
+			m->control,
+			"--tag",
+			m->tag,
+			"--random",
+			srnd,
+			"--fork-on-move",
+			m->fork_on_move ? "1" : "0",
+			NULL,
+			NULL,
+			NULL};
 
 	snprintf(path, sizeof(path), "%s/mig_workload", th_progs_dir());
 	snprintf(smem, sizeof(smem), "%d", mem);
@@ -101,8 +118,8 @@ void th_mig_workload(struct th_mig *m, int mem, int rate, int hot)
 	snprintf(srnd, sizeof(srnd), "%lu", m->random_seed);
 	if (m->filemap) {
 		snprintf(fmap, sizeof(fmap), "%s/filemap", m->dir);
-		argv[15] = "--filemap";
-		argv[16] = fmap;
+		argv[17] = "--filemap";
+		argv[18] = fmap;
 	}
 	m->wl_pid = th_spawn(m->net.a, argv, m->out);
 	cr_assert_gt(m->wl_pid, 0);

@@ -20,11 +20,12 @@ struct th_mig {
 	char tag[48];
 	pid_t ps_pid; /* haul pageserver in B */
 	int ps_fd;
-	pid_t wl_pid;		    /* the workload as started in A */
-	bool wl_by_run;		    /* started by haul run: not our child */
-	int threads;		    /* extra writer threads of the workload (th_mig_workload) */
-	unsigned long random_seed;  /* nonzero: the workload writes pages at random (--random) */
-	bool filemap;		    /* the workload maps a file of the fixture too (--filemap) */
+	pid_t wl_pid;		   /* the workload as started in A */
+	bool wl_by_run;		   /* started by haul run: not our child */
+	int threads;		   /* extra writer threads of the workload (th_mig_workload) */
+	unsigned long random_seed; /* nonzero: the workload writes pages at random (--random) */
+	bool filemap;		   /* the workload maps a file of the fixture too (--filemap) */
+	bool fork_on_move;	   /* it forks a reading child once it has moved (--fork-on-move) */
 	unsigned long net_a, net_b; /* netns inodes, as the workload prints them */
 };
 

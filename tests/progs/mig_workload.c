@@ -5,6 +5,7 @@
  *              [--random SEED]   (the main thread writes pages at random, not in turn)
  *              [--tag WORD]
  *              [--filemap FILE]  (also a private writable mapping of FILE, see below)
+ *              [--fork-on-move]  (see below)
  *
  * It maps --mem MiB of anonymous memory, fills every page, then rewrites
  * pages of the first --hot MiB (default: all) round-robin at --rate MiB/s
@@ -28,12 +29,18 @@
  * rewrites one of its first 32 pages; the control command "swap" maps
  * anonymous memory over the last 32 (the VMA turns lazy) and fills it, and
  * prints "swapped".  Verify checks these pages too.
+ *
+ * --fork-on-move: the first tick that finds the process in another network
+ * namespace forks a child ("forked child=PID") that verifies its copy of the
+ * memory over and over ("child verify ok" / "child verify FAIL page=I"),
+ * 50 ms apart, and never writes: a process forked during post-copy.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +151,24 @@ static void write_page(uint64_t i)
 	fill((uint64_t *)(g_buf + i * PAGE), i, g_gen[i]);
 }
 
+/* A child that only reads: its memory must stay what it was at the fork. */
+static void __attribute__((noreturn))
+child_verifier(const char *buf, const uint64_t *gen, uint64_t npages)
+{
+	for (;;) {
+		uint64_t bad = npages;
+
+		for (uint64_t i = 0; i < npages && bad == npages; i++)
+			if (check((const uint64_t *)(buf + i * PAGE), i, gen[i]))
+				bad = i;
+		if (bad == npages)
+			out("child verify ok\n");
+		else
+			out("child verify FAIL page=%llu\n", (unsigned long long)bad);
+		usleep(50000);
+	}
+}
+
 static int filemap(const char *path)
 {
 	uint64_t page[WORDS];
@@ -219,6 +244,8 @@ int main(int argc, char **argv)
 	double rate = 0, mem = 64, hot = -1, t0, last_tick, last_print, gap = 0, maxgap = 0;
 	const char *control = NULL, *fpath = NULL;
 	uint64_t ftick = 0;
+	bool fork_on_move = false, forked = false;
+	unsigned long net0;
 	struct sigaction sa = {.sa_handler = on_usr1};
 	char *buf;
 
@@ -237,6 +264,8 @@ int main(int argc, char **argv)
 			rnd = (uint64_t)atoll(argv[i + 1]);
 		else if (!strcmp(argv[i], "--filemap"))
 			fpath = argv[i + 1];
+		else if (!strcmp(argv[i], "--fork-on-move"))
+			fork_on_move = atoi(argv[i + 1]) != 0;
 		else if (strcmp(argv[i], "--tag")) {
 			fprintf(stderr, "mig_workload: unknown option %s\n", argv[i]);
 			return 2;
@@ -278,7 +307,8 @@ int main(int argc, char **argv)
 		}
 		nhot = slice;
 	}
-	out("ready pages=%llu pid=%d net=%lu\n", (unsigned long long)npages, getpid(), netns());
+	net0 = netns();
+	out("ready pages=%llu pid=%d net=%lu\n", (unsigned long long)npages, getpid(), net0);
 
 	t0 = last_tick = last_print = now();
 	for (;;) {
@@ -318,6 +348,14 @@ int main(int argc, char **argv)
 			    (unsigned long long)all, getpid(), netns(), gap * 1e3, maxgap * 1e3);
 			gap = 0;
 			last_print = t;
+			if (fork_on_move && !forked && netns() != net0) {
+				pid_t kid = fork();
+
+				forked = true;
+				if (kid == 0)
+					child_verifier(buf, gen, npages);
+				out("forked child=%d\n", (int)kid);
+			}
 			if (control && !access(control, F_OK)) {
 				char cmd[32] = "";
 				int fd = open(control, O_RDONLY);
