@@ -269,3 +269,13 @@ bool haul_vma_same(const struct haul_vma *a, const struct haul_vma *b)
 		return a->path == b->path;
 	return !strcmp(a->path, b->path);
 }
+
+bool haul_layout_same(const struct haul_layout *a, const struct haul_layout *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (!haul_vma_same(&a->v[i], &b->v[i]))
+			return false;
+	return true;
+}

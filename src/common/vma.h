@@ -78,6 +78,9 @@ bool haul_vma_is_memory(const struct haul_vma *v);
 /* Whether two VMAs describe the same mapping (range, prot, flags, file). */
 bool haul_vma_same(const struct haul_vma *a, const struct haul_vma *b);
 
+/* Whether two layouts hold the same VMAs (haul_vma_same, one by one). */
+bool haul_layout_same(const struct haul_layout *a, const struct haul_layout *b);
+
 static inline uint64_t haul_vma_pages(const struct haul_vma *v)
 {
 	return (v->end - v->start) >> 12;

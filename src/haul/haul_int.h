@@ -242,9 +242,11 @@ int haul_pc_state(struct haul_pc *pc, struct ps_client *c, const void *blob, siz
  * target killed its copy).  A broken connection (ps_client_broken) with
  * the source alive is re-established (ps_client_reconnect, for up to
  * @idle_ms) and serving goes on; ps_client_stats.reconnects counts them.
- * *@served: pages served.  @idle_ms as ps_client_serve.
+ * *@served: pages served.  @idle_ms as ps_client_serve; @fault the
+ * migration's HAUL_FAULT ("reset:serve:N", tests) or NULL.
  */
-int haul_pc_serve(struct haul_pc *pc, struct ps_client *c, int idle_ms, uint64_t *served);
+int haul_pc_serve(struct haul_pc *pc, struct ps_client *c, int idle_ms, const char *fault,
+		  uint64_t *served);
 
 /* ---- migrate.c: one live migration ------------------------------------ */
 

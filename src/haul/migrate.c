@@ -859,7 +859,7 @@ static int switchover(struct mig *m)
 		res->lazy = true;
 		ret = haul_pc_serve(m->pc, m->client,
 				    m->o->timeout_ms ? m->o->timeout_ms : HAUL_MIG_REPLY_TIMEOUT_MS,
-				    &res->served_pages);
+				    m->o->fault, &res->served_pages);
 		if (ret) {
 			pr_err_r(ret, "post-copy of pid %d to %s broke off after %llu pages served",
 				 m->pid, m->o->to, (unsigned long long)res->served_pages);

@@ -61,10 +61,8 @@ struct haul_pc {
 	size_t npins;
 	struct ps_range *stale;
 	size_t nstale, cstale;
-	uint64_t stale_pages;
 	/* --postcopy: what went before the freeze (haul_pc_presend, haul_pc_record) */
 	bool recording;
-	bool have_pre;
 	struct haul_layout pre; /* the layout sent before the freeze */
 	struct pc_sent *sent;
 	size_t nsent, csent;
@@ -237,7 +235,6 @@ int haul_pc_presend(struct haul_pc *pc, const struct haul_layout *l, const struc
 	ret = haul_layout_copy(l, &pc->pre);
 	if (ret)
 		return ret;
-	pc->have_pre = true;
 	pc->recording = true;
 	pc->nsent = 0;
 	*pages = 0;
@@ -290,16 +287,6 @@ static bool pinned(const struct haul_pc *pc, uint64_t addr)
 		if (addr >= pc->pins[i].addr && addr < rend(&pc->pins[i]))
 			return true;
 	return false;
-}
-
-static bool same_layout(const struct haul_layout *a, const struct haul_layout *b)
-{
-	if (a->n != b->n)
-		return false;
-	for (size_t i = 0; i < a->n; i++)
-		if (!haul_vma_same(&a->v[i], &b->v[i]))
-			return false;
-	return true;
 }
 
 /*
@@ -362,7 +349,7 @@ int haul_pc_freeze(struct haul_pc *pc, const struct haul_layout *l, struct ps_ra
 		return ret;
 	*send = NULL;
 	*nsend = 0;
-	*layout_changed = !pc->have_pre || !same_layout(&pc->pre, l);
+	*layout_changed = !haul_layout_same(&pc->pre, l); /* no presend: empty */
 	qsort(pc->sent, pc->nsent, sizeof(*pc->sent), cmp_sent);
 	ret = eager_changes(pc, send, nsend);
 	if (ret)
@@ -379,9 +366,6 @@ int haul_pc_freeze(struct haul_pc *pc, const struct haul_layout *l, struct ps_ra
 				goto fail;
 		}
 	}
-	pc->stale_pages = 0;
-	for (size_t i = 0; i < pc->nstale; i++)
-		pc->stale_pages += pc->stale[i].npages;
 	return 0;
 fail:
 	free(*send);
@@ -419,9 +403,6 @@ int haul_pc_split(struct haul_pc *pc, const struct ps_range *dirty, size_t n,
 		*nsend = 0;
 		return ret;
 	}
-	pc->stale_pages = 0;
-	for (size_t i = 0; i < pc->nstale; i++)
-		pc->stale_pages += pc->stale[i].npages;
 	return 0;
 }
 
@@ -456,26 +437,24 @@ static void coalesce(struct haul_pc *pc)
 		}
 		pc->nstale = k;
 	}
-	pc->stale_pages = 0;
-	for (size_t i = 0; i < pc->nstale; i++)
-		pc->stale_pages += pc->stale[i].npages;
 }
 
 int haul_pc_state(struct haul_pc *pc, struct ps_client *c, const void *blob, size_t len,
 		  uint64_t *stale_pages)
 {
 	coalesce(pc);
-	*stale_pages = pc->stale_pages;
+	*stale_pages = 0;
+	for (size_t i = 0; i < pc->nstale; i++)
+		*stale_pages += pc->stale[i].npages;
 	return ps_client_state_stale(c, blob, len, pc->stale, pc->nstale);
 }
 
 /*
- * HAUL_FAULT=reset:serve:N (tests): break every connection once, after N
- * requests served, as a reset would.  0 when not asked for.
+ * @fault "reset:serve:N" (HAUL_FAULT, tests): break every connection once,
+ * after N requests served, as a reset would.  0 when not asked for.
  */
-static uint64_t fault_reset_after(void)
+static uint64_t fault_reset_after(const char *f)
 {
-	const char *f = getenv("HAUL_FAULT");
 	unsigned long long n;
 
 	if (!f || sscanf(f, "reset:serve:%llu", &n) != 1)
@@ -490,7 +469,8 @@ static bool source_alive(pid_t pid)
 	return st && st != 'Z' && st != 'X';
 }
 
-int haul_pc_serve(struct haul_pc *pc, struct ps_client *c, int idle_ms, uint64_t *served)
+int haul_pc_serve(struct haul_pc *pc, struct ps_client *c, int idle_ms, const char *fault,
+		  uint64_t *served)
 {
 	struct rst_lazy_src *src;
 	int ret = rst_lazy_src_open(pc->pid, &pc->layout, &src);
@@ -498,7 +478,7 @@ int haul_pc_serve(struct haul_pc *pc, struct ps_client *c, int idle_ms, uint64_t
 	*served = 0;
 	if (ret)
 		return ret;
-	ps_client_fault_break(c, fault_reset_after());
+	ps_client_fault_break(c, fault_reset_after(fault));
 	for (;;) {
 		double t0;
 

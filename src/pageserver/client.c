@@ -1205,14 +1205,6 @@ struct serve_ctx {
 	pthread_t thr;
 };
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static int serve_one(struct serve_ctx *x, const Haul__Wire__PageReq *q)
 {
 	struct ps_client *c = x->c;
@@ -1260,7 +1252,7 @@ static int serve_one(struct serve_ctx *x, const Haul__Wire__PageReq *q)
 	c->serve_replies += !ret;
 	c->serve_bytes += st->bytes_sent - sent0;
 	c->serve_reqs++;
-	c->serve_last_ns = mono_ns();
+	c->serve_last_ns = (uint64_t)clock_ns(CLOCK_MONOTONIC);
 	if (c->fault_break && c->serve_reqs >= c->fault_break) {
 		/* fault injection: break every connection as a reset would */
 		c->fault_break = 0;
@@ -1330,8 +1322,8 @@ static void *serve_stream(void *arg)
 			pthread_mutex_lock(&c->mu);
 			last = c->serve_last_ns;
 			pthread_mutex_unlock(&c->mu);
-			if (x->idle_ms > 0 &&
-			    mono_ns() - last > (uint64_t)x->idle_ms * 1000000ull) {
+			if (x->idle_ms > 0 && (uint64_t)clock_ns(CLOCK_MONOTONIC) - last >
+						      (uint64_t)x->idle_ms * 1000000ull) {
 				pr_err("page server %s asked for no page in %d ms; giving up serving",
 				       c->o.to, x->idle_ms);
 				serve_finish(c, NULL, -ETIMEDOUT);
@@ -1391,7 +1383,7 @@ int ps_client_serve(struct ps_client *c, ps_serve_fn fn, void *arg, int idle_ms)
 	c->serve_result = 0;
 	c->serve_broken = false;
 	c->serve_reqs = 0;
-	c->serve_last_ns = mono_ns();
+	c->serve_last_ns = (uint64_t)clock_ns(CLOCK_MONOTONIC);
 	pthread_mutex_unlock(&c->mu);
 	memset(x, 0, sizeof(x));
 	for (unsigned i = 0; i < c->n; i++)
@@ -1501,8 +1493,8 @@ static int reconnect_once(struct ps_client *c, const struct sockaddr_storage *ss
 
 int ps_client_reconnect(struct ps_client *c, int timeout_ms)
 {
-	uint64_t end =
-		mono_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : reply_timeout(c)) * 1000000ull;
+	uint64_t end = (uint64_t)clock_ns(CLOCK_MONOTONIC) +
+		       (uint64_t)(timeout_ms > 0 ? timeout_ms : reply_timeout(c)) * 1000000ull;
 	struct sockaddr_storage ss;
 	int backoff_ms = 10, ret;
 	socklen_t len;
@@ -1515,7 +1507,7 @@ int ps_client_reconnect(struct ps_client *c, int timeout_ms)
 		return ret;
 	}
 	for (;;) {
-		uint64_t now = mono_ns();
+		uint64_t now = (uint64_t)clock_ns(CLOCK_MONOTONIC);
 		int left = now < end ? (int)((end - now) / 1000000ull) : 0;
 
 		ret = reconnect_once(c, &ss, len, left > 0 ? left : 1);
@@ -1527,7 +1519,7 @@ int ps_client_reconnect(struct ps_client *c, int timeout_ms)
 			pthread_mutex_unlock(&c->mu);
 			return 0;
 		}
-		now = mono_ns();
+		now = (uint64_t)clock_ns(CLOCK_MONOTONIC);
 		if (!reconnect_retryable(ret) || now + (uint64_t)backoff_ms * 1000000ull >= end)
 			break;
 		usleep((useconds_t)backoff_ms * 1000);

@@ -196,16 +196,6 @@ static int kept_ranges(const struct haul_layout *prev, const struct haul_layout 
 	return 0;
 }
 
-static bool layouts_differ(const struct haul_layout *a, const struct haul_layout *b)
-{
-	if (a->n != b->n)
-		return true;
-	for (size_t i = 0; i < a->n; i++)
-		if (!haul_vma_same(&a->v[i], &b->v[i]))
-			return true;
-	return false;
-}
-
 static const struct trk_ops *backend_ops(enum trk_backend b)
 {
 	switch (b) {
@@ -421,7 +411,7 @@ int trk_round(struct trk *t, struct trk_round *out)
 	trk_rl_move(&dirty, &out->dirty, &out->ndirty);
 	trk_rl_move(&gone, &out->gone, &out->ngone);
 	out->present_pages = s.partial_present ? 0 : s.present.pages;
-	out->layout_changed = t->seq > 1 && layouts_differ(&t->prev, &cur);
+	out->layout_changed = t->seq > 1 && !haul_layout_same(&t->prev, &cur);
 	ret = haul_layout_copy(&cur, &out->layout);
 	if (ret) {
 		trk_round_release(out);
