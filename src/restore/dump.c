@@ -601,8 +601,14 @@ out:
 
 int rst_dump_precheck(pid_t pid, char *why, size_t whylen)
 {
+	int ret;
+
 	why[0] = '\0';
-	return rst_check_resources(pid, 0, why, whylen);
+	ret = rst_check_resources(pid, 0, why, whylen);
+	/* VmFlags and shared memory: smaps, too slow for the freeze, fine before it. */
+	if (!ret)
+		ret = rst_vma_precheck(pid, why, whylen);
+	return ret;
 }
 
 /* ---- seize / release ----------------------------------------------------- */
@@ -779,6 +785,8 @@ static void dump_ctx_free(struct dump_ctx *c)
 	}
 	free(c->fds);
 	free(c->fdp);
+	for (size_t i = 0; c->vmas && i < c->ps.n_vmas; i++)
+		free(c->vmas[i].guards); /* one block: pointers, then the ranges */
 	free(c->vmas);
 	free(c->vmap);
 	free(c->pending);
@@ -1647,17 +1655,48 @@ static void dump_clocks(struct dump_ctx *c, pid_t pid)
 	c->ps.boottime_ns = boot.tv_sec * 1000000000ULL + boot.tv_nsec + boff;
 }
 
+/* The guard pages of @v into @o->guards (one block: pointers, then ranges). */
+static int dump_guards(int pagemap, const struct haul_vma *v, Haul__Img__Vma *o,
+		       struct rst_guards *g)
+{
+	Haul__Img__GuardRange *r;
+	int ret = rst_vma_guards(pagemap, v, g);
+
+	if (ret || !g->n)
+		return ret;
+	o->guards = malloc(g->n * (sizeof(*o->guards) + sizeof(*r)));
+	if (!o->guards)
+		return -ENOMEM;
+	r = (Haul__Img__GuardRange *)(o->guards + g->n);
+	for (size_t k = 0; k < g->n; k++) {
+		haul__img__guard_range__init(&r[k]);
+		r[k].start = g->r[k].start;
+		r[k].end = g->r[k].end;
+		o->guards[k] = &r[k];
+	}
+	o->n_guards = g->n;
+	return 0;
+}
+
 static int dump_layout(struct dump_ctx *c, pid_t pid, struct rst_dump_prep *p)
 {
-	int ret = rst_prep_layout(p, pid, &c->layout);
+	struct rst_guards g = {0};
+	char why[512], path[64];
+	int pagemap = -1, ret = rst_prep_layout(p, pid, &c->layout);
 
 	if (ret)
 		return ret;
+	/* The precheck saw the same from smaps; VmFlags may have changed since. */
+	ret = rst_vma_refusal(&c->layout, why, sizeof(why));
+	if (ret) {
+		pr_err("cannot dump pid %d: %s", (int)pid, why);
+		return ret;
+	}
 	c->vmas = calloc(c->layout.n, sizeof(*c->vmas));
 	c->vmap = calloc(c->layout.n, sizeof(*c->vmap));
 	if (!c->vmas || !c->vmap)
 		return -ENOMEM;
-	for (size_t i = 0; i < c->layout.n; i++) {
+	for (size_t i = 0; i < c->layout.n && !ret; i++) {
 		const struct haul_vma *v = &c->layout.v[i];
 		Haul__Img__Vma *o = &c->vmas[i];
 
@@ -1672,10 +1711,24 @@ static int dump_layout(struct dump_ctx *c, pid_t pid, struct rst_dump_prep *p)
 		o->flags = v->flags & ~HAUL_VMA_UFFD_WP;
 		o->path = v->path;
 		c->vmap[i] = o;
+		c->ps.n_vmas = i + 1;
+		if ((v->flags & HAUL_VMA_GUARD) && pagemap < 0) {
+			snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pid);
+			pagemap = open(path, O_RDONLY | O_CLOEXEC);
+			if (pagemap < 0)
+				ret = -errno;
+		}
+		if (!ret)
+			ret = dump_guards(pagemap, v, o, &g);
+		if (ret)
+			pr_err_r(ret, "cannot read the guard pages of VMA %#" PRIx64 " of pid %d",
+				 v->start, (int)pid);
 	}
-	c->ps.n_vmas = c->layout.n;
+	if (pagemap >= 0)
+		close(pagemap);
+	rst_guards_release(&g);
 	c->ps.vmas = c->vmap;
-	return 0;
+	return ret;
 }
 
 int rst_dump_state(struct rst_seized *s, uint8_t **blob, size_t *len)

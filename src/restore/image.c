@@ -106,23 +106,24 @@ static int dump_vma_pages(pid_t pid, int pagemap, const struct haul_vma *v, stru
 			uint64_t j;
 			bool want;
 
-#define WANT(e) (((e) & (PM_PRESENT | PM_SWAPPED)) && !(file_private && ((e)&PM_FILE)))
+/* Guard pages read as swapped (pagemap bit 58) but hold nothing: the image lists them. */
+#define WANT(e)                                                                                    \
+	(((e) & (PM_PRESENT | PM_SWAPPED)) && !rst_pm_is_guard(e) &&                               \
+	 !(file_private && ((e)&PM_FILE)))
 			want = WANT(pm[i]);
 			for (j = i + 1; j < n && WANT(pm[j]) == want; j++)
 				;
 #undef WANT
 			if (want) {
-				struct iovec l = {buf, (j - i) * HAUL_PAGE_SIZE};
-				struct iovec r = {(void *)(uintptr_t)(a + i * HAUL_PAGE_SIZE),
-						  (j - i) * HAUL_PAGE_SIZE};
-				int ret;
+				/* PROT_NONE pages too: /proc/PID/mem where process_vm_readv fails. */
+				struct trk_range r = {a + i * HAUL_PAGE_SIZE, j - i};
+				int ret = trk_read_pages(pid, &r, 1, buf, NULL);
 
-				if (process_vm_readv(pid, &l, 1, &r, 1, 0) != (ssize_t)l.iov_len) {
-					ret = -errno;
+				if (ret) {
 					pr_err_r(ret,
 						 "cannot read %#" PRIx64 "+%" PRIu64
 						 " pages of pid %d",
-						 (uint64_t)(uintptr_t)r.iov_base, j - i, (int)pid);
+						 r.start, j - i, (int)pid);
 					return ret;
 				}
 				ret = put_pages(p, a + i * HAUL_PAGE_SIZE, buf, (uint32_t)(j - i),
@@ -158,10 +159,13 @@ static pid_t own_pid(pid_t pid)
 	return ret;
 }
 
-/* Whether pages of @v go into the image at all. */
+/*
+ * Whether pages of @v go into the image at all.  PROT_NONE ones do: the
+ * process may mprotect them readable again and find its data there.
+ */
 static bool stored(const struct haul_vma *v)
 {
-	if (!haul_vma_is_memory(v) || !(v->prot & PROT_READ))
+	if (!haul_vma_is_memory(v))
 		return false;
 	/* A shared file mapping's pages are the file's. */
 	return !((v->flags & HAUL_VMA_FILE) && (v->flags & HAUL_VMA_SHARED) &&

@@ -38,6 +38,34 @@ void rst_prep_freeze(struct rst_dump_prep *p);
 /* The layout of frozen @pid with VmFlags: from maps + @p when they hold, else smaps. */
 int rst_prep_layout(struct rst_dump_prep *p, pid_t pid, struct haul_layout *out);
 
+/*
+ * vmcheck.c: whether every VMA of @l can be carried exactly (VmFlags, shared
+ * memory); 0 or -EOPNOTSUPP naming the VMA in @why.  rst_vma_precheck reads
+ * /proc/@pid/smaps for it (before the process is touched).
+ */
+int rst_vma_refusal(const struct haul_layout *l, char *why, size_t whylen);
+int rst_vma_precheck(pid_t pid, char *why, size_t whylen);
+
+/* pagemap bit 58 (PM_GUARD_REGION, 6.14+): a guard page (MADV_GUARD_INSTALL), unreadable. */
+static inline bool rst_pm_is_guard(uint64_t pm)
+{
+	return pm >> 58 & 1;
+}
+
+struct rst_guard_range {
+	uint64_t start, end;
+};
+struct rst_guards {
+	struct rst_guard_range *r; /* sorted, merged */
+	size_t n, cap;
+};
+/*
+ * The guard pages of @v (read from the open /proc/PID/pagemap @pagemap;
+ * none unless VmFlags "gu"), replacing @g's ranges.  0 or -errno.
+ */
+int rst_vma_guards(int pagemap, const struct haul_vma *v, struct rst_guards *g);
+void rst_guards_release(struct rst_guards *g);
+
 /* The layout carried by a ProcessState, as a haul_layout (release it). */
 int rst_state_layout(const Haul__Img__ProcessState *ps, struct haul_layout *out);
 

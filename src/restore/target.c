@@ -73,6 +73,15 @@
 #include "restore/restore.h"
 #include "restore/restore_int.h"
 
+#define RST_MAP_DROPPABLE      0x08 /* Linux 6.11; not in the libc headers */
+#define RST_MADV_GUARD_INSTALL 102  /* Linux 6.13 */
+#ifndef MLOCK_ONFAULT
+#define MLOCK_ONFAULT 1
+#endif
+#ifndef SYS_mseal
+#define SYS_mseal 462
+#endif
+
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
 #endif
@@ -671,6 +680,36 @@ static bool compatible(const struct haul_vma *a, const struct haul_vma *b)
 	return true;
 }
 
+/*
+ * What mmap fixes for good and no later call changes: the file's open mode
+ * behind a shared file mapping (mw: whether mprotect(PROT_WRITE) may ever
+ * succeed), MAP_NORESERVE, MAP_DROPPABLE.  Pre-copy layouts come from maps
+ * and lack them; the state's layout has them, and a VMA made without them
+ * is made again (remake).
+ */
+static uint32_t creation_flags(const struct haul_vma *v)
+{
+	uint32_t f = v->flags & (HAUL_VMA_NORESERVE | HAUL_VMA_DROPPABLE);
+
+	if ((v->flags & HAUL_VMA_FILE) && (v->flags & HAUL_VMA_SHARED) &&
+	    !(v->flags & HAUL_VMA_SHMEM))
+		f |= v->flags & HAUL_VMA_MAYWRITE;
+	return f;
+}
+
+/*
+ * The protection a VMA is created with.  Shared memory is written through
+ * its mapping, and /proc/PID/mem forces writes only into private (COW)
+ * mappings: a read-only or PROT_NONE shmem VMA stays writable until resume
+ * (shmem_fix_prot), where it gets its own protection.
+ */
+static uint32_t create_prot(const struct haul_vma *v)
+{
+	if ((v->flags & HAUL_VMA_SHMEM) && (v->flags & HAUL_VMA_SHARED))
+		return v->prot | PROT_READ | PROT_WRITE;
+	return v->prot;
+}
+
 /* Whether a VMA of the image is one the restorer creates as memory. */
 static bool wanted(const struct haul_vma *v)
 {
@@ -686,7 +725,7 @@ static int apply_advice(struct rst_target *t, const struct haul_vma *v, uint64_t
 		{HAUL_VMA_HUGEPAGE, MADV_HUGEPAGE},	{HAUL_VMA_NOHUGE, MADV_NOHUGEPAGE},
 		{HAUL_VMA_DONTFORK, MADV_DONTFORK},	{HAUL_VMA_DONTDUMP, MADV_DONTDUMP},
 		{HAUL_VMA_WIPEONFORK, MADV_WIPEONFORK}, {HAUL_VMA_RANDOM, MADV_RANDOM},
-		{HAUL_VMA_SEQ, MADV_SEQUENTIAL},
+		{HAUL_VMA_SEQ, MADV_SEQUENTIAL},	{HAUL_VMA_MERGEABLE, MADV_MERGEABLE},
 	};
 
 	for (size_t i = 0; i < sizeof(adv) / sizeof(adv[0]); i++) {
@@ -711,10 +750,17 @@ static int create_part(struct rst_target *t, const struct haul_vma *v, uint64_t 
 
 	if (v->flags & HAUL_VMA_GROWSDOWN)
 		flags |= MAP_GROWSDOWN;
+	if (v->flags & HAUL_VMA_NORESERVE)
+		flags |= MAP_NORESERVE;
+	if ((v->flags & HAUL_VMA_DROPPABLE) && !(v->flags & HAUL_VMA_FILE))
+		flags = (flags & ~(uint64_t)MAP_PRIVATE) | RST_MAP_DROPPABLE;
 	if ((v->flags & HAUL_VMA_FILE) && !(v->flags & HAUL_VMA_SHMEM)) {
 		uint64_t path;
-		int oflags = ((v->flags & HAUL_VMA_SHARED) && (v->prot & PROT_WRITE)) ? O_RDWR
-										      : O_RDONLY;
+		/* A shared mapping of a file opened for writing may be made writable later. */
+		int oflags = ((v->flags & HAUL_VMA_SHARED) &&
+			      ((v->prot & PROT_WRITE) || (v->flags & HAUL_VMA_MAYWRITE)))
+				     ? O_RDWR
+				     : O_RDONLY;
 
 		ret = put_str(t, 0, v->path, &path);
 		if (!ret)
@@ -730,8 +776,8 @@ static int create_part(struct rst_target *t, const struct haul_vma *v, uint64_t 
 			    &res);
 		rcall(t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
 	} else {
-		ret = rcall(t, SYS_mmap, s, e - s, v->prot, flags | MAP_ANONYMOUS, (uint64_t)-1, 0,
-			    &res);
+		ret = rcall(t, SYS_mmap, s, e - s, create_prot(v), flags | MAP_ANONYMOUS,
+			    (uint64_t)-1, 0, &res);
 	}
 	if (!ret && (uint64_t)res != s)
 		ret = -EFAULT;
@@ -785,11 +831,82 @@ static void tvmas_free(struct tvma *v, size_t n)
 	free(v);
 }
 
+static int peek(struct rst_target *t, uint64_t addr, void *buf, size_t len);
+static int write_mem(struct rst_target *t, uint64_t addr, const void *data, size_t len);
+
+/*
+ * Make [@s, @e) of kept VMA @o again as @w, whose creation flags differ,
+ * keeping its contents: a file-shared part is simply mapped again (the file
+ * holds it); anonymous memory is mapped fresh elsewhere, the pages that may
+ * hold data are copied over by the tracer (/proc/PID/mem: PROT_NONE too),
+ * and mremap moves it over the old part, replacing it in one step.  Only
+ * the first layout with VmFlags (the state's, at the switchover) meets
+ * this, for VMAs made from a pre-copy layout; rare (MAP_NORESERVE,
+ * MAP_DROPPABLE, a shared file opened for writing).
+ */
+static int remake(struct rst_target *t, const struct tvma *o, const struct haul_vma *w, uint64_t s,
+		  uint64_t e)
+{
+	uint64_t flags = MAP_ANONYMOUS | MAP_PRIVATE, chunk = 64 << 10;
+	char *buf;
+	long tmp;
+	int ret;
+
+	if (w->flags & HAUL_VMA_FILE) {
+		if (w->flags & HAUL_VMA_SHARED)
+			return create_part(t, w, s, e);
+		pr_warn("cannot remake private file mapping %#" PRIx64 "-%#" PRIx64
+			" of pid %d with its mmap flags (%#x); it keeps those of pre-copy",
+			s, e, (int)t->o.pid, creation_flags(w));
+		return 0;
+	}
+	if (w->flags & HAUL_VMA_SHARED)
+		flags = MAP_ANONYMOUS | MAP_SHARED;
+	else if (w->flags & HAUL_VMA_DROPPABLE)
+		flags = MAP_ANONYMOUS | RST_MAP_DROPPABLE;
+	if (w->flags & HAUL_VMA_NORESERVE)
+		flags |= MAP_NORESERVE;
+	ret = rcall(t, SYS_mmap, 0, e - s, PROT_READ | PROT_WRITE, flags, (uint64_t)-1, 0, &tmp);
+	if (ret) {
+		pr_err_r(ret, "cannot map a copy of %#" PRIx64 "-%#" PRIx64 " in pid %d", s, e,
+			 (int)t->o.pid);
+		return ret;
+	}
+	buf = malloc(chunk);
+	if (!buf)
+		ret = -ENOMEM;
+	for (uint64_t a = s; a < e && !ret; a += HAUL_PAGE_SIZE) {
+		uint64_t b = a;
+
+		while (b < e && b - a < chunk && bit_get(o->bits, (b - o->v.start) >> 12))
+			b += HAUL_PAGE_SIZE;
+		if (b == a)
+			continue;
+		ret = peek(t, a, buf, b - a);
+		if (!ret)
+			ret = write_mem(t, (uint64_t)tmp + (a - s), buf, b - a);
+		a = b - HAUL_PAGE_SIZE;
+	}
+	free(buf);
+	if (!ret)
+		ret = rcall(t, SYS_mremap, (uint64_t)tmp, e - s, e - s,
+			    MREMAP_MAYMOVE | MREMAP_FIXED, s, 0, NULL);
+	if (ret) {
+		pr_err_r(ret,
+			 "cannot remake %#" PRIx64 "-%#" PRIx64 " of pid %d with its mmap flags", s,
+			 e, (int)t->o.pid);
+		rcall(t, SYS_munmap, (uint64_t)tmp, e - s, 0, 0, 0, 0, NULL);
+		return ret;
+	}
+	if (create_prot(w) != (PROT_READ | PROT_WRITE))
+		ret = rcall(t, SYS_mprotect, s, e - s, create_prot(w), 0, 0, 0, NULL);
+	if (!ret)
+		ret = apply_advice(t, w, s, e);
+	return ret;
+}
+
 /* VmFlags: what smaps adds to a maps line; layouts sent in pre-copy lack them. */
-#define VMFLAGS_MASK                                                                               \
-	(HAUL_VMA_GROWSDOWN | HAUL_VMA_LOCKED | HAUL_VMA_HUGEPAGE | HAUL_VMA_NOHUGE |              \
-	 HAUL_VMA_DONTFORK | HAUL_VMA_DONTDUMP | HAUL_VMA_WIPEONFORK | HAUL_VMA_UFFD_WP |          \
-	 HAUL_VMA_RANDOM | HAUL_VMA_SEQ | HAUL_VMA_MAYSHARE)
+#define VMFLAGS_MASK HAUL_VMA_VMFLAGS
 
 /*
  * Whether @l has exactly the VMAs the stub has (ranges, protections, kinds,
@@ -834,8 +951,14 @@ static int update_vmflags(struct rst_target *t, const struct haul_layout *l)
 		o = &t->v[k++];
 		add = l->v[i];
 		add.flags &= ~o->v.flags & ~HAUL_VMA_UFFD_WP;
-		if (add.flags & VMFLAGS_MASK)
+		if (creation_flags(&o->v) != creation_flags(&l->v[i])) {
+			int ret = remake(t, o, &l->v[i], o->v.start, o->v.end);
+
+			if (ret)
+				return ret;
+		} else if (add.flags & VMFLAGS_MASK) {
 			apply_advice(t, &add, add.start, add.end);
+		}
 		o->v.flags = l->v[i].flags & ~HAUL_VMA_UFFD_WP;
 	}
 	return 0;
@@ -925,8 +1048,11 @@ int rst_target_layout(struct rst_target *t, const struct haul_layout *l)
 			e = o->v.end < w->v.end ? o->v.end : w->v.end;
 			if (s > cur)
 				ret = create_part(t, &w->v, cur, s);
-			if (!ret && o->v.prot != w->v.prot)
-				ret = rcall(t, SYS_mprotect, s, e - s, w->v.prot, 0, 0, 0, NULL);
+			if (!ret && creation_flags(&o->v) != creation_flags(&w->v))
+				ret = remake(t, o, &w->v, s, e);
+			else if (!ret && create_prot(&o->v) != create_prot(&w->v))
+				ret = rcall(t, SYS_mprotect, s, e - s, create_prot(&w->v), 0, 0, 0,
+					    NULL);
 			for (uint64_t a = s; a < e; a += HAUL_PAGE_SIZE)
 				bit_set(w->bits, (a - w->v.start) >> 12,
 					bit_get(o->bits, (a - o->v.start) >> 12));
@@ -1891,6 +2017,64 @@ static double lap_ms(struct timespec *t)
 	return ms;
 }
 
+/*
+ * What a VMA gets once its pages are in: its guard pages (MADV_GUARD_INSTALL
+ * zaps what the page copy may have put there), the final protection of
+ * shared memory (create_prot), mlock (MLOCK_ONFAULT for "lf"), and last
+ * mseal, after which nothing may change the VMA.
+ */
+static int finish_vmas(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+		       size_t wl)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < ps->n_vmas && !ret; i++)
+		for (size_t k = 0; k < ps->vmas[i]->n_guards && !ret; k++) {
+			const Haul__Img__GuardRange *g = ps->vmas[i]->guards[k];
+
+			ret = rcall(t, SYS_madvise, g->start, g->end - g->start,
+				    RST_MADV_GUARD_INSTALL, 0, 0, 0, NULL);
+			if (ret)
+				snprintf(why, wl,
+					 "cannot install guard pages %#" PRIx64 "-%#" PRIx64
+					 ": %s (MADV_GUARD_INSTALL needs Linux 6.13)",
+					 g->start, g->end, strerror(-ret));
+		}
+	for (size_t i = 0; i < t->n && !ret; i++) {
+		const struct haul_vma *v = &t->v[i].v;
+
+		if (create_prot(v) != v->prot) {
+			ret = rcall(t, SYS_mprotect, v->start, v->end - v->start, v->prot, 0, 0, 0,
+				    NULL);
+			if (ret)
+				snprintf(why, wl, "cannot protect %#" PRIx64 "-%#" PRIx64 ": %s",
+					 v->start, v->end, strerror(-ret));
+		}
+		if (!ret && (v->flags & HAUL_VMA_LOCKED)) {
+			int r = (v->flags & HAUL_VMA_LOCKFAULT)
+					? rcall(t, SYS_mlock2, v->start, v->end - v->start,
+						MLOCK_ONFAULT, 0, 0, 0, NULL)
+					: rcall(t, SYS_mlock, v->start, v->end - v->start, 0, 0, 0,
+						0, NULL);
+
+			if (r)
+				pr_warn_r(r, "cannot mlock %#" PRIx64 "-%#" PRIx64 " of pid %d",
+					  v->start, v->end, (int)t->o.pid);
+		}
+	}
+	for (size_t i = 0; i < t->n && !ret; i++) {
+		const struct haul_vma *v = &t->v[i].v;
+
+		if (!(v->flags & HAUL_VMA_SEALED))
+			continue;
+		ret = rcall(t, SYS_mseal, v->start, v->end - v->start, 0, 0, 0, 0, NULL);
+		if (ret)
+			snprintf(why, wl, "cannot seal %#" PRIx64 "-%#" PRIx64 ": %s", v->start,
+				 v->end, strerror(-ret));
+	}
+	return ret;
+}
+
 static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl)
 {
 	struct haul_layout l;
@@ -1929,14 +2113,9 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 			snprintf(why, wl, "cannot rebuild the address space: %s", strerror(-ret));
 		return ret;
 	}
-	for (size_t i = 0; i < t->n; i++)
-		if (t->v[i].v.flags & HAUL_VMA_LOCKED) {
-			ret = rcall(t, SYS_mlock, t->v[i].v.start, t->v[i].v.end - t->v[i].v.start,
-				    0, 0, 0, 0, NULL);
-			if (ret)
-				pr_warn_r(ret, "cannot mlock %#" PRIx64 "-%#" PRIx64 " of pid %d",
-					  t->v[i].v.start, t->v[i].v.end, (int)t->o.pid);
-		}
+	ret = finish_vmas(t, ps, why, wl);
+	if (ret)
+		return ret;
 
 	ms[2] = lap_ms(&lap);
 	ret = restore_fds(t, ps, why, wl);
