@@ -1,0 +1,170 @@
+/*
+ * rst_vmas.c - `haul checkpoint` + `haul restore` carry a VMA's every
+ * attribute or refuse it by name (issue 15, after CRIU's zdtm maps04,
+ * maps02, maps_file_prot, maps12, shmemfd-priv).  tests/progs/rst_vmas sets
+ * the VMAs up, prints "ready", and on SIGUSR2 checks them in the restored
+ * process ("pass" or "FAIL: what").
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static char dir[128], out[192];
+
+static const char *env_or(const char *name, const char *def)
+{
+	const char *v = getenv(name);
+
+	return v ? v : def;
+}
+
+static char *slurp(const char *path)
+{
+	static char buf[1 << 16];
+	int fd = open(path, O_RDONLY);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+
+	if (fd >= 0)
+		close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+/* Wait up to @ms for @needle in @path (the program's ready and result lines). */
+static bool wait_for(const char *path, const char *needle, int ms)
+{
+	struct timespec ts = {0, 10 * 1000000L};
+
+	for (int i = 0; i < ms / 10; i++) {
+		if (strstr(slurp(path), needle))
+			return true;
+		nanosleep(&ts, NULL);
+	}
+	return strstr(slurp(path), needle) != NULL;
+}
+
+/* Start rst_vmas @mode with only /dev/null and @out open; wait for "ready". */
+static pid_t spawn(const char *mode)
+{
+	char bin[512];
+	pid_t pid;
+
+	snprintf(dir, sizeof(dir), "/tmp/haul-vmas-%s-%d", mode, (int)getpid());
+	snprintf(out, sizeof(out), "%s/out", dir);
+	mkdir(dir, 0755);
+	snprintf(bin, sizeof(bin), "%s/rst_vmas", env_or("HAUL_PROGS", "build/progs"));
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int nul = open("/dev/null", O_RDONLY);
+
+		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+			_exit(126);
+		closefrom(3);
+		execl(bin, bin, dir, mode, (char *)NULL);
+		_exit(127);
+	}
+	cr_assert(wait_for(out, "ready", 10000), "rst_vmas %s did not start: %s", mode, slurp(out));
+	return pid;
+}
+
+/* Run haul with @args (a shell fragment); its exit status, stderr in @log, stdout in @log.out. */
+static int haul(const char *args, const char *log)
+{
+	char cmd[1024];
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "%s %s > %s/%s.out 2> %s/%s", env_or("HAUL_BIN", "build/haul"),
+		 args, dir, log, dir, log);
+	st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void cleanup(void)
+{
+	char cmd[256];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (dir[0] && system(cmd) != 0)
+		cr_log_warn("cannot remove %s", dir);
+}
+
+/* Restore the image in dir/img detached, make the restored process check its VMAs. */
+static void restore_and_check(void)
+{
+	char args[512], log[256];
+	pid_t pid;
+	FILE *f;
+
+	snprintf(args, sizeof(args), "restore --detach --images %s/img", dir);
+	cr_assert_eq(haul(args, "restore.log"), 0, "restore failed: %s",
+		     slurp(strcat(strcpy(log, dir), "/restore.log")));
+	f = fopen(strcat(strcpy(log, dir), "/restore.log.out"), "r");
+	cr_assert_not_null(f);
+	cr_assert_eq(fscanf(f, "%d", &pid), 1, "restore printed no pid: %s", slurp(log));
+	fclose(f);
+	cr_assert_eq(kill(pid, SIGUSR2), 0);
+	cr_assert(wait_for(out, "pass", 10000), "restored process: %s", slurp(out));
+}
+
+Test(rst_vmas, checkpoint_restore_keeps_protnone_noreserve_fileprot_guards_and_vmflags,
+     .fini = cleanup, .timeout = 60)
+{
+	char args[512];
+	pid_t pid = spawn("cases");
+
+	snprintf(args, sizeof(args), "checkpoint %d --images %s/img", (int)pid, dir);
+	cr_assert_eq(haul(args, "ckpt.log"), 0, "checkpoint failed");
+	waitpid(pid, NULL, 0);
+	restore_and_check();
+}
+
+Test(rst_vmas, checkpoint_leave_running_keeps_the_same_vmas, .fini = cleanup, .timeout = 60)
+{
+	char args[512];
+	pid_t pid = spawn("cases");
+
+	snprintf(args, sizeof(args), "checkpoint %d --images %s/img --leave-running", (int)pid,
+		 dir);
+	cr_assert_eq(haul(args, "ckpt.log"), 0, "checkpoint --leave-running failed");
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	restore_and_check();
+}
+
+/* Checkpoint of @mode must fail, name @why, and leave the process running. */
+static void refused(const char *mode, const char *why)
+{
+	char args[512], log[256];
+	pid_t pid = spawn(mode);
+	int rc;
+
+	snprintf(args, sizeof(args), "checkpoint %d --images %s/img", (int)pid, dir);
+	rc = haul(args, "ckpt.log");
+	snprintf(log, sizeof(log), "%s/ckpt.log", dir);
+	cr_expect_eq(rc, 1, "checkpoint exited %d: %s", rc, slurp(log));
+	cr_expect(strstr(slurp(log), why), "the refusal does not say '%s': %s", why, slurp(log));
+	cr_expect_eq(kill(pid, 0), 0, "the refused process did not run on");
+	kill(pid, SIGUSR2);
+	cr_expect(wait_for(out, "pass", 10000), "%s", slurp(out));
+	waitpid(pid, NULL, 0);
+}
+
+Test(rst_vmas, private_mapping_of_shared_memory_is_refused_by_name, .fini = cleanup, .timeout = 60)
+{
+	refused("shmempriv", "is a private mapping of shared memory /dev/zero");
+}
+
+Test(rst_vmas, device_mapping_is_refused_by_its_vmflag, .fini = cleanup, .timeout = 60)
+{
+	refused("perfring", "anon_inode:[perf_event] is a PFN mapping of a device");
+}
