@@ -290,7 +290,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mig_workload: cannot map %s: %s\n", fpath, strerror(errno));
 		return 1;
 	}
-	if (vmdir && vmcases_setup(vmdir)) {
+	if (vmdir && vmcases_setup(vmdir, NULL)) {
 		fprintf(stderr, "mig_workload: cannot set up --vmcases: %s\n", strerror(errno));
 		return 1;
 	}

@@ -2,7 +2,8 @@
  * rst_vmas.c - a process whose VMAs a checkpoint must carry exactly, or
  * refuse (tests/integration/rst_vmas.c).
  *
- *   rst_vmas DIR cases      the VMAs of vmcases.h
+ *   rst_vmas DIR cases      every VMA of vmcases.h
+ *   rst_vmas DIR CASE       one: protnone, noreserve, fileprot, guards, flags
  *   rst_vmas DIR shmempriv  a shared anonymous object mapped three times:
  *                           shared, MAP_PRIVATE through /proc/self/map_files
  *                           at page 1, and shared again at page 2 (zdtm
@@ -83,22 +84,21 @@ int main(int argc, char **argv)
 	sigaddset(&block, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &block, &old);
 	sigaction(SIGUSR2, &sa, NULL);
-	if (!strcmp(argv[2], "cases"))
-		ret = vmcases_setup(argv[1]);
-	else if (!strcmp(argv[2], "shmempriv"))
+	if (!strcmp(argv[2], "shmempriv"))
 		ret = shmempriv();
 	else if (!strcmp(argv[2], "perfring"))
 		ret = perfring();
-	else
+	else if ((ret = vmcases_setup(argv[1], strcmp(argv[2], "cases") ? argv[2] : NULL)) ==
+		 -EINVAL)
 		return 2;
 	if (ret) {
-		printf("setup failed: %s\n", strerror(errno));
+		printf("setup failed: %s\n", strerror(-ret));
 		return 3;
 	}
 	printf("ready guards=%d\n", vmc.have_guard);
 	while (!go)
 		sigsuspend(&old);
-	if (!strcmp(argv[2], "cases") && vmcases_check(why, sizeof(why))) {
+	if (vmcases_check(why, sizeof(why))) {
 		printf("FAIL: %s\n", why);
 		return 1;
 	}

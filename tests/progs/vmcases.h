@@ -135,23 +135,27 @@ static char *vmc_map(size_t npages, int extra)
 	return p == MAP_FAILED ? NULL : p;
 }
 
-/* Set every case up; the file of fileprot goes in @dir.  0 or -errno. */
-static int vmcases_setup(const char *dir)
+static int vmc_setup_protnone(void)
+{
+	if (!(vmc.protnone = vmc_map(16, MAP_PRIVATE)))
+		return -errno;
+	vmc_fill(vmc.protnone, 16, 1);
+	return mprotect(vmc.protnone + 5 * VMC_PAGE, VMC_PAGE, PROT_NONE) ? -errno : 0;
+}
+
+static int vmc_setup_noreserve(void)
+{
+	if (!(vmc.noreserve = vmc_map(8, MAP_PRIVATE | MAP_NORESERVE)))
+		return -errno;
+	vmc_fill(vmc.noreserve, 8, 2);
+	return 0;
+}
+
+static int vmc_setup_fileprot(const char *dir)
 {
 	char path[512];
 	int fd;
 
-	/* protnone */
-	if (!(vmc.protnone = vmc_map(16, MAP_PRIVATE)))
-		return -errno;
-	vmc_fill(vmc.protnone, 16, 1);
-	if (mprotect(vmc.protnone + 5 * VMC_PAGE, VMC_PAGE, PROT_NONE))
-		return -errno;
-	/* noreserve */
-	if (!(vmc.noreserve = vmc_map(8, MAP_PRIVATE | MAP_NORESERVE)))
-		return -errno;
-	vmc_fill(vmc.noreserve, 8, 2);
-	/* fileprot */
 	snprintf(path, sizeof(path), "%s/vmcases.fileprot", dir);
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0 || ftruncate(fd, 2 * VMC_PAGE))
@@ -162,7 +166,12 @@ static int vmcases_setup(const char *dir)
 	    mprotect(vmc.file + VMC_PAGE, VMC_PAGE, PROT_READ | PROT_WRITE))
 		return -errno;
 	vmc.file[VMC_PAGE] = 7;
-	/* guards: 5 VMAs of 2 pages, made one by one inside a free 10-page range */
+	return 0;
+}
+
+/* 5 VMAs of 2 pages, made one by one inside a free 10-page range */
+static int vmc_setup_guards(void)
+{
 	if (!(vmc.guard = vmc_map(10, MAP_PRIVATE)))
 		return -errno;
 	for (int i = 0; i < 5; i++)
@@ -175,9 +184,11 @@ static int vmcases_setup(const char *dir)
 		if (vmc_guarded[i] &&
 		    madvise(vmc.guard + i * VMC_PAGE, VMC_PAGE, VMC_MADV_GUARD_INSTALL))
 			return -errno;
-	if (madvise(vmc.guard + 5 * VMC_PAGE, VMC_PAGE, MADV_WIPEONFORK))
-		return -errno;
-	/* flags */
+	return madvise(vmc.guard + 5 * VMC_PAGE, VMC_PAGE, MADV_WIPEONFORK) ? -errno : 0;
+}
+
+static int vmc_setup_flags(void)
+{
 	if ((vmc.merge = vmc_map(4, MAP_PRIVATE))) {
 		vmc_fill(vmc.merge, 4, 4);
 		if (madvise(vmc.merge, 4 * VMC_PAGE, MADV_MERGEABLE))
@@ -191,6 +202,30 @@ static int vmcases_setup(const char *dir)
 			vmc.seal = NULL;
 	}
 	return 0;
+}
+
+/*
+ * Set case @only up ("protnone", "noreserve", "fileprot", "guards", "flags"),
+ * or every case for NULL; the file of fileprot goes in @dir.  0 or -errno
+ * (-EINVAL: no such case).
+ */
+static int vmcases_setup(const char *dir, const char *only)
+{
+	int ret = -EINVAL;
+
+#define VMC_WANT(name) (!only || !strcmp(only, name))
+	if (VMC_WANT("protnone") && (ret = vmc_setup_protnone()))
+		return ret;
+	if (VMC_WANT("noreserve") && (ret = vmc_setup_noreserve()))
+		return ret;
+	if (VMC_WANT("fileprot") && (ret = vmc_setup_fileprot(dir)))
+		return ret;
+	if (VMC_WANT("guards") && (ret = vmc_setup_guards()))
+		return ret;
+	if (VMC_WANT("flags") && (ret = vmc_setup_flags()))
+		return ret;
+#undef VMC_WANT
+	return ret;
 }
 
 static int vmc_guards_in_child(void)
@@ -211,41 +246,50 @@ static int vmc_guards_in_child(void)
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
-/* Check every case; 0, or -1 with what is wrong in @why. */
-static int vmcases_check(char *why, size_t len)
+static int vmc_check_guards(char *why, size_t len)
 {
-	long bad;
-
-	if (mprotect(vmc.protnone + 5 * VMC_PAGE, VMC_PAGE, PROT_READ))
-		return snprintf(why, len, "protnone: mprotect: %s", strerror(errno)), -1;
-	bad = vmc_bad(vmc.protnone, 16, 1);
-	mprotect(vmc.protnone + 5 * VMC_PAGE, VMC_PAGE, PROT_NONE);
-	if (bad >= 0)
-		return snprintf(why, len, "protnone: page %ld lost its data", bad), -1;
-	if ((bad = vmc_bad(vmc.noreserve, 8, 2)) >= 0)
-		return snprintf(why, len, "noreserve: page %ld lost its data", bad), -1;
-	if (!vmc_has_vmflag(vmc.noreserve, "nr"))
-		return snprintf(why, len, "noreserve: VmFlags lost nr"), -1;
-	if (vmc.file[VMC_PAGE] != 7)
-		return snprintf(why, len, "fileprot: page 1 lost its data"), -1;
-	vmc.file[VMC_PAGE] = 7; /* still writable, or this faults */
-	if (mprotect(vmc.file, VMC_PAGE, PROT_READ | PROT_WRITE))
-		return snprintf(why, len, "fileprot: mprotect(PROT_WRITE): %s", strerror(errno)),
-		       -1;
-	mprotect(vmc.file, VMC_PAGE, PROT_READ);
 	for (int i = 0; i < 10; i++) {
 		bool g = vmc.have_guard && vmc_guarded[i];
 
-		/* vmc_bad counts from the page it is given: compare page i as page 0 of i's */
 		if (!g && vmc_bad_at(vmc.guard, i, 3))
 			return snprintf(why, len, "guards: page %d lost its data", i), -1;
-		if (!g)
-			continue;
-		if (!vmc_write_faults(vmc.guard + i * VMC_PAGE))
+		if (g && !vmc_write_faults(vmc.guard + i * VMC_PAGE))
 			return snprintf(why, len, "guards: page %d is no guard page", i), -1;
 	}
 	if (vmc.have_guard && vmc_guards_in_child())
 		return snprintf(why, len, "guards: a forked child lacks them"), -1;
+	return 0;
+}
+
+/* Check every case set up; 0, or -1 with what is wrong in @why. */
+static int vmcases_check(char *why, size_t len)
+{
+	long bad;
+
+	if (vmc.protnone) {
+		if (mprotect(vmc.protnone + 5 * VMC_PAGE, VMC_PAGE, PROT_READ))
+			return snprintf(why, len, "protnone: mprotect: %s", strerror(errno)), -1;
+		bad = vmc_bad(vmc.protnone, 16, 1);
+		mprotect(vmc.protnone + 5 * VMC_PAGE, VMC_PAGE, PROT_NONE);
+		if (bad >= 0)
+			return snprintf(why, len, "protnone: page %ld lost its data", bad), -1;
+	}
+	if (vmc.noreserve && (bad = vmc_bad(vmc.noreserve, 8, 2)) >= 0)
+		return snprintf(why, len, "noreserve: page %ld lost its data", bad), -1;
+	if (vmc.noreserve && !vmc_has_vmflag(vmc.noreserve, "nr"))
+		return snprintf(why, len, "noreserve: VmFlags lost nr"), -1;
+	if (vmc.file) {
+		if (vmc.file[VMC_PAGE] != 7)
+			return snprintf(why, len, "fileprot: page 1 lost its data"), -1;
+		vmc.file[VMC_PAGE] = 7; /* still writable, or this faults */
+		if (mprotect(vmc.file, VMC_PAGE, PROT_READ | PROT_WRITE))
+			return snprintf(why, len, "fileprot: mprotect(PROT_WRITE): %s",
+					strerror(errno)),
+			       -1;
+		mprotect(vmc.file, VMC_PAGE, PROT_READ);
+	}
+	if (vmc.guard && vmc_check_guards(why, len))
+		return -1;
 	if (vmc.merge && (vmc_bad(vmc.merge, 4, 4) >= 0 || !vmc_has_vmflag(vmc.merge, "mg")))
 		return snprintf(why, len, "mergeable: data or VmFlags mg lost"), -1;
 	if (vmc.drop && !vmc_has_vmflag(vmc.drop, "dp"))
