@@ -70,3 +70,10 @@ Test(mig_vmas, stop_and_copy_carries_the_same_vmas, .fini = teardown, .timeout =
 
 	moves_intact(extra);
 }
+
+Test(mig_vmas, post_copy_carries_the_same_vmas, .fini = teardown, .timeout = 90)
+{
+	const char *extra[] = {"--postcopy", NULL};
+
+	moves_intact(extra);
+}
