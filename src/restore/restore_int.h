@@ -14,7 +14,7 @@
 #include "image.pb-c.h"
 
 /* ProcessState.version: bump when an older restorer would misapply an image. */
-#define RST_IMAGE_VERSION 1
+#define RST_IMAGE_VERSION 2
 
 /* Largest content of a deleted-but-open file carried inside the state. */
 #define RST_DELETED_FILE_MAX (64ULL << 20)
