@@ -3,7 +3,8 @@
  *
  * Checkpoint: seize the process (ptrace stops every thread), dump its
  * state, then copy its pages into the page store:
- * only pages that exist (pagemap present or swapped), and for private file
+ * only pages that exist (pagemap present or swapped; PROT_NONE ones too,
+ * read through /proc/PID/mem; not guard pages, which the state lists), and for private file
  * mappings only the pages the process changed (pagemap bit 61 clear: an
  * anonymous copy-on-write page; the others are the file's and come back
  * with the mapping).  All-zero pages become holes.  The state and layout go

@@ -701,7 +701,7 @@ static uint32_t creation_flags(const struct haul_vma *v)
  * The protection a VMA is created with.  Shared memory is written through
  * its mapping, and /proc/PID/mem forces writes only into private (COW)
  * mappings: a read-only or PROT_NONE shmem VMA stays writable until resume
- * (shmem_fix_prot), where it gets its own protection.
+ * (finish_vmas), where it gets its own protection.
  */
 static uint32_t create_prot(const struct haul_vma *v)
 {
