@@ -158,6 +158,13 @@ Test(rst_vmas, guard_pages_stay_guards_and_the_rest_keeps_its_data, .fini = clea
 	checkpoint_restore("guards", false);
 }
 
+/* /proc/PID/mem forces writes only into COW mappings: read-only shared memory failed. */
+Test(rst_vmas, read_only_and_protnone_shared_memory_keep_data_and_protection, .fini = cleanup,
+     .timeout = 60)
+{
+	checkpoint_restore("shmemprot", false);
+}
+
 Test(rst_vmas, mergeable_droppable_and_sealed_vmas_keep_their_vmflags, .fini = cleanup,
      .timeout = 60)
 {

@@ -3,7 +3,8 @@
  * refuse (tests/integration/rst_vmas.c).
  *
  *   rst_vmas DIR cases      every VMA of vmcases.h
- *   rst_vmas DIR CASE       one: protnone, noreserve, fileprot, guards, flags
+ *   rst_vmas DIR CASE       one: protnone, noreserve, fileprot, guards, shmemprot,
+ *                           flags
  *   rst_vmas DIR shmempriv  a shared anonymous object mapped three times:
  *                           shared, MAP_PRIVATE through /proc/self/map_files
  *                           at page 1, and shared again at page 2 (zdtm

@@ -12,6 +12,8 @@
  *            (MADV_GUARD_INSTALL), page 5 also MADV_WIPEONFORK: guards
  *            fault, the other pages keep their data, a forked child sees
  *            the guards but those wiped (maps12); skipped before Linux 6.13
+ *  shmemprot 2 pages of shared anonymous memory made read-only and 2 made
+ *            PROT_NONE after being filled: data and protection survive
  *  flags     4 pages MADV_MERGEABLE ("mg"), 4 pages MAP_DROPPABLE ("dp"),
  *            4 pages mseal'ed ("sl", munmap fails): each only where the
  *            kernel offers it at setup
@@ -40,7 +42,7 @@
 #define VMC_SYS_MSEAL	       462
 
 static struct {
-	char *protnone, *noreserve, *file, *guard, *merge, *drop, *seal;
+	char *protnone, *noreserve, *file, *guard, *merge, *drop, *seal, *shro, *shnone;
 	bool have_guard;
 } vmc;
 
@@ -187,6 +189,18 @@ static int vmc_setup_guards(void)
 	return madvise(vmc.guard + 5 * VMC_PAGE, VMC_PAGE, MADV_WIPEONFORK) ? -errno : 0;
 }
 
+static int vmc_setup_shmemprot(void)
+{
+	if (!(vmc.shro = vmc_map(2, MAP_SHARED)) || !(vmc.shnone = vmc_map(2, MAP_SHARED)))
+		return -errno;
+	vmc_fill(vmc.shro, 2, 7);
+	vmc_fill(vmc.shnone, 2, 8);
+	if (mprotect(vmc.shro, 2 * VMC_PAGE, PROT_READ) ||
+	    mprotect(vmc.shnone, 2 * VMC_PAGE, PROT_NONE))
+		return -errno;
+	return 0;
+}
+
 static int vmc_setup_flags(void)
 {
 	if ((vmc.merge = vmc_map(4, MAP_PRIVATE))) {
@@ -205,7 +219,8 @@ static int vmc_setup_flags(void)
 }
 
 /*
- * Set case @only up ("protnone", "noreserve", "fileprot", "guards", "flags"),
+ * Set case @only up ("protnone", "noreserve", "fileprot", "guards",
+ * "shmemprot", "flags"),
  * or every case for NULL; the file of fileprot goes in @dir.  0 or -errno
  * (-EINVAL: no such case).
  */
@@ -221,6 +236,8 @@ static int vmcases_setup(const char *dir, const char *only)
 	if (VMC_WANT("fileprot") && (ret = vmc_setup_fileprot(dir)))
 		return ret;
 	if (VMC_WANT("guards") && (ret = vmc_setup_guards()))
+		return ret;
+	if (VMC_WANT("shmemprot") && (ret = vmc_setup_shmemprot()))
 		return ret;
 	if (VMC_WANT("flags") && (ret = vmc_setup_flags()))
 		return ret;
@@ -290,6 +307,20 @@ static int vmcases_check(char *why, size_t len)
 	}
 	if (vmc.guard && vmc_check_guards(why, len))
 		return -1;
+	if (vmc.shro) {
+		if (vmc_bad(vmc.shro, 2, 7) >= 0)
+			return snprintf(why, len, "shmemprot: read-only pages lost their data"), -1;
+		if (!vmc_write_faults(vmc.shro))
+			return snprintf(why, len, "shmemprot: read-only pages became writable"), -1;
+		if (!vmc_write_faults(vmc.shnone))
+			return snprintf(why, len, "shmemprot: PROT_NONE pages became writable"), -1;
+		if (mprotect(vmc.shnone, 2 * VMC_PAGE, PROT_READ))
+			return snprintf(why, len, "shmemprot: mprotect: %s", strerror(errno)), -1;
+		bad = vmc_bad(vmc.shnone, 2, 8);
+		mprotect(vmc.shnone, 2 * VMC_PAGE, PROT_NONE);
+		if (bad >= 0)
+			return snprintf(why, len, "shmemprot: PROT_NONE pages lost their data"), -1;
+	}
 	if (vmc.merge && (vmc_bad(vmc.merge, 4, 4) >= 0 || !vmc_has_vmflag(vmc.merge, "mg")))
 		return snprintf(why, len, "mergeable: data or VmFlags mg lost"), -1;
 	if (vmc.drop && !vmc_has_vmflag(vmc.drop, "dp"))
