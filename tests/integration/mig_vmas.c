@@ -77,3 +77,10 @@ Test(mig_vmas, post_copy_carries_the_same_vmas, .fini = teardown, .timeout = 90)
 
 	moves_intact(extra);
 }
+
+Test(mig_vmas, hybrid_carries_the_same_vmas, .fini = teardown, .timeout = 90)
+{
+	const char *extra[] = {"--hybrid", NULL};
+
+	moves_intact(extra);
+}
