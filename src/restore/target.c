@@ -1048,11 +1048,19 @@ int rst_target_layout(struct rst_target *t, const struct haul_layout *l)
 			e = o->v.end < w->v.end ? o->v.end : w->v.end;
 			if (s > cur)
 				ret = create_part(t, &w->v, cur, s);
-			if (!ret && creation_flags(&o->v) != creation_flags(&w->v))
+			if (!ret && creation_flags(&o->v) != creation_flags(&w->v)) {
 				ret = remake(t, o, &w->v, s, e);
-			else if (!ret && create_prot(&o->v) != create_prot(&w->v))
-				ret = rcall(t, SYS_mprotect, s, e - s, create_prot(&w->v), 0, 0, 0,
-					    NULL);
+			} else if (!ret) {
+				/* advice the kept part lacks: pre-copy layouts carry no VmFlags */
+				struct haul_vma add = w->v;
+
+				add.flags &= ~o->v.flags;
+				if (create_prot(&o->v) != create_prot(&w->v))
+					ret = rcall(t, SYS_mprotect, s, e - s, create_prot(&w->v),
+						    0, 0, 0, NULL);
+				if (!ret && (add.flags & VMFLAGS_MASK))
+					apply_advice(t, &add, s, e);
+			}
 			for (uint64_t a = s; a < e; a += HAUL_PAGE_SIZE)
 				bit_set(w->bits, (a - w->v.start) >> 12,
 					bit_get(o->bits, (a - o->v.start) >> 12));
