@@ -18,6 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/vma.h"
+#include "restore/restore.h"
+#include "tracker/tracker.h"
+
 static char dir[128], out[192];
 
 static const char *env_or(const char *name, const char *def)
@@ -175,6 +179,70 @@ Test(rst_vmas, mergeable_droppable_and_sealed_vmas_keep_their_vmflags, .fini = c
 Test(rst_vmas, checkpoint_leave_running_keeps_every_case, .fini = cleanup, .timeout = 60)
 {
 	checkpoint_restore("cases", true);
+}
+
+/* Write every page of the memory VMAs of @l (read from running @pid) not in @skip. */
+static void send_pages(struct rst_target *t, pid_t pid, const struct haul_layout *l,
+		       const struct haul_layout *skip)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		const struct haul_vma *v = &l->v[i];
+		struct trk_range r = {v->start, haul_vma_pages(v)};
+		void *buf;
+
+		if (!haul_vma_is_memory(v) || (skip && haul_layout_find(skip, v->start)))
+			continue;
+		buf = malloc(r.npages * 4096);
+		cr_assert_not_null(buf);
+		/* guard pages read as zero: the restorer installs them again */
+		cr_assert_eq(trk_read_pages(pid, &r, 1, buf, NULL), 0);
+		cr_assert_eq(rst_target_pages(t, r.start, buf, (uint32_t)r.npages), 0);
+		free(buf);
+	}
+}
+
+/*
+ * What migrate does, without the network: a pre-copy layout from maps (no
+ * VmFlags) with its pages, then the process grows a VMA, and the switchover
+ * applies the state's layout, whose geometry differs (the diff path, not
+ * same_geometry): VMAs made without their mmap-time flags are remade with
+ * their pages, advice is added, and only the new VMA's pages are sent.
+ */
+Test(rst_vmas, switchover_layout_with_new_geometry_remakes_and_advises_kept_vmas, .fini = cleanup,
+     .timeout = 60)
+{
+	struct rst_target_opts o = {.pidns = RST_PIDNS_AUTO};
+	struct haul_layout pre, fin = {0};
+	struct rst_seized *sz;
+	struct rst_target *t;
+	char why[256];
+	uint8_t *state;
+	size_t len;
+	pid_t pid = spawn("cases"), here;
+
+	o.pid = pid;
+	cr_assert_eq(rst_target_new(&o, &t), 0);
+	cr_assert_eq(haul_layout_read(pid, false, &pre), 0);
+	cr_assert_eq(rst_target_layout(t, &pre), 0);
+	send_pages(t, pid, &pre, NULL);
+	kill(pid, SIGUSR1);
+	cr_assert(wait_for(out, "grown", 10000), "%s", slurp(out));
+	cr_assert_eq(rst_seize(pid, &sz), 0);
+	cr_assert_eq(rst_dump_state(sz, &state, &len), 0);
+	cr_assert_eq(haul_layout_read(pid, true, &fin), 0);
+	cr_assert_eq(rst_target_layout(t, &fin), 0);
+	send_pages(t, pid, &fin, &pre);
+	rst_kill_seized(sz);
+	waitpid(pid, NULL, 0);
+	cr_assert_eq(rst_target_resume(t, state, len, &here, why, sizeof(why)), 0, "resume: %s",
+		     why);
+	cr_assert_eq(kill(here, SIGUSR2), 0);
+	cr_expect(wait_for(out, "pass", 10000), "restored process: %s", slurp(out));
+	rst_target_wait(t);
+	rst_target_free(t);
+	free(state);
+	haul_layout_release(&pre);
+	haul_layout_release(&fin);
 }
 
 /* Checkpoint of @mode must fail, name @why, and leave the process running. */

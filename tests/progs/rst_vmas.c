@@ -12,7 +12,8 @@
  *   rst_vmas DIR perfring   a perf event's ring buffer, its fd closed
  *                           (VmFlags "de"): haul must refuse it by name
  *
- * It prints "ready" once set up, then waits for SIGUSR2 (blocked outside
+ * SIGUSR1 maps one more page (a new VMA: the layout's geometry changes)
+ * and prints "grown".  It prints "ready" once set up, then waits for SIGUSR2 (blocked outside
  * sigsuspend: no signal is lost), checks the cases and prints "pass" or
  * "FAIL: what", exiting 0 or 1.  stdout should be a file.
  */
@@ -23,6 +24,14 @@
 #include "vmcases.h"
 
 static volatile sig_atomic_t go;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	if (mmap(NULL, VMC_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) !=
+	    MAP_FAILED)
+		(void)!write(1, "grown\n", 6);
+}
 
 static void on_usr2(int sig)
 {
@@ -73,7 +82,7 @@ static int perfring(void)
 
 int main(int argc, char **argv)
 {
-	struct sigaction sa = {.sa_handler = on_usr2};
+	struct sigaction sa = {.sa_handler = on_usr2}, grow = {.sa_handler = on_usr1};
 	sigset_t block, old;
 	char why[256] = "";
 	int ret;
@@ -85,6 +94,7 @@ int main(int argc, char **argv)
 	sigaddset(&block, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &block, &old);
 	sigaction(SIGUSR2, &sa, NULL);
+	sigaction(SIGUSR1, &grow, NULL);
 	if (!strcmp(argv[2], "shmempriv"))
 		ret = shmempriv();
 	else if (!strcmp(argv[2], "perfring"))
