@@ -23,6 +23,7 @@
 #include "tracker/tracker.h"
 
 static char dir[128], out[192];
+static pid_t running[2]; /* the source and the restored copy, killed by cleanup() */
 
 static const char *env_or(const char *name, const char *def)
 {
@@ -78,8 +79,16 @@ static pid_t spawn(const char *mode)
 		execl(bin, bin, dir, mode, (char *)NULL);
 		_exit(127);
 	}
+	running[0] = pid;
 	cr_assert(wait_for(out, "ready", 10000), "rst_vmas %s did not start: %s", mode, slurp(out));
 	return pid;
+}
+
+/* Reap the source: its PID may be reused from here on, cleanup() must not kill it. */
+static void reap(pid_t pid)
+{
+	waitpid(pid, NULL, 0);
+	running[0] = 0;
 }
 
 /* Run haul with @args (a shell fragment); its exit status, stderr in @log, stdout in @log.out. */
@@ -97,6 +106,13 @@ static int haul(const char *args, const char *log)
 static void cleanup(void)
 {
 	char cmd[256];
+
+	/* a failed test may leave either running: only ours, by PID (reaped ones are gone) */
+	for (int i = 0; i < 2; i++)
+		if (running[i] > 0)
+			kill(running[i], SIGKILL);
+	if (running[0] > 0)
+		waitpid(running[0], NULL, 0); /* our child, killed: no wait */
 
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (dir[0] && system(cmd) != 0)
@@ -117,8 +133,10 @@ static void restore_and_check(void)
 	cr_assert_not_null(f);
 	cr_assert_eq(fscanf(f, "%d", &pid), 1, "restore printed no pid: %s", slurp(log));
 	fclose(f);
+	running[1] = pid;
 	cr_assert_eq(kill(pid, SIGUSR2), 0);
 	cr_assert(wait_for(out, "pass", 10000), "restored process: %s", slurp(out));
+	running[1] = 0; /* it exits by itself; not our child, its PID may be reused */
 }
 
 /* rst_vmas @mode through `haul checkpoint` (maybe --leave-running) and `haul restore`. */
@@ -134,7 +152,7 @@ static void checkpoint_restore(const char *mode, bool leave_running)
 	cr_assert_eq(haul(args, "ckpt.log"), 0, "checkpoint failed");
 	if (leave_running)
 		kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
+	reap(pid);
 	restore_and_check();
 }
 
@@ -233,12 +251,14 @@ Test(rst_vmas, switchover_layout_with_new_geometry_remakes_and_advises_kept_vmas
 	cr_assert_eq(rst_target_layout(t, &fin), 0);
 	send_pages(t, pid, &fin, &pre);
 	rst_kill_seized(sz);
-	waitpid(pid, NULL, 0);
+	reap(pid);
 	cr_assert_eq(rst_target_resume(t, state, len, &here, why, sizeof(why)), 0, "resume: %s",
 		     why);
+	running[1] = here;
 	cr_assert_eq(kill(here, SIGUSR2), 0);
 	cr_expect(wait_for(out, "pass", 10000), "restored process: %s", slurp(out));
 	rst_target_wait(t);
+	running[1] = 0;
 	rst_target_free(t);
 	free(state);
 	haul_layout_release(&pre);
@@ -260,7 +280,8 @@ static void refused(const char *mode, const char *why)
 	cr_expect_eq(kill(pid, 0), 0, "the refused process did not run on");
 	kill(pid, SIGUSR2);
 	cr_expect(wait_for(out, "pass", 10000), "%s", slurp(out));
-	waitpid(pid, NULL, 0);
+	kill(pid, SIGKILL); /* gone already if it passed */
+	reap(pid);
 }
 
 Test(rst_vmas, private_mapping_of_shared_memory_is_refused_by_name, .fini = cleanup, .timeout = 60)
