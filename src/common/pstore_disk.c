@@ -311,7 +311,7 @@ static int index_read(struct pstore_proc *p, Haul__Wire__ImageIndex **out, char 
 	fd = openat(p->dirfd, "index.img", O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
-		snprintf(why, wlen, "cannot open index.img: %s", strerror(-ret));
+		snprintf(why, wlen, "index.img cannot be opened: %s", strerror(-ret));
 		return ret;
 	}
 	got = pread(fd, hdr, sizeof(hdr), 0);
@@ -408,13 +408,13 @@ static int store_load(struct pstore *s)
 		}
 		if (ret && s->ro) {
 			if (why[0])
-				pr_err("cannot load the image of pid %ld: %s/%ld/%s", pid, s->dir,
-				       pid, why);
+				pr_err("cannot load the image of pid %ld in %s/%ld: %s", pid,
+				       s->dir, pid, why);
 			pstore_proc_free(p);
 			break;
 		}
 		if (ret) {
-			pr_warn("cannot load the image of pid %ld: %s/%ld/%s; ignoring it", pid,
+			pr_warn("cannot load the image of pid %ld in %s/%ld: %s; ignoring it", pid,
 				s->dir, pid, why[0] ? why : strerror(-ret));
 			pstore_proc_free(p);
 			ret = 0;
