@@ -194,6 +194,8 @@ static int slot_alloc(struct pstore_proc *p, uint64_t *slot)
 
 		if (!s)
 			return -ENOMEM;
+		/* A slot whose write failed keeps sum 0; no committed run names it. */
+		memset(s + p->sums_cap, 0, (cap - p->sums_cap) * sizeof(*s));
 		p->sums = s;
 		p->sums_cap = cap;
 	}

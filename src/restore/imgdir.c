@@ -172,6 +172,10 @@ static int make_tmp(struct rst_imgdir_tx *tx)
 		    fstat(tx->lockfd, &st)) {
 			ret = -errno;
 			pr_err_r(ret, "cannot lock %s", tx->path);
+			if (tx->lockfd >= 0)
+				close(tx->lockfd);
+			tx->lockfd = -1;
+			unlinkat(tx->dirfd, tx->tmp, AT_REMOVEDIR);
 			return ret;
 		}
 		if (st.st_nlink > 0)
