@@ -18,9 +18,9 @@
  * commits, and the latest committed round wins.
  *
  * A directory store keeps the XXH3-64 of every slot it writes (computed in
- * pstore_put, ~tens of GB/s) and checks it on every read of a slot, so a
- * flipped byte in pages.img is refused with the file and slot named, never
- * served.  The memory store (the page server's live receive path) keeps no
+ * pstore_put: ~7 GB/s per core here, against < 1 GB/s of disk writes) and
+ * checks it on every read of a slot, so a flipped byte in pages.img is
+ * refused with the file and slot named, never served.  The memory store (the page server's live receive path) keeps no
  * sums: its pages never leave memory, TCP checksums them in flight and the
  * optional AEAD authenticates them.  The on-disk format, loading and the
  * read-only open are in pstore_disk.c.
