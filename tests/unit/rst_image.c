@@ -305,3 +305,19 @@ Test(rst_image, restore_takes_the_only_image_and_asks_which_of_several)
 	cr_assert_eq(rst_imgdir_find(imgdir, "nope", 0, store, sizeof(store), &found), -ENOENT);
 	imgdir_remove();
 }
+
+Test(rst_image, restore_reads_a_page_servers_directory_by_pid)
+{
+	char path[PATH_MAX], store[PATH_MAX];
+	pid_t found = 0;
+
+	imgdir_make();
+	snprintf(path, sizeof(path), "%s/42", imgdir);
+	cr_assert_eq(mkdir(path, 0700), 0);
+	cr_assert_eq(rst_imgdir_find(imgdir, NULL, 0, store, sizeof(store), &found), 0);
+	cr_assert_str_eq(store, imgdir);
+	cr_assert_eq(found, 42);
+	cr_assert_eq(rst_imgdir_find(imgdir, "42", 0, store, sizeof(store), &found), 0);
+	cr_assert_eq(rst_imgdir_find(imgdir, NULL, 43, store, sizeof(store), &found), -ENOENT);
+	imgdir_remove();
+}
