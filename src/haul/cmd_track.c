@@ -32,6 +32,7 @@
 
 #include "common/log.h"
 #include "haul/haul.h"
+#include "restore/restore.h"
 #include "tracker/tracker.h"
 
 static volatile sig_atomic_t track_stop;
@@ -209,6 +210,10 @@ int haul_cmd_track(int argc, char **argv)
 		return 2;
 	}
 
+	if (rst_is_kthread(pid)) {
+		pr_err("pid %d is a kernel thread: it has no user memory to track", (int)pid);
+		return 1;
+	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	ret = trk_open(pid, &topts, &t);

@@ -44,6 +44,9 @@
  */
 int rst_dump_precheck(pid_t pid, char *why, size_t whylen);
 
+/* Whether @pid is a kernel thread (nothing haul can dump or track); false if gone. */
+bool rst_is_kthread(pid_t pid);
+
 /*
  * Dump the state of @pid, which the caller holds stopped: every thread
  * PTRACE_SEIZE'd and interrupted by rst_seize() below.  Allocates *@blob
