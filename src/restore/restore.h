@@ -150,6 +150,13 @@ void rst_target_free(struct rst_target *t);
 /* The stub's (later the process's) PID as seen from here. */
 pid_t rst_target_pid(const struct rst_target *t);
 /*
+ * SIGKILL the stub (the restored process once resumed) through its pidfd:
+ * never another process that reused its PID.  0, -ESRCH once it is reaped.
+ */
+int rst_target_kill(struct rst_target *t);
+/* Its pidfd, owned by @t (valid until rst_target_free); dup it to keep it longer. */
+int rst_target_pidfd(const struct rst_target *t);
+/*
  * Wait until the restored process exits (not with opts.detach); its exit
  * status as a shell reports it (128 + signal when killed).  -errno.
  */
