@@ -78,8 +78,10 @@ static int lock_path(pid_t pid, char *path, size_t len, char *why, size_t wl)
 	int ret = haul_pid_start_time(pid, &start);
 
 	if (ret) {
-		if (ret == -ENOENT)
-			ret = -ESRCH;
+		if (ret == -ENOENT || ret == -ESRCH) {
+			snprintf(why, wl, "pid %d does not exist", (int)pid);
+			return -ESRCH;
+		}
 		snprintf(why, wl, "cannot read /proc/%d/stat: %s", (int)pid, strerror(-ret));
 		return ret;
 	}
