@@ -950,6 +950,7 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 	if (ret) {
 		pr_err("pid %d cannot be migrated: %s", o->pid, res->why);
 		res->phase = "precheck";
+		res->err = ret;
 		return ret;
 	}
 	ret = rst_dump_precheck(o->pid, res->why, sizeof(res->why));
@@ -959,6 +960,8 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 		else
 			pr_err_r(ret, "pid %d cannot be migrated", o->pid);
 		res->phase = "precheck";
+		/* the summary names the error ("precheck: Success" before) */
+		res->err = ret;
 		haul_pid_unlock(&lock);
 		return ret;
 	}
