@@ -12,6 +12,7 @@
 
 #include "common/log.h"
 #include "haul/haul.h"
+#include "haul/haul_int.h"
 #include "restore/restore.h"
 
 static void usage(FILE *f)
@@ -35,6 +36,8 @@ int haul_cmd_checkpoint(int argc, char **argv)
 	const char *dir = NULL;
 	bool leave = false;
 	struct rst_ckpt_stats st;
+	struct haul_pid_lock lock;
+	char why[PATH_MAX + 128];
 	char *end;
 	long pid;
 	int c, ret;
@@ -65,7 +68,13 @@ int haul_cmd_checkpoint(int argc, char **argv)
 		pr_err("'%s' is not a PID", argv[optind]);
 		return 2;
 	}
+	ret = haul_pid_lock(pid, "checkpointed", &lock, why, sizeof(why));
+	if (ret) {
+		pr_err("cannot checkpoint pid %ld: %s", pid, why);
+		return 1;
+	}
 	ret = rst_checkpoint_images(pid, dir, leave, getenv("HAUL_FAULT"), &st);
+	haul_pid_unlock(&lock);
 	if (ret)
 		return 1;
 	printf("checkpointed pid %ld into %s/%s: %llu pages, %llu zero, stopped %.1f ms%s\n", pid,

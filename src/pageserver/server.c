@@ -507,6 +507,12 @@ static bool session_uses_store(const struct ps_session *x)
 	return x->kind != HAUL__WIRE__SESSION_KIND__LIVE || !x->srv->o.sink;
 }
 
+/* Whether @x writes pages of its PID into the page store (keyed by PID). */
+static bool session_writes_store(const struct ps_session *x)
+{
+	return x->kind != HAUL__WIRE__SESSION_KIND__FETCH && session_uses_store(x);
+}
+
 /*
  * Whether a transport error on a stream of @x detaches it instead of
  * failing it: a lazy live session between the resume and the commit,
@@ -1147,11 +1153,22 @@ static int on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 			  (unsigned long long)o->session_id);
 		return -EEXIST;
 	}
+	/*
+	 * Sessions are told apart by their id alone: two live migrations of
+	 * one in-namespace PID (two `haul run` workloads are both pid 1) each
+	 * restore into their own stub, in a new PID namespace when the PID is
+	 * taken, and a detached post-copy waiting for its source blocks no
+	 * one.  Only the page store is keyed by PID: two sessions writing
+	 * pages of one PID into it at once would mix their rounds.
+	 */
 	for (x = s->sessions; x; x = x->next)
-		if (x->pid == o->pid && x->kind != HAUL__WIRE__SESSION_KIND__FETCH &&
-		    o->kind != HAUL__WIRE__SESSION_KIND__FETCH) {
-			conn_fail(c, -EBUSY, "pid %d is already being received from %s", o->pid,
-				  x->peer);
+		if (x->pid == o->pid && session_writes_store(x) &&
+		    o->kind != HAUL__WIRE__SESSION_KIND__FETCH &&
+		    (o->kind != HAUL__WIRE__SESSION_KIND__LIVE || !s->o.sink)) {
+			conn_fail(c, -EBUSY,
+				  "pid %d is already being stored by session %016llx from %s; "
+				  "retry once it ends",
+				  o->pid, (unsigned long long)x->id, x->peer);
 			return -EBUSY;
 		}
 	x = calloc(1, sizeof(*x));

@@ -501,6 +501,28 @@ static int check_vmas(pid_t pid, char *why, size_t whylen)
 	return ret;
 }
 
+/*
+ * Whether @pid is a kernel thread: PF_KTHREAD in the flags of /proc/PID/stat
+ * (field 9, after the parenthesised comm, which may itself hold spaces and
+ * parentheses).  It has no user memory: ptrace refuses it (EPERM) and its
+ * pagemap reads as ESRCH, which would make a confusing message later.
+ */
+bool rst_is_kthread(pid_t pid)
+{
+	char *stat = NULL, *p;
+	unsigned long flags = 0;
+	bool kt = false;
+
+	if (read_proc(pid, "stat", &stat, NULL))
+		return false;
+	p = strrchr(stat, ')');
+	/* ") S ppid pgrp session tty_nr tpgid flags" */
+	if (p && sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) == 1)
+		kt = flags & 0x00200000; /* PF_KTHREAD, include/linux/sched.h */
+	free(stat);
+	return kt;
+}
+
 int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 {
 	struct held_pipe *pipes = NULL;
@@ -517,6 +539,14 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		return ret;
 	}
 	ret = -EOPNOTSUPP;
+	if (rst_is_kthread(pid)) {
+		f = status_field(status, "Name");
+		f = f ? f + strspn(f, " \t") : NULL;
+		snprintf(why, whylen,
+			 "pid %d (%.*s) is a kernel thread; only user processes can be moved",
+			 (int)pid, f ? (int)strcspn(f, "\n") : 1, f ? f : "?");
+		goto out;
+	}
 	if ((f = status_field(status, "State")) && strchr(f, 'Z')) {
 		snprintf(why, whylen, "pid %d is a zombie", (int)pid);
 		ret = -ESRCH;
@@ -1527,6 +1557,53 @@ static int dump_fds(struct dump_ctx *c, pid_t pid, char *why, size_t whylen)
 	return 0;
 }
 
+/*
+ * The rlimits of @pid from /proc/PID/limits, which anyone who may read the
+ * process's /proc may read: prlimit(2) on a process of another uid needs
+ * CAP_SYS_RESOURCE, which root lacks in some containers.  The kernel prints
+ * one header line, then one line per resource in resource order: the name
+ * padded to 25 columns and a space, then the soft and the hard limit, each a
+ * number or "unlimited".
+ */
+static int parse_limits(pid_t pid, const char *text, Haul__Img__Rlimit *rl)
+{
+	const char *line = strchr(text, '\n');
+	int res;
+
+	for (res = 0; res < RLIM_NLIMITS && line && line[1]; res++) {
+		char soft[32], hard[32];
+		uint64_t v[2];
+
+		line++;
+		if (strcspn(line, "\n") < 27 || sscanf(line + 26, "%31s %31s", soft, hard) != 2)
+			break;
+		for (int k = 0; k < 2; k++) {
+			const char *w = k ? hard : soft;
+			char *end;
+
+			if (!strcmp(w, "unlimited")) {
+				v[k] = RLIM_INFINITY;
+				continue;
+			}
+			errno = 0;
+			v[k] = strtoull(w, &end, 10);
+			if (errno || *end)
+				goto bad;
+		}
+		haul__img__rlimit__init(&rl[res]);
+		rl[res].resource = res;
+		rl[res].cur = v[0];
+		rl[res].max = v[1];
+		line = strchr(line, '\n');
+	}
+	if (res == RLIM_NLIMITS)
+		return 0;
+bad:
+	pr_err("cannot parse line %d of /proc/%d/limits; is this a Linux kernel /proc?", res + 2,
+	       (int)pid);
+	return -EBADMSG;
+}
+
 static int dump_process(struct dump_ctx *c, pid_t pid)
 {
 	const char *f;
@@ -1592,17 +1669,17 @@ static int dump_process(struct dump_ctx *c, pid_t pid)
 	c->creds.groups = c->groups;
 	c->ps.creds = &c->creds;
 
-	for (int res = 0; res < RLIM_NLIMITS; res++) {
-		struct rlimit rl;
-
-		if (prlimit(pid, res, NULL, &rl) < 0)
-			return -errno;
-		haul__img__rlimit__init(&c->rl[res]);
-		c->rl[res].resource = res;
-		c->rl[res].cur = rl.rlim_cur;
-		c->rl[res].max = rl.rlim_max;
-		c->rlp[res] = &c->rl[res];
+	ret = read_proc(pid, "limits", &text, NULL);
+	if (ret) {
+		pr_err_r(ret, "cannot read /proc/%d/limits", (int)pid);
+		return ret;
 	}
+	ret = parse_limits(pid, text, c->rl);
+	free(text);
+	if (ret)
+		return ret;
+	for (int res = 0; res < RLIM_NLIMITS; res++)
+		c->rlp[res] = &c->rl[res];
 	c->ps.n_rlimits = RLIM_NLIMITS;
 	c->ps.rlimits = c->rlp;
 

@@ -282,8 +282,10 @@ int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running, const 
 		goto out;
 	}
 	ret = pstore_proc_get(store, own, true, &p);
-	if (ret)
+	if (ret) {
+		pr_err_r(ret, "cannot make an image of pid %d in %s", (int)own, tx.path);
 		goto out;
+	}
 
 	/*
 	 * A snapshot that leaves the process running copies its memory while
@@ -304,8 +306,10 @@ int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running, const 
 			goto out;
 	}
 	ret = rst_seize(pid, &sz);
-	if (ret)
+	if (ret) {
+		pr_err_r(ret, "cannot stop pid %d to dump it", (int)pid);
 		goto out;
+	}
 	st->frozen_ns = now_ns();
 	if (trk) {
 		struct trk_round r;
@@ -320,8 +324,10 @@ int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running, const 
 			goto out;
 	}
 	ret = rst_dump_state(sz, &blob, &len);
-	if (ret)
+	if (ret) {
+		pr_err_r(ret, "cannot dump the state of pid %d; it runs on", (int)pid);
 		goto out;
+	}
 	ps = haul__img__process_state__unpack(NULL, len, blob);
 	if (!ps) {
 		ret = -EBADMSG;
@@ -426,8 +432,12 @@ int rst_restore_images(const char *dir, const char *id, pid_t pid,
 	}
 	o.pid = pid;
 	ret = rst_image_clock_offsets(state, len, &o.monotonic_offset_ns, &o.boottime_offset_ns);
-	if (ret)
+	if (ret) {
+		pr_err("the process state of pid %d in %s is corrupt (%zu bytes that do not decode "
+		       "as a haul image); checkpoint the process again",
+		       (int)pid, path, len);
 		goto out;
+	}
 	ret = rst_target_new(&o, &t);
 	if (!ret)
 		ret = rst_target_layout(t, pstore_layout(p));

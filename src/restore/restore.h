@@ -44,6 +44,9 @@
  */
 int rst_dump_precheck(pid_t pid, char *why, size_t whylen);
 
+/* Whether @pid is a kernel thread (nothing haul can dump or track); false if gone. */
+bool rst_is_kthread(pid_t pid);
+
 /*
  * Dump the state of @pid, which the caller holds stopped: every thread
  * PTRACE_SEIZE'd and interrupted by rst_seize() below.  Allocates *@blob
@@ -146,6 +149,13 @@ int rst_target_resume(struct rst_target *t, const void *state, size_t len, pid_t
 void rst_target_free(struct rst_target *t);
 /* The stub's (later the process's) PID as seen from here. */
 pid_t rst_target_pid(const struct rst_target *t);
+/*
+ * SIGKILL the stub (the restored process once resumed) through its pidfd:
+ * never another process that reused its PID.  0, -ESRCH once it is reaped.
+ */
+int rst_target_kill(struct rst_target *t);
+/* Its pidfd, owned by @t (valid until rst_target_free); dup it to keep it longer. */
+int rst_target_pidfd(const struct rst_target *t);
 /*
  * Wait until the restored process exits (not with opts.detach); its exit
  * status as a shell reports it (128 + signal when killed).  -errno.

@@ -101,6 +101,7 @@ struct rst_target {
 	struct rst_target_opts o;
 	pid_t mpid; /* M, our child unless detached */
 	pid_t stub; /* S, as seen from here */
+	int pidfd;  /* S: every signal goes through it, so a reused PID is never hit */
 	bool pidns; /* S lives in a new PID namespace */
 	int ctl;    /* write end: 'R' once resumed; EOF tells M we are gone */
 	int mem;    /* /proc/S/mem */
@@ -323,7 +324,7 @@ static void __attribute__((noreturn)) m_main(struct spawn *sp)
 				resumed = true;
 			} else {
 				if (!resumed)
-					kill(child, SIGKILL);
+					syscall(SYS_pidfd_send_signal, pfd[1].fd, SIGKILL, NULL, 0);
 				pfd[0].fd = -1;
 			}
 		}
@@ -485,7 +486,7 @@ int rst_target_new(const struct rst_target_opts *o, struct rst_target **out)
 	if (!t)
 		return -ENOMEM;
 	t->o = *o;
-	t->ctl = t->mem = -1;
+	t->ctl = t->mem = t->pidfd = -1;
 	t->mpid = -1;
 
 	if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(ctl, O_CLOEXEC) < 0) {
@@ -564,6 +565,14 @@ int rst_target_new(const struct rst_target_opts *o, struct rst_target **out)
 		goto fail;
 	}
 	t->stub = child;
+	/* S is not our child: held by a pidfd from here on, never signalled by its PID */
+	t->pidfd = (int)syscall(SYS_pidfd_open, t->stub, 0);
+	if (t->pidfd < 0) {
+		ret = -errno;
+		pr_err_r(ret, "cannot open a pidfd for the restore stub of pid %d (kernel >= 5.3)",
+			 (int)o->pid);
+		goto fail;
+	}
 	ret = rsys_seize(&t->r, t->stub);
 	if (ret)
 		goto fail;
@@ -593,6 +602,20 @@ fail:
 		close(ctl[1]);
 	rst_target_free(t);
 	return ret;
+}
+
+int rst_target_kill(struct rst_target *t)
+{
+	if (t->pidfd < 0)
+		return -ESRCH;
+	if (syscall(SYS_pidfd_send_signal, t->pidfd, SIGKILL, NULL, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+int rst_target_pidfd(const struct rst_target *t)
+{
+	return t->pidfd;
 }
 
 pid_t rst_target_pid(const struct rst_target *t)
@@ -2023,9 +2046,9 @@ int rst_target_resume(struct rst_target *t, const void *state, size_t len, pid_t
 	if (ret) {
 		pr_err("cannot restore pid %d: %s", (int)t->o.pid, why);
 		if (t->resumed)
-			kill(t->stub, SIGKILL);
+			rst_target_kill(t);
 		else if (t->seized) {
-			kill(t->stub, SIGKILL);
+			rst_target_kill(t);
 			for (size_t i = 0; i < t->nthr; i++)
 				waitpid(t->thr[i].pid, NULL, __WALL);
 			t->nthr = 0;
@@ -2062,7 +2085,7 @@ void rst_target_free(struct rst_target *t)
 	if (!t)
 		return;
 	if (!t->resumed && t->stub > 0) {
-		kill(t->stub, SIGKILL);
+		rst_target_kill(t);
 		if (t->seized)
 			waitpid(t->stub, NULL, __WALL);
 	}
@@ -2070,6 +2093,8 @@ void rst_target_free(struct rst_target *t)
 		close(t->ctl); /* M: EOF before 'R' kills what is left */
 	if (t->mem >= 0)
 		close(t->mem);
+	if (t->pidfd >= 0)
+		close(t->pidfd);
 	if (!t->resumed && !t->o.detach && !t->waited && t->mpid > 0)
 		waitpid(t->mpid, NULL, 0);
 	tvmas_free(t->v, t->n);
