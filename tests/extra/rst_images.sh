@@ -26,6 +26,11 @@ pids=""
 cleanup() {
 	for p in $pids; do kill -9 "$p" 2>/dev/null; done
 	umount "$D/small" 2>/dev/null
+	# haul run's cgroups (<cgroup2 or v1 freezer>/haul/NAME), once their workloads are gone.
+	sleep 0.2
+	for c in /sys/fs/cgroup/haul /sys/fs/cgroup/unified/haul /sys/fs/cgroup/freezer/haul; do
+		rmdir "$c/rstimga$$" "$c/rstimgb$$" 2>/dev/null
+	done
 	rm -rf "$D"
 }
 trap cleanup EXIT
@@ -195,6 +200,8 @@ else
 fi
 
 # ---- 4. two PID 1 workloads in one directory -----------------------------------------
+# The registry of haul run in our directory; cgroups carry our PID in their names.
+export HAUL_RUN_DIR="$D/run"
 hp=""
 for w in a b; do
 	mkdir -p "$D/run$w.d"
