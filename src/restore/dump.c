@@ -180,10 +180,11 @@ static bool strip_deleted(char *path)
  * Classify fd @fd of @pid.  Returns 0 with its kind, or -EOPNOTSUPP with
  * the reason in @why.  @target receives the link text (path).
  */
-static int classify_fd(pid_t pid, int fd, Haul__Img__FdKind *kind, char *target, size_t tlen,
-		       struct stat *st, char *why, size_t whylen)
+static int classify_fd(pid_t pid, int fd, unsigned long flags, Haul__Img__FdKind *kind,
+		       char *target, size_t tlen, struct stat *st, char *why, size_t whylen)
 {
 	char link[64];
+	bool deleted;
 	int ret;
 
 	snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)pid, fd);
@@ -192,9 +193,19 @@ static int classify_fd(pid_t pid, int fd, Haul__Img__FdKind *kind, char *target,
 		return ret;
 	if (stat(link, st) < 0)
 		return -errno;
+	deleted = strip_deleted(target);
+	if (flags & O_PATH) {
+		/* It only names a file: reopened by its path with O_PATH. */
+		if (target[0] != '/' || deleted) {
+			snprintf(why, whylen,
+				 "fd %d is an O_PATH fd on %s, which has no path to reopen it by",
+				 fd, target);
+			return -EOPNOTSUPP;
+		}
+		*kind = HAUL__IMG__FD_KIND__FD_PATH;
+		return 0;
+	}
 	if (S_ISREG(st->st_mode)) {
-		bool deleted = strip_deleted(target);
-
 		if (!strncmp(target, "/memfd:", 7)) {
 			snprintf(why, whylen, "fd %d is a memfd (%s)", fd, target);
 			return -EOPNOTSUPP;
@@ -205,11 +216,11 @@ static int classify_fd(pid_t pid, int fd, Haul__Img__FdKind *kind, char *target,
 			return -EOPNOTSUPP;
 		}
 		if (deleted || st->st_nlink == 0) {
-			if ((uint64_t)st->st_size > RST_DELETED_FILE_MAX) {
+			if (rst_ghost_bytes(st) > RST_DELETED_FILE_MAX) {
 				snprintf(why, whylen,
-					 "fd %d is deleted file %s of %lld bytes (more than %llu "
-					 "MiB cannot be carried in the image)",
-					 fd, target, (long long)st->st_size,
+					 "fd %d is deleted file %s with %llu bytes of data (more "
+					 "than %llu MiB cannot be carried in the image)",
+					 fd, target, (unsigned long long)rst_ghost_bytes(st),
 					 RST_DELETED_FILE_MAX >> 20);
 				return -EOPNOTSUPP;
 			}
@@ -219,12 +230,12 @@ static int classify_fd(pid_t pid, int fd, Haul__Img__FdKind *kind, char *target,
 		}
 		return 0;
 	}
-	if (S_ISDIR(st->st_mode) && target[0] == '/' && !strip_deleted(target)) {
+	if (S_ISDIR(st->st_mode) && target[0] == '/' && !deleted) {
 		*kind = HAUL__IMG__FD_KIND__FD_DIR;
 		return 0;
 	}
 	/* Major 1 is the mem class: /dev/null, zero, full, random, urandom. */
-	if (S_ISCHR(st->st_mode) && major(st->st_rdev) == 1 && target[0] == '/') {
+	if (S_ISCHR(st->st_mode) && major(st->st_rdev) == 1 && target[0] == '/' && !deleted) {
 		*kind = HAUL__IMG__FD_KIND__FD_CHR;
 		return 0;
 	}
@@ -256,7 +267,15 @@ static int classify_fd(pid_t pid, int fd, Haul__Img__FdKind *kind, char *target,
 		return 0;
 	}
 	if (S_ISFIFO(st->st_mode))
-		snprintf(why, whylen, "fd %d is a pipe or fifo (%s)", fd, target);
+		snprintf(why, whylen,
+			 "fd %d is named fifo %s (only anonymous pipes are carried; use a pipe or "
+			 "a regular file)",
+			 fd, target);
+	else if ((S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) && deleted)
+		snprintf(why, whylen,
+			 "fd %d is device node %s, deleted since it was opened (a deleted device "
+			 "node cannot be reopened)",
+			 fd, target);
 	else if (S_ISSOCK(st->st_mode))
 		snprintf(why, whylen, "fd %d is a socket (%s)", fd, target);
 	else if (S_ISCHR(st->st_mode))
@@ -467,6 +486,70 @@ static int check_epoll(pid_t pid, int fd, char *why, size_t whylen)
 	return ret;
 }
 
+/* The open flags fdinfo shows for an fd (O_CLOEXEC included). */
+static unsigned long fdinfo_flags(const char *text)
+{
+	const char *f = status_field(text, "flags");
+
+	return f ? strtoul(f, NULL, 8) : 0;
+}
+
+/*
+ * The fdinfo audit: every attribute of fd @fd that the restore must
+ * reproduce is either carried or refused here.  pos, flags (open flags,
+ * O_CLOEXEC), mnt_id/ino (through the path check: a file is reopened by
+ * its path, which must still name it), lock: lines (fd_lock.c), and the
+ * lines of each kind that dump_fd_kind reads.
+ */
+static int check_fd_audit(pid_t pid, int fd, Haul__Img__FdKind kind, const char *target,
+			  const struct stat *st, const char *text, char *why, size_t whylen)
+{
+	unsigned long flags = fdinfo_flags(text);
+	const char *f;
+	struct stat now;
+
+	(void)pid;
+	/* O_ASYNC: its owner and signal are read by injected calls (dump_async). */
+	switch (kind) {
+	case HAUL__IMG__FD_KIND__FD_REG:
+	case HAUL__IMG__FD_KIND__FD_DIR:
+	case HAUL__IMG__FD_KIND__FD_CHR:
+	case HAUL__IMG__FD_KIND__FD_PATH:
+		if (stat(target, &now) < 0 || now.st_dev != st->st_dev ||
+		    now.st_ino != st->st_ino) {
+			snprintf(why, whylen,
+				 "fd %d names %.256s, but that path now names another file or none "
+				 "(renamed or mounted over; haul reopens files by path)",
+				 fd, target);
+			return -EOPNOTSUPP;
+		}
+		break;
+	case HAUL__IMG__FD_KIND__FD_PIPE:
+		if (flags & O_DIRECT) {
+			snprintf(
+				why, whylen,
+				"fd %d is a packet-mode pipe (O_DIRECT, %.256s), which haul does not "
+				"carry",
+				fd, target);
+			return -EOPNOTSUPP;
+		}
+		break;
+	case HAUL__IMG__FD_KIND__FD_TIMERFD:
+		/* TFD_TIMER_CANCEL_ON_SET: a clock jump would cancel it; not carried. */
+		if ((f = status_field(text, "settime flags")) && (strtoul(f, NULL, 8) & 2)) {
+			snprintf(why, whylen,
+				 "timerfd fd %d was armed with TFD_TIMER_CANCEL_ON_SET, which haul "
+				 "does not carry",
+				 fd);
+			return -EOPNOTSUPP;
+		}
+		break;
+	default:
+		break;
+	}
+	return rst_lock_check(fd, target, text, why, whylen);
+}
+
 static int check_vmas(pid_t pid, char *why, size_t whylen)
 {
 	struct haul_layout l;
@@ -558,17 +641,25 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 	ret = 0;
 	while (!ret && (de = readdir(d))) {
 		Haul__Img__FdKind kind;
-		char target[4096];
+		char target[4096], info[64], *fdinfo = NULL;
 		struct stat st;
 		int fd = atoi(de->d_name);
 
 		if (de->d_name[0] == '.')
 			continue;
-		ret = classify_fd(pid, fd, &kind, target, sizeof(target), &st, why, whylen);
+		snprintf(info, sizeof(info), "fdinfo/%d", fd);
+		ret = read_proc(pid, info, &fdinfo, NULL);
+		if (!ret)
+			ret = classify_fd(pid, fd, fdinfo_flags(fdinfo), &kind, target,
+					  sizeof(target), &st, why, whylen);
 		if (ret == -ENOENT) { /* closed meanwhile (the process is still running) */
+			free(fdinfo);
 			ret = 0;
 			continue;
 		}
+		if (!ret)
+			ret = check_fd_audit(pid, fd, kind, target, &st, fdinfo, why, whylen);
+		free(fdinfo);
 		if (!ret && kind == HAUL__IMG__FD_KIND__FD_EPOLL)
 			ret = check_epoll(pid, fd, why, whylen);
 		if (!ret && (kind == HAUL__IMG__FD_KIND__FD_PIPE ||
@@ -773,6 +864,8 @@ static void dump_ctx_free(struct dump_ctx *c)
 		free(c->fds[i].content.data);
 		free(c->fds[i].pipe_data.data);
 		free(c->fds[i].sock_data.data);
+		free(c->fds[i].extents);
+		rst_lock_free(&c->fds[i]);
 		if (c->fds[i].n_epoll)
 			free(c->fds[i].epoll[0]); /* the block of targets */
 		free(c->fds[i].epoll);
@@ -1411,8 +1504,94 @@ static int dump_fd_kind(struct dump_ctx *c, pid_t pid, Haul__Img__Fd *o, const c
 	}
 }
 
-static int dump_fds(struct dump_ctx *c, pid_t pid, char *why, size_t whylen)
+/*
+ * An OFD with O_ASYNC (set by fcntl, or by a lease) signals its owner:
+ * F_GETOWN_EX and F_GETSIG, injected.  Only an owner inside the process
+ * (itself or one of its threads, or none) can be carried.
+ */
+static int dump_async(struct dump_ctx *c, struct rsys *r, uint64_t scratch, Haul__Img__Fd *o,
+		      char *why, size_t whylen)
 {
+	struct {
+		int32_t type, pid;
+	} own;
+	bool inside;
+	long res;
+	int ret;
+
+	ret = inject(r, SYS_fcntl, o->fd, F_GETOWN_EX, scratch, 0, &res);
+	if (!ret && res < 0)
+		ret = (int)res;
+	if (!ret)
+		ret = rsys_read(r->pid, scratch, &own, sizeof(own));
+	if (!ret)
+		ret = inject(r, SYS_fcntl, o->fd, F_GETSIG, 0, 0, &res);
+	if (!ret && res < 0)
+		ret = (int)res;
+	if (ret) {
+		snprintf(why, whylen, "cannot read the O_ASYNC owner of fd %d (%.256s)", o->fd,
+			 o->path);
+		return ret;
+	}
+	inside = own.pid == 0 || (own.type != F_OWNER_PGRP && own.pid == c->ps.pid);
+	for (size_t i = 0; !inside && i < c->ps.n_threads; i++)
+		inside = own.type == F_OWNER_TID && own.pid == c->ps.threads[i]->tid;
+	if (!inside) {
+		snprintf(why, whylen,
+			 "fd %d (%.256s) has O_ASYNC signals going to %s %d, outside the process; "
+			 "haul cannot carry them (clear O_ASYNC or F_SETOWN to the process)",
+			 o->fd, o->path, own.type == F_OWNER_PGRP ? "process group" : "pid",
+			 own.pid);
+		return -EOPNOTSUPP;
+	}
+	o->has_owner_type = o->has_owner_pid = o->has_async_sig = true;
+	o->owner_type = own.type;
+	o->owner_pid = own.pid;
+	o->async_sig = (int32_t)res;
+	return 0;
+}
+
+/*
+ * What belongs to an open file description or an inode, not to an fd:
+ * file_id for every fd (fd_ofd.c); locks are kept on the first fd of each
+ * OFD only (fdinfo shows them on every fd of it); a deleted file's
+ * content, owner and times on the first fd of its inode (fd_ghost.c).
+ */
+static int dump_fds_shared(struct dump_ctx *c, struct rsys *r, uint64_t scratch, char *why,
+			   size_t whylen)
+{
+	Haul__Img__Fd *fds = c->fds;
+	size_t n = c->ps.n_fds;
+	pid_t pid = r->pid;
+	int ret = rst_ofd_assign(pid, fds, n);
+
+	for (size_t i = 0; !ret && i < n; i++) {
+		Haul__Img__Fd *o = &fds[i];
+		bool first = true;
+
+		if (o->file_id != i + 1)
+			rst_lock_free(o);
+		else if (o->flags & O_ASYNC)
+			ret = dump_async(c, r, scratch, o, why, whylen);
+		if (ret || o->kind != HAUL__IMG__FD_KIND__FD_DELETED)
+			continue;
+		for (size_t j = 0; j < i; j++)
+			if (fds[j].kind == HAUL__IMG__FD_KIND__FD_DELETED && fds[j].dev == o->dev &&
+			    fds[j].ino == o->ino)
+				first = false;
+		if (!first)
+			continue;
+		ret = rst_ghost_dump(pid, o->fd, o);
+		if (ret)
+			snprintf(why, whylen, "cannot read deleted file %.256s of fd %d: %s",
+				 o->path, o->fd, strerror(-ret));
+	}
+	return ret;
+}
+
+static int dump_fds(struct dump_ctx *c, struct rsys *r, uint64_t scratch, char *why, size_t whylen)
+{
+	pid_t pid = r->pid;
 	char path[64];
 	struct dirent *de;
 	size_t cap = 0;
@@ -1434,9 +1613,15 @@ static int dump_fds(struct dump_ctx *c, pid_t pid, char *why, size_t whylen)
 		if (de->d_name[0] == '.')
 			continue;
 		fd = atoi(de->d_name);
-		ret = classify_fd(pid, fd, &kind, target, sizeof(target), &st, why, whylen);
-		if (ret)
+		snprintf(info, sizeof(info), "fdinfo/%d", fd);
+		ret = read_proc(pid, info, &text, NULL);
+		if (!ret)
+			ret = classify_fd(pid, fd, fdinfo_flags(text), &kind, target,
+					  sizeof(target), &st, why, whylen);
+		if (ret) {
+			free(text);
 			break;
+		}
 		if (c->ps.n_fds == cap) {
 			size_t nc = cap ? cap * 2 : 16;
 			Haul__Img__Fd *a = realloc(c->fds, nc * sizeof(*a));
@@ -1453,6 +1638,7 @@ static int dump_fds(struct dump_ctx *c, pid_t pid, char *why, size_t whylen)
 		o->path = strdup(target);
 		c->ps.n_fds++;
 		if (!o->path) {
+			free(text);
 			ret = -ENOMEM;
 			break;
 		}
@@ -1467,10 +1653,6 @@ static int dump_fds(struct dump_ctx *c, pid_t pid, char *why, size_t whylen)
 			o->has_rdev = true;
 			o->rdev = st.st_rdev;
 		}
-		snprintf(info, sizeof(info), "fdinfo/%d", fd);
-		ret = read_proc(pid, info, &text, NULL);
-		if (ret)
-			break;
 		if ((f = status_field(text, "pos")))
 			o->pos = strtoull(f, NULL, 10);
 		if ((f = status_field(text, "flags"))) {
@@ -1480,42 +1662,18 @@ static int dump_fds(struct dump_ctx *c, pid_t pid, char *why, size_t whylen)
 			o->flags = fl & ~(unsigned long)O_CLOEXEC;
 		}
 		ret = dump_fd_kind(c, pid, o, text);
+		if (!ret)
+			ret = rst_lock_dump(text, o);
 		free(text);
 		if (ret) {
 			snprintf(why, whylen, "cannot read the state of fd %d (%.256s)", fd,
 				 target);
 			break;
 		}
-		if (kind == HAUL__IMG__FD_KIND__FD_DELETED) {
-			char fdpath[64];
-			int dfd;
-			ssize_t n;
-
-			snprintf(fdpath, sizeof(fdpath), "/proc/%d/fd/%d", (int)pid, fd);
-			dfd = open(fdpath, O_RDONLY | O_CLOEXEC);
-			if (dfd < 0) {
-				ret = -errno;
-				snprintf(why, whylen, "cannot read deleted file %.256s of fd %d",
-					 target, fd);
-				break;
-			}
-			o->has_content = true;
-			o->content.data = malloc(st.st_size ? st.st_size : 1);
-			if (!o->content.data) {
-				close(dfd);
-				ret = -ENOMEM;
-				break;
-			}
-			n = pread(dfd, o->content.data, st.st_size, 0);
-			close(dfd);
-			if (n != st.st_size) {
-				ret = n < 0 ? -errno : -EIO;
-				break;
-			}
-			o->content.len = n;
-		}
 	}
 	closedir(d);
+	if (!ret)
+		ret = dump_fds_shared(c, r, scratch, why, whylen);
 	if (ret)
 		return ret;
 	c->fdp = calloc(c->ps.n_fds ? c->ps.n_fds : 1, sizeof(*c->fdp));
@@ -1780,7 +1938,7 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 	ret = dump_process(c, s->pid);
 	if (ret)
 		goto out;
-	ret = dump_fds(c, s->pid, why, sizeof(why));
+	ret = dump_fds(c, r, scratch, why, sizeof(why));
 	if (ret) {
 		if (why[0])
 			pr_err("cannot dump pid %d: %s", (int)s->pid, why);

@@ -1,0 +1,82 @@
+/*
+ * fd_ofd.c - which fds of a process share one open file description.
+ *
+ * Two fds made by dup, inherited over fork or passed with SCM_RIGHTS name
+ * one open file description (OFD): one offset, one set of status flags,
+ * one owner of flock/OFD locks.  `cmd >log 2>&1` is the common case: if
+ * the restore opened the file twice, each fd would get its own offset and
+ * the writes through one would overwrite the other's.  So every fd of the
+ * image carries a file_id, equal for the fds of one OFD, and the restorer
+ * opens each id once and dup3s it for the others (target.c).
+ *
+ * The kernel answers the question with kcmp(KCMP_FILE) (CONFIG_CHECKPOINT_
+ * RESTORE); it is asked only for fds on the same st_dev/st_ino (both ends
+ * of a pipe share the inode: kcmp tells them apart).  Without kcmp (ENOSYS,
+ * or EPERM under a restrictive LSM), fds on the same inode with the same
+ * position and status flags are taken as one OFD: two separate opens that
+ * agree on both are then merged, which keeps bytes in order but loses the
+ * independence of their offsets from there on.
+ */
+#define LOG_PREFIX "ofd: "
+#include <errno.h>
+#include <stdbool.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "restore/restore_int.h"
+
+#ifndef KCMP_FILE
+#define KCMP_FILE 0
+#endif
+
+/* 1: same OFD, 0: not, -errno: kcmp cannot tell. */
+static int kcmp_file(pid_t pid, int a, int b)
+{
+	long r = syscall(SYS_kcmp, pid, pid, KCMP_FILE, a, b);
+
+	if (r < 0)
+		return -errno;
+	return r == 0;
+}
+
+static bool same_inode(const Haul__Img__Fd *a, const Haul__Img__Fd *b)
+{
+	return a->dev == b->dev && a->ino == b->ino;
+}
+
+int rst_ofd_assign(pid_t pid, Haul__Img__Fd *fds, size_t n)
+{
+	bool have_kcmp = true;
+
+	for (size_t i = 0; i < n; i++) {
+		Haul__Img__Fd *o = &fds[i];
+
+		o->has_file_id = true;
+		o->file_id = (uint32_t)i + 1;
+		for (size_t j = 0; j < i; j++) {
+			const Haul__Img__Fd *p = &fds[j];
+			int same = 0;
+
+			if (p->file_id != j + 1 || !same_inode(o, p))
+				continue; /* only the first fd of each OFD is compared */
+			if (have_kcmp) {
+				same = kcmp_file(pid, p->fd, o->fd);
+				if (same < 0) {
+					pr_warn("kcmp is not available (%d); fds of pid %d on one file "
+						"with the same offset and flags are taken as one open file",
+						same, (int)pid);
+					have_kcmp = false;
+				}
+			}
+			if (!have_kcmp)
+				same = p->pos == o->pos && p->flags == o->flags &&
+				       p->kind == o->kind;
+			if (same > 0) {
+				o->file_id = p->file_id;
+				break;
+			}
+		}
+	}
+	return 0;
+}
