@@ -5,6 +5,8 @@
  * a deleted directory), O_PATH fds; and the refusal of a deleted device
  * node before anything is touched.  The workload is tests/progs/rst_files:
  * it checks its own invariants every millisecond until told to stop.
+ * The shared-OFD and pipe cases also go through `haul migrate` between two
+ * network namespaces (th_mig.h).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -23,6 +25,7 @@
 #include "common/rsys.h"
 #include "common/vma.h"
 #include "restore/restore.h"
+#include "th_mig.h"
 
 static const char *progs(void)
 {
@@ -194,10 +197,32 @@ static void cleanup(const struct fcase *c)
 		cr_log_warn("cannot remove %s", c->dir);
 }
 
-/* Tell the restored copy to stop; it must exit 0 having seen no error. */
+/* The steps the workload in @dir has run, as DIR/progress says (-1: none yet). */
+static long progress(const char *dir)
+{
+	char p[200];
+
+	snprintf(p, sizeof(p), "%s/progress", dir);
+	return access(p, F_OK) ? -1 : atol(slurp(p));
+}
+
+/* Wait until the workload in @dir has run @n more steps (its copy after a restore, too). */
+static void wait_steps(const char *dir, long n)
+{
+	struct timespec ts = {0, 5000000};
+	long from = progress(dir);
+
+	for (int i = 0; i < 4000 && progress(dir) < from + n; i++)
+		nanosleep(&ts, NULL);
+	cr_assert_geq(progress(dir), from + n, "the workload in %s stopped making progress", dir);
+}
+
+/* Tell the restored copy to stop after 200 more steps; it must exit 0 having seen no error. */
 static void finish(struct fcase *c, struct rst_target *t)
 {
 	int status, fd;
+
+	wait_steps(c->dir, 200);
 
 	fd = open(c->stop, O_WRONLY | O_CREAT, 0644);
 	cr_assert_geq(fd, 0);
@@ -339,4 +364,76 @@ Test(rst_files, deleted_device_node_is_refused_before_the_process_is_touched, .t
 		  slurp(c.out));
 	cr_expect(strstr(slurp(c.out), "final ok"), "%s", slurp(c.out));
 	cleanup(&c);
+}
+
+/* ---- the same through haul migrate ---------------------------------------------------- */
+
+static struct th_mig M;
+
+static void mig_teardown(void)
+{
+	th_mig_teardown(&M);
+}
+
+/*
+ * Start `rst_files @mode` in host A (its directory carries the fixture's tag,
+ * so its copies are counted), migrate it to B, stop the copy there; it must
+ * finish with "final ok" in @result (a file name in its directory).
+ */
+static void migrate_case(const char *mode, const char *result, char *dir, size_t dlen)
+{
+	char bin[512], out[200], path[200], line[512];
+	char *argv[] = {bin, (char *)mode, dir, NULL};
+	const char *extra[] = {"--downtime", "200", NULL};
+	int fd, st;
+	pid_t h;
+
+	th_mig_setup(&M, 0);
+	snprintf(dir, dlen, "%s/%s", M.dir, M.tag);
+	cr_assert_eq(mkdir(dir, 0755), 0);
+	snprintf(bin, sizeof(bin), "%s/rst_files", th_progs_dir());
+	snprintf(out, sizeof(out), "%s/out", dir);
+	M.wl_pid = th_spawn(M.net.a, argv, out);
+	cr_assert_gt(M.wl_pid, 0);
+	snprintf(path, sizeof(path), "%s/ready", dir);
+	cr_assert(wait_file(path, 0, 10000), "rst_files %s never got ready: %s", mode, slurp(out));
+	if (!strcmp(mode, "ofd")) {
+		snprintf(path, sizeof(path), "%s/log", dir);
+		cr_assert(wait_file(path, 2000, 10000), "no progress in %s", path);
+	}
+	h = th_mig_haul(&M, &fd, extra);
+	cr_assert_gt(h, 0);
+	st = th_wait_exit(h, 60000);
+	if (st)
+		while (th_wait_line(fd, "", 10, line, sizeof(line)) == 0)
+			cr_log_info("haul: %s", line);
+	close(fd);
+	cr_assert_eq(st, 0, "haul migrate failed");
+	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy after the move");
+	wait_steps(dir, 200);
+	snprintf(path, sizeof(path), "%s/stop", dir);
+	fd = open(path, O_WRONLY | O_CREAT, 0644);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/%s", dir, result);
+	cr_assert_eq(th_wait_file(path, 0, "final ok", 20000, NULL, 0), 0,
+		     "the migrated copy did not finish cleanly: %s", slurp(out));
+	cr_expect_null(strstr(slurp(out), "ERROR"), "%s", slurp(out));
+}
+
+Test(mig_files, fds_sharing_one_open_file_lose_no_byte_across_migrate, .fini = mig_teardown,
+     .timeout = 120)
+{
+	char dir[160], log[200];
+
+	migrate_case("ofd", "log", dir, sizeof(dir));
+	snprintf(log, sizeof(log), "%s/log", dir);
+	check_interleaved_log(log);
+}
+
+Test(mig_files, two_open_files_of_one_pipe_keep_their_flags_across_migrate, .fini = mig_teardown,
+     .timeout = 120)
+{
+	char dir[160];
+
+	migrate_case("pipes", "out", dir, sizeof(dir));
 }

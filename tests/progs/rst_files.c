@@ -3,7 +3,7 @@
  * must keep exactly.  One mode per case; DIR is a private directory of the
  * test.  Each mode sets its files up, creates DIR/ready, then runs until
  * DIR/stop exists (at most 60 s), checking its invariants every
- * millisecond; a broken one prints "ERROR ..." and the run ends with
+ * millisecond and counting its steps in DIR/progress; a broken one prints "ERROR ..." and the run ends with
  * "final ok" only when none broke.  Output goes to stdout (fd 1).
  *
  * usage: rst_files MODE DIR
@@ -82,13 +82,27 @@ static void pause_1ms(void)
 	nanosleep(&ts, NULL);
 }
 
-/* Run @step until DIR/stop appears (60 s at most). */
+/*
+ * Run @step until DIR/stop appears (60 s at most).  DIR/progress holds the
+ * number of steps run so far (every 20), so that a test can wait for steps
+ * after a restore before it stops the run.
+ */
 static long run(void (*step)(long))
 {
+	char p[512], num[32];
 	long i;
+	int pf;
 
+	path_of(p, sizeof(p), "progress");
+	pf = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	for (i = 0; i < 60000 && !exists("stop"); i++) {
 		step(i);
+		if (pf >= 0 && i % 20 == 0) {
+			int n = snprintf(num, sizeof(num), "%-20ld\n", i);
+
+			if (pwrite(pf, num, n, 0) != n)
+				fail("progress write", i);
+		}
 		pause_1ms();
 	}
 	return i;
