@@ -380,13 +380,30 @@ static void mig_teardown(void)
  * so its copies are counted), migrate it to B, stop the copy there; it must
  * finish with "final ok" in @result (a file name in its directory).
  */
-static void migrate_case(const char *mode, const char *result, char *dir, size_t dlen)
+/* Run haul migrate on the workload; its exit status, its output in @msg. */
+static int migrate_workload(char *msg, size_t len)
 {
-	char bin[512], out[200], path[200], line[512];
-	char *argv[] = {bin, (char *)mode, dir, NULL};
 	const char *extra[] = {"--downtime", "200", NULL};
+	char line[512];
+	size_t at = 0;
 	int fd, st;
 	pid_t h;
+
+	msg[0] = '\0';
+	h = th_mig_haul(&M, &fd, extra);
+	cr_assert_gt(h, 0);
+	st = th_wait_exit(h, 60000);
+	while (th_wait_line(fd, "", 10, line, sizeof(line)) == 0 && at < len)
+		at += snprintf(msg + at, len - at, "%s\n", line);
+	close(fd);
+	return st;
+}
+
+static void migrate_case(const char *mode, const char *result, char *dir, size_t dlen)
+{
+	char bin[512], out[200], path[200], msg[4096];
+	char *argv[] = {bin, (char *)mode, dir, NULL};
+	int fd;
 
 	th_mig_setup(&M, 0);
 	snprintf(dir, dlen, "%s/%s", M.dir, M.tag);
@@ -401,14 +418,26 @@ static void migrate_case(const char *mode, const char *result, char *dir, size_t
 		snprintf(path, sizeof(path), "%s/log", dir);
 		cr_assert(wait_file(path, 2000, 10000), "no progress in %s", path);
 	}
-	h = th_mig_haul(&M, &fd, extra);
-	cr_assert_gt(h, 0);
-	st = th_wait_exit(h, 60000);
-	if (st)
-		while (th_wait_line(fd, "", 10, line, sizeof(line)) == 0)
-			cr_log_info("haul: %s", line);
-	close(fd);
-	cr_assert_eq(st, 0, "haul migrate failed");
+	if (!strcmp(mode, "locks")) {
+		/*
+		 * On one host the frozen source still holds its locks while the
+		 * target takes them: the restore fails, and the source must run on.
+		 */
+		cr_assert_neq(migrate_workload(msg, sizeof(msg)), 0, "migrate succeeded: %s", msg);
+		cr_expect(strstr(msg, "POSIX lock of fd") && strstr(msg, "runs on here"), "%s",
+			  msg);
+		cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy after the failed move");
+		wait_steps(dir, 200);
+		snprintf(path, sizeof(path), "%s/stop", dir);
+		fd = open(path, O_WRONLY | O_CREAT, 0644);
+		close(fd);
+		cr_assert_eq(th_wait_exit(M.wl_pid, 20000), 0, "the source did not finish: %s",
+			     slurp(out));
+		M.wl_pid = 0;
+		cr_expect(strstr(slurp(out), "final ok"), "%s", slurp(out));
+		return;
+	}
+	cr_assert_eq(migrate_workload(msg, sizeof(msg)), 0, "haul migrate failed: %s", msg);
 	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy after the move");
 	wait_steps(dir, 200);
 	snprintf(path, sizeof(path), "%s/stop", dir);
@@ -436,4 +465,12 @@ Test(mig_files, two_open_files_of_one_pipe_keep_their_flags_across_migrate, .fin
 	char dir[160];
 
 	migrate_case("pipes", "out", dir, sizeof(dir));
+}
+
+Test(mig_files, locks_held_on_one_host_fail_the_move_and_the_source_runs_on, .fini = mig_teardown,
+     .timeout = 120)
+{
+	char dir[160];
+
+	migrate_case("locks", "out", dir, sizeof(dir));
 }
