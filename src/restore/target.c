@@ -1320,6 +1320,10 @@ static int open_fd(struct rst_target *t, struct fd_ctx *x, const Haul__Img__Fd *
 	default: {
 		int flags = (int)f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC);
 
+		/* An O_TMPFILE file keeps O_TMPFILE (with O_DIRECTORY) in its flags: reopen it. */
+		if ((flags & O_TMPFILE) == O_TMPFILE)
+			flags &= ~O_TMPFILE;
+
 		ret = put_str(t, 0, path, &rpath);
 		if (!ret)
 			ret = rcall(t, SYS_openat, AT_FDCWD, rpath, flags | O_CLOEXEC, 0, 0, 0,

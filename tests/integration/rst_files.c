@@ -114,10 +114,10 @@ static void snapshot_free(struct snapshot *s)
 	haul_layout_release(&s->l);
 }
 
-static int restore_snapshot(const struct snapshot *s, pid_t pid, struct rst_target **out, char *why,
-			    size_t wl)
+static int restore_snapshot(const struct snapshot *s, pid_t pid, enum rst_pidns ns,
+			    struct rst_target **out, char *why, size_t wl)
 {
-	struct rst_target_opts o = {.pid = pid, .pidns = RST_PIDNS_AUTO};
+	struct rst_target_opts o = {.pid = pid, .pidns = ns};
 	struct rst_target *t;
 	pid_t here;
 	int ret;
@@ -172,8 +172,8 @@ static void start(struct fcase *c, const char *mode)
 		  slurp(c->out));
 }
 
-/* Checkpoint it, kill it, restore it; the restored copy in *@t. */
-static void checkpoint_restore(struct fcase *c, struct rst_target **t)
+/* Checkpoint it, kill it, restore it (in a new PID namespace if @ns says); the copy in *@t. */
+static void checkpoint_restore_ns(struct fcase *c, enum rst_pidns ns, struct rst_target **t)
 {
 	struct snapshot s;
 	char why[512] = "";
@@ -183,9 +183,14 @@ static void checkpoint_restore(struct fcase *c, struct rst_target **t)
 	cr_assert_eq(ret, 0, "dump failed: %s", strerror(-ret));
 	kill(c->pid, SIGKILL);
 	waitpid(c->pid, &status, 0);
-	ret = restore_snapshot(&s, c->pid, t, why, sizeof(why));
+	ret = restore_snapshot(&s, c->pid, ns, t, why, sizeof(why));
 	snapshot_free(&s);
 	cr_assert_eq(ret, 0, "restore failed: %s (%s)", strerror(-ret), why);
+}
+
+static void checkpoint_restore(struct fcase *c, struct rst_target **t)
+{
+	checkpoint_restore_ns(c, RST_PIDNS_AUTO, t);
 }
 
 static void cleanup(const struct fcase *c)
@@ -289,6 +294,22 @@ Test(rst_files, deleted_sparse_file_keeps_holes_owner_mode_mtime_and_one_inode, 
 
 	start(&c, "ghost");
 	checkpoint_restore(&c, &t);
+	finish(&c, t);
+	cleanup(&c);
+}
+
+/* In a new PID namespace /proc/self is the namespace's own /proc: the pipe reopen uses it. */
+Test(rst_files, pipe_and_deleted_file_cases_also_restore_in_a_new_pid_namespace, .timeout = 60)
+{
+	struct rst_target *t;
+	struct fcase c;
+
+	start(&c, "pipes");
+	checkpoint_restore_ns(&c, RST_PIDNS_ALWAYS, &t);
+	finish(&c, t);
+	cleanup(&c);
+	start(&c, "ghost");
+	checkpoint_restore_ns(&c, RST_PIDNS_ALWAYS, &t);
 	finish(&c, t);
 	cleanup(&c);
 }

@@ -18,7 +18,8 @@
  *         and 1 MiB, 3 MiB long) with mode 0751, owner 1234:5678 and an
  *         old mtime, open twice as two OFDs; a deleted file in a deleted
  *         directory.  At stop: a write through one OFD is read through
- *         the other (one inode).
+ *         the other (one inode).  Its name has a space, quote, backslash and
+ *         newline; and an O_TMPFILE file that never had a name.
  *  locks  a POSIX write lock on DIR/posix [0,100), flock LOCK_EX on
  *         DIR/flock, an OFD read lock on DIR/ofd [200,300) and a read lease
  *         on DIR/lease (checked with F_GETLEASE; the others by the test).
@@ -199,7 +200,7 @@ static int mode_pipes(void)
 #define GHOST_GID   5678
 #define GHOST_MTIME 1000000000L
 
-static int ga, gb, gc;
+static int ga, gb, gc, gd;
 
 static void ghost_step(long i)
 {
@@ -228,6 +229,9 @@ static void ghost_step(long i)
 		fail("data at 1 MiB", i);
 	if (pread(gc, buf, 5, 0) != 5 || memcmp(buf, "inner", 5))
 		fail("the file of the deleted directory", i);
+	if (fstat(gd, &c) || c.st_nlink != 0 || (c.st_mode & 0777) != 0640 ||
+	    pread(gd, buf, 7, 0) != 7 || memcmp(buf, "tmpfile", 7))
+		fail("the O_TMPFILE file", i);
 	if (lseek(gb, 0, SEEK_CUR) != 77)
 		fail("offset of the second OFD", i);
 }
@@ -237,7 +241,8 @@ static int mode_ghost(void)
 	struct timespec ts[2] = {{GHOST_MTIME, 0}, {GHOST_MTIME, 0}};
 	char p[600], sub[512], buf[4096];
 
-	path_of(p, sizeof(p), "ghost");
+	/* A name with the characters /proc and fdinfo escape or quote (unlink_fstat04). */
+	path_of(p, sizeof(p), "gh ost\\file'\n\"un%link");
 	ga = open(p, O_RDWR | O_CREAT | O_TRUNC, 0644);
 	gb = open(p, O_RDONLY);
 	if (ga < 0 || gb < 0)
@@ -256,6 +261,10 @@ static int mode_ghost(void)
 	snprintf(p, sizeof(p), "%s/inner", sub);
 	gc = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	if (gc < 0 || write(gc, "inner", 5) != 5 || unlink(p) || rmdir(sub))
+		return 2;
+	/* A file that never had a name (unlink_fstat041). */
+	gd = open(dir, O_RDWR | O_TMPFILE, 0640);
+	if (gd < 0 || write(gd, "tmpfile", 7) != 7)
 		return 2;
 	ready();
 	run(ghost_step);
