@@ -268,8 +268,8 @@ static int classify_fd(pid_t pid, int fd, unsigned long flags, Haul__Img__FdKind
 	}
 	if (S_ISFIFO(st->st_mode))
 		snprintf(why, whylen,
-			 "fd %d is named fifo %s (only anonymous pipes are carried; use a pipe or "
-			 "a regular file)",
+			 "fd %d is a pipe or fifo (named fifo %s: only anonymous pipes are "
+			 "carried; use a pipe or a regular file)",
 			 fd, target);
 	else if ((S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) && deleted)
 		snprintf(why, whylen,
