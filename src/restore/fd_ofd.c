@@ -20,6 +20,7 @@
 #define LOG_PREFIX "ofd: "
 #include <errno.h>
 #include <stdbool.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -63,9 +64,10 @@ int rst_ofd_assign(pid_t pid, Haul__Img__Fd *fds, size_t n)
 			if (have_kcmp) {
 				same = kcmp_file(pid, p->fd, o->fd);
 				if (same < 0) {
-					pr_warn("kcmp is not available (%d); fds of pid %d on one file "
-						"with the same offset and flags are taken as one open file",
-						same, (int)pid);
+					pr_warn("kcmp cannot compare the fds of pid %d (%s); its fds "
+						"on one file with the same offset and flags are "
+						"taken as one open file",
+						(int)pid, strerror(-same));
 					have_kcmp = false;
 				}
 			}
