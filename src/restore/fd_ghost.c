@@ -83,9 +83,10 @@ int rst_ghost_dump(pid_t pid, int fd, Haul__Img__Fd *o)
 	int dfd, ret = 0;
 
 	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
-	dfd = open(path, O_RDONLY | O_CLOEXEC | O_NOATIME);
+	/* O_NONBLOCK: were a write lease held on it, the open fails instead of breaking it. */
+	dfd = open(path, O_RDONLY | O_CLOEXEC | O_NOATIME | O_NONBLOCK);
 	if (dfd < 0 && errno == EPERM)
-		dfd = open(path, O_RDONLY | O_CLOEXEC);
+		dfd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (dfd < 0)
 		return -errno;
 	if (fstat(dfd, &st) < 0) {
@@ -117,6 +118,10 @@ int rst_ghost_dump(pid_t pid, int fd, Haul__Img__Fd *o)
 		ret = add_extent(dfd, o, data, hole - data, &cap);
 		off = hole;
 	}
+	if (!ret && !o->content.data) /* all holes: an empty, not a missing, content */
+		o->content.data = malloc(1);
+	if (!ret && !o->content.data)
+		ret = -ENOMEM;
 	if (ret == -EFBIG)
 		pr_err("deleted file %s of fd %d of pid %d holds more than %llu MiB of data; it "
 		       "cannot be carried in the image",
@@ -178,11 +183,6 @@ int rst_ghost_create(const Haul__Img__Fd *o, char *path, size_t plen)
 	fd = create_near(o, path, plen);
 	if (fd < 0)
 		return fd;
-	if (!o->n_extents && o->content.len) {
-		/* An image without extents: the content is the file from offset 0. */
-		if (pwrite(fd, o->content.data, o->content.len, 0) != (ssize_t)o->content.len)
-			ret = -EIO;
-	}
 	for (size_t i = 0; !ret && i + 1 < o->n_extents; i += 2) {
 		uint64_t off = o->extents[i], len = o->extents[i + 1];
 
