@@ -451,6 +451,84 @@ static int check_pipes(pid_t pid, const struct held_pipe *p, size_t n, char *why
 	return ret;
 }
 
+/* An open file description on a regular file, and which fd of the process names it. */
+struct held_file {
+	uint64_t dev, ino;
+	int fd;
+	char *path;
+};
+
+/* Whether fd @ofd of @other is the open file description @f (same inode, then kcmp). */
+static bool same_ofd(pid_t pid, const struct held_file *f, pid_t other, int ofd, const char *link)
+{
+	struct stat st;
+
+	if (stat(link, &st) < 0 || st.st_dev != f->dev || st.st_ino != f->ino)
+		return false;
+	/* Without kcmp this cannot be told from a separate open: not refused (DESIGN.md). */
+	return syscall(SYS_kcmp, pid, other, 0 /* KCMP_FILE */, f->fd, ofd) == 0;
+}
+
+/*
+ * Whether another process shares an open file description of a regular
+ * file with @pid (fork, SCM_RIGHTS; `(a; b) >log`): the restored process
+ * would get its own, and the two would read or write at separate offsets.
+ * Only O_WRONLY|O_APPEND descriptions are exempt (every write goes to the
+ * end whatever the offset).  One scan of every /proc/PID/fd, as for pipes;
+ * stat and kcmp only for links naming one of @f's paths.
+ */
+static int check_shared_files(pid_t pid, const struct held_file *f, size_t n, char *why,
+			      size_t whylen)
+{
+	struct dirent *pe;
+	DIR *proc;
+	int ret = 0;
+
+	if (!n)
+		return 0;
+	proc = opendir("/proc");
+	if (!proc)
+		return -errno;
+	while (!ret && (pe = readdir(proc))) {
+		pid_t other = atoi(pe->d_name);
+		char path[64];
+		struct dirent *de;
+		DIR *d;
+
+		if (other <= 0 || other == pid)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/fd", (int)other);
+		d = opendir(path);
+		if (!d)
+			continue;
+		while (!ret && (de = readdir(d))) {
+			char link[96], target[4096];
+
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(link, sizeof(link), "/proc/%d/fd/%.16s", (int)other, de->d_name);
+			if (read_link(link, target, sizeof(target)) || target[0] != '/')
+				continue;
+			strip_deleted(target);
+			for (size_t i = 0; i < n && !ret; i++) {
+				if (strcmp(target, f[i].path) ||
+				    !same_ofd(pid, &f[i], other, atoi(de->d_name), link))
+					continue;
+				snprintf(
+					why, whylen,
+					"fd %d (%.256s) shares its open file and offset with fd %s "
+					"of pid %d; restored alone it would read or write at its own "
+					"offset (open it O_APPEND, or let pid %d close it)",
+					f[i].fd, f[i].path, de->d_name, (int)other, (int)other);
+				ret = -EOPNOTSUPP;
+			}
+		}
+		closedir(d);
+	}
+	closedir(proc);
+	return ret;
+}
+
 /* Every fd an epoll instance watches must be the file it was when added. */
 static int check_epoll(pid_t pid, int fd, char *why, size_t whylen)
 {
@@ -587,7 +665,8 @@ static int check_vmas(pid_t pid, char *why, size_t whylen)
 int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 {
 	struct held_pipe *pipes = NULL;
-	size_t npipes = 0;
+	struct held_file *files = NULL;
+	size_t npipes = 0, nfiles = 0;
 	char *status = NULL, *text = NULL, path[96];
 	const char *f;
 	DIR *d;
@@ -659,6 +738,25 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		}
 		if (!ret)
 			ret = check_fd_audit(pid, fd, kind, target, &st, fdinfo, why, whylen);
+		if (!ret && (kind == HAUL__IMG__FD_KIND__FD_REG ||
+			     kind == HAUL__IMG__FD_KIND__FD_DELETED)) {
+			unsigned long fl = fdinfo_flags(fdinfo);
+			struct held_file *nf = realloc(files, (nfiles + 1) * sizeof(*nf));
+
+			if (!nf) {
+				ret = -ENOMEM;
+			} else {
+				files = nf;
+				if ((fl & (O_ACCMODE | O_APPEND)) != (O_WRONLY | O_APPEND)) {
+					files[nfiles].dev = st.st_dev;
+					files[nfiles].ino = st.st_ino;
+					files[nfiles].fd = fd;
+					files[nfiles].path = strdup(target);
+					if (!files[nfiles++].path)
+						ret = -ENOMEM;
+				}
+			}
+		}
 		free(fdinfo);
 		if (!ret && kind == HAUL__IMG__FD_KIND__FD_EPOLL)
 			ret = check_epoll(pid, fd, why, whylen);
@@ -681,9 +779,21 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		ret = check_sockets(pipes, npipes, why, whylen);
 	if (!ret)
 		ret = check_pipes(pid, pipes, npipes, why, whylen);
+	/*
+	 * Sharing with another process is checked once, at the precheck
+	 * (tracer 0) while the process runs: a scan of every fd on the host
+	 * does not belong in the downtime, and no new sharer can appear
+	 * meanwhile but by pidfd_getfd (children and sockets to others are
+	 * refused).
+	 */
+	if (!ret && !tracer)
+		ret = check_shared_files(pid, files, nfiles, why, whylen);
 	if (!ret)
 		ret = check_vmas(pid, why, whylen);
 out:
+	for (size_t i = 0; i < nfiles; i++)
+		free(files[i].path);
+	free(files);
 	free(pipes);
 	free(text);
 	free(status);

@@ -495,3 +495,38 @@ Test(mig_files, locks_held_on_one_host_fail_the_move_and_the_source_runs_on, .fi
 
 	migrate_case("locks", "out", dir, sizeof(dir));
 }
+
+/* Precheck the forked child of `rst_files @mode`; its result and reason. */
+static int precheck_forked_child(struct fcase *c, const char *mode, char *why, size_t wl)
+{
+	char p[200];
+	pid_t child;
+	int ret, status, fd;
+
+	start(c, mode);
+	snprintf(p, sizeof(p), "%s/child", c->dir);
+	child = atoi(slurp(p));
+	cr_assert_gt(child, 0, "no child pid in %s", p);
+	why[0] = '\0';
+	ret = rst_dump_precheck(child, why, wl);
+	fd = open(c->stop, O_WRONLY | O_CREAT, 0644);
+	close(fd);
+	cr_assert_eq(waitpid(c->pid, &status, 0), c->pid);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the pair exited with %d", status);
+	return ret;
+}
+
+Test(rst_files, open_file_shared_with_another_process_is_refused_unless_append_only, .timeout = 60)
+{
+	char why[512];
+	struct fcase c;
+	int ret;
+
+	ret = precheck_forked_child(&c, "forkshare", why, sizeof(why));
+	cr_expect_eq(ret, -EOPNOTSUPP, "precheck said %d (%s)", ret, why);
+	cr_expect(strstr(why, "shares its open file") && strstr(why, "/log"), "reason: %s", why);
+	cleanup(&c);
+	ret = precheck_forked_child(&c, "forkappend", why, sizeof(why));
+	cr_expect_eq(ret, 0, "an O_APPEND log shared with the parent was refused: %s", why);
+	cleanup(&c);
+}

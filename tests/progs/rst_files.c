@@ -26,15 +26,20 @@
  *  opath  O_PATH fds on DIR/file and on DIR.
  *  deldev an fd on a character device node DIR/null, deleted (the dump
  *         must refuse it).
+ *  forkshare / forkappend  DIR/log (forkappend: O_APPEND) open in a parent
+ *         and its forked child, which writes its pid to DIR/child and runs
+ *         the loop (the precheck of the child refuses forkshare only).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -367,13 +372,74 @@ static int mode_deldev(void)
 	return 0;
 }
 
+/* ---- forkshare / forkappend ----------------------------------------------- */
+
+/*
+ * DIR/log opened once (O_APPEND for forkappend), then fork: the child
+ * holds the same open file description as its parent, writes its pid to
+ * DIR/child and idles; the parent waits for it.  The test prechecks the
+ * child.
+ */
+static int mode_fork(bool append)
+{
+	char p[512], num[32];
+	int fd, st;
+	pid_t child;
+
+	path_of(p, sizeof(p), "log");
+	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | (append ? O_APPEND : 0), 0644);
+	if (fd < 0)
+		return 2;
+	child = fork();
+	if (child < 0)
+		return 2;
+	if (child == 0) {
+		int n = snprintf(num, sizeof(num), "%d\n", (int)getpid());
+		int cf;
+
+		/* Its own stdout: only DIR/log is shared with the parent. */
+		path_of(p, sizeof(p), "child.out");
+		cf = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (cf < 0 || dup2(cf, 1) < 0 || dup2(cf, 2) < 0)
+			_exit(2);
+		close(cf);
+		path_of(p, sizeof(p), "child");
+		cf = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (cf < 0 || write(cf, num, n) != n)
+			_exit(2);
+		close(cf);
+		ready();
+		run(idle_step);
+		_exit(errors ? 1 : 0);
+	}
+	if (waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st))
+		return 1;
+	return 0;
+}
+
+static int mode_forkshare(void)
+{
+	return mode_fork(false);
+}
+
+static int mode_forkappend(void)
+{
+	return mode_fork(true);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
 		const char *name;
 		int (*fn)(void);
-	} modes[] = {{"ofd", mode_ofd},	    {"pipes", mode_pipes}, {"ghost", mode_ghost},
-		     {"locks", mode_locks}, {"opath", mode_opath}, {"deldev", mode_deldev}};
+	} modes[] = {{"ofd", mode_ofd},
+		     {"pipes", mode_pipes},
+		     {"ghost", mode_ghost},
+		     {"locks", mode_locks},
+		     {"opath", mode_opath},
+		     {"deldev", mode_deldev},
+		     {"forkshare", mode_forkshare},
+		     {"forkappend", mode_forkappend}};
 	int ret = 2;
 
 	if (argc != 3)
