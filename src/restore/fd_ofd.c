@@ -15,7 +15,8 @@
  * or EPERM under a restrictive LSM), fds on the same inode with the same
  * position and status flags are taken as one OFD: two separate opens that
  * agree on both are then merged, which keeps bytes in order but loses the
- * independence of their offsets from there on.
+ * independence of their offsets from there on.  Anon-inode fds (eventfd,
+ * signalfd, timerfd, epoll: one inode for all) are then never merged.
  */
 #define LOG_PREFIX "ofd: "
 #include <errno.h>
@@ -46,6 +47,23 @@ static bool same_inode(const Haul__Img__Fd *a, const Haul__Img__Fd *b)
 	return a->dev == b->dev && a->ino == b->ino;
 }
 
+/*
+ * Without kcmp: eventfd, signalfd, timerfd and epoll instances all share
+ * the one anon inode, so nothing tells two of them apart: never merged.
+ */
+static bool fallback_same(const Haul__Img__Fd *a, const Haul__Img__Fd *b)
+{
+	switch (a->kind) {
+	case HAUL__IMG__FD_KIND__FD_EVENTFD:
+	case HAUL__IMG__FD_KIND__FD_SIGNALFD:
+	case HAUL__IMG__FD_KIND__FD_TIMERFD:
+	case HAUL__IMG__FD_KIND__FD_EPOLL:
+		return false;
+	default:
+		return a->kind == b->kind && a->pos == b->pos && a->flags == b->flags;
+	}
+}
+
 int rst_ofd_assign(pid_t pid, Haul__Img__Fd *fds, size_t n)
 {
 	bool have_kcmp = true;
@@ -72,8 +90,7 @@ int rst_ofd_assign(pid_t pid, Haul__Img__Fd *fds, size_t n)
 				}
 			}
 			if (!have_kcmp)
-				same = p->pos == o->pos && p->flags == o->flags &&
-				       p->kind == o->kind;
+				same = fallback_same(p, o);
 			if (same > 0) {
 				o->file_id = p->file_id;
 				break;

@@ -50,3 +50,14 @@ Test(rst_fd_ofd, every_fd_gets_an_id_even_alone)
 	cr_expect(f[0].has_file_id);
 	cr_expect_eq(f[0].file_id, 1);
 }
+
+Test(rst_fd_ofd, without_kcmp_two_eventfds_on_the_one_anon_inode_stay_apart)
+{
+	Haul__Img__Fd f[2];
+
+	fd_at(&f[0], 3, 1, 0, O_RDWR);
+	fd_at(&f[1], 4, 1, 0, O_RDWR);
+	f[0].kind = f[1].kind = HAUL__IMG__FD_KIND__FD_EVENTFD;
+	cr_assert_eq(rst_ofd_assign(-1, f, 2), 0);
+	cr_expect_neq(f[0].file_id, f[1].file_id);
+}
