@@ -42,16 +42,23 @@ static int kcmp_file(pid_t pid, int a, int b)
 	return r == 0;
 }
 
-static bool same_inode(const Haul__Img__Fd *a, const Haul__Img__Fd *b)
+/*
+ * What two fds of one OFD must agree on (read while the process is
+ * stopped): kcmp is asked only then, which keeps the pairs few even with
+ * many anon-inode fds, all on one inode.
+ */
+static bool may_share(const Haul__Img__Fd *a, const Haul__Img__Fd *b)
 {
-	return a->dev == b->dev && a->ino == b->ino;
+	return a->dev == b->dev && a->ino == b->ino && a->kind == b->kind && a->flags == b->flags &&
+	       a->pos == b->pos && a->efd_count == b->efd_count;
 }
 
 /*
- * Without kcmp: eventfd, signalfd, timerfd and epoll instances all share
- * the one anon inode, so nothing tells two of them apart: never merged.
+ * Without kcmp, for two fds that may_share: eventfd, signalfd, timerfd and
+ * epoll instances all share the one anon inode, so nothing tells two of
+ * them apart: never merged; any other two are taken as one.
  */
-static bool fallback_same(const Haul__Img__Fd *a, const Haul__Img__Fd *b)
+static bool fallback_same(const Haul__Img__Fd *a)
 {
 	switch (a->kind) {
 	case HAUL__IMG__FD_KIND__FD_EVENTFD:
@@ -60,7 +67,7 @@ static bool fallback_same(const Haul__Img__Fd *a, const Haul__Img__Fd *b)
 	case HAUL__IMG__FD_KIND__FD_EPOLL:
 		return false;
 	default:
-		return a->kind == b->kind && a->pos == b->pos && a->flags == b->flags;
+		return true; /* may_share held */
 	}
 }
 
@@ -77,7 +84,7 @@ int rst_ofd_assign(pid_t pid, Haul__Img__Fd *fds, size_t n)
 			const Haul__Img__Fd *p = &fds[j];
 			int same = 0;
 
-			if (p->file_id != j + 1 || !same_inode(o, p))
+			if (p->file_id != j + 1 || !may_share(o, p))
 				continue; /* only the first fd of each OFD is compared */
 			if (have_kcmp) {
 				same = kcmp_file(pid, p->fd, o->fd);
@@ -90,7 +97,7 @@ int rst_ofd_assign(pid_t pid, Haul__Img__Fd *fds, size_t n)
 				}
 			}
 			if (!have_kcmp)
-				same = fallback_same(p, o);
+				same = fallback_same(o);
 			if (same > 0) {
 				o->file_id = p->file_id;
 				break;
