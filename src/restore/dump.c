@@ -1616,8 +1616,8 @@ static int dump_fd_kind(struct dump_ctx *c, pid_t pid, Haul__Img__Fd *o, const c
 
 /*
  * An OFD with O_ASYNC (set by fcntl, or by a lease) signals its owner:
- * F_GETOWN_EX and F_GETSIG, injected.  Only an owner inside the process
- * (itself or one of its threads, or none) can be carried.
+ * F_GETOWN_EX and F_GETSIG, injected.  Only the process itself (or no
+ * owner) can be carried.
  */
 static int dump_async(struct dump_ctx *c, struct rsys *r, uint64_t scratch, Haul__Img__Fd *o,
 		      char *why, size_t whylen)
@@ -1643,14 +1643,16 @@ static int dump_async(struct dump_ctx *c, struct rsys *r, uint64_t scratch, Haul
 			 o->path);
 		return ret;
 	}
+	/*
+	 * The fds are restored before the other threads exist (F_SETOWN_EX to
+	 * their TIDs would be ESRCH): only the process itself, or no one.
+	 */
 	inside = own.pid == 0 || (own.type != F_OWNER_PGRP && own.pid == c->ps.pid);
-	for (size_t i = 0; !inside && i < c->ps.n_threads; i++)
-		inside = own.type == F_OWNER_TID && own.pid == c->ps.threads[i]->tid;
 	if (!inside) {
 		snprintf(why, whylen,
-			 "fd %d (%.256s) has O_ASYNC signals going to %s %d, outside the process; "
-			 "haul cannot carry them (clear O_ASYNC or F_SETOWN to the process)",
-			 o->fd, o->path, own.type == F_OWNER_PGRP ? "process group" : "pid",
+			 "fd %d (%.256s) has O_ASYNC signals going to %s %d, not to the process "
+			 "itself; haul cannot carry them (clear O_ASYNC, or F_SETOWN the process)",
+			 o->fd, o->path, own.type == F_OWNER_PGRP ? "process group" : "pid/tid",
 			 own.pid);
 		return -EOPNOTSUPP;
 	}

@@ -314,6 +314,17 @@ Test(rst_files, pipe_and_deleted_file_cases_also_restore_in_a_new_pid_namespace,
 	cleanup(&c);
 }
 
+Test(rst_files, o_async_keeps_its_owner_and_signal, .timeout = 60)
+{
+	struct rst_target *t;
+	struct fcase c;
+
+	start(&c, "async");
+	checkpoint_restore(&c, &t);
+	finish(&c, t);
+	cleanup(&c);
+}
+
 Test(rst_files, o_path_fds_come_back_as_o_path, .timeout = 60)
 {
 	struct rst_target *t;

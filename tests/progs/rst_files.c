@@ -26,12 +26,15 @@
  *  opath  O_PATH fds on DIR/file and on DIR.
  *  deldev an fd on a character device node DIR/null, deleted (the dump
  *         must refuse it).
+ *  async  a pipe whose read end has O_ASYNC, owner the process, F_SETSIG
+ *         SIGUSR1 (blocked): every byte written raises it.
  *  forkshare / forkappend  DIR/log (forkappend: O_APPEND) open in a parent
  *         and its forked child, which writes its pid to DIR/child and runs
  *         the loop (the precheck of the child refuses forkshare only).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -372,6 +375,43 @@ static int mode_deldev(void)
 	return 0;
 }
 
+/* ---- async ---------------------------------------------------------------- */
+
+static int ap[2];
+
+static void async_step(long i)
+{
+	struct timespec zero = {0, 0};
+	sigset_t usr1;
+	char b = 'x';
+
+	if (!(fcntl(ap[0], F_GETFL) & O_ASYNC) || fcntl(ap[0], F_GETOWN) != getpid() ||
+	    fcntl(ap[0], F_GETSIG) != SIGUSR1)
+		fail("O_ASYNC, its owner or its signal changed", i);
+	/* A byte arriving makes the read end signal SIGUSR1 (blocked: it stays pending). */
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	if (write(ap[1], &b, 1) != 1 || read(ap[0], &b, 1) != 1)
+		fail("the async pipe", i);
+	if (sigtimedwait(&usr1, NULL, &zero) != SIGUSR1)
+		fail("no SIGUSR1 for data on the O_ASYNC pipe", i);
+}
+
+static int mode_async(void)
+{
+	sigset_t usr1;
+
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &usr1, NULL);
+	if (pipe(ap) || fcntl(ap[0], F_SETOWN, getpid()) || fcntl(ap[0], F_SETSIG, SIGUSR1) ||
+	    fcntl(ap[0], F_SETFL, O_ASYNC | O_NONBLOCK))
+		return 2;
+	ready();
+	run(async_step);
+	return 0;
+}
+
 /* ---- forkshare / forkappend ----------------------------------------------- */
 
 /*
@@ -439,7 +479,8 @@ int main(int argc, char **argv)
 		     {"opath", mode_opath},
 		     {"deldev", mode_deldev},
 		     {"forkshare", mode_forkshare},
-		     {"forkappend", mode_forkappend}};
+		     {"forkappend", mode_forkappend},
+		     {"async", mode_async}};
 	int ret = 2;
 
 	if (argc != 3)
