@@ -32,7 +32,7 @@
 
 #define VAL_NSIG 64
 
-#define VAL_PROT_ALL (PROT_READ | PROT_WRITE | PROT_EXEC)
+#define VAL_PROT_ALL  (PROT_READ | PROT_WRITE | PROT_EXEC)
 #define VAL_FLAGS_ALL ((HAUL_VMA_MAYSHARE << 1) - 1)
 
 static int fail(char *why, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -79,11 +79,10 @@ static int vma_check(const char *what, size_t i, uint64_t start, uint64_t end, u
 	if (start < prev_end)
 		return fail(why, n, "%s[%zu]: %#llx-%#llx overlaps or precedes the VMA before it",
 			    what, i, (unsigned long long)start, (unsigned long long)end);
-	if (end > VAL_TASK_SIZE &&
-	    !((flags & HAUL_VMA_VSYSCALL) && start == VAL_VSYSCALL_START &&
-	      end == VAL_VSYSCALL_START + HAUL_PAGE_SIZE))
-		return fail(why, n, "%s[%zu]: %#llx-%#llx lies outside the user address space", what,
-			    i, (unsigned long long)start, (unsigned long long)end);
+	if (end > VAL_TASK_SIZE && !((flags & HAUL_VMA_VSYSCALL) && start == VAL_VSYSCALL_START &&
+				     end == VAL_VSYSCALL_START + HAUL_PAGE_SIZE))
+		return fail(why, n, "%s[%zu]: %#llx-%#llx lies outside the user address space",
+			    what, i, (unsigned long long)start, (unsigned long long)end);
 	if (prot & ~VAL_PROT_ALL)
 		return fail(why, n, "%s[%zu]: unknown protection bits %#x", what, i, prot);
 	if (flags & ~VAL_FLAGS_ALL)
@@ -197,8 +196,8 @@ int val_stale(const Haul__Wire__State *m, size_t max_ranges, char *why, size_t n
 
 /* ---- process state ---------------------------------------------------------------------- */
 
-static int pending_check(const char *what, Haul__Img__PendingSignal *const *p, size_t np,
-			 char *why, size_t n)
+static int pending_check(const char *what, Haul__Img__PendingSignal *const *p, size_t np, char *why,
+			 size_t n)
 {
 	for (size_t i = 0; i < np; i++) {
 		int32_t signo;
@@ -246,21 +245,21 @@ static int fd_check(const Haul__Img__Fd *f, size_t i, char *why, size_t n)
 	if (f->fd < 0 || (uint32_t)f->fd >= VAL_MAX_FDS)
 		return fail(why, n, "fds[%zu].fd: %d (0..%u)", i, f->fd, VAL_MAX_FDS - 1);
 	if (f->kind > HAUL__IMG__FD_KIND__FD_UNIX_PAIR)
-		return fail(why, n, "fds[%zu] (fd %d).kind: unknown kind %d", i, f->fd, (int)f->kind);
+		return fail(why, n, "fds[%zu] (fd %d).kind: unknown kind %d", i, f->fd,
+			    (int)f->kind);
 	/* Reopened by path: those kinds must name a file; the others carry a description. */
-	if (!str_ok(f->path, false) ||
-	    (!f->path[0] && (f->kind == HAUL__IMG__FD_KIND__FD_REG ||
-			     f->kind == HAUL__IMG__FD_KIND__FD_DIR ||
-			     f->kind == HAUL__IMG__FD_KIND__FD_CHR)))
-		return fail(why, n, "fds[%zu] (fd %d).path: empty or longer than %d bytes", i, f->fd,
-			    VAL_MAX_STR - 1);
+	if (!str_ok(f->path, false) || (!f->path[0] && (f->kind == HAUL__IMG__FD_KIND__FD_REG ||
+							f->kind == HAUL__IMG__FD_KIND__FD_DIR ||
+							f->kind == HAUL__IMG__FD_KIND__FD_CHR)))
+		return fail(why, n, "fds[%zu] (fd %d).path: empty or longer than %d bytes", i,
+			    f->fd, VAL_MAX_STR - 1);
 	if (f->kind == HAUL__IMG__FD_KIND__FD_TIMERFD &&
 	    (!f->has_clockid || f->clockid < 0 || f->clockid > 11))
 		return fail(why, n, "fds[%zu] (fd %d).clockid: %d", i, f->fd, f->clockid);
 	if (f->kind == HAUL__IMG__FD_KIND__FD_UNIX_PAIR &&
 	    (!f->has_sock_type || (f->sock_type != 1 && f->sock_type != 2 && f->sock_type != 5)))
-		return fail(why, n, "fds[%zu] (fd %d).sock_type: %u (stream, dgram or seqpacket)", i,
-			    f->fd, f->sock_type);
+		return fail(why, n, "fds[%zu] (fd %d).sock_type: %u (stream, dgram or seqpacket)",
+			    i, f->fd, f->sock_type);
 	if (f->n_epoll > VAL_MAX_EPOLL)
 		return fail(why, n, "fds[%zu] (fd %d).epoll: %zu targets, more than %d", i, f->fd,
 			    f->n_epoll, VAL_MAX_EPOLL);
@@ -299,9 +298,9 @@ static int fds_check(const Haul__Img__ProcessState *ps, char *why, size_t n)
 
 static int mm_check(const Haul__Img__MmMap *mm, char *why, size_t n)
 {
-	const uint64_t a[] = {mm->start_code, mm->end_code,    mm->start_data, mm->end_data,
-			      mm->start_brk,  mm->brk,	       mm->start_stack, mm->arg_start,
-			      mm->arg_end,    mm->env_start,   mm->env_end};
+	const uint64_t a[] = {mm->start_code, mm->end_code,  mm->start_data,  mm->end_data,
+			      mm->start_brk,  mm->brk,	     mm->start_stack, mm->arg_start,
+			      mm->arg_end,    mm->env_start, mm->env_end};
 
 	for (size_t i = 0; i < sizeof(a) / sizeof(a[0]); i++)
 		if (a[i] >= VAL_TASK_SIZE)
@@ -420,7 +419,8 @@ int val_image_index(const Haul__Wire__ImageIndex *m, int32_t pid, uint64_t file_
 		const Haul__Wire__PageRun *r = m->runs[i];
 
 		if (!range_ok(r->addr, r->npages))
-			return fail(why, n, "runs[%zu]: %u pages at %#llx (aligned, in the user "
+			return fail(why, n,
+				    "runs[%zu]: %u pages at %#llx (aligned, in the user "
 				    "address space)",
 				    i, r->npages, (unsigned long long)r->addr);
 		if (r->slot != UINT64_MAX &&
