@@ -55,6 +55,7 @@
 #include "common/log.h"
 #include "common/policy.h"
 #include "common/pstore.h"
+#include "common/validate.h"
 #include "common/wire.h"
 
 #define PSTORE_ZERO	 UINT64_MAX
@@ -1061,9 +1062,20 @@ static int index_load(struct pstore_proc *p)
 		goto out;
 	}
 	idx = haul__wire__image_index__unpack(NULL, len, buf);
-	if (!idx || idx->pid != p->pid || idx->nslots > (1ull << 40)) {
+	if (!idx || fstat(p->fd, &st)) {
 		ret = -EBADMSG;
 		goto out;
+	}
+	{
+		char why[160];
+
+		if (val_image_index(idx, p->pid, (uint64_t)st.st_size / HAUL_PAGE_SIZE, why,
+				    sizeof(why))) {
+			pr_err("image of pid %d in %s is corrupt: index.img: %s", p->pid,
+			       p->store->dir, why);
+			ret = -EBADMSG;
+			goto out;
+		}
 	}
 	ret = wire_layout_from_msg(idx->vmas, idx->n_vmas, &p->layout);
 	if (ret)

@@ -34,6 +34,7 @@
 #include "common/log.h"
 #include "common/policy.h"
 #include "common/pstore.h"
+#include "common/validate.h"
 #include "common/vma.h"
 #include "restore/restore.h"
 #include "restore/restore_int.h"
@@ -401,6 +402,14 @@ int rst_restore_images(const char *dir, pid_t pid, const struct rst_target_opts 
 	if (!state) {
 		pr_err("the image of pid %d in %s has no process state", (int)pid, dir);
 		ret = -ENOENT;
+		goto out;
+	}
+	/* every record is checked before any of it is used (common/validate.h) */
+	if (val_layout(pstore_layout(p), why, sizeof(why)) ||
+	    val_state_blob(state, len, why, sizeof(why))) {
+		pr_err("the image of pid %d in %s is corrupt: %s; nothing was restored", (int)pid,
+		       dir, why);
+		ret = -EBADMSG;
 		goto out;
 	}
 	o.pid = pid;
