@@ -933,8 +933,8 @@ static long daemon_hwm_kb(const struct daemon *d)
 
 Test(ps, file_vma_without_a_path_is_refused_and_the_server_serves_on)
 {
-	struct haul_vma v = {.start = BASE, .end = BASE + (1 << 20), .prot = 1,
-			     .flags = HAUL_VMA_FILE};
+	struct haul_vma v = {
+		.start = BASE, .end = BASE + (1 << 20), .prot = 1, .flags = HAUL_VMA_FILE};
 	struct daemon d;
 	struct good g;
 	pthread_t t;
@@ -962,8 +962,11 @@ Test(ps, file_vma_without_a_path_is_refused_and_the_server_serves_on)
 
 Test(ps, a_16_tib_vma_costs_the_server_no_big_allocation)
 {
-	struct haul_vma v = {.start = 0x100000000000ull, .end = 0x200000000000ull, .prot = 1,
-			     .flags = HAUL_VMA_FILE, .path = "/etc/hostname"};
+	struct haul_vma v = {.start = 0x100000000000ull,
+			     .end = 0x200000000000ull,
+			     .prot = 1,
+			     .flags = HAUL_VMA_FILE,
+			     .path = "/etc/hostname"};
 	struct daemon d;
 	uint32_t seq = 0;
 	long before, after;
