@@ -1581,22 +1581,11 @@ static int on_state(struct ps_conn *c, const Haul__Wire__State *m, const uint8_t
 		    size_t len)
 {
 	struct ps_session *x = c->sess;
-	char why[160];
 	int ret;
 
 	if (x->kind == HAUL__WIRE__SESSION_KIND__FETCH) {
 		conn_fail(c, -EPROTO, "sent a state in a fetch session");
 		return -EPROTO;
-	}
-	/*
-	 * A sink restores it: check it now, while the sender can be named.  A
-	 * stored state is opaque here; haul restore checks it when it loads it.
-	 */
-	ret = x->proc ? 0 : val_state_blob(payload, len, why, sizeof(why));
-	if (ret) {
-		conn_fail(c, ret, "sent a bad process state of pid %d: %s", x->pid, why);
-		session_fail(x, ret, "a stream sent a bad process state");
-		return ret;
 	}
 	if (m->n_stale) {
 		ret = on_stale(c, m);
