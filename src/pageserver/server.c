@@ -26,7 +26,7 @@
  * that idle key holders cannot fill the connection table; a session that is
  * serving (FETCH, or a post-copy between restore and commit) waits on faults,
  * not on its peer, and is never idle.  One address holds at most
- * PS_MAX_CONNS_PER_PEER connections.
+ * PS_MAX_CONNS_PER_PEER authenticated connections.
  *
  * Every message is checked field by field (common/validate.h) before its
  * handler runs: a bad one closes its connection with the field named, and
@@ -1051,16 +1051,16 @@ static int on_page_reply(struct ps_conn *c, ProtobufCMessage *m, const uint8_t *
 	struct fetch_ctx fc = {f->addr, f->npages, 0, f->buf};
 	char why[160];
 
+	why[0] = '\0';
 	n = val_pages(pm, why, sizeof(why));
-	if (n)
-		pr_warn("peer %s: bad reply to page request %#llx+%u: %s", c->peer,
-			(unsigned long long)f->addr, f->npages, why);
-	else
+	if (!n)
 		n = wire_pages_decode(pm, payload, len, s->scratch, fetch_put, &fc);
 	if (n < 0 || fc.got != f->npages)
 		pr_warn("peer %s: bad reply to page request %#llx+%u (%s)", c->peer,
 			(unsigned long long)f->addr, f->npages,
-			n < 0 ? wire_strerror((int)n) : "the source could not read them");
+			why[0]	? why
+			: n < 0 ? wire_strerror((int)n)
+				: "the source could not read them");
 	fetch_finish(s, f, n < 0 || fc.got != f->npages ? -EIO : 0);
 	pthread_mutex_unlock(&s->fmu);
 	return 0;
@@ -2224,7 +2224,6 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 			close(fd);
 			continue;
 		}
-
 		c = calloc(1, sizeof(*c));
 		if (!c || !(c->rbuf = malloc(RBUF_MIN))) {
 			free(c);
