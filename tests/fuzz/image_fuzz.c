@@ -31,6 +31,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char dir[64], pdir[96];
 
+/* Leave nothing in /dev/shm (libFuzzer ends with exit()). */
+static void cleanup(void)
+{
+	char path[160];
+
+	snprintf(path, sizeof(path), "%s/index.img", pdir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/index.img.tmp", pdir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/pages.img", pdir);
+	unlink(path);
+	rmdir(pdir);
+	rmdir(dir);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
@@ -43,6 +58,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		perror(pdir);
 		abort();
 	}
+	atexit(cleanup);
 	return 0;
 }
 
