@@ -405,10 +405,16 @@ int rst_restore_images(const char *dir, pid_t pid, const struct rst_target_opts 
 		goto out;
 	}
 	/* every record is checked before any of it is used (common/validate.h) */
-	if (val_layout(pstore_layout(p), why, sizeof(why)) ||
-	    val_state_blob(state, len, why, sizeof(why))) {
-		pr_err("the image of pid %d in %s is corrupt: %s; nothing was restored", (int)pid,
-		       dir, why);
+	if (val_layout(pstore_layout(p), why, sizeof(why))) {
+		pr_err("the layout of pid %d in %s is corrupt: %s; checkpoint the process again",
+		       (int)pid, dir, why);
+		ret = -EBADMSG;
+		goto out;
+	}
+	if (val_state_blob(state, len, why, sizeof(why))) {
+		pr_err("the process state of pid %d in %s is corrupt: %s; checkpoint the process "
+		       "again",
+		       (int)pid, dir, why);
 		ret = -EBADMSG;
 		goto out;
 	}
