@@ -52,6 +52,7 @@
 #include "common/log.h"
 #include "common/pstore.h"
 #include "common/pstore_int.h"
+#include "common/validate.h"
 #include "common/wire.h"
 
 #define PSTORE_IDX_MAGIC   "HAULIDX1"
@@ -252,6 +253,9 @@ static int index_apply(struct pstore_proc *p, const Haul__Wire__ImageIndex *idx,
 			 idx->pid, (unsigned long long)idx->nslots, idx->n_slot_sums);
 		return -EBADMSG;
 	}
+	/* Every field before use; pages.img's size is checked below, against the runs. */
+	if (val_image_index(idx, p->pid, UINT64_MAX, why, wlen))
+		return -EBADMSG;
 	ret = wire_layout_from_msg(idx->vmas, idx->n_vmas, &p->layout);
 	if (ret)
 		return ret;

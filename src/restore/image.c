@@ -41,6 +41,7 @@
 #include "common/log.h"
 #include "common/policy.h"
 #include "common/pstore.h"
+#include "common/validate.h"
 #include "common/vma.h"
 #include "restore/imgdir_int.h"
 #include "restore/restore.h"
@@ -428,6 +429,20 @@ int rst_restore_images(const char *dir, const char *id, pid_t pid,
 	if (!state) {
 		pr_err("the image of pid %d in %s has no process state", (int)pid, path);
 		ret = -ENOENT;
+		goto out;
+	}
+	/* every record is checked before any of it is used (common/validate.h) */
+	if (val_layout(pstore_layout(p), why, sizeof(why))) {
+		pr_err("the layout of pid %d in %s is corrupt: %s; checkpoint the process again",
+		       (int)pid, dir, why);
+		ret = -EBADMSG;
+		goto out;
+	}
+	if (val_state_blob(state, len, why, sizeof(why))) {
+		pr_err("the process state of pid %d in %s is corrupt: %s; checkpoint the process "
+		       "again",
+		       (int)pid, dir, why);
+		ret = -EBADMSG;
 		goto out;
 	}
 	o.pid = pid;

@@ -38,7 +38,11 @@
  * their content; writing stale pre-copy pages into it would corrupt it).
  * Anonymous private memory stays anonymous private.  A per-VMA bitmap marks
  * pages that may hold non-zero data, so a zero page is written only where
- * it replaces something (fresh anonymous memory is already zero).
+ * it replaces something (fresh anonymous memory is already zero).  It is
+ * kept in 4 KiB chunks (128 MiB of VMA each), allocated only where a page
+ * differs from the VMA's default (0 anonymous, 1 file): its cost follows
+ * the pages that arrive, not the VMA sizes a peer declares (a 16 TiB VMA
+ * costs a 1 MiB chunk table, not a 512 MiB bitmap).
  */
 #define LOG_PREFIX "restore: "
 #include <dirent.h>
@@ -69,6 +73,7 @@
 #include "common/log.h"
 #include "common/policy.h"
 #include "common/rsys.h"
+#include "common/validate.h"
 #include "common/vma.h"
 #include "restore/restore.h"
 #include "restore/restore_int.h"
@@ -92,9 +97,15 @@
 /* Keep this far from any VMA: a stack grows into the gap below it. */
 #define TRAMP_PAD (16UL << 20)
 
+/* Pages per bitmap chunk: 4 KiB of bits. */
+#define BITS_CHUNK_PAGES 32768ULL
+
 struct tvma {
 	struct haul_vma v;
-	uint64_t *bits; /* 1: the page may hold data (not known to be zero) */
+	/* 1 bit per page, 1: the page may hold data (not known to be zero); in
+	 * chunks of BITS_CHUNK_PAGES, a NULL chunk is all `fill` */
+	uint64_t **bits;
+	bool fill;
 };
 
 struct rst_target {
@@ -781,28 +792,80 @@ static int create_part(struct rst_target *t, const struct haul_vma *v, uint64_t 
 	return apply_advice(t, v, s, e);
 }
 
-static size_t bitmap_words(const struct haul_vma *v)
+static size_t bits_nchunks(const struct haul_vma *v)
 {
-	return (haul_vma_pages(v) + 63) / 64;
+	return (haul_vma_pages(v) + BITS_CHUNK_PAGES - 1) / BITS_CHUNK_PAGES;
 }
 
-static void bit_set(uint64_t *b, uint64_t i, bool on)
+/* The chunk table of @o, every page @fill. 0 or -ENOMEM. */
+static int bits_init(struct tvma *o, bool fill)
 {
+	size_t n = bits_nchunks(&o->v);
+
+	o->fill = fill;
+	o->bits = calloc(n ? n : 1, sizeof(*o->bits));
+	return o->bits ? 0 : -ENOMEM;
+}
+
+/* Page @i of @o; 0 or -ENOMEM (the first page of a chunk that differs from the fill). */
+static int bit_set(struct tvma *o, uint64_t i, bool on)
+{
+	uint64_t **c = &o->bits[i / BITS_CHUNK_PAGES];
+
+	i %= BITS_CHUNK_PAGES;
+	if (!*c) {
+		if (on == o->fill)
+			return 0;
+		*c = malloc(BITS_CHUNK_PAGES / 8);
+		if (!*c)
+			return -ENOMEM;
+		memset(*c, o->fill ? 0xff : 0, BITS_CHUNK_PAGES / 8);
+	}
 	if (on)
-		b[i / 64] |= 1ULL << (i % 64);
+		(*c)[i / 64] |= 1ULL << (i % 64);
 	else
-		b[i / 64] &= ~(1ULL << (i % 64));
+		(*c)[i / 64] &= ~(1ULL << (i % 64));
+	return 0;
 }
 
-static bool bit_get(const uint64_t *b, uint64_t i)
+static bool bit_get(const struct tvma *o, uint64_t i)
 {
-	return b[i / 64] >> (i % 64) & 1;
+	const uint64_t *c = o->bits[i / BITS_CHUNK_PAGES];
+
+	i %= BITS_CHUNK_PAGES;
+	return c ? c[i / 64] >> (i % 64) & 1 : o->fill;
+}
+
+/* Copy the bits of [@s, @e) from @o to @w, skipping chunks that are the fill on both. */
+static int bits_carry(struct tvma *w, const struct tvma *o, uint64_t s, uint64_t e)
+{
+	for (uint64_t a = s; a < e;) {
+		uint64_t oi = (a - o->v.start) >> 12, wi = (a - w->v.start) >> 12;
+		uint64_t run = (e - a) >> 12;
+
+		if (BITS_CHUNK_PAGES - oi % BITS_CHUNK_PAGES < run)
+			run = BITS_CHUNK_PAGES - oi % BITS_CHUNK_PAGES;
+		if (BITS_CHUNK_PAGES - wi % BITS_CHUNK_PAGES < run)
+			run = BITS_CHUNK_PAGES - wi % BITS_CHUNK_PAGES;
+		if (o->bits[oi / BITS_CHUNK_PAGES] || w->bits[wi / BITS_CHUNK_PAGES] ||
+		    o->fill != w->fill)
+			for (uint64_t k = 0; k < run; k++) {
+				int ret = bit_set(w, wi + k, bit_get(o, oi + k));
+
+				if (ret)
+					return ret;
+			}
+		a += run << 12;
+	}
+	return 0;
 }
 
 static void tvmas_free(struct tvma *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		free(v[i].v.path);
+		for (size_t k = 0; v[i].bits && k < bits_nchunks(&v[i].v); k++)
+			free(v[i].bits[k]);
 		free(v[i].bits);
 	}
 	free(v);
@@ -905,14 +968,12 @@ int rst_target_layout(struct rst_target *t, const struct haul_layout *l)
 		o->v = *v;
 		o->v.flags &= ~HAUL_VMA_UFFD_WP;
 		o->v.path = v->path ? strdup(v->path) : NULL;
-		o->bits = calloc(bitmap_words(v) ? bitmap_words(v) : 1, sizeof(uint64_t));
+		ret = bits_init(o, file);
 		nn++;
-		if ((v->path && !o->v.path) || !o->bits) {
+		if (ret || (v->path && !o->v.path)) {
 			ret = -ENOMEM;
 			goto out;
 		}
-		if (file)
-			memset(o->bits, 0xff, bitmap_words(v) * sizeof(uint64_t));
 	}
 
 	/* Unmap whatever of the old VMAs no compatible new VMA keeps. */
@@ -950,9 +1011,8 @@ int rst_target_layout(struct rst_target *t, const struct haul_layout *l)
 				ret = create_part(t, &w->v, cur, s);
 			if (!ret && o->v.prot != w->v.prot)
 				ret = rcall(t, SYS_mprotect, s, e - s, w->v.prot, 0, 0, 0, NULL);
-			for (uint64_t a = s; a < e; a += HAUL_PAGE_SIZE)
-				bit_set(w->bits, (a - w->v.start) >> 12,
-					bit_get(o->bits, (a - o->v.start) >> 12));
+			if (!ret)
+				ret = bits_carry(w, o, s, e);
 			cur = e;
 		}
 		if (!ret && cur < w->v.end)
@@ -1026,14 +1086,14 @@ int rst_target_pages(struct rst_target *t, uint64_t addr, const void *data, uint
 			/* The file has these pages; never write stale copies into it. */
 		} else if (data) {
 			ret = write_mem(t, addr, data, stop - addr);
-			for (uint64_t i = 0; i < (stop - addr) >> 12; i++)
-				bit_set(v->bits, first + i, true);
+			for (uint64_t i = 0; !ret && i < (stop - addr) >> 12; i++)
+				ret = bit_set(v, first + i, true);
 		} else {
 			/* Zero only pages that may hold something else. */
 			for (uint64_t a = addr; a < stop && !ret;) {
 				uint64_t b = a;
 
-				while (b < stop && bit_get(v->bits, (b - v->v.start) >> 12) &&
+				while (b < stop && bit_get(v, (b - v->v.start) >> 12) &&
 				       b - a < sizeof(zeros))
 					b += HAUL_PAGE_SIZE;
 				if (b == a) {
@@ -1041,8 +1101,8 @@ int rst_target_pages(struct rst_target *t, uint64_t addr, const void *data, uint
 					continue;
 				}
 				ret = write_mem(t, a, zeros, b - a);
-				for (uint64_t p = a; p < b; p += HAUL_PAGE_SIZE)
-					bit_set(v->bits, (p - v->v.start) >> 12, false);
+				for (uint64_t p = a; !ret && p < b; p += HAUL_PAGE_SIZE)
+					ret = bit_set(v, (p - v->v.start) >> 12, false);
 				a = b;
 			}
 		}
@@ -2182,6 +2242,12 @@ int rst_target_resume(struct rst_target *t, const void *state, size_t len, pid_t
 	ps = haul__img__process_state__unpack(NULL, len, state);
 	if (!ps) {
 		snprintf(why, whylen, "the process state of pid %d is corrupt", (int)t->o.pid);
+		return -EBADMSG;
+	}
+	/* nothing of it is used before every field passed (common/validate.h) */
+	if (val_process_state(ps, why, whylen)) {
+		haul__img__process_state__free_unpacked(ps, NULL);
+		pr_err("cannot restore pid %d: bad process state: %s", (int)t->o.pid, why);
 		return -EBADMSG;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
