@@ -935,6 +935,7 @@ static void abort_migration(struct mig *m)
 int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 {
 	struct mig m = {.o = o, .res = res, .pid = o->pid, .cpus = 1};
+	struct haul_pid_lock lock;
 	struct ps_client_opts co = {0};
 	struct haul_cg_mounts mounts;
 	struct trk_opts to = {0};
@@ -944,6 +945,14 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 
 	memset(res, 0, sizeof(*res));
 	m.guard.fd = -1;
+	/* one haul per process: a second would fight over its freeze, uffd and ptrace */
+	ret = haul_pid_lock(o->pid, "migrated", &lock, res->why, sizeof(res->why));
+	if (ret) {
+		pr_err("pid %d cannot be migrated: %s", o->pid, res->why);
+		res->phase = "precheck";
+		res->err = ret;
+		return ret;
+	}
 	ret = rst_dump_precheck(o->pid, res->why, sizeof(res->why));
 	if (ret) {
 		if (res->why[0])
@@ -951,6 +960,9 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 		else
 			pr_err_r(ret, "pid %d cannot be migrated", o->pid);
 		res->phase = "precheck";
+		/* the summary names the error ("precheck: Success" before) */
+		res->err = ret;
+		haul_pid_unlock(&lock);
 		return ret;
 	}
 	read_comm(o->pid, comm, sizeof(comm));
@@ -982,6 +994,7 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 	co.to = o->to;
 	co.nstreams = o->streams ? o->streams : 1;
 	co.compress = o->compress;
+	co.encrypt = o->encrypt;
 	co.bandwidth = o->bandwidth;
 	co.pid = o->ns_pid ? o->ns_pid : o->pid;
 	co.comm = comm;
@@ -1050,6 +1063,7 @@ out:
 	res->pages_sent += res->served_pages;
 	free(m.buf);
 	free(m.zero);
+	haul_pid_unlock(&lock);
 	res->err = ret;
 	return ret;
 }
