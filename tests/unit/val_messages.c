@@ -239,6 +239,34 @@ Test(val, each_bad_process_state_field_is_named)
 	cr_assert(strstr(why, "auxv"), "%s", why);
 }
 
+/* Vma.guards are installed with madvise at resume: only page-aligned runs inside their VMA. */
+Test(val, guard_pages_outside_their_vma_or_unaligned_are_refused)
+{
+	Haul__Img__Vma v = HAUL__IMG__VMA__INIT, *vp = &v;
+	Haul__Img__GuardRange g = HAUL__IMG__GUARD_RANGE__INIT, *gp = &g;
+	struct pstate s;
+
+	pstate_init(&s);
+	v.start = 0x7f0000000000;
+	v.end = 0x7f0000010000;
+	v.prot = 3;
+	v.flags = HAUL_VMA_ANON | HAUL_VMA_GUARD;
+	v.guards = &gp;
+	v.n_guards = 1;
+	s.ps.vmas = &vp;
+	s.ps.n_vmas = 1;
+	g.start = 0x7f0000001000;
+	g.end = 0x7f0000003000;
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), 0, "%s", why);
+	g.end = 0x7f0000011000;
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "guard pages"), "%s", why);
+	g.end = 0x7f0000002800;
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+	g.end = g.start;
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+}
+
 Test(val, an_image_index_must_fit_its_pages_file)
 {
 	Haul__Wire__ImageIndex idx = HAUL__WIRE__IMAGE_INDEX__INIT;
