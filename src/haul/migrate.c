@@ -977,11 +977,9 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 	}
 
 	res->phase = "cgroup";
-	ret = haul_cg_probe(&mounts);
-	if (ret) {
-		pr_err("no cgroup freezer on this host: mount cgroup2 (or the v1 freezer)");
+	ret = haul_cg_probe(&mounts); /* logs what is missing and what to do */
+	if (ret)
 		goto out;
-	}
 	ret = haul_cg_prepare(o->pid, &mounts, &m.cg);
 	if (ret)
 		goto out;
