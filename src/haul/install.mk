@@ -8,7 +8,10 @@
 haul_install_saved_goal := $(.DEFAULT_GOAL)
 
 HAUL_VERSION := $(shell cat VERSION 2>/dev/null || echo 0)
+# `make deb` builds in a copy without .git: scripts/mkdeb.sh passes HAUL_GIT.
+ifeq ($(origin HAUL_GIT),undefined)
 HAUL_GIT := $(shell git describe --always --dirty 2>/dev/null)
+endif
 
 $(BUILD)/gen/haul_version.h: FORCE
 	@mkdir -p $(dir $@)
@@ -53,7 +56,7 @@ uninstall:
 # this tree; the .deb lands in $(BUILD)/deb.  Its build tools are installed
 # here only (not by `make deps`).
 deb:
-	HAUL_EXTRA_PKGS="debhelper devscripts lintian fakeroot" sh scripts/deps.sh
+	HAUL_EXTRA_PKGS="dpkg-dev debhelper lintian" sh scripts/deps.sh
 	sh scripts/mkdeb.sh $(BUILD)/deb
 
 # Every option of each subcommand's --help is in its man page and back.
