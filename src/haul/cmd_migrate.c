@@ -478,14 +478,12 @@ int haul_cmd_migrate(int argc, char **argv)
 		return 2;
 	}
 	if (o.pid <= 0 || !haul_proc_state(o.pid)) {
-		pr_err("pid %d does not exist", o.pid);
+		pr_err("pid %d does not exist; check it with ps (or 'haul ps' for a NAME)", o.pid);
 		return 1;
 	}
 	ret = ps_key_load(key, o.key);
-	if (ret) {
-		pr_err_r(ret, "cannot load key file '%s' (it needs at least 32 bytes)", key);
+	if (ret) /* ps_key_load() said what is wrong with it and what to do */
 		return 2;
-	}
 	o.ns_pid = ns_pid_of(o.pid);
 	o.fault = getenv("HAUL_FAULT");
 	o.stop = &mig_stop;
