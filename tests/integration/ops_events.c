@@ -42,13 +42,18 @@ static int migrate(const char *const extra[])
 }
 
 /* ops_events.py on @path: whether the stream is well-formed and ends with @end. */
-static void assert_stream(const char *path, const char *end)
+static void assert_stream_mode(const char *path, const char *end, const char *mode)
 {
 	const char *src = getenv("HAUL_SRC");
 
-	cr_assert_eq(th_sh("python3 %s/tests/integration/ops_events.py %s %s", src ? src : ".",
-			   path, end),
+	cr_assert_eq(th_sh("python3 %s/tests/integration/ops_events.py %s %s %s", src ? src : ".",
+			   path, end, mode),
 		     0, "the --events stream in %s is not what an orchestrator expects", path);
+}
+
+static void assert_stream(const char *path, const char *end)
+{
+	assert_stream_mode(path, end, "precopy");
 }
 
 Test(ops_events, a_migration_streams_started_rounds_frozen_resumed_committed, .fini = teardown,
@@ -108,4 +113,17 @@ Test(ops_events, a_refused_restore_ends_the_stream_with_rolled_back, .fini = tea
 	cr_assert_eq(st, 1, "a refused restore did not exit 1");
 	assert_stream(path, "rolled_back");
 	cr_assert(th_mig_ticking(&M, M.net_a, 3000), "the source does not run on");
+}
+
+Test(ops_events, a_postcopy_migration_streams_memory_complete_after_resumed, .fini = teardown,
+     .timeout = 90)
+{
+	char path[128];
+	const char *extra[] = {"--postcopy", "--events", path, NULL};
+
+	th_mig_setup(&M, 0);
+	snprintf(path, sizeof(path), "%s/events-pc.jsonl", M.dir);
+	th_mig_workload(&M, 32, 8, 0);
+	cr_assert_eq(migrate(extra), 0, "haul migrate --postcopy failed");
+	assert_stream_mode(path, "committed", "postcopy");
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-# ops_events.py FILE END - check a `haul migrate --events` stream: every line
+# ops_events.py FILE END [postcopy] - check a `haul migrate --events` stream: every line
 # one JSON object with event, time and pid; started first; rounds numbered
 # 1, 2, ...; frozen before the final round, resumed after it; exactly one end
-# event (committed, rolled_back, in_doubt, lost), last, equal to END.
+# event (committed, rolled_back, in_doubt, lost), last, equal to END;
+# memory_complete after resumed with postcopy, else none.
 # Exit 0 when it holds, else 1 with the reason.
 import json
 import sys
@@ -49,6 +50,12 @@ if want_end == "committed":
     fin = [i for i, o in enumerate(ev) if o["event"] == "round" and o["final"]]
     if len(fin) != 1 or not names.index("frozen") < fin[0] < names.index("resumed"):
         fail("the final round is not between frozen and resumed")
+    lazy = [o for o in ev if o["event"] == "memory_complete"]
+    if len(sys.argv) > 3 and sys.argv[3] == "postcopy":
+        if len(lazy) != 1 or not names.index("resumed") < names.index("memory_complete"):
+            fail("post-copy without one memory_complete after resumed")
+    elif lazy:
+        fail("memory_complete in a pre-copy migration")
     if ev[-1]["exit_status"] != 0 or ev[-1]["target_pid"] <= 0:
         fail("committed without exit_status 0 and a target_pid")
 else:
