@@ -18,7 +18,9 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: haul checkpoint PID --images DIR [--leave-running]\n\n"
-		   "Dump a running single-threaded process into DIR (DIR/<pid>/).  Without\n"
+		   "Dump a running process into DIR as image DIR/<id>/ (id: its pid, host\n"
+		   "pid, start time and boot: a new checkpoint of the same process replaces\n"
+		   "its image atomically, other processes' images stay).  Without\n"
 		   "--leave-running the process is killed once its image is safely on disk;\n"
 		   "with it, it carries on.  Restore it with 'haul restore --images DIR'.\n");
 }
@@ -71,12 +73,12 @@ int haul_cmd_checkpoint(int argc, char **argv)
 		pr_err("cannot checkpoint pid %ld: %s", pid, why);
 		return 1;
 	}
-	ret = rst_checkpoint_images(pid, dir, leave, &st);
+	ret = rst_checkpoint_images(pid, dir, leave, getenv("HAUL_FAULT"), &st);
 	haul_pid_unlock(&lock);
 	if (ret)
 		return 1;
-	printf("checkpointed pid %ld into %s: %llu pages, %llu zero, stopped %.1f ms%s\n", pid, dir,
-	       (unsigned long long)st.pages, (unsigned long long)st.zero_pages, st.frozen_ns / 1e6,
-	       leave ? " (left running)" : "");
+	printf("checkpointed pid %ld into %s/%s: %llu pages, %llu zero, stopped %.1f ms%s\n", pid,
+	       dir, st.id, (unsigned long long)st.pages, (unsigned long long)st.zero_pages,
+	       st.frozen_ns / 1e6, leave ? " (left running)" : "");
 	return 0;
 }

@@ -45,6 +45,9 @@ static void usage(FILE *f)
 		"  --streams N          TCP streams (default 1; post-copy with 2 or more:\n"
 		"                       faults get stream 0 to themselves)\n"
 		"  --compress MODE      auto|lz4|none (default auto)\n"
+		"  --encrypt            encrypt the page streams (chacha20-poly1305; needed by\n"
+		"                       a page server run with --encrypt).  Without it pages\n"
+		"                       and state cross the network authenticated but readable\n"
 		"  --max-rounds N       pre-copy rounds before switching over anyway (default %d)\n"
 		"  --stop-and-copy      no pre-copy: freeze, copy everything, restore (baseline)\n"
 		"  --postcopy           resume on the target at once; memory follows on demand\n"
@@ -56,6 +59,9 @@ static void usage(FILE *f)
 		"  --events FD|FILE     stream one JSON object per phase and round (started,\n"
 		"                       round, frozen, resumed, committed, ...) as it happens\n"
 		"  --quiet              no per-round lines\n\n"
+		"The key (at least 32 random bytes, mode 0600) is root-equivalent on the\n"
+		"target: its holder can restore any process with any uid and memory there,\n"
+		"and create root-owned setuid files at paths it chooses.\n\n"
 		"Post-copy (--postcopy, --hybrid) trades safety for a short stop: from the\n"
 		"resume until the last page has arrived, the source is kept frozen as the only\n"
 		"copy of that memory. A connection that breaks in that window (reset, EOF)\n"
@@ -348,6 +354,11 @@ static void summary(const struct haul_mig_opts *o, const struct haul_mig_result 
 	}
 }
 
+/* long-only options: values outside the range of short option letters */
+enum {
+	OPT_EVENTS = 0x100
+};
+
 int haul_cmd_migrate(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -358,6 +369,7 @@ int haul_cmd_migrate(int argc, char **argv)
 		{"bandwidth", required_argument, NULL, 'b'},
 		{"streams", required_argument, NULL, 's'},
 		{"compress", required_argument, NULL, 'z'},
+		{"encrypt", no_argument, NULL, 'E'},
 		{"max-rounds", required_argument, NULL, 'r'},
 		{"stop-and-copy", no_argument, NULL, 'S'},
 		{"postcopy", no_argument, NULL, 'P'},
@@ -365,7 +377,7 @@ int haul_cmd_migrate(int argc, char **argv)
 		{"postcopy-rollback", no_argument, NULL, 'R'},
 		{"timeout", required_argument, NULL, 'T'},
 		{"json", required_argument, NULL, 'j'},
-		{"events", required_argument, NULL, 'E'},
+		{"events", required_argument, NULL, OPT_EVENTS},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -380,7 +392,7 @@ int haul_cmd_migrate(int argc, char **argv)
 	int c, ret, nmodes = 0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "t:k:c:d:b:s:z:r:SPHRT:j:E:qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "t:k:c:d:b:s:z:Er:SPHRT:j:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 't':
 			o.to = optarg;
@@ -416,6 +428,9 @@ int haul_cmd_migrate(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'E':
+			o.encrypt = true;
+			break;
 		case 'r':
 			o.max_rounds = atoi(optarg);
 			break;
@@ -439,7 +454,7 @@ int haul_cmd_migrate(int argc, char **argv)
 		case 'j':
 			json = optarg;
 			break;
-		case 'E':
+		case OPT_EVENTS:
 			events = optarg;
 			break;
 		case 'q':
@@ -482,8 +497,8 @@ int haul_cmd_migrate(int argc, char **argv)
 		return 1;
 	}
 	ret = ps_key_load(key, o.key);
-	if (ret) /* ps_key_load() said what is wrong with it and what to do */
-		return 2;
+	if (ret)
+		return 2; /* ps_key_load said why */
 	o.ns_pid = ns_pid_of(o.pid);
 	o.fault = getenv("HAUL_FAULT");
 	o.stop = &mig_stop;

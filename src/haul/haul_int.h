@@ -279,6 +279,7 @@ struct haul_mig_opts {
 	uint64_t bandwidth; /* bytes/s, 0 = no cap */
 	unsigned streams;
 	enum ps_compress compress;
+	bool encrypt;	     /* encrypt the streams (chacha20-poly1305) after authentication */
 	unsigned max_rounds; /* 0: HAUL_MIG_MAX_ROUNDS */
 	bool stop_and_copy;
 	enum haul_mig_mode mode;

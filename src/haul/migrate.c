@@ -995,6 +995,7 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 	co.to = o->to;
 	co.nstreams = o->streams ? o->streams : 1;
 	co.compress = o->compress;
+	co.encrypt = o->encrypt;
 	co.bandwidth = o->bandwidth;
 	co.pid = o->ns_pid ? o->ns_pid : o->pid;
 	co.comm = comm;

@@ -184,24 +184,31 @@ struct rst_ckpt_stats {
 	uint64_t zero_pages; /* pages stored as zero holes */
 	uint64_t frozen_ns;  /* from the stop to the durable commit */
 	uint64_t total_ns;
+	char id[96]; /* the image's identity: it is DIR/<id>/ */
 };
 
 /*
- * Checkpoint @pid into the page store at @dir (DIR/<pid>/): state, layout
- * and pages in one durable commit.  Without @leave_running the process is
- * killed once the commit is on disk (it never runs after the dump); with
- * it, it resumes.  A refusal is logged naming the resource; the process
- * runs on.  0 or -errno (-EOPNOTSUPP: refused).
+ * Checkpoint @pid into the images directory @dir as image DIR/<id>/ (id in
+ * st->id; a page store directory): state, layout and pages in one durable
+ * commit, written beside the previous image of the same process and
+ * switched in atomically (src/restore/imgdir.c); any failure leaves the
+ * previous image as it was.  Without @leave_running the process is killed
+ * once the new image is committed (it never runs after the dump); with it,
+ * it resumes.  @fault: HAUL_FAULT (tests; "ckpt-kill:staged|committed|
+ * switched") or NULL.  A refusal is logged naming the resource; the
+ * process runs on.  0 or -errno (-EOPNOTSUPP: refused).
  */
-int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running,
+int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running, const char *fault,
 			  struct rst_ckpt_stats *st);
 /*
- * Restore the process @pid (0: the only one) of the images at @dir with
- * @o (its pid and clock offsets are filled in here).  On success *@out is
- * the resumed target (rst_target_wait / rst_target_free) and *@here its PID
- * as seen from here.  0 or -errno, the reason logged.
+ * Restore the image @id (NULL: the only one) of process @pid (0: any) from
+ * @dir with @o (its pid and clock offsets are filled in here).  The image
+ * is opened read-only and every page checked before anything is created.
+ * On success *@out is the resumed target (rst_target_wait /
+ * rst_target_free) and *@here its PID as seen from here.  0 or -errno, the
+ * reason logged (several images match: -EINVAL, listed).
  */
-int rst_restore_images(const char *dir, pid_t pid, const struct rst_target_opts *o,
+int rst_restore_images(const char *dir, const char *id, pid_t pid, const struct rst_target_opts *o,
 		       struct rst_target **out, pid_t *here);
 
 /* The ProcessState.version this build writes and accepts (haul version). */

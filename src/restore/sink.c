@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/validate.h"
 #include "pageserver/pageserver.h"
 #include "restore/lazy_int.h"
 #include "restore/restore.h"
@@ -397,8 +398,15 @@ static int live_round_end(void *sess, uint64_t round)
 static int live_state(void *sess, const void *blob, size_t len)
 {
 	struct live_sess *s = sess;
-	void *copy = malloc(len ? len : 1);
+	char why[160];
+	void *copy;
 
+	/* checked on arrival, so the source learns at once (rst_target_resume checks again) */
+	if (val_state_blob(blob, len, why, sizeof(why))) {
+		pr_err("pid %d: the source sent a bad process state: %s", (int)s->pid, why);
+		return -EBADMSG;
+	}
+	copy = malloc(len ? len : 1);
 	if (!copy)
 		return -ENOMEM;
 	memcpy(copy, blob, len);
