@@ -253,17 +253,52 @@ static int thread_check(const Haul__Img__ThreadState *th, size_t i, char *why, s
 	return pending_check(what, th->pending, th->n_pending, why, n);
 }
 
+/* The deleted file's extents, the locks and the O_ASYNC owner of one fd. */
+static int fd_extras_check(const Haul__Img__Fd *f, size_t i, char *why, size_t n)
+{
+	uint64_t at = 0, data = 0;
+
+	if (f->n_extents % 2)
+		return fail(why, n,
+			    "fds[%zu] (fd %d).extents: %zu values, not (offset, length) pairs", i,
+			    f->fd, f->n_extents);
+	for (size_t k = 0; k < f->n_extents; k += 2) {
+		uint64_t off = f->extents[k], len = f->extents[k + 1];
+
+		if (off < at || len > UINT64_MAX - off || len > f->content.len - data ||
+		    (f->has_size && off + len > f->size))
+			return fail(why, n,
+				    "fds[%zu] (fd %d).extents[%zu]: %llu+%llu out of order or "
+				    "beyond the file or its content",
+				    i, f->fd, k / 2, (unsigned long long)off,
+				    (unsigned long long)len);
+		at = off + len;
+		data += len;
+	}
+	if (f->n_locks > VAL_MAX_EPOLL)
+		return fail(why, n, "fds[%zu] (fd %d).locks: %zu locks, more than %d", i, f->fd,
+			    f->n_locks, VAL_MAX_EPOLL);
+	for (size_t k = 0; k < f->n_locks; k++)
+		if (f->locks[k]->kind > HAUL__IMG__LOCK_KIND__LOCK_LEASE || f->locks[k]->type > 2)
+			return fail(why, n, "fds[%zu] (fd %d).locks[%zu]: kind %d type %u", i,
+				    f->fd, k, (int)f->locks[k]->kind, f->locks[k]->type);
+	if (f->has_async_sig && (f->async_sig < 0 || f->async_sig > VAL_NSIG))
+		return fail(why, n, "fds[%zu] (fd %d).async_sig: %d", i, f->fd, f->async_sig);
+	return 0;
+}
+
 static int fd_check(const Haul__Img__Fd *f, size_t i, char *why, size_t n)
 {
 	if (f->fd < 0 || (uint32_t)f->fd >= VAL_MAX_FDS)
 		return fail(why, n, "fds[%zu].fd: %d (0..%u)", i, f->fd, VAL_MAX_FDS - 1);
-	if (f->kind > HAUL__IMG__FD_KIND__FD_UNIX_PAIR)
+	if (f->kind > HAUL__IMG__FD_KIND__FD_PATH)
 		return fail(why, n, "fds[%zu] (fd %d).kind: unknown kind %d", i, f->fd,
 			    (int)f->kind);
 	/* Reopened by path: those kinds must name a file; the others carry a description. */
-	if (!str_ok(f->path, false) || (!f->path[0] && (f->kind == HAUL__IMG__FD_KIND__FD_REG ||
-							f->kind == HAUL__IMG__FD_KIND__FD_DIR ||
-							f->kind == HAUL__IMG__FD_KIND__FD_CHR)))
+	if (!str_ok(f->path, false) ||
+	    (!f->path[0] &&
+	     (f->kind == HAUL__IMG__FD_KIND__FD_REG || f->kind == HAUL__IMG__FD_KIND__FD_DIR ||
+	      f->kind == HAUL__IMG__FD_KIND__FD_CHR || f->kind == HAUL__IMG__FD_KIND__FD_PATH)))
 		return fail(why, n, "fds[%zu] (fd %d).path: empty or longer than %d bytes", i,
 			    f->fd, VAL_MAX_STR - 1);
 	if (f->kind == HAUL__IMG__FD_KIND__FD_TIMERFD &&
@@ -273,6 +308,8 @@ static int fd_check(const Haul__Img__Fd *f, size_t i, char *why, size_t n)
 	    (!f->has_sock_type || (f->sock_type != 1 && f->sock_type != 2 && f->sock_type != 5)))
 		return fail(why, n, "fds[%zu] (fd %d).sock_type: %u (stream, dgram or seqpacket)",
 			    i, f->fd, f->sock_type);
+	if (fd_extras_check(f, i, why, n))
+		return -EBADMSG;
 	if (f->n_epoll > VAL_MAX_EPOLL)
 		return fail(why, n, "fds[%zu] (fd %d).epoll: %zu targets, more than %d", i, f->fd,
 			    f->n_epoll, VAL_MAX_EPOLL);

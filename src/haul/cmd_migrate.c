@@ -56,6 +56,8 @@ static void usage(FILE *f)
 		"                       (default: keep it frozen and exit 3)\n"
 		"  --timeout MS         wait at most this for each reply of the target (default %d)\n"
 		"  --json FILE          write times, downtime, rounds and bytes to FILE\n"
+		"  --events FD|FILE     stream one JSON object per phase and round (started,\n"
+		"                       round, frozen, resumed, committed, ...) as it happens\n"
 		"  --quiet              no per-round lines\n\n"
 		"The key (at least 32 random bytes, mode 0600) is root-equivalent on the\n"
 		"target: its holder can restore any process with any uid and memory there,\n"
@@ -161,6 +163,7 @@ static pid_t ns_pid_of(pid_t pid)
 struct progress {
 	bool quiet;
 	bool tty; /* stderr is a terminal: redraw a live line during rounds */
+	struct haul_events *events;
 };
 
 static void print_progress(void *arg, uint64_t seq, uint64_t sent, uint64_t total, double mbps)
@@ -177,6 +180,7 @@ static void print_round(void *arg, const struct haul_mig_round *r)
 {
 	const struct progress *p = arg;
 
+	haul_events_round(p->events, r);
 	if (p->quiet)
 		return;
 	if (p->tty)
@@ -350,6 +354,11 @@ static void summary(const struct haul_mig_opts *o, const struct haul_mig_result 
 	}
 }
 
+/* long-only options: values outside the range of short option letters */
+enum {
+	OPT_EVENTS = 0x100
+};
+
 int haul_cmd_migrate(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -368,13 +377,14 @@ int haul_cmd_migrate(int argc, char **argv)
 		{"postcopy-rollback", no_argument, NULL, 'R'},
 		{"timeout", required_argument, NULL, 'T'},
 		{"json", required_argument, NULL, 'j'},
+		{"events", required_argument, NULL, OPT_EVENTS},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct haul_mig_opts o = {.downtime_ms = HAUL_MIG_DOWNTIME_MS, .streams = 1};
 	struct haul_mig_result r;
-	const char *key = NULL, *cgroup = NULL, *json = NULL;
+	const char *key = NULL, *cgroup = NULL, *json = NULL, *events = NULL;
 	struct sigaction sa = {.sa_handler = on_signal};
 	struct haul_wl wl;
 	struct progress prog = {.tty = isatty(STDERR_FILENO)};
@@ -444,6 +454,9 @@ int haul_cmd_migrate(int argc, char **argv)
 		case 'j':
 			json = optarg;
 			break;
+		case OPT_EVENTS:
+			events = optarg;
+			break;
 		case 'q':
 			prog.quiet = true;
 			break;
@@ -480,7 +493,7 @@ int haul_cmd_migrate(int argc, char **argv)
 		return 2;
 	}
 	if (o.pid <= 0 || !haul_proc_state(o.pid)) {
-		pr_err("pid %d does not exist", o.pid);
+		pr_err("pid %d does not exist; check it with ps (or 'haul ps' for a NAME)", o.pid);
 		return 1;
 	}
 	ret = ps_key_load(key, o.key);
@@ -489,6 +502,9 @@ int haul_cmd_migrate(int argc, char **argv)
 	o.ns_pid = ns_pid_of(o.pid);
 	o.fault = getenv("HAUL_FAULT");
 	o.stop = &mig_stop;
+	if (events && haul_events_open(events, o.pid, &o.events))
+		return 2;
+	prog.events = o.events;
 	o.on_round = print_round;
 	o.on_progress = print_progress;
 	o.arg = &prog;
@@ -497,7 +513,10 @@ int haul_cmd_migrate(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	have_wl = !haul_reg_find_pid(o.pid, &wl);
+	haul_events_started(o.events, o.to, mode_name(&o), o.downtime_ms);
 	haul_migrate(&o, &r);
+	haul_events_end(o.events, &r);
+	haul_events_free(o.events);
 	summary(&o, &r);
 	if (json) {
 		int jr = write_json(json, &o, &r);

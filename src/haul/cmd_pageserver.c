@@ -125,7 +125,12 @@ int haul_cmd_pageserver(int argc, char **argv)
 	o.sink = &rst_live_sink;
 	ret = ps_server_new(&o, &s);
 	if (ret) {
-		pr_err_r(ret, "cannot start the page server on %s", o.listen);
+		if (ret == -EADDRINUSE)
+			pr_err("something listens on %s already (another page server?): stop it "
+			       "(ss -ltnp names it) or pick another --listen port",
+			       o.listen);
+		else
+			pr_err_r(ret, "cannot start the page server on %s", o.listen);
 		return 1;
 	}
 	{

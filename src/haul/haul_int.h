@@ -297,6 +297,7 @@ struct haul_mig_opts {
 	/* during a round, every HAUL_MIG_PROGRESS_MS: pages sent so far of @total, payload MB/s */
 	void (*on_progress)(void *arg, uint64_t seq, uint64_t sent, uint64_t total, double mbps);
 	void *arg;
+	struct haul_events *events; /* --events (events.c); NULL: none */
 };
 
 struct haul_mig_result {
@@ -363,5 +364,26 @@ int haul_pid_start_time(pid_t pid, unsigned long long *start);
 int haul_pid_lock(pid_t pid, const char *verb, struct haul_pid_lock *l, char *why, size_t wl);
 /* Release it; a no-op when not held. */
 void haul_pid_unlock(struct haul_pid_lock *l);
+
+/* ---- events.c: --events, one JSON object per line ---------------------------- */
+
+struct haul_events;
+
+/*
+ * @spec: an fd number (all digits, open for writing) or a file path
+ * (created, truncated).  0, -EBADF, -errno; logged.  @pid names the
+ * migrated process in every event.
+ */
+int haul_events_open(const char *spec, pid_t pid, struct haul_events **out);
+void haul_events_free(struct haul_events *ev);
+/* Each is a no-op for a NULL @ev; a write failure is warned about once. */
+void haul_events_started(struct haul_events *ev, const char *to, const char *mode,
+			 double downtime_ms);
+void haul_events_round(struct haul_events *ev, const struct haul_mig_round *r);
+void haul_events_frozen(struct haul_events *ev);
+void haul_events_resumed(struct haul_events *ev, pid_t target_pid, double downtime_ms);
+void haul_events_memory_complete(struct haul_events *ev, double complete_ms, uint64_t served_pages);
+/* committed, rolled_back, in_doubt or lost, from @r (the exit status). */
+void haul_events_end(struct haul_events *ev, const struct haul_mig_result *r);
 
 #endif

@@ -778,6 +778,7 @@ static int switchover(struct mig *m)
 		}
 	}
 	res->seize_ms = haul_now_ms() - t;
+	haul_events_frozen(m->o->events);
 	ret = fault_point(m, "seized");
 	if (ret)
 		return ret;
@@ -851,6 +852,7 @@ static int switchover(struct mig *m)
 	}
 	res->downtime_ms = haul_now_ms() - res->t_freeze;
 	res->target_pid = rr.pid;
+	haul_events_resumed(m->o->events, rr.pid, res->downtime_ms);
 	/* from here an interrupt changes nothing: the stall only ends sooner */
 	fault_point(m, "restored");
 
@@ -866,6 +868,7 @@ static int switchover(struct mig *m)
 			return postcopy_failed(m, ret);
 		}
 		res->complete_ms = haul_now_ms() - res->t_freeze;
+		haul_events_memory_complete(m->o->events, res->complete_ms, res->served_pages);
 		/* what the target measured, and what serving cost on the wire */
 		struct ps_client_stats cs;
 
@@ -974,11 +977,9 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 	}
 
 	res->phase = "cgroup";
-	ret = haul_cg_probe(&mounts);
-	if (ret) {
-		pr_err("no cgroup freezer on this host: mount cgroup2 (or the v1 freezer)");
+	ret = haul_cg_probe(&mounts); /* logs what is missing and what to do */
+	if (ret)
 		goto out;
-	}
 	ret = haul_cg_prepare(o->pid, &mounts, &m.cg);
 	if (ret)
 		goto out;

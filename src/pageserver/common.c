@@ -97,7 +97,10 @@ int ps_key_load(const char *path, uint8_t key[PS_KEY_LEN])
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
-		pr_err_r(ret, "cannot open key file '%s'", path);
+		pr_err_r(ret,
+			 "cannot open key file '%s' (make one with 'head -c 32 /dev/urandom > %s' "
+			 "and copy it to the other host)",
+			 path, path);
 		return ret;
 	}
 	if (fstat(fd, &st)) {

@@ -211,6 +211,9 @@ int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running, const 
 int rst_restore_images(const char *dir, const char *id, pid_t pid, const struct rst_target_opts *o,
 		       struct rst_target **out, pid_t *here);
 
+/* The ProcessState.version this build writes and accepts (haul version). */
+int rst_image_version(void);
+
 /* The page server sink that restores live sessions into rst_targets. */
 extern const struct ps_sink_ops rst_live_sink;
 

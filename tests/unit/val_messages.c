@@ -239,6 +239,50 @@ Test(val, each_bad_process_state_field_is_named)
 	cr_assert(strstr(why, "auxv"), "%s", why);
 }
 
+Test(val, o_path_fds_deleted_file_extents_and_locks_are_checked)
+{
+	struct pstate s;
+	uint64_t ext[4] = {0, 4096, 8192, 4096};
+	uint8_t data[8192] = {0};
+	Haul__Img__FileLock lk, *lkp[1] = {&lk};
+
+	pstate_init(&s);
+	s.fd0.kind = HAUL__IMG__FD_KIND__FD_PATH;
+	s.fd0.path = "/etc";
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), 0, "%s", why);
+	s.fd0.path = "";
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "fds[0]"), "%s", why);
+
+	pstate_init(&s);
+	s.fd0.kind = HAUL__IMG__FD_KIND__FD_DELETED;
+	s.fd0.path = "/tmp/x (deleted)";
+	s.fd0.extents = ext;
+	s.fd0.n_extents = 4;
+	s.fd0.content.data = data;
+	s.fd0.content.len = sizeof(data);
+	s.fd0.has_size = true;
+	s.fd0.size = 12288;
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), 0, "%s", why);
+	s.fd0.n_extents = 3;
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+	s.fd0.n_extents = 4;
+	s.fd0.content.len = 4096; /* the second extent's bytes are missing */
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "extents[1]"), "%s", why);
+	s.fd0.content.len = sizeof(data);
+	s.fd0.size = 8192; /* an extent past the file's size */
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+
+	pstate_init(&s);
+	haul__img__file_lock__init(&lk);
+	lk.kind = 9;
+	s.fd0.locks = lkp;
+	s.fd0.n_locks = 1;
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "locks[0]"), "%s", why);
+}
+
 /* Vma.guards are installed with madvise at resume: only page-aligned runs inside their VMA. */
 Test(val, guard_pages_outside_their_vma_or_unaligned_are_refused)
 {
