@@ -1630,8 +1630,10 @@ static int restore_fd(struct rst_target *t, struct fd_ctx *x, const Haul__Img__F
 		ret = rcall(t, SYS_dup3, tmp, f->fd, f->cloexec ? O_CLOEXEC : 0, 0, 0, 0, NULL);
 		if (!shared)
 			rcall(t, SYS_close, tmp, 0, 0, 0, 0, 0, NULL);
-	} else if (!f->cloexec) {
-		ret = rcall(t, SYS_fcntl, tmp, F_SETFD, 0, 0, 0, 0, NULL);
+	} else {
+		/* Created at its own number (eventfd, timerfd, epoll...): no dup3 set it. */
+		ret = rcall(t, SYS_fcntl, tmp, F_SETFD, f->cloexec ? FD_CLOEXEC : 0, 0, 0, 0,
+			    NULL);
 	}
 	if (!ret &&
 	    (f->kind == HAUL__IMG__FD_KIND__FD_PIPE || f->kind == HAUL__IMG__FD_KIND__FD_UNIX_PAIR))
