@@ -717,13 +717,14 @@ static bool compatible(const struct haul_vma *a, const struct haul_vma *b)
 /*
  * What mmap fixes for good and no later call changes: the file's open mode
  * behind a shared file mapping (mw: whether mprotect(PROT_WRITE) may ever
- * succeed), MAP_NORESERVE, MAP_DROPPABLE.  Pre-copy layouts come from maps
+ * succeed), MAP_NORESERVE, MAP_DROPPABLE, MAP_GROWSDOWN (a stack made
+ * without it never grows: the next deeper call chain faults).  Pre-copy layouts come from maps
  * and lack them; the state's layout has them, and a VMA made without them
  * is made again (remake).
  */
 static uint32_t creation_flags(const struct haul_vma *v)
 {
-	uint32_t f = v->flags & (HAUL_VMA_NORESERVE | HAUL_VMA_DROPPABLE);
+	uint32_t f = v->flags & (HAUL_VMA_NORESERVE | HAUL_VMA_DROPPABLE | HAUL_VMA_GROWSDOWN);
 
 	if ((v->flags & HAUL_VMA_FILE) && (v->flags & HAUL_VMA_SHARED) &&
 	    !(v->flags & HAUL_VMA_SHMEM))
@@ -1632,8 +1633,7 @@ static int restore_fd(struct rst_target *t, struct fd_ctx *x, const Haul__Img__F
 			rcall(t, SYS_close, tmp, 0, 0, 0, 0, 0, NULL);
 	} else {
 		/* Created at its own number (eventfd, timerfd, epoll...): no dup3 set it. */
-		ret = rcall(t, SYS_fcntl, tmp, F_SETFD, f->cloexec ? FD_CLOEXEC : 0, 0, 0, 0,
-			    NULL);
+		ret = rcall(t, SYS_fcntl, tmp, F_SETFD, f->cloexec ? FD_CLOEXEC : 0, 0, 0, 0, NULL);
 	}
 	if (!ret &&
 	    (f->kind == HAUL__IMG__FD_KIND__FD_PIPE || f->kind == HAUL__IMG__FD_KIND__FD_UNIX_PAIR))
