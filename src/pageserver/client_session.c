@@ -207,32 +207,10 @@ int ps_client_commit(struct ps_client *c)
 	return ret;
 }
 
-struct fetch_ctx {
-	uint64_t addr;
-	uint32_t npages;
-	uint8_t *buf;
-	uint32_t got;
-};
-
-static int fetch_put(void *arg, uint64_t addr, const void *data, uint32_t n)
-{
-	struct fetch_ctx *f = arg;
-	uint64_t end = f->addr + (uint64_t)f->npages * HAUL_PAGE_SIZE;
-
-	if (addr < f->addr || addr + (uint64_t)n * HAUL_PAGE_SIZE > end)
-		return -ERANGE;
-	if (data)
-		memcpy(f->buf + (addr - f->addr), data, (size_t)n * HAUL_PAGE_SIZE);
-	else
-		memset(f->buf + (addr - f->addr), 0, (size_t)n * HAUL_PAGE_SIZE);
-	f->got += n;
-	return 0;
-}
-
 int ps_client_fetch(struct ps_client *c, uint64_t addr, uint32_t npages, void *buf)
 {
 	Haul__Wire__PageReq q = HAUL__WIRE__PAGE_REQ__INIT;
-	struct fetch_ctx f = {addr, npages, buf, 0};
+	struct ps_fetch_ctx f = {.addr = addr, .npages = npages, .buf = buf};
 	struct ps_stream *st = &c->st[0];
 	const uint8_t *payload;
 	ProtobufCMessage *m;
@@ -266,7 +244,7 @@ int ps_client_fetch(struct ps_client *c, uint64_t addr, uint32_t npages, void *b
 		n = -EPROTO;
 	} else {
 		memset(buf, 0, (size_t)npages * HAUL_PAGE_SIZE);
-		n = wire_pages_decode(pm, payload, plen, scratch, fetch_put, &f);
+		n = wire_pages_decode(pm, payload, plen, scratch, ps_fetch_put, &f);
 	}
 	wire_msg_free(m);
 	if (n < 0 || f.got != npages) {

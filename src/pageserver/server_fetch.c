@@ -412,27 +412,6 @@ int ps_session_fetch_done(struct ps_session *x)
 	return ps_session_fetch_done_report(x, NULL);
 }
 
-struct fetch_ctx {
-	uint64_t addr;
-	uint32_t npages, got;
-	uint8_t *buf;
-};
-
-static int fetch_put(void *arg, uint64_t addr, const void *data, uint32_t n)
-{
-	struct fetch_ctx *fc = arg;
-
-	if (addr < fc->addr ||
-	    addr + (uint64_t)n * HAUL_PAGE_SIZE > fc->addr + (uint64_t)fc->npages * HAUL_PAGE_SIZE)
-		return -ERANGE;
-	if (data)
-		memcpy(fc->buf + (addr - fc->addr), data, (size_t)n * HAUL_PAGE_SIZE);
-	else
-		memset(fc->buf + (addr - fc->addr), 0, (size_t)n * HAUL_PAGE_SIZE);
-	fc->got += n;
-	return 0;
-}
-
 /* The source answers a request: copy the pages to the requester and wake it. */
 int on_page_reply(struct ps_conn *c, ProtobufCMessage *m, const uint8_t *payload, size_t len)
 {
@@ -460,13 +439,13 @@ int on_page_reply(struct ps_conn *c, ProtobufCMessage *m, const uint8_t *payload
 		pthread_mutex_unlock(&s->fmu);
 		return 0;
 	}
-	struct fetch_ctx fc = {f->addr, f->npages, 0, f->buf};
+	struct ps_fetch_ctx fc = {.addr = f->addr, .npages = f->npages, .buf = f->buf};
 	char why[160];
 
 	why[0] = '\0';
 	n = val_pages(pm, why, sizeof(why));
 	if (!n)
-		n = wire_pages_decode(pm, payload, len, s->scratch, fetch_put, &fc);
+		n = wire_pages_decode(pm, payload, len, s->scratch, ps_fetch_put, &fc);
 	if (n < 0 || fc.got != f->npages)
 		pr_warn("peer %s: bad reply to page request %#llx+%u (%s)", c->peer,
 			(unsigned long long)f->addr, f->npages,
