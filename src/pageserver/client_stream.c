@@ -157,6 +157,36 @@ int client_flush(struct ps_client *c)
 	return err;
 }
 
+/* The next stream round-robin once its job slot is free; NULL (*@err set) if it failed.  mu. */
+static struct ps_stream *job_slot(struct ps_client *c, int *err)
+{
+	struct ps_stream *st = &c->st[c->next];
+
+	while (st->has_job && !st->err)
+		pthread_cond_wait(&c->cv, &c->mu);
+	if (st->err) {
+		*err = st->err;
+		return NULL;
+	}
+	return st;
+}
+
+/* Hand @st the job just filled in; the next one goes to the next stream.  mu. */
+static void job_post(struct ps_client *c, struct ps_stream *st)
+{
+	st->has_job = true;
+	pthread_cond_broadcast(&c->cv);
+	c->next = (c->next + 1) % c->n;
+}
+
+/* Wait until every stream has taken its job (copied what it named).  mu. */
+static void jobs_taken(struct ps_client *c)
+{
+	for (unsigned i = 0; i < c->n; i++)
+		while (c->st[i].has_job)
+			pthread_cond_wait(&c->cv, &c->mu);
+}
+
 int ps_client_pages(struct ps_client *c, uint64_t addr, const void *data, uint32_t npages,
 		    const uint64_t *zero)
 {
@@ -170,29 +200,21 @@ int ps_client_pages(struct ps_client *c, uint64_t addr, const void *data, uint32
 	pthread_mutex_lock(&c->mu);
 	for (uint32_t off = 0; off < npages && !err;) {
 		uint32_t n = npages - off < WIRE_BATCH_PAGES ? npages - off : WIRE_BATCH_PAGES;
-		struct ps_stream *st = &c->st[c->next];
+		struct ps_stream *st = job_slot(c, &err);
 
-		while (st->has_job && !st->err)
-			pthread_cond_wait(&c->cv, &c->mu);
-		if (st->err) {
-			err = st->err;
+		if (!st)
 			break;
-		}
 		st->job_addr = addr + (uint64_t)off * HAUL_PAGE_SIZE;
 		st->job_data = p + (size_t)off * HAUL_PAGE_SIZE;
 		st->job_zero = zero;
 		st->job_zero_base = off;
 		st->job_n = n;
 		st->job_r = NULL;
-		st->has_job = true;
-		pthread_cond_broadcast(&c->cv);
-		c->next = (c->next + 1) % c->n;
+		job_post(c, st);
 		off += n;
 	}
 	/* Return only once every stream has copied what it took from @data. */
-	for (unsigned i = 0; i < c->n; i++)
-		while (c->st[i].has_job)
-			pthread_cond_wait(&c->cv, &c->mu);
+	jobs_taken(c);
 	pthread_mutex_unlock(&c->mu);
 	return err;
 }
@@ -226,18 +248,15 @@ int ps_client_pages_v(struct ps_client *c, const struct ps_range *r, size_t n, c
 		}
 	pthread_mutex_lock(&c->mu);
 	while (k < np && !err) {
-		struct ps_stream *st = &c->st[c->next];
+		struct ps_stream *st;
 		size_t first = k;
 		uint64_t pages = 0;
 
 		while (k < np && pages + piece[k].npages <= WIRE_BATCH_PAGES)
 			pages += piece[k++].npages;
-		while (st->has_job && !st->err)
-			pthread_cond_wait(&c->cv, &c->mu);
-		if (st->err) {
-			err = st->err;
+		st = job_slot(c, &err);
+		if (!st)
 			break;
-		}
 		st->job_addr = piece[first].addr;
 		st->job_data = (const uint8_t *)data + off * HAUL_PAGE_SIZE;
 		st->job_zero = zero;
@@ -245,15 +264,11 @@ int ps_client_pages_v(struct ps_client *c, const struct ps_range *r, size_t n, c
 		st->job_n = (uint32_t)pages;
 		st->job_r = &piece[first];
 		st->job_nr = k - first;
-		st->has_job = true;
-		pthread_cond_broadcast(&c->cv);
-		c->next = (c->next + 1) % c->n;
+		job_post(c, st);
 		off += pages;
 	}
 	/* Return only once every stream has copied what it took (and the pieces). */
-	for (unsigned i = 0; i < c->n; i++)
-		while (c->st[i].has_job)
-			pthread_cond_wait(&c->cv, &c->mu);
+	jobs_taken(c);
 	pthread_mutex_unlock(&c->mu);
 	free(piece);
 	return err;

@@ -45,19 +45,30 @@ struct io_uring_sqe *get_sqe(struct ps_server *s)
 	return sqe;
 }
 
+/*
+ * An SQE for the next receive of @c, or NULL: a receive is in flight
+ * already, @c is going away, or the ring is full (which fails @c).
+ */
+struct io_uring_sqe *conn_recv_sqe(struct ps_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->recv_busy || c->dead || c->state == PS_CLOSING)
+		return NULL;
+	sqe = get_sqe(c->srv);
+	if (!sqe)
+		conn_fail(c, -EAGAIN, "cannot queue a receive: io_uring full");
+	return sqe;
+}
+
 /* Receive up to @max bytes into the receive buffer. */
 void conn_submit_recv(struct ps_conn *c, size_t max)
 {
-	struct io_uring_sqe *sqe;
+	struct io_uring_sqe *sqe = conn_recv_sqe(c);
 	size_t len = c->rcap - c->rfill;
 
-	if (c->recv_busy || c->dead || c->state == PS_CLOSING)
+	if (!sqe)
 		return;
-	sqe = get_sqe(c->srv);
-	if (!sqe) {
-		conn_fail(c, -EAGAIN, "cannot queue a receive: io_uring full");
-		return;
-	}
 	io_uring_prep_recv(sqe, c->fd, c->rbuf + c->rfill, len < max ? len : max, 0);
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | OP_RECV);
 	c->recv_busy = true;

@@ -38,15 +38,10 @@ bool direct_capable(const struct ps_conn *c)
 
 void conn_submit_direct(struct ps_conn *c)
 {
-	struct io_uring_sqe *sqe;
+	struct io_uring_sqe *sqe = conn_recv_sqe(c);
 
-	if (c->recv_busy || c->dead || c->state == PS_CLOSING)
+	if (!sqe)
 		return;
-	sqe = get_sqe(c->srv);
-	if (!sqe) {
-		conn_fail(c, -EAGAIN, "cannot queue a receive: io_uring full");
-		return;
-	}
 	memset(&c->dmsg, 0, sizeof(c->dmsg));
 	c->dmsg.msg_iov = c->diov + c->di;
 	c->dmsg.msg_iovlen = c->dn - c->di;

@@ -176,6 +176,7 @@ struct ps_server {
 
 /* server_conn.c */
 struct io_uring_sqe *get_sqe(struct ps_server *s);
+struct io_uring_sqe *conn_recv_sqe(struct ps_conn *c);
 void conn_submit_recv(struct ps_conn *c, size_t max);
 int conn_sendv(struct ps_conn *c, unsigned type, const ProtobufCMessage *msg,
 	       const struct wire_seg *segs, size_t nsegs, uint32_t plen);

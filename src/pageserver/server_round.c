@@ -39,6 +39,15 @@ static int send_ack(struct ps_conn *c, unsigned type, uint64_t value, uint64_t p
 	return conn_send(c, WIRE_ACK, &a.base, NULL, 0);
 }
 
+/* A FETCH session only reads: fail @c for what it @did there (-EPROTO), else 0. */
+static int fetch_session_refuses(struct ps_conn *c, const char *did)
+{
+	if (c->sess->kind != HAUL__WIRE__SESSION_KIND__FETCH)
+		return 0;
+	conn_fail(c, -EPROTO, "%s in a fetch session", did);
+	return -EPROTO;
+}
+
 int on_layout(struct ps_conn *c, ProtobufCMessage *m)
 {
 	Haul__Wire__Layout *lm = (Haul__Wire__Layout *)m;
@@ -47,10 +56,8 @@ int on_layout(struct ps_conn *c, ProtobufCMessage *m)
 	char why[160];
 	int ret;
 
-	if (x->kind == HAUL__WIRE__SESSION_KIND__FETCH) {
-		conn_fail(c, -EPROTO, "sent a layout in a fetch session");
+	if (fetch_session_refuses(c, "sent a layout"))
 		return -EPROTO;
-	}
 	ret = wire_layout_from_msg(lm->vmas, lm->n_vmas, &l);
 	if (ret) {
 		conn_fail(c, ret, "sent a malformed layout (unaligned, empty or overlapping VMAs)");
@@ -82,10 +89,8 @@ int on_round_begin(struct ps_conn *c, ProtobufCMessage *m)
 	Haul__Wire__RoundBegin *rb = (Haul__Wire__RoundBegin *)m;
 	struct ps_session *x = c->sess;
 
-	if (x->kind == HAUL__WIRE__SESSION_KIND__FETCH) {
-		conn_fail(c, -EPROTO, "began a round in a fetch session");
+	if (fetch_session_refuses(c, "began a round"))
 		return -EPROTO;
-	}
 	if (x->njoined == x->nstreams && x->nconns < x->nstreams) {
 		/* A stream left: the round's barrier could never complete. */
 		conn_fail(c, -EPIPE, "began round %llu after another stream of its session closed",
@@ -260,10 +265,8 @@ int on_state(struct ps_conn *c, const Haul__Wire__State *m, const uint8_t *paylo
 	struct ps_session *x = c->sess;
 	int ret;
 
-	if (x->kind == HAUL__WIRE__SESSION_KIND__FETCH) {
-		conn_fail(c, -EPROTO, "sent a state in a fetch session");
+	if (fetch_session_refuses(c, "sent a state"))
 		return -EPROTO;
-	}
 	if (m->n_stale) {
 		ret = on_stale(c, m);
 		if (ret)
@@ -316,10 +319,8 @@ int on_commit(struct ps_conn *c)
 	struct ps_session *x = c->sess;
 	int ret;
 
-	if (x->kind == HAUL__WIRE__SESSION_KIND__FETCH) {
-		conn_fail(c, -EPROTO, "sent a commit in a fetch session");
+	if (fetch_session_refuses(c, "sent a commit"))
 		return -EPROTO;
-	}
 	if (x->proc) {
 		ret = pstore_commit(x->proc, x->round_base + x->last_round);
 		if (ret) {
