@@ -65,10 +65,10 @@
 
 /* ---- connecting -------------------------------------------------------------------------- */
 
-int stream_connect(struct ps_client *c, struct ps_stream *st, const struct sockaddr_storage *ss,
-		   socklen_t len)
+int ps_stream_connect(struct ps_client *c, struct ps_stream *st, const struct sockaddr_storage *ss,
+		      socklen_t len)
 {
-	int tmo = reply_timeout(c), one = 1;
+	int tmo = ps_reply_timeout(c), one = 1;
 	struct timeval tv = {tmo / 1000, (tmo % 1000) * 1000};
 	int buf = 4 << 20;
 
@@ -87,7 +87,7 @@ int stream_connect(struct ps_client *c, struct ps_stream *st, const struct socka
 	return 0;
 }
 
-int64_t clock_ns(clockid_t id)
+int64_t ps_clock_ns(clockid_t id)
 {
 	struct timespec t;
 
@@ -109,9 +109,9 @@ static void session_clocks(const struct ps_client *c, Haul__Wire__SessionOpen *s
 
 	so->has_clock_monotonic_ns = so->has_clock_boottime_ns = true;
 	so->clock_monotonic_ns =
-		clock_ns(CLOCK_MONOTONIC) + c->o.timens_monotonic_ns + c->hello_rtt_ns / 2;
+		ps_clock_ns(CLOCK_MONOTONIC) + c->o.timens_monotonic_ns + c->hello_rtt_ns / 2;
 	so->clock_boottime_ns =
-		clock_ns(CLOCK_BOOTTIME) + c->o.timens_boottime_ns + c->hello_rtt_ns / 2;
+		ps_clock_ns(CLOCK_BOOTTIME) + c->o.timens_boottime_ns + c->hello_rtt_ns / 2;
 	so->has_timens_monotonic_ns = so->has_timens_boottime_ns = true;
 	so->timens_monotonic_ns = c->o.timens_monotonic_ns;
 	so->timens_boottime_ns = c->o.timens_boottime_ns;
@@ -133,7 +133,7 @@ static void session_clocks(const struct ps_client *c, Haul__Wire__SessionOpen *s
 }
 
 /* Hello and the mutual challenge-response. */
-int stream_auth(struct ps_client *c, struct ps_stream *st)
+int ps_stream_auth(struct ps_client *c, struct ps_stream *st)
 {
 	Haul__Wire__Hello hello = HAUL__WIRE__HELLO__INIT, *sh;
 	Haul__Wire__Auth auth = HAUL__WIRE__AUTH__INIT, *sa;
@@ -148,13 +148,13 @@ int stream_auth(struct ps_client *c, struct ps_stream *st)
 	hello.nonce.len = sizeof(cnonce);
 	hello.name = "haul client";
 	{
-		int64_t t0 = clock_ns(CLOCK_MONOTONIC);
+		int64_t t0 = ps_clock_ns(CLOCK_MONOTONIC);
 
-		ret = stream_send(st, WIRE_HELLO, &hello.base, NULL, 0);
+		ret = ps_stream_send(st, WIRE_HELLO, &hello.base, NULL, 0);
 		if (!ret)
-			ret = stream_recv(st, WIRE_HELLO, reply_timeout(c), &m, NULL, NULL);
+			ret = ps_stream_recv(st, WIRE_HELLO, ps_reply_timeout(c), &m, NULL, NULL);
 		if (!ret && st->idx == 0)
-			c->hello_rtt_ns = clock_ns(CLOCK_MONOTONIC) - t0;
+			c->hello_rtt_ns = ps_clock_ns(CLOCK_MONOTONIC) - t0;
 	}
 	if (ret) {
 		pr_err_r(ret, "no hello from page server %s", c->o.to);
@@ -177,9 +177,9 @@ int stream_auth(struct ps_client *c, struct ps_stream *st)
 	auth.mac.len = sizeof(mac);
 	auth.has_encrypt = true;
 	auth.encrypt = c->o.encrypt;
-	ret = stream_send(st, WIRE_AUTH, &auth.base, NULL, 0);
+	ret = ps_stream_send(st, WIRE_AUTH, &auth.base, NULL, 0);
 	if (!ret)
-		ret = stream_recv(st, WIRE_AUTH, reply_timeout(c), &m, NULL, NULL);
+		ret = ps_stream_recv(st, WIRE_AUTH, ps_reply_timeout(c), &m, NULL, NULL);
 	if (ret) {
 		if (ret == -ECONNRESET)
 			pr_err("page server %s refused authentication: are both sides using the "
@@ -207,7 +207,7 @@ int stream_auth(struct ps_client *c, struct ps_stream *st)
 }
 
 /* Open the session (stream 0) or join it; @resume: rejoin a detached one, stream 0 too. */
-int stream_session(struct ps_client *c, struct ps_stream *st, bool resume)
+int ps_stream_session(struct ps_client *c, struct ps_stream *st, bool resume)
 {
 	Haul__Wire__SessionOpen so = HAUL__WIRE__SESSION_OPEN__INIT;
 	Haul__Wire__SessionJoin sj = HAUL__WIRE__SESSION_JOIN__INIT;
@@ -226,16 +226,16 @@ int stream_session(struct ps_client *c, struct ps_stream *st, bool resume)
 		so.nstreams = c->n;
 		so.has_lazy = true;
 		so.lazy = c->o.lazy;
-		ret = stream_send(st, WIRE_SESSION_OPEN, &so.base, NULL, 0);
+		ret = ps_stream_send(st, WIRE_SESSION_OPEN, &so.base, NULL, 0);
 	} else {
 		sj.session_id = c->session_id;
 		sj.stream = st->idx;
 		sj.has_resume = resume;
 		sj.resume = resume;
-		ret = stream_send(st, WIRE_SESSION_JOIN, &sj.base, NULL, 0);
+		ret = ps_stream_send(st, WIRE_SESSION_JOIN, &sj.base, NULL, 0);
 	}
 	if (!ret)
-		ret = stream_recv(st, WIRE_SESSION_OK, reply_timeout(c), &m, NULL, NULL);
+		ret = ps_stream_recv(st, WIRE_SESSION_OK, ps_reply_timeout(c), &m, NULL, NULL);
 	if (ret)
 		return ret;
 	ok = (Haul__Wire__SessionOk *)m;
@@ -298,14 +298,14 @@ int ps_client_new(const struct ps_client_opts *o, struct ps_client **out)
 		/* Unencrypted raw pages go from the caller's buffer to the socket. */
 		st->enc.ref = !o->encrypt;
 		if (!ret)
-			ret = stream_connect(c, st, &ss, len);
+			ret = ps_stream_connect(c, st, &ss, len);
 		if (!ret)
-			ret = stream_auth(c, st);
+			ret = ps_stream_auth(c, st);
 		if (!ret)
-			ret = stream_session(c, st, false);
+			ret = ps_stream_session(c, st, false);
 		if (ret)
 			goto fail;
-		ret = -pthread_create(&st->thr, NULL, stream_thread, st);
+		ret = -pthread_create(&st->thr, NULL, ps_stream_thread, st);
 		if (ret)
 			goto fail;
 		st->thr_started = true;

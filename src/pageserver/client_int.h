@@ -90,27 +90,27 @@ struct ps_client {
 };
 
 /* client.c */
-int stream_connect(struct ps_client *c, struct ps_stream *st, const struct sockaddr_storage *ss,
-		   socklen_t len);
-int64_t clock_ns(clockid_t id);
-int stream_auth(struct ps_client *c, struct ps_stream *st);
-int stream_session(struct ps_client *c, struct ps_stream *st, bool resume);
+int ps_stream_connect(struct ps_client *c, struct ps_stream *st, const struct sockaddr_storage *ss,
+		      socklen_t len);
+int64_t ps_clock_ns(clockid_t id);
+int ps_stream_auth(struct ps_client *c, struct ps_stream *st);
+int ps_stream_session(struct ps_client *c, struct ps_stream *st, bool resume);
 
 /* client_io.c */
-int stream_sendv(struct ps_stream *st, unsigned type, const ProtobufCMessage *msg,
-		 const struct wire_seg *segs, size_t nsegs, uint32_t plen);
-int stream_send(struct ps_stream *st, unsigned type, const ProtobufCMessage *msg,
-		const void *payload, uint32_t plen);
-int stream_recv_t(struct ps_stream *st, unsigned want, int timeout_ms, ProtobufCMessage **out,
-		  const uint8_t **payload, size_t *plen, unsigned *got);
-int stream_recv(struct ps_stream *st, unsigned want, int timeout_ms, ProtobufCMessage **out,
-		const uint8_t **payload, size_t *plen);
-int reply_timeout(const struct ps_client *c);
-int stream_ack(struct ps_stream *st, unsigned type, Haul__Wire__Ack *copy);
-int stream_why(struct ps_stream *st, int err);
+int ps_stream_sendv(struct ps_stream *st, unsigned type, const ProtobufCMessage *msg,
+		    const struct wire_seg *segs, size_t nsegs, uint32_t plen);
+int ps_stream_send(struct ps_stream *st, unsigned type, const ProtobufCMessage *msg,
+		   const void *payload, uint32_t plen);
+int ps_stream_recv_t(struct ps_stream *st, unsigned want, int timeout_ms, ProtobufCMessage **out,
+		     const uint8_t **payload, size_t *plen, unsigned *got);
+int ps_stream_recv(struct ps_stream *st, unsigned want, int timeout_ms, ProtobufCMessage **out,
+		   const uint8_t **payload, size_t *plen);
+int ps_reply_timeout(const struct ps_client *c);
+int ps_stream_ack(struct ps_stream *st, unsigned type, Haul__Wire__Ack *copy);
+int ps_stream_why(struct ps_stream *st, int err);
 
 /* client_stream.c */
-void *stream_thread(void *arg);
-int client_flush(struct ps_client *c);
+void *ps_stream_thread(void *arg);
+int ps_client_flush(struct ps_client *c);
 
 #endif

@@ -93,8 +93,8 @@ static void bucket_take(struct ps_client *c, size_t bytes)
  * pieces (no copy of the pages); encrypted ones are assembled in fbuf and
  * sealed.
  */
-int stream_sendv(struct ps_stream *st, unsigned type, const ProtobufCMessage *msg,
-		 const struct wire_seg *segs, size_t nsegs, uint32_t plen)
+int ps_stream_sendv(struct ps_stream *st, unsigned type, const ProtobufCMessage *msg,
+		    const struct wire_seg *segs, size_t nsegs, uint32_t plen)
 {
 	size_t mlen = wire_msg_size(msg);
 	uint16_t flags = st->encrypt ? WIRE_F_ENCRYPTED : 0;
@@ -132,12 +132,12 @@ int stream_sendv(struct ps_stream *st, unsigned type, const ProtobufCMessage *ms
 	return send_iov(st, iov, (int)nsegs + 1);
 }
 
-int stream_send(struct ps_stream *st, unsigned type, const ProtobufCMessage *msg,
-		const void *payload, uint32_t plen)
+int ps_stream_send(struct ps_stream *st, unsigned type, const ProtobufCMessage *msg,
+		   const void *payload, uint32_t plen)
 {
 	struct wire_seg seg = {payload, plen};
 
-	return stream_sendv(st, type, msg, &seg, plen ? 1 : 0, plen);
+	return ps_stream_sendv(st, type, msg, &seg, plen ? 1 : 0, plen);
 }
 
 static int recv_full(struct ps_stream *st, void *buf, size_t len, int timeout_ms)
@@ -180,8 +180,8 @@ static int recv_full(struct ps_stream *st, void *buf, size_t len, int timeout_ms
  * -EPROTO.  The payload, if any, is at *@payload (in st->rbuf) until the next
  * receive.
  */
-int stream_recv_t(struct ps_stream *st, unsigned want, int timeout_ms, ProtobufCMessage **out,
-		  const uint8_t **payload, size_t *plen, unsigned *got)
+int ps_stream_recv_t(struct ps_stream *st, unsigned want, int timeout_ms, ProtobufCMessage **out,
+		     const uint8_t **payload, size_t *plen, unsigned *got)
 {
 	uint8_t hdr[WIRE_HDR_LEN];
 	struct wire_hdr h;
@@ -251,22 +251,22 @@ int stream_recv_t(struct ps_stream *st, unsigned want, int timeout_ms, ProtobufC
 	return 0;
 }
 
-int stream_recv(struct ps_stream *st, unsigned want, int timeout_ms, ProtobufCMessage **out,
-		const uint8_t **payload, size_t *plen)
+int ps_stream_recv(struct ps_stream *st, unsigned want, int timeout_ms, ProtobufCMessage **out,
+		   const uint8_t **payload, size_t *plen)
 {
-	return stream_recv_t(st, want, timeout_ms, out, payload, plen, NULL);
+	return ps_stream_recv_t(st, want, timeout_ms, out, payload, plen, NULL);
 }
 
-int reply_timeout(const struct ps_client *c)
+int ps_reply_timeout(const struct ps_client *c)
 {
 	return c->o.timeout_ms > 0 ? c->o.timeout_ms : PS_REPLY_TIMEOUT_MS;
 }
 
 /* Wait for an Ack of @type on @st. */
-int stream_ack(struct ps_stream *st, unsigned type, Haul__Wire__Ack *copy)
+int ps_stream_ack(struct ps_stream *st, unsigned type, Haul__Wire__Ack *copy)
 {
 	ProtobufCMessage *m;
-	int ret = stream_recv(st, WIRE_ACK, reply_timeout(st->cl), &m, NULL, NULL);
+	int ret = ps_stream_recv(st, WIRE_ACK, ps_reply_timeout(st->cl), &m, NULL, NULL);
 	Haul__Wire__Ack *a = (Haul__Wire__Ack *)m;
 
 	if (ret)
@@ -284,12 +284,12 @@ int stream_ack(struct ps_stream *st, unsigned type, Haul__Wire__Ack *copy)
 
 /*
  * After a send failed with @err: if the server left an Error frame on the
- * socket, log its reason (stream_recv does) and return its errno.
+ * socket, log its reason (ps_stream_recv does) and return its errno.
  */
-int stream_why(struct ps_stream *st, int err)
+int ps_stream_why(struct ps_stream *st, int err)
 {
 	ProtobufCMessage *m = NULL;
-	int ret = stream_recv(st, WIRE_ERROR, 100, &m, NULL, NULL);
+	int ret = ps_stream_recv(st, WIRE_ERROR, 100, &m, NULL, NULL);
 
 	wire_msg_free(m);
 	return ret < 0 && ret != -ETIMEDOUT && ret != -ECONNRESET && ret != -EPROTO ? ret : err;

@@ -71,35 +71,35 @@ static int reconnect_once(struct ps_client *c, const struct sockaddr_storage *ss
 		st->encrypt = false;
 		sodium_memzero(st->skey, sizeof(st->skey));
 		st->broken = false;
-		ret = stream_connect(c, st, ss, len);
+		ret = ps_stream_connect(c, st, ss, len);
 		if (!ret)
-			ret = stream_auth(c, st);
+			ret = ps_stream_auth(c, st);
 		if (!ret)
-			ret = stream_session(c, st, true);
+			ret = ps_stream_session(c, st, true);
 	}
 	c->o.timeout_ms = saved;
 	for (unsigned i = 0; !ret && i < c->n; i++)
-		set_sndtimeo(c->st[i].fd, reply_timeout(c));
+		set_sndtimeo(c->st[i].fd, ps_reply_timeout(c));
 	return ret;
 }
 
 int ps_client_reconnect(struct ps_client *c, int timeout_ms)
 {
-	uint64_t end = (uint64_t)clock_ns(CLOCK_MONOTONIC) +
-		       (uint64_t)(timeout_ms > 0 ? timeout_ms : reply_timeout(c)) * 1000000ull;
+	uint64_t end = (uint64_t)ps_clock_ns(CLOCK_MONOTONIC) +
+		       (uint64_t)(timeout_ms > 0 ? timeout_ms : ps_reply_timeout(c)) * 1000000ull;
 	struct sockaddr_storage ss;
 	int backoff_ms = 10, ret;
 	socklen_t len;
 
 	/* the sender threads must be idle; their errors were the old sockets' */
-	(void)client_flush(c);
+	(void)ps_client_flush(c);
 	ret = ps_addr_parse(c->o.to, false, &ss, &len);
 	if (ret) {
 		pr_err("cannot resolve page server address '%s'", c->o.to);
 		return ret;
 	}
 	for (;;) {
-		uint64_t now = (uint64_t)clock_ns(CLOCK_MONOTONIC);
+		uint64_t now = (uint64_t)ps_clock_ns(CLOCK_MONOTONIC);
 		int left = now < end ? (int)((end - now) / 1000000ull) : 0;
 
 		ret = reconnect_once(c, &ss, len, left > 0 ? left : 1);
@@ -111,7 +111,7 @@ int ps_client_reconnect(struct ps_client *c, int timeout_ms)
 			pthread_mutex_unlock(&c->mu);
 			return 0;
 		}
-		now = (uint64_t)clock_ns(CLOCK_MONOTONIC);
+		now = (uint64_t)ps_clock_ns(CLOCK_MONOTONIC);
 		if (!reconnect_retryable(ret) || now + (uint64_t)backoff_ms * 1000000ull >= end)
 			break;
 		usleep((useconds_t)backoff_ms * 1000);

@@ -80,14 +80,14 @@ static int serve_one(struct serve_ctx *x, const Haul__Wire__PageReq *q)
 	wire_pages_enc_msg(&x->enc, &rep);
 	rep.has_req_id = true;
 	rep.req_id = q->req_id;
-	ret = stream_sendv(st, WIRE_PAGE_REPLY, &rep.base, x->enc.segs, x->enc.nsegs,
-			   (uint32_t)x->enc.len);
+	ret = ps_stream_sendv(st, WIRE_PAGE_REPLY, &rep.base, x->enc.segs, x->enc.nsegs,
+			      (uint32_t)x->enc.len);
 	/* the stream threads are idle while serving: only serving threads add to bytes_sent */
 	pthread_mutex_lock(&c->mu);
 	c->serve_replies += !ret;
 	c->serve_bytes += st->bytes_sent - sent0;
 	c->serve_reqs++;
-	c->serve_last_ns = (uint64_t)clock_ns(CLOCK_MONOTONIC);
+	c->serve_last_ns = (uint64_t)ps_clock_ns(CLOCK_MONOTONIC);
 	if (c->fault_break && c->serve_reqs >= c->fault_break) {
 		/* fault injection: break every connection as a reset would */
 		c->fault_break = 0;
@@ -157,7 +157,7 @@ static void *serve_stream(void *arg)
 			pthread_mutex_lock(&c->mu);
 			last = c->serve_last_ns;
 			pthread_mutex_unlock(&c->mu);
-			if (x->idle_ms > 0 && (uint64_t)clock_ns(CLOCK_MONOTONIC) - last >
+			if (x->idle_ms > 0 && (uint64_t)ps_clock_ns(CLOCK_MONOTONIC) - last >
 						      (uint64_t)x->idle_ms * 1000000ull) {
 				pr_err("page server %s asked for no page in %d ms; giving up serving",
 				       c->o.to, x->idle_ms);
@@ -166,7 +166,7 @@ static void *serve_stream(void *arg)
 			}
 			continue;
 		}
-		ret = stream_recv_t(x->st, 0, reply_timeout(c), &m, NULL, NULL, &type);
+		ret = ps_stream_recv_t(x->st, 0, ps_reply_timeout(c), &m, NULL, NULL, &type);
 		if (ret) {
 			serve_finish(c, x->st, ret);
 			break;
@@ -205,7 +205,7 @@ int ps_client_serve(struct ps_client *c, ps_serve_fn fn, void *arg, int idle_ms)
 {
 	struct serve_ctx x[PS_MAX_STREAMS];
 	unsigned started = 1;
-	int ret = client_flush(c);
+	int ret = ps_client_flush(c);
 
 	if (ret)
 		return ret;
@@ -218,7 +218,7 @@ int ps_client_serve(struct ps_client *c, ps_serve_fn fn, void *arg, int idle_ms)
 	c->serve_result = 0;
 	c->serve_broken = false;
 	c->serve_reqs = 0;
-	c->serve_last_ns = (uint64_t)clock_ns(CLOCK_MONOTONIC);
+	c->serve_last_ns = (uint64_t)ps_clock_ns(CLOCK_MONOTONIC);
 	pthread_mutex_unlock(&c->mu);
 	memset(x, 0, sizeof(x));
 	for (unsigned i = 0; i < c->n; i++)

@@ -29,7 +29,7 @@ int ps_client_layout(struct ps_client *c, const struct haul_layout *l)
 	Haul__Wire__Vma *vmas = calloc(l->n ? l->n : 1, sizeof(*vmas));
 	Haul__Wire__Vma **vmap = calloc(l->n ? l->n : 1, sizeof(*vmap));
 	Haul__Wire__Layout m;
-	int ret = client_flush(c);
+	int ret = ps_client_flush(c);
 
 	if (!vmas || !vmap)
 		ret = -ENOMEM;
@@ -42,9 +42,9 @@ int ps_client_layout(struct ps_client *c, const struct haul_layout *l)
 		}
 	}
 	if (!ret)
-		ret = stream_send(&c->st[0], WIRE_LAYOUT, &m.base, NULL, 0);
+		ret = ps_stream_send(&c->st[0], WIRE_LAYOUT, &m.base, NULL, 0);
 	if (!ret)
-		ret = stream_ack(&c->st[0], WIRE_LAYOUT, NULL);
+		ret = ps_stream_ack(&c->st[0], WIRE_LAYOUT, NULL);
 	free(vmas);
 	free(vmap);
 	return ret;
@@ -53,7 +53,7 @@ int ps_client_layout(struct ps_client *c, const struct haul_layout *l)
 int ps_client_round_begin(struct ps_client *c, uint64_t round)
 {
 	Haul__Wire__RoundBegin rb = HAUL__WIRE__ROUND_BEGIN__INIT;
-	int ret = client_flush(c);
+	int ret = ps_client_flush(c);
 
 	if (ret)
 		return ret;
@@ -65,7 +65,7 @@ int ps_client_round_begin(struct ps_client *c, uint64_t round)
 	rb.round = round;
 	for (unsigned i = 0; i < c->n && !ret; i++) {
 		c->st[i].round_pages = c->st[i].round_bytes = 0;
-		ret = stream_send(&c->st[i], WIRE_ROUND_BEGIN, &rb.base, NULL, 0);
+		ret = ps_stream_send(&c->st[i], WIRE_ROUND_BEGIN, &rb.base, NULL, 0);
 	}
 	if (ret)
 		return ret;
@@ -79,7 +79,7 @@ int ps_client_round_begin(struct ps_client *c, uint64_t round)
 int ps_client_round_end(struct ps_client *c, uint64_t round)
 {
 	Haul__Wire__RoundEnd re = HAUL__WIRE__ROUND_END__INIT;
-	int ret = client_flush(c);
+	int ret = ps_client_flush(c);
 	double dt;
 
 	if (ret)
@@ -91,12 +91,12 @@ int ps_client_round_end(struct ps_client *c, uint64_t round)
 	for (unsigned i = 0; i < c->n && !ret; i++) {
 		re.pages = c->st[i].round_pages;
 		re.bytes = c->st[i].round_bytes;
-		ret = stream_send(&c->st[i], WIRE_ROUND_END, &re.base, NULL, 0);
+		ret = ps_stream_send(&c->st[i], WIRE_ROUND_END, &re.base, NULL, 0);
 	}
 	for (unsigned i = 0; i < c->n && !ret; i++) {
 		Haul__Wire__Ack a;
 
-		ret = stream_ack(&c->st[i], WIRE_ROUND_END, &a);
+		ret = ps_stream_ack(&c->st[i], WIRE_ROUND_END, &a);
 		if (!ret && a.value != round) {
 			pr_err("page server %s acknowledged round %llu, not %llu", c->o.to,
 			       (unsigned long long)a.value, (unsigned long long)round);
@@ -120,7 +120,7 @@ int ps_client_round_end(struct ps_client *c, uint64_t round)
 /* Send the State message @s with @blob on stream 0 and wait for its ACK. */
 static int state_send(struct ps_client *c, Haul__Wire__State *s, const void *blob, size_t len)
 {
-	int ret = client_flush(c);
+	int ret = ps_client_flush(c);
 
 	if (ret)
 		return ret;
@@ -131,9 +131,9 @@ static int state_send(struct ps_client *c, Haul__Wire__State *s, const void *blo
 	}
 	s->has_len = true;
 	s->len = len;
-	ret = stream_send(&c->st[0], WIRE_STATE, &s->base, blob, (uint32_t)len);
+	ret = ps_stream_send(&c->st[0], WIRE_STATE, &s->base, blob, (uint32_t)len);
 	if (!ret)
-		ret = stream_ack(&c->st[0], WIRE_STATE, NULL);
+		ret = ps_stream_ack(&c->st[0], WIRE_STATE, NULL);
 	return ret;
 }
 
@@ -178,13 +178,14 @@ int ps_client_restore(struct ps_client *c, struct ps_restore_result *res)
 	Haul__Wire__Restore r = HAUL__WIRE__RESTORE__INIT;
 	Haul__Wire__RestoreReply *rr;
 	ProtobufCMessage *m;
-	int ret = client_flush(c);
+	int ret = ps_client_flush(c);
 
 	memset(res, 0, sizeof(*res));
 	if (!ret)
-		ret = stream_send(&c->st[0], WIRE_RESTORE, &r.base, NULL, 0);
+		ret = ps_stream_send(&c->st[0], WIRE_RESTORE, &r.base, NULL, 0);
 	if (!ret)
-		ret = stream_recv(&c->st[0], WIRE_RESTORE_REPLY, reply_timeout(c), &m, NULL, NULL);
+		ret = ps_stream_recv(&c->st[0], WIRE_RESTORE_REPLY, ps_reply_timeout(c), &m, NULL,
+				     NULL);
 	if (ret)
 		return ret;
 	rr = (Haul__Wire__RestoreReply *)m;
@@ -198,12 +199,12 @@ int ps_client_restore(struct ps_client *c, struct ps_restore_result *res)
 int ps_client_commit(struct ps_client *c)
 {
 	Haul__Wire__Commit cm = HAUL__WIRE__COMMIT__INIT;
-	int ret = client_flush(c);
+	int ret = ps_client_flush(c);
 
 	if (!ret)
-		ret = stream_send(&c->st[0], WIRE_COMMIT, &cm.base, NULL, 0);
+		ret = ps_stream_send(&c->st[0], WIRE_COMMIT, &cm.base, NULL, 0);
 	if (!ret)
-		ret = stream_ack(&c->st[0], WIRE_COMMIT, NULL);
+		ret = ps_stream_ack(&c->st[0], WIRE_COMMIT, NULL);
 	return ret;
 }
 
@@ -221,15 +222,15 @@ int ps_client_fetch(struct ps_client *c, uint64_t addr, uint32_t npages, void *b
 
 	if (npages == 0 || npages > WIRE_MAX_REQ_PAGES || (addr & (HAUL_PAGE_SIZE - 1)))
 		return -EINVAL;
-	ret = client_flush(c);
+	ret = ps_client_flush(c);
 	if (ret)
 		return ret;
 	q.req_id = ++c->req_id;
 	q.addr = addr;
 	q.npages = npages;
-	ret = stream_send(st, WIRE_PAGE_REQ, &q.base, NULL, 0);
+	ret = ps_stream_send(st, WIRE_PAGE_REQ, &q.base, NULL, 0);
 	if (!ret)
-		ret = stream_recv(st, WIRE_PAGE_REPLY, reply_timeout(c), &m, &payload, &plen);
+		ret = ps_stream_recv(st, WIRE_PAGE_REPLY, ps_reply_timeout(c), &m, &payload, &plen);
 	if (ret)
 		return ret;
 	if (!c->scratch)

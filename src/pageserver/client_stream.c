@@ -6,7 +6,7 @@
  * streams round-robin through each stream's job slot (under mu); a stream
  * thread encodes its batch and sends it.  A call returns once every page it
  * was given has been sent or copied, so the caller may reuse its buffer.
- * client_flush() waits until every stream is idle, before control frames.
+ * ps_client_flush() waits until every stream is idle, before control frames.
  */
 #define LOG_PREFIX "ps-client: "
 #include <errno.h>
@@ -75,7 +75,7 @@ static int encode_job(struct ps_stream *st)
 	return ret;
 }
 
-void *stream_thread(void *arg)
+void *ps_stream_thread(void *arg)
 {
 	struct ps_stream *st = arg;
 	struct ps_client *c = st->cl;
@@ -115,15 +115,15 @@ void *stream_thread(void *arg)
 
 		if (!ret) {
 			wire_pages_enc_msg(&st->enc, &m);
-			ret = stream_sendv(st, WIRE_PAGES, &m.base, st->enc.segs, st->enc.nsegs,
-					   (uint32_t)st->enc.len);
+			ret = ps_stream_sendv(st, WIRE_PAGES, &m.base, st->enc.segs, st->enc.nsegs,
+					      (uint32_t)st->enc.len);
 			st->round_pages += njob;
 			st->round_bytes += st->enc.len;
 		}
 
 		/* A server that closes on us says why first: read its Error for the log. */
 		if (ret == -EPIPE || ret == -ECONNRESET)
-			ret = stream_why(st, ret);
+			ret = ps_stream_why(st, ret);
 
 		pthread_mutex_lock(&c->mu);
 		if (st->enc.ref)
@@ -140,7 +140,7 @@ void *stream_thread(void *arg)
 }
 
 /* Wait until every stream is idle; the first stream error, if any. */
-int client_flush(struct ps_client *c)
+int ps_client_flush(struct ps_client *c)
 {
 	int err = 0;
 

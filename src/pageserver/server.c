@@ -44,7 +44,7 @@
  * Post-copy recovery: once a lazy live session has resumed its process and
  * until it is committed, a stream that ends with a transport error (EOF,
  * reset, a failed send or receive, a stall mid-frame) does not fail the
- * session: it "detaches" (session_park): every stream is dropped, the page
+ * session: it "detaches" (ps_session_park): every stream is dropped, the page
  * requests in flight are parked, new ones queue, and the source has the
  * stall timeout to rejoin every stream (SessionJoin.resume).  Then the
  * parked requests go out again under new req_ids (a reply to the old id,
@@ -108,9 +108,9 @@ static void ring_cb(struct ev_loop *loop, ev_io *w, int revents)
 		struct io_uring_cqe copy = *cqe;
 
 		io_uring_cqe_seen(&s->ring, cqe);
-		on_cqe(s, &copy);
+		ps_on_cqe(s, &copy);
 	}
-	server_reap(s);
+	ps_server_reap(s);
 }
 
 static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -140,7 +140,7 @@ static bool evict_preauth(struct ps_server *s)
 	if (!oldest)
 		return false;
 	pr_warn("peer %s: dropped unauthenticated to make room for a new connection", oldest->peer);
-	conn_teardown(oldest);
+	ps_conn_teardown(oldest);
 	return true;
 }
 
@@ -183,13 +183,13 @@ static void idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
 			continue;
 		if ((c->sess && session_serving(c->sess)) || now - conn_last_rx(c) < limit)
 			continue;
-		/* an uncommitted session fails with its stream (session_detach) */
-		conn_fail(c, -ETIMEDOUT,
-			  "idle for %d ms after authenticating; closing it (the server's "
-			  "--idle-timeout)",
-			  s->o.idle_timeout_ms);
+		/* an uncommitted session fails with its stream (ps_session_detach) */
+		ps_conn_fail(c, -ETIMEDOUT,
+			     "idle for %d ms after authenticating; closing it (the server's "
+			     "--idle-timeout)",
+			     s->o.idle_timeout_ms);
 	}
-	server_reap(s);
+	ps_server_reap(s);
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -229,14 +229,14 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		ps_addr_str((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-		ev_init(&c->timer, conn_timer_cb);
+		ev_init(&c->timer, ps_conn_timer_cb);
 		c->timer.data = c;
 		c->next = s->conns;
 		s->conns = c;
 		s->nconns++;
 		pr_debug("peer %s connected", c->peer);
-		conn_timer_start(c);
-		conn_submit_recv(c, SIZE_MAX);
+		ps_conn_timer_start(c);
+		ps_conn_submit_recv(c, SIZE_MAX);
 	}
 }
 
@@ -350,7 +350,7 @@ int ps_server_new(const struct ps_server_opts *o, struct ps_server **out)
 	ev_prepare_start(s->loop, &s->prep);
 	ev_async_init(&s->stop, stop_cb);
 	ev_async_start(s->loop, &s->stop);
-	ev_async_init(&s->fasync, fasync_cb);
+	ev_async_init(&s->fasync, ps_fasync_cb);
 	s->fasync.data = s;
 	ev_async_start(s->loop, &s->fasync);
 	if (s->o.idle_timeout_ms > 0) {
@@ -413,8 +413,8 @@ void ps_server_free(struct ps_server *s)
 			ev_timer_stop(s->loop, &x->detach_timer);
 		}
 	for (struct ps_conn *c = s->conns; c; c = c->next)
-		conn_teardown(c);
-	server_reap(s);
+		ps_conn_teardown(c);
+	ps_server_reap(s);
 	while (s->ring_ok && s->conns) {
 		io_uring_submit(&s->ring);
 		if (io_uring_wait_cqe(&s->ring, &cqe))
@@ -422,8 +422,8 @@ void ps_server_free(struct ps_server *s)
 		struct io_uring_cqe copy = *cqe;
 
 		io_uring_cqe_seen(&s->ring, cqe);
-		on_cqe(s, &copy);
-		server_reap(s);
+		ps_on_cqe(s, &copy);
+		ps_server_reap(s);
 	}
 	if (s->loop)
 		ev_loop_destroy(s->loop);

@@ -6,8 +6,8 @@
  * (from ooff), obuf[!ocur] collects the frames queued meanwhile, so the
  * byte stream never reorders.  A short send or receive advances an offset
  * and is resubmitted.  A torn-down connection (dead) is shut down and its
- * submissions cancelled; it is freed by server_reap() only once both are
- * reaped, since the kernel owns its buffers until then.  conn_fail() tells
+ * submissions cancelled; it is freed by ps_server_reap() only once both are
+ * reaped, since the kernel owns its buffers until then.  ps_conn_fail() tells
  * an authenticated peer why with an Error frame first.
  */
 #define LOG_PREFIX "ps: "
@@ -34,7 +34,7 @@
 
 /* ---- io_uring plumbing -------------------------------------------------------------- */
 
-struct io_uring_sqe *get_sqe(struct ps_server *s)
+struct io_uring_sqe *ps_get_sqe(struct ps_server *s)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
 
@@ -49,22 +49,22 @@ struct io_uring_sqe *get_sqe(struct ps_server *s)
  * An SQE for the next receive of @c, or NULL: a receive is in flight
  * already, @c is going away, or the ring is full (which fails @c).
  */
-struct io_uring_sqe *conn_recv_sqe(struct ps_conn *c)
+struct io_uring_sqe *ps_conn_recv_sqe(struct ps_conn *c)
 {
 	struct io_uring_sqe *sqe;
 
 	if (c->recv_busy || c->dead || c->state == PS_CLOSING)
 		return NULL;
-	sqe = get_sqe(c->srv);
+	sqe = ps_get_sqe(c->srv);
 	if (!sqe)
-		conn_fail(c, -EAGAIN, "cannot queue a receive: io_uring full");
+		ps_conn_fail(c, -EAGAIN, "cannot queue a receive: io_uring full");
 	return sqe;
 }
 
 /* Receive up to @max bytes into the receive buffer. */
-void conn_submit_recv(struct ps_conn *c, size_t max)
+void ps_conn_submit_recv(struct ps_conn *c, size_t max)
 {
-	struct io_uring_sqe *sqe = conn_recv_sqe(c);
+	struct io_uring_sqe *sqe = ps_conn_recv_sqe(c);
 	size_t len = c->rcap - c->rfill;
 
 	if (!sqe)
@@ -88,13 +88,13 @@ static void conn_submit_send(struct ps_conn *c)
 		cur = c->ocur = !cur;
 		if (!c->olen[cur]) {
 			if (c->state == PS_CLOSING)
-				conn_teardown(c);
+				ps_conn_teardown(c);
 			return;
 		}
 	}
-	sqe = get_sqe(c->srv);
+	sqe = ps_get_sqe(c->srv);
 	if (!sqe) {
-		conn_teardown(c);
+		ps_conn_teardown(c);
 		return;
 	}
 	io_uring_prep_send(sqe, c->fd, c->obuf[cur] + c->ooff, c->olen[cur] - c->ooff,
@@ -107,8 +107,8 @@ static void conn_submit_send(struct ps_conn *c)
  * Queue one frame whose payload is @nsegs pieces, @plen bytes in all; it
  * goes out after everything queued before it.  The pieces are copied.
  */
-int conn_sendv(struct ps_conn *c, unsigned type, const ProtobufCMessage *msg,
-	       const struct wire_seg *segs, size_t nsegs, uint32_t plen)
+int ps_conn_sendv(struct ps_conn *c, unsigned type, const ProtobufCMessage *msg,
+		  const struct wire_seg *segs, size_t nsegs, uint32_t plen)
 {
 	int col = c->send_busy ? !c->ocur : c->ocur;
 	size_t need = WIRE_HDR_LEN + wire_msg_size(msg) + plen + WIRE_TAG_LEN;
@@ -156,17 +156,17 @@ int conn_sendv(struct ps_conn *c, unsigned type, const ProtobufCMessage *msg,
 	return 0;
 }
 
-int conn_send(struct ps_conn *c, unsigned type, const ProtobufCMessage *msg, const void *payload,
-	      uint32_t plen)
+int ps_conn_send(struct ps_conn *c, unsigned type, const ProtobufCMessage *msg, const void *payload,
+		 uint32_t plen)
 {
 	struct wire_seg seg = {payload, plen};
 
-	return conn_sendv(c, type, msg, &seg, plen ? 1 : 0, plen);
+	return ps_conn_sendv(c, type, msg, &seg, plen ? 1 : 0, plen);
 }
 
 /* ---- connection lifetime -------------------------------------------------------------- */
 
-void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+void ps_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct ps_conn *c = w->data;
 	struct ps_server *s = c->srv;
@@ -175,23 +175,23 @@ void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	c->timer_on = false;
 	if (c->state == PS_CLOSING) {
-		conn_teardown(c);
+		ps_conn_teardown(c);
 	} else if (c->state < PS_AUTHED) {
-		conn_fail(c, -ETIMEDOUT, "did not authenticate within %d ms; dropping it",
-			  c->srv->o.stall_timeout_ms);
-	} else if (c->sess && session_can_detach(c->sess)) {
+		ps_conn_fail(c, -ETIMEDOUT, "did not authenticate within %d ms; dropping it",
+			     c->srv->o.stall_timeout_ms);
+	} else if (c->sess && ps_session_can_detach(c->sess)) {
 		/* a stalled link, not a bad peer: the session waits for the source to rejoin */
 		pr_warn("peer %s stalled mid-frame for %d ms; dropping the connection", c->peer,
 			c->srv->o.stall_timeout_ms);
-		conn_teardown(c);
+		ps_conn_teardown(c);
 	} else {
-		conn_fail(c, -ETIMEDOUT, "stalled mid-frame for %d ms; dropping it",
-			  c->srv->o.stall_timeout_ms);
+		ps_conn_fail(c, -ETIMEDOUT, "stalled mid-frame for %d ms; dropping it",
+			     c->srv->o.stall_timeout_ms);
 	}
-	server_reap(s);
+	ps_server_reap(s);
 }
 
-void conn_timer_start(struct ps_conn *c)
+void ps_conn_timer_start(struct ps_conn *c)
 {
 	if (c->timer_on)
 		return;
@@ -200,7 +200,7 @@ void conn_timer_start(struct ps_conn *c)
 	c->timer_on = true;
 }
 
-void conn_timer_stop(struct ps_conn *c)
+void ps_conn_timer_stop(struct ps_conn *c)
 {
 	if (!c->timer_on)
 		return;
@@ -208,7 +208,7 @@ void conn_timer_stop(struct ps_conn *c)
 	c->timer_on = false;
 }
 
-void conn_free(struct ps_conn *c)
+void ps_conn_free(struct ps_conn *c)
 {
 	c->srv->nconns--;
 	if (c->fd >= 0)
@@ -224,21 +224,21 @@ void conn_free(struct ps_conn *c)
 }
 
 /*
- * Stop the connection at once.  It is freed by server_reap() once its
+ * Stop the connection at once.  It is freed by ps_server_reap() once its
  * submissions are reaped, so callers up the stack may still look at it.
  */
-void conn_teardown(struct ps_conn *c)
+void ps_conn_teardown(struct ps_conn *c)
 {
 	struct io_uring_sqe *sqe;
 
 	if (c->dead)
 		return;
 	c->dead = true;
-	conn_timer_stop(c);
-	session_detach(c);
+	ps_conn_timer_stop(c);
+	ps_session_detach(c);
 	shutdown(c->fd, SHUT_RDWR);
 	if (c->recv_busy || c->send_busy) {
-		sqe = get_sqe(c->srv);
+		sqe = ps_get_sqe(c->srv);
 		if (sqe) {
 			io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
 			io_uring_sqe_set_data64(sqe, 0);
@@ -250,7 +250,7 @@ void conn_teardown(struct ps_conn *c)
  * Close @c for @err with a one-line reason naming the peer.  An
  * authenticated peer is told why with an Error frame first.
  */
-void conn_fail(struct ps_conn *c, int err, const char *fmt, ...)
+void ps_conn_fail(struct ps_conn *c, int err, const char *fmt, ...)
 {
 	Haul__Wire__Error e = HAUL__WIRE__ERROR__INIT;
 	char reason[256];
@@ -263,24 +263,24 @@ void conn_fail(struct ps_conn *c, int err, const char *fmt, ...)
 	va_end(ap);
 	pr_warn("peer %s: %s; closing it", c->peer, reason);
 	if (c->state < PS_AUTHED) {
-		conn_teardown(c);
+		ps_conn_teardown(c);
 		return;
 	}
 	e.err = -err;
 	e.reason = reason;
-	conn_send(c, WIRE_ERROR, &e.base, NULL, 0);
+	ps_conn_send(c, WIRE_ERROR, &e.base, NULL, 0);
 	c->state = PS_CLOSING;
-	session_detach(c);
+	ps_session_detach(c);
 	/* Give the Error a moment to leave, then tear down regardless. */
-	conn_timer_stop(c);
+	ps_conn_timer_stop(c);
 	ev_timer_set(&c->timer, 1.0, 0.);
 	ev_timer_start(c->srv->loop, &c->timer);
 	c->timer_on = true;
 	if (!c->send_busy)
-		conn_teardown(c);
+		ps_conn_teardown(c);
 }
 
-void on_cqe(struct ps_server *s, struct io_uring_cqe *cqe)
+void ps_on_cqe(struct ps_server *s, struct io_uring_cqe *cqe)
 {
 	uint64_t ud = io_uring_cqe_get_data64(cqe);
 	struct ps_conn *c = (struct ps_conn *)(uintptr_t)(ud & ~(uint64_t)OP_MASK);
@@ -295,13 +295,13 @@ void on_cqe(struct ps_server *s, struct io_uring_cqe *cqe)
 		if (res > 0)
 			c->last_rx = ev_now(s->loop);
 		if (c->direct && res > 0) {
-			direct_advance(c, (size_t)res);
+			ps_direct_advance(c, (size_t)res);
 			if (c->di < c->dn) {
-				conn_submit_direct(c);
+				ps_conn_submit_direct(c);
 				return;
 			}
-			conn_direct_done(c);
-			conn_parse(c);
+			ps_conn_direct_done(c);
+			ps_conn_parse(c);
 			return;
 		}
 		if (res == 0) {
@@ -315,18 +315,18 @@ void on_cqe(struct ps_server *s, struct io_uring_cqe *cqe)
 				pr_warn("peer %s closed the connection mid-round", c->peer);
 			else
 				pr_debug("peer %s closed the connection", c->peer);
-			conn_teardown(c);
+			ps_conn_teardown(c);
 			return;
 		}
 		if (res < 0) {
 			if (res != -ECANCELED)
 				pr_warn("peer %s: receive failed: %s; closing it", c->peer,
 					strerror(-res));
-			conn_teardown(c);
+			ps_conn_teardown(c);
 			return;
 		}
 		c->rfill += (size_t)res;
-		conn_parse(c);
+		ps_conn_parse(c);
 		return;
 	}
 	c->send_busy = false;
@@ -334,7 +334,7 @@ void on_cqe(struct ps_server *s, struct io_uring_cqe *cqe)
 		return;
 	if (res < 0) {
 		pr_warn("peer %s: send failed: %s; closing it", c->peer, strerror(-res));
-		conn_teardown(c);
+		ps_conn_teardown(c);
 		return;
 	}
 	c->ooff += (size_t)res;

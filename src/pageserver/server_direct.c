@@ -30,15 +30,15 @@
 #include "pageserver/server_int.h"
 
 /* Whether PAGES payloads of @c may be received straight into the page store. */
-bool direct_capable(const struct ps_conn *c)
+bool ps_direct_capable(const struct ps_conn *c)
 {
 	return c->state == PS_ROUND && !c->encrypt && c->sess && c->sess->proc &&
 	       pstore_direct_ok(c->sess->proc);
 }
 
-void conn_submit_direct(struct ps_conn *c)
+void ps_conn_submit_direct(struct ps_conn *c)
 {
-	struct io_uring_sqe *sqe = conn_recv_sqe(c);
+	struct io_uring_sqe *sqe = ps_conn_recv_sqe(c);
 
 	if (!sqe)
 		return;
@@ -57,7 +57,7 @@ void conn_submit_direct(struct ps_conn *c)
 }
 
 /* Consume @n received bytes from the direct iovecs. */
-void direct_advance(struct ps_conn *c, size_t n)
+void ps_direct_advance(struct ps_conn *c, size_t n)
 {
 	while (n && c->di < c->dn) {
 		struct iovec *v = &c->diov[c->di];
@@ -73,13 +73,13 @@ void direct_advance(struct ps_conn *c, size_t n)
 	}
 }
 
-void conn_direct_done(struct ps_conn *c)
+void ps_conn_direct_done(struct ps_conn *c)
 {
 	struct ps_session *x = c->sess;
 
 	c->direct = false;
 	c->rx_seq++;
-	conn_timer_stop(c);
+	ps_conn_timer_stop(c);
 	if (!x)
 		return;
 	c->round_pages += c->dpages;
@@ -96,7 +96,8 @@ void conn_direct_done(struct ps_conn *c)
  * Returns 1 when the receive is under way, 0 when the batch holds LZ4
  * (decoded from the buffer as usual), or -errno (the connection failed).
  */
-int conn_direct_start(struct ps_conn *c, const struct wire_hdr *h, const uint8_t *f, size_t avail)
+int ps_conn_direct_start(struct ps_conn *c, const struct wire_hdr *h, const uint8_t *f,
+			 size_t avail)
 {
 	struct ps_session *x = c->sess;
 	size_t head = WIRE_HDR_LEN + h->msg_len;
@@ -110,7 +111,7 @@ int conn_direct_start(struct ps_conn *c, const struct wire_hdr *h, const uint8_t
 
 	ret = wire_msg_unpack(WIRE_PAGES, f + WIRE_HDR_LEN, h->msg_len, &m);
 	if (ret) {
-		conn_fail(c, ret, "sent a malformed PAGES message");
+		ps_conn_fail(c, ret, "sent a malformed PAGES message");
 		return ret;
 	}
 	pm = (Haul__Wire__Pages *)m;
@@ -119,15 +120,15 @@ int conn_direct_start(struct ps_conn *c, const struct wire_hdr *h, const uint8_t
 		wire_msg_free(m);
 		if (!ret)
 			return 0;
-		conn_fail(c, ret, "sent a malformed page batch (bad range or corrupt LZ4)");
-		session_fail(x, ret, "a stream sent a malformed page batch");
+		ps_conn_fail(c, ret, "sent a malformed page batch (bad range or corrupt LZ4)");
+		ps_session_fail(x, ret, "a stream sent a malformed page batch");
 		return ret;
 	}
 	if (!c->diov) {
 		c->diov = malloc(WIRE_MAX_REQ_PAGES * sizeof(*c->diov));
 		if (!c->diov) {
 			wire_msg_free(m);
-			conn_fail(c, -ENOMEM, "needs memory for a direct receive");
+			ps_conn_fail(c, -ENOMEM, "needs memory for a direct receive");
 			return -ENOMEM;
 		}
 	}
@@ -153,12 +154,12 @@ int conn_direct_start(struct ps_conn *c, const struct wire_hdr *h, const uint8_t
 	}
 	wire_msg_free(m);
 	if (ret == -ERANGE) {
-		conn_fail(c, -ERANGE, "sent pages outside any announced VMA of pid %d", x->pid);
-		session_fail(x, -ERANGE, "a stream sent pages outside the layout");
+		ps_conn_fail(c, -ERANGE, "sent pages outside any announced VMA of pid %d", x->pid);
+		ps_session_fail(x, -ERANGE, "a stream sent pages outside the layout");
 		return ret;
 	}
 	if (ret) {
-		session_fail(x, ret, "the pages could not be stored");
+		ps_session_fail(x, ret, "the pages could not be stored");
 		return ret;
 	}
 	/* What already arrived goes in by copy; the rest straight from the socket. */
@@ -169,12 +170,12 @@ int conn_direct_start(struct ps_conn *c, const struct wire_hdr *h, const uint8_t
 		have += n;
 		nhave -= n;
 	}
-	direct_advance(c, avail - head);
+	ps_direct_advance(c, avail - head);
 	c->rhead = c->rfill = 0;
 	c->direct = true;
 	c->dh = *h;
 	c->dpages = pages;
-	conn_timer_start(c);
-	conn_submit_direct(c);
+	ps_conn_timer_start(c);
+	ps_conn_submit_direct(c);
 	return 1;
 }

@@ -44,7 +44,7 @@ static void fetch_finish(struct ps_server *s, struct ps_fetch *f, int err)
 }
 
 /* Fail every request of @x, queued or sent, and refuse new ones.  Loop thread. */
-void fetch_fail_all(struct ps_session *x, int err)
+void ps_fetch_fail_all(struct ps_session *x, int err)
 {
 	struct ps_server *s = x->srv;
 
@@ -131,7 +131,7 @@ static int send_done(struct ps_conn *c, const struct ps_lazy_report *r)
 		ps_lazy_report_to_msg(r, &lm);
 		a.lazy = &lm;
 	}
-	return conn_send(c, WIRE_ACK, &a.base, NULL, 0);
+	return ps_conn_send(c, WIRE_ACK, &a.base, NULL, 0);
 }
 
 static uint64_t loop_ns(void)
@@ -148,7 +148,7 @@ static uint64_t loop_ns(void)
  * rejoin.  The requesters wait that long too (their deadlines move to the
  * end of it, plus a second so that the detach's own verdict comes first).
  */
-void session_park(struct ps_session *x)
+void ps_session_park(struct ps_session *x)
 {
 	struct ps_server *s = x->srv;
 	struct timespec dl = deadline_in(s->o.stall_timeout_ms + 1000);
@@ -173,10 +173,10 @@ void session_park(struct ps_session *x)
 	pthread_mutex_unlock(&s->fmu);
 	for (uint32_t i = 0; i < x->nstreams; i++)
 		if (x->streams[i])
-			conn_teardown(x->streams[i]);
+			ps_conn_teardown(x->streams[i]);
 }
 
-void detach_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+void ps_detach_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct ps_session *x = w->data;
 	struct ps_server *s = x->srv;
@@ -188,8 +188,8 @@ void detach_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	pr_warn("session %016llx of pid %d: the source did not reconnect within %d ms; giving up "
 		"(the process cannot run without its missing pages)",
 		(unsigned long long)x->id, x->pid, s->o.stall_timeout_ms);
-	session_fail(x, -ECONNRESET, "the source did not reconnect in time");
-	server_reap(s);
+	ps_session_fail(x, -ECONNRESET, "the source did not reconnect in time");
+	ps_server_reap(s);
 }
 
 static struct ps_conn *fetch_stream(struct ps_session *x, bool urgent);
@@ -200,7 +200,7 @@ static struct ps_conn *fetch_stream(struct ps_session *x, bool urgent);
  * "every page arrived" notice again if it had gone out (the source may
  * never have read it).  Loop thread.
  */
-void session_resume(struct ps_session *x)
+void ps_session_resume(struct ps_session *x)
 {
 	struct ps_server *s = x->srv;
 	struct timespec dl = deadline_in(s->o.stall_timeout_ms);
@@ -262,7 +262,7 @@ static struct ps_conn *fetch_stream(struct ps_session *x, bool urgent)
 }
 
 /* Loop thread: send the queued requests and the "all arrived" notices. */
-void fasync_cb(struct ev_loop *loop, ev_async *w, int revents)
+void ps_fasync_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
 	struct ps_server *s = w->data;
 	struct ps_session *done[64];
@@ -285,7 +285,7 @@ void fasync_cb(struct ev_loop *loop, ev_async *w, int revents)
 		}
 	pthread_mutex_unlock(&s->fmu);
 
-	/* Send without the lock: a failing send may fail the session (fetch_fail_all). */
+	/* Send without the lock: a failing send may fail the session (ps_fetch_fail_all). */
 	while (todo) {
 		struct ps_fetch *f = todo;
 		struct ps_session *x = f->sess;
@@ -308,7 +308,7 @@ void fasync_cb(struct ev_loop *loop, ev_async *w, int revents)
 			q.req_id = f->id;
 			q.addr = f->addr;
 			q.npages = f->npages;
-			ret = conn_send(c, WIRE_PAGE_REQ, &q.base, NULL, 0);
+			ret = ps_conn_send(c, WIRE_PAGE_REQ, &q.base, NULL, 0);
 		}
 		pthread_mutex_lock(&s->fmu);
 		if (!ret && !x->fclosed && !f->abandoned) {
@@ -327,7 +327,7 @@ void fasync_cb(struct ev_loop *loop, ev_async *w, int revents)
 		if (c)
 			send_done(c, has_rep[i] ? &rep[i] : NULL);
 	}
-	server_reap(s);
+	ps_server_reap(s);
 }
 
 static int fetch(struct ps_session *x, uint64_t addr, uint32_t npages, void *buf, bool urgent)
@@ -413,7 +413,7 @@ int ps_session_fetch_done(struct ps_session *x)
 }
 
 /* The source answers a request: copy the pages to the requester and wake it. */
-int on_page_reply(struct ps_conn *c, ProtobufCMessage *m, const uint8_t *payload, size_t len)
+int ps_on_page_reply(struct ps_conn *c, ProtobufCMessage *m, const uint8_t *payload, size_t len)
 {
 	Haul__Wire__Pages *pm = (Haul__Wire__Pages *)m;
 	struct ps_session *x = c->sess;

@@ -81,12 +81,12 @@ static int on_hello(struct ps_conn *c, ProtobufCMessage *m)
 	Haul__Wire__Hello *h = (Haul__Wire__Hello *)m, r = HAUL__WIRE__HELLO__INIT;
 
 	if (h->version != WIRE_VERSION) {
-		conn_fail(c, -EPROTONOSUPPORT, "speaks protocol version %u, this server %u",
-			  h->version, WIRE_VERSION);
+		ps_conn_fail(c, -EPROTONOSUPPORT, "speaks protocol version %u, this server %u",
+			     h->version, WIRE_VERSION);
 		return -EPROTONOSUPPORT;
 	}
 	if (h->nonce.len != WIRE_NONCE_LEN) {
-		conn_fail(c, -EPROTO, "sent a %zu-byte nonce", h->nonce.len);
+		ps_conn_fail(c, -EPROTO, "sent a %zu-byte nonce", h->nonce.len);
 		return -EPROTO;
 	}
 	memcpy(c->cnonce, h->nonce.data, WIRE_NONCE_LEN);
@@ -97,7 +97,7 @@ static int on_hello(struct ps_conn *c, ProtobufCMessage *m)
 	r.nonce.len = WIRE_NONCE_LEN;
 	r.name = "haul pageserver";
 	c->state = PS_AUTH;
-	return conn_send(c, WIRE_HELLO, &r.base, NULL, 0);
+	return ps_conn_send(c, WIRE_HELLO, &r.base, NULL, 0);
 }
 
 static int on_auth(struct ps_conn *c, ProtobufCMessage *m)
@@ -108,23 +108,23 @@ static int on_auth(struct ps_conn *c, ProtobufCMessage *m)
 	int ret;
 
 	if (!wire_auth_verify(c->srv->o.key, true, c->cnonce, c->snonce, a->mac.data, a->mac.len)) {
-		conn_fail(c, -EACCES, "failed authentication (bad MAC: wrong key?)");
+		ps_conn_fail(c, -EACCES, "failed authentication (bad MAC: wrong key?)");
 		return -EACCES;
 	}
 	if (c->srv->o.require_encrypt && !enc) {
 		/* authenticated, so it may be told why */
 		c->state = PS_AUTHED;
-		conn_fail(c, -EPERM,
-			  "did not ask for encryption, which this server requires "
-			  "(run the client with --encrypt)");
+		ps_conn_fail(c, -EPERM,
+			     "did not ask for encryption, which this server requires "
+			     "(run the client with --encrypt)");
 		return -EPERM;
 	}
 	if (peer_authed(c) >= PS_MAX_CONNS_PER_PEER) {
 		c->state = PS_AUTHED;
-		conn_fail(c, -EUSERS,
-			  "holds %d authenticated connections from its address already; close "
-			  "idle ones (or wait for the server's --idle-timeout)",
-			  PS_MAX_CONNS_PER_PEER);
+		ps_conn_fail(c, -EUSERS,
+			     "holds %d authenticated connections from its address already; close "
+			     "idle ones (or wait for the server's --idle-timeout)",
+			     PS_MAX_CONNS_PER_PEER);
 		return -EUSERS;
 	}
 	wire_auth_mac(c->srv->o.key, false, c->cnonce, c->snonce, mac);
@@ -132,7 +132,7 @@ static int on_auth(struct ps_conn *c, ProtobufCMessage *m)
 	r.mac.len = WIRE_MAC_LEN;
 	r.has_encrypt = true;
 	r.encrypt = enc;
-	ret = conn_send(c, WIRE_AUTH, &r.base, NULL, 0);
+	ret = ps_conn_send(c, WIRE_AUTH, &r.base, NULL, 0);
 	if (ret)
 		return ret;
 	if (enc) {
@@ -140,7 +140,7 @@ static int on_auth(struct ps_conn *c, ProtobufCMessage *m)
 		c->encrypt = true;
 	}
 	c->state = PS_AUTHED;
-	conn_timer_stop(c);
+	ps_conn_timer_stop(c);
 	pr_debug("peer %s: authenticated%s", c->peer, enc ? ", encrypted" : "");
 	return 0;
 }
@@ -152,8 +152,8 @@ static int on_error(struct ps_conn *c, ProtobufCMessage *m)
 	pr_warn("peer %s reports an error: %s (%s); closing it", c->peer,
 		e->reason ? e->reason : "no reason", strerror(e->err));
 	if (c->sess)
-		session_fail(c->sess, -ECONNABORTED, "the peer gave up");
-	conn_teardown(c);
+		ps_session_fail(c->sess, -ECONNABORTED, "the peer gave up");
+	ps_conn_teardown(c);
 	return -ECONNABORTED;
 }
 
@@ -165,18 +165,18 @@ static int conn_frame(struct ps_conn *c, const struct wire_hdr *h, uint8_t *f)
 	int ret;
 
 	if (!(conn_accepts[c->state] & (1u << h->type))) {
-		conn_fail(c, -EPROTO, "sent %s in state %s", wire_type_name(h->type),
-			  state_names[c->state]);
+		ps_conn_fail(c, -EPROTO, "sent %s in state %s", wire_type_name(h->type),
+			     state_names[c->state]);
 		return -EPROTO;
 	}
 	if (h->payload_len && h->type != WIRE_PAGES && h->type != WIRE_STATE &&
 	    h->type != WIRE_PAGE_REPLY) {
-		conn_fail(c, -EPROTO, "sent %s with a payload", wire_type_name(h->type));
+		ps_conn_fail(c, -EPROTO, "sent %s with a payload", wire_type_name(h->type));
 		return -EPROTO;
 	}
 	ret = wire_msg_unpack(h->type, msg, h->msg_len, &m);
 	if (ret) {
-		conn_fail(c, ret, "sent a malformed %s message", wire_type_name(h->type));
+		ps_conn_fail(c, ret, "sent a malformed %s message", wire_type_name(h->type));
 		return ret;
 	}
 	switch (h->type) {
@@ -187,52 +187,52 @@ static int conn_frame(struct ps_conn *c, const struct wire_hdr *h, uint8_t *f)
 		ret = on_auth(c, m);
 		break;
 	case WIRE_SESSION_OPEN:
-		ret = on_session_open(c, m);
+		ret = ps_on_session_open(c, m);
 		break;
 	case WIRE_SESSION_JOIN:
-		ret = on_session_join(c, m);
+		ret = ps_on_session_join(c, m);
 		break;
 	case WIRE_LAYOUT:
-		ret = on_layout(c, m);
+		ret = ps_on_layout(c, m);
 		break;
 	case WIRE_ROUND_BEGIN:
-		ret = on_round_begin(c, m);
+		ret = ps_on_round_begin(c, m);
 		break;
 	case WIRE_PAGES:
-		ret = on_pages(c, m, payload, h->payload_len);
+		ret = ps_on_pages(c, m, payload, h->payload_len);
 		break;
 	case WIRE_ROUND_END:
-		ret = on_round_end(c, m);
+		ret = ps_on_round_end(c, m);
 		break;
 	case WIRE_STATE:
-		ret = on_state(c, (const Haul__Wire__State *)m, payload, h->payload_len);
+		ret = ps_on_state(c, (const Haul__Wire__State *)m, payload, h->payload_len);
 		break;
 	case WIRE_RESTORE:
-		ret = on_restore(c);
+		ret = ps_on_restore(c);
 		break;
 	case WIRE_COMMIT:
-		ret = on_commit(c);
+		ret = ps_on_commit(c);
 		break;
 	case WIRE_PAGE_REQ:
-		ret = on_page_req(c, m);
+		ret = ps_on_page_req(c, m);
 		break;
 	case WIRE_PAGE_REPLY:
-		ret = on_page_reply(c, m, payload, h->payload_len);
+		ret = ps_on_page_reply(c, m, payload, h->payload_len);
 		break;
 	case WIRE_ERROR:
 		ret = on_error(c, m);
 		break;
 	default:
 		ret = -EPROTO;
-		conn_fail(c, ret, "sent %s, which a server never receives",
-			  wire_type_name(h->type));
+		ps_conn_fail(c, ret, "sent %s, which a server never receives",
+			     wire_type_name(h->type));
 	}
 	wire_msg_free(m);
 	return ret;
 }
 
 /* Parse every whole frame in the receive buffer; make room for the next. */
-void conn_parse(struct ps_conn *c)
+void ps_conn_parse(struct ps_conn *c)
 {
 	for (;;) {
 		size_t avail = c->rfill - c->rhead, need, want = SIZE_MAX;
@@ -246,37 +246,38 @@ void conn_parse(struct ps_conn *c)
 		if (avail < WIRE_HDR_LEN) {
 			need = WIRE_HDR_LEN;
 			/* Mid-round, read frame by frame so that payloads can go direct. */
-			if (direct_capable(c))
+			if (ps_direct_capable(c))
 				want = WIRE_HDR_LEN - avail;
 			goto more;
 		}
 		ret = wire_hdr_decode(f, WIRE_MAX_MSG, WIRE_MAX_PAYLOAD, &h);
 		if (ret) {
-			conn_fail(c, ret, "sent a bad frame header: %s", wire_strerror(ret));
+			ps_conn_fail(c, ret, "sent a bad frame header: %s", wire_strerror(ret));
 			return;
 		}
 		if (!(conn_accepts[c->state] & (1u << h.type))) {
-			conn_fail(c, -EPROTO, "sent %s in state %s", wire_type_name(h.type),
-				  state_names[c->state]);
+			ps_conn_fail(c, -EPROTO, "sent %s in state %s", wire_type_name(h.type),
+				     state_names[c->state]);
 			return;
 		}
 		if (!authed && (h.payload_len || h.msg_len > WIRE_MAX_PREAUTH)) {
-			conn_fail(c, -EMSGSIZE, "sent a %u+%u-byte %s before authenticating",
-				  h.msg_len, h.payload_len, wire_type_name(h.type));
+			ps_conn_fail(c, -EMSGSIZE, "sent a %u+%u-byte %s before authenticating",
+				     h.msg_len, h.payload_len, wire_type_name(h.type));
 			return;
 		}
 		if (h.seq != c->rx_seq) {
-			conn_fail(c, -EPROTO, "sent frame %u where %u was due", h.seq, c->rx_seq);
+			ps_conn_fail(c, -EPROTO, "sent frame %u where %u was due", h.seq,
+				     c->rx_seq);
 			return;
 		}
 		if (!!(h.flags & WIRE_F_ENCRYPTED) != c->encrypt) {
-			conn_fail(c, -EPROTO, "sent a%s frame on a%s connection",
-				  c->encrypt ? "n unencrypted" : "n encrypted",
-				  c->encrypt ? "n encrypted" : "n unencrypted");
+			ps_conn_fail(c, -EPROTO, "sent a%s frame on a%s connection",
+				     c->encrypt ? "n unencrypted" : "n encrypted",
+				     c->encrypt ? "n encrypted" : "n unencrypted");
 			return;
 		}
 		need = wire_frame_len(&h);
-		if (avail < need && h.type == WIRE_PAGES && h.payload_len && direct_capable(c)) {
+		if (avail < need && h.type == WIRE_PAGES && h.payload_len && ps_direct_capable(c)) {
 			size_t head = WIRE_HDR_LEN + h.msg_len;
 
 			if (avail < head) {
@@ -284,7 +285,7 @@ void conn_parse(struct ps_conn *c)
 				want = head - avail;
 				need = head;
 			} else {
-				ret = conn_direct_start(c, &h, f, avail);
+				ret = ps_conn_direct_start(c, &h, f, avail);
 				if (ret)
 					return;
 			}
@@ -292,25 +293,25 @@ void conn_parse(struct ps_conn *c)
 		if (avail < need)
 			goto more;
 		if (c->encrypt && wire_open(c->skey, WIRE_DIR_C2S, f, &h)) {
-			conn_fail(c, -EBADMSG,
-				  "sent a frame whose authentication tag does not "
-				  "verify (tampered or wrong key)");
+			ps_conn_fail(c, -EBADMSG,
+				     "sent a frame whose authentication tag does not "
+				     "verify (tampered or wrong key)");
 			return;
 		}
 		c->rx_seq++;
 		c->rhead += need;
 		/* The stall deadline is per frame: this one is complete. */
 		if (c->state >= PS_AUTHED)
-			conn_timer_stop(c);
+			ps_conn_timer_stop(c);
 		if (conn_frame(c, &h, f))
 			return;
 		continue;
 more:
 		/* A frame has begun: it must complete within the stall timeout. */
 		if (avail || c->state < PS_AUTHED)
-			conn_timer_start(c);
+			ps_conn_timer_start(c);
 		else
-			conn_timer_stop(c);
+			ps_conn_timer_stop(c);
 		if (c->rhead == c->rfill)
 			c->rhead = c->rfill = 0;
 		if (c->rhead + need > c->rcap) {
@@ -320,7 +321,7 @@ more:
 				uint8_t *b = malloc(cap);
 
 				if (!b) {
-					conn_fail(c, -ENOMEM, "needs a %zu-byte buffer", cap);
+					ps_conn_fail(c, -ENOMEM, "needs a %zu-byte buffer", cap);
 					return;
 				}
 				memcpy(b, c->rbuf + c->rhead, avail);
@@ -333,7 +334,7 @@ more:
 			c->rhead = 0;
 			c->rfill = avail;
 		}
-		conn_submit_recv(c, want);
+		ps_conn_submit_recv(c, want);
 		return;
 	}
 }

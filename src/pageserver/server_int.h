@@ -175,57 +175,58 @@ struct ps_server {
 };
 
 /* server_conn.c */
-struct io_uring_sqe *get_sqe(struct ps_server *s);
-struct io_uring_sqe *conn_recv_sqe(struct ps_conn *c);
-void conn_submit_recv(struct ps_conn *c, size_t max);
-int conn_sendv(struct ps_conn *c, unsigned type, const ProtobufCMessage *msg,
-	       const struct wire_seg *segs, size_t nsegs, uint32_t plen);
-int conn_send(struct ps_conn *c, unsigned type, const ProtobufCMessage *msg, const void *payload,
-	      uint32_t plen);
-void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
-void conn_timer_start(struct ps_conn *c);
-void conn_timer_stop(struct ps_conn *c);
-void conn_free(struct ps_conn *c);
-void conn_teardown(struct ps_conn *c);
-void conn_fail(struct ps_conn *c, int err, const char *fmt, ...)
+struct io_uring_sqe *ps_get_sqe(struct ps_server *s);
+struct io_uring_sqe *ps_conn_recv_sqe(struct ps_conn *c);
+void ps_conn_submit_recv(struct ps_conn *c, size_t max);
+int ps_conn_sendv(struct ps_conn *c, unsigned type, const ProtobufCMessage *msg,
+		  const struct wire_seg *segs, size_t nsegs, uint32_t plen);
+int ps_conn_send(struct ps_conn *c, unsigned type, const ProtobufCMessage *msg, const void *payload,
+		 uint32_t plen);
+void ps_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+void ps_conn_timer_start(struct ps_conn *c);
+void ps_conn_timer_stop(struct ps_conn *c);
+void ps_conn_free(struct ps_conn *c);
+void ps_conn_teardown(struct ps_conn *c);
+void ps_conn_fail(struct ps_conn *c, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-void on_cqe(struct ps_server *s, struct io_uring_cqe *cqe);
+void ps_on_cqe(struct ps_server *s, struct io_uring_cqe *cqe);
 
 /* server_frame.c */
-void conn_parse(struct ps_conn *c);
+void ps_conn_parse(struct ps_conn *c);
 
 /* server_direct.c */
-bool direct_capable(const struct ps_conn *c);
-void conn_submit_direct(struct ps_conn *c);
-void direct_advance(struct ps_conn *c, size_t n);
-void conn_direct_done(struct ps_conn *c);
-int conn_direct_start(struct ps_conn *c, const struct wire_hdr *h, const uint8_t *f, size_t avail);
+bool ps_direct_capable(const struct ps_conn *c);
+void ps_conn_submit_direct(struct ps_conn *c);
+void ps_direct_advance(struct ps_conn *c, size_t n);
+void ps_conn_direct_done(struct ps_conn *c);
+int ps_conn_direct_start(struct ps_conn *c, const struct wire_hdr *h, const uint8_t *f,
+			 size_t avail);
 
 /* server_session.c */
-bool session_can_detach(const struct ps_session *x);
-void session_detach(struct ps_conn *c);
-void server_reap(struct ps_server *s);
-void session_fail(struct ps_session *x, int err, const char *reason);
-const char *kind_name(Haul__Wire__SessionKind k);
-int on_session_open(struct ps_conn *c, ProtobufCMessage *m);
-int on_session_join(struct ps_conn *c, ProtobufCMessage *m);
+bool ps_session_can_detach(const struct ps_session *x);
+void ps_session_detach(struct ps_conn *c);
+void ps_server_reap(struct ps_server *s);
+void ps_session_fail(struct ps_session *x, int err, const char *reason);
+const char *ps_kind_name(Haul__Wire__SessionKind k);
+int ps_on_session_open(struct ps_conn *c, ProtobufCMessage *m);
+int ps_on_session_join(struct ps_conn *c, ProtobufCMessage *m);
 
 /* server_round.c */
-int on_layout(struct ps_conn *c, ProtobufCMessage *m);
-int on_round_begin(struct ps_conn *c, ProtobufCMessage *m);
-int on_pages(struct ps_conn *c, ProtobufCMessage *m, const uint8_t *payload, size_t len);
-int on_round_end(struct ps_conn *c, ProtobufCMessage *m);
-int on_state(struct ps_conn *c, const Haul__Wire__State *m, const uint8_t *payload, size_t len);
-int on_restore(struct ps_conn *c);
-int on_commit(struct ps_conn *c);
-int on_page_req(struct ps_conn *c, ProtobufCMessage *m);
+int ps_on_layout(struct ps_conn *c, ProtobufCMessage *m);
+int ps_on_round_begin(struct ps_conn *c, ProtobufCMessage *m);
+int ps_on_pages(struct ps_conn *c, ProtobufCMessage *m, const uint8_t *payload, size_t len);
+int ps_on_round_end(struct ps_conn *c, ProtobufCMessage *m);
+int ps_on_state(struct ps_conn *c, const Haul__Wire__State *m, const uint8_t *payload, size_t len);
+int ps_on_restore(struct ps_conn *c);
+int ps_on_commit(struct ps_conn *c);
+int ps_on_page_req(struct ps_conn *c, ProtobufCMessage *m);
 
 /* server_fetch.c */
-void fetch_fail_all(struct ps_session *x, int err);
-void session_park(struct ps_session *x);
-void detach_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
-void session_resume(struct ps_session *x);
-void fasync_cb(struct ev_loop *loop, ev_async *w, int revents);
-int on_page_reply(struct ps_conn *c, ProtobufCMessage *m, const uint8_t *payload, size_t len);
+void ps_fetch_fail_all(struct ps_session *x, int err);
+void ps_session_park(struct ps_session *x);
+void ps_detach_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+void ps_session_resume(struct ps_session *x);
+void ps_fasync_cb(struct ev_loop *loop, ev_async *w, int revents);
+int ps_on_page_reply(struct ps_conn *c, ProtobufCMessage *m, const uint8_t *payload, size_t len);
 
 #endif

@@ -36,7 +36,7 @@ static int send_ack(struct ps_conn *c, unsigned type, uint64_t value, uint64_t p
 	a.value = value;
 	a.has_pages = true;
 	a.pages = pages;
-	return conn_send(c, WIRE_ACK, &a.base, NULL, 0);
+	return ps_conn_send(c, WIRE_ACK, &a.base, NULL, 0);
 }
 
 /* A FETCH session only reads: fail @c for what it @did there (-EPROTO), else 0. */
@@ -44,11 +44,11 @@ static int fetch_session_refuses(struct ps_conn *c, const char *did)
 {
 	if (c->sess->kind != HAUL__WIRE__SESSION_KIND__FETCH)
 		return 0;
-	conn_fail(c, -EPROTO, "%s in a fetch session", did);
+	ps_conn_fail(c, -EPROTO, "%s in a fetch session", did);
 	return -EPROTO;
 }
 
-int on_layout(struct ps_conn *c, ProtobufCMessage *m)
+int ps_on_layout(struct ps_conn *c, ProtobufCMessage *m)
 {
 	Haul__Wire__Layout *lm = (Haul__Wire__Layout *)m;
 	struct ps_session *x = c->sess;
@@ -60,14 +60,15 @@ int on_layout(struct ps_conn *c, ProtobufCMessage *m)
 		return -EPROTO;
 	ret = wire_layout_from_msg(lm->vmas, lm->n_vmas, &l);
 	if (ret) {
-		conn_fail(c, ret, "sent a malformed layout (unaligned, empty or overlapping VMAs)");
-		session_fail(x, ret, "a stream sent a malformed layout");
+		ps_conn_fail(c, ret,
+			     "sent a malformed layout (unaligned, empty or overlapping VMAs)");
+		ps_session_fail(x, ret, "a stream sent a malformed layout");
 		return ret;
 	}
 	if (val_layout(&l, why, sizeof(why))) {
 		haul_layout_release(&l);
-		conn_fail(c, -EBADMSG, "sent a bad layout of pid %d: %s", x->pid, why);
-		session_fail(x, -EBADMSG, "a stream sent a bad layout");
+		ps_conn_fail(c, -EBADMSG, "sent a bad layout of pid %d: %s", x->pid, why);
+		ps_session_fail(x, -EBADMSG, "a stream sent a bad layout");
 		return -EBADMSG;
 	}
 	if (x->proc)
@@ -76,7 +77,7 @@ int on_layout(struct ps_conn *c, ProtobufCMessage *m)
 		ret = c->srv->o.sink->layout(x->sink_sess, &l);
 	if (ret) {
 		haul_layout_release(&l);
-		session_fail(x, ret, "the layout could not be applied");
+		ps_session_fail(x, ret, "the layout could not be applied");
 		return ret;
 	}
 	haul_layout_release(&x->layout);
@@ -84,7 +85,7 @@ int on_layout(struct ps_conn *c, ProtobufCMessage *m)
 	return send_ack(c, WIRE_LAYOUT, 0, 0);
 }
 
-int on_round_begin(struct ps_conn *c, ProtobufCMessage *m)
+int ps_on_round_begin(struct ps_conn *c, ProtobufCMessage *m)
 {
 	Haul__Wire__RoundBegin *rb = (Haul__Wire__RoundBegin *)m;
 	struct ps_session *x = c->sess;
@@ -93,15 +94,16 @@ int on_round_begin(struct ps_conn *c, ProtobufCMessage *m)
 		return -EPROTO;
 	if (x->njoined == x->nstreams && x->nconns < x->nstreams) {
 		/* A stream left: the round's barrier could never complete. */
-		conn_fail(c, -EPIPE, "began round %llu after another stream of its session closed",
-			  (unsigned long long)rb->round);
-		session_fail(x, -EPIPE, "a stream of the session closed");
+		ps_conn_fail(c, -EPIPE,
+			     "began round %llu after another stream of its session closed",
+			     (unsigned long long)rb->round);
+		ps_session_fail(x, -EPIPE, "a stream of the session closed");
 		return -EPIPE;
 	}
 	if (x->in_round ? rb->round != x->round : rb->round <= x->last_round) {
-		conn_fail(c, -EPROTO, "began round %llu (session is at round %llu)",
-			  (unsigned long long)rb->round,
-			  (unsigned long long)(x->in_round ? x->round : x->last_round));
+		ps_conn_fail(c, -EPROTO, "began round %llu (session is at round %llu)",
+			     (unsigned long long)rb->round,
+			     (unsigned long long)(x->in_round ? x->round : x->last_round));
 		return -EPROTO;
 	}
 	if (!x->in_round) {
@@ -128,30 +130,30 @@ static int put_pages(void *arg, uint64_t addr, const void *data, uint32_t npages
 	return c->srv->o.sink->pages(x->sink_sess, addr, data, npages);
 }
 
-int on_pages(struct ps_conn *c, ProtobufCMessage *m, const uint8_t *payload, size_t len)
+int ps_on_pages(struct ps_conn *c, ProtobufCMessage *m, const uint8_t *payload, size_t len)
 {
 	struct ps_session *x = c->sess;
 	char why[160];
 	int64_t n;
 
 	if (val_pages((Haul__Wire__Pages *)m, why, sizeof(why))) {
-		conn_fail(c, -EBADMSG, "sent a bad page batch for pid %d: %s", x->pid, why);
-		session_fail(x, -EBADMSG, "a stream sent a bad page batch");
+		ps_conn_fail(c, -EBADMSG, "sent a bad page batch for pid %d: %s", x->pid, why);
+		ps_session_fail(x, -EBADMSG, "a stream sent a bad page batch");
 		return -EBADMSG;
 	}
 	n = wire_pages_decode((Haul__Wire__Pages *)m, payload, len, c->srv->scratch, put_pages, c);
 	if (n == -EBADMSG) {
-		conn_fail(c, -EBADMSG, "sent a malformed page batch (bad range or corrupt LZ4)");
-		session_fail(x, -EBADMSG, "a stream sent a malformed page batch");
+		ps_conn_fail(c, -EBADMSG, "sent a malformed page batch (bad range or corrupt LZ4)");
+		ps_session_fail(x, -EBADMSG, "a stream sent a malformed page batch");
 		return -EBADMSG;
 	}
 	if (n == -ERANGE) {
-		conn_fail(c, -ERANGE, "sent pages outside any announced VMA of pid %d", x->pid);
-		session_fail(x, -ERANGE, "a stream sent pages outside the layout");
+		ps_conn_fail(c, -ERANGE, "sent pages outside any announced VMA of pid %d", x->pid);
+		ps_session_fail(x, -ERANGE, "a stream sent pages outside the layout");
 		return -ERANGE;
 	}
 	if (n < 0) {
-		session_fail(x, (int)n, "the pages could not be stored");
+		ps_session_fail(x, (int)n, "the pages could not be stored");
 		return (int)n;
 	}
 	c->round_pages += (uint64_t)n;
@@ -172,7 +174,7 @@ static int round_complete(struct ps_session *x)
 	else
 		ret = s->o.sink->round_end(x->sink_sess, x->round);
 	if (ret) {
-		session_fail(x, ret, "the round could not be committed");
+		ps_session_fail(x, ret, "the round could not be committed");
 		return ret;
 	}
 	x->in_round = false;
@@ -192,21 +194,21 @@ static int round_complete(struct ps_session *x)
 	return 0;
 }
 
-int on_round_end(struct ps_conn *c, ProtobufCMessage *m)
+int ps_on_round_end(struct ps_conn *c, ProtobufCMessage *m)
 {
 	Haul__Wire__RoundEnd *re = (Haul__Wire__RoundEnd *)m;
 	struct ps_session *x = c->sess;
 
 	if (re->round != c->round) {
-		conn_fail(c, -EPROTO, "ended round %llu inside round %llu",
-			  (unsigned long long)re->round, (unsigned long long)c->round);
+		ps_conn_fail(c, -EPROTO, "ended round %llu inside round %llu",
+			     (unsigned long long)re->round, (unsigned long long)c->round);
 		return -EPROTO;
 	}
 	if (re->has_pages && re->pages != c->round_pages) {
-		conn_fail(c, -EPROTO, "ended round %llu claiming %llu pages; %llu arrived",
-			  (unsigned long long)re->round, (unsigned long long)re->pages,
-			  (unsigned long long)c->round_pages);
-		session_fail(x, -EPROTO, "a stream lost pages");
+		ps_conn_fail(c, -EPROTO, "ended round %llu claiming %llu pages; %llu arrived",
+			     (unsigned long long)re->round, (unsigned long long)re->pages,
+			     (unsigned long long)c->round_pages);
+		ps_session_fail(x, -EPROTO, "a stream lost pages");
 		return -EPROTO;
 	}
 	c->state = PS_BARRIER;
@@ -228,15 +230,15 @@ static int on_stale(struct ps_conn *c, const Haul__Wire__State *m)
 	int ret;
 
 	if (val_stale(m, PS_MAX_STALE_RANGES, why, sizeof(why))) {
-		conn_fail(c, -EPROTO, "sent a bad stale list: %s", why);
+		ps_conn_fail(c, -EPROTO, "sent a bad stale list: %s", why);
 		return -EPROTO;
 	}
 	if (x->proc || !x->lazy) {
-		conn_fail(c, -EPROTO, "sent stale pages outside a lazy live session");
+		ps_conn_fail(c, -EPROTO, "sent stale pages outside a lazy live session");
 		return -EPROTO;
 	}
 	if (!c->srv->o.sink->stale) {
-		session_fail(x, -EOPNOTSUPP, "this page server's sink cannot take stale pages");
+		ps_session_fail(x, -EOPNOTSUPP, "this page server's sink cannot take stale pages");
 		return -EOPNOTSUPP;
 	}
 	r = malloc(n * sizeof(*r));
@@ -249,18 +251,18 @@ static int on_stale(struct ps_conn *c, const Haul__Wire__State *m)
 		    r[i].npages > UINT32_MAX ||
 		    r[i].addr + r[i].npages * HAUL_PAGE_SIZE < r[i].addr) {
 			free(r);
-			conn_fail(c, -EPROTO, "sent a bad stale range");
+			ps_conn_fail(c, -EPROTO, "sent a bad stale range");
 			return -EPROTO;
 		}
 	}
 	ret = c->srv->o.sink->stale(x->sink_sess, r, n);
 	free(r);
 	if (ret)
-		session_fail(x, ret, "the stale pages were refused");
+		ps_session_fail(x, ret, "the stale pages were refused");
 	return ret;
 }
 
-int on_state(struct ps_conn *c, const Haul__Wire__State *m, const uint8_t *payload, size_t len)
+int ps_on_state(struct ps_conn *c, const Haul__Wire__State *m, const uint8_t *payload, size_t len)
 {
 	struct ps_session *x = c->sess;
 	int ret;
@@ -277,13 +279,13 @@ int on_state(struct ps_conn *c, const Haul__Wire__State *m, const uint8_t *paylo
 	else
 		ret = c->srv->o.sink->state(x->sink_sess, payload, len);
 	if (ret) {
-		session_fail(x, ret, "the process state was refused");
+		ps_session_fail(x, ret, "the process state was refused");
 		return ret;
 	}
 	return send_ack(c, WIRE_STATE, 0, 0);
 }
 
-int on_restore(struct ps_conn *c)
+int ps_on_restore(struct ps_conn *c)
 {
 	Haul__Wire__RestoreReply r = HAUL__WIRE__RESTORE_REPLY__INIT;
 	struct ps_session *x = c->sess;
@@ -294,7 +296,7 @@ int on_restore(struct ps_conn *c)
 		res.err = -EOPNOTSUPP;
 		snprintf(res.msg, sizeof(res.msg),
 			 "this page server has no restore sink (%s session); it stores pages only",
-			 kind_name(x->kind));
+			 ps_kind_name(x->kind));
 	} else {
 		ret = c->srv->o.sink->restore(x->sink_sess, &res);
 		if (ret) {
@@ -311,10 +313,10 @@ int on_restore(struct ps_conn *c)
 	r.pid = res.pid;
 	r.err = res.err;
 	r.msg = res.msg;
-	return conn_send(c, WIRE_RESTORE_REPLY, &r.base, NULL, 0);
+	return ps_conn_send(c, WIRE_RESTORE_REPLY, &r.base, NULL, 0);
 }
 
-int on_commit(struct ps_conn *c)
+int ps_on_commit(struct ps_conn *c)
 {
 	struct ps_session *x = c->sess;
 	int ret;
@@ -324,7 +326,7 @@ int on_commit(struct ps_conn *c)
 	if (x->proc) {
 		ret = pstore_commit(x->proc, x->round_base + x->last_round);
 		if (ret) {
-			session_fail(x, ret, "the commit failed");
+			ps_session_fail(x, ret, "the commit failed");
 			return ret;
 		}
 	}
@@ -333,7 +335,7 @@ int on_commit(struct ps_conn *c)
 	return send_ack(c, WIRE_COMMIT, x->last_round, 0);
 }
 
-int on_page_req(struct ps_conn *c, ProtobufCMessage *m)
+int ps_on_page_req(struct ps_conn *c, ProtobufCMessage *m)
 {
 	Haul__Wire__PageReq *q = (Haul__Wire__PageReq *)m;
 	struct ps_session *x = c->sess;
@@ -344,28 +346,29 @@ int on_page_req(struct ps_conn *c, ProtobufCMessage *m)
 	int ret;
 
 	if (!x->proc) {
-		conn_fail(c, -EOPNOTSUPP, "asked for pages of a live session (not stored here)");
+		ps_conn_fail(c, -EOPNOTSUPP, "asked for pages of a live session (not stored here)");
 		return -EOPNOTSUPP;
 	}
 	if (val_page_req(q, why, sizeof(why))) {
-		conn_fail(c, -EPROTO, "sent a bad PageReq: %s", why);
+		ps_conn_fail(c, -EPROTO, "sent a bad PageReq: %s", why);
 		return -EPROTO;
 	}
 	n = pstore_read(x->proc, q->addr, q->npages, s->scratch);
 	if (n < 0) {
-		conn_fail(c, (int)n, "cannot read pages of pid %d for it", x->pid);
+		ps_conn_fail(c, (int)n, "cannot read pages of pid %d for it", x->pid);
 		return (int)n;
 	}
 	wire_pages_enc_reset(&s->enc);
 	ret = wire_pages_enc_add(&s->enc, q->addr, s->scratch, q->npages);
 	if (ret != (int)q->npages) {
-		conn_fail(c, -EMSGSIZE, "page reply of %u pages does not fit a frame", q->npages);
+		ps_conn_fail(c, -EMSGSIZE, "page reply of %u pages does not fit a frame",
+			     q->npages);
 		return -EMSGSIZE;
 	}
 	wire_pages_enc_msg(&s->enc, &rep);
 	rep.has_req_id = true;
 	rep.req_id = q->req_id;
 	/* Raw pages go from the read buffer into the send buffer: one copy. */
-	return conn_sendv(c, WIRE_PAGE_REPLY, &rep.base, s->enc.segs, s->enc.nsegs,
-			  (uint32_t)s->enc.len);
+	return ps_conn_sendv(c, WIRE_PAGE_REPLY, &rep.base, s->enc.segs, s->enc.nsegs,
+			     (uint32_t)s->enc.len);
 }

@@ -4,7 +4,7 @@
  *
  * A session is told apart by its id; only the page store is keyed by PID,
  * so two sessions may not write pages of one PID at once.  A session is
- * freed by server_reap() once it has no connection attached, none left
+ * freed by ps_server_reap() once it has no connection attached, none left
  * whose receives might still write its staged pages (nrefs), and it is not
  * waiting for its source to rejoin.  A stream lost mid-round, or from an
  * uncommitted live session, fails the session, unless the session can
@@ -54,7 +54,7 @@ static bool session_writes_store(const struct ps_session *x)
  * failing it: a lazy live session between the resume and the commit,
  * whose process would die without the source's pages.
  */
-bool session_can_detach(const struct ps_session *x)
+bool ps_session_can_detach(const struct ps_session *x)
 {
 	return x->kind == HAUL__WIRE__SESSION_KIND__LIVE && x->lazy && x->restored && !x->proc &&
 	       !x->committed && !x->failed && !x->srv->closing;
@@ -68,7 +68,7 @@ static void session_free(struct ps_session *x)
 		pstore_abort(x->proc);
 	ev_timer_stop(s->loop, &x->detach_timer);
 	/* Wake every requester before the sink's close() waits for its threads. */
-	fetch_fail_all(x, -ECONNRESET);
+	ps_fetch_fail_all(x, -ECONNRESET);
 	if (x->sink_sess)
 		s->o.sink->close(x->sink_sess, x->committed);
 	pr_info("session %016llx of pid %d (%s) from %s ended%s: %llu rounds, %llu pages, %.1f MB",
@@ -83,7 +83,7 @@ static void session_free(struct ps_session *x)
 		ev_break(s->loop, EVBREAK_ALL);
 }
 
-void session_detach(struct ps_conn *c)
+void ps_session_detach(struct ps_conn *c)
 {
 	struct ps_session *x = c->sess;
 
@@ -95,11 +95,11 @@ void session_detach(struct ps_conn *c)
 	if (x->detached) {
 		/* a stream lost again while waiting frees its slot; a refusal still fails */
 		if (c->state == PS_CLOSING)
-			session_fail(x, -ECONNRESET, "a rejoining stream was refused");
+			ps_session_fail(x, -ECONNRESET, "a rejoining stream was refused");
 		return;
 	}
-	if (c->state != PS_CLOSING && session_can_detach(x)) {
-		session_park(x);
+	if (c->state != PS_CLOSING && ps_session_can_detach(x)) {
+		ps_session_park(x);
 		return;
 	}
 	/*
@@ -110,7 +110,7 @@ void session_detach(struct ps_conn *c)
 	if (!x->failed && !x->committed &&
 	    (x->in_round || c->state == PS_CLOSING ||
 	     (x->kind == HAUL__WIRE__SESSION_KIND__LIVE && x->nconns)))
-		session_fail(x, -ECONNRESET, "a stream of the session closed");
+		ps_session_fail(x, -ECONNRESET, "a stream of the session closed");
 }
 
 /*
@@ -118,14 +118,14 @@ void session_detach(struct ps_conn *c)
  * reaped, sessions without connections.  Called only from the top of the
  * loop's callbacks, never from inside a handler.
  */
-void server_reap(struct ps_server *s)
+void ps_server_reap(struct ps_server *s)
 {
 	for (struct ps_conn **pp = &s->conns; *pp;) {
 		struct ps_conn *c = *pp;
 
 		if (c->dead && !c->recv_busy && !c->send_busy) {
 			*pp = c->next;
-			conn_free(c);
+			ps_conn_free(c);
 		} else {
 			pp = &c->next;
 		}
@@ -146,7 +146,7 @@ void server_reap(struct ps_server *s)
  * Fail every stream of @x.  Its staged pages are dropped by session_free(),
  * once no receive of its connections can still write into them.
  */
-void session_fail(struct ps_session *x, int err, const char *reason)
+void ps_session_fail(struct ps_session *x, int err, const char *reason)
 {
 	if (x->failed)
 		return;
@@ -155,11 +155,11 @@ void session_fail(struct ps_session *x, int err, const char *reason)
 		x->detached = false;
 		ev_timer_stop(x->srv->loop, &x->detach_timer);
 	}
-	fetch_fail_all(x, err);
+	ps_fetch_fail_all(x, err);
 	for (uint32_t i = 0; i < x->nstreams; i++)
 		if (x->streams[i] && x->streams[i]->state != PS_CLOSING)
-			conn_fail(x->streams[i], err, "session %016llx failed: %s",
-				  (unsigned long long)x->id, reason);
+			ps_conn_fail(x->streams[i], err, "session %016llx failed: %s",
+				     (unsigned long long)x->id, reason);
 }
 
 static void session_ok(struct ps_conn *c, struct ps_session *x)
@@ -170,17 +170,17 @@ static void session_ok(struct ps_conn *c, struct ps_session *x)
 	ok.has_committed_round = true;
 	ok.committed_round = x->proc ? pstore_round(x->proc) : 0;
 	c->state = PS_READY;
-	conn_send(c, WIRE_SESSION_OK, &ok.base, NULL, 0);
+	ps_conn_send(c, WIRE_SESSION_OK, &ok.base, NULL, 0);
 }
 
-const char *kind_name(Haul__Wire__SessionKind k)
+const char *ps_kind_name(Haul__Wire__SessionKind k)
 {
 	return k == HAUL__WIRE__SESSION_KIND__LIVE    ? "live"
 	       : k == HAUL__WIRE__SESSION_KIND__STORE ? "store"
 						      : "fetch";
 }
 
-int on_session_open(struct ps_conn *c, ProtobufCMessage *m)
+int ps_on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 {
 	Haul__Wire__SessionOpen *o = (Haul__Wire__SessionOpen *)m;
 	struct ps_server *s = c->srv;
@@ -189,12 +189,12 @@ int on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 	int ret;
 
 	if (val_session_open(o, why, sizeof(why))) {
-		conn_fail(c, -EPROTO, "sent a bad SessionOpen: %s", why);
+		ps_conn_fail(c, -EPROTO, "sent a bad SessionOpen: %s", why);
 		return -EPROTO;
 	}
 	if (session_find(s, o->session_id)) {
-		conn_fail(c, -EEXIST, "session %016llx is already open",
-			  (unsigned long long)o->session_id);
+		ps_conn_fail(c, -EEXIST, "session %016llx is already open",
+			     (unsigned long long)o->session_id);
 		return -EEXIST;
 	}
 	/*
@@ -209,10 +209,10 @@ int on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 		if (x->pid == o->pid && session_writes_store(x) &&
 		    o->kind != HAUL__WIRE__SESSION_KIND__FETCH &&
 		    (o->kind != HAUL__WIRE__SESSION_KIND__LIVE || !s->o.sink)) {
-			conn_fail(c, -EBUSY,
-				  "pid %d is already being stored by session %016llx from %s; "
-				  "retry once it ends",
-				  o->pid, (unsigned long long)x->id, x->peer);
+			ps_conn_fail(c, -EBUSY,
+				     "pid %d is already being stored by session %016llx from %s; "
+				     "retry once it ends",
+				     o->pid, (unsigned long long)x->id, x->peer);
 			return -EBUSY;
 		}
 	x = calloc(1, sizeof(*x));
@@ -226,22 +226,22 @@ int on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 	snprintf(x->peer, sizeof(x->peer), "%s", c->peer);
 	x->nstreams = o->nstreams;
 	x->lazy = o->has_lazy && o->lazy;
-	ev_init(&x->detach_timer, detach_timer_cb);
+	ev_init(&x->detach_timer, ps_detach_timer_cb);
 	x->detach_timer.data = x;
 	if (x->kind == HAUL__WIRE__SESSION_KIND__FETCH) {
 		ret = pstore_proc_get(s->store, x->pid, false, &x->proc);
 		if (ret || pstore_round(x->proc) == 0) {
 			free(x);
-			conn_fail(c, -ENOENT, "asked for pid %d, which has no committed image here",
-				  o->pid);
+			ps_conn_fail(c, -ENOENT,
+				     "asked for pid %d, which has no committed image here", o->pid);
 			return -ENOENT;
 		}
 	} else if (session_uses_store(x)) {
 		ret = pstore_proc_get(s->store, x->pid, true, &x->proc);
 		if (ret) {
 			free(x);
-			conn_fail(c, ret, "cannot store pages of pid %d: %s", o->pid,
-				  strerror(-ret));
+			ps_conn_fail(c, ret, "cannot store pages of pid %d: %s", o->pid,
+				     strerror(-ret));
 			return ret;
 		}
 		pstore_set_comm(x->proc, x->comm);
@@ -270,8 +270,8 @@ int on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 		ret = s->o.sink->open(s->o.sink_arg, &info, &x->sink_sess);
 		if (ret) {
 			free(x);
-			conn_fail(c, ret, "cannot start restoring pid %d: %s", o->pid,
-				  strerror(-ret));
+			ps_conn_fail(c, ret, "cannot start restoring pid %d: %s", o->pid,
+				     strerror(-ret));
 			return ret;
 		}
 	}
@@ -285,7 +285,7 @@ int on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 	c->sref = x;
 	c->stream = 0;
 	pr_info("session %016llx from %s: %s pid %d (%s), %u stream%s", (unsigned long long)x->id,
-		c->peer, kind_name(x->kind), x->pid, x->comm, x->nstreams,
+		c->peer, ps_kind_name(x->kind), x->pid, x->comm, x->nstreams,
 		x->nstreams > 1 ? "s" : "");
 	session_ok(c, x);
 	return 0;
@@ -296,7 +296,7 @@ int on_session_open(struct ps_conn *c, ProtobufCMessage *m)
  * detached session (post-copy recovery), which resumes once every stream
  * is back.
  */
-int on_session_join(struct ps_conn *c, ProtobufCMessage *m)
+int ps_on_session_join(struct ps_conn *c, ProtobufCMessage *m)
 {
 	Haul__Wire__SessionJoin *j = (Haul__Wire__SessionJoin *)m;
 	struct ps_session *x = session_find(c->srv, j->session_id);
@@ -304,28 +304,29 @@ int on_session_join(struct ps_conn *c, ProtobufCMessage *m)
 	char why[160];
 
 	if (x && val_session_join(j, x->nstreams, why, sizeof(why))) {
-		conn_fail(c, -EPROTO, "sent a bad SessionJoin: %s", why);
+		ps_conn_fail(c, -EPROTO, "sent a bad SessionJoin: %s", why);
 		return -EPROTO;
 	}
 	if (!x || x->failed) {
-		conn_fail(c, -ENOENT, "%s unknown session %016llx%s",
-			  resume ? "rejoined" : "joined", (unsigned long long)j->session_id,
-			  resume ? " (it failed, gave up waiting, or never existed here)" : "");
+		ps_conn_fail(c, -ENOENT, "%s unknown session %016llx%s",
+			     resume ? "rejoined" : "joined", (unsigned long long)j->session_id,
+			     resume ? " (it failed, gave up waiting, or never existed here)" : "");
 		return -ENOENT;
 	}
 	if (resume != x->detached) {
-		conn_fail(c, -EBUSY,
-			  resume ? "rejoined session %016llx, which is not detached (its streams "
-				   "are connected, or it cannot recover)"
-				 : "joined session %016llx, which waits for its source to rejoin",
-			  (unsigned long long)j->session_id);
+		ps_conn_fail(
+			c, -EBUSY,
+			resume ? "rejoined session %016llx, which is not detached (its streams "
+				 "are connected, or it cannot recover)"
+			       : "joined session %016llx, which waits for its source to rejoin",
+			(unsigned long long)j->session_id);
 		return -EBUSY;
 	}
 	if ((j->stream == 0 && !resume) || j->stream >= x->nstreams || x->streams[j->stream]) {
-		conn_fail(c, -EPROTO,
-			  "joined session %016llx as stream %u of %u (taken or out "
-			  "of range)",
-			  (unsigned long long)j->session_id, j->stream, x->nstreams);
+		ps_conn_fail(c, -EPROTO,
+			     "joined session %016llx as stream %u of %u (taken or out "
+			     "of range)",
+			     (unsigned long long)j->session_id, j->stream, x->nstreams);
 		return -EPROTO;
 	}
 	x->streams[j->stream] = c;
@@ -338,6 +339,6 @@ int on_session_join(struct ps_conn *c, ProtobufCMessage *m)
 	c->stream = j->stream;
 	session_ok(c, x);
 	if (resume && x->nconns == x->nstreams)
-		session_resume(x);
+		ps_session_resume(x);
 	return 0;
 }
