@@ -15,7 +15,9 @@
  * English passphrase of 32 letters ~130, a repeated pattern a few.
  *
  * Also the post-copy report's conversion to and from its message, which the
- * server (target) writes and the client (source) reads.
+ * server (target) writes and the client (source) reads, and the page reply
+ * decoder's callback both sides use to copy a reply into the requester's
+ * buffer.
  */
 #define LOG_PREFIX "ps: "
 #include <arpa/inet.h>
@@ -215,4 +217,19 @@ void ps_lazy_report_from_msg(const Haul__Wire__LazyReport *m, struct ps_lazy_rep
 		r->f = m->f;
 	PS_LAZY_REPORT_FIELDS(FROM_MSG)
 #undef FROM_MSG
+}
+
+int ps_fetch_put(void *arg, uint64_t addr, const void *data, uint32_t n)
+{
+	struct ps_fetch_ctx *f = arg;
+	uint64_t end = f->addr + (uint64_t)f->npages * HAUL_PAGE_SIZE;
+
+	if (addr < f->addr || addr + (uint64_t)n * HAUL_PAGE_SIZE > end)
+		return -ERANGE;
+	if (data)
+		memcpy(f->buf + (addr - f->addr), data, (size_t)n * HAUL_PAGE_SIZE);
+	else
+		memset(f->buf + (addr - f->addr), 0, (size_t)n * HAUL_PAGE_SIZE);
+	f->got += n;
+	return 0;
 }

@@ -35,4 +35,19 @@ struct ps_lazy_report;
 void ps_lazy_report_to_msg(const struct ps_lazy_report *r, Haul__Wire__LazyReport *m);
 void ps_lazy_report_from_msg(const Haul__Wire__LazyReport *m, struct ps_lazy_report *r);
 
+/* A page request's buffer: @npages pages from @addr; @got counts the pages put. */
+struct ps_fetch_ctx {
+	uint64_t addr;
+	uint32_t npages;
+	uint8_t *buf;
+	uint32_t got;
+};
+
+/*
+ * wire_pages_decode() callback (@arg a struct ps_fetch_ctx): copy @n pages
+ * at @addr (zeros when @data is NULL) into the buffer.  0, or -ERANGE when
+ * they fall outside the request.
+ */
+int ps_fetch_put(void *arg, uint64_t addr, const void *data, uint32_t n);
+
 #endif

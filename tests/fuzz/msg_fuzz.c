@@ -2,7 +2,7 @@
  * msg_fuzz.c - libFuzzer target for the page server after authentication
  * (make fuzz).
  *
- * The real server (src/pageserver/server.c) runs in a thread of this
+ * The real server (src/pageserver/server*.c) runs in a thread of this
  * process on 127.0.0.1, with the page store as its only sink (no restore:
  * a fuzzer cannot fork stubs).  Each input is one connection: the harness
  * authenticates properly, then sends the frames the input describes, with

@@ -1,0 +1,374 @@
+/*
+ * server_round.c - what an open session receives: its layout, rounds and
+ * their barrier across streams, page batches, the process state, restore,
+ * commit, and page requests answered from the page store.
+ *
+ * A round is applied (the sink's round_end, or a pstore commit) and acked
+ * on every stream only when every stream has ended it; a STORE session's
+ * pages stay staged (invisible) until then.  A bad message fails its
+ * stream with the field named, and the session with it; other sessions
+ * carry on.
+ */
+#define LOG_PREFIX "ps: "
+#include <errno.h>
+#include <ev.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/policy.h"
+#include "common/pstore.h"
+#include "common/validate.h"
+#include "common/wire.h"
+#include "pageserver/pageserver.h"
+#include "pageserver/ps_int.h"
+#include "pageserver/server_int.h"
+
+static int send_ack(struct ps_conn *c, unsigned type, uint64_t value, uint64_t pages)
+{
+	Haul__Wire__Ack a = HAUL__WIRE__ACK__INIT;
+
+	a.type = type;
+	a.has_value = true;
+	a.value = value;
+	a.has_pages = true;
+	a.pages = pages;
+	return ps_conn_send(c, WIRE_ACK, &a.base, NULL, 0);
+}
+
+/* A FETCH session only reads: fail @c for what it @did there (-EPROTO), else 0. */
+static int fetch_session_refuses(struct ps_conn *c, const char *did)
+{
+	if (c->sess->kind != HAUL__WIRE__SESSION_KIND__FETCH)
+		return 0;
+	ps_conn_fail(c, -EPROTO, "%s in a fetch session", did);
+	return -EPROTO;
+}
+
+int ps_on_layout(struct ps_conn *c, ProtobufCMessage *m)
+{
+	Haul__Wire__Layout *lm = (Haul__Wire__Layout *)m;
+	struct ps_session *x = c->sess;
+	struct haul_layout l;
+	char why[160];
+	int ret;
+
+	if (fetch_session_refuses(c, "sent a layout"))
+		return -EPROTO;
+	ret = wire_layout_from_msg(lm->vmas, lm->n_vmas, &l);
+	if (ret) {
+		ps_conn_fail(c, ret,
+			     "sent a malformed layout (unaligned, empty or overlapping VMAs)");
+		ps_session_fail(x, ret, "a stream sent a malformed layout");
+		return ret;
+	}
+	if (val_layout(&l, why, sizeof(why))) {
+		haul_layout_release(&l);
+		ps_conn_fail(c, -EBADMSG, "sent a bad layout of pid %d: %s", x->pid, why);
+		ps_session_fail(x, -EBADMSG, "a stream sent a bad layout");
+		return -EBADMSG;
+	}
+	if (x->proc)
+		ret = pstore_set_layout(x->proc, &l);
+	else
+		ret = c->srv->o.sink->layout(x->sink_sess, &l);
+	if (ret) {
+		haul_layout_release(&l);
+		ps_session_fail(x, ret, "the layout could not be applied");
+		return ret;
+	}
+	haul_layout_release(&x->layout);
+	x->layout = l;
+	return send_ack(c, WIRE_LAYOUT, 0, 0);
+}
+
+int ps_on_round_begin(struct ps_conn *c, ProtobufCMessage *m)
+{
+	Haul__Wire__RoundBegin *rb = (Haul__Wire__RoundBegin *)m;
+	struct ps_session *x = c->sess;
+
+	if (fetch_session_refuses(c, "began a round"))
+		return -EPROTO;
+	if (x->njoined == x->nstreams && x->nconns < x->nstreams) {
+		/* A stream left: the round's barrier could never complete. */
+		ps_conn_fail(c, -EPIPE,
+			     "began round %llu after another stream of its session closed",
+			     (unsigned long long)rb->round);
+		ps_session_fail(x, -EPIPE, "a stream of the session closed");
+		return -EPIPE;
+	}
+	if (x->in_round ? rb->round != x->round : rb->round <= x->last_round) {
+		ps_conn_fail(c, -EPROTO, "began round %llu (session is at round %llu)",
+			     (unsigned long long)rb->round,
+			     (unsigned long long)(x->in_round ? x->round : x->last_round));
+		return -EPROTO;
+	}
+	if (!x->in_round) {
+		x->in_round = true;
+		x->round = rb->round;
+		x->nended = 0;
+		x->round_pages = 0;
+	}
+	c->round = rb->round;
+	c->round_pages = c->round_bytes = 0;
+	c->state = PS_ROUND;
+	return 0;
+}
+
+static int put_pages(void *arg, uint64_t addr, const void *data, uint32_t npages)
+{
+	struct ps_conn *c = arg;
+	struct ps_session *x = c->sess;
+
+	if (x->proc)
+		return pstore_put(x->proc, addr, data, npages);
+	if (!haul_layout_covers(&x->layout, addr, npages))
+		return -ERANGE;
+	return c->srv->o.sink->pages(x->sink_sess, addr, data, npages);
+}
+
+int ps_on_pages(struct ps_conn *c, ProtobufCMessage *m, const uint8_t *payload, size_t len)
+{
+	struct ps_session *x = c->sess;
+	char why[160];
+	int64_t n;
+
+	if (val_pages((Haul__Wire__Pages *)m, why, sizeof(why))) {
+		ps_conn_fail(c, -EBADMSG, "sent a bad page batch for pid %d: %s", x->pid, why);
+		ps_session_fail(x, -EBADMSG, "a stream sent a bad page batch");
+		return -EBADMSG;
+	}
+	n = wire_pages_decode((Haul__Wire__Pages *)m, payload, len, c->srv->scratch, put_pages, c);
+	if (n == -EBADMSG) {
+		ps_conn_fail(c, -EBADMSG, "sent a malformed page batch (bad range or corrupt LZ4)");
+		ps_session_fail(x, -EBADMSG, "a stream sent a malformed page batch");
+		return -EBADMSG;
+	}
+	if (n == -ERANGE) {
+		ps_conn_fail(c, -ERANGE, "sent pages outside any announced VMA of pid %d", x->pid);
+		ps_session_fail(x, -ERANGE, "a stream sent pages outside the layout");
+		return -ERANGE;
+	}
+	if (n < 0) {
+		ps_session_fail(x, (int)n, "the pages could not be stored");
+		return (int)n;
+	}
+	c->round_pages += (uint64_t)n;
+	c->round_bytes += len;
+	x->round_pages += (uint64_t)n;
+	x->total_pages += (uint64_t)n;
+	x->total_bytes += len;
+	return 0;
+}
+
+static int round_complete(struct ps_session *x)
+{
+	struct ps_server *s = x->srv;
+	int ret;
+
+	if (x->proc)
+		ret = pstore_commit(x->proc, x->round_base + x->round);
+	else
+		ret = s->o.sink->round_end(x->sink_sess, x->round);
+	if (ret) {
+		ps_session_fail(x, ret, "the round could not be committed");
+		return ret;
+	}
+	x->in_round = false;
+	x->last_round = x->round;
+	pr_info("pid %d round %llu %s: %llu pages (session %llu pages, %.1f MB)", x->pid,
+		(unsigned long long)x->round, x->proc ? "committed" : "applied",
+		(unsigned long long)x->round_pages, (unsigned long long)x->total_pages,
+		x->total_bytes / 1e6);
+	for (uint32_t i = 0; i < x->nstreams; i++) {
+		struct ps_conn *c = x->streams[i];
+
+		if (!c || c->state != PS_BARRIER)
+			continue;
+		c->state = PS_READY;
+		send_ack(c, WIRE_ROUND_END, x->round, x->round_pages);
+	}
+	return 0;
+}
+
+int ps_on_round_end(struct ps_conn *c, ProtobufCMessage *m)
+{
+	Haul__Wire__RoundEnd *re = (Haul__Wire__RoundEnd *)m;
+	struct ps_session *x = c->sess;
+
+	if (re->round != c->round) {
+		ps_conn_fail(c, -EPROTO, "ended round %llu inside round %llu",
+			     (unsigned long long)re->round, (unsigned long long)c->round);
+		return -EPROTO;
+	}
+	if (re->has_pages && re->pages != c->round_pages) {
+		ps_conn_fail(c, -EPROTO, "ended round %llu claiming %llu pages; %llu arrived",
+			     (unsigned long long)re->round, (unsigned long long)re->pages,
+			     (unsigned long long)c->round_pages);
+		ps_session_fail(x, -EPROTO, "a stream lost pages");
+		return -EPROTO;
+	}
+	c->state = PS_BARRIER;
+	if (++x->nended < x->nstreams)
+		return 0;
+	return round_complete(x);
+}
+
+/*
+ * State.stale (hybrid post-copy): (addr, npages) pairs for the sink's
+ * stale(), checked like page ranges (aligned, 1..2^32 pages, no overflow).
+ */
+static int on_stale(struct ps_conn *c, const Haul__Wire__State *m)
+{
+	struct ps_session *x = c->sess;
+	struct ps_range *r;
+	size_t n = m->n_stale / 2;
+	char why[160];
+	int ret;
+
+	if (val_stale(m, PS_MAX_STALE_RANGES, why, sizeof(why))) {
+		ps_conn_fail(c, -EPROTO, "sent a bad stale list: %s", why);
+		return -EPROTO;
+	}
+	if (x->proc || !x->lazy) {
+		ps_conn_fail(c, -EPROTO, "sent stale pages outside a lazy live session");
+		return -EPROTO;
+	}
+	if (!c->srv->o.sink->stale) {
+		ps_session_fail(x, -EOPNOTSUPP, "this page server's sink cannot take stale pages");
+		return -EOPNOTSUPP;
+	}
+	r = malloc(n * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		r[i].addr = m->stale[2 * i];
+		r[i].npages = m->stale[2 * i + 1];
+		if ((r[i].addr & (HAUL_PAGE_SIZE - 1)) || !r[i].npages ||
+		    r[i].npages > UINT32_MAX ||
+		    r[i].addr + r[i].npages * HAUL_PAGE_SIZE < r[i].addr) {
+			free(r);
+			ps_conn_fail(c, -EPROTO, "sent a bad stale range");
+			return -EPROTO;
+		}
+	}
+	ret = c->srv->o.sink->stale(x->sink_sess, r, n);
+	free(r);
+	if (ret)
+		ps_session_fail(x, ret, "the stale pages were refused");
+	return ret;
+}
+
+int ps_on_state(struct ps_conn *c, const Haul__Wire__State *m, const uint8_t *payload, size_t len)
+{
+	struct ps_session *x = c->sess;
+	int ret;
+
+	if (fetch_session_refuses(c, "sent a state"))
+		return -EPROTO;
+	if (m->n_stale) {
+		ret = on_stale(c, m);
+		if (ret)
+			return ret;
+	}
+	if (x->proc)
+		ret = pstore_set_state(x->proc, payload, len);
+	else
+		ret = c->srv->o.sink->state(x->sink_sess, payload, len);
+	if (ret) {
+		ps_session_fail(x, ret, "the process state was refused");
+		return ret;
+	}
+	return send_ack(c, WIRE_STATE, 0, 0);
+}
+
+int ps_on_restore(struct ps_conn *c)
+{
+	Haul__Wire__RestoreReply r = HAUL__WIRE__RESTORE_REPLY__INIT;
+	struct ps_session *x = c->sess;
+	struct ps_restore_result res = {0};
+	int ret;
+
+	if (x->proc) {
+		res.err = -EOPNOTSUPP;
+		snprintf(res.msg, sizeof(res.msg),
+			 "this page server has no restore sink (%s session); it stores pages only",
+			 ps_kind_name(x->kind));
+	} else {
+		ret = c->srv->o.sink->restore(x->sink_sess, &res);
+		if (ret) {
+			res.err = ret;
+			snprintf(res.msg, sizeof(res.msg), "restore failed: %s", strerror(-ret));
+		}
+	}
+	if (res.err)
+		pr_warn("pid %d: restore failed: %s", x->pid, res.msg);
+	else
+		pr_info("pid %d restored as pid %d", x->pid, res.pid);
+	/* from now on a broken connection detaches a lazy session instead of failing it */
+	x->restored = !res.err;
+	r.pid = res.pid;
+	r.err = res.err;
+	r.msg = res.msg;
+	return ps_conn_send(c, WIRE_RESTORE_REPLY, &r.base, NULL, 0);
+}
+
+int ps_on_commit(struct ps_conn *c)
+{
+	struct ps_session *x = c->sess;
+	int ret;
+
+	if (fetch_session_refuses(c, "sent a commit"))
+		return -EPROTO;
+	if (x->proc) {
+		ret = pstore_commit(x->proc, x->round_base + x->last_round);
+		if (ret) {
+			ps_session_fail(x, ret, "the commit failed");
+			return ret;
+		}
+	}
+	x->committed = true;
+	pr_info("session %016llx of pid %d committed", (unsigned long long)x->id, x->pid);
+	return send_ack(c, WIRE_COMMIT, x->last_round, 0);
+}
+
+int ps_on_page_req(struct ps_conn *c, ProtobufCMessage *m)
+{
+	Haul__Wire__PageReq *q = (Haul__Wire__PageReq *)m;
+	struct ps_session *x = c->sess;
+	struct ps_server *s = c->srv;
+	Haul__Wire__Pages rep;
+	char why[160];
+	int64_t n;
+	int ret;
+
+	if (!x->proc) {
+		ps_conn_fail(c, -EOPNOTSUPP, "asked for pages of a live session (not stored here)");
+		return -EOPNOTSUPP;
+	}
+	if (val_page_req(q, why, sizeof(why))) {
+		ps_conn_fail(c, -EPROTO, "sent a bad PageReq: %s", why);
+		return -EPROTO;
+	}
+	n = pstore_read(x->proc, q->addr, q->npages, s->scratch);
+	if (n < 0) {
+		ps_conn_fail(c, (int)n, "cannot read pages of pid %d for it", x->pid);
+		return (int)n;
+	}
+	wire_pages_enc_reset(&s->enc);
+	ret = wire_pages_enc_add(&s->enc, q->addr, s->scratch, q->npages);
+	if (ret != (int)q->npages) {
+		ps_conn_fail(c, -EMSGSIZE, "page reply of %u pages does not fit a frame",
+			     q->npages);
+		return -EMSGSIZE;
+	}
+	wire_pages_enc_msg(&s->enc, &rep);
+	rep.has_req_id = true;
+	rep.req_id = q->req_id;
+	/* Raw pages go from the read buffer into the send buffer: one copy. */
+	return ps_conn_sendv(c, WIRE_PAGE_REPLY, &rep.base, s->enc.segs, s->enc.nsegs,
+			     (uint32_t)s->enc.len);
+}
