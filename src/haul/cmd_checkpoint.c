@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common/injlog.h"
 #include "common/log.h"
 #include "haul/haul.h"
 #include "restore/restore.h"
@@ -63,7 +64,14 @@ int haul_cmd_checkpoint(int argc, char **argv)
 		pr_err("'%s' is not a PID", argv[optind]);
 		return 2;
 	}
+	/* the survivor that undoes injected calls if we die before the commit (injlog.h) */
+	ret = injlog_open(getenv("HAUL_FAULT"));
+	if (ret) {
+		pr_err_r(ret, "cannot start the injection journal for pid %ld", pid);
+		return 1;
+	}
 	ret = rst_checkpoint_images(pid, dir, leave, &st);
+	injlog_close();
 	if (ret)
 		return 1;
 	printf("checkpointed pid %ld into %s: %llu pages, %llu zero, stopped %.1f ms%s\n", pid, dir,

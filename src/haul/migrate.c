@@ -59,6 +59,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/injlog.h"
 #include "common/log.h"
 #include "common/policy.h"
 #include "haul/haul_int.h"
@@ -976,6 +977,12 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 		pr_err_r(ret, "cannot start the guardian of pid %d", o->pid);
 		goto out;
 	}
+	/* the survivor that undoes injected calls if we die mid-injection (injlog.h) */
+	ret = injlog_open(o->fault);
+	if (ret) {
+		pr_err_r(ret, "cannot start the injection journal for pid %d", o->pid);
+		goto out;
+	}
 
 	res->phase = "connect";
 	memcpy(co.key, o->key, sizeof(co.key));
@@ -1031,6 +1038,7 @@ out:
 		m.seized = NULL;
 	}
 	trk_free(m.trk);
+	injlog_close();
 	rst_dump_prep_free(m.prep);
 	haul_pc_free(m.pc);
 	if (!res->committed && !res->indoubt)

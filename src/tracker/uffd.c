@@ -121,14 +121,19 @@ static int steal_uffd(struct trk *t, pid_t tid, int *out)
 	if (ret)
 		return ret;
 	self_boosted = sched_boost(0, &self_saved);
+	/* the group-stop that keeps it off injected registers if we die (injlog.h) */
+	t0 = trk_now_ms();
+	ret = injlog_hold(t->pid);
+	if (ret)
+		goto unboost_self;
 	if (ptrace(PTRACE_SEIZE, tid, 0, PTRACE_O_TRACESYSGOOD) < 0) {
 		ret = -errno;
 		pr_err_r(ret, "cannot attach to pid %d (traced by someone else, or gone?)",
 			 (int)tid);
+		injlog_unhold(t->pid);
 		goto unboost_self;
 	}
 	boosted = self_boosted && sched_boost(tid, &saved);
-	t0 = trk_now_ms();
 	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0)
 		ret = -errno;
 	if (!ret)
@@ -160,6 +165,7 @@ detach:
 	if (boosted)
 		sched_restore(tid, &saved);
 	ptrace(PTRACE_DETACH, tid, 0, 0);
+	injlog_unhold(t->pid);
 	stopped = trk_now_ms() - t0;
 	if (stopped > t->stop_ms)
 		t->stop_ms = stopped;
