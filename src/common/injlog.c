@@ -147,12 +147,11 @@ static int all_stopped(pid_t pid)
 	return ret;
 }
 
-int injlog_hold(pid_t pid)
+int injlog_stop(pid_t pid)
 {
-	double deadline = now_ms() + HAUL_INJ_STOP_TIMEOUT_MS;
 	int ret;
 
-	if (!g_log)
+	if (!g_log || (g_log->pid == pid && g_log->held))
 		return 0;
 	g_log->pid = pid;
 	if (thread_state(pid, pid) == 'T') {
@@ -164,13 +163,27 @@ int injlog_hold(pid_t pid)
 	if (kill(pid, SIGSTOP)) {
 		ret = -errno;
 		g_log->held = 0;
+		g_log->pid = 0;
 		pr_err_r(ret, "cannot stop pid %d", (int)pid);
 		return ret;
 	}
+	return 0;
+}
+
+int injlog_hold(pid_t pid)
+{
+	double deadline = now_ms() + HAUL_INJ_STOP_TIMEOUT_MS;
+	int ret;
+
+	if (!g_log)
+		return 0;
+	ret = injlog_stop(pid);
+	if (ret)
+		return ret;
 	while ((ret = all_stopped(pid)) == 0) {
 		if (now_ms() > deadline) {
-			pr_err("pid %d did not stop within %d ms (a thread in uninterruptible sleep?); "
-			       "it runs on untouched, try again later",
+			pr_err("pid %d did not stop within %d ms (a thread in uninterruptible sleep, "
+			       "or frozen?); it runs on untouched, try again later",
 			       (int)pid, HAUL_INJ_STOP_TIMEOUT_MS);
 			injlog_unhold(pid);
 			return -ETIMEDOUT;

@@ -80,13 +80,20 @@ void injlog_close(void);
 bool injlog_active(void);
 
 /*
- * Group-stop @pid (SIGSTOP) and wait until every thread is stopped, before
- * any thread of it is seized; recorded first, so a survivor owes it the
+ * Group-stop @pid (SIGSTOP, unless injlog_stop() sent it) and wait until
+ * every thread is stopped, before any thread of it is seized; recorded first, so a survivor owes it the
  * SIGCONT.  A process stopped already (by its owner) is left to its owner.
  * A no-op without a journal.  Returns 0, -ETIMEDOUT (a thread did not stop,
  * e.g. in uninterruptible sleep; the process is continued again) or -errno.
  */
 int injlog_hold(pid_t pid);
+
+/*
+ * The first half of injlog_hold(): record and send the SIGSTOP, without
+ * waiting (a cgroup2-frozen process stops only once thawed, before it runs
+ * a user instruction).  A no-op when @pid is held already.
+ */
+int injlog_stop(pid_t pid);
 
 /* Continue @pid if injlog_hold() stopped it; every thread must be released first. */
 void injlog_unhold(pid_t pid);

@@ -763,6 +763,19 @@ static int switchover(struct mig *m)
 		ret = fault_point(m, "frozen");
 		if (ret)
 			return ret;
+		/*
+		 * Trade the freezer for the group-stop that rst_seize holds it in
+		 * (injlog.h: a frozen task cannot run injected calls): the SIGSTOP is
+		 * pending at the thaw, so no thread runs a user instruction in between.
+		 */
+		ret = injlog_stop(m->pid);
+		if (!ret)
+			ret = haul_thaw(&m->cg);
+		if (ret) {
+			pr_err_r(ret, "cannot hand pid %d from the freezer to a group-stop",
+				 m->pid);
+			return ret;
+		}
 	}
 	/* v1 frozen tasks never reach ptrace-stop before thaw: seize them running */
 	t = haul_now_ms();
@@ -770,13 +783,6 @@ static int switchover(struct mig *m)
 	if (ret) {
 		pr_err_r(ret, "cannot stop the threads of pid %d", m->pid);
 		return ret;
-	}
-	if (m->cg.v2_freezer) {
-		ret = haul_thaw(&m->cg);
-		if (ret) {
-			pr_err_r(ret, "cannot thaw pid %d (held by ptrace now)", m->pid);
-			return ret;
-		}
 	}
 	res->seize_ms = haul_now_ms() - t;
 	ret = fault_point(m, "seized");
@@ -1037,6 +1043,7 @@ out:
 		rst_release(m.seized);
 		m.seized = NULL;
 	}
+	injlog_unhold(o->pid); /* a failure between injlog_stop() and rst_seize() */
 	trk_free(m.trk);
 	injlog_close();
 	rst_dump_prep_free(m.prep);
