@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "haul/haul_int.h"
 #include "th_mig.h"
 
 /* One kill point: HAUL_FAULT=kill:inject:STEP:N (inline: workers do not share our addresses). */
@@ -388,4 +389,28 @@ ParameterizedTest(struct kill_at *k, crash_inject, migrate_threads, .fini = tear
 		  .timeout = 90)
 {
 	mig_kill_once(k, 2);
+}
+
+/* Under the v1 freezer the source is seized running and frozen only for the hand-over. */
+ParameterizedTestParameters(crash_inject, migrate_v1_freezer)
+{
+	static struct kill_at k[] = {
+		{"entry", 4},
+		{"restore", 2},
+		{"unhold", 2},
+	};
+
+	return cr_make_param_array(struct kill_at, k, sizeof(k) / sizeof(k[0]));
+}
+
+ParameterizedTest(struct kill_at *k, crash_inject, migrate_v1_freezer, .fini = teardown_mig,
+		  .timeout = 90)
+{
+	struct haul_cg_mounts mnt;
+
+	if (haul_cg_probe(&mnt) || !mnt.v1_freezer[0])
+		cr_skip_test("no v1 freezer hierarchy on this host");
+	setenv("HAUL_FREEZER", "v1", 1);
+	mig_kill_once(k, 0);
+	unsetenv("HAUL_FREEZER");
 }
