@@ -81,10 +81,12 @@ bool injlog_active(void);
 
 /*
  * Group-stop @pid (SIGSTOP, unless injlog_stop() sent it) and wait until
- * every thread is stopped, before any thread of it is seized; recorded first, so a survivor owes it the
- * SIGCONT.  A process stopped already (by its owner) is left to its owner.
- * A no-op without a journal.  Returns 0, -ETIMEDOUT (a thread did not stop,
- * e.g. in uninterruptible sleep; the process is continued again) or -errno.
+ * the stop has begun (one thread stopped: every other one stops before its
+ * next user instruction), before any thread of it is seized.  Recorded
+ * first, so a survivor owes it the SIGCONT.  A process stopped already (by
+ * its owner) is left to its owner.  A no-op without a journal.  Returns 0,
+ * -ETIMEDOUT (no thread stopped, e.g. all in uninterruptible sleep; the
+ * process is continued again) or -errno.
  */
 int injlog_hold(pid_t pid);
 
@@ -106,6 +108,13 @@ struct injlog_thr *injlog_thread(pid_t tid);
 
 /* The thread's state is its own again: free the entry. */
 void injlog_thread_done(struct injlog_thr *e);
+
+/*
+ * Thread @tid's scheduling attributes (struct sched_attr, @len bytes) before
+ * haul raised them for the injection; the survivor puts them back.  @len 0
+ * forgets them (haul put them back itself).
+ */
+void injlog_sched(pid_t tid, const void *attr, size_t len);
 
 /* HAUL_FAULT=kill:inject:@step[:N]: SIGKILL ourselves at the Nth time @step is reached. */
 void injlog_fault(const char *step);

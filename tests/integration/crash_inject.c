@@ -3,7 +3,8 @@
  * (HAUL_FAULT=kill:inject:STEP[:N], src/common/injlog.h) leaves the process
  * it injected into running exactly as before: same signal mask, no group-stop
  * or tracer left, no scratch mapping or userfaultfd left, its own work going
- * on without an error, and for a migration one copy in no haul cgroup.
+ * on without an error, its scheduling policy its own, and for a migration
+ * one copy in no haul cgroup.
  * Covered: `haul track` (the userfaultfd attach), `haul checkpoint` with and
  * without --leave-running (before the commit), `haul migrate` (the tracker
  * attach and the dump, one and several threads), and a walk over every
@@ -179,6 +180,9 @@ static void assert_wl_intact(const char *what)
 		      "%s: a userfaultfd was left behind", what);
 	cr_assert_neq(th_sh("grep -q ERROR %s", W.out), 0, "%s: the workload reports an error",
 		      what);
+	/* the tracker raised it to SCHED_FIFO for the attach: back to its own policy */
+	cr_assert_eq(th_sh("chrt -p %d | grep -q 'policy: SCHED_OTHER'", W.pid), 0,
+		     "%s: the workload keeps a raised scheduling policy", what);
 }
 
 /* Run haul with @argv under HAUL_FAULT=@fault; its exit status (137: killed itself). */
