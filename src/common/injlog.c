@@ -415,7 +415,13 @@ int injlog_open(const char *fault)
 		return ret;
 	}
 	if (pid == 0) {
-		/* stdin/stdout/stderr and the pipe's read end; no socket or pipe of haul's */
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		/* stderr and the pipe's read end; no socket or pipe of haul's, not its stdout */
+		if (null >= 0) {
+			dup2(null, 0);
+			dup2(null, 1);
+		}
 		for (int fd = 3; fd < 1024; fd++)
 			if (fd != p[0])
 				close(fd);
