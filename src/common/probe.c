@@ -267,6 +267,8 @@ static void cg_probe(void)
 		}
 	}
 	free(line);
+	line = NULL; /* getline() below must not reuse the freed buffer */
+	cap = 0;
 	fclose(f);
 	cg.layout = v1 && v2 ? PROBE_CG_HYBRID
 		    : v2     ? PROBE_CG_V2
