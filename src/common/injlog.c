@@ -50,6 +50,7 @@
 struct injlog {
 	pid_t pid;		/* the process held or being injected into, 0: none */
 	int32_t held;		/* we group-stopped it: a SIGCONT is owed */
+	int32_t depth;		/* injlog_stop() calls not yet matched by injlog_unhold() */
 	uint32_t nthr;		/* entries in use are below this */
 	pid_t sched_tid;	/* a thread whose scheduling haul raised, 0: none */
 	uint32_t sched_len;	/* bytes of sched_attr */
@@ -161,9 +162,14 @@ int injlog_stop(pid_t pid)
 {
 	int ret;
 
-	if (!g_log || (g_log->pid == pid && g_log->held))
+	if (!g_log)
 		return 0;
+	if (g_log->pid == pid && g_log->depth > 0) {
+		g_log->depth++; /* stopped already (or its owner's): nested */
+		return 0;
+	}
 	g_log->pid = pid;
+	g_log->depth = 1;
 	if (thread_state(pid, pid) == 'T') {
 		/* stopped by its owner (job control): it stays stopped, its owner continues it */
 		g_log->held = 0;
@@ -173,6 +179,7 @@ int injlog_stop(pid_t pid)
 	if (kill(pid, SIGSTOP)) {
 		ret = -errno;
 		g_log->held = 0;
+		g_log->depth = 0;
 		g_log->pid = 0;
 		pr_err_r(ret, "cannot stop pid %d", (int)pid);
 		return ret;
@@ -215,7 +222,7 @@ int injlog_hold(pid_t pid)
 
 void injlog_unhold(pid_t pid)
 {
-	if (!g_log || g_log->pid != pid)
+	if (!g_log || g_log->pid != pid || g_log->depth <= 0 || --g_log->depth > 0)
 		return;
 	injlog_fault("unhold");
 	if (g_log->held)
@@ -231,6 +238,7 @@ void injlog_forget(pid_t pid)
 	for (uint32_t i = 0; i < g_log->nthr; i++)
 		injlog_thread_done(&g_log->thr[i]);
 	g_log->held = 0;
+	g_log->depth = 0;
 	g_log->pid = 0;
 }
 

@@ -93,11 +93,16 @@ int injlog_hold(pid_t pid);
 /*
  * The first half of injlog_hold(): record and send the SIGSTOP, without
  * waiting (a cgroup2-frozen process stops only once thawed, before it runs
- * a user instruction).  A no-op when @pid is held already.
+ * a user instruction).  Holds nest: a caller that stops @pid before
+ * rst_seize() keeps it stopped past rst_release() until its own
+ * injlog_unhold() (migrate: until it is frozen again).
  */
 int injlog_stop(pid_t pid);
 
-/* Continue @pid if injlog_hold() stopped it; every thread must be released first. */
+/*
+ * Drop one hold of @pid; the last one continues it if we stopped it.
+ * Every thread must be released first.
+ */
 void injlog_unhold(pid_t pid);
 
 /* @pid was killed on purpose (checkpoint without --leave-running): forget its entries. */

@@ -763,19 +763,19 @@ static int switchover(struct mig *m)
 		ret = fault_point(m, "frozen");
 		if (ret)
 			return ret;
-		/*
-		 * Trade the freezer for the group-stop that rst_seize holds it in
-		 * (injlog.h: a frozen task cannot run injected calls): the SIGSTOP is
-		 * pending at the thaw, so no thread runs a user instruction in between.
-		 */
-		ret = injlog_stop(m->pid);
-		if (!ret)
-			ret = haul_thaw(&m->cg);
-		if (ret) {
-			pr_err_r(ret, "cannot hand pid %d from the freezer to a group-stop",
-				 m->pid);
-			return ret;
-		}
+	}
+	/*
+	 * The group-stop that rst_seize holds it in while injecting (injlog.h),
+	 * held by us until it is frozen again.  cgroup2: trade the freezer for
+	 * it (a frozen task cannot run injected calls); the SIGSTOP is pending at
+	 * the thaw, so no thread runs a user instruction in between.
+	 */
+	ret = injlog_stop(m->pid);
+	if (!ret && m->cg.v2_freezer)
+		ret = haul_thaw(&m->cg);
+	if (ret) {
+		pr_err_r(ret, "cannot hand pid %d from the freezer to a group-stop", m->pid);
+		return ret;
 	}
 	/* v1 frozen tasks never reach ptrace-stop before thaw: seize them running */
 	t = haul_now_ms();
@@ -822,9 +822,12 @@ static int switchover(struct mig *m)
 		return ret;
 	rst_release(m->seized);
 	m->seized = NULL;
+	/* stopped tasks count as frozen: this does not wait for them to run */
 	ret = haul_freeze_wait(&m->cg, HAUL_MIG_FREEZE_TIMEOUT_MS);
 	if (ret)
 		return ret;
+	/* frozen: the SIGCONT only moves it from the group-stop into the freezer */
+	injlog_unhold(m->pid);
 	ret = fault_point(m, "state");
 	if (ret)
 		return ret;
