@@ -266,8 +266,9 @@ static void cg_probe(void)
 					snprintf(cg.v1_freezer, sizeof(cg.v1_freezer), "%s", mnt);
 		}
 	}
+	/* getline() below would reuse a stale buffer of this size: start afresh */
 	free(line);
-	line = NULL; /* getline() below must not reuse the freed buffer */
+	line = NULL;
 	cap = 0;
 	fclose(f);
 	cg.layout = v1 && v2 ? PROBE_CG_HYBRID
