@@ -418,3 +418,24 @@ ParameterizedTest(struct kill_at *k, crash_inject, migrate_v1_freezer, .fini = t
 	mig_kill_once(k, 0);
 	unsetenv("HAUL_FREEZER");
 }
+
+/*
+ * Without --leave-running the dumped process stays seized, on the registers
+ * of its last injected call, while its image is written: a haul killed with
+ * the image staged but not committed (HAUL_FAULT=ckpt-kill:staged) must
+ * leave it running as before, and no image.
+ */
+Test(crash_inject, checkpoint_killed_with_the_image_staged_leaves_it_running, .fini = teardown_wl,
+     .timeout = 60)
+{
+	char bin[512], pid[16], img[96];
+	char *argv[] = {bin, "checkpoint", pid, "--images", img, NULL};
+
+	wl_start();
+	snprintf(bin, sizeof(bin), "%s", th_haul_bin());
+	snprintf(pid, sizeof(pid), "%d", W.pid);
+	snprintf(img, sizeof(img), "%s/img", W.dir);
+	cr_assert_eq(haul_under_fault("ckpt-kill:staged", argv), 128 + SIGKILL,
+		     "haul did not reach ckpt-kill:staged");
+	assert_wl_intact("ckpt-kill:staged");
+}
