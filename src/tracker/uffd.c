@@ -147,6 +147,17 @@ static int steal_uffd(struct trk *t, pid_t tid, int *out)
 	if (ret)
 		goto detach;
 	ret = rsys_call(&r, SYS_userfaultfd, args, &rfd);
+	if (!ret && rfd == -EPERM) {
+		/*
+		 * A process of another uid lacks CAP_SYS_PTRACE, and with
+		 * vm.unprivileged_userfaultfd = 0 only a user-mode-only uffd is
+		 * allowed.  Async write-protect faults never reach the uffd
+		 * (the kernel resolves them itself, from kernel mode too), so
+		 * tracking is the same.
+		 */
+		args[0] |= UFFD_USER_MODE_ONLY;
+		ret = rsys_call(&r, SYS_userfaultfd, args, &rfd);
+	}
 	if (!ret && rfd < 0) {
 		ret = (int)rfd;
 		pr_err_r(ret, "userfaultfd() inside pid %d failed", (int)t->pid);
