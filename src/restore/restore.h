@@ -87,6 +87,13 @@ void rst_release(struct rst_seized *s);
 /* Kill the seized process (it never runs again) and forget it. NULL is a no-op. */
 void rst_kill_seized(struct rst_seized *s);
 
+/*
+ * haul moved @pid from cgroup directory @orig into @dir (a cgroup of its
+ * own, to freeze or throttle it): the dump carries @orig as the process's
+ * placement in that hierarchy, not @dir.  Call from the thread that dumps.
+ */
+void rst_cg_note_moved(pid_t pid, const char *dir, const char *orig);
+
 /* ---- restore target (target side) ------------------------------------------- */
 
 enum rst_pidns {
