@@ -28,6 +28,7 @@
 #include "common/log.h"
 #include "common/policy.h"
 #include "haul/haul_int.h"
+#include "restore/restore.h"
 
 bool haul_cg_has_file(const char *dir, const char *file)
 {
@@ -291,6 +292,8 @@ static int own_cgroup(pid_t pid, const char *mnt, const char *ctrl, char *dir, c
 		return ret;
 	}
 	snprintf(orig, PATH_MAX, "%s", cur);
+	/* The dump carries where the process was, not haul's cgroup. */
+	rst_cg_note_moved(pid, dir, cur);
 	pr_debug("moved pid %d from '%s' into '%s'", pid, cur, dir);
 	return 0;
 }
