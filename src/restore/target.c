@@ -2062,8 +2062,6 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 	if (!ret)
 		ret = create_threads(t, ps, why, wl);
 	if (!ret)
-		ret = apply_attrs(t, ps, why, wl);
-	if (!ret)
 		ret = restore_creds(t, ps, why, wl);
 	if (!ret)
 		ret = restore_nnp(t, ps, why, wl);
@@ -2085,6 +2083,13 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 			       ps->threads[i]->sigmask, why, wl);
 	if (!ret)
 		ret = load_cpu(t->stub, ps->regs, &ps->xstate, mask, why, wl);
+	/*
+	 * Its cgroups last, once no call is injected any more: on the same
+	 * host the source's own cgroup may be frozen by haul migrate (until
+	 * the commit thaws it), and a frozen tracee would run no injected call.
+	 */
+	if (!ret)
+		ret = apply_attrs(t, ps, why, wl);
 	if (ret)
 		return ret;
 	/* M stops guarding: from here the process lives on without us. */
