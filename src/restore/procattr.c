@@ -451,6 +451,9 @@ int rst_attr_audit_proc(pid_t pid, char *why, size_t whylen)
 	if (d)
 		closedir(d);
 out:
+	if (ret && !why[0])
+		snprintf(why, whylen, "cannot read the attributes of pid %d: %s", (int)pid,
+			 strerror(-ret));
 	free(own);
 	free(main_status);
 	return ret;
@@ -618,6 +621,9 @@ int rst_attr_audit_seized(struct rsys *thr, size_t n, uint64_t scratch, Haul__Im
 		if (!ret)
 			ret = audit_thread(&thr[i], pid, main_slack, scratch, why, whylen);
 	}
+	if (ret && !why[0])
+		snprintf(why, whylen, "cannot read the attributes of pid %d in its threads: %s",
+			 (int)pid, strerror(-ret));
 	return ret;
 }
 
