@@ -9,7 +9,9 @@
  * threaded subtrees).  Layouts differ between hosts (hybrid v1 + cgroup2 at
  * /sys/fs/cgroup/unified here, pure cgroup2 elsewhere): each hierarchy is
  * found in /proc/self/mountinfo by its fs type and super options, never by
- * a fixed path.  A missing directory is created (mkdir -p); a hierarchy the
+ * a fixed path.  A missing directory is created (mkdir -p) with the host's
+ * default settings, and a warning says so: a cgroup's limits, owner and mode
+ * are the host's configuration and are not carried.  A hierarchy the
  * restoring host lacks fails the restore by name, unless the process sat in
  * its root (nothing to reproduce).
  *
@@ -283,9 +285,14 @@ int rst_cg_dump(pid_t pid, const pid_t *tids, Haul__Img__ThreadState **th, size_
 	return 0;
 }
 
+/* 1 when @path was created (with its parents as needed), 0 when it existed, or -errno. */
 static int mkdir_p(const char *path)
 {
 	char p[PATH_MAX];
+	struct stat st;
+
+	if (!stat(path, &st))
+		return 0;
 
 	snprintf(p, sizeof(p), "%s", path);
 	for (char *s = p + 1; *s; s++) {
@@ -296,9 +303,9 @@ static int mkdir_p(const char *path)
 			return -errno;
 		*s = '/';
 	}
-	if (mkdir(p, 0755) && errno != EEXIST)
-		return -errno;
-	return 0;
+	if (mkdir(p, 0755))
+		return errno == EEXIST ? 0 : -errno;
+	return 1;
 }
 
 /* Put @id (a pid, or a tid with @file "tasks"/"cgroup.threads") into @cg. */
@@ -320,11 +327,15 @@ static int place(pid_t pid, pid_t id, const Haul__Img__Cgroup *cg, bool thread, 
 		return -EOPNOTSUPP;
 	}
 	ret = mkdir_p(dir);
-	if (ret) {
+	if (ret < 0) {
 		snprintf(why, wl, "cannot create %s cgroup %.256s for pid %d: %s", name, dir,
 			 (int)pid, strerror(-ret));
 		return ret;
 	}
+	if (ret)
+		pr_warn("created %s cgroup %s for pid %d: its settings (limits, owner, mode) are "
+			"this host's defaults, not the source's; set them if they matter",
+			name, dir, (int)pid);
 	snprintf(v, sizeof(v), "%d", (int)id);
 	{
 		char f[PATH_MAX + 32];
