@@ -1646,6 +1646,12 @@ int rst_timens_offsets(pid_t pid, int64_t *mono, int64_t *boot)
 	char *text = NULL;
 	int ret;
 
+	/*
+	 * timens_offsets shows the namespace its children will get; after an
+	 * unshare(CLONE_NEWTIME) with no fork since, that is not its own.
+	 */
+	if (rst_attr_timens_pending(pid))
+		return rst_attr_active_timens(pid, mono, boot);
 	*mono = *boot = 0;
 	ret = read_proc(pid, "timens_offsets", &text, NULL);
 	if (ret)

@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,7 @@
 #include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -43,6 +45,9 @@
 #include "restore/restore.h"
 #include "restore/restore_int.h"
 
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
 #define MEMBARRIER_CMD_GET_REGISTRATIONS_ (1 << 9)
 #define PR_GET_IO_FLUSHER_		  58
 #define PR_SCHED_CORE_			  62
@@ -271,6 +276,52 @@ static int audit_status(pid_t pid, pid_t tid, const char *own, const char *main_
 	return ret;
 }
 
+/* The inodes of thread @tid's time namespace and the one pending for its children. */
+static void timens_inodes(pid_t pid, pid_t tid, ino_t ino[2])
+{
+	static const char *const f[2] = {"time", "time_for_children"};
+
+	for (int i = 0; i < 2; i++) {
+		char path[96];
+		struct stat st;
+
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/ns/%s", (int)pid, (int)tid, f[i]);
+		ino[i] = stat(path, &st) ? 0 : st.st_ino;
+	}
+}
+
+static bool timens_pending(pid_t pid, pid_t tid)
+{
+	ino_t ino[2];
+
+	timens_inodes(pid, tid, ino);
+	return ino[0] && ino[1] && ino[0] != ino[1];
+}
+
+/*
+ * The main thread's pending time namespace is carried, and threads that
+ * share its namespaces with it (created after the unshare) get it too;
+ * a thread whose own differ is refused.
+ */
+static int audit_timens(pid_t pid, pid_t tid, char *why, size_t wl)
+{
+	ino_t m[2], t[2];
+	char w[64];
+
+	if (tid == pid)
+		return 0;
+	timens_inodes(pid, pid, m);
+	timens_inodes(pid, tid, t);
+	if (!t[0] || (m[0] == t[0] && m[1] == t[1]))
+		return 0;
+	who(w, sizeof(w), pid, tid);
+	snprintf(why, wl,
+		 "%s: its time namespaces (its own and its children's) are not the main "
+		 "thread's (unshare(CLONE_NEWTIME) in one thread only); %s",
+		 w, not_carried);
+	return -EOPNOTSUPP;
+}
+
 /* attr/ files of the thread (LSM labels and the exec/create ones it set). */
 static int audit_lsm(pid_t pid, pid_t tid, char *why, size_t wl)
 {
@@ -358,23 +409,11 @@ static int audit_sched(pid_t pid, pid_t tid, int main_nice, char *why, size_t wl
 	return 0;
 }
 
-/* Per-process: time namespace for children, autogroup, exit signal. */
+/* Per-process: autogroup, exit signal. */
 static int audit_process(pid_t pid, char *why, size_t wl)
 {
 	char path[96], text[1024];
-	struct stat a, b;
 
-	snprintf(path, sizeof(path), "/proc/%d/ns/time", (int)pid);
-	if (!stat(path, &a)) {
-		snprintf(path, sizeof(path), "/proc/%d/ns/time_for_children", (int)pid);
-		if (!stat(path, &b) && a.st_ino != b.st_ino) {
-			snprintf(why, wl,
-				 "pid %d: has a time namespace pending for its children "
-				 "(unshare(CLONE_NEWTIME) without a fork since); %s",
-				 (int)pid, not_carried);
-			return -EOPNOTSUPP;
-		}
-	}
 	snprintf(path, sizeof(path), "/proc/%d/autogroup", (int)pid);
 	if (!read_text(path, text, sizeof(text))) {
 		const char *n = strstr(text, " nice ");
@@ -445,6 +484,8 @@ int rst_attr_audit_proc(pid_t pid, char *why, size_t whylen)
 		ret = audit_status(pid, tid, own, main_status, why, whylen);
 		if (!ret)
 			ret = audit_lsm(pid, tid, why, whylen);
+		if (!ret)
+			ret = audit_timens(pid, tid, why, whylen);
 		if (!ret)
 			ret = audit_sched(pid, tid, ma.nice, why, whylen);
 	}
@@ -627,6 +668,91 @@ int rst_attr_audit_seized(struct rsys *thr, size_t n, uint64_t scratch, Haul__Im
 	return ret;
 }
 
+/* ---- time namespace for children ----------------------------------------- */
+
+bool rst_attr_timens_pending(pid_t pid)
+{
+	return timens_pending(pid, pid);
+}
+
+/* "monotonic S N\nboottime S N" (timens_offsets) into ns. No malloc: see rst_attr_active_timens. */
+static int read_offsets(const char *path, int64_t *mono, int64_t *boot)
+{
+	char text[256];
+	int ret = read_text(path, text, sizeof(text));
+
+	*mono = *boot = 0;
+	if (ret)
+		return ret;
+	for (char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+		char *end;
+		long long sec, nsec;
+		int64_t *to = !strncmp(l, "monotonic", 9)  ? mono
+			      : !strncmp(l, "boottime", 8) ? boot
+							   : NULL;
+
+		if (!to)
+			continue;
+		sec = strtoll(l + strcspn(l, " \t"), &end, 10);
+		nsec = strtoll(end, NULL, 10);
+		*to = sec * 1000000000LL + nsec;
+	}
+	return 0;
+}
+
+int rst_attr_active_timens(pid_t pid, int64_t *mono, int64_t *boot)
+{
+	int64_t v[2] = {0, 0};
+	char path[64];
+	int p[2], fd, status;
+	pid_t c;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/time", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		close(fd);
+		return -errno;
+	}
+	/*
+	 * A single-threaded child enters the namespace (entering freezes the
+	 * offsets of that one only, which the process already lives in) and
+	 * reads its own: after setns both of its namespaces are that one.
+	 * Raw fork and no malloc in the child: other threads of haul may hold
+	 * libc locks.
+	 */
+	c = syscall(SYS_fork);
+	if (c == 0) {
+		int err = setns(fd, CLONE_NEWTIME) ? errno : 0;
+
+		if (!err)
+			err = -read_offsets("/proc/self/timens_offsets", &v[0], &v[1]);
+		if (!err && write(p[1], v, sizeof(v)) != sizeof(v))
+			err = EIO;
+		_exit(err);
+	}
+	close(fd);
+	close(p[1]);
+	if (c < 0) {
+		close(p[0]);
+		return -errno;
+	}
+	fd = read(p[0], v, sizeof(v)) == sizeof(v) ? 0 : -EIO;
+	close(p[0]);
+	while (waitpid(c, &status, 0) < 0 && errno == EINTR)
+		;
+	if (fd) {
+		fd = WIFEXITED(status) && WEXITSTATUS(status) ? -WEXITSTATUS(status) : fd;
+		pr_err_r(fd, "cannot enter the time namespace of pid %d to read its offsets",
+			 (int)pid);
+		return fd;
+	}
+	*mono = v[0];
+	*boot = v[1];
+	return 0;
+}
+
 /* ---- carried from /proc ------------------------------------------------- */
 
 int rst_attr_dump_proc(pid_t pid, Haul__Img__ProcessState *ps)
@@ -652,6 +778,19 @@ int rst_attr_dump_proc(pid_t pid, Haul__Img__ProcessState *ps)
 		goto fail;
 	ps->has_no_new_privs = field(text, "NoNewPrivs", v, sizeof(v));
 	ps->no_new_privs = ps->has_no_new_privs && atoi(v) != 0;
+	if (rst_attr_timens_pending(pid)) {
+		int64_t pm, pb, am, ab;
+
+		snprintf(path, sizeof(path), "/proc/%d/timens_offsets", (int)pid);
+		ret = read_offsets(path, &pm, &pb);
+		if (!ret)
+			ret = rst_attr_active_timens(pid, &am, &ab);
+		if (ret)
+			goto fail;
+		ps->has_children_monotonic_ns = ps->has_children_boottime_ns = true;
+		ps->children_monotonic_ns = pm - am;
+		ps->children_boottime_ns = pb - ab;
+	}
 	/* Without CONFIG_AUDIT there is no loginuid to carry. */
 	snprintf(path, sizeof(path), "/proc/%d/loginuid", (int)pid);
 	if (!read_text(path, text, sizeof(text))) {

@@ -79,6 +79,14 @@ int rst_attr_audit_seized(struct rsys *thr, size_t n, uint64_t scratch, Haul__Im
 			  char *why, size_t whylen);
 int rst_attr_dump_proc(pid_t pid, Haul__Img__ProcessState *ps);
 /*
+ * Whether @pid's main thread has a time namespace pending for its children
+ * (ns/time_for_children is not ns/time); the offsets of the one it is in
+ * (read by a helper that enters it: /proc/PID/timens_offsets shows the
+ * pending one).  0 or -errno.
+ */
+bool rst_attr_timens_pending(pid_t pid);
+int rst_attr_active_timens(pid_t pid, int64_t *mono, int64_t *boot);
+/*
  * Write what is set from outside into restored @here (its threads @tids):
  * oom_score_adj, coredump_filter, cgroups.  0 or -errno with @why.
  */

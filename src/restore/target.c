@@ -1745,6 +1745,53 @@ static int apply_attrs(struct rst_target *t, const Haul__Img__ProcessState *ps, 
 	return ret;
 }
 
+/* "S N" of timens_offsets for @ns: N in [0, 1e9). */
+static void split_ns(int64_t ns, long long *sec, long long *nsec)
+{
+	*sec = ns / 1000000000LL;
+	*nsec = ns % 1000000000LL;
+	if (*nsec < 0) {
+		*nsec += 1000000000LL;
+		(*sec)--;
+	}
+}
+
+/*
+ * A time namespace pending for its children: unshare one in the main
+ * thread (before the threads are created, which share it as they did on
+ * the source, and before the credentials drop CAP_SYS_ADMIN) and give it
+ * the image's offsets relative to the process's own namespace.
+ */
+static int restore_timens_children(struct rst_target *t, const Haul__Img__ProcessState *ps,
+				   char *why, size_t wl)
+{
+	long long ms, mn, bs, bn;
+	char path[64], text[128];
+	int ret, fd;
+
+	if (!ps->has_children_monotonic_ns || !ps->has_children_boottime_ns)
+		return 0;
+	ret = rcall(t, SYS_unshare, CLONE_NEWTIME, 0, 0, 0, 0, 0, NULL);
+	if (!ret) {
+		split_ns(t->o.monotonic_offset_ns + ps->children_monotonic_ns, &ms, &mn);
+		split_ns(t->o.boottime_offset_ns + ps->children_boottime_ns, &bs, &bn);
+		snprintf(text, sizeof(text), "monotonic %lld %lld\nboottime %lld %lld\n", ms, mn,
+			 bs, bn);
+		snprintf(path, sizeof(path), "/proc/%d/timens_offsets", (int)t->stub);
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		ret = fd < 0 ? -errno : 0;
+		if (!ret && write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+			ret = -errno;
+		if (fd >= 0)
+			close(fd);
+	}
+	if (ret)
+		snprintf(why, wl,
+			 "cannot restore the time namespace pending for the children of pid %d: %s",
+			 ps->pid, strerror(-ret));
+	return ret;
+}
+
 /* no_new_privs in every thread: after the credentials (it is one-way). */
 static int restore_nnp(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
 		       size_t wl)
@@ -2059,6 +2106,9 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 	if (!ret)
 		ret = restore_signals(t, ps, why, wl);
 	ms[5] = lap_ms(&lap);
+	/* Before the threads: clone(CLONE_VM) shares it with them, as on the source. */
+	if (!ret)
+		ret = restore_timens_children(t, ps, why, wl);
 	if (!ret)
 		ret = create_threads(t, ps, why, wl);
 	if (!ret)

@@ -5,8 +5,8 @@
  * (tests/progs/rst_attrs checks itself after SIGUSR1), and each one haul
  * cannot carry is refused by name at the precheck, the process running on
  * untouched.  The zdtm tests oom_score_adj, loginuid, child_subreaper,
- * membarrier, thp_disable, cgroup01/03/04, cgroup_threads and
- * timens_for_kids check the same things in CRIU.
+ * membarrier, thp_disable, cgroup01/03/04 (membership; their settings are
+ * the host's), cgroup_threads and timens_for_kids check the same in CRIU.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -261,9 +261,15 @@ static void refused(const char *attr, const char *needle)
 	cr_log_info("%s refused: %s", attr, why);
 }
 
-Test(rst_attrs, pending_time_namespace_for_children_is_refused, .fini = fini, .timeout = 30)
+Test(rst_attrs, time_namespace_pending_for_children_is_carried_with_its_offsets, .fini = fini,
+     .timeout = 60)
 {
-	refused("timens", "time namespace pending for its children");
+	carried((const char *const[]){"timens", NULL});
+}
+
+Test(rst_attrs, a_thread_with_a_pending_time_namespace_is_refused, .fini = fini, .timeout = 30)
+{
+	refused("threadtimens", "time namespaces (its own and its children's) are not the main");
 }
 
 Test(rst_attrs, prctl_values_haul_cannot_carry_are_refused_by_name, .fini = fini, .timeout = 60)

@@ -27,6 +27,8 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef CLONE_NEWTIME
@@ -40,8 +42,10 @@
 static volatile sig_atomic_t go;
 static char thread_cg[512];	     /* cgthread=DIR */
 static volatile int thread_nice = 0; /* threadnice */
+static volatile int thread_timens;   /* threadtimens */
 static volatile int thread_done;
 static char thread_got[1024];
+static double mono_ready; /* CLOCK_MONOTONIC when it said ready */
 
 static void on_usr1(int sig)
 {
@@ -101,6 +105,8 @@ static void *thread_main(void *arg)
 	}
 	if (thread_nice)
 		setpriority(PRIO_PROCESS, syscall(SYS_gettid), thread_nice);
+	if (thread_timens && unshare(CLONE_NEWTIME))
+		snprintf(thread_got, sizeof(thread_got), "unshare: %s", strerror(errno));
 	thread_done = 1;
 	while (!go)
 		usleep(1000);
@@ -153,8 +159,16 @@ static int set_attr(const char *a)
 		snprintf(thread_cg, sizeof(thread_cg), "%s", a + 9);
 		return strchr(a, '@') ? 0 : -EINVAL;
 	}
-	if (!strcmp(a, "timens"))
-		return unshare(CLONE_NEWTIME) ? -errno : 0;
+	if (!strcmp(a, "timens")) {
+		if (unshare(CLONE_NEWTIME))
+			return -errno;
+		return write_file("/proc/self/timens_offsets",
+				  "monotonic 1000 0\nboottime 500 0\n");
+	}
+	if (!strcmp(a, "threadtimens")) {
+		thread_timens = 1;
+		return 0;
+	}
 	if (!strcmp(a, "tsc"))
 		return prctl(PR_SET_TSC, PR_TSC_SIGSEGV) ? -errno : 0;
 	if (!strcmp(a, "mdwe"))
@@ -171,6 +185,57 @@ static int set_attr(const char *a)
 	if (!strcmp(a, "securebits"))
 		return prctl(PR_SET_SECUREBITS, SECBIT_KEEP_CAPS_) ? -errno : 0;
 	return -EINVAL;
+}
+
+static double now_s(clockid_t c)
+{
+	struct timespec ts;
+
+	/* The system call, not the vDSO: with PR_TSC_SIGSEGV (tsc) rdtsc would fault. */
+	syscall(SYS_clock_gettime, c, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A child forked now sees CLOCK_MONOTONIC +1000 s and CLOCK_BOOTTIME +500 s. */
+static int check_timens(char *why, size_t len)
+{
+	char a[64] = "", b[64] = "";
+	double seen[2], mono, boot;
+	int p[2], status;
+	pid_t c;
+
+	if (readlink("/proc/self/ns/time", a, sizeof(a) - 1) < 0 ||
+	    readlink("/proc/self/ns/time_for_children", b, sizeof(b) - 1) < 0 || !strcmp(a, b)) {
+		snprintf(why, len, "no time namespace pending: %s %s", a, b);
+		return 0;
+	}
+	mono = now_s(CLOCK_MONOTONIC);
+	/* Its own clock ran on from the dump: the pending offsets are not its own. */
+	if (mono < mono_ready || mono > mono_ready + 60) {
+		snprintf(why, len, "its own monotonic clock moved by %+.3f s across the restore",
+			 mono - mono_ready);
+		return 0;
+	}
+	if (pipe(p))
+		return 0;
+	boot = now_s(CLOCK_BOOTTIME);
+	c = fork();
+	if (c == 0) {
+		seen[0] = now_s(CLOCK_MONOTONIC);
+		seen[1] = now_s(CLOCK_BOOTTIME);
+		_exit(write(p[1], seen, sizeof(seen)) == sizeof(seen) ? 0 : 1);
+	}
+	close(p[1]);
+	if (c < 0 || read(p[0], seen, sizeof(seen)) != sizeof(seen)) {
+		snprintf(why, len, "the child did not report its clocks");
+		return 0;
+	}
+	close(p[0]);
+	waitpid(c, &status, 0);
+	snprintf(why, len, "a child sees monotonic %+.3f s, boottime %+.3f s", seen[0] - mono,
+		 seen[1] - boot);
+	return seen[0] - mono > 999 && seen[0] - mono < 1001 && seen[1] - boot > 499 &&
+	       seen[1] - boot < 501;
 }
 
 /* Whether @a still holds; a reason in @why when not. */
@@ -226,6 +291,8 @@ static int check_attr(const char *a, char *why, size_t len)
 		snprintf(why, len, "no_new_privs %d", v);
 		return v == 1;
 	}
+	if (!strcmp(a, "timens"))
+		return check_timens(why, len);
 	if (!strncmp(a, "cgroup=", 7))
 		return in_cgroup("/proc/self/cgroup", strchr(a, '@') + 1, why, len);
 	if (!strncmp(a, "cgthread=", 9)) {
@@ -266,6 +333,7 @@ int main(int argc, char **argv)
 		printf("cannot set cgthread: %s\n", thread_got);
 		return 2;
 	}
+	mono_ready = now_s(CLOCK_MONOTONIC);
 	if (write(ready, "ready\n", 6) != 6)
 		return 2;
 	close(ready);
