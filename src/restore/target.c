@@ -1736,12 +1736,17 @@ static int apply_attrs(struct rst_target *t, const Haul__Img__ProcessState *ps, 
 	pid_t *tids = calloc(t->nthr + 1, sizeof(*tids));
 	int ret;
 
-	if (!tids)
+	if (!tids) {
+		snprintf(why, wl, "out of memory placing pid %d in its cgroups", ps->pid);
 		return -ENOMEM;
+	}
 	for (size_t i = 0; i < t->nthr; i++)
 		tids[i] = t->thr[i].pid;
 	ret = rst_attr_apply(t->stub, tids, ps, why, wl);
 	free(tids);
+	if (ret && !why[0])
+		snprintf(why, wl, "cannot set the cgroups or OOM score of pid %d: %s", ps->pid,
+			 strerror(-ret));
 	return ret;
 }
 
