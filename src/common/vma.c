@@ -44,26 +44,77 @@ static uint32_t special_flags(const char *path)
 	return HAUL_VMA_SPECIAL;
 }
 
+/*
+ * Every mnemonic show_smap_vma_flags() can print on Linux 6.18 (x86_64), and
+ * what haul does with it (DESIGN.md, "VmFlags").  A flag is carried (a
+ * HAUL_VMA_* bit the restorer reproduces), derived (the kernel sets it again
+ * from what is carried: prot, sharing, the reopened file), or uncarried: the
+ * dump refuses the VMA naming it.  A mnemonic missing here (a newer kernel)
+ * is uncarried too.
+ */
+static const struct {
+	char code[3];
+	uint32_t flag;	/* HAUL_VMA_* carried; 0: derived or uncarried */
+	bool uncarried; /* the dump refuses it */
+} vmflags[] = {
+	{"rd", 0, false},		    /* prot */
+	{"wr", 0, false},		    /* prot */
+	{"ex", 0, false},		    /* prot */
+	{"sh", 0, false},		    /* MAP_SHARED of a writable file (ms + mw) */
+	{"mr", 0, false},		    /* from the file's open mode and mount */
+	{"mw", HAUL_VMA_MAYWRITE, false},   /* shared file: reopened O_RDWR */
+	{"me", 0, false},		    /* from the file's mount (noexec) */
+	{"ms", HAUL_VMA_MAYSHARE, false},   /* MAP_SHARED */
+	{"gd", HAUL_VMA_GROWSDOWN, false},  /* MAP_GROWSDOWN */
+	{"pf", 0, true},		    /* VM_PFNMAP: a device's memory */
+	{"lo", HAUL_VMA_LOCKED, false},	    /* mlock */
+	{"io", 0, true},		    /* VM_IO: a device's memory */
+	{"sr", HAUL_VMA_SEQ, false},	    /* MADV_SEQUENTIAL */
+	{"rr", HAUL_VMA_RANDOM, false},	    /* MADV_RANDOM */
+	{"dc", HAUL_VMA_DONTFORK, false},   /* MADV_DONTFORK */
+	{"de", 0, true},		    /* VM_DONTEXPAND: a driver's mapping */
+	{"lf", HAUL_VMA_LOCKFAULT, false},  /* mlock2 MLOCK_ONFAULT */
+	{"ac", 0, false},		    /* VM_ACCOUNT: private writable, not nr */
+	{"nr", HAUL_VMA_NORESERVE, false},  /* MAP_NORESERVE */
+	{"ht", 0, true},		    /* hugetlbfs */
+	{"sf", 0, true},		    /* MAP_SYNC (DAX) */
+	{"ar", 0, true},		    /* VM_ARCH_1 (x86: VM_PAT, with pf) */
+	{"wf", HAUL_VMA_WIPEONFORK, false}, /* MADV_WIPEONFORK */
+	{"dd", HAUL_VMA_DONTDUMP, false},   /* MADV_DONTDUMP */
+	{"bt", 0, true},		    /* arm64 BTI */
+	{"sd", 0, false},		    /* soft-dirty: tracking state, set on new VMAs */
+	{"mm", 0, true},		    /* VM_MIXEDMAP: a driver's mapping */
+	{"hg", HAUL_VMA_HUGEPAGE, false},   /* MADV_HUGEPAGE */
+	{"nh", HAUL_VMA_NOHUGE, false},	    /* MADV_NOHUGEPAGE */
+	{"mg", HAUL_VMA_MERGEABLE, false},  /* MADV_MERGEABLE */
+	{"um", 0, true},		    /* the process's own userfaultfd (missing) */
+	{"uw", HAUL_VMA_UFFD_WP, false},    /* haul's tracker; never restored */
+	{"mt", 0, true},		    /* arm64 MTE */
+	{"ui", 0, true},		    /* the process's own userfaultfd (minor) */
+	{"ss", 0, true},		    /* x86 user shadow stack */
+	{"dp", HAUL_VMA_DROPPABLE, false},  /* MAP_DROPPABLE */
+	{"sl", HAUL_VMA_SEALED, false},	    /* mseal */
+	{"gu", HAUL_VMA_GUARD, false},	    /* MADV_GUARD_INSTALL: ranges in the image */
+};
+
 static void parse_vmflags(const char *s, struct haul_vma *v)
 {
-	static const struct {
-		char code[3];
-		uint32_t flag;
-	} map[] = {
-		{"gd", HAUL_VMA_GROWSDOWN},  {"lo", HAUL_VMA_LOCKED},	{"hg", HAUL_VMA_HUGEPAGE},
-		{"nh", HAUL_VMA_NOHUGE},     {"dc", HAUL_VMA_DONTFORK}, {"dd", HAUL_VMA_DONTDUMP},
-		{"wf", HAUL_VMA_WIPEONFORK}, {"uw", HAUL_VMA_UFFD_WP},	{"rr", HAUL_VMA_RANDOM},
-		{"sr", HAUL_VMA_SEQ},	     {"ms", HAUL_VMA_MAYSHARE},
-	};
-
 	while (*s) {
+		size_t i, n = sizeof(vmflags) / sizeof(vmflags[0]);
+
 		while (*s == ' ')
 			s++;
-		if (!s[0] || !s[1])
+		if (!s[0] || !s[1] || s[0] == '\n')
 			break;
-		for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-			if (s[0] == map[i].code[0] && s[1] == map[i].code[1])
-				v->flags |= map[i].flag;
+		for (i = 0; i < n; i++)
+			if (s[0] == vmflags[i].code[0] && s[1] == vmflags[i].code[1])
+				break;
+		if (i < n)
+			v->flags |= vmflags[i].flag;
+		if ((i == n || vmflags[i].uncarried) && !v->uncarried[0]) {
+			v->uncarried[0] = s[0];
+			v->uncarried[1] = s[1];
+		}
 		s += 2;
 		while (*s && *s != ' ' && *s != '\n')
 			s++;
@@ -141,6 +192,12 @@ int haul_layout_read(pid_t pid, bool smaps, struct haul_layout *out)
 		if (smaps && !strncmp(line, "VmFlags:", 8)) {
 			if (l.n)
 				parse_vmflags(line + 8, &l.v[l.n - 1]);
+			continue;
+		}
+		/* A protection key other than 0 (pkey_mprotect) is not carried. */
+		if (smaps && !strncmp(line, "ProtectionKey:", 14)) {
+			if (l.n && strtol(line + 14, NULL, 10) != 0 && !l.v[l.n - 1].uncarried[0])
+				memcpy(l.v[l.n - 1].uncarried, "pk", 3);
 			continue;
 		}
 		if (parse_line(line, &v))
@@ -278,4 +335,31 @@ bool haul_layout_same(const struct haul_layout *a, const struct haul_layout *b)
 		if (!haul_vma_same(&a->v[i], &b->v[i]))
 			return false;
 	return true;
+}
+
+const char *haul_vmflag_what(const char *code)
+{
+	static const struct {
+		char code[3];
+		const char *what;
+	} what[] = {
+		{"pf", "a PFN mapping of a device (VM_PFNMAP)"},
+		{"io", "a device's I/O memory (VM_IO)"},
+		{"de", "a driver mapping that must not grow (VM_DONTEXPAND)"},
+		{"ht", "hugetlbfs memory"},
+		{"sf", "a synchronous DAX mapping (MAP_SYNC)"},
+		{"ar", "a page-attribute (PAT) mapping (VM_ARCH_1)"},
+		{"bt", "arm64 BTI-guarded code"},
+		{"mm", "a mixed PFN mapping of a driver (VM_MIXEDMAP)"},
+		{"um", "registered with the process's own userfaultfd (missing mode)"},
+		{"mt", "arm64 MTE-tagged memory"},
+		{"ui", "registered with the process's own userfaultfd (minor mode)"},
+		{"ss", "an x86 shadow stack"},
+		{"pk", "tagged with a memory protection key (pkey_mprotect)"},
+	};
+
+	for (size_t i = 0; i < sizeof(what) / sizeof(what[0]); i++)
+		if (!strncmp(code, what[i].code, 2))
+			return what[i].what;
+	return "a VmFlags flag this haul does not know";
 }

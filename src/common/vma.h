@@ -37,6 +37,21 @@
 #define HAUL_VMA_RANDOM	    (1u << 19) /* VmFlags rr (MADV_RANDOM) */
 #define HAUL_VMA_SEQ	    (1u << 20) /* VmFlags sr (MADV_SEQUENTIAL) */
 #define HAUL_VMA_MAYSHARE   (1u << 21) /* VmFlags ms */
+#define HAUL_VMA_MAYWRITE   (1u << 22) /* VmFlags mw: a shared file mapping's file is writable */
+#define HAUL_VMA_NORESERVE  (1u << 23) /* VmFlags nr (MAP_NORESERVE) */
+#define HAUL_VMA_MERGEABLE  (1u << 24) /* VmFlags mg (MADV_MERGEABLE, KSM) */
+#define HAUL_VMA_LOCKFAULT  (1u << 25) /* VmFlags lf (mlock2 MLOCK_ONFAULT) */
+#define HAUL_VMA_DROPPABLE  (1u << 26) /* VmFlags dp (MAP_DROPPABLE) */
+#define HAUL_VMA_SEALED	    (1u << 27) /* VmFlags sl (mseal) */
+#define HAUL_VMA_GUARD	    (1u << 28) /* VmFlags gu: may hold MADV_GUARD_INSTALL guard pages */
+
+/* The VmFlags bits: what smaps adds to a maps line (layouts read from maps lack them). */
+#define HAUL_VMA_VMFLAGS                                                                           \
+	(HAUL_VMA_GROWSDOWN | HAUL_VMA_LOCKED | HAUL_VMA_HUGEPAGE | HAUL_VMA_NOHUGE |              \
+	 HAUL_VMA_DONTFORK | HAUL_VMA_DONTDUMP | HAUL_VMA_WIPEONFORK | HAUL_VMA_UFFD_WP |          \
+	 HAUL_VMA_RANDOM | HAUL_VMA_SEQ | HAUL_VMA_MAYSHARE | HAUL_VMA_MAYWRITE |                  \
+	 HAUL_VMA_NORESERVE | HAUL_VMA_MERGEABLE | HAUL_VMA_LOCKFAULT | HAUL_VMA_DROPPABLE |       \
+	 HAUL_VMA_SEALED | HAUL_VMA_GUARD)
 
 struct haul_vma {
 	uint64_t start; /* page aligned, inclusive */
@@ -47,6 +62,12 @@ struct haul_vma {
 	uint32_t prot;	/* PROT_READ | PROT_WRITE | PROT_EXEC */
 	uint32_t flags; /* HAUL_VMA_* */
 	char *path;	/* malloc'd; NULL for anonymous; "[heap]" etc. for specials */
+	/*
+	 * The first VmFlags mnemonic (or "pk" for a protection key) that haul
+	 * cannot carry, "" when none: the dump refuses such a VMA by name.
+	 * Only read from smaps; not compared, not on the wire.
+	 */
+	char uncarried[4];
 };
 
 struct haul_layout {
@@ -80,6 +101,12 @@ bool haul_vma_same(const struct haul_vma *a, const struct haul_vma *b);
 
 /* Whether two layouts hold the same VMAs (haul_vma_same, one by one). */
 bool haul_layout_same(const struct haul_layout *a, const struct haul_layout *b);
+
+/*
+ * What the VmFlags mnemonic @code (haul_vma.uncarried) stands for, in words
+ * for a refusal ("hugetlbfs memory").  Never NULL.
+ */
+const char *haul_vmflag_what(const char *code);
 
 static inline uint64_t haul_vma_pages(const struct haul_vma *v)
 {

@@ -1597,7 +1597,13 @@ static void *ufetch_main(void *arg)
 
 bool rst_lazy_vma_ok(const struct haul_vma *v)
 {
-	if (!haul_vma_is_memory(v) || (v->flags & HAUL_VMA_LOCKED))
+	/*
+	 * userfaultfd refuses VM_DROPPABLE; guard pages cannot be read from
+	 * the source: both go before the resume (the guards are installed
+	 * over what was sent).
+	 */
+	if (!haul_vma_is_memory(v) ||
+	    (v->flags & (HAUL_VMA_LOCKED | HAUL_VMA_DROPPABLE | HAUL_VMA_GUARD)))
 		return false;
 	if (v->flags & HAUL_VMA_SHMEM)
 		return true;

@@ -317,7 +317,8 @@ int rst_lazy_eager_ranges(pid_t pid, const struct haul_layout *l, struct rst_laz
 	for (size_t i = 0; i < l->n; i++) {
 		const struct haul_vma *v = &l->v[i];
 
-		if (haul_vma_is_memory(v) && (v->prot & PROT_READ) && !rst_lazy_vma_ok(v))
+		/* PROT_NONE too: its pages are read through /proc/PID/mem */
+		if (haul_vma_is_memory(v) && !rst_lazy_vma_ok(v))
 			r[k++] = (struct rst_lazy_range){v->start, v->end};
 	}
 	if (pid <= 0)

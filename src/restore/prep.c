@@ -251,10 +251,7 @@ void rst_prep_freeze(struct rst_dump_prep *p)
 }
 
 /* VmFlags bits: what smaps adds to a maps line. */
-#define VMFLAGS_MASK                                                                               \
-	(HAUL_VMA_GROWSDOWN | HAUL_VMA_LOCKED | HAUL_VMA_HUGEPAGE | HAUL_VMA_NOHUGE |              \
-	 HAUL_VMA_DONTFORK | HAUL_VMA_DONTDUMP | HAUL_VMA_WIPEONFORK | HAUL_VMA_UFFD_WP |          \
-	 HAUL_VMA_RANDOM | HAUL_VMA_SEQ | HAUL_VMA_MAYSHARE)
+#define VMFLAGS_MASK HAUL_VMA_VMFLAGS
 
 /* Whether prepared @o and current @v (maps only) are one VMA, a grown stack included. */
 static bool same_vma(const struct haul_vma *o, const struct haul_vma *v)
@@ -302,6 +299,7 @@ int rst_prep_layout(struct rst_dump_prep *p, pid_t pid, struct haul_layout *out)
 			return haul_layout_read(pid, true, out);
 		}
 		l.v[i].flags |= p->layout.v[k].flags & VMFLAGS_MASK;
+		memcpy(l.v[i].uncarried, p->layout.v[k].uncarried, sizeof(l.v[i].uncarried));
 	}
 	p->fast = true;
 	pr_debug("pid %d: %zu VMAs from maps, VmFlags from before the stop", (int)pid, l.n);

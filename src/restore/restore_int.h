@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "common/vma.h"
@@ -38,8 +39,76 @@ void rst_prep_freeze(struct rst_dump_prep *p);
 /* The layout of frozen @pid with VmFlags: from maps + @p when they hold, else smaps. */
 int rst_prep_layout(struct rst_dump_prep *p, pid_t pid, struct haul_layout *out);
 
+/*
+ * vmcheck.c: whether every VMA of @l can be carried exactly (VmFlags, shared
+ * memory); 0 or -EOPNOTSUPP naming the VMA in @why.  rst_vma_precheck reads
+ * /proc/@pid/smaps for it (before the process is touched).
+ */
+int rst_vma_refusal(const struct haul_layout *l, char *why, size_t whylen);
+int rst_vma_precheck(pid_t pid, char *why, size_t whylen);
+
+/* pagemap bit 58 (PM_GUARD_REGION, 6.14+): a guard page (MADV_GUARD_INSTALL), unreadable. */
+static inline bool rst_pm_is_guard(uint64_t pm)
+{
+	return pm >> 58 & 1;
+}
+
+struct rst_guard_range {
+	uint64_t start, end;
+};
+struct rst_guards {
+	struct rst_guard_range *r; /* sorted, merged */
+	size_t n, cap;
+};
+/*
+ * The guard pages of @v (read from the open /proc/PID/pagemap @pagemap;
+ * none unless VmFlags "gu"), replacing @g's ranges.  0 or -errno.
+ */
+int rst_vma_guards(int pagemap, const struct haul_vma *v, struct rst_guards *g);
+void rst_guards_release(struct rst_guards *g);
+
 /* The layout carried by a ProcessState, as a haul_layout (release it). */
 int rst_state_layout(const Haul__Img__ProcessState *ps, struct haul_layout *out);
+
+/*
+ * fd_lock.c: the file locks and leases of an OFD, from its fdinfo text.
+ * rst_lock_check: 0, or -EOPNOTSUPP with @why naming fd @fd and @path when
+ * a lock cannot be carried.  rst_lock_dump fills @o->locks (free them with
+ * rst_lock_free).  rst_lock_call: the syscall that takes @l again on
+ * remote fd @fd; when buf_arg >= 0, args[buf_arg] must point at a copy of
+ * buf[0..buflen) in the process.
+ */
+struct rst_lock_call {
+	long nr;
+	uint64_t args[6];
+	int buf_arg;
+	uint8_t buf[32];
+	size_t buflen;
+};
+int rst_lock_check(int fd, const char *path, const char *fdinfo, char *why, size_t whylen);
+int rst_lock_dump(const char *fdinfo, Haul__Img__Fd *o);
+void rst_lock_free(Haul__Img__Fd *o);
+int rst_lock_call(const Haul__Img__FileLock *l, int fd, struct rst_lock_call *c);
+const char *rst_lock_name(const Haul__Img__FileLock *l);
+
+/*
+ * fd_ofd.c: give each fd of @fds (all of @pid, dumped) the file_id of its
+ * open file description: fds sharing one get the id of the first.
+ */
+int rst_ofd_assign(pid_t pid, Haul__Img__Fd *fds, size_t n);
+
+/*
+ * fd_ghost.c: deleted-but-open regular files, carried by content.
+ * rst_ghost_bytes: the bytes the image would carry for @st (its data,
+ * holes excluded, as far as st_blocks tells).  rst_ghost_dump reads the
+ * data extents, owner and times of the file open as @fd in @pid into @o.
+ * rst_ghost_create makes a new file like it under a free name near
+ * @o->path, returned in @path: content, holes, size, mode, owner, times;
+ * the caller opens it for every fd and then unlinks it.
+ */
+uint64_t rst_ghost_bytes(const struct stat *st);
+int rst_ghost_dump(pid_t pid, int fd, Haul__Img__Fd *o);
+int rst_ghost_create(const Haul__Img__Fd *o, char *path, size_t plen);
 
 /*
  * cgplace.c: cgroup membership.  rst_cg_dump() records @pid's placement

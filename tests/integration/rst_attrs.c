@@ -116,7 +116,7 @@ static const char *checkpoint_restore_check(pid_t pid, bool rm_cgroups)
 
 	snprintf(img, sizeof(img), "%s/img", dir);
 	snprintf(out, sizeof(out), "%s/out", dir);
-	ret = rst_checkpoint_images(pid, img, false, &st);
+	ret = rst_checkpoint_images(pid, img, false, NULL, &st);
 	if (ret) {
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
@@ -125,7 +125,7 @@ static const char *checkpoint_restore_check(pid_t pid, bool rm_cgroups)
 	waitpid(pid, &status, 0);
 	for (int i = ncgs; rm_cgroups && i-- > 0;)
 		cr_assert_eq(rmdir(cgs[i]), 0, "cannot remove %s: %s", cgs[i], strerror(errno));
-	ret = rst_restore_images(img, pid, &o, &t, &here);
+	ret = rst_restore_images(img, st.id, pid, &o, &t, &here);
 	cr_assert_eq(ret, 0, "restore failed: %s", strerror(-ret));
 	kill(here, SIGUSR1);
 	status = rst_target_wait(t);

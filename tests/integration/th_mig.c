@@ -89,6 +89,7 @@ void th_mig_teardown(struct th_mig *m)
 void th_mig_workload(struct th_mig *m, int mem, int rate, int hot)
 {
 	char path[512], smem[16], srate[16], shot[16], sthr[16], srnd[24], fmap[96];
+	int k = 17;
 	char *argv[] = {path,
 			"--mem",
 			smem,
@@ -108,6 +109,8 @@ void th_mig_workload(struct th_mig *m, int mem, int rate, int hot)
 			m->fork_on_move ? "1" : "0",
 			NULL,
 			NULL,
+			NULL,
+			NULL,
 			NULL};
 
 	snprintf(path, sizeof(path), "%s/mig_workload", th_progs_dir());
@@ -118,8 +121,12 @@ void th_mig_workload(struct th_mig *m, int mem, int rate, int hot)
 	snprintf(srnd, sizeof(srnd), "%lu", m->random_seed);
 	if (m->filemap) {
 		snprintf(fmap, sizeof(fmap), "%s/filemap", m->dir);
-		argv[17] = "--filemap";
-		argv[18] = fmap;
+		argv[k++] = "--filemap";
+		argv[k++] = fmap;
+	}
+	if (m->vmcases) {
+		argv[k++] = "--vmcases";
+		argv[k++] = m->dir;
 	}
 	m->wl_pid = th_spawn(m->net.a, argv, m->out);
 	cr_assert_gt(m->wl_pid, 0);

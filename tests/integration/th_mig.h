@@ -26,6 +26,7 @@ struct th_mig {
 	unsigned long random_seed; /* nonzero: the workload writes pages at random (--random) */
 	bool filemap;		   /* the workload maps a file of the fixture too (--filemap) */
 	bool fork_on_move;	   /* it forks a reading child once it has moved (--fork-on-move) */
+	bool vmcases;		   /* it maps the VMAs of tests/progs/vmcases.h too (--vmcases) */
 	unsigned long net_a, net_b; /* netns inodes, as the workload prints them */
 };
 

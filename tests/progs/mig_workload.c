@@ -6,6 +6,7 @@
  *              [--tag WORD]
  *              [--filemap FILE]  (also a private writable mapping of FILE, see below)
  *              [--fork-on-move]  (see below)
+ *              [--vmcases DIR]   (also the VMAs of vmcases.h; verify checks them)
  *
  * It maps --mem MiB of anonymous memory, fills every page, then rewrites
  * pages of the first --hot MiB (default: all) round-robin at --rate MiB/s
@@ -49,6 +50,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "vmcases.h"
 
 #define PAGE  4096UL
 #define WORDS (PAGE / 8)
@@ -242,7 +245,7 @@ int main(int argc, char **argv)
 	int nthreads = 0;
 	uint64_t npages, nhot, seq = 0, *gen, cursor = 0, rnd = 0;
 	double rate = 0, mem = 64, hot = -1, t0, last_tick, last_print, gap = 0, maxgap = 0;
-	const char *control = NULL, *fpath = NULL;
+	const char *control = NULL, *fpath = NULL, *vmdir = NULL;
 	uint64_t ftick = 0;
 	bool fork_on_move = false, forked = false;
 	unsigned long net0;
@@ -266,6 +269,8 @@ int main(int argc, char **argv)
 			fpath = argv[i + 1];
 		else if (!strcmp(argv[i], "--fork-on-move"))
 			fork_on_move = atoi(argv[i + 1]) != 0;
+		else if (!strcmp(argv[i], "--vmcases"))
+			vmdir = argv[i + 1];
 		else if (strcmp(argv[i], "--tag")) {
 			fprintf(stderr, "mig_workload: unknown option %s\n", argv[i]);
 			return 2;
@@ -283,6 +288,10 @@ int main(int argc, char **argv)
 	}
 	if (fpath && filemap(fpath)) {
 		fprintf(stderr, "mig_workload: cannot map %s: %s\n", fpath, strerror(errno));
+		return 1;
+	}
+	if (vmdir && vmcases_setup(vmdir, NULL)) {
+		fprintf(stderr, "mig_workload: cannot set up --vmcases: %s\n", strerror(errno));
 		return 1;
 	}
 	sigaction(SIGUSR1, &sa, NULL);
@@ -388,7 +397,15 @@ int main(int argc, char **argv)
 				if (check((uint64_t *)(g_fmap + i * PAGE), fidx(i), g_fgen[i]))
 					bad = fidx(i);
 			__atomic_store_n(&g_pause, 0, __ATOMIC_RELEASE);
-			if (bad == npages)
+			if (bad == npages && vmdir) {
+				char why[256];
+
+				if (vmcases_check(why, sizeof(why)))
+					out("verify FAIL vmcases: %s\n", why);
+				else
+					out("verify ok seq=%llu pages=%llu\n",
+					    (unsigned long long)seq, (unsigned long long)npages);
+			} else if (bad == npages)
 				out("verify ok seq=%llu pages=%llu\n", (unsigned long long)seq,
 				    (unsigned long long)npages);
 			else

@@ -1,0 +1,295 @@
+/*
+ * rst_vmas.c - `haul checkpoint` + `haul restore` carry a VMA's every
+ * attribute or refuse it by name (issue 15, after CRIU's zdtm maps04,
+ * maps02, maps_file_prot, maps12, shmemfd-priv).  tests/progs/rst_vmas sets
+ * the VMAs up, prints "ready", and on SIGUSR2 checks them in the restored
+ * process ("pass" or "FAIL: what").
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/vma.h"
+#include "restore/restore.h"
+#include "tracker/tracker.h"
+
+static char dir[128], out[192];
+static pid_t running[2]; /* the source and the restored copy, killed by cleanup() */
+
+static const char *env_or(const char *name, const char *def)
+{
+	const char *v = getenv(name);
+
+	return v ? v : def;
+}
+
+static char *slurp(const char *path)
+{
+	static char buf[1 << 16];
+	int fd = open(path, O_RDONLY);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+
+	if (fd >= 0)
+		close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+/* Wait up to @ms for @needle in @path (the program's ready and result lines). */
+static bool wait_for(const char *path, const char *needle, int ms)
+{
+	struct timespec ts = {0, 10 * 1000000L};
+
+	for (int i = 0; i < ms / 10; i++) {
+		if (strstr(slurp(path), needle))
+			return true;
+		nanosleep(&ts, NULL);
+	}
+	return strstr(slurp(path), needle) != NULL;
+}
+
+/* Start rst_vmas @mode with only /dev/null and @out open; wait for "ready". */
+static pid_t spawn(const char *mode)
+{
+	char bin[512];
+	pid_t pid;
+
+	snprintf(dir, sizeof(dir), "/tmp/haul-vmas-%s-%d", mode, (int)getpid());
+	snprintf(out, sizeof(out), "%s/out", dir);
+	mkdir(dir, 0755);
+	snprintf(bin, sizeof(bin), "%s/rst_vmas", env_or("HAUL_PROGS", "build/progs"));
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int nul = open("/dev/null", O_RDONLY);
+
+		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+			_exit(126);
+		closefrom(3);
+		execl(bin, bin, dir, mode, (char *)NULL);
+		_exit(127);
+	}
+	running[0] = pid;
+	cr_assert(wait_for(out, "ready", 10000), "rst_vmas %s did not start: %s", mode, slurp(out));
+	return pid;
+}
+
+/* Reap the source: its PID may be reused from here on, cleanup() must not kill it. */
+static void reap(pid_t pid)
+{
+	waitpid(pid, NULL, 0);
+	running[0] = 0;
+}
+
+/* Run haul with @args (a shell fragment); its exit status, stderr in @log, stdout in @log.out. */
+static int haul(const char *args, const char *log)
+{
+	char cmd[1024];
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "%s %s > %s/%s.out 2> %s/%s", env_or("HAUL_BIN", "build/haul"),
+		 args, dir, log, dir, log);
+	st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void cleanup(void)
+{
+	char cmd[256];
+
+	/* a failed test may leave either running: only ours, by PID (reaped ones are gone) */
+	for (int i = 0; i < 2; i++)
+		if (running[i] > 0)
+			kill(running[i], SIGKILL);
+	if (running[0] > 0)
+		waitpid(running[0], NULL, 0); /* our child, killed: no wait */
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (dir[0] && system(cmd) != 0)
+		cr_log_warn("cannot remove %s", dir);
+}
+
+/* Restore the image in dir/img detached, make the restored process check its VMAs. */
+static void restore_and_check(void)
+{
+	char args[512], log[256];
+	pid_t pid;
+	FILE *f;
+
+	snprintf(args, sizeof(args), "restore --detach --images %s/img", dir);
+	cr_assert_eq(haul(args, "restore.log"), 0, "restore failed: %s",
+		     slurp(strcat(strcpy(log, dir), "/restore.log")));
+	f = fopen(strcat(strcpy(log, dir), "/restore.log.out"), "r");
+	cr_assert_not_null(f);
+	cr_assert_eq(fscanf(f, "%d", &pid), 1, "restore printed no pid: %s", slurp(log));
+	fclose(f);
+	running[1] = pid;
+	cr_assert_eq(kill(pid, SIGUSR2), 0);
+	cr_assert(wait_for(out, "pass", 10000), "restored process: %s", slurp(out));
+	running[1] = 0; /* it exits by itself; not our child, its PID may be reused */
+}
+
+/* rst_vmas @mode through `haul checkpoint` (maybe --leave-running) and `haul restore`. */
+static void checkpoint_restore(const char *mode, bool leave_running)
+{
+	char args[512];
+	pid_t pid = spawn(mode);
+
+	if (strstr(slurp(out), "guards=0") && !strcmp(mode, "guards"))
+		cr_skip_test("MADV_GUARD_INSTALL needs Linux 6.13");
+	snprintf(args, sizeof(args), "checkpoint %d --images %s/img%s", (int)pid, dir,
+		 leave_running ? " --leave-running" : "");
+	cr_assert_eq(haul(args, "ckpt.log"), 0, "checkpoint failed");
+	if (leave_running)
+		kill(pid, SIGKILL);
+	reap(pid);
+	restore_and_check();
+}
+
+/* zdtm maps04: process_vm_readv cannot read PROT_NONE; the image lacked the page. */
+Test(rst_vmas, protnone_page_keeps_its_data, .fini = cleanup, .timeout = 60)
+{
+	checkpoint_restore("protnone", false);
+}
+
+/* zdtm maps02: MAP_NORESERVE (VmFlags nr) was not recorded. */
+Test(rst_vmas, noreserve_mapping_stays_noreserve, .fini = cleanup, .timeout = 60)
+{
+	checkpoint_restore("noreserve", false);
+}
+
+/* zdtm maps_file_prot: the file was reopened O_RDONLY for the read-only part. */
+Test(rst_vmas, shared_file_mapping_can_still_be_made_writable, .fini = cleanup, .timeout = 60)
+{
+	checkpoint_restore("fileprot", false);
+}
+
+/* zdtm maps12: guard pages made the page copy fail with EFAULT. */
+Test(rst_vmas, guard_pages_stay_guards_and_the_rest_keeps_its_data, .fini = cleanup, .timeout = 60)
+{
+	checkpoint_restore("guards", false);
+}
+
+/* /proc/PID/mem forces writes only into COW mappings: read-only shared memory failed. */
+Test(rst_vmas, read_only_and_protnone_shared_memory_keep_data_and_protection, .fini = cleanup,
+     .timeout = 60)
+{
+	checkpoint_restore("shmemprot", false);
+}
+
+Test(rst_vmas, mergeable_droppable_and_sealed_vmas_keep_their_vmflags, .fini = cleanup,
+     .timeout = 60)
+{
+	checkpoint_restore("flags", false);
+}
+
+/* The tracker's rounds read the pages while the process runs: the same cases. */
+Test(rst_vmas, checkpoint_leave_running_keeps_every_case, .fini = cleanup, .timeout = 60)
+{
+	checkpoint_restore("cases", true);
+}
+
+/* Write every page of the memory VMAs of @l (read from running @pid) not in @skip. */
+static void send_pages(struct rst_target *t, pid_t pid, const struct haul_layout *l,
+		       const struct haul_layout *skip)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		const struct haul_vma *v = &l->v[i];
+		struct trk_range r = {v->start, haul_vma_pages(v)};
+		void *buf;
+
+		if (!haul_vma_is_memory(v) || (skip && haul_layout_find(skip, v->start)))
+			continue;
+		buf = malloc(r.npages * 4096);
+		cr_assert_not_null(buf);
+		/* guard pages read as zero: the restorer installs them again */
+		cr_assert_eq(trk_read_pages(pid, &r, 1, buf, NULL), 0);
+		cr_assert_eq(rst_target_pages(t, r.start, buf, (uint32_t)r.npages), 0);
+		free(buf);
+	}
+}
+
+/*
+ * What migrate does, without the network: a pre-copy layout from maps (no
+ * VmFlags) with its pages, then the process grows a VMA, and the switchover
+ * applies the state's layout, whose geometry differs (the diff path, not
+ * same_geometry): VMAs made without their mmap-time flags are remade with
+ * their pages, advice is added, and only the new VMA's pages are sent.
+ */
+Test(rst_vmas, switchover_layout_with_new_geometry_remakes_and_advises_kept_vmas, .fini = cleanup,
+     .timeout = 60)
+{
+	struct rst_target_opts o = {.pidns = RST_PIDNS_AUTO};
+	struct haul_layout pre, fin = {0};
+	struct rst_seized *sz;
+	struct rst_target *t;
+	char why[256];
+	uint8_t *state;
+	size_t len;
+	pid_t pid = spawn("cases"), here;
+
+	o.pid = pid;
+	cr_assert_eq(rst_target_new(&o, &t), 0);
+	cr_assert_eq(haul_layout_read(pid, false, &pre), 0);
+	cr_assert_eq(rst_target_layout(t, &pre), 0);
+	send_pages(t, pid, &pre, NULL);
+	kill(pid, SIGUSR1);
+	cr_assert(wait_for(out, "grown", 10000), "%s", slurp(out));
+	cr_assert_eq(rst_seize(pid, &sz), 0);
+	cr_assert_eq(rst_dump_state(sz, &state, &len), 0);
+	cr_assert_eq(haul_layout_read(pid, true, &fin), 0);
+	cr_assert_eq(rst_target_layout(t, &fin), 0);
+	send_pages(t, pid, &fin, &pre);
+	rst_kill_seized(sz);
+	reap(pid);
+	cr_assert_eq(rst_target_resume(t, state, len, &here, why, sizeof(why)), 0, "resume: %s",
+		     why);
+	running[1] = here;
+	cr_assert_eq(kill(here, SIGUSR2), 0);
+	cr_expect(wait_for(out, "pass", 10000), "restored process: %s", slurp(out));
+	rst_target_wait(t);
+	running[1] = 0;
+	rst_target_free(t);
+	free(state);
+	haul_layout_release(&pre);
+	haul_layout_release(&fin);
+}
+
+/* Checkpoint of @mode must fail, name @why, and leave the process running. */
+static void refused(const char *mode, const char *why)
+{
+	char args[512], log[256];
+	pid_t pid = spawn(mode);
+	int rc;
+
+	snprintf(args, sizeof(args), "checkpoint %d --images %s/img", (int)pid, dir);
+	rc = haul(args, "ckpt.log");
+	snprintf(log, sizeof(log), "%s/ckpt.log", dir);
+	cr_expect_eq(rc, 1, "checkpoint exited %d: %s", rc, slurp(log));
+	cr_expect(strstr(slurp(log), why), "the refusal does not say '%s': %s", why, slurp(log));
+	cr_expect_eq(kill(pid, 0), 0, "the refused process did not run on");
+	kill(pid, SIGUSR2);
+	cr_expect(wait_for(out, "pass", 10000), "%s", slurp(out));
+	kill(pid, SIGKILL); /* gone already if it passed */
+	reap(pid);
+}
+
+Test(rst_vmas, private_mapping_of_shared_memory_is_refused_by_name, .fini = cleanup, .timeout = 60)
+{
+	refused("shmempriv", "is a private mapping of shared memory /dev/zero");
+}
+
+Test(rst_vmas, device_mapping_is_refused_by_its_vmflag, .fini = cleanup, .timeout = 60)
+{
+	refused("perfring", "anon_inode:[perf_event] is a PFN mapping of a device");
+}

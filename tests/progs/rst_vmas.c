@@ -1,0 +1,118 @@
+/*
+ * rst_vmas.c - a process whose VMAs a checkpoint must carry exactly, or
+ * refuse (tests/integration/rst_vmas.c).
+ *
+ *   rst_vmas DIR cases      every VMA of vmcases.h
+ *   rst_vmas DIR CASE       one: protnone, noreserve, fileprot, guards, shmemprot,
+ *                           flags
+ *   rst_vmas DIR shmempriv  a shared anonymous object mapped three times:
+ *                           shared, MAP_PRIVATE through /proc/self/map_files
+ *                           at page 1, and shared again at page 2 (zdtm
+ *                           shmemfd-priv): haul must refuse it by name
+ *   rst_vmas DIR perfring   a perf event's ring buffer, its fd closed
+ *                           (VmFlags "de"): haul must refuse it by name
+ *
+ * SIGUSR1 maps one more page (a new VMA: the layout's geometry changes)
+ * and prints "grown".  It prints "ready" once set up, then waits for SIGUSR2 (blocked outside
+ * sigsuspend: no signal is lost), checks the cases and prints "pass" or
+ * "FAIL: what", exiting 0 or 1.  stdout should be a file.
+ */
+#include <linux/perf_event.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+
+#include "vmcases.h"
+
+static volatile sig_atomic_t go;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	if (mmap(NULL, VMC_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) !=
+	    MAP_FAILED)
+		(void)!write(1, "grown\n", 6);
+}
+
+static void on_usr2(int sig)
+{
+	(void)sig;
+	go = 1;
+}
+
+static int shmempriv(void)
+{
+	char path[96], *shared, *priv, *again;
+	int fd;
+
+	shared =
+		mmap(NULL, 5 * VMC_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (shared == MAP_FAILED)
+		return -1;
+	shared[VMC_PAGE] = 11;
+	shared[2 * VMC_PAGE] = 111;
+	snprintf(path, sizeof(path), "/proc/self/map_files/%lx-%lx", (unsigned long)shared,
+		 (unsigned long)shared + 5 * VMC_PAGE);
+	fd = open(path, O_RDWR);
+	if (fd < 0)
+		return -1;
+	priv = mmap(NULL, 5 * VMC_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, VMC_PAGE);
+	again = mmap(NULL, 3 * VMC_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 2 * VMC_PAGE);
+	close(fd);
+	if (priv == MAP_FAILED || again == MAP_FAILED)
+		return -1;
+	priv[VMC_PAGE] = 22;
+	return 0;
+}
+
+static int perfring(void)
+{
+	struct perf_event_attr a = {.type = PERF_TYPE_SOFTWARE,
+				    .size = sizeof(a),
+				    .config = PERF_COUNT_SW_DUMMY,
+				    .disabled = 1};
+	int fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, 0);
+	void *ring;
+
+	if (fd < 0)
+		return -1;
+	ring = mmap(NULL, 2 * VMC_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	return ring == MAP_FAILED ? -1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct sigaction sa = {.sa_handler = on_usr2}, grow = {.sa_handler = on_usr1};
+	sigset_t block, old;
+	char why[256] = "";
+	int ret;
+
+	if (argc != 3)
+		return 2;
+	setvbuf(stdout, NULL, _IONBF, 0);
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR2);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	sigaction(SIGUSR2, &sa, NULL);
+	sigaction(SIGUSR1, &grow, NULL);
+	if (!strcmp(argv[2], "shmempriv"))
+		ret = shmempriv();
+	else if (!strcmp(argv[2], "perfring"))
+		ret = perfring();
+	else if ((ret = vmcases_setup(argv[1], strcmp(argv[2], "cases") ? argv[2] : NULL)) ==
+		 -EINVAL)
+		return 2;
+	if (ret) {
+		printf("setup failed: %s\n", strerror(-ret));
+		return 3;
+	}
+	printf("ready guards=%d\n", vmc.have_guard);
+	while (!go)
+		sigsuspend(&old);
+	if (vmcases_check(why, sizeof(why))) {
+		printf("FAIL: %s\n", why);
+		return 1;
+	}
+	printf("pass\n");
+	return 0;
+}
