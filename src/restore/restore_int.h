@@ -15,7 +15,7 @@
 #include "image.pb-c.h"
 
 /* ProcessState.version: bump when an older restorer would misapply an image. */
-#define RST_IMAGE_VERSION 2
+#define RST_IMAGE_VERSION 3
 
 /* Largest content of a deleted-but-open file carried inside the state. */
 #define RST_DELETED_FILE_MAX (64ULL << 20)
