@@ -93,6 +93,9 @@ static pid_t spawn_attrs(const char *const attrs[])
 	}
 	close(p[1]);
 	n = read(p[0], buf, sizeof(buf));
+	/* Then EOF: it closed the pipe, so the checkpoint does not see it closing. */
+	while (n > 0 && read(p[0], buf, sizeof(buf)) > 0)
+		;
 	close(p[0]);
 	if (n <= 0) {
 		waitpid(pid, NULL, 0);
