@@ -762,11 +762,16 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		if (!ret)
 			ret = classify_fd(pid, fd, fdinfo_flags(fdinfo), &kind, target,
 					  sizeof(target), &st, why, whylen);
-		if (ret == -ENOENT) { /* closed meanwhile (the process is still running) */
+		/* closed meanwhile (the process is still running): fdinfo's read says ESRCH */
+		if (ret == -ESRCH && kill(pid, 0) == 0)
+			ret = -ENOENT;
+		if (ret == -ENOENT) {
 			free(fdinfo);
 			ret = 0;
 			continue;
 		}
+		if (ret == -ESRCH && !why[0])
+			snprintf(why, whylen, "pid %d exited during the precheck", (int)pid);
 		if (!ret)
 			ret = check_fd_audit(pid, fd, kind, target, &st, fdinfo, why, whylen);
 		if (!ret && (kind == HAUL__IMG__FD_KIND__FD_REG ||
