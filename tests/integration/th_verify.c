@@ -15,8 +15,10 @@
  *                       adjacent anonymous VMAs with equal attributes are
  *                       merged first (whether the kernel merged them depends
  *                       on anon_vma history, not on the program)
- *   fd N link/flags/pos/mnt_id/ino and every other fdinfo line (eventfd
- *                       count, epoll targets, signalfd mask, inotify...)
+ *   fd N link/flags/pos/ino, its mount (mnt_id resolved through mountinfo
+ *                       to mount point, root, type and source: ids differ
+ *                       between mount namespaces) and every other fdinfo line
+ *                       (eventfd count, epoll targets, signalfd mask, inotify)
  *   lock TYPE DEV:INO START END   every /proc/locks entry of the pid
  *   limit NAME          soft and hard values of /proc/PID/limits
  *   status FIELD        every field but those excluded below
@@ -32,8 +34,13 @@
  *   VmFlags um uw ui    userfaultfd registration: haul's own tracker and
  *                       lazy restore register and unregister it
  *   fdinfo ino of pipes, sockets and anon inodes: a restored pipe is a new
- *                       pipe (the link names its kind, compared as "pipe:[]")
+ *                       pipe (the link names its kind, compared as "pipe:[]");
+ *                       and of deleted files (restored as a new file)
+ *   fdinfo eventfd-id: an id the kernel gives each new eventfd
  *   fdinfo timerfd ticks and it_value: time passes between the snapshots
+ *   map inode of shared anonymous memory, memfds, SysV shm: a new object
+ *   stat pgrp, session when another process led them: the restorer runs
+ *                       the process in its own session (target.c stub_main)
  *   status State, TracerPid (we stop or trace it to read it), Pid, PPid,
  *     Tgid, Ngid, NStgid, NSpid, NSpgid, NSsid (a restore may give another
  *     pid or pid namespace: by design), FDSize (the kernel's fd table size,
@@ -164,6 +171,16 @@ static void vma_flags(struct vma_line *v, char *flags)
 			len += snprintf(v->attr + len, sizeof(v->attr) - len, " %s", w);
 }
 
+/*
+ * Shared anonymous memory, memfds and SysV segments: a restore makes a new
+ * shmem object, so their inode numbers cannot be kept (by design).
+ */
+static bool new_object(const char *path)
+{
+	return !strcmp(path, "/dev/zero (deleted)") || !strncmp(path, "/memfd:", 7) ||
+	       !strncmp(path, "/SYSV", 5);
+}
+
 static int read_maps(struct th_state *s)
 {
 	struct vma_line cur = {0}, prev = {0};
@@ -184,6 +201,8 @@ static int read_maps(struct th_state *s)
 			cur = (struct vma_line){.start = a, .end = b};
 			/* an anonymous VMA's offset is its address >> 12: compare it relative */
 			cur.anon = !ino && path[0] != '/';
+			if (new_object(path))
+				ino = 0;
 			snprintf(cur.attr, sizeof(cur.attr), "%s %lx %s %lu %s", perms,
 				 cur.anon ? 0 : off, dev, ino, path);
 			have_cur = true;
@@ -237,10 +256,39 @@ static void strip_inos(char *v)
 	}
 }
 
+/*
+ * Mount ids are per mount namespace, and a restore into a new PID namespace
+ * also gets a new mount namespace (target.c: it mounts its own /proc): an
+ * fd's mount is compared by what it is (mount point, type, source).
+ */
+static void mount_of(pid_t pid, const char *id, char *out, size_t len)
+{
+	char line[4096];
+	FILE *f = proc_open(pid, "mountinfo");
+
+	snprintf(out, len, "mount id %s not in mountinfo", id);
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char mid[32], root[1024], mnt[1024], type[64], src[1024];
+
+		/* "36 35 98:0 /root /mnt rw,noatime master:1 - ext3 /dev/root rw" */
+		if (sscanf(line, "%31s %*s %*s %1023s %1023s", mid, root, mnt) != 3 ||
+		    strcmp(mid, id))
+			continue;
+		if (sscanf(strstr(line, " - ") ? strstr(line, " - ") : "", " - %63s %1023s", type,
+			   src) != 2)
+			continue;
+		snprintf(out, len, "%.400s %.200s %s %.200s", mnt, root, type, src);
+		break;
+	}
+	fclose(f);
+}
+
 static int read_fdinfo(struct th_state *s, const char *fd, bool anon)
 {
 	char name[64], key[128], line[1024];
-	int nline = 0, ret = 0;
+	int ret = 0;
 	FILE *f;
 
 	snprintf(name, sizeof(name), "fdinfo/%.16s", fd);
@@ -258,16 +306,28 @@ static int read_fdinfo(struct th_state *s, const char *fd, bool anon)
 		while (isspace((unsigned char)*v))
 			v++;
 		if ((anon && !strcmp(line, "ino")) || !strcmp(line, "ticks") ||
-		    !strcmp(line, "it_value"))
+		    !strcmp(line, "it_value") || !strcmp(line, "eventfd-id"))
 			continue;
 		if (!strcmp(line, "tfd"))
 			strip_inos(v);
-		/* repeated keys (tfd, inotify wd, fanotify marks) are numbered */
-		if (!strcmp(line, "pos") || !strcmp(line, "flags") || !strcmp(line, "mnt_id") ||
-		    !strcmp(line, "ino"))
-			snprintf(key, sizeof(key), "fd %.16s %.64s", fd, line);
+		if (!strcmp(line, "mnt_id")) {
+			char m[1024];
+
+			mount_of(s->pid, v, m, sizeof(m));
+			snprintf(key, sizeof(key), "fd %.16s mount", fd);
+			ret = add(s, key, "%s", m);
+			continue;
+		}
+		/*
+		 * Repeated lines (epoll targets, inotify watches, fanotify marks)
+		 * are keyed by their first word (target fd, wd): the kernel lists
+		 * epoll targets in the order of its rbtree, by file address.
+		 */
+		if (!strcmp(line, "tfd") || !strcmp(line, "inotify") || !strcmp(line, "fanotify"))
+			snprintf(key, sizeof(key), "fd %.16s %.16s %.*s", fd, line,
+				 (int)strcspn(v, " \t"), v);
 		else
-			snprintf(key, sizeof(key), "fd %.16s %.64s#%d", fd, line, nline++);
+			snprintf(key, sizeof(key), "fd %.16s %.64s", fd, line);
 		ret = add(s, key, "%s", v);
 	}
 	fclose(f);
@@ -297,7 +357,8 @@ static int read_fds(struct th_state *s)
 		if (n < 0)
 			continue; /* closed meanwhile */
 		link[n] = '\0';
-		anon = link_anon(link);
+		/* a deleted file is restored as a new file with its content: a new inode */
+		anon = link_anon(link) || (n > 10 && !strcmp(link + n - 10, " (deleted)"));
 		snprintf(key, sizeof(key), "fd %.16s link", e->d_name);
 		ret = add(s, key, "%s", link);
 		if (!ret)
@@ -631,6 +692,17 @@ static const char *norm(const struct th_state *s, const char *v, char *buf, size
 	return buf;
 }
 
+/*
+ * The restorer starts the process in its own session (target.c stub_main:
+ * setsid, so that a ^C meant for haul's group is not for it): a group or
+ * session led by another process (the test runner) cannot be kept, by design.
+ * One the process led itself must still be its own.
+ */
+static bool own_session(const char *key, const char *a)
+{
+	return (!strcmp(key, "stat pgrp") || !strcmp(key, "stat session")) && strcmp(a, "self");
+}
+
 /* Whether @key is a file position that may have grown while the process ran. */
 static bool grew(const char *key, const char *a, const char *b, int flags)
 {
@@ -678,7 +750,8 @@ int th_state_diff(const struct th_state *before, const struct th_state *after, i
 			const char *a = norm(before, before->it[i].val, ba, sizeof(ba));
 			const char *b = norm(after, after->it[j].val, bb, sizeof(bb));
 
-			if (strcmp(a, b) && !grew(before->it[i].key, a, b, flags)) {
+			if (strcmp(a, b) && !grew(before->it[i].key, a, b, flags) &&
+			    !own_session(before->it[i].key, a)) {
 				report_add(report, len, &off, before->it[i].key, a, b);
 				diffs++;
 			}
