@@ -42,6 +42,9 @@ import time
 # Resource groups: first match wins.  Kept coarse, so that a group's counts
 # can be compared between runs and with CRIU's.
 GROUPS = [
+    ("tasks", r"pidfd|^stopped|^dumpable|^xids|^pstree|^busyloop|^time$|^zombie|^pid"),
+    ("sockets", r"^scm|sock"),
+    ("memory", r"uffd|^maps|^cow|mem|mmap|^shm-|^shmemfd"),
     ("namespaces", r"(^|_)(ns|netns|mntns|utsname|uts|ipcns|pidns|userns|cgroupns|timens)|"
      r"ns$|^(uns|sysctl|mnt_ext|unshare|helper_zombie_child)"),
     ("mounts", r"mnt|mount|bind|overmount|tmpfs|devpts|autofs|binfmt|overlay|sysfs|"
@@ -522,19 +525,28 @@ ip -n {1} addr add 198.18.0.2/24 dev hz{p}v1; ip -n {1} link set hz{p}v1 up
                 if not ok:
                     self.emit(w, n, "-", "EXCLUDED", "does not pass here: " + why)
                     continue
-                passed.append((n, desc))
                 v, msg = self.run_one(n, desc, "cr")
+                passed.append((n, desc, v))
                 if v == "REFUSED" and flag(desc, "crfail"):
                     msg = "(zdtm expects a refusal) " + msg
                 self.emit(w, n, "cr", v, msg)
                 f.flush()
             if self.a.migrate and passed:
-                step = max(1, len(passed) // self.a.migrate)
-                for n, desc in passed[::step][:self.a.migrate]:
+                for n, desc in self.sample(passed):
                     v, msg = self.run_one(n, desc, "migrate")
                     self.emit(w, n, "migrate", v, msg)
                     f.flush()
         self.summary()
+
+    def sample(self, passed):
+        """Up to --migrate tests: those that passed checkpoint/restore first (does the
+        live path keep what the image path keeps?), then others spread evenly."""
+        first = [(n, d) for n, d, v in passed if v == "PASS"][:self.a.migrate]
+        rest = [(n, d) for n, d, v in passed if v != "PASS"]
+        left = self.a.migrate - len(first)
+        if left > 0 and rest:
+            first += rest[::max(1, len(rest) // left)][:left]
+        return first
 
     def summary(self):
         verdicts = ["PASS", "FAIL", "REFUSED", "ERROR"]
@@ -569,6 +581,35 @@ ip -n {1} addr add 198.18.0.2/24 dev hz{p}v1; ip -n {1} link set hz{p}v1 up
             print("\n" + txt)
 
 
+def table(paths):
+    """Per-group counts of one or more runs' zdtm.csv, side by side (markdown)."""
+    verdicts = ["PASS", "FAIL", "REFUSED", "ERROR"]
+    runs = []
+    for p in paths:
+        per = {}
+        with open(p) as f:
+            for r in csv.DictReader(f):
+                if r["mode"] != "cr":
+                    continue
+                c = per.setdefault(group_of(r["test"]), dict.fromkeys(verdicts, 0))
+                c[r["verdict"]] += 1
+        runs.append(per)
+    groups = sorted(set(g for per in runs for g in per))
+    head = "| group |" + "".join(" %s: run | PASS | FAIL | REFUSED | ERROR |" % os.path.basename(
+        os.path.dirname(os.path.abspath(p))) for p in paths)
+    print(head)
+    print("|---|" + "---:|" * (5 * len(paths)))
+    for g in groups + ["**all**"]:
+        cells = []
+        for per in runs:
+            if g == "**all**":
+                c = {v: sum(x[v] for x in per.values()) for v in verdicts}
+            else:
+                c = per.get(g, dict.fromkeys(verdicts, 0))
+            cells.append("%d | %s" % (sum(c.values()), " | ".join(str(c[v]) for v in verdicts)))
+        print("| %s | %s |" % (g, " | ".join(cells)))
+
+
 def main():
     here = os.path.dirname(os.path.realpath(__file__))
     repo = os.path.dirname(os.path.dirname(here))
@@ -585,6 +626,11 @@ def main():
                     help="do not drop the tests to uid 18943 (see bench/RESULTS.md: without "
                     "CAP_SYS_RESOURCE neither haul nor criu can read another uid's rlimits)")
     ap.add_argument("--timeout", type=int, default=30, help="seconds per step")
+    ap.add_argument("--table", nargs="+", metavar="CSV",
+                    help="only print per-group counts of these zdtm.csv files side by side")
+    if "--table" in sys.argv:
+        table(sys.argv[sys.argv.index("--table") + 1:])
+        return
     a = ap.parse_args()
     if os.getuid():
         sys.exit("zdtm-run: run as root (namespaces, cgroups, ptrace)")
