@@ -18,7 +18,8 @@
  *   fd N link/flags/pos/ino, its mount (mnt_id resolved through mountinfo
  *                       to mount point, root, type and source: ids differ
  *                       between mount namespaces) and every other fdinfo line
- *                       (eventfd count, epoll targets, signalfd mask, inotify)
+ *                       (eventfd count, epoll targets, signalfd mask, inotify,
+ *                       the fd's locks and leases without their list index)
  *   lock TYPE DEV:INO START END   every /proc/locks entry of the pid
  *   limit NAME          soft and hard values of /proc/PID/limits
  *   status FIELD        every field but those excluded below
@@ -266,7 +267,7 @@ static void mount_of(pid_t pid, const char *id, char *out, size_t len)
 	char line[4096];
 	FILE *f = proc_open(pid, "mountinfo");
 
-	snprintf(out, len, "mount id %s not in mountinfo", id);
+	snprintf(out, len, "mount id %.32s not in mountinfo", id);
 	if (!f)
 		return;
 	while (fgets(line, sizeof(line), f)) {
@@ -287,7 +288,7 @@ static void mount_of(pid_t pid, const char *id, char *out, size_t len)
 
 static int read_fdinfo(struct th_state *s, const char *fd, bool anon)
 {
-	char name[64], key[128], line[1024];
+	char name[64], key[128], line[1024], lock[1024];
 	int ret = 0;
 	FILE *f;
 
@@ -310,6 +311,18 @@ static int read_fdinfo(struct th_state *s, const char *fd, bool anon)
 			continue;
 		if (!strcmp(line, "tfd"))
 			strip_inos(v);
+		if (!strcmp(line, "lock")) {
+			/* "1: POSIX ADVISORY WRITE PID ...": the list index and the pid vary */
+			char l[1024], *w, *save = NULL;
+			size_t o = 0;
+
+			snprintf(l, sizeof(l), "%s", v);
+			strtok_r(l, " ", &save);
+			while ((w = strtok_r(NULL, " ", &save)) && o < sizeof(lock))
+				o += snprintf(lock + o, sizeof(lock) - o, " %s",
+					      atoi(w) == s->pid ? "self" : w);
+			v = lock;
+		}
 		if (!strcmp(line, "mnt_id")) {
 			char m[1024];
 
