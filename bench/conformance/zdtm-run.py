@@ -314,7 +314,9 @@ ip -n {1} addr add 198.18.0.2/24 dev hz{p}v1; ip -n {1} link set hz{p}v1 up
         if "PASS" in out.split():
             return True, ""
         lines = [ln for ln in out.splitlines() if ln.strip()]
-        return False, (lines[-1] if lines else "no out file")[:300]
+        # zdtm's fail() line is often empty ("FAIL: x.c:12:  (errno...)"): the
+        # test's own message is the line before it
+        return False, (" / ".join(lines[-2:]) if lines else "no out file")[:400]
 
     def finish(self, name, pids):
         for p in pids:
