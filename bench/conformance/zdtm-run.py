@@ -166,6 +166,19 @@ class Runner:
         self.netns = None
         self.rows = []
         self.log = open(os.path.join(a.out, "run.log"), "w")
+        self.test_cgroups = self.zdtm_cgroups()
+
+    @staticmethod
+    def zdtm_cgroups():
+        """The cgroups zdtm tests make (zdtmtst...), in every mounted hierarchy."""
+        found = set()
+        for root in os.listdir("/sys/fs/cgroup") if os.path.isdir("/sys/fs/cgroup") else []:
+            base = os.path.join("/sys/fs/cgroup", root)
+            for top in [base] + ([] if not os.path.isdir(base) else
+                                 [os.path.join(base, d) for d in os.listdir(base)]):
+                if os.path.basename(top).startswith("zdtmtst") and os.path.isdir(top):
+                    found.add(top)
+        return found
 
     # --- environment ---------------------------------------------------
     def setup_cgroup(self):
@@ -245,6 +258,13 @@ ip -n {1} addr add 198.18.0.2/24 dev hz{p}v1; ip -n {1} link set hz{p}v1 up
                     time.sleep(0.1)
         for n in self.netns or []:
             subprocess.run(["ip", "netns", "del", n], stderr=subprocess.DEVNULL)
+        # cgroups the tests made and left (cgroup04, cgroup_ignore...), deepest first
+        for top in self.zdtm_cgroups() - self.test_cgroups:
+            for d, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # --- one test --------------------------------------------------------
