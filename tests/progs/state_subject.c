@@ -82,12 +82,19 @@ static int set_memory(const char *kind)
 	memset(m, 1, 64 * 4096);
 	if (!strcmp(kind, "mlock"))
 		return mlock(m, 4 * 4096) ? skip("mlock") : 0;
-	/* each in its own VMA: dontfork, dontdump, wipeonfork, nohugepage */
+	/* each in its own VMA (maps02's list): dontfork, dontdump, wipeonfork, ... */
 	if (madvise(m, 4096, MADV_DONTFORK) || madvise(m + 8 * 4096, 4096, MADV_DONTDUMP) ||
 	    madvise(m + 16 * 4096, 4096, MADV_WIPEONFORK) ||
-	    madvise(m + 24 * 4096, 4096, MADV_NOHUGEPAGE))
+	    madvise(m + 24 * 4096, 4096, MADV_NOHUGEPAGE) ||
+	    madvise(m + 32 * 4096, 4096, MADV_SEQUENTIAL) ||
+	    madvise(m + 40 * 4096, 4096, MADV_RANDOM) ||
+	    madvise(m + 48 * 4096, 4096, MADV_HUGEPAGE))
 		return skip("madvise");
-	return 0;
+	/* KSM may be compiled out: then there is no "mg" to keep */
+	madvise(m + 56 * 4096, 4096, MADV_MERGEABLE);
+	m = mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return m == MAP_FAILED ? skip("MAP_NORESERVE") : 0;
 }
 
 static int set_fds(const char *kind, const char *dir)
