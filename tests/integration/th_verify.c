@@ -204,7 +204,7 @@ static int read_maps(struct th_state *s)
 			cur.anon = !ino && path[0] != '/';
 			if (new_object(path))
 				ino = 0;
-			snprintf(cur.attr, sizeof(cur.attr), "%s %lx %s %lu %s", perms,
+			snprintf(cur.attr, sizeof(cur.attr), "%s %lx %s %lu %.400s", perms,
 				 cur.anon ? 0 : off, dev, ino, path);
 			have_cur = true;
 			continue;
@@ -423,7 +423,7 @@ static int read_limits(struct th_state *s)
 			continue;
 		line[25] = '\0';
 		chomp(line);
-		snprintf(key, sizeof(key), "limit %s", line);
+		snprintf(key, sizeof(key), "limit %.40s", line);
 		ret = add(s, key, "%s", line + 26);
 	}
 	fclose(f);
