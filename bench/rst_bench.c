@@ -213,14 +213,14 @@ static int bench_one(size_t mib, const char *base)
 	rd = time_read(pid, addr, len, buf);
 	wr = time_file_write(dir, len, buf);
 	/* A snapshot that leaves it running: memory copied while it runs. */
-	ret = rst_checkpoint_images(pid, dir, true, &snap);
+	ret = rst_checkpoint_images(pid, dir, true, NULL, &snap);
 	if (ret) {
 		pr_err_r(ret, "snapshot of %zu MiB failed", mib);
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		goto out;
 	}
-	ret = rst_checkpoint_images(pid, dir, false, &st);
+	ret = rst_checkpoint_images(pid, dir, false, NULL, &st);
 	waitpid(pid, NULL, 0);
 	if (ret) {
 		pr_err_r(ret, "checkpoint of %zu MiB failed", mib);
@@ -230,7 +230,7 @@ static int bench_one(size_t mib, const char *base)
 	/* Drop the page cache of the image? No: root may not; say it is warm. */
 	fresh = time_fresh_write(len, buf);
 	t0 = now_s();
-	ret = rst_restore_images(dir, pid, &o, &t, &here);
+	ret = rst_restore_images(dir, NULL, pid, &o, &t, &here);
 	rs = now_s() - t0;
 	if (ret) {
 		pr_err_r(ret, "restore of %zu MiB failed", mib);

@@ -27,6 +27,12 @@
 #define PS_STALL_TIMEOUT_MS 10000
 /* Most concurrent connections the server accepts; more are refused at accept. */
 #define PS_MAX_CONNS 256
+/* An authenticated connection silent this long is closed: 256 idle key holders would
+ * otherwise lock every other client out.  A pre-copy round is never this quiet. */
+#define PS_IDLE_TIMEOUT_MS 60000
+/* Most connections from one address: one migration's streams (PS_MAX_STREAMS) fit
+ * twice, and one host cannot take the whole table. */
+#define PS_MAX_CONNS_PER_PEER 128
 /* Most streams one session may declare. */
 #define PS_MAX_STREAMS 64
 /* Pages per arena chunk of the memory page store (64 MiB): few mmaps for GiBs. */

@@ -266,7 +266,10 @@ static void cg_probe(void)
 					snprintf(cg.v1_freezer, sizeof(cg.v1_freezer), "%s", mnt);
 		}
 	}
+	/* getline() below would reuse a stale buffer of this size: start afresh */
 	free(line);
+	line = NULL;
+	cap = 0;
 	fclose(f);
 	cg.layout = v1 && v2 ? PROBE_CG_HYBRID
 		    : v2     ? PROBE_CG_V2

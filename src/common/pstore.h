@@ -8,8 +8,9 @@
  * process has DIR/<pid>/pages.img (page slots) and DIR/<pid>/index.img
  * (layout, state and page map of the last commit), the latter replaced
  * atomically (write, fsync, rename, fsync dir) at commit; the format is
- * documented at the top of pstore.c and in DESIGN.md.  Opening a directory
- * loads every committed process in it.
+ * documented at the top of pstore_disk.c and in DESIGN.md.  Opening a
+ * directory loads every committed process in it; every page slot on disk
+ * carries an XXH3-64 that each read checks.
  *
  * Used by the page server (STORE sessions, page requests) and by
  * `haul checkpoint --images` / `haul restore --images`.  Not thread-safe:
@@ -34,6 +35,15 @@ struct pstore_proc;
  * uncommitted leftovers are discarded).  Returns 0 or -errno.
  */
 int pstore_open(const char *dir, struct pstore **out);
+/*
+ * Open the images directory @dir to read it only (a restore): nothing in
+ * it is created, deleted, truncated or written, and writing calls return
+ * -EROFS.  Fails on the first process whose image is damaged (short file,
+ * bad checksum, other format version), logging the file: -EBADMSG,
+ * -EPROTONOSUPPORT (another format version), -ENOENT (a file missing) or
+ * another -errno.
+ */
+int pstore_open_ro(const char *dir, struct pstore **out);
 /* Close (aborting staged rounds; committed data stays on disk). NULL is a no-op. */
 void pstore_close(struct pstore *s);
 
@@ -103,7 +113,8 @@ uint64_t pstore_npages(const struct pstore_proc *p);
 /*
  * Copy @npages committed pages at @addr into @buf.  Zero holes and pages
  * never stored read as zeros.  Returns how many of them were stored (data
- * or zero), or -EINVAL / -EIO.
+ * or zero), or -EINVAL / -EIO / -EBADMSG (a slot on disk fails its checksum:
+ * logged with the file and slot).
  */
 int64_t pstore_read(struct pstore_proc *p, uint64_t addr, uint32_t npages, void *buf);
 
@@ -114,5 +125,12 @@ int64_t pstore_read(struct pstore_proc *p, uint64_t addr, uint32_t npages, void 
  */
 typedef int (*pstore_walk_fn)(void *arg, uint64_t addr, const void *data, uint32_t npages);
 int pstore_walk(struct pstore_proc *p, pstore_walk_fn fn, void *arg);
+
+/*
+ * Read every committed page of @p once and check it against its slot's
+ * checksum (directory stores; a memory store has nothing to check).  0, or
+ * -EBADMSG / -EIO with the file and slot logged.
+ */
+int pstore_verify(struct pstore_proc *p);
 
 #endif

@@ -14,6 +14,8 @@
  * process that shares its cgroup (or sits in the root) is moved into a cgroup
  * haul makes, <mount>/haul/mig-<pid>, and moved back if the migration fails.
  * cgroup.procs moves every thread of the process at once.
+ * Under `ip netns exec` no hierarchy is mounted at all (a fresh sysfs on
+ * /sys): haul_cg_probe() then mounts cgroup2 in a private mount namespace.
  */
 #define LOG_PREFIX "cgroup: "
 #include <dirent.h>
@@ -22,12 +24,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "common/policy.h"
 #include "haul/haul_int.h"
+
+/* Where haul mounts cgroup2 when no hierarchy is visible (see haul_cg_probe). */
+#define HAUL_CG_FALLBACK_MNT "/sys/fs/cgroup"
 
 bool haul_cg_has_file(const char *dir, const char *file)
 {
@@ -153,7 +160,7 @@ static int read_file(const char *path, char *buf, size_t len)
 	return off;
 }
 
-int haul_cg_probe(struct haul_cg_mounts *m)
+static int parse_own_mounts(struct haul_cg_mounts *m)
 {
 	char *buf;
 	int ret;
@@ -164,7 +171,57 @@ int haul_cg_probe(struct haul_cg_mounts *m)
 	ret = read_file("/proc/self/mounts", buf, 65536);
 	if (ret >= 0)
 		ret = haul_cg_parse_mounts(buf, m);
+	else
+		pr_err_r(ret, "cannot read /proc/self/mounts to find the cgroup hierarchies; is "
+			      "/proc mounted?");
 	free(buf);
+	return ret;
+}
+
+/*
+ * No cgroup hierarchy is visible: typically `ip netns exec`, which unshares
+ * the mount namespace and mounts a fresh sysfs on /sys, leaving
+ * /sys/fs/cgroup an empty directory.  The process's cgroup still exists;
+ * only the mount is missing.  Mount cgroup2 there in a mount namespace of
+ * haul's own (propagation cut, so nothing leaks to the host or to ip's
+ * namespace) and go on.  unshare(CLONE_NEWNS) needs a single-threaded
+ * process, which haul is while it probes.
+ */
+static int mount_private_cgroup2(void)
+{
+	if (unshare(CLONE_NEWNS))
+		return -errno;
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
+		return -errno;
+	if (mount("cgroup2", HAUL_CG_FALLBACK_MNT, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+		  NULL))
+		return -errno;
+	pr_info("no cgroup hierarchy was mounted (ip netns exec remounts /sys); mounted cgroup2 "
+		"on %s in a private mount namespace",
+		HAUL_CG_FALLBACK_MNT);
+	return 0;
+}
+
+int haul_cg_probe(struct haul_cg_mounts *m)
+{
+	int ret;
+
+	ret = parse_own_mounts(m);
+	if (ret == -ENOENT) {
+		int mret = mount_private_cgroup2();
+
+		if (!mret)
+			ret = parse_own_mounts(m);
+		if (ret) {
+			pr_err("no cgroup hierarchy is visible in /proc/self/mounts (ip netns exec "
+			       "remounts /sys without /sys/fs/cgroup) and cgroup2 cannot be mounted "
+			       "on %s (%s): run haul with 'nsenter --net=/run/netns/NAME' instead "
+			       "of 'ip netns exec NAME', or mount cgroup2 on %s first",
+			       HAUL_CG_FALLBACK_MNT, mret ? strerror(-mret) : strerror(-ret),
+			       HAUL_CG_FALLBACK_MNT);
+			return ret;
+		}
+	}
 	/* HAUL_FREEZER=v1: use the v1 freezer although cgroup2 is there (tests) */
 	if (!ret && getenv("HAUL_FREEZER") && !strcmp(getenv("HAUL_FREEZER"), "v1")) {
 		if (!m->v1_freezer[0]) {

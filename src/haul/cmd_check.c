@@ -134,6 +134,13 @@ int haul_cmd_check(int argc, char **argv)
 	     probe_time_ns() ? "CLOCK_MONOTONIC/BOOTTIME continue across migration" : buf);
 	printf("\n");
 
+	if (!freezer && cg->layout == PROBE_CG_NONE) {
+		/* ip netns exec mounts a fresh sysfs on /sys: nothing under /sys/fs/cgroup */
+		printf("no cgroup hierarchy is mounted in this mount namespace (as under 'ip netns "
+		       "exec'): 'haul migrate' and 'haul run' mount cgroup2 privately and go on; "
+		       "elsewhere mount cgroup2 on /sys/fs/cgroup\n");
+		return 1;
+	}
 	if (!freezer) {
 		printf("haul cannot freeze processes here: mount cgroup2 (or the v1 freezer)\n");
 		return 1;

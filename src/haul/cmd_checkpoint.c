@@ -12,12 +12,15 @@
 
 #include "common/log.h"
 #include "haul/haul.h"
+#include "haul/haul_int.h"
 #include "restore/restore.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: haul checkpoint PID --images DIR [--leave-running]\n\n"
-		   "Dump a running single-threaded process into DIR (DIR/<pid>/).  Without\n"
+		   "Dump a running process into DIR as image DIR/<id>/ (id: its pid, host\n"
+		   "pid, start time and boot: a new checkpoint of the same process replaces\n"
+		   "its image atomically, other processes' images stay).  Without\n"
 		   "--leave-running the process is killed once its image is safely on disk;\n"
 		   "with it, it carries on.  Restore it with 'haul restore --images DIR'.\n");
 }
@@ -33,6 +36,8 @@ int haul_cmd_checkpoint(int argc, char **argv)
 	const char *dir = NULL;
 	bool leave = false;
 	struct rst_ckpt_stats st;
+	struct haul_pid_lock lock;
+	char why[PATH_MAX + 128];
 	char *end;
 	long pid;
 	int c, ret;
@@ -63,11 +68,17 @@ int haul_cmd_checkpoint(int argc, char **argv)
 		pr_err("'%s' is not a PID", argv[optind]);
 		return 2;
 	}
-	ret = rst_checkpoint_images(pid, dir, leave, &st);
+	ret = haul_pid_lock(pid, "checkpointed", &lock, why, sizeof(why));
+	if (ret) {
+		pr_err("cannot checkpoint pid %ld: %s", pid, why);
+		return 1;
+	}
+	ret = rst_checkpoint_images(pid, dir, leave, getenv("HAUL_FAULT"), &st);
+	haul_pid_unlock(&lock);
 	if (ret)
 		return 1;
-	printf("checkpointed pid %ld into %s: %llu pages, %llu zero, stopped %.1f ms%s\n", pid, dir,
-	       (unsigned long long)st.pages, (unsigned long long)st.zero_pages, st.frozen_ns / 1e6,
-	       leave ? " (left running)" : "");
+	printf("checkpointed pid %ld into %s/%s: %llu pages, %llu zero, stopped %.1f ms%s\n", pid,
+	       dir, st.id, (unsigned long long)st.pages, (unsigned long long)st.zero_pages,
+	       st.frozen_ns / 1e6, leave ? " (left running)" : "");
 	return 0;
 }

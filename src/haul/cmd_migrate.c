@@ -45,6 +45,9 @@ static void usage(FILE *f)
 		"  --streams N          TCP streams (default 1; post-copy with 2 or more:\n"
 		"                       faults get stream 0 to themselves)\n"
 		"  --compress MODE      auto|lz4|none (default auto)\n"
+		"  --encrypt            encrypt the page streams (chacha20-poly1305; needed by\n"
+		"                       a page server run with --encrypt).  Without it pages\n"
+		"                       and state cross the network authenticated but readable\n"
 		"  --max-rounds N       pre-copy rounds before switching over anyway (default %d)\n"
 		"  --stop-and-copy      no pre-copy: freeze, copy everything, restore (baseline)\n"
 		"  --postcopy           resume on the target at once; memory follows on demand\n"
@@ -53,7 +56,12 @@ static void usage(FILE *f)
 		"                       (default: keep it frozen and exit 3)\n"
 		"  --timeout MS         wait at most this for each reply of the target (default %d)\n"
 		"  --json FILE          write times, downtime, rounds and bytes to FILE\n"
+		"  --events FD|FILE     stream one JSON object per phase and round (started,\n"
+		"                       round, frozen, resumed, committed, ...) as it happens\n"
 		"  --quiet              no per-round lines\n\n"
+		"The key (at least 32 random bytes, mode 0600) is root-equivalent on the\n"
+		"target: its holder can restore any process with any uid and memory there,\n"
+		"and create root-owned setuid files at paths it chooses.\n\n"
 		"Post-copy (--postcopy, --hybrid) trades safety for a short stop: from the\n"
 		"resume until the last page has arrived, the source is kept frozen as the only\n"
 		"copy of that memory. A connection that breaks in that window (reset, EOF)\n"
@@ -155,6 +163,7 @@ static pid_t ns_pid_of(pid_t pid)
 struct progress {
 	bool quiet;
 	bool tty; /* stderr is a terminal: redraw a live line during rounds */
+	struct haul_events *events;
 };
 
 static void print_progress(void *arg, uint64_t seq, uint64_t sent, uint64_t total, double mbps)
@@ -171,6 +180,7 @@ static void print_round(void *arg, const struct haul_mig_round *r)
 {
 	const struct progress *p = arg;
 
+	haul_events_round(p->events, r);
 	if (p->quiet)
 		return;
 	if (p->tty)
@@ -344,6 +354,11 @@ static void summary(const struct haul_mig_opts *o, const struct haul_mig_result 
 	}
 }
 
+/* long-only options: values outside the range of short option letters */
+enum {
+	OPT_EVENTS = 0x100
+};
+
 int haul_cmd_migrate(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -354,6 +369,7 @@ int haul_cmd_migrate(int argc, char **argv)
 		{"bandwidth", required_argument, NULL, 'b'},
 		{"streams", required_argument, NULL, 's'},
 		{"compress", required_argument, NULL, 'z'},
+		{"encrypt", no_argument, NULL, 'E'},
 		{"max-rounds", required_argument, NULL, 'r'},
 		{"stop-and-copy", no_argument, NULL, 'S'},
 		{"postcopy", no_argument, NULL, 'P'},
@@ -361,13 +377,14 @@ int haul_cmd_migrate(int argc, char **argv)
 		{"postcopy-rollback", no_argument, NULL, 'R'},
 		{"timeout", required_argument, NULL, 'T'},
 		{"json", required_argument, NULL, 'j'},
+		{"events", required_argument, NULL, OPT_EVENTS},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct haul_mig_opts o = {.downtime_ms = HAUL_MIG_DOWNTIME_MS, .streams = 1};
 	struct haul_mig_result r;
-	const char *key = NULL, *cgroup = NULL, *json = NULL;
+	const char *key = NULL, *cgroup = NULL, *json = NULL, *events = NULL;
 	struct sigaction sa = {.sa_handler = on_signal};
 	struct haul_wl wl;
 	struct progress prog = {.tty = isatty(STDERR_FILENO)};
@@ -375,7 +392,7 @@ int haul_cmd_migrate(int argc, char **argv)
 	int c, ret, nmodes = 0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "t:k:c:d:b:s:z:r:SPHRT:j:qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "t:k:c:d:b:s:z:Er:SPHRT:j:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 't':
 			o.to = optarg;
@@ -411,6 +428,9 @@ int haul_cmd_migrate(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'E':
+			o.encrypt = true;
+			break;
 		case 'r':
 			o.max_rounds = atoi(optarg);
 			break;
@@ -433,6 +453,9 @@ int haul_cmd_migrate(int argc, char **argv)
 			break;
 		case 'j':
 			json = optarg;
+			break;
+		case OPT_EVENTS:
+			events = optarg;
 			break;
 		case 'q':
 			prog.quiet = true;
@@ -470,17 +493,18 @@ int haul_cmd_migrate(int argc, char **argv)
 		return 2;
 	}
 	if (o.pid <= 0 || !haul_proc_state(o.pid)) {
-		pr_err("pid %d does not exist", o.pid);
+		pr_err("pid %d does not exist; check it with ps (or 'haul ps' for a NAME)", o.pid);
 		return 1;
 	}
 	ret = ps_key_load(key, o.key);
-	if (ret) {
-		pr_err_r(ret, "cannot load key file '%s' (it needs at least 32 bytes)", key);
-		return 2;
-	}
+	if (ret)
+		return 2; /* ps_key_load said why */
 	o.ns_pid = ns_pid_of(o.pid);
 	o.fault = getenv("HAUL_FAULT");
 	o.stop = &mig_stop;
+	if (events && haul_events_open(events, o.pid, &o.events))
+		return 2;
+	prog.events = o.events;
 	o.on_round = print_round;
 	o.on_progress = print_progress;
 	o.arg = &prog;
@@ -489,7 +513,10 @@ int haul_cmd_migrate(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	have_wl = !haul_reg_find_pid(o.pid, &wl);
+	haul_events_started(o.events, o.to, mode_name(&o), o.downtime_ms);
 	haul_migrate(&o, &r);
+	haul_events_end(o.events, &r);
+	haul_events_free(o.events);
 	summary(&o, &r);
 	if (json) {
 		int jr = write_json(json, &o, &r);

@@ -24,31 +24,46 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: haul pageserver --listen ADDR:PORT --key FILE [options]\n"
 		"\n"
-		"Receive processes from `haul migrate` (live sessions: restored here as\n"
-		"their pages arrive) and pages from `haul checkpoint --to` (store sessions),\n"
-		"and serve stored pages back for lazy restore.\n"
+		"Receive processes from `haul migrate`: each migration is a live session,\n"
+		"restored here as its pages arrive (several at once, even of the same PID:\n"
+		"sessions are told apart by an id each migration picks).  Clients of the\n"
+		"page-server protocol (lazy_bench, the tests) may also store pages here and\n"
+		"fetch them back for lazy restore.\n"
 		"\n"
 		"  --listen ADDR:PORT  address to listen on (port 0: any free port);\n"
 		"                      prints \"listening on ADDR:PORT\" once bound\n"
-		"  --key FILE          shared secret, at least 32 bytes, the same file on both\n"
-		"                      sides (make one: head -c 32 /dev/urandom > FILE)\n"
+		"  --key FILE          shared secret, at least 32 random bytes, mode 0600, the\n"
+		"                      same file on both sides (make one: head -c 32\n"
+		"                      /dev/urandom > FILE; chmod 600 FILE).  The key is\n"
+		"                      root-equivalent here: its holder can restore any\n"
+		"                      process with any uid and memory, and create root-owned\n"
+		"                      setuid files at paths it chooses.  Guard it like root's\n"
+		"                      password.\n"
 		"  --images DIR        keep stored pages in DIR (crash-safe image format),\n"
 		"                      and load the images already there; default: memory\n"
 		"  --encrypt           require clients to encrypt the page stream\n"
 		"  --timeout MS        drop a peer that has not authenticated, or stalls\n"
 		"                      mid-frame, for MS milliseconds (default %d)\n"
+		"  --idle-timeout MS   close an authenticated connection that sent nothing for\n"
+		"                      MS milliseconds (default %d; 0: never); lazy-restore\n"
+		"                      and post-copy sessions wait on faults and are exempt\n"
 		"  --once              exit after the first session ends\n"
 		"  -h, --help          this help\n",
-		PS_STALL_TIMEOUT_MS);
+		PS_STALL_TIMEOUT_MS, PS_IDLE_TIMEOUT_MS);
 }
 
 int haul_cmd_pageserver(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"listen", required_argument, NULL, 'l'},  {"key", required_argument, NULL, 'k'},
-		{"images", required_argument, NULL, 'i'},  {"encrypt", no_argument, NULL, 'e'},
-		{"timeout", required_argument, NULL, 't'}, {"once", no_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},	   {0},
+		{"listen", required_argument, NULL, 'l'},
+		{"key", required_argument, NULL, 'k'},
+		{"images", required_argument, NULL, 'i'},
+		{"encrypt", no_argument, NULL, 'e'},
+		{"timeout", required_argument, NULL, 't'},
+		{"once", no_argument, NULL, 'o'},
+		{"idle-timeout", required_argument, NULL, 'I'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
 	};
 	struct ps_server_opts o = {0};
 	const char *key = NULL;
@@ -79,6 +94,16 @@ int haul_cmd_pageserver(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'I':
+			o.idle_timeout_ms = (int)strtol(optarg, &end, 10);
+			if (*end || !*optarg || o.idle_timeout_ms < 0) {
+				pr_err("--idle-timeout '%s' is not a number of milliseconds (0: never)",
+				       optarg);
+				return 2;
+			}
+			if (!o.idle_timeout_ms)
+				o.idle_timeout_ms = -1;
+			break;
 		case 'o':
 			o.once = true;
 			break;
@@ -100,7 +125,12 @@ int haul_cmd_pageserver(int argc, char **argv)
 	o.sink = &rst_live_sink;
 	ret = ps_server_new(&o, &s);
 	if (ret) {
-		pr_err_r(ret, "cannot start the page server on %s", o.listen);
+		if (ret == -EADDRINUSE)
+			pr_err("something listens on %s already (another page server?): stop it "
+			       "(ss -ltnp names it) or pick another --listen port",
+			       o.listen);
+		else
+			pr_err_r(ret, "cannot start the page server on %s", o.listen);
 		return 1;
 	}
 	{

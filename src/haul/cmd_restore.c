@@ -18,23 +18,30 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: haul restore --images DIR [--pid PID] [--detach] [--pidns auto|always|never]\n\n"
-		"Restore a process checkpointed with 'haul checkpoint'.  It keeps its PID:\n"
-		"in this PID namespace when the PID is free, else in a new one (--pidns\n"
-		"never refuses instead).  Without --detach, waits and exits with its status.\n");
+	fprintf(f, "usage: haul restore --images DIR [--id ID] [--pid PID] [--detach]\n"
+		   "                    [--pidns auto|always|never]\n\n"
+		   "Restore a process checkpointed with 'haul checkpoint'.  With several images\n"
+		   "in DIR, --id (or --pid) says which; without, they are listed.  The image\n"
+		   "is only read, every page checked first: a damaged one is refused, naming\n"
+		   "the file and slot.  The process keeps its PID:\n"
+		   "in this PID namespace when the PID is free, else in a new one (--pidns\n"
+		   "never refuses instead).  Without --detach, waits and exits with its status.\n");
 }
 
 int haul_cmd_restore(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"images", required_argument, NULL, 'i'}, {"pid", required_argument, NULL, 'p'},
-		{"detach", no_argument, NULL, 'd'},	  {"pidns", required_argument, NULL, 'n'},
-		{"help", no_argument, NULL, 'h'},	  {NULL, 0, NULL, 0},
+		{"images", required_argument, NULL, 'i'},
+		{"pid", required_argument, NULL, 'p'},
+		{"id", required_argument, NULL, 'I'},
+		{"detach", no_argument, NULL, 'd'},
+		{"pidns", required_argument, NULL, 'n'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	struct rst_target_opts o = {0};
 	struct rst_target *t;
-	const char *dir = NULL;
+	const char *dir = NULL, *id = NULL;
 	pid_t pid = 0, here;
 	int c, ret;
 
@@ -43,6 +50,9 @@ int haul_cmd_restore(int argc, char **argv)
 		switch (c) {
 		case 'i':
 			dir = optarg;
+			break;
+		case 'I':
+			id = optarg;
 			break;
 		case 'p':
 			pid = atoi(optarg);
@@ -74,7 +84,7 @@ int haul_cmd_restore(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	ret = rst_restore_images(dir, pid, &o, &t, &here);
+	ret = rst_restore_images(dir, id, pid, &o, &t, &here);
 	if (ret)
 		return 1;
 	if (o.detach) {

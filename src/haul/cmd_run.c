@@ -241,11 +241,9 @@ int haul_cmd_run(int argc, char **argv)
 		       old.pid);
 		return 1;
 	}
-	ret = haul_cg_probe(&m);
-	if (ret) {
-		pr_err("no cgroup hierarchy with a freezer is mounted; mount cgroup2");
+	ret = haul_cg_probe(&m); /* logs what is missing and what to do */
+	if (ret)
 		return 1;
-	}
 	if ((size_t)snprintf(w.cgroup, sizeof(w.cgroup), "%s/%s/%s", m.v2[0] ? m.v2 : m.v1_freezer,
 			     HAUL_CG_PARENT, w.name) >= sizeof(w.cgroup) ||
 	    (size_t)snprintf(dir, sizeof(dir), "%s/%s", haul_reg_dir(), w.name) >= sizeof(dir) ||

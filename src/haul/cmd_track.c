@@ -32,6 +32,8 @@
 
 #include "common/log.h"
 #include "haul/haul.h"
+#include "haul/haul_int.h"
+#include "restore/restore.h"
 #include "tracker/tracker.h"
 
 static volatile sig_atomic_t track_stop;
@@ -161,6 +163,8 @@ int haul_cmd_track(int argc, char **argv)
 	bool json = false;
 	double last;
 	int c, ret, status = 1;
+	struct haul_pid_lock lock;
+	char why[PATH_MAX + 128];
 	char *end;
 	pid_t pid;
 
@@ -209,10 +213,20 @@ int haul_cmd_track(int argc, char **argv)
 		return 2;
 	}
 
+	if (rst_is_kthread(pid)) {
+		pr_err("pid %d is a kernel thread: it has no user memory to track", (int)pid);
+		return 1;
+	}
+	ret = haul_pid_lock(pid, "tracked", &lock, why, sizeof(why));
+	if (ret) {
+		pr_err("cannot track pid %d: %s", (int)pid, why);
+		return 1;
+	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	ret = trk_open(pid, &topts, &t);
 	if (ret) {
+		haul_pid_unlock(&lock);
 		if (ret == -ESRCH)
 			pr_err("pid %d does not exist", (int)pid);
 		else if (ret != -EOPNOTSUPP)
@@ -297,6 +311,7 @@ int haul_cmd_track(int argc, char **argv)
 	status = 0;
 out:
 	trk_free(t);
+	haul_pid_unlock(&lock);
 	free(ws.r);
 	haul_layout_release(&prev);
 	return status;

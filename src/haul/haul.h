@@ -14,5 +14,6 @@ int haul_cmd_restore(int argc, char **argv);
 int haul_cmd_migrate(int argc, char **argv);
 int haul_cmd_run(int argc, char **argv);
 int haul_cmd_ps(int argc, char **argv);
+int haul_cmd_version(int argc, char **argv);
 
 #endif

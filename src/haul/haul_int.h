@@ -279,6 +279,7 @@ struct haul_mig_opts {
 	uint64_t bandwidth; /* bytes/s, 0 = no cap */
 	unsigned streams;
 	enum ps_compress compress;
+	bool encrypt;	     /* encrypt the streams (chacha20-poly1305) after authentication */
 	unsigned max_rounds; /* 0: HAUL_MIG_MAX_ROUNDS */
 	bool stop_and_copy;
 	enum haul_mig_mode mode;
@@ -296,6 +297,7 @@ struct haul_mig_opts {
 	/* during a round, every HAUL_MIG_PROGRESS_MS: pages sent so far of @total, payload MB/s */
 	void (*on_progress)(void *arg, uint64_t seq, uint64_t sent, uint64_t total, double mbps);
 	void *arg;
+	struct haul_events *events; /* --events (events.c); NULL: none */
 };
 
 struct haul_mig_result {
@@ -338,5 +340,50 @@ double haul_now_ms(void);
 
 /* "100M" (bytes/s, K/M/G = 10^3..), "1gbit", "800mbit": bytes/s. 0 or -EINVAL. */
 int haul_parse_rate(const char *s, uint64_t *out);
+
+/* ---- lock.c: one haul per process at once ---------------------------------- */
+
+/* Where the locks live; HAUL_LOCK_DIR in the environment overrides it (tests). */
+#define HAUL_LOCK_DIR "/run/haul"
+
+struct haul_pid_lock {
+	int fd; /* -1: not held */
+	char path[PATH_MAX];
+};
+
+/* Field 22 of /proc/PID/stat (clock ticks after boot). 0, -ENOENT, -EBADMSG. */
+int haul_pid_start_time(pid_t pid, unsigned long long *start);
+
+/*
+ * Take the lock of @pid for @verb ("migrated", "checkpointed", "tracked":
+ * named in a refusal).  0; -EBUSY when another haul holds it; -ESRCH when
+ * @pid is gone; -errno.  On failure @why says it for the user ("pid N is
+ * already being migrated by haul pid M; ..."); nothing is logged.  Held
+ * until haul_pid_unlock() or until this process exits.
+ */
+int haul_pid_lock(pid_t pid, const char *verb, struct haul_pid_lock *l, char *why, size_t wl);
+/* Release it; a no-op when not held. */
+void haul_pid_unlock(struct haul_pid_lock *l);
+
+/* ---- events.c: --events, one JSON object per line ---------------------------- */
+
+struct haul_events;
+
+/*
+ * @spec: an fd number (all digits, open for writing) or a file path
+ * (created, truncated).  0, -EBADF, -errno; logged.  @pid names the
+ * migrated process in every event.
+ */
+int haul_events_open(const char *spec, pid_t pid, struct haul_events **out);
+void haul_events_free(struct haul_events *ev);
+/* Each is a no-op for a NULL @ev; a write failure is warned about once. */
+void haul_events_started(struct haul_events *ev, const char *to, const char *mode,
+			 double downtime_ms);
+void haul_events_round(struct haul_events *ev, const struct haul_mig_round *r);
+void haul_events_frozen(struct haul_events *ev);
+void haul_events_resumed(struct haul_events *ev, pid_t target_pid, double downtime_ms);
+void haul_events_memory_complete(struct haul_events *ev, double complete_ms, uint64_t served_pages);
+/* committed, rolled_back, in_doubt or lost, from @r (the exit status). */
+void haul_events_end(struct haul_events *ev, const struct haul_mig_result *r);
 
 #endif

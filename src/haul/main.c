@@ -1,11 +1,13 @@
 /*
  * main.c - the `haul` command: a table of subcommands, in the manner of git.
+ * `haul --version` prints the release (VERSION file) and git commit of the build.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "common/log.h"
 #include "haul/haul.h"
+#include "haul_version.h"
 
 struct haul_cmd {
 	const char *name;
@@ -23,6 +25,7 @@ static const struct haul_cmd cmds[] = {
 	{"check", haul_cmd_check, "report the kernel features haul can use here"},
 	{"run", haul_cmd_run, "start a workload in its own cgroup and PID namespace"},
 	{"ps", haul_cmd_ps, "list workloads started with haul run"},
+	{"version", haul_cmd_version, "print versions of haul, its wire and image formats"},
 };
 
 static void usage(FILE *f)
@@ -32,7 +35,8 @@ static void usage(FILE *f)
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fprintf(f, "  %-12s %s\n", cmds[i].name, cmds[i].summary);
 	fprintf(f, "\nRun 'haul <command> --help' for a command's options.\n"
-		   "HAUL_LOG=debug|info|warn|err sets how much is logged.\n");
+		   "HAUL_LOG=debug|info|warn|err sets how much is logged.\n"
+		   "'haul --version' prints the version; 'man haul' has the reference.\n");
 }
 
 int main(int argc, char **argv)
@@ -44,6 +48,11 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+		printf("haul %s%s%s%s\n", HAUL_VERSION, HAUL_GIT[0] ? " (git " : "", HAUL_GIT,
+		       HAUL_GIT[0] ? ")" : "");
 		return 0;
 	}
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)

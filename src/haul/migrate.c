@@ -778,6 +778,7 @@ static int switchover(struct mig *m)
 		}
 	}
 	res->seize_ms = haul_now_ms() - t;
+	haul_events_frozen(m->o->events);
 	ret = fault_point(m, "seized");
 	if (ret)
 		return ret;
@@ -851,6 +852,7 @@ static int switchover(struct mig *m)
 	}
 	res->downtime_ms = haul_now_ms() - res->t_freeze;
 	res->target_pid = rr.pid;
+	haul_events_resumed(m->o->events, rr.pid, res->downtime_ms);
 	/* from here an interrupt changes nothing: the stall only ends sooner */
 	fault_point(m, "restored");
 
@@ -866,6 +868,7 @@ static int switchover(struct mig *m)
 			return postcopy_failed(m, ret);
 		}
 		res->complete_ms = haul_now_ms() - res->t_freeze;
+		haul_events_memory_complete(m->o->events, res->complete_ms, res->served_pages);
 		/* what the target measured, and what serving cost on the wire */
 		struct ps_client_stats cs;
 
@@ -935,6 +938,7 @@ static void abort_migration(struct mig *m)
 int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 {
 	struct mig m = {.o = o, .res = res, .pid = o->pid, .cpus = 1};
+	struct haul_pid_lock lock;
 	struct ps_client_opts co = {0};
 	struct haul_cg_mounts mounts;
 	struct trk_opts to = {0};
@@ -944,6 +948,14 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 
 	memset(res, 0, sizeof(*res));
 	m.guard.fd = -1;
+	/* one haul per process: a second would fight over its freeze, uffd and ptrace */
+	ret = haul_pid_lock(o->pid, "migrated", &lock, res->why, sizeof(res->why));
+	if (ret) {
+		pr_err("pid %d cannot be migrated: %s", o->pid, res->why);
+		res->phase = "precheck";
+		res->err = ret;
+		return ret;
+	}
 	ret = rst_dump_precheck(o->pid, res->why, sizeof(res->why));
 	if (ret) {
 		if (res->why[0])
@@ -951,6 +963,9 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 		else
 			pr_err_r(ret, "pid %d cannot be migrated", o->pid);
 		res->phase = "precheck";
+		/* the summary names the error ("precheck: Success" before) */
+		res->err = ret;
+		haul_pid_unlock(&lock);
 		return ret;
 	}
 	read_comm(o->pid, comm, sizeof(comm));
@@ -962,11 +977,9 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 	}
 
 	res->phase = "cgroup";
-	ret = haul_cg_probe(&mounts);
-	if (ret) {
-		pr_err("no cgroup freezer on this host: mount cgroup2 (or the v1 freezer)");
+	ret = haul_cg_probe(&mounts); /* logs what is missing and what to do */
+	if (ret)
 		goto out;
-	}
 	ret = haul_cg_prepare(o->pid, &mounts, &m.cg);
 	if (ret)
 		goto out;
@@ -982,6 +995,7 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 	co.to = o->to;
 	co.nstreams = o->streams ? o->streams : 1;
 	co.compress = o->compress;
+	co.encrypt = o->encrypt;
 	co.bandwidth = o->bandwidth;
 	co.pid = o->ns_pid ? o->ns_pid : o->pid;
 	co.comm = comm;
@@ -1050,6 +1064,7 @@ out:
 	res->pages_sent += res->served_pages;
 	free(m.buf);
 	free(m.zero);
+	haul_pid_unlock(&lock);
 	res->err = ret;
 	return ret;
 }

@@ -8,3 +8,6 @@ demo: deps
 	BUILD=$(BUILD) sh scripts/demo.sh
 
 .DEFAULT_GOAL := $(haul_saved_goal)
+
+# make install, make deb, the version header: src/haul/install.mk
+include src/haul/install.mk

@@ -7,6 +7,13 @@
  * passphrase-like file and a raw 32-byte key work alike.  The hash is the
  * HMAC key of the challenge-response and the root of the session key.
  *
+ * The key is root-equivalent on the target (a holder restores any process
+ * with any uid and memory), so a key file that group or others may read or
+ * write is refused, as ssh refuses such a private key, and so is a key with
+ * almost no entropy by byte frequency (a file of zeros, one repeated byte,
+ * "abab..."): 32 random bytes carry ~150 bits by that measure, a short
+ * English passphrase of 32 letters ~130, a repeated pattern a few.
+ *
  * Also the post-copy report's conversion to and from its message, which the
  * server (target) writes and the client (source) reads.
  */
@@ -14,6 +21,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netdb.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -28,6 +36,52 @@
 
 /* A key file larger than this is not a key file. */
 #define PS_KEY_FILE_MAX 65536
+/* Fewest bits a key file must carry by byte frequency (see above). */
+#define PS_KEY_MIN_BITS 96
+
+/* Shannon entropy of the bytes' frequencies times their count: bits, an upper estimate. */
+static double key_bits(const uint8_t *p, size_t n)
+{
+	size_t count[256] = {0};
+	double bits = 0;
+
+	for (size_t i = 0; i < n; i++)
+		count[p[i]]++;
+	for (int b = 0; b < 256; b++)
+		if (count[b])
+			bits -= (double)count[b] * log2((double)count[b] / (double)n);
+	return bits;
+}
+
+/* 0, or -EINVAL with the reason logged: too short, one repeated byte, too little entropy. */
+static int key_check(const char *path, const uint8_t *p, size_t n)
+{
+	size_t same = 1;
+	double bits;
+
+	if (n < PS_KEY_LEN) {
+		pr_err("key file '%s' holds %zu bytes; it needs at least %d random bytes "
+		       "(make one: head -c 32 /dev/urandom > %s; chmod 600 %s)",
+		       path, n, PS_KEY_LEN, path, path);
+		return -EINVAL;
+	}
+	while (same < n && p[same] == p[0])
+		same++;
+	if (same == n) {
+		pr_err("key file '%s' is one byte (0x%02x) repeated: no secret at all; make a "
+		       "random one: head -c 32 /dev/urandom > %s; chmod 600 %s",
+		       path, p[0], path, path);
+		return -EINVAL;
+	}
+	bits = key_bits(p, n);
+	if (bits < PS_KEY_MIN_BITS) {
+		pr_err("key file '%s' carries about %.0f bits of entropy (at least %d needed); "
+		       "make a random one: head -c 32 /dev/urandom > %s; chmod 600 %s",
+		       path, bits, PS_KEY_MIN_BITS, path, path);
+		return -EINVAL;
+	}
+	return 0;
+}
 
 int ps_key_load(const char *path, uint8_t key[PS_KEY_LEN])
 {
@@ -43,11 +97,25 @@ int ps_key_load(const char *path, uint8_t key[PS_KEY_LEN])
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
-		pr_err_r(ret, "cannot open key file '%s'", path);
+		pr_err_r(ret,
+			 "cannot open key file '%s' (make one with 'head -c 32 /dev/urandom > %s' "
+			 "and copy it to the other host)",
+			 path, path);
 		return ret;
 	}
-	if (fstat(fd, &st) == 0 && (st.st_mode & 0077))
-		pr_warn("key file '%s' is readable by group or others; chmod 600 it", path);
+	if (fstat(fd, &st)) {
+		ret = -errno;
+		close(fd);
+		pr_err_r(ret, "cannot stat key file '%s'", path);
+		return ret;
+	}
+	if (st.st_mode & 0077) {
+		close(fd);
+		pr_err("key file '%s' is accessible by group or others (mode %04o); the key is "
+		       "root-equivalent on the target: chmod 600 %s",
+		       path, (unsigned)(st.st_mode & 07777), path);
+		return -EPERM;
+	}
 	n = read(fd, buf, sizeof(buf));
 	close(fd);
 	if (n < 0) {
@@ -55,11 +123,10 @@ int ps_key_load(const char *path, uint8_t key[PS_KEY_LEN])
 		pr_err_r(ret, "cannot read key file '%s'", path);
 		return ret;
 	}
-	if (n < PS_KEY_LEN) {
-		pr_err("key file '%s' holds %zd bytes; it needs at least %d random bytes "
-		       "(e.g. head -c 32 /dev/urandom > %s)",
-		       path, n, PS_KEY_LEN, path);
-		return -EINVAL;
+	ret = key_check(path, buf, (size_t)n);
+	if (ret) {
+		sodium_memzero(buf, sizeof(buf));
+		return ret;
 	}
 	crypto_generichash(key, PS_KEY_LEN, buf, (size_t)n, NULL, 0);
 	sodium_memzero(buf, sizeof(buf));

@@ -1,26 +1,45 @@
-# src/pageserver/module.mk - the wire fuzzer and the ingest benchmark.
+# src/pageserver/module.mk - the fuzzers and the ingest benchmark.
 #
-#   make fuzz [FUZZ_TIME=s]   libFuzzer on the frame decoder (clang -fsanitize=fuzzer)
+#   make fuzz [FUZZ_TIME=s]   libFuzzer (clang -fsanitize=fuzzer, ASan+UBSan), FUZZ_TIME
+#                             seconds for each target: wire_fuzz (frames before and
+#                             after authentication), msg_fuzz (the real server after
+#                             authentication), image_fuzz (haul restore's image loader)
 #   make bench-ingest         page ingest GB/s vs. a plain TCP loop, same run
 FUZZ_TIME ?= 60
 FUZZ_CC ?= clang
-FUZZ_SRC := tests/fuzz/wire_fuzz.c src/common/wire.c src/common/log.c $(BUILD)/gen/wire.pb-c.c
-FUZZ_LIBS := -lprotobuf-c -llz4 -lsodium
+FUZZ_TARGETS := wire_fuzz msg_fuzz image_fuzz
+FUZZ_LIBS := -lev -lprotobuf-c -llz4 -luring -lsodium -lxxhash -lpthread -lm
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+	-D_GNU_SOURCE -Isrc -I$(BUILD)/gen
+# What the targets link: common and the page server, instrumented for coverage.
+FUZZ_LIB_SRC := $(wildcard src/common/*.c src/pageserver/*.c)
+FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(BUILD)/fuzz/obj/%.o) \
+	$(PROTO_C:$(BUILD)/gen/%.c=$(BUILD)/fuzz/obj/gen/%.o)
 
-$(BUILD)/fuzz/wire_fuzz: $(FUZZ_SRC) src/common/wire.h
+$(BUILD)/fuzz/obj/src/%.o: src/%.c | $(PROTO_H)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
-		-Isrc -I$(BUILD)/gen -o $@ $(FUZZ_SRC) $(FUZZ_LIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
 
-$(BUILD)/fuzz/wire_seeds: tests/fuzz/wire_seeds.c src/common/wire.c src/common/log.c $(BUILD)/gen/wire.pb-c.c
+$(BUILD)/fuzz/obj/gen/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -O1 -g -D_GNU_SOURCE -Isrc -I$(BUILD)/gen -o $@ $^ $(FUZZ_LIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
-fuzz: $(BUILD)/fuzz/wire_fuzz $(BUILD)/fuzz/wire_seeds
-	@mkdir -p $(BUILD)/fuzz/corpus
-	$(BUILD)/fuzz/wire_seeds $(BUILD)/fuzz/corpus
-	$(BUILD)/fuzz/wire_fuzz -max_total_time=$(FUZZ_TIME) -rss_limit_mb=1024 \
-		$(BUILD)/fuzz/corpus
+$(BUILD)/fuzz/%_fuzz: tests/fuzz/%_fuzz.c $(FUZZ_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(FUZZ_LIBS)
+
+# Seed writers: plain builds against the library.
+$(BUILD)/fuzz/%_seeds: tests/fuzz/%_seeds.c $(BUILD)/libhaul.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libhaul.a $(LDLIBS)
+
+fuzz: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%) $(FUZZ_TARGETS:%_fuzz=$(BUILD)/fuzz/%_seeds)
+	@for t in $(FUZZ_TARGETS:%_fuzz=%); do \
+		mkdir -p $(BUILD)/fuzz/corpus-$$t && \
+		$(BUILD)/fuzz/$${t}_seeds $(BUILD)/fuzz/corpus-$$t && \
+		$(BUILD)/fuzz/$${t}_fuzz -max_total_time=$(FUZZ_TIME) -rss_limit_mb=2048 \
+			-max_len=65536 $(BUILD)/fuzz/corpus-$$t || exit 1; \
+	done
 
 bench-ingest: $(BUILD)/progs/ps_ingest
 	$(BUILD)/progs/ps_ingest

@@ -49,7 +49,12 @@ struct pstore;
 
 #define PS_KEY_LEN 32
 
-/* Read a key file (at least 32 bytes; hashed down to PS_KEY_LEN). -errno. */
+/*
+ * Read a key file (at least 32 bytes; hashed down to PS_KEY_LEN).  The key
+ * is root-equivalent on the target.  -EPERM when group or others may access
+ * the file (chmod 600), -EINVAL when it is too short or has no entropy
+ * (one repeated byte, < 96 bits by byte frequency), else -errno.  Logs why.
+ */
 int ps_key_load(const char *path, uint8_t key[PS_KEY_LEN]);
 
 /* ---- the sink: where a live session's data goes ------------------------- */
@@ -189,6 +194,9 @@ struct ps_server_opts {
 	const struct ps_sink_ops *sink; /* NULL: LIVE sessions go to the page store too */
 	void *sink_arg;
 	bool once; /* return from ps_server_run() after one session ends */
+	/* an authenticated connection (its session) silent this long is closed;
+	 * 0: PS_IDLE_TIMEOUT_MS, < 0: never.  FETCH and post-copy sessions are exempt. */
+	int idle_timeout_ms;
 };
 
 struct ps_server;

@@ -21,8 +21,16 @@
  *
  * Stall timeouts: from accept, a peer has stall_timeout to authenticate;
  * once a frame has begun to arrive it must complete within stall_timeout
- * (slow-loris peers are dropped); an authenticated peer idle between frames
- * is kept (TCP keepalive finds dead ones).
+ * (slow-loris peers are dropped).  An authenticated connection whose session
+ * (or, before one, itself) received nothing for idle_timeout is closed, so
+ * that idle key holders cannot fill the connection table; a session that is
+ * serving (FETCH, or a post-copy between restore and commit) waits on faults,
+ * not on its peer, and is never idle.  One address holds at most
+ * PS_MAX_CONNS_PER_PEER authenticated connections.
+ *
+ * Every message is checked field by field (common/validate.h) before its
+ * handler runs: a bad one closes its connection with the field named, and
+ * the session it belongs to fails; other sessions carry on.
  *
  * Sessions: a SessionOpen declares pid, kind and stream count; the others
  * join by session id after authenticating.  Rounds have a barrier across
@@ -71,6 +79,7 @@
 #include "common/log.h"
 #include "common/policy.h"
 #include "common/pstore.h"
+#include "common/validate.h"
 #include "common/wire.h"
 #include "pageserver/pageserver.h"
 #include "pageserver/ps_int.h"
@@ -134,6 +143,8 @@ struct ps_conn {
 	struct ps_server *srv;
 	int fd;
 	char peer[64];
+	struct sockaddr_storage addr; /* the peer, for the per-address cap */
+	ev_tstamp last_rx;	      /* when bytes last arrived (idle timeout) */
 	enum ps_state state;
 	struct ps_conn *next;
 	/* receive */
@@ -239,7 +250,8 @@ struct ps_server {
 	uint8_t *scratch;	   /* LZ4 decode, and PAGE_REQ reads */
 	int port;
 	int result;
-	bool closing; /* ps_server_free: no session detaches any more */
+	bool closing;  /* ps_server_free: no session detaches any more */
+	ev_timer idle; /* sweeps authenticated connections for idleness */
 };
 
 static void conn_fail(struct ps_conn *c, int err, const char *fmt, ...)
@@ -505,6 +517,12 @@ static struct ps_session *session_find(struct ps_server *s, uint64_t id)
 static bool session_uses_store(const struct ps_session *x)
 {
 	return x->kind != HAUL__WIRE__SESSION_KIND__LIVE || !x->srv->o.sink;
+}
+
+/* Whether @x writes pages of its PID into the page store (keyed by PID). */
+static bool session_writes_store(const struct ps_session *x)
+{
+	return x->kind != HAUL__WIRE__SESSION_KIND__FETCH && session_uses_store(x);
 }
 
 /*
@@ -1037,18 +1055,51 @@ static int on_page_reply(struct ps_conn *c, ProtobufCMessage *m, const uint8_t *
 		return 0;
 	}
 	struct fetch_ctx fc = {f->addr, f->npages, 0, f->buf};
+	char why[160];
 
-	n = wire_pages_decode(pm, payload, len, s->scratch, fetch_put, &fc);
+	why[0] = '\0';
+	n = val_pages(pm, why, sizeof(why));
+	if (!n)
+		n = wire_pages_decode(pm, payload, len, s->scratch, fetch_put, &fc);
 	if (n < 0 || fc.got != f->npages)
 		pr_warn("peer %s: bad reply to page request %#llx+%u (%s)", c->peer,
 			(unsigned long long)f->addr, f->npages,
-			n < 0 ? wire_strerror((int)n) : "the source could not read them");
+			why[0]	? why
+			: n < 0 ? wire_strerror((int)n)
+				: "the source could not read them");
 	fetch_finish(s, f, n < 0 || fc.got != f->npages ? -EIO : 0);
 	pthread_mutex_unlock(&s->fmu);
 	return 0;
 }
 
 /* ---- frame handlers --------------------------------------------------------------------------- */
+
+/* Same host: the address without the port. */
+static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	if (a->ss_family == AF_INET6)
+		return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+			       &((const struct sockaddr_in6 *)b)->sin6_addr,
+			       sizeof(struct in6_addr));
+	return false;
+}
+
+/* Authenticated connections other than @self from the address of @self. */
+static unsigned peer_authed(const struct ps_conn *self)
+{
+	unsigned n = 0;
+
+	for (const struct ps_conn *c = self->srv->conns; c; c = c->next)
+		if (c != self && !c->dead && c->state >= PS_AUTHED && c->state != PS_CLOSING &&
+		    same_addr(&c->addr, &self->addr))
+			n++;
+	return n;
+}
 
 static int on_hello(struct ps_conn *c, ProtobufCMessage *m)
 {
@@ -1093,6 +1144,14 @@ static int on_auth(struct ps_conn *c, ProtobufCMessage *m)
 			  "(run the client with --encrypt)");
 		return -EPERM;
 	}
+	if (peer_authed(c) >= PS_MAX_CONNS_PER_PEER) {
+		c->state = PS_AUTHED;
+		conn_fail(c, -EUSERS,
+			  "holds %d authenticated connections from its address already; close "
+			  "idle ones (or wait for the server's --idle-timeout)",
+			  PS_MAX_CONNS_PER_PEER);
+		return -EUSERS;
+	}
 	wire_auth_mac(c->srv->o.key, false, c->cnonce, c->snonce, mac);
 	r.mac.data = mac;
 	r.mac.len = WIRE_MAC_LEN;
@@ -1134,12 +1193,11 @@ static int on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 	Haul__Wire__SessionOpen *o = (Haul__Wire__SessionOpen *)m;
 	struct ps_server *s = c->srv;
 	struct ps_session *x;
+	char why[160];
 	int ret;
 
-	if (o->nstreams == 0 || o->nstreams > PS_MAX_STREAMS || o->pid <= 0 || o->session_id == 0 ||
-	    o->kind > HAUL__WIRE__SESSION_KIND__FETCH) {
-		conn_fail(c, -EPROTO, "opened a session with bad parameters (pid %d, %u streams)",
-			  o->pid, o->nstreams);
+	if (val_session_open(o, why, sizeof(why))) {
+		conn_fail(c, -EPROTO, "sent a bad SessionOpen: %s", why);
 		return -EPROTO;
 	}
 	if (session_find(s, o->session_id)) {
@@ -1147,11 +1205,22 @@ static int on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 			  (unsigned long long)o->session_id);
 		return -EEXIST;
 	}
+	/*
+	 * Sessions are told apart by their id alone: two live migrations of
+	 * one in-namespace PID (two `haul run` workloads are both pid 1) each
+	 * restore into their own stub, in a new PID namespace when the PID is
+	 * taken, and a detached post-copy waiting for its source blocks no
+	 * one.  Only the page store is keyed by PID: two sessions writing
+	 * pages of one PID into it at once would mix their rounds.
+	 */
 	for (x = s->sessions; x; x = x->next)
-		if (x->pid == o->pid && x->kind != HAUL__WIRE__SESSION_KIND__FETCH &&
-		    o->kind != HAUL__WIRE__SESSION_KIND__FETCH) {
-			conn_fail(c, -EBUSY, "pid %d is already being received from %s", o->pid,
-				  x->peer);
+		if (x->pid == o->pid && session_writes_store(x) &&
+		    o->kind != HAUL__WIRE__SESSION_KIND__FETCH &&
+		    (o->kind != HAUL__WIRE__SESSION_KIND__LIVE || !s->o.sink)) {
+			conn_fail(c, -EBUSY,
+				  "pid %d is already being stored by session %016llx from %s; "
+				  "retry once it ends",
+				  o->pid, (unsigned long long)x->id, x->peer);
 			return -EBUSY;
 		}
 	x = calloc(1, sizeof(*x));
@@ -1240,7 +1309,12 @@ static int on_session_join(struct ps_conn *c, ProtobufCMessage *m)
 	Haul__Wire__SessionJoin *j = (Haul__Wire__SessionJoin *)m;
 	struct ps_session *x = session_find(c->srv, j->session_id);
 	bool resume = j->has_resume && j->resume;
+	char why[160];
 
+	if (x && val_session_join(j, x->nstreams, why, sizeof(why))) {
+		conn_fail(c, -EPROTO, "sent a bad SessionJoin: %s", why);
+		return -EPROTO;
+	}
 	if (!x || x->failed) {
 		conn_fail(c, -ENOENT, "%s unknown session %016llx%s",
 			  resume ? "rejoined" : "joined", (unsigned long long)j->session_id,
@@ -1309,6 +1383,7 @@ static int on_layout(struct ps_conn *c, ProtobufCMessage *m)
 	Haul__Wire__Layout *lm = (Haul__Wire__Layout *)m;
 	struct ps_session *x = c->sess;
 	struct haul_layout l;
+	char why[160];
 	int ret;
 
 	if (x->kind == HAUL__WIRE__SESSION_KIND__FETCH) {
@@ -1318,7 +1393,14 @@ static int on_layout(struct ps_conn *c, ProtobufCMessage *m)
 	ret = wire_layout_from_msg(lm->vmas, lm->n_vmas, &l);
 	if (ret) {
 		conn_fail(c, ret, "sent a malformed layout (unaligned, empty or overlapping VMAs)");
+		session_fail(x, ret, "a stream sent a malformed layout");
 		return ret;
+	}
+	if (val_layout(&l, why, sizeof(why))) {
+		haul_layout_release(&l);
+		conn_fail(c, -EBADMSG, "sent a bad layout of pid %d: %s", x->pid, why);
+		session_fail(x, -EBADMSG, "a stream sent a bad layout");
+		return -EBADMSG;
 	}
 	if (x->proc)
 		ret = pstore_set_layout(x->proc, &l);
@@ -1383,8 +1465,14 @@ static int put_pages(void *arg, uint64_t addr, const void *data, uint32_t npages
 static int on_pages(struct ps_conn *c, ProtobufCMessage *m, const uint8_t *payload, size_t len)
 {
 	struct ps_session *x = c->sess;
+	char why[160];
 	int64_t n;
 
+	if (val_pages((Haul__Wire__Pages *)m, why, sizeof(why))) {
+		conn_fail(c, -EBADMSG, "sent a bad page batch for pid %d: %s", x->pid, why);
+		session_fail(x, -EBADMSG, "a stream sent a bad page batch");
+		return -EBADMSG;
+	}
 	n = wire_pages_decode((Haul__Wire__Pages *)m, payload, len, c->srv->scratch, put_pages, c);
 	if (n == -EBADMSG) {
 		conn_fail(c, -EBADMSG, "sent a malformed page batch (bad range or corrupt LZ4)");
@@ -1470,10 +1558,11 @@ static int on_stale(struct ps_conn *c, const Haul__Wire__State *m)
 	struct ps_session *x = c->sess;
 	struct ps_range *r;
 	size_t n = m->n_stale / 2;
+	char why[160];
 	int ret;
 
-	if (m->n_stale % 2 || n > PS_MAX_STALE_RANGES) {
-		conn_fail(c, -EPROTO, "sent a malformed stale list");
+	if (val_stale(m, PS_MAX_STALE_RANGES, why, sizeof(why))) {
+		conn_fail(c, -EPROTO, "sent a bad stale list: %s", why);
 		return -EPROTO;
 	}
 	if (x->proc || !x->lazy) {
@@ -1589,6 +1678,7 @@ static int on_page_req(struct ps_conn *c, ProtobufCMessage *m)
 	struct ps_session *x = c->sess;
 	struct ps_server *s = c->srv;
 	Haul__Wire__Pages rep;
+	char why[160];
 	int64_t n;
 	int ret;
 
@@ -1596,9 +1686,8 @@ static int on_page_req(struct ps_conn *c, ProtobufCMessage *m)
 		conn_fail(c, -EOPNOTSUPP, "asked for pages of a live session (not stored here)");
 		return -EOPNOTSUPP;
 	}
-	if (q->npages == 0 || q->npages > WIRE_MAX_REQ_PAGES || (q->addr & (HAUL_PAGE_SIZE - 1))) {
-		conn_fail(c, -EPROTO, "asked for %u pages at %#llx", q->npages,
-			  (unsigned long long)q->addr);
+	if (val_page_req(q, why, sizeof(why))) {
+		conn_fail(c, -EPROTO, "sent a bad PageReq: %s", why);
 		return -EPROTO;
 	}
 	n = pstore_read(x->proc, q->addr, q->npages, s->scratch);
@@ -1975,13 +2064,14 @@ static void on_cqe(struct ps_server *s, struct io_uring_cqe *cqe)
 	struct ps_conn *c = (struct ps_conn *)(uintptr_t)(ud & ~(uint64_t)OP_MASK);
 	int res = cqe->res;
 
-	(void)s;
 	if (!ud)
 		return; /* a cancel's own completion */
 	if ((ud & OP_MASK) == OP_RECV) {
 		c->recv_busy = false;
 		if (c->dead)
 			return;
+		if (res > 0)
+			c->last_rx = ev_now(s->loop);
 		if (c->direct && res > 0) {
 			direct_advance(c, (size_t)res);
 			if (c->di < c->dn) {
@@ -2080,6 +2170,54 @@ static bool evict_preauth(struct ps_server *s)
 	return true;
 }
 
+/*
+ * Whether @x is waiting on something other than its peer: a FETCH session
+ * (a lazy restore asks only on faults) or a post-copy between its restore
+ * and its commit.  Such a session is never idle.
+ */
+static bool session_serving(const struct ps_session *x)
+{
+	return x->kind == HAUL__WIRE__SESSION_KIND__FETCH ||
+	       (x->lazy && x->restored && !x->committed && !x->failed);
+}
+
+/* When @c, or any stream of its session, last received bytes. */
+static ev_tstamp conn_last_rx(const struct ps_conn *c)
+{
+	ev_tstamp t = c->last_rx;
+
+	if (!c->sess)
+		return t;
+	for (uint32_t i = 0; i < c->sess->nstreams; i++) {
+		const struct ps_conn *o = c->sess->streams[i];
+
+		if (o && o->last_rx > t)
+			t = o->last_rx;
+	}
+	return t;
+}
+
+/* Close authenticated connections that received nothing for the idle timeout. */
+static void idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ps_server *s = w->data;
+	ev_tstamp now = ev_now(loop), limit = s->o.idle_timeout_ms / 1000.0;
+
+	(void)revents;
+	for (struct ps_conn *c = s->conns; c; c = c->next) {
+		if (c->dead || c->state < PS_AUTHED || c->state == PS_CLOSING)
+			continue;
+		if ((c->sess && session_serving(c->sess)) || now - conn_last_rx(c) < limit)
+			continue;
+		/* an uncommitted session fails with its stream (session_detach) */
+		conn_fail(c, -ETIMEDOUT,
+			  "idle for %d ms after authenticating; closing it (the server's "
+			  "--idle-timeout)",
+			  s->o.idle_timeout_ms);
+	}
+	server_reap(s);
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct ps_server *s = w->data;
@@ -2112,6 +2250,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		c->srv = s;
 		c->fd = fd;
 		c->rcap = RBUF_MIN;
+		c->addr = ss;
+		c->last_rx = ev_now(s->loop);
 		ps_addr_str((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
@@ -2168,6 +2308,8 @@ int ps_server_new(const struct ps_server_opts *o, struct ps_server **out)
 	}
 	if (s->o.stall_timeout_ms <= 0)
 		s->o.stall_timeout_ms = PS_STALL_TIMEOUT_MS;
+	if (s->o.idle_timeout_ms == 0)
+		s->o.idle_timeout_ms = PS_IDLE_TIMEOUT_MS;
 	if (o->images_dir) {
 		s->images_dir = strdup(o->images_dir);
 		s->o.images_dir = s->images_dir;
@@ -2237,6 +2379,14 @@ int ps_server_new(const struct ps_server_opts *o, struct ps_server **out)
 	ev_async_init(&s->fasync, fasync_cb);
 	s->fasync.data = s;
 	ev_async_start(s->loop, &s->fasync);
+	if (s->o.idle_timeout_ms > 0) {
+		/* a quarter of the timeout: idle connections go within 1.25 times it */
+		ev_tstamp every = s->o.idle_timeout_ms / 4000.0;
+
+		ev_timer_init(&s->idle, idle_cb, every, every);
+		s->idle.data = s;
+		ev_timer_start(s->loop, &s->idle);
+	}
 	*out = s;
 	return 0;
 fail:

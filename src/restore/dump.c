@@ -180,10 +180,11 @@ static bool strip_deleted(char *path)
  * Classify fd @fd of @pid.  Returns 0 with its kind, or -EOPNOTSUPP with
  * the reason in @why.  @target receives the link text (path).
  */
-static int classify_fd(pid_t pid, int fd, Haul__Img__FdKind *kind, char *target, size_t tlen,
-		       struct stat *st, char *why, size_t whylen)
+static int classify_fd(pid_t pid, int fd, unsigned long flags, Haul__Img__FdKind *kind,
+		       char *target, size_t tlen, struct stat *st, char *why, size_t whylen)
 {
 	char link[64];
+	bool deleted;
 	int ret;
 
 	snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)pid, fd);
@@ -192,9 +193,19 @@ static int classify_fd(pid_t pid, int fd, Haul__Img__FdKind *kind, char *target,
 		return ret;
 	if (stat(link, st) < 0)
 		return -errno;
+	deleted = strip_deleted(target);
+	if (flags & O_PATH) {
+		/* It only names a file: reopened by its path with O_PATH. */
+		if (target[0] != '/' || deleted) {
+			snprintf(why, whylen,
+				 "fd %d is an O_PATH fd on %s, which has no path to reopen it by",
+				 fd, target);
+			return -EOPNOTSUPP;
+		}
+		*kind = HAUL__IMG__FD_KIND__FD_PATH;
+		return 0;
+	}
 	if (S_ISREG(st->st_mode)) {
-		bool deleted = strip_deleted(target);
-
 		if (!strncmp(target, "/memfd:", 7)) {
 			snprintf(why, whylen, "fd %d is a memfd (%s)", fd, target);
 			return -EOPNOTSUPP;
@@ -205,11 +216,11 @@ static int classify_fd(pid_t pid, int fd, Haul__Img__FdKind *kind, char *target,
 			return -EOPNOTSUPP;
 		}
 		if (deleted || st->st_nlink == 0) {
-			if ((uint64_t)st->st_size > RST_DELETED_FILE_MAX) {
+			if (rst_ghost_bytes(st) > RST_DELETED_FILE_MAX) {
 				snprintf(why, whylen,
-					 "fd %d is deleted file %s of %lld bytes (more than %llu "
-					 "MiB cannot be carried in the image)",
-					 fd, target, (long long)st->st_size,
+					 "fd %d is deleted file %s with %llu bytes of data (more "
+					 "than %llu MiB cannot be carried in the image)",
+					 fd, target, (unsigned long long)rst_ghost_bytes(st),
 					 RST_DELETED_FILE_MAX >> 20);
 				return -EOPNOTSUPP;
 			}
@@ -219,12 +230,12 @@ static int classify_fd(pid_t pid, int fd, Haul__Img__FdKind *kind, char *target,
 		}
 		return 0;
 	}
-	if (S_ISDIR(st->st_mode) && target[0] == '/' && !strip_deleted(target)) {
+	if (S_ISDIR(st->st_mode) && target[0] == '/' && !deleted) {
 		*kind = HAUL__IMG__FD_KIND__FD_DIR;
 		return 0;
 	}
 	/* Major 1 is the mem class: /dev/null, zero, full, random, urandom. */
-	if (S_ISCHR(st->st_mode) && major(st->st_rdev) == 1 && target[0] == '/') {
+	if (S_ISCHR(st->st_mode) && major(st->st_rdev) == 1 && target[0] == '/' && !deleted) {
 		*kind = HAUL__IMG__FD_KIND__FD_CHR;
 		return 0;
 	}
@@ -256,7 +267,15 @@ static int classify_fd(pid_t pid, int fd, Haul__Img__FdKind *kind, char *target,
 		return 0;
 	}
 	if (S_ISFIFO(st->st_mode))
-		snprintf(why, whylen, "fd %d is a pipe or fifo (%s)", fd, target);
+		snprintf(why, whylen,
+			 "fd %d is a pipe or fifo (named fifo %s: only anonymous pipes are "
+			 "carried; use a pipe or a regular file)",
+			 fd, target);
+	else if ((S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) && deleted)
+		snprintf(why, whylen,
+			 "fd %d is device node %s, deleted since it was opened (a deleted device "
+			 "node cannot be reopened)",
+			 fd, target);
 	else if (S_ISSOCK(st->st_mode))
 		snprintf(why, whylen, "fd %d is a socket (%s)", fd, target);
 	else if (S_ISCHR(st->st_mode))
@@ -432,6 +451,84 @@ static int check_pipes(pid_t pid, const struct held_pipe *p, size_t n, char *why
 	return ret;
 }
 
+/* An open file description on a regular file, and which fd of the process names it. */
+struct held_file {
+	uint64_t dev, ino;
+	int fd;
+	char *path;
+};
+
+/* Whether fd @ofd of @other is the open file description @f (same inode, then kcmp). */
+static bool same_ofd(pid_t pid, const struct held_file *f, pid_t other, int ofd, const char *link)
+{
+	struct stat st;
+
+	if (stat(link, &st) < 0 || st.st_dev != f->dev || st.st_ino != f->ino)
+		return false;
+	/* Without kcmp this cannot be told from a separate open: not refused (DESIGN.md). */
+	return syscall(SYS_kcmp, pid, other, 0 /* KCMP_FILE */, f->fd, ofd) == 0;
+}
+
+/*
+ * Whether another process shares an open file description of a regular
+ * file with @pid (fork, SCM_RIGHTS; `(a; b) >log`): the restored process
+ * would get its own, and the two would read or write at separate offsets.
+ * Only O_WRONLY|O_APPEND descriptions are exempt (every write goes to the
+ * end whatever the offset).  One scan of every /proc/PID/fd, as for pipes;
+ * stat and kcmp only for links naming one of @f's paths.
+ */
+static int check_shared_files(pid_t pid, const struct held_file *f, size_t n, char *why,
+			      size_t whylen)
+{
+	struct dirent *pe;
+	DIR *proc;
+	int ret = 0;
+
+	if (!n)
+		return 0;
+	proc = opendir("/proc");
+	if (!proc)
+		return -errno;
+	while (!ret && (pe = readdir(proc))) {
+		pid_t other = atoi(pe->d_name);
+		char path[64];
+		struct dirent *de;
+		DIR *d;
+
+		if (other <= 0 || other == pid)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/fd", (int)other);
+		d = opendir(path);
+		if (!d)
+			continue;
+		while (!ret && (de = readdir(d))) {
+			char link[96], target[4096];
+
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(link, sizeof(link), "/proc/%d/fd/%.16s", (int)other, de->d_name);
+			if (read_link(link, target, sizeof(target)) || target[0] != '/')
+				continue;
+			strip_deleted(target);
+			for (size_t i = 0; i < n && !ret; i++) {
+				if (strcmp(target, f[i].path) ||
+				    !same_ofd(pid, &f[i], other, atoi(de->d_name), link))
+					continue;
+				snprintf(
+					why, whylen,
+					"fd %d (%.256s) shares its open file and offset with fd %s "
+					"of pid %d; restored alone it would read or write at its own "
+					"offset (open it O_APPEND, or let pid %d close it)",
+					f[i].fd, f[i].path, de->d_name, (int)other, (int)other);
+				ret = -EOPNOTSUPP;
+			}
+		}
+		closedir(d);
+	}
+	closedir(proc);
+	return ret;
+}
+
 /* Every fd an epoll instance watches must be the file it was when added. */
 static int check_epoll(pid_t pid, int fd, char *why, size_t whylen)
 {
@@ -465,6 +562,70 @@ static int check_epoll(pid_t pid, int fd, char *why, size_t whylen)
 	}
 	free(text);
 	return ret;
+}
+
+/* The open flags fdinfo shows for an fd (O_CLOEXEC included). */
+static unsigned long fdinfo_flags(const char *text)
+{
+	const char *f = status_field(text, "flags");
+
+	return f ? strtoul(f, NULL, 8) : 0;
+}
+
+/*
+ * The fdinfo audit: every attribute of fd @fd that the restore must
+ * reproduce is either carried or refused here.  pos, flags (open flags,
+ * O_CLOEXEC), mnt_id/ino (through the path check: a file is reopened by
+ * its path, which must still name it), lock: lines (fd_lock.c), and the
+ * lines of each kind that dump_fd_kind reads.
+ */
+static int check_fd_audit(pid_t pid, int fd, Haul__Img__FdKind kind, const char *target,
+			  const struct stat *st, const char *text, char *why, size_t whylen)
+{
+	unsigned long flags = fdinfo_flags(text);
+	const char *f;
+	struct stat now;
+
+	(void)pid;
+	/* O_ASYNC: its owner and signal are read by injected calls (dump_async). */
+	switch (kind) {
+	case HAUL__IMG__FD_KIND__FD_REG:
+	case HAUL__IMG__FD_KIND__FD_DIR:
+	case HAUL__IMG__FD_KIND__FD_CHR:
+	case HAUL__IMG__FD_KIND__FD_PATH:
+		if (stat(target, &now) < 0 || now.st_dev != st->st_dev ||
+		    now.st_ino != st->st_ino) {
+			snprintf(why, whylen,
+				 "fd %d names %.256s, but that path now names another file or none "
+				 "(renamed or mounted over; haul reopens files by path)",
+				 fd, target);
+			return -EOPNOTSUPP;
+		}
+		break;
+	case HAUL__IMG__FD_KIND__FD_PIPE:
+		if (flags & O_DIRECT) {
+			snprintf(
+				why, whylen,
+				"fd %d is a packet-mode pipe (O_DIRECT, %.256s), which haul does not "
+				"carry",
+				fd, target);
+			return -EOPNOTSUPP;
+		}
+		break;
+	case HAUL__IMG__FD_KIND__FD_TIMERFD:
+		/* TFD_TIMER_CANCEL_ON_SET: a clock jump would cancel it; not carried. */
+		if ((f = status_field(text, "settime flags")) && (strtoul(f, NULL, 8) & 2)) {
+			snprintf(why, whylen,
+				 "timerfd fd %d was armed with TFD_TIMER_CANCEL_ON_SET, which haul "
+				 "does not carry",
+				 fd);
+			return -EOPNOTSUPP;
+		}
+		break;
+	default:
+		break;
+	}
+	return rst_lock_check(fd, target, text, why, whylen);
 }
 
 static int check_vmas(pid_t pid, char *why, size_t whylen)
@@ -501,10 +662,33 @@ static int check_vmas(pid_t pid, char *why, size_t whylen)
 	return ret;
 }
 
+/*
+ * Whether @pid is a kernel thread: PF_KTHREAD in the flags of /proc/PID/stat
+ * (field 9, after the parenthesised comm, which may itself hold spaces and
+ * parentheses).  It has no user memory: ptrace refuses it (EPERM) and its
+ * pagemap reads as ESRCH, which would make a confusing message later.
+ */
+bool rst_is_kthread(pid_t pid)
+{
+	char *stat = NULL, *p;
+	unsigned long flags = 0;
+	bool kt = false;
+
+	if (read_proc(pid, "stat", &stat, NULL))
+		return false;
+	p = strrchr(stat, ')');
+	/* ") S ppid pgrp session tty_nr tpgid flags" */
+	if (p && sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) == 1)
+		kt = flags & 0x00200000; /* PF_KTHREAD, include/linux/sched.h */
+	free(stat);
+	return kt;
+}
+
 int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 {
 	struct held_pipe *pipes = NULL;
-	size_t npipes = 0;
+	struct held_file *files = NULL;
+	size_t npipes = 0, nfiles = 0;
 	char *status = NULL, *text = NULL, path[96];
 	const char *f;
 	DIR *d;
@@ -517,6 +701,14 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		return ret;
 	}
 	ret = -EOPNOTSUPP;
+	if (rst_is_kthread(pid)) {
+		f = status_field(status, "Name");
+		f = f ? f + strspn(f, " \t") : NULL;
+		snprintf(why, whylen,
+			 "pid %d (%.*s) is a kernel thread; only user processes can be moved",
+			 (int)pid, f ? (int)strcspn(f, "\n") : 1, f ? f : "?");
+		goto out;
+	}
 	if ((f = status_field(status, "State")) && strchr(f, 'Z')) {
 		snprintf(why, whylen, "pid %d is a zombie", (int)pid);
 		ret = -ESRCH;
@@ -558,17 +750,44 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 	ret = 0;
 	while (!ret && (de = readdir(d))) {
 		Haul__Img__FdKind kind;
-		char target[4096];
+		char target[4096], info[64], *fdinfo = NULL;
 		struct stat st;
 		int fd = atoi(de->d_name);
 
 		if (de->d_name[0] == '.')
 			continue;
-		ret = classify_fd(pid, fd, &kind, target, sizeof(target), &st, why, whylen);
+		snprintf(info, sizeof(info), "fdinfo/%d", fd);
+		ret = read_proc(pid, info, &fdinfo, NULL);
+		if (!ret)
+			ret = classify_fd(pid, fd, fdinfo_flags(fdinfo), &kind, target,
+					  sizeof(target), &st, why, whylen);
 		if (ret == -ENOENT) { /* closed meanwhile (the process is still running) */
+			free(fdinfo);
 			ret = 0;
 			continue;
 		}
+		if (!ret)
+			ret = check_fd_audit(pid, fd, kind, target, &st, fdinfo, why, whylen);
+		if (!ret && (kind == HAUL__IMG__FD_KIND__FD_REG ||
+			     kind == HAUL__IMG__FD_KIND__FD_DELETED)) {
+			unsigned long fl = fdinfo_flags(fdinfo);
+			struct held_file *nf = realloc(files, (nfiles + 1) * sizeof(*nf));
+
+			if (!nf) {
+				ret = -ENOMEM;
+			} else {
+				files = nf;
+				if ((fl & (O_ACCMODE | O_APPEND)) != (O_WRONLY | O_APPEND)) {
+					files[nfiles].dev = st.st_dev;
+					files[nfiles].ino = st.st_ino;
+					files[nfiles].fd = fd;
+					files[nfiles].path = strdup(target);
+					if (!files[nfiles++].path)
+						ret = -ENOMEM;
+				}
+			}
+		}
+		free(fdinfo);
 		if (!ret && kind == HAUL__IMG__FD_KIND__FD_EPOLL)
 			ret = check_epoll(pid, fd, why, whylen);
 		if (!ret && (kind == HAUL__IMG__FD_KIND__FD_PIPE ||
@@ -590,9 +809,21 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		ret = check_sockets(pipes, npipes, why, whylen);
 	if (!ret)
 		ret = check_pipes(pid, pipes, npipes, why, whylen);
+	/*
+	 * Sharing with another process is checked once, at the precheck
+	 * (tracer 0) while the process runs: a scan of every fd on the host
+	 * does not belong in the downtime, and no new sharer can appear
+	 * meanwhile but by pidfd_getfd (children and sockets to others are
+	 * refused).
+	 */
+	if (!ret && !tracer)
+		ret = check_shared_files(pid, files, nfiles, why, whylen);
 	if (!ret)
 		ret = check_vmas(pid, why, whylen);
 out:
+	for (size_t i = 0; i < nfiles; i++)
+		free(files[i].path);
+	free(files);
 	free(pipes);
 	free(text);
 	free(status);
@@ -773,6 +1004,8 @@ static void dump_ctx_free(struct dump_ctx *c)
 		free(c->fds[i].content.data);
 		free(c->fds[i].pipe_data.data);
 		free(c->fds[i].sock_data.data);
+		free(c->fds[i].extents);
+		rst_lock_free(&c->fds[i]);
 		if (c->fds[i].n_epoll)
 			free(c->fds[i].epoll[0]); /* the block of targets */
 		free(c->fds[i].epoll);
@@ -1411,8 +1644,96 @@ static int dump_fd_kind(struct dump_ctx *c, pid_t pid, Haul__Img__Fd *o, const c
 	}
 }
 
-static int dump_fds(struct dump_ctx *c, pid_t pid, char *why, size_t whylen)
+/*
+ * An OFD with O_ASYNC (set by fcntl, or by a lease) signals its owner:
+ * F_GETOWN_EX and F_GETSIG, injected.  Only the process itself (or no
+ * owner) can be carried.
+ */
+static int dump_async(struct dump_ctx *c, struct rsys *r, uint64_t scratch, Haul__Img__Fd *o,
+		      char *why, size_t whylen)
 {
+	struct {
+		int32_t type, pid;
+	} own;
+	bool inside;
+	long res;
+	int ret;
+
+	ret = inject(r, SYS_fcntl, o->fd, F_GETOWN_EX, scratch, 0, &res);
+	if (!ret && res < 0)
+		ret = (int)res;
+	if (!ret)
+		ret = rsys_read(r->pid, scratch, &own, sizeof(own));
+	if (!ret)
+		ret = inject(r, SYS_fcntl, o->fd, F_GETSIG, 0, 0, &res);
+	if (!ret && res < 0)
+		ret = (int)res;
+	if (ret) {
+		snprintf(why, whylen, "cannot read the O_ASYNC owner of fd %d (%.256s)", o->fd,
+			 o->path);
+		return ret;
+	}
+	/*
+	 * The fds are restored before the other threads exist (F_SETOWN_EX to
+	 * their TIDs would be ESRCH): only the process itself, or no one.
+	 */
+	inside = own.pid == 0 || (own.type != F_OWNER_PGRP && own.pid == c->ps.pid);
+	if (!inside) {
+		snprintf(why, whylen,
+			 "fd %d (%.256s) has O_ASYNC signals going to %s %d, not to the process "
+			 "itself; haul cannot carry them (clear O_ASYNC, or F_SETOWN the process)",
+			 o->fd, o->path, own.type == F_OWNER_PGRP ? "process group" : "pid/tid",
+			 own.pid);
+		return -EOPNOTSUPP;
+	}
+	o->has_owner_type = o->has_owner_pid = o->has_async_sig = true;
+	o->owner_type = own.type;
+	o->owner_pid = own.pid;
+	o->async_sig = (int32_t)res;
+	return 0;
+}
+
+/*
+ * What belongs to an open file description or an inode, not to an fd:
+ * file_id for every fd (fd_ofd.c); locks are kept on the first fd of each
+ * OFD only (fdinfo shows them on every fd of it); a deleted file's
+ * content, owner and times on the first fd of its inode (fd_ghost.c).
+ */
+static int dump_fds_shared(struct dump_ctx *c, struct rsys *r, uint64_t scratch, char *why,
+			   size_t whylen)
+{
+	Haul__Img__Fd *fds = c->fds;
+	size_t n = c->ps.n_fds;
+	pid_t pid = r->pid;
+	int ret = rst_ofd_assign(pid, fds, n);
+
+	for (size_t i = 0; !ret && i < n; i++) {
+		Haul__Img__Fd *o = &fds[i];
+		bool first = true;
+
+		if (o->file_id != i + 1)
+			rst_lock_free(o);
+		else if (o->flags & O_ASYNC)
+			ret = dump_async(c, r, scratch, o, why, whylen);
+		if (ret || o->kind != HAUL__IMG__FD_KIND__FD_DELETED)
+			continue;
+		for (size_t j = 0; j < i; j++)
+			if (fds[j].kind == HAUL__IMG__FD_KIND__FD_DELETED && fds[j].dev == o->dev &&
+			    fds[j].ino == o->ino)
+				first = false;
+		if (!first)
+			continue;
+		ret = rst_ghost_dump(pid, o->fd, o);
+		if (ret)
+			snprintf(why, whylen, "cannot read deleted file %.256s of fd %d: %s",
+				 o->path, o->fd, strerror(-ret));
+	}
+	return ret;
+}
+
+static int dump_fds(struct dump_ctx *c, struct rsys *r, uint64_t scratch, char *why, size_t whylen)
+{
+	pid_t pid = r->pid;
 	char path[64];
 	struct dirent *de;
 	size_t cap = 0;
@@ -1434,9 +1755,15 @@ static int dump_fds(struct dump_ctx *c, pid_t pid, char *why, size_t whylen)
 		if (de->d_name[0] == '.')
 			continue;
 		fd = atoi(de->d_name);
-		ret = classify_fd(pid, fd, &kind, target, sizeof(target), &st, why, whylen);
-		if (ret)
+		snprintf(info, sizeof(info), "fdinfo/%d", fd);
+		ret = read_proc(pid, info, &text, NULL);
+		if (!ret)
+			ret = classify_fd(pid, fd, fdinfo_flags(text), &kind, target,
+					  sizeof(target), &st, why, whylen);
+		if (ret) {
+			free(text);
 			break;
+		}
 		if (c->ps.n_fds == cap) {
 			size_t nc = cap ? cap * 2 : 16;
 			Haul__Img__Fd *a = realloc(c->fds, nc * sizeof(*a));
@@ -1453,6 +1780,7 @@ static int dump_fds(struct dump_ctx *c, pid_t pid, char *why, size_t whylen)
 		o->path = strdup(target);
 		c->ps.n_fds++;
 		if (!o->path) {
+			free(text);
 			ret = -ENOMEM;
 			break;
 		}
@@ -1467,10 +1795,6 @@ static int dump_fds(struct dump_ctx *c, pid_t pid, char *why, size_t whylen)
 			o->has_rdev = true;
 			o->rdev = st.st_rdev;
 		}
-		snprintf(info, sizeof(info), "fdinfo/%d", fd);
-		ret = read_proc(pid, info, &text, NULL);
-		if (ret)
-			break;
 		if ((f = status_field(text, "pos")))
 			o->pos = strtoull(f, NULL, 10);
 		if ((f = status_field(text, "flags"))) {
@@ -1480,42 +1804,18 @@ static int dump_fds(struct dump_ctx *c, pid_t pid, char *why, size_t whylen)
 			o->flags = fl & ~(unsigned long)O_CLOEXEC;
 		}
 		ret = dump_fd_kind(c, pid, o, text);
+		if (!ret)
+			ret = rst_lock_dump(text, o);
 		free(text);
 		if (ret) {
 			snprintf(why, whylen, "cannot read the state of fd %d (%.256s)", fd,
 				 target);
 			break;
 		}
-		if (kind == HAUL__IMG__FD_KIND__FD_DELETED) {
-			char fdpath[64];
-			int dfd;
-			ssize_t n;
-
-			snprintf(fdpath, sizeof(fdpath), "/proc/%d/fd/%d", (int)pid, fd);
-			dfd = open(fdpath, O_RDONLY | O_CLOEXEC);
-			if (dfd < 0) {
-				ret = -errno;
-				snprintf(why, whylen, "cannot read deleted file %.256s of fd %d",
-					 target, fd);
-				break;
-			}
-			o->has_content = true;
-			o->content.data = malloc(st.st_size ? st.st_size : 1);
-			if (!o->content.data) {
-				close(dfd);
-				ret = -ENOMEM;
-				break;
-			}
-			n = pread(dfd, o->content.data, st.st_size, 0);
-			close(dfd);
-			if (n != st.st_size) {
-				ret = n < 0 ? -errno : -EIO;
-				break;
-			}
-			o->content.len = n;
-		}
 	}
 	closedir(d);
+	if (!ret)
+		ret = dump_fds_shared(c, r, scratch, why, whylen);
 	if (ret)
 		return ret;
 	c->fdp = calloc(c->ps.n_fds ? c->ps.n_fds : 1, sizeof(*c->fdp));
@@ -1525,6 +1825,53 @@ static int dump_fds(struct dump_ctx *c, pid_t pid, char *why, size_t whylen)
 		c->fdp[i] = &c->fds[i];
 	c->ps.fds = c->fdp;
 	return 0;
+}
+
+/*
+ * The rlimits of @pid from /proc/PID/limits, which anyone who may read the
+ * process's /proc may read: prlimit(2) on a process of another uid needs
+ * CAP_SYS_RESOURCE, which root lacks in some containers.  The kernel prints
+ * one header line, then one line per resource in resource order: the name
+ * padded to 25 columns and a space, then the soft and the hard limit, each a
+ * number or "unlimited".
+ */
+static int parse_limits(pid_t pid, const char *text, Haul__Img__Rlimit *rl)
+{
+	const char *line = strchr(text, '\n');
+	int res;
+
+	for (res = 0; res < RLIM_NLIMITS && line && line[1]; res++) {
+		char soft[32], hard[32];
+		uint64_t v[2];
+
+		line++;
+		if (strcspn(line, "\n") < 27 || sscanf(line + 26, "%31s %31s", soft, hard) != 2)
+			break;
+		for (int k = 0; k < 2; k++) {
+			const char *w = k ? hard : soft;
+			char *end;
+
+			if (!strcmp(w, "unlimited")) {
+				v[k] = RLIM_INFINITY;
+				continue;
+			}
+			errno = 0;
+			v[k] = strtoull(w, &end, 10);
+			if (errno || *end)
+				goto bad;
+		}
+		haul__img__rlimit__init(&rl[res]);
+		rl[res].resource = res;
+		rl[res].cur = v[0];
+		rl[res].max = v[1];
+		line = strchr(line, '\n');
+	}
+	if (res == RLIM_NLIMITS)
+		return 0;
+bad:
+	pr_err("cannot parse line %d of /proc/%d/limits; is this a Linux kernel /proc?", res + 2,
+	       (int)pid);
+	return -EBADMSG;
 }
 
 static int dump_process(struct dump_ctx *c, pid_t pid)
@@ -1592,17 +1939,17 @@ static int dump_process(struct dump_ctx *c, pid_t pid)
 	c->creds.groups = c->groups;
 	c->ps.creds = &c->creds;
 
-	for (int res = 0; res < RLIM_NLIMITS; res++) {
-		struct rlimit rl;
-
-		if (prlimit(pid, res, NULL, &rl) < 0)
-			return -errno;
-		haul__img__rlimit__init(&c->rl[res]);
-		c->rl[res].resource = res;
-		c->rl[res].cur = rl.rlim_cur;
-		c->rl[res].max = rl.rlim_max;
-		c->rlp[res] = &c->rl[res];
+	ret = read_proc(pid, "limits", &text, NULL);
+	if (ret) {
+		pr_err_r(ret, "cannot read /proc/%d/limits", (int)pid);
+		return ret;
 	}
+	ret = parse_limits(pid, text, c->rl);
+	free(text);
+	if (ret)
+		return ret;
+	for (int res = 0; res < RLIM_NLIMITS; res++)
+		c->rlp[res] = &c->rl[res];
 	c->ps.n_rlimits = RLIM_NLIMITS;
 	c->ps.rlimits = c->rlp;
 
@@ -1780,7 +2127,7 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 	ret = dump_process(c, s->pid);
 	if (ret)
 		goto out;
-	ret = dump_fds(c, s->pid, why, sizeof(why));
+	ret = dump_fds(c, r, scratch, why, sizeof(why));
 	if (ret) {
 		if (why[0])
 			pr_err("cannot dump pid %d: %s", (int)s->pid, why);

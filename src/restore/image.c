@@ -14,13 +14,20 @@
  * rounds, uffd-wp), it is stopped only for the last dirty pages and the
  * state, and resumes before the commit is made durable.
  *
- * Restore: one rst_target fed from the committed image: layout, every
- * stored page, state; clocks continue from the dump (time namespace).
+ * The image is written beside the committed one and switched in only when
+ * durable (imgdir.c): a failed or killed checkpoint never costs the previous
+ * image.
+ *
+ * Restore: the image is found by id (imgdir.c), opened read-only, and every
+ * page checked against its checksum before anything is created; then one
+ * rst_target fed from it: layout, every stored page, state; clocks continue
+ * from the dump (time namespace).
  */
 #define LOG_PREFIX "image: "
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +41,9 @@
 #include "common/log.h"
 #include "common/policy.h"
 #include "common/pstore.h"
+#include "common/validate.h"
 #include "common/vma.h"
+#include "restore/imgdir_int.h"
 #include "restore/restore.h"
 #include "restore/restore_int.h"
 #include "tracker/tracker.h"
@@ -237,8 +246,10 @@ out:
 	return ret;
 }
 
-int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running, struct rst_ckpt_stats *st)
+int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running, const char *fault,
+			  struct rst_ckpt_stats *st)
 {
+	struct rst_imgdir_tx tx = {.dirfd = -1, .lockfd = -1};
 	struct rst_seized *sz = NULL;
 	struct pstore *store = NULL;
 	struct pstore_proc *p = NULL;
@@ -261,17 +272,21 @@ int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running, struct
 	buf = malloc(CKPT_CHUNK_PAGES * HAUL_PAGE_SIZE);
 	if (!buf)
 		return -ENOMEM;
-	ret = pstore_open(dir, &store);
-	if (ret) {
-		pr_err_r(ret, "cannot open images directory %s", dir);
-		goto out;
-	}
-	/* Images are named by the PID the process knows itself by; a new one replaces the old. */
-	if (!pstore_proc_get(store, own, false, &p))
-		pstore_proc_remove(store, own);
-	ret = pstore_proc_get(store, own, true, &p);
+	/* The new image goes beside the committed one; it replaces it only once durable. */
+	ret = rst_imgdir_begin(dir, pid, own, &tx);
 	if (ret)
 		goto out;
+	snprintf(st->id, sizeof(st->id), "%s", tx.id);
+	ret = pstore_open(tx.path, &store);
+	if (ret) {
+		pr_err_r(ret, "cannot open %s for the new image", tx.path);
+		goto out;
+	}
+	ret = pstore_proc_get(store, own, true, &p);
+	if (ret) {
+		pr_err_r(ret, "cannot make an image of pid %d in %s", (int)own, tx.path);
+		goto out;
+	}
 
 	/*
 	 * A snapshot that leaves the process running copies its memory while
@@ -292,8 +307,10 @@ int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running, struct
 			goto out;
 	}
 	ret = rst_seize(pid, &sz);
-	if (ret)
+	if (ret) {
+		pr_err_r(ret, "cannot stop pid %d to dump it", (int)pid);
 		goto out;
+	}
 	st->frozen_ns = now_ns();
 	if (trk) {
 		struct trk_round r;
@@ -308,8 +325,10 @@ int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running, struct
 			goto out;
 	}
 	ret = rst_dump_state(sz, &blob, &len);
-	if (ret)
+	if (ret) {
+		pr_err_r(ret, "cannot dump the state of pid %d; it runs on", (int)pid);
 		goto out;
+	}
 	ps = haul__img__process_state__unpack(NULL, len, blob);
 	if (!ps) {
 		ret = -EBADMSG;
@@ -326,6 +345,7 @@ int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running, struct
 		ret = store_all(pid, &l, p, buf, st);
 	if (ret)
 		goto out;
+	rst_imgdir_fault(fault, "staged");
 	if (leave_running) {
 		/* Everything is staged: it may run on while the image is made durable. */
 		rst_release(sz);
@@ -334,9 +354,13 @@ int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running, struct
 	}
 	ret = pstore_commit(p, pstore_round(p) + 1);
 	if (ret) {
-		pr_err_r(ret, "cannot commit the image of pid %d to %s", (int)pid, dir);
+		pr_err_r(ret, "cannot commit the image of pid %d to %s; the previous image stays",
+			 (int)pid, tx.path);
 		goto out;
 	}
+	ret = rst_imgdir_switch(&tx, fault);
+	if (ret)
+		goto out;
 	if (!leave_running) {
 		/* Durable on disk: the source may go, and must not run again. */
 		rst_kill_seized(sz);
@@ -349,6 +373,7 @@ out:
 		pstore_abort(p);
 	free(buf);
 	pstore_close(store);
+	rst_imgdir_end(&tx);
 	haul_layout_release(&l);
 	if (ps)
 		haul__img__process_state__free_unpacked(ps, NULL);
@@ -363,10 +388,11 @@ static int feed_page(void *arg, uint64_t addr, const void *data, uint32_t npages
 	return rst_target_pages(arg, addr, data, npages);
 }
 
-int rst_restore_images(const char *dir, pid_t pid, const struct rst_target_opts *base,
-		       struct rst_target **out, pid_t *here)
+int rst_restore_images(const char *dir, const char *id, pid_t pid,
+		       const struct rst_target_opts *base, struct rst_target **out, pid_t *here)
 {
 	struct rst_target_opts o = *base;
+	char path[PATH_MAX];
 	struct pstore *store = NULL;
 	struct pstore_proc *p;
 	struct rst_target *t = NULL;
@@ -375,38 +401,58 @@ int rst_restore_images(const char *dir, pid_t pid, const struct rst_target_opts 
 	size_t len;
 	int ret;
 
-	ret = pstore_open(dir, &store);
-	if (ret) {
-		pr_err_r(ret, "cannot open images directory %s", dir);
+	ret = rst_imgdir_find(dir, id, pid, path, sizeof(path), &pid);
+	if (ret)
 		return ret;
-	}
-	if (!pid) {
-		int32_t pids[2];
-		size_t n = pstore_list(store, pids, 2);
-
-		if (n != 1) {
-			pr_err("images directory %s holds %zu processes; say which with --pid", dir,
-			       n);
-			ret = n ? -EINVAL : -ENOENT;
-			goto out;
-		}
-		pid = pids[0];
+	/* Read-only: a restore never changes an image, damaged or not. */
+	ret = pstore_open_ro(path, &store);
+	if (ret) {
+		pr_err("cannot restore from %s: its image is damaged or unreadable (above); restore "
+		       "another image or checkpoint again",
+		       path);
+		return ret;
 	}
 	ret = pstore_proc_get(store, pid, false, &p);
 	if (ret) {
-		pr_err("images directory %s has no image of pid %d", dir, (int)pid);
+		pr_err("%s has no image of pid %d", path, (int)pid);
+		goto out;
+	}
+	/* Every page against its checksum before anything is created. */
+	ret = pstore_verify(p);
+	if (ret) {
+		pr_err("cannot restore from %s: a page of pid %d is damaged (above); restore "
+		       "another image or checkpoint again",
+		       path, (int)pid);
 		goto out;
 	}
 	state = pstore_state(p, &len);
 	if (!state) {
-		pr_err("the image of pid %d in %s has no process state", (int)pid, dir);
+		pr_err("the image of pid %d in %s has no process state", (int)pid, path);
 		ret = -ENOENT;
+		goto out;
+	}
+	/* every record is checked before any of it is used (common/validate.h) */
+	if (val_layout(pstore_layout(p), why, sizeof(why))) {
+		pr_err("the layout of pid %d in %s is corrupt: %s; checkpoint the process again",
+		       (int)pid, dir, why);
+		ret = -EBADMSG;
+		goto out;
+	}
+	if (val_state_blob(state, len, why, sizeof(why))) {
+		pr_err("the process state of pid %d in %s is corrupt: %s; checkpoint the process "
+		       "again",
+		       (int)pid, dir, why);
+		ret = -EBADMSG;
 		goto out;
 	}
 	o.pid = pid;
 	ret = rst_image_clock_offsets(state, len, &o.monotonic_offset_ns, &o.boottime_offset_ns);
-	if (ret)
+	if (ret) {
+		pr_err("the process state of pid %d in %s is corrupt (%zu bytes that do not decode "
+		       "as a haul image); checkpoint the process again",
+		       (int)pid, path, len);
 		goto out;
+	}
 	ret = rst_target_new(&o, &t);
 	if (!ret)
 		ret = rst_target_layout(t, pstore_layout(p));

@@ -44,6 +44,9 @@
  */
 int rst_dump_precheck(pid_t pid, char *why, size_t whylen);
 
+/* Whether @pid is a kernel thread (nothing haul can dump or track); false if gone. */
+bool rst_is_kthread(pid_t pid);
+
 /*
  * Dump the state of @pid, which the caller holds stopped: every thread
  * PTRACE_SEIZE'd and interrupted by rst_seize() below.  Allocates *@blob
@@ -147,6 +150,13 @@ void rst_target_free(struct rst_target *t);
 /* The stub's (later the process's) PID as seen from here. */
 pid_t rst_target_pid(const struct rst_target *t);
 /*
+ * SIGKILL the stub (the restored process once resumed) through its pidfd:
+ * never another process that reused its PID.  0, -ESRCH once it is reaped.
+ */
+int rst_target_kill(struct rst_target *t);
+/* Its pidfd, owned by @t (valid until rst_target_free); dup it to keep it longer. */
+int rst_target_pidfd(const struct rst_target *t);
+/*
  * Wait until the restored process exits (not with opts.detach); its exit
  * status as a shell reports it (128 + signal when killed).  -errno.
  */
@@ -174,25 +184,35 @@ struct rst_ckpt_stats {
 	uint64_t zero_pages; /* pages stored as zero holes */
 	uint64_t frozen_ns;  /* from the stop to the durable commit */
 	uint64_t total_ns;
+	char id[96]; /* the image's identity: it is DIR/<id>/ */
 };
 
 /*
- * Checkpoint @pid into the page store at @dir (DIR/<pid>/): state, layout
- * and pages in one durable commit.  Without @leave_running the process is
- * killed once the commit is on disk (it never runs after the dump); with
- * it, it resumes.  A refusal is logged naming the resource; the process
- * runs on.  0 or -errno (-EOPNOTSUPP: refused).
+ * Checkpoint @pid into the images directory @dir as image DIR/<id>/ (id in
+ * st->id; a page store directory): state, layout and pages in one durable
+ * commit, written beside the previous image of the same process and
+ * switched in atomically (src/restore/imgdir.c); any failure leaves the
+ * previous image as it was.  Without @leave_running the process is killed
+ * once the new image is committed (it never runs after the dump); with it,
+ * it resumes.  @fault: HAUL_FAULT (tests; "ckpt-kill:staged|committed|
+ * switched") or NULL.  A refusal is logged naming the resource; the
+ * process runs on.  0 or -errno (-EOPNOTSUPP: refused).
  */
-int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running,
+int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running, const char *fault,
 			  struct rst_ckpt_stats *st);
 /*
- * Restore the process @pid (0: the only one) of the images at @dir with
- * @o (its pid and clock offsets are filled in here).  On success *@out is
- * the resumed target (rst_target_wait / rst_target_free) and *@here its PID
- * as seen from here.  0 or -errno, the reason logged.
+ * Restore the image @id (NULL: the only one) of process @pid (0: any) from
+ * @dir with @o (its pid and clock offsets are filled in here).  The image
+ * is opened read-only and every page checked before anything is created.
+ * On success *@out is the resumed target (rst_target_wait /
+ * rst_target_free) and *@here its PID as seen from here.  0 or -errno, the
+ * reason logged (several images match: -EINVAL, listed).
  */
-int rst_restore_images(const char *dir, pid_t pid, const struct rst_target_opts *o,
+int rst_restore_images(const char *dir, const char *id, pid_t pid, const struct rst_target_opts *o,
 		       struct rst_target **out, pid_t *here);
+
+/* The ProcessState.version this build writes and accepts (haul version). */
+int rst_image_version(void);
 
 /* The page server sink that restores live sessions into rst_targets. */
 extern const struct ps_sink_ops rst_live_sink;

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/validate.h"
 #include "pageserver/pageserver.h"
 #include "restore/lazy_int.h"
 #include "restore/restore.h"
@@ -47,7 +48,7 @@ struct live_sess {
 	int32_t pid;
 	void *state;
 	size_t state_len;
-	pid_t restored; /* > 0 once resumed */
+	pid_t restored; /* > 0 once resumed: for messages; signals go through the target's pidfd */
 	/* post-copy */
 	bool lazy;
 	struct ps_session *session;
@@ -252,7 +253,8 @@ static int watchdog_start(struct live_sess *s)
 		return 0;
 	if (uffd < 0)
 		return uffd;
-	pidfd = (int)syscall(SYS_pidfd_open, s->restored, 0);
+	/* the target's own pidfd, opened on the stub: never a PID reused since */
+	pidfd = fcntl(rst_target_pidfd(s->t), F_DUPFD_CLOEXEC, 0);
 	/* a socket, not a pipe: send() with MSG_NOSIGNAL cannot raise SIGPIPE here */
 	if (pidfd < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0) {
 		ret = -errno;
@@ -396,8 +398,15 @@ static int live_round_end(void *sess, uint64_t round)
 static int live_state(void *sess, const void *blob, size_t len)
 {
 	struct live_sess *s = sess;
-	void *copy = malloc(len ? len : 1);
+	char why[160];
+	void *copy;
 
+	/* checked on arrival, so the source learns at once (rst_target_resume checks again) */
+	if (val_state_blob(blob, len, why, sizeof(why))) {
+		pr_err("pid %d: the source sent a bad process state: %s", (int)s->pid, why);
+		return -EBADMSG;
+	}
+	copy = malloc(len ? len : 1);
 	if (!copy)
 		return -ENOMEM;
 	memcpy(copy, blob, len);
@@ -475,7 +484,7 @@ static void live_close(void *sess, bool committed)
 		/* The source never confirmed its copy is dead: two must not run. */
 		pr_warn("pid %d: migration not committed; killing the restored copy (pid %d here)",
 			(int)s->pid, (int)s->restored);
-		kill(s->restored, SIGKILL);
+		rst_target_kill(s->t);
 	}
 	/* fetches fail once the session is gone, so the waiter always ends */
 	if (s->waiting)

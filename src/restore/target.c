@@ -38,7 +38,11 @@
  * their content; writing stale pre-copy pages into it would corrupt it).
  * Anonymous private memory stays anonymous private.  A per-VMA bitmap marks
  * pages that may hold non-zero data, so a zero page is written only where
- * it replaces something (fresh anonymous memory is already zero).
+ * it replaces something (fresh anonymous memory is already zero).  It is
+ * kept in 4 KiB chunks (128 MiB of VMA each), allocated only where a page
+ * differs from the VMA's default (0 anonymous, 1 file): its cost follows
+ * the pages that arrive, not the VMA sizes a peer declares (a 16 TiB VMA
+ * costs a 1 MiB chunk table, not a 512 MiB bitmap).
  */
 #define LOG_PREFIX "restore: "
 #include <dirent.h>
@@ -69,6 +73,7 @@
 #include "common/log.h"
 #include "common/policy.h"
 #include "common/rsys.h"
+#include "common/validate.h"
 #include "common/vma.h"
 #include "restore/restore.h"
 #include "restore/restore_int.h"
@@ -92,15 +97,22 @@
 /* Keep this far from any VMA: a stack grows into the gap below it. */
 #define TRAMP_PAD (16UL << 20)
 
+/* Pages per bitmap chunk: 4 KiB of bits. */
+#define BITS_CHUNK_PAGES 32768ULL
+
 struct tvma {
 	struct haul_vma v;
-	uint64_t *bits; /* 1: the page may hold data (not known to be zero) */
+	/* 1 bit per page, 1: the page may hold data (not known to be zero); in
+	 * chunks of BITS_CHUNK_PAGES, a NULL chunk is all `fill` */
+	uint64_t **bits;
+	bool fill;
 };
 
 struct rst_target {
 	struct rst_target_opts o;
 	pid_t mpid; /* M, our child unless detached */
 	pid_t stub; /* S, as seen from here */
+	int pidfd;  /* S: every signal goes through it, so a reused PID is never hit */
 	bool pidns; /* S lives in a new PID namespace */
 	int ctl;    /* write end: 'R' once resumed; EOF tells M we are gone */
 	int mem;    /* /proc/S/mem */
@@ -323,7 +335,7 @@ static void __attribute__((noreturn)) m_main(struct spawn *sp)
 				resumed = true;
 			} else {
 				if (!resumed)
-					kill(child, SIGKILL);
+					syscall(SYS_pidfd_send_signal, pfd[1].fd, SIGKILL, NULL, 0);
 				pfd[0].fd = -1;
 			}
 		}
@@ -485,7 +497,7 @@ int rst_target_new(const struct rst_target_opts *o, struct rst_target **out)
 	if (!t)
 		return -ENOMEM;
 	t->o = *o;
-	t->ctl = t->mem = -1;
+	t->ctl = t->mem = t->pidfd = -1;
 	t->mpid = -1;
 
 	if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(ctl, O_CLOEXEC) < 0) {
@@ -564,6 +576,14 @@ int rst_target_new(const struct rst_target_opts *o, struct rst_target **out)
 		goto fail;
 	}
 	t->stub = child;
+	/* S is not our child: held by a pidfd from here on, never signalled by its PID */
+	t->pidfd = (int)syscall(SYS_pidfd_open, t->stub, 0);
+	if (t->pidfd < 0) {
+		ret = -errno;
+		pr_err_r(ret, "cannot open a pidfd for the restore stub of pid %d (kernel >= 5.3)",
+			 (int)o->pid);
+		goto fail;
+	}
 	ret = rsys_seize(&t->r, t->stub);
 	if (ret)
 		goto fail;
@@ -593,6 +613,20 @@ fail:
 		close(ctl[1]);
 	rst_target_free(t);
 	return ret;
+}
+
+int rst_target_kill(struct rst_target *t)
+{
+	if (t->pidfd < 0)
+		return -ESRCH;
+	if (syscall(SYS_pidfd_send_signal, t->pidfd, SIGKILL, NULL, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+int rst_target_pidfd(const struct rst_target *t)
+{
+	return t->pidfd;
 }
 
 pid_t rst_target_pid(const struct rst_target *t)
@@ -758,28 +792,80 @@ static int create_part(struct rst_target *t, const struct haul_vma *v, uint64_t 
 	return apply_advice(t, v, s, e);
 }
 
-static size_t bitmap_words(const struct haul_vma *v)
+static size_t bits_nchunks(const struct haul_vma *v)
 {
-	return (haul_vma_pages(v) + 63) / 64;
+	return (haul_vma_pages(v) + BITS_CHUNK_PAGES - 1) / BITS_CHUNK_PAGES;
 }
 
-static void bit_set(uint64_t *b, uint64_t i, bool on)
+/* The chunk table of @o, every page @fill. 0 or -ENOMEM. */
+static int bits_init(struct tvma *o, bool fill)
 {
+	size_t n = bits_nchunks(&o->v);
+
+	o->fill = fill;
+	o->bits = calloc(n ? n : 1, sizeof(*o->bits));
+	return o->bits ? 0 : -ENOMEM;
+}
+
+/* Page @i of @o; 0 or -ENOMEM (the first page of a chunk that differs from the fill). */
+static int bit_set(struct tvma *o, uint64_t i, bool on)
+{
+	uint64_t **c = &o->bits[i / BITS_CHUNK_PAGES];
+
+	i %= BITS_CHUNK_PAGES;
+	if (!*c) {
+		if (on == o->fill)
+			return 0;
+		*c = malloc(BITS_CHUNK_PAGES / 8);
+		if (!*c)
+			return -ENOMEM;
+		memset(*c, o->fill ? 0xff : 0, BITS_CHUNK_PAGES / 8);
+	}
 	if (on)
-		b[i / 64] |= 1ULL << (i % 64);
+		(*c)[i / 64] |= 1ULL << (i % 64);
 	else
-		b[i / 64] &= ~(1ULL << (i % 64));
+		(*c)[i / 64] &= ~(1ULL << (i % 64));
+	return 0;
 }
 
-static bool bit_get(const uint64_t *b, uint64_t i)
+static bool bit_get(const struct tvma *o, uint64_t i)
 {
-	return b[i / 64] >> (i % 64) & 1;
+	const uint64_t *c = o->bits[i / BITS_CHUNK_PAGES];
+
+	i %= BITS_CHUNK_PAGES;
+	return c ? c[i / 64] >> (i % 64) & 1 : o->fill;
+}
+
+/* Copy the bits of [@s, @e) from @o to @w, skipping chunks that are the fill on both. */
+static int bits_carry(struct tvma *w, const struct tvma *o, uint64_t s, uint64_t e)
+{
+	for (uint64_t a = s; a < e;) {
+		uint64_t oi = (a - o->v.start) >> 12, wi = (a - w->v.start) >> 12;
+		uint64_t run = (e - a) >> 12;
+
+		if (BITS_CHUNK_PAGES - oi % BITS_CHUNK_PAGES < run)
+			run = BITS_CHUNK_PAGES - oi % BITS_CHUNK_PAGES;
+		if (BITS_CHUNK_PAGES - wi % BITS_CHUNK_PAGES < run)
+			run = BITS_CHUNK_PAGES - wi % BITS_CHUNK_PAGES;
+		if (o->bits[oi / BITS_CHUNK_PAGES] || w->bits[wi / BITS_CHUNK_PAGES] ||
+		    o->fill != w->fill)
+			for (uint64_t k = 0; k < run; k++) {
+				int ret = bit_set(w, wi + k, bit_get(o, oi + k));
+
+				if (ret)
+					return ret;
+			}
+		a += run << 12;
+	}
+	return 0;
 }
 
 static void tvmas_free(struct tvma *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		free(v[i].v.path);
+		for (size_t k = 0; v[i].bits && k < bits_nchunks(&v[i].v); k++)
+			free(v[i].bits[k]);
 		free(v[i].bits);
 	}
 	free(v);
@@ -882,14 +968,12 @@ int rst_target_layout(struct rst_target *t, const struct haul_layout *l)
 		o->v = *v;
 		o->v.flags &= ~HAUL_VMA_UFFD_WP;
 		o->v.path = v->path ? strdup(v->path) : NULL;
-		o->bits = calloc(bitmap_words(v) ? bitmap_words(v) : 1, sizeof(uint64_t));
+		ret = bits_init(o, file);
 		nn++;
-		if ((v->path && !o->v.path) || !o->bits) {
+		if (ret || (v->path && !o->v.path)) {
 			ret = -ENOMEM;
 			goto out;
 		}
-		if (file)
-			memset(o->bits, 0xff, bitmap_words(v) * sizeof(uint64_t));
 	}
 
 	/* Unmap whatever of the old VMAs no compatible new VMA keeps. */
@@ -927,9 +1011,8 @@ int rst_target_layout(struct rst_target *t, const struct haul_layout *l)
 				ret = create_part(t, &w->v, cur, s);
 			if (!ret && o->v.prot != w->v.prot)
 				ret = rcall(t, SYS_mprotect, s, e - s, w->v.prot, 0, 0, 0, NULL);
-			for (uint64_t a = s; a < e; a += HAUL_PAGE_SIZE)
-				bit_set(w->bits, (a - w->v.start) >> 12,
-					bit_get(o->bits, (a - o->v.start) >> 12));
+			if (!ret)
+				ret = bits_carry(w, o, s, e);
 			cur = e;
 		}
 		if (!ret && cur < w->v.end)
@@ -1003,14 +1086,14 @@ int rst_target_pages(struct rst_target *t, uint64_t addr, const void *data, uint
 			/* The file has these pages; never write stale copies into it. */
 		} else if (data) {
 			ret = write_mem(t, addr, data, stop - addr);
-			for (uint64_t i = 0; i < (stop - addr) >> 12; i++)
-				bit_set(v->bits, first + i, true);
+			for (uint64_t i = 0; !ret && i < (stop - addr) >> 12; i++)
+				ret = bit_set(v, first + i, true);
 		} else {
 			/* Zero only pages that may hold something else. */
 			for (uint64_t a = addr; a < stop && !ret;) {
 				uint64_t b = a;
 
-				while (b < stop && bit_get(v->bits, (b - v->v.start) >> 12) &&
+				while (b < stop && bit_get(v, (b - v->v.start) >> 12) &&
 				       b - a < sizeof(zeros))
 					b += HAUL_PAGE_SIZE;
 				if (b == a) {
@@ -1018,8 +1101,8 @@ int rst_target_pages(struct rst_target *t, uint64_t addr, const void *data, uint
 					continue;
 				}
 				ret = write_mem(t, a, zeros, b - a);
-				for (uint64_t p = a; p < b; p += HAUL_PAGE_SIZE)
-					bit_set(v->bits, (p - v->v.start) >> 12, false);
+				for (uint64_t p = a; !ret && p < b; p += HAUL_PAGE_SIZE)
+					ret = bit_set(v, (p - v->v.start) >> 12, false);
 				a = b;
 			}
 		}
@@ -1116,49 +1199,30 @@ static int restore_vdso(struct rst_target *t, const struct haul_layout *l, char 
 	return ret;
 }
 
-/* Recreate a deleted-but-open file's content under its old name (unlinked once opened). */
-static int make_deleted_file(const Haul__Img__Fd *f, char *path, size_t plen)
-{
-	int fd;
-
-	snprintf(path, plen, "%s", f->path);
-	fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, f->mode & 07777);
-	if (fd < 0 && errno == EEXIST) {
-		/* Someone reused the name since: keep theirs. */
-		snprintf(path, plen, "%s.haul-%d-%d", f->path, (int)getpid(), f->fd);
-		fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, f->mode & 07777);
-	}
-	if (fd < 0)
-		return -errno;
-	for (size_t off = 0; off < f->content.len;) {
-		ssize_t n = write(fd, f->content.data + off, f->content.len - off);
-
-		if (n <= 0) {
-			int ret = n < 0 ? -errno : -EIO;
-
-			close(fd);
-			unlink(path);
-			return ret;
-		}
-		off += n;
-	}
-	close(fd);
-	return 0;
-}
-
 /* A pipe being rebuilt: its two ends parked above every fd of the image. */
 struct tpipe {
 	uint64_t id;
 	int r, w; /* pipe: read and write end; socketpair: the lower and the higher inode's end */
+	uint32_t r_ofd, w_ofd; /* pipe: the file_id that has the parked end's OFD, 0: none yet */
 	bool sock;
 	const ProtobufCBinaryData *data;  /* pipe: its bytes; pair: what r's end had to read */
 	const ProtobufCBinaryData *data1; /* pair: what w's end had to read */
+};
+
+/* A deleted file recreated under a temporary name until every fd has opened it. */
+struct tghost {
+	uint64_t dev, ino;
+	char *path;
 };
 
 struct fd_ctx {
 	struct tpipe *pipes;
 	size_t npipes;
 	int park; /* next free fd number above the image's */
+	struct tghost *ghosts;
+	size_t nghosts;
+	const Haul__Img__ProcessState *ps;
+	size_t cur; /* index in ps->fds of the fd being restored */
 };
 
 static int peek(struct rst_target *t, uint64_t addr, void *buf, size_t len)
@@ -1184,7 +1248,41 @@ static int park_fd(struct rst_target *t, struct fd_ctx *x, int fd, int *out)
 	return 0;
 }
 
-static int pipe_end(struct rst_target *t, struct fd_ctx *x, const Haul__Img__Fd *f, int *src)
+/*
+ * The end of pipe @p that @f names.  The first open file description of
+ * each end is the parked one; another (opened through /proc/self/fd, as
+ * pipe01 does, with its own O_NONBLOCK) is a new open of that end: *@shared
+ * false, *@src a new fd.
+ */
+static int pipe_ofd(struct rst_target *t, struct tpipe *p, const Haul__Img__Fd *f, int *src,
+		    bool *shared)
+{
+	bool wr = (f->flags & O_ACCMODE) == O_WRONLY;
+	uint32_t *owner = wr ? &p->w_ofd : &p->r_ofd;
+	char path[64];
+	uint64_t rpath;
+	long res;
+	int ret;
+
+	if (!*owner || *owner == f->file_id) {
+		*owner = f->file_id;
+		*src = wr ? p->w : p->r;
+		return 0;
+	}
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", wr ? p->w : p->r);
+	ret = put_str(t, 0, path, &rpath);
+	if (!ret)
+		ret = rcall(t, SYS_openat, AT_FDCWD, rpath,
+			    (wr ? O_WRONLY : O_RDONLY) | O_NONBLOCK | O_CLOEXEC, 0, 0, 0, &res);
+	if (ret)
+		return ret;
+	*shared = false;
+	*src = (int)res;
+	return 0;
+}
+
+static int pipe_end(struct rst_target *t, struct fd_ctx *x, const Haul__Img__Fd *f, int *src,
+		    bool *shared)
 {
 	bool sock = f->kind == HAUL__IMG__FD_KIND__FD_UNIX_PAIR;
 	/* A pair is named by its lower inode; its end with that inode is fds[0]. */
@@ -1246,8 +1344,7 @@ static int pipe_end(struct rst_target *t, struct fd_ctx *x, const Haul__Img__Fd 
 	}
 	if (f->has_pipe_data)
 		p->data = &f->pipe_data;
-	*src = (f->flags & O_ACCMODE) == O_WRONLY ? p->w : p->r;
-	return 0;
+	return pipe_ofd(t, p, f, src, shared);
 }
 
 /* Create the file behind @f in the stub; *@tmp is a new fd, or a parked pipe end (@shared). */
@@ -1302,9 +1399,13 @@ static int open_fd(struct rst_target *t, struct fd_ctx *x, const Haul__Img__Fd *
 	case HAUL__IMG__FD_KIND__FD_PIPE:
 	case HAUL__IMG__FD_KIND__FD_UNIX_PAIR:
 		*shared = true;
-		return pipe_end(t, x, f, tmp);
+		return pipe_end(t, x, f, tmp, shared);
 	default: {
 		int flags = (int)f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC);
+
+		/* An O_TMPFILE file keeps O_TMPFILE (with O_DIRECTORY) in its flags: reopen it. */
+		if ((flags & O_TMPFILE) == O_TMPFILE)
+			flags &= ~O_TMPFILE;
 
 		ret = put_str(t, 0, path, &rpath);
 		if (!ret)
@@ -1317,16 +1418,68 @@ static int open_fd(struct rst_target *t, struct fd_ctx *x, const Haul__Img__Fd *
 	return ret;
 }
 
+/*
+ * The name under which deleted file @f can be opened now: recreated on its
+ * first fd (fd_ghost.c), the same name for every later fd of that inode.
+ */
+static int ghost_path(struct fd_ctx *x, const Haul__Img__Fd *f, char *path, size_t plen)
+{
+	struct tghost *g;
+	int ret;
+
+	for (size_t i = 0; i < x->nghosts; i++)
+		if (x->ghosts[i].dev == f->dev && x->ghosts[i].ino == f->ino) {
+			snprintf(path, plen, "%s", x->ghosts[i].path);
+			return 0;
+		}
+	if (!f->has_content)
+		return -EBADMSG; /* the image names an inode it carries nowhere */
+	ret = rst_ghost_create(f, path, plen);
+	if (ret)
+		return ret;
+	g = &x->ghosts[x->nghosts];
+	g->dev = f->dev;
+	g->ino = f->ino;
+	g->path = strdup(path);
+	if (!g->path) {
+		unlink(path);
+		return -ENOMEM;
+	}
+	x->nghosts++;
+	return 0;
+}
+
+/* The fd restored before @f that shares its open file description, or NULL. */
+static const Haul__Img__Fd *ofd_leader(const struct fd_ctx *x, const Haul__Img__Fd *f)
+{
+	if (!f->has_file_id)
+		return NULL;
+	for (size_t i = 0; i < x->cur; i++)
+		if (x->ps->fds[i]->has_file_id && x->ps->fds[i]->file_id == f->file_id)
+			return x->ps->fds[i];
+	return NULL;
+}
+
 static int restore_fd(struct rst_target *t, struct fd_ctx *x, const Haul__Img__Fd *f, char *why,
 		      size_t wl)
 {
+	const Haul__Img__Fd *lead = ofd_leader(x, f);
 	char path[4200];
 	bool shared;
 	int ret, tmp = -1;
 
+	if (lead) {
+		/* One open file description: the same offset, flags and locks. */
+		ret = rcall(t, SYS_dup3, lead->fd, f->fd, f->cloexec ? O_CLOEXEC : 0, 0, 0, 0,
+			    NULL);
+		if (ret)
+			snprintf(why, wl, "cannot make fd %d share the open file of fd %d: %s",
+				 f->fd, lead->fd, strerror(-ret));
+		return ret;
+	}
 	snprintf(path, sizeof(path), "%s", f->path);
 	if (f->kind == HAUL__IMG__FD_KIND__FD_DELETED) {
-		ret = make_deleted_file(f, path, sizeof(path));
+		ret = ghost_path(x, f, path, sizeof(path));
 		if (ret) {
 			snprintf(why, wl, "cannot recreate deleted file %.256s of fd %d: %s",
 				 f->path, f->fd, strerror(-ret));
@@ -1334,8 +1487,6 @@ static int restore_fd(struct rst_target *t, struct fd_ctx *x, const Haul__Img__F
 		}
 	}
 	ret = open_fd(t, x, f, path, &tmp, &shared);
-	if (f->kind == HAUL__IMG__FD_KIND__FD_DELETED)
-		unlink(path);
 	if (ret) {
 		snprintf(why, wl, "cannot recreate fd %d (%.256s): %s", f->fd, path,
 			 strerror(-ret));
@@ -1348,13 +1499,72 @@ static int restore_fd(struct rst_target *t, struct fd_ctx *x, const Haul__Img__F
 	} else if (!f->cloexec) {
 		ret = rcall(t, SYS_fcntl, tmp, F_SETFD, 0, 0, 0, 0, NULL);
 	}
-	if (!ret && shared)
+	if (!ret &&
+	    (f->kind == HAUL__IMG__FD_KIND__FD_PIPE || f->kind == HAUL__IMG__FD_KIND__FD_UNIX_PAIR))
 		ret = rcall(t, SYS_fcntl, f->fd, F_SETFL, f->flags & O_NONBLOCK, 0, 0, 0, NULL);
 	if (!ret &&
 	    (f->kind == HAUL__IMG__FD_KIND__FD_REG || f->kind == HAUL__IMG__FD_KIND__FD_DELETED))
 		ret = rcall(t, SYS_lseek, f->fd, f->pos, SEEK_SET, 0, 0, 0, NULL);
 	if (ret)
 		snprintf(why, wl, "cannot set up fd %d (%.256s): %s", f->fd, path, strerror(-ret));
+	return ret;
+}
+
+/* O_ASYNC with its owner and signal (after a lease, which sets O_ASYNC itself). */
+static int restore_async(struct rst_target *t, const Haul__Img__Fd *f, char *why, size_t wl)
+{
+	int32_t own[2] = {f->owner_type, f->owner_pid};
+	int fl = (int)f->flags & (O_APPEND | O_NONBLOCK | O_ASYNC | O_DIRECT | O_NOATIME);
+	int ret;
+
+	ret = poke(t, scratch(t), own, sizeof(own));
+	if (!ret)
+		ret = rcall(t, SYS_fcntl, f->fd, F_SETOWN_EX, scratch(t), 0, 0, 0, NULL);
+	if (!ret)
+		ret = rcall(t, SYS_fcntl, f->fd, F_SETSIG, f->async_sig, 0, 0, 0, NULL);
+	if (!ret)
+		ret = rcall(t, SYS_fcntl, f->fd, F_SETFL, fl, 0, 0, 0, NULL);
+	if (ret)
+		snprintf(why, wl, "cannot set O_ASYNC and its owner on fd %d (%.256s): %s", f->fd,
+			 f->path, strerror(-ret));
+	return ret;
+}
+
+/*
+ * Take the locks and leases of every open file description again, once
+ * all fds exist: closing any fd of a file drops the process's POSIX locks
+ * on it, and restoring fds closes temporaries.
+ */
+static int restore_locks(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+			 size_t wl)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < ps->n_fds && !ret; i++) {
+		const Haul__Img__Fd *f = ps->fds[i];
+
+		for (size_t k = 0; k < f->n_locks && !ret; k++) {
+			struct rst_lock_call c;
+
+			ret = rst_lock_call(f->locks[k], f->fd, &c);
+			if (!ret && c.buf_arg >= 0) {
+				ret = poke(t, scratch(t), c.buf, c.buflen);
+				c.args[c.buf_arg] = scratch(t);
+			}
+			if (!ret)
+				ret = rcall(t, c.nr, c.args[0], c.args[1], c.args[2], c.args[3],
+					    c.args[4], c.args[5], NULL);
+			if (ret)
+				snprintf(why, wl,
+					 "cannot take the %s of fd %d (%.256s) again: %s%s",
+					 rst_lock_name(f->locks[k]), f->fd, f->path, strerror(-ret),
+					 ret == -EAGAIN ? " (another process holds a conflicting "
+							  "lock on the file now)"
+							: "");
+		}
+		if (!ret && f->has_owner_pid)
+			ret = restore_async(t, f, why, wl);
+	}
 	return ret;
 }
 
@@ -1402,6 +1612,9 @@ static int finish_fds(struct rst_target *t, struct fd_ctx *x, const Haul__Img__P
 	for (size_t i = 0; i < ps->n_fds && !ret; i++) {
 		const Haul__Img__Fd *f = ps->fds[i];
 
+		x->cur = i;
+		if (ofd_leader(x, f))
+			continue; /* a dup of an epoll fd names the same instance */
 		for (size_t k = 0; k < f->n_epoll && !ret; k++) {
 			uint8_t ev[12]; /* struct epoll_event is packed on x86_64 */
 
@@ -1416,6 +1629,8 @@ static int finish_fds(struct rst_target *t, struct fd_ctx *x, const Haul__Img__P
 					 f->fd, f->epoll[k]->tfd, strerror(-ret));
 		}
 	}
+	if (!ret)
+		ret = restore_locks(t, ps, why, wl);
 	return ret;
 }
 
@@ -1425,9 +1640,14 @@ static int restore_fds(struct rst_target *t, const Haul__Img__ProcessState *ps, 
 	struct fd_ctx x = {0};
 	int ret;
 
+	x.ps = ps;
 	x.pipes = calloc(ps->n_fds ? ps->n_fds : 1, sizeof(*x.pipes));
-	if (!x.pipes)
+	x.ghosts = calloc(ps->n_fds ? ps->n_fds : 1, sizeof(*x.ghosts));
+	if (!x.pipes || !x.ghosts) {
+		free(x.pipes);
+		free(x.ghosts);
 		return -ENOMEM;
+	}
 	for (size_t i = 0; i < ps->n_fds; i++)
 		if (ps->fds[i]->fd >= x.park)
 			x.park = ps->fds[i]->fd + 1;
@@ -1444,8 +1664,16 @@ static int restore_fds(struct rst_target *t, const Haul__Img__ProcessState *ps, 
 		}
 	/* The stub's own fds (/dev/null on 0-2) go; the process's come back. */
 	ret = rcall(t, SYS_close_range, 0, ~0U, 0, 0, 0, 0, NULL);
-	for (size_t i = 0; !ret && i < ps->n_fds; i++)
+	for (size_t i = 0; !ret && i < ps->n_fds; i++) {
+		x.cur = i;
 		ret = restore_fd(t, &x, ps->fds[i], why, wl);
+	}
+	/* Every fd of a deleted file has it open: it is deleted again. */
+	for (size_t i = 0; i < x.nghosts; i++) {
+		unlink(x.ghosts[i].path);
+		free(x.ghosts[i].path);
+	}
+	free(x.ghosts);
 	if (!ret)
 		ret = finish_fds(t, &x, ps, why, wl);
 	free(x.pipes);
@@ -2016,6 +2244,12 @@ int rst_target_resume(struct rst_target *t, const void *state, size_t len, pid_t
 		snprintf(why, whylen, "the process state of pid %d is corrupt", (int)t->o.pid);
 		return -EBADMSG;
 	}
+	/* nothing of it is used before every field passed (common/validate.h) */
+	if (val_process_state(ps, why, whylen)) {
+		haul__img__process_state__free_unpacked(ps, NULL);
+		pr_err("cannot restore pid %d: bad process state: %s", (int)t->o.pid, why);
+		return -EBADMSG;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ret = resume(t, ps, why, whylen);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -2023,9 +2257,9 @@ int rst_target_resume(struct rst_target *t, const void *state, size_t len, pid_t
 	if (ret) {
 		pr_err("cannot restore pid %d: %s", (int)t->o.pid, why);
 		if (t->resumed)
-			kill(t->stub, SIGKILL);
+			rst_target_kill(t);
 		else if (t->seized) {
-			kill(t->stub, SIGKILL);
+			rst_target_kill(t);
 			for (size_t i = 0; i < t->nthr; i++)
 				waitpid(t->thr[i].pid, NULL, __WALL);
 			t->nthr = 0;
@@ -2062,7 +2296,7 @@ void rst_target_free(struct rst_target *t)
 	if (!t)
 		return;
 	if (!t->resumed && t->stub > 0) {
-		kill(t->stub, SIGKILL);
+		rst_target_kill(t);
 		if (t->seized)
 			waitpid(t->stub, NULL, __WALL);
 	}
@@ -2070,6 +2304,8 @@ void rst_target_free(struct rst_target *t)
 		close(t->ctl); /* M: EOF before 'R' kills what is left */
 	if (t->mem >= 0)
 		close(t->mem);
+	if (t->pidfd >= 0)
+		close(t->pidfd);
 	if (!t->resumed && !t->o.detach && !t->waited && t->mpid > 0)
 		waitpid(t->mpid, NULL, 0);
 	tvmas_free(t->v, t->n);

@@ -1,10 +1,13 @@
 #!/bin/sh
-# ps_fuzz.sh - run the libFuzzer target of the wire frame decoder for a bounded
-# time (PS_FUZZ_TIME seconds, default 30).  Exit 0: no crash; 77: skipped
-# (no libFuzzer in this clang); else: a crash, with the reproducer in the build dir.
+# ps_fuzz.sh - run each libFuzzer target (ASan+UBSan) for a bounded time:
+# wire_fuzz (frames, before and after authentication), msg_fuzz (the real
+# page server after authentication) and image_fuzz (haul restore's image
+# loader), PS_FUZZ_TIME seconds each (default 15: ~45 s in all, plus the
+# first build).  Exit 0: no crash; 77: skipped (no libFuzzer in this clang);
+# else: a crash, with the reproducer in the build dir.
 SRC=${HAUL_SRC:-$(pwd)}
 BUILD=${HAUL_BUILD:-$SRC/build}
-T=${PS_FUZZ_TIME:-30}
+T=${PS_FUZZ_TIME:-15}
 cd "$SRC" || exit 1
 tmp=$(mktemp -d /tmp/ps-fuzz-probe-$$.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
@@ -13,18 +16,27 @@ if ! command -v clang >/dev/null 2>&1 || ! clang -fsanitize=fuzzer "$tmp/p.c" -o
 	echo "clang with libFuzzer (-fsanitize=fuzzer) is not available here"
 	exit 77
 fi
-make -s BUILD="$BUILD" "$BUILD/fuzz/wire_fuzz" "$BUILD/fuzz/wire_seeds" || exit 1
+targets="wire msg image"
+for t in $targets; do
+	make -s BUILD="$BUILD" "$BUILD/fuzz/${t}_fuzz" "$BUILD/fuzz/${t}_seeds" || exit 1
+done
 rm -rf "$BUILD/fuzz/artifacts"
-mkdir -p "$BUILD/fuzz/corpus" "$BUILD/fuzz/artifacts"
-"$BUILD/fuzz/wire_seeds" "$BUILD/fuzz/corpus" || exit 1
-"$BUILD/fuzz/wire_fuzz" -max_total_time="$T" -rss_limit_mb=1024 -print_final_stats=1 \
-	-artifact_prefix="$BUILD/fuzz/artifacts/" "$BUILD/fuzz/corpus" 2>&1 | tail -5
-rc=$?
-# the pipeline's status is tail's; libFuzzer's verdict is in the artifacts
-if ls "$BUILD/fuzz/artifacts/" | grep -q .; then
-	echo "wire_fuzz found a crashing input: $(ls "$BUILD"/fuzz/artifacts/)"
-	exit 1
-fi
-[ $rc -eq 0 ] || exit 1
-echo "wire_fuzz: no crash in ${T}s"
+mkdir -p "$BUILD/fuzz/artifacts"
+for t in $targets; do
+	corpus="$BUILD/fuzz/corpus-$t"
+	mkdir -p "$corpus"
+	"$BUILD/fuzz/${t}_seeds" "$corpus" || exit 1
+	"$BUILD/fuzz/${t}_fuzz" -max_total_time="$T" -max_len=65536 -rss_limit_mb=2048 \
+		-print_final_stats=1 -artifact_prefix="$BUILD/fuzz/artifacts/$t-" "$corpus" \
+		>"$BUILD/fuzz/$t.log" 2>&1
+	rc=$?
+	grep -E '^stat::number_of_executed_units' "$BUILD/fuzz/$t.log" | sed "s/^/${t}_fuzz: /"
+	# libFuzzer's verdict is in its exit status and its artifacts
+	if [ $rc -ne 0 ] || ls "$BUILD/fuzz/artifacts/" | grep -q "^$t-"; then
+		tail -30 "$BUILD/fuzz/$t.log"
+		echo "${t}_fuzz found a crashing input: $(ls "$BUILD"/fuzz/artifacts/)"
+		exit 1
+	fi
+	echo "${t}_fuzz: no crash in ${T}s"
+done
 exit 0

@@ -35,9 +35,14 @@ if ! "$HAUL" checkpoint "$pid" --images "$D/img" --leave-running >"$D/ck.log" 2>
 fi
 sleep 0.2
 kill -0 "$pid" 2>/dev/null || { echo "FAIL: the source did not keep running"; fail=1; }
+# It ticks every 100 iterations; on a loaded machine that can take a while: wait up to 5 s.
 t1=$(grep -c tick "$D/run.out")
-sleep 0.3
-t2=$(grep -c tick "$D/run.out")
+t2=$t1
+for i in $(seq 1 50); do
+	t2=$(grep -c tick "$D/run.out")
+	[ "$t2" -gt "$t1" ] && break
+	sleep 0.1
+done
 [ "$t2" -gt "$t1" ] || { echo "FAIL: the source stopped ticking after --leave-running"; fail=1; }
 
 # The PID is taken by the running source: without a namespace, restore must refuse.

@@ -50,7 +50,9 @@ static void write_key(const char *path, uint8_t byte)
 	uint8_t k[48];
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 
-	memset(k, byte, sizeof(k));
+	/* distinct per @byte, and varied: a repeated byte is refused as no secret */
+	for (size_t i = 0; i < sizeof(k); i++)
+		k[i] = (uint8_t)(byte ^ (i * 151 + 7));
 	cr_assert_geq(fd, 0);
 	cr_assert_eq(write(fd, k, sizeof(k)), (ssize_t)sizeof(k));
 	close(fd);
@@ -322,14 +324,23 @@ Test(ps, encrypted_stream_roundtrips_and_plain_is_refused_when_required)
 
 /* ---- raw peers ---- */
 
-static int raw_connect(int port)
+/* Connect from 127.0.0.@from (0: let the kernel choose). */
+static int raw_connect_from(int port, uint8_t from)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	struct sockaddr_in src = {.sin_family = AF_INET};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
+	src.sin_addr.s_addr = htonl(0x7f000000u | from);
+	cr_assert(!from || bind(fd, (struct sockaddr *)&src, sizeof(src)) == 0);
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
 	return fd;
+}
+
+static int raw_connect(int port)
+{
+	return raw_connect_from(port, 0);
 }
 
 /* Whether the server closed @fd within @ms (reads and discards what it sent). */
@@ -380,15 +391,18 @@ static ProtobufCMessage *raw_recv(int fd, unsigned *type)
 	return m;
 }
 
-/* A raw peer that authenticates properly. */
-static int raw_auth(int port, uint32_t *seq)
+/*
+ * A raw peer from 127.0.0.@from that authenticates properly; *@reply (if
+ * not NULL) gets the type of the server's answer to Auth, else it must be Auth.
+ */
+static int raw_auth_from(int port, uint8_t from, uint32_t *seq, unsigned *reply)
 {
 	Haul__Wire__Hello hello = HAUL__WIRE__HELLO__INIT, *sh;
 	Haul__Wire__Auth auth = HAUL__WIRE__AUTH__INIT;
 	uint8_t cn[32], sn[32], mac[32], key[32];
 	ProtobufCMessage *m;
 	unsigned type;
-	int fd = raw_connect(port);
+	int fd = raw_connect_from(port, from);
 
 	cr_assert_eq(ps_key_load(keyfile, key), 0);
 	randombytes_buf(cn, 32);
@@ -406,8 +420,16 @@ static int raw_auth(int port, uint32_t *seq)
 	auth.mac.len = 32;
 	raw_frame(fd, seq, WIRE_AUTH, &auth.base, NULL, 0);
 	wire_msg_free(raw_recv(fd, &type));
-	cr_assert_eq(type, WIRE_AUTH);
+	if (reply)
+		*reply = type;
+	else
+		cr_assert_eq(type, WIRE_AUTH);
 	return fd;
+}
+
+static int raw_auth(int port, uint32_t *seq)
+{
+	return raw_auth_from(port, 0, seq, NULL);
 }
 
 /* Open a STORE session of @nstreams streams for @pid on an authenticated @fd, with one VMA. */
@@ -854,4 +876,168 @@ Test(ps, a_flood_of_idle_connections_does_not_lock_out_a_keyed_client)
 	cr_assert(daemon_alive(&d));
 	daemon_kill(&d, SIGTERM);
 	cr_assert(log_has(&d, "to make room"));
+}
+
+/* ---- bad input after authentication, and the cost one key holder may cause ---- */
+
+/*
+ * A LIVE session of @pid (restored by the daemon's sink) on an authenticated
+ * @fd.  False when the sink cannot start a restore here (then the caller skips).
+ */
+static bool raw_open_live(int fd, uint32_t *seq, int32_t pid)
+{
+	Haul__Wire__SessionOpen so = HAUL__WIRE__SESSION_OPEN__INIT;
+	ProtobufCMessage *m;
+	unsigned type;
+
+	so.session_id = (uint64_t)pid * 7919;
+	so.kind = HAUL__WIRE__SESSION_KIND__LIVE;
+	so.pid = pid;
+	so.nstreams = 1;
+	raw_frame(fd, seq, WIRE_SESSION_OPEN, &so.base, NULL, 0);
+	m = raw_recv(fd, &type);
+	wire_msg_free(m);
+	return type == WIRE_SESSION_OK;
+}
+
+/* A one-VMA layout on @fd; the type of the server's answer (ACK or ERROR). */
+static unsigned raw_layout(int fd, uint32_t *seq, const struct haul_vma *v)
+{
+	struct haul_layout l = {(struct haul_vma *)v, 1};
+	Haul__Wire__Vma wv[1], *wp[1];
+	Haul__Wire__Layout lm;
+	unsigned type;
+
+	wire_layout_to_msg(&l, wv, wp, &lm);
+	raw_frame(fd, seq, WIRE_LAYOUT, &lm.base, NULL, 0);
+	wire_msg_free(raw_recv(fd, &type));
+	return type;
+}
+
+/* The daemon's resident memory high-water mark, KiB. */
+static long daemon_hwm_kb(const struct daemon *d)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)d->pid);
+	f = fopen(path, "re");
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+Test(ps, file_vma_without_a_path_is_refused_and_the_server_serves_on)
+{
+	struct haul_vma v = {
+		.start = BASE, .end = BASE + (1 << 20), .prot = 1, .flags = HAUL_VMA_FILE};
+	struct daemon d;
+	struct good g;
+	pthread_t t;
+	uint32_t seq = 0;
+	int fd;
+
+	daemon_start(&d, 0, NULL);
+	fd = raw_auth(d.port, &seq);
+	if (!raw_open_live(fd, &seq, test_pid + 300))
+		cr_skip_test("the page server cannot start a restore here (see %s)", d.log);
+	cr_assert_eq(raw_layout(fd, &seq, &v), WIRE_ERROR);
+	cr_assert(closed_within(fd, 3000));
+	close(fd);
+	/* the daemon lives, and another session goes through from start to end */
+	g.port = d.port;
+	cr_assert_eq(pthread_create(&t, NULL, good_client, &g), 0);
+	pthread_join(t, NULL);
+	cr_assert_eq(g.result, 0, "the good client failed: %d", g.result);
+	cr_assert(daemon_alive(&d));
+	daemon_kill(&d, SIGTERM);
+	cr_assert(log_has(&d, "vmas[0]: file mapping"), "no reason naming the field (see %s)",
+		  d.log);
+	unlink(d.log);
+}
+
+Test(ps, a_16_tib_vma_costs_the_server_no_big_allocation)
+{
+	struct haul_vma v = {.start = 0x100000000000ull,
+			     .end = 0x200000000000ull,
+			     .prot = 1,
+			     .flags = HAUL_VMA_FILE,
+			     .path = "/etc/hostname"};
+	struct daemon d;
+	uint32_t seq = 0;
+	long before, after;
+	unsigned type;
+	int fd;
+
+	daemon_start(&d, 0, NULL);
+	fd = raw_auth(d.port, &seq);
+	if (!raw_open_live(fd, &seq, test_pid + 400))
+		cr_skip_test("the page server cannot start a restore here (see %s)", d.log);
+	before = daemon_hwm_kb(&d);
+	/* mapped or refused by the kernel: either way no 512 MiB page bitmap */
+	type = raw_layout(fd, &seq, &v);
+	cr_assert(type == WIRE_ACK || type == WIRE_ERROR, "got frame type %u", type);
+	after = daemon_hwm_kb(&d);
+	cr_assert_lt(after - before, 64 << 10, "the daemon grew by %ld KiB for one layout",
+		     after - before);
+	close(fd);
+	cr_assert(daemon_alive(&d));
+	daemon_kill(&d, SIGTERM);
+	unlink(d.log);
+}
+
+Test(ps, idle_authenticated_connections_time_out_and_let_a_new_client_in, .timeout = 60)
+{
+	enum {
+		PER = 128, /* PS_MAX_CONNS_PER_PEER */
+		ALL = 256  /* PS_MAX_CONNS */
+	};
+	static int fds[ALL];
+	struct daemon d;
+	struct ps_client *c;
+	struct ps_client_opts o;
+	struct haul_layout l = one_vma(1 << 20);
+	uint32_t seq;
+	unsigned reply;
+	int fd;
+
+	daemon_start(&d, 0, "--idle-timeout", "1500", NULL);
+	/* one address holds at most PER authenticated connections; more are told why */
+	for (int i = 0; i < PER; i++) {
+		seq = 0;
+		fds[i] = raw_auth_from(d.port, 3, &seq, NULL);
+	}
+	seq = 0;
+	fd = raw_auth_from(d.port, 3, &seq, &reply);
+	cr_assert_eq(reply, WIRE_ERROR);
+	cr_assert(closed_within(fd, 3000));
+	close(fd);
+	/* a second address fills the table with connections that say nothing */
+	for (int i = PER; i < ALL; i++) {
+		seq = 0;
+		fds[i] = raw_auth_from(d.port, 4, &seq, NULL);
+	}
+	/* the table is full: a third address gets no hello until the idle ones go */
+	o = copts(d.port, 1, PS_SESSION_STORE);
+	o.timeout_ms = 500;
+	cr_assert_neq(ps_client_new(&o, &c), 0, "a client got in past a full table");
+	for (int i = 0; i < ALL; i++) {
+		cr_assert(closed_within(fds[i], 5000), "idle connection %d was kept", i);
+		close(fds[i]);
+	}
+	o.timeout_ms = 20000;
+	cr_assert_eq(ps_client_new(&o, &c), 0);
+	cr_assert_eq(ps_client_layout(c, &l), 0);
+	cr_assert_eq(send_round(c, 1, 1 << 20, 6), 0);
+	cr_assert_eq(verify(c, 1 << 20, 6), 0);
+	ps_client_free(c);
+	cr_assert(daemon_alive(&d));
+	daemon_kill(&d, SIGTERM);
+	cr_assert(log_has(&d, "idle for 1500 ms"));
+	cr_assert(log_has(&d, "authenticated connections from its address"));
+	unlink(d.log);
 }

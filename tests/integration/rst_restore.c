@@ -554,3 +554,77 @@ Test(rst, three_threads_restore_with_their_tids_on_the_host, .timeout = 60)
 {
 	threads_once(RST_PIDNS_AUTO);
 }
+
+/* The whole of @path, malloc()ed; *@len its size. */
+static uint8_t *read_whole(const char *path, size_t *len)
+{
+	struct stat st;
+	uint8_t *b;
+	int fd = open(path, O_RDONLY);
+
+	cr_assert_geq(fd, 0, "cannot open %s", path);
+	cr_assert_eq(fstat(fd, &st), 0);
+	b = malloc(st.st_size ? st.st_size : 1);
+	cr_assert_not_null(b);
+	cr_assert_eq(pread(fd, b, st.st_size, 0), st.st_size);
+	close(fd);
+	*len = st.st_size;
+	return b;
+}
+
+/*
+ * An image with one flipped byte in a page is refused before anything is
+ * created, and left byte for byte as it was; put right, it restores to the
+ * undisturbed result (the refusal was the damage, nothing else).
+ */
+Test(rst, image_with_a_flipped_page_byte_is_refused_and_left_as_it_was, .timeout = 60)
+{
+	char dir[256], imgs[300], pages[700], out[600], want[128], got[128], cmd[700];
+	struct rst_target_opts o = {.pidns = RST_PIDNS_ALWAYS};
+	struct rst_ckpt_stats st;
+	struct rst_target *t = NULL;
+	uint8_t *before, *after;
+	size_t blen, alen;
+	pid_t pid, here = 0;
+	int status, ret, fd;
+	uint8_t b;
+
+	make_dir(dir, sizeof(dir), "flip");
+	expected_final(dir, "1500", "16", want, sizeof(want));
+	snprintf(out, sizeof(out), "%s/run.out", dir);
+	snprintf(imgs, sizeof(imgs), "%s/images", dir);
+	pid = spawn_counter(dir, out, "1500", "16", "1000");
+	msleep(400);
+	ret = rst_checkpoint_images(pid, imgs, false, NULL, &st);
+	cr_assert_eq(ret, 0, "checkpoint failed: %s", strerror(-ret));
+	waitpid(pid, &status, 0);
+
+	snprintf(pages, sizeof(pages), "%s/%s/%d/pages.img", imgs, st.id, (int)pid);
+	fd = open(pages, O_RDWR);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(pread(fd, &b, 1, 2 * 4096 + 9), 1);
+	b ^= 0x40;
+	cr_assert_eq(pwrite(fd, &b, 1, 2 * 4096 + 9), 1);
+	before = read_whole(pages, &blen);
+	ret = rst_restore_images(imgs, NULL, 0, &o, &t, &here);
+	cr_expect_eq(ret, -EBADMSG, "restore of a damaged image: %s", strerror(-ret));
+	cr_expect_eq(here, 0, "a process was created for a damaged image");
+	after = read_whole(pages, &alen);
+	cr_expect(blen == alen && !memcmp(before, after, blen), "the restore changed pages.img");
+	free(before);
+	free(after);
+
+	b ^= 0x40;
+	cr_assert_eq(pwrite(fd, &b, 1, 2 * 4096 + 9), 1);
+	close(fd);
+	ret = rst_restore_images(imgs, NULL, 0, &o, &t, &here);
+	cr_assert_eq(ret, 0, "restore of the repaired image: %s", strerror(-ret));
+	status = rst_target_wait(t);
+	rst_target_free(t);
+	cr_expect_eq(status, 0, "restored process exited with %d:\n%s", status, slurp(out));
+	final_line(out, got, sizeof(got));
+	cr_expect_str_eq(got, want);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		cr_log_warn("cannot remove %s", dir);
+}

@@ -326,3 +326,115 @@ Test(pstore, direct_writes_are_refused_on_disk)
 	pstore_close(s);
 	rmrf();
 }
+
+/* Commit one process (pid 20, 8 data pages, 2 zero pages) into tmpdir; its file @name's path. */
+static void commit_one(char *path, size_t len, const char *name)
+{
+	static uint8_t a[8 * PG];
+	struct pstore_proc *p;
+	struct pstore *s;
+
+	mkdtemp_dir();
+	fill(a, 8, 3);
+	cr_assert_eq(pstore_open(tmpdir, &s), 0);
+	cr_assert_eq(pstore_proc_get(s, 20, true, &p), 0);
+	cr_assert_eq(pstore_set_layout(p, &layout), 0);
+	cr_assert_eq(pstore_set_state(p, "STATE", 5), 0);
+	cr_assert_eq(pstore_put(p, BASE, a, 8), 0);
+	cr_assert_eq(pstore_put(p, BASE + 8 * PG, NULL, 2), 0);
+	cr_assert_eq(pstore_commit(p, 1), 0);
+	pstore_close(s);
+	snprintf(path, len, "%s/20/%s", tmpdir, name);
+}
+
+static void poke(const char *path, off_t off, uint8_t byte)
+{
+	int fd = open(path, O_WRONLY);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(pwrite(fd, &byte, 1, off), 1);
+	close(fd);
+}
+
+static off_t size_of(const char *path)
+{
+	struct stat st;
+
+	cr_assert_eq(stat(path, &st), 0);
+	return st.st_size;
+}
+
+Test(pstore, read_only_open_checks_every_slot_and_changes_nothing)
+{
+	static uint8_t buf[8 * PG];
+	struct pstore_proc *p;
+	struct pstore *s;
+	char pages[128], tmp[128];
+	int fd;
+
+	commit_one(pages, sizeof(pages), "pages.img");
+	snprintf(tmp, sizeof(tmp), "%s/20/index.img.tmp", tmpdir);
+	fd = open(tmp, O_WRONLY | O_CREAT, 0600);
+	close(fd);
+	cr_assert_eq(pstore_open_ro(tmpdir, &s), 0);
+	cr_assert_eq(pstore_proc_get(s, 20, false, &p), 0);
+	cr_assert_eq(pstore_verify(p), 0);
+	cr_assert_eq(pstore_read(p, BASE, 8, buf), 8);
+	cr_assert_eq(pstore_put(p, BASE, buf, 1), -EROFS);
+	cr_assert_eq(pstore_commit(p, 2), -EROFS);
+	cr_assert_eq(pstore_proc_get(s, 21, true, &p), -EROFS);
+	pstore_close(s);
+	cr_assert_eq(access(tmp, F_OK), 0, "a read-only open deleted index.img.tmp");
+
+	poke(pages, 5 * PG + 17, 0xee);
+	cr_assert_eq(pstore_open_ro(tmpdir, &s), 0);
+	cr_assert_eq(pstore_proc_get(s, 20, false, &p), 0);
+	cr_assert_eq(pstore_verify(p), -EBADMSG);
+	cr_assert_eq(pstore_read(p, BASE + 4 * PG, 2, buf), -EBADMSG);
+	cr_assert_eq(pstore_read(p, BASE, 4, buf), 4); /* the slots before it are intact */
+	pstore_close(s);
+	rmrf();
+}
+
+Test(pstore, truncated_pages_file_is_refused_and_never_grown)
+{
+	struct pstore_proc *p;
+	struct pstore *s;
+	char pages[128];
+
+	commit_one(pages, sizeof(pages), "pages.img");
+	cr_assert_eq(truncate(pages, 3 * PG), 0);
+	cr_assert_eq(pstore_open_ro(tmpdir, &s), -EBADMSG);
+	cr_assert_eq(size_of(pages), 3 * PG);
+	/* The page server's open ignores the damaged process and does not grow its file. */
+	cr_assert_eq(pstore_open(tmpdir, &s), 0);
+	cr_assert_eq(pstore_proc_get(s, 20, false, &p), -ENOENT);
+	pstore_close(s);
+	cr_assert_eq(size_of(pages), 3 * PG);
+	rmrf();
+}
+
+Test(pstore, damaged_or_other_version_index_is_refused_by_a_read_only_open)
+{
+	char index[128];
+	struct pstore *s;
+	off_t n;
+
+	commit_one(index, sizeof(index), "index.img");
+	n = size_of(index);
+	poke(index, n - 2, 0x5a); /* inside the message: its checksum fails */
+	cr_assert_eq(pstore_open_ro(tmpdir, &s), -EBADMSG);
+	rmrf();
+
+	commit_one(index, sizeof(index), "index.img");
+	poke(index, 8, 1); /* format version 1 */
+	cr_assert_eq(pstore_open_ro(tmpdir, &s), -EPROTONOSUPPORT);
+	rmrf();
+
+	commit_one(index, sizeof(index), "index.img");
+	cr_assert_eq(truncate(index, n - 1), 0);
+	cr_assert_eq(pstore_open_ro(tmpdir, &s), -EBADMSG);
+	cr_assert_eq(unlink(index), 0);
+	cr_assert_eq(pstore_open_ro(tmpdir, &s), -ENOENT);
+	rmrf();
+}

@@ -1,15 +1,21 @@
 /*
  * rst_image.c - the restorer's checks that need no process: image parsing,
- * clock offsets, and options refused before anything is forked.
+ * clock offsets, options refused before anything is forked, and the images
+ * directory (atomic switch, leftovers of failed checkpoints, identity).
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "image.pb-c.h"
+#include "restore/imgdir_int.h"
 #include "restore/restore.h"
 
 static uint64_t now_ns(clockid_t c)
@@ -159,4 +165,159 @@ Test(rst_image, session_without_clocks_keeps_ours)
 	rst_session_clock_offsets(&info, &mono, &boot);
 	cr_expect_eq(mono, 0);
 	cr_expect_eq(boot, 0);
+}
+
+/* ---- the images directory: atomic switch, leftovers, identity ---------------------------- */
+
+static char imgdir[64];
+
+static void imgdir_make(void)
+{
+	snprintf(imgdir, sizeof(imgdir), "/tmp/rst-imgdir-%d-XXXXXX", getpid());
+	cr_assert_not_null(mkdtemp(imgdir));
+}
+
+static void imgdir_remove(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", imgdir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+/* Entries of imgdir whose name starts with @prefix. */
+static int count_entries(const char *prefix)
+{
+	DIR *d = opendir(imgdir);
+	struct dirent *de;
+	int n = 0;
+
+	cr_assert_not_null(d);
+	while ((de = readdir(d)))
+		n += !strncmp(de->d_name, prefix, strlen(prefix)) && strcmp(de->d_name, ".") &&
+		     strcmp(de->d_name, "..");
+	closedir(d);
+	return n;
+}
+
+/* One checkpoint of ourselves known as @own whose image holds DIR/<id>/<own>/mark = @mark. */
+static void write_image(pid_t own, const char *mark, char *id, size_t len)
+{
+	struct rst_imgdir_tx tx;
+	char path[PATH_MAX + 32];
+	FILE *f;
+
+	cr_assert_eq(rst_imgdir_begin(imgdir, getpid(), own, &tx), 0);
+	snprintf(path, sizeof(path), "%s/%d", tx.path, (int)own);
+	cr_assert_eq(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/%d/mark", tx.path, (int)own);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fputs(mark, f);
+	fclose(f);
+	cr_assert_eq(rst_imgdir_switch(&tx, NULL), 0);
+	snprintf(id, len, "%s", tx.id);
+	rst_imgdir_end(&tx);
+}
+
+static void read_mark(const char *id, pid_t own, char *buf, size_t len)
+{
+	char path[PATH_MAX];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s/%d/mark", imgdir, id, (int)own);
+	f = fopen(path, "r");
+	cr_assert_not_null(f, "%s is missing", path);
+	cr_assert_not_null(fgets(buf, (int)len, f));
+	fclose(f);
+}
+
+Test(rst_image, a_new_image_of_the_same_process_replaces_the_old_and_leaves_nothing)
+{
+	char id[96], id2[96], mark[16];
+
+	imgdir_make();
+	write_image(1, "old", id, sizeof(id));
+	write_image(1, "new", id2, sizeof(id2));
+	cr_assert_str_eq(id, id2);
+	read_mark(id, 1, mark, sizeof(mark));
+	cr_assert_str_eq(mark, "new");
+	cr_assert_eq(count_entries(""), 1);
+	imgdir_remove();
+}
+
+Test(rst_image, a_failed_checkpoint_leaves_the_old_image_and_no_partial_files)
+{
+	struct rst_imgdir_tx tx;
+	char id[96], mark[16];
+
+	imgdir_make();
+	write_image(1, "old", id, sizeof(id));
+	cr_assert_eq(rst_imgdir_begin(imgdir, getpid(), 1, &tx), 0);
+	cr_assert_eq(count_entries(RST_IMGDIR_TMP), 1);
+	rst_imgdir_end(&tx); /* failed before the switch */
+	cr_assert_eq(count_entries(RST_IMGDIR_TMP), 0);
+	read_mark(id, 1, mark, sizeof(mark));
+	cr_assert_str_eq(mark, "old");
+	imgdir_remove();
+}
+
+Test(rst_image, leftovers_of_a_killed_checkpoint_go_at_the_next_one_a_live_ones_stay)
+{
+	struct rst_imgdir_tx live, next;
+	char path[PATH_MAX];
+
+	imgdir_make();
+	/* A checkpoint that died: its tmp directory is there, nobody holds its lock. */
+	snprintf(path, sizeof(path), "%s/%sdead-XXXXXX", imgdir, RST_IMGDIR_TMP);
+	cr_assert_not_null(mkdtemp(path));
+	cr_assert_eq(rst_imgdir_begin(imgdir, getpid(), 1, &live), 0);
+	cr_assert_eq(count_entries(RST_IMGDIR_TMP), 1); /* the dead one went */
+	cr_assert_eq(rst_imgdir_begin(imgdir, getpid(), 2, &next), 0);
+	cr_assert_eq(count_entries(RST_IMGDIR_TMP), 2); /* the live one stays */
+	rst_imgdir_end(&next);
+	rst_imgdir_end(&live);
+	cr_assert_eq(count_entries(RST_IMGDIR_TMP), 0);
+	imgdir_remove();
+}
+
+Test(rst_image, restore_takes_the_only_image_and_asks_which_of_several)
+{
+	char id1[96], id2[96], store[PATH_MAX], want[PATH_MAX];
+	pid_t found = 0;
+
+	imgdir_make();
+	cr_assert_eq(rst_imgdir_find(imgdir, NULL, 0, store, sizeof(store), &found), -ENOENT);
+	write_image(1, "a", id1, sizeof(id1));
+	cr_assert_eq(rst_imgdir_find(imgdir, NULL, 0, store, sizeof(store), &found), 0);
+	snprintf(want, sizeof(want), "%s/%s", imgdir, id1);
+	cr_assert_str_eq(store, want);
+	cr_assert_eq(found, 1);
+	/* Another process, PID 7 in its own namespace: its own image, none replaced. */
+	write_image(7, "b", id2, sizeof(id2));
+	cr_assert_str_neq(id1, id2);
+	cr_assert_eq(rst_imgdir_find(imgdir, NULL, 0, store, sizeof(store), &found), -EINVAL);
+	cr_assert_eq(rst_imgdir_find(imgdir, id2, 0, store, sizeof(store), &found), 0);
+	cr_assert_eq(found, 7);
+	cr_assert_eq(rst_imgdir_find(imgdir, NULL, 1, store, sizeof(store), &found), 0);
+	snprintf(want, sizeof(want), "%s/%s", imgdir, id1);
+	cr_assert_str_eq(store, want);
+	cr_assert_eq(rst_imgdir_find(imgdir, "nope", 0, store, sizeof(store), &found), -ENOENT);
+	imgdir_remove();
+}
+
+Test(rst_image, restore_reads_a_page_servers_directory_by_pid)
+{
+	char path[PATH_MAX], store[PATH_MAX];
+	pid_t found = 0;
+
+	imgdir_make();
+	snprintf(path, sizeof(path), "%s/42", imgdir);
+	cr_assert_eq(mkdir(path, 0700), 0);
+	cr_assert_eq(rst_imgdir_find(imgdir, NULL, 0, store, sizeof(store), &found), 0);
+	cr_assert_str_eq(store, imgdir);
+	cr_assert_eq(found, 42);
+	cr_assert_eq(rst_imgdir_find(imgdir, "42", 0, store, sizeof(store), &found), 0);
+	cr_assert_eq(rst_imgdir_find(imgdir, NULL, 43, store, sizeof(store), &found), -ENOENT);
+	imgdir_remove();
 }

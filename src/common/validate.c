@@ -1,0 +1,470 @@
+/*
+ * validate.c - field-by-field checks of peer messages and image records.
+ *
+ * Why a separate pass: protobuf-c only checks that a message parses and its
+ * required fields are present.  Everything else (a FILE VMA without a path,
+ * a range past the address space, signal 0, fd -5, a 16 TiB VMA) would
+ * reach code that trusts it, on the root page server, where one crash ends
+ * every session.  So each message kind gets one function, called where it
+ * is decoded, before any handler looks at it; a failure names the field in
+ * @why and returns -EBADMSG, and the caller closes that one connection (or
+ * refuses that one image) with the reason.
+ *
+ * Rules, common to all: addresses page-aligned, start < end, inside the
+ * user address space ([0, VAL_TASK_SIZE); only a [vsyscall] VMA may sit at
+ * its fixed page above it); VMAs sorted and non-overlapping; strings
+ * present where required, non-empty and shorter than PATH_MAX; counts
+ * bounded (policy.h and the VAL_MAX_* of validate.h); enums in range;
+ * signals 1..64; fds 0..nr_open-1 and unique.  Checks never allocate more
+ * than the message already cost (the fd set is a bitmap of the fds named).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+
+#include "common/policy.h"
+#include "common/validate.h"
+
+#define VAL_NSIG 64
+
+#define VAL_PROT_ALL  (PROT_READ | PROT_WRITE | PROT_EXEC)
+#define VAL_FLAGS_ALL ((HAUL_VMA_MAYSHARE << 1) - 1)
+
+static int fail(char *why, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(char *why, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (n) {
+		va_start(ap, fmt);
+		vsnprintf(why, n, fmt, ap);
+		va_end(ap);
+	}
+	return -EBADMSG;
+}
+
+/* A C string the restorer may hand to the kernel: present if @required, bounded. */
+static bool str_ok(const char *s, bool required)
+{
+	if (!s)
+		return !required;
+	return s[0] && strnlen(s, VAL_MAX_STR) < VAL_MAX_STR;
+}
+
+static bool sig_ok(uint64_t sig)
+{
+	return sig >= 1 && sig <= VAL_NSIG;
+}
+
+/* [addr, addr + npages pages) without overflow, page-aligned, below VAL_TASK_SIZE. */
+static bool range_ok(uint64_t addr, uint64_t npages)
+{
+	return !(addr & (HAUL_PAGE_SIZE - 1)) && npages && addr < VAL_TASK_SIZE &&
+	       npages <= (VAL_TASK_SIZE - addr) / HAUL_PAGE_SIZE;
+}
+
+/* One VMA: @prev_end is the previous VMA's end (0 for the first). */
+static int vma_check(const char *what, size_t i, uint64_t start, uint64_t end, uint32_t prot,
+		     uint32_t flags, const char *path, uint64_t prev_end, char *why, size_t n)
+{
+	if ((start | end) & (HAUL_PAGE_SIZE - 1) || start >= end)
+		return fail(why, n, "%s[%zu]: range %#llx-%#llx is empty or not page-aligned", what,
+			    i, (unsigned long long)start, (unsigned long long)end);
+	if (start < prev_end)
+		return fail(why, n, "%s[%zu]: %#llx-%#llx overlaps or precedes the VMA before it",
+			    what, i, (unsigned long long)start, (unsigned long long)end);
+	if (end > VAL_TASK_SIZE && !((flags & HAUL_VMA_VSYSCALL) && start == VAL_VSYSCALL_START &&
+				     end == VAL_VSYSCALL_START + HAUL_PAGE_SIZE))
+		return fail(why, n, "%s[%zu]: %#llx-%#llx lies outside the user address space",
+			    what, i, (unsigned long long)start, (unsigned long long)end);
+	if (prot & ~VAL_PROT_ALL)
+		return fail(why, n, "%s[%zu]: unknown protection bits %#x", what, i, prot);
+	if (flags & ~VAL_FLAGS_ALL)
+		return fail(why, n, "%s[%zu]: unknown flag bits %#x", what, i, flags);
+	if ((flags & HAUL_VMA_FILE) && !(flags & HAUL_VMA_SHMEM) && !str_ok(path, true))
+		return fail(why, n, "%s[%zu]: file mapping %#llx-%#llx has %s path", what, i,
+			    (unsigned long long)start, (unsigned long long)end,
+			    path ? "an empty or over-long" : "no");
+	if (!str_ok(path, false))
+		return fail(why, n, "%s[%zu]: path is empty or longer than %d bytes", what, i,
+			    VAL_MAX_STR - 1);
+	return 0;
+}
+
+int val_layout(const struct haul_layout *l, char *why, size_t n)
+{
+	if (l->n > VAL_MAX_VMAS)
+		return fail(why, n, "vmas: %zu VMAs, more than %d", l->n, VAL_MAX_VMAS);
+	for (size_t i = 0; i < l->n; i++) {
+		const struct haul_vma *v = &l->v[i];
+		int ret = vma_check("vmas", i, v->start, v->end, v->prot, v->flags, v->path,
+				    i ? l->v[i - 1].end : 0, why, n);
+
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int img_vmas(Haul__Img__Vma *const *v, size_t nv, char *why, size_t n)
+{
+	if (nv > VAL_MAX_VMAS)
+		return fail(why, n, "vmas: %zu VMAs, more than %d", nv, VAL_MAX_VMAS);
+	for (size_t i = 0; i < nv; i++) {
+		int ret = vma_check("vmas", i, v[i]->start, v[i]->end, v[i]->prot, v[i]->flags,
+				    v[i]->path, i ? v[i - 1]->end : 0, why, n);
+
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* ---- session and page messages ----------------------------------------------------- */
+
+int val_session_open(const Haul__Wire__SessionOpen *m, char *why, size_t n)
+{
+	if (!m->session_id)
+		return fail(why, n, "session_id: 0");
+	if (m->kind > HAUL__WIRE__SESSION_KIND__FETCH)
+		return fail(why, n, "kind: unknown session kind %d", (int)m->kind);
+	if (m->pid <= 0)
+		return fail(why, n, "pid: %d", m->pid);
+	if (!m->nstreams || m->nstreams > PS_MAX_STREAMS)
+		return fail(why, n, "nstreams: %u (1..%d)", m->nstreams, PS_MAX_STREAMS);
+	if (m->comm && strnlen(m->comm, VAL_MAX_STR) >= VAL_MAX_STR)
+		return fail(why, n, "comm: longer than %d bytes", VAL_MAX_STR - 1);
+	if (m->has_boot_id && m->boot_id.len != 16)
+		return fail(why, n, "boot_id: %zu bytes, not 16", m->boot_id.len);
+	return 0;
+}
+
+int val_session_join(const Haul__Wire__SessionJoin *m, uint32_t nstreams, char *why, size_t n)
+{
+	bool resume = m->has_resume && m->resume;
+
+	if (!m->session_id)
+		return fail(why, n, "session_id: 0");
+	if ((m->stream == 0 && !resume) || m->stream >= nstreams)
+		return fail(why, n, "stream: %u of a %u-stream session", m->stream, nstreams);
+	return 0;
+}
+
+int val_pages(const Haul__Wire__Pages *m, char *why, size_t n)
+{
+	if (m->n_ranges > WIRE_MAX_REQ_PAGES)
+		return fail(why, n, "ranges: %zu, more than %u", m->n_ranges, WIRE_MAX_REQ_PAGES);
+	for (size_t i = 0; i < m->n_ranges; i++) {
+		const Haul__Wire__PageRange *r = m->ranges[i];
+
+		if (r->npages > WIRE_MAX_REQ_PAGES || !range_ok(r->addr, r->npages))
+			return fail(why, n, "ranges[%zu]: %u pages at %#llx", i, r->npages,
+				    (unsigned long long)r->addr);
+		if (r->enc > HAUL__WIRE__ENCODING__ZERO)
+			return fail(why, n, "ranges[%zu]: unknown encoding %d", i, (int)r->enc);
+	}
+	return 0;
+}
+
+int val_page_req(const Haul__Wire__PageReq *m, char *why, size_t n)
+{
+	if (m->npages > WIRE_MAX_REQ_PAGES || !range_ok(m->addr, m->npages))
+		return fail(why, n, "%u pages at %#llx (1..%u aligned pages in the user space)",
+			    m->npages, (unsigned long long)m->addr, WIRE_MAX_REQ_PAGES);
+	return 0;
+}
+
+int val_stale(const Haul__Wire__State *m, size_t max_ranges, char *why, size_t n)
+{
+	if (m->n_stale % 2)
+		return fail(why, n, "stale: %zu numbers, not (addr, npages) pairs", m->n_stale);
+	if (m->n_stale / 2 > max_ranges)
+		return fail(why, n, "stale: %zu ranges, more than %zu", m->n_stale / 2, max_ranges);
+	for (size_t i = 0; i < m->n_stale; i += 2)
+		if (m->stale[i + 1] > UINT32_MAX || !range_ok(m->stale[i], m->stale[i + 1]))
+			return fail(why, n, "stale[%zu]: %llu pages at %#llx", i / 2,
+				    (unsigned long long)m->stale[i + 1],
+				    (unsigned long long)m->stale[i]);
+	return 0;
+}
+
+/* ---- process state ---------------------------------------------------------------------- */
+
+static int pending_check(const char *what, Haul__Img__PendingSignal *const *p, size_t np, char *why,
+			 size_t n)
+{
+	for (size_t i = 0; i < np; i++) {
+		int32_t signo;
+
+		if (p[i]->siginfo.len != 128)
+			return fail(why, n, "%s[%zu].siginfo: %zu bytes, not 128", what, i,
+				    p[i]->siginfo.len);
+		memcpy(&signo, p[i]->siginfo.data, sizeof(signo));
+		if (!sig_ok((uint64_t)(int64_t)signo))
+			return fail(why, n, "%s[%zu]: signal %d (1..%d)", what, i, signo, VAL_NSIG);
+	}
+	return 0;
+}
+
+static int rseq_check(const char *what, const Haul__Img__Rseq *r, char *why, size_t n)
+{
+	if (r && (r->addr >= VAL_TASK_SIZE || r->len > HAUL_PAGE_SIZE))
+		return fail(why, n, "%s.rseq: %u bytes at %#llx", what, r->len,
+			    (unsigned long long)r->addr);
+	return 0;
+}
+
+static int thread_check(const Haul__Img__ThreadState *th, size_t i, char *why, size_t n)
+{
+	char what[48];
+
+	snprintf(what, sizeof(what), "threads[%zu]", i);
+	if (th->tid <= 0)
+		return fail(why, n, "%s.tid: %d", what, th->tid);
+	if (th->xstate.len > VAL_MAX_XSTATE)
+		return fail(why, n, "%s.xstate: %zu bytes, more than %u", what, th->xstate.len,
+			    VAL_MAX_XSTATE);
+	if (th->comm && strnlen(th->comm, VAL_MAX_STR) >= VAL_MAX_STR)
+		return fail(why, n, "%s.comm: longer than %d bytes", what, VAL_MAX_STR - 1);
+	if (th->n_pending > 2 * VAL_NSIG * 1024)
+		return fail(why, n, "%s.pending: %zu signals", what, th->n_pending);
+	if (rseq_check(what, th->rseq, why, n))
+		return -EBADMSG;
+	snprintf(what, sizeof(what), "threads[%zu].pending", i);
+	return pending_check(what, th->pending, th->n_pending, why, n);
+}
+
+/* The deleted file's extents, the locks and the O_ASYNC owner of one fd. */
+static int fd_extras_check(const Haul__Img__Fd *f, size_t i, char *why, size_t n)
+{
+	uint64_t at = 0, data = 0;
+
+	if (f->n_extents % 2)
+		return fail(why, n,
+			    "fds[%zu] (fd %d).extents: %zu values, not (offset, length) pairs", i,
+			    f->fd, f->n_extents);
+	for (size_t k = 0; k < f->n_extents; k += 2) {
+		uint64_t off = f->extents[k], len = f->extents[k + 1];
+
+		if (off < at || len > UINT64_MAX - off || len > f->content.len - data ||
+		    (f->has_size && off + len > f->size))
+			return fail(why, n,
+				    "fds[%zu] (fd %d).extents[%zu]: %llu+%llu out of order or "
+				    "beyond the file or its content",
+				    i, f->fd, k / 2, (unsigned long long)off,
+				    (unsigned long long)len);
+		at = off + len;
+		data += len;
+	}
+	if (f->n_locks > VAL_MAX_EPOLL)
+		return fail(why, n, "fds[%zu] (fd %d).locks: %zu locks, more than %d", i, f->fd,
+			    f->n_locks, VAL_MAX_EPOLL);
+	for (size_t k = 0; k < f->n_locks; k++)
+		if (f->locks[k]->kind > HAUL__IMG__LOCK_KIND__LOCK_LEASE || f->locks[k]->type > 2)
+			return fail(why, n, "fds[%zu] (fd %d).locks[%zu]: kind %d type %u", i,
+				    f->fd, k, (int)f->locks[k]->kind, f->locks[k]->type);
+	if (f->has_async_sig && (f->async_sig < 0 || f->async_sig > VAL_NSIG))
+		return fail(why, n, "fds[%zu] (fd %d).async_sig: %d", i, f->fd, f->async_sig);
+	return 0;
+}
+
+static int fd_check(const Haul__Img__Fd *f, size_t i, char *why, size_t n)
+{
+	if (f->fd < 0 || (uint32_t)f->fd >= VAL_MAX_FDS)
+		return fail(why, n, "fds[%zu].fd: %d (0..%u)", i, f->fd, VAL_MAX_FDS - 1);
+	if (f->kind > HAUL__IMG__FD_KIND__FD_PATH)
+		return fail(why, n, "fds[%zu] (fd %d).kind: unknown kind %d", i, f->fd,
+			    (int)f->kind);
+	/* Reopened by path: those kinds must name a file; the others carry a description. */
+	if (!str_ok(f->path, false) ||
+	    (!f->path[0] &&
+	     (f->kind == HAUL__IMG__FD_KIND__FD_REG || f->kind == HAUL__IMG__FD_KIND__FD_DIR ||
+	      f->kind == HAUL__IMG__FD_KIND__FD_CHR || f->kind == HAUL__IMG__FD_KIND__FD_PATH)))
+		return fail(why, n, "fds[%zu] (fd %d).path: empty or longer than %d bytes", i,
+			    f->fd, VAL_MAX_STR - 1);
+	if (f->kind == HAUL__IMG__FD_KIND__FD_TIMERFD &&
+	    (!f->has_clockid || f->clockid < 0 || f->clockid > 11))
+		return fail(why, n, "fds[%zu] (fd %d).clockid: %d", i, f->fd, f->clockid);
+	if (f->kind == HAUL__IMG__FD_KIND__FD_UNIX_PAIR &&
+	    (!f->has_sock_type || (f->sock_type != 1 && f->sock_type != 2 && f->sock_type != 5)))
+		return fail(why, n, "fds[%zu] (fd %d).sock_type: %u (stream, dgram or seqpacket)",
+			    i, f->fd, f->sock_type);
+	if (fd_extras_check(f, i, why, n))
+		return -EBADMSG;
+	if (f->n_epoll > VAL_MAX_EPOLL)
+		return fail(why, n, "fds[%zu] (fd %d).epoll: %zu targets, more than %d", i, f->fd,
+			    f->n_epoll, VAL_MAX_EPOLL);
+	for (size_t k = 0; k < f->n_epoll; k++)
+		if (f->epoll[k]->tfd < 0 || (uint32_t)f->epoll[k]->tfd >= VAL_MAX_FDS)
+			return fail(why, n, "fds[%zu] (fd %d).epoll[%zu].tfd: %d", i, f->fd, k,
+				    f->epoll[k]->tfd);
+	return 0;
+}
+
+static int fds_check(const Haul__Img__ProcessState *ps, char *why, size_t n)
+{
+	uint64_t *seen;
+	int ret = 0;
+
+	if (ps->n_fds > VAL_MAX_FDS)
+		return fail(why, n, "fds: %zu fds, more than %u", ps->n_fds, VAL_MAX_FDS);
+	if (!ps->n_fds)
+		return 0;
+	/* One bit per possible fd number (128 KiB): duplicates would be restored twice. */
+	seen = calloc(VAL_MAX_FDS / 64, sizeof(*seen));
+	if (!seen)
+		return -ENOMEM;
+	for (size_t i = 0; i < ps->n_fds && !ret; i++) {
+		const Haul__Img__Fd *f = ps->fds[i];
+
+		ret = fd_check(f, i, why, n);
+		if (!ret && (seen[f->fd / 64] >> (f->fd % 64) & 1))
+			ret = fail(why, n, "fds[%zu].fd: %d appears twice", i, f->fd);
+		if (!ret)
+			seen[f->fd / 64] |= 1ull << (f->fd % 64);
+	}
+	free(seen);
+	return ret;
+}
+
+static int mm_check(const Haul__Img__MmMap *mm, char *why, size_t n)
+{
+	const uint64_t a[] = {mm->start_code, mm->end_code,  mm->start_data,  mm->end_data,
+			      mm->start_brk,  mm->brk,	     mm->start_stack, mm->arg_start,
+			      mm->arg_end,    mm->env_start, mm->env_end};
+
+	for (size_t i = 0; i < sizeof(a) / sizeof(a[0]); i++)
+		if (a[i] >= VAL_TASK_SIZE)
+			return fail(why, n, "mm: address %#llx outside the user address space",
+				    (unsigned long long)a[i]);
+	if (!str_ok(mm->exe, true))
+		return fail(why, n, "mm.exe: empty or longer than %d bytes", VAL_MAX_STR - 1);
+	return 0;
+}
+
+/* The process-wide scalars and strings. */
+static int proc_check(const Haul__Img__ProcessState *ps, char *why, size_t n)
+{
+	if (!str_ok(ps->kernel_release, true) || !str_ok(ps->arch, true))
+		return fail(why, n, "kernel_release/arch: missing or longer than %d bytes",
+			    VAL_MAX_STR - 1);
+	if (ps->pid <= 0)
+		return fail(why, n, "pid: %d", ps->pid);
+	if (strnlen(ps->comm, VAL_MAX_STR) >= VAL_MAX_STR)
+		return fail(why, n, "comm: longer than %d bytes", VAL_MAX_STR - 1);
+	if (!str_ok(ps->cwd, true))
+		return fail(why, n, "cwd: empty or longer than %d bytes", VAL_MAX_STR - 1);
+	if (ps->xstate.len > VAL_MAX_XSTATE)
+		return fail(why, n, "xstate: %zu bytes, more than %u", ps->xstate.len,
+			    VAL_MAX_XSTATE);
+	if (ps->auxv.len > VAL_MAX_AUXV || ps->auxv.len % 16)
+		return fail(why, n, "auxv: %zu bytes (pairs of 8-byte words, at most %d)",
+			    ps->auxv.len, VAL_MAX_AUXV);
+	if (ps->umask & ~0777u)
+		return fail(why, n, "umask: %#o", ps->umask);
+	if (ps->has_pdeathsig && ps->pdeathsig && !sig_ok((uint64_t)(int64_t)ps->pdeathsig))
+		return fail(why, n, "pdeathsig: signal %d (0..%d)", ps->pdeathsig, VAL_NSIG);
+	if (ps->has_nice && (ps->nice < -20 || ps->nice > 19))
+		return fail(why, n, "nice: %d (-20..19)", ps->nice);
+	if (ps->creds->n_groups > VAL_MAX_GROUPS)
+		return fail(why, n, "creds.groups: %zu, more than %d", ps->creds->n_groups,
+			    VAL_MAX_GROUPS);
+	if (ps->n_threads > VAL_MAX_THREADS)
+		return fail(why, n, "threads: %zu, more than %d", ps->n_threads, VAL_MAX_THREADS);
+	return rseq_check("state", ps->rseq, why, n);
+}
+
+int val_process_state(const Haul__Img__ProcessState *ps, char *why, size_t n)
+{
+	int ret = proc_check(ps, why, n);
+
+	if (!ret)
+		ret = mm_check(ps->mm, why, n);
+	if (ret)
+		return ret;
+	if (ps->n_sigactions > VAL_NSIG)
+		return fail(why, n, "sigactions: %zu, more than %d", ps->n_sigactions, VAL_NSIG);
+	for (size_t i = 0; i < ps->n_sigactions; i++)
+		if (!sig_ok(ps->sigactions[i]->signo))
+			return fail(why, n, "sigactions[%zu].signo: %u (1..%d)", i,
+				    ps->sigactions[i]->signo, VAL_NSIG);
+	if (ps->n_rlimits > RLIM_NLIMITS)
+		return fail(why, n, "rlimits: %zu, more than %d", ps->n_rlimits, RLIM_NLIMITS);
+	for (size_t i = 0; i < ps->n_rlimits; i++)
+		if (ps->rlimits[i]->resource >= RLIM_NLIMITS)
+			return fail(why, n, "rlimits[%zu].resource: %u (0..%d)", i,
+				    ps->rlimits[i]->resource, RLIM_NLIMITS - 1);
+	if (ps->n_itimers > 3)
+		return fail(why, n, "itimers: %zu, more than 3", ps->n_itimers);
+	for (size_t i = 0; i < ps->n_itimers; i++)
+		if (ps->itimers[i]->which > 2)
+			return fail(why, n, "itimers[%zu].which: %u (0..2)", i,
+				    ps->itimers[i]->which);
+	if (ps->n_pending > 2 * VAL_NSIG * 1024)
+		return fail(why, n, "pending: %zu signals", ps->n_pending);
+	ret = pending_check("pending", ps->pending, ps->n_pending, why, n);
+	for (size_t i = 0; i < ps->n_threads && !ret; i++)
+		ret = thread_check(ps->threads[i], i, why, n);
+	if (!ret)
+		ret = img_vmas(ps->vmas, ps->n_vmas, why, n);
+	if (!ret)
+		ret = fds_check(ps, why, n);
+	return ret;
+}
+
+int val_state_blob(const void *blob, size_t len, char *why, size_t n)
+{
+	Haul__Img__ProcessState *ps = haul__img__process_state__unpack(NULL, len, blob);
+	int ret;
+
+	if (!ps)
+		return fail(why, n, "the process state does not parse (corrupt or truncated)");
+	ret = val_process_state(ps, why, n);
+	haul__img__process_state__free_unpacked(ps, NULL);
+	return ret;
+}
+
+/* ---- image records ---------------------------------------------------------------------- */
+
+int val_image_index(const Haul__Wire__ImageIndex *m, int32_t pid, uint64_t file_slots, char *why,
+		    size_t n)
+{
+	if (m->pid != pid)
+		return fail(why, n, "pid: %d in the index of pid %d", m->pid, pid);
+	if (m->nslots > file_slots)
+		return fail(why, n, "nslots: %llu, but pages.img holds %llu pages",
+			    (unsigned long long)m->nslots, (unsigned long long)file_slots);
+	if (m->comm && strnlen(m->comm, VAL_MAX_STR) >= VAL_MAX_STR)
+		return fail(why, n, "comm: longer than %d bytes", VAL_MAX_STR - 1);
+	if (m->n_vmas > VAL_MAX_VMAS)
+		return fail(why, n, "vmas: %zu VMAs, more than %d", m->n_vmas, VAL_MAX_VMAS);
+	for (size_t i = 0; i < m->n_vmas; i++) {
+		const Haul__Wire__Vma *v = m->vmas[i];
+		int ret = vma_check("vmas", i, v->start, v->end, v->prot, v->flags, v->path,
+				    i ? m->vmas[i - 1]->end : 0, why, n);
+
+		if (ret)
+			return ret;
+	}
+	for (size_t i = 0; i < m->n_runs; i++) {
+		const Haul__Wire__PageRun *r = m->runs[i];
+
+		if (!range_ok(r->addr, r->npages))
+			return fail(why, n,
+				    "runs[%zu]: %u pages at %#llx (aligned, in the user "
+				    "address space)",
+				    i, r->npages, (unsigned long long)r->addr);
+		if (r->slot != UINT64_MAX &&
+		    (r->slot > m->nslots || r->npages > m->nslots - r->slot))
+			return fail(why, n, "runs[%zu]: slots %llu+%u past nslots %llu", i,
+				    (unsigned long long)r->slot, r->npages,
+				    (unsigned long long)m->nslots);
+	}
+	return 0;
+}

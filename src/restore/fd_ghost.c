@@ -1,0 +1,221 @@
+/*
+ * fd_ghost.c - regular files deleted while open, carried by content.
+ *
+ * Dump: the file is read through /proc/PID/fd/N (O_NOATIME, so that the
+ * dump leaves its atime alone) extent by extent: SEEK_DATA/SEEK_HOLE give
+ * the data extents, and only those travel ((offset, length) pairs in
+ * Fd.extents, their bytes back to back in Fd.content); the holes stay
+ * holes.  Owner, mode, size, atime and mtime are recorded too.  One inode
+ * is dumped once, on the first fd that names it (dump.c).
+ *
+ * Restore: the restorer creates a new file under the old name (or, when
+ * the name is taken, next to it; when its directory was deleted too, in
+ * the nearest directory above that still exists), writes the extents,
+ * sets the size with ftruncate, then owner, mode (after the owner: chown
+ * clears set-id bits) and last the times.  Every fd of the image that
+ * named this inode opens it by that name in the restored process; then the
+ * name is unlinked, so the process holds it deleted again.  The ctime and
+ * the inode number are new: no call can set them.
+ */
+#define LOG_PREFIX "ghost: "
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "restore/restore_int.h"
+
+uint64_t rst_ghost_bytes(const struct stat *st)
+{
+	uint64_t alloc = (uint64_t)st->st_blocks * 512;
+
+	return alloc < (uint64_t)st->st_size ? alloc : (uint64_t)st->st_size;
+}
+
+/* Append extent [@off, @off + @len) of @fd to @o. */
+static int add_extent(int fd, Haul__Img__Fd *o, uint64_t off, uint64_t len, size_t *cap)
+{
+	size_t n = o->n_extents;
+	uint8_t *data;
+	uint64_t *ext;
+
+	if (o->content.len + len > RST_DELETED_FILE_MAX)
+		return -EFBIG;
+	if (n + 2 > *cap) {
+		size_t nc = *cap ? *cap * 2 : 16;
+
+		ext = realloc(o->extents, nc * sizeof(*ext));
+		if (!ext)
+			return -ENOMEM;
+		o->extents = ext;
+		*cap = nc;
+	}
+	data = realloc(o->content.data, o->content.len + len + 1);
+	if (!data)
+		return -ENOMEM;
+	o->content.data = data;
+	for (uint64_t done = 0; done < len;) {
+		ssize_t r = pread(fd, data + o->content.len + done, len - done, off + done);
+
+		if (r < 0)
+			return -errno;
+		if (r == 0) /* shrank meanwhile: keep what there is */
+			len = done;
+		done += r;
+	}
+	o->extents[n] = off;
+	o->extents[n + 1] = len;
+	o->n_extents = n + 2;
+	o->content.len += len;
+	return 0;
+}
+
+int rst_ghost_dump(pid_t pid, int fd, Haul__Img__Fd *o)
+{
+	char path[64];
+	struct stat st;
+	size_t cap = 0;
+	off_t off = 0;
+	int dfd, ret = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
+	/* O_NONBLOCK: were a write lease held on it, the open fails instead of breaking it. */
+	dfd = open(path, O_RDONLY | O_CLOEXEC | O_NOATIME | O_NONBLOCK);
+	if (dfd < 0 && errno == EPERM)
+		dfd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (dfd < 0)
+		return -errno;
+	if (fstat(dfd, &st) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	o->has_uid = o->has_gid = o->has_atime_ns = o->has_mtime_ns = true;
+	o->uid = st.st_uid;
+	o->gid = st.st_gid;
+	o->atime_ns = (uint64_t)st.st_atim.tv_sec * 1000000000ULL + st.st_atim.tv_nsec;
+	o->mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000ULL + st.st_mtim.tv_nsec;
+	o->has_size = o->has_mode = true;
+	o->size = st.st_size;
+	o->mode = st.st_mode;
+	o->has_content = true;
+	while (!ret && off < st.st_size) {
+		off_t data = lseek(dfd, off, SEEK_DATA), hole;
+
+		if (data < 0 && errno == ENXIO)
+			break; /* only a hole is left */
+		if (data < 0) {
+			/* No SEEK_DATA on this filesystem: all of it is data. */
+			ret = add_extent(dfd, o, off, st.st_size - off, &cap);
+			break;
+		}
+		hole = lseek(dfd, data, SEEK_HOLE);
+		if (hole < 0 || hole > st.st_size)
+			hole = st.st_size;
+		ret = add_extent(dfd, o, data, hole - data, &cap);
+		off = hole;
+	}
+	if (!ret && !o->content.data) /* all holes: an empty, not a missing, content */
+		o->content.data = malloc(1);
+	if (!ret && !o->content.data)
+		ret = -ENOMEM;
+	if (ret == -EFBIG)
+		pr_err("deleted file %s of fd %d of pid %d holds more than %llu MiB of data; it "
+		       "cannot be carried in the image",
+		       o->path, fd, (int)pid, RST_DELETED_FILE_MAX >> 20);
+out:
+	close(dfd);
+	return ret;
+}
+
+/* The nearest existing directory above @path, into @dir. */
+static int existing_parent(const char *path, char *dir, size_t len)
+{
+	struct stat st;
+	char *slash;
+
+	snprintf(dir, len, "%s", path);
+	while ((slash = strrchr(dir, '/'))) {
+		if (slash == dir) {
+			dir[1] = '\0';
+			return 0;
+		}
+		*slash = '\0';
+		if (!stat(dir, &st) && S_ISDIR(st.st_mode))
+			return 0;
+	}
+	return -ENOENT;
+}
+
+/* A new, empty file with a free name like @o->path's; its fd, its name in @path. */
+static int create_near(const Haul__Img__Fd *o, char *path, size_t plen)
+{
+	int flags = O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC;
+	char dir[4096];
+	int fd;
+
+	snprintf(path, plen, "%s", o->path);
+	fd = open(path, flags, 0600);
+	if (fd < 0 && errno == EEXIST) {
+		/* Someone reused the name since: keep theirs. */
+		snprintf(path, plen, "%s.haul-%d-%llu", o->path, (int)getpid(),
+			 (unsigned long long)o->ino);
+		fd = open(path, flags, 0600);
+	}
+	if (fd < 0 && errno == ENOENT && !existing_parent(o->path, dir, sizeof(dir))) {
+		/* Its directory was deleted too. */
+		snprintf(path, plen, "%s%s.haul-ghost-%d-%llu", dir, strcmp(dir, "/") ? "/" : "",
+			 (int)getpid(), (unsigned long long)o->ino);
+		fd = open(path, flags, 0600);
+	}
+	return fd < 0 ? -errno : fd;
+}
+
+int rst_ghost_create(const Haul__Img__Fd *o, char *path, size_t plen)
+{
+	struct timespec ts[2];
+	size_t at = 0;
+	int fd, ret = 0;
+
+	fd = create_near(o, path, plen);
+	if (fd < 0)
+		return fd;
+	for (size_t i = 0; !ret && i + 1 < o->n_extents; i += 2) {
+		uint64_t off = o->extents[i], len = o->extents[i + 1];
+
+		if (at + len > o->content.len) {
+			ret = -EBADMSG;
+			break;
+		}
+		for (uint64_t done = 0; !ret && done < len;) {
+			ssize_t n = pwrite(fd, o->content.data + at + done, len - done, off + done);
+
+			if (n <= 0)
+				ret = n < 0 ? -errno : -EIO;
+			else
+				done += n;
+		}
+		at += len;
+	}
+	if (!ret && o->has_size && ftruncate(fd, (off_t)o->size) < 0)
+		ret = -errno;
+	if (!ret && o->has_uid && fchown(fd, o->uid, o->gid) < 0)
+		ret = -errno;
+	if (!ret && fchmod(fd, o->mode & 07777) < 0)
+		ret = -errno;
+	if (!ret && o->has_mtime_ns) {
+		ts[0].tv_sec = o->atime_ns / 1000000000ULL;
+		ts[0].tv_nsec = o->atime_ns % 1000000000ULL;
+		ts[1].tv_sec = o->mtime_ns / 1000000000ULL;
+		ts[1].tv_nsec = o->mtime_ns % 1000000000ULL;
+		if (futimens(fd, ts) < 0)
+			ret = -errno;
+	}
+	close(fd);
+	if (ret)
+		unlink(path);
+	return ret;
+}

@@ -1,0 +1,64 @@
+/*
+ * imgdir_int.h - the images directory of `haul checkpoint` / `haul restore`
+ * (imgdir.c): one image per checkpointed process, written beside the
+ * committed ones and switched in atomically.  Private to src/restore.
+ */
+#ifndef HAUL_RESTORE_IMGDIR_INT_H
+#define HAUL_RESTORE_IMGDIR_INT_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Prefix of the directories an image is written into before its switch. */
+#define RST_IMGDIR_TMP ".haul-tmp-"
+
+/* One checkpoint's image in the making. */
+struct rst_imgdir_tx {
+	char dir[PATH_MAX];  /* the images directory, as given */
+	char id[96];	     /* the image's identity: DIR/<id> once switched */
+	char tmp[160];	     /* its name in DIR until then (RST_IMGDIR_TMP...) */
+	char path[PATH_MAX]; /* DIR/<tmp>: the page store to write */
+	int dirfd;	     /* DIR */
+	int lockfd;	     /* DIR/<tmp>, flock()ed while this checkpoint lives */
+	bool switched;	     /* DIR/<id> is the new image */
+};
+
+/*
+ * Start a checkpoint of host @pid (known to itself as @own) into @dir:
+ * create @dir if missing, remove what failed checkpoints left (a tmp
+ * directory nobody holds locked), and make a fresh locked tmp directory
+ * for the new image (tx->path).  The identity is
+ * "<own>-<host pid>-<start time>-<boot id>": the same process checkpointed
+ * again replaces its image; no two processes share one, even both PID 1 in
+ * their own namespaces.  0 or -errno, logged.
+ */
+int rst_imgdir_begin(const char *dir, pid_t pid, pid_t own, struct rst_imgdir_tx *tx);
+/*
+ * Make the committed tmp image DIR/<id>: fsync it, rename it in (an atomic
+ * RENAME_EXCHANGE when an image of that id exists), fsync DIR, then remove
+ * the old image.  Before the rename the old image is the committed one;
+ * after the fsync the new one is.  @fault (HAUL_FAULT, tests): see
+ * rst_imgdir_fault().  0 or -errno, logged.
+ */
+int rst_imgdir_switch(struct rst_imgdir_tx *tx, const char *fault);
+/* Remove what is left at tx->tmp (a failed new image or a replaced old one); close. */
+void rst_imgdir_end(struct rst_imgdir_tx *tx);
+/*
+ * HAUL_FAULT=ckpt-kill:POINT (tests): SIGKILL ourselves at @point
+ * ("staged", "committed", "switched"), as a kill -9 timed into that step.
+ */
+void rst_imgdir_fault(const char *fault, const char *point);
+
+/*
+ * The image to restore from @dir: the one with identity @id (NULL: any) of
+ * process @pid (0: any).  Exactly one must match: none or several are
+ * refused, the several listed with their ids.  *@store gets the page store
+ * directory, *@found the pid inside it.  Also reads a page server's images
+ * directory (DIR/<pid>/, identity "<pid>").  0 or -errno, logged.
+ */
+int rst_imgdir_find(const char *dir, const char *id, pid_t pid, char *store, size_t len,
+		    pid_t *found);
+
+#endif

@@ -1,0 +1,543 @@
+/*
+ * rst_files.c - open files across checkpoint and restore: fds sharing one
+ * open file description, several open file descriptions of one pipe, file
+ * locks and leases, deleted files (sparse, owner, mode, mtime, two opens,
+ * a deleted directory), O_PATH fds; and the refusal of a deleted device
+ * node before anything is touched.  The workload is tests/progs/rst_files:
+ * it checks its own invariants every millisecond until told to stop.
+ * The shared-OFD and pipe cases also go through `haul migrate` between two
+ * network namespaces (th_mig.h).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/rsys.h"
+#include "common/vma.h"
+#include "restore/restore.h"
+#include "th_mig.h"
+
+static const char *progs(void)
+{
+	const char *p = getenv("HAUL_PROGS");
+
+	return p ? p : "build/progs";
+}
+
+static char *slurp(const char *path)
+{
+	static char buf[1 << 20];
+	int fd = open(path, O_RDONLY);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+
+	if (fd >= 0)
+		close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+/* Wait until @path exists and holds at least @bytes (a ready signal of the workload). */
+static bool wait_file(const char *path, off_t bytes, int ms)
+{
+	struct timespec ts = {0, 5000000};
+	struct stat st;
+
+	for (int i = 0; i < ms / 5; i++) {
+		if (!stat(path, &st) && st.st_size >= bytes)
+			return true;
+		nanosleep(&ts, NULL);
+	}
+	return false;
+}
+
+struct page_run {
+	uint64_t addr;
+	uint32_t npages;
+	void *data;
+};
+
+struct snapshot {
+	struct haul_layout l;
+	struct page_run *runs;
+	size_t n;
+	uint8_t *state;
+	size_t state_len;
+};
+
+/* What checkpoint does on the source: the state, the layout and every page. */
+static int snapshot_take(pid_t pid, struct snapshot *s)
+{
+	struct rst_seized *sz;
+	int ret;
+
+	memset(s, 0, sizeof(*s));
+	ret = rst_seize(pid, &sz);
+	if (ret)
+		return ret;
+	ret = rst_dump_state(sz, &s->state, &s->state_len);
+	if (!ret)
+		ret = haul_layout_read(pid, true, &s->l);
+	if (!ret)
+		s->runs = calloc(s->l.n, sizeof(*s->runs));
+	for (size_t i = 0; !ret && i < s->l.n; i++) {
+		const struct haul_vma *v = &s->l.v[i];
+		size_t len = v->end - v->start;
+
+		if (!haul_vma_is_memory(v) || !(v->prot & PROT_READ))
+			continue;
+		s->runs[s->n].addr = v->start;
+		s->runs[s->n].npages = len >> 12;
+		s->runs[s->n].data = malloc(len);
+		ret = rsys_read(pid, v->start, s->runs[s->n].data, len);
+		s->n++;
+	}
+	rst_release(sz);
+	return ret;
+}
+
+static void snapshot_free(struct snapshot *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->runs[i].data);
+	free(s->runs);
+	free(s->state);
+	haul_layout_release(&s->l);
+}
+
+static int restore_snapshot(const struct snapshot *s, pid_t pid, enum rst_pidns ns,
+			    struct rst_target **out, char *why, size_t wl)
+{
+	struct rst_target_opts o = {.pid = pid, .pidns = ns};
+	struct rst_target *t;
+	pid_t here;
+	int ret;
+
+	ret = rst_target_new(&o, &t);
+	if (ret)
+		return ret;
+	ret = rst_target_layout(t, &s->l);
+	for (size_t i = 0; !ret && i < s->n; i++)
+		ret = rst_target_pages(t, s->runs[i].addr, s->runs[i].data, s->runs[i].npages);
+	if (!ret)
+		ret = rst_target_resume(t, s->state, s->state_len, &here, why, wl);
+	if (ret) {
+		rst_target_free(t);
+		return ret;
+	}
+	*out = t;
+	return 0;
+}
+
+struct fcase {
+	char dir[128], out[160], ready[160], stop[160];
+	const char *result; /* where "final ok" goes: out, or the log in mode ofd */
+	pid_t pid;
+};
+
+/* Start `rst_files @mode DIR` (stdout and stderr: one open of DIR/out) and wait until ready. */
+static void start(struct fcase *c, const char *mode)
+{
+	char bin[512];
+
+	snprintf(c->dir, sizeof(c->dir), "/tmp/haul-files-%s-%d", mode, (int)getpid());
+	snprintf(c->out, sizeof(c->out), "%s/out", c->dir);
+	snprintf(c->ready, sizeof(c->ready), "%s/ready", c->dir);
+	snprintf(c->stop, sizeof(c->stop), "%s/stop", c->dir);
+	c->result = c->out;
+	snprintf(bin, sizeof(bin), "%s/rst_files", progs());
+	mkdir(c->dir, 0755);
+	c->pid = fork();
+	cr_assert_geq(c->pid, 0);
+	if (c->pid == 0) {
+		int fd = open(c->out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int nul = open("/dev/null", O_RDONLY);
+
+		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+			_exit(126);
+		closefrom(3);
+		execl(bin, bin, mode, c->dir, (char *)NULL);
+		_exit(127);
+	}
+	cr_assert(wait_file(c->ready, 0, 10000), "rst_files %s never got ready: %s", mode,
+		  slurp(c->out));
+}
+
+/* Checkpoint it, kill it, restore it (in a new PID namespace if @ns says); the copy in *@t. */
+static void checkpoint_restore_ns(struct fcase *c, enum rst_pidns ns, struct rst_target **t)
+{
+	struct snapshot s;
+	char why[512] = "";
+	int status, ret;
+
+	ret = snapshot_take(c->pid, &s);
+	cr_assert_eq(ret, 0, "dump failed: %s", strerror(-ret));
+	kill(c->pid, SIGKILL);
+	waitpid(c->pid, &status, 0);
+	ret = restore_snapshot(&s, c->pid, ns, t, why, sizeof(why));
+	snapshot_free(&s);
+	cr_assert_eq(ret, 0, "restore failed: %s (%s)", strerror(-ret), why);
+}
+
+static void checkpoint_restore(struct fcase *c, struct rst_target **t)
+{
+	checkpoint_restore_ns(c, RST_PIDNS_AUTO, t);
+}
+
+static void cleanup(const struct fcase *c)
+{
+	char cmd[200];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", c->dir);
+	if (system(cmd) != 0)
+		cr_log_warn("cannot remove %s", c->dir);
+}
+
+/* The steps the workload in @dir has run, as DIR/progress says (-1: none yet). */
+static long progress(const char *dir)
+{
+	char p[200];
+
+	snprintf(p, sizeof(p), "%s/progress", dir);
+	return access(p, F_OK) ? -1 : atol(slurp(p));
+}
+
+/* Wait until the workload in @dir has run @n more steps (its copy after a restore, too). */
+static void wait_steps(const char *dir, long n)
+{
+	struct timespec ts = {0, 5000000};
+	long from = progress(dir);
+
+	for (int i = 0; i < 4000 && progress(dir) < from + n; i++)
+		nanosleep(&ts, NULL);
+	cr_assert_geq(progress(dir), from + n, "the workload in %s stopped making progress", dir);
+}
+
+/* Tell the restored copy to stop after 200 more steps; it must exit 0 having seen no error. */
+static void finish(struct fcase *c, struct rst_target *t)
+{
+	int status, fd;
+
+	wait_steps(c->dir, 200);
+
+	fd = open(c->stop, O_WRONLY | O_CREAT, 0644);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	status = rst_target_wait(t);
+	rst_target_free(t);
+	cr_expect_eq(status, 0, "restored rst_files exited with %d:\n%s", status, slurp(c->out));
+	cr_expect_null(strstr(slurp(c->out), "ERROR"), "%s", slurp(c->out));
+	cr_expect(strstr(slurp(c->result), "final ok"), "%s", slurp(c->result));
+}
+
+/*
+ * DIR/log must hold "out N\nerr N\n" for N = 0, 1, ... in order, then
+ * "final ok": a byte lost or overwritten breaks the sequence.
+ */
+static void check_interleaved_log(const char *log)
+{
+	const char *p = slurp(log);
+	long n = 0;
+
+	for (;; n++) {
+		char want[64];
+		int len = snprintf(want, sizeof(want), "out %ld\nerr %ld\n", n, n);
+
+		if (strncmp(p, want, len))
+			break;
+		p += len;
+	}
+	cr_expect_str_eq(p, "final ok\n", "the log breaks after %ld steps at: %.80s", n, p);
+	cr_expect_gt(n, 10, "too few steps to mean anything");
+}
+
+Test(rst_files, fds_sharing_one_open_file_keep_one_offset_and_lose_no_byte, .timeout = 60)
+{
+	struct rst_target *t;
+	struct fcase c;
+	char log[200];
+
+	start(&c, "ofd");
+	snprintf(log, sizeof(log), "%s/log", c.dir);
+	c.result = log;
+	cr_assert(wait_file(log, 2000, 10000), "no progress in %s", log);
+	checkpoint_restore(&c, &t);
+	finish(&c, t);
+	check_interleaved_log(log);
+	cleanup(&c);
+}
+
+Test(rst_files, two_open_files_of_one_pipe_keep_their_own_nonblock_flags, .timeout = 60)
+{
+	struct rst_target *t;
+	struct fcase c;
+
+	start(&c, "pipes");
+	checkpoint_restore(&c, &t);
+	finish(&c, t);
+	cleanup(&c);
+}
+
+Test(rst_files, deleted_sparse_file_keeps_holes_owner_mode_mtime_and_one_inode, .timeout = 60)
+{
+	struct rst_target *t;
+	struct fcase c;
+
+	start(&c, "ghost");
+	checkpoint_restore(&c, &t);
+	finish(&c, t);
+	cleanup(&c);
+}
+
+/* In a new PID namespace /proc/self is the namespace's own /proc: the pipe reopen uses it. */
+Test(rst_files, pipe_and_deleted_file_cases_also_restore_in_a_new_pid_namespace, .timeout = 60)
+{
+	struct rst_target *t;
+	struct fcase c;
+
+	start(&c, "pipes");
+	checkpoint_restore_ns(&c, RST_PIDNS_ALWAYS, &t);
+	finish(&c, t);
+	cleanup(&c);
+	start(&c, "ghost");
+	checkpoint_restore_ns(&c, RST_PIDNS_ALWAYS, &t);
+	finish(&c, t);
+	cleanup(&c);
+}
+
+Test(rst_files, o_async_keeps_its_owner_and_signal, .timeout = 60)
+{
+	struct rst_target *t;
+	struct fcase c;
+
+	start(&c, "async");
+	checkpoint_restore(&c, &t);
+	finish(&c, t);
+	cleanup(&c);
+}
+
+Test(rst_files, o_path_fds_come_back_as_o_path, .timeout = 60)
+{
+	struct rst_target *t;
+	struct fcase c;
+
+	start(&c, "opath");
+	checkpoint_restore(&c, &t);
+	finish(&c, t);
+	cleanup(&c);
+}
+
+/* Whether another open file description can take a lock conflicting with the workload's. */
+static void expect_locked(const struct fcase *c, const char *when)
+{
+	struct flock pl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 50, .l_len = 10};
+	struct flock ol = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 250, .l_len = 1};
+	struct flock free_range = {
+		.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 300, .l_len = 10};
+	char p[200];
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/posix", c->dir);
+	fd = open(p, O_RDWR);
+	cr_assert_geq(fd, 0);
+	cr_expect_eq(fcntl(fd, F_OFD_SETLK, &pl), -1, "the POSIX lock is gone %s", when);
+	close(fd);
+	snprintf(p, sizeof(p), "%s/flock", c->dir);
+	fd = open(p, O_RDWR);
+	cr_assert_geq(fd, 0);
+	cr_expect_eq(flock(fd, LOCK_SH | LOCK_NB), -1, "the flock is gone %s", when);
+	close(fd);
+	snprintf(p, sizeof(p), "%s/ofd", c->dir);
+	fd = open(p, O_RDWR);
+	cr_assert_geq(fd, 0);
+	cr_expect_eq(fcntl(fd, F_OFD_SETLK, &ol), -1, "the OFD lock is gone %s", when);
+	cr_expect_eq(fcntl(fd, F_OFD_SETLK, &free_range), 0,
+		     "the OFD lock grew beyond [200,300) %s", when);
+	close(fd);
+}
+
+Test(rst_files, posix_flock_ofd_locks_and_a_lease_are_held_again_after_restore, .timeout = 60)
+{
+	struct rst_target *t;
+	struct fcase c;
+
+	start(&c, "locks");
+	expect_locked(&c, "before the checkpoint");
+	checkpoint_restore(&c, &t);
+	expect_locked(&c, "after the restore");
+	finish(&c, t);
+	cleanup(&c);
+}
+
+Test(rst_files, deleted_device_node_is_refused_before_the_process_is_touched, .timeout = 60)
+{
+	char why[512] = "";
+	struct fcase c;
+	int ret, status, fd;
+
+	start(&c, "deldev");
+	ret = rst_dump_precheck(c.pid, why, sizeof(why));
+	cr_expect_eq(ret, -EOPNOTSUPP, "precheck said %d (%s)", ret, why);
+	cr_expect(strstr(why, "deleted") && strstr(why, "null"), "reason: %s", why);
+	/* Untouched: it runs on and finishes by itself. */
+	fd = open(c.stop, O_WRONLY | O_CREAT, 0644);
+	close(fd);
+	cr_assert_eq(waitpid(c.pid, &status, 0), c.pid);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "it exited with %d: %s", status,
+		  slurp(c.out));
+	cr_expect(strstr(slurp(c.out), "final ok"), "%s", slurp(c.out));
+	cleanup(&c);
+}
+
+/* ---- the same through haul migrate ---------------------------------------------------- */
+
+static struct th_mig M;
+
+static void mig_teardown(void)
+{
+	th_mig_teardown(&M);
+}
+
+/*
+ * Start `rst_files @mode` in host A (its directory carries the fixture's tag,
+ * so its copies are counted), migrate it to B, stop the copy there; it must
+ * finish with "final ok" in @result (a file name in its directory).
+ */
+/* Run haul migrate on the workload; its exit status, its output in @msg. */
+static int migrate_workload(char *msg, size_t len)
+{
+	const char *extra[] = {"--downtime", "200", NULL};
+	char line[512];
+	size_t at = 0;
+	int fd, st;
+	pid_t h;
+
+	msg[0] = '\0';
+	h = th_mig_haul(&M, &fd, extra);
+	cr_assert_gt(h, 0);
+	st = th_wait_exit(h, 60000);
+	while (th_wait_line(fd, "", 10, line, sizeof(line)) == 0 && at < len)
+		at += snprintf(msg + at, len - at, "%s\n", line);
+	close(fd);
+	return st;
+}
+
+static void migrate_case(const char *mode, const char *result, char *dir, size_t dlen)
+{
+	char bin[512], out[200], path[200], msg[4096];
+	char *argv[] = {bin, (char *)mode, dir, NULL};
+	int fd;
+
+	th_mig_setup(&M, 0);
+	snprintf(dir, dlen, "%s/%s", M.dir, M.tag);
+	cr_assert_eq(mkdir(dir, 0755), 0);
+	snprintf(bin, sizeof(bin), "%s/rst_files", th_progs_dir());
+	snprintf(out, sizeof(out), "%s/out", dir);
+	M.wl_pid = th_spawn(M.net.a, argv, out);
+	cr_assert_gt(M.wl_pid, 0);
+	snprintf(path, sizeof(path), "%s/ready", dir);
+	cr_assert(wait_file(path, 0, 10000), "rst_files %s never got ready: %s", mode, slurp(out));
+	if (!strcmp(mode, "ofd")) {
+		snprintf(path, sizeof(path), "%s/log", dir);
+		cr_assert(wait_file(path, 2000, 10000), "no progress in %s", path);
+	}
+	if (!strcmp(mode, "locks")) {
+		/*
+		 * On one host the frozen source still holds its locks while the
+		 * target takes them: the restore fails, and the source must run on.
+		 */
+		cr_assert_neq(migrate_workload(msg, sizeof(msg)), 0, "migrate succeeded: %s", msg);
+		cr_expect(strstr(msg, "POSIX lock of fd") && strstr(msg, "runs on here"), "%s",
+			  msg);
+		cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy after the failed move");
+		wait_steps(dir, 200);
+		snprintf(path, sizeof(path), "%s/stop", dir);
+		fd = open(path, O_WRONLY | O_CREAT, 0644);
+		close(fd);
+		cr_assert_eq(th_wait_exit(M.wl_pid, 20000), 0, "the source did not finish: %s",
+			     slurp(out));
+		M.wl_pid = 0;
+		cr_expect(strstr(slurp(out), "final ok"), "%s", slurp(out));
+		return;
+	}
+	cr_assert_eq(migrate_workload(msg, sizeof(msg)), 0, "haul migrate failed: %s", msg);
+	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy after the move");
+	wait_steps(dir, 200);
+	snprintf(path, sizeof(path), "%s/stop", dir);
+	fd = open(path, O_WRONLY | O_CREAT, 0644);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/%s", dir, result);
+	cr_assert_eq(th_wait_file(path, 0, "final ok", 20000, NULL, 0), 0,
+		     "the migrated copy did not finish cleanly: %s", slurp(out));
+	cr_expect_null(strstr(slurp(out), "ERROR"), "%s", slurp(out));
+}
+
+Test(mig_files, fds_sharing_one_open_file_lose_no_byte_across_migrate, .fini = mig_teardown,
+     .timeout = 120)
+{
+	char dir[160], log[200];
+
+	migrate_case("ofd", "log", dir, sizeof(dir));
+	snprintf(log, sizeof(log), "%s/log", dir);
+	check_interleaved_log(log);
+}
+
+Test(mig_files, two_open_files_of_one_pipe_keep_their_flags_across_migrate, .fini = mig_teardown,
+     .timeout = 120)
+{
+	char dir[160];
+
+	migrate_case("pipes", "out", dir, sizeof(dir));
+}
+
+Test(mig_files, locks_held_on_one_host_fail_the_move_and_the_source_runs_on, .fini = mig_teardown,
+     .timeout = 120)
+{
+	char dir[160];
+
+	migrate_case("locks", "out", dir, sizeof(dir));
+}
+
+/* Precheck the forked child of `rst_files @mode`; its result and reason. */
+static int precheck_forked_child(struct fcase *c, const char *mode, char *why, size_t wl)
+{
+	char p[200];
+	pid_t child;
+	int ret, status, fd;
+
+	start(c, mode);
+	snprintf(p, sizeof(p), "%s/child", c->dir);
+	child = atoi(slurp(p));
+	cr_assert_gt(child, 0, "no child pid in %s", p);
+	why[0] = '\0';
+	ret = rst_dump_precheck(child, why, wl);
+	fd = open(c->stop, O_WRONLY | O_CREAT, 0644);
+	close(fd);
+	cr_assert_eq(waitpid(c->pid, &status, 0), c->pid);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the pair exited with %d", status);
+	return ret;
+}
+
+Test(rst_files, open_file_shared_with_another_process_is_refused_unless_append_only, .timeout = 60)
+{
+	char why[512];
+	struct fcase c;
+	int ret;
+
+	ret = precheck_forked_child(&c, "forkshare", why, sizeof(why));
+	cr_expect_eq(ret, -EOPNOTSUPP, "precheck said %d (%s)", ret, why);
+	cr_expect(strstr(why, "shares its open file") && strstr(why, "/log"), "reason: %s", why);
+	cleanup(&c);
+	ret = precheck_forked_child(&c, "forkappend", why, sizeof(why));
+	cr_expect_eq(ret, 0, "an O_APPEND log shared with the parent was refused: %s", why);
+	cleanup(&c);
+}

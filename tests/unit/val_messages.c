@@ -1,0 +1,310 @@
+/*
+ * val_messages.c - the validators (common/validate.h) accept real-looking
+ * messages and refuse each bad field, naming it.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/validate.h"
+
+#define PG 4096ull
+
+static char why[160];
+
+static struct haul_vma vmas[3];
+
+static struct haul_layout good_layout(void)
+{
+	memset(vmas, 0, sizeof(vmas));
+	vmas[0] = (struct haul_vma){.start = 0x400000,
+				    .end = 0x401000,
+				    .prot = 5,
+				    .flags = HAUL_VMA_FILE,
+				    .path = "/bin/true"};
+	vmas[1] = (struct haul_vma){
+		.start = 0x7f0000000000, .end = 0x7f0000100000, .prot = 3, .flags = HAUL_VMA_ANON};
+	vmas[2] = (struct haul_vma){.start = 0xffffffffff600000ull,
+				    .end = 0xffffffffff601000ull,
+				    .prot = 4,
+				    .flags = HAUL_VMA_VSYSCALL,
+				    .path = "[vsyscall]"};
+	return (struct haul_layout){vmas, 3};
+}
+
+Test(val, a_real_looking_layout_passes)
+{
+	struct haul_layout l = good_layout();
+
+	cr_assert_eq(val_layout(&l, why, sizeof(why)), 0, "%s", why);
+}
+
+Test(val, a_file_vma_without_a_path_is_refused_by_name)
+{
+	struct haul_layout l = good_layout();
+
+	vmas[0].path = NULL;
+	cr_assert_eq(val_layout(&l, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "vmas[0]") && strstr(why, "no path"), "%s", why);
+}
+
+Test(val, vmas_out_of_order_overlapping_unaligned_or_past_task_size_are_refused)
+{
+	struct haul_layout l = good_layout();
+
+	vmas[1].start = 0x400000; /* overlaps vmas[0] */
+	cr_assert_eq(val_layout(&l, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "vmas[1]"), "%s", why);
+	l = good_layout();
+	vmas[1].end = 0x7f0000100800;
+	cr_assert_eq(val_layout(&l, why, sizeof(why)), -EBADMSG);
+	l = good_layout();
+	vmas[1].end = VAL_TASK_SIZE + PG;
+	cr_assert_eq(val_layout(&l, why, sizeof(why)), -EBADMSG);
+	l = good_layout();
+	vmas[2].flags = HAUL_VMA_SPECIAL; /* only [vsyscall] may lie above TASK_SIZE */
+	cr_assert_eq(val_layout(&l, why, sizeof(why)), -EBADMSG);
+	l = good_layout();
+	vmas[1].prot = 0x10;
+	cr_assert_eq(val_layout(&l, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "protection"), "%s", why);
+}
+
+Test(val, an_over_long_path_is_refused)
+{
+	struct haul_layout l = good_layout();
+	char *p = malloc(VAL_MAX_STR + 1);
+
+	memset(p, 'a', VAL_MAX_STR);
+	p[0] = '/';
+	p[VAL_MAX_STR] = '\0';
+	vmas[0].path = p;
+	cr_assert_eq(val_layout(&l, why, sizeof(why)), -EBADMSG);
+	free(p);
+}
+
+Test(val, session_open_fields_are_checked)
+{
+	Haul__Wire__SessionOpen o = HAUL__WIRE__SESSION_OPEN__INIT;
+
+	o.session_id = 1;
+	o.pid = 42;
+	o.nstreams = 4;
+	cr_assert_eq(val_session_open(&o, why, sizeof(why)), 0, "%s", why);
+	o.nstreams = 65;
+	cr_assert_eq(val_session_open(&o, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "nstreams"), "%s", why);
+	o.nstreams = 1;
+	o.kind = 7;
+	cr_assert_eq(val_session_open(&o, why, sizeof(why)), -EBADMSG);
+	o.kind = HAUL__WIRE__SESSION_KIND__LIVE;
+	o.has_boot_id = true;
+	o.boot_id.len = 3;
+	cr_assert_eq(val_session_open(&o, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "boot_id"), "%s", why);
+}
+
+Test(val, page_ranges_past_the_address_space_are_refused)
+{
+	Haul__Wire__PageReq q = HAUL__WIRE__PAGE_REQ__INIT;
+	Haul__Wire__PageRange r = HAUL__WIRE__PAGE_RANGE__INIT, *rp = &r;
+	Haul__Wire__Pages m = HAUL__WIRE__PAGES__INIT;
+	Haul__Wire__State st = HAUL__WIRE__STATE__INIT;
+	uint64_t stale[2] = {VAL_TASK_SIZE - PG, 2};
+
+	q.addr = 0x10000;
+	q.npages = 16;
+	cr_assert_eq(val_page_req(&q, why, sizeof(why)), 0, "%s", why);
+	q.addr = 0xfffffffffffff000ull;
+	q.npages = 2;
+	cr_assert_eq(val_page_req(&q, why, sizeof(why)), -EBADMSG);
+	r.addr = VAL_TASK_SIZE - PG;
+	r.npages = 1;
+	m.n_ranges = 1;
+	m.ranges = &rp;
+	cr_assert_eq(val_pages(&m, why, sizeof(why)), 0, "%s", why);
+	r.npages = 2;
+	cr_assert_eq(val_pages(&m, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "ranges[0]"), "%s", why);
+	st.n_stale = 2;
+	st.stale = stale;
+	cr_assert_eq(val_stale(&st, 16, why, sizeof(why)), -EBADMSG);
+	stale[1] = 1;
+	cr_assert_eq(val_stale(&st, 16, why, sizeof(why)), 0, "%s", why);
+}
+
+/* A minimal ProcessState that passes; tests break one field each. */
+struct pstate {
+	Haul__Img__ProcessState ps;
+	Haul__Img__Regs regs;
+	Haul__Img__MmMap mm;
+	Haul__Img__Creds creds;
+	Haul__Img__Fd fd0, fd1, *fdp[2];
+	Haul__Img__SigAction sa, *sap[1];
+	Haul__Img__Rlimit rl, *rlp[1];
+};
+
+static void pstate_init(struct pstate *s)
+{
+	haul__img__process_state__init(&s->ps);
+	haul__img__regs__init(&s->regs);
+	haul__img__mm_map__init(&s->mm);
+	haul__img__creds__init(&s->creds);
+	haul__img__fd__init(&s->fd0);
+	haul__img__fd__init(&s->fd1);
+	haul__img__sig_action__init(&s->sa);
+	haul__img__rlimit__init(&s->rl);
+	s->ps.kernel_release = "6.18.0";
+	s->ps.arch = "x86_64";
+	s->ps.pid = 100;
+	s->ps.comm = "cat";
+	s->ps.regs = &s->regs;
+	s->mm.exe = "/usr/bin/cat";
+	s->mm.start_stack = 0x7ffc00000000;
+	s->ps.mm = &s->mm;
+	s->ps.cwd = "/";
+	s->ps.umask = 022;
+	s->ps.creds = &s->creds;
+	s->fd0.fd = 0;
+	s->fd0.kind = HAUL__IMG__FD_KIND__FD_CHR;
+	s->fd0.path = "/dev/null";
+	s->fd1.fd = 1;
+	s->fd1.kind = HAUL__IMG__FD_KIND__FD_PIPE;
+	s->fd1.path = "pipe:[1234]";
+	s->fdp[0] = &s->fd0;
+	s->fdp[1] = &s->fd1;
+	s->ps.fds = s->fdp;
+	s->ps.n_fds = 2;
+	s->sa.signo = 10;
+	s->sap[0] = &s->sa;
+	s->ps.sigactions = s->sap;
+	s->ps.n_sigactions = 1;
+	s->rl.resource = 7;
+	s->rlp[0] = &s->rl;
+	s->ps.rlimits = s->rlp;
+	s->ps.n_rlimits = 1;
+}
+
+Test(val, a_minimal_process_state_passes_and_round_trips_as_a_blob)
+{
+	struct pstate s;
+	uint8_t buf[4096];
+	size_t n;
+
+	pstate_init(&s);
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), 0, "%s", why);
+	n = haul__img__process_state__pack(&s.ps, buf);
+	cr_assert_eq(val_state_blob(buf, n, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(val_state_blob(buf, n / 2, why, sizeof(why)), -EBADMSG);
+}
+
+Test(val, each_bad_process_state_field_is_named)
+{
+	struct pstate s;
+
+	pstate_init(&s);
+	s.sa.signo = 65;
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "sigactions[0].signo"), "%s", why);
+	pstate_init(&s);
+	s.fd1.fd = 0;
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "twice"), "%s", why);
+	pstate_init(&s);
+	s.fd1.fd = -3;
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+	pstate_init(&s);
+	s.fd0.path = "";
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "fds[0]"), "%s", why);
+	pstate_init(&s);
+	s.rl.resource = 99;
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "rlimits[0]"), "%s", why);
+	pstate_init(&s);
+	s.ps.cwd = "";
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+	pstate_init(&s);
+	s.mm.brk = 0xffff800000000000ull;
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "mm"), "%s", why);
+	pstate_init(&s);
+	s.ps.has_pdeathsig = true;
+	s.ps.pdeathsig = 77;
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+	pstate_init(&s);
+	s.ps.auxv.len = 24;
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "auxv"), "%s", why);
+}
+
+Test(val, o_path_fds_deleted_file_extents_and_locks_are_checked)
+{
+	struct pstate s;
+	uint64_t ext[4] = {0, 4096, 8192, 4096};
+	uint8_t data[8192] = {0};
+	Haul__Img__FileLock lk, *lkp[1] = {&lk};
+
+	pstate_init(&s);
+	s.fd0.kind = HAUL__IMG__FD_KIND__FD_PATH;
+	s.fd0.path = "/etc";
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), 0, "%s", why);
+	s.fd0.path = "";
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "fds[0]"), "%s", why);
+
+	pstate_init(&s);
+	s.fd0.kind = HAUL__IMG__FD_KIND__FD_DELETED;
+	s.fd0.path = "/tmp/x (deleted)";
+	s.fd0.extents = ext;
+	s.fd0.n_extents = 4;
+	s.fd0.content.data = data;
+	s.fd0.content.len = sizeof(data);
+	s.fd0.has_size = true;
+	s.fd0.size = 12288;
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), 0, "%s", why);
+	s.fd0.n_extents = 3;
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+	s.fd0.n_extents = 4;
+	s.fd0.content.len = 4096; /* the second extent's bytes are missing */
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "extents[1]"), "%s", why);
+	s.fd0.content.len = sizeof(data);
+	s.fd0.size = 8192; /* an extent past the file's size */
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+
+	pstate_init(&s);
+	haul__img__file_lock__init(&lk);
+	lk.kind = 9;
+	s.fd0.locks = lkp;
+	s.fd0.n_locks = 1;
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "locks[0]"), "%s", why);
+}
+
+Test(val, an_image_index_must_fit_its_pages_file)
+{
+	Haul__Wire__ImageIndex idx = HAUL__WIRE__IMAGE_INDEX__INIT;
+	Haul__Wire__PageRun r = HAUL__WIRE__PAGE_RUN__INIT, *rp = &r;
+
+	idx.pid = 7;
+	idx.nslots = 4;
+	r.addr = 0x10000;
+	r.npages = 4;
+	r.slot = 0;
+	idx.runs = &rp;
+	idx.n_runs = 1;
+	cr_assert_eq(val_image_index(&idx, 7, 4, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(val_image_index(&idx, 8, 4, why, sizeof(why)), -EBADMSG);
+	cr_assert_eq(val_image_index(&idx, 7, 3, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "nslots"), "%s", why);
+	idx.nslots = 1ull << 40; /* would cost a 128 GiB bitmap */
+	cr_assert_eq(val_image_index(&idx, 7, 4, why, sizeof(why)), -EBADMSG);
+	idx.nslots = 4;
+	r.slot = 2;
+	cr_assert_eq(val_image_index(&idx, 7, 4, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "runs[0]"), "%s", why);
+	r.slot = UINT64_MAX; /* zero pages: no slots */
+	cr_assert_eq(val_image_index(&idx, 7, 4, why, sizeof(why)), 0, "%s", why);
+}
