@@ -3,12 +3,13 @@
  * snapshots (before checkpoint, after restore), item by item.
  *
  * A snapshot is a sorted list of "item" -> "value" strings, so that a
- * difference is reported by name ("fd 3 flags: 02100002 -> 0100002").  It is
- * read from /proc/PID first (nothing stops the process for that), then,
- * unless TH_VERIFY_NO_INJECT, from prctl()/sigaltstack()/ioprio_get() calls
- * injected with src/common/rsys.h (the process is ptrace-stopped for a few
- * milliseconds and runs on unchanged).  /proc is read before the injection
- * because rsys blocks every signal while it runs calls (SigBlk would lie).
+ * difference is reported by name ("fd 3 flags: 02100002 -> 0100002").  The
+ * process is ptrace-stopped (src/common/rsys.h) for a few milliseconds, /proc
+ * is read while it cannot change, then prctl()/sigaltstack()/ioprio_get()
+ * calls are injected; it runs on unchanged.  /proc is read before the
+ * injection because rsys blocks every signal while it runs calls (SigBlk
+ * would lie).  With TH_VERIFY_NO_INJECT only /proc is read, the process
+ * running.
  *
  * Compared:
  *   map START-END       perms, offset, device, inode, path and smaps VmFlags;
@@ -624,7 +625,33 @@ static int inject_more(struct th_state *s, struct rsys *r, uint64_t scratch)
 	return ret;
 }
 
-static int read_injected(struct th_state *s)
+/* Everything /proc says about the process. */
+static int read_proc(struct th_state *s)
+{
+	int ret = read_maps(s);
+
+	if (!ret)
+		ret = read_fds(s);
+	if (!ret)
+		ret = read_locks(s);
+	if (!ret)
+		ret = read_limits(s);
+	if (!ret)
+		ret = read_status(s);
+	if (!ret)
+		ret = read_stat(s);
+	if (!ret)
+		ret = read_small(s);
+	return ret;
+}
+
+/*
+ * Stop the process (its thread @pid), read /proc while it cannot change it
+ * (a malloc between the smaps and the status reads would show as drift),
+ * then inject the calls.  /proc comes first: rsys blocks every signal from
+ * its first injected call until the release (SigBlk would lie).
+ */
+static int read_stopped(struct th_state *s)
 {
 	struct rsys r;
 	uint64_t scratch;
@@ -632,7 +659,9 @@ static int read_injected(struct th_state *s)
 
 	if (ret)
 		return ret;
-	ret = rsys_scratch(&r, &scratch);
+	ret = read_proc(s);
+	if (!ret)
+		ret = rsys_scratch(&r, &scratch);
 	for (size_t i = 0; !ret && i < sizeof(prctls) / sizeof(prctls[0]); i++)
 		ret = inject_one(s, &r, scratch, i);
 	if (!ret)
@@ -656,22 +685,7 @@ int th_state_take(pid_t pid, int flags, struct th_state **out)
 	if (!s)
 		return -ENOMEM;
 	s->pid = pid;
-	/* /proc first: rsys blocks all signals while it injects (SigBlk) */
-	ret = read_maps(s);
-	if (!ret)
-		ret = read_fds(s);
-	if (!ret)
-		ret = read_locks(s);
-	if (!ret)
-		ret = read_limits(s);
-	if (!ret)
-		ret = read_status(s);
-	if (!ret)
-		ret = read_stat(s);
-	if (!ret)
-		ret = read_small(s);
-	if (!ret && !(flags & TH_VERIFY_NO_INJECT))
-		ret = read_injected(s);
+	ret = flags & TH_VERIFY_NO_INJECT ? read_proc(s) : read_stopped(s);
 	if (ret) {
 		th_state_free(s);
 		return ret;
