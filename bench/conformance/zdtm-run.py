@@ -278,8 +278,11 @@ ip -n {1} addr add 198.18.0.2/24 dev hz{p}v1; ip -n {1} link set hz{p}v1 up
     def hook(self, name, arg):
         h = os.path.join(self.dir, name + ".hook")
         if os.access(h, os.X_OK):
-            r = subprocess.run([h, arg], cwd=self.dir, stdout=self.log,
-                               stderr=subprocess.STDOUT, timeout=self.a.timeout)
+            try:
+                r = subprocess.run([h, arg], cwd=self.dir, stdout=self.log,
+                                   stderr=subprocess.STDOUT, timeout=self.a.timeout)
+            except subprocess.TimeoutExpired:
+                return False
             return r.returncode == 0
         return True
 
