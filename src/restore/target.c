@@ -928,8 +928,8 @@ static int write_mem(struct rst_target *t, uint64_t addr, const void *data, size
  * hold data are copied over by the tracer (/proc/PID/mem: PROT_NONE too),
  * and mremap moves it over the old part, replacing it in one step.  Only
  * the first layout with VmFlags (the state's, at the switchover) meets
- * this, for VMAs made from a pre-copy layout; rare (MAP_NORESERVE,
- * MAP_DROPPABLE, a shared file opened for writing).
+ * this, for VMAs made from a pre-copy layout: the stack (MAP_GROWSDOWN),
+ * and rarely MAP_NORESERVE, MAP_DROPPABLE, a shared file opened for writing.
  */
 static int remake(struct rst_target *t, const struct tvma *o, const struct haul_vma *w, uint64_t s,
 		  uint64_t e)
@@ -953,6 +953,8 @@ static int remake(struct rst_target *t, const struct tvma *o, const struct haul_
 		flags = MAP_ANONYMOUS | RST_MAP_DROPPABLE;
 	if (w->flags & HAUL_VMA_NORESERVE)
 		flags |= MAP_NORESERVE;
+	if (w->flags & HAUL_VMA_GROWSDOWN) /* mremap keeps it: the stack grows again */
+		flags |= MAP_GROWSDOWN;
 	ret = rcall(t, SYS_mmap, 0, e - s, PROT_READ | PROT_WRITE, flags, (uint64_t)-1, 0, &tmp);
 	if (ret) {
 		pr_err_r(ret, "cannot map a copy of %#" PRIx64 "-%#" PRIx64 " in pid %d", s, e,
