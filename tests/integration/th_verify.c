@@ -25,7 +25,7 @@
  *   limit NAME          soft and hard values of /proc/PID/limits
  *   status FIELD        every field but those excluded below
  *   stat pgrp, session, tty_nr, priority, nice, exit_signal, rt_priority, policy
- *   cwd, root, exe, comm, oom_score_adj, loginuid, sessionid, personality,
+ *   cwd, root, exe, comm, oom_score_adj, loginuid, personality,
  *   timerslack_ns, coredump_filter
  *   prctl dumpable, pdeathsig, keepcaps, securebits, no_new_privs,
  *   thp_disable, child_subreaper, mce_kill, tsc, speculation (3 kinds), mdwe,
@@ -145,7 +145,15 @@ static bool in_list(const char *w, const char *const *list)
 
 /* ---- maps ------------------------------------------------------------------ */
 
-static const char *const vmflags_excluded[] = {"sd", "um", "uw", "ui", NULL};
+/*
+ * VmFlags not compared: sd (soft-dirty tracking state), um/uw/ui (userfaultfd
+ * registrations: haul's tracker and post-copy add and drop them), and ac
+ * (VM_ACCOUNT: a private mapping made read-only after being writable, as the
+ * loader's RELRO, keeps it, a restored one is mapped read-only and has none;
+ * commit accounting only, nothing the program sees: DESIGN.md's VmFlags table
+ * lists it as knowingly not carried).
+ */
+static const char *const vmflags_excluded[] = {"sd", "um", "uw", "ui", "ac", NULL};
 
 struct vma_line {
 	unsigned long start, end;
@@ -524,9 +532,14 @@ static int read_stat(struct th_state *s)
 static int read_small(struct th_state *s)
 {
 	static const char *const links[] = {"cwd", "root", "exe", NULL};
-	static const char *const files[] = {
-		"comm",	       "oom_score_adj", "loginuid",	   "sessionid",
-		"personality", "timerslack_ns", "coredump_filter", NULL};
+	/*
+	 * Not sessionid: the kernel gives a new audit session to whoever sets
+	 * loginuid, which the restore does (DESIGN.md lists it as knowingly not
+	 * carried).
+	 */
+	static const char *const files[] = {"comm",	   "oom_score_adj", "loginuid",
+					    "personality", "timerslack_ns", "coredump_filter",
+					    NULL};
 	char path[64], buf[4096];
 	int ret = 0;
 
