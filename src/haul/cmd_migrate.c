@@ -323,7 +323,7 @@ int haul_cmd_migrate(int argc, char **argv)
 	bool postcopy = false, hybrid = false;
 	const struct haul_opt opts[] = {
 		{"to", 't', HAUL_OPT_HOSTPORT, HAUL_OPT_REQUIRED, &o.to, "HOST:PORT",
-		 "the target's 'haul pageserver --listen'", 1, 65535, NULL},
+		 "where the target's 'haul pageserver' listens", 1, 65535, NULL},
 		{"key", 'k', HAUL_OPT_PATH, HAUL_OPT_REQUIRED, &key, "FILE",
 		 "the key the page server was started with", 0, 0, NULL},
 		{"cgroup", 'c', HAUL_OPT_PATH, 0, &cgroup, "PATH",
