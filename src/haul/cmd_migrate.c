@@ -383,8 +383,8 @@ int haul_cmd_migrate(int argc, char **argv)
 	if (arg < 0)
 		return haul_opts_exit(arg);
 	if ((arg >= argc) == !cgroup) {
-		pr_err("migrate: name the process: a PID, a NAME of 'haul ps' or --cgroup PATH, "
-		       "one of them");
+		pr_err("name the process: a PID, a NAME of 'haul ps' or --cgroup PATH, one of "
+		       "them");
 		return 2;
 	}
 	if (postcopy + hybrid + o.stop_and_copy > 1) {

@@ -208,10 +208,10 @@ void haul_opts_usage(const struct haul_cmd_spec *spec, FILE *f)
 		const char *h = o->help, *nl;
 		int n;
 
-		n = snprintf(tag, sizeof(tag), "  %s%c%s--%s%s%s", o->short_name ? "-" : "",
-			     o->short_name ? o->short_name : ' ', o->short_name ? ", " : "",
-			     o->name, o->arg ? " " : "", o->arg ? o->arg : "");
-		if (!o->short_name) /* no "-x, ": drop the placeholder */
+		if (o->short_name)
+			n = snprintf(tag, sizeof(tag), "  -%c, --%s%s%s", o->short_name, o->name,
+				     o->arg ? " " : "", o->arg ? o->arg : "");
+		else
 			n = snprintf(tag, sizeof(tag), "  --%s%s%s", o->name, o->arg ? " " : "",
 				     o->arg ? o->arg : "");
 		fprintf(f, "%s", tag);
