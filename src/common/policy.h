@@ -84,5 +84,10 @@
 #define HAUL_FREEZE_REREAD_MS 1
 /* v1 freezer.state poll period. */
 #define HAUL_FREEZE_V1_POLL_US 100
+/* How long every thread may take to reach the group-stop that holds it while haul injects
+ * system calls (injlog.c); a thread in uninterruptible sleep makes us give up. */
+#define HAUL_INJ_STOP_TIMEOUT_MS 2000
+/* How long haul's survivor waits for the kernel to detach a dead haul's tracees. */
+#define HAUL_INJ_DETACH_WAIT_MS 5000
 
 #endif

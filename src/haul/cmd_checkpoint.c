@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common/injlog.h"
 #include "common/log.h"
 #include "haul/haul.h"
 #include "haul/haul_int.h"
@@ -54,7 +55,15 @@ int haul_cmd_checkpoint(int argc, char **argv)
 		pr_err("cannot checkpoint pid %ld: %s", pid, why);
 		return 1;
 	}
+	/* the survivor that undoes injected calls if we die before the commit (injlog.h) */
+	ret = injlog_open(getenv("HAUL_FAULT"));
+	if (ret) {
+		pr_err_r(ret, "cannot start the injection journal for pid %ld", pid);
+		haul_pid_unlock(&lock);
+		return 1;
+	}
 	ret = rst_checkpoint_images(pid, dir, leave, getenv("HAUL_FAULT"), &st);
+	injlog_close();
 	haul_pid_unlock(&lock);
 	if (ret)
 		return 1;

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/injlog.h"
 #include "common/log.h"
 #include "haul/haul.h"
 #include "haul/haul_int.h"
@@ -204,8 +205,16 @@ int haul_cmd_track(int argc, char **argv)
 	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
+	/* the survivor that undoes injected calls if we die during the attach (injlog.h) */
+	ret = injlog_open(getenv("HAUL_FAULT"));
+	if (ret) {
+		pr_err_r(ret, "cannot start the injection journal for pid %d", (int)pid);
+		haul_pid_unlock(&lock);
+		return 1;
+	}
 	ret = trk_open(pid, &topts, &t);
 	if (ret) {
+		injlog_close();
 		haul_pid_unlock(&lock);
 		if (ret == -ESRCH)
 			pr_err("pid %d does not exist", (int)pid);
@@ -291,6 +300,7 @@ int haul_cmd_track(int argc, char **argv)
 	status = 0;
 out:
 	trk_free(t);
+	injlog_close();
 	haul_pid_unlock(&lock);
 	free(ws.r);
 	haul_layout_release(&prev);

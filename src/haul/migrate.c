@@ -59,6 +59,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/injlog.h"
 #include "common/log.h"
 #include "common/policy.h"
 #include "haul/haul_int.h"
@@ -763,19 +764,25 @@ static int switchover(struct mig *m)
 		if (ret)
 			return ret;
 	}
+	/*
+	 * The group-stop that rst_seize holds it in while injecting (injlog.h),
+	 * held by us until it is frozen again.  cgroup2: trade the freezer for
+	 * it (a frozen task cannot run injected calls); the SIGSTOP is pending at
+	 * the thaw, so no thread runs a user instruction in between.
+	 */
+	ret = injlog_stop(m->pid);
+	if (!ret && m->cg.v2_freezer)
+		ret = haul_thaw(&m->cg);
+	if (ret) {
+		pr_err_r(ret, "cannot hand pid %d from the freezer to a group-stop", m->pid);
+		return ret;
+	}
 	/* v1 frozen tasks never reach ptrace-stop before thaw: seize them running */
 	t = haul_now_ms();
 	ret = rst_seize(m->pid, &m->seized);
 	if (ret) {
 		pr_err_r(ret, "cannot stop the threads of pid %d", m->pid);
 		return ret;
-	}
-	if (m->cg.v2_freezer) {
-		ret = haul_thaw(&m->cg);
-		if (ret) {
-			pr_err_r(ret, "cannot thaw pid %d (held by ptrace now)", m->pid);
-			return ret;
-		}
 	}
 	res->seize_ms = haul_now_ms() - t;
 	haul_events_frozen(m->o->events);
@@ -816,9 +823,12 @@ static int switchover(struct mig *m)
 		return ret;
 	rst_release(m->seized);
 	m->seized = NULL;
+	/* stopped tasks count as frozen: this does not wait for them to run */
 	ret = haul_freeze_wait(&m->cg, HAUL_MIG_FREEZE_TIMEOUT_MS);
 	if (ret)
 		return ret;
+	/* frozen: the SIGCONT only moves it from the group-stop into the freezer */
+	injlog_unhold(m->pid);
 	ret = fault_point(m, "state");
 	if (ret)
 		return ret;
@@ -989,6 +999,12 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 		pr_err_r(ret, "cannot start the guardian of pid %d", o->pid);
 		goto out;
 	}
+	/* the survivor that undoes injected calls if we die mid-injection (injlog.h) */
+	ret = injlog_open(o->fault);
+	if (ret) {
+		pr_err_r(ret, "cannot start the injection journal for pid %d", o->pid);
+		goto out;
+	}
 
 	res->phase = "connect";
 	memcpy(co.key, o->key, sizeof(co.key));
@@ -1044,7 +1060,9 @@ out:
 		rst_release(m.seized);
 		m.seized = NULL;
 	}
+	injlog_unhold(o->pid); /* a failure between injlog_stop() and rst_seize() */
 	trk_free(m.trk);
+	injlog_close();
 	rst_dump_prep_free(m.prep);
 	haul_pc_free(m.pc);
 	if (!res->committed && !res->indoubt)

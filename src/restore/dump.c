@@ -82,6 +82,7 @@ struct rst_seized {
 	size_t n;
 	struct rsys *thr;	      /* thr[0] is the main thread */
 	struct user_regs_struct *raw; /* registers as stopped, before rsys rewound them */
+	bool held;		      /* injlog_hold() group-stopped it for the injection */
 };
 
 /* ---- small /proc readers ------------------------------------------------- */
@@ -873,6 +874,11 @@ int rst_seize(pid_t pid, struct rst_seized **out)
 		ret = -ENOMEM;
 		goto out;
 	}
+	/* the group-stop that keeps it off injected registers if we die (injlog.h) */
+	ret = injlog_hold(pid);
+	if (ret)
+		goto out;
+	s->held = true;
 	ret = rsys_seize(&s->thr[0], pid);
 	if (ret)
 		goto out;
@@ -928,6 +934,8 @@ void rst_release(struct rst_seized *s)
 		if (ret)
 			pr_warn_r(ret, "cannot release thread %d of pid %d", s->thr[i].pid, s->pid);
 	}
+	if (s->held)
+		injlog_unhold(s->pid);
 	free(s->thr);
 	free(s->raw);
 	free(s);
@@ -938,6 +946,7 @@ void rst_kill_seized(struct rst_seized *s)
 	if (!s)
 		return;
 	kill(s->pid, SIGKILL);
+	injlog_forget(s->pid);
 	/* As its tracer we see its death first; its parent can reap it only after. */
 	/* The leader's death is reported only after every other thread's: them first. */
 	for (size_t i = s->n; i-- > 0;)
