@@ -309,62 +309,65 @@ static void summary(const struct haul_mig_opts *o, const struct haul_mig_result 
 	}
 }
 
-int haul_cmd_migrate(int argc, char **argv)
+/* The command line, before the process is looked up. */
+struct mig_cli {
+	const char *key, *cgroup, *json, *events;
+	bool quiet;
+};
+
+/*
+ * Parse @argv into @o and @c: the index of the PID|NAME argument (argc with
+ * --cgroup), or HAUL_OPTS_HELP / -EINVAL (logged) for haul_opts_exit().
+ */
+static int parse_cli(int argc, char **argv, struct haul_mig_opts *o, struct mig_cli *c)
 {
-	struct haul_mig_opts o = {.streams = 1};
-	struct haul_mig_result r;
-	const char *key = NULL, *cgroup = NULL, *json = NULL, *events = NULL;
-	struct sigaction sa = {.sa_handler = on_signal};
-	struct haul_wl wl;
-	struct progress prog = {.tty = isatty(STDERR_FILENO)};
 	double downtime = HAUL_MIG_DOWNTIME_MS, timeout = HAUL_MIG_REPLY_TIMEOUT_MS;
 	long long streams = 1, max_rounds = HAUL_MIG_MAX_ROUNDS;
-	int compress = PS_COMPRESS_AUTO;
+	int compress = PS_COMPRESS_AUTO, arg;
 	bool postcopy = false, hybrid = false;
 	const struct haul_opt opts[] = {
-		{"to", 't', HAUL_OPT_HOSTPORT, HAUL_OPT_REQUIRED, &o.to, "HOST:PORT",
+		{"to", 't', HAUL_OPT_HOSTPORT, HAUL_OPT_REQUIRED, &o->to, "HOST:PORT",
 		 "where the target's 'haul pageserver' listens", 1, 65535, NULL},
-		{"key", 'k', HAUL_OPT_PATH, HAUL_OPT_REQUIRED, &key, "FILE",
+		{"key", 'k', HAUL_OPT_PATH, HAUL_OPT_REQUIRED, &c->key, "FILE",
 		 "the key the page server was started with", 0, 0, NULL},
-		{"cgroup", 'c', HAUL_OPT_PATH, 0, &cgroup, "PATH",
+		{"cgroup", 'c', HAUL_OPT_PATH, 0, &c->cgroup, "PATH",
 		 "the one process of this cgroup, instead of PID|NAME", 0, 0, NULL},
 		{"downtime", 'd', HAUL_OPT_DURATION, HAUL_OPT_DEFAULT, &downtime, "TIME",
 		 "downtime target", 1, HAUL_OPT_HOUR_MS, NULL},
-		{"bandwidth", 'b', HAUL_OPT_RATE, 0, &o.bandwidth, "RATE",
+		{"bandwidth", 'b', HAUL_OPT_RATE, 0, &o->bandwidth, "RATE",
 		 "cap, bytes/s: 500M, 2G, 60MiB/s, or 1gbit, 800mbit\n(default none)", 0, 0, NULL},
 		{"streams", 's', HAUL_OPT_INT, HAUL_OPT_DEFAULT, &streams, "N",
 		 "TCP streams (post-copy with 2 or more:\nfaults get stream 0 to themselves)", 1,
 		 PS_MAX_STREAMS, NULL},
 		{"compress", 'z', HAUL_OPT_ENUM, HAUL_OPT_DEFAULT, &compress, "MODE",
 		 "auto|lz4|none", 0, 0, compress_modes},
-		{"encrypt", 'E', HAUL_OPT_FLAG, 0, &o.encrypt, NULL,
+		{"encrypt", 'E', HAUL_OPT_FLAG, 0, &o->encrypt, NULL,
 		 "encrypt the page streams (chacha20-poly1305; needed by\na page server run "
 		 "with --encrypt).  Without it pages\nand state cross the network "
 		 "authenticated but readable",
 		 0, 0, NULL},
 		{"max-rounds", 'r', HAUL_OPT_INT, HAUL_OPT_DEFAULT, &max_rounds, "N",
 		 "pre-copy rounds before switching over anyway", 1, 100000, NULL},
-		{"stop-and-copy", 'S', HAUL_OPT_FLAG, 0, &o.stop_and_copy, NULL,
+		{"stop-and-copy", 'S', HAUL_OPT_FLAG, 0, &o->stop_and_copy, NULL,
 		 "no pre-copy: freeze, copy everything, restore (baseline)", 0, 0, NULL},
 		{"postcopy", 'P', HAUL_OPT_FLAG, 0, &postcopy, NULL,
 		 "resume on the target at once; memory follows on demand", 0, 0, NULL},
 		{"hybrid", 'H', HAUL_OPT_FLAG, 0, &hybrid, NULL,
 		 "pre-copy; where it stops converging, post-copy the rest", 0, 0, NULL},
-		{"postcopy-rollback", 'R', HAUL_OPT_FLAG, 0, &o.postcopy_rollback, NULL,
+		{"postcopy-rollback", 'R', HAUL_OPT_FLAG, 0, &o->postcopy_rollback, NULL,
 		 "if post-copy fails after the resume, thaw the source\n(default: keep it "
 		 "frozen and exit 3)",
 		 0, 0, NULL},
 		{"timeout", 'T', HAUL_OPT_DURATION, HAUL_OPT_DEFAULT, &timeout, "TIME",
 		 "wait at most this for each reply of the target\n", 1, 24 * HAUL_OPT_HOUR_MS,
 		 NULL},
-		{"json", 'j', HAUL_OPT_PATH, 0, &json, "FILE",
+		{"json", 'j', HAUL_OPT_PATH, 0, &c->json, "FILE",
 		 "write times, downtime, rounds and bytes to FILE", 0, 0, NULL},
-		{"events", 0, HAUL_OPT_STR, 0, &events, "FD|FILE",
+		{"events", 0, HAUL_OPT_STR, 0, &c->events, "FD|FILE",
 		 "stream one JSON object per phase and round (started,\nround, frozen, resumed, "
 		 "committed, ...) as it happens",
 		 0, 0, NULL},
-		{"quiet", 'q', HAUL_OPT_FLAG, 0, &prog.quiet, NULL, "no per-round lines", 0, 0,
-		 NULL},
+		{"quiet", 'q', HAUL_OPT_FLAG, 0, &c->quiet, NULL, "no per-round lines", 0, 0, NULL},
 		{NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL},
 	};
 	const struct haul_cmd_spec spec = {"migrate",
@@ -376,27 +379,48 @@ int haul_cmd_migrate(int argc, char **argv)
 					   0,
 					   1,
 					   false};
-	bool have_wl;
-	int arg, ret;
 
 	arg = haul_opts_parse(&spec, argc, argv);
 	if (arg < 0)
-		return haul_opts_exit(arg);
-	if ((arg >= argc) == !cgroup) {
+		return arg;
+	if ((arg >= argc) == !c->cgroup) {
 		pr_err("name the process: a PID, a NAME of 'haul ps' or --cgroup PATH, one of "
 		       "them");
-		return 2;
+		return -EINVAL;
 	}
-	if (postcopy + hybrid + o.stop_and_copy > 1) {
+	if (postcopy + hybrid + o->stop_and_copy > 1) {
 		pr_err("--stop-and-copy, --postcopy and --hybrid exclude each other");
-		return 2;
+		return -EINVAL;
 	}
-	o.downtime_ms = downtime;
-	o.timeout_ms = (int)timeout;
-	o.streams = (unsigned)streams;
-	o.max_rounds = (unsigned)max_rounds;
-	o.compress = (enum ps_compress)compress;
-	o.mode = postcopy ? HAUL_MIG_POSTCOPY : hybrid ? HAUL_MIG_HYBRID : o.mode;
+	o->downtime_ms = downtime;
+	o->timeout_ms = (int)timeout;
+	o->streams = (unsigned)streams;
+	o->max_rounds = (unsigned)max_rounds;
+	o->compress = (enum ps_compress)compress;
+	o->mode = postcopy ? HAUL_MIG_POSTCOPY : hybrid ? HAUL_MIG_HYBRID : HAUL_MIG_PRECOPY;
+	return arg;
+}
+
+int haul_cmd_migrate(int argc, char **argv)
+{
+	struct haul_mig_opts o = {.streams = 1};
+	struct mig_cli c = {0};
+	struct haul_mig_result r;
+	struct sigaction sa = {.sa_handler = on_signal};
+	struct haul_wl wl;
+	struct progress prog = {.tty = isatty(STDERR_FILENO)};
+	const char *key, *cgroup, *json, *events;
+	bool have_wl;
+	int arg, ret;
+
+	arg = parse_cli(argc, argv, &o, &c);
+	if (arg < 0)
+		return haul_opts_exit(arg);
+	key = c.key;
+	cgroup = c.cgroup;
+	json = c.json;
+	events = c.events;
+	prog.quiet = c.quiet;
 	if (cgroup) {
 		if (pid_of_cgroup(cgroup, &o.pid))
 			return 1;

@@ -373,8 +373,12 @@ static int set_value(const struct haul_cmd_spec *spec, const struct haul_opt *o,
 		return -EINVAL;
 	}
 	if (o->type == HAUL_OPT_STR || o->type == HAUL_OPT_PATH || o->type == HAUL_OPT_HOSTPORT) {
+		if ((o->flags & HAUL_OPT_REPEAT) && list_add(o->dst, arg)) {
+			pr_err("%s: --%s: no memory for another value", spec->name, o->name);
+			return -EINVAL;
+		}
 		if (o->flags & HAUL_OPT_REPEAT)
-			return list_add(o->dst, arg) ? -EINVAL : 0;
+			return 0;
 		*(const char **)o->dst = arg;
 	}
 	return 0;
