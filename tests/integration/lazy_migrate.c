@@ -30,52 +30,8 @@
 #include "pageserver/pageserver.h"
 #include "restore/lazy_int.h"
 #include "restore/restore.h"
+#include "th_rst.h"
 #include "th_verify.h"
-
-static const char *progs(void)
-{
-	const char *p = getenv("HAUL_PROGS");
-
-	return p ? p : "build/progs";
-}
-
-static pid_t spawn_counter(const char *dir, const char *out, const char *sleep_us)
-{
-	char bin[512];
-	pid_t pid;
-
-	snprintf(bin, sizeof(bin), "%s/rst_counter", progs());
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		int nul = open("/dev/null", O_RDONLY);
-
-		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-			_exit(126);
-		close(fd);
-		close(nul);
-		closefrom(3);
-		execl(bin, bin, dir, "1500", "32", sleep_us, (char *)NULL);
-		_exit(127);
-	}
-	return pid;
-}
-
-static void final_line(const char *path, char *line, size_t len)
-{
-	static char buf[1 << 16];
-	int fd = open(path, O_RDONLY);
-	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-	const char *p;
-
-	if (fd >= 0)
-		close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	p = strstr(buf, "final ");
-	cr_assert(p, "no final line in %s: %s", path, buf);
-	snprintf(line, len, "%.*s", (int)strcspn(p, "\n"), p);
-}
 
 /* ---- the target: rst_live_sink plus post-copy ---- */
 
@@ -219,10 +175,10 @@ Test(lazy, post_copy_migration_of_a_real_process_over_the_page_server, .timeout 
 	snprintf(dir, sizeof(dir), "/tmp/haul-lazy-mig-%d", (int)getpid());
 	mkdir(dir, 0755);
 	snprintf(out, sizeof(out), "%s/expected.out", dir);
-	pid = spawn_counter(dir, out, "0");
+	pid = th_spawn_counter(dir, out, "1500", "32", "0");
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "undisturbed run failed");
-	final_line(out, want, sizeof(want));
+	th_final_line(out, want, sizeof(want));
 
 	so.listen = "127.0.0.1:0";
 	memset(so.key, 5, sizeof(so.key));
@@ -231,8 +187,8 @@ Test(lazy, post_copy_migration_of_a_real_process_over_the_page_server, .timeout 
 	cr_assert_eq(pthread_create(&st, NULL, run_server, s), 0);
 
 	snprintf(out, sizeof(out), "%s/run.out", dir);
-	pid = spawn_counter(dir, out, "1000");
-	usleep(150000);
+	pid = th_spawn_counter(dir, out, "1500", "32", "1000");
+	th_wait_ticking(out, 10000);
 
 	/* Source: freeze (seize), dump, and send only what cannot wait. */
 	cr_assert_eq(th_state_take(pid, TH_VERIFY_LIVE | TH_VERIFY_NO_INJECT, &before), 0);
@@ -284,7 +240,7 @@ Test(lazy, post_copy_migration_of_a_real_process_over_the_page_server, .timeout 
 	ps_server_free(s);
 	cr_expect_eq(ls.lazy_result, 0, "post-copy: %s", strerror(-ls.lazy_result));
 	cr_expect_eq(ls.exit_status, 0, "restored process exit status %d", ls.exit_status);
-	final_line(out, got, sizeof(got));
+	th_final_line(out, got, sizeof(got));
 	cr_expect_str_eq(got, want, "the migrated run diverged");
 	cr_log_info("post-copy migration: %zu eager ranges (%lu pages) before resume", neager,
 		    (unsigned long)eager_pages);

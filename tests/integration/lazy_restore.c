@@ -27,21 +27,8 @@
 #include "common/vma.h"
 #include "restore/lazy_int.h"
 #include "restore/restore.h"
+#include "th_rst.h"
 #include "th_verify.h"
-
-static const char *progs(void)
-{
-	const char *p = getenv("HAUL_PROGS");
-
-	return p ? p : "build/progs";
-}
-
-static void msleep(int ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
 
 static uint64_t now_ns(void)
 {
@@ -49,45 +36,6 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-static pid_t spawn_counter(const char *dir, const char *out, const char *iters, const char *mib,
-			   const char *sleep_us)
-{
-	char bin[512];
-	pid_t pid;
-
-	snprintf(bin, sizeof(bin), "%s/rst_counter", progs());
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		int nul = open("/dev/null", O_RDONLY);
-
-		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-			_exit(126);
-		close(fd);
-		close(nul);
-		closefrom(3);
-		execl(bin, bin, dir, iters, mib, sleep_us, (char *)NULL);
-		_exit(127);
-	}
-	return pid;
-}
-
-static void final_line(const char *path, char *line, size_t len)
-{
-	static char buf[1 << 16];
-	int fd = open(path, O_RDONLY);
-	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-	const char *p;
-
-	if (fd >= 0)
-		close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	p = strstr(buf, "final ");
-	cr_assert(p, "no final line in %s: %s", path, buf);
-	snprintf(line, len, "%.*s", (int)strcspn(p, "\n"), p);
 }
 
 /*
@@ -109,7 +57,7 @@ static int guarded_fault_fetch(void *arg, uint64_t addr, uint32_t npages, void *
 
 	if (atomic_load(&g->in_resume)) {
 		atomic_fetch_add(&g->during, 1);
-		usleep(2000000);
+		usleep(2000000); /* the behaviour under test: a fetch held while the loop is busy */
 	}
 	return rst_lazy_src_fetch(g->src, addr, npages, buf);
 }
@@ -160,14 +108,14 @@ static void e2e(enum e2e_mode mode)
 	snprintf(dir, sizeof(dir), "/tmp/haul-lazy-e2e-%d-%d", (int)getpid(), (int)mode);
 	mkdir(dir, 0755);
 	snprintf(out, sizeof(out), "%s/expected.out", dir);
-	pid = spawn_counter(dir, out, "1500", "32", "0");
+	pid = th_spawn_counter(dir, out, "1500", "32", "0");
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "undisturbed run failed");
-	final_line(out, want, sizeof(want));
+	th_final_line(out, want, sizeof(want));
 
 	snprintf(out, sizeof(out), "%s/run.out", dir);
-	pid = spawn_counter(dir, out, "1500", "32", "1000");
-	msleep(150);
+	pid = th_spawn_counter(dir, out, "1500", "32", "1000");
+	th_wait_ticking(out, 10000);
 
 	/* Source: seized and dumped; it stays stopped while it serves its pages. */
 	cr_assert_eq(th_state_take(pid, TH_VERIFY_LIVE | TH_VERIFY_NO_INJECT, &before), 0);
@@ -266,7 +214,7 @@ static void e2e(enum e2e_mode mode)
 	rst_kill_seized(sz);
 	status = rst_target_wait(t);
 	cr_expect_eq(status, 0, "restored process exit status %d", status);
-	final_line(out, got, sizeof(got));
+	th_final_line(out, got, sizeof(got));
 	cr_expect_str_eq(got, want, "the restored run diverged");
 	if (mode == E2E_HYBRID)
 		cr_expect_leq(st.fault_pages + st.pushed_pages, nstale,

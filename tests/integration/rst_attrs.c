@@ -21,17 +21,11 @@
 
 #include "restore/restore.h"
 #include "th_mig.h"
+#include "th_rst.h"
 
 static char dir[128];
 static char cgs[4][256]; /* cgroups this test made (removed deepest first) */
 static int ncgs;
-
-static const char *progs(void)
-{
-	const char *p = getenv("HAUL_PROGS");
-
-	return p ? p : "build/progs";
-}
 
 static void fini(void)
 {
@@ -47,18 +41,6 @@ static void fini(void)
 	}
 }
 
-static char *slurp(const char *path)
-{
-	static char buf[1 << 14];
-	int fd = open(path, O_RDONLY);
-	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-
-	if (fd >= 0)
-		close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	return buf;
-}
-
 /* Start rst_attrs with @attrs (NULL-terminated), output in DIR/out; returns once it is ready. */
 static pid_t spawn_attrs(const char *const attrs[])
 {
@@ -70,7 +52,7 @@ static pid_t spawn_attrs(const char *const attrs[])
 	snprintf(dir, sizeof(dir), "/tmp/haul-attrs-%d", (int)getpid());
 	mkdir(dir, 0755);
 	snprintf(out, sizeof(out), "%s/out", dir);
-	snprintf(bin, sizeof(bin), "%s/rst_attrs", progs());
+	snprintf(bin, sizeof(bin), "%s/rst_attrs", th_progs_dir());
 	argv[n++] = bin;
 	argv[n++] = "3";
 	for (int i = 0; attrs[i] && n < 15; i++)
@@ -99,7 +81,7 @@ static pid_t spawn_attrs(const char *const attrs[])
 	close(p[0]);
 	if (n <= 0) {
 		waitpid(pid, NULL, 0);
-		cr_assert_fail("rst_attrs did not start: %s", slurp(out));
+		cr_assert_fail("rst_attrs did not start: %s", th_slurp(out));
 	}
 	return pid;
 }
@@ -133,9 +115,9 @@ static const char *checkpoint_restore_check(pid_t pid, bool rm_cgroups)
 	kill(here, SIGUSR1);
 	status = rst_target_wait(t);
 	rst_target_free(t);
-	cr_expect_eq(status, 0, "the restored process found an attribute lost:\n%s", slurp(out));
-	cr_expect(strstr(slurp(out), "done\n"), "no done line:\n%s", slurp(out));
-	return slurp(out);
+	cr_expect_eq(status, 0, "the restored process found an attribute lost:\n%s", th_slurp(out));
+	cr_expect(strstr(th_slurp(out), "done\n"), "no done line:\n%s", th_slurp(out));
+	return th_slurp(out);
 }
 
 static void carried(const char *const attrs[])
@@ -260,7 +242,7 @@ static void refused(const char *attr, const char *needle)
 	cr_expect(strstr(why, needle), "%s: the reason does not name '%s': %s", attr, needle, why);
 	snprintf(out, sizeof(out), "%s/out", dir);
 	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		  "%s: the refused process did not run on: %s", attr, slurp(out));
+		  "%s: the refused process did not run on: %s", attr, th_slurp(out));
 	cr_log_info("%s refused: %s", attr, why);
 }
 
@@ -310,7 +292,7 @@ Test(rst_attrs, oom_score_adj_and_cgroups_survive_haul_migrate, .fini = mig_fini
 	cr_assert(fd >= 0 && write(fd, "400", 3) == 3, "cannot set oom_score_adj");
 	close(fd);
 	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)M.wl_pid);
-	snprintf(before, sizeof(before), "%s", slurp(path));
+	snprintf(before, sizeof(before), "%s", th_slurp(path));
 
 	pid = th_mig_haul(&M, &fd, NULL);
 	cr_assert_gt(pid, 0);
@@ -323,8 +305,8 @@ Test(rst_attrs, oom_score_adj_and_cgroups_survive_haul_migrate, .fini = mig_fini
 	cr_assert(th_mig_ticking(&M, M.net_b, 3000), "the workload does not tick in the target");
 	cr_assert_eq(th_count_procs(M.tag, &copy), 1, "not exactly one copy");
 	snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", (int)copy);
-	cr_expect_eq(atoi(slurp(path)), 400, "oom_score_adj after migrate: %s", slurp(path));
+	cr_expect_eq(atoi(th_slurp(path)), 400, "oom_score_adj after migrate: %s", th_slurp(path));
 	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)copy);
-	snprintf(after, sizeof(after), "%s", slurp(path));
+	snprintf(after, sizeof(after), "%s", th_slurp(path));
 	cr_expect_str_eq(after, before, "the cgroups changed (haul's own must not be carried)");
 }

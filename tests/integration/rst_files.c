@@ -26,25 +26,7 @@
 #include "common/vma.h"
 #include "restore/restore.h"
 #include "th_mig.h"
-
-static const char *progs(void)
-{
-	const char *p = getenv("HAUL_PROGS");
-
-	return p ? p : "build/progs";
-}
-
-static char *slurp(const char *path)
-{
-	static char buf[1 << 20];
-	int fd = open(path, O_RDONLY);
-	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-
-	if (fd >= 0)
-		close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	return buf;
-}
+#include "th_rst.h"
 
 /* Wait until @path exists and holds at least @bytes (a ready signal of the workload). */
 static bool wait_file(const char *path, off_t bytes, int ms)
@@ -60,84 +42,6 @@ static bool wait_file(const char *path, off_t bytes, int ms)
 	return false;
 }
 
-struct page_run {
-	uint64_t addr;
-	uint32_t npages;
-	void *data;
-};
-
-struct snapshot {
-	struct haul_layout l;
-	struct page_run *runs;
-	size_t n;
-	uint8_t *state;
-	size_t state_len;
-};
-
-/* What checkpoint does on the source: the state, the layout and every page. */
-static int snapshot_take(pid_t pid, struct snapshot *s)
-{
-	struct rst_seized *sz;
-	int ret;
-
-	memset(s, 0, sizeof(*s));
-	ret = rst_seize(pid, &sz);
-	if (ret)
-		return ret;
-	ret = rst_dump_state(sz, &s->state, &s->state_len);
-	if (!ret)
-		ret = haul_layout_read(pid, true, &s->l);
-	if (!ret)
-		s->runs = calloc(s->l.n, sizeof(*s->runs));
-	for (size_t i = 0; !ret && i < s->l.n; i++) {
-		const struct haul_vma *v = &s->l.v[i];
-		size_t len = v->end - v->start;
-
-		if (!haul_vma_is_memory(v) || !(v->prot & PROT_READ))
-			continue;
-		s->runs[s->n].addr = v->start;
-		s->runs[s->n].npages = len >> 12;
-		s->runs[s->n].data = malloc(len);
-		ret = rsys_read(pid, v->start, s->runs[s->n].data, len);
-		s->n++;
-	}
-	rst_release(sz);
-	return ret;
-}
-
-static void snapshot_free(struct snapshot *s)
-{
-	for (size_t i = 0; i < s->n; i++)
-		free(s->runs[i].data);
-	free(s->runs);
-	free(s->state);
-	haul_layout_release(&s->l);
-}
-
-static int restore_snapshot(const struct snapshot *s, pid_t pid, enum rst_pidns ns,
-			    struct rst_target **out, char *why, size_t wl)
-{
-	struct rst_target_opts o = {.pid = pid, .pidns = ns};
-	struct rst_target *t;
-	pid_t here;
-	int ret;
-
-	ret = rst_target_new(&o, &t);
-	if (ret)
-		return ret;
-	ret = rst_target_layout(t, &s->l);
-	for (size_t i = 0; !ret && i < s->n; i++)
-		ret = rst_target_pages(t, s->runs[i].addr, s->runs[i].data, s->runs[i].npages);
-	if (!ret)
-		ret = rst_target_resume(t, s->state, s->state_len, &here, why, wl);
-	if (ret) {
-		rst_target_free(t);
-		return ret;
-	}
-	*out = t;
-	return 0;
-}
-
 struct fcase {
 	char dir[128], out[160], ready[160], stop[160];
 	const char *result; /* where "final ok" goes: out, or the log in mode ofd */
@@ -147,44 +51,32 @@ struct fcase {
 /* Start `rst_files @mode DIR` (stdout and stderr: one open of DIR/out) and wait until ready. */
 static void start(struct fcase *c, const char *mode)
 {
-	char bin[512];
+	const char *const args[] = {mode, c->dir, NULL};
 
 	snprintf(c->dir, sizeof(c->dir), "/tmp/haul-files-%s-%d", mode, (int)getpid());
 	snprintf(c->out, sizeof(c->out), "%s/out", c->dir);
 	snprintf(c->ready, sizeof(c->ready), "%s/ready", c->dir);
 	snprintf(c->stop, sizeof(c->stop), "%s/stop", c->dir);
 	c->result = c->out;
-	snprintf(bin, sizeof(bin), "%s/rst_files", progs());
 	mkdir(c->dir, 0755);
-	c->pid = fork();
-	cr_assert_geq(c->pid, 0);
-	if (c->pid == 0) {
-		int fd = open(c->out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		int nul = open("/dev/null", O_RDONLY);
-
-		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-			_exit(126);
-		closefrom(3);
-		execl(bin, bin, mode, c->dir, (char *)NULL);
-		_exit(127);
-	}
+	c->pid = th_spawn_prog(c->out, "rst_files", args);
 	cr_assert(wait_file(c->ready, 0, 10000), "rst_files %s never got ready: %s", mode,
-		  slurp(c->out));
+		  th_slurp(c->out));
 }
 
 /* Checkpoint it, kill it, restore it (in a new PID namespace if @ns says); the copy in *@t. */
 static void checkpoint_restore_ns(struct fcase *c, enum rst_pidns ns, struct rst_target **t)
 {
-	struct snapshot s;
+	struct th_snap s;
 	char why[512] = "";
 	int status, ret;
 
-	ret = snapshot_take(c->pid, &s);
+	ret = th_snap_take(c->pid, &s);
 	cr_assert_eq(ret, 0, "dump failed: %s", strerror(-ret));
 	kill(c->pid, SIGKILL);
 	waitpid(c->pid, &status, 0);
-	ret = restore_snapshot(&s, c->pid, ns, t, why, sizeof(why));
-	snapshot_free(&s);
+	ret = th_snap_restore(&s, c->pid, ns, t, why, sizeof(why));
+	th_snap_free(&s);
 	cr_assert_eq(ret, 0, "restore failed: %s (%s)", strerror(-ret), why);
 }
 
@@ -208,7 +100,7 @@ static long progress(const char *dir)
 	char p[200];
 
 	snprintf(p, sizeof(p), "%s/progress", dir);
-	return access(p, F_OK) ? -1 : atol(slurp(p));
+	return access(p, F_OK) ? -1 : atol(th_slurp(p));
 }
 
 /* Wait until the workload in @dir has run @n more steps (its copy after a restore, too). */
@@ -234,9 +126,9 @@ static void finish(struct fcase *c, struct rst_target *t)
 	close(fd);
 	status = rst_target_wait(t);
 	rst_target_free(t);
-	cr_expect_eq(status, 0, "restored rst_files exited with %d:\n%s", status, slurp(c->out));
-	cr_expect_null(strstr(slurp(c->out), "ERROR"), "%s", slurp(c->out));
-	cr_expect(strstr(slurp(c->result), "final ok"), "%s", slurp(c->result));
+	cr_expect_eq(status, 0, "restored rst_files exited with %d:\n%s", status, th_slurp(c->out));
+	cr_expect_null(strstr(th_slurp(c->out), "ERROR"), "%s", th_slurp(c->out));
+	cr_expect(strstr(th_slurp(c->result), "final ok"), "%s", th_slurp(c->result));
 }
 
 /*
@@ -245,7 +137,7 @@ static void finish(struct fcase *c, struct rst_target *t)
  */
 static void check_interleaved_log(const char *log)
 {
-	const char *p = slurp(log);
+	const char *p = th_slurp(log);
 	long n = 0;
 
 	for (;; n++) {
@@ -393,8 +285,8 @@ Test(rst_files, deleted_device_node_is_refused_before_the_process_is_touched, .t
 	close(fd);
 	cr_assert_eq(waitpid(c.pid, &status, 0), c.pid);
 	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "it exited with %d: %s", status,
-		  slurp(c.out));
-	cr_expect(strstr(slurp(c.out), "final ok"), "%s", slurp(c.out));
+		  th_slurp(c.out));
+	cr_expect(strstr(th_slurp(c.out), "final ok"), "%s", th_slurp(c.out));
 	cleanup(&c);
 }
 
@@ -445,7 +337,8 @@ static void migrate_case(const char *mode, const char *result, char *dir, size_t
 	M.wl_pid = th_spawn(M.net.a, argv, out);
 	cr_assert_gt(M.wl_pid, 0);
 	snprintf(path, sizeof(path), "%s/ready", dir);
-	cr_assert(wait_file(path, 0, 10000), "rst_files %s never got ready: %s", mode, slurp(out));
+	cr_assert(wait_file(path, 0, 10000), "rst_files %s never got ready: %s", mode,
+		  th_slurp(out));
 	if (!strcmp(mode, "ofd")) {
 		snprintf(path, sizeof(path), "%s/log", dir);
 		cr_assert(wait_file(path, 2000, 10000), "no progress in %s", path);
@@ -464,9 +357,9 @@ static void migrate_case(const char *mode, const char *result, char *dir, size_t
 		fd = open(path, O_WRONLY | O_CREAT, 0644);
 		close(fd);
 		cr_assert_eq(th_wait_exit(M.wl_pid, 20000), 0, "the source did not finish: %s",
-			     slurp(out));
+			     th_slurp(out));
 		M.wl_pid = 0;
-		cr_expect(strstr(slurp(out), "final ok"), "%s", slurp(out));
+		cr_expect(strstr(th_slurp(out), "final ok"), "%s", th_slurp(out));
 		return;
 	}
 	cr_assert_eq(migrate_workload(msg, sizeof(msg)), 0, "haul migrate failed: %s", msg);
@@ -477,8 +370,8 @@ static void migrate_case(const char *mode, const char *result, char *dir, size_t
 	close(fd);
 	snprintf(path, sizeof(path), "%s/%s", dir, result);
 	cr_assert_eq(th_wait_file(path, 0, "final ok", 20000, NULL, 0), 0,
-		     "the migrated copy did not finish cleanly: %s", slurp(out));
-	cr_expect_null(strstr(slurp(out), "ERROR"), "%s", slurp(out));
+		     "the migrated copy did not finish cleanly: %s", th_slurp(out));
+	cr_expect_null(strstr(th_slurp(out), "ERROR"), "%s", th_slurp(out));
 }
 
 Test(mig_files, fds_sharing_one_open_file_lose_no_byte_across_migrate, .fini = mig_teardown,
@@ -516,7 +409,7 @@ static int precheck_forked_child(struct fcase *c, const char *mode, char *why, s
 
 	start(c, mode);
 	snprintf(p, sizeof(p), "%s/child", c->dir);
-	child = atoi(slurp(p));
+	child = atoi(th_slurp(p));
 	cr_assert_gt(child, 0, "no child pid in %s", p);
 	why[0] = '\0';
 	ret = rst_dump_precheck(child, why, wl);

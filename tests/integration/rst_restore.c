@@ -19,152 +19,8 @@
 #include "common/rsys.h"
 #include "common/vma.h"
 #include "restore/restore.h"
+#include "th_rst.h"
 #include "th_verify.h"
-
-static const char *progs(void)
-{
-	const char *p = getenv("HAUL_PROGS");
-
-	return p ? p : "build/progs";
-}
-
-static void msleep(int ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
-
-/* Start rst_counter in @dir with stdout to @out. */
-static pid_t spawn_counter(const char *dir, const char *out, const char *iters, const char *mib,
-			   const char *sleep_us)
-{
-	char bin[512];
-	pid_t pid;
-
-	snprintf(bin, sizeof(bin), "%s/rst_counter", progs());
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		int nul = open("/dev/null", O_RDONLY);
-
-		/* Only files and /dev/null: a pipe from the test runner would be refused. */
-		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-			_exit(126);
-		close(fd);
-		close(nul);
-		closefrom(3);
-		execl(bin, bin, dir, iters, mib, sleep_us, (char *)NULL);
-		_exit(127);
-	}
-	return pid;
-}
-
-static char *slurp(const char *path)
-{
-	static char buf[1 << 16];
-	int fd = open(path, O_RDONLY);
-	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-
-	if (fd >= 0)
-		close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	return buf;
-}
-
-/* The "final ..." line of @path, copied into @line. */
-static void final_line(const char *path, char *line, size_t len)
-{
-	const char *p = strstr(slurp(path), "final ");
-
-	cr_assert(p, "no final line in %s: %s", path, slurp(path));
-	snprintf(line, len, "%.*s", (int)strcspn(p, "\n"), p);
-}
-
-struct page_run {
-	uint64_t addr;
-	uint32_t npages;
-	void *data;
-};
-
-struct snapshot {
-	struct haul_layout l;
-	struct page_run *runs;
-	size_t n;
-	uint8_t *state;
-	size_t state_len;
-};
-
-/* What migrate does on the source, without the network: layout, every page, state. */
-static int snapshot_take(pid_t pid, struct snapshot *s)
-{
-	struct rst_seized *sz;
-	int ret;
-
-	memset(s, 0, sizeof(*s));
-	ret = rst_seize(pid, &sz);
-	if (ret)
-		return ret;
-	ret = rst_dump_state(sz, &s->state, &s->state_len);
-	if (ret)
-		goto out;
-	ret = haul_layout_read(pid, true, &s->l);
-	if (ret)
-		goto out;
-	s->runs = calloc(s->l.n, sizeof(*s->runs));
-	for (size_t i = 0; i < s->l.n; i++) {
-		const struct haul_vma *v = &s->l.v[i];
-		size_t len = v->end - v->start;
-
-		if (!haul_vma_is_memory(v) || !(v->prot & PROT_READ))
-			continue;
-		s->runs[s->n].addr = v->start;
-		s->runs[s->n].npages = len >> 12;
-		s->runs[s->n].data = malloc(len);
-		ret = rsys_read(pid, v->start, s->runs[s->n].data, len);
-		if (ret)
-			goto out;
-		s->n++;
-	}
-out:
-	rst_release(sz);
-	return ret;
-}
-
-static void snapshot_free(struct snapshot *s)
-{
-	for (size_t i = 0; i < s->n; i++)
-		free(s->runs[i].data);
-	free(s->runs);
-	free(s->state);
-	haul_layout_release(&s->l);
-}
-
-static int restore_snapshot(const struct snapshot *s, pid_t pid, enum rst_pidns ns,
-			    struct rst_target **out)
-{
-	struct rst_target_opts o = {.pid = pid, .pidns = ns};
-	struct rst_target *t;
-	char why[256];
-	pid_t here;
-	int ret;
-
-	ret = rst_target_new(&o, &t);
-	if (ret)
-		return ret;
-	ret = rst_target_layout(t, &s->l);
-	for (size_t i = 0; !ret && i < s->n; i++)
-		ret = rst_target_pages(t, s->runs[i].addr, s->runs[i].data, s->runs[i].npages);
-	if (!ret)
-		ret = rst_target_resume(t, s->state, s->state_len, &here, why, sizeof(why));
-	if (ret) {
-		rst_target_free(t);
-		return ret;
-	}
-	*out = t;
-	return 0;
-}
 
 static void make_dir(char *dir, size_t len, const char *tag)
 {
@@ -180,16 +36,16 @@ static void expected_final(const char *dir, const char *iters, const char *mib, 
 	pid_t p;
 
 	snprintf(out, sizeof(out), "%s/expected.out", dir);
-	p = spawn_counter(dir, out, iters, mib, "0");
+	p = th_spawn_counter(dir, out, iters, mib, "0");
 	cr_assert_eq(waitpid(p, &status, 0), p);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "undisturbed run failed");
-	final_line(out, line, len);
+	th_final_line(out, line, len);
 }
 
 static void checkpoint_restore_once(enum rst_pidns ns)
 {
-	char dir[256], out[600], want[128], got[128], cmd[700];
-	struct snapshot s;
+	char dir[256], out[600], want[128], got[128], cmd[700], why[256];
+	struct th_snap s;
 	struct rst_target *t = NULL;
 	struct th_state *before;
 	int status, ret;
@@ -199,25 +55,26 @@ static void checkpoint_restore_once(enum rst_pidns ns)
 	expected_final(dir, "1500", "16", want, sizeof(want));
 
 	snprintf(out, sizeof(out), "%s/run.out", dir);
-	pid = spawn_counter(dir, out, "1500", "16", "1000");
-	msleep(400);
+	pid = th_spawn_counter(dir, out, "1500", "16", "1000");
+	th_wait_ticking(out, 10000);
 	cr_assert_eq(th_state_take(pid, TH_VERIFY_LIVE, &before), 0);
-	ret = snapshot_take(pid, &s);
+	ret = th_snap_take(pid, &s);
 	cr_assert_eq(ret, 0, "dump failed: %s", strerror(-ret));
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
 
-	ret = restore_snapshot(&s, pid, ns, &t);
-	snapshot_free(&s);
+	ret = th_snap_restore(&s, pid, ns, &t, why, sizeof(why));
+	th_snap_free(&s);
 	cr_assert_eq(ret, 0, "restore failed: %s", strerror(-ret));
 	th_verify_same(before, rst_target_pid(t), TH_VERIFY_LIVE, "rst_counter");
 	th_state_free(before);
 	status = rst_target_wait(t);
 	rst_target_free(t);
-	cr_expect_eq(status, 0, "restored process exited with %d; output:\n%s", status, slurp(out));
-	cr_expect_null(strstr(slurp(out), "ERROR"), "restored process saw an error:\n%s",
-		       slurp(out));
-	final_line(out, got, sizeof(got));
+	cr_expect_eq(status, 0, "restored process exited with %d; output:\n%s", status,
+		     th_slurp(out));
+	cr_expect_null(strstr(th_slurp(out), "ERROR"), "restored process saw an error:\n%s",
+		       th_slurp(out));
+	th_final_line(out, got, sizeof(got));
 	cr_expect_str_eq(got, want);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)
@@ -237,7 +94,7 @@ Test(rst, restored_with_same_pid_on_host_finishes_like_undisturbed_run, .timeout
 /* ---- incremental (live migration) ---------------------------------------- */
 
 /* Every readable memory VMA of @pid, read now (the process may be running). */
-static int read_all(pid_t pid, struct snapshot *s)
+static int read_all(pid_t pid, struct th_snap *s)
 {
 	int ret;
 
@@ -263,14 +120,14 @@ static int read_all(pid_t pid, struct snapshot *s)
 }
 
 /* Send the layout of @cur and every page that differs from @prev (all when @prev is NULL). */
-static int send_round(struct rst_target *t, const struct snapshot *prev, const struct snapshot *cur,
+static int send_round(struct rst_target *t, const struct th_snap *prev, const struct th_snap *cur,
 		      uint64_t *sent)
 {
 	static const uint8_t zero[4096];
 	int ret = rst_target_layout(t, &cur->l);
 
 	for (size_t i = 0; !ret && i < cur->n; i++) {
-		const struct page_run *r = &cur->runs[i];
+		const struct th_snap_run *r = &cur->runs[i];
 
 		for (uint32_t p = 0; !ret && r->data && p < r->npages; p++) {
 			uint64_t a = r->addr + (uint64_t)p * 4096;
@@ -278,7 +135,7 @@ static int send_round(struct rst_target *t, const struct snapshot *prev, const s
 			const struct haul_vma *ov = prev ? haul_layout_find(&prev->l, a) : NULL;
 
 			if (ov) {
-				const struct page_run *orun = &prev->runs[ov - prev->l.v];
+				const struct th_snap_run *orun = &prev->runs[ov - prev->l.v];
 
 				if (orun->data && ov->start == cur->l.v[i].start &&
 				    !memcmp((const uint8_t *)orun->data + (a - orun->addr), d,
@@ -296,7 +153,7 @@ Test(rst, incremental_rounds_then_final_dirty_pages_restore_exactly, .timeout = 
 {
 	char dir[256], out[600], want[128], got[128], why[256], cmd[700];
 	struct rst_target_opts o = {.pidns = RST_PIDNS_AUTO};
-	struct snapshot prev, cur;
+	struct th_snap prev, cur;
 	struct rst_target *t;
 	struct rst_seized *sz;
 	struct th_state *before;
@@ -309,8 +166,8 @@ Test(rst, incremental_rounds_then_final_dirty_pages_restore_exactly, .timeout = 
 	make_dir(dir, sizeof(dir), "incr");
 	expected_final(dir, "1500", "16", want, sizeof(want));
 	snprintf(out, sizeof(out), "%s/run.out", dir);
-	pid = spawn_counter(dir, out, "1500", "16", "1000");
-	msleep(200);
+	pid = th_spawn_counter(dir, out, "1500", "16", "1000");
+	th_wait_ticking(out, 10000);
 
 	/* The source still runs with its PID: the target must use a new namespace. */
 	o.pid = pid;
@@ -319,11 +176,14 @@ Test(rst, incremental_rounds_then_final_dirty_pages_restore_exactly, .timeout = 
 	cr_assert_eq(send_round(t, NULL, &prev, &first), 0);
 	for (int round = 0; round < 2; round++) {
 		uint64_t n = 0;
+		size_t from = th_file_size(out);
 
-		msleep(100);
+		/* the next tick line: it has run 100 more iterations and dirtied pages */
+		cr_assert_eq(th_wait_file(out, from, "tick", 10000, NULL, 0), 0,
+			     "rst_counter printed no tick between rounds: %s", th_slurp(out));
 		cr_assert_eq(read_all(pid, &cur), 0);
 		cr_assert_eq(send_round(t, &prev, &cur, &n), 0);
-		snapshot_free(&prev);
+		th_snap_free(&prev);
 		prev = cur;
 	}
 	/* Switchover: stop, last dirty pages and the state, kill the source, resume. */
@@ -347,11 +207,11 @@ Test(rst, incremental_rounds_then_final_dirty_pages_restore_exactly, .timeout = 
 	status = rst_target_wait(t);
 	rst_target_free(t);
 	free(state);
-	snapshot_free(&prev);
-	snapshot_free(&cur);
-	cr_expect_eq(status, 0, "restored process exited with %d:\n%s", status, slurp(out));
-	cr_expect_null(strstr(slurp(out), "ERROR"), "%s", slurp(out));
-	final_line(out, got, sizeof(got));
+	th_snap_free(&prev);
+	th_snap_free(&cur);
+	cr_expect_eq(status, 0, "restored process exited with %d:\n%s", status, th_slurp(out));
+	cr_expect_null(strstr(th_slurp(out), "ERROR"), "%s", th_slurp(out));
+	th_final_line(out, got, sizeof(got));
 	cr_expect_str_eq(got, want);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)
@@ -361,7 +221,7 @@ Test(rst, incremental_rounds_then_final_dirty_pages_restore_exactly, .timeout = 
 Test(rst, restore_fails_cleanly_when_pid_is_taken_and_no_namespace_allowed, .timeout = 30)
 {
 	char dir[256], out[600];
-	struct snapshot s;
+	struct th_snap s;
 	struct rst_target_opts o = {.pidns = RST_PIDNS_NEVER};
 	struct rst_target *t = NULL;
 	int status;
@@ -369,14 +229,14 @@ Test(rst, restore_fails_cleanly_when_pid_is_taken_and_no_namespace_allowed, .tim
 
 	make_dir(dir, sizeof(dir), "taken");
 	snprintf(out, sizeof(out), "%s/run.out", dir);
-	pid = spawn_counter(dir, out, "100000", "4", "1000");
-	msleep(100);
-	cr_assert_eq(snapshot_take(pid, &s), 0);
+	pid = th_spawn_counter(dir, out, "100000", "4", "1000");
+	th_wait_ticking(out, 10000);
+	cr_assert_eq(th_snap_take(pid, &s), 0);
 	o.pid = pid; /* still running: the PID is taken */
 	cr_expect_eq(rst_target_new(&o, &t), -EEXIST);
 	cr_expect_null(t);
 	cr_expect_eq(waitpid(pid, &status, WNOHANG), 0, "the source died");
-	snapshot_free(&s);
+	th_snap_free(&s);
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
 	snprintf(out, sizeof(out), "rm -rf %s", dir);
@@ -409,16 +269,16 @@ Test(rst, before_resume_hook_sees_the_final_layout_and_can_fail_the_resume, .tim
 	char dir[256], out[600], why[256], cmd[700];
 	struct rst_target_opts o = {.pidns = RST_PIDNS_ALWAYS, .lazy = true, .before_resume = hook};
 	struct hook_seen h = {0, false, -EIO};
-	struct snapshot s;
+	struct th_snap s;
 	struct rst_target *t;
 	int status, ret;
 	pid_t pid, here;
 
 	make_dir(dir, sizeof(dir), "hook");
 	snprintf(out, sizeof(out), "%s/run.out", dir);
-	pid = spawn_counter(dir, out, "100000", "4", "1000");
-	msleep(100);
-	cr_assert_eq(snapshot_take(pid, &s), 0);
+	pid = th_spawn_counter(dir, out, "100000", "4", "1000");
+	th_wait_ticking(out, 10000);
+	cr_assert_eq(th_snap_take(pid, &s), 0);
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
 
@@ -437,7 +297,7 @@ Test(rst, before_resume_hook_sees_the_final_layout_and_can_fail_the_resume, .tim
 	/* The half-built process is gone: its helper exits with SIGKILL's status. */
 	cr_expect_eq(rst_target_wait(t), 128 + SIGKILL);
 	rst_target_free(t);
-	snapshot_free(&s);
+	th_snap_free(&s);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)
 		cr_log_warn("cannot remove %s", dir);
@@ -447,100 +307,68 @@ Test(rst, before_resume_hook_sees_the_final_layout_and_can_fail_the_resume, .tim
 
 Test(rst, event_loop_over_epoll_eventfd_timerfd_signalfd_and_self_pipe_carries_on, .timeout = 60)
 {
-	char bin[512], out[128];
-	struct snapshot s;
+	const char *const args[] = {"1500", NULL};
+	char out[128], why[256];
+	struct th_snap s;
 	struct rst_target *t;
 	struct th_state *before;
 	int status, ret;
 	pid_t pid;
 
-	snprintf(bin, sizeof(bin), "%s/rst_fds", progs());
 	snprintf(out, sizeof(out), "/tmp/haul-rst-fds-%d.out", (int)getpid());
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		int nul = open("/dev/null", O_RDWR);
-
-		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-			_exit(126);
-		closefrom(3);
-		execl(bin, bin, "1500", (char *)NULL);
-		_exit(127);
-	}
-	msleep(500);
+	pid = th_spawn_prog(out, "rst_fds", args);
+	th_wait_ticking(out, 10000);
 	cr_assert_eq(th_state_take(pid, TH_VERIFY_LIVE, &before), 0);
-	ret = snapshot_take(pid, &s);
+	ret = th_snap_take(pid, &s);
 	cr_assert_eq(ret, 0, "dump failed: %s", strerror(-ret));
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
-	ret = restore_snapshot(&s, pid, RST_PIDNS_AUTO, &t);
-	snapshot_free(&s);
+	ret = th_snap_restore(&s, pid, RST_PIDNS_AUTO, &t, why, sizeof(why));
+	th_snap_free(&s);
 	cr_assert_eq(ret, 0, "restore failed: %s", strerror(-ret));
 	th_verify_same(before, rst_target_pid(t), TH_VERIFY_LIVE, "rst_fds");
 	th_state_free(before);
 	status = rst_target_wait(t);
 	rst_target_free(t);
-	cr_expect_eq(status, 0, "restored rst_fds exited with %d:\n%s", status, slurp(out));
-	cr_expect(strstr(slurp(out), "final ok 1500"), "%s", slurp(out));
+	cr_expect_eq(status, 0, "restored rst_fds exited with %d:\n%s", status, th_slurp(out));
+	cr_expect(strstr(th_slurp(out), "final ok 1500"), "%s", th_slurp(out));
 	unlink(out);
 }
 
 /* ---- threads ------------------------------------------------------------------ */
 
-/* Run @prog @arg with stdout to @out; returns its pid. */
-static pid_t spawn_prog(const char *prog, const char *arg, const char *out)
-{
-	char bin[512];
-	pid_t pid;
-
-	snprintf(bin, sizeof(bin), "%s/%s", progs(), prog);
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		int nul = open("/dev/null", O_RDWR);
-
-		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-			_exit(126);
-		closefrom(3);
-		execl(bin, bin, arg, (char *)NULL);
-		_exit(127);
-	}
-	return pid;
-}
-
 static void threads_once(enum rst_pidns ns)
 {
-	char out[128], want[128], got[128];
-	struct snapshot s;
+	const char *const args[] = {"1500", NULL};
+	char out[128], want[128], got[128], why[256];
+	struct th_snap s;
 	struct rst_target *t;
 	struct th_state *before;
 	int status, ret;
 	pid_t pid;
 
 	snprintf(out, sizeof(out), "/tmp/haul-rst-threads-%d.out", (int)getpid());
-	pid = spawn_prog("rst_threads", "1500", out);
+	pid = th_spawn_prog(out, "rst_threads", args);
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	final_line(out, want, sizeof(want));
+	th_final_line(out, want, sizeof(want));
 
-	pid = spawn_prog("rst_threads", "1500", out);
-	msleep(600);
+	pid = th_spawn_prog(out, "rst_threads", args);
+	th_wait_ticking(out, 10000);
 	cr_assert_eq(th_state_take(pid, TH_VERIFY_LIVE, &before), 0);
-	ret = snapshot_take(pid, &s);
+	ret = th_snap_take(pid, &s);
 	cr_assert_eq(ret, 0, "dump failed: %s", strerror(-ret));
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
-	ret = restore_snapshot(&s, pid, ns, &t);
-	snapshot_free(&s);
+	ret = th_snap_restore(&s, pid, ns, &t, why, sizeof(why));
+	th_snap_free(&s);
 	cr_assert_eq(ret, 0, "restore failed: %s", strerror(-ret));
 	th_verify_same(before, rst_target_pid(t), TH_VERIFY_LIVE, "rst_threads");
 	th_state_free(before);
 	status = rst_target_wait(t);
 	rst_target_free(t);
-	cr_expect_eq(status, 0, "restored rst_threads exited with %d:\n%s", status, slurp(out));
-	cr_expect_null(strstr(slurp(out), "ERROR"), "%s", slurp(out));
-	final_line(out, got, sizeof(got));
+	cr_expect_eq(status, 0, "restored rst_threads exited with %d:\n%s", status, th_slurp(out));
+	cr_expect_null(strstr(th_slurp(out), "ERROR"), "%s", th_slurp(out));
+	th_final_line(out, got, sizeof(got));
 	cr_expect_str_eq(got, want);
 	unlink(out);
 }
@@ -593,8 +421,8 @@ Test(rst, image_with_a_flipped_page_byte_is_refused_and_left_as_it_was, .timeout
 	expected_final(dir, "1500", "16", want, sizeof(want));
 	snprintf(out, sizeof(out), "%s/run.out", dir);
 	snprintf(imgs, sizeof(imgs), "%s/images", dir);
-	pid = spawn_counter(dir, out, "1500", "16", "1000");
-	msleep(400);
+	pid = th_spawn_counter(dir, out, "1500", "16", "1000");
+	th_wait_ticking(out, 10000);
 	ret = rst_checkpoint_images(pid, imgs, false, NULL, &st);
 	cr_assert_eq(ret, 0, "checkpoint failed: %s", strerror(-ret));
 	waitpid(pid, &status, 0);
@@ -621,8 +449,8 @@ Test(rst, image_with_a_flipped_page_byte_is_refused_and_left_as_it_was, .timeout
 	cr_assert_eq(ret, 0, "restore of the repaired image: %s", strerror(-ret));
 	status = rst_target_wait(t);
 	rst_target_free(t);
-	cr_expect_eq(status, 0, "restored process exited with %d:\n%s", status, slurp(out));
-	final_line(out, got, sizeof(got));
+	cr_expect_eq(status, 0, "restored process exited with %d:\n%s", status, th_slurp(out));
+	th_final_line(out, got, sizeof(got));
 	cr_expect_str_eq(got, want);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)

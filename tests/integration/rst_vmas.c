@@ -21,6 +21,7 @@
 #include "common/vma.h"
 #include "restore/restore.h"
 #include "tracker/tracker.h"
+#include "th_rst.h"
 
 static char dir[128], out[192];
 static pid_t running[2]; /* the source and the restored copy, killed by cleanup() */
@@ -32,55 +33,19 @@ static const char *env_or(const char *name, const char *def)
 	return v ? v : def;
 }
 
-static char *slurp(const char *path)
-{
-	static char buf[1 << 16];
-	int fd = open(path, O_RDONLY);
-	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-
-	if (fd >= 0)
-		close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	return buf;
-}
-
-/* Wait up to @ms for @needle in @path (the program's ready and result lines). */
-static bool wait_for(const char *path, const char *needle, int ms)
-{
-	struct timespec ts = {0, 10 * 1000000L};
-
-	for (int i = 0; i < ms / 10; i++) {
-		if (strstr(slurp(path), needle))
-			return true;
-		nanosleep(&ts, NULL);
-	}
-	return strstr(slurp(path), needle) != NULL;
-}
-
 /* Start rst_vmas @mode with only /dev/null and @out open; wait for "ready". */
 static pid_t spawn(const char *mode)
 {
-	char bin[512];
+	const char *const args[] = {dir, mode, NULL};
 	pid_t pid;
 
 	snprintf(dir, sizeof(dir), "/tmp/haul-vmas-%s-%d", mode, (int)getpid());
 	snprintf(out, sizeof(out), "%s/out", dir);
 	mkdir(dir, 0755);
-	snprintf(bin, sizeof(bin), "%s/rst_vmas", env_or("HAUL_PROGS", "build/progs"));
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		int nul = open("/dev/null", O_RDONLY);
-
-		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-			_exit(126);
-		closefrom(3);
-		execl(bin, bin, dir, mode, (char *)NULL);
-		_exit(127);
-	}
+	pid = th_spawn_prog(out, "rst_vmas", args);
 	running[0] = pid;
-	cr_assert(wait_for(out, "ready", 10000), "rst_vmas %s did not start: %s", mode, slurp(out));
+	cr_assert(!th_wait_file(out, 0, "ready", 10000, NULL, 0), "rst_vmas %s did not start: %s",
+		  mode, th_slurp(out));
 	return pid;
 }
 
@@ -128,14 +93,15 @@ static void restore_and_check(void)
 
 	snprintf(args, sizeof(args), "restore --detach --images %s/img", dir);
 	cr_assert_eq(haul(args, "restore.log"), 0, "restore failed: %s",
-		     slurp(strcat(strcpy(log, dir), "/restore.log")));
+		     th_slurp(strcat(strcpy(log, dir), "/restore.log")));
 	f = fopen(strcat(strcpy(log, dir), "/restore.log.out"), "r");
 	cr_assert_not_null(f);
-	cr_assert_eq(fscanf(f, "%d", &pid), 1, "restore printed no pid: %s", slurp(log));
+	cr_assert_eq(fscanf(f, "%d", &pid), 1, "restore printed no pid: %s", th_slurp(log));
 	fclose(f);
 	running[1] = pid;
 	cr_assert_eq(kill(pid, SIGUSR2), 0);
-	cr_assert(wait_for(out, "pass", 10000), "restored process: %s", slurp(out));
+	cr_assert(!th_wait_file(out, 0, "pass", 10000, NULL, 0), "restored process: %s",
+		  th_slurp(out));
 	running[1] = 0; /* it exits by itself; not our child, its PID may be reused */
 }
 
@@ -145,7 +111,7 @@ static void checkpoint_restore(const char *mode, bool leave_running)
 	char args[512];
 	pid_t pid = spawn(mode);
 
-	if (strstr(slurp(out), "guards=0") && !strcmp(mode, "guards"))
+	if (strstr(th_slurp(out), "guards=0") && !strcmp(mode, "guards"))
 		cr_skip_test("MADV_GUARD_INSTALL needs Linux 6.13");
 	snprintf(args, sizeof(args), "checkpoint %d --images %s/img%s", (int)pid, dir,
 		 leave_running ? " --leave-running" : "");
@@ -244,7 +210,7 @@ Test(rst_vmas, switchover_layout_with_new_geometry_remakes_and_advises_kept_vmas
 	cr_assert_eq(rst_target_layout(t, &pre), 0);
 	send_pages(t, pid, &pre, NULL);
 	kill(pid, SIGUSR1);
-	cr_assert(wait_for(out, "grown", 10000), "%s", slurp(out));
+	cr_assert(!th_wait_file(out, 0, "grown", 10000, NULL, 0), "%s", th_slurp(out));
 	cr_assert_eq(rst_seize(pid, &sz), 0);
 	cr_assert_eq(rst_dump_state(sz, &state, &len), 0);
 	cr_assert_eq(haul_layout_read(pid, true, &fin), 0);
@@ -256,7 +222,8 @@ Test(rst_vmas, switchover_layout_with_new_geometry_remakes_and_advises_kept_vmas
 		     why);
 	running[1] = here;
 	cr_assert_eq(kill(here, SIGUSR2), 0);
-	cr_expect(wait_for(out, "pass", 10000), "restored process: %s", slurp(out));
+	cr_expect(!th_wait_file(out, 0, "pass", 10000, NULL, 0), "restored process: %s",
+		  th_slurp(out));
 	rst_target_wait(t);
 	running[1] = 0;
 	rst_target_free(t);
@@ -275,11 +242,12 @@ static void refused(const char *mode, const char *why)
 	snprintf(args, sizeof(args), "checkpoint %d --images %s/img", (int)pid, dir);
 	rc = haul(args, "ckpt.log");
 	snprintf(log, sizeof(log), "%s/ckpt.log", dir);
-	cr_expect_eq(rc, 1, "checkpoint exited %d: %s", rc, slurp(log));
-	cr_expect(strstr(slurp(log), why), "the refusal does not say '%s': %s", why, slurp(log));
+	cr_expect_eq(rc, 1, "checkpoint exited %d: %s", rc, th_slurp(log));
+	cr_expect(strstr(th_slurp(log), why), "the refusal does not say '%s': %s", why,
+		  th_slurp(log));
 	cr_expect_eq(kill(pid, 0), 0, "the refused process did not run on");
 	kill(pid, SIGUSR2);
-	cr_expect(wait_for(out, "pass", 10000), "%s", slurp(out));
+	cr_expect(!th_wait_file(out, 0, "pass", 10000, NULL, 0), "%s", th_slurp(out));
 	kill(pid, SIGKILL); /* gone already if it passed */
 	reap(pid);
 }

@@ -1,0 +1,65 @@
+/*
+ * th_rst.h - test helper for checkpoint/restore tests on one host: start a
+ * test program with only files open (a pipe from the test runner would be
+ * refused by the restorer), read its output, wait for its ready lines, and
+ * take an in-memory snapshot (state, layout, every readable page) that the
+ * restorer rebuilds, as `haul migrate` would without the network.
+ */
+#ifndef HAUL_TESTS_TH_RST_H
+#define HAUL_TESTS_TH_RST_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/vma.h"
+#include "restore/restore.h"
+#include "th_net.h"
+
+/*
+ * fork + exec tests/progs/@prog with the NULL-terminated arguments @args
+ * (NULL: none), stdin /dev/null, stdout and stderr truncated into @out, no
+ * other fd.  cr_assert on fork failure; returns the child's pid.
+ */
+pid_t th_spawn_prog(const char *out, const char *prog, const char *const args[]);
+/* rst_counter DIR ITERS MIB SLEEP_US with output in @out (tests/progs/rst_counter.c). */
+pid_t th_spawn_counter(const char *dir, const char *out, const char *iters, const char *mib,
+		       const char *sleep_us);
+/*
+ * Wait up to @ms for a "tick" line in @out: the program has set everything
+ * up and runs its loop.  cr_assert with the output when it never comes.
+ */
+void th_wait_ticking(const char *out, int ms);
+
+/* The whole of @path (up to 1 MiB) in a static buffer; "" when missing. */
+char *th_slurp(const char *path);
+/* The "final ..." line of @path into @line; cr_assert when there is none. */
+void th_final_line(const char *path, char *line, size_t len);
+
+struct th_snap_run {
+	uint64_t addr;
+	uint32_t npages;
+	void *data;
+};
+
+/* What migrate takes on the source, without the network: layout, pages, state. */
+struct th_snap {
+	struct haul_layout l;
+	struct th_snap_run *runs;
+	size_t n;
+	uint8_t *state;
+	size_t state_len;
+};
+
+/* Seize @pid, dump its state, layout and readable pages, release it.  0 or -errno. */
+int th_snap_take(pid_t pid, struct th_snap *s);
+/* Free what th_snap_take allocated (also after it failed). */
+void th_snap_free(struct th_snap *s);
+/*
+ * Rebuild @s as a process with pid @pid (namespace policy @ns) and resume it;
+ * the target in *@out.  0 or -errno, with the restorer's reason in @why.
+ */
+int th_snap_restore(const struct th_snap *s, pid_t pid, enum rst_pidns ns, struct rst_target **out,
+		    char *why, size_t wl);
+
+#endif
