@@ -13,67 +13,13 @@
 
 #include "haul/haul_int.h"
 #include "th_mig.h"
-#include "th_verify.h"
+#include "th_proc.h"
 
 static struct th_mig M;
-
-/* The workload's state before the move, compared after it (th_verify). */
-static struct th_state *before;
-
-static void verify_before(void)
-{
-	th_state_free(before);
-	before = NULL;
-	cr_assert_eq(th_state_take(M.wl_pid, TH_VERIFY_LIVE, &before), 0,
-		     "cannot read the state of the workload, pid %d", (int)M.wl_pid);
-}
-
-static void verify_after(void)
-{
-	if (!before)
-		return;
-	th_verify_same(before, (pid_t)th_mig_json(&M, "target_pid"), TH_VERIFY_LIVE,
-		       "mig_workload");
-	th_state_free(before);
-	before = NULL;
-}
 
 static void teardown(void)
 {
 	th_mig_teardown(&M);
-}
-
-/* Run haul migrate to completion; its exit status. Prints its output on failure. */
-static int migrate(const char *const extra[], int timeout_ms)
-{
-	char line[512];
-	int fd, st;
-	pid_t pid;
-
-	verify_before();
-	pid = th_mig_haul(&M, &fd, extra);
-
-	cr_assert_gt(pid, 0);
-	st = th_wait_exit(pid, timeout_ms);
-	if (st) {
-		while (th_wait_line(fd, "", 10, line, sizeof(line)) == 0)
-			cr_log_info("haul: %s", line);
-	}
-	close(fd);
-	if (st == -ETIMEDOUT)
-		th_kill(pid, SIGKILL, 1000);
-	return st;
-}
-
-/* After a migration: ticks come from B, progress went on, memory verifies, one copy. */
-static void assert_moved(long seq_before)
-{
-	cr_assert(th_mig_ticking(&M, M.net_b, 3000), "the workload does not tick in the target");
-	cr_assert_not(th_mig_ticking(&M, M.net_a, 300), "the source still ticks");
-	cr_assert_gt(th_mig_seq(&M), seq_before, "progress went backwards");
-	cr_assert(th_mig_verify(&M), "memory is not intact after the move");
-	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy");
-	verify_after();
 }
 
 Test(mig_e2e, moves_a_writing_workload_with_its_memory_intact, .fini = teardown, .timeout = 90)
@@ -83,10 +29,10 @@ Test(mig_e2e, moves_a_writing_workload_with_its_memory_intact, .fini = teardown,
 
 	th_mig_setup(&M, 0);
 	th_mig_workload(&M, 64, 16, 0);
-	usleep(300000);
+	th_mig_ticks(&M, 3, 10000);
 	seq = th_mig_seq(&M);
-	cr_assert_eq(migrate(extra, 60000), 0, "haul migrate failed");
-	assert_moved(seq);
+	cr_assert_eq(th_mig_migrate(&M, extra, 60000), 0, "haul migrate failed");
+	th_mig_assert_moved(&M, seq);
 	cr_assert_geq(th_mig_json(&M, "rounds"), 2);
 	cr_assert_gt(th_mig_json(&M, "downtime_ms"), 0);
 	cr_assert_geq(th_mig_json(&M, "pages_sent"), 64 * 256);
@@ -99,10 +45,10 @@ Test(mig_e2e, moves_over_a_link_capped_at_1gbit, .fini = teardown, .timeout = 12
 
 	th_mig_setup(&M, 1000);
 	th_mig_workload(&M, 96, 8, 0);
-	usleep(300000);
+	th_mig_ticks(&M, 3, 10000);
 	seq = th_mig_seq(&M);
-	cr_assert_eq(migrate(extra, 90000), 0, "haul migrate failed");
-	assert_moved(seq);
+	cr_assert_eq(th_mig_migrate(&M, extra, 90000), 0, "haul migrate failed");
+	th_mig_assert_moved(&M, seq);
 	/* 96 MiB over 125 MB/s cannot take less than ~0.8 s */
 	cr_assert_gt(th_mig_json(&M, "total_ms"), 700);
 }
@@ -118,10 +64,10 @@ Test(mig_e2e, non_converging_workload_meets_its_downtime_by_throttling, .fini = 
 	th_mig_setup(&M, 0);
 	/* unbounded writes over 8 MiB: GB/s, far more than the 60 MB/s link */
 	th_mig_workload(&M, 32, -1, 8);
-	usleep(300000);
+	th_mig_ticks(&M, 3, 10000);
 	seq = th_mig_seq(&M);
-	cr_assert_eq(migrate(extra, 100000), 0, "haul migrate failed");
-	assert_moved(seq);
+	cr_assert_eq(th_mig_migrate(&M, extra, 100000), 0, "haul migrate failed");
+	th_mig_assert_moved(&M, seq);
 	cr_assert_gt(th_mig_json(&M, "throttle_max_pct"), 0, "it converged without throttling?");
 	/* the first "mbps" is round 1's payload rate: the 60 MB/s cap holds */
 	cr_assert_leq(th_mig_json(&M, "mbps"), 60 * 1.1, "--bandwidth 60M was exceeded");
@@ -136,10 +82,10 @@ Test(mig_e2e, stop_and_copy_moves_the_workload_too, .fini = teardown, .timeout =
 
 	th_mig_setup(&M, 0);
 	th_mig_workload(&M, 32, 16, 0);
-	usleep(300000);
+	th_mig_ticks(&M, 3, 10000);
 	seq = th_mig_seq(&M);
-	cr_assert_eq(migrate(extra, 60000), 0, "haul migrate failed");
-	assert_moved(seq);
+	cr_assert_eq(th_mig_migrate(&M, extra, 60000), 0, "haul migrate failed");
+	th_mig_assert_moved(&M, seq);
 	cr_assert_eq(th_mig_json(&M, "rounds"), 1);
 }
 
@@ -154,13 +100,13 @@ Test(mig_e2e, moves_with_the_v1_freezer, .fini = teardown, .timeout = 90)
 		cr_skip_test("no v1 freezer hierarchy on this host");
 	th_mig_setup(&M, 0);
 	th_mig_workload(&M, 32, 16, 0);
-	usleep(300000);
+	th_mig_ticks(&M, 3, 10000);
 	seq = th_mig_seq(&M);
 	setenv("HAUL_FREEZER", "v1", 1);
-	st = migrate(extra, 60000);
+	st = th_mig_migrate(&M, extra, 60000);
 	unsetenv("HAUL_FREEZER");
 	cr_assert_eq(st, 0, "haul migrate failed");
-	assert_moved(seq);
+	th_mig_assert_moved(&M, seq);
 }
 
 Test(mig_e2e, moves_a_haul_run_workload_named_by_its_cgroup, .fini = teardown, .timeout = 90)
@@ -175,10 +121,10 @@ Test(mig_e2e, moves_a_haul_run_workload_named_by_its_cgroup, .fini = teardown, .
 	snprintf(cg, sizeof(cg), "haul/%s", name);
 	th_mig_setup(&M, 0);
 	th_mig_workload_run(&M, name, 32, 16);
-	usleep(300000);
+	th_mig_ticks(&M, 3, 10000);
 	seq = th_mig_seq(&M);
-	cr_assert_eq(migrate(extra, 60000), 0, "haul migrate failed");
-	assert_moved(seq);
+	cr_assert_eq(th_mig_migrate(&M, extra, 60000), 0, "haul migrate failed");
+	th_mig_assert_moved(&M, seq);
 	/* it was PID 1 of its namespace, and still is */
 	cr_assert_eq(th_wait_file(M.out, th_file_size(M.out), "pid=1 ", 2000, NULL, 0), 0);
 	p = popen("\"$HAUL_BIN\" ps", "r");
@@ -196,10 +142,10 @@ Test(mig_e2e, stops_at_max_rounds_and_reports_the_cost, .fini = teardown, .timeo
 
 	th_mig_setup(&M, 0);
 	th_mig_workload(&M, 64, 64, 0);
-	usleep(300000);
+	th_mig_ticks(&M, 3, 10000);
 	seq = th_mig_seq(&M);
-	cr_assert_eq(migrate(extra, 60000), 0, "haul migrate failed");
-	assert_moved(seq);
+	cr_assert_eq(th_mig_migrate(&M, extra, 60000), 0, "haul migrate failed");
+	th_mig_assert_moved(&M, seq);
 	cr_assert_eq(th_mig_json(&M, "rounds"), 3, "2 pre-copy rounds and the frozen one");
 	cr_assert_eq(th_sh("grep -q '\"over_target\": true' %s", M.json), 0,
 		     "the summary does not say the target was missed");
@@ -216,7 +162,8 @@ Test(mig_e2e, refuses_an_unmigratable_process_without_touching_it, .fini = teard
 	/* its stdout is a pipe: haul cannot move a pipe */
 	M.wl_pid = th_spawn_pipe(M.net.a, argv, &wfd);
 	cr_assert_gt(M.wl_pid, 0);
-	usleep(100000);
+	cr_assert_eq(th_wait_comm(M.wl_pid, "sleep", 5000), 0, "pid %d never exec'd /bin/sleep",
+		     (int)M.wl_pid);
 	haul = th_mig_haul(&M, &fd, NULL);
 	st = th_wait_exit(haul, 30000);
 	cr_assert_eq(th_wait_line(fd, "pipe", 1000, line, sizeof(line)), 0,
@@ -237,8 +184,8 @@ Test(mig_e2e, moves_a_multithreaded_workload, .fini = teardown, .timeout = 90)
 	th_mig_setup(&M, 0);
 	M.threads = 3;
 	th_mig_workload(&M, 64, 32, 0);
-	usleep(300000);
+	th_mig_ticks(&M, 3, 10000);
 	seq = th_mig_seq(&M);
-	cr_assert_eq(migrate(extra, 60000), 0, "haul migrate failed");
-	assert_moved(seq);
+	cr_assert_eq(th_mig_migrate(&M, extra, 60000), 0, "haul migrate failed");
+	th_mig_assert_moved(&M, seq);
 }

@@ -20,72 +20,12 @@
 #include "haul/haul_int.h"
 #include "pageserver/pageserver.h"
 #include "th_mig.h"
-#include "th_verify.h"
 
 static struct th_mig M;
-
-/* The workload's state before the move, compared after it (th_verify). */
-static struct th_state *before;
-
-static void verify_before(void)
-{
-	th_state_free(before);
-	before = NULL;
-	cr_assert_eq(th_state_take(M.wl_pid, TH_VERIFY_LIVE, &before), 0,
-		     "cannot read the state of the workload, pid %d", (int)M.wl_pid);
-}
-
-static void verify_after(void)
-{
-	if (!before)
-		return;
-	th_verify_same(before, (pid_t)th_mig_json(&M, "target_pid"), TH_VERIFY_LIVE,
-		       "mig_workload");
-	th_state_free(before);
-	before = NULL;
-}
 
 static void teardown(void)
 {
 	th_mig_teardown(&M);
-}
-
-/* Print what haul said (on failure). */
-static void dump_output(int fd)
-{
-	char line[512];
-
-	while (th_wait_line(fd, "", 10, line, sizeof(line)) == 0)
-		cr_log_info("haul: %s", line);
-}
-
-/* Run haul migrate to completion; its exit status. */
-static int migrate(const char *const extra[], int timeout_ms)
-{
-	int fd, st;
-	pid_t pid;
-
-	verify_before();
-	pid = th_mig_haul(&M, &fd, extra);
-
-	cr_assert_gt(pid, 0);
-	st = th_wait_exit(pid, timeout_ms);
-	if (st)
-		dump_output(fd);
-	close(fd);
-	if (st == -ETIMEDOUT)
-		th_kill(pid, SIGKILL, 1000);
-	return st;
-}
-
-static void assert_moved(long seq_before)
-{
-	cr_assert(th_mig_ticking(&M, M.net_b, 3000), "the workload does not tick in the target");
-	cr_assert_not(th_mig_ticking(&M, M.net_a, 300), "the source still ticks");
-	cr_assert_gt(th_mig_seq(&M), seq_before, "progress went backwards");
-	cr_assert(th_mig_verify(&M), "memory is not intact after the move");
-	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy");
-	verify_after();
 }
 
 /* Start haul with HAUL_FAULT=@fault and wait until it stalls there. */
@@ -111,10 +51,10 @@ Test(mig_postcopy, postcopy_moves_a_randomly_writing_workload_intact, .fini = te
 	th_mig_setup(&M, 0);
 	M.random_seed = 12345;
 	th_mig_workload(&M, 64, 32, 0);
-	usleep(300000);
+	th_mig_ticks(&M, 3, 10000);
 	seq = th_mig_seq(&M);
-	cr_assert_eq(migrate(extra, 90000), 0, "haul migrate --postcopy failed");
-	assert_moved(seq);
+	cr_assert_eq(th_mig_migrate(&M, extra, 90000), 0, "haul migrate --postcopy failed");
+	th_mig_assert_moved(&M, seq);
 	/* only the non-lazy VMAs and the rseq page go before the resume */
 	cr_assert_gt(th_mig_json(&M, "eager_pages"), 0);
 	cr_assert_lt(th_mig_json(&M, "eager_pages"), 64 * 256 / 4);
@@ -158,7 +98,7 @@ Test(mig_postcopy, postcopy_resends_eager_pages_changed_after_the_presend, .fini
 	th_mig_setup(&M, 0);
 	M.filemap = true;
 	th_mig_workload(&M, 16, 8, 0);
-	usleep(200000);
+	th_mig_ticks(&M, 2, 10000);
 	seq = th_mig_seq(&M);
 	h = haul_stalled("stall:presend:2000", extra, &fd);
 	snprintf(ctl, sizeof(ctl), "echo swap > %s", M.control);
@@ -167,10 +107,10 @@ Test(mig_postcopy, postcopy_resends_eager_pages_changed_after_the_presend, .fini
 		     "the workload did not swap its mapping");
 	st = th_wait_exit(h, 60000);
 	if (st)
-		dump_output(fd);
+		th_mig_dump_output(fd);
 	close(fd);
 	cr_assert_eq(st, 0, "haul migrate --postcopy failed");
-	assert_moved(seq);
+	th_mig_assert_moved(&M, seq);
 	cr_assert_eq(th_mig_json(&M, "rounds"), 2);
 	cr_assert_geq(th_mig_json(&M, "stale_pages"), 32, "the swapped pages were not named stale");
 	cr_log_info("presend: %g eager pages, %g stale, resume %.1f ms",
@@ -189,10 +129,10 @@ Test(mig_postcopy, hybrid_finishes_a_workload_that_outruns_the_link, .fini = tea
 	M.random_seed = 777;
 	/* unbounded random writes over 8 MiB: far more than 60 MB/s */
 	th_mig_workload(&M, 48, -1, 8);
-	usleep(300000);
+	th_mig_ticks(&M, 3, 10000);
 	seq = th_mig_seq(&M);
-	cr_assert_eq(migrate(extra, 120000), 0, "haul migrate --hybrid failed");
-	assert_moved(seq);
+	cr_assert_eq(th_mig_migrate(&M, extra, 120000), 0, "haul migrate --hybrid failed");
+	th_mig_assert_moved(&M, seq);
 	cr_assert_geq(th_mig_json(&M, "rounds"), 2);
 	cr_assert_gt(th_mig_json(&M, "stale_pages"), 0, "it converged without post-copy?");
 	cr_assert_eq(th_mig_json(&M, "throttle_max_pct"), 0, "hybrid must not throttle");
@@ -212,10 +152,10 @@ Test(mig_postcopy, hybrid_of_a_converging_workload_switches_over_like_pre_copy, 
 
 	th_mig_setup(&M, 0);
 	th_mig_workload(&M, 32, 4, 0);
-	usleep(300000);
+	th_mig_ticks(&M, 3, 10000);
 	seq = th_mig_seq(&M);
-	cr_assert_eq(migrate(extra, 90000), 0, "haul migrate --hybrid failed");
-	assert_moved(seq);
+	cr_assert_eq(th_mig_migrate(&M, extra, 90000), 0, "haul migrate --hybrid failed");
+	th_mig_assert_moved(&M, seq);
 	cr_assert_eq(th_mig_json(&M, "stale_pages"), 0, "a converging workload went post-copy");
 	cr_assert_geq(th_mig_json(&M, "rounds"), 2);
 }
@@ -229,13 +169,13 @@ Test(mig_postcopy, source_killed_mid_postcopy_reports_the_loss_without_hanging, 
 
 	th_mig_setup(&M, 0);
 	th_mig_workload(&M, 64, 16, 0);
-	usleep(300000);
+	th_mig_ticks(&M, 3, 10000);
 	haul = haul_stalled("stall:restored:2000", extra, &fd);
 	/* the target runs the process; most of its memory is still only in the source */
 	kill(M.wl_pid, SIGKILL);
 	st = th_wait_exit(haul, 40000);
 	if (st != 4)
-		dump_output(fd);
+		th_mig_dump_output(fd);
 	close(fd);
 	cr_assert_eq(st, 4, "haul exit %d, not 4 (lost)", st);
 	cr_assert_eq(th_sh("grep -q '\"result\": \"lost\"' %s", M.json), 0,
@@ -255,13 +195,13 @@ Test(mig_postcopy, target_killed_mid_postcopy_keeps_the_source_frozen, .fini = t
 
 	th_mig_setup(&M, 0);
 	th_mig_workload(&M, 64, 16, 0);
-	usleep(300000);
+	th_mig_ticks(&M, 3, 10000);
 	haul = haul_stalled("stall:restored:2000", extra, &fd);
 	th_kill(M.ps_pid, SIGKILL, 2000);
 	M.ps_pid = 0;
 	st = th_wait_exit(haul, 40000);
 	if (st != 3)
-		dump_output(fd);
+		th_mig_dump_output(fd);
 	close(fd);
 	cr_assert_eq(st, 3, "haul exit %d, not 3 (in doubt, source frozen)", st);
 	for (int i = 0; i < 100 && th_mig_copies(&M) > 1; i++)
@@ -288,19 +228,20 @@ Test(mig_postcopy, page_server_killed_after_a_fork_kills_the_child_too, .fini = 
 	th_mig_setup(&M, 50); /* 64 MiB at 50 Mbit/s: post-copy lasts ~10 s */
 	M.fork_on_move = true;
 	th_mig_workload(&M, 64, 4, 0);
-	usleep(300000);
+	th_mig_ticks(&M, 3, 10000);
 	haul = th_mig_haul(&M, &fd, extra);
 	cr_assert_gt(haul, 0);
 	cr_assert_eq(th_wait_file(M.out, 0, "forked child=", 20000, line, sizeof(line)), 0,
 		     "the workload did not fork after its move");
-	usleep(500000); /* the child is reading memory that is still arriving */
+	/* a window, the behaviour under test: the child reads memory still arriving */
+	usleep(500000);
 	cr_assert_neq(th_sh("grep -q 'child verify' %s", M.out), 0,
 		      "all memory arrived before the page server could be killed");
 	th_kill(M.ps_pid, SIGKILL, 2000);
 	M.ps_pid = 0;
 	st = th_wait_exit(haul, 40000);
 	if (st != 3)
-		dump_output(fd);
+		th_mig_dump_output(fd);
 	close(fd);
 	cr_assert_eq(st, 3, "haul exit %d, not 3 (in doubt, source frozen)", st);
 	for (int i = 0; i < 100 && th_mig_copies(&M) > 1; i++)
@@ -319,13 +260,13 @@ Test(mig_postcopy, postcopy_rollback_thaws_the_source_when_the_target_dies, .fin
 
 	th_mig_setup(&M, 0);
 	th_mig_workload(&M, 64, 16, 0);
-	usleep(300000);
+	th_mig_ticks(&M, 3, 10000);
 	haul = haul_stalled("stall:restored:2000", extra, &fd);
 	th_kill(M.ps_pid, SIGKILL, 2000);
 	M.ps_pid = 0;
 	st = th_wait_exit(haul, 40000);
 	if (st != 1)
-		dump_output(fd);
+		th_mig_dump_output(fd);
 	close(fd);
 	cr_assert_eq(st, 1, "haul exit %d, not 1 (rolled back)", st);
 	cr_assert(th_mig_ticking(&M, M.net_a, 3000), "the source does not run again");
@@ -344,12 +285,12 @@ Test(mig_postcopy, link_down_mid_postcopy_kills_the_target_copy_and_keeps_the_so
 
 	th_mig_setup(&M, 0);
 	th_mig_workload(&M, 64, 16, 0);
-	usleep(300000);
+	th_mig_ticks(&M, 3, 10000);
 	haul = haul_stalled("stall:restored:1000", extra, &fd);
 	cr_assert_eq(th_net_link(&M.net, false), 0);
 	st = th_wait_exit(haul, 40000);
 	if (st != 3)
-		dump_output(fd);
+		th_mig_dump_output(fd);
 	close(fd);
 	cr_assert_eq(st, 3, "haul exit %d, not 3 (in doubt, source frozen)", st);
 	/* the target's fetches time out (the page server's 10 s stall timeout): it kills its copy */
@@ -377,9 +318,9 @@ Test(mig_postcopy, broken_connection_mid_postcopy_reconnects_and_completes, .fin
 	th_mig_setup(&M, 0);
 	M.random_seed = 4242;
 	th_mig_workload(&M, 64, 32, 0);
-	usleep(300000);
+	th_mig_ticks(&M, 3, 10000);
 	seq = th_mig_seq(&M);
-	verify_before();
+	th_mig_state_before(&M);
 	setenv("HAUL_FAULT", "reset:serve:40", 1);
 	h = th_mig_haul(&M, &fd, extra);
 	unsetenv("HAUL_FAULT");
@@ -395,7 +336,7 @@ Test(mig_postcopy, broken_connection_mid_postcopy_reconnects_and_completes, .fin
 	cr_assert_eq(st, 0, "haul migrate --postcopy failed after the reconnect");
 	cr_assert(said[0], "haul did not say it reconnected");
 	cr_log_info("%s", said);
-	assert_moved(seq);
+	th_mig_assert_moved(&M, seq);
 	cr_assert_eq(th_mig_json(&M, "reconnects"), 1);
 	cr_assert_geq(th_mig_json(&M, "served_pages"), 64 * 256 / 2);
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "th_mig.h"
+#include "th_verify.h"
 
 void th_mig_setup(struct th_mig *m, unsigned rate_mbit)
 {
@@ -82,6 +83,8 @@ void th_mig_teardown(struct th_mig *m)
 	      "[ -d \"$d\" ] && ! grep -q . \"$d/cgroup.procs\" 2>/dev/null && rmdir \"$d\"; "
 	      "done 2>/dev/null");
 	unsetenv("HAUL_RUN_DIR");
+	th_state_free(m->before);
+	m->before = NULL;
 	th_net_destroy(&m->net);
 	th_sh("rm -rf %s", m->dir);
 }
@@ -238,4 +241,66 @@ double th_mig_json(struct th_mig *m, const char *key)
 	snprintf(needle, sizeof(needle), "\"%s\": ", key);
 	p = strstr(text, needle);
 	return p ? atof(p + strlen(needle)) : -1;
+}
+
+void th_mig_ticks(struct th_mig *m, int n, int ms)
+{
+	size_t from = th_file_size(m->out);
+
+	for (int i = 0; i < n; i++) {
+		char line[256];
+
+		cr_assert_eq(th_wait_file(m->out, from, "tick", ms, line, sizeof(line)), 0,
+			     "the workload printed %d of %d tick lines in %d ms; see %s", i, n, ms,
+			     m->out);
+		from = th_file_size(m->out);
+	}
+}
+
+void th_mig_state_before(struct th_mig *m)
+{
+	th_state_free(m->before);
+	m->before = NULL;
+	cr_assert_eq(th_state_take(m->wl_pid, TH_VERIFY_LIVE, &m->before), 0,
+		     "cannot read the state of the workload, pid %d", (int)m->wl_pid);
+}
+
+void th_mig_dump_output(int fd)
+{
+	char line[512];
+
+	while (th_wait_line(fd, "", 10, line, sizeof(line)) == 0)
+		cr_log_info("haul: %s", line);
+}
+
+int th_mig_migrate(struct th_mig *m, const char *const extra[], int timeout_ms)
+{
+	int fd, st;
+	pid_t pid;
+
+	th_mig_state_before(m);
+	pid = th_mig_haul(m, &fd, extra);
+	cr_assert_gt(pid, 0);
+	st = th_wait_exit(pid, timeout_ms);
+	if (st)
+		th_mig_dump_output(fd);
+	close(fd);
+	if (st == -ETIMEDOUT)
+		th_kill(pid, SIGKILL, 1000);
+	return st;
+}
+
+void th_mig_assert_moved(struct th_mig *m, long seq_before)
+{
+	cr_assert(th_mig_ticking(m, m->net_b, 3000), "the workload does not tick in the target");
+	cr_assert_not(th_mig_ticking(m, m->net_a, 300), "the source still ticks");
+	cr_assert_gt(th_mig_seq(m), seq_before, "progress went backwards");
+	cr_assert(th_mig_verify(m), "memory is not intact after the move");
+	cr_assert_eq(th_mig_copies(m), 1, "not exactly one copy");
+	if (!m->before)
+		return;
+	th_verify_same(m->before, (pid_t)th_mig_json(m, "target_pid"), TH_VERIFY_LIVE,
+		       "mig_workload");
+	th_state_free(m->before);
+	m->before = NULL;
 }

@@ -11,6 +11,8 @@
 
 #include "th_net.h"
 
+struct th_state;
+
 #define TH_MIG_PORT "7411"
 
 struct th_mig {
@@ -28,6 +30,7 @@ struct th_mig {
 	bool fork_on_move;	   /* it forks a reading child once it has moved (--fork-on-move) */
 	bool vmcases;		   /* it maps the VMAs of tests/progs/vmcases.h too (--vmcases) */
 	unsigned long net_a, net_b; /* netns inodes, as the workload prints them */
+	struct th_state *before;    /* its state before the move (th_mig_state_before) */
 };
 
 /* Namespaces (optionally tbf-capped), key, page server.  cr_skip_test when unavailable. */
@@ -60,5 +63,28 @@ bool th_mig_verify(struct th_mig *m);
 int th_mig_copies(struct th_mig *m);
 /* A numeric field "key": N of the --json file, or -1. */
 double th_mig_json(struct th_mig *m, const char *key);
+
+/*
+ * Wait until the workload has printed @n more tick lines (one per 100 ms of
+ * running and writing); the ready signal before a migration starts.
+ * cr_assert with the output when they do not come within @ms.
+ */
+void th_mig_ticks(struct th_mig *m, int n, int ms);
+/* Keep the workload's state (th_verify) to compare after the move; cr_assert on failure. */
+void th_mig_state_before(struct th_mig *m);
+/* Log every line haul still has to say on @fd (after a failure). */
+void th_mig_dump_output(int fd);
+/*
+ * th_mig_state_before, then `haul migrate` with @extra to completion within
+ * @timeout_ms (killed after); its exit status or -ETIMEDOUT, its output
+ * logged when it failed.
+ */
+int th_mig_migrate(struct th_mig *m, const char *const extra[], int timeout_ms);
+/*
+ * After a migration: ticks come from B and not A, progress went on from
+ * @seq_before, memory verifies, exactly one copy, and the state is the one
+ * kept by th_mig_state_before.
+ */
+void th_mig_assert_moved(struct th_mig *m, long seq_before);
 
 #endif
