@@ -26,6 +26,7 @@
 #include "common/vma.h"
 #include "pageserver/pageserver.h"
 #include "restore/lazy_int.h"
+#include "th_lazy.h"
 
 #define PGSZ 4096UL
 
@@ -36,54 +37,11 @@ static uint64_t pattern(uint64_t addr)
 	return (addr ^ 0x3c3c3c3c3c3c3c3cull) * 0x94d049bb133111ebull;
 }
 
-/* The target: waits for "g", reads every page at random, reports wrong words. */
-struct target {
-	pid_t pid;
-	int go, res;
-};
-
-static void spawn_target(struct target *t, char *base, size_t len)
-{
-	int go[2], res[2];
-
-	cr_assert_eq(pipe(go), 0);
-	cr_assert_eq(pipe(res), 0);
-	t->pid = fork();
-	cr_assert_geq(t->pid, 0);
-	if (t->pid == 0) {
-		size_t npages = len / PGSZ;
-		uint64_t bad = 0, x = 0x9E3779B97F4A7C15ull;
-		char c;
-
-		close(go[1]);
-		close(res[0]);
-		if (read(go[0], &c, 1) != 1)
-			_exit(2);
-		for (size_t k = 0; k < npages; k++) {
-			const uint64_t *w;
-
-			x ^= x << 13;
-			x ^= x >> 7;
-			x ^= x << 17;
-			w = (const uint64_t *)(base + (x % npages) * PGSZ);
-			for (unsigned i = 0; i < PGSZ / 8; i++)
-				bad += w[i] != pattern((uint64_t)(uintptr_t)(w + i));
-		}
-		if (write(res[1], &bad, sizeof(bad)) != sizeof(bad))
-			_exit(3);
-		_exit(0);
-	}
-	close(go[0]);
-	close(res[1]);
-	t->go = go[1];
-	t->res = res[0];
-}
-
 /* ---- the target side: a sink that restores "lazily" into the child ---- */
 
 struct tsink {
 	struct ps_session *session;
-	struct target *t;
+	struct th_reader *t;
 	struct haul_layout *l;
 	struct rst_lazy *lz;
 	pthread_t waiter;
@@ -224,7 +182,7 @@ static void live(size_t len, int fail_after)
 	struct ps_server *s;
 	struct ps_client *c;
 	struct failing_src fs;
-	struct target t;
+	struct th_reader t;
 	struct haul_vma v;
 	struct haul_layout l = {&v, 1};
 	uint64_t bad = ~0ull;
@@ -241,7 +199,7 @@ static void live(size_t len, int fail_after)
 			      .end = (uint64_t)(uintptr_t)base + len,
 			      .prot = PROT_READ | PROT_WRITE,
 			      .flags = HAUL_VMA_ANON};
-	spawn_target(&t, base, len);
+	th_reader_spawn(&t, base, len, pattern, 0x9E3779B97F4A7C15ull, 0);
 	/* The child's copy stays empty; ours, filled now, is the frozen source. */
 	for (size_t off = 0; off < len; off += 8)
 		*(uint64_t *)(base + off) = pattern((uint64_t)(uintptr_t)(base + off));
@@ -264,13 +222,13 @@ static void live(size_t len, int fail_after)
 	cr_assert_eq(ps_client_new(&co, &c), 0);
 	cr_assert_eq(ps_client_layout(c, &l), 0);
 	cr_assert_eq(ps_client_state(c, "S", 1), 0);
-	usleep(20000); /* the child blocks in read(): a quiet place to seize it */
+	th_reader_wait_blocked(&t, 5000); /* a quiet place to seize it */
 	cr_assert_eq(ps_client_restore(c, &res), 0);
 	cr_assert_eq(res.err, 0, "restore: %s", res.msg);
 
 	cr_assert_eq(rst_lazy_src_open(getpid(), &l, &fs.src), 0);
 	atomic_store(&fs.left, fail_after ? fail_after : 1 << 30);
-	cr_assert_eq(write(t.go, "g", 1), 1);
+	th_reader_go(&t);
 	/* The source's whole post-copy part is rst_lazy_serve(); failing_read stands in for a dying source. */
 	if (fail_after)
 		ret = ps_client_serve(c, failing_read, &fs, 3000);

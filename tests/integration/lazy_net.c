@@ -23,6 +23,7 @@
 #include "common/vma.h"
 #include "pageserver/pageserver.h"
 #include "restore/lazy_int.h"
+#include "th_lazy.h"
 
 #define PGSZ 4096UL
 
@@ -111,54 +112,8 @@ static void store_image(const struct server *sv, int32_t pid, char *base, size_t
 	ps_client_free(c);
 }
 
-struct target {
-	pid_t pid;
-	int go, res;
-};
-
-/* A process with an empty copy of the region: reads every page at random, checks each word. */
-static void spawn_target(struct target *t, char *base, size_t len)
-{
-	int go[2], res[2];
-
-	cr_assert_eq(pipe(go), 0);
-	cr_assert_eq(pipe(res), 0);
-	t->pid = fork();
-	cr_assert_geq(t->pid, 0);
-	if (t->pid == 0) {
-		size_t npages = len / PGSZ;
-		uint64_t bad = 0, x = 0x9E3779B97F4A7C15ull;
-		char c;
-
-		close(go[1]);
-		close(res[0]);
-		/* Inherited the filled pages: drop them, they must come over the wire. */
-		if (madvise(base, len, MADV_DONTNEED) || read(go[0], &c, 1) != 1)
-			_exit(2);
-		for (size_t k = 0; k < npages; k++) {
-			const uint64_t *w;
-
-			x ^= x << 13;
-			x ^= x >> 7;
-			x ^= x << 17;
-			w = (const uint64_t *)(base + (x % npages) * PGSZ);
-			for (unsigned i = 0; i < PGSZ / 8; i++)
-				bad += w[i] != pattern((uint64_t)(uintptr_t)(w + i));
-		}
-		for (size_t off = 0; off < len; off += 8)
-			bad += *(uint64_t *)(base + off) !=
-			       pattern((uint64_t)(uintptr_t)(base + off));
-		if (write(res[1], &bad, sizeof(bad)) != sizeof(bad))
-			_exit(3);
-		_exit(0);
-	}
-	close(go[0]);
-	close(res[1]);
-	t->go = go[1];
-	t->res = res[0];
-}
-
-static struct rst_lazy *make_lazy(struct target *t, char *base, size_t len, struct rst_lazy_ps *ps)
+static struct rst_lazy *make_lazy(struct th_reader *t, char *base, size_t len,
+				  struct rst_lazy_ps *ps)
 {
 	struct haul_vma v = {.start = (uint64_t)(uintptr_t)base,
 			     .end = (uint64_t)(uintptr_t)base + len,
@@ -171,7 +126,7 @@ static struct rst_lazy *make_lazy(struct target *t, char *base, size_t len, stru
 	struct rsys r;
 	int ret;
 
-	usleep(20000);
+	th_reader_wait_blocked(t, 5000); /* a quiet place to seize it */
 	cr_assert_eq(rsys_seize(&r, t->pid), 0);
 	ret = rst_lazy_uffd_create(&r, &l, &o.uffd);
 	cr_assert_eq(rsys_release(&r), 0);
@@ -191,7 +146,7 @@ Test(lazy, pages_arrive_over_page_server_fetch_sessions, .timeout = 90)
 	const size_t len = 128 << 20;
 	int32_t img_pid = 7000 + getpid() % 1000;
 	struct server sv;
-	struct target t;
+	struct th_reader t;
 	struct rst_lazy_ps *ps;
 	struct ps_client_opts o;
 	struct rst_lazy_stats st;
@@ -205,11 +160,12 @@ Test(lazy, pages_arrive_over_page_server_fetch_sessions, .timeout = 90)
 	base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	cr_assert_neq(base, MAP_FAILED);
 	store_image(&sv, img_pid, base, len);
-	spawn_target(&t, base, len);
+	th_reader_spawn(&t, base, len, pattern, 0x9E3779B97F4A7C15ull,
+			TH_READER_DROP | TH_READER_SWEEP);
 	o = client_opts(&sv, img_pid);
 	cr_assert_eq(rst_lazy_ps_open(&o, LAZY_DEFAULT_FETCHERS + 1, &ps), 0);
 	lz = make_lazy(&t, base, len, ps);
-	cr_assert_eq(write(t.go, "g", 1), 1);
+	th_reader_go(&t);
 	ret = rst_lazy_wait_complete(lz, 60000);
 	cr_assert_eq(read(t.res, &bad, sizeof(bad)), (ssize_t)sizeof(bad));
 	cr_assert_eq(waitpid(t.pid, &status, 0), t.pid);
@@ -234,7 +190,7 @@ Test(lazy, page_server_dying_mid_postcopy_kills_process_no_hang, .timeout = 60)
 	const size_t len = 512 << 20;
 	int32_t img_pid = 8000 + getpid() % 1000;
 	struct server sv;
-	struct target t;
+	struct th_reader t;
 	struct rst_lazy_ps *ps;
 	struct ps_client_opts o;
 	struct rst_lazy *lz;
@@ -247,12 +203,13 @@ Test(lazy, page_server_dying_mid_postcopy_kills_process_no_hang, .timeout = 60)
 	base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	cr_assert_neq(base, MAP_FAILED);
 	store_image(&sv, img_pid, base, len);
-	spawn_target(&t, base, len);
+	th_reader_spawn(&t, base, len, pattern, 0x9E3779B97F4A7C15ull,
+			TH_READER_DROP | TH_READER_SWEEP);
 	o = client_opts(&sv, img_pid);
 	cr_assert_eq(rst_lazy_ps_open(&o, LAZY_DEFAULT_FETCHERS + 1, &ps), 0);
 	lz = make_lazy(&t, base, len, ps);
-	cr_assert_eq(write(t.go, "g", 1), 1);
-	usleep(30000); /* part of the memory has arrived */
+	th_reader_go(&t);
+	th_lazy_wait_arrived(lz, 256, 10000); /* part of the memory has arrived */
 	server_stop(&sv);
 	cr_assert_eq(waitpid(t.pid, &status, 0), t.pid);
 	cr_expect(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "target status %#x", status);
