@@ -27,6 +27,7 @@
 #include "common/rsys.h"
 #include "common/vma.h"
 #include "restore/lazy_int.h"
+#include "th_proc.h"
 
 #define PGSZ 4096UL
 
@@ -365,7 +366,7 @@ static int src_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
 	if (s->fail_after && before + npages > s->fail_after)
 		return -ECONNRESET;
 	if (s->bg_delay_us && npages > LAZY_FAULT_AROUND_PAGES)
-		usleep(s->bg_delay_us);
+		usleep(s->bg_delay_us); /* the behaviour under test: a slow source */
 	if (s->link_mbps)
 		link_cross(s, npages);
 	memcpy(buf, (const void *)(uintptr_t)addr, (size_t)npages * PGSZ);
@@ -386,7 +387,7 @@ static int src_fetch_fault(void *arg, uint64_t addr, uint32_t npages, void *buf)
 		atomic_fetch_add(&s->watch_fetches, 1);
 	if (lz)
 		rst_lazy_stats(lz, &a);
-	usleep(s->fault_delay_us);
+	usleep(s->fault_delay_us); /* the behaviour under test: a long round trip */
 	if (lz) {
 		rst_lazy_stats(lz, &b);
 		atomic_fetch_add(&s->pushed_meanwhile, b.pushed_pages - a.pushed_pages);
@@ -469,6 +470,15 @@ static void spawn(struct fixture *f, size_t len, enum mode m)
 	fill(f->base, len);
 }
 
+/* The child sleeps in read() of its go pipe: a quiet place to seize it. */
+static void wait_blocked(pid_t pid)
+{
+	int ret = th_wait_sleeping(pid, 0, "pipe_read", 5000);
+
+	cr_assert_eq(ret, 0, "child pid %d did not block in read() of its go pipe: %s", (int)pid,
+		     strerror(-ret));
+}
+
 /* Stop the child, make its region lazy, start the fault server. */
 static struct rst_lazy *make_lazy(struct fixture *f, struct src *s, unsigned fetchers)
 {
@@ -488,7 +498,7 @@ static struct rst_lazy *make_lazy(struct fixture *f, struct src *s, unsigned fet
 	struct rsys r;
 	int ret;
 
-	usleep(10000); /* let the child block in read() */
+	wait_blocked(f->pid);
 	cr_assert_eq(rsys_seize(&r, f->pid), 0);
 	if (!fetchers) {
 		/* The restorer's path: one call, the lazy VMAs picked from the layout. */
@@ -532,64 +542,74 @@ static void cleanup(struct fixture *f)
 	munmap(f->base, f->len);
 }
 
+/* What a child run to its end left: its report, its exit status, the fault server's. */
+struct outcome {
+	unsigned bad;
+	int status, ret; /* ret: rst_lazy_wait_complete() */
+	struct rst_lazy_stats st;
+};
+
+/*
+ * The skeleton most tests share: make the spawned child of @f lazy with
+ * @fetchers (0: the restorer's rst_lazy_attach), let it go, read its count
+ * of wrong words (@what names them), reap it, wait up to @wait_ms for the
+ * last page, keep the counters and free everything.
+ */
+static void run_to_end(struct fixture *f, struct src *s, unsigned fetchers, int wait_ms,
+		       const char *what, struct outcome *o)
+{
+	struct rst_lazy *lz;
+
+	o->bad = ~0u;
+	lz = make_lazy(f, s, fetchers);
+	atomic_store(&s->lz, lz);
+	go(f);
+	cr_assert_eq(read(f->res, &o->bad, sizeof(o->bad)), (ssize_t)sizeof(o->bad));
+	cr_assert_eq(waitpid(f->pid, &o->status, 0), f->pid);
+	f->pid = 0;
+	o->ret = rst_lazy_wait_complete(lz, wait_ms);
+	rst_lazy_stats(lz, &o->st);
+	atomic_store(&s->lz, NULL);
+	rst_lazy_free(lz); /* joins the fault-fetch threads: none uses lz after */
+	cleanup(f);
+	cr_expect_eq(o->bad, 0, "%u %s", o->bad, what);
+	cr_expect(WIFEXITED(o->status) && WEXITSTATUS(o->status) == 0, "child status %#x",
+		  o->status);
+}
+
 Test(lazy, every_page_correct_under_random_faults, .timeout = 60)
 {
 	struct fixture f;
 	struct src s = {0};
-	struct rst_lazy_stats st;
-	struct rst_lazy *lz;
-	unsigned bad = ~0u;
-	int status, ret;
+	struct outcome o;
 
 	spawn(&f, 64 << 20, M_RANDOM);
-	lz = make_lazy(&f, &s, 0);
-	go(&f);
-	cr_assert_eq(read(f.res, &bad, sizeof(bad)), (ssize_t)sizeof(bad));
-	cr_assert_eq(waitpid(f.pid, &status, 0), f.pid);
-	f.pid = 0;
-	ret = rst_lazy_wait_complete(lz, 10000);
-	rst_lazy_stats(lz, &st);
-	rst_lazy_free(lz);
-	cleanup(&f);
-	cr_expect_eq(bad, 0, "%u words differ from the source", bad);
-	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
-	cr_expect_eq(ret, 0, "wait_complete: %s", strerror(-ret));
-	cr_expect_eq(st.missing_pages, 0);
-	cr_expect_eq(st.total_pages, (64 << 20) / PGSZ);
-	cr_expect_geq(st.fault_pages + st.pushed_pages, st.total_pages);
-	cr_expect_gt(st.faults, 0);
-	cr_expect_geq(st.zero_filled, st.total_pages / 5 - 16, "zero pages were copied");
+	run_to_end(&f, &s, 0, 10000, "words differ from the source", &o);
+	cr_expect_eq(o.ret, 0, "wait_complete: %s", strerror(-o.ret));
+	cr_expect_eq(o.st.missing_pages, 0);
+	cr_expect_eq(o.st.total_pages, (64 << 20) / PGSZ);
+	cr_expect_geq(o.st.fault_pages + o.st.pushed_pages, o.st.total_pages);
+	cr_expect_gt(o.st.faults, 0);
+	cr_expect_geq(o.st.zero_filled, o.st.total_pages / 5 - 16, "zero pages were copied");
 	cr_log_info("faults %lu (p50 %lu ns, p99 %lu ns), fault pages %lu, pushed %lu, eexist "
 		    "%lu, complete %.1f ms",
-		    (unsigned long)st.faults, (unsigned long)st.fault_p50_ns,
-		    (unsigned long)st.fault_p99_ns, (unsigned long)st.fault_pages,
-		    (unsigned long)st.pushed_pages, (unsigned long)st.eexist, st.complete_ns / 1e6);
+		    (unsigned long)o.st.faults, (unsigned long)o.st.fault_p50_ns,
+		    (unsigned long)o.st.fault_p99_ns, (unsigned long)o.st.fault_pages,
+		    (unsigned long)o.st.pushed_pages, (unsigned long)o.st.eexist,
+		    o.st.complete_ns / 1e6);
 }
 
 Test(lazy, unmap_remap_and_dontneed_during_postcopy, .timeout = 60)
 {
 	struct fixture f;
 	struct src s = {.bg_delay_us = 20000};
-	struct rst_lazy_stats st;
-	struct rst_lazy *lz;
-	unsigned bad = ~0u;
-	int status, ret;
+	struct outcome o;
 
 	spawn(&f, 16 << 20, M_EVENTS);
-	lz = make_lazy(&f, &s, 1);
-	go(&f);
-	cr_assert_eq(read(f.res, &bad, sizeof(bad)), (ssize_t)sizeof(bad));
-	cr_assert_eq(waitpid(f.pid, &status, 0), f.pid);
-	f.pid = 0;
-	ret = rst_lazy_wait_complete(lz, 20000);
-	rst_lazy_stats(lz, &st);
-	rst_lazy_free(lz);
-	cleanup(&f);
-	cr_expect_eq(bad, 0, "%u bytes or words wrong (>= 1000: a syscall failed)", bad);
-	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+	run_to_end(&f, &s, 1, 20000, "bytes or words wrong (>= 1000: a syscall failed)", &o);
 	/* The child exits when done: complete, or gone before the last push. */
-	cr_expect(ret == 0 || ret == -ESRCH, "wait_complete: %s", strerror(-ret));
-	cr_expect_geq(st.events, 3, "events seen: %lu", (unsigned long)st.events);
+	cr_expect(o.ret == 0 || o.ret == -ESRCH, "wait_complete: %s", strerror(-o.ret));
+	cr_expect_geq(o.st.events, 3, "events seen: %lu", (unsigned long)o.st.events);
 }
 
 Test(lazy, source_failure_kills_process_and_nothing_hangs, .timeout = 30)
@@ -759,7 +779,7 @@ Test(lazy, hybrid_stale_pages_are_zapped_and_fetched_again, .timeout = 60)
 			      .prot = PROT_READ | PROT_WRITE,
 			      .flags = HAUL_VMA_ANON};
 	o.pid = f.pid;
-	usleep(10000);
+	wait_blocked(f.pid);
 	cr_assert_eq(rsys_seize(&r, f.pid), 0);
 	for (size_t i = 5; i < npages; i += 8)
 		cr_assert_eq(rst_lazy_zap(&r, &v, (uint64_t)(uintptr_t)(f.base + i * PGSZ), 1), 0);
@@ -790,28 +810,16 @@ Test(lazy, dontneed_storm_never_brings_stale_data_back, .timeout = 60)
 {
 	struct fixture f;
 	struct src s = {.bg_delay_us = 300};
-	struct rst_lazy_stats st;
-	struct rst_lazy *lz;
-	unsigned bad = ~0u;
-	int status, ret;
+	struct outcome o;
 
 	spawn(&f, 32 << 20, M_STORM);
-	lz = make_lazy(&f, &s, 2);
-	go(&f);
-	cr_assert_eq(read(f.res, &bad, sizeof(bad)), (ssize_t)sizeof(bad));
-	cr_assert_eq(waitpid(f.pid, &status, 0), f.pid);
-	f.pid = 0;
-	ret = rst_lazy_wait_complete(lz, 20000);
-	rst_lazy_stats(lz, &st);
-	rst_lazy_free(lz);
-	cleanup(&f);
-	cr_expect_eq(bad, 0, "%u wrong words (>= 1000: madvise failed)", bad);
-	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
-	cr_expect(ret == 0 || ret == -ESRCH, "wait_complete: %s", strerror(-ret));
-	cr_expect_gt(st.events, 100, "only %lu remove events", (unsigned long)st.events);
+	run_to_end(&f, &s, 2, 20000, "wrong words (>= 1000: madvise failed)", &o);
+	cr_expect(o.ret == 0 || o.ret == -ESRCH, "wait_complete: %s", strerror(-o.ret));
+	cr_expect_gt(o.st.events, 100, "only %lu remove events", (unsigned long)o.st.events);
 	cr_log_info("storm: %lu events, %lu eagain, %lu eexist, %lu faults, %lu pushed",
-		    (unsigned long)st.events, (unsigned long)st.eagain, (unsigned long)st.eexist,
-		    (unsigned long)st.faults, (unsigned long)st.pushed_pages);
+		    (unsigned long)o.st.events, (unsigned long)o.st.eagain,
+		    (unsigned long)o.st.eexist, (unsigned long)o.st.faults,
+		    (unsigned long)o.st.pushed_pages);
 }
 
 /*
@@ -824,40 +832,25 @@ Test(lazy, push_goes_on_while_a_fault_fetch_is_slow, .timeout = 60)
 {
 	struct fixture f;
 	struct src s = {.bg_delay_us = 3000, .fault_delay_us = 20000};
-	struct rst_lazy_stats st;
-	struct rst_lazy *lz;
-	unsigned bad = ~0u;
-	int status, ret;
+	struct outcome o;
 
 	spawn(&f, 64 << 20, M_RANDOM);
-	lz = make_lazy(&f, &s, 2);
-	atomic_store(&s.lz, lz);
-	go(&f);
-	cr_assert_eq(read(f.res, &bad, sizeof(bad)), (ssize_t)sizeof(bad));
-	cr_assert_eq(waitpid(f.pid, &status, 0), f.pid);
-	f.pid = 0;
-	ret = rst_lazy_wait_complete(lz, 20000);
-	rst_lazy_stats(lz, &st);
-	atomic_store(&s.lz, NULL);
-	rst_lazy_free(lz); /* joins the fault-fetch threads: none uses lz after */
-	cleanup(&f);
-	cr_expect_eq(bad, 0, "%u words differ from the source", bad);
-	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
-	cr_expect_eq(ret, 0, "wait_complete: %s", strerror(-ret));
-	cr_expect_eq(st.missing_pages, 0);
-	cr_expect_geq(st.fault_pages + st.pushed_pages, st.total_pages);
-	cr_expect_gt(st.faults, 0);
+	run_to_end(&f, &s, 2, 20000, "words differ from the source", &o);
+	cr_expect_eq(o.ret, 0, "wait_complete: %s", strerror(-o.ret));
+	cr_expect_eq(o.st.missing_pages, 0);
+	cr_expect_geq(o.st.fault_pages + o.st.pushed_pages, o.st.total_pages);
+	cr_expect_gt(o.st.faults, 0);
 	cr_expect_gt(atomic_load(&s.pushed_meanwhile), 0,
 		     "nothing was pushed while fault fetches slept: the fault thread waited");
-	cr_expect_geq(st.fault_max_ns, 20000000ull,
+	cr_expect_geq(o.st.fault_max_ns, 20000000ull,
 		      "fault latency (max %lu ns) does not include the fetch",
-		      (unsigned long)st.fault_max_ns);
+		      (unsigned long)o.st.fault_max_ns);
 	cr_log_info("slow faults: %lu faults (p50 %lu us, max %lu us), %lu pages pushed during "
 		    "fault fetches, %lu pushed in all, complete %.1f ms",
-		    (unsigned long)st.faults, (unsigned long)st.fault_p50_ns / 1000,
-		    (unsigned long)st.fault_max_ns / 1000,
-		    (unsigned long)atomic_load(&s.pushed_meanwhile), (unsigned long)st.pushed_pages,
-		    st.complete_ns / 1e6);
+		    (unsigned long)o.st.faults, (unsigned long)o.st.fault_p50_ns / 1000,
+		    (unsigned long)o.st.fault_max_ns / 1000,
+		    (unsigned long)atomic_load(&s.pushed_meanwhile),
+		    (unsigned long)o.st.pushed_pages, o.st.complete_ns / 1e6);
 }
 
 /*
@@ -871,36 +864,23 @@ Test(lazy, push_window_shrinks_when_faults_queue_behind_it, .timeout = 60)
 {
 	struct fixture f;
 	struct src s = {.link_mbps = 100};
-	struct rst_lazy_stats st;
-	struct rst_lazy *lz;
-	unsigned bad = ~0u;
-	int status, ret;
+	struct outcome o;
 
 	pthread_mutex_init(&s.link_mu, NULL);
 	spawn(&f, 64 << 20, M_RANDOM);
-	lz = make_lazy(&f, &s, 2);
-	go(&f);
-	cr_assert_eq(read(f.res, &bad, sizeof(bad)), (ssize_t)sizeof(bad));
-	cr_assert_eq(waitpid(f.pid, &status, 0), f.pid);
-	f.pid = 0;
-	ret = rst_lazy_wait_complete(lz, 30000);
-	rst_lazy_stats(lz, &st);
-	rst_lazy_free(lz);
-	cleanup(&f);
-	cr_expect_eq(bad, 0, "%u words differ from the source", bad);
-	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
-	cr_expect_eq(ret, 0, "wait_complete: %s", strerror(-ret));
-	cr_expect_gt(st.faults, 10);
-	cr_expect_leq(st.push_window_min, 4 * LAZY_PUSH_WINDOW_MIN_PAGES,
-		      "the push window never shrank (min %u pages)", st.push_window_min);
+	run_to_end(&f, &s, 2, 30000, "words differ from the source", &o);
+	cr_expect_eq(o.ret, 0, "wait_complete: %s", strerror(-o.ret));
+	cr_expect_gt(o.st.faults, 10);
+	cr_expect_leq(o.st.push_window_min, 4 * LAZY_PUSH_WINDOW_MIN_PAGES,
+		      "the push window never shrank (min %u pages)", o.st.push_window_min);
 	/* 2 MiB ahead would be 21 ms; 64 KiB of its own 0.65 ms */
-	cr_expect_lt(st.fault_p50_ns, 8000000ull, "fault p50 %lu us: stuck behind the push",
-		     (unsigned long)st.fault_p50_ns / 1000);
+	cr_expect_lt(o.st.fault_p50_ns, 8000000ull, "fault p50 %lu us: stuck behind the push",
+		     (unsigned long)o.st.fault_p50_ns / 1000);
 	cr_log_info("slow link: %lu faults, p50 %lu us, p99 %lu us, push window down to %u "
 		    "pages, complete %.1f ms",
-		    (unsigned long)st.faults, (unsigned long)st.fault_p50_ns / 1000,
-		    (unsigned long)st.fault_p99_ns / 1000, st.push_window_min,
-		    st.complete_ns / 1e6);
+		    (unsigned long)o.st.faults, (unsigned long)o.st.fault_p50_ns / 1000,
+		    (unsigned long)o.st.fault_p99_ns / 1000, o.st.push_window_min,
+		    o.st.complete_ns / 1e6);
 }
 
 /*
@@ -911,28 +891,15 @@ Test(lazy, faults_in_a_window_in_flight_fetch_it_once, .timeout = 60)
 {
 	struct fixture f;
 	struct src s = {.bg_delay_us = 20000, .fault_delay_us = 100000};
-	struct rst_lazy_stats st;
-	struct rst_lazy *lz;
-	unsigned bad = ~0u;
-	int status, ret;
+	struct outcome o;
 
 	spawn(&f, 16 << 20, M_SAME_WINDOW);
 	s.watch_lo = last_window(f.base, f.len);
 	s.watch_hi = s.watch_lo + LAZY_FAULT_AROUND_PAGES * PGSZ;
-	lz = make_lazy(&f, &s, 1);
-	go(&f);
-	cr_assert_eq(read(f.res, &bad, sizeof(bad)), (ssize_t)sizeof(bad));
-	cr_assert_eq(waitpid(f.pid, &status, 0), f.pid);
-	f.pid = 0;
-	ret = rst_lazy_wait_complete(lz, 20000);
-	rst_lazy_stats(lz, &st);
-	rst_lazy_free(lz);
-	cleanup(&f);
-	cr_expect_eq(bad, 0, "%u words differ from the source", bad);
-	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
-	cr_expect(ret == 0 || ret == -ESRCH, "wait_complete: %s", strerror(-ret));
+	run_to_end(&f, &s, 1, 20000, "words differ from the source", &o);
+	cr_expect(o.ret == 0 || o.ret == -ESRCH, "wait_complete: %s", strerror(-o.ret));
 	cr_expect_eq(atomic_load(&s.watch_fetches), 1, "the window was fetched %lu times",
 		     (unsigned long)atomic_load(&s.watch_fetches));
-	cr_log_info("same window: %lu faults, max %lu us", (unsigned long)st.faults,
-		    (unsigned long)st.fault_max_ns / 1000);
+	cr_log_info("same window: %lu faults, max %lu us", (unsigned long)o.st.faults,
+		    (unsigned long)o.st.fault_max_ns / 1000);
 }
