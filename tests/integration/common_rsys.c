@@ -14,6 +14,7 @@
 
 #include "common/rsys.h"
 #include "common/vma.h"
+#include "th_proc.h"
 
 /* A child blocked in read(2) on @in; for each byte it gets it writes getpid() to @out. */
 static pid_t spawn_echo(int *to_child, int *from_child)
@@ -62,7 +63,9 @@ Test(rsys, injected_calls_run_and_blocked_read_restarts, .timeout = 20)
 	char buf[16] = "hello";
 
 	ping(to, from, pid);
-	usleep(20000); /* let it block in read() again */
+	/* let it block in read() again */
+	cr_assert_eq(th_wait_sleeping(pid, 0, "pipe_read", 5000), 0,
+		     "pid %d did not block in read() again", (int)pid);
 	cr_assert_eq(rsys_seize(&r, pid), 0);
 	cr_assert(r.in_syscall_restart, "the child was in read(), expected a rewound syscall");
 	cr_assert_eq(rsys_call(&r, SYS_getpid, args, &ret), 0);

@@ -13,6 +13,7 @@
 
 #include "haul/haul_int.h"
 #include "th_mig.h"
+#include "th_proc.h"
 #include "th_verify.h"
 
 static struct th_mig M;
@@ -154,8 +155,8 @@ Test(mig_crash, haul_killed_while_throttling_lifts_the_throttle, .fini = teardow
 	kill(haul, SIGKILL);
 	th_wait_exit(haul, 5000);
 	close(fd);
-	usleep(300000);
 	/* the guardian moved it back out of the throttled cgroup haul made */
+	th_wait_proc_line(M.wl_pid, "cgroup", "haul/mig-", true, 5000);
 	snprintf(path, sizeof(path), "/proc/%d/cgroup", M.wl_pid);
 	cr_assert_neq(th_sh("grep -q 'haul/mig-' %s", path), 0, "still in haul's cgroup");
 	assert_source_runs();

@@ -54,7 +54,7 @@ Test(mig_keys, encrypt_moves_the_workload_intact, .fini = teardown, .timeout = 9
 
 	th_mig_setup(&M, 0);
 	th_mig_workload(&M, 32, 8, 0);
-	usleep(300000);
+	th_mig_ticks(&M, 3, 10000);
 	seq = th_mig_seq(&M);
 	cr_assert_eq(migrate(extra, 60000, out, sizeof(out)), 0, "haul migrate --encrypt failed");
 	cr_assert(th_mig_ticking(&M, M.net_b, 3000), "the workload does not tick in the target");
@@ -73,7 +73,7 @@ Test(mig_keys, readable_or_empty_keys_are_refused_and_the_workload_stays, .fini 
 
 	th_mig_setup(&M, 0);
 	th_mig_workload(&M, 8, 4, 0);
-	usleep(200000);
+	th_mig_ticks(&M, 2, 10000);
 	/* the fixture's key (random, 0600) becomes readable by others */
 	cr_assert_eq(chmod(M.key, 0644), 0);
 	cr_assert_eq(migrate(extra, 20000, out, sizeof(out)), 2);

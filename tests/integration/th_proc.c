@@ -136,19 +136,19 @@ int th_wait_sleeping(pid_t pid, pid_t tid, const char *wchan, int timeout_ms)
 	return poll_until(sleeps_in, pid, &a, timeout_ms);
 }
 
-struct maps_arg {
-	const char *needle;
+struct line_arg {
+	const char *file, *needle;
 	bool gone;
 };
 
-static int maps_has(pid_t pid, const void *arg)
+static int proc_has_line(pid_t pid, const void *arg)
 {
-	const struct maps_arg *a = arg;
-	char path[64], line[512];
+	const struct line_arg *a = arg;
+	char path[128], line[512];
 	bool found = false;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, a->file);
 	f = fopen(path, "r");
 	if (!f)
 		return -ESRCH;
@@ -158,9 +158,9 @@ static int maps_has(pid_t pid, const void *arg)
 	return found != a->gone;
 }
 
-int th_wait_maps(pid_t pid, const char *needle, bool gone, int timeout_ms)
+int th_wait_proc_line(pid_t pid, const char *file, const char *needle, bool gone, int timeout_ms)
 {
-	struct maps_arg a = {needle, gone};
+	struct line_arg a = {file, needle, gone};
 
-	return poll_until(maps_has, pid, &a, timeout_ms);
+	return poll_until(proc_has_line, pid, &a, timeout_ms);
 }

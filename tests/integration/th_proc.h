@@ -2,7 +2,7 @@
  * th_proc.h - ready signals read from /proc, for tests that wait on another
  * process instead of sleeping: its command name after exec, a signal handler
  * installed (SigCgt), its scheduler state, what it sleeps in (wchan), a line
- * of its maps.  Each polls with a bounded deadline and returns 0 or
+ * of its maps or its cgroups.  Each polls with a bounded deadline and returns 0 or
  * -ETIMEDOUT (-ESRCH once the process is gone); the caller asserts and
  * names what it waited for.
  */
@@ -22,7 +22,10 @@ int th_wait_sigcgt(pid_t pid, int sig, int timeout_ms);
  * "handle_userfault", "do_sys_poll".
  */
 int th_wait_sleeping(pid_t pid, pid_t tid, const char *wchan, int timeout_ms);
-/* A line of /proc/@pid/maps contains @needle (or, with @gone, none does). */
-int th_wait_maps(pid_t pid, const char *needle, bool gone, int timeout_ms);
+/*
+ * A line of /proc/@pid/@file ("maps", "cgroup", "status"...) contains
+ * @needle (or, with @gone, none does).
+ */
+int th_wait_proc_line(pid_t pid, const char *file, const char *needle, bool gone, int timeout_ms);
 
 #endif
