@@ -15,6 +15,7 @@
 
 #include "haul/haul_int.h"
 #include "th_net.h"
+#include "th_proc.h"
 
 static char run_dir[64], name[64], out_path[PATH_MAX];
 static pid_t wl_pid;
@@ -37,8 +38,11 @@ static void fixture_fini(void)
 	if (!haul_reg_load(name, &w)) {
 		if (w.pid > 0)
 			kill(w.pid, SIGKILL);
-		usleep(50000);
 		haul_cg_write(w.cgroup, "cgroup.freeze", "0");
+		/* an emptied cgroup can be removed: wait until the workload has died */
+		if (w.pid > 0 && th_wait_gone(w.pid, 2000))
+			cr_log_warn("workload pid %d still lives; cgroup %s stays", (int)w.pid,
+				    w.cgroup);
 		rmdir(w.cgroup);
 		/* haul_cg_prepare moves it into a v1 cpu cgroup of its own where cpu is v1 */
 		if (!haul_cg_probe(&m) && m.v1_cpu[0]) {
@@ -71,16 +75,19 @@ static void start_workload(void)
 	cr_assert_eq(th_wait_file(out_path, 0, "tick", 5000, NULL, 0), 0, "workload never ticked");
 }
 
-/* The tick counter of the last line, after waiting @ms. */
-static long seq_after(int ms)
+/* The tick counter of the @n-th tick line from now (one every 100 ms), or -1 after 5 s. */
+static long seq_after(int n)
 {
 	char line[256];
 	long seq = -1;
-	size_t from = th_file_size(out_path);
 
-	usleep(ms * 1000);
-	if (!th_wait_file(out_path, from, "tick", 10, line, sizeof(line)))
-		sscanf(strstr(line, "seq="), "seq=%ld", &seq);
+	for (int i = 0; i < n; i++) {
+		size_t from = th_file_size(out_path);
+
+		if (th_wait_file(out_path, from, "tick", 5000, line, sizeof(line)))
+			return -1;
+	}
+	sscanf(strstr(line, "seq="), "seq=%ld", &seq);
 	return seq;
 }
 
@@ -124,33 +131,45 @@ Test(mig_freezer, frozen_workload_stops_and_resumes_on_thaw, .init = fixture_ini
 	cr_assert_eq(haul_cg_prepare(wl_pid, &m, &cg), 0);
 	cr_assert_eq(haul_freeze(&cg, 1000), 0);
 	cr_assert(haul_frozen(&cg));
-	usleep(200000);
+	/* ticking() is the observation window: 600 ms without a tick line */
 	cr_assert_not(ticking(), "a frozen workload ticked");
 	cr_assert_eq(haul_thaw(&cg), 0);
-	a = seq_after(300);
-	b = seq_after(300);
+	a = seq_after(3);
+	b = seq_after(3);
 	cr_assert(b > a && a > 0, "no progress after thaw: %ld then %ld", a, b);
 }
 
 /* A child plays haul: prepares, starts the guardian, freezes, maybe goes in doubt, dies. */
-static void die_holding_frozen(bool indoubt)
+static pid_t die_holding_frozen(bool indoubt)
 {
-	pid_t pid = fork();
+	pid_t pid, guard = -1;
+	int p[2];
 
+	cr_assert_eq(pipe(p), 0);
+	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		struct haul_cg_mounts m;
 		struct haul_cg cg;
 		struct haul_guard g;
 
+		close(p[0]);
 		if (haul_cg_probe(&m) || haul_cg_prepare(wl_pid, &m, &cg) ||
 		    haul_guard_start(&cg, "198.18.0.2:1", &g) || haul_freeze(&cg, 1000))
 			_exit(1);
 		if (indoubt && haul_guard_indoubt(&g))
 			_exit(1);
+		if (write(p[1], &g.pid, sizeof(g.pid)) != sizeof(g.pid))
+			_exit(1);
 		kill(getpid(), SIGKILL);
 	}
+	close(p[1]);
+	if (read(p[0], &guard, sizeof(guard)) != sizeof(guard))
+		guard = -1;
+	close(p[0]);
 	cr_assert_eq(th_wait_exit(pid, 5000), 128 + SIGKILL);
+	cr_assert_gt(guard, 0, "the guardian was not started");
+	return guard;
 }
 
 Test(mig_freezer, guardian_thaws_when_haul_dies_before_the_commit_point, .init = fixture_init,
@@ -165,10 +184,13 @@ Test(mig_freezer, guardian_leaves_the_source_frozen_when_in_doubt, .init = fixtu
      .fini = fixture_fini, .timeout = 30)
 {
 	struct haul_wl w;
+	pid_t guard;
 
 	start_workload();
-	die_holding_frozen(true);
-	usleep(300000);
+	guard = die_holding_frozen(true);
+	/* the guardian exits once it has decided: only then can a wrong thaw be ruled out */
+	cr_assert_eq(th_wait_gone(guard, 5000), 0, "the guardian pid %d did not decide",
+		     (int)guard);
 	cr_assert_not(ticking(), "an in-doubt source was thawed");
 	cr_assert_eq(haul_reg_load(name, &w), 0);
 	cr_assert_eq(haul_cg_write(w.cgroup, "cgroup.freeze", "0"), 0);

@@ -96,6 +96,23 @@ int th_wait_sigcgt(pid_t pid, int sig, int timeout_ms)
 	return poll_until(sig_caught, pid, &sig, timeout_ms);
 }
 
+static int gone(pid_t pid, const void *arg)
+{
+	char path[64], buf[1024], *p;
+
+	(void)arg;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (read_text(path, buf, sizeof(buf)))
+		return 1;
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+}
+
+int th_wait_gone(pid_t pid, int timeout_ms)
+{
+	return poll_until(gone, pid, NULL, timeout_ms);
+}
+
 struct sleep_arg {
 	pid_t tid;
 	const char *wchan;

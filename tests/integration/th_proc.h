@@ -14,6 +14,8 @@
 
 /* /proc/@pid/comm is @comm (it has exec'd the program). */
 int th_wait_comm(pid_t pid, const char *comm, int timeout_ms);
+/* @pid has exited: its /proc entry is gone, or it is a zombie (not our child: init reaps it). */
+int th_wait_gone(pid_t pid, int timeout_ms);
 /* SigCgt of @pid (its main thread) has @sig: the handler is installed. */
 int th_wait_sigcgt(pid_t pid, int sig, int timeout_ms);
 /*
