@@ -16,6 +16,7 @@ HAUL=${HAUL_BIN:-$PWD/build/haul}
 PROGS=${HAUL_PROGS:-$PWD/build/progs}
 [ "$(id -u)" = 0 ] || { echo "needs root (ptrace, clone3 set_tid)"; exit 77; }
 [ -x "$HAUL" ] && [ -x "$PROGS/rst_counter" ] || { echo "build haul and progs first"; exit 77; }
+. "$(dirname "$0")/th_wait.shlib"
 D=$(mktemp -d /tmp/haul-rst-cli.XXXXXX)
 pids=""
 trap 'for p in $pids; do kill -9 $p 2>/dev/null; done; rm -rf "$D"' EXIT
@@ -28,12 +29,11 @@ want=$(grep '^final' "$D/want.out")
 "$PROGS/rst_exec" /dev/null "$D/run.out" "$D/run.err" "$PROGS/rst_counter" "$D" 1200 8 1000 memonly &
 pid=$!
 pids="$pids $pid"
-sleep 0.4
+wait_line "$D/run.out" '^tick' || exit 1
 if ! "$HAUL" checkpoint "$pid" --images "$D/img" --leave-running >"$D/ck.log" 2>&1; then
 	echo "FAIL: checkpoint --leave-running: $(cat "$D/ck.log")"
 	exit 1
 fi
-sleep 0.2
 kill -0 "$pid" 2>/dev/null || { echo "FAIL: the source did not keep running"; fail=1; }
 # It ticks every 100 iterations; on a loaded machine that can take a while: wait up to 5 s.
 t1=$(grep -c tick "$D/run.out")
@@ -73,14 +73,15 @@ fi
 "$PROGS/rst_exec" /dev/null "$D/hop.out" "$D/hop.err" "$PROGS/rst_counter" "$D" 1200 8 1000 memonly &
 pid=$!
 pids="$pids $pid"
-sleep 0.3
+wait_line "$D/hop.out" '^tick' || exit 1
 "$HAUL" checkpoint "$pid" --images "$D/hop1" >"$D/hop1.log" 2>&1 || echo "FAIL: hop 1 checkpoint: $(cat "$D/hop1.log")"
 wait "$pid" 2>/dev/null
+ticks=$(grep -c '^tick' "$D/hop.out")
 "$HAUL" restore --pidns always --images "$D/hop1" >"$D/hop1r.log" 2>&1 &
 rpid=$!
-sleep 0.4
-# In its new PID namespace it keeps $pid; from here it has another.
-hpid=$(pgrep -f "rst_counter $D 1200 8 1000 memonly" | head -1)
+# Restored and running: it ticks again.  In its new PID namespace it keeps $pid; from here it has another.
+wait_more "$D/hop.out" '^tick' "$ticks" || { echo "FAIL: the restored hop 1 does not tick"; fail=1; }
+hpid=$(wait_pgrep "rst_counter $D 1200 8 1000 memonly")
 "$HAUL" checkpoint "${hpid:-0}" --images "$D/hop2" >"$D/hop2.log" 2>&1 || echo "FAIL: hop 2 checkpoint: $(cat "$D/hop2.log")"
 wait "$rpid"
 "$HAUL" restore --images "$D/hop2" >"$D/hop2r.log" 2>&1
@@ -97,7 +98,7 @@ fi
 "$PROGS/rst_exec" /dev/null "$D/det.out" "$D/det.err" "$PROGS/rst_counter" "$D" 1200 8 1000 memonly &
 pid=$!
 pids="$pids $pid"
-sleep 0.3
+wait_line "$D/det.out" '^tick' || exit 1
 "$HAUL" checkpoint "$pid" --images "$D/det" >/dev/null 2>&1 || echo "FAIL: --detach checkpoint"
 wait "$pid" 2>/dev/null
 dpid=$("$HAUL" restore --detach --images "$D/det" 2>/dev/null)
@@ -135,7 +136,7 @@ sleep 30 <"$D/fifo" &
 spid=$!
 pids="$pids $spid"
 exec 9>"$D/fifo"
-sleep 0.1
+wait_comm "$spid" sleep || exit 1
 "$HAUL" checkpoint "$spid" --images "$D/img2" >"$D/refuse.log" 2>&1
 rc=$?
 exec 9>&-

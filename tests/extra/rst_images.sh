@@ -21,13 +21,14 @@ HAUL=${HAUL_BIN:-$PWD/build/haul}
 PROGS=${HAUL_PROGS:-$PWD/build/progs}
 [ "$(id -u)" = 0 ] || { echo "needs root (ptrace, clone3 set_tid, mount)"; exit 77; }
 [ -x "$HAUL" ] && [ -x "$PROGS/rst_counter" ] || { echo "build haul and progs first"; exit 77; }
+. "$(dirname "$0")/th_wait.shlib"
 D=$(mktemp -d /tmp/haul-rst-images-$$.XXXXXX)
 pids=""
 cleanup() {
 	for p in $pids; do kill -9 "$p" 2>/dev/null; done
 	umount "$D/small" 2>/dev/null
 	# haul run's cgroups (<cgroup2 or v1 freezer>/haul/NAME), once their workloads are gone.
-	sleep 0.2
+	for p in $pids; do wait_gone "$p" 2 2>/dev/null; done
 	for c in /sys/fs/cgroup/haul /sys/fs/cgroup/unified/haul /sys/fs/cgroup/freezer/haul; do
 		rmdir "$c/rstimga$$" "$c/rstimgb$$" 2>/dev/null
 	done
@@ -48,7 +49,7 @@ start_counter() {
 	"$PROGS/rst_exec" /dev/null "$D/$1.out" "$D/$1.err" "$PROGS/rst_counter" "$D/$1.d" $N 8 1000 memonly &
 	pid=$!
 	pids="$pids $pid"
-	sleep 0.3
+	wait_line "$D/$1.out" '^tick' || exit 1
 }
 
 mkdir -p "$D/want.d"
@@ -210,7 +211,7 @@ for w in a b; do
 	pids="$pids $p"
 	hp="$hp $p"
 done
-sleep 0.3
+wait_line "$D/runa.out" '^tick' && wait_line "$D/runb.out" '^tick' || exit 1
 for p in $hp; do
 	"$HAUL" checkpoint "$p" --images "$D/two" >>"$D/two.log" 2>&1 || { echo "FAIL: checkpoint of pid $p: $(cat "$D/two.log")"; fail=1; }
 done
