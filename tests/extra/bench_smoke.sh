@@ -27,9 +27,11 @@ waitfor() { # file regex tenths
 	--print-every 0.5 >"$tmp/wl.out" 2>&1 &
 pid=$!
 waitfor "$tmp/hb" "^state=ready" 100 || fail "workload never became ready"
-sleep 0.3
+# its tick loop runs once it reports state=running (each progress line)
+waitfor "$tmp/hb" "^state=running" 100 || fail "workload never reported running"
+# the 300 ms stop is the behaviour under test
 kill -STOP $pid; sleep 0.3; kill -CONT $pid
-sleep 0.2
+waitfor "/proc/$pid/status" "^State:[[:space:]]*[RSD]" 50 || fail "pid $pid did not run again after SIGCONT"
 echo verify >"$tmp/ctl"
 waitfor "$tmp/hb" "^verify=ok" 50 || fail "verify did not pass: $(grep verify= "$tmp/hb")"
 gap=$(sed -n 's/^max_gap_rt_us=//p' "$tmp/hb")

@@ -37,7 +37,7 @@ rcase() {
 	delay=$(awk -v d="$delay" -v h="$half" 'BEGIN { h /= 1000; print (h < d ? h : d) }')
 	"$PROGS/rst_exec" /dev/null "$D/$name.out" "$D/$name.err" "$@" &
 	pid=$!
-	sleep "$delay"
+	sleep "$delay" # the behaviour under test: a checkpoint this far into the run
 	if ! "$HAUL" checkpoint "$pid" --images "$D/$name.img"; then
 		echo "FAIL $name: checkpoint of pid $pid failed"
 		kill -9 "$pid" 2>/dev/null
