@@ -166,7 +166,7 @@ Test(lazy, post_copy_migration_of_a_real_process_over_the_page_server, .timeout 
 	uint8_t *state;
 	size_t state_len, neager;
 	uint64_t eager_pages = 0;
-	int status, ret;
+	int ret;
 	pthread_t st;
 	pid_t pid;
 
@@ -174,11 +174,7 @@ Test(lazy, post_copy_migration_of_a_real_process_over_the_page_server, .timeout 
 	memset(&ls, 0, sizeof(ls));
 	snprintf(dir, sizeof(dir), "/tmp/haul-lazy-mig-%d", (int)getpid());
 	mkdir(dir, 0755);
-	snprintf(out, sizeof(out), "%s/expected.out", dir);
-	pid = th_spawn_counter(dir, out, "1500", "32", "0");
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "undisturbed run failed");
-	th_final_line(out, want, sizeof(want));
+	th_expected_final(dir, "1500", "32", want, sizeof(want));
 
 	so.listen = "127.0.0.1:0";
 	memset(so.key, 5, sizeof(so.key));

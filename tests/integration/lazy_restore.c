@@ -107,11 +107,7 @@ static void e2e(enum e2e_mode mode)
 	log_init("test");
 	snprintf(dir, sizeof(dir), "/tmp/haul-lazy-e2e-%d-%d", (int)getpid(), (int)mode);
 	mkdir(dir, 0755);
-	snprintf(out, sizeof(out), "%s/expected.out", dir);
-	pid = th_spawn_counter(dir, out, "1500", "32", "0");
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "undisturbed run failed");
-	th_final_line(out, want, sizeof(want));
+	th_expected_final(dir, "1500", "32", want, sizeof(want));
 
 	snprintf(out, sizeof(out), "%s/run.out", dir);
 	pid = th_spawn_counter(dir, out, "1500", "32", "1000");

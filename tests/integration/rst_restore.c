@@ -28,20 +28,6 @@ static void make_dir(char *dir, size_t len, const char *tag)
 	mkdir(dir, 0755);
 }
 
-static void expected_final(const char *dir, const char *iters, const char *mib, char *line,
-			   size_t len)
-{
-	char out[600];
-	int status;
-	pid_t p;
-
-	snprintf(out, sizeof(out), "%s/expected.out", dir);
-	p = th_spawn_counter(dir, out, iters, mib, "0");
-	cr_assert_eq(waitpid(p, &status, 0), p);
-	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "undisturbed run failed");
-	th_final_line(out, line, len);
-}
-
 static void checkpoint_restore_once(enum rst_pidns ns)
 {
 	char dir[256], out[600], want[128], got[128], cmd[700], why[256];
@@ -52,7 +38,7 @@ static void checkpoint_restore_once(enum rst_pidns ns)
 	pid_t pid;
 
 	make_dir(dir, sizeof(dir), ns == RST_PIDNS_ALWAYS ? "ns" : "auto");
-	expected_final(dir, "1500", "16", want, sizeof(want));
+	th_expected_final(dir, "1500", "16", want, sizeof(want));
 
 	snprintf(out, sizeof(out), "%s/run.out", dir);
 	pid = th_spawn_counter(dir, out, "1500", "16", "1000");
@@ -164,7 +150,7 @@ Test(rst, incremental_rounds_then_final_dirty_pages_restore_exactly, .timeout = 
 	int ret, status;
 
 	make_dir(dir, sizeof(dir), "incr");
-	expected_final(dir, "1500", "16", want, sizeof(want));
+	th_expected_final(dir, "1500", "16", want, sizeof(want));
 	snprintf(out, sizeof(out), "%s/run.out", dir);
 	pid = th_spawn_counter(dir, out, "1500", "16", "1000");
 	th_wait_ticking(out, 10000);
@@ -418,7 +404,7 @@ Test(rst, image_with_a_flipped_page_byte_is_refused_and_left_as_it_was, .timeout
 	uint8_t b;
 
 	make_dir(dir, sizeof(dir), "flip");
-	expected_final(dir, "1500", "16", want, sizeof(want));
+	th_expected_final(dir, "1500", "16", want, sizeof(want));
 	snprintf(out, sizeof(out), "%s/run.out", dir);
 	snprintf(imgs, sizeof(imgs), "%s/images", dir);
 	pid = th_spawn_counter(dir, out, "1500", "16", "1000");

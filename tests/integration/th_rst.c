@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/rsys.h"
@@ -59,6 +60,20 @@ void th_wait_ticking(const char *out, int ms)
 	cr_assert_eq(th_wait_file(out, 0, "tick", ms, NULL, 0), 0,
 		     "no tick line in %s within %d ms (did the program start?): %s", out, ms,
 		     th_slurp(out));
+}
+
+void th_expected_final(const char *dir, const char *iters, const char *mib, char *line, size_t len)
+{
+	char out[600];
+	int status;
+	pid_t p;
+
+	snprintf(out, sizeof(out), "%s/expected.out", dir);
+	p = th_spawn_counter(dir, out, iters, mib, "0");
+	cr_assert_eq(waitpid(p, &status, 0), p);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "undisturbed run failed: %s",
+		  th_slurp(out));
+	th_final_line(out, line, len);
 }
 
 char *th_slurp(const char *path)

@@ -31,6 +31,12 @@ pid_t th_spawn_counter(const char *dir, const char *out, const char *iters, cons
  */
 void th_wait_ticking(const char *out, int ms);
 
+/*
+ * Run rst_counter DIR ITERS MIB undisturbed (no sleeps) to its end, output
+ * in DIR/expected.out; its "final ..." line into @line.  cr_assert when it fails.
+ */
+void th_expected_final(const char *dir, const char *iters, const char *mib, char *line, size_t len);
+
 /* The whole of @path (up to 1 MiB) in a static buffer; "" when missing. */
 char *th_slurp(const char *path);
 /* The "final ..." line of @path into @line; cr_assert when there is none. */
