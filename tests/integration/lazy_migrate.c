@@ -184,7 +184,7 @@ Test(lazy, post_copy_migration_of_a_real_process_over_the_page_server, .timeout 
 
 	snprintf(out, sizeof(out), "%s/run.out", dir);
 	pid = th_spawn_counter(dir, out, "1500", "32", "1000");
-	th_wait_ticking(out, 10000);
+	th_wait_counter(pid, out, 2);
 
 	/* Source: freeze (seize), dump, and send only what cannot wait. */
 	cr_assert_eq(th_state_take(pid, TH_VERIFY_LIVE | TH_VERIFY_NO_INJECT, &before), 0);

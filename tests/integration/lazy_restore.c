@@ -111,7 +111,7 @@ static void e2e(enum e2e_mode mode)
 
 	snprintf(out, sizeof(out), "%s/run.out", dir);
 	pid = th_spawn_counter(dir, out, "1500", "32", "1000");
-	th_wait_ticking(out, 10000);
+	th_wait_counter(pid, out, 2);
 
 	/* Source: seized and dumped; it stays stopped while it serves its pages. */
 	cr_assert_eq(th_state_take(pid, TH_VERIFY_LIVE | TH_VERIFY_NO_INJECT, &before), 0);

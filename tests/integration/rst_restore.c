@@ -19,6 +19,7 @@
 #include "common/rsys.h"
 #include "common/vma.h"
 #include "restore/restore.h"
+#include "th_proc.h"
 #include "th_rst.h"
 #include "th_verify.h"
 
@@ -42,7 +43,7 @@ static void checkpoint_restore_once(enum rst_pidns ns)
 
 	snprintf(out, sizeof(out), "%s/run.out", dir);
 	pid = th_spawn_counter(dir, out, "1500", "16", "1000");
-	th_wait_ticking(out, 10000);
+	th_wait_counter(pid, out, 5);
 	cr_assert_eq(th_state_take(pid, TH_VERIFY_LIVE, &before), 0);
 	ret = th_snap_take(pid, &s);
 	cr_assert_eq(ret, 0, "dump failed: %s", strerror(-ret));
@@ -153,7 +154,7 @@ Test(rst, incremental_rounds_then_final_dirty_pages_restore_exactly, .timeout = 
 	th_expected_final(dir, "1500", "16", want, sizeof(want));
 	snprintf(out, sizeof(out), "%s/run.out", dir);
 	pid = th_spawn_counter(dir, out, "1500", "16", "1000");
-	th_wait_ticking(out, 10000);
+	th_wait_counter(pid, out, 3);
 
 	/* The source still runs with its PID: the target must use a new namespace. */
 	o.pid = pid;
@@ -173,6 +174,8 @@ Test(rst, incremental_rounds_then_final_dirty_pages_restore_exactly, .timeout = 
 		prev = cur;
 	}
 	/* Switchover: stop, last dirty pages and the state, kill the source, resume. */
+	cr_assert_eq(th_wait_sleeping(pid, 0, "nanosleep", 5000), 0,
+		     "rst_counter pid %d does not sleep in nanosleep", (int)pid);
 	cr_assert_eq(th_state_take(pid, TH_VERIFY_LIVE, &before), 0);
 	cr_assert_eq(rst_seize(pid, &sz), 0);
 	cr_assert_eq(rst_dump_state(sz, &state, &len), 0);
@@ -216,7 +219,7 @@ Test(rst, restore_fails_cleanly_when_pid_is_taken_and_no_namespace_allowed, .tim
 	make_dir(dir, sizeof(dir), "taken");
 	snprintf(out, sizeof(out), "%s/run.out", dir);
 	pid = th_spawn_counter(dir, out, "100000", "4", "1000");
-	th_wait_ticking(out, 10000);
+	th_wait_counter(pid, out, 2);
 	cr_assert_eq(th_snap_take(pid, &s), 0);
 	o.pid = pid; /* still running: the PID is taken */
 	cr_expect_eq(rst_target_new(&o, &t), -EEXIST);
@@ -263,7 +266,7 @@ Test(rst, before_resume_hook_sees_the_final_layout_and_can_fail_the_resume, .tim
 	make_dir(dir, sizeof(dir), "hook");
 	snprintf(out, sizeof(out), "%s/run.out", dir);
 	pid = th_spawn_counter(dir, out, "100000", "4", "1000");
-	th_wait_ticking(out, 10000);
+	th_wait_counter(pid, out, 2);
 	cr_assert_eq(th_snap_take(pid, &s), 0);
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
@@ -303,7 +306,7 @@ Test(rst, event_loop_over_epoll_eventfd_timerfd_signalfd_and_self_pipe_carries_o
 
 	snprintf(out, sizeof(out), "/tmp/haul-rst-fds-%d.out", (int)getpid());
 	pid = th_spawn_prog(out, "rst_fds", args);
-	th_wait_ticking(out, 10000);
+	th_wait_ticking(out, 5, 10000);
 	cr_assert_eq(th_state_take(pid, TH_VERIFY_LIVE, &before), 0);
 	ret = th_snap_take(pid, &s);
 	cr_assert_eq(ret, 0, "dump failed: %s", strerror(-ret));
@@ -339,7 +342,7 @@ static void threads_once(enum rst_pidns ns)
 	th_final_line(out, want, sizeof(want));
 
 	pid = th_spawn_prog(out, "rst_threads", args);
-	th_wait_ticking(out, 10000);
+	th_wait_ticking(out, 6, 10000);
 	cr_assert_eq(th_state_take(pid, TH_VERIFY_LIVE, &before), 0);
 	ret = th_snap_take(pid, &s);
 	cr_assert_eq(ret, 0, "dump failed: %s", strerror(-ret));
@@ -408,7 +411,7 @@ Test(rst, image_with_a_flipped_page_byte_is_refused_and_left_as_it_was, .timeout
 	snprintf(out, sizeof(out), "%s/run.out", dir);
 	snprintf(imgs, sizeof(imgs), "%s/images", dir);
 	pid = th_spawn_counter(dir, out, "1500", "16", "1000");
-	th_wait_ticking(out, 10000);
+	th_wait_counter(pid, out, 5);
 	ret = rst_checkpoint_images(pid, imgs, false, NULL, &st);
 	cr_assert_eq(ret, 0, "checkpoint failed: %s", strerror(-ret));
 	waitpid(pid, &status, 0);

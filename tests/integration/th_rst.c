@@ -17,13 +17,14 @@
 
 #include "common/rsys.h"
 #include "th_net.h"
+#include "th_proc.h"
 #include "th_rst.h"
 
 pid_t th_spawn_prog(const char *out, const char *prog, const char *const args[])
 {
 	const char *argv[16];
 	char bin[512];
-	int n = 0;
+	int n = 0, tfd;
 	pid_t pid;
 
 	snprintf(bin, sizeof(bin), "%s/%s", th_progs_dir(), prog);
@@ -31,6 +32,13 @@ pid_t th_spawn_prog(const char *out, const char *prog, const char *const args[])
 	for (int i = 0; args && args[i] && n < 15; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
+	/*
+	 * Emptied here, before the fork: a wait for the program's ready line
+	 * must not find the line an earlier run left in the same file.
+	 */
+	tfd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert_geq(tfd, 0, "cannot create %s", out);
+	close(tfd);
 	pid = fork();
 	cr_assert_geq(pid, 0, "cannot fork for %s", prog);
 	if (pid == 0) {
@@ -55,11 +63,32 @@ pid_t th_spawn_counter(const char *dir, const char *out, const char *iters, cons
 	return th_spawn_prog(out, "rst_counter", args);
 }
 
-void th_wait_ticking(const char *out, int ms)
+/* Lines of @path that contain @needle. */
+static int count_lines(const char *path, const char *needle)
 {
-	cr_assert_eq(th_wait_file(out, 0, "tick", ms, NULL, 0), 0,
-		     "no tick line in %s within %d ms (did the program start?): %s", out, ms,
-		     th_slurp(out));
+	FILE *f = fopen(path, "r");
+	char line[512];
+	int n = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, needle) != NULL;
+	fclose(f);
+	return n;
+}
+
+void th_wait_ticking(const char *out, int ticks, int ms)
+{
+	int waited = 0;
+
+	while (count_lines(out, "tick") < ticks && waited < ms) {
+		usleep(5000);
+		waited += 5;
+	}
+	cr_assert_geq(count_lines(out, "tick"), ticks,
+		      "fewer than %d tick lines in %s within %d ms (did the program start?): %s",
+		      ticks, out, ms, th_slurp(out));
 }
 
 void th_expected_final(const char *dir, const char *iters, const char *mib, char *line, size_t len)
@@ -74,6 +103,16 @@ void th_expected_final(const char *dir, const char *iters, const char *mib, char
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "undisturbed run failed: %s",
 		  th_slurp(out));
 	th_final_line(out, line, len);
+}
+
+void th_wait_counter(pid_t pid, const char *out, int ticks)
+{
+	int ret;
+
+	th_wait_ticking(out, ticks, 10000);
+	ret = th_wait_sleeping(pid, 0, "nanosleep", 5000);
+	cr_assert_eq(ret, 0, "rst_counter pid %d does not sleep in nanosleep: %s", (int)pid,
+		     strerror(-ret));
 }
 
 char *th_slurp(const char *path)
