@@ -76,7 +76,7 @@
 #include "common/log.h"
 #include "common/policy.h"
 #include "common/probe.h"
-#include "restore/lazy_int.h"
+#include "restore/lazy.h"
 
 #define PG	     HAUL_PAGE_SIZE
 #define MAX_MSGS     64

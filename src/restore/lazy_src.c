@@ -35,7 +35,7 @@
 #include "common/log.h"
 #include "common/policy.h"
 #include "common/rsys.h"
-#include "restore/lazy_int.h"
+#include "restore/lazy.h"
 
 struct rst_lazy_src {
 	pid_t pid;
@@ -228,7 +228,7 @@ static int ps_fetch(struct rst_lazy_ps *p, bool fault, uint64_t addr, uint32_t n
 				      (char *)buf + (uint64_t)done * HAUL_PAGE_SIZE);
 		done += k;
 	}
-	/* -ESRCH would read as "the restored process exited" (lazy_int.h). */
+	/* -ESRCH would read as "the restored process exited" (lazy.h). */
 	if (ret == -ESRCH)
 		ret = -EHOSTDOWN;
 
@@ -281,7 +281,7 @@ static int session_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf, b
 			     : ps_session_fetch(arg, a, k, b);
 		done += k;
 	}
-	/* -ESRCH would read as "the restored process exited" (lazy_int.h). */
+	/* -ESRCH would read as "the restored process exited" (lazy.h). */
 	return ret == -ESRCH ? -EHOSTDOWN : ret;
 }
 

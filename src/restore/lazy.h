@@ -1,8 +1,9 @@
 /*
- * lazy_int.h - post-copy (lazy) restore: the userfaultfd fault server.
+ * lazy.h - post-copy (lazy) restore: the userfaultfd fault server.
  *
- * Private to src/restore (and src/haul/postcopy.c, which plugs the network
- * in).  A restored process whose anonymous memory has not arrived yet has
+ * The lazy module's public header: src/haul/postcopy.c (which plugs the
+ * network in), src/restore/sink.c, bench/lazy_bench.c and the tests use it;
+ * the fault server's own declarations are in lazy_int.h.  A restored process whose anonymous memory has not arrived yet has
  * that memory registered with userfaultfd in missing mode.  struct rst_lazy
  * owns the uffd and one fault thread that answers every fault and every
  * mm event (unmap, remap, remove) of that process, fetching page contents
@@ -21,8 +22,8 @@
  * If a fetch fails (the link or the source died), the process cannot
  * continue: the fault thread says so and SIGKILLs it, so nothing hangs.
  */
-#ifndef HAUL_RESTORE_LAZY_INT_H
-#define HAUL_RESTORE_LAZY_INT_H
+#ifndef HAUL_RESTORE_LAZY_H
+#define HAUL_RESTORE_LAZY_H
 
 #include <stdbool.h>
 #include <stdint.h>
