@@ -76,167 +76,11 @@
 #include "common/log.h"
 #include "common/policy.h"
 #include "common/probe.h"
-#include "restore/lazy.h"
-
-#define PG	     HAUL_PAGE_SIZE
-#define MAX_MSGS     64
-#define HIST_SUB     8
-#define HIST_BUCKETS 512
-
-/* The events we need; each makes the process wait until the fault thread reads it. */
-#define LAZY_EVENTS                                                                                \
-	(UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP |         \
-	 UFFD_FEATURE_EVENT_FORK)
-
-struct lz_region {
-	uint64_t start, end; /* where it is in the restored process now */
-	uint64_t src;	     /* the source address of start */
-	uint64_t *done, *zero, *claimed;
-	uint64_t missing; /* pages not done */
-};
-
-/* One address space to fill: the restored process, or a child it forked during post-copy. */
-struct lz_mm {
-	int uffd;	     /* -1 once dead */
-	bool dead;	     /* exited or exec'd: nothing more to copy */
-	bool scanned;	     /* a child: its pid was looked for (kids_scan) */
-	struct lz_region *r; /* sorted by start */
-	size_t nr;
-	uint64_t missing; /* pages not done */
-};
-
-struct lz_chunk {
-	struct lz_mm *mm; /* whose pages */
-	uint64_t src;	  /* source address of the first page */
-	uint32_t npages;  /* fetched */
-	uint32_t off;	  /* pages copied (or skipped) so far */
-	void *buf;
-	struct lz_chunk *next;
-};
-
-/*
- * A fault window: queued for a fault-fetch thread, being fetched, or fetched
- * and waiting for the fault thread (ahead of background chunks).
- */
-struct lz_req {
-	struct lz_mm *mm;
-	uint64_t src;	 /* source address of the first page */
-	uint32_t npages; /* fetched */
-	uint32_t off;	 /* pages copied (or skipped) so far */
-	uint32_t filled; /* of those, filled by this copy (it woke their waiters) */
-	bool force;	 /* one page marked present: copied even though done */
-	bool busy;	 /* fault thread only: in flight or not yet copied */
-	void *buf;
-	struct lz_req *next;
-};
-
-/* A fault read and not answered yet; with @req, waiting for that window. */
-struct lz_pend {
-	struct lz_mm *mm;
-	uint64_t addr;
-	uint64_t t0;
-	struct lz_req *req;
-};
-
-/* A descendant of the restored process: killed with it on failure. */
-struct lz_kid {
-	pid_t pid;
-	int pidfd;
-};
-
-struct rst_lazy {
-	int pidfd, stopfd, readyfd;
-	pid_t pid;
-	struct rst_lazy_source src;
-	unsigned nfetchers, nrunning;
-	uint32_t chunk_pages;
-	/* rst_lazy_on_fork(): told each forked child's uffd, under lock */
-	void (*fork_fn)(void *arg, int uffd);
-	void *fork_arg;
-	/* the push's window (LAZY_PUSH_WINDOW_*), under lock */
-	uint32_t push_window, push_window_max, push_inflight;
-	unsigned faults_inflight; /* fault windows being fetched */
-	pthread_t fault_thread;
-	pthread_t *fetch_threads;
-	pthread_t *ufetch_threads; /* fault-fetch threads */
-	unsigned nurunning;
-	bool started;
-
-	pthread_mutex_t lock;
-	pthread_cond_t cv;  /* fetchers: a free buffer, new work or stop; waiters: finished */
-	pthread_cond_t ucv; /* fault-fetch threads: a window to fetch or stop */
-	struct lz_mm **mm;  /* mm[0]: the restored process; never freed before rst_lazy_free */
-	size_t nmm;
-	uint64_t missing;  /* over every live mm */
-	size_t hint_mm;	   /* where the background push continues: this mm ... */
-	uint64_t hint;	   /* ... from this address */
-	uint64_t work_gen; /* bumped when new work appears (a fork) or the push window has room */
-	struct lz_chunk *chunks;
-	struct lz_chunk *free_list, *ready_head, *ready_tail;
-	struct lz_req *reqs;		  /* LAZY_FAULT_SLOTS */
-	struct lz_req *uq_head, *uq_tail; /* fault windows to fetch */
-	struct lz_req *ur_head, *ur_tail; /* fault windows fetched: the fault thread copies them */
-	bool stopping, finished;
-	bool marked; /* rst_lazy_mark_present() was used */
-	bool exited; /* the restored process died before it had everything */
-	int result;
-	int fetch_err;
-	uint64_t t_start;
-	struct rst_lazy_stats st;
-	uint32_t hist[HIST_BUCKETS];
-
-	/* fault thread only */
-	struct lz_chunk *cur;
-	struct lz_req *ucur; /* fault window being copied */
-	struct lz_kid *kids;
-	size_t nkids;
-};
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-/* ---- bitmaps ----------------------------------------------------------------- */
-
-static inline bool bit_test(const uint64_t *b, uint64_t i)
-{
-	return b[i / 64] >> (i % 64) & 1;
-}
-
-static inline void bit_set(uint64_t *b, uint64_t i)
-{
-	b[i / 64] |= 1ull << (i % 64);
-}
-
-static uint64_t *bits_new(uint64_t n)
-{
-	return calloc((n + 63) / 64 + 1, sizeof(uint64_t));
-}
-
-/* The first i in [from, n) set in neither @a nor @b, or n. */
-static uint64_t find_clear2(const uint64_t *a, const uint64_t *b, uint64_t from, uint64_t n)
-{
-	uint64_t i = from;
-
-	while (i < n) {
-		uint64_t w = ~(a[i / 64] | b[i / 64]) & (~0ull << (i % 64));
-
-		if (w) {
-			i = (i & ~63ull) + __builtin_ctzll(w);
-			return i < n ? i : n;
-		}
-		i = (i & ~63ull) + 64;
-	}
-	return n;
-}
+#include "restore/lazy_int.h"
 
 /* ---- regions ------------------------------------------------------------------ */
 
-static void region_release(struct lz_region *rg)
+void rst_lz_region_release(struct lz_region *rg)
 {
 	free(rg->done);
 	free(rg->zero);
@@ -244,7 +88,7 @@ static void region_release(struct lz_region *rg)
 	memset(rg, 0, sizeof(*rg));
 }
 
-static int region_init(struct lz_region *rg, uint64_t start, uint64_t end, uint64_t src)
+int rst_lz_region_init(struct lz_region *rg, uint64_t start, uint64_t end, uint64_t src)
 {
 	uint64_t n = (end - start) / PG;
 
@@ -256,18 +100,18 @@ static int region_init(struct lz_region *rg, uint64_t start, uint64_t end, uint6
 	rg->zero = bits_new(n);
 	rg->claimed = bits_new(n);
 	if (!rg->done || !rg->zero || !rg->claimed) {
-		region_release(rg);
+		rst_lz_region_release(rg);
 		return -ENOMEM;
 	}
 	return 0;
 }
 
 /* A new region holding pages [s, e) of @rg, placed at @at. */
-static int region_slice(const struct lz_region *rg, uint64_t s, uint64_t e, uint64_t at,
+int rst_lz_region_slice(const struct lz_region *rg, uint64_t s, uint64_t e, uint64_t at,
 			struct lz_region *out)
 {
 	uint64_t i0 = (s - rg->start) / PG, n = (e - s) / PG;
-	int ret = region_init(out, at, at + (e - s), rg->src + (s - rg->start));
+	int ret = rst_lz_region_init(out, at, at + (e - s), rg->src + (s - rg->start));
 
 	if (ret)
 		return ret;
@@ -285,7 +129,7 @@ static int region_slice(const struct lz_region *rg, uint64_t s, uint64_t e, uint
 	return 0;
 }
 
-static struct lz_region *region_find(struct lz_mm *mm, uint64_t addr)
+struct lz_region *rst_lz_region_find(struct lz_mm *mm, uint64_t addr)
 {
 	size_t lo = 0, hi = mm->nr;
 
@@ -302,7 +146,7 @@ static struct lz_region *region_find(struct lz_mm *mm, uint64_t addr)
 	return NULL;
 }
 
-static struct lz_region *region_find_src(struct lz_mm *mm, uint64_t src)
+struct lz_region *rst_lz_region_find_src(struct lz_mm *mm, uint64_t src)
 {
 	for (size_t i = 0; i < mm->nr; i++) {
 		struct lz_region *rg = &mm->r[i];
@@ -321,7 +165,7 @@ static int region_cmp(const void *a, const void *b)
 }
 
 /* Insert @add (taking its bitmaps) into @mm keeping the array sorted. Under lz->lock. */
-static int regions_insert(struct rst_lazy *lz, struct lz_mm *mm, struct lz_region *add, size_t nadd)
+int rst_lz_regions_insert(struct rst_lazy *lz, struct lz_mm *mm, struct lz_region *add, size_t nadd)
 {
 	struct lz_region *n;
 
@@ -346,7 +190,7 @@ static int regions_insert(struct rst_lazy *lz, struct lz_mm *mm, struct lz_regio
  * what lies outside.  Pages that were missing there are no longer wanted.
  * Under lz->lock.
  */
-static int regions_cut(struct rst_lazy *lz, struct lz_mm *mm, uint64_t s, uint64_t e)
+int rst_lz_regions_cut(struct rst_lazy *lz, struct lz_mm *mm, uint64_t s, uint64_t e)
 {
 	for (size_t i = 0; i < mm->nr;) {
 		struct lz_region *rg = &mm->r[i], keep[2];
@@ -358,29 +202,29 @@ static int regions_cut(struct rst_lazy *lz, struct lz_mm *mm, uint64_t s, uint64
 			continue;
 		}
 		if (rg->start < s) {
-			ret = region_slice(rg, rg->start, s, rg->start, &keep[nkeep]);
+			ret = rst_lz_region_slice(rg, rg->start, s, rg->start, &keep[nkeep]);
 			if (ret)
 				return ret;
 			nkeep++;
 		}
 		if (rg->end > e) {
-			ret = region_slice(rg, e, rg->end, e, &keep[nkeep]);
+			ret = rst_lz_region_slice(rg, e, rg->end, e, &keep[nkeep]);
 			if (ret) {
 				while (nkeep)
-					region_release(&keep[--nkeep]);
+					rst_lz_region_release(&keep[--nkeep]);
 				return ret;
 			}
 			nkeep++;
 		}
 		mm->missing -= rg->missing;
 		lz->missing -= rg->missing;
-		region_release(rg);
+		rst_lz_region_release(rg);
 		memmove(rg, rg + 1, (mm->nr - i - 1) * sizeof(*rg));
 		mm->nr--;
-		ret = regions_insert(lz, mm, keep, nkeep);
+		ret = rst_lz_regions_insert(lz, mm, keep, nkeep);
 		if (ret) {
 			while (nkeep)
-				region_release(&keep[--nkeep]);
+				rst_lz_region_release(&keep[--nkeep]);
 			return ret;
 		}
 		/* The kept pieces lie outside [s, e): rescan from the start, they are skipped. */
@@ -391,7 +235,7 @@ static int regions_cut(struct rst_lazy *lz, struct lz_mm *mm, uint64_t s, uint64
 
 /* ---- statistics ------------------------------------------------------------- */
 
-static unsigned hist_idx(uint64_t ns)
+unsigned rst_lz_hist_idx(uint64_t ns)
 {
 	unsigned msb;
 
@@ -413,7 +257,7 @@ static uint64_t hist_value(unsigned i)
 	return ((uint64_t)(HIST_SUB + sub + 1) << (msb - 3)) - 1;
 }
 
-static uint64_t hist_pct(const uint32_t *h, uint64_t total, double pct)
+uint64_t rst_lz_hist_pct(const uint32_t *h, uint64_t total, double pct)
 {
 	uint64_t want = (uint64_t)(total * pct / 100.0), seen = 0;
 
@@ -432,7 +276,7 @@ static uint64_t hist_pct(const uint32_t *h, uint64_t total, double pct)
 /* ---- copying into the process (fault thread) -------------------------------- */
 
 /* Mark @n pages at page @i of @rg (in @mm) present. Under lz->lock. */
-static void mark_done(struct rst_lazy *lz, struct lz_mm *mm, struct lz_region *rg, uint64_t i,
+void rst_lz_mark_done(struct rst_lazy *lz, struct lz_mm *mm, struct lz_region *rg, uint64_t i,
 		      uint64_t n)
 {
 	for (uint64_t k = i; k < i + n; k++) {
@@ -518,7 +362,7 @@ static long copy_pages(struct rst_lazy *lz, struct lz_mm *mm, struct lz_region *
 			uint64_t pages = (uint64_t)got / PG;
 
 			pthread_mutex_lock(&lz->lock);
-			mark_done(lz, mm, rg, i + k, pages);
+			rst_lz_mark_done(lz, mm, rg, i + k, pages);
 			if (fault)
 				lz->st.fault_pages += pages;
 			else
@@ -533,7 +377,7 @@ static long copy_pages(struct rst_lazy *lz, struct lz_mm *mm, struct lz_region *
 		if (got == -EEXIST) {
 			/* Present already (a racing copy): nothing to do but count it. */
 			pthread_mutex_lock(&lz->lock);
-			mark_done(lz, mm, rg, i + k, 1);
+			rst_lz_mark_done(lz, mm, rg, i + k, 1);
 			lz->st.eexist++;
 			pthread_mutex_unlock(&lz->lock);
 			k++;
@@ -542,7 +386,7 @@ static long copy_pages(struct rst_lazy *lz, struct lz_mm *mm, struct lz_region *
 		if (got == -ENOENT) {
 			/* Unmapped under us: nobody can fault there any more. */
 			pthread_mutex_lock(&lz->lock);
-			mark_done(lz, mm, rg, i + k, run);
+			rst_lz_mark_done(lz, mm, rg, i + k, run);
 			pthread_mutex_unlock(&lz->lock);
 			k += run;
 			continue;
@@ -567,7 +411,7 @@ static int uffd_zero(struct lz_mm *mm, uint64_t addr)
 	return uffd_err(errno);
 }
 
-static int uffd_wake(struct lz_mm *mm, uint64_t addr)
+int rst_lz_uffd_wake(struct lz_mm *mm, uint64_t addr)
 {
 	struct uffdio_range r = {addr, PG};
 
@@ -577,7 +421,7 @@ static int uffd_wake(struct lz_mm *mm, uint64_t addr)
 }
 
 /* Fetch for a fault: the source's own path for those, if it has one. */
-static int fetch_fault(struct rst_lazy *lz, uint64_t addr, uint32_t npages, void *buf)
+int rst_lz_fetch_fault(struct rst_lazy *lz, uint64_t addr, uint32_t npages, void *buf)
 {
 	if (lz->src.fetch_fault)
 		return lz->src.fetch_fault(lz->src.arg, addr, npages, buf);
@@ -585,13 +429,13 @@ static int fetch_fault(struct rst_lazy *lz, uint64_t addr, uint32_t npages, void
 }
 
 /* A fault's thread was woken with its page there: count it with its latency. */
-static void fault_served(struct rst_lazy *lz, uint64_t t0)
+void rst_lz_fault_served(struct rst_lazy *lz, uint64_t t0)
 {
 	uint64_t dt = now_ns() - t0;
 
 	pthread_mutex_lock(&lz->lock);
 	lz->st.faults++;
-	lz->hist[hist_idx(dt)]++;
+	lz->hist[rst_lz_hist_idx(dt)]++;
 	if (dt > lz->st.fault_max_ns)
 		lz->st.fault_max_ns = dt;
 	pthread_mutex_unlock(&lz->lock);
@@ -633,11 +477,11 @@ static void req_issue(struct rst_lazy *lz, struct lz_req *q)
  * again once one is copied), -EAGAIN (retry after reading events), -ESRCH
  * (that mm is gone) or -errno.
  */
-static int serve_fault(struct rst_lazy *lz, struct lz_pend *pf)
+int rst_lz_serve_fault(struct rst_lazy *lz, struct lz_pend *pf)
 {
 	struct lz_mm *mm = pf->mm;
 	uint64_t addr = pf->addr;
-	struct lz_region *rg = region_find(mm, addr);
+	struct lz_region *rg = rst_lz_region_find(mm, addr);
 	uint64_t i, lo, hi, wlo, whi;
 	struct lz_req *q;
 
@@ -662,7 +506,7 @@ static int serve_fault(struct rst_lazy *lz, struct lz_pend *pf)
 	 * copy says EEXIST if they really are there).
 	 */
 	if (bit_test(rg->done, i) && !lz->marked)
-		return uffd_wake(mm, addr);
+		return rst_lz_uffd_wake(mm, addr);
 	/* In flight already: its copy wakes every thread waiting in the window. */
 	q = req_find(lz, mm, rg->src + i * PG);
 	if (q) {
@@ -726,7 +570,7 @@ static long copy_run(struct rst_lazy *lz, struct lz_mm *mm, uint64_t src, const 
 
 	while (*off < end) {
 		uint64_t s = src + (uint64_t)*off * PG;
-		struct lz_region *rg = mm->dead ? NULL : region_find_src(mm, s);
+		struct lz_region *rg = mm->dead ? NULL : rst_lz_region_find_src(mm, s);
 		uint64_t i, n;
 		long ret;
 
@@ -752,7 +596,7 @@ static long copy_run(struct rst_lazy *lz, struct lz_mm *mm, uint64_t src, const 
  * anyway) is copied whatever the done bitmap says, unless the process
  * zapped it since.  0 (copied or dropped), -EAGAIN, -ESRCH or -errno.
  */
-static int copy_req(struct rst_lazy *lz, struct lz_req *q)
+int rst_lz_copy_req(struct rst_lazy *lz, struct lz_req *q)
 {
 	struct lz_region *rg;
 	long ret;
@@ -768,7 +612,7 @@ static int copy_req(struct rst_lazy *lz, struct lz_req *q)
 		q->filled += (uint32_t)ret;
 		return 0;
 	}
-	rg = region_find_src(q->mm, q->src);
+	rg = rst_lz_region_find_src(q->mm, q->src);
 	if (rg && !bit_test(rg->zero, (q->src - rg->src) / PG)) {
 		struct uffdio_copy c = {.dst = rg->start + (q->src - rg->src),
 					.src = (uint64_t)(uintptr_t)q->buf,
@@ -782,16 +626,16 @@ static int copy_req(struct rst_lazy *lz, struct lz_req *q)
 	return 0;
 }
 
-static void mm_dead(struct rst_lazy *lz, struct lz_mm *mm);
+void rst_lz_mm_dead(struct rst_lazy *lz, struct lz_mm *mm);
 
 /*
  * Window @q is copied: answer the faults that waited for it and free it.
  * A fault whose page this copy filled was woken by it; the others (present
  * already: EEXIST, zapped since, moved) are woken or zero-filled now, as
- * serve_fault would.  0 or -errno; a fault whose answer says -EAGAIN goes
- * back to serve_fault (*@stalled: after the events are read).
+ * rst_lz_serve_fault would.  0 or -errno; a fault whose answer says -EAGAIN goes
+ * back to rst_lz_serve_fault (*@stalled: after the events are read).
  */
-static int req_done(struct rst_lazy *lz, struct lz_req *q, struct lz_pend *pend, size_t *npend,
+int rst_lz_req_done(struct rst_lazy *lz, struct lz_req *q, struct lz_pend *pend, size_t *npend,
 		    bool *stalled)
 {
 	bool all = !q->force && q->filled == q->npages;
@@ -810,7 +654,7 @@ static int req_done(struct rst_lazy *lz, struct lz_req *q, struct lz_pend *pend,
 			pend[k] = pend[--*npend];
 			continue;
 		}
-		rg = region_find(pf->mm, pf->addr);
+		rg = rst_lz_region_find(pf->mm, pf->addr);
 		if (rg && bit_test(rg->zero, (pf->addr - rg->start) / PG)) {
 			pthread_mutex_lock(&lz->lock);
 			lz->st.zero_pages++;
@@ -820,7 +664,7 @@ static int req_done(struct rst_lazy *lz, struct lz_req *q, struct lz_pend *pend,
 			uint64_t s = rg ? rg->src + (pf->addr - rg->start) : 0;
 
 			if (!all || !rg || s < q->src || s >= q->src + (uint64_t)q->npages * PG)
-				ret = uffd_wake(pf->mm, pf->addr);
+				ret = rst_lz_uffd_wake(pf->mm, pf->addr);
 		}
 		if (ret == -EAGAIN) {
 			k++; /* served again after the events are read */
@@ -828,11 +672,11 @@ static int req_done(struct rst_lazy *lz, struct lz_req *q, struct lz_pend *pend,
 			continue;
 		}
 		if (ret == -ESRCH)
-			mm_dead(lz, pf->mm);
+			rst_lz_mm_dead(lz, pf->mm);
 		else if (ret)
 			return ret;
 		else
-			fault_served(lz, pf->t0);
+			rst_lz_fault_served(lz, pf->t0);
 		pend[k] = pend[--*npend];
 	}
 	q->busy = false;
@@ -844,7 +688,7 @@ static int req_done(struct rst_lazy *lz, struct lz_req *q, struct lz_pend *pend,
  * Returns 1 when a slice was handled, 0 when there was nothing to do,
  * -EAGAIN, -ESRCH or -errno.
  */
-static int push_slice(struct rst_lazy *lz)
+int rst_lz_push_slice(struct rst_lazy *lz)
 {
 	struct lz_chunk *c = lz->cur;
 	uint32_t end;
@@ -892,7 +736,7 @@ static int on_remove(struct rst_lazy *lz, struct lz_mm *mm, uint64_t s, uint64_t
 		for (uint64_t p = a; p < b; p += PG) {
 			uint64_t i = (p - rg->start) / PG;
 
-			mark_done(lz, mm, rg, i, 1);
+			rst_lz_mark_done(lz, mm, rg, i, 1);
 			bit_set(rg->zero, i);
 		}
 	}
@@ -920,21 +764,21 @@ static int on_remap(struct rst_lazy *lz, struct lz_mm *mm, uint64_t from, uint64
 			goto out;
 		}
 		moved = n;
-		ret = region_slice(rg, a, b, a - from + to, &moved[nmoved]);
+		ret = rst_lz_region_slice(rg, a, b, a - from + to, &moved[nmoved]);
 		if (ret)
 			goto out;
 		nmoved++;
 	}
-	ret = regions_cut(lz, mm, from, from + len);
+	ret = rst_lz_regions_cut(lz, mm, from, from + len);
 	if (!ret)
-		ret = regions_cut(lz, mm, to, to + len);
+		ret = rst_lz_regions_cut(lz, mm, to, to + len);
 	if (!ret)
-		ret = regions_insert(lz, mm, moved, nmoved);
+		ret = rst_lz_regions_insert(lz, mm, moved, nmoved);
 	if (!ret)
 		nmoved = 0;
 out:
 	while (nmoved)
-		region_release(&moved[--nmoved]);
+		rst_lz_region_release(&moved[--nmoved]);
 	free(moved);
 	pthread_mutex_unlock(&lz->lock);
 	return ret;
@@ -942,7 +786,7 @@ out:
 
 /* A copy of @parent's state for its child, whose memory is registered with @ufd. */
 /* Tell rst_lazy_on_fork's function about @mm's uffd (a duplicate it owns).  Under lz->lock. */
-static void fork_notify(struct rst_lazy *lz, struct lz_mm *mm)
+void rst_lz_fork_notify(struct rst_lazy *lz, struct lz_mm *mm)
 {
 	int fd;
 
@@ -973,7 +817,7 @@ static int on_fork(struct rst_lazy *lz, struct lz_mm *parent, int ufd)
 	for (size_t k = 0; k < parent->nr; k++) {
 		struct lz_region *rg = &parent->r[k];
 
-		ret = region_slice(rg, rg->start, rg->end, rg->start, &mm->r[k]);
+		ret = rst_lz_region_slice(rg, rg->start, rg->end, rg->start, &mm->r[k]);
 		if (ret)
 			goto err;
 		/* The parent's claims are for the parent's copies: the child fetches its own. */
@@ -991,7 +835,7 @@ static int on_fork(struct rst_lazy *lz, struct lz_mm *parent, int ufd)
 	lz->missing += mm->missing;
 	lz->work_gen++;
 	pthread_cond_broadcast(&lz->cv);
-	fork_notify(lz, mm);
+	rst_lz_fork_notify(lz, mm);
 	pthread_mutex_unlock(&lz->lock);
 	pr_info("pid %d forked during post-copy: serving its child too (%lu pages missing there)",
 		lz->pid, (unsigned long)mm->missing);
@@ -999,7 +843,7 @@ static int on_fork(struct rst_lazy *lz, struct lz_mm *parent, int ufd)
 err:
 	pthread_mutex_unlock(&lz->lock);
 	for (size_t k = 0; k < mm->nr; k++)
-		region_release(&mm->r[k]);
+		rst_lz_region_release(&mm->r[k]);
 	free(mm->r);
 	close(ufd);
 	free(mm);
@@ -1019,7 +863,7 @@ static int on_event(struct rst_lazy *lz, struct lz_mm *mm, const struct uffd_msg
 		return on_remove(lz, mm, m->arg.remove.start, m->arg.remove.end);
 	case UFFD_EVENT_UNMAP:
 		pthread_mutex_lock(&lz->lock);
-		ret = regions_cut(lz, mm, m->arg.remove.start, m->arg.remove.end);
+		ret = rst_lz_regions_cut(lz, mm, m->arg.remove.start, m->arg.remove.end);
 		pthread_mutex_unlock(&lz->lock);
 		return ret;
 	case UFFD_EVENT_REMAP:
@@ -1033,7 +877,7 @@ static int on_event(struct rst_lazy *lz, struct lz_mm *mm, const struct uffd_msg
 }
 
 /* @mm exited or exec'd (its copies say ESRCH): nothing more to do for it. Fault thread. */
-static void mm_dead(struct rst_lazy *lz, struct lz_mm *mm)
+void rst_lz_mm_dead(struct rst_lazy *lz, struct lz_mm *mm)
 {
 	pthread_mutex_lock(&lz->lock);
 	if (!mm->dead) {
@@ -1050,7 +894,7 @@ static void mm_dead(struct rst_lazy *lz, struct lz_mm *mm)
 
 /* ---- the fault thread --------------------------------------------------------- */
 
-static void finish(struct rst_lazy *lz, int result)
+void rst_lz_finish(struct rst_lazy *lz, int result)
 {
 	pthread_mutex_lock(&lz->lock);
 	if (!lz->finished) {
@@ -1121,7 +965,7 @@ static void kids_scan(struct rst_lazy *lz, pid_t pid, unsigned depth)
  * SIGKILL the restored process and every descendant (forked children share
  * its lazy memory), and wait (a bounded time) until the process is dead.
  */
-static void kill_process(struct rst_lazy *lz)
+void rst_lz_kill_process(struct rst_lazy *lz)
 {
 	struct pollfd p = {.fd = lz->pidfd, .events = POLLIN};
 
@@ -1146,12 +990,12 @@ static void fail(struct rst_lazy *lz, int err)
 	       "continue without its memory and is killed; post-copy cannot survive the loss of "
 	       "the source or the link",
 	       lz->pid, (unsigned long)lz->missing, strerror(-err));
-	kill_process(lz);
-	finish(lz, err);
+	rst_lz_kill_process(lz);
+	rst_lz_finish(lz, err);
 }
 
 /* Close every uffd: that unregisters the memory; nobody waits for us any more. */
-static void close_all(struct rst_lazy *lz)
+void rst_lz_close_all(struct rst_lazy *lz)
 {
 	pthread_mutex_lock(&lz->lock);
 	for (size_t k = 0; k < lz->nmm; k++) {
@@ -1190,7 +1034,7 @@ static int read_msgs(struct rst_lazy *lz, struct lz_mm *mm, struct lz_pend *pend
 		if (*npend < MAX_MSGS * 4)
 			pend[(*npend)++] = (struct lz_pend){mm, addr, t0, NULL};
 		else
-			uffd_wake(mm, addr); /* it faults again and is read next turn */
+			rst_lz_uffd_wake(mm, addr); /* it faults again and is read next turn */
 	}
 	return 0;
 }
@@ -1211,7 +1055,7 @@ static int serve_pending(struct rst_lazy *lz, struct lz_pend *pend, size_t *npen
 			k++;
 			continue;
 		}
-		ret = pf->mm->dead ? -ESRCH : serve_fault(lz, pf);
+		ret = pf->mm->dead ? -ESRCH : rst_lz_serve_fault(lz, pf);
 		if (ret == 1 || ret == -EAGAIN || ret == -EBUSY) {
 			/* waiting for its window, for the events, or for a free window */
 			*stalled |= ret == -EAGAIN;
@@ -1220,11 +1064,11 @@ static int serve_pending(struct rst_lazy *lz, struct lz_pend *pend, size_t *npen
 			continue;
 		}
 		if (ret == -ESRCH)
-			mm_dead(lz, pf->mm);
+			rst_lz_mm_dead(lz, pf->mm);
 		else if (ret)
 			return ret;
 		else
-			fault_served(lz, pf->t0);
+			rst_lz_fault_served(lz, pf->t0);
 		pend[k] = pend[--*npend];
 	}
 	return 0;
@@ -1256,23 +1100,23 @@ static int copy_urgent(struct rst_lazy *lz, struct lz_pend *pend, size_t *npend,
 				return 0;
 			lz->ucur = q;
 		}
-		ret = copy_req(lz, q);
+		ret = rst_lz_copy_req(lz, q);
 		if (ret == -ESRCH) {
 			/* That mm is gone: its faults are dropped with it. */
-			mm_dead(lz, q->mm);
+			rst_lz_mm_dead(lz, q->mm);
 			ret = 0;
 		}
 		if (ret)
 			return ret;
 		lz->ucur = NULL;
-		ret = req_done(lz, q, pend, npend, stalled);
+		ret = rst_lz_req_done(lz, q, pend, npend, stalled);
 		if (ret)
 			return ret;
 		*freed = true;
 	}
 }
 
-static void *fault_main(void *arg)
+void *rst_lz_fault_main(void *arg)
 {
 	struct rst_lazy *lz = arg;
 	struct lz_pend pend[MAX_MSGS * 4];
@@ -1347,10 +1191,10 @@ static void *fault_main(void *arg)
 			break;
 		/* One background slice per turn, also while fault windows are in flight. */
 		if (!stalled) {
-			ret = push_slice(lz);
+			ret = rst_lz_push_slice(lz);
 			if (ret == -ESRCH && lz->cur) {
 				/* That mm is gone; its chunk is dropped on the next turn. */
-				mm_dead(lz, lz->cur->mm);
+				rst_lz_mm_dead(lz, lz->cur->mm);
 				ret = 0;
 			}
 			if (ret == -EAGAIN)
@@ -1369,12 +1213,12 @@ static void *fault_main(void *arg)
 		if (stalled)
 			sched_yield();
 		if (exited)
-			mm_dead(lz, lz->mm[0]);
+			rst_lz_mm_dead(lz, lz->mm[0]);
 		if (!lz->missing) {
 			/* Everything arrived, or whoever still needed memory is gone. */
 			if (lz->exited)
 				pr_warn("pid %d exited before all its memory arrived", lz->pid);
-			finish(lz, lz->exited ? -ESRCH : 0);
+			rst_lz_finish(lz, lz->exited ? -ESRCH : 0);
 			goto done;
 		}
 	}
@@ -1384,7 +1228,7 @@ static void *fault_main(void *arg)
 	pthread_mutex_unlock(&lz->lock);
 	fail(lz, ret);
 done:
-	close_all(lz);
+	rst_lz_close_all(lz);
 	free(p);
 	return NULL;
 stopped:
@@ -1462,7 +1306,7 @@ static bool plan_next(struct rst_lazy *lz, struct lz_chunk *c)
 	return false;
 }
 
-static void *fetch_main(void *arg)
+void *rst_lz_fetch_main(void *arg)
 {
 	struct rst_lazy *lz = arg;
 
@@ -1535,7 +1379,7 @@ static void *fetch_main(void *arg)
  * (the source's fault path) and hand them back ahead of background chunks.
  * A failure is the source's: the fault thread fails the restore.
  */
-static void *ufetch_main(void *arg)
+void *rst_lz_ufetch_main(void *arg)
 {
 	struct rst_lazy *lz = arg;
 	uint64_t one = 1, t0, dt;
@@ -1557,7 +1401,7 @@ static void *ufetch_main(void *arg)
 		pthread_mutex_unlock(&lz->lock);
 
 		t0 = now_ns();
-		ret = fetch_fault(lz, q->src, q->npages, q->buf);
+		ret = rst_lz_fetch_fault(lz, q->src, q->npages, q->buf);
 		dt = now_ns() - t0;
 
 		pthread_mutex_lock(&lz->lock);
@@ -1727,7 +1571,7 @@ static void mark_range(struct rst_lazy *lz, uint64_t s, uint64_t e)
 		uint64_t a = s > rg->start ? s : rg->start, b = e < rg->end ? e : rg->end;
 
 		if (a < b)
-			mark_done(lz, mm, rg, (a - rg->start) / PG, (b - a) / PG);
+			rst_lz_mark_done(lz, mm, rg, (a - rg->start) / PG, (b - a) / PG);
 	}
 }
 
@@ -1930,7 +1774,7 @@ int rst_lazy_new(const struct rst_lazy_opts *o, struct rst_lazy **out)
 	for (size_t i = 0; i < o->vmas->n; i++) {
 		const struct haul_vma *v = &o->vmas->v[i];
 
-		ret = region_init(&mm->r[i], v->start, v->end, v->start);
+		ret = rst_lz_region_init(&mm->r[i], v->start, v->end, v->start);
 		if (ret)
 			goto err;
 		mm->nr++;
@@ -1986,7 +1830,7 @@ int rst_lazy_mark_present(struct rst_lazy *lz, uint64_t addr, uint64_t npages)
 		uint64_t a = addr > rg->start ? addr : rg->start, b = end < rg->end ? end : rg->end;
 
 		if (a < b) {
-			mark_done(lz, mm, rg, (a - rg->start) / PG, (b - a) / PG);
+			rst_lz_mark_done(lz, mm, rg, (a - rg->start) / PG, (b - a) / PG);
 			lz->marked = true;
 		}
 	}
@@ -2000,19 +1844,19 @@ int rst_lazy_start(struct rst_lazy *lz)
 	lz->t_start = now_ns();
 	if (!lz->missing) {
 		/* Nothing to wait for: let the process go at once. */
-		finish(lz, 0);
-		close_all(lz);
+		rst_lz_finish(lz, 0);
+		rst_lz_close_all(lz);
 		lz->started = true;
 		return 0;
 	}
-	ret = -pthread_create(&lz->fault_thread, NULL, fault_main, lz);
+	ret = -pthread_create(&lz->fault_thread, NULL, rst_lz_fault_main, lz);
 	if (ret) {
 		pr_err_r(ret, "cannot start the fault thread for pid %d", lz->pid);
 		return ret;
 	}
 	lz->started = true;
 	for (unsigned i = 0; i < LAZY_FAULT_FETCHERS; i++) {
-		ret = -pthread_create(&lz->ufetch_threads[i], NULL, ufetch_main, lz);
+		ret = -pthread_create(&lz->ufetch_threads[i], NULL, rst_lz_ufetch_main, lz);
 		if (ret) {
 			pr_warn_r(ret, "cannot start fault-fetch thread %u for pid %d", i, lz->pid);
 			break;
@@ -2025,7 +1869,7 @@ int rst_lazy_start(struct rst_lazy *lz)
 		return ret;
 	}
 	for (unsigned i = 0; i < lz->nfetchers; i++) {
-		ret = -pthread_create(&lz->fetch_threads[i], NULL, fetch_main, lz);
+		ret = -pthread_create(&lz->fetch_threads[i], NULL, rst_lz_fetch_main, lz);
 		if (ret) {
 			/* The fault thread serves faults alone; the push just does not happen. */
 			pr_warn_r(ret, "cannot start fetcher %u for pid %d", i, lz->pid);
@@ -2073,8 +1917,8 @@ void rst_lazy_stats(struct rst_lazy *lz, struct rst_lazy_stats *st)
 	pthread_mutex_lock(&lz->lock);
 	*st = lz->st;
 	st->missing_pages = lz->missing;
-	st->fault_p50_ns = hist_pct(lz->hist, lz->st.faults, 50);
-	st->fault_p99_ns = hist_pct(lz->hist, lz->st.faults, 99);
+	st->fault_p50_ns = rst_lz_hist_pct(lz->hist, lz->st.faults, 50);
+	st->fault_p99_ns = rst_lz_hist_pct(lz->hist, lz->st.faults, 99);
 	/* a bucket's value may lie above the largest latency that fell in it */
 	if (st->fault_p99_ns > st->fault_max_ns)
 		st->fault_p99_ns = st->fault_max_ns;
@@ -2105,7 +1949,7 @@ void rst_lazy_on_fork(struct rst_lazy *lz, void (*fn)(void *arg, int uffd), void
 	lz->fork_arg = arg;
 	for (size_t k = 1; k < lz->nmm; k++)
 		if (!lz->mm[k]->dead)
-			fork_notify(lz, lz->mm[k]);
+			rst_lz_fork_notify(lz, lz->mm[k]);
 	pthread_mutex_unlock(&lz->lock);
 }
 
@@ -2136,11 +1980,11 @@ void rst_lazy_free(struct rst_lazy *lz)
 	if (open_uffd && lz->missing && lz->started) {
 		pr_err("post-copy of pid %d stopped with %lu pages missing: killing it", lz->pid,
 		       (unsigned long)lz->missing);
-		kill_process(lz);
-		finish(lz, -ECANCELED);
+		rst_lz_kill_process(lz);
+		rst_lz_finish(lz, -ECANCELED);
 	}
 	if (lz->mm)
-		close_all(lz);
+		rst_lz_close_all(lz);
 	if (lz->stopfd >= 0)
 		close(lz->stopfd);
 	if (lz->readyfd >= 0)
@@ -2152,7 +1996,7 @@ void rst_lazy_free(struct rst_lazy *lz)
 	free(lz->kids);
 	for (size_t k = 0; k < lz->nmm; k++) {
 		for (size_t i = 0; i < lz->mm[k]->nr; i++)
-			region_release(&lz->mm[k]->r[i]);
+			rst_lz_region_release(&lz->mm[k]->r[i]);
 		free(lz->mm[k]->r);
 		free(lz->mm[k]);
 	}

@@ -1,0 +1,213 @@
+/*
+ * lazy_int.h - the fault server's private declarations, shared by lazy.c
+ * (the public calls), lazy_region.c (regions and statistics), lazy_copy.c
+ * (copying into the process), lazy_fault.c (events and the fault thread)
+ * and lazy_fetch.c (the fetcher threads).  Nothing outside src/restore
+ * includes it; the public API is lazy.h.  The design and its invariants
+ * (one copier, the bitmaps under lz->lock) are in lazy.c's opening comment.
+ */
+#ifndef HAUL_RESTORE_LAZY_INT_H
+#define HAUL_RESTORE_LAZY_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/policy.h"
+#include "restore/lazy.h"
+
+#define PG	     HAUL_PAGE_SIZE
+#define MAX_MSGS     64
+#define HIST_SUB     8
+#define HIST_BUCKETS 512
+
+/* The events we need; each makes the process wait until the fault thread reads it. */
+#define LAZY_EVENTS                                                                                \
+	(UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP |         \
+	 UFFD_FEATURE_EVENT_FORK)
+
+struct lz_region {
+	uint64_t start, end; /* where it is in the restored process now */
+	uint64_t src;	     /* the source address of start */
+	uint64_t *done, *zero, *claimed;
+	uint64_t missing; /* pages not done */
+};
+
+/* One address space to fill: the restored process, or a child it forked during post-copy. */
+struct lz_mm {
+	int uffd;	     /* -1 once dead */
+	bool dead;	     /* exited or exec'd: nothing more to copy */
+	bool scanned;	     /* a child: its pid was looked for (kids_scan) */
+	struct lz_region *r; /* sorted by start */
+	size_t nr;
+	uint64_t missing; /* pages not done */
+};
+
+struct lz_chunk {
+	struct lz_mm *mm; /* whose pages */
+	uint64_t src;	  /* source address of the first page */
+	uint32_t npages;  /* fetched */
+	uint32_t off;	  /* pages copied (or skipped) so far */
+	void *buf;
+	struct lz_chunk *next;
+};
+
+/*
+ * A fault window: queued for a fault-fetch thread, being fetched, or fetched
+ * and waiting for the fault thread (ahead of background chunks).
+ */
+struct lz_req {
+	struct lz_mm *mm;
+	uint64_t src;	 /* source address of the first page */
+	uint32_t npages; /* fetched */
+	uint32_t off;	 /* pages copied (or skipped) so far */
+	uint32_t filled; /* of those, filled by this copy (it woke their waiters) */
+	bool force;	 /* one page marked present: copied even though done */
+	bool busy;	 /* fault thread only: in flight or not yet copied */
+	void *buf;
+	struct lz_req *next;
+};
+
+/* A fault read and not answered yet; with @req, waiting for that window. */
+struct lz_pend {
+	struct lz_mm *mm;
+	uint64_t addr;
+	uint64_t t0;
+	struct lz_req *req;
+};
+
+/* A descendant of the restored process: killed with it on failure. */
+struct lz_kid {
+	pid_t pid;
+	int pidfd;
+};
+
+struct rst_lazy {
+	int pidfd, stopfd, readyfd;
+	pid_t pid;
+	struct rst_lazy_source src;
+	unsigned nfetchers, nrunning;
+	uint32_t chunk_pages;
+	/* rst_lazy_on_fork(): told each forked child's uffd, under lock */
+	void (*fork_fn)(void *arg, int uffd);
+	void *fork_arg;
+	/* the push's window (LAZY_PUSH_WINDOW_*), under lock */
+	uint32_t push_window, push_window_max, push_inflight;
+	unsigned faults_inflight; /* fault windows being fetched */
+	pthread_t fault_thread;
+	pthread_t *fetch_threads;
+	pthread_t *ufetch_threads; /* fault-fetch threads */
+	unsigned nurunning;
+	bool started;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cv;  /* fetchers: a free buffer, new work or stop; waiters: finished */
+	pthread_cond_t ucv; /* fault-fetch threads: a window to fetch or stop */
+	struct lz_mm **mm;  /* mm[0]: the restored process; never freed before rst_lazy_free */
+	size_t nmm;
+	uint64_t missing;  /* over every live mm */
+	size_t hint_mm;	   /* where the background push continues: this mm ... */
+	uint64_t hint;	   /* ... from this address */
+	uint64_t work_gen; /* bumped when new work appears (a fork) or the push window has room */
+	struct lz_chunk *chunks;
+	struct lz_chunk *free_list, *ready_head, *ready_tail;
+	struct lz_req *reqs;		  /* LAZY_FAULT_SLOTS */
+	struct lz_req *uq_head, *uq_tail; /* fault windows to fetch */
+	struct lz_req *ur_head, *ur_tail; /* fault windows fetched: the fault thread copies them */
+	bool stopping, finished;
+	bool marked; /* rst_lazy_mark_present() was used */
+	bool exited; /* the restored process died before it had everything */
+	int result;
+	int fetch_err;
+	uint64_t t_start;
+	struct rst_lazy_stats st;
+	uint32_t hist[HIST_BUCKETS];
+
+	/* fault thread only */
+	struct lz_chunk *cur;
+	struct lz_req *ucur; /* fault window being copied */
+	struct lz_kid *kids;
+	size_t nkids;
+};
+
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+/* ---- bitmaps ----------------------------------------------------------------- */
+
+static inline bool bit_test(const uint64_t *b, uint64_t i)
+{
+	return b[i / 64] >> (i % 64) & 1;
+}
+
+static inline void bit_set(uint64_t *b, uint64_t i)
+{
+	b[i / 64] |= 1ull << (i % 64);
+}
+
+static inline uint64_t *bits_new(uint64_t n)
+{
+	return calloc((n + 63) / 64 + 1, sizeof(uint64_t));
+}
+
+/* The first i in [from, n) set in neither @a nor @b, or n. */
+static inline uint64_t find_clear2(const uint64_t *a, const uint64_t *b, uint64_t from, uint64_t n)
+{
+	uint64_t i = from;
+
+	while (i < n) {
+		uint64_t w = ~(a[i / 64] | b[i / 64]) & (~0ull << (i % 64));
+
+		if (w) {
+			i = (i & ~63ull) + __builtin_ctzll(w);
+			return i < n ? i : n;
+		}
+		i = (i & ~63ull) + 64;
+	}
+	return n;
+}
+
+/* lazy_region.c */
+void rst_lz_region_release(struct lz_region *rg);
+int rst_lz_region_init(struct lz_region *rg, uint64_t start, uint64_t end, uint64_t src);
+int rst_lz_region_slice(const struct lz_region *rg, uint64_t s, uint64_t e, uint64_t at,
+			struct lz_region *out);
+struct lz_region *rst_lz_region_find(struct lz_mm *mm, uint64_t addr);
+struct lz_region *rst_lz_region_find_src(struct lz_mm *mm, uint64_t src);
+int rst_lz_regions_insert(struct rst_lazy *lz, struct lz_mm *mm, struct lz_region *add,
+			  size_t nadd);
+int rst_lz_regions_cut(struct rst_lazy *lz, struct lz_mm *mm, uint64_t s, uint64_t e);
+unsigned rst_lz_hist_idx(uint64_t ns);
+uint64_t rst_lz_hist_pct(const uint32_t *h, uint64_t total, double pct);
+
+/* lazy_copy.c */
+void rst_lz_mark_done(struct rst_lazy *lz, struct lz_mm *mm, struct lz_region *rg, uint64_t i,
+		      uint64_t n);
+int rst_lz_uffd_wake(struct lz_mm *mm, uint64_t addr);
+int rst_lz_fetch_fault(struct rst_lazy *lz, uint64_t addr, uint32_t npages, void *buf);
+void rst_lz_fault_served(struct rst_lazy *lz, uint64_t t0);
+int rst_lz_serve_fault(struct rst_lazy *lz, struct lz_pend *pf);
+int rst_lz_copy_req(struct rst_lazy *lz, struct lz_req *q);
+int rst_lz_req_done(struct rst_lazy *lz, struct lz_req *q, struct lz_pend *pend, size_t *npend,
+		    bool *stalled);
+int rst_lz_push_slice(struct rst_lazy *lz);
+
+/* lazy_fault.c */
+void rst_lz_fork_notify(struct rst_lazy *lz, struct lz_mm *mm);
+void rst_lz_mm_dead(struct rst_lazy *lz, struct lz_mm *mm);
+void rst_lz_finish(struct rst_lazy *lz, int result);
+void rst_lz_kill_process(struct rst_lazy *lz);
+void rst_lz_close_all(struct rst_lazy *lz);
+void *rst_lz_fault_main(void *arg);
+
+/* lazy_fetch.c */
+void *rst_lz_fetch_main(void *arg);
+void *rst_lz_ufetch_main(void *arg);
+
+#endif
