@@ -53,6 +53,11 @@
  * it present); EAGAIN with progress is a partial copy (carry on), without
  * progress the address space is changing (an event is queued: read events,
  * then retry); ESRCH: the process is gone; ENOENT: the VMA is gone (skip).
+ *
+ * This file holds the public calls (lazy.h): registration, attach, start,
+ * wait, free.  The server itself: lazy_region.c (regions, histogram),
+ * lazy_copy.c (copies), lazy_fault.c (events, fault thread), lazy_fetch.c
+ * (fetchers); their shared declarations are in lazy_int.h.
  */
 #define LOG_PREFIX "lazy: "
 #include <dirent.h>
