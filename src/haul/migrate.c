@@ -62,44 +62,10 @@
 #include "common/log.h"
 #include "common/policy.h"
 #include "haul/haul_int.h"
+#include "haul/migrate_int.h"
 #include "pageserver/pageserver.h"
 #include "restore/restore.h"
 #include "tracker/tracker.h"
-
-struct mig {
-	const struct haul_mig_opts *o;
-	struct haul_mig_result *res;
-	pid_t pid;
-	struct haul_cg cg;
-	bool cg_ready;
-	struct haul_guard guard;
-	struct ps_client *client;
-	struct trk *trk;
-	struct rst_seized *seized;
-	struct rst_dump_prep *prep; /* VmFlags read during pre-copy, not in the stop */
-	struct haul_conv conv;
-	/* post-copy and hybrid */
-	struct haul_pc *pc;
-	bool stale_final; /* hybrid: the last dirty set is fetched after the resume */
-	/* page batch */
-	uint8_t *buf;
-	uint64_t *zero;
-	struct trk_range batch[HAUL_MIG_READ_PAGES];
-	struct ps_range vbatch[HAUL_MIG_READ_PAGES]; /* the batch, for ps_client_pages_v */
-	size_t nbatch;
-	uint64_t batch_pages;
-	uint64_t round_pages; /* pages handed to the client this round */
-	uint64_t round_total; /* pages the round has to send */
-	uint64_t round_seq;
-	double last_progress; /* when on_progress was last called */
-	/* pacing */
-	double pace_t0;
-	uint64_t pace_bytes0;
-	/* throttle */
-	double cpus;
-	long long cpu_ticks;
-	double cpu_t;
-};
 
 double haul_now_ms(void)
 {
@@ -109,7 +75,7 @@ double haul_now_ms(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static bool stop_requested(const struct mig *m)
+bool haul_mig_stop_requested(const struct mig *m)
 {
 	return m->o->stop && *m->o->stop;
 }
@@ -118,7 +84,7 @@ static bool stop_requested(const struct mig *m)
  * HAUL_FAULT=stall:POINT[:MS]: wait at @point (tests kill haul or the page
  * server meanwhile).  A SIGINT during the stall ends it as an interrupt.
  */
-static int fault_point(const struct mig *m, const char *point)
+int haul_mig_fault_point(const struct mig *m, const char *point)
 {
 	const char *f = m->o->fault;
 	size_t pl = strlen(point);
@@ -133,7 +99,7 @@ static int fault_point(const struct mig *m, const char *point)
 	pr_info("fault: stalled at %s", point);
 	until = haul_now_ms() + ms;
 	while (haul_now_ms() < until) {
-		if (stop_requested(m))
+		if (haul_mig_stop_requested(m))
 			return -EINTR;
 		usleep(1000);
 	}
@@ -223,7 +189,7 @@ static int queue_range(struct mig *m, const struct trk_range *r)
 			ret = flush_batch(m);
 			if (ret)
 				return ret;
-			if (stop_requested(m))
+			if (haul_mig_stop_requested(m))
 				return -EINTR;
 		}
 	}
@@ -287,7 +253,7 @@ static int send_gone(struct mig *m, const struct trk_round *r)
 	return 0;
 }
 
-static int send_round(struct mig *m, const struct trk_round *r, bool midpoint_fault)
+int haul_mig_send_round(struct mig *m, const struct trk_round *r, bool midpoint_fault)
 {
 	struct ps_client_stats st;
 	int ret;
@@ -319,7 +285,7 @@ static int send_round(struct mig *m, const struct trk_round *r, bool midpoint_fa
 		if (ret)
 			return ret;
 		if (midpoint_fault && i == r->ndirty / 2) {
-			ret = fault_point(m, "precopy");
+			ret = haul_mig_fault_point(m, "precopy");
 			if (ret)
 				return ret;
 		}
@@ -338,7 +304,7 @@ static int send_round(struct mig *m, const struct trk_round *r, bool midpoint_fa
 
 /* ---- rounds ------------------------------------------------------------ */
 
-static int add_round_stat(struct haul_mig_result *res, const struct haul_mig_round *s)
+int haul_mig_add_round_stat(struct haul_mig_result *res, const struct haul_mig_round *s)
 {
 	struct haul_mig_round *n;
 
@@ -371,7 +337,7 @@ static void measure_cpu(struct mig *m)
 	m->cpu_t = t;
 }
 
-static int precopy(struct mig *m)
+int haul_mig_precopy(struct mig *m)
 {
 	struct haul_mig_result *res = m->res;
 	double last_scan = 0;
@@ -385,7 +351,7 @@ static int precopy(struct mig *m)
 		struct trk_round r;
 		double t_scan, t_end;
 
-		if (stop_requested(m))
+		if (haul_mig_stop_requested(m))
 			return -EINTR;
 		measure_cpu(m);
 		/* smaps walks page tables (~30 ms/GiB): read it here, not in the stop */
@@ -401,7 +367,7 @@ static int precopy(struct mig *m)
 		}
 		t_scan = haul_now_ms();
 		ps_client_stats(m->client, &st0);
-		ret = send_round(m, &r, r.seq == 1);
+		ret = haul_mig_send_round(m, &r, r.seq == 1);
 		t_end = haul_now_ms();
 		ps_client_stats(m->client, &st1);
 		if (ret) {
@@ -426,7 +392,7 @@ static int precopy(struct mig *m)
 		rs.expected_ms = m->conv.expected_ms;
 		rs.throttle_pct = m->cg.throttle_pct;
 		trk_round_release(&r);
-		ret = add_round_stat(res, &rs);
+		ret = haul_mig_add_round_stat(res, &rs);
 		if (ret)
 			return ret;
 		res->rounds++;
@@ -465,7 +431,7 @@ static int precopy(struct mig *m)
 			else if (!ret && m->conv.throttle_pct > res->throttle_max)
 				res->throttle_max = m->conv.throttle_pct;
 			if (!ret) {
-				ret = fault_point(m, "throttled");
+				ret = haul_mig_fault_point(m, "throttled");
 				if (ret)
 					return ret;
 			}
@@ -492,7 +458,7 @@ static int final_round(struct mig *m)
 		return ret;
 	}
 	ps_client_stats(m->client, &st0);
-	ret = send_round(m, &r, false);
+	ret = haul_mig_send_round(m, &r, false);
 	ps_client_stats(m->client, &st1);
 	rs.seq = r.seq;
 	rs.pages = r.dirty_pages;
@@ -507,10 +473,10 @@ static int final_round(struct mig *m)
 	m->res->rounds++;
 	if (m->o->on_round)
 		m->o->on_round(m->o->arg, &rs);
-	return add_round_stat(m->res, &rs);
+	return haul_mig_add_round_stat(m->res, &rs);
 }
 
-/* Account one round sent outside precopy() (post-copy's presend and frozen rounds). */
+/* Account one round sent outside haul_mig_precopy() (post-copy's presend and frozen rounds). */
 static int lazy_round_stat(struct mig *m, const struct trk_round *r, uint64_t pages, double t0,
 			   const struct ps_client_stats *st0, bool final)
 {
@@ -528,7 +494,7 @@ static int lazy_round_stat(struct mig *m, const struct trk_round *r, uint64_t pa
 	m->res->rounds++;
 	if (m->o->on_round)
 		m->o->on_round(m->o->arg, &rs);
-	return add_round_stat(m->res, &rs);
+	return haul_mig_add_round_stat(m->res, &rs);
 }
 
 /*
@@ -553,7 +519,7 @@ static int send_ranges(struct mig *m, struct trk_round *r, const struct ps_range
 	r->dirty = tr;
 	r->ndirty = n;
 	r->dirty_pages = *pages;
-	ret = send_round(m, r, false);
+	ret = haul_mig_send_round(m, r, false);
 	r->dirty = dirty;
 	r->ndirty = ndirty;
 	r->dirty_pages = dirty_pages;
@@ -567,7 +533,7 @@ static int send_ranges(struct mig *m, struct trk_round *r, const struct ps_range
  * only what changed of them (postcopy.c).  Also reads VmFlags (smaps) here,
  * not in the stop.
  */
-static int lazy_presend(struct mig *m)
+int haul_mig_lazy_presend(struct mig *m)
 {
 	struct ps_client_stats st0;
 	const struct ps_range *send;
@@ -603,7 +569,7 @@ out:
 /*
  * The frozen round of --postcopy and --hybrid: the layout if it changed,
  * then only what must be in place before the resume (postcopy.c): for
- * --postcopy the eager pages that changed since lazy_presend(), for
+ * --postcopy the eager pages that changed since haul_mig_lazy_presend(), for
  * --hybrid the eager part of the last dirty set, whose rest becomes the
  * stale list sent with the state.
  */
@@ -742,7 +708,7 @@ static void kill_source(struct mig *m)
 	}
 }
 
-static int switchover(struct mig *m)
+int haul_mig_switchover(struct mig *m)
 {
 	struct haul_mig_result *res = m->res;
 	struct ps_restore_result rr = {0};
@@ -759,7 +725,7 @@ static int switchover(struct mig *m)
 		if (ret)
 			return ret;
 		res->freeze_ms = haul_now_ms() - t;
-		ret = fault_point(m, "frozen");
+		ret = haul_mig_fault_point(m, "frozen");
 		if (ret)
 			return ret;
 	}
@@ -779,7 +745,7 @@ static int switchover(struct mig *m)
 	}
 	res->seize_ms = haul_now_ms() - t;
 	haul_events_frozen(m->o->events);
-	ret = fault_point(m, "seized");
+	ret = haul_mig_fault_point(m, "seized");
 	if (ret)
 		return ret;
 
@@ -819,7 +785,7 @@ static int switchover(struct mig *m)
 	ret = haul_freeze_wait(&m->cg, HAUL_MIG_FREEZE_TIMEOUT_MS);
 	if (ret)
 		return ret;
-	ret = fault_point(m, "state");
+	ret = haul_mig_fault_point(m, "state");
 	if (ret)
 		return ret;
 
@@ -854,7 +820,7 @@ static int switchover(struct mig *m)
 	res->target_pid = rr.pid;
 	haul_events_resumed(m->o->events, rr.pid, res->downtime_ms);
 	/* from here an interrupt changes nothing: the stall only ends sooner */
-	fault_point(m, "restored");
+	haul_mig_fault_point(m, "restored");
 
 	if (m->pc) {
 		/* the source is the only copy of what has not arrived: serve it, frozen */
@@ -893,7 +859,7 @@ static int switchover(struct mig *m)
 			 m->o->to, m->pid, m->cg.freezer_dir, m->o->to, m->pid);
 		return ret;
 	}
-	fault_point(m, "committed");
+	haul_mig_fault_point(m, "committed");
 	t = haul_now_ms();
 	kill_source(m);
 	res->kill_ms = haul_now_ms() - t;
@@ -1023,20 +989,20 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 		       o->max_rounds ? o->max_rounds : HAUL_MIG_MAX_ROUNDS);
 	if (!o->stop_and_copy && o->mode != HAUL_MIG_POSTCOPY) {
 		res->phase = "precopy";
-		ret = precopy(&m);
+		ret = haul_mig_precopy(&m);
 		if (ret)
 			goto out;
 	} else if (o->mode == HAUL_MIG_POSTCOPY) {
 		res->phase = "precopy";
-		ret = lazy_presend(&m);
+		ret = haul_mig_lazy_presend(&m);
 		if (!ret)
-			ret = fault_point(&m, "presend");
+			ret = haul_mig_fault_point(&m, "presend");
 		if (ret)
 			goto out;
 	}
 	res->expected_ms = m.conv.expected_ms;
 	res->phase = "switchover";
-	ret = switchover(&m);
+	ret = haul_mig_switchover(&m);
 out:
 	if (ret == -EINTR && !res->committed)
 		pr_err("interrupted: pid %d stays here and runs on", o->pid);
