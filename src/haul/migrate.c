@@ -48,6 +48,10 @@
  * (default 30000) after printing "fault: stalled at POINT", so a test can
  * kill haul or the page server there; HAUL_FAULT=corrupt-state damages the
  * state blob so that the target refuses the restore.
+ *
+ * This file holds steps 1-3 and the undo; the rounds (step 4) are in
+ * mig_precopy.c, switchover and commit (5, 6) in mig_switch.c; what they
+ * share is in migrate_int.h.
  */
 #define LOG_PREFIX "migrate: "
 #include <errno.h>
