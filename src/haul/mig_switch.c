@@ -297,12 +297,10 @@ static void kill_source(struct mig *m)
 	}
 }
 
-int haul_mig_switchover(struct mig *m)
+/* Switchover, step 1: freeze, seize every thread, thaw (ptrace holds it now). */
+static int switch_stop(struct mig *m)
 {
 	struct haul_mig_result *res = m->res;
-	struct ps_restore_result rr = {0};
-	uint8_t *blob = NULL;
-	size_t len = 0;
 	double t;
 	int ret;
 
@@ -337,6 +335,17 @@ int haul_mig_switchover(struct mig *m)
 	ret = haul_mig_fault_point(m, "seized");
 	if (ret)
 		return ret;
+	return 0;
+}
+
+/* Step 2: the final round, then the state dumped and sent; the freezer holds it again. */
+static int switch_state(struct mig *m)
+{
+	struct haul_mig_result *res = m->res;
+	uint8_t *blob = NULL;
+	size_t len = 0;
+	double t;
+	int ret;
 
 	t = haul_now_ms();
 	ret = m->o->mode == HAUL_MIG_PRECOPY ? final_round(m) : lazy_final_round(m);
@@ -377,6 +386,16 @@ int haul_mig_switchover(struct mig *m)
 	ret = haul_mig_fault_point(m, "state");
 	if (ret)
 		return ret;
+	return 0;
+}
+
+/* Step 3: the guardian is told "in doubt" and the target restores the process. */
+static int switch_restore(struct mig *m)
+{
+	struct haul_mig_result *res = m->res;
+	struct ps_restore_result rr = {0};
+	double t;
+	int ret;
 
 	/* the point of no return for the guardian: from here a dead haul is in doubt */
 	ret = haul_guard_indoubt(&m->guard);
@@ -410,28 +429,43 @@ int haul_mig_switchover(struct mig *m)
 	haul_events_resumed(m->o->events, rr.pid, res->downtime_ms);
 	/* from here an interrupt changes nothing: the stall only ends sooner */
 	haul_mig_fault_point(m, "restored");
+	return 0;
+}
 
-	if (m->pc) {
-		/* the source is the only copy of what has not arrived: serve it, frozen */
-		res->lazy = true;
-		ret = haul_pc_serve(m->pc, m->client,
-				    m->o->timeout_ms ? m->o->timeout_ms : HAUL_MIG_REPLY_TIMEOUT_MS,
-				    m->o->fault, &res->served_pages);
-		if (ret) {
-			pr_err_r(ret, "post-copy of pid %d to %s broke off after %llu pages served",
-				 m->pid, m->o->to, (unsigned long long)res->served_pages);
-			return postcopy_failed(m, ret);
-		}
-		res->complete_ms = haul_now_ms() - res->t_freeze;
-		haul_events_memory_complete(m->o->events, res->complete_ms, res->served_pages);
-		/* what the target measured, and what serving cost on the wire */
-		struct ps_client_stats cs;
+/* Step 4 (post-copy): serve what has not arrived yet, the source frozen. */
+static int switch_serve(struct mig *m)
+{
+	struct haul_mig_result *res = m->res;
+	int ret;
 
-		ps_client_stats(m->client, &cs);
-		res->served_bytes = cs.serve_bytes;
-		res->reconnects = cs.reconnects;
-		res->has_report = ps_client_lazy_report(m->client, &res->report) == 0;
+	/* the source is the only copy of what has not arrived: serve it, frozen */
+	res->lazy = true;
+	ret = haul_pc_serve(m->pc, m->client,
+			    m->o->timeout_ms ? m->o->timeout_ms : HAUL_MIG_REPLY_TIMEOUT_MS,
+			    m->o->fault, &res->served_pages);
+	if (ret) {
+		pr_err_r(ret, "post-copy of pid %d to %s broke off after %llu pages served", m->pid,
+			 m->o->to, (unsigned long long)res->served_pages);
+		return postcopy_failed(m, ret);
 	}
+	res->complete_ms = haul_now_ms() - res->t_freeze;
+	haul_events_memory_complete(m->o->events, res->complete_ms, res->served_pages);
+	/* what the target measured, and what serving cost on the wire */
+	struct ps_client_stats cs;
+
+	ps_client_stats(m->client, &cs);
+	res->served_bytes = cs.serve_bytes;
+	res->reconnects = cs.reconnects;
+	res->has_report = ps_client_lazy_report(m->client, &res->report) == 0;
+	return 0;
+}
+
+/* Step 5: commit, then kill the source. */
+static int switch_commit(struct mig *m)
+{
+	struct haul_mig_result *res = m->res;
+	double t;
+	int ret;
 
 	/*
 	 * Commit before killing: a target that never hears the commit kills its
@@ -456,4 +490,20 @@ int haul_mig_switchover(struct mig *m)
 	res->committed = true;
 	haul_costs_save(res->freeze_ms + res->seize_ms + res->state_ms + res->restore_ms);
 	return 0;
+}
+
+int haul_mig_switchover(struct mig *m)
+{
+	int ret;
+
+	ret = switch_stop(m);
+	if (!ret)
+		ret = switch_state(m);
+	if (!ret)
+		ret = switch_restore(m);
+	if (!ret && m->pc)
+		ret = switch_serve(m);
+	if (!ret)
+		ret = switch_commit(m);
+	return ret;
 }
