@@ -142,11 +142,39 @@ static void abort_migration(struct mig *m)
 		haul_cg_undo(&m->cg);
 }
 
+/* Open the migration session with the target (clocks and time namespace continue). */
+static int mig_connect(struct mig *m, const char *comm)
+{
+	const struct haul_mig_opts *o = m->o;
+	struct ps_client_opts co = {0};
+	int ret;
+
+	memcpy(co.key, o->key, sizeof(co.key));
+	co.to = o->to;
+	co.nstreams = o->streams ? o->streams : 1;
+	co.compress = o->compress;
+	co.encrypt = o->encrypt;
+	co.bandwidth = o->bandwidth;
+	co.pid = o->ns_pid ? o->ns_pid : o->pid;
+	co.comm = comm;
+	co.timeout_ms = o->timeout_ms ? o->timeout_ms : HAUL_MIG_REPLY_TIMEOUT_MS;
+	co.kind = PS_SESSION_LIVE;
+	co.lazy = o->mode != HAUL_MIG_PRECOPY;
+	/* the target continues the process's clocks (its own time namespace included) */
+	co.clocks = true;
+	rst_timens_offsets(o->pid, &co.timens_monotonic_ns, &co.timens_boottime_ns);
+	ret = ps_client_new(&co, &m->client);
+	if (ret) {
+		pr_err_r(ret, "cannot open a migration session with %s", o->to);
+		return ret;
+	}
+	return 0;
+}
+
 int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 {
 	struct mig m = {.o = o, .res = res, .pid = o->pid, .cpus = 1};
 	struct haul_pid_lock lock;
-	struct ps_client_opts co = {0};
 	struct haul_cg_mounts mounts;
 	struct trk_opts to = {0};
 	char comm[64] = "";
@@ -198,25 +226,9 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 	}
 
 	res->phase = "connect";
-	memcpy(co.key, o->key, sizeof(co.key));
-	co.to = o->to;
-	co.nstreams = o->streams ? o->streams : 1;
-	co.compress = o->compress;
-	co.encrypt = o->encrypt;
-	co.bandwidth = o->bandwidth;
-	co.pid = o->ns_pid ? o->ns_pid : o->pid;
-	co.comm = comm;
-	co.timeout_ms = o->timeout_ms ? o->timeout_ms : HAUL_MIG_REPLY_TIMEOUT_MS;
-	co.kind = PS_SESSION_LIVE;
-	co.lazy = o->mode != HAUL_MIG_PRECOPY;
-	/* the target continues the process's clocks (its own time namespace included) */
-	co.clocks = true;
-	rst_timens_offsets(o->pid, &co.timens_monotonic_ns, &co.timens_boottime_ns);
-	ret = ps_client_new(&co, &m.client);
-	if (ret) {
-		pr_err_r(ret, "cannot open a migration session with %s", o->to);
+	ret = mig_connect(&m, comm);
+	if (ret)
 		goto out;
-	}
 	res->phase = "track";
 	to.backend = TRK_AUTO;
 	ret = o->mode == HAUL_MIG_POSTCOPY ? 0 : trk_open(o->pid, &to, &m.trk);
