@@ -203,6 +203,23 @@ void rst_lz_fault_served(struct rst_lazy *lz, uint64_t t0)
 	pthread_mutex_unlock(&lz->lock);
 }
 
+/*
+ * Fault pend[@k] was answered with @ret: drop it from @pend (on -ESRCH its
+ * mm is gone; on 0 its latency is counted).  0, or @ret if another error.
+ */
+int rst_lz_pend_answered(struct rst_lazy *lz, struct lz_pend *pend, size_t *npend, size_t k,
+			 int ret)
+{
+	if (ret == -ESRCH)
+		rst_lz_mm_dead(lz, pend[k].mm);
+	else if (ret)
+		return ret;
+	else
+		rst_lz_fault_served(lz, pend[k].t0);
+	pend[k] = pend[--*npend];
+	return 0;
+}
+
 /* The fault window of @mm in flight that holds source page @src, or NULL. Fault thread. */
 static struct lz_req *req_find(struct rst_lazy *lz, struct lz_mm *mm, uint64_t src)
 {
@@ -433,13 +450,9 @@ int rst_lz_req_done(struct rst_lazy *lz, struct lz_req *q, struct lz_pend *pend,
 			*stalled = true;
 			continue;
 		}
-		if (ret == -ESRCH)
-			rst_lz_mm_dead(lz, pf->mm);
-		else if (ret)
+		ret = rst_lz_pend_answered(lz, pend, npend, k, ret);
+		if (ret)
 			return ret;
-		else
-			rst_lz_fault_served(lz, pf->t0);
-		pend[k] = pend[--*npend];
 	}
 	q->busy = false;
 	return 0;
@@ -458,12 +471,7 @@ int rst_lz_push_slice(struct rst_lazy *lz)
 
 	if (!c) {
 		pthread_mutex_lock(&lz->lock);
-		c = lz->ready_head;
-		if (c) {
-			lz->ready_head = c->next;
-			if (!lz->ready_head)
-				lz->ready_tail = NULL;
-		}
+		c = lz_queue_pop(lz->ready_head, lz->ready_tail);
 		pthread_mutex_unlock(&lz->lock);
 		if (!c)
 			return 0;

@@ -372,13 +372,9 @@ static int serve_pending(struct rst_lazy *lz, struct lz_pend *pend, size_t *npen
 			k++;
 			continue;
 		}
-		if (ret == -ESRCH)
-			rst_lz_mm_dead(lz, pf->mm);
-		else if (ret)
+		ret = rst_lz_pend_answered(lz, pend, npend, k, ret);
+		if (ret)
 			return ret;
-		else
-			rst_lz_fault_served(lz, pf->t0);
-		pend[k] = pend[--*npend];
 	}
 	return 0;
 }
@@ -398,12 +394,7 @@ static int copy_urgent(struct rst_lazy *lz, struct lz_pend *pend, size_t *npend,
 
 		if (!q) {
 			pthread_mutex_lock(&lz->lock);
-			q = lz->ur_head;
-			if (q) {
-				lz->ur_head = q->next;
-				if (!lz->ur_head)
-					lz->ur_tail = NULL;
-			}
+			q = lz_queue_pop(lz->ur_head, lz->ur_tail);
 			pthread_mutex_unlock(&lz->lock);
 			if (!q)
 				return 0;

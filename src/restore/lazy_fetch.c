@@ -188,10 +188,7 @@ void *rst_lz_ufetch_main(void *arg)
 			pthread_cond_wait(&lz->ucv, &lz->lock);
 		if (lz->stopping)
 			break;
-		q = lz->uq_head;
-		lz->uq_head = q->next;
-		if (!lz->uq_head)
-			lz->uq_tail = NULL;
+		q = lz_queue_pop(lz->uq_head, lz->uq_tail);
 		lz->faults_inflight++;
 		pthread_mutex_unlock(&lz->lock);
 

@@ -156,6 +156,22 @@ static inline uint64_t *bits_new(uint64_t n)
 	return calloc((n + 63) / 64 + 1, sizeof(uint64_t));
 }
 
+/*
+ * Take the first element of the queue @head .. @tail (lz_chunk or lz_req,
+ * linked by ->next), or NULL when it is empty.  Under lz->lock.
+ */
+#define lz_queue_pop(head, tail)                                                                   \
+	({                                                                                         \
+		__typeof__(head) e_ = (head);                                                      \
+                                                                                                   \
+		if (e_) {                                                                          \
+			(head) = e_->next;                                                         \
+			if (!(head))                                                               \
+				(tail) = NULL;                                                     \
+		}                                                                                  \
+		e_;                                                                                \
+	})
+
 /* The first i in [from, n) set in neither @a nor @b, or n. */
 static inline uint64_t find_clear2(const uint64_t *a, const uint64_t *b, uint64_t from, uint64_t n)
 {
@@ -192,6 +208,8 @@ void rst_lz_mark_done(struct rst_lazy *lz, struct lz_mm *mm, struct lz_region *r
 int rst_lz_uffd_wake(struct lz_mm *mm, uint64_t addr);
 int rst_lz_fetch_fault(struct rst_lazy *lz, uint64_t addr, uint32_t npages, void *buf);
 void rst_lz_fault_served(struct rst_lazy *lz, uint64_t t0);
+int rst_lz_pend_answered(struct rst_lazy *lz, struct lz_pend *pend, size_t *npend, size_t k,
+			 int ret);
 int rst_lz_serve_fault(struct rst_lazy *lz, struct lz_pend *pf);
 int rst_lz_copy_req(struct rst_lazy *lz, struct lz_req *q);
 int rst_lz_req_done(struct rst_lazy *lz, struct lz_req *q, struct lz_pend *pend, size_t *npend,
