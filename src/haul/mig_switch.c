@@ -297,6 +297,19 @@ static void kill_source(struct mig *m)
 	}
 }
 
+/*
+ * @what (the restore or the commit) got no answer: the process may run on
+ * the target or not; the source stays frozen and the operator decides.
+ */
+static void say_in_doubt(const struct mig *m, int ret, const char *what)
+{
+	pr_err_r(ret,
+		 "%s: the source stays frozen in '%s'. If the process runs on %s, kill the source "
+		 "(kill -9 %d, then write 0 to cgroup.freeze); if not, thaw it (write 0 to "
+		 "cgroup.freeze)",
+		 what, m->cg.freezer_dir, m->o->to, m->pid);
+}
+
 /* Switchover, step 1: freeze, seize every thread, thaw (ptrace holds it now). */
 static int switch_stop(struct mig *m)
 {
@@ -408,11 +421,11 @@ static int switch_restore(struct mig *m)
 	t = haul_now_ms();
 	ret = ps_client_restore(m->client, &rr);
 	if (ret) {
-		pr_err_r(ret,
-			 "no answer from %s to the restore of pid %d: the source stays frozen in "
-			 "'%s'. If the process runs on %s, kill the source (kill -9 %d, then write "
-			 "0 to cgroup.freeze); if not, thaw it (write 0 to cgroup.freeze)",
-			 m->o->to, m->pid, m->cg.freezer_dir, m->o->to, m->pid);
+		char what[256];
+
+		snprintf(what, sizeof(what), "no answer from %s to the restore of pid %d", m->o->to,
+			 m->pid);
+		say_in_doubt(m, ret, what);
 		return ret;
 	}
 	res->restore_ms = haul_now_ms() - t;
@@ -475,11 +488,11 @@ static int switch_commit(struct mig *m)
 	 */
 	ret = ps_client_commit(m->client);
 	if (ret) {
-		pr_err_r(ret,
-			 "%s did not acknowledge the commit of pid %d: the source stays frozen in "
-			 "'%s'. If the process runs on %s, kill the source (kill -9 %d, then write "
-			 "0 to cgroup.freeze); if not, thaw it (write 0 to cgroup.freeze)",
-			 m->o->to, m->pid, m->cg.freezer_dir, m->o->to, m->pid);
+		char what[256];
+
+		snprintf(what, sizeof(what), "%s did not acknowledge the commit of pid %d",
+			 m->o->to, m->pid);
+		say_in_doubt(m, ret, what);
 		return ret;
 	}
 	haul_mig_fault_point(m, "committed");
