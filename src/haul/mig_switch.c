@@ -12,21 +12,12 @@
  */
 #define LOG_PREFIX "migrate: "
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "common/log.h"
 #include "common/policy.h"
-#include "haul/haul_int.h"
 #include "haul/migrate_int.h"
-#include "pageserver/pageserver.h"
-#include "restore/restore.h"
-#include "tracker/tracker.h"
 
 /* ---- switchover and commit ---------------------------------------------- */
 

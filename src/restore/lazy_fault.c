@@ -15,22 +15,12 @@
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
-#include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/eventfd.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "common/log.h"
-#include "common/policy.h"
-#include "common/probe.h"
 #include "restore/lazy_int.h"
 
 /* ---- events ------------------------------------------------------------------- */
