@@ -406,6 +406,34 @@ static int copy_urgent(struct rst_lazy *lz, struct lz_pend *pend, size_t *npend,
 	}
 }
 
+/*
+ * Wait for the next thing to do (@work: do not wait): poll the stop and
+ * ready eventfds, the restored process's pidfd and the uffd of each of the
+ * @nmm mms, in *@p (grown to 3 + @nmm; *@np its length).  0 or -errno.
+ */
+static int poll_turn(struct rst_lazy *lz, struct pollfd **p, size_t *np, size_t nmm, bool work)
+{
+	struct pollfd *q = *p;
+
+	if (*np < 3 + nmm) {
+		q = realloc(*p, (3 + nmm) * sizeof(*q));
+		if (!q)
+			return -ENOMEM;
+		*p = q;
+		*np = 3 + nmm;
+	}
+	q[0] = (struct pollfd){.fd = lz->stopfd, .events = POLLIN};
+	q[1] = (struct pollfd){.fd = lz->readyfd, .events = POLLIN};
+	/* A negative fd is ignored by poll(). */
+	q[2] = (struct pollfd){.fd = lz->mm[0]->dead ? -1 : lz->pidfd, .events = POLLIN};
+	for (size_t k = 0; k < nmm; k++)
+		q[3 + k] = (struct pollfd){.fd = lz->mm[k]->uffd, .events = POLLIN};
+	/* Faults waiting for their window or for a free one wait for readyfd. */
+	if (poll(q, 3 + nmm, work ? 0 : -1) < 0 && errno != EINTR)
+		return -errno;
+	return 0;
+}
+
 void *rst_lz_fault_main(void *arg)
 {
 	struct rst_lazy *lz = arg;
@@ -426,27 +454,9 @@ void *rst_lz_fault_main(void *arg)
 		pthread_mutex_unlock(&lz->lock);
 		if (ret)
 			break;
-		if (np < 3 + nmm) {
-			struct pollfd *n = realloc(p, (3 + nmm) * sizeof(*p));
-
-			if (!n) {
-				ret = -ENOMEM;
-				break;
-			}
-			p = n;
-			np = 3 + nmm;
-		}
-		p[0] = (struct pollfd){.fd = lz->stopfd, .events = POLLIN};
-		p[1] = (struct pollfd){.fd = lz->readyfd, .events = POLLIN};
-		/* A negative fd is ignored by poll(). */
-		p[2] = (struct pollfd){.fd = lz->mm[0]->dead ? -1 : lz->pidfd, .events = POLLIN};
-		for (size_t k = 0; k < nmm; k++)
-			p[3 + k] = (struct pollfd){.fd = lz->mm[k]->uffd, .events = POLLIN};
-		/* Faults waiting for their window or for a free one wait for readyfd. */
-		if (poll(p, 3 + nmm, work ? 0 : -1) < 0 && errno != EINTR) {
-			ret = -errno;
+		ret = poll_turn(lz, &p, &np, nmm, work);
+		if (ret)
 			break;
-		}
 		if (p[0].revents)
 			goto stopped;
 		exited = p[2].revents;
