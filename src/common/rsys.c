@@ -4,8 +4,8 @@
  * No code is written into the tracee: a `syscall` instruction (0f 05) that
  * already exists in its [vdso] (the fallback paths of the vDSO time calls
  * have one) is executed with the registers set to the call, stopping at
- * syscall entry and exit with PTRACE_SYSCALL (KERNEL.md, "Tracking a foreign
- * process", steps 1-4).
+ * syscall entry and exit with PTRACE_SYSCALL (DESIGN.md "Kernel facts";
+ * tests/integration/common_rsys.c).
  *
  * Invariants:
  *  - The registers saved at attach are what the tracee resumes with.  A

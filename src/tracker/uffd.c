@@ -2,7 +2,7 @@
  * uffd.c - dirty tracking with userfaultfd write-protect in async mode and
  * ioctl(PAGEMAP_SCAN) (Linux >= 6.7).
  *
- * Attach (KERNEL.md, "Tracking a foreign process"): seize one thread, run
+ * Attach (DESIGN.md "Tracker", common/rsys.c): seize one thread, run
  * userfaultfd(O_CLOEXEC|O_NONBLOCK) inside the target through its vDSO
  * syscall instruction, copy the fd out with pidfd_getfd, close it inside the
  * target, restore the registers and detach.  The mm is shared by all
