@@ -7,8 +7,8 @@
  * page by page through the tracker and the page server, or into an images
  * directory (page store).
  *
- * Restore target: a libc-free stub process rebuilt by ptrace into the
- * dumped process.  It can be created early (live migration): the layout and
+ * Restore target: a stub process, forked from haul, rebuilt by ptrace into
+ * the dumped process.  It can be created early (live migration): the layout and
  * pages are applied while pre-copy runs; at switchover only the last pages
  * and the state remain.  Only the thread that created a target may call
  * its functions (it is the ptrace tracer).
