@@ -12,20 +12,6 @@
  * pages are applied while pre-copy runs; at switchover only the last pages
  * and the state remain.  Only the thread that created a target may call
  * its functions (it is the ptrace tracer).
- *
- * Changes since the lead's draft (all additive; existing calls unchanged):
- *  - struct rst_target_opts gained timens offsets and `detach`;
- *  - rst_target_wait(): wait for a restored process (haul restore);
- *  - rst_target_pid(): the stub's PID as seen from here;
- *  - rst_kill_seized(), rst_checkpoint_images(), rst_restore_images().
- *  - rst_target_opts.before_resume: a hook for post-copy (uffd registration);
- *    lazy without it is refused with -EOPNOTSUPP.
- *  - rst_dump_prepare(), rst_dump_state_prepared(): VmFlags read before the
- *    stop (switchover downtime independent of memory size).
- *  - rst_cg_note_moved(): haul's own cgroup moves, so that the dump carries
- *    the process's placement from before them.
- *  - rst_dump_precheck() also stops the process briefly (rst_seize) to read
- *    the attributes only injected calls can (procattr.c).
  */
 #ifndef HAUL_RESTORE_H
 #define HAUL_RESTORE_H
