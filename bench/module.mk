@@ -44,4 +44,17 @@ bench-postcopy: deps
 
 .PHONY: bench-postcopy
 
+# `make conformance ZDTM=DIR`: CRIU's zdtm static tests through haul checkpoint/restore
+# and, for a sample, haul migrate between two network namespaces (bench/conformance/
+# zdtm-run.py; DIR is a test/zdtm/static built outside this repository, see
+# bench/RESULTS.md). ZDTM_ARGS passes more options (--as-root, --filter RE, --migrate N).
+conformance:
+	@test -n "$(ZDTM)" || { echo "make conformance: set ZDTM=/path/to/criu/test/zdtm/static" \
+		"(built outside this repository; see bench/RESULTS.md)"; exit 2; }
+	$(MAKE) --no-print-directory BUILD=$(BUILD) all
+	bench/conformance/zdtm-run.py "$(ZDTM)" --haul $(BUILD)/haul \
+		--out $(BENCH_OUT)/conformance $(ZDTM_ARGS)
+
+.PHONY: conformance
+
 .DEFAULT_GOAL := $(bench_saved_goal)

@@ -4,8 +4,8 @@
  * No code is written into the tracee: a `syscall` instruction (0f 05) that
  * already exists in its [vdso] (the fallback paths of the vDSO time calls
  * have one) is executed with the registers set to the call, stopping at
- * syscall entry and exit with PTRACE_SYSCALL (KERNEL.md, "Tracking a foreign
- * process", steps 1-4).
+ * syscall entry and exit with PTRACE_SYSCALL (DESIGN.md "Kernel facts";
+ * tests/integration/common_rsys.c).
  *
  * Invariants:
  *  - The registers saved at attach are what the tracee resumes with.  A
@@ -16,6 +16,12 @@
  *  - Every injected call runs with orig_rax = -1 on entry for the same reason.
  *  - Signals are blocked in the tracee while calls are injected, so that no
  *    handler runs on borrowed registers; its own mask is put back at release.
+ *  - With a journal (injlog.h), the saved registers, mask and syscall address
+ *    are journaled before the first change (the mask), the number of each
+ *    call before its registers are set, and what the calls create (scratch
+ *    mapping, userfaultfd) as soon as it exists; the entry is freed only
+ *    when registers and mask are back.  HAUL_FAULT=kill:inject:STEP hooks
+ *    sit between every two of these steps.
  */
 #define LOG_PREFIX "rsys: "
 #include <errno.h>
@@ -164,6 +170,15 @@ int rsys_attach_stopped(struct rsys *r, pid_t pid, uint64_t sc_addr)
 			return ret;
 	}
 	r->sc_addr = sc_addr;
+	if (injlog_active()) {
+		r->log = injlog_thread(pid);
+		if (!r->log) {
+			pr_err("cannot journal thread %d: more than %d threads injected into at once",
+			       pid, INJLOG_MAX_THREADS);
+			return -ENOSPC;
+		}
+	}
+	injlog_fault("seize");
 	return 0;
 }
 
@@ -222,6 +237,17 @@ static int step_syscall(pid_t pid)
 	}
 }
 
+/* Journal what an injected call left in the tracee, for a survivor to undo. */
+static void journal_result(struct injlog_thr *e, long nr, const uint64_t args[6], long ret)
+{
+	if (nr == SYS_userfaultfd && ret >= 0)
+		e->rfd = (int32_t)ret;
+	else if (nr == SYS_close && (int64_t)args[0] == e->rfd)
+		e->rfd = -1;
+	else if (nr == SYS_munmap && args[0] == e->scratch && ret == 0)
+		e->scratch = 0;
+}
+
 int rsys_call(struct rsys *r, long nr, const uint64_t args[6], long *ret)
 {
 	struct user_regs_struct regs = r->saved;
@@ -230,9 +256,17 @@ int rsys_call(struct rsys *r, long nr, const uint64_t args[6], long *ret)
 	if (!r->sigmask_blocked) {
 		uint64_t all = ~0ULL;
 
+		if (r->log && !r->log->dirty) {
+			/* before the first change: what the thread must get back */
+			r->log->regs = r->saved;
+			r->log->sigmask = r->sigmask;
+			r->log->sc_addr = r->sc_addr;
+			r->log->dirty = 1;
+		}
 		if (ptrace(PTRACE_SETSIGMASK, r->pid, sizeof(all), &all) < 0)
 			return -errno;
 		r->sigmask_blocked = true;
+		injlog_fault("mask");
 	}
 	regs.rax = nr;
 	regs.orig_rax = (unsigned long long)-1;
@@ -243,17 +277,25 @@ int rsys_call(struct rsys *r, long nr, const uint64_t args[6], long *ret)
 	regs.r8 = args[4];
 	regs.r9 = args[5];
 	regs.rip = r->sc_addr;
+	if (r->log)
+		r->log->inflight_nr = nr;
 	if (ptrace(PTRACE_SETREGS, r->pid, 0, &regs) < 0)
 		return -errno;
+	injlog_fault("regs");
 	err = step_syscall(r->pid); /* entry */
 	if (err)
 		return err;
+	injlog_fault("entry");
 	err = step_syscall(r->pid); /* exit */
 	if (err)
 		return err;
+	injlog_fault("exit");
 	if (ptrace(PTRACE_GETREGS, r->pid, 0, &regs) < 0)
 		return -errno;
 	*ret = (long)regs.rax;
+	if (r->log)
+		journal_result(r->log, nr, args, *ret);
+	injlog_fault("call");
 	return 0;
 }
 
@@ -280,6 +322,8 @@ int rsys_scratch(struct rsys *r, uint64_t *addr)
 		return (int)ret;
 	}
 	r->scratch = (uint64_t)ret;
+	if (r->log)
+		r->log->scratch = r->scratch;
 	*addr = r->scratch;
 	return 0;
 }
@@ -302,6 +346,10 @@ int rsys_release(struct rsys *r)
 	}
 	if (ptrace(PTRACE_SETREGS, r->pid, 0, &r->saved) < 0 && !ret)
 		ret = -errno;
+	/* freed even after a failure: a survivor must never touch a thread we let run */
+	injlog_thread_done(r->log);
+	r->log = NULL;
+	injlog_fault("restore");
 	if (r->seized) {
 		if (ptrace(PTRACE_DETACH, r->pid, 0, 0) < 0 && !ret)
 			ret = -errno;

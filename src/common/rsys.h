@@ -10,6 +10,11 @@
  *
  * The process must be stopped by the calling thread's ptrace (only the
  * tracer thread may call these).  x86_64 only.
+ *
+ * On a live process (not the restorer's stub) open the injection journal
+ * first (injlog_open) and hold the process (injlog_hold) before seizing it:
+ * then each thread's own registers and mask are journaled before the first
+ * change, and a survivor puts them back if haul dies mid-injection.
  */
 #ifndef HAUL_COMMON_RSYS_H
 #define HAUL_COMMON_RSYS_H
@@ -18,6 +23,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/user.h>
+
+#include "common/injlog.h"
 
 struct rsys {
 	pid_t pid;		       /* the tracee (thread id) */
@@ -28,12 +35,13 @@ struct rsys {
 	uint64_t scratch;	       /* remote scratch mapping (0 until rsys_scratch) */
 	uint64_t sigmask;	       /* the tracee's own signal mask, read at attach */
 	bool sigmask_blocked;	       /* we blocked all signals for the injected calls */
+	struct injlog_thr *log;	       /* its journal entry (injlog.h), NULL: none */
 };
 
 /*
  * PTRACE_SEIZE + PTRACE_INTERRUPT @pid, wait for its event-stop, save its
  * registers and rewind an interrupted syscall so that it restarts on resume
- * (KERNEL.md "Tracking a foreign process", step 1).  Finds the vdso
+ * (rsys.c explains the rewind).  Finds the vdso
  * syscall instruction.  Returns 0 or -errno (-ESRCH: gone, -EPERM: already
  * traced or not allowed).
  */
@@ -43,7 +51,8 @@ int rsys_seize(struct rsys *r, pid_t pid);
  * Use a tracee already seized and in a ptrace-stop by this thread.  @sc_addr
  * is the address of a syscall instruction in it, or 0 to find one in its
  * [vdso].  Saves (and rewinds, as rsys_seize) its registers; rsys_release()
- * then restores them but does not detach.
+ * then restores them but does not detach.  With a journal open, takes the
+ * thread's entry (-ENOSPC past INJLOG_MAX_THREADS).
  */
 int rsys_attach_stopped(struct rsys *r, pid_t pid, uint64_t sc_addr);
 

@@ -233,6 +233,32 @@ static int rseq_check(const char *what, const Haul__Img__Rseq *r, char *why, siz
 	return 0;
 }
 
+/*
+ * Cgroup lines (procattr): the restorer makes and writes <mount><path>, so
+ * a path must be absolute with no ".." component, and controllers a plain
+ * comma list; at most VAL_MAX_CGROUPS lines.
+ */
+#define VAL_MAX_CGROUPS 64
+static int cgroups_check(const char *what, Haul__Img__Cgroup *const *cg, size_t ncg, char *why,
+			 size_t n)
+{
+	if (ncg > VAL_MAX_CGROUPS)
+		return fail(why, n, "%s: %zu, more than %d", what, ncg, VAL_MAX_CGROUPS);
+	for (size_t i = 0; i < ncg; i++) {
+		const char *p = cg[i]->path, *c = cg[i]->controllers;
+
+		if (!c || strnlen(c, VAL_MAX_STR) >= VAL_MAX_STR || strchr(c, '/'))
+			return fail(why, n, "%s[%zu].controllers: missing, too long or with a '/'",
+				    what, i);
+		if (!str_ok(p, true) || p[0] != '/')
+			return fail(why, n, "%s[%zu].path: not an absolute path", what, i);
+		for (const char *q = p; (q = strstr(q, "/..")); q += 3)
+			if (q[3] == '/' || !q[3])
+				return fail(why, n, "%s[%zu].path: has a '..' component", what, i);
+	}
+	return 0;
+}
+
 static int thread_check(const Haul__Img__ThreadState *th, size_t i, char *why, size_t n)
 {
 	char what[48];
@@ -248,6 +274,9 @@ static int thread_check(const Haul__Img__ThreadState *th, size_t i, char *why, s
 	if (th->n_pending > 2 * VAL_NSIG * 1024)
 		return fail(why, n, "%s.pending: %zu signals", what, th->n_pending);
 	if (rseq_check(what, th->rseq, why, n))
+		return -EBADMSG;
+	snprintf(what, sizeof(what), "threads[%zu].cgroups", i);
+	if (cgroups_check(what, th->cgroups, th->n_cgroups, why, n))
 		return -EBADMSG;
 	snprintf(what, sizeof(what), "threads[%zu].pending", i);
 	return pending_check(what, th->pending, th->n_pending, why, n);
@@ -390,6 +419,10 @@ static int proc_check(const Haul__Img__ProcessState *ps, char *why, size_t n)
 			    VAL_MAX_GROUPS);
 	if (ps->n_threads > VAL_MAX_THREADS)
 		return fail(why, n, "threads: %zu, more than %d", ps->n_threads, VAL_MAX_THREADS);
+	if (ps->has_oom_score_adj && (ps->oom_score_adj < -1000 || ps->oom_score_adj > 1000))
+		return fail(why, n, "oom_score_adj: %d (-1000..1000)", ps->oom_score_adj);
+	if (cgroups_check("cgroups", ps->cgroups, ps->n_cgroups, why, n))
+		return -EBADMSG;
 	return rseq_check("state", ps->rseq, why, n);
 }
 

@@ -32,6 +32,7 @@
 #include "common/log.h"
 #include "common/policy.h"
 #include "haul/haul_int.h"
+#include "restore/restore.h"
 
 /* Where haul mounts cgroup2 when no hierarchy is visible (see haul_cg_probe). */
 #define HAUL_CG_FALLBACK_MNT "/sys/fs/cgroup"
@@ -348,6 +349,8 @@ static int own_cgroup(pid_t pid, const char *mnt, const char *ctrl, char *dir, c
 		return ret;
 	}
 	snprintf(orig, PATH_MAX, "%s", cur);
+	/* The dump carries where the process was, not haul's cgroup. */
+	rst_cg_note_moved(pid, dir, cur);
 	pr_debug("moved pid %d from '%s' into '%s'", pid, cur, dir);
 	return 0;
 }

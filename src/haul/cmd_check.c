@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/probe.h"
 #include "haul/haul.h"
+#include "haul/haul_int.h"
 
 static void line(const char *what, bool ok, const char *detail)
 {
@@ -55,15 +56,22 @@ int haul_cmd_check(int argc, char **argv)
 	bool uffd_wp, sd, uffd, freezer;
 	int uerr;
 
-	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		printf("usage: haul check\n\nReport the kernel features haul can use on this "
-		       "machine and what each missing one costs.\n");
-		return 0;
-	}
-	if (argc > 1) {
-		pr_err("'haul check' takes no arguments; run 'haul check --help'");
-		return 2;
-	}
+	const struct haul_opt opts[] = {{NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL}};
+	const struct haul_cmd_spec spec = {
+		"check",
+		"",
+		"Report the kernel features haul can use on this machine and what each\n"
+		"missing one costs.\n",
+		"Exit status: 0 haul can migrate here; 1 it cannot (the reason is said);\n"
+		"2 the command line is wrong.\n",
+		opts,
+		0,
+		0,
+		false};
+	int ret = haul_opts_parse(&spec, argc, argv);
+
+	if (ret < 0)
+		return haul_opts_exit(ret);
 	uname(&u);
 	printf("haul check: Linux %s %s\n\n", u.release, u.machine);
 

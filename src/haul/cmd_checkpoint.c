@@ -6,35 +6,35 @@
  */
 #define LOG_PREFIX "checkpoint: "
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common/injlog.h"
 #include "common/log.h"
 #include "haul/haul.h"
 #include "haul/haul_int.h"
 #include "restore/restore.h"
 
-static void usage(FILE *f)
-{
-	fprintf(f, "usage: haul checkpoint PID --images DIR [--leave-running]\n\n"
-		   "Dump a running process into DIR as image DIR/<id>/ (id: its pid, host\n"
-		   "pid, start time and boot: a new checkpoint of the same process replaces\n"
-		   "its image atomically, other processes' images stay).  Without\n"
-		   "--leave-running the process is killed once its image is safely on disk;\n"
-		   "with it, it carries on.  Restore it with 'haul restore --images DIR'.\n");
-}
+static const char intro[] =
+	"Dump a running process into DIR as image DIR/<id>/ (id: its pid, host\n"
+	"pid, start time and boot: a new checkpoint of the same process replaces\n"
+	"its image atomically, other processes' images stay).  Without\n"
+	"--leave-running the process is killed once its image is safely on disk;\n"
+	"with it, it carries on.  Restore it with 'haul restore --images DIR'.\n";
 
 int haul_cmd_checkpoint(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"images", required_argument, NULL, 'i'},
-		{"leave-running", no_argument, NULL, 'l'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
 	const char *dir = NULL;
 	bool leave = false;
+	const struct haul_opt opts[] = {
+		{"images", 'i', HAUL_OPT_PATH, HAUL_OPT_REQUIRED, &dir, "DIR",
+		 "the image directory", 0, 0, NULL},
+		{"leave-running", 'l', HAUL_OPT_FLAG, 0, &leave, NULL,
+		 "the process carries on after its checkpoint", 0, 0, NULL},
+		{NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL},
+	};
+	const struct haul_cmd_spec spec = {
+		"checkpoint", "PID --images DIR [--leave-running]", intro, NULL, opts, 1, 1, false};
 	struct rst_ckpt_stats st;
 	struct haul_pid_lock lock;
 	char why[PATH_MAX + 128];
@@ -42,30 +42,12 @@ int haul_cmd_checkpoint(int argc, char **argv)
 	long pid;
 	int c, ret;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "i:lh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'i':
-			dir = optarg;
-			break;
-		case 'l':
-			leave = true;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind != argc - 1 || !dir) {
-		usage(stderr);
-		return 2;
-	}
-	pid = strtol(argv[optind], &end, 10);
+	c = haul_opts_parse(&spec, argc, argv);
+	if (c < 0)
+		return haul_opts_exit(c);
+	pid = strtol(argv[c], &end, 10);
 	if (*end || pid <= 0) {
-		pr_err("'%s' is not a PID", argv[optind]);
+		pr_err("'%s' is not a PID", argv[c]);
 		return 2;
 	}
 	ret = haul_pid_lock(pid, "checkpointed", &lock, why, sizeof(why));
@@ -73,7 +55,15 @@ int haul_cmd_checkpoint(int argc, char **argv)
 		pr_err("cannot checkpoint pid %ld: %s", pid, why);
 		return 1;
 	}
+	/* the survivor that undoes injected calls if we die before the commit (injlog.h) */
+	ret = injlog_open(getenv("HAUL_FAULT"));
+	if (ret) {
+		pr_err_r(ret, "cannot start the injection journal for pid %ld", pid);
+		haul_pid_unlock(&lock);
+		return 1;
+	}
 	ret = haul_checkpoint_images(pid, dir, leave, getenv("HAUL_FAULT"), &st);
+	injlog_close();
 	haul_pid_unlock(&lock);
 	if (ret)
 		return 1;

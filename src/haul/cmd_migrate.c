@@ -14,7 +14,6 @@
 #define LOG_PREFIX "migrate: "
 #include <ctype.h>
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,79 +33,35 @@ static void on_signal(int sig)
 	mig_stop = 1;
 }
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: haul migrate PID|NAME|--cgroup PATH --to HOST:PORT --key FILE [options]\n\n"
-		"Move a running process to the host whose 'haul pageserver' listens at\n"
-		"HOST:PORT, with a stop of about --downtime.\n\n"
-		"  --downtime MS        downtime target (default %d)\n"
-		"  --bandwidth RATE     cap, bytes/s: 500M, 2G, or 1gbit, 800mbit (default none)\n"
-		"  --streams N          TCP streams (default 1; post-copy with 2 or more:\n"
-		"                       faults get stream 0 to themselves)\n"
-		"  --compress MODE      auto|lz4|none (default auto)\n"
-		"  --encrypt            encrypt the page streams (chacha20-poly1305; needed by\n"
-		"                       a page server run with --encrypt).  Without it pages\n"
-		"                       and state cross the network authenticated but readable\n"
-		"  --max-rounds N       pre-copy rounds before switching over anyway (default %d)\n"
-		"  --stop-and-copy      no pre-copy: freeze, copy everything, restore (baseline)\n"
-		"  --postcopy           resume on the target at once; memory follows on demand\n"
-		"  --hybrid             pre-copy; where it stops converging, post-copy the rest\n"
-		"  --postcopy-rollback  if post-copy fails after the resume, thaw the source\n"
-		"                       (default: keep it frozen and exit 3)\n"
-		"  --timeout MS         wait at most this for each reply of the target (default %d)\n"
-		"  --json FILE          write times, downtime, rounds and bytes to FILE\n"
-		"  --events FD|FILE     stream one JSON object per phase and round (started,\n"
-		"                       round, frozen, resumed, committed, ...) as it happens\n"
-		"  --quiet              no per-round lines\n\n"
-		"The key (at least 32 random bytes, mode 0600) is root-equivalent on the\n"
-		"target: its holder can restore any process with any uid and memory there,\n"
-		"and create root-owned setuid files at paths it chooses.\n\n"
-		"Post-copy (--postcopy, --hybrid) trades safety for a short stop: from the\n"
-		"resume until the last page has arrived, the source is kept frozen as the only\n"
-		"copy of that memory. A connection that breaks in that window (reset, EOF)\n"
-		"is re-established and serving goes on, if it comes back within --timeout\n"
-		"(and the page server's own --timeout). If the source host or process dies,\n"
-		"or the link stays down, the restored process cannot survive (the target\n"
-		"kills it). The source, if alive, stays frozen at the switchover point (or is\n"
-		"thawed with --postcopy-rollback: effects the process had on the target may\n"
-		"then repeat). Pre-copy has no such window.\n\n"
-		"Exit status: 0 migrated; 1 not migrated (the process runs on here);\n"
-		"3 in doubt (the source stays frozen: see the message); 4 lost (post-copy\n"
-		"failed after the resume and the source process died).\n",
-		HAUL_MIG_DOWNTIME_MS, HAUL_MIG_MAX_ROUNDS, HAUL_MIG_REPLY_TIMEOUT_MS);
-}
+static const char intro[] =
+	"Move a running process to the host whose 'haul pageserver' listens at\n"
+	"HOST:PORT, with a stop of about --downtime.  Durations take ms, s or m\n"
+	"(a bare number is milliseconds).\n";
 
-int haul_parse_rate(const char *s, uint64_t *out)
-{
-	char *end;
-	double v = strtod(s, &end), mul = 1;
+static const char outro[] =
+	"The key (at least 32 random bytes, mode 0600) is root-equivalent on the\n"
+	"target: its holder can restore any process with any uid and memory there,\n"
+	"and create root-owned setuid files at paths it chooses.\n\n"
+	"Post-copy (--postcopy, --hybrid) trades safety for a short stop: from the\n"
+	"resume until the last page has arrived, the source is kept frozen as the only\n"
+	"copy of that memory. A connection that breaks in that window (reset, EOF)\n"
+	"is re-established and serving goes on, if it comes back within --timeout\n"
+	"(and the page server's own --timeout). If the source host or process dies,\n"
+	"or the link stays down, the restored process cannot survive (the target\n"
+	"kills it). The source, if alive, stays frozen at the switchover point (or is\n"
+	"thawed with --postcopy-rollback: effects the process had on the target may\n"
+	"then repeat). Pre-copy has no such window.\n\n"
+	"Exit status: 0 migrated; 1 not migrated (the process runs on here);\n"
+	"2 the command line is wrong; 3 in doubt (the source stays frozen: see the\n"
+	"message); 4 lost (post-copy failed after the resume and the source process\n"
+	"died).\n";
 
-	if (end == s || v < 0)
-		return -EINVAL;
-	switch (tolower((unsigned char)*end)) {
-	case 'k':
-		mul = 1e3;
-		end++;
-		break;
-	case 'm':
-		mul = 1e6;
-		end++;
-		break;
-	case 'g':
-		mul = 1e9;
-		end++;
-		break;
-	default:
-		break;
-	}
-	if (!strcasecmp(end, "bit") || !strcasecmp(end, "bps"))
-		mul /= 8;
-	else if (*end && strcasecmp(end, "b") && strcasecmp(end, "b/s") && strcasecmp(end, "ib"))
-		return -EINVAL;
-	*out = (uint64_t)(v * mul);
-	return 0;
-}
+static const struct haul_opt_choice compress_modes[] = {
+	{"auto", PS_COMPRESS_AUTO},
+	{"lz4", PS_COMPRESS_LZ4},
+	{"none", PS_COMPRESS_NONE},
+	{NULL, 0},
+};
 
 /* The one process of cgroup @path (absolute, or relative to the cgroup2 mount). */
 static int pid_of_cgroup(const char *path, pid_t *pid)
@@ -354,134 +309,124 @@ static void summary(const struct haul_mig_opts *o, const struct haul_mig_result 
 	}
 }
 
-/* long-only options: values outside the range of short option letters */
-enum {
-	OPT_EVENTS = 0x100
+/* The command line, before the process is looked up. */
+struct mig_cli {
+	const char *key, *cgroup, *json, *events;
+	bool quiet;
 };
+
+/*
+ * Parse @argv into @o and @c: the index of the PID|NAME argument (argc with
+ * --cgroup), or HAUL_OPTS_HELP / -EINVAL (logged) for haul_opts_exit().
+ */
+static int parse_cli(int argc, char **argv, struct haul_mig_opts *o, struct mig_cli *c)
+{
+	double downtime = HAUL_MIG_DOWNTIME_MS, timeout = HAUL_MIG_REPLY_TIMEOUT_MS;
+	long long streams = 1, max_rounds = HAUL_MIG_MAX_ROUNDS;
+	int compress = PS_COMPRESS_AUTO, arg;
+	bool postcopy = false, hybrid = false;
+	const struct haul_opt opts[] = {
+		{"to", 't', HAUL_OPT_HOSTPORT, HAUL_OPT_REQUIRED, &o->to, "HOST:PORT",
+		 "where the target's 'haul pageserver' listens", 1, 65535, NULL},
+		{"key", 'k', HAUL_OPT_PATH, HAUL_OPT_REQUIRED, &c->key, "FILE",
+		 "the key the page server was started with", 0, 0, NULL},
+		{"cgroup", 'c', HAUL_OPT_PATH, 0, &c->cgroup, "PATH",
+		 "the one process of this cgroup, instead of PID|NAME", 0, 0, NULL},
+		{"downtime", 'd', HAUL_OPT_DURATION, HAUL_OPT_DEFAULT, &downtime, "TIME",
+		 "downtime target", 1, HAUL_OPT_HOUR_MS, NULL},
+		{"bandwidth", 'b', HAUL_OPT_RATE, 0, &o->bandwidth, "RATE",
+		 "cap, bytes/s: 500M, 2G, 60MiB/s, or 1gbit, 800mbit\n(default none)", 0, 0, NULL},
+		{"streams", 's', HAUL_OPT_INT, HAUL_OPT_DEFAULT, &streams, "N",
+		 "TCP streams (post-copy with 2 or more:\nfaults get stream 0 to themselves)", 1,
+		 PS_MAX_STREAMS, NULL},
+		{"compress", 'z', HAUL_OPT_ENUM, HAUL_OPT_DEFAULT, &compress, "MODE",
+		 "auto|lz4|none", 0, 0, compress_modes},
+		{"encrypt", 'E', HAUL_OPT_FLAG, 0, &o->encrypt, NULL,
+		 "encrypt the page streams (chacha20-poly1305; needed by\na page server run "
+		 "with --encrypt).  Without it pages\nand state cross the network "
+		 "authenticated but readable",
+		 0, 0, NULL},
+		{"max-rounds", 'r', HAUL_OPT_INT, HAUL_OPT_DEFAULT, &max_rounds, "N",
+		 "pre-copy rounds before switching over anyway", 1, 100000, NULL},
+		{"stop-and-copy", 'S', HAUL_OPT_FLAG, 0, &o->stop_and_copy, NULL,
+		 "no pre-copy: freeze, copy everything, restore (baseline)", 0, 0, NULL},
+		{"postcopy", 'P', HAUL_OPT_FLAG, 0, &postcopy, NULL,
+		 "resume on the target at once; memory follows on demand", 0, 0, NULL},
+		{"hybrid", 'H', HAUL_OPT_FLAG, 0, &hybrid, NULL,
+		 "pre-copy; where it stops converging, post-copy the rest", 0, 0, NULL},
+		{"postcopy-rollback", 'R', HAUL_OPT_FLAG, 0, &o->postcopy_rollback, NULL,
+		 "if post-copy fails after the resume, thaw the source\n(default: keep it "
+		 "frozen and exit 3)",
+		 0, 0, NULL},
+		{"timeout", 'T', HAUL_OPT_DURATION, HAUL_OPT_DEFAULT, &timeout, "TIME",
+		 "wait at most this for each reply of the target\n", 1, 24 * HAUL_OPT_HOUR_MS,
+		 NULL},
+		{"json", 'j', HAUL_OPT_PATH, 0, &c->json, "FILE",
+		 "write times, downtime, rounds and bytes to FILE", 0, 0, NULL},
+		{"events", 0, HAUL_OPT_STR, 0, &c->events, "FD|FILE",
+		 "stream one JSON object per phase and round (started,\nround, frozen, resumed, "
+		 "committed, ...) as it happens",
+		 0, 0, NULL},
+		{"quiet", 'q', HAUL_OPT_FLAG, 0, &c->quiet, NULL, "no per-round lines", 0, 0, NULL},
+		{NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL},
+	};
+	const struct haul_cmd_spec spec = {"migrate",
+					   "PID|NAME|--cgroup PATH --to HOST:PORT --key FILE "
+					   "[options]",
+					   intro,
+					   outro,
+					   opts,
+					   0,
+					   1,
+					   false};
+
+	arg = haul_opts_parse(&spec, argc, argv);
+	if (arg < 0)
+		return arg;
+	if ((arg >= argc) == !c->cgroup) {
+		pr_err("name the process: a PID, a NAME of 'haul ps' or --cgroup PATH, one of "
+		       "them");
+		return -EINVAL;
+	}
+	if (postcopy + hybrid + o->stop_and_copy > 1) {
+		pr_err("--stop-and-copy, --postcopy and --hybrid exclude each other");
+		return -EINVAL;
+	}
+	o->downtime_ms = downtime;
+	o->timeout_ms = (int)timeout;
+	o->streams = (unsigned)streams;
+	o->max_rounds = (unsigned)max_rounds;
+	o->compress = (enum ps_compress)compress;
+	o->mode = postcopy ? HAUL_MIG_POSTCOPY : hybrid ? HAUL_MIG_HYBRID : HAUL_MIG_PRECOPY;
+	return arg;
+}
 
 int haul_cmd_migrate(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"to", required_argument, NULL, 't'},
-		{"key", required_argument, NULL, 'k'},
-		{"cgroup", required_argument, NULL, 'c'},
-		{"downtime", required_argument, NULL, 'd'},
-		{"bandwidth", required_argument, NULL, 'b'},
-		{"streams", required_argument, NULL, 's'},
-		{"compress", required_argument, NULL, 'z'},
-		{"encrypt", no_argument, NULL, 'E'},
-		{"max-rounds", required_argument, NULL, 'r'},
-		{"stop-and-copy", no_argument, NULL, 'S'},
-		{"postcopy", no_argument, NULL, 'P'},
-		{"hybrid", no_argument, NULL, 'H'},
-		{"postcopy-rollback", no_argument, NULL, 'R'},
-		{"timeout", required_argument, NULL, 'T'},
-		{"json", required_argument, NULL, 'j'},
-		{"events", required_argument, NULL, OPT_EVENTS},
-		{"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
-	struct haul_mig_opts o = {.downtime_ms = HAUL_MIG_DOWNTIME_MS, .streams = 1};
+	struct haul_mig_opts o = {.streams = 1};
+	struct mig_cli c = {0};
 	struct haul_mig_result r;
-	const char *key = NULL, *cgroup = NULL, *json = NULL, *events = NULL;
 	struct sigaction sa = {.sa_handler = on_signal};
 	struct haul_wl wl;
 	struct progress prog = {.tty = isatty(STDERR_FILENO)};
+	const char *key, *cgroup, *json, *events;
 	bool have_wl;
-	int c, ret, nmodes = 0;
+	int arg, ret;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "t:k:c:d:b:s:z:Er:SPHRT:j:qh", opts, NULL)) != -1) {
-		switch (c) {
-		case 't':
-			o.to = optarg;
-			break;
-		case 'k':
-			key = optarg;
-			break;
-		case 'c':
-			cgroup = optarg;
-			break;
-		case 'd':
-			o.downtime_ms = atof(optarg);
-			break;
-		case 'b':
-			if (haul_parse_rate(optarg, &o.bandwidth)) {
-				pr_err("--bandwidth '%s' is not a rate: use 500M, 2G or 1gbit",
-				       optarg);
-				return 2;
-			}
-			break;
-		case 's':
-			o.streams = atoi(optarg);
-			break;
-		case 'z':
-			if (!strcmp(optarg, "auto"))
-				o.compress = PS_COMPRESS_AUTO;
-			else if (!strcmp(optarg, "lz4"))
-				o.compress = PS_COMPRESS_LZ4;
-			else if (!strcmp(optarg, "none"))
-				o.compress = PS_COMPRESS_NONE;
-			else {
-				pr_err("--compress '%s': use auto, lz4 or none", optarg);
-				return 2;
-			}
-			break;
-		case 'E':
-			o.encrypt = true;
-			break;
-		case 'r':
-			o.max_rounds = atoi(optarg);
-			break;
-		case 'S':
-			o.stop_and_copy = true;
-			break;
-		case 'P':
-			o.mode = HAUL_MIG_POSTCOPY;
-			nmodes++;
-			break;
-		case 'H':
-			o.mode = HAUL_MIG_HYBRID;
-			nmodes++;
-			break;
-		case 'R':
-			o.postcopy_rollback = true;
-			break;
-		case 'T':
-			o.timeout_ms = atoi(optarg);
-			break;
-		case 'j':
-			json = optarg;
-			break;
-		case OPT_EVENTS:
-			events = optarg;
-			break;
-		case 'q':
-			prog.quiet = true;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (!o.to || !key || (optind >= argc) == !cgroup || o.streams < 1 || o.downtime_ms <= 0) {
-		usage(stderr);
-		return 2;
-	}
-	if (nmodes + o.stop_and_copy > 1) {
-		pr_err("--stop-and-copy, --postcopy and --hybrid exclude each other");
-		return 2;
-	}
+	arg = parse_cli(argc, argv, &o, &c);
+	if (arg < 0)
+		return haul_opts_exit(arg);
+	key = c.key;
+	cgroup = c.cgroup;
+	json = c.json;
+	events = c.events;
+	prog.quiet = c.quiet;
 	if (cgroup) {
 		if (pid_of_cgroup(cgroup, &o.pid))
 			return 1;
-	} else if (isdigit((unsigned char)argv[optind][0])) {
-		o.pid = atoi(argv[optind]);
-	} else if (!haul_reg_load(argv[optind], &wl)) {
+	} else if (isdigit((unsigned char)argv[arg][0])) {
+		o.pid = atoi(argv[arg]);
+	} else if (!haul_reg_load(argv[arg], &wl)) {
 		if (wl.migrated_to[0]) {
 			pr_err("workload '%s' was migrated to %s already; migrate it from there",
 			       wl.name, wl.migrated_to);
@@ -489,7 +434,7 @@ int haul_cmd_migrate(int argc, char **argv)
 		}
 		o.pid = wl.pid;
 	} else {
-		pr_err("'%s' is neither a PID nor a workload of 'haul ps'", argv[optind]);
+		pr_err("'%s' is neither a PID nor a workload of 'haul ps'", argv[arg]);
 		return 2;
 	}
 	if (o.pid <= 0 || !haul_proc_state(o.pid)) {

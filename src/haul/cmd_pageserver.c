@@ -8,7 +8,6 @@
  */
 #define LOG_PREFIX "pageserver: "
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,109 +15,63 @@
 #include "common/log.h"
 #include "common/policy.h"
 #include "haul/haul.h"
+#include "haul/haul_int.h"
 #include "pageserver/pageserver.h"
 #include "restore/restore.h"
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: haul pageserver --listen ADDR:PORT --key FILE [options]\n"
-		"\n"
-		"Receive processes from `haul migrate`: each migration is a live session,\n"
-		"restored here as its pages arrive (several at once, even of the same PID:\n"
-		"sessions are told apart by an id each migration picks).  Clients of the\n"
-		"page-server protocol (lazy_bench, the tests) may also store pages here and\n"
-		"fetch them back for lazy restore.\n"
-		"\n"
-		"  --listen ADDR:PORT  address to listen on (port 0: any free port);\n"
-		"                      prints \"listening on ADDR:PORT\" once bound\n"
-		"  --key FILE          shared secret, at least 32 random bytes, mode 0600, the\n"
-		"                      same file on both sides (make one: head -c 32\n"
-		"                      /dev/urandom > FILE; chmod 600 FILE).  The key is\n"
-		"                      root-equivalent here: its holder can restore any\n"
-		"                      process with any uid and memory, and create root-owned\n"
-		"                      setuid files at paths it chooses.  Guard it like root's\n"
-		"                      password.\n"
-		"  --images DIR        keep stored pages in DIR (crash-safe image format),\n"
-		"                      and load the images already there; default: memory\n"
-		"  --encrypt           require clients to encrypt the page stream\n"
-		"  --timeout MS        drop a peer that has not authenticated, or stalls\n"
-		"                      mid-frame, for MS milliseconds (default %d)\n"
-		"  --idle-timeout MS   close an authenticated connection that sent nothing for\n"
-		"                      MS milliseconds (default %d; 0: never); lazy-restore\n"
-		"                      and post-copy sessions wait on faults and are exempt\n"
-		"  --once              exit after the first session ends\n"
-		"  -h, --help          this help\n",
-		PS_STALL_TIMEOUT_MS, PS_IDLE_TIMEOUT_MS);
-}
+static const char intro[] =
+	"Receive processes from `haul migrate`: each migration is a live session,\n"
+	"restored here as its pages arrive (several at once, even of the same PID:\n"
+	"sessions are told apart by an id each migration picks).  Clients of the\n"
+	"page-server protocol (lazy_bench, the tests) may also store pages here and\n"
+	"fetch them back for lazy restore.  Durations take ms, s or m (a bare\n"
+	"number is milliseconds).\n";
 
 int haul_cmd_pageserver(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"listen", required_argument, NULL, 'l'},
-		{"key", required_argument, NULL, 'k'},
-		{"images", required_argument, NULL, 'i'},
-		{"encrypt", no_argument, NULL, 'e'},
-		{"timeout", required_argument, NULL, 't'},
-		{"once", no_argument, NULL, 'o'},
-		{"idle-timeout", required_argument, NULL, 'I'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
-	};
 	struct ps_server_opts o = {0};
 	const char *key = NULL;
+	double stall = PS_STALL_TIMEOUT_MS, idle = PS_IDLE_TIMEOUT_MS;
+	const struct haul_opt opts[] = {
+		{"listen", 0, HAUL_OPT_HOSTPORT, HAUL_OPT_REQUIRED, &o.listen, "ADDR:PORT",
+		 "address to listen on (port 0: any free port);\nprints \"listening on "
+		 "ADDR:PORT\" once bound",
+		 0, 0, NULL},
+		{"key", 0, HAUL_OPT_PATH, HAUL_OPT_REQUIRED, &key, "FILE",
+		 "shared secret, at least 32 random bytes, mode 0600, the\nsame file on both "
+		 "sides (make one: head -c 32\n/dev/urandom > FILE; chmod 600 FILE).  The key "
+		 "is\nroot-equivalent here: its holder can restore any\nprocess with any uid "
+		 "and memory, and create root-owned\nsetuid files at paths it chooses.  Guard "
+		 "it like root's\npassword.",
+		 0, 0, NULL},
+		{"images", 0, HAUL_OPT_PATH, 0, &o.images_dir, "DIR",
+		 "keep stored pages in DIR (crash-safe image format),\nand load the images "
+		 "already there; default: memory",
+		 0, 0, NULL},
+		{"encrypt", 0, HAUL_OPT_FLAG, 0, &o.require_encrypt, NULL,
+		 "require clients to encrypt the page stream", 0, 0, NULL},
+		{"timeout", 0, HAUL_OPT_DURATION, HAUL_OPT_DEFAULT, &stall, "TIME",
+		 "drop a peer that has not authenticated, or stalls\nmid-frame, for this long", 1,
+		 24 * HAUL_OPT_HOUR_MS, NULL},
+		{"idle-timeout", 0, HAUL_OPT_DURATION, HAUL_OPT_DEFAULT, &idle, "TIME",
+		 "close an authenticated connection that sent nothing for\nthis long (0: never); "
+		 "lazy-restore and post-copy\nsessions wait on faults and are exempt",
+		 0, 24 * HAUL_OPT_HOUR_MS, NULL},
+		{"once", 0, HAUL_OPT_FLAG, 0, &o.once, NULL, "exit after the first session ends", 0,
+		 0, NULL},
+		{NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL},
+	};
+	const struct haul_cmd_spec spec = {
+		"pageserver", "--listen ADDR:PORT --key FILE [options]", intro, NULL, opts, 0, 0,
+		false};
 	struct ps_server *s;
-	char *end;
-	int c, ret;
+	int ret;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'l':
-			o.listen = optarg;
-			break;
-		case 'k':
-			key = optarg;
-			break;
-		case 'i':
-			o.images_dir = optarg;
-			break;
-		case 'e':
-			o.require_encrypt = true;
-			break;
-		case 't':
-			o.stall_timeout_ms = (int)strtol(optarg, &end, 10);
-			if (*end || o.stall_timeout_ms <= 0) {
-				pr_err("--timeout '%s' is not a positive number of milliseconds",
-				       optarg);
-				return 2;
-			}
-			break;
-		case 'I':
-			o.idle_timeout_ms = (int)strtol(optarg, &end, 10);
-			if (*end || !*optarg || o.idle_timeout_ms < 0) {
-				pr_err("--idle-timeout '%s' is not a number of milliseconds (0: never)",
-				       optarg);
-				return 2;
-			}
-			if (!o.idle_timeout_ms)
-				o.idle_timeout_ms = -1;
-			break;
-		case 'o':
-			o.once = true;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind < argc || !o.listen || !key) {
-		pr_err("--listen and --key are required; see 'haul pageserver --help'");
-		return 2;
-	}
+	ret = haul_opts_parse(&spec, argc, argv);
+	if (ret < 0)
+		return haul_opts_exit(ret);
+	o.stall_timeout_ms = (int)stall;
+	o.idle_timeout_ms = idle > 0 && idle < 1 ? 1 : idle ? (int)idle : -1; /* 0: never */
 	ret = ps_key_load(key, o.key);
 	if (ret)
 		return 1;

@@ -44,15 +44,15 @@ int haul_cmd_ps(int argc, char **argv)
 	struct dirent **de = NULL;
 	int n;
 
-	if (argc > 1) {
-		bool help = !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h");
+	char intro[PATH_MAX + 64];
+	const struct haul_opt opts[] = {{NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL}};
+	const struct haul_cmd_spec spec = {"ps", "", intro, NULL, opts, 0, 0, false};
 
-		fprintf(help ? stdout : stderr,
-			"usage: haul ps\n\nList the workloads started with 'haul run' (registry "
-			"%s).\n",
-			haul_reg_dir());
-		return help ? 0 : 2;
-	}
+	snprintf(intro, sizeof(intro),
+		 "List the workloads started with 'haul run' (registry %s).\n", haul_reg_dir());
+	n = haul_opts_parse(&spec, argc, argv);
+	if (n < 0)
+		return haul_opts_exit(n);
 	n = scandir(haul_reg_dir(), &de, NULL, by_name);
 	if (n < 0) {
 		if (errno == ENOENT)

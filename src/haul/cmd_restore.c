@@ -7,84 +7,66 @@
  */
 #define LOG_PREFIX "restore: "
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
 #include "haul/haul.h"
+#include "haul/haul_int.h"
 #include "restore/restore.h"
 
-static void usage(FILE *f)
-{
-	fprintf(f, "usage: haul restore --images DIR [--id ID] [--pid PID] [--detach]\n"
-		   "                    [--pidns auto|always|never]\n\n"
-		   "Restore a process checkpointed with 'haul checkpoint'.  With several images\n"
-		   "in DIR, --id (or --pid) says which; without, they are listed.  The image\n"
-		   "is only read, every page checked first: a damaged one is refused, naming\n"
-		   "the file and slot.  The process keeps its PID:\n"
-		   "in this PID namespace when the PID is free, else in a new one (--pidns\n"
-		   "never refuses instead).  Without --detach, waits and exits with its status.\n");
-}
+static const char intro[] =
+	"Restore a process checkpointed with 'haul checkpoint'.  With several images\n"
+	"in DIR, --id (or --pid) says which; without, they are listed.  The image\n"
+	"is only read, every page checked first: a damaged one is refused, naming\n"
+	"the file and slot.  The process keeps its PID:\n"
+	"in this PID namespace when the PID is free, else in a new one (--pidns\n"
+	"never refuses instead).  Without --detach, waits and exits with its status.\n";
+
+static const struct haul_opt_choice pidns_modes[] = {
+	{"auto", RST_PIDNS_AUTO},
+	{"always", RST_PIDNS_ALWAYS},
+	{"never", RST_PIDNS_NEVER},
+	{NULL, 0},
+};
 
 int haul_cmd_restore(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"images", required_argument, NULL, 'i'},
-		{"pid", required_argument, NULL, 'p'},
-		{"id", required_argument, NULL, 'I'},
-		{"detach", no_argument, NULL, 'd'},
-		{"pidns", required_argument, NULL, 'n'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
 	struct rst_target_opts o = {0};
 	struct rst_target *t;
 	const char *dir = NULL, *id = NULL;
-	pid_t pid = 0, here;
-	int c, ret;
+	long long pid = 0;
+	int pidns = RST_PIDNS_AUTO;
+	const struct haul_opt opts[] = {
+		{"images", 'i', HAUL_OPT_PATH, HAUL_OPT_REQUIRED, &dir, "DIR",
+		 "the image directory of 'haul checkpoint'", 0, 0, NULL},
+		{"id", 0, HAUL_OPT_STR, 0, &id, "ID", "restore the image of this id", 0, 0, NULL},
+		{"pid", 'p', HAUL_OPT_INT, 0, &pid, "PID",
+		 "restore the image of the process that had this PID", 1, INT_MAX, NULL},
+		{"detach", 'd', HAUL_OPT_FLAG, 0, &o.detach, NULL,
+		 "print the PID and leave the process running", 0, 0, NULL},
+		{"pidns", 'n', HAUL_OPT_ENUM, HAUL_OPT_DEFAULT, &pidns, "MODE",
+		 "auto|always|never: when to restore in a new\nPID namespace", 0, 0, pidns_modes},
+		{NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL},
+	};
+	const struct haul_cmd_spec spec = {"restore",
+					   "--images DIR [--id ID] [--pid PID] [--detach]\n"
+					   "                    [--pidns auto|always|never]",
+					   intro,
+					   NULL,
+					   opts,
+					   0,
+					   0,
+					   false};
+	pid_t here;
+	int ret;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "i:p:dn:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'i':
-			dir = optarg;
-			break;
-		case 'I':
-			id = optarg;
-			break;
-		case 'p':
-			pid = atoi(optarg);
-			break;
-		case 'd':
-			o.detach = true;
-			break;
-		case 'n':
-			if (!strcmp(optarg, "auto"))
-				o.pidns = RST_PIDNS_AUTO;
-			else if (!strcmp(optarg, "always"))
-				o.pidns = RST_PIDNS_ALWAYS;
-			else if (!strcmp(optarg, "never"))
-				o.pidns = RST_PIDNS_NEVER;
-			else {
-				pr_err("--pidns takes auto, always or never, not '%s'", optarg);
-				return 2;
-			}
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind != argc || !dir) {
-		usage(stderr);
-		return 2;
-	}
-	ret = rst_restore_images(dir, id, pid, &o, &t, &here);
+	ret = haul_opts_parse(&spec, argc, argv);
+	if (ret < 0)
+		return haul_opts_exit(ret);
+	o.pidns = (enum rst_pidns)pidns;
+	ret = rst_restore_images(dir, id, (pid_t)pid, &o, &t, &here);
 	if (ret)
 		return 1;
 	if (o.detach) {

@@ -20,7 +20,6 @@
 #define LOG_PREFIX "run: "
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <linux/close_range.h>
 #include <linux/sched.h>
 #include <sched.h>
@@ -38,17 +37,6 @@
 #include "common/policy.h"
 #include "haul/haul.h"
 #include "haul/haul_int.h"
-
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: haul run [--name NAME] [--log FILE] -- CMD [ARGS...]\n\n"
-		"Start CMD detached, in its own cgroup and PID namespace, so that\n"
-		"'haul migrate' can move it later.  Prints NAME and its PID.\n\n"
-		"  --name NAME  registry name (default: CMD's basename and a number)\n"
-		"  --log FILE   stdout and stderr (default: %s/NAME/out)\n",
-		haul_reg_dir());
-}
 
 static bool name_ok(const char *n)
 {
@@ -191,42 +179,36 @@ out:
 
 int haul_cmd_run(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"name", required_argument, NULL, 'n'},
-		{"log", required_argument, NULL, 'l'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
 	struct haul_cg_mounts m;
 	struct haul_wl w = {0}, old;
 	const char *name = NULL, *log = NULL, *base;
-	char dir[PATH_MAX];
+	char dir[PATH_MAX], logs[PATH_MAX + 16];
+	const struct haul_opt opts[] = {
+		{"name", 'n', HAUL_OPT_STR, 0, &name, "NAME",
+		 "registry name (default: CMD's basename and a number)", 0, 0, NULL},
+		{"log", 'l', HAUL_OPT_PATH, 0, &log, "FILE", logs, 0, 0, NULL},
+		{NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL},
+	};
+	const struct haul_cmd_spec spec = {
+		"run",
+		"[--name NAME] [--log FILE] -- CMD [ARGS...]",
+		"Start CMD detached, in its own cgroup and PID namespace, "
+		"so that\n'haul migrate' can move it later.  Prints NAME "
+		"and its PID.\n",
+		NULL,
+		opts,
+		1,
+		-1,
+		true};
 	size_t off = 0;
-	int c, ret;
+	int arg, ret;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "+n:l:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'n':
-			name = optarg;
-			break;
-		case 'l':
-			log = optarg;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind >= argc) {
-		usage(stderr);
-		return 2;
-	}
-	base = strrchr(argv[optind], '/');
-	base = base ? base + 1 : argv[optind];
+	snprintf(logs, sizeof(logs), "stdout and stderr (default: %s/NAME/out)", haul_reg_dir());
+	arg = haul_opts_parse(&spec, argc, argv);
+	if (arg < 0)
+		return haul_opts_exit(arg);
+	base = strrchr(argv[arg], '/');
+	base = base ? base + 1 : argv[arg];
 	if (name)
 		snprintf(w.name, sizeof(w.name), "%s", name);
 	else
@@ -263,10 +245,10 @@ int haul_cmd_run(int argc, char **argv)
 	}
 	if (log)
 		snprintf(w.log, sizeof(w.log), "%s", log);
-	for (int i = optind; i < argc && off + 1 < sizeof(w.cmd); i++)
-		off += snprintf(w.cmd + off, sizeof(w.cmd) - off, "%s%s", i > optind ? " " : "",
+	for (int i = arg; i < argc && off + 1 < sizeof(w.cmd); i++)
+		off += snprintf(w.cmd + off, sizeof(w.cmd) - off, "%s%s", i > arg ? " " : "",
 				argv[i]);
-	ret = spawn(&w, argv + optind);
+	ret = spawn(&w, argv + arg);
 	if (ret) {
 		rmdir(w.cgroup);
 		return 1;

@@ -2,7 +2,7 @@
  * cmd_track.c - `haul track PID`: watch a process's dirty rate before
  * migrating it.
  *
- * Runs one tracker round every --interval ms and prints, per round, the
+ * Runs one tracker round every --interval and prints, per round, the
  * pages written since the previous one, the rate in MB/s over the real time
  * between rounds, the round's own cost, and the working set: the distinct
  * pages written at least once since round 1 (a pre-copy cannot converge
@@ -22,7 +22,6 @@
  */
 #define LOG_PREFIX "track: "
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/injlog.h"
 #include "common/log.h"
 #include "haul/haul.h"
 #include "haul/haul_int.h"
@@ -132,32 +132,25 @@ static void print_ranges(const char *name, const struct trk_range *r, size_t n)
 	printf("]");
 }
 
-static void usage(FILE *f)
-{
-	fprintf(f, "usage: haul track PID [--interval MS] [--rounds N] [--json] "
-		   "[--tracker uffd|soft-dirty|hash]\n\n"
-		   "Watch which pages PID writes, round by round: pages and MB/s per round, and\n"
-		   "the working set (distinct pages written since round 1).  Round 1 lists every\n"
-		   "populated page.  The process is not stopped (uffd: under 2 ms once).\n\n"
-		   "  --interval MS   time between rounds (default 1000)\n"
-		   "  --rounds N      stop after N rounds, round 1 included (default: until ^C)\n"
-		   "  --json          one JSON object per line per round, with the dirty ranges\n"
-		   "  --tracker B     force a backend (default: the best this kernel offers)\n");
-}
+static const char intro[] =
+	"Watch which pages PID writes, round by round: pages and MB/s per round, and\n"
+	"the working set (distinct pages written since round 1).  Round 1 lists every\n"
+	"populated page.  The process is not stopped (uffd: under 2 ms once).\n";
+
+static const struct haul_opt_choice backends[] = {
+	{"uffd", TRK_UFFD},
+	{"soft-dirty", TRK_SOFT_DIRTY},
+	{"hash", TRK_HASH},
+	{NULL, 0},
+};
 
 int haul_cmd_track(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"interval", required_argument, NULL, 'i'},
-		{"rounds", required_argument, NULL, 'n'},
-		{"json", no_argument, NULL, 'j'},
-		{"tracker", required_argument, NULL, 't'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
 	struct trk_opts topts = {.backend = TRK_AUTO, .populated = true};
 	struct haul_layout prev = {0};
-	long interval = 1000, rounds = 0;
+	double interval_ms = 1000;
+	long long rounds = 0;
+	int backend = TRK_AUTO;
 	struct wset ws = {0};
 	struct trk *t = NULL;
 	bool json = false;
@@ -167,49 +160,37 @@ int haul_cmd_track(int argc, char **argv)
 	char why[PATH_MAX + 128];
 	char *end;
 	pid_t pid;
+	const struct haul_opt opts[] = {
+		{"interval", 'i', HAUL_OPT_DURATION, HAUL_OPT_DEFAULT, &interval_ms, "TIME",
+		 "time between rounds", 1, 24 * HAUL_OPT_HOUR_MS, NULL},
+		{"rounds", 'n', HAUL_OPT_INT, 0, &rounds, "N",
+		 "stop after N rounds, round 1 included (default: until ^C)", 1, 0, NULL},
+		{"json", 'j', HAUL_OPT_FLAG, 0, &json, NULL,
+		 "one JSON object per line per round, with the dirty ranges", 0, 0, NULL},
+		{"tracker", 't', HAUL_OPT_ENUM, 0, &backend, "B",
+		 "uffd|soft-dirty|hash: force a backend (default: the\nbest this kernel offers)", 0,
+		 0, backends},
+		{NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL},
+	};
+	const struct haul_cmd_spec spec = {
+		"track",
+		"PID [--interval TIME] [--rounds N] [--json] [--tracker uffd|soft-dirty|hash]",
+		intro,
+		"Durations take ms, s or m (a bare number is milliseconds).\n",
+		opts,
+		1,
+		1,
+		false};
+	long interval;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "i:n:jt:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'i':
-			interval = strtol(optarg, &end, 10);
-			if (*end || interval < 1) {
-				pr_err("--interval '%s' is not a positive number of ms", optarg);
-				return 2;
-			}
-			break;
-		case 'n':
-			rounds = strtol(optarg, &end, 10);
-			if (*end || rounds < 1) {
-				pr_err("--rounds '%s' is not a positive count", optarg);
-				return 2;
-			}
-			break;
-		case 'j':
-			json = true;
-			break;
-		case 't':
-			if (trk_backend_parse(optarg, &topts.backend)) {
-				pr_err("unknown tracker '%s'; use uffd, soft-dirty or hash",
-				       optarg);
-				return 2;
-			}
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind != argc - 1) {
-		usage(stderr);
-		return 2;
-	}
-	pid = (pid_t)strtol(argv[optind], &end, 10);
+	c = haul_opts_parse(&spec, argc, argv);
+	if (c < 0)
+		return haul_opts_exit(c);
+	topts.backend = (enum trk_backend)backend;
+	interval = (long)interval_ms;
+	pid = (pid_t)strtol(argv[c], &end, 10);
 	if (*end || pid <= 0) {
-		pr_err("'%s' is not a pid", argv[optind]);
+		pr_err("'%s' is not a pid", argv[c]);
 		return 2;
 	}
 
@@ -224,8 +205,16 @@ int haul_cmd_track(int argc, char **argv)
 	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
+	/* the survivor that undoes injected calls if we die during the attach (injlog.h) */
+	ret = injlog_open(getenv("HAUL_FAULT"));
+	if (ret) {
+		pr_err_r(ret, "cannot start the injection journal for pid %d", (int)pid);
+		haul_pid_unlock(&lock);
+		return 1;
+	}
 	ret = trk_open(pid, &topts, &t);
 	if (ret) {
+		injlog_close();
 		haul_pid_unlock(&lock);
 		if (ret == -ESRCH)
 			pr_err("pid %d does not exist", (int)pid);
@@ -311,6 +300,7 @@ int haul_cmd_track(int argc, char **argv)
 	status = 0;
 out:
 	trk_free(t);
+	injlog_close();
 	haul_pid_unlock(&lock);
 	free(ws.r);
 	haul_layout_release(&prev);

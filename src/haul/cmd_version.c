@@ -20,6 +20,7 @@
 #include "common/probe.h"
 #include "common/wire.h"
 #include "haul/haul.h"
+#include "haul/haul_int.h"
 #include "haul_version.h"
 #include "restore/restore.h"
 
@@ -108,20 +109,27 @@ static int print_text(void)
 
 int haul_cmd_version(int argc, char **argv)
 {
-	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		printf("usage: haul version [--json]\n\n"
-		       "Print haul's version, the wire protocol version and capabilities it\n"
-		       "speaks, the process image format it writes and reads, and the kernel\n"
-		       "features probed on this host ('haul check' explains each).\n\n"
-		       "  --json  one JSON object: version, git, wire_version, wire_caps,\n"
-		       "          image_version, features\n");
-		return 0;
-	}
-	if (argc == 2 && !strcmp(argv[1], "--json"))
-		return print_json();
-	if (argc > 1) {
-		pr_err("unknown argument '%s'; run 'haul version --help'", argv[1]);
-		return 2;
-	}
-	return print_text();
+	bool json = false;
+	const struct haul_opt opts[] = {
+		{"json", 0, HAUL_OPT_FLAG, 0, &json, NULL,
+		 "one JSON object: version, git, wire_version, wire_caps,\nimage_version, features",
+		 0, 0, NULL},
+		{NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL},
+	};
+	const struct haul_cmd_spec spec = {
+		"version",
+		"[--json]",
+		"Print haul's version, the wire protocol version and capabilities it\n"
+		"speaks, the process image format it writes and reads, and the kernel\n"
+		"features probed on this host ('haul check' explains each).\n",
+		NULL,
+		opts,
+		0,
+		0,
+		false};
+	int ret = haul_opts_parse(&spec, argc, argv);
+
+	if (ret < 0)
+		return haul_opts_exit(ret);
+	return json ? print_json() : print_text();
 }

@@ -13,8 +13,10 @@
  *   'D' haul is done (committed or undone by itself): exit quietly.
  * EOF without 'D' means haul died: when armed, the guardian undoes the
  * cgroup changes (lifts the throttle, thaws: the source runs on, the kernel
- * has already dropped haul's ptrace and uffd); when in doubt, it leaves the
- * source frozen and prints what the operator must check.
+ * has already dropped haul's ptrace and uffd, and the injection survivor,
+ * src/common/injlog.c, puts back what a dump or attach in progress changed
+ * before it lets the process run); when in doubt, it leaves the source
+ * frozen and prints what the operator must check.
  */
 #define LOG_PREFIX "guard: "
 #include <errno.h>

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <signal.h>
 #include <sys/types.h>
 
@@ -338,7 +339,7 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res);
 void haul_mig_result_release(struct haul_mig_result *res);
 double haul_now_ms(void);
 
-/* "100M" (bytes/s, K/M/G = 10^3..), "1gbit", "800mbit": bytes/s. 0 or -EINVAL. */
+/* bytes/s (opts.c): "500M" (K/M/G = 10^3..), "60MiB/s" (2^20..), "1gbit". 0 or -EINVAL. */
 int haul_parse_rate(const char *s, uint64_t *out);
 
 /* ---- lock.c: one haul per process at once ---------------------------------- */
@@ -385,5 +386,80 @@ void haul_events_resumed(struct haul_events *ev, pid_t target_pid, double downti
 void haul_events_memory_complete(struct haul_events *ev, double complete_ms, uint64_t served_pages);
 /* committed, rolled_back, in_doubt or lost, from @r (the exit status). */
 void haul_events_end(struct haul_events *ev, const struct haul_mig_result *r);
+
+/* ---- opts.c: the one option parser of every haul command ------------------- */
+
+enum haul_opt_type {
+	HAUL_OPT_FLAG,	   /* bool: set when given */
+	HAUL_OPT_STR,	   /* const char *: any non-empty text */
+	HAUL_OPT_PATH,	   /* const char *: a non-empty path shorter than PATH_MAX */
+	HAUL_OPT_INT,	   /* long long, in [min, max] */
+	HAUL_OPT_DURATION, /* double, milliseconds: 500ms, 10s, 2m, 1.5h; bare: ms */
+	HAUL_OPT_SIZE,	   /* uint64_t bytes: 4096, 64K = 64KiB = 65536, 64KB = 64000 */
+	HAUL_OPT_RATE,	   /* uint64_t bytes/s: haul_parse_rate() */
+	HAUL_OPT_HOSTPORT, /* const char *: HOST:PORT, [V6]:PORT; port in [min, max] */
+	HAUL_OPT_ENUM,	   /* int: the value of the choice named */
+};
+
+#define HAUL_OPT_HOUR_MS  3600000.0 /* durations are in ms: a bound of an hour */
+#define HAUL_OPT_REQUIRED 0x1	    /* the command refuses to run without it */
+#define HAUL_OPT_REPEAT	  0x2	    /* STR/PATH: may be given again; @dst is a haul_opt_list */
+#define HAUL_OPT_DEFAULT  0x4	    /* --help shows the value @dst holds before parsing */
+
+struct haul_opt_choice {
+	const char *name;
+	int value;
+};
+
+/* The values of a HAUL_OPT_REPEAT option, in the order given; argv owns the strings. */
+struct haul_opt_list {
+	const char **v;
+	size_t n;
+};
+
+struct haul_opt {
+	const char *name; /* long name without "--"; NULL ends the table */
+	char short_name;  /* 0: none */
+	enum haul_opt_type type;
+	unsigned flags;	  /* HAUL_OPT_REQUIRED | HAUL_OPT_REPEAT | HAUL_OPT_DEFAULT */
+	void *dst;	  /* where the value goes: the type says what it points to */
+	const char *arg;  /* the value's name in --help: "MS", "FILE" */
+	const char *help; /* one line or several ('\n'); the default is appended */
+	double min, max;  /* INT, DURATION (ms), SIZE, RATE, HOSTPORT (port); both 0: any */
+	const struct haul_opt_choice *choices; /* ENUM: ends with a NULL name */
+};
+
+/* A command's usage: --help is generated from it; nothing else prints options. */
+struct haul_cmd_spec {
+	const char *name;     /* "migrate": names the command in every message */
+	const char *synopsis; /* after "usage: haul NAME " */
+	const char *intro;    /* before the options; may be NULL */
+	const char *outro;    /* after the options; may be NULL */
+	const struct haul_opt *opts;
+	int min_args, max_args; /* positional arguments; max -1: any number */
+	bool stop_at_arg;	/* options end at the first argument (haul run -- CMD) */
+};
+
+/*
+ * Parse @argv[1..] by @spec into the options' @dst.  Returns the index of the
+ * first positional argument (>= 1); HAUL_OPTS_HELP when --help was asked and
+ * printed on stdout; -EINVAL when the line is wrong: then the message, naming
+ * the option, the bad value and what is expected, is logged.  The command
+ * exits 0 on HAUL_OPTS_HELP and 2 on -EINVAL (haul_opts_exit()).
+ */
+#define HAUL_OPTS_HELP (-1000)
+int haul_opts_parse(const struct haul_cmd_spec *spec, int argc, char **argv);
+/* The exit status for a haul_opts_parse() result that is not an index. */
+int haul_opts_exit(int ret);
+/* The generated help on @f. */
+void haul_opts_usage(const struct haul_cmd_spec *spec, FILE *f);
+
+/* Free a HAUL_OPT_REPEAT list (not the strings, argv's). */
+void haul_opt_list_release(struct haul_opt_list *l);
+
+/* One value, as the parser reads it; 0 or -EINVAL (nothing logged). */
+int haul_parse_duration_ms(const char *s, double *ms);
+int haul_parse_size(const char *s, uint64_t *out);
+int haul_parse_hostport(const char *s, long min_port, long max_port);
 
 #endif

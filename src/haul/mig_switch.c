@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common/injlog.h"
 #include "common/log.h"
 #include "common/policy.h"
 #include "haul/migrate_int.h"
@@ -320,19 +321,25 @@ static int switch_stop(struct mig *m)
 		if (ret)
 			return ret;
 	}
+	/*
+	 * The group-stop that rst_seize holds it in while injecting (injlog.h),
+	 * held by us until it is frozen again.  cgroup2: trade the freezer for
+	 * it (a frozen task cannot run injected calls); the SIGSTOP is pending at
+	 * the thaw, so no thread runs a user instruction in between.
+	 */
+	ret = injlog_stop(m->pid);
+	if (!ret && m->cg.v2_freezer)
+		ret = haul_thaw(&m->cg);
+	if (ret) {
+		pr_err_r(ret, "cannot hand pid %d from the freezer to a group-stop", m->pid);
+		return ret;
+	}
 	/* v1 frozen tasks never reach ptrace-stop before thaw: seize them running */
 	t = haul_now_ms();
 	ret = rst_seize(m->pid, &m->seized);
 	if (ret) {
 		pr_err_r(ret, "cannot stop the threads of pid %d", m->pid);
 		return ret;
-	}
-	if (m->cg.v2_freezer) {
-		ret = haul_thaw(&m->cg);
-		if (ret) {
-			pr_err_r(ret, "cannot thaw pid %d (held by ptrace now)", m->pid);
-			return ret;
-		}
 	}
 	res->seize_ms = haul_now_ms() - t;
 	haul_events_frozen(m->o->events);
@@ -384,9 +391,12 @@ static int switch_state(struct mig *m)
 		return ret;
 	rst_release(m->seized);
 	m->seized = NULL;
+	/* stopped tasks count as frozen: this does not wait for them to run */
 	ret = haul_freeze_wait(&m->cg, HAUL_MIG_FREEZE_TIMEOUT_MS);
 	if (ret)
 		return ret;
+	/* frozen: the SIGCONT only moves it from the group-stop into the freezer */
+	injlog_unhold(m->pid);
 	ret = haul_mig_fault_point(m, "state");
 	if (ret)
 		return ret;

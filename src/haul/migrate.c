@@ -63,6 +63,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/injlog.h"
 #include "common/log.h"
 #include "common/policy.h"
 #include "haul/haul_int.h"
@@ -224,6 +225,12 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 		pr_err_r(ret, "cannot start the guardian of pid %d", o->pid);
 		goto out;
 	}
+	/* the survivor that undoes injected calls if we die mid-injection (injlog.h) */
+	ret = injlog_open(o->fault);
+	if (ret) {
+		pr_err_r(ret, "cannot start the injection journal for pid %d", o->pid);
+		goto out;
+	}
 
 	res->phase = "connect";
 	ret = mig_connect(&m, comm);
@@ -263,7 +270,9 @@ out:
 		rst_release(m.seized);
 		m.seized = NULL;
 	}
+	injlog_unhold(o->pid); /* a failure between injlog_stop() and rst_seize() */
 	trk_free(m.trk);
+	injlog_close();
 	rst_dump_prep_free(m.prep);
 	haul_pc_free(m.pc);
 	if (!res->committed && !res->indoubt)

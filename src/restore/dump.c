@@ -82,6 +82,7 @@ struct rst_seized {
 	size_t n;
 	struct rsys *thr;	      /* thr[0] is the main thread */
 	struct user_regs_struct *raw; /* registers as stopped, before rsys rewound them */
+	bool held;		      /* injlog_hold() group-stopped it for the injection */
 };
 
 /* ---- small /proc readers ------------------------------------------------- */
@@ -761,11 +762,16 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		if (!ret)
 			ret = classify_fd(pid, fd, fdinfo_flags(fdinfo), &kind, target,
 					  sizeof(target), &st, why, whylen);
-		if (ret == -ENOENT) { /* closed meanwhile (the process is still running) */
+		/* closed meanwhile (the process is still running): fdinfo's read says ESRCH */
+		if (ret == -ESRCH && kill(pid, 0) == 0)
+			ret = -ENOENT;
+		if (ret == -ENOENT) {
 			free(fdinfo);
 			ret = 0;
 			continue;
 		}
+		if (ret == -ESRCH && !why[0])
+			snprintf(why, whylen, "pid %d exited during the precheck", (int)pid);
 		if (!ret)
 			ret = check_fd_audit(pid, fd, kind, target, &st, fdinfo, why, whylen);
 		if (!ret && (kind == HAUL__IMG__FD_KIND__FD_REG ||
@@ -820,6 +826,8 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		ret = check_shared_files(pid, files, nfiles, why, whylen);
 	if (!ret)
 		ret = check_vmas(pid, why, whylen);
+	if (!ret)
+		ret = rst_attr_audit_proc(pid, why, whylen);
 out:
 	for (size_t i = 0; i < nfiles; i++)
 		free(files[i].path);
@@ -832,6 +840,8 @@ out:
 
 int rst_dump_precheck(pid_t pid, char *why, size_t whylen)
 {
+	struct rst_seized *s;
+	uint64_t scratch;
 	int ret;
 
 	why[0] = '\0';
@@ -839,6 +849,25 @@ int rst_dump_precheck(pid_t pid, char *why, size_t whylen)
 	/* VmFlags and shared memory: smaps, too slow for the freeze, fine before it. */
 	if (!ret)
 		ret = rst_vma_precheck(pid, why, whylen);
+	if (ret)
+		return ret;
+	/*
+	 * What only the process can tell (prctl values): a short stop, the
+	 * calls injected, everything put back (procattr.c).
+	 */
+	ret = rst_seize(pid, &s);
+	if (ret) {
+		snprintf(why, whylen, "cannot stop pid %d to read its attributes: %s", (int)pid,
+			 strerror(-ret));
+		return ret;
+	}
+	ret = rsys_scratch(&s->thr[0], &scratch);
+	if (ret)
+		snprintf(why, whylen, "cannot map a scratch page in pid %d: %s", (int)pid,
+			 strerror(-ret));
+	else
+		ret = rst_attr_audit_seized(s->thr, s->n, scratch, NULL, why, whylen);
+	rst_release(s);
 	return ret;
 }
 
@@ -873,6 +902,11 @@ int rst_seize(pid_t pid, struct rst_seized **out)
 		ret = -ENOMEM;
 		goto out;
 	}
+	/* the group-stop that keeps it off injected registers if we die (injlog.h) */
+	ret = injlog_hold(pid);
+	if (ret)
+		goto out;
+	s->held = true;
 	ret = rsys_seize(&s->thr[0], pid);
 	if (ret)
 		goto out;
@@ -928,6 +962,8 @@ void rst_release(struct rst_seized *s)
 		if (ret)
 			pr_warn_r(ret, "cannot release thread %d of pid %d", s->thr[i].pid, s->pid);
 	}
+	if (s->held)
+		injlog_unhold(s->pid);
 	free(s->thr);
 	free(s->raw);
 	free(s);
@@ -938,6 +974,7 @@ void rst_kill_seized(struct rst_seized *s)
 	if (!s)
 		return;
 	kill(s->pid, SIGKILL);
+	injlog_forget(s->pid);
 	/* As its tracer we see its death first; its parent can reap it only after. */
 	/* The leader's death is reported only after every other thread's: them first. */
 	for (size_t i = s->n; i-- > 0;)
@@ -994,6 +1031,7 @@ struct dump_ctx {
 	char *status;
 	char *stat;
 	char *auxv;
+	struct rst_cg_buf *cg;
 };
 
 static void dump_ctx_free(struct dump_ctx *c)
@@ -1029,6 +1067,7 @@ static void dump_ctx_free(struct dump_ctx *c)
 	free(c->status);
 	free(c->stat);
 	free(c->auxv);
+	rst_cg_buf_free(c->cg);
 	free(c);
 }
 
@@ -1973,6 +2012,12 @@ int rst_timens_offsets(pid_t pid, int64_t *mono, int64_t *boot)
 	char *text = NULL;
 	int ret;
 
+	/*
+	 * timens_offsets shows the namespace its children will get; after an
+	 * unshare(CLONE_NEWTIME) with no fork since, that is not its own.
+	 */
+	if (rst_attr_timens_pending(pid))
+		return rst_attr_active_timens(pid, mono, boot);
 	*mono = *boot = 0;
 	ret = read_proc(pid, "timens_offsets", &text, NULL);
 	if (ret)
@@ -2078,6 +2123,21 @@ static int dump_layout(struct dump_ctx *c, pid_t pid, struct rst_dump_prep *p)
 	return ret;
 }
 
+/* Its cgroups, and each thread's where they differ (cgplace.c). */
+static int dump_cgroups(struct dump_ctx *c, struct rst_seized *s)
+{
+	pid_t *tids = calloc(s->n, sizeof(*tids));
+	int ret;
+
+	if (!tids)
+		return -ENOMEM;
+	for (size_t i = 1; i < s->n; i++)
+		tids[i - 1] = s->thr[i].pid;
+	ret = rst_cg_dump(s->pid, tids, c->tsp, s->n - 1, &c->ps, &c->cg);
+	free(tids);
+	return ret;
+}
+
 int rst_dump_state(struct rst_seized *s, uint8_t **blob, size_t *len)
 {
 	return rst_dump_state_prepared(s, NULL, blob, len);
@@ -2149,6 +2209,12 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 	ret = rsys_scratch(r, &scratch);
 	if (ret)
 		goto out;
+	ret = rst_attr_audit_seized(s->thr, s->n, scratch, &c->ps, why, sizeof(why));
+	if (ret) {
+		if (why[0])
+			pr_err("cannot dump pid %d: %s", (int)s->pid, why);
+		goto out;
+	}
 	ret = dump_signals(c, r, scratch);
 	if (ret)
 		goto out;
@@ -2178,6 +2244,10 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 	if (ret)
 		goto out;
 	ret = dump_process(c, s->pid);
+	if (!ret)
+		ret = rst_attr_dump_proc(s->pid, &c->ps);
+	if (!ret)
+		ret = dump_cgroups(c, s);
 	if (ret)
 		goto out;
 	ret = dump_fds(c, r, scratch, why, sizeof(why));

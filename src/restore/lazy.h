@@ -11,7 +11,8 @@
  * the wire) and pushing what was not asked for in the background, in the
  * order the faults suggest, until every page is present.
  *
- * Order of use on the restore target (KERNEL.md, "Lazy restore"):
+ * Order of use on the restore target (DESIGN.md "The restorer must never wait
+ * for a lazy page"; tests/integration/lazy_restore.c):
  *   1. rst_lazy_uffd_create(): with the stub stopped and its layout final,
  *      create the uffd inside it and register the lazy VMAs;
  *   2. rst_lazy_new() + rst_lazy_start(): the fault thread runs BEFORE any

@@ -4,7 +4,7 @@
  * After switchover the source process stays frozen (never resumed) and is
  * the only copy of the memory that has not reached the target yet; each
  * page request from the target is answered from it with process_vm_readv
- * (5-8 GB/s for large reads, KERNEL.md), and with /proc/PID/mem for pages
+ * (5-8 GB/s for large reads on a 2-core VM), and with /proc/PID/mem for pages
  * the process itself cannot read (PROT_NONE, write-only).  Requests are
  * checked against the layout frozen with the process, so a peer cannot read
  * anything else of it.  A pidfd is checked after every read: a PID that

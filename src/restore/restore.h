@@ -7,21 +7,11 @@
  * page by page through the tracker and the page server, or into an images
  * directory (page store).
  *
- * Restore target: a libc-free stub process rebuilt by ptrace into the
- * dumped process.  It can be created early (live migration): the layout and
+ * Restore target: a stub process, forked from haul, rebuilt by ptrace into
+ * the dumped process.  It can be created early (live migration): the layout and
  * pages are applied while pre-copy runs; at switchover only the last pages
  * and the state remain.  Only the thread that created a target may call
  * its functions (it is the ptrace tracer).
- *
- * Changes since the lead's draft (all additive; existing calls unchanged):
- *  - struct rst_target_opts gained timens offsets and `detach`;
- *  - rst_target_wait(): wait for a restored process (haul restore);
- *  - rst_target_pid(): the stub's PID as seen from here;
- *  - rst_kill_seized(), rst_ckpt_begin() .. rst_ckpt_end(), rst_restore_images().
- *  - rst_target_opts.before_resume: a hook for post-copy (uffd registration);
- *    lazy without it is refused with -EOPNOTSUPP.
- *  - rst_dump_prepare(), rst_dump_state_prepared(): VmFlags read before the
- *    stop (switchover downtime independent of memory size).
  */
 #ifndef HAUL_RESTORE_H
 #define HAUL_RESTORE_H
@@ -38,9 +28,11 @@
 /* ---- dump (source side) ---------------------------------------------------- */
 
 /*
- * Check, without stopping or touching it, whether @pid uses only what haul
- * can migrate.  Returns 0, or -EOPNOTSUPP with a user-facing reason in @why
- * naming the resource and its fd or VMA ("fd 4 is a socket (socket:[123])").
+ * Check, without changing it, whether @pid uses only what haul can migrate:
+ * /proc first, then a short stop (seize, injected read-only calls, release)
+ * for the attributes only the process can tell (prctl values).  Returns 0,
+ * or -EOPNOTSUPP with a user-facing reason in @why naming the resource and
+ * its fd, VMA or attribute ("fd 4 is a socket (socket:[123])").
  */
 int rst_dump_precheck(pid_t pid, char *why, size_t whylen);
 
@@ -89,6 +81,13 @@ void rst_dump_prep_free(struct rst_dump_prep *p);
 void rst_release(struct rst_seized *s);
 /* Kill the seized process (it never runs again) and forget it. NULL is a no-op. */
 void rst_kill_seized(struct rst_seized *s);
+
+/*
+ * haul moved @pid from cgroup directory @orig into @dir (a cgroup of its
+ * own, to freeze or throttle it): the dump carries @orig as the process's
+ * placement in that hierarchy, not @dir.  Call from the thread that dumps.
+ */
+void rst_cg_note_moved(pid_t pid, const char *dir, const char *orig);
 
 /* ---- restore target (target side) ------------------------------------------- */
 

@@ -15,7 +15,7 @@
 #include "image.pb-c.h"
 
 /* ProcessState.version: bump when an older restorer would misapply an image. */
-#define RST_IMAGE_VERSION 2
+#define RST_IMAGE_VERSION 3
 
 /* Largest content of a deleted-but-open file carried inside the state. */
 #define RST_DELETED_FILE_MAX (64ULL << 20)
@@ -109,5 +109,57 @@ int rst_ofd_assign(pid_t pid, Haul__Img__Fd *fds, size_t n);
 uint64_t rst_ghost_bytes(const struct stat *st);
 int rst_ghost_dump(pid_t pid, int fd, Haul__Img__Fd *o);
 int rst_ghost_create(const Haul__Img__Fd *o, char *path, size_t plen);
+
+/*
+ * cgplace.c: cgroup membership.  rst_cg_dump() records @pid's placement
+ * and, for each of its threads @tids[i] (not the main one; their
+ * ThreadStates @th[i]), the hierarchies where it differs; the strings live
+ * in *@out (rst_cg_buf_free).  rst_cg_place() puts the restored process
+ * (@here, its PID as seen from here; @tids its threads, in ps->threads'
+ * order) there, creating missing directories.  0 or -errno, a reason in
+ * @why naming the cgroup.
+ */
+struct rst_cg_buf {
+	Haul__Img__Cgroup *cg;
+	Haul__Img__Cgroup **ptr;
+	size_t n, cap;
+};
+int rst_cg_dump(pid_t pid, const pid_t *tids, Haul__Img__ThreadState **th, size_t nthr,
+		Haul__Img__ProcessState *ps, struct rst_cg_buf **out);
+void rst_cg_buf_free(struct rst_cg_buf *b);
+int rst_cg_place(pid_t pid, pid_t here, const pid_t *tids, const Haul__Img__ProcessState *ps,
+		 char *why, size_t wl);
+
+/*
+ * procattr.c: process attributes (DESIGN.md "Supported and not supported",
+ * process attributes).  rst_attr_audit_proc() judges, from /proc alone,
+ * every field of the status of every thread of @pid and the per-process
+ * files (oom_score_adj, autogroup, attr/, sched, ioprio, time namespace):
+ * each must be carried or at the value a restored process gets.
+ * rst_attr_audit_seized() does the same for what only injected calls can
+ * read (prctl, membarrier, arch_prctl), in every thread @thr[0..n) (thr[0]
+ * the main thread, @scratch mapped in it), and when @ps is not NULL stores
+ * the carried values there.  rst_attr_dump_proc() stores the carried
+ * values /proc shows.  0, -EOPNOTSUPP with the reason in @why, or -errno.
+ */
+struct rsys;
+int rst_attr_audit_proc(pid_t pid, char *why, size_t whylen);
+int rst_attr_audit_seized(struct rsys *thr, size_t n, uint64_t scratch, Haul__Img__ProcessState *ps,
+			  char *why, size_t whylen);
+int rst_attr_dump_proc(pid_t pid, Haul__Img__ProcessState *ps);
+/*
+ * Whether @pid's main thread has a time namespace pending for its children
+ * (ns/time_for_children is not ns/time); the offsets of the one it is in
+ * (read by a helper that enters it: /proc/PID/timens_offsets shows the
+ * pending one).  0 or -errno.
+ */
+bool rst_attr_timens_pending(pid_t pid);
+int rst_attr_active_timens(pid_t pid, int64_t *mono, int64_t *boot);
+/*
+ * Write what is set from outside into restored @here (its threads @tids):
+ * oom_score_adj, coredump_filter, cgroups.  0 or -errno with @why.
+ */
+int rst_attr_apply(pid_t here, const pid_t *tids, const Haul__Img__ProcessState *ps, char *why,
+		   size_t wl);
 
 #endif

@@ -928,8 +928,8 @@ static int write_mem(struct rst_target *t, uint64_t addr, const void *data, size
  * hold data are copied over by the tracer (/proc/PID/mem: PROT_NONE too),
  * and mremap moves it over the old part, replacing it in one step.  Only
  * the first layout with VmFlags (the state's, at the switchover) meets
- * this, for VMAs made from a pre-copy layout; rare (MAP_NORESERVE,
- * MAP_DROPPABLE, a shared file opened for writing).
+ * this, for VMAs made from a pre-copy layout: the stack (MAP_GROWSDOWN),
+ * and rarely MAP_NORESERVE, MAP_DROPPABLE, a shared file opened for writing.
  */
 static int remake(struct rst_target *t, const struct tvma *o, const struct haul_vma *w, uint64_t s,
 		  uint64_t e)
@@ -953,6 +953,8 @@ static int remake(struct rst_target *t, const struct tvma *o, const struct haul_
 		flags = MAP_ANONYMOUS | RST_MAP_DROPPABLE;
 	if (w->flags & HAUL_VMA_NORESERVE)
 		flags |= MAP_NORESERVE;
+	if (w->flags & HAUL_VMA_GROWSDOWN) /* mremap keeps it: the stack grows again */
+		flags |= MAP_GROWSDOWN;
 	ret = rcall(t, SYS_mmap, 0, e - s, PROT_READ | PROT_WRITE, flags, (uint64_t)-1, 0, &tmp);
 	if (ret) {
 		pr_err_r(ret, "cannot map a copy of %#" PRIx64 "-%#" PRIx64 " in pid %d", s, e,
@@ -2021,6 +2023,166 @@ static int restore_task(struct rst_target *t, const Haul__Img__ProcessState *ps,
 	return 0;
 }
 
+/*
+ * loginuid can only be written by the process itself (proc_loginuid_write),
+ * with CAP_AUDIT_CONTROL: before the credentials drop it.
+ */
+static int restore_loginuid(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+			    size_t wl)
+{
+	char path[64], cur[32] = "", v[16];
+	uint64_t addr, vaddr;
+	long fd;
+	int ret, fdr;
+
+	snprintf(path, sizeof(path), "/proc/%d/loginuid", (int)t->stub);
+	fdr = open(path, O_RDONLY | O_CLOEXEC);
+	if (fdr >= 0) {
+		ssize_t n = read(fdr, cur, sizeof(cur) - 1);
+
+		cur[n > 0 ? n : 0] = '\0';
+		close(fdr);
+	}
+	if (strtoul(cur, NULL, 10) == ps->loginuid)
+		return 0;
+	snprintf(v, sizeof(v), "%u", ps->loginuid);
+	ret = put_str(t, 0, "/proc/self/loginuid", &addr);
+	if (!ret)
+		ret = put_str(t, 64, v, &vaddr);
+	if (!ret)
+		ret = rcall(t, SYS_openat, AT_FDCWD, addr, O_WRONLY | O_CLOEXEC, 0, 0, 0, &fd);
+	if (!ret) {
+		ret = rcall(t, SYS_write, fd, vaddr, strlen(v), 0, 0, 0, NULL);
+		rcall(t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
+	}
+	if (ret)
+		snprintf(
+			why, wl,
+			"cannot set the loginuid of pid %d to %u (the restorer's is %.16s): %s; it "
+			"can be set once, with CAP_AUDIT_CONTROL: run haul where loginuid is "
+			"unset or the same",
+			ps->pid, ps->loginuid, cur, strerror(-ret));
+	return ret;
+}
+
+/* Attributes only the process can set on itself (procattr.c dumped them). */
+static int restore_attrs(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+			 size_t wl)
+{
+	const char *what = "PR_SET_CHILD_SUBREAPER";
+	int ret = 0;
+
+	if (ps->has_loginuid) {
+		ret = restore_loginuid(t, ps, why, wl);
+		if (ret)
+			return ret;
+	}
+	if (ps->has_child_subreaper && ps->child_subreaper)
+		ret = rcall(t, SYS_prctl, PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0, 0, NULL);
+	if (!ret && ps->has_thp_disable && (ps->thp_disable & 1)) {
+		what = "PR_SET_THP_DISABLE";
+		ret = rcall(t, SYS_prctl, PR_SET_THP_DISABLE, 1, ps->thp_disable & ~1u, 0, 0, 0,
+			    NULL);
+	}
+	/* Each bit of GET_REGISTRATIONS is the REGISTER_* command that set it. */
+	for (unsigned b = 0; !ret && ps->has_membarrier && b < 32; b++)
+		if (ps->membarrier & (1u << b)) {
+			what = "a membarrier registration";
+			ret = rcall(t, SYS_membarrier, 1u << b, 0, 0, 0, 0, 0, NULL);
+		}
+	if (ret)
+		snprintf(why, wl, "cannot restore %s of pid %d: %s", what, ps->pid, strerror(-ret));
+	return ret;
+}
+
+/* oom_score_adj, coredump_filter and cgroups, written from here (procattr.c). */
+static int apply_attrs(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+		       size_t wl)
+{
+	pid_t *tids = calloc(t->nthr + 1, sizeof(*tids));
+	int ret;
+
+	if (!tids) {
+		snprintf(why, wl, "out of memory placing pid %d in its cgroups", ps->pid);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < t->nthr; i++)
+		tids[i] = t->thr[i].pid;
+	ret = rst_attr_apply(t->stub, tids, ps, why, wl);
+	free(tids);
+	if (ret && !why[0])
+		snprintf(why, wl, "cannot set the cgroups or OOM score of pid %d: %s", ps->pid,
+			 strerror(-ret));
+	return ret;
+}
+
+/* "S N" of timens_offsets for @ns: N in [0, 1e9). */
+static void split_ns(int64_t ns, long long *sec, long long *nsec)
+{
+	*sec = ns / 1000000000LL;
+	*nsec = ns % 1000000000LL;
+	if (*nsec < 0) {
+		*nsec += 1000000000LL;
+		(*sec)--;
+	}
+}
+
+/*
+ * A time namespace pending for its children: unshare one in the main
+ * thread (before the threads are created, which share it as they did on
+ * the source, and before the credentials drop CAP_SYS_ADMIN) and give it
+ * the image's offsets relative to the process's own namespace.
+ */
+static int restore_timens_children(struct rst_target *t, const Haul__Img__ProcessState *ps,
+				   char *why, size_t wl)
+{
+	long long ms, mn, bs, bn;
+	char path[64], text[128];
+	int ret, fd;
+
+	if (!ps->has_children_monotonic_ns || !ps->has_children_boottime_ns)
+		return 0;
+	ret = rcall(t, SYS_unshare, CLONE_NEWTIME, 0, 0, 0, 0, 0, NULL);
+	if (!ret) {
+		split_ns(t->o.monotonic_offset_ns + ps->children_monotonic_ns, &ms, &mn);
+		split_ns(t->o.boottime_offset_ns + ps->children_boottime_ns, &bs, &bn);
+		snprintf(text, sizeof(text), "monotonic %lld %lld\nboottime %lld %lld\n", ms, mn,
+			 bs, bn);
+		snprintf(path, sizeof(path), "/proc/%d/timens_offsets", (int)t->stub);
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		ret = fd < 0 ? -errno : 0;
+		if (!ret && write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+			ret = -errno;
+		if (fd >= 0)
+			close(fd);
+	}
+	if (ret)
+		snprintf(why, wl,
+			 "cannot restore the time namespace pending for the children of pid %d: %s",
+			 ps->pid, strerror(-ret));
+	return ret;
+}
+
+/* no_new_privs in every thread: after the credentials (it is one-way). */
+static int restore_nnp(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+		       size_t wl)
+{
+	int ret = 0;
+
+	if (!ps->has_no_new_privs || !ps->no_new_privs)
+		return 0;
+	for (size_t i = 0; i < t->nthr && !ret; i++) {
+		t->cur = &t->thr[i];
+		ret = rcall(t, SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0, NULL);
+	}
+	t->cur = NULL;
+	if (!ret)
+		ret = rcall(t, SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0, NULL);
+	if (ret)
+		snprintf(why, wl, "cannot set no_new_privs in pid %d: %s", ps->pid, strerror(-ret));
+	return ret;
+}
+
 /* The thread of the stub (as seen from here) that is not the main one nor known yet. */
 static pid_t new_thread(struct rst_target *t)
 {
@@ -2364,12 +2526,19 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 	if (!ret)
 		ret = restore_task(t, ps, why, wl);
 	if (!ret)
+		ret = restore_attrs(t, ps, why, wl);
+	if (!ret)
 		ret = restore_signals(t, ps, why, wl);
 	ms[5] = lap_ms(&lap);
+	/* Before the threads: clone(CLONE_VM) shares it with them, as on the source. */
+	if (!ret)
+		ret = restore_timens_children(t, ps, why, wl);
 	if (!ret)
 		ret = create_threads(t, ps, why, wl);
 	if (!ret)
 		ret = restore_creds(t, ps, why, wl);
+	if (!ret)
+		ret = restore_nnp(t, ps, why, wl);
 	ms[6] = lap_ms(&lap);
 	if (ret) {
 		if (!why[0])
@@ -2388,6 +2557,13 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 			       ps->threads[i]->sigmask, why, wl);
 	if (!ret)
 		ret = load_cpu(t->stub, ps->regs, &ps->xstate, mask, why, wl);
+	/*
+	 * Its cgroups last, once no call is injected any more: on the same
+	 * host the source's own cgroup may be frozen by haul migrate (until
+	 * the commit thaws it), and a frozen tracee would run no injected call.
+	 */
+	if (!ret)
+		ret = apply_attrs(t, ps, why, wl);
 	if (ret)
 		return ret;
 	/* M stops guarding: from here the process lives on without us. */

@@ -205,7 +205,7 @@ static int keep_round(struct hash_state *st, const struct trk_rl *present)
 /*
  * Read and hash every populated page, on two threads when there is enough
  * to share (the copy out of the target, not the hashing, is the cost: two
- * readers move about twice the bytes, KERNEL.md), then compare in address
+ * readers move about twice the bytes, `make bench-tracker`), then compare in address
  * order with the kept hashes.
  */
 static int hash_scan(struct trk *t, const struct haul_layout *cur, const struct trk_rl *fresh,

@@ -3,7 +3,7 @@
  *
  * process_vm_readv with up to UIO_MAXIOV (1024) remote ranges per call into
  * one contiguous local buffer: 4 GiB/s for scattered 4 KiB pages, 5-8 GB/s
- * for long runs (KERNEL.md).  It stops at the first page it cannot pin and
+ * for long runs (measured on a 2-core VM).  It stops at the first page it cannot pin and
  * returns a short count, always at a page boundary since remote ranges are
  * page aligned.  Such a page is either protected against the process itself
  * (PROT_NONE, read via /proc/PID/mem, which forces access like a debugger)

@@ -88,7 +88,7 @@ double trk_stop_ms(const struct trk *t)
 	return t->stop_ms;
 }
 
-/* 'Z' (zombie) or 'X' counts as gone: PID 1 may take seconds to reap (KERNEL.md). */
+/* 'Z' (zombie) or 'X' counts as gone: an init may take seconds to reap an orphan. */
 static bool pid_running(struct trk *t)
 {
 	char path[64], buf[512], *p;

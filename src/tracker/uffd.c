@@ -2,7 +2,7 @@
  * uffd.c - dirty tracking with userfaultfd write-protect in async mode and
  * ioctl(PAGEMAP_SCAN) (Linux >= 6.7).
  *
- * Attach (KERNEL.md, "Tracking a foreign process"): seize one thread, run
+ * Attach (DESIGN.md "Tracker", common/rsys.c): seize one thread, run
  * userfaultfd(O_CLOEXEC|O_NONBLOCK) inside the target through its vDSO
  * syscall instruction, copy the fd out with pidfd_getfd, close it inside the
  * target, restore the registers and detach.  The mm is shared by all
@@ -70,8 +70,9 @@ struct uffd_state {
  * with the load at 2x the cores).  So both threads run SCHED_FIFO for the
  * injection only: ours around it, the target's while it is attached, put
  * back exactly (sched_getattr/setattr) before we detach.  Without
- * CAP_SYS_NICE this quietly does nothing.  If we die in that window the
- * kernel detaches us and the target runs on, at raised priority.
+ * CAP_SYS_NICE this quietly does nothing.  The target's own attributes are
+ * journaled (injlog_sched): if we die in that window, the survivor puts
+ * them back before it continues the target.
  */
 struct trk_sched_attr {
 	uint32_t size, policy;
@@ -121,14 +122,22 @@ static int steal_uffd(struct trk *t, pid_t tid, int *out)
 	if (ret)
 		return ret;
 	self_boosted = sched_boost(0, &self_saved);
+	t0 = trk_now_ms();
+	/* boosted first, so that it takes the SIGSTOP below at once; journaled for a survivor */
+	boosted = self_boosted && sched_boost(tid, &saved);
+	if (boosted)
+		injlog_sched(tid, &saved, sizeof(saved));
+	/* the group-stop that keeps it off injected registers if we die (injlog.h) */
+	ret = injlog_hold(t->pid);
+	if (ret)
+		goto unboost;
 	if (ptrace(PTRACE_SEIZE, tid, 0, PTRACE_O_TRACESYSGOOD) < 0) {
 		ret = -errno;
 		pr_err_r(ret, "cannot attach to pid %d (traced by someone else, or gone?)",
 			 (int)tid);
-		goto unboost_self;
+		injlog_unhold(t->pid);
+		goto unboost;
 	}
-	boosted = self_boosted && sched_boost(tid, &saved);
-	t0 = trk_now_ms();
 	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0)
 		ret = -errno;
 	if (!ret)
@@ -138,6 +147,17 @@ static int steal_uffd(struct trk *t, pid_t tid, int *out)
 	if (ret)
 		goto detach;
 	ret = rsys_call(&r, SYS_userfaultfd, args, &rfd);
+	if (!ret && rfd == -EPERM) {
+		/*
+		 * A process of another uid lacks CAP_SYS_PTRACE, and with
+		 * vm.unprivileged_userfaultfd = 0 only a user-mode-only uffd is
+		 * allowed.  Async write-protect faults never reach the uffd
+		 * (the kernel resolves them itself, from kernel mode too), so
+		 * tracking is the same.
+		 */
+		args[0] |= UFFD_USER_MODE_ONLY;
+		ret = rsys_call(&r, SYS_userfaultfd, args, &rfd);
+	}
 	if (!ret && rfd < 0) {
 		ret = (int)rfd;
 		pr_err_r(ret, "userfaultfd() inside pid %d failed", (int)t->pid);
@@ -159,12 +179,19 @@ static int steal_uffd(struct trk *t, pid_t tid, int *out)
 detach:
 	if (boosted)
 		sched_restore(tid, &saved);
+	injlog_sched(tid, NULL, 0);
+	boosted = false;
 	ptrace(PTRACE_DETACH, tid, 0, 0);
+	injlog_unhold(t->pid);
 	stopped = trk_now_ms() - t0;
 	if (stopped > t->stop_ms)
 		t->stop_ms = stopped;
 	pr_debug("pid %d stopped for %.3f ms to create its userfaultfd", (int)t->pid, stopped);
-unboost_self:
+unboost:
+	if (boosted) {
+		sched_restore(tid, &saved);
+		injlog_sched(tid, NULL, 0);
+	}
 	if (self_boosted)
 		sched_restore(0, &self_saved);
 	if (ret) {

@@ -30,6 +30,7 @@
 #include "pageserver/pageserver.h"
 #include "restore/lazy.h"
 #include "restore/restore.h"
+#include "th_verify.h"
 
 static const char *progs(void)
 {
@@ -204,6 +205,7 @@ Test(lazy, post_copy_migration_of_a_real_process_over_the_page_server, .timeout 
 	struct ps_server *s;
 	struct ps_client *c;
 	struct rst_seized *sz;
+	struct th_state *before;
 	struct haul_layout l;
 	uint8_t *state;
 	size_t state_len, neager;
@@ -233,6 +235,7 @@ Test(lazy, post_copy_migration_of_a_real_process_over_the_page_server, .timeout 
 	usleep(150000);
 
 	/* Source: freeze (seize), dump, and send only what cannot wait. */
+	cr_assert_eq(th_state_take(pid, TH_VERIFY_LIVE | TH_VERIFY_NO_INJECT, &before), 0);
 	cr_assert_eq(rst_seize(pid, &sz), 0);
 	cr_assert_eq(rst_dump_state(sz, &state, &state_len), 0);
 	cr_assert_eq(haul_layout_read(pid, true, &l), 0);
@@ -263,6 +266,9 @@ Test(lazy, post_copy_migration_of_a_real_process_over_the_page_server, .timeout 
 	cr_assert_eq(ps_client_state(c, state, state_len), 0);
 	cr_assert_eq(ps_client_restore(c, &res), 0);
 	cr_assert_eq(res.err, 0, "restore: %s", res.msg);
+	/* no injected calls: this thread serves its faults, from the next line on */
+	th_verify_same(before, res.pid, TH_VERIFY_LIVE | TH_VERIFY_NO_INJECT, "rst_counter");
+	th_state_free(before);
 
 	/* The process runs on the target; its memory follows from here. */
 	ret = rst_lazy_serve(c, pid, &l, 20000);

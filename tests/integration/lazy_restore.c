@@ -27,6 +27,7 @@
 #include "common/vma.h"
 #include "restore/lazy.h"
 #include "restore/restore.h"
+#include "th_verify.h"
 
 static const char *progs(void)
 {
@@ -151,6 +152,7 @@ static void e2e(enum e2e_mode mode)
 	uint8_t *state;
 	size_t state_len;
 	uint64_t eager = 0, t0, resume_ns;
+	struct th_state *before;
 	int status, ret;
 	pid_t pid, here;
 
@@ -168,6 +170,7 @@ static void e2e(enum e2e_mode mode)
 	msleep(150);
 
 	/* Source: seized and dumped; it stays stopped while it serves its pages. */
+	cr_assert_eq(th_state_take(pid, TH_VERIFY_LIVE | TH_VERIFY_NO_INJECT, &before), 0);
 	cr_assert_eq(rst_seize(pid, &sz), 0);
 	cr_assert_eq(rst_dump_state(sz, &state, &state_len), 0);
 	cr_assert_eq(haul_layout_read(pid, true, &l), 0);
@@ -251,6 +254,8 @@ static void e2e(enum e2e_mode mode)
 	atomic_store(&g.in_resume, 0);
 	resume_ns = now_ns() - t0;
 	cr_assert_eq(ret, 0, "resume: %s", why);
+	th_verify_same(before, here, TH_VERIFY_LIVE | TH_VERIFY_NO_INJECT, "rst_counter (lazy)");
+	th_state_free(before);
 	cr_assert_not_null(h.lz);
 	cr_assert_gt(h.lazy.n, 0);
 

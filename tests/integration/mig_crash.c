@@ -13,11 +13,16 @@
 
 #include "haul/haul_int.h"
 #include "th_mig.h"
+#include "th_verify.h"
 
 static struct th_mig M;
+/* The source's state before the migration that fails (th_verify). */
+static struct th_state *before;
 
 static void teardown(void)
 {
+	th_state_free(before);
+	before = NULL;
 	th_mig_teardown(&M);
 }
 
@@ -42,12 +47,16 @@ static void assert_source_runs(void)
 	cr_assert(th_mig_ticking(&M, M.net_a, 3000), "the source does not run");
 	cr_assert(th_mig_verify(&M), "the source's memory is not intact");
 	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy");
+	if (before)
+		th_verify_same(before, M.wl_pid, TH_VERIFY_LIVE,
+			       "the source after a failed migration");
 }
 
 static void start(int mem)
 {
 	th_mig_setup(&M, 0);
 	th_mig_workload(&M, mem, 16, 0);
+	cr_assert_eq(th_state_take(M.wl_pid, TH_VERIFY_LIVE, &before), 0);
 }
 
 Test(mig_crash, page_server_killed_mid_round, .fini = teardown, .timeout = 60)

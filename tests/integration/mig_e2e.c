@@ -13,8 +13,30 @@
 
 #include "haul/haul_int.h"
 #include "th_mig.h"
+#include "th_verify.h"
 
 static struct th_mig M;
+
+/* The workload's state before the move, compared after it (th_verify). */
+static struct th_state *before;
+
+static void verify_before(void)
+{
+	th_state_free(before);
+	before = NULL;
+	cr_assert_eq(th_state_take(M.wl_pid, TH_VERIFY_LIVE, &before), 0,
+		     "cannot read the state of the workload, pid %d", (int)M.wl_pid);
+}
+
+static void verify_after(void)
+{
+	if (!before)
+		return;
+	th_verify_same(before, (pid_t)th_mig_json(&M, "target_pid"), TH_VERIFY_LIVE,
+		       "mig_workload");
+	th_state_free(before);
+	before = NULL;
+}
 
 static void teardown(void)
 {
@@ -26,7 +48,10 @@ static int migrate(const char *const extra[], int timeout_ms)
 {
 	char line[512];
 	int fd, st;
-	pid_t pid = th_mig_haul(&M, &fd, extra);
+	pid_t pid;
+
+	verify_before();
+	pid = th_mig_haul(&M, &fd, extra);
 
 	cr_assert_gt(pid, 0);
 	st = th_wait_exit(pid, timeout_ms);
@@ -48,6 +73,7 @@ static void assert_moved(long seq_before)
 	cr_assert_gt(th_mig_seq(&M), seq_before, "progress went backwards");
 	cr_assert(th_mig_verify(&M), "memory is not intact after the move");
 	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy");
+	verify_after();
 }
 
 Test(mig_e2e, moves_a_writing_workload_with_its_memory_intact, .fini = teardown, .timeout = 90)

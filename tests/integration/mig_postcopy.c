@@ -20,8 +20,30 @@
 #include "haul/haul_int.h"
 #include "pageserver/pageserver.h"
 #include "th_mig.h"
+#include "th_verify.h"
 
 static struct th_mig M;
+
+/* The workload's state before the move, compared after it (th_verify). */
+static struct th_state *before;
+
+static void verify_before(void)
+{
+	th_state_free(before);
+	before = NULL;
+	cr_assert_eq(th_state_take(M.wl_pid, TH_VERIFY_LIVE, &before), 0,
+		     "cannot read the state of the workload, pid %d", (int)M.wl_pid);
+}
+
+static void verify_after(void)
+{
+	if (!before)
+		return;
+	th_verify_same(before, (pid_t)th_mig_json(&M, "target_pid"), TH_VERIFY_LIVE,
+		       "mig_workload");
+	th_state_free(before);
+	before = NULL;
+}
 
 static void teardown(void)
 {
@@ -41,7 +63,10 @@ static void dump_output(int fd)
 static int migrate(const char *const extra[], int timeout_ms)
 {
 	int fd, st;
-	pid_t pid = th_mig_haul(&M, &fd, extra);
+	pid_t pid;
+
+	verify_before();
+	pid = th_mig_haul(&M, &fd, extra);
 
 	cr_assert_gt(pid, 0);
 	st = th_wait_exit(pid, timeout_ms);
@@ -60,6 +85,7 @@ static void assert_moved(long seq_before)
 	cr_assert_gt(th_mig_seq(&M), seq_before, "progress went backwards");
 	cr_assert(th_mig_verify(&M), "memory is not intact after the move");
 	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy");
+	verify_after();
 }
 
 /* Start haul with HAUL_FAULT=@fault and wait until it stalls there. */
@@ -353,6 +379,7 @@ Test(mig_postcopy, broken_connection_mid_postcopy_reconnects_and_completes, .fin
 	th_mig_workload(&M, 64, 32, 0);
 	usleep(300000);
 	seq = th_mig_seq(&M);
+	verify_before();
 	setenv("HAUL_FAULT", "reset:serve:40", 1);
 	h = th_mig_haul(&M, &fd, extra);
 	unsetenv("HAUL_FAULT");

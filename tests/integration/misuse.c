@@ -173,6 +173,11 @@ static void another_uid_moves(const char *mode)
 	unsigned uid = 0;
 
 	start_target(true, mode, outp, sizeof(outp));
+	/* tracked with uffd-wp, not the hash fallback: a user-mode-only uffd is allowed */
+	cr_assert_eq(run(out, sizeof(out), "%s track %d --rounds 1", th_haul_bin(), (int)target), 0,
+		     "a process of another uid was not tracked: %s", out);
+	cr_expect(strstr(out, "with uffd"), "said: %s", out);
+	cr_expect_not(strstr(out, "error"), "said: %s", out);
 	cr_assert_eq(run(out, sizeof(out), "%s checkpoint %d --images %s/img --leave-running",
 			 th_haul_bin(), (int)target, dir),
 		     0, "a process of another uid was not checkpointed: %s", out);

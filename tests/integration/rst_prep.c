@@ -20,21 +20,26 @@
 #define REGION_ADDR 0x200000000000ULL /* as tests/progs/rst_advise.c */
 #define REGION	    (8u << 20)
 
-/* Whether @pid has mapped the region yet. */
-static bool mapped(pid_t pid)
+/*
+ * Whether @pid is ready: rst_advise catches SIGUSR1 only once it has mapped,
+ * advised and filled the region, so SigCgt is its ready signal (a SIGUSR1
+ * sent before would kill it).
+ */
+static bool ready(pid_t pid)
 {
 	char path[64], line[256];
-	bool found = false;
+	unsigned long long cgt = 0;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
 	f = fopen(path, "re");
 	if (!f)
 		return false;
-	while (!found && fgets(line, sizeof(line), f))
-		found = !strncmp(line, "200000000000-", 13);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "SigCgt: %llx", &cgt) == 1)
+			break;
 	fclose(f);
-	return found;
+	return cgt & (1ull << (SIGUSR1 - 1));
 }
 
 /*
@@ -59,10 +64,9 @@ static pid_t spawn(void)
 		execl(bin, bin, (char *)NULL);
 		_exit(127);
 	}
-	for (int i = 0; i < 200 && !mapped(pid); i++)
+	for (int i = 0; i < 1000 && !ready(pid); i++)
 		usleep(10000);
-	cr_assert(mapped(pid), "%s did not start", bin);
-	usleep(50000); /* advised and filled */
+	cr_assert(ready(pid), "%s did not start", bin);
 	return pid;
 }
 

@@ -20,6 +20,7 @@
 #include "common/vma.h"
 #include "haul/haul.h"
 #include "restore/restore.h"
+#include "th_verify.h"
 
 static const char *progs(void)
 {
@@ -191,6 +192,7 @@ static void checkpoint_restore_once(enum rst_pidns ns)
 	char dir[256], out[600], want[128], got[128], cmd[700];
 	struct snapshot s;
 	struct rst_target *t = NULL;
+	struct th_state *before;
 	int status, ret;
 	pid_t pid;
 
@@ -200,6 +202,7 @@ static void checkpoint_restore_once(enum rst_pidns ns)
 	snprintf(out, sizeof(out), "%s/run.out", dir);
 	pid = spawn_counter(dir, out, "1500", "16", "1000");
 	msleep(400);
+	cr_assert_eq(th_state_take(pid, TH_VERIFY_LIVE, &before), 0);
 	ret = snapshot_take(pid, &s);
 	cr_assert_eq(ret, 0, "dump failed: %s", strerror(-ret));
 	kill(pid, SIGKILL);
@@ -208,6 +211,8 @@ static void checkpoint_restore_once(enum rst_pidns ns)
 	ret = restore_snapshot(&s, pid, ns, &t);
 	snapshot_free(&s);
 	cr_assert_eq(ret, 0, "restore failed: %s", strerror(-ret));
+	th_verify_same(before, rst_target_pid(t), TH_VERIFY_LIVE, "rst_counter");
+	th_state_free(before);
 	status = rst_target_wait(t);
 	rst_target_free(t);
 	cr_expect_eq(status, 0, "restored process exited with %d; output:\n%s", status, slurp(out));
@@ -295,6 +300,7 @@ Test(rst, incremental_rounds_then_final_dirty_pages_restore_exactly, .timeout = 
 	struct snapshot prev, cur;
 	struct rst_target *t;
 	struct rst_seized *sz;
+	struct th_state *before;
 	uint64_t first = 0, last = 0, total = 0;
 	uint8_t *state;
 	size_t len;
@@ -322,6 +328,7 @@ Test(rst, incremental_rounds_then_final_dirty_pages_restore_exactly, .timeout = 
 		prev = cur;
 	}
 	/* Switchover: stop, last dirty pages and the state, kill the source, resume. */
+	cr_assert_eq(th_state_take(pid, TH_VERIFY_LIVE, &before), 0);
 	cr_assert_eq(rst_seize(pid, &sz), 0);
 	cr_assert_eq(rst_dump_state(sz, &state, &len), 0);
 	cr_assert_eq(read_all(pid, &cur), 0);
@@ -332,6 +339,8 @@ Test(rst, incremental_rounds_then_final_dirty_pages_restore_exactly, .timeout = 
 	waitpid(pid, &status, 0);
 	ret = rst_target_resume(t, state, len, &here, why, sizeof(why));
 	cr_assert_eq(ret, 0, "resume failed: %s", why);
+	th_verify_same(before, here, TH_VERIFY_LIVE, "rst_counter (incremental)");
+	th_state_free(before);
 	cr_log_info("incremental: %llu pages in round 1, %llu in the final round of %llu",
 		    (unsigned long long)first, (unsigned long long)last, (unsigned long long)total);
 	cr_expect_lt(last, total / 2, "the final round sent %llu of %llu pages",
@@ -442,6 +451,7 @@ Test(rst, event_loop_over_epoll_eventfd_timerfd_signalfd_and_self_pipe_carries_o
 	char bin[512], out[128];
 	struct snapshot s;
 	struct rst_target *t;
+	struct th_state *before;
 	int status, ret;
 	pid_t pid;
 
@@ -460,6 +470,7 @@ Test(rst, event_loop_over_epoll_eventfd_timerfd_signalfd_and_self_pipe_carries_o
 		_exit(127);
 	}
 	msleep(500);
+	cr_assert_eq(th_state_take(pid, TH_VERIFY_LIVE, &before), 0);
 	ret = snapshot_take(pid, &s);
 	cr_assert_eq(ret, 0, "dump failed: %s", strerror(-ret));
 	kill(pid, SIGKILL);
@@ -467,6 +478,8 @@ Test(rst, event_loop_over_epoll_eventfd_timerfd_signalfd_and_self_pipe_carries_o
 	ret = restore_snapshot(&s, pid, RST_PIDNS_AUTO, &t);
 	snapshot_free(&s);
 	cr_assert_eq(ret, 0, "restore failed: %s", strerror(-ret));
+	th_verify_same(before, rst_target_pid(t), TH_VERIFY_LIVE, "rst_fds");
+	th_state_free(before);
 	status = rst_target_wait(t);
 	rst_target_free(t);
 	cr_expect_eq(status, 0, "restored rst_fds exited with %d:\n%s", status, slurp(out));
@@ -503,6 +516,7 @@ static void threads_once(enum rst_pidns ns)
 	char out[128], want[128], got[128];
 	struct snapshot s;
 	struct rst_target *t;
+	struct th_state *before;
 	int status, ret;
 	pid_t pid;
 
@@ -513,6 +527,7 @@ static void threads_once(enum rst_pidns ns)
 
 	pid = spawn_prog("rst_threads", "1500", out);
 	msleep(600);
+	cr_assert_eq(th_state_take(pid, TH_VERIFY_LIVE, &before), 0);
 	ret = snapshot_take(pid, &s);
 	cr_assert_eq(ret, 0, "dump failed: %s", strerror(-ret));
 	kill(pid, SIGKILL);
@@ -520,6 +535,8 @@ static void threads_once(enum rst_pidns ns)
 	ret = restore_snapshot(&s, pid, ns, &t);
 	snapshot_free(&s);
 	cr_assert_eq(ret, 0, "restore failed: %s", strerror(-ret));
+	th_verify_same(before, rst_target_pid(t), TH_VERIFY_LIVE, "rst_threads");
+	th_state_free(before);
 	status = rst_target_wait(t);
 	rst_target_free(t);
 	cr_expect_eq(status, 0, "restored rst_threads exited with %d:\n%s", status, slurp(out));

@@ -1,0 +1,471 @@
+/*
+ * injlog.c - the injection journal and the survivor that replays it when
+ * haul dies mid-injection (the contract is in injlog.h).
+ *
+ * Why a group-stop and not the freezer: the injected calls must run, and a
+ * cgroup2-frozen task never leaves the kernel (its freeze trap comes before
+ * the return to user mode), while v1-frozen tasks do not even reach a
+ * ptrace-stop; `haul track` has no cgroup at all.  A group-stop is the one
+ * hold that ptrace may override for its own calls and that the kernel
+ * restores when the tracer vanishes.  Its cost is one SIGSTOP/SIGCONT pair
+ * per injection window (the parent may see CLD_STOPPED/CLD_CONTINUED, a
+ * SIGCONT handler runs once) and the time for every thread to stop.
+ *
+ * Why the journal holds the rewound registers and the call in flight: the
+ * survivor sees the thread only after the kernel let it finish whatever
+ * call it was in.  The thread is then at sc_addr + 2 with orig_rax = the
+ * call's number exactly when that call ran; its rax is then the result,
+ * which tells the survivor the address of a scratch mapping or the fd of a
+ * userfaultfd that haul never got to record.  Repeating a munmap or close
+ * that did run is harmless: the process is stopped, nobody reused them.
+ *
+ * Ordering: entries are written before the change they describe and freed
+ * after the state is back.  The writer is the only thread that touches the
+ * journal while it lives; the survivor reads it after the writer's death
+ * (its pipe's EOF), so plain stores suffice.  The pipe's EOF can come before
+ * the kernel has detached haul's tracees (exit_files precedes exit_notify),
+ * so the survivor retries PTRACE_SEIZE while it fails with EPERM.
+ */
+#define LOG_PREFIX "inject: "
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/injlog.h"
+#include "common/log.h"
+#include "common/policy.h"
+#include "common/rsys.h"
+
+struct injlog {
+	pid_t pid;		/* the process held or being injected into, 0: none */
+	int32_t held;		/* we group-stopped it: a SIGCONT is owed */
+	int32_t depth;		/* injlog_stop() calls not yet matched by injlog_unhold() */
+	uint32_t nthr;		/* entries in use are below this */
+	pid_t sched_tid;	/* a thread whose scheduling haul raised, 0: none */
+	uint32_t sched_len;	/* bytes of sched_attr */
+	uint8_t sched_attr[64]; /* its own struct sched_attr */
+	struct injlog_thr thr[INJLOG_MAX_THREADS];
+};
+
+static struct injlog *g_log;  /* the shared journal, NULL: none (or in the survivor) */
+static int g_wfd = -1;	      /* write end of the survivor's pipe */
+static pid_t g_survivor = -1; /* its pid */
+static char g_fault_step[16]; /* HAUL_FAULT=kill:inject:STEP[:N] */
+static unsigned g_fault_n, g_fault_seen;
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+bool injlog_active(void)
+{
+	return g_log != NULL;
+}
+
+void injlog_fault(const char *step)
+{
+	if (!g_fault_step[0] || strcmp(step, g_fault_step) || ++g_fault_seen != g_fault_n)
+		return;
+	pr_info("fault: killed at inject:%s:%u", step, g_fault_n);
+	raise(SIGKILL);
+}
+
+static void parse_fault(const char *fault)
+{
+	const char *s, *colon;
+	size_t n;
+
+	g_fault_step[0] = '\0';
+	if (!fault || strncmp(fault, "kill:inject:", 12))
+		return;
+	s = fault + 12;
+	colon = strchr(s, ':');
+	n = colon ? (size_t)(colon - s) : strlen(s);
+	if (!n || n >= sizeof(g_fault_step))
+		return;
+	memcpy(g_fault_step, s, n);
+	g_fault_step[n] = '\0';
+	g_fault_n = colon ? (unsigned)atoi(colon + 1) : 1;
+	g_fault_seen = 0;
+}
+
+/* The state letter of thread @tid of @pid (/proc stat field 3), or 0 when gone. */
+static char thread_state(pid_t pid, pid_t tid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/*
+ * 1 once the group-stop of @pid has begun (a thread of it is stopped), 0
+ * when not yet, -errno.  Begun is enough: from the moment one thread takes
+ * the SIGSTOP every other one has JOBCTL_STOP_PENDING and stops before its
+ * next user instruction (seized ones report it to us as an event-stop), and
+ * a tracer's death re-arms the stop while group_stop_count or
+ * SIGNAL_STOP_STOPPED says a group-stop is on.  Waiting for every thread
+ * would only add the slowest thread's wake-up to the stop.
+ */
+static int stop_begun(pid_t pid)
+{
+	char path[64];
+	struct dirent *de;
+	int ret = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return errno == ENOENT ? -ESRCH : -errno;
+	while (!ret && (de = readdir(d))) {
+		pid_t tid = (pid_t)atoi(de->d_name);
+		char st;
+
+		if (tid <= 0)
+			continue;
+		st = thread_state(pid, tid);
+		if (st == 'T' || st == 't')
+			ret = 1;
+	}
+	closedir(d);
+	return ret;
+}
+
+int injlog_stop(pid_t pid)
+{
+	int ret;
+
+	if (!g_log)
+		return 0;
+	if (g_log->pid == pid && g_log->depth > 0) {
+		g_log->depth++; /* stopped already (or its owner's): nested */
+		return 0;
+	}
+	g_log->pid = pid;
+	g_log->depth = 1;
+	if (thread_state(pid, pid) == 'T') {
+		/* stopped by its owner (job control): it stays stopped, its owner continues it */
+		g_log->held = 0;
+		return 0;
+	}
+	g_log->held = 1; /* before the signal: from here a survivor owes the SIGCONT */
+	if (kill(pid, SIGSTOP)) {
+		ret = -errno;
+		g_log->held = 0;
+		g_log->depth = 0;
+		g_log->pid = 0;
+		pr_err_r(ret, "cannot stop pid %d", (int)pid);
+		return ret;
+	}
+	return 0;
+}
+
+int injlog_hold(pid_t pid)
+{
+	double deadline = now_ms() + HAUL_INJ_STOP_TIMEOUT_MS;
+	int ret;
+
+	if (!g_log)
+		return 0;
+	ret = injlog_stop(pid);
+	if (ret)
+		return ret;
+	while ((ret = stop_begun(pid)) == 0) {
+		if (now_ms() > deadline) {
+			pr_err("pid %d did not stop within %d ms (every thread in uninterruptible "
+			       "sleep, or frozen?); it runs on untouched, try again later",
+			       (int)pid, HAUL_INJ_STOP_TIMEOUT_MS);
+			injlog_unhold(pid);
+			return -ETIMEDOUT;
+		}
+		/*
+		 * Sleep, not sched_yield(): the tracker runs us SCHED_FIFO, and a
+		 * yielding FIFO task starves a normal one on a busy core (measured:
+		 * 2-144 ms instead of ~0.1 ms for the stop to complete).
+		 */
+		usleep(20);
+	}
+	if (ret < 0) {
+		injlog_unhold(pid);
+		return ret;
+	}
+	injlog_fault("hold");
+	return 0;
+}
+
+void injlog_unhold(pid_t pid)
+{
+	if (!g_log || g_log->pid != pid || g_log->depth <= 0 || --g_log->depth > 0)
+		return;
+	injlog_fault("unhold");
+	if (g_log->held)
+		kill(pid, SIGCONT);
+	g_log->held = 0;
+	g_log->pid = 0;
+}
+
+void injlog_forget(pid_t pid)
+{
+	if (!g_log || g_log->pid != pid)
+		return;
+	for (uint32_t i = 0; i < g_log->nthr; i++)
+		injlog_thread_done(&g_log->thr[i]);
+	g_log->held = 0;
+	g_log->depth = 0;
+	g_log->pid = 0;
+}
+
+void injlog_sched(pid_t tid, const void *attr, size_t len)
+{
+	if (!g_log)
+		return;
+	g_log->sched_tid = 0;
+	if (!len || len > sizeof(g_log->sched_attr))
+		return;
+	memcpy(g_log->sched_attr, attr, len);
+	g_log->sched_len = (uint32_t)len;
+	g_log->sched_tid = tid;
+}
+
+struct injlog_thr *injlog_thread(pid_t tid)
+{
+	struct injlog_thr *e = NULL;
+
+	if (!g_log)
+		return NULL;
+	for (uint32_t i = 0; i < g_log->nthr && !e; i++)
+		if (g_log->thr[i].tid == tid)
+			e = &g_log->thr[i];
+	for (uint32_t i = 0; i < g_log->nthr && !e; i++)
+		if (!g_log->thr[i].tid)
+			e = &g_log->thr[i];
+	if (!e) {
+		if (g_log->nthr == INJLOG_MAX_THREADS)
+			return NULL;
+		e = &g_log->thr[g_log->nthr++];
+	}
+	e->dirty = 0;
+	e->inflight_nr = -1;
+	e->rfd = -1;
+	e->scratch = 0;
+	e->tid = tid;
+	return e;
+}
+
+void injlog_thread_done(struct injlog_thr *e)
+{
+	if (!e)
+		return;
+	e->dirty = 0;
+	e->tid = 0;
+}
+
+/* ---- the survivor --------------------------------------------------------- */
+
+/* Seize @tid once haul's death has detached it; 0, -ESRCH (gone) or -errno. */
+static int seize_orphan(pid_t tid)
+{
+	double deadline = now_ms() + HAUL_INJ_DETACH_WAIT_MS;
+
+	while (ptrace(PTRACE_SEIZE, tid, 0, PTRACE_O_TRACESYSGOOD) < 0) {
+		if (errno != EPERM || now_ms() > deadline)
+			return -errno;
+		usleep(1000); /* the dead tracer is still being torn down */
+	}
+	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0) {
+		int ret = -errno;
+
+		ptrace(PTRACE_DETACH, tid, 0, 0);
+		return ret;
+	}
+	return rsys_wait_event_stop(tid);
+}
+
+static int repair_thread(const struct injlog_thr *e)
+{
+	struct rsys r = {.pid = e->tid, .sc_addr = e->sc_addr, .saved = e->regs, .seized = true};
+	struct user_regs_struct cur;
+	int rfd = e->rfd, ret;
+
+	r.sigmask_blocked = true; /* whatever it is now, its own mask goes back */
+	r.sigmask = e->sigmask;
+	r.scratch = e->scratch;
+	ret = seize_orphan(e->tid);
+	if (ret)
+		return ret;
+	/* the call in flight ran exactly when the thread stands right after it */
+	if (!ptrace(PTRACE_GETREGS, e->tid, 0, &cur) && cur.rip == e->sc_addr + 2 &&
+	    (int64_t)cur.orig_rax == e->inflight_nr) {
+		long rax = (long)cur.rax;
+
+		if (e->inflight_nr == SYS_mmap && !r.scratch && (rax < -4095 || rax >= 0))
+			r.scratch = (uint64_t)rax;
+		else if (e->inflight_nr == SYS_userfaultfd && rax >= 0)
+			rfd = (int)rax;
+	}
+	if (rfd >= 0) {
+		uint64_t args[6] = {(uint64_t)rfd};
+		long rv;
+
+		rsys_call(&r, SYS_close, args, &rv);
+	}
+	return rsys_release(&r); /* unmaps the scratch, mask and registers back, detach */
+}
+
+static void survivor_main(int rfd)
+{
+	struct injlog *j = g_log;
+	int failed = 0, repaired = 0;
+	char c;
+
+	setsid();
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	prctl(PR_SET_NAME, "haul-injlog", 0, 0, 0);
+	g_log = NULL; /* our own rsys calls are not journaled */
+	g_fault_step[0] = '\0';
+	for (;;) { /* haul never writes: EOF is its end */
+		ssize_t n = read(rfd, &c, 1);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+	}
+	for (uint32_t i = 0; i < j->nthr; i++) {
+		const struct injlog_thr *e = &j->thr[i];
+		int ret;
+
+		if (!e->tid || !e->dirty)
+			continue;
+		ret = repair_thread(e);
+		if (ret == -ESRCH)
+			continue;
+		if (ret) {
+			failed++;
+			pr_err_r(ret,
+				 "cannot put back the registers of thread %d of pid %d after haul "
+				 "died; it may crash when continued (kill -CONT %d)",
+				 e->tid, j->pid, j->pid);
+		} else {
+			repaired++;
+		}
+	}
+	/* its own scheduling back before it runs again (the tracker raises it to SCHED_FIFO) */
+	if (j->sched_tid)
+		syscall(SYS_sched_setattr, j->sched_tid, j->sched_attr, 0);
+	if (j->held && j->pid && !failed)
+		kill(j->pid, SIGCONT);
+	if (repaired || (j->held && j->pid))
+		pr_warn("haul died while injecting into pid %d: %d thread(s) got their registers "
+			"and signal mask back%s",
+			j->pid, repaired, failed ? "" : "; it runs on");
+	_exit(failed ? 1 : 0);
+}
+
+int injlog_open(const char *fault)
+{
+	int p[2];
+	pid_t pid;
+
+	if (g_log)
+		return 0;
+	g_log = mmap(NULL, sizeof(*g_log), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+		     0);
+	if (g_log == MAP_FAILED) {
+		g_log = NULL;
+		return -errno;
+	}
+	if (pipe2(p, O_CLOEXEC)) {
+		int ret = -errno;
+
+		munmap(g_log, sizeof(*g_log));
+		g_log = NULL;
+		return ret;
+	}
+	pid = fork();
+	if (pid < 0) {
+		int ret = -errno;
+
+		close(p[0]);
+		close(p[1]);
+		munmap(g_log, sizeof(*g_log));
+		g_log = NULL;
+		return ret;
+	}
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		/* stderr and the pipe's read end; no socket or pipe of haul's, not its stdout */
+		if (null >= 0) {
+			dup2(null, 0);
+			dup2(null, 1);
+		}
+		for (int fd = 3; fd < 1024; fd++)
+			if (fd != p[0])
+				close(fd);
+		survivor_main(p[0]);
+	}
+	close(p[0]);
+	g_wfd = p[1];
+	g_survivor = pid;
+	parse_fault(fault);
+	return 0;
+}
+
+static bool journal_dirty(void)
+{
+	if (g_log->held || g_log->sched_tid)
+		return true;
+	for (uint32_t i = 0; i < g_log->nthr; i++)
+		if (g_log->thr[i].tid && g_log->thr[i].dirty)
+			return true;
+	return false;
+}
+
+void injlog_close(void)
+{
+	bool dirty;
+
+	if (!g_log)
+		return;
+	dirty = journal_dirty();
+	close(g_wfd);
+	g_wfd = -1;
+	/* a dirty journal is repaired once we are gone: do not wait for that here */
+	if (!dirty)
+		while (waitpid(g_survivor, NULL, 0) < 0 && errno == EINTR)
+			;
+	g_survivor = -1;
+	munmap(g_log, sizeof(*g_log));
+	g_log = NULL;
+}

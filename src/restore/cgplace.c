@@ -1,0 +1,372 @@
+/*
+ * cgplace.c - carry a process's cgroup membership: record it at dump,
+ * place the restored process (and each thread that sits elsewhere) there.
+ *
+ * What is carried is /proc/PID/cgroup, one Cgroup per hierarchy: the v1
+ * controllers ("cpu,cpuacct", "name=systemd") or "" for cgroup2, and the
+ * path from that hierarchy's root.  Threads get their own lines only where
+ * they differ from the main thread (v1 per-thread placement, cgroup2
+ * threaded subtrees).  Layouts differ between hosts (hybrid v1 + cgroup2 at
+ * /sys/fs/cgroup/unified here, pure cgroup2 elsewhere): each hierarchy is
+ * found in /proc/self/mountinfo by its fs type and super options, never by
+ * a fixed path.  A missing directory is created (mkdir -p) with the host's
+ * default settings, and a warning says so: a cgroup's limits, owner and mode
+ * are the host's configuration and are not carried.  A hierarchy the
+ * restoring host lacks fails the restore by name, unless the process sat in
+ * its root (nothing to reproduce).
+ *
+ * haul migrate moves a process that shares its cgroup into one of its own
+ * (haul/mig-PID, src/haul/cgroup.c) to freeze it: that is haul's doing, not
+ * the process's placement.  cgroup.c tells us with rst_cg_note_moved(), and
+ * the dump records the cgroup it came from instead.
+ */
+#define LOG_PREFIX "cgroup: "
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "restore/restore.h"
+#include "restore/restore_int.h"
+
+/* haul's own moves (rst_cg_note_moved): few, one migration per haul process. */
+#define CG_NOTES 8
+static struct {
+	pid_t pid;
+	char dir[PATH_MAX];
+	char orig[PATH_MAX];
+} notes[CG_NOTES];
+
+void rst_cg_note_moved(pid_t pid, const char *dir, const char *orig)
+{
+	for (size_t i = 0; i < CG_NOTES; i++)
+		if (!notes[i].pid || (notes[i].pid == pid && !strcmp(notes[i].dir, dir))) {
+			notes[i].pid = pid;
+			snprintf(notes[i].dir, sizeof(notes[i].dir), "%s", dir);
+			snprintf(notes[i].orig, sizeof(notes[i].orig), "%s", orig);
+			return;
+		}
+	pr_warn("too many cgroup moves to remember; pid %d's cgroup %s will be carried as %s",
+		(int)pid, orig, dir);
+}
+
+static int slurp(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	return 0;
+}
+
+/* Whether comma-separated @opts holds every comma-separated word of @ctrls. */
+static bool opts_have_all(const char *opts, const char *ctrls)
+{
+	const char *w = ctrls;
+
+	while (*w) {
+		size_t wl = strcspn(w, ",");
+		bool found = false;
+
+		for (const char *o = opts; *o;) {
+			size_t ol = strcspn(o, ",");
+
+			found |= ol == wl && !strncmp(o, w, wl);
+			o += ol + (o[ol] == ',');
+		}
+		if (!found)
+			return false;
+		w += wl + (w[wl] == ',');
+	}
+	return true;
+}
+
+/*
+ * The mount point of the hierarchy @ctrls ("" = cgroup2) here, and the
+ * path inside it of that mount's root (mountinfo field 4).  -ENOENT: not
+ * mounted.
+ */
+static int hier_mount(const char *ctrls, char *mnt, size_t mlen, char *root, size_t rlen)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096];
+	int ret = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (ret && fgets(line, sizeof(line), f)) {
+		char r[PATH_MAX], m[PATH_MAX], type[64], src[256], opts[1024];
+		const char *dash = strstr(line, " - ");
+
+		if (!dash || sscanf(line, "%*s %*s %*s %4095s %4095s", r, m) != 2 ||
+		    sscanf(dash + 3, "%63s %255s %1023s", type, src, opts) != 3)
+			continue;
+		if (ctrls[0] ? strcmp(type, "cgroup") || !opts_have_all(opts, ctrls)
+			     : strcmp(type, "cgroup2"))
+			continue;
+		snprintf(mnt, mlen, "%s", m);
+		snprintf(root, rlen, "%s", r);
+		ret = 0;
+	}
+	fclose(f);
+	return ret;
+}
+
+/* The directory of cgroup @path of hierarchy @ctrls here, or -ENOENT / -EXDEV. */
+static int cg_dir(const char *ctrls, const char *path, char *dir, size_t len)
+{
+	char mnt[PATH_MAX], root[PATH_MAX];
+	size_t rl;
+	int ret = hier_mount(ctrls, mnt, sizeof(mnt), root, sizeof(root));
+
+	if (ret)
+		return ret;
+	rl = strcmp(root, "/") ? strlen(root) : 0;
+	if (strncmp(path, root, rl) || (path[rl] && path[rl] != '/'))
+		return -EXDEV; /* above the mount's root: not reachable here */
+	if ((size_t)snprintf(dir, len, "%s%s", mnt, path + rl) >= len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* @dir inside the hierarchy @ctrls, back to a path from its root (for the notes). */
+static bool dir_to_path(const char *ctrls, const char *dir, char *path, size_t len)
+{
+	char mnt[PATH_MAX], root[PATH_MAX];
+	size_t ml;
+
+	if (hier_mount(ctrls, mnt, sizeof(mnt), root, sizeof(root)))
+		return false;
+	ml = strlen(mnt);
+	if (strncmp(dir, mnt, ml) || (dir[ml] && dir[ml] != '/'))
+		return false;
+	snprintf(path, len, "%s%s", strcmp(root, "/") ? root : "", dir[ml] ? dir + ml : "");
+	if (!path[0])
+		snprintf(path, len, "/");
+	return true;
+}
+
+/* The placement before haul moved @pid, when @path of @ctrls is haul's own cgroup for it. */
+static void undo_haul_move(pid_t pid, const char *ctrls, char *path, size_t len)
+{
+	char dir[PATH_MAX];
+
+	if (cg_dir(ctrls, path, dir, sizeof(dir)))
+		return;
+	for (size_t i = 0; i < CG_NOTES; i++)
+		if (notes[i].pid == pid && !strcmp(notes[i].dir, dir) &&
+		    dir_to_path(ctrls, notes[i].orig, path, len))
+			return;
+}
+
+void rst_cg_buf_free(struct rst_cg_buf *b)
+{
+	if (!b)
+		return;
+	for (size_t i = 0; i < b->n; i++) {
+		free(b->cg[i].controllers);
+		free(b->cg[i].path);
+	}
+	free(b->cg);
+	free(b->ptr);
+	free(b);
+}
+
+/* Append one line to @b; its pointer goes to b->ptr[b->n]. */
+static int add(struct rst_cg_buf *b, const char *ctrls, const char *path)
+{
+	if (b->n == b->cap) {
+		size_t nc = b->cap ? b->cap * 2 : 16;
+		Haul__Img__Cgroup *cg = realloc(b->cg, nc * sizeof(*cg));
+		Haul__Img__Cgroup **p;
+
+		if (!cg)
+			return -ENOMEM;
+		b->cg = cg;
+		p = realloc(b->ptr, nc * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		b->ptr = p;
+		b->cap = nc;
+	}
+	haul__img__cgroup__init(&b->cg[b->n]);
+	b->cg[b->n].controllers = strdup(ctrls);
+	b->cg[b->n].path = strdup(path);
+	b->n++;
+	if (!b->cg[b->n - 1].controllers || !b->cg[b->n - 1].path)
+		return -ENOMEM;
+	return 0;
+}
+
+/*
+ * Parse /proc/@pid/@file ("cgroup" or "task/TID/cgroup") into @b; lines
+ * equal to one of b->cg[0..nsame) (the main thread's) are skipped.
+ */
+static int read_lines(pid_t pid, const char *file, struct rst_cg_buf *b, size_t nsame)
+{
+	char path[96], text[8192];
+	int ret;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+	ret = slurp(path, text, sizeof(text));
+	if (ret)
+		return ret == -ENOENT ? -ESRCH : ret;
+	for (char *l = text, *nl; l && *l; l = nl) {
+		char *c1 = strchr(l, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+		char cg[PATH_MAX];
+		bool skip = false;
+
+		nl = strchr(l, '\n');
+		if (nl)
+			*nl++ = '\0';
+		if (!c2)
+			continue;
+		*c2 = '\0';
+		snprintf(cg, sizeof(cg), "%s", c2 + 1);
+		undo_haul_move(pid, c1 + 1, cg, sizeof(cg));
+		for (size_t i = 0; i < nsame; i++)
+			skip |= !strcmp(b->cg[i].controllers, c1 + 1) && !strcmp(b->cg[i].path, cg);
+		if (!skip && (ret = add(b, c1 + 1, cg)))
+			return ret;
+	}
+	return 0;
+}
+
+int rst_cg_dump(pid_t pid, const pid_t *tids, Haul__Img__ThreadState **th, size_t nthr,
+		Haul__Img__ProcessState *ps, struct rst_cg_buf **out)
+{
+	struct rst_cg_buf *b = calloc(1, sizeof(*b));
+	size_t *first = calloc(nthr + 1, sizeof(*first));
+	char file[64];
+	size_t nproc;
+	int ret;
+
+	if (!b || !first) {
+		free(b);
+		free(first);
+		return -ENOMEM;
+	}
+	ret = read_lines(pid, "cgroup", b, 0);
+	nproc = b->n;
+	for (size_t i = 0; !ret && i < nthr; i++) {
+		first[i] = b->n;
+		snprintf(file, sizeof(file), "task/%d/cgroup", (int)tids[i]);
+		ret = read_lines(pid, file, b, nproc);
+	}
+	if (ret) {
+		pr_err_r(ret, "cannot read the cgroups of pid %d", (int)pid);
+		free(first);
+		rst_cg_buf_free(b);
+		return ret;
+	}
+	/* Pointers only now: the array moved while it grew. */
+	for (size_t i = 0; i < b->n; i++)
+		b->ptr[i] = &b->cg[i];
+	first[nthr] = b->n;
+	ps->n_cgroups = nproc;
+	ps->cgroups = b->ptr;
+	for (size_t i = 0; i < nthr; i++) {
+		th[i]->n_cgroups = first[i + 1] - first[i];
+		th[i]->cgroups = b->ptr + first[i];
+	}
+	free(first);
+	*out = b;
+	return 0;
+}
+
+/* 1 when @path was created (with its parents as needed), 0 when it existed, or -errno. */
+static int mkdir_p(const char *path)
+{
+	char p[PATH_MAX];
+	struct stat st;
+
+	if (!stat(path, &st))
+		return 0;
+
+	snprintf(p, sizeof(p), "%s", path);
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0755) && errno != EEXIST)
+			return -errno;
+		*s = '/';
+	}
+	if (mkdir(p, 0755))
+		return errno == EEXIST ? 0 : -errno;
+	return 1;
+}
+
+/* Put @id (a pid, or a tid with @file "tasks"/"cgroup.threads") into @cg. */
+static int place(pid_t pid, pid_t id, const Haul__Img__Cgroup *cg, bool thread, char *why,
+		 size_t wl)
+{
+	const char *name = cg->controllers[0] ? cg->controllers : "cgroup2";
+	char dir[PATH_MAX], v[32];
+	int ret = cg_dir(cg->controllers, cg->path, dir, sizeof(dir));
+
+	if (ret == -ENOENT && !strcmp(cg->path, "/"))
+		return 0; /* the root of a hierarchy this host lacks: nothing to reproduce */
+	if (ret) {
+		snprintf(why, wl,
+			 "pid %d was in %s cgroup %.256s; this host has %s: mount that hierarchy "
+			 "or restore on a host that has it",
+			 (int)pid, name, cg->path,
+			 ret == -ENOENT ? "no such hierarchy" : "it outside its cgroup mount");
+		return -EOPNOTSUPP;
+	}
+	ret = mkdir_p(dir);
+	if (ret < 0) {
+		snprintf(why, wl, "cannot create %s cgroup %.256s for pid %d: %s", name, dir,
+			 (int)pid, strerror(-ret));
+		return ret;
+	}
+	if (ret)
+		pr_warn("created %s cgroup %s for pid %d: its settings (limits, owner, mode) are "
+			"this host's defaults, not the source's; set them if they matter",
+			name, dir, (int)pid);
+	snprintf(v, sizeof(v), "%d", (int)id);
+	{
+		char f[PATH_MAX + 32];
+		int fd;
+
+		snprintf(f, sizeof(f), "%s/%s", dir,
+			 thread ? (cg->controllers[0] ? "tasks" : "cgroup.threads")
+				: "cgroup.procs");
+		fd = open(f, O_WRONLY | O_CLOEXEC);
+		ret = fd < 0 ? -errno : 0;
+		if (!ret && write(fd, v, strlen(v)) != (ssize_t)strlen(v))
+			ret = -errno;
+		if (fd >= 0)
+			close(fd);
+	}
+	if (ret)
+		snprintf(why, wl, "cannot move %s %d of pid %d into %s cgroup %.256s: %s",
+			 thread ? "thread" : "process", (int)id, (int)pid, name, dir,
+			 strerror(-ret));
+	return ret;
+}
+
+int rst_cg_place(pid_t pid, pid_t here, const pid_t *tids, const Haul__Img__ProcessState *ps,
+		 char *why, size_t wl)
+{
+	int ret = 0;
+
+	for (size_t i = 0; !ret && i < ps->n_cgroups; i++)
+		ret = place(pid, here, ps->cgroups[i], false, why, wl);
+	for (size_t i = 0; !ret && i < ps->n_threads; i++)
+		for (size_t k = 0; !ret && k < ps->threads[i]->n_cgroups; k++)
+			ret = place(pid, tids[i], ps->threads[i]->cgroups[k], true, why, wl);
+	return ret;
+}

@@ -1,0 +1,853 @@
+/*
+ * procattr.c - process attributes: each one is carried, or it is at the
+ * value a restored process gets anyway, or the checkpoint is refused by
+ * name before the source is touched.  A silently different restore is the
+ * worst outcome haul can have, so the audit is written as a rule, not a
+ * list of known problems:
+ *
+ *  - every field of /proc/PID/task/TID/status (all threads) is classified
+ *    in status_rules[]: varies (counters, ids, memory sizes), carried,
+ *    must be zero, must equal the main thread's (carried process-wide),
+ *    capabilities (what the restorer's credential calls leave), or "as
+ *    haul's own" - the value a restored process inherits from the restorer.
+ *    A field this code does not know (a newer kernel) falls under the last
+ *    rule, so it is audited rather than ignored;
+ *  - per-process files: time namespace for children, autogroup, LSM attr/,
+ *    scheduling policy, ioprio, core-scheduling cookie, exit signal;
+ *  - what only the process itself can read (prctl, arch_prctl, membarrier),
+ *    through calls injected in every thread (rsys), at the precheck (a
+ *    short seize) and again in the dump's stop.
+ * Carried here: oom_score_adj, loginuid, PR_SET_CHILD_SUBREAPER,
+ * PR_SET_THP_DISABLE, membarrier registrations, coredump_filter,
+ * no_new_privs, cgroups (cgplace.c).  DESIGN.md "Supported and not
+ * supported" has the table, with what is knowingly not carried and why.
+ */
+#define LOG_PREFIX "dump: "
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/rsys.h"
+#include "restore/restore.h"
+#include "restore/restore_int.h"
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+#define MEMBARRIER_CMD_GET_REGISTRATIONS_ (1 << 9)
+#define PR_GET_IO_FLUSHER_		  58
+#define PR_SCHED_CORE_			  62
+#define PR_GET_MDWE_			  66
+#define PR_GET_MEMORY_MERGE_		  68
+#define ARCH_GET_CPUID_			  0x1011
+#define ARCH_GET_XCOMP_PERM_		  0x1022
+#define PTRACE_GET_SYSCALL_USER_DISPATCH_ 0x4211
+
+static const char not_carried[] = "haul cannot carry it (not supported yet): reset it in the "
+				  "process, or leave the process where it is";
+
+/* ---- /proc ---------------------------------------------------------------- */
+
+/* Read a small /proc file into @buf, trailing newline cut. 0 or -errno. */
+static int read_text(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	while (n > 0 && buf[n - 1] == '\n')
+		buf[--n] = '\0';
+	return 0;
+}
+
+/* The value of "@key:" in status text @text, whitespace trimmed, or false. */
+static bool field(const char *text, const char *key, char *val, size_t len)
+{
+	size_t kl = strlen(key);
+
+	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		size_t n;
+
+		if (strncmp(p, key, kl) || p[kl] != ':')
+			continue;
+		p += kl + 1;
+		p += strspn(p, " \t");
+		n = strcspn(p, "\n");
+		while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+			n--;
+		snprintf(val, len, "%.*s", (int)n, p);
+		return true;
+	}
+	return false;
+}
+
+enum rule {
+	R_HAUL,	   /* as haul's own (what a restored process inherits); the default */
+	R_VARIES,  /* an id, a counter or a size, or carried per thread elsewhere */
+	R_CARRIED, /* carried process-wide; the same in every thread */
+	R_ZERO,	   /* must be 0 */
+	R_MAIN,	   /* carried from the main thread: every thread must agree */
+	R_CAPS,	   /* a capability set: what the restorer's setresuid() leaves */
+};
+
+static const struct {
+	const char *key;
+	enum rule rule;
+} status_rules[] = {
+	{"Name", R_VARIES}, /* comm, carried per thread */
+	{"Umask", R_CARRIED},
+	{"State", R_VARIES},
+	{"Tgid", R_VARIES},
+	{"Ngid", R_VARIES},
+	{"Pid", R_VARIES},
+	{"PPid", R_VARIES},	 /* knowingly: the restorer is the parent */
+	{"TracerPid", R_VARIES}, /* refused by rst_check_resources */
+	{"Uid", R_MAIN},
+	{"Gid", R_MAIN},
+	{"FDSize", R_VARIES},
+	{"Groups", R_MAIN},
+	{"NStgid", R_VARIES},
+	{"NSpid", R_VARIES},
+	{"NSpgid", R_VARIES},
+	{"NSsid", R_VARIES}, /* knowingly: setsid() */
+	{"Kthread", R_ZERO},
+	{"Vm*", R_VARIES},
+	{"Rss*", R_VARIES},
+	{"HugetlbPages", R_VARIES},
+	{"CoreDumping", R_ZERO},
+	{"THP_enabled", R_CARRIED},
+	{"Threads", R_VARIES},
+	{"SigQ", R_VARIES},
+	{"SigPnd", R_VARIES},
+	{"ShdPnd", R_VARIES}, /* pending: carried */
+	{"SigBlk", R_VARIES},
+	{"SigIgn", R_VARIES},
+	{"SigCgt", R_VARIES}, /* mask and actions: carried */
+	{"CapInh", R_CAPS},
+	{"CapPrm", R_CAPS},
+	{"CapEff", R_CAPS},
+	{"CapBnd", R_CAPS},
+	{"CapAmb", R_CAPS},
+	{"NoNewPrivs", R_MAIN},
+	{"Seccomp", R_ZERO},
+	{"Seccomp_filters", R_ZERO},
+	{"Cpus_allowed_list", R_VARIES}, /* Cpus_allowed is judged */
+	{"Mems_allowed_list", R_VARIES}, /* Mems_allowed is judged */
+	{"voluntary_ctxt_switches", R_VARIES},
+	{"nonvoluntary_ctxt_switches", R_VARIES},
+};
+
+static enum rule rule_of(const char *key)
+{
+	/* A key ending in '*' is a prefix. */
+	for (size_t i = 0; i < sizeof(status_rules) / sizeof(status_rules[0]); i++) {
+		const char *k = status_rules[i].key;
+		size_t kl = strlen(k);
+
+		if (k[kl - 1] == '*' ? !strncmp(key, k, kl - 1) : !strcmp(key, k))
+			return status_rules[i].rule;
+	}
+	return R_HAUL;
+}
+
+static void who(char *buf, size_t len, pid_t pid, pid_t tid)
+{
+	if (tid == pid)
+		snprintf(buf, len, "pid %d", (int)pid);
+	else
+		snprintf(buf, len, "thread %d of pid %d", (int)tid, (int)pid);
+}
+
+/* The capability set @key a restored process with uids @main_uid would have. */
+static uint64_t caps_expected(const char *key, const char *own, const char *main_uid)
+{
+	unsigned r = 0, e = 0, s = 0;
+	char v[64];
+	uint64_t mine = field(own, key, v, sizeof(v)) ? strtoull(v, NULL, 16) : 0;
+	bool rootish;
+
+	sscanf(main_uid, "%u %u %u", &r, &e, &s);
+	rootish = !r || !e || !s;
+	if (!strcmp(key, "CapPrm") || !strcmp(key, "CapAmb"))
+		return rootish ? mine : 0; /* all uids non-zero: cleared */
+	if (!strcmp(key, "CapEff"))
+		return !e ? mine : 0; /* euid non-zero: cleared */
+	return mine;		      /* CapInh, CapBnd: inherited as they are */
+}
+
+/* Judge one line "key: value" of thread @tid's status. */
+static int judge_line(pid_t pid, pid_t tid, const char *key, const char *val, const char *own,
+		      const char *main_status, char *why, size_t wl)
+{
+	char w[64], mine[512], mv[512], uid[128];
+
+	who(w, sizeof(w), pid, tid);
+	switch (rule_of(key)) {
+	case R_VARIES:
+	case R_CARRIED:
+		return 0;
+	case R_ZERO:
+		if (!strcmp(val, "0"))
+			return 0;
+		snprintf(why, wl, "%s: %s is %.64s; %s", w, key, val, not_carried);
+		return -EOPNOTSUPP;
+	case R_MAIN:
+		if (field(main_status, key, mv, sizeof(mv)) && !strcmp(mv, val))
+			return 0;
+		snprintf(why, wl,
+			 "%s: %s is %.128s, the main thread's %.128s; haul carries one value for "
+			 "the whole process: make the threads agree",
+			 w, key, val, mv);
+		return -EOPNOTSUPP;
+	case R_CAPS: {
+		uint64_t have = strtoull(val, NULL, 16), want;
+
+		if (!field(main_status, "Uid", uid, sizeof(uid)))
+			uid[0] = '\0';
+		want = caps_expected(key, own, uid);
+		if (have == want)
+			return 0;
+		snprintf(why, wl,
+			 "%s: %s is %016" PRIx64 ", a restored process with its uids would get "
+			 "%016" PRIx64 "; haul cannot carry capability sets (not supported yet): "
+			 "drop or raise them to that, or leave the process where it is",
+			 w, key, have, want);
+		return -EOPNOTSUPP;
+	}
+	case R_HAUL:
+		break;
+	}
+	if (!field(own, key, mine, sizeof(mine)))
+		snprintf(mine, sizeof(mine), "(none)");
+	if (!strcmp(mine, val))
+		return 0;
+	snprintf(why, wl, "%s: %s is '%.128s', a restored process would get '%.128s'; %s", w, key,
+		 val, mine, not_carried);
+	return -EOPNOTSUPP;
+}
+
+static int audit_status(pid_t pid, pid_t tid, const char *own, const char *main_status, char *why,
+			size_t wl)
+{
+	char path[96], *text = malloc(16384);
+	int ret = 0;
+
+	if (!text)
+		return -ENOMEM;
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
+	ret = read_text(path, text, 16384);
+	if (ret == -ENOENT || ret == -ESRCH) {
+		free(text);
+		return 0; /* the thread exited meanwhile */
+	}
+	for (char *l = text, *nl; !ret && l && *l; l = nl) {
+		char *colon = strchr(l, ':'), *v;
+
+		nl = strchr(l, '\n');
+		if (nl)
+			*nl++ = '\0';
+		if (!colon)
+			continue;
+		*colon = '\0';
+		v = colon + 1 + strspn(colon + 1, " \t");
+		ret = judge_line(pid, tid, l, v, own, main_status ? main_status : own, why, wl);
+	}
+	free(text);
+	return ret;
+}
+
+/* The inodes of thread @tid's time namespace and the one pending for its children. */
+static void timens_inodes(pid_t pid, pid_t tid, ino_t ino[2])
+{
+	static const char *const f[2] = {"time", "time_for_children"};
+
+	for (int i = 0; i < 2; i++) {
+		char path[96];
+		struct stat st;
+
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/ns/%s", (int)pid, (int)tid, f[i]);
+		ino[i] = stat(path, &st) ? 0 : st.st_ino;
+	}
+}
+
+static bool timens_pending(pid_t pid, pid_t tid)
+{
+	ino_t ino[2];
+
+	timens_inodes(pid, tid, ino);
+	return ino[0] && ino[1] && ino[0] != ino[1];
+}
+
+/*
+ * The main thread's pending time namespace is carried, and threads that
+ * share its namespaces with it (created after the unshare) get it too;
+ * a thread whose own differ is refused.
+ */
+static int audit_timens(pid_t pid, pid_t tid, char *why, size_t wl)
+{
+	ino_t m[2], t[2];
+	char w[64];
+
+	if (tid == pid)
+		return 0;
+	timens_inodes(pid, pid, m);
+	timens_inodes(pid, tid, t);
+	if (!t[0] || (m[0] == t[0] && m[1] == t[1]))
+		return 0;
+	who(w, sizeof(w), pid, tid);
+	snprintf(why, wl,
+		 "%s: its time namespaces (its own and its children's) are not the main "
+		 "thread's (unshare(CLONE_NEWTIME) in one thread only); %s",
+		 w, not_carried);
+	return -EOPNOTSUPP;
+}
+
+/* attr/ files of the thread (LSM labels and the exec/create ones it set). */
+static int audit_lsm(pid_t pid, pid_t tid, char *why, size_t wl)
+{
+	static const char *const files[] = {"current", "exec", "fscreate", "keycreate",
+					    "sockcreate"};
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char path[96], mine[256] = "", theirs[256] = "", w[64];
+		int a, b;
+
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/attr/%s", (int)pid, (int)tid,
+			 files[i]);
+		a = read_text(path, theirs, sizeof(theirs));
+		snprintf(path, sizeof(path), "/proc/thread-self/attr/%s", files[i]);
+		b = read_text(path, mine, sizeof(mine));
+		if (a == b && !strcmp(mine, theirs))
+			continue;
+		if (a == -ENOENT || a == -ESRCH)
+			continue; /* the thread exited */
+		who(w, sizeof(w), pid, tid);
+		snprintf(why, wl,
+			 "%s: LSM attribute attr/%s is '%.64s', a restored process would get "
+			 "'%.64s'; %s",
+			 w, files[i], a ? strerror(-a) : theirs, b ? strerror(-b) : mine,
+			 not_carried);
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+struct sched_attr_ {
+	uint32_t size, policy;
+	uint64_t flags;
+	int32_t nice;
+	uint32_t priority;
+	uint64_t runtime, deadline, period;
+	uint32_t util_min, util_max;
+};
+
+/* Policy, priority, flags and clamps; nice: the main thread's is carried, threads inherit it. */
+static int audit_sched(pid_t pid, pid_t tid, int main_nice, char *why, size_t wl)
+{
+	struct sched_attr_ a = {0}, o = {0};
+	long io, own_io;
+	char w[64];
+
+	who(w, sizeof(w), pid, tid);
+	if (syscall(SYS_sched_getattr, tid, &a, sizeof(a), 0) < 0)
+		return errno == ESRCH ? 0 : -errno;
+	if (syscall(SYS_sched_getattr, 0, &o, sizeof(o), 0) < 0)
+		return -errno;
+	if (a.policy != o.policy || a.priority != o.priority || a.flags != o.flags ||
+	    a.runtime != o.runtime || a.deadline != o.deadline || a.period != o.period ||
+	    a.util_min != o.util_min || a.util_max != o.util_max) {
+		snprintf(why, wl,
+			 "%s: scheduling policy %u priority %u flags %#" PRIx64
+			 " (a restored process gets policy %u priority %u flags %#" PRIx64 "); %s",
+			 w, a.policy, a.priority, a.flags, o.policy, o.priority, o.flags,
+			 not_carried);
+		return -EOPNOTSUPP;
+	}
+	if (tid != pid && a.nice != main_nice) {
+		snprintf(why, wl,
+			 "%s: nice %d differs from the main thread's %d; haul carries the main "
+			 "thread's: make them agree",
+			 w, a.nice, main_nice);
+		return -EOPNOTSUPP;
+	}
+	io = syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, tid);
+	own_io = syscall(SYS_ioprio_get, 1, 0);
+	if (io >= 0 && io != own_io) {
+		snprintf(why, wl, "%s: I/O priority %#lx, a restored process gets %#lx; %s", w, io,
+			 own_io, not_carried);
+		return -EOPNOTSUPP;
+	}
+	{
+		uint64_t cookie = 0;
+
+		if (!prctl(PR_SCHED_CORE_, 0 /* GET */, tid, 0 /* PIDTYPE_PID */, &cookie) &&
+		    cookie) {
+			snprintf(why, wl, "%s: has a core-scheduling cookie; %s", w, not_carried);
+			return -EOPNOTSUPP;
+		}
+	}
+	return 0;
+}
+
+/* Per-process: autogroup, exit signal. */
+static int audit_process(pid_t pid, char *why, size_t wl)
+{
+	char path[96], text[1024];
+
+	snprintf(path, sizeof(path), "/proc/%d/autogroup", (int)pid);
+	if (!read_text(path, text, sizeof(text))) {
+		const char *n = strstr(text, " nice ");
+
+		/* The restored process is a session leader of a new autogroup: nice 0. */
+		if (n && atoi(n + 6) != 0) {
+			snprintf(why, wl, "pid %d: its autogroup (%.64s) has a nice value; %s",
+				 (int)pid, text, not_carried);
+			return -EOPNOTSUPP;
+		}
+	}
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (!read_text(path, text, sizeof(text))) {
+		const char *p = strrchr(text, ')');
+		int f = 2;
+
+		/* Field 38, exit_signal: the restorer's clone gives SIGCHLD. */
+		while (p && f < 38 && (p = strchr(p + 1, ' ')))
+			f++;
+		if (p && atoi(p + 1) != SIGCHLD) {
+			snprintf(why, wl,
+				 "pid %d: its exit signal to its parent is %d, not SIGCHLD; %s",
+				 (int)pid, atoi(p + 1), not_carried);
+			return -EOPNOTSUPP;
+		}
+	}
+	return 0;
+}
+
+int rst_attr_audit_proc(pid_t pid, char *why, size_t whylen)
+{
+	char path[96], *own = malloc(16384), *main_status = malloc(16384);
+	struct sched_attr_ ma = {0};
+	struct dirent *de;
+	DIR *d = NULL;
+	int ret;
+
+	if (!own || !main_status) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = read_text("/proc/thread-self/status", own, 16384);
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if (!ret)
+		ret = read_text(path, main_status, 16384);
+	if (ret) {
+		snprintf(why, whylen, "cannot read the status of pid %d: %s", (int)pid,
+			 strerror(-ret));
+		goto out;
+	}
+	if (syscall(SYS_sched_getattr, pid, &ma, sizeof(ma), 0) < 0) {
+		ret = -errno;
+		snprintf(why, whylen, "cannot read the scheduling of pid %d: %s", (int)pid,
+			 strerror(errno));
+		goto out;
+	}
+	ret = audit_process(pid, why, whylen);
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	if (!ret && !(d = opendir(path))) {
+		ret = -errno;
+		snprintf(why, whylen, "cannot list the threads of pid %d", (int)pid);
+	}
+	while (!ret && d && (de = readdir(d))) {
+		pid_t tid = atoi(de->d_name);
+
+		if (tid <= 0)
+			continue;
+		ret = audit_status(pid, tid, own, main_status, why, whylen);
+		if (!ret)
+			ret = audit_lsm(pid, tid, why, whylen);
+		if (!ret)
+			ret = audit_timens(pid, tid, why, whylen);
+		if (!ret)
+			ret = audit_sched(pid, tid, ma.nice, why, whylen);
+	}
+	if (d)
+		closedir(d);
+out:
+	if (ret && !why[0])
+		snprintf(why, whylen, "cannot read the attributes of pid %d: %s", (int)pid,
+			 strerror(-ret));
+	free(own);
+	free(main_status);
+	return ret;
+}
+
+/* ---- injected: what only the process can read ------------------------------ */
+
+/* A value read by a call in the process, compared with the same call in haul. */
+static const struct probe {
+	const char *name;
+	long nr;
+	uint64_t op;
+	unsigned size; /* 0: the value is the return value; else bytes written at arg 2 */
+	bool main_only;
+} probes[] = {
+	{"PR_GET_IO_FLUSHER", SYS_prctl, PR_GET_IO_FLUSHER_, 0, false},
+	{"PR_MCE_KILL_GET (machine-check kill policy)", SYS_prctl, PR_MCE_KILL_GET, 0, false},
+	{"PR_GET_TSC (rdtsc allowed)", SYS_prctl, PR_GET_TSC, 4, false},
+	{"PR_GET_SECUREBITS (securebits, keepcaps)", SYS_prctl, PR_GET_SECUREBITS, 0, false},
+	{"ARCH_GET_CPUID (cpuid faulting)", SYS_arch_prctl, ARCH_GET_CPUID_, 0, false},
+	{"PR_GET_MDWE (memory-deny-write-execute)", SYS_prctl, PR_GET_MDWE_, 0, true},
+	{"PR_GET_MEMORY_MERGE (KSM for the whole process)", SYS_prctl, PR_GET_MEMORY_MERGE_, 0,
+	 true},
+	{"ARCH_GET_XCOMP_PERM (permitted xstate features, AMX)", SYS_arch_prctl,
+	 ARCH_GET_XCOMP_PERM_, 8, true},
+};
+
+/* Run @nr(@op, ptr) in @r; the value (or -errno) into *@v. */
+static int remote_value(struct rsys *r, long nr, uint64_t op, unsigned size, uint64_t scratch,
+			long *v)
+{
+	uint64_t args[6] = {op, size ? scratch : 0}, zero = 0;
+	long res;
+	int ret = size ? rsys_write(r->pid, scratch, &zero, sizeof(zero)) : 0;
+
+	if (!ret)
+		ret = rsys_call(r, nr, args, &res);
+	if (ret) {
+		pr_err_r(ret, "cannot run syscall %ld in thread %d", nr, r->pid);
+		return ret;
+	}
+	*v = res;
+	if (size && res == 0) {
+		uint64_t out = 0;
+
+		ret = rsys_read(r->pid, scratch, &out, size);
+		*v = size == 4 ? (long)(int32_t)out : (long)out;
+	}
+	return ret;
+}
+
+static long own_value(const struct probe *p)
+{
+	uint64_t out = 0;
+	long res = syscall(p->nr, p->op, p->size ? &out : NULL, 0, 0, 0);
+
+	if (res < 0)
+		return -errno;
+	if (p->size)
+		return p->size == 4 ? (long)(int32_t)out : (long)out;
+	return res;
+}
+
+/* What a thread other than the main one must have: its main's slack, no pdeathsig, no SUD. */
+static int audit_thread(struct rsys *r, pid_t pid, long main_slack, uint64_t scratch, char *why,
+			size_t wl)
+{
+	struct {
+		uint64_t mode, offset, len;
+		uint32_t selector;
+	} sud = {0};
+	long v;
+	char w[64];
+	int ret;
+
+	who(w, sizeof(w), pid, r->pid);
+	if (ptrace(PTRACE_GET_SYSCALL_USER_DISPATCH_, r->pid, sizeof(sud), &sud) >= 0 && sud.mode) {
+		snprintf(why, wl,
+			 "%s: syscall user dispatch (PR_SET_SYSCALL_USER_DISPATCH) is on; %s", w,
+			 not_carried);
+		return -EOPNOTSUPP;
+	}
+	if (r->pid == pid)
+		return 0;
+	ret = remote_value(r, SYS_prctl, PR_GET_TIMERSLACK, 0, scratch, &v);
+	if (!ret && v != main_slack) {
+		snprintf(why, wl,
+			 "%s: timer slack %ld ns, the main thread's %ld ns; haul carries the main "
+			 "thread's: make them agree",
+			 w, v, main_slack);
+		return -EOPNOTSUPP;
+	}
+	if (!ret)
+		ret = remote_value(r, SYS_prctl, PR_GET_PDEATHSIG, 4, scratch, &v);
+	if (!ret && v) {
+		snprintf(why, wl, "%s: parent-death signal %ld (PR_SET_PDEATHSIG) on a thread; %s",
+			 w, v, not_carried);
+		return -EOPNOTSUPP;
+	}
+	return ret;
+}
+
+/* The carried process-wide values only the process can read. */
+static int read_carried(struct rsys *r, uint64_t scratch, Haul__Img__ProcessState *ps, char *why,
+			size_t wl)
+{
+	long sub, thp, mb;
+	int ret = remote_value(r, SYS_prctl, PR_GET_CHILD_SUBREAPER, 4, scratch, &sub);
+
+	if (!ret)
+		ret = remote_value(r, SYS_prctl, PR_GET_THP_DISABLE, 0, scratch, &thp);
+	if (!ret)
+		ret = remote_value(r, SYS_membarrier, MEMBARRIER_CMD_GET_REGISTRATIONS_, 0, scratch,
+				   &mb);
+	if (ret)
+		return ret;
+	if (sub < 0 || thp < 0 || mb < 0) {
+		snprintf(why, wl,
+			 "cannot read %s of pid %d: %s (membarrier registrations need kernel 6.3)",
+			 sub < 0   ? "PR_GET_CHILD_SUBREAPER"
+			 : thp < 0 ? "PR_GET_THP_DISABLE"
+				   : "the membarrier registrations",
+			 r->pid,
+			 strerror(-(sub < 0   ? sub
+				    : thp < 0 ? thp
+					      : mb)));
+		return -EOPNOTSUPP;
+	}
+	if (ps) {
+		ps->has_child_subreaper = ps->has_thp_disable = ps->has_membarrier = true;
+		ps->child_subreaper = sub != 0;
+		ps->thp_disable = thp;
+		ps->membarrier = mb;
+	}
+	return 0;
+}
+
+int rst_attr_audit_seized(struct rsys *thr, size_t n, uint64_t scratch, Haul__Img__ProcessState *ps,
+			  char *why, size_t whylen)
+{
+	pid_t pid = thr[0].pid;
+	long main_slack = 0;
+	int ret;
+
+	ret = remote_value(&thr[0], SYS_prctl, PR_GET_TIMERSLACK, 0, scratch, &main_slack);
+	if (!ret)
+		ret = read_carried(&thr[0], scratch, ps, why, whylen);
+	for (size_t i = 0; !ret && i < n; i++) {
+		for (size_t k = 0; !ret && k < sizeof(probes) / sizeof(probes[0]); k++) {
+			const struct probe *p = &probes[k];
+			long v, mine;
+			char w[64];
+
+			if (p->main_only && i)
+				continue;
+			ret = remote_value(&thr[i], p->nr, p->op, p->size, scratch, &v);
+			mine = own_value(p);
+			if (ret || v == mine)
+				continue;
+			who(w, sizeof(w), pid, thr[i].pid);
+			snprintf(why, whylen, "%s: %s is %ld, a restored process would get %ld; %s",
+				 w, p->name, v, mine, not_carried);
+			ret = -EOPNOTSUPP;
+		}
+		if (!ret)
+			ret = audit_thread(&thr[i], pid, main_slack, scratch, why, whylen);
+	}
+	if (ret && !why[0])
+		snprintf(why, whylen, "cannot read the attributes of pid %d in its threads: %s",
+			 (int)pid, strerror(-ret));
+	return ret;
+}
+
+/* ---- time namespace for children ----------------------------------------- */
+
+bool rst_attr_timens_pending(pid_t pid)
+{
+	return timens_pending(pid, pid);
+}
+
+/* "monotonic S N\nboottime S N" (timens_offsets) into ns. No malloc: see rst_attr_active_timens. */
+static int read_offsets(const char *path, int64_t *mono, int64_t *boot)
+{
+	char text[256];
+	int ret = read_text(path, text, sizeof(text));
+
+	*mono = *boot = 0;
+	if (ret)
+		return ret;
+	for (char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+		char *end;
+		long long sec, nsec;
+		int64_t *to = !strncmp(l, "monotonic", 9)  ? mono
+			      : !strncmp(l, "boottime", 8) ? boot
+							   : NULL;
+
+		if (!to)
+			continue;
+		sec = strtoll(l + strcspn(l, " \t"), &end, 10);
+		nsec = strtoll(end, NULL, 10);
+		*to = sec * 1000000000LL + nsec;
+	}
+	return 0;
+}
+
+int rst_attr_active_timens(pid_t pid, int64_t *mono, int64_t *boot)
+{
+	int64_t v[2] = {0, 0};
+	char path[64];
+	int p[2], fd, status;
+	pid_t c;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/time", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		close(fd);
+		return -errno;
+	}
+	/*
+	 * A single-threaded child enters the namespace (entering freezes the
+	 * offsets of that one only, which the process already lives in) and
+	 * reads its own: after setns both of its namespaces are that one.
+	 * Raw fork and no malloc in the child: other threads of haul may hold
+	 * libc locks.
+	 */
+	c = syscall(SYS_fork);
+	if (c == 0) {
+		int err = setns(fd, CLONE_NEWTIME) ? errno : 0;
+
+		if (!err)
+			err = -read_offsets("/proc/self/timens_offsets", &v[0], &v[1]);
+		if (!err && write(p[1], v, sizeof(v)) != sizeof(v))
+			err = EIO;
+		_exit(err);
+	}
+	close(fd);
+	close(p[1]);
+	if (c < 0) {
+		close(p[0]);
+		return -errno;
+	}
+	fd = read(p[0], v, sizeof(v)) == sizeof(v) ? 0 : -EIO;
+	close(p[0]);
+	while (waitpid(c, &status, 0) < 0 && errno == EINTR)
+		;
+	if (fd) {
+		fd = WIFEXITED(status) && WEXITSTATUS(status) ? -WEXITSTATUS(status) : fd;
+		pr_err_r(fd, "cannot enter the time namespace of pid %d to read its offsets",
+			 (int)pid);
+		return fd;
+	}
+	*mono = v[0];
+	*boot = v[1];
+	return 0;
+}
+
+/* ---- carried from /proc ------------------------------------------------- */
+
+int rst_attr_dump_proc(pid_t pid, Haul__Img__ProcessState *ps)
+{
+	char path[96], text[16384], v[64];
+	int ret;
+
+	snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", (int)pid);
+	ret = read_text(path, text, sizeof(text));
+	if (ret)
+		goto fail;
+	ps->has_oom_score_adj = true;
+	ps->oom_score_adj = atoi(text);
+	snprintf(path, sizeof(path), "/proc/%d/coredump_filter", (int)pid);
+	ret = read_text(path, text, sizeof(text));
+	if (ret)
+		goto fail;
+	ps->has_coredump_filter = true;
+	ps->coredump_filter = strtoul(text, NULL, 16);
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	ret = read_text(path, text, sizeof(text));
+	if (ret)
+		goto fail;
+	ps->has_no_new_privs = field(text, "NoNewPrivs", v, sizeof(v));
+	ps->no_new_privs = ps->has_no_new_privs && atoi(v) != 0;
+	if (rst_attr_timens_pending(pid)) {
+		int64_t pm, pb, am, ab;
+
+		snprintf(path, sizeof(path), "/proc/%d/timens_offsets", (int)pid);
+		ret = read_offsets(path, &pm, &pb);
+		if (!ret)
+			ret = rst_attr_active_timens(pid, &am, &ab);
+		if (ret)
+			goto fail;
+		ps->has_children_monotonic_ns = ps->has_children_boottime_ns = true;
+		ps->children_monotonic_ns = pm - am;
+		ps->children_boottime_ns = pb - ab;
+	}
+	/* Without CONFIG_AUDIT there is no loginuid to carry. */
+	snprintf(path, sizeof(path), "/proc/%d/loginuid", (int)pid);
+	if (!read_text(path, text, sizeof(text))) {
+		ps->has_loginuid = true;
+		ps->loginuid = strtoul(text, NULL, 10);
+	}
+	return 0;
+fail:
+	pr_err_r(ret, "cannot read %s", path);
+	return ret;
+}
+
+/* ---- restore: what is written from outside ------------------------------- */
+
+static int write_text(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, val, strlen(val)) != (ssize_t)strlen(val))
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+int rst_attr_apply(pid_t here, const pid_t *tids, const Haul__Img__ProcessState *ps, char *why,
+		   size_t wl)
+{
+	char path[96], v[32];
+	int ret;
+
+	ret = rst_cg_place(ps->pid, here, tids, ps, why, wl);
+	if (ret)
+		return ret;
+	if (ps->has_oom_score_adj) {
+		snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", (int)here);
+		snprintf(v, sizeof(v), "%d", ps->oom_score_adj);
+		ret = write_text(path, v);
+		if (ret) {
+			snprintf(why, wl, "cannot set oom_score_adj of pid %d to %d: %s%s", ps->pid,
+				 ps->oom_score_adj, strerror(-ret),
+				 ret == -EACCES ? " (below the restorer's own it needs "
+						  "CAP_SYS_RESOURCE: run haul with it)"
+						: "");
+			return ret;
+		}
+	}
+	if (ps->has_coredump_filter) {
+		snprintf(path, sizeof(path), "/proc/%d/coredump_filter", (int)here);
+		snprintf(v, sizeof(v), "0x%x", ps->coredump_filter);
+		ret = write_text(path, v);
+		if (ret) {
+			snprintf(why, wl, "cannot set coredump_filter of pid %d to %#x: %s",
+				 ps->pid, ps->coredump_filter, strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,441 @@
+/*
+ * crash_inject.c - a haul SIGKILLed at any step of a system call injection
+ * (HAUL_FAULT=kill:inject:STEP[:N], src/common/injlog.h) leaves the process
+ * it injected into running exactly as before: same signal mask, no group-stop
+ * or tracer left, no scratch mapping or userfaultfd left, its own work going
+ * on without an error, its scheduling policy its own, and for a migration
+ * one copy in no haul cgroup.
+ * Covered: `haul track` (the userfaultfd attach), `haul checkpoint` with and
+ * without --leave-running (before the commit), `haul migrate` (the tracker
+ * attach and the dump, one and several threads), and a walk over every
+ * injected call of one dump.
+ */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "haul/haul_int.h"
+#include "th_mig.h"
+
+/* One kill point: HAUL_FAULT=kill:inject:STEP:N (inline: workers do not share our addresses). */
+struct kill_at {
+	char step[16];
+	int n;
+};
+
+/* The workload's observable state before haul touched it. */
+struct wl {
+	pid_t pid;
+	char dir[64];
+	char out[96];
+	char sigblk[32];
+	char maps[16384];
+};
+
+static struct wl W;
+
+static double ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* A field of /proc/PID/status ("SigBlk", "State", "TracerPid") into @buf; false when gone. */
+static bool status_field(pid_t pid, const char *key, char *buf, size_t len)
+{
+	char path[64], line[256];
+	size_t kl = strlen(key);
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, kl) && line[kl] == ':') {
+			char *v = line + kl + 1;
+
+			v += strspn(v, " \t");
+			v[strcspn(v, "\n")] = '\0';
+			snprintf(buf, len, "%s", v);
+			found = true;
+		}
+	fclose(f);
+	return found;
+}
+
+/* /proc/PID/maps as text into @buf; false when gone. */
+static bool read_maps(pid_t pid, char *buf, size_t len)
+{
+	char path[64];
+	size_t n;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	n = fread(buf, 1, len - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return true;
+}
+
+/*
+ * An anonymous RSYS_SCRATCH_SIZE (64 KiB) mapping in @now that @before did
+ * not have: the scratch page of an injection, left behind.  (Counting lines
+ * would not do: the tracker's uffd registration can leave a VMA split.)
+ */
+static bool has_new_scratch(const char *before, const char *now)
+{
+	char line[512];
+
+	for (const char *p = now; *p;) {
+		size_t l = strcspn(p, "\n");
+		unsigned long long s, e;
+		char range[64];
+		int off = 0;
+
+		snprintf(line, sizeof(line), "%.*s", (int)l, p);
+		p += l + (p[l] == '\n');
+		if (sscanf(line, "%llx-%llx %*s %*s %*s %*s%n", &s, &e, &off) != 2 ||
+		    e - s != 65536 || line[off + strspn(line + off, " ")])
+			continue;
+		snprintf(range, sizeof(range), "%llx-%llx ", s, e);
+		if (!strstr(before, range))
+			return true;
+	}
+	return false;
+}
+
+/* Released: not stopped, not traced (the survivor has finished). */
+static bool released(pid_t pid, int timeout_ms)
+{
+	double until = ms_now() + timeout_ms;
+	char st[64], tr[32];
+
+	while (ms_now() < until) {
+		if (status_field(pid, "State", st, sizeof(st)) &&
+		    status_field(pid, "TracerPid", tr, sizeof(tr)) && st[0] != 'T' &&
+		    st[0] != 't' && !strcmp(tr, "0"))
+			return true;
+		usleep(2000);
+	}
+	return false;
+}
+
+static void wl_start(void)
+{
+	char bin[512];
+	char *argv[] = {bin, W.dir, "100000000", "4", "1000", "memonly", NULL};
+
+	snprintf(W.dir, sizeof(W.dir), "/tmp/haul-inj-%d", (int)getpid());
+	snprintf(W.out, sizeof(W.out), "%s/out", W.dir);
+	cr_assert_eq(th_sh("rm -rf %s && mkdir -p %s", W.dir, W.dir), 0);
+	snprintf(bin, sizeof(bin), "%s/rst_counter", th_progs_dir());
+	W.pid = th_spawn(NULL, argv, W.out);
+	cr_assert_gt(W.pid, 0);
+	/* its first tick comes after its setup (signal mask, mappings) is complete */
+	cr_assert_eq(th_wait_file(W.out, 0, "tick", 10000, NULL, 0), 0, "the workload never ticks");
+	cr_assert(status_field(W.pid, "SigBlk", W.sigblk, sizeof(W.sigblk)));
+	cr_assert(read_maps(W.pid, W.maps, sizeof(W.maps)));
+}
+
+static void wl_stop(void)
+{
+	if (W.pid > 0)
+		th_kill(W.pid, SIGKILL, 2000);
+	W.pid = 0;
+	if (W.dir[0])
+		th_sh("rm -rf %s", W.dir);
+}
+
+/* The workload runs on as before @what killed haul. */
+static void assert_wl_intact(const char *what)
+{
+	char blk[32], maps[16384];
+	int st;
+
+	cr_assert(released(W.pid, 5000), "%s: pid %d is left stopped or traced", what, W.pid);
+	cr_assert_eq(waitpid(W.pid, &st, WNOHANG), 0, "%s: the workload died (status %#x)", what,
+		     st);
+	cr_assert_eq(th_wait_file(W.out, th_file_size(W.out), "tick", 3000, NULL, 0), 0,
+		     "%s: the workload stopped ticking", what);
+	cr_assert(status_field(W.pid, "SigBlk", blk, sizeof(blk)));
+	cr_assert_str_eq(blk, W.sigblk, "%s: signal mask %s, was %s", what, blk, W.sigblk);
+	cr_assert(read_maps(W.pid, maps, sizeof(maps)));
+	cr_assert_not(has_new_scratch(W.maps, maps), "%s: a scratch mapping was left behind:\n%s",
+		      what, maps);
+	cr_assert_neq(th_sh("ls -l /proc/%d/fd | grep -q userfaultfd", W.pid), 0,
+		      "%s: a userfaultfd was left behind", what);
+	cr_assert_neq(th_sh("grep -q ERROR %s", W.out), 0, "%s: the workload reports an error",
+		      what);
+	/* the tracker raised it to SCHED_FIFO for the attach: back to its own policy */
+	cr_assert_eq(th_sh("chrt -p %d | grep -q 'policy: SCHED_OTHER'", W.pid), 0,
+		     "%s: the workload keeps a raised scheduling policy", what);
+}
+
+/* Run haul with @argv under HAUL_FAULT=@fault; its exit status (137: killed itself). */
+static int haul_under_fault(const char *fault, char *const argv[])
+{
+	char log[128];
+	pid_t pid;
+	int st;
+
+	snprintf(log, sizeof(log), "%s/haul.log", W.dir);
+	setenv("HAUL_FAULT", fault, 1);
+	pid = th_spawn(NULL, argv, log);
+	unsetenv("HAUL_FAULT");
+	cr_assert_gt(pid, 0);
+	st = th_wait_exit(pid, 30000);
+	if (st == -ETIMEDOUT)
+		th_kill(pid, SIGKILL, 1000);
+	return st;
+}
+
+static void kill_once(const struct kill_at *k, char *const argv[])
+{
+	char fault[64];
+
+	snprintf(fault, sizeof(fault), "kill:inject:%s:%d", k->step, k->n);
+	cr_assert_eq(haul_under_fault(fault, argv), 128 + SIGKILL, "haul did not reach %s", fault);
+	assert_wl_intact(fault);
+}
+
+static void teardown_wl(void)
+{
+	wl_stop();
+}
+
+/* ---- haul track: the userfaultfd attach (userfaultfd, close) ------------------ */
+
+ParameterizedTestParameters(crash_inject, track_attach)
+{
+	static struct kill_at k[] = {
+		{"hold", 1}, {"seize", 1},   {"mask", 1},   {"regs", 1},  {"entry", 1},
+		{"exit", 1}, {"call", 1},    {"regs", 2},   {"entry", 2}, {"exit", 2},
+		{"call", 2}, {"restore", 1}, {"unhold", 1},
+	};
+
+	return cr_make_param_array(struct kill_at, k, sizeof(k) / sizeof(k[0]));
+}
+
+ParameterizedTest(struct kill_at *k, crash_inject, track_attach, .fini = teardown_wl, .timeout = 60)
+{
+	char bin[512], pid[16];
+	char *argv[] = {bin, "track", pid, "--rounds", "1", NULL};
+
+	wl_start();
+	snprintf(bin, sizeof(bin), "%s", th_haul_bin());
+	snprintf(pid, sizeof(pid), "%d", W.pid);
+	kill_once(k, argv);
+}
+
+/* ---- haul checkpoint, before its commit --------------------------------------- */
+
+/* The dump alone (no tracker): its calls are 1..; release only happens with --leave-running. */
+ParameterizedTestParameters(crash_inject, checkpoint_before_commit)
+{
+	static struct kill_at k[] = {
+		{"hold", 1},  {"seize", 1}, {"mask", 1}, {"regs", 1},
+		{"entry", 2}, {"exit", 3},  {"call", 4}, {"call", 8},
+	};
+
+	return cr_make_param_array(struct kill_at, k, sizeof(k) / sizeof(k[0]));
+}
+
+ParameterizedTest(struct kill_at *k, crash_inject, checkpoint_before_commit, .fini = teardown_wl,
+		  .timeout = 60)
+{
+	char bin[512], pid[16], img[96];
+	char *argv[] = {bin, "checkpoint", pid, "--images", img, NULL};
+
+	wl_start();
+	snprintf(bin, sizeof(bin), "%s", th_haul_bin());
+	snprintf(pid, sizeof(pid), "%d", W.pid);
+	snprintf(img, sizeof(img), "%s/img", W.dir);
+	kill_once(k, argv);
+}
+
+/* With --leave-running: the tracker attach (2 calls), then the dump, then the release. */
+ParameterizedTestParameters(crash_inject, checkpoint_leave_running)
+{
+	static struct kill_at k[] = {
+		{"hold", 1},  {"entry", 1}, {"hold", 2}, {"seize", 2},	 {"mask", 2},	{"regs", 3},
+		{"entry", 4}, {"exit", 5},  {"call", 6}, {"restore", 2}, {"unhold", 2},
+	};
+
+	return cr_make_param_array(struct kill_at, k, sizeof(k) / sizeof(k[0]));
+}
+
+ParameterizedTest(struct kill_at *k, crash_inject, checkpoint_leave_running, .fini = teardown_wl,
+		  .timeout = 60)
+{
+	char bin[512], pid[16], img[96];
+	char *argv[] = {bin, "checkpoint", pid, "--images", img, "--leave-running", NULL};
+
+	wl_start();
+	snprintf(bin, sizeof(bin), "%s", th_haul_bin());
+	snprintf(pid, sizeof(pid), "%d", W.pid);
+	snprintf(img, sizeof(img), "%s/img", W.dir);
+	kill_once(k, argv);
+}
+
+/*
+ * Every injected call of one checkpoint, each killed at one of its four steps
+ * in turn, until haul gets through (N past the last call); bounded in time.
+ */
+Test(crash_inject, checkpoint_survives_a_kill_at_every_injected_call, .fini = teardown_wl,
+     .timeout = 240)
+{
+	static const char *const steps[] = {"regs", "entry", "exit", "call"};
+	char bin[512], pid[16], img[96], fault[64];
+	char *argv[] = {bin, "checkpoint", pid, "--images", img, "--leave-running", NULL};
+	double until = ms_now() + 150000;
+	int n, st = 128 + SIGKILL;
+
+	wl_start();
+	snprintf(bin, sizeof(bin), "%s", th_haul_bin());
+	snprintf(pid, sizeof(pid), "%d", W.pid);
+	snprintf(img, sizeof(img), "%s/img", W.dir);
+	for (n = 1; st == 128 + SIGKILL && ms_now() < until; n++) {
+		snprintf(fault, sizeof(fault), "kill:inject:%s:%d", steps[n % 4], n);
+		st = haul_under_fault(fault, argv);
+		cr_assert(st == 0 || st == 128 + SIGKILL, "%s: haul exited with %d", fault, st);
+		assert_wl_intact(fault);
+	}
+	cr_assert_eq(st, 0, "the walk did not reach the end of the dump in time (at call %d)", n);
+	cr_assert_gt(n, 10, "a dump of only %d injected calls: the walk missed them", n - 1);
+	cr_log_info("killed haul at each of %d injected calls; the workload ran on each time",
+		    n - 2);
+}
+
+/* ---- haul migrate: the tracker attach and the dump at the switchover --------- */
+
+static struct th_mig M;
+
+static void teardown_mig(void)
+{
+	th_mig_teardown(&M);
+}
+
+static void mig_kill_once(const struct kill_at *k, int threads)
+{
+	char fault[64], blk0[32], blk[32], path[64];
+	int fd;
+	pid_t haul;
+
+	th_mig_setup(&M, 0);
+	M.threads = threads;
+	th_mig_workload(&M, 32, 16, 0);
+	cr_assert(th_mig_ticking(&M, M.net_a, 5000));
+	cr_assert(status_field(M.wl_pid, "SigBlk", blk0, sizeof(blk0)));
+	snprintf(fault, sizeof(fault), "kill:inject:%s:%d", k->step, k->n);
+	setenv("HAUL_FAULT", fault, 1);
+	haul = th_mig_haul(&M, &fd, NULL);
+	unsetenv("HAUL_FAULT");
+	cr_assert_gt(haul, 0);
+	cr_assert_eq(th_wait_exit(haul, 30000), 128 + SIGKILL, "haul did not reach %s", fault);
+	close(fd);
+	cr_assert(released(M.wl_pid, 5000), "%s: the source is left stopped or traced", fault);
+	cr_assert(th_mig_ticking(&M, M.net_a, 3000), "%s: the source does not run", fault);
+	cr_assert(th_mig_verify(&M), "%s: the source's memory is not intact", fault);
+	cr_assert_eq(th_mig_copies(&M), 1, "%s: not exactly one copy", fault);
+	cr_assert(status_field(M.wl_pid, "SigBlk", blk, sizeof(blk)));
+	cr_assert_str_eq(blk, blk0, "%s: signal mask %s, was %s", fault, blk, blk0);
+	cr_assert_neq(th_sh("ls -l /proc/%d/fd | grep -q userfaultfd", M.wl_pid), 0,
+		      "%s: a userfaultfd was left behind", fault);
+	/* the guardian moved it out of haul's cgroups, thawed */
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", M.wl_pid);
+	cr_assert_neq(th_sh("grep -q 'haul/mig-' %s", path), 0, "%s: still in haul's cgroup",
+		      fault);
+}
+
+/* Calls 1-2 are the tracker's attach, 3.. the dump (hold 2, seize 2: the dump's). */
+ParameterizedTestParameters(crash_inject, migrate)
+{
+	static struct kill_at k[] = {
+		{"hold", 1}, {"entry", 1}, {"call", 2}, {"hold", 2}, {"seize", 2},   {"mask", 2},
+		{"regs", 3}, {"entry", 4}, {"exit", 5}, {"call", 7}, {"restore", 2}, {"unhold", 2},
+	};
+
+	return cr_make_param_array(struct kill_at, k, sizeof(k) / sizeof(k[0]));
+}
+
+ParameterizedTest(struct kill_at *k, crash_inject, migrate, .fini = teardown_mig, .timeout = 90)
+{
+	mig_kill_once(k, 0);
+}
+
+/* Several threads: seize 3 and mask 3 are the second thread's, its calls follow the main one's. */
+ParameterizedTestParameters(crash_inject, migrate_threads)
+{
+	static struct kill_at k[] = {
+		{"seize", 3},
+		{"mask", 3},
+		{"restore", 3},
+	};
+
+	return cr_make_param_array(struct kill_at, k, sizeof(k) / sizeof(k[0]));
+}
+
+ParameterizedTest(struct kill_at *k, crash_inject, migrate_threads, .fini = teardown_mig,
+		  .timeout = 90)
+{
+	mig_kill_once(k, 2);
+}
+
+/* Under the v1 freezer the source is seized running and frozen only for the hand-over. */
+ParameterizedTestParameters(crash_inject, migrate_v1_freezer)
+{
+	static struct kill_at k[] = {
+		{"entry", 4},
+		{"restore", 2},
+		{"unhold", 2},
+	};
+
+	return cr_make_param_array(struct kill_at, k, sizeof(k) / sizeof(k[0]));
+}
+
+ParameterizedTest(struct kill_at *k, crash_inject, migrate_v1_freezer, .fini = teardown_mig,
+		  .timeout = 90)
+{
+	struct haul_cg_mounts mnt;
+
+	if (haul_cg_probe(&mnt) || !mnt.v1_freezer[0])
+		cr_skip_test("no v1 freezer hierarchy on this host");
+	setenv("HAUL_FREEZER", "v1", 1);
+	mig_kill_once(k, 0);
+	unsetenv("HAUL_FREEZER");
+}
+
+/*
+ * Without --leave-running the dumped process stays seized, on the registers
+ * of its last injected call, while its image is written: a haul killed with
+ * the image staged but not committed (HAUL_FAULT=ckpt-kill:staged) must
+ * leave it running as before, and no image.
+ */
+Test(crash_inject, checkpoint_killed_with_the_image_staged_leaves_it_running, .fini = teardown_wl,
+     .timeout = 60)
+{
+	char bin[512], pid[16], img[96];
+	char *argv[] = {bin, "checkpoint", pid, "--images", img, NULL};
+
+	wl_start();
+	snprintf(bin, sizeof(bin), "%s", th_haul_bin());
+	snprintf(pid, sizeof(pid), "%d", W.pid);
+	snprintf(img, sizeof(img), "%s/img", W.dir);
+	cr_assert_eq(haul_under_fault("ckpt-kill:staged", argv), 128 + SIGKILL,
+		     "haul did not reach ckpt-kill:staged");
+	assert_wl_intact("ckpt-kill:staged");
+}

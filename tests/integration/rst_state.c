@@ -1,0 +1,179 @@
+/*
+ * rst_state.c - one kind of kernel state per test (tests/progs/state_subject),
+ * through `haul checkpoint` + `haul restore --detach`, compared with
+ * th_verify: the kinds CRIU's zdtm static suite found haul losing silently
+ * (bench/RESULTS.md, "Conformance").  Either haul refuses the checkpoint,
+ * with a message, and the source runs on untouched; or the restored process
+ * has the same observable state.  Losing the state silently fails, by name.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "th_net.h"
+#include "th_verify.h"
+
+/* Run `haul ARGS` (checkpoint or restore), its last output line in @line; its exit status. */
+static int haul(char *line, size_t len, const char *a1, const char *a2, const char *a3,
+		const char *a4, const char *a5)
+{
+	char bin[512];
+	char *argv[] = {bin, (char *)a1, (char *)a2, (char *)a3, (char *)a4, (char *)a5, NULL};
+	char buf[512];
+	int fd, st;
+	pid_t pid;
+
+	snprintf(bin, sizeof(bin), "%s", th_haul_bin());
+	pid = th_spawn_pipe(NULL, argv, &fd);
+	cr_assert_gt(pid, 0);
+	line[0] = '\0';
+	while (th_wait_line(fd, "", 30000, buf, sizeof(buf)) == 0) {
+		cr_log_info("haul %s: %s", a1, buf);
+		snprintf(line, len, "%s", buf);
+	}
+	close(fd);
+	st = th_wait_exit(pid, 30000);
+	if (st == -ETIMEDOUT)
+		th_kill(pid, SIGKILL, 1000);
+	return st;
+}
+
+static void roundtrip(const char *kind)
+{
+	char dir[128], out[160], img[160], line[512], spid[16];
+	char *argv[] = {NULL, (char *)kind, dir, NULL};
+	char prog[512];
+	struct th_state *before;
+	pid_t pid, here;
+	int st;
+
+	snprintf(dir, sizeof(dir), "/tmp/haul-state-%s-%d", kind, (int)getpid());
+	snprintf(out, sizeof(out), "%s/out", dir);
+	snprintf(img, sizeof(img), "%s/img", dir);
+	snprintf(prog, sizeof(prog), "%s/state_subject", th_progs_dir());
+	argv[0] = prog;
+	th_sh("rm -rf %s", dir);
+	cr_assert_eq(mkdir(dir, 0755), 0);
+	pid = th_spawn(NULL, argv, out);
+	cr_assert_gt(pid, 0);
+	if (th_wait_file(out, 0, "ready", 10000, NULL, 0)) {
+		/* it says "skip: why" where this kernel or these privileges refuse the state */
+		st = th_wait_file(out, 0, "skip:", 0, line, sizeof(line));
+		th_kill(pid, SIGKILL, 2000);
+		th_sh("rm -rf %s", dir);
+		if (!st)
+			cr_skip_test("%s: %s", kind, line);
+		cr_assert_fail("%s never got ready", kind);
+	}
+	cr_assert_eq(th_state_take(pid, 0, &before), 0);
+
+	snprintf(spid, sizeof(spid), "%d", (int)pid);
+	st = haul(line, sizeof(line), "checkpoint", spid, "--images", img, NULL);
+	if (st) {
+		/* refused: it must say why, and leave the source as it was */
+		cr_expect(line[0], "haul checkpoint of %s exited %d with no message", kind, st);
+		cr_log_info("%s: refused: %s", kind, line);
+		th_verify_same(before, pid, 0, "the source after a refused checkpoint");
+		th_kill(pid, SIGKILL, 2000);
+	} else {
+		th_wait_exit(pid, 5000); /* the checkpoint killed it: reap our child */
+		st = haul(line, sizeof(line), "restore", "--images", img, "--detach", NULL);
+		cr_assert_eq(st, 0, "%s: checkpointed, then restore failed: %s", kind, line);
+		here = (pid_t)atoi(line);
+		cr_assert_gt(here, 0, "restore printed no pid: %s", line);
+		th_verify_same(before, here, 0, kind);
+		kill(here, SIGKILL);
+	}
+	th_state_free(before);
+	th_sh("rm -rf %s", dir);
+}
+
+Test(rst_state, oom_score_adj, .timeout = 60)
+{
+	roundtrip("oom_score_adj");
+}
+
+Test(rst_state, loginuid, .timeout = 60)
+{
+	roundtrip("loginuid");
+}
+
+Test(rst_state, child_subreaper, .timeout = 60)
+{
+	roundtrip("subreaper");
+}
+
+Test(rst_state, prctl_timerslack_thp_disable_pdeathsig, .timeout = 60)
+{
+	roundtrip("prctls");
+}
+
+Test(rst_state, personality, .timeout = 60)
+{
+	roundtrip("personality");
+}
+
+Test(rst_state, rlimits, .timeout = 60)
+{
+	roundtrip("rlimits");
+}
+
+Test(rst_state, blocked_pending_ignored_and_caught_signals, .timeout = 60)
+{
+	roundtrip("signals");
+}
+
+Test(rst_state, cwd_and_umask, .timeout = 60)
+{
+	roundtrip("cwd_umask");
+}
+
+Test(rst_state, flock, .timeout = 60)
+{
+	roundtrip("flock");
+}
+
+Test(rst_state, posix_lock, .timeout = 60)
+{
+	roundtrip("posix_lock");
+}
+
+Test(rst_state, ofd_lock, .timeout = 60)
+{
+	roundtrip("ofd_lock");
+}
+
+Test(rst_state, read_lease, .timeout = 60)
+{
+	roundtrip("lease");
+}
+
+Test(rst_state, madvise_flags, .timeout = 60)
+{
+	roundtrip("madvise");
+}
+
+Test(rst_state, mlock, .timeout = 60)
+{
+	roundtrip("mlock");
+}
+
+Test(rst_state, pipe_end_flags, .timeout = 60)
+{
+	roundtrip("pipe_flags");
+}
+
+Test(rst_state, cloexec_on_eventfd_timerfd_epoll_and_file, .timeout = 60)
+{
+	roundtrip("cloexec_fds");
+}
+
+Test(rst_state, append_and_plain_file_positions, .timeout = 60)
+{
+	roundtrip("append_pos");
+}

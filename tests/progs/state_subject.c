@@ -1,0 +1,195 @@
+/*
+ * state_subject.c - a process that holds one kind of kernel state that
+ * CRIU's zdtm static suite found haul losing or keeping (oom_score_adj, a
+ * child subreaper, locks, a lease, fd flags, madvise flags, limits, signal
+ * dispositions...), for tests/integration/rst_state.c: it sets the state
+ * named by argv[1] (files under the directory argv[2]), prints "ready" and
+ * waits.  The test reads its state with th_verify, checkpoints and restores
+ * it with haul, and compares.  It prints "skip: why" and exits 77 where the
+ * kernel or the privileges refuse to set the state.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+static char path[512];
+
+static int skip(const char *why)
+{
+	printf("skip: %s: %s\n", why, strerror(errno));
+	fflush(stdout);
+	return 77;
+}
+
+static int file_fd(const char *dir, const char *name, int flags)
+{
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return open(path, flags | O_CREAT, 0644);
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+static int set_proc_file(const char *name, const char *val)
+{
+	int fd = open(name, O_WRONLY);
+	ssize_t n = fd < 0 ? -1 : write(fd, val, strlen(val));
+
+	if (fd >= 0)
+		close(fd);
+	return n < 0 ? -1 : 0;
+}
+
+static int set_locks(const char *kind, const char *dir)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 10};
+	int fd = file_fd(dir, kind, O_RDWR);
+
+	if (fd < 0)
+		return skip("open");
+	if (!strcmp(kind, "flock"))
+		return flock(fd, LOCK_EX) ? skip("flock") : 0;
+	if (!strcmp(kind, "posix_lock"))
+		return fcntl(fd, F_SETLK, &fl) ? skip("F_SETLK") : 0;
+	if (!strcmp(kind, "ofd_lock"))
+		return fcntl(fd, F_OFD_SETLK, &fl) ? skip("F_OFD_SETLK") : 0;
+	close(fd);
+	fd = file_fd(dir, kind, O_RDONLY);
+	return fd < 0 || fcntl(fd, F_SETLEASE, F_RDLCK) ? skip("F_SETLEASE") : 0;
+}
+
+static int set_memory(const char *kind)
+{
+	char *m = mmap(NULL, 64 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (m == MAP_FAILED)
+		return skip("mmap");
+	memset(m, 1, 64 * 4096);
+	if (!strcmp(kind, "mlock"))
+		return mlock(m, 4 * 4096) ? skip("mlock") : 0;
+	/* each in its own VMA (maps02's list): dontfork, dontdump, wipeonfork, ... */
+	if (madvise(m, 4096, MADV_DONTFORK) || madvise(m + 8 * 4096, 4096, MADV_DONTDUMP) ||
+	    madvise(m + 16 * 4096, 4096, MADV_WIPEONFORK) ||
+	    madvise(m + 24 * 4096, 4096, MADV_NOHUGEPAGE) ||
+	    madvise(m + 32 * 4096, 4096, MADV_SEQUENTIAL) ||
+	    madvise(m + 40 * 4096, 4096, MADV_RANDOM) ||
+	    madvise(m + 48 * 4096, 4096, MADV_HUGEPAGE))
+		return skip("madvise");
+	/* KSM may be compiled out: then there is no "mg" to keep */
+	madvise(m + 56 * 4096, 4096, MADV_MERGEABLE);
+	m = mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return m == MAP_FAILED ? skip("MAP_NORESERVE") : 0;
+}
+
+static int set_fds(const char *kind, const char *dir)
+{
+	int p[2];
+
+	if (!strcmp(kind, "pipe_flags")) {
+		/* only the read end non-blocking; the write end O_CLOEXEC */
+		if (pipe2(p, 0) || fcntl(p[0], F_SETFL, O_NONBLOCK) ||
+		    fcntl(p[1], F_SETFD, FD_CLOEXEC) || write(p[1], "x", 1) != 1)
+			return skip("pipe");
+		return 0;
+	}
+	if (!strcmp(kind, "cloexec_fds")) {
+		if (eventfd(3, EFD_CLOEXEC) < 0 ||
+		    timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC) < 0 ||
+		    epoll_create1(EPOLL_CLOEXEC) < 0 ||
+		    file_fd(dir, "cloexec", O_RDWR | O_CLOEXEC) < 0)
+			return skip("cloexec fds");
+		return 0;
+	}
+	/* append_pos: an O_APPEND file and a plain one, both at a position */
+	p[0] = file_fd(dir, "append", O_RDWR | O_APPEND);
+	p[1] = file_fd(dir, "plain", O_RDWR);
+	if (p[0] < 0 || p[1] < 0 || write(p[0], "0123456789", 10) != 10 ||
+	    write(p[1], "0123456789", 10) != 10 || lseek(p[1], 3, SEEK_SET) != 3)
+		return skip("files");
+	return 0;
+}
+
+static int set_task(const char *kind, const char *dir)
+{
+	struct rlimit rl;
+	sigset_t set;
+
+	if (!strcmp(kind, "oom_score_adj"))
+		return set_proc_file("/proc/self/oom_score_adj", "400") ? skip("oom_score_adj") : 0;
+	if (!strcmp(kind, "loginuid"))
+		return set_proc_file("/proc/self/loginuid", "3") ? skip("loginuid") : 0;
+	if (!strcmp(kind, "subreaper"))
+		return prctl(PR_SET_CHILD_SUBREAPER, 1) ? skip("PR_SET_CHILD_SUBREAPER") : 0;
+	if (!strcmp(kind, "prctls"))
+		return prctl(PR_SET_TIMERSLACK, 123456) || prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) ||
+				       prctl(PR_SET_PDEATHSIG, SIGUSR1)
+			       ? skip("prctl")
+			       : 0;
+	if (!strcmp(kind, "personality"))
+		return personality(ADDR_NO_RANDOMIZE | READ_IMPLIES_EXEC) < 0 ? skip("personality")
+									      : 0;
+	if (!strcmp(kind, "rlimits")) {
+		getrlimit(RLIMIT_NOFILE, &rl);
+		rl.rlim_cur = 100;
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			return skip("RLIMIT_NOFILE");
+		getrlimit(RLIMIT_CORE, &rl);
+		rl.rlim_cur = 0;
+		return setrlimit(RLIMIT_CORE, &rl) ? skip("RLIMIT_CORE") : 0;
+	}
+	if (!strcmp(kind, "signals")) {
+		sigemptyset(&set);
+		sigaddset(&set, SIGUSR2);
+		if (sigprocmask(SIG_BLOCK, &set, NULL) || signal(SIGPIPE, SIG_IGN) == SIG_ERR ||
+		    signal(SIGUSR1, on_usr1) == SIG_ERR || raise(SIGUSR2))
+			return skip("signals");
+		return 0;
+	}
+	if (!strcmp(kind, "cwd_umask")) {
+		umask(0345);
+		return chdir(dir) ? skip("chdir") : 0;
+	}
+	errno = EINVAL;
+	return skip(kind);
+}
+
+int main(int argc, char **argv)
+{
+	const char *kind = argc > 1 ? argv[1] : "";
+	const char *dir = argc > 2 ? argv[2] : "/tmp";
+	int ret;
+
+	if (strstr(kind, "lock") && strcmp(kind, "mlock"))
+		ret = set_locks(kind, dir);
+	else if (!strcmp(kind, "lease"))
+		ret = set_locks(kind, dir);
+	else if (!strcmp(kind, "madvise") || !strcmp(kind, "mlock"))
+		ret = set_memory(kind);
+	else if (!strcmp(kind, "pipe_flags") || !strcmp(kind, "cloexec_fds") ||
+		 !strcmp(kind, "append_pos"))
+		ret = set_fds(kind, dir);
+	else
+		ret = set_task(kind, dir);
+	if (ret)
+		return ret;
+	printf("ready\n");
+	fflush(stdout);
+	for (;;)
+		pause();
+}
