@@ -172,11 +172,41 @@ static int mig_connect(struct mig *m, const char *comm)
 	return 0;
 }
 
+/*
+ * Give the process cgroups of its own, then the guardian that undoes them
+ * and the journal that undoes injected calls if haul dies.  0 or -errno.
+ */
+static int mig_cgroup(struct mig *m)
+{
+	const struct haul_mig_opts *o = m->o;
+	struct haul_cg_mounts mounts;
+	int ret;
+
+	ret = haul_cg_probe(&mounts); /* logs what is missing and what to do */
+	if (ret)
+		return ret;
+	ret = haul_cg_prepare(o->pid, &mounts, &m->cg);
+	if (ret)
+		return ret;
+	m->cg_ready = true;
+	ret = haul_guard_start(&m->cg, o->to, &m->guard);
+	if (ret) {
+		pr_err_r(ret, "cannot start the guardian of pid %d", o->pid);
+		return ret;
+	}
+	/* the survivor that undoes injected calls if we die mid-injection (injlog.h) */
+	ret = injlog_open(o->fault);
+	if (ret) {
+		pr_err_r(ret, "cannot start the injection journal for pid %d", o->pid);
+		return ret;
+	}
+	return 0;
+}
+
 int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 {
 	struct mig m = {.o = o, .res = res, .pid = o->pid, .cpus = 1};
 	struct haul_pid_lock lock;
-	struct haul_cg_mounts mounts;
 	struct trk_opts to = {0};
 	char comm[64] = "";
 	double t0 = haul_now_ms();
@@ -213,24 +243,9 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 	}
 
 	res->phase = "cgroup";
-	ret = haul_cg_probe(&mounts); /* logs what is missing and what to do */
+	ret = mig_cgroup(&m);
 	if (ret)
 		goto out;
-	ret = haul_cg_prepare(o->pid, &mounts, &m.cg);
-	if (ret)
-		goto out;
-	m.cg_ready = true;
-	ret = haul_guard_start(&m.cg, o->to, &m.guard);
-	if (ret) {
-		pr_err_r(ret, "cannot start the guardian of pid %d", o->pid);
-		goto out;
-	}
-	/* the survivor that undoes injected calls if we die mid-injection (injlog.h) */
-	ret = injlog_open(o->fault);
-	if (ret) {
-		pr_err_r(ret, "cannot start the injection journal for pid %d", o->pid);
-		goto out;
-	}
 
 	res->phase = "connect";
 	ret = mig_connect(&m, comm);
