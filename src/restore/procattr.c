@@ -270,6 +270,9 @@ static int audit_status(pid_t pid, pid_t tid, const char *own, const char *main_
 			continue;
 		*colon = '\0';
 		v = colon + 1 + strspn(colon + 1, " \t");
+		/* as field() reads the main thread's: "Groups:\t27 48 \n" ends in a blank */
+		for (size_t n = strlen(v); n && (v[n - 1] == ' ' || v[n - 1] == '\t'); n--)
+			v[n - 1] = '\0';
 		ret = judge_line(pid, tid, l, v, own, main_status ? main_status : own, why, wl);
 	}
 	free(text);
