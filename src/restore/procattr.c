@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/rsys.h"
 #include "restore/restore.h"
 #include "restore/restore_int.h"
@@ -65,16 +66,10 @@ static const char not_carried[] = "haul cannot carry it (not supported yet): res
 /* Read a small /proc file into @buf, trailing newline cut. 0 or -errno. */
 static int read_text(const char *path, char *buf, size_t len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
+	int n = haul_read_file(path, buf, len);
 
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, len - 1);
-	close(fd);
 	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
+		return n;
 	while (n > 0 && buf[n - 1] == '\n')
 		buf[--n] = '\0';
 	return 0;
