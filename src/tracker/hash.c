@@ -153,31 +153,6 @@ static void *hash_job_run(void *arg)
 	return NULL;
 }
 
-/* The populated pages of @v, from pagemap: no page is read here. */
-static int hash_scan_vma(struct trk *t, struct hash_state *st, const struct haul_vma *v,
-			 struct trk_scan *out)
-{
-	for (uint64_t a = v->start; a < v->end;) {
-		size_t n = (v->end - a) / TRK_PAGE;
-		int ret;
-
-		if (n > TRK_PM_CHUNK)
-			n = TRK_PM_CHUNK;
-		ret = trk_pagemap_read(t->pagemap_fd, a, n, st->pm);
-		if (ret)
-			return ret;
-		for (size_t i = 0; i < n; i++) {
-			if (!(st->pm[i] & (PM_ENTRY_PRESENT | PM_ENTRY_SWAPPED)))
-				continue;
-			ret = trk_rl_add(&out->present, a + i * TRK_PAGE, 1);
-			if (ret)
-				return ret;
-		}
-		a += n * TRK_PAGE;
-	}
-	return 0;
-}
-
 /* Keep this round's populated set and hashes; index the ranges for lookups. */
 static int keep_round(struct hash_state *st, const struct trk_rl *present)
 {
@@ -223,7 +198,9 @@ static int hash_scan(struct trk *t, const struct haul_layout *cur, const struct 
 	(void)fresh; /* the core sends fresh ranges whole */
 	for (size_t i = 0; i < cur->n && !ret; i++)
 		if (haul_vma_is_memory(&cur->v[i]))
-			ret = hash_scan_vma(t, st, &cur->v[i], out);
+			/* the populated pages, from pagemap: no page is read here */
+			ret = trk_pagemap_populated(t->pagemap_fd, st->pm, &cur->v[i],
+						    &out->present, NULL, 0);
 	if (ret)
 		return ret;
 	total = out->present.pages;
