@@ -488,6 +488,30 @@ static int stage_check(struct pstore_proc *p, uint64_t addr, uint32_t npages)
 	return 0;
 }
 
+/*
+ * The slot staged for page @pg (@cell: its stage cell, or NULL): the data slot
+ * it has, or a fresh one now staged for it.  0 or -errno.
+ */
+static int stage_slot(struct pstore_proc *p, uint64_t pg, uint64_t *cell, uint64_t *slot)
+{
+	int ret;
+
+	if (cell && *cell != PSTORE_ZERO) {
+		*slot = *cell;
+		return 0;
+	}
+	ret = slot_alloc(p, slot);
+	if (ret)
+		return ret;
+	if (cell) {
+		*cell = *slot;
+	} else if ((ret = pstore_pmap_set(&p->stage, pg, *slot, NULL))) {
+		pstore_vec_push(&p->free, *slot);
+		return ret;
+	}
+	return 0;
+}
+
 int pstore_put(struct pstore_proc *p, uint64_t addr, const void *data, uint32_t npages)
 {
 	uint64_t pg = addr >> HAUL_PAGE_SHIFT;
@@ -516,19 +540,9 @@ int pstore_put(struct pstore_proc *p, uint64_t addr, const void *data, uint32_t 
 				return ret;
 			continue;
 		}
-		if (cell && *cell != PSTORE_ZERO) {
-			slot = *cell;
-		} else {
-			ret = slot_alloc(p, &slot);
-			if (ret)
-				return ret;
-			if (cell)
-				*cell = slot;
-			else if ((ret = pstore_pmap_set(&p->stage, pg + i, slot, NULL))) {
-				pstore_vec_push(&p->free, slot);
-				return ret;
-			}
-		}
+		ret = stage_slot(p, pg + i, cell, &slot);
+		if (ret)
+			return ret;
 		/* Pages of one call often land in consecutive fresh slots: write them at once. */
 		uint32_t run = 1;
 		while (i + run < npages && p->free.n == 0 && p->fd >= 0 &&
@@ -567,19 +581,9 @@ int pstore_put_direct(struct pstore_proc *p, uint64_t addr, uint32_t npages, uin
 		uint64_t *cell = pmap_find(&p->stage, pg + i);
 		uint64_t slot;
 
-		if (cell && *cell != PSTORE_ZERO) {
-			slot = *cell;
-		} else {
-			ret = slot_alloc(p, &slot);
-			if (ret)
-				return ret;
-			if (cell) {
-				*cell = slot;
-			} else if ((ret = pstore_pmap_set(&p->stage, pg + i, slot, NULL))) {
-				pstore_vec_push(&p->free, slot);
-				return ret;
-			}
-		}
+		ret = stage_slot(p, pg + i, cell, &slot);
+		if (ret)
+			return ret;
 		dst[i] = slot_mem(p, slot);
 	}
 	return 0;
