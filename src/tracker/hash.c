@@ -264,16 +264,8 @@ static void hash_read_done(struct trk *t, const struct trk_range *r, size_t n, c
 	for (size_t i = 0; i < n; i++) {
 		for (uint64_t j = 0; j < r[i].npages; j++, b += TRK_PAGE) {
 			uint64_t addr = r[i].start + j * TRK_PAGE;
-			size_t lo = 0, hi = p->n;
+			size_t lo = trk_rl_bsearch(p, addr);
 
-			while (lo < hi) {
-				size_t mid = lo + (hi - lo) / 2;
-
-				if (p->r[mid].start + p->r[mid].npages * TRK_PAGE <= addr)
-					lo = mid + 1;
-				else
-					hi = mid;
-			}
 			if (lo < p->n && p->r[lo].start <= addr)
 				st->hash[st->base[lo] + (addr - p->r[lo].start) / TRK_PAGE] =
 					XXH3_64bits(b, TRK_PAGE);

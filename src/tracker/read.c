@@ -160,17 +160,9 @@ int trk_read_pages(pid_t pid, const struct trk_range *r, size_t n, void *buf, ui
 /* Whether @addr lies in sorted, merged @l. */
 static bool rl_has(const struct trk_rl *l, uint64_t addr)
 {
-	size_t lo = 0, hi = l->n;
+	size_t i = trk_rl_bsearch(l, addr);
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (l->r[mid].start + l->r[mid].npages * TRK_PAGE <= addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < l->n && l->r[lo].start <= addr;
+	return i < l->n && l->r[i].start <= addr;
 }
 
 /*

@@ -35,6 +35,8 @@ int trk_rl_sub(const struct trk_rl *a, const struct trk_rl *b, struct trk_rl *ou
 /* out = a ∩ b; a and b sorted and merged. */
 int trk_rl_and(const struct trk_rl *a, const struct trk_rl *b, struct trk_rl *out);
 void trk_rl_release(struct trk_rl *l);
+/* The index of the first range of sorted, merged @l that ends after @addr; l->n if none. */
+size_t trk_rl_bsearch(const struct trk_rl *l, uint64_t addr);
 /* Hand the array over to a trk_round (which frees it with free()). */
 void trk_rl_move(struct trk_rl *l, struct trk_range **r, size_t *n);
 

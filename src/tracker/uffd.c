@@ -442,18 +442,9 @@ static int scan_vma(struct trk *t, struct uffd_state *st, const struct haul_vma 
 
 static bool overlaps(const struct trk_rl *l, uint64_t s, uint64_t e)
 {
-	size_t lo = 0, hi = l->n;
+	size_t i = trk_rl_bsearch(l, s);
 
-	/* first range ending after s */
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (l->r[mid].start + l->r[mid].npages * TRK_PAGE <= s)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < l->n && l->r[lo].start < e;
+	return i < l->n && l->r[i].start < e;
 }
 
 /* A mapping the kernel will not write-protect (VM_PFNMAP, VM_IO, ...): report it whole. */
