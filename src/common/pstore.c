@@ -488,12 +488,10 @@ static int stage_check(struct pstore_proc *p, uint64_t addr, uint32_t npages)
 	return 0;
 }
 
-/*
- * The slot staged for page @pg (@cell: its stage cell, or NULL): the data slot
- * it has, or a fresh one now staged for it.  0 or -errno.
- */
-static int stage_slot(struct pstore_proc *p, uint64_t pg, uint64_t *cell, uint64_t *slot)
+/* The slot staged for page @pg: the data slot it has, or a fresh one now staged for it. */
+static int stage_slot(struct pstore_proc *p, uint64_t pg, uint64_t *slot)
 {
+	uint64_t *cell = pmap_find(&p->stage, pg);
 	int ret;
 
 	if (cell && *cell != PSTORE_ZERO) {
@@ -512,6 +510,25 @@ static int stage_slot(struct pstore_proc *p, uint64_t pg, uint64_t *cell, uint64
 	return 0;
 }
 
+/* Stage page @pg as a zero page. */
+static int stage_zero(struct pstore_proc *p, uint64_t pg)
+{
+	uint64_t *cell = pmap_find(&p->stage, pg);
+	int ret;
+
+	/* Not reusable before the round ends: a direct writer may still own it. */
+	if (cell && *cell != PSTORE_ZERO) {
+		ret = pstore_vec_push(&p->dropped, *cell);
+		if (ret)
+			return ret;
+	}
+	if (cell) {
+		*cell = PSTORE_ZERO;
+		return 0;
+	}
+	return pstore_pmap_set(&p->stage, pg, PSTORE_ZERO, NULL);
+}
+
 int pstore_put(struct pstore_proc *p, uint64_t addr, const void *data, uint32_t npages)
 {
 	uint64_t pg = addr >> HAUL_PAGE_SHIFT;
@@ -521,28 +538,13 @@ int pstore_put(struct pstore_proc *p, uint64_t addr, const void *data, uint32_t 
 	if (ret)
 		return ret;
 	for (uint32_t i = 0; i < npages; i++) {
-		uint64_t *cell = pmap_find(&p->stage, pg + i);
 		uint64_t slot;
 
-		if (!data) {
-			/* Not reusable before the round ends: a direct writer may still own it. */
-			if (cell && *cell != PSTORE_ZERO) {
-				ret = pstore_vec_push(&p->dropped, *cell);
-				if (ret)
-					return ret;
-			}
-			if (cell) {
-				*cell = PSTORE_ZERO;
-				continue;
-			}
-			ret = pstore_pmap_set(&p->stage, pg + i, PSTORE_ZERO, NULL);
-			if (ret)
-				return ret;
-			continue;
-		}
-		ret = stage_slot(p, pg + i, cell, &slot);
+		ret = data ? stage_slot(p, pg + i, &slot) : stage_zero(p, pg + i);
 		if (ret)
 			return ret;
+		if (!data)
+			continue;
 		/* Pages of one call often land in consecutive fresh slots: write them at once. */
 		uint32_t run = 1;
 		while (i + run < npages && p->free.n == 0 && p->fd >= 0 &&
@@ -578,10 +580,9 @@ int pstore_put_direct(struct pstore_proc *p, uint64_t addr, uint32_t npages, uin
 	if (ret)
 		return ret;
 	for (uint32_t i = 0; i < npages; i++) {
-		uint64_t *cell = pmap_find(&p->stage, pg + i);
 		uint64_t slot;
 
-		ret = stage_slot(p, pg + i, cell, &slot);
+		ret = stage_slot(p, pg + i, &slot);
 		if (ret)
 			return ret;
 		dst[i] = slot_mem(p, slot);
