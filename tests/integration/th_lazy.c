@@ -11,7 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "restore/lazy_int.h"
+#include "restore/lazy.h"
 #include "th_lazy.h"
 #include "th_proc.h"
 
