@@ -71,37 +71,6 @@ static int t_open(void *arg, const struct ps_session_info *info, void **sess)
 	return 0;
 }
 
-static int t_layout(void *sess, const struct haul_layout *l)
-{
-	(void)sess;
-	(void)l;
-	return 0;
-}
-
-static int t_pages(void *sess, uint64_t addr, const void *data, uint32_t npages)
-{
-	(void)sess;
-	(void)addr;
-	(void)data;
-	(void)npages;
-	return 0;
-}
-
-static int t_round_end(void *sess, uint64_t round)
-{
-	(void)sess;
-	(void)round;
-	return 0;
-}
-
-static int t_state(void *sess, const void *blob, size_t len)
-{
-	(void)sess;
-	(void)blob;
-	(void)len;
-	return 0;
-}
-
 /* On the loop thread, like rst_target_resume: seize, attach, let it run. */
 static int t_restore(void *sess, struct ps_restore_result *res)
 {
@@ -144,10 +113,10 @@ static void t_close(void *sess, bool committed)
 
 static const struct ps_sink_ops test_sink = {
 	.open = t_open,
-	.layout = t_layout,
-	.pages = t_pages,
-	.round_end = t_round_end,
-	.state = t_state,
+	.layout = th_sink_layout_ignored,
+	.pages = th_sink_pages_ignored,
+	.round_end = th_sink_round_end_ignored,
+	.state = th_sink_state_ignored,
 	.restore = t_restore,
 	.close = t_close,
 };

@@ -16,6 +16,7 @@
 
 #include "common/log.h"
 #include "pageserver/pageserver.h"
+#include "th_lazy.h"
 
 #define PG     4096ull
 #define BASE   0x7f5600000000ull
@@ -108,13 +109,6 @@ static int t_open(void *arg, const struct ps_session_info *info, void **sess)
 	return 0;
 }
 
-static int t_layout(void *sess, const struct haul_layout *l)
-{
-	(void)sess;
-	(void)l;
-	return 0;
-}
-
 static int t_pages(void *sess, uint64_t addr, const void *data, uint32_t npages)
 {
 	uint8_t want[PG];
@@ -130,21 +124,6 @@ static int t_pages(void *sess, uint64_t addr, const void *data, uint32_t npages)
 			ts.bad++;
 		ts.present[(a - BASE) / PG] = 1;
 	}
-	return 0;
-}
-
-static int t_round_end(void *sess, uint64_t round)
-{
-	(void)sess;
-	(void)round;
-	return 0;
-}
-
-static int t_state(void *sess, const void *blob, size_t len)
-{
-	(void)sess;
-	(void)blob;
-	(void)len;
 	return 0;
 }
 
@@ -285,10 +264,10 @@ static void t_close(void *sess, bool committed)
 
 static const struct ps_sink_ops test_sink = {
 	.open = t_open,
-	.layout = t_layout,
+	.layout = th_sink_layout_ignored,
 	.pages = t_pages,
-	.round_end = t_round_end,
-	.state = t_state,
+	.round_end = th_sink_round_end_ignored,
+	.state = th_sink_state_ignored,
 	.restore = t_restore,
 	.close = t_close,
 };

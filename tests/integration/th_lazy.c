@@ -98,3 +98,34 @@ void th_lazy_wait_arrived(struct rst_lazy *lz, uint64_t pages, int ms)
 		usleep(1000);
 	}
 }
+
+int th_sink_layout_ignored(void *sess, const struct haul_layout *l)
+{
+	(void)sess;
+	(void)l;
+	return 0;
+}
+
+int th_sink_pages_ignored(void *sess, uint64_t addr, const void *data, uint32_t npages)
+{
+	(void)sess;
+	(void)addr;
+	(void)data;
+	(void)npages;
+	return 0;
+}
+
+int th_sink_round_end_ignored(void *sess, uint64_t round)
+{
+	(void)sess;
+	(void)round;
+	return 0;
+}
+
+int th_sink_state_ignored(void *sess, const void *blob, size_t len)
+{
+	(void)sess;
+	(void)blob;
+	(void)len;
+	return 0;
+}

@@ -36,11 +36,21 @@ void th_reader_wait_blocked(const struct th_reader *r, int ms);
 void th_reader_go(const struct th_reader *r);
 
 struct rst_lazy;
+struct haul_layout;
 /*
  * Wait until at least @pages pages have arrived in @lz (by fault or push,
  * rst_lazy_stats); the ready signal for "part of the memory is there".
  * cr_assert after @ms.
  */
 void th_lazy_wait_arrived(struct rst_lazy *lz, uint64_t pages, int ms);
+
+/*
+ * Page server sink callbacks (struct ps_sink) for test targets that take
+ * no part in a step: they accept it and do nothing.
+ */
+int th_sink_layout_ignored(void *sess, const struct haul_layout *l);
+int th_sink_pages_ignored(void *sess, uint64_t addr, const void *data, uint32_t npages);
+int th_sink_round_end_ignored(void *sess, uint64_t round);
+int th_sink_state_ignored(void *sess, const void *blob, size_t len);
 
 #endif
