@@ -69,12 +69,10 @@ static void checkpoint_restore_ns(struct fcase *c, enum rst_pidns ns, struct rst
 {
 	struct th_snap s;
 	char why[512] = "";
-	int status, ret;
+	int ret;
 
-	ret = th_snap_take(c->pid, &s);
+	ret = th_snap_take_kill(c->pid, &s);
 	cr_assert_eq(ret, 0, "dump failed: %s", strerror(-ret));
-	kill(c->pid, SIGKILL);
-	waitpid(c->pid, &status, 0);
 	ret = th_snap_restore(&s, c->pid, ns, t, why, sizeof(why));
 	th_snap_free(&s);
 	cr_assert_eq(ret, 0, "restore failed: %s (%s)", strerror(-ret), why);

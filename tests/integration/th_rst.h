@@ -67,6 +67,12 @@ struct th_snap {
 
 /* Seize @pid, dump its state, layout and readable pages, release it.  0 or -errno. */
 int th_snap_take(pid_t pid, struct th_snap *s);
+/*
+ * Like th_snap_take, but kill @pid (and reap it) while it is still seized,
+ * so that it runs no instruction after the dump, as haul checkpoint does.
+ * On failure it is released instead.  0 or -errno.
+ */
+int th_snap_take_kill(pid_t pid, struct th_snap *s);
 /* Free what th_snap_take allocated (also after it failed). */
 void th_snap_free(struct th_snap *s);
 /*
