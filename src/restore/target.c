@@ -1597,6 +1597,38 @@ static const Haul__Img__Fd *ofd_leader(const struct fd_ctx *x, const Haul__Img__
 	return NULL;
 }
 
+/*
+ * An O_APPEND file must be as long as at the dump: the process's next write
+ * lands at its end, so bytes appended since (by a source that ran on after
+ * the dump, issue 15) would be followed by the same appends again and the
+ * restored run would compute something else.  Refuse by name instead.
+ */
+static int check_append_size(struct rst_target *t, const Haul__Img__Fd *f, int tmp,
+			     const char *path, char *why, size_t wl)
+{
+	struct stat st;
+	int ret;
+
+	if (f->kind != HAUL__IMG__FD_KIND__FD_REG || !(f->flags & O_APPEND) || !f->has_size)
+		return 0;
+	ret = rcall(t, SYS_fstat, tmp, scratch(t), 0, 0, 0, 0, NULL);
+	if (!ret)
+		ret = peek(t, scratch(t), &st, sizeof(st));
+	if (ret) {
+		snprintf(why, wl, "cannot check the size of %.256s (fd %d): %s", path, f->fd,
+			 strerror(-ret));
+		return ret;
+	}
+	if ((uint64_t)st.st_size == f->size)
+		return 0;
+	snprintf(why, wl,
+		 "%.256s (fd %d, O_APPEND) is %lld bytes, %llu at the dump: it was written "
+		 "after the dump (did the source run on?); restoring would repeat or lose its "
+		 "appends. Checkpoint again without --leave-running, or put the file back",
+		 path, f->fd, (long long)st.st_size, (unsigned long long)f->size);
+	return -ESTALE;
+}
+
 static int restore_fd(struct rst_target *t, struct fd_ctx *x, const Haul__Img__Fd *f, char *why,
 		      size_t wl)
 {
@@ -1627,6 +1659,11 @@ static int restore_fd(struct rst_target *t, struct fd_ctx *x, const Haul__Img__F
 	if (ret) {
 		snprintf(why, wl, "cannot recreate fd %d (%.256s): %s", f->fd, path,
 			 strerror(-ret));
+		return ret;
+	}
+	ret = check_append_size(t, f, tmp, path, why, wl);
+	if (ret) {
+		rcall(t, SYS_close, tmp, 0, 0, 0, 0, 0, NULL);
 		return ret;
 	}
 	if (tmp != f->fd) {

@@ -117,6 +117,49 @@ Test(rst, dumped_mid_iteration_without_sleeping_finishes_like_undisturbed_run, .
 		cr_log_warn("cannot remove %s", dir);
 }
 
+/*
+ * The bad point of issue 15 made certain: the source runs on after the dump
+ * (released, then one more tick line: 100 more appends to its O_APPEND
+ * offset file) before it is killed.  Restoring that image would repeat the
+ * appends; the restorer must refuse and name the file.
+ */
+Test(rst, restore_refuses_an_append_file_written_after_the_dump, .timeout = 60)
+{
+	char dir[256], out[600], why[512] = "", cmd[700];
+	struct th_snap s;
+	struct rst_target *t = NULL;
+	int status, ret, ticks;
+	pid_t pid;
+
+	make_dir(dir, sizeof(dir), "ranon");
+	snprintf(out, sizeof(out), "%s/run.out", dir);
+	pid = th_spawn_counter(dir, out, "100000", "4", "1000");
+	th_wait_counter(pid, out, 2);
+	ret = th_snap_take(pid, &s);
+	cr_assert_eq(ret, 0, "dump failed: %s", strerror(-ret));
+	ticks = 0;
+	for (const char *p = th_slurp(out); (p = strstr(p, "tick ")); p++)
+		ticks++;
+	th_wait_ticking(out, ticks + 1, 10000);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+
+	ret = th_snap_restore(&s, pid, RST_PIDNS_AUTO, &t, why, sizeof(why));
+	th_snap_free(&s);
+	cr_expect_neq(ret, 0, "a restore over an appended O_APPEND file succeeded");
+	cr_expect(strstr(why, "offset.") && strstr(why, "O_APPEND") &&
+			  strstr(why, "after the dump"),
+		  "the refusal does not name the file and the cause: %s", why);
+	if (t) { /* restored after all: it would run for minutes */
+		kill(rst_target_pid(t), SIGKILL);
+		rst_target_wait(t);
+		rst_target_free(t);
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		cr_log_warn("cannot remove %s", dir);
+}
+
 /* ---- incremental (live migration) ---------------------------------------- */
 
 /* Every readable memory VMA of @pid, read now (the process may be running). */
