@@ -107,12 +107,8 @@ void th_expected_final(const char *dir, const char *iters, const char *mib, char
 
 void th_wait_counter(pid_t pid, const char *out, int ticks)
 {
-	int ret;
-
+	(void)pid; /* wherever it is now is a fair dump point (issue 15) */
 	th_wait_ticking(out, ticks, 10000);
-	ret = th_wait_sleeping(pid, 0, "nanosleep", 5000);
-	cr_assert_eq(ret, 0, "rst_counter pid %d does not sleep in nanosleep: %s", (int)pid,
-		     strerror(-ret));
 }
 
 char *th_slurp(const char *path)

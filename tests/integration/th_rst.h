@@ -32,10 +32,10 @@ pid_t th_spawn_counter(const char *dir, const char *out, const char *iters, cons
  */
 void th_wait_ticking(const char *out, int ticks, int ms);
 /*
- * rst_counter @pid with output @out: th_wait_ticking, then wait until it
- * sleeps in its per-iteration nanosleep, where a dump usually finds it.
- * (Dumped within a few ms after its tick line instead, about one restore
- * in five ended with another hash on this kernel: see the harness report.)
+ * rst_counter @pid with output @out: th_wait_ticking, and no more: the
+ * dump may find it anywhere in its loop.  (It used to wait for nanosleep,
+ * which hid issue 15: a source released before its SIGKILL ran on and
+ * wrote its files again; th_snap_take_kill is the fix.)
  */
 void th_wait_counter(pid_t pid, const char *out, int ticks);
 
