@@ -77,6 +77,7 @@
 #include "common/vma.h"
 #include "restore/restore.h"
 #include "restore/restore_int.h"
+#include "restore/target_int.h"
 
 #define RST_MAP_DROPPABLE      0x08 /* Linux 6.11; not in the libc headers */
 #define RST_MADV_GUARD_INSTALL 102  /* Linux 6.13 */
@@ -98,44 +99,6 @@
 #endif
 #define ARCH_MAP_VDSO_64_     0x2003
 #define RSEQ_FLAG_UNREGISTER_ 1
-
-/* Trampoline: one code page (syscall; int3) then the scratch area. */
-#define TRAMP_CODE    4096UL
-#define TRAMP_SCRATCH (64UL << 10)
-#define TRAMP_SIZE    (TRAMP_CODE + TRAMP_SCRATCH)
-/* Keep this far from any VMA: a stack grows into the gap below it. */
-#define TRAMP_PAD (16UL << 20)
-
-/* Pages per bitmap chunk: 4 KiB of bits. */
-#define BITS_CHUNK_PAGES 32768ULL
-
-struct tvma {
-	struct haul_vma v;
-	/* 1 bit per page, 1: the page may hold data (not known to be zero); in
-	 * chunks of BITS_CHUNK_PAGES, a NULL chunk is all `fill` */
-	uint64_t **bits;
-	bool fill;
-};
-
-struct rst_target {
-	struct rst_target_opts o;
-	pid_t mpid; /* M, our child unless detached */
-	pid_t stub; /* S, as seen from here */
-	int pidfd;  /* S: every signal goes through it, so a reused PID is never hit */
-	bool pidns; /* S lives in a new PID namespace */
-	int ctl;    /* write end: 'R' once resumed; EOF tells M we are gone */
-	int mem;    /* /proc/S/mem */
-	struct rsys r;
-	bool seized;
-	struct rsys *thr; /* the other threads, once created (resume) */
-	size_t nthr;
-	struct rsys *cur; /* the thread injected calls run in; NULL: the main one */
-	uint64_t tramp;	  /* 0 until the first layout */
-	struct tvma *v;
-	size_t n;
-	bool resumed;
-	bool waited;
-};
 
 struct ready_msg {
 	int32_t err;   /* 0 or -errno of the step that failed */
@@ -358,8 +321,8 @@ static void __attribute__((noreturn)) m_main(struct spawn *sp)
 /* ---- remote calls -------------------------------------------------------- */
 
 /* Inject @nr; a remote failure comes back as its -errno. */
-static int rcall(struct rst_target *t, long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
-		 uint64_t a4, uint64_t a5, long *res)
+int rst_rcall(struct rst_target *t, long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
+	      uint64_t a4, uint64_t a5, long *res)
 {
 	uint64_t args[6] = {a0, a1, a2, a3, a4, a5};
 	long rv;
@@ -377,12 +340,12 @@ static int rcall(struct rst_target *t, long nr, uint64_t a0, uint64_t a1, uint64
 	return 0;
 }
 
-static uint64_t scratch(const struct rst_target *t)
+uint64_t rst_scratch(const struct rst_target *t)
 {
 	return t->tramp + TRAMP_CODE;
 }
 
-static int poke(struct rst_target *t, uint64_t addr, const void *data, size_t len)
+int rst_poke(struct rst_target *t, uint64_t addr, const void *data, size_t len)
 {
 	ssize_t n = pwrite(t->mem, data, len, addr);
 
@@ -392,14 +355,23 @@ static int poke(struct rst_target *t, uint64_t addr, const void *data, size_t le
 }
 
 /* Copy @s into the scratch area at @off; returns its remote address. */
-static int put_str(struct rst_target *t, size_t off, const char *s, uint64_t *addr)
+int rst_put_str(struct rst_target *t, size_t off, const char *s, uint64_t *addr)
 {
 	size_t len = strlen(s) + 1;
 
 	if (off + len > TRAMP_SCRATCH)
 		return -ENAMETOOLONG;
-	*addr = scratch(t) + off;
-	return poke(t, *addr, s, len);
+	*addr = rst_scratch(t) + off;
+	return rst_poke(t, *addr, s, len);
+}
+
+int rst_peek(struct rst_target *t, uint64_t addr, void *buf, size_t len)
+{
+	ssize_t n = pread(t->mem, buf, len, addr);
+
+	if (n == (ssize_t)len)
+		return 0;
+	return n < 0 ? -errno : -EIO;
 }
 
 /* ---- start --------------------------------------------------------------- */
@@ -479,7 +451,7 @@ static int unregister_stub_rseq(struct rst_target *t)
 	    !rc.ptr)
 		return 0;
 	/* haul's glibc registered one; the kernel would write into memory about to go. */
-	return rcall(t, SYS_rseq, rc.ptr, rc.size, RSEQ_FLAG_UNREGISTER_, rc.sig, 0, 0, NULL);
+	return rst_rcall(t, SYS_rseq, rc.ptr, rc.size, RSEQ_FLAG_UNREGISTER_, rc.sig, 0, 0, NULL);
 }
 
 int rst_target_new(const struct rst_target_opts *o, struct rst_target **out)
@@ -672,25 +644,25 @@ static int tramp_map(struct rst_target *t, const struct haul_layout *l)
 		if (!tramp_clear(l, at) ||
 		    (t->tramp && overlaps(at, at + TRAMP_SIZE, t->tramp, t->tramp + TRAMP_SIZE)))
 			continue;
-		ret = rcall(t, SYS_mmap, at, TRAMP_SIZE, PROT_READ | PROT_WRITE,
-			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, (uint64_t)-1, 0,
-			    &res);
+		ret = rst_rcall(t, SYS_mmap, at, TRAMP_SIZE, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, (uint64_t)-1, 0,
+				&res);
 		if (ret == -EEXIST)
 			continue;
 		if (ret)
 			return ret;
 		if ((uint64_t)res != at) {
-			rcall(t, SYS_munmap, res, TRAMP_SIZE, 0, 0, 0, 0, NULL);
+			rst_rcall(t, SYS_munmap, res, TRAMP_SIZE, 0, 0, 0, 0, NULL);
 			continue;
 		}
-		ret = poke(t, at, code, sizeof(code));
+		ret = rst_poke(t, at, code, sizeof(code));
 		if (!ret)
-			ret = rcall(t, SYS_mprotect, at, TRAMP_CODE, PROT_READ | PROT_EXEC, 0, 0, 0,
-				    NULL);
+			ret = rst_rcall(t, SYS_mprotect, at, TRAMP_CODE, PROT_READ | PROT_EXEC, 0,
+					0, 0, NULL);
 		if (ret)
 			return ret;
 		if (t->tramp)
-			rcall(t, SYS_munmap, t->tramp, TRAMP_SIZE, 0, 0, 0, 0, NULL);
+			rst_rcall(t, SYS_munmap, t->tramp, TRAMP_SIZE, 0, 0, 0, 0, NULL);
 		t->tramp = at;
 		t->r.sc_addr = at;
 		return 0;
@@ -768,7 +740,7 @@ static int apply_advice(struct rst_target *t, const struct haul_vma *v, uint64_t
 
 		if (!(v->flags & adv[i].flag))
 			continue;
-		ret = rcall(t, SYS_madvise, s, e - s, adv[i].advice, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_madvise, s, e - s, adv[i].advice, 0, 0, 0, NULL);
 		if (ret)
 			pr_warn_r(ret, "cannot advise %#" PRIx64 "-%#" PRIx64 " of pid %d (%d)", s,
 				  e, (int)t->o.pid, adv[i].advice);
@@ -797,22 +769,22 @@ static int create_part(struct rst_target *t, const struct haul_vma *v, uint64_t 
 				     ? O_RDWR
 				     : O_RDONLY;
 
-		ret = put_str(t, 0, v->path, &path);
+		ret = rst_put_str(t, 0, v->path, &path);
 		if (!ret)
-			ret = rcall(t, SYS_openat, AT_FDCWD, path, oflags | O_CLOEXEC, 0, 0, 0,
-				    &res);
+			ret = rst_rcall(t, SYS_openat, AT_FDCWD, path, oflags | O_CLOEXEC, 0, 0, 0,
+					&res);
 		if (ret) {
 			pr_err_r(ret, "cannot open %s for VMA %#" PRIx64 " of pid %d", v->path,
 				 v->start, (int)t->o.pid);
 			return ret;
 		}
 		fd = (int)res;
-		ret = rcall(t, SYS_mmap, s, e - s, v->prot, flags, fd, v->pgoff + (s - v->start),
-			    &res);
-		rcall(t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_mmap, s, e - s, v->prot, flags, fd,
+				v->pgoff + (s - v->start), &res);
+		rst_rcall(t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
 	} else {
-		ret = rcall(t, SYS_mmap, s, e - s, create_prot(v), flags | MAP_ANONYMOUS,
-			    (uint64_t)-1, 0, &res);
+		ret = rst_rcall(t, SYS_mmap, s, e - s, create_prot(v), flags | MAP_ANONYMOUS,
+				(uint64_t)-1, 0, &res);
 	}
 	if (!ret && (uint64_t)res != s)
 		ret = -EFAULT;
@@ -828,10 +800,10 @@ static int create_part(struct rst_target *t, const struct haul_vma *v, uint64_t 
 		uint64_t rname;
 
 		snprintf(buf, sizeof(buf), "%.*s", (int)strcspn(name, "]"), name);
-		ret = put_str(t, 0, buf, &rname);
+		ret = rst_put_str(t, 0, buf, &rname);
 		if (!ret)
-			ret = rcall(t, SYS_prctl, PR_SET_VMA, PR_SET_VMA_ANON_NAME, s, e - s, rname,
-				    0, NULL);
+			ret = rst_rcall(t, SYS_prctl, PR_SET_VMA, PR_SET_VMA_ANON_NAME, s, e - s,
+					rname, 0, NULL);
 		if (ret)
 			pr_warn_r(ret, "cannot name %#" PRIx64 "-%#" PRIx64 " of pid %d '%s'", s, e,
 				  (int)t->o.pid, buf);
@@ -918,7 +890,6 @@ static void tvmas_free(struct tvma *v, size_t n)
 	free(v);
 }
 
-static int peek(struct rst_target *t, uint64_t addr, void *buf, size_t len);
 static int write_mem(struct rst_target *t, uint64_t addr, const void *data, size_t len);
 
 /*
@@ -955,7 +926,8 @@ static int remake(struct rst_target *t, const struct tvma *o, const struct haul_
 		flags |= MAP_NORESERVE;
 	if (w->flags & HAUL_VMA_GROWSDOWN) /* mremap keeps it: the stack grows again */
 		flags |= MAP_GROWSDOWN;
-	ret = rcall(t, SYS_mmap, 0, e - s, PROT_READ | PROT_WRITE, flags, (uint64_t)-1, 0, &tmp);
+	ret = rst_rcall(t, SYS_mmap, 0, e - s, PROT_READ | PROT_WRITE, flags, (uint64_t)-1, 0,
+			&tmp);
 	if (ret) {
 		pr_err_r(ret, "cannot map a copy of %#" PRIx64 "-%#" PRIx64 " in pid %d", s, e,
 			 (int)t->o.pid);
@@ -971,24 +943,24 @@ static int remake(struct rst_target *t, const struct tvma *o, const struct haul_
 			b += HAUL_PAGE_SIZE;
 		if (b == a)
 			continue;
-		ret = peek(t, a, buf, b - a);
+		ret = rst_peek(t, a, buf, b - a);
 		if (!ret)
 			ret = write_mem(t, (uint64_t)tmp + (a - s), buf, b - a);
 		a = b - HAUL_PAGE_SIZE;
 	}
 	free(buf);
 	if (!ret)
-		ret = rcall(t, SYS_mremap, (uint64_t)tmp, e - s, e - s,
-			    MREMAP_MAYMOVE | MREMAP_FIXED, s, 0, NULL);
+		ret = rst_rcall(t, SYS_mremap, (uint64_t)tmp, e - s, e - s,
+				MREMAP_MAYMOVE | MREMAP_FIXED, s, 0, NULL);
 	if (ret) {
 		pr_err_r(ret,
 			 "cannot remake %#" PRIx64 "-%#" PRIx64 " of pid %d with its mmap flags", s,
 			 e, (int)t->o.pid);
-		rcall(t, SYS_munmap, (uint64_t)tmp, e - s, 0, 0, 0, 0, NULL);
+		rst_rcall(t, SYS_munmap, (uint64_t)tmp, e - s, 0, 0, 0, 0, NULL);
 		return ret;
 	}
 	if (create_prot(w) != (PROT_READ | PROT_WRITE))
-		ret = rcall(t, SYS_mprotect, s, e - s, create_prot(w), 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_mprotect, s, e - s, create_prot(w), 0, 0, 0, NULL);
 	if (!ret)
 		ret = apply_advice(t, w, s, e);
 	return ret;
@@ -1068,10 +1040,10 @@ int rst_target_layout(struct rst_target *t, const struct haul_layout *l)
 	}
 	if (!t->v) {
 		/* First layout: nothing of haul may remain (its vDSO blocks ARCH_MAP_VDSO). */
-		ret = rcall(t, SYS_munmap, 0, t->tramp, 0, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_munmap, 0, t->tramp, 0, 0, 0, 0, NULL);
 		if (!ret)
-			ret = rcall(t, SYS_munmap, t->tramp + TRAMP_SIZE,
-				    RST_TASK_SIZE - (t->tramp + TRAMP_SIZE), 0, 0, 0, 0, NULL);
+			ret = rst_rcall(t, SYS_munmap, t->tramp + TRAMP_SIZE,
+					RST_TASK_SIZE - (t->tramp + TRAMP_SIZE), 0, 0, 0, 0, NULL);
 		if (ret) {
 			pr_err_r(ret, "cannot clear the address space of the stub for pid %d",
 				 (int)t->o.pid);
@@ -1113,11 +1085,12 @@ int rst_target_layout(struct rst_target *t, const struct haul_layout *l)
 			if (!overlaps(ov->start, ov->end, w->start, w->end) || !compatible(ov, w))
 				continue;
 			if (w->start > cur)
-				ret = rcall(t, SYS_munmap, cur, w->start - cur, 0, 0, 0, 0, NULL);
+				ret = rst_rcall(t, SYS_munmap, cur, w->start - cur, 0, 0, 0, 0,
+						NULL);
 			cur = w->end < ov->end ? w->end : ov->end;
 		}
 		if (!ret && cur < ov->end)
-			ret = rcall(t, SYS_munmap, cur, ov->end - cur, 0, 0, 0, 0, NULL);
+			ret = rst_rcall(t, SYS_munmap, cur, ov->end - cur, 0, 0, 0, 0, NULL);
 	}
 	/* Create what is new, fix protections of what is kept, carry the bits over. */
 	for (size_t j = 0; j < nn && !ret; j++) {
@@ -1143,8 +1116,8 @@ int rst_target_layout(struct rst_target *t, const struct haul_layout *l)
 
 				add.flags &= ~o->v.flags;
 				if (create_prot(&o->v) != create_prot(&w->v))
-					ret = rcall(t, SYS_mprotect, s, e - s, create_prot(&w->v),
-						    0, 0, 0, NULL);
+					ret = rst_rcall(t, SYS_mprotect, s, e - s,
+							create_prot(&w->v), 0, 0, 0, NULL);
 				if (!ret && (add.flags & VMFLAGS_MASK))
 					apply_advice(t, &add, s, e);
 			}
@@ -1195,7 +1168,7 @@ static int write_mem(struct rst_target *t, uint64_t addr, const void *data, size
 	if (n < 0)
 		n = 0;
 	/* A read-only VMA (or a partial write): /proc/PID/mem forces it. */
-	return poke(t, addr + n, (const char *)data + n, len - n);
+	return rst_poke(t, addr + n, (const char *)data + n, len - n);
 }
 
 static const uint8_t zeros[64 << 10];
@@ -1315,7 +1288,7 @@ static int restore_vdso(struct rst_target *t, const struct haul_layout *l, char 
 	}
 	if (!vdso)
 		return 0;
-	ret = rcall(t, SYS_arch_prctl, ARCH_MAP_VDSO_64_, vvar ? vvar : vdso, 0, 0, 0, 0, NULL);
+	ret = rst_rcall(t, SYS_arch_prctl, ARCH_MAP_VDSO_64_, vvar ? vvar : vdso, 0, 0, 0, 0, NULL);
 	if (ret) {
 		snprintf(why, wl, "cannot map the vDSO at %#" PRIx64 ": %s", vvar ? vvar : vdso,
 			 strerror(-ret));
@@ -1336,488 +1309,6 @@ static int restore_vdso(struct rst_target *t, const struct haul_layout *l, char 
 	return ret;
 }
 
-/* A pipe being rebuilt: its two ends parked above every fd of the image. */
-struct tpipe {
-	uint64_t id;
-	int r, w; /* pipe: read and write end; socketpair: the lower and the higher inode's end */
-	uint32_t r_ofd, w_ofd; /* pipe: the file_id that has the parked end's OFD, 0: none yet */
-	bool sock;
-	const ProtobufCBinaryData *data;  /* pipe: its bytes; pair: what r's end had to read */
-	const ProtobufCBinaryData *data1; /* pair: what w's end had to read */
-};
-
-/* A deleted file recreated under a temporary name until every fd has opened it. */
-struct tghost {
-	uint64_t dev, ino;
-	char *path;
-};
-
-struct fd_ctx {
-	struct tpipe *pipes;
-	size_t npipes;
-	int park; /* next free fd number above the image's */
-	struct tghost *ghosts;
-	size_t nghosts;
-	const Haul__Img__ProcessState *ps;
-	size_t cur; /* index in ps->fds of the fd being restored */
-};
-
-static int peek(struct rst_target *t, uint64_t addr, void *buf, size_t len)
-{
-	ssize_t n = pread(t->mem, buf, len, addr);
-
-	if (n == (ssize_t)len)
-		return 0;
-	return n < 0 ? -errno : -EIO;
-}
-
-/* Move remote fd @fd to the parking area (above every fd the image names). */
-static int park_fd(struct rst_target *t, struct fd_ctx *x, int fd, int *out)
-{
-	long res;
-	int ret = rcall(t, SYS_fcntl, fd, F_DUPFD_CLOEXEC, x->park, 0, 0, 0, &res);
-
-	rcall(t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
-	if (ret)
-		return ret;
-	*out = (int)res;
-	x->park = (int)res + 1;
-	return 0;
-}
-
-/*
- * The end of pipe @p that @f names.  The first open file description of
- * each end is the parked one; another (opened through /proc/self/fd, as
- * pipe01 does, with its own O_NONBLOCK) is a new open of that end: *@shared
- * false, *@src a new fd.
- */
-static int pipe_ofd(struct rst_target *t, struct tpipe *p, const Haul__Img__Fd *f, int *src,
-		    bool *shared)
-{
-	bool wr = (f->flags & O_ACCMODE) == O_WRONLY;
-	uint32_t *owner = wr ? &p->w_ofd : &p->r_ofd;
-	char path[64];
-	uint64_t rpath;
-	long res;
-	int ret;
-
-	if (!*owner || *owner == f->file_id) {
-		*owner = f->file_id;
-		*src = wr ? p->w : p->r;
-		return 0;
-	}
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", wr ? p->w : p->r);
-	ret = put_str(t, 0, path, &rpath);
-	if (!ret)
-		ret = rcall(t, SYS_openat, AT_FDCWD, rpath,
-			    (wr ? O_WRONLY : O_RDONLY) | O_NONBLOCK | O_CLOEXEC, 0, 0, 0, &res);
-	if (ret)
-		return ret;
-	*shared = false;
-	*src = (int)res;
-	return 0;
-}
-
-static int pipe_end(struct rst_target *t, struct fd_ctx *x, const Haul__Img__Fd *f, int *src,
-		    bool *shared)
-{
-	bool sock = f->kind == HAUL__IMG__FD_KIND__FD_UNIX_PAIR;
-	/* A pair is named by its lower inode; its end with that inode is fds[0]. */
-	uint64_t id = sock ? (f->ino < f->sock_peer ? f->ino : f->sock_peer) : f->pipe_id;
-	struct tpipe *p = NULL;
-	int32_t fds[2];
-	int ret;
-
-	for (size_t i = 0; i < x->npipes; i++)
-		if (x->pipes[i].id == id && x->pipes[i].sock == sock)
-			p = &x->pipes[i];
-	if (sock && !p) {
-		p = &x->pipes[x->npipes];
-		memset(p, 0, sizeof(*p));
-		p->id = id;
-		p->sock = true;
-		ret = rcall(t, SYS_socketpair, AF_UNIX, f->sock_type | SOCK_CLOEXEC, 0, scratch(t),
-			    0, 0, NULL);
-		if (!ret)
-			ret = peek(t, scratch(t), fds, sizeof(fds));
-		if (!ret)
-			ret = park_fd(t, x, fds[0], &p->r);
-		if (!ret)
-			ret = park_fd(t, x, fds[1], &p->w);
-		if (ret)
-			return ret;
-		x->npipes++;
-	}
-	if (sock) {
-		bool low = f->ino == id;
-
-		if (f->has_sock_data) {
-			if (low)
-				p->data = &f->sock_data;
-			else
-				p->data1 = &f->sock_data;
-		}
-		*src = low ? p->r : p->w;
-		return 0;
-	}
-	if (!p) {
-		p = &x->pipes[x->npipes];
-		memset(p, 0, sizeof(*p));
-		p->id = f->pipe_id;
-		ret = rcall(t, SYS_pipe2, scratch(t), O_CLOEXEC, 0, 0, 0, 0, NULL);
-		if (!ret)
-			ret = peek(t, scratch(t), fds, sizeof(fds));
-		if (!ret)
-			ret = park_fd(t, x, fds[0], &p->r);
-		if (!ret)
-			ret = park_fd(t, x, fds[1], &p->w);
-		if (ret)
-			return ret;
-		x->npipes++;
-		if (f->has_pipe_size && f->pipe_size > 65536 &&
-		    rcall(t, SYS_fcntl, p->w, F_SETPIPE_SZ, f->pipe_size, 0, 0, 0, NULL))
-			pr_warn("pid %d: cannot grow pipe of fd %d to %u bytes (fs.pipe-max-size?)",
-				(int)t->o.pid, f->fd, f->pipe_size);
-	}
-	if (f->has_pipe_data)
-		p->data = &f->pipe_data;
-	return pipe_ofd(t, p, f, src, shared);
-}
-
-/* Create the file behind @f in the stub; *@tmp is a new fd, or a parked pipe end (@shared). */
-static int open_fd(struct rst_target *t, struct fd_ctx *x, const Haul__Img__Fd *f, char *path,
-		   int *tmp, bool *shared)
-{
-	int nb = (int)f->flags & O_NONBLOCK;
-	uint64_t rpath;
-	long res = -1;
-	int ret;
-
-	*shared = false;
-	switch (f->kind) {
-	case HAUL__IMG__FD_KIND__FD_EVENTFD:
-		ret = rcall(t, SYS_eventfd2, f->efd_count, nb | (f->efd_semaphore ? 1 : 0), 0, 0, 0,
-			    0, &res);
-		break;
-	case HAUL__IMG__FD_KIND__FD_SIGNALFD:
-		ret = poke(t, scratch(t), &f->sigmask, sizeof(f->sigmask));
-		if (!ret)
-			ret = rcall(t, SYS_signalfd4, (uint64_t)-1, scratch(t), 8, nb, 0, 0, &res);
-		break;
-	case HAUL__IMG__FD_KIND__FD_TIMERFD:
-		ret = rcall(t, SYS_timerfd_create, f->clockid, nb, 0, 0, 0, 0, &res);
-		/*
-		 * What was left of it, relative.  A periodic timer that expired
-		 * with its ticks unread shows 0 left (it is re-armed by the read):
-		 * it goes on one period from now, its ticks restored below.
-		 */
-		if (!ret && (f->it_value_ns || f->it_interval_ns)) {
-			uint64_t left = f->it_value_ns ? f->it_value_ns : f->it_interval_ns;
-			uint64_t its[4] = {f->it_interval_ns / 1000000000ULL,
-					   f->it_interval_ns % 1000000000ULL, left / 1000000000ULL,
-					   left % 1000000000ULL};
-
-			ret = poke(t, scratch(t), its, sizeof(its));
-			if (!ret)
-				ret = rcall(t, SYS_timerfd_settime, res, 0, scratch(t), 0, 0, 0,
-					    NULL);
-		}
-		if (!ret && f->ticks) {
-			ret = poke(t, scratch(t), &f->ticks, sizeof(f->ticks));
-			/* TFD_IOC_SET_TICKS: expirations that were not read yet. */
-			if (!ret)
-				ret = rcall(t, SYS_ioctl, res, 0x40085400, scratch(t), 0, 0, 0,
-					    NULL);
-		}
-		break;
-	case HAUL__IMG__FD_KIND__FD_EPOLL:
-		ret = rcall(t, SYS_epoll_create1, 0, 0, 0, 0, 0, 0, &res);
-		break;
-	case HAUL__IMG__FD_KIND__FD_PIPE:
-	case HAUL__IMG__FD_KIND__FD_UNIX_PAIR:
-		*shared = true;
-		return pipe_end(t, x, f, tmp, shared);
-	default: {
-		int flags = (int)f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC);
-
-		/* An O_TMPFILE file keeps O_TMPFILE (with O_DIRECTORY) in its flags: reopen it. */
-		if ((flags & O_TMPFILE) == O_TMPFILE)
-			flags &= ~O_TMPFILE;
-
-		ret = put_str(t, 0, path, &rpath);
-		if (!ret)
-			ret = rcall(t, SYS_openat, AT_FDCWD, rpath, flags | O_CLOEXEC, 0, 0, 0,
-				    &res);
-		break;
-	}
-	}
-	*tmp = (int)res;
-	return ret;
-}
-
-/*
- * The name under which deleted file @f can be opened now: recreated on its
- * first fd (fd_ghost.c), the same name for every later fd of that inode.
- */
-static int ghost_path(struct fd_ctx *x, const Haul__Img__Fd *f, char *path, size_t plen)
-{
-	struct tghost *g;
-	int ret;
-
-	for (size_t i = 0; i < x->nghosts; i++)
-		if (x->ghosts[i].dev == f->dev && x->ghosts[i].ino == f->ino) {
-			snprintf(path, plen, "%s", x->ghosts[i].path);
-			return 0;
-		}
-	if (!f->has_content)
-		return -EBADMSG; /* the image names an inode it carries nowhere */
-	ret = rst_ghost_create(f, path, plen);
-	if (ret)
-		return ret;
-	g = &x->ghosts[x->nghosts];
-	g->dev = f->dev;
-	g->ino = f->ino;
-	g->path = strdup(path);
-	if (!g->path) {
-		unlink(path);
-		return -ENOMEM;
-	}
-	x->nghosts++;
-	return 0;
-}
-
-/* The fd restored before @f that shares its open file description, or NULL. */
-static const Haul__Img__Fd *ofd_leader(const struct fd_ctx *x, const Haul__Img__Fd *f)
-{
-	if (!f->has_file_id)
-		return NULL;
-	for (size_t i = 0; i < x->cur; i++)
-		if (x->ps->fds[i]->has_file_id && x->ps->fds[i]->file_id == f->file_id)
-			return x->ps->fds[i];
-	return NULL;
-}
-
-static int restore_fd(struct rst_target *t, struct fd_ctx *x, const Haul__Img__Fd *f, char *why,
-		      size_t wl)
-{
-	const Haul__Img__Fd *lead = ofd_leader(x, f);
-	char path[4200];
-	bool shared;
-	int ret, tmp = -1;
-
-	if (lead) {
-		/* One open file description: the same offset, flags and locks. */
-		ret = rcall(t, SYS_dup3, lead->fd, f->fd, f->cloexec ? O_CLOEXEC : 0, 0, 0, 0,
-			    NULL);
-		if (ret)
-			snprintf(why, wl, "cannot make fd %d share the open file of fd %d: %s",
-				 f->fd, lead->fd, strerror(-ret));
-		return ret;
-	}
-	snprintf(path, sizeof(path), "%s", f->path);
-	if (f->kind == HAUL__IMG__FD_KIND__FD_DELETED) {
-		ret = ghost_path(x, f, path, sizeof(path));
-		if (ret) {
-			snprintf(why, wl, "cannot recreate deleted file %.256s of fd %d: %s",
-				 f->path, f->fd, strerror(-ret));
-			return ret;
-		}
-	}
-	ret = open_fd(t, x, f, path, &tmp, &shared);
-	if (ret) {
-		snprintf(why, wl, "cannot recreate fd %d (%.256s): %s", f->fd, path,
-			 strerror(-ret));
-		return ret;
-	}
-	if (tmp != f->fd) {
-		ret = rcall(t, SYS_dup3, tmp, f->fd, f->cloexec ? O_CLOEXEC : 0, 0, 0, 0, NULL);
-		if (!shared)
-			rcall(t, SYS_close, tmp, 0, 0, 0, 0, 0, NULL);
-	} else {
-		/* Created at its own number (eventfd, timerfd, epoll...): no dup3 set it. */
-		ret = rcall(t, SYS_fcntl, tmp, F_SETFD, f->cloexec ? FD_CLOEXEC : 0, 0, 0, 0, NULL);
-	}
-	if (!ret &&
-	    (f->kind == HAUL__IMG__FD_KIND__FD_PIPE || f->kind == HAUL__IMG__FD_KIND__FD_UNIX_PAIR))
-		ret = rcall(t, SYS_fcntl, f->fd, F_SETFL, f->flags & O_NONBLOCK, 0, 0, 0, NULL);
-	if (!ret &&
-	    (f->kind == HAUL__IMG__FD_KIND__FD_REG || f->kind == HAUL__IMG__FD_KIND__FD_DELETED))
-		ret = rcall(t, SYS_lseek, f->fd, f->pos, SEEK_SET, 0, 0, 0, NULL);
-	if (ret)
-		snprintf(why, wl, "cannot set up fd %d (%.256s): %s", f->fd, path, strerror(-ret));
-	return ret;
-}
-
-/* O_ASYNC with its owner and signal (after a lease, which sets O_ASYNC itself). */
-static int restore_async(struct rst_target *t, const Haul__Img__Fd *f, char *why, size_t wl)
-{
-	int32_t own[2] = {f->owner_type, f->owner_pid};
-	int fl = (int)f->flags & (O_APPEND | O_NONBLOCK | O_ASYNC | O_DIRECT | O_NOATIME);
-	int ret;
-
-	ret = poke(t, scratch(t), own, sizeof(own));
-	if (!ret)
-		ret = rcall(t, SYS_fcntl, f->fd, F_SETOWN_EX, scratch(t), 0, 0, 0, NULL);
-	if (!ret)
-		ret = rcall(t, SYS_fcntl, f->fd, F_SETSIG, f->async_sig, 0, 0, 0, NULL);
-	if (!ret)
-		ret = rcall(t, SYS_fcntl, f->fd, F_SETFL, fl, 0, 0, 0, NULL);
-	if (ret)
-		snprintf(why, wl, "cannot set O_ASYNC and its owner on fd %d (%.256s): %s", f->fd,
-			 f->path, strerror(-ret));
-	return ret;
-}
-
-/*
- * Take the locks and leases of every open file description again, once
- * all fds exist: closing any fd of a file drops the process's POSIX locks
- * on it, and restoring fds closes temporaries.
- */
-static int restore_locks(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
-			 size_t wl)
-{
-	int ret = 0;
-
-	for (size_t i = 0; i < ps->n_fds && !ret; i++) {
-		const Haul__Img__Fd *f = ps->fds[i];
-
-		for (size_t k = 0; k < f->n_locks && !ret; k++) {
-			struct rst_lock_call c;
-
-			ret = rst_lock_call(f->locks[k], f->fd, &c);
-			if (!ret && c.buf_arg >= 0) {
-				ret = poke(t, scratch(t), c.buf, c.buflen);
-				c.args[c.buf_arg] = scratch(t);
-			}
-			if (!ret)
-				ret = rcall(t, c.nr, c.args[0], c.args[1], c.args[2], c.args[3],
-					    c.args[4], c.args[5], NULL);
-			if (ret)
-				snprintf(why, wl,
-					 "cannot take the %s of fd %d (%.256s) again: %s%s",
-					 rst_lock_name(f->locks[k]), f->fd, f->path, strerror(-ret),
-					 ret == -EAGAIN ? " (another process holds a conflicting "
-							  "lock on the file now)"
-							: "");
-		}
-		if (!ret && f->has_owner_pid)
-			ret = restore_async(t, f, why, wl);
-	}
-	return ret;
-}
-
-/* Write @d into remote fd @fd, through the scratch area. */
-static int refill(struct rst_target *t, int fd, const ProtobufCBinaryData *d)
-{
-	int ret = 0;
-
-	for (size_t off = 0; d && off < d->len && !ret;) {
-		size_t n = d->len - off;
-		long res;
-
-		if (n > TRAMP_SCRATCH)
-			n = TRAMP_SCRATCH;
-		ret = poke(t, scratch(t), d->data + off, n);
-		if (!ret)
-			ret = rcall(t, SYS_write, fd, scratch(t), n, 0, 0, 0, &res);
-		if (!ret && res <= 0)
-			ret = -EIO;
-		if (!ret)
-			off += res;
-	}
-	return ret;
-}
-
-/* Every fd exists: fill the pipes, close their parked ends, re-arm the epoll instances. */
-static int finish_fds(struct rst_target *t, struct fd_ctx *x, const Haul__Img__ProcessState *ps,
-		      char *why, size_t wl)
-{
-	int ret = 0;
-
-	for (size_t i = 0; i < x->npipes && !ret; i++) {
-		const struct tpipe *p = &x->pipes[i];
-
-		/* What an end had to read is written into the other end (a pipe's into w). */
-		ret = refill(t, p->w, p->data);
-		if (!ret && p->sock)
-			ret = refill(t, p->r, p->data1);
-		if (ret)
-			snprintf(why, wl, "cannot refill a %s with its queued bytes: %s",
-				 p->sock ? "socketpair" : "pipe", strerror(-ret));
-		rcall(t, SYS_close, p->r, 0, 0, 0, 0, 0, NULL);
-		rcall(t, SYS_close, p->w, 0, 0, 0, 0, 0, NULL);
-	}
-	for (size_t i = 0; i < ps->n_fds && !ret; i++) {
-		const Haul__Img__Fd *f = ps->fds[i];
-
-		x->cur = i;
-		if (ofd_leader(x, f))
-			continue; /* a dup of an epoll fd names the same instance */
-		for (size_t k = 0; k < f->n_epoll && !ret; k++) {
-			uint8_t ev[12]; /* struct epoll_event is packed on x86_64 */
-
-			memcpy(ev, &f->epoll[k]->events, 4);
-			memcpy(ev + 4, &f->epoll[k]->data, 8);
-			ret = poke(t, scratch(t), ev, sizeof(ev));
-			if (!ret)
-				ret = rcall(t, SYS_epoll_ctl, f->fd, 1 /* EPOLL_CTL_ADD */,
-					    f->epoll[k]->tfd, scratch(t), 0, 0, NULL);
-			if (ret)
-				snprintf(why, wl, "cannot make epoll fd %d watch fd %d again: %s",
-					 f->fd, f->epoll[k]->tfd, strerror(-ret));
-		}
-	}
-	if (!ret)
-		ret = restore_locks(t, ps, why, wl);
-	return ret;
-}
-
-static int restore_fds(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
-		       size_t wl)
-{
-	struct fd_ctx x = {0};
-	int ret;
-
-	x.ps = ps;
-	x.pipes = calloc(ps->n_fds ? ps->n_fds : 1, sizeof(*x.pipes));
-	x.ghosts = calloc(ps->n_fds ? ps->n_fds : 1, sizeof(*x.ghosts));
-	if (!x.pipes || !x.ghosts) {
-		free(x.pipes);
-		free(x.ghosts);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < ps->n_fds; i++)
-		if (ps->fds[i]->fd >= x.park)
-			x.park = ps->fds[i]->fd + 1;
-	/* Its fd limit first: fd numbers above ours must be possible (all rlimits follow later). */
-	for (size_t i = 0; i < ps->n_rlimits; i++)
-		if (ps->rlimits[i]->resource == RLIMIT_NOFILE) {
-			struct rlimit rl = {ps->rlimits[i]->cur, ps->rlimits[i]->max};
-
-			rlim_t need = (rlim_t)x.park + 64;
-
-			if (rl.rlim_cur < need)
-				rl.rlim_cur = need < rl.rlim_max ? need : rl.rlim_max;
-			prlimit(t->stub, RLIMIT_NOFILE, &rl, NULL);
-		}
-	/* The stub's own fds (/dev/null on 0-2) go; the process's come back. */
-	ret = rcall(t, SYS_close_range, 0, ~0U, 0, 0, 0, 0, NULL);
-	for (size_t i = 0; !ret && i < ps->n_fds; i++) {
-		x.cur = i;
-		ret = restore_fd(t, &x, ps->fds[i], why, wl);
-	}
-	/* Every fd of a deleted file has it open: it is deleted again. */
-	for (size_t i = 0; i < x.nghosts; i++) {
-		unlink(x.ghosts[i].path);
-		free(x.ghosts[i].path);
-	}
-	free(x.ghosts);
-	if (!ret)
-		ret = finish_fds(t, &x, ps, why, wl);
-	free(x.pipes);
-	return ret;
-}
-
 static int restore_mm(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl)
 {
 	const Haul__Img__MmMap *mm = ps->mm;
@@ -1826,9 +1317,9 @@ static int restore_mm(struct rst_target *t, const Haul__Img__ProcessState *ps, c
 	long res;
 	int ret, exe_fd;
 
-	ret = put_str(t, 4096, mm->exe, &rexe);
+	ret = rst_put_str(t, 4096, mm->exe, &rexe);
 	if (!ret)
-		ret = rcall(t, SYS_openat, AT_FDCWD, rexe, O_RDONLY | O_CLOEXEC, 0, 0, 0, &res);
+		ret = rst_rcall(t, SYS_openat, AT_FDCWD, rexe, O_RDONLY | O_CLOEXEC, 0, 0, 0, &res);
 	if (ret) {
 		snprintf(why, wl, "cannot open the executable %.256s: %s", mm->exe, strerror(-ret));
 		return ret;
@@ -1849,7 +1340,7 @@ static int restore_mm(struct rst_target *t, const Haul__Img__ProcessState *ps, c
 	m.arg_end = mm->arg_end;
 	m.env_start = mm->env_start;
 	m.env_end = mm->env_end;
-	m.auxv = scratch(t) + 1024;
+	m.auxv = rst_scratch(t) + 1024;
 	m.auxv_size = ps->auxv.len;
 	m.exe_fd = exe_fd;
 	{
@@ -1866,13 +1357,13 @@ static int restore_mm(struct rst_target *t, const Haul__Img__ProcessState *ps, c
 		    cur.st_ino == want.st_ino)
 			m.exe_fd = (uint32_t)-1;
 	}
-	ret = poke(t, scratch(t) + 1024, ps->auxv.data, ps->auxv.len);
+	ret = rst_poke(t, rst_scratch(t) + 1024, ps->auxv.data, ps->auxv.len);
 	if (!ret)
-		ret = poke(t, scratch(t), &m, sizeof(m));
+		ret = rst_poke(t, rst_scratch(t), &m, sizeof(m));
 	if (!ret)
-		ret = rcall(t, SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, scratch(t), sizeof(m), 0, 0,
-			    NULL);
-	rcall(t, SYS_close, exe_fd, 0, 0, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, rst_scratch(t), sizeof(m),
+				0, 0, NULL);
+	rst_rcall(t, SYS_close, exe_fd, 0, 0, 0, 0, 0, NULL);
 	if (ret)
 		snprintf(why, wl, "cannot set the memory map fields (PR_SET_MM_MAP): %s",
 			 strerror(-ret));
@@ -1893,9 +1384,9 @@ static int restore_signals(struct rst_target *t, const Haul__Img__ProcessState *
 
 		if (sig < 1 || sig > 64 || sig == SIGKILL || sig == SIGSTOP)
 			continue;
-		ret = poke(t, scratch(t), ka, sizeof(ka));
+		ret = rst_poke(t, rst_scratch(t), ka, sizeof(ka));
 		if (!ret)
-			ret = rcall(t, SYS_rt_sigaction, sig, scratch(t), 0, 8, 0, 0, NULL);
+			ret = rst_rcall(t, SYS_rt_sigaction, sig, rst_scratch(t), 0, 8, 0, 0, NULL);
 		if (ret)
 			snprintf(why, wl, "cannot set the action of signal %d: %s", sig,
 				 strerror(-ret));
@@ -1912,9 +1403,9 @@ static int restore_signals(struct rst_target *t, const Haul__Img__ProcessState *
 			ss[1] = ps->altstack_flags & ~(uint32_t)SS_ONSTACK;
 			ss[2] = ps->altstack_size;
 		}
-		ret = poke(t, scratch(t), ss, sizeof(ss));
+		ret = rst_poke(t, rst_scratch(t), ss, sizeof(ss));
 		if (!ret)
-			ret = rcall(t, SYS_sigaltstack, scratch(t), 0, 0, 0, 0, 0, NULL);
+			ret = rst_rcall(t, SYS_sigaltstack, rst_scratch(t), 0, 0, 0, 0, 0, NULL);
 		if (ret) {
 			snprintf(why, wl, "cannot set the alternate signal stack: %s",
 				 strerror(-ret));
@@ -1929,13 +1420,13 @@ static int restore_signals(struct rst_target *t, const Haul__Img__ProcessState *
 		if (p->siginfo.len != 128)
 			continue;
 		memcpy(&signo, p->siginfo.data, sizeof(signo));
-		ret = poke(t, scratch(t), p->siginfo.data, 128);
+		ret = rst_poke(t, rst_scratch(t), p->siginfo.data, 128);
 		if (!ret && p->shared)
-			ret = rcall(t, SYS_rt_sigqueueinfo, t->o.pid, signo, scratch(t), 0, 0, 0,
-				    NULL);
+			ret = rst_rcall(t, SYS_rt_sigqueueinfo, t->o.pid, signo, rst_scratch(t), 0,
+					0, 0, NULL);
 		else if (!ret)
-			ret = rcall(t, SYS_rt_tgsigqueueinfo, t->o.pid, t->o.pid, signo, scratch(t),
-				    0, 0, NULL);
+			ret = rst_rcall(t, SYS_rt_tgsigqueueinfo, t->o.pid, t->o.pid, signo,
+					rst_scratch(t), 0, 0, NULL);
 		if (ret) {
 			snprintf(why, wl, "cannot requeue pending signal %d: %s", signo,
 				 strerror(-ret));
@@ -1951,47 +1442,49 @@ static int restore_task(struct rst_target *t, const Haul__Img__ProcessState *ps,
 	uint64_t addr;
 	int ret;
 
-	ret = put_str(t, 0, ps->cwd, &addr);
+	ret = rst_put_str(t, 0, ps->cwd, &addr);
 	if (!ret)
-		ret = rcall(t, SYS_chdir, addr, 0, 0, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_chdir, addr, 0, 0, 0, 0, 0, NULL);
 	if (ret) {
 		snprintf(why, wl, "cannot enter the working directory %.256s: %s", ps->cwd,
 			 strerror(-ret));
 		return ret;
 	}
-	ret = rcall(t, SYS_umask, ps->umask, 0, 0, 0, 0, 0, NULL);
+	ret = rst_rcall(t, SYS_umask, ps->umask, 0, 0, 0, 0, 0, NULL);
 	if (!ret)
-		ret = rcall(t, SYS_personality, ps->personality, 0, 0, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_personality, ps->personality, 0, 0, 0, 0, 0, NULL);
 	if (!ret)
-		ret = put_str(t, 0, ps->comm, &addr);
+		ret = rst_put_str(t, 0, ps->comm, &addr);
 	if (!ret)
-		ret = rcall(t, SYS_prctl, PR_SET_NAME, addr, 0, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_prctl, PR_SET_NAME, addr, 0, 0, 0, 0, NULL);
 	if (!ret && ps->rseq)
-		ret = rcall(t, SYS_rseq, ps->rseq->addr, ps->rseq->len, 0, ps->rseq->sig, 0, 0,
-			    NULL);
+		ret = rst_rcall(t, SYS_rseq, ps->rseq->addr, ps->rseq->len, 0, ps->rseq->sig, 0, 0,
+				NULL);
 	if (ret) {
 		snprintf(why, wl, "cannot restore cwd, umask, personality, name or rseq: %s",
 			 strerror(-ret));
 		return ret;
 	}
 	if (ps->has_robust_list)
-		ret = rcall(t, SYS_set_robust_list, ps->robust_list, ps->robust_list_len, 0, 0, 0,
-			    0, NULL);
+		ret = rst_rcall(t, SYS_set_robust_list, ps->robust_list, ps->robust_list_len, 0, 0,
+				0, 0, NULL);
 	if (!ret && ps->has_tid_address)
-		ret = rcall(t, SYS_set_tid_address, ps->tid_address, 0, 0, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_set_tid_address, ps->tid_address, 0, 0, 0, 0, 0, NULL);
 	if (!ret && ps->has_timerslack_ns)
-		ret = rcall(t, SYS_prctl, PR_SET_TIMERSLACK, ps->timerslack_ns, 0, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_prctl, PR_SET_TIMERSLACK, ps->timerslack_ns, 0, 0, 0, 0,
+				NULL);
 	if (!ret)
-		ret = rcall(t, SYS_prctl, PR_SET_PDEATHSIG, ps->has_pdeathsig ? ps->pdeathsig : 0,
-			    0, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_prctl, PR_SET_PDEATHSIG,
+				ps->has_pdeathsig ? ps->pdeathsig : 0, 0, 0, 0, 0, NULL);
 	for (size_t i = 0; !ret && i < ps->n_itimers; i++) {
 		const Haul__Img__Itimer *it = ps->itimers[i];
 		uint64_t tv[4] = {it->interval_us / 1000000, it->interval_us % 1000000,
 				  it->value_us / 1000000, it->value_us % 1000000};
 
-		ret = poke(t, scratch(t), tv, sizeof(tv));
+		ret = rst_poke(t, rst_scratch(t), tv, sizeof(tv));
 		if (!ret)
-			ret = rcall(t, SYS_setitimer, it->which, scratch(t), 0, 0, 0, 0, NULL);
+			ret = rst_rcall(t, SYS_setitimer, it->which, rst_scratch(t), 0, 0, 0, 0,
+					NULL);
 	}
 	if (ret) {
 		snprintf(why, wl, "cannot restore robust list, tid address or timers: %s",
@@ -2046,14 +1539,14 @@ static int restore_loginuid(struct rst_target *t, const Haul__Img__ProcessState 
 	if (strtoul(cur, NULL, 10) == ps->loginuid)
 		return 0;
 	snprintf(v, sizeof(v), "%u", ps->loginuid);
-	ret = put_str(t, 0, "/proc/self/loginuid", &addr);
+	ret = rst_put_str(t, 0, "/proc/self/loginuid", &addr);
 	if (!ret)
-		ret = put_str(t, 64, v, &vaddr);
+		ret = rst_put_str(t, 64, v, &vaddr);
 	if (!ret)
-		ret = rcall(t, SYS_openat, AT_FDCWD, addr, O_WRONLY | O_CLOEXEC, 0, 0, 0, &fd);
+		ret = rst_rcall(t, SYS_openat, AT_FDCWD, addr, O_WRONLY | O_CLOEXEC, 0, 0, 0, &fd);
 	if (!ret) {
-		ret = rcall(t, SYS_write, fd, vaddr, strlen(v), 0, 0, 0, NULL);
-		rcall(t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_write, fd, vaddr, strlen(v), 0, 0, 0, NULL);
+		rst_rcall(t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
 	}
 	if (ret)
 		snprintf(
@@ -2078,17 +1571,17 @@ static int restore_attrs(struct rst_target *t, const Haul__Img__ProcessState *ps
 			return ret;
 	}
 	if (ps->has_child_subreaper && ps->child_subreaper)
-		ret = rcall(t, SYS_prctl, PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_prctl, PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0, 0, NULL);
 	if (!ret && ps->has_thp_disable && (ps->thp_disable & 1)) {
 		what = "PR_SET_THP_DISABLE";
-		ret = rcall(t, SYS_prctl, PR_SET_THP_DISABLE, 1, ps->thp_disable & ~1u, 0, 0, 0,
-			    NULL);
+		ret = rst_rcall(t, SYS_prctl, PR_SET_THP_DISABLE, 1, ps->thp_disable & ~1u, 0, 0, 0,
+				NULL);
 	}
 	/* Each bit of GET_REGISTRATIONS is the REGISTER_* command that set it. */
 	for (unsigned b = 0; !ret && ps->has_membarrier && b < 32; b++)
 		if (ps->membarrier & (1u << b)) {
 			what = "a membarrier registration";
-			ret = rcall(t, SYS_membarrier, 1u << b, 0, 0, 0, 0, 0, NULL);
+			ret = rst_rcall(t, SYS_membarrier, 1u << b, 0, 0, 0, 0, 0, NULL);
 		}
 	if (ret)
 		snprintf(why, wl, "cannot restore %s of pid %d: %s", what, ps->pid, strerror(-ret));
@@ -2142,7 +1635,7 @@ static int restore_timens_children(struct rst_target *t, const Haul__Img__Proces
 
 	if (!ps->has_children_monotonic_ns || !ps->has_children_boottime_ns)
 		return 0;
-	ret = rcall(t, SYS_unshare, CLONE_NEWTIME, 0, 0, 0, 0, 0, NULL);
+	ret = rst_rcall(t, SYS_unshare, CLONE_NEWTIME, 0, 0, 0, 0, 0, NULL);
 	if (!ret) {
 		split_ns(t->o.monotonic_offset_ns + ps->children_monotonic_ns, &ms, &mn);
 		split_ns(t->o.boottime_offset_ns + ps->children_boottime_ns, &bs, &bn);
@@ -2173,11 +1666,11 @@ static int restore_nnp(struct rst_target *t, const Haul__Img__ProcessState *ps, 
 		return 0;
 	for (size_t i = 0; i < t->nthr && !ret; i++) {
 		t->cur = &t->thr[i];
-		ret = rcall(t, SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0, NULL);
 	}
 	t->cur = NULL;
 	if (!ret)
-		ret = rcall(t, SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0, NULL);
 	if (ret)
 		snprintf(why, wl, "cannot set no_new_privs in pid %d: %s", ps->pid, strerror(-ret));
 	return ret;
@@ -2226,13 +1719,13 @@ static int create_thread(struct rst_target *t, const Haul__Img__ThreadState *th,
 	int ret, status;
 
 	a.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
-	a.set_tid = scratch(t) + 256;
+	a.set_tid = rst_scratch(t) + 256;
 	a.set_tid_size = 1;
-	ret = poke(t, scratch(t), &a, sizeof(a));
+	ret = rst_poke(t, rst_scratch(t), &a, sizeof(a));
 	if (!ret)
-		ret = poke(t, scratch(t) + 256, &tid, sizeof(tid));
+		ret = rst_poke(t, rst_scratch(t) + 256, &tid, sizeof(tid));
 	if (!ret)
-		ret = rcall(t, SYS_clone3, scratch(t), sizeof(a), 0, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_clone3, rst_scratch(t), sizeof(a), 0, 0, 0, 0, NULL);
 	if (ret) {
 		if (ret == -EEXIST)
 			snprintf(why, wl,
@@ -2264,27 +1757,27 @@ static int create_thread(struct rst_target *t, const Haul__Img__ThreadState *th,
 	/* Its own bookkeeping, injected in it. */
 	t->cur = r;
 	if (th->rseq)
-		ret = rcall(t, SYS_rseq, th->rseq->addr, th->rseq->len, 0, th->rseq->sig, 0, 0,
-			    NULL);
+		ret = rst_rcall(t, SYS_rseq, th->rseq->addr, th->rseq->len, 0, th->rseq->sig, 0, 0,
+				NULL);
 	if (!ret && th->has_robust_list)
-		ret = rcall(t, SYS_set_robust_list, th->robust_list, th->robust_list_len, 0, 0, 0,
-			    0, NULL);
+		ret = rst_rcall(t, SYS_set_robust_list, th->robust_list, th->robust_list_len, 0, 0,
+				0, 0, NULL);
 	if (!ret && th->has_tid_address)
-		ret = rcall(t, SYS_set_tid_address, th->tid_address, 0, 0, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_set_tid_address, th->tid_address, 0, 0, 0, 0, 0, NULL);
 	if (!ret && th->has_altstack_flags && !(th->altstack_flags & SS_DISABLE)) {
 		uint64_t ss[3] = {th->altstack_sp, th->altstack_flags & ~(uint32_t)SS_ONSTACK,
 				  th->altstack_size};
 
-		ret = poke(t, scratch(t), ss, sizeof(ss));
+		ret = rst_poke(t, rst_scratch(t), ss, sizeof(ss));
 		if (!ret)
-			ret = rcall(t, SYS_sigaltstack, scratch(t), 0, 0, 0, 0, 0, NULL);
+			ret = rst_rcall(t, SYS_sigaltstack, rst_scratch(t), 0, 0, 0, 0, 0, NULL);
 	}
 	if (!ret && th->comm) {
 		uint64_t addr;
 
-		ret = put_str(t, 0, th->comm, &addr);
+		ret = rst_put_str(t, 0, th->comm, &addr);
 		if (!ret)
-			ret = rcall(t, SYS_prctl, PR_SET_NAME, addr, 0, 0, 0, 0, NULL);
+			ret = rst_rcall(t, SYS_prctl, PR_SET_NAME, addr, 0, 0, 0, 0, NULL);
 	}
 	t->cur = NULL;
 	/* Its own queue of signals, sent to it by TID. */
@@ -2294,10 +1787,10 @@ static int create_thread(struct rst_target *t, const Haul__Img__ThreadState *th,
 		if (th->pending[i]->siginfo.len != 128)
 			continue;
 		memcpy(&signo, th->pending[i]->siginfo.data, sizeof(signo));
-		ret = poke(t, scratch(t), th->pending[i]->siginfo.data, 128);
+		ret = rst_poke(t, rst_scratch(t), th->pending[i]->siginfo.data, 128);
 		if (!ret)
-			ret = rcall(t, SYS_rt_tgsigqueueinfo, t->o.pid, th->tid, signo, scratch(t),
-				    0, 0, NULL);
+			ret = rst_rcall(t, SYS_rt_tgsigqueueinfo, t->o.pid, th->tid, signo,
+					rst_scratch(t), 0, 0, NULL);
 	}
 	if (ret)
 		snprintf(why, wl, "cannot set up thread %d: %s", tid, strerror(-ret));
@@ -2347,17 +1840,17 @@ static int creds_on(struct rst_target *t, const Haul__Img__Creds *c)
 {
 	int ret;
 
-	ret = poke(t, scratch(t), c->groups, c->n_groups * sizeof(uint32_t));
+	ret = rst_poke(t, rst_scratch(t), c->groups, c->n_groups * sizeof(uint32_t));
 	if (!ret)
-		ret = rcall(t, SYS_setgroups, c->n_groups, scratch(t), 0, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_setgroups, c->n_groups, rst_scratch(t), 0, 0, 0, 0, NULL);
 	if (!ret)
-		ret = rcall(t, SYS_setresgid, c->rgid, c->egid, c->sgid, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_setresgid, c->rgid, c->egid, c->sgid, 0, 0, 0, NULL);
 	if (!ret)
-		ret = rcall(t, SYS_setfsgid, c->fsgid, 0, 0, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_setfsgid, c->fsgid, 0, 0, 0, 0, 0, NULL);
 	if (!ret)
-		ret = rcall(t, SYS_setresuid, c->ruid, c->euid, c->suid, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_setresuid, c->ruid, c->euid, c->suid, 0, 0, 0, NULL);
 	if (!ret)
-		ret = rcall(t, SYS_setfsuid, c->fsuid, 0, 0, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_setfsuid, c->fsuid, 0, 0, 0, 0, 0, NULL);
 	return ret;
 }
 
@@ -2375,7 +1868,8 @@ static int restore_creds(struct rst_target *t, const Haul__Img__ProcessState *ps
 		ret = creds_on(t, ps->creds);
 	/* Changing ids resets dumpability: set it after. */
 	if (!ret && ps->has_dumpable)
-		ret = rcall(t, SYS_prctl, PR_SET_DUMPABLE, ps->dumpable ? 1 : 0, 0, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_prctl, PR_SET_DUMPABLE, ps->dumpable ? 1 : 0, 0, 0, 0, 0,
+				NULL);
 	if (ret)
 		snprintf(why, wl, "cannot restore credentials: %s", strerror(-ret));
 	return ret;
@@ -2432,8 +1926,8 @@ static int finish_vmas(struct rst_target *t, const Haul__Img__ProcessState *ps, 
 		for (size_t k = 0; k < ps->vmas[i]->n_guards && !ret; k++) {
 			const Haul__Img__GuardRange *g = ps->vmas[i]->guards[k];
 
-			ret = rcall(t, SYS_madvise, g->start, g->end - g->start,
-				    RST_MADV_GUARD_INSTALL, 0, 0, 0, NULL);
+			ret = rst_rcall(t, SYS_madvise, g->start, g->end - g->start,
+					RST_MADV_GUARD_INSTALL, 0, 0, 0, NULL);
 			if (ret)
 				snprintf(why, wl,
 					 "cannot install guard pages %#" PRIx64 "-%#" PRIx64
@@ -2444,18 +1938,18 @@ static int finish_vmas(struct rst_target *t, const Haul__Img__ProcessState *ps, 
 		const struct haul_vma *v = &t->v[i].v;
 
 		if (create_prot(v) != v->prot) {
-			ret = rcall(t, SYS_mprotect, v->start, v->end - v->start, v->prot, 0, 0, 0,
-				    NULL);
+			ret = rst_rcall(t, SYS_mprotect, v->start, v->end - v->start, v->prot, 0, 0,
+					0, NULL);
 			if (ret)
 				snprintf(why, wl, "cannot protect %#" PRIx64 "-%#" PRIx64 ": %s",
 					 v->start, v->end, strerror(-ret));
 		}
 		if (!ret && (v->flags & HAUL_VMA_LOCKED)) {
 			int r = (v->flags & HAUL_VMA_LOCKFAULT)
-					? rcall(t, SYS_mlock2, v->start, v->end - v->start,
-						MLOCK_ONFAULT, 0, 0, 0, NULL)
-					: rcall(t, SYS_mlock, v->start, v->end - v->start, 0, 0, 0,
-						0, NULL);
+					? rst_rcall(t, SYS_mlock2, v->start, v->end - v->start,
+						    MLOCK_ONFAULT, 0, 0, 0, NULL)
+					: rst_rcall(t, SYS_mlock, v->start, v->end - v->start, 0, 0,
+						    0, 0, NULL);
 
 			if (r)
 				pr_warn_r(r, "cannot mlock %#" PRIx64 "-%#" PRIx64 " of pid %d",
@@ -2467,7 +1961,7 @@ static int finish_vmas(struct rst_target *t, const Haul__Img__ProcessState *ps, 
 
 		if (!(v->flags & HAUL_VMA_SEALED))
 			continue;
-		ret = rcall(t, SYS_mseal, v->start, v->end - v->start, 0, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_mseal, v->start, v->end - v->start, 0, 0, 0, 0, NULL);
 		if (ret)
 			snprintf(why, wl, "cannot seal %#" PRIx64 "-%#" PRIx64 ": %s", v->start,
 				 v->end, strerror(-ret));
@@ -2518,7 +2012,7 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 		return ret;
 
 	ms[2] = lap_ms(&lap);
-	ret = restore_fds(t, ps, why, wl);
+	ret = rst_restore_fds(t, ps, why, wl);
 	ms[3] = lap_ms(&lap);
 	if (!ret)
 		ret = restore_mm(t, ps, why, wl);
@@ -2547,7 +2041,7 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 	}
 
 	/* The last injected call: stopped at its exit, nothing runs from the trampoline again. */
-	ret = rcall(t, SYS_munmap, t->tramp, TRAMP_SIZE, 0, 0, 0, 0, NULL);
+	ret = rst_rcall(t, SYS_munmap, t->tramp, TRAMP_SIZE, 0, 0, 0, 0, NULL);
 	if (ret) {
 		snprintf(why, wl, "cannot unmap the restorer's trampoline: %s", strerror(-ret));
 		return ret;
