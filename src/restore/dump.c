@@ -262,8 +262,22 @@ static int classify_fd(pid_t pid, int fd, unsigned long flags, Haul__Img__FdKind
 		*kind = HAUL__IMG__FD_KIND__FD_PIPE;
 		return 0;
 	}
-	/* A socket; whether it is one end of a pair inside this process is checked by the caller. */
+	/*
+	 * A socket: only a unix one can be a pair (whether both its ends are
+	 * in this process is checked by the caller); any other is named by its
+	 * family and addresses (fd_socket.c).
+	 */
 	if (S_ISSOCK(st->st_mode) && !strncmp(target, "socket:[", 8)) {
+		char desc[256];
+		int family;
+
+		ret = rst_sock_describe(pid, fd, &family, desc, sizeof(desc));
+		if (ret)
+			return ret;
+		if (family != AF_UNIX) {
+			snprintf(why, whylen, "fd %d: %s: sockets are not supported yet", fd, desc);
+			return -EOPNOTSUPP;
+		}
 		*kind = HAUL__IMG__FD_KIND__FD_UNIX_PAIR;
 		return 0;
 	}
