@@ -70,6 +70,45 @@ int rst_poke(struct rst_target *t, uint64_t addr, const void *data, size_t len);
 int rst_peek(struct rst_target *t, uint64_t addr, void *buf, size_t len);
 int rst_put_str(struct rst_target *t, size_t off, const char *s, uint64_t *addr);
 
+#define RST_MADV_GUARD_INSTALL 102 /* Linux 6.13 */
+#ifndef MLOCK_ONFAULT
+#define MLOCK_ONFAULT 1
+#endif
+#ifndef SYS_mseal
+#define SYS_mseal 462
+#endif
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+#ifndef PTRACE_GET_RSEQ_CONFIGURATION
+#define PTRACE_GET_RSEQ_CONFIGURATION 0x420f
+#endif
+#ifndef PR_SET_MM_MAP
+#define PR_SET_MM_MAP 14
+#endif
+#define ARCH_MAP_VDSO_64_     0x2003
+#define RSEQ_FLAG_UNREGISTER_ 1
+
+struct clone_args_ {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+		set_tid_size, cgroup;
+};
+
+/* The exit status a helper process mirrors for a wait() @status. */
+int rst_exit_code(int status);
+
+/* 6.11's MAP_DROPPABLE; not in the libc headers. */
+#define RST_MAP_DROPPABLE 0x08
+
+/*
+ * target_layout.c: rst_tvmas_free frees @n VMAs of the target's table and
+ * the table; rst_create_prot: the protection a VMA is created with (before
+ * its pages are written).
+ */
+void rst_tvmas_free(struct tvma *v, size_t n);
+uint32_t rst_create_prot(const struct haul_vma *v);
+
 /*
  * fd_restore.c: every fd of @ps in the stub, at its number, with its open
  * file description shared as in the image, then what needs all of them
