@@ -10,7 +10,9 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/user.h>
 
+#include "common/rsys.h"
 #include "common/vma.h"
 #include "image.pb-c.h"
 
@@ -22,6 +24,15 @@
 
 /* x86_64 user address-space end with 4-level page tables (TASK_SIZE_MAX). */
 #define RST_TASK_SIZE 0x7ffffffff000ULL
+
+/* A process stopped by rst_seize (seize.c); dump.c reads it. */
+struct rst_seized {
+	pid_t pid;
+	size_t n;
+	struct rsys *thr;	      /* thr[0] is the main thread */
+	struct user_regs_struct *raw; /* registers as stopped, before rsys rewound them */
+	bool held;		      /* injlog_hold() group-stopped it for the injection */
+};
 
 /*
  * Check what can be checked from /proc without stopping @pid: threads,
