@@ -12,7 +12,6 @@
  * every kind this table had then (all of today's kinds).
  */
 #include <errno.h>
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,49 +69,29 @@ static bool can_restore(const struct rst_fd_ops *k, const struct ps_resource_cap
 	return false;
 }
 
+struct caps_of {
+	const struct ps_resource_cap *caps;
+	size_t n;
+};
+
+static int check_kind(void *arg, const struct rst_fd_probe *p, const struct rst_fd_ops *k,
+		      char *why, size_t whylen)
+{
+	const struct caps_of *c = arg;
+
+	if (can_restore(k, c->caps, c->n))
+		return 0;
+	snprintf(why, whylen,
+		 "fd %d (%.256s) is a %s (%s version %u), which the target cannot restore; "
+		 "upgrade haul on the target",
+		 p->fd, p->target, k->name, kind_name(k->kind), k->version);
+	return -EOPNOTSUPP;
+}
+
 int rst_caps_check(pid_t pid, const struct ps_client *c, char *why, size_t whylen)
 {
-	const struct ps_resource_cap *caps;
-	size_t n = ps_client_caps(c, &caps);
-	char path[64];
-	struct dirent *de;
-	DIR *d;
-	int ret = 0;
+	struct caps_of co;
 
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	d = opendir(path);
-	if (!d) {
-		ret = -errno;
-		snprintf(why, whylen, "cannot list the fds of pid %d", (int)pid);
-		return ret;
-	}
-	while (!ret && (de = readdir(d))) {
-		const struct rst_fd_ops *k = NULL;
-		char target[4096], info[64], *fdinfo = NULL;
-		struct rst_fd_probe p;
-		struct stat st;
-		int fd = atoi(de->d_name);
-
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(info, sizeof(info), "fdinfo/%d", fd);
-		ret = rst_read_proc(pid, info, &fdinfo, NULL);
-		if (!ret)
-			ret = rst_fd_classify(pid, fd, fdinfo, target, sizeof(target), &st, &p, &k,
-					      why, whylen);
-		free(fdinfo);
-		if (ret == -ENOENT) { /* closed meanwhile */
-			ret = 0;
-			continue;
-		}
-		if (!ret && !can_restore(k, caps, n)) {
-			snprintf(why, whylen,
-				 "fd %d (%.256s) is a %s (%s version %u), which the target cannot "
-				 "restore; upgrade haul on the target",
-				 fd, target, k->name, kind_name(k->kind), k->version);
-			ret = -EOPNOTSUPP;
-		}
-	}
-	closedir(d);
-	return ret;
+	co.n = ps_client_caps(c, &co.caps);
+	return rst_fd_each(pid, check_kind, &co, why, whylen);
 }

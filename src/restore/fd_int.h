@@ -114,6 +114,15 @@ int rst_fd_classify(pid_t pid, int fd, const char *fdinfo, char *target, size_t 
 		    struct stat *st, struct rst_fd_probe *p, const struct rst_fd_ops **ops,
 		    char *why, size_t whylen);
 
+/*
+ * fd_kinds.c: classify every fd of running @pid and call @fn on each (an fd
+ * closed meanwhile is skipped).  Stops at the first non-zero return: a
+ * refusal (with @why), @fn's, or -errno.
+ */
+typedef int (*rst_fd_visit)(void *arg, const struct rst_fd_probe *p, const struct rst_fd_ops *k,
+			    char *why, size_t whylen);
+int rst_fd_each(pid_t pid, rst_fd_visit fn, void *arg, char *why, size_t whylen);
+
 extern const struct rst_fd_ops rst_fd_reg, rst_fd_dir, rst_fd_chr, rst_fd_path; /* fd_file.c */
 extern const struct rst_fd_ops rst_fd_deleted;					/* fd_ghost.c */
 extern const struct rst_fd_ops rst_fd_eventfd, rst_fd_signalfd, rst_fd_timerfd, rst_fd_epoll;
@@ -131,8 +140,13 @@ int rst_fd_set_nonblock(struct rst_target *t, const Haul__Img__Fd *f);
 int rst_fd_park(struct rst_target *t, struct rst_fd_rctx *x, int fd, int *out);
 /* fd_restore.c: the fd restored before x->cur that shares @f's open file description, or NULL. */
 const Haul__Img__Fd *rst_fd_ofd_leader(const struct rst_fd_rctx *x, const Haul__Img__Fd *f);
-/* fd_restore.c: write @d into remote fd @fd, through the scratch area. */
-int rst_fd_refill(struct rst_target *t, int fd, const ProtobufCBinaryData *d);
+/*
+ * fd_restore.c: every fd exists: refill the parked pipes (@sock false) or
+ * socketpairs (@sock true) with what their ends had to read, and close
+ * the parked ends.  0 or -errno with @why.
+ */
+int rst_fd_refill_parked(struct rst_target *t, struct rst_fd_rctx *x, bool sock, char *why,
+			 size_t wl);
 
 /*
  * fd_unix.c: what sock_diag says of unix socket @ino.  -ENOENT: not a unix

@@ -8,7 +8,10 @@
  * refuse the fd (its refuse hook, e.g. a memfd, a TCP socket); an fd no
  * kind matches is refused here, named by what it is.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -98,4 +101,50 @@ int rst_fd_classify(pid_t pid, int fd, const char *fdinfo, char *target, size_t 
 		return k->refuse ? k->refuse(p, why, whylen) : 0;
 	}
 	return unknown_fd(p, why, whylen);
+}
+
+int rst_fd_each(pid_t pid, rst_fd_visit fn, void *arg, char *why, size_t whylen)
+{
+	char path[64];
+	struct dirent *de;
+	DIR *d;
+	int ret = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	if (!d) {
+		ret = -errno;
+		snprintf(why, whylen, "cannot list the fds of pid %d", (int)pid);
+		return ret;
+	}
+	while (!ret && (de = readdir(d))) {
+		const struct rst_fd_ops *k = NULL;
+		char target[4096], info[64], *fdinfo = NULL;
+		struct rst_fd_probe p;
+		struct stat st;
+		int fd = atoi(de->d_name);
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(info, sizeof(info), "fdinfo/%d", fd);
+		ret = rst_read_proc(pid, info, &fdinfo, NULL);
+		if (!ret)
+			ret = rst_fd_classify(pid, fd, fdinfo, target, sizeof(target), &st, &p, &k,
+					      why, whylen);
+		/* closed meanwhile (the process is still running): fdinfo's read says ESRCH */
+		if (ret == -ESRCH && kill(pid, 0) == 0)
+			ret = -ENOENT;
+		if (ret == -ENOENT) {
+			free(fdinfo);
+			ret = 0;
+			continue;
+		}
+		if (ret == -ESRCH && !why[0])
+			snprintf(why, whylen, "pid %d exited during the precheck", (int)pid);
+		if (!ret)
+			ret = fn(arg, &p, k, why, whylen);
+		free(fdinfo);
+	}
+	closedir(d);
+	return ret;
 }

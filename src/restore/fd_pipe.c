@@ -185,21 +185,7 @@ int rst_fd_set_nonblock(struct rst_target *t, const Haul__Img__Fd *f)
 /* Every fd exists: the bytes go back in, and the parked ends close. */
 static int pipe_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, size_t wl)
 {
-	int ret = 0;
-
-	for (size_t i = 0; i < x->npipes && !ret; i++) {
-		const struct rst_tpipe *p = &x->pipes[i];
-
-		if (p->sock)
-			continue;
-		ret = rst_fd_refill(t, p->w, p->data);
-		if (ret)
-			snprintf(why, wl, "cannot refill a pipe with its queued bytes: %s",
-				 strerror(-ret));
-		rst_rcall(t, SYS_close, p->r, 0, 0, 0, 0, 0, NULL);
-		rst_rcall(t, SYS_close, p->w, 0, 0, 0, 0, 0, NULL);
-	}
-	return ret;
+	return rst_fd_refill_parked(t, x, false, why, wl);
 }
 
 const struct rst_fd_ops rst_fd_pipe = {

@@ -199,7 +199,7 @@ static int restore_locks(struct rst_target *t, const Haul__Img__ProcessState *ps
 }
 
 /* Write @d into remote fd @fd, through the scratch area. */
-int rst_fd_refill(struct rst_target *t, int fd, const ProtobufCBinaryData *d)
+static int refill(struct rst_target *t, int fd, const ProtobufCBinaryData *d)
 {
 	int ret = 0;
 
@@ -216,6 +216,29 @@ int rst_fd_refill(struct rst_target *t, int fd, const ProtobufCBinaryData *d)
 			ret = -EIO;
 		if (!ret)
 			off += res;
+	}
+	return ret;
+}
+
+int rst_fd_refill_parked(struct rst_target *t, struct rst_fd_rctx *x, bool sock, char *why,
+			 size_t wl)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < x->npipes && !ret; i++) {
+		const struct rst_tpipe *p = &x->pipes[i];
+
+		if (p->sock != sock)
+			continue;
+		/* What an end had to read is written into the other end (a pipe's into w). */
+		ret = refill(t, p->w, p->data);
+		if (!ret && p->sock)
+			ret = refill(t, p->r, p->data1);
+		if (ret)
+			snprintf(why, wl, "cannot refill a %s with its queued bytes: %s",
+				 p->sock ? "socketpair" : "pipe", strerror(-ret));
+		rst_rcall(t, SYS_close, p->r, 0, 0, 0, 0, 0, NULL);
+		rst_rcall(t, SYS_close, p->w, 0, 0, 0, 0, 0, NULL);
 	}
 	return ret;
 }

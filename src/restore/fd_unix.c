@@ -238,23 +238,7 @@ static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul_
 /* Every fd exists: what each end had to read goes in through the other end. */
 static int unix_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, size_t wl)
 {
-	int ret = 0;
-
-	for (size_t i = 0; i < x->npipes && !ret; i++) {
-		const struct rst_tpipe *p = &x->pipes[i];
-
-		if (!p->sock)
-			continue;
-		ret = rst_fd_refill(t, p->w, p->data);
-		if (!ret)
-			ret = rst_fd_refill(t, p->r, p->data1);
-		if (ret)
-			snprintf(why, wl, "cannot refill a socketpair with its queued bytes: %s",
-				 strerror(-ret));
-		rst_rcall(t, SYS_close, p->r, 0, 0, 0, 0, 0, NULL);
-		rst_rcall(t, SYS_close, p->w, 0, 0, 0, 0, 0, NULL);
-	}
-	return ret;
+	return rst_fd_refill_parked(t, x, true, why, wl);
 }
 
 const struct rst_fd_ops rst_fd_unix_pair = {

@@ -271,57 +271,19 @@ static int hold_fd(struct held *h, const struct rst_fd_probe *p, const struct rs
 }
 
 /*
- * Every fd of @pid: classified by the kind table (fd_kinds.c), then the
+ * One fd of the process, classified by the kind table (fd_kinds.c): the
  * kind's fdinfo audit (its precheck hook) and the locks (fd_lock.c); the
- * pipes, sockets and files whose sharing is judged later go into @h.
+ * pipes, sockets and files whose sharing is judged later go into @arg.
  */
-static int check_fds(pid_t pid, struct held *h, char *why, size_t whylen)
+static int check_fd(void *arg, const struct rst_fd_probe *p, const struct rst_fd_ops *k, char *why,
+		    size_t whylen)
 {
-	char path[64];
-	struct dirent *de;
-	DIR *d;
-	int ret = 0;
+	int ret = k->precheck ? k->precheck(p, why, whylen) : 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	d = opendir(path);
-	if (!d) {
-		ret = -errno;
-		snprintf(why, whylen, "cannot list the fds of pid %d", (int)pid);
-		return ret;
-	}
-	while (!ret && (de = readdir(d))) {
-		const struct rst_fd_ops *k = NULL;
-		char target[4096], info[64], *fdinfo = NULL;
-		struct rst_fd_probe p;
-		struct stat st;
-		int fd = atoi(de->d_name);
-
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(info, sizeof(info), "fdinfo/%d", fd);
-		ret = rst_read_proc(pid, info, &fdinfo, NULL);
-		if (!ret)
-			ret = rst_fd_classify(pid, fd, fdinfo, target, sizeof(target), &st, &p, &k,
-					      why, whylen);
-		/* closed meanwhile (the process is still running): fdinfo's read says ESRCH */
-		if (ret == -ESRCH && kill(pid, 0) == 0)
-			ret = -ENOENT;
-		if (ret == -ENOENT) {
-			free(fdinfo);
-			ret = 0;
-			continue;
-		}
-		if (ret == -ESRCH && !why[0])
-			snprintf(why, whylen, "pid %d exited during the precheck", (int)pid);
-		if (!ret && k->precheck)
-			ret = k->precheck(&p, why, whylen);
-		if (!ret)
-			ret = rst_lock_check(fd, target, fdinfo, why, whylen);
-		if (!ret)
-			ret = hold_fd(h, &p, k);
-		free(fdinfo);
-	}
-	closedir(d);
+	if (!ret)
+		ret = rst_lock_check(p->fd, p->target, p->fdinfo, why, whylen);
+	if (!ret)
+		ret = hold_fd(arg, p, k);
 	return ret;
 }
 
@@ -376,7 +338,7 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		free(text);
 		text = NULL;
 	}
-	ret = check_fds(pid, &h, why, whylen);
+	ret = rst_fd_each(pid, check_fd, &h, why, whylen);
 	if (!ret)
 		ret = rst_unix_check_pairs(h.pipes, h.npipes, why, whylen);
 	if (!ret)
