@@ -30,19 +30,36 @@
 #include "restore/restore.h"
 #include "restore/restore_int.h"
 
+/* An open file description on a regular file, and which fd of the process names it. */
+struct held_file {
+	uint64_t dev, ino;
+	int fd;
+	char *path;
+};
+
+/* The fds of the process that another process may share, and what the scan found. */
+struct sharing {
+	pid_t pid;
+	const struct rst_held_pipe *p;
+	const struct held_file *f;
+	size_t n;
+	char *why;
+	size_t whylen;
+};
+
 /*
- * Whether any process but @pid holds one of the pipes @p (a pipe shared
- * with another process is a connection haul cannot carry).  Scans every
- * fd of every process: a few ms, and only for processes with pipes.
+ * Call @fn on every fd of every process but @s->pid, with the link text of
+ * the fd (one scan of every /proc/PID/fd: a few ms).  Stops at the first
+ * non-zero return.
  */
-static int check_pipes(pid_t pid, const struct rst_held_pipe *p, size_t n, char *why, size_t whylen)
+static int each_other_fd(const struct sharing *s,
+			 int (*fn)(const struct sharing *s, pid_t other, const char *fd,
+				   const char *link, char *target))
 {
 	struct dirent *pe;
 	DIR *proc;
 	int ret = 0;
 
-	if (!n)
-		return 0;
 	proc = opendir("/proc");
 	if (!proc)
 		return -errno;
@@ -52,37 +69,20 @@ static int check_pipes(pid_t pid, const struct rst_held_pipe *p, size_t n, char 
 		struct dirent *de;
 		DIR *d;
 
-		if (other <= 0 || other == pid)
+		if (other <= 0 || other == s->pid)
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/fd", (int)other);
 		d = opendir(path);
 		if (!d)
 			continue;
 		while (!ret && (de = readdir(d))) {
-			char link[96], target[64];
+			char link[96], target[4096];
 
 			if (de->d_name[0] == '.')
 				continue;
 			snprintf(link, sizeof(link), "/proc/%d/fd/%.16s", (int)other, de->d_name);
-			bool sock;
-
-			if (rst_read_link(link, target, sizeof(target)))
-				continue;
-			if (!strncmp(target, "pipe:[", 6))
-				sock = false;
-			else if (!strncmp(target, "socket:[", 8))
-				sock = true;
-			else
-				continue;
-			for (size_t i = 0; i < n; i++)
-				if (p[i].sock == sock &&
-				    strtoull(target + (sock ? 8 : 6), NULL, 10) == p[i].ino) {
-					snprintf(why, whylen,
-						 "fd %d is a %s shared with pid %d (%s)", p[i].fd,
-						 sock ? "socket" : "pipe", (int)other, target);
-					ret = -EOPNOTSUPP;
-					break;
-				}
+			if (!rst_read_link(link, target, sizeof(target)))
+				ret = fn(s, other, de->d_name, link, target);
 		}
 		closedir(d);
 	}
@@ -90,12 +90,41 @@ static int check_pipes(pid_t pid, const struct rst_held_pipe *p, size_t n, char 
 	return ret;
 }
 
-/* An open file description on a regular file, and which fd of the process names it. */
-struct held_file {
-	uint64_t dev, ino;
-	int fd;
-	char *path;
-};
+/* Whether fd @fd of @other, @target, is one of the pipes or sockets @s->p. */
+static int pipe_shared(const struct sharing *s, pid_t other, const char *fd, const char *link,
+		       char *target)
+{
+	bool sock;
+
+	(void)fd;
+	(void)link;
+	if (!strncmp(target, "pipe:[", 6))
+		sock = false;
+	else if (!strncmp(target, "socket:[", 8))
+		sock = true;
+	else
+		return 0;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->p[i].sock == sock &&
+		    strtoull(target + (sock ? 8 : 6), NULL, 10) == s->p[i].ino) {
+			snprintf(s->why, s->whylen, "fd %d is a %s shared with pid %d (%s)",
+				 s->p[i].fd, sock ? "socket" : "pipe", (int)other, target);
+			return -EOPNOTSUPP;
+		}
+	return 0;
+}
+
+/*
+ * Whether any process but @pid holds one of the pipes @p (a pipe shared
+ * with another process is a connection haul cannot carry).  Only for
+ * processes with pipes.
+ */
+static int check_pipes(pid_t pid, const struct rst_held_pipe *p, size_t n, char *why, size_t whylen)
+{
+	struct sharing s = {.pid = pid, .p = p, .n = n, .why = why, .whylen = whylen};
+
+	return n ? each_other_fd(&s, pipe_shared) : 0;
+}
 
 /* Whether fd @ofd of @other is the open file description @f (same inode, then kcmp). */
 static bool same_ofd(pid_t pid, const struct held_file *f, pid_t other, int ofd, const char *link)
@@ -106,6 +135,28 @@ static bool same_ofd(pid_t pid, const struct held_file *f, pid_t other, int ofd,
 		return false;
 	/* Without kcmp this cannot be told from a separate open: not refused (DESIGN.md). */
 	return syscall(SYS_kcmp, pid, other, 0 /* KCMP_FILE */, f->fd, ofd) == 0;
+}
+
+/* Whether fd @fd of @other, @target, shares an open file description of @s->f. */
+static int file_shared(const struct sharing *s, pid_t other, const char *fd, const char *link,
+		       char *target)
+{
+	const struct held_file *f = s->f;
+
+	if (target[0] != '/')
+		return 0;
+	rst_strip_deleted(target);
+	for (size_t i = 0; i < s->n; i++) {
+		if (strcmp(target, f[i].path) || !same_ofd(s->pid, &f[i], other, atoi(fd), link))
+			continue;
+		snprintf(s->why, s->whylen,
+			 "fd %d (%.256s) shares its open file and offset with fd %s "
+			 "of pid %d; restored alone it would read or write at its own "
+			 "offset (open it O_APPEND, or let pid %d close it)",
+			 f[i].fd, f[i].path, fd, (int)other, (int)other);
+		return -EOPNOTSUPP;
+	}
+	return 0;
 }
 
 /*
@@ -119,53 +170,9 @@ static bool same_ofd(pid_t pid, const struct held_file *f, pid_t other, int ofd,
 static int check_shared_files(pid_t pid, const struct held_file *f, size_t n, char *why,
 			      size_t whylen)
 {
-	struct dirent *pe;
-	DIR *proc;
-	int ret = 0;
+	struct sharing s = {.pid = pid, .f = f, .n = n, .why = why, .whylen = whylen};
 
-	if (!n)
-		return 0;
-	proc = opendir("/proc");
-	if (!proc)
-		return -errno;
-	while (!ret && (pe = readdir(proc))) {
-		pid_t other = atoi(pe->d_name);
-		char path[64];
-		struct dirent *de;
-		DIR *d;
-
-		if (other <= 0 || other == pid)
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/fd", (int)other);
-		d = opendir(path);
-		if (!d)
-			continue;
-		while (!ret && (de = readdir(d))) {
-			char link[96], target[4096];
-
-			if (de->d_name[0] == '.')
-				continue;
-			snprintf(link, sizeof(link), "/proc/%d/fd/%.16s", (int)other, de->d_name);
-			if (rst_read_link(link, target, sizeof(target)) || target[0] != '/')
-				continue;
-			rst_strip_deleted(target);
-			for (size_t i = 0; i < n && !ret; i++) {
-				if (strcmp(target, f[i].path) ||
-				    !same_ofd(pid, &f[i], other, atoi(de->d_name), link))
-					continue;
-				snprintf(
-					why, whylen,
-					"fd %d (%.256s) shares its open file and offset with fd %s "
-					"of pid %d; restored alone it would read or write at its own "
-					"offset (open it O_APPEND, or let pid %d close it)",
-					f[i].fd, f[i].path, de->d_name, (int)other, (int)other);
-				ret = -EOPNOTSUPP;
-			}
-		}
-		closedir(d);
-	}
-	closedir(proc);
-	return ret;
+	return n ? each_other_fd(&s, file_shared) : 0;
 }
 
 static int check_vmas(pid_t pid, char *why, size_t whylen)
