@@ -878,31 +878,14 @@ int rst_dump_state(struct rst_seized *s, uint8_t **blob, size_t *len)
 	return rst_dump_state_prepared(s, NULL, blob, len);
 }
 
-int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, uint8_t **blob,
-			    size_t *len)
+/* The process as it knows itself, and its main thread's registers and xstate. */
+static int dump_main_thread(struct dump_ctx *c, struct rst_seized *s)
 {
 	struct rsys *r = &s->thr[0];
-	struct dump_ctx *c;
 	struct utsname u;
 	struct iovec iov;
-	char why[512] = "";
-	uint64_t scratch;
-	size_t n;
 	int ret;
 
-	/* First: the scratch mapping below takes the mmap lock itself. */
-	rst_prep_freeze(prep);
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return -ENOMEM;
-	haul__img__process_state__init(&c->ps);
-	haul__img__mm_map__init(&c->mm);
-
-	ret = rst_check_resources(s->pid, getpid(), why, sizeof(why));
-	if (ret) {
-		pr_err("cannot dump pid %d: %s", (int)s->pid, why);
-		goto out;
-	}
 	c->ps.version = RST_IMAGE_VERSION;
 	uname(&u);
 	snprintf(c->release, sizeof(c->release), "%s", u.release);
@@ -936,10 +919,64 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 	if (ptrace(PTRACE_GETREGSET, r->pid, NT_X86_XSTATE, &iov) < 0) {
 		ret = -errno;
 		pr_err_r(ret, "cannot read the xstate of pid %d", r->pid);
-		goto out;
+		return ret;
 	}
 	c->ps.xstate.data = c->xstate;
 	c->ps.xstate.len = iov.iov_len;
+	return 0;
+}
+
+/* The other threads (dump_thread each), when there are any. */
+static int dump_threads(struct dump_ctx *c, struct rst_seized *s, uint64_t scratch)
+{
+	int ret;
+
+	if (s->n < 2)
+		return 0;
+	c->tb = calloc(s->n - 1, sizeof(*c->tb));
+	c->tsp = calloc(s->n - 1, sizeof(*c->tsp));
+	if (!c->tb || !c->tsp)
+		return -ENOMEM;
+	for (size_t i = 1; i < s->n; i++) {
+		c->ps.n_threads = i;
+		ret = dump_thread(s, i, &c->tb[i - 1], scratch);
+		if (ret) {
+			pr_err_r(ret, "cannot dump thread %d of pid %d", s->thr[i].pid,
+				 (int)s->pid);
+			return ret;
+		}
+		c->tsp[i - 1] = &c->tb[i - 1].ts;
+	}
+	c->ps.threads = c->tsp;
+	return 0;
+}
+
+int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, uint8_t **blob,
+			    size_t *len)
+{
+	struct rsys *r = &s->thr[0];
+	struct dump_ctx *c;
+	char why[512] = "";
+	uint64_t scratch;
+	size_t n;
+	int ret;
+
+	/* First: the scratch mapping below takes the mmap lock itself. */
+	rst_prep_freeze(prep);
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	haul__img__process_state__init(&c->ps);
+	haul__img__mm_map__init(&c->mm);
+
+	ret = rst_check_resources(s->pid, getpid(), why, sizeof(why));
+	if (ret) {
+		pr_err("cannot dump pid %d: %s", (int)s->pid, why);
+		goto out;
+	}
+	ret = dump_main_thread(c, s);
+	if (ret)
+		goto out;
 
 	ret = rsys_scratch(r, &scratch);
 	if (ret)
@@ -956,25 +993,9 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 	ret = dump_kernel_bookkeeping(c, r, scratch);
 	if (ret)
 		goto out;
-	if (s->n > 1) {
-		c->tb = calloc(s->n - 1, sizeof(*c->tb));
-		c->tsp = calloc(s->n - 1, sizeof(*c->tsp));
-		if (!c->tb || !c->tsp) {
-			ret = -ENOMEM;
-			goto out;
-		}
-		for (size_t i = 1; i < s->n; i++) {
-			c->ps.n_threads = i;
-			ret = dump_thread(s, i, &c->tb[i - 1], scratch);
-			if (ret) {
-				pr_err_r(ret, "cannot dump thread %d of pid %d", s->thr[i].pid,
-					 (int)s->pid);
-				goto out;
-			}
-			c->tsp[i - 1] = &c->tb[i - 1].ts;
-		}
-		c->ps.threads = c->tsp;
-	}
+	ret = dump_threads(c, s, scratch);
+	if (ret)
+		goto out;
 	ret = dump_mm(c, s->pid);
 	if (ret)
 		goto out;
