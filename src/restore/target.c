@@ -432,6 +432,47 @@ static int unregister_stub_rseq(struct rst_target *t)
 	return rst_rcall(t, SYS_rseq, rc.ptr, rc.size, RSEQ_FLAG_UNREGISTER_, rc.sig, 0, 0, NULL);
 }
 
+/* Find S (as seen from here), hold it by a pidfd, seize it, open its memory. */
+static int attach_stub(struct rst_target *t)
+{
+	char path[64];
+	pid_t child;
+	int ret;
+
+	/* S as seen from here: M's child, or I's child in a new namespace. */
+	child = first_child(t->mpid);
+	if (child > 0 && t->pidns && t->o.pid != 1)
+		child = first_child(child);
+	if (child <= 0) {
+		ret = child < 0 ? child : -ESRCH;
+		pr_err_r(ret, "cannot find the restore stub for pid %d", (int)t->o.pid);
+		return ret;
+	}
+	t->stub = child;
+	/* S is not our child: held by a pidfd from here on, never signalled by its PID */
+	t->pidfd = (int)syscall(SYS_pidfd_open, t->stub, 0);
+	if (t->pidfd < 0) {
+		ret = -errno;
+		pr_err_r(ret, "cannot open a pidfd for the restore stub of pid %d (kernel >= 5.3)",
+			 (int)t->o.pid);
+		return ret;
+	}
+	ret = rsys_seize(&t->r, t->stub);
+	if (ret)
+		return ret;
+	t->seized = true;
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)t->stub);
+	t->mem = open(path, O_RDWR | O_CLOEXEC);
+	if (t->mem < 0) {
+		ret = -errno;
+		return ret;
+	}
+	ret = unregister_stub_rseq(t);
+	if (ret)
+		return ret;
+	return 0;
+}
+
 int rst_target_new(const struct rst_target_opts *o, struct rst_target **out)
 {
 	struct rst_target *t;
@@ -440,7 +481,6 @@ int rst_target_new(const struct rst_target_opts *o, struct rst_target **out)
 	int ready[2] = {-1, -1}, ctl[2] = {-1, -1};
 	int32_t mpid;
 	pid_t child;
-	char path[64];
 	int ret;
 
 	if (o->lazy && !o->before_resume) {
@@ -525,35 +565,7 @@ int rst_target_new(const struct rst_target_opts *o, struct rst_target **out)
 		goto fail;
 	}
 	t->pidns = m.pidns;
-	/* S as seen from here: M's child, or I's child in a new namespace. */
-	child = first_child(t->mpid);
-	if (child > 0 && t->pidns && o->pid != 1)
-		child = first_child(child);
-	if (child <= 0) {
-		ret = child < 0 ? child : -ESRCH;
-		pr_err_r(ret, "cannot find the restore stub for pid %d", (int)o->pid);
-		goto fail;
-	}
-	t->stub = child;
-	/* S is not our child: held by a pidfd from here on, never signalled by its PID */
-	t->pidfd = (int)syscall(SYS_pidfd_open, t->stub, 0);
-	if (t->pidfd < 0) {
-		ret = -errno;
-		pr_err_r(ret, "cannot open a pidfd for the restore stub of pid %d (kernel >= 5.3)",
-			 (int)o->pid);
-		goto fail;
-	}
-	ret = rsys_seize(&t->r, t->stub);
-	if (ret)
-		goto fail;
-	t->seized = true;
-	snprintf(path, sizeof(path), "/proc/%d/mem", (int)t->stub);
-	t->mem = open(path, O_RDWR | O_CLOEXEC);
-	if (t->mem < 0) {
-		ret = -errno;
-		goto fail;
-	}
-	ret = unregister_stub_rseq(t);
+	ret = attach_stub(t);
 	if (ret)
 		goto fail;
 	close(ready[0]);
