@@ -17,7 +17,8 @@
  * Reported: time until all memory arrived and its ratio to (2) (issue 6:
  * within 1.3x), fault latency p50/p99 as the child saw it (reads slower
  * than 2 us) and as the fault server measured it.  Fresh memory is slow on
- * VMs that hand freed memory back to the host (KERNEL.md): every number
+ * VMs that hand freed memory back to the host (free-page reporting: touching
+ * it again costs host faults): every number
  * here writes into never-touched memory, so they compare like with like.
  */
 #define LOG_PREFIX "lazy_bench: "
@@ -41,7 +42,7 @@
 #include "common/log.h"
 #include "common/rsys.h"
 #include "common/vma.h"
-#include "restore/lazy_int.h"
+#include "restore/lazy.h"
 #include "restore/restore.h"
 
 #define PGSZ	 4096UL

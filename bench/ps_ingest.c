@@ -11,8 +11,8 @@
  * buffers is printed for reference.
  * Each result is printed in GB/s of page data and as a ratio of the TCP
  * ceiling with the same number of streams.  Two warm-up rounds fill the
- * store first, so measured rounds reuse its (warm) slots; see KERNEL.md on
- * why fresh memory is slow on these VMs.  Every figure is the best of
+ * store first, so measured rounds reuse its (warm) slots: fresh memory is slow
+ * on VMs that hand freed memory back to the host (free-page reporting).  Every figure is the best of
  * PS_INGEST_REPEAT (default 3) runs, TCP and ingest interleaved, because a
  * shared 2-core machine is noisy.  PS_INGEST_ONLY=raw|lz4|zero limits the
  * kinds measured.

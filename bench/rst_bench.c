@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "haul/haul.h"
 #include "restore/restore.h"
 
 #define CHUNK (1UL << 20)
@@ -213,14 +214,14 @@ static int bench_one(size_t mib, const char *base)
 	rd = time_read(pid, addr, len, buf);
 	wr = time_file_write(dir, len, buf);
 	/* A snapshot that leaves it running: memory copied while it runs. */
-	ret = rst_checkpoint_images(pid, dir, true, NULL, &snap);
+	ret = haul_checkpoint_images(pid, dir, true, NULL, &snap);
 	if (ret) {
 		pr_err_r(ret, "snapshot of %zu MiB failed", mib);
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		goto out;
 	}
-	ret = rst_checkpoint_images(pid, dir, false, NULL, &st);
+	ret = haul_checkpoint_images(pid, dir, false, NULL, &st);
 	waitpid(pid, NULL, 0);
 	if (ret) {
 		pr_err_r(ret, "checkpoint of %zu MiB failed", mib);

@@ -185,7 +185,8 @@ static int bench_backend(enum trk_backend b, pid_t pid, double gib, double read_
  * A sparse address space: 64 GiB mapped, one page touched every 64 MiB plus
  * 16 MiB together.  uffd protects only populated pages (no markers in empty
  * page tables), so round 1 and clean rounds must cost like the populated
- * part, not like 64 GiB (UFFDIO_WRITEPROTECT of it: ~0.33 s, KERNEL.md).
+ * part, not like 64 GiB (UFFDIO_WRITEPROTECT of all of it: ~0.33 s and ~128 MiB
+ * of page tables on a 2-core VM).
  */
 static void bench_sparse(void)
 {

@@ -67,7 +67,7 @@
 /* Default most pre-copy rounds before switching over regardless (then reported). */
 #define HAUL_MIG_MAX_ROUNDS 30
 /* Estimated fixed switchover cost before any is measured: freeze ~0.1 ms, seize+dump
- * ~3 ms, restore of a small process 3-11 ms (KERNEL.md), plus a round trip. */
+ * ~3 ms, restore of a small process 3-11 ms (seen on a 2-core VM), plus a round trip. */
 #define HAUL_MIG_FIXED_MS 12
 /* Pages read from the process per process_vm_readv batch: 4 MiB (1-16 MiB is fastest). */
 #define HAUL_MIG_READ_PAGES 1024
@@ -76,7 +76,7 @@
 /* Default per-reply timeout towards the page server: a dead link fails within this. */
 #define HAUL_MIG_REPLY_TIMEOUT_MS 10000
 /* Retries (10 ms apart) to remove a cgroup while a dead process leaves it: init reaps
- * orphans only every 1-2 s on these VMs (KERNEL.md). */
+ * orphans only every 1-2 s on some VMs (DESIGN.md "Kernel facts"). */
 #define HAUL_MIG_RMDIR_TRIES 300
 /* The live progress line on a terminal is redrawn at most this often during a round. */
 #define HAUL_MIG_PROGRESS_MS 250

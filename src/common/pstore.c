@@ -43,8 +43,6 @@
 
 /* ---- small containers ----------------------------------------------------------- */
 
-/* ---- small containers ----------------------------------------------------------- */
-
 int pstore_vec_push(struct u64vec *v, uint64_t x)
 {
 	if (v->n == v->cap) {
@@ -110,22 +108,38 @@ static uint64_t *pmap_find(const struct pmap *m, uint64_t pg)
 	}
 }
 
+/*
+ * The next page of @m in slot order from slot *@i on, with its value; *@i
+ * moves past it.  false after the last: for (i = 0; pmap_next(m, &i, ...);).
+ */
+static bool pmap_next(const struct pmap *m, size_t *i, uint64_t *pg, uint64_t *val)
+{
+	for (; *i < m->cap; (*i)++) {
+		if (!m->keys[*i])
+			continue;
+		*pg = m->keys[*i] - 1;
+		*val = m->vals[*i];
+		(*i)++;
+		return true;
+	}
+	return false;
+}
+
 static int pmap_grow(struct pmap *m)
 {
 	struct pmap n;
+	uint64_t pg, val;
 	int ret = pstore_pmap_init(&n, m->cap ? m->cap * 2 : 64);
 
 	if (ret)
 		return ret;
-	for (size_t i = 0; i < m->cap; i++) {
+	for (size_t i = 0; pmap_next(m, &i, &pg, &val);) {
 		size_t j;
 
-		if (!m->keys[i])
-			continue;
-		for (j = pmap_hash(m->keys[i], n.cap); n.keys[j]; j = (j + 1) & (n.cap - 1))
+		for (j = pmap_hash(pg + 1, n.cap); n.keys[j]; j = (j + 1) & (n.cap - 1))
 			;
-		n.keys[j] = m->keys[i];
-		n.vals[j] = m->vals[i];
+		n.keys[j] = pg + 1;
+		n.vals[j] = val;
 		n.n++;
 	}
 	pstore_pmap_free(m);
@@ -474,6 +488,47 @@ static int stage_check(struct pstore_proc *p, uint64_t addr, uint32_t npages)
 	return 0;
 }
 
+/* The slot staged for page @pg: the data slot it has, or a fresh one now staged for it. */
+static int stage_slot(struct pstore_proc *p, uint64_t pg, uint64_t *slot)
+{
+	uint64_t *cell = pmap_find(&p->stage, pg);
+	int ret;
+
+	if (cell && *cell != PSTORE_ZERO) {
+		*slot = *cell;
+		return 0;
+	}
+	ret = slot_alloc(p, slot);
+	if (ret)
+		return ret;
+	if (cell) {
+		*cell = *slot;
+	} else if ((ret = pstore_pmap_set(&p->stage, pg, *slot, NULL))) {
+		pstore_vec_push(&p->free, *slot);
+		return ret;
+	}
+	return 0;
+}
+
+/* Stage page @pg as a zero page. */
+static int stage_zero(struct pstore_proc *p, uint64_t pg)
+{
+	uint64_t *cell = pmap_find(&p->stage, pg);
+	int ret;
+
+	/* Not reusable before the round ends: a direct writer may still own it. */
+	if (cell && *cell != PSTORE_ZERO) {
+		ret = pstore_vec_push(&p->dropped, *cell);
+		if (ret)
+			return ret;
+	}
+	if (cell) {
+		*cell = PSTORE_ZERO;
+		return 0;
+	}
+	return pstore_pmap_set(&p->stage, pg, PSTORE_ZERO, NULL);
+}
+
 int pstore_put(struct pstore_proc *p, uint64_t addr, const void *data, uint32_t npages)
 {
 	uint64_t pg = addr >> HAUL_PAGE_SHIFT;
@@ -483,38 +538,13 @@ int pstore_put(struct pstore_proc *p, uint64_t addr, const void *data, uint32_t 
 	if (ret)
 		return ret;
 	for (uint32_t i = 0; i < npages; i++) {
-		uint64_t *cell = pmap_find(&p->stage, pg + i);
 		uint64_t slot;
 
-		if (!data) {
-			/* Not reusable before the round ends: a direct writer may still own it. */
-			if (cell && *cell != PSTORE_ZERO) {
-				ret = pstore_vec_push(&p->dropped, *cell);
-				if (ret)
-					return ret;
-			}
-			if (cell) {
-				*cell = PSTORE_ZERO;
-				continue;
-			}
-			ret = pstore_pmap_set(&p->stage, pg + i, PSTORE_ZERO, NULL);
-			if (ret)
-				return ret;
+		ret = data ? stage_slot(p, pg + i, &slot) : stage_zero(p, pg + i);
+		if (ret)
+			return ret;
+		if (!data)
 			continue;
-		}
-		if (cell && *cell != PSTORE_ZERO) {
-			slot = *cell;
-		} else {
-			ret = slot_alloc(p, &slot);
-			if (ret)
-				return ret;
-			if (cell)
-				*cell = slot;
-			else if ((ret = pstore_pmap_set(&p->stage, pg + i, slot, NULL))) {
-				pstore_vec_push(&p->free, slot);
-				return ret;
-			}
-		}
 		/* Pages of one call often land in consecutive fresh slots: write them at once. */
 		uint32_t run = 1;
 		while (i + run < npages && p->free.n == 0 && p->fd >= 0 &&
@@ -550,22 +580,11 @@ int pstore_put_direct(struct pstore_proc *p, uint64_t addr, uint32_t npages, uin
 	if (ret)
 		return ret;
 	for (uint32_t i = 0; i < npages; i++) {
-		uint64_t *cell = pmap_find(&p->stage, pg + i);
 		uint64_t slot;
 
-		if (cell && *cell != PSTORE_ZERO) {
-			slot = *cell;
-		} else {
-			ret = slot_alloc(p, &slot);
-			if (ret)
-				return ret;
-			if (cell) {
-				*cell = slot;
-			} else if ((ret = pstore_pmap_set(&p->stage, pg + i, slot, NULL))) {
-				pstore_vec_push(&p->free, slot);
-				return ret;
-			}
-		}
+		ret = stage_slot(p, pg + i, &slot);
+		if (ret)
+			return ret;
 		dst[i] = slot_mem(p, slot);
 	}
 	return 0;
@@ -581,10 +600,12 @@ static void release_dropped(struct pstore_proc *p)
 
 void pstore_abort(struct pstore_proc *p)
 {
+	uint64_t pg, val;
+
 	release_dropped(p);
-	for (size_t i = 0; i < p->stage.cap; i++)
-		if (p->stage.keys[i] && p->stage.vals[i] != PSTORE_ZERO)
-			pstore_vec_push(&p->free, p->stage.vals[i]);
+	for (size_t i = 0; pmap_next(&p->stage, &i, &pg, &val);)
+		if (val != PSTORE_ZERO)
+			pstore_vec_push(&p->free, val);
 	pstore_pmap_free(&p->stage);
 	haul_layout_release(&p->new_layout);
 	p->has_new_layout = false;
@@ -606,13 +627,13 @@ static int cmp_kv(const void *a, const void *b)
 int pstore_pmap_sorted(const struct pmap *m, struct pstore_kv **out)
 {
 	struct pstore_kv *kv = malloc((m->n ? m->n : 1) * sizeof(*kv));
+	uint64_t pg, val;
 	size_t n = 0;
 
 	if (!kv)
 		return -ENOMEM;
-	for (size_t i = 0; i < m->cap; i++)
-		if (m->keys[i])
-			kv[n++] = (struct pstore_kv){m->keys[i] - 1, m->vals[i]};
+	for (size_t i = 0; pmap_next(m, &i, &pg, &val);)
+		kv[n++] = (struct pstore_kv){pg, val};
 	qsort(kv, n, sizeof(*kv), cmp_kv);
 	*out = kv;
 	return 0;
@@ -642,20 +663,16 @@ size_t pstore_make_runs(const struct pstore_kv *kv, size_t n, struct pstore_run 
 static int pmap_filter(const struct pmap *m, const struct haul_layout *l, struct pmap *out,
 		       struct u64vec *dropped)
 {
+	uint64_t pg, val;
 	int ret = pstore_pmap_init(out, m->cap / 2 > 64 ? m->cap / 2 : 64);
 
 	if (ret)
 		return ret;
-	for (size_t i = 0; i < m->cap; i++) {
-		uint64_t pg;
-
-		if (!m->keys[i])
-			continue;
-		pg = m->keys[i] - 1;
+	for (size_t i = 0; pmap_next(m, &i, &pg, &val);) {
 		if (haul_layout_find(l, pg << HAUL_PAGE_SHIFT))
-			ret = pstore_pmap_set(out, pg, m->vals[i], NULL);
-		else if (m->vals[i] != PSTORE_ZERO)
-			ret = pstore_vec_push(dropped, m->vals[i]);
+			ret = pstore_pmap_set(out, pg, val, NULL);
+		else if (val != PSTORE_ZERO)
+			ret = pstore_vec_push(dropped, val);
 		if (ret) {
 			pstore_pmap_free(out);
 			return ret;
@@ -669,6 +686,7 @@ int pstore_commit(struct pstore_proc *p, uint64_t round)
 	struct u64vec superseded = {0};
 	struct pmap merged = {0}, filtered;
 	const struct haul_layout *l = cur_layout(p);
+	uint64_t pg, val;
 	int ret;
 
 	if (p->store->ro)
@@ -681,12 +699,10 @@ int pstore_commit(struct pstore_proc *p, uint64_t round)
 	ret = pmap_copy(&p->map, &merged);
 	if (ret)
 		goto fail;
-	for (size_t i = 0; i < p->stage.cap; i++) {
+	for (size_t i = 0; pmap_next(&p->stage, &i, &pg, &val);) {
 		uint64_t old = PSTORE_ZERO;
 
-		if (!p->stage.keys[i])
-			continue;
-		ret = pstore_pmap_set(&merged, p->stage.keys[i] - 1, p->stage.vals[i], &old);
+		ret = pstore_pmap_set(&merged, pg, val, &old);
 		if (!ret && old != PSTORE_ZERO)
 			ret = pstore_vec_push(&superseded, old);
 		if (ret)

@@ -4,8 +4,8 @@
  * No code is written into the tracee: a `syscall` instruction (0f 05) that
  * already exists in its [vdso] (the fallback paths of the vDSO time calls
  * have one) is executed with the registers set to the call, stopping at
- * syscall entry and exit with PTRACE_SYSCALL (KERNEL.md, "Tracking a foreign
- * process", steps 1-4).
+ * syscall entry and exit with PTRACE_SYSCALL (DESIGN.md "Kernel facts";
+ * tests/integration/common_rsys.c).
  *
  * Invariants:
  *  - The registers saved at attach are what the tracee resumes with.  A
@@ -52,17 +52,26 @@ static bool is_signal_stop(int status)
 	return WIFSTOPPED(status) && (status >> 16) == 0 && WSTOPSIG(status) != (SIGTRAP | 0x80);
 }
 
+/* Wait until the tracee @pid stops: 0 with its @status, -ESRCH once it is gone, or -errno. */
+static int wait_stopped(pid_t pid, int *status)
+{
+	for (;;) {
+		if (waitpid(pid, status, __WALL) < 0)
+			return -errno;
+		if (WIFEXITED(*status) || WIFSIGNALED(*status))
+			return -ESRCH;
+		if (WIFSTOPPED(*status))
+			return 0;
+	}
+}
+
 int rsys_wait_event_stop(pid_t pid)
 {
 	for (;;) {
-		int status;
+		int status, ret = wait_stopped(pid, &status);
 
-		if (waitpid(pid, &status, __WALL) < 0)
-			return -errno;
-		if (WIFEXITED(status) || WIFSIGNALED(status))
-			return -ESRCH;
-		if (!WIFSTOPPED(status))
-			continue;
+		if (ret)
+			return ret;
 		if ((status >> 16) == PTRACE_EVENT_STOP)
 			return 0;
 		/*
@@ -215,17 +224,14 @@ static int step_syscall(pid_t pid)
 	int sig = 0;
 
 	for (;;) {
-		int status;
+		int status, ret;
 
 		if (ptrace(PTRACE_SYSCALL, pid, 0, sig) < 0)
 			return -errno;
 		sig = 0;
-		if (waitpid(pid, &status, __WALL) < 0)
-			return -errno;
-		if (WIFEXITED(status) || WIFSIGNALED(status))
-			return -ESRCH;
-		if (!WIFSTOPPED(status))
-			continue;
+		ret = wait_stopped(pid, &status);
+		if (ret)
+			return ret;
 		if (WSTOPSIG(status) == (SIGTRAP | 0x80))
 			return 0;
 		/*

@@ -41,7 +41,7 @@ struct rsys {
 /*
  * PTRACE_SEIZE + PTRACE_INTERRUPT @pid, wait for its event-stop, save its
  * registers and rewind an interrupted syscall so that it restarts on resume
- * (KERNEL.md "Tracking a foreign process", step 1).  Finds the vdso
+ * (rsys.c explains the rewind).  Finds the vdso
  * syscall instruction.  Returns 0 or -errno (-ESRCH: gone, -EPERM: already
  * traced or not allowed).
  */

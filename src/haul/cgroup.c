@@ -68,22 +68,9 @@ int haul_cg_write(const char *dir, const char *file, const char *val)
 int haul_cg_read(const char *dir, const char *file, char *buf, size_t len)
 {
 	char p[PATH_MAX + 64];
-	ssize_t n;
-	int fd;
 
 	snprintf(p, sizeof(p), "%s/%s", dir, file);
-	fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, len - 1);
-	if (n < 0) {
-		n = -errno;
-		close(fd);
-		return n;
-	}
-	close(fd);
-	buf[n] = '\0';
-	return n;
+	return haul_read_file(p, buf, len);
 }
 
 int haul_cg_mkdir_p(const char *path)

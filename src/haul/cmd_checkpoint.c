@@ -1,7 +1,7 @@
 /*
  * cmd_checkpoint.c - `haul checkpoint PID --images DIR [--leave-running]`:
  * the stateful snapshot (with --leave-running) or stateful stop of a
- * process.  The work is rst_checkpoint_images() (src/restore/image.c);
+ * process.  The work is haul_checkpoint_images() (checkpoint.c);
  * this file is the command line.
  */
 #define LOG_PREFIX "checkpoint: "
@@ -62,7 +62,7 @@ int haul_cmd_checkpoint(int argc, char **argv)
 		haul_pid_unlock(&lock);
 		return 1;
 	}
-	ret = rst_checkpoint_images(pid, dir, leave, getenv("HAUL_FAULT"), &st);
+	ret = haul_checkpoint_images(pid, dir, leave, getenv("HAUL_FAULT"), &st);
 	injlog_close();
 	haul_pid_unlock(&lock);
 	if (ret)

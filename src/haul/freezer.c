@@ -4,7 +4,7 @@
  * cgroup2: write 1 to cgroup.freeze, then wait for "frozen 1" in
  * cgroup.events.  The kernel notifies changes of cgroup.events with POLLPRI,
  * but rate-limits the notifications (about one per 10 ms), so the wait also
- * re-reads the file on a short period (KERNEL.md "Freezer": ~40-70 us).
+ * re-reads the file on a short period (a freeze takes ~40-70 us on a 2-core VM).
  * v1: write FROZEN to freezer.state and re-read it until it says FROZEN
  * (FREEZING while tasks are still on their way).
  *

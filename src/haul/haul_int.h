@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <sys/types.h>
 
+#include "common/proc.h"
 #include "pageserver/pageserver.h"
 
 /* ---- cgroup.c: where the hierarchies are, and a workload's cgroups -------- */
@@ -183,8 +184,6 @@ int haul_reg_load(const char *name, struct haul_wl *w);
 int haul_reg_parse(const char *text, struct haul_wl *w);
 /* The entry whose process is @pid (and still the same process), or -ENOENT. */
 int haul_reg_find_pid(pid_t pid, struct haul_wl *w);
-/* The starttime field of /proc/PID/stat: 0 or -errno. */
-int haul_proc_starttime(pid_t pid, unsigned long long *start);
 /* The state letter of /proc/PID/stat ('R', 'S', 'Z', ...), or 0 when gone. */
 char haul_proc_state(pid_t pid);
 /*
@@ -351,9 +350,6 @@ struct haul_pid_lock {
 	int fd; /* -1: not held */
 	char path[PATH_MAX];
 };
-
-/* Field 22 of /proc/PID/stat (clock ticks after boot). 0, -ENOENT, -EBADMSG. */
-int haul_pid_start_time(pid_t pid, unsigned long long *start);
 
 /*
  * Take the lock of @pid for @verb ("migrated", "checkpointed", "tracked":

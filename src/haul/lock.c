@@ -29,31 +29,6 @@
 #include "common/log.h"
 #include "haul/haul_int.h"
 
-int haul_pid_start_time(pid_t pid, unsigned long long *start)
-{
-	char path[64], buf[1024], *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
-	/* the comm may hold spaces and ')': the fields go on after the last one */
-	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 1,
-			 " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
-			 "%*d %llu",
-			 start) != 1)
-		return -EBADMSG;
-	return 0;
-}
-
 /* Who holds @fd's lock: the pid and verb it wrote; 0 when unknown (it has not written yet). */
 static pid_t lock_holder(int fd, char *verb, size_t vlen)
 {
@@ -75,7 +50,7 @@ static int lock_path(pid_t pid, char *path, size_t len, char *why, size_t wl)
 {
 	const char *dir = getenv("HAUL_LOCK_DIR");
 	unsigned long long start;
-	int ret = haul_pid_start_time(pid, &start);
+	int ret = haul_proc_starttime(pid, &start);
 
 	if (ret) {
 		if (ret == -ENOENT || ret == -ESRCH) {

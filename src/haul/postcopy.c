@@ -43,7 +43,7 @@
 #include "common/log.h"
 #include "common/policy.h"
 #include "haul/haul_int.h"
-#include "restore/lazy_int.h"
+#include "restore/lazy.h"
 #include "tracker/tracker.h"
 
 /* A page sent before the freeze, and the hash of what was sent. */

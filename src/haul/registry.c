@@ -101,20 +101,14 @@ next:
 int haul_reg_load(const char *name, struct haul_wl *w)
 {
 	char path[PATH_MAX], text[4096];
-	ssize_t n;
-	int fd;
+	int ret;
 
 	memset(w, 0, sizeof(*w));
 	snprintf(w->name, sizeof(w->name), "%s", name);
 	snprintf(path, sizeof(path), "%s/%s/info", haul_reg_dir(), name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, text, sizeof(text) - 1);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	text[n] = '\0';
+	ret = haul_read_file(path, text, sizeof(text));
+	if (ret < 0)
+		return ret;
 	return haul_reg_parse(text, w);
 }
 
@@ -144,50 +138,11 @@ int haul_reg_find_pid(pid_t pid, struct haul_wl *w)
 	return ret;
 }
 
-/* /proc/PID/stat: "pid (comm) S ppid ...": fields counted after the last ')'. */
-static int proc_stat_field(pid_t pid, int field, char *state, unsigned long long *val)
-{
-	char path[64], buf[1024], *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -ESRCH;
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	if (!p || p[1] != ' ')
-		return -EINVAL;
-	p += 2;
-	if (state)
-		*state = *p;
-	/* p is field 3 (state); walk to @field */
-	for (int f = 3; f < field; f++) {
-		p = strchr(p, ' ');
-		if (!p)
-			return -EINVAL;
-		p++;
-	}
-	if (val)
-		*val = strtoull(p, NULL, 10);
-	return 0;
-}
-
-int haul_proc_starttime(pid_t pid, unsigned long long *start)
-{
-	return proc_stat_field(pid, 22, NULL, start);
-}
-
 char haul_proc_state(pid_t pid)
 {
 	char s = 0;
 
-	if (proc_stat_field(pid, 3, &s, NULL))
+	if (haul_proc_stat_field(pid, 3, &s, NULL))
 		return 0;
 	return s;
 }
@@ -197,9 +152,9 @@ long long haul_proc_cpu_ticks(pid_t pid)
 	unsigned long long ut, st;
 	int ret;
 
-	ret = proc_stat_field(pid, 14, NULL, &ut);
+	ret = haul_proc_stat_field(pid, 14, NULL, &ut);
 	if (!ret)
-		ret = proc_stat_field(pid, 15, NULL, &st);
+		ret = haul_proc_stat_field(pid, 15, NULL, &st);
 	if (ret)
 		return ret;
 	return (long long)(ut + st);
@@ -214,18 +169,10 @@ double haul_costs_load(double fallback)
 {
 	char path[PATH_MAX], buf[64];
 	double v;
-	ssize_t n;
-	int fd;
 
 	snprintf(path, sizeof(path), "%s/switchover_ms", haul_reg_dir());
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (haul_read_file(path, buf, sizeof(buf)) <= 0)
 		return fallback;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return fallback;
-	buf[n] = '\0';
 	v = atof(buf);
 	return v > 0 && v < 60000 ? v : fallback;
 }

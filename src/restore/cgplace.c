@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/proc.h"
 #include "restore/restore.h"
 #include "restore/restore_int.h"
 
@@ -53,21 +54,6 @@ void rst_cg_note_moved(pid_t pid, const char *dir, const char *orig)
 		}
 	pr_warn("too many cgroup moves to remember; pid %d's cgroup %s will be carried as %s",
 		(int)pid, orig, dir);
-}
-
-static int slurp(const char *path, char *buf, size_t len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, len - 1);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
-	return 0;
 }
 
 /* Whether comma-separated @opts holds every comma-separated word of @ctrls. */
@@ -219,8 +205,8 @@ static int read_lines(pid_t pid, const char *file, struct rst_cg_buf *b, size_t 
 	int ret;
 
 	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
-	ret = slurp(path, text, sizeof(text));
-	if (ret)
+	ret = haul_read_file(path, text, sizeof(text));
+	if (ret < 0)
 		return ret == -ENOENT ? -ESRCH : ret;
 	for (char *l = text, *nl; l && *l; l = nl) {
 		char *c1 = strchr(l, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;

@@ -11,9 +11,11 @@
  * into the same commit, which the page store makes durable (fsync, rename)
  * before we kill the source: without --leave-running, the process dies
  * only once its image is safely on disk, and never runs after the dump.
- * With --leave-running, the pages are copied while it runs (two tracker
- * rounds, uffd-wp), it is stopped only for the last dirty pages and the
- * state, and resumes before the commit is made durable.
+ * With --leave-running, the pages are copied while it runs (tracker
+ * rounds, uffd-wp: the loop is haul's, src/haul/checkpoint.c, which stages
+ * each round here with rst_ckpt_store_round()), it is stopped only for the
+ * last dirty pages and the state, and resumes before the commit is made
+ * durable.
  *
  * The image is written beside the committed one and switched in only when
  * durable (imgdir.c): a failed or killed checkpoint never costs the previous
@@ -251,21 +253,27 @@ out:
 	return ret;
 }
 
-int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running, const char *fault,
-			  struct rst_ckpt_stats *st)
-{
-	struct rst_imgdir_tx tx = {.dirfd = -1, .lockfd = -1};
-	struct rst_seized *sz = NULL;
-	struct pstore *store = NULL;
-	struct pstore_proc *p = NULL;
-	struct trk *trk = NULL;
-	struct haul_layout l = {0};
-	uint8_t *blob = NULL, *buf = NULL;
-	uint64_t t0 = now_ns();
-	char why[512];
+/* One checkpoint being made, from rst_ckpt_begin() to rst_ckpt_end(). */
+struct rst_ckpt {
+	pid_t pid;
+	struct rst_ckpt_stats *st;
+	struct rst_imgdir_tx tx;
+	struct rst_seized *sz;
+	struct pstore *store;
+	struct pstore_proc *p;
+	struct haul_layout l;
+	uint8_t *blob, *buf;
 	size_t len;
+	Haul__Img__ProcessState *ps;
+	uint64_t t0;
+};
+
+int rst_ckpt_begin(pid_t pid, const char *dir, struct rst_ckpt_stats *st, struct rst_ckpt **out)
+{
+	uint64_t t0 = now_ns();
+	struct rst_ckpt *ck;
+	char why[512];
 	int ret;
-	Haul__Img__ProcessState *ps = NULL;
 	pid_t own = own_pid(pid);
 
 	memset(st, 0, sizeof(*st));
@@ -274,118 +282,123 @@ int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running, const 
 		pr_err("cannot checkpoint pid %d: %s", (int)pid, why);
 		return ret;
 	}
-	buf = malloc(CKPT_CHUNK_PAGES * HAUL_PAGE_SIZE);
-	if (!buf)
+	ck = calloc(1, sizeof(*ck));
+	if (!ck)
 		return -ENOMEM;
+	ck->pid = pid;
+	ck->st = st;
+	ck->t0 = t0;
+	ck->tx = (struct rst_imgdir_tx){.dirfd = -1, .lockfd = -1};
+	ck->buf = malloc(CKPT_CHUNK_PAGES * HAUL_PAGE_SIZE);
+	if (!ck->buf) {
+		free(ck);
+		return -ENOMEM;
+	}
 	/* The new image goes beside the committed one; it replaces it only once durable. */
-	ret = rst_imgdir_begin(dir, pid, own, &tx);
+	ret = rst_imgdir_begin(dir, pid, own, &ck->tx);
 	if (ret)
-		goto out;
-	snprintf(st->id, sizeof(st->id), "%s", tx.id);
-	ret = pstore_open(tx.path, &store);
+		goto fail;
+	snprintf(st->id, sizeof(st->id), "%s", ck->tx.id);
+	ret = pstore_open(ck->tx.path, &ck->store);
 	if (ret) {
-		pr_err_r(ret, "cannot open %s for the new image", tx.path);
-		goto out;
+		pr_err_r(ret, "cannot open %s for the new image", ck->tx.path);
+		goto fail;
 	}
-	ret = pstore_proc_get(store, own, true, &p);
+	ret = pstore_proc_get(ck->store, own, true, &ck->p);
 	if (ret) {
-		pr_err_r(ret, "cannot make an image of pid %d in %s", (int)own, tx.path);
-		goto out;
+		pr_err_r(ret, "cannot make an image of pid %d in %s", (int)own, ck->tx.path);
+		goto fail;
 	}
+	*out = ck;
+	return 0;
+fail:
+	rst_ckpt_end(ck, ret);
+	return ret;
+}
 
-	/*
-	 * A snapshot that leaves the process running copies its memory while
-	 * it runs (tracker rounds) and stops it only for the last dirty pages
-	 * and the state: the stop does not grow with its size.
-	 */
-	if (leave_running && trk_open(pid, &(struct trk_opts){0}, &trk) == 0) {
-		for (int round = 0; round < 2 && !ret; round++) {
-			struct trk_round r;
+int rst_ckpt_store_round(struct rst_ckpt *ck, struct trk *t, const struct trk_round *r)
+{
+	return store_round(t, r, ck->p, ck->buf, ck->st);
+}
 
-			ret = trk_round(trk, &r);
-			if (!ret) {
-				ret = store_round(trk, &r, p, buf, st);
-				trk_round_release(&r);
-			}
-		}
-		if (ret)
-			goto out;
-	}
-	ret = rst_seize(pid, &sz);
+int rst_ckpt_seize(struct rst_ckpt *ck)
+{
+	int ret = rst_seize(ck->pid, &ck->sz);
+
 	if (ret) {
-		pr_err_r(ret, "cannot stop pid %d to dump it", (int)pid);
-		goto out;
+		pr_err_r(ret, "cannot stop pid %d to dump it", (int)ck->pid);
+		return ret;
 	}
-	st->frozen_ns = now_ns();
-	if (trk) {
-		struct trk_round r;
+	ck->st->frozen_ns = now_ns();
+	return 0;
+}
 
-		trk_set_frozen(trk, true);
-		ret = trk_round(trk, &r);
-		if (!ret) {
-			ret = store_round(trk, &r, p, buf, st);
-			trk_round_release(&r);
-		}
-		if (ret)
-			goto out;
-	}
-	ret = rst_dump_state(sz, &blob, &len);
+int rst_ckpt_commit(struct rst_ckpt *ck, bool tracked, bool leave_running, const char *fault)
+{
+	struct rst_ckpt_stats *st = ck->st;
+	pid_t pid = ck->pid;
+	int ret;
+
+	ret = rst_dump_state(ck->sz, &ck->blob, &ck->len);
 	if (ret) {
 		pr_err_r(ret, "cannot dump the state of pid %d; it runs on", (int)pid);
-		goto out;
+		return ret;
 	}
-	ps = haul__img__process_state__unpack(NULL, len, blob);
-	if (!ps) {
-		ret = -EBADMSG;
-		goto out;
-	}
-	ret = rst_state_layout(ps, &l);
+	ck->ps = haul__img__process_state__unpack(NULL, ck->len, ck->blob);
+	if (!ck->ps)
+		return -EBADMSG;
+	ret = rst_state_layout(ck->ps, &ck->l);
 	if (!ret)
-		ret = pstore_set_comm(p, ps->comm);
+		ret = pstore_set_comm(ck->p, ck->ps->comm);
 	if (!ret)
-		ret = pstore_set_layout(p, &l);
+		ret = pstore_set_layout(ck->p, &ck->l);
 	if (!ret)
-		ret = pstore_set_state(p, blob, len);
-	if (!ret && !trk)
-		ret = store_all(pid, &l, p, buf, st);
+		ret = pstore_set_state(ck->p, ck->blob, ck->len);
+	if (!ret && !tracked)
+		ret = store_all(pid, &ck->l, ck->p, ck->buf, st);
 	if (ret)
-		goto out;
+		return ret;
 	rst_imgdir_fault(fault, "staged");
 	if (leave_running) {
 		/* Everything is staged: it may run on while the image is made durable. */
-		rst_release(sz);
-		sz = NULL;
+		rst_release(ck->sz);
+		ck->sz = NULL;
 		st->frozen_ns = now_ns() - st->frozen_ns;
 	}
-	ret = pstore_commit(p, pstore_round(p) + 1);
+	ret = pstore_commit(ck->p, pstore_round(ck->p) + 1);
 	if (ret) {
 		pr_err_r(ret, "cannot commit the image of pid %d to %s; the previous image stays",
-			 (int)pid, tx.path);
-		goto out;
+			 (int)pid, ck->tx.path);
+		return ret;
 	}
-	ret = rst_imgdir_switch(&tx, fault);
+	ret = rst_imgdir_switch(&ck->tx, fault);
 	if (ret)
-		goto out;
+		return ret;
 	if (!leave_running) {
 		/* Durable on disk: the source may go, and must not run again. */
-		rst_kill_seized(sz);
-		sz = NULL;
+		rst_kill_seized(ck->sz);
+		ck->sz = NULL;
 		st->frozen_ns = now_ns() - st->frozen_ns;
 	}
-	st->total_ns = now_ns() - t0;
-out:
-	if (ret && p)
-		pstore_abort(p);
-	free(buf);
-	pstore_close(store);
-	rst_imgdir_end(&tx);
-	haul_layout_release(&l);
-	if (ps)
-		haul__img__process_state__free_unpacked(ps, NULL);
-	free(blob);
-	rst_release(sz);
-	trk_free(trk);
-	return ret;
+	st->total_ns = now_ns() - ck->t0;
+	return 0;
+}
+
+void rst_ckpt_end(struct rst_ckpt *ck, int ret)
+{
+	if (!ck)
+		return;
+	if (ret && ck->p)
+		pstore_abort(ck->p);
+	free(ck->buf);
+	pstore_close(ck->store);
+	rst_imgdir_end(&ck->tx);
+	haul_layout_release(&ck->l);
+	if (ck->ps)
+		haul__img__process_state__free_unpacked(ck->ps, NULL);
+	free(ck->blob);
+	rst_release(ck->sz);
+	free(ck);
 }
 
 static int feed_page(void *arg, uint64_t addr, const void *data, uint32_t npages)

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/proc.h"
 #include "restore/imgdir_int.h"
 
 #ifndef RENAME_NOREPLACE
@@ -117,29 +118,14 @@ static void remove_stale(const char *dir, int dfd)
 /* "<own>-<host pid>-<start time>-<boot id>" of @pid. */
 static int image_id(pid_t pid, pid_t own, char *id, size_t len)
 {
-	char path[64], buf[1024], boot[40] = "";
 	unsigned long long start = 0;
-	const char *rp;
-	ssize_t n;
-	int fd;
+	char boot[40] = "";
+	int ret;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -EIO;
-	buf[n] = 0;
-	/* Field 22 (starttime); the ')' that ends comm is the last one. */
-	rp = strrchr(buf, ')');
-	if (!rp || sscanf(rp + 2,
-			  "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d "
-			  "%*d %*d %*d %*d %llu",
-			  &start) != 1)
-		return -EIO;
+	ret = haul_proc_starttime(pid, &start);
+	if (ret)
+		return ret;
 	f = fopen("/proc/sys/kernel/random/boot_id", "re");
 	if (f) {
 		if (!fgets(boot, sizeof(boot), f))

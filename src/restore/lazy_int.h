@@ -1,320 +1,231 @@
 /*
- * lazy_int.h - post-copy (lazy) restore: the userfaultfd fault server.
- *
- * Private to src/restore (and src/haul/postcopy.c, which plugs the network
- * in).  A restored process whose anonymous memory has not arrived yet has
- * that memory registered with userfaultfd in missing mode.  struct rst_lazy
- * owns the uffd and one fault thread that answers every fault and every
- * mm event (unmap, remap, remove) of that process, fetching page contents
- * from a source (a local buffer, a page store, or the migration source over
- * the wire) and pushing what was not asked for in the background, in the
- * order the faults suggest, until every page is present.
- *
- * Order of use on the restore target (KERNEL.md, "Lazy restore"):
- *   1. rst_lazy_uffd_create(): with the stub stopped and its layout final,
- *      create the uffd inside it and register the lazy VMAs;
- *   2. rst_lazy_new() + rst_lazy_start(): the fault thread runs BEFORE any
- *      further injected syscall can touch lazy memory (rseq, set_robust_list,
- *      process_vm_writev of non-lazy state are fine; anything that reads or
- *      writes a lazy page blocks until this thread answers);
- *   3. resume the process; rst_lazy_wait_complete(); rst_lazy_free().
- * If a fetch fails (the link or the source died), the process cannot
- * continue: the fault thread says so and SIGKILLs it, so nothing hangs.
+ * lazy_int.h - the fault server's private declarations, shared by lazy.c
+ * (the public calls), lazy_region.c (regions and statistics), lazy_copy.c
+ * (copying into the process), lazy_fault.c (events and the fault thread)
+ * and lazy_fetch.c (the fetcher threads).  Nothing outside src/restore
+ * includes it; the public API is lazy.h.  The design and its invariants
+ * (one copier, the bitmaps under lz->lock) are in lazy.c's opening comment.
  */
 #ifndef HAUL_RESTORE_LAZY_INT_H
 #define HAUL_RESTORE_LAZY_INT_H
 
-#include <stdbool.h>
+#include <pthread.h>
 #include <stdint.h>
-#include <sys/types.h>
+#include <string.h>
+#include <time.h>
 
-#include "common/rsys.h"
-#include "common/vma.h"
-#include "pageserver/pageserver.h"
+#include "common/policy.h"
+#include "restore/lazy.h"
 
-/* Pages fetched around a fault: 64 KiB (issue 6); aligned on 64 KiB, clipped to the VMA. */
-#define LAZY_FAULT_AROUND_PAGES 16
-/* Pages per background fetch: 1 MiB amortises a network round trip to ~10% at 3 GB/s. */
-#define LAZY_PUSH_CHUNK_PAGES 256
-/* Pages per background UFFDIO_COPY between two looks at the uffd: bounds fault latency
- * to one 64 KiB copy (~16 us warm, ~160 us into never-touched memory here). */
-#define LAZY_PUSH_SLICE_PAGES 16
-/*
- * The background push's window: pages it may have requested and not yet
- * received.  A fault's window queues behind them on the link, so when a
- * fault's fetch takes longer than LAZY_FAULT_TARGET_US the window halves
- * (down to LAZY_PUSH_WINDOW_MIN_PAGES); each push fetch that completes while
- * no fault waits widens it by LAZY_PUSH_WINDOW_STEP_PAGES, up to all
- * fetchers' chunks.  On a fast link faults come back in time and the push
- * keeps its full depth; on a slow one (1 Gbit/s: 2 MiB ahead is 17 ms) the
- * push shrinks to what keeps the link busy.
- */
-#define LAZY_FAULT_TARGET_US	    2000
-#define LAZY_PUSH_WINDOW_MIN_PAGES  16
-#define LAZY_PUSH_WINDOW_STEP_PAGES 16
-/* Background fetch threads: two overlap one fetch with the other's copy. */
-#define LAZY_DEFAULT_FETCHERS 2
-/* Fetched chunks waiting to be copied, per fetcher. */
-#define LAZY_BUFS_PER_FETCHER 2
-/* Fault-fetch threads: fault windows are fetched off the fault thread, which
- * copies meanwhile; two let two faulting threads wait on the source at once. */
-#define LAZY_FAULT_FETCHERS 2
-/* Fault windows in flight or fetched and not yet copied (64 KiB each); a fault
- * that finds none free waits until a window is copied. */
-#define LAZY_FAULT_SLOTS 16
+#define PG	     HAUL_PAGE_SIZE
+#define MAX_MSGS     64
+#define HIST_SUB     8
+#define HIST_BUCKETS 512
 
-/*
- * Where page contents come from.  fetch() fills @buf with @npages pages of
- * the source process at source address @addr (the address the pages had
- * when the process was frozen; remaps on the target are translated here).
- * It is called from the fault-fetch threads and the fetcher threads
- * concurrently, so it must be thread-safe.  Returns 0 or -errno; any error is fatal to
- * the restored process (it is killed: its memory can no longer arrive).
- * -ESRCH is reserved for "the restored process exited": a source that is
- * gone says -EHOSTDOWN, a broken link -ECONNRESET/-EPIPE/-ETIMEDOUT.
- */
-struct rst_lazy_source {
-	int (*fetch)(void *arg, uint64_t addr, uint32_t npages, void *buf);
-	void *arg;
-	/*
-	 * Optional: what the fault-fetch threads call instead of fetch() (a
-	 * process is waiting on these pages): a source may give them a path of
-	 * their own so that they do not queue behind background chunks.
-	 */
-	int (*fetch_fault)(void *arg, uint64_t addr, uint32_t npages, void *buf);
+/* The events we need; each makes the process wait until the fault thread reads it. */
+#define LAZY_EVENTS                                                                                \
+	(UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP |         \
+	 UFFD_FEATURE_EVENT_FORK)
+
+struct lz_region {
+	uint64_t start, end; /* where it is in the restored process now */
+	uint64_t src;	     /* the source address of start */
+	uint64_t *done, *zero, *claimed;
+	uint64_t missing; /* pages not done */
 };
 
-struct rst_lazy_opts {
-	int uffd;  /* API'd and registered (rst_lazy_uffd_create); owned by rst_lazy */
-	pid_t pid; /* the restored process: SIGKILLed when its memory cannot arrive */
-	const struct haul_layout *vmas; /* the registered VMAs; every page missing at first */
+/* One address space to fill: the restored process, or a child it forked during post-copy. */
+struct lz_mm {
+	int uffd;	     /* -1 once dead */
+	bool dead;	     /* exited or exec'd: nothing more to copy */
+	bool scanned;	     /* a child: its pid was looked for (kids_scan) */
+	struct lz_region *r; /* sorted by start */
+	size_t nr;
+	uint64_t missing; /* pages not done */
+};
+
+struct lz_chunk {
+	struct lz_mm *mm; /* whose pages */
+	uint64_t src;	  /* source address of the first page */
+	uint32_t npages;  /* fetched */
+	uint32_t off;	  /* pages copied (or skipped) so far */
+	void *buf;
+	struct lz_chunk *next;
+};
+
+/*
+ * A fault window: queued for a fault-fetch thread, being fetched, or fetched
+ * and waiting for the fault thread (ahead of background chunks).
+ */
+struct lz_req {
+	struct lz_mm *mm;
+	uint64_t src;	 /* source address of the first page */
+	uint32_t npages; /* fetched */
+	uint32_t off;	 /* pages copied (or skipped) so far */
+	uint32_t filled; /* of those, filled by this copy (it woke their waiters) */
+	bool force;	 /* one page marked present: copied even though done */
+	bool busy;	 /* fault thread only: in flight or not yet copied */
+	void *buf;
+	struct lz_req *next;
+};
+
+/* A fault read and not answered yet; with @req, waiting for that window. */
+struct lz_pend {
+	struct lz_mm *mm;
+	uint64_t addr;
+	uint64_t t0;
+	struct lz_req *req;
+};
+
+/* A descendant of the restored process: killed with it on failure. */
+struct lz_kid {
+	pid_t pid;
+	int pidfd;
+};
+
+struct rst_lazy {
+	int pidfd, stopfd, readyfd;
+	pid_t pid;
 	struct rst_lazy_source src;
-	unsigned fetchers;    /* background fetch threads; 0: LAZY_DEFAULT_FETCHERS */
-	unsigned chunk_pages; /* pages per background fetch; 0: LAZY_PUSH_CHUNK_PAGES (the most) */
+	unsigned nfetchers, nrunning;
+	uint32_t chunk_pages;
+	/* rst_lazy_on_fork(): told each forked child's uffd, under lock */
+	void (*fork_fn)(void *arg, int uffd);
+	void *fork_arg;
+	/* the push's window (LAZY_PUSH_WINDOW_*), under lock */
+	uint32_t push_window, push_window_max, push_inflight;
+	unsigned faults_inflight; /* fault windows being fetched */
+	pthread_t fault_thread;
+	pthread_t *fetch_threads;
+	pthread_t *ufetch_threads; /* fault-fetch threads */
+	unsigned nurunning;
+	bool started;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cv;  /* fetchers: a free buffer, new work or stop; waiters: finished */
+	pthread_cond_t ucv; /* fault-fetch threads: a window to fetch or stop */
+	struct lz_mm **mm;  /* mm[0]: the restored process; never freed before rst_lazy_free */
+	size_t nmm;
+	uint64_t missing;  /* over every live mm */
+	size_t hint_mm;	   /* where the background push continues: this mm ... */
+	uint64_t hint;	   /* ... from this address */
+	uint64_t work_gen; /* bumped when new work appears (a fork) or the push window has room */
+	struct lz_chunk *chunks;
+	struct lz_chunk *free_list, *ready_head, *ready_tail;
+	struct lz_req *reqs;		  /* LAZY_FAULT_SLOTS */
+	struct lz_req *uq_head, *uq_tail; /* fault windows to fetch */
+	struct lz_req *ur_head, *ur_tail; /* fault windows fetched: the fault thread copies them */
+	bool stopping, finished;
+	bool marked; /* rst_lazy_mark_present() was used */
+	bool exited; /* the restored process died before it had everything */
+	int result;
+	int fetch_err;
+	uint64_t t_start;
+	struct rst_lazy_stats st;
+	uint32_t hist[HIST_BUCKETS];
+
+	/* fault thread only */
+	struct lz_chunk *cur;
+	struct lz_req *ucur; /* fault window being copied */
+	struct lz_kid *kids;
+	size_t nkids;
 };
 
-struct rst_lazy_stats {
-	uint64_t total_pages;	/* pages of the lazy VMAs at start */
-	uint64_t present_pages; /* of those, found in place at attach (eager, pre-copy rounds) */
-	uint64_t missing_pages; /* pages not yet present (or dropped by unmap/remove) */
-	uint64_t faults;	/* fault messages answered */
-	uint64_t fault_pages;	/* pages copied because of a fault (with fault-around) */
-	uint64_t pushed_pages;	/* pages copied by the background push */
-	uint64_t zero_pages;	/* faults answered with zeros (memory the process zapped) */
-	uint64_t zero_filled;	/* pages whose contents were all zeros: mapped, not copied */
-	uint64_t fetched_bytes; /* bytes asked of the source */
-	uint64_t eexist;	/* pages that were present already when copied */
-	uint64_t eagain;	/* copies retried because the address space was changing */
-	uint64_t events;	/* unmap, remap and remove events */
-	uint64_t fault_p50_ns;	/* time from reading a fault to waking its thread */
-	uint64_t fault_p99_ns;
-	uint64_t fault_max_ns;
-	uint64_t complete_ns;	  /* from rst_lazy_start() until all present; 0 until then */
-	uint32_t push_window_min; /* the smallest push window reached (pages) */
-	uint64_t attach_ns; /* rst_lazy_attach(): uffd injected, registered, threads started */
-};
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
 
-struct rst_lazy;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
 
-/* Whether @v can be restored lazily: private anonymous or shmem memory, not mlocked. */
-bool rst_lazy_vma_ok(const struct haul_vma *v);
+/* ---- bitmaps ----------------------------------------------------------------- */
 
-/*
- * With @r attached to the stopped process (rsys_seize or rsys_attach_stopped;
- * the calling thread is its tracer), create a userfaultfd inside it, pull
- * the fd into this process (pidfd_getfd), close it there, enable missing
- * faults with the unmap/remap/remove events, and register every VMA of
- * @vmas (each must satisfy rst_lazy_vma_ok()).  From here on, an unmap or
- * madvise(DONTNEED) of those VMAs by the process blocks until the fault
- * thread reads the event: start it (rst_lazy_new + rst_lazy_start) before
- * the process or an injected syscall touches that memory.  Returns 0 and
- * the fd in *@uffd, or -errno (-EOPNOTSUPP: no userfaultfd or a missing
- * feature, with a logged reason).
- */
-int rst_lazy_uffd_create(struct rsys *r, const struct haul_layout *vmas, int *uffd);
+static inline bool bit_test(const uint64_t *b, uint64_t i)
+{
+	return b[i / 64] >> (i % 64) & 1;
+}
+
+static inline void bit_set(uint64_t *b, uint64_t i)
+{
+	b[i / 64] |= 1ull << (i % 64);
+}
+
+static inline uint64_t *bits_new(uint64_t n)
+{
+	return calloc((n + 63) / 64 + 1, sizeof(uint64_t));
+}
 
 /*
- * The restore target's one call (rst_target_resume, with the address space
- * final and before any other injected syscall): the VMAs of @l that can be
- * lazy (rst_lazy_vma_ok) are registered through @r, the fault server is
- * created for process @pid with @src and started.  Pages already present in
- * those VMAs (written by the restorer: pre-copy rounds, pages sent eagerly)
- * count as arrived and must hold the right contents; zap stale ones first
- * (rst_lazy_zap).  A restorer whose fetches depend on its own thread (the
- * page server's loop) must have every page its injected calls touch written
- * before: the rseq area (the one such page seen: rseq registration writes it).  *@lazy then holds the
- * VMAs made lazy (haul_layout_release() it): every other VMA's pages must be
- * written before resume as in pre-copy.  0 or -errno (nothing is left
- * registered on failure).
+ * Take the first element of the queue @head .. @tail (lz_chunk or lz_req,
+ * linked by ->next), or NULL when it is empty.  Under lz->lock.
  */
-int rst_lazy_attach(struct rsys *r, pid_t pid, const struct haul_layout *l,
-		    const struct rst_lazy_source *src, struct haul_layout *lazy,
-		    struct rst_lazy **out);
+#define lz_queue_pop(head, tail)                                                                   \
+	({                                                                                         \
+		__typeof__(head) e_ = (head);                                                      \
+                                                                                                   \
+		if (e_) {                                                                          \
+			(head) = e_->next;                                                         \
+			if (!(head))                                                               \
+				(tail) = NULL;                                                     \
+		}                                                                                  \
+		e_;                                                                                \
+	})
 
-/*
- * rst_target_opts.before_resume for post-copy (set .lazy too), with @arg a
- * struct rst_lazy_hook: calls rst_lazy_attach() for the stub.  The caller
- * writes before resume the pages of every VMA that rst_lazy_vma_ok() refuses
- * (file-backed, mlocked), waits with rst_lazy_wait_complete(hook.lz) after
- * the resume, then rst_lazy_free()s it and releases hook.lazy.
- */
-struct rst_lazy_hook {
-	struct rst_lazy_source src; /* in: where the pages come from */
-	/* in (hybrid): pages pre-copied but dirtied again since; zapped before registration;
-	 * each inside one VMA that can be lazy */
-	const struct rst_lazy_range *stale;
-	size_t nstale;
-	struct rst_lazy *lz;	 /* out: the running fault server */
-	struct haul_layout lazy; /* out: the VMAs made lazy */
-};
-int rst_lazy_before_resume(void *arg, struct rsys *r, const struct haul_layout *l);
+/* The first i in [from, n) set in neither @a nor @b, or n. */
+static inline uint64_t find_clear2(const uint64_t *a, const uint64_t *b, uint64_t from, uint64_t n)
+{
+	uint64_t i = from;
 
-/* Take ownership of @o->uffd (closed on failure too). 0 or -errno. */
-int rst_lazy_new(const struct rst_lazy_opts *o, struct rst_lazy **out);
+	while (i < n) {
+		uint64_t w = ~(a[i / 64] | b[i / 64]) & (~0ull << (i % 64));
 
-/*
- * Before rst_lazy_start(): @npages pages at @addr are in the process
- * already (written before registration) and need no fetch.  They must
- * really be there: a fault on them is answered from the source again.
- */
-int rst_lazy_mark_present(struct rst_lazy *lz, uint64_t addr, uint64_t npages);
+		if (w) {
+			i = (i & ~63ull) + __builtin_ctzll(w);
+			return i < n ? i : n;
+		}
+		i = (i & ~63ull) + 64;
+	}
+	return n;
+}
 
-/*
- * Hybrid switchover: pages written into the stub by pre-copy rounds but
- * dirtied again before the freeze are stale.  Drop @npages pages at @addr
- * of VMA @v (injected madvise through @r, the stub stopped: MADV_DONTNEED
- * for private memory, MADV_REMOVE for shmem, whose page cache DONTNEED
- * would keep) BEFORE rst_lazy_uffd_create, and do not mark them present:
- * they then fault and arrive from the source.  @v must satisfy
- * rst_lazy_vma_ok (-EINVAL otherwise: stale pages of other VMAs must be
- * sent again before resume).  One injected syscall per call (~10-20 us):
- * pass merged ranges.  0 or -errno.
- */
-int rst_lazy_zap(struct rsys *r, const struct haul_vma *v, uint64_t addr, uint64_t npages);
+/* lazy_region.c */
+void rst_lz_region_release(struct lz_region *rg);
+int rst_lz_region_init(struct lz_region *rg, uint64_t start, uint64_t end, uint64_t src);
+int rst_lz_region_slice(const struct lz_region *rg, uint64_t s, uint64_t e, uint64_t at,
+			struct lz_region *out);
+struct lz_region *rst_lz_region_find(struct lz_mm *mm, uint64_t addr);
+struct lz_region *rst_lz_region_find_src(struct lz_mm *mm, uint64_t src);
+int rst_lz_regions_insert(struct rst_lazy *lz, struct lz_mm *mm, struct lz_region *add,
+			  size_t nadd);
+int rst_lz_regions_cut(struct rst_lazy *lz, struct lz_mm *mm, uint64_t s, uint64_t e);
+unsigned rst_lz_hist_idx(uint64_t ns);
+uint64_t rst_lz_hist_pct(const uint32_t *h, uint64_t total, double pct);
 
-/* Start the fault thread and the fetchers. 0 or -errno. */
-int rst_lazy_start(struct rst_lazy *lz);
+/* lazy_copy.c */
+void rst_lz_mark_done(struct rst_lazy *lz, struct lz_mm *mm, struct lz_region *rg, uint64_t i,
+		      uint64_t n);
+int rst_lz_uffd_wake(struct lz_mm *mm, uint64_t addr);
+int rst_lz_fetch_fault(struct rst_lazy *lz, uint64_t addr, uint32_t npages, void *buf);
+void rst_lz_fault_served(struct rst_lazy *lz, uint64_t t0);
+int rst_lz_pend_answered(struct rst_lazy *lz, struct lz_pend *pend, size_t *npend, size_t k,
+			 int ret);
+int rst_lz_serve_fault(struct rst_lazy *lz, struct lz_pend *pf);
+int rst_lz_copy_req(struct rst_lazy *lz, struct lz_req *q);
+int rst_lz_req_done(struct rst_lazy *lz, struct lz_req *q, struct lz_pend *pend, size_t *npend,
+		    bool *stalled);
+int rst_lz_push_slice(struct rst_lazy *lz);
 
-/*
- * Wait until every page is present (0), the process died or exited before
- * (-ESRCH), the source failed (its -errno; the process was killed), or
- * @timeout_ms passed (-ETIMEDOUT; negative: wait for ever).  Any thread.
- */
-int rst_lazy_wait_complete(struct rst_lazy *lz, int timeout_ms);
+/* lazy_fault.c */
+void rst_lz_fork_notify(struct rst_lazy *lz, struct lz_mm *mm);
+void rst_lz_mm_dead(struct rst_lazy *lz, struct lz_mm *mm);
+void rst_lz_finish(struct rst_lazy *lz, int result);
+void rst_lz_kill_process(struct rst_lazy *lz);
+void rst_lz_close_all(struct rst_lazy *lz);
+void *rst_lz_fault_main(void *arg);
 
-/*
- * A duplicate (close-on-exec) of the restored process's uffd while memory
- * is still missing, or -ENOENT once it is closed (complete, or dead).
- * Holding it keeps the registration: missing-page faults wait instead of
- * reading zeros, even if this process dies (the page server's watchdog).
- */
-int rst_lazy_dup_uffd(struct rst_lazy *lz);
-/*
- * The same for the processes it forks during post-copy: @fn(@arg, uffd) is
- * called, under the fault server's lock, with a duplicate (close-on-exec,
- * @fn owns it) of the uffd of every child forked so far and of each later
- * one as its FORK event is read.  NULL @fn: no more calls.
- */
-void rst_lazy_on_fork(struct rst_lazy *lz, void (*fn)(void *arg, int uffd), void *arg);
-
-/* A snapshot of the counters; any thread, any time. */
-void rst_lazy_stats(struct rst_lazy *lz, struct rst_lazy_stats *st);
-
-/*
- * Stop the threads and close the uffd.  If memory is still missing, the
- * process is SIGKILLed first (closing the uffd would let it read zeros
- * where its data should be).  NULL is a no-op.
- */
-void rst_lazy_free(struct rst_lazy *lz);
-
-/* ---- source side: pages of the frozen process ------------------------------ */
-
-struct rst_lazy_range {
-	uint64_t start, end; /* page aligned, end exclusive */
-};
-
-/*
- * What the source must send before resume in a post-copy switchover, with
- * @pid frozen and seized by the calling thread: every readable memory VMA
- * of @l that cannot be lazy (rst_lazy_vma_ok), and the page(s) of the rseq
- * area (rseq registration during the restore writes it: with the page
- * server's loop as the restorer's tracer, a lazy page there would deadlock
- * until the stall timeout).  @pid 0: the VMAs only (the process still runs,
- * before the freeze).  *@out is malloc'd.  0 or -errno.
- */
-int rst_lazy_eager_ranges(pid_t pid, const struct haul_layout *l, struct rst_lazy_range **out,
-			  size_t *n);
-
-/*
- * The source's whole post-copy part, after ps_client_restore() of a lazy
- * session said the process runs on the target: serve the target's page
- * requests from frozen @pid (within @l) until it has every page (0; the
- * caller then kills the source and commits) or the session fails (-errno:
- * the target has killed its copy, see DESIGN "Post-copy").  @idle_ms: give
- * up after that long without a request (0: never).
- */
-int rst_lazy_serve(struct ps_client *c, pid_t pid, const struct haul_layout *l, int idle_ms);
-
-struct rst_lazy_src;
-
-/*
- * Serve pages of @pid (frozen, on this host) that lie in @vmas (copied).
- * A pidfd makes sure a reused PID never answers for it.  0 or -errno.
- */
-int rst_lazy_src_open(pid_t pid, const struct haul_layout *vmas, struct rst_lazy_src **out);
-
-/*
- * Read @npages pages at @addr (process_vm_readv; /proc/PID/mem for pages the
- * process cannot read itself).  Thread-safe.  0, -ERANGE (not inside the
- * VMAs: a confused or hostile peer), -EHOSTDOWN (the process is gone), or
- * another -errno.
- */
-int rst_lazy_src_read(struct rst_lazy_src *s, uint64_t addr, uint32_t npages, void *buf);
-
-/* Pages served so far. */
-uint64_t rst_lazy_src_served(struct rst_lazy_src *s);
-
-/* NULL is a no-op. */
-void rst_lazy_src_free(struct rst_lazy_src *s);
-
-/* rst_lazy_source.fetch over a struct rst_lazy_src (@arg): source and target on one host. */
-int rst_lazy_src_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf);
-
-/* ---- a page server as the source (lazy restore of a stored image) ----------- */
-
-struct rst_lazy_ps;
-
-/*
- * Open @n FETCH sessions (@o->kind is forced to FETCH) to the page server
- * holding the committed image of @o->pid: one per thread that may fetch at
- * once (the fetchers and the fault thread: LAZY_DEFAULT_FETCHERS + 1), since
- * a ps_client serves one request at a time; with n >= 2 the first is kept
- * for faults (rst_lazy_ps_fetch_fault).  0 or -errno.
- */
-int rst_lazy_ps_open(const struct ps_client_opts *o, unsigned n, struct rst_lazy_ps **out);
-
-/*
- * rst_lazy_source.fetch over a struct rst_lazy_ps (@arg), for up to
- * WIRE_MAX_REQ_PAGES pages per request (split otherwise).  After one failure
- * every later call fails at once with the same error (the link is gone).
- * rst_lazy_ps_fetch_fault (rst_lazy_source.fetch_fault) uses the first
- * session only, which background fetches never take.
- */
-int rst_lazy_ps_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf);
-int rst_lazy_ps_fetch_fault(void *arg, uint64_t addr, uint32_t npages, void *buf);
-
-/* NULL is a no-op. */
-void rst_lazy_ps_free(struct rst_lazy_ps *p);
-
-/*
- * A live migration's source (post-copy): rst_lazy_source.fetch over
- * ps_session_fetch(), @arg the struct ps_session of the sink's session.
- * Never call it on the page server's loop thread (-EDEADLK): the fault
- * server's threads do.  The source answers with
- * ps_client_serve(c, rst_lazy_src_fetch, src, idle_ms).
- */
-int rst_lazy_session_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf);
-/* rst_lazy_source.fetch_fault of the same: ps_session_fetch_urgent(). */
-int rst_lazy_session_fetch_fault(void *arg, uint64_t addr, uint32_t npages, void *buf);
+/* lazy_fetch.c */
+void *rst_lz_fetch_main(void *arg);
+void *rst_lz_ufetch_main(void *arg);
 
 #endif

@@ -4,7 +4,7 @@
  * After switchover the source process stays frozen (never resumed) and is
  * the only copy of the memory that has not reached the target yet; each
  * page request from the target is answered from it with process_vm_readv
- * (5-8 GB/s for large reads, KERNEL.md), and with /proc/PID/mem for pages
+ * (5-8 GB/s for large reads on a 2-core VM), and with /proc/PID/mem for pages
  * the process itself cannot read (PROT_NONE, write-only).  Requests are
  * checked against the layout frozen with the process, so a peer cannot read
  * anything else of it.  A pidfd is checked after every read: a PID that
@@ -35,7 +35,7 @@
 #include "common/log.h"
 #include "common/policy.h"
 #include "common/rsys.h"
-#include "restore/lazy_int.h"
+#include "restore/lazy.h"
 
 struct rst_lazy_src {
 	pid_t pid;
@@ -228,7 +228,7 @@ static int ps_fetch(struct rst_lazy_ps *p, bool fault, uint64_t addr, uint32_t n
 				      (char *)buf + (uint64_t)done * HAUL_PAGE_SIZE);
 		done += k;
 	}
-	/* -ESRCH would read as "the restored process exited" (lazy_int.h). */
+	/* -ESRCH would read as "the restored process exited" (lazy.h). */
 	if (ret == -ESRCH)
 		ret = -EHOSTDOWN;
 
@@ -281,7 +281,7 @@ static int session_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf, b
 			     : ps_session_fetch(arg, a, k, b);
 		done += k;
 	}
-	/* -ESRCH would read as "the restored process exited" (lazy_int.h). */
+	/* -ESRCH would read as "the restored process exited" (lazy.h). */
 	return ret == -ESRCH ? -EHOSTDOWN : ret;
 }
 

@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/rsys.h"
 #include "restore/restore.h"
 #include "restore/restore_int.h"
@@ -65,16 +66,10 @@ static const char not_carried[] = "haul cannot carry it (not supported yet): res
 /* Read a small /proc file into @buf, trailing newline cut. 0 or -errno. */
 static int read_text(const char *path, char *buf, size_t len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
+	int n = haul_read_file(path, buf, len);
 
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, len - 1);
-	close(fd);
 	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
+		return n;
 	while (n > 0 && buf[n - 1] == '\n')
 		buf[--n] = '\0';
 	return 0;
@@ -270,6 +265,9 @@ static int audit_status(pid_t pid, pid_t tid, const char *own, const char *main_
 			continue;
 		*colon = '\0';
 		v = colon + 1 + strspn(colon + 1, " \t");
+		/* as field() reads the main thread's: "Groups:\t27 48 \n" ends in a blank */
+		for (size_t n = strlen(v); n && (v[n - 1] == ' ' || v[n - 1] == '\t'); n--)
+			v[n - 1] = '\0';
 		ret = judge_line(pid, tid, l, v, own, main_status ? main_status : own, why, wl);
 	}
 	free(text);
@@ -352,19 +350,10 @@ static int audit_lsm(pid_t pid, pid_t tid, char *why, size_t wl)
 	return 0;
 }
 
-struct sched_attr_ {
-	uint32_t size, policy;
-	uint64_t flags;
-	int32_t nice;
-	uint32_t priority;
-	uint64_t runtime, deadline, period;
-	uint32_t util_min, util_max;
-};
-
 /* Policy, priority, flags and clamps; nice: the main thread's is carried, threads inherit it. */
 static int audit_sched(pid_t pid, pid_t tid, int main_nice, char *why, size_t wl)
 {
-	struct sched_attr_ a = {0}, o = {0};
+	struct haul_sched_attr a = {0}, o = {0};
 	long io, own_io;
 	char w[64];
 
@@ -446,7 +435,7 @@ static int audit_process(pid_t pid, char *why, size_t wl)
 int rst_attr_audit_proc(pid_t pid, char *why, size_t whylen)
 {
 	char path[96], *own = malloc(16384), *main_status = malloc(16384);
-	struct sched_attr_ ma = {0};
+	struct haul_sched_attr ma = {0};
 	struct dirent *de;
 	DIR *d = NULL;
 	int ret;

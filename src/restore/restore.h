@@ -7,25 +7,11 @@
  * page by page through the tracker and the page server, or into an images
  * directory (page store).
  *
- * Restore target: a libc-free stub process rebuilt by ptrace into the
- * dumped process.  It can be created early (live migration): the layout and
+ * Restore target: a stub process, forked from haul, rebuilt by ptrace into
+ * the dumped process.  It can be created early (live migration): the layout and
  * pages are applied while pre-copy runs; at switchover only the last pages
  * and the state remain.  Only the thread that created a target may call
  * its functions (it is the ptrace tracer).
- *
- * Changes since the lead's draft (all additive; existing calls unchanged):
- *  - struct rst_target_opts gained timens offsets and `detach`;
- *  - rst_target_wait(): wait for a restored process (haul restore);
- *  - rst_target_pid(): the stub's PID as seen from here;
- *  - rst_kill_seized(), rst_checkpoint_images(), rst_restore_images().
- *  - rst_target_opts.before_resume: a hook for post-copy (uffd registration);
- *    lazy without it is refused with -EOPNOTSUPP.
- *  - rst_dump_prepare(), rst_dump_state_prepared(): VmFlags read before the
- *    stop (switchover downtime independent of memory size).
- *  - rst_cg_note_moved(): haul's own cgroup moves, so that the dump carries
- *    the process's placement from before them.
- *  - rst_dump_precheck() also stops the process briefly (rst_seize) to read
- *    the attributes only injected calls can (procattr.c).
  */
 #ifndef HAUL_RESTORE_H
 #define HAUL_RESTORE_H
@@ -215,18 +201,34 @@ struct rst_ckpt_stats {
 };
 
 /*
- * Checkpoint @pid into the images directory @dir as image DIR/<id>/ (id in
- * st->id; a page store directory): state, layout and pages in one durable
+ * A checkpoint of @pid into the images directory @dir as image DIR/<id>/
+ * (id in st->id; a page store directory), made in steps; the order, and
+ * the pre-copy rounds of --leave-running, are haul_checkpoint_images()'s
+ * (src/haul/checkpoint.c).  State, layout and pages go into one durable
  * commit, written beside the previous image of the same process and
  * switched in atomically (src/restore/imgdir.c); any failure leaves the
- * previous image as it was.  Without @leave_running the process is killed
- * once the new image is committed (it never runs after the dump); with it,
- * it resumes.  @fault: HAUL_FAULT (tests; "ckpt-kill:staged|committed|
- * switched") or NULL.  A refusal is logged naming the resource; the
- * process runs on.  0 or -errno (-EOPNOTSUPP: refused).
+ * previous image as it was.
+ *
+ * rst_ckpt_begin(): refuse what cannot be dumped (logged naming the
+ * resource; the process runs on; -EOPNOTSUPP) and start the new image.
+ * rst_ckpt_store_round(): stage what tracker round @r of @t found (the
+ * process may run).  rst_ckpt_seize(): stop every thread.
+ * rst_ckpt_commit(): dump the state, stage every existing page unless
+ * @tracked (the rounds staged them), commit durably; without
+ * @leave_running the process is killed once committed (it never runs
+ * after the dump), with it, it resumes before the commit.  @fault:
+ * HAUL_FAULT (tests; "ckpt-kill:staged|committed|switched") or NULL.
+ * rst_ckpt_end(): with @ret nonzero, drop what was staged; release all
+ * (a seized process resumes).  NULL is a no-op.  Each: 0 or -errno.
  */
-int rst_checkpoint_images(pid_t pid, const char *dir, bool leave_running, const char *fault,
-			  struct rst_ckpt_stats *st);
+struct rst_ckpt;
+struct trk;
+struct trk_round;
+int rst_ckpt_begin(pid_t pid, const char *dir, struct rst_ckpt_stats *st, struct rst_ckpt **out);
+int rst_ckpt_store_round(struct rst_ckpt *ck, struct trk *t, const struct trk_round *r);
+int rst_ckpt_seize(struct rst_ckpt *ck);
+int rst_ckpt_commit(struct rst_ckpt *ck, bool tracked, bool leave_running, const char *fault);
+void rst_ckpt_end(struct rst_ckpt *ck, int ret);
 /*
  * Restore the image @id (NULL: the only one) of process @pid (0: any) from
  * @dir with @o (its pid and clock offsets are filled in here).  The image

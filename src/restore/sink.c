@@ -39,7 +39,7 @@
 #include "common/log.h"
 #include "common/validate.h"
 #include "pageserver/pageserver.h"
-#include "restore/lazy_int.h"
+#include "restore/lazy.h"
 #include "restore/restore.h"
 #include "restore/restore_int.h"
 

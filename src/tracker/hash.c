@@ -153,31 +153,6 @@ static void *hash_job_run(void *arg)
 	return NULL;
 }
 
-/* The populated pages of @v, from pagemap: no page is read here. */
-static int hash_scan_vma(struct trk *t, struct hash_state *st, const struct haul_vma *v,
-			 struct trk_scan *out)
-{
-	for (uint64_t a = v->start; a < v->end;) {
-		size_t n = (v->end - a) / TRK_PAGE;
-		int ret;
-
-		if (n > TRK_PM_CHUNK)
-			n = TRK_PM_CHUNK;
-		ret = trk_pagemap_read(t->pagemap_fd, a, n, st->pm);
-		if (ret)
-			return ret;
-		for (size_t i = 0; i < n; i++) {
-			if (!(st->pm[i] & (PM_ENTRY_PRESENT | PM_ENTRY_SWAPPED)))
-				continue;
-			ret = trk_rl_add(&out->present, a + i * TRK_PAGE, 1);
-			if (ret)
-				return ret;
-		}
-		a += n * TRK_PAGE;
-	}
-	return 0;
-}
-
 /* Keep this round's populated set and hashes; index the ranges for lookups. */
 static int keep_round(struct hash_state *st, const struct trk_rl *present)
 {
@@ -205,7 +180,7 @@ static int keep_round(struct hash_state *st, const struct trk_rl *present)
 /*
  * Read and hash every populated page, on two threads when there is enough
  * to share (the copy out of the target, not the hashing, is the cost: two
- * readers move about twice the bytes, KERNEL.md), then compare in address
+ * readers move about twice the bytes, `make bench-tracker`), then compare in address
  * order with the kept hashes.
  */
 static int hash_scan(struct trk *t, const struct haul_layout *cur, const struct trk_rl *fresh,
@@ -223,7 +198,9 @@ static int hash_scan(struct trk *t, const struct haul_layout *cur, const struct 
 	(void)fresh; /* the core sends fresh ranges whole */
 	for (size_t i = 0; i < cur->n && !ret; i++)
 		if (haul_vma_is_memory(&cur->v[i]))
-			ret = hash_scan_vma(t, st, &cur->v[i], out);
+			/* the populated pages, from pagemap: no page is read here */
+			ret = trk_pagemap_populated(t->pagemap_fd, st->pm, &cur->v[i],
+						    &out->present, NULL, 0);
 	if (ret)
 		return ret;
 	total = out->present.pages;
@@ -287,16 +264,8 @@ static void hash_read_done(struct trk *t, const struct trk_range *r, size_t n, c
 	for (size_t i = 0; i < n; i++) {
 		for (uint64_t j = 0; j < r[i].npages; j++, b += TRK_PAGE) {
 			uint64_t addr = r[i].start + j * TRK_PAGE;
-			size_t lo = 0, hi = p->n;
+			size_t lo = trk_rl_bsearch(p, addr);
 
-			while (lo < hi) {
-				size_t mid = lo + (hi - lo) / 2;
-
-				if (p->r[mid].start + p->r[mid].npages * TRK_PAGE <= addr)
-					lo = mid + 1;
-				else
-					hi = mid;
-			}
 			if (lo < p->n && p->r[lo].start <= addr)
 				st->hash[st->base[lo] + (addr - p->r[lo].start) / TRK_PAGE] =
 					XXH3_64bits(b, TRK_PAGE);

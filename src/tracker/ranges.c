@@ -167,3 +167,18 @@ void trk_rl_move(struct trk_rl *l, struct trk_range **r, size_t *n)
 	*n = l->n;
 	memset(l, 0, sizeof(*l));
 }
+
+size_t trk_rl_bsearch(const struct trk_rl *l, uint64_t addr)
+{
+	size_t lo = 0, hi = l->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (l->r[mid].start + l->r[mid].npages * TRK_PAGE <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}

@@ -66,41 +66,13 @@ static void sd_close(struct trk *t)
 	t->priv = NULL;
 }
 
-static int sd_scan_vma(struct trk *t, struct sd_state *st, const struct haul_vma *v,
-		       struct trk_scan *out)
-{
-	bool all = t->seq == 0;
-
-	for (uint64_t a = v->start; a < v->end;) {
-		size_t n = (v->end - a) / TRK_PAGE;
-		int ret;
-
-		if (n > TRK_PM_CHUNK)
-			n = TRK_PM_CHUNK;
-		ret = trk_pagemap_read(t->pagemap_fd, a, n, st->pm);
-		if (ret)
-			return ret;
-		for (size_t i = 0; i < n; i++) {
-			uint64_t e = st->pm[i];
-
-			if (!(e & (PM_ENTRY_PRESENT | PM_ENTRY_SWAPPED)))
-				continue;
-			ret = trk_rl_add(&out->present, a + i * TRK_PAGE, 1);
-			if (!ret && (all || (e & PM_ENTRY_SOFT_DIRTY)))
-				ret = trk_rl_add(&out->written, a + i * TRK_PAGE, 1);
-			if (ret)
-				return ret;
-		}
-		a += n * TRK_PAGE;
-	}
-	return 0;
-}
-
 static int sd_scan(struct trk *t, const struct haul_layout *cur, const struct trk_rl *fresh,
 		   struct trk_scan *out)
 {
 	struct sd_state *st = t->priv;
 	double t0 = trk_now_ms(), stopped;
+	/* round 1 sends every populated page; later rounds the soft-dirty ones */
+	uint64_t wmask = t->seq == 0 ? ~0ULL : PM_ENTRY_SOFT_DIRTY;
 	int ret;
 
 	(void)fresh; /* new VMAs read soft-dirty by themselves */
@@ -109,7 +81,8 @@ static int sd_scan(struct trk *t, const struct haul_layout *cur, const struct tr
 		return ret;
 	for (size_t i = 0; i < cur->n && !ret; i++)
 		if (haul_vma_is_memory(&cur->v[i]))
-			ret = sd_scan_vma(t, st, &cur->v[i], out);
+			ret = trk_pagemap_populated(t->pagemap_fd, st->pm, &cur->v[i],
+						    &out->present, &out->written, wmask);
 	if (!ret && pwrite(st->clear_fd, "4", 1, 0) != 1) {
 		ret = -errno;
 		pr_err_r(ret, "cannot clear the soft-dirty bits of pid %d", (int)t->pid);

@@ -36,6 +36,7 @@
 
 #include "common/log.h"
 #include "common/probe.h"
+#include "common/proc.h"
 #include "tracker/trk_int.h"
 
 #ifndef SYS_pidfd_open
@@ -88,26 +89,16 @@ double trk_stop_ms(const struct trk *t)
 	return t->stop_ms;
 }
 
-/* 'Z' (zombie) or 'X' counts as gone: PID 1 may take seconds to reap (KERNEL.md). */
+/* 'Z' (zombie) or 'X' counts as gone: an init may take seconds to reap an orphan. */
 static bool pid_running(struct trk *t)
 {
-	char path[64], buf[512], *p;
-	ssize_t n;
-	int fd;
+	char state;
 
 	if (syscall(SYS_pidfd_send_signal, t->pidfd, 0, NULL, 0) < 0)
 		return false;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)t->pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (haul_proc_stat_field(t->pid, 3, &state, NULL))
 		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+	return state != 'Z' && state != 'X';
 }
 
 /* Whether @pid has an address space now (an exiting task has none). */

@@ -35,6 +35,8 @@ int trk_rl_sub(const struct trk_rl *a, const struct trk_rl *b, struct trk_rl *ou
 /* out = a ∩ b; a and b sorted and merged. */
 int trk_rl_and(const struct trk_rl *a, const struct trk_rl *b, struct trk_rl *out);
 void trk_rl_release(struct trk_rl *l);
+/* The index of the first range of sorted, merged @l that ends after @addr; l->n if none. */
+size_t trk_rl_bsearch(const struct trk_rl *l, uint64_t addr);
 /* Hand the array over to a trk_round (which frees it with free()). */
 void trk_rl_move(struct trk_rl *l, struct trk_range **r, size_t *n);
 
@@ -103,6 +105,14 @@ int trk_pagemap_read(int fd, uint64_t start, size_t n, uint64_t *ent);
 
 /* Pagemap entries read per pread: 512 KiB of entries covers 256 MiB. */
 #define TRK_PM_CHUNK 65536
+
+/*
+ * Walk the pagemap of @v through @pm (room for TRK_PM_CHUNK entries): every
+ * populated page (present or swapped) goes to @present and, when @written is
+ * not NULL and its entry has a bit of @wmask, to @written too.  0 or -errno.
+ */
+int trk_pagemap_populated(int fd, uint64_t *pm, const struct haul_vma *v, struct trk_rl *present,
+			  struct trk_rl *written, uint64_t wmask);
 
 /* Whether a 4 KiB page is all zeroes. */
 bool trk_page_is_zero(const void *p);

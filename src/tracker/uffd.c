@@ -2,7 +2,7 @@
  * uffd.c - dirty tracking with userfaultfd write-protect in async mode and
  * ioctl(PAGEMAP_SCAN) (Linux >= 6.7).
  *
- * Attach (KERNEL.md, "Tracking a foreign process"): seize one thread, run
+ * Attach (DESIGN.md "Tracker", common/rsys.c): seize one thread, run
  * userfaultfd(O_CLOEXEC|O_NONBLOCK) inside the target through its vDSO
  * syscall instruction, copy the fd out with pidfd_getfd, close it inside the
  * target, restore the registers and detach.  The mm is shared by all
@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/probe.h"
 #include "common/rsys.h"
 #include "tracker/trk_int.h"
@@ -74,20 +75,12 @@ struct uffd_state {
  * journaled (injlog_sched): if we die in that window, the survivor puts
  * them back before it continues the target.
  */
-struct trk_sched_attr {
-	uint32_t size, policy;
-	uint64_t flags;
-	int32_t nice;
-	uint32_t priority;
-	uint64_t runtime, deadline, period;
-	uint32_t util_min, util_max;
-};
-
 #define BOOST_PRIO 10
 
-static bool sched_boost(pid_t tid, struct trk_sched_attr *saved)
+static bool sched_boost(pid_t tid, struct haul_sched_attr *saved)
 {
-	struct trk_sched_attr a = {.size = sizeof(a), .policy = SCHED_FIFO, .priority = BOOST_PRIO};
+	struct haul_sched_attr a = {
+		.size = sizeof(a), .policy = SCHED_FIFO, .priority = BOOST_PRIO};
 
 	memset(saved, 0, sizeof(*saved));
 	if (syscall(SYS_sched_getattr, tid, saved, sizeof(*saved), 0) < 0)
@@ -95,7 +88,7 @@ static bool sched_boost(pid_t tid, struct trk_sched_attr *saved)
 	return syscall(SYS_sched_setattr, tid, &a, 0) == 0;
 }
 
-static void sched_restore(pid_t tid, struct trk_sched_attr *saved)
+static void sched_restore(pid_t tid, struct haul_sched_attr *saved)
 {
 	saved->size = sizeof(*saved);
 	if (syscall(SYS_sched_setattr, tid, saved, 0) < 0)
@@ -107,7 +100,7 @@ static void sched_restore(pid_t tid, struct trk_sched_attr *saved)
 static int steal_uffd(struct trk *t, pid_t tid, int *out)
 {
 	uint64_t args[6] = {O_CLOEXEC | O_NONBLOCK}, sc_addr;
-	struct trk_sched_attr saved, self_saved;
+	struct haul_sched_attr saved, self_saved;
 	bool boosted = false, self_boosted;
 	struct rsys r;
 	long rfd = -1, rv;
@@ -449,18 +442,9 @@ static int scan_vma(struct trk *t, struct uffd_state *st, const struct haul_vma 
 
 static bool overlaps(const struct trk_rl *l, uint64_t s, uint64_t e)
 {
-	size_t lo = 0, hi = l->n;
+	size_t i = trk_rl_bsearch(l, s);
 
-	/* first range ending after s */
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (l->r[mid].start + l->r[mid].npages * TRK_PAGE <= s)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < l->n && l->r[lo].start < e;
+	return i < l->n && l->r[i].start < e;
 }
 
 /* A mapping the kernel will not write-protect (VM_PFNMAP, VM_IO, ...): report it whole. */

@@ -28,7 +28,7 @@
 #include "common/rsys.h"
 #include "common/vma.h"
 #include "pageserver/pageserver.h"
-#include "restore/lazy_int.h"
+#include "restore/lazy.h"
 #include "restore/restore.h"
 #include "th_verify.h"
 

@@ -25,7 +25,7 @@
 #include "common/log.h"
 #include "common/rsys.h"
 #include "common/vma.h"
-#include "restore/lazy_int.h"
+#include "restore/lazy.h"
 #include "restore/restore.h"
 #include "th_verify.h"
 

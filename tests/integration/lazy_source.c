@@ -22,7 +22,7 @@
 
 #include "common/rsys.h"
 #include "common/vma.h"
-#include "restore/lazy_int.h"
+#include "restore/lazy.h"
 
 #define PGSZ 4096UL
 

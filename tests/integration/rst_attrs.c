@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "haul/haul.h"
 #include "restore/restore.h"
 #include "th_mig.h"
 
@@ -119,7 +120,7 @@ static const char *checkpoint_restore_check(pid_t pid, bool rm_cgroups)
 
 	snprintf(img, sizeof(img), "%s/img", dir);
 	snprintf(out, sizeof(out), "%s/out", dir);
-	ret = rst_checkpoint_images(pid, img, false, NULL, &st);
+	ret = haul_checkpoint_images(pid, img, false, NULL, &st);
 	if (ret) {
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);

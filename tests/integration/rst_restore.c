@@ -18,6 +18,7 @@
 
 #include "common/rsys.h"
 #include "common/vma.h"
+#include "haul/haul.h"
 #include "restore/restore.h"
 #include "th_verify.h"
 
@@ -595,7 +596,7 @@ Test(rst, image_with_a_flipped_page_byte_is_refused_and_left_as_it_was, .timeout
 	snprintf(imgs, sizeof(imgs), "%s/images", dir);
 	pid = spawn_counter(dir, out, "1500", "16", "1000");
 	msleep(400);
-	ret = rst_checkpoint_images(pid, imgs, false, NULL, &st);
+	ret = haul_checkpoint_images(pid, imgs, false, NULL, &st);
 	cr_assert_eq(ret, 0, "checkpoint failed: %s", strerror(-ret));
 	waitpid(pid, &status, 0);
 

@@ -1,0 +1,67 @@
+/*
+ * proc.c - small reads of another process's kernel state (see proc.h).
+ *
+ * /proc/PID/stat is "pid (comm) S ppid ...": comm is whatever the task set
+ * with prctl(PR_SET_NAME), spaces and ')' included, so the fields are counted
+ * from the last ')', never split from the start of the line.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/proc.h"
+
+int haul_read_file(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	if (n < 0) {
+		n = -errno;
+		close(fd);
+		return (int)n;
+	}
+	close(fd);
+	buf[n] = '\0';
+	return (int)n;
+}
+
+int haul_proc_stat_field(pid_t pid, int field, char *state, unsigned long long *val)
+{
+	char path[64], buf[1024], *p;
+	int n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	n = haul_read_file(path, buf, sizeof(buf));
+	if (n < 0)
+		return n;
+	if (n == 0)
+		return -ESRCH;
+	p = strrchr(buf, ')');
+	if (!p || p[1] != ' ')
+		return -EINVAL;
+	p += 2;
+	if (state)
+		*state = *p;
+	/* p is field 3 (state); walk to @field */
+	for (int f = 3; f < field; f++) {
+		p = strchr(p, ' ');
+		if (!p)
+			return -EINVAL;
+		p++;
+	}
+	if (val)
+		*val = strtoull(p, NULL, 10);
+	return 0;
+}
+
+int haul_proc_starttime(pid_t pid, unsigned long long *start)
+{
+	return haul_proc_stat_field(pid, 22, NULL, start);
+}

@@ -1,0 +1,352 @@
+/*
+ * mig_precopy.c - the pre-copy rounds of a live migration: scan, send, decide.
+ *
+ * Each round scans the dirty set (trk_round; round 1: every populated
+ * page), sends the layout when it changed, reads the pages in batches of
+ * HAUL_MIG_READ_PAGES (trk_read_pages) and pushes them (ps_client_pages),
+ * paced to the bandwidth limit, then a barrier (ps_client_round_end).  The
+ * convergence model (converge.c) then decides: another round, a CPU
+ * throttle step, or switchover (mig_switch.c).  Ranges whose contents are
+ * gone are sent as zero ranges.  The source runs throughout; nothing here
+ * holds it.
+ */
+#define LOG_PREFIX "migrate: "
+#include <errno.h>
+#include <stdlib.h>
+
+#include "common/log.h"
+#include "common/policy.h"
+#include "haul/migrate_int.h"
+
+/* ---- sending pages ----------------------------------------------------- */
+
+/*
+ * Sleep as long as the wire bytes sent since the round began are ahead of
+ * --bandwidth.  The page client paces too; this only acts if it does not.
+ */
+static void pace(struct mig *m)
+{
+	struct ps_client_stats st;
+	double due_ms;
+
+	if (!m->o->bandwidth)
+		return;
+	ps_client_stats(m->client, &st);
+	due_ms = (double)(st.bytes_sent - m->pace_bytes0) * 1e3 / m->o->bandwidth;
+	for (double ahead = m->pace_t0 + due_ms - haul_now_ms(); ahead > 0.5;
+	     ahead = m->pace_t0 + due_ms - haul_now_ms())
+		usleep((useconds_t)(ahead * 1e3));
+}
+
+static int flush_batch(struct mig *m)
+{
+	uint64_t off = 0;
+	int ret;
+
+	if (!m->nbatch)
+		return 0;
+	/*
+	 * trk_read() through the tracker when there is one: it remembers what
+	 * was read (hashes, pages read although unpopulated), which later rounds
+	 * need to report every change.
+	 */
+	ret = m->trk ? trk_read(m->trk, m->batch, m->nbatch, m->buf, m->zero)
+		     : trk_read_pages(m->pid, m->batch, m->nbatch, m->buf, m->zero);
+	if (ret) {
+		pr_err_r(ret, "cannot read the pages of pid %d", m->pid);
+		return ret;
+	}
+	ret = haul_pc_record(m->pc, m->batch, m->nbatch, m->buf, m->zero);
+	if (ret)
+		return ret;
+	/* one call for the whole batch: scattered pages share frames (the final round's are) */
+	for (size_t i = 0; i < m->nbatch; i++) {
+		m->vbatch[i] = (struct ps_range){m->batch[i].start, m->batch[i].npages};
+		off += m->batch[i].npages;
+	}
+	ret = ps_client_pages_v(m->client, m->vbatch, m->nbatch, m->buf, m->zero);
+	if (ret) {
+		pr_err_r(ret, "cannot send pages of pid %d to %s", m->pid, m->o->to);
+		return ret;
+	}
+	m->round_pages += off;
+	m->nbatch = 0;
+	m->batch_pages = 0;
+	pace(m);
+	if (m->o->on_progress && haul_now_ms() - m->last_progress >= HAUL_MIG_PROGRESS_MS) {
+		double el = haul_now_ms() - m->pace_t0;
+
+		m->last_progress = haul_now_ms();
+		m->o->on_progress(m->o->arg, m->round_seq, m->round_pages, m->round_total,
+				  el > 0 ? m->round_pages * HAUL_PAGE_SIZE / 1e3 / el : 0);
+	}
+	return 0;
+}
+
+/* Queue @r, split into pieces that fit the batch; flush full batches. */
+static int queue_range(struct mig *m, const struct trk_range *r)
+{
+	uint64_t start = r->start, left = r->npages;
+	int ret;
+
+	while (left) {
+		uint64_t room = HAUL_MIG_READ_PAGES - m->batch_pages;
+		uint64_t n = left < room ? left : room;
+
+		m->batch[m->nbatch++] = (struct trk_range){.start = start, .npages = n};
+		m->batch_pages += n;
+		start += n * HAUL_PAGE_SIZE;
+		left -= n;
+		if (m->batch_pages == HAUL_MIG_READ_PAGES || m->nbatch == HAUL_MIG_READ_PAGES) {
+			ret = flush_batch(m);
+			if (ret)
+				return ret;
+			if (haul_mig_stop_requested(m))
+				return -EINTR;
+		}
+	}
+	return 0;
+}
+
+/* Send one round the tracker found: layout if needed, every dirty page, barrier. */
+/*
+ * Zero what the tracker reports gone (unmapped, moved away, replaced) where
+ * the new layout still maps it and the round does not rewrite it: the
+ * target's copy of a replaced range must not keep the old contents.  Pages
+ * of a round may arrive in any order across streams, so gone and dirty must
+ * not overlap: the dirty ranges are cut out (both lists are sorted).
+ */
+static int send_gone(struct mig *m, const struct trk_round *r)
+{
+	static const uint64_t all_zero[HAUL_MIG_READ_PAGES / 64] = {
+		[0 ... HAUL_MIG_READ_PAGES / 64 - 1] = ~0ULL,
+	};
+	size_t d = 0;
+
+	for (size_t i = 0; i < r->ngone; i++) {
+		uint64_t a = r->gone[i].start;
+		uint64_t end = a + r->gone[i].npages * HAUL_PAGE_SIZE;
+
+		while (a < end) {
+			const struct haul_vma *v = haul_layout_find(&r->layout, a);
+			uint64_t b = end;
+			int ret;
+
+			while (d < r->ndirty &&
+			       r->dirty[d].start + r->dirty[d].npages * HAUL_PAGE_SIZE <= a)
+				d++;
+			if (d < r->ndirty && r->dirty[d].start <= a) {
+				a = r->dirty[d].start + r->dirty[d].npages * HAUL_PAGE_SIZE;
+				continue;
+			}
+			if (d < r->ndirty && r->dirty[d].start < b)
+				b = r->dirty[d].start;
+			if (!v || !haul_vma_is_memory(v)) {
+				/* unmapped now: the layout already dropped it on the target */
+				const struct haul_vma *next = haul_layout_next(&r->layout, a);
+
+				a = next && next->start < b ? next->start : b;
+				continue;
+			}
+			if (v->end < b)
+				b = v->end;
+			if (b - a > HAUL_MIG_READ_PAGES * HAUL_PAGE_SIZE)
+				b = a + HAUL_MIG_READ_PAGES * HAUL_PAGE_SIZE;
+			ret = ps_client_pages(m->client, a, m->buf,
+					      (uint32_t)((b - a) / HAUL_PAGE_SIZE), all_zero);
+			if (ret) {
+				pr_err_r(ret, "cannot send the zeroed pages of pid %d to %s",
+					 m->pid, m->o->to);
+				return ret;
+			}
+			a = b;
+		}
+	}
+	return 0;
+}
+
+int haul_mig_send_round(struct mig *m, const struct trk_round *r, bool midpoint_fault)
+{
+	struct ps_client_stats st;
+	int ret;
+
+	if (r->seq == 1 || r->layout_changed) {
+		ret = ps_client_layout(m->client, &r->layout);
+		if (ret) {
+			pr_err_r(ret, "cannot send the layout of pid %d to %s", m->pid, m->o->to);
+			return ret;
+		}
+	}
+	ret = ps_client_round_begin(m->client, r->seq);
+	if (ret) {
+		pr_err_r(ret, "cannot begin round %llu with %s", (unsigned long long)r->seq,
+			 m->o->to);
+		return ret;
+	}
+	ps_client_stats(m->client, &st);
+	m->round_pages = 0;
+	m->round_total = r->dirty_pages;
+	m->round_seq = r->seq;
+	m->pace_t0 = m->last_progress = haul_now_ms();
+	m->pace_bytes0 = st.bytes_sent;
+	ret = send_gone(m, r);
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < r->ndirty; i++) {
+		ret = queue_range(m, &r->dirty[i]);
+		if (ret)
+			return ret;
+		if (midpoint_fault && i == r->ndirty / 2) {
+			ret = haul_mig_fault_point(m, "precopy");
+			if (ret)
+				return ret;
+		}
+	}
+	ret = flush_batch(m);
+	if (ret)
+		return ret;
+	pr_debug("round %llu: %llu pages sent of %llu found", (unsigned long long)r->seq,
+		 (unsigned long long)m->round_pages, (unsigned long long)r->dirty_pages);
+	ret = ps_client_round_end(m->client, r->seq);
+	if (ret)
+		pr_err_r(ret, "round %llu of pid %d did not reach %s", (unsigned long long)r->seq,
+			 m->pid, m->o->to);
+	return ret;
+}
+
+/* ---- rounds ------------------------------------------------------------ */
+
+int haul_mig_add_round_stat(struct haul_mig_result *res, const struct haul_mig_round *s)
+{
+	struct haul_mig_round *n;
+
+	n = realloc(res->round, (res->nround + 1) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	res->round = n;
+	res->round[res->nround++] = *s;
+	return 0;
+}
+
+/* CPUs the workload used since the last call (for the throttle quota). */
+static void measure_cpu(struct mig *m)
+{
+	long long ticks = haul_proc_cpu_ticks(m->pid);
+	double t = haul_now_ms(), hz = (double)sysconf(_SC_CLK_TCK);
+
+	if (ticks < 0)
+		return;
+	if (m->cpu_ticks > 0 && t - m->cpu_t > 50 && !m->cg.throttle_pct) {
+		double cpus = (ticks - m->cpu_ticks) / hz / ((t - m->cpu_t) / 1e3);
+		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+		if (cpus > ncpu)
+			cpus = ncpu;
+		if (cpus > 0.05)
+			m->cpus = cpus;
+	}
+	m->cpu_ticks = ticks;
+	m->cpu_t = t;
+}
+
+int haul_mig_precopy(struct mig *m)
+{
+	struct haul_mig_result *res = m->res;
+	double last_scan = 0;
+	int ret;
+
+	for (;;) {
+		struct haul_mig_round rs = {0};
+		struct ps_client_stats st0, st1;
+		struct haul_conv_sample s;
+		enum haul_conv_action a;
+		struct trk_round r;
+		double t_scan, t_end;
+
+		if (haul_mig_stop_requested(m))
+			return -EINTR;
+		measure_cpu(m);
+		/* smaps walks page tables (~30 ms/GiB): read it here, not in the stop */
+		ret = rst_dump_prepare(m->pid, &m->prep);
+		if (ret) {
+			pr_err_r(ret, "cannot read the layout of pid %d", m->pid);
+			return ret;
+		}
+		ret = trk_round(m->trk, &r);
+		if (ret) {
+			pr_err_r(ret, "cannot scan the dirty pages of pid %d", m->pid);
+			return ret;
+		}
+		t_scan = haul_now_ms();
+		ps_client_stats(m->client, &st0);
+		ret = haul_mig_send_round(m, &r, r.seq == 1);
+		t_end = haul_now_ms();
+		ps_client_stats(m->client, &st1);
+		if (ret) {
+			trk_round_release(&r);
+			return ret;
+		}
+		s = (struct haul_conv_sample){
+			.dirty_bytes = r.dirty_pages * HAUL_PAGE_SIZE,
+			.scan_gap_s = last_scan ? (t_scan - last_scan) / 1e3 : 0,
+			.send_s = (t_end - t_scan) / 1e3,
+			.since_scan_s = (haul_now_ms() - t_scan) / 1e3,
+		};
+		last_scan = t_scan;
+		a = haul_conv_update(&m->conv, &s);
+		rs.seq = r.seq;
+		rs.pages = r.dirty_pages;
+		rs.wire_bytes = st1.bytes_sent - st0.bytes_sent;
+		rs.ms = t_end - t_scan;
+		rs.scan_ms = r.scan_ms;
+		rs.mbps = rs.ms > 0 ? rs.pages * HAUL_PAGE_SIZE / 1e3 / rs.ms : 0;
+		rs.dirty_mbps = m->conv.dirty_rate / 1e6;
+		rs.expected_ms = m->conv.expected_ms;
+		rs.throttle_pct = m->cg.throttle_pct;
+		trk_round_release(&r);
+		ret = haul_mig_add_round_stat(res, &rs);
+		if (ret)
+			return ret;
+		res->rounds++;
+		if (m->o->on_round)
+			m->o->on_round(m->o->arg, &rs);
+		pr_debug("round %llu: %s", (unsigned long long)rs.seq, haul_conv_action_name(a));
+		if (a == HAUL_CONV_SWITCH)
+			return 0;
+		if (m->o->mode == HAUL_MIG_HYBRID && a != HAUL_CONV_CONTINUE) {
+			/* not converging: what is still dirty follows after the resume */
+			pr_info("pid %d does not converge (%s, expected downtime %.1f ms); "
+				"switching to post-copy",
+				m->pid, haul_conv_action_name(a), m->conv.expected_ms);
+			m->stale_final = true;
+			return 0;
+		}
+		if (a == HAUL_CONV_SWITCH_FLOOR) {
+			res->over_target = true;
+			pr_warn("pid %d: the fixed switchover costs alone (~%.0f ms) exceed the "
+				"%.1f ms target; switching over at %.1f ms expected",
+				m->pid, m->conv.fixed_ms, m->o->downtime_ms, m->conv.expected_ms);
+			return 0;
+		}
+		if (a == HAUL_CONV_SWITCH_LIMIT) {
+			res->over_target = true;
+			pr_warn("pid %d did not converge in %u rounds; switching over with an "
+				"expected downtime of %.1f ms (target %.1f ms)",
+				m->pid, m->conv.max_rounds, m->conv.expected_ms, m->o->downtime_ms);
+			return 0;
+		}
+		if (a == HAUL_CONV_THROTTLE) {
+			ret = haul_cg_throttle(&m->cg, m->conv.throttle_pct, m->cpus);
+			if (ret == -EOPNOTSUPP)
+				pr_warn("pid %d does not converge and cannot be throttled here",
+					m->pid);
+			else if (!ret && m->conv.throttle_pct > res->throttle_max)
+				res->throttle_max = m->conv.throttle_pct;
+			if (!ret) {
+				ret = haul_mig_fault_point(m, "throttled");
+				if (ret)
+					return ret;
+			}
+		}
+	}
+}
