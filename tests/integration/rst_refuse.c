@@ -99,6 +99,16 @@ Test(rst_refuse, socket, .timeout = 20)
 {
 	refuses("socket", "is a socket");
 }
+Test(rst_refuse, tcp_listener_named_by_address, .timeout = 20)
+{
+	refuses("tcp-listen", "TCP 127.0.0.1:");
+	refuses("tcp-listen", "listening: sockets are not supported yet");
+}
+Test(rst_refuse, udp_socket_named_by_address, .timeout = 20)
+{
+	refuses("udp", "UDP 127.0.0.1:");
+	refuses("udp", ": sockets are not supported yet");
+}
 Test(rst_refuse, inotify, .timeout = 20)
 {
 	refuses("inotify", "anon_inode:inotify");

@@ -1,7 +1,7 @@
 /*
  * rst_refuse - a process holding one resource haul cannot checkpoint.
  *
- * usage: rst_refuse KIND   with KIND one of: pipe socket inotify
+ * usage: rst_refuse KIND   with KIND one of: pipe socket tcp-listen udp inotify
  *        seccomp memfd sysv traced child timer deleted-map
  * ("pipe": the test hands it a pipe it shares on stdin; nothing to set up.)
  * After setting it up, it counts forever, every 5 ms writing the count at
@@ -11,8 +11,10 @@
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +56,17 @@ static int setup(const char *kind)
 		return socket(AF_UNIX, SOCK_DGRAM, 0) < 0 ? -1 : 0;
 	if (!strcmp(kind, "inotify"))
 		return inotify_init1(0) < 0 ? -1 : 0;
+	if (!strcmp(kind, "tcp-listen") || !strcmp(kind, "udp")) {
+		/* On loopback, port chosen by the kernel: nothing else can collide. */
+		bool tcp = kind[0] == 't';
+		struct sockaddr_in a = {.sin_family = AF_INET,
+					.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		int s = socket(AF_INET, tcp ? SOCK_STREAM : SOCK_DGRAM, 0);
+
+		if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) < 0)
+			return -1;
+		return tcp && listen(s, 4) < 0 ? -1 : 0;
+	}
 	if (!strcmp(kind, "threads")) {
 		pthread_t t;
 
