@@ -236,6 +236,20 @@ static int deleted_refuse(const struct rst_fd_probe *p, char *why, size_t whylen
 
 	if (ret)
 		return ret;
+	if (p->st->st_nlink > 0) {
+		/*
+		 * Unlinked here but linked elsewhere (link + unlink): a file
+		 * recreated from its content would be a new inode, parted from
+		 * the one the other names still show (zdtm unlink_fstat03).
+		 */
+		snprintf(why, whylen,
+			 "fd %d is %s, unlinked, but its inode still has %lu other link(s) "
+			 "elsewhere; haul recreates an unlinked file as a new inode and cannot "
+			 "find those links (not supported yet): reopen the file by a name it "
+			 "has, or close the fd",
+			 p->fd, p->target, (unsigned long)p->st->st_nlink);
+		return -EOPNOTSUPP;
+	}
 	if (rst_ghost_bytes(p->st) > RST_DELETED_FILE_MAX) {
 		snprintf(why, whylen,
 			 "fd %d is deleted file %s with %llu bytes of data (more "

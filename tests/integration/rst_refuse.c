@@ -109,6 +109,12 @@ Test(rst_refuse, udp_socket_named_by_address, .timeout = 20)
 	refuses("udp", "UDP 127.0.0.1:");
 	refuses("udp", ": sockets are not supported yet");
 }
+Test(rst_refuse, unlinked_file_whose_inode_has_another_link, .timeout = 20)
+{
+	refuses("unlinked-linked", "still has 1 other link");
+	/* the link the workload left (named by its pid, which refuses() keeps) */
+	cr_expect_eq(system("rm -f /tmp/rst_refuse.*.link"), 0);
+}
 Test(rst_refuse, inotify, .timeout = 20)
 {
 	refuses("inotify", "anon_inode:inotify");

@@ -124,6 +124,18 @@ static int setup(const char *kind)
 
 		return timer_create(CLOCK_MONOTONIC, NULL, &t);
 	}
+	if (!strcmp(kind, "unlinked-linked")) {
+		/* an fd on a name unlinked while the inode keeps another link */
+		char path[64], link2[80];
+		int fd;
+
+		snprintf(path, sizeof(path), "/tmp/rst_refuse.%d", (int)getpid());
+		snprintf(link2, sizeof(link2), "%s.link", path);
+		fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+		if (fd < 0 || link(path, link2) || unlink(path))
+			return -1;
+		return 0;
+	}
 	if (!strcmp(kind, "deleted-map")) {
 		char path[64];
 		int fd;
