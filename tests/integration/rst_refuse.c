@@ -115,6 +115,10 @@ Test(rst_refuse, unlinked_file_whose_inode_has_another_link, .timeout = 20)
 	/* the link the workload left (named by its pid, which refuses() keeps) */
 	cr_expect_eq(system("rm -f /tmp/rst_refuse.*.link"), 0);
 }
+Test(rst_refuse, deleted_working_directory, .timeout = 20)
+{
+	refuses("deleted-cwd", "was deleted (haul restores it by path)");
+}
 Test(rst_refuse, inotify, .timeout = 20)
 {
 	refuses("inotify", "anon_inode:inotify");

@@ -25,6 +25,7 @@
 #include <sys/shm.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void *sleeper(void *arg)
@@ -123,6 +124,14 @@ static int setup(const char *kind)
 		timer_t t;
 
 		return timer_create(CLOCK_MONOTONIC, NULL, &t);
+	}
+	if (!strcmp(kind, "deleted-cwd")) {
+		char path[64];
+
+		snprintf(path, sizeof(path), "/tmp/rst_refuse.%d.d", (int)getpid());
+		if (mkdir(path, 0700) || chdir(path) || rmdir(path))
+			return -1;
+		return 0;
 	}
 	if (!strcmp(kind, "unlinked-linked")) {
 		/* an fd on a name unlinked while the inode keeps another link */
