@@ -65,6 +65,7 @@ int haul_cmd_pageserver(int argc, char **argv)
 		"pageserver", "--listen ADDR:PORT --key FILE [options]", intro, NULL, opts, 0, 0,
 		false};
 	struct ps_server *s;
+	const char *fault;
 	int ret;
 
 	ret = haul_opts_parse(&spec, argc, argv);
@@ -76,6 +77,10 @@ int haul_cmd_pageserver(int argc, char **argv)
 	if (ret)
 		return 1;
 	o.sink = &rst_live_sink;
+	/* what this target restores, announced at session open (fd_caps.c) */
+	fault = getenv("HAUL_FAULT");
+	o.ncaps = rst_resource_caps(
+		fault && !strncmp(fault, "caps-without:", 13) ? fault + 13 : NULL, &o.caps);
 	ret = ps_server_new(&o, &s);
 	if (ret) {
 		if (ret == -EADDRINUSE)

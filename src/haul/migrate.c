@@ -251,6 +251,13 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 	ret = mig_connect(&m, comm);
 	if (ret)
 		goto out;
+	/* what the target announced it restores, checked before anything is frozen */
+	res->phase = "precheck";
+	ret = rst_caps_check(o->pid, m.client, res->why, sizeof(res->why));
+	if (ret) {
+		pr_err("pid %d cannot be migrated to %s: %s", o->pid, o->to, res->why);
+		goto out;
+	}
 	res->phase = "track";
 	to.backend = TRK_AUTO;
 	ret = o->mode == HAUL_MIG_POSTCOPY ? 0 : trk_open(o->pid, &to, &m.trk);

@@ -206,6 +206,24 @@ int ps_stream_auth(struct ps_client *c, struct ps_stream *st)
 	return 0;
 }
 
+/* The resource kinds the target announced in @ok (none from an older target). */
+static int keep_caps(struct ps_client *c, const Haul__Wire__SessionOk *ok)
+{
+	if (!ok->n_resources)
+		return 0;
+	c->caps = calloc(ok->n_resources, sizeof(*c->caps));
+	if (!c->caps)
+		return -ENOMEM;
+	for (size_t i = 0; i < ok->n_resources; i++) {
+		c->caps[i].kind = strdup(ok->resources[i]->kind);
+		if (!c->caps[i].kind)
+			return -ENOMEM;
+		c->caps[i].version = ok->resources[i]->version;
+		c->ncaps++;
+	}
+	return 0;
+}
+
 /* Open the session (stream 0) or join it; @resume: rejoin a detached one, stream 0 too. */
 int ps_stream_session(struct ps_client *c, struct ps_stream *st, bool resume)
 {
@@ -243,6 +261,8 @@ int ps_stream_session(struct ps_client *c, struct ps_stream *st, bool resume)
 		ret = -EPROTO;
 	if (st->idx == 0 && !resume)
 		c->committed_round = ok->committed_round;
+	if (!ret && st->idx == 0 && !resume)
+		ret = keep_caps(c, ok);
 	wire_msg_free(m);
 	return ret;
 }
@@ -340,6 +360,9 @@ void ps_client_free(struct ps_client *c)
 	}
 	free(c->st);
 	free(c->scratch);
+	for (size_t i = 0; i < c->ncaps; i++)
+		free((char *)c->caps[i].kind);
+	free(c->caps);
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
 	sodium_memzero(c->o.key, sizeof(c->o.key));
@@ -349,6 +372,12 @@ void ps_client_free(struct ps_client *c)
 uint64_t ps_client_committed_round(const struct ps_client *c)
 {
 	return c->committed_round;
+}
+
+size_t ps_client_caps(const struct ps_client *c, const struct ps_resource_cap **caps)
+{
+	*caps = c->caps;
+	return c->ncaps;
 }
 
 void ps_client_stats(const struct ps_client *c, struct ps_client_stats *st)

@@ -59,6 +59,8 @@ struct ps_stream {
 struct ps_client {
 	struct ps_client_opts o;
 	uint64_t session_id, committed_round;
+	struct ps_resource_cap *caps; /* SessionOk.resources (kinds strdup'd) */
+	size_t ncaps;
 	uint32_t server_caps; /* what stream 0's server offered in Hello */
 	int64_t hello_rtt_ns; /* stream 0's Hello round trip (clocks in SessionOpen) */
 	struct ps_stream *st;

@@ -185,6 +185,12 @@ struct ps_sink_ops {
 
 /* ---- the server ---------------------------------------------------------- */
 
+/* A resource kind a restorer can rebuild, and the version of its image message. */
+struct ps_resource_cap {
+	const char *kind; /* the image's name: an FdKind value name, "FD_PIPE" */
+	uint32_t version;
+};
+
 struct ps_server_opts {
 	const char *listen; /* "ADDR:PORT" */
 	uint8_t key[PS_KEY_LEN];
@@ -197,6 +203,9 @@ struct ps_server_opts {
 	/* an authenticated connection (its session) silent this long is closed;
 	 * 0: PS_IDLE_TIMEOUT_MS, < 0: never.  FETCH and post-copy sessions are exempt. */
 	int idle_timeout_ms;
+	/* announced in every SessionOk of a LIVE session (none: nothing announced) */
+	const struct ps_resource_cap *caps;
+	size_t ncaps;
 };
 
 struct ps_server;
@@ -302,6 +311,12 @@ int ps_client_commit(struct ps_client *c);
 int ps_client_fetch(struct ps_client *c, uint64_t addr, uint32_t npages, void *buf);
 /* The last committed round the server reported when the session opened. */
 uint64_t ps_client_committed_round(const struct ps_client *c);
+/*
+ * The resource kinds the target announced when the session opened, in
+ * *@caps (owned by the client); 0: none (an older target, which restores
+ * the kinds of image version 3).
+ */
+size_t ps_client_caps(const struct ps_client *c, const struct ps_resource_cap **caps);
 
 /*
  * Post-copy, source side: called for each page request of the target;

@@ -162,6 +162,27 @@ void ps_session_fail(struct ps_session *x, int err, const char *reason)
 				     (unsigned long long)x->id, reason);
 }
 
+/* SessionOk with the resource kinds this target restores (the source checks them). */
+static void send_ok_caps(struct ps_conn *c, Haul__Wire__SessionOk *ok)
+{
+	const struct ps_server_opts *o = &c->srv->o;
+	Haul__Wire__ResourceCap *rc = calloc(o->ncaps, sizeof(*rc));
+	Haul__Wire__ResourceCap **rp = calloc(o->ncaps, sizeof(*rp));
+
+	/* Without memory the list is left out: the source assumes image version 3. */
+	for (size_t i = 0; rc && rp && i < o->ncaps; i++) {
+		haul__wire__resource_cap__init(&rc[i]);
+		rc[i].kind = (char *)o->caps[i].kind;
+		rc[i].version = o->caps[i].version;
+		rp[i] = &rc[i];
+		ok->n_resources = i + 1;
+	}
+	ok->resources = rp;
+	ps_conn_send(c, WIRE_SESSION_OK, &ok->base, NULL, 0);
+	free(rp);
+	free(rc);
+}
+
 static void session_ok(struct ps_conn *c, struct ps_session *x)
 {
 	Haul__Wire__SessionOk ok = HAUL__WIRE__SESSION_OK__INIT;
@@ -170,7 +191,10 @@ static void session_ok(struct ps_conn *c, struct ps_session *x)
 	ok.has_committed_round = true;
 	ok.committed_round = x->proc ? pstore_round(x->proc) : 0;
 	c->state = PS_READY;
-	ps_conn_send(c, WIRE_SESSION_OK, &ok.base, NULL, 0);
+	if (x->kind == HAUL__WIRE__SESSION_KIND__LIVE && x->srv->o.ncaps)
+		send_ok_caps(c, &ok);
+	else
+		ps_conn_send(c, WIRE_SESSION_OK, &ok.base, NULL, 0);
 }
 
 const char *ps_kind_name(Haul__Wire__SessionKind k)

@@ -11,7 +11,9 @@
  *  - /proc/PID: stat (the PR_SET_MM fields), auxv, exe, personality, cwd,
  *    status (umask, creds), comm, fd + fdinfo, smaps (the layout; or maps
  *    plus VmFlags read before the stop, prep.c).
- * The result is one image.proto ProcessState, serialised.
+ * The result is one image.proto ProcessState, serialised.  The fds are the
+ * resource layer's (fd_dump.c, one file per kind behind fd_kinds.c's
+ * table); what is refused is judged in precheck.c.
  *
  * Anything haul cannot rebuild is refused before a single byte is dumped,
  * naming the resource (rst_check_resources); the caller then releases the
@@ -30,12 +32,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <linux/netlink.h>
-#include <linux/rtnetlink.h>
-#include <linux/sock_diag.h>
-#include <linux/unix_diag.h>
 #include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -53,6 +50,7 @@
 #include "common/vma.h"
 #include "restore/restore.h"
 #include "restore/restore_int.h"
+#include "restore/fd_int.h"
 
 #ifndef PTRACE_GET_RSEQ_CONFIGURATION
 #define PTRACE_GET_RSEQ_CONFIGURATION 0x420f
@@ -76,914 +74,6 @@ struct ksigaction {
 	uint64_t restorer;
 	uint64_t mask;
 };
-
-struct rst_seized {
-	pid_t pid;
-	size_t n;
-	struct rsys *thr;	      /* thr[0] is the main thread */
-	struct user_regs_struct *raw; /* registers as stopped, before rsys rewound them */
-	bool held;		      /* injlog_hold() group-stopped it for the injection */
-};
-
-/* ---- small /proc readers ------------------------------------------------- */
-
-static int read_file(const char *path, char **out, size_t *len)
-{
-	size_t cap = 4096, n = 0;
-	char *buf = malloc(cap + 1);
-	int fd, ret = 0;
-
-	if (!buf)
-		return -ENOMEM;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		free(buf);
-		return errno == ENOENT ? -ESRCH : -errno;
-	}
-	for (;;) {
-		ssize_t r;
-
-		if (n == cap) {
-			char *nb = realloc(buf, cap * 2 + 1);
-
-			if (!nb) {
-				ret = -ENOMEM;
-				break;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-		r = read(fd, buf + n, cap - n);
-		if (r < 0) {
-			ret = -errno;
-			break;
-		}
-		if (r == 0)
-			break;
-		n += r;
-	}
-	close(fd);
-	if (ret) {
-		free(buf);
-		return ret;
-	}
-	buf[n] = '\0';
-	*out = buf;
-	if (len)
-		*len = n;
-	return 0;
-}
-
-static int read_proc(pid_t pid, const char *name, char **out, size_t *len)
-{
-	char path[96];
-
-	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
-	return read_file(path, out, len);
-}
-
-/* The value after "@key:" in a "Key:\tvalue" file such as status, or NULL. */
-static const char *status_field(const char *text, const char *key)
-{
-	size_t kl = strlen(key);
-
-	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-		if (!strncmp(p, key, kl) && p[kl] == ':')
-			return p + kl + 1;
-	return NULL;
-}
-
-static int read_link(const char *path, char *buf, size_t len)
-{
-	ssize_t n = readlink(path, buf, len - 1);
-
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
-	return 0;
-}
-
-static bool strip_deleted(char *path)
-{
-	static const char del[] = " (deleted)";
-	size_t l = strlen(path), dl = sizeof(del) - 1;
-
-	if (l > dl && !strcmp(path + l - dl, del)) {
-		path[l - dl] = '\0';
-		return true;
-	}
-	return false;
-}
-
-/* ---- what is refused ----------------------------------------------------- */
-
-/*
- * Classify fd @fd of @pid.  Returns 0 with its kind, or -EOPNOTSUPP with
- * the reason in @why.  @target receives the link text (path).
- */
-static int classify_fd(pid_t pid, int fd, unsigned long flags, Haul__Img__FdKind *kind,
-		       char *target, size_t tlen, struct stat *st, char *why, size_t whylen)
-{
-	char link[64];
-	bool deleted;
-	int ret;
-
-	snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)pid, fd);
-	ret = read_link(link, target, tlen);
-	if (ret)
-		return ret;
-	if (stat(link, st) < 0)
-		return -errno;
-	deleted = strip_deleted(target);
-	if (flags & O_PATH) {
-		/* It only names a file: reopened by its path with O_PATH. */
-		if (target[0] != '/' || deleted) {
-			snprintf(why, whylen,
-				 "fd %d is an O_PATH fd on %s, which has no path to reopen it by",
-				 fd, target);
-			return -EOPNOTSUPP;
-		}
-		*kind = HAUL__IMG__FD_KIND__FD_PATH;
-		return 0;
-	}
-	if (S_ISREG(st->st_mode)) {
-		if (!strncmp(target, "/memfd:", 7)) {
-			snprintf(why, whylen, "fd %d is a memfd (%s)", fd, target);
-			return -EOPNOTSUPP;
-		}
-		if (target[0] != '/') {
-			snprintf(why, whylen, "fd %d is %s, not a file haul can reopen", fd,
-				 target);
-			return -EOPNOTSUPP;
-		}
-		if (deleted || st->st_nlink == 0) {
-			if (rst_ghost_bytes(st) > RST_DELETED_FILE_MAX) {
-				snprintf(why, whylen,
-					 "fd %d is deleted file %s with %llu bytes of data (more "
-					 "than %llu MiB cannot be carried in the image)",
-					 fd, target, (unsigned long long)rst_ghost_bytes(st),
-					 RST_DELETED_FILE_MAX >> 20);
-				return -EOPNOTSUPP;
-			}
-			*kind = HAUL__IMG__FD_KIND__FD_DELETED;
-		} else {
-			*kind = HAUL__IMG__FD_KIND__FD_REG;
-		}
-		return 0;
-	}
-	if (S_ISDIR(st->st_mode) && target[0] == '/' && !deleted) {
-		*kind = HAUL__IMG__FD_KIND__FD_DIR;
-		return 0;
-	}
-	/* Major 1 is the mem class: /dev/null, zero, full, random, urandom. */
-	if (S_ISCHR(st->st_mode) && major(st->st_rdev) == 1 && target[0] == '/' && !deleted) {
-		*kind = HAUL__IMG__FD_KIND__FD_CHR;
-		return 0;
-	}
-	{
-		static const struct {
-			const char *link;
-			Haul__Img__FdKind kind;
-		} anon[] = {
-			{"anon_inode:[eventfd]", HAUL__IMG__FD_KIND__FD_EVENTFD},
-			{"anon_inode:[signalfd]", HAUL__IMG__FD_KIND__FD_SIGNALFD},
-			{"anon_inode:[timerfd]", HAUL__IMG__FD_KIND__FD_TIMERFD},
-			{"anon_inode:[eventpoll]", HAUL__IMG__FD_KIND__FD_EPOLL},
-		};
-
-		for (size_t i = 0; i < sizeof(anon) / sizeof(anon[0]); i++)
-			if (!strcmp(target, anon[i].link)) {
-				*kind = anon[i].kind;
-				return 0;
-			}
-	}
-	/* An anonymous pipe; whether another process holds it is checked by the caller. */
-	if (S_ISFIFO(st->st_mode) && !strncmp(target, "pipe:[", 6)) {
-		*kind = HAUL__IMG__FD_KIND__FD_PIPE;
-		return 0;
-	}
-	/* A socket; whether it is one end of a pair inside this process is checked by the caller. */
-	if (S_ISSOCK(st->st_mode) && !strncmp(target, "socket:[", 8)) {
-		*kind = HAUL__IMG__FD_KIND__FD_UNIX_PAIR;
-		return 0;
-	}
-	if (S_ISFIFO(st->st_mode))
-		snprintf(why, whylen,
-			 "fd %d is a pipe or fifo (named fifo %s: only anonymous pipes are "
-			 "carried; use a pipe or a regular file)",
-			 fd, target);
-	else if ((S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) && deleted)
-		snprintf(why, whylen,
-			 "fd %d is device node %s, deleted since it was opened (a deleted device "
-			 "node cannot be reopened)",
-			 fd, target);
-	else if (S_ISSOCK(st->st_mode))
-		snprintf(why, whylen, "fd %d is a socket (%s)", fd, target);
-	else if (S_ISCHR(st->st_mode))
-		snprintf(why, whylen, "fd %d is character device %s (only /dev/null-like devices)",
-			 fd, target);
-	else
-		snprintf(why, whylen, "fd %d is %s", fd, target);
-	return -EOPNOTSUPP;
-}
-
-struct held_pipe {
-	uint64_t ino;
-	int fd;
-	bool sock; /* "socket:[ino]", else "pipe:[ino]" */
-};
-
-struct unix_info {
-	uint32_t peer;	/* the other end's inode, 0 when not connected */
-	uint32_t rqlen; /* bytes waiting to be read (stream, seqpacket) */
-	uint8_t type;	/* SOCK_STREAM, ... */
-	uint8_t state;	/* TCP_ESTABLISHED (1) when connected */
-	bool named;	/* bound to a path or an abstract name */
-};
-
-/* Ask sock_diag about unix socket @ino. -ENOENT: not a unix socket. */
-static int unix_diag(uint32_t ino, struct unix_info *u)
-{
-	struct {
-		struct nlmsghdr nlh;
-		struct unix_diag_req r;
-	} req;
-	union {
-		char buf[8192];
-		struct nlmsghdr align;
-	} rsp;
-	struct nlmsghdr *nlh = &rsp.align;
-	struct unix_diag_msg *m;
-	struct rtattr *a;
-	ssize_t n;
-	int fd, len;
-
-	memset(&req, 0, sizeof(req));
-	memset(u, 0, sizeof(*u));
-	req.nlh.nlmsg_len = sizeof(req);
-	req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-	req.nlh.nlmsg_flags = NLM_F_REQUEST;
-	req.r.sdiag_family = AF_UNIX;
-	req.r.udiag_states = ~0u;
-	req.r.udiag_ino = ino;
-	req.r.udiag_show = UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_NAME;
-	req.r.udiag_cookie[0] = req.r.udiag_cookie[1] = ~0u;
-	fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	if (fd < 0)
-		return -errno;
-	if (send(fd, &req, sizeof(req), 0) != sizeof(req)) {
-		close(fd);
-		return -errno;
-	}
-	n = recv(fd, rsp.buf, sizeof(rsp.buf), 0);
-	close(fd);
-	if (n < (ssize_t)NLMSG_LENGTH(sizeof(*m)) || !NLMSG_OK(nlh, (size_t)n))
-		return -ENOENT;
-	if (nlh->nlmsg_type == NLMSG_ERROR)
-		return -ENOENT;
-	m = NLMSG_DATA(nlh);
-	u->type = m->udiag_type;
-	u->state = m->udiag_state;
-	len = nlh->nlmsg_len - NLMSG_LENGTH(sizeof(*m));
-	for (a = (struct rtattr *)(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
-		if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= 4)
-			memcpy(&u->peer, RTA_DATA(a), 4);
-		else if (a->rta_type == UNIX_DIAG_RQLEN && RTA_PAYLOAD(a) >= 4)
-			memcpy(&u->rqlen, RTA_DATA(a), 4);
-		else if (a->rta_type == UNIX_DIAG_NAME)
-			u->named = true;
-	}
-	return 0;
-}
-
-/*
- * A socket is carried only as one end of a connected, unnamed AF_UNIX pair
- * whose other end is an fd of this process too (a socketpair it talks to
- * itself through); datagrams still queued are not carried.
- */
-static int check_sockets(const struct held_pipe *p, size_t n, char *why, size_t whylen)
-{
-	for (size_t i = 0; i < n; i++) {
-		struct unix_info u;
-		bool peer_here = false;
-
-		if (!p[i].sock)
-			continue;
-		if (unix_diag(p[i].ino, &u)) {
-			snprintf(why, whylen, "fd %d is a socket (socket:[%llu]), not AF_UNIX",
-				 p[i].fd, (unsigned long long)p[i].ino);
-			return -EOPNOTSUPP;
-		}
-		for (size_t k = 0; k < n; k++)
-			peer_here |= p[k].sock && u.peer && p[k].ino == u.peer;
-		if (u.named || u.state != 1 || !peer_here) {
-			snprintf(why, whylen,
-				 "fd %d is a socket (socket:[%llu]) connected outside the process "
-				 "(only socketpairs it holds both ends of are supported)",
-				 p[i].fd, (unsigned long long)p[i].ino);
-			return -EOPNOTSUPP;
-		}
-		if (u.type != SOCK_STREAM && u.rqlen) {
-			snprintf(why, whylen, "fd %d is a datagram socketpair with %u bytes queued",
-				 p[i].fd, u.rqlen);
-			return -EOPNOTSUPP;
-		}
-	}
-	return 0;
-}
-
-/*
- * Whether any process but @pid holds one of the pipes @p (a pipe shared
- * with another process is a connection haul cannot carry).  Scans every
- * fd of every process: a few ms, and only for processes with pipes.
- */
-static int check_pipes(pid_t pid, const struct held_pipe *p, size_t n, char *why, size_t whylen)
-{
-	struct dirent *pe;
-	DIR *proc;
-	int ret = 0;
-
-	if (!n)
-		return 0;
-	proc = opendir("/proc");
-	if (!proc)
-		return -errno;
-	while (!ret && (pe = readdir(proc))) {
-		pid_t other = atoi(pe->d_name);
-		char path[64];
-		struct dirent *de;
-		DIR *d;
-
-		if (other <= 0 || other == pid)
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/fd", (int)other);
-		d = opendir(path);
-		if (!d)
-			continue;
-		while (!ret && (de = readdir(d))) {
-			char link[96], target[64];
-
-			if (de->d_name[0] == '.')
-				continue;
-			snprintf(link, sizeof(link), "/proc/%d/fd/%.16s", (int)other, de->d_name);
-			bool sock;
-
-			if (read_link(link, target, sizeof(target)))
-				continue;
-			if (!strncmp(target, "pipe:[", 6))
-				sock = false;
-			else if (!strncmp(target, "socket:[", 8))
-				sock = true;
-			else
-				continue;
-			for (size_t i = 0; i < n; i++)
-				if (p[i].sock == sock &&
-				    strtoull(target + (sock ? 8 : 6), NULL, 10) == p[i].ino) {
-					snprintf(why, whylen,
-						 "fd %d is a %s shared with pid %d (%s)", p[i].fd,
-						 sock ? "socket" : "pipe", (int)other, target);
-					ret = -EOPNOTSUPP;
-					break;
-				}
-		}
-		closedir(d);
-	}
-	closedir(proc);
-	return ret;
-}
-
-/* An open file description on a regular file, and which fd of the process names it. */
-struct held_file {
-	uint64_t dev, ino;
-	int fd;
-	char *path;
-};
-
-/* Whether fd @ofd of @other is the open file description @f (same inode, then kcmp). */
-static bool same_ofd(pid_t pid, const struct held_file *f, pid_t other, int ofd, const char *link)
-{
-	struct stat st;
-
-	if (stat(link, &st) < 0 || st.st_dev != f->dev || st.st_ino != f->ino)
-		return false;
-	/* Without kcmp this cannot be told from a separate open: not refused (DESIGN.md). */
-	return syscall(SYS_kcmp, pid, other, 0 /* KCMP_FILE */, f->fd, ofd) == 0;
-}
-
-/*
- * Whether another process shares an open file description of a regular
- * file with @pid (fork, SCM_RIGHTS; `(a; b) >log`): the restored process
- * would get its own, and the two would read or write at separate offsets.
- * Only O_WRONLY|O_APPEND descriptions are exempt (every write goes to the
- * end whatever the offset).  One scan of every /proc/PID/fd, as for pipes;
- * stat and kcmp only for links naming one of @f's paths.
- */
-static int check_shared_files(pid_t pid, const struct held_file *f, size_t n, char *why,
-			      size_t whylen)
-{
-	struct dirent *pe;
-	DIR *proc;
-	int ret = 0;
-
-	if (!n)
-		return 0;
-	proc = opendir("/proc");
-	if (!proc)
-		return -errno;
-	while (!ret && (pe = readdir(proc))) {
-		pid_t other = atoi(pe->d_name);
-		char path[64];
-		struct dirent *de;
-		DIR *d;
-
-		if (other <= 0 || other == pid)
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/fd", (int)other);
-		d = opendir(path);
-		if (!d)
-			continue;
-		while (!ret && (de = readdir(d))) {
-			char link[96], target[4096];
-
-			if (de->d_name[0] == '.')
-				continue;
-			snprintf(link, sizeof(link), "/proc/%d/fd/%.16s", (int)other, de->d_name);
-			if (read_link(link, target, sizeof(target)) || target[0] != '/')
-				continue;
-			strip_deleted(target);
-			for (size_t i = 0; i < n && !ret; i++) {
-				if (strcmp(target, f[i].path) ||
-				    !same_ofd(pid, &f[i], other, atoi(de->d_name), link))
-					continue;
-				snprintf(
-					why, whylen,
-					"fd %d (%.256s) shares its open file and offset with fd %s "
-					"of pid %d; restored alone it would read or write at its own "
-					"offset (open it O_APPEND, or let pid %d close it)",
-					f[i].fd, f[i].path, de->d_name, (int)other, (int)other);
-				ret = -EOPNOTSUPP;
-			}
-		}
-		closedir(d);
-	}
-	closedir(proc);
-	return ret;
-}
-
-/* Every fd an epoll instance watches must be the file it was when added. */
-static int check_epoll(pid_t pid, int fd, char *why, size_t whylen)
-{
-	char name[64], *text = NULL;
-	int ret;
-
-	snprintf(name, sizeof(name), "fdinfo/%d", fd);
-	ret = read_proc(pid, name, &text, NULL);
-	if (ret)
-		return ret;
-	for (char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
-		unsigned long long ino;
-		char link[64];
-		struct stat st;
-		int tfd;
-		char *p;
-
-		if (strncmp(l, "tfd:", 4))
-			continue;
-		tfd = atoi(l + 4);
-		p = strstr(l, "ino:");
-		ino = p ? strtoull(p + 4, NULL, 16) : 0;
-		snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)pid, tfd);
-		if (stat(link, &st) < 0 || st.st_ino != ino) {
-			snprintf(why, whylen,
-				 "epoll fd %d watches fd %d, which was closed or replaced since",
-				 fd, tfd);
-			ret = -EOPNOTSUPP;
-			break;
-		}
-	}
-	free(text);
-	return ret;
-}
-
-/* The open flags fdinfo shows for an fd (O_CLOEXEC included). */
-static unsigned long fdinfo_flags(const char *text)
-{
-	const char *f = status_field(text, "flags");
-
-	return f ? strtoul(f, NULL, 8) : 0;
-}
-
-/*
- * The fdinfo audit: every attribute of fd @fd that the restore must
- * reproduce is either carried or refused here.  pos, flags (open flags,
- * O_CLOEXEC), mnt_id/ino (through the path check: a file is reopened by
- * its path, which must still name it), lock: lines (fd_lock.c), and the
- * lines of each kind that dump_fd_kind reads.
- */
-static int check_fd_audit(pid_t pid, int fd, Haul__Img__FdKind kind, const char *target,
-			  const struct stat *st, const char *text, char *why, size_t whylen)
-{
-	unsigned long flags = fdinfo_flags(text);
-	const char *f;
-	struct stat now;
-
-	(void)pid;
-	/* O_ASYNC: its owner and signal are read by injected calls (dump_async). */
-	switch (kind) {
-	case HAUL__IMG__FD_KIND__FD_REG:
-	case HAUL__IMG__FD_KIND__FD_DIR:
-	case HAUL__IMG__FD_KIND__FD_CHR:
-	case HAUL__IMG__FD_KIND__FD_PATH:
-		if (stat(target, &now) < 0 || now.st_dev != st->st_dev ||
-		    now.st_ino != st->st_ino) {
-			snprintf(why, whylen,
-				 "fd %d names %.256s, but that path now names another file or none "
-				 "(renamed or mounted over; haul reopens files by path)",
-				 fd, target);
-			return -EOPNOTSUPP;
-		}
-		break;
-	case HAUL__IMG__FD_KIND__FD_PIPE:
-		if (flags & O_DIRECT) {
-			snprintf(
-				why, whylen,
-				"fd %d is a packet-mode pipe (O_DIRECT, %.256s), which haul does not "
-				"carry",
-				fd, target);
-			return -EOPNOTSUPP;
-		}
-		break;
-	case HAUL__IMG__FD_KIND__FD_TIMERFD:
-		/* TFD_TIMER_CANCEL_ON_SET: a clock jump would cancel it; not carried. */
-		if ((f = status_field(text, "settime flags")) && (strtoul(f, NULL, 8) & 2)) {
-			snprintf(why, whylen,
-				 "timerfd fd %d was armed with TFD_TIMER_CANCEL_ON_SET, which haul "
-				 "does not carry",
-				 fd);
-			return -EOPNOTSUPP;
-		}
-		break;
-	default:
-		break;
-	}
-	return rst_lock_check(fd, target, text, why, whylen);
-}
-
-static int check_vmas(pid_t pid, char *why, size_t whylen)
-{
-	struct haul_layout l;
-	int ret = haul_layout_read(pid, false, &l);
-
-	if (ret)
-		return ret;
-	for (size_t i = 0; i < l.n && !ret; i++) {
-		const struct haul_vma *v = &l.v[i];
-		const char *p = v->path ? v->path : "";
-
-		if (v->flags & (HAUL_VMA_VDSO | HAUL_VMA_VVAR | HAUL_VMA_VSYSCALL))
-			continue;
-		ret = -EOPNOTSUPP;
-		if (v->flags & HAUL_VMA_SPECIAL)
-			snprintf(why, whylen,
-				 "VMA %#" PRIx64 "-%#" PRIx64 " is %s, a kernel mapping", v->start,
-				 v->end, p);
-		else if ((v->flags & HAUL_VMA_SHMEM) && !strncmp(p, "/SYSV", 5))
-			snprintf(why, whylen, "VMA %#" PRIx64 "-%#" PRIx64 " is SysV shared memory",
-				 v->start, v->end);
-		else if ((v->flags & HAUL_VMA_SHMEM) && !strncmp(p, "/memfd:", 7))
-			snprintf(why, whylen, "VMA %#" PRIx64 "-%#" PRIx64 " maps memfd %s",
-				 v->start, v->end, p);
-		else if ((v->flags & HAUL_VMA_DELETED) && !(v->flags & HAUL_VMA_SHMEM))
-			snprintf(why, whylen, "VMA %#" PRIx64 "-%#" PRIx64 " maps deleted file %s",
-				 v->start, v->end, p);
-		else
-			ret = 0;
-	}
-	haul_layout_release(&l);
-	return ret;
-}
-
-/*
- * Whether @pid is a kernel thread: PF_KTHREAD in the flags of /proc/PID/stat
- * (field 9, after the parenthesised comm, which may itself hold spaces and
- * parentheses).  It has no user memory: ptrace refuses it (EPERM) and its
- * pagemap reads as ESRCH, which would make a confusing message later.
- */
-bool rst_is_kthread(pid_t pid)
-{
-	char *stat = NULL, *p;
-	unsigned long flags = 0;
-	bool kt = false;
-
-	if (read_proc(pid, "stat", &stat, NULL))
-		return false;
-	p = strrchr(stat, ')');
-	/* ") S ppid pgrp session tty_nr tpgid flags" */
-	if (p && sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) == 1)
-		kt = flags & 0x00200000; /* PF_KTHREAD, include/linux/sched.h */
-	free(stat);
-	return kt;
-}
-
-int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
-{
-	struct held_pipe *pipes = NULL;
-	struct held_file *files = NULL;
-	size_t npipes = 0, nfiles = 0;
-	char *status = NULL, *text = NULL, path[96];
-	const char *f;
-	DIR *d;
-	struct dirent *de;
-	int ret;
-
-	ret = read_proc(pid, "status", &status, NULL);
-	if (ret) {
-		snprintf(why, whylen, "pid %d is gone", (int)pid);
-		return ret;
-	}
-	ret = -EOPNOTSUPP;
-	if (rst_is_kthread(pid)) {
-		f = status_field(status, "Name");
-		f = f ? f + strspn(f, " \t") : NULL;
-		snprintf(why, whylen,
-			 "pid %d (%.*s) is a kernel thread; only user processes can be moved",
-			 (int)pid, f ? (int)strcspn(f, "\n") : 1, f ? f : "?");
-		goto out;
-	}
-	if ((f = status_field(status, "State")) && strchr(f, 'Z')) {
-		snprintf(why, whylen, "pid %d is a zombie", (int)pid);
-		ret = -ESRCH;
-		goto out;
-	}
-	if ((f = status_field(status, "TracerPid")) && atoi(f) != 0 && atoi(f) != tracer) {
-		snprintf(why, whylen, "pid %d is being traced by pid %d", (int)pid, atoi(f));
-		goto out;
-	}
-	if ((f = status_field(status, "Seccomp")) && atoi(f) != 0) {
-		snprintf(why, whylen, "pid %d runs under seccomp (mode %d)", (int)pid, atoi(f));
-		goto out;
-	}
-	snprintf(path, sizeof(path), "task/%d/children", (int)pid);
-	if (!read_proc(pid, path, &text, NULL)) {
-		if (atoi(text) > 0) {
-			snprintf(why, whylen, "pid %d has child process %d", (int)pid, atoi(text));
-			goto out;
-		}
-		free(text);
-		text = NULL;
-	}
-	if (!read_proc(pid, "timers", &text, NULL)) {
-		if (text[0]) {
-			snprintf(why, whylen, "pid %d has POSIX timers (timer_create)", (int)pid);
-			goto out;
-		}
-		free(text);
-		text = NULL;
-	}
-
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	d = opendir(path);
-	if (!d) {
-		ret = -errno;
-		snprintf(why, whylen, "cannot list the fds of pid %d", (int)pid);
-		goto out;
-	}
-	ret = 0;
-	while (!ret && (de = readdir(d))) {
-		Haul__Img__FdKind kind;
-		char target[4096], info[64], *fdinfo = NULL;
-		struct stat st;
-		int fd = atoi(de->d_name);
-
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(info, sizeof(info), "fdinfo/%d", fd);
-		ret = read_proc(pid, info, &fdinfo, NULL);
-		if (!ret)
-			ret = classify_fd(pid, fd, fdinfo_flags(fdinfo), &kind, target,
-					  sizeof(target), &st, why, whylen);
-		/* closed meanwhile (the process is still running): fdinfo's read says ESRCH */
-		if (ret == -ESRCH && kill(pid, 0) == 0)
-			ret = -ENOENT;
-		if (ret == -ENOENT) {
-			free(fdinfo);
-			ret = 0;
-			continue;
-		}
-		if (ret == -ESRCH && !why[0])
-			snprintf(why, whylen, "pid %d exited during the precheck", (int)pid);
-		if (!ret)
-			ret = check_fd_audit(pid, fd, kind, target, &st, fdinfo, why, whylen);
-		if (!ret && (kind == HAUL__IMG__FD_KIND__FD_REG ||
-			     kind == HAUL__IMG__FD_KIND__FD_DELETED)) {
-			unsigned long fl = fdinfo_flags(fdinfo);
-			struct held_file *nf = realloc(files, (nfiles + 1) * sizeof(*nf));
-
-			if (!nf) {
-				ret = -ENOMEM;
-			} else {
-				files = nf;
-				if ((fl & (O_ACCMODE | O_APPEND)) != (O_WRONLY | O_APPEND)) {
-					files[nfiles].dev = st.st_dev;
-					files[nfiles].ino = st.st_ino;
-					files[nfiles].fd = fd;
-					files[nfiles].path = strdup(target);
-					if (!files[nfiles++].path)
-						ret = -ENOMEM;
-				}
-			}
-		}
-		free(fdinfo);
-		if (!ret && kind == HAUL__IMG__FD_KIND__FD_EPOLL)
-			ret = check_epoll(pid, fd, why, whylen);
-		if (!ret && (kind == HAUL__IMG__FD_KIND__FD_PIPE ||
-			     kind == HAUL__IMG__FD_KIND__FD_UNIX_PAIR)) {
-			struct held_pipe *np = realloc(pipes, (npipes + 1) * sizeof(*np));
-
-			if (!np) {
-				ret = -ENOMEM;
-				break;
-			}
-			pipes = np;
-			pipes[npipes].ino = st.st_ino;
-			pipes[npipes].sock = kind == HAUL__IMG__FD_KIND__FD_UNIX_PAIR;
-			pipes[npipes++].fd = fd;
-		}
-	}
-	closedir(d);
-	if (!ret)
-		ret = check_sockets(pipes, npipes, why, whylen);
-	if (!ret)
-		ret = check_pipes(pid, pipes, npipes, why, whylen);
-	/*
-	 * Sharing with another process is checked once, at the precheck
-	 * (tracer 0) while the process runs: a scan of every fd on the host
-	 * does not belong in the downtime, and no new sharer can appear
-	 * meanwhile but by pidfd_getfd (children and sockets to others are
-	 * refused).
-	 */
-	if (!ret && !tracer)
-		ret = check_shared_files(pid, files, nfiles, why, whylen);
-	if (!ret)
-		ret = check_vmas(pid, why, whylen);
-	if (!ret)
-		ret = rst_attr_audit_proc(pid, why, whylen);
-out:
-	for (size_t i = 0; i < nfiles; i++)
-		free(files[i].path);
-	free(files);
-	free(pipes);
-	free(text);
-	free(status);
-	return ret;
-}
-
-int rst_dump_precheck(pid_t pid, char *why, size_t whylen)
-{
-	struct rst_seized *s;
-	uint64_t scratch;
-	int ret;
-
-	why[0] = '\0';
-	ret = rst_check_resources(pid, 0, why, whylen);
-	/* VmFlags and shared memory: smaps, too slow for the freeze, fine before it. */
-	if (!ret)
-		ret = rst_vma_precheck(pid, why, whylen);
-	if (ret)
-		return ret;
-	/*
-	 * What only the process can tell (prctl values): a short stop, the
-	 * calls injected, everything put back (procattr.c).
-	 */
-	ret = rst_seize(pid, &s);
-	if (ret) {
-		snprintf(why, whylen, "cannot stop pid %d to read its attributes: %s", (int)pid,
-			 strerror(-ret));
-		return ret;
-	}
-	ret = rsys_scratch(&s->thr[0], &scratch);
-	if (ret)
-		snprintf(why, whylen, "cannot map a scratch page in pid %d: %s", (int)pid,
-			 strerror(-ret));
-	else
-		ret = rst_attr_audit_seized(s->thr, s->n, scratch, NULL, why, whylen);
-	rst_release(s);
-	return ret;
-}
-
-/* ---- seize / release ----------------------------------------------------- */
-
-int rst_seize(pid_t pid, struct rst_seized **out)
-{
-	struct rst_seized *s;
-	char path[64];
-	struct dirent *de;
-	DIR *d;
-	int ret = 0;
-
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		return -ENOMEM;
-	s->pid = pid;
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	d = opendir(path);
-	if (!d) {
-		free(s);
-		return errno == ENOENT ? -ESRCH : -errno;
-	}
-	/* The main thread first: the dump talks to thr[0]. */
-	s->thr = calloc(1, sizeof(*s->thr));
-	if (!s->thr) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	s->raw = calloc(1, sizeof(*s->raw));
-	if (!s->raw) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	/* the group-stop that keeps it off injected registers if we die (injlog.h) */
-	ret = injlog_hold(pid);
-	if (ret)
-		goto out;
-	s->held = true;
-	ret = rsys_seize(&s->thr[0], pid);
-	if (ret)
-		goto out;
-	s->n = 1;
-	/* Nothing was injected yet: these are the registers it stopped with. */
-	if (ptrace(PTRACE_GETREGS, pid, 0, &s->raw[0]) < 0)
-		s->raw[0] = s->thr[0].saved;
-	while ((de = readdir(d))) {
-		pid_t tid = atoi(de->d_name);
-		struct user_regs_struct *nr;
-		struct rsys *nt;
-
-		if (tid <= 0 || tid == pid)
-			continue;
-		nt = realloc(s->thr, (s->n + 1) * sizeof(*nt));
-		if (nt)
-			s->thr = nt;
-		nr = realloc(s->raw, (s->n + 1) * sizeof(*nr));
-		if (nr)
-			s->raw = nr;
-		if (!nt || !nr) {
-			ret = -ENOMEM;
-			break;
-		}
-		ret = rsys_seize(&s->thr[s->n], tid);
-		if (ret == -ESRCH) { /* exited meanwhile */
-			ret = 0;
-			continue;
-		}
-		if (ret)
-			break;
-		if (ptrace(PTRACE_GETREGS, tid, 0, &s->raw[s->n]) < 0)
-			s->raw[s->n] = s->thr[s->n].saved;
-		s->n++;
-	}
-out:
-	closedir(d);
-	if (ret) {
-		rst_release(s);
-		return ret;
-	}
-	*out = s;
-	return 0;
-}
-
-void rst_release(struct rst_seized *s)
-{
-	if (!s)
-		return;
-	for (size_t i = s->n; i-- > 0;) {
-		int ret = rsys_release(&s->thr[i]);
-
-		if (ret)
-			pr_warn_r(ret, "cannot release thread %d of pid %d", s->thr[i].pid, s->pid);
-	}
-	if (s->held)
-		injlog_unhold(s->pid);
-	free(s->thr);
-	free(s->raw);
-	free(s);
-}
-
-void rst_kill_seized(struct rst_seized *s)
-{
-	if (!s)
-		return;
-	kill(s->pid, SIGKILL);
-	injlog_forget(s->pid);
-	/* As its tracer we see its death first; its parent can reap it only after. */
-	/* The leader's death is reported only after every other thread's: them first. */
-	for (size_t i = s->n; i-- > 0;)
-		while (waitpid(s->thr[i].pid, NULL, __WALL) < 0 && errno == EINTR)
-			;
-	free(s->thr);
-	free(s->raw);
-	free(s);
-}
 
 /* ---- the dump ------------------------------------------------------------ */
 
@@ -1177,7 +267,7 @@ static int inner_tid(pid_t pid, pid_t tid)
 	int ret = tid;
 
 	snprintf(name, sizeof(name), "task/%d/status", (int)tid);
-	if (!read_proc(pid, name, &status, NULL) && (f = status_field(status, "NSpid"))) {
+	if (!rst_read_proc(pid, name, &status, NULL) && (f = rst_status_field(status, "NSpid"))) {
 		const char *last = f;
 
 		for (const char *p = f; *p && *p != '\n'; p++)
@@ -1260,7 +350,7 @@ static int dump_thread(struct rst_seized *s, size_t i, struct thread_buf *b, uin
 	if (ret)
 		return ret;
 	snprintf(name, sizeof(name), "task/%d/comm", (int)r->pid);
-	if (!read_proc(s->pid, name, &text, NULL)) {
+	if (!rst_read_proc(s->pid, name, &text, NULL)) {
 		text[strcspn(text, "\n")] = '\0';
 		snprintf(b->comm, sizeof(b->comm), "%s", text);
 		o->comm = b->comm;
@@ -1286,10 +376,10 @@ static int dump_signals(struct dump_ctx *c, struct rsys *r, uint64_t scratch)
 	 * SIG_DFL.  The flags and mask set with another SIG_DFL action do
 	 * nothing and are not carried.
 	 */
-	if (!read_proc(r->pid, "status", &status, NULL)) {
-		const char *cgt = status_field(status, "SigCgt");
+	if (!rst_read_proc(r->pid, "status", &status, NULL)) {
+		const char *cgt = rst_status_field(status, "SigCgt");
 
-		if (cgt && (f = status_field(status, "SigIgn")))
+		if (cgt && (f = rst_status_field(status, "SigIgn")))
 			set = strtoull(cgt, NULL, 16) | strtoull(f, NULL, 16) |
 			      1ULL << (SIGCHLD - 1);
 		free(status);
@@ -1452,7 +542,7 @@ static int dump_mm(struct dump_ctx *c, pid_t pid)
 	struct stat st;
 	char link[64];
 
-	ret = read_proc(pid, "stat", &c->stat, NULL);
+	ret = rst_read_proc(pid, "stat", &c->stat, NULL);
 	if (ret)
 		return ret;
 	p = strrchr(c->stat, ')');
@@ -1485,10 +575,10 @@ static int dump_mm(struct dump_ctx *c, pid_t pid)
 	c->mm.env_end = v[51];
 
 	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
-	ret = read_link(link, c->exe, sizeof(c->exe));
+	ret = rst_read_link(link, c->exe, sizeof(c->exe));
 	if (ret)
 		return ret;
-	if (strip_deleted(c->exe)) {
+	if (rst_strip_deleted(c->exe)) {
 		pr_err("the executable %s of pid %d was deleted; it cannot be restored", c->exe,
 		       (int)pid);
 		return -EOPNOTSUPP;
@@ -1503,366 +593,11 @@ static int dump_mm(struct dump_ctx *c, pid_t pid)
 	return 0;
 }
 
-/* The bytes buffered in the pipe of @o's fd: copied with tee(2), not consumed. */
-static int dump_pipe(pid_t pid, Haul__Img__Fd *o, bool first)
-{
-	int rfd, tp[2] = {-1, -1}, avail = 0, size, ret = 0;
-	char path[64];
-
-	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, o->fd);
-	/* Opening a pipe through /proc gives a new read end of the same pipe. */
-	rfd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	if (rfd < 0)
-		return -errno;
-	size = fcntl(rfd, F_GETPIPE_SZ);
-	if (size > 0) {
-		o->has_pipe_size = true;
-		o->pipe_size = size;
-	}
-	if (!first)
-		goto out;
-	if (ioctl(rfd, FIONREAD, &avail) < 0) {
-		ret = -errno;
-		goto out;
-	}
-	o->has_pipe_data = true;
-	if (avail <= 0)
-		goto out;
-	if (pipe2(tp, O_CLOEXEC | O_NONBLOCK) < 0) {
-		ret = -errno;
-		goto out;
-	}
-	if (size > 0)
-		fcntl(tp[1], F_SETPIPE_SZ, size);
-	o->pipe_data.data = malloc(avail);
-	if (!o->pipe_data.data) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	if (tee(rfd, tp[1], avail, SPLICE_F_NONBLOCK) != avail ||
-	    read(tp[0], o->pipe_data.data, avail) != avail) {
-		pr_err("cannot copy the %d bytes buffered in pipe fd %d of pid %d", avail, o->fd,
-		       (int)pid);
-		ret = -EIO;
-		goto out;
-	}
-	o->pipe_data.len = avail;
-out:
-	if (tp[0] >= 0)
-		close(tp[0]);
-	if (tp[1] >= 0)
-		close(tp[1]);
-	close(rfd);
-	return ret;
-}
-
-/* Type, peer and the bytes waiting in one end of a socketpair (peeked, not consumed). */
-static int dump_unix(pid_t pid, Haul__Img__Fd *o)
-{
-	struct unix_info u;
-	int pidfd, sfd, ret = 0;
-	ssize_t n;
-
-	ret = unix_diag(o->ino, &u);
-	if (ret)
-		return ret;
-	o->has_sock_type = o->has_sock_peer = true;
-	o->sock_type = u.type;
-	o->sock_peer = u.peer;
-	if (!u.rqlen)
-		return 0;
-	pidfd = syscall(SYS_pidfd_open, pid, 0);
-	if (pidfd < 0)
-		return -errno;
-	sfd = syscall(SYS_pidfd_getfd, pidfd, o->fd, 0);
-	close(pidfd);
-	if (sfd < 0)
-		return -errno;
-	o->sock_data.data = malloc(u.rqlen);
-	if (!o->sock_data.data) {
-		close(sfd);
-		return -ENOMEM;
-	}
-	n = recv(sfd, o->sock_data.data, u.rqlen, MSG_PEEK | MSG_DONTWAIT);
-	close(sfd);
-	if (n != (ssize_t)u.rqlen) {
-		pr_err("cannot peek the %u bytes queued on socket fd %d of pid %d", u.rqlen, o->fd,
-		       (int)pid);
-		return -EIO;
-	}
-	o->has_sock_data = true;
-	o->sock_data.len = n;
-	return ret;
-}
-
-static int dump_epoll(Haul__Img__Fd *o, const char *text)
-{
-	Haul__Img__EpollTarget *tg;
-	size_t n = 0;
-
-	for (const char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
-		n += !strncmp(l, "tfd:", 4);
-	if (!n)
-		return 0;
-	tg = calloc(n, sizeof(*tg));
-	o->epoll = calloc(n, sizeof(*o->epoll));
-	if (!tg || !o->epoll) {
-		free(tg);
-		return -ENOMEM;
-	}
-	for (const char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
-		int tfd;
-		unsigned int events;
-		unsigned long long data;
-
-		if (strncmp(l, "tfd:", 4) ||
-		    sscanf(l, "tfd: %d events: %x data: %llx", &tfd, &events, &data) != 3)
-			continue;
-		haul__img__epoll_target__init(&tg[o->n_epoll]);
-		tg[o->n_epoll].tfd = tfd;
-		tg[o->n_epoll].events = events;
-		tg[o->n_epoll].data = data;
-		o->epoll[o->n_epoll] = &tg[o->n_epoll];
-		o->n_epoll++;
-	}
-	return 0;
-}
-
-/* What fdinfo says about the kinds that are not files. */
-static int dump_fd_kind(struct dump_ctx *c, pid_t pid, Haul__Img__Fd *o, const char *text)
-{
-	unsigned long long a, b;
-	const char *f;
-
-	switch (o->kind) {
-	case HAUL__IMG__FD_KIND__FD_EVENTFD:
-		if ((f = status_field(text, "eventfd-count"))) {
-			o->has_efd_count = true;
-			o->efd_count = strtoull(f, NULL, 16);
-		}
-		if ((f = status_field(text, "eventfd-semaphore"))) {
-			o->has_efd_semaphore = true;
-			o->efd_semaphore = atoi(f) != 0;
-		}
-		return o->has_efd_count ? 0 : -EIO;
-	case HAUL__IMG__FD_KIND__FD_SIGNALFD:
-		if (!(f = status_field(text, "sigmask")))
-			return -EIO;
-		o->has_sigmask = true;
-		o->sigmask = strtoull(f, NULL, 16);
-		return 0;
-	case HAUL__IMG__FD_KIND__FD_TIMERFD:
-		if (!(f = status_field(text, "clockid")))
-			return -EIO;
-		o->has_clockid = true;
-		o->clockid = atoi(f);
-		if ((f = status_field(text, "ticks"))) {
-			o->has_ticks = true;
-			o->ticks = strtoull(f, NULL, 10);
-		}
-		if ((f = status_field(text, "it_value")) &&
-		    sscanf(f, " (%llu, %llu)", &a, &b) == 2) {
-			o->has_it_value_ns = true;
-			o->it_value_ns = a * 1000000000ULL + b;
-		}
-		if ((f = status_field(text, "it_interval")) &&
-		    sscanf(f, " (%llu, %llu)", &a, &b) == 2) {
-			o->has_it_interval_ns = true;
-			o->it_interval_ns = a * 1000000000ULL + b;
-		}
-		return 0;
-	case HAUL__IMG__FD_KIND__FD_EPOLL:
-		return dump_epoll(o, text);
-	case HAUL__IMG__FD_KIND__FD_UNIX_PAIR:
-		return dump_unix(pid, o);
-	case HAUL__IMG__FD_KIND__FD_PIPE: {
-		bool first = true;
-
-		o->has_pipe_id = true;
-		o->pipe_id = o->ino;
-		for (size_t i = 0; i + 1 < c->ps.n_fds; i++)
-			if (c->fds[i].kind == HAUL__IMG__FD_KIND__FD_PIPE &&
-			    c->fds[i].pipe_id == o->pipe_id)
-				first = false;
-		return dump_pipe(pid, o, first);
-	}
-	default:
-		return 0;
-	}
-}
-
-/*
- * An OFD with O_ASYNC (set by fcntl, or by a lease) signals its owner:
- * F_GETOWN_EX and F_GETSIG, injected.  Only the process itself (or no
- * owner) can be carried.
- */
-static int dump_async(struct dump_ctx *c, struct rsys *r, uint64_t scratch, Haul__Img__Fd *o,
-		      char *why, size_t whylen)
-{
-	struct {
-		int32_t type, pid;
-	} own;
-	bool inside;
-	long res;
-	int ret;
-
-	ret = inject(r, SYS_fcntl, o->fd, F_GETOWN_EX, scratch, 0, &res);
-	if (!ret && res < 0)
-		ret = (int)res;
-	if (!ret)
-		ret = rsys_read(r->pid, scratch, &own, sizeof(own));
-	if (!ret)
-		ret = inject(r, SYS_fcntl, o->fd, F_GETSIG, 0, 0, &res);
-	if (!ret && res < 0)
-		ret = (int)res;
-	if (ret) {
-		snprintf(why, whylen, "cannot read the O_ASYNC owner of fd %d (%.256s)", o->fd,
-			 o->path);
-		return ret;
-	}
-	/*
-	 * The fds are restored before the other threads exist (F_SETOWN_EX to
-	 * their TIDs would be ESRCH): only the process itself, or no one.
-	 */
-	inside = own.pid == 0 || (own.type != F_OWNER_PGRP && own.pid == c->ps.pid);
-	if (!inside) {
-		snprintf(why, whylen,
-			 "fd %d (%.256s) has O_ASYNC signals going to %s %d, not to the process "
-			 "itself; haul cannot carry them (clear O_ASYNC, or F_SETOWN the process)",
-			 o->fd, o->path, own.type == F_OWNER_PGRP ? "process group" : "pid/tid",
-			 own.pid);
-		return -EOPNOTSUPP;
-	}
-	o->has_owner_type = o->has_owner_pid = o->has_async_sig = true;
-	o->owner_type = own.type;
-	o->owner_pid = own.pid;
-	o->async_sig = (int32_t)res;
-	return 0;
-}
-
-/*
- * What belongs to an open file description or an inode, not to an fd:
- * file_id for every fd (fd_ofd.c); locks are kept on the first fd of each
- * OFD only (fdinfo shows them on every fd of it); a deleted file's
- * content, owner and times on the first fd of its inode (fd_ghost.c).
- */
-static int dump_fds_shared(struct dump_ctx *c, struct rsys *r, uint64_t scratch, char *why,
-			   size_t whylen)
-{
-	Haul__Img__Fd *fds = c->fds;
-	size_t n = c->ps.n_fds;
-	pid_t pid = r->pid;
-	int ret = rst_ofd_assign(pid, fds, n);
-
-	for (size_t i = 0; !ret && i < n; i++) {
-		Haul__Img__Fd *o = &fds[i];
-		bool first = true;
-
-		if (o->file_id != i + 1)
-			rst_lock_free(o);
-		else if (o->flags & O_ASYNC)
-			ret = dump_async(c, r, scratch, o, why, whylen);
-		if (ret || o->kind != HAUL__IMG__FD_KIND__FD_DELETED)
-			continue;
-		for (size_t j = 0; j < i; j++)
-			if (fds[j].kind == HAUL__IMG__FD_KIND__FD_DELETED && fds[j].dev == o->dev &&
-			    fds[j].ino == o->ino)
-				first = false;
-		if (!first)
-			continue;
-		ret = rst_ghost_dump(pid, o->fd, o);
-		if (ret)
-			snprintf(why, whylen, "cannot read deleted file %.256s of fd %d: %s",
-				 o->path, o->fd, strerror(-ret));
-	}
-	return ret;
-}
-
+/* The fds (fd_dump.c), and the array of pointers the ProcessState names them by. */
 static int dump_fds(struct dump_ctx *c, struct rsys *r, uint64_t scratch, char *why, size_t whylen)
 {
-	pid_t pid = r->pid;
-	char path[64];
-	struct dirent *de;
-	size_t cap = 0;
-	DIR *d;
-	int ret = 0;
+	int ret = rst_dump_fds(r, scratch, c->ps.pid, &c->fds, &c->ps.n_fds, why, whylen);
 
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	d = opendir(path);
-	if (!d)
-		return -errno;
-	while ((de = readdir(d))) {
-		char target[4096], info[96], *text = NULL;
-		const char *f;
-		Haul__Img__Fd *o;
-		Haul__Img__FdKind kind;
-		struct stat st;
-		int fd;
-
-		if (de->d_name[0] == '.')
-			continue;
-		fd = atoi(de->d_name);
-		snprintf(info, sizeof(info), "fdinfo/%d", fd);
-		ret = read_proc(pid, info, &text, NULL);
-		if (!ret)
-			ret = classify_fd(pid, fd, fdinfo_flags(text), &kind, target,
-					  sizeof(target), &st, why, whylen);
-		if (ret) {
-			free(text);
-			break;
-		}
-		if (c->ps.n_fds == cap) {
-			size_t nc = cap ? cap * 2 : 16;
-			Haul__Img__Fd *a = realloc(c->fds, nc * sizeof(*a));
-
-			if (!a) {
-				ret = -ENOMEM;
-				break;
-			}
-			c->fds = a;
-			cap = nc;
-		}
-		o = &c->fds[c->ps.n_fds];
-		haul__img__fd__init(o);
-		o->path = strdup(target);
-		c->ps.n_fds++;
-		if (!o->path) {
-			free(text);
-			ret = -ENOMEM;
-			break;
-		}
-		o->fd = fd;
-		o->kind = kind;
-		o->has_dev = o->has_ino = o->has_size = o->has_mode = true;
-		o->dev = st.st_dev;
-		o->ino = st.st_ino;
-		o->size = st.st_size;
-		o->mode = st.st_mode;
-		if (kind == HAUL__IMG__FD_KIND__FD_CHR) {
-			o->has_rdev = true;
-			o->rdev = st.st_rdev;
-		}
-		if ((f = status_field(text, "pos")))
-			o->pos = strtoull(f, NULL, 10);
-		if ((f = status_field(text, "flags"))) {
-			unsigned long fl = strtoul(f, NULL, 8);
-
-			o->cloexec = !!(fl & O_CLOEXEC);
-			o->flags = fl & ~(unsigned long)O_CLOEXEC;
-		}
-		ret = dump_fd_kind(c, pid, o, text);
-		if (!ret)
-			ret = rst_lock_dump(text, o);
-		free(text);
-		if (ret) {
-			snprintf(why, whylen, "cannot read the state of fd %d (%.256s)", fd,
-				 target);
-			break;
-		}
-	}
-	closedir(d);
-	if (!ret)
-		ret = dump_fds_shared(c, r, scratch, why, whylen);
 	if (ret)
 		return ret;
 	c->fdp = calloc(c->ps.n_fds ? c->ps.n_fds : 1, sizeof(*c->fdp));
@@ -1929,19 +664,19 @@ static int dump_process(struct dump_ctx *c, pid_t pid)
 	size_t len;
 	int ret;
 
-	ret = read_proc(pid, "auxv", &c->auxv, &len);
+	ret = rst_read_proc(pid, "auxv", &c->auxv, &len);
 	if (ret)
 		return ret;
 	c->ps.auxv.data = (uint8_t *)c->auxv;
 	c->ps.auxv.len = len;
 
-	ret = read_proc(pid, "personality", &text, NULL);
+	ret = rst_read_proc(pid, "personality", &text, NULL);
 	if (ret)
 		return ret;
 	c->ps.personality = strtoul(text, NULL, 16);
 	free(text);
 
-	ret = read_proc(pid, "comm", &text, NULL);
+	ret = rst_read_proc(pid, "comm", &text, NULL);
 	if (ret)
 		return ret;
 	text[strcspn(text, "\n")] = '\0';
@@ -1950,28 +685,28 @@ static int dump_process(struct dump_ctx *c, pid_t pid)
 	c->ps.comm = c->comm;
 
 	snprintf(link, sizeof(link), "/proc/%d/cwd", (int)pid);
-	ret = read_link(link, c->cwd, sizeof(c->cwd));
+	ret = rst_read_link(link, c->cwd, sizeof(c->cwd));
 	if (ret)
 		return ret;
-	if (strip_deleted(c->cwd)) {
+	if (rst_strip_deleted(c->cwd)) {
 		pr_err("the working directory %s of pid %d was deleted", c->cwd, (int)pid);
 		return -EOPNOTSUPP;
 	}
 	c->ps.cwd = c->cwd;
 
-	ret = read_proc(pid, "status", &c->status, NULL);
+	ret = rst_read_proc(pid, "status", &c->status, NULL);
 	if (ret)
 		return ret;
-	if ((f = status_field(c->status, "Umask")))
+	if ((f = rst_status_field(c->status, "Umask")))
 		c->ps.umask = strtoul(f, NULL, 8);
 	haul__img__creds__init(&c->creds);
-	if ((f = status_field(c->status, "Uid")))
+	if ((f = rst_status_field(c->status, "Uid")))
 		sscanf(f, "%u %u %u %u", &c->creds.ruid, &c->creds.euid, &c->creds.suid,
 		       &c->creds.fsuid);
-	if ((f = status_field(c->status, "Gid")))
+	if ((f = rst_status_field(c->status, "Gid")))
 		sscanf(f, "%u %u %u %u", &c->creds.rgid, &c->creds.egid, &c->creds.sgid,
 		       &c->creds.fsgid);
-	if ((f = status_field(c->status, "Groups"))) {
+	if ((f = rst_status_field(c->status, "Groups"))) {
 		char *end;
 
 		for (;;) {
@@ -1986,7 +721,7 @@ static int dump_process(struct dump_ctx *c, pid_t pid)
 	c->creds.groups = c->groups;
 	c->ps.creds = &c->creds;
 
-	ret = read_proc(pid, "limits", &text, NULL);
+	ret = rst_read_proc(pid, "limits", &text, NULL);
 	if (ret) {
 		pr_err_r(ret, "cannot read /proc/%d/limits", (int)pid);
 		return ret;
@@ -2019,7 +754,7 @@ int rst_timens_offsets(pid_t pid, int64_t *mono, int64_t *boot)
 	if (rst_attr_timens_pending(pid))
 		return rst_attr_active_timens(pid, mono, boot);
 	*mono = *boot = 0;
-	ret = read_proc(pid, "timens_offsets", &text, NULL);
+	ret = rst_read_proc(pid, "timens_offsets", &text, NULL);
 	if (ret)
 		return ret;
 	for (char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
@@ -2143,31 +878,14 @@ int rst_dump_state(struct rst_seized *s, uint8_t **blob, size_t *len)
 	return rst_dump_state_prepared(s, NULL, blob, len);
 }
 
-int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, uint8_t **blob,
-			    size_t *len)
+/* The process as it knows itself, and its main thread's registers and xstate. */
+static int dump_main_thread(struct dump_ctx *c, struct rst_seized *s)
 {
 	struct rsys *r = &s->thr[0];
-	struct dump_ctx *c;
 	struct utsname u;
 	struct iovec iov;
-	char why[512] = "";
-	uint64_t scratch;
-	size_t n;
 	int ret;
 
-	/* First: the scratch mapping below takes the mmap lock itself. */
-	rst_prep_freeze(prep);
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return -ENOMEM;
-	haul__img__process_state__init(&c->ps);
-	haul__img__mm_map__init(&c->mm);
-
-	ret = rst_check_resources(s->pid, getpid(), why, sizeof(why));
-	if (ret) {
-		pr_err("cannot dump pid %d: %s", (int)s->pid, why);
-		goto out;
-	}
 	c->ps.version = RST_IMAGE_VERSION;
 	uname(&u);
 	snprintf(c->release, sizeof(c->release), "%s", u.release);
@@ -2179,8 +897,8 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 		char *status = NULL;
 		const char *f;
 
-		if (!read_proc(s->pid, "status", &status, NULL) &&
-		    (f = status_field(status, "NSpid"))) {
+		if (!rst_read_proc(s->pid, "status", &status, NULL) &&
+		    (f = rst_status_field(status, "NSpid"))) {
 			const char *last = f;
 
 			for (const char *p = f; *p && *p != '\n'; p++)
@@ -2201,10 +919,64 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 	if (ptrace(PTRACE_GETREGSET, r->pid, NT_X86_XSTATE, &iov) < 0) {
 		ret = -errno;
 		pr_err_r(ret, "cannot read the xstate of pid %d", r->pid);
-		goto out;
+		return ret;
 	}
 	c->ps.xstate.data = c->xstate;
 	c->ps.xstate.len = iov.iov_len;
+	return 0;
+}
+
+/* The other threads (dump_thread each), when there are any. */
+static int dump_threads(struct dump_ctx *c, struct rst_seized *s, uint64_t scratch)
+{
+	int ret;
+
+	if (s->n < 2)
+		return 0;
+	c->tb = calloc(s->n - 1, sizeof(*c->tb));
+	c->tsp = calloc(s->n - 1, sizeof(*c->tsp));
+	if (!c->tb || !c->tsp)
+		return -ENOMEM;
+	for (size_t i = 1; i < s->n; i++) {
+		c->ps.n_threads = i;
+		ret = dump_thread(s, i, &c->tb[i - 1], scratch);
+		if (ret) {
+			pr_err_r(ret, "cannot dump thread %d of pid %d", s->thr[i].pid,
+				 (int)s->pid);
+			return ret;
+		}
+		c->tsp[i - 1] = &c->tb[i - 1].ts;
+	}
+	c->ps.threads = c->tsp;
+	return 0;
+}
+
+int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, uint8_t **blob,
+			    size_t *len)
+{
+	struct rsys *r = &s->thr[0];
+	struct dump_ctx *c;
+	char why[512] = "";
+	uint64_t scratch;
+	size_t n;
+	int ret;
+
+	/* First: the scratch mapping below takes the mmap lock itself. */
+	rst_prep_freeze(prep);
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	haul__img__process_state__init(&c->ps);
+	haul__img__mm_map__init(&c->mm);
+
+	ret = rst_check_resources(s->pid, getpid(), why, sizeof(why));
+	if (ret) {
+		pr_err("cannot dump pid %d: %s", (int)s->pid, why);
+		goto out;
+	}
+	ret = dump_main_thread(c, s);
+	if (ret)
+		goto out;
 
 	ret = rsys_scratch(r, &scratch);
 	if (ret)
@@ -2221,25 +993,9 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 	ret = dump_kernel_bookkeeping(c, r, scratch);
 	if (ret)
 		goto out;
-	if (s->n > 1) {
-		c->tb = calloc(s->n - 1, sizeof(*c->tb));
-		c->tsp = calloc(s->n - 1, sizeof(*c->tsp));
-		if (!c->tb || !c->tsp) {
-			ret = -ENOMEM;
-			goto out;
-		}
-		for (size_t i = 1; i < s->n; i++) {
-			c->ps.n_threads = i;
-			ret = dump_thread(s, i, &c->tb[i - 1], scratch);
-			if (ret) {
-				pr_err_r(ret, "cannot dump thread %d of pid %d", s->thr[i].pid,
-					 (int)s->pid);
-				goto out;
-			}
-			c->tsp[i - 1] = &c->tb[i - 1].ts;
-		}
-		c->ps.threads = c->tsp;
-	}
+	ret = dump_threads(c, s, scratch);
+	if (ret)
+		goto out;
 	ret = dump_mm(c, s->pid);
 	if (ret)
 		goto out;

@@ -36,6 +36,20 @@
  */
 int rst_dump_precheck(pid_t pid, char *why, size_t whylen);
 
+/*
+ * The capability exchange (fd_caps.c).  rst_resource_caps: the resource
+ * kinds this haul restores, for the page server's SessionOk; kinds named
+ * in @without (a comma list, the HAUL_FAULT=caps-without:KIND,... test
+ * hook; NULL: none) are left out.  *@out is static storage.
+ * rst_caps_check: whether the target of session @c (the kinds it announced,
+ * ps_client_caps; none: an older target, which restores the kinds of image
+ * version 3) can restore every kind @pid holds.  0, or -EOPNOTSUPP with
+ * @why naming the fd, its kind and what to do; -errno if @pid's fds cannot
+ * be read.
+ */
+size_t rst_resource_caps(const char *without, const struct ps_resource_cap **out);
+int rst_caps_check(pid_t pid, const struct ps_client *c, char *why, size_t whylen);
+
 /* Whether @pid is a kernel thread (nothing haul can dump or track); false if gone. */
 bool rst_is_kthread(pid_t pid);
 

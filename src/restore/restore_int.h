@@ -10,7 +10,9 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/user.h>
 
+#include "common/rsys.h"
 #include "common/vma.h"
 #include "image.pb-c.h"
 
@@ -22,6 +24,15 @@
 
 /* x86_64 user address-space end with 4-level page tables (TASK_SIZE_MAX). */
 #define RST_TASK_SIZE 0x7ffffffff000ULL
+
+/* A process stopped by rst_seize (seize.c); dump.c reads it. */
+struct rst_seized {
+	pid_t pid;
+	size_t n;
+	struct rsys *thr;	      /* thr[0] is the main thread */
+	struct user_regs_struct *raw; /* registers as stopped, before rsys rewound them */
+	bool held;		      /* injlog_hold() group-stopped it for the injection */
+};
 
 /*
  * Check what can be checked from /proc without stopping @pid: threads,
@@ -109,6 +120,14 @@ int rst_ofd_assign(pid_t pid, Haul__Img__Fd *fds, size_t n);
 uint64_t rst_ghost_bytes(const struct stat *st);
 int rst_ghost_dump(pid_t pid, int fd, Haul__Img__Fd *o);
 int rst_ghost_create(const Haul__Img__Fd *o, char *path, size_t plen);
+
+/*
+ * fd_socket.c: what socket fd @fd of @pid is: its family (AF_*) in
+ * *@family, and in @desc its protocol and addresses as a user reads them
+ * ("TCP 127.0.0.1:6379 listening").  0, -ENOENT when the fd was closed
+ * meanwhile, or -errno (pidfd_getfd needs ptrace access to @pid).
+ */
+int rst_sock_describe(pid_t pid, int fd, int *family, char *desc, size_t len);
 
 /*
  * cgplace.c: cgroup membership.  rst_cg_dump() records @pid's placement

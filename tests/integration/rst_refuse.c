@@ -99,6 +99,26 @@ Test(rst_refuse, socket, .timeout = 20)
 {
 	refuses("socket", "is a socket");
 }
+Test(rst_refuse, tcp_listener_named_by_address, .timeout = 20)
+{
+	refuses("tcp-listen", "TCP 127.0.0.1:");
+	refuses("tcp-listen", "listening: sockets are not supported yet");
+}
+Test(rst_refuse, udp_socket_named_by_address, .timeout = 20)
+{
+	refuses("udp", "UDP 127.0.0.1:");
+	refuses("udp", ": sockets are not supported yet");
+}
+Test(rst_refuse, unlinked_file_whose_inode_has_another_link, .timeout = 20)
+{
+	refuses("unlinked-linked", "still has 1 other link");
+	/* the link the workload left (named by its pid, which refuses() keeps) */
+	cr_expect_eq(system("rm -f /tmp/rst_refuse.*.link"), 0);
+}
+Test(rst_refuse, deleted_working_directory, .timeout = 20)
+{
+	refuses("deleted-cwd", "was deleted (haul restores it by path)");
+}
 Test(rst_refuse, inotify, .timeout = 20)
 {
 	refuses("inotify", "anon_inode:inotify");

@@ -1,7 +1,7 @@
 /*
  * rst_refuse - a process holding one resource haul cannot checkpoint.
  *
- * usage: rst_refuse KIND   with KIND one of: pipe socket inotify
+ * usage: rst_refuse KIND   with KIND one of: pipe socket tcp-listen udp inotify
  *        seccomp memfd sysv traced child timer deleted-map
  * ("pipe": the test hands it a pipe it shares on stdin; nothing to set up.)
  * After setting it up, it counts forever, every 5 ms writing the count at
@@ -11,8 +11,10 @@
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,7 @@
 #include <sys/shm.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void *sleeper(void *arg)
@@ -54,6 +57,17 @@ static int setup(const char *kind)
 		return socket(AF_UNIX, SOCK_DGRAM, 0) < 0 ? -1 : 0;
 	if (!strcmp(kind, "inotify"))
 		return inotify_init1(0) < 0 ? -1 : 0;
+	if (!strcmp(kind, "tcp-listen") || !strcmp(kind, "udp")) {
+		/* On loopback, port chosen by the kernel: nothing else can collide. */
+		bool tcp = kind[0] == 't';
+		struct sockaddr_in a = {.sin_family = AF_INET,
+					.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		int s = socket(AF_INET, tcp ? SOCK_STREAM : SOCK_DGRAM, 0);
+
+		if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) < 0)
+			return -1;
+		return tcp && listen(s, 4) < 0 ? -1 : 0;
+	}
 	if (!strcmp(kind, "threads")) {
 		pthread_t t;
 
@@ -110,6 +124,26 @@ static int setup(const char *kind)
 		timer_t t;
 
 		return timer_create(CLOCK_MONOTONIC, NULL, &t);
+	}
+	if (!strcmp(kind, "deleted-cwd")) {
+		char path[64];
+
+		snprintf(path, sizeof(path), "/tmp/rst_refuse.%d.d", (int)getpid());
+		if (mkdir(path, 0700) || chdir(path) || rmdir(path))
+			return -1;
+		return 0;
+	}
+	if (!strcmp(kind, "unlinked-linked")) {
+		/* an fd on a name unlinked while the inode keeps another link */
+		char path[64], link2[80];
+		int fd;
+
+		snprintf(path, sizeof(path), "/tmp/rst_refuse.%d", (int)getpid());
+		snprintf(link2, sizeof(link2), "%s.link", path);
+		fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+		if (fd < 0 || link(path, link2) || unlink(path))
+			return -1;
+		return 0;
 	}
 	if (!strcmp(kind, "deleted-map")) {
 		char path[64];

@@ -1,0 +1,139 @@
+/*
+ * fd_epoll.c - epoll instances: the watched fds ("tfd:" lines of fdinfo,
+ * with events and data), re-added by injected epoll_ctl once every fd
+ * exists.  The precheck refuses an instance watching an fd that was
+ * closed or replaced since it was added (fdinfo names the inode it had):
+ * re-adding by number would watch another file.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include "restore/fd_int.h"
+#include "restore/target_int.h"
+
+static bool epoll_match(const struct rst_fd_probe *p)
+{
+	return !strcmp(p->target, "anon_inode:[eventpoll]");
+}
+
+/* Every fd an epoll instance watches must be the file it was when added. */
+static int epoll_precheck(const struct rst_fd_probe *p, char *why, size_t whylen)
+{
+	for (const char *l = p->fdinfo; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+		unsigned long long ino;
+		char link[64];
+		struct stat st;
+		const char *i;
+		int tfd;
+
+		if (strncmp(l, "tfd:", 4))
+			continue;
+		tfd = atoi(l + 4);
+		i = strstr(l, "ino:");
+		ino = i ? strtoull(i + 4, NULL, 16) : 0;
+		snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)p->pid, tfd);
+		if (stat(link, &st) < 0 || st.st_ino != ino) {
+			snprintf(why, whylen,
+				 "epoll fd %d watches fd %d, which was closed or replaced since",
+				 p->fd, tfd);
+			return -EOPNOTSUPP;
+		}
+	}
+	return 0;
+}
+
+static int epoll_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul__Img__Fd *prev,
+		      size_t nprev)
+{
+	const char *text = p->fdinfo;
+	Haul__Img__EpollTarget *tg;
+	size_t n = 0;
+
+	(void)prev;
+	(void)nprev;
+	for (const char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+		n += !strncmp(l, "tfd:", 4);
+	if (!n)
+		return 0;
+	tg = calloc(n, sizeof(*tg));
+	o->epoll = calloc(n, sizeof(*o->epoll));
+	if (!tg || !o->epoll) {
+		free(tg);
+		return -ENOMEM;
+	}
+	for (const char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+		int tfd;
+		unsigned int events;
+		unsigned long long data;
+
+		if (strncmp(l, "tfd:", 4) ||
+		    sscanf(l, "tfd: %d events: %x data: %llx", &tfd, &events, &data) != 3)
+			continue;
+		haul__img__epoll_target__init(&tg[o->n_epoll]);
+		tg[o->n_epoll].tfd = tfd;
+		tg[o->n_epoll].events = events;
+		tg[o->n_epoll].data = data;
+		o->epoll[o->n_epoll] = &tg[o->n_epoll];
+		o->n_epoll++;
+	}
+	return 0;
+}
+
+static int epoll_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,
+			 const char *path, int *tmp, bool *shared)
+{
+	long res = -1;
+	int ret;
+
+	(void)x;
+	(void)f;
+	(void)path;
+	*shared = false;
+	ret = rst_rcall(t, SYS_epoll_create1, 0, 0, 0, 0, 0, 0, &res);
+	*tmp = (int)res;
+	return ret;
+}
+
+/* Every fd exists: each instance watches its targets again. */
+static int epoll_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, size_t wl)
+{
+	const Haul__Img__ProcessState *ps = x->ps;
+	int ret = 0;
+
+	for (size_t i = 0; i < ps->n_fds && !ret; i++) {
+		const Haul__Img__Fd *f = ps->fds[i];
+
+		x->cur = i;
+		if (f->kind != HAUL__IMG__FD_KIND__FD_EPOLL || rst_fd_ofd_leader(x, f))
+			continue; /* a dup of an epoll fd names the same instance */
+		for (size_t k = 0; k < f->n_epoll && !ret; k++) {
+			uint8_t ev[12]; /* struct epoll_event is packed on x86_64 */
+
+			memcpy(ev, &f->epoll[k]->events, 4);
+			memcpy(ev + 4, &f->epoll[k]->data, 8);
+			ret = rst_poke(t, rst_scratch(t), ev, sizeof(ev));
+			if (!ret)
+				ret = rst_rcall(t, SYS_epoll_ctl, f->fd, 1 /* EPOLL_CTL_ADD */,
+						f->epoll[k]->tfd, rst_scratch(t), 0, 0, NULL);
+			if (ret)
+				snprintf(why, wl, "cannot make epoll fd %d watch fd %d again: %s",
+					 f->fd, f->epoll[k]->tfd, strerror(-ret));
+		}
+	}
+	return ret;
+}
+
+const struct rst_fd_ops rst_fd_epoll = {
+	.name = "epoll",
+	.kind = HAUL__IMG__FD_KIND__FD_EPOLL,
+	.version = 3,
+	.match = epoll_match,
+	.precheck = epoll_precheck,
+	.dump = epoll_dump,
+	.restore = epoll_restore,
+	.finish = epoll_finish,
+};

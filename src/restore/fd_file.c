@@ -1,0 +1,169 @@
+/*
+ * fd_file.c - the fd kinds reopened by path: regular files, directories,
+ * mem-class character devices (/dev/null, zero, full, random, urandom)
+ * and O_PATH fds.
+ *
+ * The image carries the path, the open flags and the offset; the restore
+ * opens the path again (O_CREAT, O_EXCL, O_TRUNC and O_NOCTTY dropped: the
+ * file exists and keeps its content).  So the precheck refuses a file
+ * whose path no longer names it (renamed, deleted, mounted over); a
+ * deleted regular file is fd_ghost.c's kind, carried by content.
+ */
+#define LOG_PREFIX "dump: "
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+
+#include "restore/fd_int.h"
+#include "restore/target_int.h"
+
+/* Whether the path still names the file the fd has open (it is reopened by that path). */
+static int path_precheck(const struct rst_fd_probe *p, char *why, size_t whylen)
+{
+	struct stat now;
+
+	if (stat(p->target, &now) < 0 || now.st_dev != p->st->st_dev ||
+	    now.st_ino != p->st->st_ino) {
+		snprintf(why, whylen,
+			 "fd %d names %.256s, but that path now names another file or none "
+			 "(renamed or mounted over; haul reopens files by path)",
+			 p->fd, p->target);
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+int rst_fd_open_path(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,
+		     const char *path, int *tmp, bool *shared)
+{
+	int flags = (int)f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC);
+	uint64_t rpath;
+	long res = -1;
+	int ret;
+
+	(void)x;
+	*shared = false;
+	/* An O_TMPFILE file keeps O_TMPFILE (with O_DIRECTORY) in its flags: reopen it. */
+	if ((flags & O_TMPFILE) == O_TMPFILE)
+		flags &= ~O_TMPFILE;
+
+	ret = rst_put_str(t, 0, path, &rpath);
+	if (!ret)
+		ret = rst_rcall(t, SYS_openat, AT_FDCWD, rpath, flags | O_CLOEXEC, 0, 0, 0, &res);
+	*tmp = (int)res;
+	return ret;
+}
+
+int rst_fd_seek(struct rst_target *t, const Haul__Img__Fd *f)
+{
+	return rst_rcall(t, SYS_lseek, f->fd, f->pos, SEEK_SET, 0, 0, 0, NULL);
+}
+
+/* ---- O_PATH: it only names a file, reopened by its path with O_PATH ---- */
+
+static bool opath_match(const struct rst_fd_probe *p)
+{
+	return p->flags & O_PATH;
+}
+
+static int opath_refuse(const struct rst_fd_probe *p, char *why, size_t whylen)
+{
+	if (p->target[0] != '/' || p->deleted) {
+		snprintf(why, whylen,
+			 "fd %d is an O_PATH fd on %s, which has no path to reopen it by", p->fd,
+			 p->target);
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+const struct rst_fd_ops rst_fd_path = {
+	.name = "O_PATH",
+	.kind = HAUL__IMG__FD_KIND__FD_PATH,
+	.version = 3,
+	.match = opath_match,
+	.refuse = opath_refuse,
+	.precheck = path_precheck,
+	.restore = rst_fd_open_path,
+};
+
+/* ---- regular files ------------------------------------------------------ */
+
+static bool reg_match(const struct rst_fd_probe *p)
+{
+	return S_ISREG(p->st->st_mode) && !p->deleted && p->st->st_nlink != 0;
+}
+
+/* Also the first check of a deleted file (fd_ghost.c): memfds are deleted files too. */
+static int reg_refuse(const struct rst_fd_probe *p, char *why, size_t whylen)
+{
+	if (!strncmp(p->target, "/memfd:", 7)) {
+		snprintf(why, whylen, "fd %d is a memfd (%s)", p->fd, p->target);
+		return -EOPNOTSUPP;
+	}
+	if (p->target[0] != '/') {
+		snprintf(why, whylen, "fd %d is %s, not a file haul can reopen", p->fd, p->target);
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+const struct rst_fd_ops rst_fd_reg = {
+	.name = "regular file",
+	.kind = HAUL__IMG__FD_KIND__FD_REG,
+	.version = 3,
+	.match = reg_match,
+	.refuse = reg_refuse,
+	.precheck = path_precheck,
+	.restore = rst_fd_open_path,
+	.setup = rst_fd_seek,
+};
+
+/* ---- directories -------------------------------------------------------- */
+
+static bool dir_match(const struct rst_fd_probe *p)
+{
+	return S_ISDIR(p->st->st_mode) && p->target[0] == '/' && !p->deleted;
+}
+
+const struct rst_fd_ops rst_fd_dir = {
+	.name = "directory",
+	.kind = HAUL__IMG__FD_KIND__FD_DIR,
+	.version = 3,
+	.match = dir_match,
+	.precheck = path_precheck,
+	.restore = rst_fd_open_path,
+};
+
+/* ---- mem-class character devices ---------------------------------------- */
+
+/* Major 1 is the mem class: /dev/null, zero, full, random, urandom. */
+static bool chr_match(const struct rst_fd_probe *p)
+{
+	return S_ISCHR(p->st->st_mode) && major(p->st->st_rdev) == 1 && p->target[0] == '/' &&
+	       !p->deleted;
+}
+
+static int chr_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul__Img__Fd *prev,
+		    size_t nprev)
+{
+	(void)prev;
+	(void)nprev;
+	o->has_rdev = true;
+	o->rdev = p->st->st_rdev;
+	return 0;
+}
+
+const struct rst_fd_ops rst_fd_chr = {
+	.name = "character device",
+	.kind = HAUL__IMG__FD_KIND__FD_CHR,
+	.version = 3,
+	.match = chr_match,
+	.precheck = path_precheck,
+	.dump = chr_dump,
+	.restore = rst_fd_open_path,
+};

@@ -1,0 +1,190 @@
+/*
+ * fd_int.h - private to src/restore: the fd resource layer.
+ *
+ * Each kind of fd haul carries is one file (fd_file.c, fd_ghost.c,
+ * fd_eventfd.c, fd_signalfd.c, fd_timerfd.c, fd_epoll.c, fd_pipe.c,
+ * fd_unix.c) exporting one struct rst_fd_ops; fd_kinds.c lists them in one
+ * table.  The sequence stays elsewhere: precheck.c and fd_dump.c walk
+ * /proc/PID/fd and call the kind's hooks, fd_restore.c creates the fds in
+ * the stub.  A new kind is one new file, one line in the table, its image
+ * fields and its tests.
+ */
+#ifndef HAUL_RESTORE_FD_INT_H
+#define HAUL_RESTORE_FD_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "image.pb-c.h"
+
+struct rst_target;
+
+/* What the source knows of one fd before it is classified. */
+struct rst_fd_probe {
+	pid_t pid;
+	int fd;
+	unsigned long flags;   /* open flags from fdinfo, O_CLOEXEC included */
+	const char *target;    /* the /proc/PID/fd link text, " (deleted)" stripped */
+	bool deleted;	       /* the link said " (deleted)" */
+	const struct stat *st; /* stat() through the link */
+	const char *fdinfo;    /* /proc/PID/fdinfo/FD */
+};
+
+/* A pipe or socketpair being rebuilt: its two ends parked above every fd of the image. */
+struct rst_tpipe {
+	uint64_t id;
+	int r, w; /* pipe: read and write end; socketpair: the lower and the higher inode's end */
+	uint32_t r_ofd, w_ofd; /* pipe: the file_id that has the parked end's OFD, 0: none yet */
+	bool sock;
+	const ProtobufCBinaryData *data;  /* pipe: its bytes; pair: what r's end had to read */
+	const ProtobufCBinaryData *data1; /* pair: what w's end had to read */
+};
+
+/* A deleted file recreated under a temporary name until every fd has opened it. */
+struct rst_tghost {
+	uint64_t dev, ino;
+	char *path;
+};
+
+/* The restore of the fds of one process (fd_restore.c owns it). */
+struct rst_fd_rctx {
+	struct rst_tpipe *pipes;
+	size_t npipes;
+	int park; /* next free fd number above the image's */
+	struct rst_tghost *ghosts;
+	size_t nghosts;
+	const Haul__Img__ProcessState *ps;
+	size_t cur; /* index in ps->fds of the fd being restored */
+};
+
+/*
+ * One kind of fd.  Every hook but match may be NULL (nothing to do).
+ *  match:    whether @p is of this kind (the table is tried in order).
+ *  refuse:   at the precheck and at the dump: 0, or -EOPNOTSUPP with the
+ *            reason in @why naming fd and file (nothing is touched yet).
+ *  precheck: at the precheck only (the process runs): the fdinfo audit of
+ *            what the restore must reproduce; 0 or -EOPNOTSUPP with @why.
+ *  dump:     fill the kind's fields of @o (generic ones are set); @prev are
+ *            the fds dumped before it.  0 or -errno.
+ *  restore:  create the file of @f in the stub; *@tmp the new fd, or a
+ *            parked end that stays open (*@shared).  @path: where to open
+ *            it for the kinds reopened by path.  0 or -errno.
+ *  setup:    once @f is at its own number: what dup3 does not carry.
+ *  finish:   once every fd exists (pipe contents, epoll targets).  0 or
+ *            -errno with @why.
+ */
+struct rst_fd_ops {
+	const char *name;
+	Haul__Img__FdKind kind;
+	uint32_t version; /* of its image message: 3, the Fd fields of image version 3 */
+	bool (*match)(const struct rst_fd_probe *p);
+	int (*refuse)(const struct rst_fd_probe *p, char *why, size_t wl);
+	int (*precheck)(const struct rst_fd_probe *p, char *why, size_t wl);
+	int (*dump)(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul__Img__Fd *prev,
+		    size_t nprev);
+	int (*restore)(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,
+		       const char *path, int *tmp, bool *shared);
+	int (*setup)(struct rst_target *t, const Haul__Img__Fd *f);
+	int (*finish)(struct rst_target *t, struct rst_fd_rctx *x, char *why, size_t wl);
+};
+
+/*
+ * fd_dump.c: every fd of stopped @r (its scratch page @scratch; @self its
+ * pid as it knows itself), into *@out[0..*@nout) (set even on failure:
+ * the caller frees the array and what each Fd owns).  0, -EOPNOTSUPP or
+ * -errno with the reason in @why.
+ */
+struct rsys;
+int rst_dump_fds(struct rsys *r, uint64_t scratch, pid_t self, Haul__Img__Fd **out, size_t *nout,
+		 char *why, size_t whylen);
+
+/* fd_kinds.c: every kind, in the order they are matched; NULL-terminated. */
+extern const struct rst_fd_ops *const rst_fd_kinds[];
+/* The ops of @kind, or NULL for a kind this haul does not know. */
+const struct rst_fd_ops *rst_fd_ops_of(Haul__Img__FdKind kind);
+/*
+ * The kind of fd @fd of @pid, after its refuse hook: 0 with *@ops and the
+ * probe filled (its strings in @target, @st and the caller's @fdinfo),
+ * -ENOENT when the fd was closed meanwhile, -EOPNOTSUPP with @why.
+ */
+int rst_fd_classify(pid_t pid, int fd, const char *fdinfo, char *target, size_t tlen,
+		    struct stat *st, struct rst_fd_probe *p, const struct rst_fd_ops **ops,
+		    char *why, size_t whylen);
+
+/*
+ * fd_kinds.c: classify every fd of running @pid and call @fn on each (an fd
+ * closed meanwhile is skipped).  Stops at the first non-zero return: a
+ * refusal (with @why), @fn's, or -errno.
+ */
+typedef int (*rst_fd_visit)(void *arg, const struct rst_fd_probe *p, const struct rst_fd_ops *k,
+			    char *why, size_t whylen);
+int rst_fd_each(pid_t pid, rst_fd_visit fn, void *arg, char *why, size_t whylen);
+
+extern const struct rst_fd_ops rst_fd_reg, rst_fd_dir, rst_fd_chr, rst_fd_path; /* fd_file.c */
+extern const struct rst_fd_ops rst_fd_deleted;					/* fd_ghost.c */
+extern const struct rst_fd_ops rst_fd_eventfd, rst_fd_signalfd, rst_fd_timerfd, rst_fd_epoll;
+extern const struct rst_fd_ops rst_fd_pipe, rst_fd_unix_pair;
+
+/* fd_file.c: the restore hook of the kinds reopened by path: open @path with @f's flags. */
+int rst_fd_open_path(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,
+		     const char *path, int *tmp, bool *shared);
+/* fd_file.c: lseek @f to its offset (regular and deleted files). */
+int rst_fd_seek(struct rst_target *t, const Haul__Img__Fd *f);
+/* fd_pipe.c: F_SETFL O_NONBLOCK as @f had it (pipes and socketpairs share parked ends). */
+int rst_fd_set_nonblock(struct rst_target *t, const Haul__Img__Fd *f);
+
+/* fd_restore.c: move remote fd @fd above every fd the image names (*@out). */
+int rst_fd_park(struct rst_target *t, struct rst_fd_rctx *x, int fd, int *out);
+/* fd_restore.c: the fd restored before x->cur that shares @f's open file description, or NULL. */
+const Haul__Img__Fd *rst_fd_ofd_leader(const struct rst_fd_rctx *x, const Haul__Img__Fd *f);
+/*
+ * fd_restore.c: every fd exists: refill the parked pipes (@sock false) or
+ * socketpairs (@sock true) with what their ends had to read, and close
+ * the parked ends.  0 or -errno with @why.
+ */
+int rst_fd_refill_parked(struct rst_target *t, struct rst_fd_rctx *x, bool sock, char *why,
+			 size_t wl);
+
+/*
+ * fd_unix.c: what sock_diag says of unix socket @ino.  -ENOENT: not a unix
+ * socket (or gone).
+ */
+struct rst_unix_info {
+	uint32_t peer;	/* the other end's inode, 0 when not connected */
+	uint32_t rqlen; /* bytes waiting to be read (stream, seqpacket) */
+	uint8_t type;	/* SOCK_STREAM, ... */
+	uint8_t state;	/* TCP_ESTABLISHED (1) when connected */
+	bool named;	/* bound to a path or an abstract name */
+};
+int rst_unix_diag(uint32_t ino, struct rst_unix_info *u);
+/*
+ * fd_unix.c: a pipe or socket fd of the process, by inode.  rst_unix_check_pairs:
+ * every socket of @p[0..n) must be one end of a connected unnamed unix pair
+ * whose other end is in @p too; 0 or -EOPNOTSUPP with @why.
+ */
+struct rst_held_pipe {
+	uint64_t ino;
+	int fd;
+	bool sock; /* "socket:[ino]", else "pipe:[ino]" */
+};
+int rst_unix_check_pairs(const struct rst_held_pipe *p, size_t n, char *why, size_t whylen);
+
+/*
+ * procread.c: small /proc readers.  rst_read_file: the whole file, NUL-
+ * terminated, in *@out (free it); ENOENT is reported as -ESRCH (the
+ * process is gone).  rst_read_proc: /proc/@pid/@name.  rst_status_field:
+ * the text after "@key:" in a "Key:\tvalue" file, or NULL.  rst_read_link:
+ * readlink, NUL-terminated.  rst_strip_deleted: drop a " (deleted)" suffix,
+ * true if there was one.  rst_fdinfo_flags: the open flags of fdinfo text.
+ */
+int rst_read_file(const char *path, char **out, size_t *len);
+int rst_read_proc(pid_t pid, const char *name, char **out, size_t *len);
+const char *rst_status_field(const char *text, const char *key);
+int rst_read_link(const char *path, char *buf, size_t len);
+bool rst_strip_deleted(char *path);
+unsigned long rst_fdinfo_flags(const char *text);
+
+#endif

@@ -1,0 +1,341 @@
+/*
+ * fd_restore.c - the fds of a restored process, rebuilt in the stub by
+ * injected calls (target.c runs it during resume, after the memory).
+ *
+ * Fds are made in image order, each at its own number: a file is opened by
+ * path (a deleted one recreated first, fd_ghost.c), the anonymous kinds are
+ * created again with their state (eventfd count, signalfd mask, timerfd
+ * time and ticks); pipes and socketpairs are made once, their ends parked
+ * above every fd number of the image and dup'ed to each fd that names
+ * them.  An fd whose file_id names an open file description restored
+ * before it is a dup3 of that fd (same offset, flags and locks).  Once all
+ * fds exist, finish_fds refills pipes and socketpairs, re-arms epoll
+ * instances and takes locks and leases again (closing any fd of a file
+ * drops POSIX locks, so they come last).
+ */
+#define LOG_PREFIX "restore: "
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "restore/fd_int.h"
+#include "restore/restore_int.h"
+#include "restore/target_int.h"
+
+/* Move remote fd @fd to the parking area (above every fd the image names). */
+int rst_fd_park(struct rst_target *t, struct rst_fd_rctx *x, int fd, int *out)
+{
+	long res;
+	int ret = rst_rcall(t, SYS_fcntl, fd, F_DUPFD_CLOEXEC, x->park, 0, 0, 0, &res);
+
+	rst_rcall(t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
+	if (ret)
+		return ret;
+	*out = (int)res;
+	x->park = (int)res + 1;
+	return 0;
+}
+
+/*
+ * The name under which deleted file @f can be opened now: recreated on its
+ * first fd (fd_ghost.c), the same name for every later fd of that inode.
+ */
+static int ghost_path(struct rst_fd_rctx *x, const Haul__Img__Fd *f, char *path, size_t plen)
+{
+	struct rst_tghost *g;
+	int ret;
+
+	for (size_t i = 0; i < x->nghosts; i++)
+		if (x->ghosts[i].dev == f->dev && x->ghosts[i].ino == f->ino) {
+			snprintf(path, plen, "%s", x->ghosts[i].path);
+			return 0;
+		}
+	if (!f->has_content)
+		return -EBADMSG; /* the image names an inode it carries nowhere */
+	ret = rst_ghost_create(f, path, plen);
+	if (ret)
+		return ret;
+	g = &x->ghosts[x->nghosts];
+	g->dev = f->dev;
+	g->ino = f->ino;
+	g->path = strdup(path);
+	if (!g->path) {
+		unlink(path);
+		return -ENOMEM;
+	}
+	x->nghosts++;
+	return 0;
+}
+
+/* The fd restored before @f that shares its open file description, or NULL. */
+const Haul__Img__Fd *rst_fd_ofd_leader(const struct rst_fd_rctx *x, const Haul__Img__Fd *f)
+{
+	if (!f->has_file_id)
+		return NULL;
+	for (size_t i = 0; i < x->cur; i++)
+		if (x->ps->fds[i]->has_file_id && x->ps->fds[i]->file_id == f->file_id)
+			return x->ps->fds[i];
+	return NULL;
+}
+
+/*
+ * An O_APPEND file must be as long as at the dump: the process's next write
+ * lands at its end, so bytes appended since (by a source that ran on after
+ * the dump, issue 15) would be followed by the same appends again and the
+ * restored run would compute something else.  Refuse by name instead.
+ */
+static int check_append_size(struct rst_target *t, const Haul__Img__Fd *f, int tmp,
+			     const char *path, char *why, size_t wl)
+{
+	struct stat st;
+	int ret;
+
+	if (f->kind != HAUL__IMG__FD_KIND__FD_REG || !(f->flags & O_APPEND) || !f->has_size)
+		return 0;
+	ret = rst_rcall(t, SYS_fstat, tmp, rst_scratch(t), 0, 0, 0, 0, NULL);
+	if (!ret)
+		ret = rst_peek(t, rst_scratch(t), &st, sizeof(st));
+	if (ret) {
+		snprintf(why, wl, "cannot check the size of %.256s (fd %d): %s", path, f->fd,
+			 strerror(-ret));
+		return ret;
+	}
+	if ((uint64_t)st.st_size == f->size)
+		return 0;
+	snprintf(why, wl,
+		 "%.256s (fd %d, O_APPEND) is %lld bytes, %llu at the dump: it was written "
+		 "after the dump (did the source run on?); restoring would repeat or lose its "
+		 "appends. Checkpoint again without --leave-running, or put the file back",
+		 path, f->fd, (long long)st.st_size, (unsigned long long)f->size);
+	return -ESTALE;
+}
+
+static int restore_fd(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,
+		      char *why, size_t wl)
+{
+	const Haul__Img__Fd *lead = rst_fd_ofd_leader(x, f);
+	const struct rst_fd_ops *k = rst_fd_ops_of(f->kind);
+	char path[4200];
+	bool shared = false;
+	int ret, tmp = -1;
+
+	if (!k) {
+		/* The image validation refuses these before the restore starts. */
+		snprintf(why, wl, "fd %d has kind %d, which this haul cannot restore", f->fd,
+			 (int)f->kind);
+		return -EOPNOTSUPP;
+	}
+	if (lead) {
+		/* One open file description: the same offset, flags and locks. */
+		ret = rst_rcall(t, SYS_dup3, lead->fd, f->fd, f->cloexec ? O_CLOEXEC : 0, 0, 0, 0,
+				NULL);
+		if (ret)
+			snprintf(why, wl, "cannot make fd %d share the open file of fd %d: %s",
+				 f->fd, lead->fd, strerror(-ret));
+		return ret;
+	}
+	snprintf(path, sizeof(path), "%s", f->path);
+	if (f->kind == HAUL__IMG__FD_KIND__FD_DELETED) {
+		ret = ghost_path(x, f, path, sizeof(path));
+		if (ret) {
+			snprintf(why, wl, "cannot recreate deleted file %.256s of fd %d: %s",
+				 f->path, f->fd, strerror(-ret));
+			return ret;
+		}
+	}
+	ret = k->restore(t, x, f, path, &tmp, &shared);
+	if (ret) {
+		snprintf(why, wl, "cannot recreate fd %d (%.256s): %s", f->fd, path,
+			 strerror(-ret));
+		return ret;
+	}
+	ret = check_append_size(t, f, tmp, path, why, wl);
+	if (ret) {
+		rst_rcall(t, SYS_close, tmp, 0, 0, 0, 0, 0, NULL);
+		return ret;
+	}
+	if (tmp != f->fd) {
+		ret = rst_rcall(t, SYS_dup3, tmp, f->fd, f->cloexec ? O_CLOEXEC : 0, 0, 0, 0, NULL);
+		if (!shared)
+			rst_rcall(t, SYS_close, tmp, 0, 0, 0, 0, 0, NULL);
+	} else {
+		/* Created at its own number (eventfd, timerfd, epoll...): no dup3 set it. */
+		ret = rst_rcall(t, SYS_fcntl, tmp, F_SETFD, f->cloexec ? FD_CLOEXEC : 0, 0, 0, 0,
+				NULL);
+	}
+	if (!ret && k->setup)
+		ret = k->setup(t, f);
+	if (ret)
+		snprintf(why, wl, "cannot set up fd %d (%.256s): %s", f->fd, path, strerror(-ret));
+	return ret;
+}
+
+/* O_ASYNC with its owner and signal (after a lease, which sets O_ASYNC itself). */
+static int restore_async(struct rst_target *t, const Haul__Img__Fd *f, char *why, size_t wl)
+{
+	int32_t own[2] = {f->owner_type, f->owner_pid};
+	int fl = (int)f->flags & (O_APPEND | O_NONBLOCK | O_ASYNC | O_DIRECT | O_NOATIME);
+	int ret;
+
+	ret = rst_poke(t, rst_scratch(t), own, sizeof(own));
+	if (!ret)
+		ret = rst_rcall(t, SYS_fcntl, f->fd, F_SETOWN_EX, rst_scratch(t), 0, 0, 0, NULL);
+	if (!ret)
+		ret = rst_rcall(t, SYS_fcntl, f->fd, F_SETSIG, f->async_sig, 0, 0, 0, NULL);
+	if (!ret)
+		ret = rst_rcall(t, SYS_fcntl, f->fd, F_SETFL, fl, 0, 0, 0, NULL);
+	if (ret)
+		snprintf(why, wl, "cannot set O_ASYNC and its owner on fd %d (%.256s): %s", f->fd,
+			 f->path, strerror(-ret));
+	return ret;
+}
+
+/*
+ * Take the locks and leases of every open file description again, once
+ * all fds exist: closing any fd of a file drops the process's POSIX locks
+ * on it, and restoring fds closes temporaries.
+ */
+static int restore_locks(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+			 size_t wl)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < ps->n_fds && !ret; i++) {
+		const Haul__Img__Fd *f = ps->fds[i];
+
+		for (size_t k = 0; k < f->n_locks && !ret; k++) {
+			struct rst_lock_call c;
+
+			ret = rst_lock_call(f->locks[k], f->fd, &c);
+			if (!ret && c.buf_arg >= 0) {
+				ret = rst_poke(t, rst_scratch(t), c.buf, c.buflen);
+				c.args[c.buf_arg] = rst_scratch(t);
+			}
+			if (!ret)
+				ret = rst_rcall(t, c.nr, c.args[0], c.args[1], c.args[2], c.args[3],
+						c.args[4], c.args[5], NULL);
+			if (ret)
+				snprintf(why, wl,
+					 "cannot take the %s of fd %d (%.256s) again: %s%s",
+					 rst_lock_name(f->locks[k]), f->fd, f->path, strerror(-ret),
+					 ret == -EAGAIN ? " (another process holds a conflicting "
+							  "lock on the file now)"
+							: "");
+		}
+		if (!ret && f->has_owner_pid)
+			ret = restore_async(t, f, why, wl);
+	}
+	return ret;
+}
+
+/* Write @d into remote fd @fd, through the scratch area. */
+static int refill(struct rst_target *t, int fd, const ProtobufCBinaryData *d)
+{
+	int ret = 0;
+
+	for (size_t off = 0; d && off < d->len && !ret;) {
+		size_t n = d->len - off;
+		long res;
+
+		if (n > TRAMP_SCRATCH)
+			n = TRAMP_SCRATCH;
+		ret = rst_poke(t, rst_scratch(t), d->data + off, n);
+		if (!ret)
+			ret = rst_rcall(t, SYS_write, fd, rst_scratch(t), n, 0, 0, 0, &res);
+		if (!ret && res <= 0)
+			ret = -EIO;
+		if (!ret)
+			off += res;
+	}
+	return ret;
+}
+
+int rst_fd_refill_parked(struct rst_target *t, struct rst_fd_rctx *x, bool sock, char *why,
+			 size_t wl)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < x->npipes && !ret; i++) {
+		const struct rst_tpipe *p = &x->pipes[i];
+
+		if (p->sock != sock)
+			continue;
+		/* What an end had to read is written into the other end (a pipe's into w). */
+		ret = refill(t, p->w, p->data);
+		if (!ret && p->sock)
+			ret = refill(t, p->r, p->data1);
+		if (ret)
+			snprintf(why, wl, "cannot refill a %s with its queued bytes: %s",
+				 p->sock ? "socketpair" : "pipe", strerror(-ret));
+		rst_rcall(t, SYS_close, p->r, 0, 0, 0, 0, 0, NULL);
+		rst_rcall(t, SYS_close, p->w, 0, 0, 0, 0, 0, NULL);
+	}
+	return ret;
+}
+
+/* Every fd exists: each kind's finish (pipe contents, epoll targets), then the locks. */
+static int finish_fds(struct rst_target *t, struct rst_fd_rctx *x,
+		      const Haul__Img__ProcessState *ps, char *why, size_t wl)
+{
+	int ret = 0;
+
+	for (size_t i = 0; rst_fd_kinds[i] && !ret; i++)
+		if (rst_fd_kinds[i]->finish)
+			ret = rst_fd_kinds[i]->finish(t, x, why, wl);
+	if (!ret)
+		ret = restore_locks(t, ps, why, wl);
+	return ret;
+}
+
+int rst_restore_fds(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl)
+{
+	struct rst_fd_rctx x = {0};
+	int ret;
+
+	x.ps = ps;
+	x.pipes = calloc(ps->n_fds ? ps->n_fds : 1, sizeof(*x.pipes));
+	x.ghosts = calloc(ps->n_fds ? ps->n_fds : 1, sizeof(*x.ghosts));
+	if (!x.pipes || !x.ghosts) {
+		free(x.pipes);
+		free(x.ghosts);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < ps->n_fds; i++)
+		if (ps->fds[i]->fd >= x.park)
+			x.park = ps->fds[i]->fd + 1;
+	/* Its fd limit first: fd numbers above ours must be possible (all rlimits follow later). */
+	for (size_t i = 0; i < ps->n_rlimits; i++)
+		if (ps->rlimits[i]->resource == RLIMIT_NOFILE) {
+			struct rlimit rl = {ps->rlimits[i]->cur, ps->rlimits[i]->max};
+
+			rlim_t need = (rlim_t)x.park + 64;
+
+			if (rl.rlim_cur < need)
+				rl.rlim_cur = need < rl.rlim_max ? need : rl.rlim_max;
+			prlimit(t->stub, RLIMIT_NOFILE, &rl, NULL);
+		}
+	/* The stub's own fds (/dev/null on 0-2) go; the process's come back. */
+	ret = rst_rcall(t, SYS_close_range, 0, ~0U, 0, 0, 0, 0, NULL);
+	for (size_t i = 0; !ret && i < ps->n_fds; i++) {
+		x.cur = i;
+		ret = restore_fd(t, &x, ps->fds[i], why, wl);
+	}
+	/* Every fd of a deleted file has it open: it is deleted again. */
+	for (size_t i = 0; i < x.nghosts; i++) {
+		unlink(x.ghosts[i].path);
+		free(x.ghosts[i].path);
+	}
+	free(x.ghosts);
+	if (!ret)
+		ret = finish_fds(t, &x, ps, why, wl);
+	free(x.pipes);
+	return ret;
+}

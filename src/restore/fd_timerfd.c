@@ -1,0 +1,113 @@
+/*
+ * fd_timerfd.c - timerfd: clock, time left, interval and unread ticks
+ * from fdinfo; created again by injected timerfd_create, timerfd_settime
+ * (relative: what was left) and TFD_IOC_SET_TICKS.  A timer armed with
+ * TFD_TIMER_CANCEL_ON_SET is refused: a clock jump would cancel it, and
+ * nothing tells the restore whether one happened.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+
+#include "restore/fd_int.h"
+#include "restore/target_int.h"
+
+static bool timerfd_match(const struct rst_fd_probe *p)
+{
+	return !strcmp(p->target, "anon_inode:[timerfd]");
+}
+
+static int timerfd_precheck(const struct rst_fd_probe *p, char *why, size_t whylen)
+{
+	const char *f;
+
+	/* TFD_TIMER_CANCEL_ON_SET: a clock jump would cancel it; not carried. */
+	if ((f = rst_status_field(p->fdinfo, "settime flags")) && (strtoul(f, NULL, 8) & 2)) {
+		snprintf(why, whylen,
+			 "timerfd fd %d was armed with TFD_TIMER_CANCEL_ON_SET, which haul "
+			 "does not carry",
+			 p->fd);
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+static int timerfd_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul__Img__Fd *prev,
+			size_t nprev)
+{
+	unsigned long long a, b;
+	const char *f;
+
+	(void)prev;
+	(void)nprev;
+	if (!(f = rst_status_field(p->fdinfo, "clockid")))
+		return -EIO;
+	o->has_clockid = true;
+	o->clockid = atoi(f);
+	if ((f = rst_status_field(p->fdinfo, "ticks"))) {
+		o->has_ticks = true;
+		o->ticks = strtoull(f, NULL, 10);
+	}
+	if ((f = rst_status_field(p->fdinfo, "it_value")) &&
+	    sscanf(f, " (%llu, %llu)", &a, &b) == 2) {
+		o->has_it_value_ns = true;
+		o->it_value_ns = a * 1000000000ULL + b;
+	}
+	if ((f = rst_status_field(p->fdinfo, "it_interval")) &&
+	    sscanf(f, " (%llu, %llu)", &a, &b) == 2) {
+		o->has_it_interval_ns = true;
+		o->it_interval_ns = a * 1000000000ULL + b;
+	}
+	return 0;
+}
+
+static int timerfd_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,
+			   const char *path, int *tmp, bool *shared)
+{
+	int nb = (int)f->flags & O_NONBLOCK;
+	long res = -1;
+	int ret;
+
+	(void)x;
+	(void)path;
+	*shared = false;
+	ret = rst_rcall(t, SYS_timerfd_create, f->clockid, nb, 0, 0, 0, 0, &res);
+	/*
+	 * What was left of it, relative.  A periodic timer that expired
+	 * with its ticks unread shows 0 left (it is re-armed by the read):
+	 * it goes on one period from now, its ticks restored below.
+	 */
+	if (!ret && (f->it_value_ns || f->it_interval_ns)) {
+		uint64_t left = f->it_value_ns ? f->it_value_ns : f->it_interval_ns;
+		uint64_t its[4] = {f->it_interval_ns / 1000000000ULL,
+				   f->it_interval_ns % 1000000000ULL, left / 1000000000ULL,
+				   left % 1000000000ULL};
+
+		ret = rst_poke(t, rst_scratch(t), its, sizeof(its));
+		if (!ret)
+			ret = rst_rcall(t, SYS_timerfd_settime, res, 0, rst_scratch(t), 0, 0, 0,
+					NULL);
+	}
+	if (!ret && f->ticks) {
+		ret = rst_poke(t, rst_scratch(t), &f->ticks, sizeof(f->ticks));
+		/* TFD_IOC_SET_TICKS: expirations that were not read yet. */
+		if (!ret)
+			ret = rst_rcall(t, SYS_ioctl, res, 0x40085400, rst_scratch(t), 0, 0, 0,
+					NULL);
+	}
+	*tmp = (int)res;
+	return ret;
+}
+
+const struct rst_fd_ops rst_fd_timerfd = {
+	.name = "timerfd",
+	.kind = HAUL__IMG__FD_KIND__FD_TIMERFD,
+	.version = 3,
+	.match = timerfd_match,
+	.precheck = timerfd_precheck,
+	.dump = timerfd_dump,
+	.restore = timerfd_restore,
+};

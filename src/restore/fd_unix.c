@@ -1,0 +1,254 @@
+/*
+ * fd_unix.c - sockets: the two ends of a connected, unnamed AF_UNIX pair
+ * that are both fds of the process (a socketpair it talks to itself
+ * through) are carried; any other socket is refused by name.
+ *
+ * Classification: a socket:[ino] fd is this kind; its refuse hook names
+ * every socket that is not AF_UNIX by protocol and address (fd_socket.c);
+ * rst_unix_check_pairs, over all the process's sockets, refuses a unix
+ * socket that is named, not connected, or whose peer is not an fd of the
+ * process, and a datagram pair with messages queued (sock_diag gives the
+ * peer inode, the state and the queue).
+ * Dump: type, peer inode and the stream bytes waiting to be read, peeked
+ * (MSG_PEEK on a pidfd_getfd copy, not consumed).  Restore: one
+ * socketpair per pair (named by its lower inode), both ends parked; each
+ * fd gets a dup of its end; once every fd exists, what an end had to read
+ * is written into the other end.
+ */
+#define LOG_PREFIX "dump: "
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "restore/fd_int.h"
+#include "restore/restore_int.h"
+#include "restore/target_int.h"
+
+static bool unix_match(const struct rst_fd_probe *p)
+{
+	return S_ISSOCK(p->st->st_mode) && !strncmp(p->target, "socket:[", 8);
+}
+
+/* Only a unix socket can be a pair; any other is named by its family and addresses. */
+static int unix_refuse(const struct rst_fd_probe *p, char *why, size_t whylen)
+{
+	char desc[256];
+	int family, ret;
+
+	ret = rst_sock_describe(p->pid, p->fd, &family, desc, sizeof(desc));
+	if (ret)
+		return ret;
+	if (family != AF_UNIX) {
+		snprintf(why, whylen, "fd %d: %s: sockets are not supported yet", p->fd, desc);
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+/* Ask sock_diag about unix socket @ino. -ENOENT: not a unix socket. */
+int rst_unix_diag(uint32_t ino, struct rst_unix_info *u)
+{
+	struct {
+		struct nlmsghdr nlh;
+		struct unix_diag_req r;
+	} req;
+	union {
+		char buf[8192];
+		struct nlmsghdr align;
+	} rsp;
+	struct nlmsghdr *nlh = &rsp.align;
+	struct unix_diag_msg *m;
+	struct rtattr *a;
+	ssize_t n;
+	int fd, len;
+
+	memset(&req, 0, sizeof(req));
+	memset(u, 0, sizeof(*u));
+	req.nlh.nlmsg_len = sizeof(req);
+	req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	req.nlh.nlmsg_flags = NLM_F_REQUEST;
+	req.r.sdiag_family = AF_UNIX;
+	req.r.udiag_states = ~0u;
+	req.r.udiag_ino = ino;
+	req.r.udiag_show = UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_NAME;
+	req.r.udiag_cookie[0] = req.r.udiag_cookie[1] = ~0u;
+	fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (fd < 0)
+		return -errno;
+	if (send(fd, &req, sizeof(req), 0) != sizeof(req)) {
+		close(fd);
+		return -errno;
+	}
+	n = recv(fd, rsp.buf, sizeof(rsp.buf), 0);
+	close(fd);
+	if (n < (ssize_t)NLMSG_LENGTH(sizeof(*m)) || !NLMSG_OK(nlh, (size_t)n))
+		return -ENOENT;
+	if (nlh->nlmsg_type == NLMSG_ERROR)
+		return -ENOENT;
+	m = NLMSG_DATA(nlh);
+	u->type = m->udiag_type;
+	u->state = m->udiag_state;
+	len = nlh->nlmsg_len - NLMSG_LENGTH(sizeof(*m));
+	for (a = (struct rtattr *)(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+		if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= 4)
+			memcpy(&u->peer, RTA_DATA(a), 4);
+		else if (a->rta_type == UNIX_DIAG_RQLEN && RTA_PAYLOAD(a) >= 4)
+			memcpy(&u->rqlen, RTA_DATA(a), 4);
+		else if (a->rta_type == UNIX_DIAG_NAME)
+			u->named = true;
+	}
+	return 0;
+}
+
+/*
+ * A socket is carried only as one end of a connected, unnamed AF_UNIX pair
+ * whose other end is an fd of this process too (a socketpair it talks to
+ * itself through); datagrams still queued are not carried.
+ */
+int rst_unix_check_pairs(const struct rst_held_pipe *p, size_t n, char *why, size_t whylen)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct rst_unix_info u;
+		bool peer_here = false;
+
+		if (!p[i].sock)
+			continue;
+		if (rst_unix_diag(p[i].ino, &u)) {
+			snprintf(why, whylen, "fd %d is a socket (socket:[%llu]), not AF_UNIX",
+				 p[i].fd, (unsigned long long)p[i].ino);
+			return -EOPNOTSUPP;
+		}
+		for (size_t k = 0; k < n; k++)
+			peer_here |= p[k].sock && u.peer && p[k].ino == u.peer;
+		if (u.named || u.state != 1 || !peer_here) {
+			snprintf(why, whylen,
+				 "fd %d is a socket (socket:[%llu]) connected outside the process "
+				 "(only socketpairs it holds both ends of are supported)",
+				 p[i].fd, (unsigned long long)p[i].ino);
+			return -EOPNOTSUPP;
+		}
+		if (u.type != SOCK_STREAM && u.rqlen) {
+			snprintf(why, whylen, "fd %d is a datagram socketpair with %u bytes queued",
+				 p[i].fd, u.rqlen);
+			return -EOPNOTSUPP;
+		}
+	}
+	return 0;
+}
+
+/* Type, peer and the bytes waiting in one end of a socketpair (peeked, not consumed). */
+static int dump_unix(pid_t pid, Haul__Img__Fd *o)
+{
+	struct rst_unix_info u;
+	int pidfd, sfd, ret = 0;
+	ssize_t n;
+
+	ret = rst_unix_diag(o->ino, &u);
+	if (ret)
+		return ret;
+	o->has_sock_type = o->has_sock_peer = true;
+	o->sock_type = u.type;
+	o->sock_peer = u.peer;
+	if (!u.rqlen)
+		return 0;
+	pidfd = syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0)
+		return -errno;
+	sfd = syscall(SYS_pidfd_getfd, pidfd, o->fd, 0);
+	close(pidfd);
+	if (sfd < 0)
+		return -errno;
+	o->sock_data.data = malloc(u.rqlen);
+	if (!o->sock_data.data) {
+		close(sfd);
+		return -ENOMEM;
+	}
+	n = recv(sfd, o->sock_data.data, u.rqlen, MSG_PEEK | MSG_DONTWAIT);
+	close(sfd);
+	if (n != (ssize_t)u.rqlen) {
+		pr_err("cannot peek the %u bytes queued on socket fd %d of pid %d", u.rqlen, o->fd,
+		       (int)pid);
+		return -EIO;
+	}
+	o->has_sock_data = true;
+	o->sock_data.len = n;
+	return ret;
+}
+
+static int unix_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul__Img__Fd *prev,
+		     size_t nprev)
+{
+	(void)prev;
+	(void)nprev;
+	return dump_unix(p->pid, o);
+}
+
+/* The end of the pair that @f names; the pair is made on its first fd. */
+static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,
+			const char *path, int *src, bool *shared)
+{
+	/* A pair is named by its lower inode; its end with that inode is fds[0]. */
+	uint64_t id = f->ino < f->sock_peer ? f->ino : f->sock_peer;
+	struct rst_tpipe *p = NULL;
+	int32_t fds[2];
+	int ret;
+
+	(void)path;
+	*shared = true;
+	for (size_t i = 0; i < x->npipes; i++)
+		if (x->pipes[i].id == id && x->pipes[i].sock)
+			p = &x->pipes[i];
+	if (!p) {
+		p = &x->pipes[x->npipes];
+		memset(p, 0, sizeof(*p));
+		p->id = id;
+		p->sock = true;
+		ret = rst_rcall(t, SYS_socketpair, AF_UNIX, f->sock_type | SOCK_CLOEXEC, 0,
+				rst_scratch(t), 0, 0, NULL);
+		if (!ret)
+			ret = rst_peek(t, rst_scratch(t), fds, sizeof(fds));
+		if (!ret)
+			ret = rst_fd_park(t, x, fds[0], &p->r);
+		if (!ret)
+			ret = rst_fd_park(t, x, fds[1], &p->w);
+		if (ret)
+			return ret;
+		x->npipes++;
+	}
+	if (f->has_sock_data) {
+		if (f->ino == id)
+			p->data = &f->sock_data;
+		else
+			p->data1 = &f->sock_data;
+	}
+	*src = f->ino == id ? p->r : p->w;
+	return 0;
+}
+
+/* Every fd exists: what each end had to read goes in through the other end. */
+static int unix_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, size_t wl)
+{
+	return rst_fd_refill_parked(t, x, true, why, wl);
+}
+
+const struct rst_fd_ops rst_fd_unix_pair = {
+	.name = "unix socketpair",
+	.kind = HAUL__IMG__FD_KIND__FD_UNIX_PAIR,
+	.version = 3,
+	.match = unix_match,
+	.refuse = unix_refuse,
+	.dump = unix_dump,
+	.restore = unix_restore,
+	.setup = rst_fd_set_nonblock,
+	.finish = unix_finish,
+};

@@ -1,0 +1,120 @@
+/*
+ * target_int.h - private to src/restore: the restore target as target.c
+ * builds it, and the remote-call helpers that the per-resource files
+ * (fd_restore.c and the fd kinds) use to rebuild their part in the stub.
+ * Only target.c and the restore-side resource files include it.
+ */
+#ifndef HAUL_RESTORE_TARGET_INT_H
+#define HAUL_RESTORE_TARGET_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/rsys.h"
+#include "common/vma.h"
+#include "image.pb-c.h"
+#include "restore/restore.h"
+
+/* Trampoline: one code page (syscall; int3) then the scratch area. */
+#define TRAMP_CODE    4096UL
+#define TRAMP_SCRATCH (64UL << 10)
+#define TRAMP_SIZE    (TRAMP_CODE + TRAMP_SCRATCH)
+/* Keep this far from any VMA: a stack grows into the gap below it. */
+#define TRAMP_PAD (16UL << 20)
+
+/* Pages per bitmap chunk: 4 KiB of bits. */
+#define BITS_CHUNK_PAGES 32768ULL
+
+struct tvma {
+	struct haul_vma v;
+	/* 1 bit per page, 1: the page may hold data (not known to be zero); in
+	 * chunks of BITS_CHUNK_PAGES, a NULL chunk is all `fill` */
+	uint64_t **bits;
+	bool fill;
+};
+
+struct rst_target {
+	struct rst_target_opts o;
+	pid_t mpid; /* M, our child unless detached */
+	pid_t stub; /* S, as seen from here */
+	int pidfd;  /* S: every signal goes through it, so a reused PID is never hit */
+	bool pidns; /* S lives in a new PID namespace */
+	int ctl;    /* write end: 'R' once resumed; EOF tells M we are gone */
+	int mem;    /* /proc/S/mem */
+	struct rsys r;
+	bool seized;
+	struct rsys *thr; /* the other threads, once created (resume) */
+	size_t nthr;
+	struct rsys *cur; /* the thread injected calls run in; NULL: the main one */
+	uint64_t tramp;	  /* 0 until the first layout */
+	struct tvma *v;
+	size_t n;
+	bool resumed;
+	bool waited;
+};
+
+/*
+ * Remote calls into the stub (the thread t->cur, else the main one).
+ * rst_rcall: inject syscall @nr; 0, the remote -errno, or -errno of ptrace;
+ * *@res (may be NULL) gets the raw return.  rst_scratch: the address of the
+ * scratch area (TRAMP_SCRATCH bytes).  rst_poke/rst_peek: write/read the
+ * stub's memory through /proc/PID/mem.  rst_put_str: copy @s to the scratch
+ * area at @off, its remote address in *@addr; -ENAMETOOLONG if it does not fit.
+ */
+int rst_rcall(struct rst_target *t, long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
+	      uint64_t a4, uint64_t a5, long *res);
+uint64_t rst_scratch(const struct rst_target *t);
+int rst_poke(struct rst_target *t, uint64_t addr, const void *data, size_t len);
+int rst_peek(struct rst_target *t, uint64_t addr, void *buf, size_t len);
+int rst_put_str(struct rst_target *t, size_t off, const char *s, uint64_t *addr);
+
+#define RST_MADV_GUARD_INSTALL 102 /* Linux 6.13 */
+#ifndef MLOCK_ONFAULT
+#define MLOCK_ONFAULT 1
+#endif
+#ifndef SYS_mseal
+#define SYS_mseal 462
+#endif
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+#ifndef PTRACE_GET_RSEQ_CONFIGURATION
+#define PTRACE_GET_RSEQ_CONFIGURATION 0x420f
+#endif
+#ifndef PR_SET_MM_MAP
+#define PR_SET_MM_MAP 14
+#endif
+#define ARCH_MAP_VDSO_64_     0x2003
+#define RSEQ_FLAG_UNREGISTER_ 1
+
+struct clone_args_ {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+		set_tid_size, cgroup;
+};
+
+/* The exit status a helper process mirrors for a wait() @status. */
+int rst_exit_code(int status);
+
+/* 6.11's MAP_DROPPABLE; not in the libc headers. */
+#define RST_MAP_DROPPABLE 0x08
+
+/*
+ * target_layout.c: rst_tvmas_free frees @n VMAs of the target's table and
+ * the table; rst_create_prot: the protection a VMA is created with (before
+ * its pages are written).
+ */
+void rst_tvmas_free(struct tvma *v, size_t n);
+uint32_t rst_create_prot(const struct haul_vma *v);
+
+/*
+ * fd_restore.c: every fd of @ps in the stub, at its number, with its open
+ * file description shared as in the image, then what needs all of them
+ * (pipe and socketpair contents, epoll targets, locks, O_ASYNC owners).
+ * 0 or -errno with the reason in @why naming the fd.
+ */
+int rst_restore_fds(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl);
+
+#endif

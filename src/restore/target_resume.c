@@ -1,0 +1,1004 @@
+/*
+ * target_resume.c - the last step of a restore: the stub becomes the
+ * process.  In order: the vDSO at its old address (ARCH_MAP_VDSO_64), the
+ * fds (fd_restore.c), cwd, umask, PR_SET_MM_MAP, personality, name, signal
+ * actions, altstack, rseq, robust list, tid address, itimers, pending
+ * signals, rlimits; the other threads (injected clone3 with their TIDs,
+ * auto-attached); credentials in every thread; the trampoline unmapped
+ * while stopped at that syscall's exit; xstate, registers and signal mask
+ * of every thread; detach.  target.c's opening comment has the whole
+ * picture.
+ */
+#define LOG_PREFIX "restore: "
+#include <dirent.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/policy.h"
+#include "common/rsys.h"
+#include "common/validate.h"
+#include "common/vma.h"
+#include "restore/restore.h"
+#include "restore/restore_int.h"
+#include "restore/target_int.h"
+
+/* ---- resume -------------------------------------------------------------- */
+
+struct prctl_mm_map_ {
+	uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack;
+	uint64_t arg_start, arg_end, env_start, env_end;
+	uint64_t auxv;
+	uint32_t auxv_size;
+	uint32_t exe_fd;
+};
+
+static void img_to_regs(const Haul__Img__Regs *o, struct user_regs_struct *g)
+{
+	memset(g, 0, sizeof(*g));
+	g->r15 = o->r15;
+	g->r14 = o->r14;
+	g->r13 = o->r13;
+	g->r12 = o->r12;
+	g->rbp = o->rbp;
+	g->rbx = o->rbx;
+	g->r11 = o->r11;
+	g->r10 = o->r10;
+	g->r9 = o->r9;
+	g->r8 = o->r8;
+	g->rax = o->rax;
+	g->rcx = o->rcx;
+	g->rdx = o->rdx;
+	g->rsi = o->rsi;
+	g->rdi = o->rdi;
+	g->orig_rax = o->orig_rax;
+	g->rip = o->rip;
+	g->cs = o->cs;
+	g->eflags = o->eflags;
+	g->rsp = o->rsp;
+	g->ss = o->ss;
+	g->fs_base = o->fs_base;
+	g->gs_base = o->gs_base;
+	g->ds = o->ds;
+	g->es = o->es;
+	g->fs = o->fs;
+	g->gs = o->gs;
+}
+
+/* The vDSO of this kernel, at the address the process knew (vvar first). */
+static int restore_vdso(struct rst_target *t, const struct haul_layout *l, char *why, size_t wl)
+{
+	uint64_t vvar = 0, vdso = 0, vdso_end = 0;
+	struct haul_layout now;
+	const struct haul_vma *got;
+	int ret;
+
+	for (size_t i = 0; i < l->n; i++) {
+		if ((l->v[i].flags & HAUL_VMA_VVAR) && (!vvar || l->v[i].start < vvar))
+			vvar = l->v[i].start;
+		if (l->v[i].flags & HAUL_VMA_VDSO) {
+			vdso = l->v[i].start;
+			vdso_end = l->v[i].end;
+		}
+	}
+	if (!vdso)
+		return 0;
+	ret = rst_rcall(t, SYS_arch_prctl, ARCH_MAP_VDSO_64_, vvar ? vvar : vdso, 0, 0, 0, 0, NULL);
+	if (ret) {
+		snprintf(why, wl, "cannot map the vDSO at %#" PRIx64 ": %s", vvar ? vvar : vdso,
+			 strerror(-ret));
+		return ret;
+	}
+	ret = haul_layout_read(t->stub, false, &now);
+	if (ret)
+		return ret;
+	got = haul_layout_find(&now, vdso);
+	if (!got || !(got->flags & HAUL_VMA_VDSO) || got->start != vdso || got->end != vdso_end) {
+		snprintf(why, wl,
+			 "the vDSO of this kernel does not fit where the source had it "
+			 "(%#" PRIx64 "-%#" PRIx64 "); restore needs the same kernel build",
+			 vdso, vdso_end);
+		ret = -EOPNOTSUPP;
+	}
+	haul_layout_release(&now);
+	return ret;
+}
+
+static int restore_mm(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl)
+{
+	const Haul__Img__MmMap *mm = ps->mm;
+	struct prctl_mm_map_ m = {0};
+	uint64_t rexe;
+	long res;
+	int ret, exe_fd;
+
+	ret = rst_put_str(t, 4096, mm->exe, &rexe);
+	if (!ret)
+		ret = rst_rcall(t, SYS_openat, AT_FDCWD, rexe, O_RDONLY | O_CLOEXEC, 0, 0, 0, &res);
+	if (ret) {
+		snprintf(why, wl, "cannot open the executable %.256s: %s", mm->exe, strerror(-ret));
+		return ret;
+	}
+	exe_fd = (int)res;
+	if (ps->auxv.len > 2048) {
+		snprintf(why, wl, "the auxiliary vector (%zu bytes) is too large", ps->auxv.len);
+		return -E2BIG;
+	}
+	m.start_code = mm->start_code;
+	m.end_code = mm->end_code;
+	m.start_data = mm->start_data;
+	m.end_data = mm->end_data;
+	m.start_brk = mm->start_brk;
+	m.brk = mm->brk;
+	m.start_stack = mm->start_stack;
+	m.arg_start = mm->arg_start;
+	m.arg_end = mm->arg_end;
+	m.env_start = mm->env_start;
+	m.env_end = mm->env_end;
+	m.auxv = rst_scratch(t) + 1024;
+	m.auxv_size = ps->auxv.len;
+	m.exe_fd = exe_fd;
+	{
+		/*
+		 * The stub's exe is haul's binary.  When the process runs that same
+		 * file (and maps it), the kernel refuses to replace the exe by
+		 * itself (EBUSY while the old one is mapped); it is right already.
+		 */
+		struct stat cur, want;
+		char link[64];
+
+		snprintf(link, sizeof(link), "/proc/%d/exe", (int)t->stub);
+		if (!stat(link, &cur) && !stat(mm->exe, &want) && cur.st_dev == want.st_dev &&
+		    cur.st_ino == want.st_ino)
+			m.exe_fd = (uint32_t)-1;
+	}
+	ret = rst_poke(t, rst_scratch(t) + 1024, ps->auxv.data, ps->auxv.len);
+	if (!ret)
+		ret = rst_poke(t, rst_scratch(t), &m, sizeof(m));
+	if (!ret)
+		ret = rst_rcall(t, SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, rst_scratch(t), sizeof(m),
+				0, 0, NULL);
+	rst_rcall(t, SYS_close, exe_fd, 0, 0, 0, 0, 0, NULL);
+	if (ret)
+		snprintf(why, wl, "cannot set the memory map fields (PR_SET_MM_MAP): %s",
+			 strerror(-ret));
+	return ret;
+}
+
+static int restore_signals(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+			   size_t wl)
+{
+	uint64_t ss[3];
+	int ret = 0;
+
+	/* The stub's actions are all SIG_DFL with no flags (helper M): set only the image's. */
+	for (size_t i = 0; i < ps->n_sigactions && !ret; i++) {
+		const Haul__Img__SigAction *a = ps->sigactions[i];
+		uint64_t ka[4] = {a->handler, a->flags, a->restorer, a->mask};
+		int sig = (int)a->signo;
+
+		if (sig < 1 || sig > 64 || sig == SIGKILL || sig == SIGSTOP)
+			continue;
+		ret = rst_poke(t, rst_scratch(t), ka, sizeof(ka));
+		if (!ret)
+			ret = rst_rcall(t, SYS_rt_sigaction, sig, rst_scratch(t), 0, 8, 0, 0, NULL);
+		if (ret)
+			snprintf(why, wl, "cannot set the action of signal %d: %s", sig,
+				 strerror(-ret));
+	}
+	if (ret)
+		return ret;
+	if (ps->has_altstack_flags) {
+		if (ps->altstack_flags & SS_DISABLE) {
+			ss[0] = 0;
+			ss[1] = SS_DISABLE;
+			ss[2] = 0;
+		} else {
+			ss[0] = ps->altstack_sp;
+			ss[1] = ps->altstack_flags & ~(uint32_t)SS_ONSTACK;
+			ss[2] = ps->altstack_size;
+		}
+		ret = rst_poke(t, rst_scratch(t), ss, sizeof(ss));
+		if (!ret)
+			ret = rst_rcall(t, SYS_sigaltstack, rst_scratch(t), 0, 0, 0, 0, 0, NULL);
+		if (ret) {
+			snprintf(why, wl, "cannot set the alternate signal stack: %s",
+				 strerror(-ret));
+			return ret;
+		}
+	}
+	/* Queued signals stay pending: every signal is blocked until the mask is set last. */
+	for (size_t i = 0; i < ps->n_pending; i++) {
+		const Haul__Img__PendingSignal *p = ps->pending[i];
+		int32_t signo;
+
+		if (p->siginfo.len != 128)
+			continue;
+		memcpy(&signo, p->siginfo.data, sizeof(signo));
+		ret = rst_poke(t, rst_scratch(t), p->siginfo.data, 128);
+		if (!ret && p->shared)
+			ret = rst_rcall(t, SYS_rt_sigqueueinfo, t->o.pid, signo, rst_scratch(t), 0,
+					0, 0, NULL);
+		else if (!ret)
+			ret = rst_rcall(t, SYS_rt_tgsigqueueinfo, t->o.pid, t->o.pid, signo,
+					rst_scratch(t), 0, 0, NULL);
+		if (ret) {
+			snprintf(why, wl, "cannot requeue pending signal %d: %s", signo,
+				 strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static int restore_task(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+			size_t wl)
+{
+	uint64_t addr;
+	int ret;
+
+	ret = rst_put_str(t, 0, ps->cwd, &addr);
+	if (!ret)
+		ret = rst_rcall(t, SYS_chdir, addr, 0, 0, 0, 0, 0, NULL);
+	if (ret) {
+		snprintf(why, wl, "cannot enter the working directory %.256s: %s", ps->cwd,
+			 strerror(-ret));
+		return ret;
+	}
+	ret = rst_rcall(t, SYS_umask, ps->umask, 0, 0, 0, 0, 0, NULL);
+	if (!ret)
+		ret = rst_rcall(t, SYS_personality, ps->personality, 0, 0, 0, 0, 0, NULL);
+	if (!ret)
+		ret = rst_put_str(t, 0, ps->comm, &addr);
+	if (!ret)
+		ret = rst_rcall(t, SYS_prctl, PR_SET_NAME, addr, 0, 0, 0, 0, NULL);
+	if (!ret && ps->rseq)
+		ret = rst_rcall(t, SYS_rseq, ps->rseq->addr, ps->rseq->len, 0, ps->rseq->sig, 0, 0,
+				NULL);
+	if (ret) {
+		snprintf(why, wl, "cannot restore cwd, umask, personality, name or rseq: %s",
+			 strerror(-ret));
+		return ret;
+	}
+	if (ps->has_robust_list)
+		ret = rst_rcall(t, SYS_set_robust_list, ps->robust_list, ps->robust_list_len, 0, 0,
+				0, 0, NULL);
+	if (!ret && ps->has_tid_address)
+		ret = rst_rcall(t, SYS_set_tid_address, ps->tid_address, 0, 0, 0, 0, 0, NULL);
+	if (!ret && ps->has_timerslack_ns)
+		ret = rst_rcall(t, SYS_prctl, PR_SET_TIMERSLACK, ps->timerslack_ns, 0, 0, 0, 0,
+				NULL);
+	if (!ret)
+		ret = rst_rcall(t, SYS_prctl, PR_SET_PDEATHSIG,
+				ps->has_pdeathsig ? ps->pdeathsig : 0, 0, 0, 0, 0, NULL);
+	for (size_t i = 0; !ret && i < ps->n_itimers; i++) {
+		const Haul__Img__Itimer *it = ps->itimers[i];
+		uint64_t tv[4] = {it->interval_us / 1000000, it->interval_us % 1000000,
+				  it->value_us / 1000000, it->value_us % 1000000};
+
+		ret = rst_poke(t, rst_scratch(t), tv, sizeof(tv));
+		if (!ret)
+			ret = rst_rcall(t, SYS_setitimer, it->which, rst_scratch(t), 0, 0, 0, 0,
+					NULL);
+	}
+	if (ret) {
+		snprintf(why, wl, "cannot restore robust list, tid address or timers: %s",
+			 strerror(-ret));
+		return ret;
+	}
+	for (size_t i = 0; i < ps->n_rlimits; i++) {
+		struct rlimit rl = {ps->rlimits[i]->cur, ps->rlimits[i]->max};
+
+		if (prlimit(t->stub, ps->rlimits[i]->resource, &rl, NULL) < 0) {
+			struct rlimit old;
+
+			/* Without CAP_SYS_RESOURCE a hard limit cannot grow: keep ours. */
+			if (errno == EPERM &&
+			    !prlimit(t->stub, ps->rlimits[i]->resource, NULL, &old)) {
+				rl.rlim_max = old.rlim_max;
+				if (rl.rlim_cur > rl.rlim_max)
+					rl.rlim_cur = rl.rlim_max;
+				prlimit(t->stub, ps->rlimits[i]->resource, &rl, NULL);
+			}
+			pr_warn("pid %d: cannot set rlimit %u to %" PRIu64 "/%" PRIu64
+				" (no CAP_SYS_RESOURCE?); it keeps a lower hard limit",
+				(int)t->o.pid, ps->rlimits[i]->resource, ps->rlimits[i]->cur,
+				ps->rlimits[i]->max);
+		}
+	}
+	if (ps->has_nice)
+		setpriority(PRIO_PROCESS, t->stub, ps->nice);
+	return 0;
+}
+
+/*
+ * loginuid can only be written by the process itself (proc_loginuid_write),
+ * with CAP_AUDIT_CONTROL: before the credentials drop it.
+ */
+static int restore_loginuid(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+			    size_t wl)
+{
+	char path[64], cur[32] = "", v[16];
+	uint64_t addr, vaddr;
+	long fd;
+	int ret, fdr;
+
+	snprintf(path, sizeof(path), "/proc/%d/loginuid", (int)t->stub);
+	fdr = open(path, O_RDONLY | O_CLOEXEC);
+	if (fdr >= 0) {
+		ssize_t n = read(fdr, cur, sizeof(cur) - 1);
+
+		cur[n > 0 ? n : 0] = '\0';
+		close(fdr);
+	}
+	if (strtoul(cur, NULL, 10) == ps->loginuid)
+		return 0;
+	snprintf(v, sizeof(v), "%u", ps->loginuid);
+	ret = rst_put_str(t, 0, "/proc/self/loginuid", &addr);
+	if (!ret)
+		ret = rst_put_str(t, 64, v, &vaddr);
+	if (!ret)
+		ret = rst_rcall(t, SYS_openat, AT_FDCWD, addr, O_WRONLY | O_CLOEXEC, 0, 0, 0, &fd);
+	if (!ret) {
+		ret = rst_rcall(t, SYS_write, fd, vaddr, strlen(v), 0, 0, 0, NULL);
+		rst_rcall(t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
+	}
+	if (ret)
+		snprintf(
+			why, wl,
+			"cannot set the loginuid of pid %d to %u (the restorer's is %.16s): %s; it "
+			"can be set once, with CAP_AUDIT_CONTROL: run haul where loginuid is "
+			"unset or the same",
+			ps->pid, ps->loginuid, cur, strerror(-ret));
+	return ret;
+}
+
+/* Attributes only the process can set on itself (procattr.c dumped them). */
+static int restore_attrs(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+			 size_t wl)
+{
+	const char *what = "PR_SET_CHILD_SUBREAPER";
+	int ret = 0;
+
+	if (ps->has_loginuid) {
+		ret = restore_loginuid(t, ps, why, wl);
+		if (ret)
+			return ret;
+	}
+	if (ps->has_child_subreaper && ps->child_subreaper)
+		ret = rst_rcall(t, SYS_prctl, PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0, 0, NULL);
+	if (!ret && ps->has_thp_disable && (ps->thp_disable & 1)) {
+		what = "PR_SET_THP_DISABLE";
+		ret = rst_rcall(t, SYS_prctl, PR_SET_THP_DISABLE, 1, ps->thp_disable & ~1u, 0, 0, 0,
+				NULL);
+	}
+	/* Each bit of GET_REGISTRATIONS is the REGISTER_* command that set it. */
+	for (unsigned b = 0; !ret && ps->has_membarrier && b < 32; b++)
+		if (ps->membarrier & (1u << b)) {
+			what = "a membarrier registration";
+			ret = rst_rcall(t, SYS_membarrier, 1u << b, 0, 0, 0, 0, 0, NULL);
+		}
+	if (ret)
+		snprintf(why, wl, "cannot restore %s of pid %d: %s", what, ps->pid, strerror(-ret));
+	return ret;
+}
+
+/* oom_score_adj, coredump_filter and cgroups, written from here (procattr.c). */
+static int apply_attrs(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+		       size_t wl)
+{
+	pid_t *tids = calloc(t->nthr + 1, sizeof(*tids));
+	int ret;
+
+	if (!tids) {
+		snprintf(why, wl, "out of memory placing pid %d in its cgroups", ps->pid);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < t->nthr; i++)
+		tids[i] = t->thr[i].pid;
+	ret = rst_attr_apply(t->stub, tids, ps, why, wl);
+	free(tids);
+	if (ret && !why[0])
+		snprintf(why, wl, "cannot set the cgroups or OOM score of pid %d: %s", ps->pid,
+			 strerror(-ret));
+	return ret;
+}
+
+/* "S N" of timens_offsets for @ns: N in [0, 1e9). */
+static void split_ns(int64_t ns, long long *sec, long long *nsec)
+{
+	*sec = ns / 1000000000LL;
+	*nsec = ns % 1000000000LL;
+	if (*nsec < 0) {
+		*nsec += 1000000000LL;
+		(*sec)--;
+	}
+}
+
+/*
+ * A time namespace pending for its children: unshare one in the main
+ * thread (before the threads are created, which share it as they did on
+ * the source, and before the credentials drop CAP_SYS_ADMIN) and give it
+ * the image's offsets relative to the process's own namespace.
+ */
+static int restore_timens_children(struct rst_target *t, const Haul__Img__ProcessState *ps,
+				   char *why, size_t wl)
+{
+	long long ms, mn, bs, bn;
+	char path[64], text[128];
+	int ret, fd;
+
+	if (!ps->has_children_monotonic_ns || !ps->has_children_boottime_ns)
+		return 0;
+	ret = rst_rcall(t, SYS_unshare, CLONE_NEWTIME, 0, 0, 0, 0, 0, NULL);
+	if (!ret) {
+		split_ns(t->o.monotonic_offset_ns + ps->children_monotonic_ns, &ms, &mn);
+		split_ns(t->o.boottime_offset_ns + ps->children_boottime_ns, &bs, &bn);
+		snprintf(text, sizeof(text), "monotonic %lld %lld\nboottime %lld %lld\n", ms, mn,
+			 bs, bn);
+		snprintf(path, sizeof(path), "/proc/%d/timens_offsets", (int)t->stub);
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		ret = fd < 0 ? -errno : 0;
+		if (!ret && write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+			ret = -errno;
+		if (fd >= 0)
+			close(fd);
+	}
+	if (ret)
+		snprintf(why, wl,
+			 "cannot restore the time namespace pending for the children of pid %d: %s",
+			 ps->pid, strerror(-ret));
+	return ret;
+}
+
+/* no_new_privs in every thread: after the credentials (it is one-way). */
+static int restore_nnp(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+		       size_t wl)
+{
+	int ret = 0;
+
+	if (!ps->has_no_new_privs || !ps->no_new_privs)
+		return 0;
+	for (size_t i = 0; i < t->nthr && !ret; i++) {
+		t->cur = &t->thr[i];
+		ret = rst_rcall(t, SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0, NULL);
+	}
+	t->cur = NULL;
+	if (!ret)
+		ret = rst_rcall(t, SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0, NULL);
+	if (ret)
+		snprintf(why, wl, "cannot set no_new_privs in pid %d: %s", ps->pid, strerror(-ret));
+	return ret;
+}
+
+/* The thread of the stub (as seen from here) that is not the main one nor known yet. */
+static pid_t new_thread(struct rst_target *t)
+{
+	char path[64];
+	struct dirent *de;
+	pid_t found = -ESRCH;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)t->stub);
+	d = opendir(path);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		pid_t tid = atoi(de->d_name);
+		bool known = tid == t->stub;
+
+		for (size_t i = 0; i < t->nthr; i++)
+			known |= t->thr[i].pid == tid;
+		if (tid > 0 && !known) {
+			found = tid;
+			break;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+/*
+ * Create thread @th inside the stub: clone3 with the thread flags glibc
+ * uses and set_tid = its old TID, injected in the main thread.  With
+ * PTRACE_O_TRACECLONE the kernel attaches it to us and stops it before it
+ * runs a single instruction; its registers come last, with everyone's.
+ */
+static int create_thread(struct rst_target *t, const Haul__Img__ThreadState *th, char *why,
+			 size_t wl)
+{
+	struct clone_args_ a = {0};
+	struct rsys *r;
+	int32_t tid = th->tid;
+	pid_t outer;
+	int ret, status;
+
+	a.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+	a.set_tid = rst_scratch(t) + 256;
+	a.set_tid_size = 1;
+	ret = rst_poke(t, rst_scratch(t), &a, sizeof(a));
+	if (!ret)
+		ret = rst_poke(t, rst_scratch(t) + 256, &tid, sizeof(tid));
+	if (!ret)
+		ret = rst_rcall(t, SYS_clone3, rst_scratch(t), sizeof(a), 0, 0, 0, 0, NULL);
+	if (ret) {
+		if (ret == -EEXIST)
+			snprintf(why, wl,
+				 "thread id %d is in use here; restore into a new PID namespace",
+				 tid);
+		else
+			snprintf(why, wl, "cannot create thread %d: %s", tid, strerror(-ret));
+		return ret;
+	}
+	outer = new_thread(t);
+	if (outer < 0) {
+		snprintf(why, wl, "cannot find new thread %d", tid);
+		return outer;
+	}
+	/* Its first stop: attached by PTRACE_O_TRACECLONE. */
+	while (waitpid(outer, &status, __WALL) < 0) {
+		if (errno != EINTR) {
+			snprintf(why, wl, "cannot wait for new thread %d: %s", tid,
+				 strerror(errno));
+			return -errno;
+		}
+	}
+	r = &t->thr[t->nthr];
+	ret = rsys_attach_stopped(r, outer, t->tramp);
+	if (ret)
+		return ret;
+	t->nthr++;
+
+	/* Its own bookkeeping, injected in it. */
+	t->cur = r;
+	if (th->rseq)
+		ret = rst_rcall(t, SYS_rseq, th->rseq->addr, th->rseq->len, 0, th->rseq->sig, 0, 0,
+				NULL);
+	if (!ret && th->has_robust_list)
+		ret = rst_rcall(t, SYS_set_robust_list, th->robust_list, th->robust_list_len, 0, 0,
+				0, 0, NULL);
+	if (!ret && th->has_tid_address)
+		ret = rst_rcall(t, SYS_set_tid_address, th->tid_address, 0, 0, 0, 0, 0, NULL);
+	if (!ret && th->has_altstack_flags && !(th->altstack_flags & SS_DISABLE)) {
+		uint64_t ss[3] = {th->altstack_sp, th->altstack_flags & ~(uint32_t)SS_ONSTACK,
+				  th->altstack_size};
+
+		ret = rst_poke(t, rst_scratch(t), ss, sizeof(ss));
+		if (!ret)
+			ret = rst_rcall(t, SYS_sigaltstack, rst_scratch(t), 0, 0, 0, 0, 0, NULL);
+	}
+	if (!ret && th->comm) {
+		uint64_t addr;
+
+		ret = rst_put_str(t, 0, th->comm, &addr);
+		if (!ret)
+			ret = rst_rcall(t, SYS_prctl, PR_SET_NAME, addr, 0, 0, 0, 0, NULL);
+	}
+	t->cur = NULL;
+	/* Its own queue of signals, sent to it by TID. */
+	for (size_t i = 0; !ret && i < th->n_pending; i++) {
+		int32_t signo;
+
+		if (th->pending[i]->siginfo.len != 128)
+			continue;
+		memcpy(&signo, th->pending[i]->siginfo.data, sizeof(signo));
+		ret = rst_poke(t, rst_scratch(t), th->pending[i]->siginfo.data, 128);
+		if (!ret)
+			ret = rst_rcall(t, SYS_rt_tgsigqueueinfo, t->o.pid, th->tid, signo,
+					rst_scratch(t), 0, 0, NULL);
+	}
+	if (ret)
+		snprintf(why, wl, "cannot set up thread %d: %s", tid, strerror(-ret));
+	return ret;
+}
+
+static int create_threads(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+			  size_t wl)
+{
+	int ret = 0;
+
+	if (!ps->n_threads)
+		return 0;
+	t->thr = calloc(ps->n_threads, sizeof(*t->thr));
+	if (!t->thr)
+		return -ENOMEM;
+	if (ptrace(PTRACE_SETOPTIONS, t->stub, 0, PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE) < 0)
+		return -errno;
+	for (size_t i = 0; i < ps->n_threads && !ret; i++)
+		ret = create_thread(t, ps->threads[i], why, wl);
+	return ret;
+}
+
+/* Registers, xstate and signal mask of a thread stopped at an injected call's exit. */
+static int load_cpu(pid_t tid, const Haul__Img__Regs *ir, const ProtobufCBinaryData *xstate,
+		    uint64_t mask, char *why, size_t wl)
+{
+	struct user_regs_struct regs;
+	struct iovec iov = {xstate->data, xstate->len};
+
+	if (ptrace(PTRACE_SETREGSET, tid, NT_X86_XSTATE, &iov) < 0) {
+		snprintf(why, wl, "cannot load the FPU/xstate of %d (another CPU model?): %s",
+			 (int)tid, strerror(errno));
+		return -errno;
+	}
+	img_to_regs(ir, &regs);
+	if (ptrace(PTRACE_SETREGS, tid, 0, &regs) < 0 ||
+	    ptrace(PTRACE_SETSIGMASK, tid, sizeof(mask), &mask) < 0) {
+		snprintf(why, wl, "cannot load the registers of %d: %s", (int)tid, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+/* The raw id system calls change one thread only (glibc broadcasts; we are not glibc). */
+static int creds_on(struct rst_target *t, const Haul__Img__Creds *c)
+{
+	int ret;
+
+	ret = rst_poke(t, rst_scratch(t), c->groups, c->n_groups * sizeof(uint32_t));
+	if (!ret)
+		ret = rst_rcall(t, SYS_setgroups, c->n_groups, rst_scratch(t), 0, 0, 0, 0, NULL);
+	if (!ret)
+		ret = rst_rcall(t, SYS_setresgid, c->rgid, c->egid, c->sgid, 0, 0, 0, NULL);
+	if (!ret)
+		ret = rst_rcall(t, SYS_setfsgid, c->fsgid, 0, 0, 0, 0, 0, NULL);
+	if (!ret)
+		ret = rst_rcall(t, SYS_setresuid, c->ruid, c->euid, c->suid, 0, 0, 0, NULL);
+	if (!ret)
+		ret = rst_rcall(t, SYS_setfsuid, c->fsuid, 0, 0, 0, 0, 0, NULL);
+	return ret;
+}
+
+static int restore_creds(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+			 size_t wl)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < t->nthr && !ret; i++) {
+		t->cur = &t->thr[i];
+		ret = creds_on(t, ps->creds);
+	}
+	t->cur = NULL;
+	if (!ret)
+		ret = creds_on(t, ps->creds);
+	/* Changing ids resets dumpability: set it after. */
+	if (!ret && ps->has_dumpable)
+		ret = rst_rcall(t, SYS_prctl, PR_SET_DUMPABLE, ps->dumpable ? 1 : 0, 0, 0, 0, 0,
+				NULL);
+	if (ret)
+		snprintf(why, wl, "cannot restore credentials: %s", strerror(-ret));
+	return ret;
+}
+
+static int check_image(const Haul__Img__ProcessState *ps, char *why, size_t wl)
+{
+	struct utsname u;
+
+	uname(&u);
+	if (ps->version != RST_IMAGE_VERSION) {
+		snprintf(why, wl, "image version %u, this haul restores version %u", ps->version,
+			 RST_IMAGE_VERSION);
+		return -EPROTO;
+	}
+	if (strcmp(ps->arch, "x86_64")) {
+		snprintf(why, wl, "image is for %.32s, this is x86_64", ps->arch);
+		return -EOPNOTSUPP;
+	}
+	if (strcmp(ps->kernel_release, u.release)) {
+		snprintf(why, wl,
+			 "image is from kernel %.64s, this is %.64s: restore needs the same kernel "
+			 "on both sides (vDSO, xstate layout)",
+			 ps->kernel_release, u.release);
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+/* Milliseconds since *@t, and *@t = now: the phases of a resume (debug log). */
+static double lap_ms(struct timespec *t)
+{
+	struct timespec n;
+	double ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &n);
+	ms = (n.tv_sec - t->tv_sec) * 1e3 + (n.tv_nsec - t->tv_nsec) / 1e6;
+	*t = n;
+	return ms;
+}
+
+/*
+ * What a VMA gets once its pages are in: its guard pages (MADV_GUARD_INSTALL
+ * zaps what the page copy may have put there), the final protection of
+ * shared memory (create_prot), mlock (MLOCK_ONFAULT for "lf"), and last
+ * mseal, after which nothing may change the VMA.
+ */
+static int finish_vmas(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+		       size_t wl)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < ps->n_vmas && !ret; i++)
+		for (size_t k = 0; k < ps->vmas[i]->n_guards && !ret; k++) {
+			const Haul__Img__GuardRange *g = ps->vmas[i]->guards[k];
+
+			ret = rst_rcall(t, SYS_madvise, g->start, g->end - g->start,
+					RST_MADV_GUARD_INSTALL, 0, 0, 0, NULL);
+			if (ret)
+				snprintf(why, wl,
+					 "cannot install guard pages %#" PRIx64 "-%#" PRIx64
+					 ": %s (MADV_GUARD_INSTALL needs Linux 6.13)",
+					 g->start, g->end, strerror(-ret));
+		}
+	for (size_t i = 0; i < t->n && !ret; i++) {
+		const struct haul_vma *v = &t->v[i].v;
+
+		if (rst_create_prot(v) != v->prot) {
+			ret = rst_rcall(t, SYS_mprotect, v->start, v->end - v->start, v->prot, 0, 0,
+					0, NULL);
+			if (ret)
+				snprintf(why, wl, "cannot protect %#" PRIx64 "-%#" PRIx64 ": %s",
+					 v->start, v->end, strerror(-ret));
+		}
+		if (!ret && (v->flags & HAUL_VMA_LOCKED)) {
+			int r = (v->flags & HAUL_VMA_LOCKFAULT)
+					? rst_rcall(t, SYS_mlock2, v->start, v->end - v->start,
+						    MLOCK_ONFAULT, 0, 0, 0, NULL)
+					: rst_rcall(t, SYS_mlock, v->start, v->end - v->start, 0, 0,
+						    0, 0, NULL);
+
+			if (r)
+				pr_warn_r(r, "cannot mlock %#" PRIx64 "-%#" PRIx64 " of pid %d",
+					  v->start, v->end, (int)t->o.pid);
+		}
+	}
+	for (size_t i = 0; i < t->n && !ret; i++) {
+		const struct haul_vma *v = &t->v[i].v;
+
+		if (!(v->flags & HAUL_VMA_SEALED))
+			continue;
+		ret = rst_rcall(t, SYS_mseal, v->start, v->end - v->start, 0, 0, 0, 0, NULL);
+		if (ret)
+			snprintf(why, wl, "cannot seal %#" PRIx64 "-%#" PRIx64 ": %s", v->start,
+				 v->end, strerror(-ret));
+	}
+	return ret;
+}
+
+static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl)
+{
+	struct haul_layout l;
+	uint64_t mask = ps->sigmask;
+	struct timespec lap;
+	double ms[8] = {0};
+	int ret;
+
+	clock_gettime(CLOCK_MONOTONIC, &lap);
+
+	ret = check_image(ps, why, wl);
+	if (ret)
+		return ret;
+	if (ps->pid != t->o.pid) {
+		snprintf(why, wl, "image is of pid %d, the target was made for pid %d", ps->pid,
+			 (int)t->o.pid);
+		return -EINVAL;
+	}
+	ret = rst_state_layout(ps, &l);
+	if (ret)
+		return ret;
+	/* Normally a no-op: the last layout sent was this one. */
+	ret = rst_target_layout(t, &l);
+	ms[0] = lap_ms(&lap);
+	if (!ret)
+		ret = restore_vdso(t, &l, why, wl);
+	ms[1] = lap_ms(&lap);
+	if (!ret && t->o.before_resume) {
+		ret = t->o.before_resume(t->o.before_resume_arg, &t->r, &l);
+		if (ret)
+			snprintf(why, wl, "cannot prepare post-copy memory: %s", strerror(-ret));
+	}
+	haul_layout_release(&l);
+	if (ret) {
+		if (!why[0])
+			snprintf(why, wl, "cannot rebuild the address space: %s", strerror(-ret));
+		return ret;
+	}
+	ret = finish_vmas(t, ps, why, wl);
+	if (ret)
+		return ret;
+
+	ms[2] = lap_ms(&lap);
+	ret = rst_restore_fds(t, ps, why, wl);
+	ms[3] = lap_ms(&lap);
+	if (!ret)
+		ret = restore_mm(t, ps, why, wl);
+	ms[4] = lap_ms(&lap);
+	if (!ret)
+		ret = restore_task(t, ps, why, wl);
+	if (!ret)
+		ret = restore_attrs(t, ps, why, wl);
+	if (!ret)
+		ret = restore_signals(t, ps, why, wl);
+	ms[5] = lap_ms(&lap);
+	/* Before the threads: clone(CLONE_VM) shares it with them, as on the source. */
+	if (!ret)
+		ret = restore_timens_children(t, ps, why, wl);
+	if (!ret)
+		ret = create_threads(t, ps, why, wl);
+	if (!ret)
+		ret = restore_creds(t, ps, why, wl);
+	if (!ret)
+		ret = restore_nnp(t, ps, why, wl);
+	ms[6] = lap_ms(&lap);
+	if (ret) {
+		if (!why[0])
+			snprintf(why, wl, "%s", strerror(-ret));
+		return ret;
+	}
+
+	/* The last injected call: stopped at its exit, nothing runs from the trampoline again. */
+	ret = rst_rcall(t, SYS_munmap, t->tramp, TRAMP_SIZE, 0, 0, 0, 0, NULL);
+	if (ret) {
+		snprintf(why, wl, "cannot unmap the restorer's trampoline: %s", strerror(-ret));
+		return ret;
+	}
+	for (size_t i = 0; i < t->nthr && !ret; i++)
+		ret = load_cpu(t->thr[i].pid, ps->threads[i]->regs, &ps->threads[i]->xstate,
+			       ps->threads[i]->sigmask, why, wl);
+	if (!ret)
+		ret = load_cpu(t->stub, ps->regs, &ps->xstate, mask, why, wl);
+	/*
+	 * Its cgroups last, once no call is injected any more: on the same
+	 * host the source's own cgroup may be frozen by haul migrate (until
+	 * the commit thaws it), and a frozen tracee would run no injected call.
+	 */
+	if (!ret)
+		ret = apply_attrs(t, ps, why, wl);
+	if (ret)
+		return ret;
+	/* M stops guarding: from here the process lives on without us. */
+	if (write(t->ctl, "R", 1) != 1) {
+		ret = -errno;
+		snprintf(why, wl, "cannot tell the restore helper: %s", strerror(errno));
+		return ret;
+	}
+	t->resumed = true;
+	for (size_t i = 0; i < t->nthr; i++)
+		if (ptrace(PTRACE_DETACH, t->thr[i].pid, 0, 0) < 0)
+			pr_warn("cannot detach thread %d of restored pid %d: %s", t->thr[i].pid,
+				(int)t->o.pid, strerror(errno));
+	t->nthr = 0;
+	if (ptrace(PTRACE_DETACH, t->stub, 0, 0) < 0) {
+		ret = -errno;
+		snprintf(why, wl, "cannot let the process run: %s", strerror(errno));
+		return ret;
+	}
+	t->seized = false;
+	ms[7] = lap_ms(&lap);
+	pr_debug("pid %d resume phases (ms): layout %.2f, vdso %.2f, memory hooks and mlock "
+		 "%.2f, fds %.2f, mm %.2f, task and signals %.2f, threads and creds %.2f, "
+		 "registers and detach %.2f",
+		 (int)t->o.pid, ms[0], ms[1], ms[2], ms[3], ms[4], ms[5], ms[6], ms[7]);
+	return 0;
+}
+
+int rst_target_resume(struct rst_target *t, const void *state, size_t len, pid_t *pid, char *why,
+		      size_t whylen)
+{
+	Haul__Img__ProcessState *ps;
+	struct timespec t0, t1;
+	int ret;
+
+	why[0] = '\0';
+	if (t->resumed) {
+		snprintf(why, whylen, "pid %d was resumed already", (int)t->o.pid);
+		return -EINVAL;
+	}
+	ps = haul__img__process_state__unpack(NULL, len, state);
+	if (!ps) {
+		snprintf(why, whylen, "the process state of pid %d is corrupt", (int)t->o.pid);
+		return -EBADMSG;
+	}
+	/* nothing of it is used before every field passed (common/validate.h) */
+	if (val_process_state(ps, why, whylen)) {
+		haul__img__process_state__free_unpacked(ps, NULL);
+		pr_err("cannot restore pid %d: bad process state: %s", (int)t->o.pid, why);
+		return -EBADMSG;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ret = resume(t, ps, why, whylen);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	haul__img__process_state__free_unpacked(ps, NULL);
+	if (ret) {
+		pr_err("cannot restore pid %d: %s", (int)t->o.pid, why);
+		if (t->resumed)
+			rst_target_kill(t);
+		else if (t->seized) {
+			rst_target_kill(t);
+			for (size_t i = 0; i < t->nthr; i++)
+				waitpid(t->thr[i].pid, NULL, __WALL);
+			t->nthr = 0;
+			waitpid(t->stub, NULL, __WALL);
+			t->seized = false;
+		}
+		return ret;
+	}
+	if (t->mem >= 0) {
+		close(t->mem);
+		t->mem = -1;
+	}
+	*pid = t->stub;
+	pr_info("pid %d restored in %.1f ms (pid %d here%s)", (int)t->o.pid,
+		(t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6, (int)t->stub,
+		t->pidns ? ", in a new PID namespace" : "");
+	return 0;
+}
+
+int rst_target_wait(struct rst_target *t)
+{
+	int status;
+
+	if (t->o.detach || t->waited || t->mpid <= 0)
+		return -ECHILD;
+	if (waitpid(t->mpid, &status, 0) < 0)
+		return -errno;
+	t->waited = true;
+	return rst_exit_code(status);
+}
+
+void rst_target_free(struct rst_target *t)
+{
+	if (!t)
+		return;
+	if (!t->resumed && t->stub > 0) {
+		rst_target_kill(t);
+		if (t->seized)
+			waitpid(t->stub, NULL, __WALL);
+	}
+	if (t->ctl >= 0)
+		close(t->ctl); /* M: EOF before 'R' kills what is left */
+	if (t->mem >= 0)
+		close(t->mem);
+	if (t->pidfd >= 0)
+		close(t->pidfd);
+	if (!t->resumed && !t->o.detach && !t->waited && t->mpid > 0)
+		waitpid(t->mpid, NULL, 0);
+	rst_tvmas_free(t->v, t->n);
+	free(t->thr);
+	free(t);
+}
+
+int rst_image_clock_offsets(const void *state, size_t len, int64_t *mono, int64_t *boot)
+{
+	Haul__Img__ProcessState *ps = haul__img__process_state__unpack(NULL, len, state);
+	struct timespec m, b;
+
+	if (!ps)
+		return -EBADMSG;
+	clock_gettime(CLOCK_MONOTONIC, &m);
+	clock_gettime(CLOCK_BOOTTIME, &b);
+	*mono = (int64_t)ps->monotonic_ns - (m.tv_sec * 1000000000LL + m.tv_nsec);
+	*boot = (int64_t)ps->boottime_ns - (b.tv_sec * 1000000000LL + b.tv_nsec);
+	haul__img__process_state__free_unpacked(ps, NULL);
+	return 0;
+}
