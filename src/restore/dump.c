@@ -609,53 +609,6 @@ static int dump_fds(struct dump_ctx *c, struct rsys *r, uint64_t scratch, char *
 	return 0;
 }
 
-/*
- * The rlimits of @pid from /proc/PID/limits, which anyone who may read the
- * process's /proc may read: prlimit(2) on a process of another uid needs
- * CAP_SYS_RESOURCE, which root lacks in some containers.  The kernel prints
- * one header line, then one line per resource in resource order: the name
- * padded to 25 columns and a space, then the soft and the hard limit, each a
- * number or "unlimited".
- */
-static int parse_limits(pid_t pid, const char *text, Haul__Img__Rlimit *rl)
-{
-	const char *line = strchr(text, '\n');
-	int res;
-
-	for (res = 0; res < RLIM_NLIMITS && line && line[1]; res++) {
-		char soft[32], hard[32];
-		uint64_t v[2];
-
-		line++;
-		if (strcspn(line, "\n") < 27 || sscanf(line + 26, "%31s %31s", soft, hard) != 2)
-			break;
-		for (int k = 0; k < 2; k++) {
-			const char *w = k ? hard : soft;
-			char *end;
-
-			if (!strcmp(w, "unlimited")) {
-				v[k] = RLIM_INFINITY;
-				continue;
-			}
-			errno = 0;
-			v[k] = strtoull(w, &end, 10);
-			if (errno || *end)
-				goto bad;
-		}
-		haul__img__rlimit__init(&rl[res]);
-		rl[res].resource = res;
-		rl[res].cur = v[0];
-		rl[res].max = v[1];
-		line = strchr(line, '\n');
-	}
-	if (res == RLIM_NLIMITS)
-		return 0;
-bad:
-	pr_err("cannot parse line %d of /proc/%d/limits; is this a Linux kernel /proc?", res + 2,
-	       (int)pid);
-	return -EBADMSG;
-}
-
 static int dump_process(struct dump_ctx *c, pid_t pid)
 {
 	const char *f;
@@ -726,7 +679,7 @@ static int dump_process(struct dump_ctx *c, pid_t pid)
 		pr_err_r(ret, "cannot read /proc/%d/limits", (int)pid);
 		return ret;
 	}
-	ret = parse_limits(pid, text, c->rl);
+	ret = rst_parse_limits(pid, text, c->rl);
 	free(text);
 	if (ret)
 		return ret;
@@ -738,34 +691,6 @@ static int dump_process(struct dump_ctx *c, pid_t pid)
 	errno = 0;
 	c->ps.nice = getpriority(PRIO_PROCESS, pid);
 	c->ps.has_nice = errno == 0;
-	return 0;
-}
-
-int rst_timens_offsets(pid_t pid, int64_t *mono, int64_t *boot)
-{
-	long long msec = 0, mnsec = 0, bsec = 0, bnsec = 0;
-	char *text = NULL;
-	int ret;
-
-	/*
-	 * timens_offsets shows the namespace its children will get; after an
-	 * unshare(CLONE_NEWTIME) with no fork since, that is not its own.
-	 */
-	if (rst_attr_timens_pending(pid))
-		return rst_attr_active_timens(pid, mono, boot);
-	*mono = *boot = 0;
-	ret = rst_read_proc(pid, "timens_offsets", &text, NULL);
-	if (ret)
-		return ret;
-	for (char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
-		if (!strncmp(l, "monotonic", 9))
-			sscanf(l + 9, "%lld %lld", &msec, &mnsec);
-		else if (!strncmp(l, "boottime", 8))
-			sscanf(l + 8, "%lld %lld", &bsec, &bnsec);
-	}
-	free(text);
-	*mono = msec * 1000000000LL + mnsec;
-	*boot = bsec * 1000000000LL + bnsec;
 	return 0;
 }
 

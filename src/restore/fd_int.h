@@ -179,6 +179,8 @@ int rst_unix_check_pairs(const struct rst_held_pipe *p, size_t n, char *why, siz
  * the text after "@key:" in a "Key:\tvalue" file, or NULL.  rst_read_link:
  * readlink, NUL-terminated.  rst_strip_deleted: drop a " (deleted)" suffix,
  * true if there was one.  rst_fdinfo_flags: the open flags of fdinfo text.
+ * rst_parse_limits: /proc/@pid/limits @text into RLIM_NLIMITS entries of
+ * @rl; -EBADMSG (logged) when a line does not parse.
  */
 int rst_read_file(const char *path, char **out, size_t *len);
 int rst_read_proc(pid_t pid, const char *name, char **out, size_t *len);
@@ -186,5 +188,6 @@ const char *rst_status_field(const char *text, const char *key);
 int rst_read_link(const char *path, char *buf, size_t len);
 bool rst_strip_deleted(char *path);
 unsigned long rst_fdinfo_flags(const char *text);
+int rst_parse_limits(pid_t pid, const char *text, Haul__Img__Rlimit *rl);
 
 #endif

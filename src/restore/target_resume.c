@@ -954,40 +954,6 @@ int rst_target_resume(struct rst_target *t, const void *state, size_t len, pid_t
 	return 0;
 }
 
-int rst_target_wait(struct rst_target *t)
-{
-	int status;
-
-	if (t->o.detach || t->waited || t->mpid <= 0)
-		return -ECHILD;
-	if (waitpid(t->mpid, &status, 0) < 0)
-		return -errno;
-	t->waited = true;
-	return rst_exit_code(status);
-}
-
-void rst_target_free(struct rst_target *t)
-{
-	if (!t)
-		return;
-	if (!t->resumed && t->stub > 0) {
-		rst_target_kill(t);
-		if (t->seized)
-			waitpid(t->stub, NULL, __WALL);
-	}
-	if (t->ctl >= 0)
-		close(t->ctl); /* M: EOF before 'R' kills what is left */
-	if (t->mem >= 0)
-		close(t->mem);
-	if (t->pidfd >= 0)
-		close(t->pidfd);
-	if (!t->resumed && !t->o.detach && !t->waited && t->mpid > 0)
-		waitpid(t->mpid, NULL, 0);
-	rst_tvmas_free(t->v, t->n);
-	free(t->thr);
-	free(t);
-}
-
 int rst_image_clock_offsets(const void *state, size_t len, int64_t *mono, int64_t *boot)
 {
 	Haul__Img__ProcessState *ps = haul__img__process_state__unpack(NULL, len, state);
