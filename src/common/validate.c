@@ -141,6 +141,39 @@ static int img_vmas(Haul__Img__Vma *const *v, size_t nv, char *why, size_t n)
 
 /* ---- session and page messages ----------------------------------------------------- */
 
+/*
+ * Cgroup lines (procattr, SessionOpen): the restorer makes and writes
+ * <mount><path>, so a path must be absolute with no ".." component, and
+ * controllers (@clen bytes of @c) a plain comma list.
+ */
+static int cgroup_check(const char *what, size_t i, const char *c, size_t clen, const char *p,
+			char *why, size_t n)
+{
+	if (!c || clen >= VAL_MAX_STR || memchr(c, '/', clen))
+		return fail(why, n, "%s[%zu].controllers: missing, too long or with a '/'", what,
+			    i);
+	if (!str_ok(p, true) || p[0] != '/')
+		return fail(why, n, "%s[%zu].path: not an absolute path", what, i);
+	for (const char *q = p; (q = strstr(q, "/..")); q += 3)
+		if (q[3] == '/' || !q[3])
+			return fail(why, n, "%s[%zu].path: has a '..' component", what, i);
+	return 0;
+}
+
+static int cgroups_check(const char *what, Haul__Img__Cgroup *const *cg, size_t ncg, char *why,
+			 size_t n)
+{
+	if (ncg > VAL_MAX_CGROUPS)
+		return fail(why, n, "%s: %zu, more than %d", what, ncg, VAL_MAX_CGROUPS);
+	for (size_t i = 0; i < ncg; i++) {
+		const char *c = cg[i]->controllers;
+
+		if (cgroup_check(what, i, c, c ? strnlen(c, VAL_MAX_STR) : 0, cg[i]->path, why, n))
+			return -EBADMSG;
+	}
+	return 0;
+}
+
 int val_session_open(const Haul__Wire__SessionOpen *m, char *why, size_t n)
 {
 	if (!m->session_id)
@@ -155,6 +188,17 @@ int val_session_open(const Haul__Wire__SessionOpen *m, char *why, size_t n)
 		return fail(why, n, "comm: longer than %d bytes", VAL_MAX_STR - 1);
 	if (m->has_boot_id && m->boot_id.len != 16)
 		return fail(why, n, "boot_id: %zu bytes, not 16", m->boot_id.len);
+	if (m->n_cgroups > VAL_MAX_CGROUPS)
+		return fail(why, n, "cgroups: %zu lines (at most %d)", m->n_cgroups,
+			    VAL_MAX_CGROUPS);
+	for (size_t i = 0; i < m->n_cgroups; i++) {
+		const char *l = m->cgroups[i], *colon = strchr(l, ':');
+
+		if (!colon)
+			return fail(why, n, "cgroups[%zu]: not \"controllers:path\"", i);
+		if (cgroup_check("cgroups", i, l, colon - l, colon + 1, why, n))
+			return -EBADMSG;
+	}
 	return 0;
 }
 
@@ -230,32 +274,6 @@ static int rseq_check(const char *what, const Haul__Img__Rseq *r, char *why, siz
 	if (r && (r->addr >= VAL_TASK_SIZE || r->len > HAUL_PAGE_SIZE))
 		return fail(why, n, "%s.rseq: %u bytes at %#llx", what, r->len,
 			    (unsigned long long)r->addr);
-	return 0;
-}
-
-/*
- * Cgroup lines (procattr): the restorer makes and writes <mount><path>, so
- * a path must be absolute with no ".." component, and controllers a plain
- * comma list; at most VAL_MAX_CGROUPS lines.
- */
-#define VAL_MAX_CGROUPS 64
-static int cgroups_check(const char *what, Haul__Img__Cgroup *const *cg, size_t ncg, char *why,
-			 size_t n)
-{
-	if (ncg > VAL_MAX_CGROUPS)
-		return fail(why, n, "%s: %zu, more than %d", what, ncg, VAL_MAX_CGROUPS);
-	for (size_t i = 0; i < ncg; i++) {
-		const char *p = cg[i]->path, *c = cg[i]->controllers;
-
-		if (!c || strnlen(c, VAL_MAX_STR) >= VAL_MAX_STR || strchr(c, '/'))
-			return fail(why, n, "%s[%zu].controllers: missing, too long or with a '/'",
-				    what, i);
-		if (!str_ok(p, true) || p[0] != '/')
-			return fail(why, n, "%s[%zu].path: not an absolute path", what, i);
-		for (const char *q = p; (q = strstr(q, "/..")); q += 3)
-			if (q[3] == '/' || !q[3])
-				return fail(why, n, "%s[%zu].path: has a '..' component", what, i);
-	}
 	return 0;
 }
 

@@ -146,8 +146,33 @@ struct rst_cg_buf {
 int rst_cg_dump(pid_t pid, const pid_t *tids, Haul__Img__ThreadState **th, size_t nthr,
 		Haul__Img__ProcessState *ps, struct rst_cg_buf **out);
 void rst_cg_buf_free(struct rst_cg_buf *b);
+/*
+ * @later set: a frozen cgroup is not written (the restored process would
+ * stop in it: on one host it is the source's own, frozen until the
+ * commit); rst_cg_place_later() places those entries (and frees them).
+ * A task already in its cgroup is left there (no move, no cost).
+ */
+struct rst_cg_later_one {
+	char *dir, *ctrls;
+	pid_t id;
+	bool thread;
+};
+struct rst_cg_later {
+	struct rst_cg_later_one *e;
+	size_t n;
+};
 int rst_cg_place(pid_t pid, pid_t here, const pid_t *tids, const Haul__Img__ProcessState *ps,
-		 char *why, size_t wl);
+		 struct rst_cg_later *later, char *why, size_t wl);
+void rst_cg_place_later(pid_t pid, struct rst_cg_later *later);
+void rst_cg_later_free(struct rst_cg_later *later);
+/*
+ * Before the switch: put the stub @here of @pid into each of @lines
+ * ("controllers:path") that is neither frozen nor in use, so the pages
+ * written meanwhile are charged there and the resume has no move to make
+ * (a cgroup move waits for an RCU grace period, milliseconds).  Failures
+ * are left for the resume to report.
+ */
+void rst_cg_early(pid_t pid, pid_t here, char *const *lines, size_t n);
 
 /*
  * procattr.c: process attributes (DESIGN.md "Supported and not supported",
@@ -178,7 +203,7 @@ int rst_attr_active_timens(pid_t pid, int64_t *mono, int64_t *boot);
  * Write what is set from outside into restored @here (its threads @tids):
  * oom_score_adj, coredump_filter, cgroups.  0 or -errno with @why.
  */
-int rst_attr_apply(pid_t here, const pid_t *tids, const Haul__Img__ProcessState *ps, char *why,
-		   size_t wl);
+int rst_attr_apply(pid_t here, const pid_t *tids, const Haul__Img__ProcessState *ps,
+		   struct rst_cg_later *later, char *why, size_t wl);
 
 #endif

@@ -365,11 +365,13 @@ static int live_open(void *arg, const struct ps_session_info *info, void **sess)
 		o.before_resume = rst_lazy_before_resume;
 		o.before_resume_arg = &s->hook;
 	}
+	o.cg_defer_frozen = true;
 	ret = rst_target_new(&o, &s->t);
 	if (ret) {
 		free(s);
 		return ret;
 	}
+	rst_target_cgroups_early(s->t, info->cgroups, info->ncgroups);
 	*sess = s;
 	return 0;
 }
@@ -485,6 +487,8 @@ static void live_close(void *sess, bool committed)
 		pr_warn("pid %d: migration not committed; killing the restored copy (pid %d here)",
 			(int)s->pid, (int)s->restored);
 		rst_target_kill(s->t);
+	} else if (s->restored > 0) {
+		rst_target_committed(s->t);
 	}
 	/* fetches fail once the session is gone, so the waiter always ends */
 	if (s->waiting)

@@ -417,7 +417,8 @@ static int apply_attrs(struct rst_target *t, const Haul__Img__ProcessState *ps, 
 	}
 	for (size_t i = 0; i < t->nthr; i++)
 		tids[i] = t->thr[i].pid;
-	ret = rst_attr_apply(t->stub, tids, ps, why, wl);
+	ret = rst_attr_apply(t->stub, tids, ps, t->o.cg_defer_frozen ? &t->cg_later : NULL, why,
+			     wl);
 	free(tids);
 	if (ret && !why[0])
 		snprintf(why, wl, "cannot set the cgroups or OOM score of pid %d: %s", ps->pid,
