@@ -129,6 +129,12 @@ int rst_dump_fds(struct rsys *r, uint64_t scratch, pid_t self, struct rst_fd_ima
  * @why naming the record.
  */
 int rst_fd_validate(const Haul__Img__ProcessState *ps, char *why, size_t wl);
+/*
+ * fd_validate.c: state blob @blob as the restorer receives it: it parses,
+ * has this haul's image version (-EPROTO, both numbers in @why), passes
+ * val_process_state and rst_fd_validate (-EBADMSG with @why).
+ */
+int rst_state_check(const void *blob, size_t len, char *why, size_t wl);
 /* fd_validate.c: how many kind sub-messages @f carries (exactly one is valid). */
 unsigned rst_fd_nsub(const Haul__Img__FileObject *f);
 

@@ -11,6 +11,8 @@
  * an O_ASYNC signal in range; an FdEntry has an fd number in range, used
  * once, and names a FileObject of the image.  A failure names the record
  * in @why and returns -EBADMSG; the restore refuses the image with it.
+ * rst_state_check is the whole check of a state blob where the restorer
+ * receives one (image load, live sink): version, common checks, fds.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -19,6 +21,7 @@
 
 #include "common/validate.h"
 #include "restore/fd_int.h"
+#include "restore/restore_int.h"
 
 #define FDV_NSIG 64
 
@@ -138,5 +141,29 @@ int rst_fd_validate(const Haul__Img__ProcessState *ps, char *why, size_t wl)
 	if (!ret)
 		ret = entries_check(ps, ids, ps->n_files, why, wl);
 	free(ids);
+	return ret;
+}
+
+int rst_state_check(const void *blob, size_t len, char *why, size_t wl)
+{
+	Haul__Img__ProcessState *ps = haul__img__process_state__unpack(NULL, len, blob);
+	int ret;
+
+	if (!ps) {
+		snprintf(why, wl, "the process state does not parse (corrupt or truncated)");
+		return -EBADMSG;
+	}
+	if (ps->version != RST_IMAGE_VERSION) {
+		snprintf(why, wl,
+			 "image version %u, this haul restores version %u: restore it with the "
+			 "haul that dumped it, or checkpoint again with this one",
+			 ps->version, RST_IMAGE_VERSION);
+		ret = -EPROTO;
+	} else {
+		ret = val_process_state(ps, why, wl);
+		if (!ret)
+			ret = rst_fd_validate(ps, why, wl);
+	}
+	haul__img__process_state__free_unpacked(ps, NULL);
 	return ret;
 }
