@@ -3,7 +3,8 @@
  * mem-class character devices (/dev/null, zero, full, random, urandom)
  * and O_PATH fds.
  *
- * The image carries the path, the open flags and the offset; the restore
+ * The image carries the path, the open flags and the offset (FileObject)
+ * and the file's dev, ino, size, mode and rdev (its RegFile); the restore
  * opens the path again (O_CREAT, O_EXCL, O_TRUNC and O_NOCTTY dropped: the
  * file exists and keeps its content).  So the precheck refuses a file
  * whose path no longer names it (renamed, deleted, mounted over); a
