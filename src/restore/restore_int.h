@@ -17,7 +17,7 @@
 #include "image.pb-c.h"
 
 /* ProcessState.version: bump when an older restorer would misapply an image. */
-#define RST_IMAGE_VERSION 3
+#define RST_IMAGE_VERSION 4
 
 /* Largest content of a deleted-but-open file carried inside the state. */
 #define RST_DELETED_FILE_MAX (64ULL << 20)
@@ -97,16 +97,22 @@ struct rst_lock_call {
 	size_t buflen;
 };
 int rst_lock_check(int fd, const char *path, const char *fdinfo, char *why, size_t whylen);
-int rst_lock_dump(const char *fdinfo, Haul__Img__Fd *o);
-void rst_lock_free(Haul__Img__Fd *o);
+int rst_lock_dump(const char *fdinfo, int fd, Haul__Img__FileObject *o);
 int rst_lock_call(const Haul__Img__FileLock *l, int fd, struct rst_lock_call *c);
 const char *rst_lock_name(const Haul__Img__FileLock *l);
 
 /*
- * fd_ofd.c: give each fd of @fds (all of @pid, dumped) the file_id of its
- * open file description: fds sharing one get the id of the first.
+ * fd_ofd.c: which fds of @k[0..n) (all of @pid, dumped) share one open
+ * file description: @lead[i] is the index of the first fd of i's (i for
+ * the first itself).
  */
-int rst_ofd_assign(pid_t pid, Haul__Img__Fd *fds, size_t n);
+struct rst_ofd_key {
+	int fd;
+	Haul__Img__FdKind kind;
+	uint64_t dev, ino, pos, efd_count;
+	uint32_t flags;
+};
+int rst_ofd_assign(pid_t pid, const struct rst_ofd_key *k, size_t n, size_t *lead);
 
 /*
  * fd_ghost.c: deleted-but-open regular files, carried by content.
@@ -118,8 +124,8 @@ int rst_ofd_assign(pid_t pid, Haul__Img__Fd *fds, size_t n);
  * the caller opens it for every fd and then unlinks it.
  */
 uint64_t rst_ghost_bytes(const struct stat *st);
-int rst_ghost_dump(pid_t pid, int fd, Haul__Img__Fd *o);
-int rst_ghost_create(const Haul__Img__Fd *o, char *path, size_t plen);
+int rst_ghost_dump(pid_t pid, int fd, Haul__Img__FileObject *o);
+int rst_ghost_create(const Haul__Img__FileObject *o, char *path, size_t plen);
 
 /*
  * fd_socket.c: what socket fd @fd of @pid is: its family (AF_*) in

@@ -41,6 +41,7 @@
 #include "pageserver/pageserver.h"
 #include "restore/lazy.h"
 #include "restore/restore.h"
+#include "restore/fd_int.h"
 #include "restore/restore_int.h"
 
 struct live_sess {
@@ -404,7 +405,7 @@ static int live_state(void *sess, const void *blob, size_t len)
 	void *copy;
 
 	/* checked on arrival, so the source learns at once (rst_target_resume checks again) */
-	if (val_state_blob(blob, len, why, sizeof(why))) {
+	if (rst_state_check(blob, len, why, sizeof(why))) {
 		pr_err("pid %d: the source sent a bad process state: %s", (int)s->pid, why);
 		return -EBADMSG;
 	}
