@@ -21,6 +21,7 @@
 
 #include "common/validate.h"
 #include "restore/fd_int.h"
+#include "restore/res_int.h"
 #include "restore/restore_int.h"
 
 #define FDV_NSIG 64
@@ -163,6 +164,8 @@ int rst_state_check(const void *blob, size_t len, char *why, size_t wl)
 		ret = val_process_state(ps, why, wl);
 		if (!ret)
 			ret = rst_fd_validate(ps, why, wl);
+		if (!ret)
+			ret = rst_res_validate(ps, why, wl);
 	}
 	haul__img__process_state__free_unpacked(ps, NULL);
 	return ret;

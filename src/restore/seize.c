@@ -35,6 +35,7 @@
 #include "common/rsys.h"
 #include "common/vma.h"
 #include "restore/restore.h"
+#include "restore/res_int.h"
 #include "restore/restore_int.h"
 #include "restore/fd_int.h"
 
@@ -45,10 +46,8 @@ int rst_dump_precheck(pid_t pid, char *why, size_t whylen)
 	int ret;
 
 	why[0] = '\0';
+	/* with each resource's precheck hook (VmFlags from smaps: only here, not in the freeze) */
 	ret = rst_check_resources(pid, 0, why, whylen);
-	/* VmFlags and shared memory: smaps, too slow for the freeze, fine before it. */
-	if (!ret)
-		ret = rst_vma_precheck(pid, why, whylen);
 	if (ret)
 		return ret;
 	/*
@@ -66,7 +65,7 @@ int rst_dump_precheck(pid_t pid, char *why, size_t whylen)
 		snprintf(why, whylen, "cannot map a scratch page in pid %d: %s", (int)pid,
 			 strerror(-ret));
 	else
-		ret = rst_attr_audit_seized(s->thr, s->n, scratch, NULL, why, whylen);
+		ret = rst_res_precheck_seized(s, scratch, why, whylen);
 	rst_release(s);
 	return ret;
 }
@@ -110,6 +109,12 @@ int rst_seize(pid_t pid, struct rst_seized **out)
 	ret = rsys_seize(&s->thr[0], pid);
 	if (ret)
 		goto out;
+	/* its seccomp filters must not judge the calls haul injects */
+	ret = rst_seccomp_suspend(pid);
+	if (ret) {
+		s->n = 1;
+		goto out;
+	}
 	s->n = 1;
 	/* Nothing was injected yet: these are the registers it stopped with. */
 	if (ptrace(PTRACE_GETREGS, pid, 0, &s->raw[0]) < 0)
@@ -141,6 +146,9 @@ int rst_seize(pid_t pid, struct rst_seized **out)
 		if (ptrace(PTRACE_GETREGS, tid, 0, &s->raw[s->n]) < 0)
 			s->raw[s->n] = s->thr[s->n].saved;
 		s->n++;
+		ret = rst_seccomp_suspend(tid);
+		if (ret)
+			break;
 	}
 out:
 	closedir(d);
