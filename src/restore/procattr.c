@@ -146,8 +146,8 @@ static const struct {
 	{"CapBnd", R_CAPS},
 	{"CapAmb", R_CAPS},
 	{"NoNewPrivs", R_MAIN},
-	{"Seccomp", R_ZERO},
-	{"Seccomp_filters", R_ZERO},
+	{"Seccomp", R_VARIES},		 /* per thread: res_seccomp.c */
+	{"Seccomp_filters", R_VARIES},	 /* per thread: res_seccomp.c */
 	{"Cpus_allowed_list", R_VARIES}, /* Cpus_allowed is judged */
 	{"Mems_allowed_list", R_VARIES}, /* Mems_allowed is judged */
 	{"voluntary_ctxt_switches", R_VARIES},

@@ -112,8 +112,8 @@ static int check_timer(pid_t pid, const struct ptimer *t, char *why, size_t wl)
 	}
 	if (t->clock < 0 || t->clock > RST_CLOCK_MAX) {
 		snprintf(why, wl,
-			 "POSIX timer %d of pid %d counts the CPU time of another process or "
-			 "thread (clock %d), which the restore cannot name: use "
+			 "POSIX timer %d of pid %d counts the CPU time of a given process or "
+			 "thread (clock %d), which haul does not carry: use "
 			 "CLOCK_PROCESS_CPUTIME_ID or a wall clock",
 			 t->id, (int)pid, t->clock);
 		return -EOPNOTSUPP;

@@ -1,0 +1,98 @@
+/*
+ * rst_world - a program with the per-process resources of world.h, for
+ * tests/integration/rst_world.c.
+ *
+ * rst_world MODE...: sets up each MODE, prints "ready", then waits for SIGUSR1: it checks each MODE, prints
+ * "world ok" or "world FAIL MODE: why", and exits 0 or 1.  MODEs:
+ *   timers, seccomp        carried (world.h says what is checked)
+ *   timer-cpuclock         a timer on the CPU clock of a given process
+ *   seccomp-notif          a filter returning SECCOMP_RET_USER_NOTIF whose
+ *                          listener fd was closed
+ *   (the last two are refused; only their setup is done.)
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "world.h"
+
+static volatile sig_atomic_t go;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	go = 1;
+}
+
+static int setup_notif(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getpgid, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
+	int fd;
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+		return -1;
+	fd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER,
+			  &prog);
+	return fd < 0 ? -1 : close(fd);
+}
+
+static int setup(const char *m)
+{
+	if (!strcmp(m, "timers"))
+		return world_timers_setup();
+	if (!strcmp(m, "seccomp"))
+		return world_seccomp_setup();
+	if (!strcmp(m, "timer-cpuclock")) {
+		clockid_t c;
+		int id;
+
+		return clock_getcpuclockid(getpid(), &c) || world_timer(c, SIGEV_NONE, 0, &id);
+	}
+	if (!strcmp(m, "seccomp-notif"))
+		return setup_notif();
+	fprintf(stderr, "rst_world: unknown mode %s\n", m);
+	return -1;
+}
+
+static int check(const char *m, char *why, size_t wl)
+{
+	if (!strcmp(m, "timers"))
+		return world_timers_check(why, wl);
+	if (!strcmp(m, "seccomp"))
+		return world_seccomp_check(why, wl);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	char why[256];
+
+	signal(SIGUSR1, on_usr1);
+	for (int i = 1; i < argc; i++)
+		if (setup(argv[i])) {
+			printf("world FAIL %s: setup: %s\n", argv[i], strerror(errno));
+			return 2;
+		}
+	printf("ready\n");
+	fflush(stdout);
+	while (!go)
+		world_nap(20);
+	for (int i = 1; i < argc; i++)
+		if (check(argv[i], why, sizeof(why))) {
+			printf("world FAIL %s: %s\n", argv[i], why);
+			fflush(stdout);
+			return 1;
+		}
+	printf("world ok\n");
+	fflush(stdout);
+	return 0;
+}

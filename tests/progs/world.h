@@ -1,0 +1,180 @@
+/*
+ * world.h - the per-process resources that are not fds, set up and checked
+ * by tests/progs/rst_world and mig_workload --world (DESIGN.md "Supported
+ * and not supported").
+ *
+ *  timers   three POSIX timers made, the middle one deleted: ids a and c
+ *           remain with a hole between.  a: CLOCK_MONOTONIC, every 100 ms,
+ *           SIGRTMIN+1 with a sigev_value; c: CLOCK_BOOTTIME, one hour,
+ *           SIGEV_NONE.  Check: a and c answer timer_gettime by their old
+ *           ids and b does not, a's interval is 100 ms, a fires 3-30 times
+ *           a second with its id and value in siginfo, its overrun stays
+ *           small, c has 3000-3600 s left.
+ *  seccomp  no_new_privs and a filter failing getpgid with ENOTTY, before
+ *           a helper thread starts.  Check: getpgid fails with ENOTTY in
+ *           the main and the helper thread, getpid works, status says
+ *           Seccomp 2.
+ *
+ * Header-only (static functions): each program is one .c file.
+ */
+#ifndef HAUL_TESTS_WORLD_H
+#define HAUL_TESTS_WORLD_H
+
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WORLD_SIGVAL 0x5eed
+
+static int world_ids[3];
+static volatile sig_atomic_t world_fires, world_bad_info;
+static volatile int world_req, world_thr_errno = -1;
+
+static void world_on_timer(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	if (si->si_timerid != world_ids[0] || si->si_value.sival_int != WORLD_SIGVAL)
+		world_bad_info = 1;
+	world_fires++;
+}
+
+static int world_timer(clockid_t clock, int notify, int signo, int *id)
+{
+	struct sigevent sev;
+
+	memset(&sev, 0, sizeof(sev));
+	sev.sigev_notify = notify;
+	sev.sigev_signo = signo;
+	sev.sigev_value.sival_int = WORLD_SIGVAL;
+	return (int)syscall(SYS_timer_create, clock, &sev, id);
+}
+
+static int world_timers_setup(void)
+{
+	struct sigaction sa = {.sa_sigaction = world_on_timer, .sa_flags = SA_SIGINFO | SA_RESTART};
+	struct itimerspec a = {{0, 100000000}, {0, 100000000}}, c = {{0, 0}, {3600, 0}};
+
+	if (sigaction(SIGRTMIN + 1, &sa, NULL) ||
+	    world_timer(CLOCK_MONOTONIC, SIGEV_SIGNAL, SIGRTMIN + 1, &world_ids[0]) ||
+	    world_timer(CLOCK_MONOTONIC, SIGEV_NONE, 0, &world_ids[1]) ||
+	    world_timer(CLOCK_BOOTTIME, SIGEV_NONE, 0, &world_ids[2]) ||
+	    syscall(SYS_timer_delete, world_ids[1]) ||
+	    syscall(SYS_timer_settime, world_ids[2], 0, &c, NULL) ||
+	    syscall(SYS_timer_settime, world_ids[0], 0, &a, NULL))
+		return -1;
+	return 0;
+}
+
+static void world_nap(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+static int world_timers_check(char *why, size_t wl)
+{
+	struct itimerspec a, c;
+	int f0, f1, over;
+
+	if (syscall(SYS_timer_gettime, world_ids[0], &a) ||
+	    syscall(SYS_timer_gettime, world_ids[2], &c)) {
+		snprintf(why, wl, "timers %d and %d: %s", world_ids[0], world_ids[2],
+			 strerror(errno));
+		return -1;
+	}
+	if (syscall(SYS_timer_gettime, world_ids[1], &c) == 0 || errno != EINVAL) {
+		snprintf(why, wl, "the deleted timer %d exists", world_ids[1]);
+		return -1;
+	}
+	syscall(SYS_timer_gettime, world_ids[2], &c);
+	if (a.it_interval.tv_sec || a.it_interval.tv_nsec != 100000000 ||
+	    c.it_value.tv_sec < 3000 || c.it_value.tv_sec > 3600 || c.it_interval.tv_sec ||
+	    c.it_interval.tv_nsec) {
+		snprintf(why, wl, "timer a interval %ld.%09ld, timer c left %ld s",
+			 a.it_interval.tv_sec, a.it_interval.tv_nsec, c.it_value.tv_sec);
+		return -1;
+	}
+	f0 = world_fires;
+	world_nap(1000);
+	f1 = world_fires;
+	over = (int)syscall(SYS_timer_getoverrun, world_ids[0]);
+	if (f1 - f0 < 3 || f1 - f0 > 30 || world_bad_info || over < 0 || over > 50) {
+		snprintf(why, wl, "timer a fired %d times in 1 s (overrun %d, siginfo %s)", f1 - f0,
+			 over, world_bad_info ? "wrong" : "right");
+		return -1;
+	}
+	return 0;
+}
+
+static void *world_thread(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		if (world_req) {
+			world_thr_errno = syscall(SYS_getpgid, 0) < 0 ? errno : 0;
+			world_req = 0;
+		}
+		world_nap(10);
+	}
+	return NULL;
+}
+
+static int world_seccomp_setup(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getpgid, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOTTY),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
+	pthread_t t;
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+	    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog))
+		return -1;
+	return pthread_create(&t, NULL, world_thread, NULL) ? -1 : 0;
+}
+
+static int world_seccomp_check(char *why, size_t wl)
+{
+	char buf[4096];
+	FILE *f = fopen("/proc/self/status", "r");
+	int mode = -1;
+
+	while (f && fgets(buf, sizeof(buf), f))
+		if (!strncmp(buf, "Seccomp:", 8))
+			mode = atoi(buf + 8);
+	if (f)
+		fclose(f);
+	errno = 0;
+	if (syscall(SYS_getpgid, 0) >= 0 || errno != ENOTTY || getpid() <= 0 || mode != 2) {
+		snprintf(why, wl, "getpgid: %s, seccomp mode %d", strerror(errno), mode);
+		return -1;
+	}
+	world_thr_errno = -1;
+	world_req = 1;
+	for (int i = 0; i < 500 && world_req; i++)
+		world_nap(10);
+	if (world_thr_errno != ENOTTY) {
+		snprintf(why, wl, "getpgid in the helper thread: %s",
+			 world_thr_errno < 0 ? "no answer" : strerror(world_thr_errno));
+		return -1;
+	}
+	return 0;
+}
+
+#endif
