@@ -33,6 +33,7 @@ const struct rst_fd_ops
 					&rst_fd_timerfd,
 					&rst_fd_pipe,
 					&rst_fd_unix_pair,
+					&rst_fd_pidfd,
 					&rst_fd_epoll, /* last: its finish re-arms targets once pipes hold their bytes */
 					NULL,
 };

@@ -111,6 +111,17 @@ Test(rst_world, timers_and_seccomp_together, .fini = fini, .timeout = 60)
 	carried((const char *const[]){"timers", "seccomp", NULL});
 }
 
+Test(rst_world, a_pidfd_on_itself_still_names_it, .fini = fini, .timeout = 60)
+{
+	carried((const char *const[]){"pidfd", NULL});
+}
+
+Test(rst_world, a_pidfd_on_a_process_that_does_not_move_is_refused_by_name, .fini = fini,
+     .timeout = 30)
+{
+	refused("pidfd-parent", "a process that does not move with pid");
+}
+
 Test(rst_world, a_timer_on_a_process_cpu_clock_is_refused_by_name, .fini = fini, .timeout = 30)
 {
 	refused("timer-cpuclock", "counts the CPU time of a given process or thread");
@@ -130,7 +141,7 @@ static void mig_fini(void)
 	th_mig_teardown(&M);
 }
 
-Test(rst_world, timers_and_seccomp_survive_haul_migrate, .fini = mig_fini, .timeout = 120)
+Test(rst_world, timers_seccomp_and_a_pidfd_survive_haul_migrate, .fini = mig_fini, .timeout = 120)
 {
 	long seq;
 

@@ -7,8 +7,8 @@
  *              [--filemap FILE]  (also a private writable mapping of FILE, see below)
  *              [--fork-on-move]  (see below)
  *              [--vmcases DIR]   (also the VMAs of vmcases.h; verify checks them)
- *              [--world 1]       (also the timers and seccomp filter of world.h; verify
- *                                 checks them)
+ *              [--world 1]       (also the timers, seccomp filter and pidfd of world.h;
+ *                                 verify checks them)
  *
  * It maps --mem MiB of anonymous memory, fills every page, then rewrites
  * pages of the first --hot MiB (default: all) round-robin at --rate MiB/s
@@ -299,7 +299,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mig_workload: cannot set up --vmcases: %s\n", strerror(errno));
 		return 1;
 	}
-	if (world && (world_timers_setup() || world_seccomp_setup())) {
+	if (world && (world_timers_setup() || world_seccomp_setup() || world_pidfd_setup())) {
 		fprintf(stderr, "mig_workload: cannot set up --world: %s\n", strerror(errno));
 		return 1;
 	}
@@ -410,7 +410,8 @@ int main(int argc, char **argv)
 				char why[256];
 
 				if (world_timers_check(why, sizeof(why)) ||
-				    world_seccomp_check(why, sizeof(why)))
+				    world_seccomp_check(why, sizeof(why)) ||
+				    world_pidfd_check(why, sizeof(why)))
 					out("verify FAIL world: %s\n", why);
 				else
 					out("verify ok seq=%llu pages=%llu\n",

@@ -4,10 +4,11 @@
  *
  * rst_world MODE...: sets up each MODE, prints "ready", then waits for SIGUSR1: it checks each MODE, prints
  * "world ok" or "world FAIL MODE: why", and exits 0 or 1.  MODEs:
- *   timers, seccomp        carried (world.h says what is checked)
+ *   timers, seccomp, pidfd carried (world.h says what is checked)
  *   timer-cpuclock         a timer on the CPU clock of a given process
  *   seccomp-notif          a filter returning SECCOMP_RET_USER_NOTIF whose
  *                          listener fd was closed
+ *   pidfd-parent           a pidfd on its parent (a process that does not move)
  *   (the last two are refused; only their setup is done.)
  */
 #include <signal.h>
@@ -59,6 +60,10 @@ static int setup(const char *m)
 	}
 	if (!strcmp(m, "seccomp-notif"))
 		return setup_notif();
+	if (!strcmp(m, "pidfd"))
+		return world_pidfd_setup();
+	if (!strcmp(m, "pidfd-parent"))
+		return syscall(SYS_pidfd_open, getppid(), 0) < 0 ? -1 : 0;
 	fprintf(stderr, "rst_world: unknown mode %s\n", m);
 	return -1;
 }
@@ -69,6 +74,8 @@ static int check(const char *m, char *why, size_t wl)
 		return world_timers_check(why, wl);
 	if (!strcmp(m, "seccomp"))
 		return world_seccomp_check(why, wl);
+	if (!strcmp(m, "pidfd"))
+		return world_pidfd_check(why, wl);
 	return 0;
 }
 

@@ -14,6 +14,8 @@
  *           a helper thread starts.  Check: getpgid fails with ENOTTY in
  *           the main and the helper thread, getpid works, status says
  *           Seccomp 2.
+ *  pidfd    a pidfd on the process itself.  Check: pidfd_send_signal with
+ *           signal 0 works through it, and its fdinfo names getpid().
  *
  * Header-only (static functions): each program is one .c file.
  */
@@ -172,6 +174,35 @@ static int world_seccomp_check(char *why, size_t wl)
 	if (world_thr_errno != ENOTTY) {
 		snprintf(why, wl, "getpgid in the helper thread: %s",
 			 world_thr_errno < 0 ? "no answer" : strerror(world_thr_errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int world_pidfd = -1;
+
+static int world_pidfd_setup(void)
+{
+	world_pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	return world_pidfd < 0 ? -1 : 0;
+}
+
+static int world_pidfd_check(char *why, size_t wl)
+{
+	char path[64], buf[256];
+	FILE *f;
+	int pid = -1;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", world_pidfd);
+	f = fopen(path, "r");
+	while (f && fgets(buf, sizeof(buf), f))
+		if (!strncmp(buf, "Pid:", 4))
+			pid = atoi(buf + 4);
+	if (f)
+		fclose(f);
+	if (syscall(SYS_pidfd_send_signal, world_pidfd, 0, NULL, 0) || pid != getpid()) {
+		snprintf(why, wl, "pidfd %d: signal 0: %s, names pid %d (this is %d)", world_pidfd,
+			 strerror(errno), pid, (int)getpid());
 		return -1;
 	}
 	return 0;
