@@ -164,7 +164,16 @@ extern const struct rst_fd_ops rst_fd_reg, rst_fd_dir, rst_fd_chr, rst_fd_path; 
 extern const struct rst_fd_ops rst_fd_deleted;					/* fd_ghost.c */
 extern const struct rst_fd_ops rst_fd_eventfd, rst_fd_signalfd, rst_fd_timerfd, rst_fd_epoll;
 extern const struct rst_fd_ops rst_fd_pipe, rst_fd_unix_pair;
-extern const struct rst_fd_ops rst_fd_pidfd; /* fd_pidfd.c */
+extern const struct rst_fd_ops rst_fd_pidfd;   /* fd_pidfd.c */
+extern const struct rst_fd_ops rst_fd_inotify; /* fd_inotify.c */
+
+/*
+ * fd_fhandle.c: the path of the file an inotify or fanotify mark line
+ * @mark of fdinfo names (its sdev, fhandle-bytes, fhandle-type, f_handle).
+ * 0, -ENOENT when it has no path any more (deleted), -EBADMSG when the
+ * line does not parse, or -errno of open_by_handle_at.
+ */
+int rst_fhandle_path(const char *mark, char *path, size_t len);
 
 /* fd_file.c: the restore hook of the kinds reopened by path: open @path with @f's flags. */
 int rst_fd_open_path(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,

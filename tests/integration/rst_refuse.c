@@ -119,10 +119,6 @@ Test(rst_refuse, deleted_working_directory, .timeout = 20)
 {
 	refuses("deleted-cwd", "was deleted (haul restores it by path)");
 }
-Test(rst_refuse, inotify, .timeout = 20)
-{
-	refuses("inotify", "anon_inode:inotify");
-}
 Test(rst_refuse, memfd_mapping, .timeout = 20)
 {
 	refuses("memfd", "maps memfd");

@@ -116,6 +116,31 @@ Test(rst_world, a_pidfd_on_itself_still_names_it, .fini = fini, .timeout = 60)
 	carried((const char *const[]){"pidfd", NULL});
 }
 
+/* "inotify:DIR" with this test's directory (made by spawn_world before the program runs). */
+static const char *ino_mode(void)
+{
+	static char m[160];
+
+	snprintf(m, sizeof(m), "inotify:/tmp/haul-world-%d", (int)getpid());
+	return m;
+}
+
+Test(rst_world, an_inotify_watch_still_fires_with_its_wd, .fini = fini, .timeout = 60)
+{
+	carried((const char *const[]){ino_mode(), NULL});
+}
+
+Test(rst_world, an_inotify_fd_with_unread_events_is_refused_by_name, .fini = fini, .timeout = 30)
+{
+	refused("inotify-queued", "bytes of unread events");
+}
+
+Test(rst_world, an_inotify_watch_removed_before_a_later_one_is_refused_by_name, .fini = fini,
+     .timeout = 30)
+{
+	refused("inotify-hole", "has no watch 1 but has watch 2");
+}
+
 Test(rst_world, a_pidfd_on_a_process_that_does_not_move_is_refused_by_name, .fini = fini,
      .timeout = 30)
 {
@@ -141,7 +166,8 @@ static void mig_fini(void)
 	th_mig_teardown(&M);
 }
 
-Test(rst_world, timers_seccomp_and_a_pidfd_survive_haul_migrate, .fini = mig_fini, .timeout = 120)
+Test(rst_world, timers_seccomp_a_pidfd_and_inotify_survive_haul_migrate, .fini = mig_fini,
+     .timeout = 120)
 {
 	long seq;
 

@@ -135,7 +135,7 @@ void th_mig_workload(struct th_mig *m, int mem, int rate, int hot)
 	}
 	if (m->world) {
 		argv[k++] = "--world";
-		argv[k++] = "1";
+		argv[k++] = m->dir;
 	}
 	m->wl_pid = th_spawn(m->net.a, argv, m->out);
 	cr_assert_gt(m->wl_pid, 0);

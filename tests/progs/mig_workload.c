@@ -7,8 +7,8 @@
  *              [--filemap FILE]  (also a private writable mapping of FILE, see below)
  *              [--fork-on-move]  (see below)
  *              [--vmcases DIR]   (also the VMAs of vmcases.h; verify checks them)
- *              [--world 1]       (also the timers, seccomp filter and pidfd of world.h;
- *                                 verify checks them)
+ *              [--world DIR]     (also the timers, seccomp filter, pidfd and inotify
+ *                                 watches under DIR of world.h; verify checks them)
  *
  * It maps --mem MiB of anonymous memory, fills every page, then rewrites
  * pages of the first --hot MiB (default: all) round-robin at --rate MiB/s
@@ -248,9 +248,9 @@ int main(int argc, char **argv)
 	int nthreads = 0;
 	uint64_t npages, nhot, seq = 0, *gen, cursor = 0, rnd = 0;
 	double rate = 0, mem = 64, hot = -1, t0, last_tick, last_print, gap = 0, maxgap = 0;
-	const char *control = NULL, *fpath = NULL, *vmdir = NULL;
+	const char *control = NULL, *fpath = NULL, *vmdir = NULL, *world = NULL;
 	uint64_t ftick = 0;
-	bool fork_on_move = false, forked = false, world = false;
+	bool fork_on_move = false, forked = false;
 	unsigned long net0;
 	struct sigaction sa = {.sa_handler = on_usr1};
 	char *buf;
@@ -275,7 +275,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--vmcases"))
 			vmdir = argv[i + 1];
 		else if (!strcmp(argv[i], "--world"))
-			world = atoi(argv[i + 1]) != 0;
+			world = argv[i + 1];
 		else if (strcmp(argv[i], "--tag")) {
 			fprintf(stderr, "mig_workload: unknown option %s\n", argv[i]);
 			return 2;
@@ -299,7 +299,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mig_workload: cannot set up --vmcases: %s\n", strerror(errno));
 		return 1;
 	}
-	if (world && (world_timers_setup() || world_seccomp_setup() || world_pidfd_setup())) {
+	if (world && (world_timers_setup() || world_seccomp_setup() || world_pidfd_setup() ||
+		      world_inotify_setup(world))) {
 		fprintf(stderr, "mig_workload: cannot set up --world: %s\n", strerror(errno));
 		return 1;
 	}
@@ -411,7 +412,8 @@ int main(int argc, char **argv)
 
 				if (world_timers_check(why, sizeof(why)) ||
 				    world_seccomp_check(why, sizeof(why)) ||
-				    world_pidfd_check(why, sizeof(why)))
+				    world_pidfd_check(why, sizeof(why)) ||
+				    world_inotify_check(why, sizeof(why)))
 					out("verify FAIL world: %s\n", why);
 				else
 					out("verify ok seq=%llu pages=%llu\n",

@@ -5,10 +5,13 @@
  * rst_world MODE...: sets up each MODE, prints "ready", then waits for SIGUSR1: it checks each MODE, prints
  * "world ok" or "world FAIL MODE: why", and exits 0 or 1.  MODEs:
  *   timers, seccomp, pidfd carried (world.h says what is checked)
+ *   inotify:DIR            carried, watching under DIR
  *   timer-cpuclock         a timer on the CPU clock of a given process
  *   seccomp-notif          a filter returning SECCOMP_RET_USER_NOTIF whose
  *                          listener fd was closed
  *   pidfd-parent           a pidfd on its parent (a process that does not move)
+ *   inotify-queued         an inotify watch on /tmp with an event not read yet
+ *   inotify-hole           inotify watches 1 (removed) and 2 on /tmp and /
  *   (the last two are refused; only their setup is done.)
  */
 #include <signal.h>
@@ -62,6 +65,18 @@ static int setup(const char *m)
 		return setup_notif();
 	if (!strcmp(m, "pidfd"))
 		return world_pidfd_setup();
+	if (!strncmp(m, "inotify:", 8))
+		return world_inotify_setup(m + 8);
+	if (!strcmp(m, "inotify-queued") || !strcmp(m, "inotify-hole")) {
+		int fd = inotify_init1(0), w = fd < 0 ? -1 : inotify_add_watch(fd, "/tmp", IN_OPEN);
+
+		if (w < 0)
+			return -1;
+		if (!strcmp(m, "inotify-hole"))
+			return inotify_add_watch(fd, "/", IN_OPEN) < 0 ? -1
+								       : inotify_rm_watch(fd, w);
+		return close(open("/tmp", O_RDONLY | O_DIRECTORY));
+	}
 	if (!strcmp(m, "pidfd-parent"))
 		return syscall(SYS_pidfd_open, getppid(), 0) < 0 ? -1 : 0;
 	fprintf(stderr, "rst_world: unknown mode %s\n", m);
@@ -76,6 +91,8 @@ static int check(const char *m, char *why, size_t wl)
 		return world_seccomp_check(why, wl);
 	if (!strcmp(m, "pidfd"))
 		return world_pidfd_check(why, wl);
+	if (!strncmp(m, "inotify:", 8))
+		return world_inotify_check(why, wl);
 	return 0;
 }
 

@@ -14,6 +14,9 @@
  *           a helper thread starts.  Check: getpgid fails with ENOTTY in
  *           the main and the helper thread, getpid works, status says
  *           Seccomp 2.
+ *  inotify  an inotify fd watching directory DIR/watched (IN_CREATE, wd 1) and
+ *           the file DIR/watched/f (IN_MODIFY, wd 2).  Check: a file made in
+ *           the directory shows up as IN_CREATE on wd 1 with its name.
  *  pidfd    a pidfd on the process itself.  Check: pidfd_send_signal with
  *           signal 0 works through it, and its fdinfo names getpid().
  *
@@ -23,6 +26,7 @@
 #define HAUL_TESTS_WORLD_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
@@ -31,7 +35,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -176,6 +182,66 @@ static int world_seccomp_check(char *why, size_t wl)
 			 world_thr_errno < 0 ? "no answer" : strerror(world_thr_errno));
 		return -1;
 	}
+	return 0;
+}
+
+static int world_ino = -1;
+static char world_ino_dir[256];
+static unsigned world_ino_n;
+
+static int world_inotify_setup(const char *dir)
+{
+	char f[300];
+	int fd;
+
+	snprintf(world_ino_dir, sizeof(world_ino_dir), "%s/watched", dir);
+	snprintf(f, sizeof(f), "%s/f", world_ino_dir);
+	if (mkdir(world_ino_dir, 0755) && errno != EEXIST)
+		return -1;
+	fd = open(f, O_WRONLY | O_CREAT, 0644);
+	if (fd < 0 || close(fd))
+		return -1;
+	world_ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (world_ino < 0 || inotify_add_watch(world_ino, world_ino_dir, IN_CREATE) != 1 ||
+	    inotify_add_watch(world_ino, f, IN_MODIFY) != 2)
+		return -1;
+	return 0;
+}
+
+static int world_inotify_check(char *why, size_t wl)
+{
+	union {
+		struct inotify_event e;
+		char b[4096];
+	} u;
+	char name[32], f[300];
+	ssize_t n = -1;
+	int fd;
+
+	snprintf(name, sizeof(name), "new%u", world_ino_n++);
+	snprintf(f, sizeof(f), "%s/%s", world_ino_dir, name);
+	fd = open(f, O_WRONLY | O_CREAT, 0644);
+	if (fd < 0) {
+		snprintf(why, wl, "cannot create %.160s: %s", f, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	unlink(f);
+	for (int i = 0; i < 200 && n < 0; i++) {
+		n = read(world_ino, &u, sizeof(u));
+		if (n < 0)
+			world_nap(10);
+	}
+	if (n < (ssize_t)sizeof(u.e) || u.e.wd != 1 || !(u.e.mask & IN_CREATE) ||
+	    strcmp(u.e.name, name)) {
+		snprintf(why, wl, "inotify: read %zd, wd %d mask %#x name '%.32s', want wd 1 %s", n,
+			 n > 0 ? u.e.wd : -1, n > 0 ? u.e.mask : 0,
+			 n > 0 && u.e.len ? u.e.name : "", name);
+		return -1;
+	}
+	/* drop the rest (the unlink's IN_DELETE is not watched; nothing else should be there) */
+	while (read(world_ino, &u, sizeof(u)) > 0)
+		;
 	return 0;
 }
 

@@ -1,7 +1,8 @@
 /*
  * rst_res_validate.c - the checks of the per-process resources' parts of
  * an image at load (src/restore/res_*.c validate hooks, through
- * rst_res_validate) and of a pidfd's FileObject (fd_pidfd.c): POSIX
+ * rst_res_validate) and of the pidfd and inotify FileObjects (fd_pidfd.c,
+ * fd_inotify.c): POSIX
  * timers' ids, clocks, notifications and threads; seccomp programs and
  * the stacks that name them.  Each refusal names the record.
  */
@@ -179,4 +180,43 @@ Test(rst_res_validate, a_pidfd_without_its_part_or_on_no_pid_is_named)
 	cr_expect(strstr(why, "pidfd on pid 0"), "%s", why);
 	p.pid = 42;
 	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), 0, "%s", why);
+}
+
+Test(rst_res_validate, inotify_watches_out_of_order_or_relative_are_named)
+{
+	Haul__Img__ProcessState ps = HAUL__IMG__PROCESS_STATE__INIT;
+	Haul__Img__FileObject f = HAUL__IMG__FILE_OBJECT__INIT, *fp[1] = {&f};
+	Haul__Img__FdEntry e = HAUL__IMG__FD_ENTRY__INIT, *ep[1] = {&e};
+	Haul__Img__InotifyFile in = HAUL__IMG__INOTIFY_FILE__INIT;
+	Haul__Img__InotifyWatch w1 = HAUL__IMG__INOTIFY_WATCH__INIT;
+	Haul__Img__InotifyWatch w2 = HAUL__IMG__INOTIFY_WATCH__INIT, *wp[2] = {&w1, &w2};
+
+	f.id = 1;
+	f.kind = HAUL__IMG__FD_KIND__FD_INOTIFY;
+	e.fd = 3;
+	e.file_id = 1;
+	ps.files = fp;
+	ps.n_files = 1;
+	ps.fds = ep;
+	ps.n_fds = 1;
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG, "no inotify part");
+	f.inotify = &in;
+	in.watches = wp;
+	in.n_watches = 2;
+	w1.wd = 1;
+	w1.mask = 0x100; /* IN_CREATE */
+	w1.path = "/tmp";
+	w2.wd = 2;
+	w2.mask = 0x2; /* IN_MODIFY */
+	w2.path = "/etc/passwd";
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), 0, "%s", why);
+	w2.wd = 3;
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG);
+	cr_expect(strstr(why, "file 1 (inotify).watches[1]: wd 3"), "%s", why);
+	w2.wd = 2;
+	w2.path = "passwd";
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG);
+	w2.path = "/etc/passwd";
+	w2.mask = 0x10000000; /* not an inotify_add_watch bit haul carries */
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG);
 }
