@@ -21,30 +21,47 @@
 
 #define RST_FHANDLE_MAX 128 /* MAX_HANDLE_SZ */
 
-/* An fd on a mount of the filesystem with kernel dev_t @sdev, or -errno. */
-static int mount_fd(unsigned long sdev)
+int rst_mount_path(const char *mountinfo, long id, unsigned long sdev, char *path, size_t len)
 {
 	unsigned maj = (unsigned)(sdev >> 20), min = (unsigned)(sdev & 0xfffff);
 	char *text = NULL, *line, *save = NULL;
-	int fd = -ENOENT;
+	int ret = -ENOENT;
 
-	if (rst_read_file("/proc/self/mountinfo", &text, NULL))
+	if (rst_read_file(mountinfo, &text, NULL))
 		return -EIO;
-	for (line = strtok_r(text, "\n", &save); line && fd < 0;
-	     line = strtok_r(NULL, "\n", &save)) {
+	for (line = strtok_r(text, "\n", &save); line && ret; line = strtok_r(NULL, "\n", &save)) {
 		unsigned a, b;
+		long mid;
 		char mnt[4096];
 
 		/* "ID PARENT MAJ:MIN ROOT MOUNTPOINT ..." */
-		if (sscanf(line, "%*d %*d %u:%u %*s %4095s", &a, &b, mnt) != 3 || a != maj ||
-		    b != min)
+		if (sscanf(line, "%ld %*d %u:%u %*s %4095s", &mid, &a, &b, mnt) != 4 ||
+		    (id >= 0 ? mid != id : a != maj || b != min))
 			continue;
+		/* octal escapes (\040 for a space) are left: such a mount point is not found */
+		if (strlen(mnt) >= len)
+			ret = -ENAMETOOLONG;
+		else {
+			strcpy(path, mnt);
+			ret = 0;
+		}
+	}
+	free(text);
+	return ret;
+}
+
+/* An fd on a mount of the filesystem with kernel dev_t @sdev, or -errno. */
+static int mount_fd(unsigned long sdev)
+{
+	char mnt[4096];
+	int fd = rst_mount_path("/proc/self/mountinfo", -1, sdev, mnt, sizeof(mnt));
+
+	if (!fd) {
 		/* not O_PATH: open_by_handle_at takes its mount fd by fdget, which refuses those */
 		fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0)
 			fd = -errno;
 	}
-	free(text);
 	return fd;
 }
 

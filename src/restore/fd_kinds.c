@@ -31,6 +31,7 @@ const struct rst_fd_ops *const rst_fd_kinds[] = {
 	&rst_fd_unix_pair, /* fd_unix.c */
 	&rst_fd_pidfd,	   /* fd_pidfd.c */
 	&rst_fd_inotify,   /* fd_inotify.c */
+	&rst_fd_fanotify,  /* fd_fanotify.c */
 	&rst_fd_epoll,	   /* last: its finish re-arms targets once pipes hold their bytes */
 	NULL,
 };

@@ -130,6 +130,20 @@ Test(rst_world, an_inotify_watch_still_fires_with_its_wd, .fini = fini, .timeout
 	carried((const char *const[]){ino_mode(), NULL});
 }
 
+Test(rst_world, a_fanotify_mark_still_reports_opens, .fini = fini, .timeout = 60)
+{
+	char m[160];
+
+	snprintf(m, sizeof(m), "fanotify:/tmp/haul-world-%d", (int)getpid());
+	carried((const char *const[]){m, NULL});
+}
+
+Test(rst_world, a_fanotify_group_of_the_content_class_is_refused_by_name, .fini = fini,
+     .timeout = 30)
+{
+	refused("fanotify-content", "permission events may be waiting");
+}
+
 Test(rst_world, an_inotify_fd_with_unread_events_is_refused_by_name, .fini = fini, .timeout = 30)
 {
 	refused("inotify-queued", "bytes of unread events");
@@ -166,7 +180,7 @@ static void mig_fini(void)
 	th_mig_teardown(&M);
 }
 
-Test(rst_world, timers_seccomp_a_pidfd_and_inotify_survive_haul_migrate, .fini = mig_fini,
+Test(rst_world, timers_seccomp_a_pidfd_inotify_and_fanotify_survive_haul_migrate, .fini = mig_fini,
      .timeout = 120)
 {
 	long seq;

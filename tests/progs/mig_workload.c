@@ -7,8 +7,8 @@
  *              [--filemap FILE]  (also a private writable mapping of FILE, see below)
  *              [--fork-on-move]  (see below)
  *              [--vmcases DIR]   (also the VMAs of vmcases.h; verify checks them)
- *              [--world DIR]     (also the timers, seccomp filter, pidfd and inotify
- *                                 watches under DIR of world.h; verify checks them)
+ *              [--world DIR]     (also the timers, seccomp filter, pidfd, inotify and
+ *                                 fanotify marks under DIR of world.h; verify checks them)
  *
  * It maps --mem MiB of anonymous memory, fills every page, then rewrites
  * pages of the first --hot MiB (default: all) round-robin at --rate MiB/s
@@ -300,7 +300,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (world && (world_timers_setup() || world_seccomp_setup() || world_pidfd_setup() ||
-		      world_inotify_setup(world))) {
+		      world_inotify_setup(world) || world_fanotify_setup())) {
 		fprintf(stderr, "mig_workload: cannot set up --world: %s\n", strerror(errno));
 		return 1;
 	}
@@ -413,7 +413,8 @@ int main(int argc, char **argv)
 				if (world_timers_check(why, sizeof(why)) ||
 				    world_seccomp_check(why, sizeof(why)) ||
 				    world_pidfd_check(why, sizeof(why)) ||
-				    world_inotify_check(why, sizeof(why)))
+				    world_inotify_check(why, sizeof(why)) ||
+				    world_fanotify_check(why, sizeof(why)))
 					out("verify FAIL world: %s\n", why);
 				else
 					out("verify ok seq=%llu pages=%llu\n",

@@ -6,12 +6,14 @@
  * "world ok" or "world FAIL MODE: why", and exits 0 or 1.  MODEs:
  *   timers, seccomp, pidfd carried (world.h says what is checked)
  *   inotify:DIR            carried, watching under DIR
+ *   fanotify:DIR           carried, marking a file under DIR
  *   timer-cpuclock         a timer on the CPU clock of a given process
  *   seccomp-notif          a filter returning SECCOMP_RET_USER_NOTIF whose
  *                          listener fd was closed
  *   pidfd-parent           a pidfd on its parent (a process that does not move)
  *   inotify-queued         an inotify watch on /tmp with an event not read yet
  *   inotify-hole           inotify watches 1 (removed) and 2 on /tmp and /
+ *   fanotify-content       a fanotify group of the content class
  *   (the last two are refused; only their setup is done.)
  */
 #include <signal.h>
@@ -67,6 +69,10 @@ static int setup(const char *m)
 		return world_pidfd_setup();
 	if (!strncmp(m, "inotify:", 8))
 		return world_inotify_setup(m + 8);
+	if (!strncmp(m, "fanotify:", 9))
+		return world_inotify_setup(m + 9) || world_fanotify_setup();
+	if (!strcmp(m, "fanotify-content"))
+		return fanotify_init(FAN_CLASS_CONTENT, O_RDONLY) < 0 ? -1 : 0;
 	if (!strcmp(m, "inotify-queued") || !strcmp(m, "inotify-hole")) {
 		int fd = inotify_init1(0), w = fd < 0 ? -1 : inotify_add_watch(fd, "/tmp", IN_OPEN);
 
@@ -93,6 +99,8 @@ static int check(const char *m, char *why, size_t wl)
 		return world_pidfd_check(why, wl);
 	if (!strncmp(m, "inotify:", 8))
 		return world_inotify_check(why, wl);
+	if (!strncmp(m, "fanotify:", 9))
+		return world_fanotify_check(why, wl);
 	return 0;
 }
 

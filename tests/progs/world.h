@@ -17,6 +17,9 @@
  *  inotify  an inotify fd watching directory DIR/watched (IN_CREATE, wd 1) and
  *           the file DIR/watched/f (IN_MODIFY, wd 2).  Check: a file made in
  *           the directory shows up as IN_CREATE on wd 1 with its name.
+ *  fanotify a fanotify group (notification class) marking DIR/watched/f for
+ *           FAN_OPEN (inotify sets the file up).  Check: opening the file
+ *           shows up as FAN_OPEN from this process with an fd.
  *  pidfd    a pidfd on the process itself.  Check: pidfd_send_signal with
  *           signal 0 works through it, and its fdinfo names getpid().
  *
@@ -35,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fanotify.h>
 #include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -242,6 +246,54 @@ static int world_inotify_check(char *why, size_t wl)
 	/* drop the rest (the unlink's IN_DELETE is not watched; nothing else should be there) */
 	while (read(world_ino, &u, sizeof(u)) > 0)
 		;
+	return 0;
+}
+
+static int world_fan = -1;
+
+static int world_fanotify_setup(void)
+{
+	char f[300];
+
+	snprintf(f, sizeof(f), "%s/f", world_ino_dir);
+	world_fan = fanotify_init(FAN_CLASS_NOTIF | FAN_NONBLOCK | FAN_CLOEXEC, O_RDONLY);
+	if (world_fan < 0 || fanotify_mark(world_fan, FAN_MARK_ADD, FAN_OPEN, AT_FDCWD, f))
+		return -1;
+	return 0;
+}
+
+static int world_fanotify_check(char *why, size_t wl)
+{
+	union {
+		struct fanotify_event_metadata m;
+		char b[4096];
+	} u;
+	char f[300];
+	ssize_t n = -1;
+	int fd;
+
+	snprintf(f, sizeof(f), "%s/f", world_ino_dir);
+	fd = open(f, O_RDONLY);
+	if (fd < 0) {
+		snprintf(why, wl, "cannot open %.160s: %s", f, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	for (int i = 0; i < 200 && n < 0; i++) {
+		n = read(world_fan, &u, sizeof(u));
+		if (n < 0)
+			world_nap(10);
+	}
+	if (n < (ssize_t)sizeof(u.m) || !(u.m.mask & FAN_OPEN) || u.m.pid != getpid() ||
+	    u.m.fd < 0) {
+		snprintf(why, wl, "fanotify: read %zd, mask %#llx pid %d fd %d", n,
+			 n > 0 ? (unsigned long long)u.m.mask : 0ULL, n > 0 ? (int)u.m.pid : -1,
+			 n > 0 ? u.m.fd : -1);
+		return -1;
+	}
+	for (ssize_t off = 0; off + (ssize_t)sizeof(u.m) <= n;
+	     off += ((struct fanotify_event_metadata *)(u.b + off))->event_len)
+		close(((struct fanotify_event_metadata *)(u.b + off))->fd);
 	return 0;
 }
 
