@@ -1,10 +1,10 @@
 /*
  * rst_res_validate.c - the checks of the per-process resources' parts of
  * an image at load (src/restore/res_*.c validate hooks, through
- * rst_res_validate) and of the pidfd and inotify FileObjects (fd_pidfd.c,
- * fd_inotify.c): POSIX
- * timers' ids, clocks, notifications and threads; seccomp programs and
- * the stacks that name them.  Each refusal names the record.
+ * rst_res_validate) and of the pidfd, inotify and fanotify FileObjects
+ * (fd_pidfd.c, fd_inotify.c, fd_fanotify.c): POSIX timers' ids, clocks,
+ * notifications and threads; seccomp programs and the stacks that name
+ * them; watches and marks.  Each refusal names the record.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -219,4 +219,39 @@ Test(rst_res_validate, inotify_watches_out_of_order_or_relative_are_named)
 	w2.path = "/etc/passwd";
 	w2.mask = 0x10000000; /* not an inotify_add_watch bit haul carries */
 	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG);
+}
+
+Test(rst_res_validate, fanotify_permission_classes_and_bad_marks_are_named)
+{
+	Haul__Img__ProcessState ps = HAUL__IMG__PROCESS_STATE__INIT;
+	Haul__Img__FileObject f = HAUL__IMG__FILE_OBJECT__INIT, *fp[1] = {&f};
+	Haul__Img__FdEntry e = HAUL__IMG__FD_ENTRY__INIT, *ep[1] = {&e};
+	Haul__Img__FanotifyFile fa = HAUL__IMG__FANOTIFY_FILE__INIT;
+	Haul__Img__FanotifyMark m = HAUL__IMG__FANOTIFY_MARK__INIT, *mp[1] = {&m};
+
+	f.id = 1;
+	f.kind = HAUL__IMG__FD_KIND__FD_FANOTIFY;
+	e.fd = 3;
+	e.file_id = 1;
+	ps.files = fp;
+	ps.n_files = 1;
+	ps.fds = ep;
+	ps.n_fds = 1;
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG, "no fanotify part");
+	f.fanotify = &fa;
+	fa.marks = mp;
+	fa.n_marks = 1;
+	m.mask = 0x20; /* FAN_OPEN */
+	m.path = "/tmp";
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), 0, "%s", why);
+	fa.flags = 0x4; /* FAN_CLASS_CONTENT */
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG);
+	cr_expect(strstr(why, "file 1 (fanotify): a permission class"), "%s", why);
+	fa.flags = 0;
+	m.type = 3;
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG);
+	cr_expect(strstr(why, "file 1 (fanotify).marks[0]: type 3"), "%s", why);
+	m.type = 1;
+	m.mask = 0;
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG, "a mark without masks");
 }
