@@ -13,6 +13,7 @@
 #ifndef HAUL_RESTORE_RES_INT_H
 #define HAUL_RESTORE_RES_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -43,10 +44,17 @@ enum rst_res_phase {
  *                   @ps are sane; 0 or -EBADMSG with @why.
  *  restore:         injected calls in the stub, in phase @phase.
  *  apply:           from outside, after the registers are loaded.
+ *  in_use:          whether @pid has any of it (the capability check).
+ * A resource whose image fields an older restorer would ignore names its
+ * capability @cap and @version (fd_caps.c): a target that does not
+ * announce it is refused before the freeze when in_use says so.
  */
 struct rst_res_ops {
 	const char *name;
+	const char *cap;  /* capability name ("RES_POSIX_TIMERS"), NULL: none */
+	uint32_t version; /* of its ProcessState fields */
 	enum rst_res_phase phase;
+	bool (*in_use)(pid_t pid);
 	int (*precheck)(pid_t pid, pid_t tracer, char *why, size_t wl);
 	int (*precheck_seized)(struct rst_seized *s, uint64_t scratch, char *why, size_t wl);
 	int (*dump)(struct rst_seized *s, uint64_t scratch, Haul__Img__ProcessState *ps,

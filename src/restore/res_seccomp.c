@@ -18,6 +18,7 @@
  * its listener fd is elsewhere and would not follow.
  */
 #define LOG_PREFIX "seccomp: "
+#include <dirent.h>
 #include <errno.h>
 #include <linux/filter.h>
 #include <stdio.h>
@@ -407,8 +408,27 @@ static int sc_restore(struct rst_target *t, const Haul__Img__ProcessState *ps, c
 	return ret;
 }
 
+static bool sc_in_use(pid_t pid)
+{
+	char name[64];
+	struct dirent *de;
+	bool any = false;
+	DIR *d;
+
+	snprintf(name, sizeof(name), "/proc/%d/task", (int)pid);
+	d = opendir(name);
+	while (d && !any && (de = readdir(d)))
+		any = de->d_name[0] != '.' && task_mode(atoi(de->d_name)) > 0;
+	if (d)
+		closedir(d);
+	return any;
+}
+
 const struct rst_res_ops rst_res_seccomp = {
 	.name = "seccomp",
+	.cap = "RES_SECCOMP",
+	.version = 4,
+	.in_use = sc_in_use,
 	.phase = RST_RES_LAST,
 	.precheck_seized = sc_precheck_seized,
 	.dump = sc_dump,

@@ -388,8 +388,20 @@ static int timers_restore(struct rst_target *t, const Haul__Img__ProcessState *p
 	return ret;
 }
 
+static bool timers_in_use(pid_t pid)
+{
+	char *text = NULL;
+	bool any = !rst_read_proc(pid, "timers", &text, NULL) && text[0];
+
+	free(text);
+	return any;
+}
+
 const struct rst_res_ops rst_res_timers = {
 	.name = "POSIX timers",
+	.cap = "RES_POSIX_TIMERS",
+	.version = 4,
+	.in_use = timers_in_use,
 	.phase = RST_RES_LAST,
 	.precheck = timers_precheck,
 	.dump = timers_dump,

@@ -194,3 +194,27 @@ Test(rst_world, timers_seccomp_a_pidfd_inotify_and_fanotify_survive_haul_migrate
 	/* verify runs world.h's checks too (mig_workload --world) */
 	th_mig_assert_moved(&M, seq);
 }
+
+Test(rst_world, a_target_without_posix_timers_is_refused_before_the_freeze, .fini = mig_fini,
+     .timeout = 90)
+{
+	char line[512];
+	int fd, st;
+	pid_t haul;
+
+	/* Only the page server (started by the setup) sees the hook: an older target. */
+	setenv("HAUL_FAULT", "caps-without:RES_POSIX_TIMERS", 1);
+	th_mig_setup(&M, 0);
+	unsetenv("HAUL_FAULT");
+	M.world = true;
+	th_mig_workload(&M, 16, 8, 0);
+	haul = th_mig_haul(&M, &fd, NULL);
+	st = th_wait_exit(haul, 30000);
+	cr_expect_eq(th_wait_line(fd, "RES_POSIX_TIMERS", 1000, line, sizeof(line)), 0,
+		     "haul did not name the resource the target lacks");
+	cr_expect(strstr(line, "target cannot restore"), "%s", line);
+	close(fd);
+	cr_assert_eq(st, 1, "haul migrate exited with %d", st);
+	cr_assert(th_mig_ticking(&M, M.net_a, 3000), "the workload stopped in the source");
+	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy");
+}
