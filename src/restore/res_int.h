@@ -98,5 +98,7 @@ int rst_res_apply(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
  * when its process runs under seccomp.  0 or -errno.
  */
 int rst_seccomp_suspend(pid_t tid);
+/* res_seccomp.c: the seccomp mode of task @tid (status "Seccomp:"): 0, 1 strict, 2 filter; -errno. */
+int rst_seccomp_mode(pid_t tid);
 
 #endif

@@ -45,8 +45,7 @@
 #define RST_SECCOMP_RET_USER_NOTIF	 0x7fc00000U
 #define RST_BPF_MAXINSNS		 4096
 
-/* The seccomp mode of task @tid (Seccomp: in its status): 0, 1 strict, 2 filter; or -errno. */
-static int task_mode(pid_t tid)
+int rst_seccomp_mode(pid_t tid)
 {
 	char name[64], *status = NULL;
 	const char *f;
@@ -64,7 +63,7 @@ static int task_mode(pid_t tid)
 
 int rst_seccomp_suspend(pid_t tid)
 {
-	int mode = task_mode(tid);
+	int mode = rst_seccomp_mode(tid);
 
 	if (mode <= 0)
 		return mode;
@@ -219,7 +218,7 @@ static int sc_collect(struct rst_seized *s, struct sc_buf *b, Haul__Img__Process
 	int ret = cnt && strict ? 0 : -ENOMEM;
 
 	for (size_t i = 0; i < s->n && !ret; i++) {
-		int mode = task_mode(s->thr[i].pid);
+		int mode = rst_seccomp_mode(s->thr[i].pid);
 
 		if (mode < 0)
 			ret = mode;
@@ -418,7 +417,7 @@ static bool sc_in_use(pid_t pid)
 	snprintf(name, sizeof(name), "/proc/%d/task", (int)pid);
 	d = opendir(name);
 	while (d && !any && (de = readdir(d)))
-		any = de->d_name[0] != '.' && task_mode(atoi(de->d_name)) > 0;
+		any = de->d_name[0] != '.' && rst_seccomp_mode(atoi(de->d_name)) > 0;
 	if (d)
 		closedir(d);
 	return any;

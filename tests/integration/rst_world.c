@@ -106,6 +106,11 @@ Test(rst_world, a_seccomp_filter_still_denies_its_syscall_in_every_thread, .fini
 	carried((const char *const[]){"seccomp", NULL});
 }
 
+Test(rst_world, a_thread_in_seccomp_strict_mode_stays_strict, .fini = fini, .timeout = 60)
+{
+	carried((const char *const[]){"strict", NULL});
+}
+
 Test(rst_world, timers_and_seccomp_together, .fini = fini, .timeout = 60)
 {
 	carried((const char *const[]){"timers", "seccomp", NULL});

@@ -7,6 +7,9 @@
  *   timers, seccomp, pidfd carried (world.h says what is checked)
  *   inotify:DIR            carried, watching under DIR
  *   fanotify:DIR           carried, marking a file under DIR
+ *   strict                 carried: a helper thread in seccomp strict mode,
+ *                          blocked in read() on a pipe; it echoes a byte
+ *                          back, and its status says Seccomp 1
  *   timer-cpuclock         a timer on the CPU clock of a given process
  *   seccomp-notif          a filter returning SECCOMP_RET_USER_NOTIF whose
  *                          listener fd was closed
@@ -31,6 +34,59 @@ static void on_usr1(int sig)
 {
 	(void)sig;
 	go = 1;
+}
+
+static int strict_in[2], strict_out[2];
+static pid_t strict_tid;
+
+static void *strict_thread(void *arg)
+{
+	char c;
+
+	(void)arg;
+	strict_tid = (pid_t)syscall(SYS_gettid);
+	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT, 0, 0, 0))
+		return NULL;
+	/* only read, write, exit and sigreturn from here */
+	while (read(strict_in[0], &c, 1) == 1)
+		if (write(strict_out[1], &c, 1) != 1)
+			break;
+	syscall(SYS_exit, 0);
+	return NULL;
+}
+
+static int setup_strict(void)
+{
+	pthread_t t;
+
+	if (pipe(strict_in) || pipe(strict_out) || pthread_create(&t, NULL, strict_thread, NULL))
+		return -1;
+	for (int i = 0; i < 500 && !strict_tid; i++)
+		world_nap(10);
+	world_nap(50); /* past its prctl: the status check below tells if not */
+	return strict_tid ? 0 : -1;
+}
+
+static int check_strict(char *why, size_t wl)
+{
+	char path[64], buf[256], c = 'x';
+	int mode = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/status", (int)strict_tid);
+	f = fopen(path, "r");
+	while (f && fgets(buf, sizeof(buf), f))
+		if (!strncmp(buf, "Seccomp:", 8))
+			mode = atoi(buf + 8);
+	if (f)
+		fclose(f);
+	if (mode != 1 || write(strict_in[1], &c, 1) != 1 || read(strict_out[0], &c, 1) != 1 ||
+	    c != 'x') {
+		snprintf(why, wl, "strict thread %d: seccomp mode %d, echo '%c'", (int)strict_tid,
+			 mode, c);
+		return -1;
+	}
+	return 0;
 }
 
 static int setup_notif(void)
@@ -71,6 +127,8 @@ static int setup(const char *m)
 		return world_inotify_setup(m + 8);
 	if (!strncmp(m, "fanotify:", 9))
 		return world_inotify_setup(m + 9) || world_fanotify_setup();
+	if (!strcmp(m, "strict"))
+		return setup_strict();
 	if (!strcmp(m, "fanotify-content"))
 		return fanotify_init(FAN_CLASS_CONTENT, O_RDONLY) < 0 ? -1 : 0;
 	if (!strcmp(m, "inotify-queued") || !strcmp(m, "inotify-hole")) {
@@ -101,6 +159,8 @@ static int check(const char *m, char *why, size_t wl)
 		return world_inotify_check(why, wl);
 	if (!strncmp(m, "fanotify:", 9))
 		return world_fanotify_check(why, wl);
+	if (!strcmp(m, "strict"))
+		return check_strict(why, wl);
 	return 0;
 }
 
