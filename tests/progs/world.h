@@ -9,7 +9,9 @@
  *           SIGEV_NONE.  Check: a and c answer timer_gettime by their old
  *           ids and b does not, a's interval is 100 ms, a fires 3-30 times
  *           a second with its id and value in siginfo, its overrun stays
- *           small, c has 3000-3600 s left.
+ *           small, c has 3000-3600 s left.  d: CLOCK_MONOTONIC, every 100 ms,
+ *           SIGRTMIN+2 to a helper thread (SIGEV_THREAD_ID): it fires there,
+ *           3-30 times a second.
  *  seccomp  no_new_privs and a filter failing getpgid with ENOTTY, before
  *           a helper thread starts.  Check: getpgid fails with ENOTTY in
  *           the main and the helper thread, getpid works, status says
@@ -48,8 +50,9 @@
 
 #define WORLD_SIGVAL 0x5eed
 
-static int world_ids[3];
-static volatile sig_atomic_t world_fires, world_bad_info;
+static int world_ids[4];
+static volatile sig_atomic_t world_fires, world_bad_info, world_thr_fires, world_thr_wrong;
+static volatile pid_t world_timer_tid;
 static volatile int world_req, world_thr_errno = -1;
 
 static void world_on_timer(int sig, siginfo_t *si, void *uc)
@@ -61,7 +64,15 @@ static void world_on_timer(int sig, siginfo_t *si, void *uc)
 	world_fires++;
 }
 
-static int world_timer(clockid_t clock, int notify, int signo, int *id)
+static void world_on_thr_timer(int sig)
+{
+	(void)sig;
+	if ((pid_t)syscall(SYS_gettid) != world_timer_tid)
+		world_thr_wrong = 1;
+	world_thr_fires++;
+}
+
+static int world_timer_tid_of(clockid_t clock, int notify, int signo, pid_t tid, int *id)
 {
 	struct sigevent sev;
 
@@ -69,14 +80,54 @@ static int world_timer(clockid_t clock, int notify, int signo, int *id)
 	sev.sigev_notify = notify;
 	sev.sigev_signo = signo;
 	sev.sigev_value.sival_int = WORLD_SIGVAL;
+	sev._sigev_un._tid = tid;
 	return (int)syscall(SYS_timer_create, clock, &sev, id);
 }
+
+static int world_timer(clockid_t clock, int notify, int signo, int *id)
+{
+	return world_timer_tid_of(clock, notify, signo, 0, id);
+}
+
+static void *world_timer_thread(void *arg)
+{
+	sigset_t m;
+
+	(void)arg;
+	sigemptyset(&m);
+	sigaddset(&m, SIGRTMIN + 2);
+	pthread_sigmask(SIG_UNBLOCK, &m, NULL);
+	world_timer_tid = (pid_t)syscall(SYS_gettid);
+	for (;;)
+		world_nap(1000);
+	return NULL;
+}
+
+static void world_nap(long ms);
 
 static int world_timers_setup(void)
 {
 	struct sigaction sa = {.sa_sigaction = world_on_timer, .sa_flags = SA_SIGINFO | SA_RESTART};
 	struct itimerspec a = {{0, 100000000}, {0, 100000000}}, c = {{0, 0}, {3600, 0}};
 
+	struct sigaction st = {.sa_handler = world_on_thr_timer, .sa_flags = SA_RESTART};
+	struct itimerspec d = {{0, 100000000}, {0, 100000000}};
+	sigset_t m;
+	pthread_t t;
+
+	/* SIGRTMIN+2 only in the helper thread, which the timer names */
+	sigemptyset(&m);
+	sigaddset(&m, SIGRTMIN + 2);
+	if (sigaction(SIGRTMIN + 2, &st, NULL) || pthread_sigmask(SIG_BLOCK, &m, NULL) ||
+	    pthread_create(&t, NULL, world_timer_thread, NULL))
+		return -1;
+	for (int i = 0; i < 500 && !world_timer_tid; i++)
+		world_nap(10);
+	if (!world_timer_tid ||
+	    world_timer_tid_of(CLOCK_MONOTONIC, SIGEV_THREAD_ID, SIGRTMIN + 2, world_timer_tid,
+			       &world_ids[3]) ||
+	    syscall(SYS_timer_settime, world_ids[3], 0, &d, NULL))
+		return -1;
 	if (sigaction(SIGRTMIN + 1, &sa, NULL) ||
 	    world_timer(CLOCK_MONOTONIC, SIGEV_SIGNAL, SIGRTMIN + 1, &world_ids[0]) ||
 	    world_timer(CLOCK_MONOTONIC, SIGEV_NONE, 0, &world_ids[1]) ||
@@ -119,9 +170,17 @@ static int world_timers_check(char *why, size_t wl)
 			 a.it_interval.tv_sec, a.it_interval.tv_nsec, c.it_value.tv_sec);
 		return -1;
 	}
+	int t0 = world_thr_fires, t1;
+
 	f0 = world_fires;
 	world_nap(1000);
 	f1 = world_fires;
+	t1 = world_thr_fires;
+	if (t1 - t0 < 3 || t1 - t0 > 30 || world_thr_wrong) {
+		snprintf(why, wl, "timer d fired %d times in 1 s%s", t1 - t0,
+			 world_thr_wrong ? ", not in its thread" : "");
+		return -1;
+	}
 	over = (int)syscall(SYS_timer_getoverrun, world_ids[0]);
 	if (f1 - f0 < 3 || f1 - f0 > 30 || world_bad_info || over < 0 || over > 50) {
 		snprintf(why, wl, "timer a fired %d times in 1 s (overrun %d, siginfo %s)", f1 - f0,
