@@ -92,12 +92,6 @@ int rst_res_restore(struct rst_target *t, const Haul__Img__ProcessState *ps,
 		    enum rst_res_phase phase, char *why, size_t wl);
 int rst_res_apply(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl);
 
-/*
- * res_seccomp.c: stop seccomp from filtering the calls haul injects into
- * stopped thread @tid (PTRACE_O_SUSPEND_SECCOMP, cleared by the detach),
- * when its process runs under seccomp.  0 or -errno.
- */
-int rst_seccomp_suspend(pid_t tid);
 /* res_seccomp.c: the seccomp mode of task @tid (status "Seccomp:"): 0, 1 strict, 2 filter; -errno. */
 int rst_seccomp_mode(pid_t tid);
 

@@ -3,10 +3,11 @@
  * and the stack of classic-BPF filters of every thread.
  *
  * Injected calls go through the tracee's filters like its own, so every
- * thread haul stops (seize.c) or restores gets PTRACE_O_SUSPEND_SECCOMP
- * (needs CAP_SYS_ADMIN; cleared by the detach): the dump's calls are not
- * judged by the source's filters, and the restore installs the filters as
- * its last injected calls yet still unmaps its trampoline after them.
+ * thread haul injects into under seccomp gets PTRACE_O_SUSPEND_SECCOMP
+ * (common/rsys.c, at attach; needs CAP_SYS_ADMIN; cleared by the detach),
+ * and so does every thread of a restored process before its filters are
+ * installed (suspend_all): the restore installs them as its last injected
+ * calls yet still unmaps its trampoline after them.
  *
  * Dump: PTRACE_SECCOMP_GET_FILTER by index (0 the newest) for each thread,
  * PTRACE_GET_SECCOMP_METADATA for its flags (LOG, SPEC_ALLOW); identical
@@ -59,25 +60,6 @@ int rst_seccomp_mode(pid_t tid)
 	mode = f ? atoi(f) : 0;
 	free(status);
 	return mode;
-}
-
-int rst_seccomp_suspend(pid_t tid)
-{
-	int mode = rst_seccomp_mode(tid);
-
-	if (mode <= 0)
-		return mode;
-	if (ptrace(PTRACE_SETOPTIONS, tid, 0,
-		   PTRACE_O_TRACESYSGOOD | RST_PTRACE_O_SUSPEND_SECCOMP) < 0) {
-		int ret = -errno;
-
-		pr_err_r(ret,
-			 "cannot suspend the seccomp filters of thread %d for the injected calls "
-			 "(needs CAP_SYS_ADMIN and CONFIG_CHECKPOINT_RESTORE)",
-			 (int)tid);
-		return ret;
-	}
-	return 0;
 }
 
 /* Whether program @f[0..n) can return SECCOMP_RET_USER_NOTIF (a RET K with that action). */

@@ -109,12 +109,6 @@ int rst_seize(pid_t pid, struct rst_seized **out)
 	ret = rsys_seize(&s->thr[0], pid);
 	if (ret)
 		goto out;
-	/* its seccomp filters must not judge the calls haul injects */
-	ret = rst_seccomp_suspend(pid);
-	if (ret) {
-		s->n = 1;
-		goto out;
-	}
 	s->n = 1;
 	/* Nothing was injected yet: these are the registers it stopped with. */
 	if (ptrace(PTRACE_GETREGS, pid, 0, &s->raw[0]) < 0)
@@ -146,9 +140,6 @@ int rst_seize(pid_t pid, struct rst_seized **out)
 		if (ptrace(PTRACE_GETREGS, tid, 0, &s->raw[s->n]) < 0)
 			s->raw[s->n] = s->thr[s->n].saved;
 		s->n++;
-		ret = rst_seccomp_suspend(tid);
-		if (ret)
-			break;
 	}
 out:
 	closedir(d);

@@ -12,10 +12,10 @@
  *           small, c has 3000-3600 s left.  d: CLOCK_MONOTONIC, every 100 ms,
  *           SIGRTMIN+2 to a helper thread (SIGEV_THREAD_ID): it fires there,
  *           3-30 times a second.
- *  seccomp  no_new_privs and a filter failing getpgid with ENOTTY, before
- *           a helper thread starts.  Check: getpgid fails with ENOTTY in
- *           the main and the helper thread, getpid works, status says
- *           Seccomp 2.
+ *  seccomp  no_new_privs and a filter failing getpgid with ENOTTY and
+ *           userfaultfd with EACCES (haul's tracker injects it regardless),
+ *           before a helper thread starts.  Check: both fail so, getpgid in
+ *           the helper thread too, getpid works, status says Seccomp 2.
  *  inotify  an inotify fd watching directory DIR/watched (IN_CREATE, wd 1) and
  *           the file DIR/watched/f (IN_MODIFY, wd 2).  Check: a file made in
  *           the directory shows up as IN_CREATE on wd 1 with its name.
@@ -209,6 +209,9 @@ static int world_seccomp_setup(void)
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getpgid, 0, 1),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOTTY),
+		/* as container profiles do: haul's tracker injects it all the same */
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_userfaultfd, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EACCES),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
 	struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
@@ -231,6 +234,11 @@ static int world_seccomp_check(char *why, size_t wl)
 			mode = atoi(buf + 8);
 	if (f)
 		fclose(f);
+	errno = 0;
+	if (syscall(SYS_userfaultfd, O_CLOEXEC) >= 0 || errno != EACCES) {
+		snprintf(why, wl, "userfaultfd: %s, want the filter's EACCES", strerror(errno));
+		return -1;
+	}
 	errno = 0;
 	if (syscall(SYS_getpgid, 0) >= 0 || errno != ENOTTY || getpid() <= 0 || mode != 2) {
 		snprintf(why, wl, "getpgid: %s, seccomp mode %d", strerror(errno), mode);
