@@ -320,7 +320,8 @@ static int fd_check(const Haul__Img__Fd *f, size_t i, char *why, size_t n)
 {
 	if (f->fd < 0 || (uint32_t)f->fd >= VAL_MAX_FDS)
 		return fail(why, n, "fds[%zu].fd: %d (0..%u)", i, f->fd, VAL_MAX_FDS - 1);
-	if (f->kind > HAUL__IMG__FD_KIND__FD_PATH && f->kind != HAUL__IMG__FD_KIND__FD_EXTERNAL)
+	if (f->kind > HAUL__IMG__FD_KIND__FD_PATH && f->kind != HAUL__IMG__FD_KIND__FD_EXTERNAL &&
+	    f->kind != HAUL__IMG__FD_KIND__FD_PTY)
 		return fail(why, n, "fds[%zu] (fd %d).kind: unknown kind %d", i, f->fd,
 			    (int)f->kind);
 	/* Reopened by path: those kinds must name a file; the others carry a description. */
@@ -344,6 +345,9 @@ static int fd_check(const Haul__Img__Fd *f, size_t i, char *why, size_t n)
 	     (f->external->kind == HAUL__IMG__EXTERNAL_KIND__EXT_UNIX &&
 	      !str_ok(f->external->path, true))))
 		return fail(why, n, "fds[%zu] (fd %d).external: missing or incomplete", i, f->fd);
+	if (f->kind == HAUL__IMG__FD_KIND__FD_PTY && (!f->pty || f->pty->index > VAL_MAX_FDS))
+		return fail(why, n, "fds[%zu] (fd %d).pty: missing or index out of range", i,
+			    f->fd);
 	if (f->n_epoll > VAL_MAX_EPOLL)
 		return fail(why, n, "fds[%zu] (fd %d).epoll: %zu targets, more than %d", i, f->fd,
 			    f->n_epoll, VAL_MAX_EPOLL);

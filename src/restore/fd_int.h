@@ -128,6 +128,7 @@ extern const struct rst_fd_ops rst_fd_deleted;					/* fd_ghost.c */
 extern const struct rst_fd_ops rst_fd_eventfd, rst_fd_signalfd, rst_fd_timerfd, rst_fd_epoll;
 extern const struct rst_fd_ops rst_fd_pipe, rst_fd_unix_pair;
 extern const struct rst_fd_ops rst_fd_external; /* fd_external.c */
+extern const struct rst_fd_ops rst_fd_pty;	/* fd_pty.c */
 
 /*
  * fd_extrules.c: what an fd whose other end stays behind becomes (the
@@ -162,17 +163,28 @@ void rst_ext_spec_describe(const char *spec, char *buf, size_t len);
  * fd_tty.c: terminals.  rst_tty_match: whether @st is a tty haul knows
  * (pty slave or master, virtual console, /dev/tty, /dev/console, serial).
  * rst_tty_refuse: -EOPNOTSUPP with @why for the ones it does not carry (a
- * pty master, a pty whose both ends the process holds, a serial line).
- * rst_tty_dump: termios, window size, controlling terminal of fd @p into
- * @e.  rst_tty_apply: set @e's termios and window size on remote fd @fd,
- * and make it the controlling terminal if it was.  rst_tty_own: the path
- * of the restoring haul's terminal (its fd 0, 1 or 2), -ENOTTY: none.
+ * pty master without its slave, a serial line).  rst_tty_dump: termios,
+ * window size, controlling terminal of fd @p into @e.  rst_tty_apply: set
+ * @e's termios and window size on remote fd @fd, and make it the
+ * controlling terminal if it was.  rst_tty_own: the path of the restoring
+ * haul's terminal (its fd 0, 1 or 2), -ENOTTY: none.
+ * rst_tty_read_termios: TCGETS and TIOCGWINSZ of our fd @sfd into *@out
+ * (heap).  rst_tty_set_termios: both on remote fd @fd.
+ * rst_tty_pts_index: N of /dev/pts/N, -1 if not a pty slave;
+ * rst_tty_is_ptmx: a pty master; rst_tty_master_of / rst_tty_slave_of:
+ * the fd of @pid that is the master / a slave of pty @index, or -1.
  */
 bool rst_tty_match(const struct stat *st);
 int rst_tty_refuse(const struct rst_fd_probe *p, char *why, size_t wl);
 int rst_tty_dump(const struct rst_fd_probe *p, Haul__Img__External *e);
 int rst_tty_apply(struct rst_target *t, int fd, const Haul__Img__External *e);
 int rst_tty_own(char *path, size_t len);
+int rst_tty_read_termios(int sfd, Haul__Img__Termios **out);
+int rst_tty_set_termios(struct rst_target *t, int fd, const Haul__Img__Termios *tm);
+int rst_tty_pts_index(const struct stat *st);
+bool rst_tty_is_ptmx(const struct stat *st);
+int rst_tty_master_of(pid_t pid, int index);
+int rst_tty_slave_of(pid_t pid, int index);
 /*
  * fd_tty.c: make remote fd @fd (a terminal) the controlling terminal of
  * the restored process, which must lead its session and have none (the

@@ -31,6 +31,7 @@ const struct rst_fd_ops
 					&rst_fd_eventfd,
 					&rst_fd_signalfd,
 					&rst_fd_timerfd,
+					&rst_fd_pty,	  /* both ends of a pty, before the terminals */
 					&rst_fd_external, /* before pipes and sockets: the other end stays behind */
 					&rst_fd_pipe,
 					&rst_fd_unix_pair,

@@ -14,10 +14,10 @@
  * terminal becomes its controlling terminal (TIOCSCTTY: the stub leads its
  * own session) when no other session holds it.
  *
- * Refused by name: a pty master (the process is the terminal emulator:
- * its slave's processes stay behind), a pty whose master and slave the
- * process both holds (a new pair would be needed; not carried yet), a
- * serial line (its modem lines, speed and the device stay behind).
+ * Refused by name: a pty master whose slave the process does not hold
+ * (the process is the terminal emulator: its slave's processes stay
+ * behind), a serial line (its modem lines, speed and the device stay
+ * behind).  A pty whose both ends the process holds is fd_pty.c's kind.
  */
 #define LOG_PREFIX "tty: "
 #include <dirent.h>
@@ -73,8 +73,46 @@ bool rst_tty_match(const struct stat *st)
 	       ma == TTY_MAJOR_HVC;
 }
 
-/* The fd of @pid that is the pty master of slave @index (fdinfo "tty-index:"), or -1. */
-static int master_of(pid_t pid, int index)
+int rst_tty_pts_index(const struct stat *st)
+{
+	unsigned ma = major(st->st_rdev);
+
+	if (!S_ISCHR(st->st_mode) || !is_pts(ma))
+		return -1;
+	return (int)((ma - TTY_MAJOR_PTS_LO) * 256 + minor(st->st_rdev));
+}
+
+bool rst_tty_is_ptmx(const struct stat *st)
+{
+	return S_ISCHR(st->st_mode) && st->st_rdev == makedev(TTY_MAJOR_AUX, 2);
+}
+
+int rst_tty_slave_of(pid_t pid, int index)
+{
+	char path[64], want[32];
+	struct dirent *de;
+	DIR *d;
+	int found = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	snprintf(want, sizeof(want), "/dev/pts/%d", index);
+	d = opendir(path);
+	if (!d)
+		return -1;
+	while (found < 0 && (de = readdir(d))) {
+		char link[96], target[64];
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(link, sizeof(link), "%s/%.16s", path, de->d_name);
+		if (!rst_read_link(link, target, sizeof(target)) && !strcmp(target, want))
+			found = atoi(de->d_name);
+	}
+	closedir(d);
+	return found;
+}
+
+int rst_tty_master_of(pid_t pid, int index)
 {
 	char path[64];
 	struct dirent *de;
@@ -117,18 +155,6 @@ int rst_tty_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 			 p->fd, f ? atoi(f) : -1, p->target);
 		return -EOPNOTSUPP;
 	}
-	if (is_pts(ma)) {
-		int index = (int)((ma - TTY_MAJOR_PTS_LO) * 256 + mi), m = master_of(p->pid, index);
-
-		if (m >= 0) {
-			snprintf(why, wl,
-				 "fd %d is pty %s and fd %d its master: haul does not carry a pty "
-				 "whose both ends the process holds; close one end, or run the "
-				 "program on a terminal",
-				 p->fd, p->target, m);
-			return -EOPNOTSUPP;
-		}
-	}
 	if (is_serial(ma, mi)) {
 		snprintf(why, wl,
 			 "fd %d is serial line %s: its modem lines, speed and the device itself "
@@ -163,30 +189,17 @@ static void ctty_of(pid_t pid, dev_t rdev, bool *ctty, bool *fg)
 	free(stat);
 }
 
-int rst_tty_dump(const struct rst_fd_probe *p, Haul__Img__External *e)
+int rst_tty_read_termios(int sfd, Haul__Img__Termios **out)
 {
 	Haul__Img__Termios *tm;
 	struct kterm kt;
 	struct winsize ws;
-	int pidfd, sfd, ret = 0;
 
-	pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
-	if (pidfd < 0)
+	if (ioctl(sfd, TCGETS, &kt) < 0)
 		return -errno;
-	sfd = (int)syscall(SYS_pidfd_getfd, pidfd, p->fd, 0);
-	close(pidfd);
-	if (sfd < 0)
-		return -errno;
-	if (ioctl(sfd, TCGETS, &kt) < 0) {
-		ret = -errno;
-		close(sfd);
-		return ret;
-	}
 	tm = malloc(sizeof(*tm));
-	if (!tm) {
-		close(sfd);
+	if (!tm)
 		return -ENOMEM;
-	}
 	haul__img__termios__init(tm);
 	tm->iflag = kt.iflag;
 	tm->oflag = kt.oflag;
@@ -196,7 +209,6 @@ int rst_tty_dump(const struct rst_fd_probe *p, Haul__Img__External *e)
 	tm->cc.data = malloc(sizeof(kt.cc));
 	if (!tm->cc.data) {
 		free(tm);
-		close(sfd);
 		return -ENOMEM;
 	}
 	memcpy(tm->cc.data, kt.cc, sizeof(kt.cc));
@@ -208,8 +220,25 @@ int rst_tty_dump(const struct rst_fd_probe *p, Haul__Img__External *e)
 		tm->xpixel = ws.ws_xpixel;
 		tm->ypixel = ws.ws_ypixel;
 	}
+	*out = tm;
+	return 0;
+}
+
+int rst_tty_dump(const struct rst_fd_probe *p, Haul__Img__External *e)
+{
+	int pidfd, sfd, ret;
+
+	pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
+	if (pidfd < 0)
+		return -errno;
+	sfd = (int)syscall(SYS_pidfd_getfd, pidfd, p->fd, 0);
+	close(pidfd);
+	if (sfd < 0)
+		return -errno;
+	ret = rst_tty_read_termios(sfd, &e->termios);
 	close(sfd);
-	e->termios = tm;
+	if (ret)
+		return ret;
 	e->has_ctty = e->has_foreground = true;
 	{
 		bool ctty, fg;
@@ -235,9 +264,8 @@ int rst_tty_set_ctty(struct rst_target *t, int fd, pid_t pgrp)
 	return ret;
 }
 
-int rst_tty_apply(struct rst_target *t, int fd, const Haul__Img__External *e)
+int rst_tty_set_termios(struct rst_target *t, int fd, const Haul__Img__Termios *tm)
 {
-	const Haul__Img__Termios *tm = e->termios;
 	struct kterm kt;
 	int ret;
 
@@ -262,6 +290,16 @@ int rst_tty_apply(struct rst_target *t, int fd, const Haul__Img__External *e)
 			ret = rst_rcall(t, SYS_ioctl, fd, TIOCSWINSZ, rst_scratch(t), 0, 0, 0,
 					NULL);
 	}
+	return ret;
+}
+
+int rst_tty_apply(struct rst_target *t, int fd, const Haul__Img__External *e)
+{
+	int ret;
+
+	if (!e->termios)
+		return 0;
+	ret = rst_tty_set_termios(t, fd, e->termios);
 	if (ret)
 		return ret;
 	/* One process leads its own session (the stub's setsid): no other group to set. */

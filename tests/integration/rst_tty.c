@@ -256,3 +256,41 @@ Test(rst_tty, a_pty_master_is_refused_by_name_and_the_process_runs_on)
 	cr_expect(strstr(out, "fd 0 is the master of pty /dev/pts/"), "said: %s", out);
 	cr_expect_eq(kill(prog, 0), 0);
 }
+
+Test(rst_tty, a_pty_whose_both_ends_it_holds_comes_back_as_a_new_pair_with_termios_and_size)
+{
+	char out[4096], pid[16], img[96], path[128], prg[512], line[256];
+	const char *ck[] = {"checkpoint", pid, "--images", img, NULL};
+	const char *rs[] = {"restore", "--images", img, "--detach", NULL};
+	int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	size_t at;
+
+	snprintf(path, sizeof(path), "%s/pair.out", dir);
+	snprintf(prg, sizeof(prg), "%s/rst_ext", th_progs_dir());
+	prog = fork();
+	cr_assert_geq(prog, 0);
+	if (prog == 0) {
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		dup2(null, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		syscall(SYS_close_range, 3, ~0U, 0);
+		execl(prg, "rst_ext", "ptypair", tag, (char *)NULL);
+		_exit(127);
+	}
+	cr_assert_eq(th_wait_file(path, 0, "vtime 9 rows 22 cols 77 ok", 5000, line, sizeof(line)),
+		     0, "the pair never worked");
+	snprintf(pid, sizeof(pid), "%d", (int)prog);
+	snprintf(img, sizeof(img), "%s/img", dir);
+	cr_assert_eq(run_haul(null, out, sizeof(out), ck), 0, "checkpoint failed: %s", out);
+	th_kill(prog, SIGKILL, 2000);
+	prog = -1;
+	at = th_file_size(path);
+	cr_assert_eq(run_haul(null, out, sizeof(out), rs), 0, "restore failed: %s", out);
+	restored = printed_pid(out);
+	/* messages go through the new pair again, with the settings it had */
+	cr_expect_eq(th_wait_file(path, at, "vtime 9 rows 22 cols 77 ok", 5000, line, sizeof(line)),
+		     0, "no working round trip after the restore");
+	close(null);
+}

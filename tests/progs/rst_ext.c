@@ -11,10 +11,19 @@
  *                                ECHO, no ICANON, VTIME 7) and size (33x111),
  *                                then every 10 ms write "tty N lflag L vtime
  *                                T rows R cols C" as it sees them on stdout
+ *        rst_ext ptypair         open a pty and keep both ends; set the
+ *                                slave's termios (raw, VTIME 9) and size
+ *                                (22x77); every 10 ms send "pN" master ->
+ *                                slave and "qN" back, then write "pair N
+ *                                vtime T rows R cols C ok" (or "lost": bytes
+ *                                queued at a checkpoint are not carried)
  * The first line is the ready signal; N goes up by one each line, so a
  * test sees where the restored copy went on.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +102,61 @@ static int tty(void)
 	}
 }
 
+/* Send @msg into @to, read it back from @from within 200 ms: whether it came whole. */
+static int through(int to, int from, const char *msg)
+{
+	size_t n = strlen(msg), got = 0;
+	char buf[64];
+
+	if (write(to, msg, n) != (ssize_t)n)
+		return 0;
+	while (got < n) {
+		struct pollfd p = {.fd = from, .events = POLLIN};
+		ssize_t r;
+
+		if (poll(&p, 1, 200) != 1)
+			return 0;
+		r = read(from, buf + got, sizeof(buf) - got);
+		if (r <= 0)
+			return 0;
+		got += r;
+	}
+	return got == n && !memcmp(buf, msg, n);
+}
+
+static int ptypair(void)
+{
+	struct winsize ws = {.ws_row = 22, .ws_col = 77};
+	struct termios tm;
+	int m, s;
+
+	if (openpty(&m, &s, NULL, NULL, &ws) < 0 || tcgetattr(s, &tm) < 0) {
+		perror("openpty");
+		return 1;
+	}
+	cfmakeraw(&tm);
+	tm.c_cc[VTIME] = 9;
+	tm.c_cc[VMIN] = 1;
+	if (tcsetattr(s, TCSANOW, &tm) < 0)
+		return 1;
+	for (unsigned long n = 0;; n++) {
+		char msg[32], back[32];
+		int ok;
+
+		snprintf(msg, sizeof(msg), "p%lu", n);
+		snprintf(back, sizeof(back), "q%lu", n);
+		ok = through(m, s, msg) && through(s, m, back);
+		if (!ok) /* drop what a lost message left behind */
+			tcflush(s, TCIOFLUSH);
+		tcgetattr(s, &tm);
+		ioctl(s, TIOCGWINSZ, &ws);
+		printf("pair %lu vtime %d rows %d cols %d %s\n", n, tm.c_cc[VTIME], ws.ws_row,
+		       ws.ws_col, ok ? "ok" : "lost");
+		fflush(stdout);
+		pause_10ms();
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && !strcmp(argv[1], "lines"))
@@ -101,6 +165,8 @@ int main(int argc, char **argv)
 		return service(argv[2]);
 	if (argc >= 2 && !strcmp(argv[1], "tty"))
 		return tty();
-	fprintf(stderr, "usage: rst_ext lines | service PATH | tty\n");
+	if (argc >= 2 && !strcmp(argv[1], "ptypair"))
+		return ptypair();
+	fprintf(stderr, "usage: rst_ext lines | service PATH | tty | ptypair\n");
 	return 2;
 }
