@@ -219,8 +219,8 @@ static int ext_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 	return 0;
 }
 
-static int ext_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul__Img__Fd *prev,
-		    size_t nprev)
+static int ext_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
+		    Haul__Img__FileObject *const *prev, size_t nprev)
 {
 	Haul__Img__External *e;
 	struct ext_what w;
@@ -402,19 +402,39 @@ out:
 	return ret;
 }
 
-/* The spec @f gets here: a rule of the restoring haul, else the one the source chose. */
-static const char *ext_spec_here(const Haul__Img__Fd *f)
+static int ext_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 {
-	const char *s = rst_ext_rule_for(f->fd, f->external->kind);
+	const Haul__Img__External *e = f->external;
+	const Haul__Img__Termios *tm = e ? e->termios : NULL;
+
+	if (!e || !e->peer || !e->spec || (e->kind == HAUL__IMG__EXTERNAL_KIND__EXT_UNIX &&
+					   (!e->path || !e->has_sock_type))) {
+		snprintf(why, wl, "file %u is an external endpoint without its external part",
+			 f->id);
+		return -EBADMSG;
+	}
+	if ((unsigned)e->kind > HAUL__IMG__EXTERNAL_KIND__EXT_TTY ||
+	    (e->path && strnlen(e->path, 256) >= 256) || (tm && tm->cc.len > 64)) {
+		snprintf(why, wl, "file %u (external %s): kind, path or termios out of range",
+			 f->id, e->peer);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+/* The spec fd @fd gets here: a rule of the restoring haul, else the one the source chose. */
+static const char *ext_spec_here(const Haul__Img__FileObject *f, int fd)
+{
+	const char *s = rst_ext_rule_for(fd, f->external->kind);
 
 	return s ? s : f->external->spec;
 }
 
-static int ext_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,
-		       const char *path, int *tmp, bool *shared)
+static int ext_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
+		       const Haul__Img__FdEntry *fe, const char *path, int *tmp, bool *shared)
 {
 	const Haul__Img__External *e = f->external;
-	const char *spec = ext_spec_here(f);
+	const char *spec = ext_spec_here(f, fe->fd);
 	int acc = (int)f->flags & O_ACCMODE, fl = acc | ((int)f->flags & O_NONBLOCK);
 	struct rst_ext_spec s;
 	char tty[256], desc[320];
@@ -426,14 +446,14 @@ static int ext_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__
 	if (rst_ext_spec_parse(spec, &s) || !rst_ext_spec_fits(&s, e->kind)) {
 		pr_err("pid %d: fd %d (%s): spec '%s' does not apply to a %s; give --external-fd "
 		       "%d=null|file:/PATH|fd:N",
-		       (int)t->o.pid, f->fd, e->peer, spec, rst_ext_kind_name(e->kind), f->fd);
+		       (int)t->o.pid, fe->fd, e->peer, spec, rst_ext_kind_name(e->kind), fe->fd);
 		return -EINVAL;
 	}
 	if (s.how == RST_EXT_TTY && rst_tty_own(tty, sizeof(tty))) {
 		pr_warn("pid %d: fd %d (%s): this haul has no terminal (its fds 0-2 are not ttys): "
 			"/dev/null instead; run haul restore on a terminal, or give --external-fd "
 			"%d=SPEC",
-			(int)t->o.pid, f->fd, e->peer, f->fd);
+			(int)t->o.pid, fe->fd, e->peer, fe->fd);
 		s.how = RST_EXT_NULL;
 	}
 	switch (s.how) {
@@ -447,7 +467,7 @@ static int ext_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__
 		if (fcntl(s.fd, F_GETFD) < 0) {
 			pr_err("pid %d: fd %d (%s) should become fd %d of this haul, which is not "
 			       "open; start haul with it open (e.g. %d>FILE)",
-			       (int)t->o.pid, f->fd, e->peer, s.fd, s.fd);
+			       (int)t->o.pid, fe->fd, e->peer, s.fd, s.fd);
 			return -EBADF;
 		}
 		ret = push_fd(t, s.fd, tmp);
@@ -462,7 +482,7 @@ static int ext_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__
 		break;
 	}
 	if (ret) {
-		pr_err("pid %d: fd %d (%s): cannot make it %s: %s", (int)t->o.pid, f->fd, e->peer,
+		pr_err("pid %d: fd %d (%s): cannot make it %s: %s", (int)t->o.pid, fe->fd, e->peer,
 		       spec, strerror(-ret));
 		return ret;
 	}
@@ -470,21 +490,22 @@ static int ext_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__
 		snprintf(desc, sizeof(desc), "this haul's terminal %s", tty);
 	else
 		rst_ext_spec_describe(s.how == RST_EXT_NULL ? "null" : spec, desc, sizeof(desc));
-	pr_info("pid %d: fd %d: %s stayed behind -> %s", (int)t->o.pid, f->fd, e->peer, desc);
+	pr_info("pid %d: fd %d: %s stayed behind -> %s", (int)t->o.pid, fe->fd, e->peer, desc);
 	return 0;
 }
 
 /* At its own number: O_NONBLOCK as it had it; a terminal gets its settings back. */
-static int ext_setup(struct rst_target *t, const Haul__Img__Fd *f)
+static int ext_setup(struct rst_target *t, const Haul__Img__FileObject *f,
+		     const Haul__Img__FdEntry *e)
 {
-	int ret = rst_fd_set_nonblock(t, f);
+	int ret = rst_fd_set_nonblock(t, f, e);
 
 	if (ret || !f->external->termios)
 		return ret;
 	/* Whatever it became: if that is a terminal too (tty, fd:N of one), it gets them. */
-	if (rst_rcall(t, SYS_ioctl, f->fd, TCGETS, rst_scratch(t), 0, 0, 0, NULL))
+	if (rst_rcall(t, SYS_ioctl, e->fd, TCGETS, rst_scratch(t), 0, 0, 0, NULL))
 		return 0; /* ENOTTY: /dev/null, a file, a pipe */
-	return rst_tty_apply(t, f->fd, f->external);
+	return rst_tty_apply(t, e->fd, f->external);
 }
 
 const struct rst_fd_ops rst_fd_external = {
@@ -494,6 +515,7 @@ const struct rst_fd_ops rst_fd_external = {
 	.match = ext_match,
 	.refuse = ext_refuse,
 	.dump = ext_dump,
+	.validate = ext_validate,
 	.restore = ext_restore,
 	.setup = ext_setup,
 };

@@ -56,8 +56,8 @@ static bool pty_match(const struct rst_fd_probe *p)
 	return pair_index(p) >= 0;
 }
 
-static int pty_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul__Img__Fd *prev,
-		    size_t nprev)
+static int pty_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
+		    Haul__Img__FileObject *const *prev, size_t nprev)
 {
 	Haul__Img__Pty *y;
 	int index = pair_index(p), pidfd, sfd, n = 0, pkt = 0, ret = 0;
@@ -138,8 +138,19 @@ static int pair_of(struct rst_target *t, struct rst_fd_rctx *x, uint32_t index,
 	return 0;
 }
 
-static int pty_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,
-		       const char *path, int *tmp, bool *shared)
+static int pty_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
+{
+	if (!f->pty || f->pty->index > (1U << 20) ||
+	    (f->pty->termios && f->pty->termios->cc.len > 64)) {
+		snprintf(why, wl, "file %u is a pty end without its pty part, or out of range",
+			 f->id);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+static int pty_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
+		       const Haul__Img__FdEntry *e, const char *path, int *tmp, bool *shared)
 {
 	struct rst_tpipe *p;
 	char slave[32];
@@ -165,23 +176,24 @@ static int pty_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__
 				0, 0, &res);
 	*tmp = (int)res;
 	if (!ret && f->pty->index != p->w_ofd)
-		pr_info("pid %d: fd %d: pty /dev/pts/%u is /dev/pts/%u now", (int)t->o.pid, f->fd,
+		pr_info("pid %d: fd %d: pty /dev/pts/%u is /dev/pts/%u now", (int)t->o.pid, e->fd,
 			f->pty->index, p->w_ofd);
 	return ret;
 }
 
 /* At its own number: O_NONBLOCK; a slave its settings, a master its packet mode. */
-static int pty_setup(struct rst_target *t, const Haul__Img__Fd *f)
+static int pty_setup(struct rst_target *t, const Haul__Img__FileObject *f,
+		     const Haul__Img__FdEntry *e)
 {
 	int32_t on = 1;
-	int ret = rst_fd_set_nonblock(t, f);
+	int ret = rst_fd_set_nonblock(t, f, e);
 
 	if (!ret && f->pty->termios)
-		ret = rst_tty_set_termios(t, f->fd, f->pty->termios);
+		ret = rst_tty_set_termios(t, e->fd, f->pty->termios);
 	if (!ret && f->pty->master && f->pty->packet) {
 		ret = rst_poke(t, rst_scratch(t), &on, sizeof(on));
 		if (!ret)
-			ret = rst_rcall(t, SYS_ioctl, f->fd, TIOCPKT, rst_scratch(t), 0, 0, 0,
+			ret = rst_rcall(t, SYS_ioctl, e->fd, TIOCPKT, rst_scratch(t), 0, 0, 0,
 					NULL);
 	}
 	return ret;
@@ -193,6 +205,7 @@ const struct rst_fd_ops rst_fd_pty = {
 	.version = 4,
 	.match = pty_match,
 	.dump = pty_dump,
+	.validate = pty_validate,
 	.restore = pty_restore,
 	.setup = pty_setup,
 };
