@@ -36,7 +36,7 @@ int haul_cmd_checkpoint(int argc, char **argv)
 		{NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL},
 	};
 	const struct haul_cmd_spec spec = {
-		"checkpoint", "PID --images DIR [--leave-running] [--external-fd FD=SPEC]", intro, NULL, opts, 1, 1, false};
+		"checkpoint", "PID --images DIR [--leave-running]", intro, NULL, opts, 1, 1, false};
 	struct rst_ckpt_stats st;
 	struct haul_pid_lock lock;
 	char why[PATH_MAX + 128];

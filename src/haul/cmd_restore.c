@@ -54,8 +54,7 @@ int haul_cmd_restore(int argc, char **argv)
 	};
 	const struct haul_cmd_spec spec = {"restore",
 					   "--images DIR [--id ID] [--pid PID] [--detach]\n"
-					   "                    [--pidns auto|always|never]\n"
-					   "                    [--external-fd FD=SPEC] [--external KIND=SPEC]",
+					   "                    [--pidns auto|always|never]",
 					   intro,
 					   NULL,
 					   opts,

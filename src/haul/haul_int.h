@@ -458,16 +458,15 @@ void haul_opt_list_release(struct haul_opt_list *l);
  * (struct haul_opt_list *@byfd, *@bykind), and their rules handed to the
  * restorer once parsed (the lists are released).  0, or -EINVAL logged.
  */
-#define HAUL_OPTS_EXTERNAL(byfd, bykind)                                                        \
-	{"external-fd", 0, HAUL_OPT_STR, HAUL_OPT_REPEAT, (byfd), "FD=SPEC",                      \
-	 "what fd FD becomes on the target when its other end\nstays behind (a pipe to a "       \
-	 "process that does\nnot move, a unix socket, a terminal): null,\nfile:/PATH, fd:N "     \
-	 "(of the restoring haul),\nreconnect, journal, tty (repeatable)",                       \
-	 0, 0, NULL},                                                                             \
-	{"external", 0, HAUL_OPT_STR, HAUL_OPT_REPEAT, (bykind), "KIND=SPEC",                     \
-	 "the same for every such fd of KIND: pipe, fifo, unix,\ntty (defaults: unix=reconnect, " \
-	 "journal for the\njournald socket; tty=tty; pipes and fifos: none)",                    \
-	 0, 0, NULL}
+extern const char haul_external_fd_help[], haul_external_kind_help[];
+/* Two table entries, one per line (clang-format would put each field on its own). */
+/* clang-format off */
+#define HAUL_OPTS_EXTERNAL(byfd, bykind)                                                           \
+	{"external-fd", 0, HAUL_OPT_STR, HAUL_OPT_REPEAT, (byfd), "FD=SPEC",                       \
+	 haul_external_fd_help, 0, 0, NULL},                                                       \
+	{"external", 0, HAUL_OPT_STR, HAUL_OPT_REPEAT, (bykind), "KIND=SPEC",                      \
+	 haul_external_kind_help, 0, 0, NULL}
+/* clang-format on */
 int haul_external_apply(struct haul_opt_list *byfd, struct haul_opt_list *bykind);
 
 /* One value, as the parser reads it; 0 or -EINVAL (nothing logged). */

@@ -407,8 +407,8 @@ static int ext_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 	const Haul__Img__External *e = f->external;
 	const Haul__Img__Termios *tm = e ? e->termios : NULL;
 
-	if (!e || !e->peer || !e->spec || (e->kind == HAUL__IMG__EXTERNAL_KIND__EXT_UNIX &&
-					   (!e->path || !e->has_sock_type))) {
+	if (!e || !e->peer || !e->spec ||
+	    (e->kind == HAUL__IMG__EXTERNAL_KIND__EXT_UNIX && (!e->path || !e->has_sock_type))) {
 		snprintf(why, wl, "file %u is an external endpoint without its external part",
 			 f->id);
 		return -EBADMSG;

@@ -172,8 +172,8 @@ static int pty_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__
 	ret = rst_put_str(t, 0, slave, &rpath);
 	if (!ret)
 		ret = rst_rcall(t, SYS_openat, AT_FDCWD, rpath,
-				((int)f->flags & (O_ACCMODE | O_NONBLOCK)) | O_NOCTTY | O_CLOEXEC, 0,
-				0, 0, &res);
+				((int)f->flags & (O_ACCMODE | O_NONBLOCK)) | O_NOCTTY | O_CLOEXEC,
+				0, 0, 0, &res);
 	*tmp = (int)res;
 	if (!ret && f->pty->index != p->w_ofd)
 		pr_info("pid %d: fd %d: pty /dev/pts/%u is /dev/pts/%u now", (int)t->o.pid, e->fd,

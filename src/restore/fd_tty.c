@@ -42,14 +42,14 @@ struct kterm {
 	uint8_t cc[19];
 };
 
-#define TTY_MAJOR_VT	  4   /* tty0-63 virtual consoles, ttyS* from minor 64 */
-#define TTY_MAJOR_AUX	  5   /* /dev/tty (0), /dev/console (1), /dev/ptmx (2) */
-#define TTY_MAJOR_PTS_LO  136 /* Unix98 pty slaves: 136-143 */
-#define TTY_MAJOR_PTS_HI  143
-#define TTY_MAJOR_ACM	  166 /* USB modems */
-#define TTY_MAJOR_USB	  188 /* USB serial */
-#define TTY_MAJOR_AMA	  204 /* low-density serial (ttyAMA...) */
-#define TTY_MAJOR_HVC	  229 /* hypervisor consoles */
+#define TTY_MAJOR_VT	 4   /* tty0-63 virtual consoles, ttyS* from minor 64 */
+#define TTY_MAJOR_AUX	 5   /* /dev/tty (0), /dev/console (1), /dev/ptmx (2) */
+#define TTY_MAJOR_PTS_LO 136 /* Unix98 pty slaves: 136-143 */
+#define TTY_MAJOR_PTS_HI 143
+#define TTY_MAJOR_ACM	 166 /* USB modems */
+#define TTY_MAJOR_USB	 188 /* USB serial */
+#define TTY_MAJOR_AMA	 204 /* low-density serial (ttyAMA...) */
+#define TTY_MAJOR_HVC	 229 /* hypervisor consoles */
 
 static bool is_pts(unsigned ma)
 {
@@ -183,7 +183,8 @@ static void ctty_of(pid_t pid, dev_t rdev, bool *ctty, bool *fg)
 		ma = ((unsigned)tty_nr >> 8) & 0xfff;
 		mi = ((unsigned)tty_nr & 0xff) | (((unsigned)tty_nr >> 12) & 0xfff00);
 		/* /dev/tty (5:0) is the controlling terminal by definition */
-		*ctty = tty_nr && ((ma == major(rdev) && mi == minor(rdev)) || rdev == makedev(5, 0));
+		*ctty = tty_nr &&
+			((ma == major(rdev) && mi == minor(rdev)) || rdev == makedev(5, 0));
 		*fg = *ctty && tpgid == pgrp;
 	}
 	free(stat);

@@ -170,8 +170,7 @@ static void checkpoint_restore(const char *ckpt_opts, const char *rst_opts)
 	cr_assert_eq(run(out, sizeof(out), "%s checkpoint %d --images %s/img %s", th_haul_bin(),
 			 (int)prog, dir, ckpt_opts),
 		     0, "checkpoint failed: %s", out);
-	cr_assert(strstr(out, "stays behind"), "the dump did not say what the fd becomes: %s",
-		  out);
+	cr_assert(strstr(out, "stays behind"), "the dump did not say what the fd becomes: %s", out);
 	th_kill(prog, SIGKILL, 2000); /* reaped: it was killed by the checkpoint */
 	prog = -1;
 	cr_assert_eq(run(out, sizeof(out), "%s restore --images %s/img --detach %s </dev/null",

@@ -176,8 +176,7 @@ static void checkpoint_job(void)
 	snprintf(img, sizeof(img), "%s/img", dir);
 	cr_assert_eq(run_haul(open("/dev/null", O_RDONLY | O_CLOEXEC), out, sizeof(out), ck), 0,
 		     "checkpoint failed: %s", out);
-	cr_assert(strstr(out, "fd 0 of pid") && strstr(out, "terminal /dev/pts/"), "said: %s",
-		  out);
+	cr_assert(strstr(out, "fd 0 of pid") && strstr(out, "terminal /dev/pts/"), "said: %s", out);
 	th_kill(prog, SIGKILL, 2000);
 	prog = -1;
 }

@@ -94,8 +94,8 @@ static int tty(void)
 
 		tcgetattr(0, &tm);
 		ioctl(0, TIOCGWINSZ, &ws);
-		len = snprintf(buf, sizeof(buf), "tty %lu lflag %o vtime %d rows %d cols %d\r\n",
-			       n, (unsigned)tm.c_lflag, tm.c_cc[VTIME], ws.ws_row, ws.ws_col);
+		len = snprintf(buf, sizeof(buf), "tty %lu lflag %o vtime %d rows %d cols %d\r\n", n,
+			       (unsigned)tm.c_lflag, tm.c_cc[VTIME], ws.ws_row, ws.ws_col);
 		if (write(1, buf, len) < 0 && errno != EINTR && errno != EAGAIN && errno != EIO)
 			return 1;
 		pause_10ms();
