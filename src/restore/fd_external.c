@@ -37,6 +37,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -44,54 +45,137 @@
 #include "restore/target_int.h"
 
 /*
- * Another process holding pipe @link ("pipe:[ino]") besides @self: *@other
- * and its comm.  Process trees (several moving processes) must leave out
- * every pid that moves; one process moves today.  0: found, -ENOENT: none.
+ * The pipes held by processes other than one: each pipe inode with one
+ * holder.  Classifying the fds of a process asks for every pipe fd, three
+ * times (match, refuse, dump), and a scan of every /proc/PID/fd costs
+ * milliseconds, in the dump's downtime too: one scan serves the whole
+ * pass, for the same process, for HOLDERS_TTL_NS.  Used from the thread
+ * that checks or dumps (not thread-safe).
  */
-static int pipe_holder(pid_t self, const char *link, pid_t *other, char *comm, size_t clen)
+#define HOLDERS_TTL_NS (200ULL * 1000 * 1000)
+
+struct pipe_hold {
+	uint64_t ino;
+	pid_t pid;
+};
+
+static struct {
+	pid_t self;
+	uint64_t stamp_ns;
+	struct pipe_hold *v;
+	size_t n, cap;
+	const pid_t *moving; /* rst_ext_moving: the other processes that move too */
+	size_t nmoving;
+} holders;
+
+void rst_ext_moving(const pid_t *pids, size_t n)
+{
+	holders.moving = pids;
+	holders.nmoving = n;
+	holders.stamp_ns = 0; /* the next question scans again */
+}
+
+static bool moves(pid_t pid)
+{
+	for (size_t i = 0; i < holders.nmoving; i++)
+		if (holders.moving[i] == pid)
+			return true;
+	return false;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static int holders_add(uint64_t ino, pid_t pid)
+{
+	if (holders.n == holders.cap) {
+		size_t nc = holders.cap ? holders.cap * 2 : 256;
+		struct pipe_hold *v = realloc(holders.v, nc * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		holders.v = v;
+		holders.cap = nc;
+	}
+	holders.v[holders.n].ino = ino;
+	holders.v[holders.n++].pid = pid;
+	return 0;
+}
+
+/* One scan of every /proc/PID/fd but @self's: the pipes and who holds them. */
+static int holders_scan(pid_t self)
 {
 	struct dirent *pe;
 	DIR *proc = opendir("/proc");
-	int ret = -ENOENT;
+	int ret = 0;
 
 	if (!proc)
 		return -errno;
-	while (ret && (pe = readdir(proc))) {
+	holders.n = 0;
+	while (!ret && (pe = readdir(proc))) {
 		pid_t pid = atoi(pe->d_name);
 		char path[64], target[64];
 		struct dirent *de;
 		DIR *d;
 
-		if (pid <= 0 || pid == self)
+		if (pid <= 0 || pid == self || moves(pid))
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
 		d = opendir(path);
 		if (!d)
 			continue;
-		while (ret && (de = readdir(d))) {
+		while (!ret && (de = readdir(d))) {
 			char fdl[96];
 
 			if (de->d_name[0] == '.')
 				continue;
 			snprintf(fdl, sizeof(fdl), "%s/%.16s", path, de->d_name);
-			if (!rst_read_link(fdl, target, sizeof(target)) && !strcmp(target, link))
-				ret = 0;
+			if (!rst_read_link(fdl, target, sizeof(target)) &&
+			    !strncmp(target, "pipe:[", 6))
+				ret = holders_add(strtoull(target + 6, NULL, 10), pid);
 		}
 		closedir(d);
-		if (!ret) {
-			char *text = NULL;
-
-			*other = pid;
-			snprintf(comm, clen, "?");
-			if (!rst_read_proc(pid, "comm", &text, NULL)) {
-				text[strcspn(text, "\n")] = '\0';
-				snprintf(comm, clen, "%s", text);
-				free(text);
-			}
-		}
 	}
 	closedir(proc);
+	holders.self = self;
+	holders.stamp_ns = ret ? 0 : now_ns();
 	return ret;
+}
+
+/*
+ * Another process holding pipe @link ("pipe:[ino]") besides @self and the
+ * processes that move with it (rst_ext_moving): *@other and its comm.
+ * 0: found, -ENOENT: none.
+ */
+static int pipe_holder(pid_t self, const char *link, pid_t *other, char *comm, size_t clen)
+{
+	uint64_t ino = strtoull(link + 6, NULL, 10);
+	char *text = NULL;
+	int ret = 0;
+
+	if (holders.self != self || !holders.stamp_ns ||
+	    now_ns() - holders.stamp_ns > HOLDERS_TTL_NS)
+		ret = holders_scan(self);
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < holders.n; i++) {
+		if (holders.v[i].ino != ino)
+			continue;
+		*other = holders.v[i].pid;
+		snprintf(comm, clen, "?");
+		if (!rst_read_proc(*other, "comm", &text, NULL)) {
+			text[strcspn(text, "\n")] = '\0';
+			snprintf(comm, clen, "%s", text);
+			free(text);
+		}
+		return 0;
+	}
+	return -ENOENT;
 }
 
 /*
@@ -309,7 +393,8 @@ static int reconnect(struct rst_target *t, const Haul__Img__External *e, bool jo
 	ret = rst_poke(t, rst_scratch(t), &a, al);
 	if (!ret)
 		ret = rst_rcall(t, SYS_connect, *fd, rst_scratch(t), al, 0, 0, 0, NULL);
-	if (ret || !journal)
+	/* journald's stdout protocol is a stream; a datagram socket gets no header */
+	if (ret || !journal || e->sock_type != SOCK_STREAM)
 		return ret;
 	/* identifier, unit id, priority, level prefix, to syslog, to kmsg, to console */
 	snprintf(hdr, sizeof(hdr), "%s\n\n6\n1\n0\n0\n0\n", e->ident ? e->ident : "haul");

@@ -166,6 +166,13 @@ extern const struct rst_fd_ops rst_fd_eventfd, rst_fd_signalfd, rst_fd_timerfd, 
 extern const struct rst_fd_ops rst_fd_pipe, rst_fd_unix_pair;
 extern const struct rst_fd_ops rst_fd_external; /* fd_external.c */
 extern const struct rst_fd_ops rst_fd_pty;	/* fd_pty.c */
+/*
+ * fd_external.c: the pids of every process that moves (a process tree):
+ * a pipe only they hold is theirs, not an external endpoint.  @pids stays
+ * the caller's until the next call (NULL, 0: one process moves, the
+ * default).  From the thread that checks and dumps.
+ */
+void rst_ext_moving(const pid_t *pids, size_t n);
 
 /*
  * fd_extrules.c: what an fd whose other end stays behind becomes (the
