@@ -416,3 +416,28 @@ Test(rst_external, migrate_reconnects_a_service_to_its_socket_path)
 	close(c);
 	cr_expect_eq(strncmp(buf, "line ", 5), 0, "the new stream began with: %s", buf);
 }
+
+Test(rst_external, a_named_fifo_is_refused_without_a_rule_and_becomes_a_file_with_one)
+{
+	char fifo[128], out[4096], line[128], opt[160];
+	int w;
+
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	rd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	cr_assert_geq(rd, 0);
+	w = open(fifo, O_WRONLY | O_CLOEXEC);
+	cr_assert_geq(w, 0);
+	prog = spawn_ext("lines", NULL, w);
+	close(w);
+	cr_assert_eq(th_wait_line(rd, "line ", 5000, line, sizeof(line)), 0, "rst_ext never wrote");
+	cr_expect_eq(run(out, sizeof(out), "%s checkpoint %d --images %s/img", th_haul_bin(),
+			 (int)prog, dir),
+		     1);
+	cr_expect(strstr(out, "fd 1 is a named fifo ") && strstr(out, "--external-fd 1="),
+		  "said: %s", out);
+	snprintf(opt, sizeof(opt), "--external fifo=file:%s/out", dir);
+	checkpoint_restore(opt, "");
+	cr_expect_eq(th_wait_file(strchr(opt, '/'), 0, "line ", 5000, line, sizeof(line)), 0,
+		     "no line in %s", strchr(opt, '/'));
+}
