@@ -128,7 +128,7 @@ static int add_filter(struct sc_buf *b, uint8_t *prog, size_t len, uint32_t flag
 
 /*
  * The filters of stopped thread @tid, newest first from the kernel, into
- * @b's index list (oldest first); *@count how many.  @ps NULL: only check.
+ * @b's index list (oldest first); *@count how many.
  */
 static int dump_stack(pid_t pid, pid_t tid, struct sc_buf *b, size_t *count, char *why, size_t wl)
 {
