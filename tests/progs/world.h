@@ -14,7 +14,8 @@
  *           3-30 times a second.
  *  seccomp  no_new_privs and a filter failing getpgid with ENOTTY and
  *           userfaultfd with EACCES (haul's tracker injects it regardless),
- *           before a helper thread starts.  Check: both fail so, getpgid in
+ *           in every thread (TSYNC: the timers' thread too), before a helper
+ *           thread starts.  Check: both fail so, getpgid in
  *           the helper thread too, getpid works, status says Seccomp 2.
  *  inotify  an inotify fd watching directory DIR/watched (IN_CREATE, wd 1) and
  *           the file DIR/watched/f (IN_MODIFY, wd 2).  Check: a file made in
@@ -54,6 +55,14 @@ static int world_ids[4];
 static volatile sig_atomic_t world_fires, world_bad_info, world_thr_fires, world_thr_wrong;
 static volatile pid_t world_timer_tid;
 static volatile int world_req, world_thr_errno = -1;
+
+static void world_nap(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
 
 static void world_on_timer(int sig, siginfo_t *si, void *uc)
 {
@@ -103,8 +112,6 @@ static void *world_timer_thread(void *arg)
 	return NULL;
 }
 
-static void world_nap(long ms);
-
 static int world_timers_setup(void)
 {
 	struct sigaction sa = {.sa_sigaction = world_on_timer, .sa_flags = SA_SIGINFO | SA_RESTART};
@@ -137,14 +144,6 @@ static int world_timers_setup(void)
 	    syscall(SYS_timer_settime, world_ids[0], 0, &a, NULL))
 		return -1;
 	return 0;
-}
-
-static void world_nap(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
 }
 
 static int world_timers_check(char *why, size_t wl)
@@ -218,7 +217,7 @@ static int world_seccomp_setup(void)
 	pthread_t t;
 
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
-	    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog))
+	    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog))
 		return -1;
 	return pthread_create(&t, NULL, world_thread, NULL) ? -1 : 0;
 }
