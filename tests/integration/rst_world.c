@@ -188,6 +188,10 @@ static void mig_fini(void)
 Test(rst_world, timers_seccomp_a_pidfd_inotify_and_fanotify_survive_haul_migrate, .fini = mig_fini,
      .timeout = 120)
 {
+	char line[512] = "";
+	bool uffd_failed;
+	pid_t haul;
+	int fd, st;
 	long seq;
 
 	th_mig_setup(&M, 0);
@@ -195,7 +199,18 @@ Test(rst_world, timers_seccomp_a_pidfd_inotify_and_fanotify_survive_haul_migrate
 	th_mig_workload(&M, 16, 8, 0);
 	th_mig_ticks(&M, 3, 5000);
 	seq = th_mig_seq(&M);
-	cr_assert_eq(th_mig_migrate(&M, NULL, 60000), 0, "haul migrate failed");
+	th_mig_state_before(&M);
+	haul = th_mig_haul(&M, &fd, NULL);
+	cr_assert_gt(haul, 0);
+	st = th_wait_exit(haul, 60000);
+	if (st)
+		th_mig_dump_output(fd);
+	/* the filter refuses userfaultfd: only a suspended filter lets the uffd tracker in */
+	uffd_failed =
+		!st && th_wait_line(fd, "tracker 'uffd' failed", 1000, line, sizeof(line)) == 0;
+	close(fd);
+	cr_assert_eq(st, 0, "haul migrate failed");
+	cr_expect(!uffd_failed, "the seccomp filter kept the uffd tracker out: %s", line);
 	/* verify runs world.h's checks too (mig_workload --world) */
 	th_mig_assert_moved(&M, seq);
 }
