@@ -90,4 +90,9 @@
 /* How long haul's survivor waits for the kernel to detach a dead haul's tracees. */
 #define HAUL_INJ_DETACH_WAIT_MS 5000
 
+/* ---- switch (network lock, --move-address, --on-switch) --------------------- */
+
+/* An --on-switch hook runs inside the downtime: a stuck one must not hold the process for long. */
+#define HAUL_SWITCH_HOOK_TIMEOUT_MS 10000
+
 #endif
