@@ -130,6 +130,16 @@ struct haul_switch_hook {
  */
 int haul_switch_hook_run(const struct haul_switch_hook *h, const char *phase);
 
+/* ---- switch_sink.c -------------------------------------------------------- */
+
+/*
+ * The sink of `haul pageserver`: rst_live_sink with the target's part of
+ * the switch around it.  Its open() takes the page server's --on-switch
+ * CMD (or NULL) as its arg.
+ */
+struct ps_sink_ops;
+extern const struct ps_sink_ops haul_switch_sink;
+
 /* ---- netguard.c ----------------------------------------------------------- */
 
 /*
