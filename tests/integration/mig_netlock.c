@@ -1,0 +1,516 @@
+/*
+ * mig_netlock.c - the network around a migration (src/haul/netlock.c,
+ * netsock.c, addrmove.c, onswitch.c, mig_net.c, switch_sink.c).
+ *
+ * The lock is driven directly with a real TCP connection between two
+ * namespaces: while it holds, nothing crosses in either direction and the
+ * peer sees no reset; once lifted, TCP retransmits and the connection
+ * carries on; no table is left.  A table whose owner died is reaped.  Then
+ * `haul migrate --move-address` of the lone workload, with a third
+ * "client" namespace bridged to both hosts: the address leaves the source,
+ * reaches the target, and the client finds it there; --on-switch runs on
+ * both sides with its variables; and at each crash point of the switch no
+ * table is left and the address ends where the crash-point table of
+ * DESIGN.md says.  Every name carries the test's pid; namespaces (and with
+ * them their tables) are deleted even when a test fails.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "haul/netlock.h"
+#include "th_mig.h"
+#include "th_net.h"
+
+#define LOCK_PORT 7533
+#define SVC_ADDR  "198.18.1.100"
+#define SVC_PFX	  SVC_ADDR "/24"
+
+static struct th_net N;
+static struct th_mig M;
+static char C[48]; /* the client namespace of the migration tests */
+static char lockdir[64];
+
+/* ---- the lock, driven directly ------------------------------------------------ */
+
+static void enter(const char *ns)
+{
+	char p[96];
+	int fd;
+
+	snprintf(p, sizeof(p), "/run/netns/%s", ns);
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	cr_assert_geq(fd, 0, "no namespace %s", ns);
+	cr_assert_eq(setns(fd, CLONE_NEWNET), 0, "cannot enter %s", ns);
+	close(fd);
+}
+
+static void lock_setup(void)
+{
+	int ret;
+
+	snprintf(lockdir, sizeof(lockdir), "/tmp/haul-netlock-%d", getpid());
+	setenv("HAUL_LOCK_DIR", lockdir, 1);
+	ret = th_net_create(&N, "nl", 0);
+	if (ret == -EOPNOTSUPP)
+		cr_skip_test("network namespaces or iproute2 are not available");
+	cr_assert_eq(ret, 0, "cannot create the two-host network");
+	if (th_sh("ip netns exec %s nft list tables >/dev/null 2>&1", N.a))
+		cr_skip_test("nftables does not work here (nf_tables module?)");
+}
+
+static void lock_teardown(void)
+{
+	th_net_destroy(&N);
+	th_sh("rm -rf %s", lockdir);
+	unsetenv("HAUL_LOCK_DIR");
+}
+
+/*
+ * The peer on host B: connects to A, then relays.  A byte on @ctl is sent
+ * on the connection; what arrives on it is written to @res; a reset or an
+ * error is written as "E<errno>".
+ */
+static void __attribute__((noreturn)) peer_main(int ctl, int res)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(LOCK_PORT)};
+	char buf[64];
+	int s;
+
+	enter(N.b);
+	s = socket(AF_INET, SOCK_STREAM, 0);
+	inet_pton(AF_INET, TH_IP_A, &sa.sin_addr);
+	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)))
+		_exit(2);
+	for (;;) {
+		struct pollfd p[2] = {{s, POLLIN, 0}, {ctl, POLLIN, 0}};
+		ssize_t n;
+
+		if (poll(p, 2, -1) < 0)
+			_exit(3);
+		if (p[1].revents) {
+			n = read(ctl, buf, sizeof(buf));
+			if (n <= 0)
+				_exit(0);
+			if (write(s, buf, n) != n)
+				_exit(4);
+		}
+		if (p[0].revents) {
+			n = read(s, buf, sizeof(buf));
+			if (n <= 0) {
+				n = snprintf(buf, sizeof(buf), "E%d", n ? errno : 0);
+				if (write(res, buf, n) < 0)
+					_exit(5);
+				_exit(0);
+			}
+			if (write(res, buf, n) != n)
+				_exit(5);
+		}
+	}
+}
+
+/* What arrives on @fd within @ms (0 bytes: nothing). */
+static ssize_t read_within(int fd, char *buf, size_t len, int ms)
+{
+	struct pollfd p = {fd, POLLIN, 0};
+	ssize_t n;
+
+	if (poll(&p, 1, ms) <= 0)
+		return 0;
+	n = read(fd, buf, len - 1);
+	if (n >= 0)
+		buf[n] = '\0';
+	return n;
+}
+
+static int haul_tables_in(const char *ns)
+{
+	return th_sh("ip netns exec %s nft list tables 2>/dev/null | grep -q haul-lock-", ns) == 0;
+}
+
+Test(netlock, drops_both_directions_without_a_reset_and_leaves_no_table, .init = lock_setup,
+     .fini = lock_teardown, .timeout = 60)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(LOCK_PORT)};
+	struct haul_net_tuple *t;
+	int one = 1, l, s, ctl[2], res[2];
+	char name[64], buf[64], p[160];
+	size_t n, conn = 0;
+	pid_t peer;
+
+	enter(N.a);
+	l = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	inet_pton(AF_INET, TH_IP_A, &sa.sin_addr);
+	cr_assert_eq(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(l, 4), 0);
+	cr_assert_eq(pipe(ctl), 0);
+	cr_assert_eq(pipe(res), 0);
+	peer = fork();
+	cr_assert_geq(peer, 0);
+	if (peer == 0) {
+		close(ctl[1]);
+		close(res[0]);
+		peer_main(ctl[0], res[1]);
+	}
+	close(ctl[0]);
+	close(res[1]);
+	s = accept(l, NULL, NULL);
+	cr_assert_geq(s, 0);
+
+	/* the lock finds both sockets by itself: the listener and the connection */
+	cr_assert_eq(haul_net_sockets(getpid(), &t, &n), 0);
+	cr_assert_eq(n, 2, "expected the listener and the connection, got %zu", n);
+	for (size_t i = 0; i < n; i++) {
+		haul_net_tuple_str(&t[i], p, sizeof(p));
+		if (t[i].fd == s) {
+			conn++;
+			cr_assert_eq(t[i].state, TCP_ESTABLISHED, "%s", p);
+			cr_assert(strstr(p, "TCP " TH_IP_A ":7533 <- " TH_IP_B ":"), "%s", p);
+		} else {
+			cr_assert_eq(t[i].fd, l);
+			cr_assert_str_eq(p, "TCP " TH_IP_A ":7533 (listening)");
+		}
+	}
+	cr_assert_eq(conn, 1);
+	snprintf(name, sizeof(name), "haul-lock-%d-1", getpid());
+	cr_assert_eq(haul_netlock_take(name, t, n, NULL, 0), 0);
+	cr_assert(haul_netlock_exists(name));
+	cr_assert_eq(haul_netlock_take(name, t, n, NULL, 0), -EEXIST, "one table per name");
+
+	/* both directions are dropped: nothing arrives, and no reset either */
+	cr_assert_eq(write(s, "to-peer", 7), 7);
+	cr_assert_eq(write(ctl[1], "to-proc", 7), 7);
+	cr_assert_eq(read_within(res[0], buf, sizeof(buf), 1500), 0, "the peer got '%s'", buf);
+	cr_assert_eq(read_within(s, buf, sizeof(buf), 200), 0, "the process got '%s'", buf);
+	/* the counters saw the retransmissions in both directions */
+	cr_assert_eq(th_sh("ip netns exec %s nft list table inet %s | grep -c 'packets [1-9]' | "
+			   "grep -q '^[2-9]'",
+			   N.a, name),
+		     0, "no rule counted a dropped packet in each direction");
+
+	/* lifted: TCP retransmits, the connection carries on, no table is left */
+	cr_assert_eq(haul_netlock_lift(name), 0);
+	cr_assert_not(haul_netlock_exists(name));
+	cr_assert_eq(read_within(res[0], buf, sizeof(buf), 10000), 7, "the peer got nothing");
+	cr_assert_str_eq(buf, "to-peer");
+	cr_assert_eq(read_within(s, buf, sizeof(buf), 10000), 7, "the process got nothing");
+	cr_assert_str_eq(buf, "to-proc");
+	cr_assert_eq(th_sh("ls %s/netlock | grep -q haul-lock", lockdir), 1,
+		     "a registry entry is left");
+	close(ctl[1]);
+	th_wait_exit(peer, 5000);
+	free(t);
+	close(s);
+	close(l);
+}
+
+Test(netlock, a_table_whose_owner_died_is_removed_by_the_next_haul, .init = lock_setup,
+     .fini = lock_teardown, .timeout = 60)
+{
+	struct haul_net_addr a;
+	char name[64];
+	pid_t owner;
+
+	enter(N.a);
+	cr_assert_eq(haul_net_addr_parse(TH_IP_A "/30", &a), 0);
+	snprintf(name, sizeof(name), "haul-lock-%d-2", getpid());
+	owner = fork();
+	cr_assert_geq(owner, 0);
+	if (owner == 0)
+		_exit(haul_netlock_take(name, NULL, 0, &a, 1) ? 1 : 0); /* dies holding it */
+	cr_assert_eq(th_wait_exit(owner, 10000), 0);
+	cr_assert(haul_netlock_exists(name), "the owner did not take the lock");
+	/* `haul ps` (as haul migrate and haul pageserver) reaps at start */
+	cr_assert_eq(th_sh("ip netns exec %s env HAUL_RUN_DIR=%s/run %s ps >/dev/null", N.a,
+			   lockdir, th_haul_bin()),
+		     0);
+	cr_assert_not(haul_netlock_exists(name), "the stale table is still there");
+}
+
+Test(netlock, a_table_whose_owner_lives_is_kept, .init = lock_setup, .fini = lock_teardown,
+     .timeout = 60)
+{
+	struct haul_net_addr a;
+	char name[64];
+
+	enter(N.a);
+	cr_assert_eq(haul_net_addr_parse(TH_IP_A "/30", &a), 0);
+	snprintf(name, sizeof(name), "haul-lock-%d-3", getpid());
+	cr_assert_eq(haul_netlock_take(name, NULL, 0, &a, 1), 0);
+	cr_assert_eq(haul_netlock_reap(), 0);
+	cr_assert(haul_netlock_exists(name));
+	/* a namespace's reaper leaves another namespace's entries alone */
+	cr_assert_eq(th_sh("ip netns exec %s env HAUL_RUN_DIR=%s/run %s ps >/dev/null", N.b,
+			   lockdir, th_haul_bin()),
+		     0);
+	cr_assert(haul_netlock_exists(name));
+	cr_assert_eq(haul_netlock_lift(name), 0);
+	cr_assert_not(haul_netlock_exists(name));
+}
+
+/* ---- haul migrate --move-address ---------------------------------------------- */
+
+/*
+ * The client host C: a bridge with 198.18.1.3/24, joined by a veth to A
+ * (198.18.1.1/24, and the service address) and one to B (198.18.1.2/24).
+ */
+static void svc_setup(void)
+{
+	int pid = getpid();
+
+	th_mig_setup(&M, 0);
+	if (th_sh("ip netns exec %s nft list tables >/dev/null 2>&1", M.net.a))
+		cr_skip_test("nftables does not work here (nf_tables module?)");
+	snprintf(C, sizeof(C), "nlc%d", pid);
+	cr_assert_eq(th_sh("ip netns add %s && ip -n %s link add br0 type bridge && "
+			   "ip -n %s link set br0 up && ip -n %s addr add 198.18.1.3/24 dev br0 && "
+			   "ip -n %s link set lo up",
+			   C, C, C, C, C),
+		     0);
+	cr_assert_eq(
+		th_sh("ip link add nlca%d type veth peer name nlcA%d && "
+		      "ip link set nlca%d netns %s && ip link set nlcA%d netns %s && "
+		      "ip -n %s link set nlcA%d master br0 up && ip -n %s link set nlca%d up && "
+		      "ip -n %s addr add 198.18.1.1/24 dev nlca%d && "
+		      "ip -n %s addr add " SVC_PFX " dev nlca%d",
+		      pid, pid, pid, M.net.a, pid, C, C, pid, M.net.a, pid, M.net.a, pid, M.net.a,
+		      pid),
+		0);
+	cr_assert_eq(
+		th_sh("ip link add nlcb%d type veth peer name nlcB%d && "
+		      "ip link set nlcb%d netns %s && ip link set nlcB%d netns %s && "
+		      "ip -n %s link set nlcB%d master br0 up && ip -n %s link set nlcb%d up && "
+		      "ip -n %s addr add 198.18.1.2/24 dev nlcb%d",
+		      pid, pid, pid, M.net.b, pid, C, C, pid, M.net.b, pid, M.net.b, pid),
+		0);
+	/* the client knows the service at the source before the move */
+	cr_assert_eq(th_sh("ip netns exec %s ping -c1 -W2 " SVC_ADDR " >/dev/null", C), 0,
+		     "the client cannot reach " SVC_ADDR " at the source");
+}
+
+static void svc_teardown(void)
+{
+	th_mig_teardown(&M);
+	if (C[0])
+		th_sh("ip netns del %s 2>/dev/null", C);
+	C[0] = '\0';
+}
+
+static bool has_addr(const char *ns)
+{
+	return th_sh("ip -n %s -o addr show | grep -q ' " SVC_ADDR "/24'", ns) == 0;
+}
+
+/* Poll @what (1: true) for up to @ms. */
+static bool eventually(bool (*what)(void), int ms)
+{
+	for (int i = 0; i < ms / 50; i++) {
+		if (what())
+			return true;
+		usleep(50000);
+	}
+	return what();
+}
+
+static bool addr_back_at_a_only(void)
+{
+	return has_addr(M.net.a) && !has_addr(M.net.b);
+}
+
+static bool no_tables(void)
+{
+	return !haul_tables_in(M.net.a) && !haul_tables_in(M.net.b);
+}
+
+/* Restart B's page server with --on-switch @cmd. */
+static void pageserver_with_hook(const char *cmd)
+{
+	char line[256];
+	char *argv[] = {(char *)th_haul_bin(),	 "pageserver", "--listen",
+			TH_IP_B ":" TH_MIG_PORT, "--key",      M.key,
+			"--on-switch",		 (char *)cmd,  NULL};
+
+	th_kill(M.ps_pid, SIGKILL, 2000);
+	close(M.ps_fd);
+	M.ps_pid = th_spawn_pipe(M.net.b, argv, &M.ps_fd);
+	cr_assert_gt(M.ps_pid, 0);
+	cr_assert_eq(th_wait_line(M.ps_fd, "listening on", 5000, line, sizeof(line)), 0,
+		     "the page server did not start");
+}
+
+Test(mig_netlock, move_address_moves_the_service_address_to_the_target, .init = svc_setup,
+     .fini = svc_teardown, .timeout = 120)
+{
+	char hook[256], log[160], mac[64];
+	long seq;
+
+	snprintf(log, sizeof(log), "%s/hooks", M.dir);
+	snprintf(hook, sizeof(hook),
+		 "echo \"$HAUL_SIDE $HAUL_SWITCH_PHASE $HAUL_PID $HAUL_MIGRATION_ID "
+		 "$HAUL_ADDRESSES\" >> %s",
+		 log);
+	pageserver_with_hook(hook);
+	{
+		const char *extra[] = {"--move-address", SVC_PFX, "--on-switch", hook, NULL};
+
+		th_mig_workload(&M, 16, 8, 0);
+		th_mig_ticks(&M, 3, 10000);
+		seq = th_mig_seq(&M);
+		cr_assert_eq(th_mig_migrate(&M, extra, 60000), 0, "haul migrate failed");
+	}
+	th_mig_assert_moved(&M, seq);
+	cr_assert(has_addr(M.net.b), "the target does not have " SVC_ADDR);
+	cr_assert_not(has_addr(M.net.a), "the source still has " SVC_ADDR);
+	cr_assert(eventually(no_tables, 3000), "a lock table is left");
+	/* the client reaches it at the target: its neighbour entry was overridden */
+	cr_assert_eq(th_sh("ip netns exec %s ping -c1 -W2 " SVC_ADDR " >/dev/null", C), 0,
+		     "the client cannot reach " SVC_ADDR " at the target");
+	snprintf(mac, sizeof(mac), "nlcb%d", getpid());
+	cr_assert_eq(
+		th_sh("test \"$(ip -n %s neigh show " SVC_ADDR " | awk '{print $5}')\" = "
+		      "\"$(ip -n %s -o link show %s | sed 's/.*link.ether \\([^ ]*\\).*/\\1/')\"",
+		      C, M.net.b, mac),
+		0, "the client's neighbour entry does not name the target");
+	/* the hooks ran on both sides, in order, with one migration id */
+	cr_assert_eq(
+		th_sh("grep -q '^source source-down [0-9]* [0-9a-f]* " SVC_PFX "$' %s && "
+		      "grep -q '^target target-prepare [0-9]* [0-9a-f]* " SVC_PFX "$' %s && "
+		      "grep -q '^target target-up ' %s && grep -q '^source source-done ' %s && "
+		      "test $(awk '{print $4}' %s | sort -u | wc -l) = 1 && "
+		      "test \"$(awk '{print $2}' %s | tr '\\n' ' ')\" = "
+		      "'source-down target-prepare target-up source-done '",
+		      log, log, log, log, log, log),
+		0, "hooks wrong");
+}
+
+Test(mig_netlock, refuses_a_move_address_the_target_has_no_subnet_for, .init = svc_setup,
+     .fini = svc_teardown, .timeout = 120)
+{
+	const char *extra[] = {"--move-address", SVC_PFX, NULL};
+	char line[512];
+	int fd, found;
+	pid_t haul;
+
+	/* B leaves the client's subnet */
+	cr_assert_eq(th_sh("ip -n %s addr flush dev nlcb%d", M.net.b, getpid()), 0);
+	th_mig_workload(&M, 16, 8, 0);
+	th_mig_ticks(&M, 2, 10000);
+	haul = th_mig_haul(&M, &fd, extra);
+	found = th_wait_line(fd, "has no interface on that subnet", 30000, line, sizeof(line));
+	cr_assert_eq(found, 0, "haul did not refuse for the subnet");
+	cr_assert(strstr(line, SVC_PFX), "%s", line);
+	cr_assert_eq(th_wait_exit(haul, 30000), 1);
+	close(fd);
+	cr_assert(has_addr(M.net.a), "the refusal touched the address");
+	cr_assert(no_tables());
+	cr_assert(th_mig_ticking(&M, M.net_a, 3000), "the source does not run");
+}
+
+/* Start haul migrate --move-address with HAUL_FAULT=@fault; wait for the stall. */
+static pid_t stalled(const char *fault, int *fd)
+{
+	const char *extra[] = {"--move-address", SVC_PFX, NULL};
+	pid_t pid;
+
+	th_mig_workload(&M, 16, 8, 0);
+	th_mig_ticks(&M, 2, 10000);
+	setenv("HAUL_FAULT", fault, 1);
+	pid = th_mig_haul(&M, fd, extra);
+	unsetenv("HAUL_FAULT");
+	cr_assert_gt(pid, 0);
+	cr_assert_eq(th_wait_line(*fd, "stalled at", 30000, NULL, 0), 0, "no stall at %s", fault);
+	return pid;
+}
+
+static void killed_before_the_restore(const char *fault)
+{
+	int fd;
+	pid_t haul = stalled(fault, &fd);
+
+	cr_assert_not(has_addr(M.net.a), "the address is still at the source while frozen");
+	cr_assert(haul_tables_in(M.net.a), "no lock while frozen");
+	th_kill(haul, SIGKILL, 2000);
+	close(fd);
+	/* the survivor puts the address back and lifts the lock; the guardian thaws */
+	cr_assert(eventually(addr_back_at_a_only, 5000), "the address is not back at the source");
+	cr_assert(eventually(no_tables, 5000), "a lock table is left");
+	cr_assert(th_mig_ticking(&M, M.net_a, 5000), "the source does not run");
+	cr_assert_eq(th_mig_copies(&M), 1);
+}
+
+Test(mig_netlock, haul_killed_while_frozen_puts_the_address_back, .init = svc_setup,
+     .fini = svc_teardown, .timeout = 120)
+{
+	killed_before_the_restore("stall:frozen");
+}
+
+Test(mig_netlock, haul_killed_while_seized_puts_the_address_back, .init = svc_setup,
+     .fini = svc_teardown, .timeout = 120)
+{
+	killed_before_the_restore("stall:seized");
+}
+
+Test(mig_netlock, haul_killed_with_the_state_sent_puts_the_address_back, .init = svc_setup,
+     .fini = svc_teardown, .timeout = 120)
+{
+	killed_before_the_restore("stall:state");
+}
+
+Test(mig_netlock, page_server_killed_mid_switch_rolls_the_address_back, .init = svc_setup,
+     .fini = svc_teardown, .timeout = 120)
+{
+	int fd;
+	pid_t haul = stalled("stall:state:1500", &fd);
+
+	th_kill(M.ps_pid, SIGKILL, 2000);
+	M.ps_pid = 0;
+	cr_assert_eq(th_wait_exit(haul, 30000), 1, "haul did not fail cleanly");
+	close(fd);
+	cr_assert(addr_back_at_a_only(), "the address is not back at the source");
+	cr_assert(no_tables(), "a lock table is left");
+	cr_assert(th_mig_ticking(&M, M.net_a, 5000), "the source does not run");
+	cr_assert_eq(th_sh("ip netns exec %s ping -c1 -W2 " SVC_ADDR " >/dev/null", C), 0,
+		     "the client cannot reach " SVC_ADDR " back at the source");
+}
+
+Test(mig_netlock, haul_killed_between_resume_and_commit_leaves_no_table, .init = svc_setup,
+     .fini = svc_teardown, .timeout = 120)
+{
+	int fd;
+	pid_t haul = stalled("stall:restored", &fd);
+
+	cr_assert(has_addr(M.net.b), "the target does not have the address after the resume");
+	th_kill(haul, SIGKILL, 2000);
+	close(fd);
+	/* in doubt: the target killed its uncommitted copy and took the address off again */
+	cr_assert(eventually(no_tables, 5000), "a lock table is left");
+	cr_assert_not(has_addr(M.net.b), "the target kept the address of a copy it killed");
+	cr_assert_not(has_addr(M.net.a), "the in-doubt source got its address back");
+}
+
+Test(mig_netlock, haul_killed_after_the_commit_leaves_the_address_at_the_target, .init = svc_setup,
+     .fini = svc_teardown, .timeout = 120)
+{
+	int fd;
+	pid_t haul = stalled("stall:committed", &fd);
+
+	th_kill(haul, SIGKILL, 2000);
+	close(fd);
+	cr_assert(eventually(no_tables, 5000), "a lock table is left");
+	cr_assert(has_addr(M.net.b), "the target lost the address");
+	cr_assert_not(has_addr(M.net.a), "the source has the address too");
+	cr_assert(th_mig_ticking(&M, M.net_b, 5000), "the target copy does not run");
+}
