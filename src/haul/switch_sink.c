@@ -3,12 +3,13 @@
  * (ps_sink_ops) around the restore sink (rst_live_sink) that `haul
  * pageserver` serves live sessions with.
  *
- *  open:    each moving address (SessionOpen.move_address) must fall in a
- *           subnet of one of our interfaces (that interface takes it); else
- *           the session is refused before the source freezes anything;
+ *  open:    the moving addresses (SessionOpen.move_address) are read; the
+ *           source refuses before the freeze one that falls in no subnet of
+ *           ours (it has our addresses from SessionOk.addresses);
  *  lock:    (the restore command, before anything of the process exists
  *           here) the survivor, the lock on the socket ends the source named
- *           and on the moving addresses, the addresses added (IPv6 without
+ *           and on the moving addresses, each address added to the
+ *           interface whose own address covers its prefix (IPv6 without
  *           DAD), the target-prepare hook; a failure undoes these and the
  *           restore is refused, so the source rolls back;
  *  restore: the process is restored and resumed (its sockets bound to the
@@ -74,12 +75,14 @@ static int sw_addrs(struct sw_sess *s, const struct ps_session_info *info)
 			       info->peer, m);
 			return -EINVAL;
 		}
-		if (haul_addr_find_subnet(a)) {
-			pr_err("pid %d from %s: no interface here is on the subnet of %s; give one "
-			       "an address there (ip addr add), or migrate without --move-address",
-			       (int)info->pid, info->peer, m);
-			return -ENETUNREACH;
-		}
+		/*
+		 * No interface on its subnet: the source refuses before the freeze
+		 * (it has our addresses from SessionOk, and says what to do);
+		 * sw_lock() refuses the restore if it went on anyway.
+		 */
+		if (haul_addr_find_subnet(a))
+			pr_warn("pid %d from %s: no interface here is on the subnet of %s",
+				(int)info->pid, info->peer, m);
 		s->naddrs++;
 		len += snprintf(s->addr_list + len,
 				len < sizeof(s->addr_list) ? sizeof(s->addr_list) - len : 0, "%s%s",
@@ -187,6 +190,17 @@ static int sw_lock(void *sess, const struct ps_net_end *e, size_t n)
 	s->ends = t;
 	s->nends = n;
 	for (size_t i = 0; !ret && i < s->naddrs; i++) {
+		char as[64];
+
+		haul_net_addr_str(s->addrs[i].family, s->addrs[i].addr, s->addrs[i].prefix, as,
+				  sizeof(as));
+		ret = haul_addr_find_subnet(&s->addrs[i]);
+		if (ret) {
+			pr_err("pid %d: no interface here is on the subnet of %s; give one an "
+			       "address there (ip addr add), or migrate without --move-address",
+			       (int)s->pid, as);
+			break;
+		}
 		ret = haul_addr_add(&s->addrs[i]);
 		if (!ret)
 			s->added = i + 1;
