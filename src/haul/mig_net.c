@@ -170,14 +170,15 @@ int haul_mig_net_down(struct mig *m)
 	free(ends);
 	if (ret)
 		return ret;
-	/* before the commit point: a failing hook rolls the migration back */
-	ret = haul_switch_hook_run(&n->hook, "source-down");
-	if (ret) {
-		snprintf(m->res->why, sizeof(m->res->why), "the source-down hook failed");
-		return ret;
-	}
+	/*
+	 * Before the commit point: a failing hook rolls the migration back, and
+	 * source-up runs then too (the hook may have done part of its work).
+	 */
 	n->hook_down = true;
-	return 0;
+	ret = haul_switch_hook_run(&n->hook, "source-down");
+	if (ret)
+		snprintf(m->res->why, sizeof(m->res->why), "the source-down hook failed");
+	return ret;
 }
 
 void haul_mig_net_indoubt(struct mig *m, bool indoubt)

@@ -306,8 +306,10 @@ int ps_on_restore(struct ps_conn *c, ProtobufCMessage *m)
 		if (ret) {
 			res.err = ret;
 			snprintf(res.msg, sizeof(res.msg),
-				 "cannot take the network lock for pid %d here: %s", x->pid,
-				 strerror(-ret));
+				 "cannot prepare the network for pid %d here (lock, moving "
+				 "addresses, --on-switch target-prepare): %s; the page server's "
+				 "log says which",
+				 x->pid, strerror(-ret));
 		}
 	}
 	free(ends);

@@ -526,3 +526,103 @@ Test(mig_netlock, haul_killed_after_the_commit_leaves_the_address_at_the_target,
 	cr_assert_not(has_addr(M.net.a), "the source has the address too");
 	cr_assert(th_mig_ticking(&M, M.net_b, 5000), "the target copy does not run");
 }
+
+/* The hooks' log: one line per run, "SIDE PHASE". */
+static void hook_logging(char *hook, size_t len, char *log, size_t ll, const char *fail_phase)
+{
+	snprintf(log, ll, "%s/hooks", M.dir);
+	snprintf(hook, len,
+		 "echo \"$HAUL_SIDE $HAUL_SWITCH_PHASE\" >> %s; test \"$HAUL_SWITCH_PHASE\" != %s",
+		 log, fail_phase);
+}
+
+static void assert_rolled_back(const char *const extra[], const char *log, const char *phases)
+{
+	int st;
+
+	th_mig_workload(&M, 16, 8, 0);
+	th_mig_ticks(&M, 2, 10000);
+	st = th_mig_migrate(&M, extra, 60000);
+	cr_assert_eq(st, 1, "haul migrate did not roll back (%d)", st);
+	cr_assert(addr_back_at_a_only(), "the address is not back at the source");
+	cr_assert(eventually(no_tables, 3000), "a lock table is left");
+	cr_assert(th_mig_ticking(&M, M.net_a, 5000), "the source does not run");
+	cr_assert_eq(th_mig_copies(&M), 1);
+	cr_assert(client_reaches_service(), "the client cannot reach the source again");
+	cr_assert_eq(th_sh("test \"$(awk '{print $2}' %s | tr '\\n' ' ')\" = '%s'", log, phases), 0,
+		     "the hooks did not run as %s", phases);
+}
+
+Test(mig_netlock, a_failing_source_down_hook_rolls_back, .init = svc_setup, .fini = svc_teardown,
+     .timeout = 120)
+{
+	char hook[256], log[160];
+
+	hook_logging(hook, sizeof(hook), log, sizeof(log), "source-down");
+	{
+		const char *extra[] = {"--move-address", SVC_PFX, "--on-switch", hook, NULL};
+
+		assert_rolled_back(extra, log, "source-down source-up ");
+	}
+}
+
+Test(mig_netlock, a_failing_target_prepare_hook_rolls_back, .init = svc_setup, .fini = svc_teardown,
+     .timeout = 120)
+{
+	const char *extra[] = {"--move-address", SVC_PFX, NULL};
+	char hook[256], log[160];
+
+	hook_logging(hook, sizeof(hook), log, sizeof(log), "target-prepare");
+	pageserver_with_hook(hook);
+	assert_rolled_back(extra, log, "target-prepare target-abort ");
+}
+
+#define SVC6_ADDR "2001:db8:1::100"
+
+static bool has_addr6(const char *ns)
+{
+	return th_sh("ip -n %s -o addr show | grep -q ' " SVC6_ADDR "/64'", ns) == 0;
+}
+
+/* The client's neighbour entry for @addr names B's interface on the client subnet. */
+static bool client_neigh_is_b(const char *addr)
+{
+	return th_sh("test \"$(ip -n %s neigh show %s | awk '{print $5}')\" = "
+		     "\"$(ip -n %s -o link show nlcb%d | sed 's/.*link.ether \\([^ ]*\\).*/\\1/')\"",
+		     C, addr, M.net.b, getpid()) == 0;
+}
+
+Test(mig_netlock, move_address_moves_an_ipv6_address_and_announces_it, .init = svc_setup,
+     .fini = svc_teardown, .timeout = 120)
+{
+	const char *extra[] = {"--move-address", SVC6_ADDR "/64", NULL};
+	int pid = getpid();
+	long seq;
+
+	cr_assert_eq(th_sh("ip -n %s addr add 2001:db8:1::3/64 dev br0 nodad && "
+			   "ip -n %s addr add 2001:db8:1::1/64 dev nlca%d nodad && "
+			   "ip -n %s addr add " SVC6_ADDR "/64 dev nlca%d nodad && "
+			   "ip -n %s addr add 2001:db8:1::2/64 dev nlcb%d nodad",
+			   C, M.net.a, pid, M.net.a, pid, M.net.b, pid),
+		     0);
+	/* the client learns the address at the source first (a refused SYN is an answer) */
+	cr_assert_eq(th_sh("ip netns exec %s timeout 3 bash -c 'echo > /dev/tcp/" SVC6_ADDR
+			   "/9' 2>&1 | grep -q 'Connection refused'",
+			   C),
+		     0, "the client cannot reach " SVC6_ADDR " at the source");
+	cr_assert_not(client_neigh_is_b(SVC6_ADDR));
+	th_mig_workload(&M, 16, 8, 0);
+	th_mig_ticks(&M, 3, 10000);
+	seq = th_mig_seq(&M);
+	cr_assert_eq(th_mig_migrate(&M, extra, 60000), 0, "haul migrate failed");
+	th_mig_assert_moved(&M, seq);
+	cr_assert(has_addr6(M.net.b), "the target does not have " SVC6_ADDR);
+	cr_assert_not(has_addr6(M.net.a), "the source still has " SVC6_ADDR);
+	cr_assert(eventually(no_tables, 3000), "a lock table is left");
+	/* the unsolicited advertisement overrode the client's entry, before any new probe */
+	cr_assert(client_neigh_is_b(SVC6_ADDR), "the client's neighbour entry does not name B");
+	cr_assert_eq(th_sh("ip netns exec %s timeout 3 bash -c 'echo > /dev/tcp/" SVC6_ADDR
+			   "/9' 2>&1 | grep -q 'Connection refused'",
+			   C),
+		     0, "the client cannot reach " SVC6_ADDR " at the target");
+}
