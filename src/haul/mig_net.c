@@ -9,11 +9,13 @@
  *      sides name the same migration);
  *  once the target answered (haul_mig_net_check): each moving address must
  *      be on a subnet of the target's, and each socket's local address must
- *      be moving or be the target's already; else refused before the freeze;
+ *      be moving or be the target's already (and the sockets in haul's own
+ *      network namespace, where the lock is); else refused before the
+ *      freeze.  Then the survivor (netguard.c) is forked, outside the
+ *      downtime;
  *  after the freeze (haul_mig_net_down), before any socket state is read:
- *      the survivor (netguard.c), the lock (the process's sockets as they
- *      are now, and the moving addresses), the addresses removed, the
- *      source-down hook; the same socket ends go to the target with the
+ *      the lock (the process's sockets as they are now, and the moving
+ *      addresses), the addresses removed, the source-down hook; the same socket ends go to the target with the
  *      restore command so that it locks them before it restores them;
  *  rollback (haul_mig_net_undo), after the process was released and thawed:
  *      the addresses back and announced, the lock lifted, source-up;
@@ -30,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 
 #include "common/log.h"
 #include "common/policy.h"
@@ -81,6 +84,16 @@ int haul_mig_net_prepare(struct mig *m)
 	return 0;
 }
 
+static bool same_netns(pid_t pid)
+{
+	struct stat a, b;
+	char p[64];
+
+	snprintf(p, sizeof(p), "/proc/%d/ns/net", (int)pid);
+	return !stat(p, &a) && !stat("/proc/self/ns/net", &b) && a.st_ino == b.st_ino &&
+	       a.st_dev == b.st_dev;
+}
+
 int haul_mig_net_check(struct mig *m)
 {
 	struct mig_net *n = &m->net;
@@ -118,8 +131,23 @@ int haul_mig_net_check(struct mig *m)
 	if (!ret)
 		ret = haul_net_check_local(socks, nsocks, n->addrs, n->naddrs, target, ntarget,
 					   m->res->why, sizeof(m->res->why));
+	if (!ret && nsocks && !same_netns(m->pid)) {
+		snprintf(m->res->why, sizeof(m->res->why),
+			 "pid %d has inet sockets in another network namespace than haul's, where "
+			 "haul cannot lock them; run haul there (nsenter --net=/proc/%d/ns/net "
+			 "haul migrate ...)",
+			 m->pid, m->pid);
+		ret = -EOPNOTSUPP;
+	}
 	free(socks);
 	free(target);
+	if (ret)
+		return ret;
+	/* the survivor, forked now: a fork in the downtime would lengthen it */
+	ret = haul_netguard_start(&n->ng, n->table, n->addrs, n->naddrs, true);
+	if (ret)
+		pr_err_r(ret, "cannot start the network survivor of pid %d", m->pid);
+	n->active = !ret;
 	return ret;
 }
 
@@ -136,17 +164,14 @@ int haul_mig_net_down(struct mig *m)
 	if (!n->nsocks && !n->naddrs && !n->hook.cmd)
 		return 0;
 	if (n->nsocks || n->naddrs) {
-		ret = haul_netguard_start(&n->ng, n->table, n->addrs, n->naddrs, true);
-		if (ret) {
-			pr_err_r(ret, "cannot start the network survivor of pid %d", m->pid);
-			return ret;
-		}
-		n->active = true;
 		ret = haul_netlock_take(n->table, n->socks, n->nsocks, n->addrs, n->naddrs);
 		if (ret)
 			return ret;
 		n->locked = true;
 	}
+	if (n->naddrs && n->active)
+		haul_netguard_moved(
+			&n->ng); /* before the first removal: a re-add of one there is 0 */
 	for (size_t i = 0; i < n->naddrs; i++) {
 		ret = haul_addr_del(&n->addrs[i]);
 		if (ret)

@@ -2,15 +2,18 @@
  * netguard.c - the survivor of the network switch: no lock rule and no
  * half-moved address outlives a haul (or page server) that dies.
  *
- * Forked just before the lock is taken, in the same way as the guardian
- * (guard.c): a session leader that ignores SIGINT/SIGTERM/SIGHUP, keeps
- * only stderr and the read end of a pipe, and reads one byte per state
- * change: 'C' in doubt (the target may run the process), 'A' armed again,
- * 'D' done (haul lifted or kept everything itself: exit quietly).  EOF
- * without 'D' means its parent died:
- *   armed:    the addresses go back as they were (the source adds them
- *             again, the target removes what it added), then the lock is
- *             lifted: the process runs on where it ran before;
+ * Forked before the freeze (source) or at the session's open (target), so
+ * that the fork costs nothing in the downtime, in the same way as the
+ * guardian (guard.c): a session leader that ignores SIGINT/SIGTERM/SIGHUP,
+ * keeps only stderr and the read end of a pipe, and reads one byte per
+ * state change: 'M' the addresses moved (the source removed them, the
+ * target added them), 'C' in doubt (the target may run the process), 'A'
+ * armed again, 'D' done (haul lifted or kept everything itself: exit
+ * quietly).  EOF without 'D' means its parent died:
+ *   armed:    the addresses that moved go back as they were (the source
+ *             adds them again, the target removes what it added), then the
+ *             lock is lifted (if it was taken): the process runs on where it
+ *             ran before;
  *   in doubt: the lock is lifted and the addresses are left where the
  *             switch put them (the process may run on the target; an
  *             address on both hosts would be worse), and it says so.
@@ -34,7 +37,7 @@
 static void __attribute__((noreturn))
 netguard_main(const char *table, struct haul_net_addr *a, size_t na, bool readd, int rfd)
 {
-	bool indoubt = false;
+	bool indoubt = false, moved = false;
 	char c, s[64];
 	ssize_t n;
 
@@ -52,16 +55,18 @@ netguard_main(const char *table, struct haul_net_addr *a, size_t na, bool readd,
 			break;
 		if (c == 'D')
 			_exit(0);
+		if (c == 'M')
+			moved = true;
 		indoubt = c == 'C' ? true : c == 'A' ? false : indoubt;
 	}
-	for (size_t i = 0; !indoubt && i < na; i++) {
+	for (size_t i = 0; moved && !indoubt && i < na; i++) {
 		haul_net_addr_str(a[i].family, a[i].addr, a[i].prefix, s, sizeof(s));
 		if (readd ? haul_addr_add(&a[i]) : haul_addr_del(&a[i]))
 			continue; /* logged */
 		pr_warn("%s %s %s", readd ? "put" : "removed", s,
 			readd ? "back on its interface" : "again");
 	}
-	if (haul_netlock_lift(table) == 0)
+	if (haul_netlock_exists(table) && haul_netlock_lift(table) == 0)
 		pr_warn("the owner of network lock %s died; lock lifted%s", table,
 			indoubt ? " (in doubt: the moved addresses stay where the switch put them)"
 				: "");
@@ -114,6 +119,11 @@ static int netguard_send(struct haul_netguard *g, char c)
 	if (g->fd < 0)
 		return -EBADF;
 	return write(g->fd, &c, 1) == 1 ? 0 : -errno;
+}
+
+int haul_netguard_moved(struct haul_netguard *g)
+{
+	return netguard_send(g, 'M');
 }
 
 int haul_netguard_indoubt(struct haul_netguard *g)

@@ -205,6 +205,7 @@ int haul_netlock_take(const char *name, const struct haul_net_tuple *t, size_t n
 {
 	size_t cap = 1024 + (n * 2 + na * 2) * 256, left = cap;
 	char *cmd = malloc(cap), *p = cmd, err[256] = "";
+	double t0;
 	int ret;
 
 	if (!cmd)
@@ -246,6 +247,7 @@ int haul_netlock_take(const char *name, const struct haul_net_tuple *t, size_t n
 		return ret;
 	}
 	/* one transaction: the whole table or nothing */
+	t0 = haul_now_ms();
 	ret = nft_run(cmd, err, sizeof(err));
 	free(cmd);
 	if (ret) {
@@ -255,8 +257,8 @@ int haul_netlock_take(const char *name, const struct haul_net_tuple *t, size_t n
 		       name, err[0] ? err : "nftables refused the ruleset");
 		return ret;
 	}
-	pr_info("network lock %s: %zu socket%s, %zu address%s", name, n, n == 1 ? "" : "s", na,
-		na == 1 ? "" : "es");
+	pr_info("network lock %s: %zu socket%s, %zu address%s (%.1f ms)", name, n,
+		n == 1 ? "" : "s", na, na == 1 ? "" : "es", haul_now_ms() - t0);
 	return 0;
 }
 

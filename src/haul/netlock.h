@@ -143,11 +143,12 @@ extern const struct ps_sink_ops haul_switch_sink;
 /* ---- netguard.c ----------------------------------------------------------- */
 
 /*
- * The survivor of the switch: a child that lifts the lock @table and, while
- * armed, puts the addresses back as they were (@readd: on the source, added
- * back; @remove: on the target, removed again) when its pipe closes
- * without "done" (haul or the page server died).  In doubt (the target may
- * run the process), it lifts the lock and leaves the addresses alone.
+ * The survivor of the switch, started before the freeze: a child that,
+ * when its pipe closes without "done" (haul or the page server died),
+ * lifts the lock @table if it exists and, once told the addresses moved
+ * and while armed, puts them back as they were (@readd: the source adds
+ * them again; else the target removes them).  In doubt (the target may run
+ * the process), it lifts the lock and leaves the addresses alone.
  */
 struct haul_netguard {
 	pid_t pid;
@@ -155,6 +156,7 @@ struct haul_netguard {
 };
 int haul_netguard_start(struct haul_netguard *g, const char *table, const struct haul_net_addr *a,
 			size_t na, bool readd);
+int haul_netguard_moved(struct haul_netguard *g);
 int haul_netguard_indoubt(struct haul_netguard *g);
 int haul_netguard_rearm(struct haul_netguard *g);
 /* haul undid (or completed) everything itself: the survivor exits quietly. */

@@ -3,11 +3,12 @@
  * (ps_sink_ops) around the restore sink (rst_live_sink) that `haul
  * pageserver` serves live sessions with.
  *
- *  open:    the moving addresses (SessionOpen.move_address) are read; the
+ *  open:    the moving addresses (SessionOpen.move_address) are read (the
  *           source refuses before the freeze one that falls in no subnet of
- *           ours (it has our addresses from SessionOk.addresses);
+ *           ours: it has our addresses from SessionOk.addresses); the
+ *           survivor (netguard.c) is forked, outside any downtime;
  *  lock:    (the restore command, before anything of the process exists
- *           here) the survivor, the lock on the socket ends the source named
+ *           here) the lock on the socket ends the source named
  *           and on the moving addresses, each address added to the
  *           interface whose own address covers its prefix (IPv6 without
  *           DAD), the target-prepare hook; a failure undoes these and the
@@ -43,7 +44,7 @@ struct sw_sess {
 	char table[64];
 	struct haul_netguard ng;
 	struct haul_switch_hook hook;
-	bool guarded, locked, prepared, resumed;
+	bool locked, prepared, resumed;
 	size_t added;
 	struct haul_net_tuple *ends; /* the lock's socket ends, for a relock */
 	size_t nends;
@@ -108,6 +109,15 @@ static int sw_open(void *arg, const struct ps_session_info *info, void **sess)
 	ret = sw_addrs(s, info);
 	if (!ret)
 		ret = inner->open(NULL, info, &s->inner);
+	/* the survivor, forked now rather than in the downtime */
+	if (!ret) {
+		ret = haul_netguard_start(&s->ng, s->table, s->addrs, s->naddrs, false);
+		if (ret) {
+			pr_err_r(ret, "cannot start the network survivor for pid %d",
+				 (int)info->pid);
+			inner->close(s->inner, false);
+		}
+	}
 	if (ret) {
 		sw_free(s);
 		return ret;
@@ -179,14 +189,11 @@ static int sw_lock(void *sess, const struct ps_net_end *e, size_t n)
 		memcpy(t[i].raddr, e[i].raddr, 16);
 	}
 	if (n || s->naddrs) {
-		ret = haul_netguard_start(&s->ng, s->table, s->addrs, s->naddrs, false);
-		if (ret)
-			pr_err_r(ret, "cannot start the network survivor for pid %d", (int)s->pid);
-		s->guarded = !ret;
-		if (!ret)
-			ret = haul_netlock_take(s->table, t, n, s->addrs, s->naddrs);
+		ret = haul_netlock_take(s->table, t, n, s->addrs, s->naddrs);
 		s->locked = !ret;
 	}
+	if (!ret && s->naddrs)
+		haul_netguard_moved(&s->ng);
 	s->ends = t;
 	s->nends = n;
 	for (size_t i = 0; !ret && i < s->naddrs; i++) {
@@ -229,8 +236,7 @@ static int sw_restore(void *sess, struct ps_restore_result *res)
 		haul_addr_announce(&s->addrs[i]);
 	if (s->locked && !haul_netlock_lift(s->table))
 		s->locked = false;
-	if (s->guarded)
-		haul_netguard_indoubt(&s->ng);
+	haul_netguard_indoubt(&s->ng);
 	haul_switch_hook_run(&s->hook, "target-up"); /* after the resume: reported only */
 	return 0;
 }
