@@ -140,47 +140,60 @@ static int haul_tables_in(const char *ns)
 	return th_sh("ip netns exec %s nft list tables 2>/dev/null | grep -q haul-lock-", ns) == 0;
 }
 
-Test(netlock, drops_both_directions_without_a_reset_and_leaves_no_table, .init = lock_setup,
-     .fini = lock_teardown, .timeout = 60)
+/* A listener and an accepted connection in A (this process), the peer in B. */
+struct conn {
+	int l, s, ctl, res;
+	pid_t peer;
+};
+
+static void connect_pair(struct conn *c)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(LOCK_PORT)};
-	struct haul_net_tuple *t;
-	int one = 1, l, s, ctl[2], res[2];
-	char name[64], buf[64], p[160];
-	size_t n, conn = 0;
-	pid_t peer;
+	int one = 1, ctl[2], res[2];
 
 	enter(N.a);
-	l = socket(AF_INET, SOCK_STREAM, 0);
-	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	c->l = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(c->l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	inet_pton(AF_INET, TH_IP_A, &sa.sin_addr);
-	cr_assert_eq(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	cr_assert_eq(listen(l, 4), 0);
+	cr_assert_eq(bind(c->l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(c->l, 4), 0);
 	cr_assert_eq(pipe(ctl), 0);
 	cr_assert_eq(pipe(res), 0);
-	peer = fork();
-	cr_assert_geq(peer, 0);
-	if (peer == 0) {
+	c->peer = fork();
+	cr_assert_geq(c->peer, 0);
+	if (c->peer == 0) {
 		close(ctl[1]);
 		close(res[0]);
 		peer_main(ctl[0], res[1]);
 	}
 	close(ctl[0]);
 	close(res[1]);
-	s = accept(l, NULL, NULL);
-	cr_assert_geq(s, 0);
+	c->ctl = ctl[1];
+	c->res = res[0];
+	c->s = accept(c->l, NULL, NULL);
+	cr_assert_geq(c->s, 0);
+}
 
+Test(netlock, drops_both_directions_without_a_reset_and_leaves_no_table, .init = lock_setup,
+     .fini = lock_teardown, .timeout = 60)
+{
+	struct haul_net_tuple *t;
+	struct conn c;
+	char name[64], buf[64], p[160];
+	size_t n, conn = 0;
+
+	connect_pair(&c);
 	/* the lock finds both sockets by itself: the listener and the connection */
 	cr_assert_eq(haul_net_sockets(getpid(), &t, &n), 0);
 	cr_assert_eq(n, 2, "expected the listener and the connection, got %zu", n);
 	for (size_t i = 0; i < n; i++) {
 		haul_net_tuple_str(&t[i], p, sizeof(p));
-		if (t[i].fd == s) {
+		if (t[i].fd == c.s) {
 			conn++;
 			cr_assert_eq(t[i].state, TCP_ESTABLISHED, "%s", p);
 			cr_assert(strstr(p, "TCP " TH_IP_A ":7533 <- " TH_IP_B ":"), "%s", p);
 		} else {
-			cr_assert_eq(t[i].fd, l);
+			cr_assert_eq(t[i].fd, c.l);
 			cr_assert_str_eq(p, "TCP " TH_IP_A ":7533 (listening)");
 		}
 	}
@@ -191,10 +204,10 @@ Test(netlock, drops_both_directions_without_a_reset_and_leaves_no_table, .init =
 	cr_assert_eq(haul_netlock_take(name, t, n, NULL, 0), -EEXIST, "one table per name");
 
 	/* both directions are dropped: nothing arrives, and no reset either */
-	cr_assert_eq(write(s, "to-peer", 7), 7);
-	cr_assert_eq(write(ctl[1], "to-proc", 7), 7);
-	cr_assert_eq(read_within(res[0], buf, sizeof(buf), 1500), 0, "the peer got '%s'", buf);
-	cr_assert_eq(read_within(s, buf, sizeof(buf), 200), 0, "the process got '%s'", buf);
+	cr_assert_eq(write(c.s, "to-peer", 7), 7);
+	cr_assert_eq(write(c.ctl, "to-proc", 7), 7);
+	cr_assert_eq(read_within(c.res, buf, sizeof(buf), 1500), 0, "the peer got '%s'", buf);
+	cr_assert_eq(read_within(c.s, buf, sizeof(buf), 200), 0, "the process got '%s'", buf);
 	/* the counters saw the retransmissions in both directions */
 	cr_assert_eq(th_sh("ip netns exec %s nft list table inet %s | grep -c 'packets [1-9]' | "
 			   "grep -q '^[2-9]'",
@@ -204,17 +217,63 @@ Test(netlock, drops_both_directions_without_a_reset_and_leaves_no_table, .init =
 	/* lifted: TCP retransmits, the connection carries on, no table is left */
 	cr_assert_eq(haul_netlock_lift(name), 0);
 	cr_assert_not(haul_netlock_exists(name));
-	cr_assert_eq(read_within(res[0], buf, sizeof(buf), 10000), 7, "the peer got nothing");
+	cr_assert_eq(read_within(c.res, buf, sizeof(buf), 10000), 7, "the peer got nothing");
 	cr_assert_str_eq(buf, "to-peer");
-	cr_assert_eq(read_within(s, buf, sizeof(buf), 10000), 7, "the process got nothing");
+	cr_assert_eq(read_within(c.s, buf, sizeof(buf), 10000), 7, "the process got nothing");
 	cr_assert_str_eq(buf, "to-proc");
 	cr_assert_eq(th_sh("ls %s/netlock | grep -q haul-lock", lockdir), 1,
 		     "a registry entry is left");
-	close(ctl[1]);
-	th_wait_exit(peer, 5000);
+	close(c.ctl);
+	th_wait_exit(c.peer, 5000);
 	free(t);
-	close(s);
-	close(l);
+}
+
+Test(netlock, owner_killed_with_a_connection_open_the_survivor_lifts_the_lock, .init = lock_setup,
+     .fini = lock_teardown, .timeout = 60)
+{
+	struct haul_net_tuple *t;
+	struct conn c;
+	char name[64], buf[64];
+	int ready[2];
+	size_t n;
+	pid_t owner;
+
+	connect_pair(&c);
+	cr_assert_eq(haul_net_sockets(getpid(), &t, &n), 0);
+	snprintf(name, sizeof(name), "haul-lock-%d-4", getpid());
+	cr_assert_eq(pipe(ready), 0);
+	owner = fork();
+	cr_assert_geq(owner, 0);
+	if (owner == 0) {
+		struct haul_netguard g;
+
+		/* as haul does: the survivor first, then the lock; then it is killed */
+		if (haul_netguard_start(&g, name, NULL, 0, true) ||
+		    haul_netlock_take(name, t, n, NULL, 0))
+			_exit(1);
+		if (write(ready[1], "r", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	close(ready[1]);
+	cr_assert_eq(read(ready[0], buf, 1), 1, "the owner did not take the lock");
+	cr_assert(haul_netlock_exists(name));
+	cr_assert_eq(write(c.s, "to-peer", 7), 7);
+	cr_assert_eq(read_within(c.res, buf, sizeof(buf), 1000), 0, "the lock let '%s' through",
+		     buf);
+	th_kill(owner, SIGKILL, 2000);
+	for (int i = 0; i < 100 && haul_netlock_exists(name); i++)
+		usleep(50000);
+	cr_assert_not(haul_netlock_exists(name), "the survivor did not lift the lock");
+	/* the connection lives: the retransmission arrives, and it answers */
+	cr_assert_eq(read_within(c.res, buf, sizeof(buf), 10000), 7, "the peer got nothing");
+	cr_assert_str_eq(buf, "to-peer");
+	cr_assert_eq(write(c.ctl, "to-proc", 7), 7);
+	cr_assert_eq(read_within(c.s, buf, sizeof(buf), 10000), 7, "the process got nothing");
+	close(c.ctl);
+	th_wait_exit(c.peer, 5000);
+	free(t);
 }
 
 Test(netlock, a_table_whose_owner_died_is_removed_by_the_next_haul, .init = lock_setup,
@@ -403,6 +462,33 @@ Test(mig_netlock, move_address_moves_the_service_address_to_the_target, .init = 
 		      "'source-down target-prepare target-up source-done '",
 		      log, log, log, log, log, log),
 		0, "hooks wrong");
+}
+
+Test(mig_netlock, refuses_a_move_address_that_is_not_here_before_touching_anything,
+     .init = svc_setup, .fini = svc_teardown, .timeout = 120)
+{
+	const char *extra[] = {"--move-address", "198.18.1.200/24", NULL};
+	const char *bad[] = {"--move-address", "198.18.1.200", NULL};
+	char line[512];
+	int fd;
+	pid_t haul;
+
+	th_mig_workload(&M, 16, 8, 0);
+	th_mig_ticks(&M, 2, 10000);
+	haul = th_mig_haul(&M, &fd, extra);
+	cr_assert_eq(th_wait_line(fd, "is not an address of this host", 30000, line, sizeof(line)),
+		     0, "haul did not refuse an address it does not have");
+	cr_assert(strstr(line, "198.18.1.200/24"), "%s", line);
+	cr_assert_eq(th_wait_exit(haul, 30000), 1);
+	close(fd);
+	haul = th_mig_haul(&M, &fd, bad);
+	cr_assert_eq(th_wait_line(fd, "is not ADDR/PREFIX", 30000, line, sizeof(line)), 0,
+		     "haul took an address without a prefix");
+	cr_assert_eq(th_wait_exit(haul, 30000), 2, "a bad --move-address is a usage error");
+	close(fd);
+	cr_assert(has_addr(M.net.a));
+	cr_assert(no_tables());
+	cr_assert(th_mig_ticking(&M, M.net_a, 3000), "the source does not run");
 }
 
 Test(mig_netlock, refuses_a_move_address_the_target_has_no_subnet_for, .init = svc_setup,
