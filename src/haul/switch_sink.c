@@ -38,8 +38,10 @@
 struct sw_sess {
 	void *inner;
 	pid_t pid;
-	struct haul_net_addr *addrs;
+	struct haul_net_addr *addrs; /* every moving address (the lock, HAUL_ADDRESSES) */
 	size_t naddrs;
+	struct haul_net_addr *mine; /* those not here before: added, and removed on undo */
+	size_t nmine;
 	char addr_list[256];
 	char table[64];
 	struct haul_netguard ng;
@@ -56,6 +58,7 @@ static void sw_free(struct sw_sess *s)
 {
 	haul_netguard_stop(&s->ng);
 	free(s->ends);
+	free(s->mine);
 	free(s->addrs);
 	free(s);
 }
@@ -65,7 +68,8 @@ static int sw_addrs(struct sw_sess *s, const struct ps_session_info *info)
 	size_t len = 0;
 
 	s->addrs = calloc(info->nmove_addrs ? info->nmove_addrs : 1, sizeof(*s->addrs));
-	if (!s->addrs)
+	s->mine = calloc(info->nmove_addrs ? info->nmove_addrs : 1, sizeof(*s->mine));
+	if (!s->addrs || !s->mine)
 		return -ENOMEM;
 	for (size_t i = 0; i < info->nmove_addrs; i++) {
 		struct haul_net_addr *a = &s->addrs[i];
@@ -85,6 +89,13 @@ static int sw_addrs(struct sw_sess *s, const struct ps_session_info *info)
 			pr_warn("pid %d from %s: no interface here is on the subnet of %s",
 				(int)info->pid, info->peer, m);
 		s->naddrs++;
+		/* an address this host has already is neither added nor ever removed */
+		s->mine[s->nmine] = *a;
+		if (haul_addr_find(&s->mine[s->nmine]))
+			s->nmine++;
+		else
+			pr_info("pid %d from %s: %s is here already; it stays after the migration",
+				(int)info->pid, info->peer, m);
 		len += snprintf(s->addr_list + len,
 				len < sizeof(s->addr_list) ? sizeof(s->addr_list) - len : 0, "%s%s",
 				i ? "," : "", m);
@@ -111,7 +122,7 @@ static int sw_open(void *arg, const struct ps_session_info *info, void **sess)
 		ret = inner->open(NULL, info, &s->inner);
 	/* the survivor, forked now rather than in the downtime */
 	if (!ret) {
-		ret = haul_netguard_start(&s->ng, s->table, s->addrs, s->naddrs, false);
+		ret = haul_netguard_start(&s->ng, s->table, s->mine, s->nmine, false);
 		if (ret) {
 			pr_err_r(ret, "cannot start the network survivor for pid %d",
 				 (int)info->pid);
@@ -162,7 +173,7 @@ static int sw_stale(void *sess, const struct ps_range *r, size_t n)
 static void sw_undo(struct sw_sess *s)
 {
 	for (size_t i = 0; i < s->added; i++)
-		haul_addr_del(&s->addrs[i]);
+		haul_addr_del(&s->mine[i]);
 	s->added = 0;
 	if (s->locked && !haul_netlock_lift(s->table))
 		s->locked = false;
@@ -192,23 +203,24 @@ static int sw_lock(void *sess, const struct ps_net_end *e, size_t n)
 		ret = haul_netlock_take(s->table, t, n, s->addrs, s->naddrs);
 		s->locked = !ret;
 	}
-	if (!ret && s->naddrs)
+	if (!ret && s->nmine)
 		haul_netguard_moved(&s->ng);
+	free(s->ends);
 	s->ends = t;
 	s->nends = n;
-	for (size_t i = 0; !ret && i < s->naddrs; i++) {
+	for (size_t i = 0; !ret && i < s->nmine; i++) {
 		char as[64];
 
-		haul_net_addr_str(s->addrs[i].family, s->addrs[i].addr, s->addrs[i].prefix, as,
+		haul_net_addr_str(s->mine[i].family, s->mine[i].addr, s->mine[i].prefix, as,
 				  sizeof(as));
-		ret = haul_addr_find_subnet(&s->addrs[i]);
+		ret = haul_addr_find_subnet(&s->mine[i]);
 		if (ret) {
 			pr_err("pid %d: no interface here is on the subnet of %s; give one an "
 			       "address there (ip addr add), or migrate without --move-address",
 			       (int)s->pid, as);
 			break;
 		}
-		ret = haul_addr_add(&s->addrs[i]);
+		ret = haul_addr_add(&s->mine[i]);
 		if (!ret)
 			s->added = i + 1;
 	}
@@ -233,7 +245,7 @@ static int sw_restore(void *sess, struct ps_restore_result *res)
 	s->resumed = true;
 	/* it runs: tell the neighbours where the address is, then let its packets through */
 	for (size_t i = 0; i < s->added; i++)
-		haul_addr_announce(&s->addrs[i]);
+		haul_addr_announce(&s->mine[i]);
 	if (s->locked && !haul_netlock_lift(s->table))
 		s->locked = false;
 	haul_netguard_indoubt(&s->ng);
