@@ -426,10 +426,10 @@ static int parse_cli(int argc, char **argv, struct haul_mig_opts *o, struct mig_
 	return arg;
 }
 
-int haul_cmd_migrate(int argc, char **argv)
+/* haul migrate, with @c (zeroed) owned by the caller, which releases its lists. */
+static int cmd_migrate(int argc, char **argv, struct mig_cli *c)
 {
 	struct haul_mig_opts o = {.streams = 1};
-	struct mig_cli c = {0};
 	struct haul_mig_result r;
 	struct sigaction sa = {.sa_handler = on_signal};
 	struct haul_wl wl;
@@ -438,14 +438,14 @@ int haul_cmd_migrate(int argc, char **argv)
 	bool have_wl;
 	int arg, ret;
 
-	arg = parse_cli(argc, argv, &o, &c);
+	arg = parse_cli(argc, argv, &o, c);
 	if (arg < 0)
 		return haul_opts_exit(arg);
-	key = c.key;
-	cgroup = c.cgroup;
-	json = c.json;
-	events = c.events;
-	prog.quiet = c.quiet;
+	key = c->key;
+	cgroup = c->cgroup;
+	json = c->json;
+	events = c->events;
+	prog.quiet = c->quiet;
 	if (cgroup) {
 		if (pid_of_cgroup(cgroup, &o.pid))
 			return 1;
@@ -501,10 +501,18 @@ int haul_cmd_migrate(int argc, char **argv)
 		haul_reg_save(&wl);
 	}
 	haul_mig_result_release(&r);
-	haul_opt_list_release(&c.move);
 	if (r.committed)
 		return 0;
 	if (r.lost)
 		return 4;
 	return r.indoubt ? 3 : 1;
+}
+
+int haul_cmd_migrate(int argc, char **argv)
+{
+	struct mig_cli c = {0};
+	int ret = cmd_migrate(argc, argv, &c);
+
+	haul_opt_list_release(&c.move);
+	return ret;
 }

@@ -85,7 +85,8 @@ int haul_netguard_start(struct haul_netguard *g, const char *table, const struct
 	g->fd = -1;
 	if (!copy)
 		return -ENOMEM;
-	memcpy(copy, a, na * sizeof(*a));
+	if (na)
+		memcpy(copy, a, na * sizeof(*a));
 	snprintf(name, sizeof(name), "%s", table);
 	if (pipe2(p, O_CLOEXEC)) {
 		free(copy);
