@@ -168,6 +168,11 @@ static int mig_connect(struct mig *m, const char *comm)
 	co.session_id = m->net.id;
 	co.move_addrs = o->move_addrs;
 	co.nmove_addrs = o->nmove_addrs;
+	/* the target may join them before the switch; without them it joins at the resume */
+	if (!rst_cg_lines(o->pid, &m->cglines, &m->ncglines)) {
+		co.cgroups = m->cglines;
+		co.ncgroups = m->ncglines;
+	}
 	ret = ps_client_new(&co, &m->client);
 	if (ret) {
 		pr_err_r(ret, "cannot open a migration session with %s", o->to);
@@ -328,6 +333,9 @@ out:
 	}
 	/* closing the session without a commit makes the target discard its copy */
 	ps_client_free(m.client);
+	for (size_t i = 0; i < m.ncglines; i++)
+		free(m.cglines[i]);
+	free(m.cglines);
 	haul_guard_stop(&m.guard);
 	if (res->committed)
 		haul_cg_cleanup(&m.cg);

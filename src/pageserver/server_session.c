@@ -299,6 +299,8 @@ int ps_on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 			.timens_boottime_ns = o->timens_boottime_ns,
 			.move_addrs = (const char *const *)o->move_address,
 			.nmove_addrs = o->n_move_address,
+			.cgroups = o->cgroups,
+			.ncgroups = o->n_cgroups,
 		};
 
 		if (info.has_boot_id)
