@@ -8,7 +8,8 @@
  *      there); the migration id is picked (it is the session id, so both
  *      sides name the same migration);
  *  once the target answered (haul_mig_net_check): each moving address must
- *      be on a subnet of the target's, and each socket's local address must
+ *      be on a subnet of the target's and not be the one the session runs
+ *      from, and each socket's local address must
  *      be moving or be the target's already (and the sockets in haul's own
  *      network namespace, where the lock is); else refused before the
  *      freeze.  Then the survivor (netguard.c) is forked, outside the
@@ -28,6 +29,7 @@
  */
 #define LOG_PREFIX "migrate: "
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +96,36 @@ static bool same_netns(pid_t pid)
 	       a.st_dev == b.st_dev;
 }
 
+/*
+ * The migration's own connection must not run from a moving address: the
+ * lock would drop it and the removal would cut it at the freeze.
+ */
+static int not_our_own_address(struct mig *m)
+{
+	const struct mig_net *n = &m->net;
+	struct sockaddr_storage ss;
+	const uint8_t *a;
+	int fam;
+
+	if (!n->naddrs || ps_client_local_addr(m->client, &ss))
+		return 0;
+	fam = ss.ss_family;
+	a = fam == AF_INET ? (const uint8_t *)&((struct sockaddr_in *)&ss)->sin_addr
+			   : (const uint8_t *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
+	for (size_t i = 0; i < n->naddrs; i++) {
+		if (n->addrs[i].family != fam ||
+		    memcmp(n->addrs[i].addr, a, fam == AF_INET ? 4 : 16))
+			continue;
+		snprintf(m->res->why, sizeof(m->res->why),
+			 "--move-address %s is the address haul reaches %s from: the lock and "
+			 "the move would cut the migration itself; give this host another address "
+			 "towards %s (a route with 'src ADDR') and migrate again",
+			 m->o->move_addrs[i], m->o->to, m->o->to);
+		return -EADDRINUSE;
+	}
+	return 0;
+}
+
 int haul_mig_net_check(struct mig *m)
 {
 	struct mig_net *n = &m->net;
@@ -126,6 +158,8 @@ int haul_mig_net_check(struct mig *m)
 			ret = -ENETUNREACH;
 		}
 	}
+	if (!ret)
+		ret = not_our_own_address(m);
 	if (!ret)
 		ret = haul_net_sockets(m->pid, &socks, &nsocks);
 	if (!ret)

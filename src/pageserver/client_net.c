@@ -3,7 +3,8 @@
  * the target's addresses from SessionOk.addresses (the source checks
  * before the freeze that every socket's local address will exist there),
  * and the socket ends of the network lock in Restore.lock (the target
- * drops their packets until the restored process runs).  The moving
+ * drops their packets until the restored process runs), and the address
+ * the session runs from (a moving address must not be it).  The moving
  * addresses themselves go out with SessionOpen (client.c).
  */
 #include <errno.h>
@@ -27,6 +28,18 @@ int ps_client_net_keep_addrs(struct ps_client *c, const Haul__Wire__SessionOk *o
 			return -ENOMEM;
 		c->ntaddrs++;
 	}
+	return 0;
+}
+
+int ps_client_local_addr(const struct ps_client *c, struct sockaddr_storage *ss)
+{
+	socklen_t len = sizeof(*ss);
+
+	memset(ss, 0, sizeof(*ss));
+	if (!c->st || c->st[0].fd < 0)
+		return -ENOTCONN;
+	if (getsockname(c->st[0].fd, (struct sockaddr *)ss, &len))
+		return -errno;
 	return 0;
 }
 

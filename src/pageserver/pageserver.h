@@ -319,6 +319,9 @@ int ps_client_state(struct ps_client *c, const void *blob, size_t len);
  * many (0 from an older target).
  */
 size_t ps_client_target_addrs(const struct ps_client *c, const char *const **out);
+/* The local address of the session's first stream (getsockname). 0 or -errno. */
+struct sockaddr_storage;
+int ps_client_local_addr(const struct ps_client *c, struct sockaddr_storage *ss);
 /* The socket ends ps_client_restore() names for the target's network lock (copied). */
 int ps_client_set_lock(struct ps_client *c, const struct ps_net_end *e, size_t n);
 /*

@@ -491,6 +491,27 @@ Test(mig_netlock, refuses_a_move_address_that_is_not_here_before_touching_anythi
 	cr_assert(th_mig_ticking(&M, M.net_a, 3000), "the source does not run");
 }
 
+Test(mig_netlock, refuses_to_move_the_address_the_migration_runs_from, .init = svc_setup,
+     .fini = svc_teardown, .timeout = 120)
+{
+	const char *extra[] = {"--move-address", TH_IP_A "/30", NULL};
+	char line[512];
+	int fd;
+	pid_t haul;
+
+	th_mig_workload(&M, 16, 8, 0);
+	th_mig_ticks(&M, 2, 10000);
+	haul = th_mig_haul(&M, &fd, extra);
+	cr_assert_eq(th_wait_line(fd, "is the address haul reaches", 30000, line, sizeof(line)), 0,
+		     "haul would have cut its own connection");
+	cr_assert_eq(th_wait_exit(haul, 30000), 1);
+	close(fd);
+	cr_assert_eq(th_sh("ip -n %s -o addr show | grep -q ' " TH_IP_A "/30'", M.net.a), 0,
+		     "the refusal touched the address");
+	cr_assert(no_tables());
+	cr_assert(th_mig_ticking(&M, M.net_a, 3000), "the source does not run");
+}
+
 Test(mig_netlock, refuses_a_move_address_the_target_has_no_subnet_for, .init = svc_setup,
      .fini = svc_teardown, .timeout = 120)
 {
