@@ -16,6 +16,7 @@
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -728,4 +729,44 @@ Test(mig_netlock, move_address_moves_an_ipv6_address_and_announces_it, .init = s
 			   "/9' 2>&1 | grep -q 'Connection refused'",
 			   C),
 		     0, "the client cannot reach " SVC6_ADDR " at the target");
+}
+
+/* haul killed in the middle of an injected call of the dump (HAUL_FAULT=kill:inject:STEP:N). */
+struct inject_at {
+	char step[16];
+	int n;
+};
+
+ParameterizedTestParameters(mig_netlock, haul_killed_mid_injection_puts_the_address_back)
+{
+	/* the dump's, after the freeze and the lock (crash_inject.c numbers them) */
+	static struct inject_at k[] = {{"seize", 2}, {"call", 7}, {"unhold", 2}};
+
+	return cr_make_param_array(struct inject_at, k, sizeof(k) / sizeof(k[0]));
+}
+
+ParameterizedTest(struct inject_at *k, mig_netlock, haul_killed_mid_injection_puts_the_address_back,
+		  .init = svc_setup, .fini = svc_teardown, .timeout = 120)
+{
+	const char *extra[] = {"--move-address", SVC_PFX, NULL};
+	char fault[64];
+	int fd, st;
+	pid_t haul;
+
+	th_mig_workload(&M, 16, 8, 0);
+	th_mig_ticks(&M, 2, 10000);
+	snprintf(fault, sizeof(fault), "kill:inject:%s:%d", k->step, k->n);
+	setenv("HAUL_FAULT", fault, 1);
+	haul = th_mig_haul(&M, &fd, extra);
+	unsetenv("HAUL_FAULT");
+	cr_assert_gt(haul, 0);
+	st = th_wait_exit(haul, 30000);
+	close(fd);
+	cr_assert_eq(st, 128 + SIGKILL, "haul did not reach %s (%d)", fault, st);
+	cr_assert(eventually(addr_back_at_a_only, 5000), "the address is not back at the source");
+	cr_assert(eventually(no_tables, 5000), "a lock table is left");
+	cr_assert(th_mig_ticking(&M, M.net_a, 5000), "the source does not run");
+	cr_assert(th_mig_verify(&M), "the source's memory is not intact");
+	cr_assert_eq(th_mig_copies(&M), 1);
+	cr_assert(client_reaches_service(), "the client cannot reach the source again");
 }
