@@ -770,3 +770,21 @@ ParameterizedTest(struct inject_at *k, mig_netlock, haul_killed_mid_injection_pu
 	cr_assert_eq(th_mig_copies(&M), 1);
 	cr_assert(client_reaches_service(), "the client cannot reach the source again");
 }
+
+Test(mig_netlock, move_address_with_postcopy_moves_it_at_the_resume, .init = svc_setup,
+     .fini = svc_teardown, .timeout = 120)
+{
+	const char *extra[] = {"--postcopy", "--move-address", SVC_PFX, NULL};
+	long seq;
+
+	th_mig_workload(&M, 32, 8, 0);
+	th_mig_ticks(&M, 3, 10000);
+	seq = th_mig_seq(&M);
+	cr_assert_eq(th_mig_migrate(&M, extra, 60000), 0, "haul migrate --postcopy failed");
+	th_mig_assert_moved(&M, seq);
+	cr_assert(has_addr(M.net.b), "the target does not have " SVC_ADDR);
+	cr_assert_not(has_addr(M.net.a), "the source still has " SVC_ADDR);
+	cr_assert(eventually(no_tables, 3000), "a lock table is left");
+	cr_assert(client_neigh_is_b(SVC_ADDR), "the client's neighbour entry does not name B");
+	cr_assert(client_reaches_service(), "the client cannot reach " SVC_ADDR " at the target");
+}
