@@ -58,6 +58,9 @@ static void enter(const char *ns)
 	close(fd);
 }
 
+static void lock_teardown(void);
+
+/* Criterion skips .fini when .init fails or skips: each setup cleans up itself first. */
 static void lock_setup(void)
 {
 	int ret;
@@ -65,11 +68,16 @@ static void lock_setup(void)
 	snprintf(lockdir, sizeof(lockdir), "/tmp/haul-netlock-%d", getpid());
 	setenv("HAUL_LOCK_DIR", lockdir, 1);
 	ret = th_net_create(&N, "nl", 0);
-	if (ret == -EOPNOTSUPP)
-		cr_skip_test("network namespaces or iproute2 are not available");
-	cr_assert_eq(ret, 0, "cannot create the two-host network");
-	if (th_sh("ip netns exec %s nft list tables >/dev/null 2>&1", N.a))
+	if (ret) {
+		lock_teardown();
+		if (ret == -EOPNOTSUPP)
+			cr_skip_test("network namespaces or iproute2 are not available");
+		cr_assert_fail("cannot create the two-host network");
+	}
+	if (th_sh("ip netns exec %s nft list tables >/dev/null 2>&1", N.a)) {
+		lock_teardown();
 		cr_skip_test("nftables does not work here (nf_tables module?)");
+	}
 }
 
 static void lock_teardown(void)
@@ -338,37 +346,52 @@ static bool client_reaches_service(void)
  * The client host C: a bridge with 198.18.1.3/24, joined by a veth to A
  * (198.18.1.1/24, and the service address) and one to B (198.18.1.2/24).
  */
-static void svc_setup(void)
+static void svc_teardown(void);
+
+/* The client namespace and its links; NULL, or what failed. */
+static const char *svc_build(void)
 {
 	int pid = getpid();
 
-	th_mig_setup(&M, 0);
-	if (th_sh("ip netns exec %s nft list tables >/dev/null 2>&1", M.net.a))
-		cr_skip_test("nftables does not work here (nf_tables module?)");
 	snprintf(C, sizeof(C), "nlc%d", pid);
-	cr_assert_eq(th_sh("ip netns add %s && ip -n %s link add br0 type bridge && "
-			   "ip -n %s link set br0 up && ip -n %s addr add 198.18.1.3/24 dev br0 && "
-			   "ip -n %s link set lo up",
-			   C, C, C, C, C),
-		     0);
-	cr_assert_eq(
-		th_sh("ip link add nlca%d type veth peer name nlcA%d && "
-		      "ip link set nlca%d netns %s && ip link set nlcA%d netns %s && "
-		      "ip -n %s link set nlcA%d master br0 up && ip -n %s link set nlca%d up && "
-		      "ip -n %s addr add 198.18.1.1/24 dev nlca%d && "
-		      "ip -n %s addr add " SVC_PFX " dev nlca%d",
-		      pid, pid, pid, M.net.a, pid, C, C, pid, M.net.a, pid, M.net.a, pid, M.net.a,
-		      pid),
-		0);
-	cr_assert_eq(
-		th_sh("ip link add nlcb%d type veth peer name nlcB%d && "
-		      "ip link set nlcb%d netns %s && ip link set nlcB%d netns %s && "
-		      "ip -n %s link set nlcB%d master br0 up && ip -n %s link set nlcb%d up && "
-		      "ip -n %s addr add 198.18.1.2/24 dev nlcb%d",
-		      pid, pid, pid, M.net.b, pid, C, C, pid, M.net.b, pid, M.net.b, pid),
-		0);
+	if (th_sh("ip netns add %s && ip -n %s link add br0 type bridge && "
+		  "ip -n %s link set br0 up && ip -n %s addr add 198.18.1.3/24 dev br0 && "
+		  "ip -n %s link set lo up",
+		  C, C, C, C, C))
+		return "cannot make the client namespace";
+	if (th_sh("ip link add nlca%d type veth peer name nlcA%d && "
+		  "ip link set nlca%d netns %s && ip link set nlcA%d netns %s && "
+		  "ip -n %s link set nlcA%d master br0 up && ip -n %s link set nlca%d up && "
+		  "ip -n %s addr add 198.18.1.1/24 dev nlca%d && "
+		  "ip -n %s addr add " SVC_PFX " dev nlca%d",
+		  pid, pid, pid, M.net.a, pid, C, C, pid, M.net.a, pid, M.net.a, pid, M.net.a, pid))
+		return "cannot link the source to the client";
+	if (th_sh("ip link add nlcb%d type veth peer name nlcB%d && "
+		  "ip link set nlcb%d netns %s && ip link set nlcB%d netns %s && "
+		  "ip -n %s link set nlcB%d master br0 up && ip -n %s link set nlcb%d up && "
+		  "ip -n %s addr add 198.18.1.2/24 dev nlcb%d",
+		  pid, pid, pid, M.net.b, pid, C, C, pid, M.net.b, pid, M.net.b, pid))
+		return "cannot link the target to the client";
 	/* the client knows the service at the source before the move */
-	cr_assert(client_reaches_service(), "the client cannot reach " SVC_ADDR " at the source");
+	if (!client_reaches_service())
+		return "the client cannot reach " SVC_ADDR " at the source";
+	return NULL;
+}
+
+static void svc_setup(void)
+{
+	const char *why;
+
+	th_mig_setup(&M, 0);
+	if (th_sh("ip netns exec %s nft list tables >/dev/null 2>&1", M.net.a)) {
+		svc_teardown();
+		cr_skip_test("nftables does not work here (nf_tables module?)");
+	}
+	why = svc_build();
+	if (why) {
+		svc_teardown();
+		cr_assert_fail("%s", why);
+	}
 }
 
 /* The client's neighbour entry for @addr names B's interface on the client subnet. */
@@ -385,6 +408,9 @@ static void svc_teardown(void)
 	if (C[0])
 		th_sh("ip netns del %s 2>/dev/null", C);
 	C[0] = '\0';
+	/* a veth end that never left this namespace (a setup that failed half-way) */
+	th_sh("ip link del nlca%d 2>/dev/null; ip link del nlcb%d 2>/dev/null", (int)getpid(),
+	      (int)getpid());
 }
 
 static bool has_addr(const char *ns)
