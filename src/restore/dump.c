@@ -49,6 +49,7 @@
 #include "common/rsys.h"
 #include "common/vma.h"
 #include "restore/restore.h"
+#include "restore/fd_inet.h"
 #include "restore/restore_int.h"
 #include "restore/fd_int.h"
 
@@ -139,6 +140,7 @@ static void dump_ctx_free(struct dump_ctx *c)
 		free(c->fds[i].pipe_data.data);
 		free(c->fds[i].sock_data.data);
 		free(c->fds[i].extents);
+		rst_inet_free(c->fds[i].inet);
 		rst_lock_free(&c->fds[i]);
 		if (c->fds[i].n_epoll)
 			free(c->fds[i].epoll[0]); /* the block of targets */

@@ -361,6 +361,7 @@ int rst_ckpt_commit(struct rst_ckpt *ck, bool tracked, bool leave_running, const
 	rst_imgdir_fault(fault, "staged");
 	if (leave_running) {
 		/* Everything is staged: it may run on while the image is made durable. */
+		rst_tcp_hold_end(true);
 		rst_release(ck->sz);
 		ck->sz = NULL;
 		st->frozen_ns = now_ns() - st->frozen_ns;
@@ -378,6 +379,7 @@ int rst_ckpt_commit(struct rst_ckpt *ck, bool tracked, bool leave_running, const
 		/* Durable on disk: the source may go, and must not run again. */
 		rst_kill_seized(ck->sz);
 		ck->sz = NULL;
+		rst_tcp_hold_end(false); /* its sockets closed in repair mode: nothing sent */
 		st->frozen_ns = now_ns() - st->frozen_ns;
 	}
 	st->total_ns = now_ns() - ck->t0;
@@ -397,6 +399,7 @@ void rst_ckpt_end(struct rst_ckpt *ck, int ret)
 	if (ck->ps)
 		haul__img__process_state__free_unpacked(ck->ps, NULL);
 	free(ck->blob);
+	rst_tcp_hold_end(true); /* a failed checkpoint: the process runs on */
 	rst_release(ck->sz);
 	free(ck);
 }
