@@ -323,8 +323,8 @@ static int fd_check(const Haul__Img__Fd *f, size_t i, char *why, size_t n)
 	if (!protobuf_c_enum_descriptor_get_value(&haul__img__fd_kind__descriptor, f->kind))
 		return fail(why, n, "fds[%zu] (fd %d).kind: unknown kind %d", i, f->fd,
 			    (int)f->kind);
-	if ((f->kind == HAUL__IMG__FD_KIND__FD_TCP_LISTEN || f->kind == HAUL__IMG__FD_KIND__FD_TCP ||
-	     f->kind == HAUL__IMG__FD_KIND__FD_UDP) &&
+	if ((f->kind == HAUL__IMG__FD_KIND__FD_TCP_LISTEN ||
+	     f->kind == HAUL__IMG__FD_KIND__FD_TCP || f->kind == HAUL__IMG__FD_KIND__FD_UDP) &&
 	    !f->inet)
 		return fail(why, n, "fds[%zu] (fd %d).inet: missing for a socket", i, f->fd);
 	/* Reopened by path: those kinds must name a file; the others carry a description. */
