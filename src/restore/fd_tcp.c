@@ -31,6 +31,7 @@
  * put back into the queues by any socket call).
  */
 #define LOG_PREFIX "sock: "
+#include <arpa/inet.h>
 #include <errno.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
@@ -45,6 +46,7 @@
 #include "common/log.h"
 #include "restore/fd_inet.h"
 #include "restore/restore.h"
+#include "restore/restore_int.h"
 #include "restore/target_int.h"
 
 #ifndef TCP_REPAIR_WINDOW
@@ -97,14 +99,55 @@ static const char *state_reason(int state)
 	}
 }
 
-static int tcp_refuse_fd(int fd, int sfd, int state, char *why, size_t wl)
+/*
+ * " <- ADDR:PORT": the peer of socket inode @ino of @pid from its netns's
+ * /proc/net/tcp{,6}, for a state getpeername() refuses (SYN_SENT).  Lines
+ * print each 32-bit word of the address in host order.
+ */
+static void proc_peer(pid_t pid, ino_t ino, char *buf, size_t len)
 {
-	char name[160];
+	static const char *const files[] = {"net/tcp", "net/tcp6"};
+
+	buf[0] = '\0';
+	for (int f = 0; f < 2 && !buf[0]; f++) {
+		char *text = NULL, *line, *save = NULL;
+
+		if (rst_read_proc(pid, files[f], &text, NULL))
+			continue;
+		for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+			char rem[40], ip[INET6_ADDRSTRLEN];
+			unsigned port, w[4];
+			unsigned long inode;
+
+			if (sscanf(line,
+				   "%*d: %*[0-9A-Fa-f]:%*x %39[0-9A-Fa-f]:%x %*x %*s %*s %*s "
+				   "%*d %*d %lu",
+				   rem, &port, &inode) != 3 ||
+			    inode != ino)
+				continue;
+			for (int k = 0; k < 4; k++)
+				w[k] = f ? (unsigned)strtoul(strndupa(rem + 8 * k, 8), NULL, 16)
+					 : 0;
+			if (!f)
+				w[0] = (unsigned)strtoul(rem, NULL, 16);
+			inet_ntop(f ? AF_INET6 : AF_INET, w, ip, sizeof(ip));
+			snprintf(buf, len, f ? " <- [%s]:%u" : " <- %s:%u", ip, port);
+			break;
+		}
+		free(text);
+	}
+}
+
+static int tcp_refuse_fd(const struct rst_fd_probe *p, int sfd, int state, char *why, size_t wl)
+{
+	char name[160], peer[80] = "";
 
 	if (state == TCP_ESTABLISHED || state == TCP_CLOSE)
 		return 0;
 	rst_inet_name_fd(sfd, name, sizeof(name));
-	snprintf(why, wl, "fd %d: %s in %s: %s", fd, name, rst_tcp_state_name(state),
+	if (!strstr(name, " <- "))
+		proc_peer(p->pid, p->st->st_ino, peer, sizeof(peer));
+	snprintf(why, wl, "fd %d: %s%s in %s: %s", p->fd, name, peer, rst_tcp_state_name(state),
 		 state_reason(state));
 	return -EOPNOTSUPP;
 }
@@ -119,7 +162,7 @@ static int tcp_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 	sfd = rst_inet_getfd(p->pid, p->fd);
 	if (sfd < 0)
 		return sfd;
-	ret = tcp_refuse_fd(p->fd, sfd, id.state, why, wl);
+	ret = tcp_refuse_fd(p, sfd, id.state, why, wl);
 	close(sfd);
 	return ret;
 }
@@ -289,7 +332,7 @@ static int tcp_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul__
 	ret = dump_repair(sfd, &o->inet->tcp);
 	if (ret == -EAGAIN) {
 		getsockopt(sfd, IPPROTO_TCP, TCP_INFO, &ti, &(socklen_t){sizeof(ti)});
-		tcp_refuse_fd(p->fd, sfd, ti.tcpi_state, why, sizeof(why));
+		tcp_refuse_fd(p, sfd, ti.tcpi_state, why, sizeof(why));
 		pr_err("%s", why);
 		return -EOPNOTSUPP;
 	}

@@ -49,7 +49,10 @@ static int unix_refuse(const struct rst_fd_probe *p, char *why, size_t whylen)
 	if (ret)
 		return ret;
 	if (family != AF_UNIX) {
-		snprintf(why, whylen, "fd %d: %s: sockets are not supported yet", p->fd, desc);
+		snprintf(
+			why, whylen,
+			"fd %d: %s: this kind of socket is not supported (TCP, UDP and unix socketpairs are)",
+			p->fd, desc);
 		return -EOPNOTSUPP;
 	}
 	return 0;
