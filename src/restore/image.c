@@ -323,11 +323,19 @@ int rst_ckpt_store_round(struct rst_ckpt *ck, struct trk *t, const struct trk_ro
 
 int rst_ckpt_seize(struct rst_ckpt *ck)
 {
-	int ret = rst_seize(ck->pid, &ck->sz);
+	for (int i = 0;; i++) {
+		int ret = rst_seize(ck->pid, &ck->sz);
 
-	if (ret) {
-		pr_err_r(ret, "cannot stop pid %d to dump it", (int)ck->pid);
-		return ret;
+		if (ret) {
+			pr_err_r(ret, "cannot stop pid %d to dump it", (int)ck->pid);
+			return ret;
+		}
+		/* Connections it has not accepted yet: it runs to accept them (sock_drain.c). */
+		if (i == RST_ACCEPT_DRAIN_TRIES || !rst_sock_accept_pending(ck->pid))
+			break;
+		rst_release(ck->sz);
+		ck->sz = NULL;
+		rst_sock_drain_wait(ck->pid);
 	}
 	ck->st->frozen_ns = now_ns();
 	return 0;

@@ -105,6 +105,15 @@ void rst_kill_seized(struct rst_seized *s);
  * Either way the copies are closed.  No-op when nothing is held.
  */
 void rst_tcp_hold_end(bool resume);
+/*
+ * sock_drain.c: whether @pid (stopped) has connections queued on a
+ * listener, not yet accepted (logged).  rst_sock_drain_wait: with @pid
+ * running again, wait until it has accepted them all: 0, or -ETIMEDOUT
+ * after RST_ACCEPT_DRAIN_MS.  The caller stops it again and asks once more
+ * (up to RST_ACCEPT_DRAIN_TRIES times); what is left is refused by the dump.
+ */
+bool rst_sock_accept_pending(pid_t pid);
+int rst_sock_drain_wait(pid_t pid);
 
 /*
  * haul moved @pid from cgroup directory @orig into @dir (a cgroup of its

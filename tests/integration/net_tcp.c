@@ -222,9 +222,9 @@ Test(net_tcp, a_connection_in_syn_sent_is_refused_by_name_and_the_process_runs_o
      .init = nfx_setup, .fini = nfx_teardown, .timeout = 60)
 {
 	char prog[256], args[256], line[512];
-	char *argv[] = {prog, TH_IP_B, "7001", NULL};
+	char *argv[] = {prog, "synsent", TH_IP_B, "7001", NULL};
 
-	snprintf(prog, sizeof(prog), "%s/net_synsent", th_progs_dir());
+	snprintf(prog, sizeof(prog), "%s/net_dial", th_progs_dir());
 	/* B drops the SYNs: the connect stays in SYN_SENT */
 	cr_assert_eq(th_sh("ip netns exec %s nft 'add table inet hsk%d; add chain inet hsk%d in "
 			   "{ type filter hook input priority 0; }; add rule inet hsk%d in "
@@ -240,4 +240,72 @@ Test(net_tcp, a_connection_in_syn_sent_is_refused_by_name_and_the_process_runs_o
 	cr_expect(strstr(line, "fd 3: TCP 198.18.0.1:") && strstr(line, "<- 198.18.0.2:7001"),
 		  "the refusal does not name the socket: %s", line);
 	cr_assert_eq(kill(F.srv_pid, 0), 0, "the process did not run on");
+}
+
+/*
+ * A connection the kernel completed while the program was not accepting
+ * sits in the listener's accept queue at the stop: haul lets the program run
+ * until it has accepted it, stops it again, and the connection is carried as
+ * an established one; it answers after the restore.
+ */
+Test(net_tcp, a_connection_not_yet_accepted_at_the_stop_is_accepted_and_carried, .init = nfx_setup,
+     .fini = nfx_teardown, .timeout = 120)
+{
+	char srv[256], dial[256], pid[16], img[160], ns[96], line[512], args[512];
+	char *sargv[] = {srv, "v4", TH_IP_A, "7000", "0", NULL};
+	char *nargv[] = {dial, "nap", TH_IP_A, "7000", NULL};
+	char *eargv[] = {dial, "echo", TH_IP_A, "7000", NULL};
+	char *hargv[] = {"/usr/bin/nsenter",
+			 ns,
+			 (char *)th_haul_bin(),
+			 "checkpoint",
+			 pid,
+			 "--images",
+			 img,
+			 NULL};
+	char nap_out[160], echo_out[160];
+	pid_t napper, haul;
+
+	snprintf(srv, sizeof(srv), "%s/net_server", th_progs_dir());
+	snprintf(dial, sizeof(dial), "%s/net_dial", th_progs_dir());
+	snprintf(nap_out, sizeof(nap_out), "%s/nap.out", F.dir);
+	snprintf(echo_out, sizeof(echo_out), "%s/echo.out", F.dir);
+	snprintf(ns, sizeof(ns), "--net=/run/netns/%s", F.net.a);
+	snprintf(img, sizeof(img), "%s", F.img);
+	F.srv_pid = th_spawn(F.net.a, sargv, F.srv);
+	wait_line(F.srv, "listening", 10000);
+	napper = th_spawn(F.net.b, nargv, nap_out);
+	wait_line(F.srv, "napping", 10000);
+	F.cli_pid = th_spawn(F.net.b, eargv, echo_out);
+	wait_line(echo_out, "connected", 10000);
+	/* the kernel has queued it: the listener's Recv-Q is the accept queue */
+	cr_assert_eq(th_sh("for i in $(seq 200); do ip netns exec %s ss -Hltn 'sport = :7000' | "
+			   "grep -q '^LISTEN *1 ' && exit 0; sleep 0.05; done; exit 1",
+			   F.net.a),
+		     0, "the connection is not in the accept queue");
+	lock("7000", true);
+	snprintf(pid, sizeof(pid), "%d", (int)F.srv_pid);
+	haul = th_spawn(NULL, hargv, F.log);
+	cr_assert_gt(haul, 0);
+	if (th_wait_file(F.log, 0, "not yet accepted", 30000, line, sizeof(line))) {
+		show("haul", F.log);
+		cr_assert_fail("haul did not wait for the program to accept");
+	}
+	kill(F.srv_pid, SIGUSR2); /* it accepts again */
+	cr_assert_eq(th_wait_exit(haul, 60000), 0, "haul checkpoint failed");
+	wait_line(F.srv, "awake", 1000);
+	cr_assert_neq(th_wait_exit(F.srv_pid, 5000), -ETIMEDOUT, "the source did not die");
+	F.srv_pid = 0;
+	snprintf(args, sizeof(args), "restore --images %s --detach >%s", F.img, F.pidf);
+	cr_assert_eq(haul_in_a(args), 0, "haul restore failed");
+	F.restored = read_pid(F.pidf);
+	lock("7000", false);
+	kill(F.cli_pid, SIGUSR1);
+	if (th_wait_file(echo_out, 0, "echo ok", 30000, line, sizeof(line))) {
+		show("server", F.srv);
+		show("echo", echo_out);
+		cr_assert_fail(
+			"the connection queued at the stop does not answer after the restore");
+	}
+	th_kill(napper, SIGKILL, 2000);
 }

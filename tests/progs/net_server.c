@@ -19,7 +19,9 @@
  *  NET_C2S_TOTAL bytes and written to NET_S2C_TOTAL, and closed at the
  *  peer's EOF: "conn I done", and "all done"; "udp N" counts the datagrams
  *  it echoed since "filled";
- *  any later connection is an echo connection.  "ERROR ..." on a mismatch.
+ *  any later connection is an echo connection; one that sends "nap" makes it
+ *  stop (no accept) until SIGUSR2: "napping", "awake".  "ERROR ..." on a
+ *  mismatch.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -252,7 +254,17 @@ static void echo(struct conn *c)
 	char buf[4096];
 	ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
 
-	if (n > 0)
+	if (n >= 3 && !memcmp(buf, "nap", 3)) {
+		/* accept nothing until SIGUSR2: a connection made meanwhile waits in the queue */
+		sigset_t s2;
+		int sig;
+
+		sigemptyset(&s2);
+		sigaddset(&s2, SIGUSR2);
+		line("napping");
+		sigwait(&s2, &sig);
+		line("awake");
+	} else if (n > 0)
 		send(c->fd, buf, n, MSG_NOSIGNAL);
 	else if (n == 0 || errno != EAGAIN) {
 		close(c->fd);
@@ -317,7 +329,9 @@ int main(int argc, char **argv)
 	lfd = make_listener(argv[1], argv[2], atoi(argv[3]));
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &set, NULL);
+	sigdelset(&set, SIGUSR2);
 	sfd = signalfd(-1, &set, SFD_NONBLOCK);
 	line("listening");
 	for (;;) {
