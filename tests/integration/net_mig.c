@@ -142,3 +142,50 @@ Test(net_mig, a_server_moves_with_its_connections_listener_and_udp_socket, .init
 		cr_expect_eq((unsigned long)nst.st_ino, M.net_b, "the server does not run on B");
 	}
 }
+
+/*
+ * The target refuses the state after the dump (HAUL_FAULT=corrupt-state): the
+ * migration rolls back and the source runs on, its connections out of repair
+ * mode (a socket left in it would never send again), every byte still
+ * delivered.
+ */
+Test(net_mig, a_rolled_back_migration_leaves_the_connections_working_at_the_source, .init = setup,
+     .fini = teardown, .timeout = 180)
+{
+	char srv[256], cl[256], line[512];
+	char *sargv[] = {srv, "v4", TH_IP_A, "7000", "2", M.tag, NULL};
+	char *cargv[] = {cl, TH_IP_A, "7000", "2", NULL};
+	int fd, st;
+	pid_t haul;
+
+	snprintf(srv, sizeof(srv), "%s/net_server", th_progs_dir());
+	snprintf(cl, sizeof(cl), "%s/net_client", th_progs_dir());
+	M.wl_pid = th_spawn(M.net.a, sargv, srv_out);
+	wait_line(srv_out, "listening", 10000);
+	cli = th_spawn(M.net.b, cargv, cli_out);
+	wait_line(cli_out, "sent", 10000);
+	wait_line(srv_out, "accepted 2", 10000);
+	drop_in(M.net.a, true);
+	kill(M.wl_pid, SIGUSR1);
+	wait_line(srv_out, "filled", 10000);
+
+	/* the state sent is garbled: the target refuses it, after the dump */
+	setenv("HAUL_FAULT", "corrupt-state", 1);
+	haul = th_mig_haul(&M, &fd, NULL);
+	cr_assert_gt(haul, 0);
+	st = th_wait_exit(haul, 90000);
+	th_mig_dump_output(fd);
+	close(fd);
+	cr_assert_neq(st, 0, "the migration succeeded without a target");
+	cr_assert_eq(kill(M.wl_pid, 0), 0, "the source did not run on");
+	drop_in(M.net.a, false);
+
+	kill(cli, SIGUSR1);
+	wait_line(cli_out, "udp sent", 10000);
+	kill(cli, SIGUSR1);
+	if (th_wait_file(cli_out, 0, "client ok", 60000, line, sizeof(line))) {
+		th_sh("sed 's/^/server: /' %s >&2; sed 's/^/client: /' %s >&2", srv_out, cli_out);
+		cr_assert_fail("the connections do not work at the source after the rollback");
+	}
+	wait_line(srv_out, "all done", 10000);
+}
