@@ -476,39 +476,51 @@ int rst_inet_connect(int sfd, const Haul__Img__InetSocket *s)
 	return connect(sfd, (struct sockaddr *)&a, l) < 0 ? -errno : 0;
 }
 
-static int bad(char *why, size_t wl, int fd, const char *what)
+static int bad(char *why, size_t wl, const Haul__Img__FileObject *f, const char *what)
 {
-	snprintf(why, wl, "fd %d: socket image: %s", fd, what);
+	snprintf(why, wl, "file %u (%s): %s", f->id, rst_fd_ops_of(f->kind)->name, what);
 	return -EBADMSG;
 }
 
-int rst_inet_validate(int fd, const Haul__Img__InetSocket *s, char *why, size_t wl)
+int rst_inet_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 {
-	size_t alen = s->family == AF_INET ? 4 : 16;
-	const Haul__Img__TcpRepair *t = s->tcp;
+	const Haul__Img__InetSocket *s = f->inet;
+	size_t alen;
+	const Haul__Img__TcpRepair *t;
+
+	if (!s)
+		return bad(why, wl, f, "no inet part");
+	alen = s->family == AF_INET ? 4 : 16;
+	t = s->tcp;
+	if (t && f->kind != HAUL__IMG__FD_KIND__FD_TCP)
+		return bad(why, wl, f, "a TCP connection on a socket of another kind");
+	if (s->has_backlog != (f->kind == HAUL__IMG__FD_KIND__FD_TCP_LISTEN))
+		return bad(why, wl, f, "a backlog on a socket that is not a listener, or none");
+	if ((s->type == SOCK_STREAM) != (f->kind != HAUL__IMG__FD_KIND__FD_UDP))
+		return bad(why, wl, f, "a socket type that is not its kind's");
 
 	if (s->family != AF_INET && s->family != AF_INET6)
-		return bad(why, wl, fd, "family is not AF_INET or AF_INET6");
+		return bad(why, wl, f, "family is not AF_INET or AF_INET6");
 	if ((s->type != SOCK_STREAM || (s->protocol != IPPROTO_TCP && s->protocol != 0)) &&
 	    (s->type != SOCK_DGRAM || (s->protocol != IPPROTO_UDP && s->protocol != 0)))
-		return bad(why, wl, fd, "not TCP or UDP");
+		return bad(why, wl, f, "not TCP or UDP");
 	if ((s->has_local_addr && s->local_addr.len != alen) ||
 	    (s->has_peer_addr && s->peer_addr.len != alen))
-		return bad(why, wl, fd, "an address of the wrong length for its family");
+		return bad(why, wl, f, "an address of the wrong length for its family");
 	if (s->local_port > 65535 || s->peer_port > 65535)
-		return bad(why, wl, fd, "a port above 65535");
+		return bad(why, wl, f, "a port above 65535");
 	if (s->n_opts > INET_MAX_OPTS)
-		return bad(why, wl, fd, "too many options");
+		return bad(why, wl, f, "too many options");
 	if ((s->has_sndbuf && s->sndbuf > INT32_MAX) || (s->has_rcvbuf && s->rcvbuf > INT32_MAX))
-		return bad(why, wl, fd, "a buffer size above INT_MAX");
+		return bad(why, wl, f, "a buffer size above INT_MAX");
 	if (!t)
 		return 0;
 	if (!s->has_peer_addr || !s->has_local_addr)
-		return bad(why, wl, fd, "a TCP connection without both addresses");
+		return bad(why, wl, f, "a TCP connection without both addresses");
 	if (t->recv_queue.len > INET_MAX_QUEUE || t->send_queue.len > INET_MAX_QUEUE ||
 	    t->unsent > t->send_queue.len)
-		return bad(why, wl, fd, "TCP queues beyond 64 MiB or more unsent than queued");
+		return bad(why, wl, f, "TCP queues beyond 64 MiB or more unsent than queued");
 	if (t->snd_wscale > 14 || t->rcv_wscale > 14 || t->mss > 65535)
-		return bad(why, wl, fd, "TCP window scale above 14 or MSS above 65535");
+		return bad(why, wl, f, "TCP window scale above 14 or MSS above 65535");
 	return 0;
 }

@@ -70,11 +70,12 @@ int rst_inet_bind(int sfd, const Haul__Img__InetSocket *s);
 int rst_inet_connect(int sfd, const Haul__Img__InetSocket *s);
 
 /*
- * Whether @s is a socket this haul can make: known family, type and
- * protocol, addresses of the family's length, bounded queues.  0, or
- * -EBADMSG with @why naming fd @fd.
+ * The validate hook of the three kinds: @f's inet part is a socket this
+ * haul can make (known family, type and protocol, the kind's, addresses of
+ * the family's length, bounded queues).  0, or -EBADMSG with @why naming
+ * the file.
  */
-int rst_inet_validate(int fd, const Haul__Img__InetSocket *s, char *why, size_t wl);
+int rst_inet_validate(const Haul__Img__FileObject *f, char *why, size_t wl);
 
 /* fd_inet_listen.c: connections waiting in the accept queue of listener fd @fd of @pid. */
 int rst_tcp_listen_queued(pid_t pid, int fd, uint32_t *queued);

@@ -59,8 +59,8 @@ int rst_tcp_listen_queued(pid_t pid, int fd, uint32_t *queued)
 	return ret;
 }
 
-static int listen_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul__Img__Fd *prev,
-		       size_t nprev)
+static int listen_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
+		       Haul__Img__FileObject *const *prev, size_t nprev)
 {
 	uint32_t backlog, queued;
 	char name[160];
@@ -90,21 +90,17 @@ static int listen_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Hau
 	return 0;
 }
 
-static int listen_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,
+static int listen_restore(struct rst_target *t, struct rst_fd_rctx *x,
+			  const Haul__Img__FileObject *f, const Haul__Img__FdEntry *e,
 			  const char *path, int *tmp, bool *shared)
 {
 	const Haul__Img__InetSocket *s = f->inet;
-	char why[256], name[160];
+	char name[160];
 	int sfd = -1, ret;
 
 	(void)x;
 	(void)path;
 	(void)shared;
-	ret = rst_inet_validate(f->fd, s, why, sizeof(why));
-	if (ret) {
-		pr_err("%s", why);
-		return ret;
-	}
 	ret = rst_inet_create(t, s, tmp, &sfd);
 	if (ret)
 		return ret;
@@ -113,7 +109,7 @@ static int listen_restore(struct rst_target *t, struct rst_fd_rctx *x, const Hau
 	if (!ret && (ret = rst_inet_bind(sfd, s)))
 		pr_err("fd %d: cannot bind %s again: %s (is the address on this host, and the "
 		       "port free?)",
-		       f->fd, name, strerror(-ret));
+		       e->fd, name, strerror(-ret));
 	if (!ret && listen(sfd, (int)s->backlog) < 0)
 		ret = -errno;
 	if (!ret)
@@ -122,9 +118,10 @@ static int listen_restore(struct rst_target *t, struct rst_fd_rctx *x, const Hau
 	return ret;
 }
 
-static int listen_setup(struct rst_target *t, const Haul__Img__Fd *f)
+static int listen_setup(struct rst_target *t, const Haul__Img__FileObject *f,
+			const Haul__Img__FdEntry *e)
 {
-	return rst_fd_set_nonblock(t, f);
+	return rst_fd_set_nonblock(t, f, e);
 }
 
 const struct rst_fd_ops rst_fd_tcp_listen = {
@@ -132,6 +129,7 @@ const struct rst_fd_ops rst_fd_tcp_listen = {
 	.kind = HAUL__IMG__FD_KIND__FD_TCP_LISTEN,
 	.version = 4,
 	.match = listen_match,
+	.validate = rst_inet_validate,
 	.dump = listen_dump,
 	.restore = listen_restore,
 	.setup = listen_setup,

@@ -286,8 +286,8 @@ void rst_tcp_hold_end(bool resume)
 	nheld = 0;
 }
 
-static int tcp_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul__Img__Fd *prev,
-		    size_t nprev)
+static int tcp_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
+		    Haul__Img__FileObject *const *prev, size_t nprev)
 {
 	struct tcp_info ti;
 	char why[400];
@@ -460,22 +460,17 @@ static int reuse_again(int sfd, const Haul__Img__InetSocket *s)
 	return 0;
 }
 
-static int tcp_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,
-		       const char *path, int *tmp, bool *shared)
+static int tcp_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
+		       const Haul__Img__FdEntry *e, const char *path, int *tmp, bool *shared)
 {
 	const Haul__Img__InetSocket *s = f->inet;
 	const char *step = "options";
-	char why[256], name[160];
+	char name[160];
 	int sfd = -1, ret;
 
 	(void)x;
 	(void)path;
 	(void)shared;
-	ret = rst_inet_validate(f->fd, s, why, sizeof(why));
-	if (ret) {
-		pr_err("%s", why);
-		return ret;
-	}
 	ret = rst_inet_create(t, s, tmp, &sfd);
 	if (ret)
 		return ret;
@@ -494,7 +489,7 @@ static int tcp_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__
 		ret = rst_inet_set_opts(sfd, s, false, !s->tcp);
 	if (ret) {
 		rst_inet_name(s, name, sizeof(name));
-		pr_err("fd %d: cannot restore %s: %s: %s", f->fd, name, step, strerror(-ret));
+		pr_err("fd %d: cannot restore %s: %s: %s", e->fd, name, step, strerror(-ret));
 	}
 	close(sfd);
 	return ret;
@@ -506,6 +501,7 @@ const struct rst_fd_ops rst_fd_tcp = {
 	.version = 4,
 	.match = tcp_match,
 	.refuse = tcp_refuse,
+	.validate = rst_inet_validate,
 	.dump = tcp_dump,
 	.restore = tcp_restore,
 	.setup = rst_fd_set_nonblock,

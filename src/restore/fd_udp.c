@@ -32,8 +32,8 @@ static bool udp_match(const struct rst_fd_probe *p)
 	       (id.protocol == IPPROTO_UDP || id.protocol == 0);
 }
 
-static int udp_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul__Img__Fd *prev,
-		    size_t nprev)
+static int udp_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
+		    Haul__Img__FileObject *const *prev, size_t nprev)
 {
 	uint32_t mem[SK_MEMINFO_VARS];
 	socklen_t l = sizeof(mem);
@@ -60,22 +60,17 @@ static int udp_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul__
 	return ret;
 }
 
-static int udp_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,
-		       const char *path, int *tmp, bool *shared)
+static int udp_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
+		       const Haul__Img__FdEntry *e, const char *path, int *tmp, bool *shared)
 {
 	const Haul__Img__InetSocket *s = f->inet;
 	const char *step = "options";
-	char why[256], name[160];
+	char name[160];
 	int sfd = -1, ret;
 
 	(void)x;
 	(void)path;
 	(void)shared;
-	ret = rst_inet_validate(f->fd, s, why, sizeof(why));
-	if (ret) {
-		pr_err("%s", why);
-		return ret;
-	}
 	ret = rst_inet_create(t, s, tmp, &sfd);
 	if (ret)
 		return ret;
@@ -94,7 +89,7 @@ static int udp_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__
 	}
 	if (ret) {
 		rst_inet_name(s, name, sizeof(name));
-		pr_err("fd %d: cannot restore %s: %s: %s", f->fd, name, step, strerror(-ret));
+		pr_err("fd %d: cannot restore %s: %s: %s", e->fd, name, step, strerror(-ret));
 	}
 	close(sfd);
 	return ret;
@@ -105,6 +100,7 @@ const struct rst_fd_ops rst_fd_udp = {
 	.kind = HAUL__IMG__FD_KIND__FD_UDP,
 	.version = 4,
 	.match = udp_match,
+	.validate = rst_inet_validate,
 	.dump = udp_dump,
 	.restore = udp_restore,
 	.setup = rst_fd_set_nonblock,
