@@ -26,9 +26,15 @@
  * sent data, retransmitted when not acknowledged); TCP_REPAIR_WINDOW;
  * TCP_REPAIR off (a window probe goes out); SO_REUSEADDR again (leaving
  * repair mode clears it); the never-sent bytes written normally; the other
- * options.  Refused by name: connections in any state but ESTABLISHED (a
- * handshake cannot be carried; a half-closed connection's FIN cannot be
- * put back into the queues by any socket call).
+ * options.  Half-closed connections: the peer's FIN (CLOSE_WAIT, LAST_ACK,
+ * CLOSING) is counted in rcv_nxt, so the receive queue is written to end
+ * there and shutdown(SHUT_RD) makes reads end after it (nothing is sent);
+ * our FIN (FIN_WAIT1/2, LAST_ACK, CLOSING) is queued again by
+ * shutdown(SHUT_WR): in repair mode when it had been sent (it counts as
+ * sent, the peer acknowledges it again), after the unsent bytes when it had
+ * not.  The restored socket is in FIN_WAIT1/2 where the source was in
+ * LAST_ACK or CLOSING: the peer sees the same.  Refused by name:
+ * SYN_SENT and SYN_RECV (a handshake cannot be carried).
  */
 #define LOG_PREFIX "sock: "
 #include <arpa/inet.h>
@@ -77,6 +83,30 @@ static bool tcp_match(const struct rst_fd_probe *p)
 	return rst_inet_probe(p, &id) && id.type == SOCK_STREAM && !id.listening;
 }
 
+/* The states a connection is carried in: established or half-closed. */
+static bool carried(int state)
+{
+	return state == TCP_ESTABLISHED || state == TCP_CLOSE_WAIT || state == TCP_FIN_WAIT1 ||
+	       state == TCP_FIN_WAIT2 || state == TCP_LAST_ACK || state == TCP_CLOSING;
+}
+
+/* The peer's FIN was received; ours was queued; ours is not acknowledged yet. */
+static bool peer_fin(int state)
+{
+	return state == TCP_CLOSE_WAIT || state == TCP_LAST_ACK || state == TCP_CLOSING;
+}
+
+static bool our_fin(int state)
+{
+	return state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2 || state == TCP_LAST_ACK ||
+	       state == TCP_CLOSING;
+}
+
+static bool fin_unacked(int state)
+{
+	return state == TCP_FIN_WAIT1 || state == TCP_LAST_ACK || state == TCP_CLOSING;
+}
+
 static const char *state_reason(int state)
 {
 	switch (state) {
@@ -84,18 +114,8 @@ static const char *state_reason(int state)
 	case TCP_SYN_RECV:
 		return "the handshake is not finished and cannot be carried over; try again "
 		       "once it has";
-	case TCP_FIN_WAIT1:
-	case TCP_FIN_WAIT2:
-	case TCP_CLOSING:
-	case TCP_TIME_WAIT:
-		return "the program has shut down its side; a sent FIN cannot be restored "
-		       "(TCP_REPAIR has no call for it); try again once the connection is closed";
-	case TCP_CLOSE_WAIT:
-	case TCP_LAST_ACK:
-		return "the peer has closed its side; its FIN cannot be put back into a "
-		       "restored receive queue; try again once the program has closed it";
 	default:
-		return "haul restores only established or unconnected TCP sockets";
+		return "haul restores only established, half-closed or unconnected TCP sockets";
 	}
 }
 
@@ -142,7 +162,7 @@ static int tcp_refuse_fd(const struct rst_fd_probe *p, int sfd, int state, char 
 {
 	char name[160], peer[80] = "";
 
-	if (state == TCP_ESTABLISHED || state == TCP_CLOSE)
+	if (carried(state) || state == TCP_CLOSE)
 		return 0;
 	rst_inet_name_fd(sfd, name, sizeof(name));
 	if (!strstr(name, " <- "))
@@ -157,7 +177,7 @@ static int tcp_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 	struct rst_inet_id id;
 	int sfd, ret;
 
-	if (!rst_inet_probe(p, &id) || id.state == TCP_ESTABLISHED || id.state == TCP_CLOSE)
+	if (!rst_inet_probe(p, &id) || carried(id.state) || id.state == TCP_CLOSE)
 		return 0;
 	sfd = rst_inet_getfd(p->pid, p->fd);
 	if (sfd < 0)
@@ -172,8 +192,13 @@ static int set_int(int sfd, int level, int name, int v)
 	return setsockopt(sfd, level, name, &v, sizeof(v)) < 0 ? -errno : 0;
 }
 
-/* Sequence number, length and bytes of queue @q (TCP_RECV_QUEUE or TCP_SEND_QUEUE). */
-static int dump_queue(int sfd, int q, uint32_t *seq, ProtobufCBinaryData *data, uint32_t *unsent)
+/*
+ * Sequence number, length and bytes of queue @q (TCP_RECV_QUEUE or
+ * TCP_SEND_QUEUE); @fin: the send queue ends with our FIN, counted by
+ * SIOCOUTQ (and SIOCOUTQNSD while unsent) but holding no byte.
+ */
+static int dump_queue(int sfd, int q, uint32_t *seq, ProtobufCBinaryData *data, uint32_t *unsent,
+		      int fin, bool *fin_unsent)
 {
 	socklen_t l = sizeof(*seq);
 	int len = 0, nsd = 0;
@@ -186,8 +211,13 @@ static int dump_queue(int sfd, int q, uint32_t *seq, ProtobufCBinaryData *data, 
 		return -errno;
 	if (q == TCP_SEND_QUEUE && ioctl(sfd, SIOCOUTQNSD, &nsd) < 0)
 		return -errno;
-	if (len < 0 || nsd < 0 || nsd > len)
+	if (len < 0 || nsd < 0 || nsd > len || len < fin)
 		return -EIO;
+	len -= fin;
+	if (fin_unsent)
+		*fin_unsent = fin && nsd;
+	if (nsd)
+		nsd -= fin;
 	if (unsent)
 		*unsent = (uint32_t)nsd;
 	data->len = 0;
@@ -207,6 +237,7 @@ static int dump_repair(int sfd, Haul__Img__TcpRepair **out)
 	struct repair_window w;
 	struct tcp_info ti;
 	Haul__Img__TcpRepair *r;
+	bool fin_unsent = false;
 	socklen_t l;
 	int mss = 0, ret;
 
@@ -219,7 +250,7 @@ static int dump_repair(int sfd, Haul__Img__TcpRepair **out)
 	memset(&ti, 0, sizeof(ti));
 	if (getsockopt(sfd, IPPROTO_TCP, TCP_INFO, &ti, &l) < 0)
 		return -errno;
-	if (ti.tcpi_state != TCP_ESTABLISHED)
+	if (!carried(ti.tcpi_state))
 		return -EAGAIN; /* changed since it was classified: the caller names it */
 	r->state = ti.tcpi_state;
 	r->options = ti.tcpi_options;
@@ -246,11 +277,26 @@ static int dump_repair(int sfd, Haul__Img__TcpRepair **out)
 	r->max_window = w.max_window;
 	r->rcv_wnd = w.rcv_wnd;
 	r->rcv_wup = w.rcv_wup;
-	ret = dump_queue(sfd, TCP_RECV_QUEUE, &r->rcv_seq, &r->recv_queue, NULL);
+	ret = dump_queue(sfd, TCP_RECV_QUEUE, &r->rcv_seq, &r->recv_queue, NULL, 0, NULL);
 	if (!ret)
-		ret = dump_queue(sfd, TCP_SEND_QUEUE, &r->snd_seq, &r->send_queue, &r->unsent);
+		ret = dump_queue(sfd, TCP_SEND_QUEUE, &r->snd_seq, &r->send_queue, &r->unsent,
+				 fin_unacked(ti.tcpi_state), &fin_unsent);
 	set_int(sfd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE);
-	return ret;
+	if (ret)
+		return ret;
+	/*
+	 * Half-closed: rcv_seq counts the peer's FIN (restored by shutdown
+	 * SHUT_RD, nothing sent); snd_seq is made to stop before ours, which is
+	 * queued again by shutdown SHUT_WR: in repair mode when it was sent,
+	 * after the unsent bytes when it was not.
+	 */
+	r->has_peer_fin = r->has_fin = r->has_fin_sent = true;
+	r->peer_fin = peer_fin(ti.tcpi_state);
+	r->fin = our_fin(ti.tcpi_state);
+	r->fin_sent = r->fin && !fin_unsent;
+	if (r->fin)
+		r->snd_seq--;
+	return 0;
 }
 
 /* Keep @sfd (in repair mode) until rst_tcp_hold_end(). */
@@ -301,7 +347,7 @@ static int tcp_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 	ret = rst_inet_dump(sfd, &o->inet);
 	memset(&ti, 0, sizeof(ti));
 	getsockopt(sfd, IPPROTO_TCP, TCP_INFO, &ti, &(socklen_t){sizeof(ti)});
-	if (ret || ti.tcpi_state != TCP_ESTABLISHED) {
+	if (ret || !carried(ti.tcpi_state)) {
 		close(sfd);
 		return ret;
 	}
@@ -439,6 +485,12 @@ static int restore_conn(int sfd, const Haul__Img__InetSocket *s, const char **st
 		*step = "send queue";
 		ret = fill(sfd, TCP_SEND_QUEUE, r->send_queue.data, sent);
 	}
+	/* Our FIN, sent: queued as sent in repair mode (tcp_write_xmit skips the wire). */
+	if (!ret && r->fin && r->fin_sent) {
+		*step = "our FIN";
+		if (shutdown(sfd, SHUT_WR) < 0)
+			ret = -errno;
+	}
 	if (ret)
 		return ret;
 	*step = "window";
@@ -448,7 +500,14 @@ static int restore_conn(int sfd, const Haul__Img__InetSocket *s, const char **st
 	if (set_int(sfd, IPPROTO_TCP, TCP_REPAIR, REPAIR_OFF))
 		return -errno;
 	*step = "unsent bytes";
-	return fill(sfd, -1, r->send_queue.data + sent, r->unsent);
+	ret = fill(sfd, -1, r->send_queue.data + sent, r->unsent);
+	/* Our FIN not sent yet: it follows the unsent bytes, as it would have. */
+	if (!ret && r->fin && !r->fin_sent && shutdown(sfd, SHUT_WR) < 0)
+		ret = -errno;
+	/* The peer's FIN: reads end after the queue (rcv_nxt already counts it). */
+	if (!ret && r->peer_fin && shutdown(sfd, SHUT_RD) < 0)
+		ret = -errno;
+	return ret;
 }
 
 /* SO_REUSEADDR as carried (leaving repair mode cleared it). */

@@ -309,3 +309,96 @@ Test(net_tcp, a_connection_not_yet_accepted_at_the_stop_is_accepted_and_carried,
 	}
 	th_kill(napper, SIGKILL, 2000);
 }
+
+/*
+ * Half-closed connections: the peer shut down its side while the server
+ * was not reading (CLOSE_WAIT, its "hello" unread).  After the restore the
+ * server reads "hello", then EOF, echoes and closes: the peer gets both.
+ */
+Test(net_tcp, a_connection_the_peer_half_closed_keeps_its_data_and_its_eof, .init = nfx_setup,
+     .fini = nfx_teardown, .timeout = 120)
+{
+	char srv[256], dial[256], line[512], args[512], nap_out[160], hc_out[160];
+	char *sargv[] = {srv, "v4", TH_IP_A, "7000", "0", NULL};
+	char *nargv[] = {dial, "nap", TH_IP_A, "7000", NULL};
+	char *hargv[] = {dial, "halfclose", TH_IP_A, "7000", NULL};
+	pid_t napper;
+
+	snprintf(srv, sizeof(srv), "%s/net_server", th_progs_dir());
+	snprintf(dial, sizeof(dial), "%s/net_dial", th_progs_dir());
+	snprintf(nap_out, sizeof(nap_out), "%s/nap.out", F.dir);
+	snprintf(hc_out, sizeof(hc_out), "%s/halfclose.out", F.dir);
+	F.srv_pid = th_spawn(F.net.a, sargv, F.srv);
+	wait_line(F.srv, "listening", 10000);
+	F.cli_pid = th_spawn(F.net.b, hargv, hc_out);
+	wait_line(hc_out, "connected", 10000);
+	napper = th_spawn(F.net.b, nargv, nap_out);
+	wait_line(F.srv, "napping", 10000);
+	kill(F.cli_pid, SIGUSR1);
+	wait_line(hc_out, "shut", 10000);
+	cr_assert_eq(th_sh("for i in $(seq 200); do ip netns exec %s ss -Htn state close-wait | "
+			   "grep -q . && exit 0; sleep 0.05; done; exit 1",
+			   F.net.a),
+		     0, "the server's connection is not in CLOSE_WAIT");
+	lock("7000", true);
+	snprintf(args, sizeof(args), "checkpoint %d --images %s", (int)F.srv_pid, F.img);
+	cr_assert_eq(haul_in_a(args), 0, "haul checkpoint failed");
+	cr_assert_neq(th_wait_exit(F.srv_pid, 5000), -ETIMEDOUT, "the source did not die");
+	F.srv_pid = 0;
+	snprintf(args, sizeof(args), "restore --images %s --detach >%s", F.img, F.pidf);
+	cr_assert_eq(haul_in_a(args), 0, "haul restore failed");
+	F.restored = read_pid(F.pidf);
+	cr_assert_gt(F.restored, 0);
+	lock("7000", false);
+	kill(F.restored, SIGUSR2); /* it reads again */
+	if (th_wait_file(hc_out, 0, "halfclose ok", 30000, line, sizeof(line))) {
+		show("server", F.srv);
+		show("dialer", hc_out);
+		cr_assert_fail("the half-closed connection lost its data or its EOF");
+	}
+	th_kill(napper, SIGKILL, 2000);
+}
+
+/*
+ * The program shut down its side (FIN sent and acknowledged: FIN_WAIT2)
+ * and the peer goes on sending: after the restore the server receives what
+ * the peer sends, and the peer sees the server's EOF only once.
+ */
+Test(net_tcp, a_connection_the_program_half_closed_still_receives_after_restore, .init = nfx_setup,
+     .fini = nfx_teardown, .timeout = 120)
+{
+	char srv[256], dial[256], line[512], args[512], pc_out[160];
+	char *sargv[] = {srv, "v4", TH_IP_A, "7000", "0", NULL};
+	char *pargv[] = {dial, "peerclose", TH_IP_A, "7000", NULL};
+
+	snprintf(srv, sizeof(srv), "%s/net_server", th_progs_dir());
+	snprintf(dial, sizeof(dial), "%s/net_dial", th_progs_dir());
+	snprintf(pc_out, sizeof(pc_out), "%s/peerclose.out", F.dir);
+	F.srv_pid = th_spawn(F.net.a, sargv, F.srv);
+	wait_line(F.srv, "listening", 10000);
+	F.cli_pid = th_spawn(F.net.b, pargv, pc_out);
+	wait_line(pc_out, "connected", 10000);
+	kill(F.cli_pid, SIGUSR1);
+	wait_line(pc_out, "eof", 10000);
+	cr_assert_eq(th_sh("for i in $(seq 200); do ip netns exec %s ss -Htn state fin-wait-2 | "
+			   "grep -q . && exit 0; sleep 0.05; done; exit 1",
+			   F.net.a),
+		     0, "the server's connection is not in FIN_WAIT2");
+	lock("7000", true);
+	snprintf(args, sizeof(args), "checkpoint %d --images %s", (int)F.srv_pid, F.img);
+	cr_assert_eq(haul_in_a(args), 0, "haul checkpoint failed");
+	cr_assert_neq(th_wait_exit(F.srv_pid, 5000), -ETIMEDOUT, "the source did not die");
+	F.srv_pid = 0;
+	snprintf(args, sizeof(args), "restore --images %s --detach >%s", F.img, F.pidf);
+	cr_assert_eq(haul_in_a(args), 0, "haul restore failed");
+	F.restored = read_pid(F.pidf);
+	cr_assert_gt(F.restored, 0);
+	lock("7000", false);
+	kill(F.cli_pid, SIGUSR1);
+	if (th_wait_file(pc_out, 0, "peerclose ok", 30000, line, sizeof(line)) ||
+	    th_wait_file(F.srv, 0, "late more", 10000, line, sizeof(line))) {
+		show("server", F.srv);
+		show("dialer", pc_out);
+		cr_assert_fail("the half-closed connection did not carry the peer's data or end");
+	}
+}

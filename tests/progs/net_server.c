@@ -20,7 +20,9 @@
  *  peer's EOF: "conn I done", and "all done"; "udp N" counts the datagrams
  *  it echoed since "filled";
  *  any later connection is an echo connection; one that sends "nap" makes it
- *  stop (no accept) until SIGUSR2: "napping", "awake".  "ERROR ..." on a
+ *  stop (no accept) until SIGUSR2: "napping", "awake"; one that sends "bye"
+ *  gets "bye" and the server's shutdown(SHUT_WR) ("shut down"), and what it
+ *  sends later is printed: "late DATA".  "ERROR ..." on a
  *  mismatch.
  */
 #include <arpa/inet.h>
@@ -46,6 +48,7 @@ struct conn {
 	int idx; /* stream connection index, -1: echo */
 	uint64_t wpos, rpos;
 	int done;
+	int shut; /* echo: we said "bye" and shut down our side */
 };
 
 static struct conn conns[MAXFD];
@@ -264,6 +267,15 @@ static void echo(struct conn *c)
 		line("napping");
 		sigwait(&s2, &sig);
 		line("awake");
+	} else if (n >= 3 && !memcmp(buf, "bye", 3)) {
+		/* our side is done, theirs goes on */
+		send(c->fd, "bye", 3, MSG_NOSIGNAL);
+		shutdown(c->fd, SHUT_WR);
+		c->shut = 1;
+		line("shut down");
+	} else if (n > 0 && c->shut) {
+		printf("late %.*s\n", (int)n, buf);
+		fflush(stdout);
 	} else if (n > 0)
 		send(c->fd, buf, n, MSG_NOSIGNAL);
 	else if (n == 0 || errno != EAGAIN) {
@@ -294,6 +306,7 @@ static void on_accept(void)
 	while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
 		if (fd >= MAXFD)
 			die("too many fds");
+		memset(&conns[fd], 0, sizeof(conns[fd]));
 		conns[fd].fd = fd;
 		conns[fd].idx = nstream < want ? nstream++ : -1;
 		nconn++;
