@@ -130,6 +130,7 @@ Test(net_mig, a_server_moves_with_its_connections_listener_and_udp_socket, .init
 	}
 	wait_line(srv_out, "all done", 10000);
 	wait_line(srv_out, "opts same", 100);
+	wait_line(srv_out, "udp connected ok", 10000);
 	cr_assert_neq(th_wait_file(srv_out, 0, "ERROR", 10, line, sizeof(line)), 0, "%s", line);
 	{
 		char ns[64];

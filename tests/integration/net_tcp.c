@@ -187,6 +187,7 @@ static void roundtrip(const char *mode, const char *bind, const char *addr, cons
 		cr_assert_fail("socket options changed across the restore");
 	}
 	cr_assert_neq(th_wait_file(F.srv, 0, "ERROR", 10, line, sizeof(line)), 0, "%s", line);
+	wait_line(F.srv, "udp connected ok", 10000);
 	cr_assert_eq(th_wait_file(F.cli, 0, "udp replies", 100, line, sizeof(line)), 0);
 	replies = atoi(line + strlen("udp replies "));
 	cr_log_info("UDP: %d of the 5 datagrams queued at the freeze came back after the restore "

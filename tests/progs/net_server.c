@@ -6,8 +6,9 @@
  * usage: net_server v4|v6|dual ADDR PORT NCONN [TAG]
  * The listener (dual: "::" with IPV6_V6ONLY off) has SO_REUSEADDR,
  * TCP_NODELAY, keepalive with its timers, TCP_USER_TIMEOUT, SO_LINGER, a
- * TOS/traffic class, SO_RCVBUF and backlog 17; the UDP socket is bound to
- * ADDR:PORT too.  Lines on stdout:
+ * TOS/traffic class, SO_RCVBUF and backlog 17; a UDP socket is bound to
+ * ADDR:PORT too, another connected to it.  The options compared include
+ * every socket's local and peer address.  Lines on stdout:
  *  "listening"           - ready for clients;
  *  "accepted N"          - N stream connections (the first NCONN accepted);
  *  on SIGUSR1 (signalfd): each stream connection is written (its pattern,
@@ -18,7 +19,8 @@
  *  differ ..."; then every stream connection is read (and checked) to
  *  NET_C2S_TOTAL bytes and written to NET_S2C_TOTAL, and closed at the
  *  peer's EOF: "conn I done", and "all done"; "udp N" counts the datagrams
- *  it echoed since "filled";
+ *  it echoed since "filled"; a UDP socket connected to the bound one sends
+ *  it "self" when the streams run again and gets it back: "udp connected ok";
  *  any later connection is an echo connection; one that sends "nap" makes it
  *  stop (no accept) until SIGUSR2: "napping", "awake"; one that sends "bye"
  *  gets "bye" and the server's shutdown(SHUT_WR) ("shut down"), and what it
@@ -53,8 +55,9 @@ struct conn {
 
 static struct conn conns[MAXFD];
 static int nconn, nstream, want, filled, running, ndone, nudp;
-static int lfd, ufd, sfd;
-static int optsnap[MAXFD][16];
+static int lfd, ufd, sfd, cfd;
+#define NOPT 18
+static int optsnap[MAXFD][NOPT];
 
 static void die(const char *what)
 {
@@ -91,6 +94,33 @@ static int geti(int fd, int level, int name)
 	return v;
 }
 
+/* A digest of the address @get (getsockname or getpeername) gives for @fd; 0: none. */
+static int addr_hash(int fd, int (*get)(int, struct sockaddr *, socklen_t *))
+{
+	struct sockaddr_storage a;
+	socklen_t l = sizeof(a);
+	unsigned h = 5381;
+
+	memset(&a, 0, sizeof(a));
+	if (get(fd, (struct sockaddr *)&a, &l) < 0)
+		return 0;
+	for (socklen_t i = 0; i < l; i++)
+		h = h * 33 + ((unsigned char *)&a)[i];
+	return (int)h;
+}
+
+/* Whether @fd's local address is a specific IPv6 one (not any, not v4-mapped). */
+static int v6_specific(int fd)
+{
+	struct sockaddr_in6 a;
+	socklen_t l = sizeof(a);
+
+	memset(&a, 0, sizeof(a));
+	if (getsockname(fd, (struct sockaddr *)&a, &l) < 0 || a.sin6_family != AF_INET6)
+		return 0;
+	return !IN6_IS_ADDR_UNSPECIFIED(&a.sin6_addr) && !IN6_IS_ADDR_V4MAPPED(&a.sin6_addr);
+}
+
 /* The options the test compares across a restore, of socket @fd. */
 static void opts_of(int fd, int *o)
 {
@@ -108,31 +138,34 @@ static void opts_of(int fd, int *o)
 	o[6] = geti(fd, IPPROTO_TCP, TCP_USER_TIMEOUT);
 	o[7] = lg.l_onoff * 1000 + lg.l_linger;
 	o[8] = dom == AF_INET6 ? geti(fd, IPPROTO_IPV6, IPV6_TCLASS) : geti(fd, IPPROTO_IP, IP_TOS);
-	o[9] = dom == AF_INET6 ? geti(fd, IPPROTO_IPV6, IPV6_V6ONLY) : 0;
+	/* bind() to a specific IPv6 address sets V6ONLY (it changes nothing then): not compared */
+	o[9] = dom == AF_INET6 && !v6_specific(fd) ? geti(fd, IPPROTO_IPV6, IPV6_V6ONLY) : 0;
 	o[10] = fcntl(fd, F_GETFL) & O_NONBLOCK;
 	o[11] = fd == lfd ? geti(fd, SOL_SOCKET, SO_RCVBUF) : 0;
 	o[12] = fd == lfd ? geti(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT) : 0;
 	o[13] = geti(fd, SOL_SOCKET, SO_TYPE);
 	o[14] = dom;
 	o[15] = fd == lfd ? geti(fd, SOL_SOCKET, SO_ACCEPTCONN) : 0;
+	o[16] = addr_hash(fd, getsockname);
+	o[17] = addr_hash(fd, getpeername);
 }
 
 static void opts_snapshot(void)
 {
 	for (int fd = 0; fd < MAXFD; fd++)
-		if (fd == lfd || fd == ufd || conns[fd].fd == fd)
+		if (fd == lfd || fd == ufd || fd == cfd || conns[fd].fd == fd)
 			opts_of(fd, optsnap[fd]);
 }
 
 static void opts_compare(void)
 {
-	int o[16], bad = 0;
+	int o[NOPT], bad = 0;
 
 	for (int fd = 0; fd < MAXFD; fd++) {
-		if (fd != lfd && fd != ufd && conns[fd].fd != fd)
+		if (fd != lfd && fd != ufd && fd != cfd && conns[fd].fd != fd)
 			continue;
 		opts_of(fd, o);
-		for (int k = 0; k < 16; k++)
+		for (int k = 0; k < NOPT; k++)
 			if (o[k] != optsnap[fd][k]) {
 				printf("opts differ fd %d option %d: %d, was %d\n", fd, k, o[k],
 				       optsnap[fd][k]);
@@ -197,6 +230,14 @@ static int make_listener(const char *mode, const char *addr, int port)
 		seti(ufd, IPPROTO_IPV6, IPV6_V6ONLY, !strcmp(mode, "v6"));
 	if (bind(ufd, (struct sockaddr *)&sa, sl) < 0)
 		die("udp bind");
+	/* a connected UDP socket (an ephemeral port), connected to the bound one */
+	cfd = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+	if (cfd < 0)
+		die("udp socket");
+	if (v6)
+		seti(cfd, IPPROTO_IPV6, IPV6_V6ONLY, !strcmp(mode, "v6"));
+	if (connect(cfd, (struct sockaddr *)&sa, sl) < 0)
+		die("udp connect");
 	return fd;
 }
 
@@ -331,7 +372,7 @@ static void on_signal(void)
 
 int main(int argc, char **argv)
 {
-	struct pollfd p[MAXFD + 3];
+	struct pollfd p[MAXFD + 4];
 	sigset_t set;
 
 	if (argc < 5) /* more: a tag for the test to find it by */
@@ -353,6 +394,7 @@ int main(int argc, char **argv)
 		p[n++] = (struct pollfd){lfd, POLLIN, 0};
 		p[n++] = (struct pollfd){sfd, POLLIN, 0};
 		p[n++] = (struct pollfd){ufd, filled && !running ? 0 : POLLIN, 0};
+		p[n++] = (struct pollfd){cfd, POLLIN, 0};
 		for (int fd = 0; fd < MAXFD; fd++) {
 			struct conn *c = &conns[fd];
 			short ev;
@@ -382,7 +424,12 @@ int main(int argc, char **argv)
 				on_signal();
 			else if (p[i].fd == ufd)
 				udp_echo();
-			else if (c->fd < 0)
+			else if (p[i].fd == cfd) {
+				char b[16];
+
+				if (recv(cfd, b, sizeof(b), 0) == 4 && !memcmp(b, "self", 4))
+					line("udp connected ok");
+			} else if (c->fd < 0)
 				continue;
 			else if (c->idx < 0)
 				echo(c);
@@ -391,6 +438,8 @@ int main(int argc, char **argv)
 					/* the peer reads again: we were restored */
 					running = 1;
 					opts_compare();
+					/* the connected UDP socket reaches the bound one */
+					send(cfd, "self", 4, 0);
 				}
 				pump_out(c);
 				pump_in(c);
