@@ -6,9 +6,10 @@
  * A socket is read on a pidfd_getfd copy of the process's fd: it is the same
  * socket, so getsockopt tells the process's values and closing the copy only
  * drops a reference.  Options are carried as a list of (level, name, int):
- * only those whose value differs from a socket just created here with the
- * same family, type and protocol, so that a value the program never set
- * follows the target's defaults (sysctls) as a new socket there would.
+ * only those whose value differs from a socket created here with the same
+ * family, type and protocol (its values kept for a second, for dumps of
+ * many connections), so that a value the program never set follows the
+ * target's defaults (sysctls) as a new socket there would.
  * Restore creates the socket by one injected socket() in the stub (it so
  * lives in the stub's network namespace, the one the process gets) and does
  * everything else on haul's own pidfd_getfd copy with plain calls: no
@@ -27,6 +28,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -243,23 +245,77 @@ static unsigned kind_bits(const Haul__Img__InetSocket *s, bool listening)
 	return listening ? K_LISTEN : K_TCP;
 }
 
-/* The options of @sfd that differ from those of @ref, a new socket alike. */
-static int dump_opts(int sfd, int ref, Haul__Img__InetSocket *s, unsigned kinds)
+#define INET_NOPTS (sizeof(inet_opts) / sizeof(inet_opts[0]))
+
+/*
+ * What a new socket of one family, type and protocol has: each option of
+ * the table (ok: getsockopt succeeded) and the buffer sizes.  Asked of a
+ * socket made here once, then kept for a second: a dump of thousands of
+ * connections would otherwise make a socket and ~40 getsockopt calls per
+ * fd in the downtime; the sysctls behind the defaults change rarely.
+ */
+struct inet_defaults {
+	int family, type, protocol;
+	uint64_t at_ns; /* CLOCK_MONOTONIC when read; 0: empty slot */
+	int v[INET_NOPTS];
+	bool ok[INET_NOPTS];
+	int sndbuf, rcvbuf;
+};
+
+static const struct inet_defaults *defaults_of(int family, int type, int protocol)
+{
+	static struct inet_defaults cache[4];
+	struct inet_defaults *d = NULL;
+	struct timespec ts;
+	uint64_t now;
+	int ref;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	for (size_t i = 0; i < sizeof(cache) / sizeof(cache[0]); i++) {
+		struct inet_defaults *c = &cache[i];
+
+		if (c->at_ns && c->family == family && c->type == type && c->protocol == protocol) {
+			if (now - c->at_ns < 1000000000ull)
+				return c;
+			d = c;
+		}
+		if (!d && (!c->at_ns || i == sizeof(cache) / sizeof(cache[0]) - 1))
+			d = c;
+	}
+	ref = socket(family, type | SOCK_CLOEXEC, protocol);
+	if (ref < 0)
+		return NULL;
+	memset(d, 0, sizeof(*d));
+	d->family = family;
+	d->type = type;
+	d->protocol = protocol;
+	for (size_t i = 0; i < INET_NOPTS; i++)
+		d->ok[i] = !get_int(ref, inet_opts[i].level, inet_opts[i].name, &d->v[i]);
+	get_int(ref, SOL_SOCKET, SO_SNDBUF, &d->sndbuf);
+	get_int(ref, SOL_SOCKET, SO_RCVBUF, &d->rcvbuf);
+	close(ref);
+	d->at_ns = now;
+	return d;
+}
+
+/* The options of @sfd that differ from those of a new socket alike (@ref). */
+static int dump_opts(int sfd, const struct inet_defaults *ref, Haul__Img__InetSocket *s,
+		     unsigned kinds)
 {
 	size_t n = 0;
 
-	s->opts = calloc(sizeof(inet_opts) / sizeof(inet_opts[0]), sizeof(*s->opts));
+	s->opts = calloc(INET_NOPTS, sizeof(*s->opts));
 	if (!s->opts)
 		return -ENOMEM;
-	for (size_t i = 0; i < sizeof(inet_opts) / sizeof(inet_opts[0]); i++) {
+	for (size_t i = 0; i < INET_NOPTS; i++) {
 		const struct inet_opt *o = &inet_opts[i];
-		int v, d;
+		int v;
 
 		if (!(o->kinds & kinds) || (o->level == IPPROTO_IPV6 && s->family != AF_INET6))
 			continue;
 		/* An option this socket does not have (EOPNOTSUPP, ENOPROTOOPT) is not carried. */
-		if (get_int(sfd, o->level, o->name, &v) || get_int(ref, o->level, o->name, &d) ||
-		    v == d)
+		if (get_int(sfd, o->level, o->name, &v) || !ref->ok[i] || v == ref->v[i])
 			continue;
 		s->opts[n] = malloc(sizeof(*s->opts[n]));
 		if (!s->opts[n])
@@ -274,24 +330,22 @@ static int dump_opts(int sfd, int ref, Haul__Img__InetSocket *s, unsigned kinds)
 }
 
 /* SO_LINGER when on; the buffer sizes when they differ from @ref's. */
-static void dump_linger_bufs(int sfd, int ref, Haul__Img__InetSocket *s)
+static void dump_linger_bufs(int sfd, const struct inet_defaults *ref, Haul__Img__InetSocket *s)
 {
 	struct linger lg = {0};
 	socklen_t l = sizeof(lg);
-	int v, d;
+	int v;
 
 	if (getsockopt(sfd, SOL_SOCKET, SO_LINGER, &lg, &l) == 0 && lg.l_onoff) {
 		s->has_linger_onoff = s->has_linger_sec = true;
 		s->linger_onoff = lg.l_onoff;
 		s->linger_sec = lg.l_linger;
 	}
-	if (!get_int(sfd, SOL_SOCKET, SO_SNDBUF, &v) && !get_int(ref, SOL_SOCKET, SO_SNDBUF, &d) &&
-	    v != d) {
+	if (!get_int(sfd, SOL_SOCKET, SO_SNDBUF, &v) && v != ref->sndbuf) {
 		s->has_sndbuf = true;
 		s->sndbuf = v;
 	}
-	if (!get_int(sfd, SOL_SOCKET, SO_RCVBUF, &v) && !get_int(ref, SOL_SOCKET, SO_RCVBUF, &d) &&
-	    v != d) {
+	if (!get_int(sfd, SOL_SOCKET, SO_RCVBUF, &v) && v != ref->rcvbuf) {
 		s->has_rcvbuf = true;
 		s->rcvbuf = v;
 	}
@@ -301,9 +355,10 @@ int rst_inet_dump(int sfd, Haul__Img__InetSocket **out)
 {
 	struct sockaddr_storage a;
 	socklen_t al;
+	const struct inet_defaults *ref;
 	struct rst_inet_id id;
 	Haul__Img__InetSocket *s;
-	int ref, ret;
+	int ret;
 
 	*out = NULL;
 	ret = ident_fd(sfd, &id);
@@ -333,13 +388,12 @@ int rst_inet_dump(int sfd, Haul__Img__InetSocket **out)
 			return ret;
 		s->has_peer_addr = s->has_peer_port = true;
 	}
-	ref = socket(id.family, id.type | SOCK_CLOEXEC, id.protocol);
-	if (ref < 0)
+	ref = defaults_of(id.family, id.type, id.protocol);
+	if (!ref)
 		return -errno;
 	ret = dump_opts(sfd, ref, s, kind_bits(s, id.listening));
 	if (!ret)
 		dump_linger_bufs(sfd, ref, s);
-	close(ref);
 	return ret;
 }
 
@@ -353,12 +407,11 @@ void rst_inet_free(Haul__Img__InetSocket *s)
 void rst_inet_name_fd(int sfd, char *buf, size_t len)
 {
 	Haul__Img__InetSocket *s = NULL;
-	struct rst_inet_id id;
+	int acc = 0;
 
-	if (ident_fd(sfd, &id) == 0 && rst_inet_dump(sfd, &s) == 0) {
-		if (id.listening) {
-			s->has_backlog = true;
-		}
+	if (rst_inet_dump(sfd, &s) == 0) {
+		/* "listening" is said where a listener has its backlog */
+		s->has_backlog = !get_int(sfd, SOL_SOCKET, SO_ACCEPTCONN, &acc) && acc;
 		rst_inet_name(s, buf, len);
 	} else {
 		snprintf(buf, len, "socket");
@@ -402,10 +455,13 @@ int rst_inet_set_opts(int sfd, const Haul__Img__InetSocket *s, bool early, bool 
 
 		if (opt_early(o->level, o->name) != early)
 			continue;
+		/* the caller names the socket; the debug log names the option */
 		if (setsockopt(sfd, o->level, o->name, &v, sizeof(v)) < 0) {
-			pr_err("cannot set socket option %d/%d to %d: %s", o->level, o->name, v,
-			       strerror(errno));
-			return -errno;
+			int err = -errno;
+
+			pr_debug("setsockopt level %d name %d to %d: %s", o->level, o->name, v,
+				 strerror(-err));
+			return err;
 		}
 	}
 	if (early)

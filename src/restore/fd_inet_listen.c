@@ -95,6 +95,7 @@ static int listen_restore(struct rst_target *t, struct rst_fd_rctx *x,
 			  const char *path, int *tmp, bool *shared)
 {
 	const Haul__Img__InetSocket *s = f->inet;
+	const char *step = "options";
 	char name[160];
 	int sfd = -1, ret;
 
@@ -104,16 +105,24 @@ static int listen_restore(struct rst_target *t, struct rst_fd_rctx *x,
 	ret = rst_inet_create(t, s, tmp, &sfd);
 	if (ret)
 		return ret;
-	rst_inet_name(s, name, sizeof(name));
 	ret = rst_inet_set_opts(sfd, s, true, false);
-	if (!ret && (ret = rst_inet_bind(sfd, s)))
-		pr_err("fd %d: cannot bind %s again: %s (is the address on this host, and the "
-		       "port free?)",
-		       e->fd, name, strerror(-ret));
-	if (!ret && listen(sfd, (int)s->backlog) < 0)
-		ret = -errno;
-	if (!ret)
+	if (!ret) {
+		step = "bind (is the address on this host, and the port free?)";
+		ret = rst_inet_bind(sfd, s);
+	}
+	if (!ret) {
+		step = "listen";
+		if (listen(sfd, (int)s->backlog) < 0)
+			ret = -errno;
+	}
+	if (!ret) {
+		step = "options";
 		ret = rst_inet_set_opts(sfd, s, false, true);
+	}
+	if (ret) {
+		rst_inet_name(s, name, sizeof(name));
+		pr_err("fd %d: cannot restore %s: %s: %s", e->fd, name, step, strerror(-ret));
+	}
 	close(sfd);
 	return ret;
 }
