@@ -124,7 +124,7 @@ int rst_unix_check_pairs(const struct rst_held_pipe *p, size_t n, char *why, siz
 		struct rst_unix_info u;
 		bool peer_here = false;
 
-		if (!p[i].sock)
+		if (!p[i].sock || p[i].inet)
 			continue;
 		if (rst_unix_diag(p[i].ino, &u)) {
 			snprintf(why, whylen, "fd %d is a socket (socket:[%llu]), not AF_UNIX",

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "th_net.h"
@@ -402,4 +403,34 @@ Test(net_tcp, a_connection_the_program_half_closed_still_receives_after_restore,
 		show("dialer", pc_out);
 		cr_assert_fail("the half-closed connection did not carry the peer's data or end");
 	}
+}
+
+/*
+ * A listener another process holds too (systemd's socket activation, a
+ * parent): moving it would leave two listeners.  Here the test itself takes
+ * a copy (pidfd_getfd); the precheck refuses, naming the fd and the holder.
+ */
+Test(net_tcp, a_listener_another_process_holds_is_refused_by_name, .init = nfx_setup,
+     .fini = nfx_teardown, .timeout = 60)
+{
+	char srv[256], args[256], line[512], want[64];
+	char *sargv[] = {srv, "v4", TH_IP_A, "7000", "0", NULL};
+	int pidfd, copy;
+
+	snprintf(srv, sizeof(srv), "%s/net_server", th_progs_dir());
+	F.srv_pid = th_spawn(F.net.a, sargv, F.srv);
+	wait_line(F.srv, "listening", 10000);
+	pidfd = (int)syscall(SYS_pidfd_open, F.srv_pid, 0);
+	cr_assert_geq(pidfd, 0);
+	copy = (int)syscall(SYS_pidfd_getfd, pidfd, 3, 0); /* the listener: its first socket */
+	cr_assert_geq(copy, 0, "cannot copy the listener: %s", strerror(errno));
+	snprintf(args, sizeof(args), "checkpoint %d --images %s", (int)F.srv_pid, F.img);
+	cr_assert_neq(haul_in_a(args), 0, "a shared listener was checkpointed");
+	snprintf(want, sizeof(want), "shared with pid %d", (int)getpid());
+	cr_assert_eq(th_wait_file(F.log, 0, want, 100, line, sizeof(line)), 0,
+		     "the refusal does not name the holder");
+	cr_expect(strstr(line, "fd 3 is a socket"), "%s", line);
+	cr_assert_eq(kill(F.srv_pid, 0), 0, "the process did not run on");
+	close(copy);
+	close(pidfd);
 }
