@@ -434,3 +434,33 @@ Test(net_tcp, a_listener_another_process_holds_is_refused_by_name, .init = nfx_s
 	close(copy);
 	close(pidfd);
 }
+
+/*
+ * checkpoint --leave-running: the dump puts the connections in repair mode;
+ * they must leave it before the process runs on, or they never send again.
+ */
+Test(net_tcp, connections_work_on_after_checkpoint_leave_running, .init = nfx_setup,
+     .fini = nfx_teardown, .timeout = 120)
+{
+	char args[512], line[256];
+
+	spawn_pair("v4", TH_IP_A, TH_IP_A, "2");
+	lock("7000", true);
+	kill(F.srv_pid, SIGUSR1);
+	wait_line(F.srv, "filled", 10000);
+	snprintf(args, sizeof(args), "checkpoint %d --images %s --leave-running", (int)F.srv_pid,
+		 F.img);
+	cr_assert_eq(haul_in_a(args), 0, "haul checkpoint --leave-running failed");
+	cr_assert_eq(kill(F.srv_pid, 0), 0, "the process did not run on");
+	lock("7000", false);
+	kill(F.cli_pid, SIGUSR1);
+	wait_line(F.cli, "udp sent", 10000);
+	kill(F.cli_pid, SIGUSR1);
+	if (th_wait_file(F.cli, 0, "client ok", 60000, line, sizeof(line))) {
+		show("server", F.srv);
+		show("client", F.cli);
+		cr_assert_fail("the connections do not work after checkpoint --leave-running");
+	}
+	wait_line(F.srv, "all done", 10000);
+	wait_line(F.srv, "opts same", 100); /* SO_REUSEADDR back after repair mode */
+}
