@@ -5,8 +5,10 @@
  * They sit in a listener's accept queue, which no socket call can refill on
  * the target (CRIU refuses them).  Carrying them would need a listener
  * whose queue haul builds, so instead the program drains it itself: when
- * the stop finds a listener with connections queued (TCP_INFO's
- * tcpi_unacked of a listener is its accept queue), the caller lets the
+ * the stop finds a listener with connections queued (first /proc/PID/net/tcp
+ * and tcp6, one read each: a LISTEN line's rx_queue is its accept queue;
+ * only then the process's fds, where TCP_INFO's tcpi_unacked of a listener
+ * is its accept queue), the caller lets the
  * process run until the queues are empty (polled every millisecond, at most
  * RST_ACCEPT_DRAIN_MS) and stops it again, up to RST_ACCEPT_DRAIN_TRIES
  * times.  During `haul migrate` the network lock keeps new SYNs (and the
@@ -30,6 +32,7 @@
 #include "common/log.h"
 #include "common/policy.h"
 #include "restore/fd_inet.h"
+#include "restore/fd_int.h"
 #include "restore/restore.h"
 
 /* Connections waiting in the accept queues of @pid's listeners (0 when it has none). */
@@ -68,10 +71,38 @@ static uint32_t pending(pid_t pid, int *where)
 	return total;
 }
 
+/*
+ * Whether any listener of @pid's network namespace has connections queued:
+ * /proc/PID/net/tcp{,6} shows a LISTEN (0A) socket's accept queue as its
+ * rx_queue.  One read each, so the common case (none) costs no per-fd
+ * probe in the downtime of a process with thousands of connections.
+ */
+static bool any_listener_queued(pid_t pid)
+{
+	static const char *const files[] = {"net/tcp", "net/tcp6"};
+	bool any = false;
+
+	for (int f = 0; f < 2 && !any; f++) {
+		char *text = NULL, *line, *save = NULL;
+
+		if (rst_read_proc(pid, files[f], &text, NULL))
+			return true; /* cannot tell: ask each fd */
+		for (line = strtok_r(text, "\n", &save); line && !any;
+		     line = strtok_r(NULL, "\n", &save)) {
+			unsigned st, rx;
+
+			any = sscanf(line, "%*d: %*s %*s %x %*x:%x", &st, &rx) == 2 && st == 0x0A &&
+			      rx;
+		}
+		free(text);
+	}
+	return any;
+}
+
 bool rst_sock_accept_pending(pid_t pid)
 {
 	int fd = -1;
-	uint32_t n = pending(pid, &fd);
+	uint32_t n = any_listener_queued(pid) ? pending(pid, &fd) : 0;
 
 	if (n)
 		pr_info("pid %d has %u connections not yet accepted (fd %d and maybe others); "
@@ -86,7 +117,7 @@ int rst_sock_drain_wait(pid_t pid)
 	int fd;
 
 	for (int i = 0; i < RST_ACCEPT_DRAIN_MS; i++) {
-		if (!pending(pid, &fd))
+		if (!any_listener_queued(pid) || !pending(pid, &fd))
 			return 0;
 		nanosleep(&ms, NULL);
 	}
