@@ -200,7 +200,8 @@ void rst_inet_name(const Haul__Img__InetSocket *s, char *buf, size_t len)
 }
 
 /* Address bytes and port of @a into @addr (malloc'd) and @port. */
-static int take_addr(const struct sockaddr_storage *a, ProtobufCBinaryData *addr, uint32_t *port)
+static int take_addr(const struct sockaddr_storage *a, ProtobufCBinaryData *addr, uint32_t *port,
+		     protobuf_c_boolean *has_scope, uint32_t *scope)
 {
 	const void *src;
 	size_t n;
@@ -217,6 +218,8 @@ static int take_addr(const struct sockaddr_storage *a, ProtobufCBinaryData *addr
 		src = &in6->sin6_addr;
 		n = 16;
 		*port = ntohs(in6->sin6_port);
+		*has_scope = in6->sin6_scope_id != 0;
+		*scope = in6->sin6_scope_id;
 	} else {
 		return -EAFNOSUPPORT;
 	}
@@ -375,7 +378,8 @@ int rst_inet_dump(int sfd, Haul__Img__InetSocket **out)
 	memset(&a, 0, sizeof(a));
 	al = sizeof(a);
 	if (getsockname(sfd, (struct sockaddr *)&a, &al) == 0 && addr_set(&a)) {
-		ret = take_addr(&a, &s->local_addr, &s->local_port);
+		ret = take_addr(&a, &s->local_addr, &s->local_port, &s->has_local_scope,
+				&s->local_scope);
 		if (ret)
 			return ret;
 		s->has_local_addr = s->has_local_port = true;
@@ -383,7 +387,8 @@ int rst_inet_dump(int sfd, Haul__Img__InetSocket **out)
 	memset(&a, 0, sizeof(a));
 	al = sizeof(a);
 	if (getpeername(sfd, (struct sockaddr *)&a, &al) == 0 && addr_set(&a)) {
-		ret = take_addr(&a, &s->peer_addr, &s->peer_port);
+		ret = take_addr(&a, &s->peer_addr, &s->peer_port, &s->has_peer_scope,
+				&s->peer_scope);
 		if (ret)
 			return ret;
 		s->has_peer_addr = s->has_peer_port = true;
@@ -491,7 +496,7 @@ int rst_inet_set_opts(int sfd, const Haul__Img__InetSocket *s, bool early, bool 
 
 /* @addr/@port as a sockaddr of @family into @a; its length. */
 static socklen_t make_sa(unsigned family, const ProtobufCBinaryData *addr, uint32_t port,
-			 struct sockaddr_storage *a)
+			 uint32_t scope, struct sockaddr_storage *a)
 {
 	memset(a, 0, sizeof(*a));
 	if (family == AF_INET) {
@@ -506,6 +511,7 @@ static socklen_t make_sa(unsigned family, const ProtobufCBinaryData *addr, uint3
 
 	in6->sin6_family = AF_INET6;
 	in6->sin6_port = htons((uint16_t)port);
+	in6->sin6_scope_id = scope;
 	memcpy(&in6->sin6_addr, addr->data, 16);
 	return sizeof(*in6);
 }
@@ -517,7 +523,7 @@ int rst_inet_bind(int sfd, const Haul__Img__InetSocket *s)
 
 	if (!s->has_local_addr)
 		return 0;
-	l = make_sa(s->family, &s->local_addr, s->local_port, &a);
+	l = make_sa(s->family, &s->local_addr, s->local_port, s->local_scope, &a);
 	return bind(sfd, (struct sockaddr *)&a, l) < 0 ? -errno : 0;
 }
 
@@ -528,7 +534,7 @@ int rst_inet_connect(int sfd, const Haul__Img__InetSocket *s)
 
 	if (!s->has_peer_addr)
 		return 0;
-	l = make_sa(s->family, &s->peer_addr, s->peer_port, &a);
+	l = make_sa(s->family, &s->peer_addr, s->peer_port, s->peer_scope, &a);
 	return connect(sfd, (struct sockaddr *)&a, l) < 0 ? -errno : 0;
 }
 
