@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/policy.h"
 #include "restore/fd_inet.h"
 #include "restore/target_int.h"
 
@@ -76,10 +77,11 @@ static int listen_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 		ret = listen_queue(sfd, &backlog, &queued);
 	if (!ret && queued) {
 		rst_inet_name_fd(sfd, name, sizeof(name));
-		pr_err("fd %d of pid %d: %s has %u connections not yet accepted; they cannot be "
-		       "put back into an accept queue. The process runs on; try again (haul lets "
-		       "the program accept them before the freeze when it is accepting)",
-		       p->fd, (int)p->pid, name, queued);
+		pr_err("fd %d of pid %d: %s has %u connections the program did not accept while "
+		       "haul let it run (up to %d x %d ms); a restored listener's accept queue "
+		       "cannot be refilled. The process runs on: try again when it accepts",
+		       p->fd, (int)p->pid, name, queued, RST_ACCEPT_DRAIN_TRIES,
+		       RST_ACCEPT_DRAIN_MS);
 		ret = -EOPNOTSUPP;
 	}
 	close(sfd);
