@@ -324,6 +324,17 @@ static int switch_stop(struct mig *m)
 		ret = haul_mig_fault_point(m, "frozen");
 		if (ret)
 			return ret;
+		/* Connections not accepted yet cannot be restored: it runs to accept them. */
+		for (int i = 0; i < RST_ACCEPT_DRAIN_TRIES && rst_sock_accept_pending(m->pid);
+		     i++) {
+			ret = haul_thaw(&m->cg);
+			if (!ret) {
+				rst_sock_drain_wait(m->pid);
+				ret = haul_freeze(&m->cg, HAUL_MIG_FREEZE_TIMEOUT_MS);
+			}
+			if (ret)
+				return ret;
+		}
 	}
 	/*
 	 * The group-stop that rst_seize holds it in while injecting (injlog.h),

@@ -315,6 +315,8 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 out:
 	if (ret == -EINTR && !res->committed)
 		pr_err("interrupted: pid %d stays here and runs on", o->pid);
+	/* Its TCP sockets leave repair mode before a source that runs on is released. */
+	rst_tcp_hold_end(!res->committed && !res->indoubt);
 	if (m.seized) {
 		rst_release(m.seized);
 		m.seized = NULL;
