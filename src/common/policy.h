@@ -38,6 +38,14 @@
 /* Pages per arena chunk of the memory page store (64 MiB): few mmaps for GiBs. */
 #define PSTORE_CHUNK_PAGES 16384
 
+/* ---- tracker (owned by the tracker) ------------------------------------------ */
+/* Bytes one PAGEMAP_SCAN call may walk: a clean full walk costs ~1.6 ms/GiB, so 64 MiB
+ * holds the target's mmap_lock ~0.1 ms; a 4 GiB walk in one call held it 64-100 ms. */
+#define TRK_SCAN_SLICE_BYTES (64ULL << 20)
+/* Pages one call may report and re-protect (max_pages): write-protecting costs 16-25 ms
+ * per populated GiB, so 8192 pages (32 MiB) keep a dense slice under ~1 ms. */
+#define TRK_SCAN_SLICE_PAGES 8192
+
 /* ---- migrate (owned by haul migrate) ----------------------------------------- */
 /* Parent of the cgroups haul makes (<mount>/haul/mig-PID, <mount>/haul/NAME for haul run). */
 #define HAUL_CG_PARENT "haul"

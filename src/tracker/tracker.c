@@ -89,6 +89,11 @@ double trk_stop_ms(const struct trk *t)
 	return t->stop_ms;
 }
 
+double trk_call_ms(const struct trk *t)
+{
+	return t->call_ms;
+}
+
 /* 'Z' (zombie) or 'X' counts as gone: an init may take seconds to reap an orphan. */
 static bool pid_running(struct trk *t)
 {

@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/policy.h"
 #include "common/proc.h"
 #include "common/probe.h"
 #include "common/rsys.h"
@@ -306,6 +307,76 @@ static int add_swapped(struct trk *t, struct uffd_state *st, uint64_t start, uin
 	return 0;
 }
 
+struct walk_ctx {
+	struct trk *t;
+	struct uffd_state *st;
+	bool full;
+	struct trk_scan *out;
+};
+
+/* One PAGEMAP_SCAN call over the slice [s, e); *walk_end: where the kernel stopped. */
+static int scan_call(void *arg, uint64_t s, uint64_t e, uint64_t *walk_end)
+{
+	struct walk_ctx *w = arg;
+	struct uffd_state *st = w->st;
+	struct pm_scan_arg a;
+	int err = 0, ret;
+	double t0, dt;
+	long n;
+
+	memset(st->vec, 0, st->used * sizeof(*st->vec));
+	memset(&a, 0, sizeof(a));
+	a.size = sizeof(a);
+	a.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
+	a.start = s;
+	a.end = e;
+	a.vec = (uintptr_t)st->vec;
+	a.vec_len = SCAN_VEC;
+	a.max_pages = w->t->opts.slice_pages ? w->t->opts.slice_pages : TRK_SCAN_SLICE_PAGES;
+	if (w->full) {
+		a.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+		a.return_mask = PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+	} else {
+		a.category_mask = PAGE_IS_WRITTEN;
+		a.return_mask = PAGE_IS_WRITTEN;
+	}
+	t0 = trk_now_ms();
+	n = ioctl(w->t->pagemap_fd, PAGEMAP_SCAN, &a);
+	if (n < 0)
+		err = -errno;
+	dt = trk_now_ms() - t0;
+	if (dt > w->t->call_ms)
+		w->t->call_ms = dt;
+	if (n < 0) {
+		n = 0;
+		if (err == -EPERM)
+			while (n < SCAN_VEC && st->vec[n].end)
+				n++;
+	}
+	st->used = (size_t)n;
+	for (long i = 0; i < n; i++) {
+		const struct page_region *pr = &st->vec[i];
+		uint64_t np = (pr->end - pr->start) / TRK_PAGE;
+
+		if (!w->full) {
+			ret = trk_rl_add(&w->out->written, pr->start, np);
+		} else {
+			if (pr->categories & PAGE_IS_PRESENT)
+				ret = trk_rl_add(&w->out->present, pr->start, np);
+			else
+				ret = add_swapped(w->t, st, pr->start, np, w->out);
+			if (!ret && (pr->categories & PAGE_IS_WRITTEN))
+				ret = trk_rl_add(&w->out->written, pr->start, np);
+		}
+		if (ret)
+			return ret;
+	}
+	if (err)
+		return err;
+	*walk_end = a.walk_end;
+	return 0;
+}
+
 /*
  * One PAGEMAP_SCAN walk of [start, end), re-protecting what it reports.
  *
@@ -317,6 +388,12 @@ static int add_swapped(struct trk *t, struct uffd_state *st, uint64_t start, uin
  * full: anyof PRESENT|SWAPPED, returning WRITTEN|PRESENT|SWAPPED: the
  * populated set too, at ~1.6 ms per GiB.
  *
+ * The walk goes in slices (slice.c): at most TRK_SCAN_SLICE_BYTES and
+ * TRK_SCAN_SLICE_PAGES found pages per call, so that no call holds the
+ * target's mmap_lock for more than about a millisecond.  Each call reports
+ * and re-protects its pages atomically, so a write during the walk is never
+ * lost: before its slice it is reported now, after it next round.
+ *
  * When the walk meets a VMA that is not registered it fails with EPERM, but
  * it has already re-protected the pages before that point and copied their
  * regions to the vector: dropping them would lose those writes for good.
@@ -326,60 +403,11 @@ static int add_swapped(struct trk *t, struct uffd_state *st, uint64_t start, uin
 static int scan_walk(struct trk *t, struct uffd_state *st, uint64_t start, uint64_t end, bool full,
 		     struct trk_scan *out)
 {
-	struct pm_scan_arg arg;
+	struct walk_ctx w = {.t = t, .st = st, .full = full, .out = out};
 
-	while (start < end) {
-		int err = 0, ret;
-		long n;
+	uint64_t slice = t->opts.slice_bytes ? t->opts.slice_bytes : TRK_SCAN_SLICE_BYTES;
 
-		memset(st->vec, 0, st->used * sizeof(*st->vec));
-		memset(&arg, 0, sizeof(arg));
-		arg.size = sizeof(arg);
-		arg.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
-		arg.start = start;
-		arg.end = end;
-		arg.vec = (uintptr_t)st->vec;
-		arg.vec_len = SCAN_VEC;
-		if (full) {
-			arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
-			arg.return_mask = PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
-		} else {
-			arg.category_mask = PAGE_IS_WRITTEN;
-			arg.return_mask = PAGE_IS_WRITTEN;
-		}
-		n = ioctl(t->pagemap_fd, PAGEMAP_SCAN, &arg);
-		if (n < 0) {
-			err = -errno;
-			n = 0;
-			if (err == -EPERM)
-				while (n < SCAN_VEC && st->vec[n].end)
-					n++;
-		}
-		st->used = (size_t)n;
-		for (long i = 0; i < n; i++) {
-			const struct page_region *pr = &st->vec[i];
-			uint64_t np = (pr->end - pr->start) / TRK_PAGE;
-
-			if (!full) {
-				ret = trk_rl_add(&out->written, pr->start, np);
-			} else {
-				if (pr->categories & PAGE_IS_PRESENT)
-					ret = trk_rl_add(&out->present, pr->start, np);
-				else
-					ret = add_swapped(t, st, pr->start, np, out);
-				if (!ret && (pr->categories & PAGE_IS_WRITTEN))
-					ret = trk_rl_add(&out->written, pr->start, np);
-			}
-			if (ret)
-				return ret;
-		}
-		if (err)
-			return err;
-		if (arg.walk_end <= start)
-			break; /* no progress: the range vanished under us */
-		start = arg.walk_end;
-	}
-	return 0;
+	return trk_slice_walk(start, end, slice, scan_call, &w);
 }
 
 /*
