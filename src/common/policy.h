@@ -49,8 +49,6 @@
 /* ---- migrate (owned by haul migrate) ----------------------------------------- */
 /* Parent of the cgroups haul makes (<mount>/haul/mig-PID, <mount>/haul/NAME for haul run). */
 #define HAUL_CG_PARENT "haul"
-/* cpu.max period while throttling: short, so a throttled workload stalls at most ~20 ms. */
-#define HAUL_MIG_THROTTLE_PERIOD_US 20000
 /* Smallest quota the kernel takes (1 ms); deeper throttles stretch the period instead. */
 #define HAUL_MIG_THROTTLE_MIN_QUOTA_US 1000
 /* Longest period the kernel takes (1 s); 99% of one CPU needs 100 ms. */
@@ -86,6 +84,15 @@
 /* Retries (10 ms apart) to remove a cgroup while a dead process leaves it: init reaps
  * orphans only every 1-2 s on some VMs (DESIGN.md "Kernel facts"). */
 #define HAUL_MIG_RMDIR_TRIES 300
+/* The stall probe samples every thread's schedstat this often during pre-copy: a client
+ * polling at 1 ms notices stalls of a few ms; each sample of one thread costs ~10 us. */
+#define HAUL_STALL_PERIOD_US 2000
+/* ... and lists the threads again every this many samples (new threads join late). */
+#define HAUL_STALL_RELIST 25
+/* The throttle's cpu.max period is chosen so that no throttled stretch exceeds this: a
+ * deeper throttle then shows as a slowdown, not as stalls (a 20 ms period stalled up to
+ * 19 ms, a 99% throttle 99 ms). */
+#define HAUL_MIG_THROTTLE_STALL_US 4000
 /* The live progress line on a terminal is redrawn at most this often during a round. */
 #define HAUL_MIG_PROGRESS_MS 250
 /* Re-read cgroup.events this often while waiting to freeze (its events are rate-limited). */

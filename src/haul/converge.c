@@ -25,6 +25,13 @@
  * left to send costs under HAUL_MIG_FLOOR_MS or HAUL_MIG_FLOOR_PCT of the
  * fixed costs, switch even over the target (the fixed costs alone exceed
  * it: more rounds and throttling would gain little).
+ *
+ * A throttle is applied as a cpu.max quota per period (haul_conv_cpu_max).
+ * What a client feels is the stretch of each period in which the quota is
+ * spent and the workload does not run; so the period is chosen for that
+ * stretch to stay under HAUL_MIG_THROTTLE_STALL_US (a slowdown, not stalls),
+ * and a throttle deeper than the kernel's 1 ms minimum quota allows within
+ * it is lowered to the deepest that does.
  * Pure arithmetic: no I/O, unit-tested in tests/unit/mig_converge.c.
  */
 #include <stddef.h>
@@ -126,6 +133,50 @@ enum haul_conv_action haul_conv_update(struct haul_conv *c, const struct haul_co
 	if (c->throttle_pct > HAUL_MIG_THROTTLE_MAX)
 		c->throttle_pct = HAUL_MIG_THROTTLE_MAX;
 	return HAUL_CONV_THROTTLE;
+}
+
+/*
+ * The workload uses @cpus CPUs; a throttle of @pct leaves it f = cpus * (1 -
+ * pct) CPUs.  With k = max(1, cpus) threads sharing the quota, each runs a
+ * fraction g = f / k of each period and waits period * (1 - g) once the
+ * quota is spent.  So period = S / (1 - g) keeps that wait at S, and the
+ * quota f * period must be at least the kernel's minimum: g >= m / (m + k S).
+ */
+unsigned haul_conv_cpu_max(unsigned pct, double cpus, long *quota_us, long *period_us)
+{
+	const double S = HAUL_MIG_THROTTLE_STALL_US, qmin = HAUL_MIG_THROTTLE_MIN_QUOTA_US;
+	double k, g, gmin, period, quota, applied;
+
+	if (cpus < 0.05)
+		cpus = 0.05;
+	if (pct > HAUL_MIG_THROTTLE_MAX)
+		pct = HAUL_MIG_THROTTLE_MAX;
+	k = cpus > 1 ? cpus : 1;
+	g = cpus * (100 - pct) / 100 / k;
+	gmin = qmin / (qmin + k * S);
+	if (g < gmin)
+		g = gmin;
+	period = g < 1 ? S / (1 - g) : HAUL_MIG_THROTTLE_MAX_PERIOD_US;
+	if (period > HAUL_MIG_THROTTLE_MAX_PERIOD_US)
+		period = HAUL_MIG_THROTTLE_MAX_PERIOD_US;
+	if (period < qmin)
+		period = qmin;
+	quota = g * k * period;
+	if (quota < qmin)
+		quota = qmin;
+	*period_us = (long)period;
+	*quota_us = (long)(quota + 0.5);
+	applied = 100 * (1 - g * k / cpus);
+	if (applied < 0)
+		applied = 0;
+	return pct < applied ? pct : (unsigned)applied;
+}
+
+double haul_conv_throttle_stall_ms(long quota_us, long period_us, double cpus)
+{
+	double k = cpus > 1 ? cpus : 1, wait = period_us - quota_us / k;
+
+	return wait > 0 ? wait / 1e3 : 0;
 }
 
 const char *haul_conv_action_name(enum haul_conv_action a)

@@ -179,3 +179,49 @@ Test(mig_converge, high_fixed_costs_switch_once_the_data_is_a_tenth_of_them)
 	/* 8 ms of data left, 90 ms of fixed costs: more rounds gain < 10% */
 	cr_assert_eq(round_at(&c, 8e6, GB, 0, 0.5), HAUL_CONV_SWITCH_FLOOR);
 }
+
+/* ---- the throttle as cpu.max: a slowdown, never long stalls ----------------------- */
+
+Test(mig_converge, throttle_periods_keep_every_throttled_stretch_short)
+{
+	const double cpus[] = {0.05, 0.3, 1.0, 1.7, 4.0};
+
+	for (size_t i = 0; i < sizeof(cpus) / sizeof(cpus[0]); i++)
+		for (unsigned pct = 1; pct <= 100; pct++) {
+			long q, p;
+			unsigned applied = haul_conv_cpu_max(pct, cpus[i], &q, &p);
+			double stall = haul_conv_throttle_stall_ms(q, p, cpus[i]);
+
+			cr_assert_geq(q, HAUL_MIG_THROTTLE_MIN_QUOTA_US, "%u%% of %.2f cpus", pct,
+				      cpus[i]);
+			cr_assert(p >= 1000 && p <= HAUL_MIG_THROTTLE_MAX_PERIOD_US,
+				  "period %ld us for %u%% of %.2f cpus", p, pct, cpus[i]);
+			cr_assert_leq(stall, HAUL_MIG_THROTTLE_STALL_US / 1e3 + 0.01,
+				      "%u%% of %.2f cpus stalls %.2f ms", pct, cpus[i], stall);
+			cr_assert_leq(applied, pct);
+		}
+}
+
+Test(mig_converge, a_moderate_throttle_is_applied_as_asked)
+{
+	long q, p;
+
+	/* one busy thread, half its CPU: 4 ms run, 4 ms wait */
+	cr_assert_eq(haul_conv_cpu_max(50, 1.0, &q, &p), 50);
+	cr_assert_eq(p, 8000);
+	cr_assert_eq(q, 4000);
+	/* four threads, 75%: each waits 4 ms of every period too */
+	cr_assert_eq(haul_conv_cpu_max(75, 4.0, &q, &p), 75);
+	cr_assert_float_eq(haul_conv_throttle_stall_ms(q, p, 4.0), 4.0, 0.01);
+}
+
+Test(mig_converge, a_throttle_deeper_than_short_stalls_allow_is_lowered)
+{
+	long q, p;
+	unsigned applied = haul_conv_cpu_max(99, 1.0, &q, &p);
+
+	/* 1 ms of quota and at most 4 ms of waiting: 80% at most for one thread */
+	cr_assert_eq(applied, 80);
+	cr_assert_eq(q, 1000);
+	cr_assert_eq(p, 5000);
+}
