@@ -279,6 +279,8 @@ static int precopy_rounds(struct mig *m)
 			return ret;
 		}
 		t_scan = haul_now_ms();
+		if (trk_call_ms(m->trk) > res->scan_call_max_ms)
+			res->scan_call_max_ms = trk_call_ms(m->trk);
 		ps_client_stats(m->client, &st0);
 		ret = haul_mig_send_round(m, &r, r.seq == 1);
 		t_end = haul_now_ms();
@@ -374,6 +376,5 @@ int haul_mig_precopy(struct mig *m)
 			 m->pid, m->res->stall.max_ms, (unsigned long long)m->res->stall.samples,
 			 m->res->stall.resolution_ms);
 	m->res->attach_stop_ms = trk_stop_ms(m->trk);
-	m->res->scan_call_max_ms = trk_call_ms(m->trk);
 	return ret;
 }

@@ -146,7 +146,7 @@ void trk_set_frozen(struct trk *t, bool frozen);
 double trk_stop_ms(const struct trk *t);
 
 /*
- * Longest single scan call (ms) so far: with uffd, how long one PAGEMAP_SCAN
+ * Longest single scan call (ms) of the last round: with uffd, how long one PAGEMAP_SCAN
  * held the target's mmap_lock at most (calls are sliced to keep it ~1 ms;
  * the target's faults do not wait for it, its mmap/munmap/mprotect do).
  * 0 for backends that make no such call.

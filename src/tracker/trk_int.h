@@ -91,7 +91,7 @@ struct trk {
 	struct trk_rl held;
 	struct trk_rl known; /* where the last round tracked the populated set */
 	double stop_ms;	     /* longest time the target was stopped by us */
-	double call_ms;	     /* longest single scan call (holds the target's mmap_lock) */
+	double call_ms;	     /* longest single scan call of this round (holds mmap_lock) */
 	bool frozen;	     /* the caller froze it: do not stop it again */
 };
 
