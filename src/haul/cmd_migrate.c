@@ -209,12 +209,14 @@ static void write_json_stalls(FILE *f, const struct haul_mig_result *r)
 	if (r->stall_measured)
 		fprintf(f,
 			"  \"client_stall_before_ms\": %.3f,\n  \"client_stall_resolution_ms\": "
-			"%.3f,\n  \"client_stall_probe_samples\": %llu,\n",
+			"%.3f,\n  \"client_stall_probe_samples\": %llu,\n"
+			"  \"client_stall_before_blocked_ms\": %.3f,\n",
 			r->stall.max_ms, r->stall.resolution_ms,
-			(unsigned long long)r->stall.samples);
+			(unsigned long long)r->stall.samples, r->stall.max_blocked_ms);
 	else
 		fprintf(f, "  \"client_stall_before_ms\": null,\n  \"client_stall_resolution_ms\": "
-			   "null,\n  \"client_stall_probe_samples\": 0,\n");
+			   "null,\n  \"client_stall_probe_samples\": 0,\n"
+			   "  \"client_stall_before_blocked_ms\": null,\n");
 	if (r->lazy && r->has_report)
 		fprintf(f, "  \"client_stall_after_ms\": %.3f,\n", r->report.fault_max_ns / 1e6);
 	else if (r->lazy)
@@ -288,11 +290,12 @@ static int write_json(const char *path, const struct haul_mig_opts *o,
 		fprintf(f,
 			"%s\n    {\"round\": %llu, \"pages\": %llu, \"wire_bytes\": %llu, \"ms\": "
 			"%.3f, \"scan_ms\": %.3f, \"mbps\": %.1f, \"dirty_mbps\": %.1f, "
-			"\"expected_ms\": %.3f, \"throttle_pct\": %u, \"final\": %s}",
+			"\"expected_ms\": %.3f, \"throttle_pct\": %u, \"final\": %s, "
+			"\"stall_ms\": %.3f}",
 			i ? "," : "", (unsigned long long)x->seq, (unsigned long long)x->pages,
 			(unsigned long long)x->wire_bytes, x->ms, x->scan_ms, x->mbps,
-			x->dirty_mbps, x->expected_ms, x->throttle_pct,
-			x->final ? "true" : "false");
+			x->dirty_mbps, x->expected_ms, x->throttle_pct, x->final ? "true" : "false",
+			x->stall_ms);
 	}
 	fprintf(f, "\n  ]\n}\n");
 	if (fclose(f))

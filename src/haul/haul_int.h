@@ -180,10 +180,12 @@ double haul_conv_throttle_stall_ms(long quota_us, long period_us, double cpus);
 
 /* What the stall probe saw (all ms). */
 struct haul_stall_stats {
-	double max_ms;	      /* longest time a thread wanted to run and could not */
-	double max_at_ms;     /* haul_now_ms() when that stall ended */
-	double period_ms;     /* the sampling period asked for */
-	double resolution_ms; /* the longest interval between two samples actually had */
+	double max_ms;	       /* longest time a thread wanted to run and could not */
+	double max_blocked_ms; /* of which blocked in the kernel ('D', 't'); the rest queued */
+	double round_ms;       /* longest stall that ended since haul_stall_probe_take() */
+	double max_at_ms;      /* haul_now_ms() when that stall ended */
+	double period_ms;      /* the sampling period asked for */
+	double resolution_ms;  /* the longest interval between two samples actually had */
 	uint64_t samples;
 	unsigned threads; /* most threads seen at once */
 };
@@ -191,7 +193,7 @@ struct haul_stall_stats {
 /* One thread's samples (haul_stall_feed's state); zero it before the first. */
 struct haul_stall_thread {
 	bool have, blocked;
-	double t_ms, stretch_ms;
+	double t_ms, stretch_ms, stretch_blocked_ms;
 	uint64_t run_ns, delay_ns;
 };
 
@@ -208,6 +210,8 @@ void haul_stall_close(struct haul_stall_thread *th, struct haul_stall_stats *st)
 struct haul_stall_probe;
 /* Start sampling every thread of @pid on a thread of ours.  0 or -errno (logged). */
 int haul_stall_probe_start(pid_t pid, struct haul_stall_probe **out);
+/* The longest stall that ended since the last call (ms), for one round; 0 for NULL @p. */
+double haul_stall_probe_take(struct haul_stall_probe *p);
 /* Stop, join, free; copy what it saw to @st (may be NULL).  NULL @p is a no-op. */
 void haul_stall_probe_stop(struct haul_stall_probe *p, struct haul_stall_stats *st);
 
@@ -315,6 +319,8 @@ struct haul_mig_round {
 	double expected_ms; /* expected downtime had we switched over after it */
 	unsigned throttle_pct;
 	bool final; /* the frozen round */
+	/* the client's longest stall that ended during it (stall probe) */
+	double stall_ms;
 };
 
 struct haul_mig_opts {

@@ -306,6 +306,7 @@ static int precopy_rounds(struct mig *m)
 		rs.dirty_mbps = m->conv.dirty_rate / 1e6;
 		rs.expected_ms = m->conv.expected_ms;
 		rs.throttle_pct = m->cg.throttle_pct;
+		rs.stall_ms = haul_stall_probe_take(m->probe);
 		trk_round_release(&r);
 		ret = haul_mig_add_round_stat(res, &rs);
 		if (ret)
@@ -364,17 +365,17 @@ static int precopy_rounds(struct mig *m)
  */
 int haul_mig_precopy(struct mig *m)
 {
-	struct haul_stall_probe *probe = NULL;
 	int ret;
 
-	m->res->stall_measured = haul_stall_probe_start(m->pid, &probe) == 0;
+	m->res->stall_measured = haul_stall_probe_start(m->pid, &m->probe) == 0;
 	ret = precopy_rounds(m);
-	haul_stall_probe_stop(probe, &m->res->stall);
+	haul_stall_probe_stop(m->probe, &m->res->stall);
+	m->probe = NULL;
 	if (m->res->stall_measured)
-		pr_debug("pid %d: longest stall before the freeze %.1f ms (%llu samples, "
-			 "resolution %.1f ms)",
-			 m->pid, m->res->stall.max_ms, (unsigned long long)m->res->stall.samples,
-			 m->res->stall.resolution_ms);
+		pr_debug("pid %d: longest stall before the freeze %.1f ms (%.1f blocked, %llu "
+			 "samples, resolution %.1f ms)",
+			 m->pid, m->res->stall.max_ms, m->res->stall.max_blocked_ms,
+			 (unsigned long long)m->res->stall.samples, m->res->stall.resolution_ms);
 	m->res->attach_stop_ms = trk_stop_ms(m->trk);
 	return ret;
 }

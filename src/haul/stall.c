@@ -59,15 +59,22 @@ void haul_stall_feed(struct haul_stall_thread *th, double t_ms, uint64_t run_ns,
 	both_blocked = blocked && th->blocked;
 	stalled = drun < dt / 2 && (dwait > dt / 2 || both_blocked);
 	if (stalled) {
-		th->stretch_ms += both_blocked && dt > dwait ? dt : dwait;
+		double w = both_blocked && dt > dwait ? dt : dwait;
+
+		th->stretch_ms += w;
+		if (both_blocked)
+			th->stretch_blocked_ms += w - dwait;
 	} else {
 		double len = th->stretch_ms + dwait;
 
+		if (len > st->round_ms)
+			st->round_ms = len;
 		if (len > st->max_ms) {
 			st->max_ms = len;
+			st->max_blocked_ms = th->stretch_blocked_ms;
 			st->max_at_ms = t_ms;
 		}
-		th->stretch_ms = 0;
+		th->stretch_ms = th->stretch_blocked_ms = 0;
 	}
 keep:
 	th->t_ms = t_ms;
@@ -79,11 +86,14 @@ keep:
 void haul_stall_close(struct haul_stall_thread *th, struct haul_stall_stats *st)
 {
 	/* a stall still going on when sampling ends (the freeze follows) counts as seen so far */
+	if (th->stretch_ms > st->round_ms)
+		st->round_ms = th->stretch_ms;
 	if (th->stretch_ms > st->max_ms) {
 		st->max_ms = th->stretch_ms;
+		st->max_blocked_ms = th->stretch_blocked_ms;
 		st->max_at_ms = th->t_ms;
 	}
-	th->stretch_ms = 0;
+	th->stretch_ms = th->stretch_blocked_ms = 0;
 }
 
 /* ---- the sampler --------------------------------------------------------------- */
@@ -98,6 +108,7 @@ struct probe_thread {
 struct haul_stall_probe {
 	pid_t pid;
 	pthread_t thread;
+	pthread_mutex_t lock; /* st, between the sampler and haul_stall_probe_take() */
 	atomic_bool stop;
 	struct probe_thread *th;
 	size_t n, cap;
@@ -218,6 +229,7 @@ static void *probe_main(void *arg)
 	while (!atomic_load(&p->stop)) {
 		double now;
 
+		pthread_mutex_lock(&p->lock);
 		if (k++ % HAUL_STALL_RELIST == 0)
 			list_threads(p);
 		now = haul_now_ms();
@@ -227,6 +239,7 @@ static void *probe_main(void *arg)
 			else
 				drop_thread(p, i);
 		p->st.samples++;
+		pthread_mutex_unlock(&p->lock);
 		next.tv_nsec += HAUL_STALL_PERIOD_US * 1000L;
 		while (next.tv_nsec >= 1000000000L) {
 			next.tv_nsec -= 1000000000L;
@@ -256,17 +269,32 @@ int haul_stall_probe_start(pid_t pid, struct haul_stall_probe **out)
 		return -ENOMEM;
 	p->pid = pid;
 	p->st.period_ms = HAUL_STALL_PERIOD_US / 1e3;
+	pthread_mutex_init(&p->lock, NULL);
 	atomic_init(&p->stop, false);
 	ret = -pthread_create(&p->thread, NULL, probe_main, p);
 	if (ret) {
 		pr_warn("cannot start the stall probe of pid %d (%s); the client's stalls before "
 			"the freeze are not measured",
 			(int)pid, strerror(-ret));
+		pthread_mutex_destroy(&p->lock);
 		free(p);
 		return ret;
 	}
 	*out = p;
 	return 0;
+}
+
+double haul_stall_probe_take(struct haul_stall_probe *p)
+{
+	double v;
+
+	if (!p)
+		return 0;
+	pthread_mutex_lock(&p->lock);
+	v = p->st.round_ms;
+	p->st.round_ms = 0;
+	pthread_mutex_unlock(&p->lock);
+	return v;
 }
 
 void haul_stall_probe_stop(struct haul_stall_probe *p, struct haul_stall_stats *st)
@@ -280,5 +308,6 @@ void haul_stall_probe_stop(struct haul_stall_probe *p, struct haul_stall_stats *
 	free(p->th);
 	if (st)
 		*st = p->st;
+	pthread_mutex_destroy(&p->lock);
 	free(p);
 }

@@ -56,7 +56,9 @@ Test(mig_stall, waiting_on_the_run_queue_across_samples_adds_up)
 		step(&f, 2, 0, 2, false);
 	step(&f, 2, 1.5, 0.3, false);
 	cr_assert_float_eq(f.st.max_ms, 10.3, 1e-6);
+	cr_assert_float_eq(f.st.max_blocked_ms, 0, 1e-9);
 	cr_assert_float_eq(f.st.max_at_ms, f.t, 1e-9);
+	cr_assert_float_eq(f.st.round_ms, 10.3, 1e-6, "the round's longest, until taken");
 }
 
 Test(mig_stall, a_thread_that_runs_is_not_stalled_however_busy)
@@ -80,6 +82,7 @@ Test(mig_stall, blocked_in_the_kernel_at_both_ends_counts_the_interval)
 	step(&f, 3, 0, 0, true);
 	step(&f, 2, 0.5, 0.1, false);
 	cr_assert_float_eq(f.st.max_ms, 6.1, 1e-6);
+	cr_assert_float_eq(f.st.max_blocked_ms, 6, 1e-6, "the blocked part, the rest queued");
 }
 
 Test(mig_stall, a_stall_still_open_when_sampling_ends_counts_so_far)
