@@ -16,6 +16,8 @@
  *   protect  round 1: write-protect every populated page;
  *   rescan   a round after every page was written: report + re-protect all;
  *   clean    a round with nothing written;
+ *   detach   trk_free: closing the uffd unregisters every VMA, which clears
+ *            the write-protect bits of every page under the mmap_lock;
  *   faults   the child's first store to each page after a re-protect (ns).
  * "longest call" is the longest single PAGEMAP_SCAN of that round (the
  * mmap_lock hold, plus any preemption of the caller).
@@ -195,7 +197,7 @@ static double med(double *v)
  * One tracker: attach, round 1 (protect), write all, round (rescan), a
  * clean round; the child's maxima around each.
  */
-static int run_once(pid_t pid, bool sliced, struct phase ph[4], double *store_ns)
+static int run_once(pid_t pid, bool sliced, struct phase ph[5], double *store_ns)
 {
 	struct trk_opts o = {.backend = TRK_UFFD};
 	struct trk_round r;
@@ -233,17 +235,24 @@ static int run_once(pid_t pid, bool sliced, struct phase ph[4], double *store_ns
 		ph[k].gap_ms = mx.tick_gap_ms;
 		ph[k].mmap_ms = mx.mmap_ms;
 	}
+	ask(CMD_RESET);
+	usleep(20000);
+	t0 = now_ms();
 	trk_free(t);
+	ph[4].ms = now_ms() - t0;
+	mx = ask(CMD_REPORT);
+	ph[4].gap_ms = mx.tick_gap_ms;
+	ph[4].mmap_ms = mx.mmap_ms;
 	return ret;
 }
 
-static const char *const phase_name[4] = {"attach", "protect (round 1)", "rescan (all written)",
-					  "clean round"};
+static const char *const phase_name[5] = {"attach", "protect (round 1)", "rescan (all written)",
+					  "clean round", "detach"};
 
 static int bench_size(size_t mib)
 {
 	int p2c[2], c2p[2];
-	double v[2][4][4][REPEAT], store[2][REPEAT], untracked[REPEAT];
+	double v[2][5][4][REPEAT], store[2][REPEAT], untracked[REPEAT];
 	uint64_t addr;
 	pid_t pid;
 	int ret = 0;
@@ -271,10 +280,10 @@ static int bench_size(size_t mib)
 		untracked[rep] = ask(CMD_WRITE_ALL).store_ns;
 		for (int s = 0; s < 2 && !ret; s++) {
 			bool sliced = (rep + s) % 2; /* alternate which goes first */
-			struct phase ph[4] = {0};
+			struct phase ph[5] = {0};
 
 			ret = run_once(pid, sliced, ph, &store[sliced][rep]);
-			for (int k = 0; k < 4; k++) {
+			for (int k = 0; k < 5; k++) {
 				v[sliced][k][0][rep] = ph[k].ms;
 				v[sliced][k][1][rep] = k ? ph[k].call_ms : ph[k].stop_ms;
 				v[sliced][k][2][rep] = ph[k].gap_ms;
@@ -289,15 +298,20 @@ static int bench_size(size_t mib)
 	printf("stall_bench: %zu MiB, medians of %d (the child's 1 ms ticker and mmap loop "
 	       "run throughout):\n",
 	       mib, REPEAT);
-	for (int k = 0; k < 4; k++)
+	for (int k = 0; k < 5; k++)
 		for (int s = 1; s >= 0; s--) {
-			if (k == 0 && !s)
-				continue; /* the attach does not depend on slicing */
-			printf("stall_bench:   %-21s %-9s %8.2f ms; %s %7.3f ms; client gap "
+			bool by_slice = k >= 1 && k <= 3;
+
+			if (!by_slice && !s)
+				continue; /* attach and detach do not depend on slicing */
+			printf("stall_bench:   %-21s %-9s %8.2f ms; %-12s %7.3f ms; client gap "
 			       "%6.2f ms; longest mmap/munmap %7.3f ms\n",
-			       phase_name[k], k ? (s ? "sliced" : "one call") : "", med(v[s][k][0]),
-			       k ? "longest call" : "stopped", med(v[s][k][1]), med(v[s][k][2]),
-			       med(v[s][k][3]));
+			       phase_name[k], by_slice ? (s ? "sliced" : "one call") : "",
+			       med(v[s][k][0]),
+			       k == 0	  ? "stopped"
+			       : by_slice ? "longest call"
+					  : "-",
+			       k == 4 ? 0.0 : med(v[s][k][1]), med(v[s][k][2]), med(v[s][k][3]));
 		}
 	printf("stall_bench:   first store per page: untracked %.0f ns, after a re-protect %.0f "
 	       "ns (%.1fx)\n",

@@ -45,6 +45,9 @@
 /* Pages one call may report and re-protect (max_pages): write-protecting costs 16-25 ms
  * per populated GiB, so 8192 pages (32 MiB) keep a dense slice under ~1 ms. */
 #define TRK_SCAN_SLICE_PAGES 8192
+/* Detaching unregisters in slices this many times smaller (16 MiB): each holds the target's
+ * mmap_lock for writing; the close of the uffd unregistered 1 GiB in one 117 ms hold. */
+#define TRK_UNREG_SLICE_DIV 4
 
 /* ---- migrate (owned by haul migrate) ----------------------------------------- */
 /* Parent of the cgroups haul makes (<mount>/haul/mig-PID, <mount>/haul/NAME for haul run). */

@@ -237,6 +237,56 @@ err:
 	return ret;
 }
 
+struct unprotect_ctx {
+	int uffd;
+	bool unregister; /* UFFDIO_UNREGISTER; else UFFDIO_WRITEPROTECT mode 0 */
+};
+
+/*
+ * Lift the write-protection of one slice (UFFDIO_WRITEPROTECT mode 0: under
+ * the mmap_lock read), or unregister it (write lock, but for one slice).
+ */
+static int unprotect_call(void *arg, uint64_t s, uint64_t e, uint64_t *walk_end)
+{
+	struct unprotect_ctx *u = arg;
+	struct uffdio_writeprotect wp = {.range = {.start = s, .len = e - s}, .mode = 0};
+	struct uffdio_range rg = {.start = s, .len = e - s};
+	int r = u->unregister ? ioctl(u->uffd, UFFDIO_UNREGISTER, &rg)
+			      : ioctl(u->uffd, UFFDIO_WRITEPROTECT, &wp);
+
+	if (r < 0 && (errno == ESRCH || errno == EBADF))
+		return -errno; /* the mm is gone: nothing left to lift */
+	*walk_end = e;	       /* other errors (a VMA gone or moved): go on with the next slice */
+	return 0;
+}
+
+/*
+ * Closing the uffd unregisters every range, and unregistering clears the
+ * write-protect bit of every page under the target's mmap_lock held for
+ * writing, VMA by VMA: 117 ms per populated GiB in one hold (bench
+ * stall_bench, "detach"), during which the target cannot fault, map or
+ * unmap.  So the protection is lifted first, slice by slice, under the
+ * read lock (faults go on); the close then finds nothing to clear.
+ */
+static void unprotect_all(struct trk *t, struct uffd_state *st)
+{
+	struct unprotect_ctx u = {.uffd = st->uffd};
+	uint64_t slice = t->opts.slice_bytes ? t->opts.slice_bytes : TRK_SCAN_SLICE_BYTES;
+
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < t->prev.n; i++) {
+			const struct haul_vma *v = &t->prev.v[i];
+
+			if (haul_vma_is_memory(v) &&
+			    trk_slice_walk(v->start, v->end, slice, unprotect_call, &u) < 0)
+				return;
+		}
+		/* unregistering holds the write lock: smaller slices (TRK_UNREG_SLICE_DIV) */
+		u.unregister = true;
+		slice /= TRK_UNREG_SLICE_DIV;
+	}
+}
+
 static void uffd_close(struct trk *t)
 {
 	struct uffd_state *st = t->priv;
@@ -244,8 +294,10 @@ static void uffd_close(struct trk *t)
 	if (!st)
 		return;
 	/* closing the uffd unregisters every range; the target runs on */
-	if (st->uffd >= 0)
+	if (st->uffd >= 0) {
+		unprotect_all(t, st);
 		close(st->uffd);
+	}
 	trk_rl_release(&st->fast);
 	trk_rl_release(&st->nfast);
 	trk_rl_release(&st->one);
