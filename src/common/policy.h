@@ -96,6 +96,15 @@
  * deeper throttle then shows as a slowdown, not as stalls (a 20 ms period stalled up to
  * 19 ms, a 99% throttle 99 ms). */
 #define HAUL_MIG_THROTTLE_STALL_US 4000
+/* Post-copy prefetch (pc_hot.c): each of the two windows in which the tracker watches the
+ * process's writes before the freeze; 100 ms sees a 64 MiB/s writer's 1600 pages. */
+#define HAUL_PC_HOT_WINDOW_MS 100
+/* ... the share of the second window's pages that must repeat the first's for its
+ * writes to count as predictable (a uniform random writer over 1 GiB repeats ~1%). */
+#define HAUL_PC_HOT_REPEAT_PCT 50
+/* ... and the most pages sent so: the freeze re-reads them to find the ones written since
+ * (8 MiB: ~2-3 ms of the stop on the 2-core VM). */
+#define HAUL_PC_HOT_MAX_PAGES 2048
 /* The live progress line on a terminal is redrawn at most this often during a round. */
 #define HAUL_MIG_PROGRESS_MS 250
 /* Re-read cgroup.events this often while waiting to freeze (its events are rate-limited). */

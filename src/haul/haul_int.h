@@ -263,6 +263,20 @@ void haul_pc_free(struct haul_pc *pc);
  */
 int haul_pc_presend(struct haul_pc *pc, const struct haul_layout *l, const struct ps_range **send,
 		    size_t *n, uint64_t *pages);
+/*
+ * pc_hot.c: the recent working set of @pid to send before the freeze (the
+ * union of two windows' writes, when they repeat and fit
+ * HAUL_PC_HOT_MAX_PAGES): *@out (malloc'd, sorted, merged), *@n, *@pages;
+ * none, with @why saying why, otherwise.  0 or -ENOMEM.
+ */
+int haul_pc_hot_set(pid_t pid, struct ps_range **out, size_t *n, uint64_t *pages, char *why,
+		    size_t wl);
+/* Pages of sorted, merged @a also in sorted, merged @b. */
+uint64_t haul_pc_overlap(const struct trk_range *a, size_t na, const struct trk_range *b,
+			 size_t nb);
+/* Their union as sorted, merged ps_ranges (*@out malloc'd).  0 or -ENOMEM. */
+int haul_pc_union(const struct trk_range *a, size_t na, const struct trk_range *b, size_t nb,
+		  struct ps_range **out, size_t *n);
 /* Remember the hashes of pages read to be sent (@buf, @zero as trk_read_pages); NULL @pc: no-op. */
 int haul_pc_record(struct haul_pc *pc, const struct trk_range *r, size_t n, const uint8_t *buf,
 		   const uint64_t *zero);

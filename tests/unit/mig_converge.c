@@ -1,8 +1,10 @@
 /* mig_converge.c - the pre-copy convergence model: when to switch over, when to throttle. */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 
 #include "common/policy.h"
 #include "haul/haul_int.h"
+#include "tracker/tracker.h"
 
 #define MiB (1024.0 * 1024)
 #define GB  1e9
@@ -224,4 +226,36 @@ Test(mig_converge, a_throttle_deeper_than_short_stalls_allow_is_lowered)
 	cr_assert_eq(applied, 80);
 	cr_assert_eq(q, 1000);
 	cr_assert_eq(p, 5000);
+}
+
+/* ---- post-copy's working set (pc_hot.c): overlap and union of two windows ---------- */
+
+Test(mig_converge, hot_set_overlap_counts_pages_written_in_both_windows)
+{
+	const uint64_t P = HAUL_PAGE_SIZE;
+	const struct trk_range a[] = {{0x1000 * P, 4}, {0x2000 * P, 10}, {0x3000 * P, 1}};
+	const struct trk_range b[] = {{0x1002 * P, 4}, {0x2008 * P, 1}, {0x4000 * P, 3}};
+
+	cr_assert_eq(haul_pc_overlap(a, 3, b, 3), 3);
+	cr_assert_eq(haul_pc_overlap(b, 3, a, 3), 3);
+	cr_assert_eq(haul_pc_overlap(a, 3, NULL, 0), 0);
+}
+
+Test(mig_converge, hot_set_union_is_sorted_and_merged)
+{
+	const uint64_t P = HAUL_PAGE_SIZE;
+	const struct trk_range a[] = {{0x1000 * P, 4}, {0x2000 * P, 10}};
+	const struct trk_range b[] = {{0x1002 * P, 4}, {0x200a * P, 2}, {0x4000 * P, 3}};
+	struct ps_range *u = NULL;
+	size_t n = 0;
+
+	cr_assert_eq(haul_pc_union(a, 2, b, 3, &u, &n), 0);
+	cr_assert_eq(n, 3);
+	cr_assert_eq(u[0].addr, 0x1000 * P);
+	cr_assert_eq(u[0].npages, 6);
+	cr_assert_eq(u[1].addr, 0x2000 * P);
+	cr_assert_eq(u[1].npages, 12, "adjacent runs merge");
+	cr_assert_eq(u[2].addr, 0x4000 * P);
+	cr_assert_eq(u[2].npages, 3);
+	free(u);
 }
