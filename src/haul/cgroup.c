@@ -453,7 +453,7 @@ int haul_cg_throttle(struct haul_cg *cg, unsigned pct, double cpus)
 		return -EOPNOTSUPP;
 	/* the period keeps each throttled stretch short: a slowdown, not stalls (converge.c) */
 	if (pct)
-		pct = haul_conv_cpu_max(pct, cpus, &quota, &period);
+		pct = haul_conv_cpu_max(pct, cpus, cg->throttle_stall_max_us, &quota, &period);
 	if (!pct) {
 		ret = restore_cpu_limit(cg);
 	} else if (cg->v2_cpu) {

@@ -57,6 +57,8 @@ struct haul_cg {
 	/* throttle_pct is as applied (haul_conv_cpu_max: may be less than asked); each
 	 * throttled stretch of it lasts at most this long */
 	double throttle_stall_ms;
+	/* the longest stretch a deep throttle may use (us; 0: HAUL_MIG_THROTTLE_STALL_US) */
+	long throttle_stall_max_us;
 };
 
 /*
@@ -169,10 +171,12 @@ const char *haul_conv_action_name(enum haul_conv_action a);
 /*
  * cpu.max for a throttle of @pct of the @cpus CPUs the workload uses, with
  * the period chosen so that no throttled stretch exceeds
- * HAUL_MIG_THROTTLE_STALL_US.  Returns the throttle applied: @pct, or less
- * where the kernel's smallest quota cannot express it without longer stalls.
+ * HAUL_MIG_THROTTLE_STALL_US, or, for a throttle the kernel's smallest quota
+ * cannot express so, what it needs up to @stall_max_us.  Returns the
+ * throttle applied: @pct, or less where even that cannot express it.
  */
-unsigned haul_conv_cpu_max(unsigned pct, double cpus, long *quota_us, long *period_us);
+unsigned haul_conv_cpu_max(unsigned pct, double cpus, long stall_max_us, long *quota_us,
+			   long *period_us);
 /* How long one thread waits per period once the quota is spent (ms). */
 double haul_conv_throttle_stall_ms(long quota_us, long period_us, double cpus);
 

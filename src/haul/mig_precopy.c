@@ -340,6 +340,8 @@ static int precopy_rounds(struct mig *m)
 			return 0;
 		}
 		if (a == HAUL_CONV_THROTTLE) {
+			/* stretches up to the downtime target: no longer than the stop it buys */
+			m->cg.throttle_stall_max_us = (long)(m->o->downtime_ms * 1e3);
 			ret = haul_cg_throttle(&m->cg, m->conv.throttle_pct, m->cpus);
 			if (ret == -EOPNOTSUPP)
 				pr_warn("pid %d does not converge and cannot be throttled here",

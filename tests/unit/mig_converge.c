@@ -191,7 +191,7 @@ Test(mig_converge, throttle_periods_keep_every_throttled_stretch_short)
 	for (size_t i = 0; i < sizeof(cpus) / sizeof(cpus[0]); i++)
 		for (unsigned pct = 1; pct <= 100; pct++) {
 			long q, p;
-			unsigned applied = haul_conv_cpu_max(pct, cpus[i], &q, &p);
+			unsigned applied = haul_conv_cpu_max(pct, cpus[i], 0, &q, &p);
 			double stall = haul_conv_throttle_stall_ms(q, p, cpus[i]);
 
 			cr_assert_geq(q, HAUL_MIG_THROTTLE_MIN_QUOTA_US, "%u%% of %.2f cpus", pct,
@@ -209,23 +209,40 @@ Test(mig_converge, a_moderate_throttle_is_applied_as_asked)
 	long q, p;
 
 	/* one busy thread, half its CPU: 4 ms run, 4 ms wait */
-	cr_assert_eq(haul_conv_cpu_max(50, 1.0, &q, &p), 50);
+	cr_assert_eq(haul_conv_cpu_max(50, 1.0, 0, &q, &p), 50);
 	cr_assert_eq(p, 8000);
 	cr_assert_eq(q, 4000);
 	/* four threads, 75%: each waits 4 ms of every period too */
-	cr_assert_eq(haul_conv_cpu_max(75, 4.0, &q, &p), 75);
+	cr_assert_eq(haul_conv_cpu_max(75, 4.0, 0, &q, &p), 75);
 	cr_assert_float_eq(haul_conv_throttle_stall_ms(q, p, 4.0), 4.0, 0.01);
 }
 
 Test(mig_converge, a_throttle_deeper_than_short_stalls_allow_is_lowered)
 {
 	long q, p;
-	unsigned applied = haul_conv_cpu_max(99, 1.0, &q, &p);
+	unsigned applied = haul_conv_cpu_max(99, 1.0, 0, &q, &p);
 
 	/* 1 ms of quota and at most 4 ms of waiting: 80% at most for one thread */
 	cr_assert_eq(applied, 80);
 	cr_assert_eq(q, 1000);
 	cr_assert_eq(p, 5000);
+}
+
+Test(mig_converge, a_deep_throttle_stretches_up_to_the_downtime_target_and_no_further)
+{
+	long q, p;
+
+	/* 99% of one thread needs 99 ms stretches: allowed with a 100 ms target */
+	cr_assert_eq(haul_conv_cpu_max(99, 1.0, 100000, &q, &p), 99);
+	cr_assert_eq(q, 1000);
+	cr_assert_eq(p, 100000);
+	cr_assert_float_eq(haul_conv_throttle_stall_ms(q, p, 1.0), 99, 0.01);
+	/* with the default 25 ms target: 96%, stretches of 24-25 ms */
+	cr_assert_eq(haul_conv_cpu_max(99, 1.0, 25000, &q, &p), 96);
+	cr_assert_leq(haul_conv_throttle_stall_ms(q, p, 1.0), 25.01);
+	/* a moderate throttle keeps its short stretches whatever the target */
+	cr_assert_eq(haul_conv_cpu_max(50, 1.0, 100000, &q, &p), 50);
+	cr_assert_eq(p, 8000);
 }
 
 /* ---- post-copy's working set (pc_hot.c): overlap and union of two windows ---------- */
