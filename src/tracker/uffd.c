@@ -97,6 +97,37 @@ static void sched_restore(pid_t tid, struct haul_sched_attr *saved)
 			strerror(errno));
 }
 
+/*
+ * One ioctl that holds the target's mmap_lock (a scan or unprotect slice),
+ * run at SCHED_FIFO when @boost: the walk calls cond_resched() with the lock
+ * held, and on a loaded machine a CFS thread of ours gave the CPU away there
+ * for 20-30 ms (bench/RESULTS.md "Stalls"), with the target's mmap, munmap
+ * and mprotect waiting all along.  A slice is ~1 ms, so the boost is short;
+ * between slices we run as before.  @saved: our own attributes, read once.
+ */
+static long locked_ioctl(int fd, unsigned long req, void *arg, bool boost,
+			 struct haul_sched_attr *saved)
+{
+	struct haul_sched_attr a = {
+		.size = sizeof(a), .policy = SCHED_FIFO, .priority = BOOST_PRIO};
+	bool boosted = boost && syscall(SYS_sched_setattr, 0, &a, 0) == 0;
+	long n = ioctl(fd, req, arg);
+	int err = errno;
+
+	if (boosted)
+		sched_restore(0, saved);
+	errno = err;
+	return n;
+}
+
+/* Whether we may boost our own thread, and its attributes to go back to. */
+static bool can_boost(struct haul_sched_attr *saved)
+{
+	memset(saved, 0, sizeof(*saved));
+	return syscall(SYS_sched_getattr, 0, saved, sizeof(*saved), 0) == 0 &&
+	       saved->policy != SCHED_FIFO && saved->policy != SCHED_RR;
+}
+
 /* Create the uffd inside @tid and pull it out. */
 static int steal_uffd(struct trk *t, pid_t tid, int *out)
 {
@@ -240,6 +271,8 @@ err:
 struct unprotect_ctx {
 	int uffd;
 	bool unregister; /* UFFDIO_UNREGISTER; else UFFDIO_WRITEPROTECT mode 0 */
+	bool boost;	 /* SCHED_FIFO around each call (locked_ioctl) */
+	struct haul_sched_attr saved;
 };
 
 /*
@@ -251,8 +284,9 @@ static int unprotect_call(void *arg, uint64_t s, uint64_t e, uint64_t *walk_end)
 	struct unprotect_ctx *u = arg;
 	struct uffdio_writeprotect wp = {.range = {.start = s, .len = e - s}, .mode = 0};
 	struct uffdio_range rg = {.start = s, .len = e - s};
-	int r = u->unregister ? ioctl(u->uffd, UFFDIO_UNREGISTER, &rg)
-			      : ioctl(u->uffd, UFFDIO_WRITEPROTECT, &wp);
+	long r = u->unregister
+			 ? locked_ioctl(u->uffd, UFFDIO_UNREGISTER, &rg, u->boost, &u->saved)
+			 : locked_ioctl(u->uffd, UFFDIO_WRITEPROTECT, &wp, u->boost, &u->saved);
 
 	if (r < 0 && (errno == ESRCH || errno == EBADF))
 		return -errno; /* the mm is gone: nothing left to lift */
@@ -272,6 +306,8 @@ static void unprotect_all(struct trk *t, struct uffd_state *st)
 {
 	struct unprotect_ctx u = {.uffd = st->uffd};
 	uint64_t slice = t->opts.slice_bytes ? t->opts.slice_bytes : TRK_SCAN_SLICE_BYTES;
+
+	u.boost = can_boost(&u.saved);
 
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 0; i < t->prev.n; i++) {
@@ -364,6 +400,8 @@ struct walk_ctx {
 	struct uffd_state *st;
 	bool full;
 	struct trk_scan *out;
+	bool boost; /* SCHED_FIFO around each call (locked_ioctl) */
+	struct haul_sched_attr saved;
 };
 
 /* One PAGEMAP_SCAN call over the slice [s, e); *walk_end: where the kernel stopped. */
@@ -393,7 +431,7 @@ static int scan_call(void *arg, uint64_t s, uint64_t e, uint64_t *walk_end)
 		a.return_mask = PAGE_IS_WRITTEN;
 	}
 	t0 = trk_now_ms();
-	n = ioctl(w->t->pagemap_fd, PAGEMAP_SCAN, &a);
+	n = locked_ioctl(w->t->pagemap_fd, PAGEMAP_SCAN, &a, w->boost, &w->saved);
 	if (n < 0)
 		err = -errno;
 	dt = trk_now_ms() - t0;
@@ -456,6 +494,8 @@ static int scan_walk(struct trk *t, struct uffd_state *st, uint64_t start, uint6
 		     struct trk_scan *out)
 {
 	struct walk_ctx w = {.t = t, .st = st, .full = full, .out = out};
+
+	w.boost = can_boost(&w.saved);
 
 	uint64_t slice = t->opts.slice_bytes ? t->opts.slice_bytes : TRK_SCAN_SLICE_BYTES;
 
