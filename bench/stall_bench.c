@@ -16,6 +16,9 @@
  *   protect  round 1: write-protect every populated page;
  *   rescan   a round after every page was written: report + re-protect all;
  *   clean    a round with nothing written;
+ *   smaps    a read of /proc/PID/smaps, as rst_dump_prepare does before
+ *            every pre-copy round (VmFlags): it walks the page tables of
+ *            each VMA under the mmap_lock (no tracker involved);
  *   detach   trk_free: closing the uffd unregisters every VMA, which clears
  *            the write-protect bits of every page under the mmap_lock;
  *   faults   the child's first store to each page after a re-protect (ns).
@@ -197,7 +200,7 @@ static double med(double *v)
  * One tracker: attach, round 1 (protect), write all, round (rescan), a
  * clean round; the child's maxima around each.
  */
-static int run_once(pid_t pid, bool sliced, struct phase ph[5], double *store_ns)
+static int run_once(pid_t pid, bool sliced, struct phase ph[6], double *store_ns)
 {
 	struct trk_opts o = {.backend = TRK_UFFD};
 	struct trk_round r;
@@ -246,13 +249,40 @@ static int run_once(pid_t pid, bool sliced, struct phase ph[5], double *store_ns
 	return ret;
 }
 
-static const char *const phase_name[5] = {"attach", "protect (round 1)", "rescan (all written)",
-					  "clean round", "detach"};
+static const char *const phase_name[6] = {
+	"attach", "protect (round 1)", "rescan (all written)", "clean round",
+	"detach", "smaps read"};
+
+/* Read /proc/PID/smaps whole, as rst_dump_prepare does each round; the child's maxima. */
+static struct phase smaps_read(pid_t pid)
+{
+	struct phase ph = {0};
+	struct maxima mx;
+	char path[64], buf[65536];
+	double t0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+	ask(CMD_RESET);
+	usleep(20000);
+	t0 = now_ms();
+	f = fopen(path, "re");
+	if (f) {
+		while (fread(buf, 1, sizeof(buf), f) > 0)
+			;
+		fclose(f);
+	}
+	ph.ms = now_ms() - t0;
+	mx = ask(CMD_REPORT);
+	ph.gap_ms = mx.tick_gap_ms;
+	ph.mmap_ms = mx.mmap_ms;
+	return ph;
+}
 
 static int bench_size(size_t mib)
 {
 	int p2c[2], c2p[2];
-	double v[2][5][4][REPEAT], store[2][REPEAT], untracked[REPEAT];
+	double v[2][6][4][REPEAT], store[2][REPEAT], untracked[REPEAT];
 	uint64_t addr;
 	pid_t pid;
 	int ret = 0;
@@ -280,10 +310,11 @@ static int bench_size(size_t mib)
 		untracked[rep] = ask(CMD_WRITE_ALL).store_ns;
 		for (int s = 0; s < 2 && !ret; s++) {
 			bool sliced = (rep + s) % 2; /* alternate which goes first */
-			struct phase ph[5] = {0};
+			struct phase ph[6] = {0};
 
 			ret = run_once(pid, sliced, ph, &store[sliced][rep]);
-			for (int k = 0; k < 5; k++) {
+			ph[5] = smaps_read(pid);
+			for (int k = 0; k < 6; k++) {
 				v[sliced][k][0][rep] = ph[k].ms;
 				v[sliced][k][1][rep] = k ? ph[k].call_ms : ph[k].stop_ms;
 				v[sliced][k][2][rep] = ph[k].gap_ms;
@@ -298,7 +329,7 @@ static int bench_size(size_t mib)
 	printf("stall_bench: %zu MiB, medians of %d (the child's 1 ms ticker and mmap loop "
 	       "run throughout):\n",
 	       mib, REPEAT);
-	for (int k = 0; k < 5; k++)
+	for (int k = 0; k < 6; k++)
 		for (int s = 1; s >= 0; s--) {
 			bool by_slice = k >= 1 && k <= 3;
 
@@ -311,7 +342,7 @@ static int bench_size(size_t mib)
 			       k == 0	  ? "stopped"
 			       : by_slice ? "longest call"
 					  : "-",
-			       k == 4 ? 0.0 : med(v[s][k][1]), med(v[s][k][2]), med(v[s][k][3]));
+			       k >= 4 ? 0.0 : med(v[s][k][1]), med(v[s][k][2]), med(v[s][k][3]));
 		}
 	printf("stall_bench:   first store per page: untracked %.0f ns, after a re-protect %.0f "
 	       "ns (%.1fx)\n",
