@@ -16,9 +16,10 @@
  *   protect  round 1: write-protect every populated page;
  *   rescan   a round after every page was written: report + re-protect all;
  *   clean    a round with nothing written;
- *   smaps    a read of /proc/PID/smaps, as rst_dump_prepare does before
- *            every pre-copy round (VmFlags): it walks the page tables of
- *            each VMA under the mmap_lock (no tracker involved);
+ *   smaps    a read of /proc/PID/smaps, as rst_dump_prepare does before a
+ *            pre-copy round after the process took its mmap write lock
+ *            (VmFlags): it walks the page tables of each VMA under the
+ *            mmap_lock (no tracker involved);
  *   detach   trk_free: closing the uffd unregisters every VMA, which clears
  *            the write-protect bits of every page under the mmap_lock;
  *   faults   the child's first store to each page after a re-protect (ns).
@@ -253,7 +254,7 @@ static const char *const phase_name[6] = {
 	"attach", "protect (round 1)", "rescan (all written)", "clean round",
 	"detach", "smaps read"};
 
-/* Read /proc/PID/smaps whole, as rst_dump_prepare does each round; the child's maxima. */
+/* Read /proc/PID/smaps whole, as rst_dump_prepare does; the child's maxima. */
 static struct phase smaps_read(pid_t pid)
 {
 	struct phase ph = {0};
