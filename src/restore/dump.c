@@ -122,6 +122,7 @@ struct dump_ctx {
 	char *stat;
 	char *auxv;
 	struct rst_cg_buf *cg;
+	struct rst_shm_buf *shm;
 };
 
 static void dump_ctx_free(struct dump_ctx *c)
@@ -158,6 +159,7 @@ static void dump_ctx_free(struct dump_ctx *c)
 	free(c->stat);
 	free(c->auxv);
 	rst_cg_buf_free(c->cg);
+	rst_shm_buf_free(c->shm);
 	free(c);
 }
 
@@ -952,6 +954,8 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 		r->scratch = 0;
 	}
 	ret = dump_layout(c, s->pid, prep);
+	if (!ret)
+		ret = rst_shm_dump(s->pid, &c->layout, &c->ps, &c->shm);
 	if (ret)
 		goto out;
 	dump_clocks(c, s->pid);

@@ -3,8 +3,8 @@
  * (and again inside the dump's stop, rst_check_resources with the tracer).
  *
  * Process-wide: kernel threads, zombies, a tracer, seccomp, children,
- * POSIX timers, the VMAs (kernel mappings, SysV shm, memfd, deleted files)
- * and the process attributes (procattr.c).  Per fd: the kind table
+ * POSIX timers, the VMAs (kernel mappings, deleted files), SysV semaphores
+ * and message queues (ipc.c) and the process attributes (procattr.c).  Per fd: the kind table
  * (fd_kinds.c) classifies it and the kind refuses what it cannot carry;
  * then, over all fds at once, what only sharing decides: socketpairs whose
  * peer is elsewhere (fd_unix.c), pipes or sockets another process holds,
@@ -193,12 +193,6 @@ static int check_vmas(pid_t pid, char *why, size_t whylen)
 			snprintf(why, whylen,
 				 "VMA %#" PRIx64 "-%#" PRIx64 " is %s, a kernel mapping", v->start,
 				 v->end, p);
-		else if ((v->flags & HAUL_VMA_SHMEM) && !strncmp(p, "/SYSV", 5))
-			snprintf(why, whylen, "VMA %#" PRIx64 "-%#" PRIx64 " is SysV shared memory",
-				 v->start, v->end);
-		else if ((v->flags & HAUL_VMA_SHMEM) && !strncmp(p, "/memfd:", 7))
-			snprintf(why, whylen, "VMA %#" PRIx64 "-%#" PRIx64 " maps memfd %s",
-				 v->start, v->end, p);
 		else if ((v->flags & HAUL_VMA_DELETED) && !(v->flags & HAUL_VMA_SHMEM))
 			snprintf(why, whylen, "VMA %#" PRIx64 "-%#" PRIx64 " maps deleted file %s",
 				 v->start, v->end, p);
@@ -375,6 +369,8 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		ret = check_shared_files(pid, h.files, h.nfiles, why, whylen);
 	if (!ret)
 		ret = check_vmas(pid, why, whylen);
+	if (!ret)
+		ret = rst_ipc_precheck(pid, why, whylen);
 	if (!ret)
 		ret = rst_attr_audit_proc(pid, why, whylen);
 out:

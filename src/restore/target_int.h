@@ -53,6 +53,20 @@ struct rst_target {
 	size_t n;
 	bool resumed;
 	bool waited;
+	/* shm_restore.c: the shmem objects made, the layout being applied */
+	struct rst_tshm *shm;
+	size_t nshm;
+	size_t nsysv; /* SysV segments made in the stub's IPC namespace */
+	bool ipcns;   /* the stub moved to a new IPC namespace for them */
+	const struct haul_layout *lay;
+};
+
+/* A shmem object made in the stub (shm_restore.c). */
+struct rst_tshm {
+	uint64_t dev, ino;  /* on the source: what VMAs and fds name */
+	uint64_t tino;	    /* its inode here, 0: none any more */
+	long shmid;	    /* SysV: its id here */
+	uint64_t size_made; /* SysV: the size it was created with */
 };
 
 /*
@@ -108,6 +122,20 @@ int rst_exit_code(int status);
  */
 void rst_tvmas_free(struct tvma *v, size_t n);
 uint32_t rst_create_prot(const struct haul_vma *v);
+
+/*
+ * shm_restore.c: rst_shm_map: map [@s, @e) of shmem VMA @v of layout @l
+ * (NULL: @v alone) in the stub, creating its object the first time (by
+ * kind: memfd, SysV, shared anonymous) or mapping the object made for
+ * another VMA.  rst_shm_finish: at resume, sizes, SysV mode and owners,
+ * memfd seals, from @ps; 0 or -errno with @why.  rst_shm_object: the
+ * object made for source (@dev, @ino), or NULL.  rst_shm_release: forget
+ * them (the stub keeps them).
+ */
+int rst_shm_map(struct rst_target *t, const struct haul_layout *l, const struct haul_vma *v,
+		uint64_t s, uint64_t e);
+int rst_shm_finish(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl);
+void rst_shm_release(struct rst_target *t);
 
 /*
  * fd_restore.c: every fd of @ps in the stub, at its number, with its open

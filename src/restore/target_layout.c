@@ -111,8 +111,9 @@ static bool compatible(const struct haul_vma *a, const struct haul_vma *b)
 
 	if ((a->flags & kind) != (b->flags & kind))
 		return false;
-	if (a->flags & HAUL_VMA_SHMEM) /* one shmem object per mapping */
-		return a->start == b->start && a->end == b->end;
+	if (a->flags & HAUL_VMA_SHMEM) /* the same object at the same offset */
+		return a->dev == b->dev && a->ino == b->ino &&
+		       a->start - a->pgoff == b->start - b->pgoff;
 	if (a->flags & HAUL_VMA_FILE)
 		return a->dev == b->dev && a->ino == b->ino &&
 		       a->start - a->pgoff == b->start - b->pgoff;
@@ -215,6 +216,10 @@ static int create_part(struct rst_target *t, const struct haul_vma *v, uint64_t 
 		ret = rst_rcall(t, SYS_mmap, s, e - s, v->prot, flags, fd,
 				v->pgoff + (s - v->start), &res);
 		rst_rcall(t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
+	} else if ((v->flags & HAUL_VMA_SHMEM) && (v->flags & HAUL_VMA_SHARED)) {
+		/* one object for all its VMAs (shm_restore.c) */
+		ret = rst_shm_map(t, t->lay, v, s, e);
+		res = (long)s;
 	} else {
 		ret = rst_rcall(t, SYS_mmap, s, e - s, rst_create_prot(v), flags | MAP_ANONYMOUS,
 				(uint64_t)-1, 0, &res);
@@ -485,6 +490,7 @@ int rst_target_layout(struct rst_target *t, const struct haul_layout *l)
 	}
 	if (t->v && same_geometry(t, l))
 		return update_vmflags(t, l);
+	t->lay = l;
 
 	nv = calloc(l->n ? l->n : 1, sizeof(*nv));
 	if (!nv)
@@ -562,6 +568,7 @@ int rst_target_layout(struct rst_target *t, const struct haul_layout *l)
 			ret = create_part(t, &w->v, cur, w->v.end);
 	}
 out:
+	t->lay = NULL;
 	if (ret) {
 		rst_tvmas_free(nv, nn);
 		return ret;

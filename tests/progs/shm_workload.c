@@ -1,0 +1,305 @@
+/*
+ * shm_workload.c - a process that keeps its data in shared memory, for the
+ * shared memory tests (tests/integration/rst_shmem.c, mig_shmem.c).
+ *
+ * shm_workload --kind anon|memfd|sysv|sem|msg --mem MiB --hot PAGES
+ *              [--key KEY] [--control FILE] [--tag WORD]
+ *
+ * It makes one shared memory object of --mem MiB (anon: MAP_SHARED|
+ * MAP_ANONYMOUS; memfd: memfd_create("haul-shm-TAG"), sealed against
+ * growing and shrinking, its fd closed; sysv: shmget(KEY) of --mem MiB
+ * minus 1000 bytes, mode 0640), maps it twice (A: all of it; B: its pages
+ * 1-16 again, elsewhere: for anon a mremap(old_size 0) copy, for memfd and
+ * SysV a second mmap/shmat), fills every page, then every 1 ms rewrites
+ * one of the first --hot pages, alternately through A and through B.  Page
+ * i at generation g holds i, g and a pattern of both; the generations live
+ * in private memory, so `verify` proves every page holds its last write
+ * whichever mapping wrote it.  Verify also checks that B shows A's pages,
+ * that a byte written through A now reads back through B (writes after a
+ * restore reach every mapping), the memfd's seals and name, the SysV key,
+ * shmid, size and mode.  "verify ok" or "verify FAIL what".
+ *
+ * sem and msg make a semaphore set or a message queue in a new IPC
+ * namespace of its own (so that no other test's process can see it) and
+ * just tick: haul must refuse them by name.
+ *
+ * Output (stdout, a file), in mig_workload's format for th_mig.h:
+ *   ready pid=PID net=NETNS_INODE shmid=ID
+ *   tick seq=WRITES pid=PID net=NETNS_INODE gap_ms=0 maxgap_ms=0   (every 100 ms)
+ * --control FILE is polled each tick for "verify" or "exit"; SIGUSR1 verifies too.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/mman.h>
+#include <sys/msg.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE   4096UL
+#define WORDS  (PAGE / 8)
+#define BPAGES 16 /* mapping B: pages 1..16 of the object */
+
+static volatile sig_atomic_t want_verify;
+static const char *kind = "anon", *control, *tag = "shm";
+static char *A, *B;
+static uint64_t npages, hot = 16, *gen, seq;
+static size_t size;
+static int key = 0x48410000, shmid = -1;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	want_verify = 1;
+}
+
+static void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void out(const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (write(1, buf, n) < 0)
+		_exit(4);
+}
+
+static uint64_t pattern(uint64_t i, uint64_t g)
+{
+	uint64_t x = i * 0x100000001b3ULL ^ g;
+
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	return x ^ (x >> 27);
+}
+
+/* Page @i through mapping @m (A, or B for pages 1..BPAGES). */
+static uint64_t *page(char *m, uint64_t i)
+{
+	return (uint64_t *)(m == A ? A + i * PAGE : B + (i - 1) * PAGE);
+}
+
+static void fill(uint64_t *p, uint64_t i, uint64_t g)
+{
+	p[0] = i;
+	p[1] = g;
+	for (unsigned w = 2; w < WORDS; w += 61)
+		p[w] = pattern(i, g) + w;
+}
+
+static int check(const uint64_t *p, uint64_t i, uint64_t g)
+{
+	if (p[0] != i || p[1] != g)
+		return -1;
+	for (unsigned w = 2; w < WORDS; w += 61)
+		if (p[w] != pattern(i, g) + w)
+			return -1;
+	return 0;
+}
+
+static int setup_object(void)
+{
+	char name[64];
+	int fd;
+
+	if (!strcmp(kind, "anon")) {
+		A = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (A == MAP_FAILED)
+			return -1;
+		/* old_size 0: a second mapping of the same shared pages */
+		B = mremap(A + PAGE, 0, BPAGES * PAGE, MREMAP_MAYMOVE);
+		return B == MAP_FAILED ? -1 : 0;
+	}
+	if (!strcmp(kind, "memfd")) {
+		snprintf(name, sizeof(name), "haul-shm-%s", tag);
+		fd = memfd_create(name, MFD_ALLOW_SEALING | MFD_CLOEXEC);
+		if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
+			return -1;
+		A = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		B = mmap(NULL, BPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, PAGE);
+		if (A == MAP_FAILED || B == MAP_FAILED ||
+		    fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK) < 0)
+			return -1;
+		close(fd); /* only mapped from here on */
+		return 0;
+	}
+	if (!strcmp(kind, "sysv")) {
+		shmid = shmget(key, size - 1000, IPC_CREAT | IPC_EXCL | 0640);
+		if (shmid < 0)
+			return -1;
+		A = shmat(shmid, NULL, 0);
+		if (A == (void *)-1)
+			return -1;
+		/* B: a second attachment, then all but its pages 1..16 unmapped */
+		B = shmat(shmid, NULL, 0);
+		if (B == (void *)-1 || munmap(B, PAGE) < 0 ||
+		    munmap(B + (BPAGES + 1) * PAGE, size - (BPAGES + 1) * PAGE) < 0)
+			return -1;
+		B += PAGE;
+		return 0;
+	}
+	if (unshare(CLONE_NEWIPC) < 0)
+		return -1;
+	if (!strcmp(kind, "sem"))
+		return semget(key, 2, IPC_CREAT | 0600) < 0 ? -1 : 0;
+	if (!strcmp(kind, "msg"))
+		return msgget(key, IPC_CREAT | 0600) < 0 ? -1 : 0;
+	errno = EINVAL;
+	return -1;
+}
+
+static int verify_object(char *why, size_t len)
+{
+	struct shmid_ds ds;
+	char path[96], link[160];
+	int fd, seals;
+	ssize_t n;
+
+	if (!strcmp(kind, "memfd")) {
+		snprintf(path, sizeof(path), "/proc/self/map_files/%lx-%lx", (unsigned long)A,
+			 (unsigned long)A + size);
+		n = readlink(path, link, sizeof(link) - 1);
+		link[n > 0 ? n : 0] = '\0';
+		if (!strstr(link, "/memfd:haul-shm-"))
+			return snprintf(why, len, "memfd name lost: %s", link), -1;
+		fd = open(path, O_RDONLY);
+		seals = fd >= 0 ? fcntl(fd, F_GET_SEALS) : -1;
+		if (fd >= 0)
+			close(fd);
+		if (seals != (F_SEAL_GROW | F_SEAL_SHRINK))
+			return snprintf(why, len, "memfd seals are %#x, not grow|shrink", seals),
+			       -1;
+	}
+	if (!strcmp(kind, "sysv")) {
+		if (shmget(key, 0, 0) != shmid)
+			return snprintf(why, len, "key %#x names shmid %d, not %d", key,
+					shmget(key, 0, 0), shmid),
+			       -1;
+		if (shmctl(shmid, IPC_STAT, &ds) < 0)
+			return snprintf(why, len, "IPC_STAT: %s", strerror(errno)), -1;
+		if (ds.shm_segsz != size - 1000 || (ds.shm_perm.mode & 0777) != 0640)
+			return snprintf(why, len, "segment size %zu mode %o", ds.shm_segsz,
+					ds.shm_perm.mode & 0777),
+			       -1;
+	}
+	return 0;
+}
+
+static int verify(char *why, size_t len)
+{
+	uint64_t *a, *b;
+
+	if (!A)
+		return 0;
+	for (uint64_t i = 0; i < npages; i++)
+		if (check(page(A, i), i, gen[i]))
+			return snprintf(why, len, "page=%llu", (unsigned long long)i), -1;
+	for (uint64_t i = 1; i <= BPAGES; i++)
+		if (memcmp(page(A, i), page(B, i), PAGE))
+			return snprintf(why, len, "mapping B differs at page %llu",
+					(unsigned long long)i),
+			       -1;
+	/* a write through one mapping shows through the other */
+	a = page(A, 3);
+	b = page(B, 3);
+	a[WORDS - 1] ^= 0x5a5a;
+	if (b[WORDS - 1] != a[WORDS - 1])
+		return snprintf(why, len, "a write through A did not show through B"), -1;
+	a[WORDS - 1] ^= 0x5a5a;
+	return verify_object(why, len);
+}
+
+static void poll_control(void)
+{
+	char cmd[32] = "", why[200];
+	FILE *f;
+
+	if (control && (f = fopen(control, "r"))) {
+		if (!fgets(cmd, sizeof(cmd), f))
+			cmd[0] = '\0';
+		fclose(f);
+		unlink(control);
+	}
+	if (!strncmp(cmd, "exit", 4))
+		exit(0);
+	if (want_verify || !strncmp(cmd, "verify", 6)) {
+		want_verify = 0;
+		if (verify(why, sizeof(why)))
+			out("verify FAIL %s\n", why);
+		else
+			out("verify ok seq=%llu pages=%llu\n", (unsigned long long)seq,
+			    (unsigned long long)npages);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct sigaction sa = {.sa_handler = on_usr1};
+	struct timespec tick = {0, 1000000};
+	unsigned long net = 0;
+	struct stat st;
+	long mem = 4;
+
+	for (int i = 1; i + 1 < argc; i += 2) {
+		if (!strcmp(argv[i], "--kind"))
+			kind = argv[i + 1];
+		else if (!strcmp(argv[i], "--mem"))
+			mem = atol(argv[i + 1]);
+		else if (!strcmp(argv[i], "--hot"))
+			hot = strtoull(argv[i + 1], NULL, 0);
+		else if (!strcmp(argv[i], "--key"))
+			key = (int)strtol(argv[i + 1], NULL, 0);
+		else if (!strcmp(argv[i], "--control"))
+			control = argv[i + 1];
+		else if (!strcmp(argv[i], "--tag"))
+			tag = argv[i + 1];
+	}
+	size = (size_t)mem << 20;
+	npages = size / PAGE;
+	if (!strcmp(kind, "sysv"))
+		npages = (size - 1000) / PAGE; /* whole pages of the segment */
+	if (hot < 2 || hot > npages)
+		hot = npages < 32 ? npages : 32;
+	sigaction(SIGUSR1, &sa, NULL);
+	gen = calloc(npages, sizeof(*gen));
+	if (!gen || setup_object()) {
+		out("setup failed: %s\n", strerror(errno));
+		return 3;
+	}
+	for (uint64_t i = 0; A && i < npages; i++)
+		fill(page(A, i), i, 0);
+	if (stat("/proc/self/ns/net", &st) == 0)
+		net = st.st_ino;
+	out("ready pid=%d net=%lu shmid=%d\n", getpid(), net, shmid);
+	for (uint64_t t = 0;; t++) {
+		uint64_t i = seq % hot;
+
+		if (A) {
+			/* odd writes go through B where B maps the page */
+			char *m = (seq & 1) && i >= 1 && i <= BPAGES ? B : A;
+
+			fill(page(m, i), i, ++gen[i]);
+			seq++;
+		}
+		nanosleep(&tick, NULL);
+		if (t % 100 == 0) {
+			if (stat("/proc/self/ns/net", &st) == 0)
+				net = st.st_ino;
+			out("tick seq=%llu pid=%d net=%lu gap_ms=0 maxgap_ms=0\n",
+			    (unsigned long long)seq, getpid(), net);
+			poll_control();
+		}
+	}
+}
