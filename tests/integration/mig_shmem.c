@@ -60,6 +60,8 @@ static void moves_intact(const char *kind, const char *const extra[])
 	cr_assert(th_mig_verify(&M), "the workload does not verify before the move");
 	seq = th_mig_seq(&M);
 	cr_assert_eq(th_mig_migrate(&M, extra, 60000), 0, "haul migrate failed");
+	if (!th_mig_verify(&M))
+		th_sh("grep 'verify FAIL' %s >&2", M.out);
 	th_mig_assert_moved(&M, seq);
 }
 
@@ -139,4 +141,26 @@ Test(mig_shmem, final_round_of_1gib_shared_memory_sends_only_the_dirty_pages, .f
 	cr_assert_geq(last, 0, "no pages_per_round in the report");
 	/* 32 hot pages plus what the layout adds; the segment is 262144 pages */
 	cr_assert_lt(last, segment / 100, "the frozen round sent %ld of %ld pages", last, segment);
+}
+
+Test(mig_shmem, post_copy_moves_a_memfd_mapped_twice, .fini = teardown, .timeout = 120)
+{
+	const char *extra[] = {"--postcopy", NULL};
+
+	moves_intact("memfd", extra);
+}
+
+Test(mig_shmem, post_copy_moves_a_sysv_segment, .fini = teardown, .timeout = 120)
+{
+	const char *extra[] = {"--postcopy", NULL};
+
+	moves_intact("sysv", extra);
+}
+
+Test(mig_shmem, post_copy_moves_a_shared_anonymous_object_mapped_twice, .fini = teardown,
+     .timeout = 120)
+{
+	const char *extra[] = {"--postcopy", NULL};
+
+	moves_intact("anon", extra);
 }
