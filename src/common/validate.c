@@ -316,13 +316,57 @@ static int fd_extras_check(const Haul__Img__Fd *f, size_t i, char *why, size_t n
 	return 0;
 }
 
+/* FD_MEMFD: its extents, (offset, length) pairs in order, hold exactly its bytes. */
+static int memfd_check(const Haul__Img__Fd *f, size_t i, char *why, size_t n)
+{
+	uint64_t at = 0, data = 0;
+
+	if (f->n_memfd_extents % 2)
+		return fail(why, n, "fds[%zu] (fd %d).memfd_extents: odd count", i, f->fd);
+	for (size_t k = 0; k < f->n_memfd_extents; k += 2) {
+		uint64_t off = f->memfd_extents[k], len = f->memfd_extents[k + 1];
+
+		if (off < at || len > UINT64_MAX - off || data + len > f->memfd_data.len)
+			return fail(why, n,
+				    "fds[%zu] (fd %d).memfd_extents[%zu]: %llu+%llu out of order "
+				    "or beyond its data",
+				    i, f->fd, k / 2, (unsigned long long)off,
+				    (unsigned long long)len);
+		at = off + len;
+		data += len;
+	}
+	if (data != f->memfd_data.len)
+		return fail(why, n, "fds[%zu] (fd %d).memfd_data: %zu bytes, extents name %llu", i,
+			    f->fd, f->memfd_data.len, (unsigned long long)data);
+	return 0;
+}
+
+/* ShmObjects: known kinds, a memfd name a path component can hold. */
+static int shm_check(const Haul__Img__ProcessState *ps, char *why, size_t n)
+{
+	if (ps->n_shm_objects > VAL_MAX_VMAS + VAL_MAX_FDS)
+		return fail(why, n, "shm_objects: %zu", ps->n_shm_objects);
+	for (size_t i = 0; i < ps->n_shm_objects; i++) {
+		const Haul__Img__ShmObject *o = ps->shm_objects[i];
+
+		if (o->kind > HAUL__IMG__SHM_KIND__SHM_SYSV)
+			return fail(why, n, "shm_objects[%zu].kind: unknown kind %d", i,
+				    (int)o->kind);
+		if (o->name && strnlen(o->name, 250) > 249)
+			return fail(why, n, "shm_objects[%zu].name: longer than 249 bytes", i);
+	}
+	return 0;
+}
+
 static int fd_check(const Haul__Img__Fd *f, size_t i, char *why, size_t n)
 {
 	if (f->fd < 0 || (uint32_t)f->fd >= VAL_MAX_FDS)
 		return fail(why, n, "fds[%zu].fd: %d (0..%u)", i, f->fd, VAL_MAX_FDS - 1);
-	if (f->kind > HAUL__IMG__FD_KIND__FD_PATH)
+	if (f->kind > HAUL__IMG__FD_KIND__FD_PATH && f->kind != HAUL__IMG__FD_KIND__FD_MEMFD)
 		return fail(why, n, "fds[%zu] (fd %d).kind: unknown kind %d", i, f->fd,
 			    (int)f->kind);
+	if (memfd_check(f, i, why, n))
+		return -EBADMSG;
 	/* Reopened by path: those kinds must name a file; the others carry a description. */
 	if (!str_ok(f->path, false) ||
 	    (!f->path[0] &&
@@ -461,6 +505,8 @@ int val_process_state(const Haul__Img__ProcessState *ps, char *why, size_t n)
 		ret = img_vmas(ps->vmas, ps->n_vmas, why, n);
 	if (!ret)
 		ret = fds_check(ps, why, n);
+	if (!ret)
+		ret = shm_check(ps, why, n);
 	return ret;
 }
 

@@ -140,6 +140,8 @@ static void dump_ctx_free(struct dump_ctx *c)
 		free(c->fds[i].pipe_data.data);
 		free(c->fds[i].sock_data.data);
 		free(c->fds[i].extents);
+		free(c->fds[i].memfd_data.data);
+		free(c->fds[i].memfd_extents);
 		rst_lock_free(&c->fds[i]);
 		if (c->fds[i].n_epoll)
 			free(c->fds[i].epoll[0]); /* the block of targets */

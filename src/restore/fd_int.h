@@ -127,6 +127,7 @@ extern const struct rst_fd_ops rst_fd_reg, rst_fd_dir, rst_fd_chr, rst_fd_path; 
 extern const struct rst_fd_ops rst_fd_deleted;					/* fd_ghost.c */
 extern const struct rst_fd_ops rst_fd_eventfd, rst_fd_signalfd, rst_fd_timerfd, rst_fd_epoll;
 extern const struct rst_fd_ops rst_fd_pipe, rst_fd_unix_pair;
+extern const struct rst_fd_ops rst_fd_memfd; /* fd_memfd.c */
 
 /* fd_file.c: the restore hook of the kinds reopened by path: open @path with @f's flags. */
 int rst_fd_open_path(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,

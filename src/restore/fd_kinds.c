@@ -4,9 +4,9 @@
  *
  * The kinds are tried in table order, the first match wins: O_PATH comes
  * first (an O_PATH fd on a regular file is not that file open), the
- * kinds of a regular file before the others.  A matched kind may still
- * refuse the fd (its refuse hook, e.g. a memfd, a TCP socket); an fd no
- * kind matches is refused here, named by what it is.
+ * kinds of a regular file before the others (a memfd before those).  A
+ * matched kind may still refuse the fd (its refuse hook, e.g. a TCP
+ * socket); an fd no kind matches is refused here, named by what it is.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -18,23 +18,20 @@
 
 #include "restore/fd_int.h"
 
-const struct rst_fd_ops
-	*const
-		rst_fd_kinds
-			[] =
-				{
-					&rst_fd_path,
-					&rst_fd_reg,
-					&rst_fd_deleted,
-					&rst_fd_dir,
-					&rst_fd_chr,
-					&rst_fd_eventfd,
-					&rst_fd_signalfd,
-					&rst_fd_timerfd,
-					&rst_fd_pipe,
-					&rst_fd_unix_pair,
-					&rst_fd_epoll, /* last: its finish re-arms targets once pipes hold their bytes */
-					NULL,
+const struct rst_fd_ops *const rst_fd_kinds[] = {
+	&rst_fd_path,
+	&rst_fd_memfd,
+	&rst_fd_reg,
+	&rst_fd_deleted,
+	&rst_fd_dir,
+	&rst_fd_chr,
+	&rst_fd_eventfd,
+	&rst_fd_signalfd,
+	&rst_fd_timerfd,
+	&rst_fd_pipe,
+	&rst_fd_unix_pair,
+	&rst_fd_epoll, /* last: its finish re-arms targets once pipes hold their bytes */
+	NULL,
 };
 
 const struct rst_fd_ops *rst_fd_ops_of(Haul__Img__FdKind kind)

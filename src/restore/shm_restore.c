@@ -278,6 +278,7 @@ static int tshm_add(struct rst_target *t, const struct haul_vma *v, uint64_t s, 
 	n->tino = tino;
 	n->shmid = shmid;
 	n->size_made = size;
+	n->fdnum = -1;
 	return 0;
 }
 
@@ -425,6 +426,9 @@ static int sysv_set(struct rst_target *t, const struct rst_tshm *ts, const Haul_
 	ret = rst_poke(t, at, &ds, sizeof(ds));
 	if (!ret)
 		ret = rst_rcall(t, SYS_shmctl, ts->shmid, IPC_SET, at, 0, 0, 0, NULL);
+	/* removed on the source (SHM_DEST): gone again once the last attachment goes */
+	if (!ret && (o->sysv_mode & SHM_DEST))
+		ret = rst_rcall(t, SYS_shmctl, ts->shmid, IPC_RMID, 0, 0, 0, 0, NULL);
 	if (!ret && (o->sysv_cuid != o->sysv_uid || o->sysv_cgid != o->sysv_gid))
 		pr_warn("SysV segment shmid %" PRIu64 " of pid %d: its creator ids (%u/%u) are "
 			"the restorer's now; only the owner can be set",
@@ -463,29 +467,107 @@ static int memfd_maps_ro(struct rst_target *t, const Haul__Img__ShmObject *o, ui
 	return ret;
 }
 
-/* Size and seals of memfd or anonymous object @o, mapped at [@ms, @me) in the stub. */
-static int finish_file(struct rst_target *t, const Haul__Img__ShmObject *o, uint64_t ms,
+/*
+ * Size and seals of memfd or anonymous object @o, open as @fd here, mapped
+ * at [@ms, @me) in the stub (@me 0: not mapped).
+ */
+static int finish_file(struct rst_target *t, const Haul__Img__ShmObject *o, int fd, uint64_t ms,
 		       uint64_t me)
 {
-	char path[96];
 	struct stat st;
 	uint32_t wseals = F_SEAL_WRITE | F_SEAL_FUTURE_WRITE;
-	int fd, ret = 0;
+	int ret = 0;
+
+	if (fstat(fd, &st) < 0 || ((uint64_t)st.st_size != o->size && ftruncate(fd, o->size) < 0))
+		ret = -errno;
+	if (!ret && me && o->kind == HAUL__IMG__SHM_KIND__SHM_MEMFD && (o->seals & wseals))
+		ret = memfd_maps_ro(t, o, ms, me);
+	if (!ret && o->kind == HAUL__IMG__SHM_KIND__SHM_MEMFD && o->seals &&
+	    fcntl(fd, F_ADD_SEALS, o->seals) < 0)
+		ret = -errno;
+	return ret;
+}
+
+/* finish_file through /proc/S/map_files of [@ms, @me). */
+static int finish_mapped(struct rst_target *t, const Haul__Img__ShmObject *o, uint64_t ms,
+			 uint64_t me)
+{
+	char path[96];
+	int fd, ret;
 
 	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)t->stub, ms,
 		 me);
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	if (fstat(fd, &st) < 0 || ((uint64_t)st.st_size != o->size && ftruncate(fd, o->size) < 0))
-		ret = -errno;
-	if (!ret && o->kind == HAUL__IMG__SHM_KIND__SHM_MEMFD && (o->seals & wseals))
-		ret = memfd_maps_ro(t, o, ms, me);
-	if (!ret && o->kind == HAUL__IMG__SHM_KIND__SHM_MEMFD && o->seals &&
-	    fcntl(fd, F_ADD_SEALS, o->seals) < 0)
-		ret = -errno;
+	ret = finish_file(t, o, fd, ms, me);
 	close(fd);
 	return ret;
+}
+
+/* Whether an fd of @ps holds memfd @o: then its kind (fd_memfd.c) finishes it, data first. */
+static bool held_by_fd(const Haul__Img__ProcessState *ps, const Haul__Img__ShmObject *o)
+{
+	for (size_t i = 0; i < ps->n_fds; i++)
+		if (ps->fds[i]->kind == HAUL__IMG__FD_KIND__FD_MEMFD && ps->fds[i]->dev == o->dev &&
+		    ps->fds[i]->ino == o->ino)
+			return true;
+	return false;
+}
+
+int rst_shm_open(struct rst_target *t, uint64_t dev, uint64_t ino, int oflags, long *fd)
+{
+	struct rst_tshm *o = tshm_find(t, dev, ino);
+	char path[64];
+	uint64_t ms, me, rpath;
+	int ret;
+
+	if (o && o->tino && !stub_find(t, o->tino, &ms, &me))
+		return stub_open_mapped(t, ms, me, oflags, fd);
+	if (!o || o->fdnum < 0)
+		return -ENOENT;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", o->fdnum);
+	ret = rst_put_str(t, 0, path, &rpath);
+	if (!ret)
+		ret = rst_rcall(t, SYS_openat, AT_FDCWD, rpath, oflags | O_CLOEXEC, 0, 0, 0, fd);
+	return ret;
+}
+
+int rst_shm_memfd_new(struct rst_target *t, const Haul__Img__ShmObject *o, const char *path,
+		      int fdnum, long *fd)
+{
+	char link[64];
+	struct stat st;
+	struct rst_tshm *n;
+	int ret = create_memfd(t, path, o->size, fd);
+
+	if (ret)
+		return ret;
+	snprintf(link, sizeof(link), "/proc/%d/fd/%ld", (int)t->stub, *fd);
+	if (stat(link, &st) < 0)
+		return -errno;
+	n = realloc(t->shm, (t->nshm + 1) * sizeof(*t->shm));
+	if (!n)
+		return -ENOMEM;
+	t->shm = n;
+	n = &t->shm[t->nshm++];
+	memset(n, 0, sizeof(*n));
+	n->dev = o->dev;
+	n->ino = o->ino;
+	n->tino = st.st_ino;
+	n->shmid = -1;
+	n->fdnum = fdnum;
+	return 0;
+}
+
+int rst_shm_finish_memfd(struct rst_target *t, const Haul__Img__ShmObject *o, int fd)
+{
+	struct rst_tshm *ts = tshm_find(t, o->dev, o->ino);
+	uint64_t ms = 0, me = 0;
+
+	if (ts && ts->tino && stub_find(t, ts->tino, &ms, &me))
+		ms = me = 0;
+	return finish_file(t, o, fd, ms, me);
 }
 
 int rst_shm_finish(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl)
@@ -496,15 +578,15 @@ int rst_shm_finish(struct rst_target *t, const Haul__Img__ProcessState *ps, char
 		uint64_t ms, me;
 		int ret = 0;
 
-		if (!ts || !ts->tino || stub_find(t, ts->tino, &ms, &me))
-			continue; /* no VMA maps it: an fd's (fd_memfd.c) */
+		if (!ts || !ts->tino || held_by_fd(ps, o) || stub_find(t, ts->tino, &ms, &me))
+			continue; /* an fd's: fd_memfd.c finishes it */
 		if (o->kind == HAUL__IMG__SHM_KIND__SHM_SYSV) {
 			if (ts->size_made != o->size)
 				ret = sysv_resize(t, ts, o);
 			if (!ret)
 				ret = sysv_set(t, ts, o);
 		} else {
-			ret = finish_file(t, o, ms, me);
+			ret = finish_mapped(t, o, ms, me);
 		}
 		if (ret) {
 			snprintf(why, wl, "cannot finish shared memory %s (inode %" PRIu64 "): %s",

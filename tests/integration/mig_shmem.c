@@ -88,6 +88,28 @@ Test(mig_shmem, pre_copy_moves_a_sysv_segment_with_its_key_and_shmid, .fini = te
 	moves_intact("sysv", extra);
 }
 
+Test(mig_shmem, pre_copy_moves_a_memfd_held_open_with_its_offset_and_unmapped_bytes,
+     .fini = teardown, .timeout = 120)
+{
+	const char *extra[] = {"--downtime", "100", NULL};
+
+	moves_intact("memfd-fd", extra);
+}
+
+Test(mig_shmem, pre_copy_moves_a_write_sealed_memfd_still_sealed, .fini = teardown, .timeout = 120)
+{
+	const char *extra[] = {"--downtime", "100", NULL};
+
+	/* nothing writes a sealed memfd: no progress to compare, only where it runs */
+	th_mig_setup(&M, 0);
+	workload("memfd-sealed", 1);
+	cr_assert(th_mig_verify(&M), "the workload does not verify before the move");
+	cr_assert_eq(th_mig_migrate(&M, extra, 60000), 0, "haul migrate failed");
+	cr_assert(th_mig_ticking(&M, M.net_b, 3000), "the workload does not tick in the target");
+	cr_assert(th_mig_verify(&M), "the sealed memfd is not intact after the move");
+	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy");
+}
+
 Test(mig_shmem, stop_and_copy_moves_a_memfd_and_its_seals, .fini = teardown, .timeout = 120)
 {
 	const char *extra[] = {"--stop-and-copy", NULL};

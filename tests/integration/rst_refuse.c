@@ -127,13 +127,9 @@ Test(rst_refuse, seccomp, .timeout = 20)
 {
 	refuses("seccomp", "seccomp");
 }
-Test(rst_refuse, memfd_mapping, .timeout = 20)
+Test(rst_refuse, memfd_held_open_beyond_the_image_limit, .timeout = 20)
 {
-	refuses("memfd", "maps memfd");
-}
-Test(rst_refuse, sysv_shm, .timeout = 20)
-{
-	refuses("sysv", "SysV shared memory");
+	refuses("memfd", "carries a memfd held open only up to 64 MiB");
 }
 Test(rst_refuse, child_process, .timeout = 20)
 {

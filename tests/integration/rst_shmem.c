@@ -5,7 +5,9 @@
  * tests/progs/shm_workload keeps writing through both mappings; after the
  * restore its `verify` checks every page, that both mappings are still one
  * object (a write through one reads back through the other), the memfd's
- * name and seals, the SysV key, shmid, size and mode.  SysV semaphore sets
+ * name and seals, the SysV key, shmid, size and mode; a memfd held open
+ * keeps its offset and the bytes no mapping shows; a write-sealed memfd
+ * stays sealed and its mapping read-only.  SysV semaphore sets
  * and message queues are refused by name at the precheck.
  */
 #include <criterion/criterion.h>
@@ -138,6 +140,18 @@ Test(rst_shmem, closed_memfd_keeps_name_seals_content_and_both_mappings, .fini =
      .timeout = 60)
 {
 	checkpoint_restore("memfd");
+}
+
+Test(rst_shmem, memfd_held_open_keeps_its_offset_and_the_bytes_no_mapping_shows, .fini = cleanup,
+     .timeout = 60)
+{
+	checkpoint_restore("memfd-fd");
+}
+
+Test(rst_shmem, write_sealed_memfd_keeps_its_seals_and_stays_read_only, .fini = cleanup,
+     .timeout = 60)
+{
+	checkpoint_restore("memfd-sealed");
 }
 
 Test(rst_shmem, sysv_segment_keeps_key_shmid_size_mode_and_both_attachments, .fini = cleanup,

@@ -19,6 +19,12 @@
  * restore reach every mapping), the memfd's seals and name, the SysV key,
  * shmid, size and mode.  "verify ok" or "verify FAIL what".
  *
+ * memfd-fd is memfd with its fd kept open (fd 7, offset 12345) and two
+ * more pages past the mappings, written with pwrite: verify reads them
+ * back through the fd.  memfd-sealed writes 16 pages into a memfd, seals
+ * it (write, grow, shrink, seal), maps it read-only and closes it: verify
+ * checks the bytes, the seals and that the mapping cannot become writable.
+ *
  * sem and msg make a semaphore set or a message queue in a new IPC
  * namespace of its own (so that no other test's process can see it) and
  * just tick: haul must refuse them by name.
@@ -29,6 +35,7 @@
  * --control FILE is polled each tick for "verify" or "exit"; SIGUSR1 verifies too.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -56,6 +63,11 @@ static char *A, *B;
 static uint64_t npages, hot = 16, *gen, seq;
 static size_t size;
 static int key = 0x48410000, shmid = -1;
+static char *R; /* memfd-sealed: the read-only mapping */
+#define MFD_FD	  7
+#define MFD_POS	  12345
+#define RPAGES	  16
+#define ALL_SEALS (F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL)
 
 static void on_usr1(int sig)
 {
@@ -122,18 +134,44 @@ static int setup_object(void)
 		B = mremap(A + PAGE, 0, BPAGES * PAGE, MREMAP_MAYMOVE);
 		return B == MAP_FAILED ? -1 : 0;
 	}
-	if (!strcmp(kind, "memfd")) {
+	if (!strcmp(kind, "memfd") || !strcmp(kind, "memfd-fd")) {
+		bool keep = !strcmp(kind, "memfd-fd");
+
 		snprintf(name, sizeof(name), "haul-shm-%s", tag);
 		fd = memfd_create(name, MFD_ALLOW_SEALING | MFD_CLOEXEC);
-		if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
+		if (fd < 0 || ftruncate(fd, (off_t)size + (keep ? 2 * PAGE : 0)) < 0)
 			return -1;
 		A = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 		B = mmap(NULL, BPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, PAGE);
-		if (A == MAP_FAILED || B == MAP_FAILED ||
-		    fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK) < 0)
+		if (A == MAP_FAILED || B == MAP_FAILED)
 			return -1;
-		close(fd); /* only mapped from here on */
+		if (keep) { /* bytes only the fd reaches, and an offset */
+			uint64_t tail[WORDS];
+
+			fill(tail, npages + 1, 7);
+			if (pwrite(fd, tail, PAGE, (off_t)size + PAGE) != (ssize_t)PAGE ||
+			    dup2(fd, MFD_FD) != MFD_FD || lseek(MFD_FD, MFD_POS, SEEK_SET) < 0)
+				return -1;
+		}
+		if (fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK) < 0)
+			return -1;
+		close(fd); /* memfd: only mapped from here on */
 		return 0;
+	}
+	if (!strcmp(kind, "memfd-sealed")) {
+		fd = memfd_create("haul-shm-sealed", MFD_ALLOW_SEALING);
+		for (uint64_t i = 0; fd >= 0 && i < RPAGES; i++) {
+			uint64_t p[WORDS];
+
+			fill(p, i, 3);
+			if (write(fd, p, PAGE) != (ssize_t)PAGE)
+				return -1;
+		}
+		if (fd < 0 || fcntl(fd, F_ADD_SEALS, ALL_SEALS) < 0)
+			return -1;
+		R = mmap(NULL, RPAGES * PAGE, PROT_READ, MAP_SHARED, fd, 0);
+		close(fd);
+		return R == MAP_FAILED ? -1 : 0;
 	}
 	if (!strcmp(kind, "sysv")) {
 		shmid = shmget(key, size - 1000, IPC_CREAT | IPC_EXCL | 0640);
@@ -167,7 +205,7 @@ static int verify_object(char *why, size_t len)
 	int fd, seals;
 	ssize_t n;
 
-	if (!strcmp(kind, "memfd")) {
+	if (!strncmp(kind, "memfd", 5) && A) {
 		snprintf(path, sizeof(path), "/proc/self/map_files/%lx-%lx", (unsigned long)A,
 			 (unsigned long)A + size);
 		n = readlink(path, link, sizeof(link) - 1);
@@ -181,6 +219,35 @@ static int verify_object(char *why, size_t len)
 		if (seals != (F_SEAL_GROW | F_SEAL_SHRINK))
 			return snprintf(why, len, "memfd seals are %#x, not grow|shrink", seals),
 			       -1;
+	}
+	if (!strcmp(kind, "memfd-fd")) {
+		uint64_t tail[WORDS];
+
+		if (lseek(MFD_FD, 0, SEEK_CUR) != MFD_POS)
+			return snprintf(why, len, "memfd fd %d lost its offset", MFD_FD), -1;
+		if (pread(MFD_FD, tail, PAGE, (off_t)size + PAGE) != (ssize_t)PAGE ||
+		    check(tail, npages + 1, 7))
+			return snprintf(why, len, "memfd bytes past the mappings lost"), -1;
+		if (pread(MFD_FD, tail, PAGE, 5 * PAGE) != (ssize_t)PAGE ||
+		    memcmp(tail, page(A, 5), PAGE))
+			return snprintf(why, len, "memfd fd and mapping differ"), -1;
+	}
+	if (!strcmp(kind, "memfd-sealed")) {
+		for (uint64_t i = 0; i < RPAGES; i++)
+			if (check((uint64_t *)(R + i * PAGE), i, 3))
+				return snprintf(why, len, "sealed memfd page %llu",
+						(unsigned long long)i),
+				       -1;
+		snprintf(path, sizeof(path), "/proc/self/map_files/%lx-%lx", (unsigned long)R,
+			 (unsigned long)R + RPAGES * PAGE);
+		fd = open(path, O_RDONLY);
+		seals = fd >= 0 ? fcntl(fd, F_GET_SEALS) : -1;
+		if (fd >= 0)
+			close(fd);
+		if (seals != ALL_SEALS)
+			return snprintf(why, len, "sealed memfd has seals %#x", seals), -1;
+		if (mprotect(R, PAGE, PROT_READ | PROT_WRITE) == 0)
+			return snprintf(why, len, "a write-sealed mapping became writable"), -1;
 	}
 	if (!strcmp(kind, "sysv")) {
 		if (shmget(key, 0, 0) != shmid)
@@ -202,7 +269,7 @@ static int verify(char *why, size_t len)
 	uint64_t *a, *b;
 
 	if (!A)
-		return 0;
+		return verify_object(why, len);
 	for (uint64_t i = 0; i < npages; i++)
 		if (check(page(A, i), i, gen[i]))
 			return snprintf(why, len, "page=%llu", (unsigned long long)i), -1;
