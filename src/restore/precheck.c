@@ -371,6 +371,8 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		ret = check_vmas(pid, why, whylen);
 	if (!ret)
 		ret = rst_ipc_precheck(pid, why, whylen);
+	if (!ret && !tracer) /* like the open files: once, while it runs */
+		ret = rst_shm_precheck(pid, why, whylen);
 	if (!ret)
 		ret = rst_attr_audit_proc(pid, why, whylen);
 out:

@@ -66,6 +66,11 @@ int rst_vma_precheck(pid_t pid, char *why, size_t whylen);
  */
 int rst_ipc_read(pid_t pid, const char *what, char **out);
 int rst_ipc_precheck(pid_t pid, char *why, size_t whylen);
+/*
+ * shm_precheck.c: 0, or -EOPNOTSUPP naming in @why a shared memory object
+ * of @pid that another process maps or attaches too.
+ */
+int rst_shm_precheck(pid_t pid, char *why, size_t whylen);
 
 /*
  * shm_dump.c: the shared memory objects of @pid into @ps->shm_objects: one

@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/ipc.h>
+#include <sys/mman.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -187,4 +189,52 @@ Test(rst_shmem, sysv_semaphore_set_is_refused_by_name, .fini = cleanup, .timeout
 Test(rst_shmem, sysv_message_queue_is_refused_by_name, .fini = cleanup, .timeout = 60)
 {
 	refused("msg", "can use SysV message queue id");
+}
+
+/* The test itself maps the workload's object too (anon: through map_files; SysV: shmat). */
+static void shared_with_us(const char *kind, const char *what)
+{
+	char args[512], log[256], line[256], path[128];
+	unsigned long s, e;
+	int shmid, fd;
+	void *p;
+	pid_t pid = spawn(kind);
+
+	cr_assert(!th_wait_file(out, 0, "ready", 1000, line, sizeof(line)));
+	cr_assert_eq(sscanf(strstr(line, "shmid="), "shmid=%d map=%lx-%lx", &shmid, &s, &e), 3,
+		     "%s", line);
+	if (shmid >= 0) {
+		p = shmat(shmid, NULL, SHM_RDONLY);
+		cr_assert_neq(p, (void *)-1, "shmat: %s", strerror(errno));
+	} else {
+		snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", (int)pid, s, e);
+		fd = open(path, O_RDONLY);
+		cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+		p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
+		close(fd);
+		cr_assert_neq(p, MAP_FAILED);
+	}
+	snprintf(args, sizeof(args), "checkpoint %d --images %s/img", (int)pid, dir);
+	cr_expect_eq(haul(args, "ckpt.log"), 1, "checkpoint did not refuse");
+	snprintf(log, sizeof(log), "%s/ckpt.log", dir);
+	cr_expect(strstr(th_slurp(log), what), "the refusal does not say '%s': %s", what,
+		  th_slurp(log));
+	cr_expect_eq(kill(pid, 0), 0, "the refused process did not run on");
+	cr_expect(verify(line, sizeof(line)), "%s", line);
+	if (shmid >= 0)
+		shmdt(p);
+	else
+		munmap(p, 4096);
+}
+
+Test(rst_shmem, shared_anonymous_memory_another_process_maps_is_refused_by_name, .fini = cleanup,
+     .timeout = 60)
+{
+	shared_with_us("anon", "is also mapped by pid");
+}
+
+Test(rst_shmem, sysv_segment_another_process_attaches_is_refused_by_name, .fini = cleanup,
+     .timeout = 60)
+{
+	shared_with_us("sysv", "attachments, 2 of them its own");
 }

@@ -30,7 +30,7 @@
  * just tick: haul must refuse them by name.
  *
  * Output (stdout, a file), in mig_workload's format for th_mig.h:
- *   ready pid=PID net=NETNS_INODE shmid=ID
+ *   ready pid=PID net=NETNS_INODE shmid=ID map=START-END   (mapping A)
  *   tick seq=WRITES pid=PID net=NETNS_INODE gap_ms=0 maxgap_ms=0   (every 100 ms)
  * --control FILE is polled each tick for "verify" or "exit"; SIGUSR1 verifies too.
  */
@@ -349,7 +349,8 @@ int main(int argc, char **argv)
 		fill(page(A, i), i, 0);
 	if (stat("/proc/self/ns/net", &st) == 0)
 		net = st.st_ino;
-	out("ready pid=%d net=%lu shmid=%d\n", getpid(), net, shmid);
+	out("ready pid=%d net=%lu shmid=%d map=%lx-%lx\n", getpid(), net, shmid, (unsigned long)A,
+	    (unsigned long)A + (A ? size : 0));
 	for (uint64_t t = 0;; t++) {
 		uint64_t i = seq % hot;
 
