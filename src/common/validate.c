@@ -349,7 +349,7 @@ static int shm_check(const Haul__Img__ProcessState *ps, char *why, size_t n)
 	for (size_t i = 0; i < ps->n_shm_objects; i++) {
 		const Haul__Img__ShmObject *o = ps->shm_objects[i];
 
-		if (o->kind > HAUL__IMG__SHM_KIND__SHM_SYSV)
+		if (o->kind > HAUL__IMG__SHM_KIND__SHM_POSIX)
 			return fail(why, n, "shm_objects[%zu].kind: unknown kind %d", i,
 				    (int)o->kind);
 		if (o->name && strnlen(o->name, 250) > 249)

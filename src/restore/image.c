@@ -103,7 +103,8 @@ static int put_pages(struct pstore_proc *p, uint64_t addr, const uint8_t *buf, u
 static int dump_vma_pages(pid_t pid, int pagemap, const struct haul_vma *v, struct pstore_proc *p,
 			  uint8_t *buf, uint64_t *pm, struct rst_ckpt_stats *st)
 {
-	bool file_private = (v->flags & HAUL_VMA_FILE) && !(v->flags & HAUL_VMA_SHMEM);
+	bool file_private = (v->flags & HAUL_VMA_FILE) && !(v->flags & HAUL_VMA_SHMEM) &&
+			    !((v->flags & HAUL_VMA_SHARED) && rst_shm_posix_path(v->path));
 
 	for (uint64_t a = v->start; a < v->end;) {
 		uint64_t n = (v->end - a) >> HAUL_PAGE_SHIFT, i = 0;
@@ -179,9 +180,13 @@ static bool stored(const struct haul_vma *v)
 {
 	if (!haul_vma_is_memory(v))
 		return false;
-	/* A shared file mapping's pages are the file's. */
+	/*
+	 * A shared file mapping's pages are the file's; but POSIX shm (/dev/shm)
+	 * may be missing on the target, which then makes it from them.
+	 */
 	return !((v->flags & HAUL_VMA_FILE) && (v->flags & HAUL_VMA_SHARED) &&
-		 !(v->flags & HAUL_VMA_SHMEM));
+		 !(v->flags & HAUL_VMA_SHMEM)) ||
+	       rst_shm_posix_path(v->path);
 }
 
 /*

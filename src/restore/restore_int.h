@@ -80,6 +80,8 @@ int rst_shm_precheck(pid_t pid, char *why, size_t whylen);
  */
 struct rst_shm_buf;
 Haul__Img__ShmKind rst_shm_kind(const char *path);
+/* Whether @path names POSIX shared memory (under /dev/shm). */
+bool rst_shm_posix_path(const char *path);
 int rst_shm_dump(pid_t pid, const struct haul_layout *l, Haul__Img__ProcessState *ps,
 		 struct rst_shm_buf **buf);
 void rst_shm_buf_free(struct rst_shm_buf *buf);

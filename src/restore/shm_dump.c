@@ -11,7 +11,10 @@
  * (shm_restore.c).  The object is opened through /proc/PID/map_files (or
  * /proc/PID/fd for a memfd only held open) to fstat and F_GET_SEALS it; a
  * SysV segment's attributes come from /proc/sysvipc/shm of the process's
- * IPC namespace, where its shmid is the inode number.
+ * IPC namespace, where its shmid is the inode number.  POSIX shm (a file
+ * under /dev/shm mapped MAP_SHARED) is a file the target may lack: its
+ * ShmObject records path, size, mode, owner and whether the mappings cover
+ * it all (shm_restore.c recreates it from the mapped pages if absent).
  */
 #define LOG_PREFIX "dump: "
 #include <errno.h>
@@ -166,6 +169,62 @@ static int add_object(struct rst_shm_buf *b, pid_t pid, const char *path, const 
 	return ret;
 }
 
+/* Whether the VMAs of @l cover [0, @size) of the file (@dev, @ino). */
+static bool covered(const struct haul_layout *l, uint64_t dev, uint64_t ino, uint64_t size)
+{
+	uint64_t at = 0;
+
+	for (bool moved = true; moved && at < size;) {
+		moved = false;
+		for (size_t i = 0; i < l->n; i++) {
+			const struct haul_vma *v = &l->v[i];
+			uint64_t e = v->pgoff + (v->end - v->start);
+
+			if (v->dev == dev && v->ino == ino && v->pgoff <= at && e > at) {
+				at = e;
+				moved = true;
+			}
+		}
+	}
+	return at >= size;
+}
+
+/* POSIX shm: a file under /dev/shm that @v maps shared. */
+static int add_posix(struct rst_shm_buf *b, pid_t pid, const struct haul_layout *l,
+		     const struct haul_vma *v)
+{
+	Haul__Img__ShmObject *o = &b->o[b->n];
+	char path[96];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, v->start,
+		 v->end);
+	if (stat(path, &st) < 0) {
+		pr_err("cannot stat POSIX shared memory %s of pid %d: %s", v->path, (int)pid,
+		       strerror(errno));
+		return -errno;
+	}
+	haul__img__shm_object__init(o);
+	o->kind = HAUL__IMG__SHM_KIND__SHM_POSIX;
+	o->dev = v->dev;
+	o->ino = v->ino;
+	o->size = (uint64_t)st.st_size;
+	o->has_mode = o->has_uid = o->has_gid = o->has_covered = true;
+	o->mode = st.st_mode & 07777;
+	o->uid = st.st_uid;
+	o->gid = st.st_gid;
+	o->covered = covered(l, v->dev, v->ino, o->size);
+	b->names[b->n] = strdup(v->path);
+	o->name = b->names[b->n];
+	b->op[b->n++] = o;
+	return o->name ? 0 : -ENOMEM;
+}
+
+bool rst_shm_posix_path(const char *path)
+{
+	return path && !strncmp(path, "/dev/shm/", 9);
+}
+
 int rst_shm_dump(pid_t pid, const struct haul_layout *l, Haul__Img__ProcessState *ps,
 		 struct rst_shm_buf **out)
 {
@@ -185,6 +244,12 @@ int rst_shm_dump(pid_t pid, const struct haul_layout *l, Haul__Img__ProcessState
 	for (size_t i = 0; i < l->n && !ret; i++) {
 		const struct haul_vma *v = &l->v[i];
 
+		if ((v->flags & HAUL_VMA_FILE) && (v->flags & HAUL_VMA_SHARED) &&
+		    !(v->flags & (HAUL_VMA_SHMEM | HAUL_VMA_DELETED)) &&
+		    rst_shm_posix_path(v->path) && !known(b, v->dev, v->ino)) {
+			ret = add_posix(b, pid, l, v);
+			continue;
+		}
 		if (!(v->flags & HAUL_VMA_SHMEM) || !(v->flags & HAUL_VMA_SHARED) ||
 		    known(b, v->dev, v->ino))
 			continue;

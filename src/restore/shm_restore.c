@@ -130,7 +130,7 @@ static uint64_t object_extent(const struct haul_layout *l, const struct haul_vma
 	for (size_t i = 0; l && i < l->n; i++) {
 		const struct haul_vma *w = &l->v[i];
 
-		if ((w->flags & HAUL_VMA_SHMEM) && w->dev == v->dev && w->ino == v->ino &&
+		if ((w->flags & HAUL_VMA_SHARED) && w->dev == v->dev && w->ino == v->ino &&
 		    w->pgoff + (w->end - w->start) > size)
 			size = w->pgoff + (w->end - w->start);
 	}
@@ -570,6 +570,80 @@ int rst_shm_finish_memfd(struct rst_target *t, const Haul__Img__ShmObject *o, in
 	return finish_file(t, o, fd, ms, me);
 }
 
+int rst_shm_posix_create(struct rst_target *t, const struct haul_layout *l,
+			 const struct haul_vma *v)
+{
+	char **n;
+	int fd = open(v->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)object_extent(l, v)) < 0) {
+		int ret = -errno;
+
+		close(fd);
+		unlink(v->path);
+		return ret;
+	}
+	close(fd);
+	n = realloc(t->posix, (t->nposix + 1) * sizeof(*n));
+	if (!n || !(n[t->nposix] = strdup(v->path))) {
+		if (n)
+			t->posix = n;
+		return -ENOMEM;
+	}
+	t->posix = n;
+	t->nposix++;
+	pr_info("POSIX shared memory %s of pid %d is not on this host: recreated from its mapped "
+		"pages",
+		v->path, (int)t->o.pid);
+	return 0;
+}
+
+bool rst_shm_posix_ours(const struct rst_target *t, const char *path)
+{
+	for (size_t i = 0; path && i < t->nposix; i++)
+		if (!strcmp(t->posix[i], path))
+			return true;
+	return false;
+}
+
+/* POSIX shm @o: recreated by us (size, mode, owner), or found here (it must be the same). */
+static int finish_posix(struct rst_target *t, const Haul__Img__ShmObject *o, char *why, size_t wl)
+{
+	struct stat st;
+	int fd;
+
+	if (!rst_shm_posix_ours(t, o->name)) {
+		if (stat(o->name, &st) == 0 && (uint64_t)st.st_size != o->size) {
+			snprintf(why, wl,
+				 "POSIX shared memory %.200s exists here and differs (%lld bytes, "
+				 "the source had %" PRIu64 "); remove it or make it the same",
+				 o->name, (long long)st.st_size, o->size);
+			return -EEXIST;
+		}
+		return 0;
+	}
+	if (!o->covered) {
+		snprintf(why, wl,
+			 "POSIX shared memory %.200s is not on this host and only its mapped "
+			 "parts travelled; copy the file here first",
+			 o->name);
+		return -ENOENT;
+	}
+	fd = open(o->name, O_RDWR | O_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, (off_t)o->size) < 0 || fchown(fd, o->uid, o->gid) < 0 ||
+	    fchmod(fd, o->mode) < 0) {
+		snprintf(why, wl, "cannot recreate POSIX shared memory %.200s: %s", o->name,
+			 strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	close(fd);
+	return 0;
+}
+
 int rst_shm_finish(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl)
 {
 	for (size_t i = 0; i < ps->n_shm_objects; i++) {
@@ -578,6 +652,12 @@ int rst_shm_finish(struct rst_target *t, const Haul__Img__ProcessState *ps, char
 		uint64_t ms, me;
 		int ret = 0;
 
+		if (o->kind == HAUL__IMG__SHM_KIND__SHM_POSIX) {
+			ret = finish_posix(t, o, why, wl);
+			if (ret)
+				return ret;
+			continue;
+		}
 		if (!ts || !ts->tino || held_by_fd(ps, o) || stub_find(t, ts->tino, &ms, &me))
 			continue; /* an fd's: fd_memfd.c finishes it */
 		if (o->kind == HAUL__IMG__SHM_KIND__SHM_SYSV) {
@@ -602,6 +682,11 @@ int rst_shm_finish(struct rst_target *t, const Haul__Img__ProcessState *ps, char
 
 void rst_shm_release(struct rst_target *t)
 {
+	for (size_t i = 0; i < t->nposix; i++)
+		free(t->posix[i]);
+	free(t->posix);
+	t->posix = NULL;
+	t->nposix = 0;
 	free(t->shm);
 	t->shm = NULL;
 	t->nshm = 0;

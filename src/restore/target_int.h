@@ -59,6 +59,8 @@ struct rst_target {
 	size_t nsysv; /* SysV segments made in the stub's IPC namespace */
 	bool ipcns;   /* the stub moved to a new IPC namespace for them */
 	const struct haul_layout *lay;
+	char **posix; /* POSIX shm files this restore created (absent here) */
+	size_t nposix;
 };
 
 /* A shmem object made in the stub (shm_restore.c). */
@@ -147,6 +149,15 @@ int rst_shm_open(struct rst_target *t, uint64_t dev, uint64_t ino, int oflags, l
 int rst_shm_memfd_new(struct rst_target *t, const Haul__Img__ShmObject *o, const char *path,
 		      int fdnum, long *fd);
 int rst_shm_finish_memfd(struct rst_target *t, const Haul__Img__ShmObject *o, int fd);
+/*
+ * POSIX shm (a file under /dev/shm) absent here: rst_shm_posix_create
+ * makes @v's file as large as @l's VMAs reach; its pages are then written
+ * like memory (rst_shm_posix_ours), rst_shm_finish gives it size, mode and
+ * owner, or fails naming it when bytes outside the mappings were lost.
+ */
+int rst_shm_posix_create(struct rst_target *t, const struct haul_layout *l,
+			 const struct haul_vma *v);
+bool rst_shm_posix_ours(const struct rst_target *t, const char *path);
 
 /*
  * fd_restore.c: every fd of @ps in the stub, at its number, with its open

@@ -207,6 +207,11 @@ static int create_part(struct rst_target *t, const struct haul_vma *v, uint64_t 
 		if (!ret)
 			ret = rst_rcall(t, SYS_openat, AT_FDCWD, path, oflags | O_CLOEXEC, 0, 0, 0,
 					&res);
+		/* POSIX shm missing here: made again from its pages (shm_restore.c) */
+		if (ret == -ENOENT && (v->flags & HAUL_VMA_SHARED) && rst_shm_posix_path(v->path) &&
+		    !(ret = rst_shm_posix_create(t, t->lay, v)))
+			ret = rst_rcall(t, SYS_openat, AT_FDCWD, path, oflags | O_CLOEXEC, 0, 0, 0,
+					&res);
 		if (ret) {
 			pr_err_r(ret, "cannot open %s for VMA %#" PRIx64 " of pid %d", v->path,
 				 v->start, (int)t->o.pid);
@@ -632,7 +637,7 @@ int rst_target_pages(struct rst_target *t, uint64_t addr, const void *data, uint
 		stop = end < v->v.end ? end : v->v.end;
 		first = (addr - v->v.start) >> 12;
 		if ((v->v.flags & HAUL_VMA_FILE) && (v->v.flags & HAUL_VMA_SHARED) &&
-		    !(v->v.flags & HAUL_VMA_SHMEM)) {
+		    !(v->v.flags & HAUL_VMA_SHMEM) && !rst_shm_posix_ours(t, v->v.path)) {
 			/* The file has these pages; never write stale copies into it. */
 		} else if (data) {
 			ret = write_mem(t, addr, data, stop - addr);

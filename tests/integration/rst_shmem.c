@@ -7,7 +7,9 @@
  * object (a write through one reads back through the other), the memfd's
  * name and seals, the SysV key, shmid, size and mode; a memfd held open
  * keeps its offset and the bytes no mapping shows; a write-sealed memfd
- * stays sealed and its mapping read-only.  SysV semaphore sets
+ * stays sealed and its mapping read-only.  A POSIX shm file (/dev/shm) is
+ * mapped again where it exists, recreated from its pages where it does not,
+ * and the restore refused by name where it exists but differs.  SysV semaphore sets
  * and message queues are refused by name at the precheck.
  */
 #include <criterion/criterion.h>
@@ -71,6 +73,8 @@ static int haul(const char *args, const char *log)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+static const char *posix_file(void);
+
 static void cleanup(void)
 {
 	char cmd[256];
@@ -84,6 +88,8 @@ static void cleanup(void)
 	/* the source's segment outlives it in this IPC namespace */
 	if (key && (id = shmget(key, 0, 0)) >= 0)
 		shmctl(id, IPC_RMID, NULL);
+	if (dir[0])
+		unlink(posix_file());
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (dir[0] && system(cmd) != 0)
 		cr_log_warn("cannot remove %s", dir);
@@ -104,8 +110,20 @@ static bool verify(char *line, size_t len)
 	return strstr(line, "verify ok") != NULL;
 }
 
-/* shm_workload @kind through `haul checkpoint` and `haul restore`; it verifies after. */
-static void checkpoint_restore(const char *kind)
+/* /dev/shm/haul-shm-TAG of shm_workload --kind posix. */
+static const char *posix_file(void)
+{
+	static char path[192];
+
+	snprintf(path, sizeof(path), "/dev/shm/haul-shm-%s", dir + 5);
+	return path;
+}
+
+/*
+ * shm_workload @kind through `haul checkpoint` and `haul restore`, @between
+ * them (may be NULL); it verifies after.  Restore's exit status.
+ */
+static int checkpoint_restore_with(const char *kind, void (*between)(void))
 {
 	char args[512], log[256], line[256];
 	pid_t pid = spawn(kind);
@@ -121,7 +139,10 @@ static void checkpoint_restore(const char *kind)
 	from = th_file_size(out);
 	snprintf(args, sizeof(args), "restore --detach --images %s/img", dir);
 	snprintf(log, sizeof(log), "%s/restore.log", dir);
-	cr_assert_eq(haul(args, "restore.log"), 0, "restore failed: %s", th_slurp(log));
+	if (between)
+		between();
+	if (haul(args, "restore.log"))
+		return 1;
 	f = fopen(strcat(log, ".out"), "r");
 	cr_assert_not_null(f);
 	cr_assert_eq(fscanf(f, "%d", &pid), 1, "restore printed no pid");
@@ -130,6 +151,26 @@ static void checkpoint_restore(const char *kind)
 	cr_assert(!th_wait_file(out, from, "tick", 10000, NULL, 0), "restored process: %s",
 		  th_slurp(out));
 	cr_assert(verify(line, sizeof(line)), "restored process: %s", line);
+	return 0;
+}
+
+static void checkpoint_restore(const char *kind)
+{
+	char log[256];
+	int rc = checkpoint_restore_with(kind, NULL);
+
+	snprintf(log, sizeof(log), "%s/restore.log", dir); /* spawn() named dir */
+	cr_assert_eq(rc, 0, "restore failed: %s", th_slurp(log));
+}
+
+static void remove_posix_file(void)
+{
+	cr_assert_eq(unlink(posix_file()), 0, "%s: %s", posix_file(), strerror(errno));
+}
+
+static void change_posix_file(void)
+{
+	cr_assert_eq(truncate(posix_file(), 100), 0, "%s: %s", posix_file(), strerror(errno));
 }
 
 Test(rst_shmem, shared_anonymous_object_mapped_twice_stays_one_object, .fini = cleanup,
@@ -154,6 +195,36 @@ Test(rst_shmem, write_sealed_memfd_keeps_its_seals_and_stays_read_only, .fini = 
      .timeout = 60)
 {
 	checkpoint_restore("memfd-sealed");
+}
+
+Test(rst_shmem, posix_shm_file_present_on_restore_is_mapped_again, .fini = cleanup, .timeout = 60)
+{
+	checkpoint_restore("posix");
+}
+
+Test(rst_shmem, posix_shm_file_absent_on_restore_is_recreated_from_its_pages, .fini = cleanup,
+     .timeout = 60)
+{
+	int rc = checkpoint_restore_with("posix", remove_posix_file);
+	char log[256];
+	struct stat st;
+
+	snprintf(log, sizeof(log), "%s/restore.log", dir); /* spawn() named dir */
+	cr_assert_eq(rc, 0, "restore failed: %s", th_slurp(log));
+	cr_expect(strstr(th_slurp(log), "recreated from its mapped pages"), "%s", th_slurp(log));
+	cr_assert_eq(stat(posix_file(), &st), 0);
+	cr_expect_eq(st.st_mode & 0777, 0640, "mode %o", st.st_mode & 0777);
+}
+
+Test(rst_shmem, posix_shm_file_that_differs_on_restore_is_refused_by_name, .fini = cleanup,
+     .timeout = 60)
+{
+	int rc = checkpoint_restore_with("posix", change_posix_file);
+	char log[256];
+
+	snprintf(log, sizeof(log), "%s/restore.log", dir);
+	cr_assert_eq(rc, 1, "a restore over a changed file did not fail");
+	cr_expect(strstr(th_slurp(log), "exists here and differs"), "%s", th_slurp(log));
 }
 
 Test(rst_shmem, sysv_segment_keeps_key_shmid_size_mode_and_both_attachments, .fini = cleanup,

@@ -2,7 +2,7 @@
  * shm_workload.c - a process that keeps its data in shared memory, for the
  * shared memory tests (tests/integration/rst_shmem.c, mig_shmem.c).
  *
- * shm_workload --kind anon|memfd|sysv|sem|msg --mem MiB --hot PAGES
+ * shm_workload --kind anon|memfd|memfd-fd|memfd-sealed|posix|sysv|sem|msg --mem MiB --hot PAGES
  *              [--key KEY] [--control FILE] [--tag WORD]
  *
  * It makes one shared memory object of --mem MiB (anon: MAP_SHARED|
@@ -19,6 +19,8 @@
  * restore reach every mapping), the memfd's seals and name, the SysV key,
  * shmid, size and mode.  "verify ok" or "verify FAIL what".
  *
+ * posix is shm_open("/haul-shm-TAG") (/dev/shm/haul-shm-TAG, mode 0640)
+ * mapped twice, its fd closed; the test removes the file.
  * memfd-fd is memfd with its fd kept open (fd 7, offset 12345) and two
  * more pages past the mappings, written with pwrite: verify reads them
  * back through the fd.  memfd-sealed writes 16 pages into a memfd, seals
@@ -157,6 +159,16 @@ static int setup_object(void)
 			return -1;
 		close(fd); /* memfd: only mapped from here on */
 		return 0;
+	}
+	if (!strcmp(kind, "posix")) {
+		snprintf(name, sizeof(name), "/haul-shm-%s", tag);
+		fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0640);
+		if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
+			return -1;
+		A = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		B = mmap(NULL, BPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, PAGE);
+		close(fd);
+		return A == MAP_FAILED || B == MAP_FAILED ? -1 : 0;
 	}
 	if (!strcmp(kind, "memfd-sealed")) {
 		fd = memfd_create("haul-shm-sealed", MFD_ALLOW_SEALING);
