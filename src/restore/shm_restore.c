@@ -43,6 +43,7 @@
 #include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -366,6 +367,22 @@ int rst_shm_map(struct rst_target *t, const struct haul_layout *l, const struct 
 	return shm_map(t, l, v, s, e, 0);
 }
 
+/* @len bytes between @buf and the stub at @addr, in large process_vm calls. */
+static int stub_copy(struct rst_target *t, uint64_t addr, char *buf, uint64_t len, bool to_stub)
+{
+	for (uint64_t done = 0; done < len;) {
+		uint64_t n = len - done < (64 << 20) ? len - done : (64 << 20);
+		struct iovec l = {buf + done, n}, r = {(void *)(uintptr_t)(addr + done), n};
+		ssize_t got = to_stub ? process_vm_writev(t->stub, &l, 1, &r, 1, 0)
+				      : process_vm_readv(t->stub, &l, 1, &r, 1, 0);
+
+		if (got <= 0)
+			return got < 0 ? -errno : -EIO;
+		done += (uint64_t)got;
+	}
+	return 0;
+}
+
 /*
  * SysV segment @o was made as large as its pages (pre-copy knew no more):
  * make it again at its exact size, with the same key, id and bytes.
@@ -386,7 +403,7 @@ static int sysv_resize(struct rst_target *t, struct rst_tshm *ts, const Haul__Im
 	if (ret)
 		return ret;
 	buf = malloc(len ? len : 1);
-	ret = buf ? rst_peek(t, (uint64_t)at, buf, len) : -ENOMEM;
+	ret = buf ? stub_copy(t, (uint64_t)at, buf, len, false) : -ENOMEM;
 	rst_rcall(t, SYS_shmdt, (uint64_t)at, 0, 0, 0, 0, 0, NULL);
 	for (size_t i = 0; i < t->n && !ret; i++)
 		if (t->v[i].v.dev == o->dev && t->v[i].v.ino == o->ino)
@@ -402,7 +419,7 @@ static int sysv_resize(struct rst_target *t, struct rst_tshm *ts, const Haul__Im
 	if (!ret)
 		ret = rst_rcall(t, SYS_shmat, ts->shmid, 0, 0, 0, 0, 0, &at);
 	if (!ret) {
-		ret = rst_poke(t, (uint64_t)at, buf, len);
+		ret = stub_copy(t, (uint64_t)at, buf, len, true);
 		rst_rcall(t, SYS_shmdt, (uint64_t)at, 0, 0, 0, 0, 0, NULL);
 	}
 	free(buf);

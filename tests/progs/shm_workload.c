@@ -3,12 +3,12 @@
  * shared memory tests (tests/integration/rst_shmem.c, mig_shmem.c).
  *
  * shm_workload --kind anon|memfd|memfd-fd|memfd-sealed|posix|sysv|sem|msg --mem MiB --hot PAGES
- *              [--key KEY] [--control FILE] [--tag WORD]
+ *              [--key KEY] [--control FILE] [--tag WORD] [--sysv-short BYTES]
  *
  * It makes one shared memory object of --mem MiB (anon: MAP_SHARED|
  * MAP_ANONYMOUS; memfd: memfd_create("haul-shm-TAG"), sealed against
  * growing and shrinking, its fd closed; sysv: shmget(KEY) of --mem MiB
- * minus 1000 bytes, mode 0640), maps it twice (A: all of it; B: its pages
+ * minus --sysv-short bytes (default 1000: not page-aligned), mode 0640), maps it twice (A: all of it; B: its pages
  * 1-16 again, elsewhere: for anon a mremap(old_size 0) copy, for memfd and
  * SysV a second mmap/shmat), fills every page, then every 1 ms rewrites
  * one of the first --hot pages, alternately through A and through B.  Page
@@ -65,6 +65,7 @@ static char *A, *B;
 static uint64_t npages, hot = 16, *gen, seq;
 static size_t size;
 static int key = 0x48410000, shmid = -1;
+static size_t sysv_short = 1000;
 static char *R; /* memfd-sealed: the read-only mapping */
 #define MFD_FD	  7
 #define MFD_POS	  12345
@@ -186,7 +187,7 @@ static int setup_object(void)
 		return R == MAP_FAILED ? -1 : 0;
 	}
 	if (!strcmp(kind, "sysv")) {
-		shmid = shmget(key, size - 1000, IPC_CREAT | IPC_EXCL | 0640);
+		shmid = shmget(key, size - sysv_short, IPC_CREAT | IPC_EXCL | 0640);
 		if (shmid < 0)
 			return -1;
 		A = shmat(shmid, NULL, 0);
@@ -268,7 +269,7 @@ static int verify_object(char *why, size_t len)
 			       -1;
 		if (shmctl(shmid, IPC_STAT, &ds) < 0)
 			return snprintf(why, len, "IPC_STAT: %s", strerror(errno)), -1;
-		if (ds.shm_segsz != size - 1000 || (ds.shm_perm.mode & 0777) != 0640)
+		if (ds.shm_segsz != size - sysv_short || (ds.shm_perm.mode & 0777) != 0640)
 			return snprintf(why, len, "segment size %zu mode %o", ds.shm_segsz,
 					ds.shm_perm.mode & 0777),
 			       -1;
@@ -342,13 +343,15 @@ int main(int argc, char **argv)
 			key = (int)strtol(argv[i + 1], NULL, 0);
 		else if (!strcmp(argv[i], "--control"))
 			control = argv[i + 1];
+		else if (!strcmp(argv[i], "--sysv-short"))
+			sysv_short = strtoull(argv[i + 1], NULL, 0);
 		else if (!strcmp(argv[i], "--tag"))
 			tag = argv[i + 1];
 	}
 	size = (size_t)mem << 20;
 	npages = size / PAGE;
 	if (!strcmp(kind, "sysv"))
-		npages = (size - 1000) / PAGE; /* whole pages of the segment */
+		npages = (size - sysv_short) / PAGE; /* whole pages of the segment */
 	if (hot < 2 || hot > npages)
 		hot = npages < 32 ? npages : 32;
 	sigaction(SIGUSR1, &sa, NULL);
