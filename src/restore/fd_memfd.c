@@ -5,8 +5,8 @@
  * its ShmObject: name, size, seals); this kind only carries the fd and the
  * bytes no VMA shows.  Dump: the data extents (SEEK_DATA/SEEK_HOLE) of the
  * memfd minus what the process's VMAs map of it (those pages travel, and
- * are tracked, as the VMAs' pages), on the first fd of the inode only, in
- * Fd.memfd_data / memfd_extents (fields 70-79); at most
+ * are tracked, as the VMAs' pages), on the first FileObject of the inode
+ * only, in its MemfdFile (FileObject field 70); at most
  * RST_DELETED_FILE_MAX bytes, else refused by name.  Restore: the object
  * made for a VMA or an earlier fd is opened again (/proc/self/map_files,
  * /proc/self/fd), else memfd_create makes it; once every fd exists
@@ -48,40 +48,40 @@ static int memfd_refuse(const struct rst_fd_probe *p, char *why, size_t whylen)
 }
 
 /* Append [@off, @off+@len) of @fd to @o's data. */
-static int add_bytes(int fd, Haul__Img__Fd *o, uint64_t off, uint64_t len)
+static int add_bytes(int fd, Haul__Img__MemfdFile *o, uint64_t off, uint64_t len)
 {
 	uint8_t *d;
 	uint64_t *e;
 
 	if (!len)
 		return 0;
-	d = realloc(o->memfd_data.data, o->memfd_data.len + len);
-	e = realloc(o->memfd_extents, (o->n_memfd_extents + 2) * sizeof(*e));
+	d = realloc(o->data.data, o->data.len + len);
 	if (d)
-		o->memfd_data.data = d;
+		o->data.data = d;
+	e = realloc(o->extents, (o->n_extents + 2) * sizeof(*e));
 	if (e)
-		o->memfd_extents = e;
+		o->extents = e;
 	if (!d || !e)
 		return -ENOMEM;
 	for (uint64_t done = 0; done < len;) {
-		ssize_t r = pread(fd, d + o->memfd_data.len + done, len - done, off + done);
+		ssize_t r = pread(fd, d + o->data.len, len - done, off + done);
 
 		if (r <= 0) /* shrank meanwhile: keep what there is */
 			return r < 0 ? -errno : 0;
 		if (!done) {
-			e[o->n_memfd_extents] = off;
-			e[o->n_memfd_extents + 1] = 0;
-			o->n_memfd_extents += 2;
+			e[o->n_extents] = off;
+			e[o->n_extents + 1] = 0;
+			o->n_extents += 2;
 		}
 		done += r;
-		e[o->n_memfd_extents - 1] += r;
-		o->memfd_data.len += r;
+		e[o->n_extents - 1] += r;
+		o->data.len += r;
 	}
 	return 0;
 }
 
 /* [@off, @end) of @fd less what @l maps of inode (@dev, @ino) into @o. */
-static int add_unmapped(int fd, Haul__Img__Fd *o, const struct haul_layout *l, uint64_t off,
+static int add_unmapped(int fd, Haul__Img__MemfdFile *o, const struct haul_layout *l, uint64_t off,
 			uint64_t end)
 {
 	while (off < end) {
@@ -113,18 +113,25 @@ static int add_unmapped(int fd, Haul__Img__Fd *o, const struct haul_layout *l, u
 	return 0;
 }
 
-static int memfd_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul__Img__Fd *prev,
-		      size_t nprev)
+static int memfd_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *fo,
+		      Haul__Img__FileObject *const *prev, size_t nprev)
 {
+	Haul__Img__MemfdFile *o = malloc(sizeof(*o));
 	struct haul_layout l;
 	char path[64];
 	off_t off = 0, size = p->st->st_size;
 	int fd, ret;
 
+	if (!o)
+		return -ENOMEM;
+	haul__img__memfd_file__init(o);
+	o->dev = p->st->st_dev;
+	o->ino = p->st->st_ino;
+	fo->memfd = o;
 	for (size_t i = 0; i < nprev; i++)
-		if (prev[i].kind == HAUL__IMG__FD_KIND__FD_MEMFD && prev[i].ino == o->ino &&
-		    prev[i].dev == o->dev)
-			return 0; /* its bytes are on the inode's first fd */
+		if (prev[i]->memfd && prev[i]->memfd->ino == o->ino &&
+		    prev[i]->memfd->dev == o->dev)
+			return 0; /* its bytes are on the inode's first FileObject */
 	ret = haul_layout_read(p->pid, false, &l);
 	if (ret)
 		return ret;
@@ -134,7 +141,7 @@ static int memfd_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul
 		haul_layout_release(&l);
 		return -errno;
 	}
-	o->has_memfd_data = true;
+	o->has_data = true;
 	while (!ret && off < size) {
 		off_t data = lseek(fd, off, SEEK_DATA), hole;
 
@@ -148,24 +155,61 @@ static int memfd_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul
 	}
 	close(fd);
 	haul_layout_release(&l);
-	if (!ret && !o->memfd_data.data) /* nothing unmapped: an empty, present content */
-		o->memfd_data.data = malloc(1);
-	return !ret && !o->memfd_data.data ? -ENOMEM : ret;
+	if (!ret && !o->data.data) /* nothing unmapped: an empty, present content */
+		o->data.data = malloc(1);
+	return !ret && !o->data.data ? -ENOMEM : ret;
+}
+
+/* Its part, extents in order and holding exactly its bytes. */
+static int memfd_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
+{
+	const Haul__Img__MemfdFile *m = f->memfd;
+	uint64_t at = 0, data = 0;
+
+	if (!m) {
+		snprintf(why, wl, "file %u is a memfd without its memfd part", f->id);
+		return -EBADMSG;
+	}
+	if (m->n_extents % 2) {
+		snprintf(why, wl, "file %u (memfd).extents: not (offset, length) pairs", f->id);
+		return -EBADMSG;
+	}
+	for (size_t k = 0; k < m->n_extents; k += 2) {
+		uint64_t off = m->extents[k], len = m->extents[k + 1];
+
+		if (off < at || len > UINT64_MAX - off || data + len > m->data.len) {
+			snprintf(why, wl,
+				 "file %u (memfd).extents[%zu]: %llu+%llu out of order or beyond "
+				 "its data",
+				 f->id, k / 2, (unsigned long long)off, (unsigned long long)len);
+			return -EBADMSG;
+		}
+		at = off + len;
+		data += len;
+	}
+	if (data != m->data.len) {
+		snprintf(why, wl, "file %u (memfd).data: %zu bytes, its extents name %llu", f->id,
+			 m->data.len, (unsigned long long)data);
+		return -EBADMSG;
+	}
+	return 0;
 }
 
 static const Haul__Img__ShmObject *object_of(const Haul__Img__ProcessState *ps,
-					     const Haul__Img__Fd *f)
+					     const Haul__Img__MemfdFile *m)
 {
 	for (size_t i = 0; i < ps->n_shm_objects; i++)
-		if (ps->shm_objects[i]->dev == f->dev && ps->shm_objects[i]->ino == f->ino)
+		if (ps->shm_objects[i]->dev == m->dev && ps->shm_objects[i]->ino == m->ino)
 			return ps->shm_objects[i];
 	return NULL;
 }
 
-static int memfd_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,
+static int memfd_restore(struct rst_target *t, struct rst_fd_rctx *x,
+			 const Haul__Img__FileObject *f, const Haul__Img__FdEntry *e,
 			 const char *path, int *tmp, bool *shared)
 {
-	const Haul__Img__ShmObject *o = object_of(x->ps, f);
+	const Haul__Img__MemfdFile *m = f->memfd;
+	const Haul__Img__ShmObject *o = object_of(x->ps, m);
 	int acc = f->flags & O_ACCMODE;
 	long fd;
 	int ret;
@@ -173,16 +217,16 @@ static int memfd_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul
 	(void)path;
 	*shared = false;
 	if (!o) {
-		pr_err("memfd %s of fd %d has no object in the image", f->path, f->fd);
+		pr_err("memfd %s of fd %d has no object in the image", f->path, e->fd);
 		return -EBADMSG;
 	}
-	ret = rst_shm_open(t, f->dev, f->ino, acc, &fd);
+	ret = rst_shm_open(t, m->dev, m->ino, acc, &fd);
 	if (ret == -ENOENT) {
-		ret = rst_shm_memfd_new(t, o, f->path, f->fd, &fd);
+		ret = rst_shm_memfd_new(t, o, f->path, e->fd, &fd);
 		if (!ret && acc != O_RDWR) { /* memfd_create opens O_RDWR: reopen with its mode */
 			long rfd;
 
-			ret = rst_shm_open(t, f->dev, f->ino, acc, &rfd);
+			ret = rst_shm_open(t, m->dev, m->ino, acc, &rfd);
 			rst_rcall(t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
 			fd = rfd;
 		}
@@ -195,33 +239,31 @@ static int memfd_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul
 	return ret;
 }
 
-/* Bytes, size and seals of each memfd held by an fd, on the first fd that carries its bytes. */
+/* Bytes, size and seals of each memfd an fd holds, from the FileObject that carries its bytes. */
 static int memfd_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, size_t wl)
 {
 	const Haul__Img__ProcessState *ps = x->ps;
 
-	for (size_t i = 0; i < ps->n_fds; i++) {
-		const Haul__Img__Fd *f = ps->fds[i];
+	for (size_t i = 0; i < ps->n_files; i++) {
+		const Haul__Img__FileObject *f = ps->files[i];
+		const Haul__Img__MemfdFile *m = f->memfd;
 		const Haul__Img__ShmObject *o;
+		const Haul__Img__FdEntry *e;
 		char path[64];
 		size_t at = 0;
 		int fd, ret = 0;
 
-		if (f->kind != HAUL__IMG__FD_KIND__FD_MEMFD || !f->has_memfd_data ||
-		    !(o = object_of(ps, f)))
+		if (f->kind != HAUL__IMG__FD_KIND__FD_MEMFD || !m || !m->has_data ||
+		    !(o = object_of(ps, m)) || !(e = rst_fd_first(ps, f->id)))
 			continue;
-		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)t->stub, f->fd);
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)t->stub, e->fd);
 		fd = open(path, O_RDWR | O_CLOEXEC);
 		if (fd < 0)
 			ret = -errno;
-		for (size_t k = 0; !ret && k + 1 < f->n_memfd_extents; k += 2) {
-			uint64_t off = f->memfd_extents[k], len = f->memfd_extents[k + 1];
+		for (size_t k = 0; !ret && k + 1 < m->n_extents; k += 2) {
+			uint64_t off = m->extents[k], len = m->extents[k + 1];
 
-			if (at + len > f->memfd_data.len) {
-				ret = -EBADMSG;
-				break;
-			}
-			if (pwrite(fd, f->memfd_data.data + at, len, (off_t)off) != (ssize_t)len)
+			if (pwrite(fd, m->data.data + at, len, (off_t)off) != (ssize_t)len)
 				ret = -EIO;
 			at += len;
 		}
@@ -230,7 +272,7 @@ static int memfd_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, 
 		if (fd >= 0)
 			close(fd);
 		if (ret) {
-			snprintf(why, wl, "cannot fill memfd %.200s of fd %d: %s", f->path, f->fd,
+			snprintf(why, wl, "cannot fill memfd %.200s of fd %d: %s", f->path, e->fd,
 				 strerror(-ret));
 			return ret;
 		}
@@ -241,10 +283,11 @@ static int memfd_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, 
 const struct rst_fd_ops rst_fd_memfd = {
 	.name = "memfd",
 	.kind = HAUL__IMG__FD_KIND__FD_MEMFD,
-	.version = 3,
+	.version = 4,
 	.match = memfd_match,
 	.refuse = memfd_refuse,
 	.dump = memfd_dump,
+	.validate = memfd_validate,
 	.restore = memfd_restore,
 	.setup = rst_fd_seek,
 	.finish = memfd_finish,

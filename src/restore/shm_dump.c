@@ -229,7 +229,7 @@ int rst_shm_dump(pid_t pid, const struct haul_layout *l, Haul__Img__ProcessState
 		 struct rst_shm_buf **out)
 {
 	struct rst_shm_buf *b = calloc(1, sizeof(*b));
-	size_t max = l->n + ps->n_fds;
+	size_t max = l->n + ps->n_files;
 	char path[96];
 	int ret = 0;
 
@@ -257,13 +257,21 @@ int rst_shm_dump(pid_t pid, const struct haul_layout *l, Haul__Img__ProcessState
 			 v->start, v->end);
 		ret = add_object(b, pid, path, v->path ? v->path : "/dev/zero", v->dev, v->ino);
 	}
-	for (size_t i = 0; i < ps->n_fds && !ret; i++) {
-		const Haul__Img__Fd *f = ps->fds[i];
+	for (size_t i = 0; i < ps->n_files && !ret; i++) {
+		const Haul__Img__FileObject *f = ps->files[i];
+		const Haul__Img__FdEntry *e = NULL;
 
-		if (f->kind != HAUL__IMG__FD_KIND__FD_MEMFD || known(b, f->dev, f->ino))
+		if (f->kind != HAUL__IMG__FD_KIND__FD_MEMFD || !f->memfd ||
+		    known(b, f->memfd->dev, f->memfd->ino))
 			continue;
-		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, f->fd);
-		ret = add_object(b, pid, path, f->path, f->dev, f->ino);
+		for (size_t k = 0; k < ps->n_fds && !e; k++)
+			if (ps->fds[k]->file_id == f->id)
+				e = ps->fds[k];
+		if (!e)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, e->fd);
+		ret = add_object(b, pid, path, f->path ? f->path : "/memfd:", f->memfd->dev,
+				 f->memfd->ino);
 	}
 	ps->n_shm_objects = b->n;
 	ps->shm_objects = b->op;

@@ -525,9 +525,9 @@ static int finish_mapped(struct rst_target *t, const Haul__Img__ShmObject *o, ui
 /* Whether an fd of @ps holds memfd @o: then its kind (fd_memfd.c) finishes it, data first. */
 static bool held_by_fd(const Haul__Img__ProcessState *ps, const Haul__Img__ShmObject *o)
 {
-	for (size_t i = 0; i < ps->n_fds; i++)
-		if (ps->fds[i]->kind == HAUL__IMG__FD_KIND__FD_MEMFD && ps->fds[i]->dev == o->dev &&
-		    ps->fds[i]->ino == o->ino)
+	for (size_t i = 0; i < ps->n_files; i++)
+		if (ps->files[i]->memfd && ps->files[i]->memfd->dev == o->dev &&
+		    ps->files[i]->memfd->ino == o->ino)
 			return true;
 	return false;
 }

@@ -16,6 +16,7 @@
 #include "common/vma.h"
 #include "image.pb-c.h"
 #include "restore/restore.h"
+#include "restore/restore_int.h"
 
 /* Trampoline: one code page (syscall; int3) then the scratch area. */
 #define TRAMP_CODE    4096UL
@@ -53,6 +54,7 @@ struct rst_target {
 	size_t n;
 	bool resumed;
 	bool waited;
+	struct rst_cg_later cg_later; /* cgroups frozen at the resume (o.cg_defer_frozen) */
 	/* shm_restore.c: the shmem objects made, the layout being applied */
 	struct rst_tshm *shm;
 	size_t nshm;
