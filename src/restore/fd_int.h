@@ -3,7 +3,7 @@
  *
  * Each kind of fd haul carries is one file (fd_file.c, fd_ghost.c,
  * fd_eventfd.c, fd_signalfd.c, fd_timerfd.c, fd_epoll.c, fd_pipe.c,
- * fd_unix.c) exporting one struct rst_fd_ops; fd_kinds.c lists them in one
+ * fd_unix.c, fd_memfd.c) exporting one struct rst_fd_ops; fd_kinds.c lists them in one
  * table.  The sequence stays elsewhere: precheck.c and fd_dump.c walk
  * /proc/PID/fd and call the kind's hooks, fd_restore.c creates the fds in
  * the stub.  A new kind is one new file, one line in the table, its image

@@ -14,13 +14,16 @@
  * shows.  O(shmem VMAs^2 + dirty ranges) per round: nothing without aliases.
  */
 #include <errno.h>
+#include <string.h>
 
 #include "common/vma.h"
 #include "tracker/trk_int.h"
 
+/* shmem, or POSIX shm (a /dev/shm file), which a restore may recreate from its pages */
 static bool is_shmem(const struct haul_vma *v)
 {
-	return (v->flags & HAUL_VMA_SHMEM) && (v->flags & HAUL_VMA_SHARED);
+	return (v->flags & HAUL_VMA_SHARED) &&
+	       ((v->flags & HAUL_VMA_SHMEM) || (v->path && !strncmp(v->path, "/dev/shm/", 9)));
 }
 
 /* Add to @out the part of @dirty inside @a, moved to where @b shows the same object pages. */

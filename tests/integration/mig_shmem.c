@@ -26,8 +26,12 @@ static int key; /* SysV key of this test: holds its PID */
 
 static void teardown(void)
 {
+	char path[160];
 	int id;
 
+	snprintf(path, sizeof(path), "/dev/shm/haul-shm-%s", M.tag); /* --kind posix */
+	if (M.tag[0])
+		unlink(path);
 	th_mig_teardown(&M);
 	/* the source's segment outlives it; the target's lives in its own IPC namespace */
 	if (key && (id = shmget(key, 0, 0)) >= 0)
@@ -108,6 +112,14 @@ Test(mig_shmem, pre_copy_moves_a_write_sealed_memfd_still_sealed, .fini = teardo
 	cr_assert(th_mig_ticking(&M, M.net_b, 3000), "the workload does not tick in the target");
 	cr_assert(th_mig_verify(&M), "the sealed memfd is not intact after the move");
 	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy");
+}
+
+Test(mig_shmem, pre_copy_moves_a_posix_shm_mapping_of_a_file_both_hosts_see, .fini = teardown,
+     .timeout = 120)
+{
+	const char *extra[] = {"--downtime", "100", NULL};
+
+	moves_intact("posix", extra);
 }
 
 Test(mig_shmem, stop_and_copy_moves_a_memfd_and_its_seals, .fini = teardown, .timeout = 120)
