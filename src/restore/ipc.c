@@ -10,10 +10,15 @@
  *
  * Which process uses a semaphore set is not recorded anywhere (semop
  * leaves only a time; SEM_UNDO state is not shown per process), and a
- * message queue shows only the last sender's and receiver's pids.  So the
- * precheck refuses, by id and key, every semaphore set and message queue
- * of the process's namespace that its credentials let it open: haul does
- * not carry them, and cannot tell that the process leaves them alone.
+ * message queue shows only the last sender's and receiver's pids.  haul
+ * carries neither, so the precheck refuses, by id and key: in an IPC
+ * namespace of the process's own (not haul's), every set and queue there;
+ * in haul's, those its effective user owns or created, and the queues it
+ * last sent to or received from.  A process using another user's set
+ * through group or world permissions in the host's namespace is not seen
+ * (refusing every such set would refuse every process on a host where
+ * any service uses one).
+ *
  * SysV shared memory is visible per process (its attachments are VMAs)
  * and is carried (shm_dump.c, shm_restore.c).
  */
@@ -76,25 +81,26 @@ out:
 	return ret;
 }
 
-/* Whether credentials @uid/@gid may open an object of @mode owned by uid/gid and cuid/cgid. */
-static bool may_open(uint32_t uid, uint32_t gid, unsigned mode, const unsigned o[4])
+/* Whether @pid has its own IPC namespace (not haul's). */
+static bool own_ipc_ns(pid_t pid)
 {
-	if (uid == 0)
-		return true;
-	if (uid == o[0] || uid == o[2])
-		return mode & 0600;
-	if (gid == o[1] || gid == o[3])
-		return mode & 0060;
-	return mode & 0006;
+	char path[64];
+	struct stat own, its;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/ipc", (int)pid);
+	return stat(path, &its) == 0 && stat("/proc/thread-self/ns/ipc", &own) == 0 &&
+	       (own.st_ino != its.st_ino || own.st_dev != its.st_dev);
 }
 
 /*
  * Refuse the first object of /proc/sysvipc/@what (its header line
- * skipped) that @uid/@gid may open.  @owner_col: the column of "uid" (the
- * owners follow: uid gid cuid cgid).
+ * skipped) that @pid may be using: any, in a namespace of its own (@all);
+ * else one its user @uid owns or created, or (message queues: @pid_col,
+ * the lspid column, then lrpid) that it last sent to or received from.
+ * @owner_col: the column of "uid" (then gid, cuid, cgid).
  */
 static int refuse_ipc(pid_t pid, const char *what, const char *kind, const char *rm, int owner_col,
-		      uint32_t uid, uint32_t gid, char *why, size_t whylen)
+		      int pid_col, uint32_t uid, bool all, char *why, size_t whylen)
 {
 	char *text, *line, *save = NULL;
 	int ret = rst_ipc_read(pid, what, &text);
@@ -119,14 +125,16 @@ static int refuse_ipc(pid_t pid, const char *what, const char *kind, const char 
 			continue;
 		for (int k = 0; k < 4; k++)
 			o[k] = (unsigned)col[owner_col + k];
-		if (!may_open(uid, gid, (unsigned)col[2], o))
+		if (!all && uid != o[0] && uid != o[2] &&
+		    !(pid_col && (col[pid_col] == pid || col[pid_col + 1] == pid)))
 			continue;
-		snprintf(why, whylen,
-			 "pid %d can use SysV %s id %lld (key %#llx) of its IPC namespace; haul "
-			 "does not carry %ss and cannot tell which processes use one; remove it "
-			 "(ipcrm %s %lld) or keep it out of the process's IPC namespace",
-			 (int)pid, kind, col[1], (unsigned long long)(uint32_t)col[0], kind, rm,
-			 col[1]);
+		snprintf(
+			why, whylen,
+			"pid %d may be using SysV %s id %lld (key %#llx) of its IPC namespace; haul "
+			"does not carry %ss and cannot tell which processes use one; remove it "
+			"(ipcrm %s %lld) or keep it out of the process's IPC namespace",
+			(int)pid, kind, col[1], (unsigned long long)(uint32_t)col[0], kind, rm,
+			col[1]);
 		ret = -EOPNOTSUPP;
 		break;
 	}
@@ -137,23 +145,23 @@ static int refuse_ipc(pid_t pid, const char *what, const char *kind, const char 
 int rst_ipc_precheck(pid_t pid, char *why, size_t whylen)
 {
 	char *status;
-	const char *u, *g;
-	uint32_t uid, gid;
+	const char *u;
+	uint32_t uid;
+	bool all = own_ipc_ns(pid);
 	int ret = rst_read_proc(pid, "status", &status, NULL);
 
 	if (ret)
 		return ret;
 	u = rst_status_field(status, "Uid");
-	g = rst_status_field(status, "Gid");
-	/* the effective ids (second column) decide what ipcget lets it open */
-	if (!u || !g || sscanf(u, "%*u %u", &uid) != 1 || sscanf(g, "%*u %u", &gid) != 1) {
+	/* the effective uid (second column) is the one ipcget checks */
+	if (!u || sscanf(u, "%*u %u", &uid) != 1) {
 		free(status);
 		return -EBADMSG;
 	}
 	free(status);
 	/* sem: key semid perms nsems uid gid cuid cgid ...; msg: key msqid perms cbytes qnum lspid lrpid uid ... */
-	ret = refuse_ipc(pid, "sem", "semaphore set", "-s", 4, uid, gid, why, whylen);
+	ret = refuse_ipc(pid, "sem", "semaphore set", "-s", 4, 0, uid, all, why, whylen);
 	if (!ret)
-		ret = refuse_ipc(pid, "msg", "message queue", "-q", 7, uid, gid, why, whylen);
+		ret = refuse_ipc(pid, "msg", "message queue", "-q", 7, 5, uid, all, why, whylen);
 	return ret;
 }

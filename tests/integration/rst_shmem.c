@@ -254,12 +254,12 @@ static void refused(const char *kind, const char *what)
 
 Test(rst_shmem, sysv_semaphore_set_is_refused_by_name, .fini = cleanup, .timeout = 60)
 {
-	refused("sem", "can use SysV semaphore set id");
+	refused("sem", "may be using SysV semaphore set id");
 }
 
 Test(rst_shmem, sysv_message_queue_is_refused_by_name, .fini = cleanup, .timeout = 60)
 {
-	refused("msg", "can use SysV message queue id");
+	refused("msg", "may be using SysV message queue id");
 }
 
 /* The test itself maps the workload's object too (anon: through map_files; SysV: shmat). */
