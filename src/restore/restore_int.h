@@ -82,6 +82,13 @@ struct rst_shm_buf;
 Haul__Img__ShmKind rst_shm_kind(const char *path);
 /* Whether @path names POSIX shared memory (under /dev/shm). */
 bool rst_shm_posix_path(const char *path);
+/*
+ * The pages of shared VMA @v of @pid whose object holds data (SEEK_DATA):
+ * *@n address ranges [start, end) as pairs in *@out (free it).  They may
+ * be absent from the process's page tables (swapped out, written through
+ * another mapping or an fd), where pagemap does not show them.
+ */
+int rst_shm_data(pid_t pid, const struct haul_vma *v, uint64_t **out, size_t *n);
 int rst_shm_dump(pid_t pid, const struct haul_layout *l, Haul__Img__ProcessState *ps,
 		 struct rst_shm_buf **buf);
 void rst_shm_buf_free(struct rst_shm_buf *buf);

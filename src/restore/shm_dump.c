@@ -220,6 +220,48 @@ static int add_posix(struct rst_shm_buf *b, pid_t pid, const struct haul_layout 
 	return o->name ? 0 : -ENOMEM;
 }
 
+int rst_shm_data(pid_t pid, const struct haul_vma *v, uint64_t **out, size_t *n)
+{
+	uint64_t end = v->pgoff + (v->end - v->start), off = v->pgoff, *r = NULL;
+	size_t cnt = 0, cap = 0;
+	char path[96];
+	int fd;
+
+	*out = NULL;
+	*n = 0;
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, v->start,
+		 v->end);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	while (off < end) {
+		off_t d = lseek(fd, (off_t)off, SEEK_DATA), h;
+
+		if (d < 0 || (uint64_t)d >= end)
+			break; /* ENXIO: holes to the end */
+		h = lseek(fd, d, SEEK_HOLE);
+		if (h < 0 || (uint64_t)h > end)
+			h = (off_t)end;
+		if (cnt + 2 > cap) {
+			uint64_t *nr = realloc(r, (cap = cap ? 2 * cap : 16) * sizeof(*r));
+
+			if (!nr) {
+				free(r);
+				close(fd);
+				return -ENOMEM;
+			}
+			r = nr;
+		}
+		r[cnt++] = v->start + ((uint64_t)d - v->pgoff);
+		r[cnt++] = v->start + ((uint64_t)h - v->pgoff);
+		off = (uint64_t)h;
+	}
+	close(fd);
+	*out = r;
+	*n = cnt / 2;
+	return 0;
+}
+
 bool rst_shm_posix_path(const char *path)
 {
 	return path && !strncmp(path, "/dev/shm/", 9);
