@@ -389,6 +389,9 @@ int trk_round(struct trk *t, struct trk_round *out)
 		ret = trk_rl_append(&dirty, &tmp);
 	if (!ret)
 		ret = trk_rl_normalize(&dirty);
+	/* a new shmem VMA: its object's data, also what the page tables lack */
+	if (!ret)
+		ret = trk_shmem_data(t->pid, &cur, &fresh, &dirty);
 	/* a store through one mapping of a shmem object dirties all of them */
 	if (!ret)
 		ret = trk_shmem_aliases(&cur, &dirty);

@@ -42,6 +42,12 @@ size_t trk_rl_bsearch(const struct trk_rl *l, uint64_t addr);
  * other address where a shared memory object of @l is mapped.  0 or -ENOMEM.
  */
 int trk_shmem_aliases(const struct haul_layout *l, struct trk_rl *dirty);
+/*
+ * alias.c: add to @dirty (sorted, merged) the pages of @fresh that shmem
+ * VMAs of @l show and their object holds, mapped here or not.  0 or -errno.
+ */
+int trk_shmem_data(pid_t pid, const struct haul_layout *l, const struct trk_rl *fresh,
+		   struct trk_rl *dirty);
 /* Hand the array over to a trk_round (which frees it with free()). */
 void trk_rl_move(struct trk_rl *l, struct trk_range **r, size_t *n);
 
