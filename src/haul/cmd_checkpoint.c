@@ -26,11 +26,13 @@ int haul_cmd_checkpoint(int argc, char **argv)
 {
 	const char *dir = NULL;
 	bool leave = false;
+	struct haul_opt_list ext_fd = {0}, ext_kind = {0};
 	const struct haul_opt opts[] = {
 		{"images", 'i', HAUL_OPT_PATH, HAUL_OPT_REQUIRED, &dir, "DIR",
 		 "the image directory", 0, 0, NULL},
 		{"leave-running", 'l', HAUL_OPT_FLAG, 0, &leave, NULL,
 		 "the process carries on after its checkpoint", 0, 0, NULL},
+		HAUL_OPTS_EXTERNAL(&ext_fd, &ext_kind),
 		{NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL},
 	};
 	const struct haul_cmd_spec spec = {
@@ -45,6 +47,8 @@ int haul_cmd_checkpoint(int argc, char **argv)
 	c = haul_opts_parse(&spec, argc, argv);
 	if (c < 0)
 		return haul_opts_exit(c);
+	if (haul_external_apply(&ext_fd, &ext_kind))
+		return 2;
 	pid = strtol(argv[c], &end, 10);
 	if (*end || pid <= 0) {
 		pr_err("'%s' is not a PID", argv[c]);

@@ -28,6 +28,8 @@ const struct rst_fd_ops *const rst_fd_kinds[] = {
 	&rst_fd_eventfd,
 	&rst_fd_signalfd,
 	&rst_fd_timerfd,
+	&rst_fd_pty,	  /* both ends of a pty, before the terminals */
+	&rst_fd_external, /* before pipes and sockets: the other end stays behind */
 	&rst_fd_pipe,
 	&rst_fd_unix_pair,
 	&rst_fd_epoll, /* last: its finish re-arms targets once pipes hold their bytes */

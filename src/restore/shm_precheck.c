@@ -11,8 +11,9 @@
  *    process, only when the process has shmem VMAs at all;
  *  - a SysV segment with more attachments (nattch) than the process's own.
  * A memfd held by another process's fd is refused by the open-file check
- * of precheck.c like any shared open file.  When process trees move
- * together, the tree's own pids are the ones to leave out here.
+ * of precheck.c like any shared open file.  Processes that move together
+ * (rst_ext_moving, a process tree) are left out of the maps scan; the SysV
+ * count does not know them yet (it counts this process's attachments only).
  */
 #define LOG_PREFIX "precheck: "
 #include <dirent.h>
@@ -23,6 +24,7 @@
 #include <string.h>
 
 #include "common/vma.h"
+#include "restore/fd_int.h"
 #include "restore/restore_int.h"
 
 struct shm_id {
@@ -140,7 +142,7 @@ int rst_shm_precheck(pid_t pid, char *why, size_t whylen)
 	while (!ret && proc && (pe = readdir(proc))) {
 		pid_t other = atoi(pe->d_name);
 
-		if (other > 0 && other != pid)
+		if (other > 0 && other != pid && !rst_ext_is_moving(other))
 			ret = mapped_by(pid, other, ids, n, why, whylen);
 	}
 	if (proc)
