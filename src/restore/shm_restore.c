@@ -579,12 +579,8 @@ int rst_shm_memfd_new(struct rst_target *t, const Haul__Img__ShmObject *o, const
 
 int rst_shm_finish_memfd(struct rst_target *t, const Haul__Img__ShmObject *o, int fd)
 {
-	struct rst_tshm *ts = tshm_find(t, o->dev, o->ino);
-	uint64_t ms = 0, me = 0;
-
-	if (ts && ts->tino && stub_find(t, ts->tino, &ms, &me))
-		ms = me = 0;
-	return finish_file(t, o, fd, ms, me);
+	/* its VMAs, if any, were made read-only at resume (rst_shm_finish): size and seals */
+	return finish_file(t, o, fd, 0, 0);
 }
 
 int rst_shm_posix_create(struct rst_target *t, const struct haul_layout *l,
@@ -675,8 +671,34 @@ int rst_shm_finish(struct rst_target *t, const Haul__Img__ProcessState *ps, char
 				return ret;
 			continue;
 		}
-		if (!ts || !ts->tino || held_by_fd(ps, o) || stub_find(t, ts->tino, &ms, &me))
-			continue; /* an fd's: fd_memfd.c finishes it */
+		if (!ts || !ts->tino || stub_find(t, ts->tino, &ms, &me))
+			continue; /* no VMA maps it: an fd's, fd_memfd.c finishes it */
+		/* post-copy fills pages after this, and makes holes first: both need writes */
+		if (o->kind == HAUL__IMG__SHM_KIND__SHM_MEMFD && t->o.before_resume &&
+		    (o->seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE))) {
+			snprintf(
+				why, wl,
+				"memfd %s of pid %d has write seals: post-copy cannot fill it after "
+				"the resume; move it with pre-copy or stop-and-copy",
+				o->name, (int)t->o.pid);
+			return -EOPNOTSUPP;
+		}
+		if (held_by_fd(ps, o)) {
+			/*
+			 * fd_memfd.c writes its unmapped bytes once every fd
+			 * exists, then seals it; a write seal's read-only
+			 * mappings are made here, before post-copy registers
+			 * them (mapping again after would drop that).
+			 */
+			if (o->seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE))
+				ret = memfd_maps_ro(t, o, ms, me);
+			if (ret) {
+				snprintf(why, wl, "cannot map memfd %s read-only: %s", o->name,
+					 strerror(-ret));
+				return ret;
+			}
+			continue;
+		}
 		if (o->kind == HAUL__IMG__SHM_KIND__SHM_SYSV) {
 			if (ts->size_made != o->size)
 				ret = sysv_resize(t, ts, o);

@@ -187,6 +187,38 @@ Test(mig_shmem, post_copy_moves_a_memfd_mapped_twice, .fini = teardown, .timeout
 	moves_intact("memfd", extra);
 }
 
+Test(mig_shmem, post_copy_of_a_write_sealed_memfd_is_refused_by_name_and_the_source_runs_on,
+     .fini = teardown, .timeout = 120)
+{
+	const char *extra[] = {"--postcopy", NULL};
+	long seq;
+
+	th_mig_setup(&M, 0);
+	workload("memfd-sealed-fd", 1);
+	seq = th_mig_seq(&M);
+	cr_assert_neq(th_mig_migrate(&M, extra, 60000), 0, "post-copy of a sealed memfd went on");
+	cr_expect(th_sh("grep -q 'memfd haul-shm-sealed of pid [0-9]* has write seals' %s",
+			M.json) == 0,
+		  "the refusal does not name the sealed memfd");
+	cr_assert(th_mig_ticking(&M, M.net_a, 3000), "the source does not run on");
+	cr_assert_geq(th_mig_seq(&M), seq);
+	cr_assert(th_mig_verify(&M), "the sealed memfd is not intact after the refusal");
+	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy");
+}
+
+Test(mig_shmem, pre_copy_moves_a_write_sealed_memfd_held_open_and_mapped, .fini = teardown,
+     .timeout = 120)
+{
+	const char *extra[] = {"--downtime", "100", NULL};
+
+	th_mig_setup(&M, 0);
+	workload("memfd-sealed-fd", 1);
+	cr_assert_eq(th_mig_migrate(&M, extra, 60000), 0, "haul migrate failed");
+	cr_assert(th_mig_ticking(&M, M.net_b, 3000), "the workload does not tick in the target");
+	cr_assert(th_mig_verify(&M), "the sealed memfd is not intact after the move");
+	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy");
+}
+
 Test(mig_shmem, post_copy_moves_a_sysv_segment, .fini = teardown, .timeout = 120)
 {
 	const char *extra[] = {"--postcopy", NULL};

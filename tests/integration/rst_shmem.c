@@ -229,6 +229,12 @@ Test(rst_shmem, posix_shm_file_that_differs_on_restore_is_refused_by_name, .fini
 	cr_expect(strstr(th_slurp(log), "exists here and differs"), "%s", th_slurp(log));
 }
 
+Test(rst_shmem, write_sealed_memfd_held_open_and_mapped_keeps_seals_bytes_and_fd, .fini = cleanup,
+     .timeout = 60)
+{
+	checkpoint_restore("memfd-sealed-fd");
+}
+
 /* pagemap shows only what the page tables map: the object's other pages must be read too */
 Test(rst_shmem, memfd_pages_written_through_its_fd_and_never_mapped_in_are_kept, .fini = cleanup,
      .timeout = 60)

@@ -26,6 +26,8 @@
  * back through the fd.  memfd-sealed writes 16 pages into a memfd, seals
  * it (write, grow, shrink, seal), maps it read-only and closes it: verify
  * checks the bytes, the seals and that the mapping cannot become writable.
+ * memfd-sealed-fd keeps its fd open too (fd 7): verify also reads through
+ * it and checks a write through it fails.
  *
  * sem and msg make a semaphore set or a message queue in a new IPC
  * namespace of its own (so that no other test's process can see it) and
@@ -171,7 +173,7 @@ static int setup_object(void)
 		close(fd);
 		return A == MAP_FAILED || B == MAP_FAILED ? -1 : 0;
 	}
-	if (!strcmp(kind, "memfd-sealed")) {
+	if (!strncmp(kind, "memfd-sealed", 12)) {
 		fd = memfd_create("haul-shm-sealed", MFD_ALLOW_SEALING);
 		for (uint64_t i = 0; fd >= 0 && i < RPAGES; i++) {
 			uint64_t p[WORDS];
@@ -183,6 +185,9 @@ static int setup_object(void)
 		if (fd < 0 || fcntl(fd, F_ADD_SEALS, ALL_SEALS) < 0)
 			return -1;
 		R = mmap(NULL, RPAGES * PAGE, PROT_READ, MAP_SHARED, fd, 0);
+		/* memfd-sealed-fd: the fd stays open too */
+		if (!strcmp(kind, "memfd-sealed-fd") && dup2(fd, MFD_FD) != MFD_FD)
+			return -1;
 		close(fd);
 		return R == MAP_FAILED ? -1 : 0;
 	}
@@ -245,7 +250,15 @@ static int verify_object(char *why, size_t len)
 		    memcmp(tail, page(A, 5), PAGE))
 			return snprintf(why, len, "memfd fd and mapping differ"), -1;
 	}
-	if (!strcmp(kind, "memfd-sealed")) {
+	if (!strcmp(kind, "memfd-sealed-fd")) {
+		uint64_t p[WORDS];
+
+		if (pread(MFD_FD, p, PAGE, 2 * PAGE) != (ssize_t)PAGE || check(p, 2, 3))
+			return snprintf(why, len, "sealed memfd read through its fd"), -1;
+		if (pwrite(MFD_FD, p, PAGE, 0) >= 0)
+			return snprintf(why, len, "a write-sealed memfd took a write"), -1;
+	}
+	if (!strncmp(kind, "memfd-sealed", 12)) {
 		for (uint64_t i = 0; i < RPAGES; i++)
 			if (check((uint64_t *)(R + i * PAGE), i, 3))
 				return snprintf(why, len, "sealed memfd page %llu",
