@@ -22,7 +22,8 @@ dir=$(mktemp -d /tmp/haul-shm-bench-$$.XXXX)
 key=$dir/key
 head -c 32 /dev/urandom >"$key"
 chmod 600 "$key"
-trap 'kill $ps $src 2>/dev/null; ipcrm -M $((0x5b000000 + $$ % 65536)) 2>/dev/null; rm -rf "$dir"' EXIT
+skey=$(printf '0x%x' $((0x5b000000 + $$ % 65536))) # ipcrm takes keys in hex only
+trap 'kill $ps $src 2>/dev/null; ipcrm -M $skey 2>/dev/null; rm -rf "$dir"' EXIT
 
 json_num() { sed -n "s/.*\"$2\": \([0-9.]*\).*/\1/p" "$1" | head -1; }
 last_round() { sed -n 's/.*"pages_per_round": \[\(.*\)\].*/\1/p' "$1" | tr -d ' ' | awk -F, '{print $NF}'; }
@@ -41,7 +42,7 @@ for kind in $KINDS; do
 		[ $kind = sysv-1000 ] && { k=sysv; short=1000; }
 		(exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-; exec "$wl" --kind "$k" --mem "$MIB" \
 			--sysv-short $short \
-			--hot 32 --key $((0x5b000000 + $$ % 65536)) --tag bench$$ \
+			--hot 32 --key $skey --tag bench$$ \
 			--control "$dir/control" >"$dir/wl.out" 2>&1 </dev/null) &
 		src=$!
 		for i in $(seq 600); do grep -q '^tick' "$dir/wl.out" 2>/dev/null && break; sleep 0.1; done
@@ -60,7 +61,7 @@ for kind in $KINDS; do
 		[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
 		kill -9 $src $ps 2>/dev/null
 		wait 2>/dev/null
-		ipcrm -M $((0x5b000000 + $$ % 65536)) 2>/dev/null
+		ipcrm -M $skey 2>/dev/null
 	done
 done
 exit 0
