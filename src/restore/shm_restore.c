@@ -296,6 +296,29 @@ static int map_fd(struct rst_target *t, const struct haul_vma *v, uint64_t s, ui
 	return ret;
 }
 
+/*
+ * Grow the object mapped at [@ms, @me) of the stub to @size, never shrink
+ * it (its size is set exactly at resume; a smaller layout must not cut
+ * bytes an fd still reaches).  A failure shows when the pages are written.
+ */
+static void grow_to(struct rst_target *t, uint64_t ms, uint64_t me, uint64_t size)
+{
+	char path[96];
+	struct stat st;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)t->stub, ms,
+		 me);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size < size && ftruncate(fd, (off_t)size) < 0)
+		pr_warn("cannot grow shared memory mapped at %#" PRIx64 " of pid %d to %" PRIu64
+			" bytes: %s",
+			ms, (int)t->o.pid, size, strerror(errno));
+	close(fd);
+}
+
 /* rst_shm_map; @exact: the size to create the object with, 0: as far as its VMAs reach. */
 static int shm_map(struct rst_target *t, const struct haul_layout *l, const struct haul_vma *v,
 		   uint64_t s, uint64_t e, uint64_t exact)
@@ -309,9 +332,9 @@ static int shm_map(struct rst_target *t, const struct haul_layout *l, const stru
 
 	if (o && o->tino && !stub_find(t, o->tino, &ms, &me)) {
 		/* another VMA of the object exists: map the same object */
+		if (kind != HAUL__IMG__SHM_KIND__SHM_SYSV)
+			grow_to(t, ms, me, size);
 		ret = stub_open_mapped(t, ms, me, O_RDWR, &fd);
-		if (!ret && kind != HAUL__IMG__SHM_KIND__SHM_SYSV && size > e - s)
-			rst_rcall(t, SYS_ftruncate, fd, size, 0, 0, 0, 0, NULL);
 		return ret ? ret : map_fd(t, v, s, e, fd);
 	}
 	switch (kind) {
