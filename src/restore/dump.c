@@ -749,6 +749,8 @@ static int dump_layout(struct dump_ctx *c, pid_t pid, struct rst_dump_prep *p)
 		o->prot = v->prot;
 		o->flags = v->flags & ~HAUL_VMA_UFFD_WP;
 		o->path = v->path;
+		o->has_shm_size = v->shm_size != 0;
+		o->shm_size = v->shm_size;
 		c->vmap[i] = o;
 		c->ps.n_vmas = i + 1;
 		if ((v->flags & HAUL_VMA_GUARD) && pagemap < 0) {
@@ -977,6 +979,7 @@ int rst_state_layout(const Haul__Img__ProcessState *ps, struct haul_layout *out)
 		v->ino = o->ino;
 		v->prot = o->prot;
 		v->flags = o->flags;
+		v->shm_size = o->shm_size;
 		l.n = i + 1;
 		if (o->path && !(v->path = strdup(o->path))) {
 			haul_layout_release(&l);

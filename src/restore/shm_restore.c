@@ -344,6 +344,9 @@ static int shm_map(struct rst_target *t, const struct haul_layout *l, const stru
 			ret = map_fd(t, v, s, e, fd);
 		break;
 	case HAUL__IMG__SHM_KIND__SHM_SYSV:
+		/* the source's layout names its exact size: no remake at resume */
+		if (!exact && v->shm_size)
+			size = v->shm_size;
 		ret = create_sysv(t, v, size, &shmid);
 		if (ret)
 			return ret;
