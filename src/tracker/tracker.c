@@ -320,13 +320,14 @@ void trk_round_release(struct trk_round *r)
 }
 
 /*
- * From scan @s: what the round reports.  @dirty: written, zapped (present
- * before in a kept range, counted now, not present now) and fresh ranges
- * present now; @gone (holding the vanished ranges): plus the replaced ones.
+ * From scan @s of layout @cur: what the round reports.  @dirty: written,
+ * zapped (present before in a kept range, counted now, not present now),
+ * fresh ranges present now, and shared memory's aliases and unmapped data; @gone (holding the vanished ranges): plus the replaced ones.
  * 0 or -ENOMEM.
  */
-static int round_sets(struct trk *t, struct trk_scan *s, const struct trk_rl *kept,
-		      const struct trk_rl *fresh, struct trk_rl *dirty, struct trk_rl *gone)
+static int round_sets(struct trk *t, struct trk_scan *s, const struct haul_layout *cur,
+		      const struct trk_rl *kept, const struct trk_rl *fresh, struct trk_rl *dirty,
+		      struct trk_rl *gone)
 {
 	struct trk_rl tmp = {0}, zapped = {0};
 	int ret;
@@ -362,6 +363,12 @@ static int round_sets(struct trk *t, struct trk_scan *s, const struct trk_rl *ke
 		ret = trk_rl_append(dirty, &tmp);
 	if (!ret)
 		ret = trk_rl_normalize(dirty);
+	/* a new shmem VMA: its object's data, also what the page tables lack */
+	if (!ret)
+		ret = trk_shmem_data(t->pid, cur, fresh, dirty);
+	/* a store through one mapping of a shmem object dirties all of them */
+	if (!ret)
+		ret = trk_shmem_aliases(cur, dirty);
 	if (!ret)
 		ret = trk_rl_append(gone, &s->replaced);
 	if (!ret)
@@ -416,7 +423,7 @@ int trk_round(struct trk *t, struct trk_round *out)
 	if (ret)
 		goto out;
 
-	ret = round_sets(t, &s, &kept, &fresh, &dirty, &gone);
+	ret = round_sets(t, &s, &cur, &kept, &fresh, &dirty, &gone);
 	if (ret)
 		goto out;
 
