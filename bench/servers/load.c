@@ -494,6 +494,8 @@ static int run_loop(struct load *l)
 			next_progress += 1000000000ULL;
 		}
 	}
+	if (l->o.progress)
+		print_progress(l, now_ns()); /* the last word: errors and live=0 show here */
 	return 0;
 }
 
