@@ -4,11 +4,16 @@
 #
 # `make bench-servers`: Redis and memcached migrated under client load, every
 # mode, sizes from BENCH_SERVERS_ARGS (bench/servers/run.sh --help); installs
-# the server packages first (bench/servers/deps.sh: left stopped and disabled).
+# the server packages first (bench/servers/deps.sh: left stopped and disabled):
+# SRV_PKGS for the srv_* tests and the bench, criu for its peer cells (run only
+# when `criu check` passes), nginx and PostgreSQL for the servers to come
+# (issue 12).  `make test` installs none of them; each srv_* test installs what
+# it needs when it runs.
 SRVLOAD_BINS := $(patsubst bench/servers/srvload_%.c,$(BUILD)/progs/srvload_%,\
 	$(wildcard bench/servers/srvload_*.c))
 PROGS += $(SRVLOAD_BINS)
 SRV_PKGS := redis-server redis-tools memcached nftables python3
+SRV_PKGS_BENCH := criu
 SRV_PKGS_LATER := nginx postgresql
 BENCH_SERVERS_ARGS ?=
 
@@ -19,7 +24,7 @@ $(BUILD)/progs/srvload_%: bench/servers/srvload_%.c bench/servers/load.c bench/s
 	$(CC) -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -o $@ $< bench/servers/load.c $(SRVLOAD_KV)
 
 deps-servers:
-	@sh bench/servers/deps.sh $(SRV_PKGS) $(SRV_PKGS_LATER)
+	@sh bench/servers/deps.sh $(SRV_PKGS) $(SRV_PKGS_BENCH) $(SRV_PKGS_LATER)
 
 bench-servers: deps deps-servers
 	$(MAKE) --no-print-directory BUILD=$(BUILD) all
