@@ -34,6 +34,7 @@ if [ $mrc -ne 0 ]; then
 	srv_fail "haul migrate did not move the asyncio server (exit $mrc; see its output above)"
 fi
 srv_say "haul migrate: downtime $(srv_downtime) ms"
+srv_haul_summary
 fail=0
 srv_check_moved python3 || fail=1
 srv_load_progress "$SRV_DIR/load.log" 2 || { srv_say "the clients stopped getting answers after the move"; fail=1; }

@@ -42,10 +42,9 @@ srv_in cli "$PROGS/srvload_redis" --host "$SRV_ADDR" --fill "$SIZE" --json "$SRV
 	>/dev/null || srv_fail "fill of $SIZE: $(cat "$SRV_DIR/fill.json")"
 digest=$(srv_in cli redis-cli -h "$SRV_ADDR" DEBUG DIGEST)
 
-# the clients wait up to 20 s for an answer: a rollback after a cut link takes
-# the stall, haul's --timeout and TCP's retransmission backoff
-srv_load_start redis "$SRV_DIR/load.log" "$SRV_DIR/load.json" --port 6379 --conns 16 \
-	--timeout 20000
+# the clients wait up to 30 s for an answer (srv_load_start): a rollback after a cut
+# link takes the stall, haul's --timeout and TCP's retransmission backoff
+srv_load_start redis "$SRV_DIR/load.log" "$SRV_DIR/load.json" --port 6379 --conns 16
 srv_load_progress "$SRV_DIR/load.log" 2 || srv_fail "the clients made no progress"
 
 fail=0

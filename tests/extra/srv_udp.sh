@@ -46,6 +46,7 @@ if [ $mrc -ne 0 ]; then
 fi
 down=$(srv_downtime)
 srv_say "haul migrate: downtime $down ms"
+srv_haul_summary
 fail=0
 srv_check_moved python3 || fail=1
 srv_load_progress "$SRV_DIR/load.log" 2 || { srv_say "the clients stopped getting echoes after the move"; fail=1; }
