@@ -39,17 +39,20 @@ budget=1500
 rate=
 criu=1
 keep_all=0
+haul_args=
 
 usage() {
 	cat <<EOF
 usage: bench/servers/run.sh [--out DIR] [--sizes "1G 4G"] [--servers "redis memcached"]
                             [--modes "pre-copy post-copy stop-and-copy"] [--conns N]
                             [--rate RATE] [--budget SECONDS] [--no-criu] [--keep-logs]
+                            [--haul-args "--timeout 60s ..."]
 
 Defaults: sizes 1G 4G, both servers, all three modes, 16 connections, the
 bridge unshaped (--rate 1gbit caps the source's and target's links with tbf),
 a budget of 1500 s after which the remaining cells are skipped.  A cell needs
 3x its size of available memory.  CRIU runs when 'criu check' passes.
+--haul-args adds options to every haul migrate (haul's defaults otherwise).
 EOF
 }
 
@@ -64,6 +67,7 @@ while [ $# -gt 0 ]; do
 	--budget) budget=$2; shift ;;
 	--no-criu) criu=0 ;;
 	--keep-logs) keep_all=1 ;;
+	--haul-args) haul_args=$2; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -106,7 +110,7 @@ reset_hosts() {
 	local h p t
 	for h in src dst cli; do
 		for p in $(ip netns pids "$(srv_ns $h)" 2>/dev/null); do
-			kill -CONT "$p" 2>/dev/null
+			srv_thaw "$p"
 			kill -9 "$p" 2>/dev/null
 		done
 	done
@@ -118,6 +122,12 @@ reset_hosts() {
 	done
 	srv_addr_on dst && ip -n "$SRV_NS_DST" addr del "$SRV_ADDR/$SRV_PREFIX" dev eth0
 	srv_addr_on src || ip -n "$SRV_NS_SRC" addr add "$SRV_ADDR/$SRV_PREFIX" dev eth0
+	# the freezer cgroup haul made for a server it could not move (mig-PID), once empty
+	for p in $(cat "$SRV_DIR/server_pids" 2>/dev/null); do
+		for t in /sys/fs/cgroup/haul/mig-"$p" /sys/fs/cgroup/*/haul/mig-"$p"; do
+			[ -d "$t" ] && ! grep -q . "$t/cgroup.procs" 2>/dev/null && rmdir "$t" 2>/dev/null
+		done
+	done
 }
 
 # row SERVER SIZE MODE STATUS [FIELDS...]: one CSV line (missing fields empty).
@@ -143,6 +153,7 @@ start_server() {
 		srv_wait_tcp cli "$SRV_ADDR" 11211 || return 1 ;;
 	esac
 	srv_migrated_pids+=("$srv_pid")
+	echo "$srv_pid" >>"$SRV_DIR/server_pids" # cells run in subshells: reset_hosts reads it
 	srv_in cli "$PROGS/srvload_$1" --host "$SRV_ADDR" --port $port --fill "$2" \
 		--json "$SRV_DIR/fill.json" >/dev/null 2>"$SRV_DIR/fill.log"
 }
@@ -173,7 +184,7 @@ move() {
 	local t0=$SECONDS
 	# shellcheck disable=SC2086
 	SRV_MIGRATE_TIMEOUT=$((60 + 4 * $(srv_size_bytes "$size") / 1048576 * 8 / 1000)) \
-		srv_migrate "$srv_pid" $flag
+		srv_migrate "$srv_pid" $flag $haul_args
 	mig_rc=$?
 	downtime=$(srv_downtime)
 	total=$(srv_json "$SRV_DIR/migrate.json" total_ms)
@@ -242,6 +253,7 @@ cell() {
 			"$(srv_json "$j" errors)" "$(srv_json "$j" wrong_values)" \
 			"$(srv_json "$j" reconnects)" "" "" "" "$note"
 		cp "$SRV_DIR/migrate.log" "$out/logs/$name-migrate.log"
+		cp "$SRV_DIR/ps.log" "$out/logs/$name-pageserver.log" 2>/dev/null
 		say "FAIL target: $name: the server did not move"
 		return
 	fi
