@@ -92,7 +92,10 @@ clean_run() {
 	for s in "redis $redis 6379 reset|eof 16" "memcached $mc 11211 reset|eof 16" \
 		"udp $udp 7777 connect_refused 1"; do
 		set -- $s
-		srv_load_start "$1" "$SRV_DIR/kill-$1.log" "$SRV_DIR/kill-$1.json" --port "$3"
+		# UDP: a datagram without echo is resent after 200 ms, and that one meets
+		# the closed port (the default 30 s wait would outlast the check)
+		srv_load_start "$1" "$SRV_DIR/kill-$1.log" "$SRV_DIR/kill-$1.json" --port "$3" \
+			$([ "$1" = udp ] && echo --timeout 200)
 		srv_load_progress "$SRV_DIR/kill-$1.log" 1 || srv_fail "$1 clients made no progress"
 		kill -9 "$2"
 		wait_line "$SRV_DIR/kill-$1.log" "errors=[1-9]" 10 ||
