@@ -21,7 +21,7 @@ $(BUILD)/progs/srvload_redis $(BUILD)/progs/srvload_memcached: SRVLOAD_KV := ben
 $(BUILD)/progs/srvload_%: bench/servers/srvload_%.c bench/servers/load.c bench/servers/load.h \
 		bench/servers/kv.c bench/servers/kv.h
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -o $@ $< bench/servers/load.c $(SRVLOAD_KV)
+	$(CC) -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE $(LDFLAGS) -o $@ $< bench/servers/load.c $(SRVLOAD_KV)
 
 deps-servers:
 	@sh bench/servers/deps.sh $(SRV_PKGS) $(SRV_PKGS_BENCH) $(SRV_PKGS_LATER)
