@@ -9,6 +9,7 @@ set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set key autotitle columnhead below horizontal font ",9"
+set xtics rotate by -15 font ",9"
 set grid ytics
 set logscale y
 set yrange [0.1:*]
