@@ -40,6 +40,10 @@ srv_check_moved python3 || fail=1
 srv_load_progress "$SRV_DIR/load.log" 2 || { srv_say "the clients stopped getting answers after the move"; fail=1; }
 srv_load_stop "$SRV_LOAD_PID" "$SRV_DIR/load.log" "$SRV_DIR/load.json" ||
 	{ srv_say "the clients saw errors, wrong values or reconnects"; fail=1; }
-[ $fail -eq 0 ] || srv_fail "the asyncio server did not move with its keep-alive connections"
+if [ $fail -ne 0 ]; then
+	srv_say "the server's output (the restored copy writes to the same file):"
+	tail -5 "$SRV_DIR/http.log" | sed 's/^/    /'
+	srv_fail "the asyncio server did not move with its keep-alive connections"
+fi
 srv_say "PASS: clients max latency $(srv_json "$SRV_DIR/load.json" max) ms, largest gap $(srv_json "$SRV_DIR/load.json" max_gap_ms) ms"
 exit 0

@@ -55,6 +55,10 @@ srv_load_stop "$SRV_LOAD_PID" "$SRV_DIR/load.log" "$SRV_DIR/load.json" ||
 srv_in cli "$PROGS/srvload_memcached" --host "$SRV_ADDR" --fill "$SIZE" --check \
 	--json "$SRV_DIR/check.json" >/dev/null ||
 	{ srv_say "filled values read back wrong: $(cat "$SRV_DIR/check.json")"; fail=1; }
-[ $fail -eq 0 ] || srv_fail "memcached did not move intact under load"
+if [ $fail -ne 0 ]; then
+	srv_say "the server's output (the restored copy writes to the same file):"
+	tail -5 "$SRV_DIR/mc.log" | sed 's/^/    /'
+	srv_fail "memcached did not move intact under load"
+fi
 srv_say "PASS: $SIZE moved, clients max latency $(srv_json "$SRV_DIR/load.json" max) ms, largest gap $(srv_json "$SRV_DIR/load.json" max_gap_ms) ms, dataset identical"
 exit 0

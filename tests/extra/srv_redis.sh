@@ -58,6 +58,10 @@ after_digest=$(srv_in cli redis-cli -h "$SRV_ADDR" DEBUG DIGEST)
 srv_in cli "$PROGS/srvload_redis" --host "$SRV_ADDR" --fill "$SIZE" --check \
 	--json "$SRV_DIR/check.json" >/dev/null ||
 	{ srv_say "filled values read back wrong: $(cat "$SRV_DIR/check.json")"; fail=1; }
-[ $fail -eq 0 ] || srv_fail "redis-server did not move intact under load"
+if [ $fail -ne 0 ]; then
+	srv_say "the server's output (the restored copy writes to the same file):"
+	tail -5 "$SRV_DIR/redis.log" | sed 's/^/    /'
+	srv_fail "redis-server did not move intact under load"
+fi
 srv_say "PASS: $SIZE moved, clients max latency $(srv_json "$SRV_DIR/load.json" max) ms, largest gap $(srv_json "$SRV_DIR/load.json" max_gap_ms) ms, dataset identical"
 exit 0

@@ -59,6 +59,10 @@ allowed=$(awk -v d="$down" -v c=$CONNS -v t=$TIMEOUT_MS \
 	'BEGIN { n = int(d / t); if (n * t < d) n++; print c * (n + 2) }')
 srv_say "datagrams: lost $lost (accepted <= $allowed for a downtime of $down ms), late $late (queued at the freeze, answered after the resume)"
 [ "$lost" -le "$allowed" ] || { srv_say "more datagrams lost than the downtime explains"; fail=1; }
-[ $fail -eq 0 ] || srv_fail "the UDP echo server did not move cleanly"
+if [ $fail -ne 0 ]; then
+	srv_say "the server's output (the restored copy writes to the same file):"
+	tail -5 "$SRV_DIR/udp.log" | sed 's/^/    /'
+	srv_fail "the UDP echo server did not move cleanly"
+fi
 srv_say "PASS: clients max latency $(srv_json "$SRV_DIR/load.json" max) ms, largest gap $(srv_json "$SRV_DIR/load.json" max_gap_ms) ms"
 exit 0
