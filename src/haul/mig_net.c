@@ -198,7 +198,7 @@ int haul_mig_net_down(struct mig *m)
 	if (!n->nsocks && !n->naddrs && !n->hook.cmd)
 		return 0;
 	if (n->nsocks || n->naddrs) {
-		ret = haul_netlock_take(n->table, n->socks, n->nsocks, n->addrs, n->naddrs);
+		ret = haul_netlock_take(n->table, n->socks, n->nsocks, n->addrs, n->naddrs, true);
 		if (ret)
 			return ret;
 		n->locked = true;

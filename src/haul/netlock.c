@@ -201,7 +201,7 @@ static void reg_remove(const char *name)
 /* ---- take, lift, reap -------------------------------------------------------- */
 
 int haul_netlock_take(const char *name, const struct haul_net_tuple *t, size_t n,
-		      const struct haul_net_addr *a, size_t na)
+		      const struct haul_net_addr *a, size_t na, bool out)
 {
 	size_t cap = 1024 + (n * 2 + na * 2) * 256, left = cap;
 	char *cmd = malloc(cap), *p = cmd, err[256] = "";
@@ -228,11 +228,13 @@ int haul_netlock_take(const char *name, const struct haul_net_tuple *t, size_t n
 	    name);
 	for (size_t i = 0; i < n; i++) {
 		tuple_rule(&p, &left, name, &t[i], true);
-		tuple_rule(&p, &left, name, &t[i], false);
+		if (out)
+			tuple_rule(&p, &left, name, &t[i], false);
 	}
 	for (size_t i = 0; i < na; i++) {
 		addr_rule(&p, &left, name, &a[i], true);
-		addr_rule(&p, &left, name, &a[i], false);
+		if (out)
+			addr_rule(&p, &left, name, &a[i], false);
 	}
 	if (!left) {
 		free(cmd);
@@ -257,8 +259,9 @@ int haul_netlock_take(const char *name, const struct haul_net_tuple *t, size_t n
 		       name, err[0] ? err : "nftables refused the ruleset");
 		return ret;
 	}
-	pr_info("network lock %s: %zu socket%s, %zu address%s (%.1f ms)", name, n,
-		n == 1 ? "" : "s", na, na == 1 ? "" : "es", haul_now_ms() - t0);
+	pr_info("network lock %s: %zu socket%s, %zu address%s%s (%.1f ms)", name, n,
+		n == 1 ? "" : "s", na, na == 1 ? "" : "es", out ? "" : ", incoming only",
+		haul_now_ms() - t0);
 	return 0;
 }
 

@@ -82,10 +82,13 @@ void haul_netlock_name(char *buf, size_t len, pid_t pid, uint64_t id);
  * announced and pinged).  It is recorded first in the registry
  * (HAUL_LOCK_DIR/netlock) with this process as its owner, so that
  * haul_netlock_reap() removes it if we die.  -EEXIST when a table of that
- * name exists.
+ * name exists.  Without @out only incoming packets are dropped: a
+ * locally sent packet that a rule drops fails its sendto() with EPERM (UDP
+ * sees it; TCP retransmits), so a lock held while the process runs drops
+ * nothing it sends.
  */
 int haul_netlock_take(const char *name, const struct haul_net_tuple *t, size_t n,
-		      const struct haul_net_addr *a, size_t na);
+		      const struct haul_net_addr *a, size_t na, bool out);
 /* Remove it and its registry entry; 0 when it was not there. */
 int haul_netlock_lift(const char *name);
 /* Is a table @name in haul's network namespace? */

@@ -8,7 +8,10 @@
  *           ours: it has our addresses from SessionOk.addresses); the
  *           survivor (netguard.c) is forked, outside any downtime;
  *  lock:    (the restore command, before anything of the process exists
- *           here) the lock on the socket ends the source named
+ *           here) the lock, incoming packets only (a peer's segment before
+ *           its socket exists here would be answered by a reset; what the
+ *           resumed process sends must not fail with EPERM before the lift),
+ *           on the socket ends the source named
  *           and on the moving addresses, each address added to the
  *           interface whose own address covers its prefix (IPv6 without
  *           DAD), the target-prepare hook; a failure undoes these and the
@@ -19,7 +22,8 @@
  *           process runs already); the survivor is told "in doubt";
  *  close:   committed: done.  Not committed (the restore failed or the
  *           source never committed, and the inner sink killed the copy):
- *           the addresses removed, the lock lifted, target-abort.
+ *           locked both ways before the kill (its sockets must close
+ *           unseen), the addresses removed, the lock lifted, target-abort.
  * The hook is the page server's own --on-switch: the target's operator
  * decides what runs on the target, not the source's.
  */
@@ -200,7 +204,7 @@ static int sw_lock(void *sess, const struct ps_net_end *e, size_t n)
 		memcpy(t[i].raddr, e[i].raddr, 16);
 	}
 	if (n || s->naddrs) {
-		ret = haul_netlock_take(s->table, t, n, s->addrs, s->naddrs);
+		ret = haul_netlock_take(s->table, t, n, s->addrs, s->naddrs, false);
 		s->locked = !ret;
 	}
 	if (!ret && s->nmine)
@@ -261,7 +265,8 @@ static void sw_close(void *sess, bool committed)
 		return;
 	/* the inner sink kills an uncommitted copy: its sockets must go while locked */
 	if (!committed && s->resumed && (s->nends || s->naddrs) && !s->locked)
-		s->locked = !haul_netlock_take(s->table, s->ends, s->nends, s->addrs, s->naddrs);
+		s->locked =
+			!haul_netlock_take(s->table, s->ends, s->nends, s->addrs, s->naddrs, true);
 	inner->close(s->inner, committed);
 	if (!committed)
 		sw_undo(s);

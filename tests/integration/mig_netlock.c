@@ -208,9 +208,9 @@ Test(netlock, drops_both_directions_without_a_reset_and_leaves_no_table, .init =
 	}
 	cr_assert_eq(conn, 1);
 	snprintf(name, sizeof(name), "haul-lock-%d-1", getpid());
-	cr_assert_eq(haul_netlock_take(name, t, n, NULL, 0), 0);
+	cr_assert_eq(haul_netlock_take(name, t, n, NULL, 0, true), 0);
 	cr_assert(haul_netlock_exists(name));
-	cr_assert_eq(haul_netlock_take(name, t, n, NULL, 0), -EEXIST, "one table per name");
+	cr_assert_eq(haul_netlock_take(name, t, n, NULL, 0, true), -EEXIST, "one table per name");
 
 	/* both directions are dropped: nothing arrives, and no reset either */
 	cr_assert_eq(write(c.s, "to-peer", 7), 7);
@@ -258,7 +258,7 @@ Test(netlock, owner_killed_with_a_connection_open_the_survivor_lifts_the_lock, .
 
 		/* as haul does: the survivor first, then the lock; then it is killed */
 		if (haul_netguard_start(&g, name, NULL, 0, true) ||
-		    haul_netlock_take(name, t, n, NULL, 0))
+		    haul_netlock_take(name, t, n, NULL, 0, true))
 			_exit(1);
 		if (write(ready[1], "r", 1) != 1)
 			_exit(1);
@@ -298,7 +298,7 @@ Test(netlock, a_table_whose_owner_died_is_removed_by_the_next_haul, .init = lock
 	owner = fork();
 	cr_assert_geq(owner, 0);
 	if (owner == 0)
-		_exit(haul_netlock_take(name, NULL, 0, &a, 1) ? 1 : 0); /* dies holding it */
+		_exit(haul_netlock_take(name, NULL, 0, &a, 1, true) ? 1 : 0); /* dies holding it */
 	cr_assert_eq(th_wait_exit(owner, 10000), 0);
 	cr_assert(haul_netlock_exists(name), "the owner did not take the lock");
 	/* `haul ps` (as haul migrate and haul pageserver) reaps at start */
@@ -317,7 +317,7 @@ Test(netlock, a_table_whose_owner_lives_is_kept, .init = lock_setup, .fini = loc
 	enter(N.a);
 	cr_assert_eq(haul_net_addr_parse(TH_IP_A "/30", &a), 0);
 	snprintf(name, sizeof(name), "haul-lock-%d-3", getpid());
-	cr_assert_eq(haul_netlock_take(name, NULL, 0, &a, 1), 0);
+	cr_assert_eq(haul_netlock_take(name, NULL, 0, &a, 1, true), 0);
 	cr_assert_eq(haul_netlock_reap(), 0);
 	cr_assert(haul_netlock_exists(name));
 	/* a namespace's reaper leaves another namespace's entries alone */
