@@ -49,6 +49,7 @@
 #include "restore/imgdir_int.h"
 #include "restore/restore.h"
 #include "restore/restore_int.h"
+#include "restore/tree_int.h"
 #include "tracker/tracker.h"
 
 #define PM_PRESENT (1ULL << 63)
@@ -250,6 +251,19 @@ out:
 	if (pagemap >= 0)
 		close(pagemap);
 	free(pm);
+	return ret;
+}
+
+int rst_store_pages(pid_t pid, const struct haul_layout *l, struct pstore_proc *p,
+		    struct rst_ckpt_stats *st)
+{
+	uint8_t *buf = malloc(CKPT_CHUNK_PAGES * HAUL_PAGE_SIZE);
+	int ret;
+
+	if (!buf)
+		return -ENOMEM;
+	ret = store_all(pid, l, p, buf, st);
+	free(buf);
 	return ret;
 }
 

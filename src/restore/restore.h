@@ -230,6 +230,20 @@ int rst_ckpt_seize(struct rst_ckpt *ck);
 int rst_ckpt_commit(struct rst_ckpt *ck, bool tracked, bool leave_running, const char *fault);
 void rst_ckpt_end(struct rst_ckpt *ck, int ret);
 /*
+ * A checkpoint of @pid and all its descendants into @dir as one image
+ * DIR/<id>/ (tree_ckpt.c): every process prechecked while running (a
+ * refusal names the pid and resource, -EOPNOTSUPP, nothing stopped), then
+ * all stopped together until no new child appears, each dumped into its
+ * own DIR/<id>/<pid>/ with the tree (ids, zombies and their exit status)
+ * in DIR/<id>/tree.img, committed and switched in as one image.  Without
+ * @leave_running every process is killed once the image is durable.
+ * Memory is copied while stopped.  0 or -errno, logged.
+ * rst_has_children: whether @pid has a child process.
+ */
+int rst_tree_checkpoint(pid_t pid, const char *dir, bool leave_running, const char *fault,
+			struct rst_ckpt_stats *st);
+bool rst_has_children(pid_t pid);
+/*
  * Restore the image @id (NULL: the only one) of process @pid (0: any) from
  * @dir with @o (its pid and clock offsets are filled in here).  The image
  * is opened read-only and every page checked before anything is created.

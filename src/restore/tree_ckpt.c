@@ -1,0 +1,251 @@
+/*
+ * tree_ckpt.c - haul checkpoint of a process with descendants: one image
+ * of the whole tree.
+ *
+ * Order: walk the tree and precheck every process while all run (a
+ * refusal names the pid and resource and touches nothing); then stop them
+ * (rst_seize: SIGSTOP hold + ptrace, parents first), walk again, and
+ * precheck and stop what was forked meanwhile, until a walk finds nothing
+ * new: a stopped process forks no more, so the set is then stable.  Only
+ * then are the ids read (pgid and sid may change until the stop) and each
+ * process dumped: its ProcessState, layout and pages into DIR/<pid>/ of one
+ * page store, the tree (tree_img.c) beside them, every store committed and
+ * the image switched in at once (imgdir.c).  Without --leave-running the
+ * processes are killed, leaves first, only once the image is durable; a
+ * failure releases every one of them untouched.
+ *
+ * Memory is read while stopped (no tracker rounds): the stop grows with
+ * the memory of the whole tree.
+ */
+#define LOG_PREFIX "tree: "
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/pstore.h"
+#include "restore/fd_int.h"
+#include "restore/imgdir_int.h"
+#include "restore/restore.h"
+#include "restore/restore_int.h"
+#include "restore/tree_int.h"
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static bool is_zombie(pid_t host)
+{
+	char *status = NULL;
+	const char *f;
+	bool z = false;
+
+	if (!rst_read_proc(host, "status", &status, NULL)) {
+		f = rst_status_field(status, "State");
+		z = f && strchr(f, 'Z');
+	}
+	free(status);
+	return z;
+}
+
+/* Precheck [from, n) of @t while they run; zombies need none. */
+static int precheck_from(struct rst_tree *t, size_t from, char *why, size_t wl)
+{
+	for (size_t i = from; i < t->n; i++) {
+		int ret;
+
+		if (is_zombie(t->p[i].host))
+			continue;
+		ret = rst_dump_precheck(t->p[i].host, why, wl);
+		if (ret && i && is_zombie(t->p[i].host))
+			continue; /* it exited meanwhile */
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int seize_from(struct rst_tree *t, size_t from, char *why, size_t wl)
+{
+	for (size_t i = from; i < t->n; i++) {
+		int ret;
+
+		if (is_zombie(t->p[i].host))
+			continue;
+		ret = rst_seize(t->p[i].host, &t->p[i].sz);
+		if (ret && i && is_zombie(t->p[i].host))
+			continue;
+		if (ret) {
+			snprintf(why, wl, "cannot stop pid %d of the tree: %s", (int)t->p[i].host,
+				 strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* Walk, precheck and stop until a walk finds no new process. */
+static int stop_tree(struct rst_tree *t, pid_t root, char *why, size_t wl)
+{
+	size_t added, from = 0;
+	int ret;
+
+	for (;;) {
+		ret = rst_tree_walk(t, root, &added, why, wl);
+		if (ret || !added)
+			return ret;
+		ret = precheck_from(t, from, why, wl);
+		if (!ret)
+			ret = seize_from(t, from, why, wl);
+		if (ret)
+			return ret;
+		from = t->n;
+	}
+}
+
+/* Dump process @i of @t into @store: state, layout, every page. */
+static int dump_one(struct rst_tree *t, size_t i, struct pstore *store, struct pstore_proc **pp,
+		    struct rst_ckpt_stats *st)
+{
+	struct rst_tree_proc *p = &t->p[i];
+	Haul__Img__ProcessState *ps = NULL;
+	struct haul_layout l = {0};
+	uint8_t *blob = NULL;
+	size_t len;
+	int ret;
+
+	ret = rst_dump_state(p->sz, &blob, &len);
+	if (ret) {
+		pr_err_r(ret, "cannot dump the state of pid %d of the tree of pid %d", p->pid,
+			 t->p[0].pid);
+		return ret;
+	}
+	ps = haul__img__process_state__unpack(NULL, len, blob);
+	ret = ps ? rst_state_layout(ps, &l) : -EBADMSG;
+	if (!ret)
+		ret = pstore_proc_get(store, p->pid, true, pp);
+	if (!ret)
+		ret = pstore_set_comm(*pp, ps->comm);
+	if (!ret)
+		ret = pstore_set_layout(*pp, &l);
+	if (!ret)
+		ret = pstore_set_state(*pp, blob, len);
+	if (!ret)
+		ret = rst_store_pages(p->host, &l, *pp, st);
+	if (ret)
+		pr_err_r(ret, "cannot store the image of pid %d of the tree of pid %d", p->pid,
+			 t->p[0].pid);
+	haul_layout_release(&l);
+	if (ps)
+		haul__img__process_state__free_unpacked(ps, NULL);
+	free(blob);
+	return ret;
+}
+
+/* Write every process and the tree into the new image, durable and switched in. */
+static int write_image(struct rst_tree *t, const char *dir, bool leave_running, const char *fault,
+		       struct rst_ckpt_stats *st)
+{
+	struct rst_imgdir_tx tx = {.dirfd = -1, .lockfd = -1};
+	struct pstore_proc **pp = calloc(t->n, sizeof(*pp));
+	struct pstore *store = NULL;
+	int ret, fd = -1;
+
+	if (!pp)
+		return -ENOMEM;
+	ret = rst_imgdir_begin(dir, t->p[0].host, t->p[0].pid, &tx);
+	if (ret)
+		goto out;
+	snprintf(st->id, sizeof(st->id), "%s", tx.id);
+	ret = pstore_open(tx.path, &store);
+	for (size_t i = 0; i < t->n && !ret; i++)
+		if (!t->p[i].zombie)
+			ret = dump_one(t, i, store, &pp[i], st);
+	if (!ret) {
+		fd = open(tx.path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+		ret = fd < 0 ? -errno : rst_tree_img_write(fd, t);
+	}
+	if (ret)
+		goto out;
+	rst_imgdir_fault(fault, "staged");
+	if (leave_running) {
+		for (size_t i = 0; i < t->n; i++) {
+			rst_release(t->p[i].sz);
+			t->p[i].sz = NULL;
+		}
+		st->frozen_ns = now_ns() - st->frozen_ns;
+	}
+	for (size_t i = 0; i < t->n && !ret; i++)
+		if (pp[i])
+			ret = pstore_commit(pp[i], pstore_round(pp[i]) + 1);
+	if (ret) {
+		pr_err_r(ret, "cannot commit the image of the tree of pid %d to %s; the previous "
+			      "image stays",
+			 t->p[0].pid, tx.path);
+		goto out;
+	}
+	ret = rst_imgdir_switch(&tx, fault);
+out:
+	if (ret)
+		for (size_t i = 0; i < t->n; i++)
+			if (pp[i])
+				pstore_abort(pp[i]);
+	if (fd >= 0)
+		close(fd);
+	pstore_close(store);
+	rst_imgdir_end(&tx);
+	free(pp);
+	return ret;
+}
+
+int rst_tree_checkpoint(pid_t pid, const char *dir, bool leave_running, const char *fault,
+			struct rst_ckpt_stats *st)
+{
+	struct rst_tree t = {0};
+	uint64_t t0 = now_ns();
+	char why[512] = "";
+	size_t live = 0;
+	int ret;
+
+	memset(st, 0, sizeof(*st));
+	rst_precheck_allow_children(true);
+	ret = stop_tree(&t, pid, why, sizeof(why));
+	st->frozen_ns = now_ns();
+	if (!ret)
+		ret = rst_tree_read_ids(&t, why, sizeof(why));
+	if (ret) {
+		pr_err("cannot checkpoint pid %d and its descendants: %s; every process runs on",
+		       (int)pid, why[0] ? why : strerror(-ret));
+		goto out;
+	}
+	ret = write_image(&t, dir, leave_running, fault, st);
+	if (ret)
+		goto out;
+	/* Durable on disk: the tree may go, leaves first, and must not run again. */
+	for (size_t i = t.n; i-- > 0;) {
+		live += !t.p[i].zombie;
+		if (!leave_running) {
+			rst_kill_seized(t.p[i].sz);
+			t.p[i].sz = NULL;
+		}
+	}
+	if (!leave_running)
+		st->frozen_ns = now_ns() - st->frozen_ns;
+	st->total_ns = now_ns() - t0;
+	pr_info("checkpointed pid %d with %zu descendants (%zu zombies)", t.p[0].pid, t.n - 1,
+		t.n - live);
+out:
+	for (size_t i = 0; i < t.n; i++)
+		rst_release(t.p[i].sz);
+	rst_precheck_allow_children(false);
+	rst_tree_release(&t);
+	return ret;
+}

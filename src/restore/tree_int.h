@@ -1,0 +1,111 @@
+/*
+ * tree_int.h - private to src/restore: a process with its descendants (a
+ * tree), as the checkpoint finds it (tree_walk.c), as tree.img keeps it
+ * (tree_img.c), and the restore-side process creation it needs
+ * (target_fork.c).  DESIGN.md "Images" and "Process trees".
+ */
+#ifndef HAUL_RESTORE_TREE_INT_H
+#define HAUL_RESTORE_TREE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "image.pb-c.h"
+#include "restore/restore.h"
+
+/* Tree.version: bump when an older restorer would misapply a tree. */
+#define RST_TREE_VERSION 1
+/* The most processes one tree may hold (a bound on a peer's or a file's claim). */
+#define RST_TREE_MAX 4096
+/* The file of a tree image, beside the DIR/<pid>/ page stores. */
+#define RST_TREE_FILE "tree.img"
+
+/* One process of a tree; ids are in the tree's PID namespace. */
+struct rst_tree_proc {
+	pid_t host; /* its PID as seen from here */
+	pid_t pid, ppid, pgid, sid;
+	bool zombie;
+	int exit_status; /* zombie: the wait status */
+	struct rst_seized *sz;
+};
+
+/* Every parent before its children, the root at [0]. */
+struct rst_tree {
+	struct rst_tree_proc *p;
+	size_t n, cap;
+};
+
+/*
+ * tree_walk.c.  rst_tree_walk: add to @t every descendant of its processes
+ * (the root, host PID @root, first when @t is empty) not in it yet, from
+ * /proc/PID/task/TID/children; *@added counts them.  rst_tree_read_ids:
+ * read (again) every process's ids and zombie state, dropping those gone
+ * (a zombie reaped by its parent before that stopped).  Both refuse a
+ * descendant in a PID namespace of its own (-EOPNOTSUPP, @why).
+ * rst_tree_find: the index of tree pid @pid, or -1.  rst_tree_release frees.
+ */
+int rst_tree_walk(struct rst_tree *t, pid_t root, size_t *added, char *why, size_t wl);
+int rst_tree_read_ids(struct rst_tree *t, char *why, size_t wl);
+ssize_t rst_tree_find(const struct rst_tree *t, pid_t pid);
+void rst_tree_release(struct rst_tree *t);
+
+/*
+ * tree_img.c: write @t as DIR/tree.img (@dirfd: DIR), fsynced; read and
+ * check DIR/tree.img into *@out (free with haul__img__tree__free_unpacked):
+ * -ENOENT when DIR holds no tree, -EBADMSG (logged, naming the file) when
+ * it is damaged or inconsistent (a parent after its child, an unknown
+ * parent, twice the same pid, more than RST_TREE_MAX processes).
+ */
+int rst_tree_img_write(int dirfd, const struct rst_tree *t);
+int rst_tree_img_read(const char *dir, Haul__Img__Tree **out);
+
+/*
+ * image.c: stage every page of stopped @pid (host PID) that exists, as a
+ * checkpoint without tracker rounds does, into @p.  0 or -errno.
+ */
+struct pstore_proc;
+struct haul_layout;
+int rst_store_pages(pid_t pid, const struct haul_layout *l, struct pstore_proc *p,
+		    struct rst_ckpt_stats *st);
+
+/*
+ * tree_ckpt.c: rst_ckpt_begin..rst_ckpt_end for @root and all its
+ * descendants (restore.h rst_tree_checkpoint).
+ */
+
+/*
+ * precheck.c: whether the checks of this thread accept child processes
+ * (a tree checkpoint: every descendant is dumped with the process).
+ */
+void rst_precheck_allow_children(bool allow);
+
+/*
+ * target_fork.c, the tree's process creation, on stubs not laid out yet
+ * (no rst_target_layout: their memory is still the stub's).
+ * rst_target_fork: inject clone3(set_tid = @pid) into @parent's stub, a
+ * fork: the child is a stub too, attached to us stopped, in @parent's
+ * session and process group, with PR_SET_PDEATHSIG SIGKILL (a parent
+ * killed before resume takes it along).  rst_target_setsid /
+ * rst_target_setpgid: injected setsid() / setpgid(0, @pgid).
+ * rst_target_exit: make the stub exit with wait status @status (an exit
+ * code or a signal), not reaped by its parent: a zombie; the parent's
+ * SIGCHLD for it is consumed (the real one was delivered long ago).
+ * rst_target_run: let a target made ready (rst_target_ready) run.
+ * Each: 0 or -errno, logged naming the pid.
+ */
+int rst_target_fork(struct rst_target *parent, pid_t pid, struct rst_target **out);
+int rst_target_setsid(struct rst_target *t);
+int rst_target_setpgid(struct rst_target *t, pid_t pgid);
+int rst_target_exit(struct rst_target *t, struct rst_target *parent, int status);
+
+/*
+ * target_resume.c: rst_target_resume in two steps, so that a tree runs only
+ * once every process is ready.  rst_target_ready: apply @state, leave it
+ * stopped with its final registers (a failure kills the stub, @why says
+ * why).  rst_target_run: detach it (and tell M); *@pid its PID here.
+ */
+int rst_target_ready(struct rst_target *t, const void *state, size_t len, char *why, size_t wl);
+int rst_target_run(struct rst_target *t, pid_t *pid, char *why, size_t wl);
+
+#endif
