@@ -436,6 +436,9 @@ int rst_restore_images(const char *dir, const char *id, pid_t pid,
 	ret = rst_imgdir_find(dir, id, pid, path, sizeof(path), &pid);
 	if (ret)
 		return ret;
+	/* A tree image: every process of it, from tree.img. */
+	if (rst_is_tree_image(path))
+		return rst_restore_tree(path, base, out, here);
 	/* Read-only: a restore never changes an image, damaged or not. */
 	ret = pstore_open_ro(path, &store);
 	if (ret) {

@@ -141,6 +141,13 @@ struct rst_target_opts {
 	 */
 	int (*before_resume)(void *arg, struct rsys *r, const struct haul_layout *l);
 	void *before_resume_arg;
+	/*
+	 * A tree whose session leader is not in it (tree_restore.c): the stub
+	 * is that leader's stand-in, which forks the tree's root (PID
+	 * @hold_for), holds the session id, and exits with the root's status
+	 * once the root exits.  0: a plain stub.
+	 */
+	pid_t hold_for;
 };
 
 struct rst_target;

@@ -53,6 +53,7 @@ struct rst_target {
 	size_t n;
 	bool resumed;
 	bool waited;
+	double ready_ms; /* how long rst_target_ready took */
 };
 
 /*

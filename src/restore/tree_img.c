@@ -190,3 +190,11 @@ int rst_tree_img_read(const char *dir, Haul__Img__Tree **out)
 	*out = tr;
 	return 0;
 }
+
+bool rst_is_tree_image(const char *dir)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, RST_TREE_FILE);
+	return access(path, F_OK) == 0;
+}

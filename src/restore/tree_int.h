@@ -59,6 +59,8 @@ void rst_tree_release(struct rst_tree *t);
  */
 int rst_tree_img_write(int dirfd, const struct rst_tree *t);
 int rst_tree_img_read(const char *dir, Haul__Img__Tree **out);
+/* Whether the page store directory @dir holds a tree (its tree.img exists). */
+bool rst_is_tree_image(const char *dir);
 
 /*
  * image.c: stage every page of stopped @pid (host PID) that exists, as a
@@ -91,13 +93,29 @@ void rst_precheck_allow_children(bool allow);
  * rst_target_exit: make the stub exit with wait status @status (an exit
  * code or a signal), not reaped by its parent: a zombie; the parent's
  * SIGCHLD for it is consumed (the real one was delivered long ago).
- * rst_target_run: let a target made ready (rst_target_ready) run.
  * Each: 0 or -errno, logged naming the pid.
  */
 int rst_target_fork(struct rst_target *parent, pid_t pid, struct rst_target **out);
 int rst_target_setsid(struct rst_target *t);
 int rst_target_setpgid(struct rst_target *t, pid_t pgid);
 int rst_target_exit(struct rst_target *t, struct rst_target *parent, int status);
+/*
+ * rst_target_release_holder: let a stub that is not laid out (the session
+ * stand-in, target.c holder_main) go back to its own code: its registers
+ * and mask put back, detached, its M told.  0 or -errno.
+ */
+int rst_target_release_holder(struct rst_target *t);
+
+/*
+ * tree_restore.c: restore the tree image in page store directory @path
+ * (it holds tree.img) with @o (pid, hold_for, clocks and namespace mode
+ * are decided here).  *@out is the first process made (the root, or the
+ * stand-in of its session leader, which exits with the root's status):
+ * rst_target_wait gives the root's status; *@here the root's PID here.
+ * 0 or -errno, logged; on failure nothing of the tree is left.
+ */
+int rst_restore_tree(const char *path, const struct rst_target_opts *o, struct rst_target **out,
+		     pid_t *here);
 
 /*
  * target_resume.c: rst_target_resume in two steps, so that a tree runs only

@@ -1,0 +1,217 @@
+/*
+ * rst_tree.c - checkpoint and restore of process trees (tests/progs/rst_tree):
+ * every process comes back with its pid, parent, process group and session
+ * (as each sees itself: the restored processes print their own ids), its
+ * memory intact, and carries on; zombies keep their exit status; a tree
+ * that cannot be carried is refused naming the pid and resource, and every
+ * process of it runs on.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "haul/haul.h"
+#include "restore/restore.h"
+#include "th_rst.h"
+
+struct ids {
+	int pid, ppid, pgid, sid;
+};
+
+static void make_dir(char *dir, size_t len, const char *tag)
+{
+	snprintf(dir, len, "/tmp/haul-tree-%s-%d", tag, (int)getpid());
+	mkdir(dir, 0755);
+}
+
+static void touch(const char *dir, const char *name)
+{
+	char path[512];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT, 0644);
+	cr_assert_geq(fd, 0, "cannot create %s", path);
+	close(fd);
+}
+
+/* Lines of DIR/NAME.out. */
+static int count_lines(const char *dir, const char *name, const char *needle)
+{
+	char path[512];
+	const char *s;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s.out", dir, name);
+	for (s = th_slurp(path); (s = strstr(s, needle)); s++)
+		n++;
+	return n;
+}
+
+/* Wait (bounded) until DIR/NAME.out holds @n lines with @needle. */
+static void wait_lines(const char *dir, const char *name, const char *needle, int n)
+{
+	for (int i = 0; i < 3000; i++) {
+		struct timespec ts = {0, 5 * 1000 * 1000};
+
+		if (count_lines(dir, name, needle) >= n)
+			return;
+		nanosleep(&ts, NULL);
+	}
+	cr_assert_fail("%s/%s.out never had %d lines with '%s'", dir, name, n, needle);
+}
+
+/* The ids on the last line of DIR/NAME.out. */
+static struct ids last_ids(const char *dir, const char *name)
+{
+	char path[512];
+	const char *s, *last;
+	struct ids id = {0};
+
+	snprintf(path, sizeof(path), "%s/%s.out", dir, name);
+	s = th_slurp(path);
+	last = s;
+	for (const char *p = s; (p = strstr(p, "\n")) && p[1]; p++)
+		last = p + 1;
+	cr_assert_eq(sscanf(last, "%*s %*d pid %d ppid %d pgid %d sid %d", &id.pid, &id.ppid,
+			    &id.pgid, &id.sid),
+		     4, "no ids in %s: %s", path, last);
+	return id;
+}
+
+/*
+ * Spawn rst_tree DIR @shape, wait until all @n processes @names tick,
+ * record their ids, checkpoint the tree (the source dies), restore it
+ * (@ns), and check every process is back with the same ids (the root's
+ * parent aside: it was the test), ticking on with its memory intact.
+ */
+static struct rst_target *cycle(const char *dir, const char *shape, const char *const *names,
+				int n, enum rst_pidns ns, struct ids *before)
+{
+	struct rst_target_opts o = {.pidns = ns};
+	char out[512], imgs[512];
+	struct rst_ckpt_stats st;
+	struct rst_target *t = NULL;
+	const char *args[] = {dir, shape, NULL};
+	pid_t pid, here = 0;
+	int ret, status;
+
+	snprintf(out, sizeof(out), "%s/spawn.out", dir);
+	snprintf(imgs, sizeof(imgs), "%s/images", dir);
+	pid = th_spawn_prog(out, "rst_tree", args);
+	for (int i = 0; i < n; i++)
+		wait_lines(dir, names[i], "tick", 3);
+	ret = haul_checkpoint_images(pid, imgs, false, NULL, &st);
+	cr_assert_eq(ret, 0, "checkpoint of the tree of pid %d failed: %s", (int)pid,
+		     strerror(-ret));
+	for (int i = 0; i < n; i++) {
+		before[i] = last_ids(dir, names[i]);
+		cr_assert_eq(strstr(th_slurp(out), "BAD"), NULL);
+	}
+	waitpid(pid, &status, 0);
+	cr_expect(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+		  "the source root was not killed after its checkpoint");
+	int ticks[16];
+
+	for (int i = 0; i < n; i++)
+		ticks[i] = count_lines(dir, names[i], "tick");
+	ret = rst_restore_images(imgs, NULL, 0, &o, &t, &here);
+	cr_assert_eq(ret, 0, "restore of the tree failed: %s", strerror(-ret));
+	for (int i = 0; i < n; i++) {
+		struct ids now;
+
+		wait_lines(dir, names[i], "tick", ticks[i] + 3);
+		now = last_ids(dir, names[i]);
+		cr_expect_eq(now.pid, before[i].pid, "%s: pid %d, was %d", names[i], now.pid,
+			     before[i].pid);
+		if (i)
+			cr_expect_eq(now.ppid, before[i].ppid, "%s: ppid %d, was %d", names[i],
+				     now.ppid, before[i].ppid);
+		cr_expect_eq(now.pgid, before[i].pgid, "%s: pgid %d, was %d", names[i], now.pgid,
+			     before[i].pgid);
+		cr_expect_eq(now.sid, before[i].sid, "%s: sid %d, was %d", names[i], now.sid,
+			     before[i].sid);
+		cr_expect_eq(count_lines(dir, names[i], "BAD"), 0, "%s: memory changed",
+			     names[i]);
+	}
+	return t;
+}
+
+/* Let the tree end (DIR/stop): the root reaps its children and exits 0. */
+static void finish(const char *dir, struct rst_target *t)
+{
+	char cmd[600];
+	int status;
+
+	touch(dir, "stop");
+	status = rst_target_wait(t);
+	rst_target_free(t);
+	cr_expect_eq(status, 0, "the restored root exited with %d", status);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		cr_log_warn("cannot remove %s", dir);
+}
+
+Test(rst_tree, parent_three_children_and_grandchild_come_back_with_their_ids_and_memory,
+     .timeout = 120)
+{
+	static const char *const names[] = {"r", "c1", "c2", "c3", "g1"};
+	struct ids before[5];
+	char dir[256];
+	struct rst_target *t;
+
+	make_dir(dir, sizeof(dir), "family");
+	t = cycle(dir, "family", names, 5, RST_PIDNS_ALWAYS, before);
+	cr_expect_eq(before[4].ppid, before[1].pid, "g1 is not c1's child");
+	finish(dir, t);
+}
+
+Test(rst_tree, zombies_keep_their_exit_status_for_the_restored_parent, .timeout = 120)
+{
+	static const char *const names[] = {"r"};
+	struct ids before[1];
+	char dir[256], path[512];
+	struct rst_target *t;
+	const char *s;
+	int pid1 = 0, st1 = 0, pid2 = 0, st2 = 0;
+
+	make_dir(dir, sizeof(dir), "zombie");
+	t = cycle(dir, "zombie", names, 1, RST_PIDNS_ALWAYS, before);
+	touch(dir, "reap");
+	wait_lines(dir, "r", "reaped", 2);
+	snprintf(path, sizeof(path), "%s/r.out", dir);
+	s = strstr(th_slurp(path), "reaped");
+	cr_assert(s && sscanf(s, "reaped %d status %d", &pid1, &st1) == 2);
+	s = strstr(s + 1, "reaped");
+	cr_assert(s && sscanf(s, "reaped %d status %d", &pid2, &st2) == 2);
+	cr_expect(pid1 > 0 && WIFEXITED(st1) && WEXITSTATUS(st1) == 42,
+		  "the first zombie was reaped as %d with status %#x", pid1, st1);
+	cr_expect(pid2 > 0 && WIFSIGNALED(st2) && WTERMSIG(st2) == SIGTERM,
+		  "the second zombie was reaped as %d with status %#x", pid2, st2);
+	finish(dir, t);
+}
+
+Test(rst_tree, two_sessions_and_groups_with_a_leader_outside_the_tree_come_back,
+     .timeout = 120)
+{
+	static const char *const names[] = {"r", "s1", "s2", "s3", "p1", "p2"};
+	struct ids before[6];
+	char dir[256];
+	struct rst_target *t;
+
+	make_dir(dir, sizeof(dir), "sessions");
+	t = cycle(dir, "sessions", names, 6, RST_PIDNS_AUTO, before);
+	cr_expect_neq(before[0].sid, before[0].pid, "the root should not lead its session");
+	cr_expect_eq(before[1].sid, before[1].pid, "s1 should lead a session");
+	cr_expect_eq(before[2].pgid, before[2].pid, "s2 should lead a group");
+	cr_expect_eq(before[5].pgid, before[4].pid, "p2 should be in p1's group");
+	finish(dir, t);
+}

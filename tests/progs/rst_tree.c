@@ -1,0 +1,195 @@
+/*
+ * rst_tree - a process tree for checkpoint/restore tests.
+ *
+ * usage: rst_tree DIR SHAPE
+ *
+ * SHAPE "family": the root forks 3 children, the first of which forks a
+ *   grandchild (5 processes, names r c1 c2 c3 g1).
+ * SHAPE "zombie": the root forks z1, which exits with code 42, and z2,
+ *   killed by SIGTERM, and reaps neither until DIR/reap exists; then it
+ *   writes "reaped PID status STATUS" for each.
+ * SHAPE "sessions": the root (in its parent's session and group) forks
+ *   s1, which calls setsid() and forks s2 (setpgid(0, 0): a group of its
+ *   own in s1's session) and s3 (stays in s1's group); the root also forks
+ *   p1 (setpgid(0, 0)) and p2 (joins p1's group).
+ *
+ * Every process fills 64 pages with a pattern of its own (seeded by its
+ * name) and every ~10 ms checks all of it, changes one word and writes to
+ * DIR/NAME.out:
+ *   "tick N pid P ppid Q pgid G sid S ok" (or "... BAD" if the memory
+ *   changed under it)
+ * It first writes "ready ..." with the same ids.  Once DIR/stop exists each
+ * process reaps its children and exits 0.  stdout/stderr are /dev/null
+ * (inherited by every process).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NPAGES 64
+#define WORDS  (NPAGES * 4096 / 8)
+
+static const char *dir;
+
+
+static int exists(const char *name)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return access(path, F_OK) == 0;
+}
+
+static void say(int fd, const char *what, long tick, const char *tail)
+{
+	char line[256];
+	int n = snprintf(line, sizeof(line), "%s %ld pid %d ppid %d pgid %d sid %d %s\n", what,
+			 tick, (int)getpid(), (int)getppid(), (int)getpgid(0), (int)getsid(0), tail);
+
+	if (write(fd, line, n) != n)
+		_exit(3);
+}
+
+static uint64_t seed_of(const char *name)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *name; name++)
+		h = (h ^ (uint8_t)*name) * 1099511628211ULL;
+	return h;
+}
+
+/* The life of one process: pattern, ticks, then reap and exit at DIR/stop. */
+static void __attribute__((noreturn)) live(const char *name, const pid_t *zombies, int nz)
+{
+	uint64_t seed = seed_of(name), *mem;
+	char path[4096];
+	int fd;
+	long tick = 0;
+	int reaped = 0;
+
+	snprintf(path, sizeof(path), "%s/%s.out", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+	mem = mmap(NULL, NPAGES * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (fd < 0 || mem == MAP_FAILED)
+		_exit(2);
+	for (size_t i = 0; i < WORDS; i++)
+		mem[i] = seed + i;
+	say(fd, "ready", 0, "ok");
+	while (!exists("stop")) {
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		size_t w = (size_t)tick * 513 % WORDS;
+		int bad = 0;
+
+		for (size_t i = 0; i < WORDS; i++)
+			bad |= mem[i] != seed + i;
+		/* change one word and put it back: the memory is live, the pattern fixed */
+		mem[w] ^= 0x5a5a;
+		mem[w] ^= 0x5a5a;
+		tick++;
+		say(fd, "tick", tick, bad ? "BAD" : "ok");
+		if (nz && !reaped && exists("reap")) {
+			for (int i = 0; i < nz; i++) {
+				int st = -1;
+				pid_t r = waitpid(zombies[i], &st, WNOHANG);
+				char tail[96];
+
+				snprintf(tail, sizeof(tail), "reaped %d status %d", (int)r, st);
+				say(fd, "zombie", tick, tail);
+			}
+			reaped = 1;
+		}
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+	while (wait(NULL) > 0 || errno == EINTR)
+		;
+	_exit(0);
+}
+
+/* Fork a child that runs @fn(@name) (or lives as @name). */
+static pid_t spawn(const char *name, void (*setup)(void))
+{
+	pid_t p = fork();
+
+	if (p < 0)
+		_exit(4);
+	if (p == 0) {
+		if (setup)
+			setup();
+		live(name, NULL, 0);
+	}
+	return p;
+}
+
+static pid_t group_p1;
+
+static void own_group(void)
+{
+	setpgid(0, 0);
+}
+
+static void join_p1(void)
+{
+	setpgid(0, group_p1);
+}
+
+static void c1_setup(void)
+{
+	spawn("g1", NULL);
+}
+
+static void s1_setup(void)
+{
+	setsid();
+	spawn("s2", own_group);
+	spawn("s3", NULL);
+}
+
+int main(int argc, char **argv)
+{
+	int nul = open("/dev/null", O_RDWR);
+	pid_t z[2];
+
+	if (argc < 3 || nul < 0)
+		return 1;
+	dir = argv[1];
+	/* Inherited by every process: /dev/null is shared freely, a file offset is not. */
+	dup2(nul, 0);
+	dup2(nul, 1);
+	dup2(nul, 2);
+	close(nul);
+	if (!strcmp(argv[2], "family")) {
+		spawn("c1", c1_setup);
+		spawn("c2", NULL);
+		spawn("c3", NULL);
+		live("r", NULL, 0);
+	}
+	if (!strcmp(argv[2], "zombie")) {
+		z[0] = fork();
+		if (z[0] == 0)
+			_exit(42);
+		z[1] = fork();
+		if (z[1] == 0) {
+			raise(SIGTERM);
+			_exit(1);
+		}
+		live("r", z, 2);
+	}
+	if (!strcmp(argv[2], "sessions")) {
+		spawn("s1", s1_setup);
+		group_p1 = spawn("p1", own_group);
+		setpgid(group_p1, group_p1); /* no race with p1's own call */
+		spawn("p2", join_p1);
+		live("r", NULL, 0);
+	}
+	return 1;
+}
