@@ -213,3 +213,35 @@ Test(rst_tree, two_sessions_and_groups_with_a_leader_outside_the_tree_come_back,
 	cr_expect_eq(before[5].pgid, before[4].pid, "p2 should be in p1's group");
 	finish(dir, t);
 }
+
+Test(rst_tree, a_refused_child_is_named_and_every_process_runs_on, .timeout = 120)
+{
+	static const char *const names[] = {"r", "c1", "c2"};
+	char dir[256], out[512], imgs[512], cmd[600];
+	const char *args[] = {dir, "timer", NULL};
+	struct rst_ckpt_stats st;
+	int ticks[3], ret, status;
+	pid_t pid;
+
+	make_dir(dir, sizeof(dir), "refuse");
+	snprintf(out, sizeof(out), "%s/spawn.out", dir);
+	snprintf(imgs, sizeof(imgs), "%s/images", dir);
+	pid = th_spawn_prog(out, "rst_tree", args);
+	for (int i = 0; i < 3; i++)
+		wait_lines(dir, names[i], "tick", 3);
+	ret = haul_checkpoint_images(pid, imgs, false, NULL, &st);
+	cr_expect_eq(ret, -EOPNOTSUPP, "checkpoint of a tree with a POSIX timer: %s",
+		     strerror(-ret));
+	/* every process of it carries on: new ticks in each */
+	for (int i = 0; i < 3; i++) {
+		ticks[i] = count_lines(dir, names[i], "tick");
+		wait_lines(dir, names[i], "tick", ticks[i] + 3);
+	}
+	touch(dir, "stop");
+	cr_expect_eq(waitpid(pid, &status, 0), pid);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the root ended with %#x",
+		  status);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		cr_log_warn("cannot remove %s", dir);
+}

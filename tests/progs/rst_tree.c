@@ -12,6 +12,8 @@
  *   s1, which calls setsid() and forks s2 (setpgid(0, 0): a group of its
  *   own in s1's session) and s3 (stays in s1's group); the root also forks
  *   p1 (setpgid(0, 0)) and p2 (joins p1's group).
+ * SHAPE "timer": the root forks c1, which has a POSIX timer (haul refuses
+ *   those by name), and c2.
  *
  * Every process fills 64 pages with a pattern of its own (seeded by its
  * name) and every ~10 ms checks all of it, changes one word and writes to
@@ -147,6 +149,14 @@ static void c1_setup(void)
 	spawn("g1", NULL);
 }
 
+static void timer_setup(void)
+{
+	timer_t id;
+
+	if (timer_create(CLOCK_MONOTONIC, NULL, &id) < 0)
+		_exit(5);
+}
+
 static void s1_setup(void)
 {
 	setsid();
@@ -189,6 +199,11 @@ int main(int argc, char **argv)
 		group_p1 = spawn("p1", own_group);
 		setpgid(group_p1, group_p1); /* no race with p1's own call */
 		spawn("p2", join_p1);
+		live("r", NULL, 0);
+	}
+	if (!strcmp(argv[2], "timer")) {
+		spawn("c1", timer_setup);
+		spawn("c2", NULL);
 		live("r", NULL, 0);
 	}
 	return 1;
