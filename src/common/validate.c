@@ -15,8 +15,9 @@
  * its fixed page above it); VMAs sorted and non-overlapping; strings
  * present where required, non-empty and shorter than PATH_MAX; counts
  * bounded (policy.h and the VAL_MAX_* of validate.h); enums in range;
- * signals 1..64; fds 0..nr_open-1 and unique.  Checks never allocate more
- * than the message already cost (the fd set is a bitmap of the fds named).
+ * signals 1..64.  Checks never allocate more than the message already
+ * cost.  The fd records of an image (FileObject, FdEntry) are checked by
+ * the restorer (restore/fd_validate.c, each kind its own part).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -141,6 +142,39 @@ static int img_vmas(Haul__Img__Vma *const *v, size_t nv, char *why, size_t n)
 
 /* ---- session and page messages ----------------------------------------------------- */
 
+/*
+ * Cgroup lines (procattr, SessionOpen): the restorer makes and writes
+ * <mount><path>, so a path must be absolute with no ".." component, and
+ * controllers (@clen bytes of @c) a plain comma list.
+ */
+static int cgroup_check(const char *what, size_t i, const char *c, size_t clen, const char *p,
+			char *why, size_t n)
+{
+	if (!c || clen >= VAL_MAX_STR || memchr(c, '/', clen))
+		return fail(why, n, "%s[%zu].controllers: missing, too long or with a '/'", what,
+			    i);
+	if (!str_ok(p, true) || p[0] != '/')
+		return fail(why, n, "%s[%zu].path: not an absolute path", what, i);
+	for (const char *q = p; (q = strstr(q, "/..")); q += 3)
+		if (q[3] == '/' || !q[3])
+			return fail(why, n, "%s[%zu].path: has a '..' component", what, i);
+	return 0;
+}
+
+static int cgroups_check(const char *what, Haul__Img__Cgroup *const *cg, size_t ncg, char *why,
+			 size_t n)
+{
+	if (ncg > VAL_MAX_CGROUPS)
+		return fail(why, n, "%s: %zu, more than %d", what, ncg, VAL_MAX_CGROUPS);
+	for (size_t i = 0; i < ncg; i++) {
+		const char *c = cg[i]->controllers;
+
+		if (cgroup_check(what, i, c, c ? strnlen(c, VAL_MAX_STR) : 0, cg[i]->path, why, n))
+			return -EBADMSG;
+	}
+	return 0;
+}
+
 int val_session_open(const Haul__Wire__SessionOpen *m, char *why, size_t n)
 {
 	if (!m->session_id)
@@ -155,6 +189,17 @@ int val_session_open(const Haul__Wire__SessionOpen *m, char *why, size_t n)
 		return fail(why, n, "comm: longer than %d bytes", VAL_MAX_STR - 1);
 	if (m->has_boot_id && m->boot_id.len != 16)
 		return fail(why, n, "boot_id: %zu bytes, not 16", m->boot_id.len);
+	if (m->n_cgroups > VAL_MAX_CGROUPS)
+		return fail(why, n, "cgroups: %zu lines (at most %d)", m->n_cgroups,
+			    VAL_MAX_CGROUPS);
+	for (size_t i = 0; i < m->n_cgroups; i++) {
+		const char *l = m->cgroups[i], *colon = strchr(l, ':');
+
+		if (!colon)
+			return fail(why, n, "cgroups[%zu]: not \"controllers:path\"", i);
+		if (cgroup_check("cgroups", i, l, colon - l, colon + 1, why, n))
+			return -EBADMSG;
+	}
 	return 0;
 }
 
@@ -233,32 +278,6 @@ static int rseq_check(const char *what, const Haul__Img__Rseq *r, char *why, siz
 	return 0;
 }
 
-/*
- * Cgroup lines (procattr): the restorer makes and writes <mount><path>, so
- * a path must be absolute with no ".." component, and controllers a plain
- * comma list; at most VAL_MAX_CGROUPS lines.
- */
-#define VAL_MAX_CGROUPS 64
-static int cgroups_check(const char *what, Haul__Img__Cgroup *const *cg, size_t ncg, char *why,
-			 size_t n)
-{
-	if (ncg > VAL_MAX_CGROUPS)
-		return fail(why, n, "%s: %zu, more than %d", what, ncg, VAL_MAX_CGROUPS);
-	for (size_t i = 0; i < ncg; i++) {
-		const char *p = cg[i]->path, *c = cg[i]->controllers;
-
-		if (!c || strnlen(c, VAL_MAX_STR) >= VAL_MAX_STR || strchr(c, '/'))
-			return fail(why, n, "%s[%zu].controllers: missing, too long or with a '/'",
-				    what, i);
-		if (!str_ok(p, true) || p[0] != '/')
-			return fail(why, n, "%s[%zu].path: not an absolute path", what, i);
-		for (const char *q = p; (q = strstr(q, "/..")); q += 3)
-			if (q[3] == '/' || !q[3])
-				return fail(why, n, "%s[%zu].path: has a '..' component", what, i);
-	}
-	return 0;
-}
-
 static int thread_check(const Haul__Img__ThreadState *th, size_t i, char *why, size_t n)
 {
 	char what[48];
@@ -280,99 +299,6 @@ static int thread_check(const Haul__Img__ThreadState *th, size_t i, char *why, s
 		return -EBADMSG;
 	snprintf(what, sizeof(what), "threads[%zu].pending", i);
 	return pending_check(what, th->pending, th->n_pending, why, n);
-}
-
-/* The deleted file's extents, the locks and the O_ASYNC owner of one fd. */
-static int fd_extras_check(const Haul__Img__Fd *f, size_t i, char *why, size_t n)
-{
-	uint64_t at = 0, data = 0;
-
-	if (f->n_extents % 2)
-		return fail(why, n,
-			    "fds[%zu] (fd %d).extents: %zu values, not (offset, length) pairs", i,
-			    f->fd, f->n_extents);
-	for (size_t k = 0; k < f->n_extents; k += 2) {
-		uint64_t off = f->extents[k], len = f->extents[k + 1];
-
-		if (off < at || len > UINT64_MAX - off || len > f->content.len - data ||
-		    (f->has_size && off + len > f->size))
-			return fail(why, n,
-				    "fds[%zu] (fd %d).extents[%zu]: %llu+%llu out of order or "
-				    "beyond the file or its content",
-				    i, f->fd, k / 2, (unsigned long long)off,
-				    (unsigned long long)len);
-		at = off + len;
-		data += len;
-	}
-	if (f->n_locks > VAL_MAX_EPOLL)
-		return fail(why, n, "fds[%zu] (fd %d).locks: %zu locks, more than %d", i, f->fd,
-			    f->n_locks, VAL_MAX_EPOLL);
-	for (size_t k = 0; k < f->n_locks; k++)
-		if (f->locks[k]->kind > HAUL__IMG__LOCK_KIND__LOCK_LEASE || f->locks[k]->type > 2)
-			return fail(why, n, "fds[%zu] (fd %d).locks[%zu]: kind %d type %u", i,
-				    f->fd, k, (int)f->locks[k]->kind, f->locks[k]->type);
-	if (f->has_async_sig && (f->async_sig < 0 || f->async_sig > VAL_NSIG))
-		return fail(why, n, "fds[%zu] (fd %d).async_sig: %d", i, f->fd, f->async_sig);
-	return 0;
-}
-
-static int fd_check(const Haul__Img__Fd *f, size_t i, char *why, size_t n)
-{
-	if (f->fd < 0 || (uint32_t)f->fd >= VAL_MAX_FDS)
-		return fail(why, n, "fds[%zu].fd: %d (0..%u)", i, f->fd, VAL_MAX_FDS - 1);
-	if (f->kind > HAUL__IMG__FD_KIND__FD_PATH)
-		return fail(why, n, "fds[%zu] (fd %d).kind: unknown kind %d", i, f->fd,
-			    (int)f->kind);
-	/* Reopened by path: those kinds must name a file; the others carry a description. */
-	if (!str_ok(f->path, false) ||
-	    (!f->path[0] &&
-	     (f->kind == HAUL__IMG__FD_KIND__FD_REG || f->kind == HAUL__IMG__FD_KIND__FD_DIR ||
-	      f->kind == HAUL__IMG__FD_KIND__FD_CHR || f->kind == HAUL__IMG__FD_KIND__FD_PATH)))
-		return fail(why, n, "fds[%zu] (fd %d).path: empty or longer than %d bytes", i,
-			    f->fd, VAL_MAX_STR - 1);
-	if (f->kind == HAUL__IMG__FD_KIND__FD_TIMERFD &&
-	    (!f->has_clockid || f->clockid < 0 || f->clockid > 11))
-		return fail(why, n, "fds[%zu] (fd %d).clockid: %d", i, f->fd, f->clockid);
-	if (f->kind == HAUL__IMG__FD_KIND__FD_UNIX_PAIR &&
-	    (!f->has_sock_type || (f->sock_type != 1 && f->sock_type != 2 && f->sock_type != 5)))
-		return fail(why, n, "fds[%zu] (fd %d).sock_type: %u (stream, dgram or seqpacket)",
-			    i, f->fd, f->sock_type);
-	if (fd_extras_check(f, i, why, n))
-		return -EBADMSG;
-	if (f->n_epoll > VAL_MAX_EPOLL)
-		return fail(why, n, "fds[%zu] (fd %d).epoll: %zu targets, more than %d", i, f->fd,
-			    f->n_epoll, VAL_MAX_EPOLL);
-	for (size_t k = 0; k < f->n_epoll; k++)
-		if (f->epoll[k]->tfd < 0 || (uint32_t)f->epoll[k]->tfd >= VAL_MAX_FDS)
-			return fail(why, n, "fds[%zu] (fd %d).epoll[%zu].tfd: %d", i, f->fd, k,
-				    f->epoll[k]->tfd);
-	return 0;
-}
-
-static int fds_check(const Haul__Img__ProcessState *ps, char *why, size_t n)
-{
-	uint64_t *seen;
-	int ret = 0;
-
-	if (ps->n_fds > VAL_MAX_FDS)
-		return fail(why, n, "fds: %zu fds, more than %u", ps->n_fds, VAL_MAX_FDS);
-	if (!ps->n_fds)
-		return 0;
-	/* One bit per possible fd number (128 KiB): duplicates would be restored twice. */
-	seen = calloc(VAL_MAX_FDS / 64, sizeof(*seen));
-	if (!seen)
-		return -ENOMEM;
-	for (size_t i = 0; i < ps->n_fds && !ret; i++) {
-		const Haul__Img__Fd *f = ps->fds[i];
-
-		ret = fd_check(f, i, why, n);
-		if (!ret && (seen[f->fd / 64] >> (f->fd % 64) & 1))
-			ret = fail(why, n, "fds[%zu].fd: %d appears twice", i, f->fd);
-		if (!ret)
-			seen[f->fd / 64] |= 1ull << (f->fd % 64);
-	}
-	free(seen);
-	return ret;
 }
 
 static int mm_check(const Haul__Img__MmMap *mm, char *why, size_t n)
@@ -459,8 +385,7 @@ int val_process_state(const Haul__Img__ProcessState *ps, char *why, size_t n)
 		ret = thread_check(ps->threads[i], i, why, n);
 	if (!ret)
 		ret = img_vmas(ps->vmas, ps->n_vmas, why, n);
-	if (!ret)
-		ret = fds_check(ps, why, n);
+	/* the fd records (FileObject, FdEntry): restore/fd_validate.c, at the restore */
 	return ret;
 }
 

@@ -35,6 +35,8 @@
 #define VAL_MAX_THREADS 32768
 #define VAL_MAX_FDS	(1u << 20) /* fs.nr_open's ceiling */
 #define VAL_MAX_STR	4096	   /* PATH_MAX, with its NUL */
+/* Cgroup lines of a process or thread (one per hierarchy). */
+#define VAL_MAX_CGROUPS 64
 /* Largest XSAVE area (AMX included, ~11 KiB today) with room to grow. */
 #define VAL_MAX_XSTATE (64u << 10)
 /* auxv: (type, value) pairs of 8 bytes each; the kernel keeps at most ~50. */

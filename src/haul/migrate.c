@@ -164,6 +164,11 @@ static int mig_connect(struct mig *m, const char *comm)
 	/* the target continues the process's clocks (its own time namespace included) */
 	co.clocks = true;
 	rst_timens_offsets(o->pid, &co.timens_monotonic_ns, &co.timens_boottime_ns);
+	/* the target may join them before the switch; without them it joins at the resume */
+	if (!rst_cg_lines(o->pid, &m->cglines, &m->ncglines)) {
+		co.cgroups = m->cglines;
+		co.ncgroups = m->ncglines;
+	}
 	ret = ps_client_new(&co, &m->client);
 	if (ret) {
 		pr_err_r(ret, "cannot open a migration session with %s", o->to);
@@ -301,6 +306,9 @@ out:
 		abort_migration(&m);
 	/* closing the session without a commit makes the target discard its copy */
 	ps_client_free(m.client);
+	for (size_t i = 0; i < m.ncglines; i++)
+		free(m.cglines[i]);
+	free(m.cglines);
 	haul_guard_stop(&m.guard);
 	if (res->committed)
 		haul_cg_cleanup(&m.cg);

@@ -24,6 +24,8 @@ struct mig {
 	bool cg_ready;
 	struct haul_guard guard;
 	struct ps_client *client;
+	char **cglines; /* its cgroups for SessionOpen (the client keeps pointers) */
+	size_t ncglines;
 	struct trk *trk;
 	struct rst_seized *seized;
 	struct rst_dump_prep *prep; /* VmFlags read during pre-copy, not in the stop */

@@ -244,6 +244,8 @@ int ps_stream_session(struct ps_client *c, struct ps_stream *st, bool resume)
 		so.nstreams = c->n;
 		so.has_lazy = true;
 		so.lazy = c->o.lazy;
+		so.n_cgroups = c->o.ncgroups;
+		so.cgroups = (char **)c->o.cgroups;
 		ret = ps_stream_send(st, WIRE_SESSION_OPEN, &so.base, NULL, 0);
 	} else {
 		sj.session_id = c->session_id;

@@ -77,6 +77,9 @@ struct ps_session_info {
 	bool has_boot_id;
 	uint8_t boot_id[16];
 	int64_t timens_monotonic_ns, timens_boottime_ns;
+	/* LIVE: the process's cgroups, "controllers:path" (SessionOpen.cgroups) */
+	char *const *cgroups;
+	size_t ncgroups;
 	/* For ps_session_fetch() (post-copy); valid until the sink's close() returns. */
 	struct ps_session *session;
 };
@@ -259,6 +262,9 @@ struct ps_client_opts {
 	 */
 	bool clocks;
 	int64_t timens_monotonic_ns, timens_boottime_ns;
+	/* LIVE: the process's cgroups, "controllers:path"; must outlive the client */
+	char *const *cgroups;
+	size_t ncgroups;
 };
 
 struct ps_client;

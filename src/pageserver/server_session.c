@@ -286,6 +286,8 @@ int ps_on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 			.has_boot_id = o->has_boot_id && o->boot_id.len == 16,
 			.timens_monotonic_ns = o->timens_monotonic_ns,
 			.timens_boottime_ns = o->timens_boottime_ns,
+			.cgroups = o->cgroups,
+			.ncgroups = o->n_cgroups,
 		};
 
 		if (info.has_boot_id)

@@ -294,12 +294,102 @@ static int mkdir_p(const char *path)
 	return 1;
 }
 
-/* Put @id (a pid, or a tid with @file "tasks"/"cgroup.threads") into @cg. */
-static int place(pid_t pid, pid_t id, const Haul__Img__Cgroup *cg, bool thread, char *why,
-		 size_t wl)
+/* Write @id into @dir's cgroup.procs (@thread: its tasks or cgroup.threads). */
+static int write_id(const char *dir, const char *ctrls, pid_t id, bool thread)
+{
+	char f[PATH_MAX + 32], v[32];
+	int fd, ret = 0;
+
+	snprintf(v, sizeof(v), "%d", (int)id);
+	snprintf(f, sizeof(f), "%s/%s", dir,
+		 thread ? (ctrls[0] ? "tasks" : "cgroup.threads") : "cgroup.procs");
+	fd = open(f, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, v, strlen(v)) != (ssize_t)strlen(v))
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/* Whether task @id (of @pid; @thread: a thread) already sits in @path of @ctrls. */
+static bool placed(pid_t pid, pid_t id, bool thread, const char *ctrls, const char *path)
+{
+	char file[96], text[8192];
+
+	if (thread)
+		snprintf(file, sizeof(file), "/proc/%d/task/%d/cgroup", (int)pid, (int)id);
+	else
+		snprintf(file, sizeof(file), "/proc/%d/cgroup", (int)id);
+	if (haul_read_file(file, text, sizeof(text)) < 0)
+		return false;
+	for (char *l = text, *nl; l && *l; l = nl) {
+		char *c1 = strchr(l, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+
+		nl = strchr(l, '\n');
+		if (nl)
+			*nl++ = '\0';
+		if (c2 && (size_t)(c2 - c1 - 1) == strlen(ctrls) &&
+		    !strncmp(c1 + 1, ctrls, c2 - c1 - 1))
+			return !strcmp(c2 + 1, path);
+	}
+	return false;
+}
+
+/*
+ * Whether cgroup @dir is frozen (cgroup2: cgroup.events says so, an
+ * ancestor's freeze included; the v1 freezer: not THAWED), or, with
+ * @busy, holds any process.  A task written into a frozen cgroup stops.
+ */
+static bool frozen_or_busy(const char *dir, bool busy)
+{
+	char f[PATH_MAX + 32], text[256];
+
+	snprintf(f, sizeof(f), "%s/cgroup.events", dir);
+	if (haul_read_file(f, text, sizeof(text)) >= 0)
+		return strstr(text, "frozen 1") || (busy && strstr(text, "populated 1"));
+	snprintf(f, sizeof(f), "%s/freezer.state", dir);
+	if (haul_read_file(f, text, sizeof(text)) >= 0 && strncmp(text, "THAWED", 6))
+		return true;
+	if (!busy)
+		return false;
+	snprintf(f, sizeof(f), "%s/cgroup.procs", dir);
+	return haul_read_file(f, text, sizeof(text)) != 0;
+}
+
+/* Remember @id for rst_cg_place_later(). */
+static int defer(struct rst_cg_later *later, const char *dir, const char *ctrls, pid_t id,
+		 bool thread)
+{
+	struct rst_cg_later_one *e = realloc(later->e, (later->n + 1) * sizeof(*e));
+
+	if (!e)
+		return -ENOMEM;
+	later->e = e;
+	e += later->n;
+	e->dir = strdup(dir);
+	e->ctrls = strdup(ctrls);
+	e->id = id;
+	e->thread = thread;
+	if (!e->dir || !e->ctrls) {
+		free(e->dir);
+		free(e->ctrls);
+		return -ENOMEM;
+	}
+	later->n++;
+	return 0;
+}
+
+/*
+ * Put @id (the restored process @here, or one of its threads) into @cg;
+ * nothing when it is there already, and into @later when @later is set
+ * and the cgroup is frozen.
+ */
+static int place(pid_t pid, pid_t here, pid_t id, const Haul__Img__Cgroup *cg, bool thread,
+		 struct rst_cg_later *later, char *why, size_t wl)
 {
 	const char *name = cg->controllers[0] ? cg->controllers : "cgroup2";
-	char dir[PATH_MAX], v[32];
+	char dir[PATH_MAX];
 	int ret = cg_dir(cg->controllers, cg->path, dir, sizeof(dir));
 
 	if (ret == -ENOENT && !strcmp(cg->path, "/"))
@@ -312,6 +402,8 @@ static int place(pid_t pid, pid_t id, const Haul__Img__Cgroup *cg, bool thread, 
 			 ret == -ENOENT ? "no such hierarchy" : "it outside its cgroup mount");
 		return -EOPNOTSUPP;
 	}
+	if (placed(here, id, thread, cg->controllers, cg->path))
+		return 0;
 	ret = mkdir_p(dir);
 	if (ret < 0) {
 		snprintf(why, wl, "cannot create %s cgroup %.256s for pid %d: %s", name, dir,
@@ -322,21 +414,9 @@ static int place(pid_t pid, pid_t id, const Haul__Img__Cgroup *cg, bool thread, 
 		pr_warn("created %s cgroup %s for pid %d: its settings (limits, owner, mode) are "
 			"this host's defaults, not the source's; set them if they matter",
 			name, dir, (int)pid);
-	snprintf(v, sizeof(v), "%d", (int)id);
-	{
-		char f[PATH_MAX + 32];
-		int fd;
-
-		snprintf(f, sizeof(f), "%s/%s", dir,
-			 thread ? (cg->controllers[0] ? "tasks" : "cgroup.threads")
-				: "cgroup.procs");
-		fd = open(f, O_WRONLY | O_CLOEXEC);
-		ret = fd < 0 ? -errno : 0;
-		if (!ret && write(fd, v, strlen(v)) != (ssize_t)strlen(v))
-			ret = -errno;
-		if (fd >= 0)
-			close(fd);
-	}
+	if (later && frozen_or_busy(dir, false))
+		return defer(later, dir, cg->controllers, id, thread);
+	ret = write_id(dir, cg->controllers, id, thread);
 	if (ret)
 		snprintf(why, wl, "cannot move %s %d of pid %d into %s cgroup %.256s: %s",
 			 thread ? "thread" : "process", (int)id, (int)pid, name, dir,
@@ -345,14 +425,98 @@ static int place(pid_t pid, pid_t id, const Haul__Img__Cgroup *cg, bool thread, 
 }
 
 int rst_cg_place(pid_t pid, pid_t here, const pid_t *tids, const Haul__Img__ProcessState *ps,
-		 char *why, size_t wl)
+		 struct rst_cg_later *later, char *why, size_t wl)
 {
 	int ret = 0;
 
 	for (size_t i = 0; !ret && i < ps->n_cgroups; i++)
-		ret = place(pid, here, ps->cgroups[i], false, why, wl);
+		ret = place(pid, here, here, ps->cgroups[i], false, later, why, wl);
 	for (size_t i = 0; !ret && i < ps->n_threads; i++)
 		for (size_t k = 0; !ret && k < ps->threads[i]->n_cgroups; k++)
-			ret = place(pid, tids[i], ps->threads[i]->cgroups[k], true, why, wl);
+			ret = place(pid, here, tids[i], ps->threads[i]->cgroups[k], true, later,
+				    why, wl);
+	return ret;
+}
+
+void rst_cg_place_later(pid_t pid, struct rst_cg_later *later)
+{
+	for (size_t i = 0; i < later->n; i++) {
+		struct rst_cg_later_one *e = &later->e[i];
+		/* the source may have removed its cgroup once it was empty */
+		int ret = mkdir_p(e->dir);
+
+		if (ret >= 0)
+			ret = write_id(e->dir, e->ctrls, e->id, e->thread);
+
+		if (ret)
+			pr_warn("cannot move %s %d of pid %d into cgroup %s: %s; it stays where "
+				"the page server put it",
+				e->thread ? "thread" : "process", (int)e->id, (int)pid, e->dir,
+				strerror(-ret));
+		else
+			pr_info("pid %d joined cgroup %s (frozen at the resume)", (int)pid, e->dir);
+	}
+	rst_cg_later_free(later);
+}
+
+void rst_cg_later_free(struct rst_cg_later *later)
+{
+	for (size_t i = 0; i < later->n; i++) {
+		free(later->e[i].dir);
+		free(later->e[i].ctrls);
+	}
+	free(later->e);
+	later->e = NULL;
+	later->n = 0;
+}
+
+void rst_cg_early(pid_t pid, pid_t here, char *const *lines, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *colon = strchr(lines[i], ':');
+		char ctrls[256], dir[PATH_MAX];
+
+		if (!colon || (size_t)(colon - lines[i]) >= sizeof(ctrls))
+			continue;
+		snprintf(ctrls, sizeof(ctrls), "%.*s", (int)(colon - lines[i]), lines[i]);
+		if (!strcmp(colon + 1, "/") || cg_dir(ctrls, colon + 1, dir, sizeof(dir)))
+			continue; /* the root, or not here: the resume says what is wrong */
+		/* a cgroup in use may be the source's own on this host: frozen at the switch */
+		if (frozen_or_busy(dir, true) || mkdir_p(dir) < 0 ||
+		    write_id(dir, ctrls, here, false))
+			continue;
+		pr_debug("pid %d (pid %d here) placed in %s before the switch", (int)pid, (int)here,
+			 dir);
+	}
+}
+
+int rst_cg_lines(pid_t pid, char ***out, size_t *n)
+{
+	struct rst_cg_buf b = {0};
+	char **l;
+	int ret = read_lines(pid, "cgroup", &b, 0);
+
+	*out = NULL;
+	*n = 0;
+	l = ret ? NULL : calloc(b.n + 1, sizeof(*l));
+	if (!ret && !l)
+		ret = -ENOMEM;
+	for (size_t i = 0; !ret && i < b.n; i++)
+		if (asprintf(&l[i], "%s:%s", b.cg[i].controllers, b.cg[i].path) < 0)
+			ret = -ENOMEM;
+	if (!ret) {
+		*out = l;
+		*n = b.n;
+	} else if (l) {
+		for (size_t i = 0; i < b.n; i++)
+			free(l[i]);
+		free(l);
+	}
+	for (size_t i = 0; i < b.n; i++) {
+		free(b.cg[i].controllers);
+		free(b.cg[i].path);
+	}
+	free(b.cg);
+	free(b.ptr);
 	return ret;
 }

@@ -113,8 +113,7 @@ struct dump_ctx {
 	Haul__Img__PendingSignal *pending; /* array, pointed to by pendp */
 	Haul__Img__PendingSignal **pendp;
 	uint8_t (*siginfo)[128];
-	Haul__Img__Fd *fds;
-	Haul__Img__Fd **fdp;
+	struct rst_fd_image fds; /* fd_dump.c's: the ProcessState's files and fds point into it */
 	Haul__Img__Vma *vmas;
 	Haul__Img__Vma **vmap;
 	struct haul_layout layout;
@@ -133,19 +132,7 @@ static void dump_ctx_free(struct dump_ctx *c)
 	}
 	free(c->tb);
 	free(c->tsp);
-	for (size_t i = 0; c->fds && i < c->ps.n_fds; i++) {
-		free(c->fds[i].path);
-		free(c->fds[i].content.data);
-		free(c->fds[i].pipe_data.data);
-		free(c->fds[i].sock_data.data);
-		free(c->fds[i].extents);
-		rst_lock_free(&c->fds[i]);
-		if (c->fds[i].n_epoll)
-			free(c->fds[i].epoll[0]); /* the block of targets */
-		free(c->fds[i].epoll);
-	}
-	free(c->fds);
-	free(c->fdp);
+	rst_fd_image_free(&c->fds);
 	for (size_t i = 0; c->vmas && i < c->ps.n_vmas; i++)
 		free(c->vmas[i].guards); /* one block: pointers, then the ranges */
 	free(c->vmas);
@@ -593,19 +580,17 @@ static int dump_mm(struct dump_ctx *c, pid_t pid)
 	return 0;
 }
 
-/* The fds (fd_dump.c), and the array of pointers the ProcessState names them by. */
+/* The fds (fd_dump.c): FileObjects (ids from 1) and the FdEntries naming them. */
 static int dump_fds(struct dump_ctx *c, struct rsys *r, uint64_t scratch, char *why, size_t whylen)
 {
-	int ret = rst_dump_fds(r, scratch, c->ps.pid, &c->fds, &c->ps.n_fds, why, whylen);
+	int ret = rst_dump_fds(r, scratch, c->ps.pid, &c->fds, why, whylen);
 
 	if (ret)
 		return ret;
-	c->fdp = calloc(c->ps.n_fds ? c->ps.n_fds : 1, sizeof(*c->fdp));
-	if (!c->fdp)
-		return -ENOMEM;
-	for (size_t i = 0; i < c->ps.n_fds; i++)
-		c->fdp[i] = &c->fds[i];
-	c->ps.fds = c->fdp;
+	c->ps.files = c->fds.files;
+	c->ps.n_files = c->fds.nfiles;
+	c->ps.fds = c->fds.fds;
+	c->ps.n_fds = c->fds.nfds;
 	return 0;
 }
 

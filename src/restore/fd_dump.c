@@ -1,13 +1,17 @@
 /*
- * fd_dump.c - the fds of a stopped process into image Fd messages.
+ * fd_dump.c - the fds of a stopped process into image FileObjects and
+ * FdEntries.
  *
  * Each fd of /proc/PID/fd is classified by the kind table (fd_kinds.c);
- * the generic fields (path, dev, ino, size, mode, offset, open flags,
- * O_CLOEXEC, locks) are read here, the kind's own by its dump hook.  Then
- * what belongs to an open file description or an inode rather than to an
- * fd: file ids (fd_ofd.c), locks kept on the first fd of each OFD, the
- * O_ASYNC owner (injected F_GETOWN_EX, F_GETSIG), a deleted file's content
- * on the first fd of its inode (fd_ghost.c).
+ * the generic fields of its FileObject (kind, path, offset, open flags,
+ * locks) are read here, the kind's sub-message by its dump hook, and its
+ * FdEntry gets the number and O_CLOEXEC.  Then the fds that share one open
+ * file description (fd_ofd.c) keep the FileObject of the first of them,
+ * the others' are dropped, and the ids are given out (from im->next_id:
+ * unique in the image, never an fd number).  Last, what belongs to an OFD
+ * or an inode rather than to an fd: the O_ASYNC owner (injected
+ * F_GETOWN_EX, F_GETSIG), a deleted file's content on the first
+ * FileObject of its inode (fd_ghost.c).
  */
 #define LOG_PREFIX "dump: "
 #include <dirent.h>
@@ -24,12 +28,27 @@
 #include "restore/fd_int.h"
 #include "restore/restore_int.h"
 
-/* The fds dumped so far; @self: the process's pid as it knows itself. */
+/* The fds dumped so far, one FileObject each until merge_ofds; @self: the pid as it knows itself. */
 struct fd_dump {
-	Haul__Img__Fd *fds;
-	size_t n;
+	struct rst_fd_image *im;
+	struct rst_ofd_key *keys;
+	size_t cap;
 	pid_t self;
 };
+
+void rst_fd_image_free(struct rst_fd_image *im)
+{
+	for (size_t i = 0; i < im->nfiles; i++)
+		if (im->files[i])
+			haul__img__file_object__free_unpacked(im->files[i], NULL);
+	for (size_t i = 0; i < im->nfds; i++)
+		free(im->fds[i]);
+	free(im->files);
+	free(im->fds);
+	im->files = NULL;
+	im->fds = NULL;
+	im->nfiles = im->nfds = 0;
+}
 
 /* fcntl(@fd, @cmd, @arg) in the stopped process. */
 static int inject_fcntl(struct rsys *r, int fd, int cmd, uint64_t arg, long *res)
@@ -46,11 +65,11 @@ static int inject_fcntl(struct rsys *r, int fd, int cmd, uint64_t arg, long *res
 
 /*
  * An OFD with O_ASYNC (set by fcntl, or by a lease) signals its owner:
- * F_GETOWN_EX and F_GETSIG, injected.  Only the process itself (or no
- * owner) can be carried.
+ * F_GETOWN_EX and F_GETSIG, injected through fd @fd.  Only the process
+ * itself (or no owner) can be carried.
  */
-static int dump_async(struct fd_dump *c, struct rsys *r, uint64_t scratch, Haul__Img__Fd *o,
-		      char *why, size_t whylen)
+static int dump_async(struct fd_dump *c, struct rsys *r, uint64_t scratch, int fd,
+		      Haul__Img__FileObject *o, char *why, size_t whylen)
 {
 	struct {
 		int32_t type, pid;
@@ -59,13 +78,13 @@ static int dump_async(struct fd_dump *c, struct rsys *r, uint64_t scratch, Haul_
 	long res;
 	int ret;
 
-	ret = inject_fcntl(r, o->fd, F_GETOWN_EX, scratch, &res);
+	ret = inject_fcntl(r, fd, F_GETOWN_EX, scratch, &res);
 	if (!ret)
 		ret = rsys_read(r->pid, scratch, &own, sizeof(own));
 	if (!ret)
-		ret = inject_fcntl(r, o->fd, F_GETSIG, 0, &res);
+		ret = inject_fcntl(r, fd, F_GETSIG, 0, &res);
 	if (ret) {
-		snprintf(why, whylen, "cannot read the O_ASYNC owner of fd %d (%.256s)", o->fd,
+		snprintf(why, whylen, "cannot read the O_ASYNC owner of fd %d (%.256s)", fd,
 			 o->path);
 		return ret;
 	}
@@ -78,63 +97,175 @@ static int dump_async(struct fd_dump *c, struct rsys *r, uint64_t scratch, Haul_
 		snprintf(why, whylen,
 			 "fd %d (%.256s) has O_ASYNC signals going to %s %d, not to the process "
 			 "itself; haul cannot carry them (clear O_ASYNC, or F_SETOWN the process)",
-			 o->fd, o->path, own.type == F_OWNER_PGRP ? "process group" : "pid/tid",
+			 fd, o->path, own.type == F_OWNER_PGRP ? "process group" : "pid/tid",
 			 own.pid);
 		return -EOPNOTSUPP;
 	}
-	o->has_owner_type = o->has_owner_pid = o->has_async_sig = true;
-	o->owner_type = own.type;
-	o->owner_pid = own.pid;
-	o->async_sig = (int32_t)res;
+	o->fown = malloc(sizeof(*o->fown));
+	if (!o->fown)
+		return -ENOMEM;
+	haul__img__fown__init(o->fown);
+	o->fown->type = own.type;
+	o->fown->pid = own.pid;
+	o->fown->sig = (int32_t)res;
 	return 0;
 }
 
 /*
- * What belongs to an open file description or an inode, not to an fd:
- * file_id for every fd (fd_ofd.c); locks are kept on the first fd of each
- * OFD only (fdinfo shows them on every fd of it); a deleted file's
- * content, owner and times on the first fd of its inode (fd_ghost.c).
+ * Fds sharing one OFD keep the FileObject of the first of them (its
+ * locks: fdinfo shows them on every fd of the OFD); ids are given out in
+ * fd order from im->next_id.
  */
-static int dump_fds_shared(struct fd_dump *c, struct rsys *r, uint64_t scratch, char *why,
-			   size_t whylen)
+static int merge_ofds(struct fd_dump *c, pid_t pid)
 {
-	Haul__Img__Fd *fds = c->fds;
-	size_t n = c->n;
-	pid_t pid = r->pid;
-	int ret = rst_ofd_assign(pid, fds, n);
+	struct rst_fd_image *im = c->im;
+	size_t n = im->nfds, kept = 0, *lead = calloc(n ? n : 1, sizeof(*lead));
+	uint32_t *id = calloc(n ? n : 1, sizeof(*id));
+	int ret = lead && id ? rst_ofd_assign(pid, c->keys, n, lead) : -ENOMEM;
 
+	if (!im->next_id)
+		im->next_id = 1;
 	for (size_t i = 0; !ret && i < n; i++) {
-		Haul__Img__Fd *o = &fds[i];
+		if (lead[i] != i) {
+			haul__img__file_object__free_unpacked(im->files[i], NULL);
+			im->files[i] = NULL;
+			id[i] = id[lead[i]];
+		} else {
+			id[i] = im->next_id++;
+			im->files[i]->id = id[i];
+			im->files[kept++] = im->files[i];
+		}
+		im->fds[i]->file_id = id[i];
+	}
+	if (!ret)
+		im->nfiles = kept;
+	free(lead);
+	free(id);
+	return ret;
+}
+
+/*
+ * What belongs to an open file description or an inode, not to an fd:
+ * the O_ASYNC owner; a deleted file's content, owner and times on the
+ * first FileObject of its inode (fd_ghost.c).
+ */
+static int dump_files_shared(struct fd_dump *c, struct rsys *r, uint64_t scratch, char *why,
+			     size_t whylen)
+{
+	struct rst_fd_image *im = c->im;
+	int ret = 0;
+
+	for (size_t i = 0; !ret && i < im->nfiles; i++) {
+		Haul__Img__FileObject *o = im->files[i];
+		const Haul__Img__FdEntry *e = NULL;
 		bool first = true;
 
-		if (o->file_id != i + 1)
-			rst_lock_free(o);
-		else if (o->flags & O_ASYNC)
-			ret = dump_async(c, r, scratch, o, why, whylen);
+		for (size_t k = 0; !e && k < im->nfds; k++)
+			if (im->fds[k]->file_id == o->id)
+				e = im->fds[k];
+		if (o->flags & O_ASYNC)
+			ret = dump_async(c, r, scratch, e->fd, o, why, whylen);
 		if (ret || o->kind != HAUL__IMG__FD_KIND__FD_DELETED)
 			continue;
 		for (size_t j = 0; j < i; j++)
-			if (fds[j].kind == HAUL__IMG__FD_KIND__FD_DELETED && fds[j].dev == o->dev &&
-			    fds[j].ino == o->ino)
+			if (im->files[j]->ghost && im->files[j]->ghost->dev == o->ghost->dev &&
+			    im->files[j]->ghost->ino == o->ghost->ino)
 				first = false;
 		if (!first)
 			continue;
-		ret = rst_ghost_dump(pid, o->fd, o);
+		ret = rst_ghost_dump(r->pid, e->fd, o);
 		if (ret)
 			snprintf(why, whylen, "cannot read deleted file %.256s of fd %d: %s",
-				 o->path, o->fd, strerror(-ret));
+				 o->path, e->fd, strerror(-ret));
 	}
 	return ret;
 }
 
-int rst_dump_fds(struct rsys *r, uint64_t scratch, pid_t self, Haul__Img__Fd **out, size_t *nout,
-		 char *why, size_t whylen)
+/* Room for one more fd in @c: 0 or -ENOMEM. */
+static int grow(struct fd_dump *c)
 {
-	struct fd_dump dd = {.self = self}, *c = &dd;
+	struct rst_fd_image *im = c->im;
+	size_t nc = c->cap ? c->cap * 2 : 16;
+	Haul__Img__FileObject **f;
+	Haul__Img__FdEntry **e;
+	struct rst_ofd_key *k;
+
+	if (im->nfds < c->cap)
+		return 0;
+	f = realloc(im->files, nc * sizeof(*f));
+	if (f)
+		im->files = f;
+	e = realloc(im->fds, nc * sizeof(*e));
+	if (e)
+		im->fds = e;
+	k = realloc(c->keys, nc * sizeof(*k));
+	if (k)
+		c->keys = k;
+	if (!f || !e || !k)
+		return -ENOMEM;
+	c->cap = nc;
+	return 0;
+}
+
+/* Fd @p of kind @k, its fdinfo @text: a FileObject and an FdEntry more in @c. */
+static int dump_fd(struct fd_dump *c, const struct rst_fd_probe *p, const struct rst_fd_ops *k,
+		   const char *text)
+{
+	struct rst_fd_image *im = c->im;
+	Haul__Img__FileObject *o = NULL;
+	Haul__Img__FdEntry *e = NULL;
+	struct rst_ofd_key *key;
+	const char *f;
+	int ret = grow(c);
+
+	if (!ret) {
+		o = malloc(sizeof(*o));
+		e = malloc(sizeof(*e));
+	}
+	if (!o || !e) {
+		free(o);
+		free(e);
+		return ret ? ret : -ENOMEM;
+	}
+	haul__img__file_object__init(o);
+	haul__img__fd_entry__init(e);
+	im->files[im->nfds] = o;
+	im->fds[im->nfds] = e;
+	key = &c->keys[im->nfds];
+	im->nfds++;
+	im->nfiles = im->nfds; /* one each until merge_ofds */
+	o->path = strdup(p->target);
+	if (!o->path)
+		return -ENOMEM;
+	e->fd = p->fd;
+	o->kind = k->kind;
+	if ((f = rst_status_field(text, "pos"))) {
+		o->has_pos = true;
+		o->pos = strtoull(f, NULL, 10);
+	}
+	e->cloexec = !!(p->flags & O_CLOEXEC);
+	o->flags = p->flags & ~(unsigned long)O_CLOEXEC;
+	ret = k->dump ? k->dump(p, o, im->files, im->nfds - 1) : 0;
+	if (!ret)
+		ret = rst_lock_dump(text, p->fd, o);
+	memset(key, 0, sizeof(*key));
+	key->fd = p->fd;
+	key->kind = o->kind;
+	key->dev = p->st->st_dev;
+	key->ino = p->st->st_ino;
+	key->pos = o->pos;
+	key->flags = o->flags;
+	key->efd_count = o->eventfd ? o->eventfd->count : 0;
+	return ret;
+}
+
+int rst_dump_fds(struct rsys *r, uint64_t scratch, pid_t self, struct rst_fd_image *im, char *why,
+		 size_t whylen)
+{
+	struct fd_dump dd = {.im = im, .self = self}, *c = &dd;
 	pid_t pid = r->pid;
 	char path[64];
 	struct dirent *de;
-	size_t cap = 0;
 	DIR *d;
 	int ret = 0;
 
@@ -144,8 +275,6 @@ int rst_dump_fds(struct rsys *r, uint64_t scratch, pid_t self, Haul__Img__Fd **o
 		return -errno;
 	while ((de = readdir(d))) {
 		char target[4096], info[96], *text = NULL;
-		const char *f;
-		Haul__Img__Fd *o;
 		const struct rst_fd_ops *k = NULL;
 		struct rst_fd_probe p;
 		struct stat st;
@@ -163,44 +292,7 @@ int rst_dump_fds(struct rsys *r, uint64_t scratch, pid_t self, Haul__Img__Fd **o
 			free(text);
 			break;
 		}
-		if (c->n == cap) {
-			size_t nc = cap ? cap * 2 : 16;
-			Haul__Img__Fd *a = realloc(c->fds, nc * sizeof(*a));
-
-			if (!a) {
-				ret = -ENOMEM;
-				break;
-			}
-			c->fds = a;
-			cap = nc;
-		}
-		o = &c->fds[c->n];
-		haul__img__fd__init(o);
-		o->path = strdup(target);
-		c->n++;
-		if (!o->path) {
-			free(text);
-			ret = -ENOMEM;
-			break;
-		}
-		o->fd = fd;
-		o->kind = k->kind;
-		o->has_dev = o->has_ino = o->has_size = o->has_mode = true;
-		o->dev = st.st_dev;
-		o->ino = st.st_ino;
-		o->size = st.st_size;
-		o->mode = st.st_mode;
-		if ((f = rst_status_field(text, "pos")))
-			o->pos = strtoull(f, NULL, 10);
-		if ((f = rst_status_field(text, "flags"))) {
-			unsigned long fl = strtoul(f, NULL, 8);
-
-			o->cloexec = !!(fl & O_CLOEXEC);
-			o->flags = fl & ~(unsigned long)O_CLOEXEC;
-		}
-		ret = k->dump ? k->dump(&p, o, c->fds, c->n - 1) : 0;
-		if (!ret)
-			ret = rst_lock_dump(text, o);
+		ret = dump_fd(c, &p, k, text);
 		free(text);
 		if (ret) {
 			snprintf(why, whylen, "cannot read the state of fd %d (%.256s)", fd,
@@ -210,8 +302,9 @@ int rst_dump_fds(struct rsys *r, uint64_t scratch, pid_t self, Haul__Img__Fd **o
 	}
 	closedir(d);
 	if (!ret)
-		ret = dump_fds_shared(c, r, scratch, why, whylen);
-	*out = c->fds;
-	*nout = c->n;
+		ret = merge_ofds(c, pid);
+	if (!ret)
+		ret = dump_files_shared(c, r, scratch, why, whylen);
+	free(c->keys);
 	return ret;
 }

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
+#include "common/validate.h"
 #include "restore/fd_int.h"
 #include "restore/target_int.h"
 
@@ -46,26 +47,30 @@ static int epoll_precheck(const struct rst_fd_probe *p, char *why, size_t whylen
 	return 0;
 }
 
-static int epoll_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul__Img__Fd *prev,
-		      size_t nprev)
+static int epoll_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
+		      Haul__Img__FileObject *const *prev, size_t nprev)
 {
 	const char *text = p->fdinfo;
-	Haul__Img__EpollTarget *tg;
+	Haul__Img__EpollFile *ep;
 	size_t n = 0;
 
 	(void)prev;
 	(void)nprev;
+	ep = malloc(sizeof(*ep));
+	if (!ep)
+		return -ENOMEM;
+	haul__img__epoll_file__init(ep);
+	o->epoll = ep;
 	for (const char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
 		n += !strncmp(l, "tfd:", 4);
 	if (!n)
 		return 0;
-	tg = calloc(n, sizeof(*tg));
-	o->epoll = calloc(n, sizeof(*o->epoll));
-	if (!tg || !o->epoll) {
-		free(tg);
+	ep->targets = calloc(n, sizeof(*ep->targets));
+	if (!ep->targets)
 		return -ENOMEM;
-	}
-	for (const char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+	for (const char *l = text; l && *l && ep->n_targets < n;
+	     l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+		Haul__Img__EpollTarget *tg;
 		int tfd;
 		unsigned int events;
 		unsigned long long data;
@@ -73,17 +78,43 @@ static int epoll_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul
 		if (strncmp(l, "tfd:", 4) ||
 		    sscanf(l, "tfd: %d events: %x data: %llx", &tfd, &events, &data) != 3)
 			continue;
-		haul__img__epoll_target__init(&tg[o->n_epoll]);
-		tg[o->n_epoll].tfd = tfd;
-		tg[o->n_epoll].events = events;
-		tg[o->n_epoll].data = data;
-		o->epoll[o->n_epoll] = &tg[o->n_epoll];
-		o->n_epoll++;
+		/* each its own allocation: the FileObject is freed with free_unpacked */
+		tg = malloc(sizeof(*tg));
+		if (!tg)
+			return -ENOMEM;
+		haul__img__epoll_target__init(tg);
+		tg->tfd = tfd;
+		tg->events = events;
+		tg->data = data;
+		ep->targets[ep->n_targets++] = tg;
 	}
 	return 0;
 }
 
-static int epoll_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,
+/* Its targets are fd numbers of the process. */
+static int epoll_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
+{
+	if (!f->epoll) {
+		snprintf(why, wl, "file %u is an epoll instance without its epoll part", f->id);
+		return -EBADMSG;
+	}
+	if (f->epoll->n_targets > VAL_MAX_EPOLL) {
+		snprintf(why, wl, "file %u (epoll).targets: %zu, more than %d", f->id,
+			 f->epoll->n_targets, VAL_MAX_EPOLL);
+		return -EBADMSG;
+	}
+	for (size_t k = 0; k < f->epoll->n_targets; k++)
+		if (f->epoll->targets[k]->tfd < 0 ||
+		    (uint32_t)f->epoll->targets[k]->tfd >= VAL_MAX_FDS) {
+			snprintf(why, wl, "file %u (epoll).targets[%zu].tfd: %d", f->id, k,
+				 f->epoll->targets[k]->tfd);
+			return -EBADMSG;
+		}
+	return 0;
+}
+
+static int epoll_restore(struct rst_target *t, struct rst_fd_rctx *x,
+			 const Haul__Img__FileObject *f, const Haul__Img__FdEntry *e,
 			 const char *path, int *tmp, bool *shared)
 {
 	long res = -1;
@@ -91,6 +122,7 @@ static int epoll_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul
 
 	(void)x;
 	(void)f;
+	(void)e;
 	(void)path;
 	*shared = false;
 	ret = rst_rcall(t, SYS_epoll_create1, 0, 0, 0, 0, 0, 0, &res);
@@ -98,30 +130,31 @@ static int epoll_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul
 	return ret;
 }
 
-/* Every fd exists: each instance watches its targets again. */
+/* Every fd exists: each instance watches its targets again (through its first fd). */
 static int epoll_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, size_t wl)
 {
 	const Haul__Img__ProcessState *ps = x->ps;
 	int ret = 0;
 
-	for (size_t i = 0; i < ps->n_fds && !ret; i++) {
-		const Haul__Img__Fd *f = ps->fds[i];
+	for (size_t i = 0; i < ps->n_files && !ret; i++) {
+		const Haul__Img__FileObject *f = ps->files[i];
+		const Haul__Img__FdEntry *e = rst_fd_first(ps, f->id);
 
-		x->cur = i;
-		if (f->kind != HAUL__IMG__FD_KIND__FD_EPOLL || rst_fd_ofd_leader(x, f))
-			continue; /* a dup of an epoll fd names the same instance */
-		for (size_t k = 0; k < f->n_epoll && !ret; k++) {
+		if (f->kind != HAUL__IMG__FD_KIND__FD_EPOLL || !e)
+			continue;
+		for (size_t k = 0; k < f->epoll->n_targets && !ret; k++) {
+			const Haul__Img__EpollTarget *tg = f->epoll->targets[k];
 			uint8_t ev[12]; /* struct epoll_event is packed on x86_64 */
 
-			memcpy(ev, &f->epoll[k]->events, 4);
-			memcpy(ev + 4, &f->epoll[k]->data, 8);
+			memcpy(ev, &tg->events, 4);
+			memcpy(ev + 4, &tg->data, 8);
 			ret = rst_poke(t, rst_scratch(t), ev, sizeof(ev));
 			if (!ret)
-				ret = rst_rcall(t, SYS_epoll_ctl, f->fd, 1 /* EPOLL_CTL_ADD */,
-						f->epoll[k]->tfd, rst_scratch(t), 0, 0, NULL);
+				ret = rst_rcall(t, SYS_epoll_ctl, e->fd, 1 /* EPOLL_CTL_ADD */,
+						tg->tfd, rst_scratch(t), 0, 0, NULL);
 			if (ret)
 				snprintf(why, wl, "cannot make epoll fd %d watch fd %d again: %s",
-					 f->fd, f->epoll[k]->tfd, strerror(-ret));
+					 e->fd, tg->tfd, strerror(-ret));
 		}
 	}
 	return ret;
@@ -130,10 +163,11 @@ static int epoll_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, 
 const struct rst_fd_ops rst_fd_epoll = {
 	.name = "epoll",
 	.kind = HAUL__IMG__FD_KIND__FD_EPOLL,
-	.version = 3,
+	.version = 4,
 	.match = epoll_match,
 	.precheck = epoll_precheck,
 	.dump = epoll_dump,
+	.validate = epoll_validate,
 	.restore = epoll_restore,
 	.finish = epoll_finish,
 };

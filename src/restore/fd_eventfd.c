@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -17,25 +18,39 @@ static bool eventfd_match(const struct rst_fd_probe *p)
 	return !strcmp(p->target, "anon_inode:[eventfd]");
 }
 
-static int eventfd_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul__Img__Fd *prev,
-			size_t nprev)
+static int eventfd_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
+			Haul__Img__FileObject *const *prev, size_t nprev)
 {
+	Haul__Img__EventfdFile *ev;
 	const char *f;
 
 	(void)prev;
 	(void)nprev;
-	if ((f = rst_status_field(p->fdinfo, "eventfd-count"))) {
-		o->has_efd_count = true;
-		o->efd_count = strtoull(f, NULL, 16);
-	}
+	if (!(f = rst_status_field(p->fdinfo, "eventfd-count")))
+		return -EIO;
+	ev = malloc(sizeof(*ev));
+	if (!ev)
+		return -ENOMEM;
+	haul__img__eventfd_file__init(ev);
+	ev->count = strtoull(f, NULL, 16);
 	if ((f = rst_status_field(p->fdinfo, "eventfd-semaphore"))) {
-		o->has_efd_semaphore = true;
-		o->efd_semaphore = atoi(f) != 0;
+		ev->has_semaphore = true;
+		ev->semaphore = atoi(f) != 0;
 	}
-	return o->has_efd_count ? 0 : -EIO;
+	o->eventfd = ev;
+	return 0;
 }
 
-static int eventfd_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,
+static int eventfd_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
+{
+	if (f->eventfd)
+		return 0;
+	snprintf(why, wl, "file %u is an eventfd without its eventfd part", f->id);
+	return -EBADMSG;
+}
+
+static int eventfd_restore(struct rst_target *t, struct rst_fd_rctx *x,
+			   const Haul__Img__FileObject *f, const Haul__Img__FdEntry *e,
 			   const char *path, int *tmp, bool *shared)
 {
 	int nb = (int)f->flags & O_NONBLOCK;
@@ -43,10 +58,11 @@ static int eventfd_restore(struct rst_target *t, struct rst_fd_rctx *x, const Ha
 	int ret;
 
 	(void)x;
+	(void)e;
 	(void)path;
 	*shared = false;
-	ret = rst_rcall(t, SYS_eventfd2, f->efd_count, nb | (f->efd_semaphore ? 1 : 0), 0, 0, 0, 0,
-			&res);
+	ret = rst_rcall(t, SYS_eventfd2, f->eventfd->count, nb | (f->eventfd->semaphore ? 1 : 0), 0,
+			0, 0, 0, &res);
 	*tmp = (int)res;
 	return ret;
 }
@@ -54,8 +70,9 @@ static int eventfd_restore(struct rst_target *t, struct rst_fd_rctx *x, const Ha
 const struct rst_fd_ops rst_fd_eventfd = {
 	.name = "eventfd",
 	.kind = HAUL__IMG__FD_KIND__FD_EVENTFD,
-	.version = 3,
+	.version = 4,
 	.match = eventfd_match,
 	.dump = eventfd_dump,
+	.validate = eventfd_validate,
 	.restore = eventfd_restore,
 };

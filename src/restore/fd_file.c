@@ -3,7 +3,8 @@
  * mem-class character devices (/dev/null, zero, full, random, urandom)
  * and O_PATH fds.
  *
- * The image carries the path, the open flags and the offset; the restore
+ * The image carries the path, the open flags and the offset (FileObject)
+ * and the file's dev, ino, size, mode and rdev (its RegFile); the restore
  * opens the path again (O_CREAT, O_EXCL, O_TRUNC and O_NOCTTY dropped: the
  * file exists and keeps its content).  So the precheck refuses a file
  * whose path no longer names it (renamed, deleted, mounted over); a
@@ -13,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -20,6 +22,41 @@
 
 #include "restore/fd_int.h"
 #include "restore/target_int.h"
+
+/* The RegFile of every kind here: the file's identity, size and mode. */
+static int reg_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
+		    Haul__Img__FileObject *const *prev, size_t nprev)
+{
+	Haul__Img__RegFile *r = malloc(sizeof(*r));
+
+	(void)prev;
+	(void)nprev;
+	if (!r)
+		return -ENOMEM;
+	haul__img__reg_file__init(r);
+	r->dev = p->st->st_dev;
+	r->ino = p->st->st_ino;
+	r->has_size = r->has_mode = true;
+	r->size = p->st->st_size;
+	r->mode = p->st->st_mode;
+	o->reg = r;
+	return 0;
+}
+
+/* Reopened by path: a RegFile and a path to open. */
+static int reg_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
+{
+	if (!f->reg) {
+		snprintf(why, wl, "file %u is of a kind reopened by path but has no reg part",
+			 f->id);
+		return -EBADMSG;
+	}
+	if (!f->path || !f->path[0]) {
+		snprintf(why, wl, "file %u (reopened by path) has no path", f->id);
+		return -EBADMSG;
+	}
+	return 0;
+}
 
 /* Whether the path still names the file the fd has open (it is reopened by that path). */
 static int path_precheck(const struct rst_fd_probe *p, char *why, size_t whylen)
@@ -37,8 +74,8 @@ static int path_precheck(const struct rst_fd_probe *p, char *why, size_t whylen)
 	return 0;
 }
 
-int rst_fd_open_path(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,
-		     const char *path, int *tmp, bool *shared)
+int rst_fd_open_path(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
+		     const Haul__Img__FdEntry *e, const char *path, int *tmp, bool *shared)
 {
 	int flags = (int)f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC);
 	uint64_t rpath;
@@ -46,6 +83,7 @@ int rst_fd_open_path(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Im
 	int ret;
 
 	(void)x;
+	(void)e;
 	*shared = false;
 	/* An O_TMPFILE file keeps O_TMPFILE (with O_DIRECTORY) in its flags: reopen it. */
 	if ((flags & O_TMPFILE) == O_TMPFILE)
@@ -58,9 +96,9 @@ int rst_fd_open_path(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Im
 	return ret;
 }
 
-int rst_fd_seek(struct rst_target *t, const Haul__Img__Fd *f)
+int rst_fd_seek(struct rst_target *t, const Haul__Img__FileObject *f, const Haul__Img__FdEntry *e)
 {
-	return rst_rcall(t, SYS_lseek, f->fd, f->pos, SEEK_SET, 0, 0, 0, NULL);
+	return rst_rcall(t, SYS_lseek, e->fd, f->pos, SEEK_SET, 0, 0, 0, NULL);
 }
 
 /* ---- O_PATH: it only names a file, reopened by its path with O_PATH ---- */
@@ -84,10 +122,12 @@ static int opath_refuse(const struct rst_fd_probe *p, char *why, size_t whylen)
 const struct rst_fd_ops rst_fd_path = {
 	.name = "O_PATH",
 	.kind = HAUL__IMG__FD_KIND__FD_PATH,
-	.version = 3,
+	.version = 4,
 	.match = opath_match,
 	.refuse = opath_refuse,
 	.precheck = path_precheck,
+	.dump = reg_dump,
+	.validate = reg_validate,
 	.restore = rst_fd_open_path,
 };
 
@@ -115,10 +155,12 @@ static int reg_refuse(const struct rst_fd_probe *p, char *why, size_t whylen)
 const struct rst_fd_ops rst_fd_reg = {
 	.name = "regular file",
 	.kind = HAUL__IMG__FD_KIND__FD_REG,
-	.version = 3,
+	.version = 4,
 	.match = reg_match,
 	.refuse = reg_refuse,
 	.precheck = path_precheck,
+	.dump = reg_dump,
+	.validate = reg_validate,
 	.restore = rst_fd_open_path,
 	.setup = rst_fd_seek,
 };
@@ -133,9 +175,11 @@ static bool dir_match(const struct rst_fd_probe *p)
 const struct rst_fd_ops rst_fd_dir = {
 	.name = "directory",
 	.kind = HAUL__IMG__FD_KIND__FD_DIR,
-	.version = 3,
+	.version = 4,
 	.match = dir_match,
 	.precheck = path_precheck,
+	.dump = reg_dump,
+	.validate = reg_validate,
 	.restore = rst_fd_open_path,
 };
 
@@ -148,22 +192,25 @@ static bool chr_match(const struct rst_fd_probe *p)
 	       !p->deleted;
 }
 
-static int chr_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul__Img__Fd *prev,
-		    size_t nprev)
+static int chr_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
+		    Haul__Img__FileObject *const *prev, size_t nprev)
 {
-	(void)prev;
-	(void)nprev;
-	o->has_rdev = true;
-	o->rdev = p->st->st_rdev;
+	int ret = reg_dump(p, o, prev, nprev);
+
+	if (ret)
+		return ret;
+	o->reg->has_rdev = true;
+	o->reg->rdev = p->st->st_rdev;
 	return 0;
 }
 
 const struct rst_fd_ops rst_fd_chr = {
 	.name = "character device",
 	.kind = HAUL__IMG__FD_KIND__FD_CHR,
-	.version = 3,
+	.version = 4,
 	.match = chr_match,
 	.precheck = path_precheck,
 	.dump = chr_dump,
+	.validate = reg_validate,
 	.restore = rst_fd_open_path,
 };

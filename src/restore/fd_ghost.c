@@ -4,9 +4,10 @@
  * Dump: the file is read through /proc/PID/fd/N (O_NOATIME, so that the
  * dump leaves its atime alone) extent by extent: SEEK_DATA/SEEK_HOLE give
  * the data extents, and only those travel ((offset, length) pairs in
- * Fd.extents, their bytes back to back in Fd.content); the holes stay
- * holes.  Owner, mode, size, atime and mtime are recorded too.  One inode
- * is dumped once, on the first fd that names it (dump.c).
+ * GhostFile.extents, their bytes back to back in GhostFile.content); the
+ * holes stay holes.  Owner, mode, size, atime and mtime are recorded too.
+ * One inode is dumped once, on the first FileObject that names it
+ * (fd_dump.c).
  *
  * Restore: the restorer creates a new file under the old name (or, when
  * the name is taken, next to it; when its directory was deleted too, in
@@ -42,7 +43,7 @@ uint64_t rst_ghost_bytes(const struct stat *st)
 }
 
 /* Append extent [@off, @off + @len) of @fd to @o. */
-static int add_extent(int fd, Haul__Img__Fd *o, uint64_t off, uint64_t len, size_t *cap)
+static int add_extent(int fd, Haul__Img__GhostFile *o, uint64_t off, uint64_t len, size_t *cap)
 {
 	size_t n = o->n_extents;
 	uint8_t *data;
@@ -79,8 +80,9 @@ static int add_extent(int fd, Haul__Img__Fd *o, uint64_t off, uint64_t len, size
 	return 0;
 }
 
-int rst_ghost_dump(pid_t pid, int fd, Haul__Img__Fd *o)
+int rst_ghost_dump(pid_t pid, int fd, Haul__Img__FileObject *f)
 {
+	Haul__Img__GhostFile *o = f->ghost;
 	char path[64];
 	struct stat st;
 	size_t cap = 0;
@@ -130,7 +132,7 @@ int rst_ghost_dump(pid_t pid, int fd, Haul__Img__Fd *o)
 	if (ret == -EFBIG)
 		pr_err("deleted file %s of fd %d of pid %d holds more than %llu MiB of data; it "
 		       "cannot be carried in the image",
-		       o->path, fd, (int)pid, RST_DELETED_FILE_MAX >> 20);
+		       f->path, fd, (int)pid, RST_DELETED_FILE_MAX >> 20);
 out:
 	close(dfd);
 	return ret;
@@ -155,22 +157,23 @@ static int existing_parent(const char *path, char *dir, size_t len)
 	return -ENOENT;
 }
 
-/* A new, empty file with a free name like @o->path's; its fd, its name in @path. */
-static int create_near(const Haul__Img__Fd *o, char *path, size_t plen)
+/* A new, empty file with a free name like @f->path's; its fd, its name in @path. */
+static int create_near(const Haul__Img__FileObject *f, char *path, size_t plen)
 {
+	const Haul__Img__GhostFile *o = f->ghost;
 	int flags = O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC;
 	char dir[4096];
 	int fd;
 
-	snprintf(path, plen, "%s", o->path);
+	snprintf(path, plen, "%s", f->path);
 	fd = open(path, flags, 0600);
 	if (fd < 0 && errno == EEXIST) {
 		/* Someone reused the name since: keep theirs. */
-		snprintf(path, plen, "%s.haul-%d-%llu", o->path, (int)getpid(),
+		snprintf(path, plen, "%s.haul-%d-%llu", f->path, (int)getpid(),
 			 (unsigned long long)o->ino);
 		fd = open(path, flags, 0600);
 	}
-	if (fd < 0 && errno == ENOENT && !existing_parent(o->path, dir, sizeof(dir))) {
+	if (fd < 0 && errno == ENOENT && !existing_parent(f->path, dir, sizeof(dir))) {
 		/* Its directory was deleted too. */
 		snprintf(path, plen, "%s%s.haul-ghost-%d-%llu", dir, strcmp(dir, "/") ? "/" : "",
 			 (int)getpid(), (unsigned long long)o->ino);
@@ -179,13 +182,14 @@ static int create_near(const Haul__Img__Fd *o, char *path, size_t plen)
 	return fd < 0 ? -errno : fd;
 }
 
-int rst_ghost_create(const Haul__Img__Fd *o, char *path, size_t plen)
+int rst_ghost_create(const Haul__Img__FileObject *f, char *path, size_t plen)
 {
+	const Haul__Img__GhostFile *o = f->ghost;
 	struct timespec ts[2];
 	size_t at = 0;
 	int fd, ret = 0;
 
-	fd = create_near(o, path, plen);
+	fd = create_near(f, path, plen);
 	if (fd < 0)
 		return fd;
 	for (size_t i = 0; !ret && i + 1 < o->n_extents; i += 2) {
@@ -261,12 +265,70 @@ static int deleted_refuse(const struct rst_fd_probe *p, char *why, size_t whylen
 	return 0;
 }
 
+/* The inode's identity, size and mode; its content comes on its first FileObject (fd_dump.c). */
+static int deleted_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
+			Haul__Img__FileObject *const *prev, size_t nprev)
+{
+	Haul__Img__GhostFile *g = malloc(sizeof(*g));
+
+	(void)prev;
+	(void)nprev;
+	if (!g)
+		return -ENOMEM;
+	haul__img__ghost_file__init(g);
+	g->dev = p->st->st_dev;
+	g->ino = p->st->st_ino;
+	g->has_size = g->has_mode = true;
+	g->size = p->st->st_size;
+	g->mode = p->st->st_mode;
+	o->ghost = g;
+	return 0;
+}
+
+/* The extents: (offset, length) pairs in order, inside the file and the content. */
+static int deleted_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
+{
+	const Haul__Img__GhostFile *g = f->ghost;
+	uint64_t at = 0, data = 0;
+
+	if (!g) {
+		snprintf(why, wl, "file %u is a deleted file without its ghost part", f->id);
+		return -EBADMSG;
+	}
+	if (!f->path || !f->path[0]) {
+		snprintf(why, wl, "file %u (deleted file) has no path to recreate it at", f->id);
+		return -EBADMSG;
+	}
+	if (g->n_extents % 2) {
+		snprintf(why, wl, "file %u (ghost).extents: %zu values, not (offset, length) pairs",
+			 f->id, g->n_extents);
+		return -EBADMSG;
+	}
+	for (size_t k = 0; k < g->n_extents; k += 2) {
+		uint64_t off = g->extents[k], len = g->extents[k + 1];
+
+		if (off < at || len > UINT64_MAX - off || len > g->content.len - data ||
+		    (g->has_size && off + len > g->size)) {
+			snprintf(why, wl,
+				 "file %u (ghost).extents[%zu]: %llu+%llu out of order or beyond "
+				 "the file or its content",
+				 f->id, k / 2, (unsigned long long)off, (unsigned long long)len);
+			return -EBADMSG;
+		}
+		at = off + len;
+		data += len;
+	}
+	return 0;
+}
+
 const struct rst_fd_ops rst_fd_deleted = {
 	.name = "deleted file",
 	.kind = HAUL__IMG__FD_KIND__FD_DELETED,
-	.version = 3,
+	.version = 4,
 	.match = deleted_match,
 	.refuse = deleted_refuse,
+	.dump = deleted_dump,
+	.validate = deleted_validate,
 	.restore = rst_fd_open_path,
 	.setup = rst_fd_seek,
 };

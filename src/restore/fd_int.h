@@ -7,7 +7,11 @@
  * table.  The sequence stays elsewhere: precheck.c and fd_dump.c walk
  * /proc/PID/fd and call the kind's hooks, fd_restore.c creates the fds in
  * the stub.  A new kind is one new file, one line in the table, its image
- * fields and its tests.
+ * sub-message of FileObject and its tests.
+ *
+ * Image (version 4): a FileObject per open file description (generic
+ * fields and one sub-message per kind, filled and checked by that kind's
+ * hooks), and an FdEntry per fd naming its FileObject by id.
  */
 #ifndef HAUL_RESTORE_FD_INT_H
 #define HAUL_RESTORE_FD_INT_H
@@ -60,6 +64,16 @@ struct rst_fd_rctx {
 	size_t cur; /* index in ps->fds of the fd being restored */
 };
 
+/* The fds of one dumped process (fd_dump.c); every message malloc'd, freed by rst_fd_image_free. */
+struct rst_fd_image {
+	Haul__Img__FileObject **files;
+	size_t nfiles;
+	Haul__Img__FdEntry **fds;
+	size_t nfds;
+	uint32_t next_id; /* the id the next FileObject gets (ids are unique in the image) */
+};
+void rst_fd_image_free(struct rst_fd_image *im);
+
 /*
  * One kind of fd.  Every hook but match may be NULL (nothing to do).
  *  match:    whether @p is of this kind (the table is tried in order).
@@ -67,39 +81,62 @@ struct rst_fd_rctx {
  *            reason in @why naming fd and file (nothing is touched yet).
  *  precheck: at the precheck only (the process runs): the fdinfo audit of
  *            what the restore must reproduce; 0 or -EOPNOTSUPP with @why.
- *  dump:     fill the kind's fields of @o (generic ones are set); @prev are
- *            the fds dumped before it.  0 or -errno.
- *  restore:  create the file of @f in the stub; *@tmp the new fd, or a
+ *  dump:     fill the kind's sub-message of @o (its generic fields are
+ *            set); @prev are the files of the fds dumped before it (one
+ *            per fd, before fds of one OFD are merged).  0 or -errno.
+ *  validate: at load, before anything is restored: @f's sub-message is
+ *            the kind's and its fields are sane; 0 or -EBADMSG with @why
+ *            naming the file.
+ *  restore:  create file @f for fd @e in the stub; *@tmp the new fd, or a
  *            parked end that stays open (*@shared).  @path: where to open
  *            it for the kinds reopened by path.  0 or -errno.
- *  setup:    once @f is at its own number: what dup3 does not carry.
+ *  setup:    once @e is at its own number: what dup3 does not carry.
  *  finish:   once every fd exists (pipe contents, epoll targets).  0 or
  *            -errno with @why.
  */
 struct rst_fd_ops {
 	const char *name;
 	Haul__Img__FdKind kind;
-	uint32_t version; /* of its image message: 3, the Fd fields of image version 3 */
+	uint32_t version; /* of its image message: 4, its FileObject sub-message */
 	bool (*match)(const struct rst_fd_probe *p);
 	int (*refuse)(const struct rst_fd_probe *p, char *why, size_t wl);
 	int (*precheck)(const struct rst_fd_probe *p, char *why, size_t wl);
-	int (*dump)(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul__Img__Fd *prev,
-		    size_t nprev);
-	int (*restore)(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,
-		       const char *path, int *tmp, bool *shared);
-	int (*setup)(struct rst_target *t, const Haul__Img__Fd *f);
+	int (*dump)(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
+		    Haul__Img__FileObject *const *prev, size_t nprev);
+	int (*validate)(const Haul__Img__FileObject *f, char *why, size_t wl);
+	int (*restore)(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
+		       const Haul__Img__FdEntry *e, const char *path, int *tmp, bool *shared);
+	int (*setup)(struct rst_target *t, const Haul__Img__FileObject *f,
+		     const Haul__Img__FdEntry *e);
 	int (*finish)(struct rst_target *t, struct rst_fd_rctx *x, char *why, size_t wl);
 };
 
 /*
  * fd_dump.c: every fd of stopped @r (its scratch page @scratch; @self its
- * pid as it knows itself), into *@out[0..*@nout) (set even on failure:
- * the caller frees the array and what each Fd owns).  0, -EOPNOTSUPP or
+ * pid as it knows itself), into @im: one FdEntry per fd, one FileObject
+ * per open file description, ids from im->next_id on (@im is filled even
+ * on failure: the caller calls rst_fd_image_free).  0, -EOPNOTSUPP or
  * -errno with the reason in @why.
  */
 struct rsys;
-int rst_dump_fds(struct rsys *r, uint64_t scratch, pid_t self, Haul__Img__Fd **out, size_t *nout,
-		 char *why, size_t whylen);
+int rst_dump_fds(struct rsys *r, uint64_t scratch, pid_t self, struct rst_fd_image *im, char *why,
+		 size_t whylen);
+
+/*
+ * fd_validate.c: the FileObjects and FdEntries of @ps, before anything is
+ * restored: generic fields, each kind's validate hook, unique ids and fd
+ * numbers, every fd naming a FileObject of the image.  0 or -EBADMSG with
+ * @why naming the record.
+ */
+int rst_fd_validate(const Haul__Img__ProcessState *ps, char *why, size_t wl);
+/*
+ * fd_validate.c: state blob @blob as the restorer receives it: it parses,
+ * has this haul's image version (-EPROTO, both numbers in @why), passes
+ * val_process_state and rst_fd_validate (-EBADMSG with @why).
+ */
+int rst_state_check(const void *blob, size_t len, char *why, size_t wl);
+/* fd_validate.c: how many kind sub-messages @f carries (exactly one is valid). */
+unsigned rst_fd_nsub(const Haul__Img__FileObject *f);
 
 /* fd_kinds.c: every kind, in the order they are matched; NULL-terminated. */
 extern const struct rst_fd_ops *const rst_fd_kinds[];
@@ -129,17 +166,23 @@ extern const struct rst_fd_ops rst_fd_eventfd, rst_fd_signalfd, rst_fd_timerfd, 
 extern const struct rst_fd_ops rst_fd_pipe, rst_fd_unix_pair;
 
 /* fd_file.c: the restore hook of the kinds reopened by path: open @path with @f's flags. */
-int rst_fd_open_path(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,
-		     const char *path, int *tmp, bool *shared);
-/* fd_file.c: lseek @f to its offset (regular and deleted files). */
-int rst_fd_seek(struct rst_target *t, const Haul__Img__Fd *f);
+int rst_fd_open_path(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
+		     const Haul__Img__FdEntry *e, const char *path, int *tmp, bool *shared);
+/* fd_file.c: lseek fd @e to @f's offset (regular and deleted files). */
+int rst_fd_seek(struct rst_target *t, const Haul__Img__FileObject *f, const Haul__Img__FdEntry *e);
 /* fd_pipe.c: F_SETFL O_NONBLOCK as @f had it (pipes and socketpairs share parked ends). */
-int rst_fd_set_nonblock(struct rst_target *t, const Haul__Img__Fd *f);
+int rst_fd_set_nonblock(struct rst_target *t, const Haul__Img__FileObject *f,
+			const Haul__Img__FdEntry *e);
 
 /* fd_restore.c: move remote fd @fd above every fd the image names (*@out). */
 int rst_fd_park(struct rst_target *t, struct rst_fd_rctx *x, int fd, int *out);
-/* fd_restore.c: the fd restored before x->cur that shares @f's open file description, or NULL. */
-const Haul__Img__Fd *rst_fd_ofd_leader(const struct rst_fd_rctx *x, const Haul__Img__Fd *f);
+/* fd_restore.c: the fd restored before x->cur that names @e's FileObject too, or NULL. */
+const Haul__Img__FdEntry *rst_fd_ofd_leader(const struct rst_fd_rctx *x,
+					    const Haul__Img__FdEntry *e);
+/* fd_restore.c: the FileObject @id of @ps, or NULL. */
+const Haul__Img__FileObject *rst_fd_file(const Haul__Img__ProcessState *ps, uint32_t id);
+/* fd_restore.c: the first fd of @ps naming FileObject @id, or NULL (held by other processes). */
+const Haul__Img__FdEntry *rst_fd_first(const Haul__Img__ProcessState *ps, uint32_t id);
 /*
  * fd_restore.c: every fd exists: refill the parked pipes (@sock false) or
  * socketpairs (@sock true) with what their ends had to read, and close

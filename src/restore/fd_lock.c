@@ -158,16 +158,29 @@ static int count_one(const struct lock_line *ll, void *arg)
 	return 0;
 }
 
+/* Where the locks of one fd go (its FileObject, allocated for @n). */
+struct lock_dump {
+	Haul__Img__FileObject *o;
+	int fd;
+	size_t n;
+};
+
 static int dump_one(const struct lock_line *ll, void *arg)
 {
-	Haul__Img__Fd *o = arg;
-	Haul__Img__FileLock *l = o->locks[o->n_locks];
+	struct lock_dump *d = arg;
+	Haul__Img__FileObject *o = d->o;
+	Haul__Img__FileLock *l;
 
 	if (ll->bad) {
 		pr_err("fd %d (%s) holds %s (it appeared after the precheck); the dump stops",
-		       o->fd, o->path, ll->bad);
+		       d->fd, o->path, ll->bad);
 		return -EOPNOTSUPP;
 	}
+	if (o->n_locks == d->n)
+		return -EIO; /* both passes read one text: cannot differ */
+	l = malloc(sizeof(*l));
+	if (!l)
+		return -ENOMEM;
 	haul__img__file_lock__init(l);
 	l->kind = ll->kind;
 	l->type = ll->type;
@@ -177,38 +190,22 @@ static int dump_one(const struct lock_line *ll, void *arg)
 		l->start = ll->start;
 		l->len = ll->len;
 	}
-	o->n_locks++;
+	o->locks[o->n_locks++] = l;
 	return 0;
 }
 
-int rst_lock_dump(const char *fdinfo, Haul__Img__Fd *o)
+/* Each lock its own allocation: the FileObject is freed with free_unpacked. */
+int rst_lock_dump(const char *fdinfo, int fd, Haul__Img__FileObject *o)
 {
-	Haul__Img__FileLock *block;
-	size_t n = 0;
+	struct lock_dump d = {.o = o, .fd = fd};
 
-	for_each_lock(fdinfo, count_one, &n);
-	if (!n)
+	for_each_lock(fdinfo, count_one, &d.n);
+	if (!d.n)
 		return 0;
-	block = calloc(n, sizeof(*block));
-	o->locks = calloc(n, sizeof(*o->locks));
-	if (!block || !o->locks) {
-		free(block);
-		free(o->locks);
-		o->locks = NULL;
+	o->locks = calloc(d.n, sizeof(*o->locks));
+	if (!o->locks)
 		return -ENOMEM;
-	}
-	for (size_t i = 0; i < n; i++)
-		o->locks[i] = &block[i];
-	return for_each_lock(fdinfo, dump_one, o);
-}
-
-void rst_lock_free(Haul__Img__Fd *o)
-{
-	if (o->locks)
-		free(o->locks[0]); /* the block */
-	free(o->locks);
-	o->locks = NULL;
-	o->n_locks = 0;
+	return for_each_lock(fdinfo, dump_one, &d);
 }
 
 /* struct flock of x86_64: short type, whence; pad; off_t start, len; pid_t pid; pad. */

@@ -5,9 +5,9 @@
  * one open file description (OFD): one offset, one set of status flags,
  * one owner of flock/OFD locks.  `cmd >log 2>&1` is the common case: if
  * the restore opened the file twice, each fd would get its own offset and
- * the writes through one would overwrite the other's.  So every fd of the
- * image carries a file_id, equal for the fds of one OFD, and the restorer
- * opens each id once and dup3s it for the others (target.c).
+ * the writes through one would overwrite the other's.  So the image has
+ * one FileObject per OFD and every FdEntry names one by id; the restorer
+ * opens each FileObject once and dup3s it for its other fds (fd_restore.c).
  *
  * The kernel answers the question with kcmp(KCMP_FILE) (CONFIG_CHECKPOINT_
  * RESTORE); it is asked only for fds on the same st_dev/st_ino (both ends
@@ -47,7 +47,7 @@ static int kcmp_file(pid_t pid, int a, int b)
  * stopped): kcmp is asked only then, which keeps the pairs few even with
  * many anon-inode fds, all on one inode.
  */
-static bool may_share(const Haul__Img__Fd *a, const Haul__Img__Fd *b)
+static bool may_share(const struct rst_ofd_key *a, const struct rst_ofd_key *b)
 {
 	return a->dev == b->dev && a->ino == b->ino && a->kind == b->kind && a->flags == b->flags &&
 	       a->pos == b->pos && a->efd_count == b->efd_count;
@@ -58,7 +58,7 @@ static bool may_share(const Haul__Img__Fd *a, const Haul__Img__Fd *b)
  * epoll instances all share the one anon inode, so nothing tells two of
  * them apart: never merged; any other two are taken as one.
  */
-static bool fallback_same(const Haul__Img__Fd *a)
+static bool fallback_same(const struct rst_ofd_key *a)
 {
 	switch (a->kind) {
 	case HAUL__IMG__FD_KIND__FD_EVENTFD:
@@ -71,20 +71,19 @@ static bool fallback_same(const Haul__Img__Fd *a)
 	}
 }
 
-int rst_ofd_assign(pid_t pid, Haul__Img__Fd *fds, size_t n)
+int rst_ofd_assign(pid_t pid, const struct rst_ofd_key *k, size_t n, size_t *lead)
 {
 	bool have_kcmp = true;
 
 	for (size_t i = 0; i < n; i++) {
-		Haul__Img__Fd *o = &fds[i];
+		const struct rst_ofd_key *o = &k[i];
 
-		o->has_file_id = true;
-		o->file_id = (uint32_t)i + 1;
+		lead[i] = i;
 		for (size_t j = 0; j < i; j++) {
-			const Haul__Img__Fd *p = &fds[j];
+			const struct rst_ofd_key *p = &k[j];
 			int same = 0;
 
-			if (p->file_id != j + 1 || !may_share(o, p))
+			if (lead[j] != j || !may_share(o, p))
 				continue; /* only the first fd of each OFD is compared */
 			if (have_kcmp) {
 				same = kcmp_file(pid, p->fd, o->fd);
@@ -99,7 +98,7 @@ int rst_ofd_assign(pid_t pid, Haul__Img__Fd *fds, size_t n)
 			if (!have_kcmp)
 				same = fallback_same(o);
 			if (same > 0) {
-				o->file_id = p->file_id;
+				lead[i] = j;
 				break;
 			}
 		}

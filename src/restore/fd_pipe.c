@@ -42,21 +42,21 @@ static int pipe_precheck(const struct rst_fd_probe *p, char *why, size_t whylen)
 	return 0;
 }
 
-/* The bytes buffered in the pipe of @o's fd: copied with tee(2), not consumed. */
-static int dump_pipe(pid_t pid, Haul__Img__Fd *o, bool first)
+/* The bytes buffered in the pipe of fd @fd: copied with tee(2), not consumed. */
+static int dump_pipe(pid_t pid, int fd, Haul__Img__PipeFile *o, bool first)
 {
 	int rfd, tp[2] = {-1, -1}, avail = 0, size, ret = 0;
 	char path[64];
 
-	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, o->fd);
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
 	/* Opening a pipe through /proc gives a new read end of the same pipe. */
 	rfd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (rfd < 0)
 		return -errno;
 	size = fcntl(rfd, F_GETPIPE_SZ);
 	if (size > 0) {
-		o->has_pipe_size = true;
-		o->pipe_size = size;
+		o->has_size = true;
+		o->size = size;
 	}
 	if (!first)
 		goto out;
@@ -64,7 +64,7 @@ static int dump_pipe(pid_t pid, Haul__Img__Fd *o, bool first)
 		ret = -errno;
 		goto out;
 	}
-	o->has_pipe_data = true;
+	o->has_data = true;
 	if (avail <= 0)
 		goto out;
 	if (pipe2(tp, O_CLOEXEC | O_NONBLOCK) < 0) {
@@ -73,19 +73,19 @@ static int dump_pipe(pid_t pid, Haul__Img__Fd *o, bool first)
 	}
 	if (size > 0)
 		fcntl(tp[1], F_SETPIPE_SZ, size);
-	o->pipe_data.data = malloc(avail);
-	if (!o->pipe_data.data) {
+	o->data.data = malloc(avail);
+	if (!o->data.data) {
 		ret = -ENOMEM;
 		goto out;
 	}
 	if (tee(rfd, tp[1], avail, SPLICE_F_NONBLOCK) != avail ||
-	    read(tp[0], o->pipe_data.data, avail) != avail) {
-		pr_err("cannot copy the %d bytes buffered in pipe fd %d of pid %d", avail, o->fd,
+	    read(tp[0], o->data.data, avail) != avail) {
+		pr_err("cannot copy the %d bytes buffered in pipe fd %d of pid %d", avail, fd,
 		       (int)pid);
 		ret = -EIO;
 		goto out;
 	}
-	o->pipe_data.len = avail;
+	o->data.len = avail;
 out:
 	if (tp[0] >= 0)
 		close(tp[0]);
@@ -95,17 +95,30 @@ out:
 	return ret;
 }
 
-static int pipe_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul__Img__Fd *prev,
-		     size_t nprev)
+/* The pipe's bytes go with the first FileObject of the pipe only. */
+static int pipe_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
+		     Haul__Img__FileObject *const *prev, size_t nprev)
 {
+	Haul__Img__PipeFile *pf = malloc(sizeof(*pf));
 	bool first = true;
 
-	o->has_pipe_id = true;
-	o->pipe_id = o->ino;
+	if (!pf)
+		return -ENOMEM;
+	haul__img__pipe_file__init(pf);
+	o->pipe = pf;
+	pf->pipe_id = p->st->st_ino;
 	for (size_t i = 0; i < nprev; i++)
-		if (prev[i].kind == HAUL__IMG__FD_KIND__FD_PIPE && prev[i].pipe_id == o->pipe_id)
+		if (prev[i]->pipe && prev[i]->pipe->pipe_id == pf->pipe_id)
 			first = false;
-	return dump_pipe(p->pid, o, first);
+	return dump_pipe(p->pid, p->fd, pf, first);
+}
+
+static int pipe_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
+{
+	if (f->pipe)
+		return 0;
+	snprintf(why, wl, "file %u is a pipe without its pipe part", f->id);
+	return -EBADMSG;
 }
 
 /*
@@ -114,8 +127,8 @@ static int pipe_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul_
  * pipe01 does, with its own O_NONBLOCK) is a new open of that end: *@shared
  * false, *@src a new fd.
  */
-static int pipe_ofd(struct rst_target *t, struct rst_tpipe *p, const Haul__Img__Fd *f, int *src,
-		    bool *shared)
+static int pipe_ofd(struct rst_target *t, struct rst_tpipe *p, const Haul__Img__FileObject *f,
+		    int *src, bool *shared)
 {
 	bool wr = (f->flags & O_ACCMODE) == O_WRONLY;
 	uint32_t *owner = wr ? &p->w_ofd : &p->r_ofd;
@@ -124,8 +137,8 @@ static int pipe_ofd(struct rst_target *t, struct rst_tpipe *p, const Haul__Img__
 	long res;
 	int ret;
 
-	if (!*owner || *owner == f->file_id) {
-		*owner = f->file_id;
+	if (!*owner || *owner == f->id) {
+		*owner = f->id;
 		*src = wr ? p->w : p->r;
 		return 0;
 	}
@@ -141,9 +154,10 @@ static int pipe_ofd(struct rst_target *t, struct rst_tpipe *p, const Haul__Img__
 	return 0;
 }
 
-static int pipe_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,
-			const char *path, int *src, bool *shared)
+static int pipe_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
+			const Haul__Img__FdEntry *e, const char *path, int *src, bool *shared)
 {
+	const Haul__Img__PipeFile *pf = f->pipe;
 	struct rst_tpipe *p = NULL;
 	int32_t fds[2];
 	int ret;
@@ -151,12 +165,12 @@ static int pipe_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul_
 	(void)path;
 	*shared = true;
 	for (size_t i = 0; i < x->npipes; i++)
-		if (x->pipes[i].id == f->pipe_id && !x->pipes[i].sock)
+		if (x->pipes[i].id == pf->pipe_id && !x->pipes[i].sock)
 			p = &x->pipes[i];
 	if (!p) {
 		p = &x->pipes[x->npipes];
 		memset(p, 0, sizeof(*p));
-		p->id = f->pipe_id;
+		p->id = pf->pipe_id;
 		ret = rst_rcall(t, SYS_pipe2, rst_scratch(t), O_CLOEXEC, 0, 0, 0, 0, NULL);
 		if (!ret)
 			ret = rst_peek(t, rst_scratch(t), fds, sizeof(fds));
@@ -167,19 +181,20 @@ static int pipe_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul_
 		if (ret)
 			return ret;
 		x->npipes++;
-		if (f->has_pipe_size && f->pipe_size > 65536 &&
-		    rst_rcall(t, SYS_fcntl, p->w, F_SETPIPE_SZ, f->pipe_size, 0, 0, 0, NULL))
+		if (pf->has_size && pf->size > 65536 &&
+		    rst_rcall(t, SYS_fcntl, p->w, F_SETPIPE_SZ, pf->size, 0, 0, 0, NULL))
 			pr_warn("pid %d: cannot grow pipe of fd %d to %u bytes (fs.pipe-max-size?)",
-				(int)t->o.pid, f->fd, f->pipe_size);
+				(int)t->o.pid, e->fd, pf->size);
 	}
-	if (f->has_pipe_data)
-		p->data = &f->pipe_data;
+	if (pf->has_data)
+		p->data = &pf->data;
 	return pipe_ofd(t, p, f, src, shared);
 }
 
-int rst_fd_set_nonblock(struct rst_target *t, const Haul__Img__Fd *f)
+int rst_fd_set_nonblock(struct rst_target *t, const Haul__Img__FileObject *f,
+			const Haul__Img__FdEntry *e)
 {
-	return rst_rcall(t, SYS_fcntl, f->fd, F_SETFL, f->flags & O_NONBLOCK, 0, 0, 0, NULL);
+	return rst_rcall(t, SYS_fcntl, e->fd, F_SETFL, f->flags & O_NONBLOCK, 0, 0, 0, NULL);
 }
 
 /* Every fd exists: the bytes go back in, and the parked ends close. */
@@ -191,10 +206,11 @@ static int pipe_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, s
 const struct rst_fd_ops rst_fd_pipe = {
 	.name = "pipe",
 	.kind = HAUL__IMG__FD_KIND__FD_PIPE,
-	.version = 3,
+	.version = 4,
 	.match = pipe_match,
 	.precheck = pipe_precheck,
 	.dump = pipe_dump,
+	.validate = pipe_validate,
 	.restore = pipe_restore,
 	.setup = rst_fd_set_nonblock,
 	.finish = pipe_finish,

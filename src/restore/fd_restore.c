@@ -2,16 +2,17 @@
  * fd_restore.c - the fds of a restored process, rebuilt in the stub by
  * injected calls (target.c runs it during resume, after the memory).
  *
- * Fds are made in image order, each at its own number: a file is opened by
- * path (a deleted one recreated first, fd_ghost.c), the anonymous kinds are
+ * Fds (FdEntry) are made in image order, each at its own number.  The
+ * first fd naming a FileObject creates it: a file is opened by path (a
+ * deleted one recreated first, fd_ghost.c), the anonymous kinds are
  * created again with their state (eventfd count, signalfd mask, timerfd
  * time and ticks); pipes and socketpairs are made once, their ends parked
  * above every fd number of the image and dup'ed to each fd that names
- * them.  An fd whose file_id names an open file description restored
- * before it is a dup3 of that fd (same offset, flags and locks).  Once all
- * fds exist, finish_fds refills pipes and socketpairs, re-arms epoll
- * instances and takes locks and leases again (closing any fd of a file
- * drops POSIX locks, so they come last).
+ * them.  A later fd naming the same FileObject is a dup3 of the first
+ * (same offset, flags and locks).  Once all fds exist, finish_fds refills
+ * pipes and socketpairs, re-arms epoll instances and takes locks and
+ * leases again (closing any fd of a file drops POSIX locks, so they come
+ * last).  Every FdEntry names a FileObject of the image (fd_validate.c).
  */
 #define LOG_PREFIX "restore: "
 #include <errno.h>
@@ -45,27 +46,30 @@ int rst_fd_park(struct rst_target *t, struct rst_fd_rctx *x, int fd, int *out)
 }
 
 /*
- * The name under which deleted file @f can be opened now: recreated on its
- * first fd (fd_ghost.c), the same name for every later fd of that inode.
+ * The name under which deleted file @f can be opened now: recreated by its
+ * first FileObject (fd_ghost.c), the same name for every later one of
+ * that inode.
  */
-static int ghost_path(struct rst_fd_rctx *x, const Haul__Img__Fd *f, char *path, size_t plen)
+static int ghost_path(struct rst_fd_rctx *x, const Haul__Img__FileObject *f, char *path,
+		      size_t plen)
 {
+	const Haul__Img__GhostFile *gf = f->ghost;
 	struct rst_tghost *g;
 	int ret;
 
 	for (size_t i = 0; i < x->nghosts; i++)
-		if (x->ghosts[i].dev == f->dev && x->ghosts[i].ino == f->ino) {
+		if (x->ghosts[i].dev == gf->dev && x->ghosts[i].ino == gf->ino) {
 			snprintf(path, plen, "%s", x->ghosts[i].path);
 			return 0;
 		}
-	if (!f->has_content)
+	if (!gf->has_content)
 		return -EBADMSG; /* the image names an inode it carries nowhere */
 	ret = rst_ghost_create(f, path, plen);
 	if (ret)
 		return ret;
 	g = &x->ghosts[x->nghosts];
-	g->dev = f->dev;
-	g->ino = f->ino;
+	g->dev = gf->dev;
+	g->ino = gf->ino;
 	g->path = strdup(path);
 	if (!g->path) {
 		unlink(path);
@@ -75,13 +79,27 @@ static int ghost_path(struct rst_fd_rctx *x, const Haul__Img__Fd *f, char *path,
 	return 0;
 }
 
-/* The fd restored before @f that shares its open file description, or NULL. */
-const Haul__Img__Fd *rst_fd_ofd_leader(const struct rst_fd_rctx *x, const Haul__Img__Fd *f)
+const Haul__Img__FileObject *rst_fd_file(const Haul__Img__ProcessState *ps, uint32_t id)
 {
-	if (!f->has_file_id)
-		return NULL;
+	for (size_t i = 0; i < ps->n_files; i++)
+		if (ps->files[i]->id == id)
+			return ps->files[i];
+	return NULL;
+}
+
+const Haul__Img__FdEntry *rst_fd_first(const Haul__Img__ProcessState *ps, uint32_t id)
+{
+	for (size_t i = 0; i < ps->n_fds; i++)
+		if (ps->fds[i]->file_id == id)
+			return ps->fds[i];
+	return NULL;
+}
+
+const Haul__Img__FdEntry *rst_fd_ofd_leader(const struct rst_fd_rctx *x,
+					    const Haul__Img__FdEntry *e)
+{
 	for (size_t i = 0; i < x->cur; i++)
-		if (x->ps->fds[i]->has_file_id && x->ps->fds[i]->file_id == f->file_id)
+		if (x->ps->fds[i]->file_id == e->file_id)
 			return x->ps->fds[i];
 	return NULL;
 }
@@ -92,129 +110,136 @@ const Haul__Img__Fd *rst_fd_ofd_leader(const struct rst_fd_rctx *x, const Haul__
  * the dump, issue 15) would be followed by the same appends again and the
  * restored run would compute something else.  Refuse by name instead.
  */
-static int check_append_size(struct rst_target *t, const Haul__Img__Fd *f, int tmp,
+static int check_append_size(struct rst_target *t, const Haul__Img__FileObject *f, int fd, int tmp,
 			     const char *path, char *why, size_t wl)
 {
 	struct stat st;
 	int ret;
 
-	if (f->kind != HAUL__IMG__FD_KIND__FD_REG || !(f->flags & O_APPEND) || !f->has_size)
+	if (f->kind != HAUL__IMG__FD_KIND__FD_REG || !(f->flags & O_APPEND) || !f->reg->has_size)
 		return 0;
 	ret = rst_rcall(t, SYS_fstat, tmp, rst_scratch(t), 0, 0, 0, 0, NULL);
 	if (!ret)
 		ret = rst_peek(t, rst_scratch(t), &st, sizeof(st));
 	if (ret) {
-		snprintf(why, wl, "cannot check the size of %.256s (fd %d): %s", path, f->fd,
+		snprintf(why, wl, "cannot check the size of %.256s (fd %d): %s", path, fd,
 			 strerror(-ret));
 		return ret;
 	}
-	if ((uint64_t)st.st_size == f->size)
+	if ((uint64_t)st.st_size == f->reg->size)
 		return 0;
 	snprintf(why, wl,
 		 "%.256s (fd %d, O_APPEND) is %lld bytes, %llu at the dump: it was written "
 		 "after the dump (did the source run on?); restoring would repeat or lose its "
 		 "appends. Checkpoint again without --leave-running, or put the file back",
-		 path, f->fd, (long long)st.st_size, (unsigned long long)f->size);
+		 path, fd, (long long)st.st_size, (unsigned long long)f->reg->size);
 	return -ESTALE;
 }
 
-static int restore_fd(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,
+/* Fd @e at its number: a dup3 of an earlier fd of its FileObject, or the FileObject made. */
+static int restore_fd(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FdEntry *e,
 		      char *why, size_t wl)
 {
-	const Haul__Img__Fd *lead = rst_fd_ofd_leader(x, f);
-	const struct rst_fd_ops *k = rst_fd_ops_of(f->kind);
+	const Haul__Img__FdEntry *lead = rst_fd_ofd_leader(x, e);
+	const Haul__Img__FileObject *f = rst_fd_file(x->ps, e->file_id);
+	const struct rst_fd_ops *k = f ? rst_fd_ops_of(f->kind) : NULL;
 	char path[4200];
 	bool shared = false;
 	int ret, tmp = -1;
 
 	if (!k) {
 		/* The image validation refuses these before the restore starts. */
-		snprintf(why, wl, "fd %d has kind %d, which this haul cannot restore", f->fd,
-			 (int)f->kind);
+		snprintf(why, wl, "fd %d names file %u, which this haul cannot restore", e->fd,
+			 e->file_id);
 		return -EOPNOTSUPP;
 	}
 	if (lead) {
 		/* One open file description: the same offset, flags and locks. */
-		ret = rst_rcall(t, SYS_dup3, lead->fd, f->fd, f->cloexec ? O_CLOEXEC : 0, 0, 0, 0,
+		ret = rst_rcall(t, SYS_dup3, lead->fd, e->fd, e->cloexec ? O_CLOEXEC : 0, 0, 0, 0,
 				NULL);
 		if (ret)
 			snprintf(why, wl, "cannot make fd %d share the open file of fd %d: %s",
-				 f->fd, lead->fd, strerror(-ret));
+				 e->fd, lead->fd, strerror(-ret));
 		return ret;
 	}
-	snprintf(path, sizeof(path), "%s", f->path);
+	snprintf(path, sizeof(path), "%s", f->path ? f->path : "");
 	if (f->kind == HAUL__IMG__FD_KIND__FD_DELETED) {
 		ret = ghost_path(x, f, path, sizeof(path));
 		if (ret) {
 			snprintf(why, wl, "cannot recreate deleted file %.256s of fd %d: %s",
-				 f->path, f->fd, strerror(-ret));
+				 f->path, e->fd, strerror(-ret));
 			return ret;
 		}
 	}
-	ret = k->restore(t, x, f, path, &tmp, &shared);
+	ret = k->restore(t, x, f, e, path, &tmp, &shared);
 	if (ret) {
-		snprintf(why, wl, "cannot recreate fd %d (%.256s): %s", f->fd, path,
+		snprintf(why, wl, "cannot recreate fd %d (%.256s): %s", e->fd, path,
 			 strerror(-ret));
 		return ret;
 	}
-	ret = check_append_size(t, f, tmp, path, why, wl);
+	ret = check_append_size(t, f, e->fd, tmp, path, why, wl);
 	if (ret) {
 		rst_rcall(t, SYS_close, tmp, 0, 0, 0, 0, 0, NULL);
 		return ret;
 	}
-	if (tmp != f->fd) {
-		ret = rst_rcall(t, SYS_dup3, tmp, f->fd, f->cloexec ? O_CLOEXEC : 0, 0, 0, 0, NULL);
+	if (tmp != e->fd) {
+		ret = rst_rcall(t, SYS_dup3, tmp, e->fd, e->cloexec ? O_CLOEXEC : 0, 0, 0, 0, NULL);
 		if (!shared)
 			rst_rcall(t, SYS_close, tmp, 0, 0, 0, 0, 0, NULL);
 	} else {
 		/* Created at its own number (eventfd, timerfd, epoll...): no dup3 set it. */
-		ret = rst_rcall(t, SYS_fcntl, tmp, F_SETFD, f->cloexec ? FD_CLOEXEC : 0, 0, 0, 0,
+		ret = rst_rcall(t, SYS_fcntl, tmp, F_SETFD, e->cloexec ? FD_CLOEXEC : 0, 0, 0, 0,
 				NULL);
 	}
 	if (!ret && k->setup)
-		ret = k->setup(t, f);
+		ret = k->setup(t, f, e);
 	if (ret)
-		snprintf(why, wl, "cannot set up fd %d (%.256s): %s", f->fd, path, strerror(-ret));
+		snprintf(why, wl, "cannot set up fd %d (%.256s): %s", e->fd, path, strerror(-ret));
 	return ret;
 }
 
-/* O_ASYNC with its owner and signal (after a lease, which sets O_ASYNC itself). */
-static int restore_async(struct rst_target *t, const Haul__Img__Fd *f, char *why, size_t wl)
+/* O_ASYNC with its owner and signal on fd @fd (after a lease, which sets O_ASYNC itself). */
+static int restore_async(struct rst_target *t, const Haul__Img__FileObject *f, int fd, char *why,
+			 size_t wl)
 {
-	int32_t own[2] = {f->owner_type, f->owner_pid};
+	int32_t own[2] = {f->fown->type, f->fown->pid};
 	int fl = (int)f->flags & (O_APPEND | O_NONBLOCK | O_ASYNC | O_DIRECT | O_NOATIME);
 	int ret;
 
 	ret = rst_poke(t, rst_scratch(t), own, sizeof(own));
 	if (!ret)
-		ret = rst_rcall(t, SYS_fcntl, f->fd, F_SETOWN_EX, rst_scratch(t), 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_fcntl, fd, F_SETOWN_EX, rst_scratch(t), 0, 0, 0, NULL);
 	if (!ret)
-		ret = rst_rcall(t, SYS_fcntl, f->fd, F_SETSIG, f->async_sig, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_fcntl, fd, F_SETSIG, f->fown->sig, 0, 0, 0, NULL);
 	if (!ret)
-		ret = rst_rcall(t, SYS_fcntl, f->fd, F_SETFL, fl, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_fcntl, fd, F_SETFL, fl, 0, 0, 0, NULL);
 	if (ret)
-		snprintf(why, wl, "cannot set O_ASYNC and its owner on fd %d (%.256s): %s", f->fd,
+		snprintf(why, wl, "cannot set O_ASYNC and its owner on fd %d (%.256s): %s", fd,
 			 f->path, strerror(-ret));
 	return ret;
 }
 
 /*
  * Take the locks and leases of every open file description again, once
- * all fds exist: closing any fd of a file drops the process's POSIX locks
- * on it, and restoring fds closes temporaries.
+ * all fds exist (through the first fd naming it): closing any fd of a
+ * file drops the process's POSIX locks on it, and restoring fds closes
+ * temporaries.
  */
 static int restore_locks(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
 			 size_t wl)
 {
 	int ret = 0;
 
-	for (size_t i = 0; i < ps->n_fds && !ret; i++) {
-		const Haul__Img__Fd *f = ps->fds[i];
+	for (size_t i = 0; i < ps->n_files && !ret; i++) {
+		const Haul__Img__FileObject *f = ps->files[i];
+		const Haul__Img__FdEntry *e = rst_fd_first(ps, f->id);
 
+		if (!e)
+			continue; /* held by other processes of the image only */
 		for (size_t k = 0; k < f->n_locks && !ret; k++) {
 			struct rst_lock_call c;
 
-			ret = rst_lock_call(f->locks[k], f->fd, &c);
+			ret = rst_lock_call(f->locks[k], e->fd, &c);
 			if (!ret && c.buf_arg >= 0) {
 				ret = rst_poke(t, rst_scratch(t), c.buf, c.buflen);
 				c.args[c.buf_arg] = rst_scratch(t);
@@ -225,13 +250,13 @@ static int restore_locks(struct rst_target *t, const Haul__Img__ProcessState *ps
 			if (ret)
 				snprintf(why, wl,
 					 "cannot take the %s of fd %d (%.256s) again: %s%s",
-					 rst_lock_name(f->locks[k]), f->fd, f->path, strerror(-ret),
+					 rst_lock_name(f->locks[k]), e->fd, f->path, strerror(-ret),
 					 ret == -EAGAIN ? " (another process holds a conflicting "
 							  "lock on the file now)"
 							: "");
 		}
-		if (!ret && f->has_owner_pid)
-			ret = restore_async(t, f, why, wl);
+		if (!ret && f->fown)
+			ret = restore_async(t, f, e->fd, why, wl);
 	}
 	return ret;
 }

@@ -35,9 +35,10 @@ static int timerfd_precheck(const struct rst_fd_probe *p, char *why, size_t whyl
 	return 0;
 }
 
-static int timerfd_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul__Img__Fd *prev,
-			size_t nprev)
+static int timerfd_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
+			Haul__Img__FileObject *const *prev, size_t nprev)
 {
+	Haul__Img__TimerfdFile *tf;
 	unsigned long long a, b;
 	const char *f;
 
@@ -45,45 +46,66 @@ static int timerfd_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Ha
 	(void)nprev;
 	if (!(f = rst_status_field(p->fdinfo, "clockid")))
 		return -EIO;
-	o->has_clockid = true;
-	o->clockid = atoi(f);
+	tf = malloc(sizeof(*tf));
+	if (!tf)
+		return -ENOMEM;
+	haul__img__timerfd_file__init(tf);
+	o->timerfd = tf;
+	tf->clockid = atoi(f);
 	if ((f = rst_status_field(p->fdinfo, "ticks"))) {
-		o->has_ticks = true;
-		o->ticks = strtoull(f, NULL, 10);
+		tf->has_ticks = true;
+		tf->ticks = strtoull(f, NULL, 10);
 	}
 	if ((f = rst_status_field(p->fdinfo, "it_value")) &&
 	    sscanf(f, " (%llu, %llu)", &a, &b) == 2) {
-		o->has_it_value_ns = true;
-		o->it_value_ns = a * 1000000000ULL + b;
+		tf->has_it_value_ns = true;
+		tf->it_value_ns = a * 1000000000ULL + b;
 	}
 	if ((f = rst_status_field(p->fdinfo, "it_interval")) &&
 	    sscanf(f, " (%llu, %llu)", &a, &b) == 2) {
-		o->has_it_interval_ns = true;
-		o->it_interval_ns = a * 1000000000ULL + b;
+		tf->has_it_interval_ns = true;
+		tf->it_interval_ns = a * 1000000000ULL + b;
 	}
 	return 0;
 }
 
-static int timerfd_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,
+/* Its clock must be one timerfd_create takes (CLOCK_REALTIME .. CLOCK_BOOTTIME_ALARM). */
+static int timerfd_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
+{
+	if (!f->timerfd) {
+		snprintf(why, wl, "file %u is a timerfd without its timerfd part", f->id);
+		return -EBADMSG;
+	}
+	if (f->timerfd->clockid < 0 || f->timerfd->clockid > 11) {
+		snprintf(why, wl, "file %u (timerfd).clockid: %d", f->id, f->timerfd->clockid);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+static int timerfd_restore(struct rst_target *t, struct rst_fd_rctx *x,
+			   const Haul__Img__FileObject *f, const Haul__Img__FdEntry *e,
 			   const char *path, int *tmp, bool *shared)
 {
+	const Haul__Img__TimerfdFile *tf = f->timerfd;
 	int nb = (int)f->flags & O_NONBLOCK;
 	long res = -1;
 	int ret;
 
 	(void)x;
+	(void)e;
 	(void)path;
 	*shared = false;
-	ret = rst_rcall(t, SYS_timerfd_create, f->clockid, nb, 0, 0, 0, 0, &res);
+	ret = rst_rcall(t, SYS_timerfd_create, tf->clockid, nb, 0, 0, 0, 0, &res);
 	/*
 	 * What was left of it, relative.  A periodic timer that expired
 	 * with its ticks unread shows 0 left (it is re-armed by the read):
 	 * it goes on one period from now, its ticks restored below.
 	 */
-	if (!ret && (f->it_value_ns || f->it_interval_ns)) {
-		uint64_t left = f->it_value_ns ? f->it_value_ns : f->it_interval_ns;
-		uint64_t its[4] = {f->it_interval_ns / 1000000000ULL,
-				   f->it_interval_ns % 1000000000ULL, left / 1000000000ULL,
+	if (!ret && (tf->it_value_ns || tf->it_interval_ns)) {
+		uint64_t left = tf->it_value_ns ? tf->it_value_ns : tf->it_interval_ns;
+		uint64_t its[4] = {tf->it_interval_ns / 1000000000ULL,
+				   tf->it_interval_ns % 1000000000ULL, left / 1000000000ULL,
 				   left % 1000000000ULL};
 
 		ret = rst_poke(t, rst_scratch(t), its, sizeof(its));
@@ -91,8 +113,8 @@ static int timerfd_restore(struct rst_target *t, struct rst_fd_rctx *x, const Ha
 			ret = rst_rcall(t, SYS_timerfd_settime, res, 0, rst_scratch(t), 0, 0, 0,
 					NULL);
 	}
-	if (!ret && f->ticks) {
-		ret = rst_poke(t, rst_scratch(t), &f->ticks, sizeof(f->ticks));
+	if (!ret && tf->ticks) {
+		ret = rst_poke(t, rst_scratch(t), &tf->ticks, sizeof(tf->ticks));
 		/* TFD_IOC_SET_TICKS: expirations that were not read yet. */
 		if (!ret)
 			ret = rst_rcall(t, SYS_ioctl, res, 0x40085400, rst_scratch(t), 0, 0, 0,
@@ -105,9 +127,10 @@ static int timerfd_restore(struct rst_target *t, struct rst_fd_rctx *x, const Ha
 const struct rst_fd_ops rst_fd_timerfd = {
 	.name = "timerfd",
 	.kind = HAUL__IMG__FD_KIND__FD_TIMERFD,
-	.version = 3,
+	.version = 4,
 	.match = timerfd_match,
 	.precheck = timerfd_precheck,
 	.dump = timerfd_dump,
+	.validate = timerfd_validate,
 	.restore = timerfd_restore,
 };

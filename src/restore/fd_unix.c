@@ -147,7 +147,7 @@ int rst_unix_check_pairs(const struct rst_held_pipe *p, size_t n, char *why, siz
 }
 
 /* Type, peer and the bytes waiting in one end of a socketpair (peeked, not consumed). */
-static int dump_unix(pid_t pid, Haul__Img__Fd *o)
+static int dump_unix(pid_t pid, int fd, Haul__Img__UnixPairFile *o)
 {
 	struct rst_unix_info u;
 	int pidfd, sfd, ret = 0;
@@ -156,53 +156,78 @@ static int dump_unix(pid_t pid, Haul__Img__Fd *o)
 	ret = rst_unix_diag(o->ino, &u);
 	if (ret)
 		return ret;
-	o->has_sock_type = o->has_sock_peer = true;
-	o->sock_type = u.type;
-	o->sock_peer = u.peer;
+	o->type = u.type;
+	o->peer = u.peer;
 	if (!u.rqlen)
 		return 0;
 	pidfd = syscall(SYS_pidfd_open, pid, 0);
 	if (pidfd < 0)
 		return -errno;
-	sfd = syscall(SYS_pidfd_getfd, pidfd, o->fd, 0);
+	sfd = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
 	close(pidfd);
 	if (sfd < 0)
 		return -errno;
-	o->sock_data.data = malloc(u.rqlen);
-	if (!o->sock_data.data) {
+	o->data.data = malloc(u.rqlen);
+	if (!o->data.data) {
 		close(sfd);
 		return -ENOMEM;
 	}
-	n = recv(sfd, o->sock_data.data, u.rqlen, MSG_PEEK | MSG_DONTWAIT);
+	n = recv(sfd, o->data.data, u.rqlen, MSG_PEEK | MSG_DONTWAIT);
 	close(sfd);
 	if (n != (ssize_t)u.rqlen) {
-		pr_err("cannot peek the %u bytes queued on socket fd %d of pid %d", u.rqlen, o->fd,
+		pr_err("cannot peek the %u bytes queued on socket fd %d of pid %d", u.rqlen, fd,
 		       (int)pid);
 		return -EIO;
 	}
-	o->has_sock_data = true;
-	o->sock_data.len = n;
+	o->has_data = true;
+	o->data.len = n;
 	return ret;
 }
 
-static int unix_dump(const struct rst_fd_probe *p, Haul__Img__Fd *o, const Haul__Img__Fd *prev,
-		     size_t nprev)
+static int unix_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
+		     Haul__Img__FileObject *const *prev, size_t nprev)
 {
+	Haul__Img__UnixPairFile *u = malloc(sizeof(*u));
+
 	(void)prev;
 	(void)nprev;
-	return dump_unix(p->pid, o);
+	if (!u)
+		return -ENOMEM;
+	haul__img__unix_pair_file__init(u);
+	o->unix_pair = u;
+	u->ino = p->st->st_ino;
+	return dump_unix(p->pid, p->fd, u);
+}
+
+/* A pair of stream, datagram or seqpacket sockets. */
+static int unix_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
+{
+	if (!f->unix_pair) {
+		snprintf(why, wl, "file %u is a unix socketpair end without its unix_pair part",
+			 f->id);
+		return -EBADMSG;
+	}
+	if (f->unix_pair->type != SOCK_STREAM && f->unix_pair->type != SOCK_DGRAM &&
+	    f->unix_pair->type != SOCK_SEQPACKET) {
+		snprintf(why, wl, "file %u (unix_pair).type: %u (stream, dgram or seqpacket)",
+			 f->id, f->unix_pair->type);
+		return -EBADMSG;
+	}
+	return 0;
 }
 
 /* The end of the pair that @f names; the pair is made on its first fd. */
-static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__Fd *f,
-			const char *path, int *src, bool *shared)
+static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
+			const Haul__Img__FdEntry *e, const char *path, int *src, bool *shared)
 {
+	const Haul__Img__UnixPairFile *u = f->unix_pair;
 	/* A pair is named by its lower inode; its end with that inode is fds[0]. */
-	uint64_t id = f->ino < f->sock_peer ? f->ino : f->sock_peer;
+	uint64_t id = u->ino < u->peer ? u->ino : u->peer;
 	struct rst_tpipe *p = NULL;
 	int32_t fds[2];
 	int ret;
 
+	(void)e;
 	(void)path;
 	*shared = true;
 	for (size_t i = 0; i < x->npipes; i++)
@@ -213,7 +238,7 @@ static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul_
 		memset(p, 0, sizeof(*p));
 		p->id = id;
 		p->sock = true;
-		ret = rst_rcall(t, SYS_socketpair, AF_UNIX, f->sock_type | SOCK_CLOEXEC, 0,
+		ret = rst_rcall(t, SYS_socketpair, AF_UNIX, u->type | SOCK_CLOEXEC, 0,
 				rst_scratch(t), 0, 0, NULL);
 		if (!ret)
 			ret = rst_peek(t, rst_scratch(t), fds, sizeof(fds));
@@ -225,13 +250,13 @@ static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul_
 			return ret;
 		x->npipes++;
 	}
-	if (f->has_sock_data) {
-		if (f->ino == id)
-			p->data = &f->sock_data;
+	if (u->has_data) {
+		if (u->ino == id)
+			p->data = &u->data;
 		else
-			p->data1 = &f->sock_data;
+			p->data1 = &u->data;
 	}
-	*src = f->ino == id ? p->r : p->w;
+	*src = u->ino == id ? p->r : p->w;
 	return 0;
 }
 
@@ -244,10 +269,11 @@ static int unix_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, s
 const struct rst_fd_ops rst_fd_unix_pair = {
 	.name = "unix socketpair",
 	.kind = HAUL__IMG__FD_KIND__FD_UNIX_PAIR,
-	.version = 3,
+	.version = 4,
 	.match = unix_match,
 	.refuse = unix_refuse,
 	.dump = unix_dump,
+	.validate = unix_validate,
 	.restore = unix_restore,
 	.setup = rst_fd_set_nonblock,
 	.finish = unix_finish,

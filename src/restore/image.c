@@ -48,6 +48,7 @@
 #include "common/vma.h"
 #include "restore/imgdir_int.h"
 #include "restore/restore.h"
+#include "restore/fd_int.h"
 #include "restore/restore_int.h"
 #include "restore/tree_int.h"
 #include "tracker/tracker.h"
@@ -466,14 +467,19 @@ int rst_restore_images(const char *dir, const char *id, pid_t pid,
 		ret = -ENOENT;
 		goto out;
 	}
-	/* every record is checked before any of it is used (common/validate.h) */
+	/* every record is checked before any of it is used (common/validate.h, fd_validate.c) */
 	if (val_layout(pstore_layout(p), why, sizeof(why))) {
 		pr_err("the layout of pid %d in %s is corrupt: %s; checkpoint the process again",
 		       (int)pid, dir, why);
 		ret = -EBADMSG;
 		goto out;
 	}
-	if (val_state_blob(state, len, why, sizeof(why))) {
+	ret = rst_state_check(state, len, why, sizeof(why));
+	if (ret == -EPROTO) {
+		pr_err("the image of pid %d in %s cannot be restored: %s", (int)pid, dir, why);
+		goto out;
+	}
+	if (ret) {
 		pr_err("the process state of pid %d in %s is corrupt: %s; checkpoint the process "
 		       "again",
 		       (int)pid, dir, why);

@@ -806,13 +806,13 @@ static int write_text(const char *path, const char *val)
 	return ret;
 }
 
-int rst_attr_apply(pid_t here, const pid_t *tids, const Haul__Img__ProcessState *ps, char *why,
-		   size_t wl)
+int rst_attr_apply(pid_t here, const pid_t *tids, const Haul__Img__ProcessState *ps,
+		   struct rst_cg_later *later, char *why, size_t wl)
 {
 	char path[96], v[32];
 	int ret;
 
-	ret = rst_cg_place(ps->pid, here, tids, ps, why, wl);
+	ret = rst_cg_place(ps->pid, here, tids, ps, later, why, wl);
 	if (ret)
 		return ret;
 	if (ps->has_oom_score_adj) {

@@ -102,6 +102,12 @@ void rst_kill_seized(struct rst_seized *s);
  * placement in that hierarchy, not @dir.  Call from the thread that dumps.
  */
 void rst_cg_note_moved(pid_t pid, const char *dir, const char *orig);
+/*
+ * @pid's cgroups as "controllers:path" lines (haul's own freezer cgroup
+ * undone, as the dump records them), for SessionOpen: *@out holds *@n
+ * strings, free each and the array.  0 or -errno.
+ */
+int rst_cg_lines(pid_t pid, char ***out, size_t *n);
 
 /* ---- restore target (target side) ------------------------------------------- */
 
@@ -148,12 +154,25 @@ struct rst_target_opts {
 	 * once the root exits.  0: a plain stub.
 	 */
 	pid_t hold_for;
+	/*
+	 * A cgroup of the image that is frozen at the resume is joined only at
+	 * rst_target_committed() (migration on one host: the source's own
+	 * cgroup stays frozen until the commit; the process must not stop in it).
+	 */
+	bool cg_defer_frozen;
 };
 
 struct rst_target;
 
 /* Start the stub (and its PID namespace init when needed). 0 or -errno. */
 int rst_target_new(const struct rst_target_opts *o, struct rst_target **out);
+/*
+ * Before the switch: the stub joins the process's cgroups ("controllers:path",
+ * from the source) that are neither frozen nor in use; see rst_cg_early().
+ */
+void rst_target_cgroups_early(struct rst_target *t, char *const *lines, size_t n);
+/* The migration is committed: join the cgroups left for it (cg_defer_frozen). */
+void rst_target_committed(struct rst_target *t);
 /* Make the stub's address space match @l (create, remove, move VMAs). */
 int rst_target_layout(struct rst_target *t, const struct haul_layout *l);
 /* Write @npages pages at @addr (@data NULL: make them zero). */

@@ -17,7 +17,7 @@
 #include "image.pb-c.h"
 
 /* ProcessState.version: bump when an older restorer would misapply an image. */
-#define RST_IMAGE_VERSION 3
+#define RST_IMAGE_VERSION 4
 
 /* Largest content of a deleted-but-open file carried inside the state. */
 #define RST_DELETED_FILE_MAX (64ULL << 20)
@@ -97,16 +97,22 @@ struct rst_lock_call {
 	size_t buflen;
 };
 int rst_lock_check(int fd, const char *path, const char *fdinfo, char *why, size_t whylen);
-int rst_lock_dump(const char *fdinfo, Haul__Img__Fd *o);
-void rst_lock_free(Haul__Img__Fd *o);
+int rst_lock_dump(const char *fdinfo, int fd, Haul__Img__FileObject *o);
 int rst_lock_call(const Haul__Img__FileLock *l, int fd, struct rst_lock_call *c);
 const char *rst_lock_name(const Haul__Img__FileLock *l);
 
 /*
- * fd_ofd.c: give each fd of @fds (all of @pid, dumped) the file_id of its
- * open file description: fds sharing one get the id of the first.
+ * fd_ofd.c: which fds of @k[0..n) (all of @pid, dumped) share one open
+ * file description: @lead[i] is the index of the first fd of i's (i for
+ * the first itself).
  */
-int rst_ofd_assign(pid_t pid, Haul__Img__Fd *fds, size_t n);
+struct rst_ofd_key {
+	int fd;
+	Haul__Img__FdKind kind;
+	uint64_t dev, ino, pos, efd_count;
+	uint32_t flags;
+};
+int rst_ofd_assign(pid_t pid, const struct rst_ofd_key *k, size_t n, size_t *lead);
 
 /*
  * fd_ghost.c: deleted-but-open regular files, carried by content.
@@ -118,8 +124,8 @@ int rst_ofd_assign(pid_t pid, Haul__Img__Fd *fds, size_t n);
  * the caller opens it for every fd and then unlinks it.
  */
 uint64_t rst_ghost_bytes(const struct stat *st);
-int rst_ghost_dump(pid_t pid, int fd, Haul__Img__Fd *o);
-int rst_ghost_create(const Haul__Img__Fd *o, char *path, size_t plen);
+int rst_ghost_dump(pid_t pid, int fd, Haul__Img__FileObject *o);
+int rst_ghost_create(const Haul__Img__FileObject *o, char *path, size_t plen);
 
 /*
  * fd_socket.c: what socket fd @fd of @pid is: its family (AF_*) in
@@ -146,8 +152,33 @@ struct rst_cg_buf {
 int rst_cg_dump(pid_t pid, const pid_t *tids, Haul__Img__ThreadState **th, size_t nthr,
 		Haul__Img__ProcessState *ps, struct rst_cg_buf **out);
 void rst_cg_buf_free(struct rst_cg_buf *b);
+/*
+ * @later set: a frozen cgroup is not written (the restored process would
+ * stop in it: on one host it is the source's own, frozen until the
+ * commit); rst_cg_place_later() places those entries (and frees them).
+ * A task already in its cgroup is left there (no move, no cost).
+ */
+struct rst_cg_later_one {
+	char *dir, *ctrls;
+	pid_t id;
+	bool thread;
+};
+struct rst_cg_later {
+	struct rst_cg_later_one *e;
+	size_t n;
+};
 int rst_cg_place(pid_t pid, pid_t here, const pid_t *tids, const Haul__Img__ProcessState *ps,
-		 char *why, size_t wl);
+		 struct rst_cg_later *later, char *why, size_t wl);
+void rst_cg_place_later(pid_t pid, struct rst_cg_later *later);
+void rst_cg_later_free(struct rst_cg_later *later);
+/*
+ * Before the switch: put the stub @here of @pid into each of @lines
+ * ("controllers:path") that is neither frozen nor in use, so the pages
+ * written meanwhile are charged there and the resume has no move to make
+ * (a cgroup move waits for an RCU grace period, milliseconds).  Failures
+ * are left for the resume to report.
+ */
+void rst_cg_early(pid_t pid, pid_t here, char *const *lines, size_t n);
 
 /*
  * procattr.c: process attributes (DESIGN.md "Supported and not supported",
@@ -178,7 +209,7 @@ int rst_attr_active_timens(pid_t pid, int64_t *mono, int64_t *boot);
  * Write what is set from outside into restored @here (its threads @tids):
  * oom_score_adj, coredump_filter, cgroups.  0 or -errno with @why.
  */
-int rst_attr_apply(pid_t here, const pid_t *tids, const Haul__Img__ProcessState *ps, char *why,
-		   size_t wl);
+int rst_attr_apply(pid_t here, const pid_t *tids, const Haul__Img__ProcessState *ps,
+		   struct rst_cg_later *later, char *why, size_t wl);
 
 #endif

@@ -41,6 +41,7 @@
 #include "pageserver/pageserver.h"
 #include "restore/lazy.h"
 #include "restore/restore.h"
+#include "restore/fd_int.h"
 #include "restore/restore_int.h"
 
 struct live_sess {
@@ -365,11 +366,13 @@ static int live_open(void *arg, const struct ps_session_info *info, void **sess)
 		o.before_resume = rst_lazy_before_resume;
 		o.before_resume_arg = &s->hook;
 	}
+	o.cg_defer_frozen = true;
 	ret = rst_target_new(&o, &s->t);
 	if (ret) {
 		free(s);
 		return ret;
 	}
+	rst_target_cgroups_early(s->t, info->cgroups, info->ncgroups);
 	*sess = s;
 	return 0;
 }
@@ -402,7 +405,7 @@ static int live_state(void *sess, const void *blob, size_t len)
 	void *copy;
 
 	/* checked on arrival, so the source learns at once (rst_target_resume checks again) */
-	if (val_state_blob(blob, len, why, sizeof(why))) {
+	if (rst_state_check(blob, len, why, sizeof(why))) {
 		pr_err("pid %d: the source sent a bad process state: %s", (int)s->pid, why);
 		return -EBADMSG;
 	}
@@ -485,6 +488,8 @@ static void live_close(void *sess, bool committed)
 		pr_warn("pid %d: migration not committed; killing the restored copy (pid %d here)",
 			(int)s->pid, (int)s->restored);
 		rst_target_kill(s->t);
+	} else if (s->restored > 0) {
+		rst_target_committed(s->t);
 	}
 	/* fetches fail once the session is gone, so the waiter always ends */
 	if (s->waiting)

@@ -634,6 +634,18 @@ int rst_target_kill(struct rst_target *t)
 	return 0;
 }
 
+void rst_target_cgroups_early(struct rst_target *t, char *const *lines, size_t n)
+{
+	if (!t->resumed)
+		rst_cg_early(t->o.pid, t->stub, lines, n);
+}
+
+void rst_target_committed(struct rst_target *t)
+{
+	if (t->resumed)
+		rst_cg_place_later(t->o.pid, &t->cg_later);
+}
+
 int rst_target_pidfd(const struct rst_target *t)
 {
 	return t->pidfd;
@@ -667,6 +679,7 @@ void rst_target_free(struct rst_target *t)
 		if (t->seized)
 			waitpid(t->stub, NULL, __WALL);
 	}
+	rst_cg_later_free(&t->cg_later);
 	if (t->ctl >= 0)
 		close(t->ctl); /* M: EOF before 'R' kills what is left */
 	if (t->mem >= 0)

@@ -16,6 +16,7 @@
 #include "common/vma.h"
 #include "image.pb-c.h"
 #include "restore/restore.h"
+#include "restore/restore_int.h"
 
 /* Trampoline: one code page (syscall; int3) then the scratch area. */
 #define TRAMP_CODE    4096UL
@@ -54,6 +55,7 @@ struct rst_target {
 	bool resumed;
 	bool waited;
 	double ready_ms; /* how long rst_target_ready took */
+	struct rst_cg_later cg_later; /* cgroups frozen at the resume (o.cg_defer_frozen) */
 };
 
 /*

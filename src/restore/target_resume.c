@@ -41,6 +41,7 @@
 #include "common/validate.h"
 #include "common/vma.h"
 #include "restore/restore.h"
+#include "restore/fd_int.h"
 #include "restore/restore_int.h"
 #include "restore/target_int.h"
 #include "restore/tree_int.h"
@@ -418,7 +419,8 @@ static int apply_attrs(struct rst_target *t, const Haul__Img__ProcessState *ps, 
 	}
 	for (size_t i = 0; i < t->nthr; i++)
 		tids[i] = t->thr[i].pid;
-	ret = rst_attr_apply(t->stub, tids, ps, why, wl);
+	ret = rst_attr_apply(t->stub, tids, ps, t->o.cg_defer_frozen ? &t->cg_later : NULL, why,
+			     wl);
 	free(tids);
 	if (ret && !why[0])
 		snprintf(why, wl, "cannot set the cgroups or OOM score of pid %d: %s", ps->pid,
@@ -927,8 +929,17 @@ int rst_target_ready(struct rst_target *t, const void *state, size_t len, char *
 		snprintf(why, whylen, "the process state of pid %d is corrupt", (int)t->o.pid);
 		return -EBADMSG;
 	}
-	/* nothing of it is used before every field passed (common/validate.h) */
-	if (val_process_state(ps, why, whylen)) {
+	/* nothing of it is used before every field passed (common/validate.h, fd_validate.c) */
+	if (ps->version != RST_IMAGE_VERSION) {
+		snprintf(why, whylen,
+			 "image version %u, this haul restores version %u: restore it with the "
+			 "haul that dumped it, or checkpoint again with this one",
+			 ps->version, RST_IMAGE_VERSION);
+		haul__img__process_state__free_unpacked(ps, NULL);
+		pr_err("cannot restore pid %d: %s", (int)t->o.pid, why);
+		return -EPROTO;
+	}
+	if (val_process_state(ps, why, whylen) || rst_fd_validate(ps, why, whylen)) {
 		haul__img__process_state__free_unpacked(ps, NULL);
 		pr_err("cannot restore pid %d: bad process state: %s", (int)t->o.pid, why);
 		return -EBADMSG;

@@ -14,6 +14,7 @@
 #include "haul/haul_int.h"
 #include "th_mig.h"
 #include "th_proc.h"
+#include "th_rst.h"
 
 static struct th_mig M;
 
@@ -133,6 +134,23 @@ Test(mig_e2e, moves_a_haul_run_workload_named_by_its_cgroup, .fini = teardown, .
 		migrated |= strstr(line, name) && strstr(line, "migrated to");
 	pclose(p);
 	cr_assert(migrated, "haul ps does not show the workload as migrated");
+	/* its cgroup was frozen at the resume (the source's own): joined at the commit */
+	{
+		char path[64], want[96];
+		pid_t copy = 0;
+		bool joined = false;
+
+		cr_assert_eq(th_count_procs(M.tag, &copy), 1, "not exactly one copy");
+		snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)copy);
+		snprintf(want, sizeof(want), "/haul/%s\n", name);
+		for (int i = 0; i < 200 && !joined; i++) {
+			joined = strstr(th_slurp(path), want) != NULL;
+			if (!joined)
+				usleep(10000);
+		}
+		cr_expect(joined, "the copy is not in its cgroup %s:\n%s", want, th_slurp(path));
+		cr_expect(th_mig_ticking(&M, M.net_b, 3000), "the copy is not running");
+	}
 }
 
 Test(mig_e2e, stops_at_max_rounds_and_reports_the_cost, .fini = teardown, .timeout = 90)

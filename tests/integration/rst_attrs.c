@@ -21,6 +21,7 @@
 
 #include "haul/haul.h"
 #include "restore/restore.h"
+#include "restore/restore_int.h"
 #include "th_mig.h"
 #include "th_rst.h"
 
@@ -211,6 +212,87 @@ Test(rst_attrs, cgroups_of_v1_and_v2_are_carried_and_recreated, .fini = fini, .t
 		cr_skip_test("neither a v1 cpu hierarchy nor cgroup2 here");
 	/* Removed between checkpoint and restore: the restore makes them again. */
 	checkpoint_restore_check(spawn_attrs(attrs), true);
+}
+
+/* A sleeping child (no PID namespace), killed by the test. */
+static pid_t sleeper(void)
+{
+	pid_t p = fork();
+
+	if (!p) {
+		pause();
+		_exit(0);
+	}
+	cr_assert_gt(p, 0);
+	return p;
+}
+
+/* Whether @pid's cgroup2 line names @rel. */
+static bool in_v2(pid_t pid, const char *rel)
+{
+	char path[64], want[128];
+
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	snprintf(want, sizeof(want), "0::/%s\n", rel);
+	return strstr(th_slurp(path), want) != NULL;
+}
+
+static void kill_wait(pid_t p)
+{
+	kill(p, SIGKILL);
+	waitpid(p, NULL, 0);
+}
+
+Test(rst_attrs, a_migration_target_joins_only_idle_cgroups_before_the_switch, .fini = fini,
+     .timeout = 30)
+{
+	char rel[64], idle[96], busy[96], frozen[96], f[400], *line[1];
+	const char *v2 = v2_mount();
+	pid_t stub = sleeper(), other = sleeper();
+	int fd;
+
+	if (!v2) {
+		kill_wait(stub);
+		kill_wait(other);
+		cr_skip_test("no cgroup2 mount here");
+	}
+	snprintf(rel, sizeof(rel), "haul-early-%d", (int)getpid());
+	snprintf(idle, sizeof(idle), "%s/idle", rel);
+	snprintf(busy, sizeof(busy), "%s/busy", rel);
+	snprintf(frozen, sizeof(frozen), "%s/frozen", rel);
+	make_cg(v2, rel);
+	make_cg(v2, idle);
+	snprintf(f, sizeof(f), "%s/cgroup.procs", make_cg(v2, busy));
+	fd = open(f, O_WRONLY);
+	cr_assert(fd >= 0 && dprintf(fd, "%d", (int)other) > 0, "cannot fill %s", f);
+	close(fd);
+	snprintf(f, sizeof(f), "%s/cgroup.freeze", make_cg(v2, frozen));
+	fd = open(f, O_WRONLY);
+	cr_assert(fd >= 0 && write(fd, "1", 1) == 1, "cannot freeze %s", f);
+	close(fd);
+
+	/* in use (on one host: the source's own, frozen at the switch) or frozen: not joined */
+	cr_assert(asprintf(&line[0], ":/%s", busy) > 0);
+	rst_cg_early(1, stub, line, 1);
+	free(line[0]);
+	cr_expect(!in_v2(stub, busy), "the stub joined a cgroup in use");
+	cr_assert(asprintf(&line[0], ":/%s", frozen) > 0);
+	rst_cg_early(1, stub, line, 1);
+	free(line[0]);
+	cr_expect(!in_v2(stub, frozen), "the stub joined a frozen cgroup");
+	/* idle: joined now, so the resume has no cgroup move to make */
+	cr_assert(asprintf(&line[0], ":/%s", idle) > 0);
+	rst_cg_early(1, stub, line, 1);
+	free(line[0]);
+	cr_expect(in_v2(stub, idle), "the stub did not join the idle cgroup");
+	kill_wait(stub);
+	kill_wait(other);
+	/* thaw so fini can remove it */
+	fd = open(f, O_WRONLY);
+	if (fd >= 0) {
+		cr_expect(write(fd, "0", 1) == 1);
+		close(fd);
+	}
 }
 
 Test(rst_attrs, a_thread_in_another_v1_cgroup_stays_there, .fini = fini, .timeout = 60)

@@ -4,6 +4,7 @@
  * takes each again.  Lines as fs/locks.c lock_get_status prints them.
  */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -26,13 +27,12 @@ Test(rst_fd_lock, posix_ofd_flock_and_active_lease_are_carried)
 				"lock:\t2: OFDLCK ADVISORY  READ  -1 08:01:1234 200 EOF\n"
 				"lock:\t3: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF\n"
 				"lock:\t4: LEASE  ACTIVE    READ  4242 08:01:1234 0 EOF\n";
-	Haul__Img__Fd o = HAUL__IMG__FD__INIT;
+	Haul__Img__FileObject o = HAUL__IMG__FILE_OBJECT__INIT;
 	char why[256];
 
 	cr_assert_eq(check(info, why, sizeof(why)), 0, "%s", why);
-	o.fd = 7;
 	o.path = "/var/lib/app/db";
-	cr_assert_eq(rst_lock_dump(info, &o), 0);
+	cr_assert_eq(rst_lock_dump(info, 7, &o), 0);
 	cr_assert_eq(o.n_locks, 4);
 	cr_expect_eq(o.locks[0]->kind, HAUL__IMG__LOCK_KIND__LOCK_POSIX);
 	cr_expect_eq(o.locks[0]->type, F_WRLCK);
@@ -45,8 +45,9 @@ Test(rst_fd_lock, posix_ofd_flock_and_active_lease_are_carried)
 	cr_expect_eq(o.locks[2]->kind, HAUL__IMG__LOCK_KIND__LOCK_FLOCK);
 	cr_expect_eq(o.locks[3]->kind, HAUL__IMG__LOCK_KIND__LOCK_LEASE);
 	cr_expect_eq(o.locks[3]->type, F_RDLCK);
-	rst_lock_free(&o);
-	cr_expect_eq(o.n_locks, 0);
+	for (size_t i = 0; i < o.n_locks; i++)
+		free(o.locks[i]);
+	free(o.locks);
 }
 
 Test(rst_fd_lock, lease_being_broken_is_refused_naming_fd_and_file)
@@ -80,11 +81,11 @@ Test(rst_fd_lock, delegation_mandatory_and_unknown_locks_are_refused)
 
 Test(rst_fd_lock, no_lock_lines_means_nothing_to_carry)
 {
-	Haul__Img__Fd o = HAUL__IMG__FD__INIT;
+	Haul__Img__FileObject o = HAUL__IMG__FILE_OBJECT__INIT;
 	char why[256];
 
 	cr_expect_eq(check(HEAD, why, sizeof(why)), 0);
-	cr_expect_eq(rst_lock_dump(HEAD, &o), 0);
+	cr_expect_eq(rst_lock_dump(HEAD, 7, &o), 0);
 	cr_expect_eq(o.n_locks, 0);
 	cr_expect_null(o.locks);
 }

@@ -140,7 +140,6 @@ struct pstate {
 	Haul__Img__Regs regs;
 	Haul__Img__MmMap mm;
 	Haul__Img__Creds creds;
-	Haul__Img__Fd fd0, fd1, *fdp[2];
 	Haul__Img__SigAction sa, *sap[1];
 	Haul__Img__Rlimit rl, *rlp[1];
 };
@@ -151,8 +150,6 @@ static void pstate_init(struct pstate *s)
 	haul__img__regs__init(&s->regs);
 	haul__img__mm_map__init(&s->mm);
 	haul__img__creds__init(&s->creds);
-	haul__img__fd__init(&s->fd0);
-	haul__img__fd__init(&s->fd1);
 	haul__img__sig_action__init(&s->sa);
 	haul__img__rlimit__init(&s->rl);
 	s->ps.kernel_release = "6.18.0";
@@ -166,16 +163,6 @@ static void pstate_init(struct pstate *s)
 	s->ps.cwd = "/";
 	s->ps.umask = 022;
 	s->ps.creds = &s->creds;
-	s->fd0.fd = 0;
-	s->fd0.kind = HAUL__IMG__FD_KIND__FD_CHR;
-	s->fd0.path = "/dev/null";
-	s->fd1.fd = 1;
-	s->fd1.kind = HAUL__IMG__FD_KIND__FD_PIPE;
-	s->fd1.path = "pipe:[1234]";
-	s->fdp[0] = &s->fd0;
-	s->fdp[1] = &s->fd1;
-	s->ps.fds = s->fdp;
-	s->ps.n_fds = 2;
 	s->sa.signo = 10;
 	s->sap[0] = &s->sa;
 	s->ps.sigactions = s->sap;
@@ -208,17 +195,6 @@ Test(val, each_bad_process_state_field_is_named)
 	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
 	cr_assert(strstr(why, "sigactions[0].signo"), "%s", why);
 	pstate_init(&s);
-	s.fd1.fd = 0;
-	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
-	cr_assert(strstr(why, "twice"), "%s", why);
-	pstate_init(&s);
-	s.fd1.fd = -3;
-	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
-	pstate_init(&s);
-	s.fd0.path = "";
-	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
-	cr_assert(strstr(why, "fds[0]"), "%s", why);
-	pstate_init(&s);
 	s.rl.resource = 99;
 	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
 	cr_assert(strstr(why, "rlimits[0]"), "%s", why);
@@ -239,49 +215,7 @@ Test(val, each_bad_process_state_field_is_named)
 	cr_assert(strstr(why, "auxv"), "%s", why);
 }
 
-Test(val, o_path_fds_deleted_file_extents_and_locks_are_checked)
-{
-	struct pstate s;
-	uint64_t ext[4] = {0, 4096, 8192, 4096};
-	uint8_t data[8192] = {0};
-	Haul__Img__FileLock lk, *lkp[1] = {&lk};
-
-	pstate_init(&s);
-	s.fd0.kind = HAUL__IMG__FD_KIND__FD_PATH;
-	s.fd0.path = "/etc";
-	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), 0, "%s", why);
-	s.fd0.path = "";
-	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
-	cr_assert(strstr(why, "fds[0]"), "%s", why);
-
-	pstate_init(&s);
-	s.fd0.kind = HAUL__IMG__FD_KIND__FD_DELETED;
-	s.fd0.path = "/tmp/x (deleted)";
-	s.fd0.extents = ext;
-	s.fd0.n_extents = 4;
-	s.fd0.content.data = data;
-	s.fd0.content.len = sizeof(data);
-	s.fd0.has_size = true;
-	s.fd0.size = 12288;
-	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), 0, "%s", why);
-	s.fd0.n_extents = 3;
-	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
-	s.fd0.n_extents = 4;
-	s.fd0.content.len = 4096; /* the second extent's bytes are missing */
-	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
-	cr_assert(strstr(why, "extents[1]"), "%s", why);
-	s.fd0.content.len = sizeof(data);
-	s.fd0.size = 8192; /* an extent past the file's size */
-	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
-
-	pstate_init(&s);
-	haul__img__file_lock__init(&lk);
-	lk.kind = 9;
-	s.fd0.locks = lkp;
-	s.fd0.n_locks = 1;
-	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
-	cr_assert(strstr(why, "locks[0]"), "%s", why);
-}
+/* The fd records (FileObject, FdEntry) are the restorer's: tests/unit/rst_fd_validate.c. */
 
 /* Vma.guards are installed with madvise at resume: only page-aligned runs inside their VMA. */
 Test(val, guard_pages_outside_their_vma_or_unaligned_are_refused)
