@@ -39,6 +39,8 @@ struct held_file {
 };
 
 /* The fds of the process that another process may share, and what the scan found. */
+static bool in_tree(pid_t pid);
+
 struct sharing {
 	pid_t pid;
 	const struct rst_held_pipe *p;
@@ -70,7 +72,7 @@ static int each_other_fd(const struct sharing *s,
 		struct dirent *de;
 		DIR *d;
 
-		if (other <= 0 || other == s->pid)
+		if (other <= 0 || other == s->pid || in_tree(other))
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/fd", (int)other);
 		d = opendir(path);
@@ -295,12 +297,28 @@ static int check_fd(void *arg, const struct rst_fd_probe *p, const struct rst_fd
 	return ret;
 }
 
-/* A tree checkpoint (tree_ckpt.c) dumps the children too; per thread, as the checks run. */
+/*
+ * A tree checkpoint (tree_ckpt.c) dumps the children too, and what the
+ * tree's processes share among themselves is carried (tree_share.c): per
+ * thread, as the checks run, the tree's members (host PIDs).
+ */
 static __thread bool children_ok;
+static __thread const pid_t *tree_pids;
+static __thread size_t tree_n;
 
-void rst_precheck_allow_children(bool allow)
+void rst_precheck_tree(const pid_t *members, size_t n)
 {
-	children_ok = allow;
+	children_ok = members != NULL;
+	tree_pids = members;
+	tree_n = n;
+}
+
+static bool in_tree(pid_t pid)
+{
+	for (size_t i = 0; i < tree_n; i++)
+		if (tree_pids[i] == pid)
+			return true;
+	return false;
 }
 
 int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)

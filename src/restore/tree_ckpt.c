@@ -92,8 +92,22 @@ static int seize_from(struct rst_tree *t, size_t from, char *why, size_t wl)
 	return 0;
 }
 
+/* The host PIDs of @t for the checks (rst_precheck_tree): what they share is carried. */
+static int set_members(const struct rst_tree *t, pid_t **members)
+{
+	pid_t *m = realloc(*members, t->n * sizeof(*m));
+
+	if (!m)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->n; i++)
+		m[i] = t->p[i].host;
+	*members = m;
+	rst_precheck_tree(m, t->n);
+	return 0;
+}
+
 /* Walk, precheck and stop until a walk finds no new process. */
-static int stop_tree(struct rst_tree *t, pid_t root, char *why, size_t wl)
+static int stop_tree(struct rst_tree *t, pid_t root, pid_t **members, char *why, size_t wl)
 {
 	size_t added, from = 0;
 	int ret;
@@ -102,7 +116,9 @@ static int stop_tree(struct rst_tree *t, pid_t root, char *why, size_t wl)
 		ret = rst_tree_walk(t, root, &added, why, wl);
 		if (ret || !added)
 			return ret;
-		ret = precheck_from(t, from, why, wl);
+		ret = set_members(t, members);
+		if (!ret)
+			ret = precheck_from(t, from, why, wl);
 		if (!ret)
 			ret = seize_from(t, from, why, wl);
 		if (ret)
@@ -112,8 +128,8 @@ static int stop_tree(struct rst_tree *t, pid_t root, char *why, size_t wl)
 }
 
 /* Dump process @i of @t into @store: state, layout, every page. */
-static int dump_one(struct rst_tree *t, size_t i, struct pstore *store, struct pstore_proc **pp,
-		    struct rst_ckpt_stats *st)
+static int dump_one(struct rst_tree *t, size_t i, struct rst_share_dump *d, struct pstore *store,
+		    struct pstore_proc **pp, struct rst_ckpt_stats *st)
 {
 	struct rst_tree_proc *p = &t->p[i];
 	Haul__Img__ProcessState *ps = NULL;
@@ -129,7 +145,18 @@ static int dump_one(struct rst_tree *t, size_t i, struct pstore *store, struct p
 		return ret;
 	}
 	ps = haul__img__process_state__unpack(NULL, len, blob);
-	ret = ps ? rst_state_layout(ps, &l) : -EBADMSG;
+	ret = ps ? rst_share_dump_merge(d, p->host, ps) : -EBADMSG;
+	if (!ret) {
+		/* its files as shared with the processes before it (tree_share.c) */
+		free(blob);
+		len = haul__img__process_state__get_packed_size(ps);
+		blob = malloc(len);
+		ret = blob ? 0 : -ENOMEM;
+		if (blob)
+			haul__img__process_state__pack(ps, blob);
+	}
+	if (!ret)
+		ret = rst_state_layout(ps, &l);
 	if (!ret)
 		ret = pstore_proc_get(store, p->pid, true, pp);
 	if (!ret)
@@ -156,6 +183,7 @@ static int write_image(struct rst_tree *t, const char *dir, bool leave_running, 
 {
 	struct rst_imgdir_tx tx = {.dirfd = -1, .lockfd = -1};
 	struct pstore_proc **pp = calloc(t->n, sizeof(*pp));
+	struct rst_share_dump d = {0};
 	struct pstore *store = NULL;
 	int ret, fd = -1;
 
@@ -168,7 +196,7 @@ static int write_image(struct rst_tree *t, const char *dir, bool leave_running, 
 	ret = pstore_open(tx.path, &store);
 	for (size_t i = 0; i < t->n && !ret; i++)
 		if (!t->p[i].zombie)
-			ret = dump_one(t, i, store, &pp[i], st);
+			ret = dump_one(t, i, &d, store, &pp[i], st);
 	if (!ret) {
 		fd = open(tx.path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
 		ret = fd < 0 ? -errno : rst_tree_img_write(fd, t);
@@ -202,6 +230,7 @@ out:
 		close(fd);
 	pstore_close(store);
 	rst_imgdir_end(&tx);
+	rst_share_dump_release(&d);
 	free(pp);
 	return ret;
 }
@@ -210,14 +239,14 @@ int rst_tree_checkpoint(pid_t pid, const char *dir, bool leave_running, const ch
 			struct rst_ckpt_stats *st)
 {
 	struct rst_tree t = {0};
+	pid_t *members = NULL;
 	uint64_t t0 = now_ns();
 	char why[512] = "";
 	size_t live = 0;
 	int ret;
 
 	memset(st, 0, sizeof(*st));
-	rst_precheck_allow_children(true);
-	ret = stop_tree(&t, pid, why, sizeof(why));
+	ret = stop_tree(&t, pid, &members, why, sizeof(why));
 	st->frozen_ns = now_ns();
 	if (!ret)
 		ret = rst_tree_read_ids(&t, why, sizeof(why));
@@ -245,7 +274,8 @@ int rst_tree_checkpoint(pid_t pid, const char *dir, bool leave_running, const ch
 out:
 	for (size_t i = 0; i < t.n; i++)
 		rst_release(t.p[i].sz);
-	rst_precheck_allow_children(false);
+	rst_precheck_tree(NULL, 0);
+	free(members);
 	rst_tree_release(&t);
 	return ret;
 }

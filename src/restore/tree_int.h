@@ -77,10 +77,12 @@ int rst_store_pages(pid_t pid, const struct haul_layout *l, struct pstore_proc *
  */
 
 /*
- * precheck.c: whether the checks of this thread accept child processes
- * (a tree checkpoint: every descendant is dumped with the process).
+ * precheck.c: the checks of this thread are for a tree of @n processes
+ * @members (host PIDs; NULL: a lone process): children are accepted (they
+ * are dumped too) and files and pipes shared with members are not
+ * refused (tree_share.c carries them).  @members must outlive the checks.
  */
-void rst_precheck_allow_children(bool allow);
+void rst_precheck_tree(const pid_t *members, size_t n);
 
 /*
  * target_fork.c, the tree's process creation, on stubs not laid out yet
@@ -105,6 +107,48 @@ int rst_target_exit(struct rst_target *t, struct rst_target *parent, int status)
  * and mask put back, detached, its M told.  0 or -errno.
  */
 int rst_target_release_holder(struct rst_target *t);
+
+/*
+ * tree_share.c, dump side: the FileObjects dumped so far (one fd of each,
+ * host PID, id, inode).  rst_share_dump_merge: give @ps's ids past every
+ * earlier one, then drop each FileObject that is the same open file
+ * description as an earlier process's, its FdEntries naming that one.
+ * 0 or -errno.
+ */
+struct rst_share_dump {
+	struct {
+		pid_t host;
+		int fd;
+		uint32_t id;
+		dev_t dev;
+		ino_t ino;
+	} *e;
+	size_t n, cap;
+	uint32_t next_id;
+};
+int rst_share_dump_merge(struct rst_share_dump *d, pid_t host, Haul__Img__ProcessState *ps);
+void rst_share_dump_release(struct rst_share_dump *d);
+
+/*
+ * tree_share.c, restore side: the processes of the tree whose fds exist
+ * (in tree order; their states and pids in their namespace).  Set for
+ * this thread while the tree is made ready (NULL: none).
+ * rst_share_known: whether FileObject @id is stored in one of them (the
+ * image check accepts an FdEntry naming it).  rst_share_import: fd @e of
+ * @t from them, the open file description @e->file_id (@f NULL: stored
+ * in another process) or the pipe of @f made by another process; @park:
+ * a free fd number above the image's.  -ENOENT: not shared (restore it
+ * as usual); 0 or -errno with @why.
+ */
+struct rst_share_rst {
+	const Haul__Img__ProcessState **ps;
+	pid_t *pid;
+	size_t n;
+};
+void rst_share_restore_set(const struct rst_share_rst *s);
+bool rst_share_known(uint32_t id);
+int rst_share_import(struct rst_target *t, int park, const Haul__Img__FileObject *f,
+		     const Haul__Img__FdEntry *e, char *why, size_t wl);
 
 /*
  * tree_restore.c: restore the tree image in page store directory @path

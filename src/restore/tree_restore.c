@@ -228,9 +228,16 @@ static int feed_page(void *arg, uint64_t addr, const void *data, uint32_t npages
 static int ready_and_run(struct tree_rst *x, pid_t *here)
 {
 	const Haul__Img__Tree *tr = x->tr;
+	struct rst_share_rst sh = {0};
 	char why[512] = "";
 	int ret = 0;
 
+	/* What each process shares with those before it comes from them (tree_share.c). */
+	sh.ps = calloc(tr->n_procs, sizeof(*sh.ps));
+	sh.pid = calloc(tr->n_procs, sizeof(*sh.pid));
+	if (!sh.ps || !sh.pid)
+		ret = -ENOMEM;
+	rst_share_restore_set(&sh);
 	for (size_t i = 0; i < tr->n_procs && !ret; i++) {
 		const void *state;
 		size_t len;
@@ -243,10 +250,21 @@ static int ready_and_run(struct tree_rst *x, pid_t *here)
 			ret = pstore_walk(x->pp[i], feed_page, x->t[i]);
 		if (!ret)
 			ret = rst_target_ready(x->t[i], state, len, why, sizeof(why));
-		if (ret)
+		if (ret) {
 			pr_err_r(ret, "cannot restore pid %d of the tree of pid %d",
 				 tr->procs[i]->pid, tr->root);
+			break;
+		}
+		sh.ps[sh.n] = haul__img__process_state__unpack(NULL, len, state);
+		sh.pid[sh.n] = tr->procs[i]->pid;
+		ret = sh.ps[sh.n] ? 0 : -EBADMSG;
+		sh.n += !ret;
 	}
+	rst_share_restore_set(NULL);
+	for (size_t j = 0; j < sh.n; j++)
+		haul__img__process_state__free_unpacked((Haul__Img__ProcessState *)sh.ps[j], NULL);
+	free(sh.ps);
+	free(sh.pid);
 	for (size_t i = tr->n_procs; i-- > 0 && !ret;) {
 		pid_t p;
 

@@ -14,6 +14,14 @@
  *   p1 (setpgid(0, 0)) and p2 (joins p1's group).
  * SHAPE "timer": the root forks c1, which has a POSIX timer (haul refuses
  *   those by name), and c2.
+ * SHAPE "stdout": the root opens DIR/shared.out (no O_APPEND) and forks c1;
+ *   both also write "NAME TICK" lines through that one inherited open file
+ *   description (one offset: no line may overwrite another).
+ * SHAPE "pipeline": producer | filter | consumer, the root their parent:
+ *   the producer writes PIPE_LINES numbered lines, the filter rewrites each
+ *   with a running hash of everything before it, the consumer writes them
+ *   to DIR/pipeline.out, then "done"; both readers go slowly, so bytes wait
+ *   in both pipes.  The root waits for all three and exits 0.
  *
  * Every process fills 64 pages with a pattern of its own (seeded by its
  * name) and every ~10 ms checks all of it, changes one word and writes to
@@ -40,6 +48,9 @@
 #define WORDS  (NPAGES * 4096 / 8)
 
 static const char *dir;
+static int shared_fd = -1; /* "stdout": the file the whole tree writes through */
+
+#define PIPE_LINES 30000
 
 
 static int exists(const char *name)
@@ -98,6 +109,13 @@ static void __attribute__((noreturn)) live(const char *name, const pid_t *zombie
 		mem[w] ^= 0x5a5a;
 		tick++;
 		say(fd, "tick", tick, bad ? "BAD" : "ok");
+		if (shared_fd >= 0) {
+			char line[64];
+			int n = snprintf(line, sizeof(line), "%s %ld\n", name, tick);
+
+			if (write(shared_fd, line, n) != n)
+				_exit(3);
+		}
 		if (nz && !reaped && exists("reap")) {
 			for (int i = 0; i < nz; i++) {
 				int st = -1;
@@ -164,6 +182,128 @@ static void s1_setup(void)
 	spawn("s3", NULL);
 }
 
+static void pause_ms(int ms)
+{
+	struct timespec ts = {0, ms * 1000 * 1000};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static int write_all(int fd, const char *b, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, b, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		b += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static void __attribute__((noreturn)) producer(int out)
+{
+	char line[32];
+
+	for (int i = 1; i <= PIPE_LINES; i++) {
+		int n = snprintf(line, sizeof(line), "line %06d\n", i);
+
+		if (write_all(out, line, (size_t)n))
+			_exit(6);
+		if (i % 50 == 0)
+			pause_ms(1);
+	}
+	_exit(0);
+}
+
+/* Each line gets the hash of every byte before it: a lost or repeated byte shows. */
+static void __attribute__((noreturn)) filter(int in, int out)
+{
+	uint64_t h = 1469598103934665603ULL;
+	char buf[512], line[128];
+	size_t ll = 0;
+	long lines = 0;
+	ssize_t n;
+
+	while ((n = read(in, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			_exit(7);
+		for (ssize_t i = 0; i < n; i++) {
+			h = (h ^ (uint8_t)buf[i]) * 1099511628211ULL;
+			if (ll < sizeof(line) - 1)
+				line[ll++] = buf[i];
+			if (buf[i] == '\n') {
+				char o[192];
+				int m = snprintf(o, sizeof(o), "%016llx %.*s",
+						 (unsigned long long)h, (int)ll, line);
+
+				if (write_all(out, o, (size_t)m))
+					_exit(8);
+				ll = 0;
+				if (++lines % 50 == 0)
+					pause_ms(2);
+			}
+		}
+	}
+	_exit(0);
+}
+
+static void __attribute__((noreturn)) consumer(int in)
+{
+	char path[4096], buf[700];
+	ssize_t n;
+	long chunks = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/pipeline.out", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		_exit(9);
+	while ((n = read(in, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || write_all(fd, buf, (size_t)n))
+			_exit(10);
+		if (++chunks % 20 == 0)
+			pause_ms(1);
+	}
+	if (write_all(fd, "done\n", 5))
+		_exit(11);
+	_exit(0);
+}
+
+static int pipeline(void)
+{
+	int a[2], b[2], status, bad = 0;
+	pid_t p;
+
+	if (pipe(a) || pipe(b))
+		return 1;
+	if (fork() == 0) {
+		close(a[0]), close(b[0]), close(b[1]);
+		producer(a[1]);
+	}
+	if (fork() == 0) {
+		close(a[1]), close(b[0]);
+		filter(a[0], b[1]);
+	}
+	if (fork() == 0) {
+		close(a[0]), close(a[1]), close(b[1]);
+		consumer(b[0]);
+	}
+	close(a[0]), close(a[1]), close(b[0]), close(b[1]);
+	while ((p = wait(&status)) > 0 || errno == EINTR)
+		if (p > 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+			bad = 1;
+	return bad;
+}
+
 int main(int argc, char **argv)
 {
 	int nul = open("/dev/null", O_RDWR);
@@ -201,6 +341,21 @@ int main(int argc, char **argv)
 		spawn("p2", join_p1);
 		live("r", NULL, 0);
 	}
+	if (!strcmp(argv[2], "stdout")) {
+		char path[4096];
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/shared.out", dir);
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd < 0 || dup2(fd, 5) < 0)
+			return 1;
+		close(fd);
+		shared_fd = 5;
+		spawn("c1", NULL);
+		live("r", NULL, 0);
+	}
+	if (!strcmp(argv[2], "pipeline"))
+		return pipeline();
 	if (!strcmp(argv[2], "timer")) {
 		spawn("c1", timer_setup);
 		spawn("c2", NULL);
