@@ -143,19 +143,25 @@ static struct rst_target *cycle(const char *dir, const char *shape, const char *
 	return t;
 }
 
+static void finish_dir(const char *dir)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		cr_log_warn("cannot remove %s", dir);
+}
+
 /* Let the tree end (DIR/stop): the root reaps its children and exits 0. */
 static void finish(const char *dir, struct rst_target *t)
 {
-	char cmd[600];
 	int status;
 
 	touch(dir, "stop");
 	status = rst_target_wait(t);
 	rst_target_free(t);
 	cr_expect_eq(status, 0, "the restored root exited with %d", status);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		cr_log_warn("cannot remove %s", dir);
+	finish_dir(dir);
 }
 
 Test(rst_tree, parent_three_children_and_grandchild_come_back_with_their_ids_and_memory,
@@ -244,4 +250,106 @@ Test(rst_tree, a_refused_child_is_named_and_every_process_runs_on, .timeout = 12
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)
 		cr_log_warn("cannot remove %s", dir);
+}
+
+/* Each NAME's numbers in @text, in order: 1, 2, 3... with no gap, and nothing else. */
+static void expect_contiguous(const char *text, const char *const *names, int n)
+{
+	long next[4] = {1, 1, 1, 1};
+	char line[128];
+
+	for (const char *s = text; *s;) {
+		size_t len = strcspn(s, "\n");
+		char who[16];
+		long v;
+		int k;
+
+		cr_assert_lt(len, sizeof(line), "a line of %zu bytes in the shared file", len);
+		memcpy(line, s, len);
+		line[len] = '\0';
+		cr_assert_eq(sscanf(line, "%15s %ld", who, &v), 2, "a broken line '%s'", line);
+		for (k = 0; k < n && strcmp(who, names[k]); k++)
+			;
+		cr_assert_lt(k, n, "a line of no writer: '%s'", line);
+		cr_assert_eq(v, next[k], "%s wrote %ld after %ld: a line was lost or overwritten",
+			     who, v, next[k] - 1);
+		next[k]++;
+		s += len + (s[len] == '\n');
+	}
+	for (int k = 0; k < n; k++)
+		/* 3 ticks before the dump and 3 after, at least (cycle) */
+		cr_expect_gt(next[k], 6, "%s wrote only %ld lines", names[k], next[k] - 1);
+}
+
+Test(rst_tree, an_inherited_file_offset_stays_shared_by_parent_and_child, .timeout = 120)
+{
+	static const char *const names[] = {"r", "c1"};
+	struct ids before[2];
+	char dir[256], path[512];
+	struct rst_target *t;
+
+	make_dir(dir, sizeof(dir), "stdout");
+	t = cycle(dir, "stdout", names, 2, RST_PIDNS_ALWAYS, before);
+	touch(dir, "stop");
+	cr_expect_eq(rst_target_wait(t), 0);
+	rst_target_free(t);
+	snprintf(path, sizeof(path), "%s/shared.out", dir);
+	expect_contiguous(th_slurp(path), names, 2);
+	finish_dir(dir);
+}
+
+/* rst_tree DIR pipeline undisturbed: its output. */
+static char *undisturbed_pipeline(const char *dir)
+{
+	const char *args[] = {dir, "pipeline", NULL};
+	char out[512], path[512];
+	int status;
+	pid_t pid;
+
+	snprintf(out, sizeof(out), "%s/spawn.out", dir);
+	pid = th_spawn_prog(out, "rst_tree", args);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the pipeline failed: %#x",
+		  status);
+	snprintf(path, sizeof(path), "%s/pipeline.out", dir);
+	return strdup(th_slurp(path));
+}
+
+Test(rst_tree, a_pipeline_with_bytes_in_flight_gives_the_undisturbed_output, .timeout = 120)
+{
+	struct rst_target_opts o = {.pidns = RST_PIDNS_AUTO};
+	char dir[256], ref[300], imgs[512], out[512], path[512];
+	const char *args[] = {dir, "pipeline", NULL};
+	struct rst_ckpt_stats st;
+	struct rst_target *t = NULL;
+	char *want;
+	pid_t pid, here;
+	int ret, status;
+
+	make_dir(dir, sizeof(dir), "pipeline");
+	snprintf(ref, sizeof(ref), "%s/ref", dir);
+	mkdir(ref, 0755);
+	want = undisturbed_pipeline(ref);
+	snprintf(out, sizeof(out), "%s/spawn.out", dir);
+	snprintf(imgs, sizeof(imgs), "%s/images", dir);
+	snprintf(path, sizeof(path), "%s/pipeline.out", dir);
+	pid = th_spawn_prog(out, "rst_tree", args);
+	/* in flight: the consumer has written some, far from all */
+	for (int i = 0; i < 2000 && strlen(th_slurp(path)) < 4096; i++) {
+		struct timespec ts = {0, 1000 * 1000};
+
+		nanosleep(&ts, NULL);
+	}
+	ret = haul_checkpoint_images(pid, imgs, false, NULL, &st);
+	cr_assert_eq(ret, 0, "checkpoint of the pipeline: %s", strerror(-ret));
+	waitpid(pid, &status, 0);
+	cr_expect_eq(strstr(th_slurp(path), "done"), NULL, "the pipeline ended before its dump");
+	ret = rst_restore_images(imgs, NULL, 0, &o, &t, &here);
+	cr_assert_eq(ret, 0, "restore of the pipeline: %s", strerror(-ret));
+	status = rst_target_wait(t);
+	rst_target_free(t);
+	cr_expect_eq(status, 0, "the restored pipeline exited with %d", status);
+	cr_expect(!strcmp(th_slurp(path), want), "the output differs from the undisturbed run's");
+	free(want);
+	finish_dir(dir);
 }
