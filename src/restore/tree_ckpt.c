@@ -42,11 +42,12 @@ static uint64_t now_ns(void)
 	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
+/* A zombie, or gone (reaped): nothing to precheck or stop, the re-read sorts it out. */
 static bool is_zombie(pid_t host)
 {
 	char *status = NULL;
 	const char *f;
-	bool z = false;
+	bool z = true;
 
 	if (!rst_read_proc(host, "status", &status, NULL)) {
 		f = rst_status_field(status, "State");
@@ -62,8 +63,8 @@ static int precheck_from(struct rst_tree *t, size_t from, char *why, size_t wl)
 	for (size_t i = from; i < t->n; i++) {
 		int ret;
 
-		if (is_zombie(t->p[i].host))
-			continue;
+		if (i && is_zombie(t->p[i].host))
+			continue; /* the root's precheck names it a zombie */
 		ret = rst_dump_precheck(t->p[i].host, why, wl);
 		if (ret && i && is_zombie(t->p[i].host))
 			continue; /* it exited meanwhile */
@@ -78,7 +79,7 @@ static int seize_from(struct rst_tree *t, size_t from, char *why, size_t wl)
 	for (size_t i = from; i < t->n; i++) {
 		int ret;
 
-		if (is_zombie(t->p[i].host))
+		if (i && is_zombie(t->p[i].host))
 			continue;
 		ret = rst_seize(t->p[i].host, &t->p[i].sz);
 		if (ret && i && is_zombie(t->p[i].host))
