@@ -54,8 +54,9 @@ struct rst_target {
 	size_t n;
 	bool resumed;
 	bool waited;
-	double ready_ms; /* how long rst_target_ready took */
 	struct rst_cg_later cg_later; /* cgroups frozen at the resume (o.cg_defer_frozen) */
+	/* how long rst_target_ready took */
+	double ready_ms;
 };
 
 /*

@@ -216,8 +216,9 @@ static int write_image(struct rst_tree *t, const char *dir, bool leave_running, 
 		if (pp[i])
 			ret = pstore_commit(pp[i], pstore_round(pp[i]) + 1);
 	if (ret) {
-		pr_err_r(ret, "cannot commit the image of the tree of pid %d to %s; the previous "
-			      "image stays",
+		pr_err_r(ret,
+			 "cannot commit the image of the tree of pid %d to %s; the previous "
+			 "image stays",
 			 t->p[0].pid, tx.path);
 		goto out;
 	}

@@ -122,7 +122,7 @@ struct rst_share_dump {
 		uint32_t id;
 		dev_t dev;
 		ino_t ino;
-	} *e;
+	} * e;
 	size_t n, cap;
 	uint32_t next_id;
 };

@@ -295,8 +295,8 @@ static void tree_rst_free(struct tree_rst *x)
 	free(x->pp);
 }
 
-int rst_restore_tree(const char *path, const struct rst_target_opts *base,
-		     struct rst_target **out, pid_t *here)
+int rst_restore_tree(const char *path, const struct rst_target_opts *base, struct rst_target **out,
+		     pid_t *here)
 {
 	struct tree_rst x = {0};
 	struct rst_target_opts o = *base;

@@ -210,8 +210,7 @@ static int copy_ofd(struct rst_target *t, int park, pid_t pid, int fd, const Hau
 	if (ret)
 		return ret;
 	/* out of the way of the numbers the image still has to fill */
-	ret = rst_rcall(t, SYS_fcntl, (uint64_t)pfd, F_DUPFD_CLOEXEC, (uint64_t)park, 0, 0, 0,
-			&hi);
+	ret = rst_rcall(t, SYS_fcntl, (uint64_t)pfd, F_DUPFD_CLOEXEC, (uint64_t)park, 0, 0, 0, &hi);
 	rst_rcall(t, SYS_close, (uint64_t)pfd, 0, 0, 0, 0, 0, NULL);
 	if (ret)
 		return ret;

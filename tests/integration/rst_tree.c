@@ -93,8 +93,8 @@ static struct ids last_ids(const char *dir, const char *name)
  * (@ns), and check every process is back with the same ids (the root's
  * parent aside: it was the test), ticking on with its memory intact.
  */
-static struct rst_target *cycle(const char *dir, const char *shape, const char *const *names,
-				int n, enum rst_pidns ns, struct ids *before)
+static struct rst_target *cycle(const char *dir, const char *shape, const char *const *names, int n,
+				enum rst_pidns ns, struct ids *before)
 {
 	struct rst_target_opts o = {.pidns = ns};
 	char out[512], imgs[512];
@@ -137,8 +137,7 @@ static struct rst_target *cycle(const char *dir, const char *shape, const char *
 			     before[i].pgid);
 		cr_expect_eq(now.sid, before[i].sid, "%s: sid %d, was %d", names[i], now.sid,
 			     before[i].sid);
-		cr_expect_eq(count_lines(dir, names[i], "BAD"), 0, "%s: memory changed",
-			     names[i]);
+		cr_expect_eq(count_lines(dir, names[i], "BAD"), 0, "%s: memory changed", names[i]);
 	}
 	return t;
 }
@@ -203,8 +202,7 @@ Test(rst_tree, zombies_keep_their_exit_status_for_the_restored_parent, .timeout 
 	finish(dir, t);
 }
 
-Test(rst_tree, two_sessions_and_groups_with_a_leader_outside_the_tree_come_back,
-     .timeout = 120)
+Test(rst_tree, two_sessions_and_groups_with_a_leader_outside_the_tree_come_back, .timeout = 120)
 {
 	static const char *const names[] = {"r", "s1", "s2", "s3", "p1", "p2"};
 	struct ids before[6];
@@ -245,8 +243,7 @@ Test(rst_tree, a_refused_child_is_named_and_every_process_runs_on, .timeout = 12
 	}
 	touch(dir, "stop");
 	cr_expect_eq(waitpid(pid, &status, 0), pid);
-	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the root ended with %#x",
-		  status);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the root ended with %#x", status);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)
 		cr_log_warn("cannot remove %s", dir);

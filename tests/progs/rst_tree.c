@@ -52,7 +52,6 @@ static int shared_fd = -1; /* "stdout": the file the whole tree writes through *
 
 #define PIPE_LINES 30000
 
-
 static int exists(const char *name)
 {
 	char path[4096];
@@ -65,7 +64,8 @@ static void say(int fd, const char *what, long tick, const char *tail)
 {
 	char line[256];
 	int n = snprintf(line, sizeof(line), "%s %ld pid %d ppid %d pgid %d sid %d %s\n", what,
-			 tick, (int)getpid(), (int)getppid(), (int)getpgid(0), (int)getsid(0), tail);
+			 tick, (int)getpid(), (int)getppid(), (int)getpgid(0), (int)getsid(0),
+			 tail);
 
 	if (write(fd, line, n) != n)
 		_exit(3);

@@ -36,7 +36,12 @@ static void write_tree(int swap)
 	struct rst_tree_proc p[4] = {
 		{.pid = 10, .ppid = 0, .pgid = 9, .sid = 7},
 		{.pid = 11, .ppid = 10, .pgid = 11, .sid = 7},
-		{.pid = 12, .ppid = 10, .pgid = 9, .sid = 7, .zombie = true, .exit_status = 42 << 8},
+		{.pid = 12,
+		 .ppid = 10,
+		 .pgid = 9,
+		 .sid = 7,
+		 .zombie = true,
+		 .exit_status = 42 << 8},
 		{.pid = 13, .ppid = 11, .pgid = 11, .sid = 7},
 	};
 	struct rst_tree t = {p, 4, 4};
