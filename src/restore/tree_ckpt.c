@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -93,6 +94,44 @@ static int seize_from(struct rst_tree *t, size_t from, char *why, size_t wl)
 	return 0;
 }
 
+/* include/uapi/linux/kcmp.h */
+#define KCMP_VM_      1
+#define KCMP_FILES_   2
+#define KCMP_FS_      3
+#define KCMP_SIGHAND_ 4
+
+/*
+ * What clone() can share between processes without CLONE_THREAD and haul
+ * does not rebuild: each restored process gets its own (kcmp, kernel/kcmp.c).
+ */
+static const struct {
+	int type;
+	const char *what;
+} tables[] = {
+	{KCMP_VM_, "one address space (CLONE_VM, e.g. a vfork child)"},
+	{KCMP_FILES_, "one fd table (CLONE_FILES)"},
+	{KCMP_FS_, "one cwd and umask (CLONE_FS)"},
+	{KCMP_SIGHAND_, "one table of signal handlers (CLONE_SIGHAND)"},
+};
+
+/* Refuse two live processes of @t that share one of tables[]; by name. */
+static int check_tables(const struct rst_tree *t, char *why, size_t wl)
+{
+	for (size_t i = 0; i < t->n; i++)
+		for (size_t j = i + 1; j < t->n; j++)
+			for (size_t k = 0; k < sizeof(tables) / sizeof(tables[0]); k++) {
+				if (syscall(SYS_kcmp, t->p[i].host, t->p[j].host, tables[k].type, 0,
+					    0) != 0)
+					continue;
+				snprintf(why, wl,
+					 "pids %d and %d of the tree share %s, which haul does not "
+					 "rebuild; checkpoint the tree when they no longer do",
+					 (int)t->p[i].host, (int)t->p[j].host, tables[k].what);
+				return -EOPNOTSUPP;
+			}
+	return 0;
+}
+
 /* The host PIDs of @t for the checks (rst_precheck_tree): what they share is carried. */
 static int set_members(const struct rst_tree *t, pid_t **members)
 {
@@ -120,6 +159,8 @@ static int stop_tree(struct rst_tree *t, pid_t root, pid_t **members, char *why,
 		ret = set_members(t, members);
 		if (!ret)
 			ret = precheck_from(t, from, why, wl);
+		if (!ret)
+			ret = check_tables(t, why, wl);
 		if (!ret)
 			ret = seize_from(t, from, why, wl);
 		if (ret)

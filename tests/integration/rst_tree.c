@@ -218,26 +218,25 @@ Test(rst_tree, two_sessions_and_groups_with_a_leader_outside_the_tree_come_back,
 	finish(dir, t);
 }
 
-Test(rst_tree, a_refused_child_is_named_and_every_process_runs_on, .timeout = 120)
+/* rst_tree DIR @shape is refused, and every one of its @n processes @names runs on. */
+static void refused_and_running(const char *shape, const char *const *names, int n)
 {
-	static const char *const names[] = {"r", "c1", "c2"};
 	char dir[256], out[512], imgs[512], cmd[600];
-	const char *args[] = {dir, "timer", NULL};
+	const char *args[] = {dir, shape, NULL};
 	struct rst_ckpt_stats st;
 	int ticks[3], ret, status;
 	pid_t pid;
 
-	make_dir(dir, sizeof(dir), "refuse");
+	make_dir(dir, sizeof(dir), shape);
 	snprintf(out, sizeof(out), "%s/spawn.out", dir);
 	snprintf(imgs, sizeof(imgs), "%s/images", dir);
 	pid = th_spawn_prog(out, "rst_tree", args);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < n; i++)
 		wait_lines(dir, names[i], "tick", 3);
 	ret = haul_checkpoint_images(pid, imgs, false, NULL, &st);
-	cr_expect_eq(ret, -EOPNOTSUPP, "checkpoint of a tree with a POSIX timer: %s",
-		     strerror(-ret));
+	cr_expect_eq(ret, -EOPNOTSUPP, "checkpoint of a tree (%s): %s", shape, strerror(-ret));
 	/* every process of it carries on: new ticks in each */
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < n; i++) {
 		ticks[i] = count_lines(dir, names[i], "tick");
 		wait_lines(dir, names[i], "tick", ticks[i] + 3);
 	}
@@ -247,6 +246,20 @@ Test(rst_tree, a_refused_child_is_named_and_every_process_runs_on, .timeout = 12
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)
 		cr_log_warn("cannot remove %s", dir);
+}
+
+Test(rst_tree, a_refused_child_is_named_and_every_process_runs_on, .timeout = 120)
+{
+	static const char *const names[] = {"r", "c1", "c2"};
+
+	refused_and_running("timer", names, 3);
+}
+
+Test(rst_tree, processes_sharing_one_fd_table_are_refused_and_run_on, .timeout = 120)
+{
+	static const char *const names[] = {"r", "c1"};
+
+	refused_and_running("clonefiles", names, 2);
 }
 
 /* Each NAME's numbers in @text, in order: 1, 2, 3... with no gap, and nothing else. */

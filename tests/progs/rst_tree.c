@@ -14,6 +14,8 @@
  *   p1 (setpgid(0, 0)) and p2 (joins p1's group).
  * SHAPE "timer": the root forks c1, which has a POSIX timer (haul refuses
  *   those by name), and c2.
+ * SHAPE "clonefiles": the root clones c1 with CLONE_FILES (one fd table for
+ *   both: refused by name).
  * SHAPE "stdout": the root opens DIR/shared.out (no O_APPEND) and forks c1;
  *   both also write "NAME TICK" lines through that one inherited open file
  *   description (one offset: no line may overwrite another).
@@ -39,7 +41,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -356,6 +360,14 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[2], "pipeline"))
 		return pipeline();
+	if (!strcmp(argv[2], "clonefiles")) {
+		/* no CLONE_VM: the child runs on a copy of this stack, as after fork */
+		long c = syscall(SYS_clone, CLONE_FILES | SIGCHLD, NULL, NULL, NULL, NULL);
+
+		if (c == 0)
+			live("c1", NULL, 0);
+		live("r", NULL, 0);
+	}
 	if (!strcmp(argv[2], "timer")) {
 		spawn("c1", timer_setup);
 		spawn("c2", NULL);
