@@ -93,8 +93,66 @@ static struct ids last_ids(const char *dir, const char *name)
  * (@ns), and check every process is back with the same ids (the root's
  * parent aside: it was the test), ticking on with its memory intact.
  */
+/* The cgroup2 mount ("" when there is none). */
+static const char *cgroup2_mount(void)
+{
+	static char mnt[256];
+	char line[512], dev[64], type[64];
+	FILE *f = fopen("/proc/self/mounts", "r");
+
+	mnt[0] = '\0';
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%63s %255s %63s", dev, mnt, type) == 3 &&
+		    !strcmp(type, "cgroup2"))
+			break;
+		else
+			mnt[0] = '\0';
+	if (f)
+		fclose(f);
+	return mnt;
+}
+
+/* rst_tree DIR @shape started inside cgroup @cg (its children follow it there). */
+static pid_t spawn_in_cgroup(const char *dir, const char *shape, const char *cg)
+{
+	char bin[512], procs[600];
+	pid_t pid;
+
+	snprintf(bin, sizeof(bin), "%s/rst_tree", th_progs_dir());
+	snprintf(procs, sizeof(procs), "%s/cgroup.procs", cg);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int nul = open("/dev/null", O_RDWR), fd = open(procs, O_WRONLY);
+
+		if (nul < 0 || fd < 0 || write(fd, "0", 1) != 1 || dup2(nul, 0) < 0 ||
+		    dup2(nul, 1) < 0 || dup2(nul, 2) < 0)
+			_exit(126);
+		closefrom(3);
+		execl(bin, bin, dir, shape, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+/*
+ * Spawn rst_tree DIR @shape (inside cgroup @cg when not NULL), wait until
+ * all @n processes @names tick, record their ids, checkpoint the tree
+ * (`haul checkpoint --cgroup` for @cg; the source dies), restore it (@ns),
+ * and check every process is back with the same ids (the root's parent
+ * aside: it was the test), ticking on with its memory intact.
+ */
+static struct rst_target *cycle_cg(const char *dir, const char *shape, const char *const *names,
+				   int n, enum rst_pidns ns, struct ids *before, const char *cg);
+
 static struct rst_target *cycle(const char *dir, const char *shape, const char *const *names, int n,
 				enum rst_pidns ns, struct ids *before)
+{
+	return cycle_cg(dir, shape, names, n, ns, before, NULL);
+}
+
+static struct rst_target *cycle_cg(const char *dir, const char *shape, const char *const *names,
+				   int n, enum rst_pidns ns, struct ids *before, const char *cg)
 {
 	struct rst_target_opts o = {.pidns = ns};
 	char out[512], imgs[512];
@@ -107,10 +165,18 @@ static struct rst_target *cycle(const char *dir, const char *shape, const char *
 
 	snprintf(out, sizeof(out), "%s/spawn.out", dir);
 	snprintf(imgs, sizeof(imgs), "%s/images", dir);
-	pid = th_spawn_prog(out, "rst_tree", args);
+	pid = cg ? spawn_in_cgroup(dir, shape, cg) : th_spawn_prog(out, "rst_tree", args);
 	for (int i = 0; i < n; i++)
 		wait_lines(dir, names[i], "tick", 3);
-	ret = haul_checkpoint_images(pid, imgs, false, NULL, &st);
+	if (cg) {
+		char cmd[1600];
+		const char *bin = getenv("HAUL_BIN") ? getenv("HAUL_BIN") : "build/haul";
+
+		snprintf(cmd, sizeof(cmd), "%s checkpoint --cgroup %s --images %s", bin, cg, imgs);
+		ret = system(cmd) == 0 ? 0 : -EIO;
+	} else {
+		ret = haul_checkpoint_images(pid, imgs, false, NULL, &st);
+	}
 	cr_assert_eq(ret, 0, "checkpoint of the tree of pid %d failed: %s", (int)pid,
 		     strerror(-ret));
 	for (int i = 0; i < n; i++) {
@@ -175,6 +241,27 @@ Test(rst_tree, parent_three_children_and_grandchild_come_back_with_their_ids_and
 	t = cycle(dir, "family", names, 5, RST_PIDNS_ALWAYS, before);
 	cr_expect_eq(before[4].ppid, before[1].pid, "g1 is not c1's child");
 	finish(dir, t);
+}
+
+Test(rst_tree, checkpoint_by_cgroup_takes_every_process_of_it, .timeout = 120)
+{
+	static const char *const names[] = {"r", "c1", "c2", "c3", "g1"};
+	struct ids before[5];
+	char dir[256], cg[512];
+	struct rst_target *t;
+
+	if (!cgroup2_mount()[0])
+		cr_skip_test("no cgroup2 mount here");
+	snprintf(cg, sizeof(cg), "%s/haul-tree-%d", cgroup2_mount(), (int)getpid());
+	cr_assert(mkdir(cg, 0755) == 0 || errno == EEXIST, "cannot make cgroup %s", cg);
+	make_dir(dir, sizeof(dir), "cgroup");
+	t = cycle_cg(dir, "family", names, 5, RST_PIDNS_ALWAYS, before, cg);
+	finish(dir, t);
+	for (int i = 0; i < 200 && rmdir(cg) < 0 && errno == EBUSY; i++) {
+		struct timespec ts = {0, 5 * 1000 * 1000};
+
+		nanosleep(&ts, NULL); /* the last of the tree still exiting */
+	}
 }
 
 Test(rst_tree, zombies_keep_their_exit_status_for_the_restored_parent, .timeout = 120)
