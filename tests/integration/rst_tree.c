@@ -7,6 +7,7 @@
  * process of it runs on.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -448,5 +449,79 @@ Test(rst_tree, a_pipeline_with_bytes_in_flight_gives_the_undisturbed_output, .ti
 	cr_expect_eq(status, 0, "the restored pipeline exited with %d", status);
 	cr_expect(!strcmp(th_slurp(path), want), "the output differs from the undisturbed run's");
 	free(want);
+	finish_dir(dir);
+}
+
+/* How many live (not zombie) processes run rst_tree with @dir. */
+static int tree_alive(const char *dir)
+{
+	struct dirent *de;
+	DIR *d = opendir("/proc");
+	int n = 0;
+
+	while (d && (de = readdir(d))) {
+		char path[300], cmd[1024], *status;
+		ssize_t len;
+		size_t a0;
+		int fd;
+
+		if (atoi(de->d_name) <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
+		fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		len = read(fd, cmd, sizeof(cmd) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		cmd[len] = '\0';
+		a0 = strlen(cmd);
+		if (a0 < 8 || strcmp(cmd + a0 - 8, "rst_tree") || (ssize_t)a0 + 1 >= len ||
+		    strcmp(cmd + a0 + 1, dir))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/status", de->d_name);
+		status = th_slurp(path);
+		n += !strstr(status, "Z (zombie)");
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+Test(rst_tree, a_failure_midway_kills_every_restored_process, .timeout = 120)
+{
+	static const char *const names[] = {"r", "c1", "c2", "c3", "g1"};
+	struct rst_target_opts o = {.pidns = RST_PIDNS_ALWAYS};
+	char dir[256], out[512], imgs[512], path[512];
+	const char *args[] = {dir, "family", NULL};
+	struct rst_ckpt_stats st;
+	struct rst_target *t = NULL;
+	pid_t pid, here = 0;
+	int ret, fd, alive = -1;
+
+	make_dir(dir, sizeof(dir), "midway");
+	snprintf(out, sizeof(out), "%s/spawn.out", dir);
+	snprintf(imgs, sizeof(imgs), "%s/images", dir);
+	pid = th_spawn_prog(out, "rst_tree", args);
+	for (int i = 0; i < 5; i++)
+		wait_lines(dir, names[i], "tick", 3);
+	ret = haul_checkpoint_images(pid, imgs, false, NULL, &st);
+	cr_assert_eq(ret, 0, "checkpoint: %s", strerror(-ret));
+	waitpid(pid, NULL, 0);
+	/* c3's O_APPEND log grew after the dump: its restore refuses, after r, c1, c2 were made */
+	snprintf(path, sizeof(path), "%s/c3.out", dir);
+	fd = open(path, O_WRONLY | O_APPEND);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, "x\n", 2), 2);
+	close(fd);
+	ret = rst_restore_images(imgs, NULL, 0, &o, &t, &here);
+	cr_expect_neq(ret, 0, "the restore of a tree with a changed log succeeded");
+	for (int i = 0; i < 400 && (alive = tree_alive(dir)) > 0; i++) {
+		struct timespec ts = {0, 5 * 1000 * 1000};
+
+		nanosleep(&ts, NULL);
+	}
+	cr_expect_eq(alive, 0, "%d processes of the failed restore are still alive", alive);
 	finish_dir(dir);
 }
