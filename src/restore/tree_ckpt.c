@@ -120,6 +120,9 @@ static int check_tables(const struct rst_tree *t, char *why, size_t wl)
 	for (size_t i = 0; i < t->n; i++)
 		for (size_t j = i + 1; j < t->n; j++)
 			for (size_t k = 0; k < sizeof(tables) / sizeof(tables[0]); k++) {
+				/* a zombie has none of them left (two would compare equal) */
+				if (is_zombie(t->p[i].host) || is_zombie(t->p[j].host))
+					break;
 				if (syscall(SYS_kcmp, t->p[i].host, t->p[j].host, tables[k].type, 0,
 					    0) != 0)
 					continue;
@@ -188,6 +191,8 @@ static int dump_one(struct rst_tree *t, size_t i, struct rst_share_dump *d, stru
 	}
 	ps = haul__img__process_state__unpack(NULL, len, blob);
 	ret = ps ? rst_share_dump_merge(d, p->host, ps) : -EBADMSG;
+	if (!ret && rst_tree_hooks() && rst_tree_hooks()->dumped)
+		ret = rst_tree_hooks()->dumped(rst_tree_hooks()->arg, p->host, p->pid, ps);
 	if (!ret) {
 		/* its files as shared with the processes before it (tree_share.c) */
 		free(blob);

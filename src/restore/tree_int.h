@@ -151,6 +151,34 @@ int rst_share_import(struct rst_target *t, int park, const Haul__Img__FileObject
 		     const Haul__Img__FdEntry *e, char *why, size_t wl);
 
 /*
+ * Hooks for what the processes of a tree share besides fds (shared
+ * memory: MAP_SHARED anonymous, SysV, memfd, /dev/shm), called if set, in
+ * tree order, on the tracer thread.  Each: 0 or -errno (fails the
+ * checkpoint or restore; the hook logs why).
+ *  dumped:        at the checkpoint, process @host (tree pid @pid) dumped
+ *                 into @ps, the earlier processes' already: give its
+ *                 shared objects ids unique in the image and store each
+ *                 once (as tree_share.c does for open files).
+ *  created:       at the restore, every process exists (stopped, forked
+ *                 from its parent, not laid out): @t[i] is tree entry i's
+ *                 target, NULL for a zombie.
+ *  before_layout: before process @t (tree pid @pid) is laid out; the ones
+ *                 before it in tree order are laid out, filled and ready:
+ *                 objects they made can be attached by id (pidfd_getfd of
+ *                 a memfd, /proc/PID/map_files) into @t.
+ * rst_tree_set_hooks: install @h (NULL: none); it must outlive its use.
+ */
+struct rst_tree_hooks {
+	int (*dumped)(void *arg, pid_t host, pid_t pid, Haul__Img__ProcessState *ps);
+	int (*created)(void *arg, const Haul__Img__Tree *tr, struct rst_target *const *t);
+	int (*before_layout)(void *arg, struct rst_target *t, pid_t pid);
+	void *arg;
+};
+void rst_tree_set_hooks(const struct rst_tree_hooks *h);
+/* The hooks installed, or NULL. */
+const struct rst_tree_hooks *rst_tree_hooks(void);
+
+/*
  * tree_restore.c: restore the tree image in page store directory @path
  * (it holds tree.img) with @o (pid, hold_for, clocks and namespace mode
  * are decided here).  *@out is the first process made (the root, or the

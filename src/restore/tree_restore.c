@@ -60,6 +60,18 @@ struct tree_rst {
 	struct rst_target *top; /* the first stub: H, or the root */
 };
 
+static const struct rst_tree_hooks *hooks;
+
+void rst_tree_set_hooks(const struct rst_tree_hooks *h)
+{
+	hooks = h;
+}
+
+const struct rst_tree_hooks *rst_tree_hooks(void)
+{
+	return hooks;
+}
+
 static ssize_t entry_of(const Haul__Img__Tree *tr, int32_t pid)
 {
 	for (size_t i = 0; i < tr->n_procs; i++)
@@ -213,9 +225,14 @@ static int create_all(struct tree_rst *x)
 	for (size_t k = 0; k < x->ngroups && !ret; k++)
 		ret = rst_target_exit(x->gt[k], NULL, 0);
 	for (size_t i = tr->n_procs; i-- > 1 && !ret;)
-		if (tr->procs[i]->zombie)
+		if (tr->procs[i]->zombie) {
 			ret = rst_target_exit(x->t[i], x->t[entry_of(tr, tr->procs[i]->ppid)],
 					      tr->procs[i]->exit_status);
+			rst_target_free(x->t[i]);
+			x->t[i] = NULL;
+		}
+	if (!ret && hooks && hooks->created)
+		ret = hooks->created(hooks->arg, tr, x->t);
 	return ret;
 }
 
@@ -245,7 +262,10 @@ static int ready_and_run(struct tree_rst *x, pid_t *here)
 		if (tr->procs[i]->zombie)
 			continue;
 		state = pstore_state(x->pp[i], &len);
-		ret = rst_target_layout(x->t[i], pstore_layout(x->pp[i]));
+		if (hooks && hooks->before_layout)
+			ret = hooks->before_layout(hooks->arg, x->t[i], tr->procs[i]->pid);
+		if (!ret)
+			ret = rst_target_layout(x->t[i], pstore_layout(x->pp[i]));
 		if (!ret)
 			ret = pstore_walk(x->pp[i], feed_page, x->t[i]);
 		if (!ret)
