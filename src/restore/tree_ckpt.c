@@ -19,6 +19,7 @@
  */
 #define LOG_PREFIX "tree: "
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +53,7 @@ static bool is_zombie(pid_t host)
 
 	if (!rst_read_proc(host, "status", &status, NULL)) {
 		f = rst_status_field(status, "State");
-		z = f && strchr(f, 'Z');
+		z = f && f[strspn(f, " \t")] == 'Z';
 	}
 	free(status);
 	return z;
@@ -75,6 +76,37 @@ static int precheck_from(struct rst_tree *t, size_t from, char *why, size_t wl)
 	return 0;
 }
 
+/* Stopped by its owner (job control, state T): it stays stopped after us. */
+static bool owner_stopped(pid_t host)
+{
+	char *status = NULL;
+	const char *f;
+	bool st = false;
+
+	if (!rst_read_proc(host, "status", &status, NULL)) {
+		f = rst_status_field(status, "State");
+		st = f && f[strspn(f, " \t")] == 'T';
+	}
+	free(status);
+	return st;
+}
+
+/*
+ * Let process @p go.  The injection journal holds one process at a time
+ * (injlog.c): the SIGSTOP hold of every other process of the tree is
+ * undone here, by the SIGCONT it owes.
+ */
+static void release_one(struct rst_tree_proc *p)
+{
+	if (!p->sz)
+		return;
+	rst_release(p->sz);
+	p->sz = NULL;
+	if (p->cont)
+		kill(p->host, SIGCONT);
+	p->cont = false;
+}
+
 static int seize_from(struct rst_tree *t, size_t from, char *why, size_t wl)
 {
 	for (size_t i = from; i < t->n; i++) {
@@ -82,6 +114,7 @@ static int seize_from(struct rst_tree *t, size_t from, char *why, size_t wl)
 
 		if (i && is_zombie(t->p[i].host))
 			continue;
+		t->p[i].cont = !owner_stopped(t->p[i].host);
 		ret = rst_seize(t->p[i].host, &t->p[i].sz);
 		if (ret && i && is_zombie(t->p[i].host))
 			continue;
@@ -252,10 +285,8 @@ static int write_image(struct rst_tree *t, const char *dir, bool leave_running, 
 		goto out;
 	rst_imgdir_fault(fault, "staged");
 	if (leave_running) {
-		for (size_t i = 0; i < t->n; i++) {
-			rst_release(t->p[i].sz);
-			t->p[i].sz = NULL;
-		}
+		for (size_t i = 0; i < t->n; i++)
+			release_one(&t->p[i]);
 		st->frozen_ns = now_ns() - st->frozen_ns;
 	}
 	for (size_t i = 0; i < t->n && !ret; i++)
@@ -321,7 +352,7 @@ int rst_tree_checkpoint(pid_t pid, const char *dir, bool leave_running, const ch
 		t.n - live);
 out:
 	for (size_t i = 0; i < t.n; i++)
-		rst_release(t.p[i].sz);
+		release_one(&t.p[i]);
 	rst_precheck_tree(NULL, 0);
 	free(members);
 	rst_tree_release(&t);

@@ -28,6 +28,7 @@ struct rst_tree_proc {
 	bool zombie;
 	int exit_status; /* zombie: the wait status */
 	struct rst_seized *sz;
+	bool cont; /* we stopped it (SIGSTOP hold): SIGCONT once released */
 };
 
 /* Every parent before its children, the root at [0]. */

@@ -203,7 +203,7 @@ static int read_ids(struct rst_tree *t, size_t i, int levels, char *why, size_t 
 		p->ppid = k >= 0 ? t->p[k].pid : 0;
 	}
 	f = rst_status_field(status, "State");
-	p->zombie = f && strchr(f, 'Z');
+	p->zombie = f && f[strspn(f, " \t")] == 'Z';
 	free(status);
 	if (p->zombie)
 		return zombie_status(p->host, &p->exit_status);

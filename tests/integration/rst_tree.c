@@ -525,3 +525,31 @@ Test(rst_tree, a_failure_midway_kills_every_restored_process, .timeout = 120)
 	cr_expect_eq(alive, 0, "%d processes of the failed restore are still alive", alive);
 	finish_dir(dir);
 }
+
+Test(rst_tree, leave_running_lets_every_process_of_the_tree_run_on, .timeout = 120)
+{
+	static const char *const names[] = {"r", "c1", "c2", "c3", "g1"};
+	const char *bin = getenv("HAUL_BIN") ? getenv("HAUL_BIN") : "build/haul";
+	char dir[256], out[512], cmd[1200];
+	const char *args[] = {dir, "family", NULL};
+	int ticks[5], status;
+	pid_t pid;
+
+	make_dir(dir, sizeof(dir), "leave");
+	snprintf(out, sizeof(out), "%s/spawn.out", dir);
+	pid = th_spawn_prog(out, "rst_tree", args);
+	for (int i = 0; i < 5; i++)
+		wait_lines(dir, names[i], "tick", 3);
+	/* the command line: with its injection journal, whose hold is one process at a time */
+	snprintf(cmd, sizeof(cmd), "%s checkpoint %d --images %s/images --leave-running", bin,
+		 (int)pid, dir);
+	cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+	for (int i = 0; i < 5; i++) {
+		ticks[i] = count_lines(dir, names[i], "tick");
+		wait_lines(dir, names[i], "tick", ticks[i] + 3);
+	}
+	touch(dir, "stop");
+	cr_expect_eq(waitpid(pid, &status, 0), pid);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the root ended with %#x", status);
+	finish_dir(dir);
+}
