@@ -358,7 +358,10 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 	snprintf(path, sizeof(path), "task/%d/children", (int)pid);
 	if (!children_ok && !rst_read_proc(pid, path, &text, NULL)) {
 		if (atoi(text) > 0) {
-			snprintf(why, whylen, "pid %d has child process %d", (int)pid, atoi(text));
+			snprintf(why, whylen,
+				 "pid %d has child process %d (a process is moved alone here; "
+				 "'haul checkpoint' takes it with its descendants)",
+				 (int)pid, atoi(text));
 			goto out;
 		}
 		free(text);
