@@ -676,6 +676,9 @@ void rst_target_free(struct rst_target *t)
 		return;
 	if (!t->resumed && t->stub > 0) {
 		rst_target_kill(t);
+		/* a traced leader's death is reported after its traced threads' (a tree's ready ones) */
+		for (size_t i = 0; t->seized && i < t->nthr; i++)
+			waitpid(t->thr[i].pid, NULL, __WALL);
 		if (t->seized)
 			waitpid(t->stub, NULL, __WALL);
 	}

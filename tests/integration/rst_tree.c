@@ -88,6 +88,21 @@ static struct ids last_ids(const char *dir, const char *name)
 	return id;
 }
 
+/* The "threads N" count on the last line of DIR/NAME.out (0: none). */
+static unsigned long thread_count(const char *dir, const char *name)
+{
+	char path[512];
+	const char *s, *last = NULL;
+	unsigned long n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s.out", dir, name);
+	for (s = th_slurp(path); (s = strstr(s, "threads ")); s++)
+		last = s;
+	if (last)
+		sscanf(last, "threads %lu", &n);
+	return n;
+}
+
 /*
  * Spawn rst_tree DIR @shape, wait until all @n processes @names tick,
  * record their ids, checkpoint the tree (the source dies), restore it
@@ -241,6 +256,15 @@ Test(rst_tree, parent_three_children_and_grandchild_come_back_with_their_ids_and
 	make_dir(dir, sizeof(dir), "family");
 	t = cycle(dir, "family", names, 5, RST_PIDNS_ALWAYS, before);
 	cr_expect_eq(before[4].ppid, before[1].pid, "g1 is not c1's child");
+	/* c2's second thread counts on in the restored c2 */
+	{
+		unsigned long t1 = thread_count(dir, "c2"), t2;
+		int n = count_lines(dir, "c2", "tick");
+
+		wait_lines(dir, "c2", "tick", n + 5);
+		t2 = thread_count(dir, "c2");
+		cr_expect_gt(t2, t1, "c2's second thread stopped counting at %lu", t1);
+	}
 	finish(dir, t);
 }
 

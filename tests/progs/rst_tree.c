@@ -4,7 +4,8 @@
  * usage: rst_tree DIR SHAPE
  *
  * SHAPE "family": the root forks 3 children, the first of which forks a
- *   grandchild (5 processes, names r c1 c2 c3 g1).
+ *   grandchild (5 processes, names r c1 c2 c3 g1); c2 has a second thread
+ *   that counts, its count on c2's tick lines ("ok threads N").
  * SHAPE "zombie": the root forks z1, which exits with code 42, and z2,
  *   killed by SIGTERM, and reaps neither until DIR/reap exists; then it
  *   writes "reaped PID status STATUS" for each.
@@ -41,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -52,7 +54,8 @@
 #define WORDS  (NPAGES * 4096 / 8)
 
 static const char *dir;
-static int shared_fd = -1; /* "stdout": the file the whole tree writes through */
+static volatile unsigned long thread_ticks; /* c2's second thread counts here */
+static int shared_fd = -1;		    /* "stdout": the file the whole tree writes through */
 
 #define PIPE_LINES 30000
 
@@ -73,6 +76,14 @@ static void say(int fd, const char *what, long tick, const char *tail)
 
 	if (write(fd, line, n) != n)
 		_exit(3);
+}
+
+static void pause_ms(int ms)
+{
+	struct timespec ts = {0, ms * 1000 * 1000};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
 }
 
 static uint64_t seed_of(const char *name)
@@ -112,7 +123,15 @@ static void __attribute__((noreturn)) live(const char *name, const pid_t *zombie
 		mem[w] ^= 0x5a5a;
 		mem[w] ^= 0x5a5a;
 		tick++;
-		say(fd, "tick", tick, bad ? "BAD" : "ok");
+		if (thread_ticks) {
+			char tail[64];
+
+			snprintf(tail, sizeof(tail), "%s threads %lu", bad ? "BAD" : "ok",
+				 thread_ticks);
+			say(fd, "tick", tick, tail);
+		} else {
+			say(fd, "tick", tick, bad ? "BAD" : "ok");
+		}
 		if (shared_fd >= 0) {
 			char line[64];
 			int n = snprintf(line, sizeof(line), "%s %ld\n", name, tick);
@@ -171,6 +190,25 @@ static void c1_setup(void)
 	spawn("g1", NULL);
 }
 
+static void *spin(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		thread_ticks++;
+		pause_ms(1);
+	}
+	return NULL;
+}
+
+/* c2 has a second thread: it goes on counting after a restore too ("threads N"). */
+static void c2_setup(void)
+{
+	pthread_t th;
+
+	if (pthread_create(&th, NULL, spin, NULL))
+		_exit(12);
+}
+
 static void timer_setup(void)
 {
 	timer_t id;
@@ -184,14 +222,6 @@ static void s1_setup(void)
 	setsid();
 	spawn("s2", own_group);
 	spawn("s3", NULL);
-}
-
-static void pause_ms(int ms)
-{
-	struct timespec ts = {0, ms * 1000 * 1000};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
 }
 
 static int write_all(int fd, const char *b, size_t n)
@@ -323,7 +353,7 @@ int main(int argc, char **argv)
 	close(nul);
 	if (!strcmp(argv[2], "family")) {
 		spawn("c1", c1_setup);
-		spawn("c2", NULL);
+		spawn("c2", c2_setup);
 		spawn("c3", NULL);
 		live("r", NULL, 0);
 	}
