@@ -21,6 +21,9 @@
  * durable (imgdir.c): a failed or killed checkpoint never costs the previous
  * image.
  *
+ * A process with children is checkpointed as a tree (tree_ckpt.c) and an
+ * image with a tree.img is restored by tree_restore.c.
+ *
  * Restore: the image is found by id (imgdir.c), opened read-only, and every
  * page checked against its checksum before anything is created; then one
  * rst_target fed from it: layout, every stored page, state; clocks continue
