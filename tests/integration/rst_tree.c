@@ -367,6 +367,13 @@ Test(rst_tree, a_refused_child_is_named_and_every_process_runs_on, .timeout = 12
 	refused_and_running("timer", names, 3);
 }
 
+Test(rst_tree, shared_memory_between_processes_is_refused_and_they_run_on, .timeout = 120)
+{
+	static const char *const names[] = {"r", "c1"};
+
+	refused_and_running("shmem", names, 2);
+}
+
 Test(rst_tree, processes_sharing_one_fd_table_are_refused_and_run_on, .timeout = 120)
 {
 	static const char *const names[] = {"r", "c1"};

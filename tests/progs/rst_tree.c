@@ -15,6 +15,8 @@
  *   p1 (setpgid(0, 0)) and p2 (joins p1's group).
  * SHAPE "timer": the root forks c1, which has a POSIX timer (haul refuses
  *   those by name), and c2.
+ * SHAPE "shmem": the root maps shared anonymous memory and forks c1, which
+ *   shares it (refused by name: it would be restored as two objects).
  * SHAPE "clonefiles": the root clones c1 with CLONE_FILES (one fd table for
  *   both: refused by name).
  * SHAPE "stdout": the root opens DIR/shared.out (no O_APPEND) and forks c1;
@@ -390,6 +392,16 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[2], "pipeline"))
 		return pipeline();
+	if (!strcmp(argv[2], "shmem")) {
+		char *shm =
+			mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+		if (shm == MAP_FAILED)
+			return 1;
+		shm[0] = 1;
+		spawn("c1", NULL);
+		live("r", NULL, 0);
+	}
 	if (!strcmp(argv[2], "clonefiles")) {
 		/* no CLONE_VM: the child runs on a copy of this stack, as after fork */
 		long c = syscall(SYS_clone, CLONE_FILES | SIGCHLD, NULL, NULL, NULL, NULL);
