@@ -28,6 +28,7 @@ int haul_cmd_checkpoint(int argc, char **argv)
 {
 	const char *dir = NULL, *cgroup = NULL;
 	bool leave = false;
+	struct haul_opt_list ext_fd = {0}, ext_kind = {0};
 	const struct haul_opt opts[] = {
 		{"images", 'i', HAUL_OPT_PATH, HAUL_OPT_REQUIRED, &dir, "DIR",
 		 "the image directory", 0, 0, NULL},
@@ -35,6 +36,7 @@ int haul_cmd_checkpoint(int argc, char **argv)
 		 "the process carries on after its checkpoint", 0, 0, NULL},
 		{"cgroup", 'c', HAUL_OPT_PATH, 0, &cgroup, "PATH",
 		 "every process of this cgroup (one tree), instead of PID", 0, 0, NULL},
+		HAUL_OPTS_EXTERNAL(&ext_fd, &ext_kind),
 		{NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL},
 	};
 	const struct haul_cmd_spec spec = {"checkpoint",
@@ -55,6 +57,8 @@ int haul_cmd_checkpoint(int argc, char **argv)
 	c = haul_opts_parse(&spec, argc, argv);
 	if (c < 0)
 		return haul_opts_exit(c);
+	if (haul_external_apply(&ext_fd, &ext_kind))
+		return 2;
 	if ((c >= argc) == !cgroup) {
 		pr_err("name the process: a PID or --cgroup PATH, one of them");
 		return 2;

@@ -325,6 +325,7 @@ static int parse_cli(int argc, char **argv, struct haul_mig_opts *o, struct mig_
 	long long streams = 1, max_rounds = HAUL_MIG_MAX_ROUNDS;
 	int compress = PS_COMPRESS_AUTO, arg;
 	bool postcopy = false, hybrid = false;
+	struct haul_opt_list ext_fd = {0}, ext_kind = {0};
 	const struct haul_opt opts[] = {
 		{"to", 't', HAUL_OPT_HOSTPORT, HAUL_OPT_REQUIRED, &o->to, "HOST:PORT",
 		 "where the target's 'haul pageserver' listens", 1, 65535, NULL},
@@ -368,6 +369,7 @@ static int parse_cli(int argc, char **argv, struct haul_mig_opts *o, struct mig_
 		 "committed, ...) as it happens",
 		 0, 0, NULL},
 		{"quiet", 'q', HAUL_OPT_FLAG, 0, &c->quiet, NULL, "no per-round lines", 0, 0, NULL},
+		HAUL_OPTS_EXTERNAL(&ext_fd, &ext_kind),
 		{NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL},
 	};
 	const struct haul_cmd_spec spec = {"migrate",
@@ -383,6 +385,8 @@ static int parse_cli(int argc, char **argv, struct haul_mig_opts *o, struct mig_
 	arg = haul_opts_parse(&spec, argc, argv);
 	if (arg < 0)
 		return arg;
+	if (haul_external_apply(&ext_fd, &ext_kind))
+		return -EINVAL;
 	if ((arg >= argc) == !c->cgroup) {
 		pr_err("name the process: a PID, a NAME of 'haul ps' or --cgroup PATH, one of "
 		       "them");

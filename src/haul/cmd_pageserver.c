@@ -32,6 +32,7 @@ int haul_cmd_pageserver(int argc, char **argv)
 	struct ps_server_opts o = {0};
 	const char *key = NULL;
 	double stall = PS_STALL_TIMEOUT_MS, idle = PS_IDLE_TIMEOUT_MS;
+	struct haul_opt_list ext_fd = {0}, ext_kind = {0};
 	const struct haul_opt opts[] = {
 		{"listen", 0, HAUL_OPT_HOSTPORT, HAUL_OPT_REQUIRED, &o.listen, "ADDR:PORT",
 		 "address to listen on (port 0: any free port);\nprints \"listening on "
@@ -59,6 +60,7 @@ int haul_cmd_pageserver(int argc, char **argv)
 		 0, 24 * HAUL_OPT_HOUR_MS, NULL},
 		{"once", 0, HAUL_OPT_FLAG, 0, &o.once, NULL, "exit after the first session ends", 0,
 		 0, NULL},
+		HAUL_OPTS_EXTERNAL(&ext_fd, &ext_kind),
 		{NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL},
 	};
 	const struct haul_cmd_spec spec = {
@@ -71,6 +73,8 @@ int haul_cmd_pageserver(int argc, char **argv)
 	ret = haul_opts_parse(&spec, argc, argv);
 	if (ret < 0)
 		return haul_opts_exit(ret);
+	if (haul_external_apply(&ext_fd, &ext_kind))
+		return 2;
 	o.stall_timeout_ms = (int)stall;
 	o.idle_timeout_ms = idle > 0 && idle < 1 ? 1 : idle ? (int)idle : -1; /* 0: never */
 	ret = ps_key_load(key, o.key);

@@ -38,6 +38,7 @@ int haul_cmd_restore(int argc, char **argv)
 	const char *dir = NULL, *id = NULL;
 	long long pid = 0;
 	int pidns = RST_PIDNS_AUTO;
+	struct haul_opt_list ext_fd = {0}, ext_kind = {0};
 	const struct haul_opt opts[] = {
 		{"images", 'i', HAUL_OPT_PATH, HAUL_OPT_REQUIRED, &dir, "DIR",
 		 "the image directory of 'haul checkpoint'", 0, 0, NULL},
@@ -48,6 +49,7 @@ int haul_cmd_restore(int argc, char **argv)
 		 "print the PID and leave the process running", 0, 0, NULL},
 		{"pidns", 'n', HAUL_OPT_ENUM, HAUL_OPT_DEFAULT, &pidns, "MODE",
 		 "auto|always|never: when to restore in a new\nPID namespace", 0, 0, pidns_modes},
+		HAUL_OPTS_EXTERNAL(&ext_fd, &ext_kind),
 		{NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL},
 	};
 	const struct haul_cmd_spec spec = {"restore",
@@ -65,6 +67,8 @@ int haul_cmd_restore(int argc, char **argv)
 	ret = haul_opts_parse(&spec, argc, argv);
 	if (ret < 0)
 		return haul_opts_exit(ret);
+	if (haul_external_apply(&ext_fd, &ext_kind))
+		return 2;
 	o.pidns = (enum rst_pidns)pidns;
 	ret = rst_restore_images(dir, id, (pid_t)pid, &o, &t, &here);
 	if (ret)

@@ -460,6 +460,22 @@ void haul_opts_usage(const struct haul_cmd_spec *spec, FILE *f);
 /* Free a HAUL_OPT_REPEAT list (not the strings, argv's). */
 void haul_opt_list_release(struct haul_opt_list *l);
 
+/*
+ * external.c: the two option entries for fds whose other end stays behind
+ * (struct haul_opt_list *@byfd, *@bykind), and their rules handed to the
+ * restorer once parsed (the lists are released).  0, or -EINVAL logged.
+ */
+extern const char haul_external_fd_help[], haul_external_kind_help[];
+/* Two table entries, one per line (clang-format would put each field on its own). */
+/* clang-format off */
+#define HAUL_OPTS_EXTERNAL(byfd, bykind)                                                           \
+	{"external-fd", 0, HAUL_OPT_STR, HAUL_OPT_REPEAT, (byfd), "FD=SPEC",                       \
+	 haul_external_fd_help, 0, 0, NULL},                                                       \
+	{"external", 0, HAUL_OPT_STR, HAUL_OPT_REPEAT, (bykind), "KIND=SPEC",                      \
+	 haul_external_kind_help, 0, 0, NULL}
+/* clang-format on */
+int haul_external_apply(struct haul_opt_list *byfd, struct haul_opt_list *bykind);
+
 /* One value, as the parser reads it; 0 or -EINVAL (nothing logged). */
 int haul_parse_duration_ms(const char *s, double *ms);
 int haul_parse_size(const char *s, uint64_t *out);

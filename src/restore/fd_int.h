@@ -164,6 +164,79 @@ extern const struct rst_fd_ops rst_fd_reg, rst_fd_dir, rst_fd_chr, rst_fd_path; 
 extern const struct rst_fd_ops rst_fd_deleted;					/* fd_ghost.c */
 extern const struct rst_fd_ops rst_fd_eventfd, rst_fd_signalfd, rst_fd_timerfd, rst_fd_epoll;
 extern const struct rst_fd_ops rst_fd_pipe, rst_fd_unix_pair;
+extern const struct rst_fd_ops rst_fd_external; /* fd_external.c */
+extern const struct rst_fd_ops rst_fd_pty;	/* fd_pty.c */
+/*
+ * fd_external.c: the pids of every process that moves (a process tree):
+ * a pipe only they hold is theirs, not an external endpoint.  @pids stays
+ * the caller's until the next call (NULL, 0: one process moves, the
+ * default).  From the thread that checks and dumps.
+ */
+void rst_ext_moving(const pid_t *pids, size_t n);
+
+/*
+ * fd_extrules.c: what an fd whose other end stays behind becomes (the
+ * spec).  rst_ext_spec_parse: 0 or -EINVAL; @out's path points into @s.
+ * rst_ext_spec_fits: whether spec @s applies to kind @k.  rst_ext_rule_for:
+ * the user's rule for fd @fd of kind @k, or NULL.  rst_ext_default: the
+ * kind's default (@path: a unix socket's peer path), NULL: none (refused).
+ * rst_ext_spec_describe: what @spec makes of the fd, in words.
+ */
+#define RST_JOURNAL_STDOUT "/run/systemd/journal/stdout"
+enum rst_ext_how {
+	RST_EXT_NULL,
+	RST_EXT_FILE,
+	RST_EXT_FD,
+	RST_EXT_RECONNECT,
+	RST_EXT_JOURNAL,
+	RST_EXT_TTY,
+};
+struct rst_ext_spec {
+	enum rst_ext_how how;
+	const char *path; /* RST_EXT_FILE */
+	int fd;		  /* RST_EXT_FD */
+};
+int rst_ext_spec_parse(const char *s, struct rst_ext_spec *out);
+bool rst_ext_spec_fits(const struct rst_ext_spec *s, Haul__Img__ExternalKind k);
+const char *rst_ext_kind_name(Haul__Img__ExternalKind k);
+const char *rst_ext_rule_for(int fd, Haul__Img__ExternalKind k);
+const char *rst_ext_default(Haul__Img__ExternalKind k, const char *path);
+void rst_ext_spec_describe(const char *spec, char *buf, size_t len);
+
+/*
+ * fd_tty.c: terminals.  rst_tty_match: whether @st is a tty haul knows
+ * (pty slave or master, virtual console, /dev/tty, /dev/console, serial).
+ * rst_tty_refuse: -EOPNOTSUPP with @why for the ones it does not carry (a
+ * pty master without its slave, a serial line).  rst_tty_dump: termios,
+ * window size, controlling terminal of fd @p into @e.  rst_tty_apply: set
+ * @e's termios and window size on remote fd @fd, and make it the
+ * controlling terminal if it was.  rst_tty_own: the path of the restoring
+ * haul's terminal (its fd 0, 1 or 2), -ENOTTY: none.
+ * rst_tty_read_termios: TCGETS and TIOCGWINSZ of our fd @sfd into *@out
+ * (heap).  rst_tty_set_termios: both on remote fd @fd.
+ * rst_tty_pts_index: N of /dev/pts/N, -1 if not a pty slave;
+ * rst_tty_is_ptmx: a pty master; rst_tty_master_of / rst_tty_slave_of:
+ * the fd of @pid that is the master / a slave of pty @index, or -1.
+ */
+bool rst_tty_match(const struct stat *st);
+int rst_tty_refuse(const struct rst_fd_probe *p, char *why, size_t wl);
+int rst_tty_dump(const struct rst_fd_probe *p, Haul__Img__External *e);
+int rst_tty_apply(struct rst_target *t, int fd, const Haul__Img__External *e);
+int rst_tty_own(char *path, size_t len);
+int rst_tty_read_termios(int sfd, Haul__Img__Termios **out);
+int rst_tty_set_termios(struct rst_target *t, int fd, const Haul__Img__Termios *tm);
+int rst_tty_pts_index(const struct stat *st);
+bool rst_tty_is_ptmx(const struct stat *st);
+int rst_tty_master_of(pid_t pid, int index);
+int rst_tty_slave_of(pid_t pid, int index);
+/*
+ * fd_tty.c: make remote fd @fd (a terminal) the controlling terminal of
+ * the restored process, which must lead its session and have none (the
+ * stub calls setsid), and @pgrp (> 0) its foreground process group: for
+ * the process trees, whose session leader calls it once its groups exist.
+ * 0, or -errno: -EPERM when the terminal is another session's.
+ */
+int rst_tty_set_ctty(struct rst_target *t, int fd, pid_t pgrp);
 
 /* fd_file.c: the restore hook of the kinds reopened by path: open @path with @f's flags. */
 int rst_fd_open_path(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,

@@ -18,23 +18,21 @@
 
 #include "restore/fd_int.h"
 
-const struct rst_fd_ops
-	*const
-		rst_fd_kinds
-			[] =
-				{
-					&rst_fd_path,
-					&rst_fd_reg,
-					&rst_fd_deleted,
-					&rst_fd_dir,
-					&rst_fd_chr,
-					&rst_fd_eventfd,
-					&rst_fd_signalfd,
-					&rst_fd_timerfd,
-					&rst_fd_pipe,
-					&rst_fd_unix_pair,
-					&rst_fd_epoll, /* last: its finish re-arms targets once pipes hold their bytes */
-					NULL,
+const struct rst_fd_ops *const rst_fd_kinds[] = {
+	&rst_fd_path,
+	&rst_fd_reg,
+	&rst_fd_deleted,
+	&rst_fd_dir,
+	&rst_fd_chr,
+	&rst_fd_eventfd,
+	&rst_fd_signalfd,
+	&rst_fd_timerfd,
+	&rst_fd_pty,	  /* both ends of a pty, before the terminals */
+	&rst_fd_external, /* before pipes and sockets: the other end stays behind */
+	&rst_fd_pipe,
+	&rst_fd_unix_pair,
+	&rst_fd_epoll, /* last: its finish re-arms targets once pipes hold their bytes */
+	NULL,
 };
 
 const struct rst_fd_ops *rst_fd_ops_of(Haul__Img__FdKind kind)

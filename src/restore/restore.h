@@ -280,6 +280,18 @@ bool rst_has_children(pid_t pid);
 int rst_restore_images(const char *dir, const char *id, pid_t pid, const struct rst_target_opts *o,
 		       struct rst_target **out, pid_t *here);
 
+/*
+ * Fds whose other end stays behind (a pipe to a process that does not
+ * move, a unix socket connected to a path, a terminal): what each becomes
+ * on the target (fd_extrules.c).  @rule is "FD=SPEC" (@by_fd, the
+ * --external-fd option) or "KIND=SPEC" (--external; KIND pipe, fifo, unix,
+ * tty); SPEC null, file:/PATH, fd:N, reconnect, journal or tty.  The rules
+ * hold for every later dump and restore of this haul process; set them
+ * before any.  0, or -EINVAL logged naming the rule.
+ */
+int rst_external_add(const char *rule, bool by_fd);
+void rst_external_clear(void);
+
 /* The ProcessState.version this build writes and accepts (haul version). */
 int rst_image_version(void);
 

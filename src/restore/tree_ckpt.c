@@ -257,6 +257,8 @@ static int set_members(const struct rst_tree *t, pid_t **members)
 		m[i] = t->p[i].host;
 	*members = m;
 	rst_precheck_tree(m, t->n);
+	/* a pipe only the tree holds is the tree's, not an external endpoint (fd_external.c) */
+	rst_ext_moving(m, t->n);
 	return 0;
 }
 
@@ -434,6 +436,7 @@ out:
 	for (size_t i = 0; i < t.n; i++)
 		release_one(&t.p[i]);
 	rst_precheck_tree(NULL, 0);
+	rst_ext_moving(NULL, 0);
 	free(members);
 	rst_tree_release(&t);
 	return ret;

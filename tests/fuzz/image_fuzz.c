@@ -4,12 +4,13 @@
  *
  * Input byte 0 selects what the rest is:
  *   even: the body of an index.img.  The harness writes it, behind a valid
- *         header (magic, version, length, XXH64), into an images directory
+ *         header (magic, version 2, length, XXH3-64), into an images directory
  *         with a pages.img of (byte 1 % 16) pages, then loads it exactly as
  *         haul restore does: pstore_open(), the process's layout and state
- *         through their validators, and every stored page (pstore_walk).
+ *         through their validators (rst_state_check), and every stored page (pstore_walk).
  *   odd:  a ProcessState blob, as a page server or image hands it to the
- *         restorer: unpacked and validated (val_state_blob).
+ *         restorer: unpacked and validated as the restorer does
+ *         (rst_state_check: the common checks, then each fd kind's).
  * A crash, a leak or a sanitizer report is a bug; a refusal is not.
  */
 #include <fcntl.h>
@@ -23,6 +24,7 @@
 #include "common/log.h"
 #include "common/pstore.h"
 #include "common/validate.h"
+#include "restore/fd_int.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -107,9 +109,9 @@ static void load_index(const uint8_t *body, size_t len, unsigned npages)
 	char why[160];
 
 	memcpy(hdr, "HAULIDX1", 8);
-	put_le64(hdr + 8, 1);
+	put_le64(hdr + 8, 2); /* PSTORE_IDX_VERSION, then reserved 0 */
 	put_le64(hdr + 16, len);
-	put_le64(hdr + 24, XXH64(body, len, 0));
+	put_le64(hdr + 24, XXH3_64bits(body, len));
 	for (unsigned i = 0; i < npages; i++)
 		memset(pages + i * 4096, 'a' + (int)i, 4096);
 	write_file("index.img", hdr, sizeof(hdr), body, len);
@@ -119,7 +121,7 @@ static void load_index(const uint8_t *body, size_t len, unsigned npages)
 	if (!pstore_proc_get(s, IMG_PID, false, &p)) {
 		state = pstore_state(p, &slen);
 		if (!val_layout(pstore_layout(p), why, sizeof(why)) &&
-		    (!state || !val_state_blob(state, slen, why, sizeof(why))))
+		    (!state || !rst_state_check(state, slen, why, sizeof(why))))
 			pstore_walk(p, walk_page, NULL);
 	}
 	pstore_close(s);
@@ -132,7 +134,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 2)
 		return 0;
 	if (data[0] & 1)
-		val_state_blob(data + 1, size - 1, why, sizeof(why));
+		rst_state_check(data + 1, size - 1, why, sizeof(why));
 	else
 		load_index(data + 2, size - 2, data[1] % 16);
 	return 0;

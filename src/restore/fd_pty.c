@@ -1,0 +1,211 @@
+/*
+ * fd_pty.c - a pty whose master (/dev/ptmx) and slave (/dev/pts/N) the
+ * process both holds (it drives a program through a terminal of its own,
+ * as expect or a test harness does).
+ *
+ * Dump: each end names the pair by its source index N (the master's
+ * fdinfo "tty-index"); the slave's settings (TCGETS, TIOCGWINSZ; the
+ * master's own termios does not steer anything), the master's packet mode
+ * (TIOCGPKT), and the bytes waiting on each end (FIONREAD).  Restore: the
+ * pair's first fd opens /dev/ptmx, unlocks it (TIOCSPTLCK 0) and asks its
+ * index (TIOCGPTN); the master is parked above every fd of the image and
+ * dup'ed to each master fd; each slave fd is a new open of /dev/pts/M
+ * (O_NOCTTY), which then gets the settings back.  The pty is a new one:
+ * its number M may differ from N.
+ *
+ * Lost, and said at the dump: the bytes queued in the pty.  The kernel
+ * offers no way to read a tty's queues without consuming them (no
+ * MSG_PEEK, no tee for ttys), and consuming them would take them from the
+ * source, which runs on after a failed migration.
+ */
+#define LOG_PREFIX "pty: "
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "restore/fd_int.h"
+#include "restore/target_int.h"
+
+/* A pair's entry among the parked pipes: ids above every inode number. */
+#define PTY_ID(index) ((1ULL << 63) | (uint64_t)(index))
+
+/* The source index of the pty @p is an end of, when the process holds both ends; else -1. */
+static int pair_index(const struct rst_fd_probe *p)
+{
+	int index = rst_tty_pts_index(p->st);
+
+	if (index >= 0)
+		return rst_tty_master_of(p->pid, index) >= 0 ? index : -1;
+	if (rst_tty_is_ptmx(p->st)) {
+		const char *f = rst_status_field(p->fdinfo, "tty-index");
+
+		if (f && rst_tty_slave_of(p->pid, atoi(f)) >= 0)
+			return atoi(f);
+	}
+	return -1;
+}
+
+static bool pty_match(const struct rst_fd_probe *p)
+{
+	return pair_index(p) >= 0;
+}
+
+static int pty_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
+		    Haul__Img__FileObject *const *prev, size_t nprev)
+{
+	Haul__Img__Pty *y;
+	int index = pair_index(p), pidfd, sfd, n = 0, pkt = 0, ret = 0;
+
+	(void)prev;
+	(void)nprev;
+	if (index < 0)
+		return -ESTALE; /* an end was closed since the precheck */
+	y = malloc(sizeof(*y));
+	if (!y)
+		return -ENOMEM;
+	haul__img__pty__init(y);
+	o->pty = y;
+	y->index = (uint32_t)index;
+	y->master = rst_tty_is_ptmx(p->st);
+	pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
+	if (pidfd < 0)
+		return -errno;
+	sfd = (int)syscall(SYS_pidfd_getfd, pidfd, p->fd, 0);
+	close(pidfd);
+	if (sfd < 0)
+		return -errno;
+	if (!y->master)
+		ret = rst_tty_read_termios(sfd, &y->termios);
+	else if (ioctl(sfd, TIOCGPKT, &pkt) == 0)
+		y->has_packet = y->packet = pkt != 0;
+	if (!ret && ioctl(sfd, FIONREAD, &n) == 0 && n > 0) {
+		y->has_queued = true;
+		y->queued = (uint32_t)n;
+		pr_warn("fd %d of pid %d (pty /dev/pts/%d, %s): %d bytes waiting to be read are "
+			"not carried (a tty queue cannot be read without consuming it)",
+			p->fd, (int)p->pid, index, y->master ? "master" : "slave", n);
+	}
+	close(sfd);
+	return ret;
+}
+
+/* The pair of @index: made on its first fd, its master parked; M in w_ofd. */
+static int pair_of(struct rst_target *t, struct rst_fd_rctx *x, uint32_t index,
+		   struct rst_tpipe **out)
+{
+	struct rst_tpipe *p;
+	uint64_t rpath;
+	int32_t v = 0;
+	long m = -1;
+	int ret;
+
+	for (size_t i = 0; i < x->npipes; i++)
+		if (x->pipes[i].id == PTY_ID(index)) {
+			*out = &x->pipes[i];
+			return 0;
+		}
+	ret = rst_put_str(t, 0, "/dev/ptmx", &rpath);
+	if (!ret)
+		ret = rst_rcall(t, SYS_openat, AT_FDCWD, rpath, O_RDWR | O_NOCTTY | O_CLOEXEC, 0, 0,
+				0, &m);
+	if (!ret)
+		ret = rst_poke(t, rst_scratch(t), &v, sizeof(v));
+	if (!ret)
+		ret = rst_rcall(t, SYS_ioctl, m, TIOCSPTLCK, rst_scratch(t), 0, 0, 0, NULL);
+	if (!ret)
+		ret = rst_rcall(t, SYS_ioctl, m, TIOCGPTN, rst_scratch(t), 0, 0, 0, NULL);
+	if (!ret)
+		ret = rst_peek(t, rst_scratch(t), &v, sizeof(v));
+	p = &x->pipes[x->npipes];
+	memset(p, 0, sizeof(*p));
+	p->id = PTY_ID(index);
+	p->w = -1; /* the refill after every fd closes r and w: no second end to park */
+	p->w_ofd = (uint32_t)v;
+	if (!ret)
+		ret = rst_fd_park(t, x, (int)m, &p->r);
+	else if (m >= 0)
+		rst_rcall(t, SYS_close, m, 0, 0, 0, 0, 0, NULL);
+	if (ret)
+		return ret;
+	x->npipes++;
+	*out = p;
+	return 0;
+}
+
+static int pty_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
+{
+	if (!f->pty || f->pty->index > (1U << 20) ||
+	    (f->pty->termios && f->pty->termios->cc.len > 64)) {
+		snprintf(why, wl, "file %u is a pty end without its pty part, or out of range",
+			 f->id);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+static int pty_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
+		       const Haul__Img__FdEntry *e, const char *path, int *tmp, bool *shared)
+{
+	struct rst_tpipe *p;
+	char slave[32];
+	uint64_t rpath;
+	long res = -1;
+	int ret;
+
+	(void)path;
+	ret = pair_of(t, x, f->pty->index, &p);
+	if (ret)
+		return ret;
+	if (f->pty->master) {
+		*shared = true;
+		*tmp = p->r;
+		return 0;
+	}
+	*shared = false;
+	snprintf(slave, sizeof(slave), "/dev/pts/%u", p->w_ofd);
+	ret = rst_put_str(t, 0, slave, &rpath);
+	if (!ret)
+		ret = rst_rcall(t, SYS_openat, AT_FDCWD, rpath,
+				((int)f->flags & (O_ACCMODE | O_NONBLOCK)) | O_NOCTTY | O_CLOEXEC,
+				0, 0, 0, &res);
+	*tmp = (int)res;
+	if (!ret && f->pty->index != p->w_ofd)
+		pr_info("pid %d: fd %d: pty /dev/pts/%u is /dev/pts/%u now", (int)t->o.pid, e->fd,
+			f->pty->index, p->w_ofd);
+	return ret;
+}
+
+/* At its own number: O_NONBLOCK; a slave its settings, a master its packet mode. */
+static int pty_setup(struct rst_target *t, const Haul__Img__FileObject *f,
+		     const Haul__Img__FdEntry *e)
+{
+	int32_t on = 1;
+	int ret = rst_fd_set_nonblock(t, f, e);
+
+	if (!ret && f->pty->termios)
+		ret = rst_tty_set_termios(t, e->fd, f->pty->termios);
+	if (!ret && f->pty->master && f->pty->packet) {
+		ret = rst_poke(t, rst_scratch(t), &on, sizeof(on));
+		if (!ret)
+			ret = rst_rcall(t, SYS_ioctl, e->fd, TIOCPKT, rst_scratch(t), 0, 0, 0,
+					NULL);
+	}
+	return ret;
+}
+
+const struct rst_fd_ops rst_fd_pty = {
+	.name = "pty pair",
+	.kind = HAUL__IMG__FD_KIND__FD_PTY,
+	.version = 4,
+	.match = pty_match,
+	.dump = pty_dump,
+	.validate = pty_validate,
+	.restore = pty_restore,
+	.setup = pty_setup,
+};
