@@ -7,7 +7,7 @@ CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wvla -Wformat=2 -Wundef
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -D_GNU_SOURCE -Isrc -I$(BUILD)/gen -MMD -MP
-LDLIBS := -lev -lprotobuf-c -llz4 -luring -lsodium -lxxhash -lpthread -lm
+LDLIBS := -lev -lprotobuf-c -llz4 -luring -lsodium -lxxhash -lnftables -lpthread -lm
 LDFLAGS ?=
 
 PROTOS := $(wildcard proto/*.proto)
@@ -49,7 +49,7 @@ $(BUILD)/libhaul.a: $(LIB_OBJ)
 $(BUILD)/haul: $(BUILD)/obj/src/haul/main.o $(BUILD)/libhaul.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/progs/%: tests/progs/%.c
+$(BUILD)/progs/%: tests/progs/%.c $(wildcard tests/progs/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $< -lpthread -lm
 

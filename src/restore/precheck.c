@@ -2,9 +2,9 @@
  * precheck.c - what is refused, judged from /proc while the process runs
  * (and again inside the dump's stop, rst_check_resources with the tracer).
  *
- * Process-wide: kernel threads, zombies, a tracer, seccomp, children,
- * POSIX timers, the VMAs (kernel mappings, SysV shm, memfd, deleted files)
- * and the process attributes (procattr.c).  Per fd: the kind table
+ * Process-wide: kernel threads, zombies, a tracer, children, the VMAs
+ * (kernel mappings, SysV shm, memfd, deleted files), then each per-process
+ * resource's precheck hook (res_kinds.c: attributes, timers, seccomp).  Per fd: the kind table
  * (fd_kinds.c) classifies it and the kind refuses what it cannot carry;
  * then, over all fds at once, what only sharing decides: socketpairs whose
  * peer is elsewhere (fd_unix.c), pipes or sockets another process holds,
@@ -26,8 +26,10 @@
 
 #include "common/log.h"
 #include "common/vma.h"
+#include "restore/fd_inet.h"
 #include "restore/fd_int.h"
 #include "restore/restore.h"
+#include "restore/res_int.h"
 #include "restore/restore_int.h"
 #include "restore/tree_int.h"
 
@@ -239,6 +241,7 @@ struct held {
 	struct rst_held_pipe *pipes;
 	struct held_file *files;
 	size_t npipes, nfiles;
+	bool precheck; /* not in the dump's stop: the sharing of sockets too */
 };
 
 static void held_release(struct held *h)
@@ -267,14 +270,22 @@ static int hold_fd(struct held *h, const struct rst_fd_probe *p, const struct rs
 		nf[h->nfiles].path = strdup(p->target);
 		return nf[h->nfiles++].path ? 0 : -ENOMEM;
 	}
-	if (k == &rst_fd_pipe || k == &rst_fd_unix_pair) {
+	/*
+	 * A TCP or UDP socket another process holds too (systemd's socket
+	 * activation, a parent, SCM_RIGHTS) would be two sockets after the
+	 * move: checked at the precheck only (a scan of every fd on the host).
+	 */
+	bool inet = k == &rst_fd_tcp_listen || k == &rst_fd_tcp || k == &rst_fd_udp;
+
+	if (k == &rst_fd_pipe || k == &rst_fd_unix_pair || (inet && h->precheck)) {
 		struct rst_held_pipe *np = realloc(h->pipes, (h->npipes + 1) * sizeof(*np));
 
 		if (!np)
 			return -ENOMEM;
 		h->pipes = np;
 		np[h->npipes].ino = p->st->st_ino;
-		np[h->npipes].sock = k == &rst_fd_unix_pair;
+		np[h->npipes].sock = k != &rst_fd_pipe;
+		np[h->npipes].inet = inet;
 		np[h->npipes++].fd = p->fd;
 	}
 	return 0;
@@ -351,10 +362,6 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		snprintf(why, whylen, "pid %d is being traced by pid %d", (int)pid, atoi(f));
 		goto out;
 	}
-	if ((f = rst_status_field(status, "Seccomp")) && atoi(f) != 0) {
-		snprintf(why, whylen, "pid %d runs under seccomp (mode %d)", (int)pid, atoi(f));
-		goto out;
-	}
 	snprintf(path, sizeof(path), "task/%d/children", (int)pid);
 	if (!children_ok && !rst_read_proc(pid, path, &text, NULL)) {
 		if (atoi(text) > 0) {
@@ -381,14 +388,7 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 			goto out;
 		}
 	}
-	if (!rst_read_proc(pid, "timers", &text, NULL)) {
-		if (text[0]) {
-			snprintf(why, whylen, "pid %d has POSIX timers (timer_create)", (int)pid);
-			goto out;
-		}
-		free(text);
-		text = NULL;
-	}
+	h.precheck = !tracer;
 	ret = rst_fd_each(pid, check_fd, &h, why, whylen);
 	if (!ret)
 		ret = rst_unix_check_pairs(h.pipes, h.npipes, why, whylen);
@@ -405,8 +405,9 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		ret = check_shared_files(pid, h.files, h.nfiles, why, whylen);
 	if (!ret)
 		ret = check_vmas(pid, why, whylen);
+	/* the per-process resources that are not fds (res_kinds.c) */
 	if (!ret)
-		ret = rst_attr_audit_proc(pid, why, whylen);
+		ret = rst_res_precheck(pid, tracer, why, whylen);
 out:
 	held_release(&h);
 	free(text);

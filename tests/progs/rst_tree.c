@@ -13,8 +13,8 @@
  *   s1, which calls setsid() and forks s2 (setpgid(0, 0): a group of its
  *   own in s1's session) and s3 (stays in s1's group); the root also forks
  *   p1 (setpgid(0, 0)) and p2 (joins p1's group).
- * SHAPE "timer": the root forks c1, which has a POSIX timer (haul refuses
- *   those by name), and c2.
+ * SHAPE "timer": the root forks c1, which has a POSIX timer on its process
+ *   CPU clock (haul refuses those by name), and c2.
  * SHAPE "shmem": the root maps shared anonymous memory and forks c1, which
  *   shares it (refused by name: it would be restored as two objects).
  * SHAPE "clonefiles": the root clones c1 with CLONE_FILES (one fd table for
@@ -215,7 +215,7 @@ static void timer_setup(void)
 {
 	timer_t id;
 
-	if (timer_create(CLOCK_MONOTONIC, NULL, &id) < 0)
+	if (timer_create(CLOCK_PROCESS_CPUTIME_ID, NULL, &id) < 0)
 		_exit(5);
 }
 
