@@ -39,6 +39,9 @@ int haul_checkpoint_images(pid_t pid, const char *dir, bool leave_running, const
 	struct trk *trk = NULL;
 	int ret;
 
+	/* A process with children is checkpointed with all its descendants, as one image. */
+	if (rst_has_children(pid))
+		return rst_tree_checkpoint(pid, dir, leave_running, fault, st);
 	ret = rst_ckpt_begin(pid, dir, st, &ck);
 	if (ret)
 		return ret;

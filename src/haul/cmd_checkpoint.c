@@ -20,11 +20,13 @@ static const char intro[] =
 	"pid, start time and boot: a new checkpoint of the same process replaces\n"
 	"its image atomically, other processes' images stay).  Without\n"
 	"--leave-running the process is killed once its image is safely on disk;\n"
-	"with it, it carries on.  Restore it with 'haul restore --images DIR'.\n";
+	"with it, it carries on.  A process with children is taken with all its\n"
+	"descendants, as one image; --cgroup PATH takes every process of a cgroup\n"
+	"(they must form one tree).  Restore it with 'haul restore --images DIR'.\n";
 
 int haul_cmd_checkpoint(int argc, char **argv)
 {
-	const char *dir = NULL;
+	const char *dir = NULL, *cgroup = NULL;
 	bool leave = false;
 	struct haul_opt_list ext_fd = {0}, ext_kind = {0};
 	const struct haul_opt opts[] = {
@@ -32,11 +34,19 @@ int haul_cmd_checkpoint(int argc, char **argv)
 		 "the image directory", 0, 0, NULL},
 		{"leave-running", 'l', HAUL_OPT_FLAG, 0, &leave, NULL,
 		 "the process carries on after its checkpoint", 0, 0, NULL},
+		{"cgroup", 'c', HAUL_OPT_PATH, 0, &cgroup, "PATH",
+		 "every process of this cgroup (one tree), instead of PID", 0, 0, NULL},
 		HAUL_OPTS_EXTERNAL(&ext_fd, &ext_kind),
 		{NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL},
 	};
-	const struct haul_cmd_spec spec = {
-		"checkpoint", "PID --images DIR [--leave-running]", intro, NULL, opts, 1, 1, false};
+	const struct haul_cmd_spec spec = {"checkpoint",
+					   "PID|--cgroup PATH --images DIR [--leave-running]",
+					   intro,
+					   NULL,
+					   opts,
+					   0,
+					   1,
+					   false};
 	struct rst_ckpt_stats st;
 	struct haul_pid_lock lock;
 	char why[PATH_MAX + 128];
@@ -49,10 +59,22 @@ int haul_cmd_checkpoint(int argc, char **argv)
 		return haul_opts_exit(c);
 	if (haul_external_apply(&ext_fd, &ext_kind))
 		return 2;
-	pid = strtol(argv[c], &end, 10);
-	if (*end || pid <= 0) {
-		pr_err("'%s' is not a PID", argv[c]);
+	if ((c >= argc) == !cgroup) {
+		pr_err("name the process: a PID or --cgroup PATH, one of them");
 		return 2;
+	}
+	if (cgroup) {
+		pid_t root;
+
+		if (haul_cgroup_tree_root(cgroup, &root))
+			return 1;
+		pid = root;
+	} else {
+		pid = strtol(argv[c], &end, 10);
+		if (*end || pid <= 0) {
+			pr_err("'%s' is not a PID", argv[c]);
+			return 2;
+		}
 	}
 	ret = haul_pid_lock(pid, "checkpointed", &lock, why, sizeof(why));
 	if (ret) {

@@ -526,6 +526,13 @@ struct haul_cmd_spec {
  */
 #define HAUL_OPTS_HELP (-1000)
 int haul_opts_parse(const struct haul_cmd_spec *spec, int argc, char **argv);
+/*
+ * ckpt_cgroup.c: the root of the one process tree cgroup @path holds
+ * (absolute, or relative to the cgroup2 or v1 freezer mount): the one
+ * process whose parent is outside it.  0, or -EINVAL (logged) when it
+ * holds none or several trees, -errno when it cannot be read.
+ */
+int haul_cgroup_tree_root(const char *path, pid_t *root);
 /* The exit status for a haul_opts_parse() result that is not an index. */
 int haul_opts_exit(int ret);
 /* The generated help on @f. */

@@ -30,6 +30,7 @@
 #include "restore/fd_int.h"
 #include "restore/restore_int.h"
 #include "restore/target_int.h"
+#include "restore/tree_int.h"
 
 /* Move remote fd @fd to the parking area (above every fd the image names). */
 int rst_fd_park(struct rst_target *t, struct rst_fd_rctx *x, int fd, int *out)
@@ -147,12 +148,6 @@ static int restore_fd(struct rst_target *t, struct rst_fd_rctx *x, const Haul__I
 	bool shared = false;
 	int ret, tmp = -1;
 
-	if (!k) {
-		/* The image validation refuses these before the restore starts. */
-		snprintf(why, wl, "fd %d names file %u, which this haul cannot restore", e->fd,
-			 e->file_id);
-		return -EOPNOTSUPP;
-	}
 	if (lead) {
 		/* One open file description: the same offset, flags and locks. */
 		ret = rst_rcall(t, SYS_dup3, lead->fd, e->fd, e->cloexec ? O_CLOEXEC : 0, 0, 0, 0,
@@ -161,6 +156,16 @@ static int restore_fd(struct rst_target *t, struct rst_fd_rctx *x, const Haul__I
 			snprintf(why, wl, "cannot make fd %d share the open file of fd %d: %s",
 				 e->fd, lead->fd, strerror(-ret));
 		return ret;
+	}
+	/* Made by another process of the tree: shared again (tree_share.c). */
+	ret = rst_share_import(t, x->park, f, e, why, wl);
+	if (ret != -ENOENT)
+		return ret;
+	if (!k) {
+		/* The image validation refuses these before the restore starts. */
+		snprintf(why, wl, "fd %d names file %u, which this haul cannot restore", e->fd,
+			 e->file_id);
+		return -EOPNOTSUPP;
 	}
 	snprintf(path, sizeof(path), "%s", f->path ? f->path : "");
 	if (f->kind == HAUL__IMG__FD_KIND__FD_DELETED) {

@@ -23,6 +23,7 @@
 #include "restore/fd_int.h"
 #include "restore/res_int.h"
 #include "restore/restore_int.h"
+#include "restore/tree_int.h"
 
 #define FDV_NSIG 64
 
@@ -104,7 +105,8 @@ static int entries_check(const Haul__Img__ProcessState *ps, const uint32_t *ids,
 		} else if (seen[e->fd / 64] >> (e->fd % 64) & 1) {
 			snprintf(why, wl, "fds[%zu].fd: %d appears twice", i, e->fd);
 			ret = -EBADMSG;
-		} else if (!bsearch(&e->file_id, ids, nids, sizeof(*ids), cmp_u32)) {
+		} else if (!bsearch(&e->file_id, ids, nids, sizeof(*ids), cmp_u32) &&
+			   !rst_share_known(e->file_id)) {
 			snprintf(why, wl, "fds[%zu] (fd %d).file_id: %u names no file of the image",
 				 i, e->fd, e->file_id);
 			ret = -EBADMSG;

@@ -21,6 +21,9 @@
  * durable (imgdir.c): a failed or killed checkpoint never costs the previous
  * image.
  *
+ * A process with children is checkpointed as a tree (tree_ckpt.c) and an
+ * image with a tree.img is restored by tree_restore.c.
+ *
  * Restore: the image is found by id (imgdir.c), opened read-only, and every
  * page checked against its checksum before anything is created; then one
  * rst_target fed from it: layout, every stored page, state; clocks continue
@@ -50,6 +53,7 @@
 #include "restore/restore.h"
 #include "restore/fd_int.h"
 #include "restore/restore_int.h"
+#include "restore/tree_int.h"
 #include "tracker/tracker.h"
 
 #define PM_PRESENT (1ULL << 63)
@@ -292,6 +296,19 @@ out:
 	return ret;
 }
 
+int rst_store_pages(pid_t pid, const struct haul_layout *l, struct pstore_proc *p,
+		    struct rst_ckpt_stats *st)
+{
+	uint8_t *buf = malloc(CKPT_CHUNK_PAGES * HAUL_PAGE_SIZE);
+	int ret;
+
+	if (!buf)
+		return -ENOMEM;
+	ret = store_all(pid, l, p, buf, st);
+	free(buf);
+	return ret;
+}
+
 /* One checkpoint being made, from rst_ckpt_begin() to rst_ckpt_end(). */
 struct rst_ckpt {
 	pid_t pid;
@@ -472,6 +489,9 @@ int rst_restore_images(const char *dir, const char *id, pid_t pid,
 	ret = rst_imgdir_find(dir, id, pid, path, sizeof(path), &pid);
 	if (ret)
 		return ret;
+	/* A tree image: every process of it, from tree.img. */
+	if (rst_is_tree_image(path))
+		return rst_restore_tree(path, base, out, here);
 	/* Read-only: a restore never changes an image, damaged or not. */
 	ret = pstore_open_ro(path, &store);
 	if (ret) {

@@ -39,6 +39,7 @@
 #include "common/log.h"
 #include "common/proc.h"
 #include "restore/imgdir_int.h"
+#include "restore/tree_int.h"
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)
@@ -297,6 +298,12 @@ static void scan_image(struct imgdir_pick *k, int dfd, const char *id)
 	d = fdopendir(fd);
 	if (!d) {
 		close(fd);
+		return;
+	}
+	/* A tree is one image: of its root, whose pid opens the id. */
+	if (!faccessat(fd, RST_TREE_FILE, F_OK, 0)) {
+		pick_add(k, id, atoi(id));
+		closedir(d);
 		return;
 	}
 	while ((de = readdir(d)))

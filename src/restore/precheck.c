@@ -33,6 +33,7 @@
 #include "restore/restore.h"
 #include "restore/res_int.h"
 #include "restore/restore_int.h"
+#include "restore/tree_int.h"
 
 /* An open file description on a regular file, and which fd of the process names it. */
 struct held_file {
@@ -42,6 +43,8 @@ struct held_file {
 };
 
 /* The fds of the process that another process may share, and what the scan found. */
+static bool in_tree(pid_t pid);
+
 struct sharing {
 	pid_t pid;
 	const struct rst_held_pipe *p;
@@ -73,7 +76,7 @@ static int each_other_fd(const struct sharing *s,
 		struct dirent *de;
 		DIR *d;
 
-		if (other <= 0 || other == s->pid)
+		if (other <= 0 || other == s->pid || in_tree(other))
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/fd", (int)other);
 		d = opendir(path);
@@ -301,6 +304,30 @@ static int check_fd(void *arg, const struct rst_fd_probe *p, const struct rst_fd
 	return ret;
 }
 
+/*
+ * A tree checkpoint (tree_ckpt.c) dumps the children too, and what the
+ * tree's processes share among themselves is carried (tree_share.c): per
+ * thread, as the checks run, the tree's members (host PIDs).
+ */
+static __thread bool children_ok;
+static __thread const pid_t *tree_pids;
+static __thread size_t tree_n;
+
+void rst_precheck_tree(const pid_t *members, size_t n)
+{
+	children_ok = members != NULL;
+	tree_pids = members;
+	tree_n = n;
+}
+
+static bool in_tree(pid_t pid)
+{
+	for (size_t i = 0; i < tree_n; i++)
+		if (tree_pids[i] == pid)
+			return true;
+	return false;
+}
+
 int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 {
 	struct held h = {0};
@@ -332,9 +359,12 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		goto out;
 	}
 	snprintf(path, sizeof(path), "task/%d/children", (int)pid);
-	if (!rst_read_proc(pid, path, &text, NULL)) {
+	if (!children_ok && !rst_read_proc(pid, path, &text, NULL)) {
 		if (atoi(text) > 0) {
-			snprintf(why, whylen, "pid %d has child process %d", (int)pid, atoi(text));
+			snprintf(why, whylen,
+				 "pid %d has child process %d (a process is moved alone here; "
+				 "'haul checkpoint' takes it with its descendants)",
+				 (int)pid, atoi(text));
 			goto out;
 		}
 		free(text);

@@ -167,6 +167,13 @@ struct rst_target_opts {
 	int (*before_resume)(void *arg, struct rsys *r, const struct haul_layout *l);
 	void *before_resume_arg;
 	/*
+	 * A tree whose session leader is not in it (tree_restore.c): the stub
+	 * is that leader's stand-in, which forks the tree's root (PID
+	 * @hold_for), holds the session id, and exits with the root's status
+	 * once the root exits.  0: a plain stub.
+	 */
+	pid_t hold_for;
+	/*
 	 * A cgroup of the image that is frozen at the resume is joined only at
 	 * rst_target_committed() (migration on one host: the source's own
 	 * cgroup stays frozen until the commit; the process must not stop in it).
@@ -267,6 +274,20 @@ int rst_ckpt_store_round(struct rst_ckpt *ck, struct trk *t, const struct trk_ro
 int rst_ckpt_seize(struct rst_ckpt *ck);
 int rst_ckpt_commit(struct rst_ckpt *ck, bool tracked, bool leave_running, const char *fault);
 void rst_ckpt_end(struct rst_ckpt *ck, int ret);
+/*
+ * A checkpoint of @pid and all its descendants into @dir as one image
+ * DIR/<id>/ (tree_ckpt.c): every process prechecked while running (a
+ * refusal names the pid and resource, -EOPNOTSUPP, nothing stopped), then
+ * all stopped together until no new child appears, each dumped into its
+ * own DIR/<id>/<pid>/ with the tree (ids, zombies and their exit status)
+ * in DIR/<id>/tree.img, committed and switched in as one image.  Without
+ * @leave_running every process is killed once the image is durable.
+ * Memory is copied while stopped.  0 or -errno, logged.
+ * rst_has_children: whether @pid has a child process.
+ */
+int rst_tree_checkpoint(pid_t pid, const char *dir, bool leave_running, const char *fault,
+			struct rst_ckpt_stats *st);
+bool rst_has_children(pid_t pid);
 /*
  * Restore the image @id (NULL: the only one) of process @pid (0: any) from
  * @dir with @o (its pid and clock offsets are filled in here).  The image

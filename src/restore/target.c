@@ -92,6 +92,7 @@ struct ready_msg {
 
 struct spawn {
 	pid_t pid;
+	pid_t hold_for; /* H: the root it forks and mirrors (0: a plain stub S) */
 	enum rst_pidns mode;
 	int ready;
 	int ctl;
@@ -150,6 +151,43 @@ static void __attribute__((noreturn)) stub_main(int ready, int pidns)
 		pause();
 }
 
+/*
+ * H: the stand-in for a session leader that is not in the restored tree
+ * (tree_restore.c).  It holds the session id; its only child is the
+ * tree's root, forked into it by an injected clone3; it reaps the group
+ * stand-ins forked beside the root, and exits with the root's status.
+ * SIGCHLD stays blocked and is taken with sigwaitinfo: no handler is
+ * installed that the root could inherit.
+ */
+static void __attribute__((noreturn)) holder_main(int ready, int pidns, pid_t root)
+{
+	sigset_t chld;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	setsid();
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, NULL);
+	report(ready, 0, pidns);
+	close(ready);
+	for (;;) {
+		int status;
+		pid_t w;
+
+		sigwaitinfo(&chld, NULL);
+		while ((w = waitpid(-1, &status, WNOHANG)) > 0)
+			if (w == root)
+				_exit(rst_exit_code(status));
+	}
+}
+
+static void __attribute__((noreturn)) stub_or_holder(struct spawn *sp, int pidns)
+{
+	if (sp->hold_for)
+		holder_main(sp->ready, pidns, sp->hold_for);
+	stub_main(sp->ready, pidns);
+}
+
 /* I: pid 1 of the new namespace; exits with S's status, killing the namespace. */
 static void __attribute__((noreturn)) init_main(struct spawn *sp)
 {
@@ -158,7 +196,7 @@ static void __attribute__((noreturn)) init_main(struct spawn *sp)
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	child = clone_with_pid(sp->pid);
 	if (child == 0)
-		stub_main(sp->ready, 1);
+		stub_or_holder(sp, 1);
 	if (child < 0) {
 		report(sp->ready, -errno, 1);
 		_exit(127);
@@ -230,7 +268,7 @@ static void __attribute__((noreturn)) m_main(struct spawn *sp)
 		child = clone_with_pid(sp->pid);
 		if (child == 0) {
 			close(sp->ctl);
-			stub_main(sp->ready, 0);
+			stub_or_holder(sp, 0);
 		}
 		if (child < 0 && (errno != EEXIST || sp->mode == RST_PIDNS_NEVER)) {
 			report(sp->ready, -errno, 0);
@@ -253,7 +291,7 @@ static void __attribute__((noreturn)) m_main(struct spawn *sp)
 				_exit(127);
 			}
 			if (sp->pid == 1)
-				stub_main(sp->ready, 1);
+				stub_or_holder(sp, 1);
 			init_main(sp);
 		}
 		if (child < 0) {
@@ -504,6 +542,7 @@ int rst_target_new(const struct rst_target_opts *o, struct rst_target **out)
 		goto fail;
 	}
 	sp.pid = o->pid;
+	sp.hold_for = o->hold_for;
 	sp.mode = o->pidns;
 	sp.ready = ready[1];
 	sp.ctl = ctl[0];
@@ -637,6 +676,9 @@ void rst_target_free(struct rst_target *t)
 		return;
 	if (!t->resumed && t->stub > 0) {
 		rst_target_kill(t);
+		/* a traced leader's death is reported after its traced threads' (a tree's ready ones) */
+		for (size_t i = 0; t->seized && i < t->nthr; i++)
+			waitpid(t->thr[i].pid, NULL, __WALL);
 		if (t->seized)
 			waitpid(t->stub, NULL, __WALL);
 	}

@@ -63,6 +63,8 @@ struct rst_target {
 	const struct haul_layout *lay;
 	char **posix; /* POSIX shm files this restore created (absent here) */
 	size_t nposix;
+	/* how long rst_target_ready took */
+	double ready_ms;
 };
 
 /* A shmem object made in the stub (shm_restore.c). */

@@ -45,6 +45,7 @@
 #include "restore/res_int.h"
 #include "restore/restore_int.h"
 #include "restore/target_int.h"
+#include "restore/tree_int.h"
 
 /* ---- resume -------------------------------------------------------------- */
 
@@ -790,8 +791,21 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 		ret = rst_res_apply(t, ps, why, wl);
 	if (ret)
 		return ret;
-	/* M stops guarding: from here the process lives on without us. */
-	if (write(t->ctl, "R", 1) != 1) {
+	ms[7] = lap_ms(&lap);
+	pr_debug("pid %d resume phases (ms): layout %.2f, vdso %.2f, memory hooks and mlock "
+		 "%.2f, fds %.2f, mm %.2f, task and signals %.2f, threads and creds %.2f, "
+		 "registers and detach %.2f",
+		 (int)t->o.pid, ms[0], ms[1], ms[2], ms[3], ms[4], ms[5], ms[6], ms[7]);
+	return 0;
+}
+
+/* Let the process run: M stops guarding, every thread is detached. */
+static int run(struct rst_target *t, char *why, size_t wl)
+{
+	int ret;
+
+	/* M stops guarding: from here the process lives on without us (a forked one has no M). */
+	if (t->ctl >= 0 && write(t->ctl, "R", 1) != 1) {
 		ret = -errno;
 		snprintf(why, wl, "cannot tell the restore helper: %s", strerror(errno));
 		return ret;
@@ -808,16 +822,10 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 		return ret;
 	}
 	t->seized = false;
-	ms[7] = lap_ms(&lap);
-	pr_debug("pid %d resume phases (ms): layout %.2f, vdso %.2f, memory hooks and mlock "
-		 "%.2f, fds %.2f, mm %.2f, task and signals %.2f, threads and creds %.2f, "
-		 "registers and detach %.2f",
-		 (int)t->o.pid, ms[0], ms[1], ms[2], ms[3], ms[4], ms[5], ms[6], ms[7]);
 	return 0;
 }
 
-int rst_target_resume(struct rst_target *t, const void *state, size_t len, pid_t *pid, char *why,
-		      size_t whylen)
+int rst_target_ready(struct rst_target *t, const void *state, size_t len, char *why, size_t whylen)
 {
 	Haul__Img__ProcessState *ps;
 	struct timespec t0, t1;
@@ -855,9 +863,7 @@ int rst_target_resume(struct rst_target *t, const void *state, size_t len, pid_t
 	haul__img__process_state__free_unpacked(ps, NULL);
 	if (ret) {
 		pr_err("cannot restore pid %d: %s", (int)t->o.pid, why);
-		if (t->resumed)
-			rst_target_kill(t);
-		else if (t->seized) {
+		if (t->seized) {
 			rst_target_kill(t);
 			for (size_t i = 0; i < t->nthr; i++)
 				waitpid(t->thr[i].pid, NULL, __WALL);
@@ -867,15 +873,35 @@ int rst_target_resume(struct rst_target *t, const void *state, size_t len, pid_t
 		}
 		return ret;
 	}
+	t->ready_ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+	return 0;
+}
+
+int rst_target_run(struct rst_target *t, pid_t *pid, char *why, size_t whylen)
+{
+	int ret = run(t, why, whylen);
+
+	if (ret) {
+		pr_err("cannot restore pid %d: %s", (int)t->o.pid, why);
+		rst_target_kill(t);
+		return ret;
+	}
 	if (t->mem >= 0) {
 		close(t->mem);
 		t->mem = -1;
 	}
 	*pid = t->stub;
-	pr_info("pid %d restored in %.1f ms (pid %d here%s)", (int)t->o.pid,
-		(t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6, (int)t->stub,
-		t->pidns ? ", in a new PID namespace" : "");
+	pr_info("pid %d restored in %.1f ms (pid %d here%s)", (int)t->o.pid, t->ready_ms,
+		(int)t->stub, t->pidns ? ", in a new PID namespace" : "");
 	return 0;
+}
+
+int rst_target_resume(struct rst_target *t, const void *state, size_t len, pid_t *pid, char *why,
+		      size_t whylen)
+{
+	int ret = rst_target_ready(t, state, len, why, whylen);
+
+	return ret ? ret : rst_target_run(t, pid, why, whylen);
 }
 
 int rst_image_clock_offsets(const void *state, size_t len, int64_t *mono, int64_t *boot)

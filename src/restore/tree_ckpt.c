@@ -1,0 +1,443 @@
+/*
+ * tree_ckpt.c - haul checkpoint of a process with descendants: one image
+ * of the whole tree.
+ *
+ * Order: walk the tree and precheck every process while all run (a
+ * refusal names the pid and resource and touches nothing); then stop them
+ * (rst_seize: SIGSTOP hold + ptrace, parents first), walk again, and
+ * precheck and stop what was forked meanwhile, until a walk finds nothing
+ * new: a stopped process forks no more, so the set is then stable.  Only
+ * then are the ids read (pgid and sid may change until the stop) and each
+ * process dumped: its ProcessState, layout and pages into DIR/<pid>/ of one
+ * page store, the tree (tree_img.c) beside them, every store committed and
+ * the image switched in at once (imgdir.c).  Without --leave-running the
+ * processes are killed, leaves first, only once the image is durable; a
+ * failure releases every one of them untouched.
+ *
+ * Memory is read while stopped (no tracker rounds): the stop grows with
+ * the memory of the whole tree.
+ */
+#define LOG_PREFIX "tree: "
+#include <errno.h>
+#include <signal.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/pstore.h"
+#include "restore/fd_int.h"
+#include "restore/imgdir_int.h"
+#include "restore/restore.h"
+#include "restore/restore_int.h"
+#include "restore/tree_int.h"
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/* A zombie, or gone (reaped): nothing to precheck or stop, the re-read sorts it out. */
+static bool is_zombie(pid_t host)
+{
+	char *status = NULL;
+	const char *f;
+	bool z = true;
+
+	if (!rst_read_proc(host, "status", &status, NULL)) {
+		f = rst_status_field(status, "State");
+		z = f && f[strspn(f, " \t")] == 'Z';
+	}
+	free(status);
+	return z;
+}
+
+/* Precheck [from, n) of @t while they run; zombies need none. */
+static int precheck_from(struct rst_tree *t, size_t from, char *why, size_t wl)
+{
+	for (size_t i = from; i < t->n; i++) {
+		int ret;
+
+		if (i && is_zombie(t->p[i].host))
+			continue; /* the root's precheck names it a zombie */
+		ret = rst_dump_precheck(t->p[i].host, why, wl);
+		if (ret && i && is_zombie(t->p[i].host))
+			continue; /* it exited meanwhile */
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* Stopped by its owner (job control, state T): it stays stopped after us. */
+static bool owner_stopped(pid_t host)
+{
+	char *status = NULL;
+	const char *f;
+	bool st = false;
+
+	if (!rst_read_proc(host, "status", &status, NULL)) {
+		f = rst_status_field(status, "State");
+		st = f && f[strspn(f, " \t")] == 'T';
+	}
+	free(status);
+	return st;
+}
+
+/*
+ * Let process @p go.  The injection journal holds one process at a time
+ * (injlog.c): the SIGSTOP hold of every other process of the tree is
+ * undone here, by the SIGCONT it owes.
+ */
+static void release_one(struct rst_tree_proc *p)
+{
+	if (!p->sz)
+		return;
+	rst_release(p->sz);
+	p->sz = NULL;
+	if (p->cont)
+		kill(p->host, SIGCONT);
+	p->cont = false;
+}
+
+static int seize_from(struct rst_tree *t, size_t from, char *why, size_t wl)
+{
+	for (size_t i = from; i < t->n; i++) {
+		int ret;
+
+		if (i && is_zombie(t->p[i].host))
+			continue;
+		t->p[i].cont = !owner_stopped(t->p[i].host);
+		ret = rst_seize(t->p[i].host, &t->p[i].sz);
+		if (ret && i && is_zombie(t->p[i].host))
+			continue;
+		if (ret) {
+			snprintf(why, wl, "cannot stop pid %d of the tree: %s", (int)t->p[i].host,
+				 strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* include/uapi/linux/kcmp.h */
+#define KCMP_VM_      1
+#define KCMP_FILES_   2
+#define KCMP_FS_      3
+#define KCMP_SIGHAND_ 4
+
+/*
+ * What clone() can share between processes without CLONE_THREAD and haul
+ * does not rebuild: each restored process gets its own (kcmp, kernel/kcmp.c).
+ */
+static const struct {
+	int type;
+	const char *what;
+} tables[] = {
+	{KCMP_VM_, "one address space (CLONE_VM, e.g. a vfork child)"},
+	{KCMP_FILES_, "one fd table (CLONE_FILES)"},
+	{KCMP_FS_, "one cwd and umask (CLONE_FS)"},
+	{KCMP_SIGHAND_, "one table of signal handlers (CLONE_SIGHAND)"},
+};
+
+/* Refuse two live processes of @t that share one of tables[]; by name. */
+static int check_tables(const struct rst_tree *t, char *why, size_t wl)
+{
+	for (size_t i = 0; i < t->n; i++)
+		for (size_t j = i + 1; j < t->n; j++)
+			for (size_t k = 0; k < sizeof(tables) / sizeof(tables[0]); k++) {
+				/* a zombie has none of them left (two would compare equal) */
+				if (is_zombie(t->p[i].host) || is_zombie(t->p[j].host))
+					break;
+				if (syscall(SYS_kcmp, t->p[i].host, t->p[j].host, tables[k].type, 0,
+					    0) != 0)
+					continue;
+				snprintf(why, wl,
+					 "pids %d and %d of the tree share %s, which haul does not "
+					 "rebuild; checkpoint the tree when they no longer do",
+					 (int)t->p[i].host, (int)t->p[j].host, tables[k].what);
+				return -EOPNOTSUPP;
+			}
+	return 0;
+}
+
+/* A shared memory object one process of the tree maps (dev 00:xx, no name: shmem). */
+struct shm_seen {
+	pid_t host;
+	unsigned long long ino;
+	unsigned minor;
+	char range[64];
+};
+
+/*
+ * Refuse shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS, inherited over
+ * fork) mapped by two processes of the tree: each would get its own copy.
+ * (memfd and SysV are refused per process by the precheck already.)
+ */
+static int check_shared_memory(const struct rst_tree *t, char *why, size_t wl)
+{
+	struct shm_seen *seen = NULL;
+	size_t n = 0, cap = 0;
+	int ret = 0;
+
+	for (size_t i = 0; i < t->n && !ret; i++) {
+		char *maps = NULL, *line;
+
+		if (i && is_zombie(t->p[i].host))
+			continue;
+		if (rst_read_proc(t->p[i].host, "maps", &maps, NULL))
+			continue;
+		for (line = maps; line && *line && !ret;
+		     line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+			char range[64], perms[8];
+			unsigned major, minor;
+			unsigned long long off, ino;
+
+			size_t len = strcspn(line, "\n");
+			char text[512];
+
+			snprintf(text, sizeof(text), "%.*s", (int)(len < 511 ? len : 511), line);
+			/*
+			 * Only objects without a name to reopen ("/dev/zero (deleted)"):
+			 * a file, on tmpfs too, is mapped again from its path, shared as before.
+			 */
+			if (sscanf(text, "%63s %7s %llx %x:%x %llu", range, perms, &off, &major,
+				   &minor, &ino) != 6 ||
+			    perms[3] != 's' || major != 0 || !ino || !strstr(text, "(deleted)"))
+				continue;
+			for (size_t k = 0; k < n; k++)
+				if (seen[k].host != t->p[i].host && seen[k].ino == ino &&
+				    seen[k].minor == minor) {
+					snprintf(
+						why, wl,
+						"pids %d (%s) and %d (%s) of the tree map one shared "
+						"memory object (inode %llu): haul restores shared memory "
+						"per process, so it would no longer be shared",
+						(int)seen[k].host, seen[k].range, (int)t->p[i].host,
+						range, ino);
+					ret = -EOPNOTSUPP;
+					break;
+				}
+			if (ret)
+				break;
+			if (n == cap) {
+				void *g = realloc(seen, (cap = cap ? cap * 2 : 32) * sizeof(*seen));
+
+				if (!g) {
+					ret = -ENOMEM;
+					break;
+				}
+				seen = g;
+			}
+			seen[n] = (struct shm_seen){t->p[i].host, ino, minor, ""};
+			snprintf(seen[n].range, sizeof(seen[n].range), "%s", range);
+			n++;
+		}
+		free(maps);
+	}
+	free(seen);
+	return ret;
+}
+
+/* The host PIDs of @t for the checks (rst_precheck_tree): what they share is carried. */
+static int set_members(const struct rst_tree *t, pid_t **members)
+{
+	pid_t *m = realloc(*members, t->n * sizeof(*m));
+
+	if (!m)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->n; i++)
+		m[i] = t->p[i].host;
+	*members = m;
+	rst_precheck_tree(m, t->n);
+	/* a pipe only the tree holds is the tree's, not an external endpoint (fd_external.c) */
+	rst_ext_moving(m, t->n);
+	return 0;
+}
+
+/* Walk, precheck and stop until a walk finds no new process. */
+static int stop_tree(struct rst_tree *t, pid_t root, pid_t **members, char *why, size_t wl)
+{
+	size_t added, from = 0;
+	int ret;
+
+	for (;;) {
+		ret = rst_tree_walk(t, root, &added, why, wl);
+		if (ret || !added)
+			return ret;
+		ret = set_members(t, members);
+		if (!ret)
+			ret = precheck_from(t, from, why, wl);
+		if (!ret)
+			ret = check_tables(t, why, wl);
+		if (!ret)
+			ret = check_shared_memory(t, why, wl);
+		if (!ret)
+			ret = seize_from(t, from, why, wl);
+		if (ret)
+			return ret;
+		from = t->n;
+	}
+}
+
+/* Dump process @i of @t into @store: state, layout, every page. */
+static int dump_one(struct rst_tree *t, size_t i, struct rst_share_dump *d, struct pstore *store,
+		    struct pstore_proc **pp, struct rst_ckpt_stats *st)
+{
+	struct rst_tree_proc *p = &t->p[i];
+	Haul__Img__ProcessState *ps = NULL;
+	struct haul_layout l = {0};
+	uint8_t *blob = NULL;
+	size_t len;
+	int ret;
+
+	ret = rst_dump_state(p->sz, &blob, &len);
+	if (ret) {
+		pr_err_r(ret, "cannot dump the state of pid %d of the tree of pid %d", p->pid,
+			 t->p[0].pid);
+		return ret;
+	}
+	ps = haul__img__process_state__unpack(NULL, len, blob);
+	ret = ps ? rst_share_dump_merge(d, p->host, ps) : -EBADMSG;
+	if (!ret && rst_tree_hooks() && rst_tree_hooks()->dumped)
+		ret = rst_tree_hooks()->dumped(rst_tree_hooks()->arg, p->host, p->pid, ps);
+	if (!ret) {
+		/* its files as shared with the processes before it (tree_share.c) */
+		free(blob);
+		len = haul__img__process_state__get_packed_size(ps);
+		blob = malloc(len);
+		ret = blob ? 0 : -ENOMEM;
+		if (blob)
+			haul__img__process_state__pack(ps, blob);
+	}
+	if (!ret)
+		ret = rst_state_layout(ps, &l);
+	if (!ret)
+		ret = pstore_proc_get(store, p->pid, true, pp);
+	if (!ret)
+		ret = pstore_set_comm(*pp, ps->comm);
+	if (!ret)
+		ret = pstore_set_layout(*pp, &l);
+	if (!ret)
+		ret = pstore_set_state(*pp, blob, len);
+	if (!ret)
+		ret = rst_store_pages(p->host, &l, *pp, st);
+	if (ret)
+		pr_err_r(ret, "cannot store the image of pid %d of the tree of pid %d", p->pid,
+			 t->p[0].pid);
+	haul_layout_release(&l);
+	if (ps)
+		haul__img__process_state__free_unpacked(ps, NULL);
+	free(blob);
+	return ret;
+}
+
+/* Write every process and the tree into the new image, durable and switched in. */
+static int write_image(struct rst_tree *t, const char *dir, bool leave_running, const char *fault,
+		       struct rst_ckpt_stats *st)
+{
+	struct rst_imgdir_tx tx = {.dirfd = -1, .lockfd = -1};
+	struct pstore_proc **pp = calloc(t->n, sizeof(*pp));
+	struct rst_share_dump d = {0};
+	struct pstore *store = NULL;
+	int ret, fd = -1;
+
+	if (!pp)
+		return -ENOMEM;
+	ret = rst_imgdir_begin(dir, t->p[0].host, t->p[0].pid, &tx);
+	if (ret)
+		goto out;
+	snprintf(st->id, sizeof(st->id), "%s", tx.id);
+	ret = pstore_open(tx.path, &store);
+	for (size_t i = 0; i < t->n && !ret; i++)
+		if (!t->p[i].zombie)
+			ret = dump_one(t, i, &d, store, &pp[i], st);
+	if (!ret) {
+		fd = open(tx.path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+		ret = fd < 0 ? -errno : rst_tree_img_write(fd, t);
+	}
+	if (ret)
+		goto out;
+	rst_imgdir_fault(fault, "staged");
+	if (leave_running) {
+		for (size_t i = 0; i < t->n; i++)
+			release_one(&t->p[i]);
+		st->frozen_ns = now_ns() - st->frozen_ns;
+	}
+	for (size_t i = 0; i < t->n && !ret; i++)
+		if (pp[i])
+			ret = pstore_commit(pp[i], pstore_round(pp[i]) + 1);
+	if (ret) {
+		pr_err_r(ret,
+			 "cannot commit the image of the tree of pid %d to %s; the previous "
+			 "image stays",
+			 t->p[0].pid, tx.path);
+		goto out;
+	}
+	ret = rst_imgdir_switch(&tx, fault);
+out:
+	if (ret)
+		for (size_t i = 0; i < t->n; i++)
+			if (pp[i])
+				pstore_abort(pp[i]);
+	if (fd >= 0)
+		close(fd);
+	pstore_close(store);
+	rst_imgdir_end(&tx);
+	rst_share_dump_release(&d);
+	free(pp);
+	return ret;
+}
+
+int rst_tree_checkpoint(pid_t pid, const char *dir, bool leave_running, const char *fault,
+			struct rst_ckpt_stats *st)
+{
+	struct rst_tree t = {0};
+	pid_t *members = NULL;
+	uint64_t t0 = now_ns();
+	char why[512] = "";
+	size_t live = 0;
+	int ret;
+
+	memset(st, 0, sizeof(*st));
+	ret = stop_tree(&t, pid, &members, why, sizeof(why));
+	st->frozen_ns = now_ns();
+	if (!ret)
+		ret = rst_tree_read_ids(&t, why, sizeof(why));
+	if (ret) {
+		pr_err("cannot checkpoint pid %d and its descendants: %s; every process runs on",
+		       (int)pid, why[0] ? why : strerror(-ret));
+		goto out;
+	}
+	ret = write_image(&t, dir, leave_running, fault, st);
+	if (ret)
+		goto out;
+	/* Durable on disk: the tree may go, leaves first, and must not run again. */
+	for (size_t i = t.n; i-- > 0;) {
+		live += !t.p[i].zombie;
+		if (!leave_running) {
+			rst_kill_seized(t.p[i].sz);
+			t.p[i].sz = NULL;
+		}
+	}
+	if (!leave_running)
+		st->frozen_ns = now_ns() - st->frozen_ns;
+	st->total_ns = now_ns() - t0;
+	pr_info("checkpointed pid %d with %zu descendants (%zu zombies)", t.p[0].pid, t.n - 1,
+		t.n - live);
+out:
+	for (size_t i = 0; i < t.n; i++)
+		release_one(&t.p[i]);
+	rst_precheck_tree(NULL, 0);
+	rst_ext_moving(NULL, 0);
+	free(members);
+	rst_tree_release(&t);
+	return ret;
+}

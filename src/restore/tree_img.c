@@ -1,0 +1,200 @@
+/*
+ * tree_img.c - tree.img, the process tree of a multi-process image, beside
+ * its DIR/<pid>/ page stores.  Byte by byte (integers little-endian):
+ *
+ *   offset  size
+ *        0     8 magic "HAULTRE1"
+ *        8     4 format version (1)
+ *       12     4 reserved, 0
+ *       16     8 length N of the message
+ *       24     8 XXH3-64 (seed 0) of those N bytes
+ *       32     N protobuf haul.img.Tree (proto/image.proto): Tree.version,
+ *                the root's pid, one ProcessEntry per process (pid, ppid,
+ *                pgid, sid, zombie, exit_status), parents first
+ *
+ * It is written (and fsynced) into the image's tmp directory before the
+ * switch that makes the image committed, so it is part of the same atomic
+ * step as the page stores.  Reading checks everything a restore relies on
+ * before any of it is used: magic, version, length, checksum, then the
+ * tree itself (the root first, each parent before its children, no pid
+ * twice, at most RST_TREE_MAX entries, a zombie with no children).
+ */
+#define LOG_PREFIX "tree: "
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "common/log.h"
+#include "restore/fd_int.h"
+#include "restore/tree_int.h"
+
+#define TREE_MAGIC   "HAULTRE1"
+#define TREE_FORMAT  1
+#define TREE_HDR     32
+#define TREE_MAX_LEN (RST_TREE_MAX * 64 + 64)
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+int rst_tree_img_write(int dirfd, const struct rst_tree *t)
+{
+	Haul__Img__Tree tr = HAUL__IMG__TREE__INIT;
+	Haul__Img__ProcessEntry *e = calloc(t->n, sizeof(*e));
+	Haul__Img__ProcessEntry **ep = calloc(t->n, sizeof(*ep));
+	uint8_t *buf = NULL;
+	size_t len;
+	int fd = -1, ret = -ENOMEM;
+
+	if (!e || !ep)
+		goto out;
+	for (size_t i = 0; i < t->n; i++) {
+		haul__img__process_entry__init(&e[i]);
+		e[i].pid = t->p[i].pid;
+		e[i].ppid = t->p[i].ppid;
+		e[i].pgid = t->p[i].pgid;
+		e[i].sid = t->p[i].sid;
+		e[i].has_zombie = e[i].zombie = t->p[i].zombie;
+		e[i].has_exit_status = t->p[i].zombie;
+		e[i].exit_status = t->p[i].exit_status;
+		ep[i] = &e[i];
+	}
+	tr.version = RST_TREE_VERSION;
+	tr.root = t->p[0].pid;
+	tr.n_procs = t->n;
+	tr.procs = ep;
+	len = haul__img__tree__get_packed_size(&tr);
+	buf = malloc(TREE_HDR + len);
+	if (!buf)
+		goto out;
+	memcpy(buf, TREE_MAGIC, 8);
+	memset(buf + 8, 0, 8);
+	buf[8] = TREE_FORMAT;
+	put64(buf + 16, len);
+	haul__img__tree__pack(&tr, buf + TREE_HDR);
+	put64(buf + 24, XXH3_64bits(buf + TREE_HDR, len));
+	fd = openat(dirfd, RST_TREE_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, buf, TREE_HDR + len) != (ssize_t)(TREE_HDR + len) || fsync(fd)) {
+		ret = errno ? -errno : -EIO;
+		pr_err_r(ret, "cannot write the tree of pid %d (%s)", t->p[0].pid, RST_TREE_FILE);
+		goto out;
+	}
+	ret = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	free(ep);
+	free(e);
+	return ret;
+}
+
+/* The tree's own consistency; the reason in @why. */
+static int check_tree(const Haul__Img__Tree *tr, char *why, size_t wl)
+{
+	if (tr->version != RST_TREE_VERSION) {
+		snprintf(why, wl, "tree version %u, this haul reads %d", tr->version,
+			 RST_TREE_VERSION);
+		return -EBADMSG;
+	}
+	if (!tr->n_procs || tr->n_procs > RST_TREE_MAX || tr->procs[0]->pid != tr->root ||
+	    tr->procs[0]->zombie) {
+		snprintf(why, wl, "%zu processes, the first not the live root %d", tr->n_procs,
+			 tr->root);
+		return -EBADMSG;
+	}
+	for (size_t i = 0; i < tr->n_procs; i++) {
+		const Haul__Img__ProcessEntry *e = tr->procs[i];
+		bool parent = !i;
+
+		if (e->pid <= 0 || e->pgid <= 0 || e->sid <= 0) {
+			snprintf(why, wl, "entry %zu has pid %d, pgid %d, sid %d", i, e->pid,
+				 e->pgid, e->sid);
+			return -EBADMSG;
+		}
+		for (size_t k = 0; k < i; k++) {
+			if (tr->procs[k]->pid == e->pid) {
+				snprintf(why, wl, "pid %d is in it twice", e->pid);
+				return -EBADMSG;
+			}
+			if (tr->procs[k]->pid == e->ppid) {
+				if (tr->procs[k]->zombie) {
+					snprintf(why, wl, "pid %d has zombie parent %d", e->pid,
+						 e->ppid);
+					return -EBADMSG;
+				}
+				parent = true;
+			}
+		}
+		if (!parent) {
+			snprintf(why, wl, "the parent %d of pid %d is not before it", e->ppid,
+				 e->pid);
+			return -EBADMSG;
+		}
+	}
+	return 0;
+}
+
+int rst_tree_img_read(const char *dir, Haul__Img__Tree **out)
+{
+	char path[4096], why[256] = "";
+	Haul__Img__Tree *tr = NULL;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int ret;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, RST_TREE_FILE);
+	ret = rst_read_file(path, (char **)&buf, &len);
+	if (ret == -ESRCH || ret == -ENOENT)
+		return -ENOENT;
+	if (ret) {
+		pr_err_r(ret, "cannot read %s", path);
+		return ret;
+	}
+	ret = -EBADMSG;
+	if (len < TREE_HDR || memcmp(buf, TREE_MAGIC, 8))
+		snprintf(why, sizeof(why), "not a tree file");
+	else if (buf[8] != TREE_FORMAT || buf[9] || buf[10] || buf[11])
+		snprintf(why, sizeof(why), "format %u, this haul reads %d", buf[8], TREE_FORMAT);
+	else if (get64(buf + 16) != len - TREE_HDR || len - TREE_HDR > TREE_MAX_LEN)
+		snprintf(why, sizeof(why), "length %llu in a file of %zu bytes",
+			 (unsigned long long)get64(buf + 16), len);
+	else if (get64(buf + 24) != XXH3_64bits(buf + TREE_HDR, len - TREE_HDR))
+		snprintf(why, sizeof(why), "checksum mismatch");
+	else if (!(tr = haul__img__tree__unpack(NULL, len - TREE_HDR, buf + TREE_HDR)))
+		snprintf(why, sizeof(why), "the message does not decode");
+	else
+		ret = check_tree(tr, why, sizeof(why));
+	free(buf);
+	if (ret) {
+		pr_err("%s is damaged: %s; checkpoint the tree again", path, why);
+		if (tr)
+			haul__img__tree__free_unpacked(tr, NULL);
+		return ret;
+	}
+	*out = tr;
+	return 0;
+}
+
+bool rst_is_tree_image(const char *dir)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, RST_TREE_FILE);
+	return access(path, F_OK) == 0;
+}

@@ -1,0 +1,202 @@
+/*
+ * tree_int.h - private to src/restore: a process with its descendants (a
+ * tree), as the checkpoint finds it (tree_walk.c), as tree.img keeps it
+ * (tree_img.c), and the restore-side process creation it needs
+ * (target_fork.c).  DESIGN.md "Images" and "Process trees".
+ */
+#ifndef HAUL_RESTORE_TREE_INT_H
+#define HAUL_RESTORE_TREE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "image.pb-c.h"
+#include "restore/restore.h"
+
+/* Tree.version: bump when an older restorer would misapply a tree. */
+#define RST_TREE_VERSION 1
+/* The most processes one tree may hold (a bound on a peer's or a file's claim). */
+#define RST_TREE_MAX 4096
+/* The file of a tree image, beside the DIR/<pid>/ page stores. */
+#define RST_TREE_FILE "tree.img"
+
+/* One process of a tree; ids are in the tree's PID namespace. */
+struct rst_tree_proc {
+	pid_t host; /* its PID as seen from here */
+	pid_t pid, ppid, pgid, sid;
+	bool zombie;
+	int exit_status; /* zombie: the wait status */
+	struct rst_seized *sz;
+	bool cont; /* we stopped it (SIGSTOP hold): SIGCONT once released */
+};
+
+/* Every parent before its children, the root at [0]. */
+struct rst_tree {
+	struct rst_tree_proc *p;
+	size_t n, cap;
+};
+
+/*
+ * tree_walk.c.  rst_tree_walk: add to @t every descendant of its processes
+ * (the root, host PID @root, first when @t is empty) not in it yet, from
+ * /proc/PID/task/TID/children; *@added counts them.  rst_tree_read_ids:
+ * read (again) every process's ids and zombie state, dropping those gone
+ * (a zombie reaped by its parent before that stopped).  Both refuse a
+ * descendant in a PID namespace of its own (-EOPNOTSUPP, @why).
+ * rst_tree_find: the index of tree pid @pid, or -1.  rst_tree_release frees.
+ */
+int rst_tree_walk(struct rst_tree *t, pid_t root, size_t *added, char *why, size_t wl);
+int rst_tree_read_ids(struct rst_tree *t, char *why, size_t wl);
+ssize_t rst_tree_find(const struct rst_tree *t, pid_t pid);
+void rst_tree_release(struct rst_tree *t);
+
+/*
+ * tree_img.c: write @t as DIR/tree.img (@dirfd: DIR), fsynced; read and
+ * check DIR/tree.img into *@out (free with haul__img__tree__free_unpacked):
+ * -ENOENT when DIR holds no tree, -EBADMSG (logged, naming the file) when
+ * it is damaged or inconsistent (a parent after its child, an unknown
+ * parent, twice the same pid, more than RST_TREE_MAX processes).
+ */
+int rst_tree_img_write(int dirfd, const struct rst_tree *t);
+int rst_tree_img_read(const char *dir, Haul__Img__Tree **out);
+/* Whether the page store directory @dir holds a tree (its tree.img exists). */
+bool rst_is_tree_image(const char *dir);
+
+/*
+ * image.c: stage every page of stopped @pid (host PID) that exists, as a
+ * checkpoint without tracker rounds does, into @p.  0 or -errno.
+ */
+struct pstore_proc;
+struct haul_layout;
+int rst_store_pages(pid_t pid, const struct haul_layout *l, struct pstore_proc *p,
+		    struct rst_ckpt_stats *st);
+
+/*
+ * tree_ckpt.c: rst_ckpt_begin..rst_ckpt_end for @root and all its
+ * descendants (restore.h rst_tree_checkpoint).
+ */
+
+/*
+ * precheck.c: the checks of this thread are for a tree of @n processes
+ * @members (host PIDs; NULL: a lone process): children are accepted (they
+ * are dumped too) and files and pipes shared with members are not
+ * refused (tree_share.c carries them).  @members must outlive the checks.
+ */
+void rst_precheck_tree(const pid_t *members, size_t n);
+
+/*
+ * target_fork.c, the tree's process creation, on stubs not laid out yet
+ * (no rst_target_layout: their memory is still the stub's).
+ * rst_target_fork: inject clone3(set_tid = @pid) into @parent's stub, a
+ * fork: the child is a stub too, attached to us stopped, in @parent's
+ * session and process group, with PR_SET_PDEATHSIG SIGKILL (a parent
+ * killed before resume takes it along).  rst_target_setsid /
+ * rst_target_setpgid: injected setsid() / setpgid(0, @pgid).
+ * rst_target_exit: make the stub exit with wait status @status (an exit
+ * code or a signal), not reaped by its parent: a zombie; the parent's
+ * SIGCHLD for it is consumed (the real one was delivered long ago).
+ * Each: 0 or -errno, logged naming the pid.
+ */
+int rst_target_fork(struct rst_target *parent, pid_t pid, struct rst_target **out);
+int rst_target_setsid(struct rst_target *t);
+int rst_target_setpgid(struct rst_target *t, pid_t pgid);
+int rst_target_exit(struct rst_target *t, struct rst_target *parent, int status);
+/*
+ * rst_target_release_holder: let a stub that is not laid out (the session
+ * stand-in, target.c holder_main) go back to its own code: its registers
+ * and mask put back, detached, its M told.  0 or -errno.
+ */
+int rst_target_release_holder(struct rst_target *t);
+
+/*
+ * tree_share.c, dump side: the FileObjects dumped so far (one fd of each,
+ * host PID, id, inode).  rst_share_dump_merge: give @ps's ids past every
+ * earlier one, then drop each FileObject that is the same open file
+ * description as an earlier process's, its FdEntries naming that one.
+ * 0 or -errno.
+ */
+struct rst_share_dump {
+	struct {
+		pid_t host;
+		int fd;
+		uint32_t id;
+		dev_t dev;
+		ino_t ino;
+	} * e;
+	size_t n, cap;
+	uint32_t next_id;
+};
+int rst_share_dump_merge(struct rst_share_dump *d, pid_t host, Haul__Img__ProcessState *ps);
+void rst_share_dump_release(struct rst_share_dump *d);
+
+/*
+ * tree_share.c, restore side: the processes of the tree whose fds exist
+ * (in tree order; their states and pids in their namespace).  Set for
+ * this thread while the tree is made ready (NULL: none).
+ * rst_share_known: whether FileObject @id is stored in one of them (the
+ * image check accepts an FdEntry naming it).  rst_share_import: fd @e of
+ * @t from them, the open file description @e->file_id (@f NULL: stored
+ * in another process) or the pipe of @f made by another process; @park:
+ * a free fd number above the image's.  -ENOENT: not shared (restore it
+ * as usual); 0 or -errno with @why.
+ */
+struct rst_share_rst {
+	const Haul__Img__ProcessState **ps;
+	pid_t *pid;
+	size_t n;
+};
+void rst_share_restore_set(const struct rst_share_rst *s);
+bool rst_share_known(uint32_t id);
+int rst_share_import(struct rst_target *t, int park, const Haul__Img__FileObject *f,
+		     const Haul__Img__FdEntry *e, char *why, size_t wl);
+
+/*
+ * Hooks for what the processes of a tree share besides fds (shared
+ * memory: MAP_SHARED anonymous, SysV, memfd, /dev/shm), called if set, in
+ * tree order, on the tracer thread.  Each: 0 or -errno (fails the
+ * checkpoint or restore; the hook logs why).
+ *  dumped:        at the checkpoint, process @host (tree pid @pid) dumped
+ *                 into @ps, the earlier processes' already: give its
+ *                 shared objects ids unique in the image and store each
+ *                 once (as tree_share.c does for open files).
+ *  created:       at the restore, every process exists (stopped, forked
+ *                 from its parent, not laid out): @t[i] is tree entry i's
+ *                 target, NULL for a zombie.
+ *  before_layout: before process @t (tree pid @pid) is laid out; the ones
+ *                 before it in tree order are laid out, filled and ready:
+ *                 objects they made can be attached by id (pidfd_getfd of
+ *                 a memfd, /proc/PID/map_files) into @t.
+ * rst_tree_set_hooks: install @h (NULL: none); it must outlive its use.
+ */
+struct rst_tree_hooks {
+	int (*dumped)(void *arg, pid_t host, pid_t pid, Haul__Img__ProcessState *ps);
+	int (*created)(void *arg, const Haul__Img__Tree *tr, struct rst_target *const *t);
+	int (*before_layout)(void *arg, struct rst_target *t, pid_t pid);
+	void *arg;
+};
+void rst_tree_set_hooks(const struct rst_tree_hooks *h);
+/* The hooks installed, or NULL. */
+const struct rst_tree_hooks *rst_tree_hooks(void);
+
+/*
+ * tree_restore.c: restore the tree image in page store directory @path
+ * (it holds tree.img) with @o (pid, hold_for, clocks and namespace mode
+ * are decided here).  *@out is the first process made (the root, or the
+ * stand-in of its session leader, which exits with the root's status):
+ * rst_target_wait gives the root's status; *@here the root's PID here.
+ * 0 or -errno, logged; on failure nothing of the tree is left.
+ */
+int rst_restore_tree(const char *path, const struct rst_target_opts *o, struct rst_target **out,
+		     pid_t *here);
+
+/*
+ * target_resume.c: rst_target_resume in two steps, so that a tree runs only
+ * once every process is ready.  rst_target_ready: apply @state, leave it
+ * stopped with its final registers (a failure kills the stub, @why says
+ * why).  rst_target_run: detach it (and tell M); *@pid its PID here.
+ */
+int rst_target_ready(struct rst_target *t, const void *state, size_t len, char *why, size_t wl);
+int rst_target_run(struct rst_target *t, pid_t *pid, char *why, size_t wl);
+
+#endif

@@ -1,0 +1,376 @@
+/*
+ * tree_restore.c - haul restore of a tree image (tree.img beside one page
+ * store per live process): every process back with its pid, parent,
+ * session, process group, threads and memory, zombies with their status.
+ *
+ * Order (each step for every process before the next step starts):
+ *  1. check: every page of every process against its checksum, every
+ *     state and layout; the sessions and groups must be buildable (below).
+ *  2. create: the first stub (rst_target_new), then each process forked
+ *     by its restored parent (target_fork.c), parents first; a session
+ *     leader calls setsid() right after its fork, before its children
+ *     are forked, so they inherit the session as on the source.
+ *  3. groups: group leaders setpgid(0, 0), then every other member
+ *     setpgid(0, pgid) (a group must exist before it is joined).
+ *  4. zombies exit with their status, unreaped.
+ *  5. each live process: layout, pages, state (rst_target_ready): all
+ *     stopped on their final registers.
+ *  6. all run (rst_target_run), only once every one is ready.
+ * Any failure kills every process made so far (the first stub's death
+ * takes the rest: PR_SET_PDEATHSIG) and the image is left as it was.
+ *
+ * Ids whose leader is not in the tree.  The root's session: when the root
+ * was not its leader (a shell's job), a stand-in H takes the leader's id
+ * (target.c holder_main): it is the first stub, calls setsid(), forks the
+ * root and stays its parent until the root exits, then exits with the
+ * root's status.  A process group whose leader is not in the tree, in the
+ * root's session: a stand-in forked by H takes the id, setpgid(0, 0), and
+ * exits once the members joined (a group lives on without its leader; H
+ * reaps it).  Anything else is refused by name: a process in a session
+ * that is neither its own nor its parent's (it called setsid after
+ * forking it), a group whose leader is outside the tree in another
+ * session.  Those ids exist on the host only while their owners live, so
+ * such a tree is restored in a new PID namespace unless every id is free.
+ */
+#define LOG_PREFIX "restore: "
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/pstore.h"
+#include "common/validate.h"
+#include "restore/restore.h"
+#include "restore/restore_int.h"
+#include "restore/target_int.h"
+#include "restore/tree_int.h"
+
+struct tree_rst {
+	const Haul__Img__Tree *tr;
+	struct pstore *store;
+	struct pstore_proc **pp; /* by entry; NULL for zombies */
+	struct rst_target **t;	 /* by entry */
+	pid_t holder;		 /* the root's session leader's stand-in, 0: none */
+	pid_t *groups;		 /* group stand-ins' pids */
+	struct rst_target **gt;
+	size_t ngroups;
+	struct rst_target *top; /* the first stub: H, or the root */
+};
+
+static const struct rst_tree_hooks *hooks;
+
+void rst_tree_set_hooks(const struct rst_tree_hooks *h)
+{
+	hooks = h;
+}
+
+const struct rst_tree_hooks *rst_tree_hooks(void)
+{
+	return hooks;
+}
+
+static ssize_t entry_of(const Haul__Img__Tree *tr, int32_t pid)
+{
+	for (size_t i = 0; i < tr->n_procs; i++)
+		if (tr->procs[i]->pid == pid)
+			return (ssize_t)i;
+	return -1;
+}
+
+/* Which sessions and groups can be rebuilt, and the stand-ins they need. */
+static int plan_ids(struct tree_rst *x)
+{
+	const Haul__Img__Tree *tr = x->tr;
+	const Haul__Img__ProcessEntry *root = tr->procs[0];
+
+	x->holder = root->sid != root->pid ? root->sid : 0;
+	if (x->holder && entry_of(tr, x->holder) >= 0) {
+		pr_err("cannot restore the tree of pid %d: its session %d is led by one of its "
+		       "processes; checkpoint the session leader instead",
+		       root->pid, x->holder);
+		return -EOPNOTSUPP;
+	}
+	x->groups = calloc(tr->n_procs, sizeof(*x->groups));
+	x->gt = calloc(tr->n_procs, sizeof(*x->gt));
+	if (!x->groups || !x->gt)
+		return -ENOMEM;
+	for (size_t i = 0; i < tr->n_procs; i++) {
+		const Haul__Img__ProcessEntry *e = tr->procs[i];
+		ssize_t par = i ? entry_of(tr, e->ppid) : -1;
+		ssize_t lead = entry_of(tr, e->pgid);
+		bool known = false;
+
+		if (i && e->sid != e->pid && e->sid != tr->procs[par]->sid) {
+			pr_err("cannot restore pid %d: it is in session %d, neither its own nor its "
+			       "parent %d's (the parent called setsid after forking it)",
+			       e->pid, e->sid, e->ppid);
+			return -EOPNOTSUPP;
+		}
+		if (e->sid == e->pid && e->pgid != e->pid) {
+			pr_err("cannot restore pid %d: a session leader in group %d", e->pid,
+			       e->pgid);
+			return -EOPNOTSUPP;
+		}
+		if (lead >= 0 || e->pgid == x->holder)
+			continue;
+		if (!x->holder || e->sid != root->sid) {
+			pr_err("cannot restore pid %d: its process group %d has its leader outside "
+			       "the tree and outside the root's session %d",
+			       e->pid, e->pgid, root->sid);
+			return -EOPNOTSUPP;
+		}
+		for (size_t k = 0; k < x->ngroups; k++)
+			known |= x->groups[k] == e->pgid;
+		if (!known)
+			x->groups[x->ngroups++] = e->pgid;
+	}
+	return 0;
+}
+
+/* Whether @pid names no process or thread here. */
+static bool pid_free(pid_t pid)
+{
+	char path[32];
+
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	return access(path, F_OK) < 0 && errno == ENOENT;
+}
+
+/* AUTO: the host when every id the tree needs is free here, else a new PID namespace. */
+static enum rst_pidns pick_pidns(const struct tree_rst *x, enum rst_pidns mode)
+{
+	if (mode != RST_PIDNS_AUTO)
+		return mode;
+	if (x->holder && !pid_free(x->holder))
+		return RST_PIDNS_ALWAYS;
+	for (size_t k = 0; k < x->ngroups; k++)
+		if (!pid_free(x->groups[k]))
+			return RST_PIDNS_ALWAYS;
+	for (size_t i = 0; i < x->tr->n_procs; i++)
+		if (!pid_free(x->tr->procs[i]->pid))
+			return RST_PIDNS_ALWAYS;
+	return RST_PIDNS_NEVER;
+}
+
+/* Step 1: every live process's store, pages, layout and state, checked. */
+static int check_images(struct tree_rst *x, const char *path)
+{
+	for (size_t i = 0; i < x->tr->n_procs; i++) {
+		const Haul__Img__ProcessEntry *e = x->tr->procs[i];
+		char why[512] = "";
+		const void *state;
+		size_t len;
+		int ret;
+
+		if (e->zombie)
+			continue;
+		ret = pstore_proc_get(x->store, e->pid, false, &x->pp[i]);
+		if (ret) {
+			pr_err("%s has no image of pid %d of its tree", path, e->pid);
+			return ret;
+		}
+		ret = pstore_verify(x->pp[i]);
+		if (ret) {
+			pr_err("cannot restore from %s: a page of pid %d is damaged (above); restore "
+			       "another image or checkpoint again",
+			       path, e->pid);
+			return ret;
+		}
+		state = pstore_state(x->pp[i], &len);
+		if (!state || val_layout(pstore_layout(x->pp[i]), why, sizeof(why)) ||
+		    val_state_blob(state, len, why, sizeof(why))) {
+			pr_err("the image of pid %d in %s is corrupt: %s; checkpoint the tree again",
+			       e->pid, path, why[0] ? why : "no process state");
+			return -EBADMSG;
+		}
+	}
+	return 0;
+}
+
+/* Steps 2-4: every process and stand-in, sessions, groups, zombies. */
+static int create_all(struct tree_rst *x)
+{
+	const Haul__Img__Tree *tr = x->tr;
+	int ret = 0;
+
+	for (size_t k = 0; k < x->ngroups && !ret; k++) {
+		ret = rst_target_fork(x->top, x->groups[k], &x->gt[k]);
+		if (!ret)
+			ret = rst_target_setpgid(x->gt[k], 0);
+	}
+	if (ret)
+		return ret;
+	if (x->holder)
+		ret = rst_target_fork(x->top, tr->procs[0]->pid, &x->t[0]);
+	else
+		x->t[0] = x->top; /* the stub called setsid() itself */
+	for (size_t i = 1; i < tr->n_procs && !ret; i++) {
+		const Haul__Img__ProcessEntry *e = tr->procs[i];
+
+		ret = rst_target_fork(x->t[entry_of(tr, e->ppid)], e->pid, &x->t[i]);
+		if (!ret && e->sid == e->pid)
+			ret = rst_target_setsid(x->t[i]);
+	}
+	/* Leaders first: a group must exist before it is joined. */
+	for (int pass = 0; pass < 2 && !ret; pass++)
+		for (size_t i = 0; i < tr->n_procs && !ret; i++) {
+			const Haul__Img__ProcessEntry *e = tr->procs[i];
+
+			if (e->sid != e->pid && (e->pgid == e->pid) == !pass)
+				ret = rst_target_setpgid(x->t[i], e->pgid);
+		}
+	for (size_t k = 0; k < x->ngroups && !ret; k++)
+		ret = rst_target_exit(x->gt[k], NULL, 0);
+	for (size_t i = tr->n_procs; i-- > 1 && !ret;)
+		if (tr->procs[i]->zombie) {
+			ret = rst_target_exit(x->t[i], x->t[entry_of(tr, tr->procs[i]->ppid)],
+					      tr->procs[i]->exit_status);
+			rst_target_free(x->t[i]);
+			x->t[i] = NULL;
+		}
+	if (!ret && hooks && hooks->created)
+		ret = hooks->created(hooks->arg, tr, x->t);
+	return ret;
+}
+
+static int feed_page(void *arg, uint64_t addr, const void *data, uint32_t npages)
+{
+	return rst_target_pages(arg, addr, data, npages);
+}
+
+/* Steps 5-6: each live one laid out, filled and made ready; then all run. */
+static int ready_and_run(struct tree_rst *x, pid_t *here)
+{
+	const Haul__Img__Tree *tr = x->tr;
+	struct rst_share_rst sh = {0};
+	char why[512] = "";
+	int ret = 0;
+
+	/* What each process shares with those before it comes from them (tree_share.c). */
+	sh.ps = calloc(tr->n_procs, sizeof(*sh.ps));
+	sh.pid = calloc(tr->n_procs, sizeof(*sh.pid));
+	if (!sh.ps || !sh.pid)
+		ret = -ENOMEM;
+	rst_share_restore_set(&sh);
+	for (size_t i = 0; i < tr->n_procs && !ret; i++) {
+		const void *state;
+		size_t len;
+
+		if (tr->procs[i]->zombie)
+			continue;
+		state = pstore_state(x->pp[i], &len);
+		if (hooks && hooks->before_layout)
+			ret = hooks->before_layout(hooks->arg, x->t[i], tr->procs[i]->pid);
+		if (!ret)
+			ret = rst_target_layout(x->t[i], pstore_layout(x->pp[i]));
+		if (!ret)
+			ret = pstore_walk(x->pp[i], feed_page, x->t[i]);
+		if (!ret)
+			ret = rst_target_ready(x->t[i], state, len, why, sizeof(why));
+		if (ret) {
+			pr_err_r(ret, "cannot restore pid %d of the tree of pid %d",
+				 tr->procs[i]->pid, tr->root);
+			break;
+		}
+		sh.ps[sh.n] = haul__img__process_state__unpack(NULL, len, state);
+		sh.pid[sh.n] = tr->procs[i]->pid;
+		ret = sh.ps[sh.n] ? 0 : -EBADMSG;
+		sh.n += !ret;
+	}
+	rst_share_restore_set(NULL);
+	for (size_t j = 0; j < sh.n; j++)
+		haul__img__process_state__free_unpacked((Haul__Img__ProcessState *)sh.ps[j], NULL);
+	free(sh.ps);
+	free(sh.pid);
+	for (size_t i = tr->n_procs; i-- > 0 && !ret;) {
+		pid_t p;
+
+		if (tr->procs[i]->zombie)
+			continue;
+		ret = rst_target_run(x->t[i], &p, why, sizeof(why));
+		if (!i)
+			*here = p;
+	}
+	if (!ret && x->holder)
+		ret = rst_target_release_holder(x->top);
+	return ret;
+}
+
+static void tree_rst_free(struct tree_rst *x)
+{
+	size_t n = x->tr ? x->tr->n_procs : 0;
+
+	/* Children first: a forked stub is waited for by us, its tracer. */
+	for (size_t i = n; i-- > 0;)
+		if (x->t && x->t[i] != x->top)
+			rst_target_free(x->t[i]);
+	for (size_t k = 0; x->gt && k < x->ngroups; k++)
+		rst_target_free(x->gt[k]);
+	free(x->t);
+	free(x->gt);
+	free(x->groups);
+	free(x->pp);
+}
+
+int rst_restore_tree(const char *path, const struct rst_target_opts *base, struct rst_target **out,
+		     pid_t *here)
+{
+	struct tree_rst x = {0};
+	struct rst_target_opts o = *base;
+	Haul__Img__Tree *tr = NULL;
+	const void *state;
+	size_t len;
+	int ret;
+
+	ret = rst_tree_img_read(path, &tr);
+	if (ret)
+		return ret;
+	x.tr = tr;
+	ret = pstore_open_ro(path, &x.store);
+	if (ret) {
+		pr_err("cannot restore from %s: its image is damaged or unreadable (above); restore "
+		       "another image or checkpoint again",
+		       path);
+		goto out;
+	}
+	x.pp = calloc(tr->n_procs, sizeof(*x.pp));
+	x.t = calloc(tr->n_procs, sizeof(*x.t));
+	ret = x.pp && x.t ? check_images(&x, path) : -ENOMEM;
+	if (!ret)
+		ret = plan_ids(&x);
+	if (ret)
+		goto out;
+	state = pstore_state(x.pp[0], &len);
+	ret = rst_image_clock_offsets(state, len, &o.monotonic_offset_ns, &o.boottime_offset_ns);
+	if (ret)
+		goto out;
+	o.pidns = pick_pidns(&x, base->pidns);
+	o.pid = x.holder ? x.holder : tr->root;
+	o.hold_for = x.holder ? tr->root : 0;
+	o.lazy = false;
+	o.before_resume = NULL;
+	ret = rst_target_new(&o, &x.top);
+	if (!ret)
+		ret = create_all(&x);
+	if (!ret)
+		ret = ready_and_run(&x, here);
+	if (ret) {
+		pr_err("cannot restore the tree of pid %d from %s; every process of it was killed",
+		       tr->root, path);
+		tree_rst_free(&x);
+		rst_target_free(x.top);
+		x = (struct tree_rst){.tr = tr, .store = x.store};
+		goto out;
+	}
+	pr_info("restored the tree of pid %d: %zu processes%s", tr->root, tr->n_procs,
+		x.holder ? " and the stand-in of its session leader" : "");
+	*out = x.top;
+out:
+	tree_rst_free(&x);
+	pstore_close(x.store);
+	haul__img__tree__free_unpacked(tr, NULL);
+	return ret;
+}

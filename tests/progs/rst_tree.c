@@ -1,0 +1,419 @@
+/*
+ * rst_tree - a process tree for checkpoint/restore tests.
+ *
+ * usage: rst_tree DIR SHAPE
+ *
+ * SHAPE "family": the root forks 3 children, the first of which forks a
+ *   grandchild (5 processes, names r c1 c2 c3 g1); c2 has a second thread
+ *   that counts, its count on c2's tick lines ("ok threads N").
+ * SHAPE "zombie": the root forks z1, which exits with code 42, and z2,
+ *   killed by SIGTERM, and reaps neither until DIR/reap exists; then it
+ *   writes "reaped PID status STATUS" for each.
+ * SHAPE "sessions": the root (in its parent's session and group) forks
+ *   s1, which calls setsid() and forks s2 (setpgid(0, 0): a group of its
+ *   own in s1's session) and s3 (stays in s1's group); the root also forks
+ *   p1 (setpgid(0, 0)) and p2 (joins p1's group).
+ * SHAPE "timer": the root forks c1, which has a POSIX timer on its process
+ *   CPU clock (haul refuses those by name), and c2.
+ * SHAPE "shmem": the root maps shared anonymous memory and forks c1, which
+ *   shares it (refused by name: it would be restored as two objects).
+ * SHAPE "clonefiles": the root clones c1 with CLONE_FILES (one fd table for
+ *   both: refused by name).
+ * SHAPE "stdout": the root opens DIR/shared.out (no O_APPEND) and forks c1;
+ *   both also write "NAME TICK" lines through that one inherited open file
+ *   description (one offset: no line may overwrite another).
+ * SHAPE "pipeline": producer | filter | consumer, the root their parent:
+ *   the producer writes PIPE_LINES numbered lines, the filter rewrites each
+ *   with a running hash of everything before it, the consumer writes them
+ *   to DIR/pipeline.out, then "done"; both readers go slowly, so bytes wait
+ *   in both pipes.  The root waits for all three and exits 0.
+ *
+ * Every process fills 64 pages with a pattern of its own (seeded by its
+ * name) and every ~10 ms checks all of it, changes one word and writes to
+ * DIR/NAME.out:
+ *   "tick N pid P ppid Q pgid G sid S ok" (or "... BAD" if the memory
+ *   changed under it)
+ * It first writes "ready ..." with the same ids.  Once DIR/stop exists each
+ * process reaps its children and exits 0.  stdout/stderr are /dev/null
+ * (inherited by every process).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NPAGES 64
+#define WORDS  (NPAGES * 4096 / 8)
+
+static const char *dir;
+static volatile unsigned long thread_ticks; /* c2's second thread counts here */
+static int shared_fd = -1;		    /* "stdout": the file the whole tree writes through */
+
+#define PIPE_LINES 30000
+
+static int exists(const char *name)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return access(path, F_OK) == 0;
+}
+
+static void say(int fd, const char *what, long tick, const char *tail)
+{
+	char line[256];
+	int n = snprintf(line, sizeof(line), "%s %ld pid %d ppid %d pgid %d sid %d %s\n", what,
+			 tick, (int)getpid(), (int)getppid(), (int)getpgid(0), (int)getsid(0),
+			 tail);
+
+	if (write(fd, line, n) != n)
+		_exit(3);
+}
+
+static void pause_ms(int ms)
+{
+	struct timespec ts = {0, ms * 1000 * 1000};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static uint64_t seed_of(const char *name)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *name; name++)
+		h = (h ^ (uint8_t)*name) * 1099511628211ULL;
+	return h;
+}
+
+/* The life of one process: pattern, ticks, then reap and exit at DIR/stop. */
+static void __attribute__((noreturn)) live(const char *name, const pid_t *zombies, int nz)
+{
+	uint64_t seed = seed_of(name), *mem;
+	char path[4096];
+	int fd;
+	long tick = 0;
+	int reaped = 0;
+
+	snprintf(path, sizeof(path), "%s/%s.out", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+	mem = mmap(NULL, NPAGES * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (fd < 0 || mem == MAP_FAILED)
+		_exit(2);
+	for (size_t i = 0; i < WORDS; i++)
+		mem[i] = seed + i;
+	say(fd, "ready", 0, "ok");
+	while (!exists("stop")) {
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		size_t w = (size_t)tick * 513 % WORDS;
+		int bad = 0;
+
+		for (size_t i = 0; i < WORDS; i++)
+			bad |= mem[i] != seed + i;
+		/* change one word and put it back: the memory is live, the pattern fixed */
+		mem[w] ^= 0x5a5a;
+		mem[w] ^= 0x5a5a;
+		tick++;
+		if (thread_ticks) {
+			char tail[64];
+
+			snprintf(tail, sizeof(tail), "%s threads %lu", bad ? "BAD" : "ok",
+				 thread_ticks);
+			say(fd, "tick", tick, tail);
+		} else {
+			say(fd, "tick", tick, bad ? "BAD" : "ok");
+		}
+		if (shared_fd >= 0) {
+			char line[64];
+			int n = snprintf(line, sizeof(line), "%s %ld\n", name, tick);
+
+			if (write(shared_fd, line, n) != n)
+				_exit(3);
+		}
+		if (nz && !reaped && exists("reap")) {
+			for (int i = 0; i < nz; i++) {
+				int st = -1;
+				pid_t r = waitpid(zombies[i], &st, WNOHANG);
+				char tail[96];
+
+				snprintf(tail, sizeof(tail), "reaped %d status %d", (int)r, st);
+				say(fd, "zombie", tick, tail);
+			}
+			reaped = 1;
+		}
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+	while (wait(NULL) > 0 || errno == EINTR)
+		;
+	_exit(0);
+}
+
+/* Fork a child that runs @fn(@name) (or lives as @name). */
+static pid_t spawn(const char *name, void (*setup)(void))
+{
+	pid_t p = fork();
+
+	if (p < 0)
+		_exit(4);
+	if (p == 0) {
+		if (setup)
+			setup();
+		live(name, NULL, 0);
+	}
+	return p;
+}
+
+static pid_t group_p1;
+
+static void own_group(void)
+{
+	setpgid(0, 0);
+}
+
+static void join_p1(void)
+{
+	setpgid(0, group_p1);
+}
+
+static void c1_setup(void)
+{
+	spawn("g1", NULL);
+}
+
+static void *spin(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		thread_ticks++;
+		pause_ms(1);
+	}
+	return NULL;
+}
+
+/* c2 has a second thread: it goes on counting after a restore too ("threads N"). */
+static void c2_setup(void)
+{
+	pthread_t th;
+
+	if (pthread_create(&th, NULL, spin, NULL))
+		_exit(12);
+}
+
+static void timer_setup(void)
+{
+	timer_t id;
+
+	if (timer_create(CLOCK_PROCESS_CPUTIME_ID, NULL, &id) < 0)
+		_exit(5);
+}
+
+static void s1_setup(void)
+{
+	setsid();
+	spawn("s2", own_group);
+	spawn("s3", NULL);
+}
+
+static int write_all(int fd, const char *b, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, b, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		b += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static void __attribute__((noreturn)) producer(int out)
+{
+	char line[32];
+
+	for (int i = 1; i <= PIPE_LINES; i++) {
+		int n = snprintf(line, sizeof(line), "line %06d\n", i);
+
+		if (write_all(out, line, (size_t)n))
+			_exit(6);
+		if (i % 50 == 0)
+			pause_ms(1);
+	}
+	_exit(0);
+}
+
+/* Each line gets the hash of every byte before it: a lost or repeated byte shows. */
+static void __attribute__((noreturn)) filter(int in, int out)
+{
+	uint64_t h = 1469598103934665603ULL;
+	char buf[512], line[128];
+	size_t ll = 0;
+	long lines = 0;
+	ssize_t n;
+
+	while ((n = read(in, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			_exit(7);
+		for (ssize_t i = 0; i < n; i++) {
+			h = (h ^ (uint8_t)buf[i]) * 1099511628211ULL;
+			if (ll < sizeof(line) - 1)
+				line[ll++] = buf[i];
+			if (buf[i] == '\n') {
+				char o[192];
+				int m = snprintf(o, sizeof(o), "%016llx %.*s",
+						 (unsigned long long)h, (int)ll, line);
+
+				if (write_all(out, o, (size_t)m))
+					_exit(8);
+				ll = 0;
+				if (++lines % 50 == 0)
+					pause_ms(2);
+			}
+		}
+	}
+	_exit(0);
+}
+
+static void __attribute__((noreturn)) consumer(int in)
+{
+	char path[4096], buf[700];
+	ssize_t n;
+	long chunks = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/pipeline.out", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		_exit(9);
+	while ((n = read(in, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || write_all(fd, buf, (size_t)n))
+			_exit(10);
+		if (++chunks % 20 == 0)
+			pause_ms(1);
+	}
+	if (write_all(fd, "done\n", 5))
+		_exit(11);
+	_exit(0);
+}
+
+static int pipeline(void)
+{
+	int a[2], b[2], status, bad = 0;
+	pid_t p;
+
+	if (pipe(a) || pipe(b))
+		return 1;
+	if (fork() == 0) {
+		close(a[0]), close(b[0]), close(b[1]);
+		producer(a[1]);
+	}
+	if (fork() == 0) {
+		close(a[1]), close(b[0]);
+		filter(a[0], b[1]);
+	}
+	if (fork() == 0) {
+		close(a[0]), close(a[1]), close(b[1]);
+		consumer(b[0]);
+	}
+	close(a[0]), close(a[1]), close(b[0]), close(b[1]);
+	while ((p = wait(&status)) > 0 || errno == EINTR)
+		if (p > 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+			bad = 1;
+	return bad;
+}
+
+int main(int argc, char **argv)
+{
+	int nul = open("/dev/null", O_RDWR);
+	pid_t z[2];
+
+	if (argc < 3 || nul < 0)
+		return 1;
+	dir = argv[1];
+	/* Inherited by every process: /dev/null is shared freely, a file offset is not. */
+	dup2(nul, 0);
+	dup2(nul, 1);
+	dup2(nul, 2);
+	close(nul);
+	if (!strcmp(argv[2], "family")) {
+		spawn("c1", c1_setup);
+		spawn("c2", c2_setup);
+		spawn("c3", NULL);
+		live("r", NULL, 0);
+	}
+	if (!strcmp(argv[2], "zombie")) {
+		z[0] = fork();
+		if (z[0] == 0)
+			_exit(42);
+		z[1] = fork();
+		if (z[1] == 0) {
+			raise(SIGTERM);
+			_exit(1);
+		}
+		live("r", z, 2);
+	}
+	if (!strcmp(argv[2], "sessions")) {
+		spawn("s1", s1_setup);
+		group_p1 = spawn("p1", own_group);
+		setpgid(group_p1, group_p1); /* no race with p1's own call */
+		spawn("p2", join_p1);
+		live("r", NULL, 0);
+	}
+	if (!strcmp(argv[2], "stdout")) {
+		char path[4096];
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/shared.out", dir);
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd < 0 || dup2(fd, 5) < 0)
+			return 1;
+		close(fd);
+		shared_fd = 5;
+		spawn("c1", NULL);
+		live("r", NULL, 0);
+	}
+	if (!strcmp(argv[2], "pipeline"))
+		return pipeline();
+	if (!strcmp(argv[2], "shmem")) {
+		char *shm =
+			mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+		if (shm == MAP_FAILED)
+			return 1;
+		shm[0] = 1;
+		spawn("c1", NULL);
+		live("r", NULL, 0);
+	}
+	if (!strcmp(argv[2], "clonefiles")) {
+		/* no CLONE_VM: the child runs on a copy of this stack, as after fork */
+		long c = syscall(SYS_clone, CLONE_FILES | SIGCHLD, NULL, NULL, NULL, NULL);
+
+		if (c == 0)
+			live("c1", NULL, 0);
+		live("r", NULL, 0);
+	}
+	if (!strcmp(argv[2], "timer")) {
+		spawn("c1", timer_setup);
+		spawn("c2", NULL);
+		live("r", NULL, 0);
+	}
+	return 1;
+}
