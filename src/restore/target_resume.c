@@ -658,7 +658,9 @@ static int creds_on(struct rst_target *t, const Haul__Img__Creds *c)
 {
 	int ret;
 
-	ret = rst_poke(t, rst_scratch(t), c->groups, c->n_groups * sizeof(uint32_t));
+	ret = rst_caps_before_ids(t, c);
+	if (!ret)
+		ret = rst_poke(t, rst_scratch(t), c->groups, c->n_groups * sizeof(uint32_t));
 	if (!ret)
 		ret = rst_rcall(t, SYS_setgroups, c->n_groups, rst_scratch(t), 0, 0, 0, 0, NULL);
 	if (!ret)
@@ -669,6 +671,8 @@ static int creds_on(struct rst_target *t, const Haul__Img__Creds *c)
 		ret = rst_rcall(t, SYS_setresuid, c->ruid, c->euid, c->suid, 0, 0, 0, NULL);
 	if (!ret)
 		ret = rst_rcall(t, SYS_setfsuid, c->fsuid, 0, 0, 0, 0, 0, NULL);
+	if (!ret)
+		ret = rst_caps_after_ids(t, c);
 	return ret;
 }
 
