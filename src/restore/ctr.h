@@ -29,7 +29,11 @@
 #define RST_CTR_NS_CARRIED                                                                         \
 	(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWCGROUP)
 
-/* An external mount of the engine: the mountpoint it names, and the host source on restore. */
+/*
+ * An external mount of the engine (CRIU's ext_mnt): on dump, the
+ * mountpoint and the name the image keeps for it; on restore, that name
+ * and the host path to bind from.
+ */
 struct rst_ctr_ext {
 	const char *key;
 	const char *value;

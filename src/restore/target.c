@@ -309,6 +309,13 @@ static void __attribute__((noreturn)) m_main(struct spawn *sp)
 
 			if (read(sp->ctl, &c, 1) == 1 && c == 'R') {
 				resumed = true;
+				/*
+				 * A container's pid 1 is left to the host's init (or
+				 * subreaper) as the engine leaves it: no helper of
+				 * haul stays in the container's cgroup.
+				 */
+				if (sp->ctr)
+					_exit(0);
 			} else {
 				if (!resumed)
 					syscall(SYS_pidfd_send_signal, pfd[1].fd, SIGKILL, NULL, 0);
