@@ -3,7 +3,7 @@
 # Idempotent and quiet when everything is already there; run as root.
 set -e
 PKGS="memtester bzip2 zstd build-essential pkg-config libev-dev libprotobuf-c-dev protobuf-c-compiler \
-liblz4-dev liburing-dev libcriterion-dev libsodium-dev libxxhash-dev iproute2 \
+liblz4-dev liburing-dev libcriterion-dev libsodium-dev libxxhash-dev libnftables-dev nftables iproute2 \
 clang gnuplot-nox procps psmisc python3 xz-utils gzip coreutils"
 [ -n "$HAUL_EXTRA_PKGS" ] && PKGS="$PKGS $HAUL_EXTRA_PKGS"
 missing=""

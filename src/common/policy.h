@@ -89,5 +89,15 @@
 #define HAUL_INJ_STOP_TIMEOUT_MS 2000
 /* How long haul's survivor waits for the kernel to detach a dead haul's tracees. */
 #define HAUL_INJ_DETACH_WAIT_MS 5000
+/* Connections queued on a listener at the stop cannot be restored into an accept queue: the
+ * program runs this long to accept them (the network lock keeps new ones out), at most this
+ * many times, before the dump refuses the listener by name (sock_drain.c). */
+#define RST_ACCEPT_DRAIN_MS    1000
+#define RST_ACCEPT_DRAIN_TRIES 3
+
+/* ---- switch (network lock, --move-address, --on-switch) --------------------- */
+
+/* An --on-switch hook runs inside the downtime: a stuck one must not hold the process for long. */
+#define HAUL_SWITCH_HOOK_TIMEOUT_MS 10000
 
 #endif

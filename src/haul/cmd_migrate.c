@@ -24,6 +24,7 @@
 #include "common/policy.h"
 #include "haul/haul.h"
 #include "haul/haul_int.h"
+#include "haul/netlock.h"
 
 static volatile sig_atomic_t mig_stop;
 
@@ -313,6 +314,7 @@ static void summary(const struct haul_mig_opts *o, const struct haul_mig_result 
 struct mig_cli {
 	const char *key, *cgroup, *json, *events;
 	bool quiet;
+	struct haul_opt_list move; /* --move-address */
 };
 
 /*
@@ -369,6 +371,17 @@ static int parse_cli(int argc, char **argv, struct haul_mig_opts *o, struct mig_
 		 "committed, ...) as it happens",
 		 0, 0, NULL},
 		{"quiet", 'q', HAUL_OPT_FLAG, 0, &c->quiet, NULL, "no per-round lines", 0, 0, NULL},
+		{"move-address", 0, HAUL_OPT_STR, HAUL_OPT_REPEAT, &c->move, "ADDR/PREFIX",
+		 "move this service address (IPv4 or IPv6; repeatable):\nremoved here after the "
+		 "freeze, added on the target's\ninterface on that subnet and announced "
+		 "(gratuitous\nARP, unsolicited NA) before the process resumes there",
+		 0, 0, NULL},
+		{"on-switch", 0, HAUL_OPT_STR, 0, &o->on_switch, "CMD",
+		 "run CMD (sh -c) here at the switch: HAUL_SWITCH_PHASE=\nsource-down after the "
+		 "freeze (failure rolls back),\nsource-up after a rollback, source-done after "
+		 "the\ncommit; with HAUL_SIDE, HAUL_PID, HAUL_MIGRATION_ID,\nHAUL_ADDRESSES (the "
+		 "target runs its own: haul\npageserver --on-switch)",
+		 0, 0, NULL},
 		HAUL_OPTS_EXTERNAL(&ext_fd, &ext_kind),
 		{NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL},
 	};
@@ -392,6 +405,18 @@ static int parse_cli(int argc, char **argv, struct haul_mig_opts *o, struct mig_
 		       "them");
 		return -EINVAL;
 	}
+	for (size_t i = 0; i < c->move.n; i++) {
+		struct haul_net_addr a;
+
+		if (haul_net_addr_parse(c->move.v[i], &a)) {
+			pr_err("--move-address '%s' is not ADDR/PREFIX (198.18.0.100/24, "
+			       "2001:db8::10/64)",
+			       c->move.v[i]);
+			return -EINVAL;
+		}
+	}
+	o->move_addrs = c->move.v;
+	o->nmove_addrs = c->move.n;
 	if (postcopy + hybrid + o->stop_and_copy > 1) {
 		pr_err("--stop-and-copy, --postcopy and --hybrid exclude each other");
 		return -EINVAL;
@@ -405,10 +430,10 @@ static int parse_cli(int argc, char **argv, struct haul_mig_opts *o, struct mig_
 	return arg;
 }
 
-int haul_cmd_migrate(int argc, char **argv)
+/* haul migrate, with @c (zeroed) owned by the caller, which releases its lists. */
+static int cmd_migrate(int argc, char **argv, struct mig_cli *c)
 {
 	struct haul_mig_opts o = {.streams = 1};
-	struct mig_cli c = {0};
 	struct haul_mig_result r;
 	struct sigaction sa = {.sa_handler = on_signal};
 	struct haul_wl wl;
@@ -417,14 +442,14 @@ int haul_cmd_migrate(int argc, char **argv)
 	bool have_wl;
 	int arg, ret;
 
-	arg = parse_cli(argc, argv, &o, &c);
+	arg = parse_cli(argc, argv, &o, c);
 	if (arg < 0)
 		return haul_opts_exit(arg);
-	key = c.key;
-	cgroup = c.cgroup;
-	json = c.json;
-	events = c.events;
-	prog.quiet = c.quiet;
+	key = c->key;
+	cgroup = c->cgroup;
+	json = c->json;
+	events = c->events;
+	prog.quiet = c->quiet;
 	if (cgroup) {
 		if (pid_of_cgroup(cgroup, &o.pid))
 			return 1;
@@ -461,6 +486,8 @@ int haul_cmd_migrate(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* network locks left by a haul that died with its survivor */
+	haul_netlock_reap();
 	have_wl = !haul_reg_find_pid(o.pid, &wl);
 	haul_events_started(o.events, o.to, mode_name(&o), o.downtime_ms);
 	haul_migrate(&o, &r);
@@ -483,4 +510,13 @@ int haul_cmd_migrate(int argc, char **argv)
 	if (r.lost)
 		return 4;
 	return r.indoubt ? 3 : 1;
+}
+
+int haul_cmd_migrate(int argc, char **argv)
+{
+	struct mig_cli c = {0};
+	int ret = cmd_migrate(argc, argv, &c);
+
+	haul_opt_list_release(&c.move);
+	return ret;
 }

@@ -16,6 +16,7 @@
 #include "common/policy.h"
 #include "haul/haul.h"
 #include "haul/haul_int.h"
+#include "haul/netlock.h"
 #include "pageserver/pageserver.h"
 #include "restore/restore.h"
 
@@ -30,7 +31,7 @@ static const char intro[] =
 int haul_cmd_pageserver(int argc, char **argv)
 {
 	struct ps_server_opts o = {0};
-	const char *key = NULL;
+	const char *key = NULL, *on_switch = NULL;
 	double stall = PS_STALL_TIMEOUT_MS, idle = PS_IDLE_TIMEOUT_MS;
 	struct haul_opt_list ext_fd = {0}, ext_kind = {0};
 	const struct haul_opt opts[] = {
@@ -60,6 +61,12 @@ int haul_cmd_pageserver(int argc, char **argv)
 		 0, 24 * HAUL_OPT_HOUR_MS, NULL},
 		{"once", 0, HAUL_OPT_FLAG, 0, &o.once, NULL, "exit after the first session ends", 0,
 		 0, NULL},
+		{"on-switch", 0, HAUL_OPT_STR, 0, &on_switch, "CMD",
+		 "run CMD (sh -c) here at each migration's switch:\nHAUL_SWITCH_PHASE=target-prepare "
+		 "before the process\nis restored (failure refuses the restore: the source\nrolls "
+		 "back), target-up once it runs, target-abort\nwhen it was not committed; with "
+		 "HAUL_SIDE, HAUL_PID,\nHAUL_MIGRATION_ID, HAUL_ADDRESSES",
+		 0, 0, NULL},
 		HAUL_OPTS_EXTERNAL(&ext_fd, &ext_kind),
 		{NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL},
 	};
@@ -80,7 +87,11 @@ int haul_cmd_pageserver(int argc, char **argv)
 	ret = ps_key_load(key, o.key);
 	if (ret)
 		return 1;
-	o.sink = &rst_live_sink;
+	/* the restore sink, with the network lock and the address move around it */
+	o.sink = &haul_switch_sink;
+	o.sink_arg = (void *)on_switch;
+	/* network locks left by a page server or haul that died with its survivor */
+	haul_netlock_reap();
 	/* what this target restores, announced at session open (fd_caps.c) */
 	fault = getenv("HAUL_FAULT");
 	o.ncaps = rst_resource_caps(

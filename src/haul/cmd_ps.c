@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "haul/haul.h"
 #include "haul/haul_int.h"
+#include "haul/netlock.h"
 
 static const char *wl_state(const struct haul_wl *w, char *buf, size_t len)
 {
@@ -53,6 +54,8 @@ int haul_cmd_ps(int argc, char **argv)
 	n = haul_opts_parse(&spec, argc, argv);
 	if (n < 0)
 		return haul_opts_exit(n);
+	/* network locks whose owner died (and its survivor): removed here too */
+	haul_netlock_reap();
 	n = scandir(haul_reg_dir(), &de, NULL, by_name);
 	if (n < 0) {
 		if (errno == ENOENT)

@@ -298,6 +298,10 @@ struct haul_mig_opts {
 	void (*on_progress)(void *arg, uint64_t seq, uint64_t sent, uint64_t total, double mbps);
 	void *arg;
 	struct haul_events *events; /* --events (events.c); NULL: none */
+	/* --move-address ADDR/PREFIX (mig_net.c) and --on-switch CMD (onswitch.c) */
+	const char *const *move_addrs;
+	size_t nmove_addrs;
+	const char *on_switch;
 };
 
 struct haul_mig_result {

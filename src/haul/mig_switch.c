@@ -317,9 +317,24 @@ static int switch_stop(struct mig *m)
 		if (ret)
 			return ret;
 		res->freeze_ms = haul_now_ms() - t;
+		/* the lock before any socket state is read (mig_net.c) */
+		ret = haul_mig_net_down(m);
+		if (ret)
+			return ret;
 		ret = haul_mig_fault_point(m, "frozen");
 		if (ret)
 			return ret;
+		/* Connections not accepted yet cannot be restored: it runs to accept them. */
+		for (int i = 0; i < RST_ACCEPT_DRAIN_TRIES && rst_sock_accept_pending(m->pid);
+		     i++) {
+			ret = haul_thaw(&m->cg);
+			if (!ret) {
+				rst_sock_drain_wait(m->pid);
+				ret = haul_freeze(&m->cg, HAUL_MIG_FREEZE_TIMEOUT_MS);
+			}
+			if (ret)
+				return ret;
+		}
 	}
 	/*
 	 * The group-stop that rst_seize holds it in while injecting (injlog.h),
@@ -342,6 +357,12 @@ static int switch_stop(struct mig *m)
 		return ret;
 	}
 	res->seize_ms = haul_now_ms() - t;
+	if (!m->cg.v2_freezer) {
+		/* v1: the seize's SIGSTOP is what stopped it */
+		ret = haul_mig_net_down(m);
+		if (ret)
+			return ret;
+	}
 	haul_events_frozen(m->o->events);
 	ret = haul_mig_fault_point(m, "seized");
 	if (ret)
@@ -418,6 +439,7 @@ static int switch_restore(struct mig *m)
 			 m->o->to);
 		return ret;
 	}
+	haul_mig_net_indoubt(m, true);
 	res->indoubt = true;
 	t = haul_now_ms();
 	ret = ps_client_restore(m->client, &rr);
@@ -435,6 +457,7 @@ static int switch_restore(struct mig *m)
 		       rr.msg[0] ? rr.msg : strerror(-rr.err));
 		snprintf(res->why, sizeof(res->why), "%s", rr.msg);
 		haul_guard_rearm(&m->guard);
+		haul_mig_net_indoubt(m, false);
 		res->indoubt = false;
 		return rr.err < 0 ? rr.err : -EIO;
 	}
@@ -500,6 +523,7 @@ static int switch_commit(struct mig *m)
 	t = haul_now_ms();
 	kill_source(m);
 	res->kill_ms = haul_now_ms() - t;
+	haul_mig_net_done(m);
 	res->indoubt = false;
 	res->committed = true;
 	haul_costs_save(res->freeze_ms + res->seize_ms + res->state_ms + res->restore_ms);

@@ -164,6 +164,10 @@ static int mig_connect(struct mig *m, const char *comm)
 	/* the target continues the process's clocks (its own time namespace included) */
 	co.clocks = true;
 	rst_timens_offsets(o->pid, &co.timens_monotonic_ns, &co.timens_boottime_ns);
+	/* the migration id names the lock tables and the hooks' runs on both sides */
+	co.session_id = m->net.id;
+	co.move_addrs = o->move_addrs;
+	co.nmove_addrs = o->nmove_addrs;
 	/* the target may join them before the switch; without them it joins at the resume */
 	if (!rst_cg_lines(o->pid, &m->cglines, &m->ncglines)) {
 		co.cgroups = m->cglines;
@@ -239,6 +243,17 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 		haul_pid_unlock(&lock);
 		return ret;
 	}
+	/* the moving addresses must be here, on an interface a rollback puts them back on */
+	ret = haul_mig_net_prepare(&m);
+	if (ret) {
+		pr_err("pid %d cannot be migrated: %s", o->pid,
+		       res->why[0] ? res->why : strerror(-ret));
+		res->phase = "precheck";
+		res->err = ret;
+		free(m.net.addrs);
+		haul_pid_unlock(&lock);
+		return ret;
+	}
 	read_comm(o->pid, comm, sizeof(comm));
 	m.buf = malloc(HAUL_MIG_READ_PAGES * HAUL_PAGE_SIZE);
 	m.zero = calloc(HAUL_MIG_READ_PAGES / 64, sizeof(uint64_t));
@@ -261,6 +276,13 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 	ret = rst_caps_check(o->pid, m.client, res->why, sizeof(res->why));
 	if (ret) {
 		pr_err("pid %d cannot be migrated to %s: %s", o->pid, o->to, res->why);
+		goto out;
+	}
+	/* the moving addresses and the sockets' local addresses, against the target's */
+	ret = haul_mig_net_check(&m);
+	if (ret) {
+		pr_err("pid %d cannot be migrated to %s: %s", o->pid, o->to,
+		       res->why[0] ? res->why : strerror(-ret));
 		goto out;
 	}
 	res->phase = "track";
@@ -293,6 +315,8 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 out:
 	if (ret == -EINTR && !res->committed)
 		pr_err("interrupted: pid %d stays here and runs on", o->pid);
+	/* Its TCP sockets leave repair mode before a source that runs on is released. */
+	rst_tcp_hold_end(!res->committed && !res->indoubt);
 	if (m.seized) {
 		rst_release(m.seized);
 		m.seized = NULL;
@@ -302,8 +326,13 @@ out:
 	injlog_close();
 	rst_dump_prep_free(m.prep);
 	haul_pc_free(m.pc);
-	if (!res->committed && !res->indoubt)
+	if (!res->committed && !res->indoubt) {
 		abort_migration(&m);
+		/* after the release and the thaw: the address back, then the lock lifted */
+		haul_mig_net_undo(&m);
+	} else if (res->indoubt) {
+		haul_mig_net_indoubt_end(&m);
+	}
 	/* closing the session without a commit makes the target discard its copy */
 	ps_client_free(m.client);
 	for (size_t i = 0; i < m.ncglines; i++)

@@ -12,9 +12,27 @@
 #include <stdint.h>
 
 #include "haul/haul_int.h"
+#include "haul/netlock.h"
 #include "pageserver/pageserver.h"
 #include "restore/restore.h"
 #include "tracker/tracker.h"
+
+/* The network around the process (mig_net.c). */
+struct mig_net {
+	uint64_t id;		     /* the migration id: the session id */
+	char table[64];		     /* the lock's nftables table */
+	struct haul_net_addr *addrs; /* --move-address, with the interface here */
+	size_t naddrs;
+	char addr_list[256];	      /* HAUL_ADDRESSES */
+	struct haul_net_tuple *socks; /* locked at the freeze */
+	size_t nsocks;
+	struct haul_netguard ng;
+	struct haul_switch_hook hook;
+	bool active;	/* the survivor runs */
+	bool locked;	/* the table is up */
+	size_t removed; /* addresses removed from here so far */
+	bool hook_down; /* source-down ran */
+};
 
 struct mig {
 	const struct haul_mig_opts *o;
@@ -30,6 +48,7 @@ struct mig {
 	struct rst_seized *seized;
 	struct rst_dump_prep *prep; /* VmFlags read during pre-copy, not in the stop */
 	struct haul_conv conv;
+	struct mig_net net;
 	/* post-copy and hybrid */
 	struct haul_pc *pc;
 	bool stale_final; /* hybrid: the last dirty set is fetched after the resume */
@@ -61,6 +80,15 @@ int haul_mig_fault_point(const struct mig *m, const char *point);
 int haul_mig_send_round(struct mig *m, const struct trk_round *r, bool midpoint_fault);
 int haul_mig_add_round_stat(struct haul_mig_result *res, const struct haul_mig_round *s);
 int haul_mig_precopy(struct mig *m);
+
+/* mig_net.c: see there for when each is called */
+int haul_mig_net_prepare(struct mig *m);
+int haul_mig_net_check(struct mig *m);
+int haul_mig_net_down(struct mig *m);
+void haul_mig_net_indoubt(struct mig *m, bool indoubt);
+void haul_mig_net_undo(struct mig *m);
+void haul_mig_net_done(struct mig *m);
+void haul_mig_net_indoubt_end(struct mig *m);
 
 /* mig_switch.c */
 int haul_mig_lazy_presend(struct mig *m);

@@ -244,6 +244,8 @@ int ps_stream_session(struct ps_client *c, struct ps_stream *st, bool resume)
 		so.nstreams = c->n;
 		so.has_lazy = true;
 		so.lazy = c->o.lazy;
+		so.n_move_address = c->o.nmove_addrs;
+		so.move_address = (char **)c->o.move_addrs;
 		so.n_cgroups = c->o.ncgroups;
 		so.cgroups = (char **)c->o.cgroups;
 		ret = ps_stream_send(st, WIRE_SESSION_OPEN, &so.base, NULL, 0);
@@ -265,6 +267,8 @@ int ps_stream_session(struct ps_client *c, struct ps_stream *st, bool resume)
 		c->committed_round = ok->committed_round;
 	if (!ret && st->idx == 0 && !resume)
 		ret = keep_caps(c, ok);
+	if (!ret && st->idx == 0 && !resume)
+		ret = ps_client_net_keep_addrs(c, ok);
 	wire_msg_free(m);
 	return ret;
 }
@@ -365,6 +369,7 @@ void ps_client_free(struct ps_client *c)
 	for (size_t i = 0; i < c->ncaps; i++)
 		free((char *)c->caps[i].kind);
 	free(c->caps);
+	ps_client_net_free(c);
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
 	sodium_memzero(c->o.key, sizeof(c->o.key));

@@ -62,6 +62,11 @@ struct ps_client {
 	struct ps_resource_cap *caps; /* SessionOk.resources (kinds strdup'd) */
 	size_t ncaps;
 	uint32_t server_caps; /* what stream 0's server offered in Hello */
+	/* client_net.c: SessionOk.addresses (strdup'd), the ends for Restore.lock */
+	char **taddrs;
+	size_t ntaddrs;
+	struct ps_net_end *lock;
+	size_t nlock;
 	int64_t hello_rtt_ns; /* stream 0's Hello round trip (clocks in SessionOpen) */
 	struct ps_stream *st;
 	unsigned n, next;
@@ -114,5 +119,12 @@ int ps_stream_why(struct ps_stream *st, int err);
 /* client_stream.c */
 void *ps_stream_thread(void *arg);
 int ps_client_flush(struct ps_client *c);
+
+/* client_net.c: the network lock's and the address move's part of the session */
+int ps_client_net_keep_addrs(struct ps_client *c, const Haul__Wire__SessionOk *ok);
+/* Restore.lock from the ends set; *@ends: what to free with ps_client_net_lock_release(). */
+int ps_client_net_lock_msg(struct ps_client *c, Haul__Wire__Restore *r, void **ends);
+void ps_client_net_lock_release(void *ends);
+void ps_client_net_free(struct ps_client *c);
 
 #endif

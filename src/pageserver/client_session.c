@@ -178,11 +178,15 @@ int ps_client_restore(struct ps_client *c, struct ps_restore_result *res)
 	Haul__Wire__Restore r = HAUL__WIRE__RESTORE__INIT;
 	Haul__Wire__RestoreReply *rr;
 	ProtobufCMessage *m;
+	void *ends = NULL;
 	int ret = ps_client_flush(c);
 
 	memset(res, 0, sizeof(*res));
 	if (!ret)
+		ret = ps_client_net_lock_msg(c, &r, &ends);
+	if (!ret)
 		ret = ps_stream_send(&c->st[0], WIRE_RESTORE, &r.base, NULL, 0);
+	ps_client_net_lock_release(ends);
 	if (!ret)
 		ret = ps_stream_recv(&c->st[0], WIRE_RESTORE_REPLY, ps_reply_timeout(c), &m, NULL,
 				     NULL);

@@ -82,6 +82,17 @@ struct ps_session_info {
 	size_t ncgroups;
 	/* For ps_session_fetch() (post-copy); valid until the sink's close() returns. */
 	struct ps_session *session;
+	/* SessionOpen.move_address: ADDR/PREFIX strings, valid during open() */
+	const char *const *move_addrs;
+	size_t nmove_addrs;
+};
+
+/* One TCP/UDP socket end of a migrating process (Restore.lock; the network lock). */
+struct ps_net_end {
+	int family; /* AF_INET or AF_INET6 */
+	int proto;  /* IPPROTO_TCP or IPPROTO_UDP */
+	uint8_t laddr[16], raddr[16];
+	uint16_t lport, rport; /* host order; rport 0: listening or unconnected */
 };
 
 /*
@@ -184,6 +195,12 @@ struct ps_sink_ops {
 	int (*restore)(void *sess, struct ps_restore_result *res);
 	/* The session ends: @committed once the source confirmed it killed its copy. */
 	void (*close)(void *sess, bool committed);
+	/*
+	 * Optional: the socket ends the Restore command names (the network
+	 * lock), called just before restore(); @e is valid during the call.
+	 * An error fails the restore (the source rolls back).
+	 */
+	int (*lock)(void *sess, const struct ps_net_end *e, size_t n);
 };
 
 /* ---- the server ---------------------------------------------------------- */
@@ -262,6 +279,9 @@ struct ps_client_opts {
 	 */
 	bool clocks;
 	int64_t timens_monotonic_ns, timens_boottime_ns;
+	/* LIVE: SessionOpen.move_address, ADDR/PREFIX each (haul migrate --move-address) */
+	const char *const *move_addrs;
+	size_t nmove_addrs;
 	/* LIVE: the process's cgroups, "controllers:path"; must outlive the client */
 	char *const *cgroups;
 	size_t ncgroups;
@@ -293,6 +313,17 @@ int ps_client_pages_v(struct ps_client *c, const struct ps_range *r, size_t n, c
 /* Flush, and wait until the server has every page of the round. */
 int ps_client_round_end(struct ps_client *c, uint64_t round);
 int ps_client_state(struct ps_client *c, const void *blob, size_t len);
+/*
+ * The target's own addresses (SessionOk.addresses, ADDR/PREFIX each) as the
+ * session opened; *@out stays valid until ps_client_free().  Returns how
+ * many (0 from an older target).
+ */
+size_t ps_client_target_addrs(const struct ps_client *c, const char *const **out);
+/* The local address of the session's first stream (getsockname). 0 or -errno. */
+struct sockaddr_storage;
+int ps_client_local_addr(const struct ps_client *c, struct sockaddr_storage *ss);
+/* The socket ends ps_client_restore() names for the target's network lock (copied). */
+int ps_client_set_lock(struct ps_client *c, const struct ps_net_end *e, size_t n);
 /*
  * The state plus @n (<= PS_MAX_STALE_RANGES, -E2BIG otherwise) stale
  * ranges: pages sent in earlier rounds but written again since, which the

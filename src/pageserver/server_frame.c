@@ -208,7 +208,7 @@ static int conn_frame(struct ps_conn *c, const struct wire_hdr *h, uint8_t *f)
 		ret = ps_on_state(c, (const Haul__Wire__State *)m, payload, h->payload_len);
 		break;
 	case WIRE_RESTORE:
-		ret = ps_on_restore(c);
+		ret = ps_on_restore(c, m);
 		break;
 	case WIRE_COMMIT:
 		ret = ps_on_commit(c);

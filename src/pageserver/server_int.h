@@ -217,7 +217,7 @@ int ps_on_round_begin(struct ps_conn *c, ProtobufCMessage *m);
 int ps_on_pages(struct ps_conn *c, ProtobufCMessage *m, const uint8_t *payload, size_t len);
 int ps_on_round_end(struct ps_conn *c, ProtobufCMessage *m);
 int ps_on_state(struct ps_conn *c, const Haul__Wire__State *m, const uint8_t *payload, size_t len);
-int ps_on_restore(struct ps_conn *c);
+int ps_on_restore(struct ps_conn *c, ProtobufCMessage *m);
 int ps_on_commit(struct ps_conn *c);
 int ps_on_page_req(struct ps_conn *c, ProtobufCMessage *m);
 
@@ -228,5 +228,15 @@ void ps_detach_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 void ps_session_resume(struct ps_session *x);
 void ps_fasync_cb(struct ev_loop *loop, ev_async *w, int revents);
 int ps_on_page_reply(struct ps_conn *c, ProtobufCMessage *m, const uint8_t *payload, size_t len);
+
+/* server_net.c: the network switch's fields (SessionOk.addresses, Restore.lock) */
+#define PS_MAX_LOCK_ENDS  65536 /* socket ends one Restore may name: far above any process's */
+#define PS_MAX_MOVE_ADDRS 64	/* SessionOpen.move_address entries */
+/* Fill @ok's addresses with this host's; free with ps_net_ok_addrs_release(@ok, *@strs). */
+int ps_net_ok_addrs(Haul__Wire__SessionOk *ok, char ***strs);
+void ps_net_ok_addrs_release(Haul__Wire__SessionOk *ok, char **strs);
+/* Restore.lock, checked; *@out malloc'd; -EPROTO with @why for a bad end. */
+int ps_net_lock_ends(const Haul__Wire__Restore *r, struct ps_net_end **out, size_t *n, char *why,
+		     size_t wl);
 
 #endif

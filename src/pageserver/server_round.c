@@ -285,14 +285,37 @@ int ps_on_state(struct ps_conn *c, const Haul__Wire__State *m, const uint8_t *pa
 	return send_ack(c, WIRE_STATE, 0, 0);
 }
 
-int ps_on_restore(struct ps_conn *c)
+int ps_on_restore(struct ps_conn *c, ProtobufCMessage *m)
 {
 	Haul__Wire__RestoreReply r = HAUL__WIRE__RESTORE_REPLY__INIT;
 	struct ps_session *x = c->sess;
 	struct ps_restore_result res = {0};
+	struct ps_net_end *ends = NULL;
+	size_t nends = 0;
+	char why[128];
 	int ret;
 
-	if (x->proc) {
+	ret = ps_net_lock_ends((const Haul__Wire__Restore *)m, &ends, &nends, why, sizeof(why));
+	if (ret) {
+		ps_conn_fail(c, ret, "sent a bad Restore: %s", why);
+		return ret;
+	}
+	/* the lock goes up before anything of the process exists here (sockets included) */
+	if (!x->proc && c->srv->o.sink->lock) {
+		ret = c->srv->o.sink->lock(x->sink_sess, ends, nends);
+		if (ret) {
+			res.err = ret;
+			snprintf(res.msg, sizeof(res.msg),
+				 "cannot prepare the network for pid %d here (lock, moving "
+				 "addresses, --on-switch target-prepare): %s; the page server's "
+				 "log says which",
+				 x->pid, strerror(-ret));
+		}
+	}
+	free(ends);
+	if (res.err) {
+		/* refused below, as any failed restore */
+	} else if (x->proc) {
 		res.err = -EOPNOTSUPP;
 		snprintf(res.msg, sizeof(res.msg),
 			 "this page server has no restore sink (%s session); it stores pages only",

@@ -190,11 +190,17 @@ static void session_ok(struct ps_conn *c, struct ps_session *x)
 	ok.session_id = x->id;
 	ok.has_committed_round = true;
 	ok.committed_round = x->proc ? pstore_round(x->proc) : 0;
+	char **addrs = NULL;
+
 	c->state = PS_READY;
+	/* this host's addresses: the source checks its sockets' against them */
+	if (x->kind == HAUL__WIRE__SESSION_KIND__LIVE)
+		ps_net_ok_addrs(&ok, &addrs);
 	if (x->kind == HAUL__WIRE__SESSION_KIND__LIVE && x->srv->o.ncaps)
 		send_ok_caps(c, &ok);
 	else
 		ps_conn_send(c, WIRE_SESSION_OK, &ok.base, NULL, 0);
+	ps_net_ok_addrs_release(&ok, addrs);
 }
 
 const char *ps_kind_name(Haul__Wire__SessionKind k)
@@ -214,6 +220,11 @@ int ps_on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 
 	if (val_session_open(o, why, sizeof(why))) {
 		ps_conn_fail(c, -EPROTO, "sent a bad SessionOpen: %s", why);
+		return -EPROTO;
+	}
+	if (o->n_move_address > PS_MAX_MOVE_ADDRS) {
+		ps_conn_fail(c, -EPROTO, "sent a SessionOpen moving %zu addresses (at most %d)",
+			     o->n_move_address, PS_MAX_MOVE_ADDRS);
 		return -EPROTO;
 	}
 	if (session_find(s, o->session_id)) {
@@ -286,6 +297,8 @@ int ps_on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 			.has_boot_id = o->has_boot_id && o->boot_id.len == 16,
 			.timens_monotonic_ns = o->timens_monotonic_ns,
 			.timens_boottime_ns = o->timens_boottime_ns,
+			.move_addrs = (const char *const *)o->move_address,
+			.nmove_addrs = o->n_move_address,
 			.cgroups = o->cgroups,
 			.ncgroups = o->n_cgroups,
 		};

@@ -285,6 +285,7 @@ struct rst_held_pipe {
 	uint64_t ino;
 	int fd;
 	bool sock; /* "socket:[ino]", else "pipe:[ino]" */
+	bool inet; /* a TCP or UDP socket: only its sharing is checked */
 };
 int rst_unix_check_pairs(const struct rst_held_pipe *p, size_t n, char *why, size_t whylen);
 

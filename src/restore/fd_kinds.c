@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "restore/fd_inet.h"
 #include "restore/fd_int.h"
 
 const struct rst_fd_ops *const rst_fd_kinds[] = {
@@ -30,6 +31,9 @@ const struct rst_fd_ops *const rst_fd_kinds[] = {
 	&rst_fd_pty,	  /* both ends of a pty, before the terminals */
 	&rst_fd_external, /* before pipes and sockets: the other end stays behind */
 	&rst_fd_pipe,
+	&rst_fd_tcp_listen,
+	&rst_fd_tcp,
+	&rst_fd_udp,
 	&rst_fd_unix_pair,
 	&rst_fd_epoll, /* last: its finish re-arms targets once pipes hold their bytes */
 	NULL,

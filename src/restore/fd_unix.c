@@ -49,7 +49,10 @@ static int unix_refuse(const struct rst_fd_probe *p, char *why, size_t whylen)
 	if (ret)
 		return ret;
 	if (family != AF_UNIX) {
-		snprintf(why, whylen, "fd %d: %s: sockets are not supported yet", p->fd, desc);
+		snprintf(
+			why, whylen,
+			"fd %d: %s: this kind of socket is not supported (TCP, UDP and unix socketpairs are)",
+			p->fd, desc);
 		return -EOPNOTSUPP;
 	}
 	return 0;
@@ -121,7 +124,7 @@ int rst_unix_check_pairs(const struct rst_held_pipe *p, size_t n, char *why, siz
 		struct rst_unix_info u;
 		bool peer_here = false;
 
-		if (!p[i].sock)
+		if (!p[i].sock || p[i].inet)
 			continue;
 		if (rst_unix_diag(p[i].ino, &u)) {
 			snprintf(why, whylen, "fd %d is a socket (socket:[%llu]), not AF_UNIX",

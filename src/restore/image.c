@@ -324,11 +324,19 @@ int rst_ckpt_store_round(struct rst_ckpt *ck, struct trk *t, const struct trk_ro
 
 int rst_ckpt_seize(struct rst_ckpt *ck)
 {
-	int ret = rst_seize(ck->pid, &ck->sz);
+	for (int i = 0;; i++) {
+		int ret = rst_seize(ck->pid, &ck->sz);
 
-	if (ret) {
-		pr_err_r(ret, "cannot stop pid %d to dump it", (int)ck->pid);
-		return ret;
+		if (ret) {
+			pr_err_r(ret, "cannot stop pid %d to dump it", (int)ck->pid);
+			return ret;
+		}
+		/* Connections it has not accepted yet: it runs to accept them (sock_drain.c). */
+		if (i == RST_ACCEPT_DRAIN_TRIES || !rst_sock_accept_pending(ck->pid))
+			break;
+		rst_release(ck->sz);
+		ck->sz = NULL;
+		rst_sock_drain_wait(ck->pid);
 	}
 	ck->st->frozen_ns = now_ns();
 	return 0;
@@ -362,6 +370,7 @@ int rst_ckpt_commit(struct rst_ckpt *ck, bool tracked, bool leave_running, const
 	rst_imgdir_fault(fault, "staged");
 	if (leave_running) {
 		/* Everything is staged: it may run on while the image is made durable. */
+		rst_tcp_hold_end(true);
 		rst_release(ck->sz);
 		ck->sz = NULL;
 		st->frozen_ns = now_ns() - st->frozen_ns;
@@ -379,6 +388,7 @@ int rst_ckpt_commit(struct rst_ckpt *ck, bool tracked, bool leave_running, const
 		/* Durable on disk: the source may go, and must not run again. */
 		rst_kill_seized(ck->sz);
 		ck->sz = NULL;
+		rst_tcp_hold_end(false); /* its sockets closed in repair mode: nothing sent */
 		st->frozen_ns = now_ns() - st->frozen_ns;
 	}
 	st->total_ns = now_ns() - ck->t0;
@@ -398,6 +408,7 @@ void rst_ckpt_end(struct rst_ckpt *ck, int ret)
 	if (ck->ps)
 		haul__img__process_state__free_unpacked(ck->ps, NULL);
 	free(ck->blob);
+	rst_tcp_hold_end(true); /* a failed checkpoint: the process runs on */
 	rst_release(ck->sz);
 	free(ck);
 }

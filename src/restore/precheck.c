@@ -26,6 +26,7 @@
 
 #include "common/log.h"
 #include "common/vma.h"
+#include "restore/fd_inet.h"
 #include "restore/fd_int.h"
 #include "restore/restore.h"
 #include "restore/restore_int.h"
@@ -236,6 +237,7 @@ struct held {
 	struct rst_held_pipe *pipes;
 	struct held_file *files;
 	size_t npipes, nfiles;
+	bool precheck; /* not in the dump's stop: the sharing of sockets too */
 };
 
 static void held_release(struct held *h)
@@ -264,14 +266,22 @@ static int hold_fd(struct held *h, const struct rst_fd_probe *p, const struct rs
 		nf[h->nfiles].path = strdup(p->target);
 		return nf[h->nfiles++].path ? 0 : -ENOMEM;
 	}
-	if (k == &rst_fd_pipe || k == &rst_fd_unix_pair) {
+	/*
+	 * A TCP or UDP socket another process holds too (systemd's socket
+	 * activation, a parent, SCM_RIGHTS) would be two sockets after the
+	 * move: checked at the precheck only (a scan of every fd on the host).
+	 */
+	bool inet = k == &rst_fd_tcp_listen || k == &rst_fd_tcp || k == &rst_fd_udp;
+
+	if (k == &rst_fd_pipe || k == &rst_fd_unix_pair || (inet && h->precheck)) {
 		struct rst_held_pipe *np = realloc(h->pipes, (h->npipes + 1) * sizeof(*np));
 
 		if (!np)
 			return -ENOMEM;
 		h->pipes = np;
 		np[h->npipes].ino = p->st->st_ino;
-		np[h->npipes].sock = k == &rst_fd_unix_pair;
+		np[h->npipes].sock = k != &rst_fd_pipe;
+		np[h->npipes].inet = inet;
 		np[h->npipes++].fd = p->fd;
 	}
 	return 0;
@@ -359,6 +369,7 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		free(text);
 		text = NULL;
 	}
+	h.precheck = !tracer;
 	ret = rst_fd_each(pid, check_fd, &h, why, whylen);
 	if (!ret)
 		ret = rst_unix_check_pairs(h.pipes, h.npipes, why, whylen);

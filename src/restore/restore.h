@@ -95,6 +95,25 @@ void rst_dump_prep_free(struct rst_dump_prep *p);
 void rst_release(struct rst_seized *s);
 /* Kill the seized process (it never runs again) and forget it. NULL is a no-op. */
 void rst_kill_seized(struct rst_seized *s);
+/*
+ * fd_tcp.c: the dump leaves the source's established TCP sockets in repair
+ * mode (nothing is sent from them; closed in repair mode they vanish
+ * without FIN or RST) and keeps a copy of each.  Call once the source's fate
+ * is known: @resume false when the process never runs again on the source
+ * (killed after the target runs it), true when it runs on (rollback,
+ * --leave-running, a failed dump): repair mode is left before it does.
+ * Either way the copies are closed.  No-op when nothing is held.
+ */
+void rst_tcp_hold_end(bool resume);
+/*
+ * sock_drain.c: whether @pid (stopped) has connections queued on a
+ * listener, not yet accepted (logged).  rst_sock_drain_wait: with @pid
+ * running again, wait until it has accepted them all: 0, or -ETIMEDOUT
+ * after RST_ACCEPT_DRAIN_MS.  The caller stops it again and asks once more
+ * (up to RST_ACCEPT_DRAIN_TRIES times); what is left is refused by the dump.
+ */
+bool rst_sock_accept_pending(pid_t pid);
+int rst_sock_drain_wait(pid_t pid);
 
 /*
  * haul moved @pid from cgroup directory @orig into @dir (a cgroup of its

@@ -99,15 +99,15 @@ Test(rst_refuse, socket, .timeout = 20)
 {
 	refuses("socket", "is a socket");
 }
-Test(rst_refuse, tcp_listener_named_by_address, .timeout = 20)
+/* TCP listeners and UDP sockets are carried now (tests/integration/net_tcp.c). */
+Test(rst_refuse, raw_ip_socket_named_by_protocol, .timeout = 20)
 {
-	refuses("tcp-listen", "TCP 127.0.0.1:");
-	refuses("tcp-listen", "listening: sockets are not supported yet");
+	refuses("raw-ip", "IP socket (type 3, protocol 255)");
+	refuses("raw-ip", "this kind of socket is not supported");
 }
-Test(rst_refuse, udp_socket_named_by_address, .timeout = 20)
+Test(rst_refuse, netlink_socket_named_by_protocol, .timeout = 20)
 {
-	refuses("udp", "UDP 127.0.0.1:");
-	refuses("udp", ": sockets are not supported yet");
+	refuses("netlink", "fd 3: netlink socket (protocol 0)");
 }
 Test(rst_refuse, unlinked_file_whose_inode_has_another_link, .timeout = 20)
 {

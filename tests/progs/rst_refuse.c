@@ -1,7 +1,7 @@
 /*
  * rst_refuse - a process holding one resource haul cannot checkpoint.
  *
- * usage: rst_refuse KIND   with KIND one of: pipe socket tcp-listen udp inotify
+ * usage: rst_refuse KIND   with KIND one of: pipe socket tcp-listen udp raw-ip netlink inotify
  *        seccomp memfd sysv traced child timer deleted-map
  * ("pipe": the test hands it a pipe it shares on stdin; nothing to set up.)
  * After setting it up, it counts forever, every 5 ms writing the count at
@@ -10,6 +10,7 @@
  */
 #include <fcntl.h>
 #include <linux/filter.h>
+#include <linux/netlink.h>
 #include <linux/seccomp.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -57,6 +58,10 @@ static int setup(const char *kind)
 		return socket(AF_UNIX, SOCK_DGRAM, 0) < 0 ? -1 : 0;
 	if (!strcmp(kind, "inotify"))
 		return inotify_init1(0) < 0 ? -1 : 0;
+	if (!strcmp(kind, "raw-ip"))
+		return socket(AF_INET, SOCK_RAW, IPPROTO_RAW) < 0 ? -1 : 0;
+	if (!strcmp(kind, "netlink"))
+		return socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE) < 0 ? -1 : 0;
 	if (!strcmp(kind, "tcp-listen") || !strcmp(kind, "udp")) {
 		/* On loopback, port chosen by the kernel: nothing else can collide. */
 		bool tcp = kind[0] == 't';

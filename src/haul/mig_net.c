@@ -1,0 +1,307 @@
+/*
+ * mig_net.c - the source's network part of a live migration: the lock,
+ * the address move and the --on-switch hook, at the points migrate.c and
+ * mig_switch.c call it.
+ *
+ *  before anything is touched (haul_mig_net_prepare): each --move-address
+ *      must be on an interface here (remembered: a rollback puts it back
+ *      there); the migration id is picked (it is the session id, so both
+ *      sides name the same migration);
+ *  once the target answered (haul_mig_net_check): each moving address must
+ *      be on a subnet of the target's and not be the one the session runs
+ *      from, and each socket's local address must
+ *      be moving or be the target's already (and the sockets in haul's own
+ *      network namespace, where the lock is); else refused before the
+ *      freeze.  Then the survivor (netguard.c) is forked, outside the
+ *      downtime;
+ *  after the freeze (haul_mig_net_down), before any socket state is read:
+ *      the lock (the process's sockets as they are now, and the moving
+ *      addresses), the addresses removed, the source-down hook; the same socket ends go to the target with the
+ *      restore command so that it locks them before it restores them;
+ *  rollback (haul_mig_net_undo), after the process was released and thawed:
+ *      the addresses back and announced, the lock lifted, source-up;
+ *  commit (haul_mig_net_done), after the source died: the lock lifted
+ *      (the dead sockets sent nothing through it), source-done;
+ *  in doubt (haul_mig_net_indoubt_end): the lock lifted, the addresses left
+ *      where the switch put them, and the operator told how to put them back.
+ * Nothing is done (no table, no survivor) when the process has no inet
+ * socket and no address moves.
+ */
+#define LOG_PREFIX "migrate: "
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include "common/log.h"
+#include "common/policy.h"
+#include "haul/migrate_int.h"
+#include "haul/netlock.h"
+
+int haul_mig_net_prepare(struct mig *m)
+{
+	const struct haul_mig_opts *o = m->o;
+	struct mig_net *n = &m->net;
+	size_t len = 0;
+
+	n->ng.fd = -1;
+	n->ng.pid = -1;
+	while (!n->id)
+		if (getrandom(&n->id, sizeof(n->id), 0) != sizeof(n->id))
+			return -errno;
+	haul_netlock_name(n->table, sizeof(n->table), m->pid, n->id);
+	if (o->nmove_addrs) {
+		n->addrs = calloc(o->nmove_addrs, sizeof(*n->addrs));
+		if (!n->addrs)
+			return -ENOMEM;
+	}
+	for (size_t i = 0; i < o->nmove_addrs; i++) {
+		struct haul_net_addr *a = &n->addrs[i];
+		int ret = haul_net_addr_parse(o->move_addrs[i], a);
+
+		if (!ret)
+			ret = haul_addr_find(a);
+		if (ret) {
+			snprintf(m->res->why, sizeof(m->res->why),
+				 "--move-address %s is not an address of this host (with that "
+				 "prefix); see 'ip addr', or leave it out",
+				 o->move_addrs[i]);
+			return ret == -EINVAL ? -EINVAL : -EADDRNOTAVAIL;
+		}
+		n->naddrs++;
+		len += snprintf(n->addr_list + len,
+				len < sizeof(n->addr_list) ? sizeof(n->addr_list) - len : 0, "%s%s",
+				i ? "," : "", o->move_addrs[i]);
+		if (len >= sizeof(n->addr_list))
+			return -E2BIG;
+	}
+	n->hook = (struct haul_switch_hook){.cmd = o->on_switch,
+					    .pid = o->ns_pid ? o->ns_pid : o->pid,
+					    .id = n->id,
+					    .side = "source",
+					    .addresses = n->addr_list};
+	return 0;
+}
+
+static bool same_netns(pid_t pid)
+{
+	struct stat a, b;
+	char p[64];
+
+	snprintf(p, sizeof(p), "/proc/%d/ns/net", (int)pid);
+	return !stat(p, &a) && !stat("/proc/self/ns/net", &b) && a.st_ino == b.st_ino &&
+	       a.st_dev == b.st_dev;
+}
+
+/*
+ * The migration's own connection must not run from a moving address: the
+ * lock would drop it and the removal would cut it at the freeze.
+ */
+static int not_our_own_address(struct mig *m)
+{
+	const struct mig_net *n = &m->net;
+	struct sockaddr_storage ss;
+	const uint8_t *a;
+	int fam;
+
+	if (!n->naddrs || ps_client_local_addr(m->client, &ss))
+		return 0;
+	fam = ss.ss_family;
+	a = fam == AF_INET ? (const uint8_t *)&((struct sockaddr_in *)&ss)->sin_addr
+			   : (const uint8_t *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
+	for (size_t i = 0; i < n->naddrs; i++) {
+		if (n->addrs[i].family != fam ||
+		    memcmp(n->addrs[i].addr, a, fam == AF_INET ? 4 : 16))
+			continue;
+		snprintf(m->res->why, sizeof(m->res->why),
+			 "--move-address %s is the address haul reaches %s from: the lock and "
+			 "the move would cut the migration itself; give this host another address "
+			 "towards %s (a route with 'src ADDR') and migrate again",
+			 m->o->move_addrs[i], m->o->to, m->o->to);
+		return -EADDRINUSE;
+	}
+	return 0;
+}
+
+int haul_mig_net_check(struct mig *m)
+{
+	struct mig_net *n = &m->net;
+	const char *const *ts;
+	size_t nt = ps_client_target_addrs(m->client, &ts);
+	struct haul_net_addr *target = calloc(nt ? nt : 1, sizeof(*target));
+	struct haul_net_tuple *socks = NULL;
+	size_t nsocks = 0, ntarget = 0;
+	int ret = 0;
+
+	if (!target)
+		return -ENOMEM;
+	for (size_t i = 0; i < nt; i++)
+		if (!haul_net_addr_parse(ts[i], &target[ntarget]))
+			ntarget++;
+	for (size_t i = 0; i < n->naddrs && !ret; i++) {
+		bool covered = false;
+
+		for (size_t j = 0; j < ntarget && !covered; j++)
+			covered = target[j].family == n->addrs[i].family &&
+				  target[j].prefix <= n->addrs[i].prefix &&
+				  haul_net_covers(target[j].family, target[j].addr,
+						  target[j].prefix, n->addrs[i].addr);
+		if (!covered) {
+			snprintf(m->res->why, sizeof(m->res->why),
+				 "--move-address %s: %s has no interface on that subnet; give one "
+				 "of its interfaces an address there first, or use --on-switch for "
+				 "a routed setup",
+				 m->o->move_addrs[i], m->o->to);
+			ret = -ENETUNREACH;
+		}
+	}
+	if (!ret)
+		ret = not_our_own_address(m);
+	if (!ret)
+		ret = haul_net_sockets(m->pid, &socks, &nsocks);
+	if (!ret)
+		ret = haul_net_check_local(socks, nsocks, n->addrs, n->naddrs, target, ntarget,
+					   m->res->why, sizeof(m->res->why));
+	if (!ret && nsocks && !same_netns(m->pid)) {
+		snprintf(m->res->why, sizeof(m->res->why),
+			 "pid %d has inet sockets in another network namespace than haul's, where "
+			 "haul cannot lock them; run haul there (nsenter --net=/proc/%d/ns/net "
+			 "haul migrate ...)",
+			 m->pid, m->pid);
+		ret = -EOPNOTSUPP;
+	}
+	free(socks);
+	free(target);
+	if (ret)
+		return ret;
+	/* the survivor, forked now: a fork in the downtime would lengthen it */
+	ret = haul_netguard_start(&n->ng, n->table, n->addrs, n->naddrs, true);
+	if (ret)
+		pr_err_r(ret, "cannot start the network survivor of pid %d", m->pid);
+	n->active = !ret;
+	return ret;
+}
+
+int haul_mig_net_down(struct mig *m)
+{
+	struct mig_net *n = &m->net;
+	struct ps_net_end *ends = NULL;
+	int ret;
+
+	/* the sockets as they are at the freeze (connections come and go before it) */
+	ret = haul_net_sockets(m->pid, &n->socks, &n->nsocks);
+	if (ret)
+		return ret;
+	if (!n->nsocks && !n->naddrs && !n->hook.cmd)
+		return 0;
+	if (n->nsocks || n->naddrs) {
+		ret = haul_netlock_take(n->table, n->socks, n->nsocks, n->addrs, n->naddrs);
+		if (ret)
+			return ret;
+		n->locked = true;
+	}
+	if (n->naddrs && n->active)
+		haul_netguard_moved(
+			&n->ng); /* before the first removal: a re-add of one there is 0 */
+	for (size_t i = 0; i < n->naddrs; i++) {
+		ret = haul_addr_del(&n->addrs[i]);
+		if (ret)
+			return ret;
+		n->removed = i + 1;
+	}
+	ends = calloc(n->nsocks ? n->nsocks : 1, sizeof(*ends));
+	if (!ends)
+		return -ENOMEM;
+	for (size_t i = 0; i < n->nsocks; i++) {
+		const struct haul_net_tuple *t = &n->socks[i];
+
+		ends[i] = (struct ps_net_end){.family = t->family,
+					      .proto = t->proto,
+					      .lport = t->lport,
+					      .rport = t->rport};
+		memcpy(ends[i].laddr, t->laddr, 16);
+		memcpy(ends[i].raddr, t->raddr, 16);
+	}
+	ret = ps_client_set_lock(m->client, ends, n->nsocks);
+	free(ends);
+	if (ret)
+		return ret;
+	/*
+	 * Before the commit point: a failing hook rolls the migration back, and
+	 * source-up runs then too (the hook may have done part of its work).
+	 */
+	n->hook_down = true;
+	ret = haul_switch_hook_run(&n->hook, "source-down");
+	if (ret)
+		snprintf(m->res->why, sizeof(m->res->why), "the source-down hook failed");
+	return ret;
+}
+
+void haul_mig_net_indoubt(struct mig *m, bool indoubt)
+{
+	if (!m->net.active)
+		return;
+	if (indoubt)
+		haul_netguard_indoubt(&m->net.ng);
+	else
+		haul_netguard_rearm(&m->net.ng);
+}
+
+static void net_release(struct mig_net *n)
+{
+	haul_netguard_stop(&n->ng);
+	free(n->socks);
+	n->socks = NULL;
+	free(n->addrs);
+	n->addrs = NULL;
+	n->active = false;
+}
+
+void haul_mig_net_undo(struct mig *m)
+{
+	struct mig_net *n = &m->net;
+
+	/* the process runs again here: its address first, then its packets */
+	for (size_t i = 0; i < n->removed; i++)
+		if (!haul_addr_add(&n->addrs[i]))
+			haul_addr_announce(&n->addrs[i]);
+	n->removed = 0;
+	if (n->locked && !haul_netlock_lift(n->table))
+		n->locked = false;
+	if (n->hook_down)
+		haul_switch_hook_run(&n->hook, "source-up"); /* reported, nothing to undo */
+	n->hook_down = false;
+	net_release(n);
+}
+
+void haul_mig_net_done(struct mig *m)
+{
+	struct mig_net *n = &m->net;
+
+	if (n->locked && !haul_netlock_lift(n->table))
+		n->locked = false;
+	if (n->hook_down)
+		haul_switch_hook_run(&n->hook, "source-done");
+	net_release(n);
+}
+
+void haul_mig_net_indoubt_end(struct mig *m)
+{
+	struct mig_net *n = &m->net;
+	char s[64];
+
+	if (n->locked && !haul_netlock_lift(n->table))
+		n->locked = false;
+	for (size_t i = 0; i < n->removed; i++) {
+		haul_net_addr_str(n->addrs[i].family, n->addrs[i].addr, n->addrs[i].prefix, s,
+				  sizeof(s));
+		pr_err("%s stays removed from %s here (it may serve the process on %s); if you "
+		       "thaw the source instead, put it back: ip addr add %s dev %s",
+		       s, n->addrs[i].ifname, m->o->to, s, n->addrs[i].ifname);
+	}
+	n->removed = 0;
+	net_release(n);
+}

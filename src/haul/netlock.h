@@ -1,0 +1,165 @@
+/*
+ * netlock.h - what a migration does to the network around the process:
+ * the network lock (netlock.c), the process's inet sockets (netsock.c),
+ * the service address that moves with it (addrmove.c), the --on-switch
+ * hook (onswitch.c) and the survivor that undoes them if haul dies
+ * (netguard.c).  Private to src/haul.  Unless stated, 0 or -errno; every
+ * failure is logged where it is found.
+ */
+#ifndef HAUL_HAUL_NETLOCK_H
+#define HAUL_HAUL_NETLOCK_H
+
+#include <net/if.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* One socket end of the moving process, as inet_diag reports it. */
+struct haul_net_tuple {
+	int family;	   /* AF_INET or AF_INET6 (v4-mapped IPv6 ends are AF_INET) */
+	int proto;	   /* IPPROTO_TCP or IPPROTO_UDP */
+	uint8_t laddr[16]; /* local address; all zero: any (a wildcard bind) */
+	uint8_t raddr[16];
+	uint16_t lport, rport; /* host order; rport 0: listening or unconnected */
+	int fd;		       /* the fd in the process; -1 when unknown */
+	int state;	       /* TCP_ESTABLISHED, TCP_LISTEN, ... (linux/tcp.h); UDP: 7 (close) */
+};
+
+/* An address that moves: ADDR/PREFIX and, where it lives, its interface. */
+struct haul_net_addr {
+	int family;
+	uint8_t addr[16];
+	int prefix;
+	int ifindex; /* 0: not (yet) found */
+	char ifname[IF_NAMESIZE];
+};
+
+/* Longest text of a tuple or an address ("TCP [v6]:port <- [v6]:port"). */
+#define HAUL_NET_TEXT 128
+
+/* ---- netsock.c ------------------------------------------------------------ */
+
+/*
+ * The TCP and UDP sockets that @pid's fds hold (inet_diag over
+ * NETLINK_SOCK_DIAG, matched by inode to /proc/PID/fd; IPv4 and IPv6).
+ * *@out is malloc'd (NULL when none).  Sockets in other network namespaces
+ * than haul's are not seen (inet_diag answers for the caller's): they are
+ * left out, and that is logged.
+ */
+int haul_net_sockets(pid_t pid, struct haul_net_tuple **out, size_t *n);
+/* "TCP 198.18.0.100:6379 <- 198.18.0.3:51234" or "UDP [::]:53". */
+void haul_net_tuple_str(const struct haul_net_tuple *t, char *buf, size_t len);
+/* "198.18.0.100/24" (with @prefix >= 0) or "198.18.0.100". */
+void haul_net_addr_str(int family, const uint8_t *addr, int prefix, char *buf, size_t len);
+/* Parse "ADDR/PREFIX" (IPv4 or IPv6); -EINVAL when it is not one. */
+int haul_net_addr_parse(const char *s, struct haul_net_addr *a);
+/* Does @net/@prefix contain @addr (same family)? */
+bool haul_net_covers(int family, const uint8_t *net, int prefix, const uint8_t *addr);
+
+/*
+ * Refuse before the freeze when a connected or listening socket would move
+ * without its local address: each socket of @t whose (non-wildcard) local
+ * address is neither among @moved nor among @target (the target's own
+ * addresses, ADDR/PREFIX, as it reported them).  -EADDRNOTAVAIL with @why
+ * naming the first such socket and what to do; 0 when all are there.
+ * Loopback sockets move along with any target.
+ */
+int haul_net_check_local(const struct haul_net_tuple *t, size_t n,
+			 const struct haul_net_addr *moved, size_t nmoved,
+			 const struct haul_net_addr *target, size_t ntarget, char *why, size_t wl);
+
+/* ---- netlock.c ------------------------------------------------------------ */
+
+/* "haul-lock-<pid>-<id>": one table per migration (and per side). */
+void haul_netlock_name(char *buf, size_t len, pid_t pid, uint64_t id);
+/*
+ * Take the lock named @name in haul's network namespace: an nftables
+ * table (family inet) that drops, in prerouting and output, every TCP/UDP
+ * packet of @t (both directions; listening and unconnected ends by local
+ * address and port) and every TCP/UDP packet to or from an address of @a
+ * (ICMP, ARP and neighbour discovery pass, so the address can be
+ * announced and pinged).  It is recorded first in the registry
+ * (HAUL_LOCK_DIR/netlock) with this process as its owner, so that
+ * haul_netlock_reap() removes it if we die.  -EEXIST when a table of that
+ * name exists.
+ */
+int haul_netlock_take(const char *name, const struct haul_net_tuple *t, size_t n,
+		      const struct haul_net_addr *a, size_t na);
+/* Remove it and its registry entry; 0 when it was not there. */
+int haul_netlock_lift(const char *name);
+/* Is a table @name in haul's network namespace? */
+bool haul_netlock_exists(const char *name);
+/*
+ * Remove every registered table (of haul's network namespace) whose owner
+ * is dead, and its entry.  Returns how many were removed, or -errno.
+ */
+int haul_netlock_reap(void);
+
+/* ---- addrmove.c ----------------------------------------------------------- */
+
+/* Find the interface that holds @a (exact address and prefix); -EADDRNOTAVAIL if none. */
+int haul_addr_find(struct haul_net_addr *a);
+/* The interface whose own address covers @a's prefix; -ENETUNREACH if none. */
+int haul_addr_find_subnet(struct haul_net_addr *a);
+/* Add @a to a->ifindex (IPv6: IFA_F_NODAD); 0 also when it is already there. */
+int haul_addr_add(const struct haul_net_addr *a);
+/* Remove @a from a->ifindex; 0 also when it was not there. */
+int haul_addr_del(const struct haul_net_addr *a);
+/* Gratuitous ARP (request and reply) or an unsolicited NA (override) to ff02::1. */
+int haul_addr_announce(const struct haul_net_addr *a);
+/* Every address of this host's interfaces, ADDR/PREFIX; *@out malloc'd. */
+int haul_addr_list(struct haul_net_addr **out, size_t *n);
+
+/* ---- onswitch.c ----------------------------------------------------------- */
+
+struct haul_switch_hook {
+	const char *cmd;       /* NULL: no hook */
+	pid_t pid;	       /* HAUL_PID */
+	uint64_t id;	       /* HAUL_MIGRATION_ID */
+	const char *side;      /* HAUL_SIDE: "source" or "target" */
+	const char *addresses; /* HAUL_ADDRESSES: "A/P,B/Q" or "" */
+	int timeout_ms;	       /* 0: HAUL_SWITCH_HOOK_TIMEOUT_MS */
+};
+
+/*
+ * Run @h->cmd with `sh -c`, HAUL_SWITCH_PHASE=@phase and the other
+ * variables in its environment, stdout/stderr to ours, and wait for it.
+ * 0 (or no hook); -ECANCELED when it exited non-zero or was killed, and
+ * -ETIMEDOUT when it outlived the timeout (then it is killed); logged.
+ */
+int haul_switch_hook_run(const struct haul_switch_hook *h, const char *phase);
+
+/* ---- switch_sink.c -------------------------------------------------------- */
+
+/*
+ * The sink of `haul pageserver`: rst_live_sink with the target's part of
+ * the switch around it.  Its open() takes the page server's --on-switch
+ * CMD (or NULL) as its arg.
+ */
+struct ps_sink_ops;
+extern const struct ps_sink_ops haul_switch_sink;
+
+/* ---- netguard.c ----------------------------------------------------------- */
+
+/*
+ * The survivor of the switch, started before the freeze: a child that,
+ * when its pipe closes without "done" (haul or the page server died),
+ * lifts the lock @table if it exists and, once told the addresses moved
+ * and while armed, puts them back as they were (@readd: the source adds
+ * them again; else the target removes them).  In doubt (the target may run
+ * the process), it lifts the lock and leaves the addresses alone.
+ */
+struct haul_netguard {
+	pid_t pid;
+	int fd;
+};
+int haul_netguard_start(struct haul_netguard *g, const char *table, const struct haul_net_addr *a,
+			size_t na, bool readd);
+int haul_netguard_moved(struct haul_netguard *g);
+int haul_netguard_indoubt(struct haul_netguard *g);
+int haul_netguard_rearm(struct haul_netguard *g);
+/* haul undid (or completed) everything itself: the survivor exits quietly. */
+void haul_netguard_stop(struct haul_netguard *g);
+
+#endif

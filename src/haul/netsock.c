@@ -1,0 +1,372 @@
+/*
+ * netsock.c - the inet sockets of a process, as the network lock and the
+ * address check need them, and the check itself.
+ *
+ * The socket inodes come from /proc/PID/fd ("socket:[N]"); their
+ * addresses and ports from inet_diag (NETLINK_SOCK_DIAG, one dump per
+ * family and protocol: TCP and UDP over IPv4 and IPv6), matched by inode.
+ * inet_diag answers for the network namespace of the asking socket, so the
+ * dump runs in the process's namespace (setns of this thread and back).
+ * An IPv6 end on a v4-mapped address (a dual-stack socket talking IPv4)
+ * is reported as the IPv4 end it is on the wire.
+ */
+#define LOG_PREFIX "netlock: "
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "haul/netlock.h"
+
+struct inode_fd {
+	unsigned long ino;
+	int fd;
+};
+
+/* The socket inodes of @pid's fds. */
+static int socket_inodes(pid_t pid, struct inode_fd **out, size_t *n)
+{
+	char dir[64], path[384], link[64];
+	struct inode_fd *v = NULL;
+	size_t cap = 0;
+	struct dirent *e;
+	DIR *d;
+
+	*out = NULL;
+	*n = 0;
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	d = opendir(dir);
+	if (!d)
+		return -errno;
+	while ((e = readdir(d))) {
+		unsigned long ino;
+		ssize_t l;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		l = readlink(path, link, sizeof(link) - 1);
+		if (l <= 0)
+			continue;
+		link[l] = '\0';
+		if (sscanf(link, "socket:[%lu]", &ino) != 1)
+			continue;
+		if (*n == cap) {
+			struct inode_fd *nv = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof(*v));
+
+			if (!nv) {
+				free(v);
+				closedir(d);
+				return -ENOMEM;
+			}
+			v = nv;
+		}
+		v[(*n)++] = (struct inode_fd){ino, atoi(e->d_name)};
+	}
+	closedir(d);
+	*out = v;
+	return 0;
+}
+
+static bool mapped_v4(const uint8_t *a)
+{
+	static const uint8_t pfx[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	return !memcmp(a, pfx, 12);
+}
+
+static bool is_zero(const uint8_t *a, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (a[i])
+			return false;
+	return true;
+}
+
+/* One inet_diag message into @t; the family folded to IPv4 for v4-mapped ends. */
+static void diag_tuple(const struct inet_diag_msg *m, int proto, int fd, struct haul_net_tuple *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->family = m->idiag_family;
+	t->proto = proto;
+	t->fd = fd;
+	t->state = m->idiag_state;
+	t->lport = ntohs(m->id.idiag_sport);
+	t->rport = ntohs(m->id.idiag_dport);
+	memcpy(t->laddr, m->id.idiag_src, 16);
+	memcpy(t->raddr, m->id.idiag_dst, 16);
+	if (t->family == AF_INET6 && mapped_v4(t->laddr) &&
+	    (mapped_v4(t->raddr) || is_zero(t->raddr, 16))) {
+		t->family = AF_INET;
+		memmove(t->laddr, t->laddr + 12, 4);
+		memset(t->laddr + 4, 0, 12);
+		memmove(t->raddr, t->raddr + 12, 4);
+		memset(t->raddr + 4, 0, 12);
+	}
+	if (t->family == AF_INET) {
+		memset(t->laddr + 4, 0, 12);
+		memset(t->raddr + 4, 0, 12);
+	}
+}
+
+/* Dump @family/@proto and add the sockets among @ino to *@out. */
+static int diag_dump(int nl, int family, int proto, const struct inode_fd *ino, size_t nino,
+		     struct haul_net_tuple **out, size_t *n, size_t *cap)
+{
+	struct {
+		struct nlmsghdr h;
+		struct inet_diag_req_v2 r;
+	} req = {
+		.h = {.nlmsg_len = sizeof(req),
+		      .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+		      .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
+		.r = {.sdiag_family = family, .sdiag_protocol = proto, .idiag_states = ~0U},
+	};
+	static char buf[32768] __attribute__((aligned(8)));
+
+	if (send(nl, &req, sizeof(req), 0) != sizeof(req))
+		return -errno;
+	for (;;) {
+		ssize_t len = recv(nl, buf, sizeof(buf), 0);
+		struct nlmsghdr *h = (struct nlmsghdr *)buf;
+
+		if (len < 0)
+			return -errno;
+		for (; NLMSG_OK(h, (size_t)len); h = NLMSG_NEXT(h, len)) {
+			const struct inet_diag_msg *m = NLMSG_DATA(h);
+
+			if (h->nlmsg_type == NLMSG_DONE)
+				return 0;
+			if (h->nlmsg_type == NLMSG_ERROR) {
+				const struct nlmsgerr *e = NLMSG_DATA(h);
+
+				return e->error ? e->error : -EPROTO;
+			}
+			if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*m)))
+				continue;
+			for (size_t i = 0; i < nino; i++) {
+				if (ino[i].ino != m->idiag_inode)
+					continue;
+				if (*n == *cap) {
+					struct haul_net_tuple *nv = realloc(
+						*out, (*cap = *cap ? *cap * 2 : 8) * sizeof(**out));
+
+					if (!nv)
+						return -ENOMEM;
+					*out = nv;
+				}
+				diag_tuple(m, proto, ino[i].fd, &(*out)[(*n)++]);
+				break;
+			}
+		}
+	}
+}
+
+/* Enter @pid's network namespace when it is not ours; *@back: ours to return to (-1: stayed). */
+static int enter_netns(pid_t pid, int *back)
+{
+	struct stat a, b;
+	char p[64];
+	int fd, ret;
+
+	*back = -1;
+	snprintf(p, sizeof(p), "/proc/%d/ns/net", (int)pid);
+	if (stat(p, &a))
+		return -errno;
+	if (stat("/proc/thread-self/ns/net", &b))
+		return -errno;
+	if (a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+		return 0;
+	*back = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (*back < 0 || fd < 0 || setns(fd, CLONE_NEWNET)) {
+		ret = -errno;
+		if (fd >= 0)
+			close(fd);
+		if (*back >= 0)
+			close(*back);
+		*back = -1;
+		return ret;
+	}
+	close(fd);
+	return 0;
+}
+
+int haul_net_sockets(pid_t pid, struct haul_net_tuple **out, size_t *n)
+{
+	static const int fam[] = {AF_INET, AF_INET6}, proto[] = {IPPROTO_TCP, IPPROTO_UDP};
+	struct inode_fd *ino;
+	size_t nino, cap = 0;
+	int nl, back, ret;
+
+	*out = NULL;
+	*n = 0;
+	ret = socket_inodes(pid, &ino, &nino);
+	if (ret) {
+		pr_err_r(ret, "cannot list the fds of pid %d", (int)pid);
+		return ret;
+	}
+	if (!nino)
+		return 0;
+	ret = enter_netns(pid, &back);
+	if (ret) {
+		pr_err_r(ret, "cannot enter the network namespace of pid %d", (int)pid);
+		free(ino);
+		return ret;
+	}
+	nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (back >= 0 && setns(back, CLONE_NEWNET))
+		pr_err("cannot return to haul's network namespace after reading pid %d's sockets",
+		       (int)pid);
+	if (back >= 0)
+		close(back);
+	if (nl < 0) {
+		ret = -errno;
+		pr_err_r(ret, "cannot open NETLINK_SOCK_DIAG for the sockets of pid %d", (int)pid);
+		free(ino);
+		return ret;
+	}
+	for (size_t f = 0; f < 2 && !ret; f++)
+		for (size_t p = 0; p < 2 && !ret; p++)
+			ret = diag_dump(nl, fam[f], proto[p], ino, nino, out, n, &cap);
+	close(nl);
+	free(ino);
+	if (ret) {
+		pr_err_r(ret, "cannot read the inet sockets of pid %d (inet_diag)", (int)pid);
+		free(*out);
+		*out = NULL;
+		*n = 0;
+	}
+	return ret;
+}
+
+/* ---- text ------------------------------------------------------------------ */
+
+static void end_str(int family, const uint8_t *a, uint16_t port, char *buf, size_t len)
+{
+	char s[INET6_ADDRSTRLEN];
+
+	inet_ntop(family, a, s, sizeof(s));
+	snprintf(buf, len, family == AF_INET6 ? "[%s]:%u" : "%s:%u", s, port);
+}
+
+void haul_net_tuple_str(const struct haul_net_tuple *t, char *buf, size_t len)
+{
+	char l[64], r[64];
+
+	end_str(t->family, t->laddr, t->lport, l, sizeof(l));
+	if (!t->rport) {
+		snprintf(buf, len, "%s %s%s", t->proto == IPPROTO_TCP ? "TCP" : "UDP", l,
+			 t->state == TCP_LISTEN ? " (listening)" : "");
+		return;
+	}
+	end_str(t->family, t->raddr, t->rport, r, sizeof(r));
+	snprintf(buf, len, "%s %s <- %s", t->proto == IPPROTO_TCP ? "TCP" : "UDP", l, r);
+}
+
+void haul_net_addr_str(int family, const uint8_t *addr, int prefix, char *buf, size_t len)
+{
+	char s[INET6_ADDRSTRLEN];
+
+	inet_ntop(family, addr, s, sizeof(s));
+	if (prefix >= 0)
+		snprintf(buf, len, "%s/%d", s, prefix);
+	else
+		snprintf(buf, len, "%s", s);
+}
+
+int haul_net_addr_parse(const char *s, struct haul_net_addr *a)
+{
+	char host[INET6_ADDRSTRLEN + 8], *slash, *end;
+	long prefix;
+
+	memset(a, 0, sizeof(*a));
+	if (strlen(s) >= sizeof(host))
+		return -EINVAL;
+	strcpy(host, s);
+	slash = strchr(host, '/');
+	if (!slash)
+		return -EINVAL;
+	*slash = '\0';
+	errno = 0;
+	prefix = strtol(slash + 1, &end, 10);
+	if (errno || end == slash + 1 || *end)
+		return -EINVAL;
+	if (inet_pton(AF_INET, host, a->addr) == 1)
+		a->family = AF_INET;
+	else if (inet_pton(AF_INET6, host, a->addr) == 1)
+		a->family = AF_INET6;
+	else
+		return -EINVAL;
+	if (prefix < 1 || prefix > (a->family == AF_INET ? 32 : 128))
+		return -EINVAL;
+	a->prefix = (int)prefix;
+	return 0;
+}
+
+bool haul_net_covers(int family, const uint8_t *net, int prefix, const uint8_t *addr)
+{
+	int bytes = prefix / 8, bits = prefix % 8;
+
+	if (prefix < 0 || prefix > (family == AF_INET ? 32 : 128))
+		return false;
+	if (memcmp(net, addr, bytes))
+		return false;
+	if (!bits)
+		return true;
+	return ((net[bytes] ^ addr[bytes]) & (0xff << (8 - bits))) == 0;
+}
+
+/* ---- the local-address check ------------------------------------------------- */
+
+static bool is_loopback(const struct haul_net_tuple *t)
+{
+	static const uint8_t lo6[16] = {[15] = 1};
+
+	return t->family == AF_INET ? t->laddr[0] == 127 : !memcmp(t->laddr, lo6, 16);
+}
+
+static bool addr_in(const struct haul_net_tuple *t, const struct haul_net_addr *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i].family == t->family &&
+		    !memcmp(v[i].addr, t->laddr, t->family == AF_INET ? 4 : 16))
+			return true;
+	return false;
+}
+
+int haul_net_check_local(const struct haul_net_tuple *t, size_t n,
+			 const struct haul_net_addr *moved, size_t nmoved,
+			 const struct haul_net_addr *target, size_t ntarget, char *why, size_t wl)
+{
+	for (size_t i = 0; i < n; i++) {
+		char ts[HAUL_NET_TEXT], as[64];
+		int prefix = t[i].family == AF_INET ? 24 : 64;
+
+		if (is_zero(t[i].laddr, t[i].family == AF_INET ? 4 : 16) || is_loopback(&t[i]))
+			continue;
+		if (addr_in(&t[i], moved, nmoved) || addr_in(&t[i], target, ntarget))
+			continue;
+		haul_net_tuple_str(&t[i], ts, sizeof(ts));
+		haul_net_addr_str(t[i].family, t[i].laddr, -1, as, sizeof(as));
+		snprintf(why, wl,
+			 "fd %d: %s: local address %s is not on the target; add --move-address "
+			 "%s/PREFIX (e.g. %s/%d) to move it, or give the target that address first",
+			 t[i].fd, ts, as, as, as, prefix);
+		return -EADDRNOTAVAIL;
+	}
+	return 0;
+}

@@ -1,0 +1,281 @@
+/*
+ * switch_sink.c - the target's network part of a live migration: a sink
+ * (ps_sink_ops) around the restore sink (rst_live_sink) that `haul
+ * pageserver` serves live sessions with.
+ *
+ *  open:    the moving addresses (SessionOpen.move_address) are read (the
+ *           source refuses before the freeze one that falls in no subnet of
+ *           ours: it has our addresses from SessionOk.addresses); the
+ *           survivor (netguard.c) is forked, outside any downtime;
+ *  lock:    (the restore command, before anything of the process exists
+ *           here) the lock on the socket ends the source named
+ *           and on the moving addresses, each address added to the
+ *           interface whose own address covers its prefix (IPv6 without
+ *           DAD), the target-prepare hook; a failure undoes these and the
+ *           restore is refused, so the source rolls back;
+ *  restore: the process is restored and resumed (its sockets bound to the
+ *           address just added); then the addresses are announced, the lock
+ *           lifted, the target-up hook run (its failure is reported: the
+ *           process runs already); the survivor is told "in doubt";
+ *  close:   committed: done.  Not committed (the restore failed or the
+ *           source never committed, and the inner sink killed the copy):
+ *           the addresses removed, the lock lifted, target-abort.
+ * The hook is the page server's own --on-switch: the target's operator
+ * decides what runs on the target, not the source's.
+ */
+#define LOG_PREFIX "pageserver: "
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "haul/haul_int.h"
+#include "haul/netlock.h"
+#include "pageserver/pageserver.h"
+#include "restore/restore.h"
+
+struct sw_sess {
+	void *inner;
+	pid_t pid;
+	struct haul_net_addr *addrs; /* every moving address (the lock, HAUL_ADDRESSES) */
+	size_t naddrs;
+	struct haul_net_addr *mine; /* those not here before: added, and removed on undo */
+	size_t nmine;
+	char addr_list[256];
+	char table[64];
+	struct haul_netguard ng;
+	struct haul_switch_hook hook;
+	bool locked, prepared, resumed;
+	size_t added;
+	struct haul_net_tuple *ends; /* the lock's socket ends, for a relock */
+	size_t nends;
+};
+
+static const struct ps_sink_ops *inner = &rst_live_sink;
+
+static void sw_free(struct sw_sess *s)
+{
+	haul_netguard_stop(&s->ng);
+	free(s->ends);
+	free(s->mine);
+	free(s->addrs);
+	free(s);
+}
+
+static int sw_addrs(struct sw_sess *s, const struct ps_session_info *info)
+{
+	size_t len = 0;
+
+	s->addrs = calloc(info->nmove_addrs ? info->nmove_addrs : 1, sizeof(*s->addrs));
+	s->mine = calloc(info->nmove_addrs ? info->nmove_addrs : 1, sizeof(*s->mine));
+	if (!s->addrs || !s->mine)
+		return -ENOMEM;
+	for (size_t i = 0; i < info->nmove_addrs; i++) {
+		struct haul_net_addr *a = &s->addrs[i];
+		const char *m = info->move_addrs[i];
+
+		if (haul_net_addr_parse(m, a)) {
+			pr_err("session from %s: '%s' is not an address to move (ADDR/PREFIX)",
+			       info->peer, m);
+			return -EINVAL;
+		}
+		/*
+		 * No interface on its subnet: the source refuses before the freeze
+		 * (it has our addresses from SessionOk, and says what to do);
+		 * sw_lock() refuses the restore if it went on anyway.
+		 */
+		if (haul_addr_find_subnet(a))
+			pr_warn("pid %d from %s: no interface here is on the subnet of %s",
+				(int)info->pid, info->peer, m);
+		s->naddrs++;
+		/* an address this host has already is neither added nor ever removed */
+		s->mine[s->nmine] = *a;
+		if (haul_addr_find(&s->mine[s->nmine]))
+			s->nmine++;
+		else
+			pr_info("pid %d from %s: %s is here already; it stays after the migration",
+				(int)info->pid, info->peer, m);
+		len += snprintf(s->addr_list + len,
+				len < sizeof(s->addr_list) ? sizeof(s->addr_list) - len : 0, "%s%s",
+				i ? "," : "", m);
+		if (len >= sizeof(s->addr_list))
+			return -E2BIG;
+	}
+	return 0;
+}
+
+static int sw_open(void *arg, const struct ps_session_info *info, void **sess)
+{
+	const char *cmd = arg;
+	struct sw_sess *s = calloc(1, sizeof(*s));
+	int ret;
+
+	if (!s)
+		return -ENOMEM;
+	s->ng.fd = -1;
+	s->ng.pid = -1;
+	s->pid = info->pid;
+	haul_netlock_name(s->table, sizeof(s->table), info->pid, info->session_id);
+	ret = sw_addrs(s, info);
+	if (!ret)
+		ret = inner->open(NULL, info, &s->inner);
+	/* the survivor, forked now rather than in the downtime */
+	if (!ret) {
+		ret = haul_netguard_start(&s->ng, s->table, s->mine, s->nmine, false);
+		if (ret) {
+			pr_err_r(ret, "cannot start the network survivor for pid %d",
+				 (int)info->pid);
+			inner->close(s->inner, false);
+		}
+	}
+	if (ret) {
+		sw_free(s);
+		return ret;
+	}
+	s->hook = (struct haul_switch_hook){.cmd = cmd,
+					    .pid = info->pid,
+					    .id = info->session_id,
+					    .side = "target",
+					    .addresses = s->addr_list};
+	*sess = s;
+	return 0;
+}
+
+static int sw_layout(void *sess, const struct haul_layout *l)
+{
+	return inner->layout(((struct sw_sess *)sess)->inner, l);
+}
+
+static int sw_pages(void *sess, uint64_t addr, const void *data, uint32_t npages)
+{
+	return inner->pages(((struct sw_sess *)sess)->inner, addr, data, npages);
+}
+
+static int sw_round_end(void *sess, uint64_t round)
+{
+	return inner->round_end(((struct sw_sess *)sess)->inner, round);
+}
+
+static int sw_state(void *sess, const void *blob, size_t len)
+{
+	return inner->state(((struct sw_sess *)sess)->inner, blob, len);
+}
+
+static int sw_stale(void *sess, const struct ps_range *r, size_t n)
+{
+	if (!inner->stale)
+		return -EOPNOTSUPP;
+	return inner->stale(((struct sw_sess *)sess)->inner, r, n);
+}
+
+/* Everything the switch did here, undone: the process does not run here. */
+static void sw_undo(struct sw_sess *s)
+{
+	for (size_t i = 0; i < s->added; i++)
+		haul_addr_del(&s->mine[i]);
+	s->added = 0;
+	if (s->locked && !haul_netlock_lift(s->table))
+		s->locked = false;
+	if (s->prepared)
+		haul_switch_hook_run(&s->hook, "target-abort");
+	s->prepared = false;
+}
+
+static int sw_lock(void *sess, const struct ps_net_end *e, size_t n)
+{
+	struct sw_sess *s = sess;
+	struct haul_net_tuple *t = calloc(n ? n : 1, sizeof(*t));
+	int ret = 0;
+
+	if (!t)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		t[i] = (struct haul_net_tuple){.family = e[i].family,
+					       .proto = e[i].proto,
+					       .lport = e[i].lport,
+					       .rport = e[i].rport,
+					       .fd = -1};
+		memcpy(t[i].laddr, e[i].laddr, 16);
+		memcpy(t[i].raddr, e[i].raddr, 16);
+	}
+	if (n || s->naddrs) {
+		ret = haul_netlock_take(s->table, t, n, s->addrs, s->naddrs);
+		s->locked = !ret;
+	}
+	if (!ret && s->nmine)
+		haul_netguard_moved(&s->ng);
+	free(s->ends);
+	s->ends = t;
+	s->nends = n;
+	for (size_t i = 0; !ret && i < s->nmine; i++) {
+		char as[64];
+
+		haul_net_addr_str(s->mine[i].family, s->mine[i].addr, s->mine[i].prefix, as,
+				  sizeof(as));
+		ret = haul_addr_find_subnet(&s->mine[i]);
+		if (ret) {
+			pr_err("pid %d: no interface here is on the subnet of %s; give one an "
+			       "address there (ip addr add), or migrate without --move-address",
+			       (int)s->pid, as);
+			break;
+		}
+		ret = haul_addr_add(&s->mine[i]);
+		if (!ret)
+			s->added = i + 1;
+	}
+	if (!ret) {
+		s->prepared = true;
+		ret = haul_switch_hook_run(&s->hook, "target-prepare");
+	}
+	if (ret)
+		sw_undo(s);
+	return ret;
+}
+
+static int sw_restore(void *sess, struct ps_restore_result *res)
+{
+	struct sw_sess *s = sess;
+	int ret = inner->restore(s->inner, res);
+
+	if (ret || res->err) {
+		sw_undo(s);
+		return ret;
+	}
+	s->resumed = true;
+	/* it runs: tell the neighbours where the address is, then let its packets through */
+	for (size_t i = 0; i < s->added; i++)
+		haul_addr_announce(&s->mine[i]);
+	if (s->locked && !haul_netlock_lift(s->table))
+		s->locked = false;
+	haul_netguard_indoubt(&s->ng);
+	haul_switch_hook_run(&s->hook, "target-up"); /* after the resume: reported only */
+	return 0;
+}
+
+static void sw_close(void *sess, bool committed)
+{
+	struct sw_sess *s = sess;
+
+	if (!s)
+		return;
+	/* the inner sink kills an uncommitted copy: its sockets must go while locked */
+	if (!committed && s->resumed && (s->nends || s->naddrs) && !s->locked)
+		s->locked = !haul_netlock_take(s->table, s->ends, s->nends, s->addrs, s->naddrs);
+	inner->close(s->inner, committed);
+	if (!committed)
+		sw_undo(s);
+	sw_free(s);
+}
+
+const struct ps_sink_ops haul_switch_sink = {
+	.open = sw_open,
+	.layout = sw_layout,
+	.pages = sw_pages,
+	.round_end = sw_round_end,
+	.state = sw_state,
+	.stale = sw_stale,
+	.restore = sw_restore,
+	.close = sw_close,
+	.lock = sw_lock,
+};

@@ -1,0 +1,86 @@
+/*
+ * fd_inet.h - private to src/restore: what the AF_INET/AF_INET6 socket kinds
+ * (fd_inet_listen.c, fd_tcp.c, fd_udp.c) share, in fd_inet.c.
+ *
+ * Dump side: the socket is read on a pidfd_getfd copy (the same socket:
+ * getsockopt, getsockname and TCP_REPAIR on the copy act on the process's
+ * socket; closing the copy drops one reference only).  Restore side: the
+ * socket is created in the stub by one injected socket(), so it belongs to
+ * the stub's network namespace, and haul takes a pidfd_getfd copy of it to
+ * do everything else (bind, options, repair, queues) with plain calls.
+ */
+#ifndef HAUL_RESTORE_FD_INET_H
+#define HAUL_RESTORE_FD_INET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "restore/fd_int.h"
+
+/* What a socket fd is, from getsockopt on a copy. */
+struct rst_inet_id {
+	int family, type, protocol;
+	bool listening; /* SO_ACCEPTCONN */
+	int state;	/* TCP: tcpi_state (TCP_ESTABLISHED 1, ..., TCP_LISTEN 10); else 0 */
+};
+
+/*
+ * The socket of probe @p: true with *@id filled when it is an AF_INET or
+ * AF_INET6 socket.
+ */
+bool rst_inet_probe(const struct rst_fd_probe *p, struct rst_inet_id *id);
+
+/* A copy of fd @fd of @pid (pidfd_getfd): the fd, or -errno (-ENOENT: closed since). */
+int rst_inet_getfd(pid_t pid, int fd);
+
+/*
+ * "TCP 198.18.0.100:6379 <- 198.18.0.3:51234", "TCPv6 [::]:80",
+ * "UDP 0.0.0.0:53" for socket @s into @buf.
+ */
+void rst_inet_name(const Haul__Img__InetSocket *s, char *buf, size_t len);
+/* The same for live socket @sfd, before anything is dumped. */
+void rst_inet_name_fd(int sfd, char *buf, size_t len);
+/* The name of TCP state @state ("SYN_RECV"). */
+const char *rst_tcp_state_name(int state);
+
+/*
+ * Dump what every kind has (family, type, protocol, addresses, options that
+ * differ from a new socket's, SO_LINGER, buffer sizes) of socket @sfd into
+ * a new message *@out (free with rst_inet_free).  0 or -errno.
+ */
+int rst_inet_dump(int sfd, Haul__Img__InetSocket **out);
+/* Free a message built by rst_inet_dump (and what the kinds added). NULL is a no-op. */
+void rst_inet_free(Haul__Img__InetSocket *s);
+
+/*
+ * Restore: create socket @s in the stub (injected socket()): *@remote the
+ * stub's fd, *@local haul's copy of it (close it).  0 or -errno.
+ */
+int rst_inet_create(struct rst_target *t, const Haul__Img__InetSocket *s, int *remote, int *local);
+/*
+ * Set @s's options on @sfd: @early, those that must precede bind()
+ * (SO_REUSEADDR/PORT, IPV6_V6ONLY, IP_FREEBIND, IP_TRANSPARENT); else the
+ * others, SO_LINGER and, with @bufs, the buffer sizes.  0 or -errno.
+ */
+int rst_inet_set_opts(int sfd, const Haul__Img__InetSocket *s, bool early, bool bufs);
+/* bind() @sfd to @s's local address, connect() it to its peer.  0 or -errno. */
+int rst_inet_bind(int sfd, const Haul__Img__InetSocket *s);
+int rst_inet_connect(int sfd, const Haul__Img__InetSocket *s);
+
+/*
+ * The validate hook of the three kinds: @f's inet part is a socket this
+ * haul can make (known family, type and protocol, the kind's, addresses of
+ * the family's length, bounded queues).  0, or -EBADMSG with @why naming
+ * the file.
+ */
+int rst_inet_validate(const Haul__Img__FileObject *f, char *why, size_t wl);
+
+/* fd_inet_listen.c: connections waiting in the accept queue of listener fd @fd of @pid. */
+int rst_tcp_listen_queued(pid_t pid, int fd, uint32_t *queued);
+
+/* fd_inet_listen.c, fd_tcp.c, fd_udp.c */
+extern const struct rst_fd_ops rst_fd_tcp_listen, rst_fd_tcp, rst_fd_udp;
+
+#endif

@@ -1,0 +1,102 @@
+/*
+ * rst_fd_inet.c - the socket kinds' validate hook (fd_inet.c): an image's
+ * InetSocket part is refused at load, the file named, when it could not be
+ * a socket of its kind (wrong address length, a TCP connection on a UDP
+ * socket, a listener without backlog, queues beyond their bound).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "restore/fd_inet.h"
+
+static uint8_t v4[4] = {198, 18, 0, 1}, v6[16] = {0x20, 0x01, 0, 2};
+
+struct sock {
+	Haul__Img__FileObject f;
+	Haul__Img__InetSocket s;
+	Haul__Img__TcpRepair r;
+};
+
+static void tcp_conn(struct sock *k)
+{
+	haul__img__file_object__init(&k->f);
+	haul__img__inet_socket__init(&k->s);
+	haul__img__tcp_repair__init(&k->r);
+	k->f.id = 9;
+	k->f.kind = HAUL__IMG__FD_KIND__FD_TCP;
+	k->f.inet = &k->s;
+	k->s.family = AF_INET;
+	k->s.type = SOCK_STREAM;
+	k->s.protocol = IPPROTO_TCP;
+	k->s.has_local_addr = k->s.has_peer_addr = true;
+	k->s.local_addr = (ProtobufCBinaryData){4, v4};
+	k->s.peer_addr = (ProtobufCBinaryData){4, v4};
+	k->s.local_port = 6379;
+	k->s.peer_port = 51234;
+	k->s.tcp = &k->r;
+	k->r.mss = 1448;
+}
+
+static void refused(struct sock *k, const char *what)
+{
+	char why[256] = "";
+
+	cr_assert_eq(rst_inet_validate(&k->f, why, sizeof(why)), -EBADMSG, "%s accepted", what);
+	cr_expect(strstr(why, "file 9"), "the refusal does not name the file: %s", why);
+}
+
+Test(rst_fd_inet, a_sane_connection_passes)
+{
+	struct sock k;
+	char why[256] = "";
+
+	tcp_conn(&k);
+	cr_expect_eq(rst_inet_validate(&k.f, why, sizeof(why)), 0, "%s", why);
+}
+
+Test(rst_fd_inet, an_address_of_the_other_familys_length_is_refused)
+{
+	struct sock k;
+
+	tcp_conn(&k);
+	k.s.peer_addr = (ProtobufCBinaryData){16, v6};
+	refused(&k, "an IPv6 peer on an IPv4 socket");
+}
+
+Test(rst_fd_inet, a_tcp_connection_on_a_udp_socket_is_refused)
+{
+	struct sock k;
+
+	tcp_conn(&k);
+	k.f.kind = HAUL__IMG__FD_KIND__FD_UDP;
+	k.s.type = SOCK_DGRAM;
+	k.s.protocol = IPPROTO_UDP;
+	refused(&k, "a TCP part on a UDP socket");
+}
+
+Test(rst_fd_inet, a_listener_without_backlog_and_a_file_without_its_part_are_refused)
+{
+	struct sock k;
+
+	tcp_conn(&k);
+	k.s.tcp = NULL;
+	k.f.kind = HAUL__IMG__FD_KIND__FD_TCP_LISTEN;
+	refused(&k, "a listener without backlog");
+	k.f.inet = NULL;
+	refused(&k, "a socket file without its inet part");
+}
+
+Test(rst_fd_inet, queues_beyond_their_bound_or_more_unsent_than_queued_are_refused)
+{
+	struct sock k;
+
+	tcp_conn(&k);
+	k.r.unsent = 10;
+	refused(&k, "10 unsent bytes of an empty queue");
+	k.r.unsent = 0;
+	k.r.recv_queue.len = (64u << 20) + 1;
+	refused(&k, "a receive queue above 64 MiB");
+}
