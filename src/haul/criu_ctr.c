@@ -176,6 +176,12 @@ int criu_ctr_dump(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd)
 	}
 	pr_info("pid %d: %s", o->pid,
 		rec ? "a container (namespaces and mounts carried)" : "a process");
+	/* the process's own refusals too come before any callback of the engine */
+	ret = rst_dump_precheck(o->pid, why, sizeof(why));
+	if (ret) {
+		pr_err("cannot checkpoint pid %d: %s; it runs on", o->pid, why);
+		goto out;
+	}
 	ret = criu_notify(c, "network-lock", 0);
 	if (ret)
 		goto out;
