@@ -72,6 +72,80 @@ static struct rst_ctr_ext *ext_list(const Haul__Criu__Options *o)
 	return e;
 }
 
+/*
+ * runc's descriptors.json in the images directory: a JSON array of the
+ * targets of the container's fds 0, 1, 2... ("/dev/null", "pipe:[123]").
+ * Up to @max entries into @out (strdup'd); the count, or -errno.
+ */
+static int read_descriptors(int imgfd, char **out, int max)
+{
+	char buf[8192], *p;
+	int fd, n = 0;
+	ssize_t len;
+
+	fd = openat(imgfd, "descriptors.json", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	len = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (len < 0)
+		return -EIO;
+	buf[len] = '\0';
+	for (p = strchr(buf, '"'); p && n < max; p = strchr(p + 1, '"')) {
+		char *end = strchr(p + 1, '"');
+
+		if (!end || memchr(p + 1, '\\', end - p - 1))
+			break; /* no escapes in fd targets runc writes */
+		out[n] = strndup(p + 1, end - p - 1);
+		if (!out[n])
+			break;
+		n++;
+		p = end;
+	}
+	return n;
+}
+
+/*
+ * The container's fds that are pipes to the engine (runc: the stdio of
+ * conmon or of the caller, in descriptors.json) stay behind; on restore the
+ * engine hands the new pipes in as inherit_fd.  So fd I is dumped as "fd I
+ * of the restoring haul" (fd_extrules.c), and the restore maps each
+ * inherit_fd key back to its fd number.  0 or -errno.
+ */
+static int stdio_rules(int imgfd, const Haul__Criu__Options *o, bool restore)
+{
+	char *desc[16], rule[64];
+	int n = read_descriptors(imgfd, desc, 16), ret = 0;
+
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n && !ret && !restore; i++)
+		if (!strncmp(desc[i], "pipe:[", 6)) {
+			snprintf(rule, sizeof(rule), "%d=fd:%d", i, i);
+			ret = rst_external_add(rule, true);
+		}
+	for (size_t k = 0; restore && !ret && k < o->n_inherit_fd; k++) {
+		const Haul__Criu__InheritedFd *f = o->inherit_fd[k];
+		int i;
+
+		for (i = 0; i < n; i++)
+			if (f->key && !strcmp(desc[i], f->key))
+				break;
+		if (i == n || !f->has_fd || fcntl(f->fd, F_GETFD) < 0) {
+			pr_err("inherit_fd '%s' (fd %d) names no fd of the container in "
+			       "descriptors.json, or that fd is not open here",
+			       f->key ? f->key : "", f->has_fd ? f->fd : -1);
+			ret = -EINVAL;
+			break;
+		}
+		snprintf(rule, sizeof(rule), "%d=fd:%d", i, f->fd);
+		ret = rst_external_add(rule, true);
+	}
+	for (int i = 0; i < n; i++)
+		free(desc[i]);
+	return ret;
+}
+
 static uint64_t now_us(void)
 {
 	struct timespec ts;
@@ -147,7 +221,7 @@ static int dump_steps(pid_t pid, bool leave, const char *dir, int imgfd, Haul__C
 	return ret;
 }
 
-int criu_ctr_dump(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd)
+int criu_ctr_dump(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd, int wdir)
 {
 	bool leave = o->has_leave_running && o->leave_running;
 	struct rst_ctr_ext *ext = ext_list(o);
@@ -176,6 +250,9 @@ int criu_ctr_dump(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd)
 	}
 	pr_info("pid %d: %s", o->pid,
 		rec ? "a container (namespaces and mounts carried)" : "a process");
+	ret = stdio_rules(imgfd, o, false);
+	if (ret)
+		goto out;
 	/* the process's own refusals too come before any callback of the engine */
 	ret = rst_dump_precheck(o->pid, why, sizeof(why));
 	if (ret) {
@@ -193,14 +270,16 @@ int criu_ctr_dump(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd)
 	}
 	pr_info("checkpointed pid %d into %s/%s: %llu pages, stopped %.1f ms%s", o->pid, dir, st.id,
 		(unsigned long long)st.pages, st.frozen_ns / 1e6, leave ? " (left running)" : "");
-	ret = criu_notify(c, "post-dump", o->pid);
+	ret = criu_inventory_write(imgfd);
+	if (!ret)
+		ret = criu_notify(c, "post-dump", o->pid);
 	if (ret)
 		goto out;
 	if (leave) {
 		locked = false;
 		ret = criu_notify(c, "network-unlock", 0);
 	}
-	criu_stats_write(imgfd, st.frozen_ns / 1000, now_us() - t0, now_us() - t0, st.pages,
+	criu_stats_write(wdir, st.frozen_ns / 1000, now_us() - t0, now_us() - t0, st.pages,
 			 st.zero_pages);
 out:
 	if (ret && locked)
@@ -259,6 +338,8 @@ int criu_ctr_restore(struct criu_conn *c, const Haul__Criu__Options *o, int imgf
 	ret = imgdir_path(imgfd, dir, sizeof(dir));
 	if (!ret)
 		ret = read_record(imgfd, &rec);
+	if (!ret)
+		ret = stdio_rules(imgfd, o, true);
 	if (ret)
 		goto out;
 	if (rec) {

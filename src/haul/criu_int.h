@@ -48,18 +48,23 @@ int criu_notify(struct criu_conn *c, const char *script, pid_t pid);
 /*
  * DUMP of a container (or of any process): the namespaces and mounts of
  * @o->pid are recorded beside haul's image in the images directory
- * @imgfd; the engine's hooks are called through @c.  0 or -errno.
+ * @imgfd, stats-dump goes into the work directory @wdir (where CRIU puts
+ * it and podman reads it); the engine's hooks are called through @c.
+ * 0 or -errno.
  */
-int criu_ctr_dump(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd);
+int criu_ctr_dump(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd, int wdir);
 
 /* RESTORE: the container of the images directory @imgfd. *@pid: its PID here. */
 int criu_ctr_restore(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd, pid_t *pid);
 
 /*
- * Write "stats-dump" (CRIU's image framing around a stats entry) into
- * @imgfd: the times podman --print-stats shows.  0 or -errno.
+ * Write "stats-dump" (CRIU's image framing around a stats entry) into the
+ * directory @dirfd: the times podman --print-stats shows.  0 or -errno.
  */
-int criu_stats_write(int imgfd, uint64_t frozen_us, uint64_t memdump_us, uint64_t memwrite_us,
+int criu_stats_write(int dirfd, uint64_t frozen_us, uint64_t memdump_us, uint64_t memwrite_us,
 		     uint64_t pages_written, uint64_t pages_zero);
+
+/* Write "inventory.img" (criu_stats.c says what) into @imgfd. 0 or -errno. */
+int criu_inventory_write(int imgfd);
 
 #endif

@@ -47,6 +47,7 @@ static const struct {
 	{"ghost_limit", FOR_DUMP | FOR_RESTORE},
 	{"empty_ns", FOR_DUMP | FOR_RESTORE},
 	{"config_file", FOR_DUMP | FOR_RESTORE},
+	{"inherit_fd", FOR_RESTORE},
 };
 
 /* Whether field @f of @msg holds something other than its "off" value. */

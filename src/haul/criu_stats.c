@@ -1,5 +1,5 @@
 /*
- * criu_stats.c - the "stats-dump" file of an images directory, in CRIU's
+ * criu_stats.c - the "stats-dump" file of a work directory, in CRIU's
  * format, for `podman container checkpoint --print-stats` (go-criu's
  * stats reader) and crit.
  *
@@ -13,6 +13,12 @@
  * freezing_time, pages_skipped_parent and pages_lazy 0 (no parent images,
  * no lazy pages).  Written with a temporary name and renamed: a reader
  * never sees half of it.
+ *
+ * "inventory.img" of the images directory: podman only checks that it
+ * exists before a restore; haul writes CRIU's inventory framing (no common
+ * head magic: 0x58313116, size, Inventory) with an image version of its
+ * own, 0x68617531 ("hau1"), that CRIU refuses ("not supported images
+ * version"): a real CRIU never misreads haul's image as its own.
  */
 #define LOG_PREFIX "criu: "
 #include <errno.h>
@@ -25,8 +31,10 @@
 #include "common/log.h"
 #include "haul/criu_int.h"
 
-#define STATS_SERVICE_MAGIC 0x55105940u
-#define STATS_IMAGE_MAGIC   0x57093306u
+#define STATS_SERVICE_MAGIC    0x55105940u
+#define STATS_IMAGE_MAGIC      0x57093306u
+#define INVENTORY_MAGIC	       0x58313116u
+#define INVENTORY_HAUL_VERSION 0x68617531u
 
 static void put_le32(uint8_t *p, uint32_t v)
 {
@@ -36,19 +44,55 @@ static void put_le32(uint8_t *p, uint32_t v)
 	p[3] = v >> 24;
 }
 
+/* @len bytes into @name of @dirfd, through a temporary name. 0 or -errno. */
+static int put_file(int dirfd, const char *name, const uint8_t *buf, size_t len)
+{
+	char tmp[64];
+	int fd, ret = 0;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, buf, len) != (ssize_t)len || fsync(fd) < 0)
+		ret = -errno;
+	if (fd >= 0)
+		close(fd);
+	if (!ret && renameat(dirfd, tmp, dirfd, name) < 0)
+		ret = -errno;
+	return ret;
+}
+
+int criu_inventory_write(int imgfd)
+{
+	Haul__Criu__Inventory inv = HAUL__CRIU__INVENTORY__INIT;
+	uint8_t buf[64];
+	size_t len;
+	int ret;
+
+	inv.has_img_version = inv.has_lsmtype = true;
+	inv.img_version = INVENTORY_HAUL_VERSION;
+	len = haul__criu__inventory__get_packed_size(&inv);
+	put_le32(buf, INVENTORY_MAGIC);
+	put_le32(buf + 4, (uint32_t)len);
+	haul__criu__inventory__pack(&inv, buf + 8);
+	ret = put_file(imgfd, "inventory.img", buf, 8 + len);
+	if (ret)
+		pr_err_r(ret, "cannot write inventory.img in the images directory");
+	return ret;
+}
+
 static uint32_t clamp32(uint64_t v)
 {
 	return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
 }
 
-int criu_stats_write(int imgfd, uint64_t frozen_us, uint64_t memdump_us, uint64_t memwrite_us,
+int criu_stats_write(int dirfd, uint64_t frozen_us, uint64_t memdump_us, uint64_t memwrite_us,
 		     uint64_t pages_written, uint64_t pages_zero)
 {
 	Haul__Criu__StatsFile sf = HAUL__CRIU__STATS_FILE__INIT;
 	Haul__Criu__DumpStats d = HAUL__CRIU__DUMP_STATS__INIT;
 	size_t len;
 	uint8_t *buf;
-	int fd, ret = 0;
+	int ret;
 
 	d.has_freezing_time = d.has_frozen_time = d.has_memdump_time = d.has_memwrite_time = true;
 	d.has_pages_scanned = d.has_pages_skipped_parent = d.has_pages_written = true;
@@ -67,13 +111,7 @@ int criu_stats_write(int imgfd, uint64_t frozen_us, uint64_t memdump_us, uint64_
 	put_le32(buf + 4, STATS_IMAGE_MAGIC);
 	put_le32(buf + 8, (uint32_t)len);
 	haul__criu__stats_file__pack(&sf, buf + 12);
-	fd = openat(imgfd, "stats-dump.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, buf, 12 + len) != (ssize_t)(12 + len) || fsync(fd) < 0)
-		ret = -errno;
-	if (fd >= 0)
-		close(fd);
-	if (!ret && renameat(imgfd, "stats-dump.tmp", imgfd, "stats-dump") < 0)
-		ret = -errno;
+	ret = put_file(dirfd, "stats-dump", buf, 12 + len);
 	if (ret)
 		pr_warn_r(ret, "cannot write stats-dump in the images directory (podman "
 			       "--print-stats will not show this checkpoint)");

@@ -253,6 +253,8 @@ static int do_ckpt(struct criu_conn *c, pid_t peer, const Haul__Criu__Request *q
 	if (img < 0)
 		return reply_fail(c->fd, q->type, -img, "cannot open images_dir_fd");
 	wdir = o->has_work_dir_fd ? peer_dir(peer, o->work_dir_fd, "work directory") : img;
+	if (wdir < 0)
+		wdir = img; /* logged; the log and stats-dump go with the images */
 	open_log(wdir, o->log_file);
 	pr_info("haul %s serves the criu %s request of pid %d", HAUL_VERSION, req_name(q->type),
 		(int)peer);
@@ -263,7 +265,7 @@ static int do_ckpt(struct criu_conn *c, pid_t peer, const Haul__Criu__Request *q
 		goto fail;
 	}
 	if (q->type == HAUL__CRIU__REQ_TYPE__REQ_DUMP)
-		ret = criu_ctr_dump(c, o, img);
+		ret = criu_ctr_dump(c, o, img, wdir);
 	else
 		ret = criu_ctr_restore(c, o, img, &pid);
 	if (ret) {

@@ -338,3 +338,29 @@ Test(ctr_criu, restore_refuses_a_record_of_another_version_or_namespace)
 	c.ns_flags |= CLONE_NEWUSER;
 	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", NULL, 0, &out, why, sizeof(why)), -EPROTO);
 }
+
+Test(ctr_criu, writes_an_inventory_criu_refuses_to_read_as_its_own)
+{
+	char dir[] = "/tmp/ctr_criu.XXXXXX", path[64];
+	uint8_t buf[64];
+	Haul__Criu__Inventory *inv;
+	int dfd, fd;
+	ssize_t n;
+
+	cr_assert_not_null(mkdtemp(dir));
+	dfd = open(dir, O_PATH | O_DIRECTORY);
+	cr_assert_eq(criu_inventory_write(dfd), 0);
+	snprintf(path, sizeof(path), "%s/inventory.img", dir);
+	fd = open(path, O_RDONLY);
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	cr_assert_gt(n, 8);
+	cr_assert_eq(buf[0] | buf[1] << 8 | buf[2] << 16 | (uint32_t)buf[3] << 24, 0x58313116u);
+	inv = haul__criu__inventory__unpack(NULL, n - 8, buf + 8);
+	cr_assert_not_null(inv);
+	cr_assert_neq(inv->img_version, 2, "CRIU's own image version would make CRIU misread it");
+	haul__criu__inventory__free_unpacked(inv, NULL);
+	unlink(path);
+	close(dfd);
+	rmdir(dir);
+}
