@@ -82,6 +82,13 @@ int rst_ctr_prepare(const Haul__Ctr__Container *c, const char *imgdir, const cha
 		    size_t wl);
 void rst_ctr_release(struct rst_ctr *c);
 
+/*
+ * A socket of the network namespace of @pid (ours when it shares it): the
+ * calling thread enters that namespace for the socket() call only.  The
+ * fd, or -errno.
+ */
+int rst_ctr_socket_in(pid_t pid, int domain, int type);
+
 /* In the restore helper, before the container's pid 1 is forked. 0 or -errno. */
 int rst_ctr_unshare(const struct rst_ctr *c);
 /*

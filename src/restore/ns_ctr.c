@@ -363,6 +363,40 @@ void rst_ctr_release(struct rst_ctr *c)
 	c->n = 0;
 }
 
+int rst_ctr_socket_in(pid_t pid, int domain, int type)
+{
+	char path[64];
+	struct stat a, b;
+	int own, theirs, fd, ret;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+	if (stat(path, &a) < 0 || stat("/proc/thread-self/ns/net", &b) < 0 ||
+	    (a.st_ino == b.st_ino && a.st_dev == b.st_dev)) {
+		fd = socket(domain, type, 0);
+		return fd < 0 ? -errno : fd;
+	}
+	own = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	theirs = open(path, O_RDONLY | O_CLOEXEC);
+	if (own < 0 || theirs < 0 || setns(theirs, CLONE_NEWNET) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	fd = socket(domain, type, 0);
+	ret = fd < 0 ? -errno : fd;
+	if (setns(own, CLONE_NEWNET) < 0) {
+		/* this thread would stay in the container's namespace: nothing may go on */
+		pr_err("cannot return to haul's network namespace after a socket in pid %d's: %s",
+		       (int)pid, strerror(errno));
+		abort();
+	}
+out:
+	if (own >= 0)
+		close(own);
+	if (theirs >= 0)
+		close(theirs);
+	return ret;
+}
+
 int rst_ctr_unshare(const struct rst_ctr *c)
 {
 	int fl = (int)(c->nsflags & (CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP));
