@@ -322,8 +322,10 @@ static int read_record(int imgfd, Haul__Ctr__Container **out)
 	return ret;
 }
 
-int criu_ctr_restore(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd, pid_t *pid)
+int criu_ctr_restore(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd, int wdir,
+		     pid_t *pid)
 {
+	uint64_t t0 = now_us();
 	struct rst_target_opts to = {0};
 	struct rst_ctr_ext *ext = ext_list(o);
 	Haul__Ctr__Container *rec = NULL;
@@ -368,6 +370,7 @@ int criu_ctr_restore(struct criu_conn *c, const Haul__Criu__Options *o, int imgf
 		rst_target_kill(t);
 		goto out;
 	}
+	criu_stats_restore_write(wdir, now_us() - t0, 0);
 	criu_notify(c, "network-unlock", 0);
 	criu_notify(c, "post-resume", here);
 	pr_info("restored %s as pid %d", rec ? "the container" : "the process", (int)here);

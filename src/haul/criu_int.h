@@ -54,8 +54,12 @@ int criu_notify(struct criu_conn *c, const char *script, pid_t pid);
  */
 int criu_ctr_dump(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd, int wdir);
 
-/* RESTORE: the container of the images directory @imgfd. *@pid: its PID here. */
-int criu_ctr_restore(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd, pid_t *pid);
+/*
+ * RESTORE: the container of the images directory @imgfd; stats-restore
+ * into the work directory @wdir.  *@pid: its PID here.  0 or -errno.
+ */
+int criu_ctr_restore(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd, int wdir,
+		     pid_t *pid);
 
 /*
  * Write "stats-dump" (CRIU's image framing around a stats entry) into the
@@ -64,6 +68,8 @@ int criu_ctr_restore(struct criu_conn *c, const Haul__Criu__Options *o, int imgf
 int criu_stats_write(int dirfd, uint64_t frozen_us, uint64_t memdump_us, uint64_t memwrite_us,
 		     uint64_t pages_written, uint64_t pages_zero);
 
+/* Write "stats-restore" into @dirfd (the work directory). 0 or -errno. */
+int criu_stats_restore_write(int dirfd, uint64_t restore_us, uint64_t pages);
 /* Write "inventory.img" (criu_stats.c says what) into @imgfd. 0 or -errno. */
 int criu_inventory_write(int imgfd);
 

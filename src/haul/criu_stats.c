@@ -11,8 +11,10 @@
  * checkpoint (haul copies and writes pages in one pass), pages_written =
  * pages with data, pages_scanned = those plus the zero pages,
  * freezing_time, pages_skipped_parent and pages_lazy 0 (no parent images,
- * no lazy pages).  Written with a temporary name and renamed: a reader
- * never sees half of it.
+ * no lazy pages).  "stats-restore" likewise with `restore`: restore_time =
+ * the whole restore, the rest 0 (the page count is not kept on this
+ * path).  Written with a temporary name and renamed: a reader never sees
+ * half of it.
  *
  * "inventory.img" of the images directory: podman only checks that it
  * exists before a restore; haul writes CRIU's inventory framing (no common
@@ -44,6 +46,11 @@ static void put_le32(uint8_t *p, uint32_t v)
 	p[3] = v >> 24;
 }
 
+static uint32_t clamp32(uint64_t v)
+{
+	return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
 /* @len bytes into @name of @dirfd, through a temporary name. 0 or -errno. */
 static int put_file(int dirfd, const char *name, const uint8_t *buf, size_t len)
 {
@@ -58,6 +65,31 @@ static int put_file(int dirfd, const char *name, const uint8_t *buf, size_t len)
 		close(fd);
 	if (!ret && renameat(dirfd, tmp, dirfd, name) < 0)
 		ret = -errno;
+	return ret;
+}
+
+int criu_stats_restore_write(int dirfd, uint64_t restore_us, uint64_t pages)
+{
+	Haul__Criu__StatsFile sf = HAUL__CRIU__STATS_FILE__INIT;
+	Haul__Criu__RestoreStats r = HAUL__CRIU__RESTORE_STATS__INIT;
+	uint8_t buf[128];
+	size_t len;
+	int ret;
+
+	r.has_pages_compared = r.has_pages_skipped_cow = true;
+	r.has_forking_time = r.has_restore_time = r.has_pages_restored = true;
+	r.restore_time = clamp32(restore_us);
+	r.pages_restored = pages;
+	sf.restore = &r;
+	len = haul__criu__stats_file__get_packed_size(&sf);
+	put_le32(buf, STATS_SERVICE_MAGIC);
+	put_le32(buf + 4, STATS_IMAGE_MAGIC);
+	put_le32(buf + 8, (uint32_t)len);
+	haul__criu__stats_file__pack(&sf, buf + 12);
+	ret = put_file(dirfd, "stats-restore", buf, 12 + len);
+	if (ret)
+		pr_warn_r(ret, "cannot write stats-restore in the work directory (podman "
+			       "--print-stats will not show this restore)");
 	return ret;
 }
 
@@ -78,11 +110,6 @@ int criu_inventory_write(int imgfd)
 	if (ret)
 		pr_err_r(ret, "cannot write inventory.img in the images directory");
 	return ret;
-}
-
-static uint32_t clamp32(uint64_t v)
-{
-	return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
 }
 
 int criu_stats_write(int dirfd, uint64_t frozen_us, uint64_t memdump_us, uint64_t memwrite_us,

@@ -267,7 +267,7 @@ static int do_ckpt(struct criu_conn *c, pid_t peer, const Haul__Criu__Request *q
 	if (q->type == HAUL__CRIU__REQ_TYPE__REQ_DUMP)
 		ret = criu_ctr_dump(c, o, img, wdir);
 	else
-		ret = criu_ctr_restore(c, o, img, &pid);
+		ret = criu_ctr_restore(c, o, img, wdir, &pid);
 	if (ret) {
 		snprintf(why, sizeof(why), "haul's %s failed (%s); its messages are in the log",
 			 req_name(q->type), strerror(-ret));
