@@ -352,6 +352,7 @@ int criu_ctr_restore(struct criu_conn *c, const Haul__Criu__Options *o, int imgf
 		}
 		to.ctr = &ctr;
 		to.pidns = RST_PIDNS_ALWAYS;
+		to.sibling = o->has_rst_sibling && o->rst_sibling;
 	}
 	to.detach = true; /* the container outlives this request */
 	ret = criu_notify(c, "pre-restore", 0);

@@ -89,6 +89,13 @@ void rst_ctr_release(struct rst_ctr *c);
  */
 int rst_ctr_socket_in(pid_t pid, int domain, int type);
 
+/*
+ * rst_sibling: the container's pid 1 among the children of @parent (any
+ * of its threads): the one in the PID namespace @helper made for its
+ * children.  The PID, or -errno.
+ */
+pid_t rst_ctr_find_sibling(pid_t parent, pid_t helper);
+
 /* In the restore helper, before the container's pid 1 is forked. 0 or -errno. */
 int rst_ctr_unshare(const struct rst_ctr *c);
 /*

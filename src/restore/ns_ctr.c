@@ -397,6 +397,50 @@ out:
 	return ret;
 }
 
+pid_t rst_ctr_find_sibling(pid_t parent, pid_t helper)
+{
+	char path[320], buf[4096];
+	struct stat want;
+	struct dirent *d;
+	pid_t found = -ESRCH;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/pid_for_children", (int)helper);
+	if (stat(path, &want) < 0)
+		return -errno;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)parent);
+	dir = opendir(path);
+	if (!dir)
+		return -errno;
+	/* children are listed by the thread that made them: look at every thread */
+	while (found < 0 && (d = readdir(dir))) {
+		char *tok, *save = NULL;
+		ssize_t n;
+		int fd;
+
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/children", (int)parent, d->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		buf[n > 0 ? n : 0] = '\0';
+		for (tok = strtok_r(buf, " \n", &save); tok && found < 0;
+		     tok = strtok_r(NULL, " \n", &save)) {
+			struct stat st;
+
+			snprintf(path, sizeof(path), "/proc/%s/ns/pid", tok);
+			if (atoi(tok) != helper && stat(path, &st) == 0 &&
+			    st.st_ino == want.st_ino && st.st_dev == want.st_dev)
+				found = atoi(tok);
+		}
+	}
+	closedir(dir);
+	return found;
+}
+
 int rst_ctr_unshare(const struct rst_ctr *c)
 {
 	int fl = (int)(c->nsflags & (CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP));

@@ -178,6 +178,11 @@ struct rst_target_opts {
 	 * only the container's root.  NULL: a plain process.
 	 */
 	const struct rst_ctr *ctr;
+	/*
+	 * With @ctr and @detach: the container's pid 1 is a child of our
+	 * parent (CRIU's rst_sibling: the engine that ran us waits for it).
+	 */
+	bool sibling;
 };
 
 struct rst_target;

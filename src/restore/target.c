@@ -99,6 +99,7 @@ struct spawn {
 	int devnull;
 	char offsets[128];
 	const struct rst_ctr *ctr; /* a container: its namespaces and mounts (ns_ctr.c) */
+	bool sibling;		   /* the container's pid 1 is a child of our parent */
 	int errfd;		   /* container: where its pid 1 says what failed (fd 202 in M) */
 };
 
@@ -260,7 +261,9 @@ static void __attribute__((noreturn)) m_main(struct spawn *sp)
 			report(sp->ready, -errno, 1);
 			_exit(127);
 		}
-		child = raw_fork();
+		/* rst_sibling: M is our parent's child already, and so is pid 1 */
+		child = sp->sibling ? syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0)
+				    : raw_fork();
 		if (child == 0) {
 			close(sp->ctl);
 			/* A container's own mounts and root (its /proc among them)... */
@@ -325,6 +328,8 @@ static void __attribute__((noreturn)) m_main(struct spawn *sp)
 		if (pfd[1].revents) {
 			if (waitpid(child, &status, 0) == child)
 				_exit(rst_exit_code(status));
+			if (sp->sibling)
+				_exit(127); /* not ours to reap: it died before its resume */
 		}
 	}
 }
@@ -472,9 +477,12 @@ static int attach_stub(struct rst_target *t)
 	pid_t child;
 	int ret;
 
-	/* S as seen from here: M's child, or I's child in a new namespace. */
-	child = first_child(t->mpid);
-	if (child > 0 && t->pidns && t->o.pid != 1)
+	/* S as seen from here: M's child, or I's child in a new namespace... */
+	if (t->o.ctr && t->o.sibling)
+		child = rst_ctr_find_sibling(getppid(), t->mpid); /* ...or our parent's */
+	else
+		child = first_child(t->mpid);
+	if (child > 0 && t->pidns && t->o.pid != 1 && !t->o.sibling)
 		child = first_child(child);
 	if (child <= 0) {
 		ret = child < 0 ? child : -ESRCH;
@@ -560,14 +568,19 @@ int rst_target_new(const struct rst_target_opts *o, struct rst_target **out)
 	sp.errfd = errp[1];
 	offsets_text(sp.offsets, sizeof(sp.offsets), o->monotonic_offset_ns, o->boottime_offset_ns);
 
-	child = fork();
+	/*
+	 * A container for an engine that waits for it (rst_sibling): M is
+	 * made our parent's child (CLONE_PARENT) and makes pid 1 so too.
+	 */
+	sp.sibling = o->ctr && o->sibling;
+	child = sp.sibling ? syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0) : fork();
 	if (child < 0) {
 		ret = -errno;
 		close(sp.devnull);
 		goto fail;
 	}
 	if (child == 0) {
-		if (o->detach) {
+		if (o->detach && !sp.sibling) {
 			/* Orphan M so that it is not our child. */
 			pid_t g = raw_fork();
 
@@ -586,11 +599,11 @@ int rst_target_new(const struct rst_target_opts *o, struct rst_target **out)
 	ctl[0] = -1;
 	t->ctl = ctl[1];
 	ctl[1] = -1;
-	if (o->detach) {
+	if (o->detach && !sp.sibling) {
 		int status;
 
 		waitpid(child, &status, 0);
-	} else {
+	} else if (!o->detach) {
 		t->mpid = child;
 	}
 

@@ -19,7 +19,8 @@
 # counter that goes on (memory), the tmpfs file and the hostname;
 # checkpoint --leave-running leaves it running; an option haul does not
 # implement (--tcp-established) and a mount it does not carry (ramfs) are
-# refused by name and the container runs on.  Needs root and Debian's
+# refused by name and the container runs on; runc restore in the
+# foreground waits for the container and returns its exit.  Needs root and Debian's
 # runc, busybox-static, jq (installed here when missing; 77 when they
 # cannot be).  Names carry this script's PID: runc state under its own
 # --root, container IDs ctr<PID>a/b, cgroups /ctr<PID>a/b.
@@ -137,4 +138,20 @@ waitcount "$tmp/b2/rootfs/count" 1 100 >/dev/null || fail "$id2 never counted"
 grep -q "at /mnt/r (ramfs" "$tmp/img4/dump.log" || fail "the refusal does not name /mnt/r (ramfs)"
 $R list | grep -q "^$id2 .* running " || fail "$id2 not running after a refused checkpoint"
 echo "refused by name: tcp_established, the ramfs at /mnt/r; both containers run on"
+
+# 5. runc restore in the foreground waits for the container as runc run does:
+# the restored process is runc's child (rst_sibling), its exit is runc's
+(cd "$B" && PATH="$CPATH" $R checkpoint --image-path "$tmp/img5" $id) >"$tmp/ck5.out" 2>&1 ||
+	{ cat "$tmp/ck5.out"; fail "runc checkpoint (before a foreground restore)"; }
+(cd "$B" && PATH="$CPATH" $R restore --image-path "$tmp/img5" $id </dev/null >/dev/null 2>&1
+	echo $? >"$tmp/fg.rc") &
+i=0
+until $R list | grep -q "^$id .* running "; do
+	i=$((i + 1)); [ $i -lt 100 ] || fail "no running $id under a foreground runc restore"; sleep 0.1
+done
+[ -e "$tmp/fg.rc" ] && fail "the foreground runc restore returned at once ($(cat "$tmp/fg.rc"))"
+$R kill $id KILL
+wait
+[ "$(cat "$tmp/fg.rc")" = 137 ] || fail "foreground runc restore exited $(cat "$tmp/fg.rc"), expected 137 (its container killed)"
+echo "runc restore in the foreground waited for $id and returned its exit (137)"
 exit 0
