@@ -49,7 +49,7 @@ $(BUILD)/libhaul.a: $(LIB_OBJ)
 $(BUILD)/haul: $(BUILD)/obj/src/haul/main.o $(BUILD)/libhaul.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/progs/%: tests/progs/%.c
+$(BUILD)/progs/%: tests/progs/%.c $(wildcard tests/progs/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $< -lpthread -lm
 

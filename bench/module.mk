@@ -4,9 +4,13 @@
 # `make bench-postcopy`: issue 6's metrics (resume, fault latency, all memory
 # against the link) for 1 and 4 GiB, against stop-and-copy in the same run,
 # three repeats (about 10 minutes here); bench/results/postcopy/postcopy.md.
+# `make bench-stalls`: issue 16's cells (1 and 4 GiB, 0 and 64 MiB/s, loopback and
+# 1 Gbit/s, pre-copy and post-copy against stop-and-copy), PASS/FAIL per target, after
+# bench-stall-phases (bench/stall_bench.c: what each tracker phase costs the workload).
+# Every bench/run.sh run prints issue 16's targets for the cells it ran.
 # Included before the Makefile's `all`: keep `all` the default goal.
 bench_saved_goal := $(.DEFAULT_GOAL)
-BENCH_MICRO := bench-ingest bench-tracker bench-restore bench-lazy
+BENCH_MICRO := bench-ingest bench-tracker bench-restore bench-lazy bench-stall-phases
 BENCH_OUT ?= bench/results
 
 # A micro benchmark runs when some module.mk defines its target; its output goes
@@ -43,6 +47,17 @@ bench-postcopy: deps
 		--out $(BENCH_OUT)/postcopy
 
 .PHONY: bench-postcopy
+
+bench-stall-phases: $(BUILD)/progs/stall_bench
+	$(BUILD)/progs/stall_bench 1024 4096
+
+bench-stalls: deps
+	$(MAKE) --no-print-directory BUILD=$(BUILD) all
+	$(call bench_micro,$(BENCH_OUT)/stalls)
+	BUILD=$(BUILD) bench/run.sh --stalls --no-peers --repeat 2 --budget 2400 \
+		--out $(BENCH_OUT)/stalls
+
+.PHONY: bench-stall-phases bench-stalls
 
 # `make conformance ZDTM=DIR`: CRIU's zdtm static tests through haul checkpoint/restore
 # and, for a sample, haul migrate between two network namespaces (bench/conformance/

@@ -3,14 +3,18 @@
 
   report.py --haul-json FILE      print "downtime_ms total_s bytes rounds pages_per_round
                                   throttle_max_pct dump_ms restore_ms freeze_at_s resume_at_s
-                                  memory_complete_ms fault_p50_us fault_p99_us faults"
+                                  memory_complete_ms fault_p50_us fault_p99_us faults
+                                  client_stall_ms client_stall_before_ms
+                                  client_stall_resolution_ms attach_stop_ms scan_call_max_ms
+                                  throttle_stall_max_ms"
                                   ('-' if absent; the fault numbers are the target's, post-copy)
   report.py --csv CSV --out DIR   add the ratio columns to CSV (against haul stop-and-copy
                                   of the same memory, rate, pattern and bandwidth in the
                                   same run), write DIR/summary.md, and the gnuplot data
                                   DIR/headline.md (one line per memory, rate and link), and
                                   DIR/plot_*.dat + DIR/plotvars.gp that bench/plot.gp reads;
-                                  with post-copy cells also DIR/postcopy.md (issue 6's metrics)
+                                  with post-copy cells also DIR/postcopy.md (issue 6's metrics);
+                                  issue 16's targets: DIR/stalls.md and PASS/FAIL lines
 
 Ratios are taken only within one run: the baseline is measured minutes apart on the
 same machine, with the same fresh-memory conditions.
@@ -85,12 +89,16 @@ def haul_json(path):
     def fmt(v, spec):
         return "-" if v is None else format(v, spec)
 
+    # haul's own view of the client's stalls (issue 16); null (None) where it cannot know
+    stall = [find(j, [k]) for k in ("client_stall_ms", "client_stall_before_ms",
+                                    "client_stall_resolution_ms", "attach_stop_ms",
+                                    "scan_call_max_ms", "throttle_stall_max_ms")]
     print(fmt(down, ".3f"), fmt(total, ".3f"), fmt(nbytes, "d") if isinstance(nbytes, int)
           else fmt(nbytes, ".0f"), fmt(rounds, "d") if isinstance(rounds, int) else fmt(rounds, ""),
           fmt(ppr, ""), fmt(throttle, ""), fmt(dump, ".3f"), fmt(restore, ".3f"),
           fmt(freeze_at, ".3f"), fmt(resume_at, ".3f"), fmt(complete, ".3f"),
           fmt(fp50, ".1f"), fmt(fp99, ".1f"), fmt(faults, "d") if isinstance(faults, int)
-          else fmt(faults, ""))
+          else fmt(faults, ""), *(fmt(v, ".3f") for v in stall))
 
 
 def num(s):
@@ -109,7 +117,7 @@ def ratio(a, b):
 
 def median(rows, engine, mode, mib, rate, bw, col):
     """The median of @col over the ok repeats of one cell, or None."""
-    v = sorted(x for x in (num(r[col]) for r in rows
+    v = sorted(x for x in (num(r.get(col)) for r in rows
                            if (r["engine"], r["mode"], r["mem_mib"], r["rate"], r["bandwidth"])
                            == (engine, mode, mib, rate, bw) and r["status"] == "ok")
                if x is not None)
@@ -218,6 +226,7 @@ def summarize(path, out):
         f.write("\n".join(head) + "\n")
 
     postcopy_report(rows, out)
+    stall_targets(rows, out)
 
     for r in rows:
         if r["status"] == "ok" and r["mode"] != "stop-and-copy" and r["gap_vs_sc"]:
@@ -336,6 +345,93 @@ def postcopy_report(rows, out):
                  "memory at the TCP bandwidth the harness measured on that link in this run. "
                  "x s&c: all memory against the whole stop-and-copy of the same cell.")
     with open(path, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def spread(rows, mode, mib, rate, bw, col):
+    """min..max of @col over the ok repeats of one haul cell, or '-'."""
+    v = sorted(x for x in (num(r.get(col)) for r in rows
+                           if (r["engine"], r["mode"], r["mem_mib"], r["rate"], r["bandwidth"])
+                           == ("haul", mode, mib, rate, bw) and r["status"] == "ok")
+               if x is not None)
+    if not v:
+        return "-"
+    return "%.1f" % v[0] if len(v) == 1 else "%.1f..%.1f" % (v[0], v[-1])
+
+
+def stall_targets(rows, out):
+    """Issue 16's targets, PASS/FAIL per target on the medians of this run's cells.
+
+    pre-copy, every cell: the client's largest gap <= 2x haul's downtime and < 20 ms;
+    pre-copy: the gap does not grow from 1 to 4 GiB (4 GiB / 1 GiB <= 1.2x), per rate and
+    link; post-copy at 64 MiB/s: the client's largest gap < 50 ms and fault p99 < 2 ms.
+    A target whose cells did not run is n/a.  DIR/stalls.md: the table with the spread
+    of the repeats, the idle noise floor, and haul's own view (its stall probe).
+    """
+    ok = [r for r in rows if r["status"] == "ok" and r["engine"] == "haul"]
+    res = []
+
+    def med(mode, mib, rate, bw, col):
+        return median(ok, "haul", mode, mib, rate, bw, col)
+
+    lines = ["| mode | memory | dirty rate | link | client gap ms (repeats) | before / "
+             "switchover / after ms | haul downtime ms | idle gap ms | haul's stall ms "
+             "(before, resolution) | attach ms | longest scan call ms | throttle stall ms |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    keys = list(dict.fromkeys((r["mode"], r["mem_mib"], r["rate"], r["bandwidth"])
+                              for r in ok if r["mode"] in ("pre-copy", "post-copy")))
+    for mode, mib, rate, bw in keys:
+        def f(col, spec=".1f"):
+            v = med(mode, mib, rate, bw, col)
+            return "-" if v is None else format(v, spec)
+        lines.append("| %s | %s | %s | %s | %s (%s) | %s / %s / %s | %s | %s | %s (%s, %s) | "
+                     "%s | %s | %s |" % (
+                         mode, mem_label(mib), rate_label(rate), bw, f("client_gap_ms"),
+                         spread(ok, mode, mib, rate, bw, "client_gap_ms"), f("other_gap_ms"),
+                         f("switch_gap_ms"), f("post_gap_ms"), f("downtime_ms"),
+                         f("base_gap_ms"), f("haul_stall_ms"), f("haul_stall_before_ms"),
+                         f("stall_resolution_ms"), f("attach_stop_ms", ".2f"),
+                         f("scan_call_max_ms", ".2f"), f("throttle_stall_ms")))
+        gap, down = med(mode, mib, rate, bw, "client_gap_ms"), med(mode, mib, rate, bw,
+                                                                    "downtime_ms")
+        cell = "%s %s %s %s" % (mode, mem_label(mib), rate_label(rate), bw)
+        if mode == "pre-copy" and int(mib) in (1024, 4096) and gap is not None and down:
+            res.append((gap <= 2 * down and gap < 20,
+                        "%s: client gap %.1f ms <= 2x downtime %.1f ms and < 20 ms" %
+                        (cell, gap, down)))
+        if mode == "post-copy" and rate == "64" and gap is not None:
+            p99 = med(mode, mib, rate, bw, "fault_p99_us")
+            res.append((gap < 50 and p99 is not None and p99 < 2000,
+                        "%s: client gap %.1f ms < 50 ms, fault p99 %s ms < 2 ms" %
+                        (cell, gap, "%.2f" % (p99 / 1e3) if p99 is not None else "-")))
+    for rate, bw in dict.fromkeys((k[2], k[3]) for k in keys if k[0] == "pre-copy"):
+        lo = med("pre-copy", "1024", rate, bw, "client_gap_ms")
+        hi = med("pre-copy", "4096", rate, bw, "client_gap_ms")
+        if lo and hi is not None:
+            res.append((hi <= 1.2 * lo, "pre-copy %s %s: client gap 4G vs 1G %.1f vs %.1f ms, "
+                        "%.2fx <= 1.2x" % (rate_label(rate), bw, hi, lo, hi / lo)))
+    need = [("pre-copy", m, r, b) for m in ("1024", "4096") for r in ("0", "64")
+            for b in ("loopback", "1gbit")] + \
+        [("post-copy", m, "64", b) for m in ("1024", "4096") for b in ("loopback", "1gbit")]
+    missing = [k for k in need if k not in keys]
+    lines.append("")
+    for passed, text in res:
+        lines.append("- %s: %s" % ("PASS" if passed else "FAIL", text))
+        print("bench: target: %s: %s" % ("PASS" if passed else "FAIL", text))
+    if missing:
+        text = "n/a: issue 16's cells not run (or not ok) here: " + ", ".join(
+            "%s %s %s %s" % (m, mem_label(b), rate_label(r), w) for m, b, r, w in missing)
+        lines.append("- " + text)
+        print("bench: target: " + text)
+    lines.append("")
+    lines.append("client gap: the workload's largest gap between its 1 ms heartbeats (medians "
+                 "of the repeats, their range in brackets); before / switchover / after: the "
+                 "largest gap that ended before the freeze, between freeze and resume, after "
+                 "the resume; idle: the largest gap of the warm-up, no migration (this "
+                 "machine's noise floor). haul's stall: what haul reports from outside "
+                 "(`client_stall_ms`; before: its run-time probe, with the sampling interval "
+                 "it really had).")
+    with open(os.path.join(out, "stalls.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
 
 

@@ -44,6 +44,9 @@ usage: bench/run.sh [--quick|--full|--smoke] [--out DIR] [--haul BIN] [--workloa
   --full   (make bench-full) 256M 1G 4G 16G; rates 0 16 64 256 unbounded;
                              loopback 10gbit 1gbit; all modes
   --smoke  (tests)           64M; rate 16; loopback; stop-and-copy pre-copy
+  --stalls (make bench-stalls) issue 16's cells: 1G 4G; rates 0 64; loopback 1gbit;
+                             stop-and-copy pre-copy post-copy
+Every run ends with issue 16's targets (PASS/FAIL/n/a) for the cells it ran.
 Cells whose memory does not fit (3x the size must be available) are skipped visibly,
 and so are the cells left when --budget seconds (quick: 450) have been spent.
 Logs of failed cells are kept in DIR/logs (--keep-logs: of every cell).
@@ -53,7 +56,7 @@ EOF
 
 while [ $# -gt 0 ]; do
 	case $1 in
-	--quick | --full | --smoke) profile=${1#--} ;;
+	--quick | --full | --smoke | --stalls) profile=${1#--} ;;
 	--out) out=$2; shift ;;
 	--haul) haul=$2; shift ;;
 	--workload) workload=$2; shift ;;
@@ -84,6 +87,9 @@ full)
 smoke)
 	: "${mems:=64M}" "${rates:=16}" "${bws:=loopback}" "${modes:=stop-and-copy pre-copy}"
 	: "${warm:=1}" "${settle:=0.5}" ;;
+stalls)
+	: "${mems:=1G 4G}" "${rates:=0 64}" "${bws:=loopback 1gbit}"
+	: "${modes:=stop-and-copy pre-copy post-copy}" "${warm:=1}" "${settle:=0.5}" ;;
 esac
 : "${warm:=2}" "${settle:=1}"
 
@@ -250,14 +256,14 @@ kv() { sed -n "s/^$2=//p" "$1" 2>/dev/null | head -1; }
 
 csv=$out/bench.csv
 rm -rf "$out/logs"
-echo "run,engine,mode,mem_mib,rate,pattern,bandwidth,link_gbps,status,downtime_ms,client_gap_ms,client_gap_mono_ms,total_s,bytes,rounds,verify,note,pages_per_round,throttle_max_pct,dump_ms,restore_ms,gap_end_s,switch_gap_ms,other_gap_ms,base_gap_ms,rep,post_gap_ms,memory_complete_ms,fault_p50_us,fault_p99_us,faults" >"$csv"
+echo "run,engine,mode,mem_mib,rate,pattern,bandwidth,link_gbps,status,downtime_ms,client_gap_ms,client_gap_mono_ms,total_s,bytes,rounds,verify,note,pages_per_round,throttle_max_pct,dump_ms,restore_ms,gap_end_s,switch_gap_ms,other_gap_ms,base_gap_ms,rep,post_gap_ms,memory_complete_ms,fault_p50_us,fault_p99_us,faults,haul_stall_ms,haul_stall_before_ms,stall_resolution_ms,attach_stop_ms,scan_call_max_ms,throttle_stall_ms" >"$csv"
 run_id=$(date -u +%Y%m%dT%H%M%SZ)
 cell_no=0
 
 row() { # engine mode mem rate bw status downtime gap gap_mono total bytes rounds verify note
 	# [pages_per_round throttle_max_pct dump_ms restore_ms]
 	local note=${14//,/;}
-	echo "$run_id,$1,$2,$(size_mib "$3"),$4,$pattern,$5,${link[$5]},$6,$7,$8,$9,${10},${11},${12},${13},${note//$'\n'/ },${15:-},${16:-},${17:-},${18:-},${gap_end:-},${switch_gap:-},${other_gap:-},${base_gap:-},$rep,${post_gap:-},${complete:-},${fp50:-},${fp99:-},${faults:-}" >>"$csv"
+	echo "$run_id,$1,$2,$(size_mib "$3"),$4,$pattern,$5,${link[$5]},$6,$7,$8,$9,${10},${11},${12},${13},${note//$'\n'/ },${15:-},${16:-},${17:-},${18:-},${gap_end:-},${switch_gap:-},${other_gap:-},${base_gap:-},$rep,${post_gap:-},${complete:-},${fp50:-},${fp99:-},${faults:-},${hstall:-},${hbefore:-},${hres:-},${hattach:-},${hcall:-},${hthr:-}" >>"$csv"
 }
 
 # Start the workload in the source namespace; sets wl_pid, or returns 1.
@@ -393,8 +399,9 @@ run_haul_cell() {
 	fi
 	js=$(python3 "$here/report.py" --haul-json "$cell/mig.json" 2>&1)
 	local ppr throttle dump restore freeze_at resume_at complete fp50 fp99 faults
+	local hstall hbefore hres hattach hcall hthr
 	read -r downtime total bytes rounds ppr throttle dump restore freeze_at resume_at complete \
-		fp50 fp99 faults <<<"$js"
+		fp50 fp99 faults hstall hbefore hres hattach hcall hthr <<<"$js"
 	if [ "$freeze_at" = - ]; then # no --json: assume the freeze came last
 		freeze_at=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a - 0.5 }')
 		resume_at=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
@@ -409,6 +416,7 @@ run_haul_cell() {
 	[ "$keep_all" = 1 ] && [ "$status" = ok ] && echo "t0=$t0 t1=$t1" >"$cell/times" && keep_logs "$cell"
 	say "$status: haul $mode $mem $rate $bw: downtime ${downtime} ms, client gap ${gap} ms" \
 		"(switchover ${switch_gap}, before ${other_gap}, after ${post_gap}, idle ${base_gap})," \
+		"haul's view: stall ${hstall} ms (before ${hbefore}, resolution ${hres})," \
 		"total ${total} s, ${bytes} bytes, ${rounds} rounds, verify $verify"
 	row haul "$mode" "$mem" "$rate" "$bw" $status "$downtime" "$gap" "$gap_mono" "$total" \
 		"$bytes" "$rounds" "$verify" "$note" "$ppr" "$throttle" "$dump" "$restore"

@@ -38,11 +38,20 @@
 /* Pages per arena chunk of the memory page store (64 MiB): few mmaps for GiBs. */
 #define PSTORE_CHUNK_PAGES 16384
 
+/* ---- tracker (owned by the tracker) ------------------------------------------ */
+/* Bytes one PAGEMAP_SCAN call may walk: a clean full walk costs ~1.6 ms/GiB, so 64 MiB
+ * holds the target's mmap_lock ~0.1 ms; a 4 GiB walk in one call held it 64-100 ms. */
+#define TRK_SCAN_SLICE_BYTES (64ULL << 20)
+/* Pages one call may report and re-protect (max_pages): write-protecting costs 16-25 ms
+ * per populated GiB, so 8192 pages (32 MiB) keep a dense slice under ~1 ms. */
+#define TRK_SCAN_SLICE_PAGES 8192
+/* Detaching unregisters in slices this many times smaller (16 MiB): each holds the target's
+ * mmap_lock for writing; the close of the uffd unregistered 1 GiB in one 117 ms hold. */
+#define TRK_UNREG_SLICE_DIV 4
+
 /* ---- migrate (owned by haul migrate) ----------------------------------------- */
 /* Parent of the cgroups haul makes (<mount>/haul/mig-PID, <mount>/haul/NAME for haul run). */
 #define HAUL_CG_PARENT "haul"
-/* cpu.max period while throttling: short, so a throttled workload stalls at most ~20 ms. */
-#define HAUL_MIG_THROTTLE_PERIOD_US 20000
 /* Smallest quota the kernel takes (1 ms); deeper throttles stretch the period instead. */
 #define HAUL_MIG_THROTTLE_MIN_QUOTA_US 1000
 /* Longest period the kernel takes (1 s); 99% of one CPU needs 100 ms. */
@@ -78,6 +87,24 @@
 /* Retries (10 ms apart) to remove a cgroup while a dead process leaves it: init reaps
  * orphans only every 1-2 s on some VMs (DESIGN.md "Kernel facts"). */
 #define HAUL_MIG_RMDIR_TRIES 300
+/* The stall probe samples every thread's schedstat this often during pre-copy: a client
+ * polling at 1 ms notices stalls of a few ms; each sample of one thread costs ~10 us. */
+#define HAUL_STALL_PERIOD_US 2000
+/* ... and lists the threads again every this many samples (new threads join late). */
+#define HAUL_STALL_RELIST 25
+/* The throttle's cpu.max period is chosen so that no throttled stretch exceeds this: a
+ * deeper throttle then shows as a slowdown, not as stalls (a 20 ms period stalled up to
+ * 19 ms, a 99% throttle 99 ms). */
+#define HAUL_MIG_THROTTLE_STALL_US 4000
+/* Post-copy prefetch (pc_hot.c): each of the two windows in which the tracker watches the
+ * process's writes before the freeze; 100 ms sees a 64 MiB/s writer's 1600 pages. */
+#define HAUL_PC_HOT_WINDOW_MS 100
+/* ... the share of the second window's pages that must repeat the first's for its
+ * writes to count as predictable (a uniform random writer over 1 GiB repeats ~1%). */
+#define HAUL_PC_HOT_REPEAT_PCT 50
+/* ... and the most pages sent so: the freeze re-reads them to find the ones written since
+ * (8 MiB: ~2-3 ms of the stop on the 2-core VM). */
+#define HAUL_PC_HOT_MAX_PAGES 2048
 /* The live progress line on a terminal is redrawn at most this often during a round. */
 #define HAUL_MIG_PROGRESS_MS 250
 /* Re-read cgroup.events this often while waiting to freeze (its events are rate-limited). */

@@ -37,6 +37,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#define RSYS_O_SUSPEND_SECCOMP (1 << 21) /* PTRACE_O_SUSPEND_SECCOMP, Linux 4.3 */
+
 #include "common/log.h"
 #include "common/rsys.h"
 #include "common/vma.h"
@@ -162,6 +164,41 @@ static int save_state(struct rsys *r)
 	return 0;
 }
 
+/*
+ * When @pid runs under seccomp (status "Seccomp:" 1 or 2), set
+ * PTRACE_O_SUSPEND_SECCOMP: its filters, or strict mode, must not judge
+ * the calls injected into it (a container's profile refusing userfaultfd,
+ * say).  The detach clears it.  Needs CAP_SYS_ADMIN.  0 or -errno.
+ */
+static int suspend_seccomp(pid_t pid)
+{
+	char path[64], buf[4096], *f;
+	ssize_t n;
+	int fd, ret;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	ret = n < 0 ? -errno : 0;
+	close(fd);
+	if (ret)
+		return ret;
+	buf[n] = '\0';
+	f = strstr(buf, "\nSeccomp:");
+	if (!f || atoi(f + 9) == 0)
+		return 0;
+	if (ptrace(PTRACE_SETOPTIONS, pid, 0, PTRACE_O_TRACESYSGOOD | RSYS_O_SUSPEND_SECCOMP) < 0) {
+		ret = -errno;
+		pr_err_r(ret,
+			 "cannot suspend the seccomp filters of thread %d for injected calls "
+			 "(needs CAP_SYS_ADMIN)",
+			 pid);
+	}
+	return ret;
+}
+
 int rsys_attach_stopped(struct rsys *r, pid_t pid, uint64_t sc_addr)
 {
 	int ret;
@@ -173,6 +210,9 @@ int rsys_attach_stopped(struct rsys *r, pid_t pid, uint64_t sc_addr)
 		pr_err_r(ret, "cannot read the registers of pid %d", pid);
 		return ret;
 	}
+	ret = suspend_seccomp(pid);
+	if (ret)
+		return ret;
 	if (!sc_addr) {
 		ret = rsys_find_vdso_syscall(pid, &sc_addr);
 		if (ret)

@@ -445,24 +445,15 @@ int haul_cg_prepare(pid_t pid, const struct haul_cg_mounts *m, struct haul_cg *c
 
 int haul_cg_throttle(struct haul_cg *cg, unsigned pct, double cpus)
 {
-	long period = HAUL_MIG_THROTTLE_PERIOD_US, quota;
+	long period = 0, quota = 0;
 	char v[64];
 	int ret;
 
 	if (!cg->cpu_dir[0])
 		return -EOPNOTSUPP;
-	if (cpus < 0.05)
-		cpus = 0.05;
-	if (pct > HAUL_MIG_THROTTLE_MAX)
-		pct = HAUL_MIG_THROTTLE_MAX;
-	quota = (long)(period * cpus * (100 - pct) / 100);
-	if (quota < HAUL_MIG_THROTTLE_MIN_QUOTA_US) {
-		/* the kernel refuses quotas under 1 ms: stretch the period instead */
-		quota = HAUL_MIG_THROTTLE_MIN_QUOTA_US;
-		period = (long)(quota * 100 / ((100 - pct) * cpus));
-		if (period > HAUL_MIG_THROTTLE_MAX_PERIOD_US)
-			period = HAUL_MIG_THROTTLE_MAX_PERIOD_US;
-	}
+	/* the period keeps each throttled stretch short: a slowdown, not stalls (converge.c) */
+	if (pct)
+		pct = haul_conv_cpu_max(pct, cpus, cg->throttle_stall_max_us, &quota, &period);
 	if (!pct) {
 		ret = restore_cpu_limit(cg);
 	} else if (cg->v2_cpu) {
@@ -485,6 +476,7 @@ int haul_cg_throttle(struct haul_cg *cg, unsigned pct, double cpus)
 		return ret;
 	}
 	cg->throttle_pct = pct;
+	cg->throttle_stall_ms = pct ? haul_conv_throttle_stall_ms(quota, period, cpus) : 0;
 	return 0;
 }
 

@@ -184,6 +184,52 @@ static const char *mode_name(const struct haul_mig_opts *o)
 	return o->stop_and_copy ? "stop-and-copy" : "pre-copy";
 }
 
+/*
+ * The longest stall a client of the process could feel, from what is known:
+ * before the freeze (the stall probe, pre-copy only), the tracker's attach,
+ * freeze to resume, and after the resume (post-copy: the longest single
+ * fault the target served).  0 when nothing of it is known.
+ */
+static double client_stall_ms(const struct haul_mig_result *r)
+{
+	double m = r->downtime_ms;
+
+	if (r->stall_measured && r->stall.max_ms > m)
+		m = r->stall.max_ms;
+	if (r->attach_stop_ms > m)
+		m = r->attach_stop_ms;
+	if (r->lazy && r->has_report && r->report.fault_max_ns / 1e6 > m)
+		m = r->report.fault_max_ns / 1e6;
+	return m;
+}
+
+/* What the client felt (issue 16): numbers, or null where haul cannot know. */
+static void write_json_stalls(FILE *f, const struct haul_mig_result *r)
+{
+	fprintf(f, "  \"client_stall_ms\": %.3f,\n", client_stall_ms(r));
+	if (r->stall_measured)
+		fprintf(f,
+			"  \"client_stall_before_ms\": %.3f,\n  \"client_stall_resolution_ms\": "
+			"%.3f,\n  \"client_stall_probe_samples\": %llu,\n"
+			"  \"client_stall_before_blocked_ms\": %.3f,\n",
+			r->stall.max_ms, r->stall.resolution_ms,
+			(unsigned long long)r->stall.samples, r->stall.max_blocked_ms);
+	else
+		fprintf(f, "  \"client_stall_before_ms\": null,\n  \"client_stall_resolution_ms\": "
+			   "null,\n  \"client_stall_probe_samples\": 0,\n"
+			   "  \"client_stall_before_blocked_ms\": null,\n");
+	if (r->lazy && r->has_report)
+		fprintf(f, "  \"client_stall_after_ms\": %.3f,\n", r->report.fault_max_ns / 1e6);
+	else if (r->lazy)
+		fprintf(f, "  \"client_stall_after_ms\": null,\n");
+	else
+		fprintf(f, "  \"client_stall_after_ms\": 0,\n");
+	fprintf(f,
+		"  \"attach_stop_ms\": %.3f,\n  \"scan_call_max_ms\": %.3f,\n"
+		"  \"throttle_stall_max_ms\": %.3f,\n",
+		r->attach_stop_ms, r->scan_call_max_ms, r->throttle_stall_max_ms);
+}
+
 static int write_json(const char *path, const struct haul_mig_opts *o,
 		      const struct haul_mig_result *r)
 {
@@ -234,6 +280,7 @@ static int write_json(const char *path, const struct haul_mig_opts *o,
 		(unsigned long long)lr->zero_filled, lr->fault_p50_ns / 1e3, lr->fault_p99_ns / 1e3,
 		lr->fault_max_ns / 1e3, lr->complete_ns / 1e6,
 		(unsigned long long)lr->fetched_bytes, r->reconnects);
+	write_json_stalls(f, r);
 	fprintf(f, "  \"pages_per_round\": [");
 	for (size_t i = 0; i < r->nround; i++)
 		fprintf(f, "%s%llu", i ? ", " : "", (unsigned long long)r->round[i].pages);
@@ -244,16 +291,39 @@ static int write_json(const char *path, const struct haul_mig_opts *o,
 		fprintf(f,
 			"%s\n    {\"round\": %llu, \"pages\": %llu, \"wire_bytes\": %llu, \"ms\": "
 			"%.3f, \"scan_ms\": %.3f, \"mbps\": %.1f, \"dirty_mbps\": %.1f, "
-			"\"expected_ms\": %.3f, \"throttle_pct\": %u, \"final\": %s}",
+			"\"expected_ms\": %.3f, \"throttle_pct\": %u, \"final\": %s, "
+			"\"stall_ms\": %.3f}",
 			i ? "," : "", (unsigned long long)x->seq, (unsigned long long)x->pages,
 			(unsigned long long)x->wire_bytes, x->ms, x->scan_ms, x->mbps,
-			x->dirty_mbps, x->expected_ms, x->throttle_pct,
-			x->final ? "true" : "false");
+			x->dirty_mbps, x->expected_ms, x->throttle_pct, x->final ? "true" : "false",
+			x->stall_ms);
 	}
 	fprintf(f, "\n  ]\n}\n");
 	if (fclose(f))
 		return -errno;
 	return 0;
+}
+
+/* The client's view next to haul's own downtime: what it felt before, during, after. */
+static void print_stalls(const struct haul_mig_result *r)
+{
+	char before[96], after[96];
+
+	if (r->stall_measured)
+		snprintf(before, sizeof(before), "%.1f ms (run-time probe, every %.1f ms or worse)",
+			 r->stall.max_ms, r->stall.resolution_ms);
+	else
+		snprintf(before, sizeof(before), "not measured");
+	if (!r->lazy)
+		snprintf(after, sizeof(after), "none from haul");
+	else if (r->has_report)
+		snprintf(after, sizeof(after), "longest fault %.1f ms",
+			 r->report.fault_max_ns / 1e6);
+	else
+		snprintf(after, sizeof(after), "unknown (the target sent no fault statistics)");
+	printf("  client's longest stall %.1f ms: before the freeze %s, attach %.2f ms, freeze to "
+	       "resume %.1f ms, after the resume %s\n",
+	       client_stall_ms(r), before, r->attach_stop_ms, r->downtime_ms, after);
 }
 
 static void summary(const struct haul_mig_opts *o, const struct haul_mig_result *r)
@@ -271,6 +341,7 @@ static void summary(const struct haul_mig_opts *o, const struct haul_mig_result 
 		if (r->over_target)
 			printf("  did not converge within --max-rounds: expected %.1f ms\n",
 			       r->expected_ms);
+		print_stalls(r);
 		if (r->lazy)
 			printf("  post-copy: running on the target %.1f ms after the freeze, all "
 			       "memory there after %.1f ms; %llu pages before the resume, %llu "

@@ -12,7 +12,7 @@
  *   {"round":2,"elapsed_ms":1000.3,"dirty_pages":12,"dirty_mb_s":0.05,
  *    "ranges":3,"scan_ms":0.41,"populated_pages":9000,"working_set_pages":12,
  *    "layout_changed":false,"vmas":40,"vmas_appeared":0,"vmas_vanished":0,
- *    "vmas_changed":0,"tracker":"uffd",
+ *    "vmas_changed":0,"tracker":"uffd","scan_call_max_ms":0.12,
  *    "dirty":[{"start":"0x7f0000001000","pages":2},...],
  *    "gone":[{"start":"0x7f0000100000","pages":16}]}
  * Addresses are hex strings: JSON numbers lose precision above 2^53.
@@ -266,12 +266,14 @@ int haul_cmd_track(int argc, char **argv)
 			       "\"dirty_mb_s\":%.3f,\"ranges\":%zu,\"scan_ms\":%.3f,"
 			       "\"populated_pages\":%llu,\"working_set_pages\":%llu,"
 			       "\"layout_changed\":%s,\"vmas\":%zu,\"vmas_appeared\":%zu,"
-			       "\"vmas_vanished\":%zu,\"vmas_changed\":%zu,\"tracker\":\"%s\"",
+			       "\"vmas_vanished\":%zu,\"vmas_changed\":%zu,\"tracker\":\"%s\","
+			       "\"scan_call_max_ms\":%.3f",
 			       (unsigned long long)r.seq, n > 1 ? elapsed : 0.0,
 			       (unsigned long long)r.dirty_pages, mbs, r.ndirty, r.scan_ms,
 			       (unsigned long long)r.present_pages, (unsigned long long)ws.pages,
 			       r.layout_changed ? "true" : "false", r.layout.n, vd.appeared,
-			       vd.vanished, vd.changed, trk_backend_name(trk_backend(t)));
+			       vd.vanished, vd.changed, trk_backend_name(trk_backend(t)),
+			       trk_call_ms(t));
 			print_ranges("dirty", r.dirty, r.ndirty);
 			print_ranges("gone", r.gone, r.ngone);
 			printf("}\n");

@@ -25,6 +25,15 @@
  * left to send costs under HAUL_MIG_FLOOR_MS or HAUL_MIG_FLOOR_PCT of the
  * fixed costs, switch even over the target (the fixed costs alone exceed
  * it: more rounds and throttling would gain little).
+ *
+ * A throttle is applied as a cpu.max quota per period (haul_conv_cpu_max).
+ * What a client feels is the stretch of each period in which the quota is
+ * spent and the workload does not run; so the period is chosen for that
+ * stretch to stay under HAUL_MIG_THROTTLE_STALL_US (a slowdown, not stalls)
+ * where the kernel's 1 ms minimum quota allows it (up to 80% of one busy
+ * thread).  A deeper throttle needs longer stretches; they may grow up to
+ * the downtime target (a throttle that stalls longer than the switchover it
+ * buys is no gain), beyond which the throttle is lowered.
  * Pure arithmetic: no I/O, unit-tested in tests/unit/mig_converge.c.
  */
 #include <stddef.h>
@@ -126,6 +135,58 @@ enum haul_conv_action haul_conv_update(struct haul_conv *c, const struct haul_co
 	if (c->throttle_pct > HAUL_MIG_THROTTLE_MAX)
 		c->throttle_pct = HAUL_MIG_THROTTLE_MAX;
 	return HAUL_CONV_THROTTLE;
+}
+
+/*
+ * The workload uses @cpus CPUs; a throttle of @pct leaves it f = cpus * (1 -
+ * pct) CPUs.  With k = max(1, cpus) threads sharing the quota, each runs a
+ * fraction g = f / k of each period and waits period * (1 - g) once the
+ * quota is spent: S = period * (1 - g).  The quota f * period must be at
+ * least the kernel's minimum m, so S >= m (1 - g) / (g k): a deep throttle
+ * needs longer stretches.  S is the preferred HAUL_MIG_THROTTLE_STALL_US
+ * when that suffices, else what the throttle needs, up to @stall_max_us;
+ * beyond that the throttle is lowered to g = m / (m + k S).
+ */
+unsigned haul_conv_cpu_max(unsigned pct, double cpus, long stall_max_us, long *quota_us,
+			   long *period_us)
+{
+	const double qmin = HAUL_MIG_THROTTLE_MIN_QUOTA_US;
+	double k, g, S = HAUL_MIG_THROTTLE_STALL_US, need, period, quota, applied;
+
+	if (cpus < 0.05)
+		cpus = 0.05;
+	if (pct > HAUL_MIG_THROTTLE_MAX)
+		pct = HAUL_MIG_THROTTLE_MAX;
+	if (stall_max_us < S)
+		stall_max_us = (long)S;
+	k = cpus > 1 ? cpus : 1;
+	g = cpus * (100 - pct) / 100 / k;
+	need = g > 0 ? qmin * (1 - g) / (g * k) : stall_max_us;
+	if (need > S)
+		S = need < stall_max_us ? need : stall_max_us;
+	if (g < qmin / (qmin + k * S))
+		g = qmin / (qmin + k * S);
+	period = g < 1 ? S / (1 - g) : HAUL_MIG_THROTTLE_MAX_PERIOD_US;
+	if (period > HAUL_MIG_THROTTLE_MAX_PERIOD_US)
+		period = HAUL_MIG_THROTTLE_MAX_PERIOD_US;
+	if (period < qmin)
+		period = qmin;
+	quota = g * k * period;
+	if (quota < qmin)
+		quota = qmin;
+	*period_us = (long)(period + 0.5);
+	*quota_us = (long)(quota + 0.5);
+	applied = 100 * (1 - g * k / cpus) + 1e-6;
+	if (applied < 0)
+		applied = 0;
+	return pct < applied ? pct : (unsigned)applied;
+}
+
+double haul_conv_throttle_stall_ms(long quota_us, long period_us, double cpus)
+{
+	double k = cpus > 1 ? cpus : 1, wait = period_us - quota_us / k;
+
+	return wait > 0 ? wait / 1e3 : 0;
 }
 
 const char *haul_conv_action_name(enum haul_conv_action a)

@@ -54,6 +54,11 @@ struct haul_cg {
 	char cpu_orig[PATH_MAX];
 	char cpu_limit[64];    /* the limit before haul: cpu.max, or v1 "QUOTA PERIOD" */
 	unsigned throttle_pct; /* the current CPU throttle, 0 = none */
+	/* throttle_pct is as applied (haul_conv_cpu_max: may be less than asked); each
+	 * throttled stretch of it lasts at most this long */
+	double throttle_stall_ms;
+	/* the longest stretch a deep throttle may use (us; 0: HAUL_MIG_THROTTLE_STALL_US) */
+	long throttle_stall_max_us;
 };
 
 /*
@@ -163,6 +168,56 @@ enum haul_conv_action haul_conv_update(struct haul_conv *c, const struct haul_co
 /* Expected downtime if @bytes were left to send at switchover. */
 double haul_conv_downtime_ms(const struct haul_conv *c, double bytes);
 const char *haul_conv_action_name(enum haul_conv_action a);
+/*
+ * cpu.max for a throttle of @pct of the @cpus CPUs the workload uses, with
+ * the period chosen so that no throttled stretch exceeds
+ * HAUL_MIG_THROTTLE_STALL_US, or, for a throttle the kernel's smallest quota
+ * cannot express so, what it needs up to @stall_max_us.  Returns the
+ * throttle applied: @pct, or less where even that cannot express it.
+ */
+unsigned haul_conv_cpu_max(unsigned pct, double cpus, long stall_max_us, long *quota_us,
+			   long *period_us);
+/* How long one thread waits per period once the quota is spent (ms). */
+double haul_conv_throttle_stall_ms(long quota_us, long period_us, double cpus);
+
+/* ---- stall.c: the client's stalls before the freeze, seen from outside -------- */
+
+/* What the stall probe saw (all ms). */
+struct haul_stall_stats {
+	double max_ms;	       /* longest time a thread wanted to run and could not */
+	double max_blocked_ms; /* of which blocked in the kernel ('D', 't'); the rest queued */
+	double round_ms;       /* longest stall that ended since haul_stall_probe_take() */
+	double max_at_ms;      /* haul_now_ms() when that stall ended */
+	double period_ms;      /* the sampling period asked for */
+	double resolution_ms;  /* the longest interval between two samples actually had */
+	uint64_t samples;
+	unsigned threads; /* most threads seen at once */
+};
+
+/* One thread's samples (haul_stall_feed's state); zero it before the first. */
+struct haul_stall_thread {
+	bool have, blocked;
+	double t_ms, stretch_ms, stretch_blocked_ms;
+	uint64_t run_ns, delay_ns;
+};
+
+/*
+ * Feed one sample taken at @t_ms: the thread's total run time and run-queue
+ * wait (/proc/.../schedstat) and whether it is blocked in the kernel now
+ * ('D' or 't').  Updates @st->max_ms when a stall ends.  Pure.
+ */
+void haul_stall_feed(struct haul_stall_thread *th, double t_ms, uint64_t run_ns, uint64_t delay_ns,
+		     bool blocked, struct haul_stall_stats *st);
+/* No more samples of @th: a stall still open counts as far as seen. */
+void haul_stall_close(struct haul_stall_thread *th, struct haul_stall_stats *st);
+
+struct haul_stall_probe;
+/* Start sampling every thread of @pid on a thread of ours.  0 or -errno (logged). */
+int haul_stall_probe_start(pid_t pid, struct haul_stall_probe **out);
+/* The longest stall that ended since the last call (ms), for one round; 0 for NULL @p. */
+double haul_stall_probe_take(struct haul_stall_probe *p);
+/* Stop, join, free; copy what it saw to @st (may be NULL).  NULL @p is a no-op. */
+void haul_stall_probe_stop(struct haul_stall_probe *p, struct haul_stall_stats *st);
 
 /* ---- registry.c: workloads started by `haul run` (/run/haul/<name>) ------- */
 
@@ -212,6 +267,20 @@ void haul_pc_free(struct haul_pc *pc);
  */
 int haul_pc_presend(struct haul_pc *pc, const struct haul_layout *l, const struct ps_range **send,
 		    size_t *n, uint64_t *pages);
+/*
+ * pc_hot.c: the recent working set of @pid to send before the freeze (the
+ * union of two windows' writes, when they repeat and fit
+ * HAUL_PC_HOT_MAX_PAGES): *@out (malloc'd, sorted, merged), *@n, *@pages;
+ * none, with @why saying why, otherwise.  0 or -ENOMEM.
+ */
+int haul_pc_hot_set(pid_t pid, struct ps_range **out, size_t *n, uint64_t *pages, char *why,
+		    size_t wl);
+/* Pages of sorted, merged @a also in sorted, merged @b. */
+uint64_t haul_pc_overlap(const struct trk_range *a, size_t na, const struct trk_range *b,
+			 size_t nb);
+/* Their union as sorted, merged ps_ranges (*@out malloc'd).  0 or -ENOMEM. */
+int haul_pc_union(const struct trk_range *a, size_t na, const struct trk_range *b, size_t nb,
+		  struct ps_range **out, size_t *n);
 /* Remember the hashes of pages read to be sent (@buf, @zero as trk_read_pages); NULL @pc: no-op. */
 int haul_pc_record(struct haul_pc *pc, const struct trk_range *r, size_t n, const uint8_t *buf,
 		   const uint64_t *zero);
@@ -268,6 +337,8 @@ struct haul_mig_round {
 	double expected_ms; /* expected downtime had we switched over after it */
 	unsigned throttle_pct;
 	bool final; /* the frozen round */
+	/* the client's longest stall that ended during it (stall probe) */
+	double stall_ms;
 };
 
 struct haul_mig_opts {
@@ -331,6 +402,12 @@ struct haul_mig_result {
 	double expected_ms;
 	double fixed_est_ms; /* the fixed cost the estimates assumed */
 	unsigned rounds, throttle_max;
+	/* what a client felt outside the downtime (issue 16; 0: not measured) */
+	bool stall_measured;	       /* the stall probe ran during pre-copy */
+	struct haul_stall_stats stall; /* its findings before the freeze */
+	double attach_stop_ms;	       /* the tracker's attach kept it stopped this long */
+	double scan_call_max_ms;       /* longest single tracker scan call (mmap_lock held) */
+	double throttle_stall_max_ms;  /* longest throttled stretch per cpu.max period */
 	uint64_t bytes_sent, pages_sent;
 	struct haul_mig_round *round;
 	size_t nround;

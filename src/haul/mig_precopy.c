@@ -8,7 +8,8 @@
  * convergence model (converge.c) then decides: another round, a CPU
  * throttle step, or switchover (mig_switch.c).  Ranges whose contents are
  * gone are sent as zero ranges.  The source runs throughout; nothing here
- * holds it.
+ * holds it.  The stall probe (stall.c) samples the workload's threads
+ * meanwhile: the client's longest stall before the freeze.
  */
 #define LOG_PREFIX "migrate: "
 #include <errno.h>
@@ -249,7 +250,7 @@ static void measure_cpu(struct mig *m)
 	m->cpu_t = t;
 }
 
-int haul_mig_precopy(struct mig *m)
+static int precopy_rounds(struct mig *m)
 {
 	struct haul_mig_result *res = m->res;
 	double last_scan = 0;
@@ -278,6 +279,8 @@ int haul_mig_precopy(struct mig *m)
 			return ret;
 		}
 		t_scan = haul_now_ms();
+		if (trk_call_ms(m->trk) > res->scan_call_max_ms)
+			res->scan_call_max_ms = trk_call_ms(m->trk);
 		ps_client_stats(m->client, &st0);
 		ret = haul_mig_send_round(m, &r, r.seq == 1);
 		t_end = haul_now_ms();
@@ -303,6 +306,7 @@ int haul_mig_precopy(struct mig *m)
 		rs.dirty_mbps = m->conv.dirty_rate / 1e6;
 		rs.expected_ms = m->conv.expected_ms;
 		rs.throttle_pct = m->cg.throttle_pct;
+		rs.stall_ms = haul_stall_probe_take(m->probe);
 		trk_round_release(&r);
 		ret = haul_mig_add_round_stat(res, &rs);
 		if (ret)
@@ -336,12 +340,17 @@ int haul_mig_precopy(struct mig *m)
 			return 0;
 		}
 		if (a == HAUL_CONV_THROTTLE) {
+			/* stretches up to the downtime target: no longer than the stop it buys */
+			m->cg.throttle_stall_max_us = (long)(m->o->downtime_ms * 1e3);
 			ret = haul_cg_throttle(&m->cg, m->conv.throttle_pct, m->cpus);
 			if (ret == -EOPNOTSUPP)
 				pr_warn("pid %d does not converge and cannot be throttled here",
 					m->pid);
-			else if (!ret && m->conv.throttle_pct > res->throttle_max)
-				res->throttle_max = m->conv.throttle_pct;
+			/* as applied: a throttle deeper than short stalls allow is lowered */
+			else if (!ret && m->cg.throttle_pct > res->throttle_max)
+				res->throttle_max = m->cg.throttle_pct;
+			if (!ret && m->cg.throttle_stall_ms > res->throttle_stall_max_ms)
+				res->throttle_stall_max_ms = m->cg.throttle_stall_ms;
 			if (!ret) {
 				ret = haul_mig_fault_point(m, "throttled");
 				if (ret)
@@ -349,4 +358,26 @@ int haul_mig_precopy(struct mig *m)
 			}
 		}
 	}
+}
+
+/*
+ * The rounds, with the stall probe (stall.c) watching the workload from
+ * outside meanwhile: what a client felt before the freeze goes in the
+ * result next to the tracker's own stop and scan costs.
+ */
+int haul_mig_precopy(struct mig *m)
+{
+	int ret;
+
+	m->res->stall_measured = haul_stall_probe_start(m->pid, &m->probe) == 0;
+	ret = precopy_rounds(m);
+	haul_stall_probe_stop(m->probe, &m->res->stall);
+	m->probe = NULL;
+	if (m->res->stall_measured)
+		pr_debug("pid %d: longest stall before the freeze %.1f ms (%.1f blocked, %llu "
+			 "samples, resolution %.1f ms)",
+			 m->pid, m->res->stall.max_ms, m->res->stall.max_blocked_ms,
+			 (unsigned long long)m->res->stall.samples, m->res->stall.resolution_ms);
+	m->res->attach_stop_ms = trk_stop_ms(m->trk);
+	return ret;
 }

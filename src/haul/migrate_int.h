@@ -70,6 +70,7 @@ struct mig {
 	double cpus;
 	long long cpu_ticks;
 	double cpu_t;
+	struct haul_stall_probe *probe; /* pre-copy: the client's stalls (stall.c) */
 };
 
 /* migrate.c */

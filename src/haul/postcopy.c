@@ -66,6 +66,8 @@ struct haul_pc {
 	struct haul_layout pre; /* the layout sent before the freeze */
 	struct pc_sent *sent;
 	size_t nsent, csent;
+	struct ps_range *presend; /* eager ∪ hot (pc_hot.c), what haul_pc_presend sends */
+	size_t npresend;
 	uint8_t *buf; /* haul_pc_freeze's reads */
 	uint64_t zero[HAUL_MIG_READ_PAGES / 64];
 };
@@ -173,6 +175,7 @@ void haul_pc_free(struct haul_pc *pc)
 	free(pc->pins);
 	free(pc->stale);
 	free(pc->sent);
+	free(pc->presend);
 	free(pc->buf);
 	free(pc);
 }
@@ -224,6 +227,52 @@ static int split_lazy(struct haul_pc *pc, uint64_t a, uint64_t b, struct ps_rang
 	return 0;
 }
 
+/*
+ * The eager ranges and the hot set (pc_hot.c) as one sorted, merged list:
+ * pages the process is likely to write first after the resume go with the
+ * eager ones, before the freeze, and count as arrived on the target unless
+ * the freeze finds them written since (then they are named stale).
+ */
+static int add_hot(struct haul_pc *pc)
+{
+	struct ps_range *hot = NULL, *all;
+	size_t nhot = 0, cap = 0, n = 0;
+	uint64_t pages = 0;
+	char why[160] = "";
+	int ret = haul_pc_hot_set(pc->pid, &hot, &nhot, &pages, why, sizeof(why));
+
+	if (ret)
+		return ret;
+	if (!nhot)
+		pr_debug("no prefetch for pid %d: %s", pc->pid, why);
+	else
+		pr_info("pid %d: sending its recent working set (%llu pages) before the freeze",
+			pc->pid, (unsigned long long)pages);
+	all = malloc((pc->neager + nhot ? pc->neager + nhot : 1) * sizeof(*all));
+	if (!all) {
+		free(hot);
+		return -ENOMEM;
+	}
+	memcpy(all, pc->eager, pc->neager * sizeof(*all));
+	if (nhot)
+		memcpy(all + pc->neager, hot, nhot * sizeof(*all));
+	free(hot);
+	qsort(all, pc->neager + nhot, sizeof(*all), cmp_range);
+	free(pc->presend);
+	pc->presend = NULL;
+	pc->npresend = 0;
+	for (size_t i = 0; i < pc->neager + nhot && !ret; i++) {
+		uint64_t a = all[i].addr, e = rend(&all[i]);
+
+		if (n && rend(&pc->presend[n - 1]) > a)
+			a = rend(&pc->presend[n - 1]); /* overlaps the last: only what is beyond */
+		ret = push(&pc->presend, &n, &cap, a, e);
+	}
+	free(all);
+	pc->npresend = n;
+	return ret;
+}
+
 int haul_pc_presend(struct haul_pc *pc, const struct haul_layout *l, const struct ps_range **send,
 		    size_t *n, uint64_t *pages)
 {
@@ -235,13 +284,16 @@ int haul_pc_presend(struct haul_pc *pc, const struct haul_layout *l, const struc
 	ret = haul_layout_copy(l, &pc->pre);
 	if (ret)
 		return ret;
+	ret = add_hot(pc);
+	if (ret)
+		return ret;
 	pc->recording = true;
 	pc->nsent = 0;
 	*pages = 0;
-	for (size_t i = 0; i < pc->neager; i++)
-		*pages += pc->eager[i].npages;
-	*send = pc->eager;
-	*n = pc->neager;
+	for (size_t i = 0; i < pc->npresend; i++)
+		*pages += pc->presend[i].npages;
+	*send = pc->presend;
+	*n = pc->npresend;
 	return 0;
 }
 
@@ -338,6 +390,58 @@ static int eager_changes(struct haul_pc *pc, struct ps_range **send, size_t *nse
 	return 0;
 }
 
+/*
+ * Pages sent before the freeze that lie in lazy VMAs now: the hot set
+ * (pc_hot.c), and eager pages whose VMA was replaced by a lazy one.  The
+ * target holds what was sent; each page whose contents changed since (read
+ * now, compared by hash) is named stale, so the target drops it and fetches
+ * it; an unchanged one counts as arrived.  Runs of consecutive pages are
+ * read together, at most HAUL_MIG_READ_PAGES at a time.
+ */
+static int lazy_changes(struct haul_pc *pc, const struct haul_layout *l)
+{
+	size_t i = 0;
+	int ret;
+
+	pc->nstale = 0;
+	while (i < pc->nsent) {
+		const struct haul_vma *v = haul_layout_find(l, pc->sent[i].addr);
+		struct trk_range r = {.start = pc->sent[i].addr, .npages = 1};
+		size_t j = i + 1;
+
+		if (!v || !rst_lazy_vma_ok(v) || pinned(pc, pc->sent[i].addr)) {
+			i++;
+			continue;
+		}
+		/* the run of consecutive sent pages from i inside this VMA */
+		while (j < pc->nsent && r.npages < HAUL_MIG_READ_PAGES &&
+		       pc->sent[j].addr == r.start + r.npages * HAUL_PAGE_SIZE &&
+		       pc->sent[j].addr < v->end && !pinned(pc, pc->sent[j].addr)) {
+			r.npages++;
+			j++;
+		}
+		ret = trk_read_pages(pc->pid, &r, 1, pc->buf, pc->zero);
+		if (ret) {
+			pr_err_r(ret, "cannot read the pages of pid %d at %#llx", pc->pid,
+				 (unsigned long long)r.start);
+			return ret;
+		}
+		for (uint64_t p = 0; p < r.npages; p++) {
+			const struct pc_sent *x = &pc->sent[i + p];
+
+			if (x->hash == page_hash(pc->buf + p * HAUL_PAGE_SIZE,
+						 pc->zero[p / 64] & (1ULL << (p % 64))))
+				continue;
+			ret = push(&pc->stale, &pc->nstale, &pc->cstale, x->addr,
+				   x->addr + HAUL_PAGE_SIZE);
+			if (ret)
+				return ret;
+		}
+		i = j;
+	}
+	return 0;
+}
+
 int haul_pc_freeze(struct haul_pc *pc, const struct haul_layout *l, struct ps_range **send,
 		   size_t *nsend, bool *layout_changed)
 {
@@ -354,18 +458,9 @@ int haul_pc_freeze(struct haul_pc *pc, const struct haul_layout *l, struct ps_ra
 	ret = eager_changes(pc, send, nsend);
 	if (ret)
 		goto fail;
-	/* sent before the freeze, lazy now (the VMA was replaced): the target drops them */
-	pc->nstale = 0;
-	for (size_t i = 0; i < pc->nsent; i++) {
-		const struct haul_vma *v = haul_layout_find(l, pc->sent[i].addr);
-
-		if (v && rst_lazy_vma_ok(v) && !pinned(pc, pc->sent[i].addr)) {
-			ret = push(&pc->stale, &pc->nstale, &pc->cstale, pc->sent[i].addr,
-				   pc->sent[i].addr + HAUL_PAGE_SIZE);
-			if (ret)
-				goto fail;
-		}
-	}
+	ret = lazy_changes(pc, l);
+	if (ret)
+		goto fail;
 	return 0;
 fail:
 	free(*send);

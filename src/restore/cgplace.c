@@ -33,6 +33,7 @@
 #include "common/log.h"
 #include "common/proc.h"
 #include "restore/restore.h"
+#include "restore/res_int.h"
 #include "restore/restore_int.h"
 
 /* haul's own moves (rst_cg_note_moved): few, one migration per haul process. */
@@ -520,3 +521,35 @@ int rst_cg_lines(pid_t pid, char ***out, size_t *n)
 	free(b.ptr);
 	return ret;
 }
+
+/* ---- the resource (res_int.h): placed from outside by rst_res_attrs' apply ---- */
+
+static int cgroups_dump(struct rst_seized *s, uint64_t scratch, Haul__Img__ProcessState *ps,
+			void **priv, char *why, size_t wl)
+{
+	pid_t *tids = calloc(s->n, sizeof(*tids));
+	int ret;
+
+	(void)scratch;
+	if (!tids)
+		return -ENOMEM;
+	for (size_t i = 1; i < s->n; i++)
+		tids[i - 1] = s->thr[i].pid;
+	ret = rst_cg_dump(s->pid, tids, ps->threads, s->n - 1, ps, (struct rst_cg_buf **)priv);
+	free(tids);
+	if (ret)
+		snprintf(why, wl, "cannot read the cgroups of pid %d: %s", (int)s->pid,
+			 strerror(-ret));
+	return ret;
+}
+
+static void cgroups_release(void *priv)
+{
+	rst_cg_buf_free(priv);
+}
+
+const struct rst_res_ops rst_res_cgroups = {
+	.name = "cgroups",
+	.dump = cgroups_dump,
+	.release = cgroups_release,
+};

@@ -49,6 +49,7 @@
 #include "common/rsys.h"
 #include "common/vma.h"
 #include "restore/restore.h"
+#include "restore/res_int.h"
 #include "restore/restore_int.h"
 #include "restore/fd_int.h"
 
@@ -120,7 +121,7 @@ struct dump_ctx {
 	char *status;
 	char *stat;
 	char *auxv;
-	struct rst_cg_buf *cg;
+	void *res[RST_RES_MAX]; /* what each resource's dump hook allocated */
 };
 
 static void dump_ctx_free(struct dump_ctx *c)
@@ -144,7 +145,7 @@ static void dump_ctx_free(struct dump_ctx *c)
 	free(c->status);
 	free(c->stat);
 	free(c->auxv);
-	rst_cg_buf_free(c->cg);
+	rst_res_release(c->res);
 	free(c);
 }
 
@@ -769,21 +770,6 @@ static int dump_layout(struct dump_ctx *c, pid_t pid, struct rst_dump_prep *p)
 	return ret;
 }
 
-/* Its cgroups, and each thread's where they differ (cgplace.c). */
-static int dump_cgroups(struct dump_ctx *c, struct rst_seized *s)
-{
-	pid_t *tids = calloc(s->n, sizeof(*tids));
-	int ret;
-
-	if (!tids)
-		return -ENOMEM;
-	for (size_t i = 1; i < s->n; i++)
-		tids[i - 1] = s->thr[i].pid;
-	ret = rst_cg_dump(s->pid, tids, c->tsp, s->n - 1, &c->ps, &c->cg);
-	free(tids);
-	return ret;
-}
-
 int rst_dump_state(struct rst_seized *s, uint8_t **blob, size_t *len)
 {
 	return rst_dump_state_prepared(s, NULL, blob, len);
@@ -892,12 +878,6 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 	ret = rsys_scratch(r, &scratch);
 	if (ret)
 		goto out;
-	ret = rst_attr_audit_seized(s->thr, s->n, scratch, &c->ps, why, sizeof(why));
-	if (ret) {
-		if (why[0])
-			pr_err("cannot dump pid %d: %s", (int)s->pid, why);
-		goto out;
-	}
 	ret = dump_signals(c, r, scratch);
 	if (ret)
 		goto out;
@@ -911,12 +891,15 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 	if (ret)
 		goto out;
 	ret = dump_process(c, s->pid);
-	if (!ret)
-		ret = rst_attr_dump_proc(s->pid, &c->ps);
-	if (!ret)
-		ret = dump_cgroups(c, s);
 	if (ret)
 		goto out;
+	/* the per-process resources that are not fds (res_kinds.c) */
+	ret = rst_res_dump(s, scratch, &c->ps, c->res, why, sizeof(why));
+	if (ret) {
+		if (why[0])
+			pr_err("cannot dump pid %d: %s", (int)s->pid, why);
+		goto out;
+	}
 	ret = dump_fds(c, r, scratch, why, sizeof(why));
 	if (ret) {
 		if (why[0])

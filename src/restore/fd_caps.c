@@ -9,7 +9,10 @@
  * source classifies the process's fds with the same table and looks each
  * kind up there.  A target that announces nothing is older than the
  * exchange: it restores the kinds of image version 3, i.e. version 3 of
- * every kind this table had then (all of today's kinds).
+ * every kind this table had then.  The per-process resources whose image
+ * fields an older restorer would ignore (POSIX timers, seccomp: res_int.h)
+ * are announced too, by their own names, and checked when the process
+ * uses them.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,6 +20,7 @@
 #include <string.h>
 
 #include "restore/fd_int.h"
+#include "restore/res_int.h"
 #include "restore/restore.h"
 
 /* The image's name of @kind ("FD_PIPE"), or NULL. */
@@ -51,6 +55,15 @@ size_t rst_resource_caps(const char *without, const struct ps_resource_cap **out
 			continue;
 		caps[n].kind = name;
 		caps[n++].version = rst_fd_kinds[i]->version;
+	}
+	/* the per-process resources an older restorer would silently drop (res_int.h) */
+	for (size_t i = 0; rst_res_kinds[i] && n < sizeof(caps) / sizeof(caps[0]); i++) {
+		const struct rst_res_ops *r = rst_res_kinds[i];
+
+		if (!r->cap || listed(without, r->cap))
+			continue;
+		caps[n].kind = r->cap;
+		caps[n++].version = r->version;
 	}
 	*out = caps;
 	return n;
@@ -88,10 +101,33 @@ static int check_kind(void *arg, const struct rst_fd_probe *p, const struct rst_
 	return -EOPNOTSUPP;
 }
 
+/* Whether a target with @caps restores resource @r (an older target, none: never). */
+static bool can_restore_res(const struct rst_res_ops *r, const struct ps_resource_cap *caps,
+			    size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(caps[i].kind, r->cap) && caps[i].version >= r->version)
+			return true;
+	return false;
+}
+
 int rst_caps_check(pid_t pid, const struct ps_client *c, char *why, size_t whylen)
 {
 	struct caps_of co;
+	int ret;
 
 	co.n = ps_client_caps(c, &co.caps);
-	return rst_fd_each(pid, check_kind, &co, why, whylen);
+	ret = rst_fd_each(pid, check_kind, &co, why, whylen);
+	for (size_t i = 0; !ret && rst_res_kinds[i]; i++) {
+		const struct rst_res_ops *r = rst_res_kinds[i];
+
+		if (!r->cap || !r->in_use || can_restore_res(r, co.caps, co.n) || !r->in_use(pid))
+			continue;
+		snprintf(why, whylen,
+			 "pid %d has %s (%s version %u), which the target cannot restore; upgrade "
+			 "haul on the target",
+			 (int)pid, r->name, r->cap, r->version);
+		ret = -EOPNOTSUPP;
+	}
+	return ret;
 }

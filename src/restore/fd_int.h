@@ -164,6 +164,23 @@ extern const struct rst_fd_ops rst_fd_reg, rst_fd_dir, rst_fd_chr, rst_fd_path; 
 extern const struct rst_fd_ops rst_fd_deleted;					/* fd_ghost.c */
 extern const struct rst_fd_ops rst_fd_eventfd, rst_fd_signalfd, rst_fd_timerfd, rst_fd_epoll;
 extern const struct rst_fd_ops rst_fd_pipe, rst_fd_unix_pair;
+extern const struct rst_fd_ops rst_fd_pidfd;	/* fd_pidfd.c */
+extern const struct rst_fd_ops rst_fd_inotify;	/* fd_inotify.c */
+extern const struct rst_fd_ops rst_fd_fanotify; /* fd_fanotify.c */
+
+/*
+ * fd_fhandle.c: the path of the file an inotify or fanotify mark line
+ * @mark of fdinfo names (its sdev, fhandle-bytes, fhandle-type, f_handle).
+ * 0, -ENOENT when it has no path any more (deleted), -EBADMSG when the
+ * line does not parse, or -errno of open_by_handle_at.
+ */
+int rst_fhandle_path(const char *mark, char *path, size_t len);
+/*
+ * fd_fhandle.c: the mount point, from @mountinfo (a /proc/.../mountinfo
+ * path), of mount @id (>= 0), or else of the first mount of the
+ * filesystem with kernel dev_t @sdev (major << 20 | minor).  0, -ENOENT.
+ */
+int rst_mount_path(const char *mountinfo, long id, unsigned long sdev, char *path, size_t len);
 extern const struct rst_fd_ops rst_fd_external; /* fd_external.c */
 extern const struct rst_fd_ops rst_fd_pty;	/* fd_pty.c */
 /*

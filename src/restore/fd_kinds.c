@@ -20,22 +20,25 @@
 #include "restore/fd_int.h"
 
 const struct rst_fd_ops *const rst_fd_kinds[] = {
-	&rst_fd_path,
-	&rst_fd_reg,
-	&rst_fd_deleted,
-	&rst_fd_dir,
-	&rst_fd_chr,
-	&rst_fd_eventfd,
-	&rst_fd_signalfd,
-	&rst_fd_timerfd,
-	&rst_fd_pty,	  /* both ends of a pty, before the terminals */
-	&rst_fd_external, /* before pipes and sockets: the other end stays behind */
-	&rst_fd_pipe,
-	&rst_fd_tcp_listen,
-	&rst_fd_tcp,
-	&rst_fd_udp,
-	&rst_fd_unix_pair,
-	&rst_fd_epoll, /* last: its finish re-arms targets once pipes hold their bytes */
+	&rst_fd_path,	    /* fd_file.c */
+	&rst_fd_reg,	    /* fd_file.c */
+	&rst_fd_deleted,    /* fd_ghost.c */
+	&rst_fd_dir,	    /* fd_file.c */
+	&rst_fd_chr,	    /* fd_file.c */
+	&rst_fd_eventfd,    /* fd_eventfd.c */
+	&rst_fd_signalfd,   /* fd_signalfd.c */
+	&rst_fd_timerfd,    /* fd_timerfd.c */
+	&rst_fd_pty,	    /* both ends of a pty, before the terminals */
+	&rst_fd_external,   /* before pipes and sockets: the other end stays behind */
+	&rst_fd_pipe,	    /* fd_pipe.c */
+	&rst_fd_tcp_listen, /* fd_inet_listen.c */
+	&rst_fd_tcp,	    /* fd_inet*.c */
+	&rst_fd_udp,	    /* fd_inet*.c */
+	&rst_fd_unix_pair,  /* fd_unix.c */
+	&rst_fd_pidfd,	    /* fd_pidfd.c */
+	&rst_fd_inotify,    /* fd_inotify.c */
+	&rst_fd_fanotify,   /* fd_fanotify.c */
+	&rst_fd_epoll,	    /* last: its finish re-arms targets once pipes hold their bytes */
 	NULL,
 };
 

@@ -21,6 +21,7 @@
 
 #include "common/validate.h"
 #include "restore/fd_int.h"
+#include "restore/res_int.h"
 #include "restore/restore_int.h"
 
 #define FDV_NSIG 64
@@ -28,7 +29,8 @@
 unsigned rst_fd_nsub(const Haul__Img__FileObject *f)
 {
 	return !!f->reg + !!f->ghost + !!f->eventfd + !!f->signalfd + !!f->timerfd + !!f->epoll +
-	       !!f->pipe + !!f->unix_pair + !!f->inet + !!f->external + !!f->pty;
+	       !!f->pipe + !!f->unix_pair + !!f->inet + !!f->external + !!f->pty + !!f->pidfd +
+	       !!f->inotify + !!f->fanotify;
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -163,6 +165,8 @@ int rst_state_check(const void *blob, size_t len, char *why, size_t wl)
 		ret = val_process_state(ps, why, wl);
 		if (!ret)
 			ret = rst_fd_validate(ps, why, wl);
+		if (!ret)
+			ret = rst_res_validate(ps, why, wl);
 	}
 	haul__img__process_state__free_unpacked(ps, NULL);
 	return ret;

@@ -2,9 +2,9 @@
  * precheck.c - what is refused, judged from /proc while the process runs
  * (and again inside the dump's stop, rst_check_resources with the tracer).
  *
- * Process-wide: kernel threads, zombies, a tracer, seccomp, children,
- * POSIX timers, the VMAs (kernel mappings, SysV shm, memfd, deleted files)
- * and the process attributes (procattr.c).  Per fd: the kind table
+ * Process-wide: kernel threads, zombies, a tracer, children, the VMAs
+ * (kernel mappings, SysV shm, memfd, deleted files), then each per-process
+ * resource's precheck hook (res_kinds.c: attributes, timers, seccomp).  Per fd: the kind table
  * (fd_kinds.c) classifies it and the kind refuses what it cannot carry;
  * then, over all fds at once, what only sharing decides: socketpairs whose
  * peer is elsewhere (fd_unix.c), pipes or sockets another process holds,
@@ -29,6 +29,7 @@
 #include "restore/fd_inet.h"
 #include "restore/fd_int.h"
 #include "restore/restore.h"
+#include "restore/res_int.h"
 #include "restore/restore_int.h"
 
 /* An open file description on a regular file, and which fd of the process names it. */
@@ -334,10 +335,6 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		snprintf(why, whylen, "pid %d is being traced by pid %d", (int)pid, atoi(f));
 		goto out;
 	}
-	if ((f = rst_status_field(status, "Seccomp")) && atoi(f) != 0) {
-		snprintf(why, whylen, "pid %d runs under seccomp (mode %d)", (int)pid, atoi(f));
-		goto out;
-	}
 	snprintf(path, sizeof(path), "task/%d/children", (int)pid);
 	if (!rst_read_proc(pid, path, &text, NULL)) {
 		if (atoi(text) > 0) {
@@ -361,14 +358,6 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 			goto out;
 		}
 	}
-	if (!rst_read_proc(pid, "timers", &text, NULL)) {
-		if (text[0]) {
-			snprintf(why, whylen, "pid %d has POSIX timers (timer_create)", (int)pid);
-			goto out;
-		}
-		free(text);
-		text = NULL;
-	}
 	h.precheck = !tracer;
 	ret = rst_fd_each(pid, check_fd, &h, why, whylen);
 	if (!ret)
@@ -386,8 +375,9 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		ret = check_shared_files(pid, h.files, h.nfiles, why, whylen);
 	if (!ret)
 		ret = check_vmas(pid, why, whylen);
+	/* the per-process resources that are not fds (res_kinds.c) */
 	if (!ret)
-		ret = rst_attr_audit_proc(pid, why, whylen);
+		ret = rst_res_precheck(pid, tracer, why, whylen);
 out:
 	held_release(&h);
 	free(text);

@@ -44,7 +44,9 @@
 #include "common/proc.h"
 #include "common/rsys.h"
 #include "restore/restore.h"
+#include "restore/res_int.h"
 #include "restore/restore_int.h"
+#include "restore/target_int.h"
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
@@ -144,8 +146,8 @@ static const struct {
 	{"CapBnd", R_CAPS},
 	{"CapAmb", R_CAPS},
 	{"NoNewPrivs", R_MAIN},
-	{"Seccomp", R_ZERO},
-	{"Seccomp_filters", R_ZERO},
+	{"Seccomp", R_VARIES},		 /* per thread: res_seccomp.c */
+	{"Seccomp_filters", R_VARIES},	 /* per thread: res_seccomp.c */
 	{"Cpus_allowed_list", R_VARIES}, /* Cpus_allowed is judged */
 	{"Mems_allowed_list", R_VARIES}, /* Mems_allowed is judged */
 	{"voluntary_ctxt_switches", R_VARIES},
@@ -638,6 +640,10 @@ int rst_attr_audit_seized(struct rsys *thr, size_t n, uint64_t scratch, Haul__Im
 			mine = own_value(p);
 			if (ret || v == mine)
 				continue;
+			/* strict seccomp disables rdtsc; res_seccomp.c restores the mode, and it */
+			if (p->op == PR_GET_TSC && v == PR_TSC_SIGSEGV &&
+			    rst_seccomp_mode(thr[i].pid) == 1)
+				continue;
 			who(w, sizeof(w), pid, thr[i].pid);
 			snprintf(why, whylen, "%s: %s is %ld, a restored process would get %ld; %s",
 				 w, p->name, v, mine, not_carried);
@@ -835,3 +841,129 @@ int rst_attr_apply(pid_t here, const pid_t *tids, const Haul__Img__ProcessState 
 	}
 	return 0;
 }
+
+/* ---- the resource (res_int.h) --------------------------------------------- */
+
+/*
+ * loginuid can only be written by the process itself (proc_loginuid_write),
+ * with CAP_AUDIT_CONTROL: before the credentials drop it.
+ */
+static int restore_loginuid(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+			    size_t wl)
+{
+	char path[64], cur[32] = "", v[16];
+	uint64_t addr, vaddr;
+	long fd;
+	int ret, fdr;
+
+	snprintf(path, sizeof(path), "/proc/%d/loginuid", (int)t->stub);
+	fdr = open(path, O_RDONLY | O_CLOEXEC);
+	if (fdr >= 0) {
+		ssize_t n = read(fdr, cur, sizeof(cur) - 1);
+
+		cur[n > 0 ? n : 0] = '\0';
+		close(fdr);
+	}
+	if (strtoul(cur, NULL, 10) == ps->loginuid)
+		return 0;
+	snprintf(v, sizeof(v), "%u", ps->loginuid);
+	ret = rst_put_str(t, 0, "/proc/self/loginuid", &addr);
+	if (!ret)
+		ret = rst_put_str(t, 64, v, &vaddr);
+	if (!ret)
+		ret = rst_rcall(t, SYS_openat, AT_FDCWD, addr, O_WRONLY | O_CLOEXEC, 0, 0, 0, &fd);
+	if (!ret) {
+		ret = rst_rcall(t, SYS_write, fd, vaddr, strlen(v), 0, 0, 0, NULL);
+		rst_rcall(t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
+	}
+	if (ret)
+		snprintf(
+			why, wl,
+			"cannot set the loginuid of pid %d to %u (the restorer's is %.16s): %s; it "
+			"can be set once, with CAP_AUDIT_CONTROL: run haul where loginuid is "
+			"unset or the same",
+			ps->pid, ps->loginuid, cur, strerror(-ret));
+	return ret;
+}
+
+/* Attributes only the process can set on itself (procattr.c dumped them). */
+static int attrs_restore(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+			 size_t wl)
+{
+	const char *what = "PR_SET_CHILD_SUBREAPER";
+	int ret = 0;
+
+	if (ps->has_loginuid) {
+		ret = restore_loginuid(t, ps, why, wl);
+		if (ret)
+			return ret;
+	}
+	if (ps->has_child_subreaper && ps->child_subreaper)
+		ret = rst_rcall(t, SYS_prctl, PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0, 0, NULL);
+	if (!ret && ps->has_thp_disable && (ps->thp_disable & 1)) {
+		what = "PR_SET_THP_DISABLE";
+		ret = rst_rcall(t, SYS_prctl, PR_SET_THP_DISABLE, 1, ps->thp_disable & ~1u, 0, 0, 0,
+				NULL);
+	}
+	/* Each bit of GET_REGISTRATIONS is the REGISTER_* command that set it. */
+	for (unsigned b = 0; !ret && ps->has_membarrier && b < 32; b++)
+		if (ps->membarrier & (1u << b)) {
+			what = "a membarrier registration";
+			ret = rst_rcall(t, SYS_membarrier, 1u << b, 0, 0, 0, 0, 0, NULL);
+		}
+	if (ret)
+		snprintf(why, wl, "cannot restore %s of pid %d: %s", what, ps->pid, strerror(-ret));
+	return ret;
+}
+
+/* oom_score_adj, coredump_filter and cgroups, written from here (procattr.c). */
+static int attrs_apply(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+		       size_t wl)
+{
+	pid_t *tids = calloc(t->nthr + 1, sizeof(*tids));
+	int ret;
+
+	if (!tids) {
+		snprintf(why, wl, "out of memory placing pid %d in its cgroups", ps->pid);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < t->nthr; i++)
+		tids[i] = t->thr[i].pid;
+	ret = rst_attr_apply(t->stub, tids, ps, t->o.cg_defer_frozen ? &t->cg_later : NULL, why,
+			     wl);
+	free(tids);
+	if (ret && !why[0])
+		snprintf(why, wl, "cannot set the cgroups or OOM score of pid %d: %s", ps->pid,
+			 strerror(-ret));
+	return ret;
+}
+
+static int attrs_precheck(pid_t pid, pid_t tracer, char *why, size_t wl)
+{
+	(void)tracer;
+	return rst_attr_audit_proc(pid, why, wl);
+}
+
+static int attrs_precheck_seized(struct rst_seized *s, uint64_t scratch, char *why, size_t wl)
+{
+	return rst_attr_audit_seized(s->thr, s->n, scratch, NULL, why, wl);
+}
+
+static int attrs_dump(struct rst_seized *s, uint64_t scratch, Haul__Img__ProcessState *ps,
+		      void **priv, char *why, size_t wl)
+{
+	int ret = rst_attr_audit_seized(s->thr, s->n, scratch, ps, why, wl);
+
+	(void)priv;
+	return ret ? ret : rst_attr_dump_proc(s->pid, ps);
+}
+
+const struct rst_res_ops rst_res_attrs = {
+	.name = "process attributes",
+	.phase = RST_RES_TASK,
+	.precheck = attrs_precheck,
+	.precheck_seized = attrs_precheck_seized,
+	.dump = attrs_dump,
+	.restore = attrs_restore,
+	.apply = attrs_apply,
+};

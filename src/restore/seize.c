@@ -35,6 +35,7 @@
 #include "common/rsys.h"
 #include "common/vma.h"
 #include "restore/restore.h"
+#include "restore/res_int.h"
 #include "restore/restore_int.h"
 #include "restore/fd_int.h"
 
@@ -45,10 +46,8 @@ int rst_dump_precheck(pid_t pid, char *why, size_t whylen)
 	int ret;
 
 	why[0] = '\0';
+	/* with each resource's precheck hook (VmFlags from smaps: only here, not in the freeze) */
 	ret = rst_check_resources(pid, 0, why, whylen);
-	/* VmFlags and shared memory: smaps, too slow for the freeze, fine before it. */
-	if (!ret)
-		ret = rst_vma_precheck(pid, why, whylen);
 	if (ret)
 		return ret;
 	/*
@@ -66,7 +65,7 @@ int rst_dump_precheck(pid_t pid, char *why, size_t whylen)
 		snprintf(why, whylen, "cannot map a scratch page in pid %d: %s", (int)pid,
 			 strerror(-ret));
 	else
-		ret = rst_attr_audit_seized(s->thr, s->n, scratch, NULL, why, whylen);
+		ret = rst_res_precheck_seized(s, scratch, why, whylen);
 	rst_release(s);
 	return ret;
 }

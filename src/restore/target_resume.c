@@ -42,6 +42,7 @@
 #include "common/vma.h"
 #include "restore/restore.h"
 #include "restore/fd_int.h"
+#include "restore/res_int.h"
 #include "restore/restore_int.h"
 #include "restore/target_int.h"
 
@@ -331,100 +332,6 @@ static int restore_task(struct rst_target *t, const Haul__Img__ProcessState *ps,
 	if (ps->has_nice)
 		setpriority(PRIO_PROCESS, t->stub, ps->nice);
 	return 0;
-}
-
-/*
- * loginuid can only be written by the process itself (proc_loginuid_write),
- * with CAP_AUDIT_CONTROL: before the credentials drop it.
- */
-static int restore_loginuid(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
-			    size_t wl)
-{
-	char path[64], cur[32] = "", v[16];
-	uint64_t addr, vaddr;
-	long fd;
-	int ret, fdr;
-
-	snprintf(path, sizeof(path), "/proc/%d/loginuid", (int)t->stub);
-	fdr = open(path, O_RDONLY | O_CLOEXEC);
-	if (fdr >= 0) {
-		ssize_t n = read(fdr, cur, sizeof(cur) - 1);
-
-		cur[n > 0 ? n : 0] = '\0';
-		close(fdr);
-	}
-	if (strtoul(cur, NULL, 10) == ps->loginuid)
-		return 0;
-	snprintf(v, sizeof(v), "%u", ps->loginuid);
-	ret = rst_put_str(t, 0, "/proc/self/loginuid", &addr);
-	if (!ret)
-		ret = rst_put_str(t, 64, v, &vaddr);
-	if (!ret)
-		ret = rst_rcall(t, SYS_openat, AT_FDCWD, addr, O_WRONLY | O_CLOEXEC, 0, 0, 0, &fd);
-	if (!ret) {
-		ret = rst_rcall(t, SYS_write, fd, vaddr, strlen(v), 0, 0, 0, NULL);
-		rst_rcall(t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
-	}
-	if (ret)
-		snprintf(
-			why, wl,
-			"cannot set the loginuid of pid %d to %u (the restorer's is %.16s): %s; it "
-			"can be set once, with CAP_AUDIT_CONTROL: run haul where loginuid is "
-			"unset or the same",
-			ps->pid, ps->loginuid, cur, strerror(-ret));
-	return ret;
-}
-
-/* Attributes only the process can set on itself (procattr.c dumped them). */
-static int restore_attrs(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
-			 size_t wl)
-{
-	const char *what = "PR_SET_CHILD_SUBREAPER";
-	int ret = 0;
-
-	if (ps->has_loginuid) {
-		ret = restore_loginuid(t, ps, why, wl);
-		if (ret)
-			return ret;
-	}
-	if (ps->has_child_subreaper && ps->child_subreaper)
-		ret = rst_rcall(t, SYS_prctl, PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0, 0, NULL);
-	if (!ret && ps->has_thp_disable && (ps->thp_disable & 1)) {
-		what = "PR_SET_THP_DISABLE";
-		ret = rst_rcall(t, SYS_prctl, PR_SET_THP_DISABLE, 1, ps->thp_disable & ~1u, 0, 0, 0,
-				NULL);
-	}
-	/* Each bit of GET_REGISTRATIONS is the REGISTER_* command that set it. */
-	for (unsigned b = 0; !ret && ps->has_membarrier && b < 32; b++)
-		if (ps->membarrier & (1u << b)) {
-			what = "a membarrier registration";
-			ret = rst_rcall(t, SYS_membarrier, 1u << b, 0, 0, 0, 0, 0, NULL);
-		}
-	if (ret)
-		snprintf(why, wl, "cannot restore %s of pid %d: %s", what, ps->pid, strerror(-ret));
-	return ret;
-}
-
-/* oom_score_adj, coredump_filter and cgroups, written from here (procattr.c). */
-static int apply_attrs(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
-		       size_t wl)
-{
-	pid_t *tids = calloc(t->nthr + 1, sizeof(*tids));
-	int ret;
-
-	if (!tids) {
-		snprintf(why, wl, "out of memory placing pid %d in its cgroups", ps->pid);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < t->nthr; i++)
-		tids[i] = t->thr[i].pid;
-	ret = rst_attr_apply(t->stub, tids, ps, t->o.cg_defer_frozen ? &t->cg_later : NULL, why,
-			     wl);
-	free(tids);
-	if (ret && !why[0])
-		snprintf(why, wl, "cannot set the cgroups or OOM score of pid %d: %s", ps->pid,
-			 strerror(-ret));
-	return ret;
 }
 
 /* "S N" of timens_offsets for @ns: N in [0, 1e9). */
@@ -842,7 +749,7 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 	if (!ret)
 		ret = restore_task(t, ps, why, wl);
 	if (!ret)
-		ret = restore_attrs(t, ps, why, wl);
+		ret = rst_res_restore(t, ps, RST_RES_TASK, why, wl);
 	if (!ret)
 		ret = restore_signals(t, ps, why, wl);
 	ms[5] = lap_ms(&lap);
@@ -855,6 +762,8 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 		ret = restore_creds(t, ps, why, wl);
 	if (!ret)
 		ret = restore_nnp(t, ps, why, wl);
+	if (!ret)
+		ret = rst_res_restore(t, ps, RST_RES_LAST, why, wl);
 	ms[6] = lap_ms(&lap);
 	if (ret) {
 		if (!why[0])
@@ -879,7 +788,7 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 	 * the commit thaws it), and a frozen tracee would run no injected call.
 	 */
 	if (!ret)
-		ret = apply_attrs(t, ps, why, wl);
+		ret = rst_res_apply(t, ps, why, wl);
 	if (ret)
 		return ret;
 	/* M stops guarding: from here the process lives on without us. */
@@ -935,7 +844,8 @@ int rst_target_resume(struct rst_target *t, const void *state, size_t len, pid_t
 		pr_err("cannot restore pid %d: %s", (int)t->o.pid, why);
 		return -EPROTO;
 	}
-	if (val_process_state(ps, why, whylen) || rst_fd_validate(ps, why, whylen)) {
+	if (val_process_state(ps, why, whylen) || rst_fd_validate(ps, why, whylen) ||
+	    rst_res_validate(ps, why, whylen)) {
 		haul__img__process_state__free_unpacked(ps, NULL);
 		pr_err("cannot restore pid %d: bad process state: %s", (int)t->o.pid, why);
 		return -EBADMSG;

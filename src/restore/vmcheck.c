@@ -30,6 +30,7 @@
 #include "common/log.h"
 #include "common/policy.h"
 #include "common/vma.h"
+#include "restore/res_int.h"
 #include "restore/restore_int.h"
 
 /* pagemap entries read per pread while looking for guard pages */
@@ -154,3 +155,17 @@ void rst_guards_release(struct rst_guards *g)
 	g->r = NULL;
 	g->n = g->cap = 0;
 }
+
+/*
+ * The resource (res_int.h): smaps at the precheck only (too slow for the
+ * freeze); the dump judges the layout it reads (rst_vma_refusal).
+ */
+static int vmas_precheck(pid_t pid, pid_t tracer, char *why, size_t wl)
+{
+	return tracer ? 0 : rst_vma_precheck(pid, why, wl);
+}
+
+const struct rst_res_ops rst_res_vmas = {
+	.name = "memory mappings",
+	.precheck = vmas_precheck,
+};

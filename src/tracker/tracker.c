@@ -89,6 +89,11 @@ double trk_stop_ms(const struct trk *t)
 	return t->stop_ms;
 }
 
+double trk_call_ms(const struct trk *t)
+{
+	return t->call_ms;
+}
+
 /* 'Z' (zombie) or 'X' counts as gone: an init may take seconds to reap an orphan. */
 static bool pid_running(struct trk *t)
 {
@@ -323,6 +328,7 @@ int trk_round(struct trk *t, struct trk_round *out)
 	double t0 = trk_now_ms();
 	int ret;
 
+	t->call_ms = 0; /* trk_call_ms() is per round */
 	memset(out, 0, sizeof(*out));
 	memset(&s, 0, sizeof(s));
 	ret = trk_check_mm(t);

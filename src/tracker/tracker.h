@@ -82,6 +82,13 @@ struct trk_opts {
 	 * per GiB instead of ~0.2); the dirty set is the same either way.
 	 */
 	bool populated;
+	/*
+	 * Bounds of one PAGEMAP_SCAN call (uffd): bytes walked and pages
+	 * reported and re-protected; 0 takes the policy's (TRK_SCAN_SLICE_*).
+	 * Tests make them tiny so that writes land during a sliced pass.
+	 */
+	uint64_t slice_bytes;
+	uint64_t slice_pages;
 };
 
 /*
@@ -137,5 +144,13 @@ void trk_set_frozen(struct trk *t, bool frozen);
 
 /* Longest time (ms) the target was kept stopped by trk_open() or a round. */
 double trk_stop_ms(const struct trk *t);
+
+/*
+ * Longest single scan call (ms) of the last round: with uffd, how long one PAGEMAP_SCAN
+ * held the target's mmap_lock at most (calls are sliced to keep it ~1 ms;
+ * the target's faults do not wait for it, its mmap/munmap/mprotect do).
+ * 0 for backends that make no such call.
+ */
+double trk_call_ms(const struct trk *t);
 
 #endif

@@ -91,6 +91,7 @@ struct trk {
 	struct trk_rl held;
 	struct trk_rl known; /* where the last round tracked the populated set */
 	double stop_ms;	     /* longest time the target was stopped by us */
+	double call_ms;	     /* longest single scan call of this round (holds mmap_lock) */
 	bool frozen;	     /* the caller froze it: do not stop it again */
 };
 
@@ -124,6 +125,16 @@ struct trk_frozen {
 };
 int trk_freeze(pid_t pid, struct trk_frozen *f);
 void trk_thaw(struct trk_frozen *f);
+
+/*
+ * Slices (slice.c).  A walker called for [s, e) stores in *walk_end where it
+ * stopped (e when done, less when it stopped early); 0 or -errno.
+ */
+typedef int (*trk_slice_fn)(void *arg, uint64_t s, uint64_t e, uint64_t *walk_end);
+/* End of the slice that starts at @pos: at most @slice bytes on, 2 MiB-aligned, <= @end. */
+uint64_t trk_slice_end(uint64_t pos, uint64_t end, uint64_t slice);
+/* Call @fn over [start, end) slice by slice, each next slice starting at the last walk_end. */
+int trk_slice_walk(uint64_t start, uint64_t end, uint64_t slice, trk_slice_fn fn, void *arg);
 
 /* Monotonic milliseconds. */
 double trk_now_ms(void);

@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/policy.h"
 #include "common/proc.h"
 #include "common/probe.h"
 #include "common/rsys.h"
@@ -94,6 +95,37 @@ static void sched_restore(pid_t tid, struct haul_sched_attr *saved)
 	if (syscall(SYS_sched_setattr, tid, saved, 0) < 0)
 		pr_warn("cannot restore the scheduling policy of thread %d: %s", (int)tid,
 			strerror(errno));
+}
+
+/*
+ * One ioctl that holds the target's mmap_lock (a scan or unprotect slice),
+ * run at SCHED_FIFO when @boost: the walk calls cond_resched() with the lock
+ * held, and on a loaded machine a CFS thread of ours gave the CPU away there
+ * for 20-30 ms (bench/RESULTS.md "Stalls"), with the target's mmap, munmap
+ * and mprotect waiting all along.  A slice is ~1 ms, so the boost is short;
+ * between slices we run as before.  @saved: our own attributes, read once.
+ */
+static long locked_ioctl(int fd, unsigned long req, void *arg, bool boost,
+			 struct haul_sched_attr *saved)
+{
+	struct haul_sched_attr a = {
+		.size = sizeof(a), .policy = SCHED_FIFO, .priority = BOOST_PRIO};
+	bool boosted = boost && syscall(SYS_sched_setattr, 0, &a, 0) == 0;
+	long n = ioctl(fd, req, arg);
+	int err = errno;
+
+	if (boosted)
+		sched_restore(0, saved);
+	errno = err;
+	return n;
+}
+
+/* Whether we may boost our own thread, and its attributes to go back to. */
+static bool can_boost(struct haul_sched_attr *saved)
+{
+	memset(saved, 0, sizeof(*saved));
+	return syscall(SYS_sched_getattr, 0, saved, sizeof(*saved), 0) == 0 &&
+	       saved->policy != SCHED_FIFO && saved->policy != SCHED_RR;
 }
 
 /* Create the uffd inside @tid and pull it out. */
@@ -236,6 +268,61 @@ err:
 	return ret;
 }
 
+struct unprotect_ctx {
+	int uffd;
+	bool unregister; /* UFFDIO_UNREGISTER; else UFFDIO_WRITEPROTECT mode 0 */
+	bool boost;	 /* SCHED_FIFO around each call (locked_ioctl) */
+	struct haul_sched_attr saved;
+};
+
+/*
+ * Lift the write-protection of one slice (UFFDIO_WRITEPROTECT mode 0: under
+ * the mmap_lock read), or unregister it (write lock, but for one slice).
+ */
+static int unprotect_call(void *arg, uint64_t s, uint64_t e, uint64_t *walk_end)
+{
+	struct unprotect_ctx *u = arg;
+	struct uffdio_writeprotect wp = {.range = {.start = s, .len = e - s}, .mode = 0};
+	struct uffdio_range rg = {.start = s, .len = e - s};
+	long r = u->unregister
+			 ? locked_ioctl(u->uffd, UFFDIO_UNREGISTER, &rg, u->boost, &u->saved)
+			 : locked_ioctl(u->uffd, UFFDIO_WRITEPROTECT, &wp, u->boost, &u->saved);
+
+	if (r < 0 && (errno == ESRCH || errno == EBADF))
+		return -errno; /* the mm is gone: nothing left to lift */
+	*walk_end = e;	       /* other errors (a VMA gone or moved): go on with the next slice */
+	return 0;
+}
+
+/*
+ * Closing the uffd unregisters every range, and unregistering clears the
+ * write-protect bit of every page under the target's mmap_lock held for
+ * writing, VMA by VMA: 117 ms per populated GiB in one hold (bench
+ * stall_bench, "detach"), during which the target cannot fault, map or
+ * unmap.  So the protection is lifted first, slice by slice, under the
+ * read lock (faults go on); the close then finds nothing to clear.
+ */
+static void unprotect_all(struct trk *t, struct uffd_state *st)
+{
+	struct unprotect_ctx u = {.uffd = st->uffd};
+	uint64_t slice = t->opts.slice_bytes ? t->opts.slice_bytes : TRK_SCAN_SLICE_BYTES;
+
+	u.boost = can_boost(&u.saved);
+
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < t->prev.n; i++) {
+			const struct haul_vma *v = &t->prev.v[i];
+
+			if (haul_vma_is_memory(v) &&
+			    trk_slice_walk(v->start, v->end, slice, unprotect_call, &u) < 0)
+				return;
+		}
+		/* unregistering holds the write lock: smaller slices (TRK_UNREG_SLICE_DIV) */
+		u.unregister = true;
+		slice /= TRK_UNREG_SLICE_DIV;
+	}
+}
+
 static void uffd_close(struct trk *t)
 {
 	struct uffd_state *st = t->priv;
@@ -243,8 +330,10 @@ static void uffd_close(struct trk *t)
 	if (!st)
 		return;
 	/* closing the uffd unregisters every range; the target runs on */
-	if (st->uffd >= 0)
+	if (st->uffd >= 0) {
+		unprotect_all(t, st);
 		close(st->uffd);
+	}
 	trk_rl_release(&st->fast);
 	trk_rl_release(&st->nfast);
 	trk_rl_release(&st->one);
@@ -306,6 +395,78 @@ static int add_swapped(struct trk *t, struct uffd_state *st, uint64_t start, uin
 	return 0;
 }
 
+struct walk_ctx {
+	struct trk *t;
+	struct uffd_state *st;
+	bool full;
+	struct trk_scan *out;
+	bool boost; /* SCHED_FIFO around each call (locked_ioctl) */
+	struct haul_sched_attr saved;
+};
+
+/* One PAGEMAP_SCAN call over the slice [s, e); *walk_end: where the kernel stopped. */
+static int scan_call(void *arg, uint64_t s, uint64_t e, uint64_t *walk_end)
+{
+	struct walk_ctx *w = arg;
+	struct uffd_state *st = w->st;
+	struct pm_scan_arg a;
+	int err = 0, ret;
+	double t0, dt;
+	long n;
+
+	memset(st->vec, 0, st->used * sizeof(*st->vec));
+	memset(&a, 0, sizeof(a));
+	a.size = sizeof(a);
+	a.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
+	a.start = s;
+	a.end = e;
+	a.vec = (uintptr_t)st->vec;
+	a.vec_len = SCAN_VEC;
+	a.max_pages = w->t->opts.slice_pages ? w->t->opts.slice_pages : TRK_SCAN_SLICE_PAGES;
+	if (w->full) {
+		a.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+		a.return_mask = PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+	} else {
+		a.category_mask = PAGE_IS_WRITTEN;
+		a.return_mask = PAGE_IS_WRITTEN;
+	}
+	t0 = trk_now_ms();
+	n = locked_ioctl(w->t->pagemap_fd, PAGEMAP_SCAN, &a, w->boost, &w->saved);
+	if (n < 0)
+		err = -errno;
+	dt = trk_now_ms() - t0;
+	if (dt > w->t->call_ms)
+		w->t->call_ms = dt;
+	if (n < 0) {
+		n = 0;
+		if (err == -EPERM)
+			while (n < SCAN_VEC && st->vec[n].end)
+				n++;
+	}
+	st->used = (size_t)n;
+	for (long i = 0; i < n; i++) {
+		const struct page_region *pr = &st->vec[i];
+		uint64_t np = (pr->end - pr->start) / TRK_PAGE;
+
+		if (!w->full) {
+			ret = trk_rl_add(&w->out->written, pr->start, np);
+		} else {
+			if (pr->categories & PAGE_IS_PRESENT)
+				ret = trk_rl_add(&w->out->present, pr->start, np);
+			else
+				ret = add_swapped(w->t, st, pr->start, np, w->out);
+			if (!ret && (pr->categories & PAGE_IS_WRITTEN))
+				ret = trk_rl_add(&w->out->written, pr->start, np);
+		}
+		if (ret)
+			return ret;
+	}
+	if (err)
+		return err;
+	*walk_end = a.walk_end;
+	return 0;
+}
+
 /*
  * One PAGEMAP_SCAN walk of [start, end), re-protecting what it reports.
  *
@@ -317,6 +478,12 @@ static int add_swapped(struct trk *t, struct uffd_state *st, uint64_t start, uin
  * full: anyof PRESENT|SWAPPED, returning WRITTEN|PRESENT|SWAPPED: the
  * populated set too, at ~1.6 ms per GiB.
  *
+ * The walk goes in slices (slice.c): at most TRK_SCAN_SLICE_BYTES and
+ * TRK_SCAN_SLICE_PAGES found pages per call, so that no call holds the
+ * target's mmap_lock for more than about a millisecond.  Each call reports
+ * and re-protects its pages atomically, so a write during the walk is never
+ * lost: before its slice it is reported now, after it next round.
+ *
  * When the walk meets a VMA that is not registered it fails with EPERM, but
  * it has already re-protected the pages before that point and copied their
  * regions to the vector: dropping them would lose those writes for good.
@@ -326,60 +493,13 @@ static int add_swapped(struct trk *t, struct uffd_state *st, uint64_t start, uin
 static int scan_walk(struct trk *t, struct uffd_state *st, uint64_t start, uint64_t end, bool full,
 		     struct trk_scan *out)
 {
-	struct pm_scan_arg arg;
+	struct walk_ctx w = {.t = t, .st = st, .full = full, .out = out};
 
-	while (start < end) {
-		int err = 0, ret;
-		long n;
+	w.boost = can_boost(&w.saved);
 
-		memset(st->vec, 0, st->used * sizeof(*st->vec));
-		memset(&arg, 0, sizeof(arg));
-		arg.size = sizeof(arg);
-		arg.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
-		arg.start = start;
-		arg.end = end;
-		arg.vec = (uintptr_t)st->vec;
-		arg.vec_len = SCAN_VEC;
-		if (full) {
-			arg.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
-			arg.return_mask = PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
-		} else {
-			arg.category_mask = PAGE_IS_WRITTEN;
-			arg.return_mask = PAGE_IS_WRITTEN;
-		}
-		n = ioctl(t->pagemap_fd, PAGEMAP_SCAN, &arg);
-		if (n < 0) {
-			err = -errno;
-			n = 0;
-			if (err == -EPERM)
-				while (n < SCAN_VEC && st->vec[n].end)
-					n++;
-		}
-		st->used = (size_t)n;
-		for (long i = 0; i < n; i++) {
-			const struct page_region *pr = &st->vec[i];
-			uint64_t np = (pr->end - pr->start) / TRK_PAGE;
+	uint64_t slice = t->opts.slice_bytes ? t->opts.slice_bytes : TRK_SCAN_SLICE_BYTES;
 
-			if (!full) {
-				ret = trk_rl_add(&out->written, pr->start, np);
-			} else {
-				if (pr->categories & PAGE_IS_PRESENT)
-					ret = trk_rl_add(&out->present, pr->start, np);
-				else
-					ret = add_swapped(t, st, pr->start, np, out);
-				if (!ret && (pr->categories & PAGE_IS_WRITTEN))
-					ret = trk_rl_add(&out->written, pr->start, np);
-			}
-			if (ret)
-				return ret;
-		}
-		if (err)
-			return err;
-		if (arg.walk_end <= start)
-			break; /* no progress: the range vanished under us */
-		start = arg.walk_end;
-	}
-	return 0;
+	return trk_slice_walk(start, end, slice, scan_call, &w);
 }
 
 /*

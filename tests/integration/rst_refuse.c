@@ -119,14 +119,6 @@ Test(rst_refuse, deleted_working_directory, .timeout = 20)
 {
 	refuses("deleted-cwd", "was deleted (haul restores it by path)");
 }
-Test(rst_refuse, inotify, .timeout = 20)
-{
-	refuses("inotify", "anon_inode:inotify");
-}
-Test(rst_refuse, seccomp, .timeout = 20)
-{
-	refuses("seccomp", "seccomp");
-}
 Test(rst_refuse, memfd_mapping, .timeout = 20)
 {
 	refuses("memfd", "maps memfd");
@@ -142,10 +134,6 @@ Test(rst_refuse, child_process, .timeout = 20)
 Test(rst_refuse, being_traced, .timeout = 20)
 {
 	refuses("traced", "is being traced");
-}
-Test(rst_refuse, posix_timer, .timeout = 20)
-{
-	refuses("timer", "POSIX timers");
 }
 
 Test(rst_refuse, mapping_of_a_deleted_file, .timeout = 20)

@@ -114,6 +114,8 @@ void th_mig_workload(struct th_mig *m, int mem, int rate, int hot)
 			NULL,
 			NULL,
 			NULL,
+			NULL,
+			NULL,
 			NULL};
 
 	snprintf(path, sizeof(path), "%s/mig_workload", th_progs_dir());
@@ -129,6 +131,10 @@ void th_mig_workload(struct th_mig *m, int mem, int rate, int hot)
 	}
 	if (m->vmcases) {
 		argv[k++] = "--vmcases";
+		argv[k++] = m->dir;
+	}
+	if (m->world) {
+		argv[k++] = "--world";
 		argv[k++] = m->dir;
 	}
 	m->wl_pid = th_spawn(m->net.a, argv, m->out);

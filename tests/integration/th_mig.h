@@ -29,6 +29,7 @@ struct th_mig {
 	bool filemap;		   /* the workload maps a file of the fixture too (--filemap) */
 	bool fork_on_move;	   /* it forks a reading child once it has moved (--fork-on-move) */
 	bool vmcases;		   /* it maps the VMAs of tests/progs/vmcases.h too (--vmcases) */
+	bool world;		   /* it has what tests/progs/world.h sets up (--world) */
 	unsigned long net_a, net_b; /* netns inodes, as the workload prints them */
 	struct th_state *before;    /* its state before the move (th_mig_state_before) */
 };

@@ -318,6 +318,9 @@ static int read_fdinfo(struct th_state *s, const char *fd, bool anon)
 		if ((anon && !strcmp(line, "ino")) || !strcmp(line, "ticks") ||
 		    !strcmp(line, "it_value") || !strcmp(line, "eventfd-id"))
 			continue;
+		/* a pidfd's: a restore in a new PID namespace adds a level; "Pid" is compared */
+		if (!strcmp(line, "NSpid"))
+			continue;
 		if (!strcmp(line, "tfd"))
 			strip_inos(v);
 		if (!strcmp(line, "lock")) {

@@ -241,6 +241,29 @@ Test(trk, hash_precopy_under_concurrent_writers_matches_target)
 	run_precopy(TRK_HASH);
 }
 
+/*
+ * Slices of 16 pages and at most 4 pages reported per call: every scan pass
+ * is hundreds of calls while 4 threads write without pause, so writes land
+ * before, inside and after the slice being walked.  None may be missed.
+ */
+Test(trk, uffd_write_during_a_sliced_scan_pass_is_never_missed)
+{
+	struct trk_opts o = {.backend = TRK_UFFD, .slice_bytes = 16 * TD_PG, .slice_pages = 4};
+	struct td_stats s;
+	char err[512] = "";
+	int ret;
+
+	if (!probe_uffd_wp_async(NULL))
+		cr_skip_test("uffd-wp async tracking is not available on this kernel");
+	ret = td_precopy_o(&drv, &o, 4, 20, &s, err, sizeof(err));
+	cr_log_info("sliced pre-copy under 4 writer threads: %llu rounds, %llu pages written "
+		    "meanwhile, %llu dirty pages reported, %llu pages differ, longest call %.3f ms",
+		    (unsigned long long)s.rounds, (unsigned long long)s.written,
+		    (unsigned long long)s.dirty, (unsigned long long)s.missed, s.stop_ms);
+	cr_assert(ret == 0, "%s", err);
+	cr_assert_eq(s.missed, 0);
+}
+
 static void run_churn(enum trk_backend b)
 {
 	struct td_stats s;

@@ -551,10 +551,9 @@ static inline int td_copy_round(struct td *d, struct trk *t, char **mirror, stru
  * them, copy a final round, and compare the copy with the target's memory.
  * Any page a round missed shows up as a difference.
  */
-static inline int td_precopy(struct td *d, enum trk_backend b, int nthreads, int rounds,
-			     struct td_stats *s, char *err, size_t errlen)
+static inline int td_precopy_o(struct td *d, const struct trk_opts *o, int nthreads, int rounds,
+			       struct td_stats *s, char *err, size_t errlen)
 {
-	struct trk_opts o = {.backend = b};
 	struct trk *t = NULL;
 	char *mirror[TT_NKINDS + 8] = {0}, *actual = NULL;
 	uint64_t out[1], differ = 0;
@@ -563,9 +562,9 @@ static inline int td_precopy(struct td *d, enum trk_backend b, int nthreads, int
 	memset(s, 0, sizeof(*s));
 	for (int k = 0; k < d->nreg; k++)
 		mirror[k] = calloc(d->reg[k].npages, TD_PG);
-	ret = trk_open(d->pid, &o, &t);
+	ret = trk_open(d->pid, o, &t);
 	if (ret)
-		TD_FAIL("trk_open(%s): %s", trk_backend_name(b), strerror(-ret));
+		TD_FAIL("trk_open(%s): %s", trk_backend_name(o->backend), strerror(-ret));
 	ret = td_copy_round(d, t, mirror, s);
 	if (ret)
 		TD_FAIL("round 1: %s", strerror(-ret));
@@ -606,6 +605,7 @@ static inline int td_precopy(struct td *d, enum trk_backend b, int nthreads, int
 			(unsigned long long)differ);
 	if (td_cmd(d, TT_VERIFY, 0, NULL, 0, out, 1) || out[0])
 		TD_FAIL("the target's own checks failed: %llu pages", (unsigned long long)out[0]);
+	s->stop_ms = trk_call_ms(t); /* here: the longest scan call */
 	ret = 0;
 out:
 	trk_free(t);
@@ -613,6 +613,14 @@ out:
 		free(mirror[k]);
 	free(actual);
 	return ret;
+}
+
+static inline int td_precopy(struct td *d, enum trk_backend b, int nthreads, int rounds,
+			     struct td_stats *s, char *err, size_t errlen)
+{
+	struct trk_opts o = {.backend = b};
+
+	return td_precopy_o(d, &o, nthreads, rounds, s, err, errlen);
 }
 
 /* SIGSTOP @pid and wait until every thread is stopped, or SIGCONT it. */

@@ -7,6 +7,8 @@
  *              [--filemap FILE]  (also a private writable mapping of FILE, see below)
  *              [--fork-on-move]  (see below)
  *              [--vmcases DIR]   (also the VMAs of vmcases.h; verify checks them)
+ *              [--world DIR]     (also the timers, seccomp filter, pidfd, inotify and
+ *                                 fanotify marks under DIR of world.h; verify checks them)
  *
  * It maps --mem MiB of anonymous memory, fills every page, then rewrites
  * pages of the first --hot MiB (default: all) round-robin at --rate MiB/s
@@ -52,6 +54,7 @@
 #include <unistd.h>
 
 #include "vmcases.h"
+#include "world.h"
 
 #define PAGE  4096UL
 #define WORDS (PAGE / 8)
@@ -245,7 +248,7 @@ int main(int argc, char **argv)
 	int nthreads = 0;
 	uint64_t npages, nhot, seq = 0, *gen, cursor = 0, rnd = 0;
 	double rate = 0, mem = 64, hot = -1, t0, last_tick, last_print, gap = 0, maxgap = 0;
-	const char *control = NULL, *fpath = NULL, *vmdir = NULL;
+	const char *control = NULL, *fpath = NULL, *vmdir = NULL, *world = NULL;
 	uint64_t ftick = 0;
 	bool fork_on_move = false, forked = false;
 	unsigned long net0;
@@ -271,6 +274,8 @@ int main(int argc, char **argv)
 			fork_on_move = atoi(argv[i + 1]) != 0;
 		else if (!strcmp(argv[i], "--vmcases"))
 			vmdir = argv[i + 1];
+		else if (!strcmp(argv[i], "--world"))
+			world = argv[i + 1];
 		else if (strcmp(argv[i], "--tag")) {
 			fprintf(stderr, "mig_workload: unknown option %s\n", argv[i]);
 			return 2;
@@ -292,6 +297,11 @@ int main(int argc, char **argv)
 	}
 	if (vmdir && vmcases_setup(vmdir, NULL)) {
 		fprintf(stderr, "mig_workload: cannot set up --vmcases: %s\n", strerror(errno));
+		return 1;
+	}
+	if (world && (world_timers_setup() || world_seccomp_setup() || world_pidfd_setup() ||
+		      world_inotify_setup(world) || world_fanotify_setup())) {
+		fprintf(stderr, "mig_workload: cannot set up --world: %s\n", strerror(errno));
 		return 1;
 	}
 	sigaction(SIGUSR1, &sa, NULL);
@@ -397,7 +407,19 @@ int main(int argc, char **argv)
 				if (check((uint64_t *)(g_fmap + i * PAGE), fidx(i), g_fgen[i]))
 					bad = fidx(i);
 			__atomic_store_n(&g_pause, 0, __ATOMIC_RELEASE);
-			if (bad == npages && vmdir) {
+			if (bad == npages && world) {
+				char why[256];
+
+				if (world_timers_check(why, sizeof(why)) ||
+				    world_seccomp_check(why, sizeof(why)) ||
+				    world_pidfd_check(why, sizeof(why)) ||
+				    world_inotify_check(why, sizeof(why)) ||
+				    world_fanotify_check(why, sizeof(why)))
+					out("verify FAIL world: %s\n", why);
+				else
+					out("verify ok seq=%llu pages=%llu\n",
+					    (unsigned long long)seq, (unsigned long long)npages);
+			} else if (bad == npages && vmdir) {
 				char why[256];
 
 				if (vmcases_check(why, sizeof(why)))

@@ -3,6 +3,7 @@
  *
  * usage: rst_refuse KIND   with KIND one of: pipe socket tcp-listen udp raw-ip netlink inotify
  *        seccomp memfd sysv traced child timer deleted-map
+ *        (inotify, seccomp and timer are carried since: tests/integration/rst_world.c)
  * ("pipe": the test hands it a pipe it shares on stdin; nothing to set up.)
  * After setting it up, it counts forever, every 5 ms writing the count at
  * offset 0 of stdout (a file), so a test can see it still runs after a

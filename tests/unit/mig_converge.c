@@ -1,8 +1,10 @@
 /* mig_converge.c - the pre-copy convergence model: when to switch over, when to throttle. */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 
 #include "common/policy.h"
 #include "haul/haul_int.h"
+#include "tracker/tracker.h"
 
 #define MiB (1024.0 * 1024)
 #define GB  1e9
@@ -178,4 +180,99 @@ Test(mig_converge, high_fixed_costs_switch_once_the_data_is_a_tenth_of_them)
 	round_at(&c, 512 * MiB, GB, 0, 0);
 	/* 8 ms of data left, 90 ms of fixed costs: more rounds gain < 10% */
 	cr_assert_eq(round_at(&c, 8e6, GB, 0, 0.5), HAUL_CONV_SWITCH_FLOOR);
+}
+
+/* ---- the throttle as cpu.max: a slowdown, never long stalls ----------------------- */
+
+Test(mig_converge, throttle_periods_keep_every_throttled_stretch_short)
+{
+	const double cpus[] = {0.05, 0.3, 1.0, 1.7, 4.0};
+
+	for (size_t i = 0; i < sizeof(cpus) / sizeof(cpus[0]); i++)
+		for (unsigned pct = 1; pct <= 100; pct++) {
+			long q, p;
+			unsigned applied = haul_conv_cpu_max(pct, cpus[i], 0, &q, &p);
+			double stall = haul_conv_throttle_stall_ms(q, p, cpus[i]);
+
+			cr_assert_geq(q, HAUL_MIG_THROTTLE_MIN_QUOTA_US, "%u%% of %.2f cpus", pct,
+				      cpus[i]);
+			cr_assert(p >= 1000 && p <= HAUL_MIG_THROTTLE_MAX_PERIOD_US,
+				  "period %ld us for %u%% of %.2f cpus", p, pct, cpus[i]);
+			cr_assert_leq(stall, HAUL_MIG_THROTTLE_STALL_US / 1e3 + 0.01,
+				      "%u%% of %.2f cpus stalls %.2f ms", pct, cpus[i], stall);
+			cr_assert_leq(applied, pct);
+		}
+}
+
+Test(mig_converge, a_moderate_throttle_is_applied_as_asked)
+{
+	long q, p;
+
+	/* one busy thread, half its CPU: 4 ms run, 4 ms wait */
+	cr_assert_eq(haul_conv_cpu_max(50, 1.0, 0, &q, &p), 50);
+	cr_assert_eq(p, 8000);
+	cr_assert_eq(q, 4000);
+	/* four threads, 75%: each waits 4 ms of every period too */
+	cr_assert_eq(haul_conv_cpu_max(75, 4.0, 0, &q, &p), 75);
+	cr_assert_float_eq(haul_conv_throttle_stall_ms(q, p, 4.0), 4.0, 0.01);
+}
+
+Test(mig_converge, a_throttle_deeper_than_short_stalls_allow_is_lowered)
+{
+	long q, p;
+	unsigned applied = haul_conv_cpu_max(99, 1.0, 0, &q, &p);
+
+	/* 1 ms of quota and at most 4 ms of waiting: 80% at most for one thread */
+	cr_assert_eq(applied, 80);
+	cr_assert_eq(q, 1000);
+	cr_assert_eq(p, 5000);
+}
+
+Test(mig_converge, a_deep_throttle_stretches_up_to_the_downtime_target_and_no_further)
+{
+	long q, p;
+
+	/* 99% of one thread needs 99 ms stretches: allowed with a 100 ms target */
+	cr_assert_eq(haul_conv_cpu_max(99, 1.0, 100000, &q, &p), 99);
+	cr_assert_eq(q, 1000);
+	cr_assert_eq(p, 100000);
+	cr_assert_float_eq(haul_conv_throttle_stall_ms(q, p, 1.0), 99, 0.01);
+	/* with the default 25 ms target: 96%, stretches of 24-25 ms */
+	cr_assert_eq(haul_conv_cpu_max(99, 1.0, 25000, &q, &p), 96);
+	cr_assert_leq(haul_conv_throttle_stall_ms(q, p, 1.0), 25.01);
+	/* a moderate throttle keeps its short stretches whatever the target */
+	cr_assert_eq(haul_conv_cpu_max(50, 1.0, 100000, &q, &p), 50);
+	cr_assert_eq(p, 8000);
+}
+
+/* ---- post-copy's working set (pc_hot.c): overlap and union of two windows ---------- */
+
+Test(mig_converge, hot_set_overlap_counts_pages_written_in_both_windows)
+{
+	const uint64_t P = HAUL_PAGE_SIZE;
+	const struct trk_range a[] = {{0x1000 * P, 4}, {0x2000 * P, 10}, {0x3000 * P, 1}};
+	const struct trk_range b[] = {{0x1002 * P, 4}, {0x2008 * P, 1}, {0x4000 * P, 3}};
+
+	cr_assert_eq(haul_pc_overlap(a, 3, b, 3), 3);
+	cr_assert_eq(haul_pc_overlap(b, 3, a, 3), 3);
+	cr_assert_eq(haul_pc_overlap(a, 3, NULL, 0), 0);
+}
+
+Test(mig_converge, hot_set_union_is_sorted_and_merged)
+{
+	const uint64_t P = HAUL_PAGE_SIZE;
+	const struct trk_range a[] = {{0x1000 * P, 4}, {0x2000 * P, 10}};
+	const struct trk_range b[] = {{0x1002 * P, 4}, {0x200a * P, 2}, {0x4000 * P, 3}};
+	struct ps_range *u = NULL;
+	size_t n = 0;
+
+	cr_assert_eq(haul_pc_union(a, 2, b, 3, &u, &n), 0);
+	cr_assert_eq(n, 3);
+	cr_assert_eq(u[0].addr, 0x1000 * P);
+	cr_assert_eq(u[0].npages, 6);
+	cr_assert_eq(u[1].addr, 0x2000 * P);
+	cr_assert_eq(u[1].npages, 12, "adjacent runs merge");
+	cr_assert_eq(u[2].addr, 0x4000 * P);
+	cr_assert_eq(u[2].npages, 3);
+	free(u);
 }

@@ -1,0 +1,313 @@
+/*
+ * stall.c - what a client of the migrated process feels before the freeze:
+ * the longest time one of its threads wanted to run and could not.
+ *
+ * A thread samples /proc/PID/task/TID/schedstat (run time, run-queue wait)
+ * and /proc/PID/task/TID/stat (state) of every thread every
+ * HAUL_STALL_PERIOD_US while pre-copy runs.  Between two samples a thread
+ * made no progress when it ran for less than half the interval; it was
+ * stalled when, in that interval, it also waited on the run queue for more
+ * than half of it (CPU contention, a cpu.max throttle: a throttled task
+ * stays queued and its wait counts) or was blocked in the kernel at both
+ * ends ('D': mmap_lock, page locks; 't': stopped by a tracer, as our own
+ * attach does).  Consecutive stalled intervals add up to one stall, closed
+ * by the run-queue wait of the interval that ends it.
+ *
+ * What it cannot see, said in the man page: a wait shorter than the sample
+ * period inside one interval counts only as its run-queue part; a thread
+ * that sleeps interruptibly in the kernel on our behalf ('S': none of ours
+ * today) looks idle; and its resolution is the interval it actually got
+ * (reported: on a loaded machine the sampler itself runs late).  A thread
+ * that sleeps by choice (nanosleep, epoll) is never counted.
+ *
+ * The arithmetic (haul_stall_feed) is pure and unit-tested
+ * (tests/unit/mig_stall.c); the sampler only reads files.
+ */
+#define LOG_PREFIX "migrate: "
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/policy.h"
+#include "haul/haul_int.h"
+
+void haul_stall_feed(struct haul_stall_thread *th, double t_ms, uint64_t run_ns, uint64_t delay_ns,
+		     bool blocked, struct haul_stall_stats *st)
+{
+	double dt, drun, dwait;
+	bool both_blocked, stalled;
+
+	if (!th->have) {
+		th->have = true;
+		goto keep;
+	}
+	dt = t_ms - th->t_ms;
+	if (dt <= 0)
+		return;
+	if (dt > st->resolution_ms)
+		st->resolution_ms = dt;
+	drun = run_ns >= th->run_ns ? (run_ns - th->run_ns) / 1e6 : 0;
+	dwait = delay_ns >= th->delay_ns ? (delay_ns - th->delay_ns) / 1e6 : 0;
+	both_blocked = blocked && th->blocked;
+	stalled = drun < dt / 2 && (dwait > dt / 2 || both_blocked);
+	if (stalled) {
+		double w = both_blocked && dt > dwait ? dt : dwait;
+
+		th->stretch_ms += w;
+		if (both_blocked)
+			th->stretch_blocked_ms += w - dwait;
+	} else {
+		double len = th->stretch_ms + dwait;
+
+		if (len > st->round_ms)
+			st->round_ms = len;
+		if (len > st->max_ms) {
+			st->max_ms = len;
+			st->max_blocked_ms = th->stretch_blocked_ms;
+			st->max_at_ms = t_ms;
+		}
+		th->stretch_ms = th->stretch_blocked_ms = 0;
+	}
+keep:
+	th->t_ms = t_ms;
+	th->run_ns = run_ns;
+	th->delay_ns = delay_ns;
+	th->blocked = blocked;
+}
+
+void haul_stall_close(struct haul_stall_thread *th, struct haul_stall_stats *st)
+{
+	/* a stall still going on when sampling ends (the freeze follows) counts as seen so far */
+	if (th->stretch_ms > st->round_ms)
+		st->round_ms = th->stretch_ms;
+	if (th->stretch_ms > st->max_ms) {
+		st->max_ms = th->stretch_ms;
+		st->max_blocked_ms = th->stretch_blocked_ms;
+		st->max_at_ms = th->t_ms;
+	}
+	th->stretch_ms = th->stretch_blocked_ms = 0;
+}
+
+/* ---- the sampler --------------------------------------------------------------- */
+
+struct probe_thread {
+	struct haul_stall_thread s;
+	pid_t tid;
+	int sched_fd, stat_fd;
+	bool seen; /* still listed at the last directory read */
+};
+
+struct haul_stall_probe {
+	pid_t pid;
+	pthread_t thread;
+	pthread_mutex_t lock; /* st, between the sampler and haul_stall_probe_take() */
+	atomic_bool stop;
+	struct probe_thread *th;
+	size_t n, cap;
+	struct haul_stall_stats st;
+};
+
+static void drop_thread(struct haul_stall_probe *p, size_t i)
+{
+	haul_stall_close(&p->th[i].s, &p->st);
+	close(p->th[i].sched_fd);
+	close(p->th[i].stat_fd);
+	p->th[i] = p->th[--p->n];
+}
+
+static int add_thread(struct haul_stall_probe *p, pid_t tid)
+{
+	char path[64];
+	struct probe_thread *t;
+
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? 2 * p->cap : 16;
+
+		t = realloc(p->th, cap * sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+		p->th = t;
+		p->cap = cap;
+	}
+	t = &p->th[p->n];
+	memset(t, 0, sizeof(*t));
+	t->tid = tid;
+	t->seen = true;
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", (int)p->pid, (int)tid);
+	t->sched_fd = open(path, O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)p->pid, (int)tid);
+	t->stat_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (t->sched_fd < 0 || t->stat_fd < 0) {
+		int ret = -errno;
+
+		if (t->sched_fd >= 0)
+			close(t->sched_fd);
+		if (t->stat_fd >= 0)
+			close(t->stat_fd);
+		return ret; /* gone meanwhile: not an error for the caller */
+	}
+	p->n++;
+	return 0;
+}
+
+/* Bring the thread list up to date with /proc/PID/task. */
+static void list_threads(struct haul_stall_probe *p)
+{
+	char path[64];
+	struct dirent *d;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)p->pid);
+	dir = opendir(path);
+	if (!dir)
+		return;
+	for (size_t i = 0; i < p->n; i++)
+		p->th[i].seen = false;
+	while ((d = readdir(dir))) {
+		pid_t tid = (pid_t)atoi(d->d_name);
+		size_t i;
+
+		if (tid <= 0)
+			continue;
+		for (i = 0; i < p->n && p->th[i].tid != tid; i++)
+			;
+		if (i < p->n)
+			p->th[i].seen = true;
+		else
+			add_thread(p, tid);
+	}
+	closedir(dir);
+	for (size_t i = 0; i < p->n;)
+		if (!p->th[i].seen)
+			drop_thread(p, i);
+		else
+			i++;
+	if (p->n > p->st.threads)
+		p->st.threads = (unsigned)p->n;
+}
+
+/* One sample of one thread; false when it is gone. */
+static bool sample(struct haul_stall_probe *p, struct probe_thread *t, double now)
+{
+	char buf[512], *c;
+	unsigned long long run, delay;
+	ssize_t n;
+	bool blocked;
+
+	n = pread(t->sched_fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	if (sscanf(buf, "%llu %llu", &run, &delay) != 2)
+		return false;
+	n = pread(t->stat_fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	/* the state follows the last ')' (the name may hold any character) */
+	c = strrchr(buf, ')');
+	blocked = c && c[1] == ' ' && (c[2] == 'D' || c[2] == 't');
+	haul_stall_feed(&t->s, now, run, delay, blocked, &p->st);
+	return true;
+}
+
+static void *probe_main(void *arg)
+{
+	struct haul_stall_probe *p = arg;
+	struct timespec next;
+	unsigned k = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	while (!atomic_load(&p->stop)) {
+		double now;
+
+		pthread_mutex_lock(&p->lock);
+		if (k++ % HAUL_STALL_RELIST == 0)
+			list_threads(p);
+		now = haul_now_ms();
+		for (size_t i = 0; i < p->n;)
+			if (sample(p, &p->th[i], now))
+				i++;
+			else
+				drop_thread(p, i);
+		p->st.samples++;
+		pthread_mutex_unlock(&p->lock);
+		next.tv_nsec += HAUL_STALL_PERIOD_US * 1000L;
+		while (next.tv_nsec >= 1000000000L) {
+			next.tv_nsec -= 1000000000L;
+			next.tv_sec++;
+		}
+		/* late (a loaded machine): do not burst to catch up, start again from now */
+		{
+			struct timespec cur;
+
+			clock_gettime(CLOCK_MONOTONIC, &cur);
+			if (cur.tv_sec > next.tv_sec ||
+			    (cur.tv_sec == next.tv_sec && cur.tv_nsec > next.tv_nsec))
+				next = cur;
+		}
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+	}
+	return NULL;
+}
+
+int haul_stall_probe_start(pid_t pid, struct haul_stall_probe **out)
+{
+	struct haul_stall_probe *p = calloc(1, sizeof(*p));
+	int ret;
+
+	*out = NULL;
+	if (!p)
+		return -ENOMEM;
+	p->pid = pid;
+	p->st.period_ms = HAUL_STALL_PERIOD_US / 1e3;
+	pthread_mutex_init(&p->lock, NULL);
+	atomic_init(&p->stop, false);
+	ret = -pthread_create(&p->thread, NULL, probe_main, p);
+	if (ret) {
+		pr_warn("cannot start the stall probe of pid %d (%s); the client's stalls before "
+			"the freeze are not measured",
+			(int)pid, strerror(-ret));
+		pthread_mutex_destroy(&p->lock);
+		free(p);
+		return ret;
+	}
+	*out = p;
+	return 0;
+}
+
+double haul_stall_probe_take(struct haul_stall_probe *p)
+{
+	double v;
+
+	if (!p)
+		return 0;
+	pthread_mutex_lock(&p->lock);
+	v = p->st.round_ms;
+	p->st.round_ms = 0;
+	pthread_mutex_unlock(&p->lock);
+	return v;
+}
+
+void haul_stall_probe_stop(struct haul_stall_probe *p, struct haul_stall_stats *st)
+{
+	if (!p)
+		return;
+	atomic_store(&p->stop, true);
+	pthread_join(p->thread, NULL);
+	while (p->n)
+		drop_thread(p, p->n - 1);
+	free(p->th);
+	if (st)
+		*st = p->st;
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}

@@ -1,0 +1,93 @@
+/*
+ * res_kinds.c - the table of per-process resources that are not fds
+ * (res_int.h), and the walks the sequence files call over it.
+ *
+ * Order matters where hooks of one phase depend on each other: attributes
+ * before cgroups (rst_attr_apply places the cgroups too), timers before
+ * seccomp (a filter installed last cannot refuse the timer calls).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "restore/res_int.h"
+
+const struct rst_res_ops *const rst_res_kinds[] = {
+	&rst_res_attrs,	  /* procattr.c: status, prctl, oom_score_adj, ... */
+	&rst_res_cgroups, /* cgplace.c: placed by rst_res_attrs' apply */
+	&rst_res_vmas,	  /* vmcheck.c: smaps refusals at the precheck */
+	&rst_res_timers,  /* res_timers.c: POSIX timers */
+	&rst_res_seccomp, /* res_seccomp.c: last, its filters may refuse syscalls */
+	NULL,
+};
+
+int rst_res_precheck(pid_t pid, pid_t tracer, char *why, size_t wl)
+{
+	int ret = 0;
+
+	for (size_t i = 0; rst_res_kinds[i] && !ret; i++)
+		if (rst_res_kinds[i]->precheck)
+			ret = rst_res_kinds[i]->precheck(pid, tracer, why, wl);
+	return ret;
+}
+
+int rst_res_precheck_seized(struct rst_seized *s, uint64_t scratch, char *why, size_t wl)
+{
+	int ret = 0;
+
+	for (size_t i = 0; rst_res_kinds[i] && !ret; i++)
+		if (rst_res_kinds[i]->precheck_seized)
+			ret = rst_res_kinds[i]->precheck_seized(s, scratch, why, wl);
+	return ret;
+}
+
+int rst_res_dump(struct rst_seized *s, uint64_t scratch, Haul__Img__ProcessState *ps, void **priv,
+		 char *why, size_t wl)
+{
+	int ret = 0;
+
+	for (size_t i = 0; rst_res_kinds[i] && i < RST_RES_MAX && !ret; i++)
+		if (rst_res_kinds[i]->dump)
+			ret = rst_res_kinds[i]->dump(s, scratch, ps, &priv[i], why, wl);
+	return ret;
+}
+
+void rst_res_release(void **priv)
+{
+	for (size_t i = 0; rst_res_kinds[i] && i < RST_RES_MAX; i++) {
+		if (rst_res_kinds[i]->release && priv[i])
+			rst_res_kinds[i]->release(priv[i]);
+		priv[i] = NULL;
+	}
+}
+
+int rst_res_validate(const Haul__Img__ProcessState *ps, char *why, size_t wl)
+{
+	int ret = 0;
+
+	for (size_t i = 0; rst_res_kinds[i] && !ret; i++)
+		if (rst_res_kinds[i]->validate)
+			ret = rst_res_kinds[i]->validate(ps, why, wl);
+	return ret;
+}
+
+int rst_res_restore(struct rst_target *t, const Haul__Img__ProcessState *ps,
+		    enum rst_res_phase phase, char *why, size_t wl)
+{
+	int ret = 0;
+
+	for (size_t i = 0; rst_res_kinds[i] && !ret; i++)
+		if (rst_res_kinds[i]->restore && rst_res_kinds[i]->phase == phase)
+			ret = rst_res_kinds[i]->restore(t, ps, why, wl);
+	return ret;
+}
+
+int rst_res_apply(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl)
+{
+	int ret = 0;
+
+	for (size_t i = 0; rst_res_kinds[i] && !ret; i++)
+		if (rst_res_kinds[i]->apply)
+			ret = rst_res_kinds[i]->apply(t, ps, why, wl);
+	return ret;
+}

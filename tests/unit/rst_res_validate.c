@@ -1,0 +1,257 @@
+/*
+ * rst_res_validate.c - the checks of the per-process resources' parts of
+ * an image at load (src/restore/res_*.c validate hooks, through
+ * rst_res_validate) and of the pidfd, inotify and fanotify FileObjects
+ * (fd_pidfd.c, fd_inotify.c, fd_fanotify.c): POSIX timers' ids, clocks,
+ * notifications and threads; seccomp programs and the stacks that name
+ * them; watches and marks.  Each refusal names the record.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+
+#include "restore/fd_int.h"
+#include "restore/res_int.h"
+
+static char why[256];
+
+static int check(const Haul__Img__ProcessState *ps)
+{
+	why[0] = '\0';
+	return rst_res_validate(ps, why, sizeof(why));
+}
+
+/* Two timers (ids 0 and 2), the first signalling, the second silent. */
+struct timers {
+	Haul__Img__ProcessState ps;
+	Haul__Img__PosixTimer a, c, *tp[2];
+};
+
+static void timers_init(struct timers *s)
+{
+	haul__img__process_state__init(&s->ps);
+	haul__img__posix_timer__init(&s->a);
+	haul__img__posix_timer__init(&s->c);
+	s->a.id = 0;
+	s->a.clockid = 1;
+	s->a.notify = SIGEV_SIGNAL;
+	s->a.signo = SIGALRM;
+	s->a.value_ns = 100000000;
+	s->a.interval_ns = 100000000;
+	s->c.id = 2;
+	s->c.clockid = 7;
+	s->c.notify = SIGEV_NONE;
+	s->tp[0] = &s->a;
+	s->tp[1] = &s->c;
+	s->ps.posix_timers = s->tp;
+	s->ps.n_posix_timers = 2;
+}
+
+Test(rst_res_validate, timers_with_one_id_twice_a_bad_clock_or_signal_are_named)
+{
+	struct timers s;
+
+	timers_init(&s);
+	cr_assert_eq(check(&s.ps), 0, "%s", why);
+	s.c.id = 0;
+	cr_assert_eq(check(&s.ps), -EBADMSG);
+	cr_expect(strstr(why, "POSIX timer id 0 appears twice"), "%s", why);
+
+	timers_init(&s);
+	s.c.clockid = 12;
+	cr_assert_eq(check(&s.ps), -EBADMSG);
+	cr_expect(strstr(why, "POSIX timer 1 (id 2) is malformed"), "%s", why);
+
+	timers_init(&s);
+	s.a.signo = 65;
+	cr_assert_eq(check(&s.ps), -EBADMSG);
+	cr_expect(strstr(why, "POSIX timer 0 (id 0)"), "%s", why);
+
+	timers_init(&s);
+	s.a.notify = 2; /* SIGEV_THREAD: glibc's, never the kernel's */
+	cr_assert_eq(check(&s.ps), -EBADMSG);
+}
+
+Test(rst_res_validate, a_timer_signalling_a_thread_the_image_lacks_is_named)
+{
+	struct timers s;
+
+	timers_init(&s);
+	s.a.notify = SIGEV_SIGNAL | 4; /* SIGEV_THREAD_ID */
+	cr_assert_eq(check(&s.ps), -EBADMSG, "no thread given");
+	s.a.has_thread = true;
+	s.a.thread = 1; /* the image has no thread but the main one */
+	cr_assert_eq(check(&s.ps), -EBADMSG);
+	cr_expect(strstr(why, "id 0"), "%s", why);
+	s.a.thread = 0;
+	cr_assert_eq(check(&s.ps), 0, "%s", why);
+}
+
+/* One filter of 2 instructions, named by the main thread's stack. */
+struct sc {
+	Haul__Img__ProcessState ps;
+	Haul__Img__SeccompFilter f, *fp[1];
+	Haul__Img__SeccompStack st, *sp[1];
+	uint32_t idx[1];
+	uint8_t prog[16];
+};
+
+static void sc_init(struct sc *s)
+{
+	haul__img__process_state__init(&s->ps);
+	haul__img__seccomp_filter__init(&s->f);
+	haul__img__seccomp_stack__init(&s->st);
+	memset(s->prog, 0, sizeof(s->prog));
+	s->f.prog.data = s->prog;
+	s->f.prog.len = sizeof(s->prog);
+	s->fp[0] = &s->f;
+	s->idx[0] = 0;
+	s->st.filter = s->idx;
+	s->st.n_filter = 1;
+	s->sp[0] = &s->st;
+	s->ps.seccomp_filters = s->fp;
+	s->ps.n_seccomp_filters = 1;
+	s->ps.seccomp_stacks = s->sp;
+	s->ps.n_seccomp_stacks = 1;
+}
+
+Test(rst_res_validate, seccomp_programs_of_a_bad_length_or_flags_are_named)
+{
+	struct sc s;
+
+	sc_init(&s);
+	cr_assert_eq(check(&s.ps), 0, "%s", why);
+	s.f.prog.len = 12;
+	cr_assert_eq(check(&s.ps), -EBADMSG);
+	cr_expect(strstr(why, "seccomp filter 0 is malformed (12 bytes"), "%s", why);
+	s.f.prog.len = 0;
+	cr_assert_eq(check(&s.ps), -EBADMSG);
+
+	sc_init(&s);
+	s.f.has_flags = true;
+	s.f.flags = 1; /* TSYNC is the restorer's choice, never the image's */
+	cr_assert_eq(check(&s.ps), -EBADMSG);
+	cr_expect(strstr(why, "flags 0x1"), "%s", why);
+}
+
+Test(rst_res_validate, seccomp_stacks_naming_a_missing_filter_or_thread_are_named)
+{
+	struct sc s;
+
+	sc_init(&s);
+	s.idx[0] = 1;
+	cr_assert_eq(check(&s.ps), -EBADMSG);
+	cr_expect(strstr(why, "seccomp stack 0 names filter 1 of 1"), "%s", why);
+
+	sc_init(&s);
+	s.ps.n_threads = 1; /* two threads, one stack */
+	cr_assert_eq(check(&s.ps), -EBADMSG);
+	cr_expect(strstr(why, "1 seccomp stacks for 2 threads"), "%s", why);
+
+	sc_init(&s);
+	s.st.has_strict = true;
+	s.st.strict = true;
+	cr_assert_eq(check(&s.ps), -EBADMSG);
+	cr_expect(strstr(why, "strict and has filters"), "%s", why);
+	s.st.n_filter = 0;
+	cr_assert_eq(check(&s.ps), 0, "%s", why);
+}
+
+Test(rst_res_validate, a_pidfd_without_its_part_or_on_no_pid_is_named)
+{
+	Haul__Img__ProcessState ps = HAUL__IMG__PROCESS_STATE__INIT;
+	Haul__Img__FileObject f = HAUL__IMG__FILE_OBJECT__INIT, *fp[1] = {&f};
+	Haul__Img__FdEntry e = HAUL__IMG__FD_ENTRY__INIT, *ep[1] = {&e};
+	Haul__Img__PidfdFile p = HAUL__IMG__PIDFD_FILE__INIT;
+
+	f.id = 1;
+	f.kind = HAUL__IMG__FD_KIND__FD_PIDFD;
+	e.fd = 3;
+	e.file_id = 1;
+	ps.files = fp;
+	ps.n_files = 1;
+	ps.fds = ep;
+	ps.n_fds = 1;
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG);
+	f.pidfd = &p;
+	p.pid = 0;
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG);
+	cr_expect(strstr(why, "pidfd on pid 0"), "%s", why);
+	p.pid = 42;
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), 0, "%s", why);
+}
+
+Test(rst_res_validate, inotify_watches_out_of_order_or_relative_are_named)
+{
+	Haul__Img__ProcessState ps = HAUL__IMG__PROCESS_STATE__INIT;
+	Haul__Img__FileObject f = HAUL__IMG__FILE_OBJECT__INIT, *fp[1] = {&f};
+	Haul__Img__FdEntry e = HAUL__IMG__FD_ENTRY__INIT, *ep[1] = {&e};
+	Haul__Img__InotifyFile in = HAUL__IMG__INOTIFY_FILE__INIT;
+	Haul__Img__InotifyWatch w1 = HAUL__IMG__INOTIFY_WATCH__INIT;
+	Haul__Img__InotifyWatch w2 = HAUL__IMG__INOTIFY_WATCH__INIT, *wp[2] = {&w1, &w2};
+
+	f.id = 1;
+	f.kind = HAUL__IMG__FD_KIND__FD_INOTIFY;
+	e.fd = 3;
+	e.file_id = 1;
+	ps.files = fp;
+	ps.n_files = 1;
+	ps.fds = ep;
+	ps.n_fds = 1;
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG, "no inotify part");
+	f.inotify = &in;
+	in.watches = wp;
+	in.n_watches = 2;
+	w1.wd = 1;
+	w1.mask = 0x100; /* IN_CREATE */
+	w1.path = "/tmp";
+	w2.wd = 2;
+	w2.mask = 0x2; /* IN_MODIFY */
+	w2.path = "/etc/passwd";
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), 0, "%s", why);
+	w2.wd = 3;
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG);
+	cr_expect(strstr(why, "file 1 (inotify).watches[1]: wd 3"), "%s", why);
+	w2.wd = 2;
+	w2.path = "passwd";
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG);
+	w2.path = "/etc/passwd";
+	w2.mask = 0x10000000; /* not an inotify_add_watch bit haul carries */
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG);
+}
+
+Test(rst_res_validate, fanotify_permission_classes_and_bad_marks_are_named)
+{
+	Haul__Img__ProcessState ps = HAUL__IMG__PROCESS_STATE__INIT;
+	Haul__Img__FileObject f = HAUL__IMG__FILE_OBJECT__INIT, *fp[1] = {&f};
+	Haul__Img__FdEntry e = HAUL__IMG__FD_ENTRY__INIT, *ep[1] = {&e};
+	Haul__Img__FanotifyFile fa = HAUL__IMG__FANOTIFY_FILE__INIT;
+	Haul__Img__FanotifyMark m = HAUL__IMG__FANOTIFY_MARK__INIT, *mp[1] = {&m};
+
+	f.id = 1;
+	f.kind = HAUL__IMG__FD_KIND__FD_FANOTIFY;
+	e.fd = 3;
+	e.file_id = 1;
+	ps.files = fp;
+	ps.n_files = 1;
+	ps.fds = ep;
+	ps.n_fds = 1;
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG, "no fanotify part");
+	f.fanotify = &fa;
+	fa.marks = mp;
+	fa.n_marks = 1;
+	m.mask = 0x20; /* FAN_OPEN */
+	m.path = "/tmp";
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), 0, "%s", why);
+	fa.flags = 0x4; /* FAN_CLASS_CONTENT */
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG);
+	cr_expect(strstr(why, "file 1 (fanotify): a permission class"), "%s", why);
+	fa.flags = 0;
+	m.type = 3;
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG);
+	cr_expect(strstr(why, "file 1 (fanotify).marks[0]: type 3"), "%s", why);
+	m.type = 1;
+	m.mask = 0;
+	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG, "a mark without masks");
+}
