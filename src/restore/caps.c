@@ -7,8 +7,9 @@
  * bounding set what the image lacks (needs CAP_SETPCAP: done while the
  * stub still has haul's root capabilities); PR_SET_KEEPCAPS so that a
  * change to non-zero uids keeps the permitted set; the ids (target_resume.c);
- * capset() of effective, permitted and inheritable; the ambient set
- * (each one must be permitted and inheritable); PR_SET_KEEPCAPS off.
+ * later, after the seccomp filters (installing one may need CAP_SYS_ADMIN),
+ * capset() of effective, permitted and inheritable; the ambient set (each
+ * one must be permitted and inheritable); PR_SET_KEEPCAPS off.
  * A capability the restorer itself lacks (root without CAP_SYS_RESOURCE
  * in a container of its own) makes capset() fail: the restore is refused
  * with the sets named.  Containers drop most capabilities (runc keeps

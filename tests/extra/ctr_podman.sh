@@ -7,15 +7,14 @@
 # CAP_SYS_RESOURCE ("error setting rlimit type 6"): explicit limits of
 # 1024; --runtime runc (crun refuses the hybrid cgroup layout); --network
 # none (haul carries a network namespace with lo only; podman's default
-# network adds an interface, which is refused by name); --security-opt
-# seccomp=unconfined (haul refuses a process under seccomp until seccomp
-# filters are carried).  The image is imported from a busybox-static
+# network adds an interface, which is refused by name).  Podman's default
+# seccomp profile and capabilities stay: both are carried.  The image is imported from a busybox-static
 # rootfs tar (no registry here), the process tests/progs/ctr_counter.c
 # built static.  Checks: the checkpoint ran haul (its haul-ctr.img is in
 # the archive: podman does not export dump.log), --print-stats
 # shows the criu_statistics haul wrote (stats-dump), the container
 # restored from the archive runs under the same name with the same memory
-# token and a counter that went on.  Names carry this script's PID.
+# token and a counter that went on, under seccomp with its capabilities.  Names carry this script's PID.
 set -u
 haul=${HAUL_BIN:-$PWD/build/haul}
 src=${HAUL_SRC:-$PWD}
@@ -56,7 +55,7 @@ gcc -static -O2 -o "$tmp/root/counter" "$src/tests/progs/ctr_counter.c" 2>/dev/n
 	{ echo "cannot build a static test program (libc6-dev)"; exit 77; }
 tar -C "$tmp/root" -cf "$tmp/root.tar" . && podman import "$tmp/root.tar" $img >/dev/null 2>&1 ||
 	{ echo "podman import does not work here"; exit 77; }
-podman run -d --name $name --runtime runc --network none --security-opt seccomp=unconfined \
+podman run -d --name $name --runtime runc --network none \
 	--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 $img /counter /dev/shm/count /count \
 	>/dev/null 2>"$tmp/run.err" || { cat "$tmp/run.err"; echo "podman run does not work here"; exit 77; }
 
@@ -68,6 +67,9 @@ while :; do
 done
 token=${first% *}
 
+status() { podman exec $name /bin/busybox grep -E '^(Seccomp|CapEff|CapBnd):' /proc/1/status; }
+before=$(status)
+echo "$before" | grep -q "^Seccomp:.*2" || fail "podman's container runs without seccomp: $before"
 PATH="$CPATH" podman container checkpoint --print-stats --export "$tmp/ck.tar.gz" $name \
 	>"$tmp/ck.json" 2>"$tmp/ck.err" || { cat "$tmp/ck.err"; fail "podman container checkpoint"; }
 jq -e '.container_statistics[0].criu_statistics.frozen_time > 0' "$tmp/ck.json" >/dev/null ||
@@ -84,5 +86,7 @@ while :; do
 	i=$((i + 1)); [ $i -lt 100 ] || fail "the counter did not go on after restore ($now)"; sleep 0.1
 done
 [ "${now% *}" = "$token" ] || fail "token ${now% *} after restore, was $token: it restarted"
+after=$(status)
+[ "$after" = "$before" ] || fail "seccomp or capabilities differ after restore: '$before' / '$after'"
 echo "podman checkpoint --export / restore --import through haul: $name counter ${first#* } -> ${now#* }, same token"
 exit 0

@@ -88,6 +88,8 @@ waitcount() { # file min-counter tenths
 	{ echo "runc run does not work here"; exit 77; }
 first=$(waitcount "$B/rootfs/count" 5 100) || fail "the container never counted"
 token=${first% *}
+caps() { grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs):' /proc/$($R state $id | jq .pid)/status; }
+caps_before=$(caps)
 
 # 1. checkpoint: through haul, the container is gone, stats-dump written
 (cd "$B" && PATH="$CPATH" $R checkpoint --image-path "$tmp/img" $id) >"$tmp/ck.out" 2>&1 ||
@@ -110,9 +112,10 @@ shm=$($R exec $id /bin/busybox cat /dev/shm/count) || fail "runc exec in the res
 [ "${shm% *}" = "$token" ] || fail "the tmpfs file says '$shm', token $token"
 hn=$($R exec $id /bin/busybox hostname)
 [ "$hn" = "ctr$$" ] || fail "hostname '$hn' after restore, was ctr$$"
+[ "$(caps)" = "$caps_before" ] || fail "capabilities or no_new_privs differ after restore: $(caps)"
 ps_lines=$($R ps $id | wc -l)
 [ "$ps_lines" -eq 2 ] || fail "runc ps shows $((ps_lines - 1)) processes, expected the counter only"
-echo "restored $id: counter ${now#* } > $at_ckpt, same token, /dev/shm/count and hostname kept"
+echo "restored $id: counter ${now#* } > $at_ckpt, same token, /dev/shm/count, hostname, capabilities kept"
 
 # 3. checkpoint --leave-running: the container runs on
 (cd "$B" && PATH="$CPATH" $R checkpoint --leave-running --image-path "$tmp/img2" $id) \
