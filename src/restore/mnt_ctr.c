@@ -28,6 +28,7 @@
 #define LOG_PREFIX "ctr: "
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,10 +161,53 @@ static const char *below(const char *root, const char *base)
 	return root[n] ? root + n : "/";
 }
 
+/*
+ * A cgroup or cgroup2 mount made inside the container's cgroup namespace
+ * shows, to us, the root of that namespace as its root: the process's own
+ * cgroup of that hierarchy (/proc/PID/cgroup, "N:controllers:path", every
+ * controller among the mount's options; "0::path" for cgroup2).
+ */
+static bool cgroupns_root(pid_t pid, const struct mi_line *m)
+{
+	char path[64], line[1024];
+	bool v2 = !strcmp(m->fstype, "cgroup2"), found = false;
+	FILE *f;
+
+	if (!v2 && strcmp(m->fstype, "cgroup"))
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL, *save = NULL;
+		bool all = true;
+
+		if (!c2)
+			continue;
+		*c2 = '\0';
+		c2[1 + strcspn(c2 + 1, "\n")] = '\0';
+		if (strcmp(c2 + 1, m->root) || (v2 != (c1[1] == '\0')))
+			continue;
+		for (char *t = strtok_r(c1 + 1, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+			char opt[128];
+
+			snprintf(opt, sizeof(opt), ",%s,", t);
+			char sup[1024];
+
+			snprintf(sup, sizeof(sup), ",%s,", m->super);
+			all = all && strstr(sup, opt);
+		}
+		found = all;
+	}
+	fclose(f);
+	return found;
+}
+
 /* Classify line @m as record mount @out (@prev: the lines before it). 0 or -EOPNOTSUPP. */
 static int mi_classify(pid_t pid, const struct mi_line *m, const struct mi_line *prev, size_t n,
-		       const struct rst_ctr_ext *ext, size_t next, Haul__Ctr__Mount *out, char *why,
-		       size_t wl)
+		       const struct rst_ctr_ext *ext, size_t next, bool cgroupns,
+		       Haul__Ctr__Mount *out, char *why, size_t wl)
 {
 	out->mnt_id = m->id;
 	out->mountpoint = strdup(m->mp);
@@ -189,7 +233,8 @@ static int mi_classify(pid_t pid, const struct mi_line *m, const struct mi_line 
 		out->is_file = stat(path, &st) == 0 && !S_ISDIR(st.st_mode);
 		return out->ext_key ? 0 : -ENOMEM;
 	}
-	if (!strcmp(m->root, "/") && (!strcmp(m->fstype, "tmpfs") || fs_rebuilt(m->fstype))) {
+	if ((!strcmp(m->root, "/") && (!strcmp(m->fstype, "tmpfs") || fs_rebuilt(m->fstype))) ||
+	    (cgroupns && cgroupns_root(pid, m))) {
 		out->kind = strcmp(m->fstype, "tmpfs") ? HAUL__CTR__MOUNT_KIND__MNT_FS
 						       : HAUL__CTR__MOUNT_KIND__MNT_TMPFS;
 		out->data = super_data(m->super);
@@ -274,7 +319,8 @@ int rst_ctr_dump_mounts(pid_t pid, const struct rst_ctr_ext *ext, size_t next,
 			ret = -EBADMSG;
 			break;
 		}
-		ret = mi_classify(pid, &ml[n], ml, n, ext, next, m, why, wl);
+		ret = mi_classify(pid, &ml[n], ml, n, ext, next, c->ns_flags & CLONE_NEWCGROUP, m,
+				  why, wl);
 		if (ret == -EOPNOTSUPP && !why[0])
 			snprintf(why, wl,
 				 "the first mount of pid %d is not its root (/): its mount "

@@ -23,7 +23,7 @@
 # foreground waits for the container and returns its exit.  Needs root and Debian's
 # runc, busybox-static, jq (installed here when missing; 77 when they
 # cannot be).  Names carry this script's PID: runc state under its own
-# --root, container IDs ctr<PID>a/b, cgroups /ctr<PID>a/b.
+# --root, container IDs ctr<PID>a/b/c, cgroups /ctr<PID>a/b/c.
 set -u
 haul=${HAUL_BIN:-$PWD/build/haul}
 src=${HAUL_SRC:-$PWD}
@@ -43,11 +43,12 @@ command -v runc >/dev/null && [ -x /bin/busybox ] && command -v jq >/dev/null ||
 tmp=$(mktemp -d /tmp/ctr_runc.XXXXXX)
 id=ctr$$a
 id2=ctr$$b
+id3=ctr$$c
 R="runc --root $tmp/state"
 cleanup() {
-	$R kill $id KILL 2>/dev/null; $R kill $id2 KILL 2>/dev/null
+	for c in $id $id2 $id3; do $R kill $c KILL 2>/dev/null; done
 	sleep 0.2
-	$R delete -f $id 2>/dev/null; $R delete -f $id2 2>/dev/null
+	for c in $id $id2 $id3; do $R delete -f $c >/dev/null 2>&1; done
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -157,4 +158,21 @@ $R kill $id KILL
 wait
 [ "$(cat "$tmp/fg.rc")" = 137 ] || fail "foreground runc restore exited $(cat "$tmp/fg.rc"), expected 137 (its container killed)"
 echo "runc restore in the foreground waited for $id and returned its exit (137)"
+
+# 6. a container with its own cgroup namespace: its cgroup mounts are new
+# instances rooted at the namespace's root, which is its cgroup again
+mk_bundle "$tmp/b3" "ctr$$" '| .linux.namespaces += [{"type":"cgroup"}]' || fail "runc spec (cgroupns)"
+(cd "$tmp/b3" && $R run -d $id3 </dev/null >/dev/null 2>&1) || fail "runc run with a cgroup namespace"
+waitcount "$tmp/b3/rootfs/count" 1 100 >/dev/null || fail "$id3 never counted"
+(cd "$tmp/b3" && PATH="$CPATH" $R checkpoint --image-path "$tmp/img6" $id3) >"$tmp/ck6.out" 2>&1 ||
+	{ cat "$tmp/ck6.out"; fail "runc checkpoint of a container with a cgroup namespace"; }
+(cd "$tmp/b3" && PATH="$CPATH" $R restore -d --image-path "$tmp/img6" $id3) </dev/null \
+	>"$tmp/rs6.out" 2>&1 || { cat "$tmp/rs6.out"; fail "runc restore (cgroup namespace)"; }
+inside=$($R exec $id3 /bin/busybox grep '^[0-9]*:pids:' /proc/1/cgroup)
+outside=$(grep '^[0-9]*:pids:' /proc/$($R state $id3 | jq .pid)/cgroup)
+[ "${inside##*:}" = / ] && [ "${outside##*:}" = "/$id3" ] ||
+	fail "cgroup namespace after restore: inside '$inside', outside '$outside'"
+$R exec $id3 /bin/busybox test -e /sys/fs/cgroup/pids/cgroup.procs ||
+	fail "no cgroup hierarchy mounted in the restored cgroup namespace"
+echo "a container with a cgroup namespace comes back in its cgroup, seeing it as /"
 exit 0
