@@ -72,4 +72,11 @@ conformance:
 
 .PHONY: conformance
 
+# `make bench-shmem`: pre-copy of 1 GiB of shared memory with a small writer against
+# stop-and-copy, per kind (bench/shm_bench.sh; bench/RESULTS.md "Shared memory").
+bench-shmem: all $(BUILD)/progs/shm_workload
+	BUILD=$(BUILD) bench/shm_bench.sh
+
+.PHONY: bench-shmem
+
 .DEFAULT_GOAL := $(bench_saved_goal)

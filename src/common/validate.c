@@ -352,6 +352,24 @@ static int proc_check(const Haul__Img__ProcessState *ps, char *why, size_t n)
 	return rseq_check("state", ps->rseq, why, n);
 }
 
+/* ShmObjects: known kinds, a memfd name memfd_create takes. */
+static int shm_check(const Haul__Img__ProcessState *ps, char *why, size_t n)
+{
+	if (ps->n_shm_objects > VAL_MAX_VMAS + VAL_MAX_FDS)
+		return fail(why, n, "shm_objects: %zu", ps->n_shm_objects);
+	for (size_t i = 0; i < ps->n_shm_objects; i++) {
+		const Haul__Img__ShmObject *o = ps->shm_objects[i];
+
+		if (o->kind > HAUL__IMG__SHM_KIND__SHM_POSIX)
+			return fail(why, n, "shm_objects[%zu].kind: unknown kind %d", i,
+				    (int)o->kind);
+		if (o->name && strnlen(o->name, VAL_MAX_STR) >= VAL_MAX_STR)
+			return fail(why, n, "shm_objects[%zu].name: longer than %d bytes", i,
+				    VAL_MAX_STR - 1);
+	}
+	return 0;
+}
+
 int val_process_state(const Haul__Img__ProcessState *ps, char *why, size_t n)
 {
 	int ret = proc_check(ps, why, n);
@@ -385,6 +403,8 @@ int val_process_state(const Haul__Img__ProcessState *ps, char *why, size_t n)
 		ret = thread_check(ps->threads[i], i, why, n);
 	if (!ret)
 		ret = img_vmas(ps->vmas, ps->n_vmas, why, n);
+	if (!ret)
+		ret = shm_check(ps, why, n);
 	/* the fd records (FileObject, FdEntry): restore/fd_validate.c, at the restore */
 	return ret;
 }

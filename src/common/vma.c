@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/sysmacros.h>
 
 #include "common/log.h"
@@ -202,6 +203,15 @@ int haul_layout_read(pid_t pid, bool smaps, struct haul_layout *out)
 		}
 		if (parse_line(line, &v))
 			continue; /* an smaps key/value line */
+		if ((v.flags & HAUL_VMA_SHMEM) && v.path && !strncmp(v.path, "/SYSV", 5)) {
+			char mf[96];
+			struct stat st;
+
+			snprintf(mf, sizeof(mf), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64,
+				 (int)pid, v.start, v.end);
+			if (stat(mf, &st) == 0)
+				v.shm_size = (uint64_t)st.st_size;
+		}
 		if (l.n == alloc) {
 			size_t na = alloc ? alloc * 2 : 64;
 			struct haul_vma *nv = realloc(l.v, na * sizeof(*nv));

@@ -68,6 +68,12 @@ struct haul_vma {
 	 * Only read from smaps; not compared, not on the wire.
 	 */
 	char uncarried[4];
+	/*
+	 * A SysV segment's shm_segsz (fstat of /proc/PID/map_files), 0 for
+	 * anything else: the restorer makes the segment at its exact size
+	 * from the first layout on.  Not compared.
+	 */
+	uint64_t shm_size;
 };
 
 struct haul_layout {

@@ -604,6 +604,8 @@ void wire_layout_to_msg(const struct haul_layout *l, Haul__Wire__Vma *vmas, Haul
 		w->prot = v->prot;
 		w->flags = v->flags;
 		w->path = v->path;
+		w->has_shm_size = v->shm_size != 0;
+		w->shm_size = v->shm_size;
 		vmap[i] = w;
 	}
 	m->n_vmas = l->n;
@@ -638,6 +640,7 @@ int wire_layout_from_msg(Haul__Wire__Vma *const *vmas, size_t n, struct haul_lay
 		v->ino = w->ino;
 		v->prot = w->prot;
 		v->flags = w->flags;
+		v->shm_size = w->shm_size;
 		if (w->path) {
 			v->path = strdup(w->path);
 			if (!v->path) {

@@ -144,28 +144,122 @@ static const struct haul_opt_choice backends[] = {
 	{NULL, 0},
 };
 
+/* One `haul track` run. */
+struct track_run {
+	pid_t pid;
+	struct trk *t;
+	bool json;
+	struct wset ws;		 /* every page seen dirty since round 2 */
+	struct haul_layout prev; /* the previous round's layout */
+};
+
+/* One round's line (or JSON object); @n counts rounds from 1. */
+static void print_round(const struct track_run *tr, long n, const struct trk_round *r,
+			double elapsed, double mbs, const struct vma_diff *vd)
+{
+	const struct wset *ws = &tr->ws;
+
+	if (tr->json) {
+		printf("{\"round\":%llu,\"elapsed_ms\":%.3f,\"dirty_pages\":%llu,"
+		       "\"dirty_mb_s\":%.3f,\"ranges\":%zu,\"scan_ms\":%.3f,"
+		       "\"populated_pages\":%llu,\"working_set_pages\":%llu,"
+		       "\"layout_changed\":%s,\"vmas\":%zu,\"vmas_appeared\":%zu,"
+		       "\"vmas_vanished\":%zu,\"vmas_changed\":%zu,\"tracker\":\"%s\","
+		       "\"scan_call_max_ms\":%.3f",
+		       (unsigned long long)r->seq, n > 1 ? elapsed : 0.0,
+		       (unsigned long long)r->dirty_pages, mbs, r->ndirty, r->scan_ms,
+		       (unsigned long long)r->present_pages, (unsigned long long)ws->pages,
+		       r->layout_changed ? "true" : "false", r->layout.n, vd->appeared,
+		       vd->vanished, vd->changed, trk_backend_name(trk_backend(tr->t)),
+		       trk_call_ms(tr->t));
+		print_ranges("dirty", r->dirty, r->ndirty);
+		print_ranges("gone", r->gone, r->ngone);
+		printf("}\n");
+	} else if (n == 1) {
+		printf("round 1: %llu populated pages (%.1f MiB) in %zu ranges, scan %.2f ms\n",
+		       (unsigned long long)r->dirty_pages, r->dirty_pages * 4096.0 / 1048576,
+		       r->ndirty, r->scan_ms);
+	} else {
+		printf("round %llu: %llu pages (%.1f MiB) dirty in %zu ranges, %.1f MB/s, "
+		       "scan %.2f ms, populated %llu, working set %llu pages (%.1f MiB)%s\n",
+		       (unsigned long long)r->seq, (unsigned long long)r->dirty_pages,
+		       r->dirty_pages * 4096.0 / 1048576, r->ndirty, mbs, r->scan_ms,
+		       (unsigned long long)r->present_pages, (unsigned long long)ws->pages,
+		       ws->pages * 4096.0 / 1048576, r->layout_changed ? ", layout changed" : "");
+		if (r->layout_changed)
+			printf("  VMAs: %zu appeared, %zu vanished, %zu changed protection or "
+			       "backing\n",
+			       vd->appeared, vd->vanished, vd->changed);
+	}
+	fflush(stdout);
+}
+
+/*
+ * Rounds every @interval ms until ^C, the process's exit or @rounds (0: no
+ * limit).  0 (the process exiting ends it too) or 1.
+ */
+static int track_rounds(struct track_run *tr, long interval, long long rounds)
+{
+	double last = now_ms();
+
+	for (long n = 1; !track_stop && (!rounds || n <= rounds); n++) {
+		struct trk_round r;
+		struct vma_diff vd;
+		double now, elapsed, mbs;
+		int ret;
+
+		if (n > 1) {
+			struct timespec ts = {interval / 1000, (interval % 1000) * 1000000L};
+
+			while (nanosleep(&ts, &ts) && !track_stop)
+				;
+			if (track_stop)
+				break;
+		}
+		ret = trk_round(tr->t, &r);
+		if (ret == -ESRCH) {
+			pr_info("pid %d exited", (int)tr->pid);
+			return 0;
+		}
+		if (ret)
+			return 1; /* trk_round said why */
+		now = now_ms();
+		elapsed = now - last;
+		last = now;
+		if (n > 1 && wset_add(&tr->ws, r.dirty, r.ndirty)) {
+			trk_round_release(&r);
+			return 1;
+		}
+		mbs = n > 1 && elapsed > 0 ? r.dirty_pages * 4096.0 / 1e6 / (elapsed / 1e3) : 0;
+		vd = n > 1 ? diff_layouts(&tr->prev, &r.layout) : (struct vma_diff){0, 0, 0};
+		haul_layout_release(&tr->prev);
+		if (haul_layout_copy(&r.layout, &tr->prev)) {
+			trk_round_release(&r);
+			return 1;
+		}
+		print_round(tr, n, &r, elapsed, mbs, &vd);
+		trk_round_release(&r);
+	}
+	return 0;
+}
+
 int haul_cmd_track(int argc, char **argv)
 {
 	struct trk_opts topts = {.backend = TRK_AUTO, .populated = true};
-	struct haul_layout prev = {0};
+	struct track_run tr = {0};
 	double interval_ms = 1000;
 	long long rounds = 0;
 	int backend = TRK_AUTO;
-	struct wset ws = {0};
-	struct trk *t = NULL;
-	bool json = false;
-	double last;
-	int c, ret, status = 1;
+	int c, ret, status;
 	struct haul_pid_lock lock;
 	char why[PATH_MAX + 128];
 	char *end;
-	pid_t pid;
 	const struct haul_opt opts[] = {
 		{"interval", 'i', HAUL_OPT_DURATION, HAUL_OPT_DEFAULT, &interval_ms, "TIME",
 		 "time between rounds", 1, 24 * HAUL_OPT_HOUR_MS, NULL},
 		{"rounds", 'n', HAUL_OPT_INT, 0, &rounds, "N",
 		 "stop after N rounds, round 1 included (default: until ^C)", 1, 0, NULL},
-		{"json", 'j', HAUL_OPT_FLAG, 0, &json, NULL,
+		{"json", 'j', HAUL_OPT_FLAG, 0, &tr.json, NULL,
 		 "one JSON object per line per round, with the dirty ranges", 0, 0, NULL},
 		{"tracker", 't', HAUL_OPT_ENUM, 0, &backend, "B",
 		 "uffd|soft-dirty|hash: force a backend (default: the\nbest this kernel offers)", 0,
@@ -181,26 +275,24 @@ int haul_cmd_track(int argc, char **argv)
 		1,
 		1,
 		false};
-	long interval;
 
 	c = haul_opts_parse(&spec, argc, argv);
 	if (c < 0)
 		return haul_opts_exit(c);
 	topts.backend = (enum trk_backend)backend;
-	interval = (long)interval_ms;
-	pid = (pid_t)strtol(argv[c], &end, 10);
-	if (*end || pid <= 0) {
+	tr.pid = (pid_t)strtol(argv[c], &end, 10);
+	if (*end || tr.pid <= 0) {
 		pr_err("'%s' is not a pid", argv[c]);
 		return 2;
 	}
 
-	if (rst_is_kthread(pid)) {
-		pr_err("pid %d is a kernel thread: it has no user memory to track", (int)pid);
+	if (rst_is_kthread(tr.pid)) {
+		pr_err("pid %d is a kernel thread: it has no user memory to track", (int)tr.pid);
 		return 1;
 	}
-	ret = haul_pid_lock(pid, "tracked", &lock, why, sizeof(why));
+	ret = haul_pid_lock(tr.pid, "tracked", &lock, why, sizeof(why));
 	if (ret) {
-		pr_err("cannot track pid %d: %s", (int)pid, why);
+		pr_err("cannot track pid %d: %s", (int)tr.pid, why);
 		return 1;
 	}
 	signal(SIGINT, on_signal);
@@ -208,103 +300,28 @@ int haul_cmd_track(int argc, char **argv)
 	/* the survivor that undoes injected calls if we die during the attach (injlog.h) */
 	ret = injlog_open(getenv("HAUL_FAULT"));
 	if (ret) {
-		pr_err_r(ret, "cannot start the injection journal for pid %d", (int)pid);
+		pr_err_r(ret, "cannot start the injection journal for pid %d", (int)tr.pid);
 		haul_pid_unlock(&lock);
 		return 1;
 	}
-	ret = trk_open(pid, &topts, &t);
+	ret = trk_open(tr.pid, &topts, &tr.t);
 	if (ret) {
 		injlog_close();
 		haul_pid_unlock(&lock);
 		if (ret == -ESRCH)
-			pr_err("pid %d does not exist", (int)pid);
+			pr_err("pid %d does not exist", (int)tr.pid);
 		else if (ret != -EOPNOTSUPP)
-			pr_err_r(ret, "cannot track pid %d", (int)pid);
+			pr_err_r(ret, "cannot track pid %d", (int)tr.pid);
 		return 1;
 	}
-	if (!json)
-		printf("tracking pid %d with %s (target stopped %.3f ms to attach)\n", (int)pid,
-		       trk_backend_name(trk_backend(t)), trk_stop_ms(t));
-	last = now_ms();
-	for (long n = 1; !track_stop && (!rounds || n <= rounds); n++) {
-		struct trk_round r;
-		struct vma_diff vd;
-		double now, elapsed, mbs;
-
-		if (n > 1) {
-			struct timespec ts = {interval / 1000, (interval % 1000) * 1000000L};
-
-			while (nanosleep(&ts, &ts) && !track_stop)
-				;
-			if (track_stop)
-				break;
-		}
-		ret = trk_round(t, &r);
-		if (ret == -ESRCH) {
-			pr_info("pid %d exited", (int)pid);
-			status = 0;
-			goto out;
-		}
-		if (ret)
-			goto out; /* trk_round said why */
-		now = now_ms();
-		elapsed = now - last;
-		last = now;
-		if (n > 1 && wset_add(&ws, r.dirty, r.ndirty)) {
-			trk_round_release(&r);
-			goto out;
-		}
-		mbs = n > 1 && elapsed > 0 ? r.dirty_pages * 4096.0 / 1e6 / (elapsed / 1e3) : 0;
-		vd = n > 1 ? diff_layouts(&prev, &r.layout) : (struct vma_diff){0, 0, 0};
-		haul_layout_release(&prev);
-		if (haul_layout_copy(&r.layout, &prev)) {
-			trk_round_release(&r);
-			goto out;
-		}
-		if (json) {
-			printf("{\"round\":%llu,\"elapsed_ms\":%.3f,\"dirty_pages\":%llu,"
-			       "\"dirty_mb_s\":%.3f,\"ranges\":%zu,\"scan_ms\":%.3f,"
-			       "\"populated_pages\":%llu,\"working_set_pages\":%llu,"
-			       "\"layout_changed\":%s,\"vmas\":%zu,\"vmas_appeared\":%zu,"
-			       "\"vmas_vanished\":%zu,\"vmas_changed\":%zu,\"tracker\":\"%s\","
-			       "\"scan_call_max_ms\":%.3f",
-			       (unsigned long long)r.seq, n > 1 ? elapsed : 0.0,
-			       (unsigned long long)r.dirty_pages, mbs, r.ndirty, r.scan_ms,
-			       (unsigned long long)r.present_pages, (unsigned long long)ws.pages,
-			       r.layout_changed ? "true" : "false", r.layout.n, vd.appeared,
-			       vd.vanished, vd.changed, trk_backend_name(trk_backend(t)),
-			       trk_call_ms(t));
-			print_ranges("dirty", r.dirty, r.ndirty);
-			print_ranges("gone", r.gone, r.ngone);
-			printf("}\n");
-		} else if (n == 1) {
-			printf("round 1: %llu populated pages (%.1f MiB) in %zu ranges, scan %.2f "
-			       "ms\n",
-			       (unsigned long long)r.dirty_pages, r.dirty_pages * 4096.0 / 1048576,
-			       r.ndirty, r.scan_ms);
-		} else {
-			printf("round %llu: %llu pages (%.1f MiB) dirty in %zu ranges, %.1f MB/s, "
-			       "scan %.2f ms, populated %llu, working set %llu pages (%.1f "
-			       "MiB)%s\n",
-			       (unsigned long long)r.seq, (unsigned long long)r.dirty_pages,
-			       r.dirty_pages * 4096.0 / 1048576, r.ndirty, mbs, r.scan_ms,
-			       (unsigned long long)r.present_pages, (unsigned long long)ws.pages,
-			       ws.pages * 4096.0 / 1048576,
-			       r.layout_changed ? ", layout changed" : "");
-			if (r.layout_changed)
-				printf("  VMAs: %zu appeared, %zu vanished, %zu changed protection or "
-				       "backing\n",
-				       vd.appeared, vd.vanished, vd.changed);
-		}
-		fflush(stdout);
-		trk_round_release(&r);
-	}
-	status = 0;
-out:
-	trk_free(t);
+	if (!tr.json)
+		printf("tracking pid %d with %s (target stopped %.3f ms to attach)\n", (int)tr.pid,
+		       trk_backend_name(trk_backend(tr.t)), trk_stop_ms(tr.t));
+	status = track_rounds(&tr, (long)interval_ms, rounds);
+	trk_free(tr.t);
 	injlog_close();
 	haul_pid_unlock(&lock);
-	free(ws.r);
-	haul_layout_release(&prev);
+	free(tr.ws.r);
+	haul_layout_release(&tr.prev);
 	return status;
 }

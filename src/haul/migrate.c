@@ -212,6 +212,53 @@ static int mig_cgroup(struct mig *m)
 	return 0;
 }
 
+/*
+ * The end of a migration, failed or not: sockets out of repair mode and the
+ * source released when it runs on here, the tracker and the session closed,
+ * the address and the lock undone on a rollback, the totals added up.
+ */
+static void mig_finish(struct mig *m, int ret, double t0)
+{
+	struct haul_mig_result *res = m->res;
+
+	if (ret == -EINTR && !res->committed)
+		pr_err("interrupted: pid %d stays here and runs on", m->pid);
+	/* Its TCP sockets leave repair mode before a source that runs on is released. */
+	rst_tcp_hold_end(!res->committed && !res->indoubt);
+	if (m->seized) {
+		rst_release(m->seized);
+		m->seized = NULL;
+	}
+	injlog_unhold(m->pid); /* a failure between injlog_stop() and rst_seize() */
+	trk_free(m->trk);
+	injlog_close();
+	rst_dump_prep_free(m->prep);
+	haul_pc_free(m->pc);
+	if (!res->committed && !res->indoubt) {
+		abort_migration(m);
+		/* after the release and the thaw: the address back, then the lock lifted */
+		haul_mig_net_undo(m);
+	} else if (res->indoubt) {
+		haul_mig_net_indoubt_end(m);
+	}
+	/* closing the session without a commit makes the target discard its copy */
+	ps_client_free(m->client);
+	for (size_t i = 0; i < m->ncglines; i++)
+		free(m->cglines[i]);
+	free(m->cglines);
+	haul_guard_stop(&m->guard);
+	if (res->committed)
+		haul_cg_cleanup(&m->cg);
+	res->total_ms = haul_now_ms() - t0;
+	for (size_t i = 0; i < res->nround; i++) {
+		res->bytes_sent += res->round[i].wire_bytes;
+		res->pages_sent += res->round[i].pages;
+	}
+	/* post-copy: what crossed the link after the resume counts too */
+	res->bytes_sent += res->served_bytes;
+	res->pages_sent += res->served_pages;
+}
+
 int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 {
 	struct mig m = {.o = o, .res = res, .pid = o->pid, .cpus = 1};
@@ -313,42 +360,7 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 	res->phase = "switchover";
 	ret = haul_mig_switchover(&m);
 out:
-	if (ret == -EINTR && !res->committed)
-		pr_err("interrupted: pid %d stays here and runs on", o->pid);
-	/* Its TCP sockets leave repair mode before a source that runs on is released. */
-	rst_tcp_hold_end(!res->committed && !res->indoubt);
-	if (m.seized) {
-		rst_release(m.seized);
-		m.seized = NULL;
-	}
-	injlog_unhold(o->pid); /* a failure between injlog_stop() and rst_seize() */
-	trk_free(m.trk);
-	injlog_close();
-	rst_dump_prep_free(m.prep);
-	haul_pc_free(m.pc);
-	if (!res->committed && !res->indoubt) {
-		abort_migration(&m);
-		/* after the release and the thaw: the address back, then the lock lifted */
-		haul_mig_net_undo(&m);
-	} else if (res->indoubt) {
-		haul_mig_net_indoubt_end(&m);
-	}
-	/* closing the session without a commit makes the target discard its copy */
-	ps_client_free(m.client);
-	for (size_t i = 0; i < m.ncglines; i++)
-		free(m.cglines[i]);
-	free(m.cglines);
-	haul_guard_stop(&m.guard);
-	if (res->committed)
-		haul_cg_cleanup(&m.cg);
-	res->total_ms = haul_now_ms() - t0;
-	for (size_t i = 0; i < res->nround; i++) {
-		res->bytes_sent += res->round[i].wire_bytes;
-		res->pages_sent += res->round[i].pages;
-	}
-	/* post-copy: what crossed the link after the resume counts too */
-	res->bytes_sent += res->served_bytes;
-	res->pages_sent += res->served_pages;
+	mig_finish(&m, ret, t0);
 	free(m.buf);
 	free(m.zero);
 	haul_pid_unlock(&lock);

@@ -121,6 +121,7 @@ struct dump_ctx {
 	char *status;
 	char *stat;
 	char *auxv;
+	struct rst_shm_buf *shm;
 	void *res[RST_RES_MAX]; /* what each resource's dump hook allocated */
 };
 
@@ -145,6 +146,7 @@ static void dump_ctx_free(struct dump_ctx *c)
 	free(c->status);
 	free(c->stat);
 	free(c->auxv);
+	rst_shm_buf_free(c->shm);
 	rst_res_release(c->res);
 	free(c);
 }
@@ -749,6 +751,8 @@ static int dump_layout(struct dump_ctx *c, pid_t pid, struct rst_dump_prep *p)
 		o->prot = v->prot;
 		o->flags = v->flags & ~HAUL_VMA_UFFD_WP;
 		o->path = v->path;
+		o->has_shm_size = v->shm_size != 0;
+		o->shm_size = v->shm_size;
 		c->vmap[i] = o;
 		c->ps.n_vmas = i + 1;
 		if ((v->flags & HAUL_VMA_GUARD) && pagemap < 0) {
@@ -921,6 +925,8 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 		r->scratch = 0;
 	}
 	ret = dump_layout(c, s->pid, prep);
+	if (!ret)
+		ret = rst_shm_dump(s->pid, &c->layout, &c->ps, &c->shm);
 	if (ret)
 		goto out;
 	dump_clocks(c, s->pid);
@@ -957,6 +963,7 @@ int rst_state_layout(const Haul__Img__ProcessState *ps, struct haul_layout *out)
 		v->ino = o->ino;
 		v->prot = o->prot;
 		v->flags = o->flags;
+		v->shm_size = o->shm_size;
 		l.n = i + 1;
 		if (o->path && !(v->path = strdup(o->path))) {
 			haul_layout_release(&l);

@@ -84,6 +84,11 @@ static bool moves(pid_t pid)
 	return false;
 }
 
+bool rst_ext_is_moving(pid_t pid)
+{
+	return moves(pid);
+}
+
 static uint64_t now_ns(void)
 {
 	struct timespec ts;

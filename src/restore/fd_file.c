@@ -153,13 +153,9 @@ static bool reg_match(const struct rst_fd_probe *p)
 	return S_ISREG(p->st->st_mode) && !p->deleted && p->st->st_nlink != 0;
 }
 
-/* Also the first check of a deleted file (fd_ghost.c): memfds are deleted files too. */
+/* Also the first check of a deleted file (fd_ghost.c); memfds are fd_memfd.c's. */
 static int reg_refuse(const struct rst_fd_probe *p, char *why, size_t whylen)
 {
-	if (!strncmp(p->target, "/memfd:", 7)) {
-		snprintf(why, whylen, "fd %d is a memfd (%s)", p->fd, p->target);
-		return -EOPNOTSUPP;
-	}
 	if (p->target[0] != '/') {
 		snprintf(why, whylen, "fd %d is %s, not a file haul can reopen", p->fd, p->target);
 		return -EOPNOTSUPP;

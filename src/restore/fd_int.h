@@ -3,7 +3,7 @@
  *
  * Each kind of fd haul carries is one file (fd_file.c, fd_ghost.c,
  * fd_eventfd.c, fd_signalfd.c, fd_timerfd.c, fd_epoll.c, fd_pipe.c,
- * fd_unix.c) exporting one struct rst_fd_ops; fd_kinds.c lists them in one
+ * fd_unix.c, fd_memfd.c) exporting one struct rst_fd_ops; fd_kinds.c lists them in one
  * table.  The sequence stays elsewhere: precheck.c and fd_dump.c walk
  * /proc/PID/fd and call the kind's hooks, fd_restore.c creates the fds in
  * the stub.  A new kind is one new file, one line in the table, its image
@@ -164,6 +164,7 @@ extern const struct rst_fd_ops rst_fd_reg, rst_fd_dir, rst_fd_chr, rst_fd_path; 
 extern const struct rst_fd_ops rst_fd_deleted;					/* fd_ghost.c */
 extern const struct rst_fd_ops rst_fd_eventfd, rst_fd_signalfd, rst_fd_timerfd, rst_fd_epoll;
 extern const struct rst_fd_ops rst_fd_pipe, rst_fd_unix_pair;
+extern const struct rst_fd_ops rst_fd_memfd;	/* fd_memfd.c */
 extern const struct rst_fd_ops rst_fd_pidfd;	/* fd_pidfd.c */
 extern const struct rst_fd_ops rst_fd_inotify;	/* fd_inotify.c */
 extern const struct rst_fd_ops rst_fd_fanotify; /* fd_fanotify.c */
@@ -190,6 +191,8 @@ extern const struct rst_fd_ops rst_fd_pty;	/* fd_pty.c */
  * default).  From the thread that checks and dumps.
  */
 void rst_ext_moving(const pid_t *pids, size_t n);
+/* Whether @pid is one of those (shm_precheck.c leaves them out too). */
+bool rst_ext_is_moving(pid_t pid);
 
 /*
  * fd_extrules.c: what an fd whose other end stays behind becomes (the

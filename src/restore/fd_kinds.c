@@ -4,9 +4,9 @@
  *
  * The kinds are tried in table order, the first match wins: O_PATH comes
  * first (an O_PATH fd on a regular file is not that file open), the
- * kinds of a regular file before the others.  A matched kind may still
- * refuse the fd (its refuse hook, e.g. a memfd, a TCP socket); an fd no
- * kind matches is refused here, named by what it is.
+ * kinds of a regular file before the others (a memfd before those).  A
+ * matched kind may still refuse the fd (its refuse hook, e.g. a TCP
+ * socket); an fd no kind matches is refused here, named by what it is.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -21,6 +21,7 @@
 
 const struct rst_fd_ops *const rst_fd_kinds[] = {
 	&rst_fd_path,	    /* fd_file.c */
+	&rst_fd_memfd,	    /* fd_memfd.c: before the kinds of a regular file */
 	&rst_fd_reg,	    /* fd_file.c */
 	&rst_fd_deleted,    /* fd_ghost.c */
 	&rst_fd_dir,	    /* fd_file.c */

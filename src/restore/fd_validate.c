@@ -30,7 +30,7 @@ unsigned rst_fd_nsub(const Haul__Img__FileObject *f)
 {
 	return !!f->reg + !!f->ghost + !!f->eventfd + !!f->signalfd + !!f->timerfd + !!f->epoll +
 	       !!f->pipe + !!f->unix_pair + !!f->inet + !!f->external + !!f->pty + !!f->pidfd +
-	       !!f->inotify + !!f->fanotify;
+	       !!f->inotify + !!f->fanotify + !!f->memfd;
 }
 
 static int cmp_u32(const void *a, const void *b)

@@ -104,7 +104,23 @@ static int put_pages(struct pstore_proc *p, uint64_t addr, const uint8_t *buf, u
 static int dump_vma_pages(pid_t pid, int pagemap, const struct haul_vma *v, struct pstore_proc *p,
 			  uint8_t *buf, uint64_t *pm, struct rst_ckpt_stats *st)
 {
-	bool file_private = (v->flags & HAUL_VMA_FILE) && !(v->flags & HAUL_VMA_SHMEM);
+	bool posix = (v->flags & HAUL_VMA_SHARED) && rst_shm_posix_path(v->path);
+	bool file_private = (v->flags & HAUL_VMA_FILE) && !(v->flags & HAUL_VMA_SHMEM) && !posix;
+	uint64_t *data = NULL;
+	size_t ndata = 0, k = 0;
+
+	/* shared memory: its object's data, also where this process's page tables lack it */
+	if ((v->flags & HAUL_VMA_SHARED) && ((v->flags & HAUL_VMA_SHMEM) || posix)) {
+		int ret = rst_shm_data(pid, v, &data, &ndata);
+
+		if (ret) {
+			pr_err_r(ret,
+				 "cannot read which pages of shared memory %#" PRIx64
+				 " of pid %d hold data",
+				 v->start, (int)pid);
+			return ret;
+		}
+	}
 
 	for (uint64_t a = v->start; a < v->end;) {
 		uint64_t n = (v->end - a) >> HAUL_PAGE_SHIFT, i = 0;
@@ -113,8 +129,22 @@ static int dump_vma_pages(pid_t pid, int pagemap, const struct haul_vma *v, stru
 		if (n > CKPT_CHUNK_PAGES)
 			n = CKPT_CHUNK_PAGES;
 		got = pread(pagemap, pm, n * 8, (a >> HAUL_PAGE_SHIFT) * 8);
-		if (got != (ssize_t)(n * 8))
+		if (got != (ssize_t)(n * 8)) {
+			free(data);
 			return got < 0 ? -errno : -EIO;
+		}
+		/* pages the object holds count as present (read through the mapping) */
+		for (; k < ndata && data[2 * k] < a + n * HAUL_PAGE_SIZE; k++) {
+			uint64_t s = data[2 * k] > a ? data[2 * k] : a;
+			uint64_t e = data[2 * k + 1] < a + n * HAUL_PAGE_SIZE
+					     ? data[2 * k + 1]
+					     : a + n * HAUL_PAGE_SIZE;
+
+			for (uint64_t x = s; x < e; x += HAUL_PAGE_SIZE)
+				pm[(x - a) >> HAUL_PAGE_SHIFT] |= PM_PRESENT;
+			if (data[2 * k + 1] > a + n * HAUL_PAGE_SIZE)
+				break; /* continues in the next chunk */
+		}
 		while (i < n) {
 			uint64_t j;
 			bool want;
@@ -137,17 +167,21 @@ static int dump_vma_pages(pid_t pid, int pagemap, const struct haul_vma *v, stru
 						 "cannot read %#" PRIx64 "+%" PRIu64
 						 " pages of pid %d",
 						 r.start, j - i, (int)pid);
+					free(data);
 					return ret;
 				}
 				ret = put_pages(p, a + i * HAUL_PAGE_SIZE, buf, (uint32_t)(j - i),
 						st);
-				if (ret)
+				if (ret) {
+					free(data);
 					return ret;
+				}
 			}
 			i = j;
 		}
 		a += n * HAUL_PAGE_SIZE;
 	}
+	free(data);
 	return 0;
 }
 
@@ -180,9 +214,13 @@ static bool stored(const struct haul_vma *v)
 {
 	if (!haul_vma_is_memory(v))
 		return false;
-	/* A shared file mapping's pages are the file's. */
+	/*
+	 * A shared file mapping's pages are the file's; but POSIX shm (/dev/shm)
+	 * may be missing on the target, which then makes it from them.
+	 */
 	return !((v->flags & HAUL_VMA_FILE) && (v->flags & HAUL_VMA_SHARED) &&
-		 !(v->flags & HAUL_VMA_SHMEM));
+		 !(v->flags & HAUL_VMA_SHMEM)) ||
+	       rst_shm_posix_path(v->path);
 }
 
 /*

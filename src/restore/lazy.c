@@ -95,8 +95,12 @@ bool rst_lazy_vma_ok(const struct haul_vma *v)
 	if (!haul_vma_is_memory(v) ||
 	    (v->flags & (HAUL_VMA_LOCKED | HAUL_VMA_DROPPABLE | HAUL_VMA_GUARD)))
 		return false;
+	/*
+	 * SysV segments are shmem behind their own vm_ops: userfaultfd's
+	 * MISSING mode refuses them (vma_is_shmem), so they go eagerly.
+	 */
 	if (v->flags & HAUL_VMA_SHMEM)
-		return true;
+		return !v->path || strncmp(v->path, "/SYSV", 5) != 0;
 	return (v->flags & HAUL_VMA_ANON) && !(v->flags & HAUL_VMA_SHARED);
 }
 

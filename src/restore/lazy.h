@@ -118,7 +118,7 @@ struct rst_lazy_stats {
 
 struct rst_lazy;
 
-/* Whether @v can be restored lazily: private anonymous or shmem memory, not mlocked. */
+/* Whether @v can be restored lazily: private anonymous or shmem memory (not SysV), not mlocked. */
 bool rst_lazy_vma_ok(const struct haul_vma *v);
 
 /*

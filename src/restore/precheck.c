@@ -3,8 +3,10 @@
  * (and again inside the dump's stop, rst_check_resources with the tracer).
  *
  * Process-wide: kernel threads, zombies, a tracer, children, the VMAs
- * (kernel mappings, SysV shm, memfd, deleted files), then each per-process
- * resource's precheck hook (res_kinds.c: attributes, timers, seccomp).  Per fd: the kind table
+ * (kernel mappings, deleted files), SysV semaphores and message queues
+ * (ipc.c), shared memory another process maps (shm_precheck.c), then each
+ * per-process resource's precheck hook (res_kinds.c: attributes, timers,
+ * seccomp).  Per fd: the kind table
  * (fd_kinds.c) classifies it and the kind refuses what it cannot carry;
  * then, over all fds at once, what only sharing decides: socketpairs whose
  * peer is elsewhere (fd_unix.c), pipes or sockets another process holds,
@@ -195,12 +197,6 @@ static int check_vmas(pid_t pid, char *why, size_t whylen)
 			snprintf(why, whylen,
 				 "VMA %#" PRIx64 "-%#" PRIx64 " is %s, a kernel mapping", v->start,
 				 v->end, p);
-		else if ((v->flags & HAUL_VMA_SHMEM) && !strncmp(p, "/SYSV", 5))
-			snprintf(why, whylen, "VMA %#" PRIx64 "-%#" PRIx64 " is SysV shared memory",
-				 v->start, v->end);
-		else if ((v->flags & HAUL_VMA_SHMEM) && !strncmp(p, "/memfd:", 7))
-			snprintf(why, whylen, "VMA %#" PRIx64 "-%#" PRIx64 " maps memfd %s",
-				 v->start, v->end, p);
 		else if ((v->flags & HAUL_VMA_DELETED) && !(v->flags & HAUL_VMA_SHMEM))
 			snprintf(why, whylen, "VMA %#" PRIx64 "-%#" PRIx64 " maps deleted file %s",
 				 v->start, v->end, p);
@@ -375,6 +371,10 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		ret = check_shared_files(pid, h.files, h.nfiles, why, whylen);
 	if (!ret)
 		ret = check_vmas(pid, why, whylen);
+	if (!ret)
+		ret = rst_ipc_precheck(pid, why, whylen);
+	if (!ret && !tracer) /* like the open files: once, while it runs */
+		ret = rst_shm_precheck(pid, why, whylen);
 	/* the per-process resources that are not fds (res_kinds.c) */
 	if (!ret)
 		ret = rst_res_precheck(pid, tracer, why, whylen);

@@ -58,6 +58,41 @@ int rst_prep_layout(struct rst_dump_prep *p, pid_t pid, struct haul_layout *out)
 int rst_vma_refusal(const struct haul_layout *l, char *why, size_t whylen);
 int rst_vma_precheck(pid_t pid, char *why, size_t whylen);
 
+/*
+ * ipc.c: rst_ipc_read: /proc/sysvipc/@what ("shm", "sem", "msg") as @pid's
+ * IPC namespace shows it, NUL-terminated in *@out (free it); 0 or -errno.
+ * rst_ipc_precheck: 0, or -EOPNOTSUPP naming in @why a semaphore set or
+ * message queue @pid could use (haul carries neither).
+ */
+int rst_ipc_read(pid_t pid, const char *what, char **out);
+int rst_ipc_precheck(pid_t pid, char *why, size_t whylen);
+/*
+ * shm_precheck.c: 0, or -EOPNOTSUPP naming in @why a shared memory object
+ * of @pid that another process maps or attaches too.
+ */
+int rst_shm_precheck(pid_t pid, char *why, size_t whylen);
+
+/*
+ * shm_dump.c: the shared memory objects of @pid into @ps->shm_objects: one
+ * per (dev, ino) of its shmem VMAs in @l and of its FD_MEMFD files in @ps.
+ * *@buf owns what @ps points to: free it with rst_shm_buf_free (also on
+ * failure).  0 or -errno (logged).
+ */
+struct rst_shm_buf;
+Haul__Img__ShmKind rst_shm_kind(const char *path);
+/* Whether @path names POSIX shared memory (under /dev/shm). */
+bool rst_shm_posix_path(const char *path);
+/*
+ * The pages of shared VMA @v of @pid whose object holds data (SEEK_DATA):
+ * *@n address ranges [start, end) as pairs in *@out (free it).  They may
+ * be absent from the process's page tables (swapped out, written through
+ * another mapping or an fd), where pagemap does not show them.
+ */
+int rst_shm_data(pid_t pid, const struct haul_vma *v, uint64_t **out, size_t *n);
+int rst_shm_dump(pid_t pid, const struct haul_layout *l, Haul__Img__ProcessState *ps,
+		 struct rst_shm_buf **buf);
+void rst_shm_buf_free(struct rst_shm_buf *buf);
+
 /* pagemap bit 58 (PM_GUARD_REGION, 6.14+): a guard page (MADV_GUARD_INSTALL), unreadable. */
 static inline bool rst_pm_is_guard(uint64_t pm)
 {

@@ -727,6 +727,7 @@ void rst_target_free(struct rst_target *t)
 	if (!t->resumed && !t->o.detach && !t->waited && t->mpid > 0)
 		waitpid(t->mpid, NULL, 0);
 	rst_tvmas_free(t->v, t->n);
+	rst_shm_release(t);
 	free(t->thr);
 	free(t);
 }

@@ -55,6 +55,23 @@ struct rst_target {
 	bool resumed;
 	bool waited;
 	struct rst_cg_later cg_later; /* cgroups frozen at the resume (o.cg_defer_frozen) */
+	/* shm_restore.c: the shmem objects made, the layout being applied */
+	struct rst_tshm *shm;
+	size_t nshm;
+	size_t nsysv; /* SysV segments made in the stub's IPC namespace */
+	bool ipcns;   /* the stub moved to a new IPC namespace for them */
+	const struct haul_layout *lay;
+	char **posix; /* POSIX shm files this restore created (absent here) */
+	size_t nposix;
+};
+
+/* A shmem object made in the stub (shm_restore.c). */
+struct rst_tshm {
+	uint64_t dev, ino;  /* on the source: what VMAs and fds name */
+	uint64_t tino;	    /* its inode here, 0: none any more */
+	long shmid;	    /* SysV: its id here */
+	uint64_t size_made; /* SysV: the size it was created with */
+	int fdnum;	    /* memfd made for an fd: that fd's number, else -1 */
 };
 
 /*
@@ -110,6 +127,39 @@ int rst_exit_code(int status);
  */
 void rst_tvmas_free(struct tvma *v, size_t n);
 uint32_t rst_create_prot(const struct haul_vma *v);
+
+/*
+ * shm_restore.c: rst_shm_map: map [@s, @e) of shmem VMA @v of layout @l
+ * (NULL: @v alone) in the stub, creating its object the first time (by
+ * kind: memfd, SysV, shared anonymous) or mapping the object made for
+ * another VMA.  rst_shm_finish: at resume, sizes, SysV mode and owners,
+ * memfd seals (of a memfd no fd holds), from @ps; 0 or -errno with @why.
+ * rst_shm_release: forget them (the stub keeps them).
+ */
+int rst_shm_map(struct rst_target *t, const struct haul_layout *l, const struct haul_vma *v,
+		uint64_t s, uint64_t e);
+int rst_shm_finish(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl);
+void rst_shm_release(struct rst_target *t);
+/*
+ * For memfd fds (fd_memfd.c).  rst_shm_open: open, in the stub, the object
+ * made for source (@dev, @ino), mapped or held by an fd restored before:
+ * *@fd; -ENOENT when there is none yet.  rst_shm_memfd_new: make memfd @o
+ * (name from @path) for the fd that will be @fdnum: *@fd.
+ * rst_shm_finish_memfd: its size and seals, through @fd open here.
+ */
+int rst_shm_open(struct rst_target *t, uint64_t dev, uint64_t ino, int oflags, long *fd);
+int rst_shm_memfd_new(struct rst_target *t, const Haul__Img__ShmObject *o, const char *path,
+		      int fdnum, long *fd);
+int rst_shm_finish_memfd(struct rst_target *t, const Haul__Img__ShmObject *o, int fd);
+/*
+ * POSIX shm (a file under /dev/shm) absent here: rst_shm_posix_create
+ * makes @v's file as large as @l's VMAs reach; its pages are then written
+ * like memory (rst_shm_posix_ours), rst_shm_finish gives it size, mode and
+ * owner, or fails naming it when bytes outside the mappings were lost.
+ */
+int rst_shm_posix_create(struct rst_target *t, const struct haul_layout *l,
+			 const struct haul_vma *v);
+bool rst_shm_posix_ours(const struct rst_target *t, const char *path);
 
 /*
  * fd_restore.c: every fd of @ps in the stub, at its number, with its open

@@ -111,8 +111,9 @@ static bool compatible(const struct haul_vma *a, const struct haul_vma *b)
 
 	if ((a->flags & kind) != (b->flags & kind))
 		return false;
-	if (a->flags & HAUL_VMA_SHMEM) /* one shmem object per mapping */
-		return a->start == b->start && a->end == b->end;
+	if (a->flags & HAUL_VMA_SHMEM) /* the same object at the same offset */
+		return a->dev == b->dev && a->ino == b->ino &&
+		       a->start - a->pgoff == b->start - b->pgoff;
 	if (a->flags & HAUL_VMA_FILE)
 		return a->dev == b->dev && a->ino == b->ino &&
 		       a->start - a->pgoff == b->start - b->pgoff;
@@ -206,6 +207,11 @@ static int create_part(struct rst_target *t, const struct haul_vma *v, uint64_t 
 		if (!ret)
 			ret = rst_rcall(t, SYS_openat, AT_FDCWD, path, oflags | O_CLOEXEC, 0, 0, 0,
 					&res);
+		/* POSIX shm missing here: made again from its pages (shm_restore.c) */
+		if (ret == -ENOENT && (v->flags & HAUL_VMA_SHARED) && rst_shm_posix_path(v->path) &&
+		    !(ret = rst_shm_posix_create(t, t->lay, v)))
+			ret = rst_rcall(t, SYS_openat, AT_FDCWD, path, oflags | O_CLOEXEC, 0, 0, 0,
+					&res);
 		if (ret) {
 			pr_err_r(ret, "cannot open %s for VMA %#" PRIx64 " of pid %d", v->path,
 				 v->start, (int)t->o.pid);
@@ -215,6 +221,10 @@ static int create_part(struct rst_target *t, const struct haul_vma *v, uint64_t 
 		ret = rst_rcall(t, SYS_mmap, s, e - s, v->prot, flags, fd,
 				v->pgoff + (s - v->start), &res);
 		rst_rcall(t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
+	} else if ((v->flags & HAUL_VMA_SHMEM) && (v->flags & HAUL_VMA_SHARED)) {
+		/* one object for all its VMAs (shm_restore.c) */
+		ret = rst_shm_map(t, t->lay, v, s, e);
+		res = (long)s;
 	} else {
 		ret = rst_rcall(t, SYS_mmap, s, e - s, rst_create_prot(v), flags | MAP_ANONYMOUS,
 				(uint64_t)-1, 0, &res);
@@ -485,6 +495,7 @@ int rst_target_layout(struct rst_target *t, const struct haul_layout *l)
 	}
 	if (t->v && same_geometry(t, l))
 		return update_vmflags(t, l);
+	t->lay = l;
 
 	nv = calloc(l->n ? l->n : 1, sizeof(*nv));
 	if (!nv)
@@ -562,6 +573,7 @@ int rst_target_layout(struct rst_target *t, const struct haul_layout *l)
 			ret = create_part(t, &w->v, cur, w->v.end);
 	}
 out:
+	t->lay = NULL;
 	if (ret) {
 		rst_tvmas_free(nv, nn);
 		return ret;
@@ -625,7 +637,7 @@ int rst_target_pages(struct rst_target *t, uint64_t addr, const void *data, uint
 		stop = end < v->v.end ? end : v->v.end;
 		first = (addr - v->v.start) >> 12;
 		if ((v->v.flags & HAUL_VMA_FILE) && (v->v.flags & HAUL_VMA_SHARED) &&
-		    !(v->v.flags & HAUL_VMA_SHMEM)) {
+		    !(v->v.flags & HAUL_VMA_SHMEM) && !rst_shm_posix_ours(t, v->v.path)) {
 			/* The file has these pages; never write stale copies into it. */
 		} else if (data) {
 			ret = write_mem(t, addr, data, stop - addr);

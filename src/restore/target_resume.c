@@ -746,6 +746,9 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 	ms[0] = lap_ms(&lap);
 	if (!ret)
 		ret = restore_vdso(t, &l, why, wl);
+	/* sizes and seals of shared memory, before post-copy registers it */
+	if (!ret)
+		ret = rst_shm_finish(t, ps, why, wl);
 	ms[1] = lap_ms(&lap);
 	if (!ret && t->o.before_resume) {
 		ret = t->o.before_resume(t->o.before_resume_arg, &t->r, &l);

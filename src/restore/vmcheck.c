@@ -6,11 +6,11 @@
  * each mnemonic into carried, derived (the kernel sets it again from what
  * is carried) or uncarried (haul_vma.uncarried), and DESIGN.md lists the
  * table.  rst_vma_refusal() refuses a layout holding an uncarried flag, or
- * shared memory the restorer would split: it recreates each shmem VMA as
- * its own shared anonymous object, which is exact only while no two VMAs
- * map the same page of one object and none maps it MAP_PRIVATE (such a
- * private mapping shows the object's current pages where it never wrote;
- * restored on its own, it would show zeros or stale copies).
+ * a MAP_PRIVATE mapping of shared memory: such a mapping shows the
+ * object's current pages where it never wrote, and haul restores it as
+ * private memory, which would show zeros or stale copies there.  Several
+ * MAP_SHARED mappings of one object are fine: the restorer creates the
+ * object once and maps it at each (shm_restore.c).
  *
  * Guard pages (MADV_GUARD_INSTALL, VmFlags "gu") are PTE markers: pagemap
  * shows them as swapped with bit 58 (PM_GUARD_REGION), and no read reaches
@@ -35,14 +35,6 @@
 
 /* pagemap entries read per pread while looking for guard pages */
 #define GUARD_SCAN_PAGES 4096
-
-static bool shmem_overlap(const struct haul_vma *a, const struct haul_vma *b)
-{
-	uint64_t as = a->pgoff, ae = a->pgoff + (a->end - a->start);
-	uint64_t bs = b->pgoff, be = b->pgoff + (b->end - b->start);
-
-	return a->dev == b->dev && a->ino == b->ino && as < be && bs < ae;
-}
 
 int rst_vma_refusal(const struct haul_layout *l, char *why, size_t whylen)
 {
@@ -69,16 +61,6 @@ int rst_vma_refusal(const struct haul_layout *l, char *why, size_t whylen)
 				 v->start, v->end, p, v->ino);
 			return -EOPNOTSUPP;
 		}
-		for (size_t j = 0; j < i; j++)
-			if ((l->v[j].flags & HAUL_VMA_SHMEM) && shmem_overlap(&l->v[j], v)) {
-				snprintf(why, whylen,
-					 "VMAs %#" PRIx64 "-%#" PRIx64 " and %#" PRIx64 "-%#" PRIx64
-					 " map the same pages of shared memory %s (inode %" PRIu64
-					 "); haul restores each mapping as its own object; unmap "
-					 "one of them",
-					 l->v[j].start, l->v[j].end, v->start, v->end, p, v->ino);
-				return -EOPNOTSUPP;
-			}
 	}
 	return 0;
 }

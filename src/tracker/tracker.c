@@ -319,10 +319,69 @@ void trk_round_release(struct trk_round *r)
 	memset(r, 0, sizeof(*r));
 }
 
+/*
+ * From scan @s of layout @cur: what the round reports.  @dirty: written,
+ * zapped (present before in a kept range, counted now, not present now),
+ * fresh ranges present now, and shared memory's aliases and unmapped data; @gone (holding the vanished ranges): plus the replaced ones.
+ * 0 or -ENOMEM.
+ */
+static int round_sets(struct trk *t, struct trk_scan *s, const struct haul_layout *cur,
+		      const struct trk_rl *kept, const struct trk_rl *fresh, struct trk_rl *dirty,
+		      struct trk_rl *gone)
+{
+	struct trk_rl tmp = {0}, zapped = {0};
+	int ret;
+
+	ret = trk_rl_normalize(&s->written);
+	if (!ret)
+		ret = trk_rl_normalize(&s->present);
+	if (!ret)
+		ret = trk_rl_normalize(&s->replaced);
+	/* zapped = (present before ∩ kept ∩ counted now) \ present now */
+	if (!ret && s->partial_present)
+		ret = trk_rl_normalize(&s->known);
+	if (!ret)
+		ret = trk_rl_and(&t->prev_present, kept, &tmp);
+	if (!ret && s->partial_present) {
+		struct trk_rl k2 = {0};
+
+		ret = trk_rl_and(&tmp, &s->known, &k2);
+		trk_rl_release(&tmp);
+		tmp = k2;
+	}
+	if (!ret)
+		ret = trk_rl_sub(&tmp, &s->present, &zapped);
+	trk_rl_release(&tmp);
+	/* fresh ∩ present now */
+	if (!ret)
+		ret = trk_rl_and(fresh, &s->present, &tmp);
+	if (!ret)
+		ret = trk_rl_append(dirty, &s->written);
+	if (!ret)
+		ret = trk_rl_append(dirty, &zapped);
+	if (!ret)
+		ret = trk_rl_append(dirty, &tmp);
+	if (!ret)
+		ret = trk_rl_normalize(dirty);
+	/* a new shmem VMA: its object's data, also what the page tables lack */
+	if (!ret)
+		ret = trk_shmem_data(t->pid, cur, fresh, dirty);
+	/* a store through one mapping of a shmem object dirties all of them */
+	if (!ret)
+		ret = trk_shmem_aliases(cur, dirty);
+	if (!ret)
+		ret = trk_rl_append(gone, &s->replaced);
+	if (!ret)
+		ret = trk_rl_normalize(gone);
+	trk_rl_release(&tmp);
+	trk_rl_release(&zapped);
+	return ret;
+}
+
 int trk_round(struct trk *t, struct trk_round *out)
 {
 	struct trk_rl cur_mem = {0}, prev_mem = {0}, kept = {0}, fresh = {0}, gone = {0};
-	struct trk_rl tmp = {0}, zapped = {0}, dirty = {0};
+	struct trk_rl dirty = {0};
 	struct trk_scan s;
 	struct haul_layout cur = {0};
 	double t0 = trk_now_ms();
@@ -364,41 +423,7 @@ int trk_round(struct trk *t, struct trk_round *out)
 	if (ret)
 		goto out;
 
-	ret = trk_rl_normalize(&s.written);
-	if (!ret)
-		ret = trk_rl_normalize(&s.present);
-	if (!ret)
-		ret = trk_rl_normalize(&s.replaced);
-	/* zapped = (present before ∩ kept ∩ counted now) \ present now */
-	if (!ret && s.partial_present)
-		ret = trk_rl_normalize(&s.known);
-	if (!ret)
-		ret = trk_rl_and(&t->prev_present, &kept, &tmp);
-	if (!ret && s.partial_present) {
-		struct trk_rl k2 = {0};
-
-		ret = trk_rl_and(&tmp, &s.known, &k2);
-		trk_rl_release(&tmp);
-		tmp = k2;
-	}
-	if (!ret)
-		ret = trk_rl_sub(&tmp, &s.present, &zapped);
-	trk_rl_release(&tmp);
-	/* fresh ∩ present now */
-	if (!ret)
-		ret = trk_rl_and(&fresh, &s.present, &tmp);
-	if (!ret)
-		ret = trk_rl_append(&dirty, &s.written);
-	if (!ret)
-		ret = trk_rl_append(&dirty, &zapped);
-	if (!ret)
-		ret = trk_rl_append(&dirty, &tmp);
-	if (!ret)
-		ret = trk_rl_normalize(&dirty);
-	if (!ret)
-		ret = trk_rl_append(&gone, &s.replaced);
-	if (!ret)
-		ret = trk_rl_normalize(&gone);
+	ret = round_sets(t, &s, &cur, &kept, &fresh, &dirty, &gone);
 	if (ret)
 		goto out;
 
@@ -450,8 +475,6 @@ out:
 	trk_rl_release(&kept);
 	trk_rl_release(&fresh);
 	trk_rl_release(&gone);
-	trk_rl_release(&tmp);
-	trk_rl_release(&zapped);
 	trk_rl_release(&dirty);
 	trk_rl_release(&s.written);
 	trk_rl_release(&s.present);

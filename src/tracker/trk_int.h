@@ -37,6 +37,17 @@ int trk_rl_and(const struct trk_rl *a, const struct trk_rl *b, struct trk_rl *ou
 void trk_rl_release(struct trk_rl *l);
 /* The index of the first range of sorted, merged @l that ends after @addr; l->n if none. */
 size_t trk_rl_bsearch(const struct trk_rl *l, uint64_t addr);
+/*
+ * alias.c: add to @dirty (sorted, merged) the same object pages at every
+ * other address where a shared memory object of @l is mapped.  0 or -ENOMEM.
+ */
+int trk_shmem_aliases(const struct haul_layout *l, struct trk_rl *dirty);
+/*
+ * alias.c: add to @dirty (sorted, merged) the pages of @fresh that shmem
+ * VMAs of @l show and their object holds, mapped here or not.  0 or -errno.
+ */
+int trk_shmem_data(pid_t pid, const struct haul_layout *l, const struct trk_rl *fresh,
+		   struct trk_rl *dirty);
 /* Hand the array over to a trk_round (which frees it with free()). */
 void trk_rl_move(struct trk_rl *l, struct trk_range **r, size_t *n);
 

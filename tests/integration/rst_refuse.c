@@ -119,13 +119,9 @@ Test(rst_refuse, deleted_working_directory, .timeout = 20)
 {
 	refuses("deleted-cwd", "was deleted (haul restores it by path)");
 }
-Test(rst_refuse, memfd_mapping, .timeout = 20)
+Test(rst_refuse, memfd_held_open_beyond_the_image_limit, .timeout = 20)
 {
-	refuses("memfd", "maps memfd");
-}
-Test(rst_refuse, sysv_shm, .timeout = 20)
-{
-	refuses("sysv", "SysV shared memory");
+	refuses("memfd", "carries a memfd held open only up to 64 MiB");
 }
 Test(rst_refuse, child_process, .timeout = 20)
 {

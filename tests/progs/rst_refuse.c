@@ -88,14 +88,10 @@ static int setup(const char *kind)
 		return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
 	}
 	if (!strcmp(kind, "memfd")) {
+		/* held open, not mapped, larger than an image carries (sparse: no memory) */
 		int fd = memfd_create("rst_refuse", 0);
-		void *p;
 
-		if (fd < 0 || ftruncate(fd, 1 << 16))
-			return -1;
-		p = mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-		close(fd);
-		return p == MAP_FAILED ? -1 : 0;
+		return fd < 0 || ftruncate(fd, 65 << 20) ? -1 : 0;
 	}
 	if (!strcmp(kind, "sysv")) {
 		int id = shmget(IPC_PRIVATE, 1 << 16, IPC_CREAT | 0600);
