@@ -411,6 +411,14 @@ int rst_ctr_dump_tmpfs(pid_t pid, Haul__Ctr__Container *c, const char *imgdir, c
 	return 0;
 }
 
+/* An absolute path of the record that stays under the root it is joined to. */
+static bool path_ok(const char *p)
+{
+	size_t n = p ? strlen(p) : 0;
+
+	return n && p[0] == '/' && !strstr(p, "/../") && !(n >= 3 && !strcmp(p + n - 3, "/.."));
+}
+
 static char *join3(const char *a, const char *b, const char *c)
 {
 	char *s;
@@ -437,7 +445,7 @@ int rst_ctr_prepare_mounts(const Haul__Ctr__Container *c, const char *imgdir,
 		const Haul__Ctr__Mount *m = c->mounts[i];
 		struct rst_ctr_mount *r = &out->m[out->n];
 
-		if (!m->mountpoint || m->mountpoint[0] != '/' || strstr(m->mountpoint, "/../")) {
+		if (!path_ok(m->mountpoint)) {
 			snprintf(why, wl, "mount %zu of the container record has a bad mountpoint",
 				 i);
 			return -EBADMSG;
@@ -486,15 +494,11 @@ int rst_ctr_prepare_mounts(const Haul__Ctr__Container *c, const char *imgdir,
 			snprintf(out->tar, sizeof(out->tar), "%s", tar);
 			break;
 		case HAUL__CTR__MOUNT_KIND__MNT_BIND:
-			if (!m->has_from || m->from >= i || !m->from_path ||
-			    c->mounts[m->from]->kind == HAUL__CTR__MOUNT_KIND__MNT_ROOT) {
-				/* a bind of the root's own tree is taken from the new root */
-				if (!(m->has_from && m->from < i && m->from_path)) {
-					snprintf(why, wl,
-						 "the bind mount at %s names no earlier mount",
-						 m->mountpoint);
-					return -EBADMSG;
-				}
+			/* from an earlier mount (the root's tree too: from the new root) */
+			if (!m->has_from || m->from >= i || !path_ok(m->from_path)) {
+				snprintf(why, wl, "the bind mount at %s names no earlier mount",
+					 m->mountpoint);
+				return -EBADMSG;
 			}
 			r->from = join3(out->root, c->mounts[m->from]->mountpoint, m->from_path);
 			if (!r->from)

@@ -364,3 +364,21 @@ Test(ctr_criu, writes_an_inventory_criu_refuses_to_read_as_its_own)
 	close(dfd);
 	rmdir(dir);
 }
+
+Test(ctr_criu, restore_refuses_a_record_path_that_leaves_the_root)
+{
+	Haul__Ctr__Container c;
+	Haul__Ctr__Mount *m[2], root, ext;
+	struct rst_ctr_ext map = {"/dev/null", "/dev/null"};
+	struct rst_ctr out;
+	char why[512] = "";
+
+	record(&c, m, &root, &ext);
+	ext.mountpoint = "/proc/../../etc";
+	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", &map, 1, &out, why, sizeof(why)), -EBADMSG);
+	rst_ctr_release(&out);
+	record(&c, m, &root, &ext);
+	ext.mountpoint = "/proc/..";
+	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", &map, 1, &out, why, sizeof(why)), -EBADMSG);
+	rst_ctr_release(&out);
+}
