@@ -80,6 +80,44 @@ int haul_pc_union(const struct trk_range *a, size_t na, const struct trk_range *
 	return 0;
 }
 
+/*
+ * Keep of @v[0..*n) only what lies in private VMAs of @l: a shared memory
+ * object's pages are restored with the object (DESIGN.md "Shared memory"),
+ * not pushed page by page before its mapping exists.  0 or -ENOMEM.
+ */
+static int private_only(struct ps_range **v, size_t *n, const struct haul_layout *l)
+{
+	struct ps_range *o = NULL;
+	size_t k = 0, cap = 0;
+
+	for (size_t i = 0; i < *n; i++) {
+		uint64_t s = (*v)[i].addr, e = s + (*v)[i].npages * HAUL_PAGE_SIZE;
+
+		for (size_t j = 0; j < l->n; j++) {
+			const struct haul_vma *m = &l->v[j];
+			uint64_t cs = s > m->start ? s : m->start, ce = e < m->end ? e : m->end;
+
+			if (cs >= ce || (m->flags & HAUL_VMA_SHARED))
+				continue;
+			if (k == cap) {
+				struct ps_range *no =
+					realloc(o, (cap = cap ? cap * 2 : 16) * sizeof(*o));
+
+				if (!no) {
+					free(o);
+					return -ENOMEM;
+				}
+				o = no;
+			}
+			o[k++] = (struct ps_range){cs, (ce - cs) / HAUL_PAGE_SIZE};
+		}
+	}
+	free(*v);
+	*v = o;
+	*n = k;
+	return 0;
+}
+
 /* One window: the pages written during it (round @r, released by the caller). */
 static int window(struct trk *t, struct trk_round *r)
 {
@@ -125,6 +163,8 @@ int haul_pc_hot_set(pid_t pid, struct ps_range **out, size_t *n, uint64_t *pages
 			 HAUL_PC_HOT_WINDOW_MS);
 	} else {
 		ret = haul_pc_union(r1.dirty, r1.ndirty, r2.dirty, r2.ndirty, out, n);
+		if (!ret)
+			ret = private_only(out, n, &r2.layout);
 		for (size_t i = 0; !ret && i < *n; i++)
 			*pages += (*out)[i].npages;
 		if (!ret && *pages > HAUL_PC_HOT_MAX_PAGES) {

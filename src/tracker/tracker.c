@@ -322,8 +322,8 @@ void trk_round_release(struct trk_round *r)
 /*
  * From scan @s of layout @cur: what the round reports.  @dirty: written,
  * zapped (present before in a kept range, counted now, not present now),
- * fresh ranges present now, and shared memory's aliases and unmapped data; @gone (holding the vanished ranges): plus the replaced ones.
- * 0 or -ENOMEM.
+ * fresh ranges present now, and shared memory's aliases and unmapped data;
+ * @gone (holding the vanished ranges): plus the replaced ones.  0 or -ENOMEM.
  */
 static int round_sets(struct trk *t, struct trk_scan *s, const struct haul_layout *cur,
 		      const struct trk_rl *kept, const struct trk_rl *fresh, struct trk_rl *dirty,
