@@ -9,8 +9,9 @@
  *             mounts, devices, masked files, v1 cgroup directories): a bind
  *             from the host path the engine gives on restore;
  *   TMPFS     a tmpfs mounted at its root: a new tmpfs with the same
- *             options; its files (device nodes, modes, owners included)
- *             are archived with tar while the process is stopped, one
+ *             options; its files (device nodes, modes, owners, holes
+ *             included; extended attributes not, as CRIU's default) are
+ *             archived with tar while the process is stopped, one
  *             filesystem only (nested mounts are their own entries);
  *   FS        proc, sysfs, devpts, mqueue, cgroup, cgroup2 at their root: a
  *             new instance (proc of the new PID namespace, sysfs of the new
@@ -387,9 +388,10 @@ int rst_ctr_dump_tmpfs(pid_t pid, Haul__Ctr__Container *c, const char *imgdir, c
 		snprintf(file, sizeof(file), "%s/%s", imgdir, name);
 		snprintf(dir, sizeof(dir), "/proc/%d/root%s", (int)pid, m->mountpoint);
 		char *argv[] = {(char *)tar,
+				"--warning=no-file-changed",
 				"--one-file-system",
 				"--numeric-owner",
-				"--xattrs",
+				"--sparse",
 				"-cpf",
 				file,
 				"-C",
@@ -575,7 +577,7 @@ static int one_mount(const struct rst_ctr *c, const struct rst_ctr_mount *m)
 		return mount(m->source, m->target, m->fstype, m->flags & keep, m->data) ? -errno
 											: 0;
 	case HAUL__CTR__MOUNT_KIND__MNT_TMPFS: {
-		char *argv[] = {(char *)c->tar, "--numeric-owner", "--xattrs", "-xpf", m->archive,
+		char *argv[] = {(char *)c->tar, "--numeric-owner", "-xpf", m->archive,
 				"-C",		m->target,	   NULL};
 
 		if (mount(m->source, m->target, "tmpfs", m->flags & keep & ~MS_RDONLY, m->data))
