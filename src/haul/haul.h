@@ -20,6 +20,8 @@ int haul_cmd_migrate(int argc, char **argv);
 int haul_cmd_run(int argc, char **argv);
 int haul_cmd_ps(int argc, char **argv);
 int haul_cmd_version(int argc, char **argv);
+/* haul run as `criu` (criu_main.c): the criu-compatible entry point; exit status. */
+int haul_criu_main(int argc, char **argv);
 
 /*
  * Checkpoint @pid into the images directory @dir (restore.h, rst_ckpt_*):

@@ -30,14 +30,19 @@ MANDIR ?= $(PREFIX)/share/man
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 SYSCONFDIR ?= /etc
 SYSTEMDUNITDIR ?= /lib/systemd/system
-# The criu-compatible entry point (a later issue) is installed when built.
-HAUL_CRIU_BIN := $(wildcard $(BUILD)/haul-criu)
+# The criu-compatible entry point: haul run under the name criu (a symlink),
+# in a directory of its own that an operator puts first on PATH for a
+# container engine (runc, crun) and nowhere else (man haul-criu).
+LIBEXECDIR ?= $(PREFIX)/libexec
+CRIU_COMPAT_DIR ?= $(LIBEXECDIR)/haul/criu-compat
 MAN_PAGES := $(wildcard man/*.[0-9])
 
 install: $(BUILD)/haul
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR) \
 		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSCONFDIR)/haul
-	install -m 755 $(BUILD)/haul $(HAUL_CRIU_BIN) $(DESTDIR)$(BINDIR)/
+	install -m 755 $(BUILD)/haul $(DESTDIR)$(BINDIR)/
+	install -d $(DESTDIR)$(CRIU_COMPAT_DIR)
+	ln -sf $(BINDIR)/haul $(DESTDIR)$(CRIU_COMPAT_DIR)/criu
 	install -m 644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 scripts/haul.bash-completion $(DESTDIR)$(BASHCOMPDIR)/haul
 	sed 's|@BINDIR@|$(BINDIR)|g' scripts/haul-pageserver.service \
@@ -48,7 +53,7 @@ install: $(BUILD)/haul
 	chmod 700 $(DESTDIR)$(SYSCONFDIR)/haul
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/haul $(DESTDIR)$(BINDIR)/haul-criu \
+	rm -f $(DESTDIR)$(BINDIR)/haul $(DESTDIR)$(CRIU_COMPAT_DIR)/criu \
 		$(DESTDIR)$(BASHCOMPDIR)/haul $(DESTDIR)$(SYSTEMDUNITDIR)/haul-pageserver.service \
 		$(patsubst man/%,$(DESTDIR)$(MANDIR)/man1/%,$(MAN_PAGES))
 

@@ -41,6 +41,12 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	const char *base = argv[0] ? strrchr(argv[0], '/') : NULL;
+
+	/* Run as `criu` (a symlink to haul first on PATH): the container engines' entry. */
+	base = base ? base + 1 : argv[0];
+	if (base && !strcmp(base, "criu"))
+		return haul_criu_main(argc, argv);
 	log_init("haul");
 	if (argc < 2) {
 		usage(stderr);

@@ -660,6 +660,7 @@ static int dump_process(struct dump_ctx *c, pid_t pid)
 		}
 	}
 	c->creds.groups = c->groups;
+	rst_caps_read(c->status, &c->creds);
 	c->ps.creds = &c->creds;
 
 	ret = rst_read_proc(pid, "limits", &text, NULL);

@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "restore/ctr.h"
 #include "restore/fd_int.h"
 #include "restore/target_int.h"
 
@@ -436,9 +437,10 @@ static int push_fd(struct rst_target *t, int local, int *fd)
 
 	snprintf(name, sizeof(name), "@haul-fdpass-%d-%d", (int)getpid(), (int)t->o.pid);
 	al = unix_addr(name, &a);
-	l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	/* an abstract name lives in a network namespace: the stub's (a container's own) */
+	l = rst_ctr_socket_in(t->stub, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (l < 0)
-		return -errno;
+		return l;
 	if (bind(l, (struct sockaddr *)&a, al) < 0 || listen(l, 1) < 0) {
 		ret = -errno;
 		goto out;

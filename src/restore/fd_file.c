@@ -13,6 +13,7 @@
 #define LOG_PREFIX "dump: "
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,13 +59,27 @@ static int reg_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 	return 0;
 }
 
-/* Whether the path still names the file the fd has open (it is reopened by that path). */
+/*
+ * Whether the path still names the file the fd has open (it is reopened by
+ * that path).  The path is the process's: resolved in its root
+ * (/proc/PID/root), which is ours unless it is chrooted or in a container's
+ * mount namespace.  A character device counts by its device number: the
+ * /dev/null a container's engine handed it (the host's) and the container's
+ * own /dev/null node are the same device.
+ */
 static int path_precheck(const struct rst_fd_probe *p, char *why, size_t whylen)
 {
+	char inroot[PATH_MAX + 32];
 	struct stat now;
+	bool same;
 
-	if (stat(p->target, &now) < 0 || now.st_dev != p->st->st_dev ||
-	    now.st_ino != p->st->st_ino) {
+	snprintf(inroot, sizeof(inroot), "/proc/%d/root%s", (int)p->pid, p->target);
+	same = stat(inroot, &now) == 0;
+	if (same && S_ISCHR(p->st->st_mode))
+		same = S_ISCHR(now.st_mode) && now.st_rdev == p->st->st_rdev;
+	else if (same)
+		same = now.st_dev == p->st->st_dev && now.st_ino == p->st->st_ino;
+	if (!same) {
 		snprintf(why, whylen,
 			 "fd %d names %.256s, but that path now names another file or none "
 			 "(renamed or mounted over; haul reopens files by path)",

@@ -104,7 +104,7 @@ enum rule {
 	R_CARRIED, /* carried process-wide; the same in every thread */
 	R_ZERO,	   /* must be 0 */
 	R_MAIN,	   /* carried from the main thread: every thread must agree */
-	R_CAPS,	   /* a capability set: what the restorer's setresuid() leaves */
+	R_CAPS,	   /* a capability set: carried (caps.c) within haul's own bounding set */
 };
 
 static const struct {
@@ -175,28 +175,19 @@ static void who(char *buf, size_t len, pid_t pid, pid_t tid)
 		snprintf(buf, len, "thread %d of pid %d", (int)tid, (int)pid);
 }
 
-/* The capability set @key a restored process with uids @main_uid would have. */
-static uint64_t caps_expected(const char *key, const char *own, const char *main_uid)
+/* What haul itself may give a restored process: its own bounding set. */
+static uint64_t caps_grantable(const char *own)
 {
-	unsigned r = 0, e = 0, s = 0;
 	char v[64];
-	uint64_t mine = field(own, key, v, sizeof(v)) ? strtoull(v, NULL, 16) : 0;
-	bool rootish;
 
-	sscanf(main_uid, "%u %u %u", &r, &e, &s);
-	rootish = !r || !e || !s;
-	if (!strcmp(key, "CapPrm") || !strcmp(key, "CapAmb"))
-		return rootish ? mine : 0; /* all uids non-zero: cleared */
-	if (!strcmp(key, "CapEff"))
-		return !e ? mine : 0; /* euid non-zero: cleared */
-	return mine;		      /* CapInh, CapBnd: inherited as they are */
+	return field(own, "CapBnd", v, sizeof(v)) ? strtoull(v, NULL, 16) : 0;
 }
 
 /* Judge one line "key: value" of thread @tid's status. */
 static int judge_line(pid_t pid, pid_t tid, const char *key, const char *val, const char *own,
 		      const char *main_status, char *why, size_t wl)
 {
-	char w[64], mine[512], mv[512], uid[128];
+	char w[64], mine[512], mv[512];
 
 	who(w, sizeof(w), pid, tid);
 	switch (rule_of(key)) {
@@ -217,18 +208,22 @@ static int judge_line(pid_t pid, pid_t tid, const char *key, const char *val, co
 			 w, key, val, mv);
 		return -EOPNOTSUPP;
 	case R_CAPS: {
-		uint64_t have = strtoull(val, NULL, 16), want;
+		/* carried from the main thread (caps.c), within what haul can grant */
+		uint64_t have = strtoull(val, NULL, 16), can = caps_grantable(own);
 
-		if (!field(main_status, "Uid", uid, sizeof(uid)))
-			uid[0] = '\0';
-		want = caps_expected(key, own, uid);
-		if (have == want)
+		if (field(main_status, key, mv, sizeof(mv)) && strcmp(mv, val)) {
+			snprintf(why, wl,
+				 "%s: %s is %.64s, the main thread's %.64s; haul carries one set "
+				 "for the whole process: make the threads agree",
+				 w, key, val, mv);
+			return -EOPNOTSUPP;
+		}
+		if ((have & ~can) == 0)
 			return 0;
 		snprintf(why, wl,
-			 "%s: %s is %016" PRIx64 ", a restored process with its uids would get "
-			 "%016" PRIx64 "; haul cannot carry capability sets (not supported yet): "
-			 "drop or raise them to that, or leave the process where it is",
-			 w, key, have, want);
+			 "%s: %s is %016" PRIx64 ", beyond the capabilities haul itself may grant "
+			 "(%016" PRIx64 "); run haul with them",
+			 w, key, have, can);
 		return -EOPNOTSUPP;
 	}
 	case R_HAUL:

@@ -179,9 +179,21 @@ struct rst_target_opts {
 	 * cgroup stays frozen until the commit; the process must not stop in it).
 	 */
 	bool cg_defer_frozen;
+	/*
+	 * A container (restore/ctr.h): its namespaces and mounts are made
+	 * around the process, which is pid 1 of a new PID namespace and sees
+	 * only the container's root.  NULL: a plain process.
+	 */
+	const struct rst_ctr *ctr;
+	/*
+	 * With @ctr and @detach: the container's pid 1 is a child of our
+	 * parent (CRIU's rst_sibling: the engine that ran us waits for it).
+	 */
+	bool sibling;
 };
 
 struct rst_target;
+struct rst_ctr;
 
 /* Start the stub (and its PID namespace init when needed). 0 or -errno. */
 int rst_target_new(const struct rst_target_opts *o, struct rst_target **out);

@@ -17,7 +17,7 @@
 #include "image.pb-c.h"
 
 /* ProcessState.version: bump when an older restorer would misapply an image. */
-#define RST_IMAGE_VERSION 4
+#define RST_IMAGE_VERSION 5
 
 /* Largest content of a deleted-but-open file carried inside the state. */
 #define RST_DELETED_FILE_MAX (64ULL << 20)
@@ -246,5 +246,8 @@ int rst_attr_active_timens(pid_t pid, int64_t *mono, int64_t *boot);
  */
 int rst_attr_apply(pid_t here, const pid_t *tids, const Haul__Img__ProcessState *ps,
 		   struct rst_cg_later *later, char *why, size_t wl);
+
+/* caps.c: the capability sets of the text of /proc/PID/status into @c. */
+void rst_caps_read(const char *status, Haul__Img__Creds *c);
 
 #endif

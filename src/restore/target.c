@@ -79,6 +79,7 @@
 #include "common/rsys.h"
 #include "common/validate.h"
 #include "common/vma.h"
+#include "restore/ctr.h"
 #include "restore/restore.h"
 #include "restore/restore_int.h"
 #include "restore/target_int.h"
@@ -98,6 +99,9 @@ struct spawn {
 	int ctl;
 	int devnull;
 	char offsets[128];
+	const struct rst_ctr *ctr; /* a container: its namespaces and mounts (ns_ctr.c) */
+	bool sibling;		   /* the container's pid 1 is a child of our parent */
+	int errfd;		   /* container: where its pid 1 says what failed (fd 202 in M) */
 };
 
 static void report(int fd, int err, int pidns)
@@ -231,8 +235,12 @@ static void __attribute__((noreturn)) m_main(struct spawn *sp)
 	dup3(sp->devnull, 0, 0);
 	dup3(sp->devnull, 1, 0);
 	dup3(sp->devnull, 2, 0);
+	if (sp->ctr) {
+		dup3(sp->errfd, 202, O_CLOEXEC);
+		sp->errfd = 202;
+	}
 	close_range(3, 199, 0);
-	close_range(202, ~0U, 0);
+	close_range(sp->ctr ? 203 : 202, ~0U, 0);
 	if (write(sp->ready, &self, sizeof(self)) < 0)
 		_exit(127);
 	{
@@ -264,7 +272,17 @@ static void __attribute__((noreturn)) m_main(struct spawn *sp)
 	}
 	close(fd);
 
-	if (sp->mode != RST_PIDNS_ALWAYS) {
+	/* A container's uts, ipc, net and cgroup namespaces exist before its pid 1. */
+	if (sp->ctr) {
+		fd = rst_ctr_unshare(sp->ctr);
+		if (fd) {
+			dprintf(sp->errfd, "cannot create the container's namespaces: %s\n",
+				strerror(-fd));
+			report(sp->ready, fd, 1);
+			_exit(127);
+		}
+	}
+	if (sp->mode != RST_PIDNS_ALWAYS && !sp->ctr) {
 		child = clone_with_pid(sp->pid);
 		if (child == 0) {
 			close(sp->ctl);
@@ -281,12 +299,23 @@ static void __attribute__((noreturn)) m_main(struct spawn *sp)
 			report(sp->ready, -errno, 1);
 			_exit(127);
 		}
-		child = raw_fork();
+		/* rst_sibling: M is our parent's child already, and so is pid 1 */
+		child = sp->sibling ? syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0)
+				    : raw_fork();
 		if (child == 0) {
 			close(sp->ctl);
-			/* Our own /proc, so that /proc/self is the restored PID. */
-			if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) <
-			    0) {
+			/* A container's own mounts and root (its /proc among them)... */
+			if (sp->ctr) {
+				int err = rst_ctr_enter(sp->ctr, sp->errfd);
+
+				close(sp->errfd);
+				if (err) {
+					report(sp->ready, err, 1);
+					_exit(127);
+				}
+			} else if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+					 NULL) < 0) {
+				/* ...else our own /proc, so that /proc/self is the restored PID. */
 				report(sp->ready, -errno, 1);
 				_exit(127);
 			}
@@ -321,6 +350,13 @@ static void __attribute__((noreturn)) m_main(struct spawn *sp)
 
 			if (read(sp->ctl, &c, 1) == 1 && c == 'R') {
 				resumed = true;
+				/*
+				 * A container's pid 1 is left to the host's init (or
+				 * subreaper) as the engine leaves it: no helper of
+				 * haul stays in the container's cgroup.
+				 */
+				if (sp->ctr)
+					_exit(0);
 			} else {
 				if (!resumed)
 					syscall(SYS_pidfd_send_signal, pfd[1].fd, SIGKILL, NULL, 0);
@@ -330,6 +366,8 @@ static void __attribute__((noreturn)) m_main(struct spawn *sp)
 		if (pfd[1].revents) {
 			if (waitpid(child, &status, 0) == child)
 				_exit(rst_exit_code(status));
+			if (sp->sibling)
+				_exit(127); /* not ours to reap: it died before its resume */
 		}
 	}
 }
@@ -477,9 +515,12 @@ static int attach_stub(struct rst_target *t)
 	pid_t child;
 	int ret;
 
-	/* S as seen from here: M's child, or I's child in a new namespace. */
-	child = first_child(t->mpid);
-	if (child > 0 && t->pidns && t->o.pid != 1)
+	/* S as seen from here: M's child, or I's child in a new namespace... */
+	if (t->o.ctr && t->o.sibling)
+		child = rst_ctr_find_sibling(getppid(), t->mpid); /* ...or our parent's */
+	else
+		child = first_child(t->mpid);
+	if (child > 0 && t->pidns && t->o.pid != 1 && !t->o.sibling)
 		child = first_child(child);
 	if (child <= 0) {
 		ret = child < 0 ? child : -ESRCH;
@@ -516,11 +557,17 @@ int rst_target_new(const struct rst_target_opts *o, struct rst_target **out)
 	struct rst_target *t;
 	struct spawn sp = {0};
 	struct ready_msg m;
-	int ready[2] = {-1, -1}, ctl[2] = {-1, -1};
+	int ready[2] = {-1, -1}, ctl[2] = {-1, -1}, errp[2] = {-1, -1};
 	int32_t mpid;
 	pid_t child;
 	int ret;
 
+	if (o->ctr && o->pid != 1) {
+		pr_err("cannot restore pid %d as a container: a container's process is pid 1 of "
+		       "its PID namespace",
+		       (int)o->pid);
+		return -EINVAL;
+	}
 	if (o->lazy && !o->before_resume) {
 		pr_err("lazy (post-copy) restore needs a fault server hooked in "
 		       "(rst_target_opts.before_resume); migrate with pre-copy only");
@@ -551,16 +598,28 @@ int rst_target_new(const struct rst_target_opts *o, struct rst_target **out)
 		ret = -errno;
 		goto fail;
 	}
+	sp.ctr = o->ctr;
+	if (o->ctr && pipe2(errp, O_CLOEXEC | O_NONBLOCK) < 0) {
+		ret = -errno;
+		close(sp.devnull);
+		goto fail;
+	}
+	sp.errfd = errp[1];
 	offsets_text(sp.offsets, sizeof(sp.offsets), o->monotonic_offset_ns, o->boottime_offset_ns);
 
-	child = fork();
+	/*
+	 * A container for an engine that waits for it (rst_sibling): M is
+	 * made our parent's child (CLONE_PARENT) and makes pid 1 so too.
+	 */
+	sp.sibling = o->ctr && o->sibling;
+	child = sp.sibling ? syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0) : fork();
 	if (child < 0) {
 		ret = -errno;
 		close(sp.devnull);
 		goto fail;
 	}
 	if (child == 0) {
-		if (o->detach) {
+		if (o->detach && !sp.sibling) {
 			/* Orphan M so that it is not our child. */
 			pid_t g = raw_fork();
 
@@ -570,17 +629,20 @@ int rst_target_new(const struct rst_target_opts *o, struct rst_target **out)
 		m_main(&sp);
 	}
 	close(sp.devnull);
+	if (errp[1] >= 0)
+		close(errp[1]);
+	errp[1] = -1;
 	close(ready[1]);
 	ready[1] = -1;
 	close(ctl[0]);
 	ctl[0] = -1;
 	t->ctl = ctl[1];
 	ctl[1] = -1;
-	if (o->detach) {
+	if (o->detach && !sp.sibling) {
 		int status;
 
 		waitpid(child, &status, 0);
-	} else {
+	} else if (!o->detach) {
 		t->mpid = child;
 	}
 
@@ -601,8 +663,21 @@ int rst_target_new(const struct rst_target_opts *o, struct rst_target **out)
 			       (int)o->pid);
 		else
 			pr_err_r(ret, "cannot start the restore stub for pid %d", (int)o->pid);
+		if (errp[0] >= 0) {
+			char msg[512];
+			ssize_t n = read(errp[0], msg, sizeof(msg) - 1);
+
+			if (n > 0) {
+				msg[n] = '\0';
+				msg[strcspn(msg, "\n")] = '\0';
+				pr_err("the container of pid %d: %s", (int)o->pid, msg);
+			}
+		}
 		goto fail;
 	}
+	if (errp[0] >= 0)
+		close(errp[0]);
+	errp[0] = -1;
 	t->pidns = m.pidns;
 	ret = attach_stub(t);
 	if (ret)
@@ -613,6 +688,8 @@ int rst_target_new(const struct rst_target_opts *o, struct rst_target **out)
 	*out = t;
 	return 0;
 fail:
+	if (errp[0] >= 0)
+		close(errp[0]);
 	if (ready[0] >= 0)
 		close(ready[0]);
 	if (ready[1] >= 0)

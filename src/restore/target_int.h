@@ -171,4 +171,14 @@ bool rst_shm_posix_ours(const struct rst_target *t, const char *path);
  */
 int rst_restore_fds(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl);
 
+/*
+ * caps.c: the capability sets of Creds (read at dump: restore_int.h).
+ * rst_caps_before_ids() and
+ * rst_caps_after_ids() run in the current thread around its id changes
+ * (no-ops for an image without them).  0 or -errno.
+ */
+bool rst_caps_carried(const Haul__Img__Creds *c);
+int rst_caps_before_ids(struct rst_target *t, const Haul__Img__Creds *c);
+int rst_caps_after_ids(struct rst_target *t, const Haul__Img__Creds *c);
+
 #endif

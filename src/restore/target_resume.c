@@ -566,7 +566,9 @@ static int creds_on(struct rst_target *t, const Haul__Img__Creds *c)
 {
 	int ret;
 
-	ret = rst_poke(t, rst_scratch(t), c->groups, c->n_groups * sizeof(uint32_t));
+	ret = rst_caps_before_ids(t, c);
+	if (!ret)
+		ret = rst_poke(t, rst_scratch(t), c->groups, c->n_groups * sizeof(uint32_t));
 	if (!ret)
 		ret = rst_rcall(t, SYS_setgroups, c->n_groups, rst_scratch(t), 0, 0, 0, 0, NULL);
 	if (!ret)
@@ -577,6 +579,30 @@ static int creds_on(struct rst_target *t, const Haul__Img__Creds *c)
 		ret = rst_rcall(t, SYS_setresuid, c->ruid, c->euid, c->suid, 0, 0, 0, NULL);
 	if (!ret)
 		ret = rst_rcall(t, SYS_setfsuid, c->fsuid, 0, 0, 0, 0, 0, NULL);
+	return ret;
+}
+
+/*
+ * The capability sets in every thread: after the seccomp filters, whose
+ * installation may need CAP_SYS_ADMIN (without no_new_privs) that the
+ * image's sets drop; injected calls are not judged by the filters
+ * (res_seccomp.c suspends them).
+ */
+static int restore_caps(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+			size_t wl)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < t->nthr && !ret; i++) {
+		t->cur = &t->thr[i];
+		ret = rst_caps_after_ids(t, ps->creds);
+	}
+	t->cur = NULL;
+	if (!ret)
+		ret = rst_caps_after_ids(t, ps->creds);
+	if (ret)
+		snprintf(why, wl, "cannot restore the capabilities of pid %d: %s", ps->pid,
+			 strerror(-ret));
 	return ret;
 }
 
@@ -764,6 +790,8 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 		ret = restore_nnp(t, ps, why, wl);
 	if (!ret)
 		ret = rst_res_restore(t, ps, RST_RES_LAST, why, wl);
+	if (!ret)
+		ret = restore_caps(t, ps, why, wl);
 	ms[6] = lap_ms(&lap);
 	if (ret) {
 		if (!why[0])

@@ -28,6 +28,8 @@ grep -q '^ExecStart=/opt/haul/bin/haul pageserver ' "$D/lib/systemd/system/haul-
 [ "$(stat -c %a "$D/etc/haul")" = 700 ] || bad "/etc/haul is not mode 700 (it holds the key)"
 "$D/opt/haul/bin/haul" --version | grep -q "^haul $(cat "$SRC/VERSION")" ||
 	bad "the installed haul --version does not print the VERSION file's version"
+[ "$(readlink "$D/opt/haul/libexec/haul/criu-compat/criu")" = /opt/haul/bin/haul ] ||
+	bad "make install did not link libexec/haul/criu-compat/criu to the installed haul"
 
 if command -v bash >/dev/null; then
 	got=$(PATH="$D/opt/haul/bin:$PATH" bash -c '
@@ -42,5 +44,6 @@ soft-dirty" ] || bad "bash completion gave: $got"
 fi
 make -s -C "$SRC" BUILD="$b" uninstall DESTDIR="$D" PREFIX=/opt/haul >/dev/null 2>&1
 [ -e "$D/opt/haul/bin/haul" ] && bad "make uninstall left the binary"
+[ -L "$D/opt/haul/libexec/haul/criu-compat/criu" ] && bad "make uninstall left the criu link"
 [ "$fail" = 0 ] && echo "make install and uninstall: ok"
 exit $fail

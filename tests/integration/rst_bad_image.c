@@ -159,7 +159,7 @@ Test(rst_bad_image, an_image_of_an_older_version_is_refused_naming_both_versions
 	make_image_len(&l, buf, pack_state(3, false, 7, buf));
 	st = restore(out, sizeof(out));
 	cr_assert(st > 0 && st < 124, "haul restore exited %d: %s", st, out);
-	cr_assert(strstr(out, "image version 3, this haul restores version 4"), "%s", out);
+	cr_assert(strstr(out, "image version 3, this haul restores version 5"), "%s", out);
 }
 
 Test(rst_bad_image, a_file_object_with_another_kinds_part_or_an_fd_naming_none_is_refused)

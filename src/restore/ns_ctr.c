@@ -1,0 +1,505 @@
+/*
+ * ns_ctr.c - a container's namespaces: which ones the process has apart
+ * from its engine (the caller), what of them is carried, and their
+ * re-creation around the restored pid 1.
+ *
+ * Dump: /proc/PID/ns/X against /proc/self/ns/X for mnt, uts, ipc, net,
+ * pid, cgroup, user, time.  A user namespace is refused (ids would need
+ * mapping); a time namespace is haul's usual one (offsets carried).  A
+ * container (own mount namespace) must be pid 1 of its own PID namespace
+ * and alone in it (process trees are the `trees` work).  A helper child
+ * joins the uts, net and ipc namespaces to read the hostname and
+ * domainname, to check that the only network interface is lo (others
+ * are the engine's to recreate, refused by name), and that no SysV IPC
+ * object exists (refused by id).  Restore: the helper of the restore
+ * target unshares uts, ipc, net and cgroup (then pid and mnt as for any
+ * process in a new PID namespace); pid 1 sets the names, brings lo up,
+ * builds the mounts (mnt_ctr.c) and pivots into the root; only then is it
+ * rebuilt into the process, so every path of the image resolves inside.
+ */
+#define LOG_PREFIX "ctr: "
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "restore/ctr.h"
+
+static const struct {
+	const char *name;
+	int flag;
+} ns_names[] = {
+	{"mnt", CLONE_NEWNS},	 {"uts", CLONE_NEWUTS},	  {"ipc", CLONE_NEWIPC},
+	{"net", CLONE_NEWNET},	 {"pid", CLONE_NEWPID},	  {"cgroup", CLONE_NEWCGROUP},
+	{"user", CLONE_NEWUSER}, {"time", CLONE_NEWTIME},
+};
+
+/* What the helper child reads inside the container's uts, net and ipc namespaces. */
+struct ns_view {
+	int err;
+	char hostname[65], domainname[65];
+	char iface[IF_NAMESIZE + 1]; /* an interface other than lo, "" if none */
+	char ipc[64];		     /* a SysV IPC object, "" if none */
+};
+
+static void first_ipc(const char *file, const char *what, char *out, size_t len)
+{
+	char line[512];
+	FILE *f = fopen(file, "re");
+
+	if (!f)
+		return;
+	if (fgets(line, sizeof(line), f) && fgets(line, sizeof(line), f)) {
+		long key = 0, id = 0;
+
+		if (sscanf(line, "%ld %ld", &key, &id) == 2)
+			snprintf(out, len, "%s key %ld id %ld", what, key, id);
+	}
+	fclose(f);
+}
+
+static void __attribute__((noreturn)) view_child(pid_t pid, uint32_t flags, int wfd)
+{
+	struct ns_view v = {0};
+	struct utsname u;
+	char path[64], line[256];
+	FILE *f;
+
+	for (size_t i = 0; i < 4; i++) {
+		int nsfd;
+
+		if (!(flags & (uint32_t)ns_names[i].flag) || ns_names[i].flag == CLONE_NEWNS)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, ns_names[i].name);
+		nsfd = open(path, O_RDONLY | O_CLOEXEC);
+		if (nsfd < 0 || setns(nsfd, ns_names[i].flag) < 0) {
+			v.err = -errno;
+			goto out;
+		}
+		close(nsfd);
+	}
+	if (uname(&u) == 0) {
+		snprintf(v.hostname, sizeof(v.hostname), "%s", u.nodename);
+		snprintf(v.domainname, sizeof(v.domainname), "%s", u.domainname);
+	}
+	/* /proc/PID/net is the net namespace of PID whatever ours is */
+	snprintf(path, sizeof(path), "/proc/%d/net/dev", (int)pid);
+	f = fopen(path, "re");
+	if (f) {
+		while (fgets(line, sizeof(line), f)) {
+			char name[IF_NAMESIZE + 1];
+			char *colon = strchr(line, ':');
+
+			if (!colon || sscanf(line, " %16[^:]", name) != 1)
+				continue;
+			if (strcmp(name, "lo")) {
+				snprintf(v.iface, sizeof(v.iface), "%s", name);
+				break;
+			}
+		}
+		fclose(f);
+	}
+	/* /proc/sysvipc is the ipc namespace of the reader: ours now */
+	first_ipc("/proc/sysvipc/shm", "shared memory segment", v.ipc, sizeof(v.ipc));
+	if (!v.ipc[0])
+		first_ipc("/proc/sysvipc/msg", "message queue", v.ipc, sizeof(v.ipc));
+	if (!v.ipc[0])
+		first_ipc("/proc/sysvipc/sem", "semaphore set", v.ipc, sizeof(v.ipc));
+out:
+	if (write(wfd, &v, sizeof(v)) != sizeof(v))
+		_exit(1);
+	_exit(0);
+}
+
+static int ns_view_read(pid_t pid, uint32_t flags, struct ns_view *v)
+{
+	int p[2], status;
+	pid_t child;
+	ssize_t n;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	child = fork();
+	if (child < 0) {
+		close(p[0]);
+		close(p[1]);
+		return -errno;
+	}
+	if (child == 0) {
+		close(p[0]);
+		view_child(pid, flags, p[1]);
+	}
+	close(p[1]);
+	n = read(p[0], v, sizeof(*v));
+	close(p[0]);
+	waitpid(child, &status, 0);
+	if (n != sizeof(*v))
+		return -EIO;
+	return v->err;
+}
+
+/* The CLONE_NEW* namespaces @pid has apart from us. 0 or -errno. */
+static int ns_differ(pid_t pid, uint32_t *flags)
+{
+	*flags = 0;
+	for (size_t i = 0; i < sizeof(ns_names) / sizeof(ns_names[0]); i++) {
+		char a[64], b[64];
+		struct stat sa, sb;
+
+		snprintf(a, sizeof(a), "/proc/%d/ns/%s", (int)pid, ns_names[i].name);
+		snprintf(b, sizeof(b), "/proc/self/ns/%s", ns_names[i].name);
+		if (stat(b, &sb) < 0)
+			continue; /* a namespace this kernel does not have */
+		if (stat(a, &sa) < 0)
+			return -errno;
+		if (sa.st_ino != sb.st_ino || sa.st_dev != sb.st_dev)
+			*flags |= (uint32_t)ns_names[i].flag;
+	}
+	return 0;
+}
+
+/* pid 1 of its PID namespace, with no child processes. */
+static int check_alone(pid_t pid, char *why, size_t wl)
+{
+	char path[64], line[512], *last;
+	FILE *f;
+	bool init = false;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "NSpid:", 6)) {
+			line[strcspn(line, "\n")] = '\0';
+			last = strrchr(line, '\t');
+			init = last && !strcmp(last + 1, "1");
+		}
+	fclose(f);
+	if (!init) {
+		snprintf(why, wl,
+			 "pid %d is not pid 1 of its PID namespace: only a container's init is "
+			 "carried",
+			 (int)pid);
+		return -EOPNOTSUPP;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+	f = fopen(path, "re");
+	if (f) {
+		long child = 0;
+
+		if (fscanf(f, "%ld", &child) == 1) {
+			fclose(f);
+			snprintf(why, wl,
+				 "the container of pid %d has another process (pid %ld): the criu "
+				 "entry point carries a container of one process",
+				 (int)pid, child);
+			return -EOPNOTSUPP;
+		}
+		fclose(f);
+	}
+	return 0;
+}
+
+/* An mqueue mount of the container must be empty (queues are not carried). */
+static int check_mqueues(pid_t pid, const Haul__Ctr__Container *c, char *why, size_t wl)
+{
+	for (size_t i = 0; i < c->n_mounts; i++) {
+		char path[PATH_MAX];
+		struct dirent *d;
+		DIR *dir;
+
+		if (strcmp(c->mounts[i]->fstype, "mqueue"))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pid, c->mounts[i]->mountpoint);
+		dir = opendir(path);
+		if (!dir)
+			continue;
+		while ((d = readdir(dir)))
+			if (d->d_name[0] != '.') {
+				snprintf(why, wl,
+					 "the POSIX message queue %s/%s of pid %d is not carried",
+					 c->mounts[i]->mountpoint, d->d_name, (int)pid);
+				closedir(dir);
+				return -EOPNOTSUPP;
+			}
+		closedir(dir);
+	}
+	return 0;
+}
+
+int rst_ctr_dump_check(pid_t pid, const struct rst_ctr_ext *ext, size_t next,
+		       Haul__Ctr__Container **out, char *why, size_t wl)
+{
+	Haul__Ctr__Container *c;
+	struct ns_view v;
+	uint32_t flags;
+	int ret;
+
+	*out = NULL;
+	ret = ns_differ(pid, &flags);
+	if (ret) {
+		snprintf(why, wl, "cannot read the namespaces of pid %d: %s", (int)pid,
+			 strerror(-ret));
+		return ret;
+	}
+	if (flags & CLONE_NEWUSER) {
+		snprintf(why, wl, "pid %d is in a user namespace of its own: not carried",
+			 (int)pid);
+		return -EOPNOTSUPP;
+	}
+	flags &= ~(uint32_t)CLONE_NEWTIME; /* haul's own time namespace carries its clocks */
+	if (!(flags & CLONE_NEWNS))
+		return 0; /* not a container: haul's usual process restore */
+	if (!(flags & CLONE_NEWPID)) {
+		snprintf(why, wl,
+			 "pid %d has its own mount namespace but shares our PID namespace: not "
+			 "carried",
+			 (int)pid);
+		return -EOPNOTSUPP;
+	}
+	ret = check_alone(pid, why, wl);
+	if (ret)
+		return ret;
+	ret = ns_view_read(pid, flags, &v);
+	if (ret) {
+		snprintf(why, wl, "cannot enter the namespaces of pid %d: %s", (int)pid,
+			 strerror(-ret));
+		return ret;
+	}
+	if (v.iface[0]) {
+		snprintf(why, wl,
+			 "the network namespace of pid %d has interface %s: only lo is carried, "
+			 "the engine must recreate others (a network namespace path in its config)",
+			 (int)pid, v.iface);
+		return -EOPNOTSUPP;
+	}
+	if (v.ipc[0]) {
+		snprintf(why, wl, "the SysV %s in the IPC namespace of pid %d is not carried",
+			 v.ipc, (int)pid);
+		return -EOPNOTSUPP;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	haul__ctr__container__init(c);
+	c->version = RST_CTR_VERSION;
+	c->ns_flags = flags;
+	c->hostname = strdup(v.hostname);
+	c->domainname = strdup(v.domainname);
+	ret = c->hostname && c->domainname ? 0 : -ENOMEM;
+	if (!ret)
+		ret = rst_ctr_dump_mounts(pid, ext, next, c, why, wl);
+	if (!ret)
+		ret = check_mqueues(pid, c, why, wl);
+	if (ret) {
+		rst_ctr_record_free(c);
+		return ret;
+	}
+	*out = c;
+	return 0;
+}
+
+void rst_ctr_record_free(Haul__Ctr__Container *c)
+{
+	if (c)
+		haul__ctr__container__free_unpacked(c, NULL);
+}
+
+int rst_ctr_prepare(const Haul__Ctr__Container *c, const char *imgdir, const char *root,
+		    const struct rst_ctr_ext *ext, size_t next, struct rst_ctr *out, char *why,
+		    size_t wl)
+{
+	memset(out, 0, sizeof(*out));
+	if (c->version != RST_CTR_VERSION) {
+		snprintf(why, wl,
+			 "the container record is of version %u, this haul reads version %d: "
+			 "restore with the haul that made it",
+			 c->version, RST_CTR_VERSION);
+		return -EPROTO;
+	}
+	if (c->ns_flags & ~(uint32_t)RST_CTR_NS_CARRIED) {
+		snprintf(why, wl, "the container record has namespaces %#x that are not carried",
+			 c->ns_flags & ~(uint32_t)RST_CTR_NS_CARRIED);
+		return -EPROTO;
+	}
+	if (!root || root[0] != '/' || strlen(root) >= sizeof(out->root)) {
+		snprintf(why, wl, "the container's root is not an absolute path");
+		return -EINVAL;
+	}
+	out->nsflags = c->ns_flags;
+	snprintf(out->root, sizeof(out->root), "%s", root);
+	snprintf(out->hostname, sizeof(out->hostname), "%s", c->hostname ? c->hostname : "");
+	snprintf(out->domainname, sizeof(out->domainname), "%s",
+		 c->domainname ? c->domainname : "");
+	return rst_ctr_prepare_mounts(c, imgdir, ext, next, out, why, wl);
+}
+
+void rst_ctr_release(struct rst_ctr *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		free(c->m[i].target);
+		free(c->m[i].fstype);
+		free(c->m[i].source);
+		free(c->m[i].data);
+		free(c->m[i].from);
+		free(c->m[i].archive);
+	}
+	free(c->m);
+	c->m = NULL;
+	c->n = 0;
+}
+
+int rst_ctr_socket_in(pid_t pid, int domain, int type)
+{
+	char path[64];
+	struct stat a, b;
+	int own, theirs, fd, ret;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+	if (stat(path, &a) < 0 || stat("/proc/thread-self/ns/net", &b) < 0 ||
+	    (a.st_ino == b.st_ino && a.st_dev == b.st_dev)) {
+		fd = socket(domain, type, 0);
+		return fd < 0 ? -errno : fd;
+	}
+	own = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	theirs = open(path, O_RDONLY | O_CLOEXEC);
+	if (own < 0 || theirs < 0 || setns(theirs, CLONE_NEWNET) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	fd = socket(domain, type, 0);
+	ret = fd < 0 ? -errno : fd;
+	if (setns(own, CLONE_NEWNET) < 0) {
+		/* this thread would stay in the container's namespace: nothing may go on */
+		pr_err("cannot return to haul's network namespace after a socket in pid %d's: %s",
+		       (int)pid, strerror(errno));
+		abort();
+	}
+out:
+	if (own >= 0)
+		close(own);
+	if (theirs >= 0)
+		close(theirs);
+	return ret;
+}
+
+pid_t rst_ctr_find_sibling(pid_t parent, pid_t helper)
+{
+	char path[320], buf[4096];
+	struct stat want;
+	struct dirent *d;
+	pid_t found = -ESRCH;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/pid_for_children", (int)helper);
+	if (stat(path, &want) < 0)
+		return -errno;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)parent);
+	dir = opendir(path);
+	if (!dir)
+		return -errno;
+	/* children are listed by the thread that made them: look at every thread */
+	while (found < 0 && (d = readdir(dir))) {
+		char *tok, *save = NULL;
+		ssize_t n;
+		int fd;
+
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/children", (int)parent, d->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		buf[n > 0 ? n : 0] = '\0';
+		for (tok = strtok_r(buf, " \n", &save); tok && found < 0;
+		     tok = strtok_r(NULL, " \n", &save)) {
+			struct stat st;
+
+			snprintf(path, sizeof(path), "/proc/%s/ns/pid", tok);
+			if (atoi(tok) != helper && stat(path, &st) == 0 &&
+			    st.st_ino == want.st_ino && st.st_dev == want.st_dev)
+				found = atoi(tok);
+		}
+	}
+	closedir(dir);
+	return found;
+}
+
+int rst_ctr_unshare(const struct rst_ctr *c)
+{
+	int fl = (int)(c->nsflags & (CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP));
+
+	return fl && unshare(fl) < 0 ? -errno : 0;
+}
+
+static int lo_up(void)
+{
+	struct ifreq ifr = {0};
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), ret = 0;
+
+	if (s < 0)
+		return -errno;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+		ret = -errno;
+	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+	if (!ret && ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+		ret = -errno;
+	close(s);
+	return ret;
+}
+
+int rst_ctr_enter(const struct rst_ctr *c, int errfd)
+{
+	int ret;
+
+	if ((c->nsflags & CLONE_NEWUTS) &&
+	    (sethostname(c->hostname, strlen(c->hostname)) < 0 ||
+	     setdomainname(c->domainname, strlen(c->domainname)) < 0)) {
+		ret = -errno;
+		dprintf(errfd, "cannot set the hostname %s: %s\n", c->hostname, strerror(-ret));
+		return ret;
+	}
+	if (c->nsflags & CLONE_NEWNET) {
+		ret = lo_up();
+		if (ret) {
+			dprintf(errfd, "cannot bring lo up in the new network namespace: %s\n",
+				strerror(-ret));
+			return ret;
+		}
+	}
+	ret = rst_ctr_mounts(c, errfd);
+	if (ret)
+		return ret;
+	if ((c->root_flags & MS_RDONLY) &&
+	    mount(NULL, c->root, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0) {
+		ret = -errno;
+		dprintf(errfd, "cannot make the root %s read-only: %s\n", c->root, strerror(-ret));
+		return ret;
+	}
+	/* pivot_root(".", "."): the old root stacks under the new one and is detached */
+	if (chdir(c->root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
+	    umount2(".", MNT_DETACH) < 0 || chdir("/") < 0) {
+		ret = -errno;
+		dprintf(errfd, "cannot pivot into the container's root %s: %s\n", c->root,
+			strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
