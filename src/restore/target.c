@@ -217,15 +217,17 @@ static void __attribute__((noreturn)) init_main(struct spawn *sp)
 	}
 }
 
-static void __attribute__((noreturn)) m_main(struct spawn *sp)
+/*
+ * M's start: only the two pipes survive (at 200 and 201, and the error
+ * pipe at 202 for a container), stdio is /dev/null, every signal action
+ * default and unmasked, normal scheduling; it tells T its pid.
+ */
+static void m_reset(struct spawn *sp)
 {
-	struct pollfd pfd[2];
-	bool resumed = false;
-	pid_t child = -1;
 	int fd;
 	int32_t self = getpid();
 
-	/* Only the two pipes survive (at 200 and 201): S inherits nothing of haul's. */
+	/* S inherits nothing of haul's */
 	fd = fcntl(sp->ready, F_DUPFD_CLOEXEC, 300);
 	sp->ctl = fcntl(sp->ctl, F_DUPFD_CLOEXEC, 300);
 	dup3(fd, 200, O_CLOEXEC);
@@ -261,6 +263,66 @@ static void __attribute__((noreturn)) m_main(struct spawn *sp)
 				syscall(SYS_rt_sigaction, sig, dfl, NULL, 8);
 		sched_setscheduler(0, SCHED_OTHER, &prio);
 	}
+}
+
+/*
+ * M's watch over its child @child (S, or pid 1 of a new PID namespace):
+ * its exit status is M's; EOF on the control pipe before 'R' (T died
+ * before the resume) kills it.
+ */
+static void __attribute__((noreturn)) m_watch(struct spawn *sp, pid_t child)
+{
+	struct pollfd pfd[2];
+	bool resumed = false;
+
+	pfd[0].fd = sp->ctl;
+	pfd[0].events = POLLIN;
+	pfd[1].fd = syscall(SYS_pidfd_open, child, 0);
+	pfd[1].events = POLLIN;
+	for (;;) {
+		int status;
+
+		if (pfd[1].fd < 0) {
+			/* No pidfd: just wait (the restored process outlives T anyway). */
+			if (waitpid(child, &status, 0) == child)
+				_exit(rst_exit_code(status));
+			continue;
+		}
+		if (poll(pfd, 2, -1) < 0)
+			continue;
+		if (pfd[0].revents) {
+			char c = 0;
+
+			if (read(sp->ctl, &c, 1) == 1 && c == 'R') {
+				resumed = true;
+				/*
+				 * A container's pid 1 is left to the host's init (or
+				 * subreaper) as the engine leaves it: no helper of
+				 * haul stays in the container's cgroup.
+				 */
+				if (sp->ctr)
+					_exit(0);
+			} else {
+				if (!resumed)
+					syscall(SYS_pidfd_send_signal, pfd[1].fd, SIGKILL, NULL, 0);
+				pfd[0].fd = -1;
+			}
+		}
+		if (pfd[1].revents) {
+			if (waitpid(child, &status, 0) == child)
+				_exit(rst_exit_code(status));
+			if (sp->sibling)
+				_exit(127); /* not ours to reap: it died before its resume */
+		}
+	}
+}
+
+static void __attribute__((noreturn)) m_main(struct spawn *sp)
+{
+	pid_t child = -1;
+	int fd;
+
+	m_reset(sp);
 	if (unshare(CLONE_NEWTIME) < 0) {
 		report(sp->ready, -errno, 0);
 		_exit(127);
@@ -330,46 +392,7 @@ static void __attribute__((noreturn)) m_main(struct spawn *sp)
 	}
 	close(sp->ready);
 
-	pfd[0].fd = sp->ctl;
-	pfd[0].events = POLLIN;
-	pfd[1].fd = syscall(SYS_pidfd_open, child, 0);
-	pfd[1].events = POLLIN;
-	for (;;) {
-		int status;
-
-		if (pfd[1].fd < 0) {
-			/* No pidfd: just wait (the restored process outlives T anyway). */
-			if (waitpid(child, &status, 0) == child)
-				_exit(rst_exit_code(status));
-			continue;
-		}
-		if (poll(pfd, 2, -1) < 0)
-			continue;
-		if (pfd[0].revents) {
-			char c = 0;
-
-			if (read(sp->ctl, &c, 1) == 1 && c == 'R') {
-				resumed = true;
-				/*
-				 * A container's pid 1 is left to the host's init (or
-				 * subreaper) as the engine leaves it: no helper of
-				 * haul stays in the container's cgroup.
-				 */
-				if (sp->ctr)
-					_exit(0);
-			} else {
-				if (!resumed)
-					syscall(SYS_pidfd_send_signal, pfd[1].fd, SIGKILL, NULL, 0);
-				pfd[0].fd = -1;
-			}
-		}
-		if (pfd[1].revents) {
-			if (waitpid(child, &status, 0) == child)
-				_exit(rst_exit_code(status));
-			if (sp->sibling)
-				_exit(127); /* not ours to reap: it died before its resume */
-		}
-	}
+	m_watch(sp, child);
 }
 
 /* ---- remote calls -------------------------------------------------------- */
@@ -552,16 +575,9 @@ static int attach_stub(struct rst_target *t)
 	return 0;
 }
 
-int rst_target_new(const struct rst_target_opts *o, struct rst_target **out)
+/* The options a target cannot be made with: 0, or -errno (logged). */
+static int check_opts(const struct rst_target_opts *o)
 {
-	struct rst_target *t;
-	struct spawn sp = {0};
-	struct ready_msg m;
-	int ready[2] = {-1, -1}, ctl[2] = {-1, -1}, errp[2] = {-1, -1};
-	int32_t mpid;
-	pid_t child;
-	int ret;
-
 	if (o->ctr && o->pid != 1) {
 		pr_err("cannot restore pid %d as a container: a container's process is pid 1 of "
 		       "its PID namespace",
@@ -577,6 +593,43 @@ int rst_target_new(const struct rst_target_opts *o, struct rst_target **out)
 		pr_err("cannot restore pid %d: not a valid PID", (int)o->pid);
 		return -EINVAL;
 	}
+	return 0;
+}
+
+/* Why the helper for @o failed to start (@err), with a container's words from @errfd. */
+static void say_not_started(const struct rst_target_opts *o, int err, int errfd)
+{
+	if (err == -EEXIST)
+		pr_err("cannot restore pid %d: the PID is in use here and a new PID namespace "
+		       "was not allowed",
+		       (int)o->pid);
+	else
+		pr_err_r(err, "cannot start the restore stub for pid %d", (int)o->pid);
+	if (errfd >= 0) {
+		char msg[512];
+		ssize_t n = read(errfd, msg, sizeof(msg) - 1);
+
+		if (n > 0) {
+			msg[n] = '\0';
+			msg[strcspn(msg, "\n")] = '\0';
+			pr_err("the container of pid %d: %s", (int)o->pid, msg);
+		}
+	}
+}
+
+int rst_target_new(const struct rst_target_opts *o, struct rst_target **out)
+{
+	struct rst_target *t;
+	struct spawn sp = {0};
+	struct ready_msg m;
+	int ready[2] = {-1, -1}, ctl[2] = {-1, -1}, errp[2] = {-1, -1};
+	int32_t mpid;
+	pid_t child;
+	int ret;
+
+	ret = check_opts(o);
+	if (ret)
+		return ret;
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
@@ -657,22 +710,7 @@ int rst_target_new(const struct rst_target_opts *o, struct rst_target **out)
 	t->mpid = mpid;
 	if (m.err) {
 		ret = m.err;
-		if (ret == -EEXIST)
-			pr_err("cannot restore pid %d: the PID is in use here and a new PID namespace "
-			       "was not allowed",
-			       (int)o->pid);
-		else
-			pr_err_r(ret, "cannot start the restore stub for pid %d", (int)o->pid);
-		if (errp[0] >= 0) {
-			char msg[512];
-			ssize_t n = read(errp[0], msg, sizeof(msg) - 1);
-
-			if (n > 0) {
-				msg[n] = '\0';
-				msg[strcspn(msg, "\n")] = '\0';
-				pr_err("the container of pid %d: %s", (int)o->pid, msg);
-			}
-		}
+		say_not_started(o, ret, errp[0]);
 		goto fail;
 	}
 	if (errp[0] >= 0)
