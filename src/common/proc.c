@@ -5,6 +5,7 @@
  * with prctl(PR_SET_NAME), spaces and ')' included, so the fields are counted
  * from the last ')', never split from the start of the line.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -64,4 +65,41 @@ int haul_proc_stat_field(pid_t pid, int field, char *state, unsigned long long *
 int haul_proc_starttime(pid_t pid, unsigned long long *start)
 {
 	return haul_proc_stat_field(pid, 22, NULL, start);
+}
+
+int haul_proc_tids(pid_t pid, pid_t **out, size_t *n)
+{
+	char path[64];
+	struct dirent *de;
+	pid_t *v = NULL;
+	size_t k = 0, cap = 0;
+	DIR *d;
+
+	*out = NULL;
+	*n = 0;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return errno == ENOENT ? -ESRCH : -errno;
+	while ((de = readdir(d))) {
+		pid_t tid = (pid_t)atoi(de->d_name);
+
+		if (tid <= 0)
+			continue;
+		if (k == cap) {
+			pid_t *nv = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof(*v));
+
+			if (!nv) {
+				free(v);
+				closedir(d);
+				return -ENOMEM;
+			}
+			v = nv;
+		}
+		v[k++] = tid;
+	}
+	closedir(d);
+	*out = v;
+	*n = k;
+	return 0;
 }

@@ -30,6 +30,8 @@ int haul_proc_stat_field(pid_t pid, int field, char *state, unsigned long long *
 
 /* The start time (clock ticks after boot) of @pid: with the pid, one process. */
 int haul_proc_starttime(pid_t pid, unsigned long long *start);
+/* The threads of @pid (/proc/PID/task) in *@out (free it), *@n of them.  0, -ESRCH or -errno. */
+int haul_proc_tids(pid_t pid, pid_t **out, size_t *n);
 
 /* struct sched_attr of sched_setattr(2), which glibc does not declare. */
 struct haul_sched_attr {

@@ -34,6 +34,7 @@
 
 #include "common/log.h"
 #include "common/policy.h"
+#include "common/proc.h"
 #include "common/rsys.h"
 #include "restore/lazy.h"
 
@@ -305,25 +306,18 @@ struct lazy_rseq_conf {
 	uint32_t size, sig, flags, pad;
 };
 
-int rst_lazy_eager_ranges(pid_t pid, const struct haul_layout *l, struct rst_lazy_range **out,
-			  size_t *n)
+/*
+ * The rseq area of thread @tid (seized and stopped) as a page range in
+ * *@r when it lies in a lazy VMA of @l: the restore registers it with an
+ * injected call, which the kernel answers by writing to it, before any
+ * page can be fetched.  0 (nothing to add, *@r empty too), or -errno.
+ */
+static int rseq_range(pid_t tid, const struct haul_layout *l, struct rst_lazy_range *r)
 {
-	struct rst_lazy_range *r = calloc(l->n + 1, sizeof(*r));
 	struct lazy_rseq_conf rc;
-	size_t k = 0;
 
-	if (!r)
-		return -ENOMEM;
-	for (size_t i = 0; i < l->n; i++) {
-		const struct haul_vma *v = &l->v[i];
-
-		/* PROT_NONE too: its pages are read through /proc/PID/mem */
-		if (haul_vma_is_memory(v) && !rst_lazy_vma_ok(v))
-			r[k++] = (struct rst_lazy_range){v->start, v->end};
-	}
-	if (pid <= 0)
-		goto done; /* the process still runs: its VMAs only */
-	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, pid, sizeof(rc), &rc) == (long)sizeof(rc) &&
+	*r = (struct rst_lazy_range){0, 0};
+	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, tid, sizeof(rc), &rc) == (long)sizeof(rc) &&
 	    rc.ptr) {
 		uint64_t s = rc.ptr & ~(HAUL_PAGE_SIZE - 1);
 		uint64_t e = (rc.ptr + (rc.size ? rc.size : 32) + HAUL_PAGE_SIZE - 1) &
@@ -331,16 +325,48 @@ int rst_lazy_eager_ranges(pid_t pid, const struct haul_layout *l, struct rst_laz
 		const struct haul_vma *v = haul_layout_find(l, s);
 
 		if (v && rst_lazy_vma_ok(v))
-			r[k++] = (struct rst_lazy_range){s, e};
-	} else if (errno != EIO && errno != EINVAL) {
-		/* No rseq (EINVAL on old kernels) is fine; not being its tracer is not. */
-		int ret = -errno;
+			*r = (struct rst_lazy_range){s, e};
+		return 0;
+	}
+	/* No rseq (EINVAL on old kernels) is fine; not being its tracer is not. */
+	if (errno == EIO || errno == EINVAL)
+		return 0;
+	pr_err_r(-errno, "cannot read the rseq area of thread %d", (int)tid);
+	return -errno;
+}
 
-		pr_err_r(ret, "cannot read the rseq area of pid %d", pid);
+int rst_lazy_eager_ranges(pid_t pid, const struct haul_layout *l, struct rst_lazy_range **out,
+			  size_t *n)
+{
+	struct rst_lazy_range *r = NULL;
+	pid_t *tids = NULL;
+	size_t k = 0, ntids = 0;
+	int ret = 0;
+
+	/* every thread's rseq page (the process is stopped: its threads are known) */
+	if (pid > 0)
+		ret = haul_proc_tids(pid, &tids, &ntids);
+	if (!ret)
+		r = calloc(l->n + ntids + 1, sizeof(*r));
+	if (!ret && !r)
+		ret = -ENOMEM;
+	for (size_t i = 0; !ret && i < l->n; i++) {
+		const struct haul_vma *v = &l->v[i];
+
+		/* PROT_NONE too: its pages are read through /proc/PID/mem */
+		if (haul_vma_is_memory(v) && !rst_lazy_vma_ok(v))
+			r[k++] = (struct rst_lazy_range){v->start, v->end};
+	}
+	for (size_t i = 0; !ret && i < ntids; i++) {
+		ret = rseq_range(tids[i], l, &r[k]);
+		if (!ret && r[k].end > r[k].start)
+			k++;
+	}
+	free(tids);
+	if (ret) {
 		free(r);
 		return ret;
 	}
-done:
 	*out = r;
 	*n = k;
 	return 0;

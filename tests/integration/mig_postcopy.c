@@ -85,6 +85,21 @@ Test(mig_postcopy, postcopy_moves_a_randomly_writing_workload_intact, .fini = te
  * by about the hot set), the pages written again before the freeze are named
  * stale, and the memory arrives intact.
  */
+/* Each thread's rseq area is registered by an injected call before any page can be fetched. */
+Test(mig_postcopy, postcopy_moves_a_multithreaded_workload, .fini = teardown, .timeout = 120)
+{
+	const char *extra[] = {"--postcopy", NULL};
+	long seq;
+
+	th_mig_setup(&M, 0);
+	M.threads = 3;
+	th_mig_workload(&M, 64, 32, 0);
+	th_mig_ticks(&M, 3, 10000);
+	seq = th_mig_seq(&M);
+	cr_assert_eq(th_mig_migrate(&M, extra, 90000), 0, "haul migrate --postcopy failed");
+	th_mig_assert_moved(&M, seq);
+}
+
 Test(mig_postcopy, postcopy_sends_a_repeating_working_set_before_the_freeze, .fini = teardown,
      .timeout = 120)
 {
