@@ -278,6 +278,8 @@ static int precopy_rounds(struct mig *m)
 			pr_err_r(ret, "cannot scan the dirty pages of pid %d", m->pid);
 			return ret;
 		}
+		/* made right at once on the target, not again in the downtime */
+		rst_dump_prep_annotate(m->prep, &r.layout);
 		t_scan = haul_now_ms();
 		if (trk_call_ms(m->trk) > res->scan_call_max_ms)
 			res->scan_call_max_ms = trk_call_ms(m->trk);

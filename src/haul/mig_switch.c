@@ -38,6 +38,7 @@ static int final_round(struct mig *m)
 		pr_err_r(ret, "cannot scan the last dirty pages of pid %d", m->pid);
 		return ret;
 	}
+	rst_dump_prep_annotate(m->prep, &r.layout);
 	ps_client_stats(m->client, &st0);
 	ret = haul_mig_send_round(m, &r, false);
 	ps_client_stats(m->client, &st1);

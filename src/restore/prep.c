@@ -312,3 +312,19 @@ int rst_dump_prep_layout(struct rst_dump_prep *p, pid_t pid, struct haul_layout 
 	rst_prep_freeze(p);
 	return rst_prep_layout(p, pid, out);
 }
+
+void rst_dump_prep_annotate(const struct rst_dump_prep *p, struct haul_layout *l)
+{
+	const uint32_t creation =
+		HAUL_VMA_NORESERVE | HAUL_VMA_DROPPABLE | HAUL_VMA_GROWSDOWN | HAUL_VMA_MAYWRITE;
+
+	if (!p || !p->have_layout)
+		return;
+	for (size_t i = 0; i < l->n; i++) {
+		struct haul_vma *v = &l->v[i];
+		const struct haul_vma *w = haul_layout_find(&p->layout, v->start);
+
+		if (w && w->start == v->start && w->end == v->end)
+			v->flags |= w->flags & creation;
+	}
+}

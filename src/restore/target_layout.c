@@ -64,6 +64,15 @@ static bool tramp_clear(const struct haul_layout *l, uint64_t at)
 	return at >= (1ULL << 32) && at + TRAMP_SIZE + TRAMP_PAD < RST_TASK_SIZE;
 }
 
+/* CLOCK_MONOTONIC in ms, for the debug timings. */
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 /* Map a fresh trampoline clear of @l, using the current syscall address. */
 static int tramp_map(struct rst_target *t, const struct haul_layout *l)
 {
@@ -174,7 +183,12 @@ static int apply_advice(struct rst_target *t, const struct haul_vma *v, uint64_t
 
 		if (!(v->flags & adv[i].flag))
 			continue;
+		double t0 = now_ms();
+
 		ret = rst_rcall(t, SYS_madvise, s, e - s, adv[i].advice, 0, 0, 0, NULL);
+		if (now_ms() - t0 > 1)
+			pr_debug("pid %d: madvise(%d) of %" PRIu64 " KiB took %.1f ms",
+				 (int)t->o.pid, adv[i].advice, (e - s) >> 10, now_ms() - t0);
 		if (ret)
 			pr_warn_r(ret, "cannot advise %#" PRIx64 "-%#" PRIx64 " of pid %d (%d)", s,
 				  e, (int)t->o.pid, adv[i].advice);
@@ -345,8 +359,8 @@ static int write_mem(struct rst_target *t, uint64_t addr, const void *data, size
  * this, for VMAs made from a pre-copy layout: the stack (MAP_GROWSDOWN),
  * and rarely MAP_NORESERVE, MAP_DROPPABLE, a shared file opened for writing.
  */
-static int remake(struct rst_target *t, const struct tvma *o, const struct haul_vma *w, uint64_t s,
-		  uint64_t e)
+static int remake_part(struct rst_target *t, const struct tvma *o, const struct haul_vma *w,
+		       uint64_t s, uint64_t e)
 {
 	uint64_t flags = MAP_ANONYMOUS | MAP_PRIVATE, chunk = 64 << 10;
 	char *buf;
@@ -406,6 +420,19 @@ static int remake(struct rst_target *t, const struct tvma *o, const struct haul_
 		ret = rst_rcall(t, SYS_mprotect, s, e - s, rst_create_prot(w), 0, 0, 0, NULL);
 	if (!ret)
 		ret = apply_advice(t, w, s, e);
+	return ret;
+}
+
+/* remake_part, timed: it copies the pages that may hold data (HAUL_LOG=debug). */
+static int remake(struct rst_target *t, const struct tvma *o, const struct haul_vma *w, uint64_t s,
+		  uint64_t e)
+{
+	double t0 = now_ms();
+	int ret = remake_part(t, o, w, s, e);
+
+	pr_debug("pid %d: %#" PRIx64 "-%#" PRIx64 " made again (creation flags %#x -> %#x) in "
+		 "%.1f ms",
+		 (int)t->o.pid, s, e, creation_flags(&o->v), creation_flags(w), now_ms() - t0);
 	return ret;
 }
 
