@@ -180,8 +180,12 @@ static void assert_served(bool at_b, const char *pfx)
 	cr_assert(th_mig_eventually(no_nft, &M, NULL, 5000), "an nftables rule is left");
 	cr_assert(th_mig_addr_only_at(&M, pfx, !at_b), "%s is not on %s only", pfx,
 		  at_b ? "the target" : "the source");
-	cr_assert_eq(server_netns(&n), at_b ? M.net_b : M.net_a, "%d copies, not one on %s", n,
-		     at_b ? "B" : "A");
+	if (server_netns(&n) != (at_b ? M.net_b : M.net_a)) {
+		if (!at_b && M.wl_pid > 0)
+			cr_log_error("the source's status: %d", th_wait_exit(M.wl_pid, 100));
+		th_sh("sed 's/^/server: /' %s >&2", srv_out);
+		cr_assert_fail("%d copies, not one on %s", n, at_b ? "B" : "A");
+	}
 	kill(cli, SIGUSR1);
 	if (th_wait_file(cli_out, 0, "client ok", 90000, line, sizeof(line))) {
 		th_sh("sed 's/^/server: /' %s >&2; sed 's/^/client: /' %s >&2", srv_out, cli_out);
