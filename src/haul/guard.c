@@ -10,7 +10,14 @@
  *   'C' the restore command goes out: the target may run the process from now
  *       on, so a dead haul leaves the source frozen ("in doubt");
  *   'A' back to armed (the target refused the restore);
- *   'D' haul is done (committed or undone by itself): exit quietly.
+ *   'D' haul is done (committed or undone by itself): exit quietly;
+ *   'R' and two ints (fd, SO_REUSEADDR): the dump is putting that TCP socket
+ *       of the process in repair mode.
+ * A socket left in repair mode never sends again, so before it thaws the
+ * process the armed guardian takes each such socket (pidfd_getfd) out of
+ * repair mode (the kernel sends a window probe: the peer learns we are back)
+ * and puts SO_REUSEADDR back (leaving repair clears it).  In doubt it leaves
+ * them: if the target runs, the source must die without a FIN or RST.
  * EOF without 'D' means haul died: when armed, the guardian undoes the
  * cgroup changes (lifts the throttle, thaws: the source runs on, the kernel
  * has already dropped haul's ptrace and uffd, and the injection survivor,
@@ -30,11 +37,81 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include "common/log.h"
 #include "haul/haul_int.h"
 
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+
+/* The sockets the dump put in repair mode: fd and SO_REUSEADDR pairs. */
+struct held {
+	int (*fr)[2];
+	size_t n, cap;
+};
+
+static void held_add(struct held *h, int rfd)
+{
+	int rec[2];
+
+	if (read(rfd, rec, sizeof(rec)) != (ssize_t)sizeof(rec))
+		return; /* haul died mid-record: the write is atomic, so it never began */
+	if (h->n == h->cap) {
+		size_t nc = h->cap ? h->cap * 2 : 16;
+		int(*a)[2] = realloc(h->fr, nc * sizeof(*a));
+
+		if (!a) {
+			pr_err("out of memory: fd %d stays in TCP repair mode", rec[0]);
+			return;
+		}
+		h->fr = a;
+		h->cap = nc;
+	}
+	h->fr[h->n][0] = rec[0];
+	h->fr[h->n++][1] = rec[1];
+}
+
+static void held_release(const struct held *h, pid_t pid)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	size_t done = 0;
+
+	if (pidfd < 0 && h->n) {
+		pr_err("cannot reach the sockets of pid %d: %s; %zu connection(s) stay in TCP "
+		       "repair mode (the process must reconnect)",
+		       (int)pid, strerror(errno), h->n);
+		return;
+	}
+	for (size_t i = 0; i < h->n; i++) {
+		int sfd = (int)syscall(SYS_pidfd_getfd, pidfd, h->fr[i][0], 0), off = 0;
+
+		if (sfd < 0)
+			continue; /* closed since: nothing to repair */
+		if (setsockopt(sfd, IPPROTO_TCP, TCP_REPAIR, &off, sizeof(off)) ||
+		    setsockopt(sfd, SOL_SOCKET, SO_REUSEADDR, &h->fr[i][1], sizeof(int)))
+			pr_err("cannot take fd %d of pid %d out of TCP repair mode: %s; its "
+			       "connection is stuck (the process must reconnect)",
+			       h->fr[i][0], (int)pid, strerror(errno));
+		else
+			done++;
+		close(sfd);
+	}
+	if (pidfd >= 0)
+		close(pidfd);
+	if (done)
+		pr_warn("%zu TCP connection(s) of pid %d taken out of repair mode", done, (int)pid);
+}
+
 static void guard_main(struct haul_cg *cg, const char *to, int rfd)
 {
+	struct held h = {0};
 	bool indoubt = false;
 	char c;
 	ssize_t n;
@@ -53,7 +130,9 @@ static void guard_main(struct haul_cg *cg, const char *to, int rfd)
 			break;
 		if (c == 'D')
 			_exit(0);
-		if (c == 'C')
+		if (c == 'R')
+			held_add(&h, rfd);
+		else if (c == 'C')
 			indoubt = true;
 		else if (c == 'A')
 			indoubt = false;
@@ -66,6 +145,7 @@ static void guard_main(struct haul_cg *cg, const char *to, int rfd)
 		       to, cg->pid, cg->freezer_dir, to, cg->pid);
 		_exit(1);
 	}
+	held_release(&h, cg->pid);
 	haul_cg_undo(cg);
 	pr_warn("haul migrate of pid %d died before the commit point; pid %d was thawed and runs "
 		"on here",
@@ -122,6 +202,20 @@ int haul_guard_indoubt(struct haul_guard *g)
 int haul_guard_rearm(struct haul_guard *g)
 {
 	return guard_send(g, 'A');
+}
+
+void haul_guard_tcp_held(void *guard, int fd, int reuse)
+{
+	struct haul_guard *g = guard;
+	char rec[1 + 2 * sizeof(int)] = {'R'};
+
+	if (g->fd < 0)
+		return;
+	memcpy(rec + 1, &fd, sizeof(int));
+	memcpy(rec + 1 + sizeof(int), &reuse, sizeof(int));
+	/* one write (under PIPE_BUF): the guardian reads a whole record or none */
+	if (write(g->fd, rec, sizeof(rec)) != (ssize_t)sizeof(rec))
+		pr_warn("cannot tell the guardian about fd %d: %s", fd, strerror(errno));
 }
 
 void haul_guard_stop(struct haul_guard *g)

@@ -126,6 +126,13 @@ int haul_guard_indoubt(struct haul_guard *g);
 int haul_guard_rearm(struct haul_guard *g);
 /* Dismiss the guardian (haul finished either way) and reap it. */
 void haul_guard_stop(struct haul_guard *g);
+/*
+ * rst_tcp_hold_watch's callback (@guard: struct haul_guard): fd @fd of the
+ * process enters TCP repair mode; if haul dies while the guardian is armed,
+ * the guardian takes it out again (SO_REUSEADDR back to @reuse) before it
+ * thaws the process, or its connection would never send again.
+ */
+void haul_guard_tcp_held(void *guard, int fd, int reuse);
 
 /* ---- converge.c: when to switch over, when to throttle ------------------- */
 

@@ -203,6 +203,7 @@ static int mig_cgroup(struct mig *m)
 		pr_err_r(ret, "cannot start the guardian of pid %d", o->pid);
 		return ret;
 	}
+	rst_tcp_hold_watch(haul_guard_tcp_held, &m->guard);
 	/* the survivor that undoes injected calls if we die mid-injection (injlog.h) */
 	ret = injlog_open(o->fault);
 	if (ret) {
@@ -246,6 +247,7 @@ static void mig_finish(struct mig *m, int ret, double t0)
 	for (size_t i = 0; i < m->ncglines; i++)
 		free(m->cglines[i]);
 	free(m->cglines);
+	rst_tcp_hold_watch(NULL, NULL);
 	haul_guard_stop(&m->guard);
 	if (res->committed)
 		haul_cg_cleanup(&m->cg);

@@ -75,6 +75,15 @@ static struct tcp_held {
 	int reuse; /* SO_REUSEADDR before repair mode (leaving it clears the flag) */
 } * held;
 static size_t nheld, capheld;
+/* Told of each socket before it enters repair mode (rst_tcp_hold_watch). */
+static void (*hold_cb)(void *arg, int fd, int reuse);
+static void *hold_arg;
+
+void rst_tcp_hold_watch(void (*cb)(void *arg, int fd, int reuse), void *arg)
+{
+	hold_cb = cb;
+	hold_arg = arg;
+}
 
 static bool tcp_match(const struct rst_fd_probe *p)
 {
@@ -361,6 +370,9 @@ static int tcp_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 		o->inet->rcvbuf = (uint32_t)v;
 	}
 	getsockopt(sfd, SOL_SOCKET, SO_REUSEADDR, &reuse, &(socklen_t){sizeof(reuse)});
+	/* before: a dumper killed from here on leaves the socket to its survivor */
+	if (hold_cb)
+		hold_cb(hold_arg, p->fd, reuse);
 	if (set_int(sfd, IPPROTO_TCP, TCP_REPAIR, REPAIR_ON)) {
 		ret = -errno;
 		pr_err("cannot put fd %d of pid %d in TCP repair mode: %s (haul needs "

@@ -115,6 +115,12 @@ void rst_kill_seized(struct rst_seized *s);
  */
 void rst_tcp_hold_end(bool resume);
 /*
+ * @cb is told (@fd of the process, its SO_REUSEADDR) before the dump puts a
+ * TCP socket in repair mode, so that a survivor of the dumper can take it out
+ * again if the dumper dies (haul migrate: its guardian).  NULL: no one.
+ */
+void rst_tcp_hold_watch(void (*cb)(void *arg, int fd, int reuse), void *arg);
+/*
  * sock_drain.c: whether @pid (stopped) has connections queued on a
  * listener, not yet accepted (logged).  rst_sock_drain_wait: with @pid
  * running again, wait until it has accepted them all: 0, or -ETIMEDOUT

@@ -220,23 +220,6 @@ Test(mig_crash, haul_killed_with_the_state_sent, .fini = teardown, .timeout = 60
 	assert_source_runs();
 }
 
-/* The operator's move for an in-doubt source (DESIGN.md): thaw it, or kill it. */
-static void resolve_in_doubt(bool target_runs)
-{
-	struct haul_cg_mounts mnt;
-	char dir[PATH_MAX + 64];
-
-	cr_assert_eq(haul_cg_probe(&mnt), 0);
-	snprintf(dir, sizeof(dir), "%s/haul/mig-%d", mnt.v2[0] ? mnt.v2 : mnt.v1_freezer, M.wl_pid);
-	if (target_runs)
-		kill(M.wl_pid, SIGKILL);
-	cr_assert_eq(haul_cg_write(dir, mnt.v2[0] ? "cgroup.freeze" : "freezer.state",
-				   mnt.v2[0] ? "0" : "THAWED"),
-		     0);
-	if (target_runs)
-		th_wait_exit(M.wl_pid, 2000);
-}
-
 Test(mig_crash, haul_killed_between_resume_and_commit_never_runs_two, .fini = teardown,
      .timeout = 60)
 {
@@ -253,7 +236,7 @@ Test(mig_crash, haul_killed_between_resume_and_commit_never_runs_two, .fini = te
 	target_runs = th_mig_ticking(&M, M.net_b, 1500);
 	cr_assert_not(th_mig_ticking(&M, M.net_a, 500), "the in-doubt source runs");
 	cr_assert_geq(th_mig_copies(&M), 1, "no copy left at all");
-	resolve_in_doubt(target_runs);
+	th_mig_resolve_in_doubt(&M, target_runs);
 	cr_assert(th_mig_ticking(&M, target_runs ? M.net_b : M.net_a, 3000));
 	cr_assert(th_mig_verify(&M), "memory is not intact");
 	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy");
@@ -271,7 +254,7 @@ Test(mig_crash, haul_killed_after_commit_leaves_the_target_running, .fini = tear
 	close(fd);
 	cr_assert(th_mig_ticking(&M, M.net_b, 3000), "the committed target does not run");
 	cr_assert_not(th_mig_ticking(&M, M.net_a, 500), "both copies run");
-	resolve_in_doubt(true);
+	th_mig_resolve_in_doubt(&M, true);
 	cr_assert(th_mig_verify(&M));
 	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy");
 }
@@ -291,6 +274,6 @@ Test(mig_crash, link_down_before_restore_is_in_doubt_and_never_runs_two, .fini =
 	close(fd);
 	cr_assert_not(th_mig_ticking(&M, M.net_a, 500), "an in-doubt source runs");
 	cr_assert_not(th_mig_ticking(&M, M.net_b, 500), "the target runs without the command");
-	resolve_in_doubt(false);
+	th_mig_resolve_in_doubt(&M, false);
 	assert_source_runs();
 }

@@ -36,12 +36,11 @@
 #include "th_net.h"
 
 #define LOCK_PORT 7533
-#define SVC_ADDR  "198.18.1.100"
-#define SVC_PFX	  SVC_ADDR "/24"
+#define SVC_ADDR  TH_SVC_ADDR
+#define SVC_PFX	  TH_SVC_PFX
 
 static struct th_net N;
 static struct th_mig M;
-static char C[48]; /* the client namespace of the migration tests */
 static char lockdir[64];
 
 /* ---- the lock, driven directly ------------------------------------------------ */
@@ -331,91 +330,30 @@ Test(netlock, a_table_whose_owner_lives_is_kept, .init = lock_setup, .fini = loc
 
 /* ---- haul migrate --move-address ---------------------------------------------- */
 
-/*
- * Does the host holding the service address answer the client?  A TCP SYN
- * to a closed port: "refused" is an answer (no ping binary is needed).
- */
 static bool client_reaches_service(void)
 {
-	return th_sh("ip netns exec %s timeout 3 bash -c 'echo > /dev/tcp/" SVC_ADDR
-		     "/9' 2>&1 | grep -q 'Connection refused'",
-		     C) == 0;
+	return th_mig_client_reaches(&M, SVC_ADDR);
 }
 
-/*
- * The client host C: a bridge with 198.18.1.3/24, joined by a veth to A
- * (198.18.1.1/24, and the service address) and one to B (198.18.1.2/24).
- */
-static void svc_teardown(void);
-
-/* The client namespace and its links; NULL, or what failed. */
-static const char *svc_build(void)
-{
-	int pid = getpid();
-
-	snprintf(C, sizeof(C), "nlc%d", pid);
-	if (th_sh("ip netns add %s && ip -n %s link add br0 type bridge && "
-		  "ip -n %s link set br0 up && ip -n %s addr add 198.18.1.3/24 dev br0 && "
-		  "ip -n %s link set lo up",
-		  C, C, C, C, C))
-		return "cannot make the client namespace";
-	if (th_sh("ip link add nlca%d type veth peer name nlcA%d && "
-		  "ip link set nlca%d netns %s && ip link set nlcA%d netns %s && "
-		  "ip -n %s link set nlcA%d master br0 up && ip -n %s link set nlca%d up && "
-		  "ip -n %s addr add 198.18.1.1/24 dev nlca%d && "
-		  "ip -n %s addr add " SVC_PFX " dev nlca%d",
-		  pid, pid, pid, M.net.a, pid, C, C, pid, M.net.a, pid, M.net.a, pid, M.net.a, pid))
-		return "cannot link the source to the client";
-	if (th_sh("ip link add nlcb%d type veth peer name nlcB%d && "
-		  "ip link set nlcb%d netns %s && ip link set nlcB%d netns %s && "
-		  "ip -n %s link set nlcB%d master br0 up && ip -n %s link set nlcb%d up && "
-		  "ip -n %s addr add 198.18.1.2/24 dev nlcb%d",
-		  pid, pid, pid, M.net.b, pid, C, C, pid, M.net.b, pid, M.net.b, pid))
-		return "cannot link the target to the client";
-	/* the client knows the service at the source before the move */
-	if (!client_reaches_service())
-		return "the client cannot reach " SVC_ADDR " at the source";
-	return NULL;
-}
-
+/* The three hosts of th_mig_setup_svc: C, the client, bridged to A and B. */
 static void svc_setup(void)
 {
-	const char *why;
-
-	th_mig_setup(&M, 0);
-	if (th_sh("ip netns exec %s nft list tables >/dev/null 2>&1", M.net.a)) {
-		svc_teardown();
-		cr_skip_test("nftables does not work here (nf_tables module?)");
-	}
-	why = svc_build();
-	if (why) {
-		svc_teardown();
-		cr_assert_fail("%s", why);
-	}
-}
-
-/* The client's neighbour entry for @addr names B's interface on the client subnet. */
-static bool client_neigh_is_b(const char *addr)
-{
-	return th_sh("test \"$(ip -n %s neigh show %s | awk '{print $5}')\" = "
-		     "\"$(ip -n %s -o link show nlcb%d | sed 's/.*link.ether \\([^ ]*\\).*/\\1/')\"",
-		     C, addr, M.net.b, getpid()) == 0;
+	th_mig_setup_svc(&M);
 }
 
 static void svc_teardown(void)
 {
-	th_mig_teardown(&M);
-	if (C[0])
-		th_sh("ip netns del %s 2>/dev/null", C);
-	C[0] = '\0';
-	/* a veth end that never left this namespace (a setup that failed half-way) */
-	th_sh("ip link del nlca%d 2>/dev/null; ip link del nlcb%d 2>/dev/null", (int)getpid(),
-	      (int)getpid());
+	th_mig_teardown(&M); /* C too */
+}
+
+static bool client_neigh_is_b(const char *addr)
+{
+	return th_mig_client_neigh_is_b(&M, addr);
 }
 
 static bool has_addr(const char *ns)
 {
-	return th_sh("ip -n %s -o addr show | grep -q ' " SVC_ADDR "/24'", ns) == 0;
+	return th_mig_has_addr(ns, SVC_PFX);
 }
 
 /* Poll @what (1: true) for up to @ms. */
@@ -431,7 +369,7 @@ static bool eventually(bool (*what)(void), int ms)
 
 static bool addr_back_at_a_only(void)
 {
-	return has_addr(M.net.a) && !has_addr(M.net.b);
+	return th_mig_addr_only_at(&M, SVC_PFX, true);
 }
 
 static bool no_tables(void)
@@ -552,7 +490,7 @@ Test(mig_netlock, refuses_a_move_address_the_target_has_no_subnet_for, .init = s
 	pid_t haul;
 
 	/* B leaves the client's subnet */
-	cr_assert_eq(th_sh("ip -n %s addr flush dev nlcb%d", M.net.b, getpid()), 0);
+	cr_assert_eq(th_sh("ip -n %s addr flush dev %s", M.net.b, M.cb), 0);
 	th_mig_workload(&M, 16, 8, 0);
 	th_mig_ticks(&M, 2, 10000);
 	haul = th_mig_haul(&M, &fd, extra);
@@ -715,31 +653,20 @@ Test(mig_netlock, a_failing_target_prepare_hook_rolls_back, .init = svc_setup, .
 	assert_rolled_back(extra, log, "target-prepare target-abort ");
 }
 
-#define SVC6_ADDR "2001:db8:1::100"
+#define SVC6_ADDR TH_SVC6_ADDR
 
 static bool has_addr6(const char *ns)
 {
-	return th_sh("ip -n %s -o addr show | grep -q ' " SVC6_ADDR "/64'", ns) == 0;
+	return th_mig_has_addr(ns, TH_SVC6_PFX);
 }
 
 Test(mig_netlock, move_address_moves_an_ipv6_address_and_announces_it, .init = svc_setup,
      .fini = svc_teardown, .timeout = 120)
 {
-	const char *extra[] = {"--move-address", SVC6_ADDR "/64", NULL};
-	int pid = getpid();
+	const char *extra[] = {"--move-address", TH_SVC6_PFX, NULL};
 	long seq;
 
-	cr_assert_eq(th_sh("ip -n %s addr add 2001:db8:1::3/64 dev br0 nodad && "
-			   "ip -n %s addr add 2001:db8:1::1/64 dev nlca%d nodad && "
-			   "ip -n %s addr add " SVC6_ADDR "/64 dev nlca%d nodad && "
-			   "ip -n %s addr add 2001:db8:1::2/64 dev nlcb%d nodad",
-			   C, M.net.a, pid, M.net.a, pid, M.net.b, pid),
-		     0);
-	/* the client learns the address at the source first (a refused SYN is an answer) */
-	cr_assert_eq(th_sh("ip netns exec %s timeout 3 bash -c 'echo > /dev/tcp/" SVC6_ADDR
-			   "/9' 2>&1 | grep -q 'Connection refused'",
-			   C),
-		     0, "the client cannot reach " SVC6_ADDR " at the source");
+	th_mig_svc_ipv6(&M);
 	cr_assert_not(client_neigh_is_b(SVC6_ADDR));
 	th_mig_workload(&M, 16, 8, 0);
 	th_mig_ticks(&M, 3, 10000);
@@ -751,10 +678,8 @@ Test(mig_netlock, move_address_moves_an_ipv6_address_and_announces_it, .init = s
 	cr_assert(eventually(no_tables, 3000), "a lock table is left");
 	/* the unsolicited advertisement overrode the client's entry, before any new probe */
 	cr_assert(client_neigh_is_b(SVC6_ADDR), "the client's neighbour entry does not name B");
-	cr_assert_eq(th_sh("ip netns exec %s timeout 3 bash -c 'echo > /dev/tcp/" SVC6_ADDR
-			   "/9' 2>&1 | grep -q 'Connection refused'",
-			   C),
-		     0, "the client cannot reach " SVC6_ADDR " at the target");
+	cr_assert(th_mig_client_reaches(&M, SVC6_ADDR),
+		  "the client cannot reach " SVC6_ADDR " at the target");
 }
 
 /* haul killed in the middle of an injected call of the dump (HAUL_FAULT=kill:inject:STEP:N). */

@@ -86,6 +86,8 @@ void th_mig_teardown(struct th_mig *m)
 	th_state_free(m->before);
 	m->before = NULL;
 	th_net_destroy(&m->net);
+	if (m->client[0])
+		th_mig_svc_teardown(m);
 	th_sh("rm -rf %s", m->dir);
 }
 

@@ -32,6 +32,8 @@ struct th_mig {
 	bool world;		   /* it has what tests/progs/world.h sets up (--world) */
 	unsigned long net_a, net_b; /* netns inodes, as the workload prints them */
 	struct th_state *before;    /* its state before the move (th_mig_state_before) */
+	char client[48];	    /* th_mig_setup_svc: the client namespace C ("" without) */
+	char ca[16], cb[16];	    /* its links' ends in A and in B (on the service subnet) */
 };
 
 /* Namespaces (optionally tbf-capped), key, page server.  cr_skip_test when unavailable. */
@@ -87,5 +89,47 @@ int th_mig_migrate(struct th_mig *m, const char *const extra[], int timeout_ms);
  * kept by th_mig_state_before.
  */
 void th_mig_assert_moved(struct th_mig *m, long seq_before);
+
+/*
+ * The service network (th_svc.c): a third "client" host C, a namespace with a
+ * bridge (198.18.1.3/24, and 2001:2:0:1::3/64) joined by a veth to A
+ * (198.18.1.1/24 on m->ca, with the service address TH_SVC_PFX) and one to
+ * B (198.18.1.2/24 on m->cb).  `haul migrate --move-address TH_SVC_PFX`
+ * moves the address from A to B; a client in m->client follows it.
+ */
+#define TH_SVC_ADDR "198.18.1.100"
+#define TH_SVC_PFX  TH_SVC_ADDR "/24"
+/* The IPv6 service address, in the benchmarking range 2001:2::/48 (RFC 5180). */
+#define TH_SVC6_ADDR "2001:2:0:1::100"
+#define TH_SVC6_PFX  TH_SVC6_ADDR "/64"
+
+/*
+ * th_mig_setup, then C and its links (names carry the pid); the client
+ * reaches TH_SVC_ADDR at A.  cr_skip_test without nftables; th_mig_teardown
+ * deletes C too.
+ */
+void th_mig_setup_svc(struct th_mig *m);
+/* The IPv6 subnet on the same links, TH_SVC6_PFX on A; the client reaches it there. */
+void th_mig_svc_ipv6(struct th_mig *m);
+/* Whether namespace @ns holds the address @pfx ("ADDR/PREFIX"). */
+bool th_mig_has_addr(const char *ns, const char *pfx);
+/* Whether @pfx is on A only (@at_a) or on B only. */
+bool th_mig_addr_only_at(struct th_mig *m, const char *pfx, bool at_a);
+/* No nftables table or rule in A, B or C (haul's lock tables are the only ones made). */
+bool th_mig_no_nft(struct th_mig *m);
+/* Whether a SYN from C to @addr port 9 gets an answer (a reset: the host is reached). */
+bool th_mig_client_reaches(struct th_mig *m, const char *addr);
+/* Whether C's neighbour entry for @addr names B's link on the service subnet. */
+bool th_mig_client_neigh_is_b(struct th_mig *m, const char *addr);
+/* Poll @what(m, @arg) for up to @ms. */
+bool th_mig_eventually(bool (*what)(struct th_mig *m, const char *arg), struct th_mig *m,
+		       const char *arg, int ms);
+/*
+ * The operator's move for an in-doubt source (DESIGN.md "In doubt"): kill it
+ * when the target runs the process, then thaw its migration cgroup.
+ */
+void th_mig_resolve_in_doubt(struct th_mig *m, bool target_runs);
+/* Delete C and its links (th_mig_teardown does it); safe without C. */
+void th_mig_svc_teardown(struct th_mig *m);
 
 #endif

@@ -20,7 +20,10 @@
  *  NET_C2S_TOTAL bytes and written to NET_S2C_TOTAL, and closed at the
  *  peer's EOF: "conn I done", and "all done"; "udp N" counts the datagrams
  *  it echoed since "filled"; a UDP socket connected to the bound one sends
- *  it "self" when the streams run again and gets it back: "udp connected ok";
+ *  it "self" when the streams run again and gets it back: "udp connected ok"
+ *  (sent again as each stream connection is done until it comes back: what
+ *  a migrated process sends before the target lifts its network lock is
+ *  dropped, DESIGN.md);
  *  any later connection is an echo connection; one that sends "nap" makes it
  *  stop (no accept) until SIGUSR2: "napping", "awake"; one that sends "bye"
  *  gets "bye" and the server's shutdown(SHUT_WR) ("shut down"), and what it
@@ -55,7 +58,7 @@ struct conn {
 
 static struct conn conns[MAXFD];
 static int nconn, nstream, want, filled, running, ndone, nudp;
-static int lfd, ufd, sfd, cfd;
+static int lfd, ufd, sfd, cfd, self_back;
 #define NOPT 18
 static int optsnap[MAXFD][NOPT];
 
@@ -230,12 +233,26 @@ static int make_listener(const char *mode, const char *addr, int port)
 		seti(ufd, IPPROTO_IPV6, IPV6_V6ONLY, !strcmp(mode, "v6"));
 	if (bind(ufd, (struct sockaddr *)&sa, sl) < 0)
 		die("udp bind");
-	/* a connected UDP socket (an ephemeral port), connected to the bound one */
+	/*
+	 * a connected UDP socket (an ephemeral port), connected to the bound
+	 * one, bound to ADDR as well: as a service on an address of its own,
+	 * it uses no other address of the host (which would not move with it)
+	 */
 	cfd = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
 	if (cfd < 0)
 		die("udp socket");
 	if (v6)
 		seti(cfd, IPPROTO_IPV6, IPV6_V6ONLY, !strcmp(mode, "v6"));
+	if (v6)
+		((struct sockaddr_in6 *)&sa)->sin6_port = 0;
+	else
+		((struct sockaddr_in *)&sa)->sin_port = 0;
+	if (bind(cfd, (struct sockaddr *)&sa, sl) < 0)
+		die("udp bind to the address");
+	if (v6)
+		((struct sockaddr_in6 *)&sa)->sin6_port = htons(port);
+	else
+		((struct sockaddr_in *)&sa)->sin_port = htons(port);
 	if (connect(cfd, (struct sockaddr *)&sa, sl) < 0)
 		die("udp connect");
 	return fd;
@@ -284,6 +301,8 @@ static void pump_in(struct conn *c)
 		c->fd = -1;
 		c->done = 1;
 		say("conn %d done", c->idx);
+		if (!self_back)
+			send(cfd, "self", 4, 0);
 		if (++ndone == nstream)
 			line("all done");
 	} else if (n == 0) {
@@ -427,7 +446,8 @@ int main(int argc, char **argv)
 			else if (p[i].fd == cfd) {
 				char b[16];
 
-				if (recv(cfd, b, sizeof(b), 0) == 4 && !memcmp(b, "self", 4))
+				if (recv(cfd, b, sizeof(b), 0) == 4 && !memcmp(b, "self", 4) &&
+				    !self_back++)
 					line("udp connected ok");
 			} else if (c->fd < 0)
 				continue;
