@@ -127,6 +127,27 @@ int haul_guard_rearm(struct haul_guard *g);
 /* Dismiss the guardian (haul finished either way) and reap it. */
 void haul_guard_stop(struct haul_guard *g);
 
+/* ---- survivor.c: the forked child behind guard.c and netguard.c --------- */
+
+/* What a survivor has read so far: 'C'/'A' set and clear indoubt, 'M' sets moved. */
+struct haul_survivor_state {
+	bool indoubt;
+	bool moved;
+};
+/*
+ * Fork a survivor named @name: the child's pid in the parent (*fd: the
+ * pipe's write end, close-on-exec), 0 in the child (*fd: the read end; a
+ * session leader that ignores SIGINT/SIGTERM/SIGHUP/SIGPIPE and holds no fd
+ * of haul's but 0-2), or -errno (no child).
+ */
+pid_t haul_survivor_fork(const char *name, int *fd);
+/* In the child: read state bytes into @st until EOF; 'D' exits 0 at once. */
+void haul_survivor_wait(int rfd, struct haul_survivor_state *st);
+/* In the parent: send one state byte; -EBADF once stopped. */
+int haul_survivor_send(int fd, char c);
+/* In the parent: send 'D', close *fd and reap *pid; both set to -1. */
+void haul_survivor_stop(pid_t *pid, int *fd);
+
 /* ---- converge.c: when to switch over, when to throttle ------------------- */
 
 enum haul_conv_action {
