@@ -544,6 +544,31 @@ static int bad(char *why, size_t wl, const Haul__Img__FileObject *f, const char 
 	return -EBADMSG;
 }
 
+int rst_inet_restore(struct rst_target *t, const Haul__Img__FdEntry *e,
+		     const Haul__Img__InetSocket *s, int *tmp, bool bufs, rst_inet_steps_fn steps)
+{
+	const char *step = "options";
+	char name[160];
+	int sfd = -1, ret;
+
+	ret = rst_inet_create(t, s, tmp, &sfd);
+	if (ret)
+		return ret;
+	ret = rst_inet_set_opts(sfd, s, true, false);
+	if (!ret)
+		ret = steps(sfd, s, &step);
+	if (!ret) {
+		step = "options";
+		ret = rst_inet_set_opts(sfd, s, false, bufs);
+	}
+	if (ret) {
+		rst_inet_name(s, name, sizeof(name));
+		pr_err("fd %d: cannot restore %s: %s: %s", e->fd, name, step, strerror(-ret));
+	}
+	close(sfd);
+	return ret;
+}
+
 int rst_inet_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 {
 	const Haul__Img__InetSocket *s = f->inet;

@@ -70,6 +70,21 @@ int rst_inet_bind(int sfd, const Haul__Img__InetSocket *s);
 int rst_inet_connect(int sfd, const Haul__Img__InetSocket *s);
 
 /*
+ * The kind's own steps of a restore, between the early options and the
+ * others, on haul's copy @sfd of the new socket: 0 or -errno, with *@step
+ * naming the one that failed (it starts as "options").
+ */
+typedef int (*rst_inet_steps_fn)(int sfd, const Haul__Img__InetSocket *s, const char **step);
+/*
+ * The restore hook's frame for the three kinds: create @s in the stub
+ * (*@tmp its fd there), set the early options, run @steps, set the others
+ * (the buffer sizes with @bufs), and log which step failed for fd @e.
+ * 0 or -errno.
+ */
+int rst_inet_restore(struct rst_target *t, const Haul__Img__FdEntry *e,
+		     const Haul__Img__InetSocket *s, int *tmp, bool bufs, rst_inet_steps_fn steps);
+
+/*
  * The validate hook of the three kinds: @f's inet part is a socket this
  * haul can make (known family, type and protocol, the kind's, addresses of
  * the family's length, bounded queues).  0, or -EBADMSG with @why naming

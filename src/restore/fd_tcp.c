@@ -519,39 +519,30 @@ static int reuse_again(int sfd, const Haul__Img__InetSocket *s)
 	return 0;
 }
 
+/* A connection's repair, or a plain socket's bind; then SO_REUSEADDR again. */
+static int tcp_steps(int sfd, const Haul__Img__InetSocket *s, const char **step)
+{
+	int ret;
+
+	if (s->tcp) {
+		ret = restore_conn(sfd, s, step);
+	} else {
+		*step = "bind";
+		ret = rst_inet_bind(sfd, s);
+	}
+	if (ret)
+		return ret;
+	*step = "options";
+	return reuse_again(sfd, s);
+}
+
 static int tcp_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
 		       const Haul__Img__FdEntry *e, const char *path, int *tmp, bool *shared)
 {
-	const Haul__Img__InetSocket *s = f->inet;
-	const char *step = "options";
-	char name[160];
-	int sfd = -1, ret;
-
 	(void)x;
 	(void)path;
 	(void)shared;
-	ret = rst_inet_create(t, s, tmp, &sfd);
-	if (ret)
-		return ret;
-	ret = rst_inet_set_opts(sfd, s, true, false);
-	if (!ret && s->tcp)
-		ret = restore_conn(sfd, s, &step);
-	else if (!ret) {
-		step = "bind";
-		ret = rst_inet_bind(sfd, s);
-	}
-	if (!ret) {
-		step = "options";
-		ret = reuse_again(sfd, s);
-	}
-	if (!ret)
-		ret = rst_inet_set_opts(sfd, s, false, !s->tcp);
-	if (ret) {
-		rst_inet_name(s, name, sizeof(name));
-		pr_err("fd %d: cannot restore %s: %s: %s", e->fd, name, step, strerror(-ret));
-	}
-	close(sfd);
-	return ret;
+	return rst_inet_restore(t, e, f->inet, tmp, !f->inet->tcp, tcp_steps);
 }
 
 const struct rst_fd_ops rst_fd_tcp = {

@@ -60,39 +60,25 @@ static int udp_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 	return ret;
 }
 
+static int udp_steps(int sfd, const Haul__Img__InetSocket *s, const char **step)
+{
+	int ret;
+
+	*step = "bind (is the address on this host, and the port free?)";
+	ret = rst_inet_bind(sfd, s);
+	if (ret)
+		return ret;
+	*step = "connect";
+	return rst_inet_connect(sfd, s);
+}
+
 static int udp_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
 		       const Haul__Img__FdEntry *e, const char *path, int *tmp, bool *shared)
 {
-	const Haul__Img__InetSocket *s = f->inet;
-	const char *step = "options";
-	char name[160];
-	int sfd = -1, ret;
-
 	(void)x;
 	(void)path;
 	(void)shared;
-	ret = rst_inet_create(t, s, tmp, &sfd);
-	if (ret)
-		return ret;
-	ret = rst_inet_set_opts(sfd, s, true, false);
-	if (!ret) {
-		step = "bind (is the address on this host, and the port free?)";
-		ret = rst_inet_bind(sfd, s);
-	}
-	if (!ret) {
-		step = "connect";
-		ret = rst_inet_connect(sfd, s);
-	}
-	if (!ret) {
-		step = "options";
-		ret = rst_inet_set_opts(sfd, s, false, true);
-	}
-	if (ret) {
-		rst_inet_name(s, name, sizeof(name));
-		pr_err("fd %d: cannot restore %s: %s: %s", e->fd, name, step, strerror(-ret));
-	}
-	close(sfd);
-	return ret;
+	return rst_inet_restore(t, e, f->inet, tmp, true, udp_steps);
 }
 
 const struct rst_fd_ops rst_fd_udp = {
