@@ -176,6 +176,12 @@ extern const struct rst_fd_ops rst_fd_fanotify; /* fd_fanotify.c */
  */
 int rst_fhandle_path(const char *mark, char *path, size_t len);
 /*
+ * fd_fhandle.c: the refuse hook's last check of the inotify or fanotify
+ * (@kind) fd of @p: 0 when no event waits on it, else -EOPNOTSUPP with
+ * @why (the events would be lost, or they cannot be counted).
+ */
+int rst_fhandle_refuse_queued(const struct rst_fd_probe *p, const char *kind, char *why, size_t wl);
+/*
  * fd_fhandle.c: the mount point, from @mountinfo (a /proc/.../mountinfo
  * path), of mount @id (>= 0), or else of the first mount of the
  * filesystem with kernel dev_t @sdev (major << 20 | minor).  0, -ENOENT.
