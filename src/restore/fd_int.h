@@ -266,6 +266,20 @@ int rst_fd_open_path(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Im
 		     const Haul__Img__FdEntry *e, const char *path, int *tmp, bool *shared);
 /* fd_file.c: lseek fd @e to @f's offset (regular and deleted files). */
 int rst_fd_seek(struct rst_target *t, const Haul__Img__FileObject *f, const Haul__Img__FdEntry *e);
+/*
+ * fd_eventfd.c: create the fd of an anonymous-inode kind in the stub by one
+ * injected syscall @nr(@a0, @a1 | @f's O_NONBLOCK): *@tmp its fd (-1 when
+ * the call failed), *@shared false.  0 or -errno (eventfd, timerfd).
+ */
+int rst_fd_anon_create(struct rst_target *t, const Haul__Img__FileObject *f, long nr, uint64_t a0,
+		       uint64_t a1, int *tmp, bool *shared);
+/*
+ * fd_eventfd.c: the dump hook's start for those kinds: the value of the
+ * fdinfo field @key of @p (*@val) and a new message of @desc, initialised
+ * (*@out, the kind's part).  0, -EIO without the field, -ENOMEM.
+ */
+int rst_fd_anon_part(const struct rst_fd_probe *p, const char *key,
+		     const ProtobufCMessageDescriptor *desc, const char **val, void **out);
 /* fd_pipe.c: F_SETFL O_NONBLOCK as @f had it (pipes and socketpairs share parked ends). */
 int rst_fd_set_nonblock(struct rst_target *t, const Haul__Img__FileObject *f,
 			const Haul__Img__FdEntry *e);
