@@ -544,22 +544,49 @@ static int bad(char *why, size_t wl, const Haul__Img__FileObject *f, const char 
 	return -EBADMSG;
 }
 
-int rst_inet_restore(struct rst_target *t, const Haul__Img__FdEntry *e,
-		     const Haul__Img__InetSocket *s, int *tmp, bool bufs, rst_inet_steps_fn steps)
+/* The kind's own steps between the early options and the others; *step names a failed one. */
+static int inet_steps(int sfd, const Haul__Img__FileObject *f, const char **step)
 {
+	const Haul__Img__InetSocket *s = f->inet;
+	int ret;
+
+	if (f->kind == HAUL__IMG__FD_KIND__FD_TCP)
+		return rst_tcp_steps(sfd, s, step);
+	*step = "bind (is the address on this host, and the port free?)";
+	ret = rst_inet_bind(sfd, s);
+	if (ret)
+		return ret;
+	if (f->kind == HAUL__IMG__FD_KIND__FD_UDP) {
+		*step = "connect";
+		return rst_inet_connect(sfd, s);
+	}
+	*step = "listen";
+	if (listen(sfd, (int)s->backlog) < 0)
+		return -errno;
+	return 0;
+}
+
+int rst_inet_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
+		     const Haul__Img__FdEntry *e, const char *path, int *tmp, bool *shared)
+{
+	const Haul__Img__InetSocket *s = f->inet;
 	const char *step = "options";
 	char name[160];
 	int sfd = -1, ret;
 
+	(void)x;
+	(void)path;
+	(void)shared;
 	ret = rst_inet_create(t, s, tmp, &sfd);
 	if (ret)
 		return ret;
 	ret = rst_inet_set_opts(sfd, s, true, false);
 	if (!ret)
-		ret = steps(sfd, s, &step);
+		ret = inet_steps(sfd, f, &step);
 	if (!ret) {
 		step = "options";
-		ret = rst_inet_set_opts(sfd, s, false, bufs);
+		ret = rst_inet_set_opts(sfd, s, false,
+					f->kind != HAUL__IMG__FD_KIND__FD_TCP || !s->tcp);
 	}
 	if (ret) {
 		rst_inet_name(s, name, sizeof(name));
@@ -567,6 +594,14 @@ int rst_inet_restore(struct rst_target *t, const Haul__Img__FdEntry *e,
 	}
 	close(sfd);
 	return ret;
+}
+
+int rst_inet_dump_probe(const struct rst_fd_probe *p, Haul__Img__FileObject *o, int *sfd)
+{
+	*sfd = rst_inet_getfd(p->pid, p->fd);
+	if (*sfd < 0)
+		return *sfd;
+	return rst_inet_dump(*sfd, &o->inet);
 }
 
 int rst_inet_validate(const Haul__Img__FileObject *f, char *why, size_t wl)

@@ -64,18 +64,18 @@ static int listen_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 		       Haul__Img__FileObject *const *prev, size_t nprev)
 {
 	uint32_t backlog, queued;
-	char name[160];
 	int sfd, ret;
 
 	(void)prev;
 	(void)nprev;
-	sfd = rst_inet_getfd(p->pid, p->fd);
+	ret = rst_inet_dump_probe(p, o, &sfd);
 	if (sfd < 0)
-		return sfd;
-	ret = rst_inet_dump(sfd, &o->inet);
+		return ret;
 	if (!ret)
 		ret = listen_queue(sfd, &backlog, &queued);
 	if (!ret && queued) {
+		char name[160];
+
 		rst_inet_name_fd(sfd, name, sizeof(name));
 		pr_err("fd %d of pid %d: %s has %u connections the program did not accept while "
 		       "haul let it run (up to %d x %d ms); a restored listener's accept queue "
@@ -92,30 +92,6 @@ static int listen_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 	return 0;
 }
 
-static int listen_steps(int sfd, const Haul__Img__InetSocket *s, const char **step)
-{
-	int ret;
-
-	*step = "bind (is the address on this host, and the port free?)";
-	ret = rst_inet_bind(sfd, s);
-	if (ret)
-		return ret;
-	*step = "listen";
-	if (listen(sfd, (int)s->backlog) < 0)
-		return -errno;
-	return 0;
-}
-
-static int listen_restore(struct rst_target *t, struct rst_fd_rctx *x,
-			  const Haul__Img__FileObject *f, const Haul__Img__FdEntry *e,
-			  const char *path, int *tmp, bool *shared)
-{
-	(void)x;
-	(void)path;
-	(void)shared;
-	return rst_inet_restore(t, e, f->inet, tmp, true, listen_steps);
-}
-
 static int listen_setup(struct rst_target *t, const Haul__Img__FileObject *f,
 			const Haul__Img__FdEntry *e)
 {
@@ -129,6 +105,6 @@ const struct rst_fd_ops rst_fd_tcp_listen = {
 	.match = listen_match,
 	.validate = rst_inet_validate,
 	.dump = listen_dump,
-	.restore = listen_restore,
+	.restore = rst_inet_restore,
 	.setup = listen_setup,
 };

@@ -341,10 +341,9 @@ static int tcp_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 
 	(void)prev;
 	(void)nprev;
-	sfd = rst_inet_getfd(p->pid, p->fd);
+	ret = rst_inet_dump_probe(p, o, &sfd);
 	if (sfd < 0)
-		return sfd;
-	ret = rst_inet_dump(sfd, &o->inet);
+		return ret;
 	memset(&ti, 0, sizeof(ti));
 	getsockopt(sfd, IPPROTO_TCP, TCP_INFO, &ti, &(socklen_t){sizeof(ti)});
 	if (ret || !carried(ti.tcpi_state)) {
@@ -519,8 +518,7 @@ static int reuse_again(int sfd, const Haul__Img__InetSocket *s)
 	return 0;
 }
 
-/* A connection's repair, or a plain socket's bind; then SO_REUSEADDR again. */
-static int tcp_steps(int sfd, const Haul__Img__InetSocket *s, const char **step)
+int rst_tcp_steps(int sfd, const Haul__Img__InetSocket *s, const char **step)
 {
 	int ret;
 
@@ -536,15 +534,6 @@ static int tcp_steps(int sfd, const Haul__Img__InetSocket *s, const char **step)
 	return reuse_again(sfd, s);
 }
 
-static int tcp_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
-		       const Haul__Img__FdEntry *e, const char *path, int *tmp, bool *shared)
-{
-	(void)x;
-	(void)path;
-	(void)shared;
-	return rst_inet_restore(t, e, f->inet, tmp, !f->inet->tcp, tcp_steps);
-}
-
 const struct rst_fd_ops rst_fd_tcp = {
 	.name = "TCP socket",
 	.kind = HAUL__IMG__FD_KIND__FD_TCP,
@@ -553,6 +542,6 @@ const struct rst_fd_ops rst_fd_tcp = {
 	.refuse = tcp_refuse,
 	.validate = rst_inet_validate,
 	.dump = tcp_dump,
-	.restore = tcp_restore,
+	.restore = rst_inet_restore,
 	.setup = rst_fd_set_nonblock,
 };

@@ -37,18 +37,18 @@ static int udp_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 {
 	uint32_t mem[SK_MEMINFO_VARS];
 	socklen_t l = sizeof(mem);
-	char name[160];
 	int sfd, ret;
 
 	(void)prev;
 	(void)nprev;
-	sfd = rst_inet_getfd(p->pid, p->fd);
+	ret = rst_inet_dump_probe(p, o, &sfd);
 	if (sfd < 0)
-		return sfd;
-	ret = rst_inet_dump(sfd, &o->inet);
+		return ret;
 	memset(mem, 0, sizeof(mem));
 	if (!ret && getsockopt(sfd, SOL_SOCKET, SO_MEMINFO, mem, &l) == 0 &&
 	    mem[SK_MEMINFO_RMEM_ALLOC]) {
+		char name[160];
+
 		o->inet->has_dropped = true;
 		o->inet->dropped = mem[SK_MEMINFO_RMEM_ALLOC];
 		rst_inet_name(o->inet, name, sizeof(name));
@@ -60,27 +60,6 @@ static int udp_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 	return ret;
 }
 
-static int udp_steps(int sfd, const Haul__Img__InetSocket *s, const char **step)
-{
-	int ret;
-
-	*step = "bind (is the address on this host, and the port free?)";
-	ret = rst_inet_bind(sfd, s);
-	if (ret)
-		return ret;
-	*step = "connect";
-	return rst_inet_connect(sfd, s);
-}
-
-static int udp_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
-		       const Haul__Img__FdEntry *e, const char *path, int *tmp, bool *shared)
-{
-	(void)x;
-	(void)path;
-	(void)shared;
-	return rst_inet_restore(t, e, f->inet, tmp, true, udp_steps);
-}
-
 const struct rst_fd_ops rst_fd_udp = {
 	.name = "UDP socket",
 	.kind = HAUL__IMG__FD_KIND__FD_UDP,
@@ -88,6 +67,6 @@ const struct rst_fd_ops rst_fd_udp = {
 	.match = udp_match,
 	.validate = rst_inet_validate,
 	.dump = udp_dump,
-	.restore = udp_restore,
+	.restore = rst_inet_restore,
 	.setup = rst_fd_set_nonblock,
 };
