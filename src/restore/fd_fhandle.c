@@ -17,7 +17,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "restore/fd_int.h"
@@ -118,16 +117,13 @@ int rst_fhandle_path(const char *mark, char *path, size_t len)
 /* Bytes of events queued on fd @fd of @pid (FIONREAD on a copy of it), or -errno. */
 static int queued(pid_t pid, int fd)
 {
-	int pfd = (int)syscall(SYS_pidfd_open, pid, 0), cfd, n = 0, ret = 0;
+	int cfd = rst_fd_copy(pid, fd), n = 0, ret = 0;
 
-	if (pfd < 0)
-		return -errno;
-	cfd = (int)syscall(SYS_pidfd_getfd, pfd, fd, 0);
-	if (cfd < 0 || ioctl(cfd, FIONREAD, &n) < 0)
+	if (cfd < 0)
+		return cfd;
+	if (ioctl(cfd, FIONREAD, &n) < 0)
 		ret = -errno;
-	if (cfd >= 0)
-		close(cfd);
-	close(pfd);
+	close(cfd);
 	return ret ? ret : n;
 }
 

@@ -100,15 +100,9 @@ static const struct inet_opt {
 
 int rst_inet_getfd(pid_t pid, int fd)
 {
-	int pidfd, sfd, ret;
+	int sfd = rst_fd_copy(pid, fd);
 
-	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (pidfd < 0)
-		return -errno;
-	sfd = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
-	ret = sfd < 0 ? -errno : sfd;
-	close(pidfd);
-	return ret == -EBADF ? -ENOENT : ret;
+	return sfd == -EBADF ? -ENOENT : sfd;
 }
 
 static int get_int(int sfd, int level, int name, int *v)

@@ -169,6 +169,12 @@ extern const struct rst_fd_ops rst_fd_inotify;	/* fd_inotify.c */
 extern const struct rst_fd_ops rst_fd_fanotify; /* fd_fanotify.c */
 
 /*
+ * fd_copy.c: haul's copy (pidfd_getfd) of fd @fd of @pid: the same open
+ * file, to read with plain calls and close.  The fd, or -errno (-EBADF:
+ * the process has no such fd now).
+ */
+int rst_fd_copy(pid_t pid, int fd);
+/*
  * fd_fhandle.c: the path of the file an inotify or fanotify mark line
  * @mark of fdinfo names (its sdev, fhandle-bytes, fhandle-type, f_handle).
  * 0, -ENOENT when it has no path any more (deleted), -EBADMSG when the
