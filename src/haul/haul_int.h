@@ -570,6 +570,13 @@ extern const char haul_external_fd_help[], haul_external_kind_help[];
 	 haul_external_kind_help, 0, 0, NULL}
 /* clang-format on */
 int haul_external_apply(struct haul_opt_list *byfd, struct haul_opt_list *bykind);
+/*
+ * haul_opts_parse() of a command whose table has HAUL_OPTS_EXTERNAL(@byfd,
+ * @bykind), then haul_external_apply(): what haul_opts_parse() returns, or
+ * -EINVAL (logged) when a rule is wrong.
+ */
+int haul_opts_parse_external(const struct haul_cmd_spec *spec, int argc, char **argv,
+			     struct haul_opt_list *byfd, struct haul_opt_list *bykind);
 
 /* One value, as the parser reads it; 0 or -EINVAL (nothing logged). */
 int haul_parse_duration_ms(const char *s, double *ms);
