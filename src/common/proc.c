@@ -65,3 +65,11 @@ int haul_proc_starttime(pid_t pid, unsigned long long *start)
 {
 	return haul_proc_stat_field(pid, 22, NULL, start);
 }
+
+DIR *haul_proc_opendir(pid_t pid, const char *sub)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, sub);
+	return opendir(path);
+}

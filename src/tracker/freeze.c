@@ -17,6 +17,7 @@
 #include <sys/ptrace.h>
 
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/rsys.h"
 #include "tracker/trk_int.h"
 
@@ -52,15 +53,13 @@ static int stop_one(struct trk_frozen *f, pid_t tid)
 
 int trk_freeze(pid_t pid, struct trk_frozen *f)
 {
-	char path[64];
 	bool added;
 	int ret = 0;
 
 	f->n = 0;
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
 	do {
 		struct dirent *de;
-		DIR *d = opendir(path);
+		DIR *d = haul_proc_opendir(pid, "task");
 
 		if (!d) {
 			ret = errno == ENOENT ? -ESRCH : -errno;
