@@ -590,12 +590,18 @@ int rst_inet_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Im
 	return ret;
 }
 
-int rst_inet_dump_probe(const struct rst_fd_probe *p, Haul__Img__FileObject *o, int *sfd)
+int rst_inet_dump_probe(const struct rst_fd_probe *p, Haul__Img__FileObject *o)
 {
-	*sfd = rst_inet_getfd(p->pid, p->fd);
-	if (*sfd < 0)
-		return *sfd;
-	return rst_inet_dump(*sfd, &o->inet);
+	int sfd = rst_inet_getfd(p->pid, p->fd), ret;
+
+	if (sfd < 0)
+		return sfd;
+	ret = rst_inet_dump(sfd, &o->inet);
+	if (ret) {
+		close(sfd);
+		return ret;
+	}
+	return sfd;
 }
 
 int rst_inet_validate(const Haul__Img__FileObject *f, char *why, size_t wl)

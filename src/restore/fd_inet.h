@@ -52,11 +52,11 @@ const char *rst_tcp_state_name(int state);
  */
 int rst_inet_dump(int sfd, Haul__Img__InetSocket **out);
 /*
- * The dump hook's start for the three kinds: a pidfd_getfd copy of @p's
- * fd (*@sfd: close it; negative when there is none) and its rst_inet_dump
- * into @o->inet.  0 or -errno.
+ * The dump hook's start for the three kinds: rst_inet_dump of @p's fd into
+ * @o->inet, read on a pidfd_getfd copy.  The copy (close it), or -errno
+ * with no copy left open.
  */
-int rst_inet_dump_probe(const struct rst_fd_probe *p, Haul__Img__FileObject *o, int *sfd);
+int rst_inet_dump_probe(const struct rst_fd_probe *p, Haul__Img__FileObject *o);
 /* Free a message built by rst_inet_dump (and what the kinds added). NULL is a no-op. */
 void rst_inet_free(Haul__Img__InetSocket *s);
 

@@ -68,11 +68,10 @@ static int listen_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 
 	(void)prev;
 	(void)nprev;
-	ret = rst_inet_dump_probe(p, o, &sfd);
+	sfd = rst_inet_dump_probe(p, o);
 	if (sfd < 0)
-		return ret;
-	if (!ret)
-		ret = listen_queue(sfd, &backlog, &queued);
+		return sfd;
+	ret = listen_queue(sfd, &backlog, &queued);
 	if (!ret && queued) {
 		char name[160];
 

@@ -341,14 +341,14 @@ static int tcp_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 
 	(void)prev;
 	(void)nprev;
-	ret = rst_inet_dump_probe(p, o, &sfd);
+	sfd = rst_inet_dump_probe(p, o);
 	if (sfd < 0)
-		return ret;
+		return sfd;
 	memset(&ti, 0, sizeof(ti));
 	getsockopt(sfd, IPPROTO_TCP, TCP_INFO, &ti, &(socklen_t){sizeof(ti)});
-	if (ret || !carried(ti.tcpi_state)) {
+	if (!carried(ti.tcpi_state)) {
 		close(sfd);
-		return ret;
+		return 0;
 	}
 	/* Its buffers as they are (autotuned or set): the queues restored must fit. */
 	if (getsockopt(sfd, SOL_SOCKET, SO_SNDBUF, &v, &(socklen_t){sizeof(v)}) == 0) {

@@ -37,16 +37,15 @@ static int udp_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 {
 	uint32_t mem[SK_MEMINFO_VARS];
 	socklen_t l = sizeof(mem);
-	int sfd, ret;
+	int sfd;
 
 	(void)prev;
 	(void)nprev;
-	ret = rst_inet_dump_probe(p, o, &sfd);
+	sfd = rst_inet_dump_probe(p, o);
 	if (sfd < 0)
-		return ret;
+		return sfd;
 	memset(mem, 0, sizeof(mem));
-	if (!ret && getsockopt(sfd, SOL_SOCKET, SO_MEMINFO, mem, &l) == 0 &&
-	    mem[SK_MEMINFO_RMEM_ALLOC]) {
+	if (getsockopt(sfd, SOL_SOCKET, SO_MEMINFO, mem, &l) == 0 && mem[SK_MEMINFO_RMEM_ALLOC]) {
 		char name[160];
 
 		o->inet->has_dropped = true;
@@ -57,7 +56,7 @@ static int udp_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 			p->fd, (int)p->pid, name, o->inet->dropped);
 	}
 	close(sfd);
-	return ret;
+	return 0;
 }
 
 const struct rst_fd_ops rst_fd_udp = {
