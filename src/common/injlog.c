@@ -45,6 +45,7 @@
 #include "common/injlog.h"
 #include "common/log.h"
 #include "common/policy.h"
+#include "common/proc.h"
 #include "common/rsys.h"
 
 struct injlog {
@@ -135,13 +136,10 @@ static char thread_state(pid_t pid, pid_t tid)
  */
 static int stop_begun(pid_t pid)
 {
-	char path[64];
 	struct dirent *de;
 	int ret = 0;
-	DIR *d;
+	DIR *d = haul_proc_opendir(pid, "task");
 
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	d = opendir(path);
 	if (!d)
 		return errno == ENOENT ? -ESRCH : -errno;
 	while (!ret && (de = readdir(d))) {

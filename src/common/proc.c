@@ -69,7 +69,6 @@ int haul_proc_starttime(pid_t pid, unsigned long long *start)
 
 int haul_proc_tids(pid_t pid, pid_t **out, size_t *n)
 {
-	char path[64];
 	struct dirent *de;
 	pid_t *v = NULL;
 	size_t k = 0, cap = 0;
@@ -77,8 +76,7 @@ int haul_proc_tids(pid_t pid, pid_t **out, size_t *n)
 
 	*out = NULL;
 	*n = 0;
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	d = opendir(path);
+	d = haul_proc_opendir(pid, "task");
 	if (!d)
 		return errno == ENOENT ? -ESRCH : -errno;
 	while ((de = readdir(d))) {
@@ -102,4 +100,12 @@ int haul_proc_tids(pid_t pid, pid_t **out, size_t *n)
 	*out = v;
 	*n = k;
 	return 0;
+}
+
+DIR *haul_proc_opendir(pid_t pid, const char *sub)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, sub);
+	return opendir(path);
 }

@@ -7,6 +7,7 @@
 #ifndef HAUL_COMMON_PROC_H
 #define HAUL_COMMON_PROC_H
 
+#include <dirent.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -27,6 +28,12 @@ int haul_read_file(const char *path, char *buf, size_t len);
  * when the text does not parse.
  */
 int haul_proc_stat_field(pid_t pid, int field, char *state, unsigned long long *val);
+
+/*
+ * opendir(3) of /proc/@pid/@sub ("task", "fd"): the stream (closedir it),
+ * or NULL with errno set.
+ */
+DIR *haul_proc_opendir(pid_t pid, const char *sub);
 
 /* The start time (clock ticks after boot) of @pid: with the pid, one process. */
 int haul_proc_starttime(pid_t pid, unsigned long long *start);

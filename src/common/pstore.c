@@ -36,6 +36,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "common/grow.h"
 #include "common/log.h"
 #include "common/policy.h"
 #include "common/pstore.h"
@@ -45,15 +46,10 @@
 
 int pstore_vec_push(struct u64vec *v, uint64_t x)
 {
-	if (v->n == v->cap) {
-		size_t cap = v->cap ? v->cap * 2 : 256;
-		uint64_t *n = realloc(v->v, cap * sizeof(*n));
+	int ret = haul_grow(&v->v, &v->cap, v->n, sizeof(*v->v), 256);
 
-		if (!n)
-			return -ENOMEM;
-		v->v = n;
-		v->cap = cap;
-	}
+	if (ret)
+		return ret;
 	v->v[v->n++] = x;
 	return 0;
 }

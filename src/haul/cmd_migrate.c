@@ -466,11 +466,9 @@ static int parse_cli(int argc, char **argv, struct haul_mig_opts *o, struct mig_
 					   1,
 					   false};
 
-	arg = haul_opts_parse(&spec, argc, argv);
+	arg = haul_opts_parse_external(&spec, argc, argv, &ext_fd, &ext_kind);
 	if (arg < 0)
 		return arg;
-	if (haul_external_apply(&ext_fd, &ext_kind))
-		return -EINVAL;
 	if ((arg >= argc) == !c->cgroup) {
 		pr_err("name the process: a PID, a NAME of 'haul ps' or --cgroup PATH, one of "
 		       "them");

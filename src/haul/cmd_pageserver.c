@@ -77,11 +77,9 @@ int haul_cmd_pageserver(int argc, char **argv)
 	const char *fault;
 	int ret;
 
-	ret = haul_opts_parse(&spec, argc, argv);
+	ret = haul_opts_parse_external(&spec, argc, argv, &ext_fd, &ext_kind);
 	if (ret < 0)
 		return haul_opts_exit(ret);
-	if (haul_external_apply(&ext_fd, &ext_kind))
-		return 2;
 	o.stall_timeout_ms = (int)stall;
 	o.idle_timeout_ms = idle > 0 && idle < 1 ? 1 : idle ? (int)idle : -1; /* 0: never */
 	ret = ps_key_load(key, o.key);

@@ -64,11 +64,9 @@ int haul_cmd_restore(int argc, char **argv)
 	pid_t here;
 	int ret;
 
-	ret = haul_opts_parse(&spec, argc, argv);
+	ret = haul_opts_parse_external(&spec, argc, argv, &ext_fd, &ext_kind);
 	if (ret < 0)
 		return haul_opts_exit(ret);
-	if (haul_external_apply(&ext_fd, &ext_kind))
-		return 2;
 	o.pidns = (enum rst_pidns)pidns;
 	ret = rst_restore_images(dir, id, (pid_t)pid, &o, &t, &here);
 	if (ret)

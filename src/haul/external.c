@@ -30,3 +30,15 @@ int haul_external_apply(struct haul_opt_list *byfd, struct haul_opt_list *bykind
 	haul_opt_list_release(bykind);
 	return ret ? -EINVAL : 0;
 }
+
+int haul_opts_parse_external(const struct haul_cmd_spec *spec, int argc, char **argv,
+			     struct haul_opt_list *byfd, struct haul_opt_list *bykind)
+{
+	int arg = haul_opts_parse(spec, argc, argv);
+
+	if (arg < 0)
+		return arg;
+	if (haul_external_apply(byfd, bykind))
+		return -EINVAL;
+	return arg;
+}

@@ -27,19 +27,15 @@
  */
 #define LOG_PREFIX "guard: "
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 
 #include "common/log.h"
 #include "haul/haul_int.h"
@@ -109,35 +105,20 @@ static void held_release(const struct held *h, pid_t pid)
 		pr_warn("%zu TCP connection(s) of pid %d taken out of repair mode", done, (int)pid);
 }
 
+/* A record after a byte haul_survivor_wait() does not know: 'R', a socket held. */
+static void guard_record(void *arg, char c, int rfd)
+{
+	if (c == 'R')
+		held_add(arg, rfd);
+}
+
 static void guard_main(struct haul_cg *cg, const char *to, int rfd)
 {
 	struct held h = {0};
-	bool indoubt = false;
-	char c;
-	ssize_t n;
+	struct haul_survivor_state st = {.record = guard_record, .arg = &h};
 
-	setsid();
-	signal(SIGINT, SIG_IGN);
-	signal(SIGTERM, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
-	signal(SIGPIPE, SIG_IGN);
-	prctl(PR_SET_NAME, "haul-guard", 0, 0, 0);
-	for (;;) {
-		n = read(rfd, &c, 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		if (c == 'D')
-			_exit(0);
-		if (c == 'R')
-			held_add(&h, rfd);
-		else if (c == 'C')
-			indoubt = true;
-		else if (c == 'A')
-			indoubt = false;
-	}
-	if (indoubt) {
+	haul_survivor_wait(rfd, &st);
+	if (st.indoubt) {
 		pr_err("haul migrate died after asking %s to resume pid %d; the source copy stays "
 		       "frozen in '%s'. If the process runs on %s, kill the source "
 		       "(kill -9 %d; write 0 to cgroup.freeze); if it does not, thaw the source "
@@ -156,52 +137,29 @@ static void guard_main(struct haul_cg *cg, const char *to, int rfd)
 int haul_guard_start(const struct haul_cg *cg, const char *to, struct haul_guard *g)
 {
 	struct haul_cg copy = *cg;
-	int p[2];
+	int fd;
 	pid_t pid;
 
 	g->pid = -1;
 	g->fd = -1;
-	if (pipe2(p, O_CLOEXEC))
-		return -errno;
-	pid = fork();
-	if (pid < 0) {
-		int ret = -errno;
-
-		close(p[0]);
-		close(p[1]);
-		return ret;
-	}
-	if (pid == 0) {
-		close(p[1]);
-		/* keep stdin/stdout/stderr and the pipe; nothing else of haul's */
-		for (int fd = 3; fd < 1024; fd++)
-			if (fd != p[0])
-				close(fd);
-		guard_main(&copy, to, p[0]);
-	}
-	close(p[0]);
+	pid = haul_survivor_fork("haul-guard", &fd);
+	if (pid < 0)
+		return pid;
+	if (pid == 0)
+		guard_main(&copy, to, fd);
 	g->pid = pid;
-	g->fd = p[1];
-	return 0;
-}
-
-static int guard_send(struct haul_guard *g, char c)
-{
-	if (g->fd < 0)
-		return -EBADF;
-	if (write(g->fd, &c, 1) != 1)
-		return -errno;
+	g->fd = fd;
 	return 0;
 }
 
 int haul_guard_indoubt(struct haul_guard *g)
 {
-	return guard_send(g, 'C');
+	return haul_survivor_send(g->fd, 'C');
 }
 
 int haul_guard_rearm(struct haul_guard *g)
 {
-	return guard_send(g, 'A');
+	return haul_survivor_send(g->fd, 'A');
 }
 
 void haul_guard_tcp_held(void *guard, int fd, int reuse)
@@ -220,13 +178,5 @@ void haul_guard_tcp_held(void *guard, int fd, int reuse)
 
 void haul_guard_stop(struct haul_guard *g)
 {
-	if (g->fd >= 0) {
-		guard_send(g, 'D');
-		close(g->fd);
-		g->fd = -1;
-	}
-	if (g->pid > 0) {
-		waitpid(g->pid, NULL, 0);
-		g->pid = -1;
-	}
+	haul_survivor_stop(&g->pid, &g->fd);
 }

@@ -134,6 +134,30 @@ void haul_guard_stop(struct haul_guard *g);
  */
 void haul_guard_tcp_held(void *guard, int fd, int reuse);
 
+/* ---- survivor.c: the forked child behind guard.c and netguard.c --------- */
+
+/* What a survivor has read so far: 'C'/'A' set and clear indoubt, 'M' sets moved. */
+struct haul_survivor_state {
+	bool indoubt;
+	bool moved;
+	/* any other byte: @record (may be NULL) reads what follows it from @rfd */
+	void (*record)(void *arg, char c, int rfd);
+	void *arg;
+};
+/*
+ * Fork a survivor named @name: the child's pid in the parent (*fd: the
+ * pipe's write end, close-on-exec), 0 in the child (*fd: the read end; a
+ * session leader that ignores SIGINT/SIGTERM/SIGHUP/SIGPIPE and holds no fd
+ * of haul's but 0-2), or -errno (no child).
+ */
+pid_t haul_survivor_fork(const char *name, int *fd);
+/* In the child: read state bytes into @st until EOF; 'D' exits 0 at once. */
+void haul_survivor_wait(int rfd, struct haul_survivor_state *st);
+/* In the parent: send one state byte; -EBADF once stopped. */
+int haul_survivor_send(int fd, char c);
+/* In the parent: send 'D', close *fd and reap *pid; both set to -1. */
+void haul_survivor_stop(pid_t *pid, int *fd);
+
 /* ---- converge.c: when to switch over, when to throttle ------------------- */
 
 enum haul_conv_action {
@@ -563,6 +587,13 @@ extern const char haul_external_fd_help[], haul_external_kind_help[];
 	 haul_external_kind_help, 0, 0, NULL}
 /* clang-format on */
 int haul_external_apply(struct haul_opt_list *byfd, struct haul_opt_list *bykind);
+/*
+ * haul_opts_parse() of a command whose table has HAUL_OPTS_EXTERNAL(@byfd,
+ * @bykind), then haul_external_apply(): what haul_opts_parse() returns, or
+ * -EINVAL (logged) when a rule is wrong.
+ */
+int haul_opts_parse_external(const struct haul_cmd_spec *spec, int argc, char **argv,
+			     struct haul_opt_list *byfd, struct haul_opt_list *bykind);
 
 /* One value, as the parser reads it; 0 or -EINVAL (nothing logged). */
 int haul_parse_duration_ms(const char *s, double *ms);

@@ -24,6 +24,7 @@
 #include <sys/syscall.h>
 
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/rsys.h"
 #include "restore/fd_int.h"
 #include "restore/restore_int.h"
@@ -264,13 +265,10 @@ int rst_dump_fds(struct rsys *r, uint64_t scratch, pid_t self, struct rst_fd_ima
 {
 	struct fd_dump dd = {.im = im, .self = self}, *c = &dd;
 	pid_t pid = r->pid;
-	char path[64];
 	struct dirent *de;
-	DIR *d;
+	DIR *d = haul_proc_opendir(pid, "fd");
 	int ret = 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	d = opendir(path);
 	if (!d)
 		return -errno;
 	while ((de = readdir(d))) {

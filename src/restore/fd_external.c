@@ -193,15 +193,11 @@ static int unix_peer_path(const struct rst_fd_probe *p, char *path, size_t plen,
 {
 	struct sockaddr_un me, peer;
 	socklen_t ml = sizeof(me), pl = sizeof(peer), ol = sizeof(int);
-	int pidfd, sfd, dom = 0, ret = -ENOENT;
+	int sfd, dom = 0, ret = -ENOENT;
 
-	pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
-	if (pidfd < 0)
-		return -errno;
-	sfd = (int)syscall(SYS_pidfd_getfd, pidfd, p->fd, 0);
-	close(pidfd);
+	sfd = rst_fd_copy(p->pid, p->fd);
 	if (sfd < 0)
-		return -errno;
+		return sfd;
 	memset(&me, 0, sizeof(me));
 	memset(&peer, 0, sizeof(peer));
 	if (getsockopt(sfd, SOL_SOCKET, SO_DOMAIN, &dom, &ol) == 0 && dom == AF_UNIX &&

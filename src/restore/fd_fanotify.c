@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/fanotify.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -136,22 +135,6 @@ static int check_mark(void *arg, const char *l)
 	return ret ? -EOPNOTSUPP : 0;
 }
 
-/* Bytes of events queued on fd @fd of @pid (FIONREAD on a copy), or -errno. */
-static int fan_queued(pid_t pid, int fd)
-{
-	int pfd = (int)syscall(SYS_pidfd_open, pid, 0), cfd, n = 0, ret = 0;
-
-	if (pfd < 0)
-		return -errno;
-	cfd = (int)syscall(SYS_pidfd_getfd, pfd, fd, 0);
-	if (cfd < 0 || ioctl(cfd, FIONREAD, &n) < 0)
-		ret = -errno;
-	if (cfd >= 0)
-		close(cfd);
-	close(pfd);
-	return ret ? ret : n;
-}
-
 static int fanotify_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 {
 	struct fan_check c = {p, why, wl};
@@ -177,20 +160,7 @@ static int fanotify_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 		snprintf(why, wl, "fd %d (fanotify) has more than %d marks", p->fd, RST_FAN_MAX);
 	if (ret)
 		return -EOPNOTSUPP;
-	ret = fan_queued(p->pid, p->fd);
-	if (ret > 0) {
-		snprintf(why, wl,
-			 "fd %d (fanotify) has %d bytes of unread events, which a restore would "
-			 "lose: let the process read them, then move it",
-			 p->fd, ret);
-		return -EOPNOTSUPP;
-	}
-	if (ret < 0) {
-		snprintf(why, wl, "cannot count the queued events of fd %d (fanotify): %s", p->fd,
-			 strerror(-ret));
-		return -EOPNOTSUPP;
-	}
-	return 0;
+	return rst_fhandle_refuse_queued(p, "fanotify", why, wl);
 }
 
 static int dump_mark(void *arg, const char *l)

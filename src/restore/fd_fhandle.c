@@ -8,12 +8,14 @@
  * /proc/self/mountinfo: the kernel's dev_t, major << 20 | minor), and
  * /proc/self/fd names the file.  The path is haul's view: the process is
  * in the same mount namespace (fds are reopened by path the same way).
+ * Both kinds also refuse an fd with events queued: rst_fhandle_refuse_queued.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -110,4 +112,36 @@ int rst_fhandle_path(const char *mark, char *path, size_t len)
 	if (!ret && (path[0] != '/' || rst_strip_deleted(path)))
 		ret = -ENOENT;
 	return ret;
+}
+
+/* Bytes of events queued on fd @fd of @pid (FIONREAD on a copy of it), or -errno. */
+static int queued(pid_t pid, int fd)
+{
+	int cfd = rst_fd_copy(pid, fd), n = 0, ret = 0;
+
+	if (cfd < 0)
+		return cfd;
+	if (ioctl(cfd, FIONREAD, &n) < 0)
+		ret = -errno;
+	close(cfd);
+	return ret ? ret : n;
+}
+
+int rst_fhandle_refuse_queued(const struct rst_fd_probe *p, const char *kind, char *why, size_t wl)
+{
+	int ret = queued(p->pid, p->fd);
+
+	if (ret > 0) {
+		snprintf(why, wl,
+			 "fd %d (%s) has %d bytes of unread events, which a restore would "
+			 "lose: let the process read them, then move it",
+			 p->fd, kind, ret);
+		return -EOPNOTSUPP;
+	}
+	if (ret < 0) {
+		snprintf(why, wl, "cannot count the queued events of fd %d (%s): %s", p->fd, kind,
+			 strerror(-ret));
+		return -EOPNOTSUPP;
+	}
+	return 0;
 }

@@ -100,15 +100,9 @@ static const struct inet_opt {
 
 int rst_inet_getfd(pid_t pid, int fd)
 {
-	int pidfd, sfd, ret;
+	int sfd = rst_fd_copy(pid, fd);
 
-	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (pidfd < 0)
-		return -errno;
-	sfd = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
-	ret = sfd < 0 ? -errno : sfd;
-	close(pidfd);
-	return ret == -EBADF ? -ENOENT : ret;
+	return sfd == -EBADF ? -ENOENT : sfd;
 }
 
 static int get_int(int sfd, int level, int name, int *v)
@@ -542,6 +536,72 @@ static int bad(char *why, size_t wl, const Haul__Img__FileObject *f, const char 
 {
 	snprintf(why, wl, "file %u (%s): %s", f->id, rst_fd_ops_of(f->kind)->name, what);
 	return -EBADMSG;
+}
+
+/* The kind's own steps between the early options and the others; *step names a failed one. */
+static int inet_steps(int sfd, const Haul__Img__FileObject *f, const char **step)
+{
+	const Haul__Img__InetSocket *s = f->inet;
+	int ret;
+
+	if (f->kind == HAUL__IMG__FD_KIND__FD_TCP)
+		return rst_tcp_steps(sfd, s, step);
+	*step = "bind (is the address on this host, and the port free?)";
+	ret = rst_inet_bind(sfd, s);
+	if (ret)
+		return ret;
+	if (f->kind == HAUL__IMG__FD_KIND__FD_UDP) {
+		*step = "connect";
+		return rst_inet_connect(sfd, s);
+	}
+	*step = "listen";
+	if (listen(sfd, (int)s->backlog) < 0)
+		return -errno;
+	return 0;
+}
+
+int rst_inet_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
+		     const Haul__Img__FdEntry *e, const char *path, int *tmp, bool *shared)
+{
+	const Haul__Img__InetSocket *s = f->inet;
+	const char *step = "options";
+	char name[160];
+	int sfd = -1, ret;
+
+	(void)x;
+	(void)path;
+	(void)shared;
+	ret = rst_inet_create(t, s, tmp, &sfd);
+	if (ret)
+		return ret;
+	ret = rst_inet_set_opts(sfd, s, true, false);
+	if (!ret)
+		ret = inet_steps(sfd, f, &step);
+	if (!ret) {
+		step = "options";
+		ret = rst_inet_set_opts(sfd, s, false,
+					f->kind != HAUL__IMG__FD_KIND__FD_TCP || !s->tcp);
+	}
+	if (ret) {
+		rst_inet_name(s, name, sizeof(name));
+		pr_err("fd %d: cannot restore %s: %s: %s", e->fd, name, step, strerror(-ret));
+	}
+	close(sfd);
+	return ret;
+}
+
+int rst_inet_dump_probe(const struct rst_fd_probe *p, Haul__Img__FileObject *o)
+{
+	int sfd = rst_inet_getfd(p->pid, p->fd), ret;
+
+	if (sfd < 0)
+		return sfd;
+	ret = rst_inet_dump(sfd, &o->inet);
+	if (ret) {
+		close(sfd);
+		return ret;
+	}
+	return sfd;
 }
 
 int rst_inet_validate(const Haul__Img__FileObject *f, char *why, size_t wl)

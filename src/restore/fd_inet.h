@@ -51,6 +51,12 @@ const char *rst_tcp_state_name(int state);
  * a new message *@out (free with rst_inet_free).  0 or -errno.
  */
 int rst_inet_dump(int sfd, Haul__Img__InetSocket **out);
+/*
+ * The dump hook's start for the three kinds: rst_inet_dump of @p's fd into
+ * @o->inet, read on a pidfd_getfd copy.  The copy (close it), or -errno
+ * with no copy left open.
+ */
+int rst_inet_dump_probe(const struct rst_fd_probe *p, Haul__Img__FileObject *o);
 /* Free a message built by rst_inet_dump (and what the kinds added). NULL is a no-op. */
 void rst_inet_free(Haul__Img__InetSocket *s);
 
@@ -68,6 +74,22 @@ int rst_inet_set_opts(int sfd, const Haul__Img__InetSocket *s, bool early, bool 
 /* bind() @sfd to @s's local address, connect() it to its peer.  0 or -errno. */
 int rst_inet_bind(int sfd, const Haul__Img__InetSocket *s);
 int rst_inet_connect(int sfd, const Haul__Img__InetSocket *s);
+
+/*
+ * The restore hook of the three kinds: create @f's socket in the stub
+ * (*@tmp its fd there), set the early options, then the kind's steps (a
+ * connection's repair or a bind: rst_tcp_steps; bind and listen; bind and
+ * connect), then the others (the buffer sizes but for a repaired
+ * connection), and log which step failed for fd @e.  0 or -errno.
+ */
+int rst_inet_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
+		     const Haul__Img__FdEntry *e, const char *path, int *tmp, bool *shared);
+/*
+ * fd_tcp.c: the TCP kind's steps on haul's copy @sfd: a connection's
+ * repair, or a plain socket's bind; then SO_REUSEADDR again.  0 or -errno
+ * with *@step naming the step that failed.
+ */
+int rst_tcp_steps(int sfd, const Haul__Img__InetSocket *s, const char **step);
 
 /*
  * The validate hook of the three kinds: @f's inet part is a socket this

@@ -64,18 +64,17 @@ static int listen_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 		       Haul__Img__FileObject *const *prev, size_t nprev)
 {
 	uint32_t backlog, queued;
-	char name[160];
 	int sfd, ret;
 
 	(void)prev;
 	(void)nprev;
-	sfd = rst_inet_getfd(p->pid, p->fd);
+	sfd = rst_inet_dump_probe(p, o);
 	if (sfd < 0)
 		return sfd;
-	ret = rst_inet_dump(sfd, &o->inet);
-	if (!ret)
-		ret = listen_queue(sfd, &backlog, &queued);
+	ret = listen_queue(sfd, &backlog, &queued);
 	if (!ret && queued) {
+		char name[160];
+
 		rst_inet_name_fd(sfd, name, sizeof(name));
 		pr_err("fd %d of pid %d: %s has %u connections the program did not accept while "
 		       "haul let it run (up to %d x %d ms); a restored listener's accept queue "
@@ -92,43 +91,6 @@ static int listen_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 	return 0;
 }
 
-static int listen_restore(struct rst_target *t, struct rst_fd_rctx *x,
-			  const Haul__Img__FileObject *f, const Haul__Img__FdEntry *e,
-			  const char *path, int *tmp, bool *shared)
-{
-	const Haul__Img__InetSocket *s = f->inet;
-	const char *step = "options";
-	char name[160];
-	int sfd = -1, ret;
-
-	(void)x;
-	(void)path;
-	(void)shared;
-	ret = rst_inet_create(t, s, tmp, &sfd);
-	if (ret)
-		return ret;
-	ret = rst_inet_set_opts(sfd, s, true, false);
-	if (!ret) {
-		step = "bind (is the address on this host, and the port free?)";
-		ret = rst_inet_bind(sfd, s);
-	}
-	if (!ret) {
-		step = "listen";
-		if (listen(sfd, (int)s->backlog) < 0)
-			ret = -errno;
-	}
-	if (!ret) {
-		step = "options";
-		ret = rst_inet_set_opts(sfd, s, false, true);
-	}
-	if (ret) {
-		rst_inet_name(s, name, sizeof(name));
-		pr_err("fd %d: cannot restore %s: %s: %s", e->fd, name, step, strerror(-ret));
-	}
-	close(sfd);
-	return ret;
-}
-
 static int listen_setup(struct rst_target *t, const Haul__Img__FileObject *f,
 			const Haul__Img__FdEntry *e)
 {
@@ -142,6 +104,6 @@ const struct rst_fd_ops rst_fd_tcp_listen = {
 	.match = listen_match,
 	.validate = rst_inet_validate,
 	.dump = listen_dump,
-	.restore = listen_restore,
+	.restore = rst_inet_restore,
 	.setup = listen_setup,
 };

@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -100,22 +99,6 @@ static int watch_path(const struct iwatch *w, char *path, size_t len, bool *link
 	return 0;
 }
 
-/* Bytes of events queued on fd @fd of @pid (FIONREAD on a copy of it), or -errno. */
-static int queued(pid_t pid, int fd)
-{
-	int pfd = (int)syscall(SYS_pidfd_open, pid, 0), cfd, n = 0, ret = 0;
-
-	if (pfd < 0)
-		return -errno;
-	cfd = (int)syscall(SYS_pidfd_getfd, pfd, fd, 0);
-	if (cfd < 0 || ioctl(cfd, FIONREAD, &n) < 0)
-		ret = -errno;
-	if (cfd >= 0)
-		close(cfd);
-	close(pfd);
-	return ret ? ret : n;
-}
-
 static int inotify_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 {
 	struct iwatch *v = NULL;
@@ -151,19 +134,7 @@ static int inotify_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 	free(v);
 	if (ret)
 		return ret;
-	if ((ret = queued(p->pid, p->fd)) > 0) {
-		snprintf(why, wl,
-			 "fd %d (inotify) has %d bytes of unread events, which a restore would "
-			 "lose: let the process read them, then move it",
-			 p->fd, ret);
-		return -EOPNOTSUPP;
-	}
-	if (ret < 0) {
-		snprintf(why, wl, "cannot count the queued events of fd %d (inotify): %s", p->fd,
-			 strerror(-ret));
-		return -EOPNOTSUPP;
-	}
-	return 0;
+	return rst_fhandle_refuse_queued(p, "inotify", why, wl);
 }
 
 static int inotify_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,

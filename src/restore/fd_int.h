@@ -170,12 +170,24 @@ extern const struct rst_fd_ops rst_fd_inotify;	/* fd_inotify.c */
 extern const struct rst_fd_ops rst_fd_fanotify; /* fd_fanotify.c */
 
 /*
+ * fd_copy.c: haul's copy (pidfd_getfd) of fd @fd of @pid: the same open
+ * file, to read with plain calls and close.  The fd, or -errno (-EBADF:
+ * the process has no such fd now).
+ */
+int rst_fd_copy(pid_t pid, int fd);
+/*
  * fd_fhandle.c: the path of the file an inotify or fanotify mark line
  * @mark of fdinfo names (its sdev, fhandle-bytes, fhandle-type, f_handle).
  * 0, -ENOENT when it has no path any more (deleted), -EBADMSG when the
  * line does not parse, or -errno of open_by_handle_at.
  */
 int rst_fhandle_path(const char *mark, char *path, size_t len);
+/*
+ * fd_fhandle.c: the refuse hook's last check of the inotify or fanotify
+ * (@kind) fd of @p: 0 when no event waits on it, else -EOPNOTSUPP with
+ * @why (the events would be lost, or they cannot be counted).
+ */
+int rst_fhandle_refuse_queued(const struct rst_fd_probe *p, const char *kind, char *why, size_t wl);
 /*
  * fd_fhandle.c: the mount point, from @mountinfo (a /proc/.../mountinfo
  * path), of mount @id (>= 0), or else of the first mount of the
@@ -263,6 +275,20 @@ int rst_fd_open_path(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Im
 		     const Haul__Img__FdEntry *e, const char *path, int *tmp, bool *shared);
 /* fd_file.c: lseek fd @e to @f's offset (regular and deleted files). */
 int rst_fd_seek(struct rst_target *t, const Haul__Img__FileObject *f, const Haul__Img__FdEntry *e);
+/*
+ * fd_eventfd.c: create the fd of an anonymous-inode kind in the stub by one
+ * injected syscall @nr(@a0, @a1 | @f's O_NONBLOCK): *@tmp its fd (-1 when
+ * the call failed), *@shared false.  0 or -errno (eventfd, timerfd).
+ */
+int rst_fd_anon_create(struct rst_target *t, const Haul__Img__FileObject *f, long nr, uint64_t a0,
+		       uint64_t a1, int *tmp, bool *shared);
+/*
+ * fd_eventfd.c: the dump hook's start for those kinds: the value of the
+ * fdinfo field @key of @p (*@val) and a new message of @desc, initialised
+ * (*@out, the kind's part).  0, -EIO without the field, -ENOMEM.
+ */
+int rst_fd_anon_part(const struct rst_fd_probe *p, const char *key,
+		     const ProtobufCMessageDescriptor *desc, const char **val, void **out);
 /* fd_pipe.c: F_SETFL O_NONBLOCK as @f had it (pipes and socketpairs share parked ends). */
 int rst_fd_set_nonblock(struct rst_target *t, const Haul__Img__FileObject *f,
 			const Haul__Img__FdEntry *e);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/proc.h"
 #include "restore/fd_inet.h"
 #include "restore/fd_int.h"
 
@@ -111,13 +112,10 @@ int rst_fd_classify(pid_t pid, int fd, const char *fdinfo, char *target, size_t 
 
 int rst_fd_each(pid_t pid, rst_fd_visit fn, void *arg, char *why, size_t whylen)
 {
-	char path[64];
 	struct dirent *de;
-	DIR *d;
+	DIR *d = haul_proc_opendir(pid, "fd");
 	int ret = 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	d = opendir(path);
 	if (!d) {
 		ret = -errno;
 		snprintf(why, whylen, "cannot list the fds of pid %d", (int)pid);

@@ -60,7 +60,7 @@ static int pty_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 		    Haul__Img__FileObject *const *prev, size_t nprev)
 {
 	Haul__Img__Pty *y;
-	int index = pair_index(p), pidfd, sfd, n = 0, pkt = 0, ret = 0;
+	int index = pair_index(p), sfd, n = 0, pkt = 0, ret = 0;
 
 	(void)prev;
 	(void)nprev;
@@ -73,13 +73,9 @@ static int pty_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 	o->pty = y;
 	y->index = (uint32_t)index;
 	y->master = rst_tty_is_ptmx(p->st);
-	pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
-	if (pidfd < 0)
-		return -errno;
-	sfd = (int)syscall(SYS_pidfd_getfd, pidfd, p->fd, 0);
-	close(pidfd);
+	sfd = rst_fd_copy(p->pid, p->fd);
 	if (sfd < 0)
-		return -errno;
+		return sfd;
 	if (!y->master)
 		ret = rst_tty_read_termios(sfd, &y->termios);
 	else if (ioctl(sfd, TIOCGPKT, &pkt) == 0)

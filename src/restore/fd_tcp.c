@@ -350,15 +350,14 @@ static int tcp_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 
 	(void)prev;
 	(void)nprev;
-	sfd = rst_inet_getfd(p->pid, p->fd);
+	sfd = rst_inet_dump_probe(p, o);
 	if (sfd < 0)
 		return sfd;
-	ret = rst_inet_dump(sfd, &o->inet);
 	memset(&ti, 0, sizeof(ti));
 	getsockopt(sfd, IPPROTO_TCP, TCP_INFO, &ti, &(socklen_t){sizeof(ti)});
-	if (ret || !carried(ti.tcpi_state)) {
+	if (!carried(ti.tcpi_state)) {
 		close(sfd);
-		return ret;
+		return 0;
 	}
 	/* Its buffers as they are (autotuned or set): the queues restored must fit. */
 	if (getsockopt(sfd, SOL_SOCKET, SO_SNDBUF, &v, &(socklen_t){sizeof(v)}) == 0) {
@@ -531,39 +530,20 @@ static int reuse_again(int sfd, const Haul__Img__InetSocket *s)
 	return 0;
 }
 
-static int tcp_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
-		       const Haul__Img__FdEntry *e, const char *path, int *tmp, bool *shared)
+int rst_tcp_steps(int sfd, const Haul__Img__InetSocket *s, const char **step)
 {
-	const Haul__Img__InetSocket *s = f->inet;
-	const char *step = "options";
-	char name[160];
-	int sfd = -1, ret;
+	int ret;
 
-	(void)x;
-	(void)path;
-	(void)shared;
-	ret = rst_inet_create(t, s, tmp, &sfd);
-	if (ret)
-		return ret;
-	ret = rst_inet_set_opts(sfd, s, true, false);
-	if (!ret && s->tcp)
-		ret = restore_conn(sfd, s, &step);
-	else if (!ret) {
-		step = "bind";
+	if (s->tcp) {
+		ret = restore_conn(sfd, s, step);
+	} else {
+		*step = "bind";
 		ret = rst_inet_bind(sfd, s);
 	}
-	if (!ret) {
-		step = "options";
-		ret = reuse_again(sfd, s);
-	}
-	if (!ret)
-		ret = rst_inet_set_opts(sfd, s, false, !s->tcp);
-	if (ret) {
-		rst_inet_name(s, name, sizeof(name));
-		pr_err("fd %d: cannot restore %s: %s: %s", e->fd, name, step, strerror(-ret));
-	}
-	close(sfd);
-	return ret;
+	if (ret)
+		return ret;
+	*step = "options";
+	return reuse_again(sfd, s);
 }
 
 const struct rst_fd_ops rst_fd_tcp = {
@@ -574,6 +554,6 @@ const struct rst_fd_ops rst_fd_tcp = {
 	.refuse = tcp_refuse,
 	.validate = rst_inet_validate,
 	.dump = tcp_dump,
-	.restore = tcp_restore,
+	.restore = rst_inet_restore,
 	.setup = rst_fd_set_nonblock,
 };

@@ -41,15 +41,14 @@ static int timerfd_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 	Haul__Img__TimerfdFile *tf;
 	unsigned long long a, b;
 	const char *f;
+	int ret;
 
 	(void)prev;
 	(void)nprev;
-	if (!(f = rst_status_field(p->fdinfo, "clockid")))
-		return -EIO;
-	tf = malloc(sizeof(*tf));
-	if (!tf)
-		return -ENOMEM;
-	haul__img__timerfd_file__init(tf);
+	ret = rst_fd_anon_part(p, "clockid", &haul__img__timerfd_file__descriptor, &f,
+			       (void **)&tf);
+	if (ret)
+		return ret;
 	o->timerfd = tf;
 	tf->clockid = atoi(f);
 	if ((f = rst_status_field(p->fdinfo, "ticks"))) {
@@ -88,15 +87,14 @@ static int timerfd_restore(struct rst_target *t, struct rst_fd_rctx *x,
 			   const char *path, int *tmp, bool *shared)
 {
 	const Haul__Img__TimerfdFile *tf = f->timerfd;
-	int nb = (int)f->flags & O_NONBLOCK;
-	long res = -1;
+	long res;
 	int ret;
 
 	(void)x;
 	(void)e;
 	(void)path;
-	*shared = false;
-	ret = rst_rcall(t, SYS_timerfd_create, tf->clockid, nb, 0, 0, 0, 0, &res);
+	ret = rst_fd_anon_create(t, f, SYS_timerfd_create, (uint64_t)tf->clockid, 0, tmp, shared);
+	res = *tmp;
 	/*
 	 * What was left of it, relative.  A periodic timer that expired
 	 * with its ticks unread shows 0 left (it is re-armed by the read):
@@ -120,7 +118,6 @@ static int timerfd_restore(struct rst_target *t, struct rst_fd_rctx *x,
 			ret = rst_rcall(t, SYS_ioctl, res, 0x40085400, rst_scratch(t), 0, 0, 0,
 					NULL);
 	}
-	*tmp = (int)res;
 	return ret;
 }
 

@@ -227,15 +227,11 @@ int rst_tty_read_termios(int sfd, Haul__Img__Termios **out)
 
 int rst_tty_dump(const struct rst_fd_probe *p, Haul__Img__External *e)
 {
-	int pidfd, sfd, ret;
+	int sfd, ret;
 
-	pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
-	if (pidfd < 0)
-		return -errno;
-	sfd = (int)syscall(SYS_pidfd_getfd, pidfd, p->fd, 0);
-	close(pidfd);
+	sfd = rst_fd_copy(p->pid, p->fd);
 	if (sfd < 0)
-		return -errno;
+		return sfd;
 	ret = rst_tty_read_termios(sfd, &e->termios);
 	close(sfd);
 	if (ret)

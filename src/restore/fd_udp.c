@@ -37,18 +37,17 @@ static int udp_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 {
 	uint32_t mem[SK_MEMINFO_VARS];
 	socklen_t l = sizeof(mem);
-	char name[160];
-	int sfd, ret;
+	int sfd;
 
 	(void)prev;
 	(void)nprev;
-	sfd = rst_inet_getfd(p->pid, p->fd);
+	sfd = rst_inet_dump_probe(p, o);
 	if (sfd < 0)
 		return sfd;
-	ret = rst_inet_dump(sfd, &o->inet);
 	memset(mem, 0, sizeof(mem));
-	if (!ret && getsockopt(sfd, SOL_SOCKET, SO_MEMINFO, mem, &l) == 0 &&
-	    mem[SK_MEMINFO_RMEM_ALLOC]) {
+	if (getsockopt(sfd, SOL_SOCKET, SO_MEMINFO, mem, &l) == 0 && mem[SK_MEMINFO_RMEM_ALLOC]) {
+		char name[160];
+
 		o->inet->has_dropped = true;
 		o->inet->dropped = mem[SK_MEMINFO_RMEM_ALLOC];
 		rst_inet_name(o->inet, name, sizeof(name));
@@ -57,42 +56,7 @@ static int udp_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 			p->fd, (int)p->pid, name, o->inet->dropped);
 	}
 	close(sfd);
-	return ret;
-}
-
-static int udp_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
-		       const Haul__Img__FdEntry *e, const char *path, int *tmp, bool *shared)
-{
-	const Haul__Img__InetSocket *s = f->inet;
-	const char *step = "options";
-	char name[160];
-	int sfd = -1, ret;
-
-	(void)x;
-	(void)path;
-	(void)shared;
-	ret = rst_inet_create(t, s, tmp, &sfd);
-	if (ret)
-		return ret;
-	ret = rst_inet_set_opts(sfd, s, true, false);
-	if (!ret) {
-		step = "bind (is the address on this host, and the port free?)";
-		ret = rst_inet_bind(sfd, s);
-	}
-	if (!ret) {
-		step = "connect";
-		ret = rst_inet_connect(sfd, s);
-	}
-	if (!ret) {
-		step = "options";
-		ret = rst_inet_set_opts(sfd, s, false, true);
-	}
-	if (ret) {
-		rst_inet_name(s, name, sizeof(name));
-		pr_err("fd %d: cannot restore %s: %s: %s", e->fd, name, step, strerror(-ret));
-	}
-	close(sfd);
-	return ret;
+	return 0;
 }
 
 const struct rst_fd_ops rst_fd_udp = {
@@ -102,6 +66,6 @@ const struct rst_fd_ops rst_fd_udp = {
 	.match = udp_match,
 	.validate = rst_inet_validate,
 	.dump = udp_dump,
-	.restore = udp_restore,
+	.restore = rst_inet_restore,
 	.setup = rst_fd_set_nonblock,
 };

@@ -31,6 +31,7 @@
 
 #include "common/log.h"
 #include "common/policy.h"
+#include "common/proc.h"
 #include "restore/fd_inet.h"
 #include "restore/fd_int.h"
 #include "restore/restore.h"
@@ -38,13 +39,10 @@
 /* Connections waiting in the accept queues of @pid's listeners (0 when it has none). */
 static uint32_t pending(pid_t pid, int *where)
 {
-	char path[64];
 	struct dirent *de;
 	uint32_t total = 0;
-	DIR *d;
+	DIR *d = haul_proc_opendir(pid, "fd");
 
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	d = opendir(path);
 	if (!d)
 		return 0;
 	while ((de = readdir(d))) {

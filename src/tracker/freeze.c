@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <sys/ptrace.h>
 
+#include "common/grow.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/rsys.h"
 #include "tracker/trk_int.h"
 
@@ -30,17 +32,10 @@ static bool have_tid(const struct trk_frozen *f, pid_t tid)
 
 static int stop_one(struct trk_frozen *f, pid_t tid)
 {
-	int ret;
+	int ret = haul_grow(&f->tids, &f->cap, f->n, sizeof(*f->tids), 16);
 
-	if (f->n == f->cap) {
-		size_t cap = f->cap ? f->cap * 2 : 16;
-		pid_t *t = realloc(f->tids, cap * sizeof(*t));
-
-		if (!t)
-			return -ENOMEM;
-		f->tids = t;
-		f->cap = cap;
-	}
+	if (ret)
+		return ret;
 	if (ptrace(PTRACE_SEIZE, tid, 0, 0) < 0)
 		return errno == ESRCH ? 0 : -errno; /* a thread that just exited */
 	f->tids[f->n++] = tid;
@@ -52,15 +47,13 @@ static int stop_one(struct trk_frozen *f, pid_t tid)
 
 int trk_freeze(pid_t pid, struct trk_frozen *f)
 {
-	char path[64];
 	bool added;
 	int ret = 0;
 
 	f->n = 0;
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
 	do {
 		struct dirent *de;
-		DIR *d = opendir(path);
+		DIR *d = haul_proc_opendir(pid, "task");
 
 		if (!d) {
 			ret = errno == ENOENT ? -ESRCH : -errno;

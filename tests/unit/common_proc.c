@@ -49,3 +49,20 @@ Test(common_proc, a_missing_pid_or_field_is_an_error)
 	cr_assert_eq(haul_proc_starttime(-1, &v), -ENOENT);
 	cr_assert_eq(haul_proc_stat_field(getpid(), 1000, NULL, &v), -EINVAL);
 }
+
+Test(common_proc, opendir_lists_this_process_threads_and_fails_for_no_process)
+{
+	struct dirent *de;
+	bool self = false;
+	DIR *d = haul_proc_opendir(getpid(), "task");
+
+	cr_assert_not_null(d);
+	while ((de = readdir(d)))
+		if (atoi(de->d_name) == (int)getpid())
+			self = true;
+	closedir(d);
+	cr_assert(self, "the main thread is listed in /proc/PID/task");
+	errno = 0;
+	cr_assert_null(haul_proc_opendir(-1, "task"));
+	cr_assert_eq(errno, ENOENT);
+}
