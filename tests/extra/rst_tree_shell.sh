@@ -5,6 +5,7 @@
 # the bytes in flight in the three pipes, kills them, and `haul restore`
 # brings the job back: the digest is the undisturbed run's.
 # Exit 0 pass, 77 skip, else fail.
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
 HAUL=${HAUL_BIN:-$PWD/build/haul}
 [ "$(id -u)" = 0 ] || { echo "needs root (ptrace, clone3 set_tid, mount)"; exit 77; }
