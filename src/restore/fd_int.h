@@ -135,7 +135,12 @@ int rst_fd_validate(const Haul__Img__ProcessState *ps, char *why, size_t wl);
  * val_process_state and rst_fd_validate (-EBADMSG with @why).
  */
 int rst_state_check(const void *blob, size_t len, char *why, size_t wl);
-/* fd_validate.c: how many kind sub-messages @f carries (exactly one is valid). */
+/*
+ * fd_validate.c: how many kind sub-messages @f carries (exactly one is
+ * valid): every message field of FileObject numbered RST_FD_PART_FIRST or
+ * more, found through the descriptor, so a new kind adds nothing here.
+ */
+#define RST_FD_PART_FIRST 16
 unsigned rst_fd_nsub(const Haul__Img__FileObject *f);
 
 /* fd_kinds.c: every kind, in the order they are matched; NULL-terminated. */

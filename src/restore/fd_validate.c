@@ -29,9 +29,18 @@
 
 unsigned rst_fd_nsub(const Haul__Img__FileObject *f)
 {
-	return !!f->reg + !!f->ghost + !!f->eventfd + !!f->signalfd + !!f->timerfd + !!f->epoll +
-	       !!f->pipe + !!f->unix_pair + !!f->inet + !!f->external + !!f->pty + !!f->pidfd +
-	       !!f->inotify + !!f->fanotify + !!f->memfd;
+	const ProtobufCMessageDescriptor *d = &haul__img__file_object__descriptor;
+	unsigned n = 0;
+
+	/* every message field from number 16 on is a kind's part (image.proto): no list to keep */
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *fd = &d->fields[i];
+
+		if (fd->id >= RST_FD_PART_FIRST && fd->type == PROTOBUF_C_TYPE_MESSAGE &&
+		    fd->label != PROTOBUF_C_LABEL_REPEATED)
+			n += *(void *const *)((const char *)f + fd->offset) != NULL;
+	}
+	return n;
 }
 
 static int cmp_u32(const void *a, const void *b)
