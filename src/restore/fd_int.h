@@ -308,6 +308,14 @@ const Haul__Img__FileObject *rst_fd_file(const Haul__Img__ProcessState *ps, uint
 /* fd_restore.c: the first fd of @ps naming FileObject @id, or NULL (held by other processes). */
 const Haul__Img__FdEntry *rst_fd_first(const Haul__Img__ProcessState *ps, uint32_t id);
 /*
+ * fd_restore.c: the parked pipe (@sock false) or AF_UNIX socketpair of
+ * SOCK_* @type (@sock true) @id of @x in *@out: the one made for an earlier
+ * fd, else made now in the target with both ends parked (*@made set; the
+ * caller fills in the rest).  0 or -errno.
+ */
+int rst_fd_parked_pair(struct rst_target *t, struct rst_fd_rctx *x, uint64_t id, bool sock,
+		       int type, struct rst_tpipe **out, bool *made);
+/*
  * fd_restore.c: every fd exists: refill the parked pipes (@sock false) or
  * socketpairs (@sock true) with what their ends had to read, and close
  * the parked ends.  0 or -errno with @why.

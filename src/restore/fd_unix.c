@@ -226,33 +226,16 @@ static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul_
 	const Haul__Img__UnixPairFile *u = f->unix_pair;
 	/* A pair is named by its lower inode; its end with that inode is fds[0]. */
 	uint64_t id = u->ino < u->peer ? u->ino : u->peer;
-	struct rst_tpipe *p = NULL;
-	int32_t fds[2];
+	struct rst_tpipe *p;
+	bool made;
 	int ret;
 
 	(void)e;
 	(void)path;
 	*shared = true;
-	for (size_t i = 0; i < x->npipes; i++)
-		if (x->pipes[i].id == id && x->pipes[i].sock)
-			p = &x->pipes[i];
-	if (!p) {
-		p = &x->pipes[x->npipes];
-		memset(p, 0, sizeof(*p));
-		p->id = id;
-		p->sock = true;
-		ret = rst_rcall(t, SYS_socketpair, AF_UNIX, u->type | SOCK_CLOEXEC, 0,
-				rst_scratch(t), 0, 0, NULL);
-		if (!ret)
-			ret = rst_peek(t, rst_scratch(t), fds, sizeof(fds));
-		if (!ret)
-			ret = rst_fd_park(t, x, fds[0], &p->r);
-		if (!ret)
-			ret = rst_fd_park(t, x, fds[1], &p->w);
-		if (ret)
-			return ret;
-		x->npipes++;
-	}
+	ret = rst_fd_parked_pair(t, x, id, true, (int)u->type, &p, &made);
+	if (ret)
+		return ret;
 	if (u->has_data) {
 		if (u->ino == id)
 			p->data = &u->data;
