@@ -2,8 +2,8 @@
  * rst_fd_validate.c - the checks of an image's fd records at load
  * (src/restore/fd_validate.c and each kind's validate hook): fd numbers
  * in range and used once, paths of the kinds reopened by path, a deleted
- * file's extents, locks, the O_ASYNC signal, epoll targets, timerfd
- * clocks and socketpair types.  Each refusal names the record.
+ * file's and a memfd's extents, locks, the O_ASYNC signal, epoll targets,
+ * timerfd clocks and socketpair types.  Each refusal names the record.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
