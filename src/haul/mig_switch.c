@@ -312,6 +312,9 @@ static int switch_stop(struct mig *m)
 
 	if (m->cg.throttle_pct)
 		haul_cg_throttle(&m->cg, 0, m->cpus); /* a throttled task freezes late */
+	/* its listeners, while it runs: the stop then asks only them (sock_drain.c) */
+	if (rst_sock_listeners(m->pid, &m->listeners, &m->nlisteners))
+		m->listeners = NULL; /* every fd is asked after the stop */
 	t = res->t_freeze = haul_now_ms();
 	if (m->cg.v2_freezer) {
 		ret = haul_freeze(&m->cg, HAUL_MIG_FREEZE_TIMEOUT_MS);
@@ -326,11 +329,12 @@ static int switch_stop(struct mig *m)
 		if (ret)
 			return ret;
 		/* Connections not accepted yet cannot be restored: it runs to accept them. */
-		for (int i = 0; i < RST_ACCEPT_DRAIN_TRIES && rst_sock_accept_pending(m->pid);
+		for (int i = 0; i < RST_ACCEPT_DRAIN_TRIES &&
+				rst_sock_accept_pending(m->pid, m->listeners, m->nlisteners);
 		     i++) {
 			ret = haul_thaw(&m->cg);
 			if (!ret) {
-				rst_sock_drain_wait(m->pid);
+				rst_sock_drain_wait(m->pid, m->listeners, m->nlisteners);
 				ret = haul_freeze(&m->cg, HAUL_MIG_FREEZE_TIMEOUT_MS);
 			}
 			if (ret)

@@ -247,6 +247,7 @@ static void mig_finish(struct mig *m, int ret, double t0)
 	for (size_t i = 0; i < m->ncglines; i++)
 		free(m->cglines[i]);
 	free(m->cglines);
+	free(m->listeners);
 	rst_tcp_hold_watch(NULL, NULL);
 	haul_guard_stop(&m->guard);
 	if (res->committed)

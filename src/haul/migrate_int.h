@@ -43,6 +43,8 @@ struct mig {
 	struct haul_guard guard;
 	struct ps_client *client;
 	char **cglines; /* its cgroups for SessionOpen (the client keeps pointers) */
+	int *listeners; /* its listening TCP fds just before the freeze (sock_drain.c) */
+	size_t nlisteners;
 	size_t ncglines;
 	struct trk *trk;
 	struct rst_seized *seized;

@@ -394,11 +394,11 @@ int rst_ckpt_seize(struct rst_ckpt *ck)
 			return ret;
 		}
 		/* Connections it has not accepted yet: it runs to accept them (sock_drain.c). */
-		if (i == RST_ACCEPT_DRAIN_TRIES || !rst_sock_accept_pending(ck->pid))
+		if (i == RST_ACCEPT_DRAIN_TRIES || !rst_sock_accept_pending(ck->pid, NULL, 0))
 			break;
 		rst_release(ck->sz);
 		ck->sz = NULL;
-		rst_sock_drain_wait(ck->pid);
+		rst_sock_drain_wait(ck->pid, NULL, 0);
 	}
 	ck->st->frozen_ns = now_ns();
 	return 0;

@@ -121,14 +121,19 @@ void rst_tcp_hold_end(bool resume);
  */
 void rst_tcp_hold_watch(void (*cb)(void *arg, int fd, int reuse), void *arg);
 /*
- * sock_drain.c: whether @pid (stopped) has connections queued on a
- * listener, not yet accepted (logged).  rst_sock_drain_wait: with @pid
- * running again, wait until it has accepted them all: 0, or -ETIMEDOUT
- * after RST_ACCEPT_DRAIN_MS.  The caller stops it again and asks once more
- * (up to RST_ACCEPT_DRAIN_TRIES times); what is left is refused by the dump.
+ * sock_drain.c: rst_sock_listeners: the fds of running @pid that are
+ * listening TCP sockets (*@fds: free it), found before a stop so that the
+ * stop asks only them.  rst_sock_accept_pending: whether @pid (stopped) has
+ * connections queued on a listener, not yet accepted (logged): on the fds
+ * @fds[0..n) when @fds is set, else on every listener.  rst_sock_drain_wait:
+ * with @pid running again, wait until it has accepted them all: 0, or
+ * -ETIMEDOUT after RST_ACCEPT_DRAIN_MS.  The caller stops it again and asks
+ * once more (up to RST_ACCEPT_DRAIN_TRIES times); what is left, on a
+ * listener made after the list too, is refused by the dump.
  */
-bool rst_sock_accept_pending(pid_t pid);
-int rst_sock_drain_wait(pid_t pid);
+int rst_sock_listeners(pid_t pid, int **fds, size_t *n);
+bool rst_sock_accept_pending(pid_t pid, const int *fds, size_t n);
+int rst_sock_drain_wait(pid_t pid, const int *fds, size_t n);
 
 /*
  * haul moved @pid from cgroup directory @orig into @dir (a cgroup of its
