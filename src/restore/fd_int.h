@@ -201,6 +201,7 @@ int rst_fhandle_refuse_queued(const struct rst_fd_probe *p, const char *kind, ch
 int rst_mount_path(const char *mountinfo, long id, unsigned long sdev, char *path, size_t len);
 extern const struct rst_fd_ops rst_fd_external; /* fd_external.c */
 extern const struct rst_fd_ops rst_fd_pty;	/* fd_pty.c */
+extern const struct rst_fd_ops rst_fd_unix_listen; /* fd_unix_listen.c */
 /*
  * fd_external.c: the pids of every process that moves (a process tree):
  * a pipe only they hold is theirs, not an external endpoint.  @pids stays
@@ -321,7 +322,8 @@ int rst_fd_refill_parked(struct rst_target *t, struct rst_fd_rctx *x, bool sock,
  */
 struct rst_unix_info {
 	uint32_t peer;	/* the other end's inode, 0 when not connected */
-	uint32_t rqlen; /* bytes waiting to be read (stream, seqpacket) */
+	uint32_t rqlen; /* bytes waiting to be read (stream, seqpacket); listener: connections */
+	uint32_t wqlen; /* bytes waiting to be sent; listener: its backlog */
 	uint8_t type;	/* SOCK_STREAM, ... */
 	uint8_t state;	/* TCP_ESTABLISHED (1) when connected */
 	bool named;	/* bound to a path or an abstract name */

@@ -105,8 +105,10 @@ int rst_unix_diag(uint32_t ino, struct rst_unix_info *u)
 	for (a = (struct rtattr *)(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
 		if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= 4)
 			memcpy(&u->peer, RTA_DATA(a), 4);
-		else if (a->rta_type == UNIX_DIAG_RQLEN && RTA_PAYLOAD(a) >= 4)
+		else if (a->rta_type == UNIX_DIAG_RQLEN && RTA_PAYLOAD(a) >= 8) {
 			memcpy(&u->rqlen, RTA_DATA(a), 4);
+			memcpy(&u->wqlen, (const char *)RTA_DATA(a) + 4, 4);
+		}
 		else if (a->rta_type == UNIX_DIAG_NAME)
 			u->named = true;
 	}
