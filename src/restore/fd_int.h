@@ -201,7 +201,7 @@ int rst_fhandle_refuse_queued(const struct rst_fd_probe *p, const char *kind, ch
 int rst_mount_path(const char *mountinfo, long id, unsigned long sdev, char *path, size_t len);
 extern const struct rst_fd_ops rst_fd_external; /* fd_external.c */
 extern const struct rst_fd_ops rst_fd_pty;	/* fd_pty.c */
-extern const struct rst_fd_ops rst_fd_unix_listen; /* fd_unix_listen.c */
+extern const struct rst_fd_ops rst_fd_unix_lsn; /* fd_unix_listen.c */
 /*
  * fd_external.c: the pids of every process that moves (a process tree):
  * a pipe only they hold is theirs, not an external endpoint.  @pids stays

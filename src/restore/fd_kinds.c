@@ -31,12 +31,12 @@ const struct rst_fd_ops *const rst_fd_kinds[] = {
 	&rst_fd_signalfd,   /* fd_signalfd.c */
 	&rst_fd_timerfd,    /* fd_timerfd.c */
 	&rst_fd_pty,	    /* both ends of a pty, before the terminals */
-	&rst_fd_unix_listen, /* fd_unix_listen.c: never an external endpoint */
 	&rst_fd_external,   /* before pipes and sockets: the other end stays behind */
 	&rst_fd_pipe,	    /* fd_pipe.c */
 	&rst_fd_tcp_listen, /* fd_inet_listen.c */
 	&rst_fd_tcp,	    /* fd_inet*.c */
 	&rst_fd_udp,	    /* fd_inet*.c */
+	&rst_fd_unix_lsn,   /* fd_unix_listen.c: a unix listener */
 	&rst_fd_unix_pair,  /* fd_unix.c */
 	&rst_fd_pidfd,	    /* fd_pidfd.c */
 	&rst_fd_inotify,    /* fd_inotify.c */

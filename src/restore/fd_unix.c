@@ -108,8 +108,7 @@ int rst_unix_diag(uint32_t ino, struct rst_unix_info *u)
 		else if (a->rta_type == UNIX_DIAG_RQLEN && RTA_PAYLOAD(a) >= 8) {
 			memcpy(&u->rqlen, RTA_DATA(a), 4);
 			memcpy(&u->wqlen, (const char *)RTA_DATA(a) + 4, 4);
-		}
-		else if (a->rta_type == UNIX_DIAG_NAME)
+		} else if (a->rta_type == UNIX_DIAG_NAME)
 			u->named = true;
 	}
 	return 0;

@@ -57,8 +57,9 @@ static int get_name(int sfd, char *path, size_t *len)
 
 	if (getsockname(sfd, (struct sockaddr *)&sun, &sl) < 0)
 		return -errno;
-	*len = sl > offsetof(struct sockaddr_un, sun_path) ? sl - offsetof(struct sockaddr_un, sun_path)
-							   : 0;
+	*len = sl > offsetof(struct sockaddr_un, sun_path)
+		       ? sl - offsetof(struct sockaddr_un, sun_path)
+		       : 0;
 	memcpy(path, sun.sun_path, *len);
 	/* a path's length counts its terminating NUL */
 	while (*len && path[0] != '\0' && path[*len - 1] == '\0')
@@ -90,10 +91,11 @@ static int listen_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 		return -EOPNOTSUPP;
 	}
 	if (path[0] != '\0' && path[0] != '/') {
-		snprintf(why, wl,
-			 "fd %d: unix listener on relative %s: the directory it was bound in is not "
-			 "known (bind it to an absolute path)",
-			 p->fd, name);
+		snprintf(
+			why, wl,
+			"fd %d: unix listener on relative %s: the directory it was bound in is not "
+			"known (bind it to an absolute path)",
+			p->fd, name);
 		return -EOPNOTSUPP;
 	}
 	if (u.rqlen) {
@@ -155,8 +157,8 @@ static int listen_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 		return -EBADMSG;
 	}
 	if (!l->name.len || l->name.len > sizeof(((struct sockaddr_un *)0)->sun_path) ||
-	    (l->name.data[0] != '\0' && (l->name.data[0] != '/' ||
-					 memchr(l->name.data, '\0', l->name.len)))) {
+	    (l->name.data[0] != '\0' &&
+	     (l->name.data[0] != '/' || memchr(l->name.data, '\0', l->name.len)))) {
 		snprintf(why, wl,
 			 "file %u (unix_listen).name: %zu bytes, not an absolute path or an "
 			 "abstract name",
@@ -235,7 +237,7 @@ static int listen_restore(struct rst_target *t, struct rst_fd_rctx *x,
 	return ret;
 }
 
-const struct rst_fd_ops rst_fd_unix_listen = {
+const struct rst_fd_ops rst_fd_unix_lsn = {
 	.name = "unix listener",
 	.kind = HAUL__IMG__FD_KIND__FD_UNIX_LISTEN,
 	.version = 4,

@@ -2,6 +2,7 @@
  * rst_refuse - a process holding one resource haul cannot checkpoint.
  *
  * usage: rst_refuse KIND   with KIND one of: pipe socket tcp-listen udp raw-ip netlink inotify
+ *        unix-pending
  *        seccomp memfd sysv traced child timer deleted-map
  *        (inotify, seccomp and timer are carried since: tests/integration/rst_world.c)
  * ("pipe": the test hands it a pipe it shares on stdin; nothing to set up.)
@@ -17,6 +18,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,7 @@
 #include <sys/ptrace.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -59,6 +62,18 @@ static int setup(const char *kind)
 		return socket(AF_UNIX, SOCK_DGRAM, 0) < 0 ? -1 : 0;
 	if (!strcmp(kind, "inotify"))
 		return inotify_init1(0) < 0 ? -1 : 0;
+	if (!strcmp(kind, "unix-pending")) {
+		/* a listener on an abstract name of its pid, one connection not accepted */
+		struct sockaddr_un a = {.sun_family = AF_UNIX};
+		socklen_t al = offsetof(struct sockaddr_un, sun_path) + 1;
+		int l = socket(AF_UNIX, SOCK_STREAM, 0), c = socket(AF_UNIX, SOCK_STREAM, 0);
+
+		al += snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, "rst_refuse.%d",
+			       (int)getpid());
+		if (l < 0 || c < 0 || bind(l, (struct sockaddr *)&a, al) || listen(l, 4))
+			return -1;
+		return connect(c, (struct sockaddr *)&a, al);
+	}
 	if (!strcmp(kind, "raw-ip"))
 		return socket(AF_INET, SOCK_RAW, IPPROTO_RAW) < 0 ? -1 : 0;
 	if (!strcmp(kind, "netlink"))
