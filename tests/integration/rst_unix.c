@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -186,6 +187,36 @@ Test(rst_unix, listener_path_taken_by_a_regular_file_fails_the_restore, .timeout
 		rst_target_wait(t);
 		rst_target_free(t);
 	}
+	cleanup(&c);
+}
+
+/*
+ * A listener another process holds too (a parent, systemd's socket
+ * activation): the restore would unlink the path under it.  The test takes
+ * a copy (pidfd_getfd); the precheck refuses naming the holder, and the
+ * process runs on.
+ */
+Test(rst_unix, listener_another_process_holds_is_refused_by_name, .timeout = 60)
+{
+	char why[512] = "", want[64];
+	struct ucase c;
+	int pidfd, copy, ret, fd;
+
+	start(&c, "path-stream");
+	pidfd = (int)syscall(SYS_pidfd_open, c.pid, 0);
+	cr_assert_geq(pidfd, 0);
+	copy = (int)syscall(SYS_pidfd_getfd, pidfd, 3, 0); /* the listener: its first fd */
+	cr_assert_geq(copy, 0, "cannot copy the listener: %s", strerror(errno));
+	ret = rst_dump_precheck(c.pid, why, sizeof(why));
+	cr_expect_eq(ret, -EOPNOTSUPP, "precheck returned %d (%s)", ret, why);
+	snprintf(want, sizeof(want), "shared with pid %d", (int)getpid());
+	cr_expect(strstr(why, "fd 3 is a socket") && strstr(why, want), "%s", why);
+	close(copy);
+	close(pidfd);
+	ask("path-stream", c.dir, "still-there");
+	fd = open(c.stop, O_WRONLY | O_CREAT, 0644);
+	close(fd);
+	cr_expect_eq(th_wait_exit(c.pid, 20000), 0, "it did not finish: %s", th_slurp(c.out));
 	cleanup(&c);
 }
 
