@@ -341,6 +341,25 @@ struct rst_held_pipe {
 	bool inet; /* a TCP or UDP socket: only its sharing is checked */
 };
 int rst_unix_check_pairs(const struct rst_held_pipe *p, size_t n, char *why, size_t whylen);
+/*
+ * fd_unix_listen.c: rst_unix_get_name: the name unix socket @sfd is bound
+ * to, its sun_path bytes into @path (108 bytes), their count in *@len (0:
+ * none; a path without its NUL).  rst_unix_clear_path: make @path free to
+ * bind: a stale socket inode is unlinked, anything else fails (-EEXIST).
+ */
+int rst_unix_get_name(int sfd, char *path, size_t *len);
+int rst_unix_clear_path(const char *path);
+/*
+ * fd_unix_named.c: the two ends of the connected pair @u (this end) and
+ * @peer, one of them named, made in the stub by connect() and accept()
+ * on a listener of that name (the process's own once restored, else a
+ * temporary one): fds[0] the lower inode's end.  0 or -errno.
+ */
+/* fd_unix_named.c: whether the peer of unix socket @ino is an fd of @pid too. */
+bool rst_unix_peer_held(pid_t pid, uint64_t ino);
+int rst_unix_named_pair(struct rst_target *t, struct rst_fd_rctx *x,
+			const Haul__Img__UnixPairFile *u, const Haul__Img__UnixPairFile *peer,
+			int32_t fds[2]);
 
 /*
  * procread.c: small /proc readers.  rst_read_file: the whole file, NUL-

@@ -27,6 +27,7 @@
 #include <linux/unix_diag.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -37,6 +38,26 @@
 static bool unix_match(const struct rst_fd_probe *p)
 {
 	return S_ISSOCK(p->st->st_mode) && !strncmp(p->target, "socket:[", 8);
+}
+
+/* A name that is a relative path cannot be bound again: the directory it was bound in is gone. */
+static int unix_refuse_relative(const struct rst_fd_probe *p, char *why, size_t whylen)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	size_t len = 0;
+	int sfd = rst_fd_copy(p->pid, p->fd), ret;
+
+	if (sfd < 0)
+		return sfd;
+	ret = rst_unix_get_name(sfd, path, &len);
+	close(sfd);
+	if (ret || !len || path[0] == '\0' || path[0] == '/')
+		return ret;
+	snprintf(why, whylen,
+		 "fd %d: unix socket bound to the relative path %.*s: the directory it was bound "
+		 "in is not known (bind it to an absolute path)",
+		 p->fd, (int)len, path);
+	return -EOPNOTSUPP;
 }
 
 /* Only a unix socket can be a pair; any other is named by its family and addresses. */
@@ -55,7 +76,7 @@ static int unix_refuse(const struct rst_fd_probe *p, char *why, size_t whylen)
 			p->fd, desc);
 		return -EOPNOTSUPP;
 	}
-	return 0;
+	return unix_refuse_relative(p, why, whylen);
 }
 
 /* Ask sock_diag about unix socket @ino. -ENOENT: not a unix socket. */
@@ -134,10 +155,18 @@ int rst_unix_check_pairs(const struct rst_held_pipe *p, size_t n, char *why, siz
 		}
 		for (size_t k = 0; k < n; k++)
 			peer_here |= p[k].sock && u.peer && p[k].ino == u.peer;
-		if (u.named || u.state != 1 || !peer_here) {
+		if (u.state != 1 || !peer_here) {
 			snprintf(why, whylen,
 				 "fd %d is a socket (socket:[%llu]) connected outside the process "
 				 "(only socketpairs it holds both ends of are supported)",
+				 p[i].fd, (unsigned long long)p[i].ino);
+			return -EOPNOTSUPP;
+		}
+		if (u.named && u.type == SOCK_DGRAM) {
+			snprintf(why, whylen,
+				 "fd %d is a named datagram socket (socket:[%llu]) connected to a "
+				 "socket of the process: not supported (only stream and seqpacket "
+				 "connections between named sockets are)",
 				 p[i].fd, (unsigned long long)p[i].ino);
 			return -EOPNOTSUPP;
 		}
@@ -150,7 +179,25 @@ int rst_unix_check_pairs(const struct rst_held_pipe *p, size_t n, char *why, siz
 	return 0;
 }
 
-/* Type, peer and the bytes waiting in one end of a socketpair (peeked, not consumed). */
+/* The name of the pair's end @sfd (an accepted or a bound end). */
+static int dump_name(int sfd, Haul__Img__UnixPairFile *o)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	size_t len = 0;
+	int ret = rst_unix_get_name(sfd, path, &len);
+
+	if (ret || !len)
+		return ret;
+	o->name.data = malloc(len);
+	if (!o->name.data)
+		return -ENOMEM;
+	memcpy(o->name.data, path, len);
+	o->name.len = len;
+	o->has_name = true;
+	return 0;
+}
+
+/* Type, peer, name and the bytes waiting in one end of a pair (peeked, not consumed). */
 static int dump_unix(pid_t pid, int fd, Haul__Img__UnixPairFile *o)
 {
 	struct rst_unix_info u;
@@ -162,7 +209,7 @@ static int dump_unix(pid_t pid, int fd, Haul__Img__UnixPairFile *o)
 		return ret;
 	o->type = u.type;
 	o->peer = u.peer;
-	if (!u.rqlen)
+	if (!u.rqlen && !u.named)
 		return 0;
 	pidfd = syscall(SYS_pidfd_open, pid, 0);
 	if (pidfd < 0)
@@ -171,6 +218,13 @@ static int dump_unix(pid_t pid, int fd, Haul__Img__UnixPairFile *o)
 	close(pidfd);
 	if (sfd < 0)
 		return -errno;
+	if (u.named) {
+		ret = dump_name(sfd, o);
+		if (ret || !u.rqlen) {
+			close(sfd);
+			return ret;
+		}
+	}
 	o->data.data = malloc(u.rqlen);
 	if (!o->data.data) {
 		close(sfd);
@@ -203,6 +257,14 @@ static int unix_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 	return dump_unix(p->pid, p->fd, u);
 }
 
+/* A name bound again at the restore: an absolute path or an abstract name. */
+static bool name_ok(const ProtobufCBinaryData *n)
+{
+	if (!n->len || n->len >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return false;
+	return n->data[0] == '\0' || (n->data[0] == '/' && !memchr(n->data, '\0', n->len));
+}
+
 /* A pair of stream, datagram or seqpacket sockets. */
 static int unix_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 {
@@ -217,10 +279,30 @@ static int unix_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 			 f->id, f->unix_pair->type);
 		return -EBADMSG;
 	}
+	if (f->unix_pair->has_name && !name_ok(&f->unix_pair->name)) {
+		snprintf(why, wl,
+			 "file %u (unix_pair).name: %zu bytes, not an absolute path or an "
+			 "abstract name",
+			 f->id, f->unix_pair->name.len);
+		return -EBADMSG;
+	}
 	return 0;
 }
 
-/* The end of the pair that @f names; the pair is made on its first fd. */
+/* The other end of pair end @u in the image of the process, or NULL. */
+static const Haul__Img__UnixPairFile *peer_of(const struct rst_fd_rctx *x,
+					      const Haul__Img__UnixPairFile *u)
+{
+	for (size_t i = 0; i < x->ps->n_files; i++) {
+		const Haul__Img__UnixPairFile *p = x->ps->files[i]->unix_pair;
+
+		if (p && p->ino == u->peer)
+			return p;
+	}
+	return NULL;
+}
+
+/* The end of the pair that @f names; the pair is made on its first fd (named: fd_unix_named.c). */
 static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
 			const Haul__Img__FdEntry *e, const char *path, int *src, bool *shared)
 {
@@ -242,10 +324,18 @@ static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul_
 		memset(p, 0, sizeof(*p));
 		p->id = id;
 		p->sock = true;
-		ret = rst_rcall(t, SYS_socketpair, AF_UNIX, u->type | SOCK_CLOEXEC, 0,
-				rst_scratch(t), 0, 0, NULL);
-		if (!ret)
-			ret = rst_peek(t, rst_scratch(t), fds, sizeof(fds));
+		const Haul__Img__UnixPairFile *peer = peer_of(x, u);
+
+		if (u->has_name || (peer && peer->has_name)) {
+			if (!peer)
+				return -EBADMSG;
+			ret = rst_unix_named_pair(t, x, u, peer, fds);
+		} else {
+			ret = rst_rcall(t, SYS_socketpair, AF_UNIX, u->type | SOCK_CLOEXEC, 0,
+					rst_scratch(t), 0, 0, NULL);
+			if (!ret)
+				ret = rst_peek(t, rst_scratch(t), fds, sizeof(fds));
+		}
 		if (!ret)
 			ret = rst_fd_park(t, x, fds[0], &p->r);
 		if (!ret)

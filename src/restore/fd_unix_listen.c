@@ -49,8 +49,7 @@ static void name_of(const char *path, size_t len, char *buf, size_t blen)
 		snprintf(buf, blen, "path %.*s", (int)len, path);
 }
 
-/* The name listener @sfd is bound to: sun_path bytes into @path, their count in *@len. */
-static int get_name(int sfd, char *path, size_t *len)
+int rst_unix_get_name(int sfd, char *path, size_t *len)
 {
 	struct sockaddr_un sun;
 	socklen_t sl = sizeof(sun);
@@ -80,7 +79,7 @@ static int listen_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 	sfd = rst_fd_copy(p->pid, p->fd);
 	if (sfd < 0)
 		return sfd;
-	ret = get_name(sfd, path, &len);
+	ret = rst_unix_get_name(sfd, path, &len);
 	close(sfd);
 	if (ret)
 		return ret;
@@ -129,7 +128,7 @@ static int listen_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 	sfd = rst_fd_copy(p->pid, p->fd);
 	if (sfd < 0)
 		return sfd;
-	ret = get_name(sfd, path, &len);
+	ret = rst_unix_get_name(sfd, path, &len);
 	close(sfd);
 	if (ret)
 		return ret;
@@ -168,8 +167,7 @@ static int listen_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 	return 0;
 }
 
-/* A path to bind again: a stale socket inode goes, anything else stays and fails. */
-static int clear_path(const char *path)
+int rst_unix_clear_path(const char *path)
 {
 	struct stat st;
 
@@ -209,7 +207,7 @@ static int listen_restore(struct rst_target *t, struct rst_fd_rctx *x,
 	memcpy(sun.sun_path, l->name.data, l->name.len);
 	name_of(sun.sun_path, l->name.len, name, sizeof(name));
 	if (sun.sun_path[0] != '\0') {
-		ret = clear_path(sun.sun_path);
+		ret = rst_unix_clear_path(sun.sun_path);
 		if (ret)
 			return ret;
 		sl++; /* the path's NUL */

@@ -54,7 +54,7 @@ static void ask(const char *mode, const char *dir, const char *msg)
 	ssize_t n;
 	int s;
 
-	if (!strncmp(mode, "path-", 5)) {
+	if (strstr(mode, "path-")) {
 		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/sock", dir);
 		sl = offsetof(struct sockaddr_un, sun_path) + strlen(sun.sun_path) + 1;
 	} else {
@@ -136,6 +136,8 @@ static void listener_case(const char *mode)
 	rst_target_free(t);
 	cr_expect_eq(ret, 0, "restored rst_unix %s exited with %d: %s", mode, ret, th_slurp(c.out));
 	cr_expect(strstr(th_slurp(c.out), "final ok served 3"), "%s", th_slurp(c.out));
+	if (!strncmp(mode, "conn", 4))
+		cr_expect(strstr(th_slurp(c.out), "pair ok"), "%s", th_slurp(c.out));
 	cleanup(&c);
 }
 
@@ -157,6 +159,33 @@ Test(rst_unix, stream_listener_on_an_abstract_name_accepts_after_restore, .timeo
 Test(rst_unix, seqpacket_listener_on_an_abstract_name_accepts_after_restore, .timeout = 60)
 {
 	listener_case("abstract-seqpacket");
+}
+
+/*
+ * A connection of the process to its own listener: each end keeps its
+ * queued bytes, the accepted end the listener's name; the stop checks
+ * them and talks both ways (tests/progs/rst_unix.c), the listener
+ * serves the test before and after.
+ */
+static void pair_case(const char *mode)
+{
+	listener_case(mode);
+}
+
+Test(rst_unix, accepted_stream_connection_keeps_its_bytes_and_names_on_a_path, .timeout = 60)
+{
+	pair_case("conn-path-stream");
+}
+
+Test(rst_unix, accepted_seqpacket_connection_keeps_boundaries_on_an_abstract_name, .timeout = 60)
+{
+	pair_case("conn-abstract-seqpacket");
+}
+
+Test(rst_unix, accepted_connection_restored_before_its_listener_fd, .timeout = 60)
+{
+	pair_case("connlate-path-stream");
+	pair_case("connlate-abstract-stream");
 }
 
 Test(rst_unix, listener_path_taken_by_a_regular_file_fails_the_restore, .timeout = 60)

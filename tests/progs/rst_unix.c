@@ -2,16 +2,25 @@
  * rst_unix - a unix listener serving one echo per connection.
  *
  * usage: rst_unix MODE DIR   with MODE path-stream, path-seqpacket,
- *        abstract-stream or abstract-seqpacket
+ *        abstract-stream or abstract-seqpacket, or one of those prefixed
+ *        by conn- (a connection to itself too) or connlate- (the same, its
+ *        listener moved to fd 20, above the connection's ends)
  * It listens (backlog 7) on DIR/sock, or on the abstract name DIR (a NUL
  * then DIR's bytes), creates DIR/ready, then serves: each connection it
  * accepts gets back "echo:" and the one message it sent.  Once DIR/stop
  * exists it prints "final ok served N" and exits 0; any failed call
  * prints "ERROR ..." and exits 1.
+ * conn-: before it is ready, it connects a socket to its listener and
+ * accepts it; on a stream each end has 9 bytes queued to read
+ * ("to-server", "to-client").  At the stop it checks the queued bytes,
+ * that the accepted end still has the listener's name and the client end
+ * sees it as its peer, and sends two messages each way (seqpacket: their
+ * boundaries kept); then "pair ok".
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,25 +35,93 @@ static int fail(const char *what)
 	return 1;
 }
 
+/* Read exactly @want from @fd (one message on a seqpacket). */
+static int expect(int fd, const char *want, const char *what)
+{
+	char buf[64];
+	ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+	if (n != (ssize_t)strlen(want) || memcmp(buf, want, n)) {
+		printf("ERROR %s: got %zd bytes '%.*s', want '%s'\n", what, n, n > 0 ? (int)n : 0,
+		       buf, want);
+		fflush(stdout);
+		return 1;
+	}
+	return 0;
+}
+
+/* The pair at the stop: queued bytes, names, two messages each way. */
+static int check_pair(int c, int a, const struct sockaddr_un *sun, socklen_t sl, bool stream)
+{
+	struct sockaddr_un got;
+	socklen_t gl = sizeof(got);
+	int bad = 0;
+
+	if (stream) {
+		bad |= expect(a, "to-server", "queued towards the accepted end");
+		bad |= expect(c, "to-client", "queued towards the client end");
+	}
+	if (getsockname(a, (struct sockaddr *)&got, &gl) || gl != sl || memcmp(&got, sun, sl))
+		bad |= fail("the accepted end lost the listener's name");
+	gl = sizeof(got);
+	if (getpeername(c, (struct sockaddr *)&got, &gl) || gl != sl || memcmp(&got, sun, sl))
+		bad |= fail("the client end's peer is not the listener's name");
+	if (send(c, "c1", 2, 0) != 2 || send(c, "c2", 2, 0) != 2 || send(a, "a1", 2, 0) != 2 ||
+	    send(a, "a2", 2, 0) != 2)
+		return fail("send on the pair");
+	if (stream) {
+		bad |= expect(a, "c1c2", "client to server");
+		bad |= expect(c, "a1a2", "server to client");
+	} else {
+		bad |= expect(a, "c1", "first message to server");
+		bad |= expect(a, "c2", "second message to server");
+		bad |= expect(c, "a1", "first message to client");
+		bad |= expect(c, "a2", "second message to client");
+	}
+	if (!bad)
+		printf("pair ok\n");
+	return bad;
+}
+
 int main(int argc, char **argv)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	char ready[200], stop[200], buf[128], reply[160];
+	const char *mode = argc == 3 ? argv[1] : "";
+	int s, fd, served = 0, c = -1, a = -1, type;
+	bool conn = !strncmp(mode, "conn", 4);
 	socklen_t sl;
-	int s, fd, served = 0;
 
 	if (argc != 3 || strlen(argv[2]) > 90)
 		return 2;
-	if (!strncmp(argv[1], "path-", 5)) {
+	if (strstr(mode, "path-")) {
 		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/sock", argv[2]);
 		sl = offsetof(struct sockaddr_un, sun_path) + strlen(sun.sun_path) + 1;
 	} else {
 		memcpy(sun.sun_path + 1, argv[2], strlen(argv[2]));
 		sl = offsetof(struct sockaddr_un, sun_path) + 1 + strlen(argv[2]);
 	}
-	s = socket(AF_UNIX, strstr(argv[1], "seqpacket") ? SOCK_SEQPACKET : SOCK_STREAM, 0);
+	type = strstr(mode, "seqpacket") ? SOCK_SEQPACKET : SOCK_STREAM;
+	s = socket(AF_UNIX, type, 0);
 	if (s < 0 || bind(s, (struct sockaddr *)&sun, sl) || listen(s, 7))
 		return fail("listen");
+	if (conn) {
+		c = socket(AF_UNIX, type, 0);
+		if (c < 0 || connect(c, (struct sockaddr *)&sun, sl))
+			return fail("connect to itself");
+		a = accept(s, NULL, NULL);
+		if (a < 0)
+			return fail("accept its own connection");
+		if (type == SOCK_STREAM &&
+		    (write(c, "to-server", 9) != 9 || write(a, "to-client", 9) != 9))
+			return fail("queue bytes on the pair");
+		if (!strncmp(mode, "connlate-", 9)) {
+			if (dup2(s, 20) != 20)
+				return fail("dup2 the listener");
+			close(s);
+			s = 20;
+		}
+	}
 	snprintf(ready, sizeof(ready), "%s/ready", argv[2]);
 	snprintf(stop, sizeof(stop), "%s/stop", argv[2]);
 	fd = open(ready, O_WRONLY | O_CREAT, 0644);
@@ -72,6 +149,8 @@ int main(int argc, char **argv)
 		close(c);
 		served++;
 	}
+	if (conn && check_pair(c, a, &sun, sl, type == SOCK_STREAM))
+		return 1;
 	printf("final ok served %d\n", served);
 	return 0;
 }
