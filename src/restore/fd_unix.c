@@ -60,6 +60,58 @@ static int unix_refuse_relative(const struct rst_fd_probe *p, char *why, size_t 
 	return -EOPNOTSUPP;
 }
 
+/*
+ * Fds in flight (SCM_RIGHTS) in the queue of @p are not carried: a peek
+ * (on a copy, nothing consumed) stops at the first message that has some
+ * and hands haul duplicates, closed at once.
+ */
+static int unix_refuse_scm(const struct rst_fd_probe *p, char *why, size_t whylen)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 253)];
+		struct cmsghdr align;
+	} ctl;
+	struct msghdr m = {.msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
+	struct rst_unix_info u;
+	struct iovec iov;
+	int sfd, nfds = 0;
+	ssize_t n;
+
+	if (rst_unix_diag(p->st->st_ino, &u) || !u.rqlen)
+		return 0;
+	iov.iov_len = u.rqlen;
+	iov.iov_base = malloc(u.rqlen);
+	if (!iov.iov_base)
+		return -ENOMEM;
+	m.msg_iov = &iov;
+	m.msg_iovlen = 1;
+	sfd = rst_fd_copy(p->pid, p->fd);
+	n = sfd < 0 ? -1 : recvmsg(sfd, &m, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (sfd >= 0)
+		close(sfd);
+	free(iov.iov_base);
+	if (n < 0)
+		return 0; /* nothing to peek now: the dump's own peek decides */
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			close(fd);
+			nfds++;
+		}
+	}
+	if (!nfds && !(m.msg_flags & MSG_CTRUNC))
+		return 0;
+	snprintf(why, whylen,
+		 "fd %d: unix socket (socket:[%llu]) has file descriptors in flight (SCM_RIGHTS) "
+		 "in its queue, which haul does not carry: retry once the process has read them",
+		 p->fd, (unsigned long long)p->st->st_ino);
+	return -EOPNOTSUPP;
+}
+
 /* Only a unix socket can be a pair; any other is named by its family and addresses. */
 static int unix_refuse(const struct rst_fd_probe *p, char *why, size_t whylen)
 {
@@ -76,7 +128,8 @@ static int unix_refuse(const struct rst_fd_probe *p, char *why, size_t whylen)
 			p->fd, desc);
 		return -EOPNOTSUPP;
 	}
-	return unix_refuse_relative(p, why, whylen);
+	ret = unix_refuse_relative(p, why, whylen);
+	return ret ? ret : unix_refuse_scm(p, why, whylen);
 }
 
 /* Ask sock_diag about unix socket @ino. -ENOENT: not a unix socket. */

@@ -105,6 +105,10 @@ Test(rst_refuse, unix_listener_with_a_connection_not_accepted_yet, .timeout = 20
 {
 	refuses("unix-pending", "has 1 connection(s) not accepted yet");
 }
+Test(rst_refuse, unix_socket_with_fds_in_flight, .timeout = 20)
+{
+	refuses("unix-scm-rights", "has file descriptors in flight (SCM_RIGHTS)");
+}
 Test(rst_refuse, raw_ip_socket_named_by_protocol, .timeout = 20)
 {
 	refuses("raw-ip", "IP socket (type 3, protocol 255)");

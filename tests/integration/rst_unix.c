@@ -258,12 +258,12 @@ static void mig_teardown(void)
 	th_mig_teardown(&M);
 }
 
-Test(rst_unix, stream_listener_on_a_path_accepts_after_haul_migrate, .fini = mig_teardown,
-     .timeout = 120)
+/* `rst_unix @mode` (a path mode) in host A, migrated to B, serves there and stops cleanly. */
+static void migrate_case(const char *mode)
 {
 	const char *extra[] = {"--downtime", "200", NULL};
 	char bin[512], dir[160], out[200], path[200], line[512];
-	char *argv[] = {bin, "path-stream", dir, NULL};
+	char *argv[] = {bin, (char *)mode, dir, NULL};
 	int fd, st;
 	pid_t h;
 
@@ -276,7 +276,7 @@ Test(rst_unix, stream_listener_on_a_path_accepts_after_haul_migrate, .fini = mig
 	cr_assert_gt(M.wl_pid, 0);
 	snprintf(path, sizeof(path), "%s/ready", dir);
 	cr_assert(wait_exists(path, 10000), "rst_unix never got ready: %s", th_slurp(out));
-	ask("path-stream", dir, "before");
+	ask(mode, dir, "before");
 	h = th_mig_haul(&M, &fd, extra);
 	cr_assert_gt(h, 0);
 	st = th_wait_exit(h, 60000);
@@ -286,11 +286,25 @@ Test(rst_unix, stream_listener_on_a_path_accepts_after_haul_migrate, .fini = mig
 	close(fd);
 	cr_assert_eq(st, 0, "haul migrate failed");
 	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy after the move");
-	ask("path-stream", dir, "after-1");
-	ask("path-stream", dir, "after-2");
+	ask(mode, dir, "after-1");
+	ask(mode, dir, "after-2");
 	snprintf(path, sizeof(path), "%s/stop", dir);
 	fd = open(path, O_WRONLY | O_CREAT, 0644);
 	close(fd);
 	cr_assert_eq(th_wait_file(out, 0, "final ok served 3", 20000, NULL, 0), 0,
 		     "the migrated copy did not finish cleanly: %s", th_slurp(out));
+	if (!strncmp(mode, "conn", 4))
+		cr_expect(strstr(th_slurp(out), "pair ok"), "%s", th_slurp(out));
+}
+
+Test(rst_unix, stream_listener_on_a_path_accepts_after_haul_migrate, .fini = mig_teardown,
+     .timeout = 120)
+{
+	migrate_case("path-stream");
+}
+
+Test(rst_unix, accepted_connection_keeps_its_bytes_and_names_across_haul_migrate,
+     .fini = mig_teardown, .timeout = 120)
+{
+	migrate_case("conn-path-stream");
 }
