@@ -1,17 +1,21 @@
 /*
- * fd_unix.c - sockets: the two ends of a connected, unnamed AF_UNIX pair
- * that are both fds of the process (a socketpair it talks to itself
- * through) are carried; any other socket is refused by name.
+ * fd_unix.c - sockets: the two ends of a connected AF_UNIX pair that are
+ * both fds of the process (a socketpair it talks to itself through, or a
+ * connection to its own listener: fd_unix_named.c) are carried; any other
+ * socket is refused by name.
  *
  * Classification: a socket:[ino] fd is this kind; its refuse hook names
  * every socket that is not AF_UNIX by protocol and address (fd_socket.c);
  * rst_unix_check_pairs, over all the process's sockets, refuses a unix
- * socket that is named, not connected, or whose peer is not an fd of the
- * process, and a datagram pair with messages queued (sock_diag gives the
- * peer inode, the state and the queue).
- * Dump: type, peer inode and the stream bytes waiting to be read, peeked
- * (MSG_PEEK on a pidfd_getfd copy, not consumed).  Restore: one
- * socketpair per pair (named by its lower inode), both ends parked; each
+ * socket that is not connected, or whose peer is not an fd of the
+ * process, a named datagram socket, and a datagram or seqpacket pair with
+ * messages queued (sock_diag gives the peer inode, the state and the
+ * queue); the refuse hook, a name that is a relative path and fds in
+ * flight (SCM_RIGHTS).
+ * Dump: type, peer inode, name and the stream bytes waiting to be read,
+ * peeked (MSG_PEEK on a pidfd_getfd copy, not consumed).  Restore: one
+ * socketpair per pair (named by its lower inode; with a name, connect and
+ * accept: fd_unix_named.c), both ends parked; each
  * fd gets a dup of its end; once every fd exists, what an end had to read
  * is written into the other end.
  */
