@@ -355,6 +355,15 @@ int rst_unix_clear_path(const char *path);
  * on a listener of that name (the process's own once restored, else a
  * temporary one): fds[0] the lower inode's end.  0 or -errno.
  */
+/*
+ * fd_unix_msgs.c: rst_unix_peek_msgs: the messages queued on datagram or
+ * seqpacket socket @sfd (a copy), in order, into @o->msgs; 0, -EOPNOTSUPP
+ * (fds in flight, a message too large: logged) or -errno.
+ * rst_unix_refill_msgs: once every fd exists, each pair end's messages
+ * sent again through the other end.  0 or -errno (logged).
+ */
+int rst_unix_peek_msgs(int sfd, Haul__Img__UnixPairFile *o);
+int rst_unix_refill_msgs(struct rst_target *t, struct rst_fd_rctx *x);
 /* fd_unix_named.c: whether the peer of unix socket @ino is an fd of @pid too. */
 bool rst_unix_peer_held(pid_t pid, uint64_t ino);
 int rst_unix_named_pair(struct rst_target *t, struct rst_fd_rctx *x,

@@ -227,11 +227,6 @@ int rst_unix_check_pairs(const struct rst_held_pipe *p, size_t n, char *why, siz
 				 p[i].fd, (unsigned long long)p[i].ino);
 			return -EOPNOTSUPP;
 		}
-		if (u.type != SOCK_STREAM && u.rqlen) {
-			snprintf(why, whylen, "fd %d is a datagram socketpair with %u bytes queued",
-				 p[i].fd, u.rqlen);
-			return -EOPNOTSUPP;
-		}
 	}
 	return 0;
 }
@@ -281,6 +276,11 @@ static int dump_unix(pid_t pid, int fd, Haul__Img__UnixPairFile *o)
 			close(sfd);
 			return ret;
 		}
+	}
+	if (u.type != SOCK_STREAM) {
+		ret = rst_unix_peek_msgs(sfd, o);
+		close(sfd);
+		return ret;
 	}
 	o->data.data = malloc(u.rqlen);
 	if (!o->data.data) {
@@ -334,6 +334,10 @@ static int unix_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 	    f->unix_pair->type != SOCK_SEQPACKET) {
 		snprintf(why, wl, "file %u (unix_pair).type: %u (stream, dgram or seqpacket)",
 			 f->id, f->unix_pair->type);
+		return -EBADMSG;
+	}
+	if (f->unix_pair->n_msgs && f->unix_pair->type == SOCK_STREAM) {
+		snprintf(why, wl, "file %u (unix_pair).msgs: messages on a stream socket", f->id);
 		return -EBADMSG;
 	}
 	if (f->unix_pair->has_name && !name_ok(&f->unix_pair->name)) {
@@ -414,6 +418,13 @@ static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul_
 /* Every fd exists: what each end had to read goes in through the other end. */
 static int unix_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, size_t wl)
 {
+	int ret = rst_unix_refill_msgs(t, x);
+
+	if (ret) {
+		snprintf(why, wl, "cannot queue the messages of a unix pair again: %s",
+			 strerror(-ret));
+		return ret;
+	}
 	return rst_fd_refill_parked(t, x, true, why, wl);
 }
 

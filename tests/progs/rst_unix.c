@@ -11,8 +11,9 @@
  * exists it prints "final ok served N" and exits 0; any failed call
  * prints "ERROR ..." and exits 1.
  * conn-: before it is ready, it connects a socket to its listener and
- * accepts it; on a stream each end has 9 bytes queued to read
- * ("to-server", "to-client").  At the stop it checks the queued bytes,
+ * accepts it; each end has 9 bytes queued to read ("to-server",
+ * "to-client"; seqpacket: and a second message each), and a datagram
+ * socketpair has three messages queued one way and one the other.  At the stop it checks the queued bytes,
  * that the accepted end still has the listener's name and the client end
  * sees it as its peer, and sends two messages each way (seqpacket: their
  * boundaries kept); then "pair ok".
@@ -57,9 +58,11 @@ static int check_pair(int c, int a, const struct sockaddr_un *sun, socklen_t sl,
 	socklen_t gl = sizeof(got);
 	int bad = 0;
 
-	if (stream) {
-		bad |= expect(a, "to-server", "queued towards the accepted end");
-		bad |= expect(c, "to-client", "queued towards the client end");
+	bad |= expect(a, "to-server", "queued towards the accepted end");
+	bad |= expect(c, "to-client", "queued towards the client end");
+	if (!stream) {
+		bad |= expect(a, "s2", "second message queued towards the accepted end");
+		bad |= expect(c, "c2", "second message queued towards the client end");
 	}
 	if (getsockname(a, (struct sockaddr *)&got, &gl) || gl != sl || memcmp(&got, sun, sl))
 		bad |= fail("the accepted end lost the listener's name");
@@ -88,7 +91,7 @@ int main(int argc, char **argv)
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	char ready[200], stop[200], buf[128], reply[160];
 	const char *mode = argc == 3 ? argv[1] : "";
-	int s, fd, served = 0, c = -1, a = -1, type;
+	int s, fd, served = 0, c = -1, a = -1, type, dg[2] = {-1, -1};
 	bool conn = !strncmp(mode, "conn", 4);
 	socklen_t sl;
 
@@ -112,9 +115,14 @@ int main(int argc, char **argv)
 		a = accept(s, NULL, NULL);
 		if (a < 0)
 			return fail("accept its own connection");
-		if (type == SOCK_STREAM &&
-		    (write(c, "to-server", 9) != 9 || write(a, "to-client", 9) != 9))
+		if (write(c, "to-server", 9) != 9 || write(a, "to-client", 9) != 9)
 			return fail("queue bytes on the pair");
+		if (type == SOCK_SEQPACKET && (write(c, "s2", 2) != 2 || write(a, "c2", 2) != 2))
+			return fail("queue a second message on the pair");
+		if (socketpair(AF_UNIX, SOCK_DGRAM, 0, dg) || write(dg[1], "d1", 2) != 2 ||
+		    write(dg[1], "dd2", 3) != 3 || write(dg[1], "ddd3", 4) != 4 ||
+		    write(dg[0], "e1", 2) != 2)
+			return fail("queue datagrams on a socketpair");
 		if (!strncmp(mode, "connlate-", 9)) {
 			if (dup2(s, 20) != 20)
 				return fail("dup2 the listener");
@@ -150,6 +158,10 @@ int main(int argc, char **argv)
 		served++;
 	}
 	if (conn && check_pair(c, a, &sun, sl, type == SOCK_STREAM))
+		return 1;
+	if (conn &&
+	    (expect(dg[0], "d1", "first datagram") | expect(dg[0], "dd2", "second datagram") |
+	     expect(dg[0], "ddd3", "third datagram") | expect(dg[1], "e1", "datagram back")))
 		return 1;
 	printf("final ok served %d\n", served);
 	return 0;
