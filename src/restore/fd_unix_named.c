@@ -98,6 +98,19 @@ static int own_listener(const struct rst_fd_rctx *x, const ProtobufCBinaryData *
 	return -1;
 }
 
+/* Whether the process has a listener of @type on @name (restored yet or not). */
+static bool listened(const struct rst_fd_rctx *x, const ProtobufCBinaryData *name, uint32_t type)
+{
+	for (size_t i = 0; i < x->ps->n_files; i++) {
+		const Haul__Img__UnixListenFile *l = x->ps->files[i]->unix_listen;
+
+		if (l && l->type == type && l->name.len == name->len &&
+		    !memcmp(l->name.data, name->data, name->len))
+			return true;
+	}
+	return false;
+}
+
 /* A new socket of @type in the stub, bound to @name when it has one: its fd in *@fd. */
 static int new_sock(struct rst_target *t, uint32_t type, const ProtobufCBinaryData *name, int *fd)
 {
@@ -129,8 +142,13 @@ int rst_unix_named_pair(struct rst_target *t, struct rst_fd_rctx *x,
 			const Haul__Img__UnixPairFile *u, const Haul__Img__UnixPairFile *peer,
 			int32_t fds[2])
 {
-	/* the server end: the accepted one has a name, the client's may not */
-	const Haul__Img__UnixPairFile *s = u->has_name && u->name.len ? u : peer;
+	/*
+	 * The server end: the accepted one has a name, the client's may not.
+	 * When both have one, the end named like a listener of the process (a
+	 * bound client's name is never a listener's).
+	 */
+	bool un = u->has_name && u->name.len, pn = peer->has_name && peer->name.len;
+	const Haul__Img__UnixPairFile *s = un && (!pn || listened(x, &u->name, u->type)) ? u : peer;
 	const Haul__Img__UnixPairFile *c = s == u ? peer : u;
 	int lfd = own_listener(x, &s->name, u->type), cfd = -1, afd = -1, ret;
 	bool temp = lfd < 0;

@@ -182,6 +182,12 @@ Test(rst_unix, accepted_seqpacket_connection_keeps_boundaries_on_an_abstract_nam
 	pair_case("conn-abstract-seqpacket");
 }
 
+Test(rst_unix, client_end_bound_before_it_connected_keeps_its_name, .timeout = 60)
+{
+	pair_case("connbound-path-stream");
+	pair_case("connbound-abstract-seqpacket");
+}
+
 Test(rst_unix, accepted_connection_restored_before_its_listener_fd, .timeout = 60)
 {
 	pair_case("connlate-path-stream");

@@ -13,7 +13,9 @@
  * conn-: before it is ready, it connects a socket to its listener and
  * accepts it; each end has 9 bytes queued to read ("to-server",
  * "to-client"; seqpacket: and a second message each), and a datagram
- * socketpair has three messages queued one way and one the other.  At the stop it checks the queued bytes,
+ * socketpair has three messages queued one way and one the other.
+ * connbound-: the same, its client end bound first (the listener's name
+ * and a "c").  At the stop it checks the queued bytes,
  * that the accepted end still has the listener's name and the client end
  * sees it as its peer, and sends two messages each way (seqpacket: their
  * boundaries kept); then "pair ok".
@@ -92,7 +94,12 @@ int main(int argc, char **argv)
 	char ready[200], stop[200], buf[128], reply[160];
 	const char *mode = argc == 3 ? argv[1] : "";
 	int s, fd, served = 0, c = -1, a = -1, type, dg[2] = {-1, -1};
+	struct sockaddr_un csun = {.sun_family = AF_UNIX};
+	socklen_t csl = 0;
 	bool conn = !strncmp(mode, "conn", 4);
+
+	if (!strncmp(mode, "connlate-", 9) || !strncmp(mode, "connbound-", 10))
+		conn = true;
 	socklen_t sl;
 
 	if (argc != 3 || strlen(argv[2]) > 90)
@@ -110,7 +117,18 @@ int main(int argc, char **argv)
 		return fail("listen");
 	if (conn) {
 		c = socket(AF_UNIX, type, 0);
-		if (c < 0 || connect(c, (struct sockaddr *)&sun, sl))
+		if (c < 0)
+			return fail("socket");
+		if (!strncmp(mode, "connbound-", 10)) {
+			/* the client end bound too: the listener's name and a "c" */
+			csun = sun;
+			csun.sun_path[sl - offsetof(struct sockaddr_un, sun_path) -
+				      (sun.sun_path[0] != 0)] = 'c';
+			csl = sl + 1;
+			if (bind(c, (struct sockaddr *)&csun, csl))
+				return fail("bind the client end");
+		}
+		if (connect(c, (struct sockaddr *)&sun, sl))
 			return fail("connect to itself");
 		a = accept(s, NULL, NULL);
 		if (a < 0)
@@ -159,6 +177,18 @@ int main(int argc, char **argv)
 	}
 	if (conn && check_pair(c, a, &sun, sl, type == SOCK_STREAM))
 		return 1;
+	if (csl) {
+		struct sockaddr_un got;
+		socklen_t gl = sizeof(got);
+
+		if (getsockname(c, (struct sockaddr *)&got, &gl) || gl != csl ||
+		    memcmp(&got, &csun, csl))
+			return fail("the bound client end lost its name");
+		gl = sizeof(got);
+		if (getpeername(a, (struct sockaddr *)&got, &gl) || gl != csl ||
+		    memcmp(&got, &csun, csl))
+			return fail("the accepted end's peer is not the bound client's name");
+	}
 	if (conn &&
 	    (expect(dg[0], "d1", "first datagram") | expect(dg[0], "dd2", "second datagram") |
 	     expect(dg[0], "ddd3", "third datagram") | expect(dg[1], "e1", "datagram back")))
