@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "restore/fd_int.h"
 #include "restore/restore.h"
 #include "th_mig.h"
 #include "th_rst.h"
@@ -115,6 +116,20 @@ static int checkpoint_restore(struct ucase *c, struct rst_target **t, char *why,
 	return ret;
 }
 
+/* The listener at fd @fd of @pid has backlog @want (sock_diag, as the dump reads it). */
+static void expect_backlog(pid_t pid, int fd, uint32_t want)
+{
+	struct rst_unix_info u;
+	char link[64];
+	struct stat st;
+
+	snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)pid, fd);
+	cr_assert_eq(stat(link, &st), 0, "no fd %d in the copy", fd);
+	cr_assert_eq(rst_unix_diag(st.st_ino, &u), 0);
+	cr_expect_eq(u.state, 10, "fd %d of the copy is not listening", fd);
+	cr_expect_eq(u.wqlen, want, "the copy's listener has backlog %u, want %u", u.wqlen, want);
+}
+
 /* Serve, move, serve twice from the copy, stop it: it must end with "final ok served 3". */
 static void listener_case(const char *mode)
 {
@@ -129,6 +144,7 @@ static void listener_case(const char *mode)
 	cr_assert_eq(ret, 0, "restore of %s failed: %s (%s)", mode, strerror(-ret), why);
 	ask(mode, c.dir, "after-1");
 	ask(mode, c.dir, "after-2");
+	expect_backlog(c.pid, strncmp(mode, "connlate-", 9) ? 3 : 20, 7);
 	fd = open(c.stop, O_WRONLY | O_CREAT, 0644);
 	cr_assert_geq(fd, 0);
 	close(fd);
