@@ -212,6 +212,19 @@ int rst_unix_check_pairs(const struct rst_held_pipe *p, size_t n, char *why, siz
 		}
 		for (size_t k = 0; k < n; k++)
 			peer_here |= p[k].sock && u.peer && p[k].ino == u.peer;
+		if (u.state == 7 || !u.peer) { /* TCP_CLOSE, or a datagram socket others send to */
+			snprintf(
+				why, whylen,
+				"fd %d is a socket (socket:[%llu]): a unix %s socket without a peer "
+				"of its own (unconnected, or a bound datagram socket others send "
+				"to): not supported (unix listeners and connections with both ends "
+				"in the process are)",
+				p[i].fd, (unsigned long long)p[i].ino,
+				u.type == SOCK_DGRAM	? "datagram"
+				: u.type == SOCK_STREAM ? "stream"
+							: "seqpacket");
+			return -EOPNOTSUPP;
+		}
 		if (u.state != 1 || !peer_here) {
 			snprintf(why, whylen,
 				 "fd %d is a socket (socket:[%llu]) connected outside the process "

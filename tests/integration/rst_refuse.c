@@ -105,6 +105,11 @@ Test(rst_refuse, unix_listener_with_a_connection_not_accepted_yet, .timeout = 20
 {
 	refuses("unix-pending", "has 1 connection(s) not accepted yet");
 }
+Test(rst_refuse, bound_unix_datagram_socket_named_by_its_type, .timeout = 20)
+{
+	refuses("unix-dgram-bound", "fd 3 is a socket");
+	refuses("unix-dgram-bound", "unix datagram socket without a peer of its own");
+}
 Test(rst_refuse, unix_socket_with_fds_in_flight, .timeout = 20)
 {
 	refuses("unix-scm-rights", "has file descriptors in flight (SCM_RIGHTS)");

@@ -2,7 +2,7 @@
  * rst_refuse - a process holding one resource haul cannot checkpoint.
  *
  * usage: rst_refuse KIND   with KIND one of: pipe socket tcp-listen udp raw-ip netlink inotify
- *        unix-pending unix-scm-rights
+ *        unix-pending unix-scm-rights unix-dgram-bound
  *        seccomp memfd sysv traced child timer deleted-map
  *        (inotify, seccomp and timer are carried since: tests/integration/rst_world.c)
  * ("pipe": the test hands it a pipe it shares on stdin; nothing to set up.)
@@ -80,6 +80,18 @@ static int setup(const char *kind)
 		cm->cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(cm), &one, sizeof(int));
 		return sendmsg(sv[1], &m, 0) == 1 ? 0 : -1;
+	}
+	if (!strcmp(kind, "unix-dgram-bound")) {
+		/* a datagram socket bound to an abstract name of its pid, a socket connected to it */
+		struct sockaddr_un a = {.sun_family = AF_UNIX};
+		socklen_t al = offsetof(struct sockaddr_un, sun_path) + 1;
+		int d = socket(AF_UNIX, SOCK_DGRAM, 0), c = socket(AF_UNIX, SOCK_DGRAM, 0);
+
+		al += snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, "rst_refuse.dg.%d",
+			       (int)getpid());
+		if (d < 0 || c < 0 || bind(d, (struct sockaddr *)&a, al))
+			return -1;
+		return connect(c, (struct sockaddr *)&a, al);
 	}
 	if (!strcmp(kind, "unix-pending")) {
 		/* a listener on an abstract name of its pid, one connection not accepted */
