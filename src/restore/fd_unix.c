@@ -401,8 +401,12 @@ static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul_
 		const Haul__Img__UnixPairFile *peer = peer_of(x, u);
 
 		if (u->has_name || (peer && peer->has_name)) {
-			if (!peer)
+			if (!peer) {
+				pr_err("unix socket %llu is named but its peer %llu is not in the "
+				       "image of the process: the image is damaged, dump it again",
+				       (unsigned long long)u->ino, (unsigned long long)u->peer);
 				return -EBADMSG;
+			}
 			ret = rst_unix_named_pair(t, x, u, peer, fds);
 		} else {
 			ret = rst_rcall(t, SYS_socketpair, AF_UNIX, u->type | SOCK_CLOEXEC, 0,
