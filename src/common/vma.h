@@ -114,6 +114,16 @@ bool haul_layout_same(const struct haul_layout *a, const struct haul_layout *b);
  */
 const char *haul_vmflag_what(const char *code);
 
+/*
+ * Walk the parts of shared VMA @v of @pid whose object holds data, in
+ * address order: @fn(@arg, start, end) for each range [start, end) of @v
+ * (start and end need not be page-aligned).  A nonzero return of @fn ends
+ * the walk and is returned; else 0, or -errno from opening
+ * /proc/PID/map_files (-ENOENT: @v is no longer mapped).  vma_data.c.
+ */
+typedef int (*haul_vma_data_fn)(void *arg, uint64_t start, uint64_t end);
+int haul_vma_data_walk(pid_t pid, const struct haul_vma *v, haul_vma_data_fn fn, void *arg);
+
 static inline uint64_t haul_vma_pages(const struct haul_vma *v)
 {
 	return (v->end - v->start) >> 12;

@@ -73,6 +73,26 @@ int haul_cg_read(const char *dir, const char *file, char *buf, size_t len)
 	return haul_read_file(p, buf, len);
 }
 
+int haul_cg_read_procs(const char *path, char *dir, size_t dlen, char *buf, size_t len)
+{
+	struct haul_cg_mounts m;
+	int ret;
+
+	if (path[0] == '/' && !access(path, F_OK)) {
+		snprintf(dir, dlen, "%s", path);
+	} else {
+		ret = haul_cg_probe(&m);
+		if (ret)
+			return ret;
+		snprintf(dir, dlen, "%s/%s", m.v2[0] ? m.v2 : m.v1_freezer,
+			 path[0] == '/' ? path + 1 : path);
+	}
+	ret = haul_cg_read(dir, "cgroup.procs", buf, len);
+	if (ret < 0)
+		pr_err_r(ret, "cannot read the processes of cgroup '%s'", dir);
+	return ret;
+}
+
 int haul_cg_mkdir_p(const char *path)
 {
 	char p[PATH_MAX];

@@ -19,19 +19,6 @@
 #include "restore/restore.h"
 #include "tracker/tracker.h"
 
-/* One tracker round, staged into the image. */
-static int ckpt_round(struct rst_ckpt *ck, struct trk *trk)
-{
-	struct trk_round r;
-	int ret = trk_round(trk, &r);
-
-	if (!ret) {
-		ret = rst_ckpt_store_round(ck, trk, &r);
-		trk_round_release(&r);
-	}
-	return ret;
-}
-
 int haul_checkpoint_images(pid_t pid, const char *dir, bool leave_running, const char *fault,
 			   struct rst_ckpt_stats *st)
 {
@@ -52,7 +39,7 @@ int haul_checkpoint_images(pid_t pid, const char *dir, bool leave_running, const
 	 */
 	if (leave_running && trk_open(pid, &(struct trk_opts){0}, &trk) == 0) {
 		for (int round = 0; round < 2 && !ret; round++)
-			ret = ckpt_round(ck, trk);
+			ret = rst_ckpt_store_round(ck, trk);
 		if (ret)
 			goto out;
 	}
@@ -61,7 +48,7 @@ int haul_checkpoint_images(pid_t pid, const char *dir, bool leave_running, const
 		goto out;
 	if (trk) {
 		trk_set_frozen(trk, true);
-		ret = ckpt_round(ck, trk);
+		ret = rst_ckpt_store_round(ck, trk);
 		if (ret)
 			goto out;
 	}

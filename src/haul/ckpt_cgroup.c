@@ -52,26 +52,14 @@ static bool member(const pid_t *p, size_t n, pid_t pid)
 int haul_cgroup_tree_root(const char *path, pid_t *root)
 {
 	static char buf[CKPT_CG_MAX * 12];
-	struct haul_cg_mounts m;
 	char dir[PATH_MAX + 8];
 	pid_t *p = NULL, roots[4];
 	size_t n = 0, nroots = 0;
 	int ret;
 
-	if (path[0] == '/' && !access(path, F_OK)) {
-		snprintf(dir, sizeof(dir), "%s", path);
-	} else {
-		ret = haul_cg_probe(&m);
-		if (ret)
-			return ret;
-		snprintf(dir, sizeof(dir), "%s/%s", m.v2[0] ? m.v2 : m.v1_freezer,
-			 path[0] == '/' ? path + 1 : path);
-	}
-	ret = haul_cg_read(dir, "cgroup.procs", buf, sizeof(buf));
-	if (ret < 0) {
-		pr_err_r(ret, "cannot read the processes of cgroup '%s'", dir);
+	ret = haul_cg_read_procs(path, dir, sizeof(dir), buf, sizeof(buf));
+	if (ret < 0)
 		return ret;
-	}
 	p = calloc(CKPT_CG_MAX, sizeof(*p));
 	if (!p)
 		return -ENOMEM;

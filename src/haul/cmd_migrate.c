@@ -67,24 +67,12 @@ static const struct haul_opt_choice compress_modes[] = {
 /* The one process of cgroup @path (absolute, or relative to the cgroup2 mount). */
 static int pid_of_cgroup(const char *path, pid_t *pid)
 {
-	struct haul_cg_mounts m;
 	char dir[PATH_MAX + 8], buf[4096], *nl;
 	int ret;
 
-	if (path[0] == '/' && !access(path, F_OK)) {
-		snprintf(dir, sizeof(dir), "%s", path);
-	} else {
-		ret = haul_cg_probe(&m);
-		if (ret)
-			return ret;
-		snprintf(dir, sizeof(dir), "%s/%s", m.v2[0] ? m.v2 : m.v1_freezer,
-			 path[0] == '/' ? path + 1 : path);
-	}
-	ret = haul_cg_read(dir, "cgroup.procs", buf, sizeof(buf));
-	if (ret < 0) {
-		pr_err_r(ret, "cannot read the processes of cgroup '%s'", dir);
+	ret = haul_cg_read_procs(path, dir, sizeof(dir), buf, sizeof(buf));
+	if (ret < 0)
 		return ret;
-	}
 	nl = strchr(buf, '\n');
 	if (!ret || (nl && nl[1])) {
 		pr_err("cgroup '%s' holds %s processes; haul migrates one process", dir,

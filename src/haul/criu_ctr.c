@@ -174,18 +174,6 @@ static int write_record(int imgfd, const Haul__Ctr__Container *rec)
 	return ret;
 }
 
-static int round_into(struct rst_ckpt *ck, struct trk *trk)
-{
-	struct trk_round r;
-	int ret = trk_round(trk, &r);
-
-	if (!ret) {
-		ret = rst_ckpt_store_round(ck, trk, &r);
-		trk_round_release(&r);
-	}
-	return ret;
-}
-
 /* The process image, with the container's parts taken while it is stopped. */
 static int dump_steps(pid_t pid, bool leave, const char *dir, int imgfd, Haul__Ctr__Container *rec,
 		      struct rst_ckpt_stats *st)
@@ -200,12 +188,12 @@ static int dump_steps(pid_t pid, bool leave, const char *dir, int imgfd, Haul__C
 		return ret;
 	if (leave && trk_open(pid, &(struct trk_opts){0}, &trk) == 0)
 		for (int round = 0; round < 2 && !ret; round++)
-			ret = round_into(ck, trk);
+			ret = rst_ckpt_store_round(ck, trk);
 	if (!ret)
 		ret = rst_ckpt_seize(ck);
 	if (!ret && trk) {
 		trk_set_frozen(trk, true);
-		ret = round_into(ck, trk);
+		ret = rst_ckpt_store_round(ck, trk);
 	}
 	if (!ret && rec) {
 		ret = rst_ctr_dump_tmpfs(pid, rec, dir, why, sizeof(why));

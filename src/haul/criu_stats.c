@@ -68,29 +68,45 @@ static int put_file(int dirfd, const char *name, const uint8_t *buf, size_t len)
 	return ret;
 }
 
+/*
+ * StatsFile @sf into @name of @dirfd (the @where directory), behind the two
+ * magics and its size; a failure is a warning, as podman then only lacks
+ * the stats of this @what.  0 or -errno.
+ */
+static int put_stats(int dirfd, const char *name, const Haul__Criu__StatsFile *sf,
+		     const char *where, const char *what)
+{
+	size_t len = haul__criu__stats_file__get_packed_size(sf);
+	uint8_t *buf = malloc(12 + len);
+	int ret = -ENOMEM;
+
+	if (buf) {
+		put_le32(buf, STATS_SERVICE_MAGIC);
+		put_le32(buf + 4, STATS_IMAGE_MAGIC);
+		put_le32(buf + 8, (uint32_t)len);
+		haul__criu__stats_file__pack(sf, buf + 12);
+		ret = put_file(dirfd, name, buf, 12 + len);
+		free(buf);
+	}
+	if (ret)
+		pr_warn_r(ret,
+			  "cannot write %s in the %s directory (podman --print-stats will not show "
+			  "this %s)",
+			  name, where, what);
+	return ret;
+}
+
 int criu_stats_restore_write(int dirfd, uint64_t restore_us, uint64_t pages)
 {
 	Haul__Criu__StatsFile sf = HAUL__CRIU__STATS_FILE__INIT;
 	Haul__Criu__RestoreStats r = HAUL__CRIU__RESTORE_STATS__INIT;
-	uint8_t buf[128];
-	size_t len;
-	int ret;
 
 	r.has_pages_compared = r.has_pages_skipped_cow = true;
 	r.has_forking_time = r.has_restore_time = r.has_pages_restored = true;
 	r.restore_time = clamp32(restore_us);
 	r.pages_restored = pages;
 	sf.restore = &r;
-	len = haul__criu__stats_file__get_packed_size(&sf);
-	put_le32(buf, STATS_SERVICE_MAGIC);
-	put_le32(buf + 4, STATS_IMAGE_MAGIC);
-	put_le32(buf + 8, (uint32_t)len);
-	haul__criu__stats_file__pack(&sf, buf + 12);
-	ret = put_file(dirfd, "stats-restore", buf, 12 + len);
-	if (ret)
-		pr_warn_r(ret, "cannot write stats-restore in the work directory (podman "
-			       "--print-stats will not show this restore)");
-	return ret;
+	return put_stats(dirfd, "stats-restore", &sf, "work", "restore");
 }
 
 int criu_inventory_write(int imgfd)
@@ -117,9 +133,6 @@ int criu_stats_write(int dirfd, uint64_t frozen_us, uint64_t memdump_us, uint64_
 {
 	Haul__Criu__StatsFile sf = HAUL__CRIU__STATS_FILE__INIT;
 	Haul__Criu__DumpStats d = HAUL__CRIU__DUMP_STATS__INIT;
-	size_t len;
-	uint8_t *buf;
-	int ret;
 
 	d.has_freezing_time = d.has_frozen_time = d.has_memdump_time = d.has_memwrite_time = true;
 	d.has_pages_scanned = d.has_pages_skipped_parent = d.has_pages_written = true;
@@ -130,18 +143,5 @@ int criu_stats_write(int dirfd, uint64_t frozen_us, uint64_t memdump_us, uint64_
 	d.pages_written = pages_written;
 	d.pages_scanned = pages_written + pages_zero;
 	sf.dump = &d;
-	len = haul__criu__stats_file__get_packed_size(&sf);
-	buf = malloc(12 + len);
-	if (!buf)
-		return -ENOMEM;
-	put_le32(buf, STATS_SERVICE_MAGIC);
-	put_le32(buf + 4, STATS_IMAGE_MAGIC);
-	put_le32(buf + 8, (uint32_t)len);
-	haul__criu__stats_file__pack(&sf, buf + 12);
-	ret = put_file(dirfd, "stats-dump", buf, 12 + len);
-	if (ret)
-		pr_warn_r(ret, "cannot write stats-dump in the images directory (podman "
-			       "--print-stats will not show this checkpoint)");
-	free(buf);
-	return ret;
+	return put_stats(dirfd, "stats-dump", &sf, "images", "checkpoint");
 }

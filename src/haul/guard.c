@@ -38,14 +38,8 @@
 #include <sys/syscall.h>
 
 #include "common/log.h"
+#include "common/sysno.h"
 #include "haul/haul_int.h"
-
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-#ifndef SYS_pidfd_getfd
-#define SYS_pidfd_getfd 438
-#endif
 
 /* The sockets the dump put in repair mode: fd and SO_REUSEADDR pairs. */
 struct held {

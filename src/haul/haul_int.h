@@ -87,6 +87,12 @@ bool haul_cg_has_file(const char *dir, const char *file);
 int haul_cg_write(const char *dir, const char *file, const char *val);
 /* Read @dir/@file into @buf (NUL-terminated). Length or -errno. */
 int haul_cg_read(const char *dir, const char *file, char *buf, size_t len);
+/*
+ * Read the cgroup.procs of cgroup @path (an existing absolute path, else
+ * relative to the cgroup2 mount, or the v1 freezer's without cgroup2) into
+ * @buf; the cgroup's directory goes into @dir.  Length or -errno (logged).
+ */
+int haul_cg_read_procs(const char *path, char *dir, size_t dlen, char *buf, size_t len);
 /* mkdir -p. 0 or -errno. */
 int haul_cg_mkdir_p(const char *path);
 

@@ -289,7 +289,8 @@ static int deleted_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 static int deleted_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 {
 	const Haul__Img__GhostFile *g = f->ghost;
-	uint64_t at = 0, data = 0;
+	struct rst_extents x;
+	uint64_t data;
 
 	if (!g) {
 		snprintf(why, wl, "file %u is a deleted file without its ghost part", f->id);
@@ -299,26 +300,15 @@ static int deleted_validate(const Haul__Img__FileObject *f, char *why, size_t wl
 		snprintf(why, wl, "file %u (deleted file) has no path to recreate it at", f->id);
 		return -EBADMSG;
 	}
-	if (g->n_extents % 2) {
-		snprintf(why, wl, "file %u (ghost).extents: %zu values, not (offset, length) pairs",
-			 f->id, g->n_extents);
-		return -EBADMSG;
-	}
-	for (size_t k = 0; k < g->n_extents; k += 2) {
-		uint64_t off = g->extents[k], len = g->extents[k + 1];
-
-		if (off < at || len > UINT64_MAX - off || len > g->content.len - data ||
-		    (g->has_size && off + len > g->size)) {
-			snprintf(why, wl,
-				 "file %u (ghost).extents[%zu]: %llu+%llu out of order or beyond "
-				 "the file or its content",
-				 f->id, k / 2, (unsigned long long)off, (unsigned long long)len);
-			return -EBADMSG;
-		}
-		at = off + len;
-		data += len;
-	}
-	return 0;
+	x = (struct rst_extents){
+		.part = "ghost",
+		.beyond = "the file or its content",
+		.v = g->extents,
+		.n = g->n_extents,
+		.size = g->has_size ? g->size : UINT64_MAX,
+		.datalen = g->content.len,
+	};
+	return rst_fd_check_extents(f->id, &x, &data, why, wl);
 }
 
 const struct rst_fd_ops rst_fd_deleted = {

@@ -308,6 +308,30 @@ const Haul__Img__FdEntry *rst_fd_ofd_leader(const struct rst_fd_rctx *x,
 const Haul__Img__FileObject *rst_fd_file(const Haul__Img__ProcessState *ps, uint32_t id);
 /* fd_restore.c: the first fd of @ps naming FileObject @id, or NULL (held by other processes). */
 const Haul__Img__FdEntry *rst_fd_first(const Haul__Img__ProcessState *ps, uint32_t id);
+/* The data extents of a FileObject's part, for rst_fd_check_extents(). */
+struct rst_extents {
+	const char *part;   /* the part, in messages: "ghost", "memfd" */
+	const char *beyond; /* what an extent may not pass, in messages */
+	const uint64_t *v;  /* (offset, length) pairs */
+	size_t n;	    /* values in @v */
+	uint64_t size;	    /* the file's size, UINT64_MAX when unknown */
+	size_t datalen;	    /* bytes of content the image carries */
+};
+/*
+ * fd_extents.c: whether @x holds (offset, length) pairs in order, each
+ * inside @x->size and the whole inside @x->datalen (their sum in *@total).
+ * 0, or -EBADMSG with @why naming FileObject @id and the extent.
+ */
+int rst_fd_check_extents(uint32_t id, const struct rst_extents *x, uint64_t *total, char *why,
+			 size_t wl);
+/*
+ * fd_restore.c: the parked pipe (@sock false) or AF_UNIX socketpair of
+ * SOCK_* @type (@sock true) @id of @x in *@out: the one made for an earlier
+ * fd, else made now in the target with both ends parked (*@made set; the
+ * caller fills in the rest).  0 or -errno.
+ */
+int rst_fd_parked_pair(struct rst_target *t, struct rst_fd_rctx *x, uint64_t id, bool sock,
+		       int type, struct rst_tpipe **out, bool *made);
 /*
  * fd_restore.c: every fd exists: refill the parked pipes (@sock false) or
  * socketpairs (@sock true) with what their ends had to read, and close

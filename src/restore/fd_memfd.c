@@ -164,29 +164,25 @@ static int memfd_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *fo,
 static int memfd_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 {
 	const Haul__Img__MemfdFile *m = f->memfd;
-	uint64_t at = 0, data = 0;
+	struct rst_extents x;
+	uint64_t data;
+	int ret;
 
 	if (!m) {
 		snprintf(why, wl, "file %u is a memfd without its memfd part", f->id);
 		return -EBADMSG;
 	}
-	if (m->n_extents % 2) {
-		snprintf(why, wl, "file %u (memfd).extents: not (offset, length) pairs", f->id);
-		return -EBADMSG;
-	}
-	for (size_t k = 0; k < m->n_extents; k += 2) {
-		uint64_t off = m->extents[k], len = m->extents[k + 1];
-
-		if (off < at || len > UINT64_MAX - off || data + len > m->data.len) {
-			snprintf(why, wl,
-				 "file %u (memfd).extents[%zu]: %llu+%llu out of order or beyond "
-				 "its data",
-				 f->id, k / 2, (unsigned long long)off, (unsigned long long)len);
-			return -EBADMSG;
-		}
-		at = off + len;
-		data += len;
-	}
+	x = (struct rst_extents){
+		.part = "memfd",
+		.beyond = "its data",
+		.v = m->extents,
+		.n = m->n_extents,
+		.size = UINT64_MAX,
+		.datalen = m->data.len,
+	};
+	ret = rst_fd_check_extents(f->id, &x, &data, why, wl);
+	if (ret)
+		return ret;
 	if (data != m->data.len) {
 		snprintf(why, wl, "file %u (memfd).data: %zu bytes, its extents name %llu", f->id,
 			 m->data.len, (unsigned long long)data);

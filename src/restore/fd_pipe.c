@@ -158,34 +158,19 @@ static int pipe_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul_
 			const Haul__Img__FdEntry *e, const char *path, int *src, bool *shared)
 {
 	const Haul__Img__PipeFile *pf = f->pipe;
-	struct rst_tpipe *p = NULL;
-	int32_t fds[2];
+	struct rst_tpipe *p;
+	bool made;
 	int ret;
 
 	(void)path;
 	*shared = true;
-	for (size_t i = 0; i < x->npipes; i++)
-		if (x->pipes[i].id == pf->pipe_id && !x->pipes[i].sock)
-			p = &x->pipes[i];
-	if (!p) {
-		p = &x->pipes[x->npipes];
-		memset(p, 0, sizeof(*p));
-		p->id = pf->pipe_id;
-		ret = rst_rcall(t, SYS_pipe2, rst_scratch(t), O_CLOEXEC, 0, 0, 0, 0, NULL);
-		if (!ret)
-			ret = rst_peek(t, rst_scratch(t), fds, sizeof(fds));
-		if (!ret)
-			ret = rst_fd_park(t, x, fds[0], &p->r);
-		if (!ret)
-			ret = rst_fd_park(t, x, fds[1], &p->w);
-		if (ret)
-			return ret;
-		x->npipes++;
-		if (pf->has_size && pf->size > 65536 &&
-		    rst_rcall(t, SYS_fcntl, p->w, F_SETPIPE_SZ, pf->size, 0, 0, 0, NULL))
-			pr_warn("pid %d: cannot grow pipe of fd %d to %u bytes (fs.pipe-max-size?)",
-				(int)t->o.pid, e->fd, pf->size);
-	}
+	ret = rst_fd_parked_pair(t, x, pf->pipe_id, false, 0, &p, &made);
+	if (ret)
+		return ret;
+	if (made && pf->has_size && pf->size > 65536 &&
+	    rst_rcall(t, SYS_fcntl, p->w, F_SETPIPE_SZ, pf->size, 0, 0, 0, NULL))
+		pr_warn("pid %d: cannot grow pipe of fd %d to %u bytes (fs.pipe-max-size?)",
+			(int)t->o.pid, e->fd, pf->size);
 	if (pf->has_data)
 		p->data = &pf->data;
 	return pipe_ofd(t, p, f, src, shared);

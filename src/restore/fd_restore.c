@@ -288,6 +288,42 @@ static int refill(struct rst_target *t, int fd, const ProtobufCBinaryData *d)
 	return ret;
 }
 
+int rst_fd_parked_pair(struct rst_target *t, struct rst_fd_rctx *x, uint64_t id, bool sock,
+		       int type, struct rst_tpipe **out, bool *made)
+{
+	struct rst_tpipe *p = NULL;
+	int32_t fds[2];
+	int ret;
+
+	*made = false;
+	for (size_t i = 0; i < x->npipes; i++)
+		if (x->pipes[i].id == id && x->pipes[i].sock == sock)
+			p = &x->pipes[i];
+	if (!p) {
+		p = &x->pipes[x->npipes];
+		memset(p, 0, sizeof(*p));
+		p->id = id;
+		p->sock = sock;
+		if (sock)
+			ret = rst_rcall(t, SYS_socketpair, AF_UNIX, type | SOCK_CLOEXEC, 0,
+					rst_scratch(t), 0, 0, NULL);
+		else
+			ret = rst_rcall(t, SYS_pipe2, rst_scratch(t), O_CLOEXEC, 0, 0, 0, 0, NULL);
+		if (!ret)
+			ret = rst_peek(t, rst_scratch(t), fds, sizeof(fds));
+		if (!ret)
+			ret = rst_fd_park(t, x, fds[0], &p->r);
+		if (!ret)
+			ret = rst_fd_park(t, x, fds[1], &p->w);
+		if (ret)
+			return ret;
+		x->npipes++;
+		*made = true;
+	}
+	*out = p;
+	return 0;
+}
+
 int rst_fd_refill_parked(struct rst_target *t, struct rst_fd_rctx *x, bool sock, char *why,
 			 size_t wl)
 {

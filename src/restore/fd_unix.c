@@ -376,6 +376,43 @@ static const Haul__Img__UnixPairFile *peer_of(const struct rst_fd_rctx *x,
 	return NULL;
 }
 
+/* The parked pair @id of a connection with a name: the one made for an earlier fd, else made now. */
+static int named_parked_pair(struct rst_target *t, struct rst_fd_rctx *x, uint64_t id,
+			     const Haul__Img__UnixPairFile *u, const Haul__Img__UnixPairFile *peer,
+			     struct rst_tpipe **out)
+{
+	struct rst_tpipe *p;
+	int32_t fds[2];
+	int ret;
+
+	for (size_t i = 0; i < x->npipes; i++)
+		if (x->pipes[i].id == id && x->pipes[i].sock) {
+			*out = &x->pipes[i];
+			return 0;
+		}
+	if (!peer) {
+		pr_err("unix socket %llu is named but its peer %llu is not in the image of the "
+		       "process: the image is damaged, dump it again",
+		       (unsigned long long)u->ino, (unsigned long long)u->peer);
+		return -EBADMSG;
+	}
+	ret = rst_unix_named_pair(t, x, u, peer, fds);
+	if (ret)
+		return ret;
+	p = &x->pipes[x->npipes];
+	memset(p, 0, sizeof(*p));
+	p->id = id;
+	p->sock = true;
+	ret = rst_fd_park(t, x, fds[0], &p->r);
+	if (!ret)
+		ret = rst_fd_park(t, x, fds[1], &p->w);
+	if (ret)
+		return ret;
+	x->npipes++;
+	*out = p;
+	return 0;
+}
+
 /* The end of the pair that @f names; the pair is made on its first fd (named: fd_unix_named.c). */
 static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
 			const Haul__Img__FdEntry *e, const char *path, int *src, bool *shared)
@@ -383,45 +420,21 @@ static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul_
 	const Haul__Img__UnixPairFile *u = f->unix_pair;
 	/* A pair is named by its lower inode; its end with that inode is fds[0]. */
 	uint64_t id = u->ino < u->peer ? u->ino : u->peer;
-	struct rst_tpipe *p = NULL;
-	int32_t fds[2];
+	const Haul__Img__UnixPairFile *peer;
+	struct rst_tpipe *p;
+	bool made;
 	int ret;
 
 	(void)e;
 	(void)path;
 	*shared = true;
-	for (size_t i = 0; i < x->npipes; i++)
-		if (x->pipes[i].id == id && x->pipes[i].sock)
-			p = &x->pipes[i];
-	if (!p) {
-		p = &x->pipes[x->npipes];
-		memset(p, 0, sizeof(*p));
-		p->id = id;
-		p->sock = true;
-		const Haul__Img__UnixPairFile *peer = peer_of(x, u);
-
-		if (u->has_name || (peer && peer->has_name)) {
-			if (!peer) {
-				pr_err("unix socket %llu is named but its peer %llu is not in the "
-				       "image of the process: the image is damaged, dump it again",
-				       (unsigned long long)u->ino, (unsigned long long)u->peer);
-				return -EBADMSG;
-			}
-			ret = rst_unix_named_pair(t, x, u, peer, fds);
-		} else {
-			ret = rst_rcall(t, SYS_socketpair, AF_UNIX, u->type | SOCK_CLOEXEC, 0,
-					rst_scratch(t), 0, 0, NULL);
-			if (!ret)
-				ret = rst_peek(t, rst_scratch(t), fds, sizeof(fds));
-		}
-		if (!ret)
-			ret = rst_fd_park(t, x, fds[0], &p->r);
-		if (!ret)
-			ret = rst_fd_park(t, x, fds[1], &p->w);
-		if (ret)
-			return ret;
-		x->npipes++;
-	}
+	peer = peer_of(x, u);
+	if (u->has_name || (peer && peer->has_name))
+		ret = named_parked_pair(t, x, id, u, peer, &p);
+	else
+		ret = rst_fd_parked_pair(t, x, id, true, (int)u->type, &p, &made);
+	if (ret)
+		return ret;
 	if (u->has_data) {
 		if (u->ino == id)
 			p->data = &u->data;

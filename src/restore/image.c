@@ -372,9 +372,16 @@ fail:
 	return ret;
 }
 
-int rst_ckpt_store_round(struct rst_ckpt *ck, struct trk *t, const struct trk_round *r)
+int rst_ckpt_store_round(struct rst_ckpt *ck, struct trk *t)
 {
-	return store_round(t, r, ck->p, ck->buf, ck->st);
+	struct trk_round r;
+	int ret = trk_round(t, &r);
+
+	if (!ret) {
+		ret = store_round(t, &r, ck->p, ck->buf, ck->st);
+		trk_round_release(&r);
+	}
+	return ret;
 }
 
 int rst_ckpt_seize(struct rst_ckpt *ck)

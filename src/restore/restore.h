@@ -283,8 +283,8 @@ struct rst_ckpt_stats {
  *
  * rst_ckpt_begin(): refuse what cannot be dumped (logged naming the
  * resource; the process runs on; -EOPNOTSUPP) and start the new image.
- * rst_ckpt_store_round(): stage what tracker round @r of @t found (the
- * process may run).  rst_ckpt_seize(): stop every thread.
+ * rst_ckpt_store_round(): run one round of tracker @t and stage what it
+ * found (the process may run).  rst_ckpt_seize(): stop every thread.
  * rst_ckpt_commit(): dump the state, stage every existing page unless
  * @tracked (the rounds staged them), commit durably; without
  * @leave_running the process is killed once committed (it never runs
@@ -295,9 +295,8 @@ struct rst_ckpt_stats {
  */
 struct rst_ckpt;
 struct trk;
-struct trk_round;
 int rst_ckpt_begin(pid_t pid, const char *dir, struct rst_ckpt_stats *st, struct rst_ckpt **out);
-int rst_ckpt_store_round(struct rst_ckpt *ck, struct trk *t, const struct trk_round *r);
+int rst_ckpt_store_round(struct rst_ckpt *ck, struct trk *t);
 int rst_ckpt_seize(struct rst_ckpt *ck);
 int rst_ckpt_commit(struct rst_ckpt *ck, bool tracked, bool leave_running, const char *fault);
 void rst_ckpt_end(struct rst_ckpt *ck, int ret);

@@ -220,45 +220,43 @@ static int add_posix(struct rst_shm_buf *b, pid_t pid, const struct haul_layout 
 	return o->name ? 0 : -ENOMEM;
 }
 
+/* The ranges rst_shm_data() collects: start, end pairs. */
+struct data_ranges {
+	uint64_t *r;
+	size_t cnt, cap;
+};
+
+static int add_range(void *arg, uint64_t start, uint64_t end)
+{
+	struct data_ranges *x = arg;
+
+	if (x->cnt + 2 > x->cap) {
+		size_t cap = x->cap ? 2 * x->cap : 16;
+		uint64_t *nr = realloc(x->r, cap * sizeof(*nr));
+
+		if (!nr)
+			return -ENOMEM;
+		x->r = nr;
+		x->cap = cap;
+	}
+	x->r[x->cnt++] = start;
+	x->r[x->cnt++] = end;
+	return 0;
+}
+
 int rst_shm_data(pid_t pid, const struct haul_vma *v, uint64_t **out, size_t *n)
 {
-	uint64_t end = v->pgoff + (v->end - v->start), off = v->pgoff, *r = NULL;
-	size_t cnt = 0, cap = 0;
-	char path[96];
-	int fd;
+	struct data_ranges x = {0};
+	int ret = haul_vma_data_walk(pid, v, add_range, &x);
 
-	*out = NULL;
-	*n = 0;
-	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, v->start,
-		 v->end);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	while (off < end) {
-		off_t d = lseek(fd, (off_t)off, SEEK_DATA), h;
-
-		if (d < 0 || (uint64_t)d >= end)
-			break; /* ENXIO: holes to the end */
-		h = lseek(fd, d, SEEK_HOLE);
-		if (h < 0 || (uint64_t)h > end)
-			h = (off_t)end;
-		if (cnt + 2 > cap) {
-			uint64_t *nr = realloc(r, (cap = cap ? 2 * cap : 16) * sizeof(*r));
-
-			if (!nr) {
-				free(r);
-				close(fd);
-				return -ENOMEM;
-			}
-			r = nr;
-		}
-		r[cnt++] = v->start + ((uint64_t)d - v->pgoff);
-		r[cnt++] = v->start + ((uint64_t)h - v->pgoff);
-		off = (uint64_t)h;
+	if (ret) {
+		free(x.r);
+		*out = NULL;
+		*n = 0;
+		return ret;
 	}
-	close(fd);
-	*out = r;
-	*n = cnt / 2;
+	*out = x.r;
+	*n = x.cnt / 2;
 	return 0;
 }
 

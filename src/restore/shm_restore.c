@@ -69,8 +69,9 @@ static struct rst_tshm *tshm_find(struct rst_target *t, uint64_t dev, uint64_t i
 	return NULL;
 }
 
-/* A mapping of the object whose inode here is @tino: [*s, *e).  -ENOENT: none left. */
-static int stub_find(struct rst_target *t, uint64_t tino, uint64_t *s, uint64_t *e)
+/* What the stub maps: the first VMA @match takes (with @arg) into *@out.  -ENOENT: none. */
+static int stub_vma(struct rst_target *t, bool (*match)(const struct haul_vma *v, uint64_t arg),
+		    uint64_t arg, struct haul_vma *out)
 {
 	struct haul_layout l;
 	int ret = haul_layout_read(t->stub, false, &l);
@@ -79,10 +80,9 @@ static int stub_find(struct rst_target *t, uint64_t tino, uint64_t *s, uint64_t 
 		return ret;
 	ret = -ENOENT;
 	for (size_t i = 0; i < l.n; i++)
-		if ((l.v[i].flags & HAUL_VMA_SHMEM) && l.v[i].ino == tino &&
-		    (l.v[i].flags & HAUL_VMA_SHARED)) {
-			*s = l.v[i].start;
-			*e = l.v[i].end;
+		if (match(&l.v[i], arg)) {
+			*out = l.v[i];
+			out->path = NULL; /* released with the layout */
 			ret = 0;
 			break;
 		}
@@ -90,22 +90,37 @@ static int stub_find(struct rst_target *t, uint64_t tino, uint64_t *s, uint64_t 
 	return ret;
 }
 
+static bool maps_shm_ino(const struct haul_vma *v, uint64_t tino)
+{
+	return (v->flags & HAUL_VMA_SHMEM) && (v->flags & HAUL_VMA_SHARED) && v->ino == tino;
+}
+
+static bool holds_addr(const struct haul_vma *v, uint64_t addr)
+{
+	return v->start <= addr && addr < v->end;
+}
+
+/* A mapping of the object whose inode here is @tino: [*s, *e).  -ENOENT: none left. */
+static int stub_find(struct rst_target *t, uint64_t tino, uint64_t *s, uint64_t *e)
+{
+	struct haul_vma v;
+	int ret = stub_vma(t, maps_shm_ino, tino, &v);
+
+	if (!ret) {
+		*s = v.start;
+		*e = v.end;
+	}
+	return ret;
+}
+
 /* The inode here of the object mapped at @addr in the stub. */
 static int stub_ino_at(struct rst_target *t, uint64_t addr, uint64_t *ino)
 {
-	struct haul_layout l;
-	int ret = haul_layout_read(t->stub, false, &l);
+	struct haul_vma v;
+	int ret = stub_vma(t, holds_addr, addr, &v);
 
-	if (ret)
-		return ret;
-	ret = -ENOENT;
-	for (size_t i = 0; i < l.n; i++)
-		if (l.v[i].start <= addr && addr < l.v[i].end) {
-			*ino = l.v[i].ino;
-			ret = 0;
-			break;
-		}
-	haul_layout_release(&l);
+	if (!ret)
+		*ino = v.ino;
 	return ret;
 }
 

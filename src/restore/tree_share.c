@@ -36,13 +36,11 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/sysno.h"
 #include "restore/fd_int.h"
 #include "restore/target_int.h"
 #include "restore/tree_int.h"
 
-#ifndef SYS_pidfd_getfd
-#define SYS_pidfd_getfd 438
-#endif
 #define KCMP_FILE_ 0
 
 /* ---- dump ------------------------------------------------------------------ */

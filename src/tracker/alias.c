@@ -22,11 +22,7 @@
  * invisible, like other processes' (DESIGN.md "Tracker", Limits).
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "common/vma.h"
 #include "tracker/trk_int.h"
@@ -95,33 +91,18 @@ int trk_shmem_aliases(const struct haul_layout *l, struct trk_rl *dirty)
 	return ret;
 }
 
+static int add_pages(void *arg, uint64_t start, uint64_t end)
+{
+	start &= ~(TRK_PAGE - 1);
+	return trk_rl_add(arg, start, (end - start + TRK_PAGE - 1) / TRK_PAGE);
+}
+
 /* Add to @dirty the pages of shmem VMA @v (of @pid) whose object holds data. */
 static int vma_data(pid_t pid, const struct haul_vma *v, struct trk_rl *dirty)
 {
-	uint64_t end = v->pgoff + (v->end - v->start), off = v->pgoff;
-	char path[96];
-	int fd, ret = 0;
+	int ret = haul_vma_data_walk(pid, v, add_pages, dirty);
 
-	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, v->start,
-		 v->end);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno; /* unmapped meanwhile: next round says so */
-	while (!ret && off < end) {
-		off_t d = lseek(fd, (off_t)off, SEEK_DATA), h;
-
-		if (d < 0 || (uint64_t)d >= end)
-			break; /* ENXIO: holes to the end */
-		h = lseek(fd, d, SEEK_HOLE);
-		if (h < 0 || (uint64_t)h > end)
-			h = (off_t)end;
-		d &= ~(off_t)(TRK_PAGE - 1);
-		ret = trk_rl_add(dirty, v->start + ((uint64_t)d - v->pgoff),
-				 ((uint64_t)h - (uint64_t)d + TRK_PAGE - 1) / TRK_PAGE);
-		off = (uint64_t)h;
-	}
-	close(fd);
-	return ret;
+	return ret == -ENOENT ? 0 : ret; /* unmapped meanwhile: next round says so */
 }
 
 int trk_shmem_data(pid_t pid, const struct haul_layout *l, const struct trk_rl *fresh,

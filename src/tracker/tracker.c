@@ -37,14 +37,8 @@
 #include "common/log.h"
 #include "common/probe.h"
 #include "common/proc.h"
+#include "common/sysno.h"
 #include "tracker/trk_int.h"
-
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-#ifndef SYS_pidfd_send_signal
-#define SYS_pidfd_send_signal 424
-#endif
 
 static const struct {
 	enum trk_backend b;

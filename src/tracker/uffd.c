@@ -47,11 +47,8 @@
 #include "common/proc.h"
 #include "common/probe.h"
 #include "common/rsys.h"
+#include "common/sysno.h"
 #include "tracker/trk_int.h"
-
-#ifndef SYS_pidfd_getfd
-#define SYS_pidfd_getfd 438
-#endif
 
 /* page_region entries per PAGEMAP_SCAN call: 768 KiB, bounded whatever the dirty pattern */
 #define SCAN_VEC 32768

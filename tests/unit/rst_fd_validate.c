@@ -2,8 +2,8 @@
  * rst_fd_validate.c - the checks of an image's fd records at load
  * (src/restore/fd_validate.c and each kind's validate hook): fd numbers
  * in range and used once, paths of the kinds reopened by path, a deleted
- * file's extents, locks, the O_ASYNC signal, epoll targets, timerfd
- * clocks and socketpair types.  Each refusal names the record.
+ * file's and a memfd's extents, locks, the O_ASYNC signal, epoll targets,
+ * timerfd clocks and socketpair types.  Each refusal names the record.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -185,6 +185,35 @@ Test(rst_fd_validate, each_kind_checks_its_own_part)
 	cr_expect(strstr(why, "file 2 (unix_pair).type: 3"), "%s", why);
 	u.type = 1;
 	cr_assert_eq(check(&s), 0, "%s", why);
+}
+
+Test(rst_fd_validate, memfd_extents_must_be_ordered_pairs_naming_exactly_its_data)
+{
+	uint64_t ext[4] = {0, 4096, 8192, 4096};
+	uint8_t data[8192] = {0};
+	Haul__Img__MemfdFile m = HAUL__IMG__MEMFD_FILE__INIT;
+	struct fds s;
+
+	fds_init(&s);
+	s.f0.kind = HAUL__IMG__FD_KIND__FD_MEMFD;
+	s.f0.path = "/memfd:x";
+	s.f0.reg = NULL;
+	s.f0.memfd = &m;
+	m.extents = ext;
+	m.n_extents = 4;
+	m.data.data = data;
+	m.data.len = sizeof(data);
+	cr_assert_eq(check(&s), 0, "%s", why);
+	m.n_extents = 3;
+	cr_assert_eq(check(&s), -EBADMSG);
+	cr_expect(strstr(why, "file 1 (memfd).extents: 3 values"), "%s", why);
+	m.n_extents = 4;
+	ext[3] = UINT64_MAX - 8192; /* a length far past its data */
+	cr_assert_eq(check(&s), -EBADMSG);
+	cr_expect(strstr(why, "extents[1]"), "%s", why);
+	ext[3] = 2048; /* its data holds bytes no extent names */
+	cr_assert_eq(check(&s), -EBADMSG);
+	cr_expect(strstr(why, "(memfd).data"), "%s", why);
 }
 
 Test(rst_fd_validate, unix_listener_needs_a_listening_type_and_an_absolute_or_abstract_name)
