@@ -248,7 +248,9 @@ static bool ext_probe(const struct rst_fd_probe *p, struct ext_what *w)
 		snprintf(w->peer, sizeof(w->peer), "named fifo %.256s", p->target);
 		return true;
 	}
-	if (S_ISSOCK(st->st_mode) && !unix_peer_path(p, w->path, sizeof(w->path), &w->type)) {
+	/* a peer the process holds is a connection it moves whole (fd_unix_named.c) */
+	if (S_ISSOCK(st->st_mode) && !unix_peer_path(p, w->path, sizeof(w->path), &w->type) &&
+	    !rst_unix_peer_held(p->pid, st->st_ino)) {
 		w->kind = HAUL__IMG__EXTERNAL_KIND__EXT_UNIX;
 		snprintf(w->peer, sizeof(w->peer), "unix socket connected to %s", w->path);
 		return true;

@@ -201,6 +201,7 @@ int rst_fhandle_refuse_queued(const struct rst_fd_probe *p, const char *kind, ch
 int rst_mount_path(const char *mountinfo, long id, unsigned long sdev, char *path, size_t len);
 extern const struct rst_fd_ops rst_fd_external; /* fd_external.c */
 extern const struct rst_fd_ops rst_fd_pty;	/* fd_pty.c */
+extern const struct rst_fd_ops rst_fd_unix_lsn; /* fd_unix_listen.c */
 /*
  * fd_external.c: the pids of every process that moves (a process tree):
  * a pipe only they hold is theirs, not an external endpoint.  @pids stays
@@ -345,7 +346,8 @@ int rst_fd_refill_parked(struct rst_target *t, struct rst_fd_rctx *x, bool sock,
  */
 struct rst_unix_info {
 	uint32_t peer;	/* the other end's inode, 0 when not connected */
-	uint32_t rqlen; /* bytes waiting to be read (stream, seqpacket) */
+	uint32_t rqlen; /* bytes waiting to be read (stream, seqpacket); listener: connections */
+	uint32_t wqlen; /* bytes waiting to be sent; listener: its backlog */
 	uint8_t type;	/* SOCK_STREAM, ... */
 	uint8_t state;	/* TCP_ESTABLISHED (1) when connected */
 	bool named;	/* bound to a path or an abstract name */
@@ -363,6 +365,34 @@ struct rst_held_pipe {
 	bool inet; /* a TCP or UDP socket: only its sharing is checked */
 };
 int rst_unix_check_pairs(const struct rst_held_pipe *p, size_t n, char *why, size_t whylen);
+/*
+ * fd_unix_listen.c: rst_unix_get_name: the name unix socket @sfd is bound
+ * to, its sun_path bytes into @path (108 bytes), their count in *@len (0:
+ * none; a path without its NUL).  rst_unix_clear_path: make @path free to
+ * bind: a stale socket inode is unlinked, anything else fails (-EEXIST).
+ */
+int rst_unix_get_name(int sfd, char *path, size_t *len);
+int rst_unix_clear_path(const char *path);
+/*
+ * fd_unix_named.c: the two ends of the connected pair @u (this end) and
+ * @peer, one of them named, made in the stub by connect() and accept()
+ * on a listener of that name (the process's own once restored, else a
+ * temporary one): fds[0] the lower inode's end.  0 or -errno.
+ */
+/*
+ * fd_unix_msgs.c: rst_unix_peek_msgs: the messages queued on datagram or
+ * seqpacket socket @sfd (a copy), in order, into @o->msgs; 0, -EOPNOTSUPP
+ * (fds in flight, a message too large: logged) or -errno.
+ * rst_unix_refill_msgs: once every fd exists, each pair end's messages
+ * sent again through the other end.  0 or -errno (logged).
+ */
+int rst_unix_peek_msgs(int sfd, Haul__Img__UnixPairFile *o);
+int rst_unix_refill_msgs(struct rst_target *t, struct rst_fd_rctx *x);
+/* fd_unix_named.c: whether the peer of unix socket @ino is an fd of @pid too. */
+bool rst_unix_peer_held(pid_t pid, uint64_t ino);
+int rst_unix_named_pair(struct rst_target *t, struct rst_fd_rctx *x,
+			const Haul__Img__UnixPairFile *u, const Haul__Img__UnixPairFile *peer,
+			int32_t fds[2]);
 
 /*
  * procread.c: small /proc readers.  rst_read_file: the whole file, NUL-

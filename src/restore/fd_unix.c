@@ -1,17 +1,21 @@
 /*
- * fd_unix.c - sockets: the two ends of a connected, unnamed AF_UNIX pair
- * that are both fds of the process (a socketpair it talks to itself
- * through) are carried; any other socket is refused by name.
+ * fd_unix.c - sockets: the two ends of a connected AF_UNIX pair that are
+ * both fds of the process (a socketpair it talks to itself through, or a
+ * connection to its own listener: fd_unix_named.c) are carried; any other
+ * socket is refused by name.
  *
  * Classification: a socket:[ino] fd is this kind; its refuse hook names
  * every socket that is not AF_UNIX by protocol and address (fd_socket.c);
  * rst_unix_check_pairs, over all the process's sockets, refuses a unix
- * socket that is named, not connected, or whose peer is not an fd of the
- * process, and a datagram pair with messages queued (sock_diag gives the
- * peer inode, the state and the queue).
- * Dump: type, peer inode and the stream bytes waiting to be read, peeked
- * (MSG_PEEK on a pidfd_getfd copy, not consumed).  Restore: one
- * socketpair per pair (named by its lower inode), both ends parked; each
+ * socket that is not connected, or whose peer is not an fd of the
+ * process, a named datagram socket, and a datagram or seqpacket pair with
+ * messages queued (sock_diag gives the peer inode, the state and the
+ * queue); the refuse hook, a name that is a relative path and fds in
+ * flight (SCM_RIGHTS).
+ * Dump: type, peer inode, name and the stream bytes waiting to be read,
+ * peeked (MSG_PEEK on a pidfd_getfd copy, not consumed).  Restore: one
+ * socketpair per pair (named by its lower inode; with a name, connect and
+ * accept: fd_unix_named.c), both ends parked; each
  * fd gets a dup of its end; once every fd exists, what an end had to read
  * is written into the other end.
  */
@@ -27,6 +31,7 @@
 #include <linux/unix_diag.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -37,6 +42,78 @@
 static bool unix_match(const struct rst_fd_probe *p)
 {
 	return S_ISSOCK(p->st->st_mode) && !strncmp(p->target, "socket:[", 8);
+}
+
+/* A name that is a relative path cannot be bound again: the directory it was bound in is gone. */
+static int unix_refuse_relative(const struct rst_fd_probe *p, char *why, size_t whylen)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	size_t len = 0;
+	int sfd = rst_fd_copy(p->pid, p->fd), ret;
+
+	if (sfd < 0)
+		return sfd;
+	ret = rst_unix_get_name(sfd, path, &len);
+	close(sfd);
+	if (ret || !len || path[0] == '\0' || path[0] == '/')
+		return ret;
+	snprintf(why, whylen,
+		 "fd %d: unix socket bound to the relative path %.*s: the directory it was bound "
+		 "in is not known (bind it to an absolute path)",
+		 p->fd, (int)len, path);
+	return -EOPNOTSUPP;
+}
+
+/*
+ * Fds in flight (SCM_RIGHTS) in the queue of @p are not carried: a peek
+ * (on a copy, nothing consumed) stops at the first message that has some
+ * and hands haul duplicates, closed at once.
+ */
+static int unix_refuse_scm(const struct rst_fd_probe *p, char *why, size_t whylen)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 253)];
+		struct cmsghdr align;
+	} ctl;
+	struct msghdr m = {.msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
+	struct rst_unix_info u;
+	struct iovec iov;
+	int sfd, nfds = 0;
+	ssize_t n;
+
+	if (rst_unix_diag(p->st->st_ino, &u) || !u.rqlen)
+		return 0;
+	iov.iov_len = u.rqlen;
+	iov.iov_base = malloc(u.rqlen);
+	if (!iov.iov_base)
+		return -ENOMEM;
+	m.msg_iov = &iov;
+	m.msg_iovlen = 1;
+	sfd = rst_fd_copy(p->pid, p->fd);
+	n = sfd < 0 ? -1 : recvmsg(sfd, &m, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (sfd >= 0)
+		close(sfd);
+	free(iov.iov_base);
+	if (n < 0)
+		return 0; /* nothing to peek now: the dump's own peek decides */
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			close(fd);
+			nfds++;
+		}
+	}
+	if (!nfds && !(m.msg_flags & MSG_CTRUNC))
+		return 0;
+	snprintf(why, whylen,
+		 "fd %d: unix socket (socket:[%llu]) has file descriptors in flight (SCM_RIGHTS) "
+		 "in its queue, which haul does not carry: retry once the process has read them",
+		 p->fd, (unsigned long long)p->st->st_ino);
+	return -EOPNOTSUPP;
 }
 
 /* Only a unix socket can be a pair; any other is named by its family and addresses. */
@@ -55,7 +132,8 @@ static int unix_refuse(const struct rst_fd_probe *p, char *why, size_t whylen)
 			p->fd, desc);
 		return -EOPNOTSUPP;
 	}
-	return 0;
+	ret = unix_refuse_relative(p, why, whylen);
+	return ret ? ret : unix_refuse_scm(p, why, whylen);
 }
 
 /* Ask sock_diag about unix socket @ino. -ENOENT: not a unix socket. */
@@ -105,9 +183,10 @@ int rst_unix_diag(uint32_t ino, struct rst_unix_info *u)
 	for (a = (struct rtattr *)(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
 		if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= 4)
 			memcpy(&u->peer, RTA_DATA(a), 4);
-		else if (a->rta_type == UNIX_DIAG_RQLEN && RTA_PAYLOAD(a) >= 4)
+		else if (a->rta_type == UNIX_DIAG_RQLEN && RTA_PAYLOAD(a) >= 8) {
 			memcpy(&u->rqlen, RTA_DATA(a), 4);
-		else if (a->rta_type == UNIX_DIAG_NAME)
+			memcpy(&u->wqlen, (const char *)RTA_DATA(a) + 4, 4);
+		} else if (a->rta_type == UNIX_DIAG_NAME)
 			u->named = true;
 	}
 	return 0;
@@ -133,23 +212,57 @@ int rst_unix_check_pairs(const struct rst_held_pipe *p, size_t n, char *why, siz
 		}
 		for (size_t k = 0; k < n; k++)
 			peer_here |= p[k].sock && u.peer && p[k].ino == u.peer;
-		if (u.named || u.state != 1 || !peer_here) {
+		if (u.state == 7 || !u.peer) { /* TCP_CLOSE, or a datagram socket others send to */
+			snprintf(
+				why, whylen,
+				"fd %d is a socket (socket:[%llu]): a unix %s socket without a peer "
+				"of its own (unconnected, or a bound datagram socket others send "
+				"to): not supported (unix listeners and connections with both ends "
+				"in the process are)",
+				p[i].fd, (unsigned long long)p[i].ino,
+				u.type == SOCK_DGRAM	? "datagram"
+				: u.type == SOCK_STREAM ? "stream"
+							: "seqpacket");
+			return -EOPNOTSUPP;
+		}
+		if (u.state != 1 || !peer_here) {
 			snprintf(why, whylen,
 				 "fd %d is a socket (socket:[%llu]) connected outside the process "
 				 "(only socketpairs it holds both ends of are supported)",
 				 p[i].fd, (unsigned long long)p[i].ino);
 			return -EOPNOTSUPP;
 		}
-		if (u.type != SOCK_STREAM && u.rqlen) {
-			snprintf(why, whylen, "fd %d is a datagram socketpair with %u bytes queued",
-				 p[i].fd, u.rqlen);
+		if (u.named && u.type == SOCK_DGRAM) {
+			snprintf(why, whylen,
+				 "fd %d is a named datagram socket (socket:[%llu]) connected to a "
+				 "socket of the process: not supported (only stream and seqpacket "
+				 "connections between named sockets are)",
+				 p[i].fd, (unsigned long long)p[i].ino);
 			return -EOPNOTSUPP;
 		}
 	}
 	return 0;
 }
 
-/* Type, peer and the bytes waiting in one end of a socketpair (peeked, not consumed). */
+/* The name of the pair's end @sfd (an accepted or a bound end). */
+static int dump_name(int sfd, Haul__Img__UnixPairFile *o)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	size_t len = 0;
+	int ret = rst_unix_get_name(sfd, path, &len);
+
+	if (ret || !len)
+		return ret;
+	o->name.data = malloc(len);
+	if (!o->name.data)
+		return -ENOMEM;
+	memcpy(o->name.data, path, len);
+	o->name.len = len;
+	o->has_name = true;
+	return 0;
+}
+
+/* Type, peer, name and the bytes waiting in one end of a pair (peeked, not consumed). */
 static int dump_unix(pid_t pid, int fd, Haul__Img__UnixPairFile *o)
 {
 	struct rst_unix_info u;
@@ -161,7 +274,7 @@ static int dump_unix(pid_t pid, int fd, Haul__Img__UnixPairFile *o)
 		return ret;
 	o->type = u.type;
 	o->peer = u.peer;
-	if (!u.rqlen)
+	if (!u.rqlen && !u.named)
 		return 0;
 	pidfd = syscall(SYS_pidfd_open, pid, 0);
 	if (pidfd < 0)
@@ -170,6 +283,18 @@ static int dump_unix(pid_t pid, int fd, Haul__Img__UnixPairFile *o)
 	close(pidfd);
 	if (sfd < 0)
 		return -errno;
+	if (u.named) {
+		ret = dump_name(sfd, o);
+		if (ret || !u.rqlen) {
+			close(sfd);
+			return ret;
+		}
+	}
+	if (u.type != SOCK_STREAM) {
+		ret = rst_unix_peek_msgs(sfd, o);
+		close(sfd);
+		return ret;
+	}
 	o->data.data = malloc(u.rqlen);
 	if (!o->data.data) {
 		close(sfd);
@@ -202,6 +327,14 @@ static int unix_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 	return dump_unix(p->pid, p->fd, u);
 }
 
+/* A name bound again at the restore: an absolute path or an abstract name. */
+static bool name_ok(const ProtobufCBinaryData *n)
+{
+	if (!n->len || n->len >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return false;
+	return n->data[0] == '\0' || (n->data[0] == '/' && !memchr(n->data, '\0', n->len));
+}
+
 /* A pair of stream, datagram or seqpacket sockets. */
 static int unix_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 {
@@ -216,16 +349,78 @@ static int unix_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 			 f->id, f->unix_pair->type);
 		return -EBADMSG;
 	}
+	if (f->unix_pair->n_msgs && f->unix_pair->type == SOCK_STREAM) {
+		snprintf(why, wl, "file %u (unix_pair).msgs: messages on a stream socket", f->id);
+		return -EBADMSG;
+	}
+	if (f->unix_pair->has_name && !name_ok(&f->unix_pair->name)) {
+		snprintf(why, wl,
+			 "file %u (unix_pair).name: %zu bytes, not an absolute path or an "
+			 "abstract name",
+			 f->id, f->unix_pair->name.len);
+		return -EBADMSG;
+	}
 	return 0;
 }
 
-/* The end of the pair that @f names; the pair is made on its first fd. */
+/* The other end of pair end @u in the image of the process, or NULL. */
+static const Haul__Img__UnixPairFile *peer_of(const struct rst_fd_rctx *x,
+					      const Haul__Img__UnixPairFile *u)
+{
+	for (size_t i = 0; i < x->ps->n_files; i++) {
+		const Haul__Img__UnixPairFile *p = x->ps->files[i]->unix_pair;
+
+		if (p && p->ino == u->peer)
+			return p;
+	}
+	return NULL;
+}
+
+/* The parked pair @id of a connection with a name: the one made for an earlier fd, else made now. */
+static int named_parked_pair(struct rst_target *t, struct rst_fd_rctx *x, uint64_t id,
+			     const Haul__Img__UnixPairFile *u, const Haul__Img__UnixPairFile *peer,
+			     struct rst_tpipe **out)
+{
+	struct rst_tpipe *p;
+	int32_t fds[2];
+	int ret;
+
+	for (size_t i = 0; i < x->npipes; i++)
+		if (x->pipes[i].id == id && x->pipes[i].sock) {
+			*out = &x->pipes[i];
+			return 0;
+		}
+	if (!peer) {
+		pr_err("unix socket %llu is named but its peer %llu is not in the image of the "
+		       "process: the image is damaged, dump it again",
+		       (unsigned long long)u->ino, (unsigned long long)u->peer);
+		return -EBADMSG;
+	}
+	ret = rst_unix_named_pair(t, x, u, peer, fds);
+	if (ret)
+		return ret;
+	p = &x->pipes[x->npipes];
+	memset(p, 0, sizeof(*p));
+	p->id = id;
+	p->sock = true;
+	ret = rst_fd_park(t, x, fds[0], &p->r);
+	if (!ret)
+		ret = rst_fd_park(t, x, fds[1], &p->w);
+	if (ret)
+		return ret;
+	x->npipes++;
+	*out = p;
+	return 0;
+}
+
+/* The end of the pair that @f names; the pair is made on its first fd (named: fd_unix_named.c). */
 static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
 			const Haul__Img__FdEntry *e, const char *path, int *src, bool *shared)
 {
 	const Haul__Img__UnixPairFile *u = f->unix_pair;
 	/* A pair is named by its lower inode; its end with that inode is fds[0]. */
 	uint64_t id = u->ino < u->peer ? u->ino : u->peer;
+	const Haul__Img__UnixPairFile *peer;
 	struct rst_tpipe *p;
 	bool made;
 	int ret;
@@ -233,7 +428,11 @@ static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul_
 	(void)e;
 	(void)path;
 	*shared = true;
-	ret = rst_fd_parked_pair(t, x, id, true, (int)u->type, &p, &made);
+	peer = peer_of(x, u);
+	if (u->has_name || (peer && peer->has_name))
+		ret = named_parked_pair(t, x, id, u, peer, &p);
+	else
+		ret = rst_fd_parked_pair(t, x, id, true, (int)u->type, &p, &made);
 	if (ret)
 		return ret;
 	if (u->has_data) {
@@ -249,6 +448,13 @@ static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul_
 /* Every fd exists: what each end had to read goes in through the other end. */
 static int unix_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, size_t wl)
 {
+	int ret = rst_unix_refill_msgs(t, x);
+
+	if (ret) {
+		snprintf(why, wl, "cannot queue the messages of a unix pair again: %s",
+			 strerror(-ret));
+		return ret;
+	}
 	return rst_fd_refill_parked(t, x, true, why, wl);
 }
 

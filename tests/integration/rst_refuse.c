@@ -100,6 +100,20 @@ Test(rst_refuse, socket, .timeout = 20)
 	refuses("socket", "is a socket");
 }
 /* TCP listeners and UDP sockets are carried now (tests/integration/net_tcp.c). */
+/* Unix listeners are carried (tests/integration/rst_unix.c), not their pending connections. */
+Test(rst_refuse, unix_listener_with_a_connection_not_accepted_yet, .timeout = 20)
+{
+	refuses("unix-pending", "has 1 connection(s) not accepted yet");
+}
+Test(rst_refuse, bound_unix_datagram_socket_named_by_its_type, .timeout = 20)
+{
+	refuses("unix-dgram-bound", "fd 3 is a socket");
+	refuses("unix-dgram-bound", "unix datagram socket without a peer of its own");
+}
+Test(rst_refuse, unix_socket_with_fds_in_flight, .timeout = 20)
+{
+	refuses("unix-scm-rights", "has file descriptors in flight (SCM_RIGHTS)");
+}
 Test(rst_refuse, raw_ip_socket_named_by_protocol, .timeout = 20)
 {
 	refuses("raw-ip", "IP socket (type 3, protocol 255)");

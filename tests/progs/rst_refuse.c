@@ -2,6 +2,7 @@
  * rst_refuse - a process holding one resource haul cannot checkpoint.
  *
  * usage: rst_refuse KIND   with KIND one of: pipe socket tcp-listen udp raw-ip netlink inotify
+ *        unix-pending unix-scm-rights unix-dgram-bound
  *        seccomp memfd sysv traced child timer deleted-map
  *        (inotify, seccomp and timer are carried since: tests/integration/rst_world.c)
  * ("pipe": the test hands it a pipe it shares on stdin; nothing to set up.)
@@ -17,6 +18,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,7 @@
 #include <sys/ptrace.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -59,6 +62,49 @@ static int setup(const char *kind)
 		return socket(AF_UNIX, SOCK_DGRAM, 0) < 0 ? -1 : 0;
 	if (!strcmp(kind, "inotify"))
 		return inotify_init1(0) < 0 ? -1 : 0;
+	if (!strcmp(kind, "unix-scm-rights")) {
+		/* a socketpair with an fd of the process in flight towards sv[0] */
+		char c = 'x', ctl[CMSG_SPACE(sizeof(int))];
+		struct iovec iov = {&c, 1};
+		struct msghdr m = {.msg_iov = &iov,
+				   .msg_iovlen = 1,
+				   .msg_control = ctl,
+				   .msg_controllen = sizeof(ctl)};
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+		int sv[2], one = 1;
+
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+			return -1;
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &one, sizeof(int));
+		return sendmsg(sv[1], &m, 0) == 1 ? 0 : -1;
+	}
+	if (!strcmp(kind, "unix-dgram-bound")) {
+		/* a datagram socket bound to an abstract name of its pid, a socket connected to it */
+		struct sockaddr_un a = {.sun_family = AF_UNIX};
+		socklen_t al = offsetof(struct sockaddr_un, sun_path) + 1;
+		int d = socket(AF_UNIX, SOCK_DGRAM, 0), c = socket(AF_UNIX, SOCK_DGRAM, 0);
+
+		al += snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, "rst_refuse.dg.%d",
+			       (int)getpid());
+		if (d < 0 || c < 0 || bind(d, (struct sockaddr *)&a, al))
+			return -1;
+		return connect(c, (struct sockaddr *)&a, al);
+	}
+	if (!strcmp(kind, "unix-pending")) {
+		/* a listener on an abstract name of its pid, one connection not accepted */
+		struct sockaddr_un a = {.sun_family = AF_UNIX};
+		socklen_t al = offsetof(struct sockaddr_un, sun_path) + 1;
+		int l = socket(AF_UNIX, SOCK_STREAM, 0), c = socket(AF_UNIX, SOCK_STREAM, 0);
+
+		al += snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, "rst_refuse.%d",
+			       (int)getpid());
+		if (l < 0 || c < 0 || bind(l, (struct sockaddr *)&a, al) || listen(l, 4))
+			return -1;
+		return connect(c, (struct sockaddr *)&a, al);
+	}
 	if (!strcmp(kind, "raw-ip"))
 		return socket(AF_INET, SOCK_RAW, IPPROTO_RAW) < 0 ? -1 : 0;
 	if (!strcmp(kind, "netlink"))

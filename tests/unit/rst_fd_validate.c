@@ -215,3 +215,35 @@ Test(rst_fd_validate, memfd_extents_must_be_ordered_pairs_naming_exactly_its_dat
 	cr_assert_eq(check(&s), -EBADMSG);
 	cr_expect(strstr(why, "(memfd).data"), "%s", why);
 }
+
+Test(rst_fd_validate, unix_listener_needs_a_listening_type_and_an_absolute_or_abstract_name)
+{
+	Haul__Img__UnixListenFile l = HAUL__IMG__UNIX_LISTEN_FILE__INIT;
+	struct fds s;
+
+	fds_init(&s);
+	s.f1.kind = HAUL__IMG__FD_KIND__FD_UNIX_LISTEN;
+	s.f1.pipe = NULL;
+	cr_assert_eq(check(&s), -EBADMSG);
+	cr_expect(strstr(why, "file 2"), "%s", why);
+	s.f1.unix_listen = &l;
+	l.type = 2; /* SOCK_DGRAM: never listens */
+	l.name.data = (uint8_t *)"/run/x.sock";
+	l.name.len = 11;
+	cr_assert_eq(check(&s), -EBADMSG);
+	cr_expect(strstr(why, "file 2 (unix_listen).type: 2"), "%s", why);
+	l.type = 5; /* SOCK_SEQPACKET */
+	cr_assert_eq(check(&s), 0, "%s", why);
+	l.name.data = (uint8_t *)"x.sock";
+	l.name.len = 6;
+	cr_assert_eq(check(&s), -EBADMSG);
+	cr_expect(strstr(why, "file 2 (unix_listen).name: 6 bytes"), "%s", why);
+	l.name.data = (uint8_t *)"\0abstract";
+	l.name.len = 9;
+	cr_assert_eq(check(&s), 0, "%s", why);
+	l.name.len = 0;
+	cr_assert_eq(check(&s), -EBADMSG);
+	l.name.data = (uint8_t *)"/a\0b";
+	l.name.len = 4;
+	cr_assert_eq(check(&s), -EBADMSG, "a path with a NUL inside passed");
+}

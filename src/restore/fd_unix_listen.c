@@ -1,0 +1,248 @@
+/*
+ * fd_unix_listen.c - a unix stream or seqpacket socket listening on a
+ * path or an abstract name, held by the process.
+ *
+ * Classification: a socket:[ino] fd that sock_diag says is a unix socket
+ * in TCP_LISTEN state.  Refused by name when a connection waits to be
+ * accepted (its client end would be lost) or when it is bound to a
+ * relative path (the directory it was bound in is not known).
+ * Dump: type, the name as getsockname gives it (pidfd_getfd copy) and the
+ * backlog (sock_diag's wqlen of a listener).
+ * Restore: socket() and bind() and listen() injected into the stub; a
+ * path first loses a stale socket inode (the dumped listener's), and a
+ * path that exists but is not a socket fails the restore by name.
+ */
+#define LOG_PREFIX "unix: "
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "restore/fd_int.h"
+#include "restore/restore_int.h"
+#include "restore/target_int.h"
+
+#define UNIX_LISTEN_STATE 10 /* TCP_LISTEN as sock_diag reports it */
+
+static bool listen_match(const struct rst_fd_probe *p)
+{
+	struct rst_unix_info u;
+
+	if (!S_ISSOCK(p->st->st_mode) || strncmp(p->target, "socket:[", 8))
+		return false;
+	return !rst_unix_diag(p->st->st_ino, &u) && u.state == UNIX_LISTEN_STATE;
+}
+
+/* The name of @sun (@len bytes) as words: the path, or "@name" for an abstract one. */
+static void name_of(const char *path, size_t len, char *buf, size_t blen)
+{
+	if (len && path[0] == '\0')
+		snprintf(buf, blen, "abstract name @%.*s", (int)(len - 1), path + 1);
+	else
+		snprintf(buf, blen, "path %.*s", (int)len, path);
+}
+
+int rst_unix_get_name(int sfd, char *path, size_t *len)
+{
+	struct sockaddr_un sun;
+	socklen_t sl = sizeof(sun);
+
+	if (getsockname(sfd, (struct sockaddr *)&sun, &sl) < 0)
+		return -errno;
+	*len = sl > offsetof(struct sockaddr_un, sun_path)
+		       ? sl - offsetof(struct sockaddr_un, sun_path)
+		       : 0;
+	memcpy(path, sun.sun_path, *len);
+	/* a path's length counts its terminating NUL */
+	while (*len && path[0] != '\0' && path[*len - 1] == '\0')
+		(*len)--;
+	return 0;
+}
+
+static int listen_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)], name[160];
+	struct rst_unix_info u;
+	size_t len = 0;
+	int sfd, ret;
+
+	ret = rst_unix_diag(p->st->st_ino, &u);
+	if (ret)
+		return ret;
+	sfd = rst_fd_copy(p->pid, p->fd);
+	if (sfd < 0)
+		return sfd;
+	ret = rst_unix_get_name(sfd, path, &len);
+	close(sfd);
+	if (ret)
+		return ret;
+	name_of(path, len, name, sizeof(name));
+	if (!len) {
+		snprintf(why, wl, "fd %d: a unix socket listening without a name is not supported",
+			 p->fd);
+		return -EOPNOTSUPP;
+	}
+	if (path[0] != '\0' && path[0] != '/') {
+		snprintf(
+			why, wl,
+			"fd %d: unix listener on relative %s: the directory it was bound in is not "
+			"known (bind it to an absolute path)",
+			p->fd, name);
+		return -EOPNOTSUPP;
+	}
+	if (u.rqlen) {
+		snprintf(why, wl,
+			 "fd %d: unix listener on %s has %u connection(s) not accepted yet: their "
+			 "clients would lose them; retry once the process has accepted them",
+			 p->fd, name, u.rqlen);
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+static int listen_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
+		       Haul__Img__FileObject *const *prev, size_t nprev)
+{
+	Haul__Img__UnixListenFile *l = malloc(sizeof(*l));
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct rst_unix_info u;
+	size_t len = 0;
+	int sfd, ret;
+
+	(void)prev;
+	(void)nprev;
+	if (!l)
+		return -ENOMEM;
+	haul__img__unix_listen_file__init(l);
+	o->unix_listen = l;
+	ret = rst_unix_diag(p->st->st_ino, &u);
+	if (ret)
+		return ret;
+	sfd = rst_fd_copy(p->pid, p->fd);
+	if (sfd < 0)
+		return sfd;
+	ret = rst_unix_get_name(sfd, path, &len);
+	close(sfd);
+	if (ret)
+		return ret;
+	l->type = u.type;
+	l->backlog = u.wqlen;
+	l->name.data = malloc(len ? len : 1);
+	if (!l->name.data)
+		return -ENOMEM;
+	memcpy(l->name.data, path, len);
+	l->name.len = len;
+	return 0;
+}
+
+static int listen_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
+{
+	const Haul__Img__UnixListenFile *l = f->unix_listen;
+
+	if (!l) {
+		snprintf(why, wl, "file %u is a unix listener without its unix_listen part", f->id);
+		return -EBADMSG;
+	}
+	if (l->type != SOCK_STREAM && l->type != SOCK_SEQPACKET) {
+		snprintf(why, wl, "file %u (unix_listen).type: %u (stream or seqpacket)", f->id,
+			 l->type);
+		return -EBADMSG;
+	}
+	if (!l->name.len || l->name.len > sizeof(((struct sockaddr_un *)0)->sun_path) ||
+	    (l->name.data[0] != '\0' &&
+	     (l->name.data[0] != '/' || memchr(l->name.data, '\0', l->name.len)))) {
+		snprintf(why, wl,
+			 "file %u (unix_listen).name: %zu bytes, not an absolute path or an "
+			 "abstract name",
+			 f->id, l->name.len);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+int rst_unix_clear_path(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode)) {
+		pr_err("cannot bind the unix listener to %s: it exists and is not a socket; move it "
+		       "away and restore again",
+		       path);
+		return -EEXIST;
+	}
+	if (unlink(path) < 0 && errno != ENOENT) {
+		int err = -errno;
+
+		pr_err("cannot remove the stale socket %s: %s", path, strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
+static int listen_restore(struct rst_target *t, struct rst_fd_rctx *x,
+			  const Haul__Img__FileObject *f, const Haul__Img__FdEntry *e,
+			  const char *path, int *tmp, bool *shared)
+{
+	const Haul__Img__UnixListenFile *l = f->unix_listen;
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	socklen_t sl = offsetof(struct sockaddr_un, sun_path) + l->name.len;
+	char name[160];
+	long res;
+	int ret;
+
+	(void)x;
+	(void)e;
+	(void)path;
+	*shared = false;
+	*tmp = -1;
+	memcpy(sun.sun_path, l->name.data, l->name.len);
+	name_of(sun.sun_path, l->name.len, name, sizeof(name));
+	if (sun.sun_path[0] != '\0') {
+		ret = rst_unix_clear_path(sun.sun_path);
+		if (ret)
+			return ret;
+		sl++; /* the path's NUL */
+	}
+	ret = rst_rcall(t, SYS_socket, AF_UNIX, l->type | SOCK_CLOEXEC, 0, 0, 0, 0, &res);
+	if (ret)
+		return ret;
+	*tmp = (int)res;
+	ret = rst_poke(t, rst_scratch(t), &sun, sl);
+	if (!ret)
+		ret = rst_rcall(t, SYS_bind, *tmp, rst_scratch(t), sl, 0, 0, 0, NULL);
+	if (ret)
+		pr_err("cannot bind the unix listener of file %u to %s: %s (another socket holds "
+		       "it: stop its owner)",
+		       f->id, name, strerror(-ret));
+	if (!ret) {
+		ret = rst_rcall(t, SYS_listen, *tmp, l->backlog, 0, 0, 0, 0, NULL);
+		if (ret)
+			pr_err("cannot listen on unix %s: %s", name, strerror(-ret));
+	}
+	if (ret) {
+		rst_rcall(t, SYS_close, *tmp, 0, 0, 0, 0, 0, NULL);
+		*tmp = -1;
+	}
+	return ret;
+}
+
+const struct rst_fd_ops rst_fd_unix_lsn = {
+	.name = "unix listener",
+	.kind = HAUL__IMG__FD_KIND__FD_UNIX_LISTEN,
+	.version = 4,
+	.match = listen_match,
+	.refuse = listen_refuse,
+	.dump = listen_dump,
+	.validate = listen_validate,
+	.restore = listen_restore,
+	.setup = rst_fd_set_nonblock,
+};

@@ -1,0 +1,198 @@
+/*
+ * rst_unix - a unix listener serving one echo per connection.
+ *
+ * usage: rst_unix MODE DIR   with MODE path-stream, path-seqpacket,
+ *        abstract-stream or abstract-seqpacket, or one of those prefixed
+ *        by conn- (a connection to itself too) or connlate- (the same, its
+ *        listener moved to fd 20, above the connection's ends)
+ * It listens (backlog 7) on DIR/sock, or on the abstract name DIR (a NUL
+ * then DIR's bytes), creates DIR/ready, then serves: each connection it
+ * accepts gets back "echo:" and the one message it sent.  Once DIR/stop
+ * exists it prints "final ok served N" and exits 0; any failed call
+ * prints "ERROR ..." and exits 1.
+ * conn-: before it is ready, it connects a socket to its listener and
+ * accepts it; each end has 9 bytes queued to read ("to-server",
+ * "to-client"; seqpacket: and a second message each), and a datagram
+ * socketpair has three messages queued one way and one the other.
+ * connbound-: the same, its client end bound first (the listener's name
+ * and a "c").  At the stop it checks the queued bytes,
+ * that the accepted end still has the listener's name and the client end
+ * sees it as its peer, and sends two messages each way (seqpacket: their
+ * boundaries kept); then "pair ok".
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int fail(const char *what)
+{
+	printf("ERROR %s (errno %d)\n", what, errno);
+	fflush(stdout);
+	return 1;
+}
+
+/* Read exactly @want from @fd (one message on a seqpacket). */
+static int expect(int fd, const char *want, const char *what)
+{
+	char buf[64];
+	ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+	if (n != (ssize_t)strlen(want) || memcmp(buf, want, n)) {
+		printf("ERROR %s: got %zd bytes '%.*s', want '%s'\n", what, n, n > 0 ? (int)n : 0,
+		       buf, want);
+		fflush(stdout);
+		return 1;
+	}
+	return 0;
+}
+
+/* The pair at the stop: queued bytes, names, two messages each way. */
+static int check_pair(int c, int a, const struct sockaddr_un *sun, socklen_t sl, bool stream)
+{
+	struct sockaddr_un got;
+	socklen_t gl = sizeof(got);
+	int bad = 0;
+
+	bad |= expect(a, "to-server", "queued towards the accepted end");
+	bad |= expect(c, "to-client", "queued towards the client end");
+	if (!stream) {
+		bad |= expect(a, "s2", "second message queued towards the accepted end");
+		bad |= expect(c, "c2", "second message queued towards the client end");
+	}
+	if (getsockname(a, (struct sockaddr *)&got, &gl) || gl != sl || memcmp(&got, sun, sl))
+		bad |= fail("the accepted end lost the listener's name");
+	gl = sizeof(got);
+	if (getpeername(c, (struct sockaddr *)&got, &gl) || gl != sl || memcmp(&got, sun, sl))
+		bad |= fail("the client end's peer is not the listener's name");
+	if (send(c, "c1", 2, 0) != 2 || send(c, "c2", 2, 0) != 2 || send(a, "a1", 2, 0) != 2 ||
+	    send(a, "a2", 2, 0) != 2)
+		return fail("send on the pair");
+	if (stream) {
+		bad |= expect(a, "c1c2", "client to server");
+		bad |= expect(c, "a1a2", "server to client");
+	} else {
+		bad |= expect(a, "c1", "first message to server");
+		bad |= expect(a, "c2", "second message to server");
+		bad |= expect(c, "a1", "first message to client");
+		bad |= expect(c, "a2", "second message to client");
+	}
+	if (!bad)
+		printf("pair ok\n");
+	return bad;
+}
+
+int main(int argc, char **argv)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	char ready[200], stop[200], buf[128], reply[160];
+	const char *mode = argc == 3 ? argv[1] : "";
+	int s, fd, served = 0, c = -1, a = -1, type, dg[2] = {-1, -1};
+	struct sockaddr_un csun = {.sun_family = AF_UNIX};
+	socklen_t csl = 0;
+	bool conn = !strncmp(mode, "conn", 4);
+
+	if (!strncmp(mode, "connlate-", 9) || !strncmp(mode, "connbound-", 10))
+		conn = true;
+	socklen_t sl;
+
+	if (argc != 3 || strlen(argv[2]) > 90)
+		return 2;
+	if (strstr(mode, "path-")) {
+		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/sock", argv[2]);
+		sl = offsetof(struct sockaddr_un, sun_path) + strlen(sun.sun_path) + 1;
+	} else {
+		memcpy(sun.sun_path + 1, argv[2], strlen(argv[2]));
+		sl = offsetof(struct sockaddr_un, sun_path) + 1 + strlen(argv[2]);
+	}
+	type = strstr(mode, "seqpacket") ? SOCK_SEQPACKET : SOCK_STREAM;
+	s = socket(AF_UNIX, type, 0);
+	if (s < 0 || bind(s, (struct sockaddr *)&sun, sl) || listen(s, 7))
+		return fail("listen");
+	if (conn) {
+		c = socket(AF_UNIX, type, 0);
+		if (c < 0)
+			return fail("socket");
+		if (!strncmp(mode, "connbound-", 10)) {
+			/* the client end bound too: the listener's name and a "c" */
+			csun = sun;
+			csun.sun_path[sl - offsetof(struct sockaddr_un, sun_path) -
+				      (sun.sun_path[0] != 0)] = 'c';
+			csl = sl + 1;
+			if (bind(c, (struct sockaddr *)&csun, csl))
+				return fail("bind the client end");
+		}
+		if (connect(c, (struct sockaddr *)&sun, sl))
+			return fail("connect to itself");
+		a = accept(s, NULL, NULL);
+		if (a < 0)
+			return fail("accept its own connection");
+		if (write(c, "to-server", 9) != 9 || write(a, "to-client", 9) != 9)
+			return fail("queue bytes on the pair");
+		if (type == SOCK_SEQPACKET && (write(c, "s2", 2) != 2 || write(a, "c2", 2) != 2))
+			return fail("queue a second message on the pair");
+		if (socketpair(AF_UNIX, SOCK_DGRAM, 0, dg) || write(dg[1], "d1", 2) != 2 ||
+		    write(dg[1], "dd2", 3) != 3 || write(dg[1], "ddd3", 4) != 4 ||
+		    write(dg[0], "e1", 2) != 2)
+			return fail("queue datagrams on a socketpair");
+		if (!strncmp(mode, "connlate-", 9)) {
+			if (dup2(s, 20) != 20)
+				return fail("dup2 the listener");
+			close(s);
+			s = 20;
+		}
+	}
+	snprintf(ready, sizeof(ready), "%s/ready", argv[2]);
+	snprintf(stop, sizeof(stop), "%s/stop", argv[2]);
+	fd = open(ready, O_WRONLY | O_CREAT, 0644);
+	if (fd < 0)
+		return fail("ready");
+	close(fd);
+	while (access(stop, F_OK)) {
+		struct pollfd p = {.fd = s, .events = POLLIN};
+		ssize_t n;
+		int c;
+
+		/* poll is not restarted after a stop (ptrace): EINTR */
+		if (poll(&p, 1, 10) <= 0)
+			continue;
+		c = accept(s, NULL, NULL);
+		if (c < 0)
+			return fail("accept");
+		n = read(c, buf, sizeof(buf) - 1);
+		if (n <= 0)
+			return fail("read");
+		buf[n] = '\0';
+		n = snprintf(reply, sizeof(reply), "echo:%s", buf);
+		if (write(c, reply, n) != n)
+			return fail("write");
+		close(c);
+		served++;
+	}
+	if (conn && check_pair(c, a, &sun, sl, type == SOCK_STREAM))
+		return 1;
+	if (csl) {
+		struct sockaddr_un got;
+		socklen_t gl = sizeof(got);
+
+		if (getsockname(c, (struct sockaddr *)&got, &gl) || gl != csl ||
+		    memcmp(&got, &csun, csl))
+			return fail("the bound client end lost its name");
+		gl = sizeof(got);
+		if (getpeername(a, (struct sockaddr *)&got, &gl) || gl != csl ||
+		    memcmp(&got, &csun, csl))
+			return fail("the accepted end's peer is not the bound client's name");
+	}
+	if (conn &&
+	    (expect(dg[0], "d1", "first datagram") | expect(dg[0], "dd2", "second datagram") |
+	     expect(dg[0], "ddd3", "third datagram") | expect(dg[1], "e1", "datagram back")))
+		return 1;
+	printf("final ok served %d\n", served);
+	return 0;
+}
