@@ -67,37 +67,6 @@ static void teardown(void)
 
 TestSuite(misuse, .init = setup, .fini = teardown, .timeout = 60);
 
-/* Run a shell command line; its stdout and stderr (at most @cap bytes) into @out; its status. */
-static int run(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int run(char *out, size_t cap, const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-	FILE *f;
-	size_t n = 0;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd) - 8, fmt, ap);
-	va_end(ap);
-	strcat(cmd, " 2>&1");
-	f = popen(cmd, "r");
-	cr_assert_not_null(f);
-	while (n + 1 < cap) {
-		size_t k = fread(out + n, 1, cap - 1 - n, f);
-
-		if (!k)
-			break;
-		n += k;
-	}
-	out[n] = '\0';
-	while (fgetc(f) != EOF)
-		;
-	st = pclose(f);
-	cr_log_info("%s -> %d: %s", cmd, WIFEXITED(st) ? WEXITSTATUS(st) : -1, out);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* Start misuse_target (as uid 65534 when @other_uid) with @mode; its output in @outp. */
 static void start_target(bool other_uid, const char *mode, char *outp, size_t len)
 {
@@ -151,15 +120,15 @@ Test(misuse, a_kernel_thread_is_refused_at_the_precheck_by_name)
 	if (!rst_is_kthread(2))
 		cr_skip_test(
 			"pid 2 is not a kernel thread here (no kthreadd in this PID namespace)");
-	cr_expect_eq(
-		run(out, sizeof(out), "%s migrate 2 --to 127.0.0.1:1 --key %s", th_haul_bin(), key),
-		1);
+	cr_expect_eq(th_run(out, sizeof(out), "%s migrate 2 --to 127.0.0.1:1 --key %s",
+			    th_haul_bin(), key),
+		     1);
 	cr_expect(strstr(out, "precheck: pid 2 (kthreadd) is a kernel thread"), "said: %s", out);
 	cr_expect_not(strstr(out, "Success"), "said: %s", out);
-	cr_expect_eq(run(out, sizeof(out), "%s checkpoint 2 --images %s/img", th_haul_bin(), dir),
-		     1);
+	cr_expect_eq(
+		th_run(out, sizeof(out), "%s checkpoint 2 --images %s/img", th_haul_bin(), dir), 1);
 	cr_expect(strstr(out, "is a kernel thread"), "said: %s", out);
-	cr_expect_eq(run(out, sizeof(out), "%s track 2 --rounds 1", th_haul_bin()), 1);
+	cr_expect_eq(th_run(out, sizeof(out), "%s track 2 --rounds 1", th_haul_bin()), 1);
 	cr_expect(strstr(out, "pid 2 is a kernel thread"), "said: %s", out);
 	cr_expect_not(strstr(out, "No such process"), "said: %s", out);
 }
@@ -175,17 +144,17 @@ static void another_uid_moves(const char *mode)
 
 	start_target(true, mode, outp, sizeof(outp));
 	/* tracked with uffd-wp, not the hash fallback: a user-mode-only uffd is allowed */
-	cr_assert_eq(run(out, sizeof(out), "%s track %d --rounds 1", th_haul_bin(), (int)target), 0,
-		     "a process of another uid was not tracked: %s", out);
+	cr_assert_eq(th_run(out, sizeof(out), "%s track %d --rounds 1", th_haul_bin(), (int)target),
+		     0, "a process of another uid was not tracked: %s", out);
 	cr_expect(strstr(out, "with uffd"), "said: %s", out);
 	cr_expect_not(strstr(out, "error"), "said: %s", out);
-	cr_assert_eq(run(out, sizeof(out), "%s checkpoint %d --images %s/img --leave-running",
-			 th_haul_bin(), (int)target, dir),
+	cr_assert_eq(th_run(out, sizeof(out), "%s checkpoint %d --images %s/img --leave-running",
+			    th_haul_bin(), (int)target, dir),
 		     0, "a process of another uid was not checkpointed: %s", out);
 	cr_assert(strstr(out, "checkpointed pid"), "said: %s", out);
 	port = start_server();
-	cr_assert_eq(run(out, sizeof(out), "%s migrate %d --to 127.0.0.1:%d --key %s --quiet",
-			 th_haul_bin(), (int)target, port, key),
+	cr_assert_eq(th_run(out, sizeof(out), "%s migrate %d --to 127.0.0.1:%d --key %s --quiet",
+			    th_haul_bin(), (int)target, port, key),
 		     0, "a process of another uid was not migrated: %s", out);
 	p = strstr(out, "(pid ");
 	cr_assert_not_null(p, "said: %s", out);
@@ -238,7 +207,8 @@ Test(misuse, a_corrupt_state_blob_is_named_at_restore)
 	cr_assert_eq(pstore_commit(p, 1), 0);
 	pstore_close(s);
 	cr_expect_eq(
-		run(out, sizeof(out), "%s restore --images %s --detach", th_haul_bin(), images), 1);
+		th_run(out, sizeof(out), "%s restore --images %s --detach", th_haul_bin(), images),
+		1);
 	cr_expect(strstr(out, "the process state of pid 4242 in") && strstr(out, "is corrupt"),
 		  "said: %s", out);
 }
@@ -259,23 +229,23 @@ Test(misuse, a_second_haul_on_one_process_is_refused_naming_the_first)
 	cr_assert_eq(th_wait_line(fd, "tracking pid", 10000, NULL, 0), 0, "haul track never began");
 	snprintf(want, sizeof(want), "pid %d is already being tracked by haul pid %d", (int)target,
 		 (int)track);
-	cr_expect_eq(run(out, sizeof(out), "%s migrate %d --to 127.0.0.1:1 --key %s", th_haul_bin(),
-			 (int)target, key),
+	cr_expect_eq(th_run(out, sizeof(out), "%s migrate %d --to 127.0.0.1:1 --key %s",
+			    th_haul_bin(), (int)target, key),
 		     1);
 	cr_expect(strstr(out, want), "said: %s", out);
 	cr_expect(strstr(out, "precheck"), "not refused at the precheck: %s", out);
-	cr_expect_eq(run(out, sizeof(out), "%s checkpoint %d --images %s/img --leave-running",
-			 th_haul_bin(), (int)target, dir),
+	cr_expect_eq(th_run(out, sizeof(out), "%s checkpoint %d --images %s/img --leave-running",
+			    th_haul_bin(), (int)target, dir),
 		     1);
 	cr_expect(strstr(out, want), "said: %s", out);
-	cr_expect_eq(run(out, sizeof(out), "%s track %d --rounds 1", th_haul_bin(), (int)target),
+	cr_expect_eq(th_run(out, sizeof(out), "%s track %d --rounds 1", th_haul_bin(), (int)target),
 		     1);
 	cr_expect(strstr(out, want), "said: %s", out);
 	/* the first one ends: the lock goes with it */
 	th_kill(track, SIGTERM, 5000);
 	close(fd);
-	cr_expect_eq(run(out, sizeof(out), "%s checkpoint %d --images %s/img --leave-running",
-			 th_haul_bin(), (int)target, dir),
+	cr_expect_eq(th_run(out, sizeof(out), "%s checkpoint %d --images %s/img --leave-running",
+			    th_haul_bin(), (int)target, dir),
 		     0, "still refused after the first haul ended: %s", out);
 	cr_expect_eq(th_wait_file(outp, th_file_size(outp), "tick", 3000, NULL, 0), 0,
 		     "the process does not run on");
@@ -295,16 +265,16 @@ Test(misuse, the_lock_of_a_haul_killed_by_sigkill_does_not_block_the_next)
 	cr_assert_eq(th_wait_line(fd, "tracking pid", 10000, NULL, 0), 0, "haul track never began");
 	th_kill(track, SIGKILL, 5000);
 	close(fd);
-	cr_expect_eq(run(out, sizeof(out), "%s track %d --rounds 1", th_haul_bin(), (int)target), 0,
-		     "refused after the holder was killed: %s", out);
+	cr_expect_eq(th_run(out, sizeof(out), "%s track %d --rounds 1", th_haul_bin(), (int)target),
+		     0, "refused after the holder was killed: %s", out);
 }
 
 Test(misuse, pageserver_help_names_only_commands_that_exist)
 {
 	char out[8192], all[4096];
 
-	cr_assert_eq(run(out, sizeof(out), "%s pageserver --help", th_haul_bin()), 0);
-	cr_assert_eq(run(all, sizeof(all), "%s --help", th_haul_bin()), 0);
+	cr_assert_eq(th_run(out, sizeof(out), "%s pageserver --help", th_haul_bin()), 0);
+	cr_assert_eq(th_run(all, sizeof(all), "%s --help", th_haul_bin()), 0);
 	cr_expect_not(strstr(out, "--to"), "it names an option of no command: %s", out);
 	/* every `haul CMD` it names is a command */
 	for (const char *p = out; (p = strstr(p, "`haul ")); p++) {
@@ -327,7 +297,7 @@ Test(misuse, haul_check_is_clean_under_asan)
 		cr_skip_test("no ASan build at %s (make asan, or make BUILD=build-asan ... "
 			     "build-asan/haul)",
 			     bin);
-	cr_expect_eq(run(out, sizeof(out), "ASAN_OPTIONS=detect_leaks=0 %s check", bin), 0);
+	cr_expect_eq(th_run(out, sizeof(out), "ASAN_OPTIONS=detect_leaks=0 %s check", bin), 0);
 	cr_expect_not(strstr(out, "AddressSanitizer"), "said: %s", out);
 	cr_expect_not(strstr(out, "runtime error"), "said: %s", out);
 }

@@ -82,37 +82,6 @@ static void teardown(void)
 
 TestSuite(rst_external, .init = setup, .fini = teardown, .timeout = 90);
 
-/* Run a shell command line; its stdout and stderr (at most @cap bytes) into @out; its status. */
-static int run(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int run(char *out, size_t cap, const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-	FILE *f;
-	size_t n = 0;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd) - 8, fmt, ap);
-	va_end(ap);
-	strcat(cmd, " 2>&1");
-	f = popen(cmd, "r");
-	cr_assert_not_null(f);
-	while (n + 1 < cap) {
-		size_t k = fread(out + n, 1, cap - 1 - n, f);
-
-		if (!k)
-			break;
-		n += k;
-	}
-	out[n] = '\0';
-	while (fgetc(f) != EOF)
-		;
-	st = pclose(f);
-	cr_log_info("%s -> %d: %s", cmd, WIFEXITED(st) ? WEXITSTATUS(st) : -1, out);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* rst_ext with @mode (@arg) and stdout on @out, stdin and stderr /dev/null, no other fd. */
 static pid_t spawn_ext(const char *mode, const char *arg, int out)
 {
@@ -167,14 +136,14 @@ static void checkpoint_restore(const char *ckpt_opts, const char *rst_opts)
 {
 	char out[8192];
 
-	cr_assert_eq(run(out, sizeof(out), "%s checkpoint %d --images %s/img %s", th_haul_bin(),
-			 (int)prog, dir, ckpt_opts),
+	cr_assert_eq(th_run(out, sizeof(out), "%s checkpoint %d --images %s/img %s", th_haul_bin(),
+			    (int)prog, dir, ckpt_opts),
 		     0, "checkpoint failed: %s", out);
 	cr_assert(strstr(out, "stays behind"), "the dump did not say what the fd becomes: %s", out);
 	th_kill(prog, SIGKILL, 2000); /* reaped: it was killed by the checkpoint */
 	prog = -1;
-	cr_assert_eq(run(out, sizeof(out), "%s restore --images %s/img --detach %s </dev/null",
-			 th_haul_bin(), dir, rst_opts),
+	cr_assert_eq(th_run(out, sizeof(out), "%s restore --images %s/img --detach %s </dev/null",
+			    th_haul_bin(), dir, rst_opts),
 		     0, "restore failed: %s", out);
 	cr_assert(strstr(out, "stayed behind"), "the restore did not say what the fd became: %s",
 		  out);
@@ -197,8 +166,8 @@ Test(rst_external, a_pipe_to_a_process_that_stays_is_refused_naming_the_fd_its_o
 	char out[4096], want[64], line[128];
 
 	start_piped();
-	cr_expect_eq(run(out, sizeof(out), "%s checkpoint %d --images %s/img", th_haul_bin(),
-			 (int)prog, dir),
+	cr_expect_eq(th_run(out, sizeof(out), "%s checkpoint %d --images %s/img", th_haul_bin(),
+			    (int)prog, dir),
 		     1);
 	snprintf(want, sizeof(want), "fd 1 is a pipe to pid %d", (int)getpid());
 	cr_expect(strstr(out, want), "said: %s", out);
@@ -360,8 +329,8 @@ static void migrate(const char *opts)
 	char out[8192];
 	int port = start_pageserver();
 
-	cr_assert_eq(run(out, sizeof(out), "%s migrate %d --to 127.0.0.1:%d --key %s %s",
-			 th_haul_bin(), (int)prog, port, key, opts),
+	cr_assert_eq(th_run(out, sizeof(out), "%s migrate %d --to 127.0.0.1:%d --key %s %s",
+			    th_haul_bin(), (int)prog, port, key, opts),
 		     0, "migrate failed: %s", out);
 	cr_assert(strstr(out, "stays behind"), "migrate did not say what the fd becomes: %s", out);
 	th_kill(prog, SIGKILL, 2000);
@@ -431,8 +400,8 @@ Test(rst_external, a_named_fifo_is_refused_without_a_rule_and_becomes_a_file_wit
 	prog = spawn_ext("lines", NULL, w);
 	close(w);
 	cr_assert_eq(th_wait_line(rd, "line ", 5000, line, sizeof(line)), 0, "rst_ext never wrote");
-	cr_expect_eq(run(out, sizeof(out), "%s checkpoint %d --images %s/img", th_haul_bin(),
-			 (int)prog, dir),
+	cr_expect_eq(th_run(out, sizeof(out), "%s checkpoint %d --images %s/img", th_haul_bin(),
+			    (int)prog, dir),
 		     1);
 	cr_expect(strstr(out, "fd 1 is a named fifo ") && strstr(out, "--external-fd 1="),
 		  "said: %s", out);

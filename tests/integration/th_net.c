@@ -4,6 +4,7 @@
  * the namespaces: that is what an operator would type, and what the tests
  * should exercise.
  */
+#include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -370,4 +371,33 @@ int th_make_key(const char *path)
 	}
 	close(fd);
 	return 0;
+}
+
+int th_run(char *out, size_t cap, const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+	FILE *f;
+	size_t n = 0;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd) - 8, fmt, ap);
+	va_end(ap);
+	strcat(cmd, " 2>&1");
+	f = popen(cmd, "r");
+	cr_assert_not_null(f);
+	while (n + 1 < cap) {
+		size_t k = fread(out + n, 1, cap - 1 - n, f);
+
+		if (!k)
+			break;
+		n += k;
+	}
+	out[n] = '\0';
+	while (fgetc(f) != EOF)
+		;
+	st = pclose(f);
+	cr_log_info("%s -> %d: %s", cmd, WIFEXITED(st) ? WEXITSTATUS(st) : -1, out);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

@@ -34,6 +34,8 @@ int th_net_link(struct th_net *n, bool up);
 
 /* Run a shell command (printf format); returns its exit status or -errno. */
 int th_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A shell command line: its stdout and stderr (at most @cap bytes) into @out, logged; its exit status. */
+int th_run(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /*
  * fork + setns(@netns, NULL = stay) + exec @argv with stdout/stderr sent to
