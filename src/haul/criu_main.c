@@ -4,7 +4,7 @@
  * $(LIBEXECDIR)/haul/criu-compat, a directory the operator puts first on
  * PATH for the container engine).
  *
- * Only what the engines really execute is implemented:
+ * Only what the engines really execute is served:
  *   criu -V | --version    "Version: 3.17" (runc and go-criu need >= 3.0
  *                          and read "Version: X.Y"), then haul's own line;
  *   criu check [--feature NAME]...
@@ -52,13 +52,13 @@ static const char *set_tid_missing(void)
 
 static const char *no_mem_track(void)
 {
-	return "pre-dump with --track-mem is not implemented by haul's criu entry point "
+	return "pre-dump with --track-mem is not supported by haul's criu entry point "
 	       "(use 'haul migrate' for pre-copy)";
 }
 
 static const char *no_lazy(void)
 {
-	return "criu's lazy-pages daemon protocol is not implemented (haul migrate "
+	return "criu's lazy-pages daemon protocol is not supported (haul migrate "
 	       "--postcopy is haul's own)";
 }
 
@@ -143,7 +143,7 @@ static void criu_usage(FILE *f)
 		   "       criu swrk FD\n\n"
 		   "haul's criu-compatible entry point for container engines (runc, crun).\n"
 		   "Checkpoint and restore go through the RPC of 'criu swrk'; 'man haul-criu'\n"
-		   "lists the requests and options implemented and those refused.\n");
+		   "lists the requests and options served and those refused.\n");
 }
 
 int haul_criu_main(int argc, char **argv)
@@ -176,7 +176,7 @@ int haul_criu_main(int argc, char **argv)
 		}
 		return criu_swrk((int)fd) ? 1 : 0;
 	}
-	pr_err("'criu %s' is not implemented by haul's criu entry point: it serves 'criu swrk' "
+	pr_err("'criu %s' is not supported by haul's criu entry point: it serves 'criu swrk' "
 	       "(runc, crun), 'check' and '--version'; use 'haul checkpoint' / 'haul restore' "
 	       "directly",
 	       argv[1]);

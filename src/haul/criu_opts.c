@@ -27,7 +27,7 @@ enum {
 static const struct {
 	const char *name;
 	unsigned req;
-} implemented[] = {
+} supported[] = {
 	{"images_dir_fd", FOR_DUMP | FOR_RESTORE},
 	{"work_dir_fd", FOR_DUMP | FOR_RESTORE},
 	{"log_file", FOR_DUMP | FOR_RESTORE},
@@ -97,23 +97,22 @@ int criu_opts_check(Haul__Criu__ReqType type, const Haul__Criu__Options *o, char
 
 		if (!field_set(&o->base, f))
 			continue;
-		for (k = 0; k < sizeof(implemented) / sizeof(implemented[0]); k++)
-			if (!strcmp(implemented[k].name, f->name))
+		for (k = 0; k < sizeof(supported) / sizeof(supported[0]); k++)
+			if (!strcmp(supported[k].name, f->name))
 				break;
-		if (k == sizeof(implemented) / sizeof(implemented[0]) ||
-		    !(implemented[k].req & req)) {
+		if (k == sizeof(supported) / sizeof(supported[0]) || !(supported[k].req & req)) {
 			snprintf(why, wl,
-				 "the %s option '%s' is not implemented by haul's criu entry point",
+				 "the %s option '%s' is not supported by haul's criu entry point",
 				 rname, f->name);
 			return -EOPNOTSUPP;
 		}
 	}
-	/* What the implemented options may say. */
+	/* What the supported options may say. */
 	if (o->has_manage_cgroups_mode &&
 	    o->manage_cgroups_mode != HAUL__CRIU__CGROUP_MODE__CG_SOFT &&
 	    o->manage_cgroups_mode != HAUL__CRIU__CGROUP_MODE__CG_DEFAULT) {
 		snprintf(why, wl,
-			 "manage_cgroups_mode %d is not implemented: haul leaves the cgroups' "
+			 "manage_cgroups_mode %d is not supported: haul leaves the cgroups' "
 			 "properties to the engine (soft and default only)",
 			 (int)o->manage_cgroups_mode);
 		return -EOPNOTSUPP;
@@ -121,7 +120,7 @@ int criu_opts_check(Haul__Criu__ReqType type, const Haul__Criu__Options *o, char
 	/* runc always says the network namespace's devices are its own business */
 	if (o->has_empty_ns && (o->empty_ns & ~(uint32_t)CLONE_NEWNET)) {
 		snprintf(why, wl,
-			 "empty_ns %#x is not implemented: only the network namespace (%#x) can be "
+			 "empty_ns %#x is not supported: only the network namespace (%#x) can be "
 			 "left empty",
 			 o->empty_ns, CLONE_NEWNET);
 		return -EOPNOTSUPP;
@@ -140,7 +139,7 @@ int criu_opts_check(Haul__Criu__ReqType type, const Haul__Criu__Options *o, char
 		return -EOPNOTSUPP;
 	}
 	if (req == FOR_DUMP && !(o->has_pid && o->pid > 0)) {
-		snprintf(why, wl, "a dump of the caller itself (no pid) is not implemented");
+		snprintf(why, wl, "a dump of the caller itself (no pid) is not supported");
 		return -EOPNOTSUPP;
 	}
 	if (req == FOR_RESTORE && !(o->root && o->root[0] == '/')) {

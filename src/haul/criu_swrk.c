@@ -333,7 +333,7 @@ int criu_swrk(int fd)
 			break;
 		default:
 			snprintf(why, sizeof(why),
-				 "the criu request '%s' is not implemented by haul's criu entry "
+				 "the criu request '%s' is not supported by haul's criu entry "
 				 "point%s",
 				 req_name(q->type),
 				 q->type == HAUL__CRIU__REQ_TYPE__REQ_PRE_DUMP
