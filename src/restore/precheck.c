@@ -321,6 +321,12 @@ void rst_precheck_tree(const pid_t *members, size_t n)
 	tree_n = n;
 }
 
+size_t rst_precheck_members(const pid_t **members)
+{
+	*members = tree_pids;
+	return tree_n;
+}
+
 static bool in_tree(pid_t pid)
 {
 	for (size_t i = 0; i < tree_n; i++)

@@ -306,6 +306,14 @@ static int dump_one(struct rst_tree *t, size_t i, struct rst_share_dump *d, stru
 	}
 	ps = haul__img__process_state__unpack(NULL, len, blob);
 	ret = ps ? rst_share_dump_merge(d, p->host, ps) : -EBADMSG;
+	if (!ret) {
+		char why[512];
+
+		ret = rst_epoll_tree_owners(t, i, ps, why, sizeof(why));
+		if (ret)
+			pr_err("cannot checkpoint pid %d and its descendants: %s", t->p[0].pid,
+			       why);
+	}
 	if (!ret && rst_tree_hooks() && rst_tree_hooks()->dumped)
 		ret = rst_tree_hooks()->dumped(rst_tree_hooks()->arg, p->host, p->pid, ps);
 	if (!ret) {

@@ -84,6 +84,8 @@ int rst_store_pages(pid_t pid, const struct haul_layout *l, struct pstore_proc *
  * refused (tree_share.c carries them).  @members must outlive the checks.
  */
 void rst_precheck_tree(const pid_t *members, size_t n);
+/* The members this thread's checks are for (*@members; 0 and NULL: a lone process). */
+size_t rst_precheck_members(const pid_t **members);
 
 /*
  * target_fork.c, the tree's process creation, on stubs not laid out yet
@@ -145,11 +147,40 @@ struct rst_share_rst {
 	const Haul__Img__ProcessState **ps;
 	pid_t *pid;
 	size_t n;
+	const Haul__Img__Tree *tr; /* the whole tree (NULL: not known) */
 };
 void rst_share_restore_set(const struct rst_share_rst *s);
+/* The tree being restored by this thread (rst_share_restore_set), or NULL. */
+const struct rst_share_rst *rst_share_current(void);
 bool rst_share_known(uint32_t id);
 int rst_share_import(struct rst_target *t, int park, const Haul__Img__FileObject *f,
 		     const Haul__Img__FdEntry *e, char *why, size_t wl);
+
+/*
+ * tree_epoll.c: epoll watches whose file is another process's fd.
+ * rst_epoll_watch_at: whether fd @fd of @pid is the file of the watch
+ * (@tfd, its rank @toff among the watches of that number) of the epoll
+ * set at fd @efd of @epid (kcmp KCMP_EPOLL_TFD): 1 yes, 0 no, -ENOSYS or
+ * -EPERM when kcmp cannot tell.  rst_epoll_watch_holder: 0 when it is
+ * @epid's own fd @tfd, 1 with *@who the index in @cand (host PIDs) of the
+ * first other process whose fd @tfd it is, -ENOENT when none, -ENOSYS /
+ * -EPERM.  rst_epoll_tree_owners: at the dump of tree process @i into
+ * @ps (its FileObjects merged, tree_share.c), set EpollTarget.pid of each
+ * watch of a set it stores whose file is another process's fd; 0 or
+ * -EOPNOTSUPP with @why (none has it, or one before @i in tree order).
+ * rst_epoll_tree_watches: at the restore of @t, all its fds made, add the
+ * watches recorded for it on the sets earlier processes made (@park: a
+ * free fd number above the image's); 0 or -errno with @why.
+ * rst_epoll_tree_later: whether @pid is a live process after @self in the
+ * tree being restored.
+ */
+int rst_epoll_watch_at(pid_t pid, int fd, pid_t epid, int efd, int tfd, int toff);
+int rst_epoll_watch_holder(pid_t epid, int efd, int tfd, int toff, const pid_t *cand, size_t n,
+			   size_t *who);
+int rst_epoll_tree_owners(const struct rst_tree *t, size_t i, Haul__Img__ProcessState *ps,
+			  char *why, size_t wl);
+int rst_epoll_tree_watches(struct rst_target *t, int park, char *why, size_t wl);
+bool rst_epoll_tree_later(pid_t self, pid_t pid);
 
 /*
  * Hooks for what the processes of a tree share besides fds (shared

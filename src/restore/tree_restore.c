@@ -252,6 +252,7 @@ static int ready_and_run(struct tree_rst *x, pid_t *here)
 	/* What each process shares with those before it comes from them (tree_share.c). */
 	sh.ps = calloc(tr->n_procs, sizeof(*sh.ps));
 	sh.pid = calloc(tr->n_procs, sizeof(*sh.pid));
+	sh.tr = tr;
 	if (!sh.ps || !sh.pid)
 		ret = -ENOMEM;
 	rst_share_restore_set(&sh);

@@ -1,0 +1,392 @@
+/*
+ * tree_net - a server made of 3 processes that share their sockets, as
+ * nginx (workers accepting on the master's listener), Redis's BGSAVE child
+ * (every client connection held by parent and child) and a shell (epoll
+ * sets inherited over fork) do; the peer is net_client.
+ *
+ * usage: tree_net DIR ADDR PORT NCONN   (NCONN a multiple of 3, <= 15)
+ * The parent P listens on ADDR:PORT (TCP) with a UDP socket bound there
+ * too, accepts NCONN stream connections (index = accept order), makes the
+ * epoll E0 (the listener EPOLLIN|EPOLLEXCLUSIVE, the UDP socket EPOLLIN)
+ * and forks W1 and W2: all three hold the listener, the UDP socket, E0
+ * and every connection.  After the fork P opens /dev/null and W1 an
+ * eventfd X at the same fd number, and W1 adds X to E0 (EPOLLONESHOT): a
+ * watch of a shared epoll on a file only W1 holds, at a number that is
+ * another file in P.  W1 has its own epoll E1 on the listener and on an
+ * eventfd Y (EPOLLONESHOT), which fires once now: disarmed.
+ * Lines on stdout: "listening", "accepted N", "pK ready" (K = 0, 1, 2).
+ * On SIGUSR1 (to the process group) each process writes the server
+ * pattern (net_pattern.h) on the connections it owns (index % 3 == K)
+ * until EAGAIN and reads nothing any more: "pK filled".  The first
+ * POLLOUT on a connection after that (its peer reads again: after a
+ * restore) starts the rest: each process closes its copies of the
+ * connections it does not own ("pK running"), and serves its own: every
+ * byte read and checked, the rest written, closed at the peer's EOF ("pK
+ * conn I done").  W1 writes X: W2, waiting on E0, sees it ("p2 saw x").
+ * W1 and W2 accept echo connections on the shared listener (W1 through
+ * E1, W2 through E0); W2 echoes datagrams on the UDP socket.  Y must not
+ * fire again until W1 re-arms it once its connections are done: "p1
+ * oneshot ok".  DIR/stop ends every process (P reaps its children).
+ * "ERROR ..." on any mismatch.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "net_pattern.h"
+
+#define D_LISTEN 1000
+#define D_UDP	 2000
+#define D_X	 3000
+#define D_Y	 4000
+
+struct conn {
+	int fd;
+	uint64_t wpos, rpos;
+	int done;
+};
+
+static struct conn c[NET_MAX_CONN];
+static int me, nconn, lfd, ufd, e0, e1 = -1, xfd = -1, yfd = -1;
+static int filled, running, ndone, nown, saw_x, y_fired;
+static char stopfile[512];
+static volatile sig_atomic_t go;
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void say(const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("p%d ", me);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	fputc('\n', stdout);
+	fflush(stdout);
+}
+
+static void fail(const char *what)
+{
+	printf("ERROR p%d %s: %s\n", me, what, strerror(errno));
+	fflush(stdout);
+	exit(1);
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	go = 1;
+}
+
+static bool owned(int i)
+{
+	return i % 3 == me;
+}
+
+static void fill(int i)
+{
+	uint8_t buf[16384];
+
+	while (c[i].wpos < NET_S2C_TOTAL) {
+		size_t n = NET_S2C_TOTAL - c[i].wpos;
+		ssize_t w;
+
+		if (n > sizeof(buf))
+			n = sizeof(buf);
+		for (size_t k = 0; k < n; k++)
+			buf[k] = net_byte(0, i, c[i].wpos + k);
+		w = send(c[i].fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0 && errno == EAGAIN)
+			return;
+		if (w < 0)
+			fail("send");
+		c[i].wpos += w;
+	}
+}
+
+static void drain(int i)
+{
+	uint8_t buf[16384];
+	ssize_t n;
+
+	while ((n = recv(c[i].fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0) {
+		for (ssize_t k = 0; k < n; k++)
+			if (buf[k] != net_byte(1, i, c[i].rpos + k)) {
+				printf("ERROR p%d conn %d byte %llu\n", me, i,
+				       (unsigned long long)(c[i].rpos + k));
+				fflush(stdout);
+				exit(1);
+			}
+		c[i].rpos += n;
+	}
+	if (n == 0) {
+		if (c[i].rpos != NET_C2S_TOTAL || c[i].wpos != NET_S2C_TOTAL) {
+			printf("ERROR p%d conn %d eof at %llu\n", me, i,
+			       (unsigned long long)c[i].rpos);
+			fflush(stdout);
+			exit(1);
+		}
+		close(c[i].fd);
+		c[i].fd = -1;
+		c[i].done = 1;
+		ndone++;
+		say("conn %d done", i);
+	} else if (errno != EAGAIN) {
+		fail("recv");
+	}
+}
+
+/* The peer reads again: only the owner keeps each connection. */
+static void start_running(void)
+{
+	running = 1;
+	for (int i = 0; i < nconn; i++)
+		if (!owned(i)) {
+			close(c[i].fd);
+			c[i].fd = -1;
+		}
+	say("running");
+	if (me == 1) {
+		uint64_t one = 1;
+
+		if (write(xfd, &one, sizeof(one)) != sizeof(one))
+			fail("write x");
+	}
+}
+
+static void echo_accept(void)
+{
+	char buf[64];
+	struct pollfd p;
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	ssize_t n;
+
+	if (fd < 0)
+		return; /* the other worker took it */
+	p = (struct pollfd){fd, POLLIN, 0};
+	if (poll(&p, 1, 10000) <= 0 || (n = recv(fd, buf, sizeof(buf), 0)) <= 0 ||
+	    send(fd, buf, n, MSG_NOSIGNAL) != n)
+		fail("echo");
+	close(fd);
+	say("echoed");
+}
+
+static void udp_echo(void)
+{
+	struct sockaddr_storage from;
+	socklen_t fl = sizeof(from);
+	char buf[64];
+	ssize_t n = recvfrom(ufd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+
+	if (n > 0 && sendto(ufd, buf, n, 0, (struct sockaddr *)&from, fl) != n)
+		fail("udp echo");
+}
+
+/* W1 and W2, once running: the shared listener, UDP, X and Y through their epolls. */
+static void events(void)
+{
+	struct epoll_event ev[8];
+	int n = epoll_wait(me == 1 ? e1 : e0, ev, 8, 0);
+
+	for (int k = 0; k < n; k++) {
+		uint64_t d = ev[k].data.u64;
+
+		if (d == D_LISTEN || d == D_LISTEN + 1)
+			echo_accept();
+		else if (d == D_UDP)
+			udp_echo();
+		else if (d == D_X && !saw_x) {
+			saw_x = 1;
+			say("saw x");
+		} else if (d == D_Y) {
+			y_fired++;
+		}
+	}
+	if (n < 0 && errno != EINTR)
+		fail("epoll_wait");
+}
+
+/* W1, its connections done: Y stayed disarmed; re-armed, it fires. */
+static void check_oneshot(void)
+{
+	struct epoll_event ev = {EPOLLIN | EPOLLONESHOT, {.u64 = D_Y}};
+
+	if (y_fired) {
+		say("ERROR oneshot y fired %d times while disarmed", y_fired);
+		exit(1);
+	}
+	if (epoll_ctl(e1, EPOLL_CTL_MOD, yfd, &ev))
+		fail("epoll_ctl mod y");
+	for (int i = 0; i < 100 && !y_fired; i++) {
+		struct epoll_event got = {0};
+
+		if (epoll_wait(e1, &got, 1, 100) == 1 && got.data.u64 == D_Y)
+			y_fired = 1;
+		else if (got.data.u64 == D_LISTEN + 1)
+			echo_accept();
+	}
+	if (!y_fired) {
+		say("ERROR oneshot y did not fire once re-armed");
+		exit(1);
+	}
+	say("oneshot ok");
+}
+
+static void serve(void)
+{
+	int checked = 0;
+
+	for (;;) {
+		struct pollfd p[NET_MAX_CONN];
+		int idx[NET_MAX_CONN], n = 0;
+		struct stat st;
+
+		if (!stat(stopfile, &st))
+			return;
+		if (go && !filled) {
+			for (int i = 0; i < nconn; i++)
+				if (owned(i))
+					fill(i);
+			filled = 1;
+			say("filled");
+		}
+		for (int i = 0; i < nconn; i++) {
+			/* running: the peer reads again, which only the owner's writes see */
+			if (c[i].fd < 0 || (!filled && !running) || !owned(i))
+				continue;
+			idx[n] = i;
+			p[n++] = (struct pollfd){c[i].fd,
+						 (running ? POLLIN : 0) |
+							 (c[i].wpos < NET_S2C_TOTAL ? POLLOUT : 0),
+						 0};
+		}
+		if (poll(p, n, 20) < 0 && errno != EINTR)
+			fail("poll");
+		for (int k = 0; k < n; k++) {
+			int i = idx[k];
+
+			if (!p[k].revents)
+				continue;
+			if (!running)
+				start_running();
+			if (c[i].fd < 0)
+				continue;
+			fill(i);
+			drain(i);
+		}
+		if (running && me)
+			events();
+		if (me == 1 && running && ndone == nown && !checked) {
+			check_oneshot();
+			checked = 1;
+		}
+	}
+}
+
+static int setup_listen(const char *addr, int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+	int one = 1;
+
+	inet_pton(AF_INET, addr, &a.sin_addr);
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ufd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (lfd < 0 || ufd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(lfd, (struct sockaddr *)&a, sizeof(a)) || listen(lfd, 16) ||
+	    bind(ufd, (struct sockaddr *)&a, sizeof(a)))
+		fail("listen");
+	say("listening");
+	return 0;
+}
+
+static void add(int ep, int fd, uint32_t events, uint64_t data)
+{
+	struct epoll_event ev = {events, {.u64 = data}};
+
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev))
+		fail("epoll_ctl add");
+}
+
+/* W1's own files, after the fork: X in the shared E0, E1 with the listener and Y. */
+static void setup_w1(void)
+{
+	struct epoll_event got;
+	uint64_t one = 1;
+
+	xfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (xfd < 0)
+		fail("eventfd x");
+	add(e0, xfd, EPOLLIN | EPOLLONESHOT, D_X);
+	e1 = epoll_create1(EPOLL_CLOEXEC);
+	yfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (e1 < 0 || yfd < 0)
+		fail("epoll e1");
+	add(e1, lfd, EPOLLIN, D_LISTEN + 1);
+	add(e1, yfd, EPOLLIN | EPOLLONESHOT, D_Y);
+	if (write(yfd, &one, sizeof(one)) != sizeof(one) || epoll_wait(e1, &got, 1, 1000) != 1 ||
+	    got.data.u64 != D_Y)
+		fail("oneshot y");
+}
+
+int main(int argc, char **argv)
+{
+	struct sigaction sa = {.sa_handler = on_usr1};
+	pid_t kids[2];
+
+	if (argc != 5)
+		return 2;
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	nconn = atoi(argv[4]);
+	if (nconn < 3 || nconn % 3 || nconn > NET_MAX_CONN)
+		return 2;
+	snprintf(stopfile, sizeof(stopfile), "%s/stop", argv[1]);
+	sigaction(SIGUSR1, &sa, NULL);
+	setup_listen(argv[2], atoi(argv[3]));
+	for (int i = 0; i < nconn; i++) {
+		c[i].fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (c[i].fd < 0)
+			fail("accept");
+	}
+	say("accepted %d", nconn);
+	e0 = epoll_create1(EPOLL_CLOEXEC);
+	if (e0 < 0)
+		fail("epoll e0");
+	add(e0, lfd, EPOLLIN | EPOLLEXCLUSIVE, D_LISTEN);
+	add(e0, ufd, EPOLLIN, D_UDP);
+	for (int k = 1; k <= 2; k++) {
+		kids[k - 1] = fork();
+		if (kids[k - 1] < 0)
+			fail("fork");
+		if (kids[k - 1] == 0) {
+			me = k;
+			break;
+		}
+	}
+	if (me == 0 && open("/dev/null", O_RDONLY | O_CLOEXEC) < 0) /* X's number in W1 */
+		fail("open /dev/null");
+	if (me == 1)
+		setup_w1();
+	for (int i = 0; i < nconn; i++)
+		nown += owned(i);
+	say("ready");
+	serve();
+	if (me == 0)
+		for (int k = 0; k < 2; k++)
+			waitpid(kids[k], NULL, 0);
+	return 0;
+}
