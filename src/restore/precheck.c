@@ -114,8 +114,10 @@ static int pipe_shared(const struct sharing *s, pid_t other, const char *fd, con
 	for (size_t i = 0; i < s->n; i++)
 		if (s->p[i].sock == sock &&
 		    strtoull(target + (sock ? 8 : 6), NULL, 10) == s->p[i].ino) {
-			snprintf(s->why, s->whylen, "fd %d is a %s shared with pid %d (%s)",
-				 s->p[i].fd, sock ? "socket" : "pipe", (int)other, target);
+			/* in a tree, whose fd it is: the message leads with the root */
+			snprintf(s->why, s->whylen, "pid %d: fd %d is a %s shared with pid %d (%s)",
+				 (int)s->pid, s->p[i].fd, sock ? "socket" : "pipe", (int)other,
+				 target);
 			return -EOPNOTSUPP;
 		}
 	return 0;

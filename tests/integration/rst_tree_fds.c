@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "th_net.h"
@@ -135,11 +136,11 @@ static int haul_in_a(const char *args)
 	return st;
 }
 
-/* tree_net in A with its clients connected, every process ready. */
-static void spawn_tree(void)
+/* tree_net in A with its clients connected, every process ready (@mode: its 5th argument). */
+static void spawn_tree(const char *mode)
 {
 	char srv[256], cli[256];
-	char *sargv[] = {srv, F.dir, TH_IP_A, PORT, NCONN, NULL};
+	char *sargv[] = {srv, F.dir, TH_IP_A, PORT, NCONN, (char *)mode, NULL};
 	char *cargv[] = {cli, TH_IP_A, PORT, NCONN, NULL};
 
 	snprintf(srv, sizeof(srv), "%s/tree_net", th_progs_dir());
@@ -174,7 +175,7 @@ Test(rst_tree_fds, a_server_tree_sharing_listener_connections_and_epoll_keeps_ev
 {
 	char args[512], line[256];
 
-	spawn_tree();
+	spawn_tree(NULL);
 	lock(true);
 	kill(-F.srv_pid, SIGUSR1);
 	for (int k = 0; k < 3; k++) {
@@ -223,4 +224,58 @@ Test(rst_tree_fds, a_server_tree_sharing_listener_connections_and_epoll_keeps_ev
 	}
 	cr_assert_eq(th_wait_file(F.cli, 0, "udp replies 1", 100, line, sizeof(line)), 0,
 		     "the restored UDP socket, shared by the tree, did not answer once");
+}
+
+/* haul checkpoint of the tree is refused, the log naming @want, and every process runs on. */
+static void refused_and_running(const char *want)
+{
+	char args[512], line[512];
+	int procs;
+
+	snprintf(args, sizeof(args), "checkpoint %d --images %s", (int)F.srv_pid, F.img);
+	cr_assert_neq(haul_in_a(args), 0, "the tree was checkpointed");
+	if (th_wait_file(F.log, 0, want, 100, line, sizeof(line))) {
+		show("haul", F.log);
+		cr_assert_fail("the refusal does not say \"%s\"", want);
+	}
+	cr_log_info("refused: %s", line);
+	cr_assert_eq(kill(F.srv_pid, 0), 0, "the root did not run on");
+	procs = th_count_procs("tree_net", NULL);
+	cr_assert_geq(procs, 3, "%d processes of the tree run on, not 3", procs);
+}
+
+/*
+ * The tree's listener held by a process outside it too (here the test,
+ * by pidfd_getfd): moving it would leave two listeners.  Refused at the
+ * precheck, naming the fd, the socket and the holder.
+ */
+Test(rst_tree_fds, a_tree_socket_a_process_outside_the_tree_holds_is_refused_by_name,
+     .init = tfx_setup, .fini = tfx_teardown, .timeout = 60)
+{
+	char want[96];
+	int pidfd, copy;
+
+	spawn_tree(NULL);
+	pidfd = (int)syscall(SYS_pidfd_open, F.srv_pid, 0);
+	cr_assert_geq(pidfd, 0);
+	copy = (int)syscall(SYS_pidfd_getfd, pidfd, 3, 0); /* the listener: its first socket */
+	cr_assert_geq(copy, 0, "cannot copy the listener: %s", strerror(errno));
+	snprintf(want, sizeof(want), "pid %d: fd 3 is a socket shared with pid %d", (int)F.srv_pid,
+		 (int)getpid());
+	refused_and_running(want);
+	close(copy);
+	close(pidfd);
+}
+
+/*
+ * A watch of the inherited epoll set whose file moved to another fd
+ * number (dup, close): the kernel keeps it under the old number, which no
+ * process of the tree holds it at; haul adds watches back by number, so
+ * the checkpoint is refused by name and the tree runs on.
+ */
+Test(rst_tree_fds, an_epoll_watch_on_a_number_no_process_holds_is_refused_by_name,
+     .init = tfx_setup, .fini = tfx_teardown, .timeout = 60)
+{
+	spawn_tree("gone");
+	refused_and_running("no process of the tree holds at that number");
 }

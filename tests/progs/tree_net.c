@@ -4,7 +4,7 @@
  * (every client connection held by parent and child) and a shell (epoll
  * sets inherited over fork) do; the peer is net_client.
  *
- * usage: tree_net DIR ADDR PORT NCONN   (NCONN a multiple of 3, <= 15)
+ * usage: tree_net DIR ADDR PORT NCONN [gone]   (NCONN a multiple of 3, <= 15)
  * The parent P listens on ADDR:PORT (TCP) with a UDP socket bound there
  * too, accepts NCONN stream connections (index = accept order), makes the
  * epoll E0 (the listener EPOLLIN|EPOLLEXCLUSIVE, the UDP socket EPOLLIN)
@@ -13,7 +13,9 @@
  * eventfd X at the same fd number, and W1 adds X to E0 (EPOLLONESHOT): a
  * watch of a shared epoll on a file only W1 holds, at a number that is
  * another file in P.  W1 has its own epoll E1 on the listener and on an
- * eventfd Y (EPOLLONESHOT), which fires once now: disarmed.
+ * eventfd Y (EPOLLONESHOT), which fires once now: disarmed.  With "gone",
+ * W1 then moves X to another fd number (dup, close): the watch lives on,
+ * keyed by a number no process holds X at any more (haul refuses it).
  * Lines on stdout: "listening", "accepted N", "pK ready" (K = 0, 1, 2).
  * On SIGUSR1 (to the process group) each process writes the server
  * pattern (net_pattern.h) on the connections it owns (index % 3 == K)
@@ -62,7 +64,7 @@ struct conn {
 
 static struct conn c[NET_MAX_CONN];
 static int me, nconn, lfd, ufd, e0, e1 = -1, xfd = -1, yfd = -1;
-static int filled, running, ndone, nown, saw_x, y_fired;
+static int filled, running, ndone, nown, saw_x, y_fired, gone;
 static char stopfile[512];
 static volatile sig_atomic_t go;
 
@@ -332,6 +334,14 @@ static void setup_w1(void)
 	if (xfd < 0)
 		fail("eventfd x");
 	add(e0, xfd, EPOLLIN | EPOLLONESHOT, D_X);
+	if (gone) {
+		int moved = fcntl(xfd, F_DUPFD_CLOEXEC, 40);
+
+		if (moved < 0)
+			fail("dup x");
+		close(xfd);
+		xfd = moved;
+	}
 	e1 = epoll_create1(EPOLL_CLOEXEC);
 	yfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (e1 < 0 || yfd < 0)
@@ -348,8 +358,9 @@ int main(int argc, char **argv)
 	struct sigaction sa = {.sa_handler = on_usr1};
 	pid_t kids[2];
 
-	if (argc != 5)
+	if (argc != 5 && argc != 6)
 		return 2;
+	gone = argc == 6 && !strcmp(argv[5], "gone");
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	nconn = atoi(argv[4]);
 	if (nconn < 3 || nconn % 3 || nconn > NET_MAX_CONN)
