@@ -16,6 +16,10 @@
 
 /* Tree.version: bump when an older restorer would misapply a tree. */
 #define RST_TREE_VERSION 1
+/* The version of a tree where a process shares its fd table or fs info with its parent. */
+#define RST_TREE_VERSION_SHARES 2
+/* What a process of a tree may share with its parent and have restored shared (clone flags). */
+#define RST_TREE_SHARES (0x400 /* CLONE_FILES */ | 0x200 /* CLONE_FS */)
 /* The most processes one tree may hold (a bound on a peer's or a file's claim). */
 #define RST_TREE_MAX 4096
 /* The file of a tree image, beside the DIR/<pid>/ page stores. */
@@ -28,7 +32,8 @@ struct rst_tree_proc {
 	bool zombie;
 	int exit_status; /* zombie: the wait status */
 	struct rst_seized *sz;
-	bool cont; /* we stopped it (SIGSTOP hold): SIGCONT once released */
+	bool cont;	 /* we stopped it (SIGSTOP hold): SIGCONT once released */
+	unsigned shares; /* RST_TREE_SHARES it shares with its parent (tree_ckpt.c) */
 };
 
 /* Every parent before its children, the root at [0]. */
@@ -101,6 +106,14 @@ size_t rst_precheck_members(const pid_t **members);
  * Each: 0 or -errno, logged naming the pid.
  */
 int rst_target_fork(struct rst_target *parent, pid_t pid, struct rst_target **out);
+/*
+ * rst_target_fork_flags: the same, the child sharing with @parent what
+ * @shares names (RST_TREE_SHARES: CLONE_FILES, CLONE_FS), as on the source.
+ * A child sharing the fd table gets no fds of its own at its restore: its
+ * parent, made ready before it, restored them.
+ */
+int rst_target_fork_flags(struct rst_target *parent, pid_t pid, unsigned shares,
+			  struct rst_target **out);
 int rst_target_setsid(struct rst_target *t);
 int rst_target_setpgid(struct rst_target *t, pid_t pgid);
 int rst_target_exit(struct rst_target *t, struct rst_target *parent, int status);
