@@ -375,9 +375,13 @@ static int dump_one(struct rst_tree *t, size_t i, struct rst_share_dump *d, stru
 		char why[512];
 
 		ret = rst_epoll_tree_owners(t, i, ps, why, sizeof(why));
-		if (ret)
+		if (ret) { /* logged once, here: not a failure to store */
 			pr_err("cannot checkpoint pid %d and its descendants: %s", t->p[0].pid,
 			       why);
+			haul__img__process_state__free_unpacked(ps, NULL);
+			free(blob);
+			return ret;
+		}
 	}
 	if (!ret && rst_tree_hooks() && rst_tree_hooks()->dumped)
 		ret = rst_tree_hooks()->dumped(rst_tree_hooks()->arg, p->host, p->pid, ps);

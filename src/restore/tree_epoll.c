@@ -26,8 +26,9 @@
  * (fd_epoll.c); each later process adds the watches recorded for it, on
  * a copy of the set taken from the earlier process (pidfd_getfd, parked
  * above its fd numbers, closed after): one set, one watch, right file.
- * Without kcmp (ENOSYS) a watch is judged by the inode fdinfo gives, in
- * the set's own process only.
+ * Without kcmp or its KCMP_EPOLL_TFD (ENOSYS, EINVAL before Linux 4.13) a
+ * watch is judged by the inode fdinfo gives, in the set's own process
+ * only.
  */
 #define LOG_PREFIX "tree: "
 #include <errno.h>
@@ -57,6 +58,8 @@ int rst_epoll_watch_at(pid_t pid, int fd, pid_t epid, int efd, int tfd, int toff
 	struct epoll_slot s = {(uint32_t)efd, (uint32_t)tfd, (uint32_t)toff};
 	long r = syscall(SYS_kcmp, pid, epid, KCMP_EPOLL_TFD_, fd, (unsigned long)&s);
 
+	if (r < 0 && errno == EINVAL)
+		return -ENOSYS; /* a kernel before 4.13: no KCMP_EPOLL_TFD */
 	if (r < 0)
 		return errno == ENOSYS || errno == EPERM ? -errno : 0;
 	return r == 0;
