@@ -65,12 +65,12 @@ static int epoll_precheck(const struct rst_fd_probe *p, char *why, size_t whylen
 		if (r >= 0)
 			continue;
 		snprintf(why, whylen,
-			 "epoll fd %d of pid %d watches a file (inode %llu) added as fd %d, which "
-			 "%s holds at that number any more (closed or replaced since); haul adds "
-			 "a watch back by fd number: remove it (EPOLL_CTL_DEL) before closing the "
-			 "fd",
+			 "epoll fd %d of pid %d watches a file (inode %llu) added as fd %d, and "
+			 "%s holds it at that number (closed or replaced since); haul "
+			 "adds a watch back by fd number: remove it (EPOLL_CTL_DEL) before "
+			 "closing the fd",
 			 p->fd, (int)p->pid, ino, tfd,
-			 nmembers ? "no process of the tree" : "it no");
+			 nmembers ? "no process of the tree" : "the process no longer");
 		return -EOPNOTSUPP;
 	}
 	return 0;

@@ -123,9 +123,9 @@ static int owners_of(const struct rst_tree *t, size_t i, const pid_t *hosts, int
 			continue;
 		if (r < 0) {
 			snprintf(why, wl,
-				 "epoll fd %d of pid %d watches a file added as fd %d that no "
-				 "process of the tree holds at that number any more (closed or "
-				 "replaced since); haul adds a watch back by fd number: remove it "
+				 "epoll fd %d of pid %d watches a file added as fd %d, and no "
+				 "process of the tree holds it at that number (closed or replaced "
+				 "since); haul adds a watch back by fd number: remove it "
 				 "(EPOLL_CTL_DEL) before closing the fd",
 				 efd, p->pid, tg->tfd);
 			return -EOPNOTSUPP;

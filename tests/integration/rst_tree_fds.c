@@ -277,5 +277,5 @@ Test(rst_tree_fds, an_epoll_watch_on_a_number_no_process_holds_is_refused_by_nam
      .init = tfx_setup, .fini = tfx_teardown, .timeout = 60)
 {
 	spawn_tree("gone");
-	refused_and_running("no process of the tree holds at that number");
+	refused_and_running("no process of the tree holds it at that number");
 }
