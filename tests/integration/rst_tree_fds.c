@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "th_net.h"
+#include "th_rst.h"
 
 #define NCONN "6"
 #define PORT  "7100"
@@ -161,6 +162,30 @@ static void spawn_tree(const char *mode)
 }
 
 /*
+ * The first and the last line of the server's output that start with
+ * @tag: an epoll set's watches before the checkpoint and after the
+ * restore, the same (events with EPOLLEXCLUSIVE, EPOLLET and a disarmed
+ * EPOLLONESHOT, data).
+ */
+static void same_watches(const char *tag)
+{
+	char first[256] = "", last[256] = "";
+	const char *s = th_slurp(F.srv);
+	int n = 0;
+
+	for (const char *l = s; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		size_t len = strcspn(l, "\n");
+
+		if (strncmp(l, tag, strlen(tag)) || len >= sizeof(last))
+			continue;
+		snprintf(n++ ? last : first, sizeof(last), "%.*s", (int)len, l);
+	}
+	cr_assert_eq(n, 2, "%d lines '%s' in the server's output, not 2", n, tag);
+	cr_log_info("%s", last);
+	cr_expect_str_eq(last, first, "the watches changed across the restore: %s", first);
+}
+
+/*
  * nginx's shape and Redis's BGSAVE child at once: one listener every
  * worker accepts on, every client connection held by the parent and both
  * children with bytes unread both ways; each socket is dumped once,
@@ -214,6 +239,8 @@ Test(rst_tree_fds, a_server_tree_sharing_listener_connections_and_epoll_keeps_ev
 	wait_line(F.srv, "echoed", 10000);
 	wait_line(F.srv, "p2 saw x", 10000);
 	wait_line(F.srv, "p1 oneshot ok", 10000);
+	same_watches("p0 e0");
+	same_watches("p1 e1");
 	if (!th_wait_file(F.srv, 0, "ERROR", 10, line, sizeof(line))) {
 		show("server", F.srv);
 		cr_assert_fail("%s", line);

@@ -16,7 +16,10 @@
  * eventfd Y (EPOLLONESHOT), which fires once now: disarmed.  With "gone",
  * W1 then moves X to another fd number (dup, close): the watch lives on,
  * keyed by a number no process holds X at any more (haul refuses it).
- * Lines on stdout: "listening", "accepted N", "pK ready" (K = 0, 1, 2).
+ * Lines on stdout: "listening", "accepted N", "pK ready" (K = 0, 1, 2);
+ * "p0 e0 W..." and "p1 e1 W..." list the watches (tfd:events:data, X left
+ * out) of E0 (the UDP watch is edge-triggered) and E1 as fdinfo shows
+ * them, at "ready" and again once running: the same after a restore.
  * On SIGUSR1 (to the process group) each process writes the server
  * pattern (net_pattern.h) on the connections it owns (index % 3 == K)
  * until EAGAIN and reads nothing any more: "pK filled".  The first
@@ -153,6 +156,54 @@ static void drain(int i)
 	}
 }
 
+/*
+ * "pK eN tfd:events:data ..." for epoll fd @ep, by fd number (fdinfo's
+ * order is the kernel's tree of file pointers); X, which W1 fires, left
+ * out.  EPOLLERR and EPOLLHUP are left out too: every EPOLL_CTL_ADD sets
+ * them, so a disarmed EPOLLONESHOT watch (events reduced to its flags)
+ * comes back with them (DESIGN.md).
+ */
+static void show_watches(int ep, int n)
+{
+	char path[64], line[256], out[1024];
+	struct {
+		int tfd;
+		unsigned int ev;
+		unsigned long long data;
+	} w[8];
+	int nw = 0;
+	FILE *f;
+	size_t len = 0;
+
+	if (ep < 0)
+		return;
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", ep);
+	f = fopen(path, "r");
+	if (!f)
+		fail("fdinfo");
+	out[0] = '\0';
+	while (fgets(line, sizeof(line), f)) {
+		unsigned int ev;
+		unsigned long long data;
+		int tfd, k;
+
+		if (sscanf(line, "tfd: %d events: %x data: %llx", &tfd, &ev, &data) != 3 ||
+		    data == D_X || nw == 8)
+			continue;
+		/* insertion by fd number */
+		for (k = nw++; k > 0 && w[k - 1].tfd > tfd; k--)
+			w[k] = w[k - 1];
+		w[k].tfd = tfd;
+		w[k].ev = ev & ~(unsigned)(EPOLLERR | EPOLLHUP);
+		w[k].data = data;
+	}
+	fclose(f);
+	for (int k = 0; k < nw; k++)
+		len += snprintf(out + len, sizeof(out) - len, " %d:%x:%llx", w[k].tfd, w[k].ev,
+				w[k].data);
+	say("e%d%s", n, out);
+}
+
 /* The peer reads again: only the owner keeps each connection. */
 static void start_running(void)
 {
@@ -163,6 +214,10 @@ static void start_running(void)
 			c[i].fd = -1;
 		}
 	say("running");
+	if (me == 0)
+		show_watches(e0, 0);
+	if (me == 1)
+		show_watches(e1, 1);
 	if (me == 1) {
 		uint64_t one = 1;
 
@@ -378,7 +433,7 @@ int main(int argc, char **argv)
 	if (e0 < 0)
 		fail("epoll e0");
 	add(e0, lfd, EPOLLIN | EPOLLEXCLUSIVE, D_LISTEN);
-	add(e0, ufd, EPOLLIN, D_UDP);
+	add(e0, ufd, EPOLLIN | EPOLLET, D_UDP);
 	for (int k = 1; k <= 2; k++) {
 		kids[k - 1] = fork();
 		if (kids[k - 1] < 0)
@@ -395,6 +450,10 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nconn; i++)
 		nown += owned(i);
 	say("ready");
+	if (me == 0)
+		show_watches(e0, 0);
+	if (me == 1)
+		show_watches(e1, 1);
 	serve();
 	if (me == 0)
 		for (int k = 0; k < 2; k++)
