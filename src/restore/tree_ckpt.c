@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/policy.h"
 #include "common/pstore.h"
 #include "restore/fd_int.h"
 #include "restore/imgdir_int.h"
@@ -327,10 +328,10 @@ static int set_members(const struct rst_tree *t, pid_t **members)
 	return 0;
 }
 
-/* Walk, precheck and stop until a walk finds no new process. */
+/* Walk, precheck and stop until a walk finds no new process (those in @t are stopped). */
 static int stop_tree(struct rst_tree *t, pid_t root, pid_t **members, char *why, size_t wl)
 {
-	size_t added, from = 0;
+	size_t added, from = t->n;
 	int ret;
 
 	for (;;) {
@@ -350,6 +351,43 @@ static int stop_tree(struct rst_tree *t, pid_t root, pid_t **members, char *why,
 			return ret;
 		from = t->n;
 	}
+}
+
+/* Whether a process of @t has connections its listeners have not accepted yet. */
+static bool accept_pending(const struct rst_tree *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->p[i].sz && rst_sock_accept_pending(t->p[i].host, NULL, 0))
+			return true;
+	return false;
+}
+
+/*
+ * Connections the kernel completed but no process of the tree accepted at
+ * the stop (a listener every worker shares): the tree runs again, every
+ * process released, until the queues are empty (at most RST_ACCEPT_DRAIN_MS
+ * each wait), and is stopped again, up to RST_ACCEPT_DRAIN_TRIES times, as
+ * for one process (sock_drain.c); a process forked meanwhile is walked,
+ * prechecked and stopped too.  What stays queued is refused by the dump,
+ * naming the listener.
+ */
+static int drain_accepts(struct rst_tree *t, pid_t root, pid_t **members, char *why, size_t wl)
+{
+	for (int k = 0; k < RST_ACCEPT_DRAIN_TRIES && accept_pending(t); k++) {
+		int ret;
+
+		for (size_t i = 0; i < t->n; i++)
+			release_one(&t->p[i]);
+		for (size_t i = 0; i < t->n; i++)
+			if (!is_zombie(t->p[i].host))
+				rst_sock_drain_wait(t->p[i].host, NULL, 0);
+		ret = seize_from(t, 0, why, wl);
+		if (!ret)
+			ret = stop_tree(t, root, members, why, wl);
+		if (ret)
+			return ret;
+	}
+	return 0;
 }
 
 /* Dump process @i of @t into @store: state, layout, every page. */
@@ -485,6 +523,8 @@ int rst_tree_checkpoint(pid_t pid, const char *dir, bool leave_running, const ch
 
 	memset(st, 0, sizeof(*st));
 	ret = stop_tree(&t, pid, &members, why, sizeof(why));
+	if (!ret)
+		ret = drain_accepts(&t, pid, &members, why, sizeof(why));
 	st->frozen_ns = now_ns();
 	if (!ret)
 		ret = rst_tree_read_ids(&t, why, sizeof(why));

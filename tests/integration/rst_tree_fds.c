@@ -30,8 +30,8 @@
 
 struct tfx {
 	struct th_net net;
-	char dir[96], srv[128], cli[128], img[128], log[160], pidf[128];
-	pid_t srv_pid, cli_pid, restored;
+	char dir[96], srv[128], cli[128], img[128], log[160], pidf[128], dial[128];
+	pid_t srv_pid, cli_pid, restored, dial_pid;
 };
 
 static struct tfx F;
@@ -56,6 +56,7 @@ static void tfx_setup(void)
 	snprintf(F.img, sizeof(F.img), "%s/img", F.dir);
 	snprintf(F.log, sizeof(F.log), "%s/haul.log", F.dir);
 	snprintf(F.pidf, sizeof(F.pidf), "%s/restored.pid", F.dir);
+	snprintf(F.dial, sizeof(F.dial), "%s/dial.out", F.dir);
 	mkdir(F.img, 0700);
 }
 
@@ -71,6 +72,8 @@ static void tfx_teardown(void)
 	}
 	if (F.cli_pid > 0)
 		th_kill(F.cli_pid, SIGKILL, 2000);
+	if (F.dial_pid > 0)
+		th_kill(F.dial_pid, SIGKILL, 2000);
 	th_net_destroy(&F.net); /* the nft table goes with the namespace */
 	if (F.dir[0])
 		th_sh("rm -rf %s", F.dir);
@@ -305,4 +308,47 @@ Test(rst_tree_fds, an_epoll_watch_on_a_number_no_process_holds_is_refused_by_nam
 {
 	spawn_tree("gone");
 	refused_and_running("no process of the tree holds it at that number");
+}
+
+/*
+ * nginx under load: a connection the kernel completed on the listener the
+ * workers share, not accepted by any at the stop.  The checkpoint lets
+ * the whole tree run until a worker accepts it (here once DIR/accept
+ * exists, made when haul says it waits), stops it again and carries the
+ * connection as an established one of that worker: after the restore it
+ * answers.
+ */
+Test(rst_tree_fds, a_connection_queued_on_the_shared_listener_at_the_stop_is_accepted_and_carried,
+     .init = tfx_setup, .fini = tfx_teardown, .timeout = 120)
+{
+	char dial[256], pid[16], args[512];
+	char *dargv[] = {dial, "echo", TH_IP_A, PORT, NULL};
+	char *cargv[] = {(char *)th_haul_bin(), "checkpoint", pid, "--images", F.img, NULL};
+	pid_t ck;
+
+	spawn_tree(NULL);
+	snprintf(dial, sizeof(dial), "%s/net_dial", th_progs_dir());
+	F.dial_pid = th_spawn(F.net.b, dargv, F.dial);
+	cr_assert_gt(F.dial_pid, 0);
+	wait_line(F.dial, "connected", 10000);
+	lock(true);
+	snprintf(pid, sizeof(pid), "%d", (int)F.srv_pid);
+	ck = th_spawn(F.net.a, cargv, F.log);
+	cr_assert_gt(ck, 0);
+	wait_line(F.log, "not yet accepted", 20000);
+	cr_assert_eq(th_sh("touch %s/accept", F.dir), 0);
+	if (th_wait_exit(ck, 60000) != 0) {
+		show("haul", F.log);
+		cr_assert_fail("haul checkpoint of the tree failed");
+	}
+	wait_line(F.srv, "p1 accepted echo", 100);
+	cr_assert_neq(th_wait_exit(F.srv_pid, 5000), -ETIMEDOUT, "the source did not die");
+	F.srv_pid = 0;
+	snprintf(args, sizeof(args), "restore --images %s --detach >%s", F.img, F.pidf);
+	cr_assert_eq(haul_in_a(args), 0, "haul restore of the tree failed");
+	F.restored = read_pid(F.pidf);
+	lock(false);
+	kill(F.dial_pid, SIGUSR1);
+	wait_line(F.dial, "echo ok", 30000);
+	wait_line(F.srv, "p1 echoed", 10000);
 }

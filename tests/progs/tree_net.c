@@ -29,7 +29,9 @@
  * byte read and checked, the rest written, closed at the peer's EOF ("pK
  * conn I done").  W1 writes X: W2, waiting on E0, sees it ("p2 saw x").
  * W1 and W2 accept echo connections on the shared listener (W1 through
- * E1, W2 through E0); W2 echoes datagrams on the UDP socket.  Y must not
+ * E1, W2 through E0; W1 also before, once DIR/accept exists: "accepted
+ * echo") and answer each when its data comes ("echoed"); W2 echoes
+ * datagrams on the UDP socket.  Y must not
  * fire again until W1 re-arms it once its connections are done: "p1
  * oneshot ok".  DIR/stop ends every process (P reaps its children).
  * "ERROR ..." on any mismatch.
@@ -68,7 +70,8 @@ struct conn {
 static struct conn c[NET_MAX_CONN];
 static int me, nconn, lfd, ufd, e0, e1 = -1, xfd = -1, yfd = -1;
 static int filled, running, ndone, nown, saw_x, y_fired, gone;
-static char stopfile[512];
+static char stopfile[512], acceptfile[512];
+static int echo_fds[4] = {-1, -1, -1, -1}; /* echo connections accepted, not answered yet */
 static volatile sig_atomic_t go;
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -226,21 +229,35 @@ static void start_running(void)
 	}
 }
 
+/* An echo connection: answered when its data comes (serve's poll). */
 static void echo_accept(void)
 {
-	char buf[64];
-	struct pollfd p;
-	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-	ssize_t n;
+	int fd, k;
 
+	for (k = 0; k < 4 && echo_fds[k] >= 0; k++)
+		;
+	if (k == 4)
+		return; /* busy: it waits in the queue */
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (fd < 0)
 		return; /* the other worker took it */
-	p = (struct pollfd){fd, POLLIN, 0};
-	if (poll(&p, 1, 10000) <= 0 || (n = recv(fd, buf, sizeof(buf), 0)) <= 0 ||
-	    send(fd, buf, n, MSG_NOSIGNAL) != n)
+	echo_fds[k] = fd;
+	say("accepted echo");
+}
+
+static void echo_answer(int k)
+{
+	char buf[64];
+	ssize_t n = recv(echo_fds[k], buf, sizeof(buf), MSG_DONTWAIT);
+
+	if (n < 0 && errno == EAGAIN)
+		return;
+	if (n > 0 && send(echo_fds[k], buf, n, MSG_NOSIGNAL) != n)
 		fail("echo");
-	close(fd);
-	say("echoed");
+	close(echo_fds[k]);
+	echo_fds[k] = -1;
+	if (n > 0)
+		say("echoed");
 }
 
 static void udp_echo(void)
@@ -309,8 +326,8 @@ static void serve(void)
 	int checked = 0;
 
 	for (;;) {
-		struct pollfd p[NET_MAX_CONN];
-		int idx[NET_MAX_CONN], n = 0;
+		struct pollfd p[NET_MAX_CONN + 4];
+		int idx[NET_MAX_CONN + 4], n = 0;
 		struct stat st;
 
 		if (!stat(stopfile, &st))
@@ -332,6 +349,11 @@ static void serve(void)
 							 (c[i].wpos < NET_S2C_TOTAL ? POLLOUT : 0),
 						 0};
 		}
+		for (int k = 0; k < 4; k++)
+			if (echo_fds[k] >= 0) {
+				idx[n] = -1 - k;
+				p[n++] = (struct pollfd){echo_fds[k], POLLIN, 0};
+			}
 		if (poll(p, n, 20) < 0 && errno != EINTR)
 			fail("poll");
 		for (int k = 0; k < n; k++) {
@@ -339,6 +361,10 @@ static void serve(void)
 
 			if (!p[k].revents)
 				continue;
+			if (i < 0) {
+				echo_answer(-1 - i);
+				continue;
+			}
 			if (!running)
 				start_running();
 			if (c[i].fd < 0)
@@ -346,7 +372,8 @@ static void serve(void)
 			fill(i);
 			drain(i);
 		}
-		if (running && me)
+		/* W1 accepts before any restore too once DIR/accept exists */
+		if (me && (running || (me == 1 && !stat(acceptfile, &st))))
 			events();
 		if (me == 1 && running && ndone == nown && !checked) {
 			check_oneshot();
@@ -421,6 +448,7 @@ int main(int argc, char **argv)
 	if (nconn < 3 || nconn % 3 || nconn > NET_MAX_CONN)
 		return 2;
 	snprintf(stopfile, sizeof(stopfile), "%s/stop", argv[1]);
+	snprintf(acceptfile, sizeof(acceptfile), "%s/accept", argv[1]);
 	sigaction(SIGUSR1, &sa, NULL);
 	setup_listen(argv[2], atoi(argv[3]));
 	for (int i = 0; i < nconn; i++) {
