@@ -50,10 +50,10 @@ static const char *set_tid_missing(void)
 	return probe_clone3_set_tid() ? NULL : "clone3() cannot choose the PID here";
 }
 
-static const char *no_mem_track(void)
+/* pre-dump rounds: haul's tracker (uffd write-protect here, else hashing) never lacks */
+static const char *mem_track_missing(void)
 {
-	return "pre-dump with --track-mem is not supported by haul's criu entry point "
-	       "(use 'haul migrate' for pre-copy)";
+	return NULL;
 }
 
 static const char *no_lazy(void)
@@ -69,7 +69,7 @@ static const char *no_userns(void)
 
 static const struct criu_feature features[] = {
 	{"mnt_id", no_reason}, {"timens", timens_missing}, {"clone3_set_tid", set_tid_missing},
-	{"ns_pid", no_reason}, {"cgroupns", no_reason},	   {"mem_dirty_track", no_mem_track},
+	{"ns_pid", no_reason}, {"cgroupns", no_reason},	   {"mem_dirty_track", mem_track_missing},
 	{"uffd", no_lazy},     {"uffd-noncoop", no_lazy},  {"lazy_pages", no_lazy},
 	{"userns", no_userns},
 };
