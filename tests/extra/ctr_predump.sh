@@ -22,7 +22,8 @@
 # Then a chain whose tracker was killed: the next dump with --parent-path
 # says it dumps every page, and that image restores whole.  Needs root and
 # Debian's runc, busybox-static, jq (77 when they cannot be installed).
-# Names carry this script's PID: runc state under its own --root,
+# CTR_PREDUMP_MIB sets the container's memory (default 64; bench/RESULTS.md
+# used 256).  Names carry this script's PID: runc state under its own --root,
 # container ID ctr<PID>p, registry $HAUL_RUN_DIR under the temporary dir.
 set -u
 haul=${HAUL_BIN:-$PWD/build/haul}
@@ -42,6 +43,7 @@ command -v runc >/dev/null && [ -x /bin/busybox ] && command -v jq >/dev/null ||
 
 tmp=$(mktemp -d /tmp/ctr_predump.XXXXXX)
 id=ctr$$p
+mib=${CTR_PREDUMP_MIB:-64}
 R="runc --root $tmp/state"
 export HAUL_RUN_DIR="$tmp/run"
 cleanup() {
@@ -74,7 +76,7 @@ gcc -static -O2 -o "$B/rootfs/memcheck" "$src/tests/progs/ctr_memcheck.c" 2>"$tm
 	{ cat "$tmp/gcc.err"; echo "cannot build a static test program (libc6-dev)"; exit 77; }
 (cd "$B" && runc spec) || fail "runc spec"
 jq 'del(.process.rlimits) | .process.terminal=false | .root.readonly=false |
-    .process.args=["/memcheck","/status","64"] | .hostname="pd'$$'"' \
+    .process.args=["/memcheck","/status","'"$mib"'"] | .hostname="pd'$$'"' \
 	"$B/config.json" >"$B/c.json" && mv "$B/c.json" "$B/config.json"
 
 # "TOKEN COUNTER BAD" once COUNTER > $1 (within $2 tenths of a second)
@@ -146,7 +148,7 @@ ck d4 --image-path "$tmp/d4"
 (cd "$B" && PATH="$CPATH" $R restore -d --image-path "$tmp/d4" $id) </dev/null \
 	>"$tmp/rs4.out" 2>&1 || { cat "$tmp/rs4.out"; fail "runc restore from d4"; }
 size() { du -sk --apparent-size "$1" | cut -f1; }
-printf 'final dump, 64 MiB container: with parents %s KiB in %s ms (pre-dumps %s + %s KiB); without %s KiB in %s ms\n' \
+printf "final dump, $mib MiB container: with parents %s KiB in %s ms (pre-dumps %s + %s KiB); without %s KiB in %s ms\n" \
 	"$(size "$tmp/d3")" "$(cat "$tmp/d3.ms")" "$(size "$tmp/d1")" "$(size "$tmp/d2")" \
 	"$(size "$tmp/d4")" "$(cat "$tmp/d4.ms")"
 grep -o 'stopped [0-9.]* ms' "$tmp/d3/dump.log" | sed 's/^/  with parents: /'
