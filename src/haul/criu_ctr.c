@@ -194,8 +194,9 @@ static int dump_steps(const Haul__Criu__Options *o, bool leave, const char *dir,
 	ret = rst_ckpt_begin(pid, dir, st, &ck);
 	if (ret)
 		return ret;
-	if (chained)
-		ret = criu_chain_open(o, dir, st->id, leave, &ch);
+	/* without its tracker a dump is still whole: every page, as usual (logged) */
+	if (chained && criu_chain_open(o, dir, st->id, leave, &ch))
+		pr_warn("pid %d: dumped without a tracker daemon: every page", (int)pid);
 	if (ch)
 		ret = criu_chain_round(ch, ck);
 	else if (!ret && leave && trk_open(pid, &(struct trk_opts){0}, &trk) == 0)

@@ -398,7 +398,12 @@ static void serve(struct trackd *d, int lfd, int pidfd)
 			pr_info("pid %d: no request for %u s; tracking ends", (int)d->pid, idle);
 			return;
 		}
-		if (n < 0 || (p[1].revents & POLLIN)) {
+		if (n < 0) {
+			pr_err_r(-errno, "cannot wait for requests about pid %d; tracking ends",
+				 (int)d->pid);
+			return;
+		}
+		if (p[1].revents & POLLIN) {
 			pr_info("pid %d exited; tracking ends", (int)d->pid);
 			return;
 		}
