@@ -420,11 +420,12 @@ static void serve(struct trackd *d, int lfd, int pidfd)
 static int listen_on(const char *path)
 {
 	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	size_t len = strlen(path);
 	int fd;
 
-	if (strlen(path) >= sizeof(a.sun_path))
+	if (len >= sizeof(a.sun_path))
 		return -ENAMETOOLONG;
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	memcpy(a.sun_path, path, len + 1);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
