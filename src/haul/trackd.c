@@ -11,7 +11,7 @@
  *                                           image= (the last committed one)
  *   <registry>/.trackd/<pid>-<start>.log    its messages
  * (<registry> is /run/haul or $HAUL_RUN_DIR; `haul ps` lists the .info
- * files.)  It exits when the process exits (its pidfd polls readable),
+ * files, and removes the .info and .sock of a daemon that was killed.)  It exits when the process exits (its pidfd polls readable),
  * after HAUL_TRACKD_IDLE_S seconds without a request (default
  * TRACKD_IDLE_S), on QUIT, or when a round finds the process gone or
  * exec'd.  It never blocks the process: the tracker uses no uffd events
@@ -749,9 +749,13 @@ void trackd_list(FILE *out)
 				snprintf(image, sizeof(image), "%s", line + 6);
 		}
 		fclose(f);
-		/* a daemon killed with -9 leaves its files: not listed */
-		if (!daemon || kill(daemon, 0))
+		/* a daemon killed with -9 leaves its files: removed here (its log stays) */
+		if (!daemon || kill(daemon, 0)) {
+			unlink(path);
+			memcpy(path + strlen(path) - 5, ".sock", 5);
+			unlink(path);
 			continue;
+		}
 		if (!header)
 			fprintf(out, "\n%-20s %7s  %-24s %s\n", "TRACKER (pre-dump)", "PID",
 				"DAEMON", "LAST IMAGE");
