@@ -11,7 +11,8 @@
  *                                           image= (the last committed one)
  *   <registry>/.trackd/<pid>-<start>.log    its messages
  * (<registry> is /run/haul or $HAUL_RUN_DIR; `haul ps` lists the .info
- * files, and removes the .info and .sock of a daemon that was killed.)  It exits when the process exits (its pidfd polls readable),
+ * files, and removes the .info and .sock of a daemon that was killed.)
+ * It exits when the process exits (its pidfd polls readable),
  * after HAUL_TRACKD_IDLE_S seconds without a request (default
  * TRACKD_IDLE_S), on QUIT, or when a round finds the process gone or
  * exec'd.  It never blocks the process: the tracker uses no uffd events
