@@ -12,7 +12,9 @@
  *   'A' back to armed (the target refused the restore);
  *   'D' haul is done (committed or undone by itself): exit quietly;
  *   'R' and two ints (fd, SO_REUSEADDR): the dump is putting that TCP socket
- *       of the process in repair mode.
+ *       of the process in repair mode;
+ *   'S' and a pid: haul SIGSTOPped that process of a tree (the injection
+ *       journal holds one process only): SIGCONT it after the thaw.
  * A socket left in repair mode never sends again, so before it thaws the
  * process the armed guardian takes each such socket (pidfd_getfd) out of
  * repair mode (the kernel sends a window probe: the peer learns we are back)
@@ -27,6 +29,7 @@
  */
 #define LOG_PREFIX "guard: "
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,11 +44,33 @@
 #include "common/sysno.h"
 #include "haul/haul_int.h"
 
-/* The sockets the dump put in repair mode: fd and SO_REUSEADDR pairs. */
+/* The sockets the dump put in repair mode: fd and SO_REUSEADDR pairs; the tree's stopped pids. */
 struct held {
 	int (*fr)[2];
 	size_t n, cap;
+	pid_t *stopped;
+	size_t nstopped, capstopped;
 };
+
+static void stopped_add(struct held *h, int rfd)
+{
+	pid_t pid;
+
+	if (read(rfd, &pid, sizeof(pid)) != (ssize_t)sizeof(pid))
+		return;
+	if (h->nstopped == h->capstopped) {
+		size_t nc = h->capstopped ? h->capstopped * 2 : 16;
+		pid_t *a = realloc(h->stopped, nc * sizeof(*a));
+
+		if (!a) {
+			pr_err("out of memory: pid %d stays stopped (send it SIGCONT)", (int)pid);
+			return;
+		}
+		h->stopped = a;
+		h->capstopped = nc;
+	}
+	h->stopped[h->nstopped++] = pid;
+}
 
 static void held_add(struct held *h, int rfd)
 {
@@ -104,6 +129,8 @@ static void guard_record(void *arg, char c, int rfd)
 {
 	if (c == 'R')
 		held_add(arg, rfd);
+	else if (c == 'S')
+		stopped_add(arg, rfd);
 }
 
 static void guard_main(struct haul_cg *cg, const char *to, int rfd)
@@ -122,6 +149,8 @@ static void guard_main(struct haul_cg *cg, const char *to, int rfd)
 	}
 	held_release(&h, cg->pid);
 	haul_cg_undo(cg);
+	for (size_t i = 0; i < h.nstopped; i++)
+		kill(h.stopped[i], SIGCONT);
 	pr_warn("haul migrate of pid %d died before the commit point; pid %d was thawed and runs "
 		"on here",
 		cg->pid, cg->pid);
@@ -168,6 +197,17 @@ void haul_guard_tcp_held(void *guard, int fd, int reuse)
 	/* one write (under PIPE_BUF): the guardian reads a whole record or none */
 	if (write(g->fd, rec, sizeof(rec)) != (ssize_t)sizeof(rec))
 		pr_warn("cannot tell the guardian about fd %d: %s", fd, strerror(errno));
+}
+
+void haul_guard_stopped(struct haul_guard *g, pid_t pid)
+{
+	char rec[1 + sizeof(pid_t)] = {'S'};
+
+	if (g->fd < 0)
+		return;
+	memcpy(rec + 1, &pid, sizeof(pid));
+	if (write(g->fd, rec, sizeof(rec)) != (ssize_t)sizeof(rec))
+		pr_warn("cannot tell the guardian about pid %d: %s", (int)pid, strerror(errno));
 }
 
 void haul_guard_stop(struct haul_guard *g)

@@ -59,11 +59,15 @@ struct haul_cg {
 	double throttle_stall_ms;
 	/* the longest stretch a deep throttle may use (us; 0: HAUL_MIG_THROTTLE_STALL_US) */
 	long throttle_stall_max_us;
+	/* a tree: the other processes, moved in and back with @pid (set before prepare) */
+	const pid_t *more;
+	size_t nmore;
 };
 
 /*
  * Find or make the freezer and cpu cgroups of @pid, moving it when it has
  * none of its own.  0 or -errno (-EOPNOTSUPP: no freezer hierarchy).
+ * A tree (@cg->more, kept): the others go with it, from the same cgroup.
  */
 int haul_cg_prepare(pid_t pid, const struct haul_cg_mounts *m, struct haul_cg *cg);
 /*
@@ -139,6 +143,12 @@ void haul_guard_stop(struct haul_guard *g);
  * thaws the process, or its connection would never send again.
  */
 void haul_guard_tcp_held(void *guard, int fd, int reuse);
+/*
+ * A process of a tree other than the one the injection journal holds was
+ * SIGSTOPped by haul (pid @pid): if haul dies while the guardian is armed,
+ * it sends SIGCONT after the thaw.
+ */
+void haul_guard_stopped(struct haul_guard *g, pid_t pid);
 
 /* ---- survivor.c: the forked child behind guard.c and netguard.c --------- */
 
@@ -433,6 +443,7 @@ struct haul_mig_result {
 	bool has_report;
 	struct ps_lazy_report report;
 	pid_t target_pid;
+	unsigned nprocs;	      /* processes moved: 1, or a tree's (zombies included) */
 	double total_ms, downtime_ms; /* downtime: freeze to the target's "running" reply */
 	/* parts of the downtime; state_ms = dump_ms + sending the state */
 	double t_freeze, freeze_ms, seize_ms, final_ms, dump_ms, state_ms, restore_ms, kill_ms;

@@ -1,0 +1,388 @@
+/*
+ * mig_tree.c - live migration of a process with descendants (a tree):
+ * what migrate.c, mig_precopy.c and mig_switch.c do for one process, done
+ * for each process of the tree, with one page-server session per live
+ * process (DESIGN.md "Process trees", "Wire format": SessionOpen.tree).
+ *
+ * struct mig holds the process being worked on (pid, session, tracker,
+ * seized threads, prepared dump); the others wait in m->procs[], and
+ * haul_mig_select() swaps one in.  Outside the helpers here the root is
+ * selected, so the one-process code paths (fault points, the network, the
+ * restore and commit on the root's session) work unchanged.
+ *
+ * Order: the tree is read and every process prechecked while all run
+ * (rst_mig_tree_new); all go into the migration cgroup together (one
+ * freezer for all; the guardian moves them all back); the root's session
+ * opens with the tree's shape, so that the target makes every process at
+ * once, then each other process's session joins it; one tracker per
+ * process.  Each pre-copy round scans and sends every process in turn and
+ * the convergence model sees their sum.  At the switchover the cgroup is
+ * frozen, the shape read again (a fork, exit or setsid during pre-copy:
+ * -EAGAIN, naming the pid; haul_migrate() starts over), every process
+ * held in a group-stop and seized, the final round taken for each, and
+ * each state dumped and merged in tree order (what they share names the
+ * earliest holder) and sent on its session.  The restore and the commit
+ * are the root session's, for the whole tree.  The injection journal
+ * holds one process (the root); every other process we SIGSTOP is told
+ * to the guardian, which continues it if haul dies.
+ */
+#define LOG_PREFIX "migrate: "
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/policy.h"
+#include "haul/migrate_int.h"
+
+void haul_mig_select(struct mig *m, size_t i)
+{
+	struct mig_proc *p;
+
+	if (!m->nprocs || i == m->cur)
+		return;
+	p = &m->procs[m->cur];
+	p->pid = m->pid;
+	p->client = m->client;
+	p->cglines = m->cglines;
+	p->ncglines = m->ncglines;
+	p->listeners = m->listeners;
+	p->nlisteners = m->nlisteners;
+	p->trk = m->trk;
+	p->seized = m->seized;
+	p->prep = m->prep;
+	p = &m->procs[i];
+	m->pid = p->pid;
+	m->client = p->client;
+	m->cglines = p->cglines;
+	m->ncglines = p->ncglines;
+	m->listeners = p->listeners;
+	m->nlisteners = p->nlisteners;
+	m->trk = p->trk;
+	m->seized = p->seized;
+	m->prep = p->prep;
+	m->cur = i;
+}
+
+int haul_mig_tree_prepare(struct mig *m)
+{
+	const struct haul_mig_opts *o = m->o;
+	struct haul_mig_result *res = m->res;
+	size_t n, k = 0;
+	int ret;
+
+	if (o->mode != HAUL_MIG_PRECOPY) {
+		snprintf(res->why, sizeof(res->why),
+			 "--%s of a tree (pid %d has child processes) is not supported: migrate "
+			 "it with pre-copy (the default) or --stop-and-copy",
+			 o->mode == HAUL_MIG_POSTCOPY ? "postcopy" : "hybrid", o->pid);
+		return -EOPNOTSUPP;
+	}
+	ret = rst_mig_tree_new(o->pid, &m->tree, res->why, sizeof(res->why));
+	if (ret)
+		return ret;
+	n = rst_mig_tree_count(m->tree);
+	m->procs = calloc(n, sizeof(*m->procs));
+	m->more = calloc(n, sizeof(*m->more));
+	if (!m->procs || !m->more)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		pid_t host, pid;
+		bool zombie;
+
+		rst_mig_tree_proc(m->tree, i, &host, &pid, &zombie);
+		if (zombie)
+			continue; /* no memory, no session: the root's tree names it */
+		m->procs[k] = (struct mig_proc){.pid = host, .ns_pid = pid};
+		if (k)
+			m->more[k - 1] = host;
+		k++;
+	}
+	m->nprocs = k;
+	m->cur = 0;
+	m->cg.more = m->more;
+	m->cg.nmore = k - 1;
+	ret = rst_mig_tree_pack(m->tree, &m->tree_msg, &m->tree_len);
+	if (ret)
+		return ret;
+	m->res->nprocs = (unsigned)n;
+	pr_info("pid %d: a tree of %zu processes (%zu zombies)", o->pid, n, n - k);
+	return 0;
+}
+
+int haul_mig_tree_track(struct mig *m)
+{
+	struct trk_opts to = {.backend = TRK_AUTO};
+	int ret = 0;
+
+	for (size_t i = 1; i < m->nprocs && !ret; i++) {
+		haul_mig_select(m, i);
+		ret = trk_open(m->pid, &to, &m->trk);
+		if (ret)
+			pr_err_r(ret, "cannot track the memory of pid %d of the tree", m->pid);
+	}
+	haul_mig_select(m, 0);
+	return ret;
+}
+
+/*
+ * One round of every process but the root (selected before and after):
+ * scan, send, and add what it cost.  @final: the tree is held stopped.
+ */
+int haul_mig_tree_round(struct mig *m, bool final, uint64_t *pages, uint64_t *wire, double *scan_ms)
+{
+	int ret = 0;
+
+	for (size_t i = 1; i < m->nprocs && !ret; i++) {
+		struct ps_client_stats st0, st1;
+		struct trk_round r;
+
+		haul_mig_select(m, i);
+		if (final)
+			trk_set_frozen(m->trk, true);
+		else
+			ret = rst_dump_prepare(m->pid, &m->prep);
+		if (ret) {
+			pr_err_r(ret, "cannot read the layout of pid %d", m->pid);
+			break;
+		}
+		ret = trk_round(m->trk, &r);
+		if (ret) {
+			pr_err_r(ret, "cannot scan the dirty pages of pid %d", m->pid);
+			break;
+		}
+		rst_dump_prep_annotate(m->prep, &r.layout);
+		ps_client_stats(m->client, &st0);
+		ret = haul_mig_send_round(m, &r, false);
+		ps_client_stats(m->client, &st1);
+		*pages += r.dirty_pages;
+		*wire += st1.bytes_sent - st0.bytes_sent;
+		*scan_ms += r.scan_ms;
+		trk_round_release(&r);
+	}
+	haul_mig_select(m, 0);
+	return ret;
+}
+
+/*
+ * The tree frozen: the same shape as sent, then every process but the root
+ * (whose stop is the journal's, mig_switch.c) SIGSTOPped, the stop pending
+ * until the thaw, and told to the guardian.
+ */
+int haul_mig_tree_stop(struct mig *m)
+{
+	int ret;
+
+	ret = rst_mig_tree_unchanged(m->tree, m->res->why, sizeof(m->res->why));
+	if (ret) {
+		pr_warn("the tree of pid %d changed: %s", m->o->pid, m->res->why);
+		m->tree_changed = ret == -EAGAIN;
+		return ret;
+	}
+	for (size_t i = 1; i < m->nprocs; i++) {
+		struct mig_proc *p = &m->procs[i];
+
+		if (haul_proc_state(p->pid) == 'T')
+			continue; /* stopped by its owner: it stays so, its owner continues it */
+		haul_guard_stopped(&m->guard, p->pid);
+		p->stopped = true;
+		if (kill(p->pid, SIGSTOP)) {
+			ret = -errno;
+			pr_err_r(ret, "cannot stop pid %d of the tree", p->pid);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* After the root's seize: every other process's threads. */
+int haul_mig_tree_seize(struct mig *m)
+{
+	int ret = 0;
+
+	for (size_t i = 1; i < m->nprocs && !ret; i++) {
+		haul_mig_select(m, i);
+		ret = rst_seize(m->pid, &m->seized);
+		if (ret)
+			pr_err_r(ret, "cannot stop the threads of pid %d of the tree", m->pid);
+	}
+	haul_mig_select(m, 0);
+	return ret;
+}
+
+/* Entry @i's dumped state, merged into the tree's (@i in tree order, the root 0). */
+static int merge(struct mig *m, size_t i, uint8_t **blob, size_t *len)
+{
+	size_t n = rst_mig_tree_count(m->tree), e = 0, live = 0;
+
+	/* procs[] leaves out the zombies: find the tree entry of live process @i */
+	for (; e < n; e++) {
+		pid_t host, pid;
+		bool zombie;
+
+		rst_mig_tree_proc(m->tree, e, &host, &pid, &zombie);
+		if (!zombie && live++ == i)
+			break;
+	}
+	return rst_mig_tree_merge(m->tree, e, blob, len);
+}
+
+int haul_mig_tree_merge_root(struct mig *m, uint8_t **blob, size_t *len)
+{
+	return m->nprocs ? merge(m, 0, blob, len) : 0;
+}
+
+/* The states of every process but the root, dumped, merged and sent in tree order. */
+int haul_mig_tree_state(struct mig *m, double *dump_ms)
+{
+	int ret = 0;
+
+	for (size_t i = 1; i < m->nprocs && !ret; i++) {
+		uint8_t *blob = NULL;
+		size_t len = 0;
+		double t = haul_now_ms();
+
+		haul_mig_select(m, i);
+		ret = rst_dump_state_prepared(m->seized, m->prep, &blob, &len);
+		if (ret) {
+			pr_err_r(ret, "cannot dump the state of pid %d of the tree", m->pid);
+			break;
+		}
+		ret = merge(m, i, &blob, &len);
+		*dump_ms += haul_now_ms() - t;
+		if (!ret)
+			ret = ps_client_state(m->client, blob, len);
+		if (ret)
+			pr_err_r(ret, "cannot send the state of pid %d to %s", m->pid, m->o->to);
+		free(blob);
+	}
+	haul_mig_select(m, 0);
+	return ret;
+}
+
+/* The tree is handed back to the freezer: every other process released, then continued. */
+void haul_mig_tree_release(struct mig *m)
+{
+	for (size_t i = 1; i < m->nprocs; i++) {
+		if (m->procs[i].seized)
+			rst_release(m->procs[i].seized);
+		m->procs[i].seized = NULL;
+	}
+}
+
+/* Frozen again: the SIGCONTs we owe only move them from the group-stop into the freezer. */
+void haul_mig_tree_held(struct mig *m)
+{
+	for (size_t i = 1; i < m->nprocs; i++)
+		if (m->procs[i].stopped) {
+			kill(m->procs[i].pid, SIGCONT);
+			m->procs[i].stopped = false;
+		}
+}
+
+/* The source of a committed migration dies: every process but the root (killed by the caller). */
+void haul_mig_tree_kill(struct mig *m)
+{
+	for (size_t i = m->nprocs; i-- > 1;)
+		kill(m->procs[i].pid, SIGKILL);
+}
+
+/* The end of a tree's migration, failed or not: whatever is held of the others let go. */
+void haul_mig_tree_finish(struct mig *m)
+{
+	haul_mig_select(m, 0);
+	haul_mig_tree_release(m);
+	haul_mig_tree_held(m);
+	for (size_t i = 1; i < m->nprocs; i++) {
+		struct mig_proc *p = &m->procs[i];
+
+		trk_free(p->trk);
+		rst_dump_prep_free(p->prep);
+		/* closing a session of the tree only detaches it; the root's decides */
+		ps_client_free(p->client);
+		for (size_t k = 0; k < p->ncglines; k++)
+			free(p->cglines[k]);
+		free(p->cglines);
+		free(p->listeners);
+		memset(p, 0, sizeof(*p));
+	}
+}
+
+void haul_mig_tree_free(struct mig *m)
+{
+	rst_mig_tree_free(m->tree);
+	m->tree = NULL;
+	free(m->procs);
+	free(m->more);
+	free(m->tree_msg);
+	m->procs = NULL;
+	m->more = NULL;
+	m->tree_msg = NULL;
+	m->nprocs = 0;
+}
+
+/* The same socket end (the fd differs between the processes that share it). */
+static bool same_end(const struct haul_net_tuple *a, const struct haul_net_tuple *b)
+{
+	return a->family == b->family && a->proto == b->proto && a->lport == b->lport &&
+	       a->rport == b->rport && !memcmp(a->laddr, b->laddr, 16) &&
+	       !memcmp(a->raddr, b->raddr, 16);
+}
+
+/* The TCP and UDP sockets of every process (one shared by several listed once). */
+int haul_mig_sockets(struct mig *m, struct haul_net_tuple **out, size_t *n)
+{
+	struct haul_net_tuple *all = NULL;
+	size_t nall = 0;
+	int ret = 0;
+
+	if (!m->nprocs)
+		return haul_net_sockets(m->pid, out, n);
+	for (size_t i = 0; i < m->nprocs && !ret; i++) {
+		pid_t pid = i == m->cur ? m->pid : m->procs[i].pid;
+		struct haul_net_tuple *s = NULL, *g;
+		size_t ns = 0;
+
+		ret = haul_net_sockets(pid, &s, &ns);
+		g = ret ? NULL : realloc(all, (nall + ns + 1) * sizeof(*all));
+		if (!ret && !g)
+			ret = -ENOMEM;
+		for (size_t k = 0; !ret && k < ns; k++) {
+			bool dup = false;
+
+			for (size_t j = 0; j < nall && !dup; j++)
+				dup = same_end(&g[j], &s[k]);
+			if (!dup)
+				g[nall++] = s[k];
+		}
+		if (g)
+			all = g;
+		free(s);
+	}
+	if (ret) {
+		free(all);
+		return ret;
+	}
+	*out = nall ? all : NULL;
+	if (!nall)
+		free(all);
+	*n = nall;
+	return 0;
+}
+
+long long haul_mig_cpu_ticks(const struct mig *m)
+{
+	long long sum = 0;
+
+	if (!m->nprocs)
+		return haul_proc_cpu_ticks(m->pid);
+	for (size_t i = 0; i < m->nprocs; i++) {
+		long long t = haul_proc_cpu_ticks(i == m->cur ? m->pid : m->procs[i].pid);
+
+		if (t > 0)
+			sum += t;
+	}
+	return sum ? sum : -1;
+}

@@ -1,0 +1,183 @@
+/*
+ * mig_tree.c - live migration of a process tree between two network
+ * namespaces (tests/progs/rst_tree): every process moves with pre-copy,
+ * keeps its pid, parent, process group and session (as each sees itself:
+ * they print their own ids), its memory (each checks its own pattern every
+ * ~10 ms and says "ok" or "BAD") and what it shares; a failure at any
+ * point leaves the whole tree running at the source, never half of it.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "th_mig.h"
+#include "th_proc.h"
+#include "th_rst.h"
+
+static struct th_mig M;
+static char dir[160]; /* rst_tree's DIR: holds the tag, so teardown finds every copy */
+
+struct ids {
+	int pid, ppid, pgid, sid;
+};
+
+static void teardown(void)
+{
+	char stop[200];
+
+	snprintf(stop, sizeof(stop), "%s/stop", dir);
+	close(open(stop, O_WRONLY | O_CREAT, 0644));
+	th_mig_teardown(&M);
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+static int count_in(const char *name, const char *needle)
+{
+	char path[256];
+	const char *s;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s.out", dir, name);
+	for (s = th_slurp(path); s && (s = strstr(s, needle)); s++)
+		n++;
+	return n;
+}
+
+/* Wait (bounded) until DIR/NAME.out holds @n lines with @needle. */
+static bool wait_lines(const char *name, const char *needle, int n, int ms)
+{
+	for (int t = 0; t < ms; t += 5) {
+		if (count_in(name, needle) >= n)
+			return true;
+		sleep_ms(5);
+	}
+	return false;
+}
+
+/* The ids on the last line of DIR/NAME.out. */
+static struct ids last_ids(const char *name)
+{
+	char path[256];
+	const char *s, *last;
+	struct ids id = {0};
+
+	snprintf(path, sizeof(path), "%s/%s.out", dir, name);
+	s = th_slurp(path);
+	cr_assert(s, "no %s", path);
+	last = s;
+	for (const char *p = s; (p = strstr(p, "\n")) && p[1]; p++)
+		last = p + 1;
+	cr_assert_eq(sscanf(last, "%*s %*d pid %d ppid %d pgid %d sid %d", &id.pid, &id.ppid,
+			    &id.pgid, &id.sid),
+		     4, "no ids in %s: %s", path, last);
+	return id;
+}
+
+/* rst_tree DIR @shape in host A; waits until each of @names ticks. */
+static void start_tree(const char *shape, const char *const *names, size_t n)
+{
+	char bin[512], out[200];
+	char *argv[] = {bin, dir, (char *)shape, NULL};
+
+	snprintf(dir, sizeof(dir), "%s/%s", M.dir, M.tag);
+	mkdir(dir, 0755);
+	snprintf(bin, sizeof(bin), "%s/rst_tree", th_progs_dir());
+	snprintf(out, sizeof(out), "%s/root.stdout", dir);
+	M.wl_pid = th_spawn(M.net.a, argv, out);
+	cr_assert_gt(M.wl_pid, 0);
+	for (size_t i = 0; i < n; i++)
+		cr_assert(wait_lines(names[i], "tick", 3, 10000), "%s never ticked", names[i]);
+}
+
+/* The network namespace inode of host pid @pid (0: gone). */
+static unsigned long netns_of(pid_t pid)
+{
+	char p[64];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "/proc/%d/ns/net", (int)pid);
+	return stat(p, &st) ? 0 : (unsigned long)st.st_ino;
+}
+
+/* haul migrate of the root with @extra; its exit status (output logged on failure). */
+static int migrate(const char *const extra[], int timeout_ms)
+{
+	int fd, st;
+	pid_t pid = th_mig_haul(&M, &fd, extra);
+
+	cr_assert_gt(pid, 0);
+	st = th_wait_exit(pid, timeout_ms);
+	if (st)
+		th_mig_dump_output(fd);
+	close(fd);
+	if (st == -ETIMEDOUT)
+		th_kill(pid, SIGKILL, 1000);
+	return st;
+}
+
+/*
+ * Every process of @names ticks on with the ids it had before (@before),
+ * with its memory intact, and the processes run in the target (the root's
+ * pid there from --json) unless @at_source.
+ */
+static void assert_tree_runs(const char *const *names, size_t n, const struct ids *before,
+			     bool at_source)
+{
+	for (size_t i = 0; i < n; i++) {
+		int ticks = count_in(names[i], "tick");
+		struct ids id;
+
+		cr_assert(wait_lines(names[i], "tick", ticks + 5, 5000), "%s does not tick on",
+			  names[i]);
+		id = last_ids(names[i]);
+		cr_assert(id.pid == before[i].pid && id.pgid == before[i].pgid &&
+				  id.sid == before[i].sid && (!i || id.ppid == before[i].ppid),
+			  "%s: pid %d ppid %d pgid %d sid %d, was %d %d %d %d", names[i], id.pid,
+			  id.ppid, id.pgid, id.sid, before[i].pid, before[i].ppid, before[i].pgid,
+			  before[i].sid);
+		cr_assert_eq(count_in(names[i], "BAD"), 0, "%s: its memory changed under it",
+			     names[i]);
+	}
+	if (at_source) {
+		cr_assert_eq(netns_of(M.wl_pid), M.net_a, "the root no longer runs at the source");
+	} else {
+		pid_t there = (pid_t)th_mig_json(&M, "target_pid");
+
+		cr_assert_gt(there, 0);
+		cr_assert_eq(netns_of(there), M.net_b, "the root does not run in the target");
+		cr_assert_eq(netns_of(M.wl_pid), 0, "the source root still exists");
+	}
+}
+
+static const char *const family[] = {"r", "c1", "c2", "c3", "g1"};
+#define NFAMILY (sizeof(family) / sizeof(family[0]))
+
+Test(mig_tree, moves_a_writing_tree_with_pids_groups_and_memory, .fini = teardown, .timeout = 120)
+{
+	const char *extra[] = {"--downtime", "50", NULL};
+	struct ids before[NFAMILY];
+
+	th_mig_setup(&M, 0);
+	start_tree("family", family, NFAMILY);
+	for (size_t i = 0; i < NFAMILY; i++)
+		before[i] = last_ids(family[i]);
+	cr_assert_eq(migrate(extra, 90000), 0, "haul migrate of the tree failed");
+	assert_tree_runs(family, NFAMILY, before, false);
+	cr_assert_geq(th_mig_json(&M, "rounds"), 2, "no pre-copy round before the final one");
+	cr_assert_eq(th_mig_json(&M, "processes"), NFAMILY);
+	/* c2's second thread came along and counts on */
+	cr_assert(wait_lines("c2", "threads", 3, 5000));
+}
