@@ -453,10 +453,13 @@ static int restore_cpu_limit(const struct haul_cg *cg)
 
 int haul_cg_prepare(pid_t pid, const struct haul_cg_mounts *m, struct haul_cg *cg)
 {
-	int ret;
+	return haul_cg_prepare_tree(pid, NULL, 0, m, cg);
+}
 
-	const pid_t *more = cg->more;
-	size_t nmore = cg->nmore;
+int haul_cg_prepare_tree(pid_t pid, const pid_t *more, size_t nmore, const struct haul_cg_mounts *m,
+			 struct haul_cg *cg)
+{
+	int ret;
 
 	memset(cg, 0, sizeof(*cg));
 	cg->pid = pid;
@@ -555,6 +558,20 @@ static void put_back(const struct haul_cg *cg, const char *dir, const char *orig
 		ret = move_pid(orig, cg->more[i]);
 		if (ret && ret != -ESRCH)
 			pr_warn_r(ret, "cannot move pid %d back to cgroup '%s'", cg->more[i], orig);
+	}
+	if (cg->nmore) {
+		/* a tree: also what it forked meanwhile (children start in their parent's cgroup) */
+		char buf[8192];
+
+		if (haul_cg_read(dir, "cgroup.procs", buf, sizeof(buf)) > 0)
+			for (char *q = buf, *end; *q; q = end) {
+				long v = strtol(q, &end, 10);
+
+				if (end == q)
+					break;
+				if (v != pid)
+					move_pid(orig, (pid_t)v);
+			}
 	}
 	ret = move_pid(orig, pid);
 	if (ret && ret != -ESRCH)

@@ -11,8 +11,9 @@
  *       on, so a dead haul leaves the source frozen ("in doubt");
  *   'A' back to armed (the target refused the restore);
  *   'D' haul is done (committed or undone by itself): exit quietly;
- *   'R' and two ints (fd, SO_REUSEADDR): the dump is putting that TCP socket
- *       of the process in repair mode;
+ *   'R' and three ints (fd, SO_REUSEADDR, pid: 0 the process, else that
+ *       process of its tree): the dump is putting that TCP socket in repair
+ *       mode;
  *   'S' and a pid: haul SIGSTOPped that process of a tree (the injection
  *       journal holds one process only): SIGCONT it after the thaw.
  * A socket left in repair mode never sends again, so before it thaws the
@@ -46,7 +47,7 @@
 
 /* The sockets the dump put in repair mode: fd and SO_REUSEADDR pairs; the tree's stopped pids. */
 struct held {
-	int (*fr)[2];
+	int (*fr)[3];
 	size_t n, cap;
 	pid_t *stopped;
 	size_t nstopped, capstopped;
@@ -74,13 +75,13 @@ static void stopped_add(struct held *h, int rfd)
 
 static void held_add(struct held *h, int rfd)
 {
-	int rec[2];
+	int rec[3];
 
 	if (read(rfd, rec, sizeof(rec)) != (ssize_t)sizeof(rec))
 		return; /* haul died mid-record: the write is atomic, so it never began */
 	if (h->n == h->cap) {
 		size_t nc = h->cap ? h->cap * 2 : 16;
-		int(*a)[2] = realloc(h->fr, nc * sizeof(*a));
+		int(*a)[3] = realloc(h->fr, nc * sizeof(*a));
 
 		if (!a) {
 			pr_err("out of memory: fd %d stays in TCP repair mode", rec[0]);
@@ -90,22 +91,30 @@ static void held_add(struct held *h, int rfd)
 		h->cap = nc;
 	}
 	h->fr[h->n][0] = rec[0];
-	h->fr[h->n++][1] = rec[1];
+	h->fr[h->n][1] = rec[1];
+	h->fr[h->n++][2] = rec[2];
 }
 
-static void held_release(const struct held *h, pid_t pid)
+/* The sockets of process @pid among them (@owner 0 in a record: @root's). */
+static void held_release_of(const struct held *h, pid_t root, pid_t pid)
 {
 	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	size_t done = 0;
+	size_t done = 0, n = 0;
 
-	if (pidfd < 0 && h->n) {
+	for (size_t i = 0; i < h->n; i++)
+		n += (h->fr[i][2] ? h->fr[i][2] : root) == pid;
+	if (pidfd < 0 && n) {
 		pr_err("cannot reach the sockets of pid %d: %s; %zu connection(s) stay in TCP "
 		       "repair mode (the process must reconnect)",
-		       (int)pid, strerror(errno), h->n);
+		       (int)pid, strerror(errno), n);
 		return;
 	}
 	for (size_t i = 0; i < h->n; i++) {
-		int sfd = (int)syscall(SYS_pidfd_getfd, pidfd, h->fr[i][0], 0), off = 0;
+		int sfd, off = 0;
+
+		if ((h->fr[i][2] ? h->fr[i][2] : root) != pid)
+			continue;
+		sfd = (int)syscall(SYS_pidfd_getfd, pidfd, h->fr[i][0], 0);
 
 		if (sfd < 0)
 			continue; /* closed since: nothing to repair */
@@ -122,6 +131,20 @@ static void held_release(const struct held *h, pid_t pid)
 		close(pidfd);
 	if (done)
 		pr_warn("%zu TCP connection(s) of pid %d taken out of repair mode", done, (int)pid);
+}
+
+/* Every held socket, each in its own process (the root's, or one of its tree). */
+static void held_release(const struct held *h, pid_t root)
+{
+	held_release_of(h, root, root);
+	for (size_t i = 0; i < h->n; i++) {
+		bool first = h->fr[i][2] && h->fr[i][2] != root;
+
+		for (size_t k = 0; k < i && first; k++)
+			first = h->fr[k][2] != h->fr[i][2];
+		if (first)
+			held_release_of(h, root, h->fr[i][2]);
+	}
 }
 
 /* A record after a byte haul_survivor_wait() does not know: 'R', a socket held. */
@@ -188,12 +211,14 @@ int haul_guard_rearm(struct haul_guard *g)
 void haul_guard_tcp_held(void *guard, int fd, int reuse)
 {
 	struct haul_guard *g = guard;
-	char rec[1 + 2 * sizeof(int)] = {'R'};
+	char rec[1 + 3 * sizeof(int)] = {'R'};
+	int owner = g->owner;
 
 	if (g->fd < 0)
 		return;
 	memcpy(rec + 1, &fd, sizeof(int));
 	memcpy(rec + 1 + sizeof(int), &reuse, sizeof(int));
+	memcpy(rec + 1 + 2 * sizeof(int), &owner, sizeof(int));
 	/* one write (under PIPE_BUF): the guardian reads a whole record or none */
 	if (write(g->fd, rec, sizeof(rec)) != (ssize_t)sizeof(rec))
 		pr_warn("cannot tell the guardian about fd %d: %s", fd, strerror(errno));

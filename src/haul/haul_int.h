@@ -59,7 +59,7 @@ struct haul_cg {
 	double throttle_stall_ms;
 	/* the longest stretch a deep throttle may use (us; 0: HAUL_MIG_THROTTLE_STALL_US) */
 	long throttle_stall_max_us;
-	/* a tree: the other processes, moved in and back with @pid (set before prepare) */
+	/* a tree: the other processes, moved in and back with @pid (haul_cg_prepare_tree) */
 	const pid_t *more;
 	size_t nmore;
 };
@@ -67,9 +67,11 @@ struct haul_cg {
 /*
  * Find or make the freezer and cpu cgroups of @pid, moving it when it has
  * none of its own.  0 or -errno (-EOPNOTSUPP: no freezer hierarchy).
- * A tree (@cg->more, kept): the others go with it, from the same cgroup.
  */
 int haul_cg_prepare(pid_t pid, const struct haul_cg_mounts *m, struct haul_cg *cg);
+/* The same for a tree: @more[0..@nmore) go with @pid (@more must outlive @cg). */
+int haul_cg_prepare_tree(pid_t pid, const pid_t *more, size_t nmore, const struct haul_cg_mounts *m,
+			 struct haul_cg *cg);
 /*
  * Give the workload @pct percent less CPU than @cpus CPUs (cpu.max or
  * cfs_quota_us); @pct 0 puts back the limit it had before haul.  0, -EOPNOTSUPP when no cpu
@@ -126,7 +128,8 @@ bool haul_frozen(const struct haul_cg *cg);
  */
 struct haul_guard {
 	pid_t pid;
-	int fd; /* write end, -1 when closed */
+	int fd;	     /* write end, -1 when closed */
+	pid_t owner; /* a tree: the process whose sockets the dump reports now (0: the root) */
 };
 
 int haul_guard_start(const struct haul_cg *cg, const char *to, struct haul_guard *g);

@@ -367,11 +367,14 @@ static int switch_stop(struct mig *m)
 	 * it (a frozen task cannot run injected calls); the SIGSTOP is pending at
 	 * the thaw, so no thread runs a user instruction in between.
 	 */
-	/* a tree: the same shape as sent, and the others stopped too (mig_tree.c) */
-	ret = m->nprocs ? haul_mig_tree_stop(m) : 0;
-	if (ret)
-		return ret;
-	ret = injlog_stop(m->pid);
+	/* a tree: the same shape as sent, and every process stopped by us (mig_tree.c) */
+	if (m->nprocs) {
+		ret = haul_mig_tree_stop(m);
+		if (ret)
+			return ret; /* logged, naming the pid */
+	} else {
+		ret = injlog_stop(m->pid);
+	}
 	if (!ret && m->cg.v2_freezer)
 		ret = haul_thaw(&m->cg);
 	if (ret) {

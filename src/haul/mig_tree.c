@@ -19,12 +19,14 @@
  * the convergence model sees their sum.  At the switchover the cgroup is
  * frozen, the shape read again (a fork, exit or setsid during pre-copy:
  * -EAGAIN, naming the pid; haul_migrate() starts over), every process
- * held in a group-stop and seized, the final round taken for each, and
+ * held in a group-stop of ours and seized, the final round taken for each, and
  * each state dumped and merged in tree order (what they share names the
  * earliest holder) and sent on its session.  The restore and the commit
  * are the root session's, for the whole tree.  The injection journal
- * holds one process (the root); every other process we SIGSTOP is told
- * to the guardian, which continues it if haul dies.
+ * holds one process: every process we SIGSTOP is told to the guardian
+ * instead, which continues it if haul dies (after the thaw; one killed
+ * mid-injection may be continued before the journal's survivor has put its
+ * registers back: see DESIGN.md "Process trees").
  */
 #define LOG_PREFIX "migrate: "
 #include <errno.h>
@@ -64,6 +66,8 @@ void haul_mig_select(struct mig *m, size_t i)
 	m->seized = p->seized;
 	m->prep = p->prep;
 	m->cur = i;
+	/* the guardian must find the sockets the dump reports in this process */
+	m->guard.owner = i ? p->pid : 0;
 }
 
 int haul_mig_tree_prepare(struct mig *m)
@@ -102,8 +106,6 @@ int haul_mig_tree_prepare(struct mig *m)
 	}
 	m->nprocs = k;
 	m->cur = 0;
-	m->cg.more = m->more;
-	m->cg.nmore = k - 1;
 	ret = rst_mig_tree_pack(m->tree, &m->tree_msg, &m->tree_len);
 	if (ret)
 		return ret;
@@ -167,9 +169,11 @@ int haul_mig_tree_round(struct mig *m, bool final, uint64_t *pages, uint64_t *wi
 }
 
 /*
- * The tree frozen: the same shape as sent, then every process but the root
- * (whose stop is the journal's, mig_switch.c) SIGSTOPped, the stop pending
- * until the thaw, and told to the guardian.
+ * The tree frozen: the same shape as sent, then every process SIGSTOPped,
+ * the stop pending until the thaw, and told to the guardian.  Not the
+ * journal's hold (injlog_stop) as for one process: the journal holds one
+ * process, and each seize would take it over (a group-stopped process
+ * counts as stopped by its owner there, so it owes no SIGCONT for it).
  */
 int haul_mig_tree_stop(struct mig *m)
 {
@@ -181,7 +185,7 @@ int haul_mig_tree_stop(struct mig *m)
 		m->tree_changed = ret == -EAGAIN;
 		return ret;
 	}
-	for (size_t i = 1; i < m->nprocs; i++) {
+	for (size_t i = 0; i < m->nprocs; i++) {
 		struct mig_proc *p = &m->procs[i];
 
 		if (haul_proc_state(p->pid) == 'T')
@@ -275,7 +279,7 @@ void haul_mig_tree_release(struct mig *m)
 /* Frozen again: the SIGCONTs we owe only move them from the group-stop into the freezer. */
 void haul_mig_tree_held(struct mig *m)
 {
-	for (size_t i = 1; i < m->nprocs; i++)
+	for (size_t i = 0; i < m->nprocs; i++)
 		if (m->procs[i].stopped) {
 			kill(m->procs[i].pid, SIGCONT);
 			m->procs[i].stopped = false;

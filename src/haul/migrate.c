@@ -207,7 +207,7 @@ static int mig_cgroup(struct mig *m)
 	ret = haul_cg_probe(&mounts); /* logs what is missing and what to do */
 	if (ret)
 		return ret;
-	ret = haul_cg_prepare(o->pid, &mounts, &m->cg);
+	ret = haul_cg_prepare_tree(o->pid, m->more, m->nprocs ? m->nprocs - 1 : 0, &mounts, &m->cg);
 	if (ret)
 		return ret;
 	m->cg_ready = true;

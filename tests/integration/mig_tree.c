@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -180,4 +181,210 @@ Test(mig_tree, moves_a_writing_tree_with_pids_groups_and_memory, .fini = teardow
 	cr_assert_eq(th_mig_json(&M, "processes"), NFAMILY);
 	/* c2's second thread came along and counts on */
 	cr_assert(wait_lines("c2", "threads", 3, 5000));
+}
+
+static void touch(const char *name)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	close(open(path, O_WRONLY | O_CREAT, 0644));
+}
+
+Test(mig_tree, zombies_keep_their_exit_status_for_the_migrated_parent, .fini = teardown,
+     .timeout = 120)
+{
+	const char *const names[] = {"r"};
+	const char *extra[] = {"--downtime", "50", NULL};
+	struct ids before[1];
+	char path[256];
+	const char *s;
+	int pid1 = 0, st1 = 0, pid2 = 0, st2 = 0;
+
+	th_mig_setup(&M, 0);
+	start_tree("zombie", names, 1);
+	before[0] = last_ids("r");
+	cr_assert_eq(migrate(extra, 90000), 0, "haul migrate of a tree with zombies failed");
+	assert_tree_runs(names, 1, before, false);
+	cr_assert_eq(th_mig_json(&M, "processes"), 3);
+	touch("reap");
+	cr_assert(wait_lines("r", "reaped", 2, 5000), "the migrated root did not reap");
+	snprintf(path, sizeof(path), "%s/r.out", dir);
+	s = strstr(th_slurp(path), "reaped");
+	cr_assert(s && sscanf(s, "reaped %d status %d", &pid1, &st1) == 2);
+	s = strstr(s + 1, "reaped");
+	cr_assert(s && sscanf(s, "reaped %d status %d", &pid2, &st2) == 2);
+	cr_expect(pid1 > 0 && WIFEXITED(st1) && WEXITSTATUS(st1) == 42,
+		  "the first zombie was reaped as %d with status %#x", pid1, st1);
+	cr_expect(pid2 > 0 && WIFSIGNALED(st2) && WTERMSIG(st2) == SIGTERM,
+		  "the second zombie was reaped as %d with status %#x", pid2, st2);
+}
+
+Test(mig_tree, sessions_and_groups_come_back_as_they_were, .fini = teardown, .timeout = 120)
+{
+	static const char *const names[] = {"r", "s1", "s2", "s3", "p1", "p2"};
+	const char *extra[] = {"--downtime", "50", NULL};
+	struct ids before[6];
+
+	th_mig_setup(&M, 0);
+	start_tree("sessions", names, 6);
+	for (size_t i = 0; i < 6; i++)
+		before[i] = last_ids(names[i]);
+	cr_assert_eq(migrate(extra, 90000), 0, "haul migrate of the sessions tree failed");
+	assert_tree_runs(names, 6, before, false);
+}
+
+/* rst_tree DIR pipeline run to its end here: its output. */
+static char *undisturbed_pipeline(void)
+{
+	char ref[200], bin[512], out[260], path[260];
+	char *argv[] = {bin, ref, "pipeline", NULL};
+	pid_t pid;
+
+	snprintf(ref, sizeof(ref), "%s/ref", M.dir);
+	mkdir(ref, 0755);
+	snprintf(bin, sizeof(bin), "%s/rst_tree", th_progs_dir());
+	snprintf(out, sizeof(out), "%s/spawn.out", ref);
+	pid = th_spawn(NULL, argv, out);
+	cr_assert_gt(pid, 0);
+	cr_assert_eq(th_wait_exit(pid, 60000), 0, "the undisturbed pipeline failed");
+	snprintf(path, sizeof(path), "%s/pipeline.out", ref);
+	return strdup(th_slurp(path));
+}
+
+Test(mig_tree, a_pipeline_with_bytes_in_flight_gives_the_undisturbed_output, .fini = teardown,
+     .timeout = 150)
+{
+	const char *extra[] = {"--downtime", "50", NULL};
+	char bin[512], out[200], path[200];
+	char *argv[] = {bin, dir, "pipeline", NULL};
+	char *want;
+
+	th_mig_setup(&M, 0);
+	want = undisturbed_pipeline();
+	snprintf(dir, sizeof(dir), "%s/%s", M.dir, M.tag);
+	mkdir(dir, 0755);
+	snprintf(bin, sizeof(bin), "%s/rst_tree", th_progs_dir());
+	snprintf(out, sizeof(out), "%s/root.stdout", dir);
+	snprintf(path, sizeof(path), "%s/pipeline.out", dir);
+	M.wl_pid = th_spawn(M.net.a, argv, out);
+	cr_assert_gt(M.wl_pid, 0);
+	/* in flight: the consumer has written some, far from all */
+	for (int i = 0; i < 4000 && strlen(th_slurp(path) ? th_slurp(path) : "") < 4096; i++)
+		sleep_ms(1);
+	cr_assert_eq(migrate(extra, 90000), 0, "haul migrate of the pipeline failed");
+	cr_expect_eq(netns_of((pid_t)th_mig_json(&M, "target_pid")), M.net_b);
+	for (int i = 0; i < 60000 && !strstr(th_slurp(path), "done"); i += 10)
+		sleep_ms(10);
+	cr_assert(!strcmp(th_slurp(path), want), "the output differs from the undisturbed run's");
+	free(want);
+}
+
+static pid_t haul_pid; /* the haul of a fault test */
+
+/* Run haul migrate with HAUL_FAULT=@fault; once it says it stalled, @act; its exit status. */
+static int migrate_faulted(const char *fault, void (*act)(void), int timeout_ms)
+{
+	const char *extra[] = {"--downtime", "50", NULL};
+	char line[512];
+	int fd, st;
+	pid_t pid;
+
+	setenv("HAUL_FAULT", fault, 1);
+	pid = th_mig_haul(&M, &fd, extra);
+	unsetenv("HAUL_FAULT");
+	cr_assert_gt(pid, 0);
+	haul_pid = pid;
+	cr_assert_eq(th_wait_line(fd, "fault: stalled at", 30000, line, sizeof(line)), 0,
+		     "haul never reached the fault point %s", fault);
+	act();
+	st = th_wait_exit(pid, timeout_ms);
+	th_mig_dump_output(fd);
+	close(fd);
+	if (st == -ETIMEDOUT)
+		th_kill(pid, SIGKILL, 1000);
+	return st;
+}
+
+static void kill_page_server(void)
+{
+	th_kill(M.ps_pid, SIGKILL, 2000);
+	M.ps_pid = -1;
+}
+
+static void kill_haul(void)
+{
+	kill(haul_pid, SIGKILL);
+}
+
+static void rollback_case(const char *fault, void (*act)(void))
+{
+	struct ids before[NFAMILY];
+	int st;
+
+	th_mig_setup(&M, 0);
+	start_tree("family", family, NFAMILY);
+	for (size_t i = 0; i < NFAMILY; i++)
+		before[i] = last_ids(family[i]);
+	st = migrate_faulted(fault, act, 60000);
+	cr_assert_neq(st, 0, "haul migrate succeeded despite the failure");
+	assert_tree_runs(family, NFAMILY, before, true);
+}
+
+Test(mig_tree, page_server_killed_mid_round_leaves_every_process_running_here, .fini = teardown,
+     .timeout = 120)
+{
+	rollback_case("stall:precopy:1500", kill_page_server);
+}
+
+Test(mig_tree, page_server_killed_at_the_freeze_leaves_every_process_running_here, .fini = teardown,
+     .timeout = 120)
+{
+	rollback_case("stall:frozen:1500", kill_page_server);
+}
+
+Test(mig_tree, haul_killed_with_the_tree_seized_leaves_every_process_running_here, .fini = teardown,
+     .timeout = 120)
+{
+	/* every process but the root is held by haul's own SIGSTOP: the guardian continues it */
+	rollback_case("stall:seized", kill_haul);
+}
+
+static void fork_now(void)
+{
+	touch("fork");
+}
+
+/* The ids on the first line of DIR/NAME.out. */
+static struct ids first_ids(const char *name)
+{
+	char path[256];
+	struct ids id = {0};
+	const char *s;
+
+	snprintf(path, sizeof(path), "%s/%s.out", dir, name);
+	s = th_slurp(path);
+	cr_assert(s && sscanf(s, "%*s %*d pid %d ppid %d pgid %d sid %d", &id.pid, &id.ppid,
+			      &id.pgid, &id.sid) == 4,
+		  "no ids in %s", path);
+	return id;
+}
+
+Test(mig_tree, a_fork_during_pre_copy_restarts_the_migration_with_the_new_process, .fini = teardown,
+     .timeout = 150)
+{
+	const char *const names[] = {"r", "c1", "n1"};
+	struct ids before[3];
+
+	th_mig_setup(&M, 0);
+	start_tree("forker", names, 2);
+	before[0] = last_ids("r");
+	before[1] = last_ids("c1");
+	/* the root forks n1 while the first attempt's pre-copy is stalled */
+	cr_assert_eq(migrate_faulted("stall:precopy:1500", fork_now, 90000), 0,
+		     "haul migrate did not start over with the new process");
+	before[2] = first_ids("n1");
+	cr_assert_eq(before[2].ppid, before[0].pid);
+	assert_tree_runs(names, 3, before, false);
+	cr_assert_eq(th_mig_json(&M, "processes"), 3);
 }
