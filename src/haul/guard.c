@@ -165,9 +165,10 @@ static void guard_main(struct haul_cg *cg, const char *to, int rfd)
 	if (st.indoubt) {
 		pr_err("haul migrate died after asking %s to resume pid %d; the source copy stays "
 		       "frozen in '%s'. If the process runs on %s, kill the source "
-		       "(kill -9 %d; write 0 to cgroup.freeze); if it does not, thaw the source "
+		       "(kill -9 %d%s; write 0 to cgroup.freeze); if it does not, thaw the source "
 		       "(write 0 to cgroup.freeze)",
-		       to, cg->pid, cg->freezer_dir, to, cg->pid);
+		       to, cg->pid, cg->freezer_dir, to, cg->pid,
+		       cg->nmore ? " and every other pid of its tree in cgroup.procs" : "");
 		_exit(1);
 	}
 	held_release(&h, cg->pid);

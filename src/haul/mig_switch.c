@@ -300,11 +300,19 @@ static void kill_source(struct mig *m)
  */
 static void say_in_doubt(const struct mig *m, int ret, const char *what)
 {
-	pr_err_r(ret,
-		 "%s: the source stays frozen in '%s'. If the process runs on %s, kill the source "
-		 "(kill -9 %d, then write 0 to cgroup.freeze); if not, thaw it (write 0 to "
-		 "cgroup.freeze)",
-		 what, m->cg.freezer_dir, m->o->to, m->pid);
+	if (m->nprocs)
+		pr_err_r(ret,
+			 "%s: the tree of pid %d stays frozen in '%s'. If it runs on %s, kill the "
+			 "source (kill -9 every pid in its cgroup.procs, then write 0 to "
+			 "cgroup.freeze); if not, thaw it (write 0 to cgroup.freeze)",
+			 what, m->o->pid, m->cg.freezer_dir, m->o->to);
+	else
+		pr_err_r(
+			ret,
+			"%s: the source stays frozen in '%s'. If the process runs on %s, kill the "
+			"source (kill -9 %d, then write 0 to cgroup.freeze); if not, thaw it (write "
+			"0 to cgroup.freeze)",
+			what, m->cg.freezer_dir, m->o->to, m->pid);
 }
 
 /* Whether a process of the migration has connections its listeners have not accepted. */

@@ -179,8 +179,9 @@ static int mig_connect(struct mig *m, const char *comm)
 	rst_timens_offsets(o->pid, &co.timens_monotonic_ns, &co.timens_boottime_ns);
 	/* the migration id names the lock tables and the hooks' runs on both sides */
 	co.session_id = m->net.id + m->cur; /* a tree's others: the root's id + their index */
-	co.move_addrs = o->move_addrs;
-	co.nmove_addrs = o->nmove_addrs;
+	/* the addresses move with the root's session (a tree's lock and restore are its) */
+	co.move_addrs = m->cur ? NULL : o->move_addrs;
+	co.nmove_addrs = m->cur ? 0 : o->nmove_addrs;
 	/* the target may join them before the switch; without them it joins at the resume */
 	if (!rst_cg_lines(m->pid, &m->cglines, &m->ncglines)) {
 		co.cgroups = m->cglines;

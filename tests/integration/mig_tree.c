@@ -8,6 +8,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,12 +19,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "haul/haul_int.h"
 #include "th_mig.h"
 #include "th_proc.h"
 #include "th_rst.h"
 
 static struct th_mig M;
-static char dir[160]; /* rst_tree's DIR: holds the tag, so teardown finds every copy */
+static char dir[160];		  /* rst_tree's DIR: holds the tag, so teardown finds every copy */
+static char cgdir[PATH_MAX + 64]; /* a cgroup the test made, removed at teardown */
 
 struct ids {
 	int pid, ppid, pgid, sid;
@@ -36,6 +39,12 @@ static void teardown(void)
 	snprintf(stop, sizeof(stop), "%s/stop", dir);
 	close(open(stop, O_WRONLY | O_CREAT, 0644));
 	th_mig_teardown(&M);
+	if (cgdir[0]) {
+		/* emptied once the source and the copies that joined it are gone */
+		for (int i = 0; i < 100 && rmdir(cgdir) && errno == EBUSY; i++)
+			usleep(20000);
+		cgdir[0] = '\0';
+	}
 }
 
 static void sleep_ms(int ms)
@@ -387,4 +396,137 @@ Test(mig_tree, a_fork_during_pre_copy_restarts_the_migration_with_the_new_proces
 	cr_assert_eq(before[2].ppid, before[0].pid);
 	assert_tree_runs(names, 3, before, false);
 	cr_assert_eq(th_mig_json(&M, "processes"), 3);
+}
+
+Test(mig_tree, postcopy_of_a_tree_is_refused_by_name_and_nothing_is_touched, .fini = teardown,
+     .timeout = 60)
+{
+	const char *extra[] = {"--postcopy", NULL};
+	struct ids before[NFAMILY];
+	char line[512];
+	int fd, st;
+	pid_t pid;
+
+	th_mig_setup(&M, 0);
+	start_tree("family", family, NFAMILY);
+	for (size_t i = 0; i < NFAMILY; i++)
+		before[i] = last_ids(family[i]);
+	pid = th_mig_haul(&M, &fd, extra);
+	cr_assert_gt(pid, 0);
+	cr_assert_eq(th_wait_line(fd, "--postcopy of a tree", 10000, line, sizeof(line)), 0,
+		     "the refusal does not name --postcopy of a tree");
+	st = th_wait_exit(pid, 10000);
+	close(fd);
+	cr_assert_neq(st, 0);
+	assert_tree_runs(family, NFAMILY, before, true);
+}
+
+/* Live processes running rst_tree for this test in network namespace @net. */
+static int tree_in(unsigned long net)
+{
+	char cmd[64];
+	FILE *p;
+	int n = -1;
+
+	snprintf(cmd, sizeof(cmd), "pgrep -f %s", M.tag);
+	p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	n = 0;
+	for (int pid; fscanf(p, "%d", &pid) == 1;) {
+		char path[64], st[256];
+		FILE *f;
+
+		if (netns_of(pid) != net)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+		f = fopen(path, "r");
+		if (f && fgets(st, sizeof(st), f) && !strstr(strrchr(st, ')'), ") Z") &&
+		    strstr(st, "rst_tree"))
+			n++;
+		if (f)
+			fclose(f);
+	}
+	pclose(p);
+	return n;
+}
+
+/* The tree's migration cgroup: thaw it, after killing every process in it (@kill). */
+static void resolve_in_doubt(bool kill_source)
+{
+	struct haul_cg_mounts mnt;
+	char cg[PATH_MAX + 64];
+
+	cr_assert_eq(haul_cg_probe(&mnt), 0);
+	if (!mnt.v2[0])
+		cr_skip_test("the in-doubt tree is thawed through cgroup2 here");
+	snprintf(cg, sizeof(cg), "%s/haul/mig-%d", mnt.v2, (int)M.wl_pid);
+	if (kill_source)
+		cr_assert_eq(th_sh("for p in $(cat %s/cgroup.procs); do kill -9 $p; done", cg), 0);
+	cr_assert_eq(th_sh("echo 0 > %s/cgroup.freeze", cg), 0, "cannot thaw %s", cg);
+}
+
+Test(mig_tree, haul_killed_between_resume_and_commit_leaves_the_whole_tree_here, .fini = teardown,
+     .timeout = 120)
+{
+	struct ids before[NFAMILY];
+
+	th_mig_setup(&M, 0);
+	start_tree("family", family, NFAMILY);
+	for (size_t i = 0; i < NFAMILY; i++)
+		before[i] = last_ids(family[i]);
+	cr_assert_neq(migrate_faulted("stall:restored", kill_haul, 10000), 0);
+	/* the target kills every process of the uncommitted tree; the source stays frozen */
+	for (int i = 0; i < 300 && tree_in(M.net_b) > 0; i++)
+		sleep_ms(10);
+	cr_assert_eq(tree_in(M.net_b), 0, "a process of the tree runs on the target");
+	cr_assert_eq(tree_in(M.net_a), (int)NFAMILY, "the in-doubt source lost a process");
+	resolve_in_doubt(false);
+	assert_tree_runs(family, NFAMILY, before, true);
+}
+
+Test(mig_tree, haul_killed_after_the_commit_leaves_the_whole_tree_on_the_target, .fini = teardown,
+     .timeout = 120)
+{
+	th_mig_setup(&M, 0);
+	start_tree("family", family, NFAMILY);
+	cr_assert_neq(migrate_faulted("stall:committed", kill_haul, 10000), 0);
+	cr_assert_eq(tree_in(M.net_b), (int)NFAMILY, "not every process runs on the target");
+	resolve_in_doubt(true);
+	for (int i = 0; i < 300 && tree_in(M.net_a) > 0; i++)
+		sleep_ms(10);
+	cr_assert_eq(tree_in(M.net_a), 0, "a source process survived");
+	for (size_t i = 0; i < NFAMILY; i++) {
+		int ticks = count_in(family[i], "tick");
+
+		cr_assert(wait_lines(family[i], "tick", ticks + 5, 5000), "%s does not tick on",
+			  family[i]);
+		cr_assert_eq(count_in(family[i], "BAD"), 0);
+	}
+	cr_assert_eq(tree_in(M.net_b), (int)NFAMILY);
+}
+
+Test(mig_tree, a_cgroup_holding_one_tree_moves_as_a_whole, .fini = teardown, .timeout = 120)
+{
+	char cg[64];
+	const char *extra[] = {"--cgroup", cg, "--downtime", "50", NULL};
+	struct haul_cg_mounts mnt;
+	struct ids before[NFAMILY];
+
+	cr_assert_eq(haul_cg_probe(&mnt), 0);
+	if (!mnt.v2[0])
+		cr_skip_test("no cgroup2 hierarchy to hold the tree");
+	th_mig_setup(&M, 0);
+	start_tree("family", family, NFAMILY);
+	snprintf(cg, sizeof(cg), "haul/migtree%d", (int)getpid());
+	snprintf(cgdir, sizeof(cgdir), "%s/%s", mnt.v2, cg);
+	cr_assert_eq(th_sh("mkdir -p %s && for p in $(pgrep -f %s); do grep -qx rst_tree "
+			   "/proc/$p/comm && echo $p > %s/cgroup.procs; done; true",
+			   cgdir, M.tag, cgdir),
+		     0, "cannot put the tree into %s", cgdir);
+	for (size_t i = 0; i < NFAMILY; i++)
+		before[i] = last_ids(family[i]);
+	cr_assert_eq(migrate(extra, 90000), 0, "haul migrate --cgroup of the tree failed");
+	assert_tree_runs(family, NFAMILY, before, false);
+	cr_assert_eq(th_mig_json(&M, "processes"), NFAMILY);
 }
