@@ -114,6 +114,25 @@ int haul_mig_tree_prepare(struct mig *m)
 	return 0;
 }
 
+/* The root's session is open: the target must restore trees (an older one restores each alone). */
+int haul_mig_tree_check_target(struct mig *m)
+{
+	const struct ps_resource_cap *caps;
+	size_t n;
+
+	if (!m->nprocs)
+		return 0;
+	n = ps_client_caps(m->client, &caps);
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(caps[i].kind, RST_CAP_TREE) && caps[i].version >= 1)
+			return 0;
+	snprintf(m->res->why, sizeof(m->res->why),
+		 "%s does not restore process trees (pid %d has child processes); upgrade haul "
+		 "there",
+		 m->o->to, m->o->pid);
+	return -EOPNOTSUPP;
+}
+
 int haul_mig_tree_track(struct mig *m)
 {
 	struct trk_opts to = {.backend = TRK_AUTO};

@@ -365,8 +365,16 @@ static int migrate_once(const struct haul_mig_opts *o, struct haul_mig_result *r
 
 	res->phase = "connect";
 	ret = mig_connect(&m, comm);
-	if (!ret)
-		ret = tree_connect(&m);
+	if (ret)
+		goto out;
+	res->phase = "precheck";
+	ret = haul_mig_tree_check_target(&m);
+	if (ret) {
+		pr_err("pid %d cannot be migrated: %s", o->pid, res->why);
+		goto out;
+	}
+	res->phase = "connect";
+	ret = tree_connect(&m);
 	if (ret)
 		goto out;
 	/* what the target announced it restores, checked before anything is frozen */

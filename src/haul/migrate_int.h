@@ -123,6 +123,7 @@ void haul_mig_net_indoubt_end(struct mig *m);
 /* mig_tree.c: see there */
 void haul_mig_select(struct mig *m, size_t i);
 int haul_mig_tree_prepare(struct mig *m);
+int haul_mig_tree_check_target(struct mig *m);
 int haul_mig_tree_track(struct mig *m);
 int haul_mig_tree_round(struct mig *m, bool final, uint64_t *pages, uint64_t *wire,
 			double *scan_ms);

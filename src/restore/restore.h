@@ -48,6 +48,8 @@ int rst_dump_precheck(pid_t pid, char *why, size_t whylen);
  * be read.
  */
 size_t rst_resource_caps(const char *without, const struct ps_resource_cap **out);
+/* The capability of a target that restores a live process tree (SessionOpen.tree), version 1. */
+#define RST_CAP_TREE "PROCESS_TREE"
 int rst_caps_check(pid_t pid, const struct ps_client *c, char *why, size_t whylen);
 
 /* Whether @pid is a kernel thread (nothing haul can dump or track); false if gone. */

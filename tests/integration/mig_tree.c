@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "haul/haul_int.h"
+#include "restore/restore.h"
 #include "th_mig.h"
 #include "th_proc.h"
 #include "th_rst.h"
@@ -529,4 +530,29 @@ Test(mig_tree, a_cgroup_holding_one_tree_moves_as_a_whole, .fini = teardown, .ti
 	cr_assert_eq(migrate(extra, 90000), 0, "haul migrate --cgroup of the tree failed");
 	assert_tree_runs(family, NFAMILY, before, false);
 	cr_assert_eq(th_mig_json(&M, "processes"), NFAMILY);
+}
+
+Test(mig_tree, a_target_that_does_not_restore_trees_is_refused_before_anything_stops,
+     .fini = teardown, .timeout = 60)
+{
+	const char *extra[] = {"--downtime", "50", NULL};
+	struct ids before[NFAMILY];
+	char line[512];
+	int fd, st;
+	pid_t pid;
+
+	setenv("HAUL_FAULT", "caps-without:" RST_CAP_TREE, 1);
+	th_mig_setup(&M, 0); /* its page server announces no PROCESS_TREE */
+	unsetenv("HAUL_FAULT");
+	start_tree("family", family, NFAMILY);
+	for (size_t i = 0; i < NFAMILY; i++)
+		before[i] = last_ids(family[i]);
+	pid = th_mig_haul(&M, &fd, extra);
+	cr_assert_gt(pid, 0);
+	cr_assert_eq(th_wait_line(fd, "does not restore process trees", 10000, line, sizeof(line)),
+		     0, "the refusal does not say the target cannot restore trees");
+	st = th_wait_exit(pid, 10000);
+	close(fd);
+	cr_assert_neq(st, 0);
+	assert_tree_runs(family, NFAMILY, before, true);
 }
