@@ -556,3 +556,62 @@ Test(mig_tree, a_target_that_does_not_restore_trees_is_refused_before_anything_s
 	cr_assert_neq(st, 0);
 	assert_tree_runs(family, NFAMILY, before, true);
 }
+
+Test(mig_tree, moves_with_the_v1_freezer, .fini = teardown, .timeout = 120)
+{
+	const char *extra[] = {"--downtime", "50", NULL};
+	struct haul_cg_mounts mnt;
+	struct ids before[NFAMILY];
+	int st;
+
+	if (haul_cg_probe(&mnt) || !mnt.v1_freezer[0])
+		cr_skip_test("no v1 freezer hierarchy on this host");
+	th_mig_setup(&M, 0);
+	start_tree("family", family, NFAMILY);
+	for (size_t i = 0; i < NFAMILY; i++)
+		before[i] = last_ids(family[i]);
+	setenv("HAUL_FREEZER", "v1", 1);
+	st = migrate(extra, 90000);
+	unsetenv("HAUL_FREEZER");
+	cr_assert_eq(st, 0, "haul migrate of the tree with the v1 freezer failed");
+	assert_tree_runs(family, NFAMILY, before, false);
+}
+
+Test(mig_tree, an_inherited_file_offset_stays_shared_by_parent_and_child, .fini = teardown,
+     .timeout = 120)
+{
+	static const char *const names[] = {"r", "c1"};
+	const char *extra[] = {"--downtime", "50", NULL};
+	struct ids before[2];
+	char path[256];
+	long next[2] = {1, 1};
+	const char *s;
+
+	th_mig_setup(&M, 0);
+	start_tree("stdout", names, 2);
+	before[0] = last_ids("r");
+	before[1] = last_ids("c1");
+	cr_assert_eq(migrate(extra, 90000), 0, "haul migrate of the tree failed");
+	assert_tree_runs(names, 2, before, false);
+	touch("stop");
+	sleep_ms(100);
+	/* each writer's numbers 1, 2, 3... with no gap: one offset, nothing overwritten */
+	snprintf(path, sizeof(path), "%s/shared.out", dir);
+	for (s = th_slurp(path); s && *s;) {
+		size_t len = strcspn(s, "\n");
+		char who[16];
+		long v;
+		int k;
+
+		cr_assert_eq(sscanf(s, "%15s %ld", who, &v), 2, "a broken line '%.*s'", (int)len,
+			     s);
+		k = !strcmp(who, "c1");
+		cr_assert(k || !strcmp(who, "r"), "a line of no writer: '%.*s'", (int)len, s);
+		cr_assert_eq(v, next[k], "%s wrote %ld after %ld: a line was lost or overwritten",
+			     who, v, next[k] - 1);
+		next[k]++;
+		s += len + (s[len] == '\n');
+	}
+	cr_assert(next[0] > 10 && next[1] > 10, "too few lines: %ld and %ld", next[0] - 1,
+		  next[1] - 1);
+}
