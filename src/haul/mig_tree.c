@@ -99,12 +99,26 @@ int haul_mig_tree_prepare(struct mig *m)
 		rst_mig_tree_proc(m->tree, i, &host, &pid, &zombie);
 		if (zombie)
 			continue; /* no memory, no session: the root's tree names it */
-		m->procs[k] = (struct mig_proc){.pid = host, .ns_pid = pid};
+		m->procs[k] = (struct mig_proc){.pid = host, .ns_pid = pid, .lock.fd = -1};
 		if (k)
 			m->more[k - 1] = host;
 		k++;
 	}
 	m->nprocs = k;
+	/* one haul per process of the tree too: another may be migrating a child alone */
+	for (size_t i = 1; i < k; i++) {
+		char why[256] = "";
+
+		ret = haul_pid_lock(m->procs[i].pid, "migrated", &m->procs[i].lock, why,
+				    sizeof(why));
+		if (ret == -ESRCH)
+			continue; /* exited: the check at the freeze sees it */
+		if (ret) {
+			snprintf(res->why, sizeof(res->why), "pid %d of its tree: %s",
+				 m->procs[i].pid, why);
+			return ret;
+		}
+	}
 	m->cur = 0;
 	ret = rst_mig_tree_pack(m->tree, &m->tree_msg, &m->tree_len);
 	if (ret)
@@ -329,12 +343,14 @@ void haul_mig_tree_finish(struct mig *m)
 			free(p->cglines[k]);
 		free(p->cglines);
 		free(p->listeners);
-		memset(p, 0, sizeof(*p));
+		*p = (struct mig_proc){.pid = p->pid, .lock = p->lock}; /* locked until the end */
 	}
 }
 
 void haul_mig_tree_free(struct mig *m)
 {
+	for (size_t i = 1; i < m->nprocs; i++)
+		haul_pid_unlock(&m->procs[i].lock);
 	rst_mig_tree_free(m->tree);
 	m->tree = NULL;
 	free(m->procs);

@@ -51,6 +51,8 @@ struct mig_proc {
 	struct rst_seized *seized;
 	struct rst_dump_prep *prep;
 	bool stopped; /* SIGSTOPped by us (not the journal's): SIGCONT owed */
+	struct haul_pid_lock
+		lock; /* one haul per process: the others' locks (the root's: migrate.c) */
 };
 
 struct mig {

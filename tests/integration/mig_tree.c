@@ -615,3 +615,34 @@ Test(mig_tree, an_inherited_file_offset_stays_shared_by_parent_and_child, .fini 
 	cr_assert(next[0] > 10 && next[1] > 10, "too few lines: %ld and %ld", next[0] - 1,
 		  next[1] - 1);
 }
+
+Test(mig_tree, a_child_another_haul_is_moving_is_refused_by_name, .fini = teardown, .timeout = 60)
+{
+	const char *extra[] = {"--downtime", "50", NULL};
+	struct haul_pid_lock lock = {.fd = -1};
+	struct ids before[NFAMILY];
+	char cmd[64], why[256] = "", line[512];
+	pid_t child = 0, pid;
+	FILE *p;
+	int fd, st;
+
+	th_mig_setup(&M, 0);
+	start_tree("family", family, NFAMILY);
+	for (size_t i = 0; i < NFAMILY; i++)
+		before[i] = last_ids(family[i]);
+	snprintf(cmd, sizeof(cmd), "pgrep -P %d", (int)M.wl_pid);
+	p = popen(cmd, "r");
+	cr_assert(p && fscanf(p, "%d", &child) == 1, "the root has no child");
+	pclose(p);
+	/* this test plays the other haul */
+	cr_assert_eq(haul_pid_lock(child, "migrated", &lock, why, sizeof(why)), 0, "%s", why);
+	pid = th_mig_haul(&M, &fd, extra);
+	cr_assert_gt(pid, 0);
+	cr_assert_eq(th_wait_line(fd, "already being migrated", 10000, line, sizeof(line)), 0,
+		     "the refusal does not name the other migration");
+	st = th_wait_exit(pid, 10000);
+	close(fd);
+	haul_pid_unlock(&lock);
+	cr_assert_neq(st, 0);
+	assert_tree_runs(family, NFAMILY, before, true);
+}
