@@ -15,7 +15,11 @@
  *       process of its tree): the dump is putting that TCP socket in repair
  *       mode;
  *   'S' and a pid: haul SIGSTOPped that process of a tree (the injection
- *       journal holds one process only): SIGCONT it after the thaw.
+ *       journal holds one process only): SIGCONT it after the thaw, once
+ *       the journal's survivor is gone;
+ *   'J' and a pid: the injection journal's survivor, which puts back the
+ *       registers of a process haul died injecting into (continued before
+ *       that, the process would run on injected registers).
  * A socket left in repair mode never sends again, so before it thaws the
  * process the armed guardian takes each such socket (pidfd_getfd) out of
  * repair mode (the kernel sends a window probe: the peer learns we are back)
@@ -51,6 +55,7 @@ struct held {
 	size_t n, cap;
 	pid_t *stopped;
 	size_t nstopped, capstopped;
+	pid_t journal; /* the injection journal's survivor, 0: none */
 };
 
 static void stopped_add(struct held *h, int rfd)
@@ -154,6 +159,9 @@ static void guard_record(void *arg, char c, int rfd)
 		held_add(arg, rfd);
 	else if (c == 'S')
 		stopped_add(arg, rfd);
+	else if (c == 'J' &&
+		 read(rfd, &((struct held *)arg)->journal, sizeof(pid_t)) != (ssize_t)sizeof(pid_t))
+		((struct held *)arg)->journal = 0;
 }
 
 static void guard_main(struct haul_cg *cg, const char *to, int rfd)
@@ -173,6 +181,14 @@ static void guard_main(struct haul_cg *cg, const char *to, int rfd)
 	}
 	held_release(&h, cg->pid);
 	haul_cg_undo(cg);
+	/* the journal's survivor first puts back what haul was injecting (bounded wait) */
+	for (int i = 0; i < 5000 && h.nstopped && h.journal > 0; i++) {
+		char js = haul_proc_state(h.journal);
+
+		if (!js || js == 'Z' || js == 'X')
+			break;
+		usleep(1000);
+	}
 	for (size_t i = 0; i < h.nstopped; i++)
 		kill(h.stopped[i], SIGCONT);
 	pr_warn("haul migrate of pid %d died before the commit point; pid %d was thawed and runs "
@@ -234,6 +250,17 @@ void haul_guard_stopped(struct haul_guard *g, pid_t pid)
 	memcpy(rec + 1, &pid, sizeof(pid));
 	if (write(g->fd, rec, sizeof(rec)) != (ssize_t)sizeof(rec))
 		pr_warn("cannot tell the guardian about pid %d: %s", (int)pid, strerror(errno));
+}
+
+void haul_guard_journal(struct haul_guard *g, pid_t survivor)
+{
+	char rec[1 + sizeof(pid_t)] = {'J'};
+
+	if (g->fd < 0 || survivor <= 0)
+		return;
+	memcpy(rec + 1, &survivor, sizeof(survivor));
+	if (write(g->fd, rec, sizeof(rec)) != (ssize_t)sizeof(rec))
+		pr_warn("cannot tell the guardian about the journal: %s", strerror(errno));
 }
 
 void haul_guard_stop(struct haul_guard *g)

@@ -152,6 +152,8 @@ void haul_guard_tcp_held(void *guard, int fd, int reuse);
  * it sends SIGCONT after the thaw.
  */
 void haul_guard_stopped(struct haul_guard *g, pid_t pid);
+/* The injection journal's survivor (injlog_survivor()): the guardian waits for it to exit. */
+void haul_guard_journal(struct haul_guard *g, pid_t survivor);
 
 /* ---- survivor.c: the forked child behind guard.c and netguard.c --------- */
 

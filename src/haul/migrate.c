@@ -224,6 +224,7 @@ static int mig_cgroup(struct mig *m)
 		pr_err_r(ret, "cannot start the injection journal for pid %d", o->pid);
 		return ret;
 	}
+	haul_guard_journal(&m->guard, injlog_survivor());
 	return 0;
 }
 

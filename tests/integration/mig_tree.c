@@ -646,3 +646,36 @@ Test(mig_tree, a_child_another_haul_is_moving_is_refused_by_name, .fini = teardo
 	cr_assert_neq(st, 0);
 	assert_tree_runs(family, NFAMILY, before, true);
 }
+
+/*
+ * haul SIGKILLed at injected calls all through the migration (the trackers'
+ * attach, the dump of each process at the switchover): every time, every
+ * process of the tree runs on here with its memory; the walk ends when haul
+ * gets through (the tree moved) or its time is up.
+ */
+Test(mig_tree, haul_killed_at_injected_calls_leaves_every_process_running_here, .fini = teardown,
+     .timeout = 240)
+{
+	const char *extra[] = {"--downtime", "50", NULL};
+	struct ids before[NFAMILY];
+	char fault[64];
+	int st = 128 + SIGKILL, n, kills = 0;
+
+	th_mig_setup(&M, 0);
+	start_tree("family", family, NFAMILY);
+	for (size_t i = 0; i < NFAMILY; i++)
+		before[i] = last_ids(family[i]);
+	for (n = 1; st == 128 + SIGKILL && n < 400; n += 13) {
+		snprintf(fault, sizeof(fault), "kill:inject:regs:%d", n);
+		setenv("HAUL_FAULT", fault, 1);
+		st = migrate(extra, 60000);
+		unsetenv("HAUL_FAULT");
+		if (st != 128 + SIGKILL)
+			break;
+		kills++;
+		assert_tree_runs(family, NFAMILY, before, true);
+	}
+	cr_assert_eq(st, 0, "%s: haul exited with %d", fault, st);
+	cr_assert_gt(kills, 3, "only %d injected calls were reached", kills);
+	assert_tree_runs(family, NFAMILY, before, false);
+}
