@@ -5,7 +5,9 @@
  * `haul migrate --move-address` of the shell.  The network lock and the
  * address move must cover the sockets of every process of the tree: the
  * client's connections and datagrams carry on with the server on the
- * target, and no nftables rule is left anywhere.
+ * target, and no nftables rule is left anywhere.  And a tree whose
+ * children are real writers (tests/progs/mig_workload): their memory
+ * verifies page by page after the move, and the stop stays short.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -151,4 +153,59 @@ Test(mig_tree_net, a_server_child_moves_with_its_connections_and_address, .fini 
 		      line);
 	cr_assert_neq(th_wait_file(cli_out, 0, "ERROR", 10, line, sizeof(line)), 0, "client: %s",
 		      line);
+}
+
+/*
+ * Memory: a shell with two writers of 64 MiB each (tests/progs/mig_workload,
+ * 16 MiB/s each) moves with pre-copy; each verifies every page after the
+ * move, and the stop copies only what the last rounds left (the frozen
+ * round is a small part of what was sent).
+ */
+Test(mig_tree_net, two_writing_children_move_with_their_memory_and_a_short_stop, .fini = teardown,
+     .timeout = 180)
+{
+	char wl[256], ctl1[128], ctl2[128], out[128], script[1280];
+	char *argv[] = {"/bin/sh", "-c", script, NULL};
+	const char *extra[] = {"--downtime", "100", NULL};
+	double down, total, pages;
+	int fd, st;
+	pid_t haul;
+
+	th_mig_setup(&M, 0);
+	snprintf(wl, sizeof(wl), "%s/mig_workload", th_progs_dir());
+	snprintf(ctl1, sizeof(ctl1), "%s/ctl1", M.dir);
+	snprintf(ctl2, sizeof(ctl2), "%s/ctl2", M.dir);
+	snprintf(out, sizeof(out), "%s/out", M.dir);
+	snprintf(script, sizeof(script),
+		 "%s --mem 64 --rate 16 --control %s --tag %s & "
+		 "%s --mem 64 --rate 16 --control %s --tag %s & wait",
+		 wl, ctl1, M.tag, wl, ctl2, M.tag);
+	M.wl_pid = th_spawn(M.net.a, argv, out);
+	cr_assert_gt(M.wl_pid, 0);
+	for (int i = 0; i < 1000 && th_sh("test $(grep -c tick %s) -ge 6", out); i++)
+		usleep(10000);
+	haul = th_mig_haul(&M, &fd, extra);
+	cr_assert_gt(haul, 0);
+	st = th_wait_exit(haul, 120000);
+	if (st)
+		th_mig_dump_output(fd);
+	close(fd);
+	cr_assert_eq(st, 0, "haul migrate of the writers' tree failed");
+	M.wl_pid = 0;
+	cr_assert_eq(th_mig_json(&M, "processes"), 3);
+	cr_assert_geq(th_mig_json(&M, "rounds"), 2);
+	down = th_mig_json(&M, "downtime_ms");
+	total = th_mig_json(&M, "total_ms");
+	pages = th_mig_json(&M, "pages_sent");
+	cr_log_info("tree of 2 x 64 MiB writers: downtime %.1f ms, total %.0f ms, %.0f pages", down,
+		    total, pages);
+	cr_assert_geq(pages, 2 * 64 * 256, "not every page was sent");
+	cr_assert(down > 0 && down < total / 2, "downtime %.1f ms of a %.0f ms migration", down,
+		  total);
+	th_sh("echo verify > %s; echo verify > %s", ctl1, ctl2);
+	for (int i = 0; i < 500 && th_sh("test $(grep -c 'verify ok' %s) -ge 2", out); i++)
+		usleep(10000);
+	cr_assert_eq(th_sh("test $(grep -c 'verify ok' %s) -ge 2", out), 0,
+		     "the writers' memory does not verify after the move");
+	cr_assert_neq(th_sh("grep -q 'verify FAIL' %s", out), 0, "a page was lost");
 }
