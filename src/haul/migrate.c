@@ -280,11 +280,19 @@ static void mig_finish(struct mig *m, int ret, double t0)
 	res->pages_sent += res->served_pages;
 }
 
-/* Open the other sessions of a tree (the root's is open) and check each against the target. */
+/*
+ * A tree: the target must restore trees (the root's session is open); then
+ * the other sessions, each checked against what the target restores.
+ */
 static int tree_connect(struct mig *m)
 {
-	int ret = 0;
+	int ret = haul_mig_tree_check_target(m);
 
+	if (ret) {
+		m->res->phase = "precheck";
+		pr_err("pid %d cannot be migrated: %s", m->o->pid, m->res->why);
+		return ret;
+	}
 	for (size_t i = 1; i < m->nprocs && !ret; i++) {
 		char comm[64] = "";
 
@@ -366,16 +374,8 @@ static int migrate_once(const struct haul_mig_opts *o, struct haul_mig_result *r
 
 	res->phase = "connect";
 	ret = mig_connect(&m, comm);
-	if (ret)
-		goto out;
-	res->phase = "precheck";
-	ret = haul_mig_tree_check_target(&m);
-	if (ret) {
-		pr_err("pid %d cannot be migrated: %s", o->pid, res->why);
-		goto out;
-	}
-	res->phase = "connect";
-	ret = tree_connect(&m);
+	if (!ret)
+		ret = tree_connect(&m);
 	if (ret)
 		goto out;
 	/* what the target announced it restores, checked before anything is frozen */
