@@ -163,6 +163,22 @@ int haul_mig_tree_track(struct mig *m)
 }
 
 /*
+ * Process @m->pid of the tree failed with @ret during pre-copy: if it exited
+ * meanwhile, the tree changed (-EAGAIN: haul_migrate() starts over).
+ */
+static int member_failed(struct mig *m, int ret)
+{
+	char st = haul_proc_state(m->pid);
+
+	if (st && st != 'Z' && st != 'X')
+		return ret;
+	snprintf(m->res->why, sizeof(m->res->why), "pid %d exited during pre-copy", m->pid);
+	pr_warn("the tree of pid %d changed: %s", m->o->pid, m->res->why);
+	m->tree_changed = true;
+	return -EAGAIN;
+}
+
+/*
  * One round of every process but the root (selected before and after):
  * scan, send, and add what it cost.  @final: the tree is held stopped.
  */
@@ -179,18 +195,21 @@ int haul_mig_tree_round(struct mig *m, bool final, uint64_t *pages, uint64_t *wi
 			trk_set_frozen(m->trk, true);
 		else
 			ret = rst_dump_prepare(m->pid, &m->prep);
-		if (ret) {
-			pr_err_r(ret, "cannot read the layout of pid %d", m->pid);
+		if (!ret)
+			ret = trk_round(m->trk, &r);
+		if (ret && !final && member_failed(m, ret) == -EAGAIN) {
+			ret = -EAGAIN;
 			break;
 		}
-		ret = trk_round(m->trk, &r);
 		if (ret) {
-			pr_err_r(ret, "cannot scan the dirty pages of pid %d", m->pid);
+			pr_err_r(ret, "cannot scan the memory of pid %d", m->pid);
 			break;
 		}
 		rst_dump_prep_annotate(m->prep, &r.layout);
 		ps_client_stats(m->client, &st0);
 		ret = haul_mig_send_round(m, &r, false);
+		if (ret && !final)
+			ret = member_failed(m, ret); /* it exited while its pages were read */
 		ps_client_stats(m->client, &st1);
 		*pages += r.dirty_pages;
 		*wire += st1.bytes_sent - st0.bytes_sent;

@@ -679,3 +679,24 @@ Test(mig_tree, haul_killed_at_injected_calls_leaves_every_process_running_here, 
 	cr_assert_gt(kills, 3, "only %d injected calls were reached", kills);
 	assert_tree_runs(family, NFAMILY, before, false);
 }
+
+static void exit_now(void)
+{
+	touch("exit");
+}
+
+Test(mig_tree, an_exit_during_pre_copy_restarts_the_migration_with_the_zombie, .fini = teardown,
+     .timeout = 150)
+{
+	const char *const names[] = {"r", "c1"};
+	struct ids before[1];
+
+	th_mig_setup(&M, 0);
+	start_tree("forker", names, 2);
+	before[0] = last_ids("r");
+	/* c1 exits (a zombie: the root reaps only at the end) while pre-copy is stalled */
+	cr_assert_eq(migrate_faulted("stall:precopy:1500", exit_now, 90000), 0,
+		     "haul migrate did not start over without the exited process");
+	assert_tree_runs(names, 1, before, false);
+	cr_assert_eq(th_mig_json(&M, "processes"), 2, "the zombie is not in the moved tree");
+}
