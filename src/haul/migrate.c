@@ -298,9 +298,12 @@ static int tree_connect(struct mig *m)
 
 		haul_mig_select(m, i);
 		read_comm(m->pid, comm, sizeof(comm));
+		m->res->phase = "connect";
 		ret = mig_connect(m, comm);
-		if (!ret)
+		if (!ret) {
+			m->res->phase = "precheck";
 			ret = rst_caps_check(m->pid, m->client, m->res->why, sizeof(m->res->why));
+		}
 		if (ret && m->res->why[0])
 			pr_err("pid %d of the tree of pid %d cannot be migrated to %s: %s", m->pid,
 			       m->o->pid, m->o->to, m->res->why);
