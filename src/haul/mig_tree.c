@@ -107,7 +107,7 @@ int haul_mig_tree_prepare(struct mig *m)
 	m->nprocs = k;
 	/* one haul per process of the tree too: another may be migrating a child alone */
 	for (size_t i = 1; i < k; i++) {
-		char why[256] = "";
+		char why[200] = "";
 
 		ret = haul_pid_lock(m->procs[i].pid, "migrated", &m->procs[i].lock, why,
 				    sizeof(why));
