@@ -48,6 +48,8 @@ int rst_dump_precheck(pid_t pid, char *why, size_t whylen);
  * be read.
  */
 size_t rst_resource_caps(const char *without, const struct ps_resource_cap **out);
+/* The capability of a target that restores a live process tree (SessionOpen.tree), version 1. */
+#define RST_CAP_TREE "PROCESS_TREE"
 int rst_caps_check(pid_t pid, const struct ps_client *c, char *why, size_t whylen);
 
 /* Whether @pid is a kernel thread (nothing haul can dump or track); false if gone. */
@@ -319,6 +321,30 @@ void rst_ckpt_end(struct rst_ckpt *ck, int ret);
 int rst_tree_checkpoint(pid_t pid, const char *dir, bool leave_running, const char *fault,
 			struct rst_ckpt_stats *st);
 bool rst_has_children(pid_t pid);
+/*
+ * A live migration's process tree, source side (tree_mig.c).
+ * rst_mig_tree_new: walk @root's descendants, precheck every process
+ * while all run (children and what the tree shares are accepted from now
+ * until rst_mig_tree_free, on this thread), refuse sharing haul does not
+ * rebuild; the reason in @why.  rst_mig_tree_count / _proc: entry @i in
+ * tree order (parents first, the root at 0): host PID, PID in the tree's
+ * namespace, zombie.  rst_mig_tree_pack: the shape as a packed
+ * haul.img.Tree (*@buf malloc'd) for SessionOpen.tree.
+ * rst_mig_tree_unchanged: read again (the tree frozen): -EAGAIN, naming
+ * the pid in @why, if a process appeared, exited or changed its ids.
+ * rst_mig_tree_merge: entry @i's dumped state, in tree order, rewritten so
+ * that open files shared with an earlier process name it (*@blob
+ * replaced).  Each 0 or -errno.
+ */
+struct rst_mig_tree;
+int rst_mig_tree_new(pid_t root, struct rst_mig_tree **out, char *why, size_t wl);
+size_t rst_mig_tree_count(const struct rst_mig_tree *mt);
+void rst_mig_tree_proc(const struct rst_mig_tree *mt, size_t i, pid_t *host, pid_t *pid,
+		       bool *zombie);
+int rst_mig_tree_pack(const struct rst_mig_tree *mt, uint8_t **buf, size_t *len);
+int rst_mig_tree_unchanged(const struct rst_mig_tree *mt, char *why, size_t wl);
+int rst_mig_tree_merge(struct rst_mig_tree *mt, size_t i, uint8_t **blob, size_t *len);
+void rst_mig_tree_free(struct rst_mig_tree *mt);
 /*
  * Restore the image @id (NULL: the only one) of process @pid (0: any) from
  * @dir with @o (its pid and clock offsets are filled in here).  The image
