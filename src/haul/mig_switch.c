@@ -423,6 +423,11 @@ static int switch_state(struct mig *m)
 		return ret;
 	/* frozen: the SIGCONT only moves it from the group-stop into the freezer */
 	injlog_unhold(m->pid);
+	if (m->o->on_frozen) {
+		ret = m->o->on_frozen(m->o->frozen_arg, m->pid);
+		if (ret)
+			return ret;
+	}
 	ret = haul_mig_fault_point(m, "state");
 	if (ret)
 		return ret;
