@@ -80,8 +80,13 @@ int haul_runc(const char *runtime, const char *root, const char *const args[],
 		close(pfd[1]);
 		return -errno;
 	}
+	/*
+	 * Without @out the child's stdout is /dev/null, not the pipe: what runc
+	 * restore -d leaves running (criu's helpers, the container) would hold
+	 * the pipe open and the read below would never see its end.
+	 */
 	if (child == 0)
-		runc_child(argv, path_first, log, pfd[1]);
+		runc_child(argv, path_first, log, out ? pfd[1] : -1);
 	close(pfd[1]);
 	for (;;) {
 		char sink[4096];
