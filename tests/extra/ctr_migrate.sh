@@ -67,13 +67,18 @@ ctr_cleanup() {
 		[ -n "$r" ] || continue
 		for c in $ID $ID2; do runc --root "$r" delete -f $c >/dev/null 2>&1; done
 	done
+	# srv_cleanup kills every process of the hosts; the cgroups go after it
+	(
+		(exit $rc)
+		srv_cleanup
+	)
+	rc=$?
 	for d in "${cg_dirs[@]:-}"; do
 		[ -n "$d" ] || continue
 		for sub in "$d"/*/; do [ -d "$sub" ] && rmdir "$sub" 2>/dev/null; done
 		rmdir "$d" 2>/dev/null
 	done
-	(exit $rc)
-	srv_cleanup
+	exit $rc
 }
 
 srv_hosts_up
