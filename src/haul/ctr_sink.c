@@ -32,6 +32,7 @@
 #include "common/log.h"
 #include "common/pstore.h"
 #include "haul/ctr_int.h"
+#include "haul/haul_int.h"
 #include "image.pb-c.h"
 #include "pageserver/pageserver.h"
 #include "restore/restore.h"
@@ -153,6 +154,7 @@ static int cs_state(void *sess, const void *blob, size_t len)
 	struct cs_sess *s = sess;
 	uint8_t *mine = NULL;
 	size_t mlen = 0;
+	double t0;
 	int ret;
 
 	if (s->live)
@@ -163,10 +165,14 @@ static int cs_state(void *sess, const void *blob, size_t len)
 			 (int)s->pid);
 		return ret;
 	}
+	t0 = haul_now_ms();
 	ret = pstore_set_state(s->p, mine, mlen);
 	free(mine);
 	if (!ret)
 		ret = pstore_commit(s->p, s->round);
+	if (!ret)
+		pr_info("container %s: image committed with the state in %.1f ms", s->rx->id,
+			haul_now_ms() - t0);
 	return ret;
 }
 
@@ -206,6 +212,7 @@ static int cs_restore(void *sess, struct ps_restore_result *res)
 	const char *args[] = {"restore",  "-d",	      "--image-path", rx->images,
 			      "--bundle", rx->bundle, rx->id,	      NULL};
 	bool synced;
+	double t0;
 	int ret;
 
 	if (s->live)
@@ -225,6 +232,7 @@ static int cs_restore(void *sess, struct ps_restore_result *res)
 	s->ps = NULL;
 	s->p = NULL;
 	snprintf(log, sizeof(log), "%s/runc-restore.log", rx->dir);
+	t0 = haul_now_ms();
 	ret = haul_runc(t->runtime, t->root, args, t->criu_dir, log, NULL, 0);
 	if (!ret)
 		ret = haul_runc_state(t->runtime, t->root, rx->id, &st);
@@ -242,7 +250,8 @@ static int cs_restore(void *sess, struct ps_restore_result *res)
 		return 0;
 	}
 	res->pid = st.pid;
-	pr_info("container %s: restored by %s as pid %d", rx->id, t->runtime, (int)st.pid);
+	pr_info("container %s: restored by %s as pid %d in %.1f ms (runc restore and state)",
+		rx->id, t->runtime, (int)st.pid, haul_now_ms() - t0);
 	return 0;
 }
 
