@@ -104,7 +104,17 @@ record() {
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$MIB" "$2" "$3" "$(srv_json "$j" max_gap_ms)" \
 		"$(srv_json "$j" p99)" "$(srv_json "$j" errors)" "$4" >>"$RESULTS"
 	srv_say "$1 run $2: downtime $3 ms, clients: max gap $(srv_json "$j" max_gap_ms) ms," \
-		"p99 $(srv_json "$j" p99) ms, errors $(srv_json "$j" errors)"
+		"p99 $(srv_json "$j" p99) ms, errors $(srv_json "$j" errors)" \
+		"$(python3 -c 'import json,sys; k=json.load(open(sys.argv[1]))["errors_by_kind"]
+print(" ".join("%s=%s" % (a, b) for a, b in k.items() if b))' "$j" 2>/dev/null)"
+}
+
+# the service address back on the source, and the client's neighbour cache
+# forgets the target's MAC (nothing announces the address back)
+addr_back() {
+	ip -n "$SRV_NS_DST" addr del "$SRV_ADDR/$SRV_PREFIX" dev eth0 2>/dev/null
+	ip -n "$SRV_NS_SRC" addr add "$SRV_ADDR/$SRV_PREFIX" dev eth0 2>/dev/null
+	ip -n "$SRV_NS_CLI" neigh flush all
 }
 
 haul_case() { # RUN
@@ -135,8 +145,7 @@ haul_case() { # RUN
 	runc --root "$RD" kill $ID KILL
 	sleep 0.5
 	runc --root "$RD" delete -f $ID >/dev/null 2>&1
-	ip -n "$SRV_NS_DST" addr del "$SRV_ADDR/$SRV_PREFIX" dev eth0 2>/dev/null
-	ip -n "$SRV_NS_SRC" addr add "$SRV_ADDR/$SRV_PREFIX" dev eth0 2>/dev/null
+	addr_back
 }
 
 podman_case() { # RUN
@@ -150,8 +159,12 @@ podman_case() { # RUN
 		--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 $PIMG \
 		/ctr_httpd "$SRV_ADDR" 8080 "$MIB" /tmp/served >/dev/null 2>"$SRV_DIR/prun.err" ||
 		{ srv_say "podman run: $(tail -1 "$SRV_DIR/prun.err")"; return 1; }
+	# ready: the server accepts (podman run -d returns before it listens)
+	srv_in cli timeout 20 bash -c "until exec 3<>/dev/tcp/$SRV_ADDR/8080; do sleep 0.05; done" \
+		2>/dev/null || { srv_say "the podman container's server never listened"; return 1; }
 	srv_load_start http "$SRV_DIR/load.log" "$SRV_DIR/load.json" --port 8080 --conns 16
-	srv_load_progress "$SRV_DIR/load.log" 3 || srv_fail "no client progress (podman)"
+	srv_load_progress "$SRV_DIR/load.log" 3 ||
+		{ srv_say "no client progress (podman): $(tail -3 "$SRV_DIR/load.log" | tr "\n" " ")"; return 1; }
 	t0=$(date +%s%N)
 	PATH="$SRV_DIR/crbin:$PATH" srv_in src podman container checkpoint --export "$ck" $PD \
 		>/dev/null 2>"$SRV_DIR/pck.err" || { srv_say "podman checkpoint: $(tail -2 "$SRV_DIR/pck.err")"; return 1; }
@@ -166,18 +179,22 @@ podman_case() { # RUN
 	srv_load_stop "$SRV_LOAD_PID" "$SRV_DIR/load.log" "$SRV_DIR/load.json" >/dev/null
 	record podman-export-import "$1" "$(((t1 - t0) / 1000000))" -
 	podman rm -f $PD >/dev/null 2>&1
-	ip -n "$SRV_NS_DST" addr del "$SRV_ADDR/$SRV_PREFIX" dev eth0 2>/dev/null
-	ip -n "$SRV_NS_SRC" addr add "$SRV_ADDR/$SRV_PREFIX" dev eth0 2>/dev/null
+	addr_back
 }
 
 for r in $(seq 1 "$REPEAT"); do
-	haul_case "$r"
 	if command -v podman >/dev/null; then
-		podman_case "$r" || { srv_say "podman case $r failed (above)"; printf 'podman-export-import\t%s\t%s\tfailed\t-\t-\t-\t-\n' "$MIB" "$r" >>"$RESULTS"; }
+		podman_case "$r" || {
+			srv_say "podman case $r failed (above)"
+			printf 'podman-export-import\t%s\t%s\tfailed\t-\t-\t-\t-\n' "$MIB" "$r" >>"$RESULTS"
+			podman rm -f $PD >/dev/null 2>&1
+			addr_back
+		}
 		if [ -n "${SRV_LOAD_PID:-}" ] && kill -0 "$SRV_LOAD_PID" 2>/dev/null; then
 			srv_load_stop "$SRV_LOAD_PID" "$SRV_DIR/load.log" "$SRV_DIR/load.json" >/dev/null
 		fi
 	fi
+	haul_case "$r"
 done
 srv_say "results: $RESULTS"
 column -t -s "$(printf '\t')" "$RESULTS"

@@ -15,6 +15,9 @@
  * requests answered so far; so a restart shows as another token.  One
  * thread, poll(2).
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem; the tests build it alone, with gcc -static */
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
