@@ -14,9 +14,9 @@
  * everything durable (syncfs) and answers the first error since the last
  * SYNC, so the source learns before the restore command whether the files
  * arrived.  The registry entry lives while the connection or the page
- * session holds it; the last one out removes DIR/<session> unless the
- * migration committed (then only the images go: the bundle is the
- * container's).
+ * session holds it; the last one out removes DIR/<session> unless the page
+ * session committed (then only the images go: the bundle is the
+ * container's).  END only says the source is done.
  */
 #define LOG_PREFIX "fchan: "
 #include <dirent.h>
@@ -116,8 +116,12 @@ void ctr_rx_put(struct ctr_rx *r)
 	ctr_rx_unlock();
 	if (!last)
 		return;
-	/* a committed container keeps its bundle; its images are spent */
-	if (r->committed && r->ended) {
+	/*
+	 * A committed container keeps its bundle (runc runs it from there),
+	 * END or not (a source that died after the commit sends none); its
+	 * images are spent.
+	 */
+	if (r->committed) {
 		rm_rf_at(AT_FDCWD, r->images, 0);
 		pr_info("container %s: migrated here, bundle %s", r->id, r->bundle);
 	} else {

@@ -34,7 +34,10 @@
 # point meanwhile) are in the target's rootfs; runc kill on the target
 # stops it.  A refusal: a container with a user namespace of its own is
 # refused by name before anything is touched, and it runs on here with
-# nothing left on the target.
+# nothing left on the target.  A rollback: the target refuses the switch
+# (HAUL_FAULT=corrupt-state), and the container runs on here with its
+# address and its clients' connections (counted in the zero errors), and
+# nothing of it is left on the target.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
 . "$(dirname "$0")/srv_hosts.shlib"
@@ -167,9 +170,28 @@ else
 	srv_fail "runc run with a user namespace: $(tail -2 "$SRV_DIR/run2.log")"
 fi
 
-# 2. the migration under load
+# 2. under load, a migration the target refuses at the switch (HAUL_FAULT=corrupt-state:
+# the state it receives does not decode) rolls back: the container runs on here, its
+# clients keep their connections, nothing of it stays on the target
 srv_load_start http "$SRV_DIR/load.log" "$SRV_DIR/load.json" --port 8080 --conns 16
 srv_load_progress "$SRV_DIR/load.log" 2 || srv_fail "the clients made no progress before the move"
+HAUL_FAULT=corrupt-state srv_in src timeout 300 "$HAUL" migrate --container $ID --root "$RS" \
+	--to "$SRV_DST_IP:$SRV_PS_PORT" --key "$SRV_KEY" --move-address "$SRV_ADDR/$SRV_PREFIX" \
+	>"$SRV_DIR/rollback.log" 2>&1
+rc=$?
+[ $rc -eq 1 ] || srv_fail "the refused switch: haul migrate exited $rc, want 1: $(tail -5 "$SRV_DIR/rollback.log")"
+runc --root "$RS" list | grep -q "^$ID .* running " || srv_fail "$ID is not running here after the rollback"
+srv_addr_on src || srv_fail "$SRV_ADDR is not back on the source after the rollback"
+srv_load_progress "$SRV_DIR/load.log" 2 || srv_fail "the clients stopped getting answers after the rollback"
+[ -z "$(runc --root "$RD" list -q 2>/dev/null)" ] || srv_fail "the rollback left a container on the target"
+i=0
+while [ -n "$(ls -A "$SRV_DIR/dst" | grep -v '^\.criu$')" ]; do
+	i=$((i + 1)); [ $i -lt 100 ] || srv_fail "the rollback left files on the target: $(ls "$SRV_DIR/dst")"
+	sleep 0.05
+done
+srv_say "a switch the target refused rolled back: $ID runs on here, its clients served, nothing on the target"
+
+# 3. the migration under load
 : >"$SRV_DIR/migrate.log"
 HAUL_FAULT=stall:precopy:1500 srv_in src timeout 300 "$HAUL" migrate --container $ID --root "$RS" \
 	--to "$SRV_DST_IP:$SRV_PS_PORT" --key "$SRV_KEY" --json "$SRV_DIR/migrate.json" \
