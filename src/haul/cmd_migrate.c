@@ -445,8 +445,9 @@ static int parse_cli(int argc, char **argv, struct haul_mig_opts *o, struct mig_
 		 0, 0, NULL},
 		{"container", 0, HAUL_OPT_STR, 0, &c->ctr.id, "ID",
 		 "a runc container instead of PID|NAME: its process,\nnamespaces, mounts and "
-		 "rootfs move; the target's\n'haul pageserver --containers DIR' restores it "
-		 "with\nrunc under the same ID, and it is deleted here",
+		 "rootfs move; the target's page\nserver (set up for containers: "
+		 "haul-pageserver(1))\nrestores it with runc under the same ID, and it is\n"
+		 "deleted here",
 		 0, 0, NULL},
 		{"runtime", 0, HAUL_OPT_STR, HAUL_OPT_DEFAULT, &c->ctr.runtime, "NAME",
 		 "the container's runtime (runc)", 0, 0, NULL},

@@ -70,9 +70,9 @@ int haul_cmd_pageserver(int argc, char **argv)
 		 "HAUL_SIDE, HAUL_PID,\nHAUL_MIGRATION_ID, HAUL_ADDRESSES",
 		 0, 0, NULL},
 		{"containers", 0, HAUL_OPT_PATH, 0, &containers, "DIR",
-		 "receive containers of 'haul migrate --container':\ntheir files into "
-		 "DIR/<migration>/ (the file channel,\non --files-listen), restored with "
-		 "'runc restore'\nunder the same ID",
+		 "receive the runc containers haul migrate moves\n(haul-migrate(1)): their "
+		 "files into DIR/<migration>/\n(the file channel, on --files-listen), restored "
+		 "with\n'runc restore' under the same ID",
 		 0, 0, NULL},
 		{"runtime", 0, HAUL_OPT_STR, HAUL_OPT_DEFAULT, &runtime, "NAME",
 		 "the runtime that restores containers (runc)", 0, 0, NULL},
