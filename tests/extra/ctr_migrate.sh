@@ -21,7 +21,7 @@
 #     cgroup of that host's own (hctr-src-PID, hctr-dst-PID; runc makes a
 #     relative cgroupsPath below its own cgroup in the v1 hierarchies), and
 #     the target page server's target-prepare hook (--on-switch) renames the
-#     cgroupsPath in the received config.json (runc puts the cgroup2 part of
+#     cgroupsPath in the received (or shared) config.json (runc puts the cgroup2 part of
 #     a hybrid layout at /cgroupsPath whatever its own cgroup: without the
 #     rename the restore would join the source's frozen cgroup).
 # Checks: 16 keep-alive clients on the client host see zero errors, wrong
@@ -37,7 +37,9 @@
 # nothing left on the target.  A rollback: the target refuses the switch
 # (HAUL_FAULT=corrupt-state), and the container runs on here with its
 # address and its clients' connections (counted in the zero errors), and
-# nothing of it is left on the target.
+# nothing of it is left on the target.  --shared-storage: a second
+# container moves without its bundle being copied and runs on the target
+# from the same bundle path.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
 . "$(dirname "$0")/srv_hosts.shlib"
@@ -56,6 +58,7 @@ fi
 
 ID=ctr$$m
 ID2=ctr$$u
+ID3=ctr$$s
 RS=
 RD=
 cg_dirs=()
@@ -63,12 +66,12 @@ ctr_cleanup() {
 	local rc=$? r
 	for r in "$RS" "$RD"; do
 		[ -n "$r" ] || continue
-		for c in $ID $ID2; do runc --root "$r" kill $c KILL 2>/dev/null; done
+		for c in $ID $ID2 $ID3; do runc --root "$r" kill $c KILL 2>/dev/null; done
 	done
 	sleep 0.3
 	for r in "$RS" "$RD"; do
 		[ -n "$r" ] || continue
-		for c in $ID $ID2; do runc --root "$r" delete -f $c >/dev/null 2>&1; done
+		for c in $ID $ID2 $ID3; do runc --root "$r" delete -f $c >/dev/null 2>&1; done
 	done
 	# srv_cleanup kills every process of the hosts; the cgroups go after it
 	(
@@ -135,9 +138,10 @@ srv_say "container $ID runs on the source (token $token)"
 # gives the container a cgroup of the target's (see the header)
 cat >"$SRV_DIR/hook.sh" <<EOF
 [ "\$HAUL_SWITCH_PHASE" = target-prepare ] || exit 0
-for b in $SRV_DIR/dst/*\$HAUL_MIGRATION_ID/bundle; do
+for b in $SRV_DIR/dst/*\$HAUL_MIGRATION_ID/bundle $SRV_DIR/s; do
 	[ -f "\$b/config.json" ] || continue
-	jq '.linux.cgroupsPath="$ID-dst"' "\$b/config.json" >"\$b/c.json" && mv "\$b/c.json" "\$b/config.json"
+	jq '.linux.cgroupsPath |= sub("-dst\$"; "") + "-dst"' "\$b/config.json" >"\$b/c.json" &&
+		mv "\$b/c.json" "\$b/config.json"
 done
 EOF
 : >"$SRV_DIR/ps.log"
@@ -237,5 +241,28 @@ until runc --root "$RD" state $ID 2>/dev/null | jq -e '.status == "stopped"' >/d
 	sleep 0.05
 done
 [ $fail -eq 0 ] || srv_fail "see above"
-srv_say "PASS: $ID moved live under load, managed by the target's runc"
+srv_say "$ID moved live under load, managed by the target's runc"
+
+# 4. --shared-storage: nothing of the bundle is copied, the target's runc runs the
+# container from the source's bundle path (one filesystem here stands for shared
+# storage); a wildcard listener, no address moved
+mk_bundle "$SRV_DIR/s" "$ID3" '| .process.args=["/ctr_httpd","0.0.0.0","8081","4","/served"]' ||
+	srv_fail "runc spec (shared storage)"
+(cg_enter "hctr-src-$$" && cd "$SRV_DIR/s" &&
+	exec nsenter --net=/run/netns/"$SRV_NS_SRC" -- runc --root "$RS" run -d $ID3) \
+	</dev/null >/dev/null 2>&1 || srv_fail "runc run (shared storage)"
+wait_line "$SRV_DIR/s/rootfs/served" "^[0-9]* 0$" 20 || srv_fail "$ID3's server never started"
+token3=$(cut -d' ' -f1 "$SRV_DIR/s/rootfs/served")
+srv_in src timeout 300 "$HAUL" migrate --container $ID3 --root "$RS" --shared-storage \
+	--to "$SRV_DST_IP:$SRV_PS_PORT" --key "$SRV_KEY" >"$SRV_DIR/shared.log" 2>&1 ||
+	srv_fail "--shared-storage: haul migrate failed: $(tail -5 "$SRV_DIR/shared.log")"
+grep -q "bundle copied" "$SRV_DIR/shared.log" && srv_fail "--shared-storage copied the bundle"
+runc --root "$RD" list | grep -q "^$ID3 .* running " || srv_fail "$ID3 is not running on the target"
+[ "$(runc --root "$RD" state $ID3 | jq -r .bundle)" = "$SRV_DIR/s" ] ||
+	srv_fail "$ID3 runs from $(runc --root "$RD" state $ID3 | jq -r .bundle), not the shared $SRV_DIR/s"
+[ -z "$(runc --root "$RS" list -q)" ] || srv_fail "the source still lists $(runc --root "$RS" list -q)"
+now3=$(runc --root "$RD" exec $ID3 /bin/busybox cat /served) || srv_fail "runc exec $ID3 on the target"
+[ "${now3% *}" = "$token3" ] || srv_fail "$ID3: token '${now3% *}' on the target, was $token3"
+srv_say "--shared-storage: $ID3 runs on the target from the same bundle, same token"
+srv_say "PASS: containers moved live, managed by the target's runc"
 exit 0
