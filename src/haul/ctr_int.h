@@ -30,11 +30,12 @@ struct haul_runc_state {
  * Run `@runtime [--root @root] @args...` (@args NULL-terminated), stdin
  * /dev/null, stdout into @out (up to @len - 1 bytes, NUL-terminated; NULL:
  * discarded), stderr appended to @log (NULL: into @out too).  Extra
- * environment: PATH with @path_first in front (NULL: unchanged).  0 when
+ * environment: PATH with @path_first in front (NULL: unchanged).  Past
+ * @timeout_ms (0: none) its process group is killed: -ETIMEDOUT.  0 when
  * it exited 0, -EIO when it failed (its output says why), -errno.
  */
 int haul_runc(const char *runtime, const char *root, const char *const args[],
-	      const char *path_first, const char *log, char *out, size_t len);
+	      const char *path_first, const char *log, char *out, size_t len, int timeout_ms);
 /* `runc state @id` into @st. 0, -ENOENT (no such container), -EBADMSG, -errno. */
 int haul_runc_state(const char *runtime, const char *root, const char *id,
 		    struct haul_runc_state *st);
@@ -127,7 +128,10 @@ struct fchan {
 int fchan_open(struct fchan *c, const char *to, const uint8_t key[WIRE_KEY_LEN], int timeout_ms,
 	       uint64_t session, const char *id, const char *bundle);
 void fchan_close(struct fchan *c);
-/* Send the file @path (of this host) as @name in @area. 0 or -errno. */
+/*
+ * Send the file @path (of this host) as @name in @area.  0 or -errno;
+ * -ENOENT (not logged, nothing sent) when @path does not exist.
+ */
 int fchan_send_file(struct fchan *c, enum fchan_area area, const char *path, const char *name);
 /* One record @h for @name with @data (h->data_len bytes; NULL: none). 0 or -errno. */
 int fchan_send_rec(struct fchan *c, const struct fchan_hdr *h, const char *name, const void *data);

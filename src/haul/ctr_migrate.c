@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/policy.h"
 #include "haul/ctr_int.h"
 #include "haul/haul.h"
 #include "haul/haul_int.h"
@@ -239,6 +240,8 @@ static int send_images(struct haul_ctr_mig *c)
 		snprintf(path, sizeof(path), "%s/%s", c->tmp, a);
 		ret = fchan_send_file(&c->fc, FCHAN_IMAGES, path, a);
 	}
+	if (ret == -ENOENT)
+		pr_err("container %s: a file of its images in %s vanished", c->co.id, c->tmp);
 	return ret;
 }
 
@@ -415,6 +418,8 @@ int haul_ctr_mig_prepare(const struct haul_ctr_opts *co, struct haul_mig_opts *o
 
 		snprintf(path, sizeof(path), "%s/config.json", c->st.bundle);
 		ret = fchan_send_file(&c->fc, FCHAN_BUNDLE, path, "config.json");
+		if (ret == -ENOENT)
+			pr_err("container %s: its bundle has no config.json (%s)", co->id, path);
 		if (!ret)
 			ret = fchan_tree_sync(&c->tree, &c->fc, true, why, sizeof(why));
 		if (!ret)
@@ -448,7 +453,8 @@ int haul_ctr_mig_finish(struct haul_ctr_mig *c, const struct haul_mig_result *r)
 		return 0; /* rolled back (or in doubt): the channel closes uncommitted */
 	fchan_send_cmd(&c->fc, FCHAN_END, "");
 	/* the target runs it and the process here is dead: runc forgets it here */
-	ret = haul_runc(co->runtime, co->root, args, NULL, "/dev/null", NULL, 0);
+	ret = haul_runc(co->runtime, co->root, args, NULL, "/dev/null", NULL, 0,
+			HAUL_CTR_RUNC_TIMEOUT_MS);
 	if (ret)
 		pr_warn("container %s: 'runc delete -f %s' failed here; the target runs it, "
 			"remove what is left here with runc delete",

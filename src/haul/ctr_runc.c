@@ -14,11 +14,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/policy.h"
 #include "haul/ctr_int.h"
+#include "haul/haul_int.h"
 
 bool haul_ctr_id_ok(const char *id)
 {
@@ -36,6 +39,8 @@ bool haul_ctr_id_ok(const char *id)
 static void runc_child(const char *const argv[], const char *path_first, const char *log, int out)
 {
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	setpgid(0, 0); /* its own group: a timeout kills runc with what it started */
 	int err = log ? open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600) : out;
 
 	if (null < 0 || err < 0)
@@ -56,12 +61,35 @@ static void runc_child(const char *const argv[], const char *path_first, const c
 	_exit(127);
 }
 
-int haul_runc(const char *runtime, const char *root, const char *const args[],
-	      const char *path_first, const char *log, char *out, size_t len)
+/* Wait for @child until @deadline (ms, haul_now_ms; 0: none); past it, kill its group. */
+static int wait_child(pid_t child, double deadline, int *status)
 {
+	for (;;) {
+		pid_t r = waitpid(child, status, deadline > 0 ? WNOHANG : 0);
+
+		if (r == child)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (r == 0 && haul_now_ms() > deadline) {
+			/* runc and what it started (criu, a half-restored container) */
+			kill(-child, SIGKILL);
+			kill(child, SIGKILL);
+			waitpid(child, status, 0);
+			return -ETIMEDOUT;
+		}
+		if (r == 0)
+			usleep(2000);
+	}
+}
+
+int haul_runc(const char *runtime, const char *root, const char *const args[],
+	      const char *path_first, const char *log, char *out, size_t len, int timeout_ms)
+{
+	double deadline = timeout_ms > 0 ? haul_now_ms() + timeout_ms : 0;
 	const char *argv[32];
 	size_t n = 0, got = 0;
-	int pfd[2], status;
+	int pfd[2], status, ret;
 	pid_t child;
 
 	argv[n++] = runtime;
@@ -106,9 +134,11 @@ int haul_runc(const char *runtime, const char *root, const char *const args[],
 	close(pfd[0]);
 	if (out && len)
 		out[got] = '\0';
-	while (waitpid(child, &status, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
+	ret = wait_child(child, deadline, &status);
+	if (ret == -ETIMEDOUT)
+		pr_err("'%s %s' did not finish within %d ms; killed", runtime, args[0], timeout_ms);
+	if (ret)
+		return ret;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
 		pr_err("cannot run '%s': not found on PATH; install it (apt-get install runc)",
 		       runtime);
@@ -169,7 +199,8 @@ int haul_runc_state(const char *runtime, const char *root, const char *id,
 	if (!out)
 		return -ENOMEM;
 	memset(st, 0, sizeof(*st));
-	ret = haul_runc(runtime, root, args, NULL, "/dev/null", out, 65536);
+	ret = haul_runc(runtime, root, args, NULL, "/dev/null", out, 65536,
+			HAUL_CTR_RUNC_TIMEOUT_MS);
 	if (ret == -EIO)
 		ret = -ENOENT; /* runc state fails only for a container it does not know */
 	if (!ret && (haul_json_flat(out, "pid", pid, sizeof(pid)) ||

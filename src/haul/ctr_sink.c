@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/policy.h"
 #include "common/pstore.h"
 #include "haul/ctr_int.h"
 #include "haul/haul_int.h"
@@ -233,7 +234,8 @@ static int cs_restore(void *sess, struct ps_restore_result *res)
 	s->p = NULL;
 	snprintf(log, sizeof(log), "%s/runc-restore.log", rx->dir);
 	t0 = haul_now_ms();
-	ret = haul_runc(t->runtime, t->root, args, t->criu_dir, log, NULL, 0);
+	ret = haul_runc(t->runtime, t->root, args, t->criu_dir, log, NULL, 0,
+			HAUL_CTR_RESTORE_TIMEOUT_MS);
 	if (!ret)
 		ret = haul_runc_state(t->runtime, t->root, rx->id, &st);
 	if (!ret && st.pid <= 0)
@@ -276,8 +278,10 @@ static void cs_close(void *sess, bool committed)
 			const char *del_args[] = {"delete", "-f", s->rx->id, NULL};
 
 			/* never two copies: the source was not told to die, so this one does */
-			haul_runc(t->runtime, t->root, kill_args, NULL, "/dev/null", NULL, 0);
-			haul_runc(t->runtime, t->root, del_args, NULL, "/dev/null", NULL, 0);
+			haul_runc(t->runtime, t->root, kill_args, NULL, "/dev/null", NULL, 0,
+				  HAUL_CTR_RUNC_TIMEOUT_MS);
+			haul_runc(t->runtime, t->root, del_args, NULL, "/dev/null", NULL, 0,
+				  HAUL_CTR_RUNC_TIMEOUT_MS);
 			pr_warn("container %s: not committed; killed and deleted here", s->rx->id);
 		}
 		pstore_close(s->ps);

@@ -320,7 +320,8 @@ int fchan_send_file(struct fchan *c, enum fchan_area area, const char *path, con
 
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		ret = -errno;
-		pr_err_r(ret, "cannot read '%s' for the file channel", path);
+		if (ret != -ENOENT) /* gone since the scan: the caller decides */
+			pr_err_r(ret, "cannot read '%s' for the file channel", path);
 		goto out;
 	}
 	h.mode = st.st_mode & 07777;

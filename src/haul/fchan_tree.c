@@ -154,8 +154,12 @@ static int send_ent(struct fchan_tree *t, struct fchan *c, const struct fchan_en
 
 	snprintf(full, sizeof(full), "%s/%s", t->root, e->path);
 	snprintf(name, sizeof(name), "%s%s%s", t->prefix, e->path[0] ? "/" : "", e->path);
-	if (S_ISREG(e->mode))
-		return fchan_send_file(c, FCHAN_BUNDLE, full, name);
+	if (S_ISREG(e->mode)) {
+		int ret = fchan_send_file(c, FCHAN_BUNDLE, full, name);
+
+		/* renamed or removed since the scan (nothing was sent): the next scan deletes it */
+		return ret == -ENOENT ? 0 : ret;
+	}
 	if (lstat(full, &st) < 0)
 		return errno == ENOENT ? 0 : -errno; /* gone: the next scan deletes it */
 	h.mode = st.st_mode & 07777;

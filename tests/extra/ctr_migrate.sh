@@ -37,7 +37,9 @@
 # nothing left on the target.  A rollback: the target refuses the switch
 # (HAUL_FAULT=corrupt-state), and the container runs on here with its
 # address and its clients' connections (counted in the zero errors), and
-# nothing of it is left on the target.  --shared-storage: a second
+# nothing of it is left on the target; so too when runc restore hangs on
+# the target (a wrapper, while a file exists): it is killed after
+# HAUL_CTR_RESTORE_TIMEOUT_MS and the switch refused.  --shared-storage: a second
 # container moves without its bundle being copied and runs on the target
 # from the same bundle path.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
@@ -145,8 +147,16 @@ for b in $SRV_DIR/dst/*\$HAUL_MIGRATION_ID/bundle $SRV_DIR/s; do
 done
 EOF
 : >"$SRV_DIR/ps.log"
+# its runc is a wrapper that hangs on restore while $SRV_DIR/hang exists (case 3)
+mkdir -p "$SRV_DIR/fakebin"
+cat >"$SRV_DIR/fakebin/runc" <<EOF
+#!/bin/sh
+case " \$* " in *" restore "*) [ -e "$SRV_DIR/hang" ] && exec sleep 60 ;; esac
+exec $(command -v runc) "\$@"
+EOF
+chmod +x "$SRV_DIR/fakebin/runc"
 srv_bg dst "$SRV_DIR/ps.log" bash -c 'cg_enter "$0"; exec "$@"' "hctr-dst-$$" \
-	"$HAUL" pageserver --listen "$SRV_DST_IP:$SRV_PS_PORT" --key "$SRV_KEY" \
+	env PATH="$SRV_DIR/fakebin:$PATH" "$HAUL" pageserver --listen "$SRV_DST_IP:$SRV_PS_PORT" --key "$SRV_KEY" \
 	--containers "$SRV_DIR/dst" --root "$RD" --on-switch "sh $SRV_DIR/hook.sh"
 SRV_PS_PID=$SRV_BG_PID
 wait_line "$SRV_DIR/ps.log" "listening on" 10 ||
@@ -195,7 +205,27 @@ while [ -n "$(ls -A "$SRV_DIR/dst" | grep -v '^\.criu$')" ]; do
 done
 srv_say "a switch the target refused rolled back: $ID runs on here, its clients served, nothing on the target"
 
-# 3. the migration under load
+# 3. a runc restore that hangs on the target is killed there and refused: the
+# container rolls back here (never none), nothing of it stays on the target
+touch "$SRV_DIR/hang"
+srv_in src timeout 300 "$HAUL" migrate --container $ID --root "$RS" --timeout 30s \
+	--to "$SRV_DST_IP:$SRV_PS_PORT" --key "$SRV_KEY" --move-address "$SRV_ADDR/$SRV_PREFIX" \
+	>"$SRV_DIR/hang.log" 2>&1
+rc=$?
+rm -f "$SRV_DIR/hang"
+[ $rc -eq 1 ] || srv_fail "a hung runc restore: haul migrate exited $rc, want 1: $(tail -5 "$SRV_DIR/hang.log")"
+grep -q "runc restore of container $ID failed" "$SRV_DIR/hang.log" ||
+	srv_fail "the refusal does not say runc restore failed: $(tail -5 "$SRV_DIR/hang.log")"
+runc --root "$RS" list | grep -q "^$ID .* running " || srv_fail "$ID is not running here after the hung restore"
+srv_load_progress "$SRV_DIR/load.log" 2 || srv_fail "the clients stopped getting answers after the hung restore"
+i=0
+while [ -n "$(ls -A "$SRV_DIR/dst" | grep -v '^\.criu$')" ]; do
+	i=$((i + 1)); [ $i -lt 100 ] || srv_fail "the hung restore left files on the target: $(ls "$SRV_DIR/dst")"
+	sleep 0.05
+done
+srv_say "a hung runc restore on the target was killed and refused: $ID runs on here"
+
+# 4. the migration under load
 : >"$SRV_DIR/migrate.log"
 HAUL_FAULT=stall:precopy:1500 srv_in src timeout 300 "$HAUL" migrate --container $ID --root "$RS" \
 	--to "$SRV_DST_IP:$SRV_PS_PORT" --key "$SRV_KEY" --json "$SRV_DIR/migrate.json" \
@@ -243,7 +273,7 @@ done
 [ $fail -eq 0 ] || srv_fail "see above"
 srv_say "$ID moved live under load, managed by the target's runc"
 
-# 4. --shared-storage: nothing of the bundle is copied, the target's runc runs the
+# 5. --shared-storage: nothing of the bundle is copied, the target's runc runs the
 # container from the source's bundle path (one filesystem here stands for shared
 # storage); a wildcard listener, no address moved
 mk_bundle "$SRV_DIR/s" "$ID3" '| .process.args=["/ctr_httpd","0.0.0.0","8081","4","/served"]' ||
