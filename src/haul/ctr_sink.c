@@ -246,8 +246,9 @@ static int cs_restore(void *sess, struct ps_restore_result *res)
 	if (ret) {
 		last_line(log, why, sizeof(why));
 		res->err = ret;
-		snprintf(res->msg, sizeof(res->msg), "runc restore of container %s failed: %s",
-			 rx->id, why[0] ? why : strerror(-ret));
+		snprintf(res->msg, sizeof(res->msg),
+			 "runc restore of container %.64s failed: %.150s", rx->id,
+			 why[0] ? why : strerror(-ret));
 		pr_err("%s (%s/restore.log)", res->msg, rx->images);
 		return 0;
 	}

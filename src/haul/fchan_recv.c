@@ -298,7 +298,7 @@ static int begin(struct conn *c, const char *id, const uint8_t *data, size_t len
 		return answer(c, -ENOMEM, NULL), -ENOMEM;
 	for (int i = 0; i < 8; i++)
 		r->session |= (uint64_t)data[i] << (8 * i);
-	snprintf(r->id, sizeof(r->id), "%s", id);
+	snprintf(r->id, sizeof(r->id), "%.127s", id);
 	snprintf(r->dir, sizeof(r->dir), "%.3900s/%016llx", t->dir, (unsigned long long)r->session);
 	snprintf(r->images, sizeof(r->images), "%.4000s/img", r->dir);
 	if (len > 8) {
