@@ -39,7 +39,8 @@
 # address and its clients' connections (counted in the zero errors), and
 # nothing of it is left on the target; so too when runc restore hangs on
 # the target (a wrapper, while a file exists): it is killed after
-# HAUL_CTR_RESTORE_TIMEOUT_MS and the switch refused.  --shared-storage: a second
+# HAUL_CTR_RESTORE_TIMEOUT_MS and the switch refused; and when haul is
+# killed mid-pre-copy.  --shared-storage: a second
 # container moves without its bundle being copied and runs on the target
 # from the same bundle path.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
@@ -225,7 +226,31 @@ while [ -n "$(ls -A "$SRV_DIR/dst" | grep -v '^\.criu$')" ]; do
 done
 srv_say "a hung runc restore on the target was killed and refused: $ID runs on here"
 
-# 4. the migration under load
+# 4. haul killed (SIGKILL) in the middle of pre-copy: the container runs on here, and the
+# target drops what it received once the file channel and the session are gone
+HAUL_FAULT=stall:precopy:30000 srv_in src timeout 300 "$HAUL" migrate --container $ID \
+	--root "$RS" --to "$SRV_DST_IP:$SRV_PS_PORT" --key "$SRV_KEY" \
+	--move-address "$SRV_ADDR/$SRV_PREFIX" >"$SRV_DIR/killed.log" 2>&1 &
+kpid=$!
+wait_line "$SRV_DIR/killed.log" "fault: stalled at precopy" 60 ||
+	srv_fail "haul migrate never reached pre-copy: $(tail -3 "$SRV_DIR/killed.log")"
+# the background job is a subshell running nsenter, which became timeout; haul is its child
+hpid=
+for p in $(pgrep -P $kpid); do hpid=$hpid$(pgrep -P "$p" -x haul); done
+[ -n "$hpid" ] || srv_fail "no haul process below job $kpid"
+kill -9 "$hpid"
+wait $kpid
+runc --root "$RS" list | grep -q "^$ID .* running " || srv_fail "$ID is not running here after haul was killed"
+srv_load_progress "$SRV_DIR/load.log" 2 || srv_fail "the clients stopped getting answers after haul was killed"
+i=0
+while [ -n "$(ls -A "$SRV_DIR/dst" | grep -v '^\.criu$')" ]; do
+	i=$((i + 1)); [ $i -lt 200 ] || srv_fail "a killed haul left files on the target: $(ls "$SRV_DIR/dst")"
+	sleep 0.05
+done
+[ -z "$(runc --root "$RD" list -q 2>/dev/null)" ] || srv_fail "a killed haul left a container on the target"
+srv_say "haul killed mid-pre-copy: $ID runs on here, nothing on the target"
+
+# 5. the migration under load
 : >"$SRV_DIR/migrate.log"
 HAUL_FAULT=stall:precopy:1500 srv_in src timeout 300 "$HAUL" migrate --container $ID --root "$RS" \
 	--to "$SRV_DST_IP:$SRV_PS_PORT" --key "$SRV_KEY" --json "$SRV_DIR/migrate.json" \
@@ -273,7 +298,7 @@ done
 [ $fail -eq 0 ] || srv_fail "see above"
 srv_say "$ID moved live under load, managed by the target's runc"
 
-# 5. --shared-storage: nothing of the bundle is copied, the target's runc runs the
+# 6. --shared-storage: nothing of the bundle is copied, the target's runc runs the
 # container from the source's bundle path (one filesystem here stands for shared
 # storage); a wildcard listener, no address moved
 mk_bundle "$SRV_DIR/s" "$ID3" '| .process.args=["/ctr_httpd","0.0.0.0","8081","4","/served"]' ||
