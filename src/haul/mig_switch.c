@@ -470,6 +470,11 @@ static int switch_state(struct mig *m)
 	/* frozen: the SIGCONT only moves it from the group-stop into the freezer */
 	injlog_unhold(m->pid);
 	haul_mig_tree_held(m);
+	if (m->o->on_frozen) {
+		ret = m->o->on_frozen(m->o->frozen_arg, m->pid);
+		if (ret)
+			return ret;
+	}
 	ret = haul_mig_fault_point(m, "state");
 	if (ret)
 		return ret;

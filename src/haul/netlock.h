@@ -150,6 +150,8 @@ int haul_switch_hook_run(const struct haul_switch_hook *h, const char *phase);
  */
 struct ps_sink_ops;
 extern const struct ps_sink_ops haul_switch_sink;
+/* The sink inside it (default rst_live_sink; haul pageserver --containers: ctr_sink.c). */
+void haul_switch_sink_inner(const struct ps_sink_ops *ops);
 
 /* ---- netguard.c ----------------------------------------------------------- */
 
