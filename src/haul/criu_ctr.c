@@ -61,14 +61,42 @@ static int imgdir_path(int imgfd, char *out, size_t len)
 	return 0;
 }
 
-static struct rst_ctr_ext *ext_list(const Haul__Criu__Options *o)
+/*
+ * The engine's externals: its mounts (ext_mnt), and its network namespace:
+ * on dump external "net[INODE]:KEY" (key "net[INODE]"), on restore
+ * inherit_fd RST_CTR_NET_KEY (value: the path of that fd, which the
+ * restore helper opens; this process outlives it).  @e's strings point
+ * into @o and @paths.  The count in *@n.
+ */
+static struct rst_ctr_ext *ext_list(const Haul__Criu__Options *o, char (*paths)[64], size_t *n)
 {
-	struct rst_ctr_ext *e = calloc(o->n_ext_mnt + 1, sizeof(*e));
+	struct rst_ctr_ext *e = calloc(o->n_ext_mnt + o->n_external + 2, sizeof(*e));
+	size_t k = 0;
 
-	for (size_t i = 0; e && i < o->n_ext_mnt; i++) {
-		e[i].key = o->ext_mnt[i]->key ? o->ext_mnt[i]->key : "";
-		e[i].value = o->ext_mnt[i]->value ? o->ext_mnt[i]->value : "";
+	for (size_t i = 0; e && i < o->n_ext_mnt; i++, k++) {
+		e[k].key = o->ext_mnt[i]->key ? o->ext_mnt[i]->key : "";
+		e[k].value = o->ext_mnt[i]->value ? o->ext_mnt[i]->value : "";
 	}
+	for (size_t i = 0; e && i < o->n_external; i++) {
+		char *colon = strstr(o->external[i], "]:");
+
+		if (!colon || colon - o->external[i] + 2 > 63)
+			continue; /* criu_opts_check refused it */
+		snprintf(paths[i], 64, "%.*s", (int)(colon - o->external[i] + 1), o->external[i]);
+		e[k].key = paths[i];
+		e[k++].value = colon + 2;
+	}
+	for (size_t i = 0; e && i < o->n_inherit_fd; i++) {
+		const Haul__Criu__InheritedFd *f = o->inherit_fd[i];
+
+		if (!f->key || strcmp(f->key, RST_CTR_NET_KEY) || !f->has_fd)
+			continue;
+		snprintf(paths[o->n_external], 64, "/proc/%d/fd/%d", (int)getpid(), f->fd);
+		e[k].key = RST_CTR_NET_KEY;
+		e[k++].value = paths[o->n_external];
+		break;
+	}
+	*n = k;
 	return e;
 }
 
@@ -128,6 +156,8 @@ int criu_stdio_rules(int imgfd, const Haul__Criu__Options *o, bool restore)
 		const Haul__Criu__InheritedFd *f = o->inherit_fd[k];
 		int i;
 
+		if (f->key && !strcmp(f->key, RST_CTR_NET_KEY))
+			continue; /* the network namespace to join (ext_list), not an fd */
 		for (i = 0; i < n; i++)
 			if (f->key && !strcmp(desc[i], f->key))
 				break;
@@ -232,7 +262,9 @@ static int dump_steps(const Haul__Criu__Options *o, bool leave, const char *dir,
 int criu_ctr_dump(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd, int wdir)
 {
 	bool leave = o->has_leave_running && o->leave_running;
-	struct rst_ctr_ext *ext = ext_list(o);
+	char(*paths)[64] = calloc(o->n_external + 1, sizeof(*paths));
+	size_t next = 0;
+	struct rst_ctr_ext *ext = paths ? ext_list(o, paths, &next) : NULL;
 	Haul__Ctr__Container *rec = NULL;
 	struct haul_pid_lock lock = {-1, ""};
 	struct rst_ckpt_stats st = {0};
@@ -241,8 +273,10 @@ int criu_ctr_dump(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd, 
 	uint64_t t0 = now_us();
 	int ret;
 
-	if (!ext)
+	if (!ext) {
+		free(paths);
 		return -ENOMEM;
+	}
 	ret = imgdir_path(imgfd, dir, sizeof(dir));
 	if (ret)
 		goto out;
@@ -251,7 +285,7 @@ int criu_ctr_dump(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd, 
 		pr_err("cannot checkpoint pid %d: %s", o->pid, why);
 		goto out;
 	}
-	ret = rst_ctr_dump_check(o->pid, ext, o->n_ext_mnt, &rec, why, sizeof(why));
+	ret = rst_ctr_dump_check(o->pid, ext, next, &rec, why, sizeof(why));
 	if (ret) {
 		pr_err("cannot checkpoint the container of pid %d: %s; it runs on", o->pid, why);
 		goto out;
@@ -295,6 +329,7 @@ out:
 	haul_pid_unlock(&lock);
 	rst_ctr_record_free(rec);
 	free(ext);
+	free(paths);
 	return ret;
 }
 
@@ -335,7 +370,9 @@ int criu_ctr_restore(struct criu_conn *c, const Haul__Criu__Options *o, int imgf
 {
 	uint64_t t0 = now_us();
 	struct rst_target_opts to = {0};
-	struct rst_ctr_ext *ext = ext_list(o);
+	char(*paths)[64] = calloc(o->n_external + 1, sizeof(*paths));
+	size_t next = 0;
+	struct rst_ctr_ext *ext = paths ? ext_list(o, paths, &next) : NULL;
 	Haul__Ctr__Container *rec = NULL;
 	struct rst_target *t = NULL;
 	struct rst_ctr ctr = {0};
@@ -343,8 +380,10 @@ int criu_ctr_restore(struct criu_conn *c, const Haul__Criu__Options *o, int imgf
 	pid_t here = 0;
 	int ret;
 
-	if (!ext)
+	if (!ext) {
+		free(paths);
 		return -ENOMEM;
+	}
 	ret = imgdir_path(imgfd, dir, sizeof(dir));
 	if (!ret)
 		ret = read_record(imgfd, &rec);
@@ -353,7 +392,7 @@ int criu_ctr_restore(struct criu_conn *c, const Haul__Criu__Options *o, int imgf
 	if (ret)
 		goto out;
 	if (rec) {
-		ret = rst_ctr_prepare(rec, dir, o->root, ext, o->n_ext_mnt, &ctr, why, sizeof(why));
+		ret = rst_ctr_prepare(rec, dir, o->root, ext, next, &ctr, why, sizeof(why));
 		if (ret) {
 			pr_err("cannot restore the container of %s: %s", dir, why);
 			goto out;
@@ -390,5 +429,6 @@ out:
 	if (rec)
 		haul__ctr__container__free_unpacked(rec, NULL);
 	free(ext);
+	free(paths);
 	return ret;
 }

@@ -50,6 +50,7 @@ static const struct {
 	{"inherit_fd", FOR_RESTORE},
 	{"track_mem", FOR_DUMP},
 	{"parent_img", FOR_DUMP},
+	{"external", FOR_DUMP},
 };
 
 /* Whether field @f of @msg holds something other than its "off" value. */
@@ -143,6 +144,15 @@ int criu_opts_check(Haul__Criu__ReqType type, const Haul__Criu__Options *o, char
 			 o->config_file);
 		return -EOPNOTSUPP;
 	}
+	/* runc names a network namespace path of config.json so: net[INODE]:extRootNetNS */
+	for (size_t i = 0; i < o->n_external; i++)
+		if (strncmp(o->external[i], "net[", 4) || !strstr(o->external[i], "]:")) {
+			snprintf(why, wl,
+				 "the dump option external '%s' is not supported: only an external "
+				 "network namespace (net[INODE]:KEY) is",
+				 o->external[i]);
+			return -EOPNOTSUPP;
+		}
 	if (req == FOR_DUMP && !(o->has_pid && o->pid > 0)) {
 		snprintf(why, wl, "a dump of the caller itself (no pid) is not supported");
 		return -EOPNOTSUPP;

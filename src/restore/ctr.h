@@ -42,6 +42,13 @@ struct rst_ctr_ext {
 	const char *key;
 	const char *value;
 };
+/*
+ * The engine's network namespace, in the same list: on dump key
+ * "net[INODE]" (CRIU's external net[INODE]:VALUE: that namespace is the
+ * engine's, its interfaces are not carried); on restore key
+ * RST_CTR_NET_KEY and value a path to open for it (the namespace joined).
+ */
+#define RST_CTR_NET_KEY "extRootNetNS"
 
 /*
  * Check that the container of @pid (pid 1 of its PID namespace) can be
@@ -84,6 +91,7 @@ struct rst_ctr {
 	char tar[PATH_MAX];
 	struct rst_ctr_mount *m;
 	size_t n;
+	char netns[64]; /* joined instead of a new one when set (net_external) */
 };
 
 /*

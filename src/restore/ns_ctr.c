@@ -10,12 +10,14 @@
  * and alone in it (process trees are the `trees` work).  A helper child
  * joins the uts, net and ipc namespaces to read the hostname and
  * domainname, to check that the only network interface is lo (others
- * are the engine's to recreate, refused by name), and that no SysV IPC
+ * are the engine's to recreate, refused by name, unless the engine names
+ * the namespace as its own: external net[INODE]), and that no SysV IPC
  * object exists (refused by id).  Restore: the helper of the restore
- * target unshares uts, ipc, net and cgroup (then pid and mnt as for any
- * process in a new PID namespace); pid 1 sets the names, brings lo up,
- * builds the mounts (mnt_ctr.c) and pivots into the root; only then is it
- * rebuilt into the process, so every path of the image resolves inside.
+ * target unshares uts, ipc, net (or joins the engine's) and cgroup (then
+ * pid and mnt as for any process in a new PID namespace); pid 1 sets the
+ * names, brings lo up, builds the mounts (mnt_ctr.c) and pivots into the
+ * root; only then is it rebuilt into the process, so every path of the
+ * image resolves inside.
  */
 #define LOG_PREFIX "ctr: "
 #include <dirent.h>
@@ -241,9 +243,32 @@ static int check_mqueues(pid_t pid, const Haul__Ctr__Container *c, char *why, si
 	return 0;
 }
 
+/*
+ * Whether the engine names @pid's network namespace as its own (CRIU's
+ * external net[INODE]:KEY, runc's network namespace path): its interfaces
+ * are the engine's network setup, and the restore joins the namespace the
+ * engine hands over instead of making one.
+ */
+static bool net_is_external(pid_t pid, const struct rst_ctr_ext *ext, size_t next)
+{
+	char path[64], key[48];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+	if (stat(path, &st) < 0)
+		return false;
+	snprintf(key, sizeof(key), "net[%llu]", (unsigned long long)st.st_ino);
+	for (size_t i = 0; i < next; i++)
+		if (ext[i].key && !strcmp(ext[i].key, key))
+			return true;
+	return false;
+}
+
 int rst_ctr_dump_check(pid_t pid, const struct rst_ctr_ext *ext, size_t next,
 		       Haul__Ctr__Container **out, char *why, size_t wl)
 {
+	bool net_ext;
+
 	Haul__Ctr__Container *c;
 	struct ns_view v;
 	uint32_t flags;
@@ -283,7 +308,16 @@ int rst_ctr_dump_check(pid_t pid, const struct rst_ctr_ext *ext, size_t next,
 		return ret;
 	}
 	/* a shared network namespace (host networking) is the host's: nothing to carry */
-	if (v.iface[0] && (flags & CLONE_NEWNET)) {
+	net_ext = (flags & CLONE_NEWNET) && net_is_external(pid, ext, next);
+	if (net_ext && (flags & CLONE_NEWUSER)) {
+		snprintf(why, wl,
+			 "the network namespace of pid %d is the engine's (external) and the "
+			 "container has a user namespace: joining it from inside the user "
+			 "namespace is not done; run it without one, or let it own its network",
+			 (int)pid);
+		return -EOPNOTSUPP;
+	}
+	if (v.iface[0] && (flags & CLONE_NEWNET) && !net_ext) {
 		snprintf(why, wl,
 			 "the network namespace of pid %d has interface %s: only lo is carried, "
 			 "the engine must recreate others (a network namespace path in its config)",
@@ -303,6 +337,8 @@ int rst_ctr_dump_check(pid_t pid, const struct rst_ctr_ext *ext, size_t next,
 	c->ns_flags = flags;
 	c->hostname = strdup(v.hostname);
 	c->domainname = strdup(v.domainname);
+	c->has_net_external = net_ext;
+	c->net_external = net_ext;
 	ret = c->hostname && c->domainname ? 0 : -ENOMEM;
 	if (!ret && (flags & CLONE_NEWUSER))
 		ret = rst_ctr_dump_userns(pid, flags, c, why, wl);
@@ -322,6 +358,30 @@ void rst_ctr_record_free(Haul__Ctr__Container *c)
 {
 	if (c)
 		haul__ctr__container__free_unpacked(c, NULL);
+}
+
+/* An external network namespace: the engine's, named by RST_CTR_NET_KEY in @ext. */
+static int prepare_netns(const Haul__Ctr__Container *c, const struct rst_ctr_ext *ext, size_t next,
+			 struct rst_ctr *out, char *why, size_t wl)
+{
+	size_t i;
+
+	if (!(c->has_net_external && c->net_external && (c->ns_flags & CLONE_NEWNET)))
+		return 0;
+	for (i = 0; i < next; i++)
+		if (ext[i].key && !strcmp(ext[i].key, RST_CTR_NET_KEY))
+			break;
+	if (i == next || !ext[i].value || !ext[i].value[0] ||
+	    strlen(ext[i].value) >= sizeof(out->netns)) {
+		snprintf(why, wl,
+			 "the container's network namespace was the engine's (external), and the "
+			 "restore names none to join (inherit_fd %s): give the container its "
+			 "network namespace path in config.json on this host too",
+			 RST_CTR_NET_KEY);
+		return -EINVAL;
+	}
+	snprintf(out->netns, sizeof(out->netns), "%s", ext[i].value);
+	return 0;
 }
 
 int rst_ctr_prepare(const Haul__Ctr__Container *c, const char *imgdir, const char *root,
@@ -354,6 +414,9 @@ int rst_ctr_prepare(const Haul__Ctr__Container *c, const char *imgdir, const cha
 		 c->domainname ? c->domainname : "");
 	if (rst_ctr_prepare_userns(c, out, why, wl))
 		return -EPROTO;
+	ret = prepare_netns(c, ext, next, out, why, wl);
+	if (ret)
+		return ret;
 	ret = rst_ctr_prepare_mounts(c, imgdir, ext, next, out, why, wl);
 	return ret ? ret : rst_ctr_userns_mount_data(out, why, wl);
 }
@@ -455,6 +518,20 @@ int rst_ctr_unshare(const struct rst_ctr *c)
 {
 	int fl = (int)(c->nsflags & (CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP));
 
+	/* the engine's network namespace (external): joined, with its interfaces */
+	if (c->netns[0] && (fl & CLONE_NEWNET)) {
+		int fd = open(c->netns, O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0 || setns(fd, CLONE_NEWNET) < 0) {
+			int ret = -errno;
+
+			if (fd >= 0)
+				close(fd);
+			return ret;
+		}
+		close(fd);
+		fl &= ~CLONE_NEWNET;
+	}
 	return fl && unshare(fl) < 0 ? -errno : 0;
 }
 
