@@ -45,6 +45,12 @@ int haul_runc_state(const char *runtime, const char *root, const char *id,
  * runc's flat `state` output; not a general JSON parser.
  */
 int haul_json_flat(const char *text, const char *key, char *out, size_t len);
+/*
+ * The network namespace path the bundle's config.json gives the container
+ * (namespaces[type network].path), into @out.  -ENOENT when it has none
+ * (its host's namespace, or one runc makes); -errno.
+ */
+int haul_ctr_config_netns(const char *bundle, char *out, size_t len);
 /* A container ID runc accepts and that is safe as a file name: [A-Za-z0-9_.+-], 1..127. */
 bool haul_ctr_id_ok(const char *id);
 

@@ -52,6 +52,7 @@ struct haul_ctr_mig {
 	struct rst_ctr_ext *ext;
 	char **extv;
 	size_t next;
+	char netkey[48]; /* "net[INODE]": the engine's network namespace (ctr_netns.c), or "" */
 	struct fchan fc;
 	struct fchan_tree tree;
 	char tmp[PATH_MAX];
@@ -163,6 +164,36 @@ static int ext_list(struct haul_ctr_mig *c, pid_t pid, bool cgroupns)
 			c->ext[i].key = c->ext[i].value = c->extv[i];
 	}
 	return ret;
+}
+
+/*
+ * A network namespace the bundle's config.json names (runc joined it; the
+ * engine made it, with its veth) is the engine's, as runc tells CRIU
+ * (external net[INODE]:extRootNetNS): its interfaces are not refused, the
+ * address moves inside it (mig_net.c), and the target's runc joins the
+ * same path there.  Goes into ext_list's spare last entry.
+ */
+static void ext_netns(struct haul_ctr_mig *c)
+{
+	char path[PATH_MAX], proc[64];
+	struct stat a, b;
+
+	c->netkey[0] = '\0';
+	if (haul_ctr_config_netns(c->st.bundle, path, sizeof(path)))
+		return;
+	snprintf(proc, sizeof(proc), "/proc/%d/ns/net", (int)c->st.pid);
+	if (stat(path, &a) < 0 || stat(proc, &b) < 0 || a.st_ino != b.st_ino ||
+	    a.st_dev != b.st_dev) {
+		pr_warn("container %s: config.json names network namespace %s, which is not "
+			"the one pid %d is in: not taken as the engine's",
+			c->co.id, path, (int)c->st.pid);
+		return;
+	}
+	snprintf(c->netkey, sizeof(c->netkey), "net[%llu]", (unsigned long long)b.st_ino);
+	c->ext[c->next].key = c->netkey;
+	c->ext[c->next].value = RST_CTR_NET_KEY;
+	pr_info("container %s: network namespace %s is the engine's: joined on the target",
+		c->co.id, path);
 }
 
 static bool own_ns(pid_t pid, const char *ns)
@@ -339,7 +370,10 @@ static int precheck(struct haul_ctr_mig *c)
 	}
 	ret = ext_list(c, c->st.pid, own_ns(c->st.pid, "cgroup"));
 	if (!ret)
-		ret = rst_ctr_dump_check(c->st.pid, c->ext, c->next, &c->rec, why, sizeof(why));
+		ext_netns(c);
+	if (!ret)
+		ret = rst_ctr_dump_check(c->st.pid, c->ext, c->next + !!c->netkey[0], &c->rec, why,
+					 sizeof(why));
 	if (!ret && !c->rec) {
 		snprintf(why, sizeof(why), "pid %d has no mount namespace of its own",
 			 (int)c->st.pid);

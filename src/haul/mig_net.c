@@ -10,8 +10,7 @@
  *  once the target answered (haul_mig_net_check): each moving address must
  *      be on a subnet of the target's and not be the one the session runs
  *      from, and each socket's local address must
- *      be moving or be the target's already (and the sockets in haul's own
- *      network namespace, where the lock is); else refused before the
+ *      be moving or be the target's already; else refused before the
  *      freeze.  Then the survivor (netguard.c) is forked, outside the
  *      downtime;
  *  after the freeze (haul_mig_net_down), before any socket state is read:
@@ -26,20 +25,41 @@
  *      where the switch put them, and the operator told how to put them back.
  * Nothing is done (no table, no survivor) when the process has no inet
  * socket and no address moves.
+ * A process in a network namespace other than haul's (a container's own,
+ * with the engine's veth) has its sockets, its addresses and so its lock
+ * there: haul's thread enters that namespace (kept open from the precheck
+ * on: the process is gone at the commit) for each step and returns, and
+ * the survivor is forked inside it.  The migration's own connection stays
+ * in haul's namespace, where it was made.
  */
 #define LOG_PREFIX "migrate: "
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/policy.h"
 #include "haul/migrate_int.h"
 #include "haul/netlock.h"
+
+static bool same_netns(pid_t pid);
+
+/* This thread into the process's network namespace, when it has its own (ctr_netns.c). */
+static int net_enter(const struct mig_net *n, int *back)
+{
+	return haul_netns_enter(n->own_ns ? n->nsfd : -1, back);
+}
+
+static void net_leave(int back)
+{
+	haul_netns_leave(back);
+}
 
 int haul_mig_net_prepare(struct mig *m)
 {
@@ -47,8 +67,19 @@ int haul_mig_net_prepare(struct mig *m)
 	struct mig_net *n = &m->net;
 	size_t len = 0;
 
+	int back, ret;
+
 	n->ng.fd = -1;
 	n->ng.pid = -1;
+	if (!same_netns(m->pid)) {
+		char p[64];
+
+		snprintf(p, sizeof(p), "/proc/%d/ns/net", (int)m->pid);
+		n->nsfd = open(p, O_RDONLY | O_CLOEXEC);
+		if (n->nsfd < 0)
+			return -errno;
+		n->own_ns = true;
+	}
 	while (!n->id)
 		if (getrandom(&n->id, sizeof(n->id), 0) != sizeof(n->id))
 			return -errno;
@@ -60,15 +91,22 @@ int haul_mig_net_prepare(struct mig *m)
 	}
 	for (size_t i = 0; i < o->nmove_addrs; i++) {
 		struct haul_net_addr *a = &n->addrs[i];
-		int ret = haul_net_addr_parse(o->move_addrs[i], a);
 
+		ret = haul_net_addr_parse(o->move_addrs[i], a);
 		if (!ret)
+			ret = net_enter(n, &back);
+		if (!ret) {
 			ret = haul_addr_find(a);
+			net_leave(back);
+		}
 		if (ret) {
-			snprintf(m->res->why, sizeof(m->res->why),
-				 "--move-address %s is not an address of this host (with that "
-				 "prefix); see 'ip addr', or leave it out",
-				 o->move_addrs[i]);
+			snprintf(
+				m->res->why, sizeof(m->res->why),
+				"--move-address %s is not an address of %s (with that prefix); see "
+				"'ip addr'%s, or leave it out",
+				o->move_addrs[i],
+				n->own_ns ? "the process's network namespace" : "this host",
+				n->own_ns ? " there (nsenter --net=/proc/PID/ns/net)" : "");
 			return ret == -EINVAL ? -EINVAL : -EADDRNOTAVAIL;
 		}
 		n->naddrs++;
@@ -134,7 +172,7 @@ int haul_mig_net_check(struct mig *m)
 	struct haul_net_addr *target = calloc(nt ? nt : 1, sizeof(*target));
 	struct haul_net_tuple *socks = NULL;
 	size_t nsocks = 0, ntarget = 0;
-	int ret = 0;
+	int back, ret = 0;
 
 	if (!target)
 		return -ENOMEM;
@@ -165,20 +203,16 @@ int haul_mig_net_check(struct mig *m)
 	if (!ret)
 		ret = haul_net_check_local(socks, nsocks, n->addrs, n->naddrs, target, ntarget,
 					   m->res->why, sizeof(m->res->why));
-	if (!ret && nsocks && !same_netns(m->pid)) {
-		snprintf(m->res->why, sizeof(m->res->why),
-			 "pid %d has inet sockets in another network namespace than haul's, where "
-			 "haul cannot lock them; run haul there (nsenter --net=/proc/%d/ns/net "
-			 "haul migrate ...)",
-			 m->pid, m->pid);
-		ret = -EOPNOTSUPP;
-	}
 	free(socks);
 	free(target);
 	if (ret)
 		return ret;
-	/* the survivor, forked now: a fork in the downtime would lengthen it */
+	/* the survivor, forked now (a fork in the downtime would lengthen it), where the lock is */
+	ret = net_enter(n, &back);
+	if (ret)
+		return ret;
 	ret = haul_netguard_start(&n->ng, n->table, n->addrs, n->naddrs, true);
+	net_leave(back);
 	if (ret)
 		pr_err_r(ret, "cannot start the network survivor of pid %d", m->pid);
 	n->active = !ret;
@@ -189,7 +223,7 @@ int haul_mig_net_down(struct mig *m)
 {
 	struct mig_net *n = &m->net;
 	struct ps_net_end *ends = NULL;
-	int ret;
+	int back, ret;
 
 	/* the sockets as they are at the freeze (connections come and go before it) */
 	ret = haul_mig_sockets(m, &n->socks, &n->nsocks);
@@ -197,21 +231,24 @@ int haul_mig_net_down(struct mig *m)
 		return ret;
 	if (!n->nsocks && !n->naddrs && !n->hook.cmd)
 		return 0;
+	ret = net_enter(n, &back);
+	if (ret)
+		return ret;
 	if (n->nsocks || n->naddrs) {
 		ret = haul_netlock_take(n->table, n->socks, n->nsocks, n->addrs, n->naddrs, true);
-		if (ret)
-			return ret;
-		n->locked = true;
+		n->locked = !ret;
 	}
-	if (n->naddrs && n->active)
+	if (!ret && n->naddrs && n->active)
 		haul_netguard_moved(
 			&n->ng); /* before the first removal: a re-add of one there is 0 */
-	for (size_t i = 0; i < n->naddrs; i++) {
+	for (size_t i = 0; !ret && i < n->naddrs; i++) {
 		ret = haul_addr_del(&n->addrs[i]);
-		if (ret)
-			return ret;
-		n->removed = i + 1;
+		if (!ret)
+			n->removed = i + 1;
 	}
+	net_leave(back);
+	if (ret)
+		return ret;
 	ends = calloc(n->nsocks ? n->nsocks : 1, sizeof(*ends));
 	if (!ends)
 		return -ENOMEM;
@@ -252,6 +289,9 @@ void haul_mig_net_indoubt(struct mig *m, bool indoubt)
 
 static void net_release(struct mig_net *n)
 {
+	if (n->own_ns)
+		close(n->nsfd);
+	n->own_ns = false;
 	haul_netguard_stop(&n->ng);
 	free(n->socks);
 	n->socks = NULL;
@@ -263,14 +303,18 @@ static void net_release(struct mig_net *n)
 void haul_mig_net_undo(struct mig *m)
 {
 	struct mig_net *n = &m->net;
+	int back;
 
 	/* the process runs again here: its address first, then its packets */
-	for (size_t i = 0; i < n->removed; i++)
-		if (!haul_addr_add(&n->addrs[i]))
-			haul_addr_announce(&n->addrs[i]);
-	n->removed = 0;
-	if (n->locked && !haul_netlock_lift(n->table))
-		n->locked = false;
+	if (!net_enter(n, &back)) {
+		for (size_t i = 0; i < n->removed; i++)
+			if (!haul_addr_add(&n->addrs[i]))
+				haul_addr_announce(&n->addrs[i]);
+		n->removed = 0;
+		if (n->locked && !haul_netlock_lift(n->table))
+			n->locked = false;
+		net_leave(back);
+	}
 	if (n->hook_down)
 		haul_switch_hook_run(&n->hook, "source-up"); /* reported, nothing to undo */
 	n->hook_down = false;
@@ -280,9 +324,13 @@ void haul_mig_net_undo(struct mig *m)
 void haul_mig_net_done(struct mig *m)
 {
 	struct mig_net *n = &m->net;
+	int back;
 
-	if (n->locked && !haul_netlock_lift(n->table))
-		n->locked = false;
+	if (n->locked && !net_enter(n, &back)) {
+		if (!haul_netlock_lift(n->table))
+			n->locked = false;
+		net_leave(back);
+	}
 	if (n->hook_down)
 		haul_switch_hook_run(&n->hook, "source-done");
 	net_release(n);
@@ -292,9 +340,13 @@ void haul_mig_net_indoubt_end(struct mig *m)
 {
 	struct mig_net *n = &m->net;
 	char s[64];
+	int back;
 
-	if (n->locked && !haul_netlock_lift(n->table))
-		n->locked = false;
+	if (n->locked && !net_enter(n, &back)) {
+		if (!haul_netlock_lift(n->table))
+			n->locked = false;
+		net_leave(back);
+	}
 	for (size_t i = 0; i < n->removed; i++) {
 		haul_net_addr_str(n->addrs[i].family, n->addrs[i].addr, n->addrs[i].prefix, s,
 				  sizeof(s));

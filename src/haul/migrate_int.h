@@ -32,6 +32,8 @@ struct mig_net {
 	bool locked;	/* the table is up */
 	size_t removed; /* addresses removed from here so far */
 	bool hook_down; /* source-down ran */
+	bool own_ns;	/* the process's network namespace is not haul's: nsfd holds it */
+	int nsfd;
 };
 
 /*

@@ -175,4 +175,27 @@ int haul_netguard_rearm(struct haul_netguard *g);
 /* haul undid (or completed) everything itself: the survivor exits quietly. */
 void haul_netguard_stop(struct haul_netguard *g);
 
+/* ---- ctr_netns.c: a step inside a container's network namespace ---------- */
+
+/*
+ * This thread into network namespace @nsfd (-1: stays where it is); *@back
+ * gets haul's own for haul_netns_leave() (-1 when nothing changed), which
+ * returns to it (and aborts if it cannot: nothing may run on in the wrong
+ * namespace).  0 or -errno.
+ */
+int haul_netns_enter(int nsfd, int *back);
+void haul_netns_leave(int back);
+/*
+ * The one interface other than lo that is up, into @a's ifindex and
+ * ifname (a container's namespace: the engine's veth).  -ENODEV when there
+ * is none or more than one; -errno.
+ */
+int haul_netns_sole_iface(struct haul_net_addr *a);
+/*
+ * The network namespace path of the container that page-server session
+ * @session brings (its received config.json), into @out.  -ENOENT when the
+ * session is no container's or the container shares its host's namespace.
+ */
+int haul_ctr_session_netns(uint64_t session, char *out, size_t len);
+
 #endif
