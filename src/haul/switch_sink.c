@@ -26,12 +26,21 @@
  *           unseen), the addresses removed, the lock lifted, target-abort.
  * The hook is the page server's own --on-switch: the target's operator
  * decides what runs on the target, not the source's.
+ * A container with a network namespace of its own (its config.json names
+ * one: the engine made it here, with its veth, before the migration;
+ * ctr_netns.c) has the lock and the addresses inside that namespace: each
+ * step enters it and returns; an address goes to the interface covering
+ * its subnet there, else to the namespace's only interface besides lo.
+ * The restore itself (runc) and the hook run in the page server's own.
  */
 #define LOG_PREFIX "pageserver: "
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "haul/haul_int.h"
@@ -54,6 +63,7 @@ struct sw_sess {
 	size_t added;
 	struct haul_net_tuple *ends; /* the lock's socket ends, for a relock */
 	size_t nends;
+	int nsfd; /* the container's own network namespace, or -1 (ctr_netns.c) */
 };
 
 static const struct ps_sink_ops *inner = &rst_live_sink;
@@ -65,11 +75,21 @@ void haul_switch_sink_inner(const struct ps_sink_ops *ops)
 
 static void sw_free(struct sw_sess *s)
 {
+	if (s->nsfd >= 0)
+		close(s->nsfd);
 	haul_netguard_stop(&s->ng);
 	free(s->ends);
 	free(s->mine);
 	free(s->addrs);
 	free(s);
+}
+
+/* The interface @a goes to: on its subnet, or in a container's namespace the engine's veth. */
+static int sw_iface(const struct sw_sess *s, struct haul_net_addr *a)
+{
+	int ret = haul_addr_find_subnet(a);
+
+	return ret && s->nsfd >= 0 ? haul_netns_sole_iface(a) : ret;
 }
 
 static int sw_addrs(struct sw_sess *s, const struct ps_session_info *info)
@@ -94,7 +114,7 @@ static int sw_addrs(struct sw_sess *s, const struct ps_session_info *info)
 		 * (it has our addresses from SessionOk, and says what to do);
 		 * sw_lock() refuses the restore if it went on anyway.
 		 */
-		if (haul_addr_find_subnet(a))
+		if (sw_iface(s, a))
 			pr_warn("pid %d from %s: no interface here is on the subnet of %s",
 				(int)info->pid, info->peer, m);
 		s->naddrs++;
@@ -114,24 +134,55 @@ static int sw_addrs(struct sw_sess *s, const struct ps_session_info *info)
 	return 0;
 }
 
+/* A container's own network namespace, which its engine made here before the migration. */
+static int sw_netns(struct sw_sess *s, const struct ps_session_info *info)
+{
+	char path[PATH_MAX];
+
+	if (haul_ctr_session_netns(info->session_id, path, sizeof(path)))
+		return 0;
+	s->nsfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (s->nsfd < 0) {
+		int ret = -errno;
+
+		pr_err_r(ret,
+			 "pid %d from %s: the container's network namespace %s is not here; make "
+			 "it (with the engine's interface, up, without the container's address) "
+			 "before migrating",
+			 (int)info->pid, info->peer, path);
+		return ret;
+	}
+	pr_info("pid %d from %s: its network is the container's namespace %s", (int)info->pid,
+		info->peer, path);
+	return 0;
+}
+
 static int sw_open(void *arg, const struct ps_session_info *info, void **sess)
 {
 	const char *cmd = arg;
 	struct sw_sess *s = calloc(1, sizeof(*s));
-	int ret;
+	int back, ret;
 
 	if (!s)
 		return -ENOMEM;
 	s->ng.fd = -1;
 	s->ng.pid = -1;
+	s->nsfd = -1;
 	s->pid = info->pid;
 	haul_netlock_name(s->table, sizeof(s->table), info->pid, info->session_id);
-	ret = sw_addrs(s, info);
+	ret = sw_netns(s, info);
+	if (!ret)
+		ret = haul_netns_enter(s->nsfd, &back);
+	if (!ret) {
+		ret = sw_addrs(s, info);
+		haul_netns_leave(back);
+	}
 	if (!ret)
 		ret = inner->open(NULL, info, &s->inner);
-	/* the survivor, forked now rather than in the downtime */
-	if (!ret) {
+	/* the survivor, forked now rather than in the downtime, where the lock will be */
+	if (!ret && !(ret = haul_netns_enter(s->nsfd, &back))) {
 		ret = haul_netguard_start(&s->ng, s->table, s->mine, s->nmine, false);
+		haul_netns_leave(back);
 		if (ret) {
 			pr_err_r(ret, "cannot start the network survivor for pid %d",
 				 (int)info->pid);
@@ -181,11 +232,16 @@ static int sw_stale(void *sess, const struct ps_range *r, size_t n)
 /* Everything the switch did here, undone: the process does not run here. */
 static void sw_undo(struct sw_sess *s)
 {
-	for (size_t i = 0; i < s->added; i++)
-		haul_addr_del(&s->mine[i]);
-	s->added = 0;
-	if (s->locked && !haul_netlock_lift(s->table))
-		s->locked = false;
+	int back;
+
+	if (!haul_netns_enter(s->nsfd, &back)) {
+		for (size_t i = 0; i < s->added; i++)
+			haul_addr_del(&s->mine[i]);
+		s->added = 0;
+		if (s->locked && !haul_netlock_lift(s->table))
+			s->locked = false;
+		haul_netns_leave(back);
+	}
 	if (s->prepared)
 		haul_switch_hook_run(&s->hook, "target-abort");
 	s->prepared = false;
@@ -195,7 +251,7 @@ static int sw_lock(void *sess, const struct ps_net_end *e, size_t n)
 {
 	struct sw_sess *s = sess;
 	struct haul_net_tuple *t = calloc(n ? n : 1, sizeof(*t));
-	int ret = 0;
+	int back, ret;
 
 	if (!t)
 		return -ENOMEM;
@@ -208,21 +264,24 @@ static int sw_lock(void *sess, const struct ps_net_end *e, size_t n)
 		memcpy(t[i].laddr, e[i].laddr, 16);
 		memcpy(t[i].raddr, e[i].raddr, 16);
 	}
+	free(s->ends);
+	s->ends = t;
+	s->nends = n;
+	ret = haul_netns_enter(s->nsfd, &back);
+	if (ret)
+		return ret;
 	if (n || s->naddrs) {
 		ret = haul_netlock_take(s->table, t, n, s->addrs, s->naddrs, false);
 		s->locked = !ret;
 	}
 	if (!ret && s->nmine)
 		haul_netguard_moved(&s->ng);
-	free(s->ends);
-	s->ends = t;
-	s->nends = n;
 	for (size_t i = 0; !ret && i < s->nmine; i++) {
 		char as[64];
 
 		haul_net_addr_str(s->mine[i].family, s->mine[i].addr, s->mine[i].prefix, as,
 				  sizeof(as));
-		ret = haul_addr_find_subnet(&s->mine[i]);
+		ret = sw_iface(s, &s->mine[i]);
 		if (ret) {
 			pr_err("pid %d: no interface here is on the subnet of %s; give one an "
 			       "address there (ip addr add), or migrate without --move-address",
@@ -233,6 +292,7 @@ static int sw_lock(void *sess, const struct ps_net_end *e, size_t n)
 		if (!ret)
 			s->added = i + 1;
 	}
+	haul_netns_leave(back);
 	if (!ret) {
 		s->prepared = true;
 		ret = haul_switch_hook_run(&s->hook, "target-prepare");
@@ -245,7 +305,7 @@ static int sw_lock(void *sess, const struct ps_net_end *e, size_t n)
 static int sw_restore(void *sess, struct ps_restore_result *res)
 {
 	struct sw_sess *s = sess;
-	int ret = inner->restore(s->inner, res);
+	int back, ret = inner->restore(s->inner, res);
 
 	if (ret || res->err) {
 		sw_undo(s);
@@ -253,10 +313,13 @@ static int sw_restore(void *sess, struct ps_restore_result *res)
 	}
 	s->resumed = true;
 	/* it runs: tell the neighbours where the address is, then let its packets through */
-	for (size_t i = 0; i < s->added; i++)
-		haul_addr_announce(&s->mine[i]);
-	if (s->locked && !haul_netlock_lift(s->table))
-		s->locked = false;
+	if (!haul_netns_enter(s->nsfd, &back)) {
+		for (size_t i = 0; i < s->added; i++)
+			haul_addr_announce(&s->mine[i]);
+		if (s->locked && !haul_netlock_lift(s->table))
+			s->locked = false;
+		haul_netns_leave(back);
+	}
 	haul_netguard_indoubt(&s->ng);
 	haul_switch_hook_run(&s->hook, "target-up"); /* after the resume: reported only */
 	return 0;
@@ -265,13 +328,17 @@ static int sw_restore(void *sess, struct ps_restore_result *res)
 static void sw_close(void *sess, bool committed)
 {
 	struct sw_sess *s = sess;
+	int back;
 
 	if (!s)
 		return;
 	/* the inner sink kills an uncommitted copy: its sockets must go while locked */
-	if (!committed && s->resumed && (s->nends || s->naddrs) && !s->locked)
+	if (!committed && s->resumed && (s->nends || s->naddrs) && !s->locked &&
+	    !haul_netns_enter(s->nsfd, &back)) {
 		s->locked =
 			!haul_netlock_take(s->table, s->ends, s->nends, s->addrs, s->naddrs, true);
+		haul_netns_leave(back);
+	}
 	inner->close(s->inner, committed);
 	if (!committed)
 		sw_undo(s);
