@@ -1,0 +1,203 @@
+#!/bin/bash
+# ctr_migrate_netns.sh - `haul migrate --container ID` moves a running runc
+# container that has a network namespace of its own (config.json: a
+# "network" namespace with a path, a veth in it) under client load from one
+# host to another with its address and its connections (issue 14, Deliver
+# 2 last bullet, 3 and 4).
+#
+# Hosts: srv_hosts.shlib's source, target and client on one bridge (br0,
+# the segment's switch).  The engine's part, done by this test as an engine
+# (or its network plugin) would:
+#   - on the source: network namespace hctr-net-PID, a veth whose host end
+#     is a port of br0 and whose other end is eth0 in it, up, with the
+#     service address 198.18.0.100/24 (srv_hosts puts that on the source
+#     host's eth0: it is taken off there first);
+#   - on the target, before the migration: the same namespace name with the
+#     same veth on br0, up, without the address (two hosts on one segment
+#     must not answer for it at once: haul moves it).  Both "hosts" share
+#     one /run/netns, so the target's page server (and the runc it runs)
+#     has a mount namespace of its own where /run/netns/hctr-net-PID is the
+#     target's namespace, as it would be on another machine.
+# The container runs ctr_httpd (tests/progs, static) on 198.18.0.100:8080,
+# which rewrites /served every 100 requests with a token kept in memory.
+# What this machine needs (see ctr_migrate.sh): no rlimits in config.json,
+# runc (not crun), the containers' cgroups under a cgroup of each host's
+# own and a target-prepare hook that renames the cgroupsPath.
+# Checks: 16 keep-alive clients on the client host see zero errors, wrong
+# values or reconnects through the migration; haul migrate exits 0; the
+# target's runc lists the container running, the source's nothing; the
+# process is in the target's namespace; 198.18.0.100 is on the target's
+# eth0 there and not on the source's; the token is the same (it moved, it
+# did not restart) and its count goes on; no haul nftables table is left
+# in either namespace.
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+set -u
+. "$(dirname "$0")/srv_hosts.shlib"
+SRC_TOP=${HAUL_SRC:-$SRV_TOP}
+srv_require_base
+srv_require_pkgs nftables
+srv_require_prog srvload_http
+need=
+command -v runc >/dev/null || need="$need runc"
+[ -x /bin/busybox ] || need="$need busybox-static"
+command -v jq >/dev/null || need="$need jq"
+if [ -n "$need" ]; then
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null 2>&1 ||
+		srv_skip "cannot install$need from the Debian mirror"
+fi
+
+ID=ctr$$n
+CNS=hctr-net-$$     # the container's namespace name on both hosts
+DNS=hctr-netd-$$    # where the target's one really lives on this one machine
+RS=
+RD=
+cg_dirs=()
+ctr_cleanup() {
+	local rc=$? r ns p
+	for r in "$RS" "$RD"; do
+		[ -n "$r" ] && runc --root "$r" kill $ID KILL 2>/dev/null
+	done
+	sleep 0.3
+	for r in "$RS" "$RD"; do
+		[ -n "$r" ] && runc --root "$r" delete -f $ID >/dev/null 2>&1
+	done
+	for ns in $CNS $DNS; do
+		[ -e /run/netns/$ns ] || continue
+		for p in $(ip netns pids $ns 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+		for t in $(ip netns exec $ns nft list tables 2>/dev/null | awk '/haul/ { print $2 "|" $3 }'); do
+			ip netns exec $ns nft delete table "${t%%|*}" "${t#*|}" 2>/dev/null
+		done
+		ip netns del $ns 2>/dev/null
+	done
+	(
+		(exit $rc)
+		srv_cleanup
+	)
+	rc=$?
+	for d in "${cg_dirs[@]:-}"; do
+		[ -n "$d" ] || continue
+		for sub in "$d"/*/; do [ -d "$sub" ] && rmdir "$sub" 2>/dev/null; done
+		rmdir "$d" 2>/dev/null
+	done
+	exit $rc
+}
+
+srv_hosts_up
+trap ctr_cleanup EXIT
+RS=$SRV_DIR/runc-src
+RD=$SRV_DIR/runc-dst
+
+cg_enter() {
+	local m d
+	for m in $(awk '$3 == "cgroup" || $3 == "cgroup2" { print $2 }' /proc/self/mounts); do
+		d=$m/$1
+		mkdir -p "$d" 2>/dev/null || continue
+		echo "$BASHPID" >"$d/cgroup.procs" 2>/dev/null
+	done
+}
+for m in $(awk '$3 == "cgroup" || $3 == "cgroup2" { print $2 }' /proc/self/mounts); do
+	cg_dirs+=("$m/hctr-src-$$" "$m/hctr-dst-$$")
+done
+export -f cg_enter
+
+# the engine's network: the service address leaves the source host for the container
+ip -n "$SRV_NS_SRC" addr del "$SRV_ADDR/$SRV_PREFIX" dev eth0 ||
+	srv_fail "cannot take $SRV_ADDR off the source host's eth0"
+mk_netns() { # name veth-host-end [address]
+	ip netns add "$1" || return 1
+	ip -n "$1" link set lo up
+	ip -n "$SRV_NS_BR" link add "$2" type veth peer name eth0 netns "$1" || return 1
+	ip -n "$SRV_NS_BR" link set "$2" master br0 up || return 1
+	[ -z "${3:-}" ] || ip -n "$1" addr add "$3" dev eth0 || return 1
+	ip -n "$1" link set eth0 up
+}
+mk_netns $CNS cs$$ "$SRV_ADDR/$SRV_PREFIX" || srv_fail "cannot make the source container's network"
+mk_netns $DNS cd$$ || srv_fail "cannot make the target container's network"
+
+gcc -static -O2 -o "$SRV_DIR/ctr_httpd" "$SRC_TOP/tests/progs/ctr_httpd.c" 2>"$SRV_DIR/gcc.err" ||
+	srv_skip "cannot build a static test program (libc6-dev): $(tail -1 "$SRV_DIR/gcc.err")"
+b=$SRV_DIR/b
+mkdir -p "$b/rootfs/bin" "$b/rootfs/dev" "$b/rootfs/proc" "$b/rootfs/sys" "$b/rootfs/tmp"
+cp /bin/busybox "$b/rootfs/bin/"
+cp "$SRV_DIR/ctr_httpd" "$b/rootfs/ctr_httpd"
+(cd "$b" && runc spec) || srv_fail "runc spec"
+jq "del(.process.rlimits) | .process.terminal=false | .root.readonly=false |
+    .process.args=[\"/ctr_httpd\",\"$SRV_ADDR\",\"8080\",\"32\",\"/served\"] |
+    .hostname=\"$ID\" | .linux.cgroupsPath=\"$ID\" |
+    .linux.namespaces |= map(if .type == \"network\" then .path = \"/run/netns/$CNS\" else . end)" \
+	"$b/config.json" >"$b/c.json" && mv "$b/c.json" "$b/config.json" || srv_fail "jq"
+B=$b/rootfs
+
+(cg_enter "hctr-src-$$" && cd "$b" &&
+	exec nsenter --net=/run/netns/"$SRV_NS_SRC" -- runc --root "$RS" --log "$SRV_DIR/run.log" \
+		run -d $ID) </dev/null >/dev/null 2>&1 ||
+	srv_skip "runc run does not work here: $(tail -2 "$SRV_DIR/run.log")"
+wait_line "$B/served" "^[0-9]* 0$" 20 || srv_fail "the container's server never started"
+token=$(cut -d' ' -f1 "$B/served")
+spid=$(runc --root "$RS" state $ID | jq .pid)
+[ "$(stat -L -c %i /proc/$spid/ns/net)" = "$(stat -L -c %i /run/netns/$CNS)" ] ||
+	srv_fail "the container is not in its network namespace $CNS"
+srv_wait_tcp cli "$SRV_ADDR" 8080 || srv_fail "the client host cannot reach $SRV_ADDR:8080"
+srv_say "container $ID runs on the source in $CNS (token $token)"
+
+# the target: its page server in a mount namespace where /run/netns/$CNS is the
+# target's namespace; the hook gives the container a cgroup of the target's
+cat >"$SRV_DIR/hook.sh" <<EOF
+[ "\$HAUL_SWITCH_PHASE" = target-prepare ] || exit 0
+for b in $SRV_DIR/dst/*\$HAUL_MIGRATION_ID/bundle; do
+	[ -f "\$b/config.json" ] || continue
+	jq '.linux.cgroupsPath |= sub("-dst\$"; "") + "-dst"' "\$b/config.json" >"\$b/c.json" &&
+		mv "\$b/c.json" "\$b/config.json"
+done
+EOF
+: >"$SRV_DIR/ps.log"
+srv_bg dst "$SRV_DIR/ps.log" unshare -m --propagation private bash -c \
+	'cg_enter "$0" && mount --bind "/run/netns/$1" "/run/netns/$2" && shift 2 && exec "$@"' \
+	"hctr-dst-$$" $DNS $CNS \
+	"$HAUL" pageserver --listen "$SRV_DST_IP:$SRV_PS_PORT" --key "$SRV_KEY" \
+	--containers "$SRV_DIR/dst" --root "$RD" --on-switch "sh $SRV_DIR/hook.sh"
+wait_line "$SRV_DIR/ps.log" "listening on" 10 ||
+	srv_fail "the page server did not start: $(tail -3 "$SRV_DIR/ps.log")"
+
+srv_load_start http "$SRV_DIR/load.log" "$SRV_DIR/load.json" --port 8080 --conns 16
+srv_load_progress "$SRV_DIR/load.log" 2 || srv_fail "the clients made no progress before the move"
+srv_in src timeout 300 "$HAUL" migrate --container $ID --root "$RS" \
+	--to "$SRV_DST_IP:$SRV_PS_PORT" --key "$SRV_KEY" --json "$SRV_DIR/migrate.json" \
+	--move-address "$SRV_ADDR/$SRV_PREFIX" >"$SRV_DIR/migrate.log" 2>&1
+mrc=$?
+if [ $mrc -ne 0 ]; then
+	srv_say "haul migrate --container exited $mrc; its output:"
+	sed 's/^/    /' "$SRV_DIR/migrate.log"
+	srv_say "page server:"
+	tail -20 "$SRV_DIR/ps.log" | sed 's/^/    /'
+	for f in "$SRV_DIR"/dst/*/img/restore.log "$SRV_DIR"/dst/*/runc-restore.log; do
+		[ -f "$f" ] && { srv_say "$f:"; tail -20 "$f" | sed 's/^/    /'; }
+	done
+	srv_load_stop "$SRV_LOAD_PID" "$SRV_DIR/load.log" "$SRV_DIR/load.json"
+	srv_fail "the container was not migrated"
+fi
+srv_say "haul migrate --container: downtime $(srv_json "$SRV_DIR/migrate.json" downtime_ms) ms"
+
+fail=0
+runc --root "$RD" list | grep -q "^$ID .* running " ||
+	{ srv_say "the target's runc does not list $ID running: $(runc --root "$RD" list)"; fail=1; }
+[ -z "$(runc --root "$RS" list -q)" ] || { srv_say "the source still lists $(runc --root "$RS" list -q)"; fail=1; }
+dpid=$(runc --root "$RD" state $ID | jq .pid)
+[ "$(stat -L -c %i /proc/$dpid/ns/net)" = "$(stat -L -c %i /run/netns/$DNS)" ] ||
+	{ srv_say "the restored container is not in the target's namespace"; fail=1; }
+ip -n $DNS -4 addr show dev eth0 | grep -q "inet $SRV_ADDR/" ||
+	{ srv_say "$SRV_ADDR is not on the target container's eth0"; fail=1; }
+ip -n $CNS -4 addr show dev eth0 | grep -q "inet $SRV_ADDR/" &&
+	{ srv_say "$SRV_ADDR is still on the source container's eth0"; fail=1; }
+for ns in $CNS $DNS; do
+	ip netns exec $ns nft list tables 2>/dev/null | grep -q haul &&
+		{ srv_say "a haul table is left in $ns: $(ip netns exec $ns nft list tables)"; fail=1; }
+done
+srv_load_progress "$SRV_DIR/load.log" 3 || { srv_say "the clients stopped getting answers after the move"; fail=1; }
+now=$(cat "/proc/$dpid/root/served") || { srv_say "cannot read /served on the target"; fail=1; }
+[ "${now% *}" = "$token" ] || { srv_say "token '${now% *}' on the target, was $token: it restarted"; fail=1; }
+srv_say "on the target: /served '$now'"
+srv_load_stop "$SRV_LOAD_PID" "$SRV_DIR/load.log" "$SRV_DIR/load.json" || { srv_say "client errors"; fail=1; }
+[ $fail -eq 0 ] || srv_fail "see above"
+srv_say "PASS: $ID moved live in its own network namespace with its address, zero client errors"
+exit 0
