@@ -23,7 +23,9 @@
 # What this machine needs (see ctr_migrate.sh): no rlimits in config.json,
 # runc (not crun), the containers' cgroups under a cgroup of each host's
 # own and a target-prepare hook that renames the cgroupsPath.
-# Checks: 16 keep-alive clients on the client host see zero errors, wrong
+# First the criu entry point alone: runc checkpoint and restore through it
+# bring another container back in its namespace (joined, not made).
+# Then: 16 keep-alive clients on the client host see zero errors, wrong
 # values or reconnects through the migration; haul migrate exits 0; the
 # target's runc lists the container running, the source's nothing; the
 # process is in the target's namespace; 198.18.0.100 is on the target's
@@ -47,7 +49,10 @@ if [ -n "$need" ]; then
 fi
 
 ID=ctr$$n
+ID1=ctr$$c
 CNS=hctr-net-$$     # the container's namespace name on both hosts
+CNS1=hctr-net1-$$   # the checkpointed-and-restored one's (case 1)
+ADDR1=198.18.0.101
 DNS=hctr-netd-$$    # where the target's one really lives on this one machine
 RS=
 RD=
@@ -55,13 +60,15 @@ cg_dirs=()
 ctr_cleanup() {
 	local rc=$? r ns p
 	for r in "$RS" "$RD"; do
-		[ -n "$r" ] && runc --root "$r" kill $ID KILL 2>/dev/null
+		[ -n "$r" ] || continue
+		for c in $ID $ID1; do runc --root "$r" kill $c KILL 2>/dev/null; done
 	done
 	sleep 0.3
 	for r in "$RS" "$RD"; do
-		[ -n "$r" ] && runc --root "$r" delete -f $ID >/dev/null 2>&1
+		[ -n "$r" ] || continue
+		for c in $ID $ID1; do runc --root "$r" delete -f $c >/dev/null 2>&1; done
 	done
-	for ns in $CNS $DNS; do
+	for ns in $CNS $DNS $CNS1; do
 		[ -e /run/netns/$ns ] || continue
 		for p in $(ip netns pids $ns 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
 		for t in $(ip netns exec $ns nft list tables 2>/dev/null | awk '/haul/ { print $2 "|" $3 }'); do
@@ -116,16 +123,48 @@ mk_netns $DNS cd$$ || srv_fail "cannot make the target container's network"
 
 gcc -static -O2 -o "$SRV_DIR/ctr_httpd" "$SRC_TOP/tests/progs/ctr_httpd.c" 2>"$SRV_DIR/gcc.err" ||
 	srv_skip "cannot build a static test program (libc6-dev): $(tail -1 "$SRV_DIR/gcc.err")"
+mk_bundle() { # dir id address netns
+	mkdir -p "$1/rootfs/bin" "$1/rootfs/dev" "$1/rootfs/proc" "$1/rootfs/sys" "$1/rootfs/tmp"
+	cp /bin/busybox "$1/rootfs/bin/"
+	cp "$SRV_DIR/ctr_httpd" "$1/rootfs/ctr_httpd"
+	(cd "$1" && runc spec) || return 1
+	jq "del(.process.rlimits) | .process.terminal=false | .root.readonly=false |
+	    .process.args=[\"/ctr_httpd\",\"$3\",\"8080\",\"32\",\"/served\"] |
+	    .hostname=\"$2\" | .linux.cgroupsPath=\"$2\" |
+	    .linux.namespaces |= map(if .type == \"network\" then .path = \"/run/netns/$4\" else . end)" \
+		"$1/config.json" >"$1/c.json" && mv "$1/c.json" "$1/config.json"
+}
+
+# 1. the criu entry point alone, on another container in a namespace of its own
+# (hctr-net1-PID, 198.18.0.101): runc checkpoint and runc restore through haul's
+# `criu` (runc names the namespace external net[INODE]:extRootNetNS, then hands it
+# over as inherit_fd extRootNetNS): it comes back in the same namespace, its
+# interface untouched, and serves again with the same token
+mk_netns $CNS1 cs1$$ "$ADDR1/$SRV_PREFIX" || srv_fail "cannot make the first container's network"
+mk_bundle "$SRV_DIR/b1" $ID1 $ADDR1 $CNS1 || srv_fail "runc spec"
+(cg_enter "hctr-src-$$" && cd "$SRV_DIR/b1" && exec runc --root "$RS" --log "$SRV_DIR/run1.log" \
+	run -d $ID1) </dev/null >/dev/null 2>&1 || srv_skip "runc run does not work here: $(tail -2 "$SRV_DIR/run1.log")"
+wait_line "$SRV_DIR/b1/rootfs/served" "^[0-9]* 0$" 20 || srv_fail "$ID1's server never started"
+token1=$(cut -d' ' -f1 "$SRV_DIR/b1/rootfs/served")
+mkdir -p "$SRV_DIR/cbin" && ln -s "$HAUL" "$SRV_DIR/cbin/criu"
+(cd "$SRV_DIR/b1" && PATH="$SRV_DIR/cbin:$PATH" runc --root "$RS" checkpoint --image-path "$SRV_DIR/img" $ID1) \
+	>"$SRV_DIR/ck.log" 2>&1 || srv_fail "runc checkpoint: $(tail -3 "$SRV_DIR/ck.log") $(tail -5 "$SRV_DIR/img/dump.log")"
+grep -q "serves the criu DUMP request" "$SRV_DIR/img/dump.log" || srv_fail "runc checkpoint did not run haul"
+(cg_enter "hctr-src-$$" && cd "$SRV_DIR/b1" && PATH="$SRV_DIR/cbin:$PATH" exec runc --root "$RS" \
+	--log "$SRV_DIR/rs.log" restore -d --image-path "$SRV_DIR/img" $ID1) </dev/null >/dev/null 2>&1 ||
+	srv_fail "runc restore: $(tail -3 "$SRV_DIR/rs.log") $(tail -5 "$SRV_DIR/img/restore.log")"
+pid1=$(runc --root "$RS" state $ID1 | jq .pid)
+[ "$(stat -L -c %i /proc/$pid1/ns/net)" = "$(stat -L -c %i /run/netns/$CNS1)" ] ||
+	srv_fail "the restored container did not join its network namespace $CNS1"
+ip -n $CNS1 -4 addr show dev eth0 | grep -q "inet $ADDR1/" || srv_fail "$ADDR1 left eth0 in $CNS1"
+srv_wait_tcp cli "$ADDR1" 8080 || srv_fail "the restored container does not serve on $ADDR1:8080"
+[ "$(cut -d' ' -f1 "$SRV_DIR/b1/rootfs/served")" = "$token1" ] || srv_fail "$ID1's token changed: it restarted"
+srv_say "runc checkpoint + restore through haul: $ID1 back in $CNS1 with the same token"
+runc --root "$RS" kill $ID1 KILL && sleep 0.3 && runc --root "$RS" delete -f $ID1
+
+# the container that moves
 b=$SRV_DIR/b
-mkdir -p "$b/rootfs/bin" "$b/rootfs/dev" "$b/rootfs/proc" "$b/rootfs/sys" "$b/rootfs/tmp"
-cp /bin/busybox "$b/rootfs/bin/"
-cp "$SRV_DIR/ctr_httpd" "$b/rootfs/ctr_httpd"
-(cd "$b" && runc spec) || srv_fail "runc spec"
-jq "del(.process.rlimits) | .process.terminal=false | .root.readonly=false |
-    .process.args=[\"/ctr_httpd\",\"$SRV_ADDR\",\"8080\",\"32\",\"/served\"] |
-    .hostname=\"$ID\" | .linux.cgroupsPath=\"$ID\" |
-    .linux.namespaces |= map(if .type == \"network\" then .path = \"/run/netns/$CNS\" else . end)" \
-	"$b/config.json" >"$b/c.json" && mv "$b/c.json" "$b/config.json" || srv_fail "jq"
+mk_bundle "$b" $ID "$SRV_ADDR" $CNS || srv_fail "runc spec"
 B=$b/rootfs
 
 (cg_enter "hctr-src-$$" && cd "$b" &&
@@ -140,7 +179,7 @@ spid=$(runc --root "$RS" state $ID | jq .pid)
 srv_wait_tcp cli "$SRV_ADDR" 8080 || srv_fail "the client host cannot reach $SRV_ADDR:8080"
 srv_say "container $ID runs on the source in $CNS (token $token)"
 
-# the target: its page server in a mount namespace where /run/netns/$CNS is the
+# 2. the target: its page server in a mount namespace where /run/netns/$CNS is the
 # target's namespace; the hook gives the container a cgroup of the target's
 cat >"$SRV_DIR/hook.sh" <<EOF
 [ "\$HAUL_SWITCH_PHASE" = target-prepare ] || exit 0
@@ -159,6 +198,7 @@ srv_bg dst "$SRV_DIR/ps.log" unshare -m --propagation private bash -c \
 wait_line "$SRV_DIR/ps.log" "listening on" 10 ||
 	srv_fail "the page server did not start: $(tail -3 "$SRV_DIR/ps.log")"
 
+# 3. the migration under load
 srv_load_start http "$SRV_DIR/load.log" "$SRV_DIR/load.json" --port 8080 --conns 16
 srv_load_progress "$SRV_DIR/load.log" 2 || srv_fail "the clients made no progress before the move"
 srv_in src timeout 300 "$HAUL" migrate --container $ID --root "$RS" \
