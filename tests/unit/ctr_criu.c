@@ -421,3 +421,50 @@ Test(ctr_criu, restore_refuses_a_record_path_that_leaves_the_root)
 	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", &map, 1, &out, why, sizeof(why)), -EBADMSG);
 	rst_ctr_release(&out);
 }
+
+/* runc, for a network namespace path in config.json: external net[INODE]:extRootNetNS. */
+Test(ctr_criu, accepts_runcs_external_network_namespace_and_refuses_other_externals)
+{
+	Haul__Criu__Options o;
+	Haul__Criu__MountMapping *ext[1];
+	char *external[1] = {"net[4026532999]:extRootNetNS"};
+	char why[512] = "";
+
+	runc_dump_opts(&o, ext);
+	o.external = external;
+	o.n_external = 1;
+	cr_assert_eq(criu_opts_check(HAUL__CRIU__REQ_TYPE__REQ_DUMP, &o, why, sizeof(why)), 0, "%s",
+		     why);
+	external[0] = "mnt[/data]:data";
+	cr_assert_eq(criu_opts_check(HAUL__CRIU__REQ_TYPE__REQ_DUMP, &o, why, sizeof(why)),
+		     -EOPNOTSUPP);
+	cr_assert(strstr(why, "external 'mnt[/data]:data'"), "%s", why);
+}
+
+Test(ctr_criu, restore_joins_the_engines_network_namespace_and_needs_it_named)
+{
+	Haul__Ctr__Container c;
+	Haul__Ctr__Mount *m[2], root, ext;
+	struct rst_ctr_ext map[2] = {{"/dev/null", "/dev/null"},
+				     {RST_CTR_NET_KEY, "/proc/1234/fd/7"}};
+	struct rst_ctr out;
+	char why[512] = "";
+
+	record(&c, m, &root, &ext);
+	c.ns_flags |= CLONE_NEWNET;
+	c.has_net_external = c.net_external = true;
+	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", map, 2, &out, why, sizeof(why)), 0, "%s",
+		     why);
+	cr_assert_str_eq(out.netns, "/proc/1234/fd/7");
+	rst_ctr_release(&out);
+	/* the namespace was the engine's and the engine names none now: refused by name */
+	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", map, 1, &out, why, sizeof(why)), -EINVAL);
+	cr_assert(strstr(why, RST_CTR_NET_KEY), "%s", why);
+	rst_ctr_release(&out);
+	/* a namespace of its own (not external): made, whatever the engine passes */
+	c.net_external = false;
+	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", map, 2, &out, why, sizeof(why)), 0, "%s",
+		     why);
+	cr_assert_str_eq(out.netns, "");
+	rst_ctr_release(&out);
+}

@@ -157,3 +157,38 @@ Test(ctr_fchan, tree_sends_everything_then_only_changes)
 	close(sv[1]);
 	cr_assert_eq(fchan_rm_rf(AT_FDCWD, root), 0);
 }
+
+static void write_config(const char *dir, const char *text)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	f = fopen(path, "w");
+	cr_assert(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* runc's config.json: the network namespace's path, when the engine gives one. */
+Test(ctr_fchan, finds_the_network_namespace_path_of_a_bundle)
+{
+	char dir[] = "/tmp/haul-unit-netns-XXXXXX", v[256];
+
+	cr_assert(mkdtemp(dir));
+	write_config(dir, "{\"linux\": {\"namespaces\": [\n {\"type\": \"pid\"},\n"
+			  " {\"type\": \"network\", \"path\": \"/run/netns/ctr-1\"},\n"
+			  " {\"type\": \"mount\"}\n], \"path\": \"/elsewhere\"}}");
+	cr_assert_eq(haul_ctr_config_netns(dir, v, sizeof(v)), 0);
+	cr_assert_str_eq(v, "/run/netns/ctr-1");
+	/* runc makes the namespace itself: no path */
+	write_config(dir, "{\"linux\": {\"namespaces\": [{\"type\": \"network\"}, {\"type\": "
+			  "\"ipc\", \"path\": \"/proc/1/ns/ipc\"}]}}");
+	cr_assert_eq(haul_ctr_config_netns(dir, v, sizeof(v)), -ENOENT);
+	/* host networking: no network entry at all */
+	write_config(dir, "{\"linux\": {\"namespaces\": [{\"type\": \"pid\"}]}}");
+	cr_assert_eq(haul_ctr_config_netns(dir, v, sizeof(v)), -ENOENT);
+	cr_assert_eq(unlink(strcat(strcpy(v, dir), "/config.json")), 0);
+	cr_assert_eq(haul_ctr_config_netns(dir, v, sizeof(v)), -ENOENT);
+	rmdir(dir);
+}
