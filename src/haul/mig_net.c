@@ -61,25 +61,13 @@ static void net_leave(int back)
 	haul_netns_leave(back);
 }
 
-int haul_mig_net_prepare(struct mig *m)
+static int prepare_addrs(struct mig *m)
 {
 	const struct haul_mig_opts *o = m->o;
 	struct mig_net *n = &m->net;
 	size_t len = 0;
-
 	int back, ret;
 
-	n->ng.fd = -1;
-	n->ng.pid = -1;
-	if (!same_netns(m->pid)) {
-		char p[64];
-
-		snprintf(p, sizeof(p), "/proc/%d/ns/net", (int)m->pid);
-		n->nsfd = open(p, O_RDONLY | O_CLOEXEC);
-		if (n->nsfd < 0)
-			return -errno;
-		n->own_ns = true;
-	}
 	while (!n->id)
 		if (getrandom(&n->id, sizeof(n->id), 0) != sizeof(n->id))
 			return -errno;
@@ -122,6 +110,30 @@ int haul_mig_net_prepare(struct mig *m)
 					    .side = "source",
 					    .addresses = n->addr_list};
 	return 0;
+}
+
+int haul_mig_net_prepare(struct mig *m)
+{
+	struct mig_net *n = &m->net;
+	int ret;
+
+	n->ng.fd = -1;
+	n->ng.pid = -1;
+	if (!same_netns(m->pid)) {
+		char p[64];
+
+		snprintf(p, sizeof(p), "/proc/%d/ns/net", (int)m->pid);
+		n->nsfd = open(p, O_RDONLY | O_CLOEXEC);
+		if (n->nsfd < 0)
+			return -errno;
+		n->own_ns = true;
+	}
+	ret = prepare_addrs(m);
+	if (ret && n->own_ns) {
+		close(n->nsfd);
+		n->own_ns = false;
+	}
+	return ret;
 }
 
 static bool same_netns(pid_t pid)
