@@ -14,8 +14,8 @@
 #   - runc, not crun (crun refuses the hybrid cgroups);
 #   - the container shares its host's network namespace (no "network"
 #     entry): haul carries its sockets and moves the address in the host's
-#     namespace; a container with a network namespace of its own and a veth
-#     is refused by name today (DESIGN.md "Containers: live migration");
+#     namespace (one in a network namespace of its own that the engine made
+#     by path, with a veth: ctr_migrate_netns.sh);
 #   - the two "hosts" share one kernel, so their containers must not share
 #     a cgroup as two machines' would not: runc on each host runs from a
 #     cgroup of that host's own (hctr-src-PID, hctr-dst-PID; runc makes a
@@ -32,8 +32,9 @@
 # count goes on; a file written into the rootfs before the migration and
 # one written while pre-copy runs (haul parked at its "precopy" fault
 # point meanwhile) are in the target's rootfs; runc kill on the target
-# stops it.  A refusal: a container with a user namespace of its own is
-# refused by name before anything is touched, and it runs on here with
+# stops it.  A refusal: a container whose network namespace runc made (no
+# path) with an interface besides lo is refused by name before anything is
+# touched, and it runs on here with
 # nothing left on the target.  A rollback: the target refuses the switch
 # (HAUL_FAULT=corrupt-state), and the container runs on here with its
 # address and its clients' connections (counted in the zero errors), and
@@ -163,26 +164,28 @@ SRV_PS_PID=$SRV_BG_PID
 wait_line "$SRV_DIR/ps.log" "listening on" 10 ||
 	srv_fail "the page server did not start: $(tail -3 "$SRV_DIR/ps.log")"
 
-# 1. a refusal leaves the container running: one with a user namespace of its own
-mk_bundle "$SRV_DIR/u" "$ID2" '| .linux.namespaces += [{"type":"network"},{"type":"user"}] |
-	.linux.uidMappings=[{"containerID":0,"hostID":0,"size":65536}] |
-	.linux.gidMappings=[{"containerID":0,"hostID":0,"size":65536}] |
-	.process.args=["/bin/busybox","sleep","3600"]' || srv_fail "runc spec (user namespace)"
+# 1. a refusal leaves the container running: one whose network namespace runc made
+# (no path in config.json: not the engine's to recreate on the target) and that has
+# an interface besides lo (a veth put into it afterwards)
+mk_bundle "$SRV_DIR/u" "$ID2" '| .linux.namespaces += [{"type":"network"}] |
+	.process.args=["/bin/busybox","sleep","3600"]' || srv_fail "runc spec (network namespace)"
 if (cg_enter "hctr-src-$$" && cd "$SRV_DIR/u" &&
-	exec runc --root "$RS" run -d $ID2) </dev/null >"$SRV_DIR/run2.log" 2>&1; then
+	exec runc --root "$RS" --log "$SRV_DIR/run2.log" run -d $ID2) </dev/null >/dev/null 2>&1; then
+	ip -n "$SRV_NS_SRC" link add hv$$ type veth peer name eth0 netns "$(runc --root "$RS" state $ID2 | jq .pid)" ||
+		srv_fail "cannot put a veth into $ID2's network namespace"
 	srv_in src "$HAUL" migrate --container $ID2 --root "$RS" --to "$SRV_DST_IP:$SRV_PS_PORT" \
 		--key "$SRV_KEY" >"$SRV_DIR/refuse.log" 2>&1
 	rc=$?
-	[ $rc -eq 1 ] || srv_fail "the user-namespace container: haul migrate exited $rc, want 1: $(cat "$SRV_DIR/refuse.log")"
-	grep -q "user namespace of its own: not carried" "$SRV_DIR/refuse.log" ||
-		srv_fail "the refusal does not name the user namespace: $(cat "$SRV_DIR/refuse.log")"
+	[ $rc -eq 1 ] || srv_fail "the container with an interface: haul migrate exited $rc, want 1: $(cat "$SRV_DIR/refuse.log")"
+	grep -q "has interface eth0: only lo is carried" "$SRV_DIR/refuse.log" ||
+		srv_fail "the refusal does not name the interface: $(cat "$SRV_DIR/refuse.log")"
 	runc --root "$RS" list | grep -q "^$ID2 .* running " || srv_fail "$ID2 is not running after the refusal"
 	[ -z "$(runc --root "$RD" list -q 2>/dev/null)" ] || srv_fail "the refusal left a container on the target"
 	[ -z "$(ls -A "$SRV_DIR/dst" | grep -v '^\.criu$')" ] || srv_fail "the refusal left files on the target: $(ls "$SRV_DIR/dst")"
-	srv_say "refused by name (user namespace); $ID2 runs on, nothing on the target"
+	srv_say "refused by name (interface eth0); $ID2 runs on, nothing on the target"
 	runc --root "$RS" delete -f $ID2 >/dev/null 2>&1
 else
-	srv_fail "runc run with a user namespace: $(tail -2 "$SRV_DIR/run2.log")"
+	srv_fail "runc run with a network namespace: $(tail -2 "$SRV_DIR/run2.log")"
 fi
 
 # 2. under load, a migration the target refuses at the switch (HAUL_FAULT=corrupt-state:
