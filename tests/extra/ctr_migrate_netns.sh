@@ -25,7 +25,8 @@
 # own and a target-prepare hook that renames the cgroupsPath.
 # First the criu entry point alone: runc checkpoint and restore through it
 # bring another container back in its namespace (joined, not made).
-# Then: 16 keep-alive clients on the client host see zero errors, wrong
+# Then a switch the target refuses rolls back inside the namespaces, and
+# 16 keep-alive clients on the client host see zero errors, wrong
 # values or reconnects through the migration; haul migrate exits 0; the
 # target's runc lists the container running, the source's nothing; the
 # process is in the target's namespace; 198.18.0.100 is on the target's
@@ -201,6 +202,28 @@ wait_line "$SRV_DIR/ps.log" "listening on" 10 ||
 # 3. the migration under load
 srv_load_start http "$SRV_DIR/load.log" "$SRV_DIR/load.json" --port 8080 --conns 16
 srv_load_progress "$SRV_DIR/load.log" 2 || srv_fail "the clients made no progress before the move"
+
+# a switch the target refuses (HAUL_FAULT=corrupt-state) rolls back inside the
+# namespaces: the address back on the source container's eth0 and not on the
+# target's, no lock left in either, the clients served on (counted below)
+HAUL_FAULT=corrupt-state srv_in src timeout 300 "$HAUL" migrate --container $ID --root "$RS" \
+	--to "$SRV_DST_IP:$SRV_PS_PORT" --key "$SRV_KEY" --move-address "$SRV_ADDR/$SRV_PREFIX" \
+	>"$SRV_DIR/rollback.log" 2>&1
+rc=$?
+[ $rc -eq 1 ] || srv_fail "the refused switch: haul migrate exited $rc, want 1: $(tail -5 "$SRV_DIR/rollback.log")"
+runc --root "$RS" list | grep -q "^$ID .* running " || srv_fail "$ID is not running here after the rollback"
+ip -n $CNS -4 addr show dev eth0 | grep -q "inet $SRV_ADDR/" ||
+	srv_fail "$SRV_ADDR is not back on the source container's eth0 after the rollback"
+i=0
+while ip -n $DNS -4 addr show dev eth0 | grep -q "inet $SRV_ADDR/" ||
+	ip netns exec $CNS nft list tables 2>/dev/null | grep -q haul ||
+	ip netns exec $DNS nft list tables 2>/dev/null | grep -q haul; do
+	i=$((i + 1)); [ $i -lt 100 ] || srv_fail "the rollback left the address or a lock on the target or a lock here"
+	sleep 0.05
+done
+srv_load_progress "$SRV_DIR/load.log" 2 || srv_fail "the clients stopped getting answers after the rollback"
+srv_say "a switch the target refused rolled back in the container's namespace: $ID serves on here"
+
 srv_in src timeout 300 "$HAUL" migrate --container $ID --root "$RS" \
 	--to "$SRV_DST_IP:$SRV_PS_PORT" --key "$SRV_KEY" --json "$SRV_DIR/migrate.json" \
 	--move-address "$SRV_ADDR/$SRV_PREFIX" >"$SRV_DIR/migrate.log" 2>&1
