@@ -24,7 +24,8 @@
 # runc (not crun), the containers' cgroups under a cgroup of each host's
 # own and a target-prepare hook that renames the cgroupsPath.
 # First the criu entry point alone: runc checkpoint and restore through it
-# bring another container back in its namespace (joined, not made).
+# bring another container back in its namespace (joined, not made); one
+# that also has a user namespace is refused by name and runs on.
 # Then a switch the target refuses rolls back inside the namespaces, and
 # 16 keep-alive clients on the client host see zero errors, wrong
 # values or reconnects through the migration; haul migrate exits 0; the
@@ -51,6 +52,7 @@ fi
 
 ID=ctr$$n
 ID1=ctr$$c
+ID3=ctr$$u
 CNS=hctr-net-$$     # the container's namespace name on both hosts
 CNS1=hctr-net1-$$   # the checkpointed-and-restored one's (case 1)
 ADDR1=198.18.0.101
@@ -62,12 +64,12 @@ ctr_cleanup() {
 	local rc=$? r ns p
 	for r in "$RS" "$RD"; do
 		[ -n "$r" ] || continue
-		for c in $ID $ID1; do runc --root "$r" kill $c KILL 2>/dev/null; done
+		for c in $ID $ID1 $ID3; do runc --root "$r" kill $c KILL 2>/dev/null; done
 	done
 	sleep 0.3
 	for r in "$RS" "$RD"; do
 		[ -n "$r" ] || continue
-		for c in $ID $ID1; do runc --root "$r" delete -f $c >/dev/null 2>&1; done
+		for c in $ID $ID1 $ID3; do runc --root "$r" delete -f $c >/dev/null 2>&1; done
 	done
 	for ns in $CNS $DNS $CNS1; do
 		[ -e /run/netns/$ns ] || continue
@@ -162,6 +164,34 @@ srv_wait_tcp cli "$ADDR1" 8080 || srv_fail "the restored container does not serv
 [ "$(cut -d' ' -f1 "$SRV_DIR/b1/rootfs/served")" = "$token1" ] || srv_fail "$ID1's token changed: it restarted"
 srv_say "runc checkpoint + restore through haul: $ID1 back in $CNS1 with the same token"
 runc --root "$RS" kill $ID1 KILL && sleep 0.3 && runc --root "$RS" delete -f $ID1
+
+# and a refusal: the engine's namespace with a user namespace (M would have to join
+# it from inside the user namespace) is refused by name, the container runs on
+# (sysfs cannot be mounted in a user namespace that does not own the network
+# namespace: /sys is a bind of the host's, as rootless engines do)
+mkdir -p "$SRV_DIR/b3/rootfs/bin" "$SRV_DIR/b3/rootfs/dev" "$SRV_DIR/b3/rootfs/proc" \
+	"$SRV_DIR/b3/rootfs/sys" "$SRV_DIR/b3/rootfs/tmp"
+cp /bin/busybox "$SRV_DIR/b3/rootfs/bin/"
+(cd "$SRV_DIR/b3" && runc spec) || srv_fail "runc spec (user namespace)"
+jq "del(.process.rlimits) | .process.terminal=false | .root.readonly=false |
+    .process.args=[\"/bin/busybox\",\"sleep\",\"3600\"] | .linux.cgroupsPath=\"$ID3\" |
+    .linux.namespaces |= map(if .type == \"network\" then .path = \"/run/netns/$CNS1\" else . end) |
+    .linux.namespaces += [{\"type\":\"user\"}] |
+    .linux.uidMappings=[{\"containerID\":0,\"hostID\":0,\"size\":65536}] |
+    .linux.gidMappings=[{\"containerID\":0,\"hostID\":0,\"size\":65536}] |
+    .mounts |= map(if .destination == \"/sys\" then {\"destination\":\"/sys\",\"type\":\"none\",
+	\"source\":\"/sys\",\"options\":[\"rbind\",\"nosuid\",\"noexec\",\"nodev\",\"ro\"]} else . end)" \
+	"$SRV_DIR/b3/config.json" >"$SRV_DIR/b3/c.json" && mv "$SRV_DIR/b3/c.json" "$SRV_DIR/b3/config.json" ||
+	srv_fail "jq (user namespace)"
+(cg_enter "hctr-src-$$" && cd "$SRV_DIR/b3" && exec runc --root "$RS" --log "$SRV_DIR/run3.log" \
+	run -d $ID3) </dev/null >/dev/null 2>&1 || srv_fail "runc run (user namespace): $(tail -2 "$SRV_DIR/run3.log")"
+(cd "$SRV_DIR/b3" && PATH="$SRV_DIR/cbin:$PATH" runc --root "$RS" checkpoint --image-path "$SRV_DIR/img3" $ID3) \
+	>"$SRV_DIR/ck3.log" 2>&1 && srv_fail "the checkpoint with a user namespace was not refused"
+grep -q "is the engine's (external) and the container has a user namespace" "$SRV_DIR/img3/dump.log" ||
+	srv_fail "the refusal does not name the external network namespace: $(tail -3 "$SRV_DIR/img3/dump.log")"
+runc --root "$RS" list | grep -q "^$ID3 .* running " || srv_fail "$ID3 is not running after the refusal"
+srv_say "refused by name (the engine's network namespace with a user namespace); $ID3 runs on"
+runc --root "$RS" kill $ID3 KILL && sleep 0.3 && runc --root "$RS" delete -f $ID3
 
 # the container that moves
 b=$SRV_DIR/b
