@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -51,6 +52,7 @@ struct haul_ctr_mig {
 	Haul__Ctr__Container *rec;
 	struct rst_ctr_ext *ext;
 	char **extv;
+	bool *extnull; /* extv[i] is a bind of the host's /dev/null */
 	size_t next;
 	char netkey[48]; /* "net[INODE]": the engine's network namespace (ctr_netns.c), or "" */
 	struct fchan fc;
@@ -98,7 +100,19 @@ static bool below(const char *path, const char *dir)
  * would not rebuild it (a tmpfs, proc, sysfs, devpts, mqueue or cgroup at
  * its root) and it is no bind of an earlier mount of the container; a
  * cgroup mount of a container with its own cgroup namespace is rebuilt.
+ * A bind of the host's /dev/null (a masked path of a container that
+ * haul's criu entry point restored: runc names masked paths so, key the
+ * path, value /dev/null) keeps /dev/null as its name, which the target's
+ * runc maps on restore as for any masked path.
  */
+static bool is_dev_null(const struct mi *m)
+{
+	struct stat st;
+
+	return !strcmp(m->root, "/null") && !stat("/dev/null", &st) &&
+	       major(st.st_dev) == m->major && minor(st.st_dev) == m->minor;
+}
+
 static int ext_list(struct haul_ctr_mig *c, pid_t pid, bool cgroupns)
 {
 	static const char *const rebuilt[] = {"tmpfs",	"proc",	  "sysfs",   "devpts",
@@ -144,13 +158,15 @@ static int ext_list(struct haul_ctr_mig *c, pid_t pid, bool cgroupns)
 		if (!ext)
 			continue;
 		char **nv = realloc(c->extv, (c->next + 1) * sizeof(*nv));
+		bool *nn = nv ? realloc(c->extnull, (c->next + 1) * sizeof(*nn)) : NULL;
 
-		if (!nv || !(nv[c->next] = strdup(cur->mp))) {
-			c->extv = nv ? nv : c->extv;
+		c->extv = nv ? nv : c->extv;
+		c->extnull = nn ? nn : c->extnull;
+		if (!nn || !(nv[c->next] = strdup(cur->mp))) {
 			ret = -ENOMEM;
 			break;
 		}
-		c->extv = nv;
+		nn[c->next] = is_dev_null(cur);
 		c->next++;
 	}
 	fclose(f);
@@ -160,8 +176,10 @@ static int ext_list(struct haul_ctr_mig *c, pid_t pid, bool cgroupns)
 		c->ext = calloc(c->next + 1, sizeof(*c->ext));
 		if (!c->ext)
 			return -ENOMEM;
-		for (size_t i = 0; i < c->next; i++)
-			c->ext[i].key = c->ext[i].value = c->extv[i];
+		for (size_t i = 0; i < c->next; i++) {
+			c->ext[i].key = c->extv[i];
+			c->ext[i].value = c->extnull[i] ? "/dev/null" : c->extv[i];
+		}
 	}
 	return ret;
 }
@@ -404,6 +422,7 @@ void haul_ctr_mig_free(struct haul_ctr_mig *c)
 	for (size_t i = 0; i < c->next; i++)
 		free(c->extv[i]);
 	free(c->extv);
+	free(c->extnull);
 	free(c->ext);
 	free(c);
 }

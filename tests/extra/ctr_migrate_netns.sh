@@ -209,6 +209,14 @@ spid=$(runc --root "$RS" state $ID | jq .pid)
 	srv_fail "the container is not in its network namespace $CNS"
 srv_wait_tcp cli "$SRV_ADDR" 8080 || srv_fail "the client host cannot reach $SRV_ADDR:8080"
 srv_say "container $ID runs on the source in $CNS (token $token)"
+# it moves as one haul's criu entry point restored: runc's masked paths are then
+# binds of the host's /dev/null, which the migration names as runc does
+(cd "$b" && PATH="$SRV_DIR/cbin:$PATH" runc --root "$RS" checkpoint --image-path "$SRV_DIR/img2" $ID) \
+	>"$SRV_DIR/ck2.log" 2>&1 || srv_fail "runc checkpoint of $ID: $(tail -3 "$SRV_DIR/img2/dump.log")"
+(cg_enter "hctr-src-$$" && cd "$b" && PATH="$SRV_DIR/cbin:$PATH" exec runc --root "$RS" \
+	--log "$SRV_DIR/rs2.log" restore -d --image-path "$SRV_DIR/img2" $ID) </dev/null >/dev/null 2>&1 ||
+	srv_fail "runc restore of $ID: $(tail -3 "$SRV_DIR/img2/restore.log")"
+srv_wait_tcp cli "$SRV_ADDR" 8080 || srv_fail "the restored $ID does not serve on $SRV_ADDR:8080"
 
 # 2. the target: its page server in a mount namespace where /run/netns/$CNS is the
 # target's namespace; the hook gives the container a cgroup of the target's
