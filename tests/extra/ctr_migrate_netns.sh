@@ -26,7 +26,9 @@
 # First the criu entry point alone: runc checkpoint and restore through it
 # bring another container back in its namespace (joined, not made); one
 # that also has a user namespace is refused by name and runs on.
-# Then a switch the target refuses rolls back inside the namespaces, and
+# Then the container that moves is itself checkpointed and restored through
+# runc and haul's criu first (so a container haul restored migrates too), a
+# switch the target refuses rolls back inside the namespaces, and
 # 16 keep-alive clients on the client host see zero errors, wrong
 # values or reconnects through the migration; haul migrate exits 0; the
 # target's runc lists the container running, the source's nothing; the
