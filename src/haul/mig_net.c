@@ -49,6 +49,7 @@ int haul_mig_net_prepare(struct mig *m)
 
 	n->ng.fd = -1;
 	n->ng.pid = -1;
+	n->replay.fd = -1;
 	while (!n->id)
 		if (getrandom(&n->id, sizeof(n->id), 0) != sizeof(n->id))
 			return -errno;
@@ -198,6 +199,8 @@ int haul_mig_net_down(struct mig *m)
 	if (!n->nsocks && !n->naddrs && !n->hook.cmd)
 		return 0;
 	if (n->nsocks || n->naddrs) {
+		/* recording before the lock: a segment it drops is sent again after it */
+		haul_replay_start(&n->replay, n->socks, n->nsocks, n->addrs, n->naddrs);
 		ret = haul_netlock_take(n->table, n->socks, n->nsocks, n->addrs, n->naddrs, true);
 		if (ret)
 			return ret;
@@ -252,6 +255,7 @@ void haul_mig_net_indoubt(struct mig *m, bool indoubt)
 
 static void net_release(struct mig_net *n)
 {
+	haul_replay_stop(&n->replay);
 	haul_netguard_stop(&n->ng);
 	free(n->socks);
 	n->socks = NULL;
@@ -271,6 +275,9 @@ void haul_mig_net_undo(struct mig *m)
 	n->removed = 0;
 	if (n->locked && !haul_netlock_lift(n->table))
 		n->locked = false;
+	/* what the peers sent meanwhile, to the process that runs here again */
+	if (!n->locked)
+		haul_replay_send(&n->replay, false);
 	if (n->hook_down)
 		haul_switch_hook_run(&n->hook, "source-up"); /* reported, nothing to undo */
 	n->hook_down = false;
@@ -283,6 +290,13 @@ void haul_mig_net_done(struct mig *m)
 
 	if (n->locked && !haul_netlock_lift(n->table))
 		n->locked = false;
+	/*
+	 * What the peers sent to the moving addresses meanwhile, on to the
+	 * target, which has them now (no replay to an address that stays: the
+	 * dead process's sockets are gone here, and a reset would answer it).
+	 */
+	if (!n->locked)
+		haul_replay_send(&n->replay, true);
 	if (n->hook_down)
 		haul_switch_hook_run(&n->hook, "source-done");
 	net_release(n);

@@ -54,12 +54,14 @@ struct sw_sess {
 	size_t added;
 	struct haul_net_tuple *ends; /* the lock's socket ends, for a relock */
 	size_t nends;
+	struct haul_replay replay; /* what the lock drops, delivered after the lift */
 };
 
 static const struct ps_sink_ops *inner = &rst_live_sink;
 
 static void sw_free(struct sw_sess *s)
 {
+	haul_replay_stop(&s->replay);
 	haul_netguard_stop(&s->ng);
 	free(s->ends);
 	free(s->mine);
@@ -119,6 +121,7 @@ static int sw_open(void *arg, const struct ps_session_info *info, void **sess)
 		return -ENOMEM;
 	s->ng.fd = -1;
 	s->ng.pid = -1;
+	s->replay.fd = -1;
 	s->pid = info->pid;
 	haul_netlock_name(s->table, sizeof(s->table), info->pid, info->session_id);
 	ret = sw_addrs(s, info);
@@ -179,6 +182,7 @@ static void sw_undo(struct sw_sess *s)
 	for (size_t i = 0; i < s->added; i++)
 		haul_addr_del(&s->mine[i]);
 	s->added = 0;
+	haul_replay_stop(&s->replay);
 	if (s->locked && !haul_netlock_lift(s->table))
 		s->locked = false;
 	if (s->prepared)
@@ -204,6 +208,8 @@ static int sw_lock(void *sess, const struct ps_net_end *e, size_t n)
 		memcpy(t[i].raddr, e[i].raddr, 16);
 	}
 	if (n || s->naddrs) {
+		/* recording first: what the lock drops is delivered after the lift */
+		haul_replay_start(&s->replay, t, n, s->addrs, s->naddrs);
 		ret = haul_netlock_take(s->table, t, n, s->addrs, s->naddrs, false);
 		s->locked = !ret;
 	}
@@ -227,6 +233,14 @@ static int sw_lock(void *sess, const struct ps_net_end *e, size_t n)
 		ret = haul_addr_add(&s->mine[i]);
 		if (!ret)
 			s->added = i + 1;
+		/*
+		 * Announced at once (the source removed it at the freeze): from here
+		 * on the peers' segments reach this host, where the lock records
+		 * them, instead of the source, which sends what it recorded only
+		 * after the commit.
+		 */
+		if (!ret)
+			haul_addr_announce(&s->mine[i]);
 	}
 	if (!ret) {
 		s->prepared = true;
@@ -252,6 +266,9 @@ static int sw_restore(void *sess, struct ps_restore_result *res)
 		haul_addr_announce(&s->mine[i]);
 	if (s->locked && !haul_netlock_lift(s->table))
 		s->locked = false;
+	/* what the peers sent during the lock, to the sockets that exist now */
+	if (!s->locked)
+		haul_replay_send(&s->replay, false);
 	haul_netguard_indoubt(&s->ng);
 	haul_switch_hook_run(&s->hook, "target-up"); /* after the resume: reported only */
 	return 0;
