@@ -55,6 +55,7 @@ struct sw_sess {
 	struct haul_net_tuple *ends; /* the lock's socket ends, for a relock */
 	size_t nends;
 	struct haul_replay replay; /* what the lock drops, delivered after the lift */
+	double lock_ms;		   /* sw_lock's time, for the debug line of the phases */
 };
 
 static const struct ps_sink_ops *inner = &rst_live_sink;
@@ -136,6 +137,13 @@ static int sw_open(void *arg, const struct ps_session_info *info, void **sess)
 			inner->close(s->inner, false);
 		}
 	}
+	/*
+	 * The moving addresses' lock, now rather than in the downtime (one
+	 * nftables transaction costs milliseconds): they are not here yet, so it
+	 * drops nothing before the restore command adds them.
+	 */
+	if (!ret && s->naddrs)
+		s->locked = !haul_netlock_take(s->table, NULL, 0, s->addrs, s->naddrs, false);
 	if (ret) {
 		sw_free(s);
 		return ret;
@@ -190,10 +198,34 @@ static void sw_undo(struct sw_sess *s)
 	s->prepared = false;
 }
 
+/*
+ * Whether the lock of the moving addresses alone holds back every packet of
+ * the ends @t: each is on a moving address, or is a listening or unconnected
+ * one bound to any address (what reaches this host's own addresses on its
+ * port was refused before the migration and is until the process runs).
+ */
+static bool covered(const struct sw_sess *s, const struct haul_net_tuple *t, size_t n)
+{
+	static const uint8_t any[16];
+
+	for (size_t i = 0; i < n; i++) {
+		bool moving = false;
+
+		for (size_t j = 0; j < s->naddrs && !moving; j++)
+			moving = s->addrs[j].family == t[i].family &&
+				 !memcmp(s->addrs[j].addr, t[i].laddr,
+					 t[i].family == AF_INET ? 4 : 16);
+		if (!moving && !(t[i].rport == 0 && !memcmp(t[i].laddr, any, 16)))
+			return false;
+	}
+	return true;
+}
+
 static int sw_lock(void *sess, const struct ps_net_end *e, size_t n)
 {
 	struct sw_sess *s = sess;
 	struct haul_net_tuple *t = calloc(n ? n : 1, sizeof(*t));
+	double t0 = haul_now_ms();
 	int ret = 0;
 
 	if (!t)
@@ -207,10 +239,15 @@ static int sw_lock(void *sess, const struct ps_net_end *e, size_t n)
 		memcpy(t[i].laddr, e[i].laddr, 16);
 		memcpy(t[i].raddr, e[i].raddr, 16);
 	}
-	if (n || s->naddrs) {
-		/* recording first: what the lock drops is delivered after the lift */
+	/* recording first: what the lock drops is delivered after the lift */
+	if (n || s->naddrs)
 		haul_replay_start(&s->replay, t, n, s->addrs, s->naddrs);
-		ret = haul_netlock_take(s->table, t, n, s->addrs, s->naddrs, false);
+	/* the addresses' lock, taken at the open, covers every end: no transaction now */
+	if ((n || s->naddrs) && !(s->locked && covered(s, t, n))) {
+		if (s->locked && !haul_netlock_lift(s->table))
+			s->locked = false;
+		ret = s->locked ? -EEXIST
+				: haul_netlock_take(s->table, t, n, s->addrs, s->naddrs, false);
 		s->locked = !ret;
 	}
 	if (!ret && s->nmine)
@@ -246,6 +283,7 @@ static int sw_lock(void *sess, const struct ps_net_end *e, size_t n)
 		s->prepared = true;
 		ret = haul_switch_hook_run(&s->hook, "target-prepare");
 	}
+	s->lock_ms = haul_now_ms() - t0;
 	if (ret)
 		sw_undo(s);
 	return ret;
@@ -254,21 +292,31 @@ static int sw_lock(void *sess, const struct ps_net_end *e, size_t n)
 static int sw_restore(void *sess, struct ps_restore_result *res)
 {
 	struct sw_sess *s = sess;
-	int ret = inner->restore(s->inner, res);
+	double t[5];
+	int ret;
 
+	t[0] = haul_now_ms();
+	ret = inner->restore(s->inner, res);
 	if (ret || res->err) {
 		sw_undo(s);
 		return ret;
 	}
 	s->resumed = true;
-	/* it runs: tell the neighbours where the address is, then let its packets through */
-	for (size_t i = 0; i < s->added; i++)
-		haul_addr_announce(&s->mine[i]);
+	t[1] = haul_now_ms();
+	/* it runs: its packets through, those the lock dropped first */
 	if (s->locked && !haul_netlock_lift(s->table))
 		s->locked = false;
-	/* what the peers sent during the lock, to the sockets that exist now */
+	t[2] = haul_now_ms();
 	if (!s->locked)
 		haul_replay_send(&s->replay, false);
+	t[3] = haul_now_ms();
+	/* announced again (sw_lock did once), in case that one was lost */
+	for (size_t i = 0; i < s->added; i++)
+		haul_addr_announce(&s->mine[i]);
+	t[4] = haul_now_ms();
+	pr_debug("pid %d switch phases (ms): lock and addresses %.2f, restore and resume %.2f, "
+		 "lift %.2f, replay %.2f, announce %.2f",
+		 (int)s->pid, s->lock_ms, t[1] - t[0], t[2] - t[1], t[3] - t[2], t[4] - t[3]);
 	haul_netguard_indoubt(&s->ng);
 	haul_switch_hook_run(&s->hook, "target-up"); /* after the resume: reported only */
 	return 0;
