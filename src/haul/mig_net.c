@@ -15,13 +15,16 @@
  *      freeze.  Then the survivor (netguard.c) is forked, outside the
  *      downtime;
  *  after the freeze (haul_mig_net_down), before any socket state is read:
- *      the lock (the process's sockets as they are now, and the moving
+ *      a recorder of what the lock will drop (netreplay.c), the lock (the
+ *      process's sockets as they are now, and the moving
  *      addresses), the addresses removed, the source-down hook; the same socket ends go to the target with the
  *      restore command so that it locks them before it restores them;
  *  rollback (haul_mig_net_undo), after the process was released and thawed:
- *      the addresses back and announced, the lock lifted, source-up;
+ *      the addresses back and announced, the lock lifted, what it dropped
+ *      sent again to the process here, source-up;
  *  commit (haul_mig_net_done), after the source died: the lock lifted
- *      (the dead sockets sent nothing through it), source-done;
+ *      (the dead sockets sent nothing through it), what it dropped on the
+ *      way to a moving address sent again (to the target), source-done;
  *  in doubt (haul_mig_net_indoubt_end): the lock lifted, the addresses left
  *      where the switch put them, and the operator told how to put them back.
  * Nothing is done (no table, no survivor) when the process has no inet

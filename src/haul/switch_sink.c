@@ -11,15 +11,17 @@
  *           here) the lock, incoming packets only (a peer's segment before
  *           its socket exists here would be answered by a reset; what the
  *           resumed process sends must not fail with EPERM before the lift),
- *           on the socket ends the source named
- *           and on the moving addresses, each address added to the
- *           interface whose own address covers its prefix (IPv6 without
- *           DAD), the target-prepare hook; a failure undoes these and the
- *           restore is refused, so the source rolls back;
+ *           on the socket ends the source named and on the moving
+ *           addresses, a recorder of what it drops (netreplay.c), each
+ *           address added to the interface whose own address covers its
+ *           prefix (IPv6 without DAD) and announced, the target-prepare
+ *           hook; a failure undoes these and the restore is refused, so the
+ *           source rolls back;
  *  restore: the process is restored and resumed (its sockets bound to the
- *           address just added); then the addresses are announced, the lock
- *           lifted, the target-up hook run (its failure is reported: the
- *           process runs already); the survivor is told "in doubt";
+ *           address just added); then the lock is lifted, what it dropped
+ *           sent again to the sockets, the addresses announced once more,
+ *           the target-up hook run (its failure is reported: the process
+ *           runs already); the survivor is told "in doubt";
  *  close:   committed: done.  Not committed (the restore failed or the
  *           source never committed, and the inner sink killed the copy):
  *           locked both ways before the kill (its sockets must close
@@ -137,13 +139,6 @@ static int sw_open(void *arg, const struct ps_session_info *info, void **sess)
 			inner->close(s->inner, false);
 		}
 	}
-	/*
-	 * The moving addresses' lock, now rather than in the downtime (one
-	 * nftables transaction costs milliseconds): they are not here yet, so it
-	 * drops nothing before the restore command adds them.
-	 */
-	if (!ret && s->naddrs)
-		s->locked = !haul_netlock_take(s->table, NULL, 0, s->addrs, s->naddrs, false);
 	if (ret) {
 		sw_free(s);
 		return ret;
@@ -198,29 +193,6 @@ static void sw_undo(struct sw_sess *s)
 	s->prepared = false;
 }
 
-/*
- * Whether the lock of the moving addresses alone holds back every packet of
- * the ends @t: each is on a moving address, or is a listening or unconnected
- * one bound to any address (what reaches this host's own addresses on its
- * port was refused before the migration and is until the process runs).
- */
-static bool covered(const struct sw_sess *s, const struct haul_net_tuple *t, size_t n)
-{
-	static const uint8_t any[16];
-
-	for (size_t i = 0; i < n; i++) {
-		bool moving = false;
-
-		for (size_t j = 0; j < s->naddrs && !moving; j++)
-			moving = s->addrs[j].family == t[i].family &&
-				 !memcmp(s->addrs[j].addr, t[i].laddr,
-					 t[i].family == AF_INET ? 4 : 16);
-		if (!moving && !(t[i].rport == 0 && !memcmp(t[i].laddr, any, 16)))
-			return false;
-	}
-	return true;
-}
-
 static int sw_lock(void *sess, const struct ps_net_end *e, size_t n)
 {
 	struct sw_sess *s = sess;
@@ -239,15 +211,10 @@ static int sw_lock(void *sess, const struct ps_net_end *e, size_t n)
 		memcpy(t[i].laddr, e[i].laddr, 16);
 		memcpy(t[i].raddr, e[i].raddr, 16);
 	}
-	/* recording first: what the lock drops is delivered after the lift */
-	if (n || s->naddrs)
+	if (n || s->naddrs) {
+		/* recording first: what the lock drops is delivered after the lift */
 		haul_replay_start(&s->replay, t, n, s->addrs, s->naddrs);
-	/* the addresses' lock, taken at the open, covers every end: no transaction now */
-	if ((n || s->naddrs) && !(s->locked && covered(s, t, n))) {
-		if (s->locked && !haul_netlock_lift(s->table))
-			s->locked = false;
-		ret = s->locked ? -EEXIST
-				: haul_netlock_take(s->table, t, n, s->addrs, s->naddrs, false);
+		ret = haul_netlock_take(s->table, t, n, s->addrs, s->naddrs, false);
 		s->locked = !ret;
 	}
 	if (!ret && s->nmine)
