@@ -124,6 +124,12 @@ int haul_replay_start(struct haul_replay *r, const struct haul_net_tuple *t, siz
 		      const struct haul_net_addr *a, size_t na);
 int haul_replay_send(struct haul_replay *r, bool moved_only);
 void haul_replay_stop(struct haul_replay *r);
+/*
+ * close(@fd) on a detached thread: closing a packet socket (AF_PACKET)
+ * waits for an RCU grace period (synchronize_net: 8-18 ms on a loaded
+ * 2-core VM), which does not belong in a downtime.  -1 is ignored.
+ */
+void haul_close_later(int fd);
 
 /* ---- addrmove.c ----------------------------------------------------------- */
 

@@ -35,6 +35,7 @@
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -423,9 +424,27 @@ int haul_replay_send(struct haul_replay *r, bool moved_only)
 	return sent;
 }
 
+static void *close_main(void *arg)
+{
+	close((int)(intptr_t)arg);
+	return NULL;
+}
+
+void haul_close_later(int fd)
+{
+	pthread_attr_t a;
+	pthread_t t;
+
+	if (fd < 0)
+		return;
+	if (pthread_attr_init(&a) || pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED) ||
+	    pthread_create(&t, &a, close_main, (void *)(intptr_t)fd))
+		close(fd);
+	pthread_attr_destroy(&a);
+}
+
 void haul_replay_stop(struct haul_replay *r)
 {
-	if (r->fd >= 0)
-		close(r->fd);
+	haul_close_later(r->fd); /* right after the lift: the grace period off this thread */
 	r->fd = -1;
 }
