@@ -142,6 +142,9 @@ row() {
 start_server() {
 	local bytes
 	bytes=$(srv_size_bytes "$2")
+	# emptied here, not by srv_bg's subshell (that runs later): the last cell's
+	# server wrote "Ready to accept connections" to this file too
+	: >"$SRV_DIR/server.log"
 	case $1 in
 	redis)
 		srv_bg src "$SRV_DIR/server.log" redis-server --bind 0.0.0.0 --port 6379 --save '' \
