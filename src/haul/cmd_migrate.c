@@ -198,6 +198,11 @@ static void write_json_stalls(FILE *f, const struct haul_mig_result *r)
 		fprintf(f, "  \"client_stall_before_ms\": null,\n  \"client_stall_resolution_ms\": "
 			   "null,\n  \"client_stall_probe_samples\": 0,\n"
 			   "  \"client_stall_before_blocked_ms\": null,\n");
+	/* the process whose thread stalled longest (a tree: any of them); null: no stall seen */
+	if (r->stall_measured && r->stall.max_pid)
+		fprintf(f, "  \"client_stall_before_pid\": %d,\n", (int)r->stall.max_pid);
+	else
+		fprintf(f, "  \"client_stall_before_pid\": null,\n");
 	if (r->lazy && r->has_report)
 		fprintf(f, "  \"client_stall_after_ms\": %.3f,\n", r->report.fault_max_ns / 1e6);
 	else if (r->lazy)
@@ -289,9 +294,14 @@ static int write_json(const char *path, const struct haul_mig_opts *o,
 /* The client's view next to haul's own downtime: what it felt before, during, after. */
 static void print_stalls(const struct haul_mig_result *r)
 {
-	char before[96], after[96];
+	char before[160], after[96];
 
-	if (r->stall_measured)
+	if (r->stall_measured && r->nprocs > 1 && r->stall.max_pid)
+		snprintf(before, sizeof(before),
+			 "%.1f ms in pid %d (run-time probe of every process, every %.1f ms or "
+			 "worse)",
+			 r->stall.max_ms, (int)r->stall.max_pid, r->stall.resolution_ms);
+	else if (r->stall_measured)
 		snprintf(before, sizeof(before), "%.1f ms (run-time probe, every %.1f ms or worse)",
 			 r->stall.max_ms, r->stall.resolution_ms);
 	else

@@ -244,10 +244,13 @@ struct haul_stall_stats {
 	double resolution_ms;  /* the longest interval between two samples actually had */
 	uint64_t samples;
 	unsigned threads; /* most threads seen at once */
+	unsigned procs;	  /* most processes seen at once (a tree's) */
+	pid_t max_pid;	  /* the process of the longest stall (0: none seen) */
 };
 
 /* One thread's samples (haul_stall_feed's state); zero it before the first. */
 struct haul_stall_thread {
+	pid_t pid; /* its process: st->max_pid */
 	bool have, blocked;
 	double t_ms, stretch_ms, stretch_blocked_ms;
 	uint64_t run_ns, delay_ns;
@@ -264,8 +267,11 @@ void haul_stall_feed(struct haul_stall_thread *th, double t_ms, uint64_t run_ns,
 void haul_stall_close(struct haul_stall_thread *th, struct haul_stall_stats *st);
 
 struct haul_stall_probe;
-/* Start sampling every thread of @pid on a thread of ours.  0 or -errno (logged). */
-int haul_stall_probe_start(pid_t pid, struct haul_stall_probe **out);
+/*
+ * Start sampling every thread of @pid (@tree: and of its descendants, found
+ * again as they come and go) on a thread of ours.  0 or -errno (logged).
+ */
+int haul_stall_probe_start(pid_t pid, bool tree, struct haul_stall_probe **out);
 /* The longest stall that ended since the last call (ms), for one round; 0 for NULL @p. */
 double haul_stall_probe_take(struct haul_stall_probe *p);
 /* Stop, join, free; copy what it saw to @st (may be NULL).  NULL @p is a no-op. */

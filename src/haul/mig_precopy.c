@@ -375,15 +375,17 @@ int haul_mig_precopy(struct mig *m)
 {
 	int ret;
 
-	m->res->stall_measured = haul_stall_probe_start(m->pid, &m->probe) == 0;
+	/* a tree: every thread of every process, the processes found again as they come and go */
+	m->res->stall_measured = haul_stall_probe_start(m->pid, m->nprocs > 0, &m->probe) == 0;
 	ret = precopy_rounds(m);
 	haul_stall_probe_stop(m->probe, &m->res->stall);
 	m->probe = NULL;
 	if (m->res->stall_measured)
-		pr_debug("pid %d: longest stall before the freeze %.1f ms (%.1f blocked, %llu "
-			 "samples, resolution %.1f ms)",
-			 m->pid, m->res->stall.max_ms, m->res->stall.max_blocked_ms,
-			 (unsigned long long)m->res->stall.samples, m->res->stall.resolution_ms);
+		pr_debug("pid %d: longest stall before the freeze %.1f ms in pid %d (%.1f blocked, "
+			 "%llu samples, resolution %.1f ms)",
+			 m->pid, m->res->stall.max_ms, (int)m->res->stall.max_pid,
+			 m->res->stall.max_blocked_ms, (unsigned long long)m->res->stall.samples,
+			 m->res->stall.resolution_ms);
 	m->res->attach_stop_ms = trk_stop_ms(m->trk);
 	return ret;
 }
