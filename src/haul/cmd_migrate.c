@@ -102,7 +102,8 @@ struct progress {
 	struct haul_events *events;
 };
 
-static void print_progress(void *arg, uint64_t seq, uint64_t sent, uint64_t total, double mbps)
+static void print_progress(void *arg, uint64_t seq, uint64_t sent, uint64_t total, double mbps,
+			   unsigned proc, unsigned nprocs)
 {
 	const struct progress *p = arg;
 
@@ -110,25 +111,32 @@ static void print_progress(void *arg, uint64_t seq, uint64_t sent, uint64_t tota
 		return;
 	fprintf(stderr, "\r\033[Khaul: round %3llu: %8llu of %llu pages %8.1f MB/s",
 		(unsigned long long)seq, (unsigned long long)sent, (unsigned long long)total, mbps);
+	/* a tree: the sums so far, up to the process being sent */
+	if (nprocs > 1)
+		fprintf(stderr, ", process %u of %u", proc, nprocs);
 }
 
 static void print_round(void *arg, const struct haul_mig_round *r)
 {
 	const struct progress *p = arg;
+	char pages[48] = "pages";
 
 	haul_events_round(p->events, r);
 	if (p->quiet)
 		return;
 	if (p->tty)
 		fputs("\r\033[K", stderr);
+	/* a tree's round: the sum over its processes */
+	if (r->nprocs > 1)
+		snprintf(pages, sizeof(pages), "pages of %u processes", r->nprocs);
 	if (r->final)
-		fprintf(stderr, "haul: round %3llu (frozen): %8llu pages %8.1f MB/s\n",
-			(unsigned long long)r->seq, (unsigned long long)r->pages, r->mbps);
+		fprintf(stderr, "haul: round %3llu (frozen): %8llu %s %8.1f MB/s\n",
+			(unsigned long long)r->seq, (unsigned long long)r->pages, pages, r->mbps);
 	else
 		fprintf(stderr,
-			"haul: round %3llu: %8llu pages %8.1f MB/s, dirty %7.1f MB/s, expected "
+			"haul: round %3llu: %8llu %s %8.1f MB/s, dirty %7.1f MB/s, expected "
 			"downtime %7.1f ms%s%.0u%s\n",
-			(unsigned long long)r->seq, (unsigned long long)r->pages, r->mbps,
+			(unsigned long long)r->seq, (unsigned long long)r->pages, pages, r->mbps,
 			r->dirty_mbps, r->expected_ms, r->throttle_pct ? ", throttle " : "",
 			r->throttle_pct, r->throttle_pct ? "%" : "");
 }

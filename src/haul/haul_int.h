@@ -397,6 +397,7 @@ struct haul_mig_round {
 	bool final; /* the frozen round */
 	/* the client's longest stall that ended during it (stall probe) */
 	double stall_ms;
+	unsigned nprocs; /* a tree's live processes, whose sum it is; 0: one process */
 };
 
 struct haul_mig_opts {
@@ -423,8 +424,14 @@ struct haul_mig_opts {
 	const char *fault;	     /* HAUL_FAULT (tests) */
 	volatile sig_atomic_t *stop; /* set by SIGINT/SIGTERM: abort before the commit point */
 	void (*on_round)(void *arg, const struct haul_mig_round *r);
-	/* during a round, every HAUL_MIG_PROGRESS_MS: pages sent so far of @total, payload MB/s */
-	void (*on_progress)(void *arg, uint64_t seq, uint64_t sent, uint64_t total, double mbps);
+	/*
+	 * During a round, every HAUL_MIG_PROGRESS_MS: pages sent so far of @total,
+	 * payload MB/s.  A tree (@nprocs > 0): summed over its processes up to
+	 * process @proc (1-based), being sent; each is scanned just before it is
+	 * sent, so @total grows as the round reaches the next.
+	 */
+	void (*on_progress)(void *arg, uint64_t seq, uint64_t sent, uint64_t total, double mbps,
+			    unsigned proc, unsigned nprocs);
 	void *arg;
 	struct haul_events *events; /* --events (events.c); NULL: none */
 	/* --move-address ADDR/PREFIX (mig_net.c) and --on-switch CMD (onswitch.c) */
