@@ -211,6 +211,14 @@ extern const struct rst_fd_ops rst_fd_unix_lsn; /* fd_unix_listen.c */
 void rst_ext_moving(const pid_t *pids, size_t n);
 /* Whether @pid is one of those (shm_precheck.c leaves them out too). */
 bool rst_ext_is_moving(pid_t pid);
+/* Those pids (*@pids, NULL when one process moves) and their count. */
+size_t rst_ext_moving_pids(const pid_t **pids);
+/*
+ * fd_external.c: haul's fd @local handed to the stub of @t (SCM_RIGHTS over
+ * an abstract socket of the stub's network namespace), its number there in
+ * *@fd (close-on-exec).  0 or -errno.
+ */
+int rst_ext_push_fd(struct rst_target *t, int local, int *fd);
 
 /*
  * fd_extrules.c: what an fd whose other end stays behind becomes (the
@@ -388,11 +396,29 @@ int rst_unix_clear_path(const char *path);
  */
 int rst_unix_peek_msgs(int sfd, Haul__Img__UnixPairFile *o);
 int rst_unix_refill_msgs(struct rst_target *t, struct rst_fd_rctx *x);
-/* fd_unix_named.c: whether the peer of unix socket @ino is an fd of @pid too. */
+/* fd_unix_named.c: whether the peer of unix socket @ino is an fd of @pid too, or of a process
+ * that moves with it (rst_ext_moving). */
 bool rst_unix_peer_held(pid_t pid, uint64_t ino);
 int rst_unix_named_pair(struct rst_target *t, struct rst_fd_rctx *x,
 			const Haul__Img__UnixPairFile *u, const Haul__Img__UnixPairFile *peer,
 			int32_t fds[2]);
+/*
+ * fd_unix_tree.c: a unix pair whose ends are fds of different processes of
+ * a tree.  rst_unix_moving_holds: whether a process that moves with this
+ * one (rst_ext_moving) has an fd on socket @ino.  At restore, for this
+ * thread: rst_unix_tree_begin drops every end no process took and says
+ * whether a tree is being restored (rst_unix_tree_on).
+ * rst_unix_tree_export: end @end of @t's pair (inode @ino) is another
+ * process's, @kept the end @t keeps: haul takes copies of both.
+ * rst_unix_tree_import: end @u exported by an earlier process: what it had
+ * to read queued through the kept end, then the end given to @t, its fd
+ * in *@src.  -ENOENT: not exported; 0 or -errno (logged).
+ */
+bool rst_unix_moving_holds(uint64_t ino);
+void rst_unix_tree_begin(bool on);
+bool rst_unix_tree_on(void);
+int rst_unix_tree_export(struct rst_target *t, uint64_t ino, int end, int kept);
+int rst_unix_tree_import(struct rst_target *t, const Haul__Img__UnixPairFile *u, int *src);
 
 /*
  * procread.c: small /proc readers.  rst_read_file: the whole file, NUL-

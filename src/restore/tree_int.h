@@ -150,6 +150,15 @@ void rst_share_restore_set(const struct rst_share_rst *s);
 bool rst_share_known(uint32_t id);
 int rst_share_import(struct rst_target *t, int park, const Haul__Img__FileObject *f,
 		     const Haul__Img__FdEntry *e, char *why, size_t wl);
+/*
+ * tree_share.c: a copy in @t (close-on-exec; above @park) of the first fd
+ * of a process whose fds exist whose FileObject @match accepts, in *@got:
+ * fd_unix_named.c accepts on a listener another process restored.
+ * -ENOENT: none; 0 or -errno.
+ */
+int rst_share_borrow(struct rst_target *t, int park,
+		     bool (*match)(const Haul__Img__FileObject *f, const void *arg),
+		     const void *arg, int *got);
 
 /*
  * Hooks for what the processes of a tree share besides fds (shared

@@ -1,0 +1,313 @@
+/*
+ * rst_unix_tree - two processes, a parent and its child, that talk over
+ * unix sockets whose ends each holds one of, with data in flight both
+ * ways when they are checkpointed.
+ *
+ * usage: rst_unix_tree MODE DIR
+ *   pairs:        a stream, a datagram and a seqpacket socketpair made
+ *                 before the fork; the parent keeps end 0, the child end 1
+ *   conn-path:    the parent listens on DIR/s (stream) and DIR/q
+ *                 (seqpacket); the child connects to both, the parent
+ *                 accepts
+ *   conn-abstract: the same on the abstract names DIR+"s" and DIR+"q"
+ *   conn-client:  the roles swapped: the parent makes the listeners, forks,
+ *                 closes them and connects; the child accepts
+ *   outside:      a stream socketpair whose other end a process outside
+ *                 the tree holds (a grandchild whose parent exited): both
+ *                 only mark ready and exit 0 at DIR/go
+ * Each side then sends to the other without reading: stream, "abc" and
+ * "defgh" (8 bytes); datagram and seqpacket, three messages of 1, 5 and
+ * 300 bytes.  Each creates DIR/ready-parent or DIR/ready-child and waits
+ * for DIR/go.  Then each checks what it had to read, byte for byte and
+ * message by message (boundaries kept, none more), marks DIR/checked-NAME,
+ * waits for the other's mark, and checks that every channel works: the
+ * parent sends "ping" on each, the child answers "pong".  Each prints
+ * "ok NAME" or "BAD ..." into DIR/NAME.out; the parent reaps the child
+ * and exits 0 only if both are ok.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NCH 3
+
+struct ch {
+	int type;
+	int fd; /* this process's end */
+};
+
+static FILE *out;
+static const char *dir;
+
+static int bad(const char *what, const char *ch)
+{
+	fprintf(out, "BAD %s on the %s channel (errno %d)\n", what, ch, errno);
+	fflush(out);
+	return 1;
+}
+
+static const char *tname(int type)
+{
+	return type == SOCK_STREAM ? "stream" : type == SOCK_DGRAM ? "datagram" : "seqpacket";
+}
+
+/* The three messages a side sends, @side 'p' or 'c': distinct bytes per side and message. */
+static void msg(char side, int i, char *buf, size_t *len)
+{
+	static const size_t lens[3] = {1, 5, 300};
+
+	*len = lens[i];
+	for (size_t k = 0; k < *len; k++)
+		buf[k] = (char)(side + i * 7 + k % 13);
+}
+
+static int send_queue(const struct ch *c, char side)
+{
+	char buf[300];
+	size_t len;
+
+	if (c->type == SOCK_STREAM) {
+		const char *s = side == 'p' ? "abc" : "ABC", *t = side == 'p' ? "defgh" : "DEFGH";
+
+		if (send(c->fd, s, 3, 0) != 3 || send(c->fd, t, 5, 0) != 5)
+			return bad("send", tname(c->type));
+		return 0;
+	}
+	for (int i = 0; i < 3; i++) {
+		msg(side, i, buf, &len);
+		if (send(c->fd, buf, len, 0) != (ssize_t)len)
+			return bad("send", tname(c->type));
+	}
+	return 0;
+}
+
+/* What the other side (@from) queued before the checkpoint, read now without waiting. */
+static int check_queue(const struct ch *c, char from)
+{
+	char buf[1024], want[300];
+	size_t len;
+	ssize_t n;
+
+	if (c->type == SOCK_STREAM) {
+		const char *w = from == 'p' ? "abcdefgh" : "ABCDEFGH";
+
+		n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n != 8 || memcmp(buf, w, 8)) {
+			fprintf(out, "got %zd bytes '%.*s'\n", n, n > 0 ? (int)n : 0, buf);
+			return bad("queued stream bytes lost or changed", "stream");
+		}
+		return 0;
+	}
+	for (int i = 0; i < 3; i++) {
+		msg(from, i, want, &len);
+		n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n != (ssize_t)len || memcmp(buf, want, len))
+			return bad("queued message lost, merged or changed", tname(c->type));
+	}
+	n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+	if (n >= 0)
+		return bad("a message too many", tname(c->type));
+	return 0;
+}
+
+/* Read @want (4 bytes) from @c, waiting up to 10 s. */
+static int wait_for(const struct ch *c, const char *want)
+{
+	struct pollfd p = {.fd = c->fd, .events = POLLIN};
+	char buf[16];
+
+	if (poll(&p, 1, 10000) != 1 || recv(c->fd, buf, sizeof(buf), 0) != 4 ||
+	    memcmp(buf, want, 4))
+		return bad("no answer after the restore", tname(c->type));
+	return 0;
+}
+
+static void mark(const char *name)
+{
+	char path[512];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT, 0644);
+	if (fd >= 0)
+		close(fd);
+}
+
+static void wait_mark(const char *name)
+{
+	char path[512];
+	struct timespec ts = {0, 10 * 1000 * 1000};
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	while (access(path, F_OK))
+		nanosleep(&ts, NULL);
+}
+
+/* One side: queue, ready, wait, check, then ping/pong. */
+static int side(struct ch *c, size_t n, bool parent)
+{
+	char me = parent ? 'p' : 'c', other = parent ? 'c' : 'p';
+	char path[512];
+	int bads = 0;
+
+	snprintf(path, sizeof(path), "%s/%s.out", dir, parent ? "parent" : "child");
+	out = fopen(path, "w");
+	if (!out)
+		return 1;
+	for (size_t i = 0; i < n; i++)
+		bads += send_queue(&c[i], me);
+	mark(parent ? "ready-parent" : "ready-child");
+	wait_mark("go");
+	for (size_t i = 0; i < n; i++)
+		bads += check_queue(&c[i], other);
+	/* no ping before the other side has checked its queues: it would count it */
+	mark(parent ? "checked-parent" : "checked-child");
+	wait_mark(parent ? "checked-child" : "checked-parent");
+	for (size_t i = 0; i < n && !bads; i++) {
+		if (parent)
+			bads += send(c[i].fd, "ping", 4, 0) != 4 || wait_for(&c[i], "pong");
+		else
+			bads += wait_for(&c[i], "ping") || send(c[i].fd, "pong", 4, 0) != 4;
+	}
+	if (!bads)
+		fprintf(out, "ok %s\n", parent ? "parent" : "child");
+	fclose(out);
+	return bads ? 1 : 0;
+}
+
+static socklen_t addr(const char *mode, char tag, struct sockaddr_un *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->sun_family = AF_UNIX;
+	if (!strcmp(mode, "conn-abstract")) {
+		snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, "%s%c", dir, tag);
+		return offsetof(struct sockaddr_un, sun_path) + 1 + strlen(a->sun_path + 1);
+	}
+	snprintf(a->sun_path, sizeof(a->sun_path), "%s/%c", dir, tag);
+	return offsetof(struct sockaddr_un, sun_path) + strlen(a->sun_path) + 1;
+}
+
+static int run_pairs(void)
+{
+	static const int types[NCH] = {SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET};
+	struct ch c[NCH];
+	int sv[NCH][2], mine, st;
+	pid_t pid;
+
+	for (int i = 0; i < NCH; i++)
+		if (socketpair(AF_UNIX, types[i], 0, sv[i]))
+			return 2;
+	pid = fork();
+	if (pid < 0)
+		return 2;
+	for (int i = 0; i < NCH; i++) {
+		c[i].type = types[i];
+		c[i].fd = sv[i][pid ? 0 : 1];
+		close(sv[i][pid ? 1 : 0]);
+	}
+	if (!pid)
+		_exit(side(c, NCH, false));
+	mine = side(c, NCH, true);
+	if (waitpid(pid, &st, 0) != pid)
+		return 1;
+	return mine || !WIFEXITED(st) || WEXITSTATUS(st);
+}
+
+static int run_conn(const char *mode)
+{
+	static const int types[2] = {SOCK_STREAM, SOCK_SEQPACKET};
+	bool client_first = !strcmp(mode, "conn-client");
+	struct sockaddr_un a;
+	struct ch c[2];
+	int l[2], mine, st;
+	pid_t pid;
+
+	for (int i = 0; i < 2; i++) {
+		socklen_t al = addr(mode, "sq"[i], &a);
+
+		l[i] = socket(AF_UNIX, types[i], 0);
+		if (l[i] < 0 || bind(l[i], (struct sockaddr *)&a, al) || listen(l[i], 4))
+			return 2;
+	}
+	pid = fork();
+	if (pid < 0)
+		return 2;
+	/* the server accepts; the client closes the listeners and connects */
+	for (int i = 0; i < 2; i++) {
+		bool server = client_first ? !pid : pid;
+		socklen_t al = addr(mode, "sq"[i], &a);
+
+		c[i].type = types[i];
+		if (server) {
+			c[i].fd = accept(l[i], NULL, NULL);
+		} else {
+			close(l[i]);
+			c[i].fd = socket(AF_UNIX, types[i], 0);
+			if (c[i].fd >= 0 && connect(c[i].fd, (struct sockaddr *)&a, al))
+				c[i].fd = -1;
+		}
+		if (c[i].fd < 0)
+			return 2;
+	}
+	if (!pid)
+		_exit(side(c, 2, false));
+	mine = side(c, 2, true);
+	if (waitpid(pid, &st, 0) != pid)
+		return 1;
+	return mine || !WIFEXITED(st) || WEXITSTATUS(st);
+}
+
+static int run_outside(void)
+{
+	int sv[2], st;
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+		return 2;
+	pid = fork();
+	if (pid < 0)
+		return 2;
+	if (!pid) {
+		/* the grandchild is reparented away: outside the tree */
+		if (fork())
+			_exit(0);
+		close(sv[0]);
+		mark("ready-child");
+		wait_mark("go");
+		_exit(0);
+	}
+	close(sv[1]);
+	if (waitpid(pid, &st, 0) != pid)
+		return 1;
+	mark("ready-parent");
+	wait_mark("go");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int ret;
+
+	if (argc != 3)
+		return 2;
+	dir = argv[2];
+	if (!strcmp(argv[1], "pairs"))
+		ret = run_pairs();
+	else if (!strncmp(argv[1], "conn-", 5))
+		ret = run_conn(argv[1]);
+	else if (!strcmp(argv[1], "outside"))
+		ret = run_outside();
+	else
+		return 2;
+	return ret;
+}
