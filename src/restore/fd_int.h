@@ -203,6 +203,13 @@ extern const struct rst_fd_ops rst_fd_external; /* fd_external.c */
 extern const struct rst_fd_ops rst_fd_pty;	/* fd_pty.c */
 extern const struct rst_fd_ops rst_fd_unix_lsn; /* fd_unix_listen.c */
 /*
+ * fd_unix_dgram.c: unix datagram sockets that are not one end of a pair.
+ * rst_unix_dgram_reset: forget the sockets this thread's restore bound and
+ * close those still waiting to connect to one (a tree's start and end).
+ */
+extern const struct rst_fd_ops rst_fd_unix_dgram;
+void rst_unix_dgram_reset(void);
+/*
  * fd_external.c: the pids of every process that moves (a process tree):
  * a pipe only they hold is theirs, not an external endpoint.  @pids stays
  * the caller's until the next call (NULL, 0: one process moves, the

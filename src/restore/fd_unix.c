@@ -223,9 +223,8 @@ int rst_unix_check_pairs(const struct rst_held_pipe *p, size_t n, char *why, siz
 			snprintf(
 				why, whylen,
 				"fd %d is a socket (socket:[%llu]): a unix %s socket without a peer "
-				"of its own (unconnected, or a bound datagram socket others send "
-				"to): not supported (unix listeners and connections with both ends "
-				"in the process are)",
+				"of its own (unconnected): not supported (unix listeners, datagram "
+				"sockets and connections whose both ends move are)",
 				p[i].fd, (unsigned long long)p[i].ino,
 				u.type == SOCK_DGRAM	? "datagram"
 				: u.type == SOCK_STREAM ? "stream"

@@ -62,6 +62,7 @@ void rst_unix_tree_begin(bool on)
 	free(xt.v);
 	memset(&xt, 0, sizeof(xt));
 	xt.on = on;
+	rst_unix_dgram_reset(); /* datagram sockets bound, and those waiting to connect */
 }
 
 bool rst_unix_tree_on(void)

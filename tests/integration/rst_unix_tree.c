@@ -4,7 +4,9 @@
  * of each type whose ends a parent and its child hold one each, and
  * connections of a client process to another process's listener (on a
  * path, on an abstract name, the client first in tree order), all with
- * data in flight both ways.  The programs check after the restore, byte
+ * data in flight both ways; a named datagram socket (a syslog) with
+ * datagrams queued from senders of both processes (connected, by sendto,
+ * named), the socket in the first or in the second process.  The programs check after the restore, byte
  * for byte and message by message, what they had to read, then talk over
  * every channel.  A pair whose other end is outside the tree is refused
  * by name and the tree runs on.
@@ -119,6 +121,18 @@ Test(rst_unix_tree, child_connected_to_its_parents_abstract_listener_keeps_both_
 Test(rst_unix_tree, parent_connected_to_its_childs_listener_keeps_both_queues, .timeout = 120)
 {
 	cycle("conn-client");
+}
+
+Test(rst_unix_tree, a_named_datagram_socket_keeps_its_queue_and_senders_from_both_processes,
+     .timeout = 120)
+{
+	cycle("dgram");
+}
+
+Test(rst_unix_tree, senders_restored_before_the_named_datagram_socket_connect_to_it_again,
+     .timeout = 120)
+{
+	cycle("dgram-rev");
 }
 
 Test(rst_unix_tree, a_pair_whose_other_end_is_outside_the_tree_is_refused_by_name, .timeout = 120)

@@ -59,7 +59,9 @@ static int setup(const char *kind)
 	if (!strcmp(kind, "pipe"))
 		return 0;
 	if (!strcmp(kind, "socket"))
-		return socket(AF_UNIX, SOCK_DGRAM, 0) < 0 ? -1 : 0;
+		return socket(AF_UNIX, SOCK_STREAM, 0) < 0
+			       ? -1
+			       : 0; /* neither connected nor listening */
 	if (!strcmp(kind, "inotify"))
 		return inotify_init1(0) < 0 ? -1 : 0;
 	if (!strcmp(kind, "unix-scm-rights")) {

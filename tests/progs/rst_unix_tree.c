@@ -12,6 +12,16 @@
  *   conn-abstract: the same on the abstract names DIR+"s" and DIR+"q"
  *   conn-client:  the roles swapped: the parent makes the listeners, forks,
  *                 closes them and connects; the child accepts
+ *   dgram:        the parent binds a datagram socket on DIR/log (a
+ *                 syslog); it sends to it through an unnamed socket
+ *                 connected to it, the child through one unnamed connected,
+ *                 one unnamed by sendto and one bound to DIR/c by sendto,
+ *                 in a fixed order; nobody reads.  After the restore the
+ *                 parent checks every datagram and its sender's name, then
+ *                 each sender sends "ping" again and the parent answers
+ *                 "pong" to DIR/c
+ *   dgram-rev:    the same, the child holding DIR/log and the parent the
+ *                 three senders
  *   outside:      a stream socketpair whose other end a process outside
  *                 the tree holds (a grandchild whose parent exited): both
  *                 only mark ready and exit 0 at DIR/go
@@ -294,6 +304,135 @@ static int run_outside(void)
 	return 0;
 }
 
+/* The datagrams of the dgram modes: who sends which, in queue order ('s': the log's side). */
+static const struct {
+	char who; /* 's' the log's side, 'o' the other side */
+	int sock; /* 0 connected, 1 sendto, 2 named sendto */
+	const char *text;
+} dgs[] = {
+	{'s', 0, "s-conn-1"}, {'o', 1, "o-sendto-1"}, {'o', 2, "o-named-1"},
+	{'o', 0, "o-conn-1"}, {'s', 0, "s-conn-2"},   {'o', 2, "o-named-2"},
+};
+
+static int dgram_side(bool log_side, const char *name, int logfd, int s[3])
+{
+	struct sockaddr_un log, c, from;
+	socklen_t ll = addr("", 'l', &log), cl = addr("", 'c', &c), fl;
+	char buf[64], path[512];
+	int bads = 0;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/%s.out", dir, name);
+	out = fopen(path, "w");
+	if (!out)
+		return 1;
+	/* in turn: the log's side sends, then the other, then the log's again */
+	for (size_t i = 0; i < sizeof(dgs) / sizeof(dgs[0]); i++) {
+		bool mine = (dgs[i].who == 's') == log_side;
+		int fd = s[dgs[i].sock];
+		char turn[32];
+
+		if (!mine)
+			continue;
+		if (i && (dgs[i - 1].who == 's') != log_side) {
+			snprintf(turn, sizeof(turn), "turn-%zu", i);
+			wait_mark(turn);
+		}
+		if (dgs[i].sock ? sendto(fd, dgs[i].text, strlen(dgs[i].text), 0,
+					 (struct sockaddr *)&log, ll) < 0
+				: send(fd, dgs[i].text, strlen(dgs[i].text), 0) < 0)
+			bads += bad("send", dgs[i].text);
+		if (i + 1 < sizeof(dgs) / sizeof(dgs[0]) && (dgs[i + 1].who == 's') != log_side) {
+			snprintf(turn, sizeof(turn), "turn-%zu", i + 1);
+			mark(turn);
+		}
+	}
+	snprintf(path, sizeof(path), "ready-%s", name);
+	mark(path);
+	wait_mark("go");
+	if (log_side) {
+		for (size_t i = 0; i < sizeof(dgs) / sizeof(dgs[0]); i++) {
+			fl = sizeof(from);
+			memset(&from, 0, sizeof(from));
+			n = recvfrom(logfd, buf, sizeof(buf), MSG_DONTWAIT,
+				     (struct sockaddr *)&from, &fl);
+			if (n != (ssize_t)strlen(dgs[i].text) || memcmp(buf, dgs[i].text, n))
+				bads += bad("datagram lost, reordered or changed", dgs[i].text);
+			else if ((dgs[i].sock == 2) !=
+					 (fl > offsetof(struct sockaddr_un, sun_path)) ||
+				 (dgs[i].sock == 2 && strcmp(from.sun_path, c.sun_path)))
+				bads += bad("sender's name lost", dgs[i].text);
+		}
+		if (recv(logfd, buf, sizeof(buf), MSG_DONTWAIT) >= 0)
+			bads += bad("a datagram too many", "log");
+		mark("checked-log");
+		/* every sender works again: 1 of ours, 3 of theirs; the named one gets an answer */
+		if (send(s[0], "ping", 4, 0) != 4)
+			bads += bad("ping", "own sender");
+		for (int i = 0; i < 4 && !bads; i++) {
+			struct pollfd p = {.fd = logfd, .events = POLLIN};
+
+			if (poll(&p, 1, 10000) != 1 || recv(logfd, buf, sizeof(buf), 0) != 4)
+				bads += bad("no ping after the restore", "log");
+		}
+		if (!bads && sendto(logfd, "pong", 4, 0, (struct sockaddr *)&c, cl) != 4)
+			bads += bad("pong", "log");
+	} else {
+		struct pollfd p = {.fd = s[2], .events = POLLIN};
+
+		wait_mark("checked-log");
+		for (int i = 0; i < 3 && !bads; i++)
+			if (i ? sendto(s[i], "ping", 4, 0, (struct sockaddr *)&log, ll) != 4
+			      : send(s[i], "ping", 4, 0) != 4)
+				bads += bad("ping", "sender");
+		if (!bads && (poll(&p, 1, 10000) != 1 || recv(s[2], buf, sizeof(buf), 0) != 4 ||
+			      memcmp(buf, "pong", 4)))
+			bads += bad("no pong on the named sender", "sender");
+	}
+	if (!bads)
+		fprintf(out, "ok %s\n", name);
+	fclose(out);
+	return bads ? 1 : 0;
+}
+
+static int run_dgram(bool rev)
+{
+	struct sockaddr_un log, c;
+	socklen_t ll = addr("", 'l', &log), cl = addr("", 'c', &c);
+	int logfd = -1, s[3] = {-1, -1, -1}, mine, st;
+	bool log_side;
+	pid_t pid;
+
+	pid = fork();
+	if (pid < 0)
+		return 2;
+	log_side = rev ? !pid : pid;
+	if (log_side) {
+		logfd = socket(AF_UNIX, SOCK_DGRAM, 0);
+		if (logfd < 0 || bind(logfd, (struct sockaddr *)&log, ll))
+			return 2;
+		mark("bound");
+	} else {
+		wait_mark("bound");
+	}
+	/* the log's side has one connected sender; the other side all three kinds */
+	s[0] = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (s[0] < 0 || connect(s[0], (struct sockaddr *)&log, ll))
+		return 2;
+	if (!log_side) {
+		s[1] = socket(AF_UNIX, SOCK_DGRAM, 0);
+		s[2] = socket(AF_UNIX, SOCK_DGRAM, 0);
+		if (s[1] < 0 || s[2] < 0 || bind(s[2], (struct sockaddr *)&c, cl))
+			return 2;
+	}
+	if (!pid)
+		_exit(dgram_side(log_side, "child", logfd, s));
+	mine = dgram_side(log_side, "parent", logfd, s);
+	if (waitpid(pid, &st, 0) != pid)
+		return 1;
+	return mine || !WIFEXITED(st) || WEXITSTATUS(st);
+}
+
 int main(int argc, char **argv)
 {
 	int ret;
@@ -305,6 +444,8 @@ int main(int argc, char **argv)
 		ret = run_pairs();
 	else if (!strncmp(argv[1], "conn-", 5))
 		ret = run_conn(argv[1]);
+	else if (!strcmp(argv[1], "dgram") || !strcmp(argv[1], "dgram-rev"))
+		ret = run_dgram(!strcmp(argv[1], "dgram-rev"));
 	else if (!strcmp(argv[1], "outside"))
 		ret = run_outside();
 	else
