@@ -210,6 +210,25 @@ extern const struct rst_fd_ops rst_fd_unix_lsn; /* fd_unix_listen.c */
 extern const struct rst_fd_ops rst_fd_unix_dgram;
 void rst_unix_dgram_reset(void);
 /*
+ * fd_unix_pending.c: unix connections a listener had not accepted yet.
+ * rst_unix_icons: the inodes waiting in listener @ino's accept queue, in
+ * order: the clients' inodes (*@icons malloc'd).  rst_unix_is_pending:
+ * whether client socket @ino waits in the queue of a listener of @pid or
+ * of a process that moves with it.
+ * rst_unix_pending_check: listener @p's refusal of a queued connection
+ * whose client sent bytes or is outside the tree (@name: the listener in
+ * words).  At restore: rst_unix_pending_client makes client end @u and
+ * connects it to its listener now or once that is restored
+ * (rst_unix_pending_listener, after its listen()); rst_unix_pending_reset
+ * forgets this thread's restore.  0 or -errno.
+ */
+int rst_unix_icons(uint32_t ino, uint32_t **icons, size_t *n);
+bool rst_unix_is_pending(pid_t pid, uint32_t ino);
+int rst_unix_pending_check(const struct rst_fd_probe *p, const char *name, char *why, size_t wl);
+int rst_unix_pending_client(struct rst_target *t, const Haul__Img__UnixPairFile *u, int *src);
+int rst_unix_pending_listener(struct rst_target *t, const Haul__Img__UnixListenFile *l);
+void rst_unix_pending_reset(void);
+/*
  * fd_external.c: the pids of every process that moves (a process tree):
  * a pipe only they hold is theirs, not an external endpoint.  @pids stays
  * the caller's until the next call (NULL, 0: one process moves, the
@@ -379,7 +398,8 @@ struct rst_held_pipe {
 	bool sock; /* "socket:[ino]", else "pipe:[ino]" */
 	bool inet; /* a TCP or UDP socket: only its sharing is checked */
 };
-int rst_unix_check_pairs(const struct rst_held_pipe *p, size_t n, char *why, size_t whylen);
+int rst_unix_check_pairs(pid_t pid, const struct rst_held_pipe *p, size_t n, char *why,
+			 size_t whylen);
 /*
  * fd_unix_listen.c: rst_unix_get_name: the name unix socket @sfd is bound
  * to, its sun_path bytes into @path (108 bytes), their count in *@len (0:

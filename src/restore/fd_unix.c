@@ -201,7 +201,8 @@ int rst_unix_diag(uint32_t ino, struct rst_unix_info *u)
  * whose other end is an fd of this process too (a socketpair it talks to
  * itself through); datagrams still queued are not carried.
  */
-int rst_unix_check_pairs(const struct rst_held_pipe *p, size_t n, char *why, size_t whylen)
+int rst_unix_check_pairs(pid_t pid, const struct rst_held_pipe *p, size_t n, char *why,
+			 size_t whylen)
 {
 	for (size_t i = 0; i < n; i++) {
 		struct rst_unix_info u;
@@ -214,6 +215,9 @@ int rst_unix_check_pairs(const struct rst_held_pipe *p, size_t n, char *why, siz
 				 p[i].fd, (unsigned long long)p[i].ino);
 			return -EOPNOTSUPP;
 		}
+		/* a client a listener that moves has not accepted yet (fd_unix_pending.c) */
+		if (u.state == 1 && !u.peer && rst_unix_is_pending(pid, (uint32_t)p[i].ino))
+			continue;
 		for (size_t k = 0; k < n; k++)
 			peer_here |= p[k].sock && u.peer && p[k].ino == u.peer;
 		/* in a tree, the peer may be another process's (fd_unix_tree.c) */
@@ -307,6 +311,9 @@ static int dump_unix(pid_t pid, int fd, Haul__Img__UnixPairFile *o)
 	o->type = u.type;
 	o->peer = u.peer;
 	peer_named = u.peer && !rst_unix_diag(u.peer, &pu) && pu.named;
+	/* not accepted yet: its peer has no inode, but the listener's name */
+	if (!u.peer && u.type != SOCK_DGRAM && rst_unix_is_pending(pid, (uint32_t)o->ino))
+		o->has_pending = o->pending = peer_named = true;
 	if (!u.rqlen && !u.named && !peer_named)
 		return 0;
 	pidfd = syscall(SYS_pidfd_open, pid, 0);
@@ -394,6 +401,14 @@ static int unix_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 			 f->id, f->unix_pair->name.len);
 		return -EBADMSG;
 	}
+	if (f->unix_pair->has_pending && f->unix_pair->pending &&
+	    (!f->unix_pair->has_peer_name || f->unix_pair->has_data || f->unix_pair->n_msgs)) {
+		snprintf(why, wl,
+			 "file %u (unix_pair): a connection not accepted yet without its "
+			 "listener's name, or with data",
+			 f->id);
+		return -EBADMSG;
+	}
 	if (f->unix_pair->has_peer_name && !name_ok(&f->unix_pair->peer_name)) {
 		snprintf(why, wl,
 			 "file %u (unix_pair).peer_name: %zu bytes, not an absolute path or an "
@@ -469,8 +484,11 @@ static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul_
 
 	(void)e;
 	(void)path;
-	/* an end an earlier process of the tree made (fd_unix_tree.c) */
 	*shared = false;
+	/* a connection its listener had not accepted: connected again (fd_unix_pending.c) */
+	if (u->has_pending && u->pending)
+		return rst_unix_pending_client(t, u, src);
+	/* an end an earlier process of the tree made (fd_unix_tree.c) */
 	ret = rst_unix_tree_import(t, u, src);
 	if (ret != -ENOENT)
 		return ret;
@@ -509,6 +527,10 @@ static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul_
 static int unix_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, size_t wl)
 {
 	int ret = rst_unix_refill_msgs(t, x);
+
+	/* one process restored alone: its pending clients and listeners are all done */
+	if (!rst_unix_tree_on())
+		rst_unix_pending_reset();
 
 	if (ret) {
 		snprintf(why, wl, "cannot queue the messages of a unix pair again: %s",

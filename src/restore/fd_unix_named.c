@@ -37,6 +37,9 @@ bool rst_unix_peer_held(pid_t pid, uint64_t ino)
 	bool held = false;
 	DIR *fds;
 
+	/* a client its listener has not accepted: its peer has no inode yet */
+	if (rst_unix_is_pending(pid, (uint32_t)ino))
+		return true;
 	if (rst_unix_diag(ino, &u) || !u.peer)
 		return false;
 	snprintf(want, sizeof(want), "socket:[%u]", u.peer);

@@ -62,7 +62,8 @@ void rst_unix_tree_begin(bool on)
 	free(xt.v);
 	memset(&xt, 0, sizeof(xt));
 	xt.on = on;
-	rst_unix_dgram_reset(); /* datagram sockets bound, and those waiting to connect */
+	rst_unix_dgram_reset();	  /* datagram sockets bound, and those waiting to connect */
+	rst_unix_pending_reset(); /* listeners restored, and clients waiting for them */
 }
 
 bool rst_unix_tree_on(void)

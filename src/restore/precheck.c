@@ -389,7 +389,7 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 	h.precheck = !tracer;
 	ret = rst_fd_each(pid, check_fd, &h, why, whylen);
 	if (!ret)
-		ret = rst_unix_check_pairs(h.pipes, h.npipes, why, whylen);
+		ret = rst_unix_check_pairs(pid, h.pipes, h.npipes, why, whylen);
 	if (!ret)
 		ret = check_pipes(pid, h.pipes, h.npipes, why, whylen);
 	/*

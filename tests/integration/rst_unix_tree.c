@@ -6,7 +6,8 @@
  * path, on an abstract name, the client first in tree order), all with
  * data in flight both ways; a named datagram socket (a syslog) with
  * datagrams queued from senders of both processes (connected, by sendto,
- * named), the socket in the first or in the second process.  The programs check after the restore, byte
+ * named), the socket in the first or in the second process; connections
+ * a listener had not accepted yet, back in its queue in their order.  The programs check after the restore, byte
  * for byte and message by message, what they had to read, then talk over
  * every channel.  A pair whose other end is outside the tree is refused
  * by name and the tree runs on.
@@ -133,6 +134,17 @@ Test(rst_unix_tree, senders_restored_before_the_named_datagram_socket_connect_to
      .timeout = 120)
 {
 	cycle("dgram-rev");
+}
+
+Test(rst_unix_tree, connections_not_accepted_yet_wait_in_the_listeners_queue_in_order,
+     .timeout = 120)
+{
+	cycle("pending");
+}
+
+Test(rst_unix_tree, clients_restored_before_their_listener_are_queued_in_order, .timeout = 120)
+{
+	cycle("pending-rev");
 }
 
 Test(rst_unix_tree, a_pair_whose_other_end_is_outside_the_tree_is_refused_by_name, .timeout = 120)

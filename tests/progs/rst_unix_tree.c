@@ -22,6 +22,12 @@
  *                 "pong" to DIR/c
  *   dgram-rev:    the same, the child holding DIR/log and the parent the
  *                 three senders
+ *   pending:      the parent listens on DIR/s; the child connects two
+ *                 stream sockets to it, which the parent does not accept
+ *                 before the checkpoint.  After it, the parent accepts two
+ *                 connections: the first must be the child's first ("one"),
+ *                 the second its second ("two"); each is answered "ack"
+ *   pending-rev:  the same, the child listening and the parent connecting
  *   outside:      a stream socketpair whose other end a process outside
  *                 the tree holds (a grandchild whose parent exited): both
  *                 only mark ready and exit 0 at DIR/go
@@ -433,6 +439,80 @@ static int run_dgram(bool rev)
 	return mine || !WIFEXITED(st) || WEXITSTATUS(st);
 }
 
+static int pending_side(bool server, const char *name)
+{
+	static const char *const msgs[2] = {"one", "two"};
+	struct sockaddr_un a;
+	socklen_t al = addr("", 's', &a);
+	char path[512], buf[16];
+	int l = -1, c[2] = {-1, -1}, bads = 0;
+
+	snprintf(path, sizeof(path), "%s/%s.out", dir, name);
+	out = fopen(path, "w");
+	if (!out)
+		return 1;
+	if (server) {
+		l = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (l < 0 || bind(l, (struct sockaddr *)&a, al) || listen(l, 8))
+			bads += bad("listen", "pending");
+		mark("bound");
+	} else {
+		wait_mark("bound");
+		for (int i = 0; i < 2; i++) {
+			c[i] = socket(AF_UNIX, SOCK_STREAM, 0);
+			if (c[i] < 0 || connect(c[i], (struct sockaddr *)&a, al))
+				bads += bad("connect", "pending");
+		}
+	}
+	snprintf(path, sizeof(path), "ready-%s", name);
+	mark(path);
+	wait_mark("go");
+	if (server) {
+		for (int i = 0; i < 2 && !bads; i++) {
+			struct pollfd p = {.fd = l, .events = POLLIN};
+			int s;
+
+			if (poll(&p, 1, 10000) != 1 || (s = accept(l, NULL, NULL)) < 0) {
+				bads += bad("nothing to accept after the restore", "pending");
+				break;
+			}
+			p.fd = s;
+			if (poll(&p, 1, 10000) != 1 || recv(s, buf, sizeof(buf), 0) != 3 ||
+			    memcmp(buf, msgs[i], 3))
+				bads += bad("connections accepted out of order", "pending");
+			else if (send(s, "ack", 3, 0) != 3)
+				bads += bad("ack", "pending");
+		}
+	} else {
+		for (int i = 0; i < 2 && !bads; i++) {
+			struct pollfd p = {.fd = c[i], .events = POLLIN};
+
+			if (send(c[i], msgs[i], 3, 0) != 3 || poll(&p, 1, 10000) != 1 ||
+			    recv(c[i], buf, sizeof(buf), 0) != 3 || memcmp(buf, "ack", 3))
+				bads += bad("no answer after the restore", "pending");
+		}
+	}
+	if (!bads)
+		fprintf(out, "ok %s\n", name);
+	fclose(out);
+	return bads ? 1 : 0;
+}
+
+static int run_pending(bool rev)
+{
+	pid_t pid = fork();
+	int mine, st;
+
+	if (pid < 0)
+		return 2;
+	if (!pid)
+		_exit(pending_side(rev, "child"));
+	mine = pending_side(!rev, "parent");
+	if (waitpid(pid, &st, 0) != pid)
+		return 1;
+	return mine || !WIFEXITED(st) || WEXITSTATUS(st);
+}
+
 int main(int argc, char **argv)
 {
 	int ret;
@@ -446,6 +526,8 @@ int main(int argc, char **argv)
 		ret = run_conn(argv[1]);
 	else if (!strcmp(argv[1], "dgram") || !strcmp(argv[1], "dgram-rev"))
 		ret = run_dgram(!strcmp(argv[1], "dgram-rev"));
+	else if (!strcmp(argv[1], "pending") || !strcmp(argv[1], "pending-rev"))
+		ret = run_pending(!strcmp(argv[1], "pending-rev"));
 	else if (!strcmp(argv[1], "outside"))
 		ret = run_outside();
 	else
