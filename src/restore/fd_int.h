@@ -223,6 +223,14 @@ void rst_unix_dgram_reset(void);
  * forgets this thread's restore.  0 or -errno.
  */
 int rst_unix_icons(uint32_t ino, uint32_t **icons, size_t *n);
+/*
+ * fd_unix_opts.c: rst_unix_passcred: whether fd @fd of @pid has
+ * SO_PASSCRED on: 1, 0 or -errno.  rst_unix_setup: the unix kinds' setup
+ * hook: O_NONBLOCK, then SO_PASSCRED as the image says; 0 or -errno.
+ */
+int rst_unix_passcred(pid_t pid, int fd);
+int rst_unix_setup(struct rst_target *t, const Haul__Img__FileObject *f,
+		   const Haul__Img__FdEntry *e);
 bool rst_unix_is_pending(pid_t pid, uint32_t ino);
 int rst_unix_pending_check(const struct rst_fd_probe *p, const char *name, char *why, size_t wl);
 int rst_unix_pending_client(struct rst_target *t, const Haul__Img__UnixPairFile *u, int *src);

@@ -357,6 +357,7 @@ static int unix_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 		     Haul__Img__FileObject *const *prev, size_t nprev)
 {
 	Haul__Img__UnixPairFile *u = malloc(sizeof(*u));
+	int ret;
 
 	(void)prev;
 	(void)nprev;
@@ -365,6 +366,10 @@ static int unix_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 	haul__img__unix_pair_file__init(u);
 	o->unix_pair = u;
 	u->ino = p->st->st_ino;
+	ret = rst_unix_passcred(p->pid, p->fd);
+	if (ret < 0)
+		return ret;
+	u->has_passcred = u->passcred = ret;
 	return dump_unix(p->pid, p->fd, u);
 }
 
@@ -549,6 +554,6 @@ const struct rst_fd_ops rst_fd_unix_pair = {
 	.dump = unix_dump,
 	.validate = unix_validate,
 	.restore = unix_restore,
-	.setup = rst_fd_set_nonblock,
+	.setup = rst_unix_setup,
 	.finish = unix_finish,
 };

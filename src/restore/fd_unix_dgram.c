@@ -23,8 +23,8 @@
  * (this process's fd, or a copy of another process's), else a temporary
  * socket bound to that name and closed again (a path unlinked, so the
  * sender binds it later); unnamed senders share one unnamed socket.
- * Credentials (SCM_CREDENTIALS, SO_PASSCRED) are not carried: the
- * datagrams sent again carry the restored process's.
+ * SO_PASSCRED is carried (fd_unix_opts.c), the queued datagrams'
+ * credentials are not: sent again, they carry the restored process's.
  */
 #define LOG_PREFIX "unix: "
 #include <errno.h>
@@ -195,8 +195,11 @@ static int dump_dgram(const struct rst_fd_probe *p, Haul__Img__UnixDgramFile *o,
 
 	o->ino = p->st->st_ino;
 	ret = rst_unix_diag(p->st->st_ino, &u);
-	if (ret)
+	if (!ret)
+		ret = rst_unix_passcred(p->pid, p->fd);
+	if (ret < 0)
 		return ret;
+	o->has_passcred = o->passcred = ret;
 	sfd = rst_fd_copy(p->pid, p->fd);
 	if (sfd < 0)
 		return sfd;
@@ -594,6 +597,6 @@ const struct rst_fd_ops rst_fd_unix_dgram = {
 	.dump = dgram_dump,
 	.validate = dgram_validate,
 	.restore = dgram_restore,
-	.setup = rst_fd_set_nonblock,
+	.setup = rst_unix_setup,
 	.finish = dgram_finish,
 };

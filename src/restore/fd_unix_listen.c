@@ -128,6 +128,10 @@ static int listen_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 		return ret;
 	l->type = u.type;
 	l->backlog = u.wqlen;
+	ret = rst_unix_passcred(p->pid, p->fd);
+	if (ret < 0)
+		return ret;
+	l->has_passcred = l->passcred = ret;
 	if (u.rqlen) {
 		uint32_t *ic;
 		size_t n;
@@ -257,5 +261,5 @@ const struct rst_fd_ops rst_fd_unix_lsn = {
 	.dump = listen_dump,
 	.validate = listen_validate,
 	.restore = listen_restore,
-	.setup = rst_fd_set_nonblock,
+	.setup = rst_unix_setup,
 };

@@ -31,6 +31,8 @@
  *   outside:      a stream socketpair whose other end a process outside
  *                 the tree holds (a grandchild whose parent exited): both
  *                 only mark ready and exit 0 at DIR/go
+ * The last channel's ends (and the dgram modes' log socket) have
+ * SO_PASSCRED on, which must still be on after the restore.
  * Each side then sends to the other without reading: stream, "abc" and
  * "defgh" (8 bytes); datagram and seqpacket, three messages of 1, 5 and
  * 300 bytes.  Each creates DIR/ready-parent or DIR/ready-child and waits
@@ -169,6 +171,17 @@ static void wait_mark(const char *name)
 		nanosleep(&ts, NULL);
 }
 
+/* SO_PASSCRED, turned on before the checkpoint, is still on. */
+static int check_passcred(int fd, const char *ch)
+{
+	int on = 0;
+	socklen_t ol = sizeof(on);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, &ol) || !on)
+		return bad("SO_PASSCRED lost", ch);
+	return 0;
+}
+
 /* One side: queue, ready, wait, check, then ping/pong. */
 static int side(struct ch *c, size_t n, bool parent)
 {
@@ -182,10 +195,14 @@ static int side(struct ch *c, size_t n, bool parent)
 		return 1;
 	for (size_t i = 0; i < n; i++)
 		bads += send_queue(&c[i], me);
+	/* the last channel's end asks for credentials (it must still after the restore) */
+	if (setsockopt(c[n - 1].fd, SOL_SOCKET, SO_PASSCRED, &(int){1}, sizeof(int)))
+		bads += bad("SO_PASSCRED", "last");
 	mark(parent ? "ready-parent" : "ready-child");
 	wait_mark("go");
 	for (size_t i = 0; i < n; i++)
 		bads += check_queue(&c[i], other);
+	bads += check_passcred(c[n - 1].fd, "last");
 	/* no ping before the other side has checked its queues: it would count it */
 	mark(parent ? "checked-parent" : "checked-child");
 	wait_mark(parent ? "checked-child" : "checked-parent");
@@ -371,6 +388,7 @@ static int dgram_side(bool log_side, const char *name, int logfd, int s[3])
 		}
 		if (recv(logfd, buf, sizeof(buf), MSG_DONTWAIT) >= 0)
 			bads += bad("a datagram too many", "log");
+		bads += check_passcred(logfd, "log");
 		mark("checked-log");
 		/* every sender works again: 1 of ours, 3 of theirs; the named one gets an answer */
 		if (send(s[0], "ping", 4, 0) != 4)
@@ -415,7 +433,8 @@ static int run_dgram(bool rev)
 	log_side = rev ? !pid : pid;
 	if (log_side) {
 		logfd = socket(AF_UNIX, SOCK_DGRAM, 0);
-		if (logfd < 0 || bind(logfd, (struct sockaddr *)&log, ll))
+		if (logfd < 0 || bind(logfd, (struct sockaddr *)&log, ll) ||
+		    setsockopt(logfd, SOL_SOCKET, SO_PASSCRED, &(int){1}, sizeof(int)))
 			return 2;
 		mark("bound");
 	} else {
