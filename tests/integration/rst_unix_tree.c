@@ -147,6 +147,12 @@ Test(rst_unix_tree, clients_restored_before_their_listener_are_queued_in_order, 
 	cycle("pending-rev");
 }
 
+Test(rst_unix_tree, one_process_reconnects_its_sender_and_client_made_before_their_peers,
+     .timeout = 120)
+{
+	cycle("solo");
+}
+
 Test(rst_unix_tree, a_pair_whose_other_end_is_outside_the_tree_is_refused_by_name, .timeout = 120)
 {
 	char dir[256], out[512], imgs[512], log[600];

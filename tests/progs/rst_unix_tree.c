@@ -28,6 +28,14 @@
  *                 connections: the first must be the child's first ("one"),
  *                 the second its second ("two"); each is answered "ack"
  *   pending-rev:  the same, the child listening and the parent connecting
+ *   solo:         one process (no child): a datagram socket S connected to
+ *                 its own DIR/log (S's fd below the log's: S connects again
+ *                 only once the log is bound), two datagrams queued from
+ *                 S, and a client whose fd is below its listener's on
+ *                 DIR/s, not accepted yet.  After the restore: the log
+ *                 reads both datagrams, the listener accepts the client,
+ *                 and both talk; "ok parent" and "ok child" both come
+ *                 from the one process
  *   outside:      a stream socketpair whose other end a process outside
  *                 the tree holds (a grandchild whose parent exited): both
  *                 only mark ready and exit 0 at DIR/go
@@ -532,6 +540,52 @@ static int run_pending(bool rev)
 	return mine || !WIFEXITED(st) || WEXITSTATUS(st);
 }
 
+static int run_solo(void)
+{
+	struct sockaddr_un log, sa;
+	socklen_t ll = addr("", 'l', &log), sl = addr("", 's', &sa);
+	int s = socket(AF_UNIX, SOCK_DGRAM, 0), c = socket(AF_UNIX, SOCK_STREAM, 0);
+	int d = socket(AF_UNIX, SOCK_DGRAM, 0), l = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct pollfd p = {.events = POLLIN};
+	char buf[16], path[512];
+	int a = -1, bads = 0;
+
+	if (s < 0 || c < 0 || d < 0 || l < 0 || bind(d, (struct sockaddr *)&log, ll) ||
+	    connect(s, (struct sockaddr *)&log, ll) || bind(l, (struct sockaddr *)&sa, sl) ||
+	    listen(l, 4) || connect(c, (struct sockaddr *)&sa, sl))
+		return 2;
+	if (send(s, "first", 5, 0) != 5 || send(s, "second", 6, 0) != 6)
+		return 2;
+	snprintf(path, sizeof(path), "%s/child.out", dir);
+	out = fopen(path, "w");
+	if (!out)
+		return 1;
+	mark("ready-parent");
+	mark("ready-child");
+	wait_mark("go");
+	if (recv(d, buf, sizeof(buf), MSG_DONTWAIT) != 5 || memcmp(buf, "first", 5) ||
+	    recv(d, buf, sizeof(buf), MSG_DONTWAIT) != 6 || memcmp(buf, "second", 6))
+		bads += bad("queued datagrams lost", "solo log");
+	if (!bads && (send(s, "again", 5, 0) != 5 || recv(d, buf, sizeof(buf), 0) != 5))
+		bads += bad("the sender is not connected again", "solo log");
+	p.fd = l;
+	if (!bads && (poll(&p, 1, 10000) != 1 || (a = accept(l, NULL, NULL)) < 0))
+		bads += bad("nothing to accept", "solo listener");
+	if (!bads && (send(c, "hi", 2, 0) != 2 || recv(a, buf, sizeof(buf), 0) != 2 ||
+		      send(a, "ho", 2, 0) != 2 || recv(c, buf, sizeof(buf), 0) != 2))
+		bads += bad("the accepted connection does not work", "solo listener");
+	if (!bads)
+		fprintf(out, "ok child\n");
+	fclose(out);
+	snprintf(path, sizeof(path), "%s/parent.out", dir);
+	out = fopen(path, "w");
+	if (out && !bads)
+		fprintf(out, "ok parent\n");
+	if (out)
+		fclose(out);
+	return bads ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	int ret;
@@ -547,6 +601,8 @@ int main(int argc, char **argv)
 		ret = run_dgram(!strcmp(argv[1], "dgram-rev"));
 	else if (!strcmp(argv[1], "pending") || !strcmp(argv[1], "pending-rev"))
 		ret = run_pending(!strcmp(argv[1], "pending-rev"));
+	else if (!strcmp(argv[1], "solo"))
+		ret = run_solo();
 	else if (!strcmp(argv[1], "outside"))
 		ret = run_outside();
 	else
