@@ -28,6 +28,9 @@
  *                 connections: the first must be the child's first ("one"),
  *                 the second its second ("two"); each is answered "ack"
  *   pending-rev:  the same, the child listening and the parent connecting
+ *   both:         the channels of pairs and of conn-path together (a
+ *                 socketpair of each type, a stream and a seqpacket
+ *                 connection of the child to the parent's listeners)
  *   solo:         one process (no child): a datagram socket S connected to
  *                 its own DIR/log (S's fd below the log's: S connects again
  *                 only once the log is bound), two datagrams queued from
@@ -259,6 +262,55 @@ static int run_pairs(void)
 	if (!pid)
 		_exit(side(c, NCH, false));
 	mine = side(c, NCH, true);
+	if (waitpid(pid, &st, 0) != pid)
+		return 1;
+	return mine || !WIFEXITED(st) || WEXITSTATUS(st);
+}
+
+/* pairs + conn-path: three socketpairs and two connections between parent and child. */
+static int run_both(void)
+{
+	static const int types[5] = {SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET, SOCK_STREAM,
+				     SOCK_SEQPACKET};
+	struct sockaddr_un a;
+	struct ch c[5];
+	int sv[3][2], l[2], mine, st;
+	pid_t pid;
+
+	for (int i = 0; i < 3; i++)
+		if (socketpair(AF_UNIX, types[i], 0, sv[i]))
+			return 2;
+	for (int i = 0; i < 2; i++) {
+		socklen_t al = addr("conn-path", "sq"[i], &a);
+
+		l[i] = socket(AF_UNIX, types[3 + i], 0);
+		if (l[i] < 0 || bind(l[i], (struct sockaddr *)&a, al) || listen(l[i], 4))
+			return 2;
+	}
+	pid = fork();
+	if (pid < 0)
+		return 2;
+	for (int i = 0; i < 5; i++) {
+		socklen_t al = i < 3 ? 0 : addr("conn-path", "sq"[i - 3], &a);
+
+		c[i].type = types[i];
+		if (i < 3) {
+			c[i].fd = sv[i][pid ? 0 : 1];
+			close(sv[i][pid ? 1 : 0]);
+		} else if (pid) {
+			c[i].fd = accept(l[i - 3], NULL, NULL);
+		} else {
+			close(l[i - 3]);
+			c[i].fd = socket(AF_UNIX, types[i], 0);
+			if (c[i].fd >= 0 && connect(c[i].fd, (struct sockaddr *)&a, al))
+				c[i].fd = -1;
+		}
+		if (c[i].fd < 0)
+			return 2;
+	}
+	if (!pid)
+		_exit(side(c, 5, false));
+	mine = side(c, 5, true);
 	if (waitpid(pid, &st, 0) != pid)
 		return 1;
 	return mine || !WIFEXITED(st) || WEXITSTATUS(st);
@@ -601,6 +653,8 @@ int main(int argc, char **argv)
 		ret = run_dgram(!strcmp(argv[1], "dgram-rev"));
 	else if (!strcmp(argv[1], "pending") || !strcmp(argv[1], "pending-rev"))
 		ret = run_pending(!strcmp(argv[1], "pending-rev"));
+	else if (!strcmp(argv[1], "both"))
+		ret = run_both();
 	else if (!strcmp(argv[1], "solo"))
 		ret = run_solo();
 	else if (!strcmp(argv[1], "outside"))
