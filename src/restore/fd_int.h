@@ -429,8 +429,13 @@ int rst_unix_clear_path(const char *path);
  * rst_unix_refill_msgs: once every fd exists, each pair end's messages
  * sent again through the other end.  0 or -errno (logged).
  */
-int rst_unix_peek_msgs(int sfd, Haul__Img__UnixPairFile *o);
+int rst_unix_peek_msgs(pid_t pid, int sfd, Haul__Img__UnixPairFile *o);
 int rst_unix_refill_msgs(struct rst_target *t, struct rst_fd_rctx *x);
+/*
+ * fd_unix_msgs.c: send message @i of @u through haul's socket @lfd, with
+ * the files in flight it carried (opened again here).  0 or -errno.
+ */
+int rst_unix_send_msg(int lfd, const Haul__Img__UnixPairFile *u, size_t i);
 /* fd_unix_named.c: whether the peer of unix socket @ino is an fd of @pid too, or of a process
  * that moves with it (rst_ext_moving). */
 bool rst_unix_peer_held(pid_t pid, uint64_t ino);

@@ -69,9 +69,11 @@ static int unix_refuse_relative(const struct rst_fd_probe *p, char *why, size_t 
 }
 
 /*
- * Fds in flight (SCM_RIGHTS) in the queue of @p are not carried: a peek
- * (on a copy, nothing consumed) stops at the first message that has some
- * and hands haul duplicates, closed at once.
+ * Fds in flight (SCM_RIGHTS) in the queue of @p: on a datagram or
+ * seqpacket end, the regular files fd_unix_msgs.c carries (the dump's own
+ * peek, on a copy, its result dropped); on a stream, none: a peek (on a
+ * copy, nothing consumed) stops at the first message that has some and
+ * hands haul duplicates, closed at once.
  */
 static int unix_refuse_scm(const struct rst_fd_probe *p, char *why, size_t whylen)
 {
@@ -87,6 +89,26 @@ static int unix_refuse_scm(const struct rst_fd_probe *p, char *why, size_t whyle
 
 	if (rst_unix_diag(p->st->st_ino, &u) || !u.rqlen)
 		return 0;
+	if (u.type != SOCK_STREAM) {
+		Haul__Img__UnixPairFile *o = malloc(sizeof(*o));
+		int ret;
+
+		if (!o)
+			return -ENOMEM;
+		haul__img__unix_pair_file__init(o);
+		o->ino = p->st->st_ino;
+		sfd = rst_fd_copy(p->pid, p->fd);
+		ret = sfd < 0 ? sfd : rst_unix_peek_msgs(p->pid, sfd, o);
+		if (sfd >= 0)
+			close(sfd);
+		haul__img__unix_pair_file__free_unpacked(o, NULL);
+		if (ret == -EOPNOTSUPP)
+			snprintf(why, whylen,
+				 "fd %d: unix socket (socket:[%llu]) has what haul does not carry "
+				 "in its queue (see the message above)",
+				 p->fd, (unsigned long long)p->st->st_ino);
+		return ret;
+	}
 	iov.iov_len = u.rqlen;
 	iov.iov_base = malloc(u.rqlen);
 	if (!iov.iov_base)
@@ -332,7 +354,7 @@ static int dump_unix(pid_t pid, int fd, Haul__Img__UnixPairFile *o)
 		return ret;
 	}
 	if (u.type != SOCK_STREAM) {
-		ret = rst_unix_peek_msgs(sfd, o);
+		ret = rst_unix_peek_msgs(pid, sfd, o);
 		close(sfd);
 		return ret;
 	}
@@ -395,6 +417,15 @@ static int unix_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 			 f->id, f->unix_pair->type);
 		return -EBADMSG;
 	}
+	for (size_t i = 0; i < f->unix_pair->n_inflight; i++)
+		if (f->unix_pair->inflight[i]->msg >= f->unix_pair->n_msgs ||
+		    f->unix_pair->inflight[i]->path[0] != '/') {
+			snprintf(why, wl,
+				 "file %u (unix_pair).inflight[%zu]: no such message, or not an "
+				 "absolute path",
+				 f->id, i);
+			return -EBADMSG;
+		}
 	if (f->unix_pair->n_msgs && f->unix_pair->type == SOCK_STREAM) {
 		snprintf(why, wl, "file %u (unix_pair).msgs: messages on a stream socket", f->id);
 		return -EBADMSG;

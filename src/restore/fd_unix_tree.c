@@ -100,16 +100,14 @@ int rst_unix_tree_export(struct rst_target *t, uint64_t ino, int end, int kept)
 	return 0;
 }
 
-/* Send all of @d through @fd (what the other end has to read). */
-static int send_all(int fd, const void *d, size_t len, bool msg)
+/* Send all of @d through @fd (the stream bytes the other end has to read). */
+static int send_all(int fd, const void *d, size_t len)
 {
 	for (size_t off = 0; off < len;) {
 		ssize_t n = send(fd, (const char *)d + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
 
 		if (n < 0)
 			return -errno;
-		if (msg && (size_t)n != len)
-			return -EMSGSIZE;
 		off += (size_t)n;
 	}
 	return 0;
@@ -126,9 +124,9 @@ int rst_unix_tree_import(struct rst_target *t, const Haul__Img__UnixPairFile *u,
 	if (!e)
 		return -ENOENT;
 	if (u->has_data)
-		ret = send_all(e->peer, u->data.data, u->data.len, false);
+		ret = send_all(e->peer, u->data.data, u->data.len);
 	for (size_t i = 0; i < u->n_msgs && !ret; i++)
-		ret = send_all(e->peer, u->msgs[i].data, u->msgs[i].len, true);
+		ret = rst_unix_send_msg(e->peer, u, i);
 	if (ret)
 		pr_err("cannot queue again what unix socket %llu of pid %d had to read: %s",
 		       (unsigned long long)u->ino, (int)t->o.pid, strerror(-ret));

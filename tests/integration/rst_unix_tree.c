@@ -7,7 +7,9 @@
  * data in flight both ways; a named datagram socket (a syslog) with
  * datagrams queued from senders of both processes (connected, by sendto,
  * named), the socket in the first or in the second process; connections
- * a listener had not accepted yet, back in its queue in their order.  The programs check after the restore, byte
+ * a listener had not accepted yet, back in its queue in their order;
+ * regular files in flight (SCM_RIGHTS) on a seqpacket pair, with their
+ * offset and flags; one the sender still holds is refused by name.  The programs check after the restore, byte
  * for byte and message by message, what they had to read, then talk over
  * every channel.  A pair whose other end is outside the tree is refused
  * by name and the tree runs on.
@@ -153,18 +155,23 @@ Test(rst_unix_tree, one_process_reconnects_its_sender_and_client_made_before_the
 	cycle("solo");
 }
 
-Test(rst_unix_tree, a_pair_whose_other_end_is_outside_the_tree_is_refused_by_name, .timeout = 120)
+Test(rst_unix_tree, files_in_flight_come_back_with_their_message_offset_and_flags, .timeout = 120)
 {
-	char dir[256], out[512], imgs[512], log[600];
-	const char *args[] = {"outside", dir, NULL};
+	cycle("scm");
+}
+
+/* rst_unix_tree @mode is refused at the checkpoint and runs on to its end. */
+static void refused(const char *mode)
+{
+	char dir[256], out[512], imgs[512];
+	const char *args[] = {mode, dir, NULL};
 	struct rst_ckpt_stats st;
 	int ret, status;
 	pid_t pid;
 
-	make_dir(dir, sizeof(dir), "outside");
+	make_dir(dir, sizeof(dir), mode);
 	snprintf(out, sizeof(out), "%s/spawn.out", dir);
 	snprintf(imgs, sizeof(imgs), "%s/images", dir);
-	snprintf(log, sizeof(log), "%s/haul.log", dir);
 	pid = th_spawn_prog(out, "rst_unix_tree", args);
 	wait_file(dir, "ready-parent");
 	wait_file(dir, "ready-child");
@@ -176,4 +183,14 @@ Test(rst_unix_tree, a_pair_whose_other_end_is_outside_the_tree_is_refused_by_nam
 	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the source ended with %#x",
 		  status);
 	remove_dir(dir);
+}
+
+Test(rst_unix_tree, a_file_in_flight_its_sender_still_holds_is_refused_by_name, .timeout = 120)
+{
+	refused("scm-held");
+}
+
+Test(rst_unix_tree, a_pair_whose_other_end_is_outside_the_tree_is_refused_by_name, .timeout = 120)
+{
+	refused("outside");
 }

@@ -31,6 +31,14 @@
  *   both:         the channels of pairs and of conn-path together (a
  *                 socketpair of each type, a stream and a seqpacket
  *                 connection of the child to the parent's listeners)
+ *   scm:          the parent sends over a seqpacket socketpair a message
+ *                 "files" carrying two fds in flight (DIR/f1 read-only at
+ *                 offset 4, DIR/f2 append-only), closes its copies, then a
+ *                 message "plain"; the child reads nothing before the
+ *                 checkpoint.  After it, the child gets "files" with two
+ *                 fds: reading the first gives "456789", writing the second
+ *                 appends to DIR/f2; then "plain"
+ *   scm-held:     the same, the parent keeping its copy of DIR/f1 (refused)
  *   solo:         one process (no child): a datagram socket S connected to
  *                 its own DIR/log (S's fd below the log's: S connects again
  *                 only once the log is bound), two datagrams queued from
@@ -268,6 +276,99 @@ static int run_pairs(void)
 }
 
 /* pairs + conn-path: three socketpairs and two connections between parent and child. */
+static int scm_child(int s)
+{
+	char buf[64], ctl[CMSG_SPACE(2 * sizeof(int))], path[512];
+	struct iovec iov = {buf, sizeof(buf)};
+	struct msghdr m = {.msg_iov = &iov,
+			   .msg_iovlen = 1,
+			   .msg_control = ctl,
+			   .msg_controllen = sizeof(ctl)};
+	struct cmsghdr *c;
+	int fds[2] = {-1, -1}, bads = 0;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/child.out", dir);
+	out = fopen(path, "w");
+	if (!out)
+		return 1;
+	mark("ready-child");
+	wait_mark("go");
+	n = recvmsg(s, &m, MSG_DONTWAIT);
+	c = CMSG_FIRSTHDR(&m);
+	if (n != 5 || memcmp(buf, "files", 5) || !c || c->cmsg_type != SCM_RIGHTS ||
+	    c->cmsg_len != CMSG_LEN(2 * sizeof(int)))
+		bads += bad("the message with the files lost", "scm");
+	else
+		memcpy(fds, CMSG_DATA(c), sizeof(fds));
+	if (!bads && (read(fds[0], buf, sizeof(buf)) != 6 || memcmp(buf, "456789", 6)))
+		bads += bad("the first file's offset or content", "scm");
+	if (!bads && (write(fds[1], "+", 1) != 1 || (fcntl(fds[1], F_GETFL) & O_APPEND) == 0))
+		bads += bad("the second file's flags", "scm");
+	snprintf(path, sizeof(path), "%s/f2", dir);
+	if (!bads && (access(path, F_OK) || lseek(fds[1], 0, SEEK_CUR) != 4))
+		bads += bad("the append did not land at the end", "scm");
+	if (!bads && (recv(s, buf, sizeof(buf), MSG_DONTWAIT) != 5 || memcmp(buf, "plain", 5)))
+		bads += bad("the plain message after it", "scm");
+	if (!bads)
+		fprintf(out, "ok child\n");
+	fclose(out);
+	return bads ? 1 : 0;
+}
+
+static int run_scm(bool held)
+{
+	char path[512], ctl[CMSG_SPACE(2 * sizeof(int))];
+	struct iovec iov = {"files", 5};
+	struct msghdr m = {.msg_iov = &iov,
+			   .msg_iovlen = 1,
+			   .msg_control = ctl,
+			   .msg_controllen = sizeof(ctl)};
+	int sv[2], f[2], st;
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "%s/f1", dir);
+	f[0] = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (f[0] < 0 || write(f[0], "0123456789", 10) != 10 || lseek(f[0], 4, SEEK_SET) != 4)
+		return 2;
+	snprintf(path, sizeof(path), "%s/f2", dir);
+	f[1] = open(path, O_WRONLY | O_APPEND | O_CREAT | O_TRUNC, 0644);
+	if (f[1] < 0 || write(f[1], "abc", 3) != 3)
+		return 2;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv))
+		return 2;
+	pid = fork();
+	if (pid < 0)
+		return 2;
+	if (!pid) {
+		close(sv[0]);
+		close(f[0]);
+		close(f[1]);
+		_exit(scm_child(sv[1]));
+	}
+	close(sv[1]);
+	CMSG_FIRSTHDR(&m)->cmsg_level = SOL_SOCKET;
+	CMSG_FIRSTHDR(&m)->cmsg_type = SCM_RIGHTS;
+	CMSG_FIRSTHDR(&m)->cmsg_len = CMSG_LEN(2 * sizeof(int));
+	memcpy(CMSG_DATA(CMSG_FIRSTHDR(&m)), f, sizeof(f));
+	if (sendmsg(sv[0], &m, 0) != 5 || send(sv[0], "plain", 5, 0) != 5)
+		return 2;
+	if (!held)
+		close(f[0]);
+	close(f[1]);
+	mark("ready-parent");
+	wait_mark("go");
+	snprintf(path, sizeof(path), "%s/parent.out", dir);
+	out = fopen(path, "w");
+	if (out) {
+		fprintf(out, "ok parent\n");
+		fclose(out);
+	}
+	if (waitpid(pid, &st, 0) != pid)
+		return 1;
+	return !WIFEXITED(st) || WEXITSTATUS(st);
+}
+
 static int run_both(void)
 {
 	static const int types[5] = {SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET, SOCK_STREAM,
@@ -655,6 +756,8 @@ int main(int argc, char **argv)
 		ret = run_pending(!strcmp(argv[1], "pending-rev"));
 	else if (!strcmp(argv[1], "both"))
 		ret = run_both();
+	else if (!strcmp(argv[1], "scm") || !strcmp(argv[1], "scm-held"))
+		ret = run_scm(!strcmp(argv[1], "scm-held"));
 	else if (!strcmp(argv[1], "solo"))
 		ret = run_solo();
 	else if (!strcmp(argv[1], "outside"))
