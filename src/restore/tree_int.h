@@ -170,6 +170,15 @@ const struct rst_share_rst *rst_share_current(void);
 bool rst_share_known(uint32_t id);
 int rst_share_import(struct rst_target *t, int park, const Haul__Img__FileObject *f,
 		     const Haul__Img__FdEntry *e, char *why, size_t wl);
+/*
+ * tree_share.c: a copy in @t (close-on-exec; above @park) of the first fd
+ * of a process whose fds exist whose FileObject @match accepts, in *@got:
+ * fd_unix_named.c accepts on a listener another process restored.
+ * -ENOENT: none; 0 or -errno.
+ */
+int rst_share_borrow(struct rst_target *t, int park,
+		     bool (*match)(const Haul__Img__FileObject *f, const void *arg),
+		     const void *arg, int *got);
 
 /*
  * tree_epoll.c: epoll watches whose file is another process's fd.
