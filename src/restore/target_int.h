@@ -74,6 +74,7 @@ struct rst_tshm {
 	long shmid;	    /* SysV: its id here */
 	uint64_t size_made; /* SysV: the size it was created with */
 	int fdnum;	    /* memfd made for an fd: that fd's number, else -1 */
+	bool imported;	    /* made by an earlier process of the tree (shm_tree.c) */
 };
 
 /*

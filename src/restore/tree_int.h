@@ -126,6 +126,7 @@ struct rst_share_dump {
 	} * e;
 	size_t n, cap;
 	uint32_t next_id;
+	struct rst_shm_dump *shm; /* shm_tree.c: the shared memory stored so far */
 };
 int rst_share_dump_merge(struct rst_share_dump *d, pid_t host, Haul__Img__ProcessState *ps);
 void rst_share_dump_release(struct rst_share_dump *d);
@@ -150,6 +151,51 @@ void rst_share_restore_set(const struct rst_share_rst *s);
 bool rst_share_known(uint32_t id);
 int rst_share_import(struct rst_target *t, int park, const Haul__Img__FileObject *f,
 		     const Haul__Img__FdEntry *e, char *why, size_t wl);
+
+/*
+ * shm_tree.c, dump side: shared memory objects are stored once for the
+ * tree.  rst_shm_tree_dumped: after rst_share_dump_merge of @host's @ps,
+ * drop the memfd bytes its fds carry when an earlier process's fd carried
+ * them already.  rst_shm_tree_store: store @host's pages (rst_store_pages)
+ * but the pages of shared memory objects (dev, ino, offset) an earlier
+ * process stored; then remember what it stored.  0 or -errno.  The state
+ * lives in @d->shm, freed by rst_share_dump_release.
+ */
+struct rst_shm_dump;
+int rst_shm_tree_dumped(struct rst_share_dump *d, Haul__Img__ProcessState *ps);
+int rst_shm_tree_store(struct rst_share_dump *d, pid_t host, const struct haul_layout *l,
+		       struct pstore_proc *p, struct rst_ckpt_stats *st);
+void rst_shm_tree_dump_free(struct rst_shm_dump *s);
+
+/*
+ * shm_tree.c, restore side: the shared memory objects the processes made
+ * ready so far made (in tree order), so that a later process maps the same
+ * object (shm_restore.c).  Set for this thread while the tree is made ready
+ * (NULL: none).  rst_shm_tree_join_ipc: @t (being laid out, before its
+ * first SysV segment) joins the IPC namespace an earlier process moved to,
+ * where the tree's segments are (once; a no-op when none moved).
+ * rst_shm_tree_add: @t (tree pid @pid, state @ps) is ready: its objects can
+ * be mapped by the next.  rst_shm_tree_maker: the process that made object
+ * (@dev, @ino) of the source, or NULL.  0 or -errno (logged, naming pid).
+ */
+struct rst_shm_made {
+	uint64_t dev, ino; /* the source's */
+	struct rst_target *t;
+	pid_t pid; /* in the tree's PID namespace: /proc/PID in every stub */
+	Haul__Img__ShmKind kind;
+	uint64_t size;
+	uint32_t seals;
+};
+struct rst_shm_tree {
+	struct rst_shm_made *m;
+	size_t n, cap;
+	pid_t ipc_pid; /* a process that moved to a new IPC namespace, 0: none */
+};
+void rst_shm_tree_set(struct rst_shm_tree *s);
+int rst_shm_tree_join_ipc(struct rst_target *t);
+int rst_shm_tree_add(struct rst_target *t, pid_t pid, const Haul__Img__ProcessState *ps);
+const struct rst_shm_made *rst_shm_tree_maker(uint64_t dev, uint64_t ino);
+void rst_shm_tree_release(struct rst_shm_tree *s);
 
 /*
  * Hooks for what the processes of a tree share besides fds (shared

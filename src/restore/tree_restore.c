@@ -246,6 +246,7 @@ static int ready_and_run(struct tree_rst *x, pid_t *here)
 {
 	const Haul__Img__Tree *tr = x->tr;
 	struct rst_share_rst sh = {0};
+	struct rst_shm_tree shm = {0};
 	char why[512] = "";
 	int ret = 0;
 
@@ -255,6 +256,7 @@ static int ready_and_run(struct tree_rst *x, pid_t *here)
 	if (!sh.ps || !sh.pid)
 		ret = -ENOMEM;
 	rst_share_restore_set(&sh);
+	rst_shm_tree_set(&shm);
 	for (size_t i = 0; i < tr->n_procs && !ret; i++) {
 		const void *state;
 		size_t len;
@@ -278,9 +280,13 @@ static int ready_and_run(struct tree_rst *x, pid_t *here)
 		sh.ps[sh.n] = haul__img__process_state__unpack(NULL, len, state);
 		sh.pid[sh.n] = tr->procs[i]->pid;
 		ret = sh.ps[sh.n] ? 0 : -EBADMSG;
+		if (!ret) /* the shared memory it made, for the next ones */
+			ret = rst_shm_tree_add(x->t[i], tr->procs[i]->pid, sh.ps[sh.n]);
 		sh.n += !ret;
 	}
 	rst_share_restore_set(NULL);
+	rst_shm_tree_set(NULL);
+	rst_shm_tree_release(&shm);
 	for (size_t j = 0; j < sh.n; j++)
 		haul__img__process_state__free_unpacked((Haul__Img__ProcessState *)sh.ps[j], NULL);
 	free(sh.ps);
