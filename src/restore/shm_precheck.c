@@ -85,11 +85,13 @@ static int mapped_by(pid_t pid, pid_t other, const struct shm_id *ids, size_t n,
 		for (size_t k = 0; k < n; k++)
 			if ((o.v[i].flags & HAUL_VMA_SHMEM) && o.v[i].dev == ids[k].dev &&
 			    o.v[i].ino == ids[k].ino) {
-				snprintf(why, whylen,
-					 "shared memory %s (inode %" PRIu64 ") of pid %d is also "
-					 "mapped by pid %d; haul moves one process and would split "
-					 "it; move them together or stop the other",
-					 ids[k].path, ids[k].ino, (int)pid, (int)other);
+				snprintf(
+					why, whylen,
+					"shared memory %s (inode %" PRIu64 ") of pid %d is also "
+					"mapped by pid %d, which does not move with it; haul would "
+					"split it; move them together (their common ancestor's "
+					"tree) or stop the other",
+					ids[k].path, ids[k].ino, (int)pid, (int)other);
 				haul_layout_release(&o);
 				return -EOPNOTSUPP;
 			}
@@ -122,8 +124,8 @@ static int sysv_shared(pid_t pid, const struct shm_id *ids, size_t n, char *why,
 			    nattch > ids[k].attach) {
 				snprintf(why, whylen,
 					 "SysV segment shmid %llu of pid %d has %llu attachments, "
-					 "%u of them by the processes haul moves; it would split "
-					 "it; move them together or detach the others",
+					 "%u of them its own (or its tree's); haul would split it; "
+					 "move them together or detach the others",
 					 id, (int)pid, nattch, ids[k].attach);
 				ret = -EOPNOTSUPP;
 				break;
@@ -140,7 +142,8 @@ int rst_shm_precheck(pid_t pid, char *why, size_t whylen)
 	struct dirent *pe;
 	DIR *proc;
 	size_t n;
-	int ret = haul_layout_read(pid, false, &l);
+	char other_why[512] = "";
+	int ret = haul_layout_read(pid, false, &l), other_ret = 0;
 
 	if (ret)
 		return ret;
@@ -153,6 +156,7 @@ int rst_shm_precheck(pid_t pid, char *why, size_t whylen)
 	proc = n ? opendir("/proc") : NULL;
 	if (n && !proc)
 		ret = -errno;
+	/* one pass: the first other process that maps an object, the tree's attachments */
 	while (!ret && proc && (pe = readdir(proc))) {
 		pid_t other = atoi(pe->d_name);
 
@@ -160,13 +164,18 @@ int rst_shm_precheck(pid_t pid, char *why, size_t whylen)
 			continue;
 		if (rst_ext_is_moving(other))
 			moving_attachments(other, ids, n);
-		else
-			ret = mapped_by(pid, other, ids, n, why, whylen);
+		else if (!other_ret)
+			other_ret = mapped_by(pid, other, ids, n, other_why, sizeof(other_why));
 	}
 	if (proc)
 		closedir(proc);
+	/* the SysV count names the attachments; else the process that maps it */
 	if (!ret && n)
 		ret = sysv_shared(pid, ids, n, why, whylen);
+	if (!ret && other_ret) {
+		snprintf(why, whylen, "%s", other_why);
+		ret = other_ret;
+	}
 	free(ids);
 	haul_layout_release(&l);
 	return ret;

@@ -349,59 +349,84 @@ static int map_fd(struct rst_target *t, const struct haul_vma *v, uint64_t s, ui
 	return map_fd_prot(t, v, s, e, fd, rst_create_prot(v));
 }
 
-/* Open, in stub @t, object @m that an earlier process of the tree made. */
-static int maker_open(struct rst_target *t, const struct rst_shm_made *m, int oflags, long *fd)
+/*
+ * Where object @m is open in its maker: /proc/PID/... as the stubs see it
+ * (@in_stub, the tree's PID namespace) and as we do (@here).  -ENOENT: not
+ * any more.
+ */
+static int maker_path(const struct rst_shm_made *m, char *in_stub, char *here, size_t len)
 {
 	struct rst_tshm *mo = tshm_find(m->t, m->dev, m->ino);
-	char path[128];
-	uint64_t ms, me, rpath;
-	int ret;
+	uint64_t ms, me;
 
-	if (mo && mo->tino && !stub_find(m->t, mo->tino, &ms, &me))
-		snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)m->pid,
+	if (mo && mo->tino && !stub_find(m->t, mo->tino, &ms, &me)) {
+		snprintf(in_stub, len, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)m->t->o.pid,
 			 ms, me);
-	else if (mo && mo->fdnum >= 0)
-		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)m->pid, mo->fdnum);
-	else
+		snprintf(here, len, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)m->t->stub, ms,
+			 me);
+		return 0;
+	}
+	if (!mo || mo->fdnum < 0)
 		return -ENOENT;
-	ret = rst_put_str(t, 0, path, &rpath);
+	snprintf(in_stub, len, "/proc/%d/fd/%d", (int)m->t->o.pid, mo->fdnum);
+	snprintf(here, len, "/proc/%d/fd/%d", (int)m->t->stub, mo->fdnum);
+	return 0;
+}
+
+/* Open, in stub @t, object @m that another target of the tree made; *@seals: its seals. */
+static int maker_open(struct rst_target *t, const struct rst_shm_made *m, int oflags, long *fd,
+		      uint32_t *seals)
+{
+	char in_stub[128], here[128];
+	uint64_t rpath;
+	int ret = maker_path(m, in_stub, here, sizeof(in_stub)), lfd, got;
+
+	if (ret)
+		return ret;
+	*seals = 0;
+	lfd = open(here, O_RDONLY | O_CLOEXEC);
+	got = lfd >= 0 ? fcntl(lfd, F_GET_SEALS) : -1;
+	*seals = got > 0 ? (uint32_t)got : 0;
+	if (lfd >= 0)
+		close(lfd);
+	ret = rst_put_str(t, 0, in_stub, &rpath);
 	if (!ret)
 		ret = rst_rcall(t, SYS_openat, AT_FDCWD, rpath, oflags | O_CLOEXEC, 0, 0, 0, fd);
 	return ret;
 }
 
 /*
- * [@s, @e) of @v maps object @m, made (and finished: size, mode, seals,
- * pages) by an earlier process of the tree: map that one (shm_tree.c).  A
- * whole SysV attachment is a shmat of its shmid (nattch as on the source),
- * the rest an mmap of the maker's object; a write-sealed memfd only
- * read-only, from a read-only open.
+ * [@s, @e) of @v maps object @m, made by another target of the tree (and,
+ * restored in tree order, finished: size, mode, seals, pages): map that
+ * one (shm_tree.c).  A whole SysV attachment is a shmat of its shmid
+ * (nattch as on the source), the rest an mmap of the maker's object; a
+ * write-sealed memfd only read-only, from a read-only open.
  */
 static int shm_import(struct rst_target *t, const struct haul_vma *v, uint64_t s, uint64_t e,
 		      const struct rst_shm_made *m)
 {
 	struct rst_tshm *mo = tshm_find(m->t, m->dev, m->ino), *n;
-	bool sysv = m->kind == HAUL__IMG__SHM_KIND__SHM_SYSV;
-	bool ro = m->kind == HAUL__IMG__SHM_KIND__SHM_MEMFD &&
-		  (m->seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE));
-	uint32_t prot = ro ? v->prot : rst_create_prot(v);
-	long fd, res, shmid = sysv && mo ? mo->shmid : -1;
+	bool sysv = rst_shm_kind(v->path) == HAUL__IMG__SHM_KIND__SHM_SYSV;
+	long fd = -1, res, shmid = sysv && mo ? mo->shmid : -1;
+	uint32_t seals = 0, prot = rst_create_prot(v);
 	int ret;
 
-	if (ro && (v->prot & PROT_WRITE)) {
-		pr_err("memfd %s of pid %d has write seals but VMA %#" PRIx64 " maps it writable",
-		       v->path, (int)t->o.pid, v->start);
-		return -EINVAL;
-	}
 	if (sysv && shmid >= 0 && v->pgoff == 0 && s == v->start && e == v->end &&
-	    e - s == PAGE_UP(m->size)) {
+	    e - s == PAGE_UP(mo->size_made)) {
 		ret = rst_rcall(t, SYS_shmat, shmid, s, SHM_REMAP, 0, 0, 0, &res);
 		if (!ret && (uint64_t)res != s)
 			ret = -EFAULT;
 		if (!ret && prot != (PROT_READ | PROT_WRITE))
 			ret = rst_rcall(t, SYS_mprotect, s, e - s, prot, 0, 0, 0, NULL);
 	} else {
-		ret = maker_open(t, m, ro ? O_RDONLY : O_RDWR, &fd);
+		ret = maker_open(t, m, O_RDWR, &fd, &seals);
+		if (!ret && (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE))) {
+			/* sealed by its maker: no writable mapping any more, as on the source */
+			rst_rcall(t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
+			prot = v->prot;
+			ret = (v->prot & PROT_WRITE) ? -EPERM
+						     : maker_open(t, m, O_RDONLY, &fd, &seals);
+		}
 		if (!ret)
 			ret = map_fd_prot(t, v, s, e, fd, prot);
 	}
@@ -415,7 +440,8 @@ static int shm_import(struct rst_target *t, const struct haul_vma *v, uint64_t s
 		pr_err_r(ret,
 			 "cannot map shared memory %s (inode %" PRIu64 ") at %#" PRIx64
 			 " of pid %d from pid %d of its tree",
-			 v->path ? v->path : "/dev/zero", v->ino, s, (int)t->o.pid, (int)m->pid);
+			 v->path ? v->path : "/dev/zero", v->ino, s, (int)t->o.pid,
+			 (int)m->t->o.pid);
 	return ret;
 }
 
@@ -450,7 +476,7 @@ static int shm_map(struct rst_target *t, const struct haul_layout *l, const stru
 	struct rst_tshm *o = tshm_find(t, v->dev, v->ino);
 	uint64_t size = exact ? exact : PAGE_UP(object_extent(l, v)), ms, me;
 	bool whole = v->pgoff == 0 && s == v->start && e == v->end && only_vma(l, v);
-	const struct rst_shm_made *m = rst_shm_tree_maker(v->dev, v->ino);
+	const struct rst_shm_made *m = rst_shm_tree_maker(t, v->dev, v->ino);
 	long fd = -1, shmid = -1, res;
 	int ret;
 
@@ -460,8 +486,8 @@ static int shm_map(struct rst_target *t, const struct haul_layout *l, const stru
 		if (ret)
 			return ret;
 	}
-	/* an earlier process of the tree made it: the same object again */
-	if (m && m->t != t && (!o || o->imported))
+	/* another process of the tree made it: the same object again */
+	if (m && (!o || o->imported))
 		return shm_import(t, v, s, e, m);
 	if (o && o->tino && !stub_find(t, o->tino, &ms, &me)) {
 		/* another VMA of the object exists: map the same object */
@@ -517,6 +543,8 @@ static int shm_map(struct rst_target *t, const struct haul_layout *l, const stru
 	}
 	if (!ret)
 		ret = tshm_add(t, v, s, shmid, size);
+	if (!ret) /* the other processes of a tree map this one */
+		ret = rst_shm_tree_made(t, v->dev, v->ino);
 	return ret;
 }
 
@@ -702,13 +730,14 @@ int rst_shm_open(struct rst_target *t, uint64_t dev, uint64_t ino, int oflags, l
 	int ret;
 
 	const struct rst_shm_made *m;
+	uint32_t seals;
 
 	if (o && o->tino && !stub_find(t, o->tino, &ms, &me))
 		return stub_open_mapped(t, ms, me, oflags, fd);
 	/* made by an earlier process of the tree, not mapped here */
-	m = o ? NULL : rst_shm_tree_maker(dev, ino);
-	if (m && m->t != t)
-		return maker_open(t, m, oflags, fd);
+	m = o ? NULL : rst_shm_tree_maker(t, dev, ino);
+	if (m)
+		return maker_open(t, m, oflags, fd, &seals);
 	if (!o || o->fdnum < 0)
 		return -ENOENT;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", o->fdnum);
@@ -742,7 +771,7 @@ int rst_shm_memfd_new(struct rst_target *t, const Haul__Img__ShmObject *o, const
 	n->tino = st.st_ino;
 	n->shmid = -1;
 	n->fdnum = fdnum;
-	return 0;
+	return rst_shm_tree_made(t, o->dev, o->ino);
 }
 
 int rst_shm_finish_memfd(struct rst_target *t, const Haul__Img__ShmObject *o, int fd)

@@ -15,19 +15,21 @@
  * part.  A memfd held by fds of several processes (separate open file
  * descriptions) carries its unmapped bytes on the first one only.
  *
- * Restore: every process is made ready before the next is laid out.  Each
- * object made by a ready process is recorded (rst_shm_tree_add: its
- * target, tree pid, kind, size, seals); a later process's VMA of it maps
+ * Restore: the targets of a tree share one table (rst_shm_tree_attach).
+ * The first target that makes an object records itself as its maker
+ * (rst_shm_tree_made, from shm_restore.c); another target's VMA of it maps
  * that object instead of making one (shm_restore.c shm_import): shmat of
  * the same shmid for a whole SysV attachment (nattch as on the source),
  * else an mmap of /proc/PID/map_files/<a VMA of it> (or /proc/PID/fd/N of
- * a memfd only held open) of the maker, opened in the later stub (PID is
- * in the tree's PID namespace, where the stubs' /proc is).  The maker
- * already gave it its size, mode, owners, IPC_RMID and seals at its
- * resume, and its pages were written then; the later process writes only
- * the pages it stored.  A process that moved to a new IPC namespace for
- * its segments (shm_restore.c create_sysv) takes every later process with
- * it (setns), as they shared one on the source.
+ * a memfd only held open) of the maker, opened in the other stub (PID is
+ * in the tree's PID namespace, where the stubs' /proc is).  Only the maker
+ * finishes it at its resume (size, mode, owners, IPC_RMID, seals); every
+ * process writes the pages it stored.  tree_restore.c makes each process
+ * ready before the next is laid out, so a later one maps the finished
+ * object; a live restore may lay them out in any order.  A target that
+ * moved to a new IPC namespace for its segments (shm_restore.c
+ * create_sysv) takes every other with it (setns) before their first
+ * segment, as they shared one on the source.
  */
 #define LOG_PREFIX "tree: "
 #include <errno.h>
@@ -306,33 +308,55 @@ int rst_shm_tree_store(struct rst_share_dump *d, pid_t host, const struct haul_l
 
 /* ---- restore --------------------------------------------------------------- */
 
-/* The tree being restored by this thread. */
-static __thread struct rst_shm_tree *cur;
-
-void rst_shm_tree_set(struct rst_shm_tree *s)
+void rst_shm_tree_attach(struct rst_shm_tree *s, struct rst_target *t)
 {
-	cur = s;
+	t->shm_tree = s;
 }
 
-const struct rst_shm_made *rst_shm_tree_maker(uint64_t dev, uint64_t ino)
+const struct rst_shm_made *rst_shm_tree_maker(const struct rst_target *t, uint64_t dev,
+					      uint64_t ino)
 {
-	for (size_t i = 0; cur && i < cur->n; i++)
-		if (cur->m[i].dev == dev && cur->m[i].ino == ino)
-			return &cur->m[i];
+	const struct rst_shm_tree *s = t->shm_tree;
+
+	for (size_t i = 0; s && i < s->n; i++)
+		if (s->m[i].dev == dev && s->m[i].ino == ino && s->m[i].t != t)
+			return &s->m[i];
 	return NULL;
+}
+
+int rst_shm_tree_made(struct rst_target *t, uint64_t dev, uint64_t ino)
+{
+	struct rst_shm_tree *s = t->shm_tree;
+	int ret;
+
+	if (!s)
+		return 0;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->m[i].dev == dev && s->m[i].ino == ino)
+			return 0; /* made again by its maker (a SysV segment at its exact size) */
+	ret = grow((void **)&s->m, &s->cap, s->n, sizeof(*s->m));
+	if (ret)
+		return ret;
+	s->m[s->n++] = (struct rst_shm_made){.dev = dev, .ino = ino, .t = t};
+	return 0;
 }
 
 int rst_shm_tree_join_ipc(struct rst_target *t)
 {
+	const struct rst_shm_tree *s = t->shm_tree;
+	const struct rst_target *in = NULL;
 	char path[64];
 	uint64_t rpath;
 	long fd;
 	int ret;
 
-	if (!cur || !cur->ipc_pid || t->ipcns)
+	for (size_t i = 0; s && i < s->n && !in; i++)
+		if (s->m[i].t != t && s->m[i].t->ipcns)
+			in = s->m[i].t;
+	if (!in || t->ipcns)
 		return 0;
-	/* the SysV segments of the processes before it are in that namespace */
-	snprintf(path, sizeof(path), "/proc/%d/ns/ipc", (int)cur->ipc_pid);
+	/* the tree's segments are in that namespace, as they shared one on the source */
+	snprintf(path, sizeof(path), "/proc/%d/ns/ipc", (int)in->o.pid);
 	ret = rst_put_str(t, 0, path, &rpath);
 	if (!ret)
 		ret = rst_rcall(t, SYS_openat, AT_FDCWD, rpath, O_RDONLY | O_CLOEXEC, 0, 0, 0, &fd);
@@ -342,48 +366,10 @@ int rst_shm_tree_join_ipc(struct rst_target *t)
 	}
 	if (ret) {
 		pr_err_r(ret, "cannot move pid %d into the IPC namespace of pid %d of its tree",
-			 (int)t->o.pid, (int)cur->ipc_pid);
+			 (int)t->o.pid, (int)in->o.pid);
 		return ret;
 	}
 	t->ipcns = true;
-	return 0;
-}
-
-static const Haul__Img__ShmObject *object_in(const Haul__Img__ProcessState *ps, uint64_t dev,
-					     uint64_t ino)
-{
-	for (size_t i = 0; i < ps->n_shm_objects; i++)
-		if (ps->shm_objects[i]->dev == dev && ps->shm_objects[i]->ino == ino)
-			return ps->shm_objects[i];
-	return NULL;
-}
-
-int rst_shm_tree_add(struct rst_target *t, pid_t pid, const Haul__Img__ProcessState *ps)
-{
-	if (!cur)
-		return 0;
-	if (t->ipcns && !cur->ipc_pid)
-		cur->ipc_pid = pid;
-	for (size_t i = 0; i < t->nshm; i++) {
-		const struct rst_tshm *o = &t->shm[i];
-		const Haul__Img__ShmObject *so = object_in(ps, o->dev, o->ino);
-		int ret;
-
-		if (o->imported || !so || rst_shm_tree_maker(o->dev, o->ino))
-			continue;
-		ret = grow((void **)&cur->m, &cur->cap, cur->n, sizeof(*cur->m));
-		if (ret)
-			return ret;
-		cur->m[cur->n++] = (struct rst_shm_made){
-			.dev = o->dev,
-			.ino = o->ino,
-			.t = t,
-			.pid = pid,
-			.kind = so->kind,
-			.size = so->size,
-			.seals = so->seals,
-		};
-	}
 	return 0;
 }
 

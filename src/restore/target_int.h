@@ -63,6 +63,7 @@ struct rst_target {
 	const struct haul_layout *lay;
 	char **posix; /* POSIX shm files this restore created (absent here) */
 	size_t nposix;
+	struct rst_shm_tree *shm_tree; /* shm_tree.c: the tree's objects, NULL: alone */
 	/* how long rst_target_ready took */
 	double ready_ms;
 };

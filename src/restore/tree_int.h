@@ -168,33 +168,28 @@ int rst_shm_tree_store(struct rst_share_dump *d, pid_t host, const struct haul_l
 void rst_shm_tree_dump_free(struct rst_shm_dump *s);
 
 /*
- * shm_tree.c, restore side: the shared memory objects the processes made
- * ready so far made (in tree order), so that a later process maps the same
- * object (shm_restore.c).  Set for this thread while the tree is made ready
- * (NULL: none).  rst_shm_tree_join_ipc: @t (being laid out, before its
- * first SysV segment) joins the IPC namespace an earlier process moved to,
- * where the tree's segments are (once; a no-op when none moved).
- * rst_shm_tree_add: @t (tree pid @pid, state @ps) is ready: its objects can
- * be mapped by the next.  rst_shm_tree_maker: the process that made object
- * (@dev, @ino) of the source, or NULL.  0 or -errno (logged, naming pid).
+ * shm_tree.c, restore side: the shared memory objects of a tree's targets,
+ * each made once, by its first target, and mapped by the others
+ * (shm_restore.c).  rst_shm_tree_attach: @t uses table @s (NULL: alone);
+ * @s outlives its use.  rst_shm_tree_made: @t made object (@dev, @ino) of
+ * the source.  rst_shm_tree_maker: the target other than @t that made it,
+ * or NULL.  rst_shm_tree_join_ipc: @t (being laid out, before its first
+ * SysV segment) joins the IPC namespace another target moved to for the
+ * tree's segments.  0 or -errno (logged, naming the pid).
  */
 struct rst_shm_made {
 	uint64_t dev, ino; /* the source's */
 	struct rst_target *t;
-	pid_t pid; /* in the tree's PID namespace: /proc/PID in every stub */
-	Haul__Img__ShmKind kind;
-	uint64_t size;
-	uint32_t seals;
 };
 struct rst_shm_tree {
 	struct rst_shm_made *m;
 	size_t n, cap;
-	pid_t ipc_pid; /* a process that moved to a new IPC namespace, 0: none */
 };
-void rst_shm_tree_set(struct rst_shm_tree *s);
+void rst_shm_tree_attach(struct rst_shm_tree *s, struct rst_target *t);
+int rst_shm_tree_made(struct rst_target *t, uint64_t dev, uint64_t ino);
+const struct rst_shm_made *rst_shm_tree_maker(const struct rst_target *t, uint64_t dev,
+					      uint64_t ino);
 int rst_shm_tree_join_ipc(struct rst_target *t);
-int rst_shm_tree_add(struct rst_target *t, pid_t pid, const Haul__Img__ProcessState *ps);
-const struct rst_shm_made *rst_shm_tree_maker(uint64_t dev, uint64_t ino);
 void rst_shm_tree_release(struct rst_shm_tree *s);
 
 /*

@@ -256,7 +256,9 @@ static int ready_and_run(struct tree_rst *x, pid_t *here)
 	if (!sh.ps || !sh.pid)
 		ret = -ENOMEM;
 	rst_share_restore_set(&sh);
-	rst_shm_tree_set(&shm);
+	for (size_t i = 0; i < tr->n_procs; i++) /* shared memory is made once (shm_tree.c) */
+		if (x->t[i])
+			rst_shm_tree_attach(&shm, x->t[i]);
 	for (size_t i = 0; i < tr->n_procs && !ret; i++) {
 		const void *state;
 		size_t len;
@@ -280,12 +282,12 @@ static int ready_and_run(struct tree_rst *x, pid_t *here)
 		sh.ps[sh.n] = haul__img__process_state__unpack(NULL, len, state);
 		sh.pid[sh.n] = tr->procs[i]->pid;
 		ret = sh.ps[sh.n] ? 0 : -EBADMSG;
-		if (!ret) /* the shared memory it made, for the next ones */
-			ret = rst_shm_tree_add(x->t[i], tr->procs[i]->pid, sh.ps[sh.n]);
 		sh.n += !ret;
 	}
 	rst_share_restore_set(NULL);
-	rst_shm_tree_set(NULL);
+	for (size_t i = 0; i < tr->n_procs; i++)
+		if (x->t[i])
+			rst_shm_tree_attach(NULL, x->t[i]);
 	rst_shm_tree_release(&shm);
 	for (size_t j = 0; j < sh.n; j++)
 		haul__img__process_state__free_unpacked((Haul__Img__ProcessState *)sh.ps[j], NULL);

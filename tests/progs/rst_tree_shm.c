@@ -9,14 +9,17 @@
  *   S2  a SysV segment of 3 pages, attached, then IPC_RMID'ed;
  *   M   a memfd of 8 pages, mapped, its fd closed;
  *   M2  a memfd of 4 pages, mapped, its fd kept open (inherited);
- *   P   POSIX shm /haul-treeshm-ROOTPID of 4 pages, mapped, its fd closed.
+ *   P   POSIX shm /haul-treeshm-ROOTPID of 4 pages, mapped, its fd closed;
+ *   M3  a memfd of 4 pages, filled, write-sealed, mapped read-only, closed.
  * Every object's pages from SLOTS on hold a pattern of its own.  c1 moves
  * A elsewhere (mremap) and attaches S1 a second time; c2 unmaps A's last 8
- * pages and M's last 2.
+ * pages and M's last 2; the root, once both are forked, unmaps M's pages
+ * 4-5 (only its children map them then).
  * Process k (r 0, c1 1, c2 2) writes its tick count at page k of every
  * object, every ~10 ms, then reads the other processes' counts in every
- * object it maps (and through both of c1's S1 attachments) and checks the
- * pattern of what it maps; it writes to DIR/NAME.out
+ * object it maps (and through both of c1's S1 attachments; M3 is only
+ * read) and checks the pattern of what it maps and that M3 cannot be made
+ * writable; it writes to DIR/NAME.out
  *   "tick T pid P peers MIN nattch N ok" (or "... BAD OBJECT")
  * where MIN is the smallest count of another process seen in any object:
  * it grows only while every object is still shared by all three, and
@@ -43,13 +46,15 @@
 #define PG	4096UL
 #define A_PAGES 2048UL
 #define SLOTS	3 /* pages 0..2: one count per process */
-#define NOBJ	7 /* A, S1, S2, M, M2, P, and c1's second S1 */
+#define NOBJ	8 /* A, S1, S2, M, M2, P, c1's second S1, M3 */
+#define SEALED	7 /* M3: read-only, write-sealed */
 
 struct obj {
 	const char *name;
 	uint8_t *at;
 	size_t pages; /* mapped by this process */
 	uint64_t seed;
+	size_t hole, hole_end; /* pages [hole, hole_end) not mapped here */
 };
 
 static const char *dir;
@@ -103,6 +108,26 @@ static int fill(const struct obj *b)
 	return 0;
 }
 
+/* M3: filled, write-sealed, then mapped read-only and closed. */
+static int make_sealed(void)
+{
+	int fd = (int)syscall(SYS_memfd_create, "treeshm3", MFD_ALLOW_SEALING);
+	struct obj w = {"M3", NULL, 4, 17, 0, 0};
+
+	if (fd < 0 || ftruncate(fd, 4 * PG))
+		return -1;
+	w.at = map_fd(fd, 4);
+	if (fill(&w) || munmap(w.at, 4 * PG) ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW))
+		return -1;
+	w.at = mmap(NULL, 4 * PG, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	if (w.at == MAP_FAILED)
+		return -1;
+	o[SEALED] = w;
+	return 0;
+}
+
 /* Every object, made by the root before it forks; the pattern in each. */
 static int make_objects(void)
 {
@@ -111,7 +136,10 @@ static int make_objects(void)
 	o[0] = (struct obj){
 		"A",
 		mmap(NULL, A_PAGES * PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0),
-		A_PAGES, 11};
+		A_PAGES,
+		11,
+		0,
+		0};
 	s1 = shmget(IPC_PRIVATE, 5 * PG + 100, IPC_CREAT | 0600);
 	s2 = shmget(IPC_PRIVATE, 3 * PG, IPC_CREAT | 0600);
 	m = (int)syscall(SYS_memfd_create, "treeshm", 0);
@@ -121,11 +149,13 @@ static int make_objects(void)
 	if (o[0].at == MAP_FAILED || s1 < 0 || s2 < 0 || m < 0 || m2 < 0 || p < 0 ||
 	    ftruncate(m, 8 * PG) || ftruncate(m2, 4 * PG) || ftruncate(p, 4 * PG))
 		return -1;
-	o[1] = (struct obj){"S1", attach(s1), 5, 12};
-	o[2] = (struct obj){"S2", attach(s2), 3, 13};
-	o[3] = (struct obj){"M", map_fd(m, 8), 8, 14};
-	o[4] = (struct obj){"M2", map_fd(m2, 4), 4, 15};
-	o[5] = (struct obj){"P", map_fd(p, 4), 4, 16};
+	o[1] = (struct obj){"S1", attach(s1), 5, 12, 0, 0};
+	o[2] = (struct obj){"S2", attach(s2), 3, 13, 0, 0};
+	o[3] = (struct obj){"M", map_fd(m, 8), 8, 14, 0, 0};
+	o[4] = (struct obj){"M2", map_fd(m2, 4), 4, 15, 0, 0};
+	o[5] = (struct obj){"P", map_fd(p, 4), 4, 16, 0, 0};
+	if (make_sealed())
+		return -1;
 	close(m); /* mapped, then closed */
 	close(p);
 	if (shmctl(s2, IPC_RMID, NULL)) /* removed while attached */
@@ -144,7 +174,7 @@ static int c1_setup(void)
 	if (to == MAP_FAILED)
 		return -1;
 	o[0].at = mremap(o[0].at, A_PAGES * PG, A_PAGES * PG, MREMAP_MAYMOVE | MREMAP_FIXED, to);
-	o[6] = (struct obj){"S1b", attach(s1), 5, 12};
+	o[6] = (struct obj){"S1b", attach(s1), 5, 12, 0, 0};
 	return o[0].at == MAP_FAILED || !o[6].at ? -1 : 0;
 }
 
@@ -179,6 +209,8 @@ static const char *check(void)
 {
 	for (int k = 0; k < NOBJ; k++)
 		for (size_t pg = SLOTS; o[k].at && pg < o[k].pages; pg++) {
+			if (pg >= o[k].hole && pg < o[k].hole_end)
+				continue;
 			const uint64_t *w = (const uint64_t *)(o[k].at + pg * PG);
 
 			if (w[0] != word(o[k].seed, pg) ||
@@ -206,11 +238,11 @@ static void __attribute__((noreturn)) live(const char *name, int me, int nproc)
 
 		tick++;
 		for (int k = 0; k < NOBJ; k++)
-			if (o[k].at && k != 6)
+			if (o[k].at && k != 6 && k != SEALED)
 				((volatile uint64_t *)(o[k].at + (size_t)me * PG))[0] =
 					(uint64_t)tick;
 		for (int k = 0; k < NOBJ; k++)
-			for (int j = 0; o[k].at && j < nproc; j++) {
+			for (int j = 0; o[k].at && k != SEALED && j < nproc; j++) {
 				uint64_t v = ((volatile uint64_t *)(o[k].at + (size_t)j * PG))[0];
 
 				if (j != me && v < min)
@@ -218,6 +250,8 @@ static void __attribute__((noreturn)) live(const char *name, int me, int nproc)
 			}
 		if (o[6].at && memcmp(o[1].at, o[6].at, SLOTS * PG))
 			bad = "S1 attachments differ";
+		if (o[SEALED].at && !mprotect(o[SEALED].at, 4 * PG, PROT_READ | PROT_WRITE))
+			bad = "M3 can be made writable";
 		snprintf(line, sizeof(line), "tick %ld pid %d peers %llu nattch %d %s%s\n", tick,
 			 (int)getpid(), min == UINT64_MAX ? 0ULL : (unsigned long long)min,
 			 s1 >= 0 ? s1_nattch() : 0, bad ? "BAD " : "ok", bad ? bad : "");
@@ -253,13 +287,20 @@ int main(int argc, char **argv)
 				_exit(5);
 			live("c2", 2, 3);
 		}
+		if (munmap(o[3].at + 4 * PG, 2 * PG))
+			return 6;
+		o[3].hole = 4;
+		o[3].hole_end = 6;
 		live("r", 0, 3);
 	}
 	if (!strcmp(argv[2], "outside")) {
-		o[0] = (struct obj){"A",
-				    mmap(NULL, 16 * PG, PROT_READ | PROT_WRITE,
-					 MAP_SHARED | MAP_ANONYMOUS, -1, 0),
-				    16, 11};
+		o[0] = (struct obj){
+			"A",
+			mmap(NULL, 16 * PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0),
+			16,
+			11,
+			0,
+			0};
 		if (fill(&o[0]))
 			return 4;
 		if (fork() == 0) {
