@@ -348,4 +348,22 @@ int rst_image_version(void);
 /* The page server sink that restores live sessions into rst_targets. */
 extern const struct ps_sink_ops rst_live_sink;
 
+/*
+ * Shared memory of a tree migrated with one tracker per process
+ * (shm_tree_route.c): a dirty page of a shared object is sent once, by its
+ * owner, the first process (tree order) whose layout maps that object
+ * offset, at its address there.  rst_shm_route_new: the table for the
+ * tree's @n layouts @l in tree order (NULL: a zombie); rebuild it when a
+ * layout changes.  rst_shm_route: dirty range [@addr, +@npages pages) of
+ * process @i to @fn, piece by piece, as (sending process, its address,
+ * pages): private memory stays @i's.  0, -ENOMEM, -ENOENT (an address of a
+ * shared VMA not in @l[@i]), -EINVAL (@i out of range), or @fn's nonzero.
+ */
+struct rst_shm_route;
+typedef int (*rst_shm_route_fn)(void *arg, size_t proc, uint64_t addr, uint64_t npages);
+int rst_shm_route_new(const struct haul_layout *const *l, size_t n, struct rst_shm_route **out);
+int rst_shm_route(const struct rst_shm_route *r, size_t i, uint64_t addr, uint64_t npages,
+		  rst_shm_route_fn fn, void *arg);
+void rst_shm_route_free(struct rst_shm_route *r);
+
 #endif
