@@ -57,7 +57,8 @@ struct tree_rst {
 	pid_t *groups;		 /* group stand-ins' pids */
 	struct rst_target **gt;
 	size_t ngroups;
-	struct rst_target *top; /* the first stub: H, or the root */
+	struct rst_target *top;	 /* the first stub: H, or the root */
+	struct rst_shm_tree shm; /* shared memory made once for all (shm_tree.c) */
 };
 
 static const struct rst_tree_hooks *hooks;
@@ -231,6 +232,10 @@ static int create_all(struct tree_rst *x)
 			rst_target_free(x->t[i]);
 			x->t[i] = NULL;
 		}
+	/* each shared memory object is made by one of them and mapped by the others */
+	for (size_t i = 0; i < tr->n_procs && !ret; i++)
+		if (x->t[i])
+			rst_shm_tree_attach(&x->shm, x->t[i]);
 	if (!ret && hooks && hooks->created)
 		ret = hooks->created(hooks->arg, tr, x->t);
 	return ret;
@@ -246,7 +251,6 @@ static int ready_and_run(struct tree_rst *x, pid_t *here)
 {
 	const Haul__Img__Tree *tr = x->tr;
 	struct rst_share_rst sh = {0};
-	struct rst_shm_tree shm = {0};
 	char why[512] = "";
 	int ret = 0;
 
@@ -256,9 +260,6 @@ static int ready_and_run(struct tree_rst *x, pid_t *here)
 	if (!sh.ps || !sh.pid)
 		ret = -ENOMEM;
 	rst_share_restore_set(&sh);
-	for (size_t i = 0; i < tr->n_procs; i++) /* shared memory is made once (shm_tree.c) */
-		if (x->t[i])
-			rst_shm_tree_attach(&shm, x->t[i]);
 	for (size_t i = 0; i < tr->n_procs && !ret; i++) {
 		const void *state;
 		size_t len;
@@ -285,10 +286,6 @@ static int ready_and_run(struct tree_rst *x, pid_t *here)
 		sh.n += !ret;
 	}
 	rst_share_restore_set(NULL);
-	for (size_t i = 0; i < tr->n_procs; i++)
-		if (x->t[i])
-			rst_shm_tree_attach(NULL, x->t[i]);
-	rst_shm_tree_release(&shm);
 	for (size_t j = 0; j < sh.n; j++)
 		haul__img__process_state__free_unpacked((Haul__Img__ProcessState *)sh.ps[j], NULL);
 	free(sh.ps);
@@ -317,6 +314,9 @@ static void tree_rst_free(struct tree_rst *x)
 			rst_target_free(x->t[i]);
 	for (size_t k = 0; x->gt && k < x->ngroups; k++)
 		rst_target_free(x->gt[k]);
+	if (x->top) /* it may live on (returned): not with the table freed here */
+		rst_shm_tree_attach(NULL, x->top);
+	rst_shm_tree_release(&x->shm);
 	free(x->t);
 	free(x->gt);
 	free(x->groups);
