@@ -365,5 +365,14 @@ int rst_shm_route_new(const struct haul_layout *const *l, size_t n, struct rst_s
 int rst_shm_route(const struct rst_shm_route *r, size_t i, uint64_t addr, uint64_t npages,
 		  rst_shm_route_fn fn, void *arg);
 void rst_shm_route_free(struct rst_shm_route *r);
+/*
+ * The rounds @r of the tree's @n processes (tree order, all scanned, none
+ * sent; a zombie's: an empty round): each one's dirty list replaced by
+ * what its session sends, shared memory routed to its owners (sorted,
+ * merged; dirty_pages recounted).  0 or -ENOMEM, -ENOENT as rst_shm_route;
+ * on failure the rounds are as they were.
+ */
+struct trk_round;
+int rst_shm_route_rounds(struct trk_round *r, size_t n);
 
 #endif

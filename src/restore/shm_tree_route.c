@@ -20,7 +20,12 @@
  *
  * An object is (dev, ino) of the source, as in the layouts; offsets are
  * bytes.  The table is rebuilt from the layouts of each round (a VMA that
- * moved or went changes the owners).
+ * moved or went changes the owners): rst_shm_route_rounds takes the
+ * rounds of every process of the tree, scanned, none sent yet, and leaves
+ * in each one's dirty list what its session must send.  Gone ranges stay
+ * the process's own: a zero hole is written on the target only where its
+ * stub's mapping may hold data, never into a mapping made new (a moved or
+ * replaced one), so it cannot clear another process's page.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -30,6 +35,7 @@
 #include "common/vma.h"
 #include "restore/restore.h"
 #include "restore/restore_int.h"
+#include "tracker/tracker.h"
 
 struct route_vma {
 	uint64_t start, end, pgoff, dev, ino;
@@ -212,4 +218,88 @@ int rst_shm_route(const struct rst_shm_route *r, size_t i, uint64_t addr, uint64
 		addr = stop;
 	}
 	return 0;
+}
+
+/* Per-process lists of routed ranges. */
+struct routed {
+	struct trk_range *r;
+	size_t n, cap;
+};
+
+static int routed_add(void *arg, size_t proc, uint64_t addr, uint64_t npages)
+{
+	struct routed *d = &((struct routed *)arg)[proc];
+
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? 2 * d->cap : 64;
+		struct trk_range *g = realloc(d->r, cap * sizeof(*g));
+
+		if (!g)
+			return -ENOMEM;
+		d->r = g;
+		d->cap = cap;
+	}
+	d->r[d->n++] = (struct trk_range){addr, npages};
+	return 0;
+}
+
+static int by_start(const void *a, const void *b)
+{
+	const struct trk_range *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Sort and merge @d (overlaps too: two processes may route the same page); its page count. */
+static uint64_t routed_merge(struct routed *d)
+{
+	size_t w = 0;
+	uint64_t pages = 0;
+
+	qsort(d->r, d->n, sizeof(*d->r), by_start);
+	for (size_t k = 0; k < d->n; k++) {
+		struct trk_range *p = w ? &d->r[w - 1] : NULL;
+		uint64_t end = d->r[k].start + (d->r[k].npages << HAUL_PAGE_SHIFT);
+
+		if (p && d->r[k].start <= p->start + (p->npages << HAUL_PAGE_SHIFT)) {
+			if (end > p->start + (p->npages << HAUL_PAGE_SHIFT))
+				p->npages = (end - p->start) >> HAUL_PAGE_SHIFT;
+			continue;
+		}
+		d->r[w++] = d->r[k];
+	}
+	d->n = w;
+	for (size_t k = 0; k < w; k++)
+		pages += d->r[k].npages;
+	return pages;
+}
+
+int rst_shm_route_rounds(struct trk_round *r, size_t n)
+{
+	const struct haul_layout **l = calloc(n ? n : 1, sizeof(*l));
+	struct routed *d = calloc(n ? n : 1, sizeof(*d));
+	struct rst_shm_route *t = NULL;
+	int ret = l && d ? 0 : -ENOMEM;
+
+	for (size_t i = 0; i < n && !ret; i++)
+		l[i] = &r[i].layout;
+	if (!ret)
+		ret = rst_shm_route_new(l, n, &t);
+	for (size_t i = 0; i < n && !ret; i++)
+		for (size_t k = 0; k < r[i].ndirty && !ret; k++)
+			ret = rst_shm_route(t, i, r[i].dirty[k].start, r[i].dirty[k].npages,
+					    routed_add, d);
+	for (size_t i = 0; i < n && !ret; i++) {
+		r[i].dirty_pages = routed_merge(&d[i]);
+		free(r[i].dirty);
+		r[i].dirty = d[i].r;
+		r[i].ndirty = d[i].n;
+		d[i].r = NULL;
+	}
+	for (size_t i = 0; d && i < n; i++)
+		free(d[i].r);
+	free(d);
+	free(l);
+	rst_shm_route_free(t);
+	return ret;
 }

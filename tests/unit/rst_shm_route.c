@@ -5,10 +5,12 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/vma.h"
 #include "restore/restore.h"
+#include "tracker/tracker.h"
 
 #define P 4096ULL
 
@@ -128,4 +130,39 @@ Test(rst_shm_route, a_range_across_private_and_shared_vmas_is_split_at_their_bou
 	EXPECT(g, 2, 1, 14 * P, 2);
 	cr_expect_eq(rst_shm_route(r, 2, 10 * P, 1, collect, &g), -EINVAL);
 	rst_shm_route_free(r);
+}
+
+Test(rst_shm_route, rounds_of_a_tree_send_each_shared_page_once_by_its_owner)
+{
+	/* parent: object 5 pages 0..7 at 100, private 300..301; child: object at 900 */
+	struct haul_vma p[2] = {shm(100, 8, 0, 5), priv(300, 2)};
+	struct haul_vma c[1] = {shm(900, 8, 0, 5)};
+	struct trk_range pd[2] = {{102 * P, 2}, {300 * P, 1}};
+	struct trk_range cd[1] = {{901 * P, 4}};
+	struct trk_round r[3];
+
+	memset(r, 0, sizeof(r));
+	r[0].layout = (struct haul_layout){p, 2};
+	r[1].layout = (struct haul_layout){c, 1};
+	/* r[2]: a zombie, nothing */
+	r[0].dirty = malloc(sizeof(pd));
+	r[1].dirty = malloc(sizeof(cd));
+	cr_assert(r[0].dirty && r[1].dirty);
+	memcpy(r[0].dirty, pd, sizeof(pd));
+	memcpy(r[1].dirty, cd, sizeof(cd));
+	r[0].ndirty = 2;
+	r[1].ndirty = 1;
+	cr_assert_eq(rst_shm_route_rounds(r, 3), 0);
+	/* object pages 1..4 written by the child, 2..3 by the parent: 1..4 once, by the parent */
+	cr_assert_eq(r[0].ndirty, 2, "%zu ranges", r[0].ndirty);
+	cr_expect_eq(r[0].dirty[0].start, 101 * P);
+	cr_expect_eq(r[0].dirty[0].npages, 4);
+	cr_expect_eq(r[0].dirty[1].start, 300 * P);
+	cr_expect_eq(r[0].dirty[1].npages, 1);
+	cr_expect_eq(r[0].dirty_pages, 5);
+	cr_expect_eq(r[1].ndirty, 0, "the child sends %zu ranges", r[1].ndirty);
+	cr_expect_eq(r[1].dirty_pages, 0);
+	cr_expect_eq(r[2].ndirty, 0);
+	for (int i = 0; i < 3; i++)
+		free(r[i].dirty);
 }
