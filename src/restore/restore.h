@@ -367,12 +367,16 @@ int rst_shm_route(const struct rst_shm_route *r, size_t i, uint64_t addr, uint64
 void rst_shm_route_free(struct rst_shm_route *r);
 /*
  * The rounds @r of the tree's @n processes (tree order, all scanned, none
- * sent; a zombie's: an empty round): each one's dirty list replaced by
- * what its session sends, shared memory routed to its owners (sorted,
- * merged; dirty_pages recounted).  0 or -ENOMEM, -ENOENT as rst_shm_route;
- * on failure the rounds are as they were.
+ * sent; a zombie's: an empty round; @pids their host PIDs): each one's
+ * dirty list replaced by what its session sends, shared memory routed to
+ * its owners, plus what changed owner since the previous round (*@prev:
+ * that round's table, NULL at first; replaced by this round's, free it
+ * with rst_shm_route_free at the end); sorted, merged, dirty_pages
+ * recounted.  0 or -ENOMEM, -ENOENT as rst_shm_route; on failure the
+ * rounds and *@prev are as they were.
  */
 struct trk_round;
-int rst_shm_route_rounds(struct trk_round *r, size_t n);
+int rst_shm_route_rounds(struct rst_shm_route **prev, const pid_t *pids, struct trk_round *r,
+			 size_t n);
 
 #endif

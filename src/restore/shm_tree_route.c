@@ -22,7 +22,11 @@
  * bytes.  The table is rebuilt from the layouts of each round (a VMA that
  * moved or went changes the owners): rst_shm_route_rounds takes the
  * rounds of every process of the tree, scanned, none sent yet, and leaves
- * in each one's dirty list what its session must send.  Gone ranges stay
+ * in each one's dirty list what its session must send.  An object range
+ * whose owner changed since the last round (the old owner's mapping went
+ * or moved, and a page it read meanwhile may have read as zeros) is sent
+ * again by the new owner (the data extents of its mapping), since nobody
+ * may write it again.  Gone ranges stay
  * the process's own: a zero hole is written on the target only where its
  * stub's mapping may hold data, never into a mapping made new (a moved or
  * replaced one), so it cannot clear another process's page.
@@ -274,7 +278,76 @@ static uint64_t routed_merge(struct routed *d)
 	return pages;
 }
 
-int rst_shm_route_rounds(struct trk_round *r, size_t n)
+/* What reown_extent adds to: the owner's list, clipped to the re-owned addresses. */
+struct reown {
+	struct routed *d;
+	size_t proc;
+	uint64_t lo, hi;
+};
+
+static int reown_extent(void *arg, uint64_t s, uint64_t e)
+{
+	struct reown *x = arg;
+
+	s = s > x->lo ? s : x->lo;
+	e = e < x->hi ? e : x->hi;
+	return s < e ? routed_add(x->d, x->proc, s, (e - s) >> HAUL_PAGE_SHIFT) : 0;
+}
+
+/*
+ * Offsets [@s, @e) of owner piece @o changed hands since the last round
+ * (its old owner's mapping went or moved: what that one read meanwhile may
+ * be zeros): the new owner sends them, the data extents of its mapping
+ * (@pids NULL: the whole range).
+ */
+static int reown(const struct rst_shm_route *t, const struct route_own *o, uint64_t s, uint64_t e,
+		 const pid_t *pids, struct routed *d)
+{
+	struct reown x = {d, o->proc, o->base + s, o->base + e};
+
+	for (size_t k = 0; pids && k < t->nv[o->proc]; k++) {
+		const struct route_vma *w = &t->v[o->proc][k];
+		struct haul_vma v;
+
+		if (w->dev != o->dev || w->ino != o->ino || w->start - w->pgoff != o->base ||
+		    w->end <= x.lo || w->start >= x.hi)
+			continue;
+		memset(&v, 0, sizeof(v));
+		v.start = w->start;
+		v.end = w->end;
+		v.pgoff = w->pgoff;
+		/* a VMA gone meanwhile: its next round reports it */
+		if (haul_vma_data_walk(pids[o->proc], &v, reown_extent, &x) == -ENOMEM)
+			return -ENOMEM;
+	}
+	return pids ? 0 : routed_add(d, o->proc, x.lo, (x.hi - x.lo) >> HAUL_PAGE_SHIFT);
+}
+
+/* Every owner piece of @t that @prev had another owner or address for: reown. */
+static int reown_changed(const struct rst_shm_route *t, const struct rst_shm_route *prev,
+			 const pid_t *pids, struct routed *d)
+{
+	for (size_t i = 0; prev && i < t->nown; i++) {
+		const struct route_own *o = &t->own[i];
+
+		for (size_t k = 0; k < prev->nown; k++) {
+			const struct route_own *q = &prev->own[k];
+			uint64_t s = o->s > q->s ? o->s : q->s, e = o->e < q->e ? o->e : q->e;
+			int ret;
+
+			if (q->dev != o->dev || q->ino != o->ino || s >= e ||
+			    (q->proc == o->proc && q->base == o->base))
+				continue;
+			ret = reown(t, o, s, e, pids, d);
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+int rst_shm_route_rounds(struct rst_shm_route **prev, const pid_t *pids, struct trk_round *r,
+			 size_t n)
 {
 	const struct haul_layout **l = calloc(n ? n : 1, sizeof(*l));
 	struct routed *d = calloc(n ? n : 1, sizeof(*d));
@@ -289,6 +362,8 @@ int rst_shm_route_rounds(struct trk_round *r, size_t n)
 		for (size_t k = 0; k < r[i].ndirty && !ret; k++)
 			ret = rst_shm_route(t, i, r[i].dirty[k].start, r[i].dirty[k].npages,
 					    routed_add, d);
+	if (!ret)
+		ret = reown_changed(t, *prev, pids, d);
 	for (size_t i = 0; i < n && !ret; i++) {
 		r[i].dirty_pages = routed_merge(&d[i]);
 		free(r[i].dirty);
@@ -300,6 +375,11 @@ int rst_shm_route_rounds(struct trk_round *r, size_t n)
 		free(d[i].r);
 	free(d);
 	free(l);
-	rst_shm_route_free(t);
-	return ret;
+	if (ret) {
+		rst_shm_route_free(t);
+		return ret;
+	}
+	rst_shm_route_free(*prev);
+	*prev = t;
+	return 0;
 }

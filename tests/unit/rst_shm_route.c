@@ -152,7 +152,9 @@ Test(rst_shm_route, rounds_of_a_tree_send_each_shared_page_once_by_its_owner)
 	memcpy(r[1].dirty, cd, sizeof(cd));
 	r[0].ndirty = 2;
 	r[1].ndirty = 1;
-	cr_assert_eq(rst_shm_route_rounds(r, 3), 0);
+	struct rst_shm_route *prev = NULL;
+
+	cr_assert_eq(rst_shm_route_rounds(&prev, NULL, r, 3), 0);
 	/* object pages 1..4 written by the child, 2..3 by the parent: 1..4 once, by the parent */
 	cr_assert_eq(r[0].ndirty, 2, "%zu ranges", r[0].ndirty);
 	cr_expect_eq(r[0].dirty[0].start, 101 * P);
@@ -165,4 +167,33 @@ Test(rst_shm_route, rounds_of_a_tree_send_each_shared_page_once_by_its_owner)
 	cr_expect_eq(r[2].ndirty, 0);
 	for (int i = 0; i < 3; i++)
 		free(r[i].dirty);
+	rst_shm_route_free(prev);
+}
+
+Test(rst_shm_route, an_object_range_whose_owner_went_is_sent_again_by_the_next_owner)
+{
+	/* round 1: parent maps object 5 pages 0..7 at 100, child at 900; round 2: parent unmapped */
+	struct haul_vma p[1] = {shm(100, 8, 0, 5)};
+	struct haul_vma c[1] = {shm(900, 8, 0, 5)};
+	struct rst_shm_route *prev = NULL;
+	struct trk_round r[2];
+
+	memset(r, 0, sizeof(r));
+	r[0].layout = (struct haul_layout){p, 1};
+	r[1].layout = (struct haul_layout){c, 1};
+	cr_assert_eq(rst_shm_route_rounds(&prev, NULL, r, 2), 0);
+	cr_expect_eq(r[0].ndirty + r[1].ndirty, 0);
+	free(r[0].dirty);
+	free(r[1].dirty);
+	memset(r, 0, sizeof(r));
+	r[1].layout = (struct haul_layout){c, 1};
+	cr_assert_eq(rst_shm_route_rounds(&prev, NULL, r, 2), 0);
+	/* nobody wrote, but the child now owns pages 0..7: it sends them */
+	cr_assert_eq(r[1].ndirty, 1, "%zu ranges", r[1].ndirty);
+	cr_expect_eq(r[1].dirty[0].start, 900 * P);
+	cr_expect_eq(r[1].dirty[0].npages, 8);
+	cr_expect_eq(r[0].ndirty, 0);
+	free(r[0].dirty);
+	free(r[1].dirty);
+	rst_shm_route_free(prev);
 }
