@@ -325,7 +325,7 @@ static int tshm_add(struct rst_target *t, const struct haul_vma *v, uint64_t s, 
 	n->shmid = shmid;
 	n->size_made = size;
 	n->fdnum = -1;
-	n->imported = false;
+	n->imported = n->finished = false;
 	return 0;
 }
 
@@ -347,6 +347,20 @@ static int map_fd_prot(struct rst_target *t, const struct haul_vma *v, uint64_t 
 static int map_fd(struct rst_target *t, const struct haul_vma *v, uint64_t s, uint64_t e, long fd)
 {
 	return map_fd_prot(t, v, s, e, fd, rst_create_prot(v));
+}
+
+/* Grow the object open at @path (here) to @size, never shrink it; warn on failure. */
+static void grow_path(const char *path, uint64_t size)
+{
+	struct stat st;
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size < size && ftruncate(fd, (off_t)size) < 0)
+		pr_warn("cannot grow shared memory %s to %" PRIu64 " bytes: %s", path, size,
+			strerror(errno));
+	close(fd);
 }
 
 /*
@@ -373,16 +387,23 @@ static int maker_path(const struct rst_shm_made *m, char *in_stub, char *here, s
 	return 0;
 }
 
-/* Open, in stub @t, object @m that another target of the tree made; *@seals: its seals. */
+/*
+ * Open, in stub @t, object @m that another target of the tree made; *@seals:
+ * its seals.  @grow: the size @t's VMAs need, while its maker has not set
+ * the object's own (a live restore lays them out in any order).
+ */
 static int maker_open(struct rst_target *t, const struct rst_shm_made *m, int oflags, long *fd,
-		      uint32_t *seals)
+		      uint32_t *seals, uint64_t grow)
 {
+	struct rst_tshm *mo = tshm_find(m->t, m->dev, m->ino);
 	char in_stub[128], here[128];
 	uint64_t rpath;
 	int ret = maker_path(m, in_stub, here, sizeof(in_stub)), lfd, got;
 
 	if (ret)
 		return ret;
+	if (grow && mo && !mo->finished)
+		grow_path(here, grow);
 	*seals = 0;
 	lfd = open(here, O_RDONLY | O_CLOEXEC);
 	got = lfd >= 0 ? fcntl(lfd, F_GET_SEALS) : -1;
@@ -402,8 +423,8 @@ static int maker_open(struct rst_target *t, const struct rst_shm_made *m, int of
  * (nattch as on the source), the rest an mmap of the maker's object; a
  * write-sealed memfd only read-only, from a read-only open.
  */
-static int shm_import(struct rst_target *t, const struct haul_vma *v, uint64_t s, uint64_t e,
-		      const struct rst_shm_made *m)
+static int shm_import(struct rst_target *t, const struct haul_layout *l, const struct haul_vma *v,
+		      uint64_t s, uint64_t e, const struct rst_shm_made *m)
 {
 	struct rst_tshm *mo = tshm_find(m->t, m->dev, m->ino), *n;
 	bool sysv = rst_shm_kind(v->path) == HAUL__IMG__SHM_KIND__SHM_SYSV;
@@ -419,13 +440,13 @@ static int shm_import(struct rst_target *t, const struct haul_vma *v, uint64_t s
 		if (!ret && prot != (PROT_READ | PROT_WRITE))
 			ret = rst_rcall(t, SYS_mprotect, s, e - s, prot, 0, 0, 0, NULL);
 	} else {
-		ret = maker_open(t, m, O_RDWR, &fd, &seals);
+		ret = maker_open(t, m, O_RDWR, &fd, &seals, PAGE_UP(object_extent(l, v)));
 		if (!ret && (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE))) {
 			/* sealed by its maker: no writable mapping any more, as on the source */
 			rst_rcall(t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
 			prot = v->prot;
 			ret = (v->prot & PROT_WRITE) ? -EPERM
-						     : maker_open(t, m, O_RDONLY, &fd, &seals);
+						     : maker_open(t, m, O_RDONLY, &fd, &seals, 0);
 		}
 		if (!ret)
 			ret = map_fd_prot(t, v, s, e, fd, prot);
@@ -453,19 +474,10 @@ static int shm_import(struct rst_target *t, const struct haul_vma *v, uint64_t s
 static void grow_to(struct rst_target *t, uint64_t ms, uint64_t me, uint64_t size)
 {
 	char path[96];
-	struct stat st;
-	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)t->stub, ms,
 		 me);
-	fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size < size && ftruncate(fd, (off_t)size) < 0)
-		pr_warn("cannot grow shared memory mapped at %#" PRIx64 " of pid %d to %" PRIu64
-			" bytes: %s",
-			ms, (int)t->o.pid, size, strerror(errno));
-	close(fd);
+	grow_path(path, size);
 }
 
 /* rst_shm_map; @exact: the size to create the object with, 0: as far as its VMAs reach. */
@@ -488,7 +500,7 @@ static int shm_map(struct rst_target *t, const struct haul_layout *l, const stru
 	}
 	/* another process of the tree made it: the same object again */
 	if (m && (!o || o->imported))
-		return shm_import(t, v, s, e, m);
+		return shm_import(t, l, v, s, e, m);
 	if (o && o->tino && !stub_find(t, o->tino, &ms, &me)) {
 		/* another VMA of the object exists: map the same object */
 		if (kind != HAUL__IMG__SHM_KIND__SHM_SYSV)
@@ -737,7 +749,7 @@ int rst_shm_open(struct rst_target *t, uint64_t dev, uint64_t ino, int oflags, l
 	/* made by an earlier process of the tree, not mapped here */
 	m = o ? NULL : rst_shm_tree_maker(t, dev, ino);
 	if (m)
-		return maker_open(t, m, oflags, fd, &seals);
+		return maker_open(t, m, oflags, fd, &seals, 0);
 	if (!o || o->fdnum < 0)
 		return -ENOENT;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", o->fdnum);
@@ -862,6 +874,8 @@ int rst_shm_finish(struct rst_target *t, const Haul__Img__ProcessState *ps, char
 		uint64_t ms, me;
 		int ret = 0;
 
+		if (ts) /* its size is its own from now on: nobody grows it (maker_open) */
+			ts->finished = true;
 		if (o->kind == HAUL__IMG__SHM_KIND__SHM_POSIX) {
 			ret = finish_posix(t, o, why, wl);
 			if (ret)

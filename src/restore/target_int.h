@@ -75,7 +75,8 @@ struct rst_tshm {
 	long shmid;	    /* SysV: its id here */
 	uint64_t size_made; /* SysV: the size it was created with */
 	int fdnum;	    /* memfd made for an fd: that fd's number, else -1 */
-	bool imported;	    /* made by an earlier process of the tree (shm_tree.c) */
+	bool imported;	    /* made by another process of the tree (shm_tree.c) */
+	bool finished;	    /* its size, mode, seals set at resume (rst_shm_finish) */
 };
 
 /*
