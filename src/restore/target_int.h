@@ -66,6 +66,8 @@ struct rst_target {
 	struct rst_shm_tree *shm_tree; /* shm_tree.c: the tree's objects, NULL: alone */
 	/* how long rst_target_ready took */
 	double ready_ms;
+	/* forked with CLONE_FILES (target_fork.c): its fds are its parent's, restored there */
+	bool files_shared;
 };
 
 /* A shmem object made in the stub (shm_restore.c). */
