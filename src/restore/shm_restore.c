@@ -702,8 +702,13 @@ static int finish_file(struct rst_target *t, const Haul__Img__ShmObject *o, int 
 	cur = o->kind == HAUL__IMG__SHM_KIND__SHM_MEMFD ? fcntl(fd, F_GET_SEALS) : 0;
 	cur = cur < 0 ? 0 : cur;
 	if (!ret && o->kind == HAUL__IMG__SHM_KIND__SHM_MEMFD && (o->seals & ~(uint32_t)cur) &&
-	    fcntl(fd, F_ADD_SEALS, o->seals & ~(uint32_t)cur) < 0)
+	    fcntl(fd, F_ADD_SEALS, o->seals & ~(uint32_t)cur) < 0) {
 		ret = -errno;
+		/* a tree's other stubs still map it writable: sealed once all are ready */
+		if (ret == -EBUSY &&
+		    !rst_shm_tree_defer_seals(t, o->dev, o->ino, o->seals & ~(uint32_t)cur))
+			ret = 0;
+	}
 	return ret;
 }
 
@@ -884,8 +889,18 @@ int rst_shm_finish(struct rst_target *t, const Haul__Img__ProcessState *ps, char
 		}
 		if (!ts || !ts->tino || stub_find(t, ts->tino, &ms, &me))
 			continue; /* no VMA maps it: an fd's, fd_memfd.c finishes it */
-		if (ts->imported)
-			continue; /* its maker, an earlier process of the tree, finished it */
+		if (ts->imported) {
+			/* its maker finished it; a write seal needs this one's mappings read-only */
+			if (o->kind == HAUL__IMG__SHM_KIND__SHM_MEMFD &&
+			    (o->seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))
+				ret = memfd_maps_ro(t, o, ms, me);
+			if (ret) {
+				snprintf(why, wl, "cannot map memfd %s read-only: %s", o->name,
+					 strerror(-ret));
+				return ret;
+			}
+			continue;
+		}
 		/* post-copy fills pages after this, and makes holes first: both need writes */
 		if (o->kind == HAUL__IMG__SHM_KIND__SHM_MEMFD && t->o.before_resume &&
 		    (o->seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE))) {
@@ -928,6 +943,39 @@ int rst_shm_finish(struct rst_target *t, const Haul__Img__ProcessState *ps, char
 				 o->ino, strerror(-ret));
 			return ret;
 		}
+	}
+	return 0;
+}
+
+int rst_shm_tree_seal(struct rst_shm_tree *s, char *why, size_t wl)
+{
+	for (size_t i = 0; s && i < s->n; i++) {
+		struct rst_shm_made *m = &s->m[i];
+		char in_stub[128], here[128];
+		int fd, cur, ret = 0;
+
+		if (!m->seals)
+			continue;
+		ret = maker_path(m, in_stub, here, sizeof(here));
+		fd = ret ? -1 : open(here, O_RDWR | O_CLOEXEC);
+		if (!ret && fd < 0)
+			ret = -errno;
+		cur = fd >= 0 ? fcntl(fd, F_GET_SEALS) : 0;
+		cur = cur < 0 ? 0 : cur;
+		if (!ret && (m->seals & ~(uint32_t)cur) &&
+		    fcntl(fd, F_ADD_SEALS, m->seals & ~(uint32_t)cur) < 0)
+			ret = -errno;
+		if (fd >= 0)
+			close(fd);
+		if (ret) {
+			snprintf(why, wl,
+				 "cannot seal the memfd (inode %" PRIu64
+				 ") pid %d and others of its "
+				 "tree map: %s",
+				 m->ino, (int)m->t->o.pid, strerror(-ret));
+			return ret;
+		}
+		m->seals = 0;
 	}
 	return 0;
 }

@@ -24,7 +24,10 @@
  * a memfd only held open) of the maker, opened in the other stub (PID is
  * in the tree's PID namespace, where the stubs' /proc is).  Only the maker
  * finishes it at its resume (size, mode, owners, IPC_RMID, seals); every
- * process writes the pages it stored.  tree_restore.c makes each process
+ * process writes the pages it stored.  A memfd write-sealed on the source
+ * that other stubs map writable when its maker is made ready (a live
+ * restore) gets its seals once every process is ready and has mapped it
+ * read-only (rst_shm_tree_seal).  tree_restore.c makes each process
  * ready before the next is laid out, so a later one maps the finished
  * object; a live restore may lay them out in any order.  A target that
  * moved to a new IPC namespace for its segments (shm_restore.c
@@ -339,6 +342,18 @@ int rst_shm_tree_made(struct rst_target *t, uint64_t dev, uint64_t ino)
 		return ret;
 	s->m[s->n++] = (struct rst_shm_made){.dev = dev, .ino = ino, .t = t};
 	return 0;
+}
+
+int rst_shm_tree_defer_seals(struct rst_target *t, uint64_t dev, uint64_t ino, uint32_t seals)
+{
+	struct rst_shm_tree *s = t->shm_tree;
+
+	for (size_t i = 0; s && i < s->n; i++)
+		if (s->m[i].dev == dev && s->m[i].ino == ino && s->m[i].t == t) {
+			s->m[i].seals |= seals;
+			return 0;
+		}
+	return -ENOENT;
 }
 
 int rst_shm_tree_join_ipc(struct rst_target *t)

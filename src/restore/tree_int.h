@@ -198,6 +198,7 @@ void rst_shm_tree_dump_free(struct rst_shm_dump *s);
 struct rst_shm_made {
 	uint64_t dev, ino; /* the source's */
 	struct rst_target *t;
+	uint32_t seals; /* memfd seals to add once every process is ready */
 };
 struct rst_shm_tree {
 	struct rst_shm_made *m;
@@ -209,6 +210,16 @@ const struct rst_shm_made *rst_shm_tree_maker(const struct rst_target *t, uint64
 					      uint64_t ino);
 int rst_shm_tree_join_ipc(struct rst_target *t);
 void rst_shm_tree_release(struct rst_shm_tree *s);
+/*
+ * A memfd's write seals cannot be added while another stub maps it
+ * writable (EBUSY: a live restore maps it everywhere before its maker is
+ * ready).  rst_shm_tree_defer_seals: @t, its maker, adds @seals later;
+ * -ENOENT: not a tree's object.  rst_shm_tree_seal (shm_restore.c): once
+ * every process is ready (each mapped it read-only), add them; 0 or
+ * -errno with @why.
+ */
+int rst_shm_tree_defer_seals(struct rst_target *t, uint64_t dev, uint64_t ino, uint32_t seals);
+int rst_shm_tree_seal(struct rst_shm_tree *s, char *why, size_t wl);
 
 /*
  * tree_epoll.c: epoll watches whose file is another process's fd.

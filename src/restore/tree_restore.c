@@ -288,6 +288,12 @@ static int ready_and_run(struct tree_rst *x, pid_t *here)
 		sh.n += !ret;
 	}
 	rst_share_restore_set(NULL);
+	/* memfd seals a stub's writable mapping held back until all were ready */
+	if (!ret) {
+		ret = rst_shm_tree_seal(&x->shm, why, sizeof(why));
+		if (ret)
+			pr_err("cannot restore the tree of pid %d: %s", tr->root, why);
+	}
 	for (size_t j = 0; j < sh.n; j++)
 		haul__img__process_state__free_unpacked((Haul__Img__ProcessState *)sh.ps[j], NULL);
 	free(sh.ps);

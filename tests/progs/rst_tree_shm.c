@@ -2,8 +2,9 @@
  * rst_tree_shm DIR MODE - a process tree that shares memory, for
  * tests/integration/rst_tree_shm.c.
  *
- * MODE "share": the root leads a session of its own and makes, before
- * forking c1 and c2 (who inherit it all):
+ * MODE "share": the root leads a session of its own (unless it leads a
+ * process group already) and makes, before forking c1 and c2 (who inherit
+ * it all):
  *   A   MAP_SHARED|MAP_ANONYMOUS, A_PAGES pages;
  *   S1  a SysV segment of 5 pages and 100 bytes (IPC_PRIVATE), attached;
  *   S2  a SysV segment of 3 pages, attached, then IPC_RMID'ed;
@@ -275,8 +276,11 @@ int main(int argc, char **argv)
 		return 1;
 	dir = argv[1];
 	if (!strcmp(argv[2], "share")) {
-		/* its own session: the tree can come back on the host with every id */
-		if (setsid() < 0 || make_objects())
+		/*
+		 * its own session, so that the tree can come back on the host with
+		 * every id (a group leader, as th_spawn makes it, stays where it is)
+		 */
+		if ((setsid() < 0 && errno != EPERM) || make_objects())
 			return 4;
 		if (fork() == 0) {
 			if (c1_setup())
