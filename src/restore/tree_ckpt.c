@@ -234,6 +234,16 @@ static int check_tables(struct rst_tree *t, char *why, size_t wl)
 	return 0;
 }
 
+/*
+ * What the processes of a tree share that haul must refuse, for a tree
+ * migrate's precheck (tables clone() shares: check_tables).  Shared memory
+ * is carried (shm_tree.c, shm_tree_route.c).
+ */
+int rst_tree_check_sharing(struct rst_tree *t, char *why, size_t wl)
+{
+	return check_tables(t, why, wl);
+}
+
 /* The host PIDs of @t for the checks (rst_precheck_tree): what they share is carried. */
 static int set_members(const struct rst_tree *t, pid_t **members)
 {
