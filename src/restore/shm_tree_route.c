@@ -260,7 +260,8 @@ static uint64_t routed_merge(struct routed *d)
 	size_t w = 0;
 	uint64_t pages = 0;
 
-	qsort(d->r, d->n, sizeof(*d->r), by_start);
+	if (d->n > 1) /* qsort must not be given a NULL array, even empty */
+		qsort(d->r, d->n, sizeof(*d->r), by_start);
 	for (size_t k = 0; k < d->n; k++) {
 		struct trk_range *p = w ? &d->r[w - 1] : NULL;
 		uint64_t end = d->r[k].start + (d->r[k].npages << HAUL_PAGE_SHIFT);
