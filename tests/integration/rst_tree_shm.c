@@ -117,6 +117,29 @@ static void wait_pid_free(pid_t pid)
 	}
 }
 
+/* What a failed share_cycle leaves behind, for cleanup(). */
+static struct {
+	char dir[256];
+	int s1;
+	pid_t root;
+} left = {"", -1, 0};
+
+/* After a failure: let every copy of the tree end, remove its files and the source's S1. */
+static void cleanup(void)
+{
+	char cmd[600];
+
+	if (!left.dir[0])
+		return;
+	touch(left.dir, "stop");
+	if (left.s1 >= 0)
+		shmctl(left.s1, IPC_RMID, NULL);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s /dev/shm/haul-treeshm-%d", left.dir, (int)left.root);
+	if (system(cmd) != 0)
+		cr_log_warn("cannot remove %s", left.dir);
+	left.dir[0] = '\0';
+}
+
 /*
  * rst_tree_shm DIR share: checkpoint (the source dies), restore (@ns; on
  * the host: once the old pids are free), every process sees the others'
@@ -144,6 +167,9 @@ static void share_cycle(const char *tag, enum rst_pidns ns)
 	for (int i = 0; i < 3; i++)
 		wait_for(dir, names[i], 3, 0);
 	s1 = s1_of(dir);
+	snprintf(left.dir, sizeof(left.dir), "%s", dir);
+	left.s1 = s1;
+	left.root = pid;
 	ret = haul_checkpoint_images(pid, imgs, false, NULL, &st);
 	cr_assert_eq(ret, 0, "checkpoint of the tree of pid %d failed: %s", (int)pid,
 		     strerror(-ret));
@@ -182,16 +208,17 @@ static void share_cycle(const char *tag, enum rst_pidns ns)
 	snprintf(cmd, sizeof(cmd), "rm -rf %s /dev/shm/haul-treeshm-%d", dir, (int)pid);
 	if (system(cmd) != 0)
 		cr_log_warn("cannot remove %s", dir);
+	left.dir[0] = '\0';
 }
 
 Test(rst_tree_shm, shared_memory_of_a_tree_is_shared_again_after_restore_and_stored_once,
-     .timeout = 180)
+     .fini = cleanup, .timeout = 180)
 {
 	share_cycle("share", RST_PIDNS_ALWAYS);
 }
 
 Test(rst_tree_shm, shared_memory_of_a_tree_restored_on_the_host_with_its_pids_is_shared_again,
-     .timeout = 180)
+     .fini = cleanup, .timeout = 180)
 {
 	share_cycle("host", RST_PIDNS_NEVER);
 }
