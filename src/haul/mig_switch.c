@@ -54,6 +54,7 @@ static int final_round(struct mig *m)
 	rs.ms = haul_now_ms() - t0;
 	rs.mbps = rs.ms > 0 ? rs.pages * HAUL_PAGE_SIZE / 1e3 / rs.ms : 0;
 	rs.final = true;
+	rs.nprocs = (unsigned)m->nprocs;
 	trk_round_release(&r);
 	if (ret)
 		return ret;
