@@ -37,9 +37,14 @@ static void teardown(void)
 
 	snprintf(path, sizeof(path), "%s/stop", dir);
 	close(open(path, O_WRONLY | O_CREAT, 0644));
+	pid_t root = M.wl_pid;
+
 	th_mig_teardown(&M);
 	if (s1 >= 0)
 		shmctl(s1, IPC_RMID, NULL);
+	/* its POSIX shm, named for the root (the teardown may kill it before it unlinks) */
+	snprintf(path, sizeof(path), "/dev/shm/haul-treeshm-%d", (int)root);
+	unlink(path);
 }
 
 struct line {
