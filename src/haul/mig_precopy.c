@@ -294,10 +294,12 @@ static int precopy_rounds(struct mig *m)
 		if (trk_call_ms(m->trk) > res->scan_call_max_ms)
 			res->scan_call_max_ms = trk_call_ms(m->trk);
 		ps_client_stats(m->client, &st0);
-		ret = haul_mig_send_round(m, &r, r.seq == 1);
 		/* a tree: the same round of every other process; the model sees the sum */
-		if (!ret)
-			ret = haul_mig_tree_round(m, false, &tree_pages, &tree_wire, &tree_scan_ms);
+		if (m->nprocs)
+			ret = haul_mig_tree_round(m, &r, false, r.seq == 1, &tree_pages, &tree_wire,
+						  &tree_scan_ms);
+		else
+			ret = haul_mig_send_round(m, &r, r.seq == 1);
 		t_end = haul_now_ms();
 		ps_client_stats(m->client, &st1);
 		if (ret) {

@@ -135,6 +135,7 @@ int rst_share_dump_merge(struct rst_share_dump *d, pid_t host, Haul__Img__Proces
 
 void rst_share_dump_release(struct rst_share_dump *d)
 {
+	rst_shm_tree_dump_free(d->shm);
 	free(d->e);
 	memset(d, 0, sizeof(*d));
 }
