@@ -19,6 +19,9 @@
  *   setup-namespaces, post-restore (the engine records the PID) ->
  *   network-unlock -> post-resume.  The process is resumed before the
  *   callbacks (haul's restore ends running); a failed post-restore kills it.
+ * A container whose pid 1 has children is dumped as a tree (tree_ckpt.c,
+ * through tree_ctr.c: the container's parts while all are stopped) and
+ * restored by the tree restore, pid 1 first, inside the new namespaces.
  * The cgroups: the engine (manage_cgroups) puts this process into the
  * container's cgroups before the request, and the restored one inherits
  * them; haul's image places it again by path, which on the same host is

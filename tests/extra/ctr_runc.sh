@@ -20,10 +20,13 @@
 # checkpoint --leave-running leaves it running; an option haul does not
 # implement (--tcp-established) and a mount it does not carry (ramfs) are
 # refused by name and the container runs on; runc restore in the
-# foreground waits for the container and returns its exit.  Needs root and Debian's
+# foreground waits for the container and returns its exit; a container of
+# several processes (a shell, two counters, a pipeline, a zombie) comes back
+# with the same pids, ppids, groups and sessions, each counter going on, and
+# a `runc exec` process in it is refused by name.  Needs root and Debian's
 # runc, busybox-static, jq (installed here when missing; 77 when they
 # cannot be).  Names carry this script's PID: runc state under its own
-# --root, container IDs ctr<PID>a/b/c, cgroups /ctr<PID>a/b/c.
+# --root, container IDs ctr<PID>a/b/c/d, cgroups /ctr<PID>a/b/c/d.
 set -u
 haul=${HAUL_BIN:-$PWD/build/haul}
 src=${HAUL_SRC:-$PWD}
