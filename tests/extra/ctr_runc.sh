@@ -231,6 +231,21 @@ tree_case() {
 	while [ -d "/proc/$ex" ] && ! grep -q '^State:.*Z' "/proc/$ex/status" 2>/dev/null; do
 		i=$((i + 1)); [ $i -lt 50 ] || fail "the runc exec process $ex does not end"; sleep 0.1
 	done
+	# a pre-dump follows one process: refused for a tree, the container runs on
+	(cd "$tmp/b4" && PATH="$CPATH" $R checkpoint --pre-dump --image-path "$tmp/img9" $id4) \
+		>"$tmp/ck9.out" 2>&1 && fail "a pre-dump of a process tree was not refused"
+	grep -q "pre-dump of a container of several processes is not carried" "$tmp/img9/dump.log" ||
+		fail "the pre-dump refusal does not say why"
+	$R list | grep -q "^$id4 .* running " || fail "$id4 not running after a refused pre-dump"
+
+	# checkpoint --leave-running: the whole tree runs on, unchanged
+	(cd "$tmp/b4" && PATH="$CPATH" $R checkpoint --leave-running --image-path "$tmp/img10" $id4) \
+		>"$tmp/ck10.out" 2>&1 || { cat "$tmp/ck10.out"; fail "runc checkpoint --leave-running of a tree"; }
+	$R list | grep -q "^$id4 .* running " || fail "$id4 not running after --leave-running"
+	c=$(cut -d' ' -f2 "$tmp/b4/rootfs/c2")
+	waitcount "$tmp/b4/rootfs/c2" "$c" 50 >/dev/null || fail "a counter stopped after --leave-running"
+	[ "$(ids_in)" = "$before" ] || fail "the tree changed after --leave-running: $(ids_in)"
+
 	(cd "$tmp/b4" && PATH="$CPATH" $R checkpoint --image-path "$tmp/img8" $id4) \
 		>"$tmp/ck8.out" 2>&1 || { cat "$tmp/ck8.out"; fail "runc checkpoint of a process tree"; }
 	$R list | grep -q "^$id4 " && fail "$id4 is still listed after checkpoint"
