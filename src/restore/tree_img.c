@@ -72,6 +72,8 @@ int rst_tree_img_write(int dirfd, const struct rst_tree *t)
 		e[i].has_zombie = e[i].zombie = t->p[i].zombie;
 		e[i].has_exit_status = t->p[i].zombie;
 		e[i].exit_status = t->p[i].exit_status;
+		if (t->p[i].zombie && t->p[i].comm[0])
+			e[i].comm = (char *)t->p[i].comm;
 		e[i].has_shares = t->p[i].shares != 0;
 		e[i].shares = t->p[i].shares;
 		ep[i] = &e[i];

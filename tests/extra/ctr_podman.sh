@@ -102,12 +102,12 @@ tree_case() {
 		--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 $img /bin/busybox sh -c \
 		'/counter /dev/shm/c1 /c1 & /counter /dev/shm/c2 /c2 & /bin/busybox sleep 100000 | /bin/busybox cat & (/bin/busybox true & exec /bin/busybox sleep 100001) & wait' \
 		>/dev/null 2>"$tmp/run2.err" || { cat "$tmp/run2.err"; fail "podman run of a process tree"; }
-	ids() { # pid ppid pgrp sid name|zombie, as the container sees them (not this exec's)
+	ids() { # pid ppid pgrp sid name [zombie], as the container sees them (not this exec's)
 		podman exec $tn /bin/busybox sh -c 'for f in /proc/[0-9]*/stat; do
 			read l <$f 2>/dev/null || continue; set -- $l
 			[ $1 = $$ ] || [ $4 = $$ ] && continue
 			[ $4 = 0 ] && [ $1 != 1 ] && continue
-			n=$2; [ $3 = Z ] && n=zombie
+			n=$2; [ $3 = Z ] && n="$2 zombie"
 			echo "$1 $4 $5 $6 $n"
 		done' | sort -n
 	}

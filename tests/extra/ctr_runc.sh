@@ -191,14 +191,13 @@ echo "a container with a cgroup namespace comes back in its cgroup, seeing it as
 # A `runc exec` process (its parent outside the container) is refused by
 # name, the container running on.
 id4=ctr$$d
-ids_in() { # the container's own processes as it sees them: pid ppid pgrp sid name|zombie
-	# (leaving out this exec's shell, its children and other exec'd processes: ppid 0;
-	# a zombie's name is not carried by tree.img: the restored one is the restorer's)
+ids_in() { # the container's own processes as it sees them: pid ppid pgrp sid name [zombie]
+	# (leaving out this exec's shell, its children and other exec'd processes: ppid 0)
 	$R exec $id4 /bin/busybox sh -c 'for f in /proc/[0-9]*/stat; do
 		read l <$f 2>/dev/null || continue; set -- $l
 		[ $1 = $$ ] || [ $4 = $$ ] && continue
 		[ $4 = 0 ] && [ $1 != 1 ] && continue
-		n=$2; [ $3 = Z ] && n=zombie
+		n=$2; [ $3 = Z ] && n="$2 zombie"
 		echo "$1 $4 $5 $6 $n"
 	done' | sort -n
 }

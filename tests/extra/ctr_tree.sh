@@ -108,14 +108,14 @@ waitcount() {
 	return 1
 }
 # ids_in ROOT: the container's own processes as it sees them: pid ppid pgrp sid
-# name|zombie (leaving out this exec's shell and its children, and every other
-# process with ppid 0 but pid 1; a zombie's name is not carried by tree.img)
+# name [zombie] (leaving out this exec's shell and its children, and every other
+# process with ppid 0 but pid 1)
 ids_in() {
 	runc --root "$1" exec $ID /bin/busybox sh -c 'for f in /proc/[0-9]*/stat; do
 		read l <$f 2>/dev/null || continue; set -- $l
 		[ $1 = $$ ] || [ $4 = $$ ] && continue
 		[ $4 = 0 ] && [ $1 != 1 ] && continue
-		n=$2; [ $3 = Z ] && n=zombie
+		n=$2; [ $3 = Z ] && n="$2 zombie"
 		echo "$1 $4 $5 $6 $n"
 	done' | sort -n
 }
