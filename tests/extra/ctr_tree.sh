@@ -20,7 +20,9 @@
 # running and the source's nothing; inside it every process has the same
 # pid, ppid, process group and session as before, the zombie included;
 # each counter goes on with its own token (memory moved, no restart) in the
-# target's rootfs.  Names carry this script's PID (srv_hosts.shlib, the
+# target's rootfs.  Before it, a switch the target refuses
+# (HAUL_FAULT=corrupt-state) leaves the whole tree running here, unchanged,
+# and nothing on the target.  Names carry this script's PID (srv_hosts.shlib, the
 # container ID ctr<PID>t, the cgroups hctr-src/dst-<PID>).
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
@@ -148,6 +150,24 @@ srv_bg dst "$SRV_DIR/ps.log" bash -c 'cg_enter "$0"; exec "$@"' "hctr-dst-$$" \
 	--containers "$SRV_DIR/dst" --root "$RD" --on-switch "sh $SRV_DIR/hook.sh"
 wait_line "$SRV_DIR/ps.log" "listening on" 10 ||
 	srv_fail "the page server did not start: $(tail -3 "$SRV_DIR/ps.log")"
+
+# a switch the target refuses (HAUL_FAULT=corrupt-state: a state that does not
+# decode) rolls the whole tree back: it runs on here unchanged, nothing on the target
+HAUL_FAULT=corrupt-state srv_in src timeout 300 "$HAUL" migrate --container $ID --root "$RS" \
+	--to "$SRV_DST_IP:$SRV_PS_PORT" --key "$SRV_KEY" >"$SRV_DIR/rollback.log" 2>&1
+rc=$?
+[ $rc -eq 1 ] || srv_fail "the refused switch: haul migrate exited $rc, want 1: $(tail -5 "$SRV_DIR/rollback.log")"
+runc --root "$RS" list | grep -q "^$ID .* running " || srv_fail "$ID is not running here after the rollback"
+[ "$(ids_in "$RS")" = "$before" ] || srv_fail "the tree changed in the rollback: $(ids_in "$RS")"
+c=$(cut -d' ' -f2 "$B/c1")
+waitcount "$B/c1" "$c" 50 >/dev/null || srv_fail "a counter stopped after the rollback"
+[ -z "$(runc --root "$RD" list -q 2>/dev/null)" ] || srv_fail "the rollback left a container on the target"
+i=0
+while [ -n "$(ls -A "$SRV_DIR/dst" | grep -v '^\.criu$')" ]; do
+	i=$((i + 1)); [ $i -lt 100 ] || srv_fail "the rollback left files on the target: $(ls "$SRV_DIR/dst")"
+	sleep 0.05
+done
+srv_say "a switch the target refused rolled back: the tree of $ID runs on here, nothing on the target"
 
 srv_in src timeout 300 "$HAUL" migrate --container $ID --root "$RS" \
 	--to "$SRV_DST_IP:$SRV_PS_PORT" --key "$SRV_KEY" --json "$SRV_DIR/migrate.json" \
