@@ -55,6 +55,7 @@ struct cs_tree {
 	uint64_t id;	     /* the root's session id */
 	struct pstore *ps;   /* NULL once the root's restore closed it for runc */
 	Haul__Img__Tree *tr; /* SessionOpen.tree, unpacked */
+	bool *joined;	     /* by entry: a session stores that process */
 	unsigned refs;
 	struct cs_tree *next;
 };
@@ -85,42 +86,48 @@ static void tree_put(struct cs_tree *t)
 		*pp = t->next;
 	pstore_close(t->ps);
 	haul__img__tree__free_unpacked(t->tr, NULL);
+	free(t->joined);
 	free(t);
 }
 
-/* The entry of @pid in @tr, or NULL. */
-static const Haul__Img__ProcessEntry *tree_entry(const Haul__Img__Tree *tr, int32_t pid)
+/* The index of @pid in @tr, or -1. */
+static ssize_t tree_entry(const Haul__Img__Tree *tr, int32_t pid)
 {
 	for (size_t i = 0; i < tr->n_procs; i++)
 		if (tr->procs[i]->pid == pid)
-			return tr->procs[i];
-	return NULL;
+			return (ssize_t)i;
+	return -1;
 }
 
 /* The root's open: the tree's shape and its page store. */
 static int tree_root_open(struct cs_sess *s, const struct ps_session_info *info, const char *dir)
 {
 	struct cs_tree *t = calloc(1, sizeof(*t));
+	int ret;
 
 	if (!t)
 		return -ENOMEM;
 	t->tr = haul__img__tree__unpack(NULL, info->tree_len, info->tree);
-	if (!t->tr || t->tr->root != info->pid || !tree_entry(t->tr, info->pid)) {
+	if (t->tr)
+		t->joined = calloc(t->tr->n_procs + 1, sizeof(*t->joined));
+	if (!t->tr || !t->joined || t->tr->root != info->pid || tree_entry(t->tr, info->pid) < 0) {
 		pr_err("container %s: the tree of session %llu does not decode or its root is not "
 		       "pid %d",
 		       s->rx->id, (unsigned long long)info->session_id, (int)info->pid);
 		if (t->tr)
 			haul__img__tree__free_unpacked(t->tr, NULL);
+		free(t->joined);
 		free(t);
 		return -EPROTO;
 	}
-	int ret = pstore_open(dir, &t->ps);
-
+	ret = pstore_open(dir, &t->ps);
 	if (ret) {
 		haul__img__tree__free_unpacked(t->tr, NULL);
+		free(t->joined);
 		free(t);
 		return ret;
 	}
+	t->joined[tree_entry(t->tr, info->pid)] = true;
 	t->id = info->session_id;
 	t->refs = 1;
 	t->next = cs_trees;
@@ -132,19 +139,21 @@ static int tree_root_open(struct cs_sess *s, const struct ps_session_info *info,
 /* A member's open: the root's tree must be open, still receiving, and name @info->pid. */
 static int tree_member_open(struct cs_sess *s, const struct ps_session_info *info)
 {
-	const Haul__Img__ProcessEntry *e;
 	struct cs_tree *t;
+	ssize_t i = -1;
 
 	for (t = cs_trees; t && t->id != info->tree_session; t = t->next)
 		;
-	e = t ? tree_entry(t->tr, info->pid) : NULL;
-	if (!t || !t->ps || !e || e->zombie || info->pid == t->tr->root) {
+	if (t)
+		i = tree_entry(t->tr, info->pid);
+	if (!t || !t->ps || i < 0 || t->tr->procs[i]->zombie || t->joined[i]) {
 		pr_err("container %s: session %llu of pid %d names tree session %llu, which is not "
-		       "open here, has been restored, or has no live pid %d besides its root",
+		       "open here, has been restored, has no live pid %d, or has it joined already",
 		       s->rx->id, (unsigned long long)info->session_id, (int)info->pid,
 		       (unsigned long long)info->tree_session, (int)info->pid);
 		return -EPROTO;
 	}
+	t->joined[i] = true;
 	t->refs++;
 	s->tree = t;
 	s->member = true;
