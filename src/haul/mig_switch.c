@@ -52,6 +52,7 @@ static int final_round(struct mig *m)
 	rs.ms = haul_now_ms() - t0;
 	rs.mbps = rs.ms > 0 ? rs.pages * HAUL_PAGE_SIZE / 1e3 / rs.ms : 0;
 	rs.final = true;
+	rs.nprocs = (unsigned)m->nprocs;
 	trk_round_release(&r);
 	if (ret)
 		return ret;
@@ -345,6 +346,7 @@ static int switch_stop(struct mig *m)
 	/* its listeners, while it runs: the stop then asks only them (sock_drain.c) */
 	if (rst_sock_listeners(m->pid, &m->listeners, &m->nlisteners))
 		m->listeners = NULL; /* every fd is asked after the stop */
+	rst_ext_prescan(m->pid);     /* who else holds its pipes: not scanned in the downtime */
 	t = res->t_freeze = haul_now_ms();
 	if (m->cg.v2_freezer) {
 		ret = haul_freeze(&m->cg, HAUL_MIG_FREEZE_TIMEOUT_MS);

@@ -28,6 +28,8 @@ struct mig_net {
 	size_t nsocks;
 	struct haul_netguard ng;
 	struct haul_switch_hook hook;
+	/* what the lock drops, sent again after it (netreplay.c) */
+	struct haul_replay replay;
 	bool active;	/* the survivor runs */
 	bool locked;	/* the table is up */
 	size_t removed; /* addresses removed from here so far */
@@ -85,6 +87,8 @@ struct mig {
 	uint64_t round_pages; /* pages handed to the client this round */
 	uint64_t round_total; /* pages the round has to send */
 	uint64_t round_seq;
+	/* a tree: this round's pages found and sent in the processes before procs[cur] */
+	uint64_t tree_found, tree_sent;
 	double last_progress; /* when on_progress was last called */
 	/* pacing */
 	double pace_t0;

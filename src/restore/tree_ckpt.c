@@ -47,7 +47,7 @@ static uint64_t now_ns(void)
 }
 
 /* A zombie, or gone (reaped): nothing to precheck or stop, the re-read sorts it out. */
-static bool is_zombie(pid_t host)
+bool rst_tree_gone_or_zombie(pid_t host)
 {
 	char *status = NULL;
 	const char *f;
@@ -67,10 +67,10 @@ static int precheck_from(struct rst_tree *t, size_t from, char *why, size_t wl)
 	for (size_t i = from; i < t->n; i++) {
 		int ret;
 
-		if (i && is_zombie(t->p[i].host))
+		if (i && rst_tree_gone_or_zombie(t->p[i].host))
 			continue; /* the root's precheck names it a zombie */
 		ret = rst_dump_precheck(t->p[i].host, why, wl);
-		if (ret && i && is_zombie(t->p[i].host))
+		if (ret && i && rst_tree_gone_or_zombie(t->p[i].host))
 			continue; /* it exited meanwhile */
 		if (ret)
 			return ret;
@@ -114,11 +114,11 @@ static int seize_from(struct rst_tree *t, size_t from, char *why, size_t wl)
 	for (size_t i = from; i < t->n; i++) {
 		int ret;
 
-		if (i && is_zombie(t->p[i].host))
+		if (i && rst_tree_gone_or_zombie(t->p[i].host))
 			continue;
 		t->p[i].cont = !owner_stopped(t->p[i].host);
 		ret = rst_seize(t->p[i].host, &t->p[i].sz);
-		if (ret && i && is_zombie(t->p[i].host))
+		if (ret && i && rst_tree_gone_or_zombie(t->p[i].host))
 			continue;
 		if (ret) {
 			snprintf(why, wl, "cannot stop pid %d of the tree: %s", (int)t->p[i].host,
@@ -155,7 +155,7 @@ static const struct {
 
 static bool live_proc(const struct rst_tree *t, size_t i)
 {
-	return !t->p[i].zombie && !is_zombie(t->p[i].host);
+	return !t->p[i].zombie && !rst_tree_gone_or_zombie(t->p[i].host);
 }
 
 static bool shares(const struct rst_tree *t, size_t i, size_t j, int type)
@@ -256,7 +256,7 @@ static int check_shared_memory(const struct rst_tree *t, char *why, size_t wl)
 	for (size_t i = 0; i < t->n && !ret; i++) {
 		char *maps = NULL, *line;
 
-		if (i && is_zombie(t->p[i].host))
+		if (i && rst_tree_gone_or_zombie(t->p[i].host))
 			continue;
 		if (rst_read_proc(t->p[i].host, "maps", &maps, NULL))
 			continue;
@@ -386,7 +386,7 @@ static int drain_accepts(struct rst_tree *t, pid_t root, pid_t **members, char *
 		for (size_t i = 0; i < t->n; i++)
 			release_one(&t->p[i]);
 		for (size_t i = 0; i < t->n; i++)
-			if (!is_zombie(t->p[i].host))
+			if (!rst_tree_gone_or_zombie(t->p[i].host))
 				rst_sock_drain_wait(t->p[i].host, NULL, 0);
 		ret = seize_from(t, 0, why, wl);
 		if (!ret)

@@ -56,6 +56,8 @@ int rst_tree_walk(struct rst_tree *t, pid_t root, size_t *added, char *why, size
 int rst_tree_read_ids(struct rst_tree *t, char *why, size_t wl);
 ssize_t rst_tree_find(const struct rst_tree *t, pid_t pid);
 void rst_tree_release(struct rst_tree *t);
+/* tree_ckpt.c: host PID @host is a zombie, or gone (reaped): nothing to precheck or stop. */
+bool rst_tree_gone_or_zombie(pid_t host);
 
 /*
  * tree_img.c: write @t as DIR/tree.img (@dirfd: DIR), fsynced; read and
