@@ -330,6 +330,13 @@ int rst_tree_checkpoint(pid_t pid, const char *dir, bool leave_running, const ch
 			struct rst_ckpt_stats *st);
 bool rst_has_children(pid_t pid);
 /*
+ * Write the tree @tr (a packed one as SessionOpen.tree carries it) as
+ * tree.img into the page store directory @dirfd, fsynced (tree_img.c; the
+ * container sink's image of a migrated tree).  0 or -errno, logged.
+ */
+struct Haul__Img__Tree;
+int rst_tree_img_put(int dirfd, const struct Haul__Img__Tree *tr);
+/*
  * A live migration's process tree, source side (tree_mig.c).
  * rst_mig_tree_new: walk @root's descendants, precheck every process
  * while all run (children and what the tree shares are accepted from now

@@ -31,6 +31,7 @@ struct rst_tree_proc {
 	pid_t pid, ppid, pgid, sid;
 	bool zombie;
 	int exit_status; /* zombie: the wait status */
+	char comm[16];	 /* zombie: its name, as ps shows it */
 	struct rst_seized *sz;
 	bool cont;	 /* we stopped it (SIGSTOP hold): SIGCONT once released */
 	unsigned shares; /* RST_TREE_SHARES it shares with its parent (tree_ckpt.c) */
@@ -119,6 +120,8 @@ int rst_target_fork_flags(struct rst_target *parent, pid_t pid, unsigned shares,
 int rst_target_setsid(struct rst_target *t);
 int rst_target_setpgid(struct rst_target *t, pid_t pgid);
 int rst_target_exit(struct rst_target *t, struct rst_target *parent, int status);
+/* The name @comm (prctl PR_SET_NAME) for stub @t, a zombie to be.  0 or -errno, logged. */
+int rst_target_set_name(struct rst_target *t, const char *comm);
 /*
  * rst_target_release_holder: let a stub that is not laid out (the session
  * stand-in, target.c holder_main) go back to its own code: its registers

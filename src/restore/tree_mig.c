@@ -119,6 +119,8 @@ int rst_mig_tree_pack(const struct rst_mig_tree *mt, uint8_t **buf, size_t *len)
 		e[i].has_zombie = e[i].zombie = p->zombie;
 		e[i].has_exit_status = p->zombie;
 		e[i].exit_status = p->exit_status;
+		if (p->zombie && p->comm[0])
+			e[i].comm = (char *)p->comm;
 		e[i].has_shares = p->shares != 0;
 		e[i].shares = p->shares;
 		ep[i] = &e[i];

@@ -231,8 +231,13 @@ static int create_all(struct tree_rst *x)
 		ret = rst_target_exit(x->gt[k], NULL, 0);
 	for (size_t i = tr->n_procs; i-- > 1 && !ret;)
 		if (tr->procs[i]->zombie) {
-			ret = rst_target_exit(x->t[i], x->t[entry_of(tr, tr->procs[i]->ppid)],
-					      tr->procs[i]->exit_status);
+			/* its name as ps showed it (an older image has none: the stub's) */
+			if (tr->procs[i]->comm && tr->procs[i]->comm[0])
+				ret = rst_target_set_name(x->t[i], tr->procs[i]->comm);
+			if (!ret)
+				ret = rst_target_exit(x->t[i],
+						      x->t[entry_of(tr, tr->procs[i]->ppid)],
+						      tr->procs[i]->exit_status);
 			rst_target_free(x->t[i]);
 			x->t[i] = NULL;
 		}
