@@ -14,13 +14,16 @@
  *      freeze.  Then the survivor (netguard.c) is forked, outside the
  *      downtime;
  *  after the freeze (haul_mig_net_down), before any socket state is read:
- *      the lock (the process's sockets as they are now, and the moving
+ *      a recorder of what the lock will drop (netreplay.c), the lock (the
+ *      process's sockets as they are now, and the moving
  *      addresses), the addresses removed, the source-down hook; the same socket ends go to the target with the
  *      restore command so that it locks them before it restores them;
  *  rollback (haul_mig_net_undo), after the process was released and thawed:
- *      the addresses back and announced, the lock lifted, source-up;
+ *      the addresses back and announced, the lock lifted, what it dropped
+ *      sent again to the process here, source-up;
  *  commit (haul_mig_net_done), after the source died: the lock lifted
- *      (the dead sockets sent nothing through it), source-done;
+ *      (the dead sockets sent nothing through it), what it dropped on the
+ *      way to a moving address sent again (to the target), source-done;
  *  in doubt (haul_mig_net_indoubt_end): the lock lifted, the addresses left
  *      where the switch put them, and the operator told how to put them back.
  * Nothing is done (no table, no survivor) when the process has no inet
@@ -119,6 +122,7 @@ int haul_mig_net_prepare(struct mig *m)
 
 	n->ng.fd = -1;
 	n->ng.pid = -1;
+	n->replay.fd = -1;
 	if (!same_netns(m->pid)) {
 		char p[64];
 
@@ -247,6 +251,8 @@ int haul_mig_net_down(struct mig *m)
 	if (ret)
 		return ret;
 	if (n->nsocks || n->naddrs) {
+		/* recording before the lock: a segment it drops is sent again after it */
+		haul_replay_start(&n->replay, n->socks, n->nsocks, n->addrs, n->naddrs);
 		ret = haul_netlock_take(n->table, n->socks, n->nsocks, n->addrs, n->naddrs, true);
 		n->locked = !ret;
 	}
@@ -304,6 +310,7 @@ static void net_release(struct mig_net *n)
 	if (n->own_ns)
 		close(n->nsfd);
 	n->own_ns = false;
+	haul_replay_stop(&n->replay);
 	haul_netguard_stop(&n->ng);
 	free(n->socks);
 	n->socks = NULL;
@@ -325,6 +332,9 @@ void haul_mig_net_undo(struct mig *m)
 		n->removed = 0;
 		if (n->locked && !haul_netlock_lift(n->table))
 			n->locked = false;
+		/* what the peers sent meanwhile, to the process that runs here again */
+		if (!n->locked)
+			haul_replay_send(&n->replay, false);
 		net_leave(back);
 	}
 	if (n->hook_down)
@@ -338,9 +348,16 @@ void haul_mig_net_done(struct mig *m)
 	struct mig_net *n = &m->net;
 	int back;
 
-	if (n->locked && !net_enter(n, &back)) {
-		if (!haul_netlock_lift(n->table))
+	if (!net_enter(n, &back)) {
+		if (n->locked && !haul_netlock_lift(n->table))
 			n->locked = false;
+		/*
+		 * What the peers sent to the moving addresses meanwhile, on to the
+		 * target, which has them now (no replay to an address that stays: the
+		 * dead process's sockets are gone here, and a reset would answer it).
+		 */
+		if (!n->locked)
+			haul_replay_send(&n->replay, true);
 		net_leave(back);
 	}
 	if (n->hook_down)

@@ -34,21 +34,6 @@ struct rst_mig_tree {
 	struct rst_share_dump share;
 };
 
-/* A zombie (or gone): nothing to precheck. */
-static bool gone_or_zombie(pid_t host)
-{
-	char *status = NULL;
-	const char *f;
-	bool z = true;
-
-	if (!rst_read_proc(host, "status", &status, NULL)) {
-		f = rst_status_field(status, "State");
-		z = f && f[strspn(f, " \t")] == 'Z';
-	}
-	free(status);
-	return z;
-}
-
 /* Walk @root's tree and read its ids, as it runs. */
 static int read_tree(struct rst_tree *t, pid_t root, char *why, size_t wl)
 {
@@ -82,7 +67,7 @@ int rst_mig_tree_new(pid_t root, struct rst_mig_tree **out, char *why, size_t wl
 		if (i && mt->t.p[i].zombie)
 			continue;
 		ret = rst_dump_precheck(mt->t.p[i].host, why, wl);
-		if (ret && i && gone_or_zombie(mt->t.p[i].host))
+		if (ret && i && rst_tree_gone_or_zombie(mt->t.p[i].host))
 			ret = 0; /* it exited meanwhile: the check at the freeze sees it */
 		if (ret) {
 			if (!why[0])
@@ -134,9 +119,17 @@ int rst_mig_tree_pack(const struct rst_mig_tree *mt, uint8_t **buf, size_t *len)
 		e[i].has_zombie = e[i].zombie = p->zombie;
 		e[i].has_exit_status = p->zombie;
 		e[i].exit_status = p->exit_status;
+		if (p->zombie && p->comm[0])
+			e[i].comm = (char *)p->comm;
+		e[i].has_shares = p->shares != 0;
+		e[i].shares = p->shares;
 		ep[i] = &e[i];
 	}
+	/* as tree_img.c writes it: a tree that shares needs a restorer that rebuilds it */
 	tr.version = RST_TREE_VERSION;
+	for (size_t i = 0; i < mt->t.n; i++)
+		if (mt->t.p[i].shares)
+			tr.version = RST_TREE_VERSION_SHARES;
 	tr.root = mt->t.p[0].pid;
 	tr.n_procs = mt->t.n;
 	tr.procs = ep;
@@ -158,6 +151,9 @@ int rst_mig_tree_unchanged(const struct rst_mig_tree *mt, char *why, size_t wl)
 	struct rst_tree b = {0};
 	int ret = read_tree(&b, a->p[0].host, why, wl);
 
+	/* what each shares with its parent (CLONE_FILES, CLONE_FS), as the target forked it */
+	if (!ret)
+		ret = rst_tree_check_sharing(&b, why, wl);
 	for (size_t i = 0; !ret && i < b.n; i++) {
 		const struct rst_tree_proc *q = &b.p[i];
 		ssize_t k = rst_tree_find(a, q->pid);
@@ -177,6 +173,12 @@ int rst_mig_tree_unchanged(const struct rst_mig_tree *mt, char *why, size_t wl)
 			ret = -EAGAIN;
 		} else if (q->zombie != a->p[k].zombie) {
 			snprintf(why, wl, "pid %d exited during pre-copy", q->pid);
+			ret = -EAGAIN;
+		} else if (q->shares != a->p[k].shares) {
+			snprintf(why, wl,
+				 "pid %d changed what it shares with its parent (unshare) "
+				 "during pre-copy",
+				 q->pid);
 			ret = -EAGAIN;
 		}
 	}
@@ -202,6 +204,15 @@ int rst_mig_tree_merge(struct rst_mig_tree *mt, size_t i, uint8_t **blob, size_t
 	if (!ps)
 		return -EBADMSG;
 	ret = rst_share_dump_merge(&mt->share, mt->t.p[i].host, ps);
+	/* epoll watches on another process's fd name that process (tree_epoll.c) */
+	if (!ret) {
+		char why[512] = "";
+
+		ret = rst_epoll_tree_owners(&mt->t, i, ps, why, sizeof(why));
+		if (ret)
+			pr_err("cannot migrate pid %d and its descendants: %s", mt->t.p[0].pid,
+			       why);
+	}
 	if (!ret && h && h->dumped)
 		ret = h->dumped(h->arg, mt->t.p[i].host, mt->t.p[i].pid, ps);
 	if (!ret) {

@@ -368,11 +368,15 @@ Test(rst_tree, a_refused_child_is_named_and_every_process_runs_on, .timeout = 12
 	refused_and_running("timer", names, 3);
 }
 
-Test(rst_tree, shared_memory_between_processes_is_refused_and_they_run_on, .timeout = 120)
+Test(rst_tree, shared_anonymous_memory_between_processes_comes_back_shared, .timeout = 120)
 {
 	static const char *const names[] = {"r", "c1"};
+	struct ids before[2];
+	char dir[256];
 
-	refused_and_running("shmem", names, 2);
+	/* more in rst_tree_shm.c */
+	make_dir(dir, sizeof(dir), "shmem");
+	finish(dir, cycle(dir, "shmem", names, 2, RST_PIDNS_ALWAYS, before));
 }
 
 Test(rst_tree, siblings_sharing_an_fd_table_their_parent_does_not_are_refused_and_run_on,
@@ -484,6 +488,46 @@ Test(rst_tree, an_inherited_file_offset_stays_shared_by_parent_and_child, .timeo
 	snprintf(path, sizeof(path), "%s/shared.out", dir);
 	expect_contiguous(th_slurp(path), names, 2);
 	finish_dir(dir);
+}
+
+/* The SIGIO count on @name's last tick line. */
+static int last_sigio(const char *dir, const char *name)
+{
+	char path[512];
+	const char *s, *last = NULL;
+	int n = -1;
+
+	snprintf(path, sizeof(path), "%s/%s.out", dir, name);
+	for (s = th_slurp(path); (s = strstr(s, "sigio ")); s++)
+		last = s;
+	if (last)
+		sscanf(last, "sigio %d", &n);
+	return n;
+}
+
+Test(rst_tree, o_async_signals_owned_by_another_process_of_the_tree_still_reach_it, .timeout = 120)
+{
+	static const char *const names[] = {"r", "c1"};
+	struct ids before[2];
+	char dir[256];
+	struct rst_target *t;
+	int at_dump, later = -1;
+
+	make_dir(dir, sizeof(dir), "async");
+	t = cycle(dir, "async", names, 2, RST_PIDNS_ALWAYS, before);
+	at_dump = last_sigio(dir, "r");
+	cr_assert_gt(at_dump, 0, "the root got no SIGIO before the checkpoint");
+	for (int i = 0; i < 3000 && later < at_dump + 3; i++) {
+		struct timespec ts = {0, 1000 * 1000};
+
+		nanosleep(&ts, NULL);
+		later = last_sigio(dir, "r");
+	}
+	cr_expect_geq(
+		later, at_dump + 3,
+		"c1's O_ASYNC pipe no longer signals the root after the restore (%d, then %d)",
+		at_dump, later);
+	finish(dir, t);
 }
 
 /* rst_tree DIR pipeline undisturbed: its output. */
