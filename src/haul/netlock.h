@@ -24,6 +24,7 @@ struct haul_net_tuple {
 	uint16_t lport, rport; /* host order; rport 0: listening or unconnected */
 	int fd;		       /* the fd in the process; -1 when unknown */
 	int state;	       /* TCP_ESTABLISHED, TCP_LISTEN, ... (linux/tcp.h); UDP: 7 (close) */
+	pid_t pid;	       /* the process whose @fd it is (of a set: the first that holds it) */
 };
 
 /* An address that moves: ADDR/PREFIX and, where it lives, its interface. */
@@ -48,6 +49,13 @@ struct haul_net_addr {
  * left out, and that is logged.
  */
 int haul_net_sockets(pid_t pid, struct haul_net_tuple **out, size_t *n);
+/*
+ * The same for a set of processes (a tree: @pids, host PIDs), each socket
+ * once however many of them hold it (one inode), with the fd and pid of
+ * the first process of @pids that holds it.  The processes must share one
+ * network namespace (-EXDEV, logged naming the pids, otherwise).
+ */
+int haul_net_sockets_of(const pid_t *pids, size_t npids, struct haul_net_tuple **out, size_t *n);
 /* "TCP 198.18.0.100:6379 <- 198.18.0.3:51234" or "UDP [::]:53". */
 void haul_net_tuple_str(const struct haul_net_tuple *t, char *buf, size_t len);
 /* "198.18.0.100/24" (with @prefix >= 0) or "198.18.0.100". */

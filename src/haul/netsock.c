@@ -2,8 +2,10 @@
  * netsock.c - the inet sockets of a process, as the network lock and the
  * address check need them, and the check itself.
  *
- * The socket inodes come from /proc/PID/fd ("socket:[N]"); their
- * addresses and ports from inet_diag (NETLINK_SOCK_DIAG, one dump per
+ * The socket inodes come from /proc/PID/fd ("socket:[N]") of each process
+ * of the set (a tree: one socket inherited by several processes is one
+ * inode, listed once, with the fd of the first process that holds it);
+ * their addresses and ports from inet_diag (NETLINK_SOCK_DIAG, one dump per
  * family and protocol: TCP and UDP over IPv4 and IPv6), matched by inode.
  * inet_diag answers for the network namespace of the asking socket, so the
  * dump runs in the process's namespace (setns of this thread and back).
@@ -34,19 +36,25 @@
 struct inode_fd {
 	unsigned long ino;
 	int fd;
+	pid_t pid;
 };
 
-/* The socket inodes of @pid's fds. */
-static int socket_inodes(pid_t pid, struct inode_fd **out, size_t *n)
+static bool have_inode(const struct inode_fd *v, size_t n, unsigned long ino)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i].ino == ino)
+			return true;
+	return false;
+}
+
+/* The socket inodes of @pid's fds added to *@out (@n, @cap), each inode once. */
+static int socket_inodes(pid_t pid, struct inode_fd **out, size_t *n, size_t *cap)
 {
 	char dir[64], path[384], link[64];
-	struct inode_fd *v = NULL;
-	size_t cap = 0;
+	struct inode_fd *v = *out;
 	struct dirent *e;
 	DIR *d;
 
-	*out = NULL;
-	*n = 0;
 	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
 	d = opendir(dir);
 	if (!d)
@@ -62,22 +70,21 @@ static int socket_inodes(pid_t pid, struct inode_fd **out, size_t *n)
 		if (l <= 0)
 			continue;
 		link[l] = '\0';
-		if (sscanf(link, "socket:[%lu]", &ino) != 1)
+		if (sscanf(link, "socket:[%lu]", &ino) != 1 || have_inode(v, *n, ino))
 			continue;
-		if (*n == cap) {
-			struct inode_fd *nv = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof(*v));
+		if (*n == *cap) {
+			struct inode_fd *nv =
+				realloc(v, (*cap = *cap ? *cap * 2 : 16) * sizeof(*v));
 
 			if (!nv) {
-				free(v);
 				closedir(d);
 				return -ENOMEM;
 			}
-			v = nv;
+			v = *out = nv;
 		}
-		v[(*n)++] = (struct inode_fd){ino, atoi(e->d_name)};
+		v[(*n)++] = (struct inode_fd){ino, atoi(e->d_name), pid};
 	}
 	closedir(d);
-	*out = v;
 	return 0;
 }
 
@@ -168,7 +175,8 @@ static int diag_dump(int nl, int family, int proto, const struct inode_fd *ino, 
 						return -ENOMEM;
 					*out = nv;
 				}
-				diag_tuple(m, proto, ino[i].fd, &(*out)[(*n)++]);
+				diag_tuple(m, proto, ino[i].fd, &(*out)[*n]);
+				(*out)[(*n)++].pid = ino[i].pid;
 				break;
 			}
 		}
@@ -205,20 +213,69 @@ static int enter_netns(pid_t pid, int *back)
 	return 0;
 }
 
+/* Whether @a and @b are in one network namespace (0: yes, -EXDEV: no). */
+static int same_netns(pid_t a, pid_t b)
+{
+	struct stat sa, sb;
+	char pa[64], pb[64];
+
+	snprintf(pa, sizeof(pa), "/proc/%d/ns/net", (int)a);
+	snprintf(pb, sizeof(pb), "/proc/%d/ns/net", (int)b);
+	if (stat(pa, &sa) || stat(pb, &sb))
+		return -errno;
+	return sa.st_ino == sb.st_ino && sa.st_dev == sb.st_dev ? 0 : -EXDEV;
+}
+
+/* The socket inodes of every process of @pids (in one network namespace), each once. */
+static int set_inodes(const pid_t *pids, size_t npids, struct inode_fd **ino, size_t *nino)
+{
+	size_t cap = 0;
+	int ret = 0;
+
+	*ino = NULL;
+	*nino = 0;
+	for (size_t i = 0; i < npids && !ret; i++) {
+		ret = i ? same_netns(pids[0], pids[i]) : 0;
+		if (ret == -EXDEV) {
+			pr_err("pid %d is in another network namespace than pid %d; the sockets of "
+			       "a set are read in one namespace: move them separately",
+			       (int)pids[i], (int)pids[0]);
+			break;
+		}
+		if (!ret)
+			ret = socket_inodes(pids[i], ino, nino, &cap);
+		if (ret)
+			pr_err_r(ret, "cannot list the fds of pid %d", (int)pids[i]);
+	}
+	if (ret) {
+		free(*ino);
+		*ino = NULL;
+		*nino = 0;
+	}
+	return ret;
+}
+
 int haul_net_sockets(pid_t pid, struct haul_net_tuple **out, size_t *n)
+{
+	return haul_net_sockets_of(&pid, 1, out, n);
+}
+
+int haul_net_sockets_of(const pid_t *pids, size_t npids, struct haul_net_tuple **out, size_t *n)
 {
 	static const int fam[] = {AF_INET, AF_INET6}, proto[] = {IPPROTO_TCP, IPPROTO_UDP};
 	struct inode_fd *ino;
 	size_t nino, cap = 0;
 	int nl, back, ret;
+	pid_t pid;
 
 	*out = NULL;
 	*n = 0;
-	ret = socket_inodes(pid, &ino, &nino);
-	if (ret) {
-		pr_err_r(ret, "cannot list the fds of pid %d", (int)pid);
+	if (!npids)
+		return 0;
+	pid = pids[0];
+	ret = set_inodes(pids, npids, &ino, &nino);
+	if (ret)
 		return ret;
-	}
 	if (!nino)
 		return 0;
 	ret = enter_netns(pid, &back);

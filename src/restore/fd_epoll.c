@@ -1,9 +1,13 @@
 /*
  * fd_epoll.c - epoll instances: the watched fds ("tfd:" lines of fdinfo,
- * with events and data), re-added by injected epoll_ctl once every fd
- * exists.  The precheck refuses an instance watching an fd that was
- * closed or replaced since it was added (fdinfo names the inode it had):
- * re-adding by number would watch another file.
+ * with events and data: EPOLLET, EPOLLEXCLUSIVE and a disarmed
+ * EPOLLONESHOT, whose events are then only those flags, are added back
+ * as they are), re-added by injected epoll_ctl once every fd exists.  The
+ * precheck refuses an instance watching a file that no longer is at the
+ * fd number it was added with (kcmp KCMP_EPOLL_TFD; without kcmp, the
+ * inode fdinfo names): re-adding by number would watch another file.  In
+ * a tree the number may be another process's (a set inherited over fork,
+ * added to by a child): tree_epoll.c finds it and adds it back there.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,34 +19,59 @@
 #include "common/validate.h"
 #include "restore/fd_int.h"
 #include "restore/target_int.h"
+#include "restore/tree_int.h"
 
 static bool epoll_match(const struct rst_fd_probe *p)
 {
 	return !strcmp(p->target, "anon_inode:[eventpoll]");
 }
 
-/* Every fd an epoll instance watches must be the file it was when added. */
+/* Whether fd @tfd of @pid is the inode @ino fdinfo gives (without kcmp). */
+static bool same_inode(pid_t pid, int tfd, unsigned long long ino)
+{
+	char link[64];
+	struct stat st;
+
+	snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)pid, tfd);
+	return stat(link, &st) == 0 && st.st_ino == ino;
+}
+
+/*
+ * Every file an epoll instance watches must be at the fd number it was
+ * added with, in this process or (a tree) another of it.
+ */
 static int epoll_precheck(const struct rst_fd_probe *p, char *why, size_t whylen)
 {
+	const pid_t *members;
+	size_t nmembers = rst_precheck_members(&members);
+
 	for (const char *l = p->fdinfo; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
 		unsigned long long ino;
-		char link[64];
-		struct stat st;
 		const char *i;
-		int tfd;
+		size_t who;
+		int tfd, toff = 0, r;
 
 		if (strncmp(l, "tfd:", 4))
 			continue;
 		tfd = atoi(l + 4);
+		/* its rank among the earlier watches of the same number (kcmp's toff) */
+		for (const char *m = p->fdinfo; m < l; m = strchr(m, '\n') + 1)
+			toff += !strncmp(m, "tfd:", 4) && atoi(m + 4) == tfd;
 		i = strstr(l, "ino:");
 		ino = i ? strtoull(i + 4, NULL, 16) : 0;
-		snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)p->pid, tfd);
-		if (stat(link, &st) < 0 || st.st_ino != ino) {
-			snprintf(why, whylen,
-				 "epoll fd %d watches fd %d, which was closed or replaced since",
-				 p->fd, tfd);
-			return -EOPNOTSUPP;
-		}
+		r = rst_epoll_watch_holder(p->pid, p->fd, tfd, toff, members, nmembers, &who);
+		if (r == -ENOSYS || r == -EPERM)
+			r = same_inode(p->pid, tfd, ino) ? 0 : -ENOENT;
+		if (r >= 0)
+			continue;
+		snprintf(why, whylen,
+			 "epoll fd %d of pid %d watches a file (inode %llu) added as fd %d, and "
+			 "%s holds it at that number (closed or replaced since); haul "
+			 "adds a watch back by fd number: remove it (EPOLL_CTL_DEL) before "
+			 "closing the fd",
+			 p->fd, (int)p->pid, ino, tfd,
+			 nmembers ? "no process of the tree" : "the process no longer");
+		return -EOPNOTSUPP;
 	}
 	return 0;
 }
@@ -130,7 +159,28 @@ static int epoll_restore(struct rst_target *t, struct rst_fd_rctx *x,
 	return ret;
 }
 
-/* Every fd exists: each instance watches its targets again (through its first fd). */
+/*
+ * A watch recorded for another process of the tree (EpollTarget.pid): it
+ * adds it (tree_epoll.c), so it must be a live one restored after @t.
+ */
+static int foreign(struct rst_target *t, const Haul__Img__EpollTarget *tg, int efd, char *why,
+		   size_t wl)
+{
+	if (!tg->has_pid || tg->pid == t->o.pid)
+		return 0;
+	if (rst_epoll_tree_later(t->o.pid, tg->pid))
+		return 1;
+	snprintf(why, wl,
+		 "the image is inconsistent: epoll fd %d of pid %d has a watch for pid %d, "
+		 "which is no live process after it in the tree; checkpoint the tree again",
+		 efd, (int)t->o.pid, tg->pid);
+	return -EBADMSG;
+}
+
+/*
+ * Every fd exists: each instance watches its targets again (through its
+ * first fd); then the watches earlier processes' sets have on our fds.
+ */
 static int epoll_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, size_t wl)
 {
 	const Haul__Img__ProcessState *ps = x->ps;
@@ -146,6 +196,11 @@ static int epoll_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, 
 			const Haul__Img__EpollTarget *tg = f->epoll->targets[k];
 			uint8_t ev[12]; /* struct epoll_event is packed on x86_64 */
 
+			ret = foreign(t, tg, e->fd, why, wl);
+			if (ret) {
+				ret = ret > 0 ? 0 : ret;
+				continue;
+			}
 			memcpy(ev, &tg->events, 4);
 			memcpy(ev + 4, &tg->data, 8);
 			ret = rst_poke(t, rst_scratch(t), ev, sizeof(ev));
@@ -157,6 +212,8 @@ static int epoll_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, 
 					 e->fd, tg->tfd, strerror(-ret));
 		}
 	}
+	if (!ret)
+		ret = rst_epoll_tree_watches(t, x->park, why, wl);
 	return ret;
 }
 

@@ -73,6 +73,7 @@ struct repair_window {
 static struct tcp_held {
 	int sfd;
 	int reuse; /* SO_REUSEADDR before repair mode (leaving it clears the flag) */
+	ino_t ino; /* the socket's inode: one dump per socket however many fds hold it */
 } * held;
 static size_t nheld, capheld;
 /* Told of each socket before it enters repair mode (rst_tcp_hold_watch). */
@@ -308,8 +309,17 @@ static int dump_repair(int sfd, Haul__Img__TcpRepair **out)
 	return 0;
 }
 
+/* Whether socket @ino is held already: dumped through another fd or process. */
+static bool held_already(ino_t ino)
+{
+	for (size_t i = 0; i < nheld; i++)
+		if (held[i].ino == ino)
+			return true;
+	return false;
+}
+
 /* Keep @sfd (in repair mode) until rst_tcp_hold_end(). */
-static int hold(int sfd, int reuse)
+static int hold(int sfd, int reuse, ino_t ino)
 {
 	if (nheld == capheld) {
 		size_t nc = capheld ? capheld * 2 : 16;
@@ -321,6 +331,7 @@ static int hold(int sfd, int reuse)
 		capheld = nc;
 	}
 	held[nheld].sfd = sfd;
+	held[nheld].ino = ino;
 	held[nheld++].reuse = reuse;
 	return 0;
 }
@@ -355,7 +366,13 @@ static int tcp_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 		return sfd;
 	memset(&ti, 0, sizeof(ti));
 	getsockopt(sfd, IPPROTO_TCP, TCP_INFO, &ti, &(socklen_t){sizeof(ti)});
-	if (!carried(ti.tcpi_state)) {
+	/*
+	 * Not carried, or the same socket as an fd dumped before (a dup, or a
+	 * tree's earlier process: fork): that FileObject is the one kept
+	 * (fd_dump.c, tree_share.c), and a second repair-mode dump would read
+	 * the forced SO_REUSEADDR of repair mode as the socket's own.
+	 */
+	if (!carried(ti.tcpi_state) || held_already(p->st->st_ino)) {
 		close(sfd);
 		return 0;
 	}
@@ -380,7 +397,7 @@ static int tcp_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 		close(sfd);
 		return ret;
 	}
-	ret = hold(sfd, reuse);
+	ret = hold(sfd, reuse, p->st->st_ino);
 	if (ret) {
 		set_int(sfd, IPPROTO_TCP, TCP_REPAIR, REPAIR_OFF);
 		close(sfd);

@@ -114,8 +114,10 @@ static int pipe_shared(const struct sharing *s, pid_t other, const char *fd, con
 	for (size_t i = 0; i < s->n; i++)
 		if (s->p[i].sock == sock &&
 		    strtoull(target + (sock ? 8 : 6), NULL, 10) == s->p[i].ino) {
-			snprintf(s->why, s->whylen, "fd %d is a %s shared with pid %d (%s)",
-				 s->p[i].fd, sock ? "socket" : "pipe", (int)other, target);
+			/* in a tree, whose fd it is: the message leads with the root */
+			snprintf(s->why, s->whylen, "pid %d: fd %d is a %s shared with pid %d (%s)",
+				 (int)s->pid, s->p[i].fd, sock ? "socket" : "pipe", (int)other,
+				 target);
 			return -EOPNOTSUPP;
 		}
 	return 0;
@@ -319,6 +321,12 @@ void rst_precheck_tree(const pid_t *members, size_t n)
 	children_ok = members != NULL;
 	tree_pids = members;
 	tree_n = n;
+}
+
+size_t rst_precheck_members(const pid_t **members)
+{
+	*members = tree_pids;
+	return tree_n;
 }
 
 static bool in_tree(pid_t pid)

@@ -13,6 +13,12 @@
  * namespace (the stub's own).  The child gets PR_SET_PDEATHSIG SIGKILL: if
  * the restore fails, killing the first stub takes every one along.
  *
+ * A child that shared its parent's fd table or fs info on the source
+ * (CLONE_FILES, CLONE_FS without CLONE_THREAD: tree_ckpt.c records it) is
+ * forked with the same flag: the stubs share them from the start, and the
+ * fds are restored once, by the parent (made ready first), never by the
+ * child (files_shared); cwd and umask are set by both, to the same values.
+ *
  * A zombie is a stub made to exit (exit_group, or its fatal signal once
  * unblocked) with its parent still stopped: the parent then holds it
  * unreaped, and the SIGCHLD of that exit, which the original parent took
@@ -23,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -136,6 +143,12 @@ static int adopt(struct rst_target *parent, pid_t pid, pid_t here, struct rst_ta
 
 int rst_target_fork(struct rst_target *parent, pid_t pid, struct rst_target **out)
 {
+	return rst_target_fork_flags(parent, pid, 0, out);
+}
+
+int rst_target_fork_flags(struct rst_target *parent, pid_t pid, unsigned shares,
+			  struct rst_target **out)
+{
 	struct clone_args_ a = {0};
 	int32_t tid = pid;
 	pid_t here;
@@ -147,6 +160,13 @@ int rst_target_fork(struct rst_target *parent, pid_t pid, struct rst_target **ou
 		       (int)parent->o.pid);
 		return -EINVAL;
 	}
+	if (shares & ~(unsigned)RST_TREE_SHARES) {
+		pr_err("cannot fork pid %d from pid %d sharing %#x: only its fd table and fs info "
+		       "can be shared",
+		       (int)pid, (int)parent->o.pid, shares);
+		return -EINVAL;
+	}
+	a.flags = shares;
 	a.exit_signal = SIGCHLD;
 	a.set_tid = area_addr(offsetof(typeof(fork_area), tid));
 	a.set_tid_size = 1;
@@ -175,7 +195,10 @@ int rst_target_fork(struct rst_target *parent, pid_t pid, struct rst_target **ou
 		       (int)parent->o.pid);
 		return here;
 	}
-	return adopt(parent, pid, here, out);
+	ret = adopt(parent, pid, here, out);
+	if (!ret)
+		(*out)->files_shared = shares & CLONE_FILES;
+	return ret;
 }
 
 int rst_target_setsid(struct rst_target *t)

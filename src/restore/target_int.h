@@ -65,6 +65,8 @@ struct rst_target {
 	size_t nposix;
 	/* how long rst_target_ready took */
 	double ready_ms;
+	/* forked with CLONE_FILES (target_fork.c): its fds are its parent's, restored there */
+	bool files_shared;
 };
 
 /* A shmem object made in the stub (shm_restore.c). */

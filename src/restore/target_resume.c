@@ -767,7 +767,8 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 		return ret;
 
 	ms[2] = lap_ms(&lap);
-	ret = rst_restore_fds(t, ps, why, wl);
+	/* one fd table with its parent (CLONE_FILES), which restored it */
+	ret = t->files_shared ? 0 : rst_restore_fds(t, ps, why, wl);
 	ms[3] = lap_ms(&lap);
 	if (!ret)
 		ret = restore_mm(t, ps, why, wl);

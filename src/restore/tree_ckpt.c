@@ -24,11 +24,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/policy.h"
 #include "common/pstore.h"
 #include "restore/fd_int.h"
 #include "restore/imgdir_int.h"
@@ -134,34 +136,98 @@ static int seize_from(struct rst_tree *t, size_t from, char *why, size_t wl)
 #define KCMP_SIGHAND_ 4
 
 /*
- * What clone() can share between processes without CLONE_THREAD and haul
- * does not rebuild: each restored process gets its own (kcmp, kernel/kcmp.c).
+ * What clone() can share between processes without CLONE_THREAD (kcmp,
+ * kernel/kcmp.c).  An fd table or fs info a child shares with its parent
+ * is rebuilt (@flag: the child is forked with it, target_fork.c); an
+ * address space (and the signal handlers, which clone shares only with
+ * it) is not: each restored process would get its own.
  */
 static const struct {
 	int type;
+	unsigned flag; /* the clone flag that rebuilds it, 0: none */
 	const char *what;
 } tables[] = {
-	{KCMP_VM_, "one address space (CLONE_VM, e.g. a vfork child)"},
-	{KCMP_FILES_, "one fd table (CLONE_FILES)"},
-	{KCMP_FS_, "one cwd and umask (CLONE_FS)"},
-	{KCMP_SIGHAND_, "one table of signal handlers (CLONE_SIGHAND)"},
+	{KCMP_VM_, 0, "one address space (CLONE_VM, e.g. a vfork child)"},
+	{KCMP_FILES_, CLONE_FILES, "one fd table (CLONE_FILES)"},
+	{KCMP_FS_, CLONE_FS, "one cwd and umask (CLONE_FS)"},
+	{KCMP_SIGHAND_, 0, "one table of signal handlers (CLONE_SIGHAND)"},
 };
 
-/* Refuse two live processes of @t that share one of tables[]; by name. */
-static int check_tables(const struct rst_tree *t, char *why, size_t wl)
+static bool live_proc(const struct rst_tree *t, size_t i)
 {
+	return !t->p[i].zombie && !is_zombie(t->p[i].host);
+}
+
+static bool shares(const struct rst_tree *t, size_t i, size_t j, int type)
+{
+	return syscall(SYS_kcmp, t->p[i].host, t->p[j].host, type, 0, 0) == 0;
+}
+
+/* The index of @j's parent in @t (host PIDs: the ids may not be read yet), or -1. */
+static ssize_t parent_of(const struct rst_tree *t, size_t j)
+{
+	char *status = NULL;
+	const char *f;
+	pid_t pp = 0;
+
+	if (!rst_read_proc(t->p[j].host, "status", &status, NULL) &&
+	    (f = rst_status_field(status, "PPid")))
+		pp = atoi(f);
+	free(status);
+	for (size_t i = 0; pp > 0 && i < t->n; i++)
+		if (t->p[i].host == pp)
+			return (ssize_t)i;
+	return -1;
+}
+
+/* The first process of @i's chain of parents that shares @flag with it (itself at the top). */
+static size_t share_top(const struct rst_tree *t, size_t i, unsigned flag)
+{
+	for (size_t hops = 0; i && (t->p[i].shares & flag) && hops < t->n; hops++) {
+		ssize_t up = parent_of(t, i);
+
+		if (up < 0)
+			break;
+		i = (size_t)up;
+	}
+	return i;
+}
+
+/*
+ * What each live process shares with its parent (rst_tree_proc.shares),
+ * then every pair of live processes that share one of tables[]: carried
+ * when the sharing runs down parent links (each forked sharing it),
+ * refused by name otherwise (two siblings sharing without their parent,
+ * an address space).
+ */
+static int check_tables(struct rst_tree *t, char *why, size_t wl)
+{
+	for (size_t j = 1; j < t->n; j++) {
+		ssize_t i = parent_of(t, j);
+
+		t->p[j].shares = 0;
+		if (i < 0 || !live_proc(t, j) || !live_proc(t, (size_t)i))
+			continue;
+		for (size_t k = 0; k < sizeof(tables) / sizeof(tables[0]); k++)
+			if (tables[k].flag && shares(t, (size_t)i, j, tables[k].type))
+				t->p[j].shares |= tables[k].flag;
+	}
 	for (size_t i = 0; i < t->n; i++)
 		for (size_t j = i + 1; j < t->n; j++)
 			for (size_t k = 0; k < sizeof(tables) / sizeof(tables[0]); k++) {
 				/* a zombie has none of them left (two would compare equal) */
-				if (is_zombie(t->p[i].host) || is_zombie(t->p[j].host))
+				if (!live_proc(t, i) || !live_proc(t, j))
 					break;
-				if (syscall(SYS_kcmp, t->p[i].host, t->p[j].host, tables[k].type, 0,
-					    0) != 0)
+				if (!shares(t, i, j, tables[k].type))
+					continue;
+				if (tables[k].flag && share_top(t, i, tables[k].flag) ==
+							      share_top(t, j, tables[k].flag))
 					continue;
 				snprintf(why, wl,
-					 "pids %d and %d of the tree share %s, which haul does not "
-					 "rebuild; checkpoint the tree when they no longer do",
+					 "pids %d and %d of the tree share %s, which haul "
+					 "rebuilds only between a parent and the children it "
+					 "forked sharing it; checkpoint the tree when they no "
+					 "longer do",
 					 (int)t->p[i].host, (int)t->p[j].host, tables[k].what);
 				return -EOPNOTSUPP;
 			}
@@ -262,10 +328,10 @@ static int set_members(const struct rst_tree *t, pid_t **members)
 	return 0;
 }
 
-/* Walk, precheck and stop until a walk finds no new process. */
+/* Walk, precheck and stop until a walk finds no new process (those in @t are stopped). */
 static int stop_tree(struct rst_tree *t, pid_t root, pid_t **members, char *why, size_t wl)
 {
-	size_t added, from = 0;
+	size_t added, from = t->n;
 	int ret;
 
 	for (;;) {
@@ -287,6 +353,43 @@ static int stop_tree(struct rst_tree *t, pid_t root, pid_t **members, char *why,
 	}
 }
 
+/* Whether a process of @t has connections its listeners have not accepted yet. */
+static bool accept_pending(const struct rst_tree *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->p[i].sz && rst_sock_accept_pending(t->p[i].host, NULL, 0))
+			return true;
+	return false;
+}
+
+/*
+ * Connections the kernel completed but no process of the tree accepted at
+ * the stop (a listener every worker shares): the tree runs again, every
+ * process released, until the queues are empty (at most RST_ACCEPT_DRAIN_MS
+ * each wait), and is stopped again, up to RST_ACCEPT_DRAIN_TRIES times, as
+ * for one process (sock_drain.c); a process forked meanwhile is walked,
+ * prechecked and stopped too.  What stays queued is refused by the dump,
+ * naming the listener.
+ */
+static int drain_accepts(struct rst_tree *t, pid_t root, pid_t **members, char *why, size_t wl)
+{
+	for (int k = 0; k < RST_ACCEPT_DRAIN_TRIES && accept_pending(t); k++) {
+		int ret;
+
+		for (size_t i = 0; i < t->n; i++)
+			release_one(&t->p[i]);
+		for (size_t i = 0; i < t->n; i++)
+			if (!is_zombie(t->p[i].host))
+				rst_sock_drain_wait(t->p[i].host, NULL, 0);
+		ret = seize_from(t, 0, why, wl);
+		if (!ret)
+			ret = stop_tree(t, root, members, why, wl);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 /* Dump process @i of @t into @store: state, layout, every page. */
 static int dump_one(struct rst_tree *t, size_t i, struct rst_share_dump *d, struct pstore *store,
 		    struct pstore_proc **pp, struct rst_ckpt_stats *st)
@@ -306,6 +409,18 @@ static int dump_one(struct rst_tree *t, size_t i, struct rst_share_dump *d, stru
 	}
 	ps = haul__img__process_state__unpack(NULL, len, blob);
 	ret = ps ? rst_share_dump_merge(d, p->host, ps) : -EBADMSG;
+	if (!ret) {
+		char why[512];
+
+		ret = rst_epoll_tree_owners(t, i, ps, why, sizeof(why));
+		if (ret) { /* logged once, here: not a failure to store */
+			pr_err("cannot checkpoint pid %d and its descendants: %s", t->p[0].pid,
+			       why);
+			haul__img__process_state__free_unpacked(ps, NULL);
+			free(blob);
+			return ret;
+		}
+	}
 	if (!ret && rst_tree_hooks() && rst_tree_hooks()->dumped)
 		ret = rst_tree_hooks()->dumped(rst_tree_hooks()->arg, p->host, p->pid, ps);
 	if (!ret) {
@@ -408,9 +523,14 @@ int rst_tree_checkpoint(pid_t pid, const char *dir, bool leave_running, const ch
 
 	memset(st, 0, sizeof(*st));
 	ret = stop_tree(&t, pid, &members, why, sizeof(why));
+	if (!ret)
+		ret = drain_accepts(&t, pid, &members, why, sizeof(why));
 	st->frozen_ns = now_ns();
 	if (!ret)
 		ret = rst_tree_read_ids(&t, why, sizeof(why));
+	/* again, stopped: what each shares with its parent is final now (tree.img) */
+	if (!ret)
+		ret = check_tables(&t, why, sizeof(why));
 	if (ret) {
 		pr_err("cannot checkpoint pid %d and its descendants: %s; every process runs on",
 		       (int)pid, why[0] ? why : strerror(-ret));

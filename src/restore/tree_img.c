@@ -10,7 +10,9 @@
  *       24     8 XXH3-64 (seed 0) of those N bytes
  *       32     N protobuf haul.img.Tree (proto/image.proto): Tree.version,
  *                the root's pid, one ProcessEntry per process (pid, ppid,
- *                pgid, sid, zombie, exit_status), parents first
+ *                pgid, sid, zombie, exit_status, shares: the fd table or
+ *                fs info it shares with its parent), parents first; version
+ *                2 when a process shares, so an older restorer refuses it
  *
  * It is written (and fsynced) into the image's tmp directory before the
  * switch that makes the image committed, so it is part of the same atomic
@@ -72,9 +74,15 @@ int rst_tree_img_write(int dirfd, const struct rst_tree *t)
 		e[i].has_zombie = e[i].zombie = t->p[i].zombie;
 		e[i].has_exit_status = t->p[i].zombie;
 		e[i].exit_status = t->p[i].exit_status;
+		e[i].has_shares = t->p[i].shares != 0;
+		e[i].shares = t->p[i].shares;
 		ep[i] = &e[i];
 	}
+	/* an older restorer would give each process its own table: it must refuse */
 	tr.version = RST_TREE_VERSION;
+	for (size_t i = 0; i < t->n; i++)
+		if (t->p[i].shares)
+			tr.version = RST_TREE_VERSION_SHARES;
 	tr.root = t->p[0].pid;
 	tr.n_procs = t->n;
 	tr.procs = ep;
@@ -107,9 +115,9 @@ out:
 /* The tree's own consistency; the reason in @why. */
 static int check_tree(const Haul__Img__Tree *tr, char *why, size_t wl)
 {
-	if (tr->version != RST_TREE_VERSION) {
-		snprintf(why, wl, "tree version %u, this haul reads %d", tr->version,
-			 RST_TREE_VERSION);
+	if (tr->version != RST_TREE_VERSION && tr->version != RST_TREE_VERSION_SHARES) {
+		snprintf(why, wl, "tree version %u, this haul reads %d and %d", tr->version,
+			 RST_TREE_VERSION, RST_TREE_VERSION_SHARES);
 		return -EBADMSG;
 	}
 	if (!tr->n_procs || tr->n_procs > RST_TREE_MAX || tr->procs[0]->pid != tr->root ||
@@ -125,6 +133,12 @@ static int check_tree(const Haul__Img__Tree *tr, char *why, size_t wl)
 		if (e->pid <= 0 || e->pgid <= 0 || e->sid <= 0) {
 			snprintf(why, wl, "entry %zu has pid %d, pgid %d, sid %d", i, e->pid,
 				 e->pgid, e->sid);
+			return -EBADMSG;
+		}
+		/* shared with a parent in the tree, by a live process, in a version-2 tree */
+		if (e->shares && (!i || e->zombie || (e->shares & ~RST_TREE_SHARES) ||
+				  tr->version != RST_TREE_VERSION_SHARES)) {
+			snprintf(why, wl, "pid %d shares %#x with its parent", e->pid, e->shares);
 			return -EBADMSG;
 		}
 		for (size_t k = 0; k < i; k++) {

@@ -16,6 +16,10 @@
 
 /* Tree.version: bump when an older restorer would misapply a tree. */
 #define RST_TREE_VERSION 1
+/* The version of a tree where a process shares its fd table or fs info with its parent. */
+#define RST_TREE_VERSION_SHARES 2
+/* What a process of a tree may share with its parent and have restored shared (clone flags). */
+#define RST_TREE_SHARES (0x400 /* CLONE_FILES */ | 0x200 /* CLONE_FS */)
 /* The most processes one tree may hold (a bound on a peer's or a file's claim). */
 #define RST_TREE_MAX 4096
 /* The file of a tree image, beside the DIR/<pid>/ page stores. */
@@ -28,7 +32,8 @@ struct rst_tree_proc {
 	bool zombie;
 	int exit_status; /* zombie: the wait status */
 	struct rst_seized *sz;
-	bool cont; /* we stopped it (SIGSTOP hold): SIGCONT once released */
+	bool cont;	 /* we stopped it (SIGSTOP hold): SIGCONT once released */
+	unsigned shares; /* RST_TREE_SHARES it shares with its parent (tree_ckpt.c) */
 };
 
 /* Every parent before its children, the root at [0]. */
@@ -84,6 +89,8 @@ int rst_store_pages(pid_t pid, const struct haul_layout *l, struct pstore_proc *
  * refused (tree_share.c carries them).  @members must outlive the checks.
  */
 void rst_precheck_tree(const pid_t *members, size_t n);
+/* The members this thread's checks are for (*@members; 0 and NULL: a lone process). */
+size_t rst_precheck_members(const pid_t **members);
 
 /*
  * target_fork.c, the tree's process creation, on stubs not laid out yet
@@ -99,6 +106,14 @@ void rst_precheck_tree(const pid_t *members, size_t n);
  * Each: 0 or -errno, logged naming the pid.
  */
 int rst_target_fork(struct rst_target *parent, pid_t pid, struct rst_target **out);
+/*
+ * rst_target_fork_flags: the same, the child sharing with @parent what
+ * @shares names (RST_TREE_SHARES: CLONE_FILES, CLONE_FS), as on the source.
+ * A child sharing the fd table gets no fds of its own at its restore: its
+ * parent, made ready before it, restored them.
+ */
+int rst_target_fork_flags(struct rst_target *parent, pid_t pid, unsigned shares,
+			  struct rst_target **out);
 int rst_target_setsid(struct rst_target *t);
 int rst_target_setpgid(struct rst_target *t, pid_t pgid);
 int rst_target_exit(struct rst_target *t, struct rst_target *parent, int status);
@@ -145,11 +160,40 @@ struct rst_share_rst {
 	const Haul__Img__ProcessState **ps;
 	pid_t *pid;
 	size_t n;
+	const Haul__Img__Tree *tr; /* the whole tree (NULL: not known) */
 };
 void rst_share_restore_set(const struct rst_share_rst *s);
+/* The tree being restored by this thread (rst_share_restore_set), or NULL. */
+const struct rst_share_rst *rst_share_current(void);
 bool rst_share_known(uint32_t id);
 int rst_share_import(struct rst_target *t, int park, const Haul__Img__FileObject *f,
 		     const Haul__Img__FdEntry *e, char *why, size_t wl);
+
+/*
+ * tree_epoll.c: epoll watches whose file is another process's fd.
+ * rst_epoll_watch_at: whether fd @fd of @pid is the file of the watch
+ * (@tfd, its rank @toff among the watches of that number) of the epoll
+ * set at fd @efd of @epid (kcmp KCMP_EPOLL_TFD): 1 yes, 0 no, -ENOSYS or
+ * -EPERM when kcmp cannot tell.  rst_epoll_watch_holder: 0 when it is
+ * @epid's own fd @tfd, 1 with *@who the index in @cand (host PIDs) of the
+ * first other process whose fd @tfd it is, -ENOENT when none, -ENOSYS /
+ * -EPERM.  rst_epoll_tree_owners: at the dump of tree process @i into
+ * @ps (its FileObjects merged, tree_share.c), set EpollTarget.pid of each
+ * watch of a set it stores whose file is another process's fd; 0 or
+ * -EOPNOTSUPP with @why (none has it, or one before @i in tree order).
+ * rst_epoll_tree_watches: at the restore of @t, all its fds made, add the
+ * watches recorded for it on the sets earlier processes made (@park: a
+ * free fd number above the image's); 0 or -errno with @why.
+ * rst_epoll_tree_later: whether @pid is a live process after @self in the
+ * tree being restored.
+ */
+int rst_epoll_watch_at(pid_t pid, int fd, pid_t epid, int efd, int tfd, int toff);
+int rst_epoll_watch_holder(pid_t epid, int efd, int tfd, int toff, const pid_t *cand, size_t n,
+			   size_t *who);
+int rst_epoll_tree_owners(const struct rst_tree *t, size_t i, Haul__Img__ProcessState *ps,
+			  char *why, size_t wl);
+int rst_epoll_tree_watches(struct rst_target *t, int park, char *why, size_t wl);
+bool rst_epoll_tree_later(pid_t self, pid_t pid);
 
 /*
  * Hooks for what the processes of a tree share besides fds (shared

@@ -210,7 +210,8 @@ static int create_all(struct tree_rst *x)
 	for (size_t i = 1; i < tr->n_procs && !ret; i++) {
 		const Haul__Img__ProcessEntry *e = tr->procs[i];
 
-		ret = rst_target_fork(x->t[entry_of(tr, e->ppid)], e->pid, &x->t[i]);
+		ret = rst_target_fork_flags(x->t[entry_of(tr, e->ppid)], e->pid, e->shares,
+					    &x->t[i]);
 		if (!ret && e->sid == e->pid)
 			ret = rst_target_setsid(x->t[i]);
 	}
@@ -252,6 +253,7 @@ static int ready_and_run(struct tree_rst *x, pid_t *here)
 	/* What each process shares with those before it comes from them (tree_share.c). */
 	sh.ps = calloc(tr->n_procs, sizeof(*sh.ps));
 	sh.pid = calloc(tr->n_procs, sizeof(*sh.pid));
+	sh.tr = tr;
 	if (!sh.ps || !sh.pid)
 		ret = -ENOMEM;
 	rst_share_restore_set(&sh);

@@ -146,6 +146,11 @@ void rst_share_restore_set(const struct rst_share_rst *s)
 	cur = s;
 }
 
+const struct rst_share_rst *rst_share_current(void)
+{
+	return cur;
+}
+
 /* The FileObject @id wherever in the done processes it is stored. */
 static const Haul__Img__FileObject *file_anywhere(uint32_t id)
 {

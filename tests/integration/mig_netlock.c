@@ -236,6 +236,63 @@ Test(netlock, drops_both_directions_without_a_reset_and_leaves_no_table, .init =
 	free(t);
 }
 
+/*
+ * A tree's sockets: a child inherits the listener and the connection (one
+ * socket each, however many processes hold it) and has a UDP socket of its
+ * own.  The set lists each socket once, with the fd and pid of the first
+ * process that holds it.
+ */
+Test(netlock, a_socket_several_processes_of_a_set_hold_is_listed_once, .init = lock_setup,
+     .fini = lock_teardown, .timeout = 60)
+{
+	struct haul_net_tuple *t;
+	struct conn c;
+	int ready[2], udp = -1;
+	pid_t set[2];
+	size_t n, mine = 0, childs = 0;
+	char b;
+
+	connect_pair(&c);
+	cr_assert_eq(pipe(ready), 0);
+	set[0] = getpid();
+	set[1] = fork();
+	cr_assert_geq(set[1], 0);
+	if (set[1] == 0) {
+		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(LOCK_PORT + 1)};
+
+		/* bound: inet_diag lists hashed sockets only */
+		udp = socket(AF_INET, SOCK_DGRAM, 0);
+		if (udp < 0 || bind(udp, (struct sockaddr *)&a, sizeof(a)) ||
+		    write(ready[1], "r", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	close(ready[1]);
+	cr_assert_eq(read(ready[0], &b, 1), 1, "the child did not start");
+	cr_assert_eq(haul_net_sockets_of(set, 2, &t, &n), 0);
+	for (size_t i = 0; i < n; i++) {
+		char p[160];
+
+		haul_net_tuple_str(&t[i], p, sizeof(p));
+		if (t[i].pid == set[0])
+			mine++;
+		else if (t[i].pid == set[1] && t[i].proto == IPPROTO_UDP)
+			childs++;
+		else
+			cr_assert_fail("%s of pid %d fd %d: not the set's", p, (int)t[i].pid,
+				       t[i].fd);
+		cr_assert(t[i].pid != set[0] || t[i].fd == c.l || t[i].fd == c.s, "%s", p);
+	}
+	cr_expect_eq(mine, 2, "the listener and the connection, once each: %zu", mine);
+	cr_expect_eq(childs, 1, "the child's own UDP socket: %zu", childs);
+	free(t);
+	kill(set[1], SIGKILL);
+	th_wait_exit(set[1], 5000);
+	close(c.ctl);
+	th_wait_exit(c.peer, 5000);
+}
+
 Test(netlock, owner_killed_with_a_connection_open_the_survivor_lifts_the_lock, .init = lock_setup,
      .fini = lock_teardown, .timeout = 60)
 {

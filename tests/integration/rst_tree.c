@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -374,11 +375,69 @@ Test(rst_tree, shared_memory_between_processes_is_refused_and_they_run_on, .time
 	refused_and_running("shmem", names, 2);
 }
 
-Test(rst_tree, processes_sharing_one_fd_table_are_refused_and_run_on, .timeout = 120)
+Test(rst_tree, siblings_sharing_an_fd_table_their_parent_does_not_are_refused_and_run_on,
+     .timeout = 120)
+{
+	static const char *const names[] = {"r", "c1", "c2"};
+
+	refused_and_running("siblingfiles", names, 3);
+}
+
+/* The host PIDs of the live rst_tree processes of @dir: at most @max into @pids; the count. */
+static int tree_hosts(const char *dir, pid_t *pids, int max)
+{
+	struct dirent *de;
+	DIR *d = opendir("/proc");
+	int n = 0;
+
+	while (d && n < max && (de = readdir(d))) {
+		char path[300], cmd[1024];
+		ssize_t len;
+		size_t a0;
+		int fd;
+
+		if (atoi(de->d_name) <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
+		fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		len = read(fd, cmd, sizeof(cmd) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		cmd[len] = '\0';
+		a0 = strlen(cmd);
+		if (a0 >= 8 && !strcmp(cmd + a0 - 8, "rst_tree") && (ssize_t)a0 + 1 < len &&
+		    !strcmp(cmd + a0 + 1, dir))
+			pids[n++] = atoi(de->d_name);
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/*
+ * A child cloned with CLONE_FILES | CLONE_FS (no CLONE_VM): forked again
+ * with them, it shares its parent's fd table and cwd after the restore
+ * (kcmp), and both tick on.
+ */
+Test(rst_tree, a_child_sharing_its_parents_fd_table_and_cwd_comes_back_sharing_them, .timeout = 120)
 {
 	static const char *const names[] = {"r", "c1"};
+	struct ids before[2];
+	char dir[256];
+	struct rst_target *t;
+	pid_t h[4];
 
-	refused_and_running("clonefiles", names, 2);
+	make_dir(dir, sizeof(dir), "clonefiles");
+	t = cycle(dir, "clonefiles", names, 2, RST_PIDNS_ALWAYS, before);
+	cr_assert_eq(tree_hosts(dir, h, 4), 2, "not the 2 processes of the tree");
+	cr_expect_eq(syscall(SYS_kcmp, h[0], h[1], 2 /* KCMP_FILES */, 0, 0), 0,
+		     "pids %d and %d have separate fd tables", (int)h[0], (int)h[1]);
+	cr_expect_eq(syscall(SYS_kcmp, h[0], h[1], 3 /* KCMP_FS */, 0, 0), 0,
+		     "pids %d and %d have separate fs info", (int)h[0], (int)h[1]);
+	finish(dir, t);
 }
 
 /* Each NAME's numbers in @text, in order: 1, 2, 3... with no gap, and nothing else. */

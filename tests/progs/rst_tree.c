@@ -17,8 +17,11 @@
  *   CPU clock (haul refuses those by name), and c2.
  * SHAPE "shmem": the root maps shared anonymous memory and forks c1, which
  *   shares it (refused by name: it would be restored as two objects).
- * SHAPE "clonefiles": the root clones c1 with CLONE_FILES (one fd table for
- *   both: refused by name).
+ * SHAPE "clonefiles": the root clones c1 with CLONE_FILES and CLONE_FS (one
+ *   fd table, one cwd and umask for both: restored shared).
+ * SHAPE "siblingfiles": the root clones c1 and c2 with CLONE_FILES, then
+ *   unshares its own: the two children share a table their parent does not
+ *   (refused by name).
  * SHAPE "stdout": the root opens DIR/shared.out (no O_APPEND) and forks c1;
  *   both also write "NAME TICK" lines through that one inherited open file
  *   description (one offset: no line may overwrite another).
@@ -404,10 +407,19 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[2], "clonefiles")) {
 		/* no CLONE_VM: the child runs on a copy of this stack, as after fork */
-		long c = syscall(SYS_clone, CLONE_FILES | SIGCHLD, NULL, NULL, NULL, NULL);
+		long c = syscall(SYS_clone, CLONE_FILES | CLONE_FS | SIGCHLD, NULL, NULL, NULL,
+				 NULL);
 
 		if (c == 0)
 			live("c1", NULL, 0);
+		live("r", NULL, 0);
+	}
+	if (!strcmp(argv[2], "siblingfiles")) {
+		for (int k = 1; k <= 2; k++)
+			if (syscall(SYS_clone, CLONE_FILES | SIGCHLD, NULL, NULL, NULL, NULL) == 0)
+				live(k == 1 ? "c1" : "c2", NULL, 0);
+		if (unshare(CLONE_FILES))
+			return 1;
 		live("r", NULL, 0);
 	}
 	if (!strcmp(argv[2], "timer")) {

@@ -109,3 +109,39 @@ Test(rst_tree_img, a_directory_without_a_tree_is_not_one)
 	cr_expect_not(rst_is_tree_image(dir));
 	cr_expect_eq(rst_tree_img_read(dir, &tr), -ENOENT);
 }
+
+/* A child sharing its parent's fd table and fs info: version 2, read back. */
+Test(rst_tree_img, a_child_sharing_its_parents_tables_reads_back_as_version_2)
+{
+	struct rst_tree_proc p[2] = {
+		{.pid = 10, .ppid = 0, .pgid = 10, .sid = 10},
+		{.pid = 11, .ppid = 10, .pgid = 10, .sid = 10, .shares = RST_TREE_SHARES},
+	};
+	struct rst_tree t = {p, 2, 2};
+	Haul__Img__Tree *tr = NULL;
+	int fd = open(dir, O_DIRECTORY | O_RDONLY);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(rst_tree_img_write(fd, &t), 0);
+	close(fd);
+	cr_assert_eq(rst_tree_img_read(dir, &tr), 0);
+	cr_expect_eq(tr->version, RST_TREE_VERSION_SHARES);
+	cr_expect_eq(tr->procs[1]->shares, RST_TREE_SHARES);
+	cr_expect_eq(tr->procs[0]->shares, 0);
+	haul__img__tree__free_unpacked(tr, NULL);
+}
+
+/* The root has no parent in the tree to share with: the image is damaged. */
+Test(rst_tree_img, a_root_sharing_with_its_parent_is_refused)
+{
+	struct rst_tree_proc p[1] = {{.pid = 10, .pgid = 10, .sid = 10, .shares = 0x400}};
+	struct rst_tree t = {p, 1, 1};
+	Haul__Img__Tree *tr = NULL;
+	int fd = open(dir, O_DIRECTORY | O_RDONLY);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(rst_tree_img_write(fd, &t), 0);
+	close(fd);
+	cr_expect_eq(rst_tree_img_read(dir, &tr), -EBADMSG);
+	cr_expect_null(tr);
+}
