@@ -20,6 +20,9 @@
  *            pre-copy round after the process took its mmap write lock
  *            (VmFlags): it walks the page tables of each VMA under the
  *            mmap_lock (no tracker involved);
+ *   vmflags  the same VmFlags from the kernel's vm_flags words (the BPF
+ *            iterator of src/restore/vmflags.c, what haul reads now):
+ *            no page-table walk;
  *   detach   trk_free: closing the uffd unregisters every VMA, which clears
  *            the write-protect bits of every page under the mmap_lock;
  *   faults   the child's first store to each page after a re-protect (ns).
@@ -45,6 +48,7 @@
 
 #include "common/log.h"
 #include "common/probe.h"
+#include "restore/restore_int.h"
 #include "tracker/tracker.h"
 
 #define REPEAT 3
@@ -201,7 +205,7 @@ static double med(double *v)
  * One tracker: attach, round 1 (protect), write all, round (rescan), a
  * clean round; the child's maxima around each.
  */
-static int run_once(pid_t pid, bool sliced, struct phase ph[6], double *store_ns)
+static int run_once(pid_t pid, bool sliced, struct phase ph[7], double *store_ns)
 {
 	struct trk_opts o = {.backend = TRK_UFFD};
 	struct trk_round r;
@@ -250,11 +254,31 @@ static int run_once(pid_t pid, bool sliced, struct phase ph[6], double *store_ns
 	return ret;
 }
 
-static const char *const phase_name[6] = {
+static const char *const phase_name[7] = {
 	"attach", "protect (round 1)", "rescan (all written)", "clean round",
-	"detach", "smaps read"};
+	"detach", "smaps read",	       "vm_flags read"};
 
-/* Read /proc/PID/smaps whole, as rst_dump_prepare does; the child's maxima. */
+/* The VmFlags as rst_dump_prepare reads them now; the child's maxima. */
+static struct phase vmflags_read(pid_t pid)
+{
+	struct phase ph = {0};
+	struct haul_layout l;
+	struct maxima mx;
+	double t0;
+
+	ask(CMD_RESET);
+	usleep(20000);
+	t0 = now_ms();
+	if (rst_layout_read_flags_running(pid, &l) == 0)
+		haul_layout_release(&l);
+	ph.ms = now_ms() - t0;
+	mx = ask(CMD_REPORT);
+	ph.gap_ms = mx.tick_gap_ms;
+	ph.mmap_ms = mx.mmap_ms;
+	return ph;
+}
+
+/* Read /proc/PID/smaps whole, as rst_dump_prepare did; the child's maxima. */
 static struct phase smaps_read(pid_t pid)
 {
 	struct phase ph = {0};
@@ -283,7 +307,7 @@ static struct phase smaps_read(pid_t pid)
 static int bench_size(size_t mib)
 {
 	int p2c[2], c2p[2];
-	double v[2][6][4][REPEAT], store[2][REPEAT], untracked[REPEAT];
+	double v[2][7][4][REPEAT], store[2][REPEAT], untracked[REPEAT];
 	uint64_t addr;
 	pid_t pid;
 	int ret = 0;
@@ -311,11 +335,12 @@ static int bench_size(size_t mib)
 		untracked[rep] = ask(CMD_WRITE_ALL).store_ns;
 		for (int s = 0; s < 2 && !ret; s++) {
 			bool sliced = (rep + s) % 2; /* alternate which goes first */
-			struct phase ph[6] = {0};
+			struct phase ph[7] = {0};
 
 			ret = run_once(pid, sliced, ph, &store[sliced][rep]);
 			ph[5] = smaps_read(pid);
-			for (int k = 0; k < 6; k++) {
+			ph[6] = vmflags_read(pid);
+			for (int k = 0; k < 7; k++) {
 				v[sliced][k][0][rep] = ph[k].ms;
 				v[sliced][k][1][rep] = k ? ph[k].call_ms : ph[k].stop_ms;
 				v[sliced][k][2][rep] = ph[k].gap_ms;
@@ -330,7 +355,7 @@ static int bench_size(size_t mib)
 	printf("stall_bench: %zu MiB, medians of %d (the child's 1 ms ticker and mmap loop "
 	       "run throughout):\n",
 	       mib, REPEAT);
-	for (int k = 0; k < 6; k++)
+	for (int k = 0; k < 7; k++)
 		for (int s = 1; s >= 0; s--) {
 			bool by_slice = k >= 1 && k <= 3;
 
@@ -351,6 +376,11 @@ static int bench_size(size_t mib)
 	printf("stall_bench: ratio: %zu MiB longest mmap/munmap while protecting, sliced vs one "
 	       "call: %.3f vs %.3f ms (%.3fx)\n",
 	       mib, med(v[1][1][3]), med(v[0][1][3]), med(v[1][1][3]) / med(v[0][1][3]));
+	printf("stall_bench: ratio: %zu MiB VmFlags read, vm_flags iterator vs smaps: %.3f vs "
+	       "%.3f ms (%.4fx); longest mmap/munmap meanwhile %.3f vs %.3f ms%s\n",
+	       mib, med(v[1][6][0]), med(v[1][5][0]), med(v[1][6][0]) / med(v[1][5][0]),
+	       med(v[1][6][3]), med(v[1][5][3]),
+	       rst_vmflags_fast() ? "" : " (no BPF iterator here: both read smaps)");
 out : {
 	int cmd = CMD_EXIT;
 
@@ -372,6 +402,7 @@ int main(int argc, char **argv)
 		printf("stall_bench: skipped: uffd-wp async tracking is not available here\n");
 		return 0;
 	}
+	rst_vmflags_fast(); /* load and calibrate once, outside the timings */
 	if (argc > 1) {
 		n = 0;
 		for (int i = 1; i < argc && n < 8; i++)

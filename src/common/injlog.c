@@ -440,6 +440,11 @@ int injlog_open(const char *fault)
 	return 0;
 }
 
+pid_t injlog_survivor(void)
+{
+	return g_log ? g_survivor : -1;
+}
+
 static bool journal_dirty(void)
 {
 	if (g_log->held || g_log->sched_tid)

@@ -76,6 +76,9 @@ int injlog_open(const char *fault);
  */
 void injlog_close(void);
 
+/* The journal's survivor process (-1: none), for a guardian that must let it finish first. */
+pid_t injlog_survivor(void);
+
 /* Whether a journal is open in this process (rsys records into it). */
 bool injlog_active(void);
 

@@ -73,6 +73,9 @@
  * alone exceed --downtime (rather than throttle a hot set for nothing). */
 #define HAUL_MIG_FLOOR_MS  1
 #define HAUL_MIG_FLOOR_PCT 10
+/* Attempts at migrating a tree whose shape changes during pre-copy (a fork, an exit):
+ * each starts over; a tree that forks at every attempt is refused, naming the pid. */
+#define HAUL_MIG_TREE_TRIES 3
 /* Default most pre-copy rounds before switching over regardless (then reported). */
 #define HAUL_MIG_MAX_ROUNDS 30
 /* Estimated fixed switchover cost before any is measured: freeze ~0.1 ms, seize+dump

@@ -200,6 +200,13 @@ int val_session_open(const Haul__Wire__SessionOpen *m, char *why, size_t n)
 		if (cgroup_check("cgroups", i, l, colon - l, colon + 1, why, n))
 			return -EBADMSG;
 	}
+	/* a tree's shape is checked by the restore sink (rst_tree_check) */
+	if ((m->has_tree || m->has_tree_session) && m->kind != HAUL__WIRE__SESSION_KIND__LIVE)
+		return fail(why, n, "tree: only a live session belongs to a tree");
+	if (m->has_tree && m->has_tree_session)
+		return fail(why, n, "tree_session: set with tree (a root names no other session)");
+	if (m->has_tree_session && (!m->tree_session || m->tree_session == m->session_id))
+		return fail(why, n, "tree_session: %016llx", (unsigned long long)m->tree_session);
 	return 0;
 }
 

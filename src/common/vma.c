@@ -98,7 +98,7 @@ static const struct {
 	{"gu", HAUL_VMA_GUARD, false},	    /* MADV_GUARD_INSTALL: ranges in the image */
 };
 
-static void parse_vmflags(const char *s, struct haul_vma *v)
+void haul_vma_parse_vmflags(const char *s, struct haul_vma *v)
 {
 	while (*s) {
 		size_t i, n = sizeof(vmflags) / sizeof(vmflags[0]);
@@ -192,7 +192,7 @@ int haul_layout_read(pid_t pid, bool smaps, struct haul_layout *out)
 
 		if (smaps && !strncmp(line, "VmFlags:", 8)) {
 			if (l.n)
-				parse_vmflags(line + 8, &l.v[l.n - 1]);
+				haul_vma_parse_vmflags(line + 8, &l.v[l.n - 1]);
 			continue;
 		}
 		/* A protection key other than 0 (pkey_mprotect) is not carried. */

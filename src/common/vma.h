@@ -88,6 +88,9 @@ struct haul_layout {
  */
 int haul_layout_read(pid_t pid, bool smaps, struct haul_layout *out);
 void haul_layout_release(struct haul_layout *l);
+
+/* Add the VmFlags mnemonics of @s (an smaps "VmFlags:" value) to @v's flags and uncarried. */
+void haul_vma_parse_vmflags(const char *s, struct haul_vma *v);
 int haul_layout_copy(const struct haul_layout *src, struct haul_layout *dst);
 
 /* The VMA that contains @addr, or NULL. Binary search. */

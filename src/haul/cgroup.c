@@ -326,9 +326,11 @@ static int move_pid(const char *dir, pid_t pid)
  * Give @pid a cgroup of its own in the hierarchy at @mnt: keep the one it
  * has if it is alone there, else make <mnt>/haul/mig-<pid> and move it.
  */
-static int own_cgroup(pid_t pid, const char *mnt, const char *ctrl, char *dir, char *orig)
+static int own_cgroup(const struct haul_cg *cg, const char *mnt, const char *ctrl, char *dir,
+		      char *orig)
 {
-	char cur[PATH_MAX];
+	char cur[PATH_MAX], other[PATH_MAX];
+	pid_t pid = cg->pid;
 	int ret;
 
 	ret = pid_cgroup_dir(pid, mnt, ctrl, cur, sizeof(cur));
@@ -337,8 +339,17 @@ static int own_cgroup(pid_t pid, const char *mnt, const char *ctrl, char *dir, c
 			 pid);
 		return ret;
 	}
+	/* a tree moves from one cgroup, and back there on failure */
+	for (size_t i = 0; i < cg->nmore; i++)
+		if (!pid_cgroup_dir(cg->more[i], mnt, ctrl, other, sizeof(other)) &&
+		    strcmp(other, cur)) {
+			pr_err("pid %d of the tree of pid %d is in cgroup '%s', not in '%s' with "
+			       "it; move it there first (haul moves a tree from one cgroup)",
+			       cg->more[i], pid, other, cur);
+			return -EOPNOTSUPP;
+		}
 	orig[0] = '\0';
-	if (cgroup_is_own(cur, mnt, pid)) {
+	if (!cg->nmore && cgroup_is_own(cur, mnt, pid)) {
 		snprintf(dir, PATH_MAX, "%s", cur);
 		return 0;
 	}
@@ -354,6 +365,20 @@ static int own_cgroup(pid_t pid, const char *mnt, const char *ctrl, char *dir, c
 		pr_err_r(ret, "cannot move pid %d into cgroup '%s'", pid, dir);
 		rmdir(dir);
 		return ret;
+	}
+	for (size_t i = 0; i < cg->nmore; i++) {
+		ret = move_pid(dir, cg->more[i]);
+		if (ret == -ESRCH)
+			continue; /* exited: the check at the freeze finds it */
+		if (ret) {
+			pr_err_r(ret, "cannot move pid %d of the tree into cgroup '%s'",
+				 cg->more[i], dir);
+			for (size_t k = 0; k <= i; k++)
+				move_pid(cur, k < i ? cg->more[k] : pid);
+			rmdir(dir);
+			return ret;
+		}
+		rst_cg_note_moved(cg->more[i], dir, cur);
 	}
 	snprintf(orig, PATH_MAX, "%s", cur);
 	/* The dump carries where the process was, not haul's cgroup. */
@@ -428,16 +453,24 @@ static int restore_cpu_limit(const struct haul_cg *cg)
 
 int haul_cg_prepare(pid_t pid, const struct haul_cg_mounts *m, struct haul_cg *cg)
 {
+	return haul_cg_prepare_tree(pid, NULL, 0, m, cg);
+}
+
+int haul_cg_prepare_tree(pid_t pid, const pid_t *more, size_t nmore, const struct haul_cg_mounts *m,
+			 struct haul_cg *cg)
+{
 	int ret;
 
 	memset(cg, 0, sizeof(*cg));
 	cg->pid = pid;
+	cg->more = more;
+	cg->nmore = nmore;
 	if (m->v2[0]) {
 		v2_enable_cpu(m->v2);
 		cg->v2_freezer = true;
-		ret = own_cgroup(pid, m->v2, "", cg->freezer_dir, cg->freezer_orig);
+		ret = own_cgroup(cg, m->v2, "", cg->freezer_dir, cg->freezer_orig);
 	} else if (m->v1_freezer[0]) {
-		ret = own_cgroup(pid, m->v1_freezer, "freezer", cg->freezer_dir, cg->freezer_orig);
+		ret = own_cgroup(cg, m->v1_freezer, "freezer", cg->freezer_dir, cg->freezer_orig);
 	} else {
 		pr_err("no cgroup freezer on this host: mount cgroup2 or the v1 freezer");
 		return -EOPNOTSUPP;
@@ -448,7 +481,7 @@ int haul_cg_prepare(pid_t pid, const struct haul_cg_mounts *m, struct haul_cg *c
 		cg->v2_cpu = true;
 		snprintf(cg->cpu_dir, sizeof(cg->cpu_dir), "%s", cg->freezer_dir);
 	} else if (m->v1_cpu[0]) {
-		ret = own_cgroup(pid, m->v1_cpu, "cpu", cg->cpu_dir, cg->cpu_orig);
+		ret = own_cgroup(cg, m->v1_cpu, "cpu", cg->cpu_dir, cg->cpu_orig);
 		if (ret) {
 			pr_warn("pid %d cannot be throttled: no cpu cgroup of its own", pid);
 			cg->cpu_dir[0] = '\0';
@@ -514,12 +547,32 @@ static void rmdir_when_empty(const char *dir)
 }
 
 /* Move back, then remove the cgroup haul made; EBUSY means something else joined it. */
-static void put_back(pid_t pid, const char *dir, const char *orig)
+static void put_back(const struct haul_cg *cg, const char *dir, const char *orig)
 {
+	pid_t pid = cg->pid;
 	int ret;
 
 	if (!orig[0])
 		return;
+	for (size_t i = 0; i < cg->nmore; i++) {
+		ret = move_pid(orig, cg->more[i]);
+		if (ret && ret != -ESRCH)
+			pr_warn_r(ret, "cannot move pid %d back to cgroup '%s'", cg->more[i], orig);
+	}
+	if (cg->nmore) {
+		/* a tree: also what it forked meanwhile (children start in their parent's cgroup) */
+		char buf[8192];
+
+		if (haul_cg_read(dir, "cgroup.procs", buf, sizeof(buf)) > 0)
+			for (char *q = buf, *end; *q; q = end) {
+				long v = strtol(q, &end, 10);
+
+				if (end == q)
+					break;
+				if (v != pid)
+					move_pid(orig, (pid_t)v);
+			}
+	}
 	ret = move_pid(orig, pid);
 	if (ret && ret != -ESRCH)
 		pr_warn_r(ret, "cannot move pid %d back to cgroup '%s'", pid, orig);
@@ -544,9 +597,9 @@ void haul_cg_undo(struct haul_cg *cg)
 				 cg->pid, cg->freezer_dir);
 	}
 	if (cg->cpu_dir[0] && !cg->v2_cpu)
-		put_back(cg->pid, cg->cpu_dir, cg->cpu_orig);
+		put_back(cg, cg->cpu_dir, cg->cpu_orig);
 	if (cg->freezer_dir[0])
-		put_back(cg->pid, cg->freezer_dir, cg->freezer_orig);
+		put_back(cg, cg->freezer_dir, cg->freezer_orig);
 }
 
 void haul_cg_cleanup(struct haul_cg *cg)

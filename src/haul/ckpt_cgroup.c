@@ -82,9 +82,9 @@ int haul_cgroup_tree_root(const char *path, pid_t *root)
 		return 0;
 	}
 	if (!nroots)
-		pr_err("cgroup '%s' holds no process; nothing to checkpoint", dir);
+		pr_err("cgroup '%s' holds no process; nothing to checkpoint or migrate", dir);
 	else
-		pr_err("cgroup '%s' holds %zu process trees (roots %d, %d%s); checkpoint each root "
+		pr_err("cgroup '%s' holds %zu process trees (roots %d, %d%s); checkpoint or migrate each root "
 		       "on its own",
 		       dir, nroots, (int)roots[0], (int)roots[1], nroots > 2 ? ", ..." : "");
 	return -EINVAL;

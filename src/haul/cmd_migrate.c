@@ -64,23 +64,14 @@ static const struct haul_opt_choice compress_modes[] = {
 	{NULL, 0},
 };
 
-/* The one process of cgroup @path (absolute, or relative to the cgroup2 mount). */
+/*
+ * The process of cgroup @path (absolute, or relative to the cgroup2 mount):
+ * its one process, or the root of the one tree its processes form (the
+ * whole tree moves).
+ */
 static int pid_of_cgroup(const char *path, pid_t *pid)
 {
-	char dir[PATH_MAX + 8], buf[4096], *nl;
-	int ret;
-
-	ret = haul_cg_read_procs(path, dir, sizeof(dir), buf, sizeof(buf));
-	if (ret < 0)
-		return ret;
-	nl = strchr(buf, '\n');
-	if (!ret || (nl && nl[1])) {
-		pr_err("cgroup '%s' holds %s processes; haul migrates one process", dir,
-		       ret ? "several" : "no");
-		return -EINVAL;
-	}
-	*pid = atoi(buf);
-	return 0;
+	return haul_cgroup_tree_root(path, pid);
 }
 
 /* The PID @pid has in its own (innermost) PID namespace, from NSpid. */
@@ -233,8 +224,10 @@ static int write_json(const char *path, const struct haul_mig_opts *o,
 	json_str(f, r->phase);
 	fprintf(f, ",\n  \"why\": ");
 	json_str(f, r->why);
-	fprintf(f, ",\n  \"mode\": \"%s\",\n  \"pid\": %d,\n  \"target_pid\": %d,\n  \"to\": ",
-		mode_name(o), o->pid, r->target_pid);
+	fprintf(f,
+		",\n  \"mode\": \"%s\",\n  \"pid\": %d,\n  \"processes\": %u,\n  \"target_pid\": "
+		"%d,\n  \"to\": ",
+		mode_name(o), o->pid, r->nprocs ? r->nprocs : 1, r->target_pid);
 	json_str(f, o->to);
 	fprintf(f,
 		",\n  \"total_ms\": %.3f,\n  \"downtime_ms\": %.3f,\n  \"downtime_target_ms\": "
@@ -317,10 +310,16 @@ static void print_stalls(const struct haul_mig_result *r)
 static void summary(const struct haul_mig_opts *o, const struct haul_mig_result *r)
 {
 	if (r->committed) {
-		printf("migrated pid %d to %s (pid %d there): total %.2f s, downtime %.1f ms "
-		       "(target %.0f ms)\n",
-		       o->pid, o->to, r->target_pid, r->total_ms / 1e3, r->downtime_ms,
-		       o->downtime_ms);
+		if (r->nprocs > 1)
+			printf("migrated pid %d and its %u descendants to %s (pid %d there): total "
+			       "%.2f s, downtime %.1f ms (target %.0f ms)\n",
+			       o->pid, r->nprocs - 1, o->to, r->target_pid, r->total_ms / 1e3,
+			       r->downtime_ms, o->downtime_ms);
+		else
+			printf("migrated pid %d to %s (pid %d there): total %.2f s, downtime %.1f "
+			       "ms (target %.0f ms)\n",
+			       o->pid, o->to, r->target_pid, r->total_ms / 1e3, r->downtime_ms,
+			       o->downtime_ms);
 		printf("  freeze %.2f ms, seize %.2f ms, final round %.2f ms, state %.2f ms, "
 		       "restore %.2f ms; %u rounds, %.1f MiB sent, %llu pages%s\n",
 		       r->freeze_ms, r->seize_ms, r->final_ms, r->state_ms, r->restore_ms,
@@ -393,7 +392,8 @@ static int parse_cli(int argc, char **argv, struct haul_mig_opts *o, struct mig_
 		{"key", 'k', HAUL_OPT_PATH, HAUL_OPT_REQUIRED, &c->key, "FILE",
 		 "the key the page server was started with", 0, 0, NULL},
 		{"cgroup", 'c', HAUL_OPT_PATH, 0, &c->cgroup, "PATH",
-		 "the one process of this cgroup, instead of PID|NAME", 0, 0, NULL},
+		 "the process, or the one process tree, of this cgroup, instead of PID|NAME", 0, 0,
+		 NULL},
 		{"downtime", 'd', HAUL_OPT_DURATION, HAUL_OPT_DEFAULT, &downtime, "TIME",
 		 "downtime target", 1, HAUL_OPT_HOUR_MS, NULL},
 		{"bandwidth", 'b', HAUL_OPT_RATE, 0, &o->bandwidth, "RATE",

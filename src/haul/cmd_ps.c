@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "haul/criu_int.h"
 #include "haul/haul.h"
 #include "haul/haul_int.h"
 #include "haul/netlock.h"
@@ -74,5 +75,6 @@ int haul_cmd_ps(int argc, char **argv)
 		free(de[i]);
 	}
 	free(de);
+	trackd_list(stdout); /* criu pre-dump trackers (trackd.c) */
 	return 0;
 }

@@ -112,7 +112,7 @@ static int read_descriptors(int imgfd, char **out, int max)
  * of the restoring haul" (fd_extrules.c), and the restore maps each
  * inherit_fd key back to its fd number.  0 or -errno.
  */
-static int stdio_rules(int imgfd, const Haul__Criu__Options *o, bool restore)
+int criu_stdio_rules(int imgfd, const Haul__Criu__Options *o, bool restore)
 {
 	char *desc[16], rule[64];
 	int n = read_descriptors(imgfd, desc, 16), ret = 0;
@@ -174,23 +174,38 @@ static int write_record(int imgfd, const Haul__Ctr__Container *rec)
 	return ret;
 }
 
-/* The process image, with the container's parts taken while it is stopped. */
-static int dump_steps(pid_t pid, bool leave, const char *dir, int imgfd, Haul__Ctr__Container *rec,
-		      struct rst_ckpt_stats *st)
+/*
+ * The process image, with the container's parts taken while it is stopped.
+ * With parent_img (or track_mem and leave_running) the pages come from the
+ * pre-dump tracker daemon's rounds (criu_predump.c).
+ */
+static int dump_steps(const Haul__Criu__Options *o, bool leave, const char *dir, int imgfd,
+		      Haul__Ctr__Container *rec, struct rst_ckpt_stats *st)
 {
+	bool chained =
+		(o->parent_img && o->parent_img[0]) || (o->has_track_mem && o->track_mem && leave);
+	struct criu_chain *ch = NULL;
 	struct rst_ckpt *ck = NULL;
 	struct trk *trk = NULL;
 	char why[1024] = "";
+	pid_t pid = o->pid;
 	int ret;
 
 	ret = rst_ckpt_begin(pid, dir, st, &ck);
 	if (ret)
 		return ret;
-	if (leave && trk_open(pid, &(struct trk_opts){0}, &trk) == 0)
+	/* without its tracker a dump is still whole: every page, as usual (logged) */
+	if (chained && criu_chain_open(o, dir, st->id, leave, &ch))
+		pr_warn("pid %d: dumped without a tracker daemon: every page", (int)pid);
+	if (ch)
+		ret = criu_chain_round(ch, ck);
+	else if (!ret && leave && trk_open(pid, &(struct trk_opts){0}, &trk) == 0)
 		for (int round = 0; round < 2 && !ret; round++)
 			ret = rst_ckpt_store_round(ck, trk);
 	if (!ret)
 		ret = rst_ckpt_seize(ck);
+	if (!ret && ch)
+		ret = criu_chain_round(ch, ck);
 	if (!ret && trk) {
 		trk_set_frozen(trk, true);
 		ret = rst_ckpt_store_round(ck, trk);
@@ -202,9 +217,14 @@ static int dump_steps(pid_t pid, bool leave, const char *dir, int imgfd, Haul__C
 		if (!ret)
 			ret = write_record(imgfd, rec);
 	}
+	if (!ret && ch)
+		ret = criu_chain_link(ch, ck);
 	if (!ret)
-		ret = rst_ckpt_commit(ck, trk != NULL, leave, NULL);
+		ret = rst_ckpt_commit(ck, trk || ch, leave, NULL);
+	if (!ret && ch && leave)
+		criu_chain_committed(ch); /* else the process is gone, its tracker with it */
 	rst_ckpt_end(ck, ret);
+	criu_chain_free(ch);
 	trk_free(trk);
 	return ret;
 }
@@ -238,7 +258,7 @@ int criu_ctr_dump(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd, 
 	}
 	pr_info("pid %d: %s", o->pid,
 		rec ? "a container (namespaces and mounts carried)" : "a process");
-	ret = stdio_rules(imgfd, o, false);
+	ret = criu_stdio_rules(imgfd, o, false);
 	if (ret)
 		goto out;
 	/* the process's own refusals too come before any callback of the engine */
@@ -251,7 +271,7 @@ int criu_ctr_dump(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd, 
 	if (ret)
 		goto out;
 	locked = true;
-	ret = dump_steps(o->pid, leave, dir, imgfd, rec, &st);
+	ret = dump_steps(o, leave, dir, imgfd, rec, &st);
 	if (ret) {
 		pr_err("the checkpoint of pid %d failed (above); it runs on", o->pid);
 		goto out;
@@ -329,7 +349,7 @@ int criu_ctr_restore(struct criu_conn *c, const Haul__Criu__Options *o, int imgf
 	if (!ret)
 		ret = read_record(imgfd, &rec);
 	if (!ret)
-		ret = stdio_rules(imgfd, o, true);
+		ret = criu_stdio_rules(imgfd, o, true);
 	if (ret)
 		goto out;
 	if (rec) {

@@ -48,6 +48,8 @@ static const struct {
 	{"empty_ns", FOR_DUMP | FOR_RESTORE},
 	{"config_file", FOR_DUMP | FOR_RESTORE},
 	{"inherit_fd", FOR_RESTORE},
+	{"track_mem", FOR_DUMP},
+	{"parent_img", FOR_DUMP},
 };
 
 /* Whether field @f of @msg holds something other than its "off" value. */
@@ -81,8 +83,11 @@ static bool field_set(const ProtobufCMessage *msg, const ProtobufCFieldDescripto
 int criu_opts_check(Haul__Criu__ReqType type, const Haul__Criu__Options *o, char *why, size_t wl)
 {
 	const ProtobufCMessageDescriptor *d = &haul__criu__options__descriptor;
-	unsigned req = type == HAUL__CRIU__REQ_TYPE__REQ_DUMP ? FOR_DUMP : FOR_RESTORE;
-	const char *rname = req == FOR_DUMP ? "dump" : "restore";
+	/* a pre-dump takes what a dump takes (it writes pages only) */
+	unsigned req = type == HAUL__CRIU__REQ_TYPE__REQ_RESTORE ? FOR_RESTORE : FOR_DUMP;
+	const char *rname = type == HAUL__CRIU__REQ_TYPE__REQ_PRE_DUMP ? "pre-dump"
+			    : req == FOR_DUMP			       ? "dump"
+								       : "restore";
 
 	if (o->base.n_unknown_fields) {
 		snprintf(why, wl,

@@ -8,10 +8,12 @@
  * in the order CRIU does, and exits after the answer unless the request
  * said keep_open.  Requests:
  *   VERSION        the interface level (criu_int.h) and haul's version;
- *   FEATURE_CHECK  mem_track and lazy_pages: false (PRE_DUMP and criu's
- *                  lazy-pages protocol are refused), the rest as asked;
+ *   FEATURE_CHECK  mem_track true (haul's tracker: criu_predump.c),
+ *                  lazy_pages false (criu's lazy-pages protocol is
+ *                  refused), the rest as asked;
  *   CHECK          success when restored processes can keep their PIDs;
  *   DUMP, RESTORE  criu_ctr.c, after criu_opts_check();
+ *   PRE_DUMP       criu_predump.c, after criu_opts_check() (as for DUMP);
  *   anything else  refused: success false, cr_errno and cr_errmsg name it.
  * Options that name files (images_dir_fd, work_dir_fd) are fds of the
  * caller: they are reached through /proc/<peer>/fd/N, the peer from
@@ -178,8 +180,9 @@ static int do_features(int fd, const Haul__Criu__Request *q)
 	Haul__Criu__Features f = HAUL__CRIU__FEATURES__INIT;
 
 	if (q->features) {
-		/* pre-dump rounds and criu's lazy-pages daemon are refused (criu_opts.c) */
+		/* pre-dump rounds: haul's tracker daemon; criu's lazy-pages daemon is refused */
 		f.has_mem_track = q->features->has_mem_track;
+		f.mem_track = true;
 		f.has_lazy_pages = q->features->has_lazy_pages;
 		f.has_pidfd_store = q->features->has_pidfd_store;
 	}
@@ -236,7 +239,7 @@ static void open_log(int wdir, const char *name)
 	close(fd);
 }
 
-/* DUMP and RESTORE: the options first, then the work (criu_ctr.c). */
+/* DUMP, PRE_DUMP and RESTORE: the options first, then the work (criu_ctr.c, criu_predump.c). */
 static int do_ckpt(struct criu_conn *c, pid_t peer, const Haul__Criu__Request *q)
 {
 	Haul__Criu__Response r = HAUL__CRIU__RESPONSE__INIT;
@@ -266,6 +269,8 @@ static int do_ckpt(struct criu_conn *c, pid_t peer, const Haul__Criu__Request *q
 	}
 	if (q->type == HAUL__CRIU__REQ_TYPE__REQ_DUMP)
 		ret = criu_ctr_dump(c, o, img, wdir);
+	else if (q->type == HAUL__CRIU__REQ_TYPE__REQ_PRE_DUMP)
+		ret = criu_predump(c, o, img, wdir);
 	else
 		ret = criu_ctr_restore(c, o, img, wdir, &pid);
 	if (ret) {
@@ -279,7 +284,7 @@ static int do_ckpt(struct criu_conn *c, pid_t peer, const Haul__Criu__Request *q
 	if (q->type == HAUL__CRIU__REQ_TYPE__REQ_DUMP) {
 		dr.has_restored = true; /* false: the process was not restored after the dump */
 		r.dump = &dr;
-	} else {
+	} else if (q->type == HAUL__CRIU__REQ_TYPE__REQ_RESTORE) {
 		rr.has_pid = true;
 		rr.pid = pid;
 		r.restore = &rr;
@@ -327,6 +332,7 @@ int criu_swrk(int fd)
 			ret = do_check(fd);
 			break;
 		case HAUL__CRIU__REQ_TYPE__REQ_DUMP:
+		case HAUL__CRIU__REQ_TYPE__REQ_PRE_DUMP:
 		case HAUL__CRIU__REQ_TYPE__REQ_RESTORE:
 			ret = do_ckpt(&c, cred.pid, q);
 			more = false; /* the log and the process are this request's */
@@ -334,11 +340,8 @@ int criu_swrk(int fd)
 		default:
 			snprintf(why, sizeof(why),
 				 "the criu request '%s' is not supported by haul's criu entry "
-				 "point%s",
-				 req_name(q->type),
-				 q->type == HAUL__CRIU__REQ_TYPE__REQ_PRE_DUMP
-					 ? " (pre-copy rounds: use 'haul migrate')"
-					 : "");
+				 "point",
+				 req_name(q->type));
 			pr_err("%s", why);
 			reply_fail(fd, q->type, EOPNOTSUPP, why);
 			ret = -EOPNOTSUPP;

@@ -59,6 +59,9 @@ struct haul_cg {
 	double throttle_stall_ms;
 	/* the longest stretch a deep throttle may use (us; 0: HAUL_MIG_THROTTLE_STALL_US) */
 	long throttle_stall_max_us;
+	/* a tree: the other processes, moved in and back with @pid (haul_cg_prepare_tree) */
+	const pid_t *more;
+	size_t nmore;
 };
 
 /*
@@ -66,6 +69,9 @@ struct haul_cg {
  * none of its own.  0 or -errno (-EOPNOTSUPP: no freezer hierarchy).
  */
 int haul_cg_prepare(pid_t pid, const struct haul_cg_mounts *m, struct haul_cg *cg);
+/* The same for a tree: @more[0..@nmore) go with @pid (@more must outlive @cg). */
+int haul_cg_prepare_tree(pid_t pid, const pid_t *more, size_t nmore, const struct haul_cg_mounts *m,
+			 struct haul_cg *cg);
 /*
  * Give the workload @pct percent less CPU than @cpus CPUs (cpu.max or
  * cfs_quota_us); @pct 0 puts back the limit it had before haul.  0, -EOPNOTSUPP when no cpu
@@ -122,7 +128,8 @@ bool haul_frozen(const struct haul_cg *cg);
  */
 struct haul_guard {
 	pid_t pid;
-	int fd; /* write end, -1 when closed */
+	int fd;	     /* write end, -1 when closed */
+	pid_t owner; /* a tree: the process whose sockets the dump reports now (0: the root) */
 };
 
 int haul_guard_start(const struct haul_cg *cg, const char *to, struct haul_guard *g);
@@ -139,6 +146,14 @@ void haul_guard_stop(struct haul_guard *g);
  * thaws the process, or its connection would never send again.
  */
 void haul_guard_tcp_held(void *guard, int fd, int reuse);
+/*
+ * A process of a tree other than the one the injection journal holds was
+ * SIGSTOPped by haul (pid @pid): if haul dies while the guardian is armed,
+ * it sends SIGCONT after the thaw.
+ */
+void haul_guard_stopped(struct haul_guard *g, pid_t pid);
+/* The injection journal's survivor (injlog_survivor()): the guardian waits for it to exit. */
+void haul_guard_journal(struct haul_guard *g, pid_t survivor);
 
 /* ---- survivor.c: the forked child behind guard.c and netguard.c --------- */
 
@@ -433,6 +448,7 @@ struct haul_mig_result {
 	bool has_report;
 	struct ps_lazy_report report;
 	pid_t target_pid;
+	unsigned nprocs;	      /* processes moved: 1, or a tree's (zombies included) */
 	double total_ms, downtime_ms; /* downtime: freeze to the target's "running" reply */
 	/* parts of the downtime; state_ms = dump_ms + sending the state */
 	double t_freeze, freeze_ms, seize_ms, final_ms, dump_ms, state_ms, restore_ms, kill_ms;

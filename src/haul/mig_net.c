@@ -161,7 +161,7 @@ int haul_mig_net_check(struct mig *m)
 	if (!ret)
 		ret = not_our_own_address(m);
 	if (!ret)
-		ret = haul_net_sockets(m->pid, &socks, &nsocks);
+		ret = haul_mig_sockets(m, &socks, &nsocks);
 	if (!ret)
 		ret = haul_net_check_local(socks, nsocks, n->addrs, n->naddrs, target, ntarget,
 					   m->res->why, sizeof(m->res->why));
@@ -192,7 +192,7 @@ int haul_mig_net_down(struct mig *m)
 	int ret;
 
 	/* the sockets as they are at the freeze (connections come and go before it) */
-	ret = haul_net_sockets(m->pid, &n->socks, &n->nsocks);
+	ret = haul_mig_sockets(m, &n->socks, &n->nsocks);
 	if (ret)
 		return ret;
 	if (!n->nsocks && !n->naddrs && !n->hook.cmd)

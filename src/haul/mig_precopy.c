@@ -232,7 +232,7 @@ int haul_mig_add_round_stat(struct haul_mig_result *res, const struct haul_mig_r
 /* CPUs the workload used since the last call (for the throttle quota). */
 static void measure_cpu(struct mig *m)
 {
-	long long ticks = haul_proc_cpu_ticks(m->pid);
+	long long ticks = haul_mig_cpu_ticks(m); /* a tree's: every process's */
 	double t = haul_now_ms(), hz = (double)sysconf(_SC_CLK_TCK);
 
 	if (ticks < 0)
@@ -262,7 +262,8 @@ static int precopy_rounds(struct mig *m)
 		struct haul_conv_sample s;
 		enum haul_conv_action a;
 		struct trk_round r;
-		double t_scan, t_end;
+		double t_scan, t_end, tree_scan_ms = 0;
+		uint64_t tree_pages = 0, tree_wire = 0;
 
 		if (haul_mig_stop_requested(m))
 			return -EINTR;
@@ -285,6 +286,9 @@ static int precopy_rounds(struct mig *m)
 			res->scan_call_max_ms = trk_call_ms(m->trk);
 		ps_client_stats(m->client, &st0);
 		ret = haul_mig_send_round(m, &r, r.seq == 1);
+		/* a tree: the same round of every other process; the model sees the sum */
+		if (!ret)
+			ret = haul_mig_tree_round(m, false, &tree_pages, &tree_wire, &tree_scan_ms);
 		t_end = haul_now_ms();
 		ps_client_stats(m->client, &st1);
 		if (ret) {
@@ -292,7 +296,7 @@ static int precopy_rounds(struct mig *m)
 			return ret;
 		}
 		s = (struct haul_conv_sample){
-			.dirty_bytes = r.dirty_pages * HAUL_PAGE_SIZE,
+			.dirty_bytes = (r.dirty_pages + tree_pages) * HAUL_PAGE_SIZE,
 			.scan_gap_s = last_scan ? (t_scan - last_scan) / 1e3 : 0,
 			.send_s = (t_end - t_scan) / 1e3,
 			.since_scan_s = (haul_now_ms() - t_scan) / 1e3,
@@ -300,10 +304,10 @@ static int precopy_rounds(struct mig *m)
 		last_scan = t_scan;
 		a = haul_conv_update(&m->conv, &s);
 		rs.seq = r.seq;
-		rs.pages = r.dirty_pages;
-		rs.wire_bytes = st1.bytes_sent - st0.bytes_sent;
+		rs.pages = r.dirty_pages + tree_pages;
+		rs.wire_bytes = st1.bytes_sent - st0.bytes_sent + tree_wire;
 		rs.ms = t_end - t_scan;
-		rs.scan_ms = r.scan_ms;
+		rs.scan_ms = r.scan_ms + tree_scan_ms;
 		rs.mbps = rs.ms > 0 ? rs.pages * HAUL_PAGE_SIZE / 1e3 / rs.ms : 0;
 		rs.dirty_mbps = m->conv.dirty_rate / 1e6;
 		rs.expected_ms = m->conv.expected_ms;

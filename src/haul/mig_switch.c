@@ -45,8 +45,11 @@ static int final_round(struct mig *m)
 	rs.seq = r.seq;
 	rs.pages = r.dirty_pages;
 	rs.wire_bytes = st1.bytes_sent - st0.bytes_sent;
-	rs.ms = haul_now_ms() - t0;
 	rs.scan_ms = r.scan_ms;
+	/* a tree: every other process's last dirty pages */
+	if (!ret)
+		ret = haul_mig_tree_round(m, true, &rs.pages, &rs.wire_bytes, &rs.scan_ms);
+	rs.ms = haul_now_ms() - t0;
 	rs.mbps = rs.ms > 0 ? rs.pages * HAUL_PAGE_SIZE / 1e3 / rs.ms : 0;
 	rs.final = true;
 	trk_round_release(&r);
@@ -279,6 +282,7 @@ static void kill_source(struct mig *m)
 	double until = haul_now_ms() + 2000;
 	char st;
 
+	haul_mig_tree_kill(m); /* a tree: the others, then the root */
 	kill(m->pid, SIGKILL);
 	haul_thaw(&m->cg);
 	while ((st = haul_proc_state(m->pid)) && st != 'Z' && st != 'X') {
@@ -296,11 +300,37 @@ static void kill_source(struct mig *m)
  */
 static void say_in_doubt(const struct mig *m, int ret, const char *what)
 {
-	pr_err_r(ret,
-		 "%s: the source stays frozen in '%s'. If the process runs on %s, kill the source "
-		 "(kill -9 %d, then write 0 to cgroup.freeze); if not, thaw it (write 0 to "
-		 "cgroup.freeze)",
-		 what, m->cg.freezer_dir, m->o->to, m->pid);
+	if (m->nprocs)
+		pr_err_r(ret,
+			 "%s: the tree of pid %d stays frozen in '%s'. If it runs on %s, kill the "
+			 "source (kill -9 every pid in its cgroup.procs, then write 0 to "
+			 "cgroup.freeze); if not, thaw it (write 0 to cgroup.freeze)",
+			 what, m->o->pid, m->cg.freezer_dir, m->o->to);
+	else
+		pr_err_r(
+			ret,
+			"%s: the source stays frozen in '%s'. If the process runs on %s, kill the "
+			"source (kill -9 %d, then write 0 to cgroup.freeze); if not, thaw it (write "
+			"0 to cgroup.freeze)",
+			what, m->cg.freezer_dir, m->o->to, m->pid);
+}
+
+/* Whether a process of the migration has connections its listeners have not accepted. */
+static bool accept_pending(const struct mig *m)
+{
+	bool p = rst_sock_accept_pending(m->pid, m->listeners, m->nlisteners);
+
+	for (size_t i = 1; i < m->nprocs && !p; i++)
+		p = rst_sock_accept_pending(m->procs[i].pid, NULL, 0);
+	return p;
+}
+
+/* Thawed: wait until every process of the migration took its pending connections. */
+static void drain_wait(const struct mig *m)
+{
+	rst_sock_drain_wait(m->pid, m->listeners, m->nlisteners);
+	for (size_t i = 1; i < m->nprocs; i++)
+		rst_sock_drain_wait(m->procs[i].pid, NULL, 0);
 }
 
 /* Switchover, step 1: freeze, seize every thread, thaw (ptrace holds it now). */
@@ -329,12 +359,10 @@ static int switch_stop(struct mig *m)
 		if (ret)
 			return ret;
 		/* Connections not accepted yet cannot be restored: it runs to accept them. */
-		for (int i = 0; i < RST_ACCEPT_DRAIN_TRIES &&
-				rst_sock_accept_pending(m->pid, m->listeners, m->nlisteners);
-		     i++) {
+		for (int i = 0; i < RST_ACCEPT_DRAIN_TRIES && accept_pending(m); i++) {
 			ret = haul_thaw(&m->cg);
 			if (!ret) {
-				rst_sock_drain_wait(m->pid, m->listeners, m->nlisteners);
+				drain_wait(m);
 				ret = haul_freeze(&m->cg, HAUL_MIG_FREEZE_TIMEOUT_MS);
 			}
 			if (ret)
@@ -347,7 +375,14 @@ static int switch_stop(struct mig *m)
 	 * it (a frozen task cannot run injected calls); the SIGSTOP is pending at
 	 * the thaw, so no thread runs a user instruction in between.
 	 */
-	ret = injlog_stop(m->pid);
+	/* a tree: the same shape as sent, and every process stopped by us (mig_tree.c) */
+	if (m->nprocs) {
+		ret = haul_mig_tree_stop(m);
+		if (ret)
+			return ret; /* logged, naming the pid */
+	} else {
+		ret = injlog_stop(m->pid);
+	}
 	if (!ret && m->cg.v2_freezer)
 		ret = haul_thaw(&m->cg);
 	if (ret) {
@@ -361,6 +396,9 @@ static int switch_stop(struct mig *m)
 		pr_err_r(ret, "cannot stop the threads of pid %d", m->pid);
 		return ret;
 	}
+	ret = haul_mig_tree_seize(m);
+	if (ret)
+		return ret;
 	res->seize_ms = haul_now_ms() - t;
 	if (!m->cg.v2_freezer) {
 		/* v1: the seize's SIGSTOP is what stopped it */
@@ -392,8 +430,11 @@ static int switch_state(struct mig *m)
 
 	t = haul_now_ms();
 	ret = rst_dump_state_prepared(m->seized, m->prep, &blob, &len);
+	if (!ret)
+		ret = haul_mig_tree_merge_root(m, &blob, &len);
 	if (ret) {
 		pr_err_r(ret, "cannot dump the state of pid %d", m->pid);
+		free(blob);
 		return ret;
 	}
 	res->dump_ms = haul_now_ms() - t;
@@ -409,6 +450,10 @@ static int switch_state(struct mig *m)
 		pr_err_r(ret, "cannot send the state of pid %d to %s", m->pid, m->o->to);
 		return ret;
 	}
+	/* a tree: every other process's, in tree order, on its own session */
+	ret = haul_mig_tree_state(m, &res->dump_ms);
+	if (ret)
+		return ret;
 	res->state_ms = haul_now_ms() - t;
 
 	/* hand the process from ptrace to the freezer: it never runs in between */
@@ -417,12 +462,14 @@ static int switch_state(struct mig *m)
 		return ret;
 	rst_release(m->seized);
 	m->seized = NULL;
+	haul_mig_tree_release(m);
 	/* stopped tasks count as frozen: this does not wait for them to run */
 	ret = haul_freeze_wait(&m->cg, HAUL_MIG_FREEZE_TIMEOUT_MS);
 	if (ret)
 		return ret;
 	/* frozen: the SIGCONT only moves it from the group-stop into the freezer */
 	injlog_unhold(m->pid);
+	haul_mig_tree_held(m);
 	ret = haul_mig_fault_point(m, "state");
 	if (ret)
 		return ret;

@@ -135,6 +135,12 @@ static int read_comm(pid_t pid, char *buf, size_t len)
 /* Undo whatever is held: ptrace, throttle, freezer, cgroup moves; the source runs on. */
 static void abort_migration(struct mig *m)
 {
+	if (m->nprocs) {
+		/* the others of a tree first: the thaw below lets them all run */
+		haul_mig_select(m, 0);
+		haul_mig_tree_release(m);
+		haul_mig_tree_held(m);
+	}
 	if (m->seized) {
 		rst_release(m->seized);
 		m->seized = NULL;
@@ -158,6 +164,13 @@ static int mig_connect(struct mig *m, const char *comm)
 	co.bandwidth = o->bandwidth;
 	co.pid = o->ns_pid ? o->ns_pid : o->pid;
 	co.comm = comm;
+	if (m->nprocs) {
+		/* a tree: the root's session carries its shape, the others name it */
+		co.pid = m->procs[m->cur].ns_pid;
+		co.tree = m->cur ? NULL : m->tree_msg;
+		co.tree_len = m->cur ? 0 : m->tree_len;
+		co.tree_session = m->cur ? m->net.id : 0;
+	}
 	co.timeout_ms = o->timeout_ms ? o->timeout_ms : HAUL_MIG_REPLY_TIMEOUT_MS;
 	co.kind = PS_SESSION_LIVE;
 	co.lazy = o->mode != HAUL_MIG_PRECOPY;
@@ -165,17 +178,18 @@ static int mig_connect(struct mig *m, const char *comm)
 	co.clocks = true;
 	rst_timens_offsets(o->pid, &co.timens_monotonic_ns, &co.timens_boottime_ns);
 	/* the migration id names the lock tables and the hooks' runs on both sides */
-	co.session_id = m->net.id;
-	co.move_addrs = o->move_addrs;
-	co.nmove_addrs = o->nmove_addrs;
+	co.session_id = m->net.id + m->cur; /* a tree's others: the root's id + their index */
+	/* the addresses move with the root's session (a tree's lock and restore are its) */
+	co.move_addrs = m->cur ? NULL : o->move_addrs;
+	co.nmove_addrs = m->cur ? 0 : o->nmove_addrs;
 	/* the target may join them before the switch; without them it joins at the resume */
-	if (!rst_cg_lines(o->pid, &m->cglines, &m->ncglines)) {
+	if (!rst_cg_lines(m->pid, &m->cglines, &m->ncglines)) {
 		co.cgroups = m->cglines;
 		co.ncgroups = m->ncglines;
 	}
 	ret = ps_client_new(&co, &m->client);
 	if (ret) {
-		pr_err_r(ret, "cannot open a migration session with %s", o->to);
+		pr_err_r(ret, "cannot open a migration session for pid %d with %s", m->pid, o->to);
 		return ret;
 	}
 	return 0;
@@ -194,7 +208,7 @@ static int mig_cgroup(struct mig *m)
 	ret = haul_cg_probe(&mounts); /* logs what is missing and what to do */
 	if (ret)
 		return ret;
-	ret = haul_cg_prepare(o->pid, &mounts, &m->cg);
+	ret = haul_cg_prepare_tree(o->pid, m->more, m->nprocs ? m->nprocs - 1 : 0, &mounts, &m->cg);
 	if (ret)
 		return ret;
 	m->cg_ready = true;
@@ -210,6 +224,7 @@ static int mig_cgroup(struct mig *m)
 		pr_err_r(ret, "cannot start the injection journal for pid %d", o->pid);
 		return ret;
 	}
+	haul_guard_journal(&m->guard, injlog_survivor());
 	return 0;
 }
 
@@ -226,6 +241,8 @@ static void mig_finish(struct mig *m, int ret, double t0)
 		pr_err("interrupted: pid %d stays here and runs on", m->pid);
 	/* Its TCP sockets leave repair mode before a source that runs on is released. */
 	rst_tcp_hold_end(!res->committed && !res->indoubt);
+	if (m->nprocs)
+		haul_mig_tree_finish(m); /* the root selected, the others let go */
 	if (m->seized) {
 		rst_release(m->seized);
 		m->seized = NULL;
@@ -248,6 +265,7 @@ static void mig_finish(struct mig *m, int ret, double t0)
 		free(m->cglines[i]);
 	free(m->cglines);
 	free(m->listeners);
+	haul_mig_tree_free(m);
 	rst_tcp_hold_watch(NULL, NULL);
 	haul_guard_stop(&m->guard);
 	if (res->committed)
@@ -262,7 +280,40 @@ static void mig_finish(struct mig *m, int ret, double t0)
 	res->pages_sent += res->served_pages;
 }
 
-int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
+/*
+ * A tree: the target must restore trees (the root's session is open); then
+ * the other sessions, each checked against what the target restores.
+ */
+static int tree_connect(struct mig *m)
+{
+	int ret = haul_mig_tree_check_target(m);
+
+	if (ret) {
+		m->res->phase = "precheck";
+		pr_err("pid %d cannot be migrated: %s", m->o->pid, m->res->why);
+		return ret;
+	}
+	for (size_t i = 1; i < m->nprocs && !ret; i++) {
+		char comm[64] = "";
+
+		haul_mig_select(m, i);
+		read_comm(m->pid, comm, sizeof(comm));
+		m->res->phase = "connect";
+		ret = mig_connect(m, comm);
+		if (!ret) {
+			m->res->phase = "precheck";
+			ret = rst_caps_check(m->pid, m->client, m->res->why, sizeof(m->res->why));
+		}
+		if (ret && m->res->why[0])
+			pr_err("pid %d of the tree of pid %d cannot be migrated to %s: %s", m->pid,
+			       m->o->pid, m->o->to, m->res->why);
+	}
+	haul_mig_select(m, 0);
+	return ret;
+}
+
+static int migrate_once(const struct haul_mig_opts *o, struct haul_mig_result *res,
+			bool *tree_changed)
 {
 	struct mig m = {.o = o, .res = res, .pid = o->pid, .cpus = 1};
 	struct haul_pid_lock lock;
@@ -281,7 +332,12 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 		res->err = ret;
 		return ret;
 	}
-	ret = rst_dump_precheck(o->pid, res->why, sizeof(res->why));
+	res->nprocs = 1;
+	/* a process with children moves with all its descendants (mig_tree.c) */
+	if (rst_has_children(o->pid))
+		ret = haul_mig_tree_prepare(&m);
+	else
+		ret = rst_dump_precheck(o->pid, res->why, sizeof(res->why));
 	if (ret) {
 		if (res->why[0])
 			pr_err("pid %d cannot be migrated: %s", o->pid, res->why);
@@ -290,6 +346,7 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 		res->phase = "precheck";
 		/* the summary names the error ("precheck: Success" before) */
 		res->err = ret;
+		haul_mig_tree_free(&m);
 		haul_pid_unlock(&lock);
 		return ret;
 	}
@@ -301,6 +358,7 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 		res->phase = "precheck";
 		res->err = ret;
 		free(m.net.addrs);
+		haul_mig_tree_free(&m);
 		haul_pid_unlock(&lock);
 		return ret;
 	}
@@ -319,6 +377,8 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 
 	res->phase = "connect";
 	ret = mig_connect(&m, comm);
+	if (!ret)
+		ret = tree_connect(&m);
 	if (ret)
 		goto out;
 	/* what the target announced it restores, checked before anything is frozen */
@@ -342,6 +402,9 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 		pr_err_r(ret, "cannot track the memory of pid %d", o->pid);
 		goto out;
 	}
+	ret = haul_mig_tree_track(&m);
+	if (ret)
+		goto out;
 
 	res->fixed_est_ms = haul_costs_load(HAUL_MIG_FIXED_MS);
 	haul_conv_init(&m.conv, o->downtime_ms, res->fixed_est_ms,
@@ -363,12 +426,40 @@ int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
 	res->phase = "switchover";
 	ret = haul_mig_switchover(&m);
 out:
+	*tree_changed = m.tree_changed;
 	mig_finish(&m, ret, t0);
 	free(m.buf);
 	free(m.zero);
 	haul_pid_unlock(&lock);
 	res->err = ret;
 	return ret;
+}
+
+/*
+ * A tree whose shape changed during pre-copy (a fork, an exit) is rolled
+ * back at the freeze (it runs on here, nothing of it runs on the target)
+ * and migrated again with its new shape, up to HAUL_MIG_TREE_TRIES times.
+ */
+int haul_migrate(const struct haul_mig_opts *o, struct haul_mig_result *res)
+{
+	for (int attempt = 1;; attempt++) {
+		bool changed = false;
+		int ret = migrate_once(o, res, &changed);
+
+		if (ret != -EAGAIN || !changed)
+			return ret;
+		if (attempt == HAUL_MIG_TREE_TRIES) {
+			pr_err("the tree of pid %d changed during each of %d attempts (last: %s); it "
+			       "runs on here. Migrate it when it forks less, or migrate the process "
+			       "that forks on its own",
+			       o->pid, attempt, res->why);
+			return ret;
+		}
+		pr_warn("the tree of pid %d changed during pre-copy (%s); it runs on here, "
+			"migrating it again (attempt %d of %d)",
+			o->pid, res->why, attempt + 1, HAUL_MIG_TREE_TRIES);
+		haul_mig_result_release(res);
+	}
 }
 
 void haul_mig_result_release(struct haul_mig_result *res)

@@ -34,6 +34,27 @@ struct mig_net {
 	bool hook_down; /* source-down ran */
 };
 
+/*
+ * A process of a tree being migrated (mig_tree.c): the per-process part of
+ * struct mig.  struct mig always holds the process being worked on;
+ * haul_mig_select() parks it in its procs[] entry and takes out another.
+ */
+struct mig_proc {
+	pid_t pid;    /* as seen from here */
+	pid_t ns_pid; /* in the tree's PID namespace: its session's pid */
+	struct ps_client *client;
+	char **cglines;
+	size_t ncglines;
+	int *listeners;
+	size_t nlisteners;
+	struct trk *trk;
+	struct rst_seized *seized;
+	struct rst_dump_prep *prep;
+	bool stopped; /* SIGSTOPped by us (not the journal's): SIGCONT owed */
+	struct haul_pid_lock
+		lock; /* one haul per process: the others' locks (the root's: migrate.c) */
+};
+
 struct mig {
 	const struct haul_mig_opts *o;
 	struct haul_mig_result *res;
@@ -73,6 +94,14 @@ struct mig {
 	long long cpu_ticks;
 	double cpu_t;
 	struct haul_stall_probe *probe; /* pre-copy: the client's stalls (stall.c) */
+	/* a process tree (mig_tree.c); nprocs 0: one process */
+	struct rst_mig_tree *tree;
+	struct mig_proc *procs; /* every live process, the root first */
+	size_t nprocs, cur;	/* procs[cur] is the one in the fields above */
+	pid_t *more;		/* the others' PIDs here (haul_cg.more) */
+	uint8_t *tree_msg;	/* SessionOpen.tree */
+	size_t tree_len;
+	bool tree_changed; /* the shape differed at the freeze: start over */
 };
 
 /* migrate.c */
@@ -92,6 +121,25 @@ void haul_mig_net_indoubt(struct mig *m, bool indoubt);
 void haul_mig_net_undo(struct mig *m);
 void haul_mig_net_done(struct mig *m);
 void haul_mig_net_indoubt_end(struct mig *m);
+
+/* mig_tree.c: see there */
+void haul_mig_select(struct mig *m, size_t i);
+int haul_mig_tree_prepare(struct mig *m);
+int haul_mig_tree_check_target(struct mig *m);
+int haul_mig_tree_track(struct mig *m);
+int haul_mig_tree_round(struct mig *m, bool final, uint64_t *pages, uint64_t *wire,
+			double *scan_ms);
+int haul_mig_tree_stop(struct mig *m);
+int haul_mig_tree_seize(struct mig *m);
+int haul_mig_tree_merge_root(struct mig *m, uint8_t **blob, size_t *len);
+int haul_mig_tree_state(struct mig *m, double *dump_ms);
+void haul_mig_tree_release(struct mig *m);
+void haul_mig_tree_held(struct mig *m);
+void haul_mig_tree_kill(struct mig *m);
+void haul_mig_tree_finish(struct mig *m);
+void haul_mig_tree_free(struct mig *m);
+int haul_mig_sockets(struct mig *m, struct haul_net_tuple **out, size_t *n);
+long long haul_mig_cpu_ticks(const struct mig *m);
 
 /* mig_switch.c */
 int haul_mig_lazy_presend(struct mig *m);

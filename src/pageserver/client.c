@@ -248,6 +248,11 @@ int ps_stream_session(struct ps_client *c, struct ps_stream *st, bool resume)
 		so.move_address = (char **)c->o.move_addrs;
 		so.n_cgroups = c->o.ncgroups;
 		so.cgroups = (char **)c->o.cgroups;
+		so.has_tree = c->o.tree_len > 0;
+		so.tree.data = (uint8_t *)c->o.tree;
+		so.tree.len = c->o.tree_len;
+		so.has_tree_session = c->o.tree_session != 0;
+		so.tree_session = c->o.tree_session;
 		ret = ps_stream_send(st, WIRE_SESSION_OPEN, &so.base, NULL, 0);
 	} else {
 		sj.session_id = c->session_id;

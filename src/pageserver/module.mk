@@ -8,14 +8,14 @@
 FUZZ_TIME ?= 60
 FUZZ_CC ?= clang
 FUZZ_TARGETS := wire_fuzz msg_fuzz image_fuzz
-FUZZ_LIBS := -lev -lprotobuf-c -llz4 -luring -lsodium -lxxhash -lpthread -lm
+FUZZ_LIBS := -lev -lprotobuf-c -llz4 -luring -lsodium -lxxhash -lbpf -lpthread -lm
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-D_GNU_SOURCE -Isrc -I$(BUILD)/gen
 # What the targets link: every module but the CLI, instrumented for coverage
 # (image_fuzz reaches the fd kinds' checks in src/restore).
 FUZZ_LIB_SRC := $(wildcard src/common/*.c src/pageserver/*.c src/tracker/*.c src/restore/*.c)
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(BUILD)/fuzz/obj/%.o) \
-	$(PROTO_C:$(BUILD)/gen/%.c=$(BUILD)/fuzz/obj/gen/%.o)
+	$(PROTO_C:$(BUILD)/gen/%.c=$(BUILD)/fuzz/obj/gen/%.o) $(BUILD)/gen/vmflags_bpf.o
 
 $(BUILD)/fuzz/obj/src/%.o: src/%.c | $(PROTO_H)
 	@mkdir -p $(dir $@)

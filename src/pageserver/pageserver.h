@@ -85,6 +85,14 @@ struct ps_session_info {
 	/* SessionOpen.move_address: ADDR/PREFIX strings, valid during open() */
 	const char *const *move_addrs;
 	size_t nmove_addrs;
+	/*
+	 * A process tree (SessionOpen.tree, .tree_session): the root's session
+	 * carries the packed haul.img.Tree (valid during open()); every other
+	 * session of the tree names the root's session id (0: none).
+	 */
+	const uint8_t *tree;
+	size_t tree_len;
+	uint64_t tree_session;
 };
 
 /* One TCP/UDP socket end of a migrating process (Restore.lock; the network lock). */
@@ -285,6 +293,10 @@ struct ps_client_opts {
 	/* LIVE: the process's cgroups, "controllers:path"; must outlive the client */
 	char *const *cgroups;
 	size_t ncgroups;
+	/* LIVE, a tree: SessionOpen.tree (the root's; must outlive the client), .tree_session */
+	const uint8_t *tree;
+	size_t tree_len;
+	uint64_t tree_session;
 };
 
 struct ps_client;

@@ -36,23 +36,36 @@
 #include "restore/res_int.h"
 #include "restore/restore_int.h"
 
-/* haul's own moves (rst_cg_note_moved): few, one migration per haul process. */
-#define CG_NOTES 8
-static struct {
+/* haul's own moves (rst_cg_note_moved): one migration per haul process, a tree's each. */
+#define CG_NOTES_MAX 8192
+static struct cg_note {
 	pid_t pid;
 	char dir[PATH_MAX];
 	char orig[PATH_MAX];
-} notes[CG_NOTES];
+} * notes;
+static size_t nnotes;
 
 void rst_cg_note_moved(pid_t pid, const char *dir, const char *orig)
 {
-	for (size_t i = 0; i < CG_NOTES; i++)
+	for (size_t i = 0;; i++) {
+		if (i == nnotes) {
+			struct cg_note *g = nnotes < CG_NOTES_MAX
+						    ? realloc(notes, (nnotes + 8) * sizeof(*g))
+						    : NULL;
+
+			if (!g)
+				break;
+			memset(g + nnotes, 0, 8 * sizeof(*g));
+			notes = g;
+			nnotes += 8;
+		}
 		if (!notes[i].pid || (notes[i].pid == pid && !strcmp(notes[i].dir, dir))) {
 			notes[i].pid = pid;
 			snprintf(notes[i].dir, sizeof(notes[i].dir), "%s", dir);
 			snprintf(notes[i].orig, sizeof(notes[i].orig), "%s", orig);
 			return;
 		}
+	}
 	pr_warn("too many cgroup moves to remember; pid %d's cgroup %s will be carried as %s",
 		(int)pid, orig, dir);
 }
@@ -151,7 +164,7 @@ static void undo_haul_move(pid_t pid, const char *ctrls, char *path, size_t len)
 
 	if (cg_dir(ctrls, path, dir, sizeof(dir)))
 		return;
-	for (size_t i = 0; i < CG_NOTES; i++)
+	for (size_t i = 0; i < nnotes; i++)
 		if (notes[i].pid == pid && !strcmp(notes[i].dir, dir) &&
 		    dir_to_path(ctrls, notes[i].orig, path, len))
 			return;

@@ -27,7 +27,11 @@
 
 /* The namespaces carried; any other one the process has apart from its parent is refused. */
 #define RST_CTR_NS_CARRIED                                                                         \
-	(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWCGROUP)
+	(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID |                 \
+	 CLONE_NEWCGROUP | CLONE_NEWUSER)
+
+/* Lines of a user namespace's id map carried (the kernel allows 340). */
+#define RST_CTR_IDMAP_MAX 340
 
 /*
  * An external mount of the engine (CRIU's ext_mnt): on dump, the
@@ -63,8 +67,17 @@ struct rst_ctr_mount {
 	bool is_file;
 };
 
+/* One line of an id map: ns .. ns+count-1 inside are host .. host+count-1. */
+struct rst_ctr_idmap {
+	uint32_t ns, host, count;
+};
+
 struct rst_ctr {
 	uint32_t nsflags;
+	/* CLONE_NEWUSER: the maps to write for the new user namespace */
+	struct rst_ctr_idmap uid_map[RST_CTR_IDMAP_MAX], gid_map[RST_CTR_IDMAP_MAX];
+	size_t n_uid_map, n_gid_map;
+	bool setgroups_deny;
 	char hostname[65], domainname[65];
 	char root[PATH_MAX];
 	unsigned long root_flags;
@@ -98,6 +111,31 @@ pid_t rst_ctr_find_sibling(pid_t parent, pid_t helper);
 
 /* In the restore helper, before the container's pid 1 is forked. 0 or -errno. */
 int rst_ctr_unshare(const struct rst_ctr *c);
+
+/*
+ * The container's user namespace (userns_ctr.c).  rst_ctr_dump_userns():
+ * record the maps of @pid's user namespace in @c (refused with @why when
+ * it is nested or does not own the namespaces in @flags).
+ * rst_ctr_prepare_userns(): the record's maps into @out.  rst_ctr_userns():
+ * in the restore helper, first: make the user namespace, have its maps
+ * written, become its root (errors also to @errfd).
+ * rst_ctr_creds_in(): the image's ids (ours) as the namespace sees them,
+ * into @out (a copy of @in; *@groups, freed by the caller, holds its
+ * groups); -ERANGE when the map does not name one.  Each 0 or -errno.
+ */
+struct Haul__Img__Creds;
+int rst_ctr_dump_userns(pid_t pid, uint32_t flags, Haul__Ctr__Container *c, char *why, size_t wl);
+int rst_ctr_prepare_userns(const Haul__Ctr__Container *c, struct rst_ctr *out, char *why,
+			   size_t wl);
+int rst_ctr_userns(const struct rst_ctr *c, int errfd);
+/* In rst_ctr_prepare(): uid=/gid= mount options as the namespace sees them. */
+int rst_ctr_userns_mount_data(struct rst_ctr *c, char *why, size_t wl);
+/* In pid 1, first: a bind of the root (the working directory) that pivot_root takes. */
+int rst_ctr_userns_root(int errfd);
+/* After rst_ctr_userns(): the fd of mount @i's archive, or -1. */
+int rst_ctr_userns_archive(size_t i);
+int rst_ctr_creds_in(const struct rst_ctr *c, const struct Haul__Img__Creds *in,
+		     struct Haul__Img__Creds *out, uint32_t **groups);
 /*
  * In the container's pid 1: hostname, loopback, mounts, pivot_root.
  * Errors are written as one line to @errfd.  0 or -errno.

@@ -45,7 +45,7 @@ static bool listed(const char *list, const char *name)
 
 size_t rst_resource_caps(const char *without, const struct ps_resource_cap **out)
 {
-	static struct ps_resource_cap caps[32];
+	static struct ps_resource_cap caps[48];
 	size_t n = 0;
 
 	for (size_t i = 0; rst_fd_kinds[i] && n < sizeof(caps) / sizeof(caps[0]); i++) {
@@ -64,6 +64,11 @@ size_t rst_resource_caps(const char *without, const struct ps_resource_cap **out
 			continue;
 		caps[n].kind = r->cap;
 		caps[n++].version = r->version;
+	}
+	/* a live process tree: SessionOpen.tree and .tree_session (sink_tree.c) */
+	if (n < sizeof(caps) / sizeof(caps[0]) && !listed(without, RST_CAP_TREE)) {
+		caps[n].kind = RST_CAP_TREE;
+		caps[n++].version = 1;
 	}
 	*out = caps;
 	return n;

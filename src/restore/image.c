@@ -227,6 +227,11 @@ static bool stored(const struct haul_vma *v)
 	       rst_shm_posix_path(v->path);
 }
 
+bool rst_vma_stored(const struct haul_vma *v)
+{
+	return stored(v);
+}
+
 /*
  * Stage what tracker round @r found: ranges whose old contents are gone
  * become zero holes (where the layout still has memory), dirty pages are
@@ -384,6 +389,52 @@ int rst_ckpt_store_round(struct rst_ckpt *ck, struct trk *t)
 	return ret;
 }
 
+int rst_ckpt_stage_layout(struct rst_ckpt *ck, const struct haul_layout *l)
+{
+	return pstore_set_layout(ck->p, l);
+}
+
+int rst_ckpt_stage(struct rst_ckpt *ck, const struct haul_layout *l, uint64_t addr,
+		   const void *data, uint32_t npages)
+{
+	uint64_t end = addr + (uint64_t)npages * HAUL_PAGE_SIZE;
+	int ret = 0;
+
+	for (size_t k = 0; k < l->n && !ret; k++) {
+		const struct haul_vma *v = &l->v[k];
+		uint64_t s = addr > v->start ? addr : v->start, e = end < v->end ? end : v->end;
+
+		if (s >= e || !stored(v))
+			continue;
+		if (!data)
+			ret = pstore_put(ck->p, s, NULL, (e - s) >> HAUL_PAGE_SHIFT);
+		else
+			ret = put_pages(ck->p, s, (const uint8_t *)data + (s - addr),
+					(uint32_t)((e - s) >> HAUL_PAGE_SHIFT), ck->st);
+	}
+	return ret;
+}
+
+int rst_ckpt_commit_pages(struct rst_ckpt *ck, const struct haul_layout *l)
+{
+	int ret = pstore_set_layout(ck->p, l);
+
+	if (!ret)
+		ret = pstore_commit(ck->p, pstore_round(ck->p) + 1);
+	if (ret) {
+		pr_err_r(ret, "cannot commit the pages of pid %d to %s", (int)ck->pid, ck->tx.path);
+		return ret;
+	}
+	ret = rst_imgdir_switch(&ck->tx, NULL);
+	ck->st->total_ns = now_ns() - ck->t0;
+	return ret;
+}
+
+const char *rst_ckpt_path(const struct rst_ckpt *ck)
+{
+	return ck->tx.path;
+}
+
 int rst_ckpt_seize(struct rst_ckpt *ck)
 {
 	for (int i = 0;; i++) {
@@ -488,6 +539,7 @@ int rst_restore_images(const char *dir, const char *id, pid_t pid,
 	struct pstore *store = NULL;
 	struct pstore_proc *p;
 	struct rst_target *t = NULL;
+	struct rst_chain *chain = NULL;
 	const void *state;
 	char why[512] = "";
 	size_t len;
@@ -553,11 +605,14 @@ int rst_restore_images(const char *dir, const char *id, pid_t pid,
 		       (int)pid, path, len);
 		goto out;
 	}
-	ret = rst_target_new(&o, &t);
+	/* the parents of an image of pre-dump rounds, every page checked too (imgchain.c) */
+	ret = rst_chain_open(path, pid, &chain);
+	if (!ret)
+		ret = rst_target_new(&o, &t);
 	if (!ret)
 		ret = rst_target_layout(t, pstore_layout(p));
 	if (!ret)
-		ret = pstore_walk(p, feed_page, t);
+		ret = rst_chain_walk(chain, p, pstore_layout(p), feed_page, t);
 	if (!ret)
 		ret = rst_target_resume(t, state, len, here, why, sizeof(why));
 	if (ret) {
@@ -566,6 +621,7 @@ int rst_restore_images(const char *dir, const char *id, pid_t pid,
 	}
 	*out = t;
 out:
+	rst_chain_free(chain);
 	pstore_close(store);
 	return ret;
 }

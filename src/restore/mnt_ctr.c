@@ -29,6 +29,7 @@
 #define LOG_PREFIX "ctr: "
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -345,14 +346,34 @@ out:
  * nested mount shows another link count than its stat; the process is
  * stopped, nothing of the tmpfs changes.
  */
-static int run_tar(char *const argv[])
+static int run_tar(char *const argv[], pid_t userns_of, int out)
 {
-	int status;
+	char path[64];
+	int status, fd;
 	pid_t child = fork();
 
 	if (child < 0)
 		return -errno;
 	if (child == 0) {
+		if (out >= 0 && dup2(out, STDOUT_FILENO) < 0)
+			_exit(127);
+		/*
+		 * In a container's user namespace: owners as it sees them
+		 * (userns_ctr.c).  The archive is then written by us, on its
+		 * stdout: the images directory (runc's is mode 0600) is not
+		 * its to search.
+		 */
+		if (userns_of) {
+			snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)userns_of);
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd < 0 || setns(fd, CLONE_NEWUSER) < 0)
+				_exit(127);
+			/* its root: an unmapped uid would lose every capability at exec */
+			if (setgroups(0, NULL) < 0 && errno != EPERM)
+				_exit(127);
+			if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+				_exit(127);
+		}
 		execv(argv[0], argv);
 		_exit(127);
 	}
@@ -361,11 +382,74 @@ static int run_tar(char *const argv[])
 	return WIFEXITED(status) && WEXITSTATUS(status) <= 1 ? 0 : -EIO;
 }
 
+/* run_tar() with @in (when >= 0) as its stdin: the archive it extracts from "-". */
+static int run_tar_in(char *const argv[], int in)
+{
+	int saved = -1, ret;
+
+	if (in >= 0) {
+		saved = dup(STDIN_FILENO);
+		if (lseek(in, 0, SEEK_SET) < 0 || dup2(in, STDIN_FILENO) < 0)
+			return -errno;
+	}
+	ret = run_tar(argv, 0, -1);
+	if (saved >= 0) {
+		dup2(saved, STDIN_FILENO);
+		close(saved);
+	}
+	return ret;
+}
+
 static const char *find_tar(void)
 {
 	return access("/usr/bin/tar", X_OK) == 0 ? "/usr/bin/tar"
 	       : access("/bin/tar", X_OK) == 0	 ? "/bin/tar"
 						 : NULL;
+}
+
+/*
+ * tar the tmpfs of mount @i, seen at @dir, to @out.  A file mounted over
+ * inside it (a device runc binds from the host in a user namespace) is
+ * left out: tar would see the mounted file, and the restore mounts it
+ * again over the point it makes.
+ */
+static int archive_one(const Haul__Ctr__Container *c, size_t i, const char *tar, const char *dir,
+		       pid_t pid, int out)
+{
+	const char *top = c->mounts[i]->mountpoint;
+	size_t n = 0, tl = strlen(top);
+	char **argv = calloc(c->n_mounts + 12, sizeof(*argv));
+	int ret;
+
+	if (!argv)
+		return -ENOMEM;
+	argv[n++] = (char *)tar;
+	argv[n++] = "--warning=no-file-changed";
+	argv[n++] = "--one-file-system";
+	argv[n++] = "--numeric-owner";
+	argv[n++] = "--sparse";
+	for (size_t j = i + 1; j < c->n_mounts; j++) {
+		const char *p = c->mounts[j]->mountpoint;
+
+		if (!c->mounts[j]->is_file || strncmp(p, top, tl) || p[tl == 1 ? 0 : tl] != '/')
+			continue;
+		if (asprintf(&argv[n], "--exclude=.%s", p + (tl == 1 ? 0 : tl)) < 0) {
+			argv[n] = NULL;
+			break;
+		}
+		n++;
+	}
+	argv[n++] = "-cpf";
+	argv[n++] = "-";
+	argv[n++] = "-C";
+	argv[n++] = (char *)dir;
+	argv[n++] = ".";
+	ret = run_tar(argv, (c->ns_flags & CLONE_NEWUSER) ? pid : 0, out);
+	for (size_t k = 5; k < n; k++)
+		if (!strncmp(argv[k], "--exclude=", 10))
+			free(argv[k]);
+	free(argv);
+	return ret;
 }
 
 int rst_ctr_dump_tmpfs(pid_t pid, Haul__Ctr__Container *c, const char *imgdir, char *why, size_t wl)
@@ -387,19 +471,11 @@ int rst_ctr_dump_tmpfs(pid_t pid, Haul__Ctr__Container *c, const char *imgdir, c
 		snprintf(name, sizeof(name), "ctr-tmpfs-%zu.tar", i);
 		snprintf(file, sizeof(file), "%s/%s", imgdir, name);
 		snprintf(dir, sizeof(dir), "/proc/%d/root%s", (int)pid, m->mountpoint);
-		char *argv[] = {(char *)tar,
-				"--warning=no-file-changed",
-				"--one-file-system",
-				"--numeric-owner",
-				"--sparse",
-				"-cpf",
-				file,
-				"-C",
-				dir,
-				".",
-				NULL};
+		int out = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 
-		ret = run_tar(argv);
+		ret = out < 0 ? -errno : archive_one(c, i, tar, dir, pid, out);
+		if (out >= 0 && (fsync(out) || close(out)) && !ret)
+			ret = -EIO;
 		if (ret) {
 			snprintf(why, wl,
 				 "cannot archive the tmpfs at %s of pid %d into %s (tar failed)",
@@ -551,6 +627,9 @@ static int make_point(const char *path, bool file)
 			return -errno;
 		*p = '/';
 	}
+	/* one that exists is the point as it is (a /proc file is not ours to open for writing) */
+	if (file && access(buf, F_OK) == 0)
+		return 0;
 	if (file) {
 		int fd = open(buf, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
 
@@ -564,37 +643,59 @@ static int make_point(const char *path, bool file)
 	return 0;
 }
 
-static int one_mount(const struct rst_ctr *c, const struct rst_ctr_mount *m)
+/*
+ * @path under the container's root as the mounts see it: in a user
+ * namespace relative to the working directory, which is that root
+ * (userns_ctr.c), else as it is.
+ */
+static const char *at_root(const struct rst_ctr *c, const char *path, char *buf, size_t len)
+{
+	size_t n = strlen(c->root);
+
+	if (!(c->nsflags & CLONE_NEWUSER) || !path || strncmp(path, c->root, n) ||
+	    (path[n] && path[n] != '/'))
+		return path;
+	snprintf(buf, len, ".%s", path + n);
+	return buf;
+}
+
+static int one_mount(const struct rst_ctr *c, const struct rst_ctr_mount *m, size_t i)
 {
 	unsigned long keep = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME |
 			     MS_NODIRATIME | MS_RELATIME | MS_STRICTATIME;
-	int ret = make_point(m->target, m->is_file);
+	char tbuf[PATH_MAX], fbuf[PATH_MAX];
+	const char *target = at_root(c, m->target, tbuf, sizeof(tbuf));
+	const char *from = m->kind == HAUL__CTR__MOUNT_KIND__MNT_BIND
+				   ? at_root(c, m->from, fbuf, sizeof(fbuf))
+				   : m->from;
+	int ret = make_point(target, m->is_file);
 
 	if (ret)
 		return ret;
 	switch (m->kind) {
 	case HAUL__CTR__MOUNT_KIND__MNT_FS:
-		return mount(m->source, m->target, m->fstype, m->flags & keep, m->data) ? -errno
-											: 0;
+		return mount(m->source, target, m->fstype, m->flags & keep, m->data) ? -errno : 0;
 	case HAUL__CTR__MOUNT_KIND__MNT_TMPFS: {
-		char *argv[] = {(char *)c->tar, "--numeric-owner", "-xpf", m->archive,
-				"-C",		m->target,	   NULL};
+		int in = rst_ctr_userns_archive(i);
+		char *argv[] = {
+			(char *)c->tar, "--numeric-owner", "-xpf", in >= 0 ? "-" : m->archive,
+			"-C",		(char *)target,	   NULL};
 
-		if (mount(m->source, m->target, "tmpfs", m->flags & keep & ~MS_RDONLY, m->data))
+		if (mount(m->source, target, "tmpfs", m->flags & keep & ~MS_RDONLY, m->data))
 			return -errno;
-		ret = run_tar(argv);
+		ret = run_tar_in(argv, in);
 		if (ret)
 			return ret;
 		if ((m->flags & MS_RDONLY) &&
-		    mount(NULL, m->target, NULL, MS_REMOUNT | (m->flags & keep), m->data))
+		    mount(NULL, target, NULL, MS_REMOUNT | (m->flags & keep), m->data))
 			return -errno;
 		return 0;
 	}
 	default: /* BIND, EXTERNAL */
-		if (mount(m->from, m->target, NULL, MS_BIND, NULL))
+		if (mount(from, target, NULL, MS_BIND, NULL))
 			return -errno;
 		if ((m->flags & keep) &&
-		    mount(NULL, m->target, NULL, MS_REMOUNT | MS_BIND | (m->flags & keep), NULL))
+		    mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | (m->flags & keep), NULL))
 			return -errno;
 		return 0;
 	}
@@ -604,7 +705,7 @@ int rst_ctr_mounts(const struct rst_ctr *c, int errfd)
 {
 	for (size_t i = 0; i < c->n; i++) {
 		const struct rst_ctr_mount *m = &c->m[i];
-		int ret = one_mount(c, m);
+		int ret = one_mount(c, m, i);
 
 		if (ret) {
 			dprintf(errfd, "cannot mount %s (%s%s%s) at %s: %s\n",

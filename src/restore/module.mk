@@ -16,3 +16,20 @@ bench-lazy: $(BUILD)/progs/lazy_bench $(BUILD)/progs/lazy_workload
 	$(BUILD)/progs/lazy_bench -s "$(LAZY_BENCH_SIZES)" -r 3
 
 .PHONY: bench-restore bench-lazy
+
+# VmFlags without smaps (vmflags.c): a BPF task_vma iterator, compiled with
+# clang for the BPF target and embedded in the library as bytes (.incbin), so
+# haul stays one binary.  CO-RE: no vmlinux.h, libbpf relocates at load.
+BPF_CFLAGS := -O2 -g -target bpf -I/usr/include/$(shell $(CC) -print-multiarch)
+VMFLAGS_BPF_OBJ := $(BUILD)/gen/vmflags_bpf.o
+LIB_OBJ += $(VMFLAGS_BPF_OBJ)
+
+$(BUILD)/gen/vmflags.bpf.o: src/restore/bpf/vmflags.bpf.c
+	@mkdir -p $(dir $@)
+	clang $(BPF_CFLAGS) -c -o $@ $<
+
+$(VMFLAGS_BPF_OBJ): $(BUILD)/gen/vmflags.bpf.o
+	printf '%s\n' '.section .rodata' '.balign 8' '.global haul_vmflags_bpf' \
+		'.global haul_vmflags_bpf_end' 'haul_vmflags_bpf:' '.incbin "$<"' \
+		'haul_vmflags_bpf_end:' '.section .note.GNU-stack,"",@progbits' | \
+		$(CC) -c -x assembler -o $@ -

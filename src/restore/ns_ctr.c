@@ -4,8 +4,8 @@
  * re-creation around the restored pid 1.
  *
  * Dump: /proc/PID/ns/X against /proc/self/ns/X for mnt, uts, ipc, net,
- * pid, cgroup, user, time.  A user namespace is refused (ids would need
- * mapping); a time namespace is haul's usual one (offsets carried).  A
+ * pid, cgroup, user, time.  A user namespace is carried by userns_ctr.c
+ * (made first on restore, owning the others); a time namespace is haul's usual one (offsets carried).  A
  * container (own mount namespace) must be pid 1 of its own PID namespace
  * and alone in it (process trees are the `trees` work).  A helper child
  * joins the uts, net and ipc namespaces to read the hostname and
@@ -256,12 +256,14 @@ int rst_ctr_dump_check(pid_t pid, const struct rst_ctr_ext *ext, size_t next,
 			 strerror(-ret));
 		return ret;
 	}
-	if (flags & CLONE_NEWUSER) {
-		snprintf(why, wl, "pid %d is in a user namespace of its own: not carried",
+	flags &= ~(uint32_t)CLONE_NEWTIME; /* haul's own time namespace carries its clocks */
+	if ((flags & CLONE_NEWUSER) && !(flags & CLONE_NEWNS)) {
+		snprintf(why, wl,
+			 "pid %d is in a user namespace of its own but shares our mount namespace: "
+			 "not carried (a container's is, userns_ctr.c)",
 			 (int)pid);
 		return -EOPNOTSUPP;
 	}
-	flags &= ~(uint32_t)CLONE_NEWTIME; /* haul's own time namespace carries its clocks */
 	if (!(flags & CLONE_NEWNS))
 		return 0; /* not a container: haul's usual process restore */
 	if (!(flags & CLONE_NEWPID)) {
@@ -301,6 +303,8 @@ int rst_ctr_dump_check(pid_t pid, const struct rst_ctr_ext *ext, size_t next,
 	c->hostname = strdup(v.hostname);
 	c->domainname = strdup(v.domainname);
 	ret = c->hostname && c->domainname ? 0 : -ENOMEM;
+	if (!ret && (flags & CLONE_NEWUSER))
+		ret = rst_ctr_dump_userns(pid, flags, c, why, wl);
 	if (!ret)
 		ret = rst_ctr_dump_mounts(pid, ext, next, c, why, wl);
 	if (!ret)
@@ -323,6 +327,8 @@ int rst_ctr_prepare(const Haul__Ctr__Container *c, const char *imgdir, const cha
 		    const struct rst_ctr_ext *ext, size_t next, struct rst_ctr *out, char *why,
 		    size_t wl)
 {
+	int ret;
+
 	memset(out, 0, sizeof(*out));
 	if (c->version != RST_CTR_VERSION) {
 		snprintf(why, wl,
@@ -345,7 +351,10 @@ int rst_ctr_prepare(const Haul__Ctr__Container *c, const char *imgdir, const cha
 	snprintf(out->hostname, sizeof(out->hostname), "%s", c->hostname ? c->hostname : "");
 	snprintf(out->domainname, sizeof(out->domainname), "%s",
 		 c->domainname ? c->domainname : "");
-	return rst_ctr_prepare_mounts(c, imgdir, ext, next, out, why, wl);
+	if (rst_ctr_prepare_userns(c, out, why, wl))
+		return -EPROTO;
+	ret = rst_ctr_prepare_mounts(c, imgdir, ext, next, out, why, wl);
+	return ret ? ret : rst_ctr_userns_mount_data(out, why, wl);
 }
 
 void rst_ctr_release(struct rst_ctr *c)
@@ -484,21 +493,34 @@ int rst_ctr_enter(const struct rst_ctr *c, int errfd)
 			return ret;
 		}
 	}
+	if (c->nsflags & CLONE_NEWUSER) {
+		ret = rst_ctr_userns_root(errfd);
+		if (ret)
+			return ret;
+	}
 	ret = rst_ctr_mounts(c, errfd);
 	if (ret)
 		return ret;
+	/* in a user namespace the working directory is the root already (userns_ctr.c) */
+	const char *root = (c->nsflags & CLONE_NEWUSER) ? "." : c->root;
+
 	if ((c->root_flags & MS_RDONLY) &&
-	    mount(NULL, c->root, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0) {
+	    mount(NULL, root, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0) {
 		ret = -errno;
 		dprintf(errfd, "cannot make the root %s read-only: %s\n", c->root, strerror(-ret));
 		return ret;
 	}
 	/* pivot_root(".", "."): the old root stacks under the new one and is detached */
-	if (chdir(c->root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
-	    umount2(".", MNT_DETACH) < 0 || chdir("/") < 0) {
+	if (chdir(root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0) {
 		ret = -errno;
 		dprintf(errfd, "cannot pivot into the container's root %s: %s\n", c->root,
 			strerror(-ret));
+		return ret;
+	}
+	if (umount2(".", MNT_DETACH) < 0 || chdir("/") < 0) {
+		ret = -errno;
+		dprintf(errfd, "cannot detach the old root under the container's root %s: %s\n",
+			c->root, strerror(-ret));
 		return ret;
 	}
 	return 0;

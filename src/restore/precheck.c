@@ -372,7 +372,8 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		if (atoi(text) > 0) {
 			snprintf(why, whylen,
 				 "pid %d has child process %d (a process is moved alone here; "
-				 "'haul checkpoint' takes it with its descendants)",
+				 "'haul checkpoint' and 'haul migrate' take it with its "
+				 "descendants)",
 				 (int)pid, atoi(text));
 			goto out;
 		}

@@ -26,6 +26,9 @@
  * change of flags goes with that); any other difference, a counter that
  * moved, or no counter at all (tracefs or perf missing) reads smaps in the
  * freeze window as before.  The fast path is an optimisation only.
+ * "Reads smaps" means rst_layout_read_flags (vmflags.c): the same VmFlags
+ * from the kernel's vm_flags words where a BPF iterator can read them, with
+ * no page-table walk; smaps itself where not.
  */
 #define LOG_PREFIX "dump: "
 #include <dirent.h>
@@ -217,7 +220,7 @@ int rst_dump_prepare(pid_t pid, struct rst_dump_prep **pp)
 	if (p->have_layout)
 		haul_layout_release(&p->layout);
 	p->have_layout = false;
-	ret = haul_layout_read(pid, true, &p->layout);
+	ret = rst_layout_read_flags_running(pid, &p->layout);
 	if (ret)
 		return ret;
 	p->have_layout = true;
@@ -283,7 +286,7 @@ int rst_prep_layout(struct rst_dump_prep *p, pid_t pid, struct haul_layout *out)
 			pr_debug(
 				"pid %d: VmFlags may have changed since the prepare; reading smaps",
 				(int)pid);
-		return haul_layout_read(pid, true, out);
+		return rst_layout_read_flags(pid, out);
 	}
 	ret = haul_layout_read(pid, false, &l);
 	if (ret)
@@ -296,7 +299,7 @@ int rst_prep_layout(struct rst_dump_prep *p, pid_t pid, struct haul_layout *out)
 				 (int)pid, (unsigned long long)l.v[i].start,
 				 (unsigned long long)l.v[i].end);
 			haul_layout_release(&l);
-			return haul_layout_read(pid, true, out);
+			return rst_layout_read_flags(pid, out);
 		}
 		l.v[i].flags |= p->layout.v[k].flags & VMFLAGS_MASK;
 		memcpy(l.v[i].uncarried, p->layout.v[k].uncarried, sizeof(l.v[i].uncarried));

@@ -48,6 +48,8 @@ int rst_dump_precheck(pid_t pid, char *why, size_t whylen);
  * be read.
  */
 size_t rst_resource_caps(const char *without, const struct ps_resource_cap **out);
+/* The capability of a target that restores a live process tree (SessionOpen.tree), version 1. */
+#define RST_CAP_TREE "PROCESS_TREE"
 int rst_caps_check(pid_t pid, const struct ps_client *c, char *why, size_t whylen);
 
 /* Whether @pid is a kernel thread (nothing haul can dump or track); false if gone. */
@@ -320,6 +322,30 @@ int rst_tree_checkpoint(pid_t pid, const char *dir, bool leave_running, const ch
 			struct rst_ckpt_stats *st);
 bool rst_has_children(pid_t pid);
 /*
+ * A live migration's process tree, source side (tree_mig.c).
+ * rst_mig_tree_new: walk @root's descendants, precheck every process
+ * while all run (children and what the tree shares are accepted from now
+ * until rst_mig_tree_free, on this thread), refuse sharing haul does not
+ * rebuild; the reason in @why.  rst_mig_tree_count / _proc: entry @i in
+ * tree order (parents first, the root at 0): host PID, PID in the tree's
+ * namespace, zombie.  rst_mig_tree_pack: the shape as a packed
+ * haul.img.Tree (*@buf malloc'd) for SessionOpen.tree.
+ * rst_mig_tree_unchanged: read again (the tree frozen): -EAGAIN, naming
+ * the pid in @why, if a process appeared, exited or changed its ids.
+ * rst_mig_tree_merge: entry @i's dumped state, in tree order, rewritten so
+ * that open files shared with an earlier process name it (*@blob
+ * replaced).  Each 0 or -errno.
+ */
+struct rst_mig_tree;
+int rst_mig_tree_new(pid_t root, struct rst_mig_tree **out, char *why, size_t wl);
+size_t rst_mig_tree_count(const struct rst_mig_tree *mt);
+void rst_mig_tree_proc(const struct rst_mig_tree *mt, size_t i, pid_t *host, pid_t *pid,
+		       bool *zombie);
+int rst_mig_tree_pack(const struct rst_mig_tree *mt, uint8_t **buf, size_t *len);
+int rst_mig_tree_unchanged(const struct rst_mig_tree *mt, char *why, size_t wl);
+int rst_mig_tree_merge(struct rst_mig_tree *mt, size_t i, uint8_t **blob, size_t *len);
+void rst_mig_tree_free(struct rst_mig_tree *mt);
+/*
  * Restore the image @id (NULL: the only one) of process @pid (0: any) from
  * @dir with @o (its pid and clock offsets are filled in here).  The image
  * is opened read-only and every page checked before anything is created.
@@ -329,6 +355,62 @@ bool rst_has_children(pid_t pid);
  */
 int rst_restore_images(const char *dir, const char *id, pid_t pid, const struct rst_target_opts *o,
 		       struct rst_target **out, pid_t *here);
+
+/*
+ * Images that hold only the pages written since a parent image (criu
+ * pre-dump rounds; the format of DIR/<id>/parent.img is in imgchain.c).
+ * rst_ckpt_stage*(): pages found by a tracker held by another process
+ * (src/haul/trackd.c): rst_ckpt_stage_layout() sets the layout now,
+ * rst_ckpt_stage() stages @npages at @addr (@data NULL: their contents are
+ * gone, zero holes), clipped to the VMAs of @l whose pages are stored.
+ * rst_ckpt_commit_pages(): commit what was staged, without a state (a
+ * pre-dump image: only a parent, never restored itself); the process was
+ * never stopped.  rst_ckpt_path(): the image's page store directory until
+ * the switch (where parent.img goes, before the commit).
+ */
+int rst_ckpt_stage_layout(struct rst_ckpt *ck, const struct haul_layout *l);
+int rst_ckpt_stage(struct rst_ckpt *ck, const struct haul_layout *l, uint64_t addr,
+		   const void *data, uint32_t npages);
+int rst_ckpt_commit_pages(struct rst_ckpt *ck, const struct haul_layout *l);
+const char *rst_ckpt_path(const struct rst_ckpt *ck);
+
+/* Whether a checkpoint stores the pages of @v (image.c; also for a chain's parents). */
+bool rst_vma_stored(const struct haul_vma *v);
+
+#define RST_CHAIN_FILE	   "parent.img"
+#define RST_CHAIN_MAX	   32	/* images in one chain: a loop is refused, not followed */
+#define RST_CHAIN_NAME_MAX 4096 /* the names in parent.img */
+
+/* What parent.img says: the parent's images directory, image id, index checksum. */
+struct rst_parent {
+	char dir[RST_CHAIN_NAME_MAX];
+	char id[256];
+	uint64_t index_sum;
+};
+/* parent.img bytes of @par into @buf: the length, or -EINVAL / -ENOSPC. */
+int rst_chain_encode(const struct rst_parent *par, uint8_t *buf, size_t len);
+/* parent.img bytes: 0, -EBADMSG (damaged), -EPROTO (another version). */
+int rst_chain_decode(const uint8_t *buf, size_t len, struct rst_parent *out);
+/* The index checksum of pid @pid's image in the page store @store. 0 or -errno. */
+int rst_chain_index_sum(const char *store, pid_t pid, uint64_t *sum);
+/* Write @store/parent.img durably. 0 or -errno, logged. */
+int rst_chain_write_parent(const char *store, const struct rst_parent *par);
+/*
+ * The parents of image @store (pid @pid), each opened read-only and every
+ * page checked: *@out NULL when it has none.  0 or -errno, logged.
+ */
+struct rst_chain;
+struct pstore_proc;
+int rst_chain_open(const char *store, pid_t pid, struct rst_chain **out);
+void rst_chain_free(struct rst_chain *c);
+/*
+ * Call @fn (pstore_walk's callback) for the pages of @top, then for those
+ * of each parent that no newer image holds, inside the stored VMAs of @l.
+ * @c NULL: pstore_walk(@top).  0 or the first error.
+ */
+int rst_chain_walk(struct rst_chain *c, struct pstore_proc *top, const struct haul_layout *l,
+		   int (*fn)(void *arg, uint64_t addr, const void *data, uint32_t npages),
+		   void *arg);
 
 /*
  * Fds whose other end stays behind (a pipe to a process that does not

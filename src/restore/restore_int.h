@@ -53,10 +53,24 @@ int rst_prep_layout(struct rst_dump_prep *p, pid_t pid, struct haul_layout *out)
 /*
  * vmcheck.c: whether every VMA of @l can be carried exactly (VmFlags, shared
  * memory); 0 or -EOPNOTSUPP naming the VMA in @why.  rst_vma_precheck reads
- * /proc/@pid/smaps for it (before the process is touched).
+ * the VmFlags for it (rst_layout_read_flags, before the process is touched).
  */
 int rst_vma_refusal(const struct haul_layout *l, char *why, size_t whylen);
 int rst_vma_precheck(pid_t pid, char *why, size_t whylen);
+
+/*
+ * vmflags.c: the layout of @pid with VmFlags, as haul_layout_read(pid, true)
+ * gives it, but from the kernel's vm_flags words (a BPF iterator) instead of
+ * smaps's page-table walk where this haul could learn their bits; else smaps.
+ * rst_vmflags_fast: whether the iterator is in use.
+ * rst_layout_read_flags_running: for a process that runs and may map all the
+ * time, the VMAs that changed between the two reads are left out of @out
+ * (prep.c: the dump reads them again at the freeze) instead of falling back
+ * to smaps.
+ */
+int rst_layout_read_flags(pid_t pid, struct haul_layout *out);
+int rst_layout_read_flags_running(pid_t pid, struct haul_layout *out);
+bool rst_vmflags_fast(void);
 
 /*
  * ipc.c: rst_ipc_read: /proc/sysvipc/@what ("shm", "sem", "msg") as @pid's

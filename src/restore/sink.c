@@ -43,9 +43,12 @@
 #include "restore/restore.h"
 #include "restore/fd_int.h"
 #include "restore/restore_int.h"
+#include "restore/tree_int.h"
 
 struct live_sess {
-	struct rst_target *t;
+	struct rst_target *t; /* NULL in a tree: its processes are the tree's (sink_tree.c) */
+	struct rst_live_tree *tree;
+	size_t idx; /* its entry in the tree */
 	int32_t pid;
 	void *state;
 	size_t state_len;
@@ -367,6 +370,16 @@ static int live_open(void *arg, const struct ps_session_info *info, void **sess)
 		o.before_resume_arg = &s->hook;
 	}
 	o.cg_defer_frozen = true;
+	if (info->tree || info->tree_session) {
+		/* one session of a process tree (sink_tree.c) */
+		ret = rst_live_tree_open(info, &o, &s->tree, &s->idx);
+		if (ret) {
+			free(s);
+			return ret;
+		}
+		*sess = s;
+		return 0;
+	}
 	ret = rst_target_new(&o, &s->t);
 	if (ret) {
 		free(s);
@@ -377,18 +390,24 @@ static int live_open(void *arg, const struct ps_session_info *info, void **sess)
 	return 0;
 }
 
+/* The session's stub: its own, or its entry's in a tree (NULL once the tree resumed or ended). */
+static struct rst_target *sess_target(const struct live_sess *s)
+{
+	return s->tree ? rst_live_tree_target(s->tree, s->idx) : s->t;
+}
+
 static int live_layout(void *sess, const struct haul_layout *l)
 {
-	struct live_sess *s = sess;
+	struct rst_target *t = sess_target(sess);
 
-	return rst_target_layout(s->t, l);
+	return t ? rst_target_layout(t, l) : -ESRCH;
 }
 
 static int live_pages(void *sess, uint64_t addr, const void *data, uint32_t npages)
 {
-	struct live_sess *s = sess;
+	struct rst_target *t = sess_target(sess);
 
-	return rst_target_pages(s->t, addr, data, npages);
+	return t ? rst_target_pages(t, addr, data, npages) : -ESRCH;
 }
 
 static int live_round_end(void *sess, uint64_t round)
@@ -405,7 +424,8 @@ static int live_state(void *sess, const void *blob, size_t len)
 	void *copy;
 
 	/* checked on arrival, so the source learns at once (rst_target_resume checks again) */
-	if (rst_state_check(blob, len, why, sizeof(why))) {
+	if (s->tree ? rst_live_tree_check_state(s->tree, s->idx, blob, len, why, sizeof(why))
+		    : rst_state_check(blob, len, why, sizeof(why))) {
 		pr_err("pid %d: the source sent a bad process state: %s", (int)s->pid, why);
 		return -EBADMSG;
 	}
@@ -416,6 +436,8 @@ static int live_state(void *sess, const void *blob, size_t len)
 	free(s->state);
 	s->state = copy;
 	s->state_len = len;
+	if (s->tree)
+		rst_live_tree_state(s->tree, s->idx, copy, len);
 	return 0;
 }
 
@@ -448,6 +470,12 @@ static int live_restore(void *sess, struct ps_restore_result *res)
 		res->err = -EPROTO;
 		snprintf(res->msg, sizeof(res->msg), "no process state was sent for pid %d",
 			 (int)s->pid);
+		return 0;
+	}
+	if (s->tree) {
+		res->err = rst_live_tree_restore(s->tree, s->idx, &pid, res->msg, sizeof(res->msg));
+		s->restored = res->err ? 0 : pid;
+		res->pid = res->err ? 0 : pid;
 		return 0;
 	}
 	res->err =
@@ -483,6 +511,12 @@ static void live_close(void *sess, bool committed)
 
 	if (!s)
 		return;
+	if (s->tree) {
+		rst_live_tree_close(s->tree, s->idx, committed);
+		free(s->state);
+		free(s);
+		return;
+	}
 	if (s->restored > 0 && !committed) {
 		/* The source never confirmed its copy is dead: two must not run. */
 		pr_warn("pid %d: migration not committed; killing the restored copy (pid %d here)",

@@ -323,6 +323,14 @@ static void __attribute__((noreturn)) m_main(struct spawn *sp)
 	int fd;
 
 	m_reset(sp);
+	/* A container's user namespace first: the others are made inside it (userns_ctr.c). */
+	if (sp->ctr) {
+		fd = rst_ctr_userns(sp->ctr, sp->errfd);
+		if (fd) {
+			report(sp->ready, fd, 1);
+			_exit(127);
+		}
+	}
 	if (unshare(CLONE_NEWTIME) < 0) {
 		report(sp->ready, -errno, 0);
 		_exit(127);

@@ -43,6 +43,7 @@
 #include "restore/restore.h"
 #include "restore/fd_int.h"
 #include "restore/res_int.h"
+#include "restore/ctr.h"
 #include "restore/restore_int.h"
 #include "restore/target_int.h"
 #include "restore/tree_int.h"
@@ -561,11 +562,24 @@ static int load_cpu(pid_t tid, const Haul__Img__Regs *ir, const ProtobufCBinaryD
 	return 0;
 }
 
-/* The raw id system calls change one thread only (glibc broadcasts; we are not glibc). */
-static int creds_on(struct rst_target *t, const Haul__Img__Creds *c)
+/*
+ * The raw id system calls change one thread only (glibc broadcasts; we are
+ * not glibc).  In a container's user namespace the image's ids (ours) are
+ * set as the namespace sees them (userns_ctr.c).
+ */
+static int creds_on(struct rst_target *t, const Haul__Img__Creds *img)
 {
-	int ret;
+	Haul__Img__Creds in, *c = &in;
+	uint32_t *groups = NULL;
+	int ret = rst_ctr_creds_in(t->o.ctr, img, &in, &groups);
 
+	if (ret) {
+		pr_err("the ids of pid %d are not mapped in its user namespace; it is not "
+		       "restored",
+		       (int)t->stub);
+		free(groups);
+		return ret;
+	}
 	ret = rst_caps_before_ids(t, c);
 	if (!ret)
 		ret = rst_poke(t, rst_scratch(t), c->groups, c->n_groups * sizeof(uint32_t));
@@ -579,6 +593,7 @@ static int creds_on(struct rst_target *t, const Haul__Img__Creds *c)
 		ret = rst_rcall(t, SYS_setresuid, c->ruid, c->euid, c->suid, 0, 0, 0, NULL);
 	if (!ret)
 		ret = rst_rcall(t, SYS_setfsuid, c->fsuid, 0, 0, 0, 0, 0, NULL);
+	free(groups);
 	return ret;
 }
 

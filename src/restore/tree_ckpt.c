@@ -312,6 +312,13 @@ static int check_shared_memory(const struct rst_tree *t, char *why, size_t wl)
 	return ret;
 }
 
+int rst_tree_check_sharing(struct rst_tree *t, char *why, size_t wl)
+{
+	int ret = check_tables(t, why, wl);
+
+	return ret ? ret : check_shared_memory(t, why, wl);
+}
+
 /* The host PIDs of @t for the checks (rst_precheck_tree): what they share is carried. */
 static int set_members(const struct rst_tree *t, pid_t **members)
 {

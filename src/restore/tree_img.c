@@ -164,6 +164,11 @@ static int check_tree(const Haul__Img__Tree *tr, char *why, size_t wl)
 	return 0;
 }
 
+int rst_tree_check(const Haul__Img__Tree *tr, char *why, size_t wl)
+{
+	return check_tree(tr, why, wl);
+}
+
 int rst_tree_img_read(const char *dir, Haul__Img__Tree **out)
 {
 	char path[4096], why[256] = "";

@@ -235,6 +235,57 @@ int rst_restore_tree(const char *path, const struct rst_target_opts *o, struct r
 		     pid_t *here);
 
 /*
+ * tree_restore.c, a live migration's tree (the restore sink, sink_tree.c):
+ * rst_tree_live_new: check @tr's sessions and groups and create every
+ * process of it at once, forked in tree order with its pid (as a tree
+ * image's restore does), stand-ins and zombies included, none laid out:
+ * pre-copy then lays out and fills each (rst_tree_live_target: entry @i's
+ * target, NULL for a zombie).  @tr must outlive @l.
+ * rst_tree_live_resume: @state[i]/@len[i] is entry i's ProcessState (any
+ * for a zombie): each made ready in tree order (fds shared with those
+ * before it), then all run; on failure every process is killed, @why.
+ * rst_tree_live_end: @keep (committed): the processes stay; else every one
+ * is killed.  rst_tree_live_free: end (killing) unless ended, and free.
+ */
+struct rst_tree_live;
+int rst_tree_live_new(const Haul__Img__Tree *tr, const struct rst_target_opts *o,
+		      struct rst_tree_live **out);
+struct rst_target *rst_tree_live_target(const struct rst_tree_live *l, size_t i);
+int rst_tree_live_resume(struct rst_tree_live *l, const void *const *state, const size_t *len,
+			 pid_t *here, char *why, size_t wl);
+void rst_tree_live_end(struct rst_tree_live *l, bool keep);
+void rst_tree_live_free(struct rst_tree_live *l);
+/*
+ * sink_tree.c, for sink.c: a session of a live tree migration.
+ * rst_live_tree_open: the root's session (@info->tree: make every process
+ * with @o) or another's (@info->tree_session: join the root's); *@idx its
+ * tree entry.  rst_live_tree_target: entry @idx's stub (NULL once the tree
+ * is resumed or ended).  rst_live_tree_state: its state (kept by the
+ * session until its close).  rst_live_tree_restore: on the root's session
+ * only, every process ready then all run; *@pid the root's here; -errno
+ * with @msg.  rst_live_tree_close: the root's decides for all (@committed:
+ * kept, else killed); another's detaches.
+ */
+struct ps_session_info;
+struct rst_live_tree;
+int rst_live_tree_open(const struct ps_session_info *info, const struct rst_target_opts *o,
+		       struct rst_live_tree **out, size_t *idx);
+struct rst_target *rst_live_tree_target(const struct rst_live_tree *lt, size_t idx);
+void rst_live_tree_state(struct rst_live_tree *lt, size_t idx, const void *state, size_t len);
+/* rst_state_check of entry @idx's state, its fds naming files of the states before it. */
+int rst_live_tree_check_state(const struct rst_live_tree *lt, size_t idx, const void *blob,
+			      size_t len, char *why, size_t wl);
+int rst_live_tree_restore(struct rst_live_tree *lt, size_t idx, pid_t *pid, char *msg, size_t ml);
+void rst_live_tree_close(struct rst_live_tree *lt, size_t idx, bool committed);
+/* tree_img.c: @tr's own consistency (as tree.img is checked); the reason in @why. */
+int rst_tree_check(const Haul__Img__Tree *tr, char *why, size_t wl);
+/*
+ * tree_ckpt.c: refuse, by name in @why, live processes of @t that share a
+ * table clone() can share (kcmp) or shared anonymous memory.
+ */
+int rst_tree_check_sharing(struct rst_tree *t, char *why, size_t wl);
+
+/*
  * target_resume.c: rst_target_resume in two steps, so that a tree runs only
  * once every process is ready.  rst_target_ready: apply @state, leave it
  * stopped with its final registers (a failure kills the stub, @why says

@@ -58,6 +58,9 @@ struct tree_rst {
 	struct rst_target **gt;
 	size_t ngroups;
 	struct rst_target *top; /* the first stub: H, or the root */
+	/* a live migration (tree_live below): no page stores, the states by entry */
+	const void *const *state;
+	const size_t *slen;
 };
 
 static const struct rst_tree_hooks *hooks;
@@ -263,13 +266,19 @@ static int ready_and_run(struct tree_rst *x, pid_t *here)
 
 		if (tr->procs[i]->zombie)
 			continue;
-		state = pstore_state(x->pp[i], &len);
-		if (hooks && hooks->before_layout)
-			ret = hooks->before_layout(hooks->arg, x->t[i], tr->procs[i]->pid);
-		if (!ret)
-			ret = rst_target_layout(x->t[i], pstore_layout(x->pp[i]));
-		if (!ret)
-			ret = pstore_walk(x->pp[i], feed_page, x->t[i]);
+		if (!x->pp) {
+			/* live: laid out and filled during pre-copy already */
+			state = x->state[i];
+			len = x->slen[i];
+		} else {
+			state = pstore_state(x->pp[i], &len);
+			if (hooks && hooks->before_layout)
+				ret = hooks->before_layout(hooks->arg, x->t[i], tr->procs[i]->pid);
+			if (!ret)
+				ret = rst_target_layout(x->t[i], pstore_layout(x->pp[i]));
+			if (!ret)
+				ret = pstore_walk(x->pp[i], feed_page, x->t[i]);
+		}
 		if (!ret)
 			ret = rst_target_ready(x->t[i], state, len, why, sizeof(why));
 		if (ret) {
@@ -375,4 +384,105 @@ out:
 	pstore_close(x.store);
 	haul__img__tree__free_unpacked(tr, NULL);
 	return ret;
+}
+
+/* ---- a live migration's tree (rst_tree_live_*, tree_int.h) --------------- */
+
+struct rst_tree_live {
+	struct tree_rst x;
+	bool resumed;
+};
+
+int rst_tree_live_new(const Haul__Img__Tree *tr, const struct rst_target_opts *base,
+		      struct rst_tree_live **out)
+{
+	struct rst_target_opts o = *base;
+	struct rst_tree_live *l = calloc(1, sizeof(*l));
+	int ret;
+
+	if (!l)
+		return -ENOMEM;
+	l->x.tr = tr;
+	l->x.t = calloc(tr->n_procs, sizeof(*l->x.t));
+	ret = l->x.t ? plan_ids(&l->x) : -ENOMEM;
+	if (ret)
+		goto fail;
+	o.pidns = pick_pidns(&l->x, base->pidns);
+	o.pid = l->x.holder ? l->x.holder : tr->root;
+	o.hold_for = l->x.holder ? tr->root : 0;
+	ret = rst_target_new(&o, &l->x.top);
+	if (!ret)
+		ret = create_all(&l->x);
+	if (ret)
+		goto fail;
+	pr_info("made the tree of pid %d: %zu processes%s, waiting for their memory", tr->root,
+		tr->n_procs, l->x.holder ? " and the stand-in of its session leader" : "");
+	*out = l;
+	return 0;
+fail:
+	pr_err_r(ret, "cannot make the tree of pid %d; every process of it was killed", tr->root);
+	tree_rst_free(&l->x);
+	rst_target_free(l->x.top);
+	free(l);
+	return ret;
+}
+
+struct rst_target *rst_tree_live_target(const struct rst_tree_live *l, size_t i)
+{
+	return i < l->x.tr->n_procs ? l->x.t[i] : NULL;
+}
+
+int rst_tree_live_resume(struct rst_tree_live *l, const void *const *state, const size_t *len,
+			 pid_t *here, char *why, size_t wl)
+{
+	int ret;
+
+	l->x.state = state;
+	l->x.slen = len;
+	ret = ready_and_run(&l->x, here);
+	l->x.state = NULL;
+	l->x.slen = NULL;
+	if (ret) {
+		snprintf(why, wl,
+			 "cannot resume the tree of pid %d: %s; every process of it was killed",
+			 l->x.tr->root, strerror(-ret));
+		rst_tree_live_end(l, false);
+		return ret;
+	}
+	l->resumed = true;
+	return 0;
+}
+
+void rst_tree_live_end(struct rst_tree_live *l, bool keep)
+{
+	size_t n = l->x.tr->n_procs;
+
+	/* A failed or uncommitted tree: no process of it may run on here. */
+	for (size_t i = n; i-- > 0;) {
+		if (!l->x.t[i])
+			continue;
+		if (keep && l->resumed)
+			rst_target_committed(l->x.t[i]);
+		else
+			rst_target_kill(l->x.t[i]);
+	}
+	if (!keep && l->x.top)
+		rst_target_kill(l->x.top);
+	tree_rst_free(&l->x);
+	/* tree_rst_free freed every other target, the first one's t[] entry too */
+	l->x.t = NULL;
+	l->x.gt = NULL;
+	l->x.groups = NULL;
+	l->x.ngroups = 0;
+	rst_target_free(l->x.top);
+	l->x.top = NULL;
+}
+
+void rst_tree_live_free(struct rst_tree_live *l)
+{
+	if (!l)
+		return;
+	if (l->x.top)
+		rst_tree_live_end(l, false);
+	free(l);
 }

@@ -68,7 +68,7 @@ int rst_vma_refusal(const struct haul_layout *l, char *why, size_t whylen)
 int rst_vma_precheck(pid_t pid, char *why, size_t whylen)
 {
 	struct haul_layout l;
-	int ret = haul_layout_read(pid, true, &l);
+	int ret = rst_layout_read_flags(pid, &l);
 
 	if (ret) {
 		snprintf(why, whylen, "cannot read the VMAs of pid %d: %s", (int)pid,

@@ -58,8 +58,8 @@ fail() { echo "FAIL: $*"; for f in "$tmp"/img*/*.log; do [ -f "$f" ] && { echo "
 mkdir -p "$tmp/bin" && ln -s "$haul" "$tmp/bin/criu"
 CPATH="$tmp/bin:$PATH"
 PATH="$CPATH" criu --version | grep -q '^Version: 3\.' || fail "criu --version through haul"
-PATH="$CPATH" criu check --feature mem_dirty_track | grep -q "is NOT supported" ||
-	fail "criu check --feature mem_dirty_track does not say it is not supported"
+PATH="$CPATH" criu check --feature lazy_pages | grep -q "is NOT supported" ||
+	fail "criu check --feature lazy_pages does not say it is not supported"
 PATH="$CPATH" criu dump -t 1 >/dev/null 2>"$tmp/dump.err" && fail "criu dump was not refused"
 grep -q "'criu dump' is not supported" "$tmp/dump.err" || fail "criu dump refused without its name"
 

@@ -25,6 +25,10 @@
  * SHAPE "stdout": the root opens DIR/shared.out (no O_APPEND) and forks c1;
  *   both also write "NAME TICK" lines through that one inherited open file
  *   description (one offset: no line may overwrite another).
+ * SHAPE "forker": the root forks c1; once DIR/fork exists, the root forks n1
+ *   (once), which lives as the others do, and once DIR/exit exists c1 exits
+ *   with code 7 (unreaped until DIR/stop): a tree that changes while it is
+ *   being migrated.
  * SHAPE "pipeline": producer | filter | consumer, the root their parent:
  *   the producer writes PIPE_LINES numbered lines, the filter rewrites each
  *   with a running hash of everything before it, the consumer writes them
@@ -61,6 +65,8 @@
 static const char *dir;
 static volatile unsigned long thread_ticks; /* c2's second thread counts here */
 static int shared_fd = -1;		    /* "stdout": the file the whole tree writes through */
+static int fork_on_file;		    /* "forker": the root forks n1 once DIR/fork exists */
+static int exit_on_file;		    /* "forker": c1 exits once DIR/exit exists */
 
 #define PIPE_LINES 30000
 
@@ -144,6 +150,15 @@ static void __attribute__((noreturn)) live(const char *name, const pid_t *zombie
 			if (write(shared_fd, line, n) != n)
 				_exit(3);
 		}
+		if (exit_on_file && exists("exit"))
+			_exit(7);
+		if (fork_on_file && exists("fork")) {
+			fork_on_file = 0;
+			if (fork() == 0) {
+				fork_on_file = 0;
+				live("n1", NULL, 0);
+			}
+		}
 		if (nz && !reaped && exists("reap")) {
 			for (int i = 0; i < nz; i++) {
 				int st = -1;
@@ -179,6 +194,11 @@ static pid_t spawn(const char *name, void (*setup)(void))
 }
 
 static pid_t group_p1;
+
+static void c1_exits(void)
+{
+	exit_on_file = 1;
+}
 
 static void own_group(void)
 {
@@ -391,6 +411,11 @@ int main(int argc, char **argv)
 		close(fd);
 		shared_fd = 5;
 		spawn("c1", NULL);
+		live("r", NULL, 0);
+	}
+	if (!strcmp(argv[2], "forker")) {
+		spawn("c1", c1_exits);
+		fork_on_file = 1;
 		live("r", NULL, 0);
 	}
 	if (!strcmp(argv[2], "pipeline"))

@@ -71,10 +71,34 @@ Test(ctr_criu, refuses_an_unimplemented_option_by_its_name)
 		     -EOPNOTSUPP);
 	cr_assert(strstr(why, "'tcp_established'"), "%s", why);
 	runc_dump_opts(&o, ext);
-	o.parent_img = "../pre";
-	cr_assert_eq(criu_opts_check(HAUL__CRIU__REQ_TYPE__REQ_DUMP, &o, why, sizeof(why)),
+	o.has_lazy_pages = o.lazy_pages = true;
+	cr_assert_eq(criu_opts_check(HAUL__CRIU__REQ_TYPE__REQ_PRE_DUMP, &o, why, sizeof(why)),
 		     -EOPNOTSUPP);
-	cr_assert(strstr(why, "'parent_img'"), "%s", why);
+	cr_assert(strstr(why, "pre-dump option 'lazy_pages'"), "%s", why);
+}
+
+/* runc checkpoint --pre-dump [--parent-path P] and the final --parent-path P. */
+Test(ctr_criu, accepts_what_runc_sets_on_pre_dumps_and_a_final_dump_with_a_parent)
+{
+	Haul__Criu__Options o;
+	Haul__Criu__MountMapping *ext[1];
+	char why[512] = "";
+
+	runc_dump_opts(&o, ext);
+	o.n_ext_mnt = 0; /* runc sends no mounts with a pre-dump */
+	o.has_track_mem = o.track_mem = true;
+	cr_assert_eq(criu_opts_check(HAUL__CRIU__REQ_TYPE__REQ_PRE_DUMP, &o, why, sizeof(why)), 0,
+		     "%s", why);
+	o.parent_img = "../pre1";
+	cr_assert_eq(criu_opts_check(HAUL__CRIU__REQ_TYPE__REQ_PRE_DUMP, &o, why, sizeof(why)), 0,
+		     "%s", why);
+	runc_dump_opts(&o, ext);
+	o.has_track_mem = o.track_mem = true;
+	o.parent_img = "../pre2";
+	cr_assert_eq(criu_opts_check(HAUL__CRIU__REQ_TYPE__REQ_DUMP, &o, why, sizeof(why)), 0, "%s",
+		     why);
+	cr_assert_eq(criu_opts_check(HAUL__CRIU__REQ_TYPE__REQ_RESTORE, &o, why, sizeof(why)),
+		     -EOPNOTSUPP);
 }
 
 Test(ctr_criu, refuses_options_of_the_other_request)
@@ -174,7 +198,7 @@ Test(ctr_criu, answers_version_as_criu_3)
 	haul__criu__response__free_unpacked(r, NULL);
 }
 
-Test(ctr_criu, says_it_has_no_memory_tracking_or_lazy_pages)
+Test(ctr_criu, says_it_tracks_memory_but_has_no_lazy_pages)
 {
 	Haul__Criu__Request q = HAUL__CRIU__REQUEST__INIT;
 	Haul__Criu__Features f = HAUL__CRIU__FEATURES__INIT;
@@ -189,12 +213,27 @@ Test(ctr_criu, says_it_has_no_memory_tracking_or_lazy_pages)
 	cr_assert(r->success);
 	cr_assert_not_null(r->features);
 	cr_assert(r->features->has_mem_track);
-	cr_assert_not(r->features->mem_track);
+	cr_assert(r->features->mem_track); /* runc then allows --pre-dump */
 	cr_assert_not(r->features->has_lazy_pages);
 	haul__criu__response__free_unpacked(r, NULL);
 }
 
-Test(ctr_criu, refuses_pre_dump_naming_it)
+Test(ctr_criu, refuses_other_requests_naming_them)
+{
+	Haul__Criu__Request q = HAUL__CRIU__REQUEST__INIT;
+	Haul__Criu__Response *r;
+
+	q.has_type = true;
+	q.type = HAUL__CRIU__REQ_TYPE__REQ_PAGE_SERVER;
+	r = ask(&q);
+	cr_assert_not_null(r);
+	cr_assert(r->has_success && !r->success);
+	cr_assert_eq(r->cr_errno, EOPNOTSUPP);
+	cr_assert(r->cr_errmsg && strstr(r->cr_errmsg, "PAGE_SERVER"), "%s", r->cr_errmsg);
+	haul__criu__response__free_unpacked(r, NULL);
+}
+
+Test(ctr_criu, refuses_a_pre_dump_without_images_before_touching_anything)
 {
 	Haul__Criu__Request q = HAUL__CRIU__REQUEST__INIT;
 	Haul__Criu__Response *r;
@@ -204,8 +243,8 @@ Test(ctr_criu, refuses_pre_dump_naming_it)
 	r = ask(&q);
 	cr_assert_not_null(r);
 	cr_assert(r->has_success && !r->success);
-	cr_assert_eq(r->cr_errno, EOPNOTSUPP);
-	cr_assert(r->cr_errmsg && strstr(r->cr_errmsg, "PRE_DUMP"), "%s", r->cr_errmsg);
+	cr_assert_eq(r->cr_errno, EINVAL);
+	cr_assert(r->cr_errmsg && strstr(r->cr_errmsg, "images_dir_fd"), "%s", r->cr_errmsg);
 	haul__criu__response__free_unpacked(r, NULL);
 }
 

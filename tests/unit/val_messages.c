@@ -105,6 +105,31 @@ Test(val, session_open_fields_are_checked)
 	cr_assert(strstr(why, "boot_id"), "%s", why);
 }
 
+Test(val, a_tree_session_names_another_live_session_and_never_carries_a_tree_too)
+{
+	Haul__Wire__SessionOpen o = HAUL__WIRE__SESSION_OPEN__INIT;
+	uint8_t tree[4] = {8, 1, 16, 42};
+
+	o.session_id = 0x102;
+	o.pid = 42;
+	o.nstreams = 1;
+	o.has_tree = true;
+	o.tree = (ProtobufCBinaryData){sizeof(tree), tree};
+	cr_assert_eq(val_session_open(&o, why, sizeof(why)), 0, "%s", why);
+	o.has_tree_session = true;
+	o.tree_session = 0x101;
+	cr_assert_eq(val_session_open(&o, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "tree_session"), "%s", why);
+	o.has_tree = false;
+	cr_assert_eq(val_session_open(&o, why, sizeof(why)), 0, "%s", why);
+	o.tree_session = 0x102;
+	cr_assert_eq(val_session_open(&o, why, sizeof(why)), -EBADMSG);
+	o.tree_session = 0x101;
+	o.kind = HAUL__WIRE__SESSION_KIND__STORE;
+	cr_assert_eq(val_session_open(&o, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "tree"), "%s", why);
+}
+
 Test(val, page_ranges_past_the_address_space_are_refused)
 {
 	Haul__Wire__PageReq q = HAUL__WIRE__PAGE_REQ__INIT;
@@ -269,4 +294,25 @@ Test(val, an_image_index_must_fit_its_pages_file)
 	cr_assert(strstr(why, "runs[0]"), "%s", why);
 	r.slot = UINT64_MAX; /* zero pages: no slots */
 	cr_assert_eq(val_image_index(&idx, 7, 4, why, sizeof(why)), 0, "%s", why);
+}
+
+Test(val, tree_fields_encode_as_design_md_says)
+{
+	Haul__Wire__SessionOpen o = HAUL__WIRE__SESSION_OPEN__INIT;
+	static const uint8_t member[] = {0x90, 0x01, 0x82, 0x02}, root[] = {0x8a, 0x01, 0x02, 8, 1};
+	uint8_t tree[2] = {8, 1}, buf[256];
+	size_t n;
+
+	o.session_id = 0x103;
+	o.pid = 42;
+	o.nstreams = 1;
+	o.has_tree_session = true;
+	o.tree_session = 0x102;
+	n = haul__wire__session_open__pack(&o, buf);
+	cr_assert(memmem(buf, n, member, sizeof(member)), "tree_session is not 90 01 82 02");
+	o.has_tree_session = false;
+	o.has_tree = true;
+	o.tree = (ProtobufCBinaryData){sizeof(tree), tree};
+	n = haul__wire__session_open__pack(&o, buf);
+	cr_assert(memmem(buf, n, root, sizeof(root)), "tree is not 8a 01 LEN <Tree>");
 }

@@ -1,0 +1,211 @@
+/*
+ * mig_tree_net.c - the network around a migrating tree: a TCP/UDP server
+ * (tests/progs/net_server) that is a child of the migrated process (a shell
+ * that started it and waits), with its clients connected, moved with
+ * `haul migrate --move-address` of the shell.  The network lock and the
+ * address move must cover the sockets of every process of the tree: the
+ * client's connections and datagrams carry on with the server on the
+ * target, and no nftables rule is left anywhere.  And a tree whose
+ * children are real writers (tests/progs/mig_workload): their memory
+ * verifies page by page after the move, and the stop stays short.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "th_mig.h"
+#include "th_rst.h"
+
+#define PORT "7000"
+
+static struct th_mig M;
+static char srv_out[128], cli_out[128];
+static pid_t cli = -1;
+
+static void teardown(void)
+{
+	if (cli > 0)
+		th_kill(cli, SIGKILL, 2000);
+	cli = -1;
+	th_mig_teardown(&M); /* the shell and the server wherever they run (the tag) */
+}
+
+static void wait_line(const char *path, const char *needle, int ms)
+{
+	char line[256];
+
+	if (th_wait_file(path, 0, needle, ms, line, sizeof(line))) {
+		th_sh("sed 's/^/out: /' %s >&2", path);
+		cr_assert_fail("no \"%s\" in %s", needle, path);
+	}
+}
+
+/* The one live child of @parent (0: none, or several). */
+static pid_t child_of(pid_t parent)
+{
+	char cmd[64];
+	pid_t c = 0, extra = 0;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "pgrep -P %d", (int)parent);
+	p = popen(cmd, "r");
+	if (!p)
+		return 0;
+	if (fscanf(p, "%d", &c) != 1 || fscanf(p, "%d", &extra) == 1)
+		c = 0;
+	pclose(p);
+	return c;
+}
+
+/* The network namespace inode of every live net_server of this test (0: none or not one). */
+static unsigned long server_netns(void)
+{
+	char cmd[96], ns[64];
+	unsigned long ino = 0;
+	struct stat st;
+	int n = 0;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "pgrep -x net_server");
+	p = popen(cmd, "r");
+	if (!p)
+		return 0;
+	for (int pid; fscanf(p, "%d", &pid) == 1;) {
+		char path[64];
+
+		snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+		if (!th_slurp(path) || th_sh("tr '\\0' ' ' < %s | grep -q %s", path, M.tag))
+			continue;
+		snprintf(ns, sizeof(ns), "/proc/%d/ns/net", pid);
+		if (!stat(ns, &st)) {
+			ino = (unsigned long)st.st_ino;
+			n++;
+		}
+	}
+	pclose(p);
+	return n == 1 ? ino : 0;
+}
+
+static bool no_nft(struct th_mig *m, const char *unused)
+{
+	(void)unused;
+	return th_mig_no_nft(m);
+}
+
+Test(mig_tree_net, a_server_child_moves_with_its_connections_and_address, .fini = teardown,
+     .timeout = 240)
+{
+	char srv[256], cl[256], line[512];
+	char *sargv[] = {"/bin/sh", "-c", "\"$0\" \"$@\" & wait", srv, "v4", TH_SVC_ADDR, PORT, "2",
+			 M.tag,	    NULL};
+	char *cargv[] = {cl, TH_SVC_ADDR, PORT, "2", NULL};
+	const char *extra[] = {"--move-address", TH_SVC_PFX, NULL};
+	pid_t server = 0;
+	int fd, st;
+	pid_t haul;
+
+	th_mig_setup_svc(&M);
+	snprintf(srv_out, sizeof(srv_out), "%s/server.out", M.dir);
+	snprintf(cli_out, sizeof(cli_out), "%s/client.out", M.dir);
+	snprintf(srv, sizeof(srv), "%s/net_server", th_progs_dir());
+	snprintf(cl, sizeof(cl), "%s/net_client", th_progs_dir());
+	/* the shell is the migrated process; the server its child */
+	M.wl_pid = th_spawn(M.net.a, sargv, srv_out);
+	cr_assert_gt(M.wl_pid, 0);
+	wait_line(srv_out, "listening", 10000);
+	for (int i = 0; i < 200 && !(server = child_of(M.wl_pid)); i++)
+		usleep(10000);
+	cr_assert_gt(server, 0, "the shell has no server child");
+	cli = th_spawn(M.client, cargv, cli_out);
+	cr_assert_gt(cli, 0);
+	wait_line(cli_out, "sent", 10000);
+	wait_line(srv_out, "accepted 2", 10000);
+	kill(server, SIGUSR1);
+	wait_line(srv_out, "filled", 10000);
+	kill(cli, SIGUSR1);
+	wait_line(cli_out, "udp sent", 10000);
+
+	haul = th_mig_haul(&M, &fd, extra);
+	cr_assert_gt(haul, 0);
+	st = th_wait_exit(haul, 90000);
+	if (st)
+		th_mig_dump_output(fd);
+	close(fd);
+	cr_assert_eq(st, 0, "haul migrate of the shell and its server failed (%d)", st);
+	M.wl_pid = 0;
+
+	cr_assert(th_mig_eventually(no_nft, &M, NULL, 5000), "an nftables rule is left");
+	cr_assert(th_mig_addr_only_at(&M, TH_SVC_PFX, false), "the address is not on B only");
+	cr_assert_eq(server_netns(), M.net_b, "the server does not run on B only");
+	kill(cli, SIGUSR1);
+	if (th_wait_file(cli_out, 0, "client ok", 90000, line, sizeof(line))) {
+		th_sh("sed 's/^/server: /' %s >&2; sed 's/^/client: /' %s >&2", srv_out, cli_out);
+		cr_assert_fail("the client did not finish its exchange");
+	}
+	wait_line(srv_out, "all done", 10000);
+	wait_line(srv_out, "udp connected ok", 10000);
+	cr_assert_neq(th_wait_file(srv_out, 0, "ERROR", 10, line, sizeof(line)), 0, "server: %s",
+		      line);
+	cr_assert_neq(th_wait_file(cli_out, 0, "ERROR", 10, line, sizeof(line)), 0, "client: %s",
+		      line);
+}
+
+/*
+ * Memory: a shell with two writers of 64 MiB each (tests/progs/mig_workload,
+ * 16 MiB/s each) moves with pre-copy; each verifies every page after the
+ * move, and the stop copies only what the last rounds left (the frozen
+ * round is a small part of what was sent).
+ */
+Test(mig_tree_net, two_writing_children_move_with_their_memory_and_a_short_stop, .fini = teardown,
+     .timeout = 180)
+{
+	char wl[256], ctl1[128], ctl2[128], out[128], script[1280];
+	char *argv[] = {"/bin/sh", "-c", script, NULL};
+	const char *extra[] = {"--downtime", "100", NULL};
+	double down, total, pages;
+	int fd, st;
+	pid_t haul;
+
+	th_mig_setup(&M, 0);
+	snprintf(wl, sizeof(wl), "%s/mig_workload", th_progs_dir());
+	snprintf(ctl1, sizeof(ctl1), "%s/ctl1", M.dir);
+	snprintf(ctl2, sizeof(ctl2), "%s/ctl2", M.dir);
+	snprintf(out, sizeof(out), "%s/out", M.dir);
+	snprintf(script, sizeof(script),
+		 "%s --mem 64 --rate 16 --control %s --tag %s & "
+		 "%s --mem 64 --rate 16 --control %s --tag %s & wait",
+		 wl, ctl1, M.tag, wl, ctl2, M.tag);
+	M.wl_pid = th_spawn(M.net.a, argv, out);
+	cr_assert_gt(M.wl_pid, 0);
+	for (int i = 0; i < 1000 && th_sh("test $(grep -c tick %s) -ge 6", out); i++)
+		usleep(10000);
+	haul = th_mig_haul(&M, &fd, extra);
+	cr_assert_gt(haul, 0);
+	st = th_wait_exit(haul, 120000);
+	if (st)
+		th_mig_dump_output(fd);
+	close(fd);
+	cr_assert_eq(st, 0, "haul migrate of the writers' tree failed");
+	M.wl_pid = 0;
+	cr_assert_eq(th_mig_json(&M, "processes"), 3);
+	cr_assert_geq(th_mig_json(&M, "rounds"), 2);
+	down = th_mig_json(&M, "downtime_ms");
+	total = th_mig_json(&M, "total_ms");
+	pages = th_mig_json(&M, "pages_sent");
+	cr_log_info("tree of 2 x 64 MiB writers: downtime %.1f ms, total %.0f ms, %.0f pages", down,
+		    total, pages);
+	cr_assert_geq(pages, 2 * 64 * 256, "not every page was sent");
+	cr_assert(down > 0 && down < total / 2, "downtime %.1f ms of a %.0f ms migration", down,
+		  total);
+	th_sh("echo verify > %s; echo verify > %s", ctl1, ctl2);
+	for (int i = 0; i < 500 && th_sh("test $(grep -c 'verify ok' %s) -ge 2", out); i++)
+		usleep(10000);
+	cr_assert_eq(th_sh("test $(grep -c 'verify ok' %s) -ge 2", out), 0,
+		     "the writers' memory does not verify after the move");
+	cr_assert_neq(th_sh("grep -q 'verify FAIL' %s", out), 0, "a page was lost");
+}
