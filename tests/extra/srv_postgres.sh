@@ -42,7 +42,35 @@ psql_cli() {
 	srv_in cli "$PGBIN/psql" -h "$SRV_ADDR" -U postgres -d postgres -XAtq -v ON_ERROR_STOP=1 -c "$1"
 }
 
+# pg_remember: the postmaster's SysV interlock segment (postmaster.pid line 7:
+# key, shmid).  A postgres killed with SIGKILL (cleanup, a failed move) leaves
+# it behind, and its dynamic shared memory segments in /dev/shm: nobody else
+# removes them.
+pg_shmid=
+pg_remember() {
+	pg_shmid=$(awk 'NR == 7 { print $2 }' "$SRV_DIR/pg/data/postmaster.pid" 2>/dev/null)
+}
+
+# pg_cleanup: the EXIT trap: srv_cleanup (every process gone), then the SysV
+# segment and the /dev/shm/PostgreSQL.* files made since this script started
+# that no process maps any more.
+pg_cleanup() {
+	local rc=$? f
+	(exit $rc)
+	(srv_cleanup)
+	[ -n "$pg_shmid" ] && ipcrm -m "$pg_shmid" 2>/dev/null
+	[ -n "${pg_mark:-}" ] && for f in $(find /dev/shm -maxdepth 1 -name 'PostgreSQL.*' -user postgres \
+		-newer "$pg_mark" 2>/dev/null); do
+		grep -qF "$f" /proc/[0-9]*/maps 2>/dev/null || rm -f "$f"
+	done
+	rm -f "$pg_mark"
+	exit $rc
+}
+
 srv_hosts_up "${SRV_RATE:-}"
+trap pg_cleanup EXIT
+pg_mark=$SRV_DIR.pgmark
+: >"$pg_mark"
 chmod 755 "$SRV_DIR"
 mkdir "$SRV_DIR/pg" && chown postgres: "$SRV_DIR/pg"
 setpriv --reuid=postgres --regid=postgres --init-groups \
@@ -61,6 +89,7 @@ srv_migrated_pids+=("$pm")
 wait_line "$SRV_DIR/pg.log" "database system is ready to accept connections" 30 ||
 	srv_fail "postgres did not start: $(tail -3 "$SRV_DIR/pg.log")"
 wait_comm "$pm" postgres || srv_fail "pid $pm is not postgres"
+pg_remember
 
 srv_in cli "$PGBIN/pgbench" -h "$SRV_ADDR" -U postgres -i -s "$SCALE" -q postgres \
 	>"$SRV_DIR/init.log" 2>&1 || srv_fail "pgbench -i failed: $(tail -3 "$SRV_DIR/init.log")"
