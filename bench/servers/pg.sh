@@ -110,7 +110,28 @@ else
 	modes="$modes criu"
 fi
 
+# A postgres killed with SIGKILL (a failed move, the cleanup) leaves its SysV
+# interlock segment and /dev/shm/PostgreSQL.* segments behind: removed at exit
+# (those this run made that nobody maps any more).
+pg_shmids=()
+pg_cleanup() {
+	local rc=$? f id
+	(exit $rc)
+	(srv_cleanup)
+	for id in "${pg_shmids[@]:-}"; do
+		[ -n "$id" ] && ipcrm -m "$id" 2>/dev/null
+	done
+	[ -n "${pg_mark:-}" ] && for f in $(find /dev/shm -maxdepth 1 -name 'PostgreSQL.*' \
+		-user postgres -newer "$pg_mark" 2>/dev/null); do
+		grep -qF "$f" /proc/[0-9]*/maps 2>/dev/null || rm -f "$f"
+	done
+	rm -f "${pg_mark:-}"
+	exit $rc
+}
 srv_hosts_up
+trap pg_cleanup EXIT
+pg_mark=$SRV_DIR.pgmark
+: >"$pg_mark"
 t_start=$SECONDS
 chmod 755 "$SRV_DIR"
 data=$SRV_DIR/pg/data
@@ -130,7 +151,8 @@ start_pg() {
 		-c max_wal_size=8GB -c logging_collector=off
 	pg_pid=$SRV_BG_PID
 	srv_migrated_pids+=("$pg_pid")
-	wait_line "$SRV_DIR/pg.log" "database system is ready to accept connections" 60
+	wait_line "$SRV_DIR/pg.log" "database system is ready to accept connections" 60 || return 1
+	pg_shmids+=("$(awk 'NR == 7 { print $2 }' "$data/postmaster.pid" 2>/dev/null)")
 }
 
 # stop_pg: a fast shutdown of the cluster wherever it runs now (a clean data
