@@ -23,7 +23,7 @@ PROGS := $(patsubst tests/progs/%.c,$(BUILD)/progs/%,$(wildcard tests/progs/*.c)
 
 # Module fragments may append to LIB_OBJ (e.g. an embedded binary), PROGS,
 # TEST_EXTRA (built before `make test` runs) and BENCH_DEPS.
--include $(wildcard src/*/module.mk bench/module.mk bench/servers/module.mk tests/module.mk)
+-include $(wildcard src/*/module.mk bench/module.mk bench/servers/module.mk bench/ctr/module.mk tests/module.mk)
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/haul $(PROGS)

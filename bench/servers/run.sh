@@ -122,6 +122,8 @@ reset_hosts() {
 	done
 	srv_addr_on dst && ip -n "$SRV_NS_DST" addr del "$SRV_ADDR/$SRV_PREFIX" dev eth0
 	srv_addr_on src || ip -n "$SRV_NS_SRC" addr add "$SRV_ADDR/$SRV_PREFIX" dev eth0
+	# the last cell's announcement pointed the hosts at the target: ask again
+	for h in src dst cli; do ip -n "$(srv_ns $h)" neigh flush dev eth0 2>/dev/null; done
 	# the freezer cgroup haul made for a server it could not move (mig-PID), once empty
 	for p in $(cat "$SRV_DIR/server_pids" 2>/dev/null); do
 		for t in /sys/fs/cgroup/haul/mig-"$p" /sys/fs/cgroup/*/haul/mig-"$p"; do
@@ -140,6 +142,9 @@ row() {
 start_server() {
 	local bytes
 	bytes=$(srv_size_bytes "$2")
+	# emptied here, not by srv_bg's subshell (that runs later): the last cell's
+	# server wrote "Ready to accept connections" to this file too
+	: >"$SRV_DIR/server.log"
 	case $1 in
 	redis)
 		srv_bg src "$SRV_DIR/server.log" redis-server --bind 0.0.0.0 --port 6379 --save '' \
@@ -233,7 +238,7 @@ cell() {
 	reset_hosts
 	say "cell $name: starting $server, filling $size"
 	if ! start_server "$server" "$size"; then
-		say "failed: $name: $server did not start or fill: $(tail -2 "$SRV_DIR/server.log" "$SRV_DIR/fill.log" | tr '\n' ' ')"
+		say "failed: $name: $server did not start or fill: $(tail -n 2 "$SRV_DIR/server.log" "$SRV_DIR/fill.log" | tr '\n' ' ')"
 		row "$server" "$size" "$mode" failed "" "" "" "" "" "" "" "" "" "" "" "server did not start"
 		cp "$SRV_DIR/server.log" "$out/logs/$name-server.log" 2>/dev/null
 		return
@@ -264,7 +269,11 @@ cell() {
 		"$(srv_json "$j" errors)" "$(srv_json "$j" wrong_values)" "$(srv_json "$j" reconnects)" \
 		"$downtime" "$total" "$ds" ""
 	say "cell $name: clients p50 $(srv_json "$j" p50) p99 $(srv_json "$j" p99) max $(srv_json "$j" max) ms, errors $(srv_json "$j" errors), haul downtime $downtime ms, dataset $ds"
-	[ $keep_all = 1 ] && cp "$SRV_DIR/migrate.log" "$out/logs/$name-migrate.log"
+	if [ $keep_all = 1 ]; then
+		cp "$SRV_DIR/migrate.log" "$out/logs/$name-migrate.log"
+		cp "$SRV_DIR/migrate.json" "$out/logs/$name-migrate.json" 2>/dev/null
+		cp "$SRV_DIR/ps.log" "$out/logs/$name-pageserver.log" 2>/dev/null
+	fi
 }
 
 # one_cell SERVER SIZE MODE: cell in a subshell, so that a helper of srv_hosts.shlib

@@ -87,6 +87,11 @@
 #define HAUL_MIG_FREEZE_TIMEOUT_MS 2000
 /* Default per-reply timeout towards the page server: a dead link fails within this. */
 #define HAUL_MIG_REPLY_TIMEOUT_MS 10000
+/* haul migrate --container: runc restore on the target is killed (and refused) past this,
+ * under the source's reply timeout: a hung restore is a refusal, not an in-doubt switch */
+#define HAUL_CTR_RESTORE_TIMEOUT_MS 8000
+/* any other runc command haul runs (state, kill, delete) */
+#define HAUL_CTR_RUNC_TIMEOUT_MS 30000
 /* Retries (10 ms apart) to remove a cgroup while a dead process leaves it: init reaps
  * orphans only every 1-2 s on some VMs (DESIGN.md "Kernel facts"). */
 #define HAUL_MIG_RMDIR_TRIES 300

@@ -306,7 +306,7 @@ static int garp(const struct haul_net_addr *a, const uint8_t mac[ETH_ALEN])
 	memset(p.tha, 0xff, ETH_ALEN);
 	if (!ret && sendto(fd, &p, sizeof(p), 0, (struct sockaddr *)&to, sizeof(to)) < 0)
 		ret = -errno;
-	close(fd);
+	haul_close_later(fd); /* a packet socket's close waits for a grace period */
 	return ret;
 }
 

@@ -22,6 +22,7 @@
 
 #include "common/log.h"
 #include "common/policy.h"
+#include "haul/ctr_int.h"
 #include "haul/haul.h"
 #include "haul/haul_int.h"
 #include "haul/netlock.h"
@@ -373,6 +374,7 @@ struct mig_cli {
 	const char *key, *cgroup, *json, *events;
 	bool quiet;
 	struct haul_opt_list move; /* --move-address */
+	struct haul_ctr_opts ctr;  /* --container and its options (ctr_migrate.c) */
 };
 
 /*
@@ -441,12 +443,28 @@ static int parse_cli(int argc, char **argv, struct haul_mig_opts *o, struct mig_
 		 "the\ncommit; with HAUL_SIDE, HAUL_PID, HAUL_MIGRATION_ID,\nHAUL_ADDRESSES (the "
 		 "target runs its own: haul\npageserver --on-switch)",
 		 0, 0, NULL},
+		{"container", 0, HAUL_OPT_STR, 0, &c->ctr.id, "ID",
+		 "a runc container instead of PID|NAME: its process,\nnamespaces, mounts and "
+		 "rootfs move; the target's page\nserver (set up for containers: "
+		 "haul-pageserver(1))\nrestores it with runc under the same ID, and it is\n"
+		 "deleted here",
+		 0, 0, NULL},
+		{"runtime", 0, HAUL_OPT_STR, HAUL_OPT_DEFAULT, &c->ctr.runtime, "NAME",
+		 "the container's runtime (runc)", 0, 0, NULL},
+		{"root", 0, HAUL_OPT_PATH, 0, &c->ctr.root, "DIR",
+		 "the runtime's state directory (runc --root; default\nrunc's own)", 0, 0, NULL},
+		{"shared-storage", 0, HAUL_OPT_FLAG, 0, &c->ctr.shared, NULL,
+		 "the container's bundle and rootfs are on storage the\ntarget shares, at the "
+		 "same path: not copied",
+		 0, 0, NULL},
+		{"files-to", 0, HAUL_OPT_HOSTPORT, 0, &c->ctr.files_to, "HOST:PORT",
+		 "the target's file channel (default: --to's host, its\nport + 1)", 1, 65535, NULL},
 		HAUL_OPTS_EXTERNAL(&ext_fd, &ext_kind),
 		{NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL},
 	};
 	const struct haul_cmd_spec spec = {"migrate",
-					   "PID|NAME|--cgroup PATH --to HOST:PORT --key FILE "
-					   "[options]",
+					   "PID|NAME|--cgroup PATH|--container ID --to "
+					   "HOST:PORT --key FILE [options]",
 					   intro,
 					   outro,
 					   opts,
@@ -457,11 +475,12 @@ static int parse_cli(int argc, char **argv, struct haul_mig_opts *o, struct mig_
 	arg = haul_opts_parse_external(&spec, argc, argv, &ext_fd, &ext_kind);
 	if (arg < 0)
 		return arg;
-	if ((arg >= argc) == !c->cgroup) {
-		pr_err("name the process: a PID, a NAME of 'haul ps' or --cgroup PATH, one of "
-		       "them");
+	if ((arg < argc) + !!c->cgroup + !!c->ctr.id != 1) {
+		pr_err("name the process: a PID, a NAME of 'haul ps', --cgroup PATH or "
+		       "--container ID, one of them");
 		return -EINVAL;
 	}
+
 	for (size_t i = 0; i < c->move.n; i++) {
 		struct haul_net_addr a;
 
@@ -484,6 +503,11 @@ static int parse_cli(int argc, char **argv, struct haul_mig_opts *o, struct mig_
 	o->max_rounds = (unsigned)max_rounds;
 	o->compress = (enum ps_compress)compress;
 	o->mode = postcopy ? HAUL_MIG_POSTCOPY : hybrid ? HAUL_MIG_HYBRID : HAUL_MIG_PRECOPY;
+	if (c->ctr.id && (postcopy || hybrid)) {
+		pr_err("--container takes pre-copy only: runc restores the container from a whole "
+		       "image on the target; leave out --postcopy and --hybrid");
+		return -EINVAL;
+	}
 	return arg;
 }
 
@@ -495,6 +519,7 @@ static int cmd_migrate(int argc, char **argv, struct mig_cli *c)
 	struct sigaction sa = {.sa_handler = on_signal};
 	struct haul_wl wl;
 	struct progress prog = {.tty = isatty(STDERR_FILENO)};
+	struct haul_ctr_mig *ctr = NULL;
 	const char *key, *cgroup, *json, *events;
 	bool have_wl;
 	int arg, ret;
@@ -507,7 +532,12 @@ static int cmd_migrate(int argc, char **argv, struct mig_cli *c)
 	json = c->json;
 	events = c->events;
 	prog.quiet = c->quiet;
-	if (cgroup) {
+	if (c->ctr.id) {
+		if (ps_key_load(key, o.key))
+			return 2;
+		if (haul_ctr_mig_prepare(&c->ctr, &o, &ctr))
+			return 1; /* refused or failed before anything was touched: it runs on */
+	} else if (cgroup) {
 		if (pid_of_cgroup(cgroup, &o.pid))
 			return 1;
 	} else if (isdigit((unsigned char)argv[arg][0])) {
@@ -525,16 +555,19 @@ static int cmd_migrate(int argc, char **argv, struct mig_cli *c)
 	}
 	if (o.pid <= 0 || !haul_proc_state(o.pid)) {
 		pr_err("pid %d does not exist; check it with ps (or 'haul ps' for a NAME)", o.pid);
+		haul_ctr_mig_free(ctr);
 		return 1;
 	}
-	ret = ps_key_load(key, o.key);
+	ret = ctr ? 0 : ps_key_load(key, o.key);
 	if (ret)
 		return 2; /* ps_key_load said why */
 	o.ns_pid = ns_pid_of(o.pid);
 	o.fault = getenv("HAUL_FAULT");
 	o.stop = &mig_stop;
-	if (events && haul_events_open(events, o.pid, &o.events))
+	if (events && haul_events_open(events, o.pid, &o.events)) {
+		haul_ctr_mig_free(ctr);
 		return 2;
+	}
 	prog.events = o.events;
 	o.on_round = print_round;
 	o.on_progress = print_progress;
@@ -548,6 +581,10 @@ static int cmd_migrate(int argc, char **argv, struct mig_cli *c)
 	have_wl = !haul_reg_find_pid(o.pid, &wl);
 	haul_events_started(o.events, o.to, mode_name(&o), o.downtime_ms);
 	haul_migrate(&o, &r);
+	if (ctr) {
+		haul_ctr_mig_finish(ctr, &r);
+		haul_ctr_mig_free(ctr);
+	}
 	haul_events_end(o.events, &r);
 	haul_events_free(o.events);
 	summary(&o, &r);
@@ -571,7 +608,7 @@ static int cmd_migrate(int argc, char **argv, struct mig_cli *c)
 
 int haul_cmd_migrate(int argc, char **argv)
 {
-	struct mig_cli c = {0};
+	struct mig_cli c = {.ctr.runtime = "runc"};
 	int ret = cmd_migrate(argc, argv, &c);
 
 	haul_opt_list_release(&c.move);

@@ -14,6 +14,7 @@
 
 #include "common/log.h"
 #include "common/policy.h"
+#include "haul/ctr_int.h"
 #include "haul/haul.h"
 #include "haul/haul_int.h"
 #include "haul/netlock.h"
@@ -34,6 +35,7 @@ int haul_cmd_pageserver(int argc, char **argv)
 	const char *key = NULL, *on_switch = NULL;
 	double stall = PS_STALL_TIMEOUT_MS, idle = PS_IDLE_TIMEOUT_MS;
 	struct haul_opt_list ext_fd = {0}, ext_kind = {0};
+	const char *containers = NULL, *runtime = "runc", *rt_root = NULL, *files_listen = NULL;
 	const struct haul_opt opts[] = {
 		{"listen", 0, HAUL_OPT_HOSTPORT, HAUL_OPT_REQUIRED, &o.listen, "ADDR:PORT",
 		 "address to listen on (port 0: any free port);\nprints \"listening on "
@@ -67,6 +69,17 @@ int haul_cmd_pageserver(int argc, char **argv)
 		 "back), target-up once it runs, target-abort\nwhen it was not committed; with "
 		 "HAUL_SIDE, HAUL_PID,\nHAUL_MIGRATION_ID, HAUL_ADDRESSES",
 		 0, 0, NULL},
+		{"containers", 0, HAUL_OPT_PATH, 0, &containers, "DIR",
+		 "receive the runc containers haul migrate moves\n(haul-migrate(1)): their "
+		 "files into DIR/<migration>/\n(the file channel, on --files-listen), restored "
+		 "with\n'runc restore' under the same ID",
+		 0, 0, NULL},
+		{"runtime", 0, HAUL_OPT_STR, HAUL_OPT_DEFAULT, &runtime, "NAME",
+		 "the runtime that restores containers (runc)", 0, 0, NULL},
+		{"root", 0, HAUL_OPT_PATH, 0, &rt_root, "DIR",
+		 "its state directory (runc --root; default runc's own)", 0, 0, NULL},
+		{"files-listen", 0, HAUL_OPT_HOSTPORT, 0, &files_listen, "ADDR:PORT",
+		 "the file channel (default: --listen's address, its\nport + 1)", 1, 65535, NULL},
 		HAUL_OPTS_EXTERNAL(&ext_fd, &ext_kind),
 		{NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL},
 	};
@@ -103,6 +116,24 @@ int haul_cmd_pageserver(int argc, char **argv)
 		else
 			pr_err_r(ret, "cannot start the page server on %s", o.listen);
 		return 1;
+	}
+	if (containers) {
+		char fl[160];
+		const char *colon = strrchr(o.listen, ':');
+
+		if (strcmp(runtime, "runc")) {
+			pr_err("--runtime %s: only runc is supported", runtime);
+			ps_server_free(s);
+			return 2;
+		}
+		snprintf(fl, sizeof(fl), "%.*s:%d", (int)(colon - o.listen), o.listen,
+			 ps_server_port(s) + 1);
+		ret = haul_ctr_target_start(containers, files_listen ? files_listen : fl, o.key,
+					    runtime, rt_root);
+		if (ret) {
+			ps_server_free(s);
+			return 1;
+		}
 	}
 	{
 		char shown[128];

@@ -425,6 +425,14 @@ struct haul_mig_opts {
 	const char *const *move_addrs;
 	size_t nmove_addrs;
 	const char *on_switch;
+	/*
+	 * --container (ctr_migrate.c): the migration id (0: a random one), and
+	 * a step run while the process is frozen, after its state went out and
+	 * before the restore command; an error rolls the migration back.
+	 */
+	uint64_t session_id;
+	int (*on_frozen)(void *arg, pid_t pid);
+	void *frozen_arg;
 };
 
 struct haul_mig_result {

@@ -15,13 +15,16 @@
  *      freeze.  Then the survivor (netguard.c) is forked, outside the
  *      downtime;
  *  after the freeze (haul_mig_net_down), before any socket state is read:
- *      the lock (the process's sockets as they are now, and the moving
+ *      a recorder of what the lock will drop (netreplay.c), the lock (the
+ *      process's sockets as they are now, and the moving
  *      addresses), the addresses removed, the source-down hook; the same socket ends go to the target with the
  *      restore command so that it locks them before it restores them;
  *  rollback (haul_mig_net_undo), after the process was released and thawed:
- *      the addresses back and announced, the lock lifted, source-up;
+ *      the addresses back and announced, the lock lifted, what it dropped
+ *      sent again to the process here, source-up;
  *  commit (haul_mig_net_done), after the source died: the lock lifted
- *      (the dead sockets sent nothing through it), source-done;
+ *      (the dead sockets sent nothing through it), what it dropped on the
+ *      way to a moving address sent again (to the target), source-done;
  *  in doubt (haul_mig_net_indoubt_end): the lock lifted, the addresses left
  *      where the switch put them, and the operator told how to put them back.
  * Nothing is done (no table, no survivor) when the process has no inet
@@ -49,6 +52,7 @@ int haul_mig_net_prepare(struct mig *m)
 
 	n->ng.fd = -1;
 	n->ng.pid = -1;
+	n->replay.fd = -1;
 	while (!n->id)
 		if (getrandom(&n->id, sizeof(n->id), 0) != sizeof(n->id))
 			return -errno;
@@ -198,6 +202,8 @@ int haul_mig_net_down(struct mig *m)
 	if (!n->nsocks && !n->naddrs && !n->hook.cmd)
 		return 0;
 	if (n->nsocks || n->naddrs) {
+		/* recording before the lock: a segment it drops is sent again after it */
+		haul_replay_start(&n->replay, n->socks, n->nsocks, n->addrs, n->naddrs);
 		ret = haul_netlock_take(n->table, n->socks, n->nsocks, n->addrs, n->naddrs, true);
 		if (ret)
 			return ret;
@@ -252,6 +258,7 @@ void haul_mig_net_indoubt(struct mig *m, bool indoubt)
 
 static void net_release(struct mig_net *n)
 {
+	haul_replay_stop(&n->replay);
 	haul_netguard_stop(&n->ng);
 	free(n->socks);
 	n->socks = NULL;
@@ -271,6 +278,9 @@ void haul_mig_net_undo(struct mig *m)
 	n->removed = 0;
 	if (n->locked && !haul_netlock_lift(n->table))
 		n->locked = false;
+	/* what the peers sent meanwhile, to the process that runs here again */
+	if (!n->locked)
+		haul_replay_send(&n->replay, false);
 	if (n->hook_down)
 		haul_switch_hook_run(&n->hook, "source-up"); /* reported, nothing to undo */
 	n->hook_down = false;
@@ -283,6 +293,13 @@ void haul_mig_net_done(struct mig *m)
 
 	if (n->locked && !haul_netlock_lift(n->table))
 		n->locked = false;
+	/*
+	 * What the peers sent to the moving addresses meanwhile, on to the
+	 * target, which has them now (no replay to an address that stays: the
+	 * dead process's sockets are gone here, and a reset would answer it).
+	 */
+	if (!n->locked)
+		haul_replay_send(&n->replay, true);
 	if (n->hook_down)
 		haul_switch_hook_run(&n->hook, "source-done");
 	net_release(n);

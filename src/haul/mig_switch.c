@@ -345,6 +345,7 @@ static int switch_stop(struct mig *m)
 	/* its listeners, while it runs: the stop then asks only them (sock_drain.c) */
 	if (rst_sock_listeners(m->pid, &m->listeners, &m->nlisteners))
 		m->listeners = NULL; /* every fd is asked after the stop */
+	rst_ext_prescan(m->pid);     /* who else holds its pipes: not scanned in the downtime */
 	t = res->t_freeze = haul_now_ms();
 	if (m->cg.v2_freezer) {
 		ret = haul_freeze(&m->cg, HAUL_MIG_FREEZE_TIMEOUT_MS);
@@ -470,6 +471,11 @@ static int switch_state(struct mig *m)
 	/* frozen: the SIGCONT only moves it from the group-stop into the freezer */
 	injlog_unhold(m->pid);
 	haul_mig_tree_held(m);
+	if (m->o->on_frozen) {
+		ret = m->o->on_frozen(m->o->frozen_arg, m->pid);
+		if (ret)
+			return ret;
+	}
 	ret = haul_mig_fault_point(m, "state");
 	if (ret)
 		return ret;

@@ -253,7 +253,12 @@ int haul_mig_tree_stop(struct mig *m)
 	return 0;
 }
 
-/* After the root's seize: every other process's threads. */
+/*
+ * After the root's seize: every other process's threads.  Without a
+ * cgroup2 freezer the shape was read while the tree ran (a v1-frozen task
+ * cannot be seized): read it again now that every process is stopped, so
+ * that a fork in between cannot leave a process behind.
+ */
 int haul_mig_tree_seize(struct mig *m)
 {
 	int ret = 0;
@@ -265,6 +270,12 @@ int haul_mig_tree_seize(struct mig *m)
 			pr_err_r(ret, "cannot stop the threads of pid %d of the tree", m->pid);
 	}
 	haul_mig_select(m, 0);
+	if (!ret && m->nprocs && !m->cg.v2_freezer) {
+		ret = rst_mig_tree_unchanged(m->tree, m->res->why, sizeof(m->res->why));
+		if (ret)
+			pr_warn("the tree of pid %d changed: %s", m->o->pid, m->res->why);
+		m->tree_changed = ret == -EAGAIN;
+	}
 	return ret;
 }
 

@@ -324,6 +324,7 @@ static int migrate_once(const struct haul_mig_opts *o, struct haul_mig_result *r
 
 	memset(res, 0, sizeof(*res));
 	m.guard.fd = -1;
+	m.net.id = o->session_id; /* 0: haul_mig_net_prepare draws one */
 	/* one haul per process: a second would fight over its freeze, uffd and ptrace */
 	ret = haul_pid_lock(o->pid, "migrated", &lock, res->why, sizeof(res->why));
 	if (ret) {

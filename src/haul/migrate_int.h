@@ -28,6 +28,8 @@ struct mig_net {
 	size_t nsocks;
 	struct haul_netguard ng;
 	struct haul_switch_hook hook;
+	/* what the lock drops, sent again after it (netreplay.c) */
+	struct haul_replay replay;
 	bool active;	/* the survivor runs */
 	bool locked;	/* the table is up */
 	size_t removed; /* addresses removed from here so far */

@@ -107,6 +107,38 @@ bool haul_netlock_exists(const char *name);
  */
 int haul_netlock_reap(void);
 
+/* ---- netreplay.c --------------------------------------------------------- */
+
+/*
+ * The TCP segments the lock drops, recorded while it holds and sent again
+ * after it is lifted, so that peers need not wait for their retransmission
+ * timeout.  @t/@n and @a/@na are the lock's socket ends and moving
+ * addresses; they must outlive the recorder.  haul_replay_start() before
+ * the lock is taken: 0, also when there is no TCP end to record (fd -1);
+ * -errno (logged as a warning: the migration goes on without it).
+ * haul_replay_send() after the lift: every recorded segment to a moving
+ * address, and with !@moved_only also those of the lock's TCP ends, sent
+ * again through a raw socket; returns how many, or -errno; the recorder is
+ * closed.  haul_replay_stop() drops what was recorded.
+ */
+struct haul_replay {
+	int fd; /* AF_PACKET recorder; -1: none */
+	const struct haul_net_tuple *t;
+	size_t n;
+	const struct haul_net_addr *a;
+	size_t na;
+};
+int haul_replay_start(struct haul_replay *r, const struct haul_net_tuple *t, size_t n,
+		      const struct haul_net_addr *a, size_t na);
+int haul_replay_send(struct haul_replay *r, bool moved_only);
+void haul_replay_stop(struct haul_replay *r);
+/*
+ * close(@fd) on a detached thread: closing a packet socket (AF_PACKET)
+ * waits for an RCU grace period (synchronize_net: 8-18 ms on a loaded
+ * 2-core VM), which does not belong in a downtime.  -1 is ignored.
+ */
+void haul_close_later(int fd);
+
 /* ---- addrmove.c ----------------------------------------------------------- */
 
 /* Find the interface that holds @a (exact address and prefix); -EADDRNOTAVAIL if none. */
@@ -150,6 +182,8 @@ int haul_switch_hook_run(const struct haul_switch_hook *h, const char *phase);
  */
 struct ps_sink_ops;
 extern const struct ps_sink_ops haul_switch_sink;
+/* The sink inside it (default rst_live_sink; haul pageserver --containers: ctr_sink.c). */
+void haul_switch_sink_inner(const struct ps_sink_ops *ops);
 
 /* ---- netguard.c ----------------------------------------------------------- */
 

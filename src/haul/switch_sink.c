@@ -11,15 +11,17 @@
  *           here) the lock, incoming packets only (a peer's segment before
  *           its socket exists here would be answered by a reset; what the
  *           resumed process sends must not fail with EPERM before the lift),
- *           on the socket ends the source named
- *           and on the moving addresses, each address added to the
- *           interface whose own address covers its prefix (IPv6 without
- *           DAD), the target-prepare hook; a failure undoes these and the
- *           restore is refused, so the source rolls back;
+ *           on the socket ends the source named and on the moving
+ *           addresses, a recorder of what it drops (netreplay.c), each
+ *           address added to the interface whose own address covers its
+ *           prefix (IPv6 without DAD) and announced, the target-prepare
+ *           hook; a failure undoes these and the restore is refused, so the
+ *           source rolls back;
  *  restore: the process is restored and resumed (its sockets bound to the
- *           address just added); then the addresses are announced, the lock
- *           lifted, the target-up hook run (its failure is reported: the
- *           process runs already); the survivor is told "in doubt";
+ *           address just added); then the lock is lifted, what it dropped
+ *           sent again to the sockets, the addresses announced once more,
+ *           the target-up hook run (its failure is reported: the process
+ *           runs already); the survivor is told "in doubt";
  *  close:   committed: done.  Not committed (the restore failed or the
  *           source never committed, and the inner sink killed the copy):
  *           locked both ways before the kill (its sockets must close
@@ -54,12 +56,20 @@ struct sw_sess {
 	size_t added;
 	struct haul_net_tuple *ends; /* the lock's socket ends, for a relock */
 	size_t nends;
+	struct haul_replay replay; /* what the lock drops, delivered after the lift */
+	double lock_ms;		   /* sw_lock's time, for the debug line of the phases */
 };
 
 static const struct ps_sink_ops *inner = &rst_live_sink;
 
+void haul_switch_sink_inner(const struct ps_sink_ops *ops)
+{
+	inner = ops;
+}
+
 static void sw_free(struct sw_sess *s)
 {
+	haul_replay_stop(&s->replay);
 	haul_netguard_stop(&s->ng);
 	free(s->ends);
 	free(s->mine);
@@ -119,6 +129,7 @@ static int sw_open(void *arg, const struct ps_session_info *info, void **sess)
 		return -ENOMEM;
 	s->ng.fd = -1;
 	s->ng.pid = -1;
+	s->replay.fd = -1;
 	s->pid = info->pid;
 	haul_netlock_name(s->table, sizeof(s->table), info->pid, info->session_id);
 	ret = sw_addrs(s, info);
@@ -179,6 +190,7 @@ static void sw_undo(struct sw_sess *s)
 	for (size_t i = 0; i < s->added; i++)
 		haul_addr_del(&s->mine[i]);
 	s->added = 0;
+	haul_replay_stop(&s->replay);
 	if (s->locked && !haul_netlock_lift(s->table))
 		s->locked = false;
 	if (s->prepared)
@@ -190,6 +202,7 @@ static int sw_lock(void *sess, const struct ps_net_end *e, size_t n)
 {
 	struct sw_sess *s = sess;
 	struct haul_net_tuple *t = calloc(n ? n : 1, sizeof(*t));
+	double t0 = haul_now_ms();
 	int ret = 0;
 
 	if (!t)
@@ -204,6 +217,8 @@ static int sw_lock(void *sess, const struct ps_net_end *e, size_t n)
 		memcpy(t[i].raddr, e[i].raddr, 16);
 	}
 	if (n || s->naddrs) {
+		/* recording first: what the lock drops is delivered after the lift */
+		haul_replay_start(&s->replay, t, n, s->addrs, s->naddrs);
 		ret = haul_netlock_take(s->table, t, n, s->addrs, s->naddrs, false);
 		s->locked = !ret;
 	}
@@ -227,11 +242,20 @@ static int sw_lock(void *sess, const struct ps_net_end *e, size_t n)
 		ret = haul_addr_add(&s->mine[i]);
 		if (!ret)
 			s->added = i + 1;
+		/*
+		 * Announced at once (the source removed it at the freeze): from here
+		 * on the peers' segments reach this host, where the lock records
+		 * them, instead of the source, which sends what it recorded only
+		 * after the commit.
+		 */
+		if (!ret)
+			haul_addr_announce(&s->mine[i]);
 	}
 	if (!ret) {
 		s->prepared = true;
 		ret = haul_switch_hook_run(&s->hook, "target-prepare");
 	}
+	s->lock_ms = haul_now_ms() - t0;
 	if (ret)
 		sw_undo(s);
 	return ret;
@@ -240,18 +264,31 @@ static int sw_lock(void *sess, const struct ps_net_end *e, size_t n)
 static int sw_restore(void *sess, struct ps_restore_result *res)
 {
 	struct sw_sess *s = sess;
-	int ret = inner->restore(s->inner, res);
+	double t[5];
+	int ret;
 
+	t[0] = haul_now_ms();
+	ret = inner->restore(s->inner, res);
 	if (ret || res->err) {
 		sw_undo(s);
 		return ret;
 	}
 	s->resumed = true;
-	/* it runs: tell the neighbours where the address is, then let its packets through */
-	for (size_t i = 0; i < s->added; i++)
-		haul_addr_announce(&s->mine[i]);
+	t[1] = haul_now_ms();
+	/* it runs: its packets through, those the lock dropped first */
 	if (s->locked && !haul_netlock_lift(s->table))
 		s->locked = false;
+	t[2] = haul_now_ms();
+	if (!s->locked)
+		haul_replay_send(&s->replay, false);
+	t[3] = haul_now_ms();
+	/* announced again (sw_lock did once), in case that one was lost */
+	for (size_t i = 0; i < s->added; i++)
+		haul_addr_announce(&s->mine[i]);
+	t[4] = haul_now_ms();
+	pr_debug("pid %d switch phases (ms): lock and addresses %.2f, restore and resume %.2f, "
+		 "lift %.2f, replay %.2f, announce %.2f",
+		 (int)s->pid, s->lock_ms, t[1] - t[0], t[2] - t[1], t[3] - t[2], t[4] - t[3]);
 	haul_netguard_indoubt(&s->ng);
 	haul_switch_hook_run(&s->hook, "target-up"); /* after the resume: reported only */
 	return 0;

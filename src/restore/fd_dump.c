@@ -91,13 +91,17 @@ static int dump_async(struct fd_dump *c, struct rsys *r, uint64_t scratch, int f
 	}
 	/*
 	 * The fds are restored before the other threads exist (F_SETOWN_EX to
-	 * their TIDs would be ESRCH): only the process itself, or no one.
+	 * their TIDs would be ESRCH): only the process itself, another process
+	 * of the tree it moves with (every one exists, with its pid, before any
+	 * fd is restored: nginx's workers signal their master so), or no one.
 	 */
-	inside = own.pid == 0 || (own.type != F_OWNER_PGRP && own.pid == c->self);
+	inside = own.pid == 0 ||
+		 (own.type != F_OWNER_PGRP && (own.pid == c->self || rst_ext_is_moving(own.pid)));
 	if (!inside) {
 		snprintf(why, whylen,
 			 "fd %d (%.256s) has O_ASYNC signals going to %s %d, not to the process "
-			 "itself; haul cannot carry them (clear O_ASYNC, or F_SETOWN the process)",
+			 "itself or one that moves with it; haul cannot carry them (clear O_ASYNC, "
+			 "or F_SETOWN the process)",
 			 fd, o->path, own.type == F_OWNER_PGRP ? "process group" : "pid/tid",
 			 own.pid);
 		return -EOPNOTSUPP;

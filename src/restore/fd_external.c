@@ -50,10 +50,11 @@
  * holder.  Classifying the fds of a process asks for every pipe fd, three
  * times (match, refuse, dump), and a scan of every /proc/PID/fd costs
  * milliseconds, in the dump's downtime too: one scan serves the whole
- * pass, for the same process, for HOLDERS_TTL_NS.  Used from the thread
+ * pass, for the same process, for HOLDERS_TTL_NS (haul migrate scans just
+ * before the freeze, rst_ext_prescan, and the stop and dump ask that).  Used from the thread
  * that checks or dumps (not thread-safe).
  */
-#define HOLDERS_TTL_NS (200ULL * 1000 * 1000)
+#define HOLDERS_TTL_NS (1000ULL * 1000 * 1000) /* a loaded host's downtime: several 100 ms */
 
 struct pipe_hold {
 	uint64_t ino;
@@ -151,6 +152,26 @@ static int holders_scan(pid_t self)
 	holders.self = self;
 	holders.stamp_ns = ret ? 0 : now_ns();
 	return ret;
+}
+
+int rst_ext_prescan(pid_t pid)
+{
+	char path[64], link[96], target[64];
+	struct dirent *de;
+	bool pipes = false;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return -errno;
+	while (!pipes && (de = readdir(d))) {
+		snprintf(link, sizeof(link), "%s/%.16s", path, de->d_name);
+		pipes = de->d_name[0] != '.' && !rst_read_link(link, target, sizeof(target)) &&
+			!strncmp(target, "pipe:[", 6);
+	}
+	closedir(d);
+	return pipes ? holders_scan(pid) : 0;
 }
 
 /*

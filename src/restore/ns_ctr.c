@@ -282,7 +282,8 @@ int rst_ctr_dump_check(pid_t pid, const struct rst_ctr_ext *ext, size_t next,
 			 strerror(-ret));
 		return ret;
 	}
-	if (v.iface[0]) {
+	/* a shared network namespace (host networking) is the host's: nothing to carry */
+	if (v.iface[0] && (flags & CLONE_NEWNET)) {
 		snprintf(why, wl,
 			 "the network namespace of pid %d has interface %s: only lo is carried, "
 			 "the engine must recreate others (a network namespace path in its config)",

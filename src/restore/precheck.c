@@ -398,15 +398,16 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 	ret = rst_fd_each(pid, check_fd, &h, why, whylen);
 	if (!ret)
 		ret = rst_unix_check_pairs(h.pipes, h.npipes, why, whylen);
-	if (!ret)
-		ret = check_pipes(pid, h.pipes, h.npipes, why, whylen);
 	/*
-	 * Sharing with another process is checked once, at the precheck
+	 * Sharing with another process (the pipes and sockets here, the files
+	 * below) is checked once, at the precheck
 	 * (tracer 0) while the process runs: a scan of every fd on the host
 	 * does not belong in the downtime, and no new sharer can appear
 	 * meanwhile but by pidfd_getfd (children and sockets to others are
 	 * refused).
 	 */
+	if (!ret && !tracer)
+		ret = check_pipes(pid, h.pipes, h.npipes, why, whylen);
 	if (!ret && !tracer)
 		ret = check_shared_files(pid, h.files, h.nfiles, why, whylen);
 	if (!ret)

@@ -123,6 +123,14 @@ void rst_tcp_hold_end(bool resume);
  */
 void rst_tcp_hold_watch(void (*cb)(void *arg, int fd, int reuse), void *arg);
 /*
+ * fd_external.c: which other processes hold the pipes of running @pid, read
+ * (one scan of every /proc/PID/fd on the host) just before the freeze, so
+ * that the stop and the dump, within HOLDERS_TTL_NS of it, ask it rather
+ * than scan in the downtime.  Nothing is scanned when @pid holds no pipe.
+ * 0 or -errno (the dump then scans itself).
+ */
+int rst_ext_prescan(pid_t pid);
+/*
  * sock_drain.c: rst_sock_listeners: the fds of running @pid that are
  * listening TCP sockets (*@fds: free it), found before a stop so that the
  * stop asks only them.  rst_sock_accept_pending: whether @pid (stopped) has

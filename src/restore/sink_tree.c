@@ -180,6 +180,7 @@ int rst_live_tree_check_state(const struct rst_live_tree *lt, size_t idx, const 
 	/* its fds may name open files of the processes before it (tree_share.c) */
 	sh.ps = calloc(idx + 1, sizeof(*sh.ps));
 	sh.pid = calloc(idx + 1, sizeof(*sh.pid));
+	sh.tr = lt->tr;
 	if (!sh.ps || !sh.pid)
 		ret = -ENOMEM;
 	for (size_t i = 0; i < idx && !ret; i++) {

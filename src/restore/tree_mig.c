@@ -134,9 +134,15 @@ int rst_mig_tree_pack(const struct rst_mig_tree *mt, uint8_t **buf, size_t *len)
 		e[i].has_zombie = e[i].zombie = p->zombie;
 		e[i].has_exit_status = p->zombie;
 		e[i].exit_status = p->exit_status;
+		e[i].has_shares = p->shares != 0;
+		e[i].shares = p->shares;
 		ep[i] = &e[i];
 	}
+	/* as tree_img.c writes it: a tree that shares needs a restorer that rebuilds it */
 	tr.version = RST_TREE_VERSION;
+	for (size_t i = 0; i < mt->t.n; i++)
+		if (mt->t.p[i].shares)
+			tr.version = RST_TREE_VERSION_SHARES;
 	tr.root = mt->t.p[0].pid;
 	tr.n_procs = mt->t.n;
 	tr.procs = ep;
@@ -158,6 +164,9 @@ int rst_mig_tree_unchanged(const struct rst_mig_tree *mt, char *why, size_t wl)
 	struct rst_tree b = {0};
 	int ret = read_tree(&b, a->p[0].host, why, wl);
 
+	/* what each shares with its parent (CLONE_FILES, CLONE_FS), as the target forked it */
+	if (!ret)
+		ret = rst_tree_check_sharing(&b, why, wl);
 	for (size_t i = 0; !ret && i < b.n; i++) {
 		const struct rst_tree_proc *q = &b.p[i];
 		ssize_t k = rst_tree_find(a, q->pid);
@@ -177,6 +186,12 @@ int rst_mig_tree_unchanged(const struct rst_mig_tree *mt, char *why, size_t wl)
 			ret = -EAGAIN;
 		} else if (q->zombie != a->p[k].zombie) {
 			snprintf(why, wl, "pid %d exited during pre-copy", q->pid);
+			ret = -EAGAIN;
+		} else if (q->shares != a->p[k].shares) {
+			snprintf(why, wl,
+				 "pid %d changed what it shares with its parent (unshare) "
+				 "during pre-copy",
+				 q->pid);
 			ret = -EAGAIN;
 		}
 	}
@@ -202,6 +217,15 @@ int rst_mig_tree_merge(struct rst_mig_tree *mt, size_t i, uint8_t **blob, size_t
 	if (!ps)
 		return -EBADMSG;
 	ret = rst_share_dump_merge(&mt->share, mt->t.p[i].host, ps);
+	/* epoll watches on another process's fd name that process (tree_epoll.c) */
+	if (!ret) {
+		char why[512] = "";
+
+		ret = rst_epoll_tree_owners(&mt->t, i, ps, why, sizeof(why));
+		if (ret)
+			pr_err("cannot migrate pid %d and its descendants: %s", mt->t.p[0].pid,
+			       why);
+	}
 	if (!ret && h && h->dumped)
 		ret = h->dumped(h->arg, mt->t.p[i].host, mt->t.p[i].pid, ps);
 	if (!ret) {

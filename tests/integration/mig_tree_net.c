@@ -209,3 +209,108 @@ Test(mig_tree_net, two_writing_children_move_with_their_memory_and_a_short_stop,
 		     "the writers' memory does not verify after the move");
 	cr_assert_neq(th_sh("grep -q 'verify FAIL' %s", out), 0, "a page was lost");
 }
+
+/* The first and the last line of the server's output starting with @tag: the same. */
+static void same_watches(const char *tag)
+{
+	char first[256] = "", last[256] = "";
+	const char *s = th_slurp(srv_out);
+	int n = 0;
+
+	for (const char *l = s; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		size_t len = strcspn(l, "\n");
+
+		if (strncmp(l, tag, strlen(tag)) || len >= sizeof(last))
+			continue;
+		snprintf(n++ ? last : first, sizeof(last), "%.*s", (int)len, l);
+	}
+	cr_assert_eq(n, 2, "%d lines '%s' in the server's output, not 2", n, tag);
+	cr_expect_str_eq(last, first, "the watches changed across the move: %s", first);
+}
+
+/*
+ * nginx's and Redis's shapes at once (tests/progs/tree_net, 3 processes):
+ * one listener every worker accepts on, client connections held by the
+ * parent and both children with bytes unread both ways, a shared UDP
+ * socket and epoll sets inherited over fork, moved live with the service
+ * address: every byte arrives once, in order, the epoll watches come back
+ * as they were, and the UDP socket answers once.
+ */
+Test(mig_tree_net, a_server_tree_sharing_its_sockets_and_epoll_moves_every_byte, .fini = teardown,
+     .timeout = 240)
+{
+	char srv[256], cl[256], sdir[128], line[512];
+	char *sargv[] = {srv, sdir, TH_SVC_ADDR, PORT, "6", NULL};
+	char *cargv[] = {cl, TH_SVC_ADDR, PORT, "6", NULL};
+	const char *extra[] = {"--move-address", TH_SVC_PFX, NULL};
+	int fd, st;
+	pid_t haul;
+
+	th_mig_setup_svc(&M);
+	snprintf(sdir, sizeof(sdir), "%s/%s", M.dir, M.tag);
+	mkdir(sdir, 0700);
+	snprintf(srv_out, sizeof(srv_out), "%s/server.out", M.dir);
+	snprintf(cli_out, sizeof(cli_out), "%s/client.out", M.dir);
+	snprintf(srv, sizeof(srv), "%s/tree_net", th_progs_dir());
+	snprintf(cl, sizeof(cl), "%s/net_client", th_progs_dir());
+	M.wl_pid = th_spawn(M.net.a, sargv, srv_out);
+	cr_assert_gt(M.wl_pid, 0);
+	wait_line(srv_out, "listening", 10000);
+	cli = th_spawn(M.client, cargv, cli_out);
+	cr_assert_gt(cli, 0);
+	wait_line(cli_out, "sent", 10000);
+	wait_line(srv_out, "accepted 6", 10000);
+	for (int k = 0; k < 3; k++) {
+		char want[32];
+
+		snprintf(want, sizeof(want), "p%d ready", k);
+		wait_line(srv_out, want, 10000);
+	}
+	kill(-M.wl_pid, SIGUSR1);
+	for (int k = 0; k < 3; k++) {
+		char want[32];
+
+		snprintf(want, sizeof(want), "p%d filled", k);
+		wait_line(srv_out, want, 10000);
+	}
+	kill(cli, SIGUSR1);
+	wait_line(cli_out, "udp sent", 10000);
+
+	haul = th_mig_haul(&M, &fd, extra);
+	cr_assert_gt(haul, 0);
+	st = th_wait_exit(haul, 90000);
+	if (st)
+		th_mig_dump_output(fd);
+	close(fd);
+	cr_assert_eq(st, 0, "haul migrate of the server tree failed (%d)", st);
+	M.wl_pid = 0;
+	cr_assert_eq(th_mig_json(&M, "processes"), 3);
+	cr_assert(th_mig_eventually(no_nft, &M, NULL, 5000), "an nftables rule is left");
+	cr_assert(th_mig_addr_only_at(&M, TH_SVC_PFX, false), "the address is not on B only");
+
+	kill(cli, SIGUSR1);
+	if (th_wait_file(cli_out, 0, "client ok", 60000, line, sizeof(line))) {
+		th_sh("sed 's/^/server: /' %s >&2; sed 's/^/client: /' %s >&2", srv_out, cli_out);
+		cr_assert_fail("the client did not finish");
+	}
+	for (int i = 0; i < 6; i++) {
+		char want[32];
+
+		snprintf(want, sizeof(want), "p%d conn %d done", i % 3, i);
+		wait_line(srv_out, want, 10000);
+	}
+	wait_line(srv_out, "p2 saw x", 10000);
+	wait_line(srv_out, "p1 oneshot ok", 10000);
+	same_watches("p0 e0");
+	same_watches("p1 e1");
+	cr_assert_neq(th_wait_file(srv_out, 0, "ERROR", 10, line, sizeof(line)), 0, "server: %s",
+		      line);
+	/*
+	 * The migrated UDP socket answers (the client says "client ok" only then);
+	 * W2 may have echoed one of the 5 queued datagrams before the freeze (its
+	 * watch is edge-triggered: one per wakeup), the rest were dropped at it.
+	 */
+	cr_assert_eq(th_wait_file(cli_out, 0, "udp replies", 100, line, sizeof(line)), 0);
+	cr_assert(strstr(line, "udp replies 1") || strstr(line, "udp replies 2"),
+		  "the UDP socket answered other than once after the move: %s", line);
+}

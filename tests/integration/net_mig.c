@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "haul/haul_int.h"
@@ -406,4 +407,76 @@ Test(net_mig, haul_killed_after_the_commit_leaves_the_server_and_its_clients_at_
 	th_mig_resolve_in_doubt(&M, true);
 	M.wl_pid = 0;
 	assert_served(true, TH_SVC_PFX);
+}
+
+/* ---- what a client waits for ---------------------------------------------------- */
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/*
+ * A request the lock drops (sent while the source is parked frozen for
+ * 2.2 s) is answered as soon as the server runs at the target, not at the
+ * client's next retransmission (an RTO of 200-300 ms, doubling: the
+ * retransmissions come 1.4-2.1 s and 3-4.5 s after the send, none near the
+ * resume): haul records the dropped segment and sends it again after the
+ * switch.  The bound is generous (the answer within
+ * 50 ms of haul's exit, which follows the resume and the commit): it checks
+ * the mechanism, not a speed.
+ */
+Test(net_mig, a_request_sent_during_the_lock_is_answered_at_the_resume, .init = setup,
+     .fini = teardown, .timeout = 180)
+{
+	const char *extra[] = {"--move-address", TH_SVC_PFX, NULL};
+	char srv[256], dial[256], dial_out[160], line[512];
+	char *sargv[] = {srv, "v4", TH_SVC_ADDR, PORT, "0", M.tag, NULL};
+	char *dargv[] = {dial, "echo", TH_SVC_ADDR, PORT, NULL};
+	double sent, done, answer_ms;
+	const char *in;
+	int fd, st;
+	pid_t haul;
+
+	snprintf(srv, sizeof(srv), "%s/net_server", th_progs_dir());
+	snprintf(dial, sizeof(dial), "%s/net_dial", th_progs_dir());
+	snprintf(dial_out, sizeof(dial_out), "%s/dial.out", M.dir);
+	M.wl_pid = th_spawn(M.net.a, sargv, srv_out);
+	cr_assert_gt(M.wl_pid, 0);
+	wait_line(srv_out, "listening", 10000);
+	cli = th_spawn(M.client, dargv, dial_out);
+	cr_assert_gt(cli, 0);
+	wait_line(dial_out, "connected", 10000);
+
+	setenv("HAUL_FAULT", "stall:frozen:2200", 1);
+	haul = th_mig_haul(&M, &fd, extra);
+	unsetenv("HAUL_FAULT");
+	cr_assert_gt(haul, 0);
+	if (!haul_says(fd, "stalled at frozen", 60000))
+		cr_assert_fail("the migration did not reach the freeze");
+	sent = now_ms();
+	kill(cli, SIGUSR1); /* "ping", into the lock */
+	st = th_wait_exit(haul, 90000);
+	done = now_ms();
+	if (st)
+		haul_says(fd, "\n", 100);
+	close(fd);
+	cr_assert_eq(st, 0, "haul migrate failed (%d)", st);
+	cr_assert_neq(th_wait_exit(M.wl_pid, 5000), -ETIMEDOUT, "the source did not die");
+	M.wl_pid = 0;
+	if (th_wait_file(dial_out, 0, "echo ok", 30000, line, sizeof(line))) {
+		th_sh("sed 's/^/dial: /' %s >&2", dial_out);
+		cr_assert_fail("the request sent during the lock was never answered");
+	}
+	in = strstr(line, " in ");
+	cr_assert(in && sscanf(in, " in %lf", &answer_ms) == 1, "no time in \"%s\"", line);
+	cr_log_info("answered after %.1f ms; haul exited %.1f ms after the send", answer_ms,
+		    done - sent);
+	cr_assert_leq(answer_ms, done - sent + 50,
+		      "the answer came %.1f ms after the send, haul exited after %.1f ms: the "
+		      "client waited for its retransmission timeout",
+		      answer_ms, done - sent);
 }

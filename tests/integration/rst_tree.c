@@ -486,6 +486,46 @@ Test(rst_tree, an_inherited_file_offset_stays_shared_by_parent_and_child, .timeo
 	finish_dir(dir);
 }
 
+/* The SIGIO count on @name's last tick line. */
+static int last_sigio(const char *dir, const char *name)
+{
+	char path[512];
+	const char *s, *last = NULL;
+	int n = -1;
+
+	snprintf(path, sizeof(path), "%s/%s.out", dir, name);
+	for (s = th_slurp(path); (s = strstr(s, "sigio ")); s++)
+		last = s;
+	if (last)
+		sscanf(last, "sigio %d", &n);
+	return n;
+}
+
+Test(rst_tree, o_async_signals_owned_by_another_process_of_the_tree_still_reach_it, .timeout = 120)
+{
+	static const char *const names[] = {"r", "c1"};
+	struct ids before[2];
+	char dir[256];
+	struct rst_target *t;
+	int at_dump, later = -1;
+
+	make_dir(dir, sizeof(dir), "async");
+	t = cycle(dir, "async", names, 2, RST_PIDNS_ALWAYS, before);
+	at_dump = last_sigio(dir, "r");
+	cr_assert_gt(at_dump, 0, "the root got no SIGIO before the checkpoint");
+	for (int i = 0; i < 3000 && later < at_dump + 3; i++) {
+		struct timespec ts = {0, 1000 * 1000};
+
+		nanosleep(&ts, NULL);
+		later = last_sigio(dir, "r");
+	}
+	cr_expect_geq(
+		later, at_dump + 3,
+		"c1's O_ASYNC pipe no longer signals the root after the restore (%d, then %d)",
+		at_dump, later);
+	finish(dir, t);
+}
+
 /* rst_tree DIR pipeline undisturbed: its output. */
 static char *undisturbed_pipeline(const char *dir)
 {

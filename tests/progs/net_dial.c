@@ -7,7 +7,8 @@
  *  nap:     connects and sends "nap" (net_server stops accepting until its
  *           SIGUSR2): "napped", then waits;
  *  echo:    connects: "connected"; at SIGUSR1 sends "ping" and expects it
- *           back within 30 s: "echo ok" and exit 0, else "ERROR" and exit 1;
+ *           back within 30 s: "echo ok in MS ms" (from the send to the
+ *           answer) and exit 0, else "ERROR" and exit 1;
  *  halfclose: connects: "connected"; at SIGUSR1 sends "hello" and shuts down
  *           its side: "shut"; then expects "hello" back and the server's
  *           EOF within 30 s: "halfclose ok";
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 static void line(const char *s)
@@ -37,6 +39,7 @@ int main(int argc, char **argv)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET};
 	int syn, fd, sig;
+	struct timespec t0, t1;
 	struct pollfd p;
 	sigset_t set;
 	char buf[8];
@@ -108,11 +111,15 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	p = (struct pollfd){fd, POLLIN, 0};
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (send(fd, "ping", 4, 0) != 4 || poll(&p, 1, 30000) <= 0 || recv(fd, buf, 8, 0) != 4 ||
 	    memcmp(buf, "ping", 4)) {
 		line("ERROR no echo");
 		return 1;
 	}
-	line("echo ok");
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	printf("echo ok in %.1f ms\n",
+	       (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	fflush(stdout);
 	return 0;
 }

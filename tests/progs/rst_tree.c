@@ -29,6 +29,10 @@
  *   (once), which lives as the others do, and once DIR/exit exists c1 exits
  *   with code 7 (unreaped until DIR/stop): a tree that changes while it is
  *   being migrated.
+ * SHAPE "async": the root makes a pipe and forks c1, which sets O_ASYNC on
+ *   its read end with the ROOT as the owner (F_SETOWN getppid(), as nginx's
+ *   workers do on their channel to the master); every tick the root writes
+ *   a byte and the kernel sends it SIGIO, which it counts: "ok sigio N".
  * SHAPE "pipeline": producer | filter | consumer, the root their parent:
  *   the producer writes PIPE_LINES numbered lines, the filter rewrites each
  *   with a running hash of everything before it, the consumer writes them
@@ -67,6 +71,8 @@ static volatile unsigned long thread_ticks; /* c2's second thread counts here */
 static int shared_fd = -1;		    /* "stdout": the file the whole tree writes through */
 static int fork_on_file;		    /* "forker": the root forks n1 once DIR/fork exists */
 static int exit_on_file;		    /* "forker": c1 exits once DIR/exit exists */
+static int async_wr = -1, async_rd = -1;    /* "async": the root writes, c1 reads */
+static volatile sig_atomic_t sigios;	    /* "async": SIGIOs the root got */
 
 #define PIPE_LINES 30000
 
@@ -134,7 +140,21 @@ static void __attribute__((noreturn)) live(const char *name, const pid_t *zombie
 		mem[w] ^= 0x5a5a;
 		mem[w] ^= 0x5a5a;
 		tick++;
-		if (thread_ticks) {
+		if (async_wr >= 0 && write(async_wr, "x", 1) != 1)
+			_exit(3);
+		if (async_rd >= 0) {
+			char drain[64];
+
+			while (read(async_rd, drain, sizeof(drain)) > 0)
+				;
+		}
+		if (async_wr >= 0) {
+			char tail[64];
+
+			snprintf(tail, sizeof(tail), "%s sigio %d", bad ? "BAD" : "ok",
+				 (int)sigios);
+			say(fd, "tick", tick, tail);
+		} else if (thread_ticks) {
 			char tail[64];
 
 			snprintf(tail, sizeof(tail), "%s threads %lu", bad ? "BAD" : "ok",
@@ -232,6 +252,22 @@ static void c2_setup(void)
 
 	if (pthread_create(&th, NULL, spin, NULL))
 		_exit(12);
+}
+
+static void on_sigio(int sig)
+{
+	(void)sig;
+	sigios++;
+}
+
+/* c1 of "async": its read end signals the root (its parent) on every byte. */
+static void async_setup(void)
+{
+	close(async_wr);
+	async_wr = -1;
+	if (fcntl(async_rd, F_SETOWN, getppid()) < 0 ||
+	    fcntl(async_rd, F_SETFL, O_ASYNC | O_NONBLOCK) < 0)
+		_exit(13);
 }
 
 static void timer_setup(void)
@@ -411,6 +447,18 @@ int main(int argc, char **argv)
 		close(fd);
 		shared_fd = 5;
 		spawn("c1", NULL);
+		live("r", NULL, 0);
+	}
+	if (!strcmp(argv[2], "async")) {
+		int p[2];
+
+		if (pipe(p) < 0 || signal(SIGIO, on_sigio) == SIG_ERR)
+			return 1;
+		async_rd = p[0];
+		async_wr = p[1];
+		spawn("c1", async_setup);
+		close(async_rd);
+		async_rd = -1;
 		live("r", NULL, 0);
 	}
 	if (!strcmp(argv[2], "forker")) {
