@@ -338,8 +338,17 @@ if [ $results = 1 ]; then
 				echo "| $m | $st: $note | | | | | | | |"
 			fi
 		done
-	} >>"$top/bench/RESULTS.md"
-	say "table appended to bench/RESULTS.md"
+	} >"$out/table.md"
+	# into the PostgreSQL section: before the next section's heading
+	python3 - "$top/bench/RESULTS.md" "$out/table.md" <<'PYEOF'
+import sys
+doc, table = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+start = doc.find("## PostgreSQL under pgbench")
+nxt = doc.find("\n## ", start + 1) if start >= 0 else -1
+doc = doc[:nxt + 1] + table.lstrip("\n") + "\n" + doc[nxt + 1:] if nxt >= 0 else doc + table
+open(sys.argv[1], "w").write(doc)
+PYEOF
+	say "table added to bench/RESULTS.md (section PostgreSQL under pgbench)"
 fi
 bad=$(tail -n +2 "$out/pg.csv" | awk -F, '$2 == "failed" || ($2 == "ok" && ($11 != 0 || $12 != 0 || $13 != "yes"))' | wc -l)
 [ "$bad" -eq 0 ]
