@@ -159,8 +159,23 @@ start_pg() {
 # directory for the next mode), else SIGKILL of everything on the hosts.
 stop_pg() {
 	local h p
-	setpriv --reuid=postgres --regid=postgres --init-groups "$PGBIN/pg_ctl" -D "$data" \
-		-m fast -t 60 stop >/dev/null 2>&1
+	local pm n
+	# the postmaster wherever it runs now: a moved one may have another pid than
+	# postmaster.pid says (a new PID namespace), so pg_ctl is not asked; SIGINT is
+	# its fast shutdown
+	for h in dst src; do
+		for p in $(ip netns pids "$(srv_ns $h)" 2>/dev/null); do
+			[ "$(cat /proc/"$p"/comm 2>/dev/null)" = postgres ] || continue
+			pm=$(awk '{ print $4 }' /proc/"$p"/stat 2>/dev/null)
+			[ "$(cat /proc/"$pm"/comm 2>/dev/null)" = postgres ] && continue
+			kill -INT "$p" 2>/dev/null
+			n=0
+			while kill -0 "$p" 2>/dev/null && [ $n -lt 1200 ]; do
+				sleep 0.05
+				n=$((n + 1))
+			done
+		done
+	done
 	for h in src dst cli; do
 		for p in $(ip netns pids "$(srv_ns $h)" 2>/dev/null); do
 			[ "$p" = "${SRV_PS_PID:-}" ] && continue
@@ -239,20 +254,27 @@ move() {
 	[ "$total" = - ] || total=$(awk -v t="$total" 'BEGIN { printf "%.3f", t / 1000 }')
 }
 
-# consistent HISTORY_BEFORE PROCESSED: yes when the history grew by exactly the
-# transactions pgbench counted and every balance sum equals the history sum.
-consistent() {
-	local n sums h a t b
-	n=$(psql_cli "select count(*) from pgbench_history") || { echo "no answer"; return; }
-	sums=$(psql_cli "select (select coalesce(sum(delta), 0) from pgbench_history) || ' ' ||
-		(select sum(abalance) from pgbench_accounts) || ' ' ||
+# balances: "accounts tellers branches" balance sums now.
+balances() {
+	psql_cli "select (select sum(abalance) from pgbench_accounts) || ' ' ||
 		(select sum(tbalance) from pgbench_tellers) || ' ' ||
-		(select sum(bbalance) from pgbench_branches)")
-	read -r h a t b <<<"$sums"
-	if [ "$((n - $1))" != "$2" ]; then
-		echo "history +$((n - $1)), pgbench counted $2"
-	elif [ -z "${h:-}" ] || [ "$h" != "${a:-}" ] || [ "$h" != "${t:-}" ] || [ "$h" != "${b:-}" ]; then
-		echo "balances $h/$a/$t/$b"
+		(select sum(bbalance) from pgbench_branches)"
+}
+
+# consistent "A0 T0 B0" PROCESSED: yes when pgbench_history (which pgbench
+# truncates when a run starts) holds exactly the transactions pgbench counted,
+# and the accounts, tellers and branches balances each grew by its sum of deltas.
+consistent() {
+	local n h a t b a0 t0 b0
+	read -r a0 t0 b0 <<<"$1"
+	n=$(psql_cli "select count(*) from pgbench_history") || { echo "no answer"; return; }
+	h=$(psql_cli "select coalesce(sum(delta), 0) from pgbench_history")
+	read -r a t b <<<"$(balances)"
+	if [ "$n" != "$2" ]; then
+		echo "history $n rows, pgbench counted $2"
+	elif [ -z "${a:-}" ] || [ $((a - a0)) != "$h" ] || [ $((t - t0)) != "$h" ] ||
+		[ $((b - b0)) != "$h" ]; then
+		echo "balances grew $((a - a0))/$((t - t0))/$((b - b0)), history $h"
 	else
 		echo yes
 	fi
@@ -260,7 +282,7 @@ consistent() {
 
 # mode MODE: one measurement, one CSV row.
 mode() {
-	local m=$1 hist0 processed failed aborted stats tps cons note=
+	local m=$1 bal0 processed failed aborted stats tps cons note=
 	if [ $((SECONDS - t_start)) -ge "$budget" ]; then
 		say "skipped: $m: over the budget of $budget s"
 		row "$m" skipped "" "" "" "" "" "" "" "" "" "" "" "over budget"
@@ -272,7 +294,7 @@ mode() {
 	psql_cli "select pg_prewarm('pgbench_accounts') + pg_prewarm('pgbench_accounts_pkey')
 		+ pg_prewarm('pgbench_tellers') + pg_prewarm('pgbench_branches')" >"$SRV_DIR/prewarm" ||
 		say "warning: pg_prewarm failed"
-	hist0=$(psql_cli "select count(*) from pgbench_history")
+	bal0=$(balances)
 	say "mode $m: postmaster pid $pg_pid, $(($(cat "$SRV_DIR/prewarm") * 8 >> 10)) MiB prewarmed into shared_buffers $buffers"
 	rm -rf "$SRV_DIR/txlog" && mkdir -p "$SRV_DIR/txlog"
 	srv_bg cli "$SRV_DIR/bench.log" "$PGBIN/pgbench" -h "$SRV_ADDR" -U postgres -c 8 -j 2 \
@@ -299,7 +321,7 @@ mode() {
 		stop_pg
 		return
 	fi
-	cons=$(consistent "${hist0:-0}" "${processed:-?}")
+	cons=$(consistent "$bal0" "${processed:-?}")
 	say "mode $m: haul downtime $downtime ms, pgbench $tps tps, txn p50 $p50 p99 $p99 max $max ms, commit gap $gap ms, $processed transactions, ${failed:-?} failed, $aborted aborted clients, consistent: $cons"
 	row "$m" ok "$downtime" "$total" "$tps" "$p50" "$p99" "$max" "$gap" "$processed" "${failed:-}" "$aborted" "$(echo "$cons" | tr ',' ';')" ""
 	cp "$SRV_DIR/pg.log" "$out/logs/$m-postgres.log"
