@@ -102,7 +102,8 @@ struct progress {
 	struct haul_events *events;
 };
 
-static void print_progress(void *arg, uint64_t seq, uint64_t sent, uint64_t total, double mbps)
+static void print_progress(void *arg, uint64_t seq, uint64_t sent, uint64_t total, double mbps,
+			   unsigned proc, unsigned nprocs)
 {
 	const struct progress *p = arg;
 
@@ -110,25 +111,32 @@ static void print_progress(void *arg, uint64_t seq, uint64_t sent, uint64_t tota
 		return;
 	fprintf(stderr, "\r\033[Khaul: round %3llu: %8llu of %llu pages %8.1f MB/s",
 		(unsigned long long)seq, (unsigned long long)sent, (unsigned long long)total, mbps);
+	/* a tree: the sums so far, up to the process being sent */
+	if (nprocs > 1)
+		fprintf(stderr, ", process %u of %u", proc, nprocs);
 }
 
 static void print_round(void *arg, const struct haul_mig_round *r)
 {
 	const struct progress *p = arg;
+	char pages[48] = "pages";
 
 	haul_events_round(p->events, r);
 	if (p->quiet)
 		return;
 	if (p->tty)
 		fputs("\r\033[K", stderr);
+	/* a tree's round: the sum over its processes */
+	if (r->nprocs > 1)
+		snprintf(pages, sizeof(pages), "pages of %u processes", r->nprocs);
 	if (r->final)
-		fprintf(stderr, "haul: round %3llu (frozen): %8llu pages %8.1f MB/s\n",
-			(unsigned long long)r->seq, (unsigned long long)r->pages, r->mbps);
+		fprintf(stderr, "haul: round %3llu (frozen): %8llu %s %8.1f MB/s\n",
+			(unsigned long long)r->seq, (unsigned long long)r->pages, pages, r->mbps);
 	else
 		fprintf(stderr,
-			"haul: round %3llu: %8llu pages %8.1f MB/s, dirty %7.1f MB/s, expected "
+			"haul: round %3llu: %8llu %s %8.1f MB/s, dirty %7.1f MB/s, expected "
 			"downtime %7.1f ms%s%.0u%s\n",
-			(unsigned long long)r->seq, (unsigned long long)r->pages, r->mbps,
+			(unsigned long long)r->seq, (unsigned long long)r->pages, pages, r->mbps,
 			r->dirty_mbps, r->expected_ms, r->throttle_pct ? ", throttle " : "",
 			r->throttle_pct, r->throttle_pct ? "%" : "");
 }
@@ -198,6 +206,11 @@ static void write_json_stalls(FILE *f, const struct haul_mig_result *r)
 		fprintf(f, "  \"client_stall_before_ms\": null,\n  \"client_stall_resolution_ms\": "
 			   "null,\n  \"client_stall_probe_samples\": 0,\n"
 			   "  \"client_stall_before_blocked_ms\": null,\n");
+	/* the process whose thread stalled longest (a tree: any of them); null: no stall seen */
+	if (r->stall_measured && r->stall.max_pid)
+		fprintf(f, "  \"client_stall_before_pid\": %d,\n", (int)r->stall.max_pid);
+	else
+		fprintf(f, "  \"client_stall_before_pid\": null,\n");
 	if (r->lazy && r->has_report)
 		fprintf(f, "  \"client_stall_after_ms\": %.3f,\n", r->report.fault_max_ns / 1e6);
 	else if (r->lazy)
@@ -289,9 +302,14 @@ static int write_json(const char *path, const struct haul_mig_opts *o,
 /* The client's view next to haul's own downtime: what it felt before, during, after. */
 static void print_stalls(const struct haul_mig_result *r)
 {
-	char before[96], after[96];
+	char before[160], after[96];
 
-	if (r->stall_measured)
+	if (r->stall_measured && r->nprocs > 1 && r->stall.max_pid)
+		snprintf(before, sizeof(before),
+			 "%.1f ms in pid %d (run-time probe of every process, every %.1f ms or "
+			 "worse)",
+			 r->stall.max_ms, (int)r->stall.max_pid, r->stall.resolution_ms);
+	else if (r->stall_measured)
 		snprintf(before, sizeof(before), "%.1f ms (run-time probe, every %.1f ms or worse)",
 			 r->stall.max_ms, r->stall.resolution_ms);
 	else

@@ -19,6 +19,9 @@
  *   setup-namespaces, post-restore (the engine records the PID) ->
  *   network-unlock -> post-resume.  The process is resumed before the
  *   callbacks (haul's restore ends running); a failed post-restore kills it.
+ * A container whose pid 1 has children is dumped as a tree (tree_ckpt.c,
+ * through tree_ctr.c: the container's parts while all are stopped) and
+ * restored by the tree restore, pid 1 first, inside the new namespaces.
  * The cgroups: the engine (manage_cgroups) puts this process into the
  * container's cgroups before the request, and the restored one inherits
  * them; haul's image places it again by path, which on the same host is
@@ -229,6 +232,46 @@ static int dump_steps(const Haul__Criu__Options *o, bool leave, const char *dir,
 	return ret;
 }
 
+/* The container's own parts of a tree's checkpoint, taken while all are stopped. */
+struct tree_parts {
+	pid_t pid;
+	int imgfd;
+	const char *dir;
+	Haul__Ctr__Container *rec;
+};
+
+static int tree_parts_stopped(void *arg)
+{
+	struct tree_parts *tp = arg;
+	char why[1024] = "";
+	int ret;
+
+	if (!tp->rec)
+		return 0;
+	ret = rst_ctr_dump_tmpfs(tp->pid, tp->rec, tp->dir, why, sizeof(why));
+	if (ret)
+		pr_err("%s", why);
+	return ret ? ret : write_record(tp->imgfd, tp->rec);
+}
+
+/*
+ * A container whose pid 1 has children: the whole tree in one image
+ * (tree_ckpt.c), memory read while stopped.  Pre-dump images and the
+ * tracker follow one process, so a parent image or track_mem gives no
+ * rounds here: the image holds every page (said in the log).
+ */
+static int dump_tree(const Haul__Criu__Options *o, bool leave, const char *dir, int imgfd,
+		     Haul__Ctr__Container *rec, struct rst_ckpt_stats *st)
+{
+	struct tree_parts tp = {.pid = o->pid, .imgfd = imgfd, .dir = dir, .rec = rec};
+
+	if ((o->parent_img && o->parent_img[0]) || (o->has_track_mem && o->track_mem))
+		pr_warn("pid %d has child processes: the tree is dumped whole while stopped, "
+			"without the parent image or tracker rounds",
+			(int)o->pid);
+	return rst_ctr_tree_checkpoint(o->pid, dir, leave, tree_parts_stopped, &tp, st);
+}
+
 int criu_ctr_dump(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd, int wdir)
 {
 	bool leave = o->has_leave_running && o->leave_running;
@@ -237,7 +280,7 @@ int criu_ctr_dump(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd, 
 	struct haul_pid_lock lock = {-1, ""};
 	struct rst_ckpt_stats st = {0};
 	char dir[PATH_MAX], why[1024] = "";
-	bool locked = false;
+	bool locked = false, tree = false;
 	uint64_t t0 = now_us();
 	int ret;
 
@@ -261,8 +304,12 @@ int criu_ctr_dump(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd, 
 	ret = criu_stdio_rules(imgfd, o, false);
 	if (ret)
 		goto out;
-	/* the process's own refusals too come before any callback of the engine */
-	ret = rst_dump_precheck(o->pid, why, sizeof(why));
+	/*
+	 * the process's own refusals too come before any callback of the engine;
+	 * a tree's processes are prechecked by its checkpoint, before any stops
+	 */
+	tree = rst_has_children(o->pid);
+	ret = tree ? 0 : rst_dump_precheck(o->pid, why, sizeof(why));
 	if (ret) {
 		pr_err("cannot checkpoint pid %d: %s; it runs on", o->pid, why);
 		goto out;
@@ -271,7 +318,10 @@ int criu_ctr_dump(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd, 
 	if (ret)
 		goto out;
 	locked = true;
-	ret = dump_steps(o, leave, dir, imgfd, rec, &st);
+	if (tree)
+		ret = dump_tree(o, leave, dir, imgfd, rec, &st);
+	else
+		ret = dump_steps(o, leave, dir, imgfd, rec, &st);
 	if (ret) {
 		pr_err("the checkpoint of pid %d failed (above); it runs on", o->pid);
 		goto out;

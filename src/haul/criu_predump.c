@@ -233,6 +233,15 @@ int criu_predump(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd, i
 		pr_err("cannot pre-dump pid %d: %s", o->pid, why);
 		return ret;
 	}
+	/* a tracker daemon follows one process: a tree's pre-dump would miss the others */
+	if (rst_has_children(o->pid)) {
+		pr_err("cannot pre-dump pid %d: it has child processes, and the pre-dump of a "
+		       "container of several processes is not carried; checkpoint it without "
+		       "--pre-dump (the tree is dumped whole)",
+		       o->pid);
+		haul_pid_unlock(&lock);
+		return -EOPNOTSUPP;
+	}
 	/* the container's stdio pipes are the engine's: what the final dump will say */
 	ret = criu_stdio_rules(imgfd, o, false);
 	if (!ret)

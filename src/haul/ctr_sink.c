@@ -21,9 +21,21 @@
  * closes uncommitted kills and deletes what runc restored.  Any other
  * session goes to rst_live_sink unchanged.  Post-copy of a container is
  * refused at open (runc's restore reads the whole image).
+ *
+ * A container of several processes (haul migrate's tree, SessionOpen.tree):
+ * the root's session (pid 1) carries the tree's shape; every other live
+ * process's session names it (tree_session) and stores its pages and state
+ * as DIR/<session>/img/migrated/<pid>/ of the same page store (one struct
+ * cs_tree, shared, on the loop thread).  The root's restore writes
+ * tree.img beside them and runs runc restore: haul's criu entry point
+ * restores the tree image (tree_restore.c) inside the container's new
+ * namespaces.  The root's session decides for all, as in sink_tree.c: a
+ * member's close only detaches it; the root's uncommitted close kills and
+ * deletes what runc restored.
  */
 #define LOG_PREFIX "container: "
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,14 +50,124 @@
 #include "pageserver/pageserver.h"
 #include "restore/restore.h"
 
+/* A container's tree: one page store for every process of it. */
+struct cs_tree {
+	uint64_t id;	     /* the root's session id */
+	struct pstore *ps;   /* NULL once the root's restore closed it for runc */
+	Haul__Img__Tree *tr; /* SessionOpen.tree, unpacked */
+	bool *joined;	     /* by entry: a session stores that process */
+	unsigned refs;
+	struct cs_tree *next;
+};
+
 struct cs_sess {
 	void *live; /* not a container: rst_live_sink's session */
 	struct ctr_rx *rx;
-	struct pstore *ps;
-	struct pstore_proc *p;
+	struct pstore *ps;     /* one process's store; NULL in a tree */
+	struct cs_tree *tree;  /* a tree's: the root's session and every member's */
+	bool member;	       /* a process of the tree other than its root */
+	struct pstore_proc *p; /* NULL once the store is closed */
 	int32_t pid;
 	uint64_t round;
 };
+
+/* The trees being received; the loop thread only. */
+static struct cs_tree *cs_trees;
+
+static void tree_put(struct cs_tree *t)
+{
+	struct cs_tree **pp;
+
+	if (!t || --t->refs)
+		return;
+	for (pp = &cs_trees; *pp && *pp != t; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = t->next;
+	pstore_close(t->ps);
+	haul__img__tree__free_unpacked(t->tr, NULL);
+	free(t->joined);
+	free(t);
+}
+
+/* The index of @pid in @tr, or -1. */
+static ssize_t tree_entry(const Haul__Img__Tree *tr, int32_t pid)
+{
+	for (size_t i = 0; i < tr->n_procs; i++)
+		if (tr->procs[i]->pid == pid)
+			return (ssize_t)i;
+	return -1;
+}
+
+/* The root's open: the tree's shape and its page store. */
+static int tree_root_open(struct cs_sess *s, const struct ps_session_info *info, const char *dir)
+{
+	struct cs_tree *t = calloc(1, sizeof(*t));
+	int ret;
+
+	if (!t)
+		return -ENOMEM;
+	t->tr = haul__img__tree__unpack(NULL, info->tree_len, info->tree);
+	if (t->tr)
+		t->joined = calloc(t->tr->n_procs + 1, sizeof(*t->joined));
+	if (!t->tr || !t->joined || t->tr->root != info->pid || tree_entry(t->tr, info->pid) < 0) {
+		pr_err("container %s: the tree of session %llu does not decode or its root is not "
+		       "pid %d",
+		       s->rx->id, (unsigned long long)info->session_id, (int)info->pid);
+		if (t->tr)
+			haul__img__tree__free_unpacked(t->tr, NULL);
+		free(t->joined);
+		free(t);
+		return -EPROTO;
+	}
+	ret = pstore_open(dir, &t->ps);
+	if (ret) {
+		haul__img__tree__free_unpacked(t->tr, NULL);
+		free(t->joined);
+		free(t);
+		return ret;
+	}
+	t->joined[tree_entry(t->tr, info->pid)] = true;
+	t->id = info->session_id;
+	t->refs = 1;
+	t->next = cs_trees;
+	cs_trees = t;
+	s->tree = t;
+	return 0;
+}
+
+/* A member's open: the root's tree must be open, still receiving, and name @info->pid. */
+static int tree_member_open(struct cs_sess *s, const struct ps_session_info *info)
+{
+	struct cs_tree *t;
+	ssize_t i = -1;
+
+	for (t = cs_trees; t && t->id != info->tree_session; t = t->next)
+		;
+	if (t)
+		i = tree_entry(t->tr, info->pid);
+	if (!t || !t->ps || i < 0 || t->tr->procs[i]->zombie || t->joined[i]) {
+		pr_err("container %s: session %llu of pid %d names tree session %llu, which is not "
+		       "open here, has been restored, has no live pid %d, or has it joined already",
+		       s->rx->id, (unsigned long long)info->session_id, (int)info->pid,
+		       (unsigned long long)info->tree_session, (int)info->pid);
+		return -EPROTO;
+	}
+	t->joined[i] = true;
+	t->refs++;
+	s->tree = t;
+	s->member = true;
+	return 0;
+}
+
+/* The session's store is still there (a tree's closes at the root's restore). */
+static int cs_usable(const struct cs_sess *s)
+{
+	if (s->p && (!s->tree || s->tree->ps))
+		return 0;
+	pr_err("container %s: pid %d sent data after the tree's restore", s->rx->id, (int)s->pid);
+	return -EPROTO;
+}
 
 static int cs_open(void *arg, const struct ps_session_info *info, void **sess)
 {
@@ -56,6 +178,9 @@ static int cs_open(void *arg, const struct ps_session_info *info, void **sess)
 	if (!s)
 		return -ENOMEM;
 	s->rx = ctr_rx_get(info->session_id);
+	/* another process of a container's tree: its session names the root's */
+	if (!s->rx && info->tree_session)
+		s->rx = ctr_rx_get(info->tree_session);
 	if (!s->rx) {
 		ret = rst_live_sink.open(arg, info, &s->live);
 		if (ret) {
@@ -74,9 +199,14 @@ static int cs_open(void *arg, const struct ps_session_info *info, void **sess)
 	}
 	s->pid = info->pid;
 	snprintf(dir, sizeof(dir), "%s/migrated", s->rx->images);
-	ret = pstore_open(dir, &s->ps);
+	if (info->tree_session)
+		ret = tree_member_open(s, info);
+	else if (info->tree)
+		ret = tree_root_open(s, info, dir);
+	else
+		ret = pstore_open(dir, &s->ps);
 	if (!ret)
-		ret = pstore_proc_get(s->ps, info->pid, true, &s->p);
+		ret = pstore_proc_get(s->tree ? s->tree->ps : s->ps, info->pid, true, &s->p);
 	if (!ret && info->comm)
 		ret = pstore_set_comm(s->p, info->comm);
 	if (ret) {
@@ -89,6 +219,7 @@ static int cs_open(void *arg, const struct ps_session_info *info, void **sess)
 	return 0;
 fail:
 	pstore_close(s->ps);
+	tree_put(s->tree);
 	ctr_rx_put(s->rx);
 	free(s);
 	return ret;
@@ -98,15 +229,18 @@ static int cs_layout(void *sess, const struct haul_layout *l)
 {
 	struct cs_sess *s = sess;
 
-	return s->live ? rst_live_sink.layout(s->live, l) : pstore_set_layout(s->p, l);
+	if (s->live)
+		return rst_live_sink.layout(s->live, l);
+	return cs_usable(s) ? -EPROTO : pstore_set_layout(s->p, l);
 }
 
 static int cs_pages(void *sess, uint64_t addr, const void *data, uint32_t npages)
 {
 	struct cs_sess *s = sess;
 
-	return s->live ? rst_live_sink.pages(s->live, addr, data, npages)
-		       : pstore_put(s->p, addr, data, npages);
+	if (s->live)
+		return rst_live_sink.pages(s->live, addr, data, npages);
+	return cs_usable(s) ? -EPROTO : pstore_put(s->p, addr, data, npages);
 }
 
 static int cs_round_end(void *sess, uint64_t round)
@@ -115,6 +249,8 @@ static int cs_round_end(void *sess, uint64_t round)
 
 	if (s->live)
 		return rst_live_sink.round_end(s->live, round);
+	if (cs_usable(s))
+		return -EPROTO;
 	s->round = round > s->round ? round : s->round + 1;
 	return pstore_commit(s->p, s->round);
 }
@@ -160,6 +296,8 @@ static int cs_state(void *sess, const void *blob, size_t len)
 
 	if (s->live)
 		return rst_live_sink.state(s->live, blob, len);
+	if (cs_usable(s))
+		return -EPROTO;
 	ret = state_here(blob, len, &mine, &mlen);
 	if (ret) {
 		pr_err_r(ret, "container %s: the state of pid %d does not decode", s->rx->id,
@@ -172,8 +310,8 @@ static int cs_state(void *sess, const void *blob, size_t len)
 	if (!ret)
 		ret = pstore_commit(s->p, s->round);
 	if (!ret)
-		pr_info("container %s: image committed with the state in %.1f ms", s->rx->id,
-			haul_now_ms() - t0);
+		pr_info("container %s: image of pid %d committed with the state in %.1f ms",
+			s->rx->id, (int)s->pid, haul_now_ms() - t0);
 	return ret;
 }
 
@@ -203,6 +341,35 @@ static void last_line(const char *path, char *out, size_t len)
 	fclose(f);
 }
 
+/*
+ * The root's restore of a tree: tree.img beside the processes' images, the
+ * shared store closed (every member's session stops storing).  0, or
+ * -errno with @res filled.
+ */
+static int tree_image(struct cs_sess *s, struct ps_restore_result *res)
+{
+	char dir[PATH_MAX + 16];
+	int fd, ret;
+
+	snprintf(dir, sizeof(dir), "%s/migrated", s->rx->images);
+	fd = open(dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	ret = fd < 0 ? -errno : rst_tree_img_put(fd, s->tree->tr);
+	if (fd >= 0)
+		close(fd);
+	if (ret) {
+		res->err = ret;
+		snprintf(res->msg, sizeof(res->msg),
+			 "container %s: cannot write the tree of its %zu processes: %s", s->rx->id,
+			 s->tree->tr->n_procs, strerror(-ret));
+		pr_err("%s", res->msg);
+		return ret;
+	}
+	pstore_close(s->tree->ps);
+	s->tree->ps = NULL;
+	pr_info("container %s: tree of %zu processes written", s->rx->id, s->tree->tr->n_procs);
+	return 0;
+}
+
 static int cs_restore(void *sess, struct ps_restore_result *res)
 {
 	struct cs_sess *s = sess;
@@ -227,6 +394,19 @@ static int cs_restore(void *sess, struct ps_restore_result *res)
 			 "container %s: its files did not all arrive on the file channel", rx->id);
 		pr_err("%s", res->msg);
 		return 0;
+	}
+	if (s->member) {
+		res->err = -EPROTO;
+		snprintf(res->msg, sizeof(res->msg),
+			 "container %s: restore on the session of pid %d, not its tree's root",
+			 rx->id, (int)s->pid);
+		pr_err("%s", res->msg);
+		return 0;
+	}
+	if (s->tree) {
+		ret = tree_image(s, res);
+		if (ret)
+			return 0;
 	}
 	/* runc's criu reads the image: it must be whole on disk and closed here */
 	pstore_close(s->ps);
@@ -267,6 +447,10 @@ static void cs_close(void *sess, bool committed)
 		return;
 	if (s->live) {
 		rst_live_sink.close(s->live, committed);
+	} else if (s->member) {
+		/* the root's session decides for the whole tree */
+		tree_put(s->tree);
+		ctr_rx_put(s->rx);
 	} else {
 		bool restored;
 
@@ -286,6 +470,7 @@ static void cs_close(void *sess, bool committed)
 			pr_warn("container %s: not committed; killed and deleted here", s->rx->id);
 		}
 		pstore_close(s->ps);
+		tree_put(s->tree);
 		ctr_rx_put(s->rx);
 	}
 	free(s);

@@ -244,10 +244,13 @@ struct haul_stall_stats {
 	double resolution_ms;  /* the longest interval between two samples actually had */
 	uint64_t samples;
 	unsigned threads; /* most threads seen at once */
+	unsigned procs;	  /* most processes seen at once (a tree's) */
+	pid_t max_pid;	  /* the process of the longest stall (0: none seen) */
 };
 
 /* One thread's samples (haul_stall_feed's state); zero it before the first. */
 struct haul_stall_thread {
+	pid_t pid; /* its process: st->max_pid */
 	bool have, blocked;
 	double t_ms, stretch_ms, stretch_blocked_ms;
 	uint64_t run_ns, delay_ns;
@@ -264,8 +267,11 @@ void haul_stall_feed(struct haul_stall_thread *th, double t_ms, uint64_t run_ns,
 void haul_stall_close(struct haul_stall_thread *th, struct haul_stall_stats *st);
 
 struct haul_stall_probe;
-/* Start sampling every thread of @pid on a thread of ours.  0 or -errno (logged). */
-int haul_stall_probe_start(pid_t pid, struct haul_stall_probe **out);
+/*
+ * Start sampling every thread of @pid (@tree: and of its descendants, found
+ * again as they come and go) on a thread of ours.  0 or -errno (logged).
+ */
+int haul_stall_probe_start(pid_t pid, bool tree, struct haul_stall_probe **out);
 /* The longest stall that ended since the last call (ms), for one round; 0 for NULL @p. */
 double haul_stall_probe_take(struct haul_stall_probe *p);
 /* Stop, join, free; copy what it saw to @st (may be NULL).  NULL @p is a no-op. */
@@ -391,6 +397,7 @@ struct haul_mig_round {
 	bool final; /* the frozen round */
 	/* the client's longest stall that ended during it (stall probe) */
 	double stall_ms;
+	unsigned nprocs; /* a tree's live processes, whose sum it is; 0: one process */
 };
 
 struct haul_mig_opts {
@@ -417,8 +424,14 @@ struct haul_mig_opts {
 	const char *fault;	     /* HAUL_FAULT (tests) */
 	volatile sig_atomic_t *stop; /* set by SIGINT/SIGTERM: abort before the commit point */
 	void (*on_round)(void *arg, const struct haul_mig_round *r);
-	/* during a round, every HAUL_MIG_PROGRESS_MS: pages sent so far of @total, payload MB/s */
-	void (*on_progress)(void *arg, uint64_t seq, uint64_t sent, uint64_t total, double mbps);
+	/*
+	 * During a round, every HAUL_MIG_PROGRESS_MS: pages sent so far of @total,
+	 * payload MB/s.  A tree (@nprocs > 0): summed over its processes up to
+	 * process @proc (1-based), being sent; each is scanned just before it is
+	 * sent, so @total grows as the round reaches the next.
+	 */
+	void (*on_progress)(void *arg, uint64_t seq, uint64_t sent, uint64_t total, double mbps,
+			    unsigned proc, unsigned nprocs);
 	void *arg;
 	struct haul_events *events; /* --events (events.c); NULL: none */
 	/* --move-address ADDR/PREFIX (mig_net.c) and --on-switch CMD (onswitch.c) */

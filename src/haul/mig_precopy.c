@@ -78,8 +78,10 @@ static int flush_batch(struct mig *m)
 		double el = haul_now_ms() - m->pace_t0;
 
 		m->last_progress = haul_now_ms();
-		m->o->on_progress(m->o->arg, m->round_seq, m->round_pages, m->round_total,
-				  el > 0 ? m->round_pages * HAUL_PAGE_SIZE / 1e3 / el : 0);
+		m->o->on_progress(m->o->arg, m->round_seq, m->tree_sent + m->round_pages,
+				  m->tree_found + m->round_total,
+				  el > 0 ? m->round_pages * HAUL_PAGE_SIZE / 1e3 / el : 0,
+				  (unsigned)m->cur + 1, (unsigned)m->nprocs);
 	}
 	return 0;
 }
@@ -185,6 +187,13 @@ int haul_mig_send_round(struct mig *m, const struct trk_round *r, bool midpoint_
 		return ret;
 	}
 	ps_client_stats(m->client, &st);
+	/* a tree's round starts at the root; the others' go on from the ones before */
+	if (!m->cur) {
+		m->tree_found = m->tree_sent = 0;
+	} else {
+		m->tree_found += m->round_total; /* still the process before's */
+		m->tree_sent += m->round_pages;
+	}
 	m->round_pages = 0;
 	m->round_total = r->dirty_pages;
 	m->round_seq = r->seq;
@@ -285,10 +294,12 @@ static int precopy_rounds(struct mig *m)
 		if (trk_call_ms(m->trk) > res->scan_call_max_ms)
 			res->scan_call_max_ms = trk_call_ms(m->trk);
 		ps_client_stats(m->client, &st0);
-		ret = haul_mig_send_round(m, &r, r.seq == 1);
 		/* a tree: the same round of every other process; the model sees the sum */
-		if (!ret)
-			ret = haul_mig_tree_round(m, false, &tree_pages, &tree_wire, &tree_scan_ms);
+		if (m->nprocs)
+			ret = haul_mig_tree_round(m, &r, false, r.seq == 1, &tree_pages, &tree_wire,
+						  &tree_scan_ms);
+		else
+			ret = haul_mig_send_round(m, &r, r.seq == 1);
 		t_end = haul_now_ms();
 		ps_client_stats(m->client, &st1);
 		if (ret) {
@@ -313,6 +324,7 @@ static int precopy_rounds(struct mig *m)
 		rs.expected_ms = m->conv.expected_ms;
 		rs.throttle_pct = m->cg.throttle_pct;
 		rs.stall_ms = haul_stall_probe_take(m->probe);
+		rs.nprocs = (unsigned)m->nprocs;
 		trk_round_release(&r);
 		ret = haul_mig_add_round_stat(res, &rs);
 		if (ret)
@@ -375,15 +387,17 @@ int haul_mig_precopy(struct mig *m)
 {
 	int ret;
 
-	m->res->stall_measured = haul_stall_probe_start(m->pid, &m->probe) == 0;
+	/* a tree: every thread of every process, the processes found again as they come and go */
+	m->res->stall_measured = haul_stall_probe_start(m->pid, m->nprocs > 0, &m->probe) == 0;
 	ret = precopy_rounds(m);
 	haul_stall_probe_stop(m->probe, &m->res->stall);
 	m->probe = NULL;
 	if (m->res->stall_measured)
-		pr_debug("pid %d: longest stall before the freeze %.1f ms (%.1f blocked, %llu "
-			 "samples, resolution %.1f ms)",
-			 m->pid, m->res->stall.max_ms, m->res->stall.max_blocked_ms,
-			 (unsigned long long)m->res->stall.samples, m->res->stall.resolution_ms);
+		pr_debug("pid %d: longest stall before the freeze %.1f ms in pid %d (%.1f blocked, "
+			 "%llu samples, resolution %.1f ms)",
+			 m->pid, m->res->stall.max_ms, (int)m->res->stall.max_pid,
+			 m->res->stall.max_blocked_ms, (unsigned long long)m->res->stall.samples,
+			 m->res->stall.resolution_ms);
 	m->res->attach_stop_ms = trk_stop_ms(m->trk);
 	return ret;
 }

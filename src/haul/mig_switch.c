@@ -40,18 +40,21 @@ static int final_round(struct mig *m)
 	}
 	rst_dump_prep_annotate(m->prep, &r.layout);
 	ps_client_stats(m->client, &st0);
-	ret = haul_mig_send_round(m, &r, false);
+	/* a tree: every other process's last dirty pages too */
+	if (m->nprocs)
+		ret = haul_mig_tree_round(m, &r, true, false, &rs.pages, &rs.wire_bytes,
+					  &rs.scan_ms);
+	else
+		ret = haul_mig_send_round(m, &r, false);
 	ps_client_stats(m->client, &st1);
 	rs.seq = r.seq;
-	rs.pages = r.dirty_pages;
-	rs.wire_bytes = st1.bytes_sent - st0.bytes_sent;
-	rs.scan_ms = r.scan_ms;
-	/* a tree: every other process's last dirty pages */
-	if (!ret)
-		ret = haul_mig_tree_round(m, true, &rs.pages, &rs.wire_bytes, &rs.scan_ms);
+	rs.pages += r.dirty_pages;
+	rs.wire_bytes += st1.bytes_sent - st0.bytes_sent;
+	rs.scan_ms += r.scan_ms;
 	rs.ms = haul_now_ms() - t0;
 	rs.mbps = rs.ms > 0 ? rs.pages * HAUL_PAGE_SIZE / 1e3 / rs.ms : 0;
 	rs.final = true;
+	rs.nprocs = (unsigned)m->nprocs;
 	trk_round_release(&r);
 	if (ret)
 		return ret;

@@ -179,24 +179,35 @@ static int member_failed(struct mig *m, int ret)
 }
 
 /*
- * One round of every process but the root (selected before and after):
- * scan, send, and add what it cost.  @final: the tree is held stopped.
+ * One round of every process of the tree: the root's @root (scanned, the
+ * root selected before and after), every other one scanned here; then each
+ * page of shared memory routed to one sender, whichever process wrote it
+ * (rst_shm_route_rounds, DESIGN.md "Shared memory"), and every round sent
+ * on its session.  What the others cost is added to *@pages, *@wire,
+ * *@scan_ms; @root->dirty is what the root sent.  @final: the tree is held
+ * stopped.  @midpoint_fault: as haul_mig_send_round, for the root's.
  */
-int haul_mig_tree_round(struct mig *m, bool final, uint64_t *pages, uint64_t *wire, double *scan_ms)
+int haul_mig_tree_round(struct mig *m, struct trk_round *root, bool final, bool midpoint_fault,
+			uint64_t *pages, uint64_t *wire, double *scan_ms)
 {
-	int ret = 0;
+	struct trk_round *r = calloc(m->nprocs, sizeof(*r));
+	pid_t *pids = calloc(m->nprocs, sizeof(*pids));
+	size_t scanned = 1;
+	int ret = r && pids ? 0 : -ENOMEM;
 
+	if (!ret) {
+		r[0] = *root;
+		pids[0] = m->pid;
+	}
 	for (size_t i = 1; i < m->nprocs && !ret; i++) {
-		struct ps_client_stats st0, st1;
-		struct trk_round r;
-
 		haul_mig_select(m, i);
+		pids[i] = m->pid;
 		if (final)
 			trk_set_frozen(m->trk, true);
 		else
 			ret = rst_dump_prepare(m->pid, &m->prep);
 		if (!ret)
-			ret = trk_round(m->trk, &r);
+			ret = trk_round(m->trk, &r[i]);
 		if (ret && !final && member_failed(m, ret) == -EAGAIN) {
 			ret = -EAGAIN;
 			break;
@@ -205,18 +216,37 @@ int haul_mig_tree_round(struct mig *m, bool final, uint64_t *pages, uint64_t *wi
 			pr_err_r(ret, "cannot scan the memory of pid %d", m->pid);
 			break;
 		}
-		rst_dump_prep_annotate(m->prep, &r.layout);
+		scanned++;
+		rst_dump_prep_annotate(m->prep, &r[i].layout);
+		*scan_ms += r[i].scan_ms;
+	}
+	if (!ret) {
+		/* a page of shared memory: sent by one process only, every version of it */
+		ret = rst_shm_route_rounds(&m->shm_route, pids, r, m->nprocs);
+		if (ret)
+			pr_err_r(ret, "cannot route the shared memory of the tree of pid %d",
+				 (int)m->o->pid);
+		*root = r[0];
+	}
+	for (size_t i = 0; i < m->nprocs && !ret; i++) {
+		struct ps_client_stats st0, st1;
+
+		haul_mig_select(m, i);
 		ps_client_stats(m->client, &st0);
-		ret = haul_mig_send_round(m, &r, false);
-		if (ret && !final)
+		ret = haul_mig_send_round(m, &r[i], !i && midpoint_fault);
+		if (ret && i && !final)
 			ret = member_failed(m, ret); /* it exited while its pages were read */
 		ps_client_stats(m->client, &st1);
-		*pages += r.dirty_pages;
-		*wire += st1.bytes_sent - st0.bytes_sent;
-		*scan_ms += r.scan_ms;
-		trk_round_release(&r);
+		if (i) {
+			*pages += r[i].dirty_pages;
+			*wire += st1.bytes_sent - st0.bytes_sent;
+		}
 	}
 	haul_mig_select(m, 0);
+	for (size_t i = 1; r && i < scanned; i++)
+		trk_round_release(&r[i]);
+	free(r);
+	free(pids);
 	return ret;
 }
 
@@ -379,6 +409,8 @@ void haul_mig_tree_finish(struct mig *m)
 
 void haul_mig_tree_free(struct mig *m)
 {
+	rst_shm_route_free(m->shm_route);
+	m->shm_route = NULL;
 	for (size_t i = 1; i < m->nprocs; i++)
 		haul_pid_unlock(&m->procs[i].lock);
 	rst_mig_tree_free(m->tree);

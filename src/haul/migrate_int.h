@@ -87,6 +87,8 @@ struct mig {
 	uint64_t round_pages; /* pages handed to the client this round */
 	uint64_t round_total; /* pages the round has to send */
 	uint64_t round_seq;
+	/* a tree: this round's pages found and sent in the processes before procs[cur] */
+	uint64_t tree_found, tree_sent;
 	double last_progress; /* when on_progress was last called */
 	/* pacing */
 	double pace_t0;
@@ -103,7 +105,8 @@ struct mig {
 	pid_t *more;		/* the others' PIDs here (haul_cg.more) */
 	uint8_t *tree_msg;	/* SessionOpen.tree */
 	size_t tree_len;
-	bool tree_changed; /* the shape differed at the freeze: start over */
+	bool tree_changed;		 /* the shape differed at the freeze: start over */
+	struct rst_shm_route *shm_route; /* mig_tree.c: who sends each shared page */
 };
 
 /* migrate.c */
@@ -129,8 +132,8 @@ void haul_mig_select(struct mig *m, size_t i);
 int haul_mig_tree_prepare(struct mig *m);
 int haul_mig_tree_check_target(struct mig *m);
 int haul_mig_tree_track(struct mig *m);
-int haul_mig_tree_round(struct mig *m, bool final, uint64_t *pages, uint64_t *wire,
-			double *scan_ms);
+int haul_mig_tree_round(struct mig *m, struct trk_round *root, bool final, bool midpoint_fault,
+			uint64_t *pages, uint64_t *wire, double *scan_ms);
 int haul_mig_tree_stop(struct mig *m);
 int haul_mig_tree_seize(struct mig *m);
 int haul_mig_tree_merge_root(struct mig *m, uint8_t **blob, size_t *len);

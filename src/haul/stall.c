@@ -4,7 +4,12 @@
  *
  * A thread samples /proc/PID/task/TID/schedstat (run time, run-queue wait)
  * and /proc/PID/task/TID/stat (state) of every thread every
- * HAUL_STALL_PERIOD_US while pre-copy runs.  Between two samples a thread
+ * HAUL_STALL_PERIOD_US while pre-copy runs: of the process, or of every
+ * process of a tree (the root and its descendants, found again from
+ * /proc/PID/task/TID/children every HAUL_STALL_RELIST samples, so that a
+ * process or thread that appears is watched and one that exits is dropped,
+ * its open stall counted as far as seen).  The longest stall names the
+ * process it was in.  Between two samples a thread
  * made no progress when it ran for less than half the interval; it was
  * stalled when, in that interval, it also waited on the run queue for more
  * than half of it (CPU contention, a cpu.max throttle: a throttled task
@@ -73,6 +78,7 @@ void haul_stall_feed(struct haul_stall_thread *th, double t_ms, uint64_t run_ns,
 			st->max_ms = len;
 			st->max_blocked_ms = th->stretch_blocked_ms;
 			st->max_at_ms = t_ms;
+			st->max_pid = th->pid;
 		}
 		th->stretch_ms = th->stretch_blocked_ms = 0;
 	}
@@ -92,6 +98,7 @@ void haul_stall_close(struct haul_stall_thread *th, struct haul_stall_stats *st)
 		st->max_ms = th->stretch_ms;
 		st->max_blocked_ms = th->stretch_blocked_ms;
 		st->max_at_ms = th->t_ms;
+		st->max_pid = th->pid;
 	}
 	th->stretch_ms = th->stretch_blocked_ms = 0;
 }
@@ -99,14 +106,17 @@ void haul_stall_close(struct haul_stall_thread *th, struct haul_stall_stats *st)
 /* ---- the sampler --------------------------------------------------------------- */
 
 struct probe_thread {
-	struct haul_stall_thread s;
+	struct haul_stall_thread s; /* s.pid: its process */
 	pid_t tid;
 	int sched_fd, stat_fd;
 	bool seen; /* still listed at the last directory read */
 };
 
 struct haul_stall_probe {
-	pid_t pid;
+	pid_t pid;    /* the root */
+	bool tree;    /* and its descendants */
+	pid_t *procs; /* the processes found at the last directory read */
+	size_t nprocs, procs_cap;
 	pthread_t thread;
 	pthread_mutex_t lock; /* st, between the sampler and haul_stall_probe_take() */
 	atomic_bool stop;
@@ -123,7 +133,7 @@ static void drop_thread(struct haul_stall_probe *p, size_t i)
 	p->th[i] = p->th[--p->n];
 }
 
-static int add_thread(struct haul_stall_probe *p, pid_t tid)
+static int add_thread(struct haul_stall_probe *p, pid_t pid, pid_t tid)
 {
 	char path[64];
 	struct probe_thread *t;
@@ -139,11 +149,12 @@ static int add_thread(struct haul_stall_probe *p, pid_t tid)
 	}
 	t = &p->th[p->n];
 	memset(t, 0, sizeof(*t));
+	t->s.pid = pid;
 	t->tid = tid;
 	t->seen = true;
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", (int)p->pid, (int)tid);
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", (int)pid, (int)tid);
 	t->sched_fd = open(path, O_RDONLY | O_CLOEXEC);
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)p->pid, (int)tid);
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
 	t->stat_fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (t->sched_fd < 0 || t->stat_fd < 0) {
 		int ret = -errno;
@@ -158,19 +169,52 @@ static int add_thread(struct haul_stall_probe *p, pid_t tid)
 	return 0;
 }
 
-/* Bring the thread list up to date with /proc/PID/task. */
-static void list_threads(struct haul_stall_probe *p)
+static int add_proc(struct haul_stall_probe *p, pid_t pid)
+{
+	for (size_t i = 0; i < p->nprocs; i++)
+		if (p->procs[i] == pid)
+			return 0; /* listed twice: a read that raced a reparenting */
+	if (p->nprocs == p->procs_cap) {
+		size_t cap = p->procs_cap ? 2 * p->procs_cap : 8;
+		pid_t *n = realloc(p->procs, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		p->procs = n;
+		p->procs_cap = cap;
+	}
+	p->procs[p->nprocs++] = pid;
+	return 0;
+}
+
+/* Add the children of thread @tid of @pid (/proc/PID/task/TID/children) to p->procs. */
+static void add_children(struct haul_stall_probe *p, pid_t pid, pid_t tid)
+{
+	char path[80];
+	FILE *f;
+	int child;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)tid);
+	f = fopen(path, "re");
+	if (!f)
+		return; /* gone meanwhile */
+	while (fscanf(f, "%d", &child) == 1)
+		if (child > 0 && add_proc(p, (pid_t)child))
+			break; /* out of memory: the ones listed are watched */
+	fclose(f);
+}
+
+/* Mark (or add) every thread of process @pid; with p->tree, list its children too. */
+static void list_proc(struct haul_stall_probe *p, pid_t pid)
 {
 	char path[64];
 	struct dirent *d;
 	DIR *dir;
 
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)p->pid);
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
 	dir = opendir(path);
 	if (!dir)
-		return;
-	for (size_t i = 0; i < p->n; i++)
-		p->th[i].seen = false;
+		return; /* gone: its threads are dropped */
 	while ((d = readdir(dir))) {
 		pid_t tid = (pid_t)atoi(d->d_name);
 		size_t i;
@@ -182,9 +226,26 @@ static void list_threads(struct haul_stall_probe *p)
 		if (i < p->n)
 			p->th[i].seen = true;
 		else
-			add_thread(p, tid);
+			add_thread(p, pid, tid);
+		if (p->tree)
+			add_children(p, pid, tid);
 	}
 	closedir(dir);
+}
+
+/*
+ * Bring the thread list up to date with /proc/PID/task of the process, or
+ * of every process of the tree (p->procs grows as children are found).
+ */
+static void list_threads(struct haul_stall_probe *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		p->th[i].seen = false;
+	p->nprocs = 0;
+	if (add_proc(p, p->pid))
+		return;
+	for (size_t k = 0; k < p->nprocs; k++)
+		list_proc(p, p->procs[k]);
 	for (size_t i = 0; i < p->n;)
 		if (!p->th[i].seen)
 			drop_thread(p, i);
@@ -192,6 +253,8 @@ static void list_threads(struct haul_stall_probe *p)
 			i++;
 	if (p->n > p->st.threads)
 		p->st.threads = (unsigned)p->n;
+	if (p->nprocs > p->st.procs)
+		p->st.procs = (unsigned)p->nprocs;
 }
 
 /* One sample of one thread; false when it is gone. */
@@ -259,7 +322,7 @@ static void *probe_main(void *arg)
 	return NULL;
 }
 
-int haul_stall_probe_start(pid_t pid, struct haul_stall_probe **out)
+int haul_stall_probe_start(pid_t pid, bool tree, struct haul_stall_probe **out)
 {
 	struct haul_stall_probe *p = calloc(1, sizeof(*p));
 	int ret;
@@ -268,6 +331,7 @@ int haul_stall_probe_start(pid_t pid, struct haul_stall_probe **out)
 	if (!p)
 		return -ENOMEM;
 	p->pid = pid;
+	p->tree = tree;
 	p->st.period_ms = HAUL_STALL_PERIOD_US / 1e3;
 	pthread_mutex_init(&p->lock, NULL);
 	atomic_init(&p->stop, false);
@@ -306,6 +370,7 @@ void haul_stall_probe_stop(struct haul_stall_probe *p, struct haul_stall_stats *
 	while (p->n)
 		drop_thread(p, p->n - 1);
 	free(p->th);
+	free(p->procs);
 	if (st)
 		*st = p->st;
 	pthread_mutex_destroy(&p->lock);

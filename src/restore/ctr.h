@@ -51,6 +51,16 @@ struct rst_ctr_ext {
  */
 int rst_ctr_dump_check(pid_t pid, const struct rst_ctr_ext *ext, size_t next,
 		       Haul__Ctr__Container **out, char *why, size_t wl);
+/*
+ * The checkpoint of a container's pid 1 @pid with its descendants into
+ * @dir (rst_tree_checkpoint, tree_ctr.c): @stopped(@arg) runs once, while
+ * every process of the tree is stopped (the tmpfs archives and the record
+ * go there); its failure fails the checkpoint and all run on.  0 or
+ * -errno, logged.
+ */
+struct rst_ckpt_stats;
+int rst_ctr_tree_checkpoint(pid_t pid, const char *dir, bool leave_running,
+			    int (*stopped)(void *arg), void *arg, struct rst_ckpt_stats *st);
 /* Archive each tmpfs of @c (process stopped) into @imgdir. 0 or -errno, @why says. */
 int rst_ctr_dump_tmpfs(pid_t pid, Haul__Ctr__Container *c, const char *imgdir, char *why,
 		       size_t wl);

@@ -630,3 +630,14 @@ const struct rst_fd_ops rst_fd_external = {
 	.restore = ext_restore,
 	.setup = ext_setup,
 };
+
+size_t rst_ext_moving_pids(const pid_t **pids)
+{
+	*pids = holders.moving;
+	return holders.nmoving;
+}
+
+int rst_ext_push_fd(struct rst_target *t, int local, int *fd)
+{
+	return push_fd(t, local, fd);
+}

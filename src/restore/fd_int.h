@@ -203,6 +203,40 @@ extern const struct rst_fd_ops rst_fd_external; /* fd_external.c */
 extern const struct rst_fd_ops rst_fd_pty;	/* fd_pty.c */
 extern const struct rst_fd_ops rst_fd_unix_lsn; /* fd_unix_listen.c */
 /*
+ * fd_unix_dgram.c: unix datagram sockets that are not one end of a pair.
+ * rst_unix_dgram_reset: forget the sockets this thread's restore bound and
+ * close those still waiting to connect to one (a tree's start and end).
+ */
+extern const struct rst_fd_ops rst_fd_unix_dgram;
+void rst_unix_dgram_reset(void);
+/*
+ * fd_unix_pending.c: unix connections a listener had not accepted yet.
+ * rst_unix_icons: the inodes waiting in listener @ino's accept queue, in
+ * order: the clients' inodes (*@icons malloc'd).  rst_unix_is_pending:
+ * whether client socket @ino waits in the queue of a listener of @pid or
+ * of a process that moves with it.
+ * rst_unix_pending_check: listener @p's refusal of a queued connection
+ * whose client sent bytes or is outside the tree (@name: the listener in
+ * words).  At restore: rst_unix_pending_client makes client end @u and
+ * connects it to its listener now or once that is restored
+ * (rst_unix_pending_listener, after its listen()); rst_unix_pending_reset
+ * forgets this thread's restore.  0 or -errno.
+ */
+int rst_unix_icons(uint32_t ino, uint32_t **icons, size_t *n);
+/*
+ * fd_unix_opts.c: rst_unix_passcred: whether fd @fd of @pid has
+ * SO_PASSCRED on: 1, 0 or -errno.  rst_unix_setup: the unix kinds' setup
+ * hook: O_NONBLOCK, then SO_PASSCRED as the image says; 0 or -errno.
+ */
+int rst_unix_passcred(pid_t pid, int fd);
+int rst_unix_setup(struct rst_target *t, const Haul__Img__FileObject *f,
+		   const Haul__Img__FdEntry *e);
+bool rst_unix_is_pending(pid_t pid, uint32_t ino);
+int rst_unix_pending_check(const struct rst_fd_probe *p, const char *name, char *why, size_t wl);
+int rst_unix_pending_client(struct rst_target *t, const Haul__Img__UnixPairFile *u, int *src);
+int rst_unix_pending_listener(struct rst_target *t, const Haul__Img__UnixListenFile *l);
+void rst_unix_pending_reset(void);
+/*
  * fd_external.c: the pids of every process that moves (a process tree):
  * a pipe only they hold is theirs, not an external endpoint.  @pids stays
  * the caller's until the next call (NULL, 0: one process moves, the
@@ -211,6 +245,14 @@ extern const struct rst_fd_ops rst_fd_unix_lsn; /* fd_unix_listen.c */
 void rst_ext_moving(const pid_t *pids, size_t n);
 /* Whether @pid is one of those (shm_precheck.c leaves them out too). */
 bool rst_ext_is_moving(pid_t pid);
+/* Those pids (*@pids, NULL when one process moves) and their count. */
+size_t rst_ext_moving_pids(const pid_t **pids);
+/*
+ * fd_external.c: haul's fd @local handed to the stub of @t (SCM_RIGHTS over
+ * an abstract socket of the stub's network namespace), its number there in
+ * *@fd (close-on-exec).  0 or -errno.
+ */
+int rst_ext_push_fd(struct rst_target *t, int local, int *fd);
 
 /*
  * fd_extrules.c: what an fd whose other end stays behind becomes (the
@@ -364,7 +406,8 @@ struct rst_held_pipe {
 	bool sock; /* "socket:[ino]", else "pipe:[ino]" */
 	bool inet; /* a TCP or UDP socket: only its sharing is checked */
 };
-int rst_unix_check_pairs(const struct rst_held_pipe *p, size_t n, char *why, size_t whylen);
+int rst_unix_check_pairs(pid_t pid, const struct rst_held_pipe *p, size_t n, char *why,
+			 size_t whylen);
 /*
  * fd_unix_listen.c: rst_unix_get_name: the name unix socket @sfd is bound
  * to, its sun_path bytes into @path (108 bytes), their count in *@len (0:
@@ -386,13 +429,36 @@ int rst_unix_clear_path(const char *path);
  * rst_unix_refill_msgs: once every fd exists, each pair end's messages
  * sent again through the other end.  0 or -errno (logged).
  */
-int rst_unix_peek_msgs(int sfd, Haul__Img__UnixPairFile *o);
+int rst_unix_peek_msgs(pid_t pid, int sfd, Haul__Img__UnixPairFile *o);
 int rst_unix_refill_msgs(struct rst_target *t, struct rst_fd_rctx *x);
-/* fd_unix_named.c: whether the peer of unix socket @ino is an fd of @pid too. */
+/*
+ * fd_unix_msgs.c: send message @i of @u through haul's socket @lfd, with
+ * the files in flight it carried (opened again here).  0 or -errno.
+ */
+int rst_unix_send_msg(int lfd, const Haul__Img__UnixPairFile *u, size_t i);
+/* fd_unix_named.c: whether the peer of unix socket @ino is an fd of @pid too, or of a process
+ * that moves with it (rst_ext_moving). */
 bool rst_unix_peer_held(pid_t pid, uint64_t ino);
 int rst_unix_named_pair(struct rst_target *t, struct rst_fd_rctx *x,
 			const Haul__Img__UnixPairFile *u, const Haul__Img__UnixPairFile *peer,
 			int32_t fds[2]);
+/*
+ * fd_unix_tree.c: a unix pair whose ends are fds of different processes of
+ * a tree.  rst_unix_moving_holds: whether a process that moves with this
+ * one (rst_ext_moving) has an fd on socket @ino.  At restore, for this
+ * thread: rst_unix_tree_begin drops every end no process took and says
+ * whether a tree is being restored (rst_unix_tree_on).
+ * rst_unix_tree_export: end @end of @t's pair (inode @ino) is another
+ * process's, @kept the end @t keeps: haul takes copies of both.
+ * rst_unix_tree_import: end @u exported by an earlier process: what it had
+ * to read queued through the kept end, then the end given to @t, its fd
+ * in *@src.  -ENOENT: not exported; 0 or -errno (logged).
+ */
+bool rst_unix_moving_holds(uint64_t ino);
+void rst_unix_tree_begin(bool on);
+bool rst_unix_tree_on(void);
+int rst_unix_tree_export(struct rst_target *t, uint64_t ino, int end, int kept);
+int rst_unix_tree_import(struct rst_target *t, const Haul__Img__UnixPairFile *u, int *src);
 
 /*
  * procread.c: small /proc readers.  rst_read_file: the whole file, NUL-

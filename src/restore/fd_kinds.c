@@ -37,6 +37,7 @@ const struct rst_fd_ops *const rst_fd_kinds[] = {
 	&rst_fd_tcp,	    /* fd_inet*.c */
 	&rst_fd_udp,	    /* fd_inet*.c */
 	&rst_fd_unix_lsn,   /* fd_unix_listen.c: a unix listener */
+	&rst_fd_unix_dgram, /* fd_unix_dgram.c: a datagram socket not one end of a pair */
 	&rst_fd_unix_pair,  /* fd_unix.c */
 	&rst_fd_pidfd,	    /* fd_pidfd.c */
 	&rst_fd_inotify,    /* fd_inotify.c */

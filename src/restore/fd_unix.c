@@ -7,21 +7,25 @@
  * Classification: a socket:[ino] fd is this kind; its refuse hook names
  * every socket that is not AF_UNIX by protocol and address (fd_socket.c);
  * rst_unix_check_pairs, over all the process's sockets, refuses a unix
- * socket that is not connected, or whose peer is not an fd of the
- * process, a named datagram socket, and a datagram or seqpacket pair with
- * messages queued (sock_diag gives the peer inode, the state and the
- * queue); the refuse hook, a name that is a relative path and fds in
+ * socket that is not connected, or whose peer is neither an fd of the
+ * process nor of another process of its tree (fd_unix_tree.c), and a
+ * named datagram socket (sock_diag gives the peer inode, the state and
+ * the queue); the refuse hook, a name that is a relative path and fds in
  * flight (SCM_RIGHTS).
- * Dump: type, peer inode, name and the stream bytes waiting to be read,
- * peeked (MSG_PEEK on a pidfd_getfd copy, not consumed).  Restore: one
+ * Dump: type, peer inode, name, the peer's name and the stream bytes
+ * waiting to be read, peeked (MSG_PEEK on a pidfd_getfd copy, not
+ * consumed).  Restore: one
  * socketpair per pair (named by its lower inode; with a name, connect and
  * accept: fd_unix_named.c), both ends parked; each
  * fd gets a dup of its end; once every fd exists, what an end had to read
- * is written into the other end.
+ * is written into the other end.  A pair whose other end is a later
+ * process's of the tree is made the same way, the other end handed over
+ * to that process (fd_unix_tree.c).
  */
 #define LOG_PREFIX "dump: "
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,9 +69,11 @@ static int unix_refuse_relative(const struct rst_fd_probe *p, char *why, size_t 
 }
 
 /*
- * Fds in flight (SCM_RIGHTS) in the queue of @p are not carried: a peek
- * (on a copy, nothing consumed) stops at the first message that has some
- * and hands haul duplicates, closed at once.
+ * Fds in flight (SCM_RIGHTS) in the queue of @p: on a datagram or
+ * seqpacket end, the regular files fd_unix_msgs.c carries (the dump's own
+ * peek, on a copy, its result dropped); on a stream, none: a peek (on a
+ * copy, nothing consumed) stops at the first message that has some and
+ * hands haul duplicates, closed at once.
  */
 static int unix_refuse_scm(const struct rst_fd_probe *p, char *why, size_t whylen)
 {
@@ -83,6 +89,26 @@ static int unix_refuse_scm(const struct rst_fd_probe *p, char *why, size_t whyle
 
 	if (rst_unix_diag(p->st->st_ino, &u) || !u.rqlen)
 		return 0;
+	if (u.type != SOCK_STREAM) {
+		Haul__Img__UnixPairFile *o = malloc(sizeof(*o));
+		int ret;
+
+		if (!o)
+			return -ENOMEM;
+		haul__img__unix_pair_file__init(o);
+		o->ino = p->st->st_ino;
+		sfd = rst_fd_copy(p->pid, p->fd);
+		ret = sfd < 0 ? sfd : rst_unix_peek_msgs(p->pid, sfd, o);
+		if (sfd >= 0)
+			close(sfd);
+		haul__img__unix_pair_file__free_unpacked(o, NULL);
+		if (ret == -EOPNOTSUPP)
+			snprintf(why, whylen,
+				 "fd %d: unix socket (socket:[%llu]) has what haul does not carry "
+				 "in its queue (see the message above)",
+				 p->fd, (unsigned long long)p->st->st_ino);
+		return ret;
+	}
 	iov.iov_len = u.rqlen;
 	iov.iov_base = malloc(u.rqlen);
 	if (!iov.iov_base)
@@ -197,7 +223,8 @@ int rst_unix_diag(uint32_t ino, struct rst_unix_info *u)
  * whose other end is an fd of this process too (a socketpair it talks to
  * itself through); datagrams still queued are not carried.
  */
-int rst_unix_check_pairs(const struct rst_held_pipe *p, size_t n, char *why, size_t whylen)
+int rst_unix_check_pairs(pid_t pid, const struct rst_held_pipe *p, size_t n, char *why,
+			 size_t whylen)
 {
 	for (size_t i = 0; i < n; i++) {
 		struct rst_unix_info u;
@@ -210,15 +237,20 @@ int rst_unix_check_pairs(const struct rst_held_pipe *p, size_t n, char *why, siz
 				 p[i].fd, (unsigned long long)p[i].ino);
 			return -EOPNOTSUPP;
 		}
+		/* a client a listener that moves has not accepted yet (fd_unix_pending.c) */
+		if (u.state == 1 && !u.peer && rst_unix_is_pending(pid, (uint32_t)p[i].ino))
+			continue;
 		for (size_t k = 0; k < n; k++)
 			peer_here |= p[k].sock && u.peer && p[k].ino == u.peer;
+		/* in a tree, the peer may be another process's (fd_unix_tree.c) */
+		if (!peer_here && u.peer)
+			peer_here = rst_unix_moving_holds(u.peer);
 		if (u.state == 7 || !u.peer) { /* TCP_CLOSE, or a datagram socket others send to */
 			snprintf(
 				why, whylen,
 				"fd %d is a socket (socket:[%llu]): a unix %s socket without a peer "
-				"of its own (unconnected, or a bound datagram socket others send "
-				"to): not supported (unix listeners and connections with both ends "
-				"in the process are)",
+				"of its own (unconnected): not supported (unix listeners, datagram "
+				"sockets and connections whose both ends move are)",
 				p[i].fd, (unsigned long long)p[i].ino,
 				u.type == SOCK_DGRAM	? "datagram"
 				: u.type == SOCK_STREAM ? "stream"
@@ -226,10 +258,12 @@ int rst_unix_check_pairs(const struct rst_held_pipe *p, size_t n, char *why, siz
 			return -EOPNOTSUPP;
 		}
 		if (u.state != 1 || !peer_here) {
-			snprintf(why, whylen,
-				 "fd %d is a socket (socket:[%llu]) connected outside the process "
-				 "(only socketpairs it holds both ends of are supported)",
-				 p[i].fd, (unsigned long long)p[i].ino);
+			snprintf(
+				why, whylen,
+				"fd %d is a socket (socket:[%llu]) connected to socket:[%u] outside "
+				"the process and its tree (only pairs whose both ends move are "
+				"supported; see --external for a peer that stays)",
+				p[i].fd, (unsigned long long)p[i].ino, u.peer);
 			return -EOPNOTSUPP;
 		}
 		if (u.named && u.type == SOCK_DGRAM) {
@@ -262,11 +296,35 @@ static int dump_name(int sfd, Haul__Img__UnixPairFile *o)
 	return 0;
 }
 
-/* Type, peer, name and the bytes waiting in one end of a pair (peeked, not consumed). */
+/* The name of the peer of @sfd (getpeername), when it has one. */
+static int dump_peer_name(int sfd, Haul__Img__UnixPairFile *o)
+{
+	struct sockaddr_un sun;
+	socklen_t sl = sizeof(sun);
+	size_t len;
+
+	if (getpeername(sfd, (struct sockaddr *)&sun, &sl) < 0)
+		return -errno;
+	if (sl <= offsetof(struct sockaddr_un, sun_path))
+		return 0;
+	len = sl - offsetof(struct sockaddr_un, sun_path);
+	if (sun.sun_path[0] != '\0')
+		len = strnlen(sun.sun_path, len);
+	o->peer_name.data = malloc(len);
+	if (!o->peer_name.data)
+		return -ENOMEM;
+	memcpy(o->peer_name.data, sun.sun_path, len);
+	o->peer_name.len = len;
+	o->has_peer_name = true;
+	return 0;
+}
+
+/* Type, peer, names and the bytes waiting in one end of a pair (peeked, not consumed). */
 static int dump_unix(pid_t pid, int fd, Haul__Img__UnixPairFile *o)
 {
-	struct rst_unix_info u;
+	struct rst_unix_info u, pu;
 	int pidfd, sfd, ret = 0;
+	bool peer_named;
 	ssize_t n;
 
 	ret = rst_unix_diag(o->ino, &u);
@@ -274,7 +332,11 @@ static int dump_unix(pid_t pid, int fd, Haul__Img__UnixPairFile *o)
 		return ret;
 	o->type = u.type;
 	o->peer = u.peer;
-	if (!u.rqlen && !u.named)
+	peer_named = u.peer && !rst_unix_diag(u.peer, &pu) && pu.named;
+	/* not accepted yet: its peer has no inode, but the listener's name */
+	if (!u.peer && u.type != SOCK_DGRAM && rst_unix_is_pending(pid, (uint32_t)o->ino))
+		o->has_pending = o->pending = peer_named = true;
+	if (!u.rqlen && !u.named && !peer_named)
 		return 0;
 	pidfd = syscall(SYS_pidfd_open, pid, 0);
 	if (pidfd < 0)
@@ -283,15 +345,16 @@ static int dump_unix(pid_t pid, int fd, Haul__Img__UnixPairFile *o)
 	close(pidfd);
 	if (sfd < 0)
 		return -errno;
-	if (u.named) {
+	if (u.named)
 		ret = dump_name(sfd, o);
-		if (ret || !u.rqlen) {
-			close(sfd);
-			return ret;
-		}
+	if (!ret && peer_named)
+		ret = dump_peer_name(sfd, o);
+	if (ret || !u.rqlen) {
+		close(sfd);
+		return ret;
 	}
 	if (u.type != SOCK_STREAM) {
-		ret = rst_unix_peek_msgs(sfd, o);
+		ret = rst_unix_peek_msgs(pid, sfd, o);
 		close(sfd);
 		return ret;
 	}
@@ -316,6 +379,7 @@ static int unix_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 		     Haul__Img__FileObject *const *prev, size_t nprev)
 {
 	Haul__Img__UnixPairFile *u = malloc(sizeof(*u));
+	int ret;
 
 	(void)prev;
 	(void)nprev;
@@ -324,6 +388,10 @@ static int unix_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 	haul__img__unix_pair_file__init(u);
 	o->unix_pair = u;
 	u->ino = p->st->st_ino;
+	ret = rst_unix_passcred(p->pid, p->fd);
+	if (ret < 0)
+		return ret;
+	u->has_passcred = u->passcred = ret;
 	return dump_unix(p->pid, p->fd, u);
 }
 
@@ -349,6 +417,15 @@ static int unix_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 			 f->id, f->unix_pair->type);
 		return -EBADMSG;
 	}
+	for (size_t i = 0; i < f->unix_pair->n_inflight; i++)
+		if (f->unix_pair->inflight[i]->msg >= f->unix_pair->n_msgs ||
+		    f->unix_pair->inflight[i]->path[0] != '/') {
+			snprintf(why, wl,
+				 "file %u (unix_pair).inflight[%zu]: no such message, or not an "
+				 "absolute path",
+				 f->id, i);
+			return -EBADMSG;
+		}
 	if (f->unix_pair->n_msgs && f->unix_pair->type == SOCK_STREAM) {
 		snprintf(why, wl, "file %u (unix_pair).msgs: messages on a stream socket", f->id);
 		return -EBADMSG;
@@ -358,6 +435,21 @@ static int unix_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 			 "file %u (unix_pair).name: %zu bytes, not an absolute path or an "
 			 "abstract name",
 			 f->id, f->unix_pair->name.len);
+		return -EBADMSG;
+	}
+	if (f->unix_pair->has_pending && f->unix_pair->pending &&
+	    (!f->unix_pair->has_peer_name || f->unix_pair->has_data || f->unix_pair->n_msgs)) {
+		snprintf(why, wl,
+			 "file %u (unix_pair): a connection not accepted yet without its "
+			 "listener's name, or with data",
+			 f->id);
+		return -EBADMSG;
+	}
+	if (f->unix_pair->has_peer_name && !name_ok(&f->unix_pair->peer_name)) {
+		snprintf(why, wl,
+			 "file %u (unix_pair).peer_name: %zu bytes, not an absolute path or an "
+			 "abstract name",
+			 f->id, f->unix_pair->peer_name.len);
 		return -EBADMSG;
 	}
 	return 0;
@@ -420,19 +512,41 @@ static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul_
 	const Haul__Img__UnixPairFile *u = f->unix_pair;
 	/* A pair is named by its lower inode; its end with that inode is fds[0]. */
 	uint64_t id = u->ino < u->peer ? u->ino : u->peer;
+	Haul__Img__UnixPairFile vpeer = HAUL__IMG__UNIX_PAIR_FILE__INIT;
 	const Haul__Img__UnixPairFile *peer;
 	struct rst_tpipe *p;
-	bool made;
+	bool made, far = false;
 	int ret;
 
 	(void)e;
 	(void)path;
+	*shared = false;
+	/* a connection its listener had not accepted: connected again (fd_unix_pending.c) */
+	if (u->has_pending && u->pending)
+		return rst_unix_pending_client(t, u, src);
+	/* an end an earlier process of the tree made (fd_unix_tree.c) */
+	ret = rst_unix_tree_import(t, u, src);
+	if (ret != -ENOENT)
+		return ret;
 	*shared = true;
 	peer = peer_of(x, u);
+	if (!peer && rst_unix_tree_on()) {
+		/* the peer is a later process's: remade from what this end knows of it */
+		vpeer.ino = u->peer;
+		vpeer.peer = u->ino;
+		vpeer.type = u->type;
+		vpeer.has_name = u->has_peer_name;
+		vpeer.name = u->peer_name;
+		peer = &vpeer;
+		far = true;
+	}
 	if (u->has_name || (peer && peer->has_name))
 		ret = named_parked_pair(t, x, id, u, peer, &p);
 	else
 		ret = rst_fd_parked_pair(t, x, id, true, (int)u->type, &p, &made);
+	if (!ret && far)
+		ret = u->ino == id ? rst_unix_tree_export(t, u->peer, p->w, p->r)
+				   : rst_unix_tree_export(t, u->peer, p->r, p->w);
 	if (ret)
 		return ret;
 	if (u->has_data) {
@@ -449,6 +563,10 @@ static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul_
 static int unix_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, size_t wl)
 {
 	int ret = rst_unix_refill_msgs(t, x);
+
+	/* one process restored alone: its pending clients and listeners are all done */
+	if (!rst_unix_tree_on())
+		rst_unix_pending_reset();
 
 	if (ret) {
 		snprintf(why, wl, "cannot queue the messages of a unix pair again: %s",
@@ -467,6 +585,6 @@ const struct rst_fd_ops rst_fd_unix_pair = {
 	.dump = unix_dump,
 	.validate = unix_validate,
 	.restore = unix_restore,
-	.setup = rst_fd_set_nonblock,
+	.setup = rst_unix_setup,
 	.finish = unix_finish,
 };

@@ -97,14 +97,8 @@ static int listen_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 			p->fd, name);
 		return -EOPNOTSUPP;
 	}
-	if (u.rqlen) {
-		snprintf(why, wl,
-			 "fd %d: unix listener on %s has %u connection(s) not accepted yet: their "
-			 "clients would lose them; retry once the process has accepted them",
-			 p->fd, name, u.rqlen);
-		return -EOPNOTSUPP;
-	}
-	return 0;
+	/* connections not accepted yet: carried if their clients move and sent nothing */
+	return u.rqlen ? rst_unix_pending_check(p, name, why, wl) : 0;
 }
 
 static int listen_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
@@ -134,6 +128,27 @@ static int listen_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 		return ret;
 	l->type = u.type;
 	l->backlog = u.wqlen;
+	ret = rst_unix_passcred(p->pid, p->fd);
+	if (ret < 0)
+		return ret;
+	l->has_passcred = l->passcred = ret;
+	if (u.rqlen) {
+		uint32_t *ic;
+		size_t n;
+
+		ret = rst_unix_icons(p->st->st_ino, &ic, &n);
+		if (ret)
+			return ret;
+		l->pending = malloc((n ? n : 1) * sizeof(*l->pending));
+		if (!l->pending) {
+			free(ic);
+			return -ENOMEM;
+		}
+		for (size_t i = 0; i < n; i++)
+			l->pending[i] = ic[i];
+		l->n_pending = n;
+		free(ic);
+	}
 	l->name.data = malloc(len ? len : 1);
 	if (!l->name.data)
 		return -ENOMEM;
@@ -228,6 +243,8 @@ static int listen_restore(struct rst_target *t, struct rst_fd_rctx *x,
 		if (ret)
 			pr_err("cannot listen on unix %s: %s", name, strerror(-ret));
 	}
+	if (!ret) /* its queue: the clients restored before it connect again */
+		ret = rst_unix_pending_listener(t, l);
 	if (ret) {
 		rst_rcall(t, SYS_close, *tmp, 0, 0, 0, 0, 0, NULL);
 		*tmp = -1;
@@ -244,5 +261,5 @@ const struct rst_fd_ops rst_fd_unix_lsn = {
 	.dump = listen_dump,
 	.validate = listen_validate,
 	.restore = listen_restore,
-	.setup = rst_fd_set_nonblock,
+	.setup = rst_unix_setup,
 };

@@ -1,18 +1,28 @@
 /*
  * fd_unix_msgs.c - the messages queued on a datagram or seqpacket end of
- * a unix pair of the process, boundaries kept.
+ * a unix pair of the process, boundaries kept, and the regular files in
+ * flight with them (SCM_RIGHTS).
  *
  * Dump: MSG_PEEK sees only the first message; SO_PEEK_OFF (set on the
  * socket for the time of the dump, the process being stopped, then put
- * back) moves each peek on to the next one.  A message carrying fds
- * (SCM_RIGHTS) fails the dump by name, its duplicates closed.  Restore:
- * once every fd exists, each message is sent again, in order, through
- * the other end of the rebuilt pair (haul's pidfd_getfd copy of it).
+ * back) moves each peek on to the next one.  The peek hands haul a
+ * duplicate of every file in flight: a regular file with a path that no
+ * process of the tree holds too (its open file description would split)
+ * is recorded by path, flags and offset; any other fails the dump by
+ * name.  Duplicates are closed.  Restore: once every fd exists, each
+ * message is sent again, in order, through the other end of the rebuilt
+ * pair (haul's pidfd_getfd copy of it), its files opened again by haul
+ * (path, flags, offset) and sent with it, then closed: haul's opens,
+ * with haul's credentials, in haul's mount namespace.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -21,13 +31,85 @@
 #include "restore/restore_int.h"
 #include "restore/target_int.h"
 
-#define MSG_MAX	 (1 << 20) /* a larger message fails the dump */
-#define MSGS_MAX 65536	   /* more messages fail the dump */
+#define MSG_MAX	   (1 << 20) /* a larger message fails the dump */
+#define MSGS_MAX   65536     /* more messages fail the dump */
+#define KCMP_FILE_ 0
 
-/* Close the fds a peek handed us; how many there were. */
-static int drop_fds(struct msghdr *m)
+/* Whether @pid has an fd that is the open file description of our fd @fd (inode @st). */
+static bool held_by(pid_t pid, int fd, const struct stat *st)
 {
-	int n = 0;
+	char dir[64], path[96];
+	struct dirent *d;
+	bool found = false;
+	DIR *fds;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	fds = opendir(dir);
+	while (fds && !found && (d = readdir(fds))) {
+		struct stat s;
+
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%.16s", dir, d->d_name);
+		found = !stat(path, &s) && s.st_dev == st->st_dev && s.st_ino == st->st_ino &&
+			syscall(SYS_kcmp, getpid(), pid, KCMP_FILE_, fd, atoi(d->d_name)) == 0;
+	}
+	if (fds)
+		closedir(fds);
+	return found;
+}
+
+/* Our duplicate @fd of a file in flight with message @msg of @o: recorded, or refused. */
+static int note_inflight(pid_t pid, int fd, Haul__Img__UnixPairFile *o, uint32_t msg)
+{
+	Haul__Img__UnixInflight **v, *f;
+	char link[64], path[4096];
+	const pid_t *m;
+	size_t nm = rst_ext_moving_pids(&m);
+	struct stat st;
+	ssize_t n;
+	bool shared;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, path, sizeof(path) - 1);
+	if (fstat(fd, &st) || n <= 0 || !S_ISREG(st.st_mode) || path[0] != '/' ||
+	    st.st_nlink == 0) {
+		pr_err("unix socket %llu has a file in flight (SCM_RIGHTS) that is not a regular "
+		       "file with a path (%.*s), which haul does not carry: retry once the "
+		       "process has read it",
+		       (unsigned long long)o->ino, n > 0 ? (int)n : 1, n > 0 ? path : "?");
+		return -EOPNOTSUPP;
+	}
+	path[n] = '\0';
+	shared = held_by(pid, fd, &st);
+	for (size_t i = 0; i < nm && !shared; i++)
+		shared = held_by(m[i], fd, &st);
+	if (shared) {
+		pr_err("unix socket %llu has %s in flight (SCM_RIGHTS) while a process holds the "
+		       "same open file: its offset would split; retry once it has been read",
+		       (unsigned long long)o->ino, path);
+		return -EOPNOTSUPP;
+	}
+	v = realloc(o->inflight, (o->n_inflight + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	o->inflight = v;
+	f = malloc(sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	haul__img__unix_inflight__init(f);
+	v[o->n_inflight++] = f;
+	f->msg = msg;
+	f->flags = (uint32_t)fcntl(fd, F_GETFL);
+	f->pos = (uint64_t)lseek(fd, 0, SEEK_CUR);
+	f->path = strdup(path);
+	return f->path ? 0 : -ENOMEM;
+}
+
+/* The files a peek handed us, noted with message @msg of @o (or refused); all closed. */
+static int take_fds(pid_t pid, struct msghdr *m, Haul__Img__UnixPairFile *o, uint32_t msg)
+{
+	int ret = 0;
 
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
@@ -36,15 +118,16 @@ static int drop_fds(struct msghdr *m)
 			int fd;
 
 			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (!ret)
+				ret = note_inflight(pid, fd, o, msg);
 			close(fd);
-			n++;
 		}
 	}
-	return n;
+	return ret;
 }
 
 /* Peek the next message of @sfd into a new o->msgs entry; 1 when there is none left. */
-static int peek_one(int sfd, Haul__Img__UnixPairFile *o, char *buf)
+static int peek_one(pid_t pid, int sfd, Haul__Img__UnixPairFile *o, char *buf)
 {
 	union {
 		char b[CMSG_SPACE(sizeof(int) * 253)];
@@ -57,16 +140,20 @@ static int peek_one(int sfd, Haul__Img__UnixPairFile *o, char *buf)
 			   .msg_controllen = sizeof(ctl.b)};
 	ProtobufCBinaryData *nm;
 	ssize_t n;
+	int ret;
 
 	n = recvmsg(sfd, &m, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
 	if (n < 0)
 		return errno == EAGAIN ? 1 : -errno;
-	if (drop_fds(&m) || (m.msg_flags & MSG_CTRUNC)) {
-		pr_err("unix socket %llu has file descriptors in flight (SCM_RIGHTS), which haul "
-		       "does not carry: retry once the process has read them",
+	ret = take_fds(pid, &m, o, (uint32_t)o->n_msgs);
+	if (!ret && (m.msg_flags & MSG_CTRUNC)) {
+		pr_err("unix socket %llu has more file descriptors in flight (SCM_RIGHTS) with one "
+		       "message than haul carries: retry once the process has read them",
 		       (unsigned long long)o->ino);
-		return -EOPNOTSUPP;
+		ret = -EOPNOTSUPP;
 	}
+	if (ret)
+		return ret;
 	if (n == 0 || n > MSG_MAX || o->n_msgs >= MSGS_MAX) {
 		pr_err("unix socket %llu has a message of %zd bytes queued (or more than %d): not "
 		       "carried; retry once the process has read it",
@@ -85,7 +172,7 @@ static int peek_one(int sfd, Haul__Img__UnixPairFile *o, char *buf)
 	return 0;
 }
 
-int rst_unix_peek_msgs(int sfd, Haul__Img__UnixPairFile *o)
+int rst_unix_peek_msgs(pid_t pid, int sfd, Haul__Img__UnixPairFile *o)
 {
 	int old = -1, zero = 0, ret = 0;
 	socklen_t ol = sizeof(old);
@@ -102,12 +189,61 @@ int rst_unix_peek_msgs(int sfd, Haul__Img__UnixPairFile *o)
 		return ret;
 	}
 	while (!ret)
-		ret = peek_one(sfd, o, buf);
+		ret = peek_one(pid, sfd, o, buf);
 	if (setsockopt(sfd, SOL_SOCKET, SO_PEEK_OFF, &old, sizeof(old)) < 0)
 		pr_warn("cannot put SO_PEEK_OFF of unix socket %llu back to %d: %s",
 			(unsigned long long)o->ino, old, strerror(errno));
 	free(buf);
 	return ret == 1 ? 0 : ret;
+}
+
+int rst_unix_send_msg(int lfd, const Haul__Img__UnixPairFile *u, size_t i)
+{
+	union {
+		char b[CMSG_SPACE(sizeof(int) * 253)];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = {u->msgs[i].data, u->msgs[i].len};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+	int fds[253], nfds = 0, ret = 0;
+	ssize_t n;
+
+	for (size_t k = 0; k < u->n_inflight && !ret; k++) {
+		const Haul__Img__UnixInflight *f = u->inflight[k];
+		int fd;
+
+		if (f->msg != i)
+			continue;
+		if (nfds == 253)
+			return -E2BIG;
+		fd = open(f->path, (int)(f->flags & ~(O_CREAT | O_EXCL | O_TRUNC)) | O_CLOEXEC);
+		if (fd < 0 || lseek(fd, (off_t)f->pos, SEEK_SET) < 0) {
+			ret = -errno;
+			pr_err("cannot open %s again for the message of unix socket %llu that carried "
+			       "it: %s",
+			       f->path, (unsigned long long)u->ino, strerror(-ret));
+			if (fd >= 0)
+				close(fd);
+			break;
+		}
+		fds[nfds++] = fd;
+	}
+	if (!ret && nfds) {
+		m.msg_control = ctl.b;
+		m.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		CMSG_FIRSTHDR(&m)->cmsg_level = SOL_SOCKET;
+		CMSG_FIRSTHDR(&m)->cmsg_type = SCM_RIGHTS;
+		CMSG_FIRSTHDR(&m)->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(CMSG_FIRSTHDR(&m)), fds, sizeof(int) * nfds);
+	}
+	if (!ret) {
+		n = sendmsg(lfd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n != (ssize_t)u->msgs[i].len)
+			ret = n < 0 ? -errno : -EMSGSIZE;
+	}
+	for (int k = 0; k < nfds; k++)
+		close(fds[k]);
+	return ret;
 }
 
 /* Send @u's messages, in order, into remote fd @fd (the other end of its pair). */
@@ -121,9 +257,7 @@ static int send_msgs(struct rst_target *t, int fd, const Haul__Img__UnixPairFile
 	if (lfd < 0)
 		return -errno;
 	for (size_t i = 0; i < u->n_msgs && !ret; i++)
-		if (send(lfd, u->msgs[i].data, u->msgs[i].len, MSG_DONTWAIT) !=
-		    (ssize_t)u->msgs[i].len)
-			ret = errno ? -errno : -EIO;
+		ret = rst_unix_send_msg(lfd, u, i);
 	close(lfd);
 	if (ret)
 		pr_err("cannot queue the %zu messages of unix socket %llu again: %s", u->n_msgs,

@@ -6,7 +6,8 @@
  * socketpair() makes ends without names, and a connected socket cannot
  * be bound.  The accepted end gets its name from the listener it came
  * from, so the pair is made the way it was: in the stub, a listener of
- * that name (the process's own if its fd is already restored, else a
+ * that name (the process's own if its fd is already restored, or a copy
+ * of the one another process of the tree restored already, else a
  * temporary one, closed and its path unlinked afterwards, so that the
  * process's listener binds the name later), a new socket bound to the
  * other end's name if it had one, connect(), accept().  Everything is
@@ -26,6 +27,7 @@
 #include "restore/fd_int.h"
 #include "restore/restore_int.h"
 #include "restore/target_int.h"
+#include "restore/tree_int.h"
 
 bool rst_unix_peer_held(pid_t pid, uint64_t ino)
 {
@@ -35,6 +37,9 @@ bool rst_unix_peer_held(pid_t pid, uint64_t ino)
 	bool held = false;
 	DIR *fds;
 
+	/* a client its listener has not accepted: its peer has no inode yet */
+	if (rst_unix_is_pending(pid, (uint32_t)ino))
+		return true;
 	if (rst_unix_diag(ino, &u) || !u.peer)
 		return false;
 	snprintf(want, sizeof(want), "socket:[%u]", u.peer);
@@ -56,7 +61,8 @@ bool rst_unix_peer_held(pid_t pid, uint64_t ino)
 		}
 	}
 	closedir(fds);
-	return held;
+	/* a process that moves with this one (a tree) holds it: the pair moves whole */
+	return held || rst_unix_moving_holds(u.peer);
 }
 
 /* @name (sun_path bytes) as a sockaddr_un at the scratch area; its length in *@sl. */
@@ -132,6 +138,20 @@ static int new_sock(struct rst_target *t, uint32_t type, const ProtobufCBinaryDa
 	return ret;
 }
 
+struct lsn_key {
+	const ProtobufCBinaryData *name;
+	uint32_t type;
+};
+
+static bool is_listener(const Haul__Img__FileObject *f, const void *arg)
+{
+	const struct lsn_key *k = arg;
+	const Haul__Img__UnixListenFile *l = f->unix_listen;
+
+	return l && l->type == k->type && l->name.len == k->name->len &&
+	       !memcmp(l->name.data, k->name->data, k->name->len);
+}
+
 static void close_remote(struct rst_target *t, int fd)
 {
 	if (fd >= 0)
@@ -151,10 +171,19 @@ int rst_unix_named_pair(struct rst_target *t, struct rst_fd_rctx *x,
 	const Haul__Img__UnixPairFile *s = un && (!pn || listened(x, &u->name, u->type)) ? u : peer;
 	const Haul__Img__UnixPairFile *c = s == u ? peer : u;
 	int lfd = own_listener(x, &s->name, u->type), cfd = -1, afd = -1, ret;
-	bool temp = lfd < 0;
+	struct lsn_key key = {&s->name, u->type};
+	bool temp = lfd < 0, lent = false;
 	socklen_t sl;
 	long res;
 
+	/*
+	 * Another process of the tree restored the listener already: accept on
+	 * a copy of it (a temporary listener would take its name away).
+	 */
+	if (temp && rst_share_borrow(t, x->park, is_listener, &key, &lfd) == 0) {
+		temp = false;
+		lent = true;
+	}
 	if (temp) {
 		ret = new_sock(t, u->type, &s->name, &lfd);
 		if (!ret)
@@ -175,6 +204,8 @@ int rst_unix_named_pair(struct rst_target *t, struct rst_fd_rctx *x,
 		ret = rst_rcall(t, SYS_accept4, lfd, 0, 0, SOCK_CLOEXEC, 0, 0, &res);
 	if (!ret)
 		afd = (int)res;
+	if (lent)
+		close_remote(t, lfd);
 	if (temp) {
 		close_remote(t, lfd);
 		/* the temporary listener's path: the process's listener, if any, binds it later */

@@ -6,8 +6,10 @@
  * Dump: /proc/PID/ns/X against /proc/self/ns/X for mnt, uts, ipc, net,
  * pid, cgroup, user, time.  A user namespace is carried by userns_ctr.c
  * (made first on restore, owning the others); a time namespace is haul's usual one (offsets carried).  A
- * container (own mount namespace) must be pid 1 of its own PID namespace
- * and alone in it (process trees are the `trees` work).  A helper child
+ * container (own mount namespace) must be pid 1 of its own PID namespace,
+ * every other process there its descendant (the tree is dumped whole,
+ * tree_ckpt.c; a `runc exec` process, whose parent is outside, is refused
+ * by name).  A helper child
  * joins the uts, net and ipc namespaces to read the hostname and
  * domainname, to check that the only network interface is lo (others
  * are the engine's to recreate, refused by name), and that no SysV IPC
@@ -171,8 +173,80 @@ static int ns_differ(pid_t pid, uint32_t *flags)
 	return 0;
 }
 
-/* pid 1 of its PID namespace, with no child processes. */
-static int check_alone(pid_t pid, char *why, size_t wl)
+/* The parent of @pid (host PIDs), 0 when it cannot be read; its state letter in *@state. */
+static pid_t parent_of(pid_t pid, char *state)
+{
+	char path[64], buf[512], *rp;
+	ssize_t n;
+	int fd, ppid = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	/* the name may hold spaces and parentheses: the state follows the last ')' */
+	rp = strrchr(buf, ')');
+	if (!rp || sscanf(rp + 1, " %c %d", state, &ppid) != 2)
+		return 0;
+	return ppid;
+}
+
+/*
+ * Every process of @pid's PID namespace must descend from @pid, its pid 1:
+ * the tree is what is dumped (tree_ckpt.c).  A process that joined the
+ * namespace from outside (`runc exec`: its parent is the engine's, outside)
+ * is not part of that tree and is refused by name; CRIU cannot dump it
+ * either (its parent lies outside the dumped namespace).
+ */
+static int check_members(pid_t pid, char *why, size_t wl)
+{
+	char path[64];
+	struct stat want;
+	struct dirent *d;
+	DIR *dir;
+	int ret = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)pid);
+	if (stat(path, &want) < 0)
+		return -errno;
+	dir = opendir("/proc");
+	if (!dir)
+		return -errno;
+	while (!ret && (d = readdir(dir))) {
+		pid_t p = atoi(d->d_name), up = p;
+		char state = '?';
+		struct stat st;
+		int depth = 0;
+
+		if (p <= 0 || p == pid)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)p);
+		if (stat(path, &st) < 0 || st.st_ino != want.st_ino || st.st_dev != want.st_dev)
+			continue;
+		while (up > 1 && up != pid && depth++ < 4096)
+			up = parent_of(up, &state);
+		/* gone, or a zombie its parent outside has not reaped yet: no process to carry */
+		if (up != pid && parent_of(p, &state) > 0 && state != 'Z') {
+			snprintf(why, wl,
+				 "pid %d is in the PID namespace of the container of pid %d but "
+				 "does not descend from its pid 1 (a `runc exec` process): not "
+				 "carried; end it and checkpoint again",
+				 (int)p, (int)pid);
+			ret = -EOPNOTSUPP;
+		}
+	}
+	closedir(dir);
+	return ret;
+}
+
+/*
+ * pid 1 of its PID namespace, and every other process of that namespace
+ * its descendant (the container's process tree).
+ */
+static int check_tree(pid_t pid, char *why, size_t wl)
 {
 	char path[64], line[512], *last;
 	FILE *f;
@@ -196,22 +270,7 @@ static int check_alone(pid_t pid, char *why, size_t wl)
 			 (int)pid);
 		return -EOPNOTSUPP;
 	}
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
-	f = fopen(path, "re");
-	if (f) {
-		long child = 0;
-
-		if (fscanf(f, "%ld", &child) == 1) {
-			fclose(f);
-			snprintf(why, wl,
-				 "the container of pid %d has another process (pid %ld): the criu "
-				 "entry point carries a container of one process",
-				 (int)pid, child);
-			return -EOPNOTSUPP;
-		}
-		fclose(f);
-	}
-	return 0;
+	return check_members(pid, why, wl);
 }
 
 /* An mqueue mount of the container must be empty (queues are not carried). */
@@ -273,7 +332,7 @@ int rst_ctr_dump_check(pid_t pid, const struct rst_ctr_ext *ext, size_t next,
 			 (int)pid);
 		return -EOPNOTSUPP;
 	}
-	ret = check_alone(pid, why, wl);
+	ret = check_tree(pid, why, wl);
 	if (ret)
 		return ret;
 	ret = ns_view_read(pid, flags, &v);

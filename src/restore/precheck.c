@@ -274,7 +274,8 @@ static int hold_fd(struct held *h, const struct rst_fd_probe *p, const struct rs
 	 * move: checked at the precheck only (a scan of every fd on the host).
 	 */
 	bool inet = k == &rst_fd_tcp_listen || k == &rst_fd_tcp || k == &rst_fd_udp ||
-		    k == &rst_fd_unix_lsn; /* a unix listener: only its sharing too */
+		    k == &rst_fd_unix_lsn || /* a unix listener: only its sharing too */
+		    k == &rst_fd_unix_dgram; /* so is a unix datagram socket */
 
 	if (k == &rst_fd_pipe || k == &rst_fd_unix_pair || (inet && h->precheck)) {
 		struct rst_held_pipe *np = realloc(h->pipes, (h->npipes + 1) * sizeof(*np));
@@ -397,7 +398,7 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 	h.precheck = !tracer;
 	ret = rst_fd_each(pid, check_fd, &h, why, whylen);
 	if (!ret)
-		ret = rst_unix_check_pairs(h.pipes, h.npipes, why, whylen);
+		ret = rst_unix_check_pairs(pid, h.pipes, h.npipes, why, whylen);
 	/*
 	 * Sharing with another process (the pipes and sockets here, the files
 	 * below) is checked once, at the precheck

@@ -330,6 +330,13 @@ int rst_tree_checkpoint(pid_t pid, const char *dir, bool leave_running, const ch
 			struct rst_ckpt_stats *st);
 bool rst_has_children(pid_t pid);
 /*
+ * Write the tree @tr (a packed one as SessionOpen.tree carries it) as
+ * tree.img into the page store directory @dirfd, fsynced (tree_img.c; the
+ * container sink's image of a migrated tree).  0 or -errno, logged.
+ */
+struct Haul__Img__Tree;
+int rst_tree_img_put(int dirfd, const struct Haul__Img__Tree *tr);
+/*
  * A live migration's process tree, source side (tree_mig.c).
  * rst_mig_tree_new: walk @root's descendants, precheck every process
  * while all run (children and what the tree shares are accepted from now
@@ -437,5 +444,36 @@ int rst_image_version(void);
 
 /* The page server sink that restores live sessions into rst_targets. */
 extern const struct ps_sink_ops rst_live_sink;
+
+/*
+ * Shared memory of a tree migrated with one tracker per process
+ * (shm_tree_route.c): a dirty page of a shared object is sent once, by its
+ * owner, the first process (tree order) whose layout maps that object
+ * offset, at its address there.  rst_shm_route_new: the table for the
+ * tree's @n layouts @l in tree order (NULL: a zombie); rebuild it when a
+ * layout changes.  rst_shm_route: dirty range [@addr, +@npages pages) of
+ * process @i to @fn, piece by piece, as (sending process, its address,
+ * pages): private memory stays @i's.  0, -ENOMEM, -ENOENT (an address of a
+ * shared VMA not in @l[@i]), -EINVAL (@i out of range), or @fn's nonzero.
+ */
+struct rst_shm_route;
+typedef int (*rst_shm_route_fn)(void *arg, size_t proc, uint64_t addr, uint64_t npages);
+int rst_shm_route_new(const struct haul_layout *const *l, size_t n, struct rst_shm_route **out);
+int rst_shm_route(const struct rst_shm_route *r, size_t i, uint64_t addr, uint64_t npages,
+		  rst_shm_route_fn fn, void *arg);
+void rst_shm_route_free(struct rst_shm_route *r);
+/*
+ * The rounds @r of the tree's @n processes (tree order, all scanned, none
+ * sent; a zombie's: an empty round; @pids their host PIDs): each one's
+ * dirty list replaced by what its session sends, shared memory routed to
+ * its owners, plus what changed owner since the previous round (*@prev:
+ * that round's table, NULL at first; replaced by this round's, free it
+ * with rst_shm_route_free at the end); sorted, merged, dirty_pages
+ * recounted.  0 or -ENOMEM, -ENOENT as rst_shm_route; on failure the
+ * rounds and *@prev are as they were.
+ */
+struct trk_round;
+int rst_shm_route_rounds(struct rst_shm_route **prev, const pid_t *pids, struct trk_round *r,
+			 size_t n);
 
 #endif

@@ -12,8 +12,9 @@
  *  - a SysV segment with more attachments (nattch) than the process's own.
  * A memfd held by another process's fd is refused by the open-file check
  * of precheck.c like any shared open file.  Processes that move together
- * (rst_ext_moving, a process tree) are left out of the maps scan; the SysV
- * count does not know them yet (it counts this process's attachments only).
+ * (rst_ext_moving, a process tree: shm_tree.c restores what they share as
+ * one object) are left out of the maps scan, and their attachments of the
+ * process's SysV segments count with its own.
  */
 #define LOG_PREFIX "precheck: "
 #include <dirent.h>
@@ -33,11 +34,12 @@ struct shm_id {
 	unsigned attach; /* SysV: this process's attachments */
 };
 
-/* The MAP_SHARED shmem objects of @l, each once, with the attachments they make. */
-static size_t collect(const struct haul_layout *l, struct shm_id *ids)
+/*
+ * The MAP_SHARED shmem objects of @l, each once, with the attachments they
+ * make.  @add: only count attachments of the @n objects already in @ids.
+ */
+static size_t collect(const struct haul_layout *l, struct shm_id *ids, size_t n, bool add)
 {
-	size_t n = 0;
-
 	for (size_t i = 0; i < l->n; i++) {
 		const struct haul_vma *v = &l->v[i], *p = i ? &l->v[i - 1] : NULL;
 		size_t k;
@@ -47,6 +49,8 @@ static size_t collect(const struct haul_layout *l, struct shm_id *ids)
 		for (k = 0; k < n; k++)
 			if (ids[k].dev == v->dev && ids[k].ino == v->ino)
 				break;
+		if (k == n && add)
+			continue;
 		if (k == n)
 			ids[n++] =
 				(struct shm_id){v->dev, v->ino, v->path ? v->path : "/dev/zero", 0};
@@ -56,6 +60,17 @@ static size_t collect(const struct haul_layout *l, struct shm_id *ids)
 			ids[k].attach++;
 	}
 	return n;
+}
+
+/* A process that moves with @pid: its attachments of @ids count as the process's own. */
+static void moving_attachments(pid_t other, struct shm_id *ids, size_t n)
+{
+	struct haul_layout o;
+
+	if (haul_layout_read(other, false, &o))
+		return; /* gone, or a kernel thread */
+	collect(&o, ids, n, true);
+	haul_layout_release(&o);
 }
 
 /* The first object of @ids that @other maps too. */
@@ -70,11 +85,13 @@ static int mapped_by(pid_t pid, pid_t other, const struct shm_id *ids, size_t n,
 		for (size_t k = 0; k < n; k++)
 			if ((o.v[i].flags & HAUL_VMA_SHMEM) && o.v[i].dev == ids[k].dev &&
 			    o.v[i].ino == ids[k].ino) {
-				snprintf(why, whylen,
-					 "shared memory %s (inode %" PRIu64 ") of pid %d is also "
-					 "mapped by pid %d; haul moves one process and would split "
-					 "it; move them together or stop the other",
-					 ids[k].path, ids[k].ino, (int)pid, (int)other);
+				snprintf(
+					why, whylen,
+					"shared memory %s (inode %" PRIu64 ") of pid %d is also "
+					"mapped by pid %d, which does not move with it; haul would "
+					"split it; move them together (their common ancestor's "
+					"tree) or stop the other",
+					ids[k].path, ids[k].ino, (int)pid, (int)other);
 				haul_layout_release(&o);
 				return -EOPNOTSUPP;
 			}
@@ -107,8 +124,8 @@ static int sysv_shared(pid_t pid, const struct shm_id *ids, size_t n, char *why,
 			    nattch > ids[k].attach) {
 				snprintf(why, whylen,
 					 "SysV segment shmid %llu of pid %d has %llu attachments, "
-					 "%u of them its own; haul moves one process and would "
-					 "split it; move them together or detach the others",
+					 "%u of them its own (or its tree's); haul would split it; "
+					 "move them together or detach the others",
 					 id, (int)pid, nattch, ids[k].attach);
 				ret = -EOPNOTSUPP;
 				break;
@@ -125,7 +142,8 @@ int rst_shm_precheck(pid_t pid, char *why, size_t whylen)
 	struct dirent *pe;
 	DIR *proc;
 	size_t n;
-	int ret = haul_layout_read(pid, false, &l);
+	char other_why[512] = "";
+	int ret = haul_layout_read(pid, false, &l), other_ret = 0;
 
 	if (ret)
 		return ret;
@@ -134,19 +152,30 @@ int rst_shm_precheck(pid_t pid, char *why, size_t whylen)
 		haul_layout_release(&l);
 		return -ENOMEM;
 	}
-	n = collect(&l, ids);
-	ret = n ? sysv_shared(pid, ids, n, why, whylen) : 0;
-	proc = n && !ret ? opendir("/proc") : NULL;
-	if (n && !ret && !proc)
+	n = collect(&l, ids, 0, false);
+	proc = n ? opendir("/proc") : NULL;
+	if (n && !proc)
 		ret = -errno;
+	/* one pass: the first other process that maps an object, the tree's attachments */
 	while (!ret && proc && (pe = readdir(proc))) {
 		pid_t other = atoi(pe->d_name);
 
-		if (other > 0 && other != pid && !rst_ext_is_moving(other))
-			ret = mapped_by(pid, other, ids, n, why, whylen);
+		if (other <= 0 || other == pid)
+			continue;
+		if (rst_ext_is_moving(other))
+			moving_attachments(other, ids, n);
+		else if (!other_ret)
+			other_ret = mapped_by(pid, other, ids, n, other_why, sizeof(other_why));
 	}
 	if (proc)
 		closedir(proc);
+	/* the SysV count names the attachments; else the process that maps it */
+	if (!ret && n)
+		ret = sysv_shared(pid, ids, n, why, whylen);
+	if (!ret && other_ret) {
+		snprintf(why, whylen, "%s", other_why);
+		ret = other_ret;
+	}
 	free(ids);
 	haul_layout_release(&l);
 	return ret;

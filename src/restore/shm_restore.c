@@ -51,12 +51,16 @@
 #include "common/vma.h"
 #include "restore/restore_int.h"
 #include "restore/target_int.h"
+#include "restore/tree_int.h"
 
 #ifndef SHM_REMAP
 #define SHM_REMAP 040000
 #endif
 #ifndef F_ADD_SEALS
 #define F_ADD_SEALS 1033
+#endif
+#ifndef F_GET_SEALS
+#define F_GET_SEALS 1034
 #endif
 
 #define PAGE_UP(x) (((x) + HAUL_PAGE_SIZE - 1) & ~(uint64_t)(HAUL_PAGE_SIZE - 1))
@@ -246,11 +250,37 @@ static int sysv_get(struct rst_target *t, int key, uint64_t id, uint64_t size, l
 	return 0;
 }
 
+/*
+ * Whether a SysV segment of layout @l (its key, or its shmid) exists in the
+ * stub's IPC namespace: then every segment must go to a new one, decided
+ * before the first is made (a segment made here cannot follow).
+ */
+static bool sysv_any_taken(struct rst_target *t, const struct haul_layout *l)
+{
+	for (size_t i = 0; l && i < l->n; i++) {
+		const struct haul_vma *v = &l->v[i];
+		int key;
+
+		if (!(v->flags & HAUL_VMA_SHMEM) || !v->path || strncmp(v->path, "/SYSV", 5))
+			continue;
+		key = (int)strtoul(v->path + 5, NULL, 16);
+		if (rst_rcall(t, SYS_shmctl, v->ino, IPC_STAT, rst_scratch(t), 0, 0, 0, NULL) !=
+			    -EINVAL ||
+		    (key != IPC_PRIVATE &&
+		     rst_rcall(t, SYS_shmget, (uint64_t)(int64_t)key, 0, 0, 0, 0, 0, NULL) == 0))
+			return true;
+	}
+	return false;
+}
+
 /* SysV segment of @v (key from its path, id its inode) in the stub: *@shmid. */
-static int create_sysv(struct rst_target *t, const struct haul_vma *v, uint64_t size, long *shmid)
+static int create_sysv(struct rst_target *t, const struct haul_layout *l, const struct haul_vma *v,
+		       uint64_t size, long *shmid)
 {
 	int key = (int)strtoul(v->path + 5, NULL, 16);
-	int ret = sysv_get(t, key, v->ino, size, shmid);
+	int ret = !t->ipcns && !t->nsysv && sysv_any_taken(t, l)
+			  ? -EEXIST
+			  : sysv_get(t, key, v->ino, size, shmid);
 
 	if (ret == -EEXIST && !t->ipcns && !t->nsysv) {
 		pr_info("SysV key %#x or shmid %" PRIu64 " of pid %d is taken here; the process "
@@ -295,19 +325,144 @@ static int tshm_add(struct rst_target *t, const struct haul_vma *v, uint64_t s, 
 	n->shmid = shmid;
 	n->size_made = size;
 	n->fdnum = -1;
+	n->imported = n->finished = false;
 	return 0;
 }
 
-/* Map [@s, @e) of @v from the object open as @fd in the stub. */
-static int map_fd(struct rst_target *t, const struct haul_vma *v, uint64_t s, uint64_t e, long fd)
+/* Map [@s, @e) of @v from the object open as @fd in the stub, with @prot. */
+static int map_fd_prot(struct rst_target *t, const struct haul_vma *v, uint64_t s, uint64_t e,
+		       long fd, uint32_t prot)
 {
 	long res;
-	int ret = rst_rcall(t, SYS_mmap, s, e - s, rst_create_prot(v), MAP_SHARED | MAP_FIXED, fd,
+	int ret = rst_rcall(t, SYS_mmap, s, e - s, prot, MAP_SHARED | MAP_FIXED, fd,
 			    v->pgoff + (s - v->start), &res);
 
 	rst_rcall(t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
 	if (!ret && (uint64_t)res != s)
 		ret = -EFAULT;
+	return ret;
+}
+
+/* map_fd_prot, created writable: its pages are written through this mapping. */
+static int map_fd(struct rst_target *t, const struct haul_vma *v, uint64_t s, uint64_t e, long fd)
+{
+	return map_fd_prot(t, v, s, e, fd, rst_create_prot(v));
+}
+
+/* Grow the object open at @path (here) to @size, never shrink it; warn on failure. */
+static void grow_path(const char *path, uint64_t size)
+{
+	struct stat st;
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size < size && ftruncate(fd, (off_t)size) < 0)
+		pr_warn("cannot grow shared memory %s to %" PRIu64 " bytes: %s", path, size,
+			strerror(errno));
+	close(fd);
+}
+
+/*
+ * Where object @m is open in its maker: /proc/PID/... as the stubs see it
+ * (@in_stub, the tree's PID namespace) and as we do (@here).  -ENOENT: not
+ * any more.
+ */
+static int maker_path(const struct rst_shm_made *m, char *in_stub, char *here, size_t len)
+{
+	struct rst_tshm *mo = tshm_find(m->t, m->dev, m->ino);
+	uint64_t ms, me;
+
+	if (mo && mo->tino && !stub_find(m->t, mo->tino, &ms, &me)) {
+		snprintf(in_stub, len, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)m->t->o.pid,
+			 ms, me);
+		snprintf(here, len, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)m->t->stub, ms,
+			 me);
+		return 0;
+	}
+	if (!mo || mo->fdnum < 0)
+		return -ENOENT;
+	snprintf(in_stub, len, "/proc/%d/fd/%d", (int)m->t->o.pid, mo->fdnum);
+	snprintf(here, len, "/proc/%d/fd/%d", (int)m->t->stub, mo->fdnum);
+	return 0;
+}
+
+/*
+ * Open, in stub @t, object @m that another target of the tree made; *@seals:
+ * its seals.  @grow: the size @t's VMAs need, while its maker has not set
+ * the object's own (a live restore lays them out in any order).
+ */
+static int maker_open(struct rst_target *t, const struct rst_shm_made *m, int oflags, long *fd,
+		      uint32_t *seals, uint64_t grow)
+{
+	struct rst_tshm *mo = tshm_find(m->t, m->dev, m->ino);
+	char in_stub[128], here[128];
+	uint64_t rpath;
+	int ret = maker_path(m, in_stub, here, sizeof(in_stub)), lfd, got;
+
+	if (ret)
+		return ret;
+	if (grow && mo && !mo->finished)
+		grow_path(here, grow);
+	*seals = 0;
+	lfd = open(here, O_RDONLY | O_CLOEXEC);
+	got = lfd >= 0 ? fcntl(lfd, F_GET_SEALS) : -1;
+	*seals = got > 0 ? (uint32_t)got : 0;
+	if (lfd >= 0)
+		close(lfd);
+	ret = rst_put_str(t, 0, in_stub, &rpath);
+	if (!ret)
+		ret = rst_rcall(t, SYS_openat, AT_FDCWD, rpath, oflags | O_CLOEXEC, 0, 0, 0, fd);
+	return ret;
+}
+
+/*
+ * [@s, @e) of @v maps object @m, made by another target of the tree (and,
+ * restored in tree order, finished: size, mode, seals, pages): map that
+ * one (shm_tree.c).  A whole SysV attachment is a shmat of its shmid
+ * (nattch as on the source), the rest an mmap of the maker's object; a
+ * write-sealed memfd only read-only, from a read-only open.
+ */
+static int shm_import(struct rst_target *t, const struct haul_layout *l, const struct haul_vma *v,
+		      uint64_t s, uint64_t e, const struct rst_shm_made *m)
+{
+	struct rst_tshm *mo = tshm_find(m->t, m->dev, m->ino), *n;
+	bool sysv = rst_shm_kind(v->path) == HAUL__IMG__SHM_KIND__SHM_SYSV;
+	long fd = -1, res, shmid = sysv && mo ? mo->shmid : -1;
+	uint32_t seals = 0, prot = rst_create_prot(v);
+	int ret;
+
+	if (sysv && shmid >= 0 && v->pgoff == 0 && s == v->start && e == v->end &&
+	    e - s == PAGE_UP(mo->size_made)) {
+		ret = rst_rcall(t, SYS_shmat, shmid, s, SHM_REMAP, 0, 0, 0, &res);
+		if (!ret && (uint64_t)res != s)
+			ret = -EFAULT;
+		if (!ret && prot != (PROT_READ | PROT_WRITE))
+			ret = rst_rcall(t, SYS_mprotect, s, e - s, prot, 0, 0, 0, NULL);
+	} else {
+		ret = maker_open(t, m, O_RDWR, &fd, &seals, PAGE_UP(object_extent(l, v)));
+		if (!ret && (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE))) {
+			/* sealed by its maker: no writable mapping any more, as on the source */
+			rst_rcall(t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
+			prot = v->prot;
+			ret = (v->prot & PROT_WRITE) ? -EPERM
+						     : maker_open(t, m, O_RDONLY, &fd, &seals, 0);
+		}
+		if (!ret)
+			ret = map_fd_prot(t, v, s, e, fd, prot);
+	}
+	if (!ret)
+		ret = tshm_add(t, v, s, shmid, mo ? mo->size_made : 0);
+	if (!ret) {
+		n = tshm_find(t, v->dev, v->ino);
+		n->imported = true;
+	}
+	if (ret)
+		pr_err_r(ret,
+			 "cannot map shared memory %s (inode %" PRIu64 ") at %#" PRIx64
+			 " of pid %d from pid %d of its tree",
+			 v->path ? v->path : "/dev/zero", v->ino, s, (int)t->o.pid,
+			 (int)m->t->o.pid);
 	return ret;
 }
 
@@ -319,19 +474,10 @@ static int map_fd(struct rst_target *t, const struct haul_vma *v, uint64_t s, ui
 static void grow_to(struct rst_target *t, uint64_t ms, uint64_t me, uint64_t size)
 {
 	char path[96];
-	struct stat st;
-	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)t->stub, ms,
 		 me);
-	fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size < size && ftruncate(fd, (off_t)size) < 0)
-		pr_warn("cannot grow shared memory mapped at %#" PRIx64 " of pid %d to %" PRIu64
-			" bytes: %s",
-			ms, (int)t->o.pid, size, strerror(errno));
-	close(fd);
+	grow_path(path, size);
 }
 
 /* rst_shm_map; @exact: the size to create the object with, 0: as far as its VMAs reach. */
@@ -342,9 +488,19 @@ static int shm_map(struct rst_target *t, const struct haul_layout *l, const stru
 	struct rst_tshm *o = tshm_find(t, v->dev, v->ino);
 	uint64_t size = exact ? exact : PAGE_UP(object_extent(l, v)), ms, me;
 	bool whole = v->pgoff == 0 && s == v->start && e == v->end && only_vma(l, v);
+	const struct rst_shm_made *m = rst_shm_tree_maker(t, v->dev, v->ino);
 	long fd = -1, shmid = -1, res;
 	int ret;
 
+	/* the tree's segments are where an earlier process made them */
+	if (kind == HAUL__IMG__SHM_KIND__SHM_SYSV) {
+		ret = rst_shm_tree_join_ipc(t);
+		if (ret)
+			return ret;
+	}
+	/* another process of the tree made it: the same object again */
+	if (m && (!o || o->imported))
+		return shm_import(t, l, v, s, e, m);
 	if (o && o->tino && !stub_find(t, o->tino, &ms, &me)) {
 		/* another VMA of the object exists: map the same object */
 		if (kind != HAUL__IMG__SHM_KIND__SHM_SYSV)
@@ -362,7 +518,7 @@ static int shm_map(struct rst_target *t, const struct haul_layout *l, const stru
 		/* the source's layout names its exact size: no remake at resume */
 		if (!exact && v->shm_size)
 			size = v->shm_size;
-		ret = create_sysv(t, v, size, &shmid);
+		ret = create_sysv(t, l, v, size, &shmid);
 		if (ret)
 			return ret;
 		if (whole && PAGE_UP(size) == e - s) {
@@ -399,6 +555,8 @@ static int shm_map(struct rst_target *t, const struct haul_layout *l, const stru
 	}
 	if (!ret)
 		ret = tshm_add(t, v, s, shmid, size);
+	if (!ret) /* the other processes of a tree map this one */
+		ret = rst_shm_tree_made(t, v->dev, v->ino);
 	return ret;
 }
 
@@ -534,15 +692,23 @@ static int finish_file(struct rst_target *t, const Haul__Img__ShmObject *o, int 
 {
 	struct stat st;
 	uint32_t wseals = F_SEAL_WRITE | F_SEAL_FUTURE_WRITE;
-	int ret = 0;
+	int ret = 0, cur;
 
 	if (fstat(fd, &st) < 0 || ((uint64_t)st.st_size != o->size && ftruncate(fd, o->size) < 0))
 		ret = -errno;
 	if (!ret && me && o->kind == HAUL__IMG__SHM_KIND__SHM_MEMFD && (o->seals & wseals))
 		ret = memfd_maps_ro(t, o, ms, me);
-	if (!ret && o->kind == HAUL__IMG__SHM_KIND__SHM_MEMFD && o->seals &&
-	    fcntl(fd, F_ADD_SEALS, o->seals) < 0)
+	/* only those it lacks: another process of a tree may have sealed it (F_SEAL_SEAL) */
+	cur = o->kind == HAUL__IMG__SHM_KIND__SHM_MEMFD ? fcntl(fd, F_GET_SEALS) : 0;
+	cur = cur < 0 ? 0 : cur;
+	if (!ret && o->kind == HAUL__IMG__SHM_KIND__SHM_MEMFD && (o->seals & ~(uint32_t)cur) &&
+	    fcntl(fd, F_ADD_SEALS, o->seals & ~(uint32_t)cur) < 0) {
 		ret = -errno;
+		/* a tree's other stubs still map it writable: sealed once all are ready */
+		if (ret == -EBUSY &&
+		    !rst_shm_tree_defer_seals(t, o->dev, o->ino, o->seals & ~(uint32_t)cur))
+			ret = 0;
+	}
 	return ret;
 }
 
@@ -580,8 +746,15 @@ int rst_shm_open(struct rst_target *t, uint64_t dev, uint64_t ino, int oflags, l
 	uint64_t ms, me, rpath;
 	int ret;
 
+	const struct rst_shm_made *m;
+	uint32_t seals;
+
 	if (o && o->tino && !stub_find(t, o->tino, &ms, &me))
 		return stub_open_mapped(t, ms, me, oflags, fd);
+	/* made by an earlier process of the tree, not mapped here */
+	m = o ? NULL : rst_shm_tree_maker(t, dev, ino);
+	if (m)
+		return maker_open(t, m, oflags, fd, &seals, 0);
 	if (!o || o->fdnum < 0)
 		return -ENOENT;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", o->fdnum);
@@ -615,7 +788,7 @@ int rst_shm_memfd_new(struct rst_target *t, const Haul__Img__ShmObject *o, const
 	n->tino = st.st_ino;
 	n->shmid = -1;
 	n->fdnum = fdnum;
-	return 0;
+	return rst_shm_tree_made(t, o->dev, o->ino);
 }
 
 int rst_shm_finish_memfd(struct rst_target *t, const Haul__Img__ShmObject *o, int fd)
@@ -706,6 +879,8 @@ int rst_shm_finish(struct rst_target *t, const Haul__Img__ProcessState *ps, char
 		uint64_t ms, me;
 		int ret = 0;
 
+		if (ts) /* its size is its own from now on: nobody grows it (maker_open) */
+			ts->finished = true;
 		if (o->kind == HAUL__IMG__SHM_KIND__SHM_POSIX) {
 			ret = finish_posix(t, o, why, wl);
 			if (ret)
@@ -714,6 +889,18 @@ int rst_shm_finish(struct rst_target *t, const Haul__Img__ProcessState *ps, char
 		}
 		if (!ts || !ts->tino || stub_find(t, ts->tino, &ms, &me))
 			continue; /* no VMA maps it: an fd's, fd_memfd.c finishes it */
+		if (ts->imported) {
+			/* its maker finished it; a write seal needs this one's mappings read-only */
+			if (o->kind == HAUL__IMG__SHM_KIND__SHM_MEMFD &&
+			    (o->seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))
+				ret = memfd_maps_ro(t, o, ms, me);
+			if (ret) {
+				snprintf(why, wl, "cannot map memfd %s read-only: %s", o->name,
+					 strerror(-ret));
+				return ret;
+			}
+			continue;
+		}
 		/* post-copy fills pages after this, and makes holes first: both need writes */
 		if (o->kind == HAUL__IMG__SHM_KIND__SHM_MEMFD && t->o.before_resume &&
 		    (o->seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE))) {
@@ -756,6 +943,39 @@ int rst_shm_finish(struct rst_target *t, const Haul__Img__ProcessState *ps, char
 				 o->ino, strerror(-ret));
 			return ret;
 		}
+	}
+	return 0;
+}
+
+int rst_shm_tree_seal(struct rst_shm_tree *s, char *why, size_t wl)
+{
+	for (size_t i = 0; s && i < s->n; i++) {
+		struct rst_shm_made *m = &s->m[i];
+		char in_stub[128], here[128];
+		int fd, cur, ret = 0;
+
+		if (!m->seals)
+			continue;
+		ret = maker_path(m, in_stub, here, sizeof(here));
+		fd = ret ? -1 : open(here, O_RDWR | O_CLOEXEC);
+		if (!ret && fd < 0)
+			ret = -errno;
+		cur = fd >= 0 ? fcntl(fd, F_GET_SEALS) : 0;
+		cur = cur < 0 ? 0 : cur;
+		if (!ret && (m->seals & ~(uint32_t)cur) &&
+		    fcntl(fd, F_ADD_SEALS, m->seals & ~(uint32_t)cur) < 0)
+			ret = -errno;
+		if (fd >= 0)
+			close(fd);
+		if (ret) {
+			snprintf(why, wl,
+				 "cannot seal the memfd (inode %" PRIu64
+				 ") pid %d and others of its "
+				 "tree map: %s",
+				 m->ino, (int)m->t->o.pid, strerror(-ret));
+			return ret;
+		}
+		m->seals = 0;
 	}
 	return 0;
 }

@@ -54,6 +54,7 @@ static struct {
 	int32_t tid;
 	uint64_t sigset;
 	uint64_t timeout[2];
+	char comm[16];
 } fork_area;
 
 static uint64_t area_addr(size_t off)
@@ -280,6 +281,21 @@ int rst_target_exit(struct rst_target *t, struct rst_target *parent, int status)
 	if (ret)
 		pr_err_r(ret, "cannot take the SIGCHLD of zombie %d from restored pid %d",
 			 (int)t->o.pid, (int)parent->o.pid);
+	return ret;
+}
+
+int rst_target_set_name(struct rst_target *t, const char *comm)
+{
+	char name[16] = {0};
+	uint64_t at = area_addr(offsetof(typeof(fork_area), comm));
+	int ret;
+
+	snprintf(name, sizeof(name), "%s", comm);
+	ret = rst_poke(t, at, name, sizeof(name));
+	if (!ret)
+		ret = rst_rcall(t, SYS_prctl, PR_SET_NAME, at, 0, 0, 0, 0, NULL);
+	if (ret)
+		pr_err_r(ret, "cannot name restored zombie %d '%s'", (int)t->o.pid, name);
 	return ret;
 }
 

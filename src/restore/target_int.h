@@ -63,6 +63,7 @@ struct rst_target {
 	const struct haul_layout *lay;
 	char **posix; /* POSIX shm files this restore created (absent here) */
 	size_t nposix;
+	struct rst_shm_tree *shm_tree; /* shm_tree.c: the tree's objects, NULL: alone */
 	/* how long rst_target_ready took */
 	double ready_ms;
 	/* forked with CLONE_FILES (target_fork.c): its fds are its parent's, restored there */
@@ -76,6 +77,8 @@ struct rst_tshm {
 	long shmid;	    /* SysV: its id here */
 	uint64_t size_made; /* SysV: the size it was created with */
 	int fdnum;	    /* memfd made for an fd: that fd's number, else -1 */
+	bool imported;	    /* made by another process of the tree (shm_tree.c) */
+	bool finished;	    /* its size, mode, seals set at resume (rst_shm_finish) */
 };
 
 /*

@@ -47,7 +47,7 @@ static uint64_t now_ns(void)
 }
 
 /* A zombie, or gone (reaped): nothing to precheck or stop, the re-read sorts it out. */
-static bool is_zombie(pid_t host)
+bool rst_tree_gone_or_zombie(pid_t host)
 {
 	char *status = NULL;
 	const char *f;
@@ -67,10 +67,10 @@ static int precheck_from(struct rst_tree *t, size_t from, char *why, size_t wl)
 	for (size_t i = from; i < t->n; i++) {
 		int ret;
 
-		if (i && is_zombie(t->p[i].host))
+		if (i && rst_tree_gone_or_zombie(t->p[i].host))
 			continue; /* the root's precheck names it a zombie */
 		ret = rst_dump_precheck(t->p[i].host, why, wl);
-		if (ret && i && is_zombie(t->p[i].host))
+		if (ret && i && rst_tree_gone_or_zombie(t->p[i].host))
 			continue; /* it exited meanwhile */
 		if (ret)
 			return ret;
@@ -114,11 +114,11 @@ static int seize_from(struct rst_tree *t, size_t from, char *why, size_t wl)
 	for (size_t i = from; i < t->n; i++) {
 		int ret;
 
-		if (i && is_zombie(t->p[i].host))
+		if (i && rst_tree_gone_or_zombie(t->p[i].host))
 			continue;
 		t->p[i].cont = !owner_stopped(t->p[i].host);
 		ret = rst_seize(t->p[i].host, &t->p[i].sz);
-		if (ret && i && is_zombie(t->p[i].host))
+		if (ret && i && rst_tree_gone_or_zombie(t->p[i].host))
 			continue;
 		if (ret) {
 			snprintf(why, wl, "cannot stop pid %d of the tree: %s", (int)t->p[i].host,
@@ -155,7 +155,7 @@ static const struct {
 
 static bool live_proc(const struct rst_tree *t, size_t i)
 {
-	return !t->p[i].zombie && !is_zombie(t->p[i].host);
+	return !t->p[i].zombie && !rst_tree_gone_or_zombie(t->p[i].host);
 }
 
 static bool shares(const struct rst_tree *t, size_t i, size_t j, int type)
@@ -234,89 +234,14 @@ static int check_tables(struct rst_tree *t, char *why, size_t wl)
 	return 0;
 }
 
-/* A shared memory object one process of the tree maps (dev 00:xx, no name: shmem). */
-struct shm_seen {
-	pid_t host;
-	unsigned long long ino;
-	unsigned minor;
-	char range[64];
-};
-
 /*
- * Refuse shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS, inherited over
- * fork) mapped by two processes of the tree: each would get its own copy.
- * (memfd and SysV are refused per process by the precheck already.)
+ * What the processes of a tree share that haul must refuse, for a tree
+ * migrate's precheck (tables clone() shares: check_tables).  Shared memory
+ * is carried (shm_tree.c, shm_tree_route.c).
  */
-static int check_shared_memory(const struct rst_tree *t, char *why, size_t wl)
-{
-	struct shm_seen *seen = NULL;
-	size_t n = 0, cap = 0;
-	int ret = 0;
-
-	for (size_t i = 0; i < t->n && !ret; i++) {
-		char *maps = NULL, *line;
-
-		if (i && is_zombie(t->p[i].host))
-			continue;
-		if (rst_read_proc(t->p[i].host, "maps", &maps, NULL))
-			continue;
-		for (line = maps; line && *line && !ret;
-		     line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
-			char range[64], perms[8];
-			unsigned major, minor;
-			unsigned long long off, ino;
-
-			size_t len = strcspn(line, "\n");
-			char text[512];
-
-			snprintf(text, sizeof(text), "%.*s", (int)(len < 511 ? len : 511), line);
-			/*
-			 * Only objects without a name to reopen ("/dev/zero (deleted)"):
-			 * a file, on tmpfs too, is mapped again from its path, shared as before.
-			 */
-			if (sscanf(text, "%63s %7s %llx %x:%x %llu", range, perms, &off, &major,
-				   &minor, &ino) != 6 ||
-			    perms[3] != 's' || major != 0 || !ino || !strstr(text, "(deleted)"))
-				continue;
-			for (size_t k = 0; k < n; k++)
-				if (seen[k].host != t->p[i].host && seen[k].ino == ino &&
-				    seen[k].minor == minor) {
-					snprintf(
-						why, wl,
-						"pids %d (%s) and %d (%s) of the tree map one shared "
-						"memory object (inode %llu): haul restores shared memory "
-						"per process, so it would no longer be shared",
-						(int)seen[k].host, seen[k].range, (int)t->p[i].host,
-						range, ino);
-					ret = -EOPNOTSUPP;
-					break;
-				}
-			if (ret)
-				break;
-			if (n == cap) {
-				void *g = realloc(seen, (cap = cap ? cap * 2 : 32) * sizeof(*seen));
-
-				if (!g) {
-					ret = -ENOMEM;
-					break;
-				}
-				seen = g;
-			}
-			seen[n] = (struct shm_seen){t->p[i].host, ino, minor, ""};
-			snprintf(seen[n].range, sizeof(seen[n].range), "%s", range);
-			n++;
-		}
-		free(maps);
-	}
-	free(seen);
-	return ret;
-}
-
 int rst_tree_check_sharing(struct rst_tree *t, char *why, size_t wl)
 {
-	int ret = check_tables(t, why, wl);
-
-	return ret ? ret : check_shared_memory(t, why, wl);
+	return check_tables(t, why, wl);
 }
 
 /* The host PIDs of @t for the checks (rst_precheck_tree): what they share is carried. */
@@ -351,8 +276,6 @@ static int stop_tree(struct rst_tree *t, pid_t root, pid_t **members, char *why,
 		if (!ret)
 			ret = check_tables(t, why, wl);
 		if (!ret)
-			ret = check_shared_memory(t, why, wl);
-		if (!ret)
 			ret = seize_from(t, from, why, wl);
 		if (ret)
 			return ret;
@@ -386,7 +309,7 @@ static int drain_accepts(struct rst_tree *t, pid_t root, pid_t **members, char *
 		for (size_t i = 0; i < t->n; i++)
 			release_one(&t->p[i]);
 		for (size_t i = 0; i < t->n; i++)
-			if (!is_zombie(t->p[i].host))
+			if (!rst_tree_gone_or_zombie(t->p[i].host))
 				rst_sock_drain_wait(t->p[i].host, NULL, 0);
 		ret = seize_from(t, 0, why, wl);
 		if (!ret)
@@ -428,6 +351,8 @@ static int dump_one(struct rst_tree *t, size_t i, struct rst_share_dump *d, stru
 			return ret;
 		}
 	}
+	if (!ret) /* shared memory: stored once for the tree (shm_tree.c) */
+		ret = rst_shm_tree_dumped(d, ps);
 	if (!ret && rst_tree_hooks() && rst_tree_hooks()->dumped)
 		ret = rst_tree_hooks()->dumped(rst_tree_hooks()->arg, p->host, p->pid, ps);
 	if (!ret) {
@@ -450,7 +375,7 @@ static int dump_one(struct rst_tree *t, size_t i, struct rst_share_dump *d, stru
 	if (!ret)
 		ret = pstore_set_state(*pp, blob, len);
 	if (!ret)
-		ret = rst_store_pages(p->host, &l, *pp, st);
+		ret = rst_shm_tree_store(d, p->host, &l, *pp, st);
 	if (ret)
 		pr_err_r(ret, "cannot store the image of pid %d of the tree of pid %d", p->pid,
 			 t->p[0].pid);

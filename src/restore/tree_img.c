@@ -59,9 +59,7 @@ int rst_tree_img_write(int dirfd, const struct rst_tree *t)
 	Haul__Img__Tree tr = HAUL__IMG__TREE__INIT;
 	Haul__Img__ProcessEntry *e = calloc(t->n, sizeof(*e));
 	Haul__Img__ProcessEntry **ep = calloc(t->n, sizeof(*ep));
-	uint8_t *buf = NULL;
-	size_t len;
-	int fd = -1, ret = -ENOMEM;
+	int ret = -ENOMEM;
 
 	if (!e || !ep)
 		goto out;
@@ -74,6 +72,8 @@ int rst_tree_img_write(int dirfd, const struct rst_tree *t)
 		e[i].has_zombie = e[i].zombie = t->p[i].zombie;
 		e[i].has_exit_status = t->p[i].zombie;
 		e[i].exit_status = t->p[i].exit_status;
+		if (t->p[i].zombie && t->p[i].comm[0])
+			e[i].comm = (char *)t->p[i].comm;
 		e[i].has_shares = t->p[i].shares != 0;
 		e[i].shares = t->p[i].shares;
 		ep[i] = &e[i];
@@ -86,29 +86,36 @@ int rst_tree_img_write(int dirfd, const struct rst_tree *t)
 	tr.root = t->p[0].pid;
 	tr.n_procs = t->n;
 	tr.procs = ep;
-	len = haul__img__tree__get_packed_size(&tr);
-	buf = malloc(TREE_HDR + len);
+	ret = rst_tree_img_put(dirfd, &tr);
+out:
+	free(ep);
+	free(e);
+	return ret;
+}
+
+int rst_tree_img_put(int dirfd, const Haul__Img__Tree *tr)
+{
+	size_t len = haul__img__tree__get_packed_size(tr);
+	uint8_t *buf = malloc(TREE_HDR + len);
+	int fd = -1, ret = 0;
+
 	if (!buf)
-		goto out;
+		return -ENOMEM;
 	memcpy(buf, TREE_MAGIC, 8);
 	memset(buf + 8, 0, 8);
 	buf[8] = TREE_FORMAT;
 	put64(buf + 16, len);
-	haul__img__tree__pack(&tr, buf + TREE_HDR);
+	haul__img__tree__pack(tr, buf + TREE_HDR);
 	put64(buf + 24, XXH3_64bits(buf + TREE_HDR, len));
+	errno = 0;
 	fd = openat(dirfd, RST_TREE_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0 || write(fd, buf, TREE_HDR + len) != (ssize_t)(TREE_HDR + len) || fsync(fd)) {
 		ret = errno ? -errno : -EIO;
-		pr_err_r(ret, "cannot write the tree of pid %d (%s)", t->p[0].pid, RST_TREE_FILE);
-		goto out;
+		pr_err_r(ret, "cannot write the tree of pid %d (%s)", tr->root, RST_TREE_FILE);
 	}
-	ret = 0;
-out:
 	if (fd >= 0)
 		close(fd);
 	free(buf);
-	free(ep);
-	free(e);
 	return ret;
 }
 

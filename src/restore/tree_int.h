@@ -31,6 +31,7 @@ struct rst_tree_proc {
 	pid_t pid, ppid, pgid, sid;
 	bool zombie;
 	int exit_status; /* zombie: the wait status */
+	char comm[16];	 /* zombie: its name, as ps shows it */
 	struct rst_seized *sz;
 	bool cont;	 /* we stopped it (SIGSTOP hold): SIGCONT once released */
 	unsigned shares; /* RST_TREE_SHARES it shares with its parent (tree_ckpt.c) */
@@ -55,6 +56,8 @@ int rst_tree_walk(struct rst_tree *t, pid_t root, size_t *added, char *why, size
 int rst_tree_read_ids(struct rst_tree *t, char *why, size_t wl);
 ssize_t rst_tree_find(const struct rst_tree *t, pid_t pid);
 void rst_tree_release(struct rst_tree *t);
+/* tree_ckpt.c: host PID @host is a zombie, or gone (reaped): nothing to precheck or stop. */
+bool rst_tree_gone_or_zombie(pid_t host);
 
 /*
  * tree_img.c: write @t as DIR/tree.img (@dirfd: DIR), fsynced; read and
@@ -117,6 +120,8 @@ int rst_target_fork_flags(struct rst_target *parent, pid_t pid, unsigned shares,
 int rst_target_setsid(struct rst_target *t);
 int rst_target_setpgid(struct rst_target *t, pid_t pgid);
 int rst_target_exit(struct rst_target *t, struct rst_target *parent, int status);
+/* The name @comm (prctl PR_SET_NAME) for stub @t, a zombie to be.  0 or -errno, logged. */
+int rst_target_set_name(struct rst_target *t, const char *comm);
 /*
  * rst_target_release_holder: let a stub that is not laid out (the session
  * stand-in, target.c holder_main) go back to its own code: its registers
@@ -141,6 +146,7 @@ struct rst_share_dump {
 	} * e;
 	size_t n, cap;
 	uint32_t next_id;
+	struct rst_shm_dump *shm; /* shm_tree.c: the shared memory stored so far */
 };
 int rst_share_dump_merge(struct rst_share_dump *d, pid_t host, Haul__Img__ProcessState *ps);
 void rst_share_dump_release(struct rst_share_dump *d);
@@ -168,6 +174,66 @@ const struct rst_share_rst *rst_share_current(void);
 bool rst_share_known(uint32_t id);
 int rst_share_import(struct rst_target *t, int park, const Haul__Img__FileObject *f,
 		     const Haul__Img__FdEntry *e, char *why, size_t wl);
+/*
+ * tree_share.c: a copy in @t (close-on-exec; above @park) of the first fd
+ * of a process whose fds exist whose FileObject @match accepts, in *@got:
+ * fd_unix_named.c accepts on a listener another process restored.
+ * -ENOENT: none; 0 or -errno.
+ */
+int rst_share_borrow(struct rst_target *t, int park,
+		     bool (*match)(const Haul__Img__FileObject *f, const void *arg),
+		     const void *arg, int *got);
+
+/*
+ * shm_tree.c, dump side: shared memory objects are stored once for the
+ * tree.  rst_shm_tree_dumped: after rst_share_dump_merge of @host's @ps,
+ * drop the memfd bytes its fds carry when an earlier process's fd carried
+ * them already.  rst_shm_tree_store: store @host's pages (rst_store_pages)
+ * but the pages of shared memory objects (dev, ino, offset) an earlier
+ * process stored; then remember what it stored.  0 or -errno.  The state
+ * lives in @d->shm, freed by rst_share_dump_release.
+ */
+struct rst_shm_dump;
+int rst_shm_tree_dumped(struct rst_share_dump *d, Haul__Img__ProcessState *ps);
+int rst_shm_tree_store(struct rst_share_dump *d, pid_t host, const struct haul_layout *l,
+		       struct pstore_proc *p, struct rst_ckpt_stats *st);
+void rst_shm_tree_dump_free(struct rst_shm_dump *s);
+
+/*
+ * shm_tree.c, restore side: the shared memory objects of a tree's targets,
+ * each made once, by its first target, and mapped by the others
+ * (shm_restore.c).  rst_shm_tree_attach: @t uses table @s (NULL: alone);
+ * @s outlives its use.  rst_shm_tree_made: @t made object (@dev, @ino) of
+ * the source.  rst_shm_tree_maker: the target other than @t that made it,
+ * or NULL.  rst_shm_tree_join_ipc: @t (being laid out, before its first
+ * SysV segment) joins the IPC namespace another target moved to for the
+ * tree's segments.  0 or -errno (logged, naming the pid).
+ */
+struct rst_shm_made {
+	uint64_t dev, ino; /* the source's */
+	struct rst_target *t;
+	uint32_t seals; /* memfd seals to add once every process is ready */
+};
+struct rst_shm_tree {
+	struct rst_shm_made *m;
+	size_t n, cap;
+};
+void rst_shm_tree_attach(struct rst_shm_tree *s, struct rst_target *t);
+int rst_shm_tree_made(struct rst_target *t, uint64_t dev, uint64_t ino);
+const struct rst_shm_made *rst_shm_tree_maker(const struct rst_target *t, uint64_t dev,
+					      uint64_t ino);
+int rst_shm_tree_join_ipc(struct rst_target *t);
+void rst_shm_tree_release(struct rst_shm_tree *s);
+/*
+ * A memfd's write seals cannot be added while another stub maps it
+ * writable (EBUSY: a live restore maps it everywhere before its maker is
+ * ready).  rst_shm_tree_defer_seals: @t, its maker, adds @seals later;
+ * -ENOENT: not a tree's object.  rst_shm_tree_seal (shm_restore.c): once
+ * every process is ready (each mapped it read-only), add them; 0 or
+ * -errno with @why.
+ */
+int rst_shm_tree_defer_seals(struct rst_target *t, uint64_t dev, uint64_t ino, uint32_t seals);
+int rst_shm_tree_seal(struct rst_shm_tree *s, char *why, size_t wl);
 
 /*
  * tree_epoll.c: epoll watches whose file is another process's fd.
@@ -281,7 +347,8 @@ void rst_live_tree_close(struct rst_live_tree *lt, size_t idx, bool committed);
 int rst_tree_check(const Haul__Img__Tree *tr, char *why, size_t wl);
 /*
  * tree_ckpt.c: refuse, by name in @why, live processes of @t that share a
- * table clone() can share (kcmp) or shared anonymous memory.
+ * table clone() can share (kcmp) other than down parent links.  (Shared
+ * memory is carried: shm_tree.c.)
  */
 int rst_tree_check_sharing(struct rst_tree *t, char *why, size_t wl);
 

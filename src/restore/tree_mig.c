@@ -34,21 +34,6 @@ struct rst_mig_tree {
 	struct rst_share_dump share;
 };
 
-/* A zombie (or gone): nothing to precheck. */
-static bool gone_or_zombie(pid_t host)
-{
-	char *status = NULL;
-	const char *f;
-	bool z = true;
-
-	if (!rst_read_proc(host, "status", &status, NULL)) {
-		f = rst_status_field(status, "State");
-		z = f && f[strspn(f, " \t")] == 'Z';
-	}
-	free(status);
-	return z;
-}
-
 /* Walk @root's tree and read its ids, as it runs. */
 static int read_tree(struct rst_tree *t, pid_t root, char *why, size_t wl)
 {
@@ -82,7 +67,7 @@ int rst_mig_tree_new(pid_t root, struct rst_mig_tree **out, char *why, size_t wl
 		if (i && mt->t.p[i].zombie)
 			continue;
 		ret = rst_dump_precheck(mt->t.p[i].host, why, wl);
-		if (ret && i && gone_or_zombie(mt->t.p[i].host))
+		if (ret && i && rst_tree_gone_or_zombie(mt->t.p[i].host))
 			ret = 0; /* it exited meanwhile: the check at the freeze sees it */
 		if (ret) {
 			if (!why[0])
@@ -134,6 +119,8 @@ int rst_mig_tree_pack(const struct rst_mig_tree *mt, uint8_t **buf, size_t *len)
 		e[i].has_zombie = e[i].zombie = p->zombie;
 		e[i].has_exit_status = p->zombie;
 		e[i].exit_status = p->exit_status;
+		if (p->zombie && p->comm[0])
+			e[i].comm = (char *)p->comm;
 		e[i].has_shares = p->shares != 0;
 		e[i].shares = p->shares;
 		ep[i] = &e[i];

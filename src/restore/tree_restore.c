@@ -57,7 +57,8 @@ struct tree_rst {
 	pid_t *groups;		 /* group stand-ins' pids */
 	struct rst_target **gt;
 	size_t ngroups;
-	struct rst_target *top; /* the first stub: H, or the root */
+	struct rst_target *top;	 /* the first stub: H, or the root */
+	struct rst_shm_tree shm; /* shared memory made once for all (shm_tree.c) */
 	/* a live migration (tree_live below): no page stores, the states by entry */
 	const void *const *state;
 	const size_t *slen;
@@ -230,11 +231,20 @@ static int create_all(struct tree_rst *x)
 		ret = rst_target_exit(x->gt[k], NULL, 0);
 	for (size_t i = tr->n_procs; i-- > 1 && !ret;)
 		if (tr->procs[i]->zombie) {
-			ret = rst_target_exit(x->t[i], x->t[entry_of(tr, tr->procs[i]->ppid)],
-					      tr->procs[i]->exit_status);
+			/* its name as ps showed it (an older image has none: the stub's) */
+			if (tr->procs[i]->comm && tr->procs[i]->comm[0])
+				ret = rst_target_set_name(x->t[i], tr->procs[i]->comm);
+			if (!ret)
+				ret = rst_target_exit(x->t[i],
+						      x->t[entry_of(tr, tr->procs[i]->ppid)],
+						      tr->procs[i]->exit_status);
 			rst_target_free(x->t[i]);
 			x->t[i] = NULL;
 		}
+	/* each shared memory object is made by one of them and mapped by the others */
+	for (size_t i = 0; i < tr->n_procs && !ret; i++)
+		if (x->t[i])
+			rst_shm_tree_attach(&x->shm, x->t[i]);
 	if (!ret && hooks && hooks->created)
 		ret = hooks->created(hooks->arg, tr, x->t);
 	return ret;
@@ -292,6 +302,12 @@ static int ready_and_run(struct tree_rst *x, pid_t *here)
 		sh.n += !ret;
 	}
 	rst_share_restore_set(NULL);
+	/* memfd seals a stub's writable mapping held back until all were ready */
+	if (!ret) {
+		ret = rst_shm_tree_seal(&x->shm, why, sizeof(why));
+		if (ret)
+			pr_err("cannot restore the tree of pid %d: %s", tr->root, why);
+	}
 	for (size_t j = 0; j < sh.n; j++)
 		haul__img__process_state__free_unpacked((Haul__Img__ProcessState *)sh.ps[j], NULL);
 	free(sh.ps);
@@ -320,6 +336,9 @@ static void tree_rst_free(struct tree_rst *x)
 			rst_target_free(x->t[i]);
 	for (size_t k = 0; x->gt && k < x->ngroups; k++)
 		rst_target_free(x->gt[k]);
+	if (x->top) /* it may live on (returned): not with the table freed here */
+		rst_shm_tree_attach(NULL, x->top);
+	rst_shm_tree_release(&x->shm);
 	free(x->t);
 	free(x->gt);
 	free(x->groups);

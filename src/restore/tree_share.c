@@ -23,7 +23,10 @@
  * that process: a new open file description of the same pipe, in the
  * direction and mode of the image (a pipe end carries no offset); its
  * buffered bytes were written once, by the process that made the pipe.
- * Socketpairs between processes stay refused (precheck.c names them).
+ * A unix pair whose ends are in two processes is made by the first
+ * (fd_unix_tree.c, which rst_share_restore_set starts and ends); a
+ * listener a done process restored is lent to a later one for the
+ * accept() that remakes a connection (rst_share_borrow).
  */
 #define LOG_PREFIX "tree: "
 #include <errno.h>
@@ -132,6 +135,7 @@ int rst_share_dump_merge(struct rst_share_dump *d, pid_t host, Haul__Img__Proces
 
 void rst_share_dump_release(struct rst_share_dump *d)
 {
+	rst_shm_tree_dump_free(d->shm);
 	free(d->e);
 	memset(d, 0, sizeof(*d));
 }
@@ -144,6 +148,8 @@ static __thread const struct rst_share_rst *cur;
 void rst_share_restore_set(const struct rst_share_rst *s)
 {
 	cur = s;
+	/* unix pairs across processes: the ends handed from one to another (fd_unix_tree.c) */
+	rst_unix_tree_begin(s != NULL);
 }
 
 const struct rst_share_rst *rst_share_current(void)
@@ -263,4 +269,36 @@ int rst_share_import(struct rst_target *t, int park, const Haul__Img__FileObject
 		snprintf(why, wl, "cannot open the pipe of fd %d of pid %d as fd %d of pid %d: %s",
 			 fd, (int)pid, e->fd, (int)t->o.pid, strerror(-ret));
 	return ret;
+}
+
+int rst_share_borrow(struct rst_target *t, int park,
+		     bool (*match)(const Haul__Img__FileObject *f, const void *arg),
+		     const void *arg, int *got)
+{
+	for (size_t j = 0; cur && j < cur->n; j++)
+		for (size_t i = 0; i < cur->ps[j]->n_fds; i++) {
+			const Haul__Img__FdEntry *e = cur->ps[j]->fds[i];
+			const Haul__Img__FileObject *f = file_anywhere(e->file_id);
+			long pfd, hi, res;
+			int ret;
+
+			if (!f || !match(f, arg))
+				continue;
+			ret = rst_rcall(t, SYS_pidfd_open, (uint64_t)cur->pid[j], 0, 0, 0, 0, 0,
+					&pfd);
+			if (ret)
+				return ret;
+			ret = rst_rcall(t, SYS_fcntl, (uint64_t)pfd, F_DUPFD_CLOEXEC,
+					(uint64_t)park, 0, 0, 0, &hi);
+			rst_rcall(t, SYS_close, (uint64_t)pfd, 0, 0, 0, 0, 0, NULL);
+			if (ret)
+				return ret;
+			ret = rst_rcall(t, SYS_pidfd_getfd, (uint64_t)hi, (uint64_t)e->fd, 0, 0, 0,
+					0, &res);
+			rst_rcall(t, SYS_close, (uint64_t)hi, 0, 0, 0, 0, 0, NULL);
+			if (!ret)
+				*got = (int)res;
+			return ret;
+		}
+	return -ENOENT;
 }

@@ -204,6 +204,12 @@ static int read_ids(struct rst_tree *t, size_t i, int levels, char *why, size_t 
 	}
 	f = rst_status_field(status, "State");
 	p->zombie = f && f[strspn(f, " \t")] == 'Z';
+	f = rst_status_field(status, "Name");
+	p->comm[0] = '\0';
+	if (p->zombie && f) {
+		f += strspn(f, " \t");
+		snprintf(p->comm, sizeof(p->comm), "%.*s", (int)strcspn(f, "\n"), f);
+	}
 	free(status);
 	if (p->zombie)
 		return zombie_status(p->host, &p->exit_status);

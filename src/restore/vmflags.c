@@ -137,62 +137,82 @@ out:
 
 /* --- calibration ---------------------------------------------------------- */
 
-/* Make one VMA per flag in this (forked, single-threaded) child, then wait. */
-static void cal_child(int ready, int hold)
+/*
+ * The calibration child's calls: raw system calls only.  It is forked from a
+ * haul that may have threads (and from sanitizer builds whose interceptors
+ * take locks another thread may have held at the fork).
+ */
+static char *cal_map(size_t len, int prot, int flags, int fd)
 {
-	const size_t pg = 4096, len = 4 * 4096;
-	const int madv[] = {MADV_HUGEPAGE,   MADV_NOHUGEPAGE, MADV_DONTFORK,   MADV_DONTDUMP,
-			    MADV_WIPEONFORK, MADV_RANDOM,     MADV_SEQUENTIAL, MADV_MERGEABLE};
-	const int anon = MAP_PRIVATE | MAP_ANONYMOUS;
-	struct uffdio_api api = {.api = UFFD_API};
-	char *p;
-	int fd, uffd;
+	return (char *)syscall(SYS_mmap, NULL, len, prot, flags, fd, 0);
+}
 
-	for (size_t i = 0; i < sizeof(madv) / sizeof(madv[0]); i++) {
-		p = mmap(NULL, len, PROT_READ | PROT_WRITE, anon, -1, 0);
-		if (p != MAP_FAILED)
-			(void)madvise(p, len, madv[i]);
-	}
-	/* Each protection alone, so rd, wr, ex and mr/mw/me come apart. */
-	(void)mmap(NULL, len, PROT_NONE, anon, -1, 0);
-	(void)mmap(NULL, len, PROT_READ, anon, -1, 0);
-	(void)mmap(NULL, len, PROT_WRITE, anon, -1, 0);
-	(void)mmap(NULL, len, PROT_EXEC, anon, -1, 0);
-	(void)mmap(NULL, len, PROT_READ | PROT_WRITE | PROT_EXEC, anon, -1, 0);
-	(void)mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	(void)mmap(NULL, len, PROT_READ | PROT_WRITE, anon | MAP_NORESERVE, -1, 0);
-	(void)mmap(NULL, len, PROT_READ | PROT_WRITE, anon | MAP_GROWSDOWN, -1, 0);
-	(void)mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | RST_MAP_DROPPABLE, -1, 0);
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE, anon, -1, 0);
+static void cal_advise(char *p, size_t len, long what)
+{
 	if (p != MAP_FAILED)
-		(void)mlock(p, pg);
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE, anon, -1, 0);
-	if (p != MAP_FAILED)
-		(void)syscall(SYS_mlock2, p, len, 1 /* MLOCK_ONFAULT */);
-	p = mmap(NULL, len, PROT_READ, anon, -1, 0);
-	if (p != MAP_FAILED)
-		(void)syscall(SYS_mseal, p, len, 0);
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE, anon, -1, 0);
-	if (p != MAP_FAILED)
-		(void)madvise(p, pg, RST_MADV_GUARD_INSTALL);
-	fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-	if (fd >= 0)
-		(void)mmap(NULL, pg, PROT_READ, MAP_SHARED, fd, 0);
-	uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE, anon, -1, 0);
-	if (uffd >= 0 && p != MAP_FAILED && ioctl(uffd, UFFDIO_API, &api) == 0) {
+		(void)syscall(SYS_madvise, p, len, what);
+}
+
+/* The calibration child's VMA with uffd-wp registered ("uw"). */
+static void cal_uffd_wp(size_t len)
+{
+	struct uffdio_api api = {.api = UFFD_API};
+	int uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+	char *p = cal_map(len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+
+	if (uffd >= 0 && p != MAP_FAILED && !syscall(SYS_ioctl, uffd, UFFDIO_API, &api)) {
 		struct uffdio_register reg = {
 			.range = {.start = (uintptr_t)p, .len = len},
 			.mode = UFFDIO_REGISTER_MODE_WP,
 		};
 
-		(void)ioctl(uffd, UFFDIO_REGISTER, &reg);
+		(void)syscall(SYS_ioctl, uffd, UFFDIO_REGISTER, &reg);
 	}
-	if (write(ready, "r", 1) != 1)
-		_exit(1);
-	while (read(hold, &api, 1) < 0 && errno == EINTR)
+}
+
+/* Make one VMA per flag in this (forked, single-threaded) child, then wait. */
+static void __attribute__((noreturn)) cal_child(int ready, int hold)
+{
+	const size_t pg = 4096, len = 4 * 4096;
+	const int madv[] = {MADV_HUGEPAGE,   MADV_NOHUGEPAGE, MADV_DONTFORK,   MADV_DONTDUMP,
+			    MADV_WIPEONFORK, MADV_RANDOM,     MADV_SEQUENTIAL, MADV_MERGEABLE};
+	const int anon = MAP_PRIVATE | MAP_ANONYMOUS, rw = PROT_READ | PROT_WRITE;
+	char *p, b;
+	long fd;
+
+	for (size_t i = 0; i < sizeof(madv) / sizeof(madv[0]); i++)
+		cal_advise(cal_map(len, rw, anon, -1), len, madv[i]);
+	/* Each protection alone, so rd, wr, ex and mr/mw/me come apart. */
+	(void)cal_map(len, PROT_NONE, anon, -1);
+	(void)cal_map(len, PROT_READ, anon, -1);
+	(void)cal_map(len, PROT_WRITE, anon, -1);
+	(void)cal_map(len, PROT_EXEC, anon, -1);
+	(void)cal_map(len, rw | PROT_EXEC, anon, -1);
+	(void)cal_map(len, rw, MAP_SHARED | MAP_ANONYMOUS, -1);
+	(void)cal_map(len, rw, anon | MAP_NORESERVE, -1);
+	(void)cal_map(len, rw, anon | MAP_GROWSDOWN, -1);
+	(void)cal_map(len, rw, MAP_ANONYMOUS | RST_MAP_DROPPABLE, -1);
+	p = cal_map(len, rw, anon, -1);
+	if (p != MAP_FAILED)
+		(void)syscall(SYS_mlock, p, pg);
+	p = cal_map(len, rw, anon, -1);
+	if (p != MAP_FAILED)
+		(void)syscall(SYS_mlock2, p, len, 1 /* MLOCK_ONFAULT */);
+	p = cal_map(len, PROT_READ, anon, -1);
+	if (p != MAP_FAILED)
+		(void)syscall(SYS_mseal, p, len, 0);
+	cal_advise(cal_map(len, rw, anon, -1), pg, RST_MADV_GUARD_INSTALL);
+	fd = syscall(SYS_openat, AT_FDCWD, "/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0)
+		(void)cal_map(pg, PROT_READ, MAP_SHARED, (int)fd);
+	cal_uffd_wp(len);
+	if (syscall(SYS_write, ready, "r", 1) != 1)
+		syscall(SYS_exit_group, 1);
+	while (syscall(SYS_read, hold, &b, 1) < 0 && errno == EINTR)
 		;
-	_exit(0);
+	syscall(SYS_exit_group, 0);
+	for (;;)
+		;
 }
 
 /* One VMA of the calibration child: its vm_flags word and smaps's VmFlags. */

@@ -32,9 +32,9 @@
 # count goes on; a file written into the rootfs before the migration and
 # one written while pre-copy runs (haul parked at its "precopy" fault
 # point meanwhile) are in the target's rootfs; runc kill on the target
-# stops it.  A refusal: a container with a user namespace of its own is
-# refused by name before anything is touched, and it runs on here with
-# nothing left on the target.  A rollback: the target refuses the switch
+# stops it.  A refusal: a container with a `runc exec` process (not a
+# descendant of its pid 1) is refused by name before anything is touched,
+# and it runs on here with nothing left on the target.  A rollback: the target refuses the switch
 # (HAUL_FAULT=corrupt-state), and the container runs on here with its
 # address and its clients' connections (counted in the zero errors), and
 # nothing of it is left on the target; so too when runc restore hangs on
@@ -163,26 +163,31 @@ SRV_PS_PID=$SRV_BG_PID
 wait_line "$SRV_DIR/ps.log" "listening on" 10 ||
 	srv_fail "the page server did not start: $(tail -3 "$SRV_DIR/ps.log")"
 
-# 1. a refusal leaves the container running: one with a user namespace of its own
-mk_bundle "$SRV_DIR/u" "$ID2" '| .linux.namespaces += [{"type":"network"},{"type":"user"}] |
-	.linux.uidMappings=[{"containerID":0,"hostID":0,"size":65536}] |
-	.linux.gidMappings=[{"containerID":0,"hostID":0,"size":65536}] |
-	.process.args=["/bin/busybox","sleep","3600"]' || srv_fail "runc spec (user namespace)"
+# 1. a refusal leaves the container running: one with a `runc exec` process (its
+# parent is outside the container, so it is no part of pid 1's tree: refused by
+# name).  (This case refused a user namespace before the criu entry point carried
+# them; ctr_userns.sh covers those.)  Its stdio is /dev/null: a host file is refused too.
+mk_bundle "$SRV_DIR/u" "$ID2" '| .process.args=["/bin/busybox","sleep","3600"]' ||
+	srv_fail "runc spec (exec refusal)"
 if (cg_enter "hctr-src-$$" && cd "$SRV_DIR/u" &&
-	exec runc --root "$RS" run -d $ID2) </dev/null >"$SRV_DIR/run2.log" 2>&1; then
+	exec runc --root "$RS" --log "$SRV_DIR/run2.log" run -d $ID2) </dev/null >/dev/null 2>&1; then
+	runc --root "$RS" exec -d $ID2 /bin/busybox sleep 3601 </dev/null >/dev/null 2>&1 ||
+		srv_fail "runc exec -d in $ID2"
 	srv_in src "$HAUL" migrate --container $ID2 --root "$RS" --to "$SRV_DST_IP:$SRV_PS_PORT" \
 		--key "$SRV_KEY" >"$SRV_DIR/refuse.log" 2>&1
 	rc=$?
-	[ $rc -eq 1 ] || srv_fail "the user-namespace container: haul migrate exited $rc, want 1: $(cat "$SRV_DIR/refuse.log")"
-	grep -q "user namespace of its own: not carried" "$SRV_DIR/refuse.log" ||
-		srv_fail "the refusal does not name the user namespace: $(cat "$SRV_DIR/refuse.log")"
+	[ $rc -eq 1 ] || srv_fail "the container with a runc exec process: haul migrate exited $rc, want 1: $(cat "$SRV_DIR/refuse.log")"
+	grep -q "does not descend from its pid 1 (a \`runc exec\` process)" "$SRV_DIR/refuse.log" ||
+		srv_fail "the refusal does not name the runc exec process: $(cat "$SRV_DIR/refuse.log")"
 	runc --root "$RS" list | grep -q "^$ID2 .* running " || srv_fail "$ID2 is not running after the refusal"
 	[ -z "$(runc --root "$RD" list -q 2>/dev/null)" ] || srv_fail "the refusal left a container on the target"
 	[ -z "$(ls -A "$SRV_DIR/dst" | grep -v '^\.criu$')" ] || srv_fail "the refusal left files on the target: $(ls "$SRV_DIR/dst")"
-	srv_say "refused by name (user namespace); $ID2 runs on, nothing on the target"
+	srv_say "refused by name (a runc exec process); $ID2 runs on, nothing on the target"
+	runc --root "$RS" kill $ID2 KILL 2>/dev/null
+	sleep 0.2
 	runc --root "$RS" delete -f $ID2 >/dev/null 2>&1
 else
-	srv_fail "runc run with a user namespace: $(tail -2 "$SRV_DIR/run2.log")"
+	srv_fail "runc run of $ID2: $(tail -2 "$SRV_DIR/run2.log")"
 fi
 
 # 2. under load, a migration the target refuses at the switch (HAUL_FAULT=corrupt-state:

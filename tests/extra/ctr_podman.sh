@@ -36,7 +36,7 @@ tmp=$(mktemp -d /tmp/ctr_podman.XXXXXX)
 name=pd$$
 img=localhost/haulctr$$
 cleanup() {
-	podman rm -f $name >/dev/null 2>&1
+	podman rm -f $name ${name}t >/dev/null 2>&1
 	podman rmi -f $img >/dev/null 2>&1
 	rm -rf "$tmp"
 }
@@ -89,4 +89,55 @@ done
 after=$(status)
 [ "$after" = "$before" ] || fail "seccomp or capabilities differ after restore: '$before' / '$after'"
 echo "podman checkpoint --export / restore --import through haul: $name counter ${first#* } -> ${now#* }, same token"
+
+# a container of several processes (the process-tree work): pid 1 is busybox sh
+# with two counters, a pipeline and a zombie (a subshell forks true and execs
+# sleep, which never reaps it); their stdout and stderr are conmon's pipes,
+# inherited.  After checkpoint --export and restore --import every process
+# has the same pid, ppid, group and session inside, and each counter goes on
+# with its own token.
+tree_case() {
+	tn=${name}t
+	podman run -d --name $tn --runtime runc --network none \
+		--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 $img /bin/busybox sh -c \
+		'/counter /dev/shm/c1 /c1 & /counter /dev/shm/c2 /c2 & /bin/busybox sleep 100000 | /bin/busybox cat & (/bin/busybox true & exec /bin/busybox sleep 100001) & wait' \
+		>/dev/null 2>"$tmp/run2.err" || { cat "$tmp/run2.err"; fail "podman run of a process tree"; }
+	ids() { # pid ppid pgrp sid name [zombie], as the container sees them (not this exec's)
+		podman exec $tn /bin/busybox sh -c 'for f in /proc/[0-9]*/stat; do
+			read l <$f 2>/dev/null || continue; set -- $l
+			[ $1 = $$ ] || [ $4 = $$ ] && continue
+			[ $4 = 0 ] && [ $1 != 1 ] && continue
+			n=$2; [ $3 = Z ] && n="$2 zombie"
+			echo "$1 $4 $5 $6 $n"
+		done' | sort -n
+	}
+	cnt() { podman exec $tn /bin/busybox cat "$1" 2>/dev/null; }
+	i=0
+	until [ "$(ids | wc -l)" -ge 7 ] && c1=$(cnt /c1) && c2=$(cnt /c2) && [ -n "$c1" ] && [ -n "$c2" ]; do
+		i=$((i + 1)); [ $i -lt 100 ] || fail "$tn has not its 7 processes: $(ids)"; sleep 0.1
+	done
+	before=$(ids)
+	PATH="$CPATH" podman container checkpoint --export "$tmp/ck2.tar.gz" $tn \
+		>/dev/null 2>"$tmp/ck2.err" || { cat "$tmp/ck2.err"; name=$tn fail "podman checkpoint of a tree"; }
+	podman rm $tn >/dev/null || fail "podman rm after checkpoint (tree)"
+	PATH="$CPATH" podman container restore --import "$tmp/ck2.tar.gz" >/dev/null 2>"$tmp/rs2.err" ||
+		{ cat "$tmp/rs2.err"; name=$tn fail "podman restore --import of a tree"; }
+	podman ps --format '{{.Names}} {{.Status}}' | grep -q "^$tn Up" || fail "$tn is not up after restore"
+	for f in /c1 /c2; do
+		was=$([ $f = /c1 ] && echo "$c1" || echo "$c2")
+		i=0
+		while :; do
+			now=$(cnt $f) && [ "${now#* }" -gt "${was#* }" ] 2>/dev/null && break
+			i=$((i + 1)); [ $i -lt 100 ] || fail "$tn: $f did not go on after restore ($now)"; sleep 0.1
+		done
+		[ "${now% *}" = "${was% *}" ] || fail "$tn: $f has token ${now% *}, was ${was% *}: it restarted"
+	done
+	after=$(ids)
+	[ "$after" = "$before" ] || fail "$tn: the processes differ after restore:
+$before
+-- after:
+$after"
+	echo "podman checkpoint --export / restore --import of a tree: $tn's $(echo "$after" | wc -l) processes with their ids, both counters go on"
+}
+tree_case
 exit 0

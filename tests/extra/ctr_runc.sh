@@ -20,10 +20,13 @@
 # checkpoint --leave-running leaves it running; an option haul does not
 # implement (--tcp-established) and a mount it does not carry (ramfs) are
 # refused by name and the container runs on; runc restore in the
-# foreground waits for the container and returns its exit.  Needs root and Debian's
+# foreground waits for the container and returns its exit; a container of
+# several processes (a shell, two counters, a pipeline, a zombie) comes back
+# with the same pids, ppids, groups and sessions, each counter going on, and
+# a `runc exec` process in it is refused by name.  Needs root and Debian's
 # runc, busybox-static, jq (installed here when missing; 77 when they
 # cannot be).  Names carry this script's PID: runc state under its own
-# --root, container IDs ctr<PID>a/b/c, cgroups /ctr<PID>a/b/c.
+# --root, container IDs ctr<PID>a/b/c/d, cgroups /ctr<PID>a/b/c/d.
 set -u
 haul=${HAUL_BIN:-$PWD/build/haul}
 src=${HAUL_SRC:-$PWD}
@@ -46,9 +49,9 @@ id2=ctr$$b
 id3=ctr$$c
 R="runc --root $tmp/state"
 cleanup() {
-	for c in $id $id2 $id3; do $R kill $c KILL 2>/dev/null; done
+	for c in $id $id2 $id3 ctr$$d; do $R kill $c KILL 2>/dev/null; done
 	sleep 0.2
-	for c in $id $id2 $id3; do $R delete -f $c >/dev/null 2>&1; done
+	for c in $id $id2 $id3 ctr$$d; do $R delete -f $c >/dev/null 2>&1; done
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -179,4 +182,93 @@ outside=$(grep '^[0-9]*:pids:' /proc/$($R state $id3 | jq .pid)/cgroup)
 $R exec $id3 /bin/busybox test -e /sys/fs/cgroup/pids/cgroup.procs ||
 	fail "no cgroup hierarchy mounted in the restored cgroup namespace"
 echo "a container with a cgroup namespace comes back in its cgroup, seeing it as /"
+
+# 7. a container of several processes (the process-tree work): pid 1 is a
+# shell with two counters, a pipeline (sleep | cat) and a zombie (a child
+# of a subshell that exec'd sleep and never reaps).  Checkpoint and restore
+# bring back every process with the same pids, ppids, groups and sessions
+# as the container sees them, and each counter goes on with its own token.
+# A `runc exec` process (its parent outside the container) is refused by
+# name, the container running on.
+id4=ctr$$d
+ids_in() { # the container's own processes as it sees them: pid ppid pgrp sid name [zombie]
+	# (leaving out this exec's shell, its children and other exec'd processes: ppid 0)
+	$R exec $id4 /bin/busybox sh -c 'for f in /proc/[0-9]*/stat; do
+		read l <$f 2>/dev/null || continue; set -- $l
+		[ $1 = $$ ] || [ $4 = $$ ] && continue
+		[ $4 = 0 ] && [ $1 != 1 ] && continue
+		n=$2; [ $3 = Z ] && n="$2 zombie"
+		echo "$1 $4 $5 $6 $n"
+	done' | sort -n
+}
+tree_case() {
+	mk_bundle "$tmp/b4" "ctr$$" '| .process.args=["/bin/busybox","sh","-c",
+		"/counter /dev/shm/c1 /c1 & /counter /dev/shm/c2 /c2 & /bin/busybox sleep 100000 | /bin/busybox cat & (/bin/busybox true & exec /bin/busybox sleep 100001) & wait"]' ||
+		fail "runc spec (tree)"
+	(cd "$tmp/b4" && $R run -d $id4 </dev/null >/dev/null 2>&1) || fail "runc run of a process tree"
+	t1=$(waitcount "$tmp/b4/rootfs/c1" 3 100) || fail "the first counter of $id4 never counted"
+	t2=$(waitcount "$tmp/b4/rootfs/c2" 3 100) || fail "the second counter of $id4 never counted"
+	i=0
+	until [ "$(ids_in | wc -l)" -ge 7 ]; do
+		i=$((i + 1)); [ $i -lt 50 ] || fail "$id4 has not its 7 processes: $(ids_in)"; sleep 0.1
+	done
+	before=$(ids_in)
+	echo "$before" | grep -q ' zombie$' || fail "no zombie in $id4: $before"
+
+	# a runc exec process is no descendant of pid 1: refused, the container runs on
+	$R exec -d $id4 /bin/busybox sleep 100002 || fail "runc exec -d in $id4"
+	(cd "$tmp/b4" && PATH="$CPATH" $R checkpoint --image-path "$tmp/img7" $id4) \
+		>"$tmp/ck7.out" 2>&1 && fail "a container with a runc exec process was checkpointed"
+	grep -q "does not descend from its pid 1 (a \`runc exec\` process)" "$tmp/img7/dump.log" ||
+		fail "the refusal does not name the runc exec process"
+	$R list | grep -q "^$id4 .* running " || fail "$id4 not running after a refused checkpoint"
+	# the refusal names its host pid: end it from here
+	ex=$(sed -n 's/.*: pid \([0-9]*\) is in the PID namespace of the container.*/\1/p' \
+		"$tmp/img7/dump.log")
+	[ -n "$ex" ] && kill -KILL "$ex" || fail "cannot end the runc exec process ($ex)"
+	i=0
+	while [ -d "/proc/$ex" ] && ! grep -q '^State:.*Z' "/proc/$ex/status" 2>/dev/null; do
+		i=$((i + 1)); [ $i -lt 50 ] || fail "the runc exec process $ex does not end"; sleep 0.1
+	done
+	# a pre-dump follows one process: refused for a tree, the container runs on
+	(cd "$tmp/b4" && PATH="$CPATH" $R checkpoint --pre-dump --image-path "$tmp/img9" $id4) \
+		>"$tmp/ck9.out" 2>&1 && fail "a pre-dump of a process tree was not refused"
+	grep -q "pre-dump of a container of several processes is not carried" "$tmp/img9/dump.log" ||
+		fail "the pre-dump refusal does not say why"
+	$R list | grep -q "^$id4 .* running " || fail "$id4 not running after a refused pre-dump"
+
+	# checkpoint --leave-running: the whole tree runs on, unchanged
+	(cd "$tmp/b4" && PATH="$CPATH" $R checkpoint --leave-running --image-path "$tmp/img10" $id4) \
+		>"$tmp/ck10.out" 2>&1 || { cat "$tmp/ck10.out"; fail "runc checkpoint --leave-running of a tree"; }
+	$R list | grep -q "^$id4 .* running " || fail "$id4 not running after --leave-running"
+	c=$(cut -d' ' -f2 "$tmp/b4/rootfs/c2")
+	waitcount "$tmp/b4/rootfs/c2" "$c" 50 >/dev/null || fail "a counter stopped after --leave-running"
+	[ "$(ids_in)" = "$before" ] || fail "the tree changed after --leave-running: $(ids_in)"
+
+	(cd "$tmp/b4" && PATH="$CPATH" $R checkpoint --image-path "$tmp/img8" $id4) \
+		>"$tmp/ck8.out" 2>&1 || { cat "$tmp/ck8.out"; fail "runc checkpoint of a process tree"; }
+	$R list | grep -q "^$id4 " && fail "$id4 is still listed after checkpoint"
+	grep -q "checkpointed pid 1 with 6 descendants (1 zombies)" "$tmp/img8/dump.log" ||
+		fail "the checkpoint did not dump the tree of 7 processes"
+	a1=$(cut -d' ' -f2 "$tmp/b4/rootfs/c1")
+	a2=$(cut -d' ' -f2 "$tmp/b4/rootfs/c2")
+	(cd "$tmp/b4" && PATH="$CPATH" $R restore -d --image-path "$tmp/img8" $id4) </dev/null \
+		>"$tmp/rs8.out" 2>&1 || { cat "$tmp/rs8.out"; fail "runc restore of a process tree"; }
+	$R list | grep -q "^$id4 .* running " || fail "$id4 not running after restore"
+	n1=$(waitcount "$tmp/b4/rootfs/c1" "$a1" 100) || fail "the first counter did not go on"
+	n2=$(waitcount "$tmp/b4/rootfs/c2" "$a2" 100) || fail "the second counter did not go on"
+	[ "${n1% *}" = "${t1% *}" ] && [ "${n2% *}" = "${t2% *}" ] ||
+		fail "a counter restarted: tokens ${n1% *} ${n2% *}, were ${t1% *} ${t2% *}"
+	after=$(ids_in)
+	[ "$after" = "$before" ] ||
+		fail "the processes differ after restore (pid ppid pgrp sid name):
+$before
+-- after:
+$after"
+	echo "restored the tree of $id4: $(echo "$after" | wc -l) processes with their pids, ppids, groups, sessions and the zombie; both counters go on"
+	$R kill $id4 KILL
+	sleep 0.2
+	$R delete -f $id4 >/dev/null 2>&1
+}
+tree_case
 exit 0

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <fcntl.h>
+#include <sys/ptrace.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -699,4 +700,90 @@ Test(mig_tree, an_exit_during_pre_copy_restarts_the_migration_with_the_zombie, .
 		     "haul migrate did not start over without the exited process");
 	assert_tree_runs(names, 1, before, false);
 	cr_assert_eq(th_mig_json(&M, "processes"), 2, "the zombie is not in the moved tree");
+}
+
+static pid_t stalled_pid; /* the child the stall test holds */
+
+/* The state letter of @pid (/proc/PID/stat), or 0. */
+static char state_of(pid_t pid)
+{
+	char path[64], buf[512], *c;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	c = strrchr(buf, ')');
+	return c && c[1] == ' ' ? c[2] : 0;
+}
+
+/*
+ * haul holds mid-round: the child is held in a ptrace stop of ours ('t',
+ * as a tracer's stop stalls a client) for 300 ms, then let go.  Waited for
+ * by its state and the clock: the stall is the length of the hold.
+ */
+static void hold_the_child(void)
+{
+	struct timespec t0, t;
+
+	cr_assert_eq(ptrace(PTRACE_SEIZE, stalled_pid, 0, 0), 0, "cannot seize pid %d: %s",
+		     (int)stalled_pid, strerror(errno));
+	cr_assert_eq(ptrace(PTRACE_INTERRUPT, stalled_pid, 0, 0), 0);
+	cr_assert_eq(waitpid(stalled_pid, NULL, __WALL), stalled_pid);
+	cr_assert_eq(state_of(stalled_pid), 't');
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		sleep_ms(5);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < 300);
+	cr_assert_eq(ptrace(PTRACE_DETACH, stalled_pid, 0, 0), 0);
+}
+
+/*
+ * A child of the root (c3), held in a ptrace stop for 300 ms while haul
+ * waits in the first round, is the longest stall: --json names its pid and
+ * the summary says so (the probe watched the root only before).
+ */
+Test(mig_tree, a_stalled_child_is_the_stall_the_tree_reports, .fini = teardown, .timeout = 120)
+{
+	const char *extra[] = {"--downtime", "50", NULL};
+	struct ids before[NFAMILY];
+	char line[1024], want[32];
+	bool reached;
+	int fd, st;
+	pid_t pid;
+
+	th_mig_setup(&M, 0);
+	start_tree("family", family, NFAMILY);
+	for (size_t i = 0; i < NFAMILY; i++)
+		before[i] = last_ids(family[i]);
+	stalled_pid = before[3].pid; /* c3 */
+	setenv("HAUL_FAULT", "stall:precopy:3000", 1);
+	pid = th_mig_haul(&M, &fd, extra);
+	unsetenv("HAUL_FAULT");
+	cr_assert_gt(pid, 0);
+	reached = th_wait_line(fd, "fault: stalled at", 30000, line, sizeof(line)) == 0;
+	if (reached)
+		hold_the_child();
+	reached = reached &&
+		  th_wait_line(fd, "client's longest stall", 90000, line, sizeof(line)) == 0;
+	st = th_wait_exit(pid, 90000);
+	th_mig_dump_output(fd);
+	close(fd);
+	if (st == -ETIMEDOUT)
+		th_kill(pid, SIGKILL, 1000);
+	cr_assert(reached, "haul never held in its first round, or gave no summary");
+	cr_assert_eq(st, 0, "haul migrate of the tree failed");
+	assert_tree_runs(family, NFAMILY, before, false);
+	cr_assert_eq(th_mig_json(&M, "client_stall_before_pid"), stalled_pid,
+		     "the longest stall is not c3's (pid %d)", (int)stalled_pid);
+	cr_assert_geq(th_mig_json(&M, "client_stall_before_ms"), 250);
+	snprintf(want, sizeof(want), "in pid %d", (int)stalled_pid);
+	cr_assert(strstr(line, want), "the summary does not name pid %d: %s", (int)stalled_pid,
+		  line);
 }

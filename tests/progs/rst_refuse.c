@@ -59,7 +59,9 @@ static int setup(const char *kind)
 	if (!strcmp(kind, "pipe"))
 		return 0;
 	if (!strcmp(kind, "socket"))
-		return socket(AF_UNIX, SOCK_DGRAM, 0) < 0 ? -1 : 0;
+		return socket(AF_UNIX, SOCK_STREAM, 0) < 0
+			       ? -1
+			       : 0; /* neither connected nor listening */
 	if (!strcmp(kind, "inotify"))
 		return inotify_init1(0) < 0 ? -1 : 0;
 	if (!strcmp(kind, "unix-scm-rights")) {
@@ -94,7 +96,10 @@ static int setup(const char *kind)
 		return connect(c, (struct sockaddr *)&a, al);
 	}
 	if (!strcmp(kind, "unix-pending")) {
-		/* a listener on an abstract name of its pid, one connection not accepted */
+		/*
+		 * a listener on an abstract name of its pid, one connection not accepted
+		 * whose client sent a byte (without one it is carried: rst_unix_tree.c)
+		 */
 		struct sockaddr_un a = {.sun_family = AF_UNIX};
 		socklen_t al = offsetof(struct sockaddr_un, sun_path) + 1;
 		int l = socket(AF_UNIX, SOCK_STREAM, 0), c = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -103,7 +108,7 @@ static int setup(const char *kind)
 			       (int)getpid());
 		if (l < 0 || c < 0 || bind(l, (struct sockaddr *)&a, al) || listen(l, 4))
 			return -1;
-		return connect(c, (struct sockaddr *)&a, al);
+		return connect(c, (struct sockaddr *)&a, al) || send(c, "x", 1, 0) != 1 ? -1 : 0;
 	}
 	if (!strcmp(kind, "raw-ip"))
 		return socket(AF_INET, SOCK_RAW, IPPROTO_RAW) < 0 ? -1 : 0;

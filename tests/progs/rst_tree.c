@@ -16,7 +16,7 @@
  * SHAPE "timer": the root forks c1, which has a POSIX timer on its process
  *   CPU clock (haul refuses those by name), and c2.
  * SHAPE "shmem": the root maps shared anonymous memory and forks c1, which
- *   shares it (refused by name: it would be restored as two objects).
+ *   shares it (restored as one object: shm_tree.c).
  * SHAPE "clonefiles": the root clones c1 with CLONE_FILES and CLONE_FS (one
  *   fd table, one cwd and umask for both: restored shared).
  * SHAPE "siblingfiles": the root clones c1 and c2 with CLONE_FILES, then

@@ -107,3 +107,25 @@ Test(mig_stall, the_resolution_is_the_longest_interval_between_samples)
 	step(&f, 2, 0.1, 0, false);
 	cr_assert_float_eq(f.st.resolution_ms, 17, 1e-9);
 }
+
+Test(mig_stall, the_longest_stall_names_the_process_of_its_thread)
+{
+	struct feed a, b;
+
+	/* two threads of a tree sharing one result: a stalls 4 ms, b (pid 202) 8 ms */
+	start(&a);
+	start(&b);
+	a.th.pid = 101;
+	b.th.pid = 202;
+	for (int i = 0; i < 2; i++)
+		step(&a, 2, 0, 2, false);
+	step(&a, 2, 1.5, 0, false);
+	b.st = a.st;
+	cr_assert_eq(b.st.max_pid, 101);
+	for (int i = 0; i < 4; i++)
+		step(&b, 2, 0, 2, false);
+	/* still stalled when sampling ends: counted as far as seen, in its process */
+	haul_stall_close(&b.th, &b.st);
+	cr_assert_float_eq(b.st.max_ms, 8, 1e-6);
+	cr_assert_eq(b.st.max_pid, 202);
+}

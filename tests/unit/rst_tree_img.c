@@ -30,7 +30,7 @@ static void teardown(void)
 	rmdir(dir);
 }
 
-/* root 10 (session 7, group 9), children 11 and 12 (a zombie, status 42 << 8), grandchild 13 */
+/* root 10 (session 7, group 9), children 11 and 12 (zombie "worker", status 42 << 8), grandchild 13 */
 static void write_tree(int swap)
 {
 	struct rst_tree_proc p[4] = {
@@ -41,7 +41,8 @@ static void write_tree(int swap)
 		 .pgid = 9,
 		 .sid = 7,
 		 .zombie = true,
-		 .exit_status = 42 << 8},
+		 .exit_status = 42 << 8,
+		 .comm = "worker"},
 		{.pid = 13, .ppid = 11, .pgid = 11, .sid = 7},
 	};
 	struct rst_tree t = {p, 4, 4};
@@ -71,6 +72,8 @@ Test(rst_tree_img, reads_back_what_was_written)
 	cr_assert_eq(tr->n_procs, 4);
 	cr_expect_eq(tr->procs[2]->zombie, true);
 	cr_expect_eq(tr->procs[2]->exit_status, 42 << 8);
+	cr_expect_str_eq(tr->procs[2]->comm ? tr->procs[2]->comm : "", "worker");
+	cr_expect_null(tr->procs[1]->comm, "a live process's name is its state's, not the tree's");
 	cr_expect_eq(tr->procs[3]->ppid, 11);
 	cr_expect_eq(tr->procs[1]->sid, 7);
 	haul__img__tree__free_unpacked(tr, NULL);
