@@ -12,8 +12,7 @@
 #    only, no haul nftables/iptables rule is left.
 # The whole tree moves: the workers hold the connections, the master the
 # channels (socketpairs) to them.  A refusal by haul is a failure (haul's
-# words are printed), except the refusals of what issue 12 has yet to deliver
-# (named below): those are a skip that quotes what is missing.
+# words are printed), not a skip.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
 . "$(dirname "$0")/srv_hosts.shlib"
@@ -71,14 +70,6 @@ srv_migrate_or_fail "$master"
 mrc=$?
 if [ $mrc -ne 0 ]; then
 	srv_load_stop "$SRV_LOAD_PID" "$SRV_DIR/load.log" "$SRV_DIR/load.json"
-	# what issue 12 has yet to deliver for nginx is a visible skip, by haul's own
-	# words; any other failure of the move is a failure
-	grep -q "connected outside the process (only socketpairs" "$SRV_DIR/migrate.log" &&
-		srv_skip "haul cannot move socketpairs between the processes of a tree yet (nginx's channels; issue 12, Deliver 3)"
-	grep -q "map one shared memory object" "$SRV_DIR/migrate.log" &&
-		srv_skip "haul cannot move shared anonymous memory between the processes of a tree yet (issue 12, Deliver 4)"
-	grep -q "has O_ASYNC signals going to pid" "$SRV_DIR/migrate.log" &&
-		srv_skip "haul cannot carry F_SETOWN to another process of the tree yet (nginx's channels: O_ASYNC to the master)"
 	srv_fail "haul migrate did not move nginx (exit $mrc; see its output above)"
 fi
 srv_say "haul migrate: downtime $(srv_downtime) ms"

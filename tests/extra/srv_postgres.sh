@@ -21,9 +21,7 @@
 # process the tree freeze has to catch.  Clients come over TCP only
 # (unix_socket_directories is empty): both "hosts" share this machine's file
 # system, where a socket path is one name for two hosts.
-# A refusal by haul is a failure (haul's words are printed), except the
-# refusals of what issue 12 has yet to deliver (named below): those are a
-# skip that quotes what is missing.
+# A refusal by haul is a failure (haul's words are printed), not a skip.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
 . "$(dirname "$0")/srv_hosts.shlib"
@@ -106,15 +104,7 @@ srv_say "pgbench pid $bench runs; the postmaster has $(cat /proc/"$pm"/task/*/ch
 srv_migrate_or_fail "$pm"
 mrc=$?
 progress_at_move=$(grep -c '^progress: ' "$SRV_DIR/bench.log")
-if [ $mrc -ne 0 ]; then
-	# what issue 12 has yet to deliver for PostgreSQL is a visible skip, by haul's
-	# own words; any other failure of the move is a failure
-	grep -Eq "SysV segment shmid [0-9]+ of pid [0-9]+ has [0-9]+ attachments" "$SRV_DIR/migrate.log" &&
-		srv_skip "haul migrate cannot move a SysV segment shared by the processes of a tree yet (the postmaster's interlock segment; issue 12, Deliver 4)"
-	grep -q "map one shared memory object" "$SRV_DIR/migrate.log" &&
-		srv_skip "haul cannot move shared anonymous memory between the processes of a tree yet (shared_buffers; issue 12, Deliver 4)"
-	srv_fail "haul migrate did not move postgres (exit $mrc; see its output above)"
-fi
+[ $mrc -eq 0 ] || srv_fail "haul migrate did not move postgres (exit $mrc; see its output above)"
 srv_say "haul migrate: downtime $(srv_downtime) ms"
 srv_haul_summary
 fail=0
