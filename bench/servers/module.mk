@@ -14,7 +14,7 @@ SRVLOAD_BINS := $(patsubst bench/servers/srvload_%.c,$(BUILD)/progs/srvload_%,\
 PROGS += $(SRVLOAD_BINS)
 SRV_PKGS := redis-server redis-tools memcached nftables python3
 SRV_PKGS_BENCH := criu
-SRV_PKGS_LATER := nginx postgresql
+SRV_PKGS_LATER := nginx postgresql postgresql-contrib openssl
 BENCH_SERVERS_ARGS ?=
 
 $(BUILD)/progs/srvload_redis $(BUILD)/progs/srvload_memcached: SRVLOAD_KV := bench/servers/kv.c
@@ -30,4 +30,12 @@ bench-servers: deps deps-servers
 	$(MAKE) --no-print-directory BUILD=$(BUILD) all
 	BUILD=$(BUILD) bench/servers/run.sh --out $(BENCH_OUT)/servers $(BENCH_SERVERS_ARGS)
 
-.PHONY: deps-servers bench-servers
+# `make bench-postgres`: PostgreSQL with 2 GiB of shared_buffers migrated under
+# pgbench, pre-copy against stop-and-copy (bench/servers/pg.sh --help); the
+# table goes to bench/RESULTS.md.
+BENCH_POSTGRES_ARGS ?=
+bench-postgres: deps deps-servers
+	$(MAKE) --no-print-directory BUILD=$(BUILD) all
+	BUILD=$(BUILD) bench/servers/pg.sh --out $(BENCH_OUT)/postgres --results $(BENCH_POSTGRES_ARGS)
+
+.PHONY: deps-servers bench-servers bench-postgres
