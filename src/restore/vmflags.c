@@ -121,7 +121,20 @@ static int iter_read(pid_t pid, struct vmf_rec **out, size_t *n)
 		}
 		if (got == 0)
 			break;
-		k += (size_t)got / sizeof(*r);
+		/*
+		 * Records come in address order, each once.  The iterator has been
+		 * seen to go back and repeat (a 16 TiB ASan shadow VMA before the
+		 * stack, Linux 6.18): stop there and let the caller read smaps.
+		 */
+		for (size_t e = k + (size_t)got / sizeof(*r); k < e; k++)
+			if (r[k].end <= r[k].start || (k && r[k].start < r[k - 1].end))
+				ret = -EIO;
+		if (ret) {
+			pr_debug("pid %d: the vm_flags iterator went back after %zu VMAs; reading "
+				 "smaps",
+				 (int)pid, k);
+			break;
+		}
 	}
 	close(fd);
 out:
