@@ -170,7 +170,11 @@ static int member_failed(struct mig *m, int ret)
 {
 	char st = haul_proc_state(m->pid);
 
-	if (st && st != 'Z' && st != 'X')
+	/*
+	 * An exiting process still shows R or D once its memory is gone, and
+	 * reading it then fails with ESRCH (PostgreSQL's autovacuum workers).
+	 */
+	if (st && st != 'Z' && st != 'X' && ret != -ESRCH)
 		return ret;
 	snprintf(m->res->why, sizeof(m->res->why), "pid %d exited during pre-copy", m->pid);
 	pr_warn("the tree of pid %d changed: %s", m->o->pid, m->res->why);
