@@ -187,7 +187,7 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static int write_record(int imgfd, const Haul__Ctr__Container *rec)
+int criu_ctr_write_record(int imgfd, const Haul__Ctr__Container *rec)
 {
 	size_t len = haul__ctr__container__get_packed_size(rec);
 	uint8_t *buf = malloc(len ? len : 1);
@@ -248,7 +248,7 @@ static int dump_steps(const Haul__Criu__Options *o, bool leave, const char *dir,
 		if (ret)
 			pr_err("%s", why);
 		if (!ret)
-			ret = write_record(imgfd, rec);
+			ret = criu_ctr_write_record(imgfd, rec);
 	}
 	if (!ret && ch)
 		ret = criu_chain_link(ch, ck);
@@ -281,7 +281,7 @@ static int tree_parts_stopped(void *arg)
 	ret = rst_ctr_dump_tmpfs(tp->pid, tp->rec, tp->dir, why, sizeof(why));
 	if (ret)
 		pr_err("%s", why);
-	return ret ? ret : write_record(tp->imgfd, tp->rec);
+	return ret ? ret : criu_ctr_write_record(tp->imgfd, tp->rec);
 }
 
 /*

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include "criu_rpc.pb-c.h"
+#include "ctr_image.pb-c.h"
 
 /*
  * The CRIU interface level answered to VERSION and --version: runc 1.1 asks
@@ -133,5 +134,7 @@ void criu_chain_committed(struct criu_chain *ch);
 void criu_chain_free(struct criu_chain *ch);
 /* criu_ctr.c: the container's stdio pipes as external fds (descriptors.json). */
 int criu_stdio_rules(int imgfd, const Haul__Criu__Options *o, bool restore);
+/* The container record (RST_CTR_FILE) into images directory @imgfd, synced.  0 or -errno. */
+int criu_ctr_write_record(int imgfd, const Haul__Ctr__Container *rec);
 
 #endif

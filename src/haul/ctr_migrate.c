@@ -41,6 +41,7 @@
 
 #include "common/log.h"
 #include "common/policy.h"
+#include "haul/criu_int.h"
 #include "haul/ctr_int.h"
 #include "haul/haul.h"
 #include "haul/haul_int.h"
@@ -250,23 +251,15 @@ static int write_descriptors(pid_t pid, const char *dir)
 	return fclose(f) ? -errno : 0;
 }
 
+/* The container record into @dir (criu_ctr.c writes it for the criu entry point too). */
 static int write_record(const Haul__Ctr__Container *rec, const char *dir)
 {
-	char path[PATH_MAX + 32];
-	size_t len = haul__ctr__container__get_packed_size(rec);
-	uint8_t *buf = malloc(len ? len : 1);
-	int fd, ret = 0;
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), ret;
 
-	if (!buf)
-		return -ENOMEM;
-	haul__ctr__container__pack(rec, buf);
-	snprintf(path, sizeof(path), "%s/%s", dir, RST_CTR_FILE);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, buf, len) != (ssize_t)len)
-		ret = fd < 0 ? -errno : -EIO;
-	if (fd >= 0)
-		close(fd);
-	free(buf);
+	if (dfd < 0)
+		return -errno;
+	ret = criu_ctr_write_record(dfd, rec);
+	close(dfd);
 	return ret;
 }
 

@@ -164,25 +164,6 @@ int rst_epoll_tree_owners(const struct rst_tree *t, size_t i, Haul__Img__Process
 	return ret;
 }
 
-/* A copy of fd @fd of restored process @pid in @t, at a number >= @park: *@out. */
-static int borrow(struct rst_target *t, int park, pid_t pid, int fd, int *out)
-{
-	long pfd, hi, got;
-	int ret;
-
-	ret = rst_rcall(t, SYS_pidfd_open, (uint64_t)pid, 0, 0, 0, 0, 0, &pfd);
-	if (ret)
-		return ret;
-	ret = rst_rcall(t, SYS_fcntl, (uint64_t)pfd, F_DUPFD_CLOEXEC, (uint64_t)park, 0, 0, 0, &hi);
-	rst_rcall(t, SYS_close, (uint64_t)pfd, 0, 0, 0, 0, 0, NULL);
-	if (ret)
-		return ret;
-	ret = rst_rcall(t, SYS_pidfd_getfd, (uint64_t)hi, (uint64_t)fd, 0, 0, 0, 0, &got);
-	rst_rcall(t, SYS_close, (uint64_t)hi, 0, 0, 0, 0, 0, NULL);
-	*out = (int)got;
-	return ret;
-}
-
 /* EPOLL_CTL_ADD of @tg on the set at fd @efd of @t. */
 static int add_watch(struct rst_target *t, int efd, const Haul__Img__EpollTarget *tg)
 {
@@ -209,7 +190,7 @@ static int watches_of(struct rst_target *t, int park, pid_t holder, int efd,
 		if (!tg->has_pid || tg->pid != t->o.pid)
 			continue;
 		if (mine < 0)
-			ret = borrow(t, park, holder, efd, &mine);
+			ret = rst_share_getfd(t, park, holder, efd, &mine);
 		if (!ret)
 			ret = add_watch(t, mine, tg);
 		if (ret)

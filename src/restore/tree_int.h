@@ -361,4 +361,10 @@ int rst_tree_check_sharing(struct rst_tree *t, char *why, size_t wl);
 int rst_target_ready(struct rst_target *t, const void *state, size_t len, char *why, size_t wl);
 int rst_target_run(struct rst_target *t, pid_t *pid, char *why, size_t wl);
 
+/*
+ * tree_share.c: a copy of fd @fd of restored tree process @pid in @t, at a
+ * number >= @park (pidfd_open + pidfd_getfd injected in @t): *@out.
+ */
+int rst_share_getfd(struct rst_target *t, int park, pid_t pid, int fd, int *out);
+
 #endif

@@ -209,10 +209,9 @@ static int place(struct rst_target *t, int got, const Haul__Img__FdEntry *e)
 	return ret;
 }
 
-/* Fd @fd of tree process @pid, the same open file description, as @e in @t. */
-static int copy_ofd(struct rst_target *t, int park, pid_t pid, int fd, const Haul__Img__FdEntry *e)
+int rst_share_getfd(struct rst_target *t, int park, pid_t pid, int fd, int *out)
 {
-	long pfd, hi, got;
+	long pfd, hi, got = -1;
 	int ret;
 
 	ret = rst_rcall(t, SYS_pidfd_open, (uint64_t)pid, 0, 0, 0, 0, 0, &pfd);
@@ -225,7 +224,16 @@ static int copy_ofd(struct rst_target *t, int park, pid_t pid, int fd, const Hau
 		return ret;
 	ret = rst_rcall(t, SYS_pidfd_getfd, (uint64_t)hi, (uint64_t)fd, 0, 0, 0, 0, &got);
 	rst_rcall(t, SYS_close, (uint64_t)hi, 0, 0, 0, 0, 0, NULL);
-	return ret ? ret : place(t, (int)got, e);
+	*out = (int)got;
+	return ret;
+}
+
+/* Fd @fd of tree process @pid, the same open file description, as @e in @t. */
+static int copy_ofd(struct rst_target *t, int park, pid_t pid, int fd, const Haul__Img__FdEntry *e)
+{
+	int got, ret = rst_share_getfd(t, park, pid, fd, &got);
+
+	return ret ? ret : place(t, got, e);
 }
 
 /* A new open of the pipe that fd @fd of tree process @pid is an end of. */
