@@ -399,6 +399,34 @@ struct mig_cli {
  * Parse @argv into @o and @c: the index of the PID|NAME argument (argc with
  * --cgroup), or HAUL_OPTS_HELP / -EINVAL (logged) for haul_opts_exit().
  */
+/* What the options say together: one way to name the process, the addresses, the mode. */
+static int check_cli(bool named, struct haul_mig_opts *o, struct mig_cli *c)
+{
+	if (named + !!c->cgroup + !!c->ctr.id != 1) {
+		pr_err("name the process: a PID, a NAME of 'haul ps', --cgroup PATH or "
+		       "--container ID, one of them");
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < c->move.n; i++) {
+		struct haul_net_addr a;
+
+		if (haul_net_addr_parse(c->move.v[i], &a)) {
+			pr_err("--move-address '%s' is not ADDR/PREFIX (198.18.0.100/24, "
+			       "2001:db8::10/64)",
+			       c->move.v[i]);
+			return -EINVAL;
+		}
+	}
+	o->move_addrs = c->move.v;
+	o->nmove_addrs = c->move.n;
+	if (c->ctr.id && o->mode != HAUL_MIG_PRECOPY) {
+		pr_err("--container takes pre-copy only: runc restores the container from a whole "
+		       "image on the target; leave out --postcopy and --hybrid");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int parse_cli(int argc, char **argv, struct haul_mig_opts *o, struct mig_cli *c)
 {
 	double downtime = HAUL_MIG_DOWNTIME_MS, timeout = HAUL_MIG_REPLY_TIMEOUT_MS;
@@ -493,40 +521,17 @@ static int parse_cli(int argc, char **argv, struct haul_mig_opts *o, struct mig_
 	arg = haul_opts_parse_external(&spec, argc, argv, &ext_fd, &ext_kind);
 	if (arg < 0)
 		return arg;
-	if ((arg < argc) + !!c->cgroup + !!c->ctr.id != 1) {
-		pr_err("name the process: a PID, a NAME of 'haul ps', --cgroup PATH or "
-		       "--container ID, one of them");
-		return -EINVAL;
-	}
-
-	for (size_t i = 0; i < c->move.n; i++) {
-		struct haul_net_addr a;
-
-		if (haul_net_addr_parse(c->move.v[i], &a)) {
-			pr_err("--move-address '%s' is not ADDR/PREFIX (198.18.0.100/24, "
-			       "2001:db8::10/64)",
-			       c->move.v[i]);
-			return -EINVAL;
-		}
-	}
-	o->move_addrs = c->move.v;
-	o->nmove_addrs = c->move.n;
-	if (postcopy + hybrid + o->stop_and_copy > 1) {
-		pr_err("--stop-and-copy, --postcopy and --hybrid exclude each other");
-		return -EINVAL;
-	}
 	o->downtime_ms = downtime;
 	o->timeout_ms = (int)timeout;
 	o->streams = (unsigned)streams;
 	o->max_rounds = (unsigned)max_rounds;
 	o->compress = (enum ps_compress)compress;
 	o->mode = postcopy ? HAUL_MIG_POSTCOPY : hybrid ? HAUL_MIG_HYBRID : HAUL_MIG_PRECOPY;
-	if (c->ctr.id && (postcopy || hybrid)) {
-		pr_err("--container takes pre-copy only: runc restores the container from a whole "
-		       "image on the target; leave out --postcopy and --hybrid");
+	if (postcopy + hybrid + o->stop_and_copy > 1) {
+		pr_err("--stop-and-copy, --postcopy and --hybrid exclude each other");
 		return -EINVAL;
 	}
-	return arg;
+	return check_cli(arg < argc, o, c) ? -EINVAL : arg;
 }
 
 /* haul migrate, with @c (zeroed) owned by the caller, which releases its lists. */
