@@ -433,9 +433,12 @@ int rst_unix_peek_msgs(pid_t pid, int sfd, Haul__Img__UnixPairFile *o);
 int rst_unix_refill_msgs(struct rst_target *t, struct rst_fd_rctx *x);
 /*
  * fd_unix_msgs.c: send message @i of @u through haul's socket @lfd, with
- * the files in flight it carried (opened again here).  0 or -errno.
+ * the files in flight it carried (opened again here, or borrowed from the
+ * earlier process of the tree that holds them, through @t parking at
+ * @park).  0 or -errno.
  */
-int rst_unix_send_msg(int lfd, const Haul__Img__UnixPairFile *u, size_t i);
+int rst_unix_send_msg(struct rst_target *t, int park, int lfd, const Haul__Img__UnixPairFile *u,
+		      size_t i);
 /* fd_unix_named.c: whether the peer of unix socket @ino is an fd of @pid too, or of a process
  * that moves with it (rst_ext_moving). */
 bool rst_unix_peer_held(pid_t pid, uint64_t ino);
@@ -458,7 +461,8 @@ bool rst_unix_moving_holds(uint64_t ino);
 void rst_unix_tree_begin(bool on);
 bool rst_unix_tree_on(void);
 int rst_unix_tree_export(struct rst_target *t, uint64_t ino, int end, int kept);
-int rst_unix_tree_import(struct rst_target *t, const Haul__Img__UnixPairFile *u, int *src);
+int rst_unix_tree_import(struct rst_target *t, int park, const Haul__Img__UnixPairFile *u,
+			 int *src);
 
 /*
  * procread.c: small /proc readers.  rst_read_file: the whole file, NUL-

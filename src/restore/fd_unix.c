@@ -525,7 +525,7 @@ static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul_
 	if (u->has_pending && u->pending)
 		return rst_unix_pending_client(t, u, src);
 	/* an end an earlier process of the tree made (fd_unix_tree.c) */
-	ret = rst_unix_tree_import(t, u, src);
+	ret = rst_unix_tree_import(t, x->park, u, src);
 	if (ret != -ENOENT)
 		return ret;
 	*shared = true;

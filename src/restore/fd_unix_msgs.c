@@ -30,33 +30,69 @@
 #include "restore/fd_int.h"
 #include "restore/restore_int.h"
 #include "restore/target_int.h"
+#include "restore/tree_int.h"
 
 #define MSG_MAX	   (1 << 20) /* a larger message fails the dump */
 #define MSGS_MAX   65536     /* more messages fail the dump */
 #define KCMP_FILE_ 0
 
-/* Whether @pid has an fd that is the open file description of our fd @fd (inode @st). */
-static bool held_by(pid_t pid, int fd, const struct stat *st)
+/* The fd of @pid that is the open file description of our fd @fd (inode @st), or -1. */
+static int held_by(pid_t pid, int fd, const struct stat *st)
 {
 	char dir[64], path[96];
 	struct dirent *d;
-	bool found = false;
+	int found = -1;
 	DIR *fds;
 
 	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
 	fds = opendir(dir);
-	while (fds && !found && (d = readdir(fds))) {
+	while (fds && found < 0 && (d = readdir(fds))) {
 		struct stat s;
 
 		if (d->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "%s/%.16s", dir, d->d_name);
-		found = !stat(path, &s) && s.st_dev == st->st_dev && s.st_ino == st->st_ino &&
-			syscall(SYS_kcmp, getpid(), pid, KCMP_FILE_, fd, atoi(d->d_name)) == 0;
+		if (!stat(path, &s) && s.st_dev == st->st_dev && s.st_ino == st->st_ino &&
+		    syscall(SYS_kcmp, getpid(), pid, KCMP_FILE_, fd, atoi(d->d_name)) == 0)
+			found = atoi(d->d_name);
 	}
 	if (fds)
 		closedir(fds);
 	return found;
+}
+
+/*
+ * Which process of the tree holds the file in flight our fd @fd (inode @st)
+ * is, on queue owner @pid: 0 none (its fd in *@hfd, holder in *@hpid), or
+ * -EOPNOTSUPP (logged) when @pid itself or a process restored after it
+ * holds it (its fd would not exist yet when the queue is refilled).
+ */
+static int holder_of(pid_t pid, int fd, const struct stat *st, const char *path,
+		     const Haul__Img__UnixPairFile *o, pid_t *hpid, int *hfd)
+{
+	const pid_t *m;
+	size_t nm = rst_ext_moving_pids(&m);
+	bool before = true;
+
+	*hpid = 0;
+	*hfd = held_by(pid, fd, st);
+	for (size_t i = 0; i < nm && *hfd < 0; i++) {
+		if (m[i] == pid) {
+			before = false;
+			continue;
+		}
+		*hfd = held_by(m[i], fd, st);
+		*hpid = m[i];
+	}
+	if (*hfd < 0)
+		return 0;
+	if (*hpid && before)
+		return 0;
+	pr_err("unix socket %llu of pid %d has %s in flight (SCM_RIGHTS) while %s holds the "
+	       "same open file (fd %d): its offset would split; retry once it has been read",
+	       (unsigned long long)o->ino, (int)pid, path,
+	       *hpid ? "a process of the tree restored after it" : "the same process", *hfd);
+	return -EOPNOTSUPP;
 }
 
 /* Our duplicate @fd of a file in flight with message @msg of @o: recorded, or refused. */
@@ -64,29 +100,23 @@ static int note_inflight(pid_t pid, int fd, Haul__Img__UnixPairFile *o, uint32_t
 {
 	Haul__Img__UnixInflight **v, *f;
 	char link[64], path[4096];
-	const pid_t *m;
-	size_t nm = rst_ext_moving_pids(&m);
 	struct stat st;
+	pid_t hpid;
+	int hfd, ret;
 	ssize_t n;
-	bool shared;
 
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
 	n = readlink(link, path, sizeof(path) - 1);
-	if (fstat(fd, &st) || n <= 0 || !S_ISREG(st.st_mode) || path[0] != '/' ||
-	    st.st_nlink == 0) {
-		pr_err("unix socket %llu has a file in flight (SCM_RIGHTS) that is not a regular "
-		       "file with a path (%.*s), which haul does not carry: retry once the "
-		       "process has read it",
-		       (unsigned long long)o->ino, n > 0 ? (int)n : 1, n > 0 ? path : "?");
-		return -EOPNOTSUPP;
-	}
+	if (fstat(fd, &st) || n <= 0)
+		return -errno;
 	path[n] = '\0';
-	shared = held_by(pid, fd, &st);
-	for (size_t i = 0; i < nm && !shared; i++)
-		shared = held_by(m[i], fd, &st);
-	if (shared) {
-		pr_err("unix socket %llu has %s in flight (SCM_RIGHTS) while a process holds the "
-		       "same open file: its offset would split; retry once it has been read",
+	ret = holder_of(pid, fd, &st, path, o, &hpid, &hfd);
+	if (ret)
+		return ret;
+	if (hfd < 0 && (!S_ISREG(st.st_mode) || path[0] != '/' || st.st_nlink == 0)) {
+		pr_err("unix socket %llu has a file in flight (SCM_RIGHTS) that is not a regular "
+		       "file with a path (%s) and that no process of the tree holds, which haul "
+		       "does not carry: retry once the process has read it",
 		       (unsigned long long)o->ino, path);
 		return -EOPNOTSUPP;
 	}
@@ -101,7 +131,12 @@ static int note_inflight(pid_t pid, int fd, Haul__Img__UnixPairFile *o, uint32_t
 	v[o->n_inflight++] = f;
 	f->msg = msg;
 	f->flags = (uint32_t)fcntl(fd, F_GETFL);
-	f->pos = (uint64_t)lseek(fd, 0, SEEK_CUR);
+	f->pos = S_ISREG(st.st_mode) ? (uint64_t)lseek(fd, 0, SEEK_CUR) : 0;
+	if (hfd >= 0) {
+		f->has_holder_pid = f->has_holder_fd = true;
+		f->holder_pid = hpid;
+		f->holder_fd = hfd;
+	}
 	f->path = strdup(path);
 	return f->path ? 0 : -ENOMEM;
 }
@@ -197,7 +232,42 @@ int rst_unix_peek_msgs(pid_t pid, int sfd, Haul__Img__UnixPairFile *o)
 	return ret == 1 ? 0 : ret;
 }
 
-int rst_unix_send_msg(int lfd, const Haul__Img__UnixPairFile *u, size_t i)
+/* Haul's fd on the file in flight @f of @u: the holder's open file, or a new open. */
+static int inflight_fd(struct rst_target *t, int park, const Haul__Img__UnixPairFile *u,
+		       const Haul__Img__UnixInflight *f)
+{
+	int fd, got, ret;
+
+	if (f->has_holder_pid && f->has_holder_fd) {
+		/* borrowed in the target (the holder's pid is its there), then taken */
+		ret = rst_share_getfd(t, park, f->holder_pid, f->holder_fd, &got);
+		if (ret) {
+			pr_err("cannot take fd %d of pid %d (%s) to send it again with the message of "
+			       "unix socket %llu: %s",
+			       f->holder_fd, f->holder_pid, f->path, (unsigned long long)u->ino,
+			       strerror(-ret));
+			return ret;
+		}
+		fd = (int)syscall(SYS_pidfd_getfd, t->pidfd, got, 0);
+		ret = fd < 0 ? -errno : 0;
+		rst_rcall(t, SYS_close, (uint64_t)got, 0, 0, 0, 0, 0, NULL);
+		return fd < 0 ? ret : fd;
+	}
+	fd = open(f->path, (int)(f->flags & ~(O_CREAT | O_EXCL | O_TRUNC)) | O_CLOEXEC);
+	if (fd < 0 || lseek(fd, (off_t)f->pos, SEEK_SET) < 0) {
+		ret = -errno;
+		pr_err("cannot open %s again for the message of unix socket %llu that carried "
+		       "it: %s",
+		       f->path, (unsigned long long)u->ino, strerror(-ret));
+		if (fd >= 0)
+			close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+int rst_unix_send_msg(struct rst_target *t, int park, int lfd, const Haul__Img__UnixPairFile *u,
+		      size_t i)
 {
 	union {
 		char b[CMSG_SPACE(sizeof(int) * 253)];
@@ -214,19 +284,15 @@ int rst_unix_send_msg(int lfd, const Haul__Img__UnixPairFile *u, size_t i)
 
 		if (f->msg != i)
 			continue;
-		if (nfds == 253)
-			return -E2BIG;
-		fd = open(f->path, (int)(f->flags & ~(O_CREAT | O_EXCL | O_TRUNC)) | O_CLOEXEC);
-		if (fd < 0 || lseek(fd, (off_t)f->pos, SEEK_SET) < 0) {
-			ret = -errno;
-			pr_err("cannot open %s again for the message of unix socket %llu that carried "
-			       "it: %s",
-			       f->path, (unsigned long long)u->ino, strerror(-ret));
-			if (fd >= 0)
-				close(fd);
+		if (nfds == 253) {
+			ret = -E2BIG;
 			break;
 		}
-		fds[nfds++] = fd;
+		fd = inflight_fd(t, park, u, f);
+		if (fd < 0)
+			ret = fd;
+		else
+			fds[nfds++] = fd;
 	}
 	if (!ret && nfds) {
 		m.msg_control = ctl.b;
@@ -247,7 +313,7 @@ int rst_unix_send_msg(int lfd, const Haul__Img__UnixPairFile *u, size_t i)
 }
 
 /* Send @u's messages, in order, into remote fd @fd (the other end of its pair). */
-static int send_msgs(struct rst_target *t, int fd, const Haul__Img__UnixPairFile *u)
+static int send_msgs(struct rst_target *t, int park, int fd, const Haul__Img__UnixPairFile *u)
 {
 	int lfd, ret = 0;
 
@@ -257,7 +323,7 @@ static int send_msgs(struct rst_target *t, int fd, const Haul__Img__UnixPairFile
 	if (lfd < 0)
 		return -errno;
 	for (size_t i = 0; i < u->n_msgs && !ret; i++)
-		ret = rst_unix_send_msg(lfd, u, i);
+		ret = rst_unix_send_msg(t, park, lfd, u, i);
 	close(lfd);
 	if (ret)
 		pr_err("cannot queue the %zu messages of unix socket %llu again: %s", u->n_msgs,
@@ -280,7 +346,7 @@ int rst_unix_refill_msgs(struct rst_target *t, struct rst_fd_rctx *x)
 			if (!u || (u->ino != p->id && u->peer != p->id))
 				continue;
 			/* what the end had to read goes in through the other end */
-			ret = send_msgs(t, u->ino == p->id ? p->w : p->r, u);
+			ret = send_msgs(t, x->park, u->ino == p->id ? p->w : p->r, u);
 		}
 	}
 	return ret;

@@ -113,7 +113,7 @@ static int send_all(int fd, const void *d, size_t len)
 	return 0;
 }
 
-int rst_unix_tree_import(struct rst_target *t, const Haul__Img__UnixPairFile *u, int *src)
+int rst_unix_tree_import(struct rst_target *t, int park, const Haul__Img__UnixPairFile *u, int *src)
 {
 	struct xend *e = NULL;
 	int ret = 0;
@@ -126,7 +126,7 @@ int rst_unix_tree_import(struct rst_target *t, const Haul__Img__UnixPairFile *u,
 	if (u->has_data)
 		ret = send_all(e->peer, u->data.data, u->data.len);
 	for (size_t i = 0; i < u->n_msgs && !ret; i++)
-		ret = rst_unix_send_msg(e->peer, u, i);
+		ret = rst_unix_send_msg(t, park, e->peer, u, i);
 	if (ret)
 		pr_err("cannot queue again what unix socket %llu of pid %d had to read: %s",
 		       (unsigned long long)u->ino, (int)t->o.pid, strerror(-ret));

@@ -38,7 +38,9 @@
  *                 checkpoint.  After it, the child gets "files" with two
  *                 fds: reading the first gives "456789", writing the second
  *                 appends to DIR/f2; then "plain"
- *   scm-held:     the same, the parent keeping its copy of DIR/f1 (refused)
+ *   scm-held:     the same, the parent keeping its copy of DIR/f1: after
+ *                 the child's read the parent's offset is 10 (one open
+ *                 file description)
  *   solo:         one process (no child): a datagram socket S connected to
  *                 its own DIR/log (S's fd below the log's: S connects again
  *                 only once the log is bound), two datagrams queued from
@@ -358,14 +360,19 @@ static int run_scm(bool held)
 	close(f[1]);
 	mark("ready-parent");
 	wait_mark("go");
-	snprintf(path, sizeof(path), "%s/parent.out", dir);
-	out = fopen(path, "w");
-	if (out) {
-		fprintf(out, "ok parent\n");
-		fclose(out);
-	}
 	if (waitpid(pid, &st, 0) != pid)
 		return 1;
+	snprintf(path, sizeof(path), "%s/parent.out", dir);
+	out = fopen(path, "w");
+	if (!out)
+		return 1;
+	/* held: the child's read moved the offset of the parent's fd too (one open file) */
+	if (held && lseek(f[0], 0, SEEK_CUR) != 10)
+		fprintf(out, "the child's read did not move the offset of the parent's f1 (%lld)\n",
+			(long long)lseek(f[0], 0, SEEK_CUR));
+	else
+		fprintf(out, "ok parent\n");
+	fclose(out);
 	return !WIFEXITED(st) || WEXITSTATUS(st);
 }
 
