@@ -417,15 +417,20 @@ static int unix_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 			 f->id, f->unix_pair->type);
 		return -EBADMSG;
 	}
-	for (size_t i = 0; i < f->unix_pair->n_inflight; i++)
-		if (f->unix_pair->inflight[i]->msg >= f->unix_pair->n_msgs ||
-		    f->unix_pair->inflight[i]->path[0] != '/') {
+	for (size_t i = 0; i < f->unix_pair->n_inflight; i++) {
+		const Haul__Img__UnixInflight *fl = f->unix_pair->inflight[i];
+		/* a file a process holds is borrowed, any other opened by its path */
+		bool held = fl->has_holder_pid && fl->has_holder_fd && fl->holder_pid > 0 &&
+			    fl->holder_fd >= 0;
+
+		if (fl->msg >= f->unix_pair->n_msgs || (!held && fl->path[0] != '/')) {
 			snprintf(why, wl,
 				 "file %u (unix_pair).inflight[%zu]: no such message, or not an "
 				 "absolute path",
 				 f->id, i);
 			return -EBADMSG;
 		}
+	}
 	if (f->unix_pair->n_msgs && f->unix_pair->type == SOCK_STREAM) {
 		snprintf(why, wl, "file %u (unix_pair).msgs: messages on a stream socket", f->id);
 		return -EBADMSG;

@@ -10,7 +10,8 @@
  * a listener had not accepted yet, back in its queue in their order;
  * regular files in flight (SCM_RIGHTS) on a seqpacket pair, with their
  * offset and flags; one the sender still holds comes back as the sender's
- * open file (the receiver's read moves the sender's offset).  The programs check after the restore, byte
+ * open file (the receiver's read moves the sender's offset), and so do a
+ * pipe end, an eventfd and a socketpair end the sender holds.  The programs check after the restore, byte
  * for byte and message by message, what they had to read, then talk over
  * every channel.  A pair whose other end is outside the tree is refused
  * by name and the tree runs on.
@@ -161,6 +162,12 @@ Test(rst_unix_tree, one_process_reconnects_its_sender_and_client_made_before_the
 Test(rst_unix_tree, files_in_flight_come_back_with_their_message_offset_and_flags, .timeout = 120)
 {
 	cycle("scm");
+}
+
+Test(rst_unix_tree, a_pipe_end_an_eventfd_and_a_socket_end_in_flight_that_the_sender_holds_work,
+     .timeout = 120)
+{
+	cycle("scm-kinds");
 }
 
 /* rst_unix_tree @mode is refused at the checkpoint and runs on to its end. */

@@ -41,6 +41,14 @@
  *   scm-held:     the same, the parent keeping its copy of DIR/f1: after
  *                 the child's read the parent's offset is 10 (one open
  *                 file description)
+ *   scm-kinds:    the parent sends over a seqpacket socketpair a message
+ *                 "kinds" carrying a pipe's read end, an eventfd (count 3)
+ *                 and one end of a stream socketpair, keeping all three
+ *                 and the pipe's write end and the other socket end.
+ *                 After the restore the parent writes "p" into the pipe
+ *                 and "s" into its socket end; the child reads them and
+ *                 the count 3 through the fds it receives, and answers
+ *                 "a" on the socket end
  *   solo:         one process (no child): a datagram socket S connected to
  *                 its own DIR/log (S's fd below the log's: S connects again
  *                 only once the log is bound), two datagrams queued from
@@ -72,6 +80,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -370,6 +379,100 @@ static int run_scm(bool held)
 	if (held && lseek(f[0], 0, SEEK_CUR) != 10)
 		fprintf(out, "the child's read did not move the offset of the parent's f1 (%lld)\n",
 			(long long)lseek(f[0], 0, SEEK_CUR));
+	else
+		fprintf(out, "ok parent\n");
+	fclose(out);
+	return !WIFEXITED(st) || WEXITSTATUS(st);
+}
+
+/* scm-kinds, the child: the three fds of "kinds" are the parent's pipe, eventfd and socket. */
+static int kinds_child(int s)
+{
+	char buf[64], ctl[CMSG_SPACE(3 * sizeof(int))], path[512];
+	struct iovec iov = {buf, sizeof(buf)};
+	struct msghdr m = {.msg_iov = &iov,
+			   .msg_iovlen = 1,
+			   .msg_control = ctl,
+			   .msg_controllen = sizeof(ctl)};
+	struct cmsghdr *c;
+	int fds[3] = {-1, -1, -1}, bads = 0;
+	uint64_t count = 0;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/child.out", dir);
+	out = fopen(path, "w");
+	if (!out)
+		return 1;
+	mark("ready-child");
+	wait_mark("go");
+	n = recvmsg(s, &m, MSG_DONTWAIT);
+	c = CMSG_FIRSTHDR(&m);
+	if (n != 5 || memcmp(buf, "kinds", 5) || !c || c->cmsg_type != SCM_RIGHTS ||
+	    c->cmsg_len != CMSG_LEN(3 * sizeof(int)))
+		bads += bad("the message with the fds lost", "scm-kinds");
+	else
+		memcpy(fds, CMSG_DATA(c), sizeof(fds));
+	if (!bads && (read(fds[0], buf, 1) != 1 || buf[0] != 'p'))
+		bads += bad("the pipe's byte", "scm-kinds");
+	if (!bads && (read(fds[1], &count, sizeof(count)) != sizeof(count) || count != 3))
+		bads += bad("the eventfd's count", "scm-kinds");
+	if (!bads && (read(fds[2], buf, 1) != 1 || buf[0] != 's' || write(fds[2], "a", 1) != 1))
+		bads += bad("the socket end's byte", "scm-kinds");
+	if (!bads)
+		fprintf(out, "ok child\n");
+	fclose(out);
+	return bads ? 1 : 0;
+}
+
+static int run_scm_kinds(void)
+{
+	char path[512], ctl[CMSG_SPACE(3 * sizeof(int))], c = 0;
+	struct iovec iov = {"kinds", 5};
+	struct msghdr m = {.msg_iov = &iov,
+			   .msg_iovlen = 1,
+			   .msg_control = ctl,
+			   .msg_controllen = sizeof(ctl)};
+	int sv[2], p[2], ss[2], f[3], st;
+	pid_t pid;
+
+	if (pipe(p) || socketpair(AF_UNIX, SOCK_STREAM, 0, ss) ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv))
+		return 2;
+	f[0] = p[0];
+	f[1] = eventfd(3, 0);
+	f[2] = ss[1];
+	if (f[1] < 0)
+		return 2;
+	pid = fork();
+	if (pid < 0)
+		return 2;
+	if (!pid) {
+		close(sv[0]);
+		for (int i = 0; i < 3; i++)
+			close(f[i]);
+		close(p[1]);
+		close(ss[0]);
+		_exit(kinds_child(sv[1]));
+	}
+	close(sv[1]);
+	CMSG_FIRSTHDR(&m)->cmsg_level = SOL_SOCKET;
+	CMSG_FIRSTHDR(&m)->cmsg_type = SCM_RIGHTS;
+	CMSG_FIRSTHDR(&m)->cmsg_len = CMSG_LEN(3 * sizeof(int));
+	memcpy(CMSG_DATA(CMSG_FIRSTHDR(&m)), f, sizeof(f));
+	if (sendmsg(sv[0], &m, 0) != 5)
+		return 2;
+	mark("ready-parent");
+	wait_mark("go");
+	if (write(p[1], "p", 1) != 1 || write(ss[0], "s", 1) != 1)
+		return 1;
+	if (waitpid(pid, &st, 0) != pid)
+		return 1;
+	snprintf(path, sizeof(path), "%s/parent.out", dir);
+	out = fopen(path, "w");
+	if (!out)
+		return 1;
+	if (recv(ss[0], &c, 1, MSG_DONTWAIT) != 1 || c != 'a')
+		fprintf(out, "no answer from the child on the socket end it received\n");
 	else
 		fprintf(out, "ok parent\n");
 	fclose(out);
@@ -765,6 +868,8 @@ int main(int argc, char **argv)
 		ret = run_both();
 	else if (!strcmp(argv[1], "scm") || !strcmp(argv[1], "scm-held"))
 		ret = run_scm(!strcmp(argv[1], "scm-held"));
+	else if (!strcmp(argv[1], "scm-kinds"))
+		ret = run_scm_kinds();
 	else if (!strcmp(argv[1], "solo"))
 		ret = run_solo();
 	else if (!strcmp(argv[1], "outside"))
