@@ -1,19 +1,22 @@
 /*
  * fd_unix_msgs.c - the messages queued on a datagram or seqpacket end of
- * a unix pair of the process, boundaries kept, and the regular files in
- * flight with them (SCM_RIGHTS).
+ * a unix pair of the process, boundaries kept, and the files in flight
+ * with them (SCM_RIGHTS).
  *
  * Dump: MSG_PEEK sees only the first message; SO_PEEK_OFF (set on the
  * socket for the time of the dump, the process being stopped, then put
  * back) moves each peek on to the next one.  The peek hands haul a
  * duplicate of every file in flight: a regular file with a path that no
- * process of the tree holds too (its open file description would split)
- * is recorded by path, flags and offset; any other fails the dump by
- * name.  Duplicates are closed.  Restore: once every fd exists, each
- * message is sent again, in order, through the other end of the rebuilt
- * pair (haul's pidfd_getfd copy of it), its files opened again by haul
- * (path, flags, offset) and sent with it, then closed: haul's opens,
- * with haul's credentials, in haul's mount namespace.
+ * process of the tree holds too is recorded by path, flags and offset; a
+ * file of any kind that a process restored before the queue's owner (tree
+ * order) holds too is recorded as that process's fd; any other (the owner
+ * or a later process holds it: its open file description would split)
+ * fails the dump by name.  Duplicates are closed.  Restore: once every
+ * fd exists, each message is sent again, in order, through the other end
+ * of the rebuilt pair (haul's pidfd_getfd copy of it), its files opened again by haul
+ * (path, flags, offset: haul's opens, with haul's credentials, in haul's
+ * mount namespace) or borrowed from their restored holder (pidfd_getfd in
+ * the target, then in haul), sent with it, then closed.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -88,10 +91,11 @@ static int holder_of(pid_t pid, int fd, const struct stat *st, const char *path,
 		return 0;
 	if (*hpid && before)
 		return 0;
-	pr_err("unix socket %llu of pid %d has %s in flight (SCM_RIGHTS) while %s holds the "
-	       "same open file (fd %d): its offset would split; retry once it has been read",
-	       (unsigned long long)o->ino, (int)pid, path,
-	       *hpid ? "a process of the tree restored after it" : "the same process", *hfd);
+	pr_err("unix socket %llu of pid %d has %s in flight (SCM_RIGHTS) while pid %d (%s) "
+	       "holds the same open file as its fd %d: its offset would split; retry once it "
+	       "has been read",
+	       (unsigned long long)o->ino, (int)pid, path, (int)(*hpid ? *hpid : pid),
+	       *hpid ? "restored after it" : "itself", *hfd);
 	return -EOPNOTSUPP;
 }
 

@@ -11,7 +11,8 @@
  * regular files in flight (SCM_RIGHTS) on a seqpacket pair, with their
  * offset and flags; one the sender still holds comes back as the sender's
  * open file (the receiver's read moves the sender's offset), and so do a
- * pipe end, an eventfd and a socketpair end the sender holds.  The programs check after the restore, byte
+ * pipe end, an eventfd and a socketpair end the sender holds; one that a
+ * process restored after the queue's owner holds is refused by name.  The programs check after the restore, byte
  * for byte and message by message, what they had to read, then talk over
  * every channel.  A pair whose other end is outside the tree is refused
  * by name and the tree runs on.
@@ -199,6 +200,11 @@ Test(rst_unix_tree, a_file_in_flight_its_sender_still_holds_shares_its_offset_af
      .timeout = 120)
 {
 	cycle("scm-held");
+}
+
+Test(rst_unix_tree, a_file_in_flight_a_later_process_holds_is_refused_by_name, .timeout = 120)
+{
+	refused("scm-later");
 }
 
 Test(rst_unix_tree, a_pair_whose_other_end_is_outside_the_tree_is_refused_by_name, .timeout = 120)

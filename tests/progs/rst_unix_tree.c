@@ -49,6 +49,9 @@
  *                 and "s" into its socket end; the child reads them and
  *                 the count 3 through the fds it receives, and answers
  *                 "a" on the socket end
+ *   scm-later:    the child sends the parent DIR/f1 over a seqpacket
+ *                 socketpair and keeps it: the holder is restored after
+ *                 the queue's owner (refused)
  *   solo:         one process (no child): a datagram socket S connected to
  *                 its own DIR/log (S's fd below the log's: S connects again
  *                 only once the log is bound), two datagrams queued from
@@ -382,6 +385,47 @@ static int run_scm(bool held)
 	else
 		fprintf(out, "ok parent\n");
 	fclose(out);
+	return !WIFEXITED(st) || WEXITSTATUS(st);
+}
+
+/* scm-later: the child sends the parent DIR/f1 and keeps it (the holder comes later). */
+static int run_scm_later(void)
+{
+	char path[512], ctl[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = {"later", 5};
+	struct msghdr m = {.msg_iov = &iov,
+			   .msg_iovlen = 1,
+			   .msg_control = ctl,
+			   .msg_controllen = sizeof(ctl)};
+	int sv[2], f, st;
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv))
+		return 2;
+	pid = fork();
+	if (pid < 0)
+		return 2;
+	if (!pid) {
+		close(sv[0]);
+		snprintf(path, sizeof(path), "%s/f1", dir);
+		f = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+		if (f < 0)
+			_exit(2);
+		CMSG_FIRSTHDR(&m)->cmsg_level = SOL_SOCKET;
+		CMSG_FIRSTHDR(&m)->cmsg_type = SCM_RIGHTS;
+		CMSG_FIRSTHDR(&m)->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(CMSG_FIRSTHDR(&m)), &f, sizeof(f));
+		if (sendmsg(sv[1], &m, 0) != 5)
+			_exit(2);
+		mark("ready-child");
+		wait_mark("go");
+		_exit(0);
+	}
+	close(sv[1]);
+	mark("ready-parent");
+	wait_mark("go");
+	if (waitpid(pid, &st, 0) != pid)
+		return 1;
 	return !WIFEXITED(st) || WEXITSTATUS(st);
 }
 
@@ -868,6 +912,8 @@ int main(int argc, char **argv)
 		ret = run_both();
 	else if (!strcmp(argv[1], "scm") || !strcmp(argv[1], "scm-held"))
 		ret = run_scm(!strcmp(argv[1], "scm-held"));
+	else if (!strcmp(argv[1], "scm-later"))
+		ret = run_scm_later();
 	else if (!strcmp(argv[1], "scm-kinds"))
 		ret = run_scm_kinds();
 	else if (!strcmp(argv[1], "solo"))
