@@ -13,9 +13,9 @@
  * or a later process holds it: its open file description would split)
  * fails the dump by name.  Duplicates are closed.  Restore: once every
  * fd exists, each message is sent again, in order, through the other end
- * of the rebuilt pair (haul's pidfd_getfd copy of it), its files opened again by haul
- * (path, flags, offset: haul's opens, with haul's credentials, in haul's
- * mount namespace) or borrowed from their restored holder (pidfd_getfd in
+ * of the rebuilt pair (haul's pidfd_getfd copy of it), its files opened
+ * again by haul (path, flags, offset: haul's opens, with haul's
+ * credentials, in haul's mount namespace) or borrowed from their restored holder (pidfd_getfd in
  * the target, then in haul), sent with it, then closed.
  */
 #include <dirent.h>
