@@ -446,6 +446,44 @@ Test(mig_tree, a_fork_during_pre_copy_with_the_v1_freezer_leaves_no_cgroup_behin
 	assert_no_mig_cgroup();
 }
 
+/*
+ * A root that forks a short-lived child every tick (PostgreSQL's postmaster
+ * starting autovacuum workers) forks into the migration cgroup while haul
+ * moves the tree back: every attempt is rolled back, and no haul/mig-*
+ * cgroup is left, on cgroup2 and on the v1 freezer and cpu hierarchies.
+ */
+static void spawner_case(bool v1)
+{
+	const char *const names[] = {"r", "c1"};
+	const char *extra[] = {"--downtime", "50", NULL};
+	struct haul_cg_mounts mnt;
+	int st;
+
+	if (v1 && (haul_cg_probe(&mnt) || !mnt.v1_freezer[0]))
+		cr_skip_test("no v1 freezer hierarchy on this host");
+	th_mig_setup(&M, 0);
+	start_tree("spawner", names, 2);
+	if (v1)
+		setenv("HAUL_FREEZER", "v1", 1);
+	st = migrate(extra, 90000);
+	unsetenv("HAUL_FREEZER");
+	cr_assert_neq(st, 0, "a tree that forks every tick was migrated");
+	cr_assert(wait_lines("r", "tick", count_in("r", "tick") + 3, 10000),
+		  "the root stopped running here");
+	assert_no_mig_cgroup();
+}
+
+Test(mig_tree, a_root_forking_all_along_leaves_no_cgroup_behind, .fini = teardown, .timeout = 150)
+{
+	spawner_case(false);
+}
+
+Test(mig_tree, a_root_forking_all_along_leaves_no_v1_cgroup_behind, .fini = teardown,
+     .timeout = 150)
+{
+	spawner_case(true);
+}
+
 Test(mig_tree, postcopy_of_a_tree_is_refused_by_name_and_nothing_is_touched, .fini = teardown,
      .timeout = 60)
 {

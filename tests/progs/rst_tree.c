@@ -29,6 +29,9 @@
  *   (once), which lives as the others do, and once DIR/exit exists c1 exits
  *   with code 7 (unreaped until DIR/stop): a tree that changes while it is
  *   being migrated.
+ * SHAPE "spawner": the root forks c1, then every tick forks a child that
+ *   exits at once (reaped the tick after), as PostgreSQL's postmaster starts
+ *   autovacuum workers: a tree that never holds still.
  * SHAPE "async": the root makes a pipe and forks c1, which sets O_ASYNC on
  *   its read end with the ROOT as the owner (F_SETOWN getppid(), as nginx's
  *   workers do on their channel to the master); every tick the root writes
@@ -70,6 +73,7 @@ static const char *dir;
 static volatile unsigned long thread_ticks; /* c2's second thread counts here */
 static int shared_fd = -1;		    /* "stdout": the file the whole tree writes through */
 static int fork_on_file;		    /* "forker": the root forks n1 once DIR/fork exists */
+static int spawn_each_tick;		    /* "spawner": the root forks a short child per tick */
 static int exit_on_file;		    /* "forker": c1 exits once DIR/exit exists */
 static int async_wr = -1, async_rd = -1;    /* "async": the root writes, c1 reads */
 static volatile sig_atomic_t sigios;	    /* "async": SIGIOs the root got */
@@ -178,6 +182,12 @@ static void __attribute__((noreturn)) live(const char *name, const pid_t *zombie
 				fork_on_file = 0;
 				live("n1", NULL, 0);
 			}
+		}
+		if (spawn_each_tick) {
+			while (waitpid(-1, NULL, WNOHANG) > 0)
+				;
+			if (fork() == 0)
+				_exit(0);
 		}
 		if (nz && !reaped && exists("reap")) {
 			for (int i = 0; i < nz; i++) {
@@ -464,6 +474,11 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[2], "forker")) {
 		spawn("c1", c1_exits);
 		fork_on_file = 1;
+		live("r", NULL, 0);
+	}
+	if (!strcmp(argv[2], "spawner")) {
+		spawn("c1", NULL);
+		spawn_each_tick = 1;
 		live("r", NULL, 0);
 	}
 	if (!strcmp(argv[2], "pipeline"))
