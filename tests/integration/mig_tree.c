@@ -449,8 +449,9 @@ Test(mig_tree, a_fork_during_pre_copy_with_the_v1_freezer_leaves_no_cgroup_behin
 /*
  * A root that forks a short-lived child every tick (PostgreSQL's postmaster
  * starting autovacuum workers) forks into the migration cgroup while haul
- * moves the tree back: every attempt is rolled back, and no haul/mig-*
- * cgroup is left, on cgroup2 and on the v1 freezer and cpu hierarchies.
+ * moves the tree back: whether an attempt is rolled back or the tree moves
+ * (frozen between two children), no haul/mig-* cgroup is left, on cgroup2
+ * and on the v1 freezer and cpu hierarchies.
  */
 static void spawner_case(bool v1)
 {
@@ -467,9 +468,10 @@ static void spawner_case(bool v1)
 		setenv("HAUL_FREEZER", "v1", 1);
 	st = migrate(extra, 90000);
 	unsetenv("HAUL_FREEZER");
-	cr_assert_neq(st, 0, "a tree that forks every tick was migrated");
-	cr_assert(wait_lines("r", "tick", count_in("r", "tick") + 3, 10000),
-		  "the root stopped running here");
+	/* frozen between two children, the tree has its first shape and moves */
+	if (st)
+		cr_assert(wait_lines("r", "tick", count_in("r", "tick") + 3, 10000),
+			  "the root stopped running here");
 	assert_no_mig_cgroup();
 }
 

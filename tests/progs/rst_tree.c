@@ -29,9 +29,9 @@
  *   (once), which lives as the others do, and once DIR/exit exists c1 exits
  *   with code 7 (unreaped until DIR/stop): a tree that changes while it is
  *   being migrated.
- * SHAPE "spawner": the root forks c1, then every tick forks a child that
- *   exits at once (reaped the tick after), as PostgreSQL's postmaster starts
- *   autovacuum workers: a tree that never holds still.
+ * SHAPE "spawner": the root forks c1, then a second thread of the root forks
+ *   a child that exits at once every 100 us and reaps it, as PostgreSQL's
+ *   postmaster starts autovacuum workers: a tree that never holds still.
  * SHAPE "async": the root makes a pipe and forks c1, which sets O_ASYNC on
  *   its read end with the ROOT as the owner (F_SETOWN getppid(), as nginx's
  *   workers do on their channel to the master); every tick the root writes
@@ -73,7 +73,6 @@ static const char *dir;
 static volatile unsigned long thread_ticks; /* c2's second thread counts here */
 static int shared_fd = -1;		    /* "stdout": the file the whole tree writes through */
 static int fork_on_file;		    /* "forker": the root forks n1 once DIR/fork exists */
-static int spawn_each_tick;		    /* "spawner": the root forks a short child per tick */
 static int exit_on_file;		    /* "forker": c1 exits once DIR/exit exists */
 static int async_wr = -1, async_rd = -1;    /* "async": the root writes, c1 reads */
 static volatile sig_atomic_t sigios;	    /* "async": SIGIOs the root got */
@@ -183,12 +182,6 @@ static void __attribute__((noreturn)) live(const char *name, const pid_t *zombie
 				live("n1", NULL, 0);
 			}
 		}
-		if (spawn_each_tick) {
-			while (waitpid(-1, NULL, WNOHANG) > 0)
-				;
-			if (fork() == 0)
-				_exit(0);
-		}
 		if (nz && !reaped && exists("reap")) {
 			for (int i = 0; i < nz; i++) {
 				int st = -1;
@@ -206,6 +199,23 @@ static void __attribute__((noreturn)) live(const char *name, const pid_t *zombie
 	while (wait(NULL) > 0 || errno == EINTR)
 		;
 	_exit(0);
+}
+
+/* "spawner": fork a child that exits at once, reap it, again, until DIR/stop. */
+static void *spawner(void *arg)
+{
+	(void)arg;
+	while (!exists("stop")) {
+		struct timespec ts = {0, 100 * 1000};
+		pid_t p = fork();
+
+		if (p == 0)
+			_exit(0);
+		if (p > 0)
+			waitpid(p, NULL, 0);
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
 }
 
 /* Fork a child that runs @fn(@name) (or lives as @name). */
@@ -477,8 +487,11 @@ int main(int argc, char **argv)
 		live("r", NULL, 0);
 	}
 	if (!strcmp(argv[2], "spawner")) {
+		pthread_t th;
+
 		spawn("c1", NULL);
-		spawn_each_tick = 1;
+		if (pthread_create(&th, NULL, spawner, NULL))
+			return 1;
 		live("r", NULL, 0);
 	}
 	if (!strcmp(argv[2], "pipeline"))
