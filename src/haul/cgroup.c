@@ -322,6 +322,8 @@ static int move_pid(const char *dir, pid_t pid)
 	return haul_cg_write(dir, "cgroup.procs", v);
 }
 
+static void put_back(const struct haul_cg *cg, const char *dir, const char *orig);
+
 /*
  * Give @pid a cgroup of its own in the hierarchy at @mnt: keep the one it
  * has if it is alone there, else make <mnt>/haul/mig-<pid> and move it.
@@ -373,9 +375,7 @@ static int own_cgroup(const struct haul_cg *cg, const char *mnt, const char *ctr
 		if (ret) {
 			pr_err_r(ret, "cannot move pid %d of the tree into cgroup '%s'",
 				 cg->more[i], dir);
-			for (size_t k = 0; k <= i; k++)
-				move_pid(cur, k < i ? cg->more[k] : pid);
-			rmdir(dir);
+			put_back(cg, dir, cur);
 			return ret;
 		}
 		rst_cg_note_moved(cg->more[i], dir, cur);
@@ -546,41 +546,72 @@ static void rmdir_when_empty(const char *dir)
 	pr_warn("cannot remove cgroup '%s': %s; remove it once it is empty", dir, strerror(errno));
 }
 
-/* Move back, then remove the cgroup haul made; EBUSY means something else joined it. */
+/*
+ * Move every process listed in @dir's @file (cgroup.procs, or v1's tasks for
+ * a thread left behind) to @orig.  Only whole lines count: a list longer than
+ * the buffer is cut, and the rest is read on the next pass.  The number moved.
+ */
+static int move_listed(const struct haul_cg *cg, const char *dir, const char *file,
+		       const char *orig)
+{
+	char buf[8192], *last;
+	int moved = 0, ret;
+
+	if (haul_cg_read(dir, file, buf, sizeof(buf)) <= 0)
+		return 0;
+	last = strrchr(buf, '\n');
+	if (!last)
+		return 0;
+	last[1] = '\0';
+	for (char *q = buf, *end; *q; q = end) {
+		long v = strtol(q, &end, 10);
+		char s[32];
+
+		if (end == q)
+			break;
+		snprintf(s, sizeof(s), "%ld", v);
+		ret = haul_cg_write(orig, file, s);
+		if (!ret)
+			moved++;
+		else if (ret != -ESRCH)
+			pr_warn_r(ret,
+				  "cannot move pid %ld of the tree of pid %d back to cgroup '%s'",
+				  v, cg->pid, orig);
+	}
+	return moved;
+}
+
+/*
+ * Move back, then remove the cgroup haul made.  Whatever is in it goes back:
+ * the processes haul moved and what they forked meanwhile (a child starts in
+ * its parent's cgroup, so a fork during the moves lands in @dir: it is read
+ * again until it is empty).  An exited process stays until it is reaped.
+ */
 static void put_back(const struct haul_cg *cg, const char *dir, const char *orig)
 {
-	pid_t pid = cg->pid;
-	int ret;
+	bool v1 = haul_cg_has_file(dir, "tasks");
+	int err = 0;
 
 	if (!orig[0])
 		return;
-	for (size_t i = 0; i < cg->nmore; i++) {
-		ret = move_pid(orig, cg->more[i]);
-		if (ret && ret != -ESRCH)
-			pr_warn_r(ret, "cannot move pid %d back to cgroup '%s'", cg->more[i], orig);
-	}
-	if (cg->nmore) {
-		/* a tree: also what it forked meanwhile (children start in their parent's cgroup) */
-		char buf[8192];
+	for (int i = 0; i < HAUL_MIG_RMDIR_TRIES; i++) {
+		int moved = move_listed(cg, dir, "cgroup.procs", orig);
 
-		if (haul_cg_read(dir, "cgroup.procs", buf, sizeof(buf)) > 0)
-			for (char *q = buf, *end; *q; q = end) {
-				long v = strtol(q, &end, 10);
-
-				if (end == q)
-					break;
-				if (v != pid)
-					move_pid(orig, (pid_t)v);
-			}
+		if (!moved && v1)
+			moved = move_listed(cg, dir, "tasks", orig);
+		if (!rmdir(dir))
+			return;
+		err = errno;
+		if (err == ENOENT)
+			return;
+		if (err != EBUSY)
+			break;
+		if (!moved)
+			usleep(10000);
 	}
-	ret = move_pid(orig, pid);
-	if (ret && ret != -ESRCH)
-		pr_warn_r(ret, "cannot move pid %d back to cgroup '%s'", pid, orig);
-	/* an exited process stays in a v1 cgroup until it is reaped: wait for that */
-	if (ret == -ESRCH)
-		rmdir_when_empty(dir);
-	else if (rmdir(dir) && errno != ENOENT)
-		pr_warn("cannot remove cgroup '%s' of pid %d: %s", dir, pid, strerror(errno));
+	pr_warn("cannot remove cgroup '%s' of pid %d: %s; move what is left in it to '%s' and "
+		"remove it",
+		dir, cg->pid, strerror(err), orig);
 }
 
 void haul_cg_undo(struct haul_cg *cg)

@@ -157,12 +157,17 @@ void haul_events_started(struct haul_events *ev, const char *to, const char *mod
 
 void haul_events_round(struct haul_events *ev, const struct haul_mig_round *r)
 {
+	char procs[32] = "";
+
+	/* a tree: the round is the sum over this many processes */
+	if (r->nprocs)
+		snprintf(procs, sizeof(procs), ",\"processes\":%u", r->nprocs);
 	emit(ev, "round", NULL, NULL,
 	     ",\"round\":%llu,\"pages\":%llu,\"bytes\":%llu,\"ms\":%.3f,\"mbps\":%.1f,"
-	     "\"dirty_mbps\":%.1f,\"expected_downtime_ms\":%.3f,\"throttle_pct\":%u,\"final\":%s",
+	     "\"dirty_mbps\":%.1f,\"expected_downtime_ms\":%.3f,\"throttle_pct\":%u,\"final\":%s%s",
 	     (unsigned long long)r->seq, (unsigned long long)r->pages,
 	     (unsigned long long)r->wire_bytes, r->ms, r->mbps, r->dirty_mbps, r->expected_ms,
-	     r->throttle_pct, r->final ? "true" : "false");
+	     r->throttle_pct, r->final ? "true" : "false", procs);
 }
 
 void haul_events_frozen(struct haul_events *ev)

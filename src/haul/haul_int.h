@@ -479,7 +479,7 @@ struct haul_mig_result {
 	/* what a client felt outside the downtime (issue 16; 0: not measured) */
 	bool stall_measured;	       /* the stall probe ran during pre-copy */
 	struct haul_stall_stats stall; /* its findings before the freeze */
-	double attach_stop_ms;	       /* the tracker's attach kept it stopped this long */
+	double attach_stop_ms;	       /* tracker attach kept it stopped this long; a tree: max */
 	double scan_call_max_ms;       /* longest single tracker scan call (mmap_lock held) */
 	double throttle_stall_max_ms;  /* longest throttled stretch per cpu.max period */
 	uint64_t bytes_sent, pages_sent;

@@ -398,6 +398,11 @@ int haul_mig_precopy(struct mig *m)
 			 m->pid, m->res->stall.max_ms, (int)m->res->stall.max_pid,
 			 m->res->stall.max_blocked_ms, (unsigned long long)m->res->stall.samples,
 			 m->res->stall.resolution_ms);
+	/* a tree: the longest of its processes' stops (each is stopped on its own) */
 	m->res->attach_stop_ms = trk_stop_ms(m->trk);
+	for (size_t i = 0; i < m->nprocs; i++)
+		if (i != m->cur && m->procs[i].trk &&
+		    trk_stop_ms(m->procs[i].trk) > m->res->attach_stop_ms)
+			m->res->attach_stop_ms = trk_stop_ms(m->procs[i].trk);
 	return ret;
 }

@@ -294,7 +294,7 @@ static int tree_connect(struct mig *m)
 		return ret;
 	}
 	for (size_t i = 1; i < m->nprocs && !ret; i++) {
-		char comm[64] = "";
+		char comm[64] = "", st;
 
 		haul_mig_select(m, i);
 		read_comm(m->pid, comm, sizeof(comm));
@@ -304,9 +304,18 @@ static int tree_connect(struct mig *m)
 			m->res->phase = "precheck";
 			ret = rst_caps_check(m->pid, m->client, m->res->why, sizeof(m->res->why));
 		}
-		if (ret && m->res->why[0])
+		st = ret ? haul_proc_state(m->pid) : 'R';
+		if (!st || st == 'Z' || st == 'X') {
+			/* it exited since the tree was read (a short-lived child): a new shape */
+			snprintf(m->res->why, sizeof(m->res->why), "pid %d exited before pre-copy",
+				 m->pid);
+			pr_warn("the tree of pid %d changed: %s", m->o->pid, m->res->why);
+			m->tree_changed = true;
+			ret = -EAGAIN;
+		} else if (ret && m->res->why[0]) {
 			pr_err("pid %d of the tree of pid %d cannot be migrated to %s: %s", m->pid,
 			       m->o->pid, m->o->to, m->res->why);
+		}
 	}
 	haul_mig_select(m, 0);
 	return ret;

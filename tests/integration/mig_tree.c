@@ -328,6 +328,26 @@ static void kill_haul(void)
 	kill(haul_pid, SIGKILL);
 }
 
+/*
+ * No haul/mig-ROOT cgroup is left in any hierarchy (cgroup2, v1 freezer, v1
+ * cpu): haul removes its cgroups after a rollback, a restart and a success.
+ */
+static void assert_no_mig_cgroup(void)
+{
+	struct haul_cg_mounts mnt;
+	char cg[PATH_MAX + 64];
+
+	cr_assert_eq(haul_cg_probe(&mnt), 0);
+	const char *const mnts[] = {mnt.v2, mnt.v1_freezer, mnt.v1_cpu};
+
+	for (size_t i = 0; i < sizeof(mnts) / sizeof(mnts[0]); i++) {
+		if (!mnts[i][0])
+			continue;
+		snprintf(cg, sizeof(cg), "%s/haul/mig-%d", mnts[i], (int)M.wl_pid);
+		cr_assert(access(cg, F_OK), "haul left cgroup %s behind", cg);
+	}
+}
+
 static void rollback_case(const char *fault, void (*act)(void))
 {
 	struct ids before[NFAMILY];
@@ -340,6 +360,7 @@ static void rollback_case(const char *fault, void (*act)(void))
 	st = migrate_faulted(fault, act, 60000);
 	cr_assert_neq(st, 0, "haul migrate succeeded despite the failure");
 	assert_tree_runs(family, NFAMILY, before, true);
+	assert_no_mig_cgroup();
 }
 
 Test(mig_tree, page_server_killed_mid_round_leaves_every_process_running_here, .fini = teardown,
@@ -398,6 +419,71 @@ Test(mig_tree, a_fork_during_pre_copy_restarts_the_migration_with_the_new_proces
 	cr_assert_eq(before[2].ppid, before[0].pid);
 	assert_tree_runs(names, 3, before, false);
 	cr_assert_eq(th_mig_json(&M, "processes"), 3);
+	assert_no_mig_cgroup();
+}
+
+Test(mig_tree, a_fork_during_pre_copy_with_the_v1_freezer_leaves_no_cgroup_behind, .fini = teardown,
+     .timeout = 150)
+{
+	const char *const names[] = {"r", "c1", "n1"};
+	struct haul_cg_mounts mnt;
+	struct ids before[3];
+	int st;
+
+	if (haul_cg_probe(&mnt) || !mnt.v1_freezer[0])
+		cr_skip_test("no v1 freezer hierarchy on this host");
+	th_mig_setup(&M, 0);
+	start_tree("forker", names, 2);
+	before[0] = last_ids("r");
+	before[1] = last_ids("c1");
+	/* n1 is forked into the v1 freezer (and cpu) cgroups of the first attempt */
+	setenv("HAUL_FREEZER", "v1", 1);
+	st = migrate_faulted("stall:precopy:1500", fork_now, 90000);
+	unsetenv("HAUL_FREEZER");
+	cr_assert_eq(st, 0, "haul migrate did not start over with the new process");
+	before[2] = first_ids("n1");
+	assert_tree_runs(names, 3, before, false);
+	assert_no_mig_cgroup();
+}
+
+/*
+ * A root that forks a short-lived child every tick (PostgreSQL's postmaster
+ * starting autovacuum workers) forks into the migration cgroup while haul
+ * moves the tree back: whether an attempt is rolled back or the tree moves
+ * (frozen between two children), no haul/mig-* cgroup is left, on cgroup2
+ * and on the v1 freezer and cpu hierarchies.
+ */
+static void spawner_case(bool v1)
+{
+	const char *const names[] = {"r", "c1"};
+	const char *extra[] = {"--downtime", "50", NULL};
+	struct haul_cg_mounts mnt;
+	int st;
+
+	if (v1 && (haul_cg_probe(&mnt) || !mnt.v1_freezer[0]))
+		cr_skip_test("no v1 freezer hierarchy on this host");
+	th_mig_setup(&M, 0);
+	start_tree("spawner", names, 2);
+	if (v1)
+		setenv("HAUL_FREEZER", "v1", 1);
+	st = migrate(extra, 90000);
+	unsetenv("HAUL_FREEZER");
+	/* frozen between two children, the tree has its first shape and moves */
+	if (st)
+		cr_assert(wait_lines("r", "tick", count_in("r", "tick") + 3, 10000),
+			  "the root stopped running here");
+	assert_no_mig_cgroup();
+}
+
+Test(mig_tree, a_root_forking_all_along_leaves_no_cgroup_behind, .fini = teardown, .timeout = 150)
+{
+	spawner_case(false);
+}
+
+Test(mig_tree, a_root_forking_all_along_leaves_no_v1_cgroup_behind, .fini = teardown,
+     .timeout = 150)
+{
+	spawner_case(true);
 }
 
 Test(mig_tree, postcopy_of_a_tree_is_refused_by_name_and_nothing_is_touched, .fini = teardown,

@@ -29,6 +29,9 @@
  *   (once), which lives as the others do, and once DIR/exit exists c1 exits
  *   with code 7 (unreaped until DIR/stop): a tree that changes while it is
  *   being migrated.
+ * SHAPE "spawner": the root forks c1, then a second thread of the root forks
+ *   a child that exits at once every 100 us and reaps it, as PostgreSQL's
+ *   postmaster starts autovacuum workers: a tree that never holds still.
  * SHAPE "async": the root makes a pipe and forks c1, which sets O_ASYNC on
  *   its read end with the ROOT as the owner (F_SETOWN getppid(), as nginx's
  *   workers do on their channel to the master); every tick the root writes
@@ -196,6 +199,23 @@ static void __attribute__((noreturn)) live(const char *name, const pid_t *zombie
 	while (wait(NULL) > 0 || errno == EINTR)
 		;
 	_exit(0);
+}
+
+/* "spawner": fork a child that exits at once, reap it, again, until DIR/stop. */
+static void *spawner(void *arg)
+{
+	(void)arg;
+	while (!exists("stop")) {
+		struct timespec ts = {0, 100 * 1000};
+		pid_t p = fork();
+
+		if (p == 0)
+			_exit(0);
+		if (p > 0)
+			waitpid(p, NULL, 0);
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
 }
 
 /* Fork a child that runs @fn(@name) (or lives as @name). */
@@ -464,6 +484,14 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[2], "forker")) {
 		spawn("c1", c1_exits);
 		fork_on_file = 1;
+		live("r", NULL, 0);
+	}
+	if (!strcmp(argv[2], "spawner")) {
+		pthread_t th;
+
+		spawn("c1", NULL);
+		if (pthread_create(&th, NULL, spawner, NULL))
+			return 1;
 		live("r", NULL, 0);
 	}
 	if (!strcmp(argv[2], "pipeline"))

@@ -114,3 +114,27 @@ Test(ops_events, a_closed_reader_does_not_stop_the_writer)
 	haul_events_free(ev);
 	close(p[1]);
 }
+
+Test(ops_events, a_tree_round_carries_its_process_count)
+{
+	char path[] = "/tmp/haul-events-unit-XXXXXX";
+	struct haul_mig_round tree = {.seq = 2, .pages = 30, .nprocs = 3};
+	struct haul_mig_round one = {.seq = 1, .pages = 10};
+	struct haul_events *ev;
+	int fd = mkstemp(path);
+	char *text, *second;
+
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert_eq(haul_events_open(path, 1, &ev), 0);
+	haul_events_round(ev, &one);
+	haul_events_round(ev, &tree);
+	haul_events_free(ev);
+	text = slurp(path);
+	unlink(path);
+	second = strchr(text, '\n');
+	cr_assert_not_null(second);
+	*second++ = '\0';
+	cr_assert_null(strstr(text, "\"processes\""), "one process has a count: %s", text);
+	cr_assert(strstr(second, ",\"processes\":3}"), "no count in the tree's round: %s", second);
+}
