@@ -298,10 +298,15 @@ int haul_mig_tree_seize(struct mig *m)
 	int ret = 0;
 
 	for (size_t i = 1; i < m->nprocs && !ret; i++) {
+		double t = haul_now_ms();
+
 		haul_mig_select(m, i);
 		ret = rst_seize(m->pid, &m->seized);
 		if (ret)
 			pr_err_r(ret, "cannot stop the threads of pid %d of the tree", m->pid);
+		else
+			pr_debug("pid %d of the tree: seized in %.1f ms", m->pid,
+				 haul_now_ms() - t);
 	}
 	haul_mig_select(m, 0);
 	if (!ret && m->nprocs && !m->cg.v2_freezer) {
@@ -343,7 +348,7 @@ int haul_mig_tree_state(struct mig *m, double *dump_ms)
 	for (size_t i = 1; i < m->nprocs && !ret; i++) {
 		uint8_t *blob = NULL;
 		size_t len = 0;
-		double t = haul_now_ms();
+		double t = haul_now_ms(), t_dump, t_merge;
 
 		haul_mig_select(m, i);
 		ret = rst_dump_state_prepared(m->seized, m->prep, &blob, &len);
@@ -351,10 +356,14 @@ int haul_mig_tree_state(struct mig *m, double *dump_ms)
 			pr_err_r(ret, "cannot dump the state of pid %d of the tree", m->pid);
 			break;
 		}
+		t_dump = haul_now_ms();
 		ret = merge(m, i, &blob, &len);
-		*dump_ms += haul_now_ms() - t;
+		t_merge = haul_now_ms();
+		*dump_ms += t_merge - t;
 		if (!ret)
 			ret = ps_client_state(m->client, blob, len);
+		pr_debug("pid %d of the tree: dump %.1f ms, merge %.1f ms, send %.1f ms", m->pid,
+			 t_dump - t, t_merge - t_dump, haul_now_ms() - t_merge);
 		if (ret)
 			pr_err_r(ret, "cannot send the state of pid %d to %s", m->pid, m->o->to);
 		free(blob);

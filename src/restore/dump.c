@@ -852,16 +852,31 @@ static int dump_threads(struct dump_ctx *c, struct rst_seized *s, uint64_t scrat
 	return 0;
 }
 
+/* Milliseconds since *@t, and *@t moved to now: the phases of one dump, for HAUL_LOG=debug. */
+static double lap_ms(struct timespec *t)
+{
+	struct timespec n;
+	double ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &n);
+	ms = (double)(n.tv_sec - t->tv_sec) * 1e3 + (double)(n.tv_nsec - t->tv_nsec) / 1e6;
+	*t = n;
+	return ms;
+}
+
 int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, uint8_t **blob,
 			    size_t *len)
 {
 	struct rsys *r = &s->thr[0];
 	struct dump_ctx *c;
 	char why[512] = "";
+	double check_ms, inj_ms, proc_ms, fds_ms, layout_ms;
+	struct timespec t;
 	uint64_t scratch;
 	size_t n;
 	int ret;
 
+	clock_gettime(CLOCK_MONOTONIC, &t);
 	/* First: the scratch mapping below takes the mmap lock itself. */
 	rst_prep_freeze(prep);
 	c = calloc(1, sizeof(*c));
@@ -875,6 +890,7 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 		pr_err("cannot dump pid %d: %s", (int)s->pid, why);
 		goto out;
 	}
+	check_ms = lap_ms(&t);
 	ret = dump_main_thread(c, s);
 	if (ret)
 		goto out;
@@ -891,6 +907,7 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 	ret = dump_threads(c, s, scratch);
 	if (ret)
 		goto out;
+	inj_ms = lap_ms(&t);
 	ret = dump_mm(c, s->pid);
 	if (ret)
 		goto out;
@@ -904,12 +921,14 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 			pr_err("cannot dump pid %d: %s", (int)s->pid, why);
 		goto out;
 	}
+	proc_ms = lap_ms(&t);
 	ret = dump_fds(c, r, scratch, why, sizeof(why));
 	if (ret) {
 		if (why[0])
 			pr_err("cannot dump pid %d: %s", (int)s->pid, why);
 		goto out;
 	}
+	fds_ms = lap_ms(&t);
 	/*
 	 * The layout last: the scratch mapping must not be in it.  Unmap it
 	 * now; rsys_release() would do so later, but the image must not name
@@ -940,6 +959,11 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 	*len = haul__img__process_state__pack(&c->ps, *blob);
 	pr_debug("pid %d: state of %zu bytes, %zu VMAs, %zu fds, %zu signal actions", (int)s->pid,
 		 *len, c->ps.n_vmas, c->ps.n_fds, c->ps.n_sigactions);
+	layout_ms = lap_ms(&t);
+	pr_debug("pid %d: dump took %.1f ms: resource check %.1f, injected calls %.1f, "
+		 "/proc and resources %.1f, fds %.1f, layout and shm %.1f",
+		 (int)s->pid, check_ms + inj_ms + proc_ms + fds_ms + layout_ms, check_ms, inj_ms,
+		 proc_ms, fds_ms, layout_ms);
 out:
 	dump_ctx_free(c);
 	return ret;
