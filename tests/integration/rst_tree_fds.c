@@ -64,8 +64,15 @@ static void tfx_teardown(void)
 {
 	if (F.dir[0])
 		th_sh("touch %s/stop", F.dir); /* every process of the tree ends */
-	if (F.restored > 0)
-		th_wait_exit(F.restored, 100); /* not ours: only a pause for it */
+	if (F.restored > 0) {
+		/* not ours (no waitpid): a pause for it, then its group goes if it did not end */
+		for (int i = 0; i < 40 && kill(F.restored, 0) == 0; i++)
+			usleep(5000);
+		if (kill(F.restored, 0) == 0) {
+			kill(-F.restored, SIGKILL);
+			kill(F.restored, SIGKILL);
+		}
+	}
 	if (F.srv_pid > 0) {
 		kill(-F.srv_pid, SIGKILL);
 		th_kill(F.srv_pid, SIGKILL, 2000);
