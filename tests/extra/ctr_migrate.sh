@@ -46,68 +46,18 @@
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
 . "$(dirname "$0")/srv_hosts.shlib"
+. "$(dirname "$0")/ctr_hosts.shlib"
 SRC_TOP=${HAUL_SRC:-$SRV_TOP}
 srv_require_base
 srv_require_pkgs nftables
 srv_require_prog srvload_http
-need=
-command -v runc >/dev/null || need="$need runc"
-[ -x /bin/busybox ] || need="$need busybox-static"
-command -v jq >/dev/null || need="$need jq"
-if [ -n "$need" ]; then
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null 2>&1 ||
-		srv_skip "cannot install$need from the Debian mirror"
-fi
+ctr_require
 
 ID=ctr$$m
 ID2=ctr$$u
 ID3=ctr$$s
-RS=
-RD=
-cg_dirs=()
-ctr_cleanup() {
-	local rc=$? r
-	for r in "$RS" "$RD"; do
-		[ -n "$r" ] || continue
-		for c in $ID $ID2 $ID3; do runc --root "$r" kill $c KILL 2>/dev/null; done
-	done
-	sleep 0.3
-	for r in "$RS" "$RD"; do
-		[ -n "$r" ] || continue
-		for c in $ID $ID2 $ID3; do runc --root "$r" delete -f $c >/dev/null 2>&1; done
-	done
-	# srv_cleanup kills every process of the hosts; the cgroups go after it
-	(
-		(exit $rc)
-		srv_cleanup
-	)
-	rc=$?
-	for d in "${cg_dirs[@]:-}"; do
-		[ -n "$d" ] || continue
-		for sub in "$d"/*/; do [ -d "$sub" ] && rmdir "$sub" 2>/dev/null; done
-		rmdir "$d" 2>/dev/null
-	done
-	exit $rc
-}
-
-srv_hosts_up
-trap ctr_cleanup EXIT
-RS=$SRV_DIR/runc-src
-RD=$SRV_DIR/runc-dst
-
-# cg_enter NAME: this shell into cgroup NAME of every hierarchy (v1 and cgroup2)
-cg_enter() {
-	local m d
-	for m in $(awk '$3 == "cgroup" || $3 == "cgroup2" { print $2 }' /proc/self/mounts); do
-		d=$m/$1
-		mkdir -p "$d" 2>/dev/null || continue
-		echo "$BASHPID" >"$d/cgroup.procs" 2>/dev/null
-	done
-}
-for m in $(awk '$3 == "cgroup" || $3 == "cgroup2" { print $2 }' /proc/self/mounts); do
-	cg_dirs+=("$m/hctr-src-$$" "$m/hctr-dst-$$")
-done
-export -f cg_enter
+CTR_IDS="$ID $ID2 $ID3"
+ctr_hosts_up
 
 gcc -static -O2 -o "$SRV_DIR/ctr_httpd" "$SRC_TOP/tests/progs/ctr_httpd.c" 2>"$SRV_DIR/gcc.err" ||
 	srv_skip "cannot build a static test program (libc6-dev): $(tail -1 "$SRV_DIR/gcc.err")"

@@ -39,18 +39,12 @@
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
 . "$(dirname "$0")/srv_hosts.shlib"
+. "$(dirname "$0")/ctr_hosts.shlib"
 SRC_TOP=${HAUL_SRC:-$SRV_TOP}
 srv_require_base
 srv_require_pkgs nftables
 srv_require_prog srvload_http
-need=
-command -v runc >/dev/null || need="$need runc"
-[ -x /bin/busybox ] || need="$need busybox-static"
-command -v jq >/dev/null || need="$need jq"
-if [ -n "$need" ]; then
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null 2>&1 ||
-		srv_skip "cannot install$need from the Debian mirror"
-fi
+ctr_require
 
 ID=ctr$$n
 ID1=ctr$$c
@@ -59,20 +53,9 @@ CNS=hctr-net-$$     # the container's namespace name on both hosts
 CNS1=hctr-net1-$$   # the checkpointed-and-restored one's (case 1)
 ADDR1=198.18.0.101
 DNS=hctr-netd-$$    # where the target's one really lives on this one machine
-RS=
-RD=
-cg_dirs=()
-ctr_cleanup() {
-	local rc=$? r ns p
-	for r in "$RS" "$RD"; do
-		[ -n "$r" ] || continue
-		for c in $ID $ID1 $ID3; do runc --root "$r" kill $c KILL 2>/dev/null; done
-	done
-	sleep 0.3
-	for r in "$RS" "$RD"; do
-		[ -n "$r" ] || continue
-		for c in $ID $ID1 $ID3; do runc --root "$r" delete -f $c >/dev/null 2>&1; done
-	done
+CTR_IDS="$ID $ID1 $ID3"
+ctr_cleanup_more() { # the containers' network namespaces, their processes and lock tables
+	local ns p t
 	for ns in $CNS $DNS $CNS1; do
 		[ -e /run/netns/$ns ] || continue
 		for p in $(ip netns pids $ns 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
@@ -81,36 +64,9 @@ ctr_cleanup() {
 		done
 		ip netns del $ns 2>/dev/null
 	done
-	(
-		(exit $rc)
-		srv_cleanup
-	)
-	rc=$?
-	for d in "${cg_dirs[@]:-}"; do
-		[ -n "$d" ] || continue
-		for sub in "$d"/*/; do [ -d "$sub" ] && rmdir "$sub" 2>/dev/null; done
-		rmdir "$d" 2>/dev/null
-	done
-	exit $rc
 }
 
-srv_hosts_up
-trap ctr_cleanup EXIT
-RS=$SRV_DIR/runc-src
-RD=$SRV_DIR/runc-dst
-
-cg_enter() {
-	local m d
-	for m in $(awk '$3 == "cgroup" || $3 == "cgroup2" { print $2 }' /proc/self/mounts); do
-		d=$m/$1
-		mkdir -p "$d" 2>/dev/null || continue
-		echo "$BASHPID" >"$d/cgroup.procs" 2>/dev/null
-	done
-}
-for m in $(awk '$3 == "cgroup" || $3 == "cgroup2" { print $2 }' /proc/self/mounts); do
-	cg_dirs+=("$m/hctr-src-$$" "$m/hctr-dst-$$")
-done
-export -f cg_enter
+ctr_hosts_up
 
 # the engine's network: the service address leaves the source host for the container
 ip -n "$SRV_NS_SRC" addr del "$SRV_ADDR/$SRV_PREFIX" dev eth0 ||
