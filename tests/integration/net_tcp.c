@@ -88,39 +88,6 @@ static void lock(const char *port, bool on)
 			     0);
 }
 
-static void show(const char *what, const char *path)
-{
-	char cmd[256];
-
-	snprintf(cmd, sizeof(cmd), "sed 's/^/%s: /' %s >&2", what, path);
-	if (system(cmd))
-		return;
-}
-
-static void wait_line(const char *path, const char *needle, int ms)
-{
-	char line[256];
-
-	if (th_wait_file(path, 0, needle, ms, line, sizeof(line))) {
-		show(path, path);
-		cr_assert_fail("no \"%s\" in %s", needle, path);
-	}
-}
-
-/* The number in file @path (haul restore --detach prints the pid), or -1. */
-static pid_t read_pid(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	int v = -1;
-
-	if (f) {
-		if (fscanf(f, "%d", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
 /* haul @args in A's network namespace, output in F.log; its exit status. */
 static int haul_in_a(const char *args)
 {
@@ -128,7 +95,7 @@ static int haul_in_a(const char *args)
 		       F.log);
 
 	if (st)
-		show("haul", F.log);
+		th_show_file("haul", F.log);
 	return st;
 }
 
@@ -142,12 +109,12 @@ static void spawn_pair(const char *mode, const char *bind, const char *addr, con
 	snprintf(cli, sizeof(cli), "%s/net_client", th_progs_dir());
 	F.srv_pid = th_spawn(F.net.a, sargv, F.srv);
 	cr_assert_gt(F.srv_pid, 0);
-	wait_line(F.srv, "listening", 10000);
+	th_expect_line(F.srv, "listening", 10000);
 	F.cli_pid = th_spawn(F.net.b, cargv, F.cli);
 	cr_assert_gt(F.cli_pid, 0);
-	wait_line(F.cli, "sent", 10000);
+	th_expect_line(F.cli, "sent", 10000);
 	snprintf(acc, sizeof(acc), "accepted %s", nconn);
-	wait_line(F.srv, acc, 10000);
+	th_expect_line(F.srv, acc, 10000);
 }
 
 /*
@@ -162,9 +129,9 @@ static void roundtrip(const char *mode, const char *bind, const char *addr, cons
 	spawn_pair(mode, bind, addr, nconn);
 	lock("7000", true);
 	kill(F.srv_pid, SIGUSR1);
-	wait_line(F.srv, "filled", 10000);
+	th_expect_line(F.srv, "filled", 10000);
 	kill(F.cli_pid, SIGUSR1);
-	wait_line(F.cli, "udp sent", 10000);
+	th_expect_line(F.cli, "udp sent", 10000);
 
 	snprintf(args, sizeof(args), "checkpoint %d --images %s", (int)F.srv_pid, F.img);
 	cr_assert_eq(haul_in_a(args), 0, "haul checkpoint failed");
@@ -172,23 +139,23 @@ static void roundtrip(const char *mode, const char *bind, const char *addr, cons
 	F.srv_pid = 0;
 	snprintf(args, sizeof(args), "restore --images %s --detach >%s", F.img, F.pidf);
 	cr_assert_eq(haul_in_a(args), 0, "haul restore failed");
-	F.restored = read_pid(F.pidf);
+	F.restored = th_read_pid_file(F.pidf);
 	cr_assert_gt(F.restored, 0);
 	lock("7000", false);
 
 	kill(F.cli_pid, SIGUSR1);
 	if (th_wait_file(F.cli, 0, "client ok", 60000, line, sizeof(line))) {
-		show("server", F.srv);
-		show("client", F.cli);
+		th_show_file("server", F.srv);
+		th_show_file("client", F.cli);
 		cr_assert_fail("the client did not finish");
 	}
-	wait_line(F.srv, "all done", 10000);
+	th_expect_line(F.srv, "all done", 10000);
 	if (th_wait_file(F.srv, 0, "opts same", 100, line, sizeof(line))) {
-		show("server", F.srv);
+		th_show_file("server", F.srv);
 		cr_assert_fail("socket options changed across the restore");
 	}
 	cr_assert_neq(th_wait_file(F.srv, 0, "ERROR", 10, line, sizeof(line)), 0, "%s", line);
-	wait_line(F.srv, "udp connected ok", 10000);
+	th_expect_line(F.srv, "udp connected ok", 10000);
 	cr_assert_eq(th_wait_file(F.cli, 0, "udp replies", 100, line, sizeof(line)), 0);
 	replies = atoi(line + strlen("udp replies "));
 	cr_log_info("UDP: %d of the 5 datagrams queued at the freeze came back after the restore "
@@ -234,7 +201,7 @@ Test(net_tcp, a_connection_in_syn_sent_is_refused_by_name_and_the_process_runs_o
 			   F.net.b, (int)getpid(), (int)getpid(), (int)getpid()),
 		     0);
 	F.srv_pid = th_spawn(F.net.a, argv, F.srv);
-	wait_line(F.srv, "connecting", 10000);
+	th_expect_line(F.srv, "connecting", 10000);
 	snprintf(args, sizeof(args), "checkpoint %d --images %s", (int)F.srv_pid, F.img);
 	cr_assert_neq(haul_in_a(args), 0, "a SYN_SENT socket was checkpointed");
 	cr_assert_eq(th_wait_file(F.log, 0, "SYN_SENT", 100, line, sizeof(line)), 0,
@@ -275,11 +242,11 @@ Test(net_tcp, a_connection_not_yet_accepted_at_the_stop_is_accepted_and_carried,
 	snprintf(ns, sizeof(ns), "--net=/run/netns/%s", F.net.a);
 	snprintf(img, sizeof(img), "%s", F.img);
 	F.srv_pid = th_spawn(F.net.a, sargv, F.srv);
-	wait_line(F.srv, "listening", 10000);
+	th_expect_line(F.srv, "listening", 10000);
 	napper = th_spawn(F.net.b, nargv, nap_out);
-	wait_line(F.srv, "napping", 10000);
+	th_expect_line(F.srv, "napping", 10000);
 	F.cli_pid = th_spawn(F.net.b, eargv, echo_out);
-	wait_line(echo_out, "connected", 10000);
+	th_expect_line(echo_out, "connected", 10000);
 	/* the kernel has queued it: the listener's Recv-Q is the accept queue */
 	cr_assert_eq(th_sh("for i in $(seq 200); do ip netns exec %s ss -Hltn 'sport = :7000' | "
 			   "grep -q '^LISTEN *1 ' && exit 0; sleep 0.05; done; exit 1",
@@ -290,22 +257,22 @@ Test(net_tcp, a_connection_not_yet_accepted_at_the_stop_is_accepted_and_carried,
 	haul = th_spawn(NULL, hargv, F.log);
 	cr_assert_gt(haul, 0);
 	if (th_wait_file(F.log, 0, "not yet accepted", 30000, line, sizeof(line))) {
-		show("haul", F.log);
+		th_show_file("haul", F.log);
 		cr_assert_fail("haul did not wait for the program to accept");
 	}
 	kill(F.srv_pid, SIGUSR2); /* it accepts again */
 	cr_assert_eq(th_wait_exit(haul, 60000), 0, "haul checkpoint failed");
-	wait_line(F.srv, "awake", 1000);
+	th_expect_line(F.srv, "awake", 1000);
 	cr_assert_neq(th_wait_exit(F.srv_pid, 5000), -ETIMEDOUT, "the source did not die");
 	F.srv_pid = 0;
 	snprintf(args, sizeof(args), "restore --images %s --detach >%s", F.img, F.pidf);
 	cr_assert_eq(haul_in_a(args), 0, "haul restore failed");
-	F.restored = read_pid(F.pidf);
+	F.restored = th_read_pid_file(F.pidf);
 	lock("7000", false);
 	kill(F.cli_pid, SIGUSR1);
 	if (th_wait_file(echo_out, 0, "echo ok", 30000, line, sizeof(line))) {
-		show("server", F.srv);
-		show("echo", echo_out);
+		th_show_file("server", F.srv);
+		th_show_file("echo", echo_out);
 		cr_assert_fail(
 			"the connection queued at the stop does not answer after the restore");
 	}
@@ -331,13 +298,13 @@ Test(net_tcp, a_connection_the_peer_half_closed_keeps_its_data_and_its_eof, .ini
 	snprintf(nap_out, sizeof(nap_out), "%s/nap.out", F.dir);
 	snprintf(hc_out, sizeof(hc_out), "%s/halfclose.out", F.dir);
 	F.srv_pid = th_spawn(F.net.a, sargv, F.srv);
-	wait_line(F.srv, "listening", 10000);
+	th_expect_line(F.srv, "listening", 10000);
 	F.cli_pid = th_spawn(F.net.b, hargv, hc_out);
-	wait_line(hc_out, "connected", 10000);
+	th_expect_line(hc_out, "connected", 10000);
 	napper = th_spawn(F.net.b, nargv, nap_out);
-	wait_line(F.srv, "napping", 10000);
+	th_expect_line(F.srv, "napping", 10000);
 	kill(F.cli_pid, SIGUSR1);
-	wait_line(hc_out, "shut", 10000);
+	th_expect_line(hc_out, "shut", 10000);
 	cr_assert_eq(th_sh("for i in $(seq 200); do ip netns exec %s ss -Htn state close-wait | "
 			   "grep -q . && exit 0; sleep 0.05; done; exit 1",
 			   F.net.a),
@@ -349,13 +316,13 @@ Test(net_tcp, a_connection_the_peer_half_closed_keeps_its_data_and_its_eof, .ini
 	F.srv_pid = 0;
 	snprintf(args, sizeof(args), "restore --images %s --detach >%s", F.img, F.pidf);
 	cr_assert_eq(haul_in_a(args), 0, "haul restore failed");
-	F.restored = read_pid(F.pidf);
+	F.restored = th_read_pid_file(F.pidf);
 	cr_assert_gt(F.restored, 0);
 	lock("7000", false);
 	kill(F.restored, SIGUSR2); /* it reads again */
 	if (th_wait_file(hc_out, 0, "halfclose ok", 30000, line, sizeof(line))) {
-		show("server", F.srv);
-		show("dialer", hc_out);
+		th_show_file("server", F.srv);
+		th_show_file("dialer", hc_out);
 		cr_assert_fail("the half-closed connection lost its data or its EOF");
 	}
 	th_kill(napper, SIGKILL, 2000);
@@ -377,11 +344,11 @@ Test(net_tcp, a_connection_the_program_half_closed_still_receives_after_restore,
 	snprintf(dial, sizeof(dial), "%s/net_dial", th_progs_dir());
 	snprintf(pc_out, sizeof(pc_out), "%s/peerclose.out", F.dir);
 	F.srv_pid = th_spawn(F.net.a, sargv, F.srv);
-	wait_line(F.srv, "listening", 10000);
+	th_expect_line(F.srv, "listening", 10000);
 	F.cli_pid = th_spawn(F.net.b, pargv, pc_out);
-	wait_line(pc_out, "connected", 10000);
+	th_expect_line(pc_out, "connected", 10000);
 	kill(F.cli_pid, SIGUSR1);
-	wait_line(pc_out, "eof", 10000);
+	th_expect_line(pc_out, "eof", 10000);
 	cr_assert_eq(th_sh("for i in $(seq 200); do ip netns exec %s ss -Htn state fin-wait-2 | "
 			   "grep -q . && exit 0; sleep 0.05; done; exit 1",
 			   F.net.a),
@@ -393,14 +360,14 @@ Test(net_tcp, a_connection_the_program_half_closed_still_receives_after_restore,
 	F.srv_pid = 0;
 	snprintf(args, sizeof(args), "restore --images %s --detach >%s", F.img, F.pidf);
 	cr_assert_eq(haul_in_a(args), 0, "haul restore failed");
-	F.restored = read_pid(F.pidf);
+	F.restored = th_read_pid_file(F.pidf);
 	cr_assert_gt(F.restored, 0);
 	lock("7000", false);
 	kill(F.cli_pid, SIGUSR1);
 	if (th_wait_file(pc_out, 0, "peerclose ok", 30000, line, sizeof(line)) ||
 	    th_wait_file(F.srv, 0, "late more", 10000, line, sizeof(line))) {
-		show("server", F.srv);
-		show("dialer", pc_out);
+		th_show_file("server", F.srv);
+		th_show_file("dialer", pc_out);
 		cr_assert_fail("the half-closed connection did not carry the peer's data or end");
 	}
 }
@@ -419,7 +386,7 @@ Test(net_tcp, a_listener_another_process_holds_is_refused_by_name, .init = nfx_s
 
 	snprintf(srv, sizeof(srv), "%s/net_server", th_progs_dir());
 	F.srv_pid = th_spawn(F.net.a, sargv, F.srv);
-	wait_line(F.srv, "listening", 10000);
+	th_expect_line(F.srv, "listening", 10000);
 	pidfd = (int)syscall(SYS_pidfd_open, F.srv_pid, 0);
 	cr_assert_geq(pidfd, 0);
 	copy = (int)syscall(SYS_pidfd_getfd, pidfd, 3, 0); /* the listener: its first socket */
@@ -447,20 +414,20 @@ Test(net_tcp, connections_work_on_after_checkpoint_leave_running, .init = nfx_se
 	spawn_pair("v4", TH_IP_A, TH_IP_A, "2");
 	lock("7000", true);
 	kill(F.srv_pid, SIGUSR1);
-	wait_line(F.srv, "filled", 10000);
+	th_expect_line(F.srv, "filled", 10000);
 	snprintf(args, sizeof(args), "checkpoint %d --images %s --leave-running", (int)F.srv_pid,
 		 F.img);
 	cr_assert_eq(haul_in_a(args), 0, "haul checkpoint --leave-running failed");
 	cr_assert_eq(kill(F.srv_pid, 0), 0, "the process did not run on");
 	lock("7000", false);
 	kill(F.cli_pid, SIGUSR1);
-	wait_line(F.cli, "udp sent", 10000);
+	th_expect_line(F.cli, "udp sent", 10000);
 	kill(F.cli_pid, SIGUSR1);
 	if (th_wait_file(F.cli, 0, "client ok", 60000, line, sizeof(line))) {
-		show("server", F.srv);
-		show("client", F.cli);
+		th_show_file("server", F.srv);
+		th_show_file("client", F.cli);
 		cr_assert_fail("the connections do not work after checkpoint --leave-running");
 	}
-	wait_line(F.srv, "all done", 10000);
-	wait_line(F.srv, "opts same", 100); /* SO_REUSEADDR back after repair mode */
+	th_expect_line(F.srv, "all done", 10000);
+	th_expect_line(F.srv, "opts same", 100); /* SO_REUSEADDR back after repair mode */
 }

@@ -103,39 +103,6 @@ static void lock(bool on)
 			     0);
 }
 
-static void show(const char *what, const char *path)
-{
-	char cmd[256];
-
-	snprintf(cmd, sizeof(cmd), "sed 's/^/%s: /' %s >&2", what, path);
-	if (system(cmd))
-		return;
-}
-
-static void wait_line(const char *path, const char *needle, int ms)
-{
-	char line[256];
-
-	if (th_wait_file(path, 0, needle, ms, line, sizeof(line))) {
-		show(path, path);
-		cr_assert_fail("no \"%s\" in %s", needle, path);
-	}
-}
-
-/* The number in file @path (haul restore --detach prints the pid), or -1. */
-static pid_t read_pid(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	int v = -1;
-
-	if (f) {
-		if (fscanf(f, "%d", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
 /* haul @args in A's network namespace, output in F.log; its exit status. */
 static int haul_in_a(const char *args)
 {
@@ -143,7 +110,7 @@ static int haul_in_a(const char *args)
 		       F.log);
 
 	if (st)
-		show("haul", F.log);
+		th_show_file("haul", F.log);
 	return st;
 }
 
@@ -158,16 +125,16 @@ static void spawn_tree(const char *mode)
 	snprintf(cli, sizeof(cli), "%s/net_client", th_progs_dir());
 	F.srv_pid = th_spawn(F.net.a, sargv, F.srv);
 	cr_assert_gt(F.srv_pid, 0);
-	wait_line(F.srv, "listening", 10000);
+	th_expect_line(F.srv, "listening", 10000);
 	F.cli_pid = th_spawn(F.net.b, cargv, F.cli);
 	cr_assert_gt(F.cli_pid, 0);
-	wait_line(F.cli, "sent", 10000);
-	wait_line(F.srv, "accepted " NCONN, 10000);
+	th_expect_line(F.cli, "sent", 10000);
+	th_expect_line(F.srv, "accepted " NCONN, 10000);
 	for (int k = 0; k < 3; k++) {
 		char want[32];
 
 		snprintf(want, sizeof(want), "p%d ready", k);
-		wait_line(F.srv, want, 10000);
+		th_expect_line(F.srv, want, 10000);
 	}
 }
 
@@ -217,10 +184,10 @@ Test(rst_tree_fds, a_server_tree_sharing_listener_connections_and_epoll_keeps_ev
 		char want[32];
 
 		snprintf(want, sizeof(want), "p%d filled", k);
-		wait_line(F.srv, want, 10000);
+		th_expect_line(F.srv, want, 10000);
 	}
 	kill(F.cli_pid, SIGUSR1);
-	wait_line(F.cli, "udp sent", 10000);
+	th_expect_line(F.cli, "udp sent", 10000);
 
 	snprintf(args, sizeof(args), "checkpoint %d --images %s", (int)F.srv_pid, F.img);
 	cr_assert_eq(haul_in_a(args), 0, "haul checkpoint of the tree failed");
@@ -230,34 +197,34 @@ Test(rst_tree_fds, a_server_tree_sharing_listener_connections_and_epoll_keeps_ev
 		      "the source served its clients again before the checkpoint: %s", line);
 	snprintf(args, sizeof(args), "restore --images %s --detach >%s", F.img, F.pidf);
 	cr_assert_eq(haul_in_a(args), 0, "haul restore of the tree failed");
-	F.restored = read_pid(F.pidf);
+	F.restored = th_read_pid_file(F.pidf);
 	cr_assert_gt(F.restored, 0);
 	lock(false);
 
 	kill(F.cli_pid, SIGUSR1);
 	if (th_wait_file(F.cli, 0, "client ok", 60000, line, sizeof(line))) {
-		show("server", F.srv);
-		show("client", F.cli);
+		th_show_file("server", F.srv);
+		th_show_file("client", F.cli);
 		cr_assert_fail("the client did not finish");
 	}
 	for (int i = 0; i < 6; i++) {
 		char want[32];
 
 		snprintf(want, sizeof(want), "p%d conn %d done", i % 3, i);
-		wait_line(F.srv, want, 10000);
+		th_expect_line(F.srv, want, 10000);
 	}
-	wait_line(F.srv, "echoed", 10000);
-	wait_line(F.srv, "p2 saw x", 10000);
-	wait_line(F.srv, "p1 oneshot ok", 10000);
+	th_expect_line(F.srv, "echoed", 10000);
+	th_expect_line(F.srv, "p2 saw x", 10000);
+	th_expect_line(F.srv, "p1 oneshot ok", 10000);
 	same_watches("p0 e0");
 	same_watches("p1 e1");
 	if (!th_wait_file(F.srv, 0, "ERROR", 10, line, sizeof(line))) {
-		show("server", F.srv);
+		th_show_file("server", F.srv);
 		cr_assert_fail("%s", line);
 	}
 	if (th_wait_file(F.cli, 0, "udp replies 1", 100, line, sizeof(line))) {
-		show("client", F.cli);
-		show("server", F.srv);
+		th_show_file("client", F.cli);
+		th_show_file("server", F.srv);
 	}
 	cr_assert_eq(th_wait_file(F.cli, 0, "udp replies 1", 100, line, sizeof(line)), 0,
 		     "the restored UDP socket, shared by the tree, did not answer once");
@@ -272,7 +239,7 @@ static void refused_and_running(const char *want)
 	snprintf(args, sizeof(args), "checkpoint %d --images %s", (int)F.srv_pid, F.img);
 	cr_assert_neq(haul_in_a(args), 0, "the tree was checkpointed");
 	if (th_wait_file(F.log, 0, want, 100, line, sizeof(line))) {
-		show("haul", F.log);
+		th_show_file("haul", F.log);
 		cr_assert_fail("the refusal does not say \"%s\"", want);
 	}
 	cr_log_info("refused: %s", line);
@@ -337,25 +304,25 @@ Test(rst_tree_fds, a_connection_queued_on_the_shared_listener_at_the_stop_is_acc
 	snprintf(dial, sizeof(dial), "%s/net_dial", th_progs_dir());
 	F.dial_pid = th_spawn(F.net.b, dargv, F.dial);
 	cr_assert_gt(F.dial_pid, 0);
-	wait_line(F.dial, "connected", 10000);
+	th_expect_line(F.dial, "connected", 10000);
 	lock(true);
 	snprintf(pid, sizeof(pid), "%d", (int)F.srv_pid);
 	ck = th_spawn(F.net.a, cargv, F.log);
 	cr_assert_gt(ck, 0);
-	wait_line(F.log, "not yet accepted", 20000);
+	th_expect_line(F.log, "not yet accepted", 20000);
 	cr_assert_eq(th_sh("touch %s/accept", F.dir), 0);
 	if (th_wait_exit(ck, 60000) != 0) {
-		show("haul", F.log);
+		th_show_file("haul", F.log);
 		cr_assert_fail("haul checkpoint of the tree failed");
 	}
-	wait_line(F.srv, "p1 accepted echo", 100);
+	th_expect_line(F.srv, "p1 accepted echo", 100);
 	cr_assert_neq(th_wait_exit(F.srv_pid, 5000), -ETIMEDOUT, "the source did not die");
 	F.srv_pid = 0;
 	snprintf(args, sizeof(args), "restore --images %s --detach >%s", F.img, F.pidf);
 	cr_assert_eq(haul_in_a(args), 0, "haul restore of the tree failed");
-	F.restored = read_pid(F.pidf);
+	F.restored = th_read_pid_file(F.pidf);
 	lock(false);
 	kill(F.dial_pid, SIGUSR1);
-	wait_line(F.dial, "echo ok", 30000);
-	wait_line(F.srv, "p1 echoed", 10000);
+	th_expect_line(F.dial, "echo ok", 30000);
+	th_expect_line(F.srv, "p1 echoed", 10000);
 }

@@ -401,3 +401,31 @@ int th_run(char *out, size_t cap, const char *fmt, ...)
 	cr_log_info("%s -> %d: %s", cmd, WIFEXITED(st) ? WEXITSTATUS(st) : -1, out);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+void th_show_file(const char *what, const char *path)
+{
+	th_sh("sed 's/^/%s: /' %s >&2", what, path);
+}
+
+void th_expect_line(const char *path, const char *needle, int ms)
+{
+	char line[256];
+
+	if (th_wait_file(path, 0, needle, ms, line, sizeof(line))) {
+		th_show_file(path, path);
+		cr_assert_fail("no \"%s\" in %s", needle, path);
+	}
+}
+
+pid_t th_read_pid_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	int v = -1;
+
+	if (f) {
+		if (fscanf(f, "%d", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}

@@ -69,4 +69,11 @@ const char *th_progs_dir(void);
 /* A 32-byte random key file at @path. */
 int th_make_key(const char *path);
 
+/* @path's lines on stderr, each prefixed with "@what: ". */
+void th_show_file(const char *what, const char *path);
+/* Wait up to @ms for a line with @needle in @path; else show the file and fail the test. */
+void th_expect_line(const char *path, const char *needle, int ms);
+/* The number in file @path (haul restore --detach prints the pid), or -1. */
+pid_t th_read_pid_file(const char *path);
+
 #endif
