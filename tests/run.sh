@@ -7,7 +7,8 @@ BUILD=${BUILD:-build}
 export HAUL_BIN="$PWD/$BUILD/haul" HAUL_PROGS="$PWD/$BUILD/progs" HAUL_BUILD="$PWD/$BUILD" HAUL_SRC="$PWD"
 pass=0 fail=0 skip=0
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+failed=$(mktemp)
+trap 'rm -f "$log" "$failed"' EXIT
 
 crit() {
 	bin=$1; shift
@@ -18,6 +19,7 @@ crit() {
 	if [ -z "$line" ]; then
 		echo "== $bin: no Criterion summary (crashed?)"
 		fail=$((fail + 1))
+		echo "$bin (no summary)" >> "$failed"
 		return
 	fi
 	t=$(echo "$line" | sed -n 's/.*Tested: \([0-9]*\).*/\1/p')
@@ -25,6 +27,7 @@ crit() {
 	f=$(echo "$line" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
 	c=$(echo "$line" | sed -n 's/.*Crashing: \([0-9]*\).*/\1/p')
 	s=$(grep -c '^\[SKIP\]' "$log")
+	grep -E '^\[(FAIL|CRASH)\]' "$log" | sed 's/^\[[A-Z]*\] *//; s/: .*//' >> "$failed"
 	# Criterion counts a skipped test as passing; report it as skipped only.
 	pass=$((pass + p - s))
 	fail=$((fail + f + c))
@@ -43,9 +46,11 @@ for t in tests/extra/*.sh; do
 	case $rc in
 	0) echo "$out" | tail -20; pass=$((pass + 1)) ;;
 	77) echo "$out" | tail -20; skip=$((skip + 1)); echo "[SKIP] $t: $(echo "$out" | tail -1)" ;;
-	*) echo "$out"; fail=$((fail + 1)); echo "[FAIL] $t (exit $rc)" ;;
+	*) echo "$out"; fail=$((fail + 1)); echo "[FAIL] $t (exit $rc)"; echo "$t" >> "$failed" ;;
 	esac
 done
 
+# The failures by name just above the count, where a log's tail shows them.
+[ -s "$failed" ] && echo "failed: $(tr '\n' ' ' < "$failed")"
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]
