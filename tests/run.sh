@@ -41,8 +41,10 @@ crit "$BUILD/test-integration" --jobs 1
 for t in tests/extra/*.sh; do
 	[ -f "$t" ] || continue
 	echo "== $t"
+	t0=$(date +%s)
 	out=$(timeout 1800 sh "$t" 2>&1)
 	rc=$?
+	echo "== $t: exit $rc after $(($(date +%s) - t0)) s"
 	case $rc in
 	0) echo "$out" | tail -20; pass=$((pass + 1)) ;;
 	77) echo "$out" | tail -20; skip=$((skip + 1)); echo "[SKIP] $t: $(echo "$out" | tail -1)" ;;
