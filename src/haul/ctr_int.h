@@ -93,6 +93,12 @@ int haul_podman_send_config(const struct haul_podman *pm, struct fchan *fc);
  */
 int haul_podman_send_diff(const struct haul_podman *pm, struct fchan *fc, const char *tmp,
 			  char *why, size_t wl);
+/*
+ * The container's fds 0-2 that are pipes (to conmon, which stays) become
+ * the restoring haul's fds of the same numbers, which runc's restore gives
+ * conmon's new pipes (rst_external_add rules).  0 or -errno.
+ */
+int haul_podman_stdio(pid_t pid);
 /* `podman rm -f @id` (the target runs it).  0 or -errno. */
 int haul_podman_rm(const char *podman, const char *id);
 

@@ -397,6 +397,8 @@ static int precheck(struct haul_ctr_mig *c)
 	if (co->podman) {
 		c->pm = calloc(1, sizeof(*c->pm));
 		ret = c->pm ? haul_podman_inspect(co->podman, co->id, c->pm, &c->st) : -ENOMEM;
+		if (!ret)
+			ret = haul_podman_stdio(c->st.pid);
 	} else {
 		ret = precheck_runc(c);
 	}

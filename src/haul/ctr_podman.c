@@ -25,7 +25,10 @@
  * (a lower directory removed and made again) is refused by name: podman
  * applies deleted.files after the tar and would lose it.  /dev/shm is a
  * tmpfs the container record carries (haul's own tmpfs archive), so
- * devshm-checkpoint.tar is not made.  The source's container is removed
+ * devshm-checkpoint.tar is not made.  The container's stdio are pipes to
+ * conmon, which stays: each is dumped as "fd I of the restoring haul", and
+ * the target's runc hands in conmon's new pipes as inherit_fd, keyed by
+ * descriptors.json (criu_ctr.c's criu_stdio_rules, the same rule).  The source's container is removed
  * (`podman rm -f`) only after the target committed.
  */
 #define LOG_PREFIX "container: "
@@ -42,6 +45,7 @@
 #include "common/log.h"
 #include "common/policy.h"
 #include "haul/ctr_int.h"
+#include "restore/restore.h"
 
 /* Line @n (0-based) of @text into @out. */
 static int nth_line(const char *text, int n, char *out, size_t len)
@@ -332,6 +336,27 @@ int haul_podman_send_diff(const struct haul_podman *pm, struct fchan *fc, const 
 	if (ret)
 		snprintf(why, wl, "cannot send the rootfs diff: %s", strerror(-ret));
 	return ret;
+}
+
+int haul_podman_stdio(pid_t pid)
+{
+	char link[64], t[64], rule[32];
+	int ret = 0;
+
+	for (int i = 0; !ret && i < 3; i++) {
+		ssize_t n;
+
+		snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)pid, i);
+		n = readlink(link, t, sizeof(t) - 1);
+		if (n < 0)
+			continue;
+		t[n] = '\0';
+		if (strncmp(t, "pipe:[", 6))
+			continue;
+		snprintf(rule, sizeof(rule), "%d=fd:%d", i, i);
+		ret = rst_external_add(rule, true);
+	}
+	return ret ? -EINVAL : 0;
 }
 
 int haul_podman_rm(const char *podman, const char *id)
