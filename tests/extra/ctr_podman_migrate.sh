@@ -68,11 +68,15 @@ ctr_cleanup_more() {
 }
 ctr_hosts_up
 
+# the target's podman fails a restore it did (exit 1 after it) while
+# $SRV_DIR/failrestore exists: case 2
 for h in src dst; do
 	cat >"$SRV_DIR/podman-$h" <<EOF
 #!/bin/sh
-exec podman --root "$SRV_DIR/pod-$h/storage" --runroot "$SRV_DIR/pod-$h/run" \\
-	--tmpdir "$SRV_DIR/pod-$h/tmp" --runtime-flag root="$SRV_DIR/runc-$h" "\$@"
+case " \$* " in *" restore "*) [ $h = dst ] && [ -e "$SRV_DIR/failrestore" ] && fail=1 ;; esac
+podman --root "$SRV_DIR/pod-$h/storage" --runroot "$SRV_DIR/pod-$h/run" \\
+	--tmpdir "$SRV_DIR/pod-$h/tmp" --runtime-flag root="$SRV_DIR/runc-$h" "\$@" || exit
+[ -z "\${fail:-}" ]
 EOF
 	chmod +x "$SRV_DIR/podman-$h"
 done
@@ -151,11 +155,33 @@ why=$(nothing_on_target) || srv_fail "the refusal left something on the target: 
 srv_say "refused by name (--network ns:PATH); $NAME2 counts on, nothing on the target"
 "$PS" rm -f -t 0 $NAME2 >/dev/null 2>&1
 
-# 2. the migration: files changed before and during pre-copy
 run_ctr $NAME none >/dev/null 2>"$SRV_DIR/run.err" || srv_fail "podman run: $(tail -2 "$SRV_DIR/run.err")"
 ID=$("$PS" inspect -f '{{.Id}}' $NAME)
 CTR_IDS=$ID # the runc ID: ctr_cleanup kills it in either runc root
 first=$(first_count $NAME) || srv_fail "$NAME never counted"
+
+# 2. a rollback: the target's podman restored the container but the restore is
+# reported failed: the target removes it from its podman (never two copies), the
+# source thaws it and it counts on with its memory
+touch "$SRV_DIR/failrestore"
+srv_in src timeout 300 "$HAUL" migrate --container $NAME --podman "$PS" \
+	--to "$SRV_DST_IP:$SRV_PS_PORT" --key "$SRV_KEY" >"$SRV_DIR/rollback.log" 2>&1
+rc=$?
+rm -f "$SRV_DIR/failrestore"
+[ $rc -eq 1 ] || srv_fail "a failed podman restore: haul migrate exited $rc, want 1: $(tail -5 "$SRV_DIR/rollback.log")"
+grep -q "podman restore of container $ID failed" "$SRV_DIR/rollback.log" ||
+	srv_fail "the refusal does not say podman's restore failed: $(tail -5 "$SRV_DIR/rollback.log")"
+why=$(counts_on "$PS" $NAME "$first") || srv_fail "$NAME after the rollback: $why"
+i=0
+until why=$(nothing_on_target); do
+	i=$((i + 1)); [ $i -lt 200 ] || srv_fail "the rollback left something on the target: $why"
+	sleep 0.05
+done
+grep -q "container $ID: not committed; removed from podman here" "$SRV_DIR/ps.log" ||
+	srv_fail "the target did not remove what its podman restored: $(tail -5 "$SRV_DIR/ps.log")"
+srv_say "a failed podman restore on the target rolled back: $NAME counts on here, nothing there"
+
+# 3. the migration: files changed before and during pre-copy
 M=$("$PS" inspect -f '{{.GraphDriver.Data.MergedDir}}' $NAME)
 echo "written before" >"$M/before.txt"
 rm "$M/gone.txt" || srv_fail "cannot delete gone.txt in $M"
