@@ -47,6 +47,8 @@
 #include "haul/ctr_int.h"
 #include "restore/restore.h"
 
+static int diff_lists(const struct haul_podman *pm, const char *tmp, char *why, size_t wl);
+
 /* Line @n (0-based) of @text into @out. */
 static int nth_line(const char *text, int n, char *out, size_t len)
 {
@@ -142,7 +144,7 @@ static int refusals(const char *name, char f[PI_N][PATH_MAX])
 int haul_podman_inspect(const char *podman, const char *name, struct haul_podman *pm,
 			struct haul_runc_state *st)
 {
-	char(*f)[PATH_MAX] = calloc(PI_N, PATH_MAX), want[PATH_MAX + 160], *cut;
+	char(*f)[PATH_MAX] = calloc(PI_N, PATH_MAX), want[PATH_MAX + 160], why[512] = "", *cut;
 	struct stat sb;
 	int ret;
 
@@ -183,6 +185,11 @@ int haul_podman_inspect(const char *podman, const char *name, struct haul_podman
 			 "cannot migrate podman container %s: podman's state database %s is "
 			 "missing (podman 5 keeps it in sqlite, which haul does not read)",
 			 name, pm->db);
+		goto out;
+	}
+	ret = diff_lists(pm, NULL, why, sizeof(why)); /* an opaque directory: refused now */
+	if (ret) {
+		pr_err("cannot migrate podman container %s: %s; it runs on", name, why);
 		goto out;
 	}
 	st->pid = atoi(f[PI_PID]);
@@ -269,20 +276,24 @@ static int diff_one(const char *path, const struct stat *st, int type, struct FT
 	return 0;
 }
 
-/* @tmp/rootfs-diff.list and @tmp/deleted.files from the upper dir.  0 or -errno. */
+/*
+ * @tmp/rootfs-diff.list and @tmp/deleted.files from the upper dir (@tmp
+ * NULL: only the walk and its refusals).  0 or -errno.
+ */
 static int diff_lists(const struct haul_podman *pm, const char *tmp, char *why, size_t wl)
 {
 	char lp[PATH_MAX + 32], dp[PATH_MAX + 32];
 	int ret;
 
-	snprintf(lp, sizeof(lp), "%s/rootfs-diff.list", tmp);
-	snprintf(dp, sizeof(dp), "%s/deleted.files", tmp);
+	/* the precheck's walk (no @tmp) keeps nothing: only its refusals count */
+	snprintf(lp, sizeof(lp), "%s%s", tmp ? tmp : "/dev/null", tmp ? "/rootfs-diff.list" : "");
+	snprintf(dp, sizeof(dp), "%s%s", tmp ? tmp : "/dev/null", tmp ? "/deleted.files" : "");
 	dw = (struct diff_walk){.base = strlen(pm->upper), .why = why, .wl = wl};
 	dw.list = fopen(lp, "we");
 	dw.del = fopen(dp, "we");
 	if (!dw.list || !dw.del) {
 		ret = -errno;
-		snprintf(why, wl, "cannot write the rootfs diff's lists in %s", tmp);
+		snprintf(why, wl, "cannot write the rootfs diff's list %s", dw.list ? dp : lp);
 	} else {
 		fputc('[', dw.del);
 		ret = nftw(pm->upper, diff_one, 32, FTW_PHYS);

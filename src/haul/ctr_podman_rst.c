@@ -17,7 +17,9 @@
  * copy.  So the pre-copied pages are copied twice at the switch (into the
  * archive, then out of it): podman's import has no way to take an images
  * directory where it lies.  Both copies are logged with their time.
- * Podman removes its extracted checkpoint/ once the container runs.
+ * Podman removes its extracted checkpoint/ once the container runs.  The
+ * archive, the restore and the pid's inspect share one deadline
+ * (HAUL_CTR_RESTORE_TIMEOUT_MS), as runc's restore has.
  */
 #define LOG_PREFIX "container: "
 #include <errno.h>
@@ -60,7 +62,7 @@ static int inventory(const struct ctr_rx *rx)
 }
 
 /* The archive podman imports, from the bundle area and the images.  0 or -errno. */
-static int archive(const struct ctr_rx *rx, const char *tar, const char *log)
+static int archive(const struct ctr_rx *rx, const char *tar, const char *log, int ms)
 {
 	static const char *const parts[] = {"config.dump", "spec.dump", "rootfs-diff.tar",
 					    "deleted.files", NULL};
@@ -78,23 +80,57 @@ static int archive(const struct ctr_rx *rx, const char *tar, const char *log)
 	args[n++] = "--transform=s,^img,checkpoint,";
 	args[n++] = "img";
 	args[n] = NULL;
-	return haul_runc("tar", NULL, args, NULL, log, NULL, 0, HAUL_CTR_RUNC_TIMEOUT_MS);
+	return haul_runc("tar", NULL, args, NULL, log, NULL, 0, ms);
 }
 
 /* The restored container's init pid, as podman reports it. */
-static int podman_pid(const char *id, pid_t *pid)
+static int podman_pid(const char *id, pid_t *pid, int ms)
 {
 	const char *args[] = {"inspect",	"--type", "container", "--format",
 			      "{{.State.Pid}}", id,	  NULL};
 	char out[64];
 	int ret;
 
-	ret = haul_runc(podman_cmd(), NULL, args, NULL, "/dev/null", out, sizeof(out),
-			HAUL_CTR_RUNC_TIMEOUT_MS);
+	ret = haul_runc(podman_cmd(), NULL, args, NULL, "/dev/null", out, sizeof(out), ms);
 	if (ret)
 		return ret;
 	*pid = atoi(out);
 	return *pid > 0 ? 0 : -ESRCH;
+}
+
+/* The last line of @path that says something (podman's error), into @out. */
+static void log_tail(const char *path, char *out, size_t len)
+{
+	FILE *f = fopen(path, "re");
+	char line[512];
+
+	out[0] = '\0';
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		if (line[0])
+			snprintf(out, len, "%.300s", line);
+	}
+	fclose(f);
+}
+
+/*
+ * What is left of the restore's time from @t0: the archive, podman's restore
+ * and its inspect share HAUL_CTR_RESTORE_TIMEOUT_MS, which stays under the
+ * source's reply timeout (a slow target is a refused restore, not an
+ * in-doubt switch).
+ */
+static int left_ms(double t0)
+{
+	double left = HAUL_CTR_RESTORE_TIMEOUT_MS - (haul_now_ms() - t0);
+
+	return left < 1 ? 1 : (int)left; /* haul_runc takes 0 as no limit */
+}
+
+static bool expired(double t0)
+{
+	return haul_now_ms() - t0 >= HAUL_CTR_RESTORE_TIMEOUT_MS;
 }
 
 int haul_podman_restore(struct ctr_rx *rx, pid_t *pid, char *why, size_t wl)
@@ -111,7 +147,7 @@ int haul_podman_restore(struct ctr_rx *rx, pid_t *pid, char *why, size_t wl)
 	snprintf(log, sizeof(log), "%s/podman-restore.log", rx->dir);
 	ret = inventory(rx);
 	if (!ret)
-		ret = archive(rx, tar, log);
+		ret = archive(rx, tar, log, left_ms(t0));
 	if (ret) {
 		snprintf(why, wl, "cannot make the archive %s for podman's import (%s)", tar, log);
 		return ret;
@@ -122,13 +158,17 @@ int haul_podman_restore(struct ctr_rx *rx, pid_t *pid, char *why, size_t wl)
 	rx->podman = true;
 	rx->restored = true; /* even a failed restore may leave a container to remove */
 	ctr_rx_unlock();
-	ret = haul_runc(podman_cmd(), NULL, args, t->criu_dir, log, NULL, 0,
-			HAUL_CTR_RESTORE_TIMEOUT_MS);
+	ret = expired(t0) ? -ETIMEDOUT : 0;
 	if (!ret)
-		ret = podman_pid(rx->id, pid);
+		ret = haul_runc(podman_cmd(), NULL, args, t->criu_dir, log, NULL, 0, left_ms(t0));
+	if (!ret)
+		ret = podman_pid(rx->id, pid, left_ms(t0));
 	unlink(tar); /* podman has its own copy now */
 	if (ret) {
-		snprintf(why, wl, "podman container restore --import failed (%s)", log);
+		char last[320];
+
+		log_tail(log, last, sizeof(last));
+		snprintf(why, wl, "%s (%s)", last[0] ? last : strerror(-ret), log);
 		return ret;
 	}
 	pr_info("container %s: restored by podman as pid %d: archive %lld bytes in %.1f ms, "

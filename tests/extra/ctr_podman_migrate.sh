@@ -23,11 +23,15 @@
 # running under the same name and ID; its counter went on with the same memory
 # token; a file written into its rootfs before the migration and one written
 # during pre-copy (haul parked at its "precopy" fault point) are there, a file
-# of the image deleted before is gone; the source's podman no longer lists it;
+# and a directory of the image deleted before are gone; the source's podman no longer lists it;
 # the target's podman stops and removes it; nothing is left (runc state,
 # storage mounts, the session's files, cgroups).  A refusal: a container in a
 # network namespace given by path (--network ns:PATH) is refused by name before
-# anything is touched and runs on, nothing on the target.  Names carry $$.
+# anything is touched and runs on, nothing on the target; so is a directory of
+# the image removed and made again (opaque: podman's diff cannot say it).  A
+# rollback: the target's podman restores it but the restore is reported failed
+# (a wrapper): the target removes it from its podman, the source's counts on.
+# Names carry $$.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
 . "$(dirname "$0")/srv_hosts.shlib"
@@ -89,6 +93,7 @@ cp /bin/busybox "$R/bin/"
 gcc -static -O2 -o "$R/counter" "$SRC_TOP/tests/progs/ctr_counter.c" 2>"$SRV_DIR/gcc.err" ||
 	srv_skip "cannot build a static test program (libc6-dev): $(tail -1 "$SRV_DIR/gcc.err")"
 echo "in the image" >"$R/gone.txt"
+mkdir "$R/olddir" && echo "in the image" >"$R/olddir/f"
 tar -C "$R" -cf "$SRV_DIR/root.tar" . && "$PS" import "$SRV_DIR/root.tar" $IMG >/dev/null 2>&1 ||
 	srv_skip "podman import does not work here"
 "$PS" save -o "$SRV_DIR/img.tar" $IMG >/dev/null 2>&1 && "$PD" load -i "$SRV_DIR/img.tar" >/dev/null 2>&1 ||
@@ -160,6 +165,22 @@ ID=$("$PS" inspect -f '{{.Id}}' $NAME)
 CTR_IDS=$ID # the runc ID: ctr_cleanup kills it in either runc root
 first=$(first_count $NAME) || srv_fail "$NAME never counted"
 
+# 1b. a refusal of the rootfs: a directory of the image removed and made again
+# (an opaque overlay directory) is refused by name; once removed for good (a
+# whiteout) the container migrates (case 3)
+M=$("$PS" inspect -f '{{.GraphDriver.Data.MergedDir}}' $NAME)
+rm -r "$M/olddir" && mkdir "$M/olddir" || srv_fail "cannot remake /olddir in $M"
+srv_in src "$HAUL" migrate --container $NAME --podman "$PS" --to "$SRV_DST_IP:$SRV_PS_PORT" \
+	--key "$SRV_KEY" >"$SRV_DIR/opaque.log" 2>&1
+rc=$?
+[ $rc -eq 1 ] || srv_fail "an opaque directory: haul migrate exited $rc, want 1: $(cat "$SRV_DIR/opaque.log")"
+grep -q "directory /olddir of the rootfs was removed and made again" "$SRV_DIR/opaque.log" ||
+	srv_fail "the refusal does not name /olddir: $(cat "$SRV_DIR/opaque.log")"
+why=$(counts_on "$PS" $NAME "$first") || srv_fail "$NAME after the refusal: $why"
+why=$(nothing_on_target) || srv_fail "the refusal left something on the target: $why"
+rmdir "$M/olddir" || srv_fail "cannot remove /olddir in $M"
+srv_say "refused by name (an opaque directory); $NAME counts on, nothing on the target"
+
 # 2. a rollback: the target's podman restored the container but the restore is
 # reported failed: the target removes it from its podman (never two copies), the
 # source thaws it and it counts on with its memory
@@ -181,8 +202,7 @@ grep -q "container $ID: not committed; removed from podman here" "$SRV_DIR/ps.lo
 	srv_fail "the target did not remove what its podman restored: $(tail -5 "$SRV_DIR/ps.log")"
 srv_say "a failed podman restore on the target rolled back: $NAME counts on here, nothing there"
 
-# 3. the migration: files changed before and during pre-copy
-M=$("$PS" inspect -f '{{.GraphDriver.Data.MergedDir}}' $NAME)
+# 3. the migration: files changed before and during pre-copy, a directory deleted
 echo "written before" >"$M/before.txt"
 rm "$M/gone.txt" || srv_fail "cannot delete gone.txt in $M"
 srv_say "podman container $NAME ($ID) counts on the source: $first"
@@ -215,13 +235,20 @@ grep -E "container $ID: restored by podman" "$SRV_DIR/ps.log" | sed 's/^/    /'
 	srv_fail "the target's podman does not list $NAME ($ID) up: $("$PD" ps -a)"
 [ "$("$PD" inspect -f '{{.Id}}' $NAME)" = "$ID" ] || srv_fail "$NAME has another ID on the target"
 [ -z "$("$PS" ps -aq)" ] || srv_fail "the source's podman still lists $("$PS" ps -a --format '{{.Names}}')"
-[ -z "$(runc --root "$SRV_DIR/runc-src" list -q 2>/dev/null)" ] || srv_fail "runc state left on the source"
+# podman's cleanup of the killed container (conmon's exit) may still be running
+i=0
+while [ -n "$(runc --root "$SRV_DIR/runc-src" list -q 2>/dev/null)" ]; do
+	i=$((i + 1)); [ $i -lt 100 ] || srv_fail "runc state left on the source: $(runc --root "$SRV_DIR/runc-src" list)"
+	sleep 0.05
+done
 now=$(counts_on "$PD" $NAME "$first") || srv_fail "$NAME on the target: $now"
 for f in before during; do
 	got=$("$PD" exec $NAME /bin/busybox cat /$f.txt 2>&1)
 	case "$got" in "written $f"*) ;; *) srv_fail "/$f.txt on the target: '$got'" ;; esac
 done
-"$PD" exec $NAME /bin/busybox test -e /gone.txt && srv_fail "/gone.txt, deleted on the source, is back"
+for f in /gone.txt /olddir; do
+	"$PD" exec $NAME /bin/busybox test -e $f && srv_fail "$f, deleted on the source, is back"
+done
 srv_say "on the target: $NAME ($ID) up under podman, counter $first -> $now, rootfs changes there"
 
 # the target's podman manages it: it stops and removes it, and nothing is left
