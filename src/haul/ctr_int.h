@@ -99,8 +99,12 @@ int haul_podman_send_diff(const struct haul_podman *pm, struct fchan *fc, const 
  * conmon's new pipes (rst_external_add rules).  0 or -errno.
  */
 int haul_podman_stdio(pid_t pid);
-/* `podman rm -f @id` (the target runs it).  0 or -errno. */
-int haul_podman_rm(const char *podman, const char *id);
+/*
+ * `podman rm -f --time 0 @id`: killed at once and forgotten, and runc's
+ * state of it (--root @runc_root, NULL: runc's default) deleted if podman's
+ * cleanup left it.  0 or -errno (podman's).
+ */
+int haul_podman_rm(const char *podman, const char *runc_root, const char *id);
 
 /* ---- fchan.c: the file channel ------------------------------------------- */
 

@@ -528,7 +528,7 @@ int haul_ctr_mig_finish(struct haul_ctr_mig *c, const struct haul_mig_result *r)
 	fchan_send_cmd(&c->fc, FCHAN_END, "");
 	if (c->pm) {
 		/* the target's podman runs it and the process here is dead */
-		ret = haul_podman_rm(co->podman, c->pm->id);
+		ret = haul_podman_rm(co->podman, co->root, c->pm->id);
 		if (ret)
 			pr_warn("container %s: '%s rm -f %s' failed here; the target runs it, "
 				"remove what is left here with podman rm",

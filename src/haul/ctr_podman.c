@@ -370,9 +370,21 @@ int haul_podman_stdio(pid_t pid)
 	return ret ? -EINVAL : 0;
 }
 
-int haul_podman_rm(const char *podman, const char *id)
+int haul_podman_rm(const char *podman, const char *runc_root, const char *id)
 {
-	const char *args[] = {"rm", "-f", id, NULL};
+	/* --time 0: SIGKILL at once (a pid 1 without a handler ignores podman's SIGTERM) */
+	const char *args[] = {"rm", "-f", "--time", "0", id, NULL};
 
-	return haul_runc(podman, NULL, args, NULL, "/dev/null", NULL, 0, HAUL_CTR_RUNC_TIMEOUT_MS);
+	const char *del[] = {"delete", "-f", id, NULL};
+	int ret;
+
+	ret = haul_runc(podman, NULL, args, NULL, "/dev/null", NULL, 0, HAUL_CTR_RUNC_TIMEOUT_MS);
+	/*
+	 * Podman 4.3's cleanup after the container's exit (conmon's exit
+	 * command) drops --runtime-flag, so with a runc root of its own
+	 * (--runtime-flag root=DIR) runc's state is left there "stopped"
+	 * (measured); runc's own delete removes it, and finds nothing otherwise.
+	 */
+	haul_runc("runc", runc_root, del, NULL, "/dev/null", NULL, 0, HAUL_CTR_RUNC_TIMEOUT_MS);
+	return ret;
 }

@@ -477,9 +477,7 @@ static void cs_close(void *sess, bool committed)
 		ctr_rx_unlock();
 		if (!committed && restored && podman) {
 			/* never two copies: podman forgets what it restored here */
-			haul_podman_rm(haul_ctr_target.podman[0] ? haul_ctr_target.podman
-								 : "podman",
-				       s->rx->id);
+			haul_podman_rm(t->podman[0] ? t->podman : "podman", t->root, s->rx->id);
 			pr_warn("container %s: not committed; removed from podman here", s->rx->id);
 		} else if (!committed && restored) {
 			const char *kill_args[] = {"kill", s->rx->id, "KILL", NULL};

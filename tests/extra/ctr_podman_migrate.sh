@@ -31,7 +31,7 @@
 # the image removed and made again (opaque: podman's diff cannot say it).  A
 # rollback: the target's podman restores it but the restore is reported failed
 # (a wrapper): the target removes it from its podman, the source's counts on.
-# Names carry $$.
+# A container of several processes moves too.  Names carry $$.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
 . "$(dirname "$0")/srv_hosts.shlib"
@@ -45,6 +45,7 @@ command -v podman >/dev/null ||
 
 NAME=pm$$
 NAME2=pm$$r
+NAME3=pm$$t
 IMG=localhost/haulpm$$
 CG_SRC=/hpod-src-$$
 CG_DST=/hpod-dst-$$
@@ -149,7 +150,7 @@ ip netns add "$NS_REF" || srv_fail "cannot create network namespace $NS_REF"
 run_ctr $NAME2 "ns:/run/netns/$NS_REF" >/dev/null 2>"$SRV_DIR/run2.err" ||
 	srv_skip "podman run does not work here: $(tail -2 "$SRV_DIR/run2.err")"
 c2=$(first_count $NAME2) || srv_fail "$NAME2 never counted"
-srv_in src "$HAUL" migrate --container $NAME2 --podman "$PS" --to "$SRV_DST_IP:$SRV_PS_PORT" \
+srv_in src "$HAUL" migrate --container $NAME2 --podman "$PS" --root "$SRV_DIR/runc-src" --to "$SRV_DST_IP:$SRV_PS_PORT" \
 	--key "$SRV_KEY" >"$SRV_DIR/refuse.log" 2>&1
 rc=$?
 [ $rc -eq 1 ] || srv_fail "--network ns:PATH: haul migrate exited $rc, want 1: $(cat "$SRV_DIR/refuse.log")"
@@ -170,7 +171,7 @@ first=$(first_count $NAME) || srv_fail "$NAME never counted"
 # whiteout) the container migrates (case 3)
 M=$("$PS" inspect -f '{{.GraphDriver.Data.MergedDir}}' $NAME)
 rm -r "$M/olddir" && mkdir "$M/olddir" || srv_fail "cannot remake /olddir in $M"
-srv_in src "$HAUL" migrate --container $NAME --podman "$PS" --to "$SRV_DST_IP:$SRV_PS_PORT" \
+srv_in src "$HAUL" migrate --container $NAME --podman "$PS" --root "$SRV_DIR/runc-src" --to "$SRV_DST_IP:$SRV_PS_PORT" \
 	--key "$SRV_KEY" >"$SRV_DIR/opaque.log" 2>&1
 rc=$?
 [ $rc -eq 1 ] || srv_fail "an opaque directory: haul migrate exited $rc, want 1: $(cat "$SRV_DIR/opaque.log")"
@@ -185,7 +186,7 @@ srv_say "refused by name (an opaque directory); $NAME counts on, nothing on the 
 # reported failed: the target removes it from its podman (never two copies), the
 # source thaws it and it counts on with its memory
 touch "$SRV_DIR/failrestore"
-srv_in src timeout 300 "$HAUL" migrate --container $NAME --podman "$PS" \
+srv_in src timeout 300 "$HAUL" migrate --container $NAME --podman "$PS" --root "$SRV_DIR/runc-src" \
 	--to "$SRV_DST_IP:$SRV_PS_PORT" --key "$SRV_KEY" >"$SRV_DIR/rollback.log" 2>&1
 rc=$?
 rm -f "$SRV_DIR/failrestore"
@@ -209,7 +210,7 @@ srv_say "podman container $NAME ($ID) counts on the source: $first"
 
 : >"$SRV_DIR/migrate.log"
 HAUL_FAULT=stall:precopy:1500 srv_in src timeout 300 "$HAUL" migrate --container $NAME \
-	--podman "$PS" --to "$SRV_DST_IP:$SRV_PS_PORT" --key "$SRV_KEY" --json "$SRV_DIR/migrate.json" \
+	--podman "$PS" --root "$SRV_DIR/runc-src" --to "$SRV_DST_IP:$SRV_PS_PORT" --key "$SRV_KEY" --json "$SRV_DIR/migrate.json" \
 	>"$SRV_DIR/migrate.log" 2>&1 &
 mpid=$!
 wait_line "$SRV_DIR/migrate.log" "fault: stalled at precopy" 60 ||
@@ -251,8 +252,13 @@ for f in /gone.txt /olddir; do
 done
 srv_say "on the target: $NAME ($ID) up under podman, counter $first -> $now, rootfs changes there"
 
-# the target's podman manages it: it stops and removes it, and nothing is left
+# the target's podman manages it: it stops and removes it, and nothing is left.
+# (podman 4.3's cleanup at the container's exit, conmon's exit command, drops
+# --runtime-flag and deletes in runc's default root: runc's state of a container
+# podman restored is left "stopped" in the wrapper's root, on a real host it is
+# one root; haul's own podman rm deletes it with runc, the test here does too)
 "$PD" rm -f -t 0 $NAME >/dev/null || srv_fail "podman rm -f on the target"
+runc --root "$SRV_DIR/runc-dst" delete -f $ID >/dev/null 2>&1
 i=0
 until why=$(nothing_on_target); do
 	i=$((i + 1)); [ $i -lt 100 ] || srv_fail "after podman rm on the target: $why"
@@ -266,5 +272,35 @@ for m in $(awk '$3 == "cgroup" || $3 == "cgroup2" { print $2 }' /proc/self/mount
 		rmdir "$d" 2>/dev/null || srv_fail "cgroup $d still holds processes"
 	done
 done
+# 4. a container of several processes (haul migrate's tree): pid 1 is busybox sh
+# with two counters; both go on with their tokens under the target's podman
+"$PS" run -d --name $NAME3 --runtime runc --network none --cgroup-parent $CG_SRC \
+	--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 $IMG /bin/busybox sh -c \
+	'/counter /dev/shm/c1 /c1 & /counter /dev/shm/c2 /c2 & wait' >/dev/null 2>"$SRV_DIR/run3.err" ||
+	srv_fail "podman run of a tree: $(tail -2 "$SRV_DIR/run3.err")"
+ID3=$("$PS" inspect -f '{{.Id}}' $NAME3)
+CTR_IDS="$ID $ID3"
+i=0
+until t1=$("$PS" exec $NAME3 /bin/busybox cat /c1 2>/dev/null) && t2=$("$PS" exec $NAME3 /bin/busybox cat /c2 2>/dev/null) &&
+	[ -n "$t1" ] && [ -n "$t2" ]; do
+	i=$((i + 1)); [ $i -lt 100 ] || srv_fail "$NAME3 never counted"; sleep 0.1
+done
+srv_in src timeout 300 "$HAUL" migrate --container $NAME3 --podman "$PS" --root "$SRV_DIR/runc-src" \
+	--to "$SRV_DST_IP:$SRV_PS_PORT" --key "$SRV_KEY" >"$SRV_DIR/tree.log" 2>&1 ||
+	srv_fail "the tree was not migrated: $(tail -8 "$SRV_DIR/tree.log"; tail -5 "$SRV_DIR/ps.log")"
+"$PD" ps --format '{{.Names}} {{.Status}}' | grep -q "^$NAME3 Up" || srv_fail "$NAME3 is not up on the target"
+for f in c1 c2; do
+	was=$([ $f = c1 ] && echo "$t1" || echo "$t2")
+	i=0
+	while :; do
+		now=$("$PD" exec $NAME3 /bin/busybox cat /$f 2>/dev/null) && [ "${now#* }" -gt "${was#* }" ] 2>/dev/null && break
+		i=$((i + 1)); [ $i -lt 100 ] || srv_fail "$NAME3: /$f did not go on ($now)"; sleep 0.1
+	done
+	[ "${now% *}" = "${was% *}" ] || srv_fail "$NAME3: /$f has token ${now% *}, was ${was% *}: it restarted"
+done
+[ -z "$("$PS" ps -aq)" ] || srv_fail "the source's podman still lists $("$PS" ps -a --format '{{.Names}}')"
+srv_say "a tree: $NAME3's pid 1 $(grep -o 'and its [0-9]* descendants' "$SRV_DIR/tree.log") moved, both counters go on"
+"$PD" rm -f -t 0 $NAME3 >/dev/null || srv_fail "podman rm -f $NAME3 on the target"
+runc --root "$SRV_DIR/runc-dst" delete -f $ID3 >/dev/null 2>&1
 srv_say "PASS: podman container moved live, managed by the target's podman"
 exit 0
