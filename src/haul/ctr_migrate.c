@@ -25,7 +25,9 @@
  * it) and `runc delete` removes the container here.  A failure at any
  * point before is haul_migrate's rollback (the container is thawed and
  * runs on) plus the file channel closing uncommitted (the target removes
- * what it received).
+ * what it received).  A podman container (--podman CMD) is resolved by
+ * podman instead of runc and sends podman's parts instead of the bundle
+ * (ctr_podman.c); the rest is the same.
  */
 #define LOG_PREFIX "container: "
 #include <errno.h>

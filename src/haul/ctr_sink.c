@@ -20,7 +20,10 @@
  * made and put the restoring criu in (manage_cgroups).  A session that
  * closes uncommitted kills and deletes what runc restored.  Any other
  * session goes to rst_live_sink unchanged.  Post-copy of a container is
- * refused at open (runc's restore reads the whole image).
+ * refused at open (runc's restore reads the whole image).  A podman
+ * container's bundle holds config.dump: podman restores it instead
+ * (`podman container restore --import`, ctr_podman_rst.c), and an
+ * uncommitted close removes it from podman.
  *
  * A container of several processes (haul migrate's tree, SessionOpen.tree):
  * the root's session (pid 1) carries the tree's shape; every other live
@@ -421,9 +424,7 @@ static int cs_restore(void *sess, struct ps_restore_result *res)
 		if (ret) {
 			res->err = ret;
 			snprintf(res->msg, sizeof(res->msg),
-				 "podman restore of container %.64s "
-				 "failed: %.150s",
-				 rx->id, why);
+				 "podman restore of container %.64s failed: %.150s", rx->id, why);
 			pr_err("%s", res->msg);
 		}
 		return 0;
