@@ -419,6 +419,11 @@ static int check_cli(bool named, struct haul_mig_opts *o, struct mig_cli *c)
 	}
 	o->move_addrs = c->move.v;
 	o->nmove_addrs = c->move.n;
+	if (c->ctr.podman && (!c->ctr.id || c->ctr.shared)) {
+		pr_err("--podman goes with --container NAME, without --shared-storage (podman's "
+		       "storage is its own on each host)");
+		return -EINVAL;
+	}
 	if (c->ctr.id && o->mode != HAUL_MIG_PRECOPY) {
 		pr_err("--container takes pre-copy only: runc restores the container from a whole "
 		       "image on the target; leave out --postcopy and --hybrid");
@@ -497,6 +502,11 @@ static int parse_cli(int argc, char **argv, struct haul_mig_opts *o, struct mig_
 		 0, 0, NULL},
 		{"runtime", 0, HAUL_OPT_STR, HAUL_OPT_DEFAULT, &c->ctr.runtime, "NAME",
 		 "the container's runtime (runc)", 0, 0, NULL},
+		{"podman", 0, HAUL_OPT_STR, 0, &c->ctr.podman, "CMD",
+		 "--container names a podman container (name or ID):\nCMD runs podman here (a "
+		 "wrapper may add its global\nflags); the target's page server restores it "
+		 "with\nits podman (--podman), and it is removed here",
+		 0, 0, NULL},
 		{"root", 0, HAUL_OPT_PATH, 0, &c->ctr.root, "DIR",
 		 "the runtime's state directory (runc --root; default\nrunc's own)", 0, 0, NULL},
 		{"shared-storage", 0, HAUL_OPT_FLAG, 0, &c->ctr.shared, NULL,

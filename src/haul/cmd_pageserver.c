@@ -36,6 +36,7 @@ int haul_cmd_pageserver(int argc, char **argv)
 	double stall = PS_STALL_TIMEOUT_MS, idle = PS_IDLE_TIMEOUT_MS;
 	struct haul_opt_list ext_fd = {0}, ext_kind = {0};
 	const char *containers = NULL, *runtime = "runc", *rt_root = NULL, *files_listen = NULL;
+	const char *podman = NULL;
 	const struct haul_opt opts[] = {
 		{"listen", 0, HAUL_OPT_HOSTPORT, HAUL_OPT_REQUIRED, &o.listen, "ADDR:PORT",
 		 "address to listen on (port 0: any free port);\nprints \"listening on "
@@ -78,6 +79,10 @@ int haul_cmd_pageserver(int argc, char **argv)
 		 "the runtime that restores containers (runc)", 0, 0, NULL},
 		{"root", 0, HAUL_OPT_PATH, 0, &rt_root, "DIR",
 		 "its state directory (runc --root; default runc's own)", 0, 0, NULL},
+		{"podman", 0, HAUL_OPT_STR, 0, &podman, "CMD",
+		 "restore podman's containers (haul migrate --podman)\nwith CMD (default "
+		 "podman; a wrapper may add its\nglobal flags)",
+		 0, 0, NULL},
 		{"files-listen", 0, HAUL_OPT_HOSTPORT, 0, &files_listen, "ADDR:PORT",
 		 "the file channel (default: --listen's address, its\nport + 1)", 1, 65535, NULL},
 		HAUL_OPTS_EXTERNAL(&ext_fd, &ext_kind),
@@ -134,6 +139,9 @@ int haul_cmd_pageserver(int argc, char **argv)
 			ps_server_free(s);
 			return 1;
 		}
+		if (podman)
+			snprintf(haul_ctr_target.podman, sizeof(haul_ctr_target.podman), "%s",
+				 podman);
 	}
 	{
 		char shown[128];

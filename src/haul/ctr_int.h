@@ -54,6 +54,58 @@ int haul_ctr_config_netns(const char *bundle, char *out, size_t len);
 /* A container ID runc accepts and that is safe as a file name: [A-Za-z0-9_.+-], 1..127. */
 bool haul_ctr_id_ok(const char *id);
 
+/* ---- ctr_bolt.c, ctr_podman.c, ctr_podman_rst.c: podman's containers ------ */
+
+/*
+ * The value at @path (bucket names, then the key; NULL-terminated) of the
+ * BoltDB file @db, NUL-terminated, into *@out (the caller frees it) and
+ * @len.  0, -ENOENT (a name is missing), -EBADMSG (not a bbolt file, or
+ * one being rewritten), -errno.
+ */
+int haul_bolt_get(const char *db, const char *const path[], char **out, size_t *len);
+
+/* What the source knows of a podman container (`podman inspect`). */
+struct haul_podman {
+	char id[128]; /* podman's full ID: runc's too */
+	char name[256];
+	char userdata[PATH_MAX]; /* its bundle: config.json (spec.dump) */
+	char upper[PATH_MAX];	 /* the overlay's upper dir: the rootfs's changes */
+	char db[PATH_MAX];	 /* podman's state database: config.dump */
+};
+
+struct fchan;
+
+/*
+ * Resolve podman container @name with @podman (a command): its ID, init
+ * pid (into @st, with bundle = its userdata, rootfs = the overlay's merged
+ * dir), storage and state database.  Refused (logged, nothing touched,
+ * -EOPNOTSUPP or -EINVAL): not running, not runc, a network other than
+ * none or host, not overlay storage, no state database.  0 or -errno.
+ */
+int haul_podman_inspect(const char *podman, const char *name, struct haul_podman *pm,
+			struct haul_runc_state *st);
+/* config.dump and spec.dump into the target's bundle area.  0 or -errno (logged). */
+int haul_podman_send_config(const struct haul_podman *pm, struct fchan *fc);
+/*
+ * Frozen: the rootfs's changes as podman exports them (rootfs-diff.tar of
+ * what the upper dir holds, deleted.files of its whiteouts), made in @tmp
+ * and sent to the bundle area.  A refusal names the path in @why.  0 or -errno.
+ */
+int haul_podman_send_diff(const struct haul_podman *pm, struct fchan *fc, const char *tmp,
+			  char *why, size_t wl);
+/*
+ * The container's fds 0-2 that are pipes (to conmon, which stays) become
+ * the restoring haul's fds of the same numbers, which runc's restore gives
+ * conmon's new pipes (rst_external_add rules).  0 or -errno.
+ */
+int haul_podman_stdio(pid_t pid);
+/*
+ * `podman rm -f --time 0 @id`: killed at once and forgotten, and runc's
+ * state of it (--root @runc_root, NULL: runc's default) deleted if podman's
+ * cleanup left it.  0 or -errno (podman's).
+ */
+int haul_podman_rm(const char *podman, const char *runc_root, const char *id);
+
 /* ---- fchan.c: the file channel ------------------------------------------- */
 
 /* Record types (DESIGN.md "Containers: live migration", the file channel). */
@@ -164,6 +216,7 @@ struct haul_ctr_opts {
 	const char *root;     /* runc --root; NULL: runc's default */
 	const char *files_to; /* NULL: the page server's host, its port + 1 */
 	bool shared;	      /* --shared-storage: the bundle is at the same path there */
+	const char *podman;   /* --podman CMD: @id is a podman container's name or ID */
 };
 
 struct haul_ctr_mig;
@@ -205,6 +258,7 @@ struct ctr_rx {
 	bool ended;	       /* END: the migration committed */
 	bool restored;	       /* runc restore ran: the container exists here */
 	bool committed;	       /* the page session committed */
+	bool podman;	       /* restored by podman restore --import (ctr_podman_rst.c) */
 	int refs;
 	struct ctr_rx *next;
 };
@@ -214,9 +268,19 @@ struct ctr_target {
 	char dir[PATH_MAX];
 	char runtime[64];
 	char root[PATH_MAX];
+	char podman[PATH_MAX];	 /* --podman CMD: restores podman's containers */
 	char criu_dir[PATH_MAX]; /* holds `criu`, a link to this haul */
 };
 extern struct ctr_target haul_ctr_target;
+
+/*
+ * ctr_podman_rst.c: a bundle that holds config.dump is a podman container's.
+ * Restore it (`podman container restore --import` of an archive made of
+ * the bundle and the images): its init pid into @pid; a failure says why
+ * in @why.  0 or -errno.
+ */
+bool haul_podman_bundle(const char *bundle);
+int haul_podman_restore(struct ctr_rx *rx, pid_t *pid, char *why, size_t wl);
 
 /* The sink of haul pageserver --containers: rst_live_sink, or runc for announced containers. */
 struct ps_sink_ops;

@@ -25,7 +25,9 @@
  * it) and `runc delete` removes the container here.  A failure at any
  * point before is haul_migrate's rollback (the container is thawed and
  * runs on) plus the file channel closing uncommitted (the target removes
- * what it received).
+ * what it received).  A podman container (--podman CMD) is resolved by
+ * podman instead of runc and sends podman's parts instead of the bundle
+ * (ctr_podman.c); the rest is the same.
  */
 #define LOG_PREFIX "container: "
 #include <errno.h>
@@ -50,6 +52,7 @@
 struct haul_ctr_mig {
 	struct haul_ctr_opts co;
 	struct haul_runc_state st;
+	struct haul_podman *pm; /* --podman: the container is podman's (ctr_podman.c) */
 	Haul__Ctr__Container *rec;
 	struct rst_ctr_ext *ext;
 	char **extv;
@@ -309,7 +312,11 @@ static int on_frozen(void *arg, pid_t pid)
 		return ret;
 	}
 	ret = send_images(c);
-	if (!ret && !c->co.shared) {
+	if (!ret && c->pm) {
+		ret = haul_podman_send_diff(c->pm, &c->fc, c->tmp, why, sizeof(why));
+		if (ret)
+			pr_err("container %s: %s", c->co.id, why);
+	} else if (!ret && !c->co.shared) {
 		ret = fchan_tree_sync(&c->tree, &c->fc, true, why, sizeof(why));
 		if (ret)
 			pr_err("container %s: %s", c->co.id, why);
@@ -345,11 +352,11 @@ static int files_to(const struct haul_ctr_opts *co, const char *to, char *out, s
 	return 0;
 }
 
-/* The checks that touch nothing.  0, or -errno with the refusal logged. */
-static int precheck(struct haul_ctr_mig *c)
+/* runc's container: its state, and its rootfs where the file channel copies it from. */
+static int precheck_runc(struct haul_ctr_mig *c)
 {
 	const struct haul_ctr_opts *co = &c->co;
-	char want[PATH_MAX + 16], a[PATH_MAX], b[PATH_MAX], why[1024] = "";
+	char want[PATH_MAX + 16], a[PATH_MAX], b[PATH_MAX];
 	int ret;
 
 	if (strcmp(co->runtime, "runc")) {
@@ -379,6 +386,26 @@ static int precheck(struct haul_ctr_mig *c)
 		       co->id, c->st.rootfs, want);
 		return -EOPNOTSUPP;
 	}
+	return 0;
+}
+
+/* The checks that touch nothing.  0, or -errno with the refusal logged. */
+static int precheck(struct haul_ctr_mig *c)
+{
+	const struct haul_ctr_opts *co = &c->co;
+	char why[1024] = "";
+	int ret;
+
+	if (co->podman) {
+		c->pm = calloc(1, sizeof(*c->pm));
+		ret = c->pm ? haul_podman_inspect(co->podman, co->id, c->pm, &c->st) : -ENOMEM;
+		if (!ret)
+			ret = haul_podman_stdio(c->st.pid);
+	} else {
+		ret = precheck_runc(c);
+	}
+	if (ret)
+		return ret;
 	ret = ext_list(c, c->st.pid, own_ns(c->st.pid, "cgroup"));
 	if (!ret)
 		ext_netns(c);
@@ -390,7 +417,7 @@ static int precheck(struct haul_ctr_mig *c)
 			 (int)c->st.pid);
 		ret = -EOPNOTSUPP;
 	}
-	if (!ret && !co->shared) {
+	if (!ret && !co->shared && !c->pm) {
 		snprintf(c->tree.root, sizeof(c->tree.root), "%s", c->st.rootfs);
 		snprintf(c->tree.prefix, sizeof(c->tree.prefix), "rootfs");
 		ret = fchan_tree_sync(&c->tree, NULL, false, why, sizeof(why));
@@ -412,6 +439,7 @@ void haul_ctr_mig_free(struct haul_ctr_mig *c)
 	if (c->tmp[0])
 		fchan_rm_rf(AT_FDCWD, c->tmp);
 	rst_ctr_record_free(c->rec);
+	free(c->pm);
 	for (size_t i = 0; i < c->next; i++)
 		free(c->extv[i]);
 	free(c->extv);
@@ -454,11 +482,13 @@ int haul_ctr_mig_prepare(const struct haul_ctr_opts *co, struct haul_mig_opts *o
 	}
 	randombytes_buf(&o->session_id, sizeof(o->session_id));
 	ret = fchan_open(&c->fc, to, o->key, o->timeout_ms ? o->timeout_ms : 30000, o->session_id,
-			 co->id, co->shared ? c->st.bundle : "");
+			 c->pm ? c->pm->id : co->id, co->shared && !c->pm ? c->st.bundle : "");
+	if (!ret && c->pm)
+		ret = haul_podman_send_config(c->pm, &c->fc); /* podman's: config and spec */
 	if (ret)
 		goto fail;
 	/* while it runs: the bundle's config and the rootfs (not on shared storage) */
-	if (!co->shared) {
+	if (!co->shared && !c->pm) {
 		char why[1024];
 		double t0 = haul_now_ms();
 
@@ -498,6 +528,18 @@ int haul_ctr_mig_finish(struct haul_ctr_mig *c, const struct haul_mig_result *r)
 	if (!r->committed)
 		return 0; /* rolled back (or in doubt): the channel closes uncommitted */
 	fchan_send_cmd(&c->fc, FCHAN_END, "");
+	if (c->pm) {
+		/* the target's podman runs it and the process here is dead */
+		ret = haul_podman_rm(co->podman, co->root, c->pm->id);
+		if (ret)
+			pr_warn("container %s: '%s rm -f %s' failed here; the target runs it, "
+				"remove what is left here with podman rm",
+				co->id, co->podman, c->pm->id);
+		pr_info("container %s: migrated to the target's podman; frozen-time files %.1f "
+			"ms of the downtime",
+			co->id, c->frozen_ms);
+		return ret;
+	}
 	/* the target runs it and the process here is dead: runc forgets it here */
 	ret = haul_runc(co->runtime, co->root, args, NULL, "/dev/null", NULL, 0,
 			HAUL_CTR_RUNC_TIMEOUT_MS);

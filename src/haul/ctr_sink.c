@@ -20,7 +20,10 @@
  * made and put the restoring criu in (manage_cgroups).  A session that
  * closes uncommitted kills and deletes what runc restored.  Any other
  * session goes to rst_live_sink unchanged.  Post-copy of a container is
- * refused at open (runc's restore reads the whole image).
+ * refused at open (runc's restore reads the whole image).  A podman
+ * container's bundle holds config.dump: podman restores it instead
+ * (`podman container restore --import`, ctr_podman_rst.c), and an
+ * uncommitted close removes it from podman.
  *
  * A container of several processes (haul migrate's tree, SessionOpen.tree):
  * the root's session (pid 1) carries the tree's shape; every other live
@@ -412,6 +415,20 @@ static int cs_restore(void *sess, struct ps_restore_result *res)
 	pstore_close(s->ps);
 	s->ps = NULL;
 	s->p = NULL;
+	if (haul_podman_bundle(rx->bundle)) {
+		/* a podman container's: podman restores it (ctr_podman_rst.c) */
+		pid_t pid = 0;
+
+		ret = haul_podman_restore(rx, &pid, why, sizeof(why));
+		res->pid = pid;
+		if (ret) {
+			res->err = ret;
+			snprintf(res->msg, sizeof(res->msg),
+				 "podman restore of container %.64s failed: %.150s", rx->id, why);
+			pr_err("%s", res->msg);
+		}
+		return 0;
+	}
 	snprintf(log, sizeof(log), "%s/runc-restore.log", rx->dir);
 	t0 = haul_now_ms();
 	ret = haul_runc(t->runtime, t->root, args, t->criu_dir, log, NULL, 0,
@@ -452,13 +469,18 @@ static void cs_close(void *sess, bool committed)
 		tree_put(s->tree);
 		ctr_rx_put(s->rx);
 	} else {
-		bool restored;
+		bool restored, podman;
 
 		ctr_rx_lock();
 		restored = s->rx->restored;
+		podman = s->rx->podman;
 		s->rx->committed = committed;
 		ctr_rx_unlock();
-		if (!committed && restored) {
+		if (!committed && restored && podman) {
+			/* never two copies: podman forgets what it restored here */
+			haul_podman_rm(t->podman[0] ? t->podman : "podman", t->root, s->rx->id);
+			pr_warn("container %s: not committed; removed from podman here", s->rx->id);
+		} else if (!committed && restored) {
 			const char *kill_args[] = {"kill", s->rx->id, "KILL", NULL};
 			const char *del_args[] = {"delete", "-f", s->rx->id, NULL};
 

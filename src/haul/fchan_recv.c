@@ -121,7 +121,11 @@ void ctr_rx_put(struct ctr_rx *r)
 	 * END or not (a source that died after the commit sends none); its
 	 * images are spent.
 	 */
-	if (r->committed) {
+	if (r->committed && r->podman) {
+		/* podman imported everything into its own storage */
+		rm_rf_at(AT_FDCWD, r->dir, 0);
+		pr_info("container %s: migrated here, podman's now", r->id);
+	} else if (r->committed) {
 		rm_rf_at(AT_FDCWD, r->images, 0);
 		pr_info("container %s: migrated here, bundle %s", r->id, r->bundle);
 	} else {
