@@ -80,9 +80,7 @@ static struct ids last_ids(const char *dir, const char *name)
 
 	snprintf(path, sizeof(path), "%s/%s.out", dir, name);
 	s = th_slurp(path);
-	last = s;
-	for (const char *p = s; (p = strstr(p, "\n")) && p[1]; p++)
-		last = p + 1;
+	last = th_last_line(s);
 	cr_assert_eq(sscanf(last, "%*s %*d pid %d ppid %d pgid %d sid %d", &id.pid, &id.ppid,
 			    &id.pgid, &id.sid),
 		     4, "no ids in %s: %s", path, last);
