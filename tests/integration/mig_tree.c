@@ -63,7 +63,7 @@ static int count_in(const char *name, const char *needle)
 	int n = 0;
 
 	snprintf(path, sizeof(path), "%s/%s.out", dir, name);
-	for (s = th_slurp(path); s && (s = strstr(s, needle)); s++)
+	for (s = th_slurp_lines(path); s && (s = strstr(s, needle)); s++)
 		n++;
 	return n;
 }
@@ -219,7 +219,7 @@ Test(mig_tree, zombies_keep_their_exit_status_for_the_migrated_parent, .fini = t
 	touch("reap");
 	cr_assert(wait_lines("r", "reaped", 2, 5000), "the migrated root did not reap");
 	snprintf(path, sizeof(path), "%s/r.out", dir);
-	s = strstr(th_slurp(path), "reaped");
+	s = strstr(th_slurp_lines(path), "reaped");
 	cr_assert(s && sscanf(s, "reaped %d status %d", &pid1, &st1) == 2);
 	s = strstr(s + 1, "reaped");
 	cr_assert(s && sscanf(s, "reaped %d status %d", &pid2, &st2) == 2);
@@ -679,7 +679,10 @@ Test(mig_tree, an_inherited_file_offset_stays_shared_by_parent_and_child, .fini 
 	cr_assert_eq(migrate(extra, 90000), 0, "haul migrate of the tree failed");
 	assert_tree_runs(names, 2, before, false);
 	touch("stop");
-	sleep_ms(100);
+	/* both writers gone before the file is read: a line being written reads as half a line */
+	for (int i = 0; i < 1000 && tree_in(M.net_b) > 0; i++)
+		sleep_ms(10);
+	cr_assert_eq(tree_in(M.net_b), 0, "the tree did not end at its stop file");
 	/* each writer's numbers 1, 2, 3... with no gap: one offset, nothing overwritten */
 	snprintf(path, sizeof(path), "%s/shared.out", dir);
 	for (s = th_slurp(path); s && *s;) {

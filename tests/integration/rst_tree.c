@@ -53,7 +53,7 @@ static int count_lines(const char *dir, const char *name, const char *needle)
 	int n = 0;
 
 	snprintf(path, sizeof(path), "%s/%s.out", dir, name);
-	for (s = th_slurp(path); (s = strstr(s, needle)); s++)
+	for (s = th_slurp_lines(path); (s = strstr(s, needle)); s++)
 		n++;
 	return n;
 }
@@ -302,7 +302,7 @@ Test(rst_tree, zombies_keep_their_exit_status_for_the_restored_parent, .timeout 
 	touch(dir, "reap");
 	wait_lines(dir, "r", "reaped", 2);
 	snprintf(path, sizeof(path), "%s/r.out", dir);
-	s = strstr(th_slurp(path), "reaped");
+	s = strstr(th_slurp_lines(path), "reaped");
 	cr_assert(s && sscanf(s, "reaped %d status %d", &pid1, &st1) == 2);
 	s = strstr(s + 1, "reaped");
 	cr_assert(s && sscanf(s, "reaped %d status %d", &pid2, &st2) == 2);

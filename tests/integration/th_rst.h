@@ -54,6 +54,8 @@ char *th_slurp(const char *path);
  * a regular file), so the partial line after the last newline is left out.
  */
 const char *th_last_line(const char *s);
+/* th_slurp(@path) up to its last newline: only the lines written whole. */
+char *th_slurp_lines(const char *path);
 /* The "final ..." line of @path into @line; cr_assert when there is none. */
 void th_final_line(const char *path, char *line, size_t len);
 
