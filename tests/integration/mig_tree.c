@@ -265,7 +265,7 @@ Test(mig_tree, a_pipeline_with_bytes_in_flight_gives_the_undisturbed_output, .fi
      .timeout = 150)
 {
 	const char *extra[] = {"--downtime", "50", NULL};
-	char bin[512], out[200], path[200];
+	char bin[512], out[200], path[200], hold[200];
 	char *argv[] = {bin, dir, "pipeline", NULL};
 	char *want;
 
@@ -276,13 +276,22 @@ Test(mig_tree, a_pipeline_with_bytes_in_flight_gives_the_undisturbed_output, .fi
 	snprintf(bin, sizeof(bin), "%s/rst_tree", th_progs_dir());
 	snprintf(out, sizeof(out), "%s/root.stdout", dir);
 	snprintf(path, sizeof(path), "%s/pipeline.out", dir);
+	/*
+	 * In flight: the consumer has written some, far from all, and waits for
+	 * DIR/hold to go while both pipes fill.  Without the hold the pipeline
+	 * (~1.4 s) could end during a migration that takes as long or longer.
+	 */
+	touch("hold");
 	M.wl_pid = th_spawn(M.net.a, argv, out);
 	cr_assert_gt(M.wl_pid, 0);
-	/* in flight: the consumer has written some, far from all */
-	for (int i = 0; i < 4000 && strlen(th_slurp(path) ? th_slurp(path) : "") < 4096; i++)
+	for (int i = 0; i < 4000 && strlen(th_slurp(path)) < 4096; i++)
 		sleep_ms(1);
+	cr_assert_geq(strlen(th_slurp(path)), 4096, "the consumer wrote nothing in 4 s");
 	cr_assert_eq(migrate(extra, 90000), 0, "haul migrate of the pipeline failed");
 	cr_expect_eq(netns_of((pid_t)th_mig_json(&M, "target_pid")), M.net_b);
+	cr_assert_null(strstr(th_slurp(path), "done"), "the pipeline ended before it moved");
+	snprintf(hold, sizeof(hold), "%s/hold", dir);
+	cr_assert_eq(unlink(hold), 0, "cannot remove %s", hold);
 	for (int i = 0; i < 60000 && !strstr(th_slurp(path), "done"); i += 10)
 		sleep_ms(10);
 	cr_assert(!strcmp(th_slurp(path), want), "the output differs from the undisturbed run's");
