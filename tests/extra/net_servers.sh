@@ -5,13 +5,19 @@
 # memcached -t 4 (set before, get after on the same connection).  Host A
 # (198.18.0.1) runs the server, host B the client; an nft table of A (named with
 # this script's pid) drops the client's segments from before the checkpoint
-# until the restore, as the network lock does.  Skips (77) without root, nft,
-# redis-server/redis-cli or memcached.
+# until the restore, as the network lock does.  redis-server, redis-tools,
+# memcached and nftables are installed when missing (bench/servers/deps.sh, as
+# the srv_* tests do: this test runs before them, and on a fresh machine
+# nothing else has installed them yet).  Skips (77) without root, or when they
+# cannot be installed.
 set -u
 haul=${HAUL_BIN:-$PWD/build/haul}
 progs=${HAUL_PROGS:-$PWD/build/progs}
+top=${HAUL_SRC:-$(dirname "$0")/../..}
 [ "$(id -u)" = 0 ] || { echo "needs root"; exit 77; }
 [ -x "$progs/rst_exec" ] || { echo "build the progs first"; exit 77; }
+why=$(sh "$top/bench/servers/deps.sh" redis-server redis-tools memcached nftables 2>&1) ||
+	{ echo "redis-server, redis-tools, memcached or nftables cannot be installed: $(echo "$why" | tail -1)"; exit 77; }
 for c in nft nsenter redis-server redis-cli memcached ip; do
 	command -v $c >/dev/null || { echo "$c is not installed"; exit 77; }
 done

@@ -3,9 +3,10 @@
 # from the source host to the target host with `haul migrate --move-address
 # 198.18.0.100/24` while its BGSAVE child is writing the snapshot and 16
 # clients on the client host do checked SET/GET on it (issue 12, Deliver 6):
-#  - the BGSAVE child is running when haul starts and still running when
-#    haul has moved it (checked, not hoped for: rdb-key-save-delay makes each
-#    key cost SRV_REDIS_SAVE_DELAY microseconds to save);
+#  - the BGSAVE child is running when haul starts and is frozen and moved
+#    with its parent (checked, not hoped for: haul's report counts both
+#    processes; rdb-key-save-delay makes each key cost SRV_REDIS_SAVE_DELAY
+#    microseconds to save);
 #  - the child finishes on the target: the parent reaps it and reports the
 #    save ok, LASTSAVE advances, and the snapshot it wrote passes
 #    redis-check-rdb with every filled key in it;
@@ -72,7 +73,13 @@ srv_say "haul migrate: downtime $(srv_downtime) ms"
 srv_haul_summary
 fail=0
 srv_check_moved redis-server || fail=1
-[ "$in_progress" = 1 ] || { srv_say "the BGSAVE was over when haul returned (rdb_bgsave_in_progress $in_progress): it did not move mid-save; raise SRV_REDIS_SAVE_DELAY"; fail=1; }
+# Mid-save: the BGSAVE child was frozen and moved with its parent (haul's report
+# counts 2 processes; a child that ended during pre-copy restarts the migration
+# with the parent alone).  Whether it still ran when haul returned is only
+# reported: a restore slowed down by a busy machine may outlast the save.
+procs=$(srv_json "$SRV_DIR/migrate.json" processes)
+srv_say "haul moved $procs processes; rdb_bgsave_in_progress $in_progress when it returned"
+[ "$procs" = 2 ] || { srv_say "haul moved $procs processes, not redis-server and its BGSAVE child: the save was over before the freeze; raise SRV_REDIS_SAVE_DELAY"; fail=1; }
 n=0
 while [ "$(info rdb_bgsave_in_progress)" = 1 ]; do
 	n=$((n + 1))

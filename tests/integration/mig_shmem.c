@@ -132,33 +132,6 @@ Test(mig_shmem, stop_and_copy_moves_a_memfd_and_its_seals, .fini = teardown, .ti
 	moves_intact("memfd", extra);
 }
 
-/* The last number of "pages_per_round": [...] in the --json report: the frozen round's. */
-static long final_round_pages(void)
-{
-	char text[65536], *p, *end;
-	FILE *f = fopen(M.json, "r");
-	size_t n;
-	long last = -1;
-
-	if (!f)
-		return -1;
-	n = fread(text, 1, sizeof(text) - 1, f);
-	fclose(f);
-	text[n] = '\0';
-	p = strstr(text, "\"pages_per_round\": [");
-	if (!p)
-		return -1;
-	p += strlen("\"pages_per_round\": [");
-	end = strchr(p, ']');
-	while (p && end && p < end) {
-		last = strtol(p, &p, 10);
-		p = strchr(p, ',');
-		if (p)
-			p++;
-	}
-	return last;
-}
-
 Test(mig_shmem, final_round_of_1gib_shared_memory_sends_only_the_dirty_pages, .fini = teardown,
      .timeout = 240)
 {
@@ -171,7 +144,7 @@ Test(mig_shmem, final_round_of_1gib_shared_memory_sends_only_the_dirty_pages, .f
 	seq = th_mig_seq(&M);
 	cr_assert_eq(th_mig_migrate(&M, extra, 180000), 0, "haul migrate failed");
 	th_mig_assert_moved(&M, seq);
-	last = final_round_pages();
+	last = th_mig_final_round_pages(&M);
 	cr_log_info("frozen round: %ld of %ld pages, %.0f rounds, downtime %.1f ms", last, segment,
 		    th_mig_json(&M, "rounds"), th_mig_json(&M, "downtime_ms"));
 	cr_assert_gt(th_mig_json(&M, "rounds"), 1, "no pre-copy round");

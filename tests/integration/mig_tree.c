@@ -63,7 +63,7 @@ static int count_in(const char *name, const char *needle)
 	int n = 0;
 
 	snprintf(path, sizeof(path), "%s/%s.out", dir, name);
-	for (s = th_slurp(path); s && (s = strstr(s, needle)); s++)
+	for (s = th_slurp_lines(path); s && (s = strstr(s, needle)); s++)
 		n++;
 	return n;
 }
@@ -89,9 +89,7 @@ static struct ids last_ids(const char *name)
 	snprintf(path, sizeof(path), "%s/%s.out", dir, name);
 	s = th_slurp(path);
 	cr_assert(s, "no %s", path);
-	last = s;
-	for (const char *p = s; (p = strstr(p, "\n")) && p[1]; p++)
-		last = p + 1;
+	last = th_last_line(s);
 	cr_assert_eq(sscanf(last, "%*s %*d pid %d ppid %d pgid %d sid %d", &id.pid, &id.ppid,
 			    &id.pgid, &id.sid),
 		     4, "no ids in %s: %s", path, last);
@@ -221,7 +219,7 @@ Test(mig_tree, zombies_keep_their_exit_status_for_the_migrated_parent, .fini = t
 	touch("reap");
 	cr_assert(wait_lines("r", "reaped", 2, 5000), "the migrated root did not reap");
 	snprintf(path, sizeof(path), "%s/r.out", dir);
-	s = strstr(th_slurp(path), "reaped");
+	s = strstr(th_slurp_lines(path), "reaped");
 	cr_assert(s && sscanf(s, "reaped %d status %d", &pid1, &st1) == 2);
 	s = strstr(s + 1, "reaped");
 	cr_assert(s && sscanf(s, "reaped %d status %d", &pid2, &st2) == 2);
@@ -267,7 +265,7 @@ Test(mig_tree, a_pipeline_with_bytes_in_flight_gives_the_undisturbed_output, .fi
      .timeout = 150)
 {
 	const char *extra[] = {"--downtime", "50", NULL};
-	char bin[512], out[200], path[200];
+	char bin[512], out[200], path[200], hold[200];
 	char *argv[] = {bin, dir, "pipeline", NULL};
 	char *want;
 
@@ -278,13 +276,22 @@ Test(mig_tree, a_pipeline_with_bytes_in_flight_gives_the_undisturbed_output, .fi
 	snprintf(bin, sizeof(bin), "%s/rst_tree", th_progs_dir());
 	snprintf(out, sizeof(out), "%s/root.stdout", dir);
 	snprintf(path, sizeof(path), "%s/pipeline.out", dir);
+	/*
+	 * In flight: the consumer has written some, far from all, and waits for
+	 * DIR/hold to go while both pipes fill.  Without the hold the pipeline
+	 * (~1.4 s) could end during a migration that takes as long or longer.
+	 */
+	touch("hold");
 	M.wl_pid = th_spawn(M.net.a, argv, out);
 	cr_assert_gt(M.wl_pid, 0);
-	/* in flight: the consumer has written some, far from all */
-	for (int i = 0; i < 4000 && strlen(th_slurp(path) ? th_slurp(path) : "") < 4096; i++)
+	for (int i = 0; i < 4000 && strlen(th_slurp(path)) < 4096; i++)
 		sleep_ms(1);
+	cr_assert_geq(strlen(th_slurp(path)), 4096, "the consumer wrote nothing in 4 s");
 	cr_assert_eq(migrate(extra, 90000), 0, "haul migrate of the pipeline failed");
 	cr_expect_eq(netns_of((pid_t)th_mig_json(&M, "target_pid")), M.net_b);
+	cr_assert_null(strstr(th_slurp(path), "done"), "the pipeline ended before it moved");
+	snprintf(hold, sizeof(hold), "%s/hold", dir);
+	cr_assert_eq(unlink(hold), 0, "cannot remove %s", hold);
 	for (int i = 0; i < 60000 && !strstr(th_slurp(path), "done"); i += 10)
 		sleep_ms(10);
 	cr_assert(!strcmp(th_slurp(path), want), "the output differs from the undisturbed run's");
@@ -681,7 +688,10 @@ Test(mig_tree, an_inherited_file_offset_stays_shared_by_parent_and_child, .fini 
 	cr_assert_eq(migrate(extra, 90000), 0, "haul migrate of the tree failed");
 	assert_tree_runs(names, 2, before, false);
 	touch("stop");
-	sleep_ms(100);
+	/* both writers gone before the file is read: a line being written reads as half a line */
+	for (int i = 0; i < 1000 && tree_in(M.net_b) > 0; i++)
+		sleep_ms(10);
+	cr_assert_eq(tree_in(M.net_b), 0, "the tree did not end at its stop file");
 	/* each writer's numbers 1, 2, 3... with no gap: one offset, nothing overwritten */
 	snprintf(path, sizeof(path), "%s/shared.out", dir);
 	for (s = th_slurp(path); s && *s;) {

@@ -158,8 +158,11 @@ Test(mig_tree_net, a_server_child_moves_with_its_connections_and_address, .fini 
 /*
  * Memory: a shell with two writers of 64 MiB each (tests/progs/mig_workload,
  * 16 MiB/s each) moves with pre-copy; each verifies every page after the
- * move, and the stop copies only what the last rounds left (the frozen
- * round is a small part of what was sent).
+ * move, and the stop copies only what the last rounds left: the frozen
+ * round's pages are a small part of what was sent.  Counted in pages, not
+ * in milliseconds (downtime against total time): on a busy machine one
+ * descheduled stop can take longer than the rounds before it, which says
+ * nothing about what the stop copied.
  */
 Test(mig_tree_net, two_writing_children_move_with_their_memory_and_a_short_stop, .fini = teardown,
      .timeout = 180)
@@ -168,6 +171,7 @@ Test(mig_tree_net, two_writing_children_move_with_their_memory_and_a_short_stop,
 	char *argv[] = {"/bin/sh", "-c", script, NULL};
 	const char *extra[] = {"--downtime", "100", NULL};
 	double down, total, pages;
+	long frozen;
 	int fd, st;
 	pid_t haul;
 
@@ -197,11 +201,14 @@ Test(mig_tree_net, two_writing_children_move_with_their_memory_and_a_short_stop,
 	down = th_mig_json(&M, "downtime_ms");
 	total = th_mig_json(&M, "total_ms");
 	pages = th_mig_json(&M, "pages_sent");
-	cr_log_info("tree of 2 x 64 MiB writers: downtime %.1f ms, total %.0f ms, %.0f pages", down,
-		    total, pages);
+	frozen = th_mig_final_round_pages(&M);
+	cr_log_info("tree of 2 x 64 MiB writers: downtime %.1f ms, total %.0f ms, %.0f pages, "
+		    "%ld of them frozen",
+		    down, total, pages, frozen);
 	cr_assert_geq(pages, 2 * 64 * 256, "not every page was sent");
-	cr_assert(down > 0 && down < total / 2, "downtime %.1f ms of a %.0f ms migration", down,
-		  total);
+	cr_assert_gt(down, 0, "no downtime in the report");
+	cr_assert(frozen >= 0 && frozen * 4 < pages, "the frozen round sent %ld of %.0f pages",
+		  frozen, pages);
 	th_sh("echo verify > %s; echo verify > %s", ctl1, ctl2);
 	for (int i = 0; i < 500 && th_sh("test $(grep -c 'verify ok' %s) -ge 2", out); i++)
 		usleep(10000);

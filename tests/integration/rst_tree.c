@@ -53,7 +53,7 @@ static int count_lines(const char *dir, const char *name, const char *needle)
 	int n = 0;
 
 	snprintf(path, sizeof(path), "%s/%s.out", dir, name);
-	for (s = th_slurp(path); (s = strstr(s, needle)); s++)
+	for (s = th_slurp_lines(path); (s = strstr(s, needle)); s++)
 		n++;
 	return n;
 }
@@ -80,9 +80,7 @@ static struct ids last_ids(const char *dir, const char *name)
 
 	snprintf(path, sizeof(path), "%s/%s.out", dir, name);
 	s = th_slurp(path);
-	last = s;
-	for (const char *p = s; (p = strstr(p, "\n")) && p[1]; p++)
-		last = p + 1;
+	last = th_last_line(s);
 	cr_assert_eq(sscanf(last, "%*s %*d pid %d ppid %d pgid %d sid %d", &id.pid, &id.ppid,
 			    &id.pgid, &id.sid),
 		     4, "no ids in %s: %s", path, last);
@@ -304,7 +302,7 @@ Test(rst_tree, zombies_keep_their_exit_status_for_the_restored_parent, .timeout 
 	touch(dir, "reap");
 	wait_lines(dir, "r", "reaped", 2);
 	snprintf(path, sizeof(path), "%s/r.out", dir);
-	s = strstr(th_slurp(path), "reaped");
+	s = strstr(th_slurp_lines(path), "reaped");
 	cr_assert(s && sscanf(s, "reaped %d status %d", &pid1, &st1) == 2);
 	s = strstr(s + 1, "reaped");
 	cr_assert(s && sscanf(s, "reaped %d status %d", &pid2, &st2) == 2);
@@ -550,7 +548,7 @@ static char *undisturbed_pipeline(const char *dir)
 Test(rst_tree, a_pipeline_with_bytes_in_flight_gives_the_undisturbed_output, .timeout = 120)
 {
 	struct rst_target_opts o = {.pidns = RST_PIDNS_AUTO};
-	char dir[256], ref[300], imgs[512], out[512], path[512];
+	char dir[256], ref[300], imgs[512], out[512], path[512], hold[512];
 	const char *args[] = {dir, "pipeline", NULL};
 	struct rst_ckpt_stats st;
 	struct rst_target *t = NULL;
@@ -565,8 +563,9 @@ Test(rst_tree, a_pipeline_with_bytes_in_flight_gives_the_undisturbed_output, .ti
 	snprintf(out, sizeof(out), "%s/spawn.out", dir);
 	snprintf(imgs, sizeof(imgs), "%s/images", dir);
 	snprintf(path, sizeof(path), "%s/pipeline.out", dir);
+	/* in flight: the consumer has written some, far from all, and waits for DIR/hold to go */
+	touch(dir, "hold");
 	pid = th_spawn_prog(out, "rst_tree", args);
-	/* in flight: the consumer has written some, far from all */
 	for (int i = 0; i < 2000 && strlen(th_slurp(path)) < 4096; i++) {
 		struct timespec ts = {0, 1000 * 1000};
 
@@ -576,6 +575,8 @@ Test(rst_tree, a_pipeline_with_bytes_in_flight_gives_the_undisturbed_output, .ti
 	cr_assert_eq(ret, 0, "checkpoint of the pipeline: %s", strerror(-ret));
 	waitpid(pid, &status, 0);
 	cr_expect_eq(strstr(th_slurp(path), "done"), NULL, "the pipeline ended before its dump");
+	snprintf(hold, sizeof(hold), "%s/hold", dir);
+	cr_assert_eq(unlink(hold), 0, "cannot remove %s", hold);
 	ret = rst_restore_images(imgs, NULL, 0, &o, &t, &here);
 	cr_assert_eq(ret, 0, "restore of the pipeline: %s", strerror(-ret));
 	status = rst_target_wait(t);

@@ -65,9 +65,7 @@ static struct line last_line(const char *dir, const char *name)
 	snprintf(path, sizeof(path), "%s/%s.out", dir, name);
 	s = th_slurp(path);
 	l.bad = strstr(s, "BAD") != NULL;
-	last = s;
-	for (const char *p = s; (p = strchr(p, '\n')) && p[1]; p++)
-		last = p + 1;
+	last = th_last_line(s);
 	if (sscanf(last, "tick %ld pid %d peers %llu nattch %d", &l.tick, &l.pid, &l.peers,
 		   &l.nattch) != 4)
 		sscanf(last, "ready %*d pid %d s1 %d", &l.pid, &l.s1);

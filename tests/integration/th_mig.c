@@ -251,6 +251,32 @@ double th_mig_json(struct th_mig *m, const char *key)
 	return p ? atof(p + strlen(needle)) : -1;
 }
 
+long th_mig_final_round_pages(struct th_mig *m)
+{
+	char text[65536], *p, *end;
+	FILE *f = fopen(m->json, "r");
+	size_t n;
+	long last = -1;
+
+	if (!f)
+		return -1;
+	n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	p = strstr(text, "\"pages_per_round\": [");
+	if (!p)
+		return -1;
+	p += strlen("\"pages_per_round\": [");
+	end = strchr(p, ']');
+	while (p && end && p < end) {
+		last = strtol(p, &p, 10);
+		p = strchr(p, ',');
+		if (p)
+			p++;
+	}
+	return last;
+}
+
 void th_mig_ticks(struct th_mig *m, int n, int ms)
 {
 	size_t from = th_file_size(m->out);

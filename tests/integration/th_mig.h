@@ -66,6 +66,8 @@ bool th_mig_verify(struct th_mig *m);
 int th_mig_copies(struct th_mig *m);
 /* A numeric field "key": N of the --json file, or -1. */
 double th_mig_json(struct th_mig *m, const char *key);
+/* The frozen round's pages: the last of "pages_per_round" in --json; -1 when absent. */
+long th_mig_final_round_pages(struct th_mig *m);
 
 /*
  * Wait until the workload has printed @n more tick lines (one per 100 ms of

@@ -123,6 +123,28 @@ char *th_slurp(const char *path)
 	return buf;
 }
 
+const char *th_last_line(const char *s)
+{
+	const char *end = strrchr(s, '\n'), *p;
+
+	if (!end)
+		return "";
+	for (p = end; p > s && p[-1] != '\n'; p--)
+		;
+	return p;
+}
+
+char *th_slurp_lines(const char *path)
+{
+	char *s = th_slurp(path), *nl = strrchr(s, '\n');
+
+	if (nl)
+		nl[1] = '\0';
+	else
+		s[0] = '\0';
+	return s;
+}
+
 void th_final_line(const char *path, char *line, size_t len)
 {
 	const char *p = strstr(th_slurp(path), "final ");

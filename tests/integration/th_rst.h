@@ -47,6 +47,15 @@ void th_expected_final(const char *dir, const char *iters, const char *mib, char
 
 /* The whole of @path (up to 1 MiB) in a static buffer; "" when missing. */
 char *th_slurp(const char *path);
+/*
+ * The start of the last line of @s that ends in a newline ("" when none).
+ * A file that a program appends to is read while it writes: a read can end
+ * inside the line being written (one write(2) is not atomic for a reader of
+ * a regular file), so the partial line after the last newline is left out.
+ */
+const char *th_last_line(const char *s);
+/* th_slurp(@path) up to its last newline: only the lines written whole. */
+char *th_slurp_lines(const char *path);
 /* The "final ..." line of @path into @line; cr_assert when there is none. */
 void th_final_line(const char *path, char *line, size_t len);
 

@@ -40,7 +40,11 @@
  *   the producer writes PIPE_LINES numbered lines, the filter rewrites each
  *   with a running hash of everything before it, the consumer writes them
  *   to DIR/pipeline.out, then "done"; both readers go slowly, so bytes wait
- *   in both pipes.  The root waits for all three and exits 0.
+ *   in both pipes.  The root waits for all three and exits 0.  If DIR/hold
+ *   exists at the start, the consumer stops reading once it has written
+ *   HOLD_AT bytes, until DIR/hold is gone: the producer and the filter fill
+ *   both pipes and block, so a dump made meanwhile finds bytes in flight in
+ *   each pipe and the pipeline unfinished, however fast the machine runs it.
  *
  * Every process fills 64 pages with a pattern of its own (seeded by its
  * name) and every ~10 ms checks all of it, changes one word and writes to
@@ -78,6 +82,7 @@ static int async_wr = -1, async_rd = -1;    /* "async": the root writes, c1 read
 static volatile sig_atomic_t sigios;	    /* "async": SIGIOs the root got */
 
 #define PIPE_LINES 30000
+#define HOLD_AT	   8192 /* bytes of output before the consumer waits for DIR/hold to go */
 
 static int exists(const char *name)
 {
@@ -374,7 +379,8 @@ static void __attribute__((noreturn)) consumer(int in)
 	char path[4096], buf[700];
 	ssize_t n;
 	long chunks = 0;
-	int fd;
+	size_t written = 0;
+	int fd, hold = exists("hold");
 
 	snprintf(path, sizeof(path), "%s/pipeline.out", dir);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -385,6 +391,12 @@ static void __attribute__((noreturn)) consumer(int in)
 			continue;
 		if (n < 0 || write_all(fd, buf, (size_t)n))
 			_exit(10);
+		written += (size_t)n;
+		if (hold && written >= HOLD_AT) {
+			while (exists("hold"))
+				pause_ms(1);
+			hold = 0;
+		}
 		if (++chunks % 20 == 0)
 			pause_ms(1);
 	}
