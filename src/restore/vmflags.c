@@ -195,11 +195,16 @@ static void __attribute__((noreturn)) cal_child(int ready, int hold)
 
 	for (size_t i = 0; i < sizeof(madv) / sizeof(madv[0]); i++)
 		cal_advise(cal_map(len, rw, anon, -1), len, madv[i]);
-	/* Each protection alone, so rd, wr, ex and mr/mw/me come apart. */
+	/*
+	 * The protections apart, so rd, wr, ex and mr/mw/me come apart.  Not
+	 * PROT_EXEC alone: on a CPU with protection keys the kernel tags an
+	 * execute-only mapping with its execute-only key, bits that smaps shows
+	 * only as "ProtectionKey:" and that no mnemonic would explain.
+	 */
 	(void)cal_map(len, PROT_NONE, anon, -1);
 	(void)cal_map(len, PROT_READ, anon, -1);
 	(void)cal_map(len, PROT_WRITE, anon, -1);
-	(void)cal_map(len, PROT_EXEC, anon, -1);
+	(void)cal_map(len, PROT_WRITE | PROT_EXEC, anon, -1);
 	(void)cal_map(len, rw | PROT_EXEC, anon, -1);
 	(void)cal_map(len, rw, MAP_SHARED | MAP_ANONYMOUS, -1);
 	(void)cal_map(len, rw, anon | MAP_NORESERVE, -1);
