@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/proc.h"
 #include "common/rsys.h"
 #include "common/vma.h"
 #include "image.pb-c.h"
@@ -68,6 +69,11 @@ struct rst_target {
 	double ready_ms;
 	/* forked with CLONE_FILES (target_fork.c): its fds are its parent's, restored there */
 	bool files_shared;
+	/* target_boost.c: SCHED_FIFO during the resume, and what to go back to */
+	struct rst_boost {
+		bool self, stub;
+		struct haul_sched_attr self_saved, stub_saved;
+	} boost;
 };
 
 /* A shmem object made in the stub (shm_restore.c). */
@@ -95,6 +101,17 @@ uint64_t rst_scratch(const struct rst_target *t);
 int rst_poke(struct rst_target *t, uint64_t addr, const void *data, size_t len);
 int rst_peek(struct rst_target *t, uint64_t addr, void *buf, size_t len);
 int rst_put_str(struct rst_target *t, size_t off, const char *s, uint64_t *addr);
+
+/*
+ * target_boost.c: rst_boost_begin runs our thread and the stub SCHED_FIFO
+ * (quietly nothing without CAP_SYS_NICE or when we are real-time already);
+ * rst_boost_end_tracees puts the stub and any thread of it back (before
+ * its timer slack is set and its threads cloned), rst_boost_end ourselves
+ * too.  Idempotent.
+ */
+void rst_boost_begin(struct rst_target *t);
+void rst_boost_end_tracees(struct rst_target *t);
+void rst_boost_end(struct rst_target *t);
 
 #define RST_MADV_GUARD_INSTALL 102 /* Linux 6.13 */
 #ifndef MLOCK_ONFAULT

@@ -788,6 +788,8 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 	if (!ret)
 		ret = restore_mm(t, ps, why, wl);
 	ms[4] = lap_ms(&lap);
+	/* before its timer slack is set and its threads cloned (target_boost.c) */
+	rst_boost_end_tracees(t);
 	if (!ret)
 		ret = restore_task(t, ps, why, wl);
 	if (!ret)
@@ -902,7 +904,9 @@ int rst_target_ready(struct rst_target *t, const void *state, size_t len, char *
 		return -EBADMSG;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rst_boost_begin(t);
 	ret = resume(t, ps, why, whylen);
+	rst_boost_end(t);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	haul__img__process_state__free_unpacked(ps, NULL);
 	if (ret) {

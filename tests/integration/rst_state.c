@@ -7,6 +7,7 @@
  * has the same observable state.  Losing the state silently fails, by name.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -43,7 +44,17 @@ static int haul(char *line, size_t len, const char *a1, const char *a2, const ch
 	return st;
 }
 
+/* A check of the restored process @here beyond th_verify's (per thread, say). */
+typedef void (*roundtrip_check_fn)(pid_t here);
+
+static void roundtrip_check(const char *kind, roundtrip_check_fn check);
+
 static void roundtrip(const char *kind)
+{
+	roundtrip_check(kind, NULL);
+}
+
+static void roundtrip_check(const char *kind, roundtrip_check_fn check)
 {
 	char dir[128], out[160], img[160], line[512], spid[16];
 	char *argv[] = {NULL, (char *)kind, dir, NULL};
@@ -87,6 +98,8 @@ static void roundtrip(const char *kind)
 		here = (pid_t)atoi(line);
 		cr_assert_gt(here, 0, "restore printed no pid: %s", line);
 		th_verify_same(before, here, 0, kind);
+		if (check)
+			check(here);
 		kill(here, SIGKILL);
 	}
 	th_state_free(before);
@@ -176,4 +189,54 @@ Test(rst_state, cloexec_on_eventfd_timerfd_epoll_and_file, .timeout = 60)
 Test(rst_state, append_and_plain_file_positions, .timeout = 60)
 {
 	roundtrip("append_pos");
+}
+
+/*
+ * Every thread of the restored process runs SCHED_OTHER with the nice it
+ * had (and th_verify: the main thread's timer slack), although part of the
+ * resume ran SCHED_FIFO (restore/target_boost.c).  /proc/PID/task/TID/stat:
+ * w[16] is nice, w[38] policy (counted from the state after the comm).
+ */
+static void every_thread_other_nice_5(pid_t here)
+{
+	char path[320], buf[1024];
+	struct dirent *de;
+	int threads = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)here);
+	d = opendir(path);
+	cr_assert_not_null(d);
+	while ((de = readdir(d))) {
+		char *p, *save = NULL, *w[64];
+		int n = 0;
+		FILE *f;
+		size_t len;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)here, de->d_name);
+		f = fopen(path, "r");
+		cr_assert_not_null(f, "%s", path);
+		len = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[len] = '\0';
+		p = strrchr(buf, ')');
+		cr_assert_not_null(p);
+		for (char *t = strtok_r(p + 1, " \n", &save); t && n < 64;
+		     t = strtok_r(NULL, " \n", &save))
+			w[n++] = t;
+		cr_assert_gt(n, 38);
+		cr_expect_str_eq(w[16], "5", "thread %s: nice %s, not 5", de->d_name, w[16]);
+		cr_expect_str_eq(w[38], "0", "thread %s: policy %s, not SCHED_OTHER", de->d_name,
+				 w[38]);
+		threads++;
+	}
+	closedir(d);
+	cr_assert_eq(threads, 4);
+}
+
+Test(rst_state, every_thread_keeps_its_nice_and_policy_after_a_boosted_resume, .timeout = 60)
+{
+	roundtrip_check("nice_threads", every_thread_other_nice_5);
 }

@@ -4,12 +4,13 @@
  * child subreaper, locks, a lease, fd flags, madvise flags, limits, signal
  * dispositions...), for tests/integration/rst_state.c: it sets the state
  * named by argv[1] (files under the directory argv[2]), prints "ready" and
- * waits.  The test reads its state with th_verify, checkpoints and restores
+ * waits ("nice_threads": nice 5 and three threads).  The test reads its state with th_verify, checkpoints and restores
  * it with haul, and compares.  It prints "skip: why" and exits 77 where the
  * kernel or the privileges refuse to set the state.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,13 @@ static int file_fd(const char *dir, const char *name, int flags)
 static void on_usr1(int sig)
 {
 	(void)sig;
+}
+
+static void *waiter(void *arg)
+{
+	for (;;)
+		pause();
+	return arg;
 }
 
 static int set_proc_file(const char *name, const char *val)
@@ -159,6 +167,19 @@ static int set_task(const char *kind, const char *dir)
 		if (sigprocmask(SIG_BLOCK, &set, NULL) || signal(SIGPIPE, SIG_IGN) == SIG_ERR ||
 		    signal(SIGUSR1, on_usr1) == SIG_ERR || raise(SIGUSR2))
 			return skip("signals");
+		return 0;
+	}
+	if (!strcmp(kind, "nice_threads")) {
+		/* nice 5 in the main thread, inherited by three threads that wait */
+		if (setpriority(PRIO_PROCESS, 0, 5))
+			return skip("setpriority");
+		for (int i = 0; i < 3; i++) {
+			pthread_t th;
+
+			errno = pthread_create(&th, NULL, waiter, NULL);
+			if (errno)
+				return skip("pthread_create");
+		}
 		return 0;
 	}
 	if (!strcmp(kind, "cwd_umask")) {

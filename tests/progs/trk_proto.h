@@ -41,6 +41,7 @@ enum tt_op {
 	TT_QUIESCE,    /* stop and join them; -> pages they wrote */
 	TT_CHURN,      /* start a thread that maps, moves, replaces, zaps and writes nonstop */
 	TT_SPARSE,     /* arg: pages (MAP_NORESERVE); one page in 512 touched; -> address */
+	TT_PATCHY, /* arg: n; 2n page tables (2 MiB aligned), the first n 15/16 touched; -> address */
 };
 
 struct tt_req {

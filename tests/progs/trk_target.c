@@ -348,6 +348,32 @@ static void serve(char *stackbuf)
 			reply(0, out, 1);
 			break;
 		}
+		case TT_PATCHY: {
+			/*
+			 * One VMA of 2n page tables, 2 MiB aligned, no THP: in the
+			 * first n, every page but one in 16 touched; the others empty
+			 */
+			uint64_t chunk = 512 * PG, len = 2 * q.arg * chunk, head;
+			char *p = mmap(NULL, len + chunk, PROT_READ | PROT_WRITE,
+				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+			if (p == MAP_FAILED) {
+				reply(-errno, NULL, 0);
+				break;
+			}
+			head = (chunk - (uintptr_t)p % chunk) % chunk;
+			if (head)
+				munmap(p, head);
+			munmap(p + head + len, chunk - head);
+			p += head;
+			madvise(p, len, MADV_NOHUGEPAGE);
+			for (uint64_t i = 0; i < q.arg * 512; i++)
+				if (i % 16 != 15)
+					((uint64_t *)(p + i * PG))[0] = 1;
+			out[0] = (uintptr_t)p;
+			reply(0, out, 1);
+			break;
+		}
 		case TT_REMAP_SAME: {
 			/* munmap region arg and map a fresh one at the same address */
 			struct region *r = &reg[q.arg];
