@@ -234,6 +234,8 @@ int haul_ctr_mig_prepare(const struct haul_ctr_opts *co, struct haul_mig_opts *o
 /* After haul_migrate(): committed, tell the target and `runc delete` here. 0 or -errno. */
 int haul_ctr_mig_finish(struct haul_ctr_mig *c, const struct haul_mig_result *r);
 void haul_ctr_mig_free(struct haul_ctr_mig *c);
+/* ctr_sink.c: the last non-empty line of @path (an engine's error log), into @out. */
+void haul_ctr_last_line(const char *path, char *out, size_t len);
 
 /* ---- fchan_recv.c / ctr_sink.c: the target ------------------------------- */
 

@@ -98,23 +98,6 @@ static int podman_pid(const char *id, pid_t *pid, int ms)
 	return *pid > 0 ? 0 : -ESRCH;
 }
 
-/* The last line of @path that says something (podman's error), into @out. */
-static void log_tail(const char *path, char *out, size_t len)
-{
-	FILE *f = fopen(path, "re");
-	char line[512];
-
-	out[0] = '\0';
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		line[strcspn(line, "\n")] = '\0';
-		if (line[0])
-			snprintf(out, len, "%.300s", line);
-	}
-	fclose(f);
-}
-
 /*
  * What is left of the restore's time from @t0: the archive, podman's restore
  * and its inspect share HAUL_CTR_RESTORE_TIMEOUT_MS, which stays under the
@@ -167,7 +150,7 @@ int haul_podman_restore(struct ctr_rx *rx, pid_t *pid, char *why, size_t wl)
 	if (ret) {
 		char last[320];
 
-		log_tail(log, last, sizeof(last));
+		haul_ctr_last_line(log, last, sizeof(last));
 		snprintf(why, wl, "%s (%s)", last[0] ? last : strerror(-ret), log);
 		return ret;
 	}

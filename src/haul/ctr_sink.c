@@ -327,8 +327,8 @@ static int cs_stale(void *sess, const struct ps_range *r, size_t n)
 	return rst_live_sink.stale(s->live, r, n);
 }
 
-/* The last line of @path that says something, into @out. */
-static void last_line(const char *path, char *out, size_t len)
+/* The last line of @path that says something (an engine's error), into @out. */
+void haul_ctr_last_line(const char *path, char *out, size_t len)
 {
 	FILE *f = fopen(path, "re");
 	char line[512];
@@ -441,7 +441,7 @@ static int cs_restore(void *sess, struct ps_restore_result *res)
 	rx->restored = true; /* even a failed restore may leave a container to delete */
 	ctr_rx_unlock();
 	if (ret) {
-		last_line(log, why, sizeof(why));
+		haul_ctr_last_line(log, why, sizeof(why));
 		res->err = ret;
 		snprintf(res->msg, sizeof(res->msg),
 			 "runc restore of container %.64s failed: %.150s", rx->id,
