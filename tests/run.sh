@@ -8,7 +8,8 @@ export HAUL_BIN="$PWD/$BUILD/haul" HAUL_PROGS="$PWD/$BUILD/progs" HAUL_BUILD="$P
 pass=0 fail=0 skip=0
 log=$(mktemp)
 failed=$(mktemp)
-trap 'rm -f "$log" "$failed"' EXIT
+why=$(mktemp)
+trap 'rm -f "$log" "$failed" "$why"' EXIT
 
 crit() {
 	bin=$1; shift
@@ -48,11 +49,19 @@ for t in tests/extra/*.sh; do
 	case $rc in
 	0) echo "$out" | tail -20; pass=$((pass + 1)) ;;
 	77) echo "$out" | tail -20; skip=$((skip + 1)); echo "[SKIP] $t: $(echo "$out" | tail -1)" ;;
-	*) echo "$out"; fail=$((fail + 1)); echo "[FAIL] $t (exit $rc)"; echo "$t" >> "$failed" ;;
+	*)
+		echo "$out"
+		fail=$((fail + 1))
+		echo "[FAIL] $t (exit $rc)"
+		echo "$t" >> "$failed"
+		# its first words of failure, repeated at the end where a log's tail keeps them
+		echo "$out" | grep -E 'FAIL|error' | head -3 | cut -c1-400 | sed "s|^|  ${t##*/}: |" >> "$why"
+		;;
 	esac
 done
 
 # The failures by name just above the count, where a log's tail shows them.
+[ -s "$why" ] && cat "$why"
 [ -s "$failed" ] && echo "failed: $(tr '\n' ' ' < "$failed")"
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]

@@ -6,6 +6,7 @@
  * forked children never interleave.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,8 @@
 
 int log_level = LOG_INFO;
 static const char *log_prog = "haul";
+static _Thread_local char err_first[512];
+static _Thread_local bool err_armed;
 
 void log_init(const char *progname)
 {
@@ -54,5 +57,21 @@ void log_printf(int level, const char *fmt, ...)
 	if (write(STDERR_FILENO, buf, n) < 0) {
 		/* nowhere left to report it */
 	}
+	if (level == LOG_ERR && err_armed && !err_first[0]) {
+		size_t skip = strlen(log_prog) + 2 + strlen(tag[LOG_ERR]);
+
+		snprintf(err_first, sizeof(err_first), "%.*s", (int)(n - skip - 1), buf + skip);
+	}
 	errno = saved;
+}
+
+void log_err_mark(void)
+{
+	err_first[0] = 0;
+	err_armed = true;
+}
+
+const char *log_err_first(void)
+{
+	return err_first;
 }

@@ -30,6 +30,14 @@ extern int log_level;
 void log_init(const char *progname);
 void log_printf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * The first error this thread logged since log_err_mark(), without the
+ * "haul: error: " tag and the newline ("" when none): a server that refuses
+ * a request names the cause its own log found, not only an errno.
+ */
+void log_err_mark(void);
+const char *log_err_first(void);
+
 #define pr_err(fmt, ...)  log_printf(LOG_ERR, LOG_PREFIX fmt "\n", ##__VA_ARGS__)
 #define pr_warn(fmt, ...) log_printf(LOG_WARN, LOG_PREFIX fmt "\n", ##__VA_ARGS__)
 #define pr_info(fmt, ...) log_printf(LOG_INFO, LOG_PREFIX fmt "\n", ##__VA_ARGS__)

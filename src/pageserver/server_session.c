@@ -309,11 +309,13 @@ int ps_on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 		if (info.has_boot_id)
 			memcpy(info.boot_id, o->boot_id.data, 16);
 
+		log_err_mark();
 		ret = s->o.sink->open(s->o.sink_arg, &info, &x->sink_sess);
 		if (ret) {
 			free(x);
+			/* the cause the sink logged here, else the errno alone */
 			ps_conn_fail(c, ret, "cannot start restoring pid %d: %s", o->pid,
-				     strerror(-ret));
+				     log_err_first()[0] ? log_err_first() : strerror(-ret));
 			return ret;
 		}
 	}

@@ -137,7 +137,8 @@ static int check_tree(const Haul__Img__Tree *tr, char *why, size_t wl)
 		const Haul__Img__ProcessEntry *e = tr->procs[i];
 		bool parent = !i;
 
-		if (e->pid <= 0 || e->pgid <= 0 || e->sid <= 0) {
+		/* sid/pgid 0: led from outside the PID namespace haul saw them in */
+		if (e->pid <= 0 || e->pgid < 0 || e->sid < 0 || (!e->pgid && e->sid)) {
 			snprintf(why, wl, "entry %zu has pid %d, pgid %d, sid %d", i, e->pid,
 				 e->pgid, e->sid);
 			return -EBADMSG;

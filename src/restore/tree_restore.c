@@ -31,6 +31,14 @@
  * forking it), a group whose leader is outside the tree in another
  * session.  Those ids exist on the host only while their owners live, so
  * such a tree is restored in a new PID namespace unless every id is free.
+ *
+ * A session haul could not name (sid 0: led from outside the PID namespace
+ * haul saw the tree in, or the kernel's first session, which a service
+ * manager's children never leave) has no id to take: like a lone process,
+ * the root gets a session and group of its own (the stub's setsid()), the
+ * processes of that session follow it, and those in the root's group
+ * (0 or led outside) join the root's new group.  Another group led outside
+ * is refused by name.
  */
 #define LOG_PREFIX "restore: "
 #include <errno.h>
@@ -84,12 +92,53 @@ static ssize_t entry_of(const Haul__Img__Tree *tr, int32_t pid)
 	return -1;
 }
 
+/*
+ * The group @e joins on the target: its own, or in an unnamed session
+ * (root sid 0) the root's new group for the root's group led outside.
+ */
+static pid_t target_pgid(const Haul__Img__Tree *tr, const Haul__Img__ProcessEntry *e)
+{
+	const Haul__Img__ProcessEntry *root = tr->procs[0];
+
+	if (!root->sid && e->pgid == root->pgid && entry_of(tr, e->pgid) < 0)
+		return root->pid;
+	return e->pgid;
+}
+
+/* An unnamed session (above): which groups its processes can keep. */
+static int plan_unnamed(const Haul__Img__Tree *tr)
+{
+	const Haul__Img__ProcessEntry *root = tr->procs[0];
+
+	if (root->pgid != root->pid && entry_of(tr, root->pgid) >= 0) {
+		pr_err("cannot restore the tree of pid %d: it is in the group of its descendant %d "
+		       "in a session led outside haul's PID namespace; checkpoint from the "
+		       "namespace of its session leader",
+		       root->pid, root->pgid);
+		return -EOPNOTSUPP;
+	}
+	for (size_t i = 1; i < tr->n_procs; i++) {
+		const Haul__Img__ProcessEntry *e = tr->procs[i];
+
+		if (e->sid || entry_of(tr, e->pgid) >= 0 || e->pgid == root->pgid)
+			continue;
+		pr_err("cannot restore pid %d of the tree of pid %d: its process group %d is led "
+		       "outside the tree, and neither is the root's group %d in a session haul "
+		       "cannot name (sid 0); checkpoint from the namespace of its session leader",
+		       e->pid, root->pid, e->pgid, root->pgid);
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
 /* Which sessions and groups can be rebuilt, and the stand-ins they need. */
 static int plan_ids(struct tree_rst *x)
 {
 	const Haul__Img__Tree *tr = x->tr;
 	const Haul__Img__ProcessEntry *root = tr->procs[0];
 
+	if (!root->sid && plan_unnamed(tr))
+		return -EOPNOTSUPP;
 	x->holder = root->sid != root->pid ? root->sid : 0;
 	if (x->holder && entry_of(tr, x->holder) >= 0) {
 		pr_err("cannot restore the tree of pid %d: its session %d is led by one of its "
@@ -118,7 +167,7 @@ static int plan_ids(struct tree_rst *x)
 			       e->pgid);
 			return -EOPNOTSUPP;
 		}
-		if (lead >= 0 || e->pgid == x->holder)
+		if (lead >= 0 || e->pgid == x->holder || target_pgid(tr, e) == root->pid)
 			continue;
 		if (!x->holder || e->sid != root->sid) {
 			pr_err("cannot restore pid %d: its process group %d has its leader outside "
@@ -223,9 +272,11 @@ static int create_all(struct tree_rst *x)
 	for (int pass = 0; pass < 2 && !ret; pass++)
 		for (size_t i = 0; i < tr->n_procs && !ret; i++) {
 			const Haul__Img__ProcessEntry *e = tr->procs[i];
+			pid_t g = target_pgid(tr, e);
 
-			if (e->sid != e->pid && (e->pgid == e->pid) == !pass)
-				ret = rst_target_setpgid(x->t[i], e->pgid);
+			/* an unnamed session's root leads it (the stub's setsid) */
+			if (e->sid != e->pid && (i || e->sid) && (g == e->pid) == !pass)
+				ret = rst_target_setpgid(x->t[i], g);
 		}
 	for (size_t k = 0; k < x->ngroups && !ret; k++)
 		ret = rst_target_exit(x->gt[k], NULL, 0);
