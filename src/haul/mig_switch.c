@@ -355,6 +355,7 @@ static int switch_stop(struct mig *m)
 		if (ret)
 			return ret;
 		res->freeze_ms = haul_now_ms() - t;
+		t = haul_now_ms();
 		/* the lock before any socket state is read (mig_net.c) */
 		ret = haul_mig_net_down(m);
 		if (ret)
@@ -372,6 +373,7 @@ static int switch_stop(struct mig *m)
 			if (ret)
 				return ret;
 		}
+		res->lock_ms = haul_now_ms() - t;
 	}
 	/*
 	 * The group-stop that rst_seize holds it in while injecting (injlog.h),
@@ -379,6 +381,7 @@ static int switch_stop(struct mig *m)
 	 * it (a frozen task cannot run injected calls); the SIGSTOP is pending at
 	 * the thaw, so no thread runs a user instruction in between.
 	 */
+	t = haul_now_ms();
 	/* a tree: the same shape as sent, and every process stopped by us (mig_tree.c) */
 	if (m->nprocs) {
 		ret = haul_mig_tree_stop(m);
@@ -393,6 +396,7 @@ static int switch_stop(struct mig *m)
 		pr_err_r(ret, "cannot hand pid %d from the freezer to a group-stop", m->pid);
 		return ret;
 	}
+	res->handover_ms = haul_now_ms() - t;
 	/* v1 frozen tasks never reach ptrace-stop before thaw: seize them running */
 	t = haul_now_ms();
 	ret = rst_seize(m->pid, &m->seized);
@@ -406,9 +410,11 @@ static int switch_stop(struct mig *m)
 	res->seize_ms = haul_now_ms() - t;
 	if (!m->cg.v2_freezer) {
 		/* v1: the seize's SIGSTOP is what stopped it */
+		t = haul_now_ms();
 		ret = haul_mig_net_down(m);
 		if (ret)
 			return ret;
+		res->lock_ms = haul_now_ms() - t;
 	}
 	haul_events_frozen(m->o->events);
 	ret = haul_mig_fault_point(m, "seized");
@@ -460,6 +466,7 @@ static int switch_state(struct mig *m)
 		return ret;
 	res->state_ms = haul_now_ms() - t;
 
+	t = haul_now_ms();
 	/* hand the process from ptrace to the freezer: it never runs in between */
 	ret = haul_freeze_begin(&m->cg);
 	if (ret)
@@ -474,6 +481,7 @@ static int switch_state(struct mig *m)
 	/* frozen: the SIGCONT only moves it from the group-stop into the freezer */
 	injlog_unhold(m->pid);
 	haul_mig_tree_held(m);
+	res->refreeze_ms = haul_now_ms() - t;
 	if (m->o->on_frozen) {
 		ret = m->o->on_frozen(m->o->frozen_arg, m->pid);
 		if (ret)
@@ -493,6 +501,7 @@ static int switch_restore(struct mig *m)
 	double t;
 	int ret;
 
+	t = haul_now_ms();
 	/* the point of no return for the guardian: from here a dead haul is in doubt */
 	ret = haul_guard_indoubt(&m->guard);
 	if (ret) {
@@ -502,6 +511,7 @@ static int switch_restore(struct mig *m)
 	}
 	haul_mig_net_indoubt(m, true);
 	res->indoubt = true;
+	res->indoubt_ms = haul_now_ms() - t;
 	t = haul_now_ms();
 	ret = ps_client_restore(m->client, &rr);
 	if (ret) {
@@ -523,6 +533,15 @@ static int switch_restore(struct mig *m)
 		return rr.err < 0 ? rr.err : -EIO;
 	}
 	res->downtime_ms = haul_now_ms() - res->t_freeze;
+	pr_debug("pid %d downtime %.1f ms: freeze %.2f, lock and accept drain %.2f, hand-over to "
+		 "group-stop %.2f, seize %.2f, final round %.2f, state %.2f, back to the freezer "
+		 "%.2f, in doubt %.2f, restore %.2f; not in these %.2f",
+		 m->pid, res->downtime_ms, res->freeze_ms, res->lock_ms, res->handover_ms,
+		 res->seize_ms, res->final_ms, res->state_ms, res->refreeze_ms, res->indoubt_ms,
+		 res->restore_ms,
+		 res->downtime_ms - res->freeze_ms - res->lock_ms - res->handover_ms -
+			 res->seize_ms - res->final_ms - res->state_ms - res->refreeze_ms -
+			 res->indoubt_ms - res->restore_ms);
 	res->target_pid = rr.pid;
 	haul_events_resumed(m->o->events, rr.pid, res->downtime_ms);
 	/* from here an interrupt changes nothing: the stall only ends sooner */
