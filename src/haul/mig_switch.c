@@ -324,7 +324,8 @@ static bool accept_pending(const struct mig *m)
 	bool p = rst_sock_accept_pending(m->pid, m->listeners, m->nlisteners);
 
 	for (size_t i = 1; i < m->nprocs && !p; i++)
-		p = rst_sock_accept_pending(m->procs[i].pid, NULL, 0);
+		p = rst_sock_accept_pending(m->procs[i].pid, m->procs[i].listeners,
+					    m->procs[i].nlisteners);
 	return p;
 }
 
@@ -333,7 +334,7 @@ static void drain_wait(const struct mig *m)
 {
 	rst_sock_drain_wait(m->pid, m->listeners, m->nlisteners);
 	for (size_t i = 1; i < m->nprocs; i++)
-		rst_sock_drain_wait(m->procs[i].pid, NULL, 0);
+		rst_sock_drain_wait(m->procs[i].pid, m->procs[i].listeners, m->procs[i].nlisteners);
 }
 
 /* Switchover, step 1: freeze, seize every thread, thaw (ptrace holds it now). */
@@ -346,8 +347,10 @@ static int switch_stop(struct mig *m)
 	if (m->cg.throttle_pct)
 		haul_cg_throttle(&m->cg, 0, m->cpus); /* a throttled task freezes late */
 	/* its listeners, while it runs: the stop then asks only them (sock_drain.c) */
+	free(m->listeners);
 	if (rst_sock_listeners(m->pid, &m->listeners, &m->nlisteners))
 		m->listeners = NULL; /* every fd is asked after the stop */
+	haul_mig_tree_listeners(m);  /* and those of every other process of a tree */
 	rst_ext_prescan(m->pid);     /* who else holds its pipes: not scanned in the downtime */
 	t = res->t_freeze = haul_now_ms();
 	if (m->cg.v2_freezer) {
