@@ -149,6 +149,8 @@ int rst_ctr_unshare(const struct rst_ctr *c);
  */
 bool rst_ctr_join_kind(const char *ns);
 pid_t rst_ctr_ns_shared_outside(pid_t pid, const char *ns);
+/* A process of @pid's PID namespace that maps a SysV segment: refused (@why). 0 or -errno. */
+int rst_ctr_shared_ipc_check(pid_t pid, char *why, size_t wl);
 int rst_ctr_prepare_joins(const Haul__Ctr__Container *c, const struct rst_ctr_ext *ext, size_t next,
 			  struct rst_ctr *out, char *why, size_t wl);
 int rst_ctr_join(const struct rst_ctr *c, int *flags);

@@ -9,7 +9,10 @@
  *    the container (another PID namespace) is in too is not the
  *    container's own.  Its hostname is recorded as usual (CRIU dumps it
  *    too); its SysV objects and POSIX queues belong to whoever holds the
- *    namespace and are neither refused nor carried (Container.ipc_shared);
+ *    namespace and are neither refused nor carried (Container.ipc_shared),
+ *    but a process of the container that maps a segment there is refused
+ *    by name (its restore would make the segment anew, in an IPC
+ *    namespace of its own when the id is taken);
  *  - restore: a join_ns of uts or ipc is joined by the restore helper
  *    (setns) instead of unsharing one, and the record's contents are not
  *    applied there, as CRIU does (a joined namespace is left out of the
@@ -91,6 +94,52 @@ pid_t rst_ctr_ns_shared_outside(pid_t pid, const char *ns)
 	}
 	closedir(dir);
 	return found;
+}
+
+int rst_ctr_shared_ipc_check(pid_t pid, char *why, size_t wl)
+{
+	struct stat pidns, st;
+	char path[64], line[512];
+	struct dirent *d;
+	DIR *dir;
+	int ret = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)pid);
+	if (stat(path, &pidns) < 0)
+		return -errno;
+	dir = opendir("/proc");
+	if (!dir)
+		return -errno;
+	while (!ret && (d = readdir(dir))) {
+		pid_t p = atoi(d->d_name);
+		FILE *f;
+
+		if (p <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)p);
+		if (stat(path, &st) < 0 || st.st_ino != pidns.st_ino || st.st_dev != pidns.st_dev)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/maps", (int)p);
+		f = fopen(path, "re");
+		while (f && !ret && fgets(line, sizeof(line), f)) {
+			char *sysv = strstr(line, " /SYSV");
+
+			if (!sysv)
+				continue;
+			sysv[strcspn(sysv, "\n")] = '\0';
+			snprintf(why, wl,
+				 "pid %d of the container of pid %d maps the SysV segment%s of an "
+				 "IPC namespace shared with a process outside the container: the "
+				 "segment is the holder's, not carried; detach it (shmdt) and "
+				 "checkpoint again",
+				 (int)p, (int)pid, sysv);
+			ret = -EOPNOTSUPP;
+		}
+		if (f)
+			fclose(f);
+	}
+	closedir(dir);
+	return ret;
 }
 
 /* Whether @path opens as a namespace of type @flag (NS_GET_NSTYPE). 0 or -errno. */

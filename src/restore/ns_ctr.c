@@ -408,8 +408,9 @@ int rst_ctr_dump_check(pid_t pid, const struct rst_ctr_ext *ext, size_t next,
 		ret = rst_ctr_dump_userns(pid, flags, c, why, wl);
 	if (!ret)
 		ret = rst_ctr_dump_mounts(pid, ext, next, c, why, wl);
-	if (!ret && !ipc_shared)
-		ret = check_mqueues(pid, c, why, wl);
+	if (!ret)
+		ret = ipc_shared ? rst_ctr_shared_ipc_check(pid, why, wl)
+				 : check_mqueues(pid, c, why, wl);
 	if (ret) {
 		rst_ctr_record_free(c);
 		return ret;
