@@ -96,6 +96,7 @@ Test(ctr_joinns, refuses_join_ns_on_a_dump)
 	runc_restore_opts(&o, j, js);
 	o.has_pid = true;
 	o.pid = 4242;
+	o.rst_sibling = false;
 	cr_assert_eq(criu_opts_check(HAUL__CRIU__REQ_TYPE__REQ_DUMP, &o, why, sizeof(why)),
 		     -EOPNOTSUPP);
 	cr_assert(strstr(why, "'join_ns'"), "%s", why);
