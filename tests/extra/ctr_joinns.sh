@@ -14,7 +14,8 @@
 # refused by name (join_ns ipc), nothing restored; the restore with the
 # paths brings the container back running, with its memory (token and
 # counter), in the holder's uts and ipc namespaces (same /proc/PID/ns
-# inodes), seeing the hostname hold<PID> and the holder's segment.  A
+# inodes), seeing the holder's segment and its hostname as it is then
+# (renamed after the checkpoint: the dumped name is not applied, as CRIU).  A
 # container that joins a PID namespace (runc: external pid[INODE]) is
 # refused by name at checkpoint and runs on.
 # Needs root, runc, busybox-static, jq (installed when missing: 77 when
@@ -80,6 +81,7 @@ mkfifo "$tmp/ready"
 unshare --uts --ipc sh -c "hostname hold$$ && ipcmk -M 4096 | sed -n 's/.*id: //p' >$tmp/shmid &&
 	echo ready >$tmp/ready; exec sleep 100000" &
 holder=$!
+disown $holder
 holders="$holder"
 read -r _ <"$tmp/ready" || fail "the holder never got ready"
 shmid=$(cat "$tmp/shmid")
@@ -99,6 +101,8 @@ token=${first% *}
 running $id && fail "the container still runs after checkpoint"
 at_ckpt=$(cut -d' ' -f2 "$B/rootfs/count")
 echo "checkpointed $id (in the holder's uts and ipc namespaces) at counter $at_ckpt"
+# the holder renames its namespace: a joined namespace keeps its own name (not the dumped one)
+nsenter -t $holder -u hostname hold$$b || fail "cannot rename the holder's uts namespace"
 
 # 2. a restore that names no IPC namespace to join is refused by name, nothing restored
 jq 'del(.linux.namespaces[] | select(.type == "ipc") | .path)' "$B/config.json" >"$tmp/noipc.json"
@@ -124,15 +128,16 @@ for ns in uts ipc; do
 		fail "the restored $id is in $ns namespace $(readlink /proc/$pid/ns/$ns), the holder's is $(readlink $H/$ns)"
 done
 hn=$($R exec $id /bin/busybox hostname)
-[ "$hn" = "hold$$" ] || fail "hostname '$hn' after restore, the holder's is hold$$"
+[ "$hn" = "hold$$b" ] || fail "hostname '$hn' after restore, the holder's is hold$$b (dumped: hold$$)"
 $R exec $id /bin/busybox cat /proc/sysvipc/shm | awk -v id="$shmid" '$2 == id { f = 1 } END { exit !f }' ||
 	fail "the restored container does not see the holder's segment $shmid"
-[ "$(hostname)" != "hold$$" ] || fail "the host's hostname changed"
-echo "restored $id in the holder's uts and ipc namespaces: same token, hostname hold$$, segment $shmid"
+[ "$(uname -n)" != "hold$$b" ] || fail "the host's hostname changed"
+echo "restored $id in the holder's uts and ipc namespaces: same token, the holder's hostname hold$$b (not the dumped hold$$), segment $shmid"
 
 # 4. a container that joins a PID namespace: refused by name at checkpoint, runs on
 unshare --pid --fork --mount-proc sh -c "echo ready >$tmp/ready; exec sleep 100000" &
 pholder=$!
+disown $pholder
 holders="$holders $pholder"
 read -r _ <"$tmp/ready" || fail "the pid namespace holder never got ready"
 mk_bundle "$tmp/b2" "$(ns_path pid /proc/$pholder/ns/pid_for_children)" || fail "runc spec (pid path)"
