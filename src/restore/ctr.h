@@ -108,7 +108,7 @@ struct rst_ctr {
 	struct rst_ctr_mount *m;
 	size_t n;
 	char netns[64]; /* joined instead of a new one when set (net_external) */
-	/* join_ns (joinns_ctr.c): joined instead of a new one, contents not applied */
+	/* join_ns (joinns_ctr.c): joined instead of a new one (the names still set) */
 	char utsns[PATH_MAX], ipcns[PATH_MAX];
 };
 

@@ -14,13 +14,17 @@
  *    by name (its restore would make the segment anew, in an IPC
  *    namespace of its own when the id is taken);
  *  - restore: a join_ns of uts or ipc is joined by the restore helper
- *    (setns) instead of unsharing one, and the record's contents are not
- *    applied there, as CRIU does (a joined namespace is left out of the
- *    root task's clone flags, so neither the dumped hostname nor the
- *    dumped IPC objects are restored): the namespace's own hostname and
- *    objects stay.  An IPC namespace that was shared at dump needs a
- *    join_ns ipc at restore: an empty new one would silently lose the
- *    objects the container used there.
+ *    (setns) instead of unsharing one.  CRIU (criu/cr-restore.c,
+ *    namespaces.c) joins in the root task after cloning it and still
+ *    runs prepare_utsns and prepare_ipc_ns there: the dumped hostname and
+ *    domainname are written into the joined namespace, and so is done
+ *    here (pid 1 sets them as for a new one).  CRIU also recreates the
+ *    dumped IPC objects there (IPC_CREAT | IPC_EXCL with the old ids: it
+ *    fails when the holder still has them); haul carries no IPC objects,
+ *    so the joined namespace keeps its own, which are the holder's.  An
+ *    IPC namespace that was shared at dump needs a join_ns ipc at
+ *    restore: an empty new one would silently lose the objects the
+ *    container used there.
  * The join is refused at prepare, before anything is made, when the path
  * is not a namespace of that kind or the container has a user namespace
  * (the helper, then inside a user namespace of its own, could not enter a

@@ -626,8 +626,8 @@ int rst_ctr_enter(const struct rst_ctr *c, int errfd)
 {
 	int ret;
 
-	/* a joined uts namespace keeps its own names (CRIU's join_ns) */
-	if ((c->nsflags & CLONE_NEWUTS) && !c->utsns[0] &&
+	/* a joined uts namespace gets the dumped names too, as CRIU's join_ns */
+	if ((c->nsflags & CLONE_NEWUTS) &&
 	    (sethostname(c->hostname, strlen(c->hostname)) < 0 ||
 	     setdomainname(c->domainname, strlen(c->domainname)) < 0)) {
 		ret = -errno;

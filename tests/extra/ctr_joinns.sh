@@ -14,8 +14,9 @@
 # refused by name (join_ns ipc), nothing restored; the restore with the
 # paths brings the container back running, with its memory (token and
 # counter), in the holder's uts and ipc namespaces (same /proc/PID/ns
-# inodes), seeing the holder's segment and its hostname as it is then
-# (renamed after the checkpoint: the dumped name is not applied, as CRIU).  A
+# inodes), seeing the holder's segment, and the dumped hostname set again
+# in the joined uts namespace as CRIU does (the holder renamed it after
+# the checkpoint).  A
 # container that joins a PID namespace (runc: external pid[INODE]) is
 # refused by name at checkpoint and runs on.
 # Needs root, runc, busybox-static, jq (installed when missing: 77 when
@@ -101,7 +102,7 @@ token=${first% *}
 running $id && fail "the container still runs after checkpoint"
 at_ckpt=$(cut -d' ' -f2 "$B/rootfs/count")
 echo "checkpointed $id (in the holder's uts and ipc namespaces) at counter $at_ckpt"
-# the holder renames its namespace: a joined namespace keeps its own name (not the dumped one)
+# the holder renames its namespace: the restore sets the dumped name in it again, as CRIU
 nsenter -t $holder -u hostname hold$$b || fail "cannot rename the holder's uts namespace"
 
 # 2. a restore that names no IPC namespace to join is refused by name, nothing restored
@@ -128,11 +129,12 @@ for ns in uts ipc; do
 		fail "the restored $id is in $ns namespace $(readlink /proc/$pid/ns/$ns), the holder's is $(readlink $H/$ns)"
 done
 hn=$($R exec $id /bin/busybox hostname)
-[ "$hn" = "hold$$b" ] || fail "hostname '$hn' after restore, the holder's is hold$$b (dumped: hold$$)"
+[ "$hn" = "hold$$" ] || fail "hostname '$hn' after restore, the dumped one is hold$$ (renamed hold$$b since)"
+[ "$(nsenter -t $holder -u hostname)" = "hold$$" ] || fail "the holder does not see the hostname the restore set"
 $R exec $id /bin/busybox cat /proc/sysvipc/shm | awk -v id="$shmid" '$2 == id { f = 1 } END { exit !f }' ||
 	fail "the restored container does not see the holder's segment $shmid"
 [ "$(uname -n)" != "hold$$b" ] || fail "the host's hostname changed"
-echo "restored $id in the holder's uts and ipc namespaces: same token, the holder's hostname hold$$b (not the dumped hold$$), segment $shmid"
+echo "restored $id in the holder's uts and ipc namespaces: same token, the dumped hostname hold$$ set again there (as CRIU), the holder's segment $shmid"
 
 # 4. a container that joins a PID namespace: refused by name at checkpoint, runs on
 unshare --pid --fork --mount-proc sh -c "echo ready >$tmp/ready; exec sleep 100000" &
