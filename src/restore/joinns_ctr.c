@@ -204,6 +204,7 @@ int rst_ctr_prepare_joins(const Haul__Ctr__Container *c, const struct rst_ctr_ex
 			return ret;
 		}
 		snprintf((char *)out + joinable[k].off, PATH_MAX, "%s", ext[i].value);
+		pr_info("the container joins the %s namespace %s (join_ns)", ns, ext[i].value);
 		ipc_joined |= joinable[k].flag == CLONE_NEWIPC;
 	}
 	if (c->has_ipc_shared && c->ipc_shared && !ipc_joined) {
