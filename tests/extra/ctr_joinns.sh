@@ -17,11 +17,12 @@
 # inodes), seeing the holder's segment, and the dumped hostname set again
 # in the joined uts namespace as CRIU does (the holder renamed it after
 # the checkpoint).  A
-# container that joins a PID namespace (runc: external pid[INODE]) is
-# refused by name at checkpoint and runs on.
+# container that joins a PID namespace (runc: external pid[INODE]), and
+# one whose process maps the holder's segment, are refused by name at
+# checkpoint and run on.
 # Needs root, runc, busybox-static, jq (installed when missing: 77 when
 # they cannot be).  Names carry this script's PID: the runc state under
-# its own --root, container IDs ctr<PID>j/p, cgroups /ctr<PID>j/p.
+# its own --root, container IDs ctr<PID>j/p/s, cgroups /ctr<PID>j/p/s.
 set -u
 haul=${HAUL_BIN:-$PWD/build/haul}
 src=${HAUL_SRC:-$PWD}
@@ -37,12 +38,13 @@ command -v ipcmk >/dev/null && command -v unshare >/dev/null || srv_skip "util-l
 tmp=$(mktemp -d /tmp/ctr_joinns.XXXXXX)
 id=ctr$$j
 idp=ctr$$p
+ids=ctr$$s
 R="runc --root $tmp/state"
 holders=
 cleanup() {
-	for c in $id $idp; do $R kill $c KILL 2>/dev/null; done
+	for c in $id $idp $ids; do $R kill $c KILL 2>/dev/null; done
 	sleep 0.2
-	for c in $id $idp; do $R delete -f $c >/dev/null 2>&1; done
+	for c in $id $idp $ids; do $R delete -f $c >/dev/null 2>&1; done
 	for h in $holders; do kill -KILL "$h" 2>/dev/null; done
 	rm -rf "$tmp"
 }
@@ -153,4 +155,26 @@ running $idp || fail "$idp not running after a refused checkpoint"
 c=$(cut -d' ' -f2 "$tmp/b2/rootfs/count")
 waitcount "$tmp/b2/rootfs/count" "$c" 50 >/dev/null || fail "$idp stopped counting after the refusal"
 echo "a container in an existing PID namespace is refused by name and runs on"
+
+# 5. a container process that maps the holder's segment: refused by name, runs on
+# (its restore would make the segment anew, away from the holder's namespace)
+printf '%s\n' '#include <stdlib.h>' '#include <sys/shm.h>' '#include <unistd.h>' \
+	'int main(int c, char **v) { if (c < 2 || shmat(atoi(v[1]), 0, 0) == (void *)-1) return 1; for (;;) pause(); }' \
+	>"$tmp/shmat.c"
+gcc -static -O2 -o "$tmp/shmat" "$tmp/shmat.c" || fail "cannot build the shmat program"
+mk_bundle "$tmp/b3" "$(ns_path uts $H/uts) | $(ns_path ipc $H/ipc) | .process.args=[\"/shmat\",\"$shmid\"]" ||
+	fail "runc spec (shmat)"
+cp "$tmp/shmat" "$tmp/b3/rootfs/shmat"
+(cd "$tmp/b3" && $R run -d $ids </dev/null >/dev/null 2>&1) || fail "runc run of the shmat container"
+spid=$($R state $ids | jq .pid)
+i=0
+until grep -q ' /SYSV' /proc/$spid/maps 2>/dev/null; do
+	i=$((i + 1)); [ $i -lt 100 ] || fail "$ids never attached segment $shmid"; sleep 0.1
+done
+(cd "$tmp/b3" && PATH="$CPATH" $R checkpoint --image-path "$tmp/img3" $ids) \
+	>"$tmp/ck3.out" 2>&1 && fail "a container mapping the holder's segment was checkpointed"
+grep -q "maps the SysV segment /SYSV[0-9a-f]* .*shared with a process outside the container" \
+	"$tmp/img3/dump.log" || fail "the refusal does not name the mapped SysV segment"
+running $ids || fail "$ids not running after a refused checkpoint"
+echo "a container mapping the holder's segment is refused by name and runs on"
 exit 0
