@@ -146,7 +146,7 @@ static int note_inflight(pid_t pid, int fd, Haul__Img__UnixPairFile *o, uint32_t
 }
 
 /* The files a peek handed us, noted with message @msg of @o (or refused); all closed. */
-static int take_fds(pid_t pid, struct msghdr *m, Haul__Img__UnixPairFile *o, uint32_t msg)
+int rst_unix_take_fds(pid_t pid, struct msghdr *m, Haul__Img__UnixPairFile *o, uint32_t msg)
 {
 	int ret = 0;
 
@@ -184,7 +184,7 @@ static int peek_one(pid_t pid, int sfd, Haul__Img__UnixPairFile *o, char *buf)
 	n = recvmsg(sfd, &m, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
 	if (n < 0)
 		return errno == EAGAIN ? 1 : -errno;
-	ret = take_fds(pid, &m, o, (uint32_t)o->n_msgs);
+	ret = rst_unix_take_fds(pid, &m, o, (uint32_t)o->n_msgs);
 	if (!ret && (m.msg_flags & MSG_CTRUNC)) {
 		pr_err("unix socket %llu has more file descriptors in flight (SCM_RIGHTS) with one "
 		       "message than haul carries: retry once the process has read them",
