@@ -100,8 +100,9 @@ static int unix_refuse_scm(const struct rst_fd_probe *p, char *why, size_t whyle
 	haul__img__unix_pair_file__free_unpacked(o, NULL);
 	if (ret == -EOPNOTSUPP)
 		snprintf(why, whylen,
-			 "fd %d: unix socket (socket:[%llu]) has what haul does not carry in its "
-			 "queue (see the message above)",
+			 "fd %d: unix socket (socket:[%llu]) has file descriptors in flight "
+			 "(SCM_RIGHTS) or messages in its queue that haul does not carry (see the "
+			 "message above)",
 			 p->fd, (unsigned long long)p->st->st_ino);
 	return ret == -EOPNOTSUPP || ret == -ENOMEM ? ret : 0;
 }
@@ -327,6 +328,7 @@ static int dump_unix(pid_t pid, int fd, Haul__Img__UnixPairFile *o)
 		close(sfd);
 		return ret;
 	}
+	ret = 0; /* no files in flight: the bytes are peeked whole */
 	o->data.data = malloc(u.rqlen);
 	if (!o->data.data) {
 		close(sfd);
