@@ -444,6 +444,18 @@ int rst_unix_send_msg(struct rst_target *t, int park, int lfd, const Haul__Img__
  * haul in @m, noted in @o with message @msg (or refused: -EOPNOTSUPP,
  * logged); every one closed.  0 or -errno.
  */
+/*
+ * fd_unix_carry.c: a pipe end or an eventfd in flight that no process
+ * holds.  rst_unix_carry_kind: nonzero when the file of link text @link
+ * is one.  rst_unix_carry_dump: what it holds, from haul's copy @fd, into
+ * @f (flags and path set), or -EOPNOTSUPP (logged: a process holds it or
+ * the pipe's other end, or @o has it twice).  rst_unix_carry_make: haul's
+ * new fd for @f, or -errno (logged).
+ */
+int rst_unix_carry_kind(const struct stat *st, const char *link);
+int rst_unix_carry_dump(pid_t pid, int fd, const char *link, const Haul__Img__UnixPairFile *o,
+			Haul__Img__UnixInflight *f);
+int rst_unix_carry_make(const Haul__Img__UnixPairFile *u, const Haul__Img__UnixInflight *f);
 struct msghdr;
 int rst_unix_take_fds(pid_t pid, struct msghdr *m, Haul__Img__UnixPairFile *o, uint32_t msg);
 /*

@@ -394,10 +394,14 @@ static int unix_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 		bool held = fl->has_holder_pid && fl->has_holder_fd && fl->holder_pid > 0 &&
 			    fl->holder_fd >= 0;
 
-		if (fl->msg >= f->unix_pair->n_msgs || (!held && fl->path[0] != '/')) {
+		/* a pipe end or an eventfd no process holds: made again (fd_unix_carry.c) */
+		bool made = fl->has_kind && fl->kind >= 1 && fl->kind <= 4;
+
+		if (fl->msg >= f->unix_pair->n_msgs || (!held && !made && fl->path[0] != '/') ||
+		    (fl->has_kind && !made)) {
 			snprintf(why, wl,
-				 "file %u (unix_pair).inflight[%zu]: no such message, or not an "
-				 "absolute path",
+				 "file %u (unix_pair).inflight[%zu]: no such message, not an "
+				 "absolute path, or an unknown kind",
 				 f->id, i);
 			return -EBADMSG;
 		}

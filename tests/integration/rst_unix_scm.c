@@ -5,8 +5,10 @@
  * it was sent with, and each read ends where the kernel ended it before
  * (plain bytes before a buffer with files are read with it, nothing after
  * it); the files work (a file at its offset, an append-only file, a pipe
- * and an eventfd the sender holds).  A checkpoint that leaves the process
- * running leaves its queue as it was.
+ * and an eventfd the sender holds; a pipe with its bytes, an eventfd and a
+ * sealed memfd that no process holds any more).  A checkpoint that leaves
+ * the process running leaves its queue as it was; a socket end in flight
+ * that no process holds is refused by name, and the queue is kept.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -136,6 +138,33 @@ Test(rst_unix_scm, a_checkpoint_that_leaves_the_process_running_leaves_its_queue
 	snprintf(imgs, sizeof(imgs), "%s/images", dir);
 	ret = haul_checkpoint_images(pid, imgs, true, NULL, &st);
 	cr_expect_eq(ret, 0, "checkpoint (leave running) failed: %s", strerror(-ret));
+	touch(dir, "go");
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	expect_ok(dir);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the source ended with %#x",
+		  status);
+	remove_dir(dir);
+}
+
+Test(rst_unix_scm, a_pipe_an_eventfd_and_a_memfd_in_flight_that_no_process_holds_work,
+     .timeout = 120)
+{
+	cycle("pipe");
+}
+
+Test(rst_unix_scm, a_socket_end_in_flight_that_no_process_holds_is_refused_and_the_queue_kept,
+     .timeout = 120)
+{
+	char dir[256], imgs[512];
+	struct rst_ckpt_stats st;
+	int ret, status;
+	pid_t pid;
+
+	pid = start(dir, sizeof(dir), "sock");
+	snprintf(imgs, sizeof(imgs), "%s/images", dir);
+	ret = haul_checkpoint_images(pid, imgs, false, NULL, &st);
+	cr_expect_eq(ret, -EOPNOTSUPP, "the checkpoint was not refused: %s", strerror(-ret));
+	/* refused before anything was touched: the process reads its queue as it was */
 	touch(dir, "go");
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	expect_ok(dir);

@@ -13,16 +13,21 @@
  *         read end of a pipe and an eventfd (count 5), both of which it
  *         keeps (with the pipe's write end), then "tail".  After the
  *         restore it writes "p" into the pipe.
- *   pipe: one process; "CD" carries the read end of a pipe holding "pq"
- *         and an eventfd (count 5), every other copy of both closed (a
- *         file in flight that no process holds).
+ *   pipe: one process; "CD" carries the read end of a pipe holding "pq",
+ *         an eventfd (count 5) and a memfd "haul-scm" holding "memory" at
+ *         offset 2, read-only, sealed against growing and shrinking; every
+ *         other copy of the three closed (files in flight no process holds).
+ *   sock: one process; "CD" carries one end of a socketpair whose both ends
+ *         it then closes (a kind haul does not carry: the checkpoint is
+ *         refused and the process reads on).
  * Each process creates DIR/ready-NAME (NAME parent or child; solo and pipe:
  * both) and waits for DIR/go.  The reader then reads: recv(2) "he" and
  * recv(2) "ad" with no file; recvmsg(100) "AB" with one file (reading it
  * gives "23456789"); recvmsg(100) "midCD" with its files (the read takes
  * the plain bytes before a buffer with files, and ends with it); recv
  * "tail".  It checks the files: DIR/g grows by what it writes; the pipe
- * gives "p" (tree) or "pq" (pipe), the eventfd 5.  It prints "ok NAME" or
+ * gives "p" (tree) or "pq" (pipe), the eventfd 5, the memfd "mory" and its
+ * seals (sock: one file, not looked at).  It prints "ok NAME" or
  * "BAD ..." into DIR/NAME.out and exits 0 when ok.
  */
 #include <errno.h>
@@ -33,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -135,19 +141,21 @@ static void expect(int sk, size_t size, const char *want, int *fds, int nfds)
 /* The reading end's checks; @kind: "solo", "tree" or "pipe". */
 static void reader(int sk, const char *kind)
 {
-	int f[1] = {-1}, k[2] = {-1, -1};
+	int f[1] = {-1}, k[3] = {-1, -1, -1};
 	char buf[64] = {0};
 	uint64_t cnt = 0;
 
 	expect(sk, 2, "he", f, 0);
 	expect(sk, 2, "ad", f, 0);
-	if (strcmp(kind, "pipe")) {
+	if (!strcmp(kind, "solo") || !strcmp(kind, "tree")) {
 		expect(sk, 100, "AB", f, 1);
 		if (f[0] < 0 || read(f[0], buf, sizeof(buf)) != 8 || memcmp(buf, "23456789", 8))
 			bad("DIR/f in flight reads '%s', not 23456789 from offset 2", buf);
 	}
-	expect(sk, 100, "midCD", k, strcmp(kind, "solo") ? 2 : 1);
+	expect(sk, 100, "midCD", k, !strcmp(kind, "pipe") ? 3 : !strcmp(kind, "tree") ? 2 : 1);
 	expect(sk, 100, "tail", f, 0);
+	if (!strcmp(kind, "sock"))
+		return;
 	if (!strcmp(kind, "solo")) {
 		struct stat st;
 
@@ -161,6 +169,13 @@ static void reader(int sk, const char *kind)
 		bad("the pipe in flight reads '%s'", buf);
 	if (k[1] < 0 || read(k[1], &cnt, sizeof(cnt)) != sizeof(cnt) || cnt != 5)
 		bad("the eventfd in flight counts %llu, not 5", (unsigned long long)cnt);
+	if (strcmp(kind, "pipe"))
+		return;
+	memset(buf, 0, sizeof(buf));
+	if (k[2] < 0 || read(k[2], buf, sizeof(buf)) != 4 || strcmp(buf, "mory") ||
+	    fcntl(k[2], F_GET_SEALS) != (F_SEAL_SHRINK | F_SEAL_GROW) ||
+	    (fcntl(k[2], F_GETFL) & O_ACCMODE) != O_RDONLY)
+		bad("the memfd in flight reads '%s' with seals %#x", buf, fcntl(k[2], F_GET_SEALS));
 }
 
 static void setup_files(void)
@@ -207,7 +222,7 @@ static FILE *open_out(const char *name)
 
 static int solo(const char *kind)
 {
-	int sv[2], k[2], p[2];
+	int sv[2], k[3], p[2];
 
 	out = open_out("parent");
 	if (!out || socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
@@ -218,17 +233,35 @@ static int solo(const char *kind)
 		k[0] = open_in("g", O_WRONLY | O_APPEND);
 		send_fds(sv[0], "CD", k, 1);
 		close(k[0]);
-	} else {
+	} else if (!strcmp(kind, "pipe")) {
+		char path[64];
+		int m = memfd_create("haul-scm", MFD_ALLOW_SEALING);
+
 		send_fds(sv[0], "head", NULL, 0);
 		send_fds(sv[0], "mid", NULL, 0);
 		if (pipe(p) || write(p[1], "pq", 2) != 2)
 			bad("cannot fill a pipe");
 		k[0] = p[0];
 		k[1] = eventfd(5, 0);
-		send_fds(sv[0], "CD", k, 2);
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", m);
+		if (m < 0 || write(m, "memory", 6) != 6 ||
+		    fcntl(m, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) ||
+		    (k[2] = open(path, O_RDONLY)) < 0 || lseek(k[2], 2, SEEK_SET) != 2)
+			bad("cannot fill a memfd");
+		send_fds(sv[0], "CD", k, 3);
 		close(p[0]);
 		close(p[1]);
 		close(k[1]);
+		close(k[2]);
+		close(m);
+	} else {
+		send_fds(sv[0], "head", NULL, 0);
+		send_fds(sv[0], "mid", NULL, 0);
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, p))
+			bad("cannot make a socketpair");
+		send_fds(sv[0], "CD", p, 1);
+		close(p[0]);
+		close(p[1]);
 	}
 	send_fds(sv[0], "tail", NULL, 0);
 	mark("ready-child");
@@ -286,7 +319,7 @@ int main(int argc, char **argv)
 	dir = argv[2];
 	if (!strcmp(argv[1], "tree"))
 		return tree();
-	if (!strcmp(argv[1], "solo") || !strcmp(argv[1], "pipe"))
+	if (!strcmp(argv[1], "solo") || !strcmp(argv[1], "pipe") || !strcmp(argv[1], "sock"))
 		return solo(argv[1]);
 	return 2;
 }
