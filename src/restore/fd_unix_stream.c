@@ -172,7 +172,8 @@ static size_t count_fds(struct msghdr *m)
 /*
  * The @len bytes at @off of the queue of @sfd as a new piece of @o; @r is
  * the buffer with files the piece is (its files noted with it), or NULL for
- * a run of plain bytes.
+ * a run of plain bytes, peeked until whole (with SO_PASSCRED on, a peek
+ * stops where the writer changes).
  */
 static int peek_piece(pid_t pid, int sfd, Haul__Img__UnixPairFile *o, uint32_t off, uint32_t len,
 		      const struct uskb_rec *r)
@@ -183,36 +184,42 @@ static int peek_piece(pid_t pid, int sfd, Haul__Img__UnixPairFile *o, uint32_t o
 	} ctl;
 	ProtobufCBinaryData *nm;
 	char *buf = malloc(len);
-	struct iovec iov = {buf, len};
-	struct msghdr m = {.msg_iov = &iov,
-			   .msg_iovlen = 1,
-			   .msg_control = ctl.b,
-			   .msg_controllen = sizeof(ctl.b)};
-	int at = (int)off, ret = 0;
-	ssize_t n;
+	uint32_t got = 0;
+	int ret = 0;
+	ssize_t n = 0;
 
 	if (!buf)
 		return -ENOMEM;
-	if (setsockopt(sfd, SOL_SOCKET, SO_PEEK_OFF, &at, sizeof(at)) < 0) {
-		free(buf);
-		return -errno;
+	while (!ret && got < len) {
+		struct iovec iov = {buf + got, len - got};
+		struct msghdr m = {.msg_iov = &iov,
+				   .msg_iovlen = 1,
+				   .msg_control = ctl.b,
+				   .msg_controllen = sizeof(ctl.b)};
+		int at = (int)(off + got);
+
+		if (setsockopt(sfd, SOL_SOCKET, SO_PEEK_OFF, &at, sizeof(at)) < 0) {
+			ret = -errno;
+			break;
+		}
+		n = recvmsg(sfd, &m, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n < 0) {
+			ret = -errno;
+			break;
+		}
+		/* a plain run's peek walks on to the next buffer's files: not its own */
+		if (r && count_fds(&m) == r->nfds && !(m.msg_flags & MSG_CTRUNC))
+			ret = rst_unix_take_fds(pid, &m, o, (uint32_t)o->n_msgs);
+		else if (drop_fds(&m) != 0 && r)
+			ret = -EIO;
+		if (!ret && (n == 0 || (r && n != (ssize_t)len) || (m.msg_flags & MSG_CTRUNC)))
+			ret = -EIO;
+		got += n > 0 ? (uint32_t)n : 0;
 	}
-	n = recvmsg(sfd, &m, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-	if (n < 0) {
-		free(buf);
-		return -errno;
-	}
-	/* a plain run's peek walks on to the next buffer's files: not its own */
-	if (r && count_fds(&m) == r->nfds && !(m.msg_flags & MSG_CTRUNC))
-		ret = rst_unix_take_fds(pid, &m, o, (uint32_t)o->n_msgs);
-	else if (drop_fds(&m) != 0 && r)
-		ret = -EIO;
-	if (!ret && (n != (ssize_t)len || (m.msg_flags & MSG_CTRUNC)))
-		ret = -EIO;
 	if (ret == -EIO)
-		pr_err("unix socket %llu of pid %d: the %u bytes at %u of its queue peek as %zd "
+		pr_err("unix socket %llu of pid %d: the %u bytes at %u of its queue peek as %u "
 		       "bytes with other files than the kernel's queue holds; retry the dump",
-		       (unsigned long long)o->ino, (int)pid, len, off, n);
+		       (unsigned long long)o->ino, (int)pid, len, off, got);
 	nm = ret ? NULL : realloc(o->msgs, (o->n_msgs + 1) * sizeof(*nm));
 	if (!ret && !nm)
 		ret = -ENOMEM;

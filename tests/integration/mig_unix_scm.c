@@ -2,7 +2,9 @@
  * mig_unix_scm.c - `haul migrate` of a tree whose parent has files in
  * flight (SCM_RIGHTS) in the queue of a stream socketpair to its child
  * (tests/progs/unix_scm_stream tree): on the target the child gets each
- * file with the bytes it was sent with, and the files work.  When haul is
+ * file with the bytes it was sent with, and the files work; so does one
+ * process whose queue holds a pipe, an eventfd and a memfd that no
+ * process holds any more (unix_scm_stream pipe).  When haul is
  * killed with the state sent (a rollback: the guardian resumes the
  * source), the source's queue is as it was: the child reads the same.
  */
@@ -58,11 +60,11 @@ static bool wait_for(const char *name, const char *needle, int ms)
 	return false;
 }
 
-/* unix_scm_stream tree in namespace A, both processes ready. */
-static void start_tree(void)
+/* unix_scm_stream @mode in namespace A, ready. */
+static void start_tree(const char *mode)
 {
 	char bin[512], out[200], path[256];
-	char *argv[] = {bin, "tree", dir, NULL};
+	char *argv[] = {bin, (char *)mode, dir, NULL};
 
 	th_mig_setup(&M, 0);
 	snprintf(dir, sizeof(dir), "%s/%s", M.dir, M.tag);
@@ -100,7 +102,7 @@ Test(mig_unix_scm, files_in_flight_on_a_stream_arrive_with_their_bytes_on_the_ta
 	pid_t pid, there;
 	int fd, st;
 
-	start_tree();
+	start_tree("tree");
 	pid = th_mig_haul(&M, &fd, extra);
 	cr_assert_gt(pid, 0);
 	st = th_wait_exit(pid, 90000);
@@ -115,6 +117,24 @@ Test(mig_unix_scm, files_in_flight_on_a_stream_arrive_with_their_bytes_on_the_ta
 	expect_ok();
 }
 
+Test(mig_unix_scm, files_in_flight_no_process_holds_are_made_again_on_the_target, .fini = teardown,
+     .timeout = 150)
+{
+	const char *extra[] = {"--downtime", "50", NULL};
+	pid_t pid;
+	int fd, st;
+
+	start_tree("pipe");
+	pid = th_mig_haul(&M, &fd, extra);
+	cr_assert_gt(pid, 0);
+	st = th_wait_exit(pid, 90000);
+	if (st)
+		th_mig_dump_output(fd);
+	close(fd);
+	cr_assert_eq(st, 0, "haul migrate of the process failed");
+	expect_ok();
+}
+
 Test(mig_unix_scm, haul_killed_with_the_state_sent_leaves_the_queue_as_it_was, .fini = teardown,
      .timeout = 150)
 {
@@ -123,7 +143,7 @@ Test(mig_unix_scm, haul_killed_with_the_state_sent_leaves_the_queue_as_it_was, .
 	pid_t pid;
 	int fd;
 
-	start_tree();
+	start_tree("tree");
 	setenv("HAUL_FAULT", "stall:state", 1);
 	pid = th_mig_haul(&M, &fd, extra);
 	unsetenv("HAUL_FAULT");
