@@ -395,7 +395,7 @@ static int unix_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 			    fl->holder_fd >= 0;
 
 		/* a pipe end or an eventfd no process holds: made again (fd_unix_carry.c) */
-		bool made = fl->has_kind && fl->kind >= 1 && fl->kind <= 4;
+		bool made = fl->has_kind && fl->kind >= 1 && fl->kind <= 5;
 
 		if (fl->msg >= f->unix_pair->n_msgs || (!held && !made && fl->path[0] != '/') ||
 		    (fl->has_kind && !made)) {

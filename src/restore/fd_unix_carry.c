@@ -1,14 +1,18 @@
 /*
- * fd_unix_carry.c - a pipe end, an eventfd or a memfd in flight
- * (SCM_RIGHTS) in a unix socket's queue that no process holds any more
- * (sent, then closed by its sender): haul makes it again and sends it
- * with its message.
+ * fd_unix_carry.c - a pipe end, an eventfd, a memfd or a unix socket end
+ * whose peer is closed, in flight (SCM_RIGHTS) in a unix socket's queue
+ * that no process holds any more (sent, then closed by its sender): haul
+ * makes it again and sends it with its message.
  *
  * Dump (on haul's duplicate from the peek, nothing consumed): a pipe end,
  * its end (F_GETFL), size and the bytes buffered in it, copied with tee(2)
  * from a new read end opened through /proc/self/fd (fd_pipe.c does the
  * same); an eventfd, its counter and semaphore mode from fdinfo; a memfd
- * (up to CARRY_MEMFD_MAX bytes), its name, contents, offset and seals.  One
+ * (up to CARRY_MEMFD_MAX bytes), its name, contents, offset and seals; a
+ * unix socket end (sock_diag: connected, unnamed, its peer closed: a peer
+ * still open is held by a process or in flight too, refused), its type
+ * and the stream bytes queued on it (peeked; messages or files queued on
+ * it are refused).  One
  * scan of every /proc/PID/fd refuses, by name, a pipe whose either end a
  * process holds (its other end would be cut from it) or an eventfd a
  * process outside the tree holds (kcmp: the same open file; a memfd: its
@@ -18,7 +22,8 @@
  * bytes written back, F_SETPIPE_SZ as far as fs.pipe-max-size allows, the
  * end kept; eventfd(count, flags); memfd_create, the contents written,
  * the seals added, opened again with its access mode through /proc,
- * offset set.  Haul's copy is closed once sent.
+ * offset set; a socketpair whose other end gets the bytes and is closed.
+ * Haul's copy is closed once sent.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -29,6 +34,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -39,17 +45,23 @@
 #define KIND_PIPE_W	2
 #define KIND_EVENTFD	3
 #define KIND_MEMFD	4
+#define KIND_USOCK	5
 #define CARRY_MEMFD_MAX (64 << 20) /* a larger memfd in flight is refused */
 #define KCMP_FILE_	0
 
 int rst_unix_carry_kind(const struct stat *st, const char *link)
 {
+	struct rst_unix_info u;
+
 	if (S_ISFIFO(st->st_mode) && !strncmp(link, "pipe:[", 6))
 		return KIND_PIPE_R;
 	if (!strcmp(link, "anon_inode:[eventfd]"))
 		return KIND_EVENTFD;
 	if (S_ISREG(st->st_mode) && !strncmp(link, "/memfd:", 7))
 		return KIND_MEMFD;
+	if (S_ISSOCK(st->st_mode) && !strncmp(link, "socket:[", 8) &&
+	    !rst_unix_diag((uint32_t)st->st_ino, &u))
+		return KIND_USOCK;
 	return 0;
 }
 
@@ -196,6 +208,62 @@ static int dump_memfd(int fd, Haul__Img__UnixInflight *f)
 	return 0;
 }
 
+/*
+ * Our unix socket @fd (@link), connected, unnamed, its peer closed: its type
+ * and, on a stream, the bytes queued on it (peeked, with no file in flight).
+ */
+static int dump_usock(int fd, const char *link, Haul__Img__UnixInflight *f, const char **why)
+{
+	union {
+		char b[CMSG_SPACE(sizeof(int) * 4)];
+		struct cmsghdr align;
+	} ctl;
+	struct msghdr m = {.msg_control = ctl.b, .msg_controllen = sizeof(ctl.b)};
+	struct rst_unix_info u;
+	struct iovec iov;
+	ssize_t n;
+
+	if (rst_unix_diag((uint32_t)strtoul(link + 8, NULL, 10), &u))
+		return -EIO;
+	f->has_sock_type = true;
+	f->sock_type = u.type;
+	*why = u.named	      ? "it has a name"
+	       : u.state != 1 ? "it is not connected"
+	       : u.peer ? "its peer is still open (a process holds it, or it is in flight too)"
+	       : u.rqlen && u.type != SOCK_STREAM ? "messages are queued on it"
+						  : NULL;
+	if (*why)
+		return -EOPNOTSUPP;
+	f->has_data = true;
+	if (!u.rqlen)
+		return 0;
+	f->data.data = malloc(u.rqlen);
+	if (!f->data.data)
+		return -ENOMEM;
+	iov.iov_base = f->data.data;
+	iov.iov_len = u.rqlen;
+	m.msg_iov = &iov;
+	m.msg_iovlen = 1;
+	n = recvmsg(fd, &m, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n >= 0 && (CMSG_FIRSTHDR(&m) || (m.msg_flags & MSG_CTRUNC))) {
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+			for (size_t i = 0; c->cmsg_type == SCM_RIGHTS &&
+					   i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			     i++) {
+				int x;
+
+				memcpy(&x, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+				close(x);
+			}
+		*why = "files are in flight on it too";
+		return -EOPNOTSUPP;
+	}
+	if (n != (ssize_t)u.rqlen)
+		return n < 0 ? -errno : -EIO;
+	f->data.len = (size_t)n;
+	return 0;
+}
+
 /* Whether @o already carries a file no process holds that @f could be (see the top). */
 static bool seen_twice(const Haul__Img__UnixPairFile *o, const Haul__Img__UnixInflight *f)
 {
@@ -216,12 +284,16 @@ int rst_unix_carry_dump(pid_t pid, int fd, const char *link, const Haul__Img__Un
 			Haul__Img__UnixInflight *f)
 {
 	bool pipe = !strncmp(link, "pipe:[", 6), memfd = !strncmp(link, "/memfd:", 7);
+	bool sock = !strncmp(link, "socket:[", 8);
+	const char *why = NULL;
 	int hfd = -1, ret;
 	pid_t other;
 
 	f->has_kind = true;
 	if (memfd)
 		f->kind = KIND_MEMFD;
+	else if (sock)
+		f->kind = KIND_USOCK;
 	else if (pipe)
 		f->kind = (f->flags & O_ACCMODE) == O_WRONLY ? KIND_PIPE_W : KIND_PIPE_R;
 	else
@@ -241,7 +313,17 @@ int rst_unix_carry_dump(pid_t pid, int fd, const char *link, const Haul__Img__Un
 		       (unsigned long long)o->ino, (int)pid, link);
 		return -EOPNOTSUPP;
 	}
-	ret = memfd ? dump_memfd(fd, f) : pipe ? dump_pipe(fd, f) : dump_eventfd(fd, f);
+	if (sock)
+		ret = dump_usock(fd, link, f, &why);
+	else
+		ret = memfd ? dump_memfd(fd, f) : pipe ? dump_pipe(fd, f) : dump_eventfd(fd, f);
+	if (ret == -EOPNOTSUPP) {
+		pr_err("unix socket %llu of pid %d has unix socket %s in flight (SCM_RIGHTS) that "
+		       "no process holds, and %s: not carried (haul carries a connected unnamed "
+		       "one whose peer is closed); retry once the process has read it",
+		       (unsigned long long)o->ino, (int)pid, link, why);
+		return ret;
+	}
 	if (ret == -EFBIG) {
 		pr_err("unix socket %llu of pid %d has %s in flight (SCM_RIGHTS), larger than the "
 		       "%d MiB haul carries in an image: retry once the process has read it",
@@ -313,11 +395,32 @@ static int make_memfd(const Haul__Img__UnixInflight *f)
 	return ret ? ret : ofd;
 }
 
+/* A unix socket end like @f: a socketpair whose other end gets its bytes, then closes. */
+static int make_usock(const Haul__Img__UnixInflight *f)
+{
+	int sv[2], ret = 0;
+
+	if (socketpair(AF_UNIX, (int)f->sock_type | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	if (f->has_data && f->data.len &&
+	    send(sv[1], f->data.data, f->data.len, MSG_DONTWAIT | MSG_NOSIGNAL) !=
+		    (ssize_t)f->data.len)
+		ret = -errno ? -errno : -EIO;
+	close(sv[1]);
+	if (!ret && fcntl(sv[0], F_SETFL, (int)(f->flags & O_NONBLOCK)) < 0)
+		ret = -errno;
+	if (ret)
+		close(sv[0]);
+	return ret ? ret : sv[0];
+}
+
 int rst_unix_carry_make(const Haul__Img__UnixPairFile *u, const Haul__Img__UnixInflight *f)
 {
 	int fd;
 
-	if (f->kind == KIND_MEMFD)
+	if (f->kind == KIND_USOCK)
+		fd = make_usock(f);
+	else if (f->kind == KIND_MEMFD)
 		fd = make_memfd(f);
 	else if (f->kind == KIND_EVENTFD)
 		fd = eventfd((unsigned int)f->count,

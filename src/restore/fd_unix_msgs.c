@@ -137,8 +137,9 @@ static int note_inflight(pid_t pid, int fd, Haul__Img__UnixPairFile *o, uint32_t
 	if (carry && !rst_unix_carry_kind(&st, path)) {
 		pr_err("unix socket %llu of pid %d has %s in flight (SCM_RIGHTS, %s) that no "
 		       "process of the tree holds, which haul does not carry (it carries regular "
-		       "files with a path, pipe ends, eventfds and memfds): retry once the process "
-		       "has read it, or keep it open in the sender",
+		       "files with a path, pipe ends, eventfds, memfds and unix socket ends whose "
+		       "peer is closed): retry once the process has read it, or keep it open in "
+		       "the sender",
 		       (unsigned long long)o->ino, (int)pid, kind_of(&st, path), path);
 		return -EOPNOTSUPP;
 	}

@@ -6,9 +6,10 @@
  * (plain bytes before a buffer with files are read with it, nothing after
  * it); the files work (a file at its offset, an append-only file, a pipe
  * and an eventfd the sender holds; a pipe with its bytes, an eventfd and a
- * sealed memfd that no process holds any more).  A checkpoint that leaves
- * the process running leaves its queue as it was; a socket end in flight
- * that no process holds is refused by name, and the queue is kept.
+ * sealed memfd that no process holds any more, a socket end whose peer is
+ * closed, with its bytes).  A checkpoint that leaves the process running
+ * leaves its queue as it was; a device in flight that no process holds is
+ * refused by name, and the queue is kept.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -152,7 +153,12 @@ Test(rst_unix_scm, a_pipe_an_eventfd_and_a_memfd_in_flight_that_no_process_holds
 	cycle("pipe");
 }
 
-Test(rst_unix_scm, a_socket_end_in_flight_that_no_process_holds_is_refused_and_the_queue_kept,
+Test(rst_unix_scm, a_socket_end_in_flight_whose_peer_is_closed_keeps_its_bytes, .timeout = 120)
+{
+	cycle("sock");
+}
+
+Test(rst_unix_scm, a_device_in_flight_that_no_process_holds_is_refused_and_the_queue_kept,
      .timeout = 120)
 {
 	char dir[256], imgs[512];
@@ -160,7 +166,7 @@ Test(rst_unix_scm, a_socket_end_in_flight_that_no_process_holds_is_refused_and_t
 	int ret, status;
 	pid_t pid;
 
-	pid = start(dir, sizeof(dir), "sock");
+	pid = start(dir, sizeof(dir), "dev");
 	snprintf(imgs, sizeof(imgs), "%s/images", dir);
 	ret = haul_checkpoint_images(pid, imgs, false, NULL, &st);
 	cr_expect_eq(ret, -EOPNOTSUPP, "the checkpoint was not refused: %s", strerror(-ret));

@@ -17,9 +17,10 @@
  *         an eventfd (count 5) and a memfd "haul-scm" holding "memory" at
  *         offset 2, read-only, sealed against growing and shrinking; every
  *         other copy of the three closed (files in flight no process holds).
- *   sock: one process; "CD" carries one end of a socketpair whose both ends
- *         it then closes (a kind haul does not carry: the checkpoint is
- *         refused and the process reads on).
+ *   sock: one process; "CD" carries one end of a stream socketpair with
+ *         "zz" queued on it, both ends then closed (its peer is gone).
+ *   dev:  one process; "CD" carries /dev/null, closed then (a kind haul
+ *         does not carry: the checkpoint is refused, the process reads on).
  * Each process creates DIR/ready-NAME (NAME parent or child; solo and pipe:
  * both) and waits for DIR/go.  The reader then reads: recv(2) "he" and
  * recv(2) "ad" with no file; recvmsg(100) "AB" with one file (reading it
@@ -27,7 +28,7 @@
  * the plain bytes before a buffer with files, and ends with it); recv
  * "tail".  It checks the files: DIR/g grows by what it writes; the pipe
  * gives "p" (tree) or "pq" (pipe), the eventfd 5, the memfd "mory" and its
- * seals (sock: one file, not looked at).  It prints "ok NAME" or
+ * seals; the socket "zz" then end of file (dev: not looked at).  It prints "ok NAME" or
  * "BAD ..." into DIR/NAME.out and exits 0 when ok.
  */
 #include <errno.h>
@@ -154,8 +155,14 @@ static void reader(int sk, const char *kind)
 	}
 	expect(sk, 100, "midCD", k, !strcmp(kind, "pipe") ? 3 : !strcmp(kind, "tree") ? 2 : 1);
 	expect(sk, 100, "tail", f, 0);
-	if (!strcmp(kind, "sock"))
+	if (!strcmp(kind, "dev"))
 		return;
+	if (!strcmp(kind, "sock")) {
+		if (k[0] < 0 || read(k[0], buf, sizeof(buf)) != 2 || memcmp(buf, "zz", 2) ||
+		    read(k[0], buf, sizeof(buf)) != 0)
+			bad("the socket end in flight does not read zz then end of file");
+		return;
+	}
 	if (!strcmp(kind, "solo")) {
 		struct stat st;
 
@@ -254,14 +261,20 @@ static int solo(const char *kind)
 		close(k[1]);
 		close(k[2]);
 		close(m);
-	} else {
+	} else if (!strcmp(kind, "sock")) {
 		send_fds(sv[0], "head", NULL, 0);
 		send_fds(sv[0], "mid", NULL, 0);
-		if (socketpair(AF_UNIX, SOCK_STREAM, 0, p))
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, p) || write(p[1], "zz", 2) != 2)
 			bad("cannot make a socketpair");
 		send_fds(sv[0], "CD", p, 1);
 		close(p[0]);
 		close(p[1]);
+	} else {
+		send_fds(sv[0], "head", NULL, 0);
+		send_fds(sv[0], "mid", NULL, 0);
+		k[0] = open("/dev/null", O_RDONLY);
+		send_fds(sv[0], "CD", k, 1);
+		close(k[0]);
 	}
 	send_fds(sv[0], "tail", NULL, 0);
 	mark("ready-child");
@@ -319,7 +332,8 @@ int main(int argc, char **argv)
 	dir = argv[2];
 	if (!strcmp(argv[1], "tree"))
 		return tree();
-	if (!strcmp(argv[1], "solo") || !strcmp(argv[1], "pipe") || !strcmp(argv[1], "sock"))
+	if (!strcmp(argv[1], "solo") || !strcmp(argv[1], "pipe") || !strcmp(argv[1], "sock") ||
+	    !strcmp(argv[1], "dev"))
 		return solo(argv[1]);
 	return 2;
 }
