@@ -16,9 +16,10 @@
  * scan of every /proc/PID/fd refuses, by name, a pipe whose either end a
  * process holds (its other end would be cut from it) or an eventfd a
  * process outside the tree holds (kcmp: the same open file; a memfd: its
- * inode, mapped or open).  A queue
+ * inode open in any fd; a memfd only mapped elsewhere is not seen).  A queue
  * with two eventfds, or one pipe twice, no process holds is refused too:
- * each would be made again as a file of its own.  Restore: pipe2, the
+ * each would be made again as a file of its own; so is a packet-mode pipe
+ * (fd_pipe.c refuses those too).  Restore: pipe2, the
  * bytes written back, F_SETPIPE_SZ as far as fs.pipe-max-size allows, the
  * end kept; eventfd(count, flags); memfd_create, the contents written,
  * the seals added, opened again with its access mode through /proc,
@@ -306,6 +307,13 @@ int rst_unix_carry_dump(pid_t pid, int fd, const char *link, const Haul__Img__Un
 		       pipe ? ", an end of the same pipe" : "");
 		return -EOPNOTSUPP;
 	}
+	if (pipe && (f->flags & O_DIRECT)) {
+		pr_err("unix socket %llu of pid %d has a packet-mode pipe %s in flight (SCM_RIGHTS) "
+		       "that no process holds: its packet boundaries are not carried; retry once "
+		       "the process has read it",
+		       (unsigned long long)o->ino, (int)pid, link);
+		return -EOPNOTSUPP;
+	}
 	if (seen_twice(o, f)) {
 		pr_err("unix socket %llu of pid %d has %s in flight (SCM_RIGHTS) more than once "
 		       "(or two eventfds) that no process holds: haul would make each again as a "
@@ -356,7 +364,7 @@ static int make_pipe(const Haul__Img__UnixInflight *f)
 	}
 	keep = f->kind == KIND_PIPE_W ? 1 : 0;
 	close(p[1 - keep]);
-	if (fcntl(p[keep], F_SETFL, (int)(f->flags & (O_NONBLOCK | O_APPEND | O_DIRECT))) < 0) {
+	if (fcntl(p[keep], F_SETFL, (int)(f->flags & O_NONBLOCK)) < 0) {
 		close(p[keep]);
 		return -errno;
 	}
