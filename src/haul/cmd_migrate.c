@@ -249,7 +249,8 @@ static int write_json(const char *path, const struct haul_mig_opts *o,
 		"  \"over_target\": %s,\n"
 		"  \"freeze_ms\": %.3f,\n  \"seize_ms\": %.3f,\n  \"final_round_ms\": %.3f,\n"
 		"  \"dump_ms\": %.3f,\n  \"state_ms\": %.3f,\n  \"restore_ms\": %.3f,\n"
-		"  \"kill_ms\": %.3f,\n"
+		"  \"kill_ms\": %.3f,\n  \"lock_ms\": %.3f,\n  \"handover_ms\": %.3f,\n"
+		"  \"refreeze_ms\": %.3f,\n  \"indoubt_ms\": %.3f,\n"
 		"  \"lazy\": %s,\n  \"resume_ms\": %.3f,\n  \"memory_complete_ms\": %.3f,\n"
 		"  \"eager_pages\": %llu,\n  \"stale_pages\": %llu,\n  \"served_pages\": %llu,\n"
 		"  \"rolled_back\": %s,\n"
@@ -257,7 +258,8 @@ static int write_json(const char *path, const struct haul_mig_opts *o,
 		"  \"throttle_max_pct\": %u,\n",
 		r->total_ms, r->downtime_ms, o->downtime_ms, r->expected_ms, r->fixed_est_ms,
 		r->over_target ? "true" : "false", r->freeze_ms, r->seize_ms, r->final_ms,
-		r->dump_ms, r->state_ms, r->restore_ms, r->kill_ms, r->lazy ? "true" : "false",
+		r->dump_ms, r->state_ms, r->restore_ms, r->kill_ms, r->lock_ms, r->handover_ms,
+		r->refreeze_ms, r->indoubt_ms, r->lazy ? "true" : "false",
 		r->target_pid ? r->downtime_ms : 0, r->complete_ms,
 		(unsigned long long)r->eager_pages, (unsigned long long)r->stale_pages,
 		(unsigned long long)r->served_pages, r->rolled_back ? "true" : "false", r->rounds,

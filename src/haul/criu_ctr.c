@@ -68,12 +68,13 @@ static int imgdir_path(int imgfd, char *out, size_t len)
  * The engine's externals: its mounts (ext_mnt), and its network namespace:
  * on dump external "net[INODE]:KEY" (key "net[INODE]"), on restore
  * inherit_fd RST_CTR_NET_KEY (value: the path of that fd, which the
- * restore helper opens; this process outlives it).  @e's strings point
- * into @o and @paths.  The count in *@n.
+ * restore helper opens; this process outlives it), and the namespaces
+ * it joins (join_ns: key RST_CTR_JOIN_KEY + kind, value the path).  @e's
+ * strings point into @o, @paths and the static keys.  The count in *@n.
  */
 static struct rst_ctr_ext *ext_list(const Haul__Criu__Options *o, char (*paths)[64], size_t *n)
 {
-	struct rst_ctr_ext *e = calloc(o->n_ext_mnt + o->n_external + 2, sizeof(*e));
+	struct rst_ctr_ext *e = calloc(o->n_ext_mnt + o->n_external + o->n_join_ns + 2, sizeof(*e));
 	size_t k = 0;
 
 	for (size_t i = 0; e && i < o->n_ext_mnt; i++, k++) {
@@ -98,6 +99,13 @@ static struct rst_ctr_ext *ext_list(const Haul__Criu__Options *o, char (*paths)[
 		e[k].key = RST_CTR_NET_KEY;
 		e[k++].value = paths[o->n_external];
 		break;
+	}
+	for (size_t i = 0; e && i < o->n_join_ns; i++) {
+		const char *ns = o->join_ns[i]->ns ? o->join_ns[i]->ns : "";
+
+		/* criu_opts_check refused any other kind */
+		e[k].key = !strcmp(ns, "uts") ? RST_CTR_JOIN_KEY "uts" : RST_CTR_JOIN_KEY "ipc";
+		e[k++].value = o->join_ns[i]->ns_file;
 	}
 	*n = k;
 	return e;

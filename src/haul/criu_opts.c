@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "haul/criu_int.h"
+#include "restore/ctr.h"
 
 enum {
 	FOR_DUMP = 1,
@@ -51,6 +52,7 @@ static const struct {
 	{"track_mem", FOR_DUMP},
 	{"parent_img", FOR_DUMP},
 	{"external", FOR_DUMP},
+	{"join_ns", FOR_RESTORE},
 };
 
 /* Whether field @f of @msg holds something other than its "off" value. */
@@ -144,8 +146,20 @@ int criu_opts_check(Haul__Criu__ReqType type, const Haul__Criu__Options *o, char
 			 o->config_file);
 		return -EOPNOTSUPP;
 	}
-	/* runc names a network namespace path of config.json so: net[INODE]:extRootNetNS */
-	for (size_t i = 0; i < o->n_external; i++)
+	/*
+	 * runc names a network namespace path of config.json so:
+	 * net[INODE]:extRootNetNS; a pid namespace path as pid[INODE]:extRootPidNS
+	 */
+	for (size_t i = 0; i < o->n_external; i++) {
+		if (!strncmp(o->external[i], "pid[", 4)) {
+			snprintf(why, wl,
+				 "the dump option external '%s' (the container joined an existing "
+				 "PID namespace: a pid namespace path in config.json) is not "
+				 "supported: haul carries a container as pid 1 of a PID namespace "
+				 "of its own; remove the pid namespace path",
+				 o->external[i]);
+			return -EOPNOTSUPP;
+		}
 		if (strncmp(o->external[i], "net[", 4) || !strstr(o->external[i], "]:")) {
 			snprintf(why, wl,
 				 "the dump option external '%s' is not supported: only an external "
@@ -153,6 +167,22 @@ int criu_opts_check(Haul__Criu__ReqType type, const Haul__Criu__Options *o, char
 				 o->external[i]);
 			return -EOPNOTSUPP;
 		}
+	}
+	/* runc names a uts or ipc namespace path of config.json so: join_ns {ns, ns_file} */
+	for (size_t i = 0; i < o->n_join_ns; i++) {
+		const Haul__Criu__JoinNs *j = o->join_ns[i];
+		const char *ns = j->ns ? j->ns : "", *file = j->ns_file ? j->ns_file : "";
+		bool extra = j->extra_opt && j->extra_opt[0];
+
+		if (!rst_ctr_join_kind(ns) || file[0] != '/' || extra) {
+			snprintf(why, wl,
+				 "the restore option join_ns %s '%s'%s is not supported: only "
+				 "the uts and ipc namespaces are joined, by an absolute path; "
+				 "remove the %s namespace path from config.json",
+				 ns, file, extra ? " with extra options" : "", ns);
+			return -EOPNOTSUPP;
+		}
+	}
 	if (req == FOR_DUMP && !(o->has_pid && o->pid > 0)) {
 		snprintf(why, wl, "a dump of the caller itself (no pid) is not supported");
 		return -EOPNOTSUPP;

@@ -473,6 +473,13 @@ struct haul_mig_result {
 	double total_ms, downtime_ms; /* downtime: freeze to the target's "running" reply */
 	/* parts of the downtime; state_ms = dump_ms + sending the state */
 	double t_freeze, freeze_ms, seize_ms, final_ms, dump_ms, state_ms, restore_ms, kill_ms;
+	/*
+	 * the rest of the downtime, between those: the network lock and the accept
+	 * drain (after the freeze), the hand-over from the freezer to our group-stop
+	 * (a tree: its shape read again), the hand-back to the freezer after the
+	 * state, and the guardian's and network's "in doubt" before the restore
+	 */
+	double lock_ms, handover_ms, refreeze_ms, indoubt_ms;
 	double expected_ms;
 	double fixed_est_ms; /* the fixed cost the estimates assumed */
 	unsigned rounds, throttle_max;

@@ -324,7 +324,8 @@ static bool accept_pending(const struct mig *m)
 	bool p = rst_sock_accept_pending(m->pid, m->listeners, m->nlisteners);
 
 	for (size_t i = 1; i < m->nprocs && !p; i++)
-		p = rst_sock_accept_pending(m->procs[i].pid, NULL, 0);
+		p = rst_sock_accept_pending(m->procs[i].pid, m->procs[i].listeners,
+					    m->procs[i].nlisteners);
 	return p;
 }
 
@@ -333,7 +334,7 @@ static void drain_wait(const struct mig *m)
 {
 	rst_sock_drain_wait(m->pid, m->listeners, m->nlisteners);
 	for (size_t i = 1; i < m->nprocs; i++)
-		rst_sock_drain_wait(m->procs[i].pid, NULL, 0);
+		rst_sock_drain_wait(m->procs[i].pid, m->procs[i].listeners, m->procs[i].nlisteners);
 }
 
 /* Switchover, step 1: freeze, seize every thread, thaw (ptrace holds it now). */
@@ -346,8 +347,10 @@ static int switch_stop(struct mig *m)
 	if (m->cg.throttle_pct)
 		haul_cg_throttle(&m->cg, 0, m->cpus); /* a throttled task freezes late */
 	/* its listeners, while it runs: the stop then asks only them (sock_drain.c) */
+	free(m->listeners);
 	if (rst_sock_listeners(m->pid, &m->listeners, &m->nlisteners))
 		m->listeners = NULL; /* every fd is asked after the stop */
+	haul_mig_tree_listeners(m);  /* and those of every other process of a tree */
 	rst_ext_prescan(m->pid);     /* who else holds its pipes: not scanned in the downtime */
 	t = res->t_freeze = haul_now_ms();
 	if (m->cg.v2_freezer) {
@@ -355,6 +358,7 @@ static int switch_stop(struct mig *m)
 		if (ret)
 			return ret;
 		res->freeze_ms = haul_now_ms() - t;
+		t = haul_now_ms();
 		/* the lock before any socket state is read (mig_net.c) */
 		ret = haul_mig_net_down(m);
 		if (ret)
@@ -372,6 +376,7 @@ static int switch_stop(struct mig *m)
 			if (ret)
 				return ret;
 		}
+		res->lock_ms = haul_now_ms() - t;
 	}
 	/*
 	 * The group-stop that rst_seize holds it in while injecting (injlog.h),
@@ -379,6 +384,7 @@ static int switch_stop(struct mig *m)
 	 * it (a frozen task cannot run injected calls); the SIGSTOP is pending at
 	 * the thaw, so no thread runs a user instruction in between.
 	 */
+	t = haul_now_ms();
 	/* a tree: the same shape as sent, and every process stopped by us (mig_tree.c) */
 	if (m->nprocs) {
 		ret = haul_mig_tree_stop(m);
@@ -393,6 +399,7 @@ static int switch_stop(struct mig *m)
 		pr_err_r(ret, "cannot hand pid %d from the freezer to a group-stop", m->pid);
 		return ret;
 	}
+	res->handover_ms = haul_now_ms() - t;
 	/* v1 frozen tasks never reach ptrace-stop before thaw: seize them running */
 	t = haul_now_ms();
 	ret = rst_seize(m->pid, &m->seized);
@@ -406,9 +413,11 @@ static int switch_stop(struct mig *m)
 	res->seize_ms = haul_now_ms() - t;
 	if (!m->cg.v2_freezer) {
 		/* v1: the seize's SIGSTOP is what stopped it */
+		t = haul_now_ms();
 		ret = haul_mig_net_down(m);
 		if (ret)
 			return ret;
+		res->lock_ms = haul_now_ms() - t;
 	}
 	haul_events_frozen(m->o->events);
 	ret = haul_mig_fault_point(m, "seized");
@@ -460,6 +469,7 @@ static int switch_state(struct mig *m)
 		return ret;
 	res->state_ms = haul_now_ms() - t;
 
+	t = haul_now_ms();
 	/* hand the process from ptrace to the freezer: it never runs in between */
 	ret = haul_freeze_begin(&m->cg);
 	if (ret)
@@ -474,6 +484,7 @@ static int switch_state(struct mig *m)
 	/* frozen: the SIGCONT only moves it from the group-stop into the freezer */
 	injlog_unhold(m->pid);
 	haul_mig_tree_held(m);
+	res->refreeze_ms = haul_now_ms() - t;
 	if (m->o->on_frozen) {
 		ret = m->o->on_frozen(m->o->frozen_arg, m->pid);
 		if (ret)
@@ -493,6 +504,7 @@ static int switch_restore(struct mig *m)
 	double t;
 	int ret;
 
+	t = haul_now_ms();
 	/* the point of no return for the guardian: from here a dead haul is in doubt */
 	ret = haul_guard_indoubt(&m->guard);
 	if (ret) {
@@ -502,6 +514,7 @@ static int switch_restore(struct mig *m)
 	}
 	haul_mig_net_indoubt(m, true);
 	res->indoubt = true;
+	res->indoubt_ms = haul_now_ms() - t;
 	t = haul_now_ms();
 	ret = ps_client_restore(m->client, &rr);
 	if (ret) {
@@ -523,6 +536,15 @@ static int switch_restore(struct mig *m)
 		return rr.err < 0 ? rr.err : -EIO;
 	}
 	res->downtime_ms = haul_now_ms() - res->t_freeze;
+	pr_debug("pid %d downtime %.1f ms: freeze %.2f, lock and accept drain %.2f, hand-over to "
+		 "group-stop %.2f, seize %.2f, final round %.2f, state %.2f, back to the freezer "
+		 "%.2f, in doubt %.2f, restore %.2f; not in these %.2f",
+		 m->pid, res->downtime_ms, res->freeze_ms, res->lock_ms, res->handover_ms,
+		 res->seize_ms, res->final_ms, res->state_ms, res->refreeze_ms, res->indoubt_ms,
+		 res->restore_ms,
+		 res->downtime_ms - res->freeze_ms - res->lock_ms - res->handover_ms -
+			 res->seize_ms - res->final_ms - res->state_ms - res->refreeze_ms -
+			 res->indoubt_ms - res->restore_ms);
 	res->target_pid = rr.pid;
 	haul_events_resumed(m->o->events, rr.pid, res->downtime_ms);
 	/* from here an interrupt changes nothing: the stall only ends sooner */

@@ -288,6 +288,25 @@ int haul_mig_tree_stop(struct mig *m)
 }
 
 /*
+ * The listening fds of every process but the root, read while the tree runs
+ * (as switch_stop reads the root's): the stop asks only them, where without
+ * a list it would read /proc/PID/net/tcp and tcp6 of each process (~5 ms a
+ * file, the same namespace's table each time).  A listener made after this
+ * with connections queued is refused by the dump, before the commit.
+ */
+void haul_mig_tree_listeners(struct mig *m)
+{
+	for (size_t i = 1; i < m->nprocs; i++) {
+		struct mig_proc *p = &m->procs[i];
+
+		free(p->listeners);
+		p->nlisteners = 0;
+		if (rst_sock_listeners(p->pid, &p->listeners, &p->nlisteners))
+			p->listeners = NULL; /* every fd is asked after the stop */
+	}
+}
+
+/*
  * After the root's seize: every other process's threads.  Without a
  * cgroup2 freezer the shape was read while the tree ran (a v1-frozen task
  * cannot be seized): read it again now that every process is stopped, so

@@ -137,6 +137,7 @@ int haul_mig_tree_track(struct mig *m);
 int haul_mig_tree_round(struct mig *m, struct trk_round *root, bool final, bool midpoint_fault,
 			uint64_t *pages, uint64_t *wire, double *scan_ms);
 int haul_mig_tree_stop(struct mig *m);
+void haul_mig_tree_listeners(struct mig *m);
 int haul_mig_tree_seize(struct mig *m);
 int haul_mig_tree_merge_root(struct mig *m, uint8_t **blob, size_t *len);
 int haul_mig_tree_state(struct mig *m, double *dump_ms);

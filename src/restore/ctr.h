@@ -49,6 +49,12 @@ struct rst_ctr_ext {
  * RST_CTR_NET_KEY and value a path to open for it (the namespace joined).
  */
 #define RST_CTR_NET_KEY "extRootNetNS"
+/*
+ * A namespace the engine makes the container join (CRIU's join_ns, runc's
+ * namespace path for uts or ipc), in the same list on restore: key
+ * RST_CTR_JOIN_KEY "uts" (or "ipc"), value the namespace file's path.
+ */
+#define RST_CTR_JOIN_KEY "join_ns:"
 
 /*
  * Check that the container of @pid (pid 1 of its PID namespace) can be
@@ -102,6 +108,8 @@ struct rst_ctr {
 	struct rst_ctr_mount *m;
 	size_t n;
 	char netns[64]; /* joined instead of a new one when set (net_external) */
+	/* join_ns (joinns_ctr.c): joined instead of a new one (the names still set) */
+	char utsns[PATH_MAX], ipcns[PATH_MAX];
 };
 
 /*
@@ -129,6 +137,23 @@ pid_t rst_ctr_find_sibling(pid_t parent, pid_t helper);
 
 /* In the restore helper, before the container's pid 1 is forked. 0 or -errno. */
 int rst_ctr_unshare(const struct rst_ctr *c);
+
+/*
+ * Joined namespaces (joinns_ctr.c).  rst_ctr_join_kind(): whether a
+ * join_ns of kind @ns ("uts", "ipc") is done.  rst_ctr_ns_shared_outside():
+ * a process outside @pid's PID namespace that is in its namespace @ns
+ * ("ipc"), 0 when none.  rst_ctr_prepare_joins(): the RST_CTR_JOIN_KEY
+ * entries of @ext into @out, refused with @why (-EOPNOTSUPP, -EINVAL or
+ * -errno of the path).  rst_ctr_join(): in the restore helper, setns into
+ * each, its CLONE_NEW* cleared from *@flags.  0 or -errno.
+ */
+bool rst_ctr_join_kind(const char *ns);
+pid_t rst_ctr_ns_shared_outside(pid_t pid, const char *ns);
+/* A process of @pid's PID namespace that maps a SysV segment: refused (@why). 0 or -errno. */
+int rst_ctr_shared_ipc_check(pid_t pid, char *why, size_t wl);
+int rst_ctr_prepare_joins(const Haul__Ctr__Container *c, const struct rst_ctr_ext *ext, size_t next,
+			  struct rst_ctr *out, char *why, size_t wl);
+int rst_ctr_join(const struct rst_ctr *c, int *flags);
 
 /*
  * The container's user namespace (userns_ctr.c).  rst_ctr_dump_userns():

@@ -439,6 +439,34 @@ int rst_unix_refill_msgs(struct rst_target *t, struct rst_fd_rctx *x);
  */
 int rst_unix_send_msg(struct rst_target *t, int park, int lfd, const Haul__Img__UnixPairFile *u,
 		      size_t i);
+/*
+ * fd_unix_msgs.c: the files in flight a peek of queue owner @pid handed
+ * haul in @m, noted in @o with message @msg (or refused: -EOPNOTSUPP,
+ * logged); every one closed.  0 or -errno.
+ */
+/*
+ * fd_unix_carry.c: a pipe end or an eventfd in flight that no process
+ * holds.  rst_unix_carry_kind: nonzero when the file of link text @link
+ * is one.  rst_unix_carry_dump: what it holds, from haul's copy @fd, into
+ * @f (flags and path set), or -EOPNOTSUPP (logged: a process holds it or
+ * the pipe's other end, or @o has it twice).  rst_unix_carry_make: haul's
+ * new fd for @f, or -errno (logged).
+ */
+int rst_unix_carry_kind(const struct stat *st, const char *link);
+int rst_unix_carry_dump(pid_t pid, int fd, const char *link, const Haul__Img__UnixPairFile *o,
+			Haul__Img__UnixInflight *f);
+int rst_unix_carry_make(const Haul__Img__UnixPairFile *u, const Haul__Img__UnixInflight *f);
+struct msghdr;
+int rst_unix_take_fds(pid_t pid, struct msghdr *m, Haul__Img__UnixPairFile *o, uint32_t msg);
+/*
+ * fd_unix_stream.c: the queue of stream socket @sfd (a copy; @rqlen bytes)
+ * of @pid when files are in flight in it: o->msgs cut where a buffer that
+ * carries files starts and ends, the files noted with theirs.  1: none in
+ * flight (the caller peeks the bytes into o->data); 0; -EOPNOTSUPP
+ * (logged: what cannot be carried, or the boundaries cannot be read);
+ * -errno.
+ */
+int rst_unix_peek_stream(pid_t pid, int sfd, Haul__Img__UnixPairFile *o, uint32_t rqlen);
 /* fd_unix_named.c: whether the peer of unix socket @ino is an fd of @pid too, or of a process
  * that moves with it (rst_ext_moving). */
 bool rst_unix_peer_held(pid_t pid, uint64_t ino);

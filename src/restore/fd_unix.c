@@ -11,10 +11,11 @@
  * process nor of another process of its tree (fd_unix_tree.c), and a
  * named datagram socket (sock_diag gives the peer inode, the state and
  * the queue); the refuse hook, a name that is a relative path and fds in
- * flight (SCM_RIGHTS).
+ * flight (SCM_RIGHTS) that cannot be carried.
  * Dump: type, peer inode, name, the peer's name and the stream bytes
  * waiting to be read, peeked (MSG_PEEK on a pidfd_getfd copy, not
- * consumed).  Restore: one
+ * consumed); with files in flight, in pieces cut where they ride
+ * (fd_unix_stream.c).  Restore: one
  * socketpair per pair (named by its lower inode; with a name, connect and
  * accept: fd_unix_named.c), both ends parked; each
  * fd gets a dup of its end; once every fd exists, what an end had to read
@@ -69,77 +70,41 @@ static int unix_refuse_relative(const struct rst_fd_probe *p, char *why, size_t 
 }
 
 /*
- * Fds in flight (SCM_RIGHTS) in the queue of @p: on a datagram or
- * seqpacket end, the regular files fd_unix_msgs.c carries (the dump's own
- * peek, on a copy, its result dropped); on a stream, none: a peek (on a
- * copy, nothing consumed) stops at the first message that has some and
- * hands haul duplicates, closed at once.
+ * Fds in flight (SCM_RIGHTS) in the queue of @p: what the dump's own peek
+ * (fd_unix_msgs.c for datagram and seqpacket ends, fd_unix_stream.c for
+ * stream ends) carries, on a copy, nothing consumed, its result dropped.
+ * A queue that changes under a running process (-EIO) is left to the dump.
  */
 static int unix_refuse_scm(const struct rst_fd_probe *p, char *why, size_t whylen)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * 253)];
-		struct cmsghdr align;
-	} ctl;
-	struct msghdr m = {.msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
+	Haul__Img__UnixPairFile *o;
 	struct rst_unix_info u;
-	struct iovec iov;
-	int sfd, nfds = 0;
-	ssize_t n;
+	int sfd, ret;
 
 	if (rst_unix_diag(p->st->st_ino, &u) || !u.rqlen)
 		return 0;
-	if (u.type != SOCK_STREAM) {
-		Haul__Img__UnixPairFile *o = malloc(sizeof(*o));
-		int ret;
-
-		if (!o)
-			return -ENOMEM;
-		haul__img__unix_pair_file__init(o);
-		o->ino = p->st->st_ino;
-		sfd = rst_fd_copy(p->pid, p->fd);
-		ret = sfd < 0 ? sfd : rst_unix_peek_msgs(p->pid, sfd, o);
-		if (sfd >= 0)
-			close(sfd);
-		haul__img__unix_pair_file__free_unpacked(o, NULL);
-		if (ret == -EOPNOTSUPP)
-			snprintf(why, whylen,
-				 "fd %d: unix socket (socket:[%llu]) has what haul does not carry "
-				 "in its queue (see the message above)",
-				 p->fd, (unsigned long long)p->st->st_ino);
-		return ret;
-	}
-	iov.iov_len = u.rqlen;
-	iov.iov_base = malloc(u.rqlen);
-	if (!iov.iov_base)
+	o = malloc(sizeof(*o));
+	if (!o)
 		return -ENOMEM;
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
+	haul__img__unix_pair_file__init(o);
+	o->ino = p->st->st_ino;
 	sfd = rst_fd_copy(p->pid, p->fd);
-	n = sfd < 0 ? -1 : recvmsg(sfd, &m, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (sfd < 0)
+		ret = sfd;
+	else if (u.type == SOCK_STREAM)
+		ret = rst_unix_peek_stream(p->pid, sfd, o, u.rqlen);
+	else
+		ret = rst_unix_peek_msgs(p->pid, sfd, o);
 	if (sfd >= 0)
 		close(sfd);
-	free(iov.iov_base);
-	if (n < 0)
-		return 0; /* nothing to peek now: the dump's own peek decides */
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-			int fd;
-
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			close(fd);
-			nfds++;
-		}
-	}
-	if (!nfds && !(m.msg_flags & MSG_CTRUNC))
-		return 0;
-	snprintf(why, whylen,
-		 "fd %d: unix socket (socket:[%llu]) has file descriptors in flight (SCM_RIGHTS) "
-		 "in its queue, which haul does not carry: retry once the process has read them",
-		 p->fd, (unsigned long long)p->st->st_ino);
-	return -EOPNOTSUPP;
+	haul__img__unix_pair_file__free_unpacked(o, NULL);
+	if (ret == -EOPNOTSUPP)
+		snprintf(why, whylen,
+			 "fd %d: unix socket (socket:[%llu]) has file descriptors in flight "
+			 "(SCM_RIGHTS) or messages in its queue that haul does not carry (see the "
+			 "message above)",
+			 p->fd, (unsigned long long)p->st->st_ino);
+	return ret == -EOPNOTSUPP || ret == -ENOMEM ? ret : 0;
 }
 
 /* Only a unix socket can be a pair; any other is named by its family and addresses. */
@@ -358,6 +323,12 @@ static int dump_unix(pid_t pid, int fd, Haul__Img__UnixPairFile *o)
 		close(sfd);
 		return ret;
 	}
+	ret = rst_unix_peek_stream(pid, sfd, o, u.rqlen);
+	if (ret != 1) {
+		close(sfd);
+		return ret;
+	}
+	ret = 0; /* no files in flight: the bytes are peeked whole */
 	o->data.data = malloc(u.rqlen);
 	if (!o->data.data) {
 		close(sfd);
@@ -423,16 +394,25 @@ static int unix_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 		bool held = fl->has_holder_pid && fl->has_holder_fd && fl->holder_pid > 0 &&
 			    fl->holder_fd >= 0;
 
-		if (fl->msg >= f->unix_pair->n_msgs || (!held && fl->path[0] != '/')) {
+		/* a pipe end or an eventfd no process holds: made again (fd_unix_carry.c) */
+		bool made = fl->has_kind && fl->kind >= 1 && fl->kind <= 5;
+
+		if (fl->msg >= f->unix_pair->n_msgs || (!held && !made && fl->path[0] != '/') ||
+		    (fl->has_kind && !made)) {
 			snprintf(why, wl,
-				 "file %u (unix_pair).inflight[%zu]: no such message, or not an "
-				 "absolute path",
+				 "file %u (unix_pair).inflight[%zu]: no such message, not an "
+				 "absolute path, or an unknown kind",
 				 f->id, i);
 			return -EBADMSG;
 		}
 	}
-	if (f->unix_pair->n_msgs && f->unix_pair->type == SOCK_STREAM) {
-		snprintf(why, wl, "file %u (unix_pair).msgs: messages on a stream socket", f->id);
+	/* a stream's queue is cut into pieces where files ride (fd_unix_stream.c) */
+	if (f->unix_pair->n_msgs && f->unix_pair->type == SOCK_STREAM &&
+	    (f->unix_pair->has_data || !f->unix_pair->n_inflight)) {
+		snprintf(why, wl,
+			 "file %u (unix_pair).msgs: pieces of a stream queue with its data too, or "
+			 "without files in flight",
+			 f->id);
 		return -EBADMSG;
 	}
 	if (f->unix_pair->has_name && !name_ok(&f->unix_pair->name)) {

@@ -9,14 +9,15 @@
  * duplicate of every file in flight: a regular file with a path that no
  * process of the tree holds too is recorded by path, flags and offset; a
  * file of any kind that a process restored before the queue's owner (tree
- * order) holds too is recorded as that process's fd; any other (the owner
- * or a later process holds it: its open file description would split)
- * fails the dump by name.  Duplicates are closed.  Restore: once every
+ * order) holds too is recorded as that process's fd; a pipe end or an
+ * eventfd no process holds by what it holds (fd_unix_carry.c); any other
+ * (the owner or a later process holds it: its open file description would
+ * split; another kind no process holds) fails the dump by name.  Duplicates are closed.  Restore: once every
  * fd exists, each message is sent again, in order, through the other end
  * of the rebuilt pair (haul's pidfd_getfd copy of it), its files opened
  * again by haul (path, flags, offset: haul's opens, with haul's
- * credentials, in haul's mount namespace) or borrowed from their restored holder (pidfd_getfd in
- * the target, then in haul), sent with it, then closed.
+ * credentials, in haul's mount namespace), borrowed from their restored holder (pidfd_getfd in
+ * the target, then in haul) or made again (fd_unix_carry.c), sent with it, then closed.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -99,12 +100,27 @@ static int holder_of(pid_t pid, int fd, const struct stat *st, const char *path,
 	return -EOPNOTSUPP;
 }
 
+/* What a file in flight is, in words, for a refusal. */
+static const char *kind_of(const struct stat *st, const char *path)
+{
+	if (S_ISSOCK(st->st_mode))
+		return "a socket";
+	if (S_ISCHR(st->st_mode))
+		return "a character device";
+	if (S_ISDIR(st->st_mode))
+		return "a directory";
+	if (!strncmp(path, "anon_inode:", 11))
+		return "an anonymous-inode file";
+	return S_ISREG(st->st_mode) ? "a deleted or unreachable file" : "a special file";
+}
+
 /* Our duplicate @fd of a file in flight with message @msg of @o: recorded, or refused. */
 static int note_inflight(pid_t pid, int fd, Haul__Img__UnixPairFile *o, uint32_t msg)
 {
 	Haul__Img__UnixInflight **v, *f;
 	char link[64], path[4096];
 	struct stat st;
+	bool carry;
 	pid_t hpid;
 	int hfd, ret;
 	ssize_t n;
@@ -117,11 +133,14 @@ static int note_inflight(pid_t pid, int fd, Haul__Img__UnixPairFile *o, uint32_t
 	ret = holder_of(pid, fd, &st, path, o, &hpid, &hfd);
 	if (ret)
 		return ret;
-	if (hfd < 0 && (!S_ISREG(st.st_mode) || path[0] != '/' || st.st_nlink == 0)) {
-		pr_err("unix socket %llu has a file in flight (SCM_RIGHTS) that is not a regular "
-		       "file with a path (%s) and that no process of the tree holds, which haul "
-		       "does not carry: retry once the process has read it",
-		       (unsigned long long)o->ino, path);
+	carry = hfd < 0 && (!S_ISREG(st.st_mode) || path[0] != '/' || st.st_nlink == 0);
+	if (carry && !rst_unix_carry_kind(&st, path)) {
+		pr_err("unix socket %llu of pid %d has %s in flight (SCM_RIGHTS, %s) that no "
+		       "process of the tree holds, which haul does not carry (it carries regular "
+		       "files with a path, pipe ends, eventfds, memfds and unix socket ends whose "
+		       "peer is closed): retry once the process has read it, or keep it open in "
+		       "the sender",
+		       (unsigned long long)o->ino, (int)pid, kind_of(&st, path), path);
 		return -EOPNOTSUPP;
 	}
 	v = realloc(o->inflight, (o->n_inflight + 1) * sizeof(*v));
@@ -142,11 +161,14 @@ static int note_inflight(pid_t pid, int fd, Haul__Img__UnixPairFile *o, uint32_t
 		f->holder_fd = hfd;
 	}
 	f->path = strdup(path);
-	return f->path ? 0 : -ENOMEM;
+	if (!f->path)
+		return -ENOMEM;
+	/* made again by haul at the restore (fd_unix_carry.c) */
+	return carry ? rst_unix_carry_dump(pid, fd, path, o, f) : 0;
 }
 
 /* The files a peek handed us, noted with message @msg of @o (or refused); all closed. */
-static int take_fds(pid_t pid, struct msghdr *m, Haul__Img__UnixPairFile *o, uint32_t msg)
+int rst_unix_take_fds(pid_t pid, struct msghdr *m, Haul__Img__UnixPairFile *o, uint32_t msg)
 {
 	int ret = 0;
 
@@ -184,7 +206,7 @@ static int peek_one(pid_t pid, int sfd, Haul__Img__UnixPairFile *o, char *buf)
 	n = recvmsg(sfd, &m, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
 	if (n < 0)
 		return errno == EAGAIN ? 1 : -errno;
-	ret = take_fds(pid, &m, o, (uint32_t)o->n_msgs);
+	ret = rst_unix_take_fds(pid, &m, o, (uint32_t)o->n_msgs);
 	if (!ret && (m.msg_flags & MSG_CTRUNC)) {
 		pr_err("unix socket %llu has more file descriptors in flight (SCM_RIGHTS) with one "
 		       "message than haul carries: retry once the process has read them",
@@ -257,6 +279,8 @@ static int inflight_fd(struct rst_target *t, int park, const Haul__Img__UnixPair
 		rst_rcall(t, SYS_close, (uint64_t)got, 0, 0, 0, 0, 0, NULL);
 		return fd < 0 ? ret : fd;
 	}
+	if (f->has_kind)
+		return rst_unix_carry_make(u, f);
 	fd = open(f->path, (int)(f->flags & ~(O_CREAT | O_EXCL | O_TRUNC)) | O_CLOEXEC);
 	if (fd < 0 || lseek(fd, (off_t)f->pos, SEEK_SET) < 0) {
 		ret = -errno;

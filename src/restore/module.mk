@@ -33,3 +33,18 @@ $(VMFLAGS_BPF_OBJ): $(BUILD)/gen/vmflags.bpf.o
 		'.global haul_vmflags_bpf_end' 'haul_vmflags_bpf:' '.incbin "$<"' \
 		'haul_vmflags_bpf_end:' '.section .note.GNU-stack,"",@progbits' | \
 		$(CC) -c -x assembler -o $@ -
+
+# Where the buffers carrying files sit in a unix stream queue (fd_unix_stream.c):
+# a BPF unix iterator, embedded the same way.
+UNIX_SKBS_BPF_OBJ := $(BUILD)/gen/unix_skbs_bpf.o
+LIB_OBJ += $(UNIX_SKBS_BPF_OBJ)
+
+$(BUILD)/gen/unix_skbs.bpf.o: src/restore/bpf/unix_skbs.bpf.c
+	@mkdir -p $(dir $@)
+	clang $(BPF_CFLAGS) -c -o $@ $<
+
+$(UNIX_SKBS_BPF_OBJ): $(BUILD)/gen/unix_skbs.bpf.o
+	printf '%s\n' '.section .rodata' '.balign 8' '.global haul_unix_skbs_bpf' \
+		'.global haul_unix_skbs_bpf_end' 'haul_unix_skbs_bpf:' '.incbin "$<"' \
+		'haul_unix_skbs_bpf_end:' '.section .note.GNU-stack,"",@progbits' | \
+		$(CC) -c -x assembler -o $@ -

@@ -14,8 +14,10 @@
  * domainname, to check that the only network interface is lo (others
  * are the engine's to recreate, refused by name, unless the engine names
  * the namespace as its own: external net[INODE]), and that no SysV IPC
- * object exists (refused by id).  Restore: the helper of the restore
- * target unshares uts, ipc, net (or joins the engine's) and cgroup (then
+ * object exists (refused by id, unless a process outside the container
+ * holds that namespace too: joinns_ctr.c).  Restore: the helper of the
+ * restore target unshares uts, ipc (or joins the engine's: join_ns), net
+ * (or joins the engine's) and cgroup (then
  * pid and mnt as for any process in a new PID namespace); pid 1 sets the
  * names, brings lo up, builds the mounts (mnt_ctr.c) and pivots into the
  * root; only then is it rebuilt into the process, so every path of the
@@ -326,8 +328,7 @@ static bool net_is_external(pid_t pid, const struct rst_ctr_ext *ext, size_t nex
 int rst_ctr_dump_check(pid_t pid, const struct rst_ctr_ext *ext, size_t next,
 		       Haul__Ctr__Container **out, char *why, size_t wl)
 {
-	bool net_ext;
-
+	bool net_ext, ipc_shared;
 	Haul__Ctr__Container *c;
 	struct ns_view v;
 	uint32_t flags;
@@ -383,7 +384,9 @@ int rst_ctr_dump_check(pid_t pid, const struct rst_ctr_ext *ext, size_t next,
 			 (int)pid, v.iface);
 		return -EOPNOTSUPP;
 	}
-	if (v.ipc[0]) {
+	/* an IPC namespace held outside too is the engine's to join (joinns_ctr.c) */
+	ipc_shared = (flags & CLONE_NEWIPC) && rst_ctr_ns_shared_outside(pid, "ipc") > 0;
+	if (v.ipc[0] && !ipc_shared) {
 		snprintf(why, wl, "the SysV %s in the IPC namespace of pid %d is not carried",
 			 v.ipc, (int)pid);
 		return -EOPNOTSUPP;
@@ -398,13 +401,16 @@ int rst_ctr_dump_check(pid_t pid, const struct rst_ctr_ext *ext, size_t next,
 	c->domainname = strdup(v.domainname);
 	c->has_net_external = net_ext;
 	c->net_external = net_ext;
+	c->has_ipc_shared = ipc_shared;
+	c->ipc_shared = ipc_shared;
 	ret = c->hostname && c->domainname ? 0 : -ENOMEM;
 	if (!ret && (flags & CLONE_NEWUSER))
 		ret = rst_ctr_dump_userns(pid, flags, c, why, wl);
 	if (!ret)
 		ret = rst_ctr_dump_mounts(pid, ext, next, c, why, wl);
 	if (!ret)
-		ret = check_mqueues(pid, c, why, wl);
+		ret = ipc_shared ? rst_ctr_shared_ipc_check(pid, why, wl)
+				 : check_mqueues(pid, c, why, wl);
 	if (ret) {
 		rst_ctr_record_free(c);
 		return ret;
@@ -474,6 +480,8 @@ int rst_ctr_prepare(const Haul__Ctr__Container *c, const char *imgdir, const cha
 	if (rst_ctr_prepare_userns(c, out, why, wl))
 		return -EPROTO;
 	ret = prepare_netns(c, ext, next, out, why, wl);
+	if (!ret)
+		ret = rst_ctr_prepare_joins(c, ext, next, out, why, wl);
 	if (ret)
 		return ret;
 	ret = rst_ctr_prepare_mounts(c, imgdir, ext, next, out, why, wl);
@@ -576,14 +584,17 @@ pid_t rst_ctr_find_sibling(pid_t parent, pid_t helper)
 int rst_ctr_unshare(const struct rst_ctr *c)
 {
 	int fl = (int)(c->nsflags & (CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP));
+	int ret = rst_ctr_join(c, &fl);
+
+	if (ret)
+		return ret;
 
 	/* the engine's network namespace (external): joined, with its interfaces */
 	if (c->netns[0] && (fl & CLONE_NEWNET)) {
 		int fd = open(c->netns, O_RDONLY | O_CLOEXEC);
 
 		if (fd < 0 || setns(fd, CLONE_NEWNET) < 0) {
-			int ret = -errno;
-
+			ret = -errno;
 			if (fd >= 0)
 				close(fd);
 			return ret;
@@ -615,6 +626,7 @@ int rst_ctr_enter(const struct rst_ctr *c, int errfd)
 {
 	int ret;
 
+	/* a joined uts namespace gets the dumped names too, as CRIU's join_ns */
 	if ((c->nsflags & CLONE_NEWUTS) &&
 	    (sethostname(c->hostname, strlen(c->hostname)) < 0 ||
 	     setdomainname(c->domainname, strlen(c->domainname)) < 0)) {

@@ -132,8 +132,8 @@ void rst_tcp_hold_watch(void (*cb)(void *arg, int fd, int reuse), void *arg);
 int rst_ext_prescan(pid_t pid);
 /*
  * sock_drain.c: rst_sock_listeners: the fds of running @pid that are
- * listening TCP sockets (*@fds: free it), found before a stop so that the
- * stop asks only them.  rst_sock_accept_pending: whether @pid (stopped) has
+ * listening TCP sockets (*@fds: free it; an empty list when none), found
+ * before a stop so that the stop asks only them.  rst_sock_accept_pending: whether @pid (stopped) has
  * connections queued on a listener, not yet accepted (logged): on the fds
  * @fds[0..n) when @fds is set, else on every listener.  rst_sock_drain_wait:
  * with @pid running again, wait until it has accepted them all: 0, or

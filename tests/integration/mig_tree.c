@@ -883,3 +883,36 @@ Test(mig_tree, a_stalled_child_is_the_stall_the_tree_reports, .fini = teardown, 
 	cr_assert(strstr(line, want), "the summary does not name pid %d: %s", (int)stalled_pid,
 		  line);
 }
+
+/*
+ * --json's phases add up to the downtime: nothing of a tree's stop is
+ * unaccounted (bench/RESULTS.md "Where a tree's downtime goes").
+ */
+Test(mig_tree, the_phases_of_a_tree_s_stop_add_up_to_its_downtime, .fini = teardown, .timeout = 120)
+{
+	static const char *const keys[] = {"freeze_ms",	  "lock_ms",	    "handover_ms",
+					   "seize_ms",	  "final_round_ms", "state_ms",
+					   "refreeze_ms", "indoubt_ms",	    "restore_ms"};
+	const char *extra[] = {"--downtime", "50", NULL};
+	struct ids before[NFAMILY];
+	double sum = 0, down;
+
+	th_mig_setup(&M, 0);
+	start_tree("family", family, NFAMILY);
+	for (size_t i = 0; i < NFAMILY; i++)
+		before[i] = last_ids(family[i]);
+	cr_assert_eq(migrate(extra, 90000), 0, "haul migrate of the tree failed");
+	assert_tree_runs(family, NFAMILY, before, false);
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		double v = th_mig_json(&M, keys[i]);
+
+		cr_assert_geq(v, 0, "no %s in --json", keys[i]);
+		sum += v;
+	}
+	down = th_mig_json(&M, "downtime_ms");
+	cr_assert_gt(down, 0);
+	cr_assert_leq(down - sum, 1.0, "%.2f ms of the %.2f ms downtime is in no phase", down - sum,
+		      down);
+	cr_assert_leq(sum - down, 0.01, "the phases (%.2f ms) exceed the downtime (%.2f ms)", sum,
+		      down);
+}

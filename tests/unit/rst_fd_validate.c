@@ -247,3 +247,38 @@ Test(rst_fd_validate, unix_listener_needs_a_listening_type_and_an_absolute_or_ab
 	l.name.len = 4;
 	cr_assert_eq(check(&s), -EBADMSG, "a path with a NUL inside passed");
 }
+
+Test(rst_fd_validate, unix_pair_stream_pieces_need_files_in_flight_of_a_known_kind)
+{
+	Haul__Img__UnixPairFile u = HAUL__IMG__UNIX_PAIR_FILE__INIT;
+	Haul__Img__UnixInflight fl = HAUL__IMG__UNIX_INFLIGHT__INIT;
+	Haul__Img__UnixInflight *inflight[1] = {&fl};
+	ProtobufCBinaryData msgs[2] = {{2, (uint8_t *)"ab"}, {2, (uint8_t *)"cd"}};
+	struct fds s;
+
+	fds_init(&s);
+	s.f1.kind = HAUL__IMG__FD_KIND__FD_UNIX_PAIR;
+	s.f1.pipe = NULL;
+	s.f1.unix_pair = &u;
+	u.type = 1; /* SOCK_STREAM: its queue cut where files ride */
+	u.msgs = msgs;
+	u.n_msgs = 2;
+	cr_assert_eq(check(&s), -EBADMSG, "pieces of a stream without files in flight");
+	cr_expect(strstr(why, "file 2 (unix_pair).msgs"), "%s", why);
+	u.inflight = inflight;
+	u.n_inflight = 1;
+	fl.msg = 1;
+	fl.path = "pipe:[12]";
+	fl.has_kind = true;
+	fl.kind = 1; /* a pipe's read end no process holds */
+	cr_assert_eq(check(&s), 0, "%s", why);
+	fl.kind = 9;
+	cr_assert_eq(check(&s), -EBADMSG);
+	cr_expect(strstr(why, "file 2 (unix_pair).inflight[0]"), "%s", why);
+	fl.kind = 3;
+	fl.msg = 2; /* no such piece */
+	cr_assert_eq(check(&s), -EBADMSG);
+	fl.msg = 0;
+	u.has_data = true; /* pieces and whole bytes at once */
+	cr_assert_eq(check(&s), -EBADMSG);
+}

@@ -1,0 +1,221 @@
+/*
+ * ctr_joinns.c - namespaces a container joins (runc's uts/ipc/pid
+ * namespace paths; src/restore/joinns_ctr.c): which join_ns and external
+ * options the criu entry point accepts and which it refuses by name, and
+ * what a restore makes of the join_ns entries (the path kept, checked to
+ * be a namespace of that kind; a shared IPC namespace needing one).
+ * Uses /proc/self/ns/{uts,ipc}, which any process may open.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "haul/criu_int.h"
+#include "restore/ctr.h"
+
+/* The options runc 1.1 sets on `runc restore -d` of a container with uts and ipc paths. */
+static void runc_restore_opts(Haul__Criu__Options *o, Haul__Criu__JoinNs *j,
+			      Haul__Criu__JoinNs **js)
+{
+	haul__criu__options__init(o);
+	o->has_images_dir_fd = true;
+	o->images_dir_fd = 5;
+	o->log_file = "restore.log";
+	o->root = "/run/bundle/rootfs";
+	o->has_manage_cgroups = o->has_notify_scripts = o->has_rst_sibling = true;
+	o->manage_cgroups = o->notify_scripts = o->rst_sibling = true;
+	o->config_file = "/etc/criu/haul-test-does-not-exist.conf";
+	for (int i = 0; i < 2; i++) {
+		haul__criu__join_ns__init(&j[i]);
+		js[i] = &j[i];
+	}
+	j[0].ns = "uts";
+	j[0].ns_file = "/proc/1234/ns/uts";
+	j[1].ns = "ipc";
+	j[1].ns_file = "/proc/1234/ns/ipc";
+	o->join_ns = js;
+	o->n_join_ns = 2;
+}
+
+Test(ctr_joinns, accepts_join_ns_of_uts_and_ipc_on_restore)
+{
+	Haul__Criu__JoinNs j[2], *js[2];
+	Haul__Criu__Options o;
+	char why[512] = "";
+
+	runc_restore_opts(&o, j, js);
+	cr_assert_eq(criu_opts_check(HAUL__CRIU__REQ_TYPE__REQ_RESTORE, &o, why, sizeof(why)), 0,
+		     "%s", why);
+}
+
+Test(ctr_joinns, refuses_join_ns_of_another_kind_naming_it_and_its_path)
+{
+	static const char *const kinds[] = {"mnt", "user", "time", "cgroup", "net", "pid", ""};
+	Haul__Criu__JoinNs j[2], *js[2];
+	Haul__Criu__Options o;
+	char why[512] = "", want[128];
+
+	runc_restore_opts(&o, j, js);
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		j[1].ns = (char *)kinds[i];
+		j[1].ns_file = "/run/ns/x";
+		cr_assert_eq(
+			criu_opts_check(HAUL__CRIU__REQ_TYPE__REQ_RESTORE, &o, why, sizeof(why)),
+			-EOPNOTSUPP, "join_ns %s accepted", kinds[i]);
+		snprintf(want, sizeof(want), "join_ns %s '/run/ns/x'", kinds[i]);
+		cr_assert(strstr(why, want), "%s", why);
+	}
+}
+
+Test(ctr_joinns, refuses_join_ns_with_a_relative_path_or_extra_options)
+{
+	Haul__Criu__JoinNs j[2], *js[2];
+	Haul__Criu__Options o;
+	char why[512] = "";
+
+	runc_restore_opts(&o, j, js);
+	j[0].ns_file = "ns/uts";
+	cr_assert_eq(criu_opts_check(HAUL__CRIU__REQ_TYPE__REQ_RESTORE, &o, why, sizeof(why)),
+		     -EOPNOTSUPP);
+	cr_assert(strstr(why, "join_ns uts 'ns/uts'"), "%s", why);
+	j[0].ns_file = "/proc/1234/ns/uts";
+	j[0].extra_opt = "0,0";
+	cr_assert_eq(criu_opts_check(HAUL__CRIU__REQ_TYPE__REQ_RESTORE, &o, why, sizeof(why)),
+		     -EOPNOTSUPP);
+	cr_assert(strstr(why, "with extra options"), "%s", why);
+}
+
+Test(ctr_joinns, refuses_join_ns_on_a_dump)
+{
+	Haul__Criu__JoinNs j[2], *js[2];
+	Haul__Criu__Options o;
+	char why[512] = "";
+
+	runc_restore_opts(&o, j, js);
+	o.has_pid = true;
+	o.pid = 4242;
+	o.rst_sibling = false;
+	cr_assert_eq(criu_opts_check(HAUL__CRIU__REQ_TYPE__REQ_DUMP, &o, why, sizeof(why)),
+		     -EOPNOTSUPP);
+	cr_assert(strstr(why, "'join_ns'"), "%s", why);
+}
+
+/* runc, for a pid namespace path in config.json: external pid[INODE]:extRootPidNS. */
+Test(ctr_joinns, refuses_an_external_pid_namespace_by_name_at_dump)
+{
+	char *external[1] = {"pid[4026532888]:extRootPidNS"};
+	Haul__Criu__Options o;
+	char why[512] = "";
+
+	haul__criu__options__init(&o);
+	o.has_images_dir_fd = o.has_pid = true;
+	o.images_dir_fd = 5;
+	o.pid = 4242;
+	o.external = external;
+	o.n_external = 1;
+	cr_assert_eq(criu_opts_check(HAUL__CRIU__REQ_TYPE__REQ_DUMP, &o, why, sizeof(why)),
+		     -EOPNOTSUPP);
+	cr_assert(strstr(why, "external 'pid[4026532888]:extRootPidNS'"), "%s", why);
+	cr_assert(strstr(why, "PID namespace"), "%s", why);
+}
+
+/* A record of a container with its own uts and ipc namespaces and a root. */
+static void record(Haul__Ctr__Container *c, Haul__Ctr__Mount **m, Haul__Ctr__Mount *root)
+{
+	haul__ctr__container__init(c);
+	haul__ctr__mount__init(root);
+	c->version = RST_CTR_VERSION;
+	c->ns_flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC;
+	c->hostname = "ctr";
+	root->mountpoint = "/";
+	root->fstype = "ext4";
+	root->kind = HAUL__CTR__MOUNT_KIND__MNT_ROOT;
+	m[0] = root;
+	c->mounts = m;
+	c->n_mounts = 1;
+}
+
+Test(ctr_joinns, restore_keeps_the_paths_to_join)
+{
+	struct rst_ctr_ext ext[2] = {{RST_CTR_JOIN_KEY "uts", "/proc/self/ns/uts"},
+				     {RST_CTR_JOIN_KEY "ipc", "/proc/self/ns/ipc"}};
+	Haul__Ctr__Mount *m[1], root;
+	Haul__Ctr__Container c;
+	static struct rst_ctr out;
+	char why[512] = "";
+
+	record(&c, m, &root);
+	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 2, &out, why, sizeof(why)), 0, "%s",
+		     why);
+	cr_assert_str_eq(out.utsns, "/proc/self/ns/uts");
+	cr_assert_str_eq(out.ipcns, "/proc/self/ns/ipc");
+	rst_ctr_release(&out);
+	/* without join_ns: new namespaces, nothing to join */
+	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 0, &out, why, sizeof(why)), 0, "%s",
+		     why);
+	cr_assert_str_eq(out.utsns, "");
+	cr_assert_str_eq(out.ipcns, "");
+	rst_ctr_release(&out);
+}
+
+Test(ctr_joinns, restore_refuses_a_path_that_is_not_a_namespace_of_that_kind)
+{
+	struct rst_ctr_ext ext[1] = {{RST_CTR_JOIN_KEY "uts", "/proc/self/ns/ipc"}};
+	Haul__Ctr__Mount *m[1], root;
+	Haul__Ctr__Container c;
+	static struct rst_ctr out;
+	char why[512] = "";
+
+	record(&c, m, &root);
+	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 1, &out, why, sizeof(why)), -EINVAL);
+	cr_assert(strstr(why, "join_ns uts /proc/self/ns/ipc: not a namespace of that kind"), "%s",
+		  why);
+	rst_ctr_release(&out);
+	ext[0].value = "/dev/null";
+	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 1, &out, why, sizeof(why)), -EINVAL);
+	ext[0].value = "/nonexistent/haul-test/ns/uts";
+	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 1, &out, why, sizeof(why)), -ENOENT);
+	cr_assert(strstr(why, "join_ns uts /nonexistent/haul-test/ns/uts"), "%s", why);
+	rst_ctr_release(&out);
+}
+
+Test(ctr_joinns, restore_of_a_shared_ipc_namespace_needs_one_to_join)
+{
+	struct rst_ctr_ext ext[1] = {{RST_CTR_JOIN_KEY "ipc", "/proc/self/ns/ipc"}};
+	Haul__Ctr__Mount *m[1], root;
+	Haul__Ctr__Container c;
+	static struct rst_ctr out;
+	char why[512] = "";
+
+	record(&c, m, &root);
+	c.has_ipc_shared = c.ipc_shared = true;
+	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 0, &out, why, sizeof(why)), -EINVAL);
+	cr_assert(strstr(why, "join_ns ipc"), "%s", why);
+	rst_ctr_release(&out);
+	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 1, &out, why, sizeof(why)), 0, "%s",
+		     why);
+	rst_ctr_release(&out);
+}
+
+Test(ctr_joinns, restore_refuses_a_join_with_a_user_namespace)
+{
+	struct rst_ctr_ext ext[1] = {{RST_CTR_JOIN_KEY "uts", "/proc/self/ns/uts"}};
+	Haul__Ctr__Mount *m[1], root;
+	Haul__Ctr__Container c;
+	static struct rst_ctr out;
+	char why[512] = "";
+	Haul__Ctr__IdMap map = HAUL__CTR__ID_MAP__INIT, *maps[1] = {&map};
+
+	record(&c, m, &root);
+	c.ns_flags |= CLONE_NEWUSER;
+	map.count = 65536;
+	c.uid_map = c.gid_map = maps;
+	c.n_uid_map = c.n_gid_map = 1;
+	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 1, &out, why, sizeof(why)),
+		     -EOPNOTSUPP);
+	cr_assert(strstr(why, "join_ns uts /proc/self/ns/uts: the container has a user namespace"),
+		  "%s", why);
+	rst_ctr_release(&out);
+}
