@@ -68,13 +68,14 @@ static int imgdir_path(int imgfd, char *out, size_t len)
  * The engine's externals: its mounts (ext_mnt), and its network namespace:
  * on dump external "net[INODE]:KEY" (key "net[INODE]"), on restore
  * inherit_fd RST_CTR_NET_KEY (value: the path of that fd, which the
- * restore helper opens; this process outlives it), and the namespaces
+ * restore helper opens; this process outlives it), its PID namespace the
+ * same way (external "pid[INODE]:KEY", inherit_fd RST_CTR_PID_KEY), and the namespaces
  * it joins (join_ns: key RST_CTR_JOIN_KEY + kind, value the path).  @e's
  * strings point into @o, @paths and the static keys.  The count in *@n.
  */
 static struct rst_ctr_ext *ext_list(const Haul__Criu__Options *o, char (*paths)[64], size_t *n)
 {
-	struct rst_ctr_ext *e = calloc(o->n_ext_mnt + o->n_external + o->n_join_ns + 2, sizeof(*e));
+	struct rst_ctr_ext *e = calloc(o->n_ext_mnt + o->n_external + o->n_join_ns + 3, sizeof(*e));
 	size_t k = 0;
 
 	for (size_t i = 0; e && i < o->n_ext_mnt; i++, k++) {
@@ -98,6 +99,17 @@ static struct rst_ctr_ext *ext_list(const Haul__Criu__Options *o, char (*paths)[
 		snprintf(paths[o->n_external], 64, "/proc/%d/fd/%d", (int)getpid(), f->fd);
 		e[k].key = RST_CTR_NET_KEY;
 		e[k++].value = paths[o->n_external];
+		break;
+	}
+	/* the PID namespace the container joined: inherit_fd RST_CTR_PID_KEY (pidns_ctr.c) */
+	for (size_t i = 0; e && i < o->n_inherit_fd; i++) {
+		const Haul__Criu__InheritedFd *f = o->inherit_fd[i];
+
+		if (!f->key || strcmp(f->key, RST_CTR_PID_KEY) || !f->has_fd)
+			continue;
+		snprintf(paths[o->n_external + 1], 64, "/proc/%d/fd/%d", (int)getpid(), f->fd);
+		e[k].key = RST_CTR_PID_KEY;
+		e[k++].value = paths[o->n_external + 1];
 		break;
 	}
 	for (size_t i = 0; e && i < o->n_join_ns; i++) {
@@ -167,8 +179,9 @@ int criu_stdio_rules(int imgfd, const Haul__Criu__Options *o, bool restore)
 		const Haul__Criu__InheritedFd *f = o->inherit_fd[k];
 		int i;
 
-		if (f->key && !strcmp(f->key, RST_CTR_NET_KEY))
-			continue; /* the network namespace to join (ext_list), not an fd */
+		if (f->key &&
+		    (!strcmp(f->key, RST_CTR_NET_KEY) || !strcmp(f->key, RST_CTR_PID_KEY)))
+			continue; /* the network or PID namespace to join (ext_list), not an fd */
 		for (i = 0; i < n; i++)
 			if (f->key && !strcmp(desc[i], f->key))
 				break;
@@ -313,7 +326,7 @@ static int dump_tree(const Haul__Criu__Options *o, bool leave, const char *dir, 
 int criu_ctr_dump(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd, int wdir)
 {
 	bool leave = o->has_leave_running && o->leave_running;
-	char(*paths)[64] = calloc(o->n_external + 1, sizeof(*paths));
+	char(*paths)[64] = calloc(o->n_external + 2, sizeof(*paths));
 	size_t next = 0;
 	struct rst_ctr_ext *ext = paths ? ext_list(o, paths, &next) : NULL;
 	Haul__Ctr__Container *rec = NULL;
@@ -428,7 +441,7 @@ int criu_ctr_restore(struct criu_conn *c, const Haul__Criu__Options *o, int imgf
 {
 	uint64_t t0 = now_us();
 	struct rst_target_opts to = {0};
-	char(*paths)[64] = calloc(o->n_external + 1, sizeof(*paths));
+	char(*paths)[64] = calloc(o->n_external + 2, sizeof(*paths));
 	size_t next = 0;
 	struct rst_ctr_ext *ext = paths ? ext_list(o, paths, &next) : NULL;
 	Haul__Ctr__Container *rec = NULL;

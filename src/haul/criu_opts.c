@@ -149,21 +149,14 @@ int criu_opts_check(Haul__Criu__ReqType type, const Haul__Criu__Options *o, char
 	/*
 	 * runc names a network namespace path of config.json so:
 	 * net[INODE]:extRootNetNS; a pid namespace path as pid[INODE]:extRootPidNS
+	 * (the container joined it: pidns_ctr.c)
 	 */
 	for (size_t i = 0; i < o->n_external; i++) {
-		if (!strncmp(o->external[i], "pid[", 4)) {
-			snprintf(why, wl,
-				 "the dump option external '%s' (the container joined an existing "
-				 "PID namespace: a pid namespace path in config.json) is not "
-				 "supported: haul carries a container as pid 1 of a PID namespace "
-				 "of its own; remove the pid namespace path",
-				 o->external[i]);
-			return -EOPNOTSUPP;
-		}
-		if (strncmp(o->external[i], "net[", 4) || !strstr(o->external[i], "]:")) {
+		if ((strncmp(o->external[i], "net[", 4) && strncmp(o->external[i], "pid[", 4)) ||
+		    !strstr(o->external[i], "]:")) {
 			snprintf(why, wl,
 				 "the dump option external '%s' is not supported: only an external "
-				 "network namespace (net[INODE]:KEY) is",
+				 "network or PID namespace (net[INODE]:KEY, pid[INODE]:KEY) is",
 				 o->external[i]);
 			return -EOPNOTSUPP;
 		}

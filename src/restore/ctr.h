@@ -55,6 +55,12 @@ struct rst_ctr_ext {
  * RST_CTR_JOIN_KEY "uts" (or "ipc"), value the namespace file's path.
  */
 #define RST_CTR_JOIN_KEY "join_ns:"
+/*
+ * The engine's PID namespace that the container joined (CRIU's external
+ * pid[INODE]:KEY on dump, key "pid[INODE]"; inherit_fd KEY on restore, key
+ * RST_CTR_PID_KEY, value a path to open for it).
+ */
+#define RST_CTR_PID_KEY "extRootPidNS"
 
 /*
  * Check that the container of @pid (pid 1 of its PID namespace) can be
@@ -110,6 +116,7 @@ struct rst_ctr {
 	char netns[64]; /* joined instead of a new one when set (net_external) */
 	/* join_ns (joinns_ctr.c): joined instead of a new one (the names still set) */
 	char utsns[PATH_MAX], ipcns[PATH_MAX];
+	char pidns[64]; /* pid_external (pidns_ctr.c): joined, the pids kept there */
 };
 
 /*
@@ -154,6 +161,24 @@ int rst_ctr_shared_ipc_check(pid_t pid, char *why, size_t wl);
 int rst_ctr_prepare_joins(const Haul__Ctr__Container *c, const struct rst_ctr_ext *ext, size_t next,
 			  struct rst_ctr *out, char *why, size_t wl);
 int rst_ctr_join(const struct rst_ctr *c, int *flags);
+
+/*
+ * A PID namespace the container joined (pidns_ctr.c).
+ * rst_ctr_pid_external(): whether @ext names @pid's PID namespace
+ * ("pid[INODE]").  rst_ctr_joined_members(): every process of @pid's PID
+ * and mount namespaces descends from @pid (refused with @why: -EOPNOTSUPP).
+ * rst_ctr_prepare_pidns(): the RST_CTR_PID_KEY entry of @ext into
+ * @out->pidns when the record says pid_external (refused with @why when
+ * one is missing, or given for a container that had its own).
+ * rst_ctr_clone_joined(): in the restore helper, setns into @c->pidns,
+ * a mount namespace of its own, then clone3 with set_tid @pid (our
+ * parent's child when @sibling); like fork(), what failed also to @errfd.
+ */
+bool rst_ctr_pid_external(pid_t pid, const struct rst_ctr_ext *ext, size_t next);
+int rst_ctr_joined_members(pid_t pid, char *why, size_t wl);
+int rst_ctr_prepare_pidns(const Haul__Ctr__Container *c, const struct rst_ctr_ext *ext, size_t next,
+			  struct rst_ctr *out, char *why, size_t wl);
+pid_t rst_ctr_clone_joined(const struct rst_ctr *c, pid_t pid, bool sibling, int errfd);
 
 /*
  * The container's user namespace (userns_ctr.c).  rst_ctr_dump_userns():

@@ -6,8 +6,9 @@
  * Dump: /proc/PID/ns/X against /proc/self/ns/X for mnt, uts, ipc, net,
  * pid, cgroup, user, time.  A user namespace is carried by userns_ctr.c
  * (made first on restore, owning the others); a time namespace is haul's usual one (offsets carried).  A
- * container (own mount namespace) must be pid 1 of its own PID namespace,
- * every other process there its descendant (the tree is dumped whole,
+ * container (own mount namespace) must be pid 1 of its own PID namespace
+ * (or in one the engine names as its own: pidns_ctr.c), every other process
+ * there its descendant (the tree is dumped whole,
  * tree_ckpt.c; a `runc exec` process, whose parent is outside, is refused
  * by name).  A helper child
  * joins the uts, net and ipc namespaces to read the hostname and
@@ -328,7 +329,7 @@ static bool net_is_external(pid_t pid, const struct rst_ctr_ext *ext, size_t nex
 int rst_ctr_dump_check(pid_t pid, const struct rst_ctr_ext *ext, size_t next,
 		       Haul__Ctr__Container **out, char *why, size_t wl)
 {
-	bool net_ext, ipc_shared;
+	bool net_ext, ipc_shared, pid_ext;
 	Haul__Ctr__Container *c;
 	struct ns_view v;
 	uint32_t flags;
@@ -358,7 +359,17 @@ int rst_ctr_dump_check(pid_t pid, const struct rst_ctr_ext *ext, size_t next,
 			 (int)pid);
 		return -EOPNOTSUPP;
 	}
-	ret = check_tree(pid, why, wl);
+	/* a PID namespace the engine names as its own: the container joined it */
+	pid_ext = rst_ctr_pid_external(pid, ext, next);
+	if (pid_ext && (flags & CLONE_NEWUSER)) {
+		snprintf(why, wl,
+			 "the PID namespace of pid %d is the engine's (external) and the container "
+			 "has a user namespace: joining it from inside the user namespace is not "
+			 "done; run it without one, or without the pid namespace path",
+			 (int)pid);
+		return -EOPNOTSUPP;
+	}
+	ret = pid_ext ? rst_ctr_joined_members(pid, why, wl) : check_tree(pid, why, wl);
 	if (ret)
 		return ret;
 	ret = ns_view_read(pid, flags, &v);
@@ -403,6 +414,8 @@ int rst_ctr_dump_check(pid_t pid, const struct rst_ctr_ext *ext, size_t next,
 	c->net_external = net_ext;
 	c->has_ipc_shared = ipc_shared;
 	c->ipc_shared = ipc_shared;
+	c->has_pid_external = pid_ext;
+	c->pid_external = pid_ext;
 	ret = c->hostname && c->domainname ? 0 : -ENOMEM;
 	if (!ret && (flags & CLONE_NEWUSER))
 		ret = rst_ctr_dump_userns(pid, flags, c, why, wl);
@@ -480,6 +493,8 @@ int rst_ctr_prepare(const Haul__Ctr__Container *c, const char *imgdir, const cha
 	if (rst_ctr_prepare_userns(c, out, why, wl))
 		return -EPROTO;
 	ret = prepare_netns(c, ext, next, out, why, wl);
+	if (!ret)
+		ret = rst_ctr_prepare_pidns(c, ext, next, out, why, wl);
 	if (!ret)
 		ret = rst_ctr_prepare_joins(c, ext, next, out, why, wl);
 	if (ret)

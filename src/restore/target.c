@@ -8,9 +8,11 @@
  *                    status of the restored process, kills it if T goes
  *                    away before resume)
  *                ├─ same PID free here: clone3(set_tid = pid) ─▶ S
- *                └─ else unshare(PID|mount) ─▶ I (pid 1: mounts /proc,
- *                       reaps) ─ clone3(set_tid = pid) ─▶ S
- *                       (pid == 1: S is the namespace's init itself)
+ *                ├─ else unshare(PID|mount) ─▶ I (pid 1: mounts /proc,
+ *                │      reaps) ─ clone3(set_tid = pid) ─▶ S
+ *                │      (pid == 1: S is the namespace's init itself)
+ *                └─ a container in a PID namespace it joined: setns(PID),
+ *                       unshare(mount), clone3(set_tid = pid) ─▶ S
  *
  * M first unshares a time namespace whose offsets keep CLOCK_MONOTONIC and
  * CLOCK_BOOTTIME continuous (they can only be written before any process
@@ -363,6 +365,26 @@ static void __attribute__((noreturn)) m_main(struct spawn *sp)
 			_exit(127);
 		}
 	}
+	/* a PID namespace the container joined: its process keeps its pid there (pidns_ctr.c) */
+	if (sp->ctr && sp->ctr->pidns[0]) {
+		child = rst_ctr_clone_joined(sp->ctr, sp->pid, sp->sibling, sp->errfd);
+		if (child == 0) {
+			int err;
+
+			close(sp->ctl);
+			err = rst_ctr_enter(sp->ctr, sp->errfd);
+			close(sp->errfd);
+			if (err) {
+				report(sp->ready, err, 1);
+				_exit(127);
+			}
+			stub_or_holder(sp, 1);
+		}
+		if (child < 0) {
+			report(sp->ready, -errno, 1);
+			_exit(127);
+		}
+	}
 	if (child < 0) {
 		if (unshare(CLONE_NEWPID | CLONE_NEWNS) < 0 ||
 		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
@@ -551,7 +573,9 @@ static int attach_stub(struct rst_target *t)
 		child = rst_ctr_find_sibling(getppid(), t->mpid); /* ...or our parent's */
 	else
 		child = first_child(t->mpid);
-	if (child > 0 && t->pidns && t->o.pid != 1 && !t->o.sibling)
+	/* (in a joined PID namespace S is M's child, or our parent's, itself) */
+	if (child > 0 && t->pidns && t->o.pid != 1 && !t->o.sibling &&
+	    !(t->o.ctr && t->o.ctr->pidns[0]))
 		child = first_child(child);
 	if (child <= 0) {
 		ret = child < 0 ? child : -ESRCH;
@@ -586,9 +610,9 @@ static int attach_stub(struct rst_target *t)
 /* The options a target cannot be made with: 0, or -errno (logged). */
 static int check_opts(const struct rst_target_opts *o)
 {
-	if (o->ctr && o->pid != 1) {
+	if (o->ctr && o->pid != 1 && !o->ctr->pidns[0]) {
 		pr_err("cannot restore pid %d as a container: a container's process is pid 1 of "
-		       "its PID namespace",
+		       "its PID namespace, or in one the engine names (external pid)",
 		       (int)o->pid);
 		return -EINVAL;
 	}

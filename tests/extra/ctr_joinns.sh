@@ -138,23 +138,70 @@ $R exec $id /bin/busybox cat /proc/sysvipc/shm | awk -v id="$shmid" '$2 == id { 
 [ "$(uname -n)" != "hold$$b" ] || fail "the host's hostname changed"
 echo "restored $id in the holder's uts and ipc namespaces: same token, the dumped hostname hold$$ set again there (as CRIU), the holder's segment $shmid"
 
-# 4. a container that joins a PID namespace: refused by name at checkpoint, runs on
+# 4. a container that joins a PID namespace (runc: external pid[INODE], inherit_fd
+# extRootPidNS): checkpointed and restored into the holder's namespace with its pid there
 unshare --pid --fork --mount-proc sh -c "echo ready >$tmp/ready; exec sleep 100000" &
 pholder=$!
 disown $pholder
 holders="$holders $pholder"
 read -r _ <"$tmp/ready" || fail "the pid namespace holder never got ready"
+pinit=$(cat /proc/$pholder/task/$pholder/children)
+pinit=${pinit%% *}
+[ -n "$pinit" ] || fail "the pid namespace holder has no init"
+holders="$holders $pinit"
+nspid() { awk '/^NSpid:/ { print $NF }' /proc/$1/status; }
 mk_bundle "$tmp/b2" "$(ns_path pid /proc/$pholder/ns/pid_for_children)" || fail "runc spec (pid path)"
 (cd "$tmp/b2" && $R run -d $idp </dev/null >/dev/null 2>&1) || fail "runc run in the holder's PID namespace"
-waitcount "$tmp/b2/rootfs/count" 1 100 >/dev/null || fail "$idp never counted"
-(cd "$tmp/b2" && PATH="$CPATH" $R checkpoint --image-path "$tmp/img2" $idp) \
-	>"$tmp/ck2.out" 2>&1 && fail "a container in an existing PID namespace was checkpointed"
-grep -q "external 'pid\[[0-9]*\]:extRootPidNS' (the container joined an existing PID namespace" \
-	"$tmp/img2/dump.log" || fail "the refusal does not name the external PID namespace"
-running $idp || fail "$idp not running after a refused checkpoint"
-c=$(cut -d' ' -f2 "$tmp/b2/rootfs/count")
-waitcount "$tmp/b2/rootfs/count" "$c" 50 >/dev/null || fail "$idp stopped counting after the refusal"
-echo "a container in an existing PID namespace is refused by name and runs on"
+first=$(waitcount "$tmp/b2/rootfs/count" 1 100) || fail "$idp never counted"
+ptoken=${first% *}
+ppid0=$($R state $idp | jq .pid)
+pns=$(nspid $ppid0)
+[ "$(readlink /proc/$ppid0/ns/pid)" = "$(readlink /proc/$pinit/ns/pid)" ] ||
+	fail "$idp is not in the holder's PID namespace"
+[ "$pns" != 1 ] || fail "$idp is pid 1 of the holder's namespace"
+(cd "$tmp/b2" && PATH="$CPATH" $R checkpoint --image-path "$tmp/img2" $idp) >"$tmp/ck2.out" 2>&1 ||
+	{ cat "$tmp/ck2.out"; fail "runc checkpoint of a container in the holder's PID namespace"; }
+running $idp && fail "$idp still runs after checkpoint"
+at2=$(cut -d' ' -f2 "$tmp/b2/rootfs/count")
+echo "checkpointed $idp (pid $pns in the holder's PID namespace) at counter $at2"
+# the dumped process is reaped by the host's init (slowly here): its pid is free after
+i=0
+while [ -e /proc/$ppid0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+[ -e /proc/$ppid0 ] && fail "the checkpointed pid $ppid0 was never reaped"
+
+# 4a. its pid taken in the holder's namespace: the restore is refused by name
+nsenter -t $pinit -p sh -c "echo $((pns - 1)) >/proc/sys/kernel/ns_last_pid" ||
+	fail "cannot set ns_last_pid in the holder's namespace"
+nsenter -t $pinit -p sleep 100000 &
+taker_ns=$!
+holders="$holders $taker_ns"
+i=0
+until taker=$(cat /proc/$taker_ns/task/$taker_ns/children 2>/dev/null) && [ -n "$taker" ]; do
+	i=$((i + 1)); [ $i -lt 100 ] || fail "the pid taker never started"; sleep 0.1
+done
+taker=${taker%% *}
+[ "$(nspid $taker)" = "$pns" ] || fail "the taker got pid $(nspid $taker), not $pns, in the namespace"
+(cd "$tmp/b2" && PATH="$CPATH" $R restore -d --image-path "$tmp/img2" $idp) </dev/null \
+	>"$tmp/rs2.out" 2>&1 && fail "a restore whose pid is taken in the joined namespace was not refused"
+grep -q "pid $pns is taken in the PID namespace" "$tmp/img2/restore.log" ||
+	fail "the refusal does not name pid $pns taken in the namespace"
+running $idp && fail "$idp runs after a refused restore"
+$R delete -f $idp >/dev/null 2>&1
+kill -KILL $taker
+wait $taker_ns 2>/dev/null
+echo "a restore whose pid $pns is taken in the joined PID namespace is refused by name"
+
+# 4b. restore: in the holder's PID namespace, the same pid there, memory going on
+(cd "$tmp/b2" && PATH="$CPATH" $R restore -d --image-path "$tmp/img2" $idp) </dev/null \
+	>"$tmp/rs2.out" 2>&1 || { cat "$tmp/rs2.out"; fail "runc restore into the holder's PID namespace"; }
+running $idp || fail "runc list does not show $idp running: $($R list)"
+now=$(waitcount "$tmp/b2/rootfs/count" "$at2" 100) || fail "$idp's counter did not go on after restore"
+[ "${now% *}" = "$ptoken" ] || fail "token ${now% *} after restore, was $ptoken: it restarted"
+ppid1=$($R state $idp | jq .pid)
+[ "$(readlink /proc/$ppid1/ns/pid)" = "$(readlink /proc/$pinit/ns/pid)" ] ||
+	fail "the restored $idp is in PID namespace $(readlink /proc/$ppid1/ns/pid), the holder's is $(readlink /proc/$pinit/ns/pid)"
+[ "$(nspid $ppid1)" = "$pns" ] || fail "the restored $idp is pid $(nspid $ppid1) in the namespace, was $pns"
+echo "restored $idp in the holder's PID namespace as pid $pns there: same token, counting"
 
 # 5. a container process that maps the holder's segment: refused by name, runs on
 # (its restore would make the segment anew, away from the holder's namespace)

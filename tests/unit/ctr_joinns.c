@@ -3,14 +3,18 @@
  * namespace paths; src/restore/joinns_ctr.c): which join_ns and external
  * options the criu entry point accepts and which it refuses by name, and
  * what a restore makes of the join_ns entries (the path kept, checked to
- * be a namespace of that kind; a shared IPC namespace needing one).
- * Uses /proc/self/ns/{uts,ipc}, which any process may open.
+ * be a namespace of that kind; a shared IPC namespace needing one), and
+ * of a joined PID namespace (external pid[INODE] at dump, inherit_fd
+ * extRootPidNS at restore; src/restore/pidns_ctr.c).
+ * Uses /proc/self/ns/{uts,ipc,pid}, which any process may open.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "haul/criu_int.h"
 #include "restore/ctr.h"
@@ -103,22 +107,57 @@ Test(ctr_joinns, refuses_join_ns_on_a_dump)
 }
 
 /* runc, for a pid namespace path in config.json: external pid[INODE]:extRootPidNS. */
-Test(ctr_joinns, refuses_an_external_pid_namespace_by_name_at_dump)
+static void pid_dump_opts(Haul__Criu__Options *o, char **external)
+{
+	haul__criu__options__init(o);
+	o->has_images_dir_fd = o->has_pid = true;
+	o->images_dir_fd = 5;
+	o->pid = 4242;
+	o->external = external;
+	o->n_external = 1;
+}
+
+Test(ctr_joinns, accepts_an_external_pid_namespace_at_dump)
 {
 	char *external[1] = {"pid[4026532888]:extRootPidNS"};
 	Haul__Criu__Options o;
 	char why[512] = "";
 
-	haul__criu__options__init(&o);
-	o.has_images_dir_fd = o.has_pid = true;
-	o.images_dir_fd = 5;
-	o.pid = 4242;
-	o.external = external;
-	o.n_external = 1;
-	cr_assert_eq(criu_opts_check(HAUL__CRIU__REQ_TYPE__REQ_DUMP, &o, why, sizeof(why)),
-		     -EOPNOTSUPP);
-	cr_assert(strstr(why, "external 'pid[4026532888]:extRootPidNS'"), "%s", why);
-	cr_assert(strstr(why, "PID namespace"), "%s", why);
+	pid_dump_opts(&o, external);
+	cr_assert_eq(criu_opts_check(HAUL__CRIU__REQ_TYPE__REQ_DUMP, &o, why, sizeof(why)), 0, "%s",
+		     why);
+}
+
+Test(ctr_joinns, refuses_an_external_of_another_kind_or_without_a_key_naming_it)
+{
+	static char *const bad[] = {"pid[4026532888]", "ipc[4026532888]:extRootIpcNS",
+				    "pid4026532888:k"};
+	Haul__Criu__Options o;
+	char why[512] = "", want[128];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *external[1] = {bad[i]};
+
+		pid_dump_opts(&o, external);
+		cr_assert_eq(criu_opts_check(HAUL__CRIU__REQ_TYPE__REQ_DUMP, &o, why, sizeof(why)),
+			     -EOPNOTSUPP, "external %s accepted", bad[i]);
+		snprintf(want, sizeof(want), "external '%s' is not supported", bad[i]);
+		cr_assert(strstr(why, want), "%s", why);
+	}
+}
+
+Test(ctr_joinns, dump_sees_the_pid_namespace_the_engine_names)
+{
+	char key[48];
+	struct stat st;
+	struct rst_ctr_ext ext[2] = {{"net[1]", "extRootNetNS"}, {key, "extRootPidNS"}};
+
+	cr_assert_eq(stat("/proc/self/ns/pid", &st), 0);
+	snprintf(key, sizeof(key), "pid[%llu]", (unsigned long long)st.st_ino);
+	cr_assert(rst_ctr_pid_external(getpid(), ext, 2));
+	cr_assert_not(rst_ctr_pid_external(getpid(), ext, 1));
+	snprintf(key, sizeof(key), "pid[%llu]", (unsigned long long)st.st_ino + 1);
+	cr_assert_not(rst_ctr_pid_external(getpid(), ext, 2));
 }
 
 /* A record of a container with its own uts and ipc namespaces and a root. */
@@ -217,5 +256,68 @@ Test(ctr_joinns, restore_refuses_a_join_with_a_user_namespace)
 		     -EOPNOTSUPP);
 	cr_assert(strstr(why, "join_ns uts /proc/self/ns/uts: the container has a user namespace"),
 		  "%s", why);
+	rst_ctr_release(&out);
+}
+
+Test(ctr_joinns, restore_keeps_the_pid_namespace_to_join)
+{
+	struct rst_ctr_ext ext[1] = {{RST_CTR_PID_KEY, "/proc/self/ns/pid"}};
+	Haul__Ctr__Mount *m[1], root;
+	Haul__Ctr__Container c;
+	static struct rst_ctr out;
+	char why[512] = "";
+
+	record(&c, m, &root);
+	c.has_pid_external = c.pid_external = true;
+	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 1, &out, why, sizeof(why)), 0, "%s",
+		     why);
+	cr_assert_str_eq(out.pidns, "/proc/self/ns/pid");
+	rst_ctr_release(&out);
+}
+
+Test(ctr_joinns, restore_of_a_joined_pid_namespace_needs_one_to_join)
+{
+	Haul__Ctr__Mount *m[1], root;
+	Haul__Ctr__Container c;
+	static struct rst_ctr out;
+	char why[512] = "";
+
+	record(&c, m, &root);
+	c.has_pid_external = c.pid_external = true;
+	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", NULL, 0, &out, why, sizeof(why)), -EINVAL);
+	cr_assert(strstr(why, "names none to join (inherit_fd " RST_CTR_PID_KEY ")"), "%s", why);
+	rst_ctr_release(&out);
+}
+
+Test(ctr_joinns, restore_refuses_a_pid_namespace_for_a_container_that_had_its_own)
+{
+	struct rst_ctr_ext ext[1] = {{RST_CTR_PID_KEY, "/proc/self/ns/pid"}};
+	Haul__Ctr__Mount *m[1], root;
+	Haul__Ctr__Container c;
+	static struct rst_ctr out;
+	char why[512] = "";
+
+	record(&c, m, &root);
+	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 1, &out, why, sizeof(why)), -EINVAL);
+	cr_assert(strstr(why, "had one of its own at checkpoint"), "%s", why);
+	rst_ctr_release(&out);
+}
+
+Test(ctr_joinns, restore_refuses_a_pid_namespace_path_of_another_kind)
+{
+	struct rst_ctr_ext ext[1] = {{RST_CTR_PID_KEY, "/proc/self/ns/uts"}};
+	Haul__Ctr__Mount *m[1], root;
+	Haul__Ctr__Container c;
+	static struct rst_ctr out;
+	char why[512] = "";
+
+	record(&c, m, &root);
+	c.has_pid_external = c.pid_external = true;
+	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 1, &out, why, sizeof(why)), -EINVAL);
+	cr_assert(strstr(why, "/proc/self/ns/uts) is another kind"), "%s", why);
+	rst_ctr_release(&out);
+	ext[0].value = "/nonexistent/haul-test/ns/pid";
+	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 1, &out, why, sizeof(why)), -EINVAL);
+	cr_assert(strstr(why, "is not open"), "%s", why);
 	rst_ctr_release(&out);
 }
