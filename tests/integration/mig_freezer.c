@@ -207,7 +207,7 @@ Test(mig_freezer, throttle_slows_the_workload_and_lifts, .init = fixture_init, .
 	start_workload();
 	cr_assert_eq(haul_cg_probe(&m), 0);
 	cr_assert_eq(haul_cg_prepare(wl_pid, &m, &cg), 0);
-	if (!cg.cpu_dir[0])
+	if (!cg.cpu_dir[0] && !cg.cpu_mnt[0])
 		cr_skip_test("no cpu controller reachable on this host");
 	cr_assert_eq(haul_cg_throttle(&cg, 90, 1.0), 0);
 	/* as deep as 1 ms quotas allow with stalls of at most HAUL_MIG_THROTTLE_STALL_US */
