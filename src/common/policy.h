@@ -100,6 +100,9 @@
 #define HAUL_STALL_PERIOD_US 2000
 /* ... and lists the threads again every this many samples (new threads join late). */
 #define HAUL_STALL_RELIST 25
+/* ... and names in the debug log, with its start and end on haul's clock, every stall at
+ * least this long: the rounds' phases are logged on the same clock, to tell which it was. */
+#define HAUL_STALL_LOG_MS 10
 /* The throttle's cpu.max period is chosen so that no throttled stretch exceeds this: a
  * deeper throttle then shows as a slowdown, not as stalls (a 20 ms period stalled up to
  * 19 ms, a 99% throttle 99 ms). */

@@ -13,7 +13,9 @@
  * Only a cgroup that holds the workload alone may be frozen or throttled: a
  * process that shares its cgroup (or sits in the root) is moved into a cgroup
  * haul makes, <mount>/haul/mig-<pid>, and moved back if the migration fails.
- * cgroup.procs moves every thread of the process at once.
+ * cgroup.procs moves every thread of the process at once.  A v1 cpu cgroup is
+ * made only at the first throttle: nested under haul/ the process got a far
+ * smaller CPU share than in its own place, and its clients stalled for it.
  * Under `ip netns exec` no hierarchy is mounted at all (a fresh sysfs on
  * /sys): haul_cg_probe() then mounts cgroup2 in a private mount namespace.
  */
@@ -481,18 +483,41 @@ int haul_cg_prepare_tree(pid_t pid, const pid_t *more, size_t nmore, const struc
 		cg->v2_cpu = true;
 		snprintf(cg->cpu_dir, sizeof(cg->cpu_dir), "%s", cg->freezer_dir);
 	} else if (m->v1_cpu[0]) {
-		ret = own_cgroup(cg, m->v1_cpu, "cpu", cg->cpu_dir, cg->cpu_orig);
-		if (ret) {
-			pr_warn("pid %d cannot be throttled: no cpu cgroup of its own", pid);
-			cg->cpu_dir[0] = '\0';
-		}
+		/*
+		 * Not now: in <v1 cpu>/haul/mig-<pid> the process competes under one
+		 * parent with every other migration, and under load it got 3-4% of a
+		 * CPU where it had 27% in its own place (bench/RESULTS.md "Stalls",
+		 * Redis): its clients stalled 0.1-1 s before the freeze.  The move
+		 * waits for the first throttle, which needs it (haul_cg_throttle).
+		 */
+		snprintf(cg->cpu_mnt, sizeof(cg->cpu_mnt), "%s", m->v1_cpu);
 	} else {
 		pr_warn("no cpu controller on this host: pid %d cannot be throttled", pid);
 	}
 	if (cg->cpu_dir[0])
 		save_cpu_limit(cg);
 	pr_debug("pid %d: freezer '%s' (%s), cpu '%s'", pid, cg->freezer_dir,
-		 cg->v2_freezer ? "cgroup2" : "v1", cg->cpu_dir[0] ? cg->cpu_dir : "none");
+		 cg->v2_freezer ? "cgroup2" : "v1",
+		 cg->cpu_dir[0]	  ? cg->cpu_dir
+		 : cg->cpu_mnt[0] ? "v1, at the first throttle"
+				  : "none");
+	return 0;
+}
+
+/* The v1 cpu cgroup of its own, made at the first throttle (see haul_cg_prepare_tree). */
+static int own_cpu_cgroup(struct haul_cg *cg)
+{
+	int ret;
+
+	ret = own_cgroup(cg, cg->cpu_mnt, "cpu", cg->cpu_dir, cg->cpu_orig);
+	if (ret) {
+		pr_warn("pid %d cannot be throttled: no cpu cgroup of its own", cg->pid);
+		cg->cpu_dir[0] = '\0';
+		return ret;
+	}
+	cg->cpu_mnt[0] = '\0';
+	save_cpu_limit(cg);
+	pr_debug("pid %d: cpu '%s' for the throttle", cg->pid, cg->cpu_dir);
 	return 0;
 }
 
@@ -502,6 +527,13 @@ int haul_cg_throttle(struct haul_cg *cg, unsigned pct, double cpus)
 	char v[64];
 	int ret;
 
+	if (!cg->cpu_dir[0] && cg->cpu_mnt[0]) {
+		if (!pct)
+			return 0; /* never throttled: nothing to lift */
+		ret = own_cpu_cgroup(cg);
+		if (ret)
+			return ret;
+	}
 	if (!cg->cpu_dir[0])
 		return -EOPNOTSUPP;
 	/* the period keeps each throttled stretch short: a slowdown, not stalls (converge.c) */

@@ -52,6 +52,9 @@ struct haul_cg {
 	bool v2_cpu;		     /* cpu_dir has cpu.max, else v1 cpu.cfs_quota_us */
 	char cpu_dir[PATH_MAX];	     /* "" when no cpu controller can be reached */
 	char cpu_orig[PATH_MAX];
+	/* v1 cpu mount, while the move into a cpu cgroup of its own waits for the first
+	 * throttle (cgroup.c: until then the process keeps its CPU share where it was) */
+	char cpu_mnt[PATH_MAX];
 	char cpu_limit[64];    /* the limit before haul: cpu.max, or v1 "QUOTA PERIOD" */
 	unsigned throttle_pct; /* the current CPU throttle, 0 = none */
 	/* throttle_pct is as applied (haul_conv_cpu_max: may be less than asked); each

@@ -271,11 +271,12 @@ static int precopy_rounds(struct mig *m)
 		struct haul_conv_sample s;
 		enum haul_conv_action a;
 		struct trk_round r;
-		double t_scan, t_end, tree_scan_ms = 0;
+		double t_begin, t_prep, t_scan, t_end, tree_scan_ms = 0;
 		uint64_t tree_pages = 0, tree_wire = 0;
 
 		if (haul_mig_stop_requested(m))
 			return -EINTR;
+		t_begin = haul_now_ms();
 		measure_cpu(m);
 		/* smaps walks page tables (~30 ms/GiB): read it here, not in the stop */
 		ret = rst_dump_prepare(m->pid, &m->prep);
@@ -283,6 +284,7 @@ static int precopy_rounds(struct mig *m)
 			pr_err_r(ret, "cannot read the layout of pid %d", m->pid);
 			return ret;
 		}
+		t_prep = haul_now_ms();
 		ret = trk_round(m->trk, &r);
 		if (ret) {
 			pr_err_r(ret, "cannot scan the dirty pages of pid %d", m->pid);
@@ -332,7 +334,10 @@ static int precopy_rounds(struct mig *m)
 		res->rounds++;
 		if (m->o->on_round)
 			m->o->on_round(m->o->arg, &rs);
-		pr_debug("round %llu: %s", (unsigned long long)rs.seq, haul_conv_action_name(a));
+		/* on the stall probe's clock: a stall it names falls in one of these phases */
+		pr_debug("round %llu: layout read %.1f..%.1f, scan ..%.1f, send ..%.1f: %s",
+			 (unsigned long long)rs.seq, t_begin, t_prep, t_scan, t_end,
+			 haul_conv_action_name(a));
 		if (a == HAUL_CONV_SWITCH)
 			return 0;
 		if (m->o->mode == HAUL_MIG_HYBRID && a != HAUL_CONV_CONTINUE) {

@@ -262,8 +262,10 @@ static bool sample(struct haul_stall_probe *p, struct probe_thread *t, double no
 {
 	char buf[512], *c;
 	unsigned long long run, delay;
+	double open_ms, open_blocked_ms;
+	uint64_t prev_delay;
 	ssize_t n;
-	bool blocked;
+	bool blocked, had;
 
 	n = pread(t->sched_fd, buf, sizeof(buf) - 1, 0);
 	if (n <= 0)
@@ -278,7 +280,27 @@ static bool sample(struct haul_stall_probe *p, struct probe_thread *t, double no
 	/* the state follows the last ')' (the name may hold any character) */
 	c = strrchr(buf, ')');
 	blocked = c && c[1] == ' ' && (c[2] == 'D' || c[2] == 't');
+	open_ms = t->s.stretch_ms;
+	open_blocked_ms = t->s.stretch_blocked_ms;
+	prev_delay = t->s.delay_ns;
+	had = t->s.have;
 	haul_stall_feed(&t->s, now, run, delay, blocked, &p->st);
+	/* on haul's clock (haul_now_ms, as the rounds' debug lines): which phase it was */
+	if (had && t->s.stretch_ms == 0) {
+		double len = open_ms + (delay > prev_delay ? (delay - prev_delay) / 1e6 : 0);
+
+		/* the thread's name says whether it serves clients (a background thread may not) */
+		char *name = strchr(buf, '(');
+
+		if (c)
+			*c = 0;
+		if (len >= HAUL_STALL_LOG_MS)
+			pr_debug(
+				"stall probe: tid %d (%s) of pid %d stalled %.1f ms (%.1f blocked), "
+				"%.1f..%.1f",
+				(int)t->tid, name && c ? name + 1 : "?", (int)t->s.pid, len,
+				open_blocked_ms, now - len, now);
+	}
 	return true;
 }
 
