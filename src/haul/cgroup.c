@@ -490,7 +490,19 @@ int haul_cg_prepare_tree(pid_t pid, const pid_t *more, size_t nmore, const struc
 		 * Redis): its clients stalled 0.1-1 s before the freeze.  The move
 		 * waits for the first throttle, which needs it (haul_cg_throttle).
 		 */
-		snprintf(cg->cpu_mnt, sizeof(cg->cpu_mnt), "%s", m->v1_cpu);
+		char cur[PATH_MAX];
+
+		if (pid_cgroup_dir(pid, m->v1_cpu, "cpu", cur, sizeof(cur))) {
+			pr_warn("pid %d cannot be throttled: its cpu cgroup cannot be read", pid);
+		} else if (!nmore && cgroup_is_own(cur, m->v1_cpu, pid)) {
+			/* alone in its cgroup already: nothing moves, the limit is saved now */
+			if (own_cgroup(cg, m->v1_cpu, "cpu", cg->cpu_dir, cg->cpu_orig))
+				cg->cpu_dir[0] = '\0';
+		} else {
+			/* where it goes back: the guardian's copy of @cg is made before the move */
+			snprintf(cg->cpu_mnt, sizeof(cg->cpu_mnt), "%s", m->v1_cpu);
+			snprintf(cg->cpu_orig, sizeof(cg->cpu_orig), "%s", cur);
+		}
 	} else {
 		pr_warn("no cpu controller on this host: pid %d cannot be throttled", pid);
 	}
@@ -646,6 +658,21 @@ static void put_back(const struct haul_cg *cg, const char *dir, const char *orig
 		dir, cg->pid, strerror(err), orig);
 }
 
+/*
+ * A copy of @cg made before the first throttle (the guardian's) does not
+ * know whether haul moved the process into its v1 cpu cgroup since: the
+ * cgroup's name tells.  Moving the process out lifts that cgroup's limit.
+ */
+static void put_back_lazy_cpu(const struct haul_cg *cg)
+{
+	char dir[PATH_MAX];
+
+	if ((size_t)snprintf(dir, sizeof(dir), "%s/%s/mig-%d", cg->cpu_mnt, HAUL_CG_PARENT,
+			     cg->pid) < sizeof(dir) &&
+	    !access(dir, F_OK))
+		put_back(cg, dir, cg->cpu_orig);
+}
+
 void haul_cg_undo(struct haul_cg *cg)
 {
 	int ret;
@@ -661,6 +688,8 @@ void haul_cg_undo(struct haul_cg *cg)
 	}
 	if (cg->cpu_dir[0] && !cg->v2_cpu)
 		put_back(cg, cg->cpu_dir, cg->cpu_orig);
+	else if (!cg->cpu_dir[0] && cg->cpu_mnt[0])
+		put_back_lazy_cpu(cg);
 	if (cg->freezer_dir[0])
 		put_back(cg, cg->freezer_dir, cg->freezer_orig);
 }
