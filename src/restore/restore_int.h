@@ -42,6 +42,13 @@ struct rst_seized {
 int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen);
 
 /*
+ * PR_GET_IO_FLUSHER of thread @tid (0: the caller's) given the prctl's
+ * @answer there: -EPERM (no CAP_SYS_RESOURCE) becomes the flag read from
+ * its task flags where haul can tell them (io_flusher.c); else @answer.
+ */
+long rst_io_flusher(pid_t tid, long answer);
+
+/*
  * prep.c: at the freeze, before any call is injected, note whether the
  * prepared VmFlags still hold (@p NULL: no-op).
  */

@@ -10,6 +10,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <sys/prctl.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -345,6 +346,27 @@ Test(rst_attrs, prctl_values_haul_cannot_carry_are_refused_by_name, .fini = fini
 	refused("tsc", "PR_GET_TSC");
 	refused("mdwe", "PR_GET_MDWE");
 	refused("securebits", "PR_GET_SECUREBITS");
+}
+
+/*
+ * Without CAP_SYS_RESOURCE (another uid's process, a container's) a process
+ * reads PR_GET_IO_FLUSHER as EPERM where haul, with it, reads 0: carried,
+ * haul reads the flag from its task flags.  Set before the capability was
+ * dropped, the flag is seen there and refused.
+ */
+Test(rst_attrs, a_process_without_cap_sys_resource_is_carried, .fini = fini, .timeout = 60)
+{
+	carried((const char *const[]){"nocapres", NULL});
+}
+
+Test(rst_attrs, io_flusher_the_process_cannot_read_is_refused_by_name, .fini = fini,
+     .timeout = 60)
+{
+	if (prctl(57 /* PR_SET_IO_FLUSHER */, 0, 0, 0, 0))
+		cr_skip_test("needs CAP_SYS_RESOURCE to set PR_SET_IO_FLUSHER (%s); root here lacks "
+			     "it",
+			     strerror(errno));
+	refused("ioflusher", "PR_GET_IO_FLUSHER");
 }
 
 Test(rst_attrs, scheduling_policy_and_thread_nice_are_refused_by_name, .fini = fini, .timeout = 60)

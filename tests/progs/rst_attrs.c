@@ -17,6 +17,7 @@
  * "bad ATTR: ...", then "done"; exits 0 when every ATTR held.
  */
 #include <errno.h>
+#include <linux/capability.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
@@ -38,6 +39,7 @@
 #define MB_GET_REGISTRATIONS (1 << 9)
 #define PR_SET_MDWE_	     65
 #define SECBIT_KEEP_CAPS_    (1 << 4)
+#define PR_SET_IO_FLUSHER_   57
 
 static volatile sig_atomic_t go;
 static char thread_cg[512];	     /* cgthread=DIR */
@@ -124,6 +126,21 @@ static void *thread_main(void *arg)
 
 static int membarrier_registered;
 
+/* CAP_SYS_RESOURCE out of the effective and permitted sets (as in a container); 1 when in effect. */
+static int capres(int drop)
+{
+	struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct d[2];
+
+	if (syscall(SYS_capget, &h, d))
+		return -errno;
+	if (!drop)
+		return !!(d[0].effective & (1u << CAP_SYS_RESOURCE));
+	d[0].effective &= ~(1u << CAP_SYS_RESOURCE);
+	d[0].permitted &= ~(1u << CAP_SYS_RESOURCE);
+	return syscall(SYS_capset, &h, d) ? -errno : 0;
+}
+
 static int set_attr(const char *a)
 {
 	if (!strcmp(a, "oom"))
@@ -184,6 +201,10 @@ static int set_attr(const char *a)
 	}
 	if (!strcmp(a, "securebits"))
 		return prctl(PR_SET_SECUREBITS, SECBIT_KEEP_CAPS_) ? -errno : 0;
+	if (!strcmp(a, "nocapres"))
+		return capres(1);
+	if (!strcmp(a, "ioflusher"))
+		return prctl(PR_SET_IO_FLUSHER_, 1, 0, 0, 0) ? -errno : capres(1);
 	return -EINVAL;
 }
 
@@ -293,6 +314,11 @@ static int check_attr(const char *a, char *why, size_t len)
 	}
 	if (!strcmp(a, "timens"))
 		return check_timens(why, len);
+	if (!strcmp(a, "nocapres")) {
+		v = capres(0);
+		snprintf(why, len, "CAP_SYS_RESOURCE in effect: %d", v);
+		return v == 0;
+	}
 	if (!strncmp(a, "cgroup=", 7))
 		return in_cgroup("/proc/self/cgroup", strchr(a, '@') + 1, why, len);
 	if (!strncmp(a, "cgthread=", 9)) {
