@@ -15,7 +15,8 @@ FUZZ_CFLAGS := -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=address,unde
 # (image_fuzz reaches the fd kinds' checks in src/restore).
 FUZZ_LIB_SRC := $(wildcard src/common/*.c src/pageserver/*.c src/tracker/*.c src/restore/*.c)
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(BUILD)/fuzz/obj/%.o) \
-	$(PROTO_C:$(BUILD)/gen/%.c=$(BUILD)/fuzz/obj/gen/%.o) $(BUILD)/gen/vmflags_bpf.o
+	$(PROTO_C:$(BUILD)/gen/%.c=$(BUILD)/fuzz/obj/gen/%.o) $(BUILD)/gen/vmflags_bpf.o \
+	$(BUILD)/gen/unix_skbs_bpf.o
 
 $(BUILD)/fuzz/obj/src/%.o: src/%.c | $(PROTO_H)
 	@mkdir -p $(dir $@)

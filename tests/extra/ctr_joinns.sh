@@ -23,6 +23,7 @@
 # Needs root, runc, busybox-static, jq (installed when missing: 77 when
 # they cannot be).  Names carry this script's PID: the runc state under
 # its own --root, container IDs ctr<PID>j/p/s, cgroups /ctr<PID>j/p/s.
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
 haul=${HAUL_BIN:-$PWD/build/haul}
 src=${HAUL_SRC:-$PWD}
