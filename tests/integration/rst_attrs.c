@@ -359,13 +359,13 @@ Test(rst_attrs, a_process_without_cap_sys_resource_is_carried, .fini = fini, .ti
 	carried((const char *const[]){"nocapres", NULL});
 }
 
-Test(rst_attrs, io_flusher_the_process_cannot_read_is_refused_by_name, .fini = fini,
-     .timeout = 60)
+Test(rst_attrs, io_flusher_the_process_cannot_read_is_refused_by_name, .fini = fini, .timeout = 60)
 {
 	if (prctl(57 /* PR_SET_IO_FLUSHER */, 0, 0, 0, 0))
-		cr_skip_test("needs CAP_SYS_RESOURCE to set PR_SET_IO_FLUSHER (%s); root here lacks "
-			     "it",
-			     strerror(errno));
+		cr_skip_test(
+			"needs CAP_SYS_RESOURCE to set PR_SET_IO_FLUSHER (%s); root here lacks "
+			"it",
+			strerror(errno));
 	refused("ioflusher", "PR_GET_IO_FLUSHER");
 }
 
