@@ -1,7 +1,8 @@
 /*
  * ctr_int.h - what the container files of the restorer (ns_ctr.c,
  * pidns_ctr.c, joinns_ctr.c) share and nothing outside src/restore/ uses:
- * the walk over the processes of a container's namespaces (ctr_members.c).
+ * the walk over the processes of a container's namespaces, and whether the
+ * engine names one of them as its own (ctr_members.c).
  */
 #ifndef HAUL_RESTORE_CTR_INT_H
 #define HAUL_RESTORE_CTR_INT_H
@@ -30,5 +31,12 @@ int rst_ctr_walk_ns(pid_t pid, const char *const *ns, int (*fn)(pid_t p, void *a
  * none; -errno when the namespaces or /proc cannot be read.
  */
 pid_t rst_ctr_stray_member(pid_t pid, const char *const *ns);
+
+/*
+ * Whether @ext (the engine's externals, as for rst_ctr_dump_check) names
+ * @pid's namespace @ns ("net", "pid") as the engine's: key "NS[INODE]".
+ */
+struct rst_ctr_ext;
+bool rst_ctr_ns_external(pid_t pid, const char *ns, const struct rst_ctr_ext *ext, size_t next);
 
 #endif

@@ -14,6 +14,9 @@
  * exec` process does not (its parent is the engine's, outside), nor does
  * a zombie whose parent outside has not reaped it yet, which is not
  * counted: there is no process left to carry.
+ *
+ * A namespace the engine names as its own (CRIU's external NS[INODE]:KEY)
+ * is told the same way: by the inode of the container process's one.
  */
 #define LOG_PREFIX "ctr: "
 #include <dirent.h>
@@ -24,6 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "restore/ctr.h"
 #include "restore/ctr_int.h"
 
 /* The parent of @pid (host PIDs), 0 when it cannot be read; its state letter in *@state. */
@@ -107,4 +111,19 @@ static int stray(pid_t p, void *arg)
 pid_t rst_ctr_stray_member(pid_t pid, const char *const *ns)
 {
 	return rst_ctr_walk_ns(pid, ns, stray, &pid);
+}
+
+bool rst_ctr_ns_external(pid_t pid, const char *ns, const struct rst_ctr_ext *ext, size_t next)
+{
+	char path[64], key[48];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, ns);
+	if (stat(path, &st) < 0)
+		return false;
+	snprintf(key, sizeof(key), "%s[%llu]", ns, (unsigned long long)st.st_ino);
+	for (size_t i = 0; i < next; i++)
+		if (ext[i].key && !strcmp(ext[i].key, key))
+			return true;
+	return false;
 }

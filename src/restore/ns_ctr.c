@@ -259,27 +259,6 @@ static int check_mqueues(pid_t pid, const Haul__Ctr__Container *c, char *why, si
 	return 0;
 }
 
-/*
- * Whether the engine names @pid's network namespace as its own (CRIU's
- * external net[INODE]:KEY, runc's network namespace path): its interfaces
- * are the engine's network setup, and the restore joins the namespace the
- * engine hands over instead of making one.
- */
-static bool net_is_external(pid_t pid, const struct rst_ctr_ext *ext, size_t next)
-{
-	char path[64], key[48];
-	struct stat st;
-
-	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
-	if (stat(path, &st) < 0)
-		return false;
-	snprintf(key, sizeof(key), "net[%llu]", (unsigned long long)st.st_ino);
-	for (size_t i = 0; i < next; i++)
-		if (ext[i].key && !strcmp(ext[i].key, key))
-			return true;
-	return false;
-}
-
 int rst_ctr_dump_check(pid_t pid, const struct rst_ctr_ext *ext, size_t next,
 		       Haul__Ctr__Container **out, char *why, size_t wl)
 {
@@ -332,8 +311,13 @@ int rst_ctr_dump_check(pid_t pid, const struct rst_ctr_ext *ext, size_t next,
 			 strerror(-ret));
 		return ret;
 	}
-	/* a shared network namespace (host networking) is the host's: nothing to carry */
-	net_ext = (flags & CLONE_NEWNET) && net_is_external(pid, ext, next);
+	/*
+	 * a shared network namespace (host networking) is the host's: nothing to
+	 * carry.  One the engine names as its own (CRIU's external net[INODE]:KEY,
+	 * runc's network namespace path): its interfaces are the engine's network
+	 * setup, and the restore joins the namespace the engine hands over.
+	 */
+	net_ext = (flags & CLONE_NEWNET) && rst_ctr_ns_external(pid, "net", ext, next);
 	if (net_ext && (flags & CLONE_NEWUSER)) {
 		snprintf(why, wl,
 			 "the network namespace of pid %d is the engine's (external) and the "

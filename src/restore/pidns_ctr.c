@@ -49,17 +49,7 @@
 
 bool rst_ctr_pid_external(pid_t pid, const struct rst_ctr_ext *ext, size_t next)
 {
-	char path[64], key[48];
-	struct stat st;
-
-	snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)pid);
-	if (stat(path, &st) < 0)
-		return false;
-	snprintf(key, sizeof(key), "pid[%llu]", (unsigned long long)st.st_ino);
-	for (size_t i = 0; i < next; i++)
-		if (ext[i].key && !strcmp(ext[i].key, key))
-			return true;
-	return false;
+	return rst_ctr_ns_external(pid, "pid", ext, next);
 }
 
 int rst_ctr_joined_members(pid_t pid, char *why, size_t wl)
