@@ -430,6 +430,15 @@ int rst_unix_clear_path(const char *path);
  * sent again through the other end.  0 or -errno (logged).
  */
 int rst_unix_peek_msgs(pid_t pid, int sfd, Haul__Img__UnixPairFile *o);
+/*
+ * fd_unix_msgs.c: a dump's peeks at the queue of socket @sfd (a copy, the
+ * process stopped) from its first message on, each moving on past the
+ * last: rst_unix_peek_start sets SO_PEEK_OFF to 0, its value before into
+ * *@old (0 or -errno); rst_unix_peek_end puts @old back (a failure is
+ * warned, naming socket @ino).
+ */
+int rst_unix_peek_start(int sfd, int *old);
+void rst_unix_peek_end(int sfd, unsigned long long ino, int old);
 int rst_unix_refill_msgs(struct rst_target *t, struct rst_fd_rctx *x);
 /*
  * fd_unix_msgs.c: send message @i of @u through haul's socket @lfd, with
@@ -458,6 +467,17 @@ int rst_unix_carry_dump(pid_t pid, int fd, const char *link, const Haul__Img__Un
 int rst_unix_carry_make(const Haul__Img__UnixPairFile *u, const Haul__Img__UnixInflight *f);
 struct msghdr;
 int rst_unix_take_fds(pid_t pid, struct msghdr *m, Haul__Img__UnixPairFile *o, uint32_t msg);
+/*
+ * fd_unix_msgs.c: the files a peek handed us in @m (SCM_RIGHTS), in order:
+ * rst_unix_cmsg_fds puts their fds into @fds and returns their count;
+ * rst_unix_drop_fds closes them and returns their count.  At most
+ * RST_UNIX_FDS_MAX (the kernel's SCM_MAX_FD, the most one message
+ * carries): a control buffer of CMSG_SPACE(sizeof(int) * RST_UNIX_FDS_MAX)
+ * holds no more.
+ */
+#define RST_UNIX_FDS_MAX 253
+size_t rst_unix_cmsg_fds(struct msghdr *m, int fds[RST_UNIX_FDS_MAX]);
+size_t rst_unix_drop_fds(struct msghdr *m);
 /*
  * fd_unix_stream.c: the queue of stream socket @sfd (a copy; @rqlen bytes)
  * of @pid when files are in flight in it: o->msgs cut where a buffer that

@@ -84,26 +84,11 @@ static size_t sun_len(const struct sockaddr_un *sun, socklen_t sl)
 	return sun->sun_path[0] != '\0' ? strnlen(sun->sun_path, len) : len;
 }
 
-static void close_fds(struct msghdr *m, int *nfds)
-{
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-			int fd;
-
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			close(fd);
-			(*nfds)++;
-		}
-	}
-}
-
 /* Peek the next datagram of @sfd into @o; 1 when none is left. */
 static int peek_one(int sfd, Haul__Img__UnixDgramFile *o, char *buf, char *why, size_t wl)
 {
 	union {
-		char b[CMSG_SPACE(sizeof(int) * 253)];
+		char b[CMSG_SPACE(sizeof(int) * RST_UNIX_FDS_MAX)];
 		struct cmsghdr align;
 	} ctl;
 	struct sockaddr_un from;
@@ -115,13 +100,14 @@ static int peek_one(int sfd, Haul__Img__UnixDgramFile *o, char *buf, char *why, 
 			   .msg_control = ctl.b,
 			   .msg_controllen = sizeof(ctl.b)};
 	Haul__Img__UnixDgramMsg **nm, *d;
-	int nfds = 0, ret;
+	size_t nfds;
+	int ret;
 	ssize_t n;
 
 	n = recvmsg(sfd, &m, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
 	if (n < 0)
 		return errno == EAGAIN ? 1 : -errno;
-	close_fds(&m, &nfds);
+	nfds = rst_unix_drop_fds(&m);
 	if (nfds || (m.msg_flags & MSG_CTRUNC)) {
 		snprintf(why, wl,
 			 "unix datagram socket socket:[%llu] has file descriptors in flight "
@@ -159,15 +145,13 @@ static int peek_one(int sfd, Haul__Img__UnixDgramFile *o, char *buf, char *why, 
 /* Every queued datagram of @sfd, in order, not consumed. */
 static int peek_all(int sfd, Haul__Img__UnixDgramFile *o, char *why, size_t wl)
 {
-	int old = -1, zero = 0, ret = 0;
-	socklen_t ol = sizeof(old);
+	int old = -1, ret;
 	char *buf = malloc(DGRAM_MAX);
 
 	if (!buf)
 		return -ENOMEM;
-	if (getsockopt(sfd, SOL_SOCKET, SO_PEEK_OFF, &old, &ol) < 0 ||
-	    setsockopt(sfd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) < 0) {
-		ret = -errno;
+	ret = rst_unix_peek_start(sfd, &old);
+	if (ret) {
 		snprintf(why, wl, "cannot peek the queue of unix datagram socket socket:[%llu]: %s",
 			 (unsigned long long)o->ino, strerror(-ret));
 		free(buf);
@@ -175,9 +159,7 @@ static int peek_all(int sfd, Haul__Img__UnixDgramFile *o, char *why, size_t wl)
 	}
 	while (!ret)
 		ret = peek_one(sfd, o, buf, why, wl);
-	if (setsockopt(sfd, SOL_SOCKET, SO_PEEK_OFF, &old, sizeof(old)) < 0)
-		pr_warn("cannot put SO_PEEK_OFF of unix socket %llu back to %d: %s",
-			(unsigned long long)o->ino, old, strerror(errno));
+	rst_unix_peek_end(sfd, o->ino, old);
 	free(buf);
 	return ret == 1 ? 0 : ret;
 }

@@ -66,21 +66,31 @@ int rst_unix_get_name(int sfd, char *path, size_t *len)
 	return 0;
 }
 
-static int listen_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
+/* sock_diag's view of the listener fd @p into @u, its name (sun_path) into @path, @len bytes. */
+static int listen_read(const struct rst_fd_probe *p, struct rst_unix_info *u, char *path,
+		       size_t *len)
 {
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)], name[160];
-	struct rst_unix_info u;
-	size_t len = 0;
 	int sfd, ret;
 
-	ret = rst_unix_diag(p->st->st_ino, &u);
+	ret = rst_unix_diag(p->st->st_ino, u);
 	if (ret)
 		return ret;
 	sfd = rst_fd_copy(p->pid, p->fd);
 	if (sfd < 0)
 		return sfd;
-	ret = rst_unix_get_name(sfd, path, &len);
+	ret = rst_unix_get_name(sfd, path, len);
 	close(sfd);
+	return ret;
+}
+
+static int listen_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)], name[160];
+	struct rst_unix_info u;
+	size_t len = 0;
+	int ret;
+
+	ret = listen_read(p, &u, path, &len);
 	if (ret)
 		return ret;
 	name_of(path, len, name, sizeof(name));
@@ -108,7 +118,7 @@ static int listen_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct rst_unix_info u;
 	size_t len = 0;
-	int sfd, ret;
+	int ret;
 
 	(void)prev;
 	(void)nprev;
@@ -116,14 +126,7 @@ static int listen_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 		return -ENOMEM;
 	haul__img__unix_listen_file__init(l);
 	o->unix_listen = l;
-	ret = rst_unix_diag(p->st->st_ino, &u);
-	if (ret)
-		return ret;
-	sfd = rst_fd_copy(p->pid, p->fd);
-	if (sfd < 0)
-		return sfd;
-	ret = rst_unix_get_name(sfd, path, &len);
-	close(sfd);
+	ret = listen_read(p, &u, path, &len);
 	if (ret)
 		return ret;
 	l->type = u.type;

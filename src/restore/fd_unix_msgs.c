@@ -167,22 +167,40 @@ static int note_inflight(pid_t pid, int fd, Haul__Img__UnixPairFile *o, uint32_t
 	return carry ? rst_unix_carry_dump(pid, fd, path, o, f) : 0;
 }
 
-/* The files a peek handed us, noted with message @msg of @o (or refused); all closed. */
-int rst_unix_take_fds(pid_t pid, struct msghdr *m, Haul__Img__UnixPairFile *o, uint32_t msg)
+size_t rst_unix_cmsg_fds(struct msghdr *m, int fds[RST_UNIX_FDS_MAX])
 {
-	int ret = 0;
+	size_t n = 0;
 
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
 			continue;
-		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-			int fd;
+		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++)
+			if (n < RST_UNIX_FDS_MAX)
+				memcpy(&fds[n++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+	}
+	return n;
+}
 
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (!ret)
-				ret = note_inflight(pid, fd, o, msg);
-			close(fd);
-		}
+size_t rst_unix_drop_fds(struct msghdr *m)
+{
+	int fds[RST_UNIX_FDS_MAX];
+	size_t n = rst_unix_cmsg_fds(m, fds);
+
+	for (size_t i = 0; i < n; i++)
+		close(fds[i]);
+	return n;
+}
+
+/* The files a peek handed us, noted with message @msg of @o (or refused); all closed. */
+int rst_unix_take_fds(pid_t pid, struct msghdr *m, Haul__Img__UnixPairFile *o, uint32_t msg)
+{
+	int fds[RST_UNIX_FDS_MAX], ret = 0;
+	size_t n = rst_unix_cmsg_fds(m, fds);
+
+	for (size_t i = 0; i < n; i++) {
+		if (!ret)
+			ret = note_inflight(pid, fds[i], o, msg);
+		close(fds[i]);
 	}
 	return ret;
 }
@@ -191,7 +209,7 @@ int rst_unix_take_fds(pid_t pid, struct msghdr *m, Haul__Img__UnixPairFile *o, u
 static int peek_one(pid_t pid, int sfd, Haul__Img__UnixPairFile *o, char *buf)
 {
 	union {
-		char b[CMSG_SPACE(sizeof(int) * 253)];
+		char b[CMSG_SPACE(sizeof(int) * RST_UNIX_FDS_MAX)];
 		struct cmsghdr align;
 	} ctl;
 	struct iovec iov = {buf, MSG_MAX};
@@ -233,17 +251,33 @@ static int peek_one(pid_t pid, int sfd, Haul__Img__UnixPairFile *o, char *buf)
 	return 0;
 }
 
+int rst_unix_peek_start(int sfd, int *old)
+{
+	socklen_t ol = sizeof(*old);
+	int zero = 0;
+
+	if (getsockopt(sfd, SOL_SOCKET, SO_PEEK_OFF, old, &ol) < 0 ||
+	    setsockopt(sfd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) < 0)
+		return -errno;
+	return 0;
+}
+
+void rst_unix_peek_end(int sfd, unsigned long long ino, int old)
+{
+	if (setsockopt(sfd, SOL_SOCKET, SO_PEEK_OFF, &old, sizeof(old)) < 0)
+		pr_warn("cannot put SO_PEEK_OFF of unix socket %llu back to %d: %s", ino, old,
+			strerror(errno));
+}
+
 int rst_unix_peek_msgs(pid_t pid, int sfd, Haul__Img__UnixPairFile *o)
 {
-	int old = -1, zero = 0, ret = 0;
-	socklen_t ol = sizeof(old);
+	int old = -1, ret;
 	char *buf = malloc(MSG_MAX);
 
 	if (!buf)
 		return -ENOMEM;
-	if (getsockopt(sfd, SOL_SOCKET, SO_PEEK_OFF, &old, &ol) < 0 ||
-	    setsockopt(sfd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) < 0) {
-		ret = -errno;
+	ret = rst_unix_peek_start(sfd, &old);
+	if (ret) {
 		pr_err("cannot peek past the first message of unix socket %llu (SO_PEEK_OFF): %s",
 		       (unsigned long long)o->ino, strerror(-ret));
 		free(buf);
@@ -251,9 +285,7 @@ int rst_unix_peek_msgs(pid_t pid, int sfd, Haul__Img__UnixPairFile *o)
 	}
 	while (!ret)
 		ret = peek_one(pid, sfd, o, buf);
-	if (setsockopt(sfd, SOL_SOCKET, SO_PEEK_OFF, &old, sizeof(old)) < 0)
-		pr_warn("cannot put SO_PEEK_OFF of unix socket %llu back to %d: %s",
-			(unsigned long long)o->ino, old, strerror(errno));
+	rst_unix_peek_end(sfd, o->ino, old);
 	free(buf);
 	return ret == 1 ? 0 : ret;
 }
@@ -298,12 +330,12 @@ int rst_unix_send_msg(struct rst_target *t, int park, int lfd, const Haul__Img__
 		      size_t i)
 {
 	union {
-		char b[CMSG_SPACE(sizeof(int) * 253)];
+		char b[CMSG_SPACE(sizeof(int) * RST_UNIX_FDS_MAX)];
 		struct cmsghdr align;
 	} ctl;
 	struct iovec iov = {u->msgs[i].data, u->msgs[i].len};
 	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-	int fds[253], nfds = 0, ret = 0;
+	int fds[RST_UNIX_FDS_MAX], nfds = 0, ret = 0;
 	ssize_t n;
 
 	for (size_t k = 0; k < u->n_inflight && !ret; k++) {
@@ -312,7 +344,7 @@ int rst_unix_send_msg(struct rst_target *t, int park, int lfd, const Haul__Img__
 
 		if (f->msg != i)
 			continue;
-		if (nfds == 253) {
+		if (nfds == RST_UNIX_FDS_MAX) {
 			ret = -E2BIG;
 			break;
 		}

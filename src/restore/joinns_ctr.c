@@ -31,7 +31,6 @@
  * namespace the engine's user namespace owns).
  */
 #define LOG_PREFIX "ctr: "
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/nsfs.h>
@@ -46,6 +45,7 @@
 
 #include "common/log.h"
 #include "restore/ctr.h"
+#include "restore/ctr_int.h"
 
 /* The kinds a join_ns may name, with where their path goes in struct rst_ctr. */
 static const struct {
@@ -65,85 +65,67 @@ bool rst_ctr_join_kind(const char *ns)
 	return false;
 }
 
+/* @p when it is outside the PID namespace *@arg (the container's), else 0. */
+static int outside_pidns(pid_t p, void *arg)
+{
+	return rst_ctr_in_ns(p, "pid", arg) ? 0 : p;
+}
+
 pid_t rst_ctr_ns_shared_outside(pid_t pid, const char *ns)
 {
-	struct stat want, pidns, st;
+	const char *const which[] = {ns, NULL};
+	struct stat pidns;
 	char path[64];
-	struct dirent *d;
-	pid_t found = 0;
-	DIR *dir;
+	pid_t found;
 
-	snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, ns);
-	if (stat(path, &want) < 0)
-		return 0;
 	snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)pid);
 	if (stat(path, &pidns) < 0)
 		return 0;
-	dir = opendir("/proc");
-	if (!dir)
-		return 0;
-	while (!found && (d = readdir(dir))) {
-		pid_t p = atoi(d->d_name);
+	found = rst_ctr_walk_ns(pid, which, outside_pidns, &pidns);
+	return found > 0 ? found : 0;
+}
 
-		if (p <= 0 || p == pid)
+/* What is refused of a process of the container's PID namespace. */
+struct ipc_member {
+	pid_t pid;
+	char *why;
+	size_t wl;
+};
+
+/* A SysV segment that process @p of the container maps: refused (-EOPNOTSUPP). */
+static int maps_sysv(pid_t p, void *arg)
+{
+	const struct ipc_member *m = arg;
+	char path[64], line[512];
+	int ret = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)p);
+	f = fopen(path, "re");
+	while (f && !ret && fgets(line, sizeof(line), f)) {
+		char *sysv = strstr(line, " /SYSV");
+
+		if (!sysv)
 			continue;
-		snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)p, ns);
-		if (stat(path, &st) < 0 || st.st_ino != want.st_ino || st.st_dev != want.st_dev)
-			continue;
-		/* in the container's PID namespace: one of its own processes */
-		snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)p);
-		if (stat(path, &st) == 0 && st.st_ino == pidns.st_ino && st.st_dev == pidns.st_dev)
-			continue;
-		found = p;
+		sysv[strcspn(sysv, "\n")] = '\0';
+		snprintf(m->why, m->wl,
+			 "pid %d of the container of pid %d maps the SysV segment%s of an IPC "
+			 "namespace shared with a process outside the container: the segment is "
+			 "the holder's, not carried; detach it (shmdt) and checkpoint again",
+			 (int)p, (int)m->pid, sysv);
+		ret = -EOPNOTSUPP;
 	}
-	closedir(dir);
-	return found;
+	if (f)
+		fclose(f);
+	return ret;
 }
 
 int rst_ctr_shared_ipc_check(pid_t pid, char *why, size_t wl)
 {
-	struct stat pidns, st;
-	char path[64], line[512];
-	struct dirent *d;
-	DIR *dir;
-	int ret = 0;
+	static const char *const ns[] = {"pid", NULL};
+	struct ipc_member m = {pid, why, wl};
 
-	snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)pid);
-	if (stat(path, &pidns) < 0)
-		return -errno;
-	dir = opendir("/proc");
-	if (!dir)
-		return -errno;
-	while (!ret && (d = readdir(dir))) {
-		pid_t p = atoi(d->d_name);
-		FILE *f;
-
-		if (p <= 0)
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)p);
-		if (stat(path, &st) < 0 || st.st_ino != pidns.st_ino || st.st_dev != pidns.st_dev)
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/maps", (int)p);
-		f = fopen(path, "re");
-		while (f && !ret && fgets(line, sizeof(line), f)) {
-			char *sysv = strstr(line, " /SYSV");
-
-			if (!sysv)
-				continue;
-			sysv[strcspn(sysv, "\n")] = '\0';
-			snprintf(why, wl,
-				 "pid %d of the container of pid %d maps the SysV segment%s of an "
-				 "IPC namespace shared with a process outside the container: the "
-				 "segment is the holder's, not carried; detach it (shmdt) and "
-				 "checkpoint again",
-				 (int)p, (int)pid, sysv);
-			ret = -EOPNOTSUPP;
-		}
-		if (f)
-			fclose(f);
-	}
-	closedir(dir);
-	return ret;
+	return rst_ctr_walk_ns(pid, ns, maps_sysv, &m);
 }
 
 /* Whether @path opens as a namespace of type @flag (NS_GET_NSTYPE). 0 or -errno. */

@@ -44,6 +44,7 @@
 
 #include "common/log.h"
 #include "restore/ctr.h"
+#include "restore/ctr_int.h"
 
 static const struct {
 	const char *name;
@@ -178,27 +179,6 @@ static int ns_differ(pid_t pid, uint32_t *flags)
 	return 0;
 }
 
-/* The parent of @pid (host PIDs), 0 when it cannot be read; its state letter in *@state. */
-static pid_t parent_of(pid_t pid, char *state)
-{
-	char path[64], buf[512], *rp;
-	ssize_t n;
-	int fd, ppid = 0;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	/* the name may hold spaces and parentheses: the state follows the last ')' */
-	rp = strrchr(buf, ')');
-	if (!rp || sscanf(rp + 1, " %c %d", state, &ppid) != 2)
-		return 0;
-	return ppid;
-}
-
 /*
  * Every process of @pid's PID namespace must descend from @pid, its pid 1:
  * the tree is what is dumped (tree_ckpt.c).  A process that joined the
@@ -208,43 +188,17 @@ static pid_t parent_of(pid_t pid, char *state)
  */
 static int check_members(pid_t pid, char *why, size_t wl)
 {
-	char path[64];
-	struct stat want;
-	struct dirent *d;
-	DIR *dir;
-	int ret = 0;
+	static const char *const ns[] = {"pid", NULL};
+	pid_t p = rst_ctr_stray_member(pid, ns);
 
-	snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)pid);
-	if (stat(path, &want) < 0)
-		return -errno;
-	dir = opendir("/proc");
-	if (!dir)
-		return -errno;
-	while (!ret && (d = readdir(dir))) {
-		pid_t p = atoi(d->d_name), up = p;
-		char state = '?';
-		struct stat st;
-		int depth = 0;
-
-		if (p <= 0 || p == pid)
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)p);
-		if (stat(path, &st) < 0 || st.st_ino != want.st_ino || st.st_dev != want.st_dev)
-			continue;
-		while (up > 1 && up != pid && depth++ < 4096)
-			up = parent_of(up, &state);
-		/* gone, or a zombie its parent outside has not reaped yet: no process to carry */
-		if (up != pid && parent_of(p, &state) > 0 && state != 'Z') {
-			snprintf(why, wl,
-				 "pid %d is in the PID namespace of the container of pid %d but "
-				 "does not descend from its pid 1 (a `runc exec` process): not "
-				 "carried; end it and checkpoint again",
-				 (int)p, (int)pid);
-			ret = -EOPNOTSUPP;
-		}
-	}
-	closedir(dir);
-	return ret;
+	if (p <= 0)
+		return p;
+	snprintf(why, wl,
+		 "pid %d is in the PID namespace of the container of pid %d but does not "
+		 "descend from its pid 1 (a `runc exec` process): not carried; end it and "
+		 "checkpoint again",
+		 (int)p, (int)pid);
+	return -EOPNOTSUPP;
 }
 
 /*
@@ -305,27 +259,6 @@ static int check_mqueues(pid_t pid, const Haul__Ctr__Container *c, char *why, si
 	return 0;
 }
 
-/*
- * Whether the engine names @pid's network namespace as its own (CRIU's
- * external net[INODE]:KEY, runc's network namespace path): its interfaces
- * are the engine's network setup, and the restore joins the namespace the
- * engine hands over instead of making one.
- */
-static bool net_is_external(pid_t pid, const struct rst_ctr_ext *ext, size_t next)
-{
-	char path[64], key[48];
-	struct stat st;
-
-	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
-	if (stat(path, &st) < 0)
-		return false;
-	snprintf(key, sizeof(key), "net[%llu]", (unsigned long long)st.st_ino);
-	for (size_t i = 0; i < next; i++)
-		if (ext[i].key && !strcmp(ext[i].key, key))
-			return true;
-	return false;
-}
-
 int rst_ctr_dump_check(pid_t pid, const struct rst_ctr_ext *ext, size_t next,
 		       Haul__Ctr__Container **out, char *why, size_t wl)
 {
@@ -378,8 +311,13 @@ int rst_ctr_dump_check(pid_t pid, const struct rst_ctr_ext *ext, size_t next,
 			 strerror(-ret));
 		return ret;
 	}
-	/* a shared network namespace (host networking) is the host's: nothing to carry */
-	net_ext = (flags & CLONE_NEWNET) && net_is_external(pid, ext, next);
+	/*
+	 * a shared network namespace (host networking) is the host's: nothing to
+	 * carry.  One the engine names as its own (CRIU's external net[INODE]:KEY,
+	 * runc's network namespace path): its interfaces are the engine's network
+	 * setup, and the restore joins the namespace the engine hands over.
+	 */
+	net_ext = (flags & CLONE_NEWNET) && rst_ctr_ns_external(pid, "net", ext, next);
 	if (net_ext && (flags & CLONE_NEWUSER)) {
 		snprintf(why, wl,
 			 "the network namespace of pid %d is the engine's (external) and the "

@@ -28,7 +28,6 @@
  * namespace's init, the holder.
  */
 #define LOG_PREFIX "ctr: "
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/nsfs.h>
@@ -45,90 +44,27 @@
 
 #include "common/log.h"
 #include "restore/ctr.h"
+#include "restore/ctr_int.h"
 #include "restore/target_int.h"
 
 bool rst_ctr_pid_external(pid_t pid, const struct rst_ctr_ext *ext, size_t next)
 {
-	char path[64], key[48];
-	struct stat st;
-
-	snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)pid);
-	if (stat(path, &st) < 0)
-		return false;
-	snprintf(key, sizeof(key), "pid[%llu]", (unsigned long long)st.st_ino);
-	for (size_t i = 0; i < next; i++)
-		if (ext[i].key && !strcmp(ext[i].key, key))
-			return true;
-	return false;
-}
-
-/* The parent of @p and its state letter; 0 when gone. */
-static pid_t parent_state(pid_t p, char *state)
-{
-	char path[64], buf[512], *rp;
-	pid_t ppid = 0;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)p);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	rp = strrchr(buf, ')');
-	if (!rp || sscanf(rp + 1, " %c %d", state, &ppid) != 2)
-		return 0;
-	return ppid;
-}
-
-static bool same_ns(pid_t p, const char *ns, const struct stat *want)
-{
-	char path[64];
-	struct stat st;
-
-	snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)p, ns);
-	return stat(path, &st) == 0 && st.st_ino == want->st_ino && st.st_dev == want->st_dev;
+	return rst_ctr_ns_external(pid, "pid", ext, next);
 }
 
 int rst_ctr_joined_members(pid_t pid, char *why, size_t wl)
 {
-	struct stat pidns, mntns;
-	char path[64];
-	struct dirent *d;
-	DIR *dir;
-	int ret = 0;
+	static const char *const ns[] = {"pid", "mnt", NULL};
+	pid_t p = rst_ctr_stray_member(pid, ns);
 
-	snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)pid);
-	if (stat(path, &pidns) < 0)
-		return -errno;
-	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid);
-	if (stat(path, &mntns) < 0)
-		return -errno;
-	dir = opendir("/proc");
-	if (!dir)
-		return -errno;
-	while (!ret && (d = readdir(dir))) {
-		pid_t p = atoi(d->d_name), up = p;
-		char state = '?';
-		int depth = 0;
-
-		if (p <= 0 || p == pid || !same_ns(p, "pid", &pidns) || !same_ns(p, "mnt", &mntns))
-			continue;
-		while (up > 1 && up != pid && depth++ < 4096)
-			up = parent_state(up, &state);
-		if (up != pid && parent_state(p, &state) > 0 && state != 'Z') {
-			snprintf(why, wl,
-				 "pid %d is in the container of pid %d (its PID and mount "
-				 "namespaces) but does not descend from it (a `runc exec` "
-				 "process): not carried; end it and checkpoint again",
-				 (int)p, (int)pid);
-			ret = -EOPNOTSUPP;
-		}
-	}
-	closedir(dir);
-	return ret;
+	if (p <= 0)
+		return p;
+	snprintf(why, wl,
+		 "pid %d is in the container of pid %d (its PID and mount namespaces) but does "
+		 "not descend from it (a `runc exec` process): not carried; end it and "
+		 "checkpoint again",
+		 (int)p, (int)pid);
+	return -EOPNOTSUPP;
 }
 
 int rst_ctr_prepare_pidns(const Haul__Ctr__Container *c, const struct rst_ctr_ext *ext, size_t next,
