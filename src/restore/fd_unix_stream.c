@@ -140,25 +140,6 @@ out:
 	return ret ? ret : (int)(got / sizeof(*r));
 }
 
-/* The files a peek handed us that belong to another piece: closed. */
-static size_t drop_fds(struct msghdr *m)
-{
-	size_t n = 0;
-
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-			int fd;
-
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			close(fd);
-			n++;
-		}
-	}
-	return n;
-}
-
 static size_t count_fds(struct msghdr *m)
 {
 	size_t n = 0;
@@ -210,7 +191,7 @@ static int peek_piece(pid_t pid, int sfd, Haul__Img__UnixPairFile *o, uint32_t o
 		/* a plain run's peek walks on to the next buffer's files: not its own */
 		if (r && count_fds(&m) == r->nfds && !(m.msg_flags & MSG_CTRUNC))
 			ret = rst_unix_take_fds(pid, &m, o, (uint32_t)o->n_msgs);
-		else if (drop_fds(&m) != 0 && r)
+		else if (rst_unix_drop_fds(&m) != 0 && r)
 			ret = -EIO;
 		if (!ret && (n == 0 || (r && n != (ssize_t)len) || (m.msg_flags & MSG_CTRUNC)))
 			ret = -EIO;
@@ -283,7 +264,7 @@ static bool peek_sees_fds(int sfd, uint32_t rqlen)
 	if (!buf)
 		return true;
 	seen = recvmsg(sfd, &m, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC) >= 0 &&
-	       (drop_fds(&m) || (m.msg_flags & MSG_CTRUNC));
+	       (rst_unix_drop_fds(&m) || (m.msg_flags & MSG_CTRUNC));
 	free(buf);
 	return seen;
 }
@@ -344,9 +325,7 @@ int rst_unix_peek_stream(pid_t pid, int sfd, Haul__Img__UnixPairFile *o, uint32_
 		return -errno;
 	}
 	ret = cut_queue(pid, sfd, o, r, (size_t)n);
-	if (setsockopt(sfd, SOL_SOCKET, SO_PEEK_OFF, &old, sizeof(old)) < 0)
-		pr_warn("cannot put SO_PEEK_OFF of unix socket %llu back to %d: %s",
-			(unsigned long long)o->ino, old, strerror(errno));
+	rst_unix_peek_end(sfd, (unsigned long long)o->ino, old);
 	free(r);
 	return ret;
 }
