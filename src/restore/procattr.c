@@ -336,6 +336,8 @@ static int audit_lsm(pid_t pid, pid_t tid, char *why, size_t wl)
 			continue;
 		if (a == -ENOENT || a == -ESRCH)
 			continue; /* the thread exited */
+		if (i == 0 && !a && rst_apparmor_carries(pid, tid, theirs))
+			continue; /* the AppArmor profile: res_apparmor.c carries it */
 		who(w, sizeof(w), pid, tid);
 		snprintf(why, wl,
 			 "%s: LSM attribute attr/%s is '%.64s', a restored process would get "

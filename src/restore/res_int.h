@@ -66,11 +66,12 @@ struct rst_res_ops {
 	int (*apply)(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl);
 };
 
-extern const struct rst_res_ops rst_res_attrs;	 /* procattr.c */
-extern const struct rst_res_ops rst_res_cgroups; /* cgplace.c */
-extern const struct rst_res_ops rst_res_vmas;	 /* vmcheck.c */
-extern const struct rst_res_ops rst_res_timers;	 /* res_timers.c */
-extern const struct rst_res_ops rst_res_seccomp; /* res_seccomp.c */
+extern const struct rst_res_ops rst_res_attrs;	  /* procattr.c */
+extern const struct rst_res_ops rst_res_cgroups;  /* cgplace.c */
+extern const struct rst_res_ops rst_res_vmas;	  /* vmcheck.c */
+extern const struct rst_res_ops rst_res_timers;	  /* res_timers.c */
+extern const struct rst_res_ops rst_res_seccomp;  /* res_seccomp.c */
+extern const struct rst_res_ops rst_res_apparmor; /* res_apparmor.c */
 
 /* res_kinds.c: every resource, in the order their hooks run; NULL-terminated. */
 extern const struct rst_res_ops *const rst_res_kinds[];
@@ -94,5 +95,15 @@ int rst_res_apply(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 
 /* res_seccomp.c: the seccomp mode of task @tid (status "Seccomp:"): 0, 1 strict, 2 filter; -errno. */
 int rst_seccomp_mode(pid_t tid);
+
+/*
+ * res_apparmor.c: the AppArmor label of thread @tid of @pid as the kernel
+ * shows it ("haultest (enforce)", "unconfined") into @buf: 0, -ENOENT when
+ * AppArmor is off here, or -errno.  rst_apparmor_carries: whether
+ * @attr_current (its attr/current, newline stripped) is that label, which
+ * res_apparmor carries (so the attribute audit leaves it to it).
+ */
+int rst_apparmor_raw(pid_t pid, pid_t tid, char *buf, size_t len);
+bool rst_apparmor_carries(pid_t pid, pid_t tid, const char *attr_current);
 
 #endif
