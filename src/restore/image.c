@@ -586,7 +586,8 @@ int rst_restore_images(const char *dir, const char *id, pid_t pid,
 		goto out;
 	}
 	ret = rst_state_check(state, len, why, sizeof(why));
-	if (ret == -EPROTO) {
+	/* -EOPNOTSUPP: sound, but this host lacks what it needs (an AppArmor profile) */
+	if (ret == -EPROTO || ret == -EOPNOTSUPP) {
 		pr_err("the image of pid %d in %s cannot be restored: %s", (int)pid, dir, why);
 		goto out;
 	}

@@ -1,0 +1,121 @@
+/*
+ * rst_aa_prog.c - the confined workload of rst_apparmor_qemu.sh, static.
+ *
+ * rst_aa_prog PROFILE OUTDIR: both threads change to AppArmor profile
+ * PROFILE (each writes "changeprofile" to its own attr file: a label is per
+ * task), then every 20 ms each rewrites OUTDIR/main or OUTDIR/thread with
+ * "COUNT LABEL", LABEL what its own attr/current reads now.  The counts
+ * going on after a restore say it keeps working, the labels that the
+ * restore gave each thread its profile back.  OUTDIR/ready appears once
+ * both threads are confined.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *outdir;
+static const char *profile;
+
+static int own_attr(char *buf, size_t len, int change)
+{
+	const char *path = "/proc/thread-self/attr/apparmor/current";
+	int fd = open(path, change ? O_WRONLY : O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0) {
+		path = "/proc/thread-self/attr/current";
+		fd = open(path, change ? O_WRONLY : O_RDONLY);
+	}
+	if (fd < 0)
+		return -errno;
+	if (change) {
+		char cmd[256];
+		int cl = snprintf(cmd, sizeof(cmd), "changeprofile %s", profile);
+
+		n = write(fd, cmd, (size_t)cl);
+	} else {
+		n = read(fd, buf, len - 1);
+		if (n >= 0) {
+			buf[n] = '\0';
+			buf[strcspn(buf, "\n")] = '\0';
+		}
+	}
+	close(fd);
+	return n < 0 ? -errno : 0;
+}
+
+static void put(const char *name, unsigned long count)
+{
+	char path[256], tmp[256], label[256] = "?", line[320];
+	int fd, n;
+
+	own_attr(label, sizeof(label), 0);
+	snprintf(path, sizeof(path), "%s/%s", outdir, name);
+	snprintf(tmp, sizeof(tmp), "%s/.%s", outdir, name);
+	n = snprintf(line, sizeof(line), "%lu %s\n", count, label);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return;
+	if (write(fd, line, (size_t)n) == n)
+		rename(tmp, path);
+	close(fd);
+}
+
+static void loop(const char *name)
+{
+	struct timespec ts = {0, 20 * 1000 * 1000};
+
+	for (unsigned long count = 1;; count++) {
+		put(name, count);
+		nanosleep(&ts, NULL);
+	}
+}
+
+static volatile int thread_ready;
+
+static void *thread_main(void *arg)
+{
+	(void)arg;
+	if (own_attr(NULL, 0, 1)) {
+		thread_ready = -1;
+		return NULL;
+	}
+	thread_ready = 1;
+	loop("thread");
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	char path[256];
+	pthread_t th;
+	int err;
+
+	if (argc != 3) {
+		fprintf(stderr, "usage: rst_aa_prog PROFILE OUTDIR\n");
+		return 2;
+	}
+	profile = argv[1];
+	outdir = argv[2];
+	/* the thread first, unconfined: each thread changes its own label */
+	if (pthread_create(&th, NULL, thread_main, NULL))
+		return 1;
+	while (!thread_ready) {
+		struct timespec ts = {0, 1000 * 1000};
+
+		nanosleep(&ts, NULL);
+	}
+	err = thread_ready < 0 ? -EPERM : own_attr(NULL, 0, 1);
+	if (err) {
+		fprintf(stderr, "rst_aa_prog: changeprofile %s: %s\n", profile, strerror(-err));
+		return 1;
+	}
+	snprintf(path, sizeof(path), "%s/ready", outdir);
+	close(open(path, O_WRONLY | O_CREAT, 0644));
+	loop("main");
+	return 0;
+}
