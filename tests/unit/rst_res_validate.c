@@ -4,12 +4,14 @@
  * rst_res_validate) and of the pidfd, inotify and fanotify FileObjects
  * (fd_pidfd.c, fd_inotify.c, fd_fanotify.c): POSIX timers' ids, clocks,
  * notifications and threads; seccomp programs and the stacks that name
- * them; watches and marks.  Each refusal names the record.
+ * them; AppArmor labels (their form here, their profile loaded on this
+ * host); watches and marks.  Each refusal names the record.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "restore/fd_int.h"
 #include "restore/res_int.h"
@@ -254,4 +256,63 @@ Test(rst_res_validate, fanotify_permission_classes_and_bad_marks_are_named)
 	m.type = 1;
 	m.mask = 0;
 	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG, "a mark without masks");
+}
+
+/* A process of two threads: the main one confined by @main, the other by @thread. */
+struct aa {
+	Haul__Img__ProcessState ps;
+	char *labels[2];
+};
+
+static void aa_init(struct aa *s, const char *main, const char *thread)
+{
+	haul__img__process_state__init(&s->ps);
+	s->ps.pid = 42;
+	s->ps.n_threads = 1;
+	s->labels[0] = (char *)main;
+	s->labels[1] = (char *)thread;
+	s->ps.apparmor_labels = s->labels;
+	s->ps.n_apparmor_labels = 2;
+}
+
+Test(rst_res_validate, apparmor_labels_of_the_wrong_count_or_form_are_named)
+{
+	static const char *const bad[] = {"a//&b", ":ns:a", "unconfined", "a\nb"};
+	struct aa s;
+
+	aa_init(&s, "", "");
+	s.ps.n_threads = 2;
+	cr_assert_eq(check(&s.ps), -EBADMSG);
+	cr_expect(strstr(why, "2 AppArmor labels for 3 threads"), "%s", why);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		aa_init(&s, "", bad[i]);
+		cr_assert_eq(check(&s.ps), -EBADMSG, "%s", bad[i]);
+		cr_expect(strstr(why, "AppArmor label 1 "), "%s", why);
+	}
+}
+
+Test(rst_res_validate, unconfined_threads_need_no_apparmor_here)
+{
+	struct aa s;
+
+	aa_init(&s, "", "");
+	cr_assert_eq(check(&s.ps), 0, "%s", why);
+	s.ps.n_apparmor_labels = 0;
+	cr_assert_eq(check(&s.ps), 0, "%s", why);
+}
+
+Test(rst_res_validate, a_profile_this_host_lacks_is_refused_by_name)
+{
+	struct aa s;
+
+	aa_init(&s, "", "haul-unit-no-such-profile");
+	cr_assert_eq(check(&s.ps), -EOPNOTSUPP, "%s", why);
+	if (access("/sys/kernel/security/apparmor", F_OK))
+		cr_expect(strstr(why, "pid 42: AppArmor profile 'haul-unit-no-such-profile' cannot "
+				      "be applied: AppArmor is not enabled on this host"),
+			  "%s", why);
+	else
+		cr_expect(strstr(why, "pid 42: AppArmor profile 'haul-unit-no-such-profile' is not "
+				      "loaded on this host: load it (apparmor_parser -r FILE)"),
+			  "%s", why);
 }
