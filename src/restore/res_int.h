@@ -89,6 +89,8 @@ int rst_res_dump(struct rst_seized *s, uint64_t scratch, Haul__Img__ProcessState
 		 char *why, size_t wl);
 void rst_res_release(void **priv);
 int rst_res_validate(const Haul__Img__ProcessState *ps, char *why, size_t wl);
+/* rst_res_validate of a packed ProcessState; -EBADMSG when it does not unpack. */
+int rst_res_validate_blob(const void *blob, size_t len, char *why, size_t wl);
 int rst_res_restore(struct rst_target *t, const Haul__Img__ProcessState *ps,
 		    enum rst_res_phase phase, char *why, size_t wl);
 int rst_res_apply(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl);

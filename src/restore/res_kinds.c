@@ -72,6 +72,20 @@ int rst_res_validate(const Haul__Img__ProcessState *ps, char *why, size_t wl)
 	return ret;
 }
 
+int rst_res_validate_blob(const void *blob, size_t len, char *why, size_t wl)
+{
+	Haul__Img__ProcessState *ps = haul__img__process_state__unpack(NULL, len, blob);
+	int ret;
+
+	if (!ps) {
+		snprintf(why, wl, "the process state does not parse (corrupt or truncated)");
+		return -EBADMSG;
+	}
+	ret = rst_res_validate(ps, why, wl);
+	haul__img__process_state__free_unpacked(ps, NULL);
+	return ret;
+}
+
 int rst_res_restore(struct rst_target *t, const Haul__Img__ProcessState *ps,
 		    enum rst_res_phase phase, char *why, size_t wl)
 {

@@ -52,6 +52,7 @@
 #include "common/pstore.h"
 #include "common/validate.h"
 #include "restore/restore.h"
+#include "restore/res_int.h"
 #include "restore/restore_int.h"
 #include "restore/target_int.h"
 #include "restore/tree_int.h"
@@ -238,6 +239,13 @@ static int check_images(struct tree_rst *x, const char *path)
 			pr_err("the image of pid %d in %s is corrupt: %s; checkpoint the tree again",
 			       e->pid, path, why[0] ? why : "no process state");
 			return -EBADMSG;
+		}
+		/* what this host must have (an AppArmor profile: res_apparmor.c), before step 2 */
+		ret = rst_res_validate_blob(state, len, why, sizeof(why));
+		if (ret) {
+			pr_err("the image of pid %d in %s cannot be restored: %s", e->pid, path,
+			       why);
+			return ret;
 		}
 	}
 	return 0;
