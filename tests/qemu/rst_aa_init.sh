@@ -1,7 +1,8 @@
 #!/bin/busybox sh
 # rst_aa_init.sh - /init of the guest of tests/extra/rst_apparmor_qemu.sh
 # (busybox sh): load profile haultest, confine /rst_aa_prog to it, checkpoint
-# and restore it with haul, check each thread's label and that it counts on;
+# and restore it with haul (alone, then with an unconfined child: a tree),
+# check each thread's label and that it counts on;
 # then unload the profile and check the restore is refused by name with
 # nothing left running.  Results as "AA-QEMU: PASS|FAIL|SKIP ..." lines on
 # the serial console; the guest powers off at the end.
@@ -36,12 +37,13 @@ wait_file() {
 		sleep 0.1
 	done
 }
-count() { cut -d' ' -f1 "/tmp/out/$1" 2>/dev/null; }
-label() { cut -d' ' -f2- "/tmp/out/$1" 2>/dev/null; }
-# until the count in /tmp/out/$1 passes $2, up to 60 s
+# the count and the label that thread $2 last wrote in directory $1
+count() { cut -d' ' -f1 "$1/$2" 2>/dev/null; }
+label() { cut -d' ' -f2- "$1/$2" 2>/dev/null; }
+# until the count of thread $2 in $1 passes $3, up to 60 s
 wait_count() {
 	i=0
-	while [ "$(count "$1")" -le "$2" ] 2>/dev/null || [ -z "$(count "$1")" ]; do
+	while [ -z "$(count "$1" "$2")" ] || [ "$(count "$1" "$2")" -le "$3" ]; do
 		i=$((i + 1))
 		[ $i -gt 600 ] && return 1
 		sleep 0.1
@@ -59,50 +61,78 @@ alive_progs() {
 	{ say "SKIP AppArmor is off in the guest kernel (lsm: $(cat /sys/kernel/security/lsm 2>/dev/null))"; end; }
 say "lsm $(cat /sys/kernel/security/lsm)"
 
-apparmor_parser -r -K /haultest.profile >/tmp/parser.log 2>&1 || fail "apparmor_parser -r haultest"
-grep -q '^haultest (' /sys/kernel/security/apparmor/profiles || fail "haultest is not listed after loading"
+# round NAME [child]: confine rst_aa_prog (with an unconfined child: a tree),
+# checkpoint it, restore it, check every label and that it counts on; then
+# unload the profile and check the restore is refused by name.
+round() {
+	name=$1
+	out=/tmp/out-$name
+	img=/tmp/img-$name
+	threads="main thread"
+	[ -n "$2" ] && threads="main thread child"
+	apparmor_parser -r -K /haultest.profile >/tmp/parser.log 2>&1 ||
+		fail "$name: apparmor_parser -r haultest"
+	grep -q '^haultest (' /sys/kernel/security/apparmor/profiles ||
+		fail "$name: haultest is not listed after loading"
+	mkdir -p "$out"
+	/rst_aa_prog haultest "$out" $2 </dev/null >/tmp/prog.log 2>&1 &
+	pid=$!
+	wait_file "$out/ready" || fail "$name: rst_aa_prog did not confine itself"
+	if [ -n "$2" ]; then
+		wait_count "$out" child 0 || fail "$name: the child does not count"
+	fi
+	for t in main thread; do
+		[ "$(label "$out" $t)" = "haultest (enforce)" ] || fail "$name: before: $t is '$(label "$out" $t)'"
+	done
+	if [ -n "$2" ]; then
+		[ "$(label "$out" child)" = unconfined ] || fail "$name: before: child is '$(label "$out" child)'"
+	fi
 
-mkdir -p /tmp/out
-/rst_aa_prog haultest /tmp/out </dev/null >/tmp/prog.log 2>&1 &
-pid=$!
-wait_file /tmp/out/ready || fail "rst_aa_prog did not confine itself"
-for t in main thread; do
-	[ "$(label $t)" = "haultest (enforce)" ] || fail "before: $t is '$(label $t)'"
-done
+	haul checkpoint "$pid" --images "$img" >/tmp/checkpoint.log 2>&1 || fail "$name: haul checkpoint $pid"
+	wait "$pid" 2>/dev/null
+	[ -z "$(alive_progs)" ] || fail "$name: the checkpointed source still runs"
+	from=""
+	for t in $threads; do from="$from $(count "$out" $t)"; done
 
-haul checkpoint "$pid" --images /tmp/img >/tmp/checkpoint.log 2>&1 || fail "haul checkpoint $pid"
-wait "$pid" 2>/dev/null
-[ -z "$(alive_progs)" ] || fail "the checkpointed source still runs"
-c0=$(count main)
-t0=$(count thread)
+	rpid=$(haul restore --detach --images "$img" 2>/tmp/restore.log) || fail "$name: haul restore"
+	set -- $from
+	for t in $threads; do
+		wait_count "$out" $t $(($1 + 5)) || fail "$name: the restored $t does not count on (from $1)"
+		shift
+	done
+	for t in main thread; do
+		[ "$(label "$out" $t)" = "haultest (enforce)" ] || fail "$name: restored: $t reads '$(label "$out" $t)'"
+	done
+	for a in /proc/"$rpid"/task/*/attr/current; do
+		[ "$(cat "$a")" = "haultest (enforce)" ] || fail "$name: restored: $a is '$(cat "$a")'"
+	done
+	if [ "$threads" != "main thread" ]; then
+		[ "$(label "$out" child)" = unconfined ] || fail "$name: restored: child reads '$(label "$out" child)'"
+	fi
+	say "PASS $name restored (pid $rpid):$(for t in $threads; do printf " %s '%s'" $t "$(label "$out" $t)"; done), counting on"
 
-rpid=$(haul restore --detach --images /tmp/img 2>/tmp/restore.log) || fail "haul restore"
-wait_count main $((c0 + 5)) || fail "the restored main thread does not count on (from $c0)"
-wait_count thread $((t0 + 5)) || fail "the restored thread does not count on (from $t0)"
-for t in main thread; do
-	[ "$(label $t)" = "haultest (enforce)" ] || fail "restored: $t reads '$(label $t)'"
-done
-for a in /proc/"$rpid"/task/*/attr/current; do
-	[ "$(cat "$a")" = "haultest (enforce)" ] || fail "restored: $a is '$(cat "$a")'"
-done
-say "PASS restored pid $rpid: both threads 'haultest (enforce)', counting from $c0 to $(count main)"
+	for p in $(alive_progs); do kill -9 "$p"; done
+	i=0
+	while [ -n "$(alive_progs)" ]; do
+		i=$((i + 1))
+		[ $i -gt 600 ] && fail "$name: the restored processes do not die"
+		sleep 0.1
+	done
+	apparmor_parser -R -K /haultest.profile >/tmp/parser.log 2>&1 ||
+		fail "$name: apparmor_parser -R haultest"
+	grep -q '^haultest (' /sys/kernel/security/apparmor/profiles &&
+		fail "$name: haultest still listed after -R"
+	rm -f /tmp/*.log
+	if haul restore --images "$img" >/tmp/refused.log 2>&1; then
+		fail "$name: restore without the profile loaded succeeded"
+	fi
+	grep -q "AppArmor profile 'haultest' is not loaded on this host" /tmp/refused.log ||
+		fail "$name: the refusal does not name the profile"
+	[ -z "$(alive_progs)" ] || fail "$name: a refused restore left rst_aa_prog running: $(alive_progs)"
+	say "PASS $name refused without the profile: $(grep -m1 AppArmor /tmp/refused.log)"
+}
 
-kill -9 "$rpid"
-i=0
-while [ -n "$(alive_progs)" ]; do
-	i=$((i + 1))
-	[ $i -gt 600 ] && fail "the restored pid $rpid does not die"
-	sleep 0.1
-done
-apparmor_parser -R -K /haultest.profile >/tmp/parser.log 2>&1 || fail "apparmor_parser -R haultest"
-grep -q '^haultest (' /sys/kernel/security/apparmor/profiles && fail "haultest still listed after -R"
-rm -f /tmp/*.log
-if haul restore --images /tmp/img >/tmp/refused.log 2>&1; then
-	fail "restore without the profile loaded succeeded"
-fi
-grep -q "AppArmor profile 'haultest' is not loaded on this host" /tmp/refused.log ||
-	fail "the refusal does not name the profile"
-[ -z "$(alive_progs)" ] || fail "a refused restore left rst_aa_prog running: $(alive_progs)"
-say "PASS refused without the profile: $(grep -m1 AppArmor /tmp/refused.log)"
+round process
+round tree child
 say "PASS all"
 end

@@ -7,7 +7,9 @@
  * "COUNT LABEL", LABEL what its own attr/current reads now.  The counts
  * going on after a restore say it keeps working, the labels that the
  * restore gave each thread its profile back.  OUTDIR/ready appears once
- * both threads are confined.
+ * both threads are confined.  With a third argument "child" it first forks
+ * a child that stays unconfined and counts into OUTDIR/child: a tree whose
+ * processes have different labels.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -95,12 +97,20 @@ int main(int argc, char **argv)
 	pthread_t th;
 	int err;
 
-	if (argc != 3) {
-		fprintf(stderr, "usage: rst_aa_prog PROFILE OUTDIR\n");
+	if (argc < 3 || (argc == 4 && strcmp(argv[3], "child")) || argc > 4) {
+		fprintf(stderr, "usage: rst_aa_prog PROFILE OUTDIR [child]\n");
 		return 2;
 	}
 	profile = argv[1];
 	outdir = argv[2];
+	if (argc == 4) {
+		pid_t c = fork();
+
+		if (c < 0)
+			return 1;
+		if (c == 0)
+			loop("child");
+	}
 	/* the thread first, unconfined: each thread changes its own label */
 	if (pthread_create(&th, NULL, thread_main, NULL))
 		return 1;
