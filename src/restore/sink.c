@@ -422,10 +422,17 @@ static int live_state(void *sess, const void *blob, size_t len)
 	struct live_sess *s = sess;
 	char why[160];
 	void *copy;
+	int ret;
 
 	/* checked on arrival, so the source learns at once (rst_target_resume checks again) */
-	if (s->tree ? rst_live_tree_check_state(s->tree, s->idx, blob, len, why, sizeof(why))
-		    : rst_state_check(blob, len, why, sizeof(why))) {
+	ret = s->tree ? rst_live_tree_check_state(s->tree, s->idx, blob, len, why, sizeof(why))
+		      : rst_state_check(blob, len, why, sizeof(why));
+	if (ret == -EOPNOTSUPP) {
+		/* sound, but this host lacks what it needs (an AppArmor profile: res_apparmor.c) */
+		pr_err("pid %d cannot be restored here: %s", (int)s->pid, why);
+		return -EBADMSG;
+	}
+	if (ret) {
 		pr_err("pid %d: the source sent a bad process state: %s", (int)s->pid, why);
 		return -EBADMSG;
 	}
