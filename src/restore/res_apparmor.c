@@ -20,7 +20,9 @@
  * capset, munmap of the trampoline) are not mediated by AppArmor.  The
  * stub is unconfined (haul's label), and an unconfined task may change to
  * any profile; its tracer, haul, is unconfined too, so the kernel's check
- * that the tracer may still trace the new domain passes.
+ * that the tracer may still trace the new domain passes.  A thread already
+ * under its profile (haul itself confined by it, in a container) is left
+ * as it is: a profile need not allow changing to itself.
  */
 #define LOG_PREFIX "apparmor: "
 #include <dirent.h>
@@ -325,13 +327,26 @@ static int change_profile(struct rst_target *t, const char *name)
 	return ret;
 }
 
+/* Whether thread @tid of the stub @pid runs under profile @name already (haul confined so). */
+static bool already_under(pid_t pid, pid_t tid, const char *name)
+{
+	char raw[AA_LABEL_MAX], cur[AA_LABEL_MAX];
+
+	if (rst_apparmor_raw(pid, tid, raw, sizeof(raw)))
+		return false;
+	label_name(raw, cur, sizeof(cur));
+	return !strcmp(cur, name);
+}
+
 static int aa_restore(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl)
 {
 	int ret = 0;
 	size_t i;
 
 	for (i = 0; i < ps->n_apparmor_labels && i <= t->nthr && !ret; i++) {
-		if (!ps->apparmor_labels[i][0])
+		/* a profile may forbid changing to itself: haul under it gave it already */
+		if (!ps->apparmor_labels[i][0] ||
+		    already_under(t->stub, i ? t->thr[i - 1].pid : t->stub, ps->apparmor_labels[i]))
 			continue;
 		t->cur = i ? &t->thr[i - 1] : NULL;
 		ret = change_profile(t, ps->apparmor_labels[i]);
