@@ -175,6 +175,13 @@ static int cgroups_check(const char *what, Haul__Img__Cgroup *const *cg, size_t 
 	return 0;
 }
 
+bool val_aa_profile_ok(const char *name)
+{
+	return name && name[0] && strnlen(name, VAL_MAX_AA_NAME) < VAL_MAX_AA_NAME &&
+	       !strchr(name, '\n') && strcmp(name, "unconfined") && !strstr(name, "//&") &&
+	       name[0] != ':';
+}
+
 int val_session_open(const Haul__Wire__SessionOpen *m, char *why, size_t n)
 {
 	if (!m->session_id)
@@ -200,6 +207,13 @@ int val_session_open(const Haul__Wire__SessionOpen *m, char *why, size_t n)
 		if (cgroup_check("cgroups", i, l, colon - l, colon + 1, why, n))
 			return -EBADMSG;
 	}
+	if (m->n_apparmor_profiles > VAL_MAX_AA_PROFILES)
+		return fail(why, n, "apparmor_profiles: %zu names (at most %d)",
+			    m->n_apparmor_profiles, VAL_MAX_AA_PROFILES);
+	for (size_t i = 0; i < m->n_apparmor_profiles; i++)
+		if (!val_aa_profile_ok(m->apparmor_profiles[i]))
+			return fail(why, n, "apparmor_profiles[%zu]: '%.64s' is not a profile name",
+				    i, m->apparmor_profiles[i]);
 	/* a tree's shape is checked by the restore sink (rst_tree_check) */
 	if ((m->has_tree || m->has_tree_session) && m->kind != HAUL__WIRE__SESSION_KIND__LIVE)
 		return fail(why, n, "tree: only a live session belongs to a tree");

@@ -18,6 +18,7 @@
 #ifndef HAUL_COMMON_VALIDATE_H
 #define HAUL_COMMON_VALIDATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,12 +46,25 @@
 #define VAL_MAX_GROUPS 16384
 /* Epoll targets of one instance, and the bytes of one fd's buffered data or content. */
 #define VAL_MAX_EPOLL 65536
+/*
+ * AppArmor profiles of one process (SessionOpen.apparmor_profiles, each
+ * name once): 16 names of at most 1023 bytes keep the open within the
+ * client's 64 KiB message room.
+ */
+#define VAL_MAX_AA_PROFILES 16
+#define VAL_MAX_AA_NAME	    1024
 
 /* A layout (wire Layout, an image's VMAs, ProcessState.vmas). */
 int val_layout(const struct haul_layout *l, char *why, size_t n);
 
-/* SessionOpen: ids, pid, kind, stream count, comm, boot_id. */
+/* SessionOpen: ids, pid, kind, stream count, comm, boot_id, cgroups, AppArmor profiles. */
 int val_session_open(const Haul__Wire__SessionOpen *m, char *why, size_t n);
+/*
+ * Whether @name is a profile name one changeprofile gives back: non-empty,
+ * shorter than VAL_MAX_AA_NAME, no newline, not "unconfined", no stack
+ * ("a//&b") and no policy namespace (":ns:a").
+ */
+bool val_aa_profile_ok(const char *name);
 /* SessionJoin against the session's stream count. */
 int val_session_join(const Haul__Wire__SessionJoin *m, uint32_t nstreams, char *why, size_t n);
 /* PAGES / PAGE_REPLY: every range inside the user address space, counts bounded. */

@@ -105,6 +105,42 @@ Test(val, session_open_fields_are_checked)
 	cr_assert(strstr(why, "boot_id"), "%s", why);
 }
 
+Test(val, session_open_apparmor_profiles_are_bounded_profile_names)
+{
+	static char *const bad[] = {"", "unconfined", "a//&b", ":ns:a", "a\nb"};
+	Haul__Wire__SessionOpen o = HAUL__WIRE__SESSION_OPEN__INIT;
+	char *names[VAL_MAX_AA_PROFILES + 1], *one[1];
+	char longest[VAL_MAX_AA_NAME + 1];
+
+	o.session_id = 1;
+	o.pid = 42;
+	o.nstreams = 1;
+	for (size_t i = 0; i <= VAL_MAX_AA_PROFILES; i++)
+		names[i] = "haultest";
+	o.apparmor_profiles = names;
+	o.n_apparmor_profiles = VAL_MAX_AA_PROFILES;
+	cr_assert_eq(val_session_open(&o, why, sizeof(why)), 0, "%s", why);
+	o.n_apparmor_profiles = VAL_MAX_AA_PROFILES + 1;
+	cr_assert_eq(val_session_open(&o, why, sizeof(why)), -EBADMSG);
+	cr_expect(strstr(why, "apparmor_profiles: 17 names"), "%s", why);
+	o.apparmor_profiles = one;
+	o.n_apparmor_profiles = 1;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		one[0] = bad[i];
+		cr_assert_eq(val_session_open(&o, why, sizeof(why)), -EBADMSG, "'%s'", bad[i]);
+		cr_expect(strstr(why, "apparmor_profiles[0]"), "%s", why);
+	}
+	memset(longest, 'p', VAL_MAX_AA_NAME - 1);
+	longest[VAL_MAX_AA_NAME - 1] = '\0';
+	one[0] = longest;
+	cr_assert_eq(val_session_open(&o, why, sizeof(why)), 0, "%s", why);
+	longest[VAL_MAX_AA_NAME - 1] = 'p';
+	longest[VAL_MAX_AA_NAME] = '\0';
+	cr_assert_eq(val_session_open(&o, why, sizeof(why)), -EBADMSG);
+	one[0] = "usr.sbin.nginx//hat";
+	cr_assert_eq(val_session_open(&o, why, sizeof(why)), 0, "%s", why);
+}
+
 Test(val, a_tree_session_names_another_live_session_and_never_carries_a_tree_too)
 {
 	Haul__Wire__SessionOpen o = HAUL__WIRE__SESSION_OPEN__INIT;
