@@ -149,12 +149,31 @@ static void abort_migration(struct mig *m)
 		haul_cg_undo(&m->cg);
 }
 
-/* Open the migration session with the target (clocks and time namespace continue). */
+/*
+ * Open the migration session with the target (clocks and time namespace
+ * continue).  The target checks at the open what the process needs of it
+ * (its AppArmor profiles): its refusal is a precheck's, before the freeze.
+ */
 static int mig_connect(struct mig *m, const char *comm)
 {
 	const struct haul_mig_opts *o = m->o;
 	struct ps_client_opts co = {0};
+	char refusal[256] = "";
+	char **profiles;
+	size_t nprofiles;
 	int ret;
+
+	ret = rst_apparmor_profiles(m->pid, &profiles, &nprofiles, m->res->why,
+				    sizeof(m->res->why));
+	if (ret) {
+		m->res->phase = "precheck";
+		pr_err("pid %d cannot be migrated: %s", m->pid, m->res->why);
+		return ret;
+	}
+	co.apparmor_profiles = profiles;
+	co.napparmor_profiles = nprofiles;
+	co.refusal = refusal;
+	co.refusal_len = sizeof(refusal);
 
 	memcpy(co.key, o->key, sizeof(co.key));
 	co.to = o->to;
@@ -188,6 +207,13 @@ static int mig_connect(struct mig *m, const char *comm)
 		co.ncgroups = m->ncglines;
 	}
 	ret = ps_client_new(&co, &m->client);
+	rst_apparmor_profiles_free(profiles, nprofiles);
+	if (ret && refusal[0]) {
+		/* the target refused the process (logged by the client): nothing stopped */
+		m->res->phase = "precheck";
+		snprintf(m->res->why, sizeof(m->res->why), "%s refused: %s", o->to, refusal);
+		return ret;
+	}
 	if (ret) {
 		pr_err_r(ret, "cannot open a migration session for pid %d with %s", m->pid, o->to);
 		return ret;

@@ -253,6 +253,8 @@ int ps_stream_session(struct ps_client *c, struct ps_stream *st, bool resume)
 		so.tree.len = c->o.tree_len;
 		so.has_tree_session = c->o.tree_session != 0;
 		so.tree_session = c->o.tree_session;
+		so.n_apparmor_profiles = c->o.napparmor_profiles;
+		so.apparmor_profiles = (char **)c->o.apparmor_profiles;
 		ret = ps_stream_send(st, WIRE_SESSION_OPEN, &so.base, NULL, 0);
 	} else {
 		sj.session_id = c->session_id;
@@ -334,6 +336,8 @@ int ps_client_new(const struct ps_client_opts *o, struct ps_client **out)
 			ret = ps_stream_auth(c, st);
 		if (!ret)
 			ret = ps_stream_session(c, st, false);
+		if (ret && o->refusal && st->refused[0])
+			snprintf(o->refusal, o->refusal_len, "%s", st->refused);
 		if (ret)
 			goto fail;
 		ret = -pthread_create(&st->thr, NULL, ps_stream_thread, st);
@@ -341,6 +345,10 @@ int ps_client_new(const struct ps_client_opts *o, struct ps_client **out)
 			goto fail;
 		st->thr_started = true;
 	}
+	/* read or written during the open only: the caller's storage may go */
+	c->o.apparmor_profiles = NULL;
+	c->o.napparmor_profiles = 0;
+	c->o.refusal = NULL;
 	*out = c;
 	return 0;
 fail:

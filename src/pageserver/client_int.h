@@ -54,6 +54,7 @@ struct ps_stream {
 	size_t rcap;
 	uint64_t round_pages, round_bytes;
 	uint64_t bytes_sent;
+	char refused[256]; /* the reason of the last ERROR received ("" none) */
 };
 
 struct ps_client {

@@ -231,6 +231,7 @@ int ps_stream_recv_t(struct ps_stream *st, unsigned want, int timeout_ms, Protob
 
 		ret = e->err > 0 ? -e->err : -EPROTO;
 		pr_err("server %s refused: %s", st->cl->o.to, e->reason ? e->reason : "no reason");
+		snprintf(st->refused, sizeof(st->refused), "%s", e->reason ? e->reason : "");
 		wire_msg_free(*out);
 		*out = NULL;
 		return ret;

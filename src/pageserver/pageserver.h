@@ -80,6 +80,9 @@ struct ps_session_info {
 	/* LIVE: the process's cgroups, "controllers:path" (SessionOpen.cgroups) */
 	char *const *cgroups;
 	size_t ncgroups;
+	/* LIVE: SessionOpen.apparmor_profiles, each once, valid during open() */
+	char *const *apparmor_profiles;
+	size_t napparmor_profiles;
 	/* For ps_session_fetch() (post-copy); valid until the sink's close() returns. */
 	struct ps_session *session;
 	/* SessionOpen.move_address: ADDR/PREFIX strings, valid during open() */
@@ -297,6 +300,15 @@ struct ps_client_opts {
 	const uint8_t *tree;
 	size_t tree_len;
 	uint64_t tree_session;
+	/* LIVE: SessionOpen.apparmor_profiles (rst_apparmor_profiles); read by ps_client_new only */
+	char *const *apparmor_profiles;
+	size_t napparmor_profiles;
+	/*
+	 * When the server refuses the open or a join (ERROR), ps_client_new
+	 * copies its reason here (NULL: not kept); written by ps_client_new only.
+	 */
+	char *refusal;
+	size_t refusal_len;
 };
 
 struct ps_client;

@@ -301,6 +301,8 @@ int ps_on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 			.nmove_addrs = o->n_move_address,
 			.cgroups = o->cgroups,
 			.ncgroups = o->n_cgroups,
+			.apparmor_profiles = o->apparmor_profiles,
+			.napparmor_profiles = o->n_apparmor_profiles,
 			.tree = o->has_tree ? o->tree.data : NULL,
 			.tree_len = o->has_tree ? o->tree.len : 0,
 			.tree_session = o->has_tree_session ? o->tree_session : 0,

@@ -23,6 +23,13 @@
  * that the tracer may still trace the new domain passes.  A thread already
  * under its profile (haul itself confined by it, in a container) is left
  * as it is: a profile need not allow changing to itself.
+ *
+ * haul migrate: the source reads the set of its process's profiles before
+ * pre-copy (rst_apparmor_profiles) and sends it in SessionOpen
+ * (apparmor_profiles); the target's sink refuses the open when one is not
+ * loaded (rst_apparmor_check_profiles), so the refusal comes before the
+ * freeze.  A thread that changes its profile during pre-copy is still
+ * caught when the state arrives (aa_validate), in the downtime: a rollback.
  */
 #define LOG_PREFIX "apparmor: "
 #include <dirent.h>
@@ -36,6 +43,7 @@
 
 #include "common/log.h"
 #include "common/proc.h"
+#include "common/validate.h"
 #include "restore/res_int.h"
 #include "restore/restore_int.h"
 #include "restore/target_int.h"
@@ -240,14 +248,13 @@ static bool profile_listed(FILE *f, const char *name)
 	return found;
 }
 
-/* Every label's profile is loaded on this host: 0, or -EOPNOTSUPP naming it. */
-static int check_loaded(const Haul__Img__ProcessState *ps, char *why, size_t wl)
+int rst_apparmor_check_profiles(int32_t pid, char *const *names, size_t n, char *why, size_t wl)
 {
 	FILE *f = NULL;
 	int ret = 0;
 
-	for (size_t i = 0; i < ps->n_apparmor_labels && !ret; i++) {
-		const char *name = ps->apparmor_labels[i];
+	for (size_t i = 0; i < n && !ret; i++) {
+		const char *name = names[i];
 
 		if (!name[0])
 			continue;
@@ -257,14 +264,14 @@ static int check_loaded(const Haul__Img__ProcessState *ps, char *why, size_t wl)
 				"pid %d: AppArmor profile '%.128s' cannot be applied: AppArmor is "
 				"not enabled on this host (no %s): restore on a host with AppArmor "
 				"on and the profile loaded",
-				ps->pid, name, AA_SECURITYFS);
+				pid, name, AA_SECURITYFS);
 			return -EOPNOTSUPP;
 		}
 		if (!f && !(f = fopen(AA_PROFILES, "re"))) {
 			ret = -errno;
 			snprintf(why, wl,
 				 "pid %d: cannot read %s to find AppArmor profile '%.128s': %s",
-				 ps->pid, AA_PROFILES, name, strerror(-ret));
+				 pid, AA_PROFILES, name, strerror(-ret));
 			return ret;
 		}
 		if (!profile_listed(f, name)) {
@@ -272,13 +279,87 @@ static int check_loaded(const Haul__Img__ProcessState *ps, char *why, size_t wl)
 				why, wl,
 				"pid %d: AppArmor profile '%.128s' is not loaded on this host: load "
 				"it (apparmor_parser -r FILE) and retry",
-				ps->pid, name);
+				pid, name);
 			ret = -EOPNOTSUPP;
 		}
 	}
 	if (f)
 		fclose(f);
 	return ret;
+}
+
+void rst_apparmor_profiles_free(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+/* Add @name to the set @v of *@n names unless it is "" or there already: 0 or -errno. */
+static int set_add(char ***v, size_t *n, const char *name)
+{
+	char **nv;
+
+	if (!name[0])
+		return 0;
+	for (size_t i = 0; i < *n; i++)
+		if (!strcmp((*v)[i], name))
+			return 0;
+	if (*n == VAL_MAX_AA_PROFILES)
+		return -E2BIG;
+	nv = realloc(*v, (*n + 1) * sizeof(*nv));
+	if (!nv)
+		return -ENOMEM;
+	*v = nv;
+	nv[*n] = strdup(name);
+	if (!nv[*n])
+		return -ENOMEM;
+	(*n)++;
+	return 0;
+}
+
+int rst_apparmor_profiles(pid_t pid, char ***out, size_t *n, char *why, size_t wl)
+{
+	char path[64], name[AA_LABEL_MAX];
+	struct dirent *de;
+	char **v = NULL;
+	size_t nv = 0;
+	int ret = 0;
+	DIR *d;
+
+	*out = NULL;
+	*n = 0;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d) {
+		ret = errno == ENOENT ? -ESRCH : -errno;
+		snprintf(why, wl, "cannot list the threads of pid %d: %s", (int)pid,
+			 strerror(-ret));
+		return ret;
+	}
+	while (!ret && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		ret = thread_label(pid, atoi(de->d_name), name, sizeof(name), why, wl);
+		if (!ret)
+			ret = set_add(&v, &nv, name);
+	}
+	closedir(d);
+	if (ret == -E2BIG)
+		snprintf(why, wl,
+			 "pid %d: its threads run under more than %d AppArmor profiles, which "
+			 "haul does not carry: run them under fewer profiles, or unconfined",
+			 (int)pid, VAL_MAX_AA_PROFILES);
+	else if (ret == -ENOMEM)
+		snprintf(why, wl, "out of memory reading the AppArmor profiles of pid %d",
+			 (int)pid);
+	if (ret) {
+		rst_apparmor_profiles_free(v, nv);
+		return ret;
+	}
+	*out = v;
+	*n = nv;
+	return 0;
 }
 
 static int aa_validate(const Haul__Img__ProcessState *ps, char *why, size_t wl)
@@ -291,14 +372,15 @@ static int aa_validate(const Haul__Img__ProcessState *ps, char *why, size_t wl)
 	for (size_t i = 0; i < ps->n_apparmor_labels; i++) {
 		const char *name = ps->apparmor_labels[i];
 
-		if (strlen(name) >= AA_LABEL_MAX - 1 || strpbrk(name, "\n") ||
-		    !strcmp(name, "unconfined") || strstr(name, "//&") || name[0] == ':') {
+		/* "": that thread is unconfined */
+		if (name[0] && !val_aa_profile_ok(name)) {
 			snprintf(why, wl, "AppArmor label %zu '%.64s' is not a profile name", i,
 				 name);
 			return -EBADMSG;
 		}
 	}
-	return check_loaded(ps, why, wl);
+	return rst_apparmor_check_profiles(ps->pid, ps->apparmor_labels, ps->n_apparmor_labels, why,
+					   wl);
 }
 
 /* Thread t->cur changes to profile @name by writing its own attr file. */

@@ -157,6 +157,21 @@ void rst_cg_note_moved(pid_t pid, const char *dir, const char *orig);
  * strings, free each and the array.  0 or -errno.
  */
 int rst_cg_lines(pid_t pid, char ***out, size_t *n);
+/*
+ * The AppArmor profiles @pid's threads run under, each name once (none
+ * when every thread is unconfined or AppArmor is off), for SessionOpen:
+ * *@out holds *@n strings, free them with rst_apparmor_profiles_free.  0,
+ * -EOPNOTSUPP for a label haul does not carry (a stack, a namespace), -E2BIG
+ * for more than VAL_MAX_AA_PROFILES names, or -errno; @why says which.
+ */
+int rst_apparmor_profiles(pid_t pid, char ***out, size_t *n, char *why, size_t wl);
+void rst_apparmor_profiles_free(char **names, size_t n);
+/*
+ * Whether every profile of @names (@n of them, "" skipped) is loaded on
+ * this host, for process @pid: 0, or -EOPNOTSUPP (not loaded, AppArmor
+ * off) or -errno with @why naming the profile and what to do.
+ */
+int rst_apparmor_check_profiles(int32_t pid, char *const *names, size_t n, char *why, size_t wl);
 
 /* ---- restore target (target side) ------------------------------------------- */
 

@@ -3,7 +3,8 @@
  * migration into a restore target.
  *
  * One session is one rst_target, created when the session opens so that the
- * stub exists while pre-copy runs: layouts and pages go straight into it,
+ * stub exists while pre-copy runs (an open naming an AppArmor profile this
+ * host has not loaded is refused first, before anything is made): layouts and pages go straight into it,
  * the state blob is kept until the restore command, and a session that ends
  * uncommitted kills whatever was built (the source still runs).  Every
  * callback runs on the page server's loop thread, which is therefore the
@@ -346,9 +347,17 @@ static int live_open(void *arg, const struct ps_session_info *info, void **sess)
 {
 	struct rst_target_opts o = {0};
 	struct live_sess *s;
+	char why[256];
 	int ret;
 
 	(void)arg;
+	/* a profile this host lacks: refused before anything is made, before the freeze */
+	ret = rst_apparmor_check_profiles(info->pid, info->apparmor_profiles,
+					  info->napparmor_profiles, why, sizeof(why));
+	if (ret) {
+		pr_err("%s", why);
+		return ret;
+	}
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;

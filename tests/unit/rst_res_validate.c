@@ -15,6 +15,7 @@
 
 #include "restore/fd_int.h"
 #include "restore/res_int.h"
+#include "restore/restore.h"
 
 static char why[256];
 
@@ -315,4 +316,40 @@ Test(rst_res_validate, a_profile_this_host_lacks_is_refused_by_name)
 		cr_expect(strstr(why, "pid 42: AppArmor profile 'haul-unit-no-such-profile' is not "
 				      "loaded on this host: load it (apparmor_parser -r FILE)"),
 			  "%s", why);
+}
+
+/* haul migrate: the target's check of SessionOpen.apparmor_profiles at the open (sink.c). */
+Test(rst_res_validate, a_session_naming_a_profile_this_host_lacks_is_refused_by_name)
+{
+	char *none[] = {""}, *names[] = {"", "haul-unit-no-such-profile"};
+
+	why[0] = '\0';
+	cr_assert_eq(rst_apparmor_check_profiles(42, NULL, 0, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(rst_apparmor_check_profiles(42, none, 1, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(rst_apparmor_check_profiles(42, names, 2, why, sizeof(why)), -EOPNOTSUPP);
+	if (access("/sys/kernel/security/apparmor", F_OK))
+		cr_expect(strstr(why, "pid 42: AppArmor profile 'haul-unit-no-such-profile' cannot "
+				      "be applied: AppArmor is not enabled on this host"),
+			  "%s", why);
+	else
+		cr_expect(strstr(why, "pid 42: AppArmor profile 'haul-unit-no-such-profile' is not "
+				      "loaded on this host: load it (apparmor_parser -r FILE) and "
+				      "retry"),
+			  "%s", why);
+}
+
+/* The source's set: each profile of its threads once; an unconfined test process has none. */
+Test(rst_res_validate, an_unconfined_process_needs_no_profile_on_the_target)
+{
+	char raw[256], **names = NULL;
+	size_t n = 1;
+
+	if (!rst_apparmor_raw(getpid(), getpid(), raw, sizeof(raw)) && strcmp(raw, "unconfined"))
+		cr_skip_test("this test runs confined (%s)", raw);
+	cr_assert_eq(rst_apparmor_profiles(getpid(), &names, &n, why, sizeof(why)), 0, "%s", why);
+	cr_expect_eq(n, 0);
+	cr_expect_null(names);
+	rst_apparmor_profiles_free(names, n);
+	cr_assert_eq(rst_apparmor_profiles(-1, &names, &n, why, sizeof(why)), -ESRCH);
+	cr_expect(strstr(why, "pid -1"), "%s", why);
 }
