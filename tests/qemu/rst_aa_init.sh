@@ -4,7 +4,14 @@
 # and restore it with haul (alone, then with an unconfined child: a tree),
 # check each thread's label and that it counts on;
 # then unload the profile and check the restore is refused by name with
-# nothing left running.  Results as "AA-QEMU: PASS|FAIL|SKIP ..." lines on
+# nothing left running.  Then `haul migrate` to a page server on this host
+# (127.0.0.1): moved under its profile; and refused at the precheck, never
+# frozen, by a target whose view lacks the profile.  One host cannot both
+# run a process under haultest and lack haultest: unloading a profile
+# makes its tasks unconfined (measured here: they read "unconfined" after
+# apparmor_parser -R), so that target is a page server in a mount namespace
+# of its own with an empty list bind-mounted over
+# /sys/kernel/security/apparmor/profiles.  Results as "AA-QEMU: PASS|FAIL|SKIP ..." lines on
 # the serial console; the guest powers off at the end.
 /bin/busybox mkdir -p /bin /sbin /usr/bin /usr/sbin
 /bin/busybox --install -s
@@ -52,7 +59,7 @@ wait_count() {
 # pids of rst_aa_prog that are not zombies
 alive_progs() {
 	for s in /proc/[0-9]*/stat; do
-		read -r p c st rest <"$s" 2>/dev/null || continue
+		{ read -r p c st rest <"$s"; } 2>/dev/null || continue
 		[ "$c" = "(rst_aa_prog)" ] && [ "$st" != Z ] && echo "$p"
 	done
 }
@@ -132,7 +139,101 @@ round() {
 	say "PASS $name refused without the profile: $(grep -m1 AppArmor /tmp/refused.log)"
 }
 
+# the rst_aa_prog running other than pid $1 (empty: none, "many": more than one)
+other_prog() {
+	o=""
+	for p in $(alive_progs); do
+		[ "$p" = "$1" ] && continue
+		[ -n "$o" ] && { echo many; return; }
+		o=$p
+	done
+	echo "$o"
+}
+# haul pageserver on 127.0.0.1:$1, log $2, in a mount namespace of its own
+# when $3 is a file: bind-mounted over AppArmor's profiles list there, it
+# makes the target a host that has not loaded them.  Its pid in ps_pid.
+pageserver() {
+	: >"$2"
+	if [ -n "$3" ]; then
+		unshare -m --propagation private sh -c \
+			'mount --bind "$0" /sys/kernel/security/apparmor/profiles && exec "$@"' "$3" \
+			haul pageserver --listen "127.0.0.1:$1" --key /tmp/key >"$2" 2>&1 &
+	else
+		haul pageserver --listen "127.0.0.1:$1" --key /tmp/key >"$2" 2>&1 &
+	fi
+	ps_pid=$!
+	i=0
+	until grep -q "listening on" "$2"; do
+		i=$((i + 1))
+		[ $i -gt 600 ] && fail "migrate: the page server on port $1 did not start: $(tail -3 "$2")"
+		sleep 0.1
+	done
+}
+
+# haul migrate to a page server on this host: the confined rst_aa_prog moves
+# (the source gone, the copy under haultest, counting on); then to a target
+# without haultest, a new one is refused at the precheck, before any freeze:
+# it counts on throughout under its pid, nothing of it runs on the target.
+migrate_round() {
+	out=/tmp/out-mig
+	ip link set lo up || fail "migrate: cannot bring lo up"
+	head -c 32 /dev/urandom >/tmp/key && chmod 600 /tmp/key
+	apparmor_parser -r -K /haultest.profile >/tmp/parser.log 2>&1 ||
+		fail "migrate: apparmor_parser -r haultest"
+	pageserver 7001 /tmp/ps.log
+	mkdir -p "$out"
+	/rst_aa_prog haultest "$out" </dev/null >/tmp/prog.log 2>&1 &
+	pid=$!
+	wait_file "$out/ready" || fail "migrate: rst_aa_prog did not confine itself"
+	haul migrate "$pid" --to 127.0.0.1:7001 --key /tmp/key >/tmp/migrate.log 2>&1 ||
+		fail "migrate: haul migrate $pid to 127.0.0.1:7001"
+	wait "$pid" 2>/dev/null
+	alive_progs | grep -qx "$pid" && fail "migrate: the source $pid still runs"
+	rpid=$(other_prog "$pid")
+	[ -n "$rpid" ] && [ "$rpid" != many ] || fail "migrate: not one restored copy: '$rpid' ($(alive_progs))"
+	for t in main thread; do
+		c=$(count "$out" $t)
+		wait_count "$out" $t $((c + 5)) || fail "migrate: the migrated $t does not count on (from $c)"
+		[ "$(label "$out" $t)" = "haultest (enforce)" ] || fail "migrate: migrated: $t reads '$(label "$out" $t)'"
+	done
+	for a in /proc/"$rpid"/task/*/attr/current; do
+		[ "$(cat "$a")" = "haultest (enforce)" ] || fail "migrate: migrated: $a is '$(cat "$a")'"
+	done
+	say "PASS migrate moved pid $pid to pid $rpid: main '$(label "$out" main)' thread '$(label "$out" thread)', counting on"
+	kill -9 "$rpid"
+	kill "$ps_pid"
+
+	# the target's host view lacks haultest (see pageserver); the source's has it
+	out=/tmp/out-mig2
+	: >/tmp/noprofiles
+	pageserver 7002 /tmp/ps2.log /tmp/noprofiles
+	mkdir -p "$out"
+	/rst_aa_prog haultest "$out" </dev/null >/tmp/prog.log 2>&1 &
+	pid=$!
+	wait_file "$out/ready" || fail "migrate: rst_aa_prog did not confine itself"
+	cg=$(cat /proc/"$pid"/cgroup)
+	c=$(count "$out" main)
+	if haul migrate "$pid" --to 127.0.0.1:7002 --key /tmp/key --events /tmp/events \
+		>/tmp/refused.log 2>&1; then
+		fail "migrate: to a target without haultest succeeded"
+	fi
+	grep -q "AppArmor profile 'haultest' is not loaded on this host: load it (apparmor_parser -r FILE) and retry" \
+		/tmp/refused.log || fail "migrate: the refusal does not name the profile"
+	grep -q "not migrated (precheck: .*refused: " /tmp/refused.log ||
+		fail "migrate: the refusal is not the precheck's"
+	grep -q '"frozen"' /tmp/events && fail "migrate: the refused process was frozen"
+	[ "$(other_prog "$pid")" = "" ] && alive_progs | grep -qx "$pid" ||
+		fail "migrate: after the refusal: pid $pid gone or another copy runs ($(alive_progs))"
+	[ "$(cat /proc/"$pid"/cgroup)" = "$cg" ] || fail "migrate: pid $pid was left in $(cat /proc/"$pid"/cgroup)"
+	wait_count "$out" main $((c + 5)) || fail "migrate: the refused pid $pid does not count on (from $c)"
+	[ "$(label "$out" main)" = "haultest (enforce)" ] || fail "migrate: refused: main reads '$(label "$out" main)'"
+	say "PASS migrate refused at the precheck, pid $pid never frozen, counting on: $(grep -m1 'not migrated' /tmp/refused.log)"
+	kill -9 "$pid"
+	kill "$ps_pid"
+}
+
 round process
 round tree child
+migrate_round
 say "PASS all"
 end
