@@ -139,16 +139,9 @@ round() {
 	say "PASS $name refused without the profile: $(grep -m1 AppArmor /tmp/refused.log)"
 }
 
-# the rst_aa_prog running other than pid $1 (empty: none, "many": more than one)
-other_prog() {
-	o=""
-	for p in $(alive_progs); do
-		[ "$p" = "$1" ] && continue
-		[ -n "$o" ] && { echo many; return; }
-		o=$p
-	done
-	echo "$o"
-}
+# the words of $1, one a line; how many there are
+words() { for w in $1; do echo "$w"; done; }
+nwords() { set -- $1; echo $#; }
 # haul pageserver on 127.0.0.1:$1, log $2, in a mount namespace of its own
 # when $3 is a file: bind-mounted over AppArmor's profiles list there, it
 # makes the target a host that has not loaded them.  Its pid in ps_pid.
@@ -170,70 +163,104 @@ pageserver() {
 	done
 }
 
-# haul migrate to a page server on this host: the confined rst_aa_prog moves
-# (the source gone, the copy under haultest, counting on); then to a target
-# without haultest, a new one is refused at the precheck, before any freeze:
-# it counts on throughout under its pid, nothing of it runs on the target.
-migrate_round() {
-	out=/tmp/out-mig
-	ip link set lo up || fail "migrate: cannot bring lo up"
-	head -c 32 /dev/urandom >/tmp/key && chmod 600 /tmp/key
+# mig_round NAME PORT [child]: haul migrate to a page server on this host
+# (127.0.0.1:PORT): the confined rst_aa_prog (with an unconfined child: a
+# tree) moves, the source gone, each copy under its label, counting on;
+# then a new one, to a target without haultest (port PORT+1), is refused at
+# the precheck, before any freeze: it counts on throughout under its pids
+# and cgroups, nothing of it runs on the target.
+mig_round() {
+	name=$1
+	port=$2
+	out=/tmp/out-$name
+	threads="main thread"
+	[ -n "$3" ] && threads="main thread child"
 	apparmor_parser -r -K /haultest.profile >/tmp/parser.log 2>&1 ||
-		fail "migrate: apparmor_parser -r haultest"
-	pageserver 7001 /tmp/ps.log
+		fail "$name: apparmor_parser -r haultest"
+	pageserver "$port" "/tmp/ps-$name.log"
 	mkdir -p "$out"
-	/rst_aa_prog haultest "$out" </dev/null >/tmp/prog.log 2>&1 &
+	/rst_aa_prog haultest "$out" $3 </dev/null >/tmp/prog.log 2>&1 &
 	pid=$!
-	wait_file "$out/ready" || fail "migrate: rst_aa_prog did not confine itself"
-	haul migrate "$pid" --to 127.0.0.1:7001 --key /tmp/key >/tmp/migrate.log 2>&1 ||
-		fail "migrate: haul migrate $pid to 127.0.0.1:7001"
+	wait_file "$out/ready" || fail "$name: rst_aa_prog did not confine itself"
+	if [ -n "$3" ]; then
+		wait_count "$out" child 0 || fail "$name: the child does not count"
+	fi
+	src=$(alive_progs)
+	haul migrate "$pid" --to "127.0.0.1:$port" --key /tmp/key >/tmp/migrate.log 2>&1 ||
+		fail "$name: haul migrate $pid to 127.0.0.1:$port"
 	wait "$pid" 2>/dev/null
-	alive_progs | grep -qx "$pid" && fail "migrate: the source $pid still runs"
-	rpid=$(other_prog "$pid")
-	[ -n "$rpid" ] && [ "$rpid" != many ] || fail "migrate: not one restored copy: '$rpid' ($(alive_progs))"
-	for t in main thread; do
+	copies=$(alive_progs)
+	for p in $src; do
+		words "$copies" | grep -qx "$p" && fail "$name: the source's pid $p still runs"
+	done
+	[ "$(nwords "$copies")" = "$(nwords "$src")" ] ||
+		fail "$name: $(nwords "$copies") copies run for $(nwords "$src") sources: $copies"
+	confined=""
+	for p in $copies; do
+		case "$(cat /proc/"$p"/task/*/attr/current | sort -u | tr '\n' ,)" in
+		"haultest (enforce),") confined="$confined $p" ;;
+		unconfined,) [ -n "$3" ] || fail "$name: migrated: pid $p is unconfined" ;;
+		*) fail "$name: migrated: pid $p reads $(cat /proc/"$p"/task/*/attr/current | tr '\n' ,)" ;;
+		esac
+	done
+	[ "$(nwords "$confined")" = 1 ] || fail "$name: migrated: not one copy under haultest: '$confined'"
+	for t in $threads; do
 		c=$(count "$out" $t)
-		wait_count "$out" $t $((c + 5)) || fail "migrate: the migrated $t does not count on (from $c)"
-		[ "$(label "$out" $t)" = "haultest (enforce)" ] || fail "migrate: migrated: $t reads '$(label "$out" $t)'"
+		wait_count "$out" $t $((c + 5)) || fail "$name: the migrated $t does not count on (from $c)"
 	done
-	for a in /proc/"$rpid"/task/*/attr/current; do
-		[ "$(cat "$a")" = "haultest (enforce)" ] || fail "migrate: migrated: $a is '$(cat "$a")'"
+	for t in main thread; do
+		[ "$(label "$out" $t)" = "haultest (enforce)" ] || fail "$name: migrated: $t reads '$(label "$out" $t)'"
 	done
-	say "PASS migrate moved pid $pid to pid $rpid: main '$(label "$out" main)' thread '$(label "$out" thread)', counting on"
-	kill -9 "$rpid"
+	if [ -n "$3" ]; then
+		[ "$(label "$out" child)" = unconfined ] || fail "$name: migrated: child reads '$(label "$out" child)'"
+	fi
+	say "PASS $name moved pid $(echo $src) to pid$confined:$(for t in $threads; do printf " %s '%s'" $t "$(label "$out" $t)"; done), counting on"
+	for p in $copies; do kill -9 "$p"; done
 	kill "$ps_pid"
 
 	# the target's host view lacks haultest (see pageserver); the source's has it
-	out=/tmp/out-mig2
 	: >/tmp/noprofiles
-	pageserver 7002 /tmp/ps2.log /tmp/noprofiles
+	pageserver $((port + 1)) "/tmp/ps-$name-refused.log" /tmp/noprofiles
+	out=/tmp/out-$name-refused
 	mkdir -p "$out"
-	/rst_aa_prog haultest "$out" </dev/null >/tmp/prog.log 2>&1 &
+	/rst_aa_prog haultest "$out" $3 </dev/null >/tmp/prog.log 2>&1 &
 	pid=$!
-	wait_file "$out/ready" || fail "migrate: rst_aa_prog did not confine itself"
-	cg=$(cat /proc/"$pid"/cgroup)
-	c=$(count "$out" main)
-	if haul migrate "$pid" --to 127.0.0.1:7002 --key /tmp/key --events /tmp/events \
-		>/tmp/refused.log 2>&1; then
-		fail "migrate: to a target without haultest succeeded"
+	wait_file "$out/ready" || fail "$name: rst_aa_prog did not confine itself"
+	if [ -n "$3" ]; then
+		wait_count "$out" child 0 || fail "$name: the child does not count"
 	fi
-	grep -q "AppArmor profile 'haultest' is not loaded on this host: load it (apparmor_parser -r FILE) and retry" \
-		/tmp/refused.log || fail "migrate: the refusal does not name the profile"
+	src=$(alive_progs)
+	cgs=$(for p in $src; do cat /proc/"$p"/cgroup; done)
+	from=""
+	for t in $threads; do from="$from $(count "$out" $t)"; done
+	if haul migrate "$pid" --to "127.0.0.1:$((port + 1))" --key /tmp/key --events /tmp/events \
+		>/tmp/refused.log 2>&1; then
+		fail "$name: haul migrate to a target without haultest succeeded"
+	fi
+	grep -q "pid [0-9]*: AppArmor profile 'haultest' is not loaded on this host: load it (apparmor_parser -r FILE) and retry" \
+		/tmp/refused.log || fail "$name: the refusal does not name the profile"
 	grep -q "not migrated (precheck: .*refused: " /tmp/refused.log ||
-		fail "migrate: the refusal is not the precheck's"
-	grep -q '"frozen"' /tmp/events && fail "migrate: the refused process was frozen"
-	[ "$(other_prog "$pid")" = "" ] && alive_progs | grep -qx "$pid" ||
-		fail "migrate: after the refusal: pid $pid gone or another copy runs ($(alive_progs))"
-	[ "$(cat /proc/"$pid"/cgroup)" = "$cg" ] || fail "migrate: pid $pid was left in $(cat /proc/"$pid"/cgroup)"
-	wait_count "$out" main $((c + 5)) || fail "migrate: the refused pid $pid does not count on (from $c)"
-	[ "$(label "$out" main)" = "haultest (enforce)" ] || fail "migrate: refused: main reads '$(label "$out" main)'"
-	say "PASS migrate refused at the precheck, pid $pid never frozen, counting on: $(grep -m1 'not migrated' /tmp/refused.log)"
-	kill -9 "$pid"
+		fail "$name: the refusal is not the precheck's"
+	grep -q '"frozen"' /tmp/events && fail "$name: the refused process was frozen"
+	[ "$(alive_progs)" = "$src" ] || fail "$name: after the refusal $(echo $(alive_progs)) run, not $(echo $src)"
+	[ "$(for p in $src; do cat /proc/"$p"/cgroup; done)" = "$cgs" ] ||
+		fail "$name: the refused processes were left in other cgroups: $(cat /proc/"$pid"/cgroup)"
+	set -- $from
+	for t in $threads; do
+		wait_count "$out" $t $(($1 + 5)) || fail "$name: the refused $t does not count on (from $1)"
+		shift
+	done
+	[ "$(label "$out" main)" = "haultest (enforce)" ] || fail "$name: refused: main reads '$(label "$out" main)'"
+	say "PASS $name refused at the precheck, pid $(echo $src) never frozen, counting on: $(grep -m1 'not migrated' /tmp/refused.log)"
+	for p in $src; do kill -9 "$p"; done
 	kill "$ps_pid"
 }
 
 round process
 round tree child
-migrate_round
+ip link set lo up || fail "migrate: cannot bring lo up"
+head -c 32 /dev/urandom >/tmp/key && chmod 600 /tmp/key
+mig_round migrate 7001
+mig_round migrate-tree 7003 child
 say "PASS all"
 end
