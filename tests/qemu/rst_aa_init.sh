@@ -5,8 +5,9 @@
 # check each thread's label and that it counts on;
 # then unload the profile and check the restore is refused by name with
 # nothing left running.  Then `haul migrate` to a page server on this host
-# (127.0.0.1): moved under its profile; and refused at the precheck, never
-# frozen, by a target whose view lacks the profile.  One host cannot both
+# (127.0.0.1), of the process, of a tree with a confined parent and of one
+# with only a confined child: moved under its profiles; and refused at the
+# precheck, never frozen, by a target whose view lacks the profile.  One host cannot both
 # run a process under haultest and lack haultest: unloading a profile
 # makes its tasks unconfined (measured here: they read "unconfined" after
 # apparmor_parser -R), so that target is a page server in a mount namespace
@@ -139,6 +140,13 @@ round() {
 	say "PASS $name refused without the profile: $(grep -m1 AppArmor /tmp/refused.log)"
 }
 
+# pids of haul processes other than $1 (the page server): a target's stubs
+other_hauls() {
+	for s in /proc/[0-9]*/stat; do
+		{ read -r p c st rest <"$s"; } 2>/dev/null || continue
+		[ "$c" = "(haul)" ] && [ "$st" != Z ] && [ "$p" != "$1" ] && echo "$p"
+	done
+}
 # the words of $1, one a line; how many there are
 words() { for w in $1; do echo "$w"; done; }
 nwords() { set -- $1; echo $#; }
@@ -163,15 +171,25 @@ pageserver() {
 	done
 }
 
-# mig_round NAME PORT [child]: haul migrate to a page server on this host
-# (127.0.0.1:PORT): the confined rst_aa_prog (with an unconfined child: a
-# tree) moves, the source gone, each copy under its label, counting on;
-# then a new one, to a target without haultest (port PORT+1), is refused at
-# the precheck, before any freeze: it counts on throughout under its pids
-# and cgroups, nothing of it runs on the target.
+# the label thread $1 of rst_aa_prog (mode $mode) runs under
+want() {
+	case "$mode:$1" in
+	:main | :thread | child:main | child:thread | confined-child:child) echo "haultest (enforce)" ;;
+	*) echo unconfined ;;
+	esac
+}
+# mig_round NAME PORT [child|confined-child]: haul migrate to a page server
+# on this host (127.0.0.1:PORT): the confined rst_aa_prog (a tree with a
+# child: the parent confined, or only the child) moves, the source gone,
+# each copy under its label, counting on; then a new one, to a target
+# without haultest (port PORT+1), is refused at the precheck (a tree's
+# member: at its own session's open, after the root's), before any freeze:
+# it counts on throughout under its pids and cgroups, nothing of it runs
+# on the target.
 mig_round() {
 	name=$1
 	port=$2
+	mode=$3
 	out=/tmp/out-$name
 	threads="main thread"
 	[ -n "$3" ] && threads="main thread child"
@@ -208,12 +226,9 @@ mig_round() {
 		c=$(count "$out" $t)
 		wait_count "$out" $t $((c + 5)) || fail "$name: the migrated $t does not count on (from $c)"
 	done
-	for t in main thread; do
-		[ "$(label "$out" $t)" = "haultest (enforce)" ] || fail "$name: migrated: $t reads '$(label "$out" $t)'"
+	for t in $threads; do
+		[ "$(label "$out" $t)" = "$(want $t)" ] || fail "$name: migrated: $t reads '$(label "$out" $t)'"
 	done
-	if [ -n "$3" ]; then
-		[ "$(label "$out" child)" = unconfined ] || fail "$name: migrated: child reads '$(label "$out" child)'"
-	fi
 	say "PASS $name moved pid $(echo $src) to pid$confined:$(for t in $threads; do printf " %s '%s'" $t "$(label "$out" $t)"; done), counting on"
 	for p in $copies; do kill -9 "$p"; done
 	kill "$ps_pid"
@@ -250,7 +265,16 @@ mig_round() {
 		wait_count "$out" $t $(($1 + 5)) || fail "$name: the refused $t does not count on (from $1)"
 		shift
 	done
-	[ "$(label "$out" main)" = "haultest (enforce)" ] || fail "$name: refused: main reads '$(label "$out" main)'"
+	for t in $threads; do
+		[ "$(label "$out" $t)" = "$(want $t)" ] || fail "$name: refused: $t reads '$(label "$out" $t)'"
+	done
+	# nothing on the target: a refused member's tree had its stubs made; none stays
+	i=0
+	while [ -n "$(other_hauls "$ps_pid")" ]; do
+		i=$((i + 1))
+		[ $i -gt 100 ] && fail "$name: the target keeps processes of the refused migration: $(other_hauls "$ps_pid")"
+		sleep 0.1
+	done
 	say "PASS $name refused at the precheck, pid $(echo $src) never frozen, counting on: $(grep -m1 'not migrated' /tmp/refused.log)"
 	for p in $src; do kill -9 "$p"; done
 	kill "$ps_pid"
@@ -262,5 +286,6 @@ ip link set lo up || fail "migrate: cannot bring lo up"
 head -c 32 /dev/urandom >/tmp/key && chmod 600 /tmp/key
 mig_round migrate 7001
 mig_round migrate-tree 7003 child
+mig_round migrate-tree-child 7005 confined-child
 say "PASS all"
 end

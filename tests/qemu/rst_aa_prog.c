@@ -9,7 +9,9 @@
  * restore gave each thread its profile back.  OUTDIR/ready appears once
  * both threads are confined.  With a third argument "child" it first forks
  * a child that stays unconfined and counts into OUTDIR/child: a tree whose
- * processes have different labels.
+ * processes have different labels.  With "confined-child" it is the other
+ * way round: the child changes to PROFILE (and makes OUTDIR/ready), both
+ * threads of the parent stay unconfined.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +23,7 @@
 
 static const char *outdir;
 static const char *profile;
+static int confine_parent = 1;
 
 static int own_attr(char *buf, size_t len, int change)
 {
@@ -82,7 +85,7 @@ static volatile int thread_ready;
 static void *thread_main(void *arg)
 {
 	(void)arg;
-	if (own_attr(NULL, 0, 1)) {
+	if (confine_parent && own_attr(NULL, 0, 1)) {
 		thread_ready = -1;
 		return NULL;
 	}
@@ -97,8 +100,9 @@ int main(int argc, char **argv)
 	pthread_t th;
 	int err;
 
-	if (argc < 3 || (argc == 4 && strcmp(argv[3], "child")) || argc > 4) {
-		fprintf(stderr, "usage: rst_aa_prog PROFILE OUTDIR [child]\n");
+	if (argc < 3 || argc > 4 ||
+	    (argc == 4 && strcmp(argv[3], "child") && strcmp(argv[3], "confined-child"))) {
+		fprintf(stderr, "usage: rst_aa_prog PROFILE OUTDIR [child|confined-child]\n");
 		return 2;
 	}
 	profile = argv[1];
@@ -108,6 +112,17 @@ int main(int argc, char **argv)
 
 		if (c < 0)
 			return 1;
+		confine_parent = !strcmp(argv[3], "child");
+		if (c == 0 && !confine_parent) {
+			err = own_attr(NULL, 0, 1);
+			if (err) {
+				fprintf(stderr, "rst_aa_prog: child: changeprofile %s: %s\n",
+					profile, strerror(-err));
+				return 1;
+			}
+			snprintf(path, sizeof(path), "%s/ready", outdir);
+			close(open(path, O_WRONLY | O_CREAT, 0644));
+		}
 		if (c == 0)
 			loop("child");
 	}
@@ -119,6 +134,8 @@ int main(int argc, char **argv)
 
 		nanosleep(&ts, NULL);
 	}
+	if (!confine_parent)
+		loop("main");
 	err = thread_ready < 0 ? -EPERM : own_attr(NULL, 0, 1);
 	if (err) {
 		fprintf(stderr, "rst_aa_prog: changeprofile %s: %s\n", profile, strerror(-err));
