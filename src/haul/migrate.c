@@ -167,7 +167,8 @@ static int mig_connect(struct mig *m, const char *comm)
 				    sizeof(m->res->why));
 	if (ret) {
 		m->res->phase = "precheck";
-		pr_err("pid %d cannot be migrated: %s", m->pid, m->res->why);
+		if (ret != -ESRCH) /* gone: the callers say so (a tree's shape changed) */
+			pr_err("pid %d cannot be migrated: %s", m->pid, m->res->why);
 		return ret;
 	}
 	co.apparmor_profiles = profiles;
