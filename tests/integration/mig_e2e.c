@@ -2,16 +2,18 @@
  * mig_e2e.c - live migrations between two network namespaces: the workload
  * keeps writing while haul moves it, and must carry on in the target
  * namespace with every page intact, its progress counter continuing, and
- * exactly one copy left.
+ * exactly one copy left; or be refused, before anything stops, by name.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "haul/haul_int.h"
+#include "pageserver/pageserver.h"
 #include "th_mig.h"
 #include "th_proc.h"
 #include "th_rst.h"
@@ -206,4 +208,83 @@ Test(mig_e2e, moves_a_multithreaded_workload, .fini = teardown, .timeout = 90)
 	seq = th_mig_seq(&M);
 	cr_assert_eq(th_mig_migrate(&M, extra, 60000), 0, "haul migrate failed");
 	th_mig_assert_moved(&M, seq);
+}
+
+/* A page server on 127.0.0.1 (the AppArmor test's), its key file. */
+static pid_t aa_ps = -1;
+static int aa_fd = -1;
+static char aa_key[64];
+
+static void aa_teardown(void)
+{
+	if (aa_ps > 0)
+		th_kill(aa_ps, SIGKILL, 5000);
+	if (aa_fd >= 0)
+		close(aa_fd);
+	unlink(aa_key);
+}
+
+/*
+ * haul migrate of a confined process names its AppArmor profiles in the
+ * session's open (SessionOpen.apparmor_profiles): a target that has not
+ * loaded one refuses the open by name, before it makes anything (and so
+ * before the source freezes); the same open without the name is taken.
+ * AppArmor is off on most test hosts: there the refusal says that.  A real
+ * confined process moving is tests/extra/rst_apparmor_qemu.sh's.
+ */
+Test(mig_e2e, a_target_lacking_the_apparmor_profile_refuses_the_open_by_name, .fini = aa_teardown,
+     .timeout = 60)
+{
+	char *argv[] = {(char *)th_haul_bin(),
+			"pageserver",
+			"--listen",
+			"127.0.0.1:0",
+			"--key",
+			aa_key,
+			NULL};
+	char line[256], to[32], profile[64], refusal[256] = "", want[128], *colon;
+	char *names[] = {profile};
+	struct ps_client_opts o = {0};
+	struct ps_client *c = NULL;
+	int ret;
+
+	snprintf(aa_key, sizeof(aa_key), "/tmp/haul-mig-aa-%d.key", getpid());
+	cr_assert_eq(th_make_key(aa_key), 0);
+	aa_ps = th_spawn_pipe(NULL, argv, &aa_fd);
+	cr_assert_gt(aa_ps, 0);
+	cr_assert_eq(th_wait_line(aa_fd, "listening on", 10000, line, sizeof(line)), 0,
+		     "the page server did not start");
+	colon = strrchr(line, ':');
+	cr_assert_not_null(colon);
+	snprintf(to, sizeof(to), "127.0.0.1:%d", atoi(colon + 1));
+	cr_assert_eq(ps_key_load(aa_key, o.key), 0);
+	o.to = to;
+	o.nstreams = 1;
+	o.pid = getpid();
+	o.comm = "mig-aa";
+	o.kind = PS_SESSION_LIVE;
+	o.timeout_ms = 20000;
+	snprintf(profile, sizeof(profile), "haul-test-%d-not-loaded", getpid());
+	o.apparmor_profiles = names;
+	o.napparmor_profiles = 1;
+	o.refusal = refusal;
+	o.refusal_len = sizeof(refusal);
+
+	ret = ps_client_new(&o, &c);
+	cr_assert_eq(ret, -EOPNOTSUPP, "the open naming '%s' got %d (%s)", profile, ret, refusal);
+	cr_assert_null(c);
+	snprintf(want, sizeof(want), "pid %d: AppArmor profile '%s' ", getpid(), profile);
+	cr_expect(strstr(refusal, want), "the refusal does not name the profile: %s", refusal);
+	cr_expect(strstr(refusal, "is not loaded on this host: load it (apparmor_parser -r FILE) "
+				  "and retry") ||
+			  strstr(refusal, "AppArmor is not enabled on this host"),
+		  "the refusal does not say why: %s", refusal);
+
+	/* the same open without the profile is taken (its stub goes with the close) */
+	o.apparmor_profiles = NULL;
+	o.napparmor_profiles = 0;
+	refusal[0] = '\0';
+	ret = ps_client_new(&o, &c);
+	cr_assert_eq(ret, 0, "the open without a profile got %d (%s)", ret, refusal);
+	ps_client_free(c);
 }
