@@ -347,8 +347,9 @@ int rst_apparmor_profiles(pid_t pid, char ***out, size_t *n, char *why, size_t w
 	closedir(d);
 	if (ret == -E2BIG)
 		snprintf(why, wl,
-			 "pid %d: its threads run under more than %d AppArmor profiles, which "
-			 "haul does not carry: run them under fewer profiles, or unconfined",
+			 "pid %d: its threads run under more than %d AppArmor profiles, more than "
+			 "a migration names to its target: checkpoint and restore it instead, or "
+			 "run its threads under fewer profiles",
 			 (int)pid, VAL_MAX_AA_PROFILES);
 	else if (ret == -ENOMEM)
 		snprintf(why, wl, "out of memory reading the AppArmor profiles of pid %d",
