@@ -48,6 +48,8 @@ wait_file() {
 # the count and the label that thread $2 last wrote in directory $1
 count() { cut -d' ' -f1 "$1/$2" 2>/dev/null; }
 label() { cut -d' ' -f2- "$1/$2" 2>/dev/null; }
+# every rst_aa_prog reads its threads' labels again (it reads them only when told)
+relabel() { for p in $(alive_progs); do kill -USR1 "$p"; done; }
 # until the count of thread $2 in $1 passes $3, up to 60 s
 wait_count() {
 	i=0
@@ -103,6 +105,7 @@ round() {
 	for t in $threads; do from="$from $(count "$out" $t)"; done
 
 	rpid=$(haul restore --detach --images "$img" 2>/tmp/restore.log) || fail "$name: haul restore"
+	relabel
 	set -- $from
 	for t in $threads; do
 		wait_count "$out" $t $(($1 + 5)) || fail "$name: the restored $t does not count on (from $1)"
@@ -222,6 +225,7 @@ mig_round() {
 		esac
 	done
 	[ "$(nwords "$confined")" = 1 ] || fail "$name: migrated: not one copy under haultest: '$confined'"
+	relabel
 	for t in $threads; do
 		c=$(count "$out" $t)
 		wait_count "$out" $t $((c + 5)) || fail "$name: the migrated $t does not count on (from $c)"

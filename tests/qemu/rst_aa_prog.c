@@ -12,10 +12,16 @@
  * processes have different labels.  With "confined-child" it is the other
  * way round: the child changes to PROFILE (and makes OUTDIR/ready), both
  * threads of the parent stay unconfined.
+ *
+ * Each thread reads its label once it is confined and again after each
+ * SIGUSR1 (the test sends one after a restore or a migration), never in
+ * between: an attr fd open at the freeze would be part of the dump, and
+ * no process can reopen another's /proc/PID/task/TID/attr file.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -53,12 +59,25 @@ static int own_attr(char *buf, size_t len, int change)
 	return n < 0 ? -errno : 0;
 }
 
+static volatile sig_atomic_t relabel = 1;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	relabel++;
+}
+
 static void put(const char *name, unsigned long count)
 {
-	char path[256], tmp[256], label[256] = "?", line[320];
+	static __thread char label[256] = "?";
+	static __thread sig_atomic_t seen;
+	char path[256], tmp[256], line[320];
 	int fd, n;
 
-	own_attr(label, sizeof(label), 0);
+	if (seen != relabel) {
+		seen = relabel;
+		own_attr(label, sizeof(label), 0);
+	}
 	snprintf(path, sizeof(path), "%s/%s", outdir, name);
 	snprintf(tmp, sizeof(tmp), "%s/.%s", outdir, name);
 	n = snprintf(line, sizeof(line), "%lu %s\n", count, label);
@@ -107,6 +126,11 @@ int main(int argc, char **argv)
 	}
 	profile = argv[1];
 	outdir = argv[2];
+	{
+		struct sigaction sa = {.sa_handler = on_usr1, .sa_flags = SA_RESTART};
+
+		sigaction(SIGUSR1, &sa, NULL);
+	}
 	if (argc == 4) {
 		pid_t c = fork();
 
