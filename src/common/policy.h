@@ -76,6 +76,10 @@
 /* Attempts at migrating a tree whose shape changes during pre-copy (a fork, an exit):
  * each starts over; a tree that forks at every attempt is refused, naming the pid. */
 #define HAUL_MIG_TREE_TRIES 3
+/* Default --precopy-nice: haul's pre-copy threads (and the target's page server) at
+ * nice +N while the workload runs, so the workload gets the CPU first; bench/RESULTS.md
+ * "Stalls", the --precopy-nice A/B. */
+#define HAUL_MIG_PRECOPY_NICE 10
 /* Default most pre-copy rounds before switching over regardless (then reported). */
 #define HAUL_MIG_MAX_ROUNDS 30
 /* Estimated fixed switchover cost before any is measured: freeze ~0.1 ms, seize+dump
