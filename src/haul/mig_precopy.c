@@ -388,11 +388,6 @@ static int precopy_rounds(struct mig *m)
 	}
 }
 
-/*
- * The rounds, with the stall probe (stall.c) watching the workload from
- * outside meanwhile: what a client felt before the freeze goes in the
- * result next to the tracker's own stop and scan costs.
- */
 /* The rounds' nice for the target's page server, on every client of a tree. */
 static void set_target_nice(struct mig *m, int nice)
 {
@@ -402,6 +397,11 @@ static void set_target_nice(struct mig *m, int nice)
 			ps_client_set_nice(m->procs[i].client, nice);
 }
 
+/*
+ * The rounds, with the stall probe (stall.c) watching the workload from
+ * outside meanwhile: what a client felt before the freeze goes in the
+ * result next to the tracker's own stop and scan costs.
+ */
 int haul_mig_precopy(struct mig *m)
 {
 	struct haul_cpuweight w;
