@@ -76,6 +76,12 @@
 /* Attempts at migrating a tree whose shape changes during pre-copy (a fork, an exit):
  * each starts over; a tree that forks at every attempt is refused, naming the pid. */
 #define HAUL_MIG_TREE_TRIES 3
+/* Default --precopy-nice (0: off).  Measured (bench/RESULTS.md "Stalls", the
+ * --precopy-nice A/B): nice 10 shortened a 1 ms ticker's largest gap before the freeze
+ * (11.2 -> 6.9 ms) but not Redis's clients' max or stall (10.6 -> 10.1 ms, worst 31 -> 128),
+ * and with other CPU-bound work on the host pre-copy took up to 6x longer (18.7 s against
+ * ~3 s at 1 GiB): an opt-in. */
+#define HAUL_MIG_PRECOPY_NICE 0
 /* Default most pre-copy rounds before switching over regardless (then reported). */
 #define HAUL_MIG_MAX_ROUNDS 30
 /* Estimated fixed switchover cost before any is measured: freeze ~0.1 ms, seize+dump

@@ -255,7 +255,7 @@ static int write_json(const char *path, const struct haul_mig_opts *o,
 		"  \"eager_pages\": %llu,\n  \"stale_pages\": %llu,\n  \"served_pages\": %llu,\n"
 		"  \"rolled_back\": %s,\n"
 		"  \"rounds\": %u,\n  \"bytes_sent\": %llu,\n  \"pages_sent\": %llu,\n"
-		"  \"throttle_max_pct\": %u,\n",
+		"  \"throttle_max_pct\": %u,\n  \"precopy_nice\": %d,\n",
 		r->total_ms, r->downtime_ms, o->downtime_ms, r->expected_ms, r->fixed_est_ms,
 		r->over_target ? "true" : "false", r->freeze_ms, r->seize_ms, r->final_ms,
 		r->dump_ms, r->state_ms, r->restore_ms, r->kill_ms, r->lock_ms, r->handover_ms,
@@ -264,7 +264,7 @@ static int write_json(const char *path, const struct haul_mig_opts *o,
 		(unsigned long long)r->eager_pages, (unsigned long long)r->stale_pages,
 		(unsigned long long)r->served_pages, r->rolled_back ? "true" : "false", r->rounds,
 		(unsigned long long)r->bytes_sent, (unsigned long long)r->pages_sent,
-		r->throttle_max);
+		r->throttle_max, r->precopy_nice);
 	fprintf(f,
 		"  \"served_bytes\": %llu,\n  \"target_report\": %s,\n  \"faults\": %llu,\n"
 		"  \"fault_pages\": %llu,\n  \"pushed_pages\": %llu,\n  \"present_pages\": %llu,\n"
@@ -437,7 +437,7 @@ static int check_cli(bool named, struct haul_mig_opts *o, struct mig_cli *c)
 static int parse_cli(int argc, char **argv, struct haul_mig_opts *o, struct mig_cli *c)
 {
 	double downtime = HAUL_MIG_DOWNTIME_MS, timeout = HAUL_MIG_REPLY_TIMEOUT_MS;
-	long long streams = 1, max_rounds = HAUL_MIG_MAX_ROUNDS;
+	long long streams = 1, max_rounds = HAUL_MIG_MAX_ROUNDS, nice = HAUL_MIG_PRECOPY_NICE;
 	int compress = PS_COMPRESS_AUTO, arg;
 	bool postcopy = false, hybrid = false;
 	struct haul_opt_list ext_fd = {0}, ext_kind = {0};
@@ -465,6 +465,11 @@ static int parse_cli(int argc, char **argv, struct haul_mig_opts *o, struct mig_
 		 0, 0, NULL},
 		{"max-rounds", 'r', HAUL_OPT_INT, HAUL_OPT_DEFAULT, &max_rounds, "N",
 		 "pre-copy rounds before switching over anyway", 1, 100000, NULL},
+		{"precopy-nice", 0, HAUL_OPT_INT, HAUL_OPT_DEFAULT, &nice, "N",
+		 "run haul's pre-copy work (and the target's page server)\nat nice +N until the "
+		 "freeze, so the process gets the\nCPU first; back at full weight from the "
+		 "freeze on\n(0: full weight throughout)",
+		 0, 19, NULL},
 		{"stop-and-copy", 'S', HAUL_OPT_FLAG, 0, &o->stop_and_copy, NULL,
 		 "no pre-copy: freeze, copy everything, restore (baseline)", 0, 0, NULL},
 		{"postcopy", 'P', HAUL_OPT_FLAG, 0, &postcopy, NULL,
@@ -537,6 +542,7 @@ static int parse_cli(int argc, char **argv, struct haul_mig_opts *o, struct mig_
 	o->timeout_ms = (int)timeout;
 	o->streams = (unsigned)streams;
 	o->max_rounds = (unsigned)max_rounds;
+	o->precopy_nice = (int)nice;
 	o->compress = (enum ps_compress)compress;
 	o->mode = postcopy ? HAUL_MIG_POSTCOPY : hybrid ? HAUL_MIG_HYBRID : HAUL_MIG_PRECOPY;
 	if (postcopy + hybrid + o->stop_and_copy > 1) {

@@ -275,6 +275,8 @@ struct haul_stall_probe;
  * again as they come and go) on a thread of ours.  0 or -errno (logged).
  */
 int haul_stall_probe_start(pid_t pid, bool tree, struct haul_stall_probe **out);
+/* The sampler's thread id (waits for it to start): it keeps full weight (cpuweight.h). */
+pid_t haul_stall_probe_tid(struct haul_stall_probe *p);
 /* The longest stall that ended since the last call (ms), for one round; 0 for NULL @p. */
 double haul_stall_probe_take(struct haul_stall_probe *p);
 /* Stop, join, free; copy what it saw to @st (may be NULL).  NULL @p is a no-op. */
@@ -437,6 +439,9 @@ struct haul_mig_opts {
 			    unsigned proc, unsigned nprocs);
 	void *arg;
 	struct haul_events *events; /* --events (events.c); NULL: none */
+	/* --precopy-nice: haul's threads (and the target's page server) at nice +N until the
+	 * freeze (cpuweight.c); 0: full weight throughout */
+	int precopy_nice;
 	/* --move-address ADDR/PREFIX (mig_net.c) and --on-switch CMD (onswitch.c) */
 	const char *const *move_addrs;
 	size_t nmove_addrs;
@@ -488,6 +493,7 @@ struct haul_mig_result {
 	unsigned rounds, throttle_max;
 	/* what a client felt outside the downtime (issue 16; 0: not measured) */
 	bool stall_measured;	       /* the stall probe ran during pre-copy */
+	int precopy_nice;	       /* haul's threads ran pre-copy at nice +N (0: full weight) */
 	struct haul_stall_stats stall; /* its findings before the freeze */
 	double attach_stop_ms;	       /* tracker attach kept it stopped this long; a tree: max */
 	double scan_call_max_ms;       /* longest single tracker scan call (mmap_lock held) */

@@ -9,12 +9,17 @@
  * throttle step, or switchover (mig_switch.c).  Ranges whose contents are
  * gone are sent as zero ranges.  The source runs throughout; nothing here
  * holds it.  The stall probe (stall.c) samples the workload's threads
- * meanwhile: the client's longest stall before the freeze.
+ * meanwhile: the client's longest stall before the freeze.  With
+ * --precopy-nice N every thread of haul but the probe's runs at nice +N
+ * through the rounds, and so does the target's page server (RoundBegin.nice):
+ * the workload gets the CPU first while it runs; both are back at full
+ * weight before the freeze (cpuweight.c).
  */
 #define LOG_PREFIX "migrate: "
 #include <errno.h>
 #include <stdlib.h>
 
+#include "common/cpuweight.h"
 #include "common/log.h"
 #include "common/policy.h"
 #include "haul/migrate_int.h"
@@ -383,6 +388,15 @@ static int precopy_rounds(struct mig *m)
 	}
 }
 
+/* The rounds' nice for the target's page server, on every client of a tree. */
+static void set_target_nice(struct mig *m, int nice)
+{
+	ps_client_set_nice(m->client, nice);
+	for (size_t i = 0; i < m->nprocs; i++)
+		if (i != m->cur && m->procs[i].client)
+			ps_client_set_nice(m->procs[i].client, nice);
+}
+
 /*
  * The rounds, with the stall probe (stall.c) watching the workload from
  * outside meanwhile: what a client felt before the freeze goes in the
@@ -390,11 +404,21 @@ static int precopy_rounds(struct mig *m)
  */
 int haul_mig_precopy(struct mig *m)
 {
+	struct haul_cpuweight w;
 	int ret;
 
 	/* a tree: every thread of every process, the processes found again as they come and go */
 	m->res->stall_measured = haul_stall_probe_start(m->pid, m->nprocs > 0, &m->probe) == 0;
+	/* the probe measures the workload's waits: it keeps full weight to see them */
+	haul_cpuweight_init(&w, haul_stall_probe_tid(m->probe));
+	if (m->o->precopy_nice > 0 && !haul_cpuweight_set(&w, m->o->precopy_nice)) {
+		set_target_nice(m, m->o->precopy_nice);
+		m->res->precopy_nice = m->o->precopy_nice;
+	}
 	ret = precopy_rounds(m);
+	/* before the freeze: the downtime's work (and the final round's ingest) at full weight */
+	haul_cpuweight_set(&w, 0);
+	set_target_nice(m, 0);
 	haul_stall_probe_stop(m->probe, &m->res->stall);
 	m->probe = NULL;
 	if (m->res->stall_measured)

@@ -33,10 +33,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -123,6 +125,8 @@ struct haul_stall_probe {
 	struct probe_thread *th;
 	size_t n, cap;
 	struct haul_stall_stats st;
+	pid_t tid; /* the sampler's, once started is posted */
+	sem_t started;
 };
 
 static void drop_thread(struct haul_stall_probe *p, size_t i)
@@ -310,6 +314,8 @@ static void *probe_main(void *arg)
 	struct timespec next;
 	unsigned k = 0;
 
+	p->tid = (pid_t)syscall(SYS_gettid);
+	sem_post(&p->started);
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	while (!atomic_load(&p->stop)) {
 		double now;
@@ -357,8 +363,10 @@ int haul_stall_probe_start(pid_t pid, bool tree, struct haul_stall_probe **out)
 	p->st.period_ms = HAUL_STALL_PERIOD_US / 1e3;
 	pthread_mutex_init(&p->lock, NULL);
 	atomic_init(&p->stop, false);
+	sem_init(&p->started, 0, 0);
 	ret = -pthread_create(&p->thread, NULL, probe_main, p);
 	if (ret) {
+		sem_destroy(&p->started);
 		pr_warn("cannot start the stall probe of pid %d (%s); the client's stalls before "
 			"the freeze are not measured",
 			(int)pid, strerror(-ret));
@@ -368,6 +376,17 @@ int haul_stall_probe_start(pid_t pid, bool tree, struct haul_stall_probe **out)
 	}
 	*out = p;
 	return 0;
+}
+
+pid_t haul_stall_probe_tid(struct haul_stall_probe *p)
+{
+	if (!p)
+		return 0;
+	/* posted once, before the first sample: every later wait returns at once */
+	while (sem_wait(&p->started) < 0 && errno == EINTR)
+		;
+	sem_post(&p->started);
+	return p->tid;
 }
 
 double haul_stall_probe_take(struct haul_stall_probe *p)
@@ -396,5 +415,6 @@ void haul_stall_probe_stop(struct haul_stall_probe *p, struct haul_stall_stats *
 	if (st)
 		*st = p->st;
 	pthread_mutex_destroy(&p->lock);
+	sem_destroy(&p->started);
 	free(p);
 }

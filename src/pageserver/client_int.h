@@ -75,6 +75,7 @@ struct ps_client {
 	pthread_cond_t cv; /* job slots and idleness changed */
 	bool in_round;
 	uint64_t round;
+	uint32_t round_nice; /* RoundBegin.nice (ps_client_set_nice) */
 	struct timespec round_t0;
 	uint64_t req_id;
 	void *scratch; /* LZ4 decoding of page replies, WIRE_MAX_PAYLOAD bytes, on first use */

@@ -50,6 +50,11 @@ int ps_client_layout(struct ps_client *c, const struct haul_layout *l)
 	return ret;
 }
 
+void ps_client_set_nice(struct ps_client *c, int nice)
+{
+	c->round_nice = nice > 0 ? (uint32_t)nice : 0;
+}
+
 int ps_client_round_begin(struct ps_client *c, uint64_t round)
 {
 	Haul__Wire__RoundBegin rb = HAUL__WIRE__ROUND_BEGIN__INIT;
@@ -63,6 +68,8 @@ int ps_client_round_begin(struct ps_client *c, uint64_t round)
 		return -EINVAL;
 	}
 	rb.round = round;
+	rb.has_nice = c->round_nice > 0;
+	rb.nice = c->round_nice;
 	for (unsigned i = 0; i < c->n && !ret; i++) {
 		c->st[i].round_pages = c->st[i].round_bytes = 0;
 		ret = ps_stream_send(&c->st[i], WIRE_ROUND_BEGIN, &rb.base, NULL, 0);

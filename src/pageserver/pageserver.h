@@ -320,6 +320,12 @@ void ps_client_free(struct ps_client *c);
 int ps_client_layout(struct ps_client *c, const struct haul_layout *l);
 int ps_client_round_begin(struct ps_client *c, uint64_t round);
 /*
+ * The nice the target's page server may take for the rounds begun from now
+ * on (RoundBegin.nice; cpuweight.h): > 0 while the process runs, 0 from the
+ * freeze on.  Caller's thread only.
+ */
+void ps_client_set_nice(struct ps_client *c, int nice);
+/*
  * Queue @npages pages at @addr from @data (contiguous); @zero, if not NULL,
  * marks all-zero pages (bit i = page i) so that they are elided.  The data
  * is copied or sent before return.  Spreads batches over the streams.

@@ -382,6 +382,7 @@ int ps_server_run(struct ps_server *s)
 {
 	s->loop_thread = pthread_self();
 	s->loop_running = true;
+	haul_cpuweight_init(&s->weight, 0);
 	ev_signal_init(&s->sigint, signal_cb, SIGINT);
 	ev_signal_init(&s->sigterm, signal_cb, SIGTERM);
 	ev_signal_start(s->loop, &s->sigint);

@@ -18,6 +18,7 @@
 #include <sys/uio.h>
 #include <time.h>
 
+#include "common/cpuweight.h"
 #include "common/pstore.h"
 #include "common/wire.h"
 #include "pageserver/pageserver.h"
@@ -122,6 +123,7 @@ struct ps_session {
 	struct pstore_proc *proc;
 	void *sink_sess;
 	bool committed, failed;
+	uint32_t nice; /* RoundBegin.nice of its last round: its process runs (server_weight.c) */
 	/* post-copy recovery (loop thread) */
 	bool restored;	       /* lazy: the sink resumed the process */
 	bool detached;	       /* streams lost, waiting for the source to rejoin */
@@ -172,7 +174,12 @@ struct ps_server {
 	int result;
 	bool closing;  /* ps_server_free: no session detaches any more */
 	ev_timer idle; /* sweeps authenticated connections for idleness */
+	/* the nice of every thread: the loop's, io_uring's workers, the sinks' (server_weight.c) */
+	struct haul_cpuweight weight;
 };
+
+/* server_weight.c: the process's nice, the least any live session asks for (loop thread) */
+void ps_server_weigh(struct ps_server *s);
 
 /* server_conn.c */
 struct io_uring_sqe *ps_get_sqe(struct ps_server *s);

@@ -111,6 +111,9 @@ int ps_on_round_begin(struct ps_conn *c, ProtobufCMessage *m)
 		x->round = rb->round;
 		x->nended = 0;
 		x->round_pages = 0;
+		/* the final round has none: its process is frozen, full weight again */
+		x->nice = rb->has_nice ? (rb->nice < 19 ? rb->nice : 19) : 0;
+		ps_server_weigh(c->srv);
 	}
 	c->round = rb->round;
 	c->round_pages = c->round_bytes = 0;

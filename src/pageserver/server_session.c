@@ -79,6 +79,7 @@ static void session_free(struct ps_session *x)
 	haul_layout_release(&x->layout);
 	free(x);
 	s->nsessions_done++;
+	ps_server_weigh(s); /* unlinked already: the others decide */
 	if (s->o.once)
 		ev_break(s->loop, EVBREAK_ALL);
 }
@@ -151,6 +152,7 @@ void ps_session_fail(struct ps_session *x, int err, const char *reason)
 	if (x->failed)
 		return;
 	x->failed = true;
+	ps_server_weigh(x->srv);
 	if (x->detached) {
 		x->detached = false;
 		ev_timer_stop(x->srv->loop, &x->detach_timer);
@@ -311,6 +313,8 @@ int ps_on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 		if (info.has_boot_id)
 			memcpy(info.boot_id, o->boot_id.data, 16);
 
+		/* the stub forked here would inherit a lowered nice: full weight first */
+		haul_cpuweight_set(&s->weight, 0);
 		log_err_mark();
 		ret = s->o.sink->open(s->o.sink_arg, &info, &x->sink_sess);
 		if (ret) {
