@@ -8,7 +8,8 @@
  * opens the path again (O_CREAT, O_EXCL, O_TRUNC and O_NOCTTY dropped: the
  * file exists and keeps its content).  So the precheck refuses a file
  * whose path no longer names it (renamed, deleted, mounted over); a
- * deleted regular file is fd_ghost.c's kind, carried by content.
+ * deleted regular file is fd_ghost.c's kind, carried by content.  A file
+ * or directory on /proc is one of these too, after fd_procfs.c's rules.
  */
 #define LOG_PREFIX "dump: "
 #include <errno.h>
@@ -116,6 +117,13 @@ int rst_fd_seek(struct rst_target *t, const Haul__Img__FileObject *f, const Haul
 	return rst_rcall(t, SYS_lseek, e->fd, f->pos, SEEK_SET, 0, 0, 0, NULL);
 }
 
+/* A regular file's offset; one on /proc is set last (rst_res_procfs). */
+static int reg_setup(struct rst_target *t, const Haul__Img__FileObject *f,
+		     const Haul__Img__FdEntry *e)
+{
+	return rst_procfs_path(f->path) ? 0 : rst_fd_seek(t, f, e);
+}
+
 /* ---- O_PATH: it only names a file, reopened by its path with O_PATH ---- */
 
 static bool opath_match(const struct rst_fd_probe *p)
@@ -125,6 +133,10 @@ static bool opath_match(const struct rst_fd_probe *p)
 
 static int opath_refuse(const struct rst_fd_probe *p, char *why, size_t whylen)
 {
+	int ret = rst_procfs_refuse(p, why, whylen);
+
+	if (ret)
+		return ret;
 	if (p->target[0] != '/' || p->deleted) {
 		snprintf(why, whylen,
 			 "fd %d is an O_PATH fd on %s, which has no path to reopen it by", p->fd,
@@ -156,6 +168,10 @@ static bool reg_match(const struct rst_fd_probe *p)
 /* Also the first check of a deleted file (fd_ghost.c); memfds are fd_memfd.c's. */
 static int reg_refuse(const struct rst_fd_probe *p, char *why, size_t whylen)
 {
+	int ret = rst_procfs_refuse(p, why, whylen);
+
+	if (ret)
+		return ret;
 	if (p->target[0] != '/') {
 		snprintf(why, whylen, "fd %d is %s, not a file haul can reopen", p->fd, p->target);
 		return -EOPNOTSUPP;
@@ -173,7 +189,7 @@ const struct rst_fd_ops rst_fd_reg = {
 	.dump = reg_dump,
 	.validate = reg_validate,
 	.restore = rst_fd_open_path,
-	.setup = rst_fd_seek,
+	.setup = reg_setup,
 };
 
 /* ---- directories -------------------------------------------------------- */
@@ -188,6 +204,7 @@ const struct rst_fd_ops rst_fd_dir = {
 	.kind = HAUL__IMG__FD_KIND__FD_DIR,
 	.version = 4,
 	.match = dir_match,
+	.refuse = rst_procfs_refuse, /* /proc/PID and its task directories */
 	.precheck = path_precheck,
 	.dump = reg_dump,
 	.validate = reg_validate,

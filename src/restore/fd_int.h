@@ -318,6 +318,16 @@ int rst_tty_slave_of(pid_t pid, int index);
  */
 int rst_tty_set_ctty(struct rst_target *t, int fd, pid_t pgrp);
 
+/*
+ * fd_procfs.c: the refuse hook's check of an fd on procfs or nsfs (the
+ * kinds reopened by path call it first): 0 when it is on neither, or is
+ * carried (a /proc file not tied to a pid; one of a task that moves
+ * along, named by its own pid); -EOPNOTSUPP with @why naming pid, fd and
+ * path and what to do; -ENOENT when the fd was closed meanwhile.
+ */
+int rst_procfs_refuse(const struct rst_fd_probe *p, char *why, size_t wl);
+/* fd_procfs.c: whether image path @path is on /proc (its offset is set by rst_res_procfs). */
+bool rst_procfs_path(const char *path);
 /* fd_file.c: the restore hook of the kinds reopened by path: open @path with @f's flags. */
 int rst_fd_open_path(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
 		     const Haul__Img__FdEntry *e, const char *path, int *tmp, bool *shared);

@@ -72,6 +72,7 @@ extern const struct rst_res_ops rst_res_vmas;	  /* vmcheck.c */
 extern const struct rst_res_ops rst_res_timers;	  /* res_timers.c */
 extern const struct rst_res_ops rst_res_seccomp;  /* res_seccomp.c */
 extern const struct rst_res_ops rst_res_apparmor; /* res_apparmor.c */
+extern const struct rst_res_ops rst_res_procfs;	  /* fd_procfs.c */
 
 /* res_kinds.c: every resource, in the order their hooks run; NULL-terminated. */
 extern const struct rst_res_ops *const rst_res_kinds[];

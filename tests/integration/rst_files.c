@@ -48,10 +48,14 @@ struct fcase {
 	pid_t pid;
 };
 
-/* Start `rst_files @mode DIR` (stdout and stderr: one open of DIR/out) and wait until ready. */
-static void start(struct fcase *c, const char *mode)
+/*
+ * Start `rst_files @mode DIR` (stdout and stderr: one open of DIR/out; DIR/what
+ * holds @what unless NULL) and wait until ready.
+ */
+static void start_what(struct fcase *c, const char *mode, const char *what)
 {
 	const char *const args[] = {mode, c->dir, NULL};
+	char p[200];
 
 	snprintf(c->dir, sizeof(c->dir), "/tmp/haul-files-%s-%d", mode, (int)getpid());
 	snprintf(c->out, sizeof(c->out), "%s/out", c->dir);
@@ -59,9 +63,22 @@ static void start(struct fcase *c, const char *mode)
 	snprintf(c->stop, sizeof(c->stop), "%s/stop", c->dir);
 	c->result = c->out;
 	mkdir(c->dir, 0755);
+	snprintf(p, sizeof(p), "%s/what", c->dir);
+	if (what) {
+		FILE *f = fopen(p, "w");
+
+		cr_assert_not_null(f);
+		fputs(what, f);
+		fclose(f);
+	}
 	c->pid = th_spawn_prog(c->out, "rst_files", args);
 	cr_assert(wait_file(c->ready, 0, 10000), "rst_files %s never got ready: %s", mode,
 		  th_slurp(c->out));
+}
+
+static void start(struct fcase *c, const char *mode)
+{
+	start_what(c, mode, NULL);
 }
 
 /* Checkpoint it, kill it, restore it (in a new PID namespace if @ns says); the copy in *@t. */
@@ -288,6 +305,72 @@ Test(rst_files, deleted_device_node_is_refused_before_the_process_is_touched, .t
 	cleanup(&c);
 }
 
+/* How many "ppid N" lines the procfs workload printed: one more for each parent it saw. */
+static int ppids_seen(const struct fcase *c)
+{
+	int n = 0;
+
+	for (const char *p = th_slurp(c->out); (p = strstr(p, "ppid ")); p++)
+		n++;
+	return n;
+}
+
+/*
+ * Its own /proc files (status, task/PID/stat, the /proc/self directory, an
+ * offset) and two of no pid (loadavg, sys/...) are reopened for the
+ * restored process: it reads its new parent through them.
+ */
+Test(rst_files, own_proc_files_show_the_restored_process, .timeout = 60)
+{
+	static const enum rst_pidns ns[] = {RST_PIDNS_AUTO, RST_PIDNS_ALWAYS};
+	struct rst_target *t;
+	struct fcase c;
+
+	for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
+		start(&c, "procfs");
+		checkpoint_restore_ns(&c, ns[i], &t);
+		finish(&c, t);
+		cr_expect_geq(ppids_seen(&c), 2, "the restored copy never saw its new parent: %s",
+			      th_slurp(c.out));
+		cleanup(&c);
+	}
+}
+
+/* Each fd on /proc that cannot be reopened faithfully is refused before anything is touched. */
+Test(rst_files, proc_files_that_cannot_be_carried_are_refused_at_the_precheck, .timeout = 120)
+{
+	static const struct {
+		const char *what, *says[2];
+	} cases[] = {
+		{"mem", {"/mem", "close it"}},
+		{"fdlink", {"/fd/1", "open the file itself"}},
+		{"ns", {"namespace file net:[", "close it"}},
+		{"self", {"link /proc/self", "close it"}},
+		{"thread", {"a file of its thread", "before the threads"}},
+		{"other", {"a process that does not move", "close it"}},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char why[512] = "";
+		struct fcase c;
+		int ret, status, fd;
+
+		start_what(&c, "procrefuse", cases[i].what);
+		ret = rst_dump_precheck(c.pid, why, sizeof(why));
+		cr_expect_eq(ret, -EOPNOTSUPP, "%s: precheck said %d (%s)", cases[i].what, ret,
+			     why);
+		cr_expect(strstr(why, cases[i].says[0]) && strstr(why, cases[i].says[1]),
+			  "%s: reason: %s", cases[i].what, why);
+		/* Untouched: it runs on and finishes by itself. */
+		fd = open(c.stop, O_WRONLY | O_CREAT, 0644);
+		close(fd);
+		cr_assert_eq(waitpid(c.pid, &status, 0), c.pid);
+		cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			  "%s: it exited with %d: %s", cases[i].what, status, th_slurp(c.out));
+		cleanup(&c);
+	}
+}
+
 /* ---- the same through haul migrate ---------------------------------------------------- */
 
 static struct th_mig M;
@@ -388,6 +471,13 @@ Test(mig_files, two_open_files_of_one_pipe_keep_their_flags_across_migrate, .fin
 	char dir[160];
 
 	migrate_case("pipes", "out", dir, sizeof(dir));
+}
+
+Test(mig_files, own_proc_files_show_the_migrated_process, .fini = mig_teardown, .timeout = 120)
+{
+	char dir[160];
+
+	migrate_case("procfs", "out", dir, sizeof(dir));
 }
 
 Test(mig_files, locks_held_on_one_host_fail_the_move_and_the_source_runs_on, .fini = mig_teardown,

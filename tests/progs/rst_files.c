@@ -28,18 +28,32 @@
  *         must refuse it).
  *  async  a pipe whose read end has O_ASYNC, owner the process, F_SETSIG
  *         SIGUSR1 (blocked): every byte written raises it.
+ *  procfs fds on the process's own /proc files (/proc/self/status twice,
+ *         one at offset 6; /proc/self/task/PID/stat; /proc/self as a
+ *         directory) and on /proc files of no pid (loadavg,
+ *         sys/kernel/pid_max): each step checks they show this process
+ *         (pid, and its parent, which changes with a restore: "ppid N" is
+ *         printed at each change) and the offset; at stop, what is read
+ *         on from that offset is the start of its name.
+ *  procrefuse  one fd on /proc a dump must refuse, named by DIR/what: mem
+ *         (/proc/self/mem), fdlink (O_PATH on the link /proc/self/fd/1), ns
+ *         (/proc/self/ns/net), self (O_PATH on the link /proc/self),
+ *         thread (/proc/self/task/TID/stat of a second thread), other
+ *         (/proc/PPID/status of its parent).
  *  forkshare / forkappend  DIR/log (forkappend: O_APPEND) open in a parent
  *         and its forked child, which writes its pid to DIR/child and runs
  *         the loop (the precheck of the child refuses forkshare only).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -375,6 +389,145 @@ static int mode_deldev(void)
 	return 0;
 }
 
+/* ---- procfs --------------------------------------------------------------- */
+
+static int pr_status, pr_stat, pr_dir, pr_pos, pr_load, pr_sys;
+static long pr_ppid = -1;
+
+/* The number after "@key:" in /proc status text @buf, or -1. */
+static long status_num(const char *buf, const char *key)
+{
+	char k[32];
+	const char *f;
+
+	snprintf(k, sizeof(k), "\n%s:", key);
+	f = strstr(buf, k);
+	return f ? strtol(f + strlen(k), NULL, 10) : -1;
+}
+
+/* The status of fd @fd (pread at 0: its offset stays), NUL-terminated, or "". */
+static const char *read_at0(int fd, char *buf, size_t len)
+{
+	ssize_t n = pread(fd, buf, len - 1, 0);
+
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+/* The parent /proc/self/task/PID/stat names ("pid (comm) state ppid"), -1: another task's. */
+static long stat_ppid(void)
+{
+	char buf[4096];
+
+	read_at0(pr_stat, buf, sizeof(buf));
+	return atol(buf) == getpid() && strrchr(buf, ')') ? atol(strrchr(buf, ')') + 4) : -1;
+}
+
+static void procfs_step(long i)
+{
+	char buf[4096], line[64];
+	long ppid = getppid();
+	int fd;
+
+	/* its parent may exit meanwhile (reparented): the second read then agrees */
+	if (status_num(read_at0(pr_status, buf, sizeof(buf)), "Pid") != getpid() ||
+	    (status_num(buf, "PPid") != ppid &&
+	     status_num(read_at0(pr_status, buf, sizeof(buf)), "PPid") != (ppid = getppid())))
+		fail("/proc/self/status shows another process", i);
+	if (stat_ppid() != ppid && stat_ppid() != (ppid = getppid()))
+		fail("/proc/self/task/PID/stat shows another task", i);
+	fd = openat(pr_dir, "status", O_RDONLY);
+	if (fd < 0 || status_num(read_at0(fd, buf, sizeof(buf)), "Pid") != getpid())
+		fail("the /proc/self directory fd names another process", i);
+	if (fd >= 0)
+		close(fd);
+	if (lseek(pr_pos, 0, SEEK_CUR) != 6)
+		fail("the offset in /proc/self/status moved", i);
+	if (!strchr(read_at0(pr_load, buf, sizeof(buf)), '/'))
+		fail("/proc/loadavg", i);
+	if (atol(read_at0(pr_sys, buf, sizeof(buf))) <= 0)
+		fail("/proc/sys/kernel/pid_max", i);
+	/* the parent changes with the restore: the fds show the live process */
+	if (ppid != pr_ppid) {
+		int n = snprintf(line, sizeof(line), "ppid %ld\n", ppid);
+
+		if (write(1, line, n) != n)
+			fail("write to fd 1", i);
+		pr_ppid = ppid;
+	}
+}
+
+static int mode_procfs(void)
+{
+	char p[64], name[8] = "", comm[17] = "";
+
+	snprintf(p, sizeof(p), "/proc/self/task/%d/stat", (int)getpid());
+	pr_status = open("/proc/self/status", O_RDONLY);
+	pr_stat = open(p, O_RDONLY);
+	pr_dir = open("/proc/self", O_RDONLY | O_DIRECTORY);
+	pr_pos = open("/proc/self/status", O_RDONLY);
+	pr_load = open("/proc/loadavg", O_RDONLY);
+	pr_sys = open("/proc/sys/kernel/pid_max", O_RDONLY);
+	if (pr_status < 0 || pr_stat < 0 || pr_dir < 0 || pr_pos < 0 || pr_load < 0 || pr_sys < 0 ||
+	    read(pr_pos, name, 6) != 6 || memcmp(name, "Name:\t", 6))
+		return 2;
+	ready();
+	run(procfs_step);
+	/* its offset kept, the rest of the line is the name */
+	if (prctl(PR_GET_NAME, comm) || read(pr_pos, name, 4) != 4 || memcmp(name, comm, 4))
+		fail("reading on from the offset in /proc/self/status", -1);
+	return 0;
+}
+
+/* ---- procrefuse: fds on /proc the dump must refuse ----------------------- */
+
+static void *idle_thread(void *arg)
+{
+	(void)arg;
+	pause();
+	return NULL;
+}
+
+/* DIR/what names the case: mem, fdlink, ns, self, thread, other. */
+static int mode_procrefuse(void)
+{
+	char p[512], what[16] = "";
+	pthread_t th;
+	int fd;
+
+	path_of(p, sizeof(p), "what");
+	fd = open(p, O_RDONLY);
+	if (fd < 0 || read(fd, what, sizeof(what) - 1) < 0)
+		return 2;
+	close(fd);
+	if (!strcmp(what, "mem"))
+		fd = open("/proc/self/mem", O_RDONLY);
+	else if (!strcmp(what, "fdlink"))
+		fd = open("/proc/self/fd/1", O_PATH | O_NOFOLLOW);
+	else if (!strcmp(what, "ns"))
+		fd = open("/proc/self/ns/net", O_RDONLY);
+	else if (!strcmp(what, "self"))
+		fd = open("/proc/self", O_PATH | O_NOFOLLOW);
+	else if (!strcmp(what, "other")) {
+		snprintf(p, sizeof(p), "/proc/%d/status", (int)getppid());
+		fd = open(p, O_RDONLY);
+	} else if (!strcmp(what, "thread")) {
+		if (pthread_create(&th, NULL, idle_thread, NULL))
+			return 2;
+		/* the thread's tid: the task directory that is not ours */
+		for (int tid = getpid() + 1; tid < getpid() + 1000; tid++) {
+			snprintf(p, sizeof(p), "/proc/self/task/%d/stat", tid);
+			if ((fd = open(p, O_RDONLY)) >= 0)
+				break;
+		}
+	}
+	if (fd < 0)
+		return 2;
+	ready();
+	run(idle_step);
+	return 0;
+}
+
 /* ---- async ---------------------------------------------------------------- */
 
 static int ap[2];
@@ -480,7 +633,9 @@ int main(int argc, char **argv)
 		     {"deldev", mode_deldev},
 		     {"forkshare", mode_forkshare},
 		     {"forkappend", mode_forkappend},
-		     {"async", mode_async}};
+		     {"async", mode_async},
+		     {"procfs", mode_procfs},
+		     {"procrefuse", mode_procrefuse}};
 	int ret = 2;
 
 	if (argc != 3)

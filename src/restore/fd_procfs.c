@@ -1,0 +1,368 @@
+/*
+ * fd_procfs.c - fds on /proc (procfs) and on /proc/PID/ns/NAME (nsfs): which
+ * are carried, and why the others are refused at the precheck.
+ *
+ * A procfs file looks like a regular file or a directory and is carried
+ * as one (fd_file.c: reopened by its path, flags and offset).  For a file
+ * not tied to a pid (meminfo, loadavg, sys/...) that is all.  A file of
+ * a pid, /proc/N/ENTRY or /proc/N/task/M/ENTRY, is reopened at the same
+ * path on the target: the restored process keeps its pid, and its threads
+ * their tids, as it knows them (clone3 set_tid, in a new PID namespace
+ * with a /proc of its own when the pid is taken; DESIGN.md "Restore
+ * target"), so the path names the restored task there.  That holds when
+ *  - N (M) is the process itself or a process that moves with it (a
+ *    tree: every process of the tree exists before any fd is restored),
+ *    not one of its other threads (the fds are restored before the
+ *    threads exist);
+ *  - N is the pid as the task knows itself (the last of NSpid): a /proc
+ *    of an outer PID namespace names it by a number the restore does not
+ *    keep;
+ *  - ENTRY is a view the kernel computes at each read (status, maps,
+ *    net/...) or a directory of them: not a link (fd/N, exe, cwd, root,
+ *    map_files/N, /proc/self), not mem (bound to the address space at
+ *    open), not a namespace file.
+ * Which task /proc/N is: its PID namespace and the last of its NSpid, read
+ * through the process's root (/proc/PID/root/proc/N, the procfs the fd
+ * is on, as path_precheck checks), against those of each candidate.
+ *
+ * The offset of a /proc file is set last (rst_res_procfs, after the
+ * threads and credentials): an lseek on a seq_file generates the text up
+ * to there at once, and a read goes on in that text, so it must be the
+ * restored process's, not the half-restored stub's (its name, its ids).
+ */
+#define LOG_PREFIX "dump: "
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/vfs.h>
+
+#include "restore/fd_int.h"
+#include "restore/res_int.h"
+#include "restore/target_int.h"
+
+/* The entries of a pid's or a task's directory that are carried. */
+static const char *const carried[] = {
+	"arch_status",
+	"attr",
+	"autogroup",
+	"auxv",
+	"cgroup",
+	"children",
+	"clear_refs",
+	"cmdline",
+	"comm",
+	"coredump_filter",
+	"cpuset",
+	"environ",
+	"gid_map",
+	"io",
+	"ksm_merging_pages",
+	"ksm_stat",
+	"latency",
+	"limits",
+	"loginuid",
+	"maps",
+	"mountinfo",
+	"mounts",
+	"mountstats",
+	"net",
+	"numa_maps",
+	"oom_adj",
+	"oom_score",
+	"oom_score_adj",
+	"pagemap",
+	"personality",
+	"projid_map",
+	"sched",
+	"schedstat",
+	"sessionid",
+	"setgroups",
+	"smaps",
+	"smaps_rollup",
+	"stack",
+	"stat",
+	"statm",
+	"status",
+	"syscall",
+	"timens_offsets",
+	"timerslack_ns",
+	"uid_map",
+	"wchan",
+};
+
+/* Why the entries programs hold most are not: the rest are "not one haul knows to carry". */
+static const struct {
+	const char *entry, *why;
+} refused[] = {
+	{"mem", "the memory file is bound to the address space it was opened on"},
+	{"fd", "fd/ holds links to the process's other files: open the file itself"},
+	{"fdinfo", "fdinfo/ describes fds by number"},
+	{"map_files", "map_files/ holds links to mapped files"},
+	{"ns", "ns/ holds namespace files, which haul does not carry"},
+	{"exe", "exe is a link to the executable: open the file itself"},
+	{"cwd", "cwd is a link to the working directory: open the directory itself"},
+	{"root", "root is a link to the root directory: open the directory itself"},
+};
+
+/* Whether the first component of @entry (NUL or '/' ended) is @name. */
+static bool first_is(const char *entry, const char *name)
+{
+	size_t n = strlen(name);
+
+	return !strncmp(entry, name, n) && (entry[n] == '\0' || entry[n] == '/');
+}
+
+/* 0 when @entry is carried, else -EOPNOTSUPP with @why (@p's fd, @path). */
+static int entry_refuse(const struct rst_fd_probe *p, const char *entry, char *why, size_t wl)
+{
+	const char *reason = "not an entry haul knows to carry";
+
+	if (!entry[0])
+		return 0; /* the directory itself */
+	for (size_t i = 0; i < sizeof(carried) / sizeof(carried[0]); i++)
+		if (first_is(entry, carried[i]))
+			return 0;
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		if (first_is(entry, refused[i].entry))
+			reason = refused[i].why;
+	snprintf(why, wl,
+		 "pid %d: fd %d is %.256s, which cannot be reopened on the target (%s); "
+		 "close it before the move",
+		 (int)p->pid, p->fd, p->target, reason);
+	return -EOPNOTSUPP;
+}
+
+/* The last pid of the "NSpid:" line of status text @text, or -1. */
+static long last_nspid(const char *text)
+{
+	const char *f = rst_status_field(text, "NSpid");
+	long last = -1;
+
+	while (f && *f && *f != '\n') {
+		char *end;
+		long v = strtol(f, &end, 10);
+
+		if (end == f)
+			break;
+		last = v;
+		f = end;
+	}
+	return last;
+}
+
+/* Who a task is: its PID namespace and its pid there. */
+struct task_key {
+	char ns[64];
+	long pid;
+};
+
+/* The key of the task of directory @dir of /proc/@pid ("root/proc/N", "task/M", ""). */
+static int task_key(pid_t pid, const char *dir, struct task_key *k)
+{
+	char name[96], link[160], *text = NULL;
+	int ret;
+
+	snprintf(link, sizeof(link), "/proc/%d/%s%sns/pid", (int)pid, dir, dir[0] ? "/" : "");
+	ret = rst_read_link(link, k->ns, sizeof(k->ns));
+	snprintf(name, sizeof(name), "%s%sstatus", dir, dir[0] ? "/" : "");
+	if (!ret)
+		ret = rst_read_proc(pid, name, &text, NULL);
+	if (!ret)
+		k->pid = last_nspid(text);
+	free(text);
+	return ret ? ret : k->pid > 0 ? 0 : -EIO;
+}
+
+static bool same_task(const struct task_key *a, const struct task_key *b)
+{
+	return a->pid == b->pid && !strcmp(a->ns, b->ns);
+}
+
+/* Whether task @k is a thread of @pid other than its main one. */
+static bool other_thread(pid_t pid, const struct task_key *k)
+{
+	struct dirent *de;
+	bool found = false;
+	DIR *d;
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	while (d && !found && (de = readdir(d))) {
+		struct task_key t;
+		char dir[64];
+
+		if (de->d_name[0] == '.' || atoi(de->d_name) == pid)
+			continue;
+		snprintf(dir, sizeof(dir), "task/%.16s", de->d_name);
+		found = !task_key(pid, dir, &t) && same_task(&t, k);
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/* Whether task @k is @pid itself or a process that moves with it. */
+static bool moves_along(pid_t pid, const struct task_key *k)
+{
+	struct task_key t;
+	const pid_t *pids;
+	size_t n = rst_ext_moving_pids(&pids);
+
+	if (!task_key(pid, "", &t) && same_task(&t, k))
+		return true;
+	for (size_t i = 0; i < n; i++)
+		if (pids[i] != pid && !task_key(pids[i], "", &t) && same_task(&t, k))
+			return true;
+	return false;
+}
+
+/*
+ * The file of task directory @dir (text of @p's path, "N" or "N/task/M")
+ * of the procfs the fd is on: carried when that task moves along and is
+ * named by its own pid (the file header has the rules).
+ */
+static int task_refuse(const struct rst_fd_probe *p, const char *dir, char *why, size_t wl)
+{
+	char root[96];
+	struct task_key k;
+	int ret;
+
+	snprintf(root, sizeof(root), "root/proc/%s", dir);
+	ret = task_key(p->pid, root, &k);
+	if (ret) {
+		snprintf(why, wl,
+			 "pid %d: fd %d is %.256s, whose task cannot be told through the "
+			 "process's root (%s); close it before the move",
+			 (int)p->pid, p->fd, p->target, strerror(-ret));
+		return -EOPNOTSUPP;
+	}
+	if (!moves_along(p->pid, &k)) {
+		if (other_thread(p->pid, &k))
+			snprintf(why, wl,
+				 "pid %d: fd %d is %.256s, a file of its thread %ld: haul restores "
+				 "the fds before the threads, so it cannot reopen it; close it "
+				 "before the move (the main thread's files are carried)",
+				 (int)p->pid, p->fd, p->target, k.pid);
+		else
+			snprintf(why, wl,
+				 "pid %d: fd %d is %.256s, a file of a process that does not move "
+				 "with it (on the target that pid names another process, or none); "
+				 "close it before the move",
+				 (int)p->pid, p->fd, p->target);
+		return -EOPNOTSUPP;
+	}
+	if (strtol(strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir, NULL, 10) != k.pid) {
+		snprintf(why, wl,
+			 "pid %d: fd %d is %.256s, which names pid %ld through the /proc of an "
+			 "outer PID namespace: haul restores it as pid %ld of its own; open "
+			 "/proc/self/... of a /proc mounted in its PID namespace, or close it",
+			 (int)p->pid, p->fd, p->target, k.pid, k.pid);
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+/* The digits at @s, and how many (0: not a pid). */
+static size_t pid_len(const char *s)
+{
+	size_t n = strspn(s, "0123456789");
+
+	return n && (s[n] == '\0' || s[n] == '/') ? n : 0;
+}
+
+/* /proc/@rest with @rest after "/proc/": a pid's file, or one not tied to a pid. */
+static int proc_path_refuse(const struct rst_fd_probe *p, const char *rest, char *why, size_t wl)
+{
+	size_t n = pid_len(rest), m;
+	char dir[64];
+	const char *entry;
+	int ret;
+
+	if (!n) {
+		if (!first_is(rest, "self") && !first_is(rest, "thread-self"))
+			return 0; /* meminfo, loadavg, sys/...: a file like any */
+		snprintf(why, wl,
+			 "pid %d: fd %d is the link %.256s itself (O_PATH|O_NOFOLLOW), which "
+			 "names whoever follows it; close it before the move",
+			 (int)p->pid, p->fd, p->target);
+		return -EOPNOTSUPP;
+	}
+	entry = rest + n + (rest[n] == '/');
+	snprintf(dir, sizeof(dir), "%.*s", (int)n, rest);
+	if (first_is(entry, "task") && entry[4] == '/' && (m = pid_len(entry + 5))) {
+		snprintf(dir, sizeof(dir), "%.*s/task/%.*s", (int)n, rest, (int)m, entry + 5);
+		entry += 5 + m + (entry[5 + m] == '/');
+	} else if (first_is(entry, "task")) {
+		entry = ""; /* the task directory itself, judged as the pid's */
+	}
+	ret = entry_refuse(p, entry, why, wl);
+	return ret ? ret : task_refuse(p, dir, why, wl);
+}
+
+int rst_procfs_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
+{
+	char link[64];
+	struct statfs fs;
+
+	snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)p->pid, p->fd);
+	if (statfs(link, &fs) < 0)
+		return errno == ENOENT ? -ENOENT : 0; /* closed meanwhile; else not ours to judge */
+	if (fs.f_type == NSFS_MAGIC) {
+		snprintf(why, wl,
+			 "pid %d: fd %d is namespace file %.256s (an open of /proc/PID/ns/...); "
+			 "haul does not carry namespace fds: close it before the move",
+			 (int)p->pid, p->fd, p->target);
+		return -EOPNOTSUPP;
+	}
+	if (fs.f_type != PROC_SUPER_MAGIC)
+		return 0;
+	if (strncmp(p->target, "/proc", 5) || (p->target[5] != '/' && p->target[5] != '\0')) {
+		snprintf(why, wl,
+			 "pid %d: fd %d is %.256s, on a procfs mounted elsewhere than /proc; "
+			 "close it before the move",
+			 (int)p->pid, p->fd, p->target);
+		return -EOPNOTSUPP;
+	}
+	return proc_path_refuse(p, p->target + 5 + (p->target[5] == '/'), why, wl);
+}
+
+bool rst_procfs_path(const char *path)
+{
+	return !strncmp(path, "/proc/", 6);
+}
+
+/* The offsets of @ps's files on /proc, once the task is restored but for its registers. */
+static int procfs_seek(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+		       size_t wl)
+{
+	for (size_t i = 0; i < ps->n_fds; i++) {
+		const Haul__Img__FdEntry *e = ps->fds[i];
+		const Haul__Img__FileObject *f = rst_fd_file(ps, e->file_id);
+		int ret;
+
+		if (!f || !f->has_pos || !f->pos || (f->flags & O_PATH) || !f->path ||
+		    !rst_procfs_path(f->path) || rst_fd_first(ps, e->file_id) != e ||
+		    (f->kind != HAUL__IMG__FD_KIND__FD_REG &&
+		     f->kind != HAUL__IMG__FD_KIND__FD_DIR))
+			continue;
+		ret = rst_rcall(t, SYS_lseek, e->fd, f->pos, SEEK_SET, 0, 0, 0, NULL);
+		if (ret) {
+			snprintf(why, wl, "cannot seek fd %d (%.256s) of pid %d to %llu: %s", e->fd,
+				 f->path, ps->pid, (unsigned long long)f->pos, strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+const struct rst_res_ops rst_res_procfs = {
+	.name = "/proc file offsets",
+	.phase = RST_RES_LAST,
+	.restore = procfs_seek,
+};
