@@ -17,34 +17,23 @@ bench-lazy: $(BUILD)/progs/lazy_bench $(BUILD)/progs/lazy_workload
 
 .PHONY: bench-restore bench-lazy
 
-# VmFlags without smaps (vmflags.c): a BPF task_vma iterator, compiled with
-# clang for the BPF target and embedded in the library as bytes (.incbin), so
-# haul stays one binary.  CO-RE: no vmlinux.h, libbpf relocates at load.
+# The BPF iterators, each compiled with clang for the BPF target and embedded
+# in the library as bytes (.incbin, between haul_NAME_bpf and
+# haul_NAME_bpf_end), so haul stays one binary.  CO-RE: no vmlinux.h, libbpf
+# relocates at load.
+#  vmflags:   VmFlags without smaps (vmflags.c), a task_vma iterator.
+#  unix_skbs: where the buffers carrying files sit in a unix stream queue
+#             (fd_unix_stream.c), a unix iterator.
 BPF_CFLAGS := -O2 -g -target bpf -I/usr/include/$(shell $(CC) -print-multiarch)
-VMFLAGS_BPF_OBJ := $(BUILD)/gen/vmflags_bpf.o
-LIB_OBJ += $(VMFLAGS_BPF_OBJ)
+BPF_EMBEDS := vmflags unix_skbs
+LIB_OBJ += $(BPF_EMBEDS:%=$(BUILD)/gen/%_bpf.o)
 
-$(BUILD)/gen/vmflags.bpf.o: src/restore/bpf/vmflags.bpf.c
+$(BUILD)/gen/%.bpf.o: src/restore/bpf/%.bpf.c
 	@mkdir -p $(dir $@)
 	clang $(BPF_CFLAGS) -c -o $@ $<
 
-$(VMFLAGS_BPF_OBJ): $(BUILD)/gen/vmflags.bpf.o
-	printf '%s\n' '.section .rodata' '.balign 8' '.global haul_vmflags_bpf' \
-		'.global haul_vmflags_bpf_end' 'haul_vmflags_bpf:' '.incbin "$<"' \
-		'haul_vmflags_bpf_end:' '.section .note.GNU-stack,"",@progbits' | \
-		$(CC) -c -x assembler -o $@ -
-
-# Where the buffers carrying files sit in a unix stream queue (fd_unix_stream.c):
-# a BPF unix iterator, embedded the same way.
-UNIX_SKBS_BPF_OBJ := $(BUILD)/gen/unix_skbs_bpf.o
-LIB_OBJ += $(UNIX_SKBS_BPF_OBJ)
-
-$(BUILD)/gen/unix_skbs.bpf.o: src/restore/bpf/unix_skbs.bpf.c
-	@mkdir -p $(dir $@)
-	clang $(BPF_CFLAGS) -c -o $@ $<
-
-$(UNIX_SKBS_BPF_OBJ): $(BUILD)/gen/unix_skbs.bpf.o
-	printf '%s\n' '.section .rodata' '.balign 8' '.global haul_unix_skbs_bpf' \
-		'.global haul_unix_skbs_bpf_end' 'haul_unix_skbs_bpf:' '.incbin "$<"' \
-		'haul_unix_skbs_bpf_end:' '.section .note.GNU-stack,"",@progbits' | \
+$(BUILD)/gen/%_bpf.o: $(BUILD)/gen/%.bpf.o
+	printf '%s\n' '.section .rodata' '.balign 8' '.global haul_$*_bpf' \
+		'.global haul_$*_bpf_end' 'haul_$*_bpf:' '.incbin "$<"' \
+		'haul_$*_bpf_end:' '.section .note.GNU-stack,"",@progbits' | \
 		$(CC) -c -x assembler -o $@ -
