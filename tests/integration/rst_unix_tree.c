@@ -19,95 +19,20 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
+#include <stdbool.h>
 
-#include "haul/haul.h"
-#include "restore/restore.h"
-#include "th_rst.h"
-
-static void make_dir(char *dir, size_t len, const char *mode)
-{
-	snprintf(dir, len, "/tmp/haul-utree-%s-%d", mode, (int)getpid());
-	mkdir(dir, 0755);
-}
-
-static void touch(const char *dir, const char *name)
-{
-	char path[512];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	fd = open(path, O_WRONLY | O_CREAT, 0644);
-	cr_assert_geq(fd, 0, "cannot create %s", path);
-	close(fd);
-}
-
-/* Wait (bounded) until DIR/NAME exists: the programs' ready signal. */
-static void wait_file(const char *dir, const char *name)
-{
-	char path[512];
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	for (int i = 0; i < 3000; i++) {
-		struct timespec ts = {0, 5 * 1000 * 1000};
-
-		if (!access(path, F_OK))
-			return;
-		nanosleep(&ts, NULL);
-	}
-	cr_assert_fail("%s never appeared", path);
-}
-
-static void remove_dir(const char *dir)
-{
-	char cmd[600];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		cr_log_warn("cannot remove %s", dir);
-}
+#include "th_tree.h"
 
 /* rst_unix_tree @mode: checkpoint once both sides are ready, restore, let them check. */
 static void cycle(const char *mode)
 {
-	struct rst_target_opts o = {.pidns = RST_PIDNS_ALWAYS};
-	char dir[256], out[512], imgs[512], path[512];
-	const char *args[] = {mode, dir, NULL};
-	struct rst_ckpt_stats st;
-	struct rst_target *t = NULL;
-	pid_t pid, here = 0;
-	int ret, status;
+	th_tree_cycle("utree", "rst_unix_tree", mode);
+}
 
-	make_dir(dir, sizeof(dir), mode);
-	snprintf(out, sizeof(out), "%s/spawn.out", dir);
-	snprintf(imgs, sizeof(imgs), "%s/images", dir);
-	pid = th_spawn_prog(out, "rst_unix_tree", args);
-	wait_file(dir, "ready-parent");
-	wait_file(dir, "ready-child");
-	ret = haul_checkpoint_images(pid, imgs, false, NULL, &st);
-	if (ret)
-		touch(dir, "go"); /* refused: the source runs on, let it end */
-	cr_assert_eq(ret, 0, "checkpoint of the %s tree failed: %s", mode, strerror(-ret));
-	waitpid(pid, &status, 0);
-	ret = rst_restore_images(imgs, NULL, 0, &o, &t, &here);
-	cr_assert_eq(ret, 0, "restore of the %s tree failed: %s", mode, strerror(-ret));
-	touch(dir, "go");
-	status = rst_target_wait(t);
-	rst_target_free(t);
-	snprintf(path, sizeof(path), "%s/child.out", dir);
-	cr_expect_neq(strstr(th_slurp(path), "ok child"), NULL, "child: %s", th_slurp(path));
-	snprintf(path, sizeof(path), "%s/parent.out", dir);
-	cr_expect_neq(strstr(th_slurp(path), "ok parent"), NULL, "parent: %s", th_slurp(path));
-	cr_expect_eq(status, 0, "the restored parent exited with %d", status);
-	remove_dir(dir);
+/* rst_unix_tree @mode is refused at the checkpoint and runs on to its end. */
+static void refused(const char *mode)
+{
+	th_tree_checkpoint_runs_on("utree", "rst_unix_tree", mode, false, -EOPNOTSUPP, false);
 }
 
 Test(rst_unix_tree, socketpairs_split_between_parent_and_child_keep_their_queues, .timeout = 120)
@@ -169,31 +94,6 @@ Test(rst_unix_tree, a_pipe_end_an_eventfd_and_a_socket_end_in_flight_that_the_se
      .timeout = 120)
 {
 	cycle("scm-kinds");
-}
-
-/* rst_unix_tree @mode is refused at the checkpoint and runs on to its end. */
-static void refused(const char *mode)
-{
-	char dir[256], out[512], imgs[512];
-	const char *args[] = {mode, dir, NULL};
-	struct rst_ckpt_stats st;
-	int ret, status;
-	pid_t pid;
-
-	make_dir(dir, sizeof(dir), mode);
-	snprintf(out, sizeof(out), "%s/spawn.out", dir);
-	snprintf(imgs, sizeof(imgs), "%s/images", dir);
-	pid = th_spawn_prog(out, "rst_unix_tree", args);
-	wait_file(dir, "ready-parent");
-	wait_file(dir, "ready-child");
-	ret = haul_checkpoint_images(pid, imgs, false, NULL, &st);
-	cr_expect_eq(ret, -EOPNOTSUPP, "the checkpoint was not refused: %s", strerror(-ret));
-	/* the tree runs on: it ends when told to */
-	touch(dir, "go");
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the source ended with %#x",
-		  status);
-	remove_dir(dir);
 }
 
 Test(rst_unix_tree, a_file_in_flight_its_sender_still_holds_shares_its_offset_after_restore,
