@@ -161,39 +161,62 @@ Test(ctr_joinns, dump_sees_the_pid_namespace_the_engine_names)
 }
 
 /* A record of a container with its own uts and ipc namespaces and a root. */
-static void record(Haul__Ctr__Container *c, Haul__Ctr__Mount **m, Haul__Ctr__Mount *root)
+struct record {
+	Haul__Ctr__Container c;
+	Haul__Ctr__Mount *m[1], root;
+};
+
+static Haul__Ctr__Container *record(struct record *r)
 {
-	haul__ctr__container__init(c);
-	haul__ctr__mount__init(root);
-	c->version = RST_CTR_VERSION;
-	c->ns_flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC;
-	c->hostname = "ctr";
-	root->mountpoint = "/";
-	root->fstype = "ext4";
-	root->kind = HAUL__CTR__MOUNT_KIND__MNT_ROOT;
-	m[0] = root;
-	c->mounts = m;
-	c->n_mounts = 1;
+	haul__ctr__container__init(&r->c);
+	haul__ctr__mount__init(&r->root);
+	r->c.version = RST_CTR_VERSION;
+	r->c.ns_flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC;
+	r->c.hostname = "ctr";
+	r->root.mountpoint = "/";
+	r->root.fstype = "ext4";
+	r->root.kind = HAUL__CTR__MOUNT_KIND__MNT_ROOT;
+	r->m[0] = &r->root;
+	r->c.mounts = r->m;
+	r->c.n_mounts = 1;
+	return &r->c;
+}
+
+/* rst_ctr_prepare of @c with @n of @ext succeeds; @out is the caller's to check and release. */
+static void prepared(const Haul__Ctr__Container *c, const struct rst_ctr_ext *ext, size_t n,
+		     struct rst_ctr *out)
+{
+	char why[512] = "";
+
+	cr_assert_eq(rst_ctr_prepare(c, "/tmp", "/r", ext, n, out, why, sizeof(why)), 0, "%s", why);
+}
+
+/* rst_ctr_prepare of @c with @n of @ext fails with @want, its reason holding @says (NULL: any). */
+static void refused(const Haul__Ctr__Container *c, const struct rst_ctr_ext *ext, size_t n,
+		    int want, const char *says)
+{
+	static struct rst_ctr out;
+	char why[512] = "";
+	int ret = rst_ctr_prepare(c, "/tmp", "/r", ext, n, &out, why, sizeof(why));
+
+	cr_assert_eq(ret, want, "prepare said %d, not %d: %s", ret, want, why);
+	cr_assert(!says || strstr(why, says), "%s", why);
+	rst_ctr_release(&out);
 }
 
 Test(ctr_joinns, restore_keeps_the_paths_to_join)
 {
 	struct rst_ctr_ext ext[2] = {{RST_CTR_JOIN_KEY "uts", "/proc/self/ns/uts"},
 				     {RST_CTR_JOIN_KEY "ipc", "/proc/self/ns/ipc"}};
-	Haul__Ctr__Mount *m[1], root;
-	Haul__Ctr__Container c;
 	static struct rst_ctr out;
-	char why[512] = "";
+	struct record r;
 
-	record(&c, m, &root);
-	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 2, &out, why, sizeof(why)), 0, "%s",
-		     why);
+	prepared(record(&r), ext, 2, &out);
 	cr_assert_str_eq(out.utsns, "/proc/self/ns/uts");
 	cr_assert_str_eq(out.ipcns, "/proc/self/ns/ipc");
 	rst_ctr_release(&out);
 	/* without join_ns: new namespaces, nothing to join */
-	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 0, &out, why, sizeof(why)), 0, "%s",
-		     why);
+	prepared(&r.c, ext, 0, &out);
 	cr_assert_str_eq(out.utsns, "");
 	cr_assert_str_eq(out.ipcns, "");
 	rst_ctr_release(&out);
@@ -201,123 +224,97 @@ Test(ctr_joinns, restore_keeps_the_paths_to_join)
 
 Test(ctr_joinns, restore_refuses_a_path_that_is_not_a_namespace_of_that_kind)
 {
-	struct rst_ctr_ext ext[1] = {{RST_CTR_JOIN_KEY "uts", "/proc/self/ns/ipc"}};
-	Haul__Ctr__Mount *m[1], root;
-	Haul__Ctr__Container c;
-	static struct rst_ctr out;
-	char why[512] = "";
+	static const struct {
+		const char *path;
+		int want;
+		const char *says;
+	} cases[] = {
+		{"/proc/self/ns/ipc", -EINVAL,
+		 "join_ns uts /proc/self/ns/ipc: not a namespace of that kind"},
+		{"/dev/null", -EINVAL, NULL},
+		{"/nonexistent/haul-test/ns/uts", -ENOENT,
+		 "join_ns uts /nonexistent/haul-test/ns/uts"},
+	};
+	struct record r;
 
-	record(&c, m, &root);
-	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 1, &out, why, sizeof(why)), -EINVAL);
-	cr_assert(strstr(why, "join_ns uts /proc/self/ns/ipc: not a namespace of that kind"), "%s",
-		  why);
-	rst_ctr_release(&out);
-	ext[0].value = "/dev/null";
-	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 1, &out, why, sizeof(why)), -EINVAL);
-	ext[0].value = "/nonexistent/haul-test/ns/uts";
-	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 1, &out, why, sizeof(why)), -ENOENT);
-	cr_assert(strstr(why, "join_ns uts /nonexistent/haul-test/ns/uts"), "%s", why);
-	rst_ctr_release(&out);
+	record(&r);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct rst_ctr_ext ext[1] = {{RST_CTR_JOIN_KEY "uts", cases[i].path}};
+
+		refused(&r.c, ext, 1, cases[i].want, cases[i].says);
+	}
 }
 
 Test(ctr_joinns, restore_of_a_shared_ipc_namespace_needs_one_to_join)
 {
 	struct rst_ctr_ext ext[1] = {{RST_CTR_JOIN_KEY "ipc", "/proc/self/ns/ipc"}};
-	Haul__Ctr__Mount *m[1], root;
-	Haul__Ctr__Container c;
 	static struct rst_ctr out;
-	char why[512] = "";
+	struct record r;
 
-	record(&c, m, &root);
-	c.has_ipc_shared = c.ipc_shared = true;
-	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 0, &out, why, sizeof(why)), -EINVAL);
-	cr_assert(strstr(why, "join_ns ipc"), "%s", why);
-	rst_ctr_release(&out);
-	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 1, &out, why, sizeof(why)), 0, "%s",
-		     why);
+	record(&r);
+	r.c.has_ipc_shared = r.c.ipc_shared = true;
+	refused(&r.c, ext, 0, -EINVAL, "join_ns ipc");
+	prepared(&r.c, ext, 1, &out);
 	rst_ctr_release(&out);
 }
 
 Test(ctr_joinns, restore_refuses_a_join_with_a_user_namespace)
 {
 	struct rst_ctr_ext ext[1] = {{RST_CTR_JOIN_KEY "uts", "/proc/self/ns/uts"}};
-	Haul__Ctr__Mount *m[1], root;
-	Haul__Ctr__Container c;
-	static struct rst_ctr out;
-	char why[512] = "";
 	Haul__Ctr__IdMap map = HAUL__CTR__ID_MAP__INIT, *maps[1] = {&map};
+	struct record r;
 
-	record(&c, m, &root);
-	c.ns_flags |= CLONE_NEWUSER;
+	record(&r)->ns_flags |= CLONE_NEWUSER;
 	map.count = 65536;
-	c.uid_map = c.gid_map = maps;
-	c.n_uid_map = c.n_gid_map = 1;
-	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 1, &out, why, sizeof(why)),
-		     -EOPNOTSUPP);
-	cr_assert(strstr(why, "join_ns uts /proc/self/ns/uts: the container has a user namespace"),
-		  "%s", why);
-	rst_ctr_release(&out);
+	r.c.uid_map = r.c.gid_map = maps;
+	r.c.n_uid_map = r.c.n_gid_map = 1;
+	refused(&r.c, ext, 1, -EOPNOTSUPP,
+		"join_ns uts /proc/self/ns/uts: the container has a user namespace");
 }
 
 Test(ctr_joinns, restore_keeps_the_pid_namespace_to_join)
 {
 	struct rst_ctr_ext ext[1] = {{RST_CTR_PID_KEY, "/proc/self/ns/pid"}};
-	Haul__Ctr__Mount *m[1], root;
-	Haul__Ctr__Container c;
 	static struct rst_ctr out;
-	char why[512] = "";
+	struct record r;
 
-	record(&c, m, &root);
-	c.has_pid_external = c.pid_external = true;
-	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 1, &out, why, sizeof(why)), 0, "%s",
-		     why);
+	record(&r);
+	r.c.has_pid_external = r.c.pid_external = true;
+	prepared(&r.c, ext, 1, &out);
 	cr_assert_str_eq(out.pidns, "/proc/self/ns/pid");
 	rst_ctr_release(&out);
 }
 
 Test(ctr_joinns, restore_of_a_joined_pid_namespace_needs_one_to_join)
 {
-	Haul__Ctr__Mount *m[1], root;
-	Haul__Ctr__Container c;
-	static struct rst_ctr out;
-	char why[512] = "";
+	struct record r;
 
-	record(&c, m, &root);
-	c.has_pid_external = c.pid_external = true;
-	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", NULL, 0, &out, why, sizeof(why)), -EINVAL);
-	cr_assert(strstr(why, "names none to join (inherit_fd " RST_CTR_PID_KEY ")"), "%s", why);
-	rst_ctr_release(&out);
+	record(&r);
+	r.c.has_pid_external = r.c.pid_external = true;
+	refused(&r.c, NULL, 0, -EINVAL, "names none to join (inherit_fd " RST_CTR_PID_KEY ")");
 }
 
 Test(ctr_joinns, restore_refuses_a_pid_namespace_for_a_container_that_had_its_own)
 {
 	struct rst_ctr_ext ext[1] = {{RST_CTR_PID_KEY, "/proc/self/ns/pid"}};
-	Haul__Ctr__Mount *m[1], root;
-	Haul__Ctr__Container c;
-	static struct rst_ctr out;
-	char why[512] = "";
+	struct record r;
 
-	record(&c, m, &root);
-	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 1, &out, why, sizeof(why)), -EINVAL);
-	cr_assert(strstr(why, "had one of its own at checkpoint"), "%s", why);
-	rst_ctr_release(&out);
+	refused(record(&r), ext, 1, -EINVAL, "had one of its own at checkpoint");
 }
 
 Test(ctr_joinns, restore_refuses_a_pid_namespace_path_of_another_kind)
 {
-	struct rst_ctr_ext ext[1] = {{RST_CTR_PID_KEY, "/proc/self/ns/uts"}};
-	Haul__Ctr__Mount *m[1], root;
-	Haul__Ctr__Container c;
-	static struct rst_ctr out;
-	char why[512] = "";
+	static const char *const paths[][2] = {
+		{"/proc/self/ns/uts", "/proc/self/ns/uts) is another kind"},
+		{"/nonexistent/haul-test/ns/pid", "is not open"},
+	};
+	struct record r;
 
-	record(&c, m, &root);
-	c.has_pid_external = c.pid_external = true;
-	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 1, &out, why, sizeof(why)), -EINVAL);
-	cr_assert(strstr(why, "/proc/self/ns/uts) is another kind"), "%s", why);
-	rst_ctr_release(&out);
-	ext[0].value = "/nonexistent/haul-test/ns/pid";
-	cr_assert_eq(rst_ctr_prepare(&c, "/tmp", "/r", ext, 1, &out, why, sizeof(why)), -EINVAL);
-	cr_assert(strstr(why, "is not open"), "%s", why);
-	rst_ctr_release(&out);
+	record(&r);
+	r.c.has_pid_external = r.c.pid_external = true;
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		struct rst_ctr_ext ext[1] = {{RST_CTR_PID_KEY, paths[i][0]}};
+
+		refused(&r.c, ext, 1, -EINVAL, paths[i][1]);
+	}
 }
