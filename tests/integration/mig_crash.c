@@ -27,21 +27,6 @@ static void teardown(void)
 	th_mig_teardown(&M);
 }
 
-/* Start haul migrate with HAUL_FAULT=@fault and wait until it stalls at its point. */
-static pid_t haul_stalled(const char *fault, const char *const extra[], int *fd)
-{
-	char needle[64];
-	pid_t pid;
-
-	setenv("HAUL_FAULT", fault, 1);
-	pid = th_mig_haul(&M, fd, extra);
-	unsetenv("HAUL_FAULT");
-	cr_assert_gt(pid, 0);
-	snprintf(needle, sizeof(needle), "stalled at");
-	cr_assert_eq(th_wait_line(*fd, needle, 30000, NULL, 0), 0, "haul never reached %s", fault);
-	return pid;
-}
-
 /* The source copy runs on, intact, alone. */
 static void assert_source_runs(void)
 {
@@ -66,7 +51,7 @@ Test(mig_crash, page_server_killed_mid_round, .fini = teardown, .timeout = 60)
 	pid_t haul;
 
 	start(64);
-	haul = haul_stalled("stall:precopy:1500", NULL, &fd);
+	haul = th_mig_haul_stalled(&M, "stall:precopy:1500", NULL, &fd);
 	th_kill(M.ps_pid, SIGKILL, 2000);
 	M.ps_pid = 0;
 	cr_assert_eq(th_wait_exit(haul, 30000), 1, "haul did not fail cleanly");
@@ -80,7 +65,7 @@ Test(mig_crash, page_server_interrupted_mid_round, .fini = teardown, .timeout = 
 	pid_t haul;
 
 	start(64);
-	haul = haul_stalled("stall:precopy:1500", NULL, &fd);
+	haul = th_mig_haul_stalled(&M, "stall:precopy:1500", NULL, &fd);
 	th_kill(M.ps_pid, SIGINT, 5000);
 	M.ps_pid = 0;
 	cr_assert_eq(th_wait_exit(haul, 30000), 1, "haul did not fail cleanly");
@@ -95,7 +80,7 @@ Test(mig_crash, link_down_mid_round, .fini = teardown, .timeout = 60)
 	pid_t haul;
 
 	start(64);
-	haul = haul_stalled("stall:precopy:1000", extra, &fd);
+	haul = th_mig_haul_stalled(&M, "stall:precopy:1000", extra, &fd);
 	cr_assert_eq(th_net_link(&M.net, false), 0);
 	cr_assert_eq(th_wait_exit(haul, 40000), 1, "haul did not give up on a dead link");
 	close(fd);
@@ -122,7 +107,7 @@ Test(mig_crash, haul_interrupted_while_frozen, .fini = teardown, .timeout = 60)
 	pid_t haul;
 
 	start(32);
-	haul = haul_stalled("stall:frozen", NULL, &fd);
+	haul = th_mig_haul_stalled(&M, "stall:frozen", NULL, &fd);
 	kill(haul, SIGINT);
 	cr_assert_eq(th_wait_exit(haul, 20000), 1);
 	close(fd);
@@ -135,7 +120,7 @@ Test(mig_crash, haul_interrupted_mid_round, .fini = teardown, .timeout = 60)
 	pid_t haul;
 
 	start(32);
-	haul = haul_stalled("stall:precopy", NULL, &fd);
+	haul = th_mig_haul_stalled(&M, "stall:precopy", NULL, &fd);
 	kill(haul, SIGINT);
 	cr_assert_eq(th_wait_exit(haul, 20000), 1);
 	close(fd);
@@ -151,7 +136,7 @@ Test(mig_crash, haul_killed_while_throttling_lifts_the_throttle, .fini = teardow
 
 	th_mig_setup(&M, 0);
 	th_mig_workload(&M, 32, -1, 8);
-	haul = haul_stalled("stall:throttled", extra, &fd);
+	haul = th_mig_haul_stalled(&M, "stall:throttled", extra, &fd);
 	kill(haul, SIGKILL);
 	th_wait_exit(haul, 5000);
 	close(fd);
@@ -168,7 +153,7 @@ Test(mig_crash, haul_killed_while_frozen, .fini = teardown, .timeout = 60)
 	pid_t haul;
 
 	start(32);
-	haul = haul_stalled("stall:frozen", NULL, &fd);
+	haul = th_mig_haul_stalled(&M, "stall:frozen", NULL, &fd);
 	kill(haul, SIGKILL);
 	th_wait_exit(haul, 5000);
 	close(fd);
@@ -181,7 +166,7 @@ Test(mig_crash, haul_killed_while_seized, .fini = teardown, .timeout = 60)
 	pid_t haul;
 
 	start(32);
-	haul = haul_stalled("stall:seized", NULL, &fd);
+	haul = th_mig_haul_stalled(&M, "stall:seized", NULL, &fd);
 	kill(haul, SIGKILL);
 	th_wait_exit(haul, 5000);
 	close(fd);
@@ -199,7 +184,7 @@ Test(mig_crash, haul_killed_with_the_state_sent_under_the_v1_freezer, .fini = te
 		cr_skip_test("no v1 freezer hierarchy on this host");
 	start(32);
 	setenv("HAUL_FREEZER", "v1", 1);
-	haul = haul_stalled("stall:state", NULL, &fd);
+	haul = th_mig_haul_stalled(&M, "stall:state", NULL, &fd);
 	unsetenv("HAUL_FREEZER");
 	kill(haul, SIGKILL);
 	th_wait_exit(haul, 5000);
@@ -213,7 +198,7 @@ Test(mig_crash, haul_killed_with_the_state_sent, .fini = teardown, .timeout = 60
 	pid_t haul;
 
 	start(32);
-	haul = haul_stalled("stall:state", NULL, &fd);
+	haul = th_mig_haul_stalled(&M, "stall:state", NULL, &fd);
 	kill(haul, SIGKILL);
 	th_wait_exit(haul, 5000);
 	close(fd);
@@ -228,7 +213,7 @@ Test(mig_crash, haul_killed_between_resume_and_commit_never_runs_two, .fini = te
 	pid_t haul;
 
 	start(32);
-	haul = haul_stalled("stall:restored", NULL, &fd);
+	haul = th_mig_haul_stalled(&M, "stall:restored", NULL, &fd);
 	kill(haul, SIGKILL);
 	th_wait_exit(haul, 5000);
 	close(fd);
@@ -248,7 +233,7 @@ Test(mig_crash, haul_killed_after_commit_leaves_the_target_running, .fini = tear
 	pid_t haul;
 
 	start(32);
-	haul = haul_stalled("stall:committed", NULL, &fd);
+	haul = th_mig_haul_stalled(&M, "stall:committed", NULL, &fd);
 	kill(haul, SIGKILL);
 	th_wait_exit(haul, 5000);
 	close(fd);
@@ -267,7 +252,7 @@ Test(mig_crash, link_down_before_restore_is_in_doubt_and_never_runs_two, .fini =
 	pid_t haul;
 
 	start(32);
-	haul = haul_stalled("stall:state:1000", extra, &fd);
+	haul = th_mig_haul_stalled(&M, "stall:state:1000", extra, &fd);
 	cr_assert_eq(th_net_link(&M.net, false), 0);
 	/* exit status 3: in doubt, the source stays frozen */
 	cr_assert_eq(th_wait_exit(haul, 30000), 3, "haul did not report the migration in doubt");

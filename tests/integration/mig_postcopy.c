@@ -28,20 +28,6 @@ static void teardown(void)
 	th_mig_teardown(&M);
 }
 
-/* Start haul with HAUL_FAULT=@fault and wait until it stalls there. */
-static pid_t haul_stalled(const char *fault, const char *const extra[], int *fd)
-{
-	pid_t pid;
-
-	setenv("HAUL_FAULT", fault, 1);
-	pid = th_mig_haul(&M, fd, extra);
-	unsetenv("HAUL_FAULT");
-	cr_assert_gt(pid, 0);
-	cr_assert_eq(th_wait_line(*fd, "stalled at", 30000, NULL, 0), 0, "haul never reached %s",
-		     fault);
-	return pid;
-}
-
 Test(mig_postcopy, postcopy_moves_a_randomly_writing_workload_intact, .fini = teardown,
      .timeout = 120)
 {
@@ -142,7 +128,7 @@ Test(mig_postcopy, postcopy_resends_eager_pages_changed_after_the_presend, .fini
 	th_mig_workload(&M, 16, 8, 0);
 	th_mig_ticks(&M, 2, 10000);
 	seq = th_mig_seq(&M);
-	h = haul_stalled("stall:presend:2000", extra, &fd);
+	h = th_mig_haul_stalled(&M, "stall:presend:2000", extra, &fd);
 	snprintf(ctl, sizeof(ctl), "echo swap > %s", M.control);
 	cr_assert_eq(th_sh("%s", ctl), 0);
 	cr_assert_eq(th_wait_file(M.out, 0, "swapped", 5000, NULL, 0), 0,
@@ -212,7 +198,7 @@ Test(mig_postcopy, source_killed_mid_postcopy_reports_the_loss_without_hanging, 
 	th_mig_setup(&M, 0);
 	th_mig_workload(&M, 64, 16, 0);
 	th_mig_ticks(&M, 3, 10000);
-	haul = haul_stalled("stall:restored:2000", extra, &fd);
+	haul = th_mig_haul_stalled(&M, "stall:restored:2000", extra, &fd);
 	/* the target runs the process; most of its memory is still only in the source */
 	kill(M.wl_pid, SIGKILL);
 	st = th_wait_exit(haul, 40000);
@@ -238,7 +224,7 @@ Test(mig_postcopy, target_killed_mid_postcopy_keeps_the_source_frozen, .fini = t
 	th_mig_setup(&M, 0);
 	th_mig_workload(&M, 64, 16, 0);
 	th_mig_ticks(&M, 3, 10000);
-	haul = haul_stalled("stall:restored:2000", extra, &fd);
+	haul = th_mig_haul_stalled(&M, "stall:restored:2000", extra, &fd);
 	th_kill(M.ps_pid, SIGKILL, 2000);
 	M.ps_pid = 0;
 	st = th_wait_exit(haul, 40000);
@@ -303,7 +289,7 @@ Test(mig_postcopy, postcopy_rollback_thaws_the_source_when_the_target_dies, .fin
 	th_mig_setup(&M, 0);
 	th_mig_workload(&M, 64, 16, 0);
 	th_mig_ticks(&M, 3, 10000);
-	haul = haul_stalled("stall:restored:2000", extra, &fd);
+	haul = th_mig_haul_stalled(&M, "stall:restored:2000", extra, &fd);
 	th_kill(M.ps_pid, SIGKILL, 2000);
 	M.ps_pid = 0;
 	st = th_wait_exit(haul, 40000);
@@ -328,7 +314,7 @@ Test(mig_postcopy, link_down_mid_postcopy_kills_the_target_copy_and_keeps_the_so
 	th_mig_setup(&M, 0);
 	th_mig_workload(&M, 64, 16, 0);
 	th_mig_ticks(&M, 3, 10000);
-	haul = haul_stalled("stall:restored:1000", extra, &fd);
+	haul = th_mig_haul_stalled(&M, "stall:restored:1000", extra, &fd);
 	cr_assert_eq(th_net_link(&M.net, false), 0);
 	st = th_wait_exit(haul, 40000);
 	if (st != 3)

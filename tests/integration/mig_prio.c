@@ -41,18 +41,15 @@ static size_t threads_at(pid_t pid, int nice, size_t *all)
 	return k;
 }
 
-/* haul migrate with HAUL_FAULT=@fault and @extra, parked at its point; stderr on *fd. */
-static pid_t haul_parked(const char *fault, const char *const extra[], int *fd)
+/* Every thread of @haul and of the page server at nice 0 (@when: for the message). */
+static void assert_full_weight(pid_t haul, const char *when)
 {
-	pid_t pid;
+	size_t n, full;
 
-	setenv("HAUL_FAULT", fault, 1);
-	pid = th_mig_haul(&M, fd, extra);
-	unsetenv("HAUL_FAULT");
-	cr_assert_gt(pid, 0);
-	cr_assert_eq(th_wait_line(*fd, "stalled at", 30000, NULL, 0), 0, "haul never reached %s",
-		     fault);
-	return pid;
+	full = threads_at(haul, 0, &n);
+	cr_assert_eq(full, n, "%zu of %zu threads of haul at nice 0%s", full, n, when);
+	full = threads_at(M.ps_pid, 0, &n);
+	cr_assert_eq(full, n, "%zu of %zu threads of the page server at nice 0%s", full, n, when);
 }
 
 static void start(void)
@@ -71,7 +68,7 @@ Test(mig_prio, precopy_runs_both_ends_at_the_lowered_nice, .fini = teardown, .ti
 
 	start();
 	/* parked in the middle of round 1: the round began, pages are flowing */
-	haul = haul_parked("stall:precopy:2000", extra, &fd);
+	haul = th_mig_haul_stalled(&M, "stall:precopy:2000", extra, &fd);
 	low = threads_at(haul, 7, &n);
 	/* the main thread, the page client's stream, and not the stall probe */
 	cr_assert_geq(low, 2, "%zu of %zu threads of haul at nice 7", low, n);
@@ -88,18 +85,13 @@ Test(mig_prio, precopy_runs_both_ends_at_the_lowered_nice, .fini = teardown, .ti
 Test(mig_prio, the_downtime_runs_at_full_weight, .fini = teardown, .timeout = 90)
 {
 	const char *extra[] = {"--precopy-nice", "7", NULL};
-	size_t n, full;
 	int fd, v;
 	pid_t haul;
 
 	start();
 	/* parked with the process frozen, after the final round and the state went out */
-	haul = haul_parked("stall:state:1000", extra, &fd);
-	full = threads_at(haul, 0, &n);
-	cr_assert_eq(full, n, "%zu of %zu threads of haul at nice 0 in the downtime", full, n);
-	full = threads_at(M.ps_pid, 0, &n);
-	cr_assert_eq(full, n, "%zu of %zu threads of the page server at nice 0 in the downtime",
-		     full, n);
+	haul = th_mig_haul_stalled(&M, "stall:state:1000", extra, &fd);
+	assert_full_weight(haul, " in the downtime");
 	cr_assert_eq(th_wait_exit(haul, 60000), 0, "haul migrate failed");
 	close(fd);
 	cr_assert_eq(haul_cpuweight_thread_nice(M.ps_pid, &v), 0);
@@ -109,16 +101,12 @@ Test(mig_prio, the_downtime_runs_at_full_weight, .fini = teardown, .timeout = 90
 Test(mig_prio, off_leaves_every_thread_at_full_weight, .fini = teardown, .timeout = 90)
 {
 	const char *extra[] = {"--precopy-nice", "0", NULL};
-	size_t n, full;
 	int fd;
 	pid_t haul;
 
 	start();
-	haul = haul_parked("stall:precopy:1000", extra, &fd);
-	full = threads_at(haul, 0, &n);
-	cr_assert_eq(full, n, "%zu of %zu threads of haul at nice 0", full, n);
-	full = threads_at(M.ps_pid, 0, &n);
-	cr_assert_eq(full, n, "%zu of %zu threads of the page server at nice 0", full, n);
+	haul = th_mig_haul_stalled(&M, "stall:precopy:1000", extra, &fd);
+	assert_full_weight(haul, "");
 	cr_assert_eq(th_wait_exit(haul, 60000), 0, "haul migrate failed");
 	close(fd);
 	cr_assert_eq(th_mig_json(&M, "precopy_nice"), 0);

@@ -193,6 +193,19 @@ pid_t th_mig_haul(struct th_mig *m, int *fd, const char *const extra[])
 	return th_spawn_pipe(m->net.a, (char *const *)argv, fd);
 }
 
+pid_t th_mig_haul_stalled(struct th_mig *m, const char *fault, const char *const extra[], int *fd)
+{
+	pid_t pid;
+
+	setenv("HAUL_FAULT", fault, 1);
+	pid = th_mig_haul(m, fd, extra);
+	unsetenv("HAUL_FAULT");
+	cr_assert_gt(pid, 0);
+	cr_assert_eq(th_wait_line(*fd, "stalled at", 30000, NULL, 0), 0, "haul never reached %s",
+		     fault);
+	return pid;
+}
+
 bool th_mig_ticking(struct th_mig *m, unsigned long net, int ms)
 {
 	char needle[64];

@@ -56,6 +56,8 @@ void th_mig_workload_run(struct th_mig *m, const char *name, int mem, int rate);
  * (a first argument not starting with "--": a NAME, or "--cgroup" PATH).
  */
 pid_t th_mig_haul(struct th_mig *m, int *fd, const char *const extra[]);
+/* th_mig_haul with HAUL_FAULT=@fault, parked at its point ("stalled at" on *@fd, 30 s at most). */
+pid_t th_mig_haul_stalled(struct th_mig *m, const char *fault, const char *const extra[], int *fd);
 /* Whether a new tick line shows up within @ms from the namespace @net (0: any). */
 bool th_mig_ticking(struct th_mig *m, unsigned long net, int ms);
 /* The seq= of the last tick line, or -1. */
