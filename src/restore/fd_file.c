@@ -90,17 +90,21 @@ static int path_precheck(const struct rst_fd_probe *p, char *why, size_t whylen)
 	return 0;
 }
 
+/* @x NULL: open @path as it is (fd_procfs.c's reopen of a thread's file). */
 int rst_fd_open_path(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
 		     const Haul__Img__FdEntry *e, const char *path, int *tmp, bool *shared)
 {
 	int flags = (int)f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC);
+	char stand_in[PATH_MAX];
 	uint64_t rpath;
 	long res = -1;
 	int ret;
 
-	(void)x;
 	(void)e;
 	*shared = false;
+	/* a file of a thread not made yet: its main thread's until then (fd_procfs.c) */
+	if (x && rst_procfs_stand_in(x->ps, path, stand_in, sizeof(stand_in)))
+		path = stand_in;
 	/* An O_TMPFILE file keeps O_TMPFILE (with O_DIRECTORY) in its flags: reopen it. */
 	if ((flags & O_TMPFILE) == O_TMPFILE)
 		flags &= ~O_TMPFILE;

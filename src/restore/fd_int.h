@@ -328,6 +328,13 @@ int rst_tty_set_ctty(struct rst_target *t, int fd, pid_t pgrp);
 int rst_procfs_refuse(const struct rst_fd_probe *p, char *why, size_t wl);
 /* fd_procfs.c: whether image path @path is on /proc (its offset is set by rst_res_procfs). */
 bool rst_procfs_path(const char *path);
+/*
+ * fd_procfs.c: the path that stands in for /proc file @path of one of
+ * @ps's other threads until the threads exist (rst_res_procfs reopens it
+ * then): the main thread's same entry, in @buf.  false: not such a file.
+ */
+bool rst_procfs_stand_in(const Haul__Img__ProcessState *ps, const char *path, char *buf,
+			 size_t len);
 /* fd_file.c: the restore hook of the kinds reopened by path: open @path with @f's flags. */
 int rst_fd_open_path(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
 		     const Haul__Img__FdEntry *e, const char *path, int *tmp, bool *shared);

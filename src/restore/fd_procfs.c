@@ -207,48 +207,81 @@ static bool other_thread(pid_t pid, const struct task_key *k)
 	return found;
 }
 
-/* Whether task @k is @pid itself or a process that moves with it. */
+/* Whether task @k is a process that moves with @pid (not @pid itself). */
 static bool moves_along(pid_t pid, const struct task_key *k)
 {
 	struct task_key t;
 	const pid_t *pids;
 	size_t n = rst_ext_moving_pids(&pids);
 
-	if (!task_key(pid, "", &t) && same_task(&t, k))
-		return true;
 	for (size_t i = 0; i < n; i++)
 		if (pids[i] != pid && !task_key(pids[i], "", &t) && same_task(&t, k))
 			return true;
 	return false;
 }
 
-/*
- * The file of task directory @dir (text of @p's path, "N" or "N/task/M")
- * of the procfs the fd is on: carried when that task moves along and is
- * named by its own pid (the file header has the rules).
- */
-static int task_refuse(const struct rst_fd_probe *p, const char *dir, char *why, size_t wl)
+/* The key of /proc/@dir ("N", "N/task/M") in @p's root: 0, or -EOPNOTSUPP with @why. */
+static int root_key(const struct rst_fd_probe *p, const char *dir, struct task_key *k, char *why,
+		    size_t wl)
 {
 	char root[96];
-	struct task_key k;
 	int ret;
 
 	snprintf(root, sizeof(root), "root/proc/%s", dir);
-	ret = task_key(p->pid, root, &k);
-	if (ret) {
+	ret = task_key(p->pid, root, k);
+	if (ret)
 		snprintf(why, wl,
 			 "pid %d: fd %d is %.256s, whose task cannot be told through the "
 			 "process's root (%s); close it before the move",
 			 (int)p->pid, p->fd, p->target, strerror(-ret));
-		return -EOPNOTSUPP;
+	return ret ? -EOPNOTSUPP : 0;
+}
+
+/* Whether the last number of @dir is @k's pid: the task is named by its own pid. */
+static int own_number(const struct rst_fd_probe *p, const char *dir, const struct task_key *k,
+		      char *why, size_t wl)
+{
+	const char *last = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+
+	if (strtol(last, NULL, 10) == k->pid)
+		return 0;
+	snprintf(why, wl,
+		 "pid %d: fd %d is %.256s, which names task %ld through the /proc of an outer "
+		 "PID namespace: haul restores it as %ld of its own; open it through a /proc "
+		 "mounted in its PID namespace, or close it",
+		 (int)p->pid, p->fd, p->target, k->pid, k->pid);
+	return -EOPNOTSUPP;
+}
+
+/*
+ * The file of /proc/@pdir (a pid's directory "N") or of /proc/@tdir (a
+ * task's, "N/task/M"; NULL: none) in the procfs the fd is on: carried when
+ * N is the process or one that moves with it, M that process's main
+ * thread or, for the process itself, one of its threads (reopened once the
+ * threads exist, rst_res_procfs), each named by its own pid.
+ */
+static int task_refuse(const struct rst_fd_probe *p, const char *pdir, const char *tdir, char *why,
+		       size_t wl)
+{
+	struct task_key self, k, t;
+	bool own;
+	int ret = task_key(p->pid, "", &self);
+
+	if (ret) {
+		snprintf(why, wl, "pid %d is gone", (int)p->pid);
+		return ret;
 	}
-	if (!moves_along(p->pid, &k)) {
+	ret = root_key(p, pdir, &k, why, wl);
+	if (ret)
+		return ret;
+	own = same_task(&k, &self);
+	if (!own && !moves_along(p->pid, &k)) {
 		if (other_thread(p->pid, &k))
 			snprintf(why, wl,
-				 "pid %d: fd %d is %.256s, a file of its thread %ld: haul restores "
-				 "the fds before the threads, so it cannot reopen it; close it "
-				 "before the move (the main thread's files are carried)",
-				 (int)p->pid, p->fd, p->target, k.pid);
+				 "pid %d: fd %d is %.256s, a file of its thread %ld named as "
+				 "/proc/%ld; haul carries a thread's files as /proc/PID/task/TID: "
+				 "open it there, or close it before the move",
+				 (int)p->pid, p->fd, p->target, k.pid, k.pid);
 		else
 			snprintf(why, wl,
 				 "pid %d: fd %d is %.256s, a file of a process that does not move "
@@ -257,15 +290,21 @@ static int task_refuse(const struct rst_fd_probe *p, const char *dir, char *why,
 				 (int)p->pid, p->fd, p->target);
 		return -EOPNOTSUPP;
 	}
-	if (strtol(strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir, NULL, 10) != k.pid) {
+	ret = own_number(p, pdir, &k, why, wl);
+	if (ret || !tdir)
+		return ret;
+	ret = root_key(p, tdir, &t, why, wl);
+	if (ret)
+		return ret;
+	if (!same_task(&t, &k) && !(own && other_thread(p->pid, &t))) {
 		snprintf(why, wl,
-			 "pid %d: fd %d is %.256s, which names pid %ld through the /proc of an "
-			 "outer PID namespace: haul restores it as pid %ld of its own; open "
-			 "/proc/self/... of a /proc mounted in its PID namespace, or close it",
-			 (int)p->pid, p->fd, p->target, k.pid, k.pid);
+			 "pid %d: fd %d is %.256s, a file of a thread of another process of the "
+			 "tree (the fds are restored before that process's threads exist); close "
+			 "it before the move",
+			 (int)p->pid, p->fd, p->target);
 		return -EOPNOTSUPP;
 	}
-	return 0;
+	return own_number(p, tdir, &t, why, wl);
 }
 
 /* The digits at @s, and how many (0: not a pid). */
@@ -279,8 +318,8 @@ static size_t pid_len(const char *s)
 /* /proc/@rest with @rest after "/proc/": a pid's file, or one not tied to a pid. */
 static int proc_path_refuse(const struct rst_fd_probe *p, const char *rest, char *why, size_t wl)
 {
-	size_t n = pid_len(rest), m;
-	char dir[64];
+	size_t n = pid_len(rest), m = 0;
+	char pdir[32], tdir[64];
 	const char *entry;
 	int ret;
 
@@ -294,15 +333,15 @@ static int proc_path_refuse(const struct rst_fd_probe *p, const char *rest, char
 		return -EOPNOTSUPP;
 	}
 	entry = rest + n + (rest[n] == '/');
-	snprintf(dir, sizeof(dir), "%.*s", (int)n, rest);
+	snprintf(pdir, sizeof(pdir), "%.*s", (int)n, rest);
 	if (first_is(entry, "task") && entry[4] == '/' && (m = pid_len(entry + 5))) {
-		snprintf(dir, sizeof(dir), "%.*s/task/%.*s", (int)n, rest, (int)m, entry + 5);
+		snprintf(tdir, sizeof(tdir), "%s/task/%.*s", pdir, (int)m, entry + 5);
 		entry += 5 + m + (entry[5 + m] == '/');
 	} else if (first_is(entry, "task")) {
 		entry = ""; /* the task directory itself, judged as the pid's */
 	}
 	ret = entry_refuse(p, entry, why, wl);
-	return ret ? ret : task_refuse(p, dir, why, wl);
+	return ret ? ret : task_refuse(p, pdir, m ? tdir : NULL, why, wl);
 }
 
 int rst_procfs_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
@@ -337,19 +376,88 @@ bool rst_procfs_path(const char *path)
 	return !strncmp(path, "/proc/", 6);
 }
 
-/* The offsets of @ps's files on /proc, once the task is restored but for its registers. */
-static int procfs_seek(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
-		       size_t wl)
+/* T of "/proc/P/task/T/..." with P @ps's pid and T one of its other threads (*@entry: the rest), else 0. */
+static int32_t other_thread_of(const Haul__Img__ProcessState *ps, const char *path,
+			       const char **entry)
+{
+	const char *at = path + 6;
+	char *end;
+	long pid, tid;
+
+	if (!rst_procfs_path(path))
+		return 0;
+	pid = strtol(at, &end, 10);
+	if (end == at || pid != ps->pid || strncmp(end, "/task/", 6))
+		return 0;
+	at = end + 6;
+	tid = strtol(at, &end, 10);
+	if (end == at || tid == pid || (*end != '/' && *end != '\0'))
+		return 0;
+	for (size_t i = 0; i < ps->n_threads; i++)
+		if (ps->threads[i]->tid == tid) {
+			*entry = end;
+			return (int32_t)tid;
+		}
+	return 0;
+}
+
+bool rst_procfs_stand_in(const Haul__Img__ProcessState *ps, const char *path, char *buf, size_t len)
+{
+	const char *entry;
+
+	if (!other_thread_of(ps, path, &entry))
+		return false;
+	snprintf(buf, len, "/proc/%d/task/%d%s", ps->pid, ps->pid, entry);
+	return true;
+}
+
+/* File @f of a thread, opened on its stand-in: its own now, at every fd of @ps naming it. */
+static int reopen_thread_file(struct rst_target *t, const Haul__Img__ProcessState *ps,
+			      const Haul__Img__FileObject *f, const Haul__Img__FdEntry *first,
+			      char *why, size_t wl)
+{
+	bool shared;
+	int ret, tmp = -1;
+
+	ret = rst_fd_open_path(t, NULL, f, first, f->path, &tmp, &shared);
+	for (size_t i = 0; !ret && i < ps->n_fds; i++)
+		if (ps->fds[i]->file_id == f->id)
+			ret = rst_rcall(t, SYS_dup3, tmp, ps->fds[i]->fd,
+					ps->fds[i]->cloexec ? O_CLOEXEC : 0, 0, 0, 0, NULL);
+	if (tmp >= 0)
+		rst_rcall(t, SYS_close, tmp, 0, 0, 0, 0, 0, NULL);
+	if (ret)
+		snprintf(why, wl,
+			 "cannot reopen fd %d (%.256s) of pid %d once its thread exists: %s",
+			 first->fd, f->path, ps->pid, strerror(-ret));
+	return ret;
+}
+
+/*
+ * The files of @ps on /proc once the task is restored but for its
+ * registers: a thread's file reopened (the threads exist now), then every
+ * offset set.
+ */
+static int procfs_finish(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+			 size_t wl)
 {
 	for (size_t i = 0; i < ps->n_fds; i++) {
 		const Haul__Img__FdEntry *e = ps->fds[i];
 		const Haul__Img__FileObject *f = rst_fd_file(ps, e->file_id);
-		int ret;
+		const char *entry;
+		int ret = 0;
 
-		if (!f || !f->has_pos || !f->pos || (f->flags & O_PATH) || !f->path ||
-		    !rst_procfs_path(f->path) || rst_fd_first(ps, e->file_id) != e ||
+		if (!f || !f->path || !rst_procfs_path(f->path) ||
+		    rst_fd_first(ps, e->file_id) != e ||
 		    (f->kind != HAUL__IMG__FD_KIND__FD_REG &&
-		     f->kind != HAUL__IMG__FD_KIND__FD_DIR))
+		     f->kind != HAUL__IMG__FD_KIND__FD_DIR &&
+		     f->kind != HAUL__IMG__FD_KIND__FD_PATH))
+			continue;
+		if (other_thread_of(ps, f->path, &entry))
+			ret = reopen_thread_file(t, ps, f, e, why, wl);
+		if (ret)
+			return ret;
+		if (!f->has_pos || !f->pos || (f->flags & O_PATH))
 			continue;
 		ret = rst_rcall(t, SYS_lseek, e->fd, f->pos, SEEK_SET, 0, 0, 0, NULL);
 		if (ret) {
@@ -362,7 +470,7 @@ static int procfs_seek(struct rst_target *t, const Haul__Img__ProcessState *ps, 
 }
 
 const struct rst_res_ops rst_res_procfs = {
-	.name = "/proc file offsets",
+	.name = "/proc files of threads, offsets",
 	.phase = RST_RES_LAST,
-	.restore = procfs_seek,
+	.restore = procfs_finish,
 };

@@ -317,7 +317,8 @@ static int ppids_seen(const struct fcase *c)
 
 /*
  * Its own /proc files (status, task/PID/stat, the /proc/self directory, an
- * offset) and two of no pid (loadavg, sys/...) are reopened for the
+ * offset), one of its second thread (task/TID/stat, reopened once the
+ * thread exists) and two of no pid (loadavg, sys/...) are reopened for the
  * restored process: it reads its new parent through them.
  */
 Test(rst_files, own_proc_files_show_the_restored_process, .timeout = 60)
@@ -346,7 +347,7 @@ Test(rst_files, proc_files_that_cannot_be_carried_are_refused_at_the_precheck, .
 		{"fdlink", {"/fd/1", "open the file itself"}},
 		{"ns", {"namespace file net:[", "close it"}},
 		{"self", {"link /proc/self", "close it"}},
-		{"thread", {"a file of its thread", "before the threads"}},
+		{"threadpid", {"a file of its thread", "/proc/PID/task/TID"}},
 		{"other", {"a process that does not move", "close it"}},
 	};
 

@@ -29,7 +29,8 @@
  *  async  a pipe whose read end has O_ASYNC, owner the process, F_SETSIG
  *         SIGUSR1 (blocked): every byte written raises it.
  *  procfs fds on the process's own /proc files (/proc/self/status twice,
- *         one at offset 6; /proc/self/task/PID/stat; /proc/self as a
+ *         one at offset 6; /proc/self/task/PID/stat and the stat of a
+ *         second thread, /proc/self/task/TID/stat; /proc/self as a
  *         directory) and on /proc files of no pid (loadavg,
  *         sys/kernel/pid_max): each step checks they show this process
  *         (pid, and its parent, which changes with a restore: "ppid N" is
@@ -38,7 +39,7 @@
  *  procrefuse  one fd on /proc a dump must refuse, named by DIR/what: mem
  *         (/proc/self/mem), fdlink (O_PATH on the link /proc/self/fd/1), ns
  *         (/proc/self/ns/net), self (O_PATH on the link /proc/self),
- *         thread (/proc/self/task/TID/stat of a second thread), other
+ *         threadpid (/proc/TID/stat, a second thread named as a pid), other
  *         (/proc/PPID/status of its parent).
  *  forkshare / forkappend  DIR/log (forkappend: O_APPEND) open in a parent
  *         and its forked child, which writes its pid to DIR/child and runs
@@ -55,6 +56,7 @@
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -391,8 +393,9 @@ static int mode_deldev(void)
 
 /* ---- procfs --------------------------------------------------------------- */
 
-static int pr_status, pr_stat, pr_dir, pr_pos, pr_load, pr_sys;
+static int pr_status, pr_stat, pr_dir, pr_pos, pr_load, pr_sys, pr_thread;
 static long pr_ppid = -1;
+static volatile pid_t pr_tid; /* the second thread's, once it runs */
 
 /* The number after "@key:" in /proc status text @buf, or -1. */
 static long status_num(const char *buf, const char *key)
@@ -436,6 +439,8 @@ static void procfs_step(long i)
 		fail("/proc/self/status shows another process", i);
 	if (stat_ppid() != ppid && stat_ppid() != (ppid = getppid()))
 		fail("/proc/self/task/PID/stat shows another task", i);
+	if (atol(read_at0(pr_thread, buf, sizeof(buf))) != pr_tid)
+		fail("/proc/self/task/TID/stat of the second thread shows another task", i);
 	fd = openat(pr_dir, "status", O_RDONLY);
 	if (fd < 0 || status_num(read_at0(fd, buf, sizeof(buf)), "Pid") != getpid())
 		fail("the /proc/self directory fd names another process", i);
@@ -457,9 +462,19 @@ static void procfs_step(long i)
 	}
 }
 
+static void *tid_thread(void *arg)
+{
+	(void)arg;
+	pr_tid = (pid_t)syscall(SYS_gettid);
+	for (;;)
+		pause();
+	return NULL;
+}
+
 static int mode_procfs(void)
 {
 	char p[64], name[8] = "", comm[17] = "";
+	pthread_t th;
 
 	snprintf(p, sizeof(p), "/proc/self/task/%d/stat", (int)getpid());
 	pr_status = open("/proc/self/status", O_RDONLY);
@@ -468,6 +483,12 @@ static int mode_procfs(void)
 	pr_pos = open("/proc/self/status", O_RDONLY);
 	pr_load = open("/proc/loadavg", O_RDONLY);
 	pr_sys = open("/proc/sys/kernel/pid_max", O_RDONLY);
+	if (pthread_create(&th, NULL, tid_thread, NULL))
+		return 2;
+	for (int n = 0; !pr_tid && n < 10000; n++)
+		pause_1ms();
+	snprintf(p, sizeof(p), "/proc/self/task/%d/stat", (int)pr_tid);
+	pr_thread = open(p, O_RDONLY);
 	if (pr_status < 0 || pr_stat < 0 || pr_dir < 0 || pr_pos < 0 || pr_load < 0 || pr_sys < 0 ||
 	    read(pr_pos, name, 6) != 6 || memcmp(name, "Name:\t", 6))
 		return 2;
@@ -481,14 +502,7 @@ static int mode_procfs(void)
 
 /* ---- procrefuse: fds on /proc the dump must refuse ----------------------- */
 
-static void *idle_thread(void *arg)
-{
-	(void)arg;
-	pause();
-	return NULL;
-}
-
-/* DIR/what names the case: mem, fdlink, ns, self, thread, other. */
+/* DIR/what names the case: mem, fdlink, ns, self, threadpid, other. */
 static int mode_procrefuse(void)
 {
 	char p[512], what[16] = "";
@@ -511,15 +525,13 @@ static int mode_procrefuse(void)
 	else if (!strcmp(what, "other")) {
 		snprintf(p, sizeof(p), "/proc/%d/status", (int)getppid());
 		fd = open(p, O_RDONLY);
-	} else if (!strcmp(what, "thread")) {
-		if (pthread_create(&th, NULL, idle_thread, NULL))
+	} else if (!strcmp(what, "threadpid")) {
+		if (pthread_create(&th, NULL, tid_thread, NULL))
 			return 2;
-		/* the thread's tid: the task directory that is not ours */
-		for (int tid = getpid() + 1; tid < getpid() + 1000; tid++) {
-			snprintf(p, sizeof(p), "/proc/self/task/%d/stat", tid);
-			if ((fd = open(p, O_RDONLY)) >= 0)
-				break;
-		}
+		for (int n = 0; !pr_tid && n < 10000; n++)
+			pause_1ms();
+		snprintf(p, sizeof(p), "/proc/%d/stat", (int)pr_tid);
+		fd = open(p, O_RDONLY);
 	}
 	if (fd < 0)
 		return 2;
