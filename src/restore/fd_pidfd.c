@@ -32,24 +32,6 @@ static bool pidfd_match(const struct rst_fd_probe *p)
 	return !strcmp(p->target, "anon_inode:[pidfd]") || !strncmp(p->target, "pidfd:", 6);
 }
 
-/* The last pid of the "NSpid:" line of @fdinfo (the innermost namespace), or -1. */
-static int inner_pid(const char *fdinfo)
-{
-	const char *f = rst_status_field(fdinfo, "NSpid");
-	int last = -1;
-
-	while (f && *f && *f != '\n') {
-		char *end;
-		long v = strtol(f, &end, 10);
-
-		if (end == f)
-			break;
-		last = (int)v;
-		f = end;
-	}
-	return last;
-}
-
 /*
  * Whether task @target (as haul sees it) is restored with @holder so that
  * a pidfd can name it there: today only @holder itself.
@@ -100,7 +82,7 @@ static int pidfd_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 static int pidfd_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 		      Haul__Img__FileObject *const *prev, size_t nprev)
 {
-	int pid = inner_pid(p->fdinfo);
+	int pid = (int)rst_status_last_nspid(p->fdinfo);
 
 	(void)prev;
 	(void)nprev;

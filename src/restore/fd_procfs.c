@@ -10,13 +10,13 @@
  * their tids, as it knows them (clone3 set_tid, in a new PID namespace
  * with a /proc of its own when the pid is taken; DESIGN.md "Restore
  * target"), so the path names the restored task there.  That holds when
- *  - N (M) is the process itself or a process that moves with it (a
- *    tree: every process of the tree exists before any fd is restored),
- *    not one of its other threads (the fds are restored before the
- *    threads exist);
- *  - N is the pid as the task knows itself (the last of NSpid): a /proc
- *    of an outer PID namespace names it by a number the restore does not
- *    keep;
+ *  - N is the process itself or a process that moves with it (a tree:
+ *    every process of the tree exists before any fd is restored), and M
+ *    that process's main thread or, for the process itself, any of its
+ *    threads (named /proc/N/task/M: /proc/M of a thread is refused);
+ *  - N and M are the ids as the tasks know themselves (the last of
+ *    NSpid): a /proc of an outer PID namespace names them by numbers the
+ *    restore does not keep;
  *  - ENTRY is a view the kernel computes at each read (status, maps,
  *    net/...) or a directory of them: not a link (fd/N, exe, cwd, root,
  *    map_files/N, /proc/self), not mem (bound to the address space at
@@ -25,10 +25,13 @@
  * through the process's root (/proc/PID/root/proc/N, the procfs the fd
  * is on, as path_precheck checks), against those of each candidate.
  *
- * The offset of a /proc file is set last (rst_res_procfs, after the
- * threads and credentials): an lseek on a seq_file generates the text up
- * to there at once, and a read goes on in that text, so it must be the
- * restored process's, not the half-restored stub's (its name, its ids).
+ * The fds are restored before the threads exist: a file of another thread
+ * is opened on the main thread's same entry (rst_procfs_stand_in) and
+ * reopened by rst_res_procfs, after the threads and credentials, over
+ * every fd of it.  Then the offsets of /proc files are set: an lseek on a
+ * seq_file generates the text up to there at once, and a read goes on in
+ * that text, so it must be the restored process's, not the half-restored
+ * stub's (its name, its ids).
  */
 #define LOG_PREFIX "dump: "
 #include <dirent.h>
@@ -137,24 +140,6 @@ static int entry_refuse(const struct rst_fd_probe *p, const char *entry, char *w
 	return -EOPNOTSUPP;
 }
 
-/* The last pid of the "NSpid:" line of status text @text, or -1. */
-static long last_nspid(const char *text)
-{
-	const char *f = rst_status_field(text, "NSpid");
-	long last = -1;
-
-	while (f && *f && *f != '\n') {
-		char *end;
-		long v = strtol(f, &end, 10);
-
-		if (end == f)
-			break;
-		last = v;
-		f = end;
-	}
-	return last;
-}
-
 /* Who a task is: its PID namespace and its pid there. */
 struct task_key {
 	char ns[64];
@@ -173,7 +158,7 @@ static int task_key(pid_t pid, const char *dir, struct task_key *k)
 	if (!ret)
 		ret = rst_read_proc(pid, name, &text, NULL);
 	if (!ret)
-		k->pid = last_nspid(text);
+		k->pid = rst_status_last_nspid(text);
 	free(text);
 	return ret ? ret : k->pid > 0 ? 0 : -EIO;
 }

@@ -85,6 +85,24 @@ const char *rst_status_field(const char *text, const char *key)
 	return NULL;
 }
 
+/* The last number of the "NSpid:" field of @text (the innermost namespace's), or -1. */
+long rst_status_last_nspid(const char *text)
+{
+	const char *f = rst_status_field(text, "NSpid");
+	long last = -1;
+
+	while (f && *f && *f != '\n') {
+		char *end;
+		long v = strtol(f, &end, 10);
+
+		if (end == f)
+			break;
+		last = v;
+		f = end;
+	}
+	return last;
+}
+
 int rst_read_link(const char *path, char *buf, size_t len)
 {
 	ssize_t n = readlink(path, buf, len - 1);
