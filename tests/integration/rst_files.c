@@ -24,6 +24,7 @@
 
 #include "common/rsys.h"
 #include "common/vma.h"
+#include "haul/haul.h"
 #include "restore/restore.h"
 #include "th_mig.h"
 #include "th_rst.h"
@@ -335,6 +336,28 @@ Test(rst_files, own_proc_files_show_the_restored_process, .timeout = 60)
 			      th_slurp(c.out));
 		cleanup(&c);
 	}
+}
+
+/* A parent's fd on its child's /proc file names the restored child (a tree checkpoint). */
+Test(rst_files, a_proc_file_of_a_child_in_the_tree_shows_the_restored_child, .timeout = 60)
+{
+	struct rst_target_opts o = {.pidns = RST_PIDNS_ALWAYS};
+	struct rst_target *t = NULL;
+	struct rst_ckpt_stats st;
+	char imgs[200];
+	pid_t here = 0;
+	struct fcase c;
+	int ret, status;
+
+	start(&c, "proctree");
+	snprintf(imgs, sizeof(imgs), "%s/images", c.dir);
+	ret = haul_checkpoint_images(c.pid, imgs, false, NULL, &st);
+	cr_assert_eq(ret, 0, "checkpoint of the tree failed: %s", strerror(-ret));
+	waitpid(c.pid, &status, 0);
+	ret = rst_restore_images(imgs, NULL, 0, &o, &t, &here);
+	cr_assert_eq(ret, 0, "restore of the tree failed: %s", strerror(-ret));
+	finish(&c, t);
+	cleanup(&c);
 }
 
 /* Each fd on /proc that cannot be reopened faithfully is refused before anything is touched. */

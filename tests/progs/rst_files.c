@@ -36,6 +36,9 @@
  *         (pid, and its parent, which changes with a restore: "ppid N" is
  *         printed at each change) and the offset; at stop, what is read
  *         on from that offset is the start of its name.
+ *  proctree  the parent holds /proc/CHILD/status of its forked child (which
+ *         runs until stop too): each step checks it shows the child, its
+ *         parent the process itself.
  *  procrefuse  one fd on /proc a dump must refuse, named by DIR/what: mem
  *         (/proc/self/mem), fdlink (O_PATH on the link /proc/self/fd/1), ns
  *         (/proc/self/ns/net), self (O_PATH on the link /proc/self),
@@ -500,6 +503,43 @@ static int mode_procfs(void)
 	return 0;
 }
 
+/* ---- proctree: a parent's fd on its child's /proc file --------------------- */
+
+static int pt_status;
+static pid_t pt_child;
+
+static void proctree_step(long i)
+{
+	char buf[4096];
+
+	if (status_num(read_at0(pt_status, buf, sizeof(buf)), "Pid") != pt_child ||
+	    status_num(buf, "PPid") != getpid())
+		fail("/proc/CHILD/status shows another process", i);
+}
+
+static int mode_proctree(void)
+{
+	char p[64];
+	int st;
+
+	pt_child = fork();
+	if (pt_child < 0)
+		return 2;
+	if (pt_child == 0) {
+		run(idle_step);
+		_exit(0);
+	}
+	snprintf(p, sizeof(p), "/proc/%d/status", (int)pt_child);
+	pt_status = open(p, O_RDONLY);
+	if (pt_status < 0)
+		return 2;
+	ready();
+	run(proctree_step);
+	if (waitpid(pt_child, &st, 0) != pt_child || !WIFEXITED(st) || WEXITSTATUS(st))
+		fail("the child", -1);
+	return 0;
+}
+
 /* ---- procrefuse: fds on /proc the dump must refuse ----------------------- */
 
 /* DIR/what names the case: mem, fdlink, ns, self, threadpid, other. */
@@ -647,6 +687,7 @@ int main(int argc, char **argv)
 		     {"forkappend", mode_forkappend},
 		     {"async", mode_async},
 		     {"procfs", mode_procfs},
+		     {"proctree", mode_proctree},
 		     {"procrefuse", mode_procrefuse}};
 	int ret = 2;
 
