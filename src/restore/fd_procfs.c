@@ -48,55 +48,13 @@
 #include "restore/res_int.h"
 #include "restore/target_int.h"
 
-/* The entries of a pid's or a task's directory that are carried. */
-static const char *const carried[] = {
-	"arch_status",
-	"attr",
-	"autogroup",
-	"auxv",
-	"cgroup",
-	"children",
-	"clear_refs",
-	"cmdline",
-	"comm",
-	"coredump_filter",
-	"cpuset",
-	"environ",
-	"gid_map",
-	"io",
-	"ksm_merging_pages",
-	"ksm_stat",
-	"latency",
-	"limits",
-	"loginuid",
-	"maps",
-	"mountinfo",
-	"mounts",
-	"mountstats",
-	"net",
-	"numa_maps",
-	"oom_adj",
-	"oom_score",
-	"oom_score_adj",
-	"pagemap",
-	"personality",
-	"projid_map",
-	"sched",
-	"schedstat",
-	"sessionid",
-	"setgroups",
-	"smaps",
-	"smaps_rollup",
-	"stack",
-	"stat",
-	"statm",
-	"status",
-	"syscall",
-	"timens_offsets",
-	"timerslack_ns",
-	"uid_map",
-	"wchan",
-};
+/* The entries of a pid's or a task's directory that are carried, each between spaces. */
+static const char carried[] =
+	" arch_status attr autogroup auxv cgroup children clear_refs cmdline comm coredump_filter"
+	" cpuset environ gid_map io ksm_merging_pages ksm_stat latency limits loginuid maps"
+	" mountinfo mounts mountstats net numa_maps oom_adj oom_score oom_score_adj pagemap"
+	" personality projid_map sched schedstat sessionid setgroups smaps smaps_rollup stack stat"
+	" statm status syscall timens_offsets timerslack_ns uid_map wchan ";
 
 /* Why the entries programs hold most are not: the rest are "not one haul knows to carry". */
 static const struct {
@@ -124,12 +82,14 @@ static bool first_is(const char *entry, const char *name)
 static int entry_refuse(const struct rst_fd_probe *p, const char *entry, char *why, size_t wl)
 {
 	const char *reason = "not an entry haul knows to carry";
+	size_t n = strcspn(entry, "/");
+	char word[40];
 
 	if (!entry[0])
 		return 0; /* the directory itself */
-	for (size_t i = 0; i < sizeof(carried) / sizeof(carried[0]); i++)
-		if (first_is(entry, carried[i]))
-			return 0;
+	snprintf(word, sizeof(word), " %.*s ", (int)n, entry);
+	if (n + 3 <= sizeof(word) && strstr(carried, word))
+		return 0;
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
 		if (first_is(entry, refused[i].entry))
 			reason = refused[i].why;
