@@ -106,8 +106,7 @@ Test(mig_tree_net, a_server_child_moves_with_its_connections_and_address, .fini 
 	char *cargv[] = {cl, TH_SVC_ADDR, PORT, "2", NULL};
 	const char *extra[] = {"--move-address", TH_SVC_PFX, NULL};
 	pid_t server = 0;
-	int fd, st;
-	pid_t haul;
+	int st;
 
 	th_mig_setup_svc(&M);
 	snprintf(srv_out, sizeof(srv_out), "%s/server.out", M.dir);
@@ -130,12 +129,7 @@ Test(mig_tree_net, a_server_child_moves_with_its_connections_and_address, .fini 
 	kill(cli, SIGUSR1);
 	wait_line(cli_out, "udp sent", 10000);
 
-	haul = th_mig_haul(&M, &fd, extra);
-	cr_assert_gt(haul, 0);
-	st = th_wait_exit(haul, 90000);
-	if (st)
-		th_mig_dump_output(fd);
-	close(fd);
+	st = th_mig_run(&M, extra, 90000);
 	cr_assert_eq(st, 0, "haul migrate of the shell and its server failed (%d)", st);
 	M.wl_pid = 0;
 
@@ -172,8 +166,6 @@ Test(mig_tree_net, two_writing_children_move_with_their_memory_and_a_short_stop,
 	const char *extra[] = {"--downtime", "100", NULL};
 	double down, total, pages;
 	long frozen;
-	int fd, st;
-	pid_t haul;
 
 	th_mig_setup(&M, 0);
 	snprintf(wl, sizeof(wl), "%s/mig_workload", th_progs_dir());
@@ -188,13 +180,7 @@ Test(mig_tree_net, two_writing_children_move_with_their_memory_and_a_short_stop,
 	cr_assert_gt(M.wl_pid, 0);
 	for (int i = 0; i < 1000 && th_sh("test $(grep -c tick %s) -ge 6", out); i++)
 		usleep(10000);
-	haul = th_mig_haul(&M, &fd, extra);
-	cr_assert_gt(haul, 0);
-	st = th_wait_exit(haul, 120000);
-	if (st)
-		th_mig_dump_output(fd);
-	close(fd);
-	cr_assert_eq(st, 0, "haul migrate of the writers' tree failed");
+	cr_assert_eq(th_mig_run(&M, extra, 120000), 0, "haul migrate of the writers' tree failed");
 	M.wl_pid = 0;
 	cr_assert_eq(th_mig_json(&M, "processes"), 3);
 	cr_assert_geq(th_mig_json(&M, "rounds"), 2);

@@ -96,7 +96,7 @@ Test(mig_tree_shm, a_tree_sharing_memory_moves_with_pre_copy_and_shares_it_at_th
 	char *argv[] = {bin, dir, "share", NULL};
 	struct line before[3];
 	long top = 0;
-	int fd, st, pid;
+	int pid;
 
 	th_mig_setup(&M, 0);
 	snprintf(dir, sizeof(dir), "%s/%s", M.dir, M.tag);
@@ -110,13 +110,8 @@ Test(mig_tree_shm, a_tree_sharing_memory_moves_with_pre_copy_and_shares_it_at_th
 	snprintf(path, sizeof(path), "%s/r.out", dir);
 	sscanf(th_slurp(path), "ready %*d pid %d s1 %d", &pid, &s1);
 	cr_expect_eq(before[0].nattch, 4, "S1 has %d attachments, not 4", before[0].nattch);
-	pid = th_mig_haul(&M, &fd, extra);
-	cr_assert_gt(pid, 0);
-	st = th_wait_exit(pid, 120000);
-	if (st)
-		th_mig_dump_output(fd);
-	close(fd);
-	cr_assert_eq(st, 0, "haul migrate of a tree sharing memory failed");
+	cr_assert_eq(th_mig_run(&M, extra, 120000), 0,
+		     "haul migrate of a tree sharing memory failed");
 	cr_expect_eq(th_mig_json(&M, "processes"), 3);
 	/* A (2048 pages of pattern) crossed once, not once per process mapping it */
 	cr_expect_lt(th_mig_json(&M, "pages_sent"), 2 * A_PAGES, "%.0f pages sent",

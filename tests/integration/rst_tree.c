@@ -23,6 +23,7 @@
 #include "haul/haul.h"
 #include "restore/restore.h"
 #include "th_rst.h"
+#include "th_tree.h"
 
 struct ids {
 	int pid, ppid, pgid, sid;
@@ -32,17 +33,6 @@ static void make_dir(char *dir, size_t len, const char *tag)
 {
 	snprintf(dir, len, "/tmp/haul-tree-%s-%d", tag, (int)getpid());
 	mkdir(dir, 0755);
-}
-
-static void touch(const char *dir, const char *name)
-{
-	char path[512];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	fd = open(path, O_WRONLY | O_CREAT, 0644);
-	cr_assert_geq(fd, 0, "cannot create %s", path);
-	close(fd);
 }
 
 /* Lines of DIR/NAME.out. */
@@ -237,7 +227,7 @@ static void finish(const char *dir, struct rst_target *t)
 {
 	int status;
 
-	touch(dir, "stop");
+	th_tree_touch(dir, "stop");
 	status = rst_target_wait(t);
 	rst_target_free(t);
 	cr_expect_eq(status, 0, "the restored root exited with %d", status);
@@ -299,7 +289,7 @@ Test(rst_tree, zombies_keep_their_exit_status_for_the_restored_parent, .timeout 
 
 	make_dir(dir, sizeof(dir), "zombie");
 	t = cycle(dir, "zombie", names, 1, RST_PIDNS_ALWAYS, before);
-	touch(dir, "reap");
+	th_tree_touch(dir, "reap");
 	wait_lines(dir, "r", "reaped", 2);
 	snprintf(path, sizeof(path), "%s/r.out", dir);
 	s = strstr(th_slurp_lines(path), "reaped");
@@ -351,7 +341,7 @@ static void refused_and_running(const char *shape, const char *const *names, int
 		ticks[i] = count_lines(dir, names[i], "tick");
 		wait_lines(dir, names[i], "tick", ticks[i] + 3);
 	}
-	touch(dir, "stop");
+	th_tree_touch(dir, "stop");
 	cr_expect_eq(waitpid(pid, &status, 0), pid);
 	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the root ended with %#x", status);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
@@ -480,7 +470,7 @@ Test(rst_tree, an_inherited_file_offset_stays_shared_by_parent_and_child, .timeo
 
 	make_dir(dir, sizeof(dir), "stdout");
 	t = cycle(dir, "stdout", names, 2, RST_PIDNS_ALWAYS, before);
-	touch(dir, "stop");
+	th_tree_touch(dir, "stop");
 	cr_expect_eq(rst_target_wait(t), 0);
 	rst_target_free(t);
 	snprintf(path, sizeof(path), "%s/shared.out", dir);
@@ -564,7 +554,7 @@ Test(rst_tree, a_pipeline_with_bytes_in_flight_gives_the_undisturbed_output, .ti
 	snprintf(imgs, sizeof(imgs), "%s/images", dir);
 	snprintf(path, sizeof(path), "%s/pipeline.out", dir);
 	/* in flight: the consumer has written some, far from all, and waits for DIR/hold to go */
-	touch(dir, "hold");
+	th_tree_touch(dir, "hold");
 	pid = th_spawn_prog(out, "rst_tree", args);
 	for (int i = 0; i < 2000 && strlen(th_slurp(path)) < 4096; i++) {
 		struct timespec ts = {0, 1000 * 1000};
@@ -683,7 +673,7 @@ Test(rst_tree, leave_running_lets_every_process_of_the_tree_run_on, .timeout = 1
 		ticks[i] = count_lines(dir, names[i], "tick");
 		wait_lines(dir, names[i], "tick", ticks[i] + 3);
 	}
-	touch(dir, "stop");
+	th_tree_touch(dir, "stop");
 	cr_expect_eq(waitpid(pid, &status, 0), pid);
 	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the root ended with %#x", status);
 	finish_dir(dir);

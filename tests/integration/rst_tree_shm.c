@@ -28,6 +28,7 @@
 #include "restore/restore.h"
 #include "th_net.h"
 #include "th_rst.h"
+#include "th_tree.h"
 
 #define A_PAGES 2048 /* tests/progs/rst_tree_shm.c */
 
@@ -42,17 +43,6 @@ static void make_dir(char *dir, size_t len, const char *tag)
 {
 	snprintf(dir, len, "/tmp/haul-treeshm-%s-%d", tag, (int)getpid());
 	mkdir(dir, 0755);
-}
-
-static void touch(const char *dir, const char *name)
-{
-	char path[512];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	fd = open(path, O_WRONLY | O_CREAT, 0644);
-	cr_assert_geq(fd, 0, "cannot create %s", path);
-	close(fd);
 }
 
 /* The last line of DIR/NAME.out, parsed; bad: a BAD line anywhere in it. */
@@ -129,7 +119,7 @@ static void cleanup(void)
 
 	if (!left.dir[0])
 		return;
-	touch(left.dir, "stop");
+	th_tree_touch(left.dir, "stop");
 	if (left.s1 >= 0)
 		shmctl(left.s1, IPC_RMID, NULL);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s /dev/shm/haul-treeshm-%d", left.dir, (int)left.root);
@@ -197,7 +187,7 @@ static void share_cycle(const char *tag, enum rst_pidns ns)
 		cr_expect_eq(now.nattch, before[i].nattch, "%s: S1 has %d attachments, had %d",
 			     names[i], now.nattch, before[i].nattch);
 	}
-	touch(dir, "stop");
+	th_tree_touch(dir, "stop");
 	cr_expect_eq(rst_target_wait(t), 0);
 	rst_target_free(t);
 	/* the source's S1 outlived it (never removed); the restored one was removed */
@@ -246,7 +236,7 @@ Test(rst_tree_shm, memory_shared_with_a_process_outside_the_tree_is_refused_nami
 	/* both run on */
 	wait_for(dir, "r", last_line(dir, "r").tick + 3, 0);
 	wait_for(dir, "c1", last_line(dir, "c1").tick + 3, 0);
-	touch(dir, "stop");
+	th_tree_touch(dir, "stop");
 	cr_expect_eq(waitpid(pid, &status, 0), pid);
 	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the root ended with %#x", status);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

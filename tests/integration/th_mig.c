@@ -322,10 +322,15 @@ void th_mig_dump_output(int fd)
 
 int th_mig_migrate(struct th_mig *m, const char *const extra[], int timeout_ms)
 {
+	th_mig_state_before(m);
+	return th_mig_run(m, extra, timeout_ms);
+}
+
+int th_mig_run(struct th_mig *m, const char *const extra[], int timeout_ms)
+{
 	int fd, st;
 	pid_t pid;
 
-	th_mig_state_before(m);
 	pid = th_mig_haul(m, &fd, extra);
 	cr_assert_gt(pid, 0);
 	st = th_wait_exit(pid, timeout_ms);

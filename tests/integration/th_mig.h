@@ -87,6 +87,8 @@ void th_mig_dump_output(int fd);
  * logged when it failed.
  */
 int th_mig_migrate(struct th_mig *m, const char *const extra[], int timeout_ms);
+/* th_mig_migrate without the state taken before: for workloads of other programs. */
+int th_mig_run(struct th_mig *m, const char *const extra[], int timeout_ms);
 /*
  * After a migration: ticks come from B and not A, progress went on from
  * @seq_before, memory verifies, exactly one copy, and the state is the one

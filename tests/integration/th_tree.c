@@ -172,16 +172,8 @@ void th_tree_start_in_a(struct th_mig *m, char *dir, size_t len, const char *pro
 void th_tree_migrate(struct th_mig *m)
 {
 	const char *extra[] = {"--downtime", "50", NULL};
-	pid_t pid;
-	int fd, st;
 
-	pid = th_mig_haul(m, &fd, extra);
-	cr_assert_gt(pid, 0);
-	st = th_wait_exit(pid, 90000);
-	if (st)
-		th_mig_dump_output(fd);
-	close(fd);
-	cr_assert_eq(st, 0, "haul migrate failed");
+	cr_assert_eq(th_mig_run(m, extra, 90000), 0, "haul migrate failed");
 }
 
 void th_tree_assert_in_b(struct th_mig *m)

@@ -474,10 +474,21 @@ static void *tid_thread(void *arg)
 	return NULL;
 }
 
+/* A second thread, idle: its tid once it runs, or -1. */
+static pid_t second_thread(void)
+{
+	pthread_t th;
+
+	if (pthread_create(&th, NULL, tid_thread, NULL))
+		return -1;
+	for (int n = 0; !pr_tid && n < 10000; n++)
+		pause_1ms();
+	return pr_tid ? pr_tid : -1;
+}
+
 static int mode_procfs(void)
 {
 	char p[64], name[8] = "", comm[17] = "";
-	pthread_t th;
 
 	snprintf(p, sizeof(p), "/proc/self/task/%d/stat", (int)getpid());
 	pr_status = open("/proc/self/status", O_RDONLY);
@@ -486,10 +497,8 @@ static int mode_procfs(void)
 	pr_pos = open("/proc/self/status", O_RDONLY);
 	pr_load = open("/proc/loadavg", O_RDONLY);
 	pr_sys = open("/proc/sys/kernel/pid_max", O_RDONLY);
-	if (pthread_create(&th, NULL, tid_thread, NULL))
+	if (second_thread() < 0)
 		return 2;
-	for (int n = 0; !pr_tid && n < 10000; n++)
-		pause_1ms();
 	snprintf(p, sizeof(p), "/proc/self/task/%d/stat", (int)pr_tid);
 	pr_thread = open(p, O_RDONLY);
 	if (pr_status < 0 || pr_stat < 0 || pr_dir < 0 || pr_pos < 0 || pr_load < 0 || pr_sys < 0 ||
@@ -546,7 +555,6 @@ static int mode_proctree(void)
 static int mode_procrefuse(void)
 {
 	char p[512], what[16] = "";
-	pthread_t th;
 	int fd;
 
 	path_of(p, sizeof(p), "what");
@@ -566,10 +574,8 @@ static int mode_procrefuse(void)
 		snprintf(p, sizeof(p), "/proc/%d/status", (int)getppid());
 		fd = open(p, O_RDONLY);
 	} else if (!strcmp(what, "threadpid")) {
-		if (pthread_create(&th, NULL, tid_thread, NULL))
+		if (second_thread() < 0)
 			return 2;
-		for (int n = 0; !pr_tid && n < 10000; n++)
-			pause_1ms();
 		snprintf(p, sizeof(p), "/proc/%d/stat", (int)pr_tid);
 		fd = open(p, O_RDONLY);
 	}
