@@ -34,6 +34,19 @@ struct lz_region {
 	uint64_t missing; /* pages not done */
 };
 
+/* One stream of the adaptive fault window (lazy_window.c): its last window, in source pages. */
+struct lz_win_stream {
+	uint64_t lo, hi;
+	uint32_t pages; /* hi - lo; 0: unused */
+	uint64_t used;	/* lz_win.tick when it last grew or started */
+};
+
+/* The fault window's state of one address space.  Fault thread only. */
+struct lz_win {
+	struct lz_win_stream s[LAZY_WIN_STREAMS];
+	uint64_t tick;
+};
+
 /* One address space to fill: the restored process, or a child it forked during post-copy. */
 struct lz_mm {
 	int uffd;	     /* -1 once dead */
@@ -41,7 +54,8 @@ struct lz_mm {
 	bool scanned;	     /* a child: its pid was looked for (kids_scan) */
 	struct lz_region *r; /* sorted by start */
 	size_t nr;
-	uint64_t missing; /* pages not done */
+	uint64_t missing;  /* pages not done */
+	struct lz_win win; /* the fault window's streams (lazy_window.c) */
 };
 
 struct lz_chunk {
@@ -223,6 +237,14 @@ void rst_lz_finish(struct rst_lazy *lz, int result);
 void rst_lz_kill_process(struct rst_lazy *lz);
 void rst_lz_close_all(struct rst_lazy *lz);
 void *rst_lz_fault_main(void *arg);
+
+/* lazy_window.c */
+/*
+ * The window a fault at source page @p fetches: *@lo and *@npages, source
+ * pages with @p among them; updates @w's streams.  The caller clips it to
+ * the region and to the missing pages around @p.
+ */
+void rst_lz_window_pick(struct lz_win *w, uint64_t p, uint64_t *lo, uint32_t *npages);
 
 /* lazy_fetch.c */
 void *rst_lz_fetch_main(void *arg);
