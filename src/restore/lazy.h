@@ -58,7 +58,17 @@
  * keeps its full depth; on a slow one (1 Gbit/s: 2 MiB ahead is 17 ms) the
  * push shrinks to what keeps the link busy.
  */
-#define LAZY_FAULT_TARGET_US	    2000
+#define LAZY_FAULT_TARGET_US 2000
+/*
+ * While the process faults (one read in the last LAZY_FAULT_RECENT_MS), a
+ * push fetch asks for at most LAZY_PUSH_FAULTING_PAGES: a fault's reply is
+ * handled in order with the push's on the source's threads, the link and
+ * the page server's loop, and queued behind 1 MiB chunks it waited 0.9 ms
+ * (p50, loopback, 2 cores) against 0.3 ms behind 64 KiB ones.  Without
+ * faults the push goes back to whole chunks, which amortise the round trip.
+ */
+#define LAZY_FAULT_RECENT_MS	    20
+#define LAZY_PUSH_FAULTING_PAGES    16
 #define LAZY_PUSH_WINDOW_MIN_PAGES  16
 #define LAZY_PUSH_WINDOW_STEP_PAGES 16
 /* Background fetch threads: two overlap one fetch with the other's copy. */

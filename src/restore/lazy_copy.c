@@ -184,6 +184,7 @@ void rst_lz_fault_served(struct rst_lazy *lz, uint64_t t0)
 	pthread_mutex_lock(&lz->lock);
 	lz->st.faults++;
 	lz->hist[rst_lz_hist_idx(dt)]++;
+	rst_lz_timeline_add(lz, t0, dt);
 	if (dt > lz->st.fault_max_ns)
 		lz->st.fault_max_ns = dt;
 	pthread_mutex_unlock(&lz->lock);

@@ -52,13 +52,21 @@ static bool plan_in(struct lz_mm *mm, uint64_t from_addr, uint32_t chunk, uint64
 	return false;
 }
 
-/* Pages the push may request now: its window less what is in flight. Under lz->lock. */
+/*
+ * Pages the push may request now: its window less what is in flight, in
+ * chunks no larger than LAZY_PUSH_FAULTING_PAGES while the process faults,
+ * so that a fault's reply never queues behind a whole chunk.  Under lz->lock.
+ */
 static uint32_t push_room(const struct rst_lazy *lz)
 {
 	uint32_t room =
 		lz->push_window > lz->push_inflight ? lz->push_window - lz->push_inflight : 0;
+	uint32_t chunk = lz->chunk_pages;
 
-	return room < lz->chunk_pages ? room : lz->chunk_pages;
+	if (lz->last_fault_ns && now_ns() - lz->last_fault_ns < LAZY_FAULT_RECENT_MS * 1000000ull &&
+	    chunk > LAZY_PUSH_FAULTING_PAGES)
+		chunk = LAZY_PUSH_FAULTING_PAGES;
+	return room < chunk ? room : chunk;
 }
 
 /* Claim the next run of pages to push, starting at the hint. Under lz->lock. */

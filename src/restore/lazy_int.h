@@ -21,6 +21,9 @@
 #define MAX_MSGS     64
 #define HIST_SUB     8
 #define HIST_BUCKETS 512
+/* The fault-latency timeline: one histogram per 250 ms after the start, the last holds the rest. */
+#define TL_SLOT_NS 250000000ull
+#define TL_SLOTS   64
 
 /* The events we need; each makes the process wait until the fault thread reads it. */
 #define LAZY_EVENTS                                                                                \
@@ -109,6 +112,7 @@ struct rst_lazy {
 	/* the push's window (LAZY_PUSH_WINDOW_*), under lock */
 	uint32_t push_window, push_window_max, push_inflight;
 	unsigned faults_inflight; /* fault windows being fetched */
+	uint64_t last_fault_ns;	  /* now_ns() when a fault was last read; under lock */
 	pthread_t fault_thread;
 	pthread_t *fetch_threads;
 	pthread_t *ufetch_threads; /* fault-fetch threads */
@@ -137,6 +141,10 @@ struct rst_lazy {
 	uint64_t t_start;
 	struct rst_lazy_stats st;
 	uint32_t hist[HIST_BUCKETS];
+	/* the timeline of fault latencies (rst_lz_timeline_log) */
+	uint32_t tl_hist[TL_SLOTS][HIST_BUCKETS];
+	uint32_t tl_faults[TL_SLOTS];
+	uint64_t tl_max_ns[TL_SLOTS];
 
 	/* fault thread only */
 	struct lz_chunk *cur;
@@ -215,6 +223,8 @@ int rst_lz_regions_insert(struct rst_lazy *lz, struct lz_mm *mm, struct lz_regio
 int rst_lz_regions_cut(struct rst_lazy *lz, struct lz_mm *mm, uint64_t s, uint64_t e);
 unsigned rst_lz_hist_idx(uint64_t ns);
 uint64_t rst_lz_hist_pct(const uint32_t *h, uint64_t total, double pct);
+void rst_lz_timeline_add(struct rst_lazy *lz, uint64_t t0, uint64_t dt);
+void rst_lz_timeline_log(struct rst_lazy *lz);
 
 /* lazy_copy.c */
 void rst_lz_mark_done(struct rst_lazy *lz, struct lz_mm *mm, struct lz_region *rg, uint64_t i,
