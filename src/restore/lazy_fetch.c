@@ -52,6 +52,13 @@ static bool plan_in(struct lz_mm *mm, uint64_t from_addr, uint32_t chunk, uint64
 	return false;
 }
 
+/* Whether the process faulted in the last LAZY_FAULT_RECENT_MS.  Under lz->lock. */
+static bool faulting(const struct rst_lazy *lz)
+{
+	return lz->last_fault_ns &&
+	       now_ns() - lz->last_fault_ns < LAZY_FAULT_RECENT_MS * 1000000ull;
+}
+
 /*
  * Pages the push may request now: its window less what is in flight, in
  * chunks no larger than LAZY_PUSH_FAULTING_PAGES while the process faults,
@@ -59,13 +66,15 @@ static bool plan_in(struct lz_mm *mm, uint64_t from_addr, uint32_t chunk, uint64
  */
 static uint32_t push_room(const struct rst_lazy *lz)
 {
-	uint32_t room =
-		lz->push_window > lz->push_inflight ? lz->push_window - lz->push_inflight : 0;
-	uint32_t chunk = lz->chunk_pages;
+	uint32_t window = lz->push_window, chunk = lz->chunk_pages, room;
 
-	if (lz->last_fault_ns && now_ns() - lz->last_fault_ns < LAZY_FAULT_RECENT_MS * 1000000ull &&
-	    chunk > LAZY_PUSH_FAULTING_PAGES)
-		chunk = LAZY_PUSH_FAULTING_PAGES;
+	if (faulting(lz)) {
+		if (window > lz->nfetchers * LAZY_PUSH_FAULTING_PAGES)
+			window = lz->nfetchers * LAZY_PUSH_FAULTING_PAGES;
+		if (chunk > LAZY_PUSH_FAULTING_PAGES)
+			chunk = LAZY_PUSH_FAULTING_PAGES;
+	}
+	room = window > lz->push_inflight ? window - lz->push_inflight : 0;
 	return room < chunk ? room : chunk;
 }
 
@@ -130,8 +139,9 @@ void *rst_lz_fetch_main(void *arg)
 
 		pthread_mutex_lock(&lz->lock);
 		lz->push_inflight -= c->npages;
-		/* no fault waited meanwhile: the push may go deeper again */
-		if (!lz->faults_inflight && lz->push_window < lz->push_window_max) {
+		/* no fault for a while: the push may go deeper again */
+		if (!lz->faults_inflight && !faulting(lz) &&
+		    lz->push_window < lz->push_window_max) {
 			lz->push_window += LAZY_PUSH_WINDOW_STEP_PAGES;
 			if (lz->push_window > lz->push_window_max)
 				lz->push_window = lz->push_window_max;
