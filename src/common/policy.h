@@ -35,8 +35,6 @@
 #define PS_MAX_CONNS_PER_PEER 128
 /* Most streams one session may declare. */
 #define PS_MAX_STREAMS 64
-/* Post-copy: the nice value of the source's threads serving the push, below the faults' thread. */
-#define PS_SERVE_PUSH_NICE 10
 /* Pages per arena chunk of the memory page store (64 MiB): few mmaps for GiBs. */
 #define PSTORE_CHUNK_PAGES 16384
 

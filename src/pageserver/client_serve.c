@@ -14,7 +14,6 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -136,15 +135,6 @@ static void *serve_stream(void *arg)
 	struct serve_ctx *x = arg;
 	struct ps_client *c = x->c;
 	int slice = x->idle_ms > 0 && x->idle_ms < 100 ? x->idle_ms : 100;
-
-	/*
-	 * The push's streams yield the CPU to the faults' (stream 0): on a busy
-	 * host a fault's reply otherwise waits for a core behind the push's
-	 * reads and sends.  Raising one's own nice value needs no privilege.
-	 */
-	if (x->st != &c->st[0] && setpriority(PRIO_PROCESS, (id_t)gettid(), PS_SERVE_PUSH_NICE))
-		pr_debug("cannot lower the priority of a push stream's thread: %s",
-			 strerror(errno));
 
 	for (;;) {
 		struct pollfd pfd[2] = {{.fd = x->st->fd, .events = POLLIN},
