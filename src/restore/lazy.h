@@ -58,9 +58,10 @@
  * cores), behind 64 KiB ones 0.3 ms.  When a fault's fetch still takes
  * longer than LAZY_FAULT_TARGET_US (half the 2 ms p99 of issue 16) the
  * window halves, down to LAZY_PUSH_WINDOW_MIN_PAGES (one fetch: 0.5 ms at
- * 1 Gbit/s); it widens again by LAZY_PUSH_WINDOW_STEP_PAGES per push fetch
- * only once faults have stopped, up to all fetchers' whole chunks, which
- * amortise the round trip.
+ * 1 Gbit/s); it widens by LAZY_PUSH_WINDOW_STEP_PAGES per fault fetch back
+ * in under half the target (a slow one was a busy CPU, not the link), and
+ * per push fetch once faults have stopped, up to all fetchers' whole chunks,
+ * which amortise the round trip.
  */
 #define LAZY_FAULT_TARGET_US	    1000
 #define LAZY_FAULT_RECENT_MS	    20

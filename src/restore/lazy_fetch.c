@@ -208,6 +208,17 @@ void *rst_lz_ufetch_main(void *arg)
 				lz->push_window = LAZY_PUSH_WINDOW_MIN_PAGES;
 			if (lz->push_window < lz->st.push_window_min)
 				lz->st.push_window_min = lz->push_window;
+		} else if (!ret && dt < LAZY_FAULT_TARGET_US * 500ull &&
+			   lz->push_window < lz->push_window_max) {
+			/*
+			 * well inside the target: the slow one was a passing stall (a
+			 * busy CPU), not the push ahead of it on the link
+			 */
+			lz->push_window += LAZY_PUSH_WINDOW_STEP_PAGES;
+			if (lz->push_window > lz->push_window_max)
+				lz->push_window = lz->push_window_max;
+			lz->work_gen++;
+			pthread_cond_broadcast(&lz->cv);
 		}
 		q->next = NULL;
 		if (ret) {
