@@ -61,7 +61,7 @@ static bool faulting(const struct rst_lazy *lz)
 
 /*
  * Pages the push may request now: its window less what is in flight, in
- * chunks no larger than LAZY_PUSH_FAULTING_PAGES while the process faults,
+ * chunks no larger than lz->fault_chunk while the process faults,
  * so that a fault's reply never queues behind a whole chunk.  Under lz->lock.
  */
 static uint32_t push_room(const struct rst_lazy *lz)
@@ -69,10 +69,10 @@ static uint32_t push_room(const struct rst_lazy *lz)
 	uint32_t window = lz->push_window, chunk = lz->chunk_pages, room;
 
 	if (faulting(lz)) {
-		if (window > lz->nfetchers * LAZY_PUSH_FAULTING_PAGES)
-			window = lz->nfetchers * LAZY_PUSH_FAULTING_PAGES;
-		if (chunk > LAZY_PUSH_FAULTING_PAGES)
-			chunk = LAZY_PUSH_FAULTING_PAGES;
+		if (window > lz->nfetchers * lz->fault_chunk)
+			window = lz->nfetchers * lz->fault_chunk;
+		if (chunk > lz->fault_chunk)
+			chunk = lz->fault_chunk;
 	}
 	room = window > lz->push_inflight ? window - lz->push_inflight : 0;
 	return room < chunk ? room : chunk;
@@ -200,6 +200,22 @@ void *rst_lz_ufetch_main(void *arg)
 
 		pthread_mutex_lock(&lz->lock);
 		lz->faults_inflight--;
+		/*
+		 * The fetch size while faulting follows the fault's round trip: it
+		 * grows while faults come back within LAZY_FAULT_FAST_US (the push
+		 * ahead of them costs them little: a CPU-bound fast link) and halves
+		 * past LAZY_FAULT_TARGET_US.
+		 */
+		if (!ret && dt < LAZY_FAULT_FAST_US * 1000ull && lz->fault_chunk < lz->chunk_pages)
+			lz->fault_chunk =
+				lz->fault_chunk + LAZY_PUSH_FAULTING_PAGES < lz->chunk_pages
+					? lz->fault_chunk + LAZY_PUSH_FAULTING_PAGES
+					: lz->chunk_pages;
+		else if (!ret && dt > LAZY_FAULT_TARGET_US * 1000ull &&
+			 lz->fault_chunk > LAZY_PUSH_FAULTING_PAGES)
+			lz->fault_chunk = lz->fault_chunk / 2 > LAZY_PUSH_FAULTING_PAGES
+						  ? lz->fault_chunk / 2
+						  : LAZY_PUSH_FAULTING_PAGES;
 		/* it queued behind the push on the link: the push must not run so far ahead */
 		if (!ret && dt > LAZY_FAULT_TARGET_US * 1000ull &&
 		    lz->push_window > LAZY_PUSH_WINDOW_MIN_PAGES) {
