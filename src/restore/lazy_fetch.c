@@ -204,14 +204,14 @@ void *rst_lz_ufetch_main(void *arg)
 		 * The fetch size while faulting follows the fault's round trip: it
 		 * grows while faults come back within LAZY_FAULT_FAST_US (the push
 		 * ahead of them costs them little: a CPU-bound fast link) and halves
-		 * past LAZY_FAULT_TARGET_US.
+		 * past twice that.
 		 */
 		if (!ret && dt < LAZY_FAULT_FAST_US * 1000ull && lz->fault_chunk < lz->chunk_pages)
 			lz->fault_chunk =
 				lz->fault_chunk + LAZY_PUSH_FAULTING_PAGES < lz->chunk_pages
 					? lz->fault_chunk + LAZY_PUSH_FAULTING_PAGES
 					: lz->chunk_pages;
-		else if (!ret && dt > LAZY_FAULT_TARGET_US * 1000ull &&
+		else if (!ret && dt > 2 * LAZY_FAULT_FAST_US * 1000ull &&
 			 lz->fault_chunk > LAZY_PUSH_FAULTING_PAGES)
 			lz->fault_chunk = lz->fault_chunk / 2 > LAZY_PUSH_FAULTING_PAGES
 						  ? lz->fault_chunk / 2
@@ -224,11 +224,11 @@ void *rst_lz_ufetch_main(void *arg)
 				lz->push_window = LAZY_PUSH_WINDOW_MIN_PAGES;
 			if (lz->push_window < lz->st.push_window_min)
 				lz->st.push_window_min = lz->push_window;
-		} else if (!ret && dt < LAZY_FAULT_TARGET_US * 500ull &&
+		} else if (!ret && dt < LAZY_FAULT_FAST_US * 1000ull &&
 			   lz->push_window < lz->push_window_max) {
 			/*
-			 * well inside the target: the slow one was a passing stall (a
-			 * busy CPU), not the push ahead of it on the link
+			 * fast: nothing much ahead of it; a slow one before was a
+			 * passing stall (a busy CPU), not the push on the link
 			 */
 			lz->push_window += LAZY_PUSH_WINDOW_STEP_PAGES;
 			if (lz->push_window > lz->push_window_max)
