@@ -57,9 +57,9 @@
  * waited 0.9 ms (p50, 1 GiB at 64 MiB/s, loopback, 2 cores), behind 64 KiB
  * ones 0.3 ms.  The fetch grows by LAZY_PUSH_FAULTING_PAGES per fault fetch
  * back within LAZY_FAULT_FAST_US (the 50 ms a tick of issue 16 over 161
- * faults: the push ahead costs the fault little) and halves past twice that.  When a fault's fetch still takes
- * longer than LAZY_FAULT_TARGET_US (half the 2 ms p99 of issue 16) the
- * window halves, down to LAZY_PUSH_WINDOW_MIN_PAGES (one fetch: 0.5 ms at
+ * faults: the push ahead costs the fault little) and halves past twice
+ * that.  When a fault's fetch still takes longer than LAZY_FAULT_TARGET_US
+ * (half the 2 ms p99 of issue 16) the window halves, down to LAZY_PUSH_WINDOW_MIN_PAGES (one fetch: 0.5 ms at
  * 1 Gbit/s); it widens by LAZY_PUSH_WINDOW_STEP_PAGES per fault fetch back
  * within LAZY_FAULT_FAST_US (a slow one was a busy CPU, not the link), and
  * per push fetch once faults have stopped, up to all fetchers' whole chunks,
