@@ -385,6 +385,8 @@ int rst_lazy_new(const struct rst_lazy_opts *o, struct rst_lazy **out)
 				  : LAZY_PUSH_CHUNK_PAGES;
 	lz->push_window = lz->push_window_max = lz->nfetchers * lz->chunk_pages;
 	lz->st.push_window_min = lz->push_window;
+	lz->fault_chunk = LAZY_PUSH_FAULTING_PAGES < lz->chunk_pages ? LAZY_PUSH_FAULTING_PAGES
+								     : lz->chunk_pages;
 	pthread_mutex_init(&lz->lock, NULL);
 	{
 		pthread_condattr_t ca;

@@ -34,8 +34,15 @@
 #include "common/vma.h"
 #include "pageserver/pageserver.h"
 
-/* Pages fetched around a fault: 64 KiB (issue 6); aligned on 64 KiB, clipped to the VMA. */
+/*
+ * The largest fault window: 64 KiB (issue 6), clipped to the VMA.  A fault
+ * fetches its page alone unless it continues a walk through an earlier
+ * window, which then doubles up to this (lazy_window.c): at 1 Gbit/s 64 KiB
+ * is 0.5 ms on the wire, wasted on a random writer.
+ */
 #define LAZY_FAULT_AROUND_PAGES 16
+/* Fault windows followed at once: one per thread walking its own way. */
+#define LAZY_WIN_STREAMS 4
 /* Pages per background fetch: 1 MiB amortises a network round trip to ~10% at 3 GB/s. */
 #define LAZY_PUSH_CHUNK_PAGES 256
 /* Pages per background UFFDIO_COPY between two looks at the uffd: bounds fault latency
@@ -43,15 +50,25 @@
 #define LAZY_PUSH_SLICE_PAGES 16
 /*
  * The background push's window: pages it may have requested and not yet
- * received.  A fault's window queues behind them on the link, so when a
- * fault's fetch takes longer than LAZY_FAULT_TARGET_US the window halves
- * (down to LAZY_PUSH_WINDOW_MIN_PAGES); each push fetch that completes while
- * no fault waits widens it by LAZY_PUSH_WINDOW_STEP_PAGES, up to all
- * fetchers' chunks.  On a fast link faults come back in time and the push
- * keeps its full depth; on a slow one (1 Gbit/s: 2 MiB ahead is 17 ms) the
- * push shrinks to what keeps the link busy.
+ * received.  A fault's window queues behind them on the link, on the
+ * source's threads and in the page server's loop.  While the process faults
+ * (a fault read in the last LAZY_FAULT_RECENT_MS) the push's fetches start
+ * at LAZY_PUSH_FAULTING_PAGES, one per fetcher: behind 1 MiB chunks a fault
+ * waited 0.9 ms (p50, 1 GiB at 64 MiB/s, loopback, 2 cores), behind 64 KiB
+ * ones 0.3 ms.  The fetch grows by LAZY_PUSH_FAULTING_PAGES per fault fetch
+ * back within LAZY_FAULT_FAST_US (the 50 ms a tick of issue 16 over 161
+ * faults: the push ahead costs the fault little) and halves past twice
+ * that.  When a fault's fetch still takes longer than LAZY_FAULT_TARGET_US
+ * (half the 2 ms p99 of issue 16) the window halves, down to LAZY_PUSH_WINDOW_MIN_PAGES (one fetch: 0.5 ms at
+ * 1 Gbit/s); it widens by LAZY_PUSH_WINDOW_STEP_PAGES per fault fetch back
+ * within LAZY_FAULT_FAST_US (a slow one was a busy CPU, not the link), and
+ * per push fetch once faults have stopped, up to all fetchers' whole chunks,
+ * which amortise the round trip.
  */
-#define LAZY_FAULT_TARGET_US	    2000
+#define LAZY_FAULT_TARGET_US	    1000
+#define LAZY_FAULT_RECENT_MS	    20
+#define LAZY_FAULT_FAST_US	    250
+#define LAZY_PUSH_FAULTING_PAGES    16
 #define LAZY_PUSH_WINDOW_MIN_PAGES  16
 #define LAZY_PUSH_WINDOW_STEP_PAGES 16
 /* Background fetch threads: two overlap one fetch with the other's copy. */

@@ -4,10 +4,11 @@
  * Only the fault thread copies (UFFDIO_COPY, or UFFDIO_ZEROPAGE for runs
  * of zero pages): every copy checks the present bitmap after the events
  * before it were applied, so a page the process zapped is never refilled
- * from the source.  A fault is answered with a window around it, fetched
- * by a fault-fetch thread and copied ahead of any background slice; the
- * background push is copied one slice at a time so that a fault waits for
- * at most one slice.  Copy races: EEXIST counts the page present, EAGAIN
+ * from the source.  A fault is answered with a window around it (its page
+ * alone, or more where the process walks through memory: lazy_window.c),
+ * fetched by a fault-fetch thread and copied ahead of any background slice;
+ * the background push is copied one slice at a time so that a fault waits
+ * for at most one slice.  Copy races: EEXIST counts the page present, EAGAIN
  * without progress means an event is queued (read events, then retry),
  * ESRCH the process is gone, ENOENT the VMA is gone.
  */
@@ -183,6 +184,7 @@ void rst_lz_fault_served(struct rst_lazy *lz, uint64_t t0)
 	pthread_mutex_lock(&lz->lock);
 	lz->st.faults++;
 	lz->hist[rst_lz_hist_idx(dt)]++;
+	rst_lz_timeline_add(lz, t0, dt);
 	if (dt > lz->st.fault_max_ns)
 		lz->st.fault_max_ns = dt;
 	pthread_mutex_unlock(&lz->lock);
@@ -246,7 +248,8 @@ int rst_lz_serve_fault(struct rst_lazy *lz, struct lz_pend *pf)
 	struct lz_mm *mm = pf->mm;
 	uint64_t addr = pf->addr;
 	struct lz_region *rg = rst_lz_region_find(mm, addr);
-	uint64_t i, lo, hi, wlo, whi;
+	uint64_t i, lo, hi, wlo, whi, wsrc;
+	uint32_t wpages;
 	struct lz_req *q;
 
 	pr_debug("fault at %#lx of pid %d", (unsigned long)addr, lz->pid);
@@ -292,10 +295,10 @@ int rst_lz_serve_fault(struct rst_lazy *lz, struct lz_pend *pf)
 		return 1;
 	}
 
-	/* The missing run around the fault, inside its aligned fault-around window. */
-	wlo = (addr & ~(LAZY_FAULT_AROUND_PAGES * PG - 1));
-	wlo = wlo < rg->start ? 0 : (wlo - rg->start) / PG;
-	whi = wlo + LAZY_FAULT_AROUND_PAGES;
+	/* The missing run around the fault, inside the window its stream earned (lazy_window.c). */
+	rst_lz_window_pick(&mm->win, rg->src / PG + i, &wsrc, &wpages);
+	wlo = wsrc > rg->src / PG ? wsrc - rg->src / PG : 0;
+	whi = wsrc + wpages - rg->src / PG;
 	if (whi > (rg->end - rg->start) / PG)
 		whi = (rg->end - rg->start) / PG;
 	lo = i;

@@ -330,6 +330,9 @@ static int read_msgs(struct rst_lazy *lz, struct lz_mm *mm, struct lz_pend *pend
 			kids_scan(lz, lz->pid, 0);
 			mm->scanned = true;
 		}
+		pthread_mutex_lock(&lz->lock);
+		lz->last_fault_ns = t0;
+		pthread_mutex_unlock(&lz->lock);
 		if (*npend < MAX_MSGS * 4)
 			pend[(*npend)++] = (struct lz_pend){mm, addr, t0, NULL};
 		else
@@ -519,6 +522,8 @@ void *rst_lz_fault_main(void *arg)
 			if (lz->exited)
 				pr_warn("pid %d exited before all its memory arrived", lz->pid);
 			rst_lz_finish(lz, lz->exited ? -ESRCH : 0);
+			if (lz->st.faults)
+				rst_lz_timeline_log(lz);
 			goto done;
 		}
 	}

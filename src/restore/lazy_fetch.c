@@ -52,13 +52,30 @@ static bool plan_in(struct lz_mm *mm, uint64_t from_addr, uint32_t chunk, uint64
 	return false;
 }
 
-/* Pages the push may request now: its window less what is in flight. Under lz->lock. */
+/* Whether the process faulted in the last LAZY_FAULT_RECENT_MS.  Under lz->lock. */
+static bool faulting(const struct rst_lazy *lz)
+{
+	return lz->last_fault_ns &&
+	       now_ns() - lz->last_fault_ns < LAZY_FAULT_RECENT_MS * 1000000ull;
+}
+
+/*
+ * Pages the push may request now: its window less what is in flight, in
+ * chunks no larger than lz->fault_chunk while the process faults,
+ * so that a fault's reply never queues behind a whole chunk.  Under lz->lock.
+ */
 static uint32_t push_room(const struct rst_lazy *lz)
 {
-	uint32_t room =
-		lz->push_window > lz->push_inflight ? lz->push_window - lz->push_inflight : 0;
+	uint32_t window = lz->push_window, chunk = lz->chunk_pages, room;
 
-	return room < lz->chunk_pages ? room : lz->chunk_pages;
+	if (faulting(lz)) {
+		if (window > lz->nfetchers * lz->fault_chunk)
+			window = lz->nfetchers * lz->fault_chunk;
+		if (chunk > lz->fault_chunk)
+			chunk = lz->fault_chunk;
+	}
+	room = window > lz->push_inflight ? window - lz->push_inflight : 0;
+	return room < chunk ? room : chunk;
 }
 
 /* Claim the next run of pages to push, starting at the hint. Under lz->lock. */
@@ -122,8 +139,9 @@ void *rst_lz_fetch_main(void *arg)
 
 		pthread_mutex_lock(&lz->lock);
 		lz->push_inflight -= c->npages;
-		/* no fault waited meanwhile: the push may go deeper again */
-		if (!lz->faults_inflight && lz->push_window < lz->push_window_max) {
+		/* no fault for a while: the push may go deeper again */
+		if (!lz->faults_inflight && !faulting(lz) &&
+		    lz->push_window < lz->push_window_max) {
 			lz->push_window += LAZY_PUSH_WINDOW_STEP_PAGES;
 			if (lz->push_window > lz->push_window_max)
 				lz->push_window = lz->push_window_max;
@@ -182,6 +200,22 @@ void *rst_lz_ufetch_main(void *arg)
 
 		pthread_mutex_lock(&lz->lock);
 		lz->faults_inflight--;
+		/*
+		 * The fetch size while faulting follows the fault's round trip: it
+		 * grows while faults come back within LAZY_FAULT_FAST_US (the push
+		 * ahead of them costs them little: a CPU-bound fast link) and halves
+		 * past twice that.
+		 */
+		if (!ret && dt < LAZY_FAULT_FAST_US * 1000ull && lz->fault_chunk < lz->chunk_pages)
+			lz->fault_chunk =
+				lz->fault_chunk + LAZY_PUSH_FAULTING_PAGES < lz->chunk_pages
+					? lz->fault_chunk + LAZY_PUSH_FAULTING_PAGES
+					: lz->chunk_pages;
+		else if (!ret && dt > 2 * LAZY_FAULT_FAST_US * 1000ull &&
+			 lz->fault_chunk > LAZY_PUSH_FAULTING_PAGES)
+			lz->fault_chunk = lz->fault_chunk / 2 > LAZY_PUSH_FAULTING_PAGES
+						  ? lz->fault_chunk / 2
+						  : LAZY_PUSH_FAULTING_PAGES;
 		/* it queued behind the push on the link: the push must not run so far ahead */
 		if (!ret && dt > LAZY_FAULT_TARGET_US * 1000ull &&
 		    lz->push_window > LAZY_PUSH_WINDOW_MIN_PAGES) {
@@ -190,6 +224,17 @@ void *rst_lz_ufetch_main(void *arg)
 				lz->push_window = LAZY_PUSH_WINDOW_MIN_PAGES;
 			if (lz->push_window < lz->st.push_window_min)
 				lz->st.push_window_min = lz->push_window;
+		} else if (!ret && dt < LAZY_FAULT_FAST_US * 1000ull &&
+			   lz->push_window < lz->push_window_max) {
+			/*
+			 * fast: nothing much ahead of it; a slow one before was a
+			 * passing stall (a busy CPU), not the push on the link
+			 */
+			lz->push_window += LAZY_PUSH_WINDOW_STEP_PAGES;
+			if (lz->push_window > lz->push_window_max)
+				lz->push_window = lz->push_window_max;
+			lz->work_gen++;
+			pthread_cond_broadcast(&lz->cv);
 		}
 		q->next = NULL;
 		if (ret) {

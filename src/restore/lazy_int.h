@@ -21,6 +21,9 @@
 #define MAX_MSGS     64
 #define HIST_SUB     8
 #define HIST_BUCKETS 512
+/* The fault-latency timeline: one histogram per 250 ms after the start, the last holds the rest. */
+#define TL_SLOT_NS 250000000ull
+#define TL_SLOTS   64
 
 /* The events we need; each makes the process wait until the fault thread reads it. */
 #define LAZY_EVENTS                                                                                \
@@ -34,6 +37,19 @@ struct lz_region {
 	uint64_t missing; /* pages not done */
 };
 
+/* One stream of the adaptive fault window (lazy_window.c): its last window, in source pages. */
+struct lz_win_stream {
+	uint64_t lo, hi;
+	uint32_t pages; /* hi - lo; 0: unused */
+	uint64_t used;	/* lz_win.tick when it last grew or started */
+};
+
+/* The fault window's state of one address space.  Fault thread only. */
+struct lz_win {
+	struct lz_win_stream s[LAZY_WIN_STREAMS];
+	uint64_t tick;
+};
+
 /* One address space to fill: the restored process, or a child it forked during post-copy. */
 struct lz_mm {
 	int uffd;	     /* -1 once dead */
@@ -41,7 +57,8 @@ struct lz_mm {
 	bool scanned;	     /* a child: its pid was looked for (kids_scan) */
 	struct lz_region *r; /* sorted by start */
 	size_t nr;
-	uint64_t missing; /* pages not done */
+	uint64_t missing;  /* pages not done */
+	struct lz_win win; /* the fault window's streams (lazy_window.c) */
 };
 
 struct lz_chunk {
@@ -95,6 +112,8 @@ struct rst_lazy {
 	/* the push's window (LAZY_PUSH_WINDOW_*), under lock */
 	uint32_t push_window, push_window_max, push_inflight;
 	unsigned faults_inflight; /* fault windows being fetched */
+	uint64_t last_fault_ns;	  /* now_ns() when a fault was last read; under lock */
+	uint32_t fault_chunk;	  /* pages per push fetch while faulting; under lock */
 	pthread_t fault_thread;
 	pthread_t *fetch_threads;
 	pthread_t *ufetch_threads; /* fault-fetch threads */
@@ -123,6 +142,10 @@ struct rst_lazy {
 	uint64_t t_start;
 	struct rst_lazy_stats st;
 	uint32_t hist[HIST_BUCKETS];
+	/* the timeline of fault latencies (rst_lz_timeline_log) */
+	uint32_t tl_hist[TL_SLOTS][HIST_BUCKETS];
+	uint32_t tl_faults[TL_SLOTS];
+	uint64_t tl_max_ns[TL_SLOTS];
 
 	/* fault thread only */
 	struct lz_chunk *cur;
@@ -201,6 +224,8 @@ int rst_lz_regions_insert(struct rst_lazy *lz, struct lz_mm *mm, struct lz_regio
 int rst_lz_regions_cut(struct rst_lazy *lz, struct lz_mm *mm, uint64_t s, uint64_t e);
 unsigned rst_lz_hist_idx(uint64_t ns);
 uint64_t rst_lz_hist_pct(const uint32_t *h, uint64_t total, double pct);
+void rst_lz_timeline_add(struct rst_lazy *lz, uint64_t t0, uint64_t dt);
+void rst_lz_timeline_log(struct rst_lazy *lz);
 
 /* lazy_copy.c */
 void rst_lz_mark_done(struct rst_lazy *lz, struct lz_mm *mm, struct lz_region *rg, uint64_t i,
@@ -223,6 +248,14 @@ void rst_lz_finish(struct rst_lazy *lz, int result);
 void rst_lz_kill_process(struct rst_lazy *lz);
 void rst_lz_close_all(struct rst_lazy *lz);
 void *rst_lz_fault_main(void *arg);
+
+/* lazy_window.c */
+/*
+ * The window a fault at source page @p fetches: *@lo and *@npages, source
+ * pages with @p among them; updates @w's streams.  The caller clips it to
+ * the region and to the missing pages around @p.
+ */
+void rst_lz_window_pick(struct lz_win *w, uint64_t p, uint64_t *lo, uint32_t *npages);
 
 /* lazy_fetch.c */
 void *rst_lz_fetch_main(void *arg);

@@ -6,11 +6,16 @@
  * sorted by start and never overlap; events (remap, unmap, remove) slice
  * them here.  Regions change only on the fault thread, under lz->lock
  * because the fetchers read them.  The histogram buckets fault latencies
- * (HIST_SUB sub-buckets per power of two) for the p50/p99 of the stats.
+ * (HIST_SUB sub-buckets per power of two) for the p50/p99 of the stats,
+ * and again per 250 ms after the start (the timeline logged when all memory
+ * arrived), to set next to what the process's own clients saw.
  */
+#define LOG_PREFIX "lazy: "
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
+#include "common/log.h"
 #include "restore/lazy_int.h"
 
 /* ---- regions ------------------------------------------------------------------ */
@@ -206,4 +211,55 @@ uint64_t rst_lz_hist_pct(const uint32_t *h, uint64_t total, double pct)
 			return hist_value(i);
 	}
 	return 0;
+}
+
+/* Count a fault read at @t0 and answered @dt later in its slot of the timeline.  Under lz->lock. */
+void rst_lz_timeline_add(struct rst_lazy *lz, uint64_t t0, uint64_t dt)
+{
+	uint64_t slot = t0 > lz->t_start ? (t0 - lz->t_start) / TL_SLOT_NS : 0;
+
+	if (slot >= TL_SLOTS)
+		slot = TL_SLOTS - 1;
+	lz->tl_hist[slot][rst_lz_hist_idx(dt)]++;
+	lz->tl_faults[slot]++;
+	if (dt > lz->tl_max_ns[slot])
+		lz->tl_max_ns[slot] = dt;
+}
+
+/*
+ * Log the timeline: per second after the start, the faults and their
+ * latency p50/p99/max in each quarter that had any.  Fault thread, when
+ * all memory arrived.
+ */
+void rst_lz_timeline_log(struct rst_lazy *lz)
+{
+	struct timespec rt;
+	char line[512];
+
+	/* the start on the realtime clock, which the process's clients (and the bench) share */
+	clock_gettime(CLOCK_REALTIME, &rt);
+	pr_info("pid %d: fault timeline, the start at %.3f (realtime)", lz->pid,
+		rt.tv_sec + rt.tv_nsec / 1e9 - (now_ns() - lz->t_start) / 1e9);
+	pthread_mutex_lock(&lz->lock);
+	for (unsigned sec = 0; sec * 4 < TL_SLOTS; sec++) {
+		size_t n = 0;
+
+		line[0] = '\0';
+		for (unsigned k = sec * 4; k < sec * 4 + 4 && n < sizeof(line); k++) {
+			uint32_t f = lz->tl_faults[k];
+
+			if (!f)
+				continue;
+			n += (size_t)snprintf(line + n, sizeof(line) - n,
+					      "%s+%u ms: %u faults, p50 %.0f p99 %.0f max %.0f us",
+					      n ? "; " : "", (k % 4) * 250, f,
+					      rst_lz_hist_pct(lz->tl_hist[k], f, 50) / 1e3,
+					      rst_lz_hist_pct(lz->tl_hist[k], f, 99) / 1e3,
+					      lz->tl_max_ns[k] / 1e3);
+		}
+		if (n)
+			pr_info("pid %d faults %u%s s after the start: %s", lz->pid, sec,
+				(sec + 1) * 4 >= TL_SLOTS ? " and later" : "", line);
+	}
+	pthread_mutex_unlock(&lz->lock);
 }
