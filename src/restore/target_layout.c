@@ -98,6 +98,10 @@ static int tramp_map(struct rst_target *t, const struct haul_layout *l)
 			continue;
 		}
 		ret = rst_poke(t, at, code, sizeof(code));
+		/* the batch blob (target_batch.c) */
+		if (!ret)
+			ret = rst_poke(t, at + TRAMP_BLOB, RSYS_BATCH_CODE,
+				       sizeof(RSYS_BATCH_CODE));
 		if (!ret)
 			ret = rst_rcall(t, SYS_mprotect, at, TRAMP_CODE, PROT_READ | PROT_EXEC, 0,
 					0, 0, NULL);
