@@ -70,6 +70,7 @@ void rst_batch_init(struct rst_batch *b)
 	b->n = 0;
 	b->dlen = 0;
 	b->done = 0;
+	b->failed = 0;
 	b->err = 0;
 	b->what[0] = '\0';
 }
@@ -97,6 +98,7 @@ static int flush(struct rst_target *t, struct rst_batch *b)
 	ret = rsys_batch(r, t->batch_singly ? 0 : t->tramp + TRAMP_BLOB, table_addr(t), b->c, b->n,
 			 &failed);
 	if (ret && failed < b->n) {
+		b->failed = b->done + failed;
 		snprintf(b->what, sizeof(b->what), "%s (call %zu of %zu in thread %d)",
 			 b->c[failed].name ? b->c[failed].name : "?", b->done + failed + 1,
 			 b->done + b->n, (int)r->pid);

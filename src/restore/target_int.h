@@ -121,8 +121,8 @@ int rst_put_str(struct rst_target *t, size_t off, const char *s, uint64_t *addr)
  * until the batch runs), and rst_batch_run.  A full table or data area
  * runs what it holds first.  rst_batch_run returns 0, or the remote -errno
  * of the first call that failed (later ones did not run) with "NAME (call I
- * of N in thread TID)" in b->what (I counts from 1) for the caller's
- * message, or a -errno of ptrace (logged).  Once a run failed, later
+ * of N in thread TID)" in b->what (I counts from 1) and its index (from 0)
+ * in b->failed for the caller's message, or a -errno of ptrace (logged).  Once a run failed, later
  * rst_bcall/rst_bdata do nothing and rst_batch_run returns that error.
  * The caller's struct may live on its stack (~18 KiB).
  * Tests: HAUL_FAULT=fail:batch:NAME[:N] makes the Nth call named NAME (the
@@ -133,7 +133,8 @@ struct rst_batch {
 	size_t n;
 	uint8_t data[RST_BATCH_DATA];
 	size_t dlen;
-	size_t done; /* calls run by earlier, full tables of this batch */
+	size_t done;   /* calls run by earlier, full tables of this batch */
+	size_t failed; /* after a remote failure: its index among all calls added */
 	int err;
 	char what[96];
 };
