@@ -1,0 +1,67 @@
+/*
+ * rst_batch.c - a batch of injected calls that fails during the target's
+ * restore (src/restore/target_batch.c): the failed call is reported by
+ * name, with its index in the batch and its errno, the restore fails, and
+ * the migration rolls back: the process runs on in the source, one copy.
+ * The target's page server makes one call fail with
+ * HAUL_FAULT=fail:batch:NAME (an unknown system call: ENOSYS), in the
+ * middle of the credentials batch of the main thread and of the
+ * signal-actions batch.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "th_mig.h"
+
+static struct th_mig M;
+
+static void teardown(void)
+{
+	th_mig_teardown(&M);
+}
+
+/* Migrate with the target's @fault; the line naming @call; the source must run on. */
+static void fails_and_rolls_back(const char *fault, const char *call)
+{
+	char line[1024], needle[64];
+	int fd, st;
+	pid_t haul;
+	long seq;
+
+	setenv("HAUL_FAULT", fault, 1);
+	th_mig_setup(&M, 0);
+	unsetenv("HAUL_FAULT");
+	th_mig_workload(&M, 16, -1, 0);
+	haul = th_mig_haul(&M, &fd, NULL);
+	snprintf(needle, sizeof(needle), "%s (call ", call);
+	cr_expect_eq(th_wait_line(fd, needle, 60000, line, sizeof(line)), 0,
+		     "haul did not name the failed call %s", call);
+	cr_expect(strstr(line, " of ") && strstr(line, "in thread"), "no index: %s", line);
+	cr_expect(strstr(line, strerror(ENOSYS)), "no errno: %s", line);
+	st = th_wait_exit(haul, 60000);
+	th_mig_dump_output(fd);
+	close(fd);
+	cr_assert_neq(st, 0, "haul migrate succeeded with a failing call");
+	seq = th_mig_seq(&M);
+	cr_assert(th_mig_ticking(&M, M.net_a, 5000), "the workload does not run on in the source");
+	cr_assert_gt(th_mig_seq(&M), seq, "the workload made no progress");
+	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy");
+	cr_assert_eq(kill(M.wl_pid, 0), 0, "the process is gone");
+}
+
+Test(rst_batch, a_failed_credentials_call_is_named_and_the_migration_rolls_back, .fini = teardown,
+     .timeout = 120)
+{
+	fails_and_rolls_back("fail:batch:setresuid", "setresuid");
+}
+
+Test(rst_batch, a_failed_signal_action_is_named_and_the_migration_rolls_back, .fini = teardown,
+     .timeout = 120)
+{
+	fails_and_rolls_back("fail:batch:rt_sigaction", "rt_sigaction");
+}
