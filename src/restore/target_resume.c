@@ -257,58 +257,54 @@ static int restore_signals(struct rst_target *t, const Haul__Img__ProcessState *
 static int restore_task(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
 			size_t wl)
 {
+	struct rst_batch *b = malloc(sizeof(*b));
 	uint64_t addr;
 	int ret;
 
-	ret = rst_put_str(t, 0, ps->cwd, &addr);
-	if (!ret)
-		ret = rst_rcall(t, SYS_chdir, addr, 0, 0, 0, 0, 0, NULL);
-	if (ret) {
-		snprintf(why, wl, "cannot enter the working directory %.256s: %s", ps->cwd,
-			 strerror(-ret));
-		return ret;
-	}
-	ret = rst_rcall(t, SYS_umask, ps->umask, 0, 0, 0, 0, 0, NULL);
-	if (!ret)
-		ret = rst_rcall(t, SYS_personality, ps->personality, 0, 0, 0, 0, 0, NULL);
-	if (!ret)
-		ret = rst_put_str(t, 0, ps->comm, &addr);
-	if (!ret)
-		ret = rst_rcall(t, SYS_prctl, PR_SET_NAME, addr, 0, 0, 0, 0, NULL);
-	if (!ret && ps->rseq)
-		ret = rst_rcall(t, SYS_rseq, ps->rseq->addr, ps->rseq->len, 0, ps->rseq->sig, 0, 0,
-				NULL);
-	if (ret) {
-		snprintf(why, wl, "cannot restore cwd, umask, personality, name or rseq: %s",
-			 strerror(-ret));
-		return ret;
-	}
+	if (!b)
+		return -ENOMEM;
+	/* one round trip (target_batch.c) */
+	rst_batch_init(b);
+	rst_bdata(t, b, ps->cwd, strlen(ps->cwd) + 1, &addr);
+	rst_bcall(t, b, 0, "chdir", SYS_chdir, addr, 0, 0, 0, 0, 0);
+	rst_bcall(t, b, 0, "umask", SYS_umask, ps->umask, 0, 0, 0, 0, 0);
+	rst_bcall(t, b, 0, "personality", SYS_personality, ps->personality, 0, 0, 0, 0, 0);
+	rst_bdata(t, b, ps->comm, strlen(ps->comm) + 1, &addr);
+	rst_bcall(t, b, 0, "prctl(PR_SET_NAME)", SYS_prctl, PR_SET_NAME, addr, 0, 0, 0, 0);
+	if (ps->rseq)
+		rst_bcall(t, b, 0, "rseq", SYS_rseq, ps->rseq->addr, ps->rseq->len, 0,
+			  ps->rseq->sig, 0, 0);
 	if (ps->has_robust_list)
-		ret = rst_rcall(t, SYS_set_robust_list, ps->robust_list, ps->robust_list_len, 0, 0,
-				0, 0, NULL);
-	if (!ret && ps->has_tid_address)
-		ret = rst_rcall(t, SYS_set_tid_address, ps->tid_address, 0, 0, 0, 0, 0, NULL);
-	if (!ret && ps->has_timerslack_ns)
-		ret = rst_rcall(t, SYS_prctl, PR_SET_TIMERSLACK, ps->timerslack_ns, 0, 0, 0, 0,
-				NULL);
-	if (!ret)
-		ret = rst_rcall(t, SYS_prctl, PR_SET_PDEATHSIG,
-				ps->has_pdeathsig ? ps->pdeathsig : 0, 0, 0, 0, 0, NULL);
-	for (size_t i = 0; !ret && i < ps->n_itimers; i++) {
+		rst_bcall(t, b, 0, "set_robust_list", SYS_set_robust_list, ps->robust_list,
+			  ps->robust_list_len, 0, 0, 0, 0);
+	if (ps->has_tid_address)
+		rst_bcall(t, b, 0, "set_tid_address", SYS_set_tid_address, ps->tid_address, 0, 0, 0,
+			  0, 0);
+	if (ps->has_timerslack_ns)
+		rst_bcall(t, b, 0, "prctl(PR_SET_TIMERSLACK)", SYS_prctl, PR_SET_TIMERSLACK,
+			  ps->timerslack_ns, 0, 0, 0, 0);
+	rst_bcall(t, b, 0, "prctl(PR_SET_PDEATHSIG)", SYS_prctl, PR_SET_PDEATHSIG,
+		  ps->has_pdeathsig ? ps->pdeathsig : 0, 0, 0, 0, 0);
+	for (size_t i = 0; i < ps->n_itimers; i++) {
 		const Haul__Img__Itimer *it = ps->itimers[i];
 		uint64_t tv[4] = {it->interval_us / 1000000, it->interval_us % 1000000,
 				  it->value_us / 1000000, it->value_us % 1000000};
 
-		ret = rst_poke(t, rst_scratch(t), tv, sizeof(tv));
-		if (!ret)
-			ret = rst_rcall(t, SYS_setitimer, it->which, rst_scratch(t), 0, 0, 0, 0,
-					NULL);
+		rst_bdata(t, b, tv, sizeof(tv), &addr);
+		rst_bcall(t, b, 0, "setitimer", SYS_setitimer, it->which, addr, 0, 0, 0, 0);
 	}
-	if (ret) {
-		snprintf(why, wl, "cannot restore robust list, tid address or timers: %s",
+	ret = rst_batch_run(t, b);
+	if (ret && !strncmp(b->what, "chdir ", 6))
+		snprintf(why, wl, "cannot enter the working directory %.256s: %s", ps->cwd,
 			 strerror(-ret));
+	else if (ret)
+		snprintf(why, wl,
+			 "cannot restore umask, personality, name, rseq, robust list, tid address "
+			 "or timers: %s: %s",
+			 b->what, strerror(-ret));
+	free(b);
+	if (ret)
 		return ret;
-	}
 	for (size_t i = 0; i < ps->n_rlimits; i++) {
 		struct rlimit rl = {ps->rlimits[i]->cur, ps->rlimits[i]->max};
 
