@@ -6,7 +6,10 @@
  * and the target is single-stepped through it with PTRACE_SYSCALL, its
  * registers set to the call.  Used by the tracker (create a uffd inside the
  * target), the dump (rt_sigaction, sigaltstack, brk, PR_GET_TID_ADDRESS, ...)
- * and the restorer (mmap, mprotect, prctl, ...).
+ * and the restorer (mmap, mprotect, prctl, ...).  The restorer's own stub
+ * also runs batches: a small code blob of haul's in its trampoline makes many
+ * calls in one round trip (rsys_batch, rsys_batch.c); a live process never
+ * gets code of ours.
  *
  * The process must be stopped by the calling thread's ptrace (only the
  * tracer thread may call these).  x86_64 only.
