@@ -432,6 +432,9 @@ int rst_restore_fds(struct rst_target *t, const Haul__Img__ProcessState *ps, cha
 	rst_batch_init(&later->b);
 	/* The stub's own fds (/dev/null on 0-2) go; the process's come back. */
 	ret = rst_rcall(t, SYS_close_range, 0, ~0U, 0, 0, 0, 0, NULL);
+	/* its sockets first, few round trips for many (fd_presock.c) */
+	if (!ret)
+		ret = rst_fd_presock(t, &x, why, wl);
 	for (size_t i = 0; !ret && i < ps->n_fds; i++) {
 		x.cur = i;
 		ret = restore_fd(t, &x, ps->fds[i], later, why, wl);

@@ -77,6 +77,9 @@ struct rst_target {
 	double ready_ms;
 	/* target_batch.c: run batches one call at a time (SIGTRAP ignored or queued) */
 	bool batch_singly;
+	/* fd_presock.c: fd numbers of sockets made before the fd loop, -1 once taken */
+	int *presock;
+	size_t npresock;
 	/* forked with CLONE_FILES (target_fork.c): its fds are its parent's, restored there */
 	bool files_shared;
 	/* target_boost.c: SCHED_FIFO during the resume, and what to go back to */
@@ -235,6 +238,16 @@ bool rst_shm_posix_ours(const struct rst_target *t, const char *path);
  * 0 or -errno with the reason in @why naming the fd.
  */
 int rst_restore_fds(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl);
+
+/*
+ * fd_presock.c: rst_fd_presock makes, in batches, the socket of the first fd
+ * of every AF_INET/AF_INET6 socket of x->ps at that fd's number, right
+ * after the stub's fds were closed; 0 or -errno with @why naming the fd.
+ * rst_fd_presock_take: whether fd @fd's socket was made so (once).
+ */
+struct rst_fd_rctx;
+int rst_fd_presock(struct rst_target *t, struct rst_fd_rctx *x, char *why, size_t wl);
+bool rst_fd_presock_take(struct rst_target *t, int fd);
 
 /*
  * caps.c: the capability sets of Creds (read at dump: restore_int.h).
