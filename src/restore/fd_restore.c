@@ -138,26 +138,28 @@ static int check_append_size(struct rst_target *t, const Haul__Img__FileObject *
 }
 
 /*
- * The flags of fds made at their own number (sockets, eventfd, epoll...):
- * close-on-exec, and O_NONBLOCK for the kinds whose setup is only that,
- * are set for all of them in one batch after the loop (target_batch.c):
- * nothing between reads them, and the finish hooks come after.  @fdof
- * names the fd of each call.
+ * The close-on-exec flag of fds made at their own number (sockets,
+ * eventfd, epoll...), and O_NONBLOCK of every fd whose kind's setup is only
+ * that (rst_fd_set_nonblock: pipes, sockets), are set for all of them in
+ * one batch after the loop (target_batch.c): nothing between reads them,
+ * and the finish hooks come after.  @fdof names the fd of each call.
  */
 struct fd_later {
 	struct rst_batch b;
 	int *fdof;
 };
 
-static void set_flags_later(struct rst_target *t, struct fd_later *l,
-			    const Haul__Img__FileObject *f, const Haul__Img__FdEntry *e,
-			    bool nonblock)
+static void setfd_later(struct rst_target *t, struct fd_later *l, const Haul__Img__FdEntry *e)
 {
 	l->fdof[l->b.done + l->b.n] = e->fd;
 	rst_bcall(t, &l->b, 0, "fcntl(F_SETFD)", SYS_fcntl, e->fd, F_SETFD,
 		  e->cloexec ? FD_CLOEXEC : 0, 0, 0, 0);
-	if (!nonblock)
-		return;
+}
+
+/* rst_fd_set_nonblock's call, later */
+static void setfl_later(struct rst_target *t, struct fd_later *l, const Haul__Img__FileObject *f,
+			const Haul__Img__FdEntry *e)
+{
 	l->fdof[l->b.done + l->b.n] = e->fd;
 	rst_bcall(t, &l->b, 0, "fcntl(F_SETFL)", SYS_fcntl, e->fd, F_SETFL, f->flags & O_NONBLOCK,
 		  0, 0, 0);
@@ -219,13 +221,11 @@ static int restore_fd(struct rst_target *t, struct rst_fd_rctx *x, const Haul__I
 			rst_rcall(t, SYS_close, tmp, 0, 0, 0, 0, 0, NULL);
 	} else {
 		/* Created at its own number (eventfd, timerfd, epoll...): no dup3 set it. */
-		bool nonblock = k->setup == rst_fd_set_nonblock;
-
-		set_flags_later(t, later, f, e, nonblock);
-		if (nonblock)
-			return 0;
+		setfd_later(t, later, e);
 	}
-	if (!ret && k->setup)
+	if (!ret && k->setup == rst_fd_set_nonblock)
+		setfl_later(t, later, f, e);
+	else if (!ret && k->setup)
 		ret = k->setup(t, f, e);
 	if (ret)
 		snprintf(why, wl, "cannot set up fd %d (%.256s): %s", e->fd, path, strerror(-ret));
@@ -356,8 +356,13 @@ int rst_fd_parked_pair(struct rst_target *t, struct rst_fd_rctx *x, uint64_t id,
 int rst_fd_refill_parked(struct rst_target *t, struct rst_fd_rctx *x, bool sock, char *why,
 			 size_t wl)
 {
+	/* the parked ends' closes, independent of the refills: one batch at the end */
+	struct rst_batch *b = malloc(sizeof(*b));
 	int ret = 0;
 
+	if (!b)
+		return -ENOMEM;
+	rst_batch_init(b);
 	for (size_t i = 0; i < x->npipes && !ret; i++) {
 		const struct rst_tpipe *p = &x->pipes[i];
 
@@ -370,9 +375,12 @@ int rst_fd_refill_parked(struct rst_target *t, struct rst_fd_rctx *x, bool sock,
 		if (ret)
 			snprintf(why, wl, "cannot refill a %s with its queued bytes: %s",
 				 p->sock ? "socketpair" : "pipe", strerror(-ret));
-		rst_rcall(t, SYS_close, p->r, 0, 0, 0, 0, 0, NULL);
-		rst_rcall(t, SYS_close, p->w, 0, 0, 0, 0, 0, NULL);
+		rst_bcall(t, b, RSYS_BMAYFAIL, "close", SYS_close, p->r, 0, 0, 0, 0, 0);
+		rst_bcall(t, b, RSYS_BMAYFAIL, "close", SYS_close, p->w, 0, 0, 0, 0, 0);
 	}
+	/* as before, a failed close changes nothing: the parked end is gone either way */
+	rst_batch_run(t, b);
+	free(b);
 	return ret;
 }
 
