@@ -16,10 +16,13 @@
  *
  * A batch runs one call at a time (the same results, the same stop at the
  * first failure) when t->batch_singly: the image ignores SIGTRAP or has
- * one queued, which the blob's trap would disturb (rsys.h).
+ * one queued, which the blob's trap would disturb (rsys.h).  The round
+ * trips of a target (single calls and batches alike) are counted here for
+ * the resume's debug timings.
  */
 #define LOG_PREFIX "restore: "
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,4 +163,52 @@ void rst_bdata(struct rst_target *t, struct rst_batch *b, const void *d, size_t 
 int rst_batch_run(struct rst_target *t, struct rst_batch *b)
 {
 	return flush(t, b);
+}
+
+static bool queues_sigtrap(Haul__Img__PendingSignal *const *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int32_t signo;
+
+		if (p[i]->siginfo.len != 128)
+			continue;
+		memcpy(&signo, p[i]->siginfo.data, sizeof(signo));
+		if (signo == SIGTRAP)
+			return true;
+	}
+	return false;
+}
+
+bool rst_batch_sigtrap_taken(const Haul__Img__ProcessState *ps)
+{
+	for (size_t i = 0; i < ps->n_sigactions; i++)
+		if (ps->sigactions[i]->signo == SIGTRAP &&
+		    ps->sigactions[i]->handler == (uint64_t)(uintptr_t)SIG_IGN)
+			return true;
+	if (queues_sigtrap(ps->pending, ps->n_pending))
+		return true;
+	for (size_t i = 0; i < ps->n_threads; i++)
+		if (queues_sigtrap(ps->threads[i]->pending, ps->threads[i]->n_pending))
+			return true;
+	return false;
+}
+
+/* Round trips into the stub and its threads so far (the debug timings). */
+unsigned long rst_round_trips(const struct rst_target *t)
+{
+	unsigned long n = t->r.calls;
+
+	for (size_t i = 0; i < t->nthr; i++)
+		n += t->thr[i].calls;
+	return n;
+}
+
+/* Milliseconds spent in those round trips. */
+double rst_round_trips_ms(const struct rst_target *t)
+{
+	uint64_t ns = t->r.call_ns;
+
+	for (size_t i = 0; i < t->nthr; i++)
+		ns += t->thr[i].call_ns;
+	return ns / 1e6;
 }

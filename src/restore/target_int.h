@@ -147,6 +147,15 @@ void rst_bcall(struct rst_target *t, struct rst_batch *b, uint32_t flags, const 
 void rst_bdata(struct rst_target *t, struct rst_batch *b, const void *d, size_t len,
 	       uint64_t *addr);
 int rst_batch_run(struct rst_target *t, struct rst_batch *b);
+/*
+ * Whether @ps's batches must run one call at a time (t->batch_singly): it
+ * ignores SIGTRAP or has one queued, which the blob's trap would reset or
+ * deliver (rsys.h).
+ */
+bool rst_batch_sigtrap_taken(const Haul__Img__ProcessState *ps);
+/* Round trips into the stub and its threads so far, and the ms they took (debug timings). */
+unsigned long rst_round_trips(const struct rst_target *t);
+double rst_round_trips_ms(const struct rst_target *t);
 
 /*
  * target_boost.c: rst_boost_begin runs our thread and the stub SCHED_FIFO

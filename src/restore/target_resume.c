@@ -682,26 +682,6 @@ static int check_image(const Haul__Img__ProcessState *ps, char *why, size_t wl)
 	return 0;
 }
 
-/* Round trips into the stub and its threads so far (the debug timings). */
-static unsigned long calls_so_far(const struct rst_target *t)
-{
-	unsigned long n = t->r.calls;
-
-	for (size_t i = 0; i < t->nthr; i++)
-		n += t->thr[i].calls;
-	return n;
-}
-
-/* Milliseconds spent in those round trips. */
-static double call_ms(const struct rst_target *t)
-{
-	uint64_t ns = t->r.call_ns;
-
-	for (size_t i = 0; i < t->nthr; i++)
-		ns += t->thr[i].call_ns;
-	return ns / 1e6;
-}
-
 /*
  * Milliseconds since *@t, and *@t = now: the phases of a resume (debug
  * log); *@calls gets the round trips into the stub since the last lap.
@@ -709,7 +689,7 @@ static double call_ms(const struct rst_target *t)
 static double lap_ms(const struct rst_target *rt, struct timespec *t, unsigned long *calls,
 		     unsigned long *mark)
 {
-	unsigned long now = calls_so_far(rt);
+	unsigned long now = rst_round_trips(rt);
 	struct timespec n;
 	double ms;
 
@@ -780,47 +760,14 @@ static int finish_vmas(struct rst_target *t, const Haul__Img__ProcessState *ps, 
 	return ret;
 }
 
-static bool queues_sigtrap(Haul__Img__PendingSignal *const *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		int32_t signo;
-
-		if (p[i]->siginfo.len != 128)
-			continue;
-		memcpy(&signo, p[i]->siginfo.data, sizeof(signo));
-		if (signo == SIGTRAP)
-			return true;
-	}
-	return false;
-}
-
-/*
- * Whether batches must run one call at a time: the image ignores SIGTRAP
- * or has one queued, which the batch blob's trap would reset or deliver
- * (rsys.h).
- */
-static bool sigtrap_taken(const Haul__Img__ProcessState *ps)
-{
-	for (size_t i = 0; i < ps->n_sigactions; i++)
-		if (ps->sigactions[i]->signo == SIGTRAP &&
-		    ps->sigactions[i]->handler == (uint64_t)(uintptr_t)SIG_IGN)
-			return true;
-	if (queues_sigtrap(ps->pending, ps->n_pending))
-		return true;
-	for (size_t i = 0; i < ps->n_threads; i++)
-		if (queues_sigtrap(ps->threads[i]->pending, ps->threads[i]->n_pending))
-			return true;
-	return false;
-}
-
 static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl)
 {
 	struct haul_layout l;
 	uint64_t mask = ps->sigmask;
 	struct timespec lap;
 	double ms[9] = {0};
-	unsigned long n[9] = {0}, mark = calls_so_far(t);
-	double in_calls = call_ms(t);
+	unsigned long n[9] = {0}, mark = rst_round_trips(t);
+	double in_calls = rst_round_trips_ms(t);
 	int ret;
 
 	clock_gettime(CLOCK_MONOTONIC, &lap);
@@ -833,7 +780,7 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 			 (int)t->o.pid);
 		return -EINVAL;
 	}
-	t->batch_singly = sigtrap_taken(ps);
+	t->batch_singly = rst_batch_sigtrap_taken(ps);
 	if (t->batch_singly)
 		pr_debug("pid %d ignores SIGTRAP or has one queued: its batches of injected calls "
 			 "run one call at a time",
@@ -928,7 +875,8 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 		 "signals %.2f/%lu, threads %.2f/%lu, creds and last resources %.2f/%lu, "
 		 "registers and cgroups %.2f/%lu; %.2f ms in injected calls",
 		 (int)t->o.pid, ms[0], n[0], ms[1], n[1], ms[2], n[2], ms[3], n[3], ms[4], n[4],
-		 ms[5], n[5], ms[6], n[6], ms[7], n[7], ms[8], n[8], call_ms(t) - in_calls);
+		 ms[5], n[5], ms[6], n[6], ms[7], n[7], ms[8], n[8],
+		 rst_round_trips_ms(t) - in_calls);
 	return 0;
 }
 
