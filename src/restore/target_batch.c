@@ -155,7 +155,8 @@ void rst_bdata(struct rst_target *t, struct rst_batch *b, const void *d, size_t 
 	}
 	if (b->err)
 		return;
-	memcpy(b->data + off, d, len);
+	if (len) /* setgroups(0, NULL) passes none */
+		memcpy(b->data + off, d, len);
 	b->dlen = off + len;
 	*addr = data_addr(t) + off;
 }
