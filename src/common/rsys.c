@@ -35,6 +35,7 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RSYS_O_SUSPEND_SECCOMP (1 << 21) /* PTRACE_O_SUSPEND_SECCOMP, Linux 4.3 */
@@ -294,7 +295,26 @@ static void journal_result(struct injlog_thr *e, long nr, const uint64_t args[6]
 		e->scratch = 0;
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static int call_once(struct rsys *r, long nr, const uint64_t args[6], long *ret);
+
 int rsys_call(struct rsys *r, long nr, const uint64_t args[6], long *ret)
+{
+	uint64_t t0 = mono_ns();
+	int err = call_once(r, nr, args, ret);
+
+	r->call_ns += mono_ns() - t0;
+	return err;
+}
+
+static int call_once(struct rsys *r, long nr, const uint64_t args[6], long *ret)
 {
 	struct user_regs_struct regs = r->saved;
 	int err;
@@ -314,6 +334,7 @@ int rsys_call(struct rsys *r, long nr, const uint64_t args[6], long *ret)
 		r->sigmask_blocked = true;
 		injlog_fault("mask");
 	}
+	r->calls++;
 	regs.rax = nr;
 	regs.orig_rax = (unsigned long long)-1;
 	regs.rdi = args[0];

@@ -6,7 +6,10 @@
  * and the target is single-stepped through it with PTRACE_SYSCALL, its
  * registers set to the call.  Used by the tracker (create a uffd inside the
  * target), the dump (rt_sigaction, sigaltstack, brk, PR_GET_TID_ADDRESS, ...)
- * and the restorer (mmap, mprotect, prctl, ...).
+ * and the restorer (mmap, mprotect, prctl, ...).  The restorer's own stub
+ * also runs batches: a small code blob of haul's in its trampoline makes many
+ * calls in one round trip (rsys_batch, rsys_batch.c); a live process never
+ * gets code of ours.
  *
  * The process must be stopped by the calling thread's ptrace (only the
  * tracer thread may call these).  x86_64 only.
@@ -36,6 +39,8 @@ struct rsys {
 	uint64_t sigmask;	       /* the tracee's own signal mask, read at attach */
 	bool sigmask_blocked;	       /* we blocked all signals for the injected calls */
 	struct injlog_thr *log;	       /* its journal entry (injlog.h), NULL: none */
+	unsigned long calls;	       /* round trips into it so far (the debug timings) */
+	uint64_t call_ns;	       /* and the time they took, CLOCK_MONOTONIC */
 };
 
 /*
@@ -79,6 +84,60 @@ int rsys_call(struct rsys *r, long nr, const uint64_t args[6], long *ret);
  */
 #define RSYS_SCRATCH_SIZE 65536
 int rsys_scratch(struct rsys *r, uint64_t *addr);
+
+/*
+ * A batch: many independent calls in one round trip.  RSYS_BATCH_CODE is
+ * a code blob that the caller places, executable, in the tracee (the
+ * restorer's trampoline); it runs the calls of a table in order with the
+ * tracee's own `syscall`, writes each result back into the table, stops
+ * at the first call that fails (unless that entry may fail) and traps
+ * with int3.  Table entry (RSYS_BENTRY_SIZE bytes, host byte order):
+ *   0  u32 nr             system call number
+ *   4  u32 flags          RSYS_BMAYFAIL: an error does not stop the list
+ *   8  u64 args[6]
+ *   56 s64 ret            raw return, RSYS_BNOT_RUN until the blob ran it
+ * The blob takes the table in rbx and the number of entries in r12 (>= 1);
+ * it leaves r12 = 0 when every call ran, else the entries left counting
+ * the failed one (its index is n - r12).
+ */
+#define RSYS_BENTRY_SIZE 64
+#define RSYS_BMAYFAIL	 1u
+#define RSYS_BNOT_RUN	 INT64_MIN
+extern const uint8_t RSYS_BATCH_CODE[56];
+
+struct rsys_bcall {
+	const char *name; /* for messages: "setresuid" */
+	long nr;
+	uint64_t args[6];
+	uint32_t flags; /* RSYS_BMAYFAIL */
+	long ret;	/* out: raw return, RSYS_BNOT_RUN if not run */
+};
+
+/* Encode @n calls into @table (n * RSYS_BENTRY_SIZE bytes), every ret RSYS_BNOT_RUN. */
+void rsys_batch_encode(const struct rsys_bcall *c, size_t n, void *table);
+
+/*
+ * Take the results of a table that ran back into @c.  Returns 0 when every
+ * call that must succeed did, else the raw -errno of the first that did
+ * not with its index in *@failed; -EPROTO when the table contradicts
+ * itself (a call not run before a failure: a broken blob or a peer).
+ */
+int rsys_batch_decode(struct rsys_bcall *c, size_t n, const void *table, size_t *failed);
+
+/*
+ * Run @n calls in the tracee: with @code (the address of RSYS_BATCH_CODE
+ * in it) and @table (n * RSYS_BENTRY_SIZE writable bytes in it) in one
+ * round trip, or with @code == 0 one rsys_call each, with the same result:
+ * 0, or the remote -errno of the first failing call that may not fail,
+ * its index in *@failed (later calls are not run), or a -errno of our own
+ * with *@failed = n (ptrace failed, the tracee died or stopped elsewhere).
+ * During the round trip SIGTRAP alone is unblocked, for the blob's int3:
+ * the caller makes sure that the tracee neither ignores SIGTRAP nor has
+ * one pending (the kernel would reset the action of a forced one, or
+ * deliver the pending one).  Not with a journal (a live process): -EINVAL.
+ */
+int rsys_batch(struct rsys *r, uint64_t code, uint64_t table, struct rsys_bcall *c, size_t n,
+	       size_t *failed);
 
 /* Restore the saved registers and PTRACE_DETACH (if we seized). Returns 0 or -errno. */
 int rsys_release(struct rsys *r);

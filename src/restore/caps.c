@@ -69,20 +69,20 @@ bool rst_caps_carried(const Haul__Img__Creds *c)
 	       c->has_cap_amb;
 }
 
-int rst_caps_before_ids(struct rst_target *t, const Haul__Img__Creds *c)
+void rst_caps_before_ids(struct rst_target *t, struct rst_batch *b, const Haul__Img__Creds *c)
 {
-	int top = last_cap(), ret = 0;
+	int top = last_cap();
 
 	if (!rst_caps_carried(c))
-		return 0;
-	for (int cap = 0; cap <= top && cap < 64 && !ret; cap++)
+		return;
+	for (int cap = 0; cap <= top && cap < 64; cap++)
 		if (!(c->cap_bnd & (1ULL << cap)))
-			ret = rst_rcall(t, SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0, 0, NULL);
-	if (!ret)
-		ret = rst_rcall(t, SYS_prctl, PR_SET_KEEPCAPS, 1, 0, 0, 0, 0, NULL);
-	return ret;
+			rst_bcall(t, b, 0, "prctl(PR_CAPBSET_DROP)", SYS_prctl, PR_CAPBSET_DROP,
+				  cap, 0, 0, 0, 0);
+	rst_bcall(t, b, 0, "prctl(PR_SET_KEEPCAPS)", SYS_prctl, PR_SET_KEEPCAPS, 1, 0, 0, 0, 0);
 }
 
+/* capset, the ambient set and PR_SET_KEEPCAPS off: one batch (target_batch.c). */
 int rst_caps_after_ids(struct rst_target *t, const Haul__Img__Creds *c)
 {
 	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
@@ -91,36 +91,35 @@ int rst_caps_after_ids(struct rst_target *t, const Haul__Img__Creds *c)
 		{(uint32_t)(c->cap_eff >> 32), (uint32_t)(c->cap_prm >> 32),
 		 (uint32_t)(c->cap_inh >> 32)},
 	};
-	uint64_t at = rst_scratch(t);
+	struct rst_batch b;
+	uint64_t h, d;
 	int ret;
 
 	if (!rst_caps_carried(c))
 		return 0;
-	ret = rst_poke(t, at, &hdr, sizeof(hdr));
-	if (!ret)
-		ret = rst_poke(t, at + 64, data, sizeof(data));
-	if (!ret)
-		ret = rst_rcall(t, SYS_capset, at, at + 64, 0, 0, 0, 0, NULL);
-	if (ret) {
+	rst_batch_init(&b);
+	rst_bdata(t, &b, &hdr, sizeof(hdr), &h);
+	rst_bdata(t, &b, data, sizeof(data), &d);
+	rst_bcall(t, &b, 0, "capset", SYS_capset, h, d, 0, 0, 0, 0);
+	rst_bcall(t, &b, 0, "prctl(PR_CAP_AMBIENT_CLEAR_ALL)", SYS_prctl, PR_CAP_AMBIENT,
+		  PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0, 0);
+	for (int cap = 0; cap < 64; cap++)
+		if (c->cap_amb & (1ULL << cap))
+			rst_bcall(t, &b, 0, "prctl(PR_CAP_AMBIENT_RAISE)", SYS_prctl,
+				  PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0, 0);
+	rst_bcall(t, &b, 0, "prctl(PR_SET_KEEPCAPS)", SYS_prctl, PR_SET_KEEPCAPS, 0, 0, 0, 0, 0);
+	ret = rst_batch_run(t, &b);
+	if (ret && !strncmp(b.what, "capset", 6))
 		pr_err_r(ret,
 			 "cannot set the capabilities (effective %016" PRIx64
 			 ", permitted %016" PRIx64 ", inheritable %016" PRIx64
 			 ") of the restored process; haul must run with "
 			 "at least those",
 			 c->cap_eff, c->cap_prm, c->cap_inh);
-		return ret;
-	}
-	ret = rst_rcall(t, SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0, 0, NULL);
-	for (int cap = 0; cap < 64 && !ret; cap++)
-		if (c->cap_amb & (1ULL << cap))
-			ret = rst_rcall(t, SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0,
-					0, 0, NULL);
-	if (!ret)
-		ret = rst_rcall(t, SYS_prctl, PR_SET_KEEPCAPS, 0, 0, 0, 0, 0, NULL);
-	if (ret)
+	else if (ret)
 		pr_err_r(ret,
 			 "cannot set the ambient capabilities %016" PRIx64 " of the restored "
-			 "process",
-			 c->cap_amb);
+			 "process: %s",
+			 c->cap_amb, b.what);
 	return ret;
 }

@@ -184,17 +184,29 @@ static int foreign(struct rst_target *t, const Haul__Img__EpollTarget *tg, int e
 static int epoll_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, size_t wl)
 {
 	const Haul__Img__ProcessState *ps = x->ps;
+	struct rst_batch *b = malloc(sizeof(*b));
 	int ret = 0;
 
+	if (!b)
+		return -ENOMEM;
 	for (size_t i = 0; i < ps->n_files && !ret; i++) {
 		const Haul__Img__FileObject *f = ps->files[i];
 		const Haul__Img__FdEntry *e = rst_fd_first(ps, f->id);
+		int *tfd;
 
 		if (f->kind != HAUL__IMG__FD_KIND__FD_EPOLL || !e)
 			continue;
+		/* its watches in one round trip (target_batch.c); tfd[] names a failed one */
+		tfd = calloc(f->epoll->n_targets + 1, sizeof(*tfd));
+		if (!tfd) {
+			ret = -ENOMEM;
+			break;
+		}
+		rst_batch_init(b);
 		for (size_t k = 0; k < f->epoll->n_targets && !ret; k++) {
 			const Haul__Img__EpollTarget *tg = f->epoll->targets[k];
 			uint8_t ev[12]; /* struct epoll_event is packed on x86_64 */
+			uint64_t at;
 
 			ret = foreign(t, tg, e->fd, why, wl);
 			if (ret) {
@@ -203,15 +215,21 @@ static int epoll_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, 
 			}
 			memcpy(ev, &tg->events, 4);
 			memcpy(ev + 4, &tg->data, 8);
-			ret = rst_poke(t, rst_scratch(t), ev, sizeof(ev));
-			if (!ret)
-				ret = rst_rcall(t, SYS_epoll_ctl, e->fd, 1 /* EPOLL_CTL_ADD */,
-						tg->tfd, rst_scratch(t), 0, 0, NULL);
-			if (ret)
-				snprintf(why, wl, "cannot make epoll fd %d watch fd %d again: %s",
-					 e->fd, tg->tfd, strerror(-ret));
+			tfd[b->done + b->n] = tg->tfd;
+			rst_bdata(t, b, ev, sizeof(ev), &at);
+			rst_bcall(t, b, 0, "epoll_ctl(EPOLL_CTL_ADD)", SYS_epoll_ctl, e->fd,
+				  1 /* EPOLL_CTL_ADD */, tg->tfd, at, 0, 0);
 		}
+		if (!ret) {
+			ret = rst_batch_run(t, b);
+			if (ret)
+				snprintf(why, wl,
+					 "cannot make epoll fd %d watch fd %d again: %s: %s", e->fd,
+					 tfd[b->failed], b->what, strerror(-ret));
+		}
+		free(tfd);
 	}
+	free(b);
 	if (!ret)
 		ret = rst_epoll_tree_watches(t, x->park, why, wl);
 	return ret;

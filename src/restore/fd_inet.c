@@ -571,7 +571,14 @@ int rst_inet_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Im
 	(void)x;
 	(void)path;
 	(void)shared;
-	ret = rst_inet_create(t, s, tmp, &sfd);
+	if (rst_fd_presock_take(t, e->fd)) {
+		/* made at its number already (fd_presock.c) */
+		*tmp = e->fd;
+		sfd = (int)syscall(SYS_pidfd_getfd, t->pidfd, e->fd, 0);
+		ret = sfd < 0 ? -errno : 0;
+	} else {
+		ret = rst_inet_create(t, s, tmp, &sfd);
+	}
 	if (ret)
 		return ret;
 	ret = rst_inet_set_opts(sfd, s, true, false);

@@ -137,9 +137,37 @@ static int check_append_size(struct rst_target *t, const Haul__Img__FileObject *
 	return -ESTALE;
 }
 
+/*
+ * The close-on-exec flag of fds made at their own number (sockets,
+ * eventfd, epoll...), and O_NONBLOCK of every fd whose kind's setup is only
+ * that (rst_fd_set_nonblock: pipes, sockets), are set for all of them in
+ * one batch after the loop (target_batch.c): nothing between reads them,
+ * and the finish hooks come after.  @fdof names the fd of each call.
+ */
+struct fd_later {
+	struct rst_batch b;
+	int *fdof;
+};
+
+static void setfd_later(struct rst_target *t, struct fd_later *l, const Haul__Img__FdEntry *e)
+{
+	l->fdof[l->b.done + l->b.n] = e->fd;
+	rst_bcall(t, &l->b, 0, "fcntl(F_SETFD)", SYS_fcntl, e->fd, F_SETFD,
+		  e->cloexec ? FD_CLOEXEC : 0, 0, 0, 0);
+}
+
+/* rst_fd_set_nonblock's call, later */
+static void setfl_later(struct rst_target *t, struct fd_later *l, const Haul__Img__FileObject *f,
+			const Haul__Img__FdEntry *e)
+{
+	l->fdof[l->b.done + l->b.n] = e->fd;
+	rst_bcall(t, &l->b, 0, "fcntl(F_SETFL)", SYS_fcntl, e->fd, F_SETFL, f->flags & O_NONBLOCK,
+		  0, 0, 0);
+}
+
 /* Fd @e at its number: a dup3 of an earlier fd of its FileObject, or the FileObject made. */
 static int restore_fd(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FdEntry *e,
-		      char *why, size_t wl)
+		      struct fd_later *later, char *why, size_t wl)
 {
 	const Haul__Img__FdEntry *lead = rst_fd_ofd_leader(x, e);
 	const Haul__Img__FileObject *f = rst_fd_file(x->ps, e->file_id);
@@ -193,10 +221,11 @@ static int restore_fd(struct rst_target *t, struct rst_fd_rctx *x, const Haul__I
 			rst_rcall(t, SYS_close, tmp, 0, 0, 0, 0, 0, NULL);
 	} else {
 		/* Created at its own number (eventfd, timerfd, epoll...): no dup3 set it. */
-		ret = rst_rcall(t, SYS_fcntl, tmp, F_SETFD, e->cloexec ? FD_CLOEXEC : 0, 0, 0, 0,
-				NULL);
+		setfd_later(t, later, e);
 	}
-	if (!ret && k->setup)
+	if (!ret && k->setup == rst_fd_set_nonblock)
+		setfl_later(t, later, f, e);
+	else if (!ret && k->setup)
 		ret = k->setup(t, f, e);
 	if (ret)
 		snprintf(why, wl, "cannot set up fd %d (%.256s): %s", e->fd, path, strerror(-ret));
@@ -327,8 +356,13 @@ int rst_fd_parked_pair(struct rst_target *t, struct rst_fd_rctx *x, uint64_t id,
 int rst_fd_refill_parked(struct rst_target *t, struct rst_fd_rctx *x, bool sock, char *why,
 			 size_t wl)
 {
+	/* the parked ends' closes, independent of the refills: one batch at the end */
+	struct rst_batch *b = malloc(sizeof(*b));
 	int ret = 0;
 
+	if (!b)
+		return -ENOMEM;
+	rst_batch_init(b);
 	for (size_t i = 0; i < x->npipes && !ret; i++) {
 		const struct rst_tpipe *p = &x->pipes[i];
 
@@ -341,9 +375,12 @@ int rst_fd_refill_parked(struct rst_target *t, struct rst_fd_rctx *x, bool sock,
 		if (ret)
 			snprintf(why, wl, "cannot refill a %s with its queued bytes: %s",
 				 p->sock ? "socketpair" : "pipe", strerror(-ret));
-		rst_rcall(t, SYS_close, p->r, 0, 0, 0, 0, 0, NULL);
-		rst_rcall(t, SYS_close, p->w, 0, 0, 0, 0, 0, NULL);
+		rst_bcall(t, b, RSYS_BMAYFAIL, "close", SYS_close, p->r, 0, 0, 0, 0, 0);
+		rst_bcall(t, b, RSYS_BMAYFAIL, "close", SYS_close, p->w, 0, 0, 0, 0, 0);
 	}
+	/* as before, a failed close changes nothing: the parked end is gone either way */
+	rst_batch_run(t, b);
+	free(b);
 	return ret;
 }
 
@@ -364,6 +401,7 @@ static int finish_fds(struct rst_target *t, struct rst_fd_rctx *x,
 int rst_restore_fds(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl)
 {
 	struct rst_fd_rctx x = {0};
+	struct fd_later *later;
 	int ret;
 
 	x.ps = ps;
@@ -388,12 +426,40 @@ int rst_restore_fds(struct rst_target *t, const Haul__Img__ProcessState *ps, cha
 				rl.rlim_cur = need < rl.rlim_max ? need : rl.rlim_max;
 			prlimit(t->stub, RLIMIT_NOFILE, &rl, NULL);
 		}
+	later = malloc(sizeof(*later));
+	if (later)
+		later->fdof = calloc(2 * ps->n_fds + 1, sizeof(int));
+	if (!later || !later->fdof) {
+		if (later)
+			free(later->fdof);
+		free(later);
+		free(x.pipes);
+		free(x.ghosts);
+		return -ENOMEM;
+	}
+	rst_batch_init(&later->b);
 	/* The stub's own fds (/dev/null on 0-2) go; the process's come back. */
 	ret = rst_rcall(t, SYS_close_range, 0, ~0U, 0, 0, 0, 0, NULL);
+	/* its sockets first, few round trips for many (fd_presock.c) */
+	if (!ret)
+		ret = rst_fd_presock(t, &x, why, wl);
 	for (size_t i = 0; !ret && i < ps->n_fds; i++) {
 		x.cur = i;
-		ret = restore_fd(t, &x, ps->fds[i], why, wl);
+		ret = restore_fd(t, &x, ps->fds[i], later, why, wl);
+		if (!ret)
+			ret = later->b.err; /* a full batch ran and failed */
 	}
+	if (!ret || later->b.err) {
+		int lret = rst_batch_run(t, &later->b);
+
+		if (lret)
+			snprintf(why, wl, "cannot set the flags of fd %d: %s: %s",
+				 later->fdof[later->b.failed], later->b.what, strerror(-lret));
+		if (!ret)
+			ret = lret;
+	}
+	free(later->fdof);
+	free(later);
 	/* Every fd of a deleted file has it open: it is deleted again. */
 	for (size_t i = 0; i < x.nghosts; i++) {
 		unlink(x.ghosts[i].path);

@@ -841,5 +841,6 @@ void rst_target_free(struct rst_target *t)
 	rst_tvmas_free(t->v, t->n);
 	rst_shm_release(t);
 	free(t->thr);
+	free(t->presock);
 	free(t);
 }

@@ -19,10 +19,18 @@
 #include "restore/restore.h"
 #include "restore/restore_int.h"
 
-/* Trampoline: one code page (syscall; int3) then the scratch area. */
-#define TRAMP_CODE    4096UL
-#define TRAMP_SCRATCH (64UL << 10)
-#define TRAMP_SIZE    (TRAMP_CODE + TRAMP_SCRATCH)
+/*
+ * Trampoline: one code page (syscall; int3 at 0, the batch blob
+ * RSYS_BATCH_CODE at TRAMP_BLOB), the scratch area, then the batch area
+ * (its table of RST_BATCH_MAX entries, then RST_BATCH_DATA bytes of data).
+ */
+#define TRAMP_CODE     4096UL
+#define TRAMP_BLOB     16UL
+#define TRAMP_SCRATCH  (64UL << 10)
+#define RST_BATCH_MAX  128
+#define RST_BATCH_DATA 8192UL
+#define TRAMP_BATCH    (RST_BATCH_MAX * RSYS_BENTRY_SIZE + RST_BATCH_DATA)
+#define TRAMP_SIZE     (TRAMP_CODE + TRAMP_SCRATCH + TRAMP_BATCH)
 /* Keep this far from any VMA: a stack grows into the gap below it. */
 #define TRAMP_PAD (16UL << 20)
 
@@ -67,6 +75,11 @@ struct rst_target {
 	struct rst_shm_tree *shm_tree; /* shm_tree.c: the tree's objects, NULL: alone */
 	/* how long rst_target_ready took */
 	double ready_ms;
+	/* target_batch.c: run batches one call at a time (SIGTRAP ignored or queued) */
+	bool batch_singly;
+	/* fd_presock.c: fd numbers of sockets made before the fd loop, -1 once taken */
+	int *presock;
+	size_t npresock;
 	/* forked with CLONE_FILES (target_fork.c): its fds are its parent's, restored there */
 	bool files_shared;
 	/* target_boost.c: SCHED_FIFO during the resume, and what to go back to */
@@ -101,6 +114,48 @@ uint64_t rst_scratch(const struct rst_target *t);
 int rst_poke(struct rst_target *t, uint64_t addr, const void *data, size_t len);
 int rst_peek(struct rst_target *t, uint64_t addr, void *buf, size_t len);
 int rst_put_str(struct rst_target *t, size_t off, const char *s, uint64_t *addr);
+
+/*
+ * target_batch.c: independent calls into the stub (the thread t->cur, else
+ * the main one) in few round trips (rsys_batch): rst_batch_init, then
+ * rst_bcall for each call in order (@flags RSYS_BMAYFAIL: its failure does
+ * not stop the list; @name, a string constant, names it in messages),
+ * rst_bdata to place pointed-to data (its remote address in *@addr, valid
+ * until the batch runs), and rst_batch_run.  A full table or data area
+ * runs what it holds first.  rst_batch_run returns 0, or the remote -errno
+ * of the first call that failed (later ones did not run) with "NAME (call I
+ * of N in thread TID)" in b->what (I counts from 1) and its index (from 0)
+ * in b->failed for the caller's message, or a -errno of ptrace (logged).  Once a run failed, later
+ * rst_bcall/rst_bdata do nothing and rst_batch_run returns that error.
+ * The caller's struct may live on its stack (~18 KiB).
+ * Tests: HAUL_FAULT=fail:batch:NAME[:N] makes the Nth call named NAME (the
+ * first by default) an unknown system call, which fails with ENOSYS.
+ */
+struct rst_batch {
+	struct rsys_bcall c[RST_BATCH_MAX];
+	size_t n;
+	uint8_t data[RST_BATCH_DATA];
+	size_t dlen;
+	size_t done;   /* calls run by earlier, full tables of this batch */
+	size_t failed; /* after a remote failure: its index among all calls added */
+	int err;
+	char what[96];
+};
+void rst_batch_init(struct rst_batch *b);
+void rst_bcall(struct rst_target *t, struct rst_batch *b, uint32_t flags, const char *name, long nr,
+	       uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5);
+void rst_bdata(struct rst_target *t, struct rst_batch *b, const void *d, size_t len,
+	       uint64_t *addr);
+int rst_batch_run(struct rst_target *t, struct rst_batch *b);
+/*
+ * Whether @ps's batches must run one call at a time (t->batch_singly): it
+ * ignores SIGTRAP or has one queued, which the blob's trap would reset or
+ * deliver (rsys.h).
+ */
+bool rst_batch_sigtrap_taken(const Haul__Img__ProcessState *ps);
+/* Round trips into the stub and its threads so far, and the ms they took (debug timings). */
+unsigned long rst_round_trips(const struct rst_target *t);
+double rst_round_trips_ms(const struct rst_target *t);
 
 /*
  * target_boost.c: rst_boost_begin runs our thread and the stub SCHED_FIFO
@@ -194,13 +249,23 @@ bool rst_shm_posix_ours(const struct rst_target *t, const char *path);
 int rst_restore_fds(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl);
 
 /*
+ * fd_presock.c: rst_fd_presock makes, in batches, the socket of the first fd
+ * of every AF_INET/AF_INET6 socket of x->ps at that fd's number, right
+ * after the stub's fds were closed; 0 or -errno with @why naming the fd.
+ * rst_fd_presock_take: whether fd @fd's socket was made so (once).
+ */
+struct rst_fd_rctx;
+int rst_fd_presock(struct rst_target *t, struct rst_fd_rctx *x, char *why, size_t wl);
+bool rst_fd_presock_take(struct rst_target *t, int fd);
+
+/*
  * caps.c: the capability sets of Creds (read at dump: restore_int.h).
- * rst_caps_before_ids() and
- * rst_caps_after_ids() run in the current thread around its id changes
- * (no-ops for an image without them).  0 or -errno.
+ * rst_caps_before_ids() adds its calls to @b, which the caller runs with
+ * the id changes; rst_caps_after_ids() runs its own; both in the current
+ * thread (no-ops for an image without them).  0 or -errno.
  */
 bool rst_caps_carried(const Haul__Img__Creds *c);
-int rst_caps_before_ids(struct rst_target *t, const Haul__Img__Creds *c);
+void rst_caps_before_ids(struct rst_target *t, struct rst_batch *b, const Haul__Img__Creds *c);
 int rst_caps_after_ids(struct rst_target *t, const Haul__Img__Creds *c);
 
 #endif

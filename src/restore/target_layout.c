@@ -98,6 +98,10 @@ static int tramp_map(struct rst_target *t, const struct haul_layout *l)
 			continue;
 		}
 		ret = rst_poke(t, at, code, sizeof(code));
+		/* the batch blob (target_batch.c) */
+		if (!ret)
+			ret = rst_poke(t, at + TRAMP_BLOB, RSYS_BATCH_CODE,
+				       sizeof(RSYS_BATCH_CODE));
 		if (!ret)
 			ret = rst_rcall(t, SYS_mprotect, at, TRAMP_CODE, PROT_READ | PROT_EXEC, 0,
 					0, 0, NULL);
@@ -166,34 +170,52 @@ static bool wanted(const struct haul_vma *v)
 	return haul_vma_is_memory(v);
 }
 
+/* The advice each VmFlag stands for. */
+static const struct {
+	uint32_t flag;
+	int advice;
+} advs[] = {
+	{HAUL_VMA_HUGEPAGE, MADV_HUGEPAGE},	{HAUL_VMA_NOHUGE, MADV_NOHUGEPAGE},
+	{HAUL_VMA_DONTFORK, MADV_DONTFORK},	{HAUL_VMA_DONTDUMP, MADV_DONTDUMP},
+	{HAUL_VMA_WIPEONFORK, MADV_WIPEONFORK}, {HAUL_VMA_RANDOM, MADV_RANDOM},
+	{HAUL_VMA_SEQ, MADV_SEQUENTIAL},	{HAUL_VMA_MERGEABLE, MADV_MERGEABLE},
+};
+
 static int apply_advice(struct rst_target *t, const struct haul_vma *v, uint64_t s, uint64_t e)
 {
-	static const struct {
-		uint32_t flag;
-		int advice;
-	} adv[] = {
-		{HAUL_VMA_HUGEPAGE, MADV_HUGEPAGE},	{HAUL_VMA_NOHUGE, MADV_NOHUGEPAGE},
-		{HAUL_VMA_DONTFORK, MADV_DONTFORK},	{HAUL_VMA_DONTDUMP, MADV_DONTDUMP},
-		{HAUL_VMA_WIPEONFORK, MADV_WIPEONFORK}, {HAUL_VMA_RANDOM, MADV_RANDOM},
-		{HAUL_VMA_SEQ, MADV_SEQUENTIAL},	{HAUL_VMA_MERGEABLE, MADV_MERGEABLE},
-	};
-
-	for (size_t i = 0; i < sizeof(adv) / sizeof(adv[0]); i++) {
+	for (size_t i = 0; i < sizeof(advs) / sizeof(advs[0]); i++) {
 		int ret;
 
-		if (!(v->flags & adv[i].flag))
+		if (!(v->flags & advs[i].flag))
 			continue;
 		double t0 = now_ms();
 
-		ret = rst_rcall(t, SYS_madvise, s, e - s, adv[i].advice, 0, 0, 0, NULL);
+		ret = rst_rcall(t, SYS_madvise, s, e - s, advs[i].advice, 0, 0, 0, NULL);
 		if (now_ms() - t0 > 1)
 			pr_debug("pid %d: madvise(%d) of %" PRIu64 " KiB took %.1f ms",
-				 (int)t->o.pid, adv[i].advice, (e - s) >> 10, now_ms() - t0);
+				 (int)t->o.pid, advs[i].advice, (e - s) >> 10, now_ms() - t0);
 		if (ret)
 			pr_warn_r(ret, "cannot advise %#" PRIx64 "-%#" PRIx64 " of pid %d (%d)", s,
-				  e, (int)t->o.pid, adv[i].advice);
+				  e, (int)t->o.pid, advs[i].advice);
 	}
 	return 0;
+}
+
+static void advice_done(struct rst_target *t, struct rst_batch *b);
+
+/* apply_advice's calls, added to @b with RSYS_BMAYFAIL (a failure only warns: advice_done). */
+static void advise_later(struct rst_target *t, struct rst_batch *b, const struct haul_vma *v,
+			 uint64_t s, uint64_t e)
+{
+	for (size_t i = 0; i < sizeof(advs) / sizeof(advs[0]); i++) {
+		if (!(v->flags & advs[i].flag))
+			continue;
+		/* never a run inside rst_bcall: advice_done reads every result of the table */
+		if (b->n == RST_BATCH_MAX)
+			advice_done(t, b);
+		rst_bcall(t, b, RSYS_BMAYFAIL, "madvise", SYS_madvise, s, e - s, advs[i].advice, 0,
+			  0, 0);
+	}
 }
 
 /* Create [@s, @e) of @v in the stub. */
@@ -468,12 +490,37 @@ static bool same_geometry(const struct rst_target *t, const struct haul_layout *
 	return k == t->n;
 }
 
+/* The madvise calls of @b ran (each may fail): warn for those that did. */
+static void advice_done(struct rst_target *t, struct rst_batch *b)
+{
+	int ret = rst_batch_run(t, b);
+
+	for (size_t i = 0; !ret && i < b->done; i++) {
+		const struct rsys_bcall *c = &b->c[i];
+
+		if (c->ret < 0 && c->ret >= -4095)
+			pr_warn_r((int)c->ret,
+				  "cannot advise %#" PRIx64 "-%#" PRIx64 " of pid %d (%d)",
+				  c->args[0], c->args[0] + c->args[1], (int)t->o.pid,
+				  (int)c->args[2]);
+	}
+	if (ret)
+		pr_warn_r(ret, "cannot advise the memory of pid %d: %s", (int)t->o.pid, b->what);
+	rst_batch_init(b);
+}
+
 /* Same geometry: take @l's VmFlags, advising only what is new (the diff keeps such VMAs too). */
 static int update_vmflags(struct rst_target *t, const struct haul_layout *l)
 {
+	/* the advice in one round trip (target_batch.c), run before any remake */
+	struct rst_batch *b = malloc(sizeof(*b));
 	size_t k = 0;
+	int ret = 0;
 
-	for (size_t i = 0; i < l->n; i++) {
+	if (!b)
+		return -ENOMEM;
+	rst_batch_init(b);
+	for (size_t i = 0; i < l->n && !ret; i++) {
 		struct haul_vma add;
 		struct tvma *o;
 
@@ -483,16 +530,19 @@ static int update_vmflags(struct rst_target *t, const struct haul_layout *l)
 		add = l->v[i];
 		add.flags &= ~o->v.flags & ~HAUL_VMA_UFFD_WP;
 		if (creation_flags(&o->v) != creation_flags(&l->v[i])) {
-			int ret = remake(t, o, &l->v[i], o->v.start, o->v.end);
-
+			advice_done(t, b);
+			ret = remake(t, o, &l->v[i], o->v.start, o->v.end);
 			if (ret)
-				return ret;
+				break;
 		} else if (add.flags & VMFLAGS_MASK) {
-			apply_advice(t, &add, add.start, add.end);
+			advise_later(t, b, &add, add.start, add.end);
 		}
 		o->v.flags = l->v[i].flags & ~HAUL_VMA_UFFD_WP;
 	}
-	return 0;
+	if (!ret)
+		advice_done(t, b);
+	free(b);
+	return ret;
 }
 
 int rst_target_layout(struct rst_target *t, const struct haul_layout *l)

@@ -190,29 +190,32 @@ static int restore_mm(struct rst_target *t, const Haul__Img__ProcessState *ps, c
 	return ret;
 }
 
+/*
+ * The image's signal actions, altstack and queued signals: one batch
+ * (target_batch.c); queued signals stay pending, every signal being
+ * blocked until the mask is set last.
+ */
 static int restore_signals(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
 			   size_t wl)
 {
-	uint64_t ss[3];
-	int ret = 0;
+	struct rst_batch *b = malloc(sizeof(*b));
+	uint64_t ss[3], at;
+	int ret;
 
+	if (!b)
+		return -ENOMEM;
+	rst_batch_init(b);
 	/* The stub's actions are all SIG_DFL with no flags (helper M): set only the image's. */
-	for (size_t i = 0; i < ps->n_sigactions && !ret; i++) {
+	for (size_t i = 0; i < ps->n_sigactions; i++) {
 		const Haul__Img__SigAction *a = ps->sigactions[i];
 		uint64_t ka[4] = {a->handler, a->flags, a->restorer, a->mask};
 		int sig = (int)a->signo;
 
 		if (sig < 1 || sig > 64 || sig == SIGKILL || sig == SIGSTOP)
 			continue;
-		ret = rst_poke(t, rst_scratch(t), ka, sizeof(ka));
-		if (!ret)
-			ret = rst_rcall(t, SYS_rt_sigaction, sig, rst_scratch(t), 0, 8, 0, 0, NULL);
-		if (ret)
-			snprintf(why, wl, "cannot set the action of signal %d: %s", sig,
-				 strerror(-ret));
+		rst_bdata(t, b, ka, sizeof(ka), &at);
+		rst_bcall(t, b, 0, "rt_sigaction", SYS_rt_sigaction, sig, at, 0, 8, 0, 0);
 	}
-	if (ret)
-		return ret;
 	if (ps->has_altstack_flags) {
 		if (ps->altstack_flags & SS_DISABLE) {
 			ss[0] = 0;
@@ -223,16 +226,9 @@ static int restore_signals(struct rst_target *t, const Haul__Img__ProcessState *
 			ss[1] = ps->altstack_flags & ~(uint32_t)SS_ONSTACK;
 			ss[2] = ps->altstack_size;
 		}
-		ret = rst_poke(t, rst_scratch(t), ss, sizeof(ss));
-		if (!ret)
-			ret = rst_rcall(t, SYS_sigaltstack, rst_scratch(t), 0, 0, 0, 0, 0, NULL);
-		if (ret) {
-			snprintf(why, wl, "cannot set the alternate signal stack: %s",
-				 strerror(-ret));
-			return ret;
-		}
+		rst_bdata(t, b, ss, sizeof(ss), &at);
+		rst_bcall(t, b, 0, "sigaltstack", SYS_sigaltstack, at, 0, 0, 0, 0, 0);
 	}
-	/* Queued signals stay pending: every signal is blocked until the mask is set last. */
 	for (size_t i = 0; i < ps->n_pending; i++) {
 		const Haul__Img__PendingSignal *p = ps->pending[i];
 		int32_t signo;
@@ -240,77 +236,75 @@ static int restore_signals(struct rst_target *t, const Haul__Img__ProcessState *
 		if (p->siginfo.len != 128)
 			continue;
 		memcpy(&signo, p->siginfo.data, sizeof(signo));
-		ret = rst_poke(t, rst_scratch(t), p->siginfo.data, 128);
-		if (!ret && p->shared)
-			ret = rst_rcall(t, SYS_rt_sigqueueinfo, t->o.pid, signo, rst_scratch(t), 0,
-					0, 0, NULL);
-		else if (!ret)
-			ret = rst_rcall(t, SYS_rt_tgsigqueueinfo, t->o.pid, t->o.pid, signo,
-					rst_scratch(t), 0, 0, NULL);
-		if (ret) {
-			snprintf(why, wl, "cannot requeue pending signal %d: %s", signo,
-				 strerror(-ret));
-			return ret;
-		}
+		rst_bdata(t, b, p->siginfo.data, 128, &at);
+		if (p->shared)
+			rst_bcall(t, b, 0, "rt_sigqueueinfo", SYS_rt_sigqueueinfo, t->o.pid, signo,
+				  at, 0, 0, 0);
+		else
+			rst_bcall(t, b, 0, "rt_tgsigqueueinfo", SYS_rt_tgsigqueueinfo, t->o.pid,
+				  t->o.pid, signo, at, 0, 0);
 	}
-	return 0;
+	ret = rst_batch_run(t, b);
+	if (ret)
+		snprintf(why, wl,
+			 "cannot restore the signal actions, altstack or queued signals: "
+			 "%s: %s",
+			 b->what, strerror(-ret));
+	free(b);
+	return ret;
 }
 
 static int restore_task(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
 			size_t wl)
 {
+	struct rst_batch *b = malloc(sizeof(*b));
 	uint64_t addr;
 	int ret;
 
-	ret = rst_put_str(t, 0, ps->cwd, &addr);
-	if (!ret)
-		ret = rst_rcall(t, SYS_chdir, addr, 0, 0, 0, 0, 0, NULL);
-	if (ret) {
-		snprintf(why, wl, "cannot enter the working directory %.256s: %s", ps->cwd,
-			 strerror(-ret));
-		return ret;
-	}
-	ret = rst_rcall(t, SYS_umask, ps->umask, 0, 0, 0, 0, 0, NULL);
-	if (!ret)
-		ret = rst_rcall(t, SYS_personality, ps->personality, 0, 0, 0, 0, 0, NULL);
-	if (!ret)
-		ret = rst_put_str(t, 0, ps->comm, &addr);
-	if (!ret)
-		ret = rst_rcall(t, SYS_prctl, PR_SET_NAME, addr, 0, 0, 0, 0, NULL);
-	if (!ret && ps->rseq)
-		ret = rst_rcall(t, SYS_rseq, ps->rseq->addr, ps->rseq->len, 0, ps->rseq->sig, 0, 0,
-				NULL);
-	if (ret) {
-		snprintf(why, wl, "cannot restore cwd, umask, personality, name or rseq: %s",
-			 strerror(-ret));
-		return ret;
-	}
+	if (!b)
+		return -ENOMEM;
+	/* one round trip (target_batch.c) */
+	rst_batch_init(b);
+	rst_bdata(t, b, ps->cwd, strlen(ps->cwd) + 1, &addr);
+	rst_bcall(t, b, 0, "chdir", SYS_chdir, addr, 0, 0, 0, 0, 0);
+	rst_bcall(t, b, 0, "umask", SYS_umask, ps->umask, 0, 0, 0, 0, 0);
+	rst_bcall(t, b, 0, "personality", SYS_personality, ps->personality, 0, 0, 0, 0, 0);
+	rst_bdata(t, b, ps->comm, strlen(ps->comm) + 1, &addr);
+	rst_bcall(t, b, 0, "prctl(PR_SET_NAME)", SYS_prctl, PR_SET_NAME, addr, 0, 0, 0, 0);
+	if (ps->rseq)
+		rst_bcall(t, b, 0, "rseq", SYS_rseq, ps->rseq->addr, ps->rseq->len, 0,
+			  ps->rseq->sig, 0, 0);
 	if (ps->has_robust_list)
-		ret = rst_rcall(t, SYS_set_robust_list, ps->robust_list, ps->robust_list_len, 0, 0,
-				0, 0, NULL);
-	if (!ret && ps->has_tid_address)
-		ret = rst_rcall(t, SYS_set_tid_address, ps->tid_address, 0, 0, 0, 0, 0, NULL);
-	if (!ret && ps->has_timerslack_ns)
-		ret = rst_rcall(t, SYS_prctl, PR_SET_TIMERSLACK, ps->timerslack_ns, 0, 0, 0, 0,
-				NULL);
-	if (!ret)
-		ret = rst_rcall(t, SYS_prctl, PR_SET_PDEATHSIG,
-				ps->has_pdeathsig ? ps->pdeathsig : 0, 0, 0, 0, 0, NULL);
-	for (size_t i = 0; !ret && i < ps->n_itimers; i++) {
+		rst_bcall(t, b, 0, "set_robust_list", SYS_set_robust_list, ps->robust_list,
+			  ps->robust_list_len, 0, 0, 0, 0);
+	if (ps->has_tid_address)
+		rst_bcall(t, b, 0, "set_tid_address", SYS_set_tid_address, ps->tid_address, 0, 0, 0,
+			  0, 0);
+	if (ps->has_timerslack_ns)
+		rst_bcall(t, b, 0, "prctl(PR_SET_TIMERSLACK)", SYS_prctl, PR_SET_TIMERSLACK,
+			  ps->timerslack_ns, 0, 0, 0, 0);
+	rst_bcall(t, b, 0, "prctl(PR_SET_PDEATHSIG)", SYS_prctl, PR_SET_PDEATHSIG,
+		  ps->has_pdeathsig ? ps->pdeathsig : 0, 0, 0, 0, 0);
+	for (size_t i = 0; i < ps->n_itimers; i++) {
 		const Haul__Img__Itimer *it = ps->itimers[i];
 		uint64_t tv[4] = {it->interval_us / 1000000, it->interval_us % 1000000,
 				  it->value_us / 1000000, it->value_us % 1000000};
 
-		ret = rst_poke(t, rst_scratch(t), tv, sizeof(tv));
-		if (!ret)
-			ret = rst_rcall(t, SYS_setitimer, it->which, rst_scratch(t), 0, 0, 0, 0,
-					NULL);
+		rst_bdata(t, b, tv, sizeof(tv), &addr);
+		rst_bcall(t, b, 0, "setitimer", SYS_setitimer, it->which, addr, 0, 0, 0, 0);
 	}
-	if (ret) {
-		snprintf(why, wl, "cannot restore robust list, tid address or timers: %s",
+	ret = rst_batch_run(t, b);
+	if (ret && !strncmp(b->what, "chdir ", 6))
+		snprintf(why, wl, "cannot enter the working directory %.256s: %s", ps->cwd,
 			 strerror(-ret));
+	else if (ret)
+		snprintf(why, wl,
+			 "cannot restore umask, personality, name, rseq, robust list, tid address "
+			 "or timers: %s: %s",
+			 b->what, strerror(-ret));
+	free(b);
+	if (ret)
 		return ret;
-	}
 	for (size_t i = 0; i < ps->n_rlimits; i++) {
 		struct rlimit rl = {ps->rlimits[i]->cur, ps->rlimits[i]->max};
 
@@ -430,6 +424,45 @@ static pid_t new_thread(struct rst_target *t)
 	return found;
 }
 
+/* What a new thread sets for itself: rseq, robust list, tid address, altstack, name. */
+static int thread_setup(struct rst_target *t, const Haul__Img__ThreadState *th, char *why,
+			size_t wl)
+{
+	struct rst_batch *b = malloc(sizeof(*b));
+	uint64_t at;
+	int ret;
+
+	if (!b)
+		return -ENOMEM;
+	rst_batch_init(b);
+	if (th->rseq)
+		rst_bcall(t, b, 0, "rseq", SYS_rseq, th->rseq->addr, th->rseq->len, 0,
+			  th->rseq->sig, 0, 0);
+	if (th->has_robust_list)
+		rst_bcall(t, b, 0, "set_robust_list", SYS_set_robust_list, th->robust_list,
+			  th->robust_list_len, 0, 0, 0, 0);
+	if (th->has_tid_address)
+		rst_bcall(t, b, 0, "set_tid_address", SYS_set_tid_address, th->tid_address, 0, 0, 0,
+			  0, 0);
+	if (th->has_altstack_flags && !(th->altstack_flags & SS_DISABLE)) {
+		uint64_t ss[3] = {th->altstack_sp, th->altstack_flags & ~(uint32_t)SS_ONSTACK,
+				  th->altstack_size};
+
+		rst_bdata(t, b, ss, sizeof(ss), &at);
+		rst_bcall(t, b, 0, "sigaltstack", SYS_sigaltstack, at, 0, 0, 0, 0, 0);
+	}
+	if (th->comm) {
+		rst_bdata(t, b, th->comm, strlen(th->comm) + 1, &at);
+		rst_bcall(t, b, 0, "prctl(PR_SET_NAME)", SYS_prctl, PR_SET_NAME, at, 0, 0, 0, 0);
+	}
+	ret = rst_batch_run(t, b);
+	if (ret)
+		snprintf(why, wl, "cannot set up thread %d: %s: %s", th->tid, b->what,
+			 strerror(-ret));
+	free(b);
+	return ret;
+}
+
 /*
  * Create thread @th inside the stub: clone3 with the thread flags glibc
  * uses and set_tid = its old TID, injected in the main thread.  With
@@ -481,31 +514,9 @@ static int create_thread(struct rst_target *t, const Haul__Img__ThreadState *th,
 		return ret;
 	t->nthr++;
 
-	/* Its own bookkeeping, injected in it. */
+	/* Its own bookkeeping, injected in it in one round trip (target_batch.c). */
 	t->cur = r;
-	if (th->rseq)
-		ret = rst_rcall(t, SYS_rseq, th->rseq->addr, th->rseq->len, 0, th->rseq->sig, 0, 0,
-				NULL);
-	if (!ret && th->has_robust_list)
-		ret = rst_rcall(t, SYS_set_robust_list, th->robust_list, th->robust_list_len, 0, 0,
-				0, 0, NULL);
-	if (!ret && th->has_tid_address)
-		ret = rst_rcall(t, SYS_set_tid_address, th->tid_address, 0, 0, 0, 0, 0, NULL);
-	if (!ret && th->has_altstack_flags && !(th->altstack_flags & SS_DISABLE)) {
-		uint64_t ss[3] = {th->altstack_sp, th->altstack_flags & ~(uint32_t)SS_ONSTACK,
-				  th->altstack_size};
-
-		ret = rst_poke(t, rst_scratch(t), ss, sizeof(ss));
-		if (!ret)
-			ret = rst_rcall(t, SYS_sigaltstack, rst_scratch(t), 0, 0, 0, 0, 0, NULL);
-	}
-	if (!ret && th->comm) {
-		uint64_t addr;
-
-		ret = rst_put_str(t, 0, th->comm, &addr);
-		if (!ret)
-			ret = rst_rcall(t, SYS_prctl, PR_SET_NAME, addr, 0, 0, 0, 0, NULL);
-	}
+	ret = thread_setup(t, th, why, wl);
 	t->cur = NULL;
 	/* Its own queue of signals, sent to it by TID. */
 	for (size_t i = 0; !ret && i < th->n_pending; i++) {
@@ -519,7 +530,7 @@ static int create_thread(struct rst_target *t, const Haul__Img__ThreadState *th,
 			ret = rst_rcall(t, SYS_rt_tgsigqueueinfo, t->o.pid, th->tid, signo,
 					rst_scratch(t), 0, 0, NULL);
 	}
-	if (ret)
+	if (ret && !why[0])
 		snprintf(why, wl, "cannot set up thread %d: %s", tid, strerror(-ret));
 	return ret;
 }
@@ -567,10 +578,11 @@ static int load_cpu(pid_t tid, const Haul__Img__Regs *ir, const ProtobufCBinaryD
  * not glibc).  In a container's user namespace the image's ids (ours) are
  * set as the namespace sees them (userns_ctr.c).
  */
-static int creds_on(struct rst_target *t, const Haul__Img__Creds *img)
+static int creds_on(struct rst_target *t, struct rst_batch *b, const Haul__Img__Creds *img)
 {
 	Haul__Img__Creds in, *c = &in;
 	uint32_t *groups = NULL;
+	uint64_t at;
 	int ret = rst_ctr_creds_in(t->o.ctr, img, &in, &groups);
 
 	if (ret) {
@@ -580,19 +592,16 @@ static int creds_on(struct rst_target *t, const Haul__Img__Creds *img)
 		free(groups);
 		return ret;
 	}
-	ret = rst_caps_before_ids(t, c);
-	if (!ret)
-		ret = rst_poke(t, rst_scratch(t), c->groups, c->n_groups * sizeof(uint32_t));
-	if (!ret)
-		ret = rst_rcall(t, SYS_setgroups, c->n_groups, rst_scratch(t), 0, 0, 0, 0, NULL);
-	if (!ret)
-		ret = rst_rcall(t, SYS_setresgid, c->rgid, c->egid, c->sgid, 0, 0, 0, NULL);
-	if (!ret)
-		ret = rst_rcall(t, SYS_setfsgid, c->fsgid, 0, 0, 0, 0, 0, NULL);
-	if (!ret)
-		ret = rst_rcall(t, SYS_setresuid, c->ruid, c->euid, c->suid, 0, 0, 0, NULL);
-	if (!ret)
-		ret = rst_rcall(t, SYS_setfsuid, c->fsuid, 0, 0, 0, 0, 0, NULL);
+	/* one round trip (target_batch.c); setfs[ug]id return the old id, never an error */
+	rst_batch_init(b);
+	rst_caps_before_ids(t, b, c);
+	rst_bdata(t, b, c->groups, c->n_groups * sizeof(uint32_t), &at);
+	rst_bcall(t, b, 0, "setgroups", SYS_setgroups, c->n_groups, at, 0, 0, 0, 0);
+	rst_bcall(t, b, 0, "setresgid", SYS_setresgid, c->rgid, c->egid, c->sgid, 0, 0, 0);
+	rst_bcall(t, b, 0, "setfsgid", SYS_setfsgid, c->fsgid, 0, 0, 0, 0, 0);
+	rst_bcall(t, b, 0, "setresuid", SYS_setresuid, c->ruid, c->euid, c->suid, 0, 0, 0);
+	rst_bcall(t, b, 0, "setfsuid", SYS_setfsuid, c->fsuid, 0, 0, 0, 0, 0);
+	ret = rst_batch_run(t, b);
 	free(groups);
 	return ret;
 }
@@ -624,21 +633,28 @@ static int restore_caps(struct rst_target *t, const Haul__Img__ProcessState *ps,
 static int restore_creds(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
 			 size_t wl)
 {
+	struct rst_batch *b = malloc(sizeof(*b));
 	int ret = 0;
 
+	if (!b)
+		return -ENOMEM;
+	rst_batch_init(b);
 	for (size_t i = 0; i < t->nthr && !ret; i++) {
 		t->cur = &t->thr[i];
-		ret = creds_on(t, ps->creds);
+		ret = creds_on(t, b, ps->creds);
 	}
 	t->cur = NULL;
 	if (!ret)
-		ret = creds_on(t, ps->creds);
+		ret = creds_on(t, b, ps->creds);
 	/* Changing ids resets dumpability: set it after. */
 	if (!ret && ps->has_dumpable)
 		ret = rst_rcall(t, SYS_prctl, PR_SET_DUMPABLE, ps->dumpable ? 1 : 0, 0, 0, 0, 0,
 				NULL);
-	if (ret)
+	if (ret && b->what[0])
+		snprintf(why, wl, "cannot restore credentials: %s: %s", b->what, strerror(-ret));
+	else if (ret)
 		snprintf(why, wl, "cannot restore credentials: %s", strerror(-ret));
+	free(b);
 	return ret;
 }
 
@@ -666,11 +682,19 @@ static int check_image(const Haul__Img__ProcessState *ps, char *why, size_t wl)
 	return 0;
 }
 
-/* Milliseconds since *@t, and *@t = now: the phases of a resume (debug log). */
-static double lap_ms(struct timespec *t)
+/*
+ * Milliseconds since *@t, and *@t = now: the phases of a resume (debug
+ * log); *@calls gets the round trips into the stub since the last lap.
+ */
+static double lap_ms(const struct rst_target *rt, struct timespec *t, unsigned long *calls,
+		     unsigned long *mark)
 {
+	unsigned long now = rst_round_trips(rt);
 	struct timespec n;
 	double ms;
+
+	*calls = now - *mark;
+	*mark = now;
 
 	clock_gettime(CLOCK_MONOTONIC, &n);
 	ms = (n.tv_sec - t->tv_sec) * 1e3 + (n.tv_nsec - t->tv_nsec) / 1e6;
@@ -741,7 +765,9 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 	struct haul_layout l;
 	uint64_t mask = ps->sigmask;
 	struct timespec lap;
-	double ms[8] = {0};
+	double ms[9] = {0};
+	unsigned long n[9] = {0}, mark = rst_round_trips(t);
+	double in_calls = rst_round_trips_ms(t);
 	int ret;
 
 	clock_gettime(CLOCK_MONOTONIC, &lap);
@@ -754,18 +780,23 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 			 (int)t->o.pid);
 		return -EINVAL;
 	}
+	t->batch_singly = rst_batch_sigtrap_taken(ps);
+	if (t->batch_singly)
+		pr_debug("pid %d ignores SIGTRAP or has one queued: its batches of injected calls "
+			 "run one call at a time",
+			 (int)t->o.pid);
 	ret = rst_state_layout(ps, &l);
 	if (ret)
 		return ret;
 	/* Normally a no-op: the last layout sent was this one. */
 	ret = rst_target_layout(t, &l);
-	ms[0] = lap_ms(&lap);
+	ms[0] = lap_ms(t, &lap, &n[0], &mark);
 	if (!ret)
 		ret = restore_vdso(t, &l, why, wl);
 	/* sizes and seals of shared memory, before post-copy registers it */
 	if (!ret)
 		ret = rst_shm_finish(t, ps, why, wl);
-	ms[1] = lap_ms(&lap);
+	ms[1] = lap_ms(t, &lap, &n[1], &mark);
 	if (!ret && t->o.before_resume) {
 		ret = t->o.before_resume(t->o.before_resume_arg, &t->r, &l);
 		if (ret)
@@ -781,13 +812,13 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 	if (ret)
 		return ret;
 
-	ms[2] = lap_ms(&lap);
+	ms[2] = lap_ms(t, &lap, &n[2], &mark);
 	/* one fd table with its parent (CLONE_FILES), which restored it */
 	ret = t->files_shared ? 0 : rst_restore_fds(t, ps, why, wl);
-	ms[3] = lap_ms(&lap);
+	ms[3] = lap_ms(t, &lap, &n[3], &mark);
 	if (!ret)
 		ret = restore_mm(t, ps, why, wl);
-	ms[4] = lap_ms(&lap);
+	ms[4] = lap_ms(t, &lap, &n[4], &mark);
 	/* before its timer slack is set and its threads cloned (target_boost.c) */
 	rst_boost_end_tracees(t);
 	if (!ret)
@@ -796,12 +827,13 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 		ret = rst_res_restore(t, ps, RST_RES_TASK, why, wl);
 	if (!ret)
 		ret = restore_signals(t, ps, why, wl);
-	ms[5] = lap_ms(&lap);
+	ms[5] = lap_ms(t, &lap, &n[5], &mark);
 	/* Before the threads: clone(CLONE_VM) shares it with them, as on the source. */
 	if (!ret)
 		ret = restore_timens_children(t, ps, why, wl);
 	if (!ret)
 		ret = create_threads(t, ps, why, wl);
+	ms[6] = lap_ms(t, &lap, &n[6], &mark);
 	if (!ret)
 		ret = restore_creds(t, ps, why, wl);
 	if (!ret)
@@ -810,7 +842,7 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 		ret = rst_res_restore(t, ps, RST_RES_LAST, why, wl);
 	if (!ret)
 		ret = restore_caps(t, ps, why, wl);
-	ms[6] = lap_ms(&lap);
+	ms[7] = lap_ms(t, &lap, &n[7], &mark);
 	if (ret) {
 		if (!why[0])
 			snprintf(why, wl, "%s", strerror(-ret));
@@ -837,11 +869,14 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 		ret = rst_res_apply(t, ps, why, wl);
 	if (ret)
 		return ret;
-	ms[7] = lap_ms(&lap);
-	pr_debug("pid %d resume phases (ms): layout %.2f, vdso %.2f, memory hooks and mlock "
-		 "%.2f, fds %.2f, mm %.2f, task and signals %.2f, threads and creds %.2f, "
-		 "registers and detach %.2f",
-		 (int)t->o.pid, ms[0], ms[1], ms[2], ms[3], ms[4], ms[5], ms[6], ms[7]);
+	ms[8] = lap_ms(t, &lap, &n[8], &mark);
+	pr_debug("pid %d resume phases (ms/injected calls): layout %.2f/%lu, vdso and shm "
+		 "%.2f/%lu, memory hooks and mlock %.2f/%lu, fds %.2f/%lu, mm %.2f/%lu, task and "
+		 "signals %.2f/%lu, threads %.2f/%lu, creds and last resources %.2f/%lu, "
+		 "registers and cgroups %.2f/%lu; %.2f ms in injected calls",
+		 (int)t->o.pid, ms[0], n[0], ms[1], n[1], ms[2], n[2], ms[3], n[3], ms[4], n[4],
+		 ms[5], n[5], ms[6], n[6], ms[7], n[7], ms[8], n[8],
+		 rst_round_trips_ms(t) - in_calls);
 	return 0;
 }
 
