@@ -158,7 +158,7 @@ static int mig_connect(struct mig *m, const char *comm)
 {
 	const struct haul_mig_opts *o = m->o;
 	struct ps_client_opts co = {0};
-	char refusal[256] = "";
+	char refusal[192] = ""; /* leaves room for "TO refused: " in res->why */
 	char **profiles;
 	size_t nprofiles;
 	int ret;
