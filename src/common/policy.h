@@ -113,6 +113,13 @@
  * deeper throttle then shows as a slowdown, not as stalls (a 20 ms period stalled up to
  * 19 ms, a 99% throttle 99 ms). */
 #define HAUL_MIG_THROTTLE_STALL_US 4000
+/* A throttle deeper than cpu.max can make with such stretches (its quota is at least 1 ms)
+ * is a duty cycle of the cgroup2 freezer (duty.c): frozen this long, which leaves ~1 ms of
+ * the 4 ms for the thaw's lag, ... */
+#define HAUL_MIG_DUTY_FROZEN_US 3000
+/* ... then running at least this long (a shorter sleep is mostly wake-up latency): 96% at
+ * most, what cpu.max gave with 25 ms stretches. */
+#define HAUL_MIG_DUTY_MIN_RUN_US 100
 /* Post-copy prefetch (pc_hot.c): each of the two windows in which the tracker watches the
  * process's writes before the freeze; 100 ms sees a 64 MiB/s writer's 1600 pages. */
 #define HAUL_PC_HOT_WINDOW_MS 100

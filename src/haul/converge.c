@@ -33,7 +33,9 @@
  * where the kernel's 1 ms minimum quota allows it (up to 80% of one busy
  * thread).  A deeper throttle needs longer stretches; they may grow up to
  * the downtime target (a throttle that stalls longer than the switchover it
- * buys is no gain), beyond which the throttle is lowered.
+ * buys is no gain), beyond which the throttle is lowered.  Where the cgroup2
+ * freezer is at hand, such a throttle is instead a duty cycle of it
+ * (haul_conv_duty, duty.c): 3 ms frozen, then running, at any depth.
  * Pure arithmetic: no I/O, unit-tested in tests/unit/mig_converge.c.
  */
 #include <stddef.h>
@@ -187,6 +189,28 @@ double haul_conv_throttle_stall_ms(long quota_us, long period_us, double cpus)
 	double k = cpus > 1 ? cpus : 1, wait = period_us - quota_us / k;
 
 	return wait > 0 ? wait / 1e3 : 0;
+}
+
+/*
+ * The freezer has no minimum quota: frozen F, running R, the workload keeps
+ * R / (F + R) of its time whatever CPUs it uses, so R = F (100 - pct) / pct.
+ */
+unsigned haul_conv_duty(unsigned pct, long *frozen_us, long *run_us)
+{
+	const double F = HAUL_MIG_DUTY_FROZEN_US;
+	double run, applied;
+
+	if (pct > HAUL_MIG_THROTTLE_MAX)
+		pct = HAUL_MIG_THROTTLE_MAX;
+	if (!pct)
+		pct = 1;
+	run = F * (100 - pct) / pct;
+	if (run < HAUL_MIG_DUTY_MIN_RUN_US)
+		run = HAUL_MIG_DUTY_MIN_RUN_US;
+	*frozen_us = (long)F;
+	*run_us = (long)(run + 0.5);
+	applied = 100 * F / (F + *run_us) + 1e-6;
+	return pct < applied ? pct : (unsigned)applied;
 }
 
 const char *haul_conv_action_name(enum haul_conv_action a)

@@ -245,6 +245,41 @@ Test(mig_converge, a_deep_throttle_stretches_up_to_the_downtime_target_and_no_fu
 	cr_assert_eq(p, 8000);
 }
 
+/* ---- a deeper throttle as the freezer's duty cycle: short stops at any depth ------ */
+
+Test(mig_converge, duty_cycle_freezes_briefly_at_every_depth)
+{
+	for (unsigned pct = 1; pct <= 100; pct++) {
+		long f, r;
+		unsigned applied = haul_conv_duty(pct, &f, &r);
+
+		cr_assert_leq(f, HAUL_MIG_THROTTLE_STALL_US, "%u%%: frozen %ld us", pct, f);
+		cr_assert_geq(r, HAUL_MIG_DUTY_MIN_RUN_US, "%u%%: running %ld us", pct, r);
+		cr_assert_leq(applied, pct);
+		/* what it applies is what the cycle leaves, within a percent */
+		cr_assert_float_eq(100.0 * f / (f + r), applied, 1.0, "%u%%: %ld/%ld us", pct, f,
+				   r);
+	}
+}
+
+Test(mig_converge, duty_cycle_applies_deep_throttles_cpu_max_cannot_make_short)
+{
+	long f, r, q, p;
+
+	/* 90% of one thread: cpu.max makes 80% with short stretches, the freezer 90% */
+	cr_assert_lt(haul_conv_cpu_max(90, 1.0, 0, &q, &p), 90);
+	cr_assert_eq(haul_conv_duty(90, &f, &r), 90);
+	cr_assert_eq(f, 3000);
+	cr_assert_eq(r, 333);
+	/* a light workload's 20% is a long cpu.max period, but 3 ms of every 15 frozen */
+	cr_assert_lt(haul_conv_cpu_max(20, 0.1, 0, &q, &p), 20);
+	cr_assert_eq(haul_conv_duty(20, &f, &r), 20);
+	cr_assert_eq(r, 12000);
+	/* the deepest: the shortest run bounds it */
+	cr_assert_eq(haul_conv_duty(99, &f, &r), 96);
+	cr_assert_eq(r, HAUL_MIG_DUTY_MIN_RUN_US);
+}
+
 /* ---- post-copy's working set (pc_hot.c): overlap and union of two windows ---------- */
 
 Test(mig_converge, hot_set_overlap_counts_pages_written_in_both_windows)
