@@ -41,6 +41,7 @@
 
 struct haul_duty {
 	pthread_t thread;
+	pid_t owner; /* the process whose thread it is: a forked child has no thread to join */
 	pid_t pid;
 	int fd; /* the cgroup's cgroup.freeze, written by the thread only */
 	atomic_long frozen_us, run_us;
@@ -130,6 +131,7 @@ int haul_duty_start(pid_t pid, const char *freezer_dir, long frozen_us, long run
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
+	d->owner = getpid();
 	d->pid = pid;
 	atomic_init(&d->frozen_us, frozen_us);
 	atomic_init(&d->run_us, run_us);
@@ -169,6 +171,8 @@ int haul_duty_stop(struct haul_duty *d)
 
 	if (!d)
 		return 0;
+	if (d->owner != getpid())
+		return write_freeze(d, "0"); /* a fork's copy: thaw, leave the parent's alone */
 	atomic_store(&d->stop, true);
 	pthread_join(d->thread, NULL);
 	ret = atomic_load(&d->err);
