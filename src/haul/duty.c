@@ -48,8 +48,9 @@ struct haul_duty {
 	atomic_bool stop;
 	atomic_llong stretch_max_ns; /* the longest frozen stretch measured */
 	atomic_int err;		     /* the first failed write, -errno */
-	/* for the log at the end: what a freeze and a thaw cost */
-	long long cycles, freeze_ns, thaw_ns;
+	/* for the log at the end: what a freeze and a thaw cost, and where a long stretch came
+	 * from: the thread woken late (CPU, steal) or the thaw write waiting (cgroup_mutex) */
+	long long cycles, freeze_ns, thaw_ns, late_max_ns, thaw_max_ns;
 };
 
 static long long now_ns(void)
@@ -104,6 +105,10 @@ static void *duty_main(void *arg)
 		d->cycles++;
 		d->freeze_ns += t1 - t0;
 		d->thaw_ns += t3 - t2;
+		if (t2 - t0 - atomic_load(&d->frozen_us) * 1000LL > d->late_max_ns)
+			d->late_max_ns = t2 - t0 - atomic_load(&d->frozen_us) * 1000LL;
+		if (t3 - t2 > d->thaw_max_ns)
+			d->thaw_max_ns = t3 - t2;
 		if (t3 - t0 > atomic_load(&d->stretch_max_ns))
 			atomic_store(&d->stretch_max_ns, t3 - t0);
 		/* a full running stretch after a late thaw: no debt is paid back by freezing */
@@ -178,9 +183,11 @@ int haul_duty_stop(struct haul_duty *d)
 	ret = atomic_load(&d->err);
 	if (d->cycles)
 		pr_debug("pid %d: duty cycle of %lld freezes, longest frozen stretch %.2f ms, "
-			 "a freeze write %.0f us, a thaw write %.0f us on average",
+			 "a freeze write %.0f us, a thaw write %.0f us on average; thawing woke "
+			 "up to %.2f ms late, a thaw write took up to %.2f ms",
 			 d->pid, d->cycles, haul_duty_stretch_max_ms(d),
-			 d->freeze_ns / 1e3 / d->cycles, d->thaw_ns / 1e3 / d->cycles);
+			 d->freeze_ns / 1e3 / d->cycles, d->thaw_ns / 1e3 / d->cycles,
+			 d->late_max_ns / 1e6, d->thaw_max_ns / 1e6);
 	/* the thread's last write thawed it; say so if even this one fails */
 	err = write_freeze(d, "0");
 	if (err && !ret)
