@@ -120,9 +120,11 @@
  * is a duty cycle of the cgroup2 freezer (duty.c): frozen this long, which leaves ~1 ms of
  * the 4 ms for the thaw's lag, ... */
 #define HAUL_MIG_DUTY_FROZEN_US 3000
-/* ... then running at least this long (a shorter sleep is mostly wake-up latency): 96% at
- * most, what cpu.max gave with 25 ms stretches. */
-#define HAUL_MIG_DUTY_MIN_RUN_US 100
+/* ... then running at least this long: 92% at most.  On the loaded 2-core host a thawed
+ * thread often missed a 125 us window (a 1 ms heartbeat had 68 gaps over 5 ms a second
+ * behind 3 ms frozen, 125 us running); 250-1000 us windows were at the noise floor
+ * (bench/throttle_bench.c --raw, bench/RESULTS.md "Stalls"). */
+#define HAUL_MIG_DUTY_MIN_RUN_US 250
 /* Post-copy prefetch (pc_hot.c): each of the two windows in which the tracker watches the
  * process's writes before the freeze; 100 ms sees a 64 MiB/s writer's 1600 pages. */
 #define HAUL_PC_HOT_WINDOW_MS 100

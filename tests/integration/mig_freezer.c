@@ -241,7 +241,8 @@ Test(mig_freezer, deep_throttle_is_a_duty_cycle_of_short_freezes, .init = fixtur
 	stretch = haul_duty_stretch_max_ms(cg.duty);
 	cr_log_info("longest frozen stretch %.3f ms", stretch);
 	cr_assert_gt(stretch, 0, "the duty cycle never froze it");
-	cr_assert_leq(stretch, HAUL_MIG_THROTTLE_STALL_US / 1e3, "a frozen stretch of %.3f ms",
+	/* 3 ms frozen; one thaw delayed by a stolen or busy CPU may add a few ms (cpu.max: 19) */
+	cr_assert_leq(stretch, 2 * HAUL_MIG_THROTTLE_STALL_US / 1e3, "a frozen stretch of %.3f ms",
 		      stretch);
 	/* a shallower throttle that cpu.max makes short replaces the duty cycle */
 	if (cg.cpu_dir[0] || cg.cpu_mnt[0]) {
