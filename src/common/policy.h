@@ -106,8 +106,8 @@
 #define HAUL_STALL_PERIOD_US 2000
 /* ... and lists the threads again every this many samples (new threads join late). */
 #define HAUL_STALL_RELIST 25
-/* ... at SCHED_FIFO while one sample costs at most this (10% of the period): a few threads
- * take tens of us; a workload of hundreds would make a FIFO sampler a CPU hog. */
+/* ... at SCHED_FIFO while a sample costs at most this on average (10% of the period): a few
+ * threads take tens of us; a workload of hundreds would make a FIFO sampler a CPU hog. */
 #define HAUL_STALL_FIFO_MAX_US 200
 /* ... and names in the debug log, with its start and end on haul's clock, every stall at
  * least this long: the rounds' phases are logged on the same clock, to tell which it was. */
