@@ -120,11 +120,15 @@
  * is a duty cycle of the cgroup2 freezer (duty.c): frozen this long, which leaves ~1 ms of
  * the 4 ms for the thaw's lag, ... */
 #define HAUL_MIG_DUTY_FROZEN_US 3000
-/* ... then running at least this long: 92% at most.  On the loaded 2-core host a thawed
- * thread often missed a 125 us window (a 1 ms heartbeat had 68 gaps over 5 ms a second
- * behind 3 ms frozen, 125 us running); 250-1000 us windows were at the noise floor
- * (bench/throttle_bench.c --raw, bench/RESULTS.md "Stalls"). */
-#define HAUL_MIG_DUTY_MIN_RUN_US 250
+/* ... then running at least this long (80% with 3 ms frozen; deeper throttles freeze longer,
+ * up to the downtime target).  On the loaded 2-core host a thawed thread that waits for a
+ * CPU misses a shorter window and waits a cycle more: 3 ms frozen with 125 us running gave a
+ * 1 ms heartbeat 68 gaps over 5 ms a second, 250-333 us windows 14-452 ms gaps under load,
+ * 750 us windows 7.6-7.7 ms (bench/throttle_bench.c, bench/RESULTS.md "Stalls"). */
+#define HAUL_MIG_DUTY_MIN_RUN_US 750
+/* ... and its thread's SCHED_FIFO priority: above the tracker's scan boost (10), whose slices
+ * would delay a thaw, below the kernel's interrupt threads (50).  It runs tens of us a cycle. */
+#define HAUL_MIG_DUTY_PRIO 20
 /* Post-copy prefetch (pc_hot.c): each of the two windows in which the tracker watches the
  * process's writes before the freeze; 100 ms sees a 64 MiB/s writer's 1600 pages. */
 #define HAUL_PC_HOT_WINDOW_MS 100

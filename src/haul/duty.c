@@ -8,12 +8,17 @@
  * stretches, gaps of 40 ms before the freeze).  The freezer has no minimum:
  * a thread of haul freezes the cgroup for HAUL_MIG_DUTY_FROZEN_US, thaws it
  * for as long as the throttle leaves the workload (haul_conv_duty), and
- * again, so that a throttle of any depth shows as a slowdown made of short
- * stops.
+ * again, so that a throttle up to 80% shows as a slowdown made of short
+ * stops whatever CPU the workload uses.  The running window has a floor: a
+ * thawed thread that waits for a CPU past it is frozen again and waits a
+ * whole cycle more, so deeper throttles freeze longer instead (still
+ * shorter than cpu.max's stretch at the same depth).
  *
  * The thread runs SCHED_FIFO where the host allows it: a thaw written late
  * by a preempted thread stretches the stop (KERNEL.md: ~13 ms at normal
- * priority, 17-120 us at SCHED_FIFO).  It sleeps on absolute deadlines, and
+ * priority, 17-120 us at SCHED_FIFO), above haul's other real-time threads
+ * (HAUL_MIG_DUTY_PRIO: at priority 1 it woke up to 7.9 ms late on the loaded
+ * host, behind the tracker's scan slices at 10 among others).  It sleeps on absolute deadlines, and
  * measures each frozen stretch from before its freeze write to after its
  * thaw write: a client's stop is no longer than that plus the wake-up of its
  * thread.  The stall probe cannot see these stops (a frozen task sleeps in
@@ -79,7 +84,7 @@ static int write_freeze(struct haul_duty *d, const char *v)
 static void *duty_main(void *arg)
 {
 	struct haul_duty *d = arg;
-	struct sched_param sp = {.sched_priority = 1};
+	struct sched_param sp = {.sched_priority = HAUL_MIG_DUTY_PRIO};
 	int ret;
 
 	/* EPERM in a cpu cgroup without RT runtime: a late thaw then costs more */
@@ -211,7 +216,7 @@ bool haul_cg_duty_wanted(const struct haul_cg *cg, unsigned pct, double cpus)
 int haul_cg_duty_throttle(struct haul_cg *cg, unsigned pct)
 {
 	long frozen, run;
-	unsigned applied = haul_conv_duty(pct, &frozen, &run);
+	unsigned applied = haul_conv_duty(pct, cg->throttle_stall_max_us, &frozen, &run);
 	int ret;
 
 	if (cg->duty) {

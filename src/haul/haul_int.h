@@ -241,10 +241,11 @@ double haul_conv_throttle_stall_ms(long quota_us, long period_us, double cpus);
 /*
  * The freezer's duty cycle for a throttle of @pct (duty.c): frozen
  * HAUL_MIG_DUTY_FROZEN_US, running what leaves the workload 100 - @pct percent
- * of the time, at least HAUL_MIG_DUTY_MIN_RUN_US.  Returns the throttle
- * applied: @pct, or less where the shortest run lowers it.
+ * of the time, at least HAUL_MIG_DUTY_MIN_RUN_US; a deeper throttle freezes
+ * longer, up to @stall_max_us less the thaw's margin.  Returns the throttle
+ * applied: @pct, or less where that limit lowers it.
  */
-unsigned haul_conv_duty(unsigned pct, long *frozen_us, long *run_us);
+unsigned haul_conv_duty(unsigned pct, long stall_max_us, long *frozen_us, long *run_us);
 
 /* ---- duty.c: a deep throttle as a duty cycle of the cgroup2 freezer --------- */
 
