@@ -17,11 +17,11 @@
  * The thread runs SCHED_FIFO where the host allows it: a thaw written late
  * by a preempted thread stretches the stop (KERNEL.md: ~13 ms at normal
  * priority, 17-120 us at SCHED_FIFO), above haul's other real-time threads
- * (HAUL_MIG_DUTY_PRIO: at priority 1 it woke up to 7.9 ms late on the loaded
- * host, behind the tracker's scan slices at 10 among others).  It sleeps on absolute deadlines, and
- * measures each frozen stretch from before its freeze write to after its
- * thaw write: a client's stop is no longer than that plus the wake-up of its
- * thread.  The stall probe cannot see these stops (a frozen task sleeps in
+ * (HAUL_MIG_DUTY_PRIO: at priority 1 it woke up to 7.9 ms late on the
+ * loaded host, behind the tracker's scan slices at 10 among others).  It
+ * sleeps on absolute deadlines, and measures each frozen stretch from before
+ * its freeze write to after its thaw write: a client's stop is no longer than
+ * that plus the wake-up of its thread.  The stall probe cannot see these stops (a frozen task sleeps in
  * state S), so the measured longest is what haul reports for the throttle.
  *
  * Invariants: the cgroup is thawed when haul_duty_stop() returns, and only
@@ -123,7 +123,7 @@ static void *duty_main(void *arg)
 		atomic_store(&d->err, ret);
 		pr_err_r(ret,
 			 "cannot write cgroup.freeze of pid %d: the throttle's duty cycle "
-			 "stopped",
+			 "stopped, the workload runs unthrottled",
 			 d->pid);
 	}
 	/* thawed on every way out; the guardian thaws too if this never runs */
