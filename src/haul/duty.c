@@ -51,6 +51,8 @@ struct haul_duty {
 	int fd; /* the cgroup's cgroup.freeze, written by the thread only */
 	atomic_long frozen_us, run_us;
 	atomic_bool stop;
+	pthread_mutex_t lock; /* with @wake: haul_duty_stop() ends a sleep at once */
+	pthread_cond_t wake;
 	atomic_llong stretch_max_ns; /* the longest frozen stretch measured */
 	atomic_int err;		     /* the first failed write, -errno */
 	/* for the log at the end: what a freeze and a thaw cost, and where a long stretch came
@@ -66,12 +68,20 @@ static long long now_ns(void)
 	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static void sleep_until(long long t_ns)
+/*
+ * Sleep until @t_ns (CLOCK_MONOTONIC), or until haul_duty_stop() asks: a
+ * lift then thaws at once instead of at the end of a freeze (the switchover
+ * waits for it, and the client's stop would run into the switchover's).
+ */
+static void sleep_until(struct haul_duty *d, long long t_ns)
 {
 	struct timespec ts = {.tv_sec = t_ns / 1000000000LL, .tv_nsec = t_ns % 1000000000LL};
 
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+	pthread_mutex_lock(&d->lock);
+	while (!atomic_load(&d->stop) &&
+	       pthread_cond_timedwait(&d->wake, &d->lock, &ts) != ETIMEDOUT)
 		;
+	pthread_mutex_unlock(&d->lock);
 }
 
 static int write_freeze(struct haul_duty *d, const char *v)
@@ -101,7 +111,7 @@ static void *duty_main(void *arg)
 		t1 = now_ns();
 		if (ret)
 			break;
-		sleep_until(t0 + atomic_load(&d->frozen_us) * 1000LL);
+		sleep_until(d, t0 + atomic_load(&d->frozen_us) * 1000LL);
 		t2 = now_ns();
 		ret = write_freeze(d, "0");
 		t3 = now_ns();
@@ -117,7 +127,7 @@ static void *duty_main(void *arg)
 		if (t3 - t0 > atomic_load(&d->stretch_max_ns))
 			atomic_store(&d->stretch_max_ns, t3 - t0);
 		/* a full running stretch after a late thaw: no debt is paid back by freezing */
-		sleep_until(t3 + atomic_load(&d->run_us) * 1000LL);
+		sleep_until(d, t3 + atomic_load(&d->run_us) * 1000LL);
 	}
 	if (ret) {
 		atomic_store(&d->err, ret);
@@ -135,12 +145,19 @@ int haul_duty_start(pid_t pid, const char *freezer_dir, long frozen_us, long run
 		    struct haul_duty **out)
 {
 	char path[PATH_MAX + 32];
+	pthread_condattr_t ca;
 	struct haul_duty *d;
 	int ret;
 
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
+	/* the deadlines are CLOCK_MONOTONIC, as clock_nanosleep's were */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&d->wake, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&d->lock, NULL);
 	d->owner = getpid();
 	d->pid = pid;
 	atomic_init(&d->frozen_us, frozen_us);
@@ -150,18 +167,21 @@ int haul_duty_start(pid_t pid, const char *freezer_dir, long frozen_us, long run
 	if (d->fd < 0) {
 		ret = -errno;
 		pr_err_r(ret, "cannot open '%s' for the throttle of pid %d", path, pid);
-		free(d);
-		return ret;
+		goto free_duty;
 	}
 	ret = -pthread_create(&d->thread, NULL, duty_main, d);
 	if (ret) {
 		pr_err_r(ret, "cannot start the throttle's duty cycle for pid %d", pid);
 		close(d->fd);
-		free(d);
-		return ret;
+		goto free_duty;
 	}
 	*out = d;
 	return 0;
+free_duty:
+	pthread_cond_destroy(&d->wake);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+	return ret;
 }
 
 void haul_duty_set(struct haul_duty *d, long frozen_us, long run_us)
@@ -183,7 +203,10 @@ int haul_duty_stop(struct haul_duty *d)
 		return 0;
 	if (d->owner != getpid())
 		return write_freeze(d, "0"); /* a fork's copy: thaw, leave the parent's alone */
+	pthread_mutex_lock(&d->lock);
 	atomic_store(&d->stop, true);
+	pthread_cond_signal(&d->wake);
+	pthread_mutex_unlock(&d->lock);
 	pthread_join(d->thread, NULL);
 	ret = atomic_load(&d->err);
 	if (d->cycles)
@@ -198,6 +221,8 @@ int haul_duty_stop(struct haul_duty *d)
 	if (err && !ret)
 		ret = err;
 	close(d->fd);
+	pthread_cond_destroy(&d->wake);
+	pthread_mutex_destroy(&d->lock);
 	free(d);
 	return ret;
 }
