@@ -51,13 +51,18 @@ bench-postcopy: deps
 bench-stall-phases: $(BUILD)/progs/stall_bench
 	$(BUILD)/progs/stall_bench 1024 4096
 
+# `make bench-throttle`: the pre-copy throttle alone, by depth: main's cpu.max against the
+# freezer's duty cycle, as the workload's 1 ms heartbeat sees it (bench/throttle_bench.c).
+bench-throttle: $(BUILD)/progs/throttle_bench $(BUILD)/progs/workload
+	$(BUILD)/progs/throttle_bench
+
 bench-stalls: deps
 	$(MAKE) --no-print-directory BUILD=$(BUILD) all
 	$(call bench_micro,$(BENCH_OUT)/stalls)
 	BUILD=$(BUILD) bench/run.sh --stalls --no-peers --repeat 2 --budget 2400 \
 		--out $(BENCH_OUT)/stalls
 
-.PHONY: bench-stall-phases bench-stalls
+.PHONY: bench-stall-phases bench-stalls bench-throttle
 
 # `make conformance ZDTM=DIR`: CRIU's zdtm static tests through haul checkpoint/restore
 # and, for a sample, haul migrate between two network namespaces (bench/conformance/

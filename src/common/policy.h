@@ -106,6 +106,9 @@
 #define HAUL_STALL_PERIOD_US 2000
 /* ... and lists the threads again every this many samples (new threads join late). */
 #define HAUL_STALL_RELIST 25
+/* ... at SCHED_FIFO while a sample costs at most this on average (10% of the period): a few
+ * threads take tens of us; a workload of hundreds would make a FIFO sampler a CPU hog. */
+#define HAUL_STALL_FIFO_MAX_US 200
 /* ... and names in the debug log, with its start and end on haul's clock, every stall at
  * least this long: the rounds' phases are logged on the same clock, to tell which it was. */
 #define HAUL_STALL_LOG_MS 10
@@ -113,6 +116,19 @@
  * deeper throttle then shows as a slowdown, not as stalls (a 20 ms period stalled up to
  * 19 ms, a 99% throttle 99 ms). */
 #define HAUL_MIG_THROTTLE_STALL_US 4000
+/* A throttle deeper than cpu.max can make with such stretches (its quota is at least 1 ms)
+ * is a duty cycle of the cgroup2 freezer (duty.c): frozen this long, which leaves ~1 ms of
+ * the 4 ms for the thaw's lag, ... */
+#define HAUL_MIG_DUTY_FROZEN_US 3000
+/* ... then running at least this long (80% with 3 ms frozen; deeper throttles freeze longer,
+ * up to the downtime target).  On the loaded 2-core host a thawed thread that waits for a
+ * CPU misses a shorter window and waits a cycle more: 3 ms frozen with 125 us running gave a
+ * 1 ms heartbeat 68 gaps over 5 ms a second, 250-333 us windows 14-452 ms gaps under load,
+ * 750 us windows 7.6-7.7 ms (bench/throttle_bench.c, bench/RESULTS.md "Stalls"). */
+#define HAUL_MIG_DUTY_MIN_RUN_US 750
+/* ... and its thread's SCHED_FIFO priority: above the tracker's scan boost (10), whose slices
+ * would delay a thaw, below the kernel's interrupt threads (50).  It runs tens of us a cycle. */
+#define HAUL_MIG_DUTY_PRIO 20
 /* Post-copy prefetch (pc_hot.c): each of the two windows in which the tracker watches the
  * process's writes before the freeze; 100 ms sees a 64 MiB/s writer's 1600 pages. */
 #define HAUL_PC_HOT_WINDOW_MS 100

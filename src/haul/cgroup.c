@@ -539,6 +539,14 @@ int haul_cg_throttle(struct haul_cg *cg, unsigned pct, double cpus)
 	char v[64];
 	int ret;
 
+	/* deeper than cpu.max makes with short stretches: the freezer's duty cycle (duty.c) */
+	if (haul_cg_duty_wanted(cg, pct, cpus))
+		return haul_cg_duty_throttle(cg, pct);
+	if (cg->duty) {
+		ret = haul_cg_duty_lift(cg);
+		if (ret || !pct)
+			return ret;
+	}
 	if (!cg->cpu_dir[0] && cg->cpu_mnt[0]) {
 		if (!pct)
 			return 0; /* never throttled: nothing to lift */
@@ -677,6 +685,8 @@ void haul_cg_undo(struct haul_cg *cg)
 {
 	int ret;
 
+	/* haul's own undo: stop the duty cycle before the thaw (the guardian's copy has none) */
+	haul_cg_duty_lift(cg);
 	/* unconditionally: the guardian's copy of @cg predates any throttle */
 	if (cg->cpu_dir[0] && restore_cpu_limit(cg))
 		pr_warn("cannot lift the cpu throttle of pid %d in '%s'", cg->pid, cg->cpu_dir);

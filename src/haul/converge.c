@@ -33,7 +33,10 @@
  * where the kernel's 1 ms minimum quota allows it (up to 80% of one busy
  * thread).  A deeper throttle needs longer stretches; they may grow up to
  * the downtime target (a throttle that stalls longer than the switchover it
- * buys is no gain), beyond which the throttle is lowered.
+ * buys is no gain), beyond which the throttle is lowered.  Where the cgroup2
+ * freezer is at hand, such a throttle is instead a duty cycle of it
+ * (haul_conv_duty, duty.c): 3 ms frozen, then running, up to 80%; deeper,
+ * longer freezes, up to the downtime target too, but shorter than cpu.max's.
  * Pure arithmetic: no I/O, unit-tested in tests/unit/mig_converge.c.
  */
 #include <stddef.h>
@@ -187,6 +190,39 @@ double haul_conv_throttle_stall_ms(long quota_us, long period_us, double cpus)
 	double k = cpus > 1 ? cpus : 1, wait = period_us - quota_us / k;
 
 	return wait > 0 ? wait / 1e3 : 0;
+}
+
+/*
+ * The freezer has no minimum quota: frozen F, running R, the workload keeps
+ * R / (F + R) of its time whatever CPUs it uses.  F is 3 ms and R = F (100 -
+ * pct) / pct, down to the shortest run a thawed thread reliably gets a CPU
+ * in; deeper, R stays at that and F grows, up to @stall_max_us (the downtime
+ * target, as for cpu.max: a longer stop than the switchover it buys is no
+ * gain), beyond which the throttle is lowered.
+ */
+unsigned haul_conv_duty(unsigned pct, long stall_max_us, long *frozen_us, long *run_us)
+{
+	double F = HAUL_MIG_DUTY_FROZEN_US, R, fmax, applied;
+
+	if (pct > HAUL_MIG_THROTTLE_MAX)
+		pct = HAUL_MIG_THROTTLE_MAX;
+	if (!pct)
+		pct = 1;
+	R = F * (100 - pct) / pct;
+	if (R < HAUL_MIG_DUTY_MIN_RUN_US) {
+		/* the thaw's lag keeps the 4 ms target's margin whatever F is */
+		fmax = stall_max_us - (HAUL_MIG_THROTTLE_STALL_US - HAUL_MIG_DUTY_FROZEN_US);
+		R = HAUL_MIG_DUTY_MIN_RUN_US;
+		F = R * pct / (100 - pct);
+		if (F > fmax)
+			F = fmax;
+		if (F < HAUL_MIG_DUTY_FROZEN_US)
+			F = HAUL_MIG_DUTY_FROZEN_US;
+	}
+	*frozen_us = (long)(F + 0.5);
+	*run_us = (long)(R + 0.5);
+	applied = 100.0 * *frozen_us / (*frozen_us + *run_us) + 0.5;
+	return pct < applied ? pct : (unsigned)applied;
 }
 
 const char *haul_conv_action_name(enum haul_conv_action a)

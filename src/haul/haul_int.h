@@ -62,6 +62,10 @@ struct haul_cg {
 	double throttle_stall_ms;
 	/* the longest stretch a deep throttle may use (us; 0: HAUL_MIG_THROTTLE_STALL_US) */
 	long throttle_stall_max_us;
+	/* a throttle deeper than cpu.max makes short, as the freezer's duty cycle (duty.c);
+	 * NULL when none runs.  The longest frozen stretch any of it had (ms). */
+	struct haul_duty *duty;
+	double duty_stretch_max_ms;
 	/* a tree: the other processes, moved in and back with @pid (haul_cg_prepare_tree) */
 	const pid_t *more;
 	size_t nmore;
@@ -234,6 +238,46 @@ unsigned haul_conv_cpu_max(unsigned pct, double cpus, long stall_max_us, long *q
 			   long *period_us);
 /* How long one thread waits per period once the quota is spent (ms). */
 double haul_conv_throttle_stall_ms(long quota_us, long period_us, double cpus);
+/*
+ * The freezer's duty cycle for a throttle of @pct (duty.c): frozen
+ * HAUL_MIG_DUTY_FROZEN_US, running what leaves the workload 100 - @pct percent
+ * of the time, at least HAUL_MIG_DUTY_MIN_RUN_US; a deeper throttle freezes
+ * longer, up to @stall_max_us less the thaw's margin.  Returns the throttle
+ * applied: @pct, or less where that limit lowers it.
+ */
+unsigned haul_conv_duty(unsigned pct, long stall_max_us, long *frozen_us, long *run_us);
+
+/* ---- duty.c: a deep throttle as a duty cycle of the cgroup2 freezer --------- */
+
+struct haul_duty;
+/*
+ * Start a thread that freezes @freezer_dir (cgroup2) for @frozen_us and thaws it
+ * for @run_us, over and over.  0 or -errno (logged).
+ */
+int haul_duty_start(pid_t pid, const char *freezer_dir, long frozen_us, long run_us,
+		    struct haul_duty **out);
+/* Change the cycle of a running @d (from the next stretch on). */
+void haul_duty_set(struct haul_duty *d, long frozen_us, long run_us);
+/* The longest frozen stretch measured so far (ms); 0 for NULL. */
+double haul_duty_stretch_max_ms(const struct haul_duty *d);
+/*
+ * Stop the thread, thaw the cgroup and free @d (NULL: nothing).  0, or the
+ * -errno of a write to cgroup.freeze that failed.
+ */
+int haul_duty_stop(struct haul_duty *d);
+/*
+ * Throttle @cg to @pct with the duty cycle, lifting a cpu.max throttle in
+ * force; sets cg->throttle_pct as applied.  0 or -errno.
+ */
+int haul_cg_duty_throttle(struct haul_cg *cg, unsigned pct);
+/* Stop @cg's duty cycle, if any; the cgroup is thawed.  0 or -errno. */
+int haul_cg_duty_lift(struct haul_cg *cg);
+/*
+ * Whether a throttle of @pct of @cpus CPUs should be the duty cycle: cgroup2
+ * freezer, and cpu.max cannot make it with stretches of at most
+ * HAUL_MIG_THROTTLE_STALL_US (or no cpu controller is reachable).
+ */
+bool haul_cg_duty_wanted(const struct haul_cg *cg, unsigned pct, double cpus);
 
 /* ---- stall.c: the client's stalls before the freeze, seen from outside -------- */
 

@@ -331,6 +331,14 @@ static int precopy_rounds(struct mig *m)
 		rs.expected_ms = m->conv.expected_ms;
 		rs.throttle_pct = m->cg.throttle_pct;
 		rs.stall_ms = haul_stall_probe_take(m->probe);
+		/*
+		 * The probe cannot see a frozen thread (state S): the duty cycle measures
+		 * its own freezes, the running one's and those of one lifted since.
+		 */
+		if (haul_duty_stretch_max_ms(m->cg.duty) > res->throttle_stall_max_ms)
+			res->throttle_stall_max_ms = haul_duty_stretch_max_ms(m->cg.duty);
+		if (m->cg.duty_stretch_max_ms > res->throttle_stall_max_ms)
+			res->throttle_stall_max_ms = m->cg.duty_stretch_max_ms;
 		rs.nprocs = (unsigned)m->nprocs;
 		trk_round_release(&r);
 		ret = haul_mig_add_round_stat(res, &rs);

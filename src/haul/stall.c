@@ -25,6 +25,13 @@
  * (reported: on a loaded machine the sampler itself runs late).  A thread
  * that sleeps by choice (nanosleep, epoll) is never counted.
  *
+ * The sampler runs SCHED_FIFO where the host allows it: at normal priority
+ * on a loaded 2-core host its interval grew to 37-86 ms (bench/RESULTS.md
+ * "Stalls"), so it could not tell a 60 ms stall from its own lateness.  A
+ * sample of a few threads costs tens of us every 2 ms; when samples cost more
+ * than HAUL_STALL_FIFO_MAX_US on average (a workload of many threads) it goes
+ * back to SCHED_OTHER, so the probe never takes a real share of a CPU at FIFO.
+ *
  * The arithmetic (haul_stall_feed) is pure and unit-tested
  * (tests/unit/mig_stall.c); the sampler only reads files.
  */
@@ -33,6 +40,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -308,13 +316,50 @@ static bool sample(struct haul_stall_probe *p, struct probe_thread *t, double no
 	return true;
 }
 
+/* SCHED_FIFO for the sampler, if the host lets us; whether it took. */
+static bool probe_fifo(pid_t pid)
+{
+	struct sched_param sp = {.sched_priority = 1};
+	int ret = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+
+	if (ret)
+		pr_debug("stall probe of pid %d runs without SCHED_FIFO (%s): on a loaded host "
+			 "its resolution suffers",
+			 (int)pid, strerror(ret));
+	return !ret;
+}
+
+/*
+ * Back to SCHED_OTHER when samples cost more than a FIFO thread should take:
+ * on average (@avg_ms, decaying by a tenth a sample), since one sample may
+ * take an interrupt or a page fault (single samples of one thread took up to
+ * 0.39 ms on the loaded host).
+ */
+static bool probe_fifo_check(pid_t pid, double sample_ms, size_t nthreads, double *avg_ms,
+			     unsigned k)
+{
+	struct sched_param sp = {.sched_priority = 0};
+
+	*avg_ms = k <= 1 ? sample_ms : *avg_ms * 0.9 + sample_ms * 0.1;
+	if (k < 10 || *avg_ms * 1e3 <= HAUL_STALL_FIFO_MAX_US)
+		return true;
+	pthread_setschedparam(pthread_self(), SCHED_OTHER, &sp);
+	pr_debug("stall probe of pid %d: a sample of %zu threads takes %.3f ms; back to "
+		 "SCHED_OTHER",
+		 (int)pid, nthreads, *avg_ms);
+	return false;
+}
+
 static void *probe_main(void *arg)
 {
 	struct haul_stall_probe *p = arg;
 	struct timespec next;
 	unsigned k = 0;
+	double avg_ms = 0;
+	bool fifo;
 
 	p->tid = (pid_t)syscall(SYS_gettid);
+	fifo = probe_fifo(p->pid);
 	sem_post(&p->started);
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	while (!atomic_load(&p->stop)) {
@@ -331,6 +376,8 @@ static void *probe_main(void *arg)
 				drop_thread(p, i);
 		p->st.samples++;
 		pthread_mutex_unlock(&p->lock);
+		if (fifo)
+			fifo = probe_fifo_check(p->pid, haul_now_ms() - now, p->n, &avg_ms, k);
 		next.tv_nsec += HAUL_STALL_PERIOD_US * 1000L;
 		while (next.tv_nsec >= 1000000000L) {
 			next.tv_nsec -= 1000000000L;

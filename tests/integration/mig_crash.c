@@ -147,6 +147,105 @@ Test(mig_crash, haul_killed_while_throttling_lifts_the_throttle, .fini = teardow
 	assert_source_runs();
 }
 
+/*
+ * The cgroup2 directory of the workload (from /proc/PID/cgroup's "0::" line),
+ * or "" when there is no cgroup2 freezer.
+ */
+static void wl_cgroup2(char *dir, size_t len)
+{
+	struct haul_cg_mounts m;
+	char path[64], text[4096], rel[PATH_MAX / 2];
+	FILE *f;
+	size_t n;
+
+	dir[0] = '\0';
+	if (haul_cg_probe(&m) || !m.v2[0])
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", M.wl_pid);
+	f = fopen(path, "r");
+	cr_assert_not_null(f);
+	n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	cr_assert_eq(haul_cg_parse_proc(text, "", rel, sizeof(rel)), 0);
+	cr_assert_lt((size_t)snprintf(dir, len, "%s%s", m.v2, rel), len);
+}
+
+/*
+ * Start a migration of a busy writer whose hot set every round finds whole:
+ * the throttle steps up each round (haul parks 100 ms at each), from cpu.max
+ * to the freezer's duty cycle once it is deeper than cpu.max makes short
+ * (~80% of one thread).  Returns once the duty cycle has the workload frozen.
+ */
+static pid_t haul_mid_duty_cycle(int *fd)
+{
+	const char *extra[] = {"--bandwidth", "60M", "--compress", "none", NULL};
+	char dir[PATH_MAX], v[16] = "";
+	pid_t haul;
+
+	th_mig_setup(&M, 0);
+	th_mig_workload(&M, 32, -1, 8);
+	haul = haul_stalled("stall:throttled:100", extra, fd);
+	wl_cgroup2(dir, sizeof(dir));
+	if (!dir[0]) {
+		kill(haul, SIGKILL);
+		cr_skip_test("no cgroup2 freezer: the throttle is cpu.max alone");
+	}
+	/* 3 ms of every cycle frozen: a read every 0.2 ms sees it */
+	for (int i = 0; i < 50000 && v[0] != '1'; i++) {
+		if (haul_cg_read(dir, "cgroup.freeze", v, sizeof(v)) <= 0)
+			v[0] = '\0';
+		if (v[0] != '1')
+			usleep(200);
+	}
+	cr_assert_eq(v[0], '1', "the throttle of pid %d in %s never froze it: not a duty cycle?",
+		     M.wl_pid, dir);
+	return haul;
+}
+
+/* Its cgroup (wherever the undo put it) is not frozen; the root cannot be. */
+static void assert_not_frozen(void)
+{
+	char dir[PATH_MAX], ev[256] = "";
+
+	wl_cgroup2(dir, sizeof(dir));
+	if (!haul_cg_has_file(dir, "cgroup.events"))
+		return;
+	cr_assert_gt(haul_cg_read(dir, "cgroup.events", ev, sizeof(ev)), 0);
+	cr_assert(strstr(ev, "frozen 0"), "pid %d left frozen in %s: %s", M.wl_pid, dir, ev);
+}
+
+Test(mig_crash, haul_killed_mid_duty_cycle_thaws_the_source, .fini = teardown, .timeout = 90)
+{
+	char path[64];
+	int fd;
+	pid_t haul;
+
+	haul = haul_mid_duty_cycle(&fd);
+	kill(haul, SIGKILL);
+	th_wait_exit(haul, 5000);
+	close(fd);
+	/* the guardian thaws it and moves it back out of haul's cgroup */
+	th_wait_proc_line(M.wl_pid, "cgroup", "haul/mig-", true, 5000);
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", M.wl_pid);
+	cr_assert_neq(th_sh("grep -q 'haul/mig-' %s", path), 0, "still in haul's cgroup");
+	assert_not_frozen();
+	assert_source_runs();
+}
+
+Test(mig_crash, haul_interrupted_mid_duty_cycle_thaws_the_source, .fini = teardown, .timeout = 90)
+{
+	int fd;
+	pid_t haul;
+
+	haul = haul_mid_duty_cycle(&fd);
+	kill(haul, SIGINT);
+	cr_assert_eq(th_wait_exit(haul, 20000), 1, "haul did not fail cleanly");
+	close(fd);
+	assert_not_frozen();
+	assert_source_runs();
+}
+
 Test(mig_crash, haul_killed_while_frozen, .fini = teardown, .timeout = 60)
 {
 	int fd;

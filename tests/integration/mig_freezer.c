@@ -219,6 +219,50 @@ Test(mig_freezer, throttle_slows_the_workload_and_lifts, .init = fixture_init, .
 	cr_assert(ticking());
 }
 
+Test(mig_freezer, deep_throttle_is_a_duty_cycle_of_short_freezes, .init = fixture_init,
+     .fini = fixture_fini, .timeout = 30)
+{
+	struct haul_cg_mounts m;
+	struct haul_cg cg;
+	char v[16];
+	double stretch;
+
+	start_workload();
+	cr_assert_eq(haul_cg_probe(&m), 0);
+	cr_assert_eq(haul_cg_prepare(wl_pid, &m, &cg), 0);
+	if (!cg.v2_freezer)
+		cr_skip_test("no cgroup2 freezer: a deep throttle is cpu.max's long stretches");
+	/* 95% of one thread: cpu.max would need 19 ms stretches */
+	cr_assert_eq(haul_cg_throttle(&cg, 95, 1.0), 0);
+	cr_assert_not_null(cg.duty, "a 95%% throttle is not the duty cycle");
+	/* 3 ms frozen, 0.75 ms running: 80% without a downtime target to stretch to */
+	cr_assert(cg.throttle_pct >= 80 && cg.throttle_pct <= 95, "throttle %u%%", cg.throttle_pct);
+	/* the workload goes on ticking, slowed, for some hundred cycles */
+	cr_assert_geq(seq_after(3), 0, "a 95%% throttle stopped the workload");
+	stretch = haul_duty_stretch_max_ms(cg.duty);
+	cr_log_info("longest frozen stretch %.3f ms", stretch);
+	cr_assert_gt(stretch, 0, "the duty cycle never froze it");
+	/* 3 ms frozen; one thaw delayed by a stolen or busy CPU may add a few ms (cpu.max: 19) */
+	cr_assert_leq(stretch, 2 * HAUL_MIG_THROTTLE_STALL_US / 1e3, "a frozen stretch of %.3f ms",
+		      stretch);
+	/* a shallower throttle that cpu.max makes short replaces the duty cycle */
+	if (cg.cpu_dir[0] || cg.cpu_mnt[0]) {
+		cr_assert_eq(haul_cg_throttle(&cg, 50, 1.0), 0);
+		cr_assert_null(cg.duty);
+		cr_assert_eq(cg.throttle_pct, 50);
+		cr_assert_eq(haul_cg_throttle(&cg, 95, 1.0), 0);
+		cr_assert_not_null(cg.duty);
+	}
+	cr_assert_eq(haul_cg_throttle(&cg, 0, 1.0), 0);
+	cr_assert_null(cg.duty);
+	cr_assert_eq(cg.throttle_pct, 0);
+	cr_assert_gt(haul_cg_read(cg.freezer_dir, "cgroup.freeze", v, sizeof(v)), 0);
+	cr_assert_eq(v[0], '0', "left frozen after the lift");
+	cr_assert(ticking());
+	haul_cg_undo(&cg);
+	cr_assert(ticking());
+}
+
 /* The "N:cpu:/path" line of /proc/@pid/cgroup (v1), "" when there is none. */
 static void cpu_cgroup_line(pid_t pid, char *out, size_t len)
 {

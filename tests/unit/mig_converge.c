@@ -245,6 +245,56 @@ Test(mig_converge, a_deep_throttle_stretches_up_to_the_downtime_target_and_no_fu
 	cr_assert_eq(p, 8000);
 }
 
+/* ---- a deeper throttle as the freezer's duty cycle: short stops at any depth ------ */
+
+Test(mig_converge, duty_cycle_freezes_briefly_up_to_80_percent)
+{
+	for (unsigned pct = 1; pct <= 100; pct++) {
+		long f, r;
+		unsigned applied = haul_conv_duty(pct, 0, &f, &r);
+
+		cr_assert_leq(f, HAUL_MIG_DUTY_FROZEN_US, "%u%%: frozen %ld us", pct, f);
+		cr_assert_geq(r, HAUL_MIG_DUTY_MIN_RUN_US, "%u%%: running %ld us", pct, r);
+		cr_assert_leq(applied, pct);
+		cr_assert_geq(applied, pct < 80 ? pct : 80, "%u%%: applied %u%%", pct, applied);
+		/* what it applies is what the cycle leaves, within a percent */
+		cr_assert_float_eq(100.0 * f / (f + r), applied, 1.0, "%u%%: %ld/%ld us", pct, f,
+				   r);
+	}
+}
+
+Test(mig_converge, duty_cycle_applies_throttles_cpu_max_cannot_make_short)
+{
+	long f, r, q, p;
+
+	/* a light workload's 20% is a long cpu.max period, but 3 ms of every 15 frozen */
+	cr_assert_lt(haul_conv_cpu_max(20, 0.1, 0, &q, &p), 20);
+	cr_assert_eq(haul_conv_duty(20, 0, &f, &r), 20);
+	cr_assert_eq(f, 3000);
+	cr_assert_eq(r, 12000);
+	/* 80% of it: 3 ms frozen, 0.75 ms running */
+	cr_assert_eq(haul_conv_duty(80, 0, &f, &r), 80);
+	cr_assert_eq(r, HAUL_MIG_DUTY_MIN_RUN_US);
+}
+
+Test(mig_converge, a_deeper_duty_cycle_freezes_longer_up_to_the_downtime_target)
+{
+	long f, r, q, p;
+
+	/* 90%: 6.75 ms frozen, 0.75 running; cpu.max needs 9 ms stretches for one thread */
+	cr_assert_eq(haul_conv_duty(90, 25000, &f, &r), 90);
+	cr_assert_eq(f, 6750);
+	cr_assert_eq(r, HAUL_MIG_DUTY_MIN_RUN_US);
+	cr_assert_eq(haul_conv_cpu_max(90, 1.0, 25000, &q, &p), 90);
+	cr_assert_gt(haul_conv_throttle_stall_ms(q, p, 1.0), f / 1e3);
+	/* 99% would freeze 74 ms: the 25 ms target keeps 1 ms for the thaw, 97% */
+	cr_assert_eq(haul_conv_duty(99, 25000, &f, &r), 97);
+	cr_assert_eq(f, 24000);
+	/* no target given: 3 ms, 80% at most */
+	cr_assert_eq(haul_conv_duty(99, 0, &f, &r), 80);
+	cr_assert_eq(f, 3000);
+}
+
 /* ---- post-copy's working set (pc_hot.c): overlap and union of two windows ---------- */
 
 Test(mig_converge, hot_set_overlap_counts_pages_written_in_both_windows)

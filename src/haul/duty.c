@@ -1,0 +1,289 @@
+/*
+ * duty.c - a deep CPU throttle as a duty cycle of the cgroup2 freezer.
+ *
+ * Why: cpu.max cannot make a deep throttle short.  Its quota is at least
+ * 1 ms, so a workload that uses a tenth of a CPU, or a throttle above 80% of
+ * one busy thread, needs periods of 10-100 ms, and each period shows to a
+ * client as one stop of that length (bench/RESULTS.md "Stalls": 25 ms
+ * stretches, gaps of 40 ms before the freeze).  The freezer has no minimum:
+ * a thread of haul freezes the cgroup for HAUL_MIG_DUTY_FROZEN_US, thaws it
+ * for as long as the throttle leaves the workload (haul_conv_duty), and
+ * again, so that a throttle up to 80% shows as a slowdown made of short
+ * stops whatever CPU the workload uses.  The running window has a floor: a
+ * thawed thread that waits for a CPU past it is frozen again and waits a
+ * whole cycle more, so deeper throttles freeze longer instead (still
+ * shorter than cpu.max's stretch at the same depth).
+ *
+ * The thread runs SCHED_FIFO where the host allows it: a thaw written late
+ * by a preempted thread stretches the stop (KERNEL.md: ~13 ms at normal
+ * priority, 17-120 us at SCHED_FIFO), above haul's other real-time threads
+ * (HAUL_MIG_DUTY_PRIO: at priority 1 it woke up to 7.9 ms late on the
+ * loaded host, behind the tracker's scan slices at 10 among others).  It
+ * sleeps on absolute deadlines, and measures each frozen stretch from before
+ * its freeze write to after its thaw write: a client's stop is no longer than
+ * that plus the wake-up of its thread.  The stall probe cannot see these stops (a frozen task sleeps in
+ * state S), so the measured longest is what haul reports for the throttle.
+ *
+ * Invariants: the cgroup is thawed when haul_duty_stop() returns, and only
+ * this thread writes cgroup.freeze while it runs (the switchover lifts the
+ * throttle before it freezes).  If haul dies mid-cycle, the guardian's undo
+ * thaws (haul_cg_undo writes 0 to cgroup.freeze whatever it finds).
+ */
+#define LOG_PREFIX "duty: "
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/policy.h"
+#include "haul/haul_int.h"
+
+struct haul_duty {
+	pthread_t thread;
+	pid_t owner; /* the process whose thread it is: a forked child has no thread to join */
+	pid_t pid;
+	int fd; /* the cgroup's cgroup.freeze, written by the thread only */
+	atomic_long frozen_us, run_us;
+	atomic_bool stop;
+	pthread_mutex_t lock; /* with @wake: haul_duty_stop() ends a sleep at once */
+	pthread_cond_t wake;
+	atomic_llong stretch_max_ns; /* the longest frozen stretch measured */
+	atomic_int err;		     /* the first failed write, -errno */
+	/* for the log at the end: what a freeze and a thaw cost, and where a long stretch came
+	 * from: the thread woken late (CPU, steal) or the thaw write waiting (cgroup_mutex) */
+	long long cycles, freeze_ns, thaw_ns, late_max_ns, thaw_max_ns;
+};
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/*
+ * Sleep until @t_ns (CLOCK_MONOTONIC), or until haul_duty_stop() asks: a
+ * lift then thaws at once instead of at the end of a freeze (the switchover
+ * waits for it, and the client's stop would run into the switchover's).
+ */
+static void sleep_until(struct haul_duty *d, long long t_ns)
+{
+	struct timespec ts = {.tv_sec = t_ns / 1000000000LL, .tv_nsec = t_ns % 1000000000LL};
+
+	pthread_mutex_lock(&d->lock);
+	while (!atomic_load(&d->stop) &&
+	       pthread_cond_timedwait(&d->wake, &d->lock, &ts) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&d->lock);
+}
+
+static int write_freeze(struct haul_duty *d, const char *v)
+{
+	if (pwrite(d->fd, v, 1, 0) == 1)
+		return 0;
+	return -errno;
+}
+
+static void *duty_main(void *arg)
+{
+	struct haul_duty *d = arg;
+	struct sched_param sp = {.sched_priority = HAUL_MIG_DUTY_PRIO};
+	int ret;
+
+	/* EPERM in a cpu cgroup without RT runtime: a late thaw then costs more */
+	ret = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+	if (ret)
+		pr_debug("pid %d: the duty cycle runs without SCHED_FIFO (%s): its thaws may "
+			 "come late under load",
+			 d->pid, strerror(ret));
+	while (!atomic_load(&d->stop)) {
+		long long t0, t1, t2, t3;
+
+		t0 = now_ns();
+		ret = write_freeze(d, "1");
+		t1 = now_ns();
+		if (ret)
+			break;
+		sleep_until(d, t0 + atomic_load(&d->frozen_us) * 1000LL);
+		t2 = now_ns();
+		ret = write_freeze(d, "0");
+		t3 = now_ns();
+		if (ret)
+			break;
+		d->cycles++;
+		d->freeze_ns += t1 - t0;
+		d->thaw_ns += t3 - t2;
+		if (t2 - t0 - atomic_load(&d->frozen_us) * 1000LL > d->late_max_ns)
+			d->late_max_ns = t2 - t0 - atomic_load(&d->frozen_us) * 1000LL;
+		if (t3 - t2 > d->thaw_max_ns)
+			d->thaw_max_ns = t3 - t2;
+		if (t3 - t0 > atomic_load(&d->stretch_max_ns))
+			atomic_store(&d->stretch_max_ns, t3 - t0);
+		/* a full running stretch after a late thaw: no debt is paid back by freezing */
+		sleep_until(d, t3 + atomic_load(&d->run_us) * 1000LL);
+	}
+	if (ret) {
+		atomic_store(&d->err, ret);
+		pr_err_r(ret,
+			 "cannot write cgroup.freeze of pid %d: the throttle's duty cycle "
+			 "stopped, the workload runs unthrottled",
+			 d->pid);
+	}
+	/* thawed on every way out; the guardian thaws too if this never runs */
+	write_freeze(d, "0");
+	return NULL;
+}
+
+int haul_duty_start(pid_t pid, const char *freezer_dir, long frozen_us, long run_us,
+		    struct haul_duty **out)
+{
+	char path[PATH_MAX + 32];
+	pthread_condattr_t ca;
+	struct haul_duty *d;
+	int ret;
+
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	/* the deadlines are CLOCK_MONOTONIC, as clock_nanosleep's were */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&d->wake, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&d->lock, NULL);
+	d->owner = getpid();
+	d->pid = pid;
+	atomic_init(&d->frozen_us, frozen_us);
+	atomic_init(&d->run_us, run_us);
+	snprintf(path, sizeof(path), "%s/cgroup.freeze", freezer_dir);
+	d->fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (d->fd < 0) {
+		ret = -errno;
+		pr_err_r(ret, "cannot open '%s' for the throttle of pid %d", path, pid);
+		goto free_duty;
+	}
+	ret = -pthread_create(&d->thread, NULL, duty_main, d);
+	if (ret) {
+		pr_err_r(ret, "cannot start the throttle's duty cycle for pid %d", pid);
+		close(d->fd);
+		goto free_duty;
+	}
+	*out = d;
+	return 0;
+free_duty:
+	pthread_cond_destroy(&d->wake);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+	return ret;
+}
+
+void haul_duty_set(struct haul_duty *d, long frozen_us, long run_us)
+{
+	atomic_store(&d->frozen_us, frozen_us);
+	atomic_store(&d->run_us, run_us);
+}
+
+double haul_duty_stretch_max_ms(const struct haul_duty *d)
+{
+	return d ? atomic_load(&d->stretch_max_ns) / 1e6 : 0;
+}
+
+int haul_duty_stop(struct haul_duty *d)
+{
+	int ret, err;
+
+	if (!d)
+		return 0;
+	if (d->owner != getpid())
+		return write_freeze(d, "0"); /* a fork's copy: thaw, leave the parent's alone */
+	pthread_mutex_lock(&d->lock);
+	atomic_store(&d->stop, true);
+	pthread_cond_signal(&d->wake);
+	pthread_mutex_unlock(&d->lock);
+	pthread_join(d->thread, NULL);
+	ret = atomic_load(&d->err);
+	if (d->cycles)
+		pr_debug("pid %d: duty cycle of %lld freezes, longest frozen stretch %.2f ms, "
+			 "a freeze write %.0f us, a thaw write %.0f us on average; thawing woke "
+			 "up to %.2f ms late, a thaw write took up to %.2f ms",
+			 d->pid, d->cycles, haul_duty_stretch_max_ms(d),
+			 d->freeze_ns / 1e3 / d->cycles, d->thaw_ns / 1e3 / d->cycles,
+			 d->late_max_ns / 1e6, d->thaw_max_ns / 1e6);
+	/* the thread's last write thawed it; say so if even this one fails */
+	err = write_freeze(d, "0");
+	if (err && !ret)
+		ret = err;
+	close(d->fd);
+	pthread_cond_destroy(&d->wake);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+	return ret;
+}
+
+bool haul_cg_duty_wanted(const struct haul_cg *cg, unsigned pct, double cpus)
+{
+	long q, p;
+
+	if (!cg->v2_freezer || !pct)
+		return false;
+	if (!cg->cpu_dir[0] && !cg->cpu_mnt[0])
+		return true;
+	return haul_conv_cpu_max(pct, cpus, 0, &q, &p) < pct;
+}
+
+int haul_cg_duty_throttle(struct haul_cg *cg, unsigned pct)
+{
+	long frozen, run;
+	unsigned applied = haul_conv_duty(pct, cg->throttle_stall_max_us, &frozen, &run);
+	int ret;
+
+	if (cg->duty) {
+		haul_duty_set(cg->duty, frozen, run);
+	} else {
+		/* a cpu.max throttle in force: the duty cycle replaces it, not on top */
+		if (cg->throttle_pct) {
+			ret = haul_cg_throttle(cg, 0, 1.0);
+			if (ret)
+				return ret;
+		}
+		ret = haul_duty_start(cg->pid, cg->freezer_dir, frozen, run, &cg->duty);
+		if (ret)
+			return ret;
+		pr_debug("pid %d: throttled %u%% as a duty cycle of the freezer, %ld us frozen, "
+			 "%ld us running",
+			 cg->pid, applied, frozen, run);
+	}
+	cg->throttle_pct = applied;
+	cg->throttle_stall_ms = frozen / 1e3;
+	if (haul_duty_stretch_max_ms(cg->duty) > cg->throttle_stall_ms)
+		cg->throttle_stall_ms = haul_duty_stretch_max_ms(cg->duty);
+	return 0;
+}
+
+int haul_cg_duty_lift(struct haul_cg *cg)
+{
+	double stretch = haul_duty_stretch_max_ms(cg->duty);
+	int ret;
+
+	if (!cg->duty)
+		return 0;
+	if (stretch > cg->duty_stretch_max_ms)
+		cg->duty_stretch_max_ms = stretch;
+	ret = haul_duty_stop(cg->duty);
+	cg->duty = NULL;
+	cg->throttle_pct = 0;
+	cg->throttle_stall_ms = 0;
+	if (ret)
+		pr_err_r(ret,
+			 "cannot thaw pid %d in '%s' after its throttle: write 0 to its "
+			 "cgroup.freeze",
+			 cg->pid, cg->freezer_dir);
+	return ret;
+}
