@@ -185,7 +185,7 @@ static pid_t haul_mid_duty_cycle(int *fd)
 
 	th_mig_setup(&M, 0);
 	th_mig_workload(&M, 32, -1, 8);
-	haul = haul_stalled("stall:throttled:100", extra, fd);
+	haul = th_mig_haul_stalled(&M, "stall:throttled:100", extra, fd);
 	wl_cgroup2(dir, sizeof(dir));
 	if (!dir[0]) {
 		kill(haul, SIGKILL);
