@@ -357,12 +357,11 @@ int rst_fd_refill_parked(struct rst_target *t, struct rst_fd_rctx *x, bool sock,
 			 size_t wl)
 {
 	/* the parked ends' closes, independent of the refills: one batch at the end */
-	struct rst_batch *b = malloc(sizeof(*b));
+	struct rst_batch *b = rst_batch_new();
 	int ret = 0;
 
 	if (!b)
 		return -ENOMEM;
-	rst_batch_init(b);
 	for (size_t i = 0; i < x->npipes && !ret; i++) {
 		const struct rst_tpipe *p = &x->pipes[i];
 

@@ -78,6 +78,15 @@ void rst_batch_init(struct rst_batch *b)
 	b->what[0] = '\0';
 }
 
+struct rst_batch *rst_batch_new(void)
+{
+	struct rst_batch *b = malloc(sizeof(*b));
+
+	if (b)
+		rst_batch_init(b);
+	return b;
+}
+
 /* Run what @b holds and empty it; the first failure stays in b->err. */
 static int flush(struct rst_target *t, struct rst_batch *b)
 {

@@ -142,6 +142,8 @@ struct rst_batch {
 	char what[96];
 };
 void rst_batch_init(struct rst_batch *b);
+/* A batch on the heap (it is large), empty; NULL when out of memory. */
+struct rst_batch *rst_batch_new(void);
 void rst_bcall(struct rst_target *t, struct rst_batch *b, uint32_t flags, const char *name, long nr,
 	       uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5);
 void rst_bdata(struct rst_target *t, struct rst_batch *b, const void *d, size_t len,

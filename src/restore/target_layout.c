@@ -513,13 +513,12 @@ static void advice_done(struct rst_target *t, struct rst_batch *b)
 static int update_vmflags(struct rst_target *t, const struct haul_layout *l)
 {
 	/* the advice in one round trip (target_batch.c), run before any remake */
-	struct rst_batch *b = malloc(sizeof(*b));
+	struct rst_batch *b = rst_batch_new();
 	size_t k = 0;
 	int ret = 0;
 
 	if (!b)
 		return -ENOMEM;
-	rst_batch_init(b);
 	for (size_t i = 0; i < l->n && !ret; i++) {
 		struct haul_vma add;
 		struct tvma *o;

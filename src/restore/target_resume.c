@@ -198,13 +198,12 @@ static int restore_mm(struct rst_target *t, const Haul__Img__ProcessState *ps, c
 static int restore_signals(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
 			   size_t wl)
 {
-	struct rst_batch *b = malloc(sizeof(*b));
+	struct rst_batch *b = rst_batch_new();
 	uint64_t ss[3], at;
 	int ret;
 
 	if (!b)
 		return -ENOMEM;
-	rst_batch_init(b);
 	/* The stub's actions are all SIG_DFL with no flags (helper M): set only the image's. */
 	for (size_t i = 0; i < ps->n_sigactions; i++) {
 		const Haul__Img__SigAction *a = ps->sigactions[i];
@@ -257,14 +256,13 @@ static int restore_signals(struct rst_target *t, const Haul__Img__ProcessState *
 static int restore_task(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
 			size_t wl)
 {
-	struct rst_batch *b = malloc(sizeof(*b));
+	struct rst_batch *b = rst_batch_new();
 	uint64_t addr;
 	int ret;
 
 	if (!b)
 		return -ENOMEM;
 	/* one round trip (target_batch.c) */
-	rst_batch_init(b);
 	rst_bdata(t, b, ps->cwd, strlen(ps->cwd) + 1, &addr);
 	rst_bcall(t, b, 0, "chdir", SYS_chdir, addr, 0, 0, 0, 0, 0);
 	rst_bcall(t, b, 0, "umask", SYS_umask, ps->umask, 0, 0, 0, 0, 0);
@@ -428,13 +426,12 @@ static pid_t new_thread(struct rst_target *t)
 static int thread_setup(struct rst_target *t, const Haul__Img__ThreadState *th, char *why,
 			size_t wl)
 {
-	struct rst_batch *b = malloc(sizeof(*b));
+	struct rst_batch *b = rst_batch_new();
 	uint64_t at;
 	int ret;
 
 	if (!b)
 		return -ENOMEM;
-	rst_batch_init(b);
 	if (th->rseq)
 		rst_bcall(t, b, 0, "rseq", SYS_rseq, th->rseq->addr, th->rseq->len, 0,
 			  th->rseq->sig, 0, 0);
@@ -633,12 +630,11 @@ static int restore_caps(struct rst_target *t, const Haul__Img__ProcessState *ps,
 static int restore_creds(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
 			 size_t wl)
 {
-	struct rst_batch *b = malloc(sizeof(*b));
+	struct rst_batch *b = rst_batch_new();
 	int ret = 0;
 
 	if (!b)
 		return -ENOMEM;
-	rst_batch_init(b);
 	for (size_t i = 0; i < t->nthr && !ret; i++) {
 		t->cur = &t->thr[i];
 		ret = creds_on(t, b, ps->creds);
