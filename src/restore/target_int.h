@@ -144,6 +144,10 @@ struct rst_batch {
 void rst_batch_init(struct rst_batch *b);
 /* A batch on the heap (it is large), empty; NULL when out of memory. */
 struct rst_batch *rst_batch_new(void);
+
+/* target_threads.c: the image's other threads, made in the stub with their TIDs. */
+int rst_create_threads(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+		       size_t wl);
 void rst_bcall(struct rst_target *t, struct rst_batch *b, uint32_t flags, const char *name, long nr,
 	       uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5);
 void rst_bdata(struct rst_target *t, struct rst_batch *b, const void *d, size_t len,
