@@ -132,6 +132,8 @@ int rst_lazy_uffd_create(struct rsys *r, const struct haul_layout *vmas, int *uf
 		       (unsigned long)(want & ~features), (unsigned long)features);
 		return -EOPNOTSUPP;
 	}
+	/* optional: the faulting thread's id lets each thread keep its own fault window */
+	want |= features & UFFD_FEATURE_THREAD_ID;
 
 	ret = rsys_call(r, SYS_userfaultfd, args, &rfd);
 	if (ret)

@@ -43,6 +43,12 @@
 #define LAZY_FAULT_AROUND_PAGES 16
 /* Fault windows followed at once: one per thread walking its own way. */
 #define LAZY_WIN_STREAMS 4
+/*
+ * How far a fault may land past a stream's window and still continue it when
+ * every page between is present (the push filled them just ahead of the walk):
+ * 4 MiB, the bitmap walk it costs is ~1024 bit tests per fault.
+ */
+#define LAZY_WIN_GAP_PAGES 1024
 /* Pages per background fetch: 1 MiB amortises a network round trip to ~10% at 3 GB/s. */
 #define LAZY_PUSH_CHUNK_PAGES 256
 /* Pages per background UFFDIO_COPY between two looks at the uffd: bounds fault latency

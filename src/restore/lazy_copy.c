@@ -236,6 +236,21 @@ static void req_issue(struct rst_lazy *lz, struct lz_req *q)
 	pthread_mutex_unlock(&lz->lock);
 }
 
+/* Pages of @rg present next to page @i, going @dir (+1 up, -1 down): up to LAZY_WIN_GAP_PAGES. */
+static uint64_t present_run(const struct lz_region *rg, uint64_t i, int dir)
+{
+	uint64_t n = 0, len = (rg->end - rg->start) / PG;
+
+	while (n < LAZY_WIN_GAP_PAGES) {
+		uint64_t j = dir > 0 ? i + 1 + n : i - 1 - n;
+
+		if ((dir > 0 && j >= len) || (dir < 0 && i < 1 + n) || !bit_test(rg->done, j))
+			break;
+		n++;
+	}
+	return n;
+}
+
 /*
  * Answer the fault @pf, or start answering it.  Returns 0 (answered: its
  * thread is woken), 1 (it waits for the window @pf->req: a fault-fetch thread
@@ -249,6 +264,7 @@ int rst_lz_serve_fault(struct rst_lazy *lz, struct lz_pend *pf)
 	uint64_t addr = pf->addr;
 	struct lz_region *rg = rst_lz_region_find(mm, addr);
 	uint64_t i, lo, hi, wlo, whi, wsrc;
+	struct lz_win_fault wf;
 	uint32_t wpages;
 	struct lz_req *q;
 
@@ -296,7 +312,11 @@ int rst_lz_serve_fault(struct rst_lazy *lz, struct lz_pend *pf)
 	}
 
 	/* The missing run around the fault, inside the window its stream earned (lazy_window.c). */
-	rst_lz_window_pick(&mm->win, rg->src / PG + i, &wsrc, &wpages);
+	wf.page = rg->src / PG + i;
+	wf.below = present_run(rg, i, -1);
+	wf.above = present_run(rg, i, 1);
+	wf.tid = pf->tid;
+	rst_lz_window_pick(&mm->win, &wf, &wsrc, &wpages);
 	wlo = wsrc > rg->src / PG ? wsrc - rg->src / PG : 0;
 	whi = wsrc + wpages - rg->src / PG;
 	if (whi > (rg->end - rg->start) / PG)

@@ -334,7 +334,8 @@ static int read_msgs(struct rst_lazy *lz, struct lz_mm *mm, struct lz_pend *pend
 		lz->last_fault_ns = t0;
 		pthread_mutex_unlock(&lz->lock);
 		if (*npend < MAX_MSGS * 4)
-			pend[(*npend)++] = (struct lz_pend){mm, addr, t0, NULL};
+			pend[(*npend)++] = (struct lz_pend){mm, addr, t0, NULL,
+							    msgs[k].arg.pagefault.feat.ptid};
 		else
 			rst_lz_uffd_wake(mm, addr); /* it faults again and is read next turn */
 	}

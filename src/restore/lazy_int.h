@@ -42,6 +42,15 @@ struct lz_win_stream {
 	uint64_t lo, hi;
 	uint32_t pages; /* hi - lo; 0: unused */
 	uint64_t used;	/* lz_win.tick when it last grew or started */
+	uint32_t tid;	/* the thread whose fault it last served; 0: unknown */
+};
+
+/* A fault as the window sees it (lazy_window.c). */
+struct lz_win_fault {
+	uint64_t page;	/* the faulting source page */
+	uint64_t below; /* present pages just below it, counted up to LAZY_WIN_GAP_PAGES */
+	uint64_t above; /* present pages just above it, likewise */
+	uint32_t tid;	/* the faulting thread (UFFD_FEATURE_THREAD_ID); 0: unknown */
 };
 
 /* The fault window's state of one address space.  Fault thread only. */
@@ -92,6 +101,7 @@ struct lz_pend {
 	uint64_t addr;
 	uint64_t t0;
 	struct lz_req *req;
+	uint32_t tid; /* the faulting thread; 0 without UFFD_FEATURE_THREAD_ID */
 };
 
 /* A descendant of the restored process: killed with it on failure. */
@@ -251,11 +261,12 @@ void *rst_lz_fault_main(void *arg);
 
 /* lazy_window.c */
 /*
- * The window a fault at source page @p fetches: *@lo and *@npages, source
- * pages with @p among them; updates @w's streams.  The caller clips it to
- * the region and to the missing pages around @p.
+ * The window the fault @f fetches: *@lo and *@npages, source pages with
+ * @f->page among them; updates @w's streams.  The caller clips it to the
+ * region and to the missing pages around the fault.
  */
-void rst_lz_window_pick(struct lz_win *w, uint64_t p, uint64_t *lo, uint32_t *npages);
+void rst_lz_window_pick(struct lz_win *w, const struct lz_win_fault *f, uint64_t *lo,
+			uint32_t *npages);
 
 /* lazy_fetch.c */
 void *rst_lz_fetch_main(void *arg);

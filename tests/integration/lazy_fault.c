@@ -995,9 +995,11 @@ Test(lazy, random_writer_and_sequential_reader_both_finish_correctly, .timeout =
 		      "%lu of the random writer's %lu fault fetches were wider "
 		      "than its page",
 		      hi_wide, hi);
-	cr_expect_gt(atomic_load(&s.lo_wide), 0,
-		     "the sequential reader's %lu fault fetches never grew past one page",
-		     (unsigned long)atomic_load(&s.lo_fetches));
+	/* the push fills pages ahead of the reader: its faults past them still continue its walk */
+	cr_expect_geq(atomic_load(&s.lo_wide) * 2, atomic_load(&s.lo_fetches),
+		      "only %lu of the sequential reader's %lu fault fetches grew past one page",
+		      (unsigned long)atomic_load(&s.lo_wide),
+		      (unsigned long)atomic_load(&s.lo_fetches));
 	cr_log_info("sequential reader: %lu fault fetches, %lu wider than a page; random writer: "
 		    "%lu, %lu wider; %lu faults, p50 %lu us, complete %.1f ms",
 		    (unsigned long)atomic_load(&s.lo_fetches),
