@@ -68,13 +68,19 @@ TEST_BINS := $(BUILD)/test-unit $(if $(INTEG_SRC),$(BUILD)/test-integration)
 # `make test` is what CI runs: install what is missing, build, run everything.
 test: deps
 	$(MAKE) all $(TEST_BINS) $(TEST_EXTRA)
+	$(MAKE) asan-bin
 	BUILD=$(BUILD) sh tests/run.sh
+
+# haul itself under ASan + UBSan, for the tests that run it so (misuse.c)
+ASAN_FLAGS = CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
+	LDFLAGS="-fsanitize=address,undefined"
+asan-bin:
+	$(MAKE) BUILD=build-asan $(ASAN_FLAGS) build-asan/haul
 
 check: test
 
 asan:
-	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
-		LDFLAGS="-fsanitize=address,undefined" test
+	$(MAKE) BUILD=build-asan $(ASAN_FLAGS) test
 
 format:
 	clang-format -i $$(git ls-files 'src/*.[ch]' 'tests/*.[ch]' 'bench/*.[ch]')
@@ -85,7 +91,7 @@ format-check:
 clean:
 	rm -rf build build-*
 
-.PHONY: all deps test check asan format format-check clean bench bench-full demo fuzz
+.PHONY: all deps test check asan asan-bin format format-check clean bench bench-full demo fuzz
 .SECONDARY:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

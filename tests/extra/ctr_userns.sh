@@ -24,16 +24,8 @@ haul=${HAUL_BIN:-$PWD/build/haul}
 src=${HAUL_SRC:-$PWD}
 [ "$(id -u)" = 0 ] || { echo "needs root (runc)"; exit 77; }
 [ -x "$haul" ] || { echo "haul not built ($haul)"; exit 77; }
-need=
-command -v runc >/dev/null || need="$need runc"
-[ -x /bin/busybox ] || need="$need busybox-static"
-command -v jq >/dev/null || need="$need jq"
-if [ -n "$need" ]; then
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null 2>&1 ||
-		{ echo "cannot install$need from the Debian mirror"; exit 77; }
-fi
-command -v runc >/dev/null && [ -x /bin/busybox ] && command -v jq >/dev/null ||
-	{ echo "runc, busybox-static or jq missing after install"; exit 77; }
+. "$(dirname "$0")/ctr_need.shlib"
+ctr_install || exit 77
 
 tmp=$(mktemp -d /tmp/ctr_userns.XXXXXX)
 chmod 755 "$tmp" # the namespace's root (host uid 100000) walks to its rootfs through it
