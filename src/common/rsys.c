@@ -314,26 +314,33 @@ int rsys_call(struct rsys *r, long nr, const uint64_t args[6], long *ret)
 	return err;
 }
 
+int rsys_block_signals(struct rsys *r)
+{
+	uint64_t all = ~0ULL;
+
+	if (r->sigmask_blocked)
+		return 0;
+	if (r->log && !r->log->dirty) {
+		/* before the first change: what the thread must get back */
+		r->log->regs = r->saved;
+		r->log->sigmask = r->sigmask;
+		r->log->sc_addr = r->sc_addr;
+		r->log->dirty = 1;
+	}
+	if (ptrace(PTRACE_SETSIGMASK, r->pid, sizeof(all), &all) < 0)
+		return -errno;
+	r->sigmask_blocked = true;
+	injlog_fault("mask");
+	return 0;
+}
+
 static int call_once(struct rsys *r, long nr, const uint64_t args[6], long *ret)
 {
 	struct user_regs_struct regs = r->saved;
-	int err;
+	int err = rsys_block_signals(r);
 
-	if (!r->sigmask_blocked) {
-		uint64_t all = ~0ULL;
-
-		if (r->log && !r->log->dirty) {
-			/* before the first change: what the thread must get back */
-			r->log->regs = r->saved;
-			r->log->sigmask = r->sigmask;
-			r->log->sc_addr = r->sc_addr;
-			r->log->dirty = 1;
-		}
-		if (ptrace(PTRACE_SETSIGMASK, r->pid, sizeof(all), &all) < 0)
-			return -errno;
-		r->sigmask_blocked = true;
-		injlog_fault("mask");
-	}
+	if (err)
+		return err;
 	r->calls++;
 	regs.rax = nr;
 	regs.orig_rax = (unsigned long long)-1;
@@ -405,6 +412,7 @@ int rsys_release(struct rsys *r)
 
 		ret = rsys_call(r, SYS_munmap, args, &rv);
 		r->scratch = 0;
+		r->code_scratch = r->code = 0;
 	}
 	if (r->sigmask_blocked) {
 		if (ptrace(PTRACE_SETSIGMASK, r->pid, sizeof(r->sigmask), &r->sigmask) < 0 && !ret)

@@ -6,10 +6,11 @@
  * and the target is single-stepped through it with PTRACE_SYSCALL, its
  * registers set to the call.  Used by the tracker (create a uffd inside the
  * target), the dump (rt_sigaction, sigaltstack, brk, PR_GET_TID_ADDRESS, ...)
- * and the restorer (mmap, mprotect, prctl, ...).  The restorer's own stub
- * also runs batches: a small code blob of haul's in its trampoline makes many
- * calls in one round trip (rsys_batch, rsys_batch.c); a live process never
- * gets code of ours.
+ * and the restorer (mmap, mprotect, prctl, ...).  Batches: a small code blob
+ * of haul's makes many calls in one round trip (rsys_batch, rsys_batch.c),
+ * in the restorer's trampoline on the target, and in the last page of the
+ * scratch mapping of a live process for the dump's read-only calls
+ * (rsys_batch_code), unmapped with it.
  *
  * The process must be stopped by the calling thread's ptrace (only the
  * tracer thread may call these).  x86_64 only.
@@ -41,6 +42,8 @@ struct rsys {
 	struct injlog_thr *log;	       /* its journal entry (injlog.h), NULL: none */
 	unsigned long calls;	       /* round trips into it so far (the debug timings) */
 	uint64_t call_ns;	       /* and the time they took, CLOCK_MONOTONIC */
+	uint64_t code_scratch;	       /* the scratch mapping rsys_batch_code judged, 0: none */
+	uint64_t code;		       /* its RSYS_BATCH_CODE, 0: batches run one call at a time */
 };
 
 /*
@@ -81,9 +84,22 @@ int rsys_call(struct rsys *r, long nr, const uint64_t args[6], long *ret);
  * A RSYS_SCRATCH_SIZE read-write anonymous mapping inside the tracee, for
  * syscall arguments passed by pointer; mapped on first use, unmapped by
  * rsys_release().  Returns 0 and its address in *@addr, or -errno.
+ * Callers use it from offset 0 up to RSYS_SCRATCH_TABLE; from there a
+ * batch's table (rsys_batch_code), and the last page may hold its code.
  */
-#define RSYS_SCRATCH_SIZE 65536
+#define RSYS_SCRATCH_SIZE  65536
+#define RSYS_SCRATCH_TABLE 32768
+#define RSYS_SCRATCH_CODE  (RSYS_SCRATCH_SIZE - 4096)
+/* the most calls one batch in the scratch mapping takes */
+#define RSYS_SCRATCH_BATCH ((RSYS_SCRATCH_CODE - RSYS_SCRATCH_TABLE) / 64)
 int rsys_scratch(struct rsys *r, uint64_t *addr);
+
+/*
+ * Before the first change to the tracee's registers: journal what it must
+ * get back (with a journal) and block every signal.  rsys_call and
+ * rsys_batch do it themselves.  Returns 0 or -errno.
+ */
+int rsys_block_signals(struct rsys *r);
 
 /*
  * A batch: many independent calls in one round trip.  RSYS_BATCH_CODE is
@@ -101,8 +117,10 @@ int rsys_scratch(struct rsys *r, uint64_t *addr);
  * the failed one (its index is n - r12).
  */
 #define RSYS_BENTRY_SIZE 64
-#define RSYS_BMAYFAIL	 1u
-#define RSYS_BNOT_RUN	 INT64_MIN
+/* a batch, as the journal's call in flight (injlog.h): no system call has that number */
+#define RSYS_NR_BATCH (-2)
+#define RSYS_BMAYFAIL 1u
+#define RSYS_BNOT_RUN INT64_MIN
 extern const uint8_t RSYS_BATCH_CODE[56];
 
 struct rsys_bcall {
@@ -132,12 +150,27 @@ int rsys_batch_decode(struct rsys_bcall *c, size_t n, const void *table, size_t 
  * its index in *@failed (later calls are not run), or a -errno of our own
  * with *@failed = n (ptrace failed, the tracee died or stopped elsewhere).
  * During the round trip SIGTRAP alone is unblocked, for the blob's int3:
- * the caller makes sure that the tracee neither ignores SIGTRAP nor has
- * one pending (the kernel would reset the action of a forced one, or
- * deliver the pending one).  Not with a journal (a live process): -EINVAL.
+ * the caller makes sure that the tracee does not ignore SIGTRAP (the kernel
+ * would reset the action of a forced one: rsys_batch_code checks).  A
+ * SIGTRAP from elsewhere that the thread takes meanwhile is queued to it
+ * again after the batch (thread-directed, its siginfo kept), so none is
+ * lost.  With a journal (a live process) the batch is journaled as one
+ * call in flight (injlog.h): a survivor puts the registers and mask back.
  */
 int rsys_batch(struct rsys *r, uint64_t code, uint64_t table, struct rsys_bcall *c, size_t n,
 	       size_t *failed);
+
+/*
+ * For batches in a live process: place RSYS_BATCH_CODE in the last page of
+ * @r's scratch mapping (rsys_scratch) and make that page read-only and
+ * executable; *@code its address, for rsys_batch in any thread of the
+ * process with tables at scratch + RSYS_SCRATCH_TABLE.  *@code is 0 (and
+ * rsys_batch then makes one call at a time, with the same results) when
+ * the process ignores SIGTRAP or refuses executable memory (MDWE, an LSM),
+ * or HAUL_RSYS_SINGLY is set (to measure against, or to rule batches out).
+ * Judged once per scratch mapping.  Returns 0 or -errno.
+ */
+int rsys_batch_code(struct rsys *r, uint64_t *code);
 
 /* Restore the saved registers and PTRACE_DETACH (if we seized). Returns 0 or -errno. */
 int rsys_release(struct rsys *r);

@@ -25,19 +25,30 @@
  *    moments when the tracee does not ignore SIGTRAP nor has one pending.
  *  - The trap's SIGTRAP is never delivered: the next restart of the tracee
  *    (a call, a batch, the final registers) passes signal 0.
- *  - Nothing is journaled: batches are for the restorer's own stub, never
- *    a live process (rsys.h, injlog.h).
+ *  - In a live process (the source's dump) the blob sits in the last page
+ *    of the scratch mapping, made read-only and executable
+ *    (rsys_batch_code), and the batch is journaled as one call in flight
+ *    (RSYS_NR_BATCH): the calls there only read, so a survivor of a killed
+ *    haul just puts registers and mask back and unmaps the scratch.  A
+ *    SIGTRAP that another process sends meanwhile is taken by the thread
+ *    (it alone is unblocked): it is told apart from the blob's own by its
+ *    si_code (int3 gives SI_KERNEL, which no sender can forge) and queued
+ *    again to the thread after the batch, siginfo and all.
  */
 #define LOG_PREFIX "rsys: "
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/user.h>
 #include <sys/wait.h>
 #include <time.h>
 
+#include "common/injlog.h"
 #include "common/log.h"
 #include "common/rsys.h"
 
@@ -131,11 +142,22 @@ static int batch_singly(struct rsys *r, struct rsys_bcall *c, size_t n, size_t *
 	return 0;
 }
 
-/* PTRACE_CONT until the blob's trap; other stops (SIGSTOP, group-stop) are passed over. */
-static int run_to_trap(pid_t pid, uint64_t trap_rip)
+/* SIGTRAPs from elsewhere the thread took during a batch, to queue again after it. */
+struct foreign_traps {
+	siginfo_t si[4];
+	unsigned n;
+};
+
+/*
+ * PTRACE_CONT until the blob's trap: a SIGTRAP with si_code SI_KERNEL (int3,
+ * which no other process can send) at the end of the blob.  Other stops
+ * (SIGSTOP, group-stop) are passed over; another SIGTRAP is kept in @ft.
+ */
+static int run_to_trap(pid_t pid, uint64_t trap_rip, struct foreign_traps *ft)
 {
 	for (;;) {
 		struct user_regs_struct regs;
+		siginfo_t si;
 		int status;
 
 		if (ptrace(PTRACE_CONT, pid, 0, 0) < 0)
@@ -154,8 +176,19 @@ static int run_to_trap(pid_t pid, uint64_t trap_rip)
 			       (int)pid, WSTOPSIG(status));
 			return -EFAULT;
 		}
-		if (ptrace(PTRACE_GETREGS, pid, 0, &regs) < 0)
+		if (ptrace(PTRACE_GETREGS, pid, 0, &regs) < 0 ||
+		    ptrace(PTRACE_GETSIGINFO, pid, 0, &si) < 0)
 			return -errno;
+		if (si.si_code != SI_KERNEL) {
+			if (ft->n == sizeof(ft->si) / sizeof(ft->si[0])) {
+				pr_err("thread %d took %u SIGTRAPs from elsewhere during its "
+				       "injected calls",
+				       (int)pid, ft->n + 1);
+				return -EAGAIN;
+			}
+			ft->si[ft->n++] = si;
+			continue;
+		}
 		if (regs.rip != trap_rip) {
 			pr_err("injected calls in thread %d trapped at %#llx, not at %#llx",
 			       (int)pid, regs.rip, (unsigned long long)trap_rip);
@@ -163,6 +196,34 @@ static int run_to_trap(pid_t pid, uint64_t trap_rip)
 		}
 		return 0;
 	}
+}
+
+/* Queue again, to the thread that took them, the SIGTRAPs of @ft (all signals blocked now). */
+static int requeue_traps(struct rsys *r, uint64_t table, const struct foreign_traps *ft)
+{
+	uint64_t none[6] = {0};
+	long tgid, tid, res;
+	int ret;
+
+	if (!ft->n)
+		return 0;
+	/* the ids as the thread's own pid namespace sees them */
+	ret = rsys_call(r, SYS_getpid, none, &tgid);
+	if (!ret)
+		ret = rsys_call(r, SYS_gettid, none, &tid);
+	for (unsigned i = 0; !ret && i < ft->n; i++) {
+		uint64_t args[6] = {(uint64_t)tgid, (uint64_t)tid, SIGTRAP, table};
+
+		ret = rsys_write(r->pid, table, &ft->si[i], sizeof(ft->si[i]));
+		if (!ret)
+			ret = rsys_call(r, SYS_rt_tgsigqueueinfo, args, &res);
+		if (!ret && res < 0)
+			ret = (int)res;
+	}
+	if (ret)
+		pr_err_r(ret, "cannot queue again a SIGTRAP thread %d took during injected calls",
+			 (int)r->pid);
+	return ret;
 }
 
 static uint64_t mono_ns(void)
@@ -183,13 +244,12 @@ int rsys_batch(struct rsys *r, uint64_t code, uint64_t table, struct rsys_bcall 
 {
 	const uint64_t trap_bit = 1ULL << (SIGTRAP - 1), t0 = mono_ns();
 	struct user_regs_struct regs = r->saved;
+	struct foreign_traps ft = {.n = 0};
 	size_t len = n * RSYS_BENTRY_SIZE;
 	uint8_t *buf;
 	int ret, mret;
 
 	*failed = n;
-	if (r->log)
-		return -EINVAL;
 	if (!n)
 		return 0;
 	if (!code)
@@ -199,6 +259,8 @@ int rsys_batch(struct rsys *r, uint64_t code, uint64_t table, struct rsys_bcall 
 		return -ENOMEM;
 	rsys_batch_encode(c, n, buf);
 	ret = rsys_write(r->pid, table, buf, len);
+	if (!ret)
+		ret = rsys_block_signals(r); /* journals the thread first */
 	if (ret)
 		goto out;
 	regs.rip = code;
@@ -206,19 +268,27 @@ int rsys_batch(struct rsys *r, uint64_t code, uint64_t table, struct rsys_bcall 
 	regs.r12 = n;
 	regs.orig_rax = (unsigned long long)-1;
 	r->calls++;
+	if (r->log)
+		r->log->inflight_nr = RSYS_NR_BATCH;
 	ret = set_mask(r->pid, ~trap_bit);
 	if (!ret && ptrace(PTRACE_SETREGS, r->pid, 0, &regs) < 0)
 		ret = -errno;
+	injlog_fault("regs");
 	if (!ret)
-		ret = run_to_trap(r->pid, code + sizeof(RSYS_BATCH_CODE));
+		ret = run_to_trap(r->pid, code + sizeof(RSYS_BATCH_CODE), &ft);
 	/* every signal blocked again, as between injected calls */
 	mret = set_mask(r->pid, ~0ULL);
-	if (!ret && !mret)
-		r->sigmask_blocked = true;
 	if (!ret)
 		ret = mret;
 	if (!ret)
 		ret = rsys_read(r->pid, table, buf, len);
+	if (!ret)
+		injlog_fault("call");
+	if (!mret) {
+		int qret = requeue_traps(r, table, &ft);
+
+		ret = ret ? ret : qret;
+	}
 	if (!ret) {
 		ret = rsys_batch_decode(c, n, buf, failed);
 		if (ret && c[*failed].ret == RSYS_BNOT_RUN) {
@@ -231,4 +301,68 @@ out:
 	free(buf);
 	r->call_ns += mono_ns() - t0;
 	return ret;
+}
+
+/* Whether @pid ignores SIGTRAP (status SigIgn): a forced one would reset its action. */
+static bool ignores_sigtrap(pid_t pid)
+{
+	char path[64], line[256];
+	bool ign = true; /* unknown: no batches */
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return true;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "SigIgn:", 7)) {
+			ign = strtoull(line + 7, NULL, 16) & 1ULL << (SIGTRAP - 1);
+			break;
+		}
+	fclose(f);
+	return ign;
+}
+
+int rsys_batch_code(struct rsys *r, uint64_t *code)
+{
+	uint64_t page, args[6];
+	long res;
+	int ret;
+
+	*code = 0;
+	if (!r->scratch)
+		return -EINVAL;
+	if (r->code_scratch == r->scratch) {
+		*code = r->code;
+		return 0;
+	}
+	r->code_scratch = r->scratch;
+	r->code = 0;
+	if (getenv("HAUL_RSYS_SINGLY")) /* to measure against, or to rule batches out */
+		return 0;
+	if (ignores_sigtrap(r->pid)) {
+		pr_debug("pid %d ignores SIGTRAP: its injected calls run one at a time",
+			 (int)r->pid);
+		return 0;
+	}
+	/* written while the page is still writable, then made executable */
+	page = r->scratch + RSYS_SCRATCH_CODE;
+	ret = rsys_write(r->pid, page, RSYS_BATCH_CODE, sizeof(RSYS_BATCH_CODE));
+	if (ret)
+		return ret;
+	args[0] = page;
+	args[1] = RSYS_SCRATCH_SIZE - RSYS_SCRATCH_CODE;
+	args[2] = PROT_READ | PROT_EXEC;
+	ret = rsys_call(r, SYS_mprotect, args, &res);
+	if (ret)
+		return ret;
+	if (res < 0) {
+		pr_debug("pid %d refuses executable memory (%s): its injected calls run one at a "
+			 "time",
+			 (int)r->pid, strerror((int)-res));
+		return 0;
+	}
+	r->code = page;
+	*code = page;
+	return 0;
 }

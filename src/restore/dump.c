@@ -349,22 +349,41 @@ static int dump_thread(struct rst_seized *s, size_t i, struct thread_buf *b, uin
 	return 0;
 }
 
-static int dump_signals(struct dump_ctx *c, struct rsys *r, uint64_t scratch)
+/* Run @n calls in @r in one round trip (@code: rsys_batch_code), naming the one that failed. */
+static int inject_batch(struct rsys *r, uint64_t code, uint64_t scratch, struct rsys_bcall *b,
+			size_t n)
+{
+	size_t failed;
+	int ret = rsys_batch(r, code, scratch + RSYS_SCRATCH_TABLE, b, n, &failed);
+
+	if (ret && failed < n)
+		pr_err_r(ret, "cannot run %s (%ld, %#lx) in pid %d", b[failed].name, b[failed].nr,
+			 (unsigned long)b[failed].args[0], r->pid);
+	else if (ret)
+		pr_err_r(ret, "cannot run %zu injected calls in pid %d", n, r->pid);
+	return ret;
+}
+
+/* The scratch slots of dump_signals's batch: one ksigaction per signal, then the stack_t. */
+#define SCR_ALTSTACK (64 * sizeof(struct ksigaction))
+
+static int dump_signals(struct dump_ctx *c, struct rsys *r, uint64_t scratch, uint64_t code)
 {
 	uint64_t set = ~0ULL; /* signals whose action is read: all, unless status says */
-	struct ksigaction ka;
-	size_t n = 0, cap = 0;
+	struct ksigaction ka[64];
+	struct rsys_bcall b[65];
+	uint64_t ss[3]; /* stack_t: sp, flags (int, padded), size */
+	size_t n = 0, cap = 0, nb = 0;
 	char *status = NULL;
 	const char *f;
-	long res;
 	int ret;
 
 	/*
 	 * Only caught (SigCgt) and ignored (SigIgn) signals have an action
 	 * other than SIG_DFL: read just those (one injected call each, instead
-	 * of 62), and SIGCHLD, whose SA_NOCLDSTOP/SA_NOCLDWAIT act even with
-	 * SIG_DFL.  The flags and mask set with another SIG_DFL action do
-	 * nothing and are not carried.
+	 * of 62, all in one batch), and SIGCHLD, whose SA_NOCLDSTOP/SA_NOCLDWAIT
+	 * act even with SIG_DFL.  The flags and mask set with another SIG_DFL
+	 * action do nothing and are not carried.
 	 */
 	if (!rst_read_proc(r->pid, "status", &status, NULL)) {
 		const char *cgt = rst_status_field(status, "SigCgt");
@@ -377,30 +396,43 @@ static int dump_signals(struct dump_ctx *c, struct rsys *r, uint64_t scratch)
 	for (int sig = 1; sig <= 64; sig++) {
 		if (sig == SIGKILL || sig == SIGSTOP || !(set & 1ULL << (sig - 1)))
 			continue;
-		ret = inject(r, SYS_rt_sigaction, sig, 0, scratch, 8, &res);
-		if (ret)
-			return ret;
-		if (res < 0) {
-			pr_err_r((int)res, "cannot read the action of signal %d in pid %d", sig,
-				 r->pid);
-			return (int)res;
-		}
-		ret = rsys_read(r->pid, scratch, &ka, sizeof(ka));
-		if (ret)
-			return ret;
-		if (!ka.handler && !ka.flags && !ka.mask)
+		b[nb] = (struct rsys_bcall){.name = "rt_sigaction",
+					    .nr = SYS_rt_sigaction,
+					    .args = {sig, 0, scratch + nb * sizeof(ka[0]), 8}};
+		nb++;
+	}
+	b[nb] = (struct rsys_bcall){.name = "sigaltstack",
+				    .nr = SYS_sigaltstack,
+				    .args = {0, scratch + SCR_ALTSTACK},
+				    .flags = RSYS_BMAYFAIL};
+	nb++;
+	ret = inject_batch(r, code, scratch, b, nb);
+	if (!ret)
+		ret = rsys_read(r->pid, scratch, ka, (nb - 1) * sizeof(ka[0]));
+	if (!ret && b[nb - 1].ret == 0)
+		ret = rsys_read(r->pid, scratch + SCR_ALTSTACK, ss, sizeof(ss));
+	if (ret)
+		return ret;
+	for (size_t i = 0; i + 1 < nb; i++) {
+		if (!ka[i].handler && !ka[i].flags && !ka[i].mask)
 			continue; /* SIG_DFL, as the restorer sets every other signal */
 		haul__img__sig_action__init(&c->sa[n]);
-		c->sa[n].signo = sig;
-		c->sa[n].handler = ka.handler;
-		c->sa[n].flags = ka.flags;
-		c->sa[n].restorer = ka.restorer;
-		c->sa[n].mask = ka.mask;
+		c->sa[n].signo = (uint32_t)b[i].args[0];
+		c->sa[n].handler = ka[i].handler;
+		c->sa[n].flags = ka[i].flags;
+		c->sa[n].restorer = ka[i].restorer;
+		c->sa[n].mask = ka[i].mask;
 		c->sap[n] = &c->sa[n];
 		n++;
 	}
 	c->ps.n_sigactions = n;
 	c->ps.sigactions = c->sap;
+	if (b[nb - 1].ret == 0) {
+		c->ps.has_altstack_sp = c->ps.has_altstack_flags = c->ps.has_altstack_size = true;
+		c->ps.altstack_sp = ss[0];
+		c->ps.altstack_flags = (uint32_t)ss[1];
+		c->ps.altstack_size = ss[2];
+	}
 
 	/* Queued signals: the thread's own queue, then the process-wide one. */
 	n = 0;
@@ -422,31 +454,36 @@ static int dump_signals(struct dump_ctx *c, struct rsys *r, uint64_t scratch)
 	}
 	c->ps.n_pending = n;
 	c->ps.pending = c->pendp;
-
-	/* stack_t: sp, flags (int, padded), size. */
-	ret = inject(r, SYS_sigaltstack, 0, scratch, 0, 0, &res);
-	if (ret)
-		return ret;
-	if (res == 0) {
-		uint64_t ss[3];
-
-		ret = rsys_read(r->pid, scratch, ss, sizeof(ss));
-		if (ret)
-			return ret;
-		c->ps.has_altstack_sp = c->ps.has_altstack_flags = c->ps.has_altstack_size = true;
-		c->ps.altstack_sp = ss[0];
-		c->ps.altstack_flags = (uint32_t)ss[1];
-		c->ps.altstack_size = ss[2];
-	}
 	return 0;
 }
 
-static int dump_kernel_bookkeeping(struct dump_ctx *c, struct rsys *r, uint64_t scratch)
+/* dump_kernel_bookkeeping's batch, in order; the values read through memory at scratch + 8 * i. */
+enum {
+	BK_TIDADDR,
+	BK_PDEATH,
+	BK_SLACK,
+	BK_DUMPABLE,
+	BK_BRK,
+	BK_ITIMER,
+	BK_N = BK_ITIMER + 3
+};
+
+static int dump_kernel_bookkeeping(struct dump_ctx *c, struct rsys *r, uint64_t scratch,
+				   uint64_t code)
 {
+	struct rsys_bcall b[BK_N] = {
+		[BK_TIDADDR] =
+			{"prctl", SYS_prctl, {PR_GET_TID_ADDRESS, scratch}, RSYS_BMAYFAIL, 0},
+		[BK_PDEATH] =
+			{"prctl", SYS_prctl, {PR_GET_PDEATHSIG, scratch + 8}, RSYS_BMAYFAIL, 0},
+		[BK_SLACK] = {"prctl", SYS_prctl, {PR_GET_TIMERSLACK}, RSYS_BMAYFAIL, 0},
+		[BK_DUMPABLE] = {"prctl", SYS_prctl, {PR_GET_DUMPABLE}, RSYS_BMAYFAIL, 0},
+		[BK_BRK] = {"brk", SYS_brk, {0}, 0, 0},
+	};
+	uint64_t out[2 + 3 * 4]; /* tid address, pdeathsig (int), then 3 itimervals */
 	struct rseq_config rc;
 	uint64_t head = 0;
 	size_t hlen = 0;
-	long res;
 	int ret;
 
 	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, r->pid, sizeof(rc), &rc) == sizeof(rc) &&
@@ -462,55 +499,34 @@ static int dump_kernel_bookkeeping(struct dump_ctx *c, struct rsys *r, uint64_t 
 		c->ps.robust_list = head;
 		c->ps.robust_list_len = hlen;
 	}
-	ret = inject(r, SYS_prctl, PR_GET_TID_ADDRESS, scratch, 0, 0, &res);
+	for (int which = 0; which < 3; which++)
+		b[BK_ITIMER + which] = (struct rsys_bcall){"getitimer",
+							   SYS_getitimer,
+							   {which, scratch + 16 + 32 * which},
+							   RSYS_BMAYFAIL,
+							   0};
+	memset(out, 0, sizeof(out)); /* pdeathsig is an int: its upper half stays 0 */
+	ret = rsys_write(r->pid, scratch, out, sizeof(out));
+	if (!ret)
+		ret = inject_batch(r, code, scratch, b, BK_N);
+	if (!ret)
+		ret = rsys_read(r->pid, scratch, out, sizeof(out));
 	if (ret)
 		return ret;
-	if (res == 0) {
-		ret = rsys_read(r->pid, scratch, &c->ps.tid_address, sizeof(uint64_t));
-		if (ret)
-			return ret;
-		c->ps.has_tid_address = true;
-	}
-	ret = inject(r, SYS_prctl, PR_GET_PDEATHSIG, scratch, 0, 0, &res);
-	if (ret)
-		return ret;
-	if (res == 0) {
-		ret = rsys_read(r->pid, scratch, &c->ps.pdeathsig, sizeof(int32_t));
-		if (ret)
-			return ret;
-		c->ps.has_pdeathsig = true;
-	}
-	ret = inject(r, SYS_prctl, PR_GET_TIMERSLACK, 0, 0, 0, &res);
-	if (ret)
-		return ret;
-	if (res >= 0) {
-		c->ps.has_timerslack_ns = true;
-		c->ps.timerslack_ns = res;
-	}
-	ret = inject(r, SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, &res);
-	if (ret)
-		return ret;
-	if (res >= 0) {
-		c->ps.has_dumpable = true;
-		c->ps.dumpable = res == 1;
-	}
-	ret = inject(r, SYS_brk, 0, 0, 0, 0, &res);
-	if (ret)
-		return ret;
-	c->mm.brk = (uint64_t)res;
+	c->ps.has_tid_address = b[BK_TIDADDR].ret == 0;
+	c->ps.tid_address = out[0];
+	c->ps.has_pdeathsig = b[BK_PDEATH].ret == 0;
+	c->ps.pdeathsig = (int32_t)out[1];
+	c->ps.has_timerslack_ns = b[BK_SLACK].ret >= 0;
+	c->ps.timerslack_ns = b[BK_SLACK].ret;
+	c->ps.has_dumpable = b[BK_DUMPABLE].ret >= 0;
+	c->ps.dumpable = b[BK_DUMPABLE].ret == 1;
+	c->mm.brk = (uint64_t)b[BK_BRK].ret;
 
 	for (int which = 0; which < 3; which++) {
-		uint64_t tv[4];
+		const uint64_t *tv = &out[2 + 4 * which];
 
-		ret = inject(r, SYS_getitimer, which, scratch, 0, 0, &res);
-		if (ret)
-			return ret;
-		if (res < 0)
-			continue;
-		ret = rsys_read(r->pid, scratch, tv, sizeof(tv));
-		if (ret)
-			return ret;
-		if (!tv[0] && !tv[1] && !tv[2] && !tv[3])
+		if (b[BK_ITIMER + which].ret < 0 || (!tv[0] && !tv[1] && !tv[2] && !tv[3]))
 			continue;
 		haul__img__itimer__init(&c->it[c->ps.n_itimers]);
 		c->it[c->ps.n_itimers].which = which;
@@ -872,7 +888,8 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 	char why[512] = "";
 	double check_ms, inj_ms, proc_ms, fds_ms, layout_ms;
 	struct timespec t;
-	uint64_t scratch;
+	uint64_t scratch, code = 0, trip_ns = 0;
+	unsigned long trips = 0;
 	size_t n;
 	int ret;
 
@@ -898,10 +915,13 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 	ret = rsys_scratch(r, &scratch);
 	if (ret)
 		goto out;
-	ret = dump_signals(c, r, scratch);
+	ret = rsys_batch_code(r, &code);
 	if (ret)
 		goto out;
-	ret = dump_kernel_bookkeeping(c, r, scratch);
+	ret = dump_signals(c, r, scratch, code);
+	if (ret)
+		goto out;
+	ret = dump_kernel_bookkeeping(c, r, scratch, code);
 	if (ret)
 		goto out;
 	ret = dump_threads(c, s, scratch);
@@ -941,7 +961,7 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 		ret = rsys_call(r, SYS_munmap, args, &res);
 		if (ret)
 			goto out;
-		r->scratch = 0;
+		r->scratch = r->code_scratch = r->code = 0;
 	}
 	ret = dump_layout(c, s->pid, prep);
 	if (!ret)
@@ -960,10 +980,15 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 	pr_debug("pid %d: state of %zu bytes, %zu VMAs, %zu fds, %zu signal actions", (int)s->pid,
 		 *len, c->ps.n_vmas, c->ps.n_fds, c->ps.n_sigactions);
 	layout_ms = lap_ms(&t);
+	for (size_t i = 0; i < s->n; i++) {
+		trips += s->thr[i].calls;
+		trip_ns += s->thr[i].call_ns;
+	}
 	pr_debug("pid %d: dump took %.1f ms: resource check %.1f, injected calls %.1f, "
-		 "/proc and resources %.1f, fds %.1f, layout and shm %.1f",
+		 "/proc and resources %.1f, fds %.1f, layout and shm %.1f; %lu round trips "
+		 "(%.1f ms, batches %s)",
 		 (int)s->pid, check_ms + inj_ms + proc_ms + fds_ms + layout_ms, check_ms, inj_ms,
-		 proc_ms, fds_ms, layout_ms);
+		 proc_ms, fds_ms, layout_ms, trips, trip_ns / 1e6, code ? "on" : "off");
 out:
 	dump_ctx_free(c);
 	return ret;

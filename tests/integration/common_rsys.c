@@ -1,6 +1,8 @@
 /*
  * common_rsys.c - injected system calls run inside a live process, and the
- * process carries on afterwards (its interrupted syscall restarts).
+ * process carries on afterwards (its interrupted syscall restarts); a batch
+ * of them runs in one round trip there, and a SIGTRAP sent to the process
+ * meanwhile is not lost.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -8,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -53,9 +56,26 @@ static void ping(int to, int from, pid_t expect)
 	cr_assert_eq(got, expect);
 }
 
+/* The scratch mapping (and its code page) are gone, the child still answers and exits. */
+static void assert_released(pid_t pid, int to, int from, uint64_t scratch)
+{
+	struct haul_layout l;
+	int status;
+
+	cr_assert_eq(haul_layout_read(pid, true, &l), 0);
+	cr_assert_null(haul_layout_find(&l, scratch));
+	cr_assert_null(haul_layout_find(&l, scratch + RSYS_SCRATCH_CODE));
+	haul_layout_release(&l);
+	ping(to, from, pid);
+	close(to);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(from);
+}
+
 Test(rsys, injected_calls_run_and_blocked_read_restarts, .timeout = 20)
 {
-	int to, from, status;
+	int to, from;
 	pid_t pid = spawn_echo(&to, &from);
 	struct rsys r;
 	uint64_t args[6] = {0}, scratch;
@@ -80,15 +100,83 @@ Test(rsys, injected_calls_run_and_blocked_read_restarts, .timeout = 20)
 	cr_assert_eq(ret, -EBADF);
 	cr_assert_eq(rsys_release(&r), 0);
 
-	/* The scratch mapping is gone and the child still answers. */
-	struct haul_layout l;
-	cr_assert_eq(haul_layout_read(pid, true, &l), 0);
-	cr_assert_null(haul_layout_find(&l, scratch));
-	haul_layout_release(&l);
+	assert_released(pid, to, from, scratch);
+}
+
+/* The echo child @pid seized in read(), with its scratch mapping and batch code. */
+static void seize_for_batches(struct rsys *r, int to, int from, pid_t pid, uint64_t *scratch,
+			      uint64_t *code)
+{
 	ping(to, from, pid);
-	close(to);
+	cr_assert_eq(th_wait_sleeping(pid, 0, "pipe_read", 5000), 0);
+	cr_assert_eq(rsys_seize(r, pid), 0);
+	cr_assert_eq(rsys_scratch(r, scratch), 0);
+	cr_assert_eq(rsys_batch_code(r, code), 0);
+	cr_assert_eq(*code, *scratch + RSYS_SCRATCH_CODE, "no batch code in a plain process");
+}
+
+/* @n calls of getpid, and one of close(bad fd) that may fail, in @r's batch. */
+static void run_getpids(struct rsys *r, uint64_t code, uint64_t scratch, size_t n, pid_t pid)
+{
+	struct rsys_bcall c[33];
+	size_t failed;
+
+	cr_assert_leq(n, 32);
+	for (size_t i = 0; i < n; i++)
+		c[i] = (struct rsys_bcall){.name = "getpid", .nr = SYS_getpid};
+	c[n] = (struct rsys_bcall){
+		.name = "close", .nr = SYS_close, .args = {0xdead000}, .flags = RSYS_BMAYFAIL};
+	cr_assert_eq(rsys_batch(r, code, scratch + RSYS_SCRATCH_TABLE, c, n + 1, &failed), 0);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(c[i].ret, pid, "call %zu: %ld", i, c[i].ret);
+	cr_assert_eq(c[n].ret, -EBADF);
+}
+
+Test(rsys, a_batch_in_a_live_process_is_one_round_trip_and_leaves_nothing, .timeout = 20)
+{
+	int to, from;
+	pid_t pid = spawn_echo(&to, &from);
+	uint64_t scratch, code;
+	unsigned long calls;
+	struct rsys r;
+
+	seize_for_batches(&r, to, from, pid, &scratch, &code);
+	calls = r.calls;
+	run_getpids(&r, code, scratch, 32, pid);
+	cr_assert_eq(r.calls, calls + 1, "33 calls took %lu round trips", r.calls - calls);
+	cr_assert_eq(rsys_release(&r), 0);
+
+	assert_released(pid, to, from, scratch);
+}
+
+Test(rsys, a_sigtrap_sent_during_a_batch_is_queued_again_not_lost, .timeout = 20)
+{
+	struct {
+		uint64_t off;
+		uint32_t flags; /* 0: the thread's own queue */
+		int32_t nr;
+	} pa = {0, 0, 4};
+	siginfo_t si[4];
+	int to, from, status, n;
+	pid_t pid = spawn_echo(&to, &from);
+	uint64_t scratch, code;
+	struct rsys r;
+
+	seize_for_batches(&r, to, from, pid, &scratch, &code);
+	/* pending while the thread is stopped; the batch unblocks SIGTRAP, so it takes it */
+	cr_assert_eq(syscall(SYS_tgkill, pid, pid, SIGTRAP), 0);
+	run_getpids(&r, code, scratch, 8, pid);
+	n = (int)ptrace(PTRACE_PEEKSIGINFO, pid, &pa, si);
+	cr_assert_eq(n, 1, "%d signals queued to the thread after the batch, expected the SIGTRAP",
+		     n);
+	cr_assert_eq(si[0].si_signo, SIGTRAP);
+	cr_assert_eq(si[0].si_code, SI_TKILL, "si_code %d: not the sender's", si[0].si_code);
+	cr_assert_eq(si[0].si_pid, getpid());
+	/* its default action would dump core: end the child here */
+	kill(pid, SIGKILL);
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	close(to);
 	close(from);
 }
 
