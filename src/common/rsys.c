@@ -232,11 +232,10 @@ int rsys_attach_stopped(struct rsys *r, pid_t pid, uint64_t sc_addr)
 	return 0;
 }
 
-int rsys_seize(struct rsys *r, pid_t pid)
+int rsys_seize_start(pid_t pid)
 {
 	int ret;
 
-	memset(r, 0, sizeof(*r));
 	if (ptrace(PTRACE_SEIZE, pid, 0, PTRACE_O_TRACESYSGOOD) < 0) {
 		ret = -errno;
 		pr_err_r(ret, "cannot attach to pid %d (is it traced already, or gone?)", pid);
@@ -244,19 +243,33 @@ int rsys_seize(struct rsys *r, pid_t pid)
 	}
 	if (ptrace(PTRACE_INTERRUPT, pid, 0, 0) < 0) {
 		ret = -errno;
-		goto detach;
+		ptrace(PTRACE_DETACH, pid, 0, 0);
+		return ret;
 	}
+	return 0;
+}
+
+int rsys_seize_finish(struct rsys *r, pid_t pid, uint64_t sc_addr)
+{
+	int ret;
+
+	memset(r, 0, sizeof(*r));
 	ret = rsys_wait_event_stop(pid);
-	if (ret)
-		goto detach;
-	ret = rsys_attach_stopped(r, pid, 0);
-	if (ret)
-		goto detach;
+	if (!ret)
+		ret = rsys_attach_stopped(r, pid, sc_addr);
+	if (ret) {
+		ptrace(PTRACE_DETACH, pid, 0, 0);
+		return ret;
+	}
 	r->seized = true;
 	return 0;
-detach:
-	ptrace(PTRACE_DETACH, pid, 0, 0);
-	return ret;
+}
+
+int rsys_seize(struct rsys *r, pid_t pid)
+{
+	int ret = rsys_seize_start(pid);
+
+	return ret ? ret : rsys_seize_finish(r, pid, 0);
 }
 
 /* Resume to the next syscall stop (entry or exit), passing over other stops. */

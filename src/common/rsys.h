@@ -56,6 +56,16 @@ struct rsys {
 int rsys_seize(struct rsys *r, pid_t pid);
 
 /*
+ * rsys_seize in two halves, so that many threads stop at once: start
+ * (PTRACE_SEIZE + PTRACE_INTERRUPT: the thread is traced, its stop on the
+ * way) for each, then finish each (wait for its stop, save its registers);
+ * @sc_addr as for rsys_attach_stopped (another thread's: the same mm has
+ * the same vdso).  Either half detaches the thread when it fails.
+ */
+int rsys_seize_start(pid_t pid);
+int rsys_seize_finish(struct rsys *r, pid_t pid, uint64_t sc_addr);
+
+/*
  * Use a tracee already seized and in a ptrace-stop by this thread.  @sc_addr
  * is the address of a syscall instruction in it, or 0 to find one in its
  * [vdso].  Saves (and rewinds, as rsys_seize) its registers; rsys_release()

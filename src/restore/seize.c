@@ -72,11 +72,78 @@ int rst_dump_precheck(pid_t pid, char *why, size_t whylen)
 
 /* ---- seize / release ----------------------------------------------------- */
 
+/*
+ * The threads of @d but the main one, into @s: each one's stop asked for
+ * first, then each one waited for, so that they stop together rather than
+ * one wakeup after another; the main thread's vdso syscall serves them all.
+ */
+static int seize_others(struct rst_seized *s, DIR *d)
+{
+	pid_t *tids = NULL;
+	size_t n = 0, cap = 0, k = 0;
+	struct dirent *de;
+	int ret = 0;
+
+	while ((de = readdir(d))) {
+		pid_t tid = atoi(de->d_name), *nt;
+
+		if (tid <= 0 || tid == s->pid)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			nt = realloc(tids, cap * sizeof(*tids));
+			if (!nt) {
+				ret = -ENOMEM;
+				break;
+			}
+			tids = nt;
+		}
+		ret = rsys_seize_start(tid);
+		if (ret == -ESRCH) { /* exited meanwhile */
+			ret = 0;
+			continue;
+		}
+		if (ret)
+			break;
+		tids[n++] = tid;
+	}
+	if (!ret) {
+		struct rsys *nt = realloc(s->thr, (1 + n) * sizeof(*nt));
+		struct user_regs_struct *nr;
+
+		if (nt)
+			s->thr = nt;
+		nr = realloc(s->raw, (1 + n) * sizeof(*nr));
+		if (nr)
+			s->raw = nr;
+		if (!nt || !nr)
+			ret = -ENOMEM;
+	}
+	for (; !ret && k < n; k++) {
+		ret = rsys_seize_finish(&s->thr[s->n], tids[k], s->thr[0].sc_addr);
+		if (ret == -ESRCH) { /* exited meanwhile */
+			ret = 0;
+			continue;
+		}
+		if (ret) {
+			k++; /* detached by its failed finish */
+			break;
+		}
+		if (ptrace(PTRACE_GETREGS, tids[k], 0, &s->raw[s->n]) < 0)
+			s->raw[s->n] = s->thr[s->n].saved;
+		s->n++;
+	}
+	/* started and not finished (a failure): traced, stopped or not, untouched */
+	for (; k < n; k++)
+		ptrace(PTRACE_DETACH, tids[k], 0, 0);
+	free(tids);
+	return ret;
+}
+
 int rst_seize(pid_t pid, struct rst_seized **out)
 {
 	struct rst_seized *s;
 	char path[64];
-	struct dirent *de;
 	DIR *d;
 	int ret = 0;
 
@@ -113,34 +180,7 @@ int rst_seize(pid_t pid, struct rst_seized **out)
 	/* Nothing was injected yet: these are the registers it stopped with. */
 	if (ptrace(PTRACE_GETREGS, pid, 0, &s->raw[0]) < 0)
 		s->raw[0] = s->thr[0].saved;
-	while ((de = readdir(d))) {
-		pid_t tid = atoi(de->d_name);
-		struct user_regs_struct *nr;
-		struct rsys *nt;
-
-		if (tid <= 0 || tid == pid)
-			continue;
-		nt = realloc(s->thr, (s->n + 1) * sizeof(*nt));
-		if (nt)
-			s->thr = nt;
-		nr = realloc(s->raw, (s->n + 1) * sizeof(*nr));
-		if (nr)
-			s->raw = nr;
-		if (!nt || !nr) {
-			ret = -ENOMEM;
-			break;
-		}
-		ret = rsys_seize(&s->thr[s->n], tid);
-		if (ret == -ESRCH) { /* exited meanwhile */
-			ret = 0;
-			continue;
-		}
-		if (ret)
-			break;
-		if (ptrace(PTRACE_GETREGS, tid, 0, &s->raw[s->n]) < 0)
-			s->raw[s->n] = s->thr[s->n].saved;
-		s->n++;
-	}
+	ret = seize_others(s, d);
 out:
 	closedir(d);
 	if (ret) {
