@@ -11,13 +11,17 @@
  *      be on a subnet of the target's and not be the one the session runs
  *      from, and each socket's local address must
  *      be moving or be the target's already; else refused before the
- *      freeze.  Then the survivor (netguard.c) is forked, outside the
+ *      freeze.  Then the survivor (netguard.c) is forked and, when the
+ *      process has inet sockets or an address moves, the lock's table is
+ *      installed with empty sets (haul_netlock_prepare), outside the
  *      downtime;
  *  after the freeze (haul_mig_net_down), before any socket state is read:
- *      a recorder of what the lock will drop (netreplay.c), the lock (the
- *      process's sockets as they are now, and the moving
- *      addresses), the addresses removed, the source-down hook; the same socket ends go to the target with the
- *      restore command so that it locks them before it restores them;
+ *      a recorder of what the lock will drop (netreplay.c), the lock filled
+ *      (the process's sockets as they are now, and the moving addresses:
+ *      one small transaction; the whole table when none was prepared), the
+ *      addresses removed, the source-down hook; the same socket ends go to
+ *      the target with the restore command so that it locks them before it
+ *      restores them;
  *  rollback (haul_mig_net_undo), after the process was released and thawed:
  *      the addresses back and announced, the lock lifted, what it dropped
  *      sent again to the process here, source-up;
@@ -228,10 +232,22 @@ int haul_mig_net_check(struct mig *m)
 	if (ret)
 		return ret;
 	ret = haul_netguard_start(&n->ng, n->table, n->addrs, n->naddrs, true);
-	net_leave(back);
 	if (ret)
 		pr_err_r(ret, "cannot start the network survivor of pid %d", m->pid);
 	n->active = !ret;
+	/*
+	 * The lock's table now, its sets empty (it drops nothing yet): at the
+	 * freeze only its elements go in.  A host that cannot lock refuses here,
+	 * before the source is touched.
+	 */
+	if (!ret && (nsocks || n->naddrs)) {
+		ret = haul_netlock_prepare(n->table, true);
+		n->locked = n->prepared = !ret;
+		if (ret)
+			snprintf(m->res->why, sizeof(m->res->why),
+				 "cannot install the network lock for pid %d (nftables)", m->pid);
+	}
+	net_leave(back);
 	return ret;
 }
 
@@ -253,8 +269,11 @@ int haul_mig_net_down(struct mig *m)
 	if (n->nsocks || n->naddrs) {
 		/* recording before the lock: a segment it drops is sent again after it */
 		haul_replay_start(&n->replay, n->socks, n->nsocks, n->addrs, n->naddrs);
-		ret = haul_netlock_take(n->table, n->socks, n->nsocks, n->addrs, n->naddrs, true);
-		n->locked = !ret;
+		ret = n->prepared ? haul_netlock_fill(n->table, n->socks, n->nsocks, n->addrs,
+						      n->naddrs)
+				  : haul_netlock_take(n->table, n->socks, n->nsocks, n->addrs,
+						      n->naddrs, true);
+		n->locked = n->prepared || !ret; /* a prepared table is there, filled or not */
 	}
 	if (!ret && n->naddrs && n->active)
 		haul_netguard_moved(

@@ -32,6 +32,7 @@ struct mig_net {
 	struct haul_replay replay;
 	bool active;	/* the survivor runs */
 	bool locked;	/* the table is up */
+	bool prepared;	/* ...since before the freeze, its sets empty until then */
 	size_t removed; /* addresses removed from here so far */
 	bool hook_down; /* source-down ran */
 	bool own_ns;	/* the process's network namespace is not haul's: nsfd holds it */

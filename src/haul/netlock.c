@@ -6,12 +6,20 @@
  * One nftables table (family inet, through libnftables) per migration and
  * side, "haul-lock-<pid>-<id>", so concurrent migrations (and tests) never
  * share one.  Two base chains at the raw priority, before conntrack:
- * prerouting (covers input and forwarded packets) and output.  A rule per
- * socket end and direction: connected ends by both addresses and ports,
- * listening and unconnected ends by local address and port (a wildcard
- * bind by port alone, in its family); for each moving address, every TCP
- * or UDP packet to or from it.  ICMP, ARP and neighbour discovery pass:
- * the address must be announced and stay reachable for ping.
+ * prerouting (covers input and forwarded packets) and output.  What they
+ * drop sits in named sets, per family: connected ends by both addresses
+ * and ports ("c4"/"c6": protocol . local address . port . peer address .
+ * port), listening and unconnected ends by local address and port ("l"),
+ * a wildcard bind by port alone ("w"), a connected end bound to any
+ * address by its port and the peer ("x"), and each moving address ("a":
+ * every TCP or UDP packet to or from it).  ICMP, ARP and neighbour
+ * discovery pass: the address must be announced and stay reachable.
+ *
+ * The rules never change, only the sets' elements, so the source builds
+ * the table with empty sets before the freeze (haul_netlock_prepare: a
+ * lookup in an empty set drops nothing) and at the freeze adds only the
+ * elements (haul_netlock_fill): one small transaction in the downtime
+ * instead of the whole table.  haul_netlock_take does both at once.
  *
  * No table may outlive a failure.  Before a table is created it is
  * written to the registry, HAUL_LOCK_DIR/netlock/<netns>-<table>, with
@@ -122,41 +130,134 @@ static bool is_any(const struct haul_net_tuple *t)
 	return !memcmp(t->laddr, zero, t->family == AF_INET ? 4 : 16);
 }
 
-/*
- * One rule for one end and direction.  @in: a packet towards the socket
- * (prerouting: the peer's address and port are the source).
- */
-static void tuple_rule(char **p, size_t *left, const char *table, const struct haul_net_tuple *t,
-		       bool in)
+/* The set an end goes to: 'c' both ends known, 'l' local address and port, 'w' local port
+ * alone (a wildcard bind), 'x' local port and the peer (connected, bound to any address). */
+static char end_kind(const struct haul_net_tuple *t)
 {
-	const char *ip = t->family == AF_INET ? "ip" : "ip6";
-	const char *l4 = t->proto == IPPROTO_TCP ? "tcp" : "udp";
-	const char *mine = in ? "daddr" : "saddr", *theirs = in ? "saddr" : "daddr";
-	const char *myport = in ? "dport" : "sport", *theirport = in ? "sport" : "dport";
+	if (t->rport)
+		return is_any(t) ? 'x' : 'c';
+	return is_any(t) ? 'w' : 'l';
+}
+
+/* The sets of family @v (4 or 6) and, per direction, the rules that drop what they hold. */
+static void frame_family(char **p, size_t *left, const char *table, int v, bool out)
+{
+	const char *A = v == 4 ? "ipv4_addr" : "ipv6_addr", *ip = v == 4 ? "ip" : "ip6";
+
+	put(p, left,
+	    "add set inet %s c%d { type inet_proto . %s . inet_service . %s . inet_service; }\n",
+	    table, v, A, A);
+	put(p, left, "add set inet %s l%d { type inet_proto . %s . inet_service; }\n", table, v, A);
+	put(p, left, "add set inet %s w%d { type inet_proto . inet_service; }\n", table, v);
+	put(p, left,
+	    "add set inet %s x%d { type inet_proto . inet_service . %s . inet_service; }\n", table,
+	    v, A);
+	put(p, left, "add set inet %s a%d { type %s; }\n", table, v, A);
+	for (int in = 1; in >= (out ? 0 : 1); in--) {
+		/* @in: a packet towards the socket (prerouting: the peer is its source) */
+		const char *ch = in ? "pre" : "out", *mine = in ? "daddr" : "saddr";
+		const char *theirs = in ? "saddr" : "daddr", *mp = in ? "dport" : "sport";
+		const char *tp = in ? "sport" : "dport";
+
+		put(p, left,
+		    "add rule inet %s %s meta l4proto . %s %s . th %s . %s %s . th %s @c%d counter "
+		    "drop\n",
+		    table, ch, ip, mine, mp, ip, theirs, tp, v);
+		put(p, left, "add rule inet %s %s meta l4proto . %s %s . th %s @l%d counter drop\n",
+		    table, ch, ip, mine, mp, v);
+		put(p, left,
+		    "add rule inet %s %s meta nfproto ipv%d meta l4proto . th %s @w%d counter drop\n",
+		    table, ch, v, mp, v);
+		put(p, left,
+		    "add rule inet %s %s meta l4proto . th %s . %s %s . th %s @x%d counter drop\n",
+		    table, ch, mp, ip, theirs, tp, v);
+		put(p, left,
+		    "add rule inet %s %s %s %s @a%d meta l4proto { tcp, udp } counter drop\n",
+		    table, ch, ip, mine, v);
+	}
+}
+
+/* The table, its chains, its sets (empty) and its rules; @out: outgoing packets too. */
+static void frame(char **p, size_t *left, const char *table, bool out)
+{
+	put(p, left, "add table inet %s\n", table);
+	put(p, left,
+	    "add chain inet %s pre { type filter hook prerouting priority " NL_PRIO
+	    "; policy accept; }\n",
+	    table);
+	put(p, left,
+	    "add chain inet %s out { type filter hook output priority " NL_PRIO
+	    "; policy accept; }\n",
+	    table);
+	frame_family(p, left, table, 4, out);
+	frame_family(p, left, table, 6, out);
+}
+
+/* One end as an element of its set (end_kind). */
+static void end_element(char **p, size_t *left, const struct haul_net_tuple *t)
+{
 	char la[INET6_ADDRSTRLEN], ra[INET6_ADDRSTRLEN];
+	const char *l4 = t->proto == IPPROTO_TCP ? "tcp" : "udp";
 
 	inet_ntop(t->family, t->laddr, la, sizeof(la));
 	inet_ntop(t->family, t->raddr, ra, sizeof(ra));
-	put(p, left, "add rule inet %s %s meta nfproto %s", table, in ? "pre" : "out",
-	    t->family == AF_INET ? "ipv4" : "ipv6");
-	if (!is_any(t))
-		put(p, left, " %s %s %s", ip, mine, la);
-	if (t->rport)
-		put(p, left, " %s %s %s", ip, theirs, ra);
-	put(p, left, " %s %s %u", l4, myport, t->lport);
-	if (t->rport)
-		put(p, left, " %s %s %u", l4, theirport, t->rport);
-	put(p, left, " counter drop\n");
+	switch (end_kind(t)) {
+	case 'c':
+		put(p, left, "%s . %s . %u . %s . %u", l4, la, t->lport, ra, t->rport);
+		break;
+	case 'l':
+		put(p, left, "%s . %s . %u", l4, la, t->lport);
+		break;
+	case 'w':
+		put(p, left, "%s . %u", l4, t->lport);
+		break;
+	default:
+		put(p, left, "%s . %u . %s . %u", l4, t->lport, ra, t->rport);
+	}
 }
 
-static void addr_rule(char **p, size_t *left, const char *table, const struct haul_net_addr *a,
-		      bool in)
+/* "add element" lines for every end and moving address; the number of elements. */
+static size_t elements(char **p, size_t *left, const char *table, const struct haul_net_tuple *t,
+		       size_t n, const struct haul_net_addr *a, size_t na)
 {
-	char s[INET6_ADDRSTRLEN];
+	static const char kinds[] = "clwx";
+	size_t count = 0, in_set;
 
-	inet_ntop(a->family, a->addr, s, sizeof(s));
-	put(p, left, "add rule inet %s %s %s %s %s meta l4proto { tcp, udp } counter drop\n", table,
-	    in ? "pre" : "out", a->family == AF_INET ? "ip" : "ip6", in ? "daddr" : "saddr", s);
+	for (int v = 4; v <= 6; v += 2) {
+		int fam = v == 4 ? AF_INET : AF_INET6;
+
+		for (const char *k = kinds; *k; k++) {
+			in_set = 0;
+			for (size_t i = 0; i < n; i++) {
+				if (t[i].family != fam || end_kind(&t[i]) != *k)
+					continue;
+				if (in_set++)
+					put(p, left, ", ");
+				else
+					put(p, left, "add element inet %s %c%d { ", table, *k, v);
+				end_element(p, left, &t[i]);
+			}
+			if (in_set)
+				put(p, left, " }\n");
+			count += in_set;
+		}
+		in_set = 0;
+		for (size_t i = 0; i < na; i++) {
+			char s[INET6_ADDRSTRLEN];
+
+			if (a[i].family != fam)
+				continue;
+			inet_ntop(a[i].family, a[i].addr, s, sizeof(s));
+			if (in_set++)
+				put(p, left, ", %s", s);
+			else
+				put(p, left, "add element inet %s a%d { %s", table, v, s);
+		}
+		if (in_set)
+			put(p, left, " }\n");
+		count += in_set;
+	}
+	return count;
 }
 
 /* ---- the registry ----------------------------------------------------------- */
@@ -226,69 +327,110 @@ static void reg_remove(const char *name)
 
 /* ---- take, lift, reap -------------------------------------------------------- */
 
-int haul_netlock_take(const char *name, const struct haul_net_tuple *t, size_t n,
-		      const struct haul_net_addr *a, size_t na, bool out)
+/* Refuse a name in use: another migration's table, or a stale one. */
+static int name_free(const char *name)
 {
-	size_t cap = 1024 + (n * 2 + na * 2) * 256, left = cap;
-	char *cmd = malloc(cap), *p = cmd, err[256] = "";
-	double t0;
+	if (!haul_netlock_exists(name))
+		return 0;
+	pr_err("nftables table inet %s exists already; another migration uses this name, or a "
+	       "stale one: remove it with 'nft delete table inet %s'",
+	       name, name);
+	return -EEXIST;
+}
+
+/* Register @name, then install @cmd (the whole table) in one transaction. */
+static int install(const char *name, const char *cmd)
+{
+	char err[256] = "";
 	int ret;
 
-	if (!cmd)
-		return -ENOMEM;
-	if (haul_netlock_exists(name)) {
-		pr_err("nftables table inet %s exists already; another migration uses this name, or "
-		       "a stale one: remove it with 'nft delete table inet %s'",
-		       name, name);
-		free(cmd);
-		return -EEXIST;
-	}
-	put(&p, &left, "add table inet %s\n", name);
-	put(&p, &left,
-	    "add chain inet %s pre { type filter hook prerouting priority " NL_PRIO
-	    "; policy accept; }\n",
-	    name);
-	put(&p, &left,
-	    "add chain inet %s out { type filter hook output priority " NL_PRIO
-	    "; policy accept; }\n",
-	    name);
-	for (size_t i = 0; i < n; i++) {
-		tuple_rule(&p, &left, name, &t[i], true);
-		if (out)
-			tuple_rule(&p, &left, name, &t[i], false);
-	}
-	for (size_t i = 0; i < na; i++) {
-		addr_rule(&p, &left, name, &a[i], true);
-		if (out)
-			addr_rule(&p, &left, name, &a[i], false);
-	}
-	if (!left) {
-		free(cmd);
-		return -E2BIG;
-	}
 	/* registered first: a haul killed between the two leaves an entry, never a table alone */
 	ret = reg_write(name);
 	if (ret) {
 		pr_err_r(ret, "cannot register the network lock %s (in %s/netlock)", name,
 			 getenv("HAUL_LOCK_DIR") ? getenv("HAUL_LOCK_DIR") : HAUL_LOCK_DIR);
-		free(cmd);
 		return ret;
 	}
 	/* one transaction: the whole table or nothing */
-	t0 = haul_now_ms();
 	ret = nft_run(cmd, err, sizeof(err));
-	free(cmd);
 	if (ret) {
 		reg_remove(name);
 		pr_err("cannot install the network lock (nftables table inet %s): %s; is nf_tables "
 		       "available (modprobe nf_tables) and are we CAP_NET_ADMIN?",
 		       name, err[0] ? err : "nftables refused the ruleset");
-		return ret;
 	}
-	pr_info("network lock %s: %zu socket%s, %zu address%s%s (%.1f ms)", name, n,
-		n == 1 ? "" : "s", na, na == 1 ? "" : "es", out ? "" : ", incoming only",
-		haul_now_ms() - t0);
-	return 0;
+	return ret;
+}
+
+static size_t cmd_cap(size_t n, size_t na)
+{
+	return 8192 + n * 160 + na * 64;
+}
+
+int haul_netlock_take(const char *name, const struct haul_net_tuple *t, size_t n,
+		      const struct haul_net_addr *a, size_t na, bool out)
+{
+	size_t left = cmd_cap(n, na);
+	char *cmd = malloc(left), *p = cmd;
+	double t0 = haul_now_ms();
+	int ret;
+
+	if (!cmd)
+		return -ENOMEM;
+	ret = name_free(name);
+	frame(&p, &left, name, out);
+	elements(&p, &left, name, t, n, a, na);
+	if (!ret && !left)
+		ret = -E2BIG;
+	if (!ret)
+		ret = install(name, cmd);
+	free(cmd);
+	if (!ret)
+		pr_info("network lock %s: %zu socket%s, %zu address%s%s (%.1f ms)", name, n,
+			n == 1 ? "" : "s", na, na == 1 ? "" : "es", out ? "" : ", incoming only",
+			haul_now_ms() - t0);
+	return ret;
+}
+
+int haul_netlock_prepare(const char *name, bool out)
+{
+	size_t left = cmd_cap(0, 0);
+	char *cmd = malloc(left), *p = cmd;
+	int ret;
+
+	if (!cmd)
+		return -ENOMEM;
+	ret = name_free(name);
+	frame(&p, &left, name, out);
+	if (!ret && !left)
+		ret = -E2BIG;
+	if (!ret)
+		ret = install(name, cmd);
+	free(cmd);
+	return ret;
+}
+
+int haul_netlock_fill(const char *name, const struct haul_net_tuple *t, size_t n,
+		      const struct haul_net_addr *a, size_t na)
+{
+	size_t left = cmd_cap(n, na);
+	char *cmd = malloc(left), *p = cmd, err[256] = "";
+	double t0 = haul_now_ms();
+	int ret = 0;
+
+	if (!cmd)
+		return -ENOMEM;
+	if (elements(&p, &left, name, t, n, a, na))
+		ret = left ? nft_run(cmd, err, sizeof(err)) : -E2BIG;
+	free(cmd);
+	if (ret)
+		pr_err("cannot fill the network lock (nftables table inet %s): %s", name,
+		       err[0] ? err : strerror(-ret));
+	else
+		pr_info("network lock %s: %zu socket%s, %zu address%s (%.1f ms, prepared before "
+			"the freeze)",
+			name, n, n == 1 ? "" : "s", na, na == 1 ? "" : "es", haul_now_ms() - t0);
+	return ret;
 }
 
 bool haul_netlock_exists(const char *name)

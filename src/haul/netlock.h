@@ -97,6 +97,16 @@ void haul_netlock_name(char *buf, size_t len, pid_t pid, uint64_t id);
  */
 int haul_netlock_take(const char *name, const struct haul_net_tuple *t, size_t n,
 		      const struct haul_net_addr *a, size_t na, bool out);
+/*
+ * The same lock in two steps, so that the downtime holds only the second:
+ * prepare installs the table (registered, -EEXIST as take) with its rules
+ * and empty sets, which drop nothing, while the process still runs; fill
+ * adds @t and @a to the sets at the freeze, in one transaction.  From the
+ * prepare on, haul_netlock_lift removes it on every path.
+ */
+int haul_netlock_prepare(const char *name, bool out);
+int haul_netlock_fill(const char *name, const struct haul_net_tuple *t, size_t n,
+		      const struct haul_net_addr *a, size_t na);
 /* Remove it and its registry entry; 0 when it was not there. */
 int haul_netlock_lift(const char *name);
 /* Is a table @name in haul's network namespace? */

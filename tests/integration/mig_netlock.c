@@ -182,12 +182,42 @@ static void connect_pair(struct conn *c)
 	cr_assert_geq(c->s, 0);
 }
 
+/*
+ * With the lock @name on @c: both directions dropped (nothing arrives, no
+ * reset); lifted, TCP retransmits and both arrive, and nothing is left.
+ */
+static void assert_dropped_then_lifted(struct conn *c, const char *name)
+{
+	char buf[64];
+
+	cr_assert_eq(write(c->s, "to-peer", 7), 7);
+	cr_assert_eq(write(c->ctl, "to-proc", 7), 7);
+	cr_assert_eq(read_within(c->res, buf, sizeof(buf), 1500), 0, "the peer got '%s'", buf);
+	cr_assert_eq(read_within(c->s, buf, sizeof(buf), 200), 0, "the process got '%s'", buf);
+	/* the counters saw the retransmissions in both directions */
+	cr_assert_eq(th_sh("ip netns exec %s nft list table inet %s | grep -c 'packets [1-9]' | "
+			   "grep -q '^[2-9]'",
+			   N.a, name),
+		     0, "no rule counted a dropped packet in each direction");
+
+	cr_assert_eq(haul_netlock_lift(name), 0);
+	cr_assert_not(haul_netlock_exists(name));
+	cr_assert_eq(read_within(c->res, buf, sizeof(buf), 10000), 7, "the peer got nothing");
+	cr_assert_str_eq(buf, "to-peer");
+	cr_assert_eq(read_within(c->s, buf, sizeof(buf), 10000), 7, "the process got nothing");
+	cr_assert_str_eq(buf, "to-proc");
+	cr_assert_eq(th_sh("ls %s/netlock | grep -q haul-lock", lockdir), 1,
+		     "a registry entry is left");
+	close(c->ctl);
+	th_wait_exit(c->peer, 5000);
+}
+
 Test(netlock, drops_both_directions_without_a_reset_and_leaves_no_table, .init = lock_setup,
      .fini = lock_teardown, .timeout = 60)
 {
 	struct haul_net_tuple *t;
 	struct conn c;
-	char name[64], buf[64], p[160];
+	char name[64], p[160];
 	size_t n, conn = 0;
 
 	connect_pair(&c);
@@ -211,28 +241,36 @@ Test(netlock, drops_both_directions_without_a_reset_and_leaves_no_table, .init =
 	cr_assert(haul_netlock_exists(name));
 	cr_assert_eq(haul_netlock_take(name, t, n, NULL, 0, true), -EEXIST, "one table per name");
 
-	/* both directions are dropped: nothing arrives, and no reset either */
-	cr_assert_eq(write(c.s, "to-peer", 7), 7);
-	cr_assert_eq(write(c.ctl, "to-proc", 7), 7);
-	cr_assert_eq(read_within(c.res, buf, sizeof(buf), 1500), 0, "the peer got '%s'", buf);
-	cr_assert_eq(read_within(c.s, buf, sizeof(buf), 200), 0, "the process got '%s'", buf);
-	/* the counters saw the retransmissions in both directions */
-	cr_assert_eq(th_sh("ip netns exec %s nft list table inet %s | grep -c 'packets [1-9]' | "
-			   "grep -q '^[2-9]'",
-			   N.a, name),
-		     0, "no rule counted a dropped packet in each direction");
+	assert_dropped_then_lifted(&c, name);
+	free(t);
+}
 
-	/* lifted: TCP retransmits, the connection carries on, no table is left */
-	cr_assert_eq(haul_netlock_lift(name), 0);
-	cr_assert_not(haul_netlock_exists(name));
-	cr_assert_eq(read_within(c.res, buf, sizeof(buf), 10000), 7, "the peer got nothing");
-	cr_assert_str_eq(buf, "to-peer");
-	cr_assert_eq(read_within(c.s, buf, sizeof(buf), 10000), 7, "the process got nothing");
-	cr_assert_str_eq(buf, "to-proc");
-	cr_assert_eq(th_sh("ls %s/netlock | grep -q haul-lock", lockdir), 1,
-		     "a registry entry is left");
-	close(c.ctl);
-	th_wait_exit(c.peer, 5000);
+/*
+ * The source's lock in two steps: prepared before the freeze it drops
+ * nothing (its sets are empty), filled at the freeze it drops both ways.
+ */
+Test(netlock, a_prepared_lock_drops_nothing_until_its_sets_are_filled, .init = lock_setup,
+     .fini = lock_teardown, .timeout = 60)
+{
+	struct haul_net_tuple *t;
+	struct conn c;
+	char name[64], buf[64];
+	size_t n;
+
+	connect_pair(&c);
+	cr_assert_eq(haul_net_sockets(getpid(), &t, &n), 0);
+	snprintf(name, sizeof(name), "haul-lock-%d-2", getpid());
+	cr_assert_eq(haul_netlock_prepare(name, true), 0);
+	cr_assert(haul_netlock_exists(name));
+	cr_assert_eq(haul_netlock_prepare(name, true), -EEXIST, "one table per name");
+	cr_assert_eq(write(c.s, "early-1", 7), 7);
+	cr_assert_eq(write(c.ctl, "early-2", 7), 7);
+	cr_assert_eq(read_within(c.res, buf, sizeof(buf), 5000), 7, "the prepared lock dropped");
+	cr_assert_str_eq(buf, "early-1");
+	cr_assert_eq(read_within(c.s, buf, sizeof(buf), 5000), 7, "the prepared lock dropped");
+	cr_assert_str_eq(buf, "early-2");
+	cr_assert_eq(haul_netlock_fill(name, t, n, NULL, 0), 0);
+	assert_dropped_then_lifted(&c, name);
 	free(t);
 }
 
