@@ -182,6 +182,24 @@ static void connect_pair(struct conn *c)
 	cr_assert_geq(c->s, 0);
 }
 
+/* @to_peer written by the process, @to_proc by the peer (7 bytes each). */
+static void send_both(struct conn *c, const char *to_peer, const char *to_proc)
+{
+	cr_assert_eq(write(c->s, to_peer, 7), 7);
+	cr_assert_eq(write(c->ctl, to_proc, 7), 7);
+}
+
+/* Both arrive within @ms each: @to_peer at the peer, @to_proc at the process. */
+static void expect_both(struct conn *c, const char *to_peer, const char *to_proc, int ms)
+{
+	char buf[64];
+
+	cr_assert_eq(read_within(c->res, buf, sizeof(buf), ms), 7, "the peer got nothing");
+	cr_assert_str_eq(buf, to_peer);
+	cr_assert_eq(read_within(c->s, buf, sizeof(buf), ms), 7, "the process got nothing");
+	cr_assert_str_eq(buf, to_proc);
+}
+
 /*
  * With the lock @name on @c: both directions dropped (nothing arrives, no
  * reset); lifted, TCP retransmits and both arrive, and nothing is left.
@@ -190,8 +208,7 @@ static void assert_dropped_then_lifted(struct conn *c, const char *name)
 {
 	char buf[64];
 
-	cr_assert_eq(write(c->s, "to-peer", 7), 7);
-	cr_assert_eq(write(c->ctl, "to-proc", 7), 7);
+	send_both(c, "to-peer", "to-proc");
 	cr_assert_eq(read_within(c->res, buf, sizeof(buf), 1500), 0, "the peer got '%s'", buf);
 	cr_assert_eq(read_within(c->s, buf, sizeof(buf), 200), 0, "the process got '%s'", buf);
 	/* the counters saw the retransmissions in both directions */
@@ -202,10 +219,7 @@ static void assert_dropped_then_lifted(struct conn *c, const char *name)
 
 	cr_assert_eq(haul_netlock_lift(name), 0);
 	cr_assert_not(haul_netlock_exists(name));
-	cr_assert_eq(read_within(c->res, buf, sizeof(buf), 10000), 7, "the peer got nothing");
-	cr_assert_str_eq(buf, "to-peer");
-	cr_assert_eq(read_within(c->s, buf, sizeof(buf), 10000), 7, "the process got nothing");
-	cr_assert_str_eq(buf, "to-proc");
+	expect_both(c, "to-peer", "to-proc", 10000);
 	cr_assert_eq(th_sh("ls %s/netlock | grep -q haul-lock", lockdir), 1,
 		     "a registry entry is left");
 	close(c->ctl);
@@ -254,7 +268,7 @@ Test(netlock, a_prepared_lock_drops_nothing_until_its_sets_are_filled, .init = l
 {
 	struct haul_net_tuple *t;
 	struct conn c;
-	char name[64], buf[64];
+	char name[64];
 	size_t n;
 
 	connect_pair(&c);
@@ -263,12 +277,8 @@ Test(netlock, a_prepared_lock_drops_nothing_until_its_sets_are_filled, .init = l
 	cr_assert_eq(haul_netlock_prepare(name, true), 0);
 	cr_assert(haul_netlock_exists(name));
 	cr_assert_eq(haul_netlock_prepare(name, true), -EEXIST, "one table per name");
-	cr_assert_eq(write(c.s, "early-1", 7), 7);
-	cr_assert_eq(write(c.ctl, "early-2", 7), 7);
-	cr_assert_eq(read_within(c.res, buf, sizeof(buf), 5000), 7, "the prepared lock dropped");
-	cr_assert_str_eq(buf, "early-1");
-	cr_assert_eq(read_within(c.s, buf, sizeof(buf), 5000), 7, "the prepared lock dropped");
-	cr_assert_str_eq(buf, "early-2");
+	send_both(&c, "early-1", "early-2");
+	expect_both(&c, "early-1", "early-2", 5000); /* the prepared lock dropped nothing */
 	cr_assert_eq(haul_netlock_fill(name, t, n, NULL, 0), 0);
 	assert_dropped_then_lifted(&c, name);
 	free(t);
