@@ -27,8 +27,8 @@ skip() {
 }
 
 [ -x "$HAUL" ] || skip "skip: build haul first ($HAUL is missing)"
-command -v qemu-system-x86_64 >/dev/null 2>&1 ||
-	skip "skip: qemu-system-x86_64 is missing (sh tests/extra/trk_softdirty_qemu.sh installs it)"
+. "$(dirname "$0")/qemu_need.shlib"
+why=$(qemu_install) || skip "$why"
 BUSYBOX=$(command -v busybox) || skip "skip: busybox is missing (apt-get install busybox-static)"
 ldd "$BUSYBOX" >/dev/null 2>&1 && skip "skip: $BUSYBOX is dynamic; the guest needs busybox-static"
 

@@ -21,18 +21,8 @@ skip() {
 	exit 77
 }
 
-if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
-	if [ "$(id -u)" != 0 ]; then
-		skip "skip: qemu-system-x86_64 is missing and we are not root to install it"
-	fi
-	echo "installing qemu-system-x86 (only for this test)"
-	export DEBIAN_FRONTEND=noninteractive
-	{ apt-get update -qq && apt-get install -y -qq --no-install-recommends qemu-system-x86; } \
-		>"$WORK/apt.log" 2>&1 ||
-		skip "skip: qemu-system-x86 cannot be installed here (see $WORK/apt.log)"
-	command -v qemu-system-x86_64 >/dev/null 2>&1 ||
-		skip "skip: qemu-system-x86_64 still missing after install"
-fi
+. "$(dirname "$0")/qemu_need.shlib"
+why=$(qemu_install) || skip "$why"
 
 # Debian's stock kernel image: linux-image-amd64 is a metapackage naming it.
 if [ ! -s "$WORK/vmlinuz" ]; then
