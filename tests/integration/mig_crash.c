@@ -45,32 +45,61 @@ static void start(int mem)
 	cr_assert_eq(th_state_take(M.wl_pid, TH_VERIFY_LIVE, &before), 0);
 }
 
-Test(mig_crash, page_server_killed_mid_round, .fini = teardown, .timeout = 60)
+/* Send SIG to a haul and reap it (within MS), then drop its pipe: its exit status. */
+static int stop_haul(pid_t haul, int fd, int sig, int ms)
+{
+	int status;
+
+	kill(haul, sig);
+	status = th_wait_exit(haul, ms);
+	close(fd);
+	return status;
+}
+
+/* Start a workload of MEM MiB, park haul at POINT, and stop it there with SIG. */
+static int stop_haul_at(int mem, const char *point, int sig, int ms)
+{
+	int fd;
+	pid_t haul;
+
+	start(mem);
+	haul = th_mig_haul_stalled(&M, point, NULL, &fd);
+	return stop_haul(haul, fd, sig, ms);
+}
+
+/* The guardian has moved the workload back out of the cgroup haul made for it. */
+static void assert_out_of_haul_cgroup(void)
+{
+	char path[64];
+
+	th_wait_proc_line(M.wl_pid, "cgroup", "haul/mig-", true, 5000);
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", M.wl_pid);
+	cr_assert_neq(th_sh("grep -q 'haul/mig-' %s", path), 0, "still in haul's cgroup");
+}
+
+/* Stop the page server with SIG mid-round: haul fails cleanly, the source runs. */
+static void stop_page_server_mid_round(int sig, int ms)
 {
 	int fd;
 	pid_t haul;
 
 	start(64);
 	haul = th_mig_haul_stalled(&M, "stall:precopy:1500", NULL, &fd);
-	th_kill(M.ps_pid, SIGKILL, 2000);
+	th_kill(M.ps_pid, sig, ms);
 	M.ps_pid = 0;
 	cr_assert_eq(th_wait_exit(haul, 30000), 1, "haul did not fail cleanly");
 	close(fd);
 	assert_source_runs();
 }
 
+Test(mig_crash, page_server_killed_mid_round, .fini = teardown, .timeout = 60)
+{
+	stop_page_server_mid_round(SIGKILL, 2000);
+}
+
 Test(mig_crash, page_server_interrupted_mid_round, .fini = teardown, .timeout = 60)
 {
-	int fd;
-	pid_t haul;
-
-	start(64);
-	haul = th_mig_haul_stalled(&M, "stall:precopy:1500", NULL, &fd);
-	th_kill(M.ps_pid, SIGINT, 5000);
-	M.ps_pid = 0;
-	cr_assert_eq(th_wait_exit(haul, 30000), 1, "haul did not fail cleanly");
-	close(fd);
-	assert_source_runs();
+	stop_page_server_mid_round(SIGINT, 5000);
 }
 
 Test(mig_crash, link_down_mid_round, .fini = teardown, .timeout = 60)
@@ -103,47 +132,28 @@ Test(mig_crash, restore_refused_thaws_the_source, .fini = teardown, .timeout = 6
 
 Test(mig_crash, haul_interrupted_while_frozen, .fini = teardown, .timeout = 60)
 {
-	int fd;
-	pid_t haul;
-
-	start(32);
-	haul = th_mig_haul_stalled(&M, "stall:frozen", NULL, &fd);
-	kill(haul, SIGINT);
-	cr_assert_eq(th_wait_exit(haul, 20000), 1);
-	close(fd);
+	cr_assert_eq(stop_haul_at(32, "stall:frozen", SIGINT, 20000), 1);
 	assert_source_runs();
 }
 
 Test(mig_crash, haul_interrupted_mid_round, .fini = teardown, .timeout = 60)
 {
-	int fd;
-	pid_t haul;
-
-	start(32);
-	haul = th_mig_haul_stalled(&M, "stall:precopy", NULL, &fd);
-	kill(haul, SIGINT);
-	cr_assert_eq(th_wait_exit(haul, 20000), 1);
-	close(fd);
+	cr_assert_eq(stop_haul_at(32, "stall:precopy", SIGINT, 20000), 1);
 	assert_source_runs();
 }
 
 Test(mig_crash, haul_killed_while_throttling_lifts_the_throttle, .fini = teardown, .timeout = 90)
 {
 	const char *extra[] = {"--bandwidth", "60M", "--compress", "none", NULL};
-	char path[64];
 	int fd;
 	pid_t haul;
 
 	th_mig_setup(&M, 0);
 	th_mig_workload(&M, 32, -1, 8);
 	haul = th_mig_haul_stalled(&M, "stall:throttled", extra, &fd);
-	kill(haul, SIGKILL);
-	th_wait_exit(haul, 5000);
-	close(fd);
+	stop_haul(haul, fd, SIGKILL, 5000);
 	/* the guardian moved it back out of the throttled cgroup haul made */
-	th_wait_proc_line(M.wl_pid, "cgroup", "haul/mig-", true, 5000);
-	snprintf(path, sizeof(path), "/proc/%d/cgroup", M.wl_pid);
-	cr_assert_neq(th_sh("grep -q 'haul/mig-' %s", path), 0, "still in haul's cgroup");
+	assert_out_of_haul_cgroup();
 	assert_source_runs();
 }
 
@@ -217,18 +227,13 @@ static void assert_not_frozen(void)
 
 Test(mig_crash, haul_killed_mid_duty_cycle_thaws_the_source, .fini = teardown, .timeout = 90)
 {
-	char path[64];
 	int fd;
 	pid_t haul;
 
 	haul = haul_mid_duty_cycle(&fd);
-	kill(haul, SIGKILL);
-	th_wait_exit(haul, 5000);
-	close(fd);
+	stop_haul(haul, fd, SIGKILL, 5000);
 	/* the guardian thaws it and moves it back out of haul's cgroup */
-	th_wait_proc_line(M.wl_pid, "cgroup", "haul/mig-", true, 5000);
-	snprintf(path, sizeof(path), "/proc/%d/cgroup", M.wl_pid);
-	cr_assert_neq(th_sh("grep -q 'haul/mig-' %s", path), 0, "still in haul's cgroup");
+	assert_out_of_haul_cgroup();
 	assert_not_frozen();
 	assert_source_runs();
 }
@@ -239,36 +244,20 @@ Test(mig_crash, haul_interrupted_mid_duty_cycle_thaws_the_source, .fini = teardo
 	pid_t haul;
 
 	haul = haul_mid_duty_cycle(&fd);
-	kill(haul, SIGINT);
-	cr_assert_eq(th_wait_exit(haul, 20000), 1, "haul did not fail cleanly");
-	close(fd);
+	cr_assert_eq(stop_haul(haul, fd, SIGINT, 20000), 1, "haul did not fail cleanly");
 	assert_not_frozen();
 	assert_source_runs();
 }
 
 Test(mig_crash, haul_killed_while_frozen, .fini = teardown, .timeout = 60)
 {
-	int fd;
-	pid_t haul;
-
-	start(32);
-	haul = th_mig_haul_stalled(&M, "stall:frozen", NULL, &fd);
-	kill(haul, SIGKILL);
-	th_wait_exit(haul, 5000);
-	close(fd);
+	stop_haul_at(32, "stall:frozen", SIGKILL, 5000);
 	assert_source_runs();
 }
 
 Test(mig_crash, haul_killed_while_seized, .fini = teardown, .timeout = 60)
 {
-	int fd;
-	pid_t haul;
-
-	start(32);
-	haul = th_mig_haul_stalled(&M, "stall:seized", NULL, &fd);
-	kill(haul, SIGKILL);
-	th_wait_exit(haul, 5000);
-	close(fd);
+	stop_haul_at(32, "stall:seized", SIGKILL, 5000);
 	assert_source_runs();
 }
 
@@ -276,31 +265,19 @@ Test(mig_crash, haul_killed_with_the_state_sent_under_the_v1_freezer, .fini = te
      .timeout = 60)
 {
 	struct haul_cg_mounts mnt;
-	int fd;
-	pid_t haul;
 
 	if (haul_cg_probe(&mnt) || !mnt.v1_freezer[0])
 		cr_skip_test("no v1 freezer hierarchy on this host");
-	start(32);
+	/* haul reads HAUL_FREEZER at its start, before it parks */
 	setenv("HAUL_FREEZER", "v1", 1);
-	haul = th_mig_haul_stalled(&M, "stall:state", NULL, &fd);
+	stop_haul_at(32, "stall:state", SIGKILL, 5000);
 	unsetenv("HAUL_FREEZER");
-	kill(haul, SIGKILL);
-	th_wait_exit(haul, 5000);
-	close(fd);
 	assert_source_runs();
 }
 
 Test(mig_crash, haul_killed_with_the_state_sent, .fini = teardown, .timeout = 60)
 {
-	int fd;
-	pid_t haul;
-
-	start(32);
-	haul = th_mig_haul_stalled(&M, "stall:state", NULL, &fd);
-	kill(haul, SIGKILL);
-	th_wait_exit(haul, 5000);
-	close(fd);
+	stop_haul_at(32, "stall:state", SIGKILL, 5000);
 	assert_source_runs();
 }
 
@@ -308,14 +285,8 @@ Test(mig_crash, haul_killed_between_resume_and_commit_never_runs_two, .fini = te
      .timeout = 60)
 {
 	bool target_runs;
-	int fd;
-	pid_t haul;
 
-	start(32);
-	haul = th_mig_haul_stalled(&M, "stall:restored", NULL, &fd);
-	kill(haul, SIGKILL);
-	th_wait_exit(haul, 5000);
-	close(fd);
+	stop_haul_at(32, "stall:restored", SIGKILL, 5000);
 	/* in doubt: the source stays frozen whatever the target does */
 	target_runs = th_mig_ticking(&M, M.net_b, 1500);
 	cr_assert_not(th_mig_ticking(&M, M.net_a, 500), "the in-doubt source runs");
@@ -328,14 +299,7 @@ Test(mig_crash, haul_killed_between_resume_and_commit_never_runs_two, .fini = te
 
 Test(mig_crash, haul_killed_after_commit_leaves_the_target_running, .fini = teardown, .timeout = 60)
 {
-	int fd;
-	pid_t haul;
-
-	start(32);
-	haul = th_mig_haul_stalled(&M, "stall:committed", NULL, &fd);
-	kill(haul, SIGKILL);
-	th_wait_exit(haul, 5000);
-	close(fd);
+	stop_haul_at(32, "stall:committed", SIGKILL, 5000);
 	cr_assert(th_mig_ticking(&M, M.net_b, 3000), "the committed target does not run");
 	cr_assert_not(th_mig_ticking(&M, M.net_a, 500), "both copies run");
 	th_mig_resolve_in_doubt(&M, true);

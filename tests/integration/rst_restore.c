@@ -30,13 +30,40 @@ static void make_dir(char *dir, size_t len, const char *tag)
 	mkdir(dir, 0755);
 }
 
+static void remove_dir(const char *dir)
+{
+	char cmd[700];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		cr_log_warn("cannot remove %s", dir);
+}
+
+/*
+ * Wait for the restored T (and free it): it exits 0, saw no error, and its
+ * output OUT ends in the line WANT of an undisturbed run.
+ */
+static void expect_finished(struct rst_target *t, const char *out, const char *want)
+{
+	char got[128];
+	int status;
+
+	status = rst_target_wait(t);
+	rst_target_free(t);
+	cr_expect_eq(status, 0, "restored process exited with %d:\n%s", status, th_slurp(out));
+	cr_expect_null(strstr(th_slurp(out), "ERROR"), "restored process saw an error:\n%s",
+		       th_slurp(out));
+	th_final_line(out, got, sizeof(got));
+	cr_expect_str_eq(got, want);
+}
+
 static void checkpoint_restore_once(enum rst_pidns ns)
 {
-	char dir[256], out[600], want[128], got[128], cmd[700], why[256];
+	char dir[256], out[600], want[128], why[256];
 	struct th_snap s;
 	struct rst_target *t = NULL;
 	struct th_state *before;
-	int status, ret;
+	int ret;
 	pid_t pid;
 
 	make_dir(dir, sizeof(dir), ns == RST_PIDNS_ALWAYS ? "ns" : "auto");
@@ -54,17 +81,8 @@ static void checkpoint_restore_once(enum rst_pidns ns)
 	cr_assert_eq(ret, 0, "restore failed: %s", strerror(-ret));
 	th_verify_same(before, rst_target_pid(t), TH_VERIFY_LIVE, "rst_counter");
 	th_state_free(before);
-	status = rst_target_wait(t);
-	rst_target_free(t);
-	cr_expect_eq(status, 0, "restored process exited with %d; output:\n%s", status,
-		     th_slurp(out));
-	cr_expect_null(strstr(th_slurp(out), "ERROR"), "restored process saw an error:\n%s",
-		       th_slurp(out));
-	th_final_line(out, got, sizeof(got));
-	cr_expect_str_eq(got, want);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		cr_log_warn("cannot remove %s", dir);
+	expect_finished(t, out, want);
+	remove_dir(dir);
 }
 
 Test(rst, restored_in_new_pidns_finishes_like_undisturbed_run, .timeout = 60)
@@ -87,10 +105,10 @@ Test(rst, restored_with_same_pid_on_host_finishes_like_undisturbed_run, .timeout
  */
 Test(rst, dumped_mid_iteration_without_sleeping_finishes_like_undisturbed_run, .timeout = 60)
 {
-	char dir[256], out[600], want[128], got[128], why[256], cmd[700];
+	char dir[256], out[600], want[128], why[256];
 	struct th_snap s;
 	struct rst_target *t = NULL;
-	int status, ret;
+	int ret;
 	pid_t pid;
 
 	make_dir(dir, sizeof(dir), "busy");
@@ -105,16 +123,8 @@ Test(rst, dumped_mid_iteration_without_sleeping_finishes_like_undisturbed_run, .
 	ret = th_snap_restore(&s, pid, RST_PIDNS_AUTO, &t, why, sizeof(why));
 	th_snap_free(&s);
 	cr_assert_eq(ret, 0, "restore failed: %s (%s)", strerror(-ret), why);
-	status = rst_target_wait(t);
-	rst_target_free(t);
-	cr_expect_eq(status, 0, "restored process exited with %d", status);
-	cr_expect_null(strstr(th_slurp(out), "ERROR"), "restored process saw an error:\n%s",
-		       th_slurp(out));
-	th_final_line(out, got, sizeof(got));
-	cr_expect_str_eq(got, want);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		cr_log_warn("cannot remove %s", dir);
+	expect_finished(t, out, want);
+	remove_dir(dir);
 }
 
 /*
@@ -125,7 +135,7 @@ Test(rst, dumped_mid_iteration_without_sleeping_finishes_like_undisturbed_run, .
  */
 Test(rst, restore_refuses_an_append_file_written_after_the_dump, .timeout = 60)
 {
-	char dir[256], out[600], why[512] = "", cmd[700];
+	char dir[256], out[600], why[512] = "";
 	struct th_snap s;
 	struct rst_target *t = NULL;
 	int status, ret, ticks;
@@ -155,9 +165,7 @@ Test(rst, restore_refuses_an_append_file_written_after_the_dump, .timeout = 60)
 		rst_target_wait(t);
 		rst_target_free(t);
 	}
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		cr_log_warn("cannot remove %s", dir);
+	remove_dir(dir);
 }
 
 /* ---- incremental (live migration) ---------------------------------------- */
@@ -220,7 +228,7 @@ static int send_round(struct rst_target *t, const struct th_snap *prev, const st
 
 Test(rst, incremental_rounds_then_final_dirty_pages_restore_exactly, .timeout = 90)
 {
-	char dir[256], out[600], want[128], got[128], why[256], cmd[700];
+	char dir[256], out[600], want[128], why[256];
 	struct rst_target_opts o = {.pidns = RST_PIDNS_AUTO};
 	struct th_snap prev, cur;
 	struct rst_target *t;
@@ -275,18 +283,11 @@ Test(rst, incremental_rounds_then_final_dirty_pages_restore_exactly, .timeout = 
 		    (unsigned long long)first, (unsigned long long)last, (unsigned long long)total);
 	cr_expect_lt(last, total / 2, "the final round sent %llu of %llu pages",
 		     (unsigned long long)last, (unsigned long long)total);
-	status = rst_target_wait(t);
-	rst_target_free(t);
+	expect_finished(t, out, want);
 	free(state);
 	th_snap_free(&prev);
 	th_snap_free(&cur);
-	cr_expect_eq(status, 0, "restored process exited with %d:\n%s", status, th_slurp(out));
-	cr_expect_null(strstr(th_slurp(out), "ERROR"), "%s", th_slurp(out));
-	th_final_line(out, got, sizeof(got));
-	cr_expect_str_eq(got, want);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		cr_log_warn("cannot remove %s", dir);
+	remove_dir(dir);
 }
 
 Test(rst, restore_fails_cleanly_when_pid_is_taken_and_no_namespace_allowed, .timeout = 30)
@@ -310,9 +311,7 @@ Test(rst, restore_fails_cleanly_when_pid_is_taken_and_no_namespace_allowed, .tim
 	th_snap_free(&s);
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
-	snprintf(out, sizeof(out), "rm -rf %s", dir);
-	if (system(out) != 0)
-		cr_log_warn("cannot remove %s", dir);
+	remove_dir(dir);
 }
 
 /* ---- the post-copy hook ------------------------------------------------------ */
@@ -337,7 +336,7 @@ static int hook(void *arg, struct rsys *r, const struct haul_layout *l)
 
 Test(rst, before_resume_hook_sees_the_final_layout_and_can_fail_the_resume, .timeout = 60)
 {
-	char dir[256], out[600], why[256], cmd[700];
+	char dir[256], out[600], why[256];
 	struct rst_target_opts o = {.pidns = RST_PIDNS_ALWAYS, .lazy = true, .before_resume = hook};
 	struct hook_seen h = {0, false, -EIO};
 	struct th_snap s;
@@ -367,9 +366,7 @@ Test(rst, before_resume_hook_sees_the_final_layout_and_can_fail_the_resume, .tim
 	cr_expect_eq(rst_target_wait(t), 128 + SIGKILL);
 	rst_target_free(t);
 	th_snap_free(&s);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		cr_log_warn("cannot remove %s", dir);
+	remove_dir(dir);
 }
 
 /* ---- fds that are not files -------------------------------------------------- */
@@ -407,7 +404,7 @@ Test(rst, event_loop_over_epoll_eventfd_timerfd_signalfd_and_self_pipe_carries_o
 static void threads_once(enum rst_pidns ns)
 {
 	const char *const args[] = {"1500", NULL};
-	char out[128], want[128], got[128], why[256];
+	char out[128], want[128], why[256];
 	struct th_snap s;
 	struct rst_target *t;
 	struct th_state *before;
@@ -429,12 +426,7 @@ static void threads_once(enum rst_pidns ns)
 	cr_assert_eq(ret, 0, "restore failed: %s", strerror(-ret));
 	th_verify_same(before, rst_target_pid(t), TH_VERIFY_LIVE, "rst_threads");
 	th_state_free(before);
-	status = rst_target_wait(t);
-	rst_target_free(t);
-	cr_expect_eq(status, 0, "restored rst_threads exited with %d:\n%s", status, th_slurp(out));
-	cr_expect_null(strstr(th_slurp(out), "ERROR"), "%s", th_slurp(out));
-	th_final_line(out, got, sizeof(got));
-	cr_expect_str_eq(got, want);
+	expect_finished(t, out, want);
 	unlink(out);
 }
 
@@ -472,7 +464,7 @@ static uint8_t *read_whole(const char *path, size_t *len)
  */
 Test(rst, image_with_a_flipped_page_byte_is_refused_and_left_as_it_was, .timeout = 60)
 {
-	char dir[256], imgs[300], pages[700], out[600], want[128], got[128], cmd[700];
+	char dir[256], imgs[300], pages[700], out[600], want[128], got[128];
 	struct rst_target_opts o = {.pidns = RST_PIDNS_ALWAYS};
 	struct rst_ckpt_stats st;
 	struct rst_target *t = NULL;
@@ -517,7 +509,5 @@ Test(rst, image_with_a_flipped_page_byte_is_refused_and_left_as_it_was, .timeout
 	cr_expect_eq(status, 0, "restored process exited with %d:\n%s", status, th_slurp(out));
 	th_final_line(out, got, sizeof(got));
 	cr_expect_str_eq(got, want);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		cr_log_warn("cannot remove %s", dir);
+	remove_dir(dir);
 }

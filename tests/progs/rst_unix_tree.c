@@ -289,32 +289,49 @@ static int run_pairs(void)
 	return mine || !WIFEXITED(st) || WEXITSTATUS(st);
 }
 
-/* pairs + conn-path: three socketpairs and two connections between parent and child. */
-static int scm_child(int s)
+/*
+ * A child's start in the scm tests: open child.out, say it is ready, wait for
+ * "go", then take the message TEXT with N (at most 3) fds from S into FDS.
+ * Returns 0, 1 when the message is not that one (logged as WHAT of check CH),
+ * or -1 when child.out cannot be opened.
+ */
+static int child_recv_fds(int s, const char *text, int *fds, int n, const char *what,
+			  const char *ch)
 {
-	char buf[64], ctl[CMSG_SPACE(2 * sizeof(int))], path[512];
+	char buf[64], ctl[CMSG_SPACE(3 * sizeof(int))], path[512];
 	struct iovec iov = {buf, sizeof(buf)};
 	struct msghdr m = {.msg_iov = &iov,
 			   .msg_iovlen = 1,
 			   .msg_control = ctl,
 			   .msg_controllen = sizeof(ctl)};
+	size_t len = strlen(text);
 	struct cmsghdr *c;
-	int fds[2] = {-1, -1}, bads = 0;
-	ssize_t n;
+	ssize_t got;
 
 	snprintf(path, sizeof(path), "%s/child.out", dir);
 	out = fopen(path, "w");
 	if (!out)
-		return 1;
+		return -1;
 	mark("ready-child");
 	wait_mark("go");
-	n = recvmsg(s, &m, MSG_DONTWAIT);
+	got = recvmsg(s, &m, MSG_DONTWAIT);
 	c = CMSG_FIRSTHDR(&m);
-	if (n != 5 || memcmp(buf, "files", 5) || !c || c->cmsg_type != SCM_RIGHTS ||
-	    c->cmsg_len != CMSG_LEN(2 * sizeof(int)))
-		bads += bad("the message with the files lost", "scm");
-	else
-		memcpy(fds, CMSG_DATA(c), sizeof(fds));
+	if (got != (ssize_t)len || memcmp(buf, text, len) || !c || c->cmsg_type != SCM_RIGHTS ||
+	    c->cmsg_len != CMSG_LEN(n * sizeof(int)))
+		return bad(what, ch);
+	memcpy(fds, CMSG_DATA(c), n * sizeof(int));
+	return 0;
+}
+
+/* pairs + conn-path: three socketpairs and two connections between parent and child. */
+static int scm_child(int s)
+{
+	char buf[64], path[512];
+	int fds[2] = {-1, -1}, bads;
+
+	bads = child_recv_fds(s, "files", fds, 2, "the message with the files lost", "scm");
+	if (bads < 0)
+		return 1;
 	if (!bads && (read(fds[0], buf, sizeof(buf)) != 6 || memcmp(buf, "456789", 6)))
 		bads += bad("the first file's offset or content", "scm");
 	if (!bads && (write(fds[1], "+", 1) != 1 || (fcntl(fds[1], F_GETFL) & O_APPEND) == 0))
@@ -432,30 +449,13 @@ static int run_scm_later(void)
 /* scm-kinds, the child: the three fds of "kinds" are the parent's pipe, eventfd and socket. */
 static int kinds_child(int s)
 {
-	char buf[64], ctl[CMSG_SPACE(3 * sizeof(int))], path[512];
-	struct iovec iov = {buf, sizeof(buf)};
-	struct msghdr m = {.msg_iov = &iov,
-			   .msg_iovlen = 1,
-			   .msg_control = ctl,
-			   .msg_controllen = sizeof(ctl)};
-	struct cmsghdr *c;
-	int fds[3] = {-1, -1, -1}, bads = 0;
+	char buf[64];
+	int fds[3] = {-1, -1, -1}, bads;
 	uint64_t count = 0;
-	ssize_t n;
 
-	snprintf(path, sizeof(path), "%s/child.out", dir);
-	out = fopen(path, "w");
-	if (!out)
+	bads = child_recv_fds(s, "kinds", fds, 3, "the message with the fds lost", "scm-kinds");
+	if (bads < 0)
 		return 1;
-	mark("ready-child");
-	wait_mark("go");
-	n = recvmsg(s, &m, MSG_DONTWAIT);
-	c = CMSG_FIRSTHDR(&m);
-	if (n != 5 || memcmp(buf, "kinds", 5) || !c || c->cmsg_type != SCM_RIGHTS ||
-	    c->cmsg_len != CMSG_LEN(3 * sizeof(int)))
-		bads += bad("the message with the fds lost", "scm-kinds");
-	else
-		memcpy(fds, CMSG_DATA(c), sizeof(fds));
 	if (!bads && (read(fds[0], buf, 1) != 1 || buf[0] != 'p'))
 		bads += bad("the pipe's byte", "scm-kinds");
 	if (!bads && (read(fds[1], &count, sizeof(count)) != sizeof(count) || count != 3))

@@ -181,14 +181,31 @@ static Haul__Criu__Response *ask(const Haul__Criu__Request *q)
 	return haul__criu__response__unpack(NULL, n, buf);
 }
 
-Test(ctr_criu, answers_version_as_criu_3)
+/* The response R refuses with ERR and a message naming WHAT; frees it. */
+static void assert_refused(Haul__Criu__Response *r, int err, const char *what)
+{
+	cr_assert_not_null(r);
+	cr_assert(r->has_success && !r->success);
+	cr_assert_eq(r->cr_errno, err);
+	cr_assert(r->cr_errmsg && strstr(r->cr_errmsg, what), "%s", r->cr_errmsg);
+	haul__criu__response__free_unpacked(r, NULL);
+}
+
+/* Ask a request of TYPE with nothing else set. */
+static Haul__Criu__Response *ask_type(Haul__Criu__ReqType type)
 {
 	Haul__Criu__Request q = HAUL__CRIU__REQUEST__INIT;
-	Haul__Criu__Response *r;
 
 	q.has_type = true;
-	q.type = HAUL__CRIU__REQ_TYPE__REQ_VERSION;
-	r = ask(&q);
+	q.type = type;
+	return ask(&q);
+}
+
+Test(ctr_criu, answers_version_as_criu_3)
+{
+	Haul__Criu__Response *r;
+
+	r = ask_type(HAUL__CRIU__REQ_TYPE__REQ_VERSION);
 	cr_assert_not_null(r);
 	cr_assert(r->has_success && r->success);
 	cr_assert_eq(r->type, HAUL__CRIU__REQ_TYPE__REQ_VERSION);
@@ -220,32 +237,12 @@ Test(ctr_criu, says_it_tracks_memory_but_has_no_lazy_pages)
 
 Test(ctr_criu, refuses_other_requests_naming_them)
 {
-	Haul__Criu__Request q = HAUL__CRIU__REQUEST__INIT;
-	Haul__Criu__Response *r;
-
-	q.has_type = true;
-	q.type = HAUL__CRIU__REQ_TYPE__REQ_PAGE_SERVER;
-	r = ask(&q);
-	cr_assert_not_null(r);
-	cr_assert(r->has_success && !r->success);
-	cr_assert_eq(r->cr_errno, EOPNOTSUPP);
-	cr_assert(r->cr_errmsg && strstr(r->cr_errmsg, "PAGE_SERVER"), "%s", r->cr_errmsg);
-	haul__criu__response__free_unpacked(r, NULL);
+	assert_refused(ask_type(HAUL__CRIU__REQ_TYPE__REQ_PAGE_SERVER), EOPNOTSUPP, "PAGE_SERVER");
 }
 
 Test(ctr_criu, refuses_a_pre_dump_without_images_before_touching_anything)
 {
-	Haul__Criu__Request q = HAUL__CRIU__REQUEST__INIT;
-	Haul__Criu__Response *r;
-
-	q.has_type = true;
-	q.type = HAUL__CRIU__REQ_TYPE__REQ_PRE_DUMP;
-	r = ask(&q);
-	cr_assert_not_null(r);
-	cr_assert(r->has_success && !r->success);
-	cr_assert_eq(r->cr_errno, EINVAL);
-	cr_assert(r->cr_errmsg && strstr(r->cr_errmsg, "images_dir_fd"), "%s", r->cr_errmsg);
-	haul__criu__response__free_unpacked(r, NULL);
+	assert_refused(ask_type(HAUL__CRIU__REQ_TYPE__REQ_PRE_DUMP), EINVAL, "images_dir_fd");
 }
 
 Test(ctr_criu, refuses_a_dump_option_over_rpc_before_touching_anything)
@@ -253,7 +250,6 @@ Test(ctr_criu, refuses_a_dump_option_over_rpc_before_touching_anything)
 	Haul__Criu__Request q = HAUL__CRIU__REQUEST__INIT;
 	Haul__Criu__Options o;
 	Haul__Criu__MountMapping *ext[1];
-	Haul__Criu__Response *r;
 	char dir[] = "/tmp/ctr_criu.XXXXXX";
 	int dfd;
 
@@ -267,12 +263,7 @@ Test(ctr_criu, refuses_a_dump_option_over_rpc_before_touching_anything)
 	q.has_type = true;
 	q.type = HAUL__CRIU__REQ_TYPE__REQ_DUMP;
 	q.opts = &o;
-	r = ask(&q);
-	cr_assert_not_null(r);
-	cr_assert(r->has_success && !r->success);
-	cr_assert_eq(r->cr_errno, EOPNOTSUPP);
-	cr_assert(r->cr_errmsg && strstr(r->cr_errmsg, "'shell_job'"), "%s", r->cr_errmsg);
-	haul__criu__response__free_unpacked(r, NULL);
+	assert_refused(ask(&q), EOPNOTSUPP, "'shell_job'");
 	close(dfd);
 	rmdir(dir);
 }

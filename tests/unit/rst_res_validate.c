@@ -161,49 +161,61 @@ Test(rst_res_validate, seccomp_stacks_naming_a_missing_filter_or_thread_are_name
 	cr_assert_eq(check(&s.ps), 0, "%s", why);
 }
 
+/* A process with one fd, 3, on file 1 of KIND, whose kind's part is not set. */
+struct one_fd {
+	Haul__Img__ProcessState ps;
+	Haul__Img__FileObject f, *fp[1];
+	Haul__Img__FdEntry e, *ep[1];
+};
+
+static void one_fd_init(struct one_fd *s, Haul__Img__FdKind kind)
+{
+	haul__img__process_state__init(&s->ps);
+	haul__img__file_object__init(&s->f);
+	haul__img__fd_entry__init(&s->e);
+	s->f.id = 1;
+	s->f.kind = kind;
+	s->e.fd = 3;
+	s->e.file_id = 1;
+	s->fp[0] = &s->f;
+	s->ep[0] = &s->e;
+	s->ps.files = s->fp;
+	s->ps.n_files = 1;
+	s->ps.fds = s->ep;
+	s->ps.n_fds = 1;
+}
+
+static int fd_check(const struct one_fd *s)
+{
+	why[0] = '\0';
+	return rst_fd_validate(&s->ps, why, sizeof(why));
+}
+
 Test(rst_res_validate, a_pidfd_without_its_part_or_on_no_pid_is_named)
 {
-	Haul__Img__ProcessState ps = HAUL__IMG__PROCESS_STATE__INIT;
-	Haul__Img__FileObject f = HAUL__IMG__FILE_OBJECT__INIT, *fp[1] = {&f};
-	Haul__Img__FdEntry e = HAUL__IMG__FD_ENTRY__INIT, *ep[1] = {&e};
+	struct one_fd o;
 	Haul__Img__PidfdFile p = HAUL__IMG__PIDFD_FILE__INIT;
 
-	f.id = 1;
-	f.kind = HAUL__IMG__FD_KIND__FD_PIDFD;
-	e.fd = 3;
-	e.file_id = 1;
-	ps.files = fp;
-	ps.n_files = 1;
-	ps.fds = ep;
-	ps.n_fds = 1;
-	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG);
-	f.pidfd = &p;
+	one_fd_init(&o, HAUL__IMG__FD_KIND__FD_PIDFD);
+	cr_assert_eq(fd_check(&o), -EBADMSG);
+	o.f.pidfd = &p;
 	p.pid = 0;
-	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG);
+	cr_assert_eq(fd_check(&o), -EBADMSG);
 	cr_expect(strstr(why, "pidfd on pid 0"), "%s", why);
 	p.pid = 42;
-	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(fd_check(&o), 0, "%s", why);
 }
 
 Test(rst_res_validate, inotify_watches_out_of_order_or_relative_are_named)
 {
-	Haul__Img__ProcessState ps = HAUL__IMG__PROCESS_STATE__INIT;
-	Haul__Img__FileObject f = HAUL__IMG__FILE_OBJECT__INIT, *fp[1] = {&f};
-	Haul__Img__FdEntry e = HAUL__IMG__FD_ENTRY__INIT, *ep[1] = {&e};
+	struct one_fd o;
 	Haul__Img__InotifyFile in = HAUL__IMG__INOTIFY_FILE__INIT;
 	Haul__Img__InotifyWatch w1 = HAUL__IMG__INOTIFY_WATCH__INIT;
 	Haul__Img__InotifyWatch w2 = HAUL__IMG__INOTIFY_WATCH__INIT, *wp[2] = {&w1, &w2};
 
-	f.id = 1;
-	f.kind = HAUL__IMG__FD_KIND__FD_INOTIFY;
-	e.fd = 3;
-	e.file_id = 1;
-	ps.files = fp;
-	ps.n_files = 1;
-	ps.fds = ep;
-	ps.n_fds = 1;
-	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG, "no inotify part");
-	f.inotify = &in;
+	one_fd_init(&o, HAUL__IMG__FD_KIND__FD_INOTIFY);
+	cr_assert_eq(fd_check(&o), -EBADMSG, "no inotify part");
+	o.f.inotify = &in;
 	in.watches = wp;
 	in.n_watches = 2;
 	w1.wd = 1;
@@ -212,51 +224,42 @@ Test(rst_res_validate, inotify_watches_out_of_order_or_relative_are_named)
 	w2.wd = 2;
 	w2.mask = 0x2; /* IN_MODIFY */
 	w2.path = "/etc/passwd";
-	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(fd_check(&o), 0, "%s", why);
 	w2.wd = 3;
-	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG);
+	cr_assert_eq(fd_check(&o), -EBADMSG);
 	cr_expect(strstr(why, "file 1 (inotify).watches[1]: wd 3"), "%s", why);
 	w2.wd = 2;
 	w2.path = "passwd";
-	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG);
+	cr_assert_eq(fd_check(&o), -EBADMSG);
 	w2.path = "/etc/passwd";
 	w2.mask = 0x10000000; /* not an inotify_add_watch bit haul carries */
-	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG);
+	cr_assert_eq(fd_check(&o), -EBADMSG);
 }
 
 Test(rst_res_validate, fanotify_permission_classes_and_bad_marks_are_named)
 {
-	Haul__Img__ProcessState ps = HAUL__IMG__PROCESS_STATE__INIT;
-	Haul__Img__FileObject f = HAUL__IMG__FILE_OBJECT__INIT, *fp[1] = {&f};
-	Haul__Img__FdEntry e = HAUL__IMG__FD_ENTRY__INIT, *ep[1] = {&e};
+	struct one_fd o;
 	Haul__Img__FanotifyFile fa = HAUL__IMG__FANOTIFY_FILE__INIT;
 	Haul__Img__FanotifyMark m = HAUL__IMG__FANOTIFY_MARK__INIT, *mp[1] = {&m};
 
-	f.id = 1;
-	f.kind = HAUL__IMG__FD_KIND__FD_FANOTIFY;
-	e.fd = 3;
-	e.file_id = 1;
-	ps.files = fp;
-	ps.n_files = 1;
-	ps.fds = ep;
-	ps.n_fds = 1;
-	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG, "no fanotify part");
-	f.fanotify = &fa;
+	one_fd_init(&o, HAUL__IMG__FD_KIND__FD_FANOTIFY);
+	cr_assert_eq(fd_check(&o), -EBADMSG, "no fanotify part");
+	o.f.fanotify = &fa;
 	fa.marks = mp;
 	fa.n_marks = 1;
 	m.mask = 0x20; /* FAN_OPEN */
 	m.path = "/tmp";
-	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(fd_check(&o), 0, "%s", why);
 	fa.flags = 0x4; /* FAN_CLASS_CONTENT */
-	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG);
+	cr_assert_eq(fd_check(&o), -EBADMSG);
 	cr_expect(strstr(why, "file 1 (fanotify): a permission class"), "%s", why);
 	fa.flags = 0;
 	m.type = 3;
-	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG);
+	cr_assert_eq(fd_check(&o), -EBADMSG);
 	cr_expect(strstr(why, "file 1 (fanotify).marks[0]: type 3"), "%s", why);
 	m.type = 1;
 	m.mask = 0;
-	cr_assert_eq(rst_fd_validate(&ps, why, sizeof(why)), -EBADMSG, "a mark without masks");
+	cr_assert_eq(fd_check(&o), -EBADMSG, "a mark without masks");
 }
 
 /* A process of two threads: the main one confined by @main, the other by @thread. */
