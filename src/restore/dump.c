@@ -151,17 +151,6 @@ static void dump_ctx_free(struct dump_ctx *c)
 	free(c);
 }
 
-static int inject(struct rsys *r, long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
-		  long *res)
-{
-	uint64_t args[6] = {a0, a1, a2, a3, 0, 0};
-	int ret = rsys_call(r, nr, args, res);
-
-	if (ret)
-		pr_err_r(ret, "cannot run syscall %ld in pid %d", nr, r->pid);
-	return ret;
-}
-
 static void regs_to_img(const struct user_regs_struct *g, Haul__Img__Regs *o)
 {
 	haul__img__regs__init(o);
@@ -270,16 +259,35 @@ static int inner_tid(pid_t pid, pid_t tid)
 }
 
 /* Thread @i (not the main one) of @s, with @scratch mapped in the shared mm. */
-static int dump_thread(struct rst_seized *s, size_t i, struct thread_buf *b, uint64_t scratch)
+/* Run @n calls in @r in one round trip (@code: rsys_batch_code), naming the one that failed. */
+static int inject_batch(struct rsys *r, uint64_t code, uint64_t scratch, struct rsys_bcall *b,
+			size_t n)
+{
+	size_t failed;
+	int ret = rsys_batch(r, code, scratch + RSYS_SCRATCH_TABLE, b, n, &failed);
+
+	if (ret && failed < n)
+		pr_err_r(ret, "cannot run %s (%ld, %#lx) in pid %d", b[failed].name, b[failed].nr,
+			 (unsigned long)b[failed].args[0], r->pid);
+	else if (ret)
+		pr_err_r(ret, "cannot run %zu injected calls in pid %d", n, r->pid);
+	return ret;
+}
+
+static int dump_thread(struct rst_seized *s, size_t i, struct thread_buf *b, uint64_t scratch,
+		       uint64_t code)
 {
 	struct rsys *r = &s->thr[i];
 	Haul__Img__ThreadState *o = &b->ts;
 	struct rseq_config rc;
 	struct iovec iov = {b->xstate, sizeof(b->xstate)};
 	size_t n = 0, cap = 0, hlen = 0;
-	uint64_t head = 0, ss[3];
+	uint64_t head = 0, out[5] = {0}, *ss = out; /* stack_t at 0, tid address at 32 */
+	struct rsys_bcall b2[2] = {
+		{"sigaltstack", SYS_sigaltstack, {0, scratch}, RSYS_BMAYFAIL, 0},
+		{"prctl", SYS_prctl, {PR_GET_TID_ADDRESS, scratch + 32}, RSYS_BMAYFAIL, 0},
+	};
 	char name[64], *text = NULL;
-	long res;
 	int ret;
 
 	haul__img__thread_state__init(o);
@@ -308,12 +316,13 @@ static int dump_thread(struct rst_seized *s, size_t i, struct thread_buf *b, uin
 	o->n_pending = n;
 	o->pending = b->pendp;
 
-	ret = inject(r, SYS_sigaltstack, 0, scratch, 0, 0, &res);
-	if (!ret && res == 0)
-		ret = rsys_read(r->pid, scratch, ss, sizeof(ss));
+	/* its altstack and tid address: one round trip, results at scratch + 0 and + 32 */
+	ret = inject_batch(r, code, scratch, b2, 2);
+	if (!ret)
+		ret = rsys_read(r->pid, scratch, out, sizeof(out));
 	if (ret)
 		return ret;
-	if (res == 0) {
+	if (b2[0].ret == 0) {
 		o->has_altstack_sp = o->has_altstack_flags = o->has_altstack_size = true;
 		o->altstack_sp = ss[0];
 		o->altstack_flags = (uint32_t)ss[1];
@@ -332,13 +341,8 @@ static int dump_thread(struct rst_seized *s, size_t i, struct thread_buf *b, uin
 		o->robust_list = head;
 		o->robust_list_len = hlen;
 	}
-	ret = inject(r, SYS_prctl, PR_GET_TID_ADDRESS, scratch, 0, 0, &res);
-	if (!ret && res == 0) {
-		ret = rsys_read(r->pid, scratch, &o->tid_address, sizeof(uint64_t));
-		o->has_tid_address = !ret;
-	}
-	if (ret)
-		return ret;
+	o->has_tid_address = b2[1].ret == 0;
+	o->tid_address = out[4];
 	snprintf(name, sizeof(name), "task/%d/comm", (int)r->pid);
 	if (!rst_read_proc(s->pid, name, &text, NULL)) {
 		text[strcspn(text, "\n")] = '\0';
@@ -347,21 +351,6 @@ static int dump_thread(struct rst_seized *s, size_t i, struct thread_buf *b, uin
 		free(text);
 	}
 	return 0;
-}
-
-/* Run @n calls in @r in one round trip (@code: rsys_batch_code), naming the one that failed. */
-static int inject_batch(struct rsys *r, uint64_t code, uint64_t scratch, struct rsys_bcall *b,
-			size_t n)
-{
-	size_t failed;
-	int ret = rsys_batch(r, code, scratch + RSYS_SCRATCH_TABLE, b, n, &failed);
-
-	if (ret && failed < n)
-		pr_err_r(ret, "cannot run %s (%ld, %#lx) in pid %d", b[failed].name, b[failed].nr,
-			 (unsigned long)b[failed].args[0], r->pid);
-	else if (ret)
-		pr_err_r(ret, "cannot run %zu injected calls in pid %d", n, r->pid);
-	return ret;
 }
 
 /* The scratch slots of dump_signals's batch: one ksigaction per signal, then the stack_t. */
@@ -844,7 +833,7 @@ static int dump_main_thread(struct dump_ctx *c, struct rst_seized *s)
 }
 
 /* The other threads (dump_thread each), when there are any. */
-static int dump_threads(struct dump_ctx *c, struct rst_seized *s, uint64_t scratch)
+static int dump_threads(struct dump_ctx *c, struct rst_seized *s, uint64_t scratch, uint64_t code)
 {
 	int ret;
 
@@ -856,7 +845,7 @@ static int dump_threads(struct dump_ctx *c, struct rst_seized *s, uint64_t scrat
 		return -ENOMEM;
 	for (size_t i = 1; i < s->n; i++) {
 		c->ps.n_threads = i;
-		ret = dump_thread(s, i, &c->tb[i - 1], scratch);
+		ret = dump_thread(s, i, &c->tb[i - 1], scratch, code);
 		if (ret) {
 			pr_err_r(ret, "cannot dump thread %d of pid %d", s->thr[i].pid,
 				 (int)s->pid);
@@ -924,7 +913,7 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 	ret = dump_kernel_bookkeeping(c, r, scratch, code);
 	if (ret)
 		goto out;
-	ret = dump_threads(c, s, scratch);
+	ret = dump_threads(c, s, scratch, code);
 	if (ret)
 		goto out;
 	inj_ms = lap_ms(&t);
