@@ -253,6 +253,9 @@ int rst_attr_audit_proc(pid_t pid, char *why, size_t whylen);
 int rst_attr_audit_seized(struct rsys *thr, size_t n, uint64_t scratch, Haul__Img__ProcessState *ps,
 			  char *why, size_t whylen);
 int rst_attr_dump_proc(pid_t pid, Haul__Img__ProcessState *ps);
+/* For both halves of the audit: "pid P" or "thread T of pid P"; the refusal's advice. */
+void rst_attr_who(char *buf, size_t len, pid_t pid, pid_t tid);
+extern const char rst_attr_not_carried[];
 /*
  * Whether @pid's main thread has a time namespace pending for its children
  * (ns/time_for_children is not ns/time); the offsets of the one it is in
