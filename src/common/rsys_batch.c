@@ -50,6 +50,7 @@
 
 #include "common/injlog.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/rsys.h"
 
 /* as(1) of the loop in the opening comment; `done` is the last byte */
@@ -306,21 +307,13 @@ out:
 /* Whether @pid ignores SIGTRAP (status SigIgn): a forced one would reset its action. */
 static bool ignores_sigtrap(pid_t pid)
 {
-	char path[64], line[256];
-	bool ign = true; /* unknown: no batches */
-	FILE *f;
+	char path[64], text[4096];
+	const char *f;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return true;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "SigIgn:", 7)) {
-			ign = strtoull(line + 7, NULL, 16) & 1ULL << (SIGTRAP - 1);
-			break;
-		}
-	fclose(f);
-	return ign;
+	if (haul_read_file(path, text, sizeof(text)) < 0 || !(f = strstr(text, "\nSigIgn:")))
+		return true; /* unknown: no batches */
+	return strtoull(f + 8, NULL, 16) & 1ULL << (SIGTRAP - 1);
 }
 
 int rsys_batch_code(struct rsys *r, uint64_t *code)

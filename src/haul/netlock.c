@@ -378,12 +378,11 @@ int haul_netlock_take(const char *name, const struct haul_net_tuple *t, size_t n
 	if (!cmd)
 		return -ENOMEM;
 	ret = name_free(name);
-	frame(&p, &left, name, out);
-	elements(&p, &left, name, t, n, a, na);
-	if (!ret && !left)
-		ret = -E2BIG;
-	if (!ret)
-		ret = install(name, cmd);
+	if (!ret) {
+		frame(&p, &left, name, out);
+		elements(&p, &left, name, t, n, a, na);
+		ret = left ? install(name, cmd) : -E2BIG;
+	}
 	free(cmd);
 	if (!ret)
 		pr_info("network lock %s: %zu socket%s, %zu address%s%s (%.1f ms)", name, n,
@@ -401,11 +400,10 @@ int haul_netlock_prepare(const char *name, bool out)
 	if (!cmd)
 		return -ENOMEM;
 	ret = name_free(name);
-	frame(&p, &left, name, out);
-	if (!ret && !left)
-		ret = -E2BIG;
-	if (!ret)
-		ret = install(name, cmd);
+	if (!ret) {
+		frame(&p, &left, name, out);
+		ret = left ? install(name, cmd) : -E2BIG;
+	}
 	free(cmd);
 	return ret;
 }

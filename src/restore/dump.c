@@ -151,114 +151,6 @@ static void dump_ctx_free(struct dump_ctx *c)
 	free(c);
 }
 
-static void regs_to_img(const struct user_regs_struct *g, Haul__Img__Regs *o)
-{
-	haul__img__regs__init(o);
-	o->r15 = g->r15;
-	o->r14 = g->r14;
-	o->r13 = g->r13;
-	o->r12 = g->r12;
-	o->rbp = g->rbp;
-	o->rbx = g->rbx;
-	o->r11 = g->r11;
-	o->r10 = g->r10;
-	o->r9 = g->r9;
-	o->r8 = g->r8;
-	o->rax = g->rax;
-	o->rcx = g->rcx;
-	o->rdx = g->rdx;
-	o->rsi = g->rsi;
-	o->rdi = g->rdi;
-	o->orig_rax = g->orig_rax;
-	o->rip = g->rip;
-	o->cs = g->cs;
-	o->eflags = g->eflags;
-	o->rsp = g->rsp;
-	o->ss = g->ss;
-	o->fs_base = g->fs_base;
-	o->gs_base = g->gs_base;
-	o->ds = g->ds;
-	o->es = g->es;
-	o->fs = g->fs;
-	o->gs = g->gs;
-}
-
-/*
- * A relative sleep interrupted with ERESTART_RESTARTBLOCK would resume as
- * restart_syscall, whose saved state a new task lacks: it would fail with
- * EINTR.  Run the original call again instead (the sleep starts over:
- * longer, but not cut short).
- */
-static void regs_to_img_fixed(const struct user_regs_struct *saved,
-			      const struct user_regs_struct *raw, Haul__Img__Regs *o)
-{
-	struct user_regs_struct g = *saved;
-
-	if ((long)raw->rax == -516 &&
-	    (raw->orig_rax == SYS_nanosleep || raw->orig_rax == SYS_clock_nanosleep ||
-	     raw->orig_rax == SYS_poll || raw->orig_rax == SYS_futex))
-		g.rax = raw->orig_rax;
-	regs_to_img(&g, o);
-}
-
-/* The thread's own queue of signals, into @out (array grows; *@n counts). */
-static int peek_signals(pid_t tid, bool shared, Haul__Img__PendingSignal **arr, uint8_t (**si)[128],
-			size_t *n, size_t *cap)
-{
-	for (uint64_t off = 0;; off++) {
-		struct {
-			uint64_t off;
-			uint32_t flags;
-			int32_t nr;
-		} arg = {off, shared ? 1 : 0, 1};
-		uint8_t info[128];
-		long got = ptrace(PTRACE_PEEKSIGINFO, tid, &arg, info);
-
-		if (got < 0)
-			return -errno;
-		if (got == 0)
-			return 0;
-		if (*n == *cap) {
-			size_t nc = *cap ? *cap * 2 : 8;
-			void *a = realloc(*arr, nc * sizeof(**arr));
-
-			if (!a)
-				return -ENOMEM;
-			*arr = a;
-			a = realloc(*si, nc * sizeof(**si));
-			if (!a)
-				return -ENOMEM;
-			*si = a;
-			*cap = nc;
-		}
-		memcpy((*si)[*n], info, sizeof(info));
-		haul__img__pending_signal__init(&(*arr)[*n]);
-		(*arr)[*n].shared = shared;
-		(*n)++;
-	}
-}
-
-/* The last NSpid of /proc/PID/task/TID/status: the id it knows itself by. */
-static int inner_tid(pid_t pid, pid_t tid)
-{
-	char name[64], *status = NULL;
-	const char *f;
-	int ret = tid;
-
-	snprintf(name, sizeof(name), "task/%d/status", (int)tid);
-	if (!rst_read_proc(pid, name, &status, NULL) && (f = rst_status_field(status, "NSpid"))) {
-		const char *last = f;
-
-		for (const char *p = f; *p && *p != '\n'; p++)
-			if (p[0] == '\t' || p[0] == ' ')
-				last = p + 1;
-		ret = atoi(last);
-	}
-	free(status);
-	return ret;
-}
-
-/* Thread @i (not the main one) of @s, with @scratch mapped in the shared mm. */
 /* Run @n calls in @r in one round trip (@code: rsys_batch_code), naming the one that failed. */
 static int inject_batch(struct rsys *r, uint64_t code, uint64_t scratch, struct rsys_bcall *b,
 			size_t n)
@@ -274,6 +166,7 @@ static int inject_batch(struct rsys *r, uint64_t code, uint64_t scratch, struct 
 	return ret;
 }
 
+/* Thread @i (not the main one) of @s, with @scratch mapped in the shared mm. */
 static int dump_thread(struct rst_seized *s, size_t i, struct thread_buf *b, uint64_t scratch,
 		       uint64_t code)
 {
@@ -291,8 +184,8 @@ static int dump_thread(struct rst_seized *s, size_t i, struct thread_buf *b, uin
 	int ret;
 
 	haul__img__thread_state__init(o);
-	o->tid = inner_tid(s->pid, r->pid);
-	regs_to_img_fixed(&r->saved, &s->raw[i], &b->regs);
+	o->tid = rst_dump_inner_tid(s->pid, r->pid);
+	rst_dump_regs(&r->saved, &s->raw[i], &b->regs);
 	o->regs = &b->regs;
 	o->sigmask = r->sigmask;
 	if (ptrace(PTRACE_GETREGSET, r->pid, NT_X86_XSTATE, &iov) < 0)
@@ -300,7 +193,7 @@ static int dump_thread(struct rst_seized *s, size_t i, struct thread_buf *b, uin
 	o->xstate.data = b->xstate;
 	o->xstate.len = iov.iov_len;
 
-	ret = peek_signals(r->pid, false, &b->pending, &b->siginfo, &n, &cap);
+	ret = rst_dump_peek_signals(r->pid, false, &b->pending, &b->siginfo, &n, &cap);
 	if (ret)
 		return ret;
 	if (n) {
@@ -426,7 +319,8 @@ static int dump_signals(struct dump_ctx *c, struct rsys *r, uint64_t scratch, ui
 	/* Queued signals: the thread's own queue, then the process-wide one. */
 	n = 0;
 	for (int shared = 0; shared < 2; shared++) {
-		int ret2 = peek_signals(r->pid, shared, &c->pending, &c->siginfo, &n, &cap);
+		int ret2 =
+			rst_dump_peek_signals(r->pid, shared, &c->pending, &c->siginfo, &n, &cap);
 
 		if (ret2)
 			return ret2;
@@ -814,7 +708,7 @@ static int dump_main_thread(struct dump_ctx *c, struct rst_seized *s)
 		}
 		free(status);
 	}
-	regs_to_img_fixed(&r->saved, &s->raw[0], &c->regs);
+	rst_dump_regs(&r->saved, &s->raw[0], &c->regs);
 	c->ps.regs = &c->regs;
 	c->ps.has_syscall_restart = true;
 	c->ps.syscall_restart = r->in_syscall_restart;

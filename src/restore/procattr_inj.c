@@ -75,7 +75,9 @@ static int remote_values(struct rsys *r, uint64_t code, uint64_t scratch, struct
 	ret = rsys_write(r->pid, scratch, out, n * sizeof(out[0]));
 	for (size_t i = 0; i < n; i++)
 		c[i] = (struct rsys_bcall){
-			.name = q[i].nr == SYS_prctl ? "prctl" : "arch_prctl or membarrier",
+			.name = q[i].nr == SYS_prctl	    ? "prctl"
+				: q[i].nr == SYS_arch_prctl ? "arch_prctl"
+							    : "membarrier",
 			.nr = q[i].nr,
 			.args = {q[i].op, q[i].size ? scratch + 8 * i : 0},
 			.flags = RSYS_BMAYFAIL,

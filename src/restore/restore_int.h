@@ -237,6 +237,22 @@ void rst_cg_later_free(struct rst_cg_later *later);
 void rst_cg_early(pid_t pid, pid_t here, char *const *lines, size_t n);
 
 /*
+ * dump_thread.c: what ptrace and /proc show of one stopped thread.
+ * rst_dump_regs: its registers @saved (as rsys saved them) in image form,
+ * an ERESTART_RESTARTBLOCK sleep in @raw (the registers it stopped with)
+ * run again as its original call.  rst_dump_peek_signals: its own queue
+ * (or with @shared the process-wide one) appended to *@arr and *@si
+ * (arrays grown; *@n counts, *@cap their room); 0 or -errno.
+ * rst_dump_inner_tid: the id thread @tid of @pid knows itself by (the last
+ * NSpid), @tid when /proc does not say.
+ */
+void rst_dump_regs(const struct user_regs_struct *saved, const struct user_regs_struct *raw,
+		   Haul__Img__Regs *o);
+int rst_dump_peek_signals(pid_t tid, bool shared, Haul__Img__PendingSignal **arr,
+			  uint8_t (**si)[128], size_t *n, size_t *cap);
+int rst_dump_inner_tid(pid_t pid, pid_t tid);
+
+/*
  * procattr.c: process attributes (DESIGN.md "Supported and not supported",
  * process attributes).  rst_attr_audit_proc() judges, from /proc alone,
  * every field of the status of every thread of @pid and the per-process
