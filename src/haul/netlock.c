@@ -367,12 +367,12 @@ static size_t cmd_cap(size_t n, size_t na)
 	return 8192 + n * 160 + na * 64;
 }
 
-int haul_netlock_take(const char *name, const struct haul_net_tuple *t, size_t n,
-		      const struct haul_net_addr *a, size_t na, bool out)
+/* The whole table under a free @name: its frame and the elements of @t and @a (none: empty sets). */
+static int install_table(const char *name, const struct haul_net_tuple *t, size_t n,
+			 const struct haul_net_addr *a, size_t na, bool out)
 {
 	size_t left = cmd_cap(n, na);
 	char *cmd = malloc(left), *p = cmd;
-	double t0 = haul_now_ms();
 	int ret;
 
 	if (!cmd)
@@ -384,6 +384,15 @@ int haul_netlock_take(const char *name, const struct haul_net_tuple *t, size_t n
 		ret = left ? install(name, cmd) : -E2BIG;
 	}
 	free(cmd);
+	return ret;
+}
+
+int haul_netlock_take(const char *name, const struct haul_net_tuple *t, size_t n,
+		      const struct haul_net_addr *a, size_t na, bool out)
+{
+	double t0 = haul_now_ms();
+	int ret = install_table(name, t, n, a, na, out);
+
 	if (!ret)
 		pr_info("network lock %s: %zu socket%s, %zu address%s%s (%.1f ms)", name, n,
 			n == 1 ? "" : "s", na, na == 1 ? "" : "es", out ? "" : ", incoming only",
@@ -393,19 +402,7 @@ int haul_netlock_take(const char *name, const struct haul_net_tuple *t, size_t n
 
 int haul_netlock_prepare(const char *name, bool out)
 {
-	size_t left = cmd_cap(0, 0);
-	char *cmd = malloc(left), *p = cmd;
-	int ret;
-
-	if (!cmd)
-		return -ENOMEM;
-	ret = name_free(name);
-	if (!ret) {
-		frame(&p, &left, name, out);
-		ret = left ? install(name, cmd) : -E2BIG;
-	}
-	free(cmd);
-	return ret;
+	return install_table(name, NULL, 0, NULL, 0, out);
 }
 
 int haul_netlock_fill(const char *name, const struct haul_net_tuple *t, size_t n,
