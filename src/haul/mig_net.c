@@ -251,16 +251,48 @@ int haul_mig_net_check(struct mig *m)
 	return ret;
 }
 
+void haul_mig_net_presnap(struct mig *m)
+{
+	struct mig_net *n = &m->net;
+
+	haul_net_snap_free(&n->snap);
+	if (n->prepared && haul_mig_sockets_snap(m, &n->snap, false, NULL))
+		haul_net_snap_free(&n->snap); /* read at the freeze then */
+}
+
+/* The sockets as they are at the freeze: the snapshot verified, else read again. */
+static int sockets_now(struct mig *m, bool *reused)
+{
+	struct mig_net *n = &m->net;
+	int ret;
+
+	*reused = false;
+	free(n->socks);
+	n->socks = NULL;
+	n->nsocks = 0;
+	if (!n->snap.ino)
+		return haul_mig_sockets(m, &n->socks, &n->nsocks);
+	ret = haul_mig_sockets_snap(m, &n->snap, true, reused);
+	n->socks = n->snap.t; /* ours now */
+	n->nsocks = n->snap.n;
+	n->snap.t = NULL;
+	haul_net_snap_free(&n->snap);
+	return ret;
+}
+
 int haul_mig_net_down(struct mig *m)
 {
 	struct mig_net *n = &m->net;
 	struct ps_net_end *ends = NULL;
+	double t0 = haul_now_ms(), t_read, t_fill, t_addr;
+	bool reused;
 	int back, ret;
 
 	/* the sockets as they are at the freeze (connections come and go before it) */
-	ret = haul_mig_sockets(m, &n->socks, &n->nsocks);
+	ret = sockets_now(m, &reused);
 	if (ret)
 		return ret;
+	t_read = haul_now_ms();
 	if (!n->nsocks && !n->naddrs && !n->hook.cmd)
 		return 0;
 	ret = net_enter(n, &back);
@@ -275,6 +307,7 @@ int haul_mig_net_down(struct mig *m)
 						      n->naddrs, true);
 		n->locked = n->prepared || !ret; /* a prepared table is there, filled or not */
 	}
+	t_fill = haul_now_ms();
 	if (!ret && n->naddrs && n->active)
 		haul_netguard_moved(
 			&n->ng); /* before the first removal: a re-add of one there is 0 */
@@ -286,6 +319,7 @@ int haul_mig_net_down(struct mig *m)
 	net_leave(back);
 	if (ret)
 		return ret;
+	t_addr = haul_now_ms();
 	ends = calloc(n->nsocks ? n->nsocks : 1, sizeof(*ends));
 	if (!ends)
 		return -ENOMEM;
@@ -303,6 +337,10 @@ int haul_mig_net_down(struct mig *m)
 	free(ends);
 	if (ret)
 		return ret;
+	pr_debug("pid %d lock: %zu sockets %s %.2f ms, recorder and fill %.2f, addresses %.2f, "
+		 "told the target %.2f",
+		 m->pid, n->nsocks, reused ? "verified" : "read", t_read - t0, t_fill - t_read,
+		 t_addr - t_fill, haul_now_ms() - t_addr);
 	/*
 	 * Before the commit point: a failing hook rolls the migration back, and
 	 * source-up runs then too (the hook may have done part of its work).
@@ -333,6 +371,7 @@ static void net_release(struct mig_net *n)
 	haul_netguard_stop(&n->ng);
 	free(n->socks);
 	n->socks = NULL;
+	haul_net_snap_free(&n->snap);
 	free(n->addrs);
 	n->addrs = NULL;
 	n->active = false;

@@ -352,6 +352,7 @@ static int switch_stop(struct mig *m)
 		m->listeners = NULL; /* every fd is asked after the stop */
 	haul_mig_tree_listeners(m);  /* and those of every other process of a tree */
 	rst_ext_prescan(m->pid);     /* who else holds its pipes: not scanned in the downtime */
+	haul_mig_net_presnap(m);     /* its inet sockets: only verified at the freeze */
 	t = res->t_freeze = haul_now_ms();
 	if (m->cg.v2_freezer) {
 		ret = haul_freeze(&m->cg, HAUL_MIG_FREEZE_TIMEOUT_MS);

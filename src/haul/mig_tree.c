@@ -456,20 +456,42 @@ void haul_mig_tree_free(struct mig *m)
 	m->nprocs = 0;
 }
 
+/* The host PIDs of every process of the migration into *@pids (to free), for netsock.c. */
+static int mig_pids(const struct mig *m, pid_t **pids, size_t *n)
+{
+	*n = m->nprocs ? m->nprocs : 1;
+	*pids = calloc(*n, sizeof(**pids));
+	if (!*pids)
+		return -ENOMEM;
+	(*pids)[0] = m->pid;
+	for (size_t i = 0; i < m->nprocs; i++)
+		(*pids)[i] = i == m->cur ? m->pid : m->procs[i].pid;
+	return 0;
+}
+
 /* The TCP and UDP sockets of every process (one shared by several listed once, netsock.c). */
 int haul_mig_sockets(struct mig *m, struct haul_net_tuple **out, size_t *n)
 {
+	size_t np;
 	pid_t *pids;
-	int ret;
+	int ret = mig_pids(m, &pids, &np);
 
-	if (!m->nprocs)
-		return haul_net_sockets(m->pid, out, n);
-	pids = calloc(m->nprocs, sizeof(*pids));
-	if (!pids)
-		return -ENOMEM;
-	for (size_t i = 0; i < m->nprocs; i++)
-		pids[i] = i == m->cur ? m->pid : m->procs[i].pid;
-	ret = haul_net_sockets_of(pids, m->nprocs, out, n);
+	if (ret)
+		return ret;
+	ret = haul_net_sockets_of(pids, np, out, n);
+	free(pids);
+	return ret;
+}
+
+int haul_mig_sockets_snap(struct mig *m, struct haul_net_snap *s, bool again, bool *reused)
+{
+	size_t np;
+	pid_t *pids;
+	int ret = mig_pids(m, &pids, &np);
+
+	if (ret)
+		return ret;
+	ret = again ? haul_net_snap_again(pids, np, s, reused) : haul_net_snap_take(pids, np, s);
 	free(pids);
 	return ret;
 }

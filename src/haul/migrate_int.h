@@ -26,6 +26,7 @@ struct mig_net {
 	char addr_list[256];	      /* HAUL_ADDRESSES */
 	struct haul_net_tuple *socks; /* locked at the freeze */
 	size_t nsocks;
+	struct haul_net_snap snap; /* the sockets read just before the freeze */
 	struct haul_netguard ng;
 	struct haul_switch_hook hook;
 	/* what the lock drops, sent again after it (netreplay.c) */
@@ -124,6 +125,8 @@ int haul_mig_precopy(struct mig *m);
 /* mig_net.c: see there for when each is called */
 int haul_mig_net_prepare(struct mig *m);
 int haul_mig_net_check(struct mig *m);
+/* Its sockets read while it still runs, so that the freeze only verifies them. */
+void haul_mig_net_presnap(struct mig *m);
 int haul_mig_net_down(struct mig *m);
 void haul_mig_net_indoubt(struct mig *m, bool indoubt);
 void haul_mig_net_undo(struct mig *m);
@@ -148,6 +151,8 @@ void haul_mig_tree_kill(struct mig *m);
 void haul_mig_tree_finish(struct mig *m);
 void haul_mig_tree_free(struct mig *m);
 int haul_mig_sockets(struct mig *m, struct haul_net_tuple **out, size_t *n);
+/* The same read while it runs (@again false), then verified at the freeze (netsock.c). */
+int haul_mig_sockets_snap(struct mig *m, struct haul_net_snap *s, bool again, bool *reused);
 long long haul_mig_cpu_ticks(const struct mig *m);
 
 /* mig_switch.c */

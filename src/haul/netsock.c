@@ -28,9 +28,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/sysno.h"
 #include "haul/netlock.h"
 
 struct inode_fd {
@@ -106,7 +108,11 @@ static bool is_zero(const uint8_t *a, size_t len)
 /* One inet_diag message into @t; the family folded to IPv4 for v4-mapped ends. */
 static void diag_tuple(const struct inet_diag_msg *m, int proto, int fd, struct haul_net_tuple *t)
 {
+	_Static_assert(sizeof(m->id) == sizeof(t->diag_id), "inet_diag_sockid is 48 bytes");
 	memset(t, 0, sizeof(*t));
+	t->ino = m->idiag_inode;
+	t->diag_family = m->idiag_family;
+	memcpy(t->diag_id, &m->id, sizeof(t->diag_id));
 	t->family = m->idiag_family;
 	t->proto = proto;
 	t->fd = fd;
@@ -260,54 +266,257 @@ int haul_net_sockets(pid_t pid, struct haul_net_tuple **out, size_t *n)
 	return haul_net_sockets_of(&pid, 1, out, n);
 }
 
-int haul_net_sockets_of(const pid_t *pids, size_t npids, struct haul_net_tuple **out, size_t *n)
-{
-	static const int fam[] = {AF_INET, AF_INET6}, proto[] = {IPPROTO_TCP, IPPROTO_UDP};
-	struct inode_fd *ino;
-	size_t nino, cap = 0;
-	int nl, back, ret;
-	pid_t pid;
+/* The dumps of @mask (bit 2 * family index + protocol index, of fam[] and proto[]). */
+static const int fam[] = {AF_INET, AF_INET6}, proto[] = {IPPROTO_TCP, IPPROTO_UDP};
+#define DUMP_ALL 0xfU
+#define DUMP_UDP 0xaU
 
-	*out = NULL;
-	*n = 0;
-	if (!npids)
-		return 0;
-	pid = pids[0];
-	ret = set_inodes(pids, npids, &ino, &nino);
-	if (ret)
-		return ret;
-	if (!nino)
-		return 0;
+/* A NETLINK_SOCK_DIAG socket of @pid's network namespace (-errno, logged). */
+static int diag_open(pid_t pid)
+{
+	int nl, back, ret;
+
 	ret = enter_netns(pid, &back);
 	if (ret) {
 		pr_err_r(ret, "cannot enter the network namespace of pid %d", (int)pid);
-		free(ino);
 		return ret;
 	}
 	nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	ret = nl < 0 ? -errno : nl;
 	if (back >= 0 && setns(back, CLONE_NEWNET))
 		pr_err("cannot return to haul's network namespace after reading pid %d's sockets",
 		       (int)pid);
 	if (back >= 0)
 		close(back);
-	if (nl < 0) {
-		ret = -errno;
+	if (ret < 0)
 		pr_err_r(ret, "cannot open NETLINK_SOCK_DIAG for the sockets of pid %d", (int)pid);
-		free(ino);
-		return ret;
-	}
-	for (size_t f = 0; f < 2 && !ret; f++)
-		for (size_t p = 0; p < 2 && !ret; p++)
-			ret = diag_dump(nl, fam[f], proto[p], ino, nino, out, n, &cap);
+	return ret;
+}
+
+/* The sockets among @ino that the dumps of @mask list, added to *@out (@n). */
+static int dump_set(pid_t pid, const struct inode_fd *ino, size_t nino, unsigned mask,
+		    struct haul_net_tuple **out, size_t *n)
+{
+	size_t cap = *n;
+	int nl = diag_open(pid), ret = 0;
+
+	if (nl < 0)
+		return nl;
+	for (size_t i = 0; i < 4 && !ret; i++)
+		if (mask & (1U << i))
+			ret = diag_dump(nl, fam[i / 2], proto[i % 2], ino, nino, out, n, &cap);
 	close(nl);
+	if (ret)
+		pr_err_r(ret, "cannot read the inet sockets of pid %d (inet_diag)", (int)pid);
+	return ret;
+}
+
+int haul_net_sockets_of(const pid_t *pids, size_t npids, struct haul_net_tuple **out, size_t *n)
+{
+	struct inode_fd *ino;
+	size_t nino;
+	int ret;
+
+	*out = NULL;
+	*n = 0;
+	if (!npids)
+		return 0;
+	ret = set_inodes(pids, npids, &ino, &nino);
+	if (ret)
+		return ret;
+	if (nino)
+		ret = dump_set(pids[0], ino, nino, DUMP_ALL, out, n);
 	free(ino);
 	if (ret) {
-		pr_err_r(ret, "cannot read the inet sockets of pid %d (inet_diag)", (int)pid);
 		free(*out);
 		*out = NULL;
 		*n = 0;
 	}
 	return ret;
+}
+
+/* ---- read while it runs, verified at the freeze ---------------------------- */
+
+static int ulong_cmp(const void *a, const void *b)
+{
+	unsigned long x = *(const unsigned long *)a, y = *(const unsigned long *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Every socket inode of @pids, sorted, into *@out (the inode_fd list too, in *@ino). */
+static int snap_inodes(const pid_t *pids, size_t npids, struct inode_fd **ino, size_t *nino,
+		       unsigned long **out)
+{
+	int ret = set_inodes(pids, npids, ino, nino);
+
+	if (ret)
+		return ret;
+	*out = calloc(*nino ? *nino : 1, sizeof(**out));
+	if (!*out) {
+		free(*ino);
+		*ino = NULL;
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < *nino; i++)
+		(*out)[i] = (*ino)[i].ino;
+	qsort(*out, *nino, sizeof(**out), ulong_cmp);
+	return 0;
+}
+
+/* Is @v's socket an inet one?  Asked through a copy of its fd; true when that fails. */
+static bool inet_fd(const struct inode_fd *v)
+{
+	int pfd = (int)syscall(SYS_pidfd_open, v->pid, 0), fd = -1, dom = -1;
+	socklen_t l = sizeof(dom);
+
+	if (pfd >= 0)
+		fd = (int)syscall(SYS_pidfd_getfd, pfd, v->fd, 0);
+	if (fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l))
+		dom = -1;
+	if (fd >= 0)
+		close(fd);
+	if (pfd >= 0)
+		close(pfd);
+	return dom != AF_UNIX && dom != AF_NETLINK && dom != AF_PACKET;
+}
+
+/*
+ * Whether every socket's ends are fixed for as long as its inode lives: a
+ * TCP socket that listens or has connected keeps them; an unconnected one
+ * (CLOSE), a UDP one (dumped again anyway) or an inet socket that the dumps
+ * did not list (not bound yet) may change them unseen.
+ */
+static bool snap_settled(const struct haul_net_snap *s, const struct inode_fd *ino, size_t nino)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->t[i].proto == IPPROTO_TCP && s->t[i].state == TCP_CLOSE)
+			return false;
+	for (size_t i = 0; i < nino; i++) {
+		bool listed = false;
+
+		for (size_t j = 0; j < s->n && !listed; j++)
+			listed = s->t[j].ino == ino[i].ino;
+		if (!listed && inet_fd(&ino[i]))
+			return false;
+	}
+	return true;
+}
+
+int haul_net_snap_take(const pid_t *pids, size_t npids, struct haul_net_snap *s)
+{
+	struct inode_fd *ino = NULL;
+	size_t nino = 0;
+	int ret;
+
+	memset(s, 0, sizeof(*s));
+	if (!npids)
+		return 0;
+	ret = snap_inodes(pids, npids, &ino, &nino, &s->ino);
+	if (ret)
+		return ret;
+	s->nino = nino;
+	if (nino)
+		ret = dump_set(pids[0], ino, nino, DUMP_ALL, &s->t, &s->n);
+	if (!ret)
+		s->settled = snap_settled(s, ino, nino);
+	free(ino);
+	if (ret)
+		haul_net_snap_free(s);
+	return ret;
+}
+
+/* Ask inet_diag for @t alone, by its ends and cookie: 0 when it still has them. */
+static int diag_one(int nl, const struct haul_net_tuple *t)
+{
+	struct {
+		struct nlmsghdr h;
+		struct inet_diag_req_v2 r;
+	} req = {
+		.h = {.nlmsg_len = sizeof(req),
+		      .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+		      .nlmsg_flags = NLM_F_REQUEST},
+		.r = {.sdiag_family = (uint8_t)t->diag_family,
+		      .sdiag_protocol = (uint8_t)t->proto,
+		      .idiag_states = ~0U},
+	};
+	char buf[1024] __attribute__((aligned(8)));
+	const struct nlmsghdr *h = (const struct nlmsghdr *)buf;
+	const struct inet_diag_msg *m = NLMSG_DATA(h);
+	ssize_t len;
+
+	memcpy(&req.r.id, t->diag_id, sizeof(req.r.id));
+	if (send(nl, &req, sizeof(req), 0) != sizeof(req))
+		return -errno;
+	len = recv(nl, buf, sizeof(buf), 0);
+	if (len < 0)
+		return -errno;
+	if (!NLMSG_OK(h, (size_t)len))
+		return -EPROTO;
+	if (h->nlmsg_type == NLMSG_ERROR) {
+		const struct nlmsgerr *e = NLMSG_DATA(h);
+
+		return e->error ? e->error : -EPROTO;
+	}
+	if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*m)) || m->idiag_inode != t->ino ||
+	    memcmp(&m->id, t->diag_id, sizeof(m->id)))
+		return -ESTALE;
+	return 0;
+}
+
+/* The TCP sockets of @s looked up one by one, then UDP dumped again: 0, or why not. */
+static int snap_verify(pid_t pid, struct haul_net_snap *s, const struct inode_fd *ino, size_t nino)
+{
+	size_t k = 0;
+	bool udp = false;
+	int nl = diag_open(pid), ret = 0;
+
+	if (nl < 0)
+		return nl;
+	for (size_t i = 0; i < s->n && !ret; i++) {
+		if (s->t[i].proto == IPPROTO_TCP) {
+			ret = diag_one(nl, &s->t[i]);
+			s->t[k++] = s->t[i];
+		} else {
+			udp = true;
+		}
+	}
+	close(nl);
+	if (!ret && udp) {
+		s->n = k;
+		ret = dump_set(pid, ino, nino, DUMP_UDP, &s->t, &s->n);
+	}
+	return ret;
+}
+
+int haul_net_snap_again(const pid_t *pids, size_t npids, struct haul_net_snap *s, bool *reused)
+{
+	struct inode_fd *ino = NULL;
+	unsigned long *now = NULL;
+	size_t nino = 0;
+	int ret;
+
+	*reused = false;
+	if (!npids)
+		return 0;
+	if (s->settled && !snap_inodes(pids, npids, &ino, &nino, &now)) {
+		*reused = nino == s->nino && !memcmp(now, s->ino, nino * sizeof(*now)) &&
+			  !snap_verify(pids[0], s, ino, nino);
+		free(now);
+		free(ino);
+	}
+	if (*reused)
+		return 0;
+	haul_net_snap_free(s);
+	ret = haul_net_sockets_of(pids, npids, &s->t, &s->n);
+	return ret;
+}
+
+void haul_net_snap_free(struct haul_net_snap *s)
+{
+	free(s->t);
+	free(s->ino);
+	memset(s, 0, sizeof(*s));
 }
 
 /* ---- text ------------------------------------------------------------------ */
