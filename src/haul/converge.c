@@ -24,7 +24,12 @@
  * switch over anyway and let the caller report the cost; and when what is
  * left to send costs under HAUL_MIG_FLOOR_MS or HAUL_MIG_FLOOR_PCT of the
  * fixed costs, switch even over the target (the fixed costs alone exceed
- * it: more rounds and throttling would gain little).
+ * it: more rounds and throttling would gain little).  And when a throttled
+ * round finds HAUL_MIG_HOT_PCT (75%) or more of what the last round without
+ * a throttle found, the set is hot (rewritten whole in any round, however
+ * slowed down): switch if the expected downtime is within
+ * HAUL_MIG_HOT_TARGET_X (2) times the target, since deeper throttles would
+ * only add stalls the clients feel, for no shorter switchover.
  *
  * A throttle is applied as a cpu.max quota per period (haul_conv_cpu_max).
  * What a client feels is the stretch of each period in which the quota is
@@ -110,6 +115,19 @@ enum haul_conv_action haul_conv_update(struct haul_conv *c, const struct haul_co
 		floor = HAUL_MIG_FLOOR_MS;
 	if (c->rounds > 1 && c->expected_ms - haul_conv_downtime_ms(c, 0) <= floor)
 		return HAUL_CONV_SWITCH_FLOOR;
+	/*
+	 * Throttled, and the round found about as much as the last one without:
+	 * a hot set, rewritten whole within any round however slowed down.  More
+	 * throttle would only stall the workload (what its clients feel) for no
+	 * shorter switchover; switch when that is within HAUL_MIG_HOT_TARGET_X
+	 * times the target.
+	 */
+	if (c->rounds > 1 && c->throttle_pct && c->free_dirty &&
+	    s->dirty_bytes * 100 >= c->free_dirty * HAUL_MIG_HOT_PCT &&
+	    c->expected_ms <= c->target_ms * HAUL_MIG_HOT_TARGET_X)
+		return HAUL_CONV_SWITCH_HOT;
+	if (!c->throttle_pct)
+		c->free_dirty = s->dirty_bytes;
 	if (c->rounds >= c->max_rounds)
 		return HAUL_CONV_SWITCH_LIMIT;
 	if (shrank) {
@@ -238,6 +256,8 @@ const char *haul_conv_action_name(enum haul_conv_action a)
 		return "switch at round limit";
 	case HAUL_CONV_SWITCH_FLOOR:
 		return "switch at the fixed-cost floor";
+	case HAUL_CONV_SWITCH_HOT:
+		return "switch: a hot set the throttle does not shrink";
 	}
 	return "?";
 }

@@ -368,6 +368,14 @@ static int precopy_rounds(struct mig *m)
 				m->pid, m->conv.fixed_ms, m->o->downtime_ms, m->conv.expected_ms);
 			return 0;
 		}
+		if (a == HAUL_CONV_SWITCH_HOT) {
+			res->over_target = m->conv.expected_ms > m->o->downtime_ms;
+			pr_info("pid %d: %llu dirty pages a round, not fewer under a %u%% throttle "
+				"(a hot set); switching over at %.1f ms expected",
+				m->pid, (unsigned long long)rs.pages, m->conv.throttle_pct,
+				m->conv.expected_ms);
+			return 0;
+		}
 		if (a == HAUL_CONV_SWITCH_LIMIT) {
 			res->over_target = true;
 			pr_warn("pid %d did not converge in %u rounds; switching over with an "

@@ -28,7 +28,7 @@ static int final_round(struct mig *m)
 	struct haul_mig_round rs = {0};
 	struct ps_client_stats st0, st1;
 	struct trk_round r;
-	double t0 = haul_now_ms();
+	double t0 = haul_now_ms(), t_scan;
 	int ret;
 
 	/* Held stopped by us: the tracker must not try to stop it itself. */
@@ -39,6 +39,7 @@ static int final_round(struct mig *m)
 		return ret;
 	}
 	rst_dump_prep_annotate(m->prep, &r.layout);
+	t_scan = haul_now_ms();
 	ps_client_stats(m->client, &st0);
 	/* a tree: every other process's last dirty pages too */
 	if (m->nprocs)
@@ -54,6 +55,9 @@ static int final_round(struct mig *m)
 	rs.ms = haul_now_ms() - t0;
 	rs.mbps = rs.ms > 0 ? rs.pages * HAUL_PAGE_SIZE / 1e3 / rs.ms : 0;
 	rs.final = true;
+	pr_debug(
+		"final round: %llu pages, scan %.2f ms (%.2f in the kernel), send and barrier %.2f",
+		(unsigned long long)rs.pages, t_scan - t0, r.scan_ms, rs.ms - (t_scan - t0));
 	rs.nprocs = (unsigned)m->nprocs;
 	trk_round_release(&r);
 	if (ret)

@@ -92,6 +92,73 @@ static bool opts_have_all(const char *opts, const char *ctrls)
 	return true;
 }
 
+/* A cgroup or cgroup2 mount of /proc/self/mountinfo. */
+struct cg_mnt {
+	bool v2;
+	char opts[1024];
+	char mnt[PATH_MAX];
+	char root[PATH_MAX]; /* the path inside the hierarchy of the mount's root (field 4) */
+};
+
+/*
+ * The cgroup mounts read once for a whole dump (rst_cg_dump): each line of
+ * each thread's cgroup file asks where its hierarchy is mounted, and
+ * mountinfo read that often cost 6 ms of memcached's downtime (10 threads).
+ */
+static _Thread_local struct cg_mnt *mnt_cache;
+static _Thread_local size_t mnt_ncache;
+
+/* One mountinfo line into @m: true when it is a cgroup or cgroup2 mount. */
+static bool parse_mount(const char *line, struct cg_mnt *m)
+{
+	char type[64], src[256];
+	const char *dash = strstr(line, " - ");
+
+	if (!dash || sscanf(line, "%*s %*s %*s %4095s %4095s", m->root, m->mnt) != 2 ||
+	    sscanf(dash + 3, "%63s %255s %1023s", type, src, m->opts) != 3)
+		return false;
+	m->v2 = !strcmp(type, "cgroup2");
+	return m->v2 || !strcmp(type, "cgroup");
+}
+
+static bool mount_is(const struct cg_mnt *m, const char *ctrls)
+{
+	return ctrls[0] ? !m->v2 && opts_have_all(m->opts, ctrls) : m->v2;
+}
+
+static void mnts_drop(void)
+{
+	free(mnt_cache);
+	mnt_cache = NULL;
+	mnt_ncache = 0;
+}
+
+/* Read the cgroup mounts into the cache; without it each lookup reads mountinfo. */
+static void mnts_load(void)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096];
+	struct cg_mnt m;
+
+	mnts_drop();
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		struct cg_mnt *n;
+
+		if (!parse_mount(line, &m))
+			continue;
+		n = realloc(mnt_cache, (mnt_ncache + 1) * sizeof(*n));
+		if (!n) {
+			mnts_drop();
+			break;
+		}
+		mnt_cache = n;
+		mnt_cache[mnt_ncache++] = m;
+	}
+	fclose(f);
+}
+
 /*
  * The mount point of the hierarchy @ctrls ("" = cgroup2) here, and the
  * path inside it of that mount's root (mountinfo field 4).  -ENOENT: not
@@ -99,28 +166,28 @@ static bool opts_have_all(const char *opts, const char *ctrls)
  */
 static int hier_mount(const char *ctrls, char *mnt, size_t mlen, char *root, size_t rlen)
 {
-	FILE *f = fopen("/proc/self/mountinfo", "re");
+	const struct cg_mnt *hit = NULL;
+	struct cg_mnt m;
 	char line[4096];
-	int ret = -ENOENT;
+	FILE *f;
 
-	if (!f)
-		return -errno;
-	while (ret && fgets(line, sizeof(line), f)) {
-		char r[PATH_MAX], m[PATH_MAX], type[64], src[256], opts[1024];
-		const char *dash = strstr(line, " - ");
-
-		if (!dash || sscanf(line, "%*s %*s %*s %4095s %4095s", r, m) != 2 ||
-		    sscanf(dash + 3, "%63s %255s %1023s", type, src, opts) != 3)
-			continue;
-		if (ctrls[0] ? strcmp(type, "cgroup") || !opts_have_all(opts, ctrls)
-			     : strcmp(type, "cgroup2"))
-			continue;
-		snprintf(mnt, mlen, "%s", m);
-		snprintf(root, rlen, "%s", r);
-		ret = 0;
+	for (size_t i = 0; i < mnt_ncache && !hit; i++)
+		if (mount_is(&mnt_cache[i], ctrls))
+			hit = &mnt_cache[i];
+	if (!mnt_cache) {
+		f = fopen("/proc/self/mountinfo", "re");
+		if (!f)
+			return -errno;
+		while (!hit && fgets(line, sizeof(line), f))
+			if (parse_mount(line, &m) && mount_is(&m, ctrls))
+				hit = &m;
+		fclose(f);
 	}
-	fclose(f);
-	return ret;
+	if (!hit)
+		return -ENOENT;
+	snprintf(mnt, mlen, "%s", hit->mnt);
+	snprintf(root, rlen, "%s", hit->root);
+	return 0;
 }
 
 /* The directory of cgroup @path of hierarchy @ctrls here, or -ENOENT / -EXDEV. */
@@ -257,6 +324,7 @@ int rst_cg_dump(pid_t pid, const pid_t *tids, Haul__Img__ThreadState **th, size_
 		free(first);
 		return -ENOMEM;
 	}
+	mnts_load();
 	ret = read_lines(pid, "cgroup", b, 0);
 	nproc = b->n;
 	for (size_t i = 0; !ret && i < nthr; i++) {
@@ -264,6 +332,7 @@ int rst_cg_dump(pid_t pid, const pid_t *tids, Haul__Img__ThreadState **th, size_
 		snprintf(file, sizeof(file), "task/%d/cgroup", (int)tids[i]);
 		ret = read_lines(pid, file, b, nproc);
 	}
+	mnts_drop();
 	if (ret) {
 		pr_err_r(ret, "cannot read the cgroups of pid %d", (int)pid);
 		free(first);

@@ -6,9 +6,13 @@
  * before cgroups (rst_attr_apply places the cgroups too), timers before
  * seccomp (a filter installed last cannot refuse the timer calls).
  */
+#define LOG_PREFIX "dump: "
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+#include "common/log.h"
 
 #include "restore/res_int.h"
 
@@ -46,11 +50,25 @@ int rst_res_precheck_seized(struct rst_seized *s, uint64_t scratch, char *why, s
 int rst_res_dump(struct rst_seized *s, uint64_t scratch, Haul__Img__ProcessState *ps, void **priv,
 		 char *why, size_t wl)
 {
+	char times[256] = "";
+	size_t tl = 0;
 	int ret = 0;
 
-	for (size_t i = 0; rst_res_kinds[i] && i < RST_RES_MAX && !ret; i++)
-		if (rst_res_kinds[i]->dump)
-			ret = rst_res_kinds[i]->dump(s, scratch, ps, &priv[i], why, wl);
+	for (size_t i = 0; rst_res_kinds[i] && i < RST_RES_MAX && !ret; i++) {
+		struct timespec a, b;
+
+		if (!rst_res_kinds[i]->dump)
+			continue;
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		ret = rst_res_kinds[i]->dump(s, scratch, ps, &priv[i], why, wl);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		if (tl < sizeof(times))
+			tl += (size_t)snprintf(times + tl, sizeof(times) - tl, " %s %.2f",
+					       rst_res_kinds[i]->name,
+					       (double)(b.tv_sec - a.tv_sec) * 1e3 +
+						       (double)(b.tv_nsec - a.tv_nsec) / 1e6);
+	}
+	pr_debug("resources dumped (ms):%s", times);
 	return ret;
 }
 

@@ -182,6 +182,50 @@ Test(mig_converge, high_fixed_costs_switch_once_the_data_is_a_tenth_of_them)
 	cr_assert_eq(round_at(&c, 8e6, GB, 0, 0.5), HAUL_CONV_SWITCH_FLOOR);
 }
 
+/* memcached at 4 GiB: ~250 pages a round, whatever the throttle (its hot items and LRU). */
+Test(mig_converge, a_hot_set_the_throttle_does_not_shrink_switches_within_twice_the_target)
+{
+	struct haul_conv c;
+	const double hot = 250 * 4096.0, bw = 250e6;
+
+	haul_conv_init(&c, 25, 21, 30);
+	round_at(&c, 4096 * MiB, bw, 0, 0);
+	/* rounds 2 and 3: the hot set, over the target (21 + 4 ms of data + a round's latency) */
+	cr_assert_eq(round_at(&c, hot, bw, 0.004, 0.01), HAUL_CONV_CONTINUE);
+	cr_assert_eq(round_at(&c, hot, bw, 0.004, 0.01), HAUL_CONV_THROTTLE);
+	cr_assert_gt(c.throttle_pct, 0);
+	/* throttled, about as much again: throttling more would only stall it */
+	cr_assert_eq(round_at(&c, hot * 0.95, bw, 0.004, 0.01), HAUL_CONV_SWITCH_HOT,
+		     "expected %.1f ms", c.expected_ms);
+}
+
+Test(mig_converge, a_rate_the_throttle_slows_is_throttled_on_not_taken_for_a_hot_set)
+{
+	struct haul_conv c;
+	const double bw = 250e6;
+	double d = 8 * MiB;
+
+	haul_conv_init(&c, 25, 21, 30);
+	round_at(&c, 1024 * MiB, bw, 0, 0);
+	cr_assert_eq(round_at(&c, d, bw, 0.004, 0.12), HAUL_CONV_CONTINUE);
+	cr_assert_eq(round_at(&c, d, bw, 0.004, 0.12), HAUL_CONV_THROTTLE);
+	/* the throttle halves what a round finds: a rate, not a hot set */
+	cr_assert_neq(round_at(&c, d / 2, bw, 0.004, 0.12), HAUL_CONV_SWITCH_HOT);
+}
+
+Test(mig_converge, a_hot_set_far_over_the_target_is_not_switched_for)
+{
+	struct haul_conv c;
+	const double hot = 64 * MiB, bw = 250e6;
+
+	haul_conv_init(&c, 25, 21, 30);
+	round_at(&c, 4096 * MiB, bw, 0, 0);
+	cr_assert_eq(round_at(&c, hot, bw, 0.004, 0.3), HAUL_CONV_CONTINUE);
+	cr_assert_eq(round_at(&c, hot, bw, 0.004, 0.3), HAUL_CONV_THROTTLE);
+	/* ~290 ms expected: more than twice the target, so not a switch */
+	cr_assert_neq(round_at(&c, hot, bw, 0.004, 0.3), HAUL_CONV_SWITCH_HOT);
+}
+
 /* ---- the throttle as cpu.max: a slowdown, never long stalls ----------------------- */
 
 Test(mig_converge, throttle_periods_keep_every_throttled_stretch_short)
