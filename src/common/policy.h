@@ -73,9 +73,11 @@
  * alone exceed --downtime (rather than throttle a hot set for nothing). */
 #define HAUL_MIG_FLOOR_MS  1
 #define HAUL_MIG_FLOOR_PCT 10
-/* a throttled round that finds this share of the last free one: a hot set (converge.c) */
+/* a round that finds this share of what a longer or unthrottled one found: a hot set,
+ * switched for when its expected downtime is at most HAUL_MIG_HOT_OVER_PCT over the
+ * target: throttling it would buy no more than that, at the cost of stalls (converge.c) */
 #define HAUL_MIG_HOT_PCT      75
-#define HAUL_MIG_HOT_TARGET_X 2
+#define HAUL_MIG_HOT_OVER_PCT 25
 /* Attempts at migrating a tree whose shape changes during pre-copy (a fork, an exit):
  * each starts over; a tree that forks at every attempt is refused, naming the pid. */
 #define HAUL_MIG_TREE_TRIES 3

@@ -24,12 +24,14 @@
  * switch over anyway and let the caller report the cost; and when what is
  * left to send costs under HAUL_MIG_FLOOR_MS or HAUL_MIG_FLOOR_PCT of the
  * fixed costs, switch even over the target (the fixed costs alone exceed
- * it: more rounds and throttling would gain little).  And when a throttled
- * round finds HAUL_MIG_HOT_PCT (75%) or more of what the last round without
- * a throttle found, the set is hot (rewritten whole in any round, however
- * slowed down): switch if the expected downtime is within
- * HAUL_MIG_HOT_TARGET_X (2) times the target, since deeper throttles would
- * only add stalls the clients feel, for no shorter switchover.
+ * it: more rounds and throttling would gain little).  And when a round
+ * finds HAUL_MIG_HOT_PCT (75%) or more of what the one before found in a
+ * quarter of its interval or less, or a throttled round as much of what the
+ * last one without a throttle found, the set is hot (rewritten whole in any
+ * round, however short or slowed down): switch if the expected downtime is
+ * at most HAUL_MIG_HOT_OVER_PCT (25%) over the target, since a throttle
+ * would buy no more than that and add stalls the clients feel.  Further
+ * over, the throttle steps on: a CPU-bound writer does slow down.
  *
  * A throttle is applied as a cpu.max quota per period (haul_conv_cpu_max).
  * What a client feels is the stretch of each period in which the quota is
@@ -70,7 +72,7 @@ enum haul_conv_action haul_conv_update(struct haul_conv *c, const struct haul_co
 {
 	double final, floor;
 	unsigned step;
-	bool shrank;
+	bool shrank, hot;
 
 	c->rounds++;
 	if (s->send_s > 0) {
@@ -102,6 +104,15 @@ enum haul_conv_action haul_conv_update(struct haul_conv *c, const struct haul_co
 		final = s->dirty_bytes;
 	c->expected_ms = haul_conv_downtime_ms(c, final);
 
+	/*
+	 * A hot set: as much found after a quarter of the interval or less (no
+	 * rate does that), or under a throttle as without one.
+	 */
+	hot = c->rounds > 2 && s->scan_gap_s > 0 && s->scan_gap_s * 4 <= c->prev_gap_s &&
+	      s->dirty_bytes * 100 >= c->prev_dirty * HAUL_MIG_HOT_PCT;
+	hot |= c->rounds > 1 && c->throttle_pct && c->free_dirty &&
+	       s->dirty_bytes * 100 >= c->free_dirty * HAUL_MIG_HOT_PCT;
+	c->prev_gap_s = s->scan_gap_s;
 	shrank = c->rounds <= 2 || s->dirty_bytes * 100 < c->prev_dirty * HAUL_MIG_SHRINK_PCT;
 	/* dirtier than the link: no round can shrink, so do not wait for one to show it */
 	if (c->rounds >= 2 && c->bw > 0 && c->dirty_rate >= c->bw)
@@ -116,15 +127,13 @@ enum haul_conv_action haul_conv_update(struct haul_conv *c, const struct haul_co
 	if (c->rounds > 1 && c->expected_ms - haul_conv_downtime_ms(c, 0) <= floor)
 		return HAUL_CONV_SWITCH_FLOOR;
 	/*
-	 * Throttled, and the round found about as much as the last one without:
-	 * a hot set, rewritten whole within any round however slowed down.  More
-	 * throttle would only stall the workload (what its clients feel) for no
-	 * shorter switchover; switch when that is within HAUL_MIG_HOT_TARGET_X
-	 * times the target.
+	 * A hot set is rewritten whole within any round however short or slowed
+	 * down: a throttle would buy little and stall the workload (what its
+	 * clients feel); switch when the expected downtime is at most
+	 * HAUL_MIG_HOT_OVER_PCT over the target (further over, a CPU-bound
+	 * writer does slow down under the throttle).
 	 */
-	if (c->rounds > 1 && c->throttle_pct && c->free_dirty &&
-	    s->dirty_bytes * 100 >= c->free_dirty * HAUL_MIG_HOT_PCT &&
-	    c->expected_ms <= c->target_ms * HAUL_MIG_HOT_TARGET_X)
+	if (hot && c->expected_ms * 100 <= c->target_ms * (100 + HAUL_MIG_HOT_OVER_PCT))
 		return HAUL_CONV_SWITCH_HOT;
 	if (!c->throttle_pct)
 		c->free_dirty = s->dirty_bytes;

@@ -194,7 +194,7 @@ enum haul_conv_action {
 	HAUL_CONV_SWITCH,	/* the expected downtime is within the target */
 	HAUL_CONV_SWITCH_LIMIT, /* out of rounds: switch anyway, over the target */
 	HAUL_CONV_SWITCH_FLOOR, /* over the target, but only the fixed costs are left */
-	HAUL_CONV_SWITCH_HOT,	/* a hot set the throttle does not shrink; within 2x the target */
+	HAUL_CONV_SWITCH_HOT,	/* a hot set, at most 25% over the target */
 };
 
 /* What one pre-copy round measured. */
@@ -220,6 +220,7 @@ struct haul_conv {
 	unsigned stalls;       /* rounds in a row that did not shrink */
 	unsigned throttle_pct; /* what the policy asks for now */
 	uint64_t free_dirty;   /* what the last round without a throttle found */
+	double prev_gap_s;     /* the previous round's scan_gap_s */
 	uint64_t sum_bytes;
 	double sum_send_s;
 };

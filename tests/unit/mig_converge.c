@@ -183,7 +183,7 @@ Test(mig_converge, high_fixed_costs_switch_once_the_data_is_a_tenth_of_them)
 }
 
 /* memcached at 4 GiB: ~250 pages a round, whatever the throttle (its hot items and LRU). */
-Test(mig_converge, a_hot_set_the_throttle_does_not_shrink_switches_within_twice_the_target)
+Test(mig_converge, a_hot_set_the_throttle_does_not_shrink_switches_a_little_over_the_target)
 {
 	struct haul_conv c;
 	const double hot = 250 * 4096.0, bw = 250e6;
@@ -197,6 +197,39 @@ Test(mig_converge, a_hot_set_the_throttle_does_not_shrink_switches_within_twice_
 	/* throttled, about as much again: throttling more would only stall it */
 	cr_assert_eq(round_at(&c, hot * 0.95, bw, 0.004, 0.01), HAUL_CONV_SWITCH_HOT,
 		     "expected %.1f ms", c.expected_ms);
+}
+
+/* The same hot set seen without a throttle: as much after 10 ms as after 17 s. */
+Test(mig_converge, a_hot_set_found_whole_in_a_much_shorter_interval_switches_unthrottled)
+{
+	struct haul_conv c;
+	const double bw = 250e6;
+
+	haul_conv_init(&c, 25, 21, 30);
+	round_at(&c, 4096 * MiB, bw, 0, 0);
+	cr_assert_eq(round_at(&c, 289 * 4096.0, bw, 0.004, 17), HAUL_CONV_CONTINUE);
+	cr_assert_eq(round_at(&c, 255 * 4096.0, bw, 0.004, 0.01), HAUL_CONV_SWITCH_HOT,
+		     "expected %.1f ms", c.expected_ms);
+	cr_assert_eq(c.throttle_pct, 0);
+}
+
+/* A writer at a steady rate: each round finds the rate times a shorter interval. */
+Test(mig_converge, a_steady_rate_in_shrinking_rounds_is_not_a_hot_set)
+{
+	struct haul_conv c;
+	const double bw = 450e6, rate = 64 * MiB;
+	double gap = 2.3;
+	enum haul_conv_action a = HAUL_CONV_CONTINUE;
+
+	haul_conv_init(&c, 25, 10, 30);
+	round_at(&c, 1024 * MiB, bw, 0, 0);
+	for (int i = 0; i < 6 && a != HAUL_CONV_SWITCH; i++) {
+		double d = rate * gap;
+
+		a = round_at(&c, d, bw, 0.004, gap);
+		cr_assert_neq(a, HAUL_CONV_SWITCH_HOT, "round %d (%.0f bytes)", i + 2, d);
+		gap = d / bw + 0.004;
+	}
 }
 
 Test(mig_converge, a_rate_the_throttle_slows_is_throttled_on_not_taken_for_a_hot_set)
@@ -222,7 +255,7 @@ Test(mig_converge, a_hot_set_far_over_the_target_is_not_switched_for)
 	round_at(&c, 4096 * MiB, bw, 0, 0);
 	cr_assert_eq(round_at(&c, hot, bw, 0.004, 0.3), HAUL_CONV_CONTINUE);
 	cr_assert_eq(round_at(&c, hot, bw, 0.004, 0.3), HAUL_CONV_THROTTLE);
-	/* ~290 ms expected: more than twice the target, so not a switch */
+	/* ~290 ms expected: far over the target, so the throttle goes on */
 	cr_assert_neq(round_at(&c, hot, bw, 0.004, 0.3), HAUL_CONV_SWITCH_HOT);
 }
 
