@@ -370,10 +370,15 @@ static int precopy_rounds(struct mig *m)
 		}
 		if (a == HAUL_CONV_SWITCH_HOT) {
 			res->over_target = m->conv.expected_ms > m->o->downtime_ms;
-			pr_info("pid %d: %llu dirty pages a round, not fewer under a %u%% throttle "
-				"(a hot set); switching over at %.1f ms expected",
-				m->pid, (unsigned long long)rs.pages, m->conv.throttle_pct,
-				m->conv.expected_ms);
+			if (m->conv.throttle_pct)
+				pr_info("pid %d: %llu dirty pages a round, not fewer under a %u%% "
+					"throttle (a hot set); switching over at %.1f ms expected",
+					m->pid, (unsigned long long)rs.pages, m->conv.throttle_pct,
+					m->conv.expected_ms);
+			else
+				pr_info("pid %d: %llu dirty pages a round however short the round "
+					"(a hot set); switching over at %.1f ms expected, unthrottled",
+					m->pid, (unsigned long long)rs.pages, m->conv.expected_ms);
 			return 0;
 		}
 		if (a == HAUL_CONV_SWITCH_LIMIT) {
