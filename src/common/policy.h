@@ -73,6 +73,8 @@
  * alone exceed --downtime (rather than throttle a hot set for nothing). */
 #define HAUL_MIG_FLOOR_MS  1
 #define HAUL_MIG_FLOOR_PCT 10
+/* TCP sockets verified one lookup each at the freeze; more are read again (netsock.c) */
+#define HAUL_NET_LOOKUP_MAX 128
 /* a round that finds this share of what a longer or unthrottled one found: a hot set,
  * switched for when its expected downtime is at most HAUL_MIG_HOT_OVER_PCT over the
  * target: throttling it would buy no more than that, at the cost of stalls (converge.c) */

@@ -69,7 +69,9 @@ int haul_net_sockets_of(const pid_t *pids, size_t npids, struct haul_net_tuple *
  * cookie (a hash lookup) and dumps UDP (cheap) again; on any difference, or
  * when a socket's ends could change unseen (a TCP socket not connected nor
  * listening, an inet socket inet_diag did not list), it reads everything
- * again.  *@reused says which.  @s keeps the result (s->t, s->n).
+ * again, and so does a set of more than HAUL_NET_LOOKUP_MAX TCP sockets
+ * (a lookup each would cost more than the dumps).  *@reused says which.
+ * @s keeps the result (s->t, s->n).
  */
 struct haul_net_snap {
 	struct haul_net_tuple *t;

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/policy.h"
 #include "common/sysno.h"
 #include "haul/netlock.h"
 
@@ -389,9 +390,16 @@ static bool inet_fd(const struct inode_fd *v)
  */
 static bool snap_settled(const struct haul_net_snap *s, const struct inode_fd *ino, size_t nino)
 {
-	for (size_t i = 0; i < s->n; i++)
+	size_t tcp = 0;
+
+	for (size_t i = 0; i < s->n; i++) {
 		if (s->t[i].proto == IPPROTO_TCP && s->t[i].state == TCP_CLOSE)
 			return false;
+		tcp += s->t[i].proto == IPPROTO_TCP;
+	}
+	/* one lookup each (~20 us): past this many, two dumps are cheaper */
+	if (tcp > HAUL_NET_LOOKUP_MAX)
+		return false;
 	for (size_t i = 0; i < nino; i++) {
 		bool listed = false;
 

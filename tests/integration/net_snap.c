@@ -6,8 +6,8 @@
  * kernel picks.  An unchanged set is reused, and equals a full read; a new
  * connection, a connection that was cut and made again to another port on
  * the same socket (same inode, new ends), and a UDP socket connected in
- * between are all seen; a TCP socket not connected yet makes the snapshot
- * unsettled, so it is always read again.
+ * between are all seen; a TCP socket not connected yet, or more TCP sockets
+ * than lookups pay for, make the snapshot unsettled, so it is read again.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/policy.h"
 #include "haul/netlock.h"
 
 static int listener(uint16_t *port)
@@ -165,6 +166,35 @@ Test(netsnap, a_new_connection_and_a_udp_socket_connected_since_are_seen, .timeo
 	haul_net_snap_free(&s);
 	close(c);
 	close(u);
+	close(l);
+}
+
+Test(netsnap, more_tcp_sockets_than_lookups_pay_for_are_read_again, .timeout = 30)
+{
+	enum {
+		N = HAUL_NET_LOOKUP_MAX / 2 + 1
+	};
+	struct haul_net_snap s;
+	pid_t me = getpid();
+	uint16_t port;
+	int l = listener(&port), c[N], a[N];
+	bool reused;
+
+	for (int i = 0; i < N; i++) {
+		c[i] = client(port);
+		a[i] = accept(l, NULL, NULL);
+		cr_assert_geq(a[i], 0);
+	}
+	cr_assert_eq(haul_net_snap_take(&me, 1, &s), 0);
+	cr_assert_not(s.settled, "%zu sockets: dumps are cheaper than a lookup each", s.n);
+	cr_assert_eq(haul_net_snap_again(&me, 1, &s, &reused), 0);
+	cr_assert_not(reused);
+	same_as_full(&s);
+	haul_net_snap_free(&s);
+	for (int i = 0; i < N; i++) {
+		close(a[i]);
+		close(c[i]);
+	}
 	close(l);
 }
 
