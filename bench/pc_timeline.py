@@ -45,7 +45,7 @@ def gaps(hb_file, t0):
     for g in hb.get("top_gaps", "").split(";"):
         if "@" not in g:
             continue
-        us, at = g.split("@")
+        us, at = g.split("@")[:2]
         t = float(at) - t0
         if t >= 0:
             out.setdefault(int(t / SLOT_S), []).append(int(us) / 1000)

@@ -376,8 +376,9 @@ def stall_targets(rows, out):
 
     lines = ["| mode | memory | dirty rate | link | client gap ms (repeats) | before / "
              "switchover / after ms | haul downtime ms | idle gap ms | haul's stall ms "
-             "(before, resolution) | attach ms | longest scan call ms | throttle stall ms |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "(before, resolution) | attach ms | longest scan call ms | throttle stall ms | "
+             "host steal in the largest gap ms |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     keys = list(dict.fromkeys((r["mode"], r["mem_mib"], r["rate"], r["bandwidth"])
                               for r in ok if r["mode"] in ("pre-copy", "post-copy")))
     for mode, mib, rate, bw in keys:
@@ -385,13 +386,14 @@ def stall_targets(rows, out):
             v = med(mode, mib, rate, bw, col)
             return "-" if v is None else format(v, spec)
         lines.append("| %s | %s | %s | %s | %s (%s) | %s / %s / %s | %s | %s | %s (%s, %s) | "
-                     "%s | %s | %s |" % (
+                     "%s | %s | %s | %s |" % (
                          mode, mem_label(mib), rate_label(rate), bw, f("client_gap_ms"),
                          spread(ok, mode, mib, rate, bw, "client_gap_ms"), f("other_gap_ms"),
                          f("switch_gap_ms"), f("post_gap_ms"), f("downtime_ms"),
                          f("base_gap_ms"), f("haul_stall_ms"), f("haul_stall_before_ms"),
                          f("stall_resolution_ms"), f("attach_stop_ms", ".2f"),
-                         f("scan_call_max_ms", ".2f"), f("throttle_stall_ms")))
+                         f("scan_call_max_ms", ".2f"), f("throttle_stall_ms"),
+                         f("gap_steal_ms")))
         gap, down = med(mode, mib, rate, bw, "client_gap_ms"), med(mode, mib, rate, bw,
                                                                     "downtime_ms")
         cell = "%s %s %s %s" % (mode, mem_label(mib), rate_label(rate), bw)
@@ -430,7 +432,10 @@ def stall_targets(rows, out):
                  "the resume; idle: the largest gap of the warm-up, no migration (this "
                  "machine's noise floor). haul's stall: what haul reports from outside "
                  "(`client_stall_ms`; before: its run-time probe, with the sampling interval "
-                 "it really had).")
+                 "it really had). host steal: the time the host did not run this VM's vCPUs "
+                 "(/proc/stat steal, averaged over the CPUs, 10 ms resolution) in the largest "
+                 "gap and the <= 100 ms before it, as the workload read it: a gap about that "
+                 "long was the host's, not haul's.")
     with open(os.path.join(out, "stalls.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
 

@@ -256,14 +256,14 @@ kv() { sed -n "s/^$2=//p" "$1" 2>/dev/null | head -1; }
 
 csv=$out/bench.csv
 rm -rf "$out/logs"
-echo "run,engine,mode,mem_mib,rate,pattern,bandwidth,link_gbps,status,downtime_ms,client_gap_ms,client_gap_mono_ms,total_s,bytes,rounds,verify,note,pages_per_round,throttle_max_pct,dump_ms,restore_ms,gap_end_s,switch_gap_ms,other_gap_ms,base_gap_ms,rep,post_gap_ms,memory_complete_ms,fault_p50_us,fault_p99_us,faults,haul_stall_ms,haul_stall_before_ms,stall_resolution_ms,attach_stop_ms,scan_call_max_ms,throttle_stall_ms" >"$csv"
+echo "run,engine,mode,mem_mib,rate,pattern,bandwidth,link_gbps,status,downtime_ms,client_gap_ms,client_gap_mono_ms,total_s,bytes,rounds,verify,note,pages_per_round,throttle_max_pct,dump_ms,restore_ms,gap_end_s,switch_gap_ms,other_gap_ms,base_gap_ms,rep,post_gap_ms,memory_complete_ms,fault_p50_us,fault_p99_us,faults,haul_stall_ms,haul_stall_before_ms,stall_resolution_ms,attach_stop_ms,scan_call_max_ms,throttle_stall_ms,gap_steal_ms" >"$csv"
 run_id=$(date -u +%Y%m%dT%H%M%SZ)
 cell_no=0
 
 row() { # engine mode mem rate bw status downtime gap gap_mono total bytes rounds verify note
 	# [pages_per_round throttle_max_pct dump_ms restore_ms]
 	local note=${14//,/;}
-	echo "$run_id,$1,$2,$(size_mib "$3"),$4,$pattern,$5,${link[$5]},$6,$7,$8,$9,${10},${11},${12},${13},${note//$'\n'/ },${15:-},${16:-},${17:-},${18:-},${gap_end:-},${switch_gap:-},${other_gap:-},${base_gap:-},$rep,${post_gap:-},${complete:-},${fp50:-},${fp99:-},${faults:-},${hstall:-},${hbefore:-},${hres:-},${hattach:-},${hcall:-},${hthr:-}" >>"$csv"
+	echo "$run_id,$1,$2,$(size_mib "$3"),$4,$pattern,$5,${link[$5]},$6,$7,$8,$9,${10},${11},${12},${13},${note//$'\n'/ },${15:-},${16:-},${17:-},${18:-},${gap_end:-},${switch_gap:-},${other_gap:-},${base_gap:-},$rep,${post_gap:-},${complete:-},${fp50:-},${fp99:-},${faults:-},${hstall:-},${hbefore:-},${hres:-},${hattach:-},${hcall:-},${hthr:-},${gap_steal:-}" >>"$csv"
 }
 
 # Start the workload in the source namespace; sets wl_pid, or returns 1.
@@ -303,6 +303,8 @@ finish_workload() {
 	wait_kv "$cell/hb" "state=exited" 10
 	gap=$(awk -v u="$(kv "$cell/hb" max_gap_rt_us)" 'BEGIN { if (u != "") printf "%.3f", u / 1000 }')
 	gap_mono=$(awk -v u="$(kv "$cell/hb" max_gap_us)" 'BEGIN { if (u != "") printf "%.3f", u / 1000 }')
+	# the host's steal of this VM's vCPUs in (and <= 100 ms before) the largest gap
+	gap_steal=$(awk -v u="$(kv "$cell/hb" max_gap_steal_us)" 'BEGIN { if (u != "") printf "%.1f", u / 1000 }')
 	# when the largest gap ended, in seconds after the move began
 	gap_end=$(awk -v at="$(kv "$cell/hb" max_gap_at_rt)" -v t0="$t0" \
 		'BEGIN { if (at != "" && at > 0) printf "%.3f", at - t0 }')
@@ -340,7 +342,7 @@ keep_logs() {
 
 run_haul_cell() {
 	local mem=$1 rate=$2 bw=$3 mode=$4 flag cell port rc t0 t1 mib limit
-	local downtime= total= bytes= rounds= gap= gap_mono= gap_end= verify= js
+	local downtime= total= bytes= rounds= gap= gap_mono= gap_end= gap_steal= verify= js
 	local base_gap= switch_gap= other_gap= post_gap= post_gap=
 	flag=$(mode_flag "$mode")
 	if [ -n "$haul_skip" ]; then
@@ -426,7 +428,7 @@ run_haul_cell() {
 # CRIU: page server on the target, dump to it, restore on the target; the whole
 # dump + restore is downtime (CRIU's stop-and-copy).
 run_criu_cell() {
-	local mem=$1 rate=$2 bw=$3 cell port t0 t1 t2 mib gap= gap_mono= gap_end= verify= rc
+	local mem=$1 rate=$2 bw=$3 cell port t0 t1 t2 mib gap= gap_mono= gap_end= gap_steal= verify= rc
 	local base_gap= switch_gap= other_gap= post_gap= post_gap=
 	if [ -n "$criu_skip" ]; then
 		[ "$criu_skip" = off ] && return

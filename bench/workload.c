@@ -76,9 +76,11 @@ struct wl_gaps {
 	int64_t max_at_rt; /* CLOCK_REALTIME at the end of the largest realtime gap */
 	/* the largest realtime gaps, longest first: when each ended and how long */
 	struct {
-		int64_t end_rt, len_ns;
+		int64_t end_rt, len_ns, steal_ns;
 	} top[WL_TOP_GAPS];
-	uint64_t stalls; /* gaps above WL_STALL_NS */
+	int64_t max_steal_ns; /* the host's steal in the largest realtime gap (steal_ns()) */
+	int64_t steal_mark;   /* steal_ns() at the last mark (every WL_CONTROL_TICKS or gap) */
+	uint64_t stalls;      /* gaps above WL_STALL_NS */
 	uint64_t ticks;
 	int64_t last_mono; /* 0: no previous tick (start, or after a self-inflicted stall) */
 	int64_t last_rt;
@@ -282,13 +284,15 @@ static int write_report(struct wl *w, const char *state)
 		     wl_pattern_name[w->pattern], w->writes, w->gaps.ticks, w->gaps.max_ns / 1000,
 		     w->gaps.max_rt_ns / 1000, w->gaps.max_at_rt / 1e9, w->gaps.stalls,
 		     w->check_bad, w->verify_msg[0] ? w->verify_msg : "none");
-	/* top_gaps=LEN_US@END_REALTIME;... longest first */
-	n += snprintf(buf + n, sizeof(buf) - n, "top_gaps=");
+	/* top_gaps=LEN_US@END_REALTIME@HOST_STEAL_US;... longest first */
+	n += snprintf(buf + n, sizeof(buf) - n,
+		      "max_gap_steal_us=%" PRId64 "\ntop_gaps=", w->gaps.max_steal_ns / 1000);
 	for (int i = 0; i < WL_TOP_GAPS && w->gaps.top[i].len_ns; i++)
-		n += snprintf(buf + n, sizeof(buf) - n, "%s%" PRId64 "@%.6f", i ? ";" : "",
-			      w->gaps.top[i].len_ns / 1000, w->gaps.top[i].end_rt / 1e9);
+		n += snprintf(buf + n, sizeof(buf) - n, "%s%" PRId64 "@%.6f@%" PRId64, i ? ";" : "",
+			      w->gaps.top[i].len_ns / 1000, w->gaps.top[i].end_rt / 1e9,
+			      w->gaps.top[i].steal_ns / 1000);
 	n += snprintf(buf + n, sizeof(buf) - n, "\n");
-	if (n >= (int)sizeof(buf)) /* 64 gaps take at most ~2.5 KiB; never write past it */
+	if (n >= (int)sizeof(buf)) /* 64 gaps take at most ~3 KiB; never write past it */
 		n = sizeof(buf) - 1;
 	snprintf(tmp, sizeof(tmp), "%s.tmp", w->hb_path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -316,8 +320,32 @@ static void reset_gaps(struct wl *w)
 	memset(&w->gaps, 0, sizeof(w->gaps));
 }
 
+/*
+ * The time the host did not run this VM's vCPUs (/proc/stat steal, averaged over
+ * the CPUs, USER_HZ resolution), in ns; 0 where it is not known.  A gap whose steal
+ * is about its length was the host's, not the guest's (bench/RESULTS.md).
+ */
+static int64_t steal_ns(void)
+{
+	unsigned long long v[8] = {0};
+	char line[256];
+	FILE *f = fopen("/proc/stat", "re");
+	long hz = sysconf(_SC_CLK_TCK), ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (!f)
+		return 0;
+	if (!fgets(line, sizeof(line), f) ||
+	    sscanf(line, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+		   &v[4], &v[5], &v[6], &v[7]) != 8 ||
+	    hz <= 0 || ncpu <= 0)
+		v[7] = 0;
+	fclose(f);
+	return (int64_t)(v[7] * (1000000000ULL / (unsigned long long)hz) /
+			 (unsigned long long)ncpu);
+}
+
 /* Insert a gap into the sorted top list when it is among the largest. */
-static void keep_top_gap(struct wl_gaps *g, int64_t end_rt, int64_t len)
+static void keep_top_gap(struct wl_gaps *g, int64_t end_rt, int64_t len, int64_t steal)
 {
 	int i = WL_TOP_GAPS - 1;
 
@@ -327,6 +355,7 @@ static void keep_top_gap(struct wl_gaps *g, int64_t end_rt, int64_t len)
 		g->top[i] = g->top[i - 1];
 	g->top[i].end_rt = end_rt;
 	g->top[i].len_ns = len;
+	g->top[i].steal_ns = steal;
 }
 
 /* A heartbeat: one 1 ms tick of the client's view. */
@@ -335,18 +364,30 @@ static void tick(struct wl *w)
 	int64_t mono = now_ns(CLOCK_MONOTONIC), rt = now_ns(CLOCK_REALTIME);
 
 	if (w->gaps.last_mono) {
-		int64_t gap = mono - w->gaps.last_mono, gap_rt = rt - w->gaps.last_rt;
+		int64_t gap = mono - w->gaps.last_mono, gap_rt = rt - w->gaps.last_rt, steal = 0;
 
+		/* a stall: how much of it (and of the <= 100 ms before it) the host took */
+		if (gap_rt > WL_STALL_NS) {
+			int64_t s = steal_ns();
+
+			steal = w->gaps.steal_mark && s > w->gaps.steal_mark
+					? s - w->gaps.steal_mark
+					: 0;
+			w->gaps.steal_mark = s;
+		}
 		if (gap > w->gaps.max_ns)
 			w->gaps.max_ns = gap;
 		if (gap_rt > w->gaps.max_rt_ns) {
 			w->gaps.max_rt_ns = gap_rt;
 			w->gaps.max_at_rt = rt;
+			w->gaps.max_steal_ns = steal;
 		}
-		keep_top_gap(&w->gaps, rt, gap_rt);
+		keep_top_gap(&w->gaps, rt, gap_rt, steal);
 		if (gap > WL_STALL_NS)
 			w->gaps.stalls++;
 	}
+	if (w->gaps.ticks % WL_CONTROL_TICKS == 0)
+		w->gaps.steal_mark = steal_ns();
 	w->gaps.last_mono = mono;
 	w->gaps.last_rt = rt;
 	w->gaps.ticks++;
