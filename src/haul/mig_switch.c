@@ -293,17 +293,19 @@ static int postcopy_failed(struct mig *m, int err)
 static void idle_teardown(const struct mig *m)
 {
 	const struct sched_param sp = {0};
+	pid_t *pids, *tids;
+	size_t np, n;
 
-	for (size_t p = 0; p < (m->nprocs ? m->nprocs : 1); p++) {
-		pid_t pid = !m->nprocs || p == m->cur ? m->pid : m->procs[p].pid, *tids;
-		size_t n;
-
-		if (haul_proc_tids(pid, &tids, &n))
+	if (haul_mig_pids(m, &pids, &np))
+		return;
+	for (size_t p = 0; p < np; p++) {
+		if (haul_proc_tids(pids[p], &tids, &n))
 			continue;
 		for (size_t i = 0; i < n; i++)
 			sched_setscheduler(tids[i], SCHED_IDLE, &sp); /* best effort */
 		free(tids);
 	}
+	free(pids);
 }
 
 /* Resident pages of @pid (/proc/PID/statm), or -1. */

@@ -456,8 +456,7 @@ void haul_mig_tree_free(struct mig *m)
 	m->nprocs = 0;
 }
 
-/* The host PIDs of every process of the migration into *@pids (to free), for netsock.c. */
-static int mig_pids(const struct mig *m, pid_t **pids, size_t *n)
+int haul_mig_pids(const struct mig *m, pid_t **pids, size_t *n)
 {
 	*n = m->nprocs ? m->nprocs : 1;
 	*pids = calloc(*n, sizeof(**pids));
@@ -474,7 +473,7 @@ int haul_mig_sockets(struct mig *m, struct haul_net_tuple **out, size_t *n)
 {
 	size_t np;
 	pid_t *pids;
-	int ret = mig_pids(m, &pids, &np);
+	int ret = haul_mig_pids(m, &pids, &np);
 
 	if (ret)
 		return ret;
@@ -487,7 +486,7 @@ int haul_mig_sockets_snap(struct mig *m, struct haul_net_snap *s, bool again, bo
 {
 	size_t np;
 	pid_t *pids;
-	int ret = mig_pids(m, &pids, &np);
+	int ret = haul_mig_pids(m, &pids, &np);
 
 	if (ret)
 		return ret;

@@ -150,6 +150,8 @@ void haul_mig_tree_held(struct mig *m);
 void haul_mig_tree_kill(struct mig *m);
 void haul_mig_tree_finish(struct mig *m);
 void haul_mig_tree_free(struct mig *m);
+/* The host PIDs of every process of the migration into *@pids (to free), *@n of them. */
+int haul_mig_pids(const struct mig *m, pid_t **pids, size_t *n);
 int haul_mig_sockets(struct mig *m, struct haul_net_tuple **out, size_t *n);
 /* The same read while it runs (@again false), then verified at the freeze (netsock.c). */
 int haul_mig_sockets_snap(struct mig *m, struct haul_net_snap *s, bool again, bool *reused);

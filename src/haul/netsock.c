@@ -28,13 +28,12 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "common/policy.h"
-#include "common/sysno.h"
 #include "haul/netlock.h"
+#include "restore/restore.h"
 
 struct inode_fd {
 	unsigned long ino;
@@ -136,9 +135,8 @@ static void diag_tuple(const struct inet_diag_msg *m, int proto, int fd, struct 
 	}
 }
 
-/* Dump @family/@proto and add the sockets among @ino to *@out. */
-static int diag_dump(int nl, int family, int proto, const struct inode_fd *ino, size_t nino,
-		     struct haul_net_tuple **out, size_t *n, size_t *cap)
+/* Ask inet_diag about @family/@proto: every socket (@id NULL, a dump) or the one of @id. */
+static int diag_ask(int nl, int family, int proto, const struct inet_diag_sockid *id)
 {
 	struct {
 		struct nlmsghdr h;
@@ -146,13 +144,26 @@ static int diag_dump(int nl, int family, int proto, const struct inode_fd *ino, 
 	} req = {
 		.h = {.nlmsg_len = sizeof(req),
 		      .nlmsg_type = SOCK_DIAG_BY_FAMILY,
-		      .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
-		.r = {.sdiag_family = family, .sdiag_protocol = proto, .idiag_states = ~0U},
+		      .nlmsg_flags = NLM_F_REQUEST | (id ? 0 : NLM_F_DUMP)},
+		.r = {.sdiag_family = (uint8_t)family,
+		      .sdiag_protocol = (uint8_t)proto,
+		      .idiag_states = ~0U},
 	};
-	static char buf[32768] __attribute__((aligned(8)));
 
-	if (send(nl, &req, sizeof(req), 0) != sizeof(req))
-		return -errno;
+	if (id)
+		req.r.id = *id;
+	return send(nl, &req, sizeof(req), 0) == sizeof(req) ? 0 : -errno;
+}
+
+/* Dump @family/@proto and add the sockets among @ino to *@out. */
+static int diag_dump(int nl, int family, int proto, const struct inode_fd *ino, size_t nino,
+		     struct haul_net_tuple **out, size_t *n, size_t *cap)
+{
+	static char buf[32768] __attribute__((aligned(8)));
+	int ret = diag_ask(nl, family, proto, NULL);
+
+	if (ret)
+		return ret;
 	for (;;) {
 		ssize_t len = recv(nl, buf, sizeof(buf), 0);
 		struct nlmsghdr *h = (struct nlmsghdr *)buf;
@@ -368,17 +379,11 @@ static int snap_inodes(const pid_t *pids, size_t npids, struct inode_fd **ino, s
 /* Is @v's socket an inet one?  Asked through a copy of its fd; true when that fails. */
 static bool inet_fd(const struct inode_fd *v)
 {
-	int pfd = (int)syscall(SYS_pidfd_open, v->pid, 0), fd = -1, dom = -1;
-	socklen_t l = sizeof(dom);
+	char desc[160];
+	int dom;
 
-	if (pfd >= 0)
-		fd = (int)syscall(SYS_pidfd_getfd, pfd, v->fd, 0);
-	if (fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l))
-		dom = -1;
-	if (fd >= 0)
-		close(fd);
-	if (pfd >= 0)
-		close(pfd);
+	if (rst_sock_describe(v->pid, v->fd, &dom, desc, sizeof(desc)))
+		return true;
 	return dom != AF_UNIX && dom != AF_NETLINK && dom != AF_PACKET;
 }
 
@@ -437,25 +442,17 @@ int haul_net_snap_take(const pid_t *pids, size_t npids, struct haul_net_snap *s)
 /* Ask inet_diag for @t alone, by its ends and cookie: 0 when it still has them. */
 static int diag_one(int nl, const struct haul_net_tuple *t)
 {
-	struct {
-		struct nlmsghdr h;
-		struct inet_diag_req_v2 r;
-	} req = {
-		.h = {.nlmsg_len = sizeof(req),
-		      .nlmsg_type = SOCK_DIAG_BY_FAMILY,
-		      .nlmsg_flags = NLM_F_REQUEST},
-		.r = {.sdiag_family = (uint8_t)t->diag_family,
-		      .sdiag_protocol = (uint8_t)t->proto,
-		      .idiag_states = ~0U},
-	};
 	char buf[1024] __attribute__((aligned(8)));
 	const struct nlmsghdr *h = (const struct nlmsghdr *)buf;
 	const struct inet_diag_msg *m = NLMSG_DATA(h);
+	struct inet_diag_sockid id;
 	ssize_t len;
+	int ret;
 
-	memcpy(&req.r.id, t->diag_id, sizeof(req.r.id));
-	if (send(nl, &req, sizeof(req), 0) != sizeof(req))
-		return -errno;
+	memcpy(&id, t->diag_id, sizeof(id));
+	ret = diag_ask(nl, t->diag_family, t->proto, &id);
+	if (ret)
+		return ret;
 	len = recv(nl, buf, sizeof(buf), 0);
 	if (len < 0)
 		return -errno;

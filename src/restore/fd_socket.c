@@ -21,6 +21,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "restore/restore.h"
 #include "restore/restore_int.h"
 
 /* "127.0.0.1:80" or "[::1]:80"; "" for a family without ports. */

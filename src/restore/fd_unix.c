@@ -41,6 +41,7 @@
 
 #include "common/log.h"
 #include "restore/fd_int.h"
+#include "restore/restore.h"
 #include "restore/restore_int.h"
 #include "restore/target_int.h"
 

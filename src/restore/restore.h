@@ -152,6 +152,13 @@ int rst_sock_drain_wait(pid_t pid, const int *fds, size_t n);
  */
 void rst_cg_note_moved(pid_t pid, const char *dir, const char *orig);
 /*
+ * fd_socket.c: what socket fd @fd of @pid is: its family (AF_*) in
+ * *@family, and in @desc its protocol and addresses as a user reads them
+ * ("TCP 127.0.0.1:6379 listening").  0, -ENOENT when the fd was closed
+ * meanwhile, or -errno (pidfd_getfd needs ptrace access to @pid).
+ */
+int rst_sock_describe(pid_t pid, int fd, int *family, char *desc, size_t len);
+/*
  * @pid's cgroups as "controllers:path" lines (haul's own freezer cgroup
  * undone, as the dump records them), for SessionOpen: *@out holds *@n
  * strings, free each and the array.  0 or -errno.

@@ -184,14 +184,6 @@ int rst_ghost_dump(pid_t pid, int fd, Haul__Img__FileObject *o);
 int rst_ghost_create(const Haul__Img__FileObject *o, char *path, size_t plen);
 
 /*
- * fd_socket.c: what socket fd @fd of @pid is: its family (AF_*) in
- * *@family, and in @desc its protocol and addresses as a user reads them
- * ("TCP 127.0.0.1:6379 listening").  0, -ENOENT when the fd was closed
- * meanwhile, or -errno (pidfd_getfd needs ptrace access to @pid).
- */
-int rst_sock_describe(pid_t pid, int fd, int *family, char *desc, size_t len);
-
-/*
  * cgplace.c: cgroup membership.  rst_cg_dump() records @pid's placement
  * and, for each of its threads @tids[i] (not the main one; their
  * ThreadStates @th[i]), the hierarchies where it differs; the strings live
