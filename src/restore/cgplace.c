@@ -36,40 +36,6 @@
 #include "restore/res_int.h"
 #include "restore/restore_int.h"
 
-/* haul's own moves (rst_cg_note_moved): one migration per haul process, a tree's each. */
-#define CG_NOTES_MAX 8192
-static struct cg_note {
-	pid_t pid;
-	char dir[PATH_MAX];
-	char orig[PATH_MAX];
-} * notes;
-static size_t nnotes;
-
-void rst_cg_note_moved(pid_t pid, const char *dir, const char *orig)
-{
-	for (size_t i = 0;; i++) {
-		if (i == nnotes) {
-			struct cg_note *g = nnotes < CG_NOTES_MAX
-						    ? realloc(notes, (nnotes + 8) * sizeof(*g))
-						    : NULL;
-
-			if (!g)
-				break;
-			memset(g + nnotes, 0, 8 * sizeof(*g));
-			notes = g;
-			nnotes += 8;
-		}
-		if (!notes[i].pid || (notes[i].pid == pid && !strcmp(notes[i].dir, dir))) {
-			notes[i].pid = pid;
-			snprintf(notes[i].dir, sizeof(notes[i].dir), "%s", dir);
-			snprintf(notes[i].orig, sizeof(notes[i].orig), "%s", orig);
-			return;
-		}
-	}
-	pr_warn("too many cgroup moves to remember; pid %d's cgroup %s will be carried as %s",
-		(int)pid, orig, dir);
-}
-
 /* Whether comma-separated @opts holds every comma-separated word of @ctrls. */
 static bool opts_have_all(const char *opts, const char *ctrls)
 {
@@ -100,14 +66,6 @@ struct cg_mnt {
 	char root[PATH_MAX]; /* the path inside the hierarchy of the mount's root (field 4) */
 };
 
-/*
- * The cgroup mounts read once for a whole dump (rst_cg_dump): each line of
- * each thread's cgroup file asks where its hierarchy is mounted, and
- * mountinfo read that often cost 6 ms of memcached's downtime (10 threads).
- */
-static _Thread_local struct cg_mnt *mnt_cache;
-static _Thread_local size_t mnt_ncache;
-
 /* One mountinfo line into @m: true when it is a cgroup or cgroup2 mount. */
 static bool parse_mount(const char *line, struct cg_mnt *m)
 {
@@ -121,42 +79,93 @@ static bool parse_mount(const char *line, struct cg_mnt *m)
 	return m->v2 || !strcmp(type, "cgroup");
 }
 
-static bool mount_is(const struct cg_mnt *m, const char *ctrls)
+/* Is @m the hierarchy of @ctrls ("" = cgroup2)? */
+static bool mount_is(bool v2, const char *opts, const char *ctrls)
 {
-	return ctrls[0] ? !m->v2 && opts_have_all(m->opts, ctrls) : m->v2;
+	return ctrls[0] ? !v2 && opts_have_all(opts, ctrls) : v2;
 }
 
-static void mnts_drop(void)
-{
-	free(mnt_cache);
-	mnt_cache = NULL;
-	mnt_ncache = 0;
-}
+/*
+ * haul's own moves (rst_cg_note_moved): one migration per haul process, a
+ * tree's each.  Kept as paths inside their hierarchy, worked out once here,
+ * so that the dump matches its cgroup lines by string alone (reading
+ * mountinfo for each line of each thread cost 6 ms of memcached's downtime).
+ */
+#define CG_NOTES_MAX 8192
+static struct cg_note {
+	pid_t pid;
+	bool v2;
+	char opts[1024];      /* the hierarchy's mount options (its controllers) */
+	char dir[PATH_MAX];   /* haul's cgroup directory: the note's key */
+	char moved[PATH_MAX]; /* the same, as a path in the hierarchy */
+	char orig[PATH_MAX];  /* where the process was, as a path in the hierarchy */
+} * notes;
+static size_t nnotes;
 
-/* Read the cgroup mounts into the cache; without it each lookup reads mountinfo. */
-static void mnts_load(void)
+/* The path inside its hierarchy of cgroup directory @dir; *@m: the mount it is under. */
+static bool dir_to_path(const char *dir, struct cg_mnt *m, char *path, size_t len)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	char line[4096];
-	struct cg_mnt m;
+	struct cg_mnt c;
+	size_t best = 0, ml;
 
-	mnts_drop();
 	if (!f)
-		return;
+		return false;
 	while (fgets(line, sizeof(line), f)) {
-		struct cg_mnt *n;
-
-		if (!parse_mount(line, &m))
+		if (!parse_mount(line, &c))
 			continue;
-		n = realloc(mnt_cache, (mnt_ncache + 1) * sizeof(*n));
-		if (!n) {
-			mnts_drop();
-			break;
+		ml = strlen(c.mnt);
+		if (ml > best && !strncmp(dir, c.mnt, ml) && (!dir[ml] || dir[ml] == '/')) {
+			best = ml;
+			*m = c;
 		}
-		mnt_cache = n;
-		mnt_cache[mnt_ncache++] = m;
 	}
 	fclose(f);
+	if (!best)
+		return false;
+	snprintf(path, len, "%s%s", strcmp(m->root, "/") ? m->root : "",
+		 dir[best] ? dir + best : "");
+	if (!path[0])
+		snprintf(path, len, "/");
+	return true;
+}
+
+void rst_cg_note_moved(pid_t pid, const char *dir, const char *orig)
+{
+	struct cg_mnt m, mo;
+	char moved[PATH_MAX], from[PATH_MAX];
+
+	if (!dir_to_path(dir, &m, moved, sizeof(moved)) ||
+	    !dir_to_path(orig, &mo, from, sizeof(from))) {
+		pr_warn("pid %d's cgroup %s is under no cgroup mount here; it will be carried as %s",
+			(int)pid, orig, dir);
+		return;
+	}
+	for (size_t i = 0;; i++) {
+		if (i == nnotes) {
+			struct cg_note *g = nnotes < CG_NOTES_MAX
+						    ? realloc(notes, (nnotes + 8) * sizeof(*g))
+						    : NULL;
+
+			if (!g)
+				break;
+			memset(g + nnotes, 0, 8 * sizeof(*g));
+			notes = g;
+			nnotes += 8;
+		}
+		if (!notes[i].pid || (notes[i].pid == pid && !strcmp(notes[i].dir, dir))) {
+			notes[i].pid = pid;
+			notes[i].v2 = m.v2;
+			snprintf(notes[i].opts, sizeof(notes[i].opts), "%s", m.opts);
+			snprintf(notes[i].dir, sizeof(notes[i].dir), "%s", dir);
+			snprintf(notes[i].moved, sizeof(notes[i].moved), "%s", moved);
+			snprintf(notes[i].orig, sizeof(notes[i].orig), "%s", from);
+			return;
+		}
+	}
+	pr_warn("too many cgroup moves to remember; pid %d's cgroup %s will be carried as %s",
+		(int)pid, orig, dir);
 }
 
 /*
@@ -166,28 +175,22 @@ static void mnts_load(void)
  */
 static int hier_mount(const char *ctrls, char *mnt, size_t mlen, char *root, size_t rlen)
 {
-	const struct cg_mnt *hit = NULL;
-	struct cg_mnt m;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
 	char line[4096];
-	FILE *f;
+	struct cg_mnt m;
+	int ret = -ENOENT;
 
-	for (size_t i = 0; i < mnt_ncache && !hit; i++)
-		if (mount_is(&mnt_cache[i], ctrls))
-			hit = &mnt_cache[i];
-	if (!mnt_cache) {
-		f = fopen("/proc/self/mountinfo", "re");
-		if (!f)
-			return -errno;
-		while (!hit && fgets(line, sizeof(line), f))
-			if (parse_mount(line, &m) && mount_is(&m, ctrls))
-				hit = &m;
-		fclose(f);
+	if (!f)
+		return -errno;
+	while (ret && fgets(line, sizeof(line), f)) {
+		if (!parse_mount(line, &m) || !mount_is(m.v2, m.opts, ctrls))
+			continue;
+		snprintf(mnt, mlen, "%s", m.mnt);
+		snprintf(root, rlen, "%s", m.root);
+		ret = 0;
 	}
-	if (!hit)
-		return -ENOENT;
-	snprintf(mnt, mlen, "%s", hit->mnt);
-	snprintf(root, rlen, "%s", hit->root);
-	return 0;
+	fclose(f);
+	return ret;
 }
 
 /* The directory of cgroup @path of hierarchy @ctrls here, or -ENOENT / -EXDEV. */
@@ -207,34 +210,15 @@ static int cg_dir(const char *ctrls, const char *path, char *dir, size_t len)
 	return 0;
 }
 
-/* @dir inside the hierarchy @ctrls, back to a path from its root (for the notes). */
-static bool dir_to_path(const char *ctrls, const char *dir, char *path, size_t len)
-{
-	char mnt[PATH_MAX], root[PATH_MAX];
-	size_t ml;
-
-	if (hier_mount(ctrls, mnt, sizeof(mnt), root, sizeof(root)))
-		return false;
-	ml = strlen(mnt);
-	if (strncmp(dir, mnt, ml) || (dir[ml] && dir[ml] != '/'))
-		return false;
-	snprintf(path, len, "%s%s", strcmp(root, "/") ? root : "", dir[ml] ? dir + ml : "");
-	if (!path[0])
-		snprintf(path, len, "/");
-	return true;
-}
-
 /* The placement before haul moved @pid, when @path of @ctrls is haul's own cgroup for it. */
 static void undo_haul_move(pid_t pid, const char *ctrls, char *path, size_t len)
 {
-	char dir[PATH_MAX];
-
-	if (cg_dir(ctrls, path, dir, sizeof(dir)))
-		return;
 	for (size_t i = 0; i < nnotes; i++)
-		if (notes[i].pid == pid && !strcmp(notes[i].dir, dir) &&
-		    dir_to_path(ctrls, notes[i].orig, path, len))
+		if (notes[i].pid == pid && mount_is(notes[i].v2, notes[i].opts, ctrls) &&
+		    !strcmp(notes[i].moved, path)) {
+			snprintf(path, len, "%s", notes[i].orig);
 			return;
+		}
 }
 
 void rst_cg_buf_free(struct rst_cg_buf *b)
@@ -324,7 +308,6 @@ int rst_cg_dump(pid_t pid, const pid_t *tids, Haul__Img__ThreadState **th, size_
 		free(first);
 		return -ENOMEM;
 	}
-	mnts_load();
 	ret = read_lines(pid, "cgroup", b, 0);
 	nproc = b->n;
 	for (size_t i = 0; !ret && i < nthr; i++) {
@@ -332,7 +315,6 @@ int rst_cg_dump(pid_t pid, const pid_t *tids, Haul__Img__ThreadState **th, size_
 		snprintf(file, sizeof(file), "task/%d/cgroup", (int)tids[i]);
 		ret = read_lines(pid, file, b, nproc);
 	}
-	mnts_drop();
 	if (ret) {
 		pr_err_r(ret, "cannot read the cgroups of pid %d", (int)pid);
 		free(first);
