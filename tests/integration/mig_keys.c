@@ -36,7 +36,7 @@ static int migrate(const char *const extra[], int timeout_ms, char *out, size_t 
 	cr_assert_gt(pid, 0);
 	st = th_wait_exit(pid, timeout_ms);
 	out[0] = '\0';
-	while (th_wait_line(fd, "", 10, line, sizeof(line)) == 0) {
+	while (th_read_line(fd, line, sizeof(line)) == 0) {
 		cr_log_info("haul: %s", line);
 		snprintf(out + strlen(out), outlen - strlen(out), "%s\n", line);
 	}

@@ -31,7 +31,7 @@ static int migrate(const char *const extra[], int timeout_ms)
 	cr_assert_gt(pid, 0);
 	st = th_wait_exit(pid, timeout_ms);
 	if (st) {
-		while (th_wait_line(fd, "", 10, line, sizeof(line)) == 0)
+		while (th_read_line(fd, line, sizeof(line)) == 0)
 			cr_log_info("haul: %s", line);
 	}
 	close(fd);

@@ -33,7 +33,7 @@ static int migrate(const char *const extra[])
 
 	cr_assert_gt(pid, 0);
 	st = th_wait_exit(pid, 60000);
-	while (th_wait_line(fd, "", 10, line, sizeof(line)) == 0)
+	while (th_read_line(fd, line, sizeof(line)) == 0)
 		cr_log_info("haul: %s", line);
 	close(fd);
 	if (st == -ETIMEDOUT)
@@ -90,7 +90,7 @@ Test(ops_events, an_fd_from_the_shell_takes_the_stream_too, .fini = teardown, .t
 	haul = th_spawn_pipe(M.net.a, (char *const *)argv, &fd);
 	cr_assert_gt(haul, 0);
 	st = th_wait_exit(haul, 60000);
-	while (th_wait_line(fd, "", 10, line, sizeof(line)) == 0)
+	while (th_read_line(fd, line, sizeof(line)) == 0)
 		cr_log_info("haul: %s", line);
 	close(fd);
 	cr_assert_eq(st, 0, "haul migrate failed");

@@ -67,7 +67,7 @@ Test(ops_netns, migrate_under_ip_netns_exec_mounts_its_own_cgroup2_and_moves_the
 	haul = th_spawn_pipe(NULL, (char *const *)argv, &fd);
 	cr_assert_gt(haul, 0);
 	st = th_wait_exit(haul, 60000);
-	while (th_wait_line(fd, "", 10, line, sizeof(line)) == 0) {
+	while (th_read_line(fd, line, sizeof(line)) == 0) {
 		cr_log_info("haul: %s", line);
 		said |= strstr(line, "mounted cgroup2") != NULL;
 	}

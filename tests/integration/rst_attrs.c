@@ -403,7 +403,7 @@ Test(rst_attrs, oom_score_adj_and_cgroups_survive_haul_migrate, .fini = mig_fini
 	cr_assert_gt(pid, 0);
 	st = th_wait_exit(pid, 60000);
 	if (st)
-		while (th_wait_line(fd, "", 10, line, sizeof(line)) == 0)
+		while (th_read_line(fd, line, sizeof(line)) == 0)
 			cr_log_info("haul: %s", line);
 	close(fd);
 	cr_assert_eq(st, 0, "haul migrate failed");

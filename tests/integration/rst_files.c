@@ -422,7 +422,7 @@ static int migrate_workload(char *msg, size_t len)
 	h = th_mig_haul(&M, &fd, extra);
 	cr_assert_gt(h, 0);
 	st = th_wait_exit(h, 60000);
-	while (th_wait_line(fd, "", 10, line, sizeof(line)) == 0 && at < len)
+	while (th_read_line(fd, line, sizeof(line)) == 0 && at < len)
 		at += snprintf(msg + at, len - at, "%s\n", line);
 	close(fd);
 	return st;

@@ -303,7 +303,7 @@ static void migrate_case(const char *mode)
 	cr_assert_gt(h, 0);
 	st = th_wait_exit(h, 60000);
 	if (st != 0)
-		while (th_wait_line(fd, "", 10, line, sizeof(line)) == 0)
+		while (th_read_line(fd, line, sizeof(line)) == 0)
 			cr_log_error("%s", line);
 	close(fd);
 	cr_assert_eq(st, 0, "haul migrate failed");

@@ -316,7 +316,7 @@ void th_mig_dump_output(int fd)
 {
 	char line[512];
 
-	while (th_wait_line(fd, "", 10, line, sizeof(line)) == 0)
+	while (th_read_line(fd, line, sizeof(line)) == 0)
 		cr_log_info("haul: %s", line);
 }
 

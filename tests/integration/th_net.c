@@ -181,9 +181,14 @@ pid_t th_spawn_pipe(const char *netns, char *const argv[], int *rfd)
 	return pid;
 }
 
-int th_wait_line(int fd, const char *needle, int timeout_ms, char *line, size_t len)
+/*
+ * Read lines from @fd until one holds @needle, until @timeout_ms passes; with
+ * @idle, the time is counted from the last byte read instead.
+ */
+static int wait_line(int fd, const char *needle, int timeout_ms, bool idle, char *line, size_t len)
 {
 	double deadline = th_now_ms() + timeout_ms;
+	double cap = deadline + (idle ? 9.0 * timeout_ms : 0); /* a line that never ends */
 	char buf[4096];
 	size_t have = 0;
 
@@ -211,10 +216,22 @@ int th_wait_line(int fd, const char *needle, int timeout_ms, char *line, size_t 
 		n = read(fd, buf + have, 1);
 		if (n <= 0)
 			return -EPIPE;
+		if (idle && th_now_ms() + timeout_ms < cap)
+			deadline = th_now_ms() + timeout_ms;
 		have += n;
 		if (have == sizeof(buf))
 			have = 0;
 	}
+}
+
+int th_wait_line(int fd, const char *needle, int timeout_ms, char *line, size_t len)
+{
+	return wait_line(fd, needle, timeout_ms, false, line, len);
+}
+
+int th_read_line(int fd, char *line, size_t len)
+{
+	return wait_line(fd, "", TH_LINE_IDLE_MS, true, line, len);
 }
 
 size_t th_file_size(const char *path)

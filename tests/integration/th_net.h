@@ -48,6 +48,14 @@ pid_t th_spawn_pipe(const char *netns, char *const argv[], int *fd);
 
 /* Read lines from @fd until one contains @needle; 0, -ETIMEDOUT or -EPIPE (EOF). */
 int th_wait_line(int fd, const char *needle, int timeout_ms, char *line, size_t len);
+/*
+ * The next line of output that a program which has exited (or is exiting)
+ * left in @fd: 0, -EPIPE at EOF, or -ETIMEDOUT after TH_LINE_IDLE_MS without
+ * a byte (another process may hold the pipe open).  Unlike th_wait_line with
+ * a short timeout, a long line read on a loaded host is not cut off.
+ */
+#define TH_LINE_IDLE_MS 500
+int th_read_line(int fd, char *line, size_t len);
 /* Poll @path until a line after byte @from contains @needle (the last such line). */
 int th_wait_file(const char *path, size_t from, const char *needle, int timeout_ms, char *line,
 		 size_t len);
