@@ -45,6 +45,12 @@
 /* Pages one call may report and re-protect (max_pages): write-protecting costs 16-25 ms
  * per populated GiB, so 8192 pages (32 MiB) keep a dense slice under ~1 ms. */
 #define TRK_SCAN_SLICE_PAGES 8192
+/* The final round's walk (the process frozen, inside the downtime) is split across threads,
+ * each taking at least this much: one thread walks ~1 ms per GiB (15 ms for 16 GiB on a
+ * 16-core host), two halve it on 2 cores; a part much smaller costs more to start. */
+#define TRK_SCAN_PAR_PART_BYTES (512ULL << 20)
+/* ... and at most this many threads (or the CPUs haul may run on, if fewer). */
+#define TRK_SCAN_PAR_MAX 8
 /* Detaching unregisters in slices this many times smaller (16 MiB): each holds the target's
  * mmap_lock for writing; the close of the uffd unregistered 1 GiB in one 117 ms hold. */
 #define TRK_UNREG_SLICE_DIV 4

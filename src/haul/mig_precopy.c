@@ -47,6 +47,7 @@ static void pace(struct mig *m)
 static int flush_batch(struct mig *m)
 {
 	uint64_t off = 0;
+	double t0, t1;
 	int ret;
 
 	if (!m->nbatch)
@@ -56,8 +57,11 @@ static int flush_batch(struct mig *m)
 	 * was read (hashes, pages read although unpopulated), which later rounds
 	 * need to report every change.
 	 */
+	t0 = haul_now_ms();
 	ret = m->trk ? trk_read(m->trk, m->batch, m->nbatch, m->buf, m->zero)
 		     : trk_read_pages(m->pid, m->batch, m->nbatch, m->buf, m->zero);
+	t1 = haul_now_ms();
+	m->round_read_ms += t1 - t0;
 	if (ret) {
 		pr_err_r(ret, "cannot read the pages of pid %d", m->pid);
 		return ret;
@@ -71,6 +75,7 @@ static int flush_batch(struct mig *m)
 		off += m->batch[i].npages;
 	}
 	ret = ps_client_pages_v(m->client, m->vbatch, m->nbatch, m->buf, m->zero);
+	m->round_send_ms += haul_now_ms() - t1;
 	if (ret) {
 		pr_err_r(ret, "cannot send pages of pid %d to %s", m->pid, m->o->to);
 		return ret;
@@ -200,6 +205,7 @@ int haul_mig_send_round(struct mig *m, const struct trk_round *r, bool midpoint_
 		m->tree_sent += m->round_pages;
 	}
 	m->round_pages = 0;
+	m->round_read_ms = m->round_send_ms = m->round_end_ms = 0;
 	m->round_total = r->dirty_pages;
 	m->round_seq = r->seq;
 	m->pace_t0 = m->last_progress = haul_now_ms();
@@ -222,7 +228,9 @@ int haul_mig_send_round(struct mig *m, const struct trk_round *r, bool midpoint_
 		return ret;
 	pr_debug("round %llu: %llu pages sent of %llu found", (unsigned long long)r->seq,
 		 (unsigned long long)m->round_pages, (unsigned long long)r->dirty_pages);
+	m->round_end_ms = haul_now_ms();
 	ret = ps_client_round_end(m->client, r->seq);
+	m->round_end_ms = haul_now_ms() - m->round_end_ms;
 	if (ret)
 		pr_err_r(ret, "round %llu of pid %d did not reach %s", (unsigned long long)r->seq,
 			 m->pid, m->o->to);

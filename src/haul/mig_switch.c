@@ -56,9 +56,10 @@ static int final_round(struct mig *m)
 	rs.ms = haul_now_ms() - t0;
 	rs.mbps = rs.ms > 0 ? rs.pages * HAUL_PAGE_SIZE / 1e3 / rs.ms : 0;
 	rs.final = true;
-	pr_debug(
-		"final round: %llu pages, scan %.2f ms (%.2f in the kernel), send and barrier %.2f",
-		(unsigned long long)rs.pages, t_scan - t0, r.scan_ms, rs.ms - (t_scan - t0));
+	pr_debug("final round: %llu pages, scan %.2f ms (%.2f in the kernel), send and barrier "
+		 "%.2f (read %.2f, hand to the client %.2f, barrier %.2f)",
+		 (unsigned long long)rs.pages, t_scan - t0, r.scan_ms, rs.ms - (t_scan - t0),
+		 m->round_read_ms, m->round_send_ms, m->round_end_ms);
 	rs.nprocs = (unsigned)m->nprocs;
 	trk_round_release(&r);
 	if (ret)

@@ -91,6 +91,7 @@ struct mig {
 	uint64_t round_pages; /* pages handed to the client this round */
 	uint64_t round_total; /* pages the round has to send */
 	uint64_t round_seq;
+	double round_read_ms, round_send_ms, round_end_ms; /* this round's, for the debug log */
 	/* a tree: this round's pages found and sent in the processes before procs[cur] */
 	uint64_t tree_found, tree_sent;
 	double last_progress; /* when on_progress was last called */

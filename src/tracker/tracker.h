@@ -89,6 +89,12 @@ struct trk_opts {
 	 */
 	uint64_t slice_bytes;
 	uint64_t slice_pages;
+	/*
+	 * Frozen rounds (uffd): the smallest part of a walk one thread takes;
+	 * 0 takes TRK_SCAN_PAR_PART_BYTES.  Tests make it small, so that a
+	 * small region is split.
+	 */
+	uint64_t par_part_bytes;
 };
 
 /*

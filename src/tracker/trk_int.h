@@ -106,6 +106,30 @@ struct trk {
 	bool frozen;	     /* the caller froze it: do not stop it again */
 };
 
+/* Regions one PAGEMAP_SCAN call may return (each walker's vector). */
+#define TRK_SCAN_VEC 32768
+
+/* One thread's share of a parallel fast walk (scan_par.c). */
+struct trk_walk_part {
+	uint64_t start, end;
+	struct page_region *vec; /* TRK_SCAN_VEC entries */
+	size_t used;		 /* entries the last call filled */
+	struct trk_scan out;	 /* only out.written is filled */
+	double call_ms;		 /* its longest call */
+	int ret;
+};
+/* uffd.c: the fast walk of [p->start, p->end), re-protecting; callable from any thread. */
+int trk_uffd_walk_part(struct trk *t, struct trk_walk_part *p);
+/* scan_par.c: how many threads a frozen fast walk of @bytes gets (1: walk it alone). */
+unsigned trk_walk_threads(const struct trk *t, uint64_t bytes);
+/*
+ * scan_par.c: the fast walk of [start, end) split across trk_walk_threads()
+ * threads.  Every part's written pages reach out->written in address order,
+ * whatever the others' errors (each part re-protected what it reported).
+ * 0, or the first part's error in address order.
+ */
+int trk_walk_parallel(struct trk *t, uint64_t start, uint64_t end, struct trk_scan *out);
+
 /* Whether the mm we attached to is still the process's: 0, -ESRCH exited, -ECHILD exec'd. */
 int trk_check_mm(struct trk *t);
 

@@ -51,7 +51,7 @@
 #include "tracker/trk_int.h"
 
 /* page_region entries per PAGEMAP_SCAN call: 768 KiB, bounded whatever the dirty pattern */
-#define SCAN_VEC 32768
+#define SCAN_VEC TRK_SCAN_VEC
 
 struct uffd_state {
 	int uffd;
@@ -396,9 +396,12 @@ static int add_swapped(struct trk *t, struct uffd_state *st, uint64_t start, uin
 struct walk_ctx {
 	struct trk *t;
 	struct uffd_state *st;
+	struct page_region *vec; /* SCAN_VEC entries, this walker's own */
+	size_t *used;		 /* entries the last call filled */
 	bool full;
 	struct trk_scan *out;
-	bool boost; /* SCHED_FIFO around each call (locked_ioctl) */
+	double call_ms; /* longest call of this walk */
+	bool boost;	/* SCHED_FIFO around each call (locked_ioctl) */
 	struct haul_sched_attr saved;
 };
 
@@ -406,19 +409,18 @@ struct walk_ctx {
 static int scan_call(void *arg, uint64_t s, uint64_t e, uint64_t *walk_end)
 {
 	struct walk_ctx *w = arg;
-	struct uffd_state *st = w->st;
 	struct pm_scan_arg a;
 	int err = 0, ret;
 	double t0, dt;
 	long n;
 
-	memset(st->vec, 0, st->used * sizeof(*st->vec));
+	memset(w->vec, 0, *w->used * sizeof(*w->vec));
 	memset(&a, 0, sizeof(a));
 	a.size = sizeof(a);
 	a.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
 	a.start = s;
 	a.end = e;
-	a.vec = (uintptr_t)st->vec;
+	a.vec = (uintptr_t)w->vec;
 	a.vec_len = SCAN_VEC;
 	a.max_pages = w->t->opts.slice_pages ? w->t->opts.slice_pages : TRK_SCAN_SLICE_PAGES;
 	if (w->full) {
@@ -433,17 +435,17 @@ static int scan_call(void *arg, uint64_t s, uint64_t e, uint64_t *walk_end)
 	if (n < 0)
 		err = -errno;
 	dt = trk_now_ms() - t0;
-	if (dt > w->t->call_ms)
-		w->t->call_ms = dt;
+	if (dt > w->call_ms)
+		w->call_ms = dt;
 	if (n < 0) {
 		n = 0;
 		if (err == -EPERM)
-			while (n < SCAN_VEC && st->vec[n].end)
+			while (n < SCAN_VEC && w->vec[n].end)
 				n++;
 	}
-	st->used = (size_t)n;
+	*w->used = (size_t)n;
 	for (long i = 0; i < n; i++) {
-		const struct page_region *pr = &st->vec[i];
+		const struct page_region *pr = &w->vec[i];
 		uint64_t np = (pr->end - pr->start) / TRK_PAGE;
 
 		if (!w->full) {
@@ -452,7 +454,7 @@ static int scan_call(void *arg, uint64_t s, uint64_t e, uint64_t *walk_end)
 			if (pr->categories & PAGE_IS_PRESENT)
 				ret = trk_rl_add(&w->out->present, pr->start, np);
 			else
-				ret = add_swapped(w->t, st, pr->start, np, w->out);
+				ret = add_swapped(w->t, w->st, pr->start, np, w->out);
 			if (!ret && (pr->categories & PAGE_IS_WRITTEN))
 				ret = trk_rl_add(&w->out->written, pr->start, np);
 		}
@@ -487,17 +489,43 @@ static int scan_call(void *arg, uint64_t s, uint64_t e, uint64_t *walk_end)
  * regions to the vector: dropping them would lose those writes for good.
  * So the vector is cleared before each call (only as far as the last call
  * used it) and, on EPERM, the regions it holds are taken before returning.
+ *
+ * While the process is frozen (the final round, inside the downtime) a
+ * large fast walk is split across threads (scan_par.c): nothing of the
+ * process waits on its mmap_lock then, and one thread walks ~1 ms per GiB.
  */
 static int scan_walk(struct trk *t, struct uffd_state *st, uint64_t start, uint64_t end, bool full,
 		     struct trk_scan *out)
 {
-	struct walk_ctx w = {.t = t, .st = st, .full = full, .out = out};
+	struct walk_ctx w = {
+		.t = t, .st = st, .vec = st->vec, .used = &st->used, .full = full, .out = out};
+	uint64_t slice = t->opts.slice_bytes ? t->opts.slice_bytes : TRK_SCAN_SLICE_BYTES;
+	int ret;
+
+	if (!full && t->frozen && trk_walk_threads(t, end - start) > 1)
+		return trk_walk_parallel(t, start, end, out);
+	w.boost = can_boost(&w.saved);
+	ret = trk_slice_walk(start, end, slice, scan_call, &w);
+	if (w.call_ms > t->call_ms)
+		t->call_ms = w.call_ms;
+	return ret;
+}
+
+int trk_uffd_walk_part(struct trk *t, struct trk_walk_part *p)
+{
+	struct walk_ctx w = {.t = t,
+			     .st = t->priv,
+			     .vec = p->vec,
+			     .used = &p->used,
+			     .full = false,
+			     .out = &p->out};
+	uint64_t slice = t->opts.slice_bytes ? t->opts.slice_bytes : TRK_SCAN_SLICE_BYTES;
+	int ret;
 
 	w.boost = can_boost(&w.saved);
-
-	uint64_t slice = t->opts.slice_bytes ? t->opts.slice_bytes : TRK_SCAN_SLICE_BYTES;
-
-	return trk_slice_walk(start, end, slice, scan_call, &w);
+	ret = trk_slice_walk(p->start, p->end, slice, scan_call, &w);
+	p->call_ms = w.call_ms;
+	return ret;
 }
 
 /*

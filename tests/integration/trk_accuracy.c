@@ -425,3 +425,57 @@ Test(trk, uffd_dense_page_tables_of_a_patchy_vma_are_walked_fast)
 	trk_round_release(&r);
 	trk_free(t);
 }
+
+/*
+ * A frozen round splits its fast walk across threads (scan_par.c): with
+ * parts as small as 4 MiB, writes at the ends of the dense half and on
+ * both sides of each cut between parts are each reported exactly once, and
+ * re-protected (the round after reports nothing).
+ */
+Test(trk, uffd_frozen_round_split_across_threads_reports_every_write_once)
+{
+	const uint64_t n = 32, part = 4ULL << 20;
+	struct trk_opts o = {.backend = TRK_UFFD, .par_part_bytes = part};
+	struct trk_round r;
+	struct trk *t = NULL;
+	uint64_t addr[1], w[40], one = 1;
+	size_t nw = 0;
+
+	if (!probe_uffd_wp_async(NULL))
+		cr_skip_test("uffd-wp async tracking is not available on this kernel");
+	cr_assert_eq(td_cmd(&drv, TT_PATCHY, n, NULL, 0, addr, 1), 0);
+	cr_assert_eq(trk_open(drv.pid, &o, &t), 0);
+	for (int round = 1; round <= 3; round++) { /* the dense half walked fast from round 2 */
+		cr_assert_eq(trk_round(t, &r), 0);
+		trk_round_release(&r);
+	}
+	w[nw++] = addr[0];
+	for (uint64_t cut = part; cut < n * 512 * TD_PG; cut += part) { /* wherever the cuts fall */
+		w[nw++] = addr[0] + cut - TD_PG;
+		w[nw++] = addr[0] + cut;
+	}
+	w[nw++] = addr[0] + (n * 512 - 1) * TD_PG;
+	w[nw++] = addr[0] + (n * 512 + 7) * TD_PG; /* the empty half (walked in full) */
+	for (size_t i = 0; i < nw; i++) {
+		struct iovec l = {&one, 8}, rv = {(void *)(uintptr_t)w[i], 8};
+
+		cr_assert_eq(process_vm_writev(drv.pid, &l, 1, &rv, 1, 0), 8);
+	}
+	trk_set_frozen(t, true);
+	cr_assert_eq(trk_round(t, &r), 0);
+	cr_log_info("frozen round over %llu MiB in parts of %llu MiB: %llu pages, %.2f ms",
+		    (unsigned long long)(2 * n * 512 * TD_PG >> 20),
+		    (unsigned long long)(part >> 20),
+		    (unsigned long long)dirty_in(&r, addr[0], 2 * n * 512), r.scan_ms);
+	cr_assert_eq(dirty_in(&r, addr[0], 2 * n * 512), nw);
+	for (size_t i = 0; i < nw; i++)
+		cr_assert(td_dirty_has(&r, w[i]), "the write at page %llu is not reported",
+			  (unsigned long long)((w[i] - addr[0]) / TD_PG));
+	trk_round_release(&r);
+	cr_assert_eq(trk_round(t, &r), 0);
+	cr_assert_eq(dirty_in(&r, addr[0], 2 * n * 512), 0,
+		     "a frozen round left pages unprotected");
+	trk_round_release(&r);
+	trk_set_frozen(t, false);
+	trk_free(t);
+}
