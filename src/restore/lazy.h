@@ -123,6 +123,7 @@ struct rst_lazy_stats {
 	uint64_t present_pages; /* of those, found in place at attach (eager, pre-copy rounds) */
 	uint64_t missing_pages; /* pages not yet present (or dropped by unmap/remove) */
 	uint64_t faults;	/* fault messages answered */
+	uint64_t faults_inline; /* fault windows the fault thread fetched itself */
 	uint64_t fault_pages;	/* pages copied because of a fault (with fault-around) */
 	uint64_t pushed_pages;	/* pages copied by the background push */
 	uint64_t zero_pages;	/* faults answered with zeros (memory the process zapped) */

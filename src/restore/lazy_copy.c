@@ -220,12 +220,23 @@ static struct lz_req *req_find(struct rst_lazy *lz, struct lz_mm *mm, uint64_t s
 	return NULL;
 }
 
-/* Hand @q to a fault-fetch thread. Fault thread. */
+/*
+ * Hand @q to a fault-fetch thread, or fetch it here when it is the only
+ * fault waiting and no other window is in flight: a fault round trip on an
+ * idle 16-core host was 0.36 ms, 8 thread wake-ups, and this saves two (to
+ * the fetch thread and back).  Fault thread.
+ */
 static void req_issue(struct rst_lazy *lz, struct lz_req *q)
 {
 	q->off = q->filled = 0;
 	q->busy = true;
 	pthread_mutex_lock(&lz->lock);
+	if (lz->fetch_inline && !lz->faults_inflight && !lz->uq_head) {
+		lz->faults_inflight++;
+		pthread_mutex_unlock(&lz->lock);
+		rst_lz_ufetch_inline(lz, q);
+		return;
+	}
 	q->next = NULL;
 	if (lz->uq_tail)
 		lz->uq_tail->next = q;

@@ -350,6 +350,8 @@ static int read_msgs(struct rst_lazy *lz, struct lz_mm *mm, struct lz_pend *pend
 static int serve_pending(struct rst_lazy *lz, struct lz_pend *pend, size_t *npend, bool *stalled,
 			 bool *busy)
 {
+	/* one fault alone: its window is fetched on this thread (req_issue) */
+	lz->fetch_inline = *npend == 1;
 	for (size_t k = 0; k < *npend;) {
 		struct lz_pend *pf = &pend[k];
 		int ret;

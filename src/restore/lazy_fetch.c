@@ -172,6 +172,72 @@ void *rst_lz_fetch_main(void *arg)
 }
 
 /*
+ * After the fetch of fault window @q (@ret, in @dt ns): steer the push by
+ * the fault's round trip and queue @q to be copied.  Under lz->lock.
+ */
+static void ufetch_done(struct rst_lazy *lz, struct lz_req *q, int ret, uint64_t dt)
+{
+	lz->faults_inflight--;
+	/*
+	 * The fetch size while faulting follows the fault's round trip: it
+	 * grows while faults come back within LAZY_FAULT_FAST_US (the push
+	 * ahead of them costs them little: a CPU-bound fast link) and halves
+	 * past twice that.
+	 */
+	if (!ret && dt < LAZY_FAULT_FAST_US * 1000ull && lz->fault_chunk < lz->chunk_pages)
+		lz->fault_chunk = lz->fault_chunk + LAZY_PUSH_FAULTING_PAGES < lz->chunk_pages
+					  ? lz->fault_chunk + LAZY_PUSH_FAULTING_PAGES
+					  : lz->chunk_pages;
+	else if (!ret && dt > 2 * LAZY_FAULT_FAST_US * 1000ull &&
+		 lz->fault_chunk > LAZY_PUSH_FAULTING_PAGES)
+		lz->fault_chunk = lz->fault_chunk / 2 > LAZY_PUSH_FAULTING_PAGES
+					  ? lz->fault_chunk / 2
+					  : LAZY_PUSH_FAULTING_PAGES;
+	/* it queued behind the push on the link: the push must not run so far ahead */
+	if (!ret && dt > LAZY_FAULT_TARGET_US * 1000ull &&
+	    lz->push_window > LAZY_PUSH_WINDOW_MIN_PAGES) {
+		lz->push_window /= 2;
+		if (lz->push_window < LAZY_PUSH_WINDOW_MIN_PAGES)
+			lz->push_window = LAZY_PUSH_WINDOW_MIN_PAGES;
+		if (lz->push_window < lz->st.push_window_min)
+			lz->st.push_window_min = lz->push_window;
+	} else if (!ret && dt < LAZY_FAULT_FAST_US * 1000ull &&
+		   lz->push_window < lz->push_window_max) {
+		/*
+		 * fast: nothing much ahead of it; a slow one before was a
+		 * passing stall (a busy CPU), not the push on the link
+		 */
+		lz->push_window += LAZY_PUSH_WINDOW_STEP_PAGES;
+		if (lz->push_window > lz->push_window_max)
+			lz->push_window = lz->push_window_max;
+		lz->work_gen++;
+		pthread_cond_broadcast(&lz->cv);
+	}
+	q->next = NULL;
+	if (ret) {
+		if (!lz->fetch_err)
+			lz->fetch_err = ret;
+	} else if (lz->ur_tail) {
+		lz->ur_tail->next = q;
+		lz->ur_tail = q;
+	} else {
+		lz->ur_head = lz->ur_tail = q;
+	}
+}
+
+void rst_lz_ufetch_inline(struct rst_lazy *lz, struct lz_req *q)
+{
+	uint64_t t0 = now_ns();
+	int ret = rst_lz_fetch_fault(lz, q->src, q->npages, q->buf);
+	uint64_t dt = now_ns() - t0;
+
+	pthread_mutex_lock(&lz->lock);
+	lz->st.faults_inline++;
+	ufetch_done(lz, q, ret, dt);
+	pthread_mutex_unlock(&lz->lock);
+}
+
+/*
  * A fault-fetch thread: fetch the fault windows the fault thread queues
  * (the source's fault path) and hand them back ahead of background chunks.
  * A failure is the source's: the fault thread fails the restore.
@@ -199,53 +265,7 @@ void *rst_lz_ufetch_main(void *arg)
 		dt = now_ns() - t0;
 
 		pthread_mutex_lock(&lz->lock);
-		lz->faults_inflight--;
-		/*
-		 * The fetch size while faulting follows the fault's round trip: it
-		 * grows while faults come back within LAZY_FAULT_FAST_US (the push
-		 * ahead of them costs them little: a CPU-bound fast link) and halves
-		 * past twice that.
-		 */
-		if (!ret && dt < LAZY_FAULT_FAST_US * 1000ull && lz->fault_chunk < lz->chunk_pages)
-			lz->fault_chunk =
-				lz->fault_chunk + LAZY_PUSH_FAULTING_PAGES < lz->chunk_pages
-					? lz->fault_chunk + LAZY_PUSH_FAULTING_PAGES
-					: lz->chunk_pages;
-		else if (!ret && dt > 2 * LAZY_FAULT_FAST_US * 1000ull &&
-			 lz->fault_chunk > LAZY_PUSH_FAULTING_PAGES)
-			lz->fault_chunk = lz->fault_chunk / 2 > LAZY_PUSH_FAULTING_PAGES
-						  ? lz->fault_chunk / 2
-						  : LAZY_PUSH_FAULTING_PAGES;
-		/* it queued behind the push on the link: the push must not run so far ahead */
-		if (!ret && dt > LAZY_FAULT_TARGET_US * 1000ull &&
-		    lz->push_window > LAZY_PUSH_WINDOW_MIN_PAGES) {
-			lz->push_window /= 2;
-			if (lz->push_window < LAZY_PUSH_WINDOW_MIN_PAGES)
-				lz->push_window = LAZY_PUSH_WINDOW_MIN_PAGES;
-			if (lz->push_window < lz->st.push_window_min)
-				lz->st.push_window_min = lz->push_window;
-		} else if (!ret && dt < LAZY_FAULT_FAST_US * 1000ull &&
-			   lz->push_window < lz->push_window_max) {
-			/*
-			 * fast: nothing much ahead of it; a slow one before was a
-			 * passing stall (a busy CPU), not the push on the link
-			 */
-			lz->push_window += LAZY_PUSH_WINDOW_STEP_PAGES;
-			if (lz->push_window > lz->push_window_max)
-				lz->push_window = lz->push_window_max;
-			lz->work_gen++;
-			pthread_cond_broadcast(&lz->cv);
-		}
-		q->next = NULL;
-		if (ret) {
-			if (!lz->fetch_err)
-				lz->fetch_err = ret;
-		} else if (lz->ur_tail) {
-			lz->ur_tail->next = q;
-			lz->ur_tail = q;
-		} else {
-			lz->ur_head = lz->ur_tail = q;
-		}
+		ufetch_done(lz, q, ret, dt);
 		pthread_mutex_unlock(&lz->lock);
 		if (write(lz->readyfd, &one, sizeof(one)) < 0)
 			pr_warn("cannot signal the fault thread of pid %d: %s", lz->pid,

@@ -122,6 +122,7 @@ struct rst_lazy {
 	/* the push's window (LAZY_PUSH_WINDOW_*), under lock */
 	uint32_t push_window, push_window_max, push_inflight;
 	unsigned faults_inflight; /* fault windows being fetched */
+	bool fetch_inline;	  /* the fault thread may fetch the next window itself */
 	uint64_t last_fault_ns;	  /* now_ns() when a fault was last read; under lock */
 	uint32_t fault_chunk;	  /* pages per push fetch while faulting; under lock */
 	pthread_t fault_thread;
@@ -271,5 +272,12 @@ void rst_lz_window_pick(struct lz_win *w, const struct lz_win_fault *f, uint64_t
 /* lazy_fetch.c */
 void *rst_lz_fetch_main(void *arg);
 void *rst_lz_ufetch_main(void *arg);
+/*
+ * The fault thread fetches window @q itself and queues it to be copied, as
+ * a fault-fetch thread would (lazy_fetch.c).  Only when it is the one fault
+ * waiting and nothing else is in flight: it saves two thread hand-overs.
+ * Called with faults_inflight already counted for @q.
+ */
+void rst_lz_ufetch_inline(struct rst_lazy *lz, struct lz_req *q);
 
 #endif

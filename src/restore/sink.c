@@ -340,6 +340,8 @@ static void *live_waiter(void *arg)
 		(int)s->pid, (int)s->restored, st.complete_ns / 1e6, (unsigned long long)st.faults,
 		(unsigned long long)st.fault_pages, st.fault_p50_ns / 1e3, st.fault_p99_ns / 1e3,
 		st.fault_max_ns / 1e3, (unsigned long long)st.pushed_pages);
+	pr_debug("pid %d: %llu fault windows fetched by the fault thread itself", (int)s->pid,
+		 (unsigned long long)st.faults_inline);
 	return NULL;
 }
 
