@@ -79,6 +79,19 @@
 #define LAZY_PUSH_WINDOW_STEP_PAGES 16
 /* Background fetch threads: two overlap one fetch with the other's copy. */
 #define LAZY_DEFAULT_FETCHERS 2
+/*
+ * A fault that is the only one waiting, with no other window in flight, is
+ * fetched on the fault thread itself (two thread wake-ups fewer) when the
+ * push has been moving at least LAZY_INLINE_MIN_MBPS since the resume (after
+ * LAZY_INLINE_AFTER_MS): there the round trip is the threads' and the CPUs',
+ * and on loopback such faults took 60-120 us against 0.36-0.43 ms through a
+ * fault-fetch thread (the blocked fault thread also holds the push back, so
+ * all memory arrives later: 1 GiB in 2.0-2.4 s against 1.7-2.0 s).  Over
+ * 1 Gbit/s (~118 MB/s pushed) the round trip is the link's, the push must
+ * keep it busy meanwhile, and blocking doubled the p99 (1.6 -> 3.2-3.4 ms).
+ */
+#define LAZY_INLINE_MIN_MBPS 250
+#define LAZY_INLINE_AFTER_MS 100
 /* Fetched chunks waiting to be copied, per fetcher. */
 #define LAZY_BUFS_PER_FETCHER 2
 /* Fault-fetch threads: fault windows are fetched off the fault thread, which

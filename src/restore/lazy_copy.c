@@ -221,17 +221,38 @@ static struct lz_req *req_find(struct rst_lazy *lz, struct lz_mm *mm, uint64_t s
 }
 
 /*
+ * Whether to fetch a lone fault's window on the fault thread: when the push
+ * has moved at least LAZY_INLINE_MIN_MBPS since the start, a fast link
+ * whose round trip is the threads' (lazy.h).  Fault thread.
+ */
+static bool inline_pays(struct rst_lazy *lz)
+{
+	uint64_t ns = now_ns() - lz->t_start, pushed;
+
+	if (ns < LAZY_INLINE_AFTER_MS * 1000000ull)
+		return false;
+	pthread_mutex_lock(&lz->lock);
+	pushed = lz->st.pushed_pages;
+	pthread_mutex_unlock(&lz->lock);
+	/* bytes per us = MB/s */
+	return pushed * PG * 1000 >= (uint64_t)LAZY_INLINE_MIN_MBPS * ns;
+}
+
+/*
  * Hand @q to a fault-fetch thread, or fetch it here when it is the only
- * fault waiting and no other window is in flight: a fault round trip on an
- * idle 16-core host was 0.36 ms, 8 thread wake-ups, and this saves two (to
- * the fetch thread and back).  Fault thread.
+ * fault waiting, no other window is in flight and such fetches come back
+ * fast: a fault round trip on an idle 16-core host was 0.36 ms, 8 thread
+ * wake-ups, and this saves two (to the fetch thread and back).  Fault
+ * thread.
  */
 static void req_issue(struct rst_lazy *lz, struct lz_req *q)
 {
+	bool try_inline = lz->fetch_inline && inline_pays(lz);
+
 	q->off = q->filled = 0;
 	q->busy = true;
 	pthread_mutex_lock(&lz->lock);
-	if (lz->fetch_inline && !lz->faults_inflight && !lz->uq_head) {
+	if (try_inline && !lz->faults_inflight && !lz->uq_head) {
 		lz->faults_inflight++;
 		pthread_mutex_unlock(&lz->lock);
 		rst_lz_ufetch_inline(lz, q);
