@@ -251,6 +251,13 @@ static int diff_one(const char *path, const struct stat *st, int type, struct FT
 	if (!*rel)
 		return 0; /* the upper dir itself */
 	rel += *rel == '/';
+	if (type == FTW_NS) {
+		struct stat again;
+
+		/* gone since the directory was read (a rename over it while the container runs) */
+		if (lstat(path, &again) < 0 && errno == ENOENT)
+			return 0;
+	}
 	if (type == FTW_DNR || type == FTW_NS) {
 		snprintf(dw.why, dw.wl, "cannot read %s in the container's upper dir", path);
 		return -EACCES;
