@@ -126,7 +126,8 @@ int trk_walk_parallel(struct trk *t, uint64_t start, uint64_t end, struct trk_sc
 			else
 				walker_main(&w[i]);
 		}
-		for (unsigned i = 0; i < n && !ret; i++)
+		/* every part's pages, whatever the errors: each re-protected what it found */
+		for (unsigned i = 0; i < n; i++)
 			ret = take_part(t, &w[i], out, ret);
 		pr_debug("pid %d: frozen walk of %llu MiB in %u parts: %.2f ms", (int)t->pid,
 			 (unsigned long long)((end - start) >> 20), n, trk_now_ms() - t0);
