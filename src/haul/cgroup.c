@@ -637,16 +637,20 @@ static int move_listed(const struct haul_cg *cg, const char *dir, const char *fi
  * Move back, then remove the cgroup haul made.  Whatever is in it goes back:
  * the processes haul moved and what they forked meanwhile (a child starts in
  * its parent's cgroup, so a fork during the moves lands in @dir: it is read
- * again until it is empty).  An exited process stays until it is reaped.
+ * again until it is empty).  An exited process stays until it is reaped, and
+ * writing its pid "moves" it without an error (the kernel skips an exiting
+ * task): so the wait is by time (HAUL_MIG_RMDIR_TRIES x 10 ms), not by
+ * passes, which a zombie listed again and again used up in 0.1 s.
  */
 static void put_back(const struct haul_cg *cg, const char *dir, const char *orig)
 {
 	bool v1 = haul_cg_has_file(dir, "tasks");
+	double until = haul_now_ms() + HAUL_MIG_RMDIR_TRIES * 10.0;
 	int err = 0;
 
 	if (!orig[0])
 		return;
-	for (int i = 0; i < HAUL_MIG_RMDIR_TRIES; i++) {
+	do {
 		int moved = move_listed(cg, dir, "cgroup.procs", orig);
 
 		if (!moved && v1)
@@ -658,9 +662,8 @@ static void put_back(const struct haul_cg *cg, const char *dir, const char *orig
 			return;
 		if (err != EBUSY)
 			break;
-		if (!moved)
-			usleep(10000);
-	}
+		usleep(moved ? 1000 : 10000);
+	} while (haul_now_ms() < until);
 	pr_warn("cannot remove cgroup '%s' of pid %d: %s; move what is left in it to '%s' and "
 		"remove it",
 		dir, cg->pid, strerror(err), orig);
