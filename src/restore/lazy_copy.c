@@ -223,19 +223,15 @@ static struct lz_req *req_find(struct rst_lazy *lz, struct lz_mm *mm, uint64_t s
 /*
  * Whether to fetch a lone fault's window on the fault thread: when the push
  * has moved at least LAZY_INLINE_MIN_MBPS since the start, a fast link
- * whose round trip is the threads' (lazy.h).  Fault thread.
+ * whose round trip is the threads' (lazy.h).  Fault thread, under lz->lock.
  */
-static bool inline_pays(struct rst_lazy *lz)
+static bool inline_pays(const struct rst_lazy *lz)
 {
-	uint64_t ns = now_ns() - lz->t_start, pushed;
+	uint64_t ns = now_ns() - lz->t_start;
 
-	if (ns < LAZY_INLINE_AFTER_MS * 1000000ull)
-		return false;
-	pthread_mutex_lock(&lz->lock);
-	pushed = lz->st.pushed_pages;
-	pthread_mutex_unlock(&lz->lock);
 	/* bytes per us = MB/s */
-	return pushed * PG * 1000 >= (uint64_t)LAZY_INLINE_MIN_MBPS * ns;
+	return ns >= LAZY_INLINE_AFTER_MS * 1000000ull &&
+	       lz->st.pushed_pages * PG * 1000 >= (uint64_t)LAZY_INLINE_MIN_MBPS * ns;
 }
 
 /*
@@ -247,12 +243,10 @@ static bool inline_pays(struct rst_lazy *lz)
  */
 static void req_issue(struct rst_lazy *lz, struct lz_req *q)
 {
-	bool try_inline = lz->fetch_inline && inline_pays(lz);
-
 	q->off = q->filled = 0;
 	q->busy = true;
 	pthread_mutex_lock(&lz->lock);
-	if (try_inline && !lz->faults_inflight && !lz->uq_head) {
+	if (lz->fetch_inline && !lz->faults_inflight && !lz->uq_head && inline_pays(lz)) {
 		lz->faults_inflight++;
 		pthread_mutex_unlock(&lz->lock);
 		rst_lz_ufetch_inline(lz, q);

@@ -122,10 +122,9 @@ struct rst_lazy {
 	/* the push's window (LAZY_PUSH_WINDOW_*), under lock */
 	uint32_t push_window, push_window_max, push_inflight;
 	unsigned faults_inflight; /* fault windows being fetched */
-	bool fetch_inline;	  /* the fault thread may fetch the next window itself */
-
-	uint64_t last_fault_ns; /* now_ns() when a fault was last read; under lock */
-	uint32_t fault_chunk;	/* pages per push fetch while faulting; under lock */
+	uint64_t last_fault_ns;	  /* now_ns() when a fault was last read; under lock */
+	uint32_t fault_chunk;	  /* pages per push fetch while faulting; under lock */
+	bool fetch_inline;	  /* fault thread only: the next window may be fetched on it */
 	pthread_t fault_thread;
 	pthread_t *fetch_threads;
 	pthread_t *ufetch_threads; /* fault-fetch threads */

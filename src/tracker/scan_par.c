@@ -91,9 +91,8 @@ static int take_part(struct trk *t, struct walker *w, struct trk_scan *out, int 
 	return ret ? ret : w->p.ret;
 }
 
-int trk_walk_parallel(struct trk *t, uint64_t start, uint64_t end, struct trk_scan *out)
+int trk_walk_parallel(struct trk *t, uint64_t start, uint64_t end, unsigned n, struct trk_scan *out)
 {
-	unsigned n = trk_walk_threads(t, end - start);
 	struct walker *w = calloc(n, sizeof(*w));
 	double t0 = trk_now_ms();
 	int ret = 0;

@@ -106,7 +106,8 @@ struct trk {
 	bool frozen;	     /* the caller froze it: do not stop it again */
 };
 
-/* Regions one PAGEMAP_SCAN call may return (each walker's vector). */
+/* Regions one PAGEMAP_SCAN call may return (each walker's vector): 768 KiB, bounded
+ * whatever the dirty pattern. */
 #define TRK_SCAN_VEC 32768
 
 /* One thread's share of a parallel fast walk (scan_par.c). */
@@ -123,12 +124,13 @@ int trk_uffd_walk_part(struct trk *t, struct trk_walk_part *p);
 /* scan_par.c: how many threads a frozen fast walk of @bytes gets (1: walk it alone). */
 unsigned trk_walk_threads(const struct trk *t, uint64_t bytes);
 /*
- * scan_par.c: the fast walk of [start, end) split across trk_walk_threads()
- * threads.  Every part's written pages reach out->written in address order,
+ * scan_par.c: the fast walk of [start, end) split across @n threads (from
+ * trk_walk_threads()).  Every part's written pages reach out->written in address order,
  * whatever the others' errors (each part re-protected what it reported).
  * 0, or the first part's error in address order.
  */
-int trk_walk_parallel(struct trk *t, uint64_t start, uint64_t end, struct trk_scan *out);
+int trk_walk_parallel(struct trk *t, uint64_t start, uint64_t end, unsigned n,
+		      struct trk_scan *out);
 
 /* Whether the mm we attached to is still the process's: 0, -ESRCH exited, -ECHILD exec'd. */
 int trk_check_mm(struct trk *t);

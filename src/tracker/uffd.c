@@ -50,9 +50,6 @@
 #include "common/sysno.h"
 #include "tracker/trk_int.h"
 
-/* page_region entries per PAGEMAP_SCAN call: 768 KiB, bounded whatever the dirty pattern */
-#define SCAN_VEC TRK_SCAN_VEC
-
 struct uffd_state {
 	int uffd;
 	struct page_region *vec;
@@ -239,7 +236,7 @@ static int uffd_open(struct trk *t)
 	if (!st)
 		return -ENOMEM;
 	st->uffd = -1;
-	st->vec = malloc(SCAN_VEC * sizeof(*st->vec));
+	st->vec = malloc(TRK_SCAN_VEC * sizeof(*st->vec));
 	if (!st->vec) {
 		free(st);
 		return -ENOMEM;
@@ -396,7 +393,7 @@ static int add_swapped(struct trk *t, struct uffd_state *st, uint64_t start, uin
 struct walk_ctx {
 	struct trk *t;
 	struct uffd_state *st;
-	struct page_region *vec; /* SCAN_VEC entries, this walker's own */
+	struct page_region *vec; /* TRK_SCAN_VEC entries, this walker's own */
 	size_t *used;		 /* entries the last call filled */
 	bool full;
 	struct trk_scan *out;
@@ -421,7 +418,7 @@ static int scan_call(void *arg, uint64_t s, uint64_t e, uint64_t *walk_end)
 	a.start = s;
 	a.end = e;
 	a.vec = (uintptr_t)w->vec;
-	a.vec_len = SCAN_VEC;
+	a.vec_len = TRK_SCAN_VEC;
 	a.max_pages = w->t->opts.slice_pages ? w->t->opts.slice_pages : TRK_SCAN_SLICE_PAGES;
 	if (w->full) {
 		a.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
@@ -440,7 +437,7 @@ static int scan_call(void *arg, uint64_t s, uint64_t e, uint64_t *walk_end)
 	if (n < 0) {
 		n = 0;
 		if (err == -EPERM)
-			while (n < SCAN_VEC && w->vec[n].end)
+			while (n < TRK_SCAN_VEC && w->vec[n].end)
 				n++;
 	}
 	*w->used = (size_t)n;
@@ -494,38 +491,35 @@ static int scan_call(void *arg, uint64_t s, uint64_t e, uint64_t *walk_end)
  * large fast walk is split across threads (scan_par.c): nothing of the
  * process waits on its mmap_lock then, and one thread walks ~1 ms per GiB.
  */
-static int scan_walk(struct trk *t, struct uffd_state *st, uint64_t start, uint64_t end, bool full,
-		     struct trk_scan *out)
+/* One walker's sliced walk of [start, end) with its own @vec; its longest call into *@call_ms. */
+static int walk(struct trk *t, struct page_region *vec, size_t *used, bool full,
+		struct trk_scan *out, uint64_t start, uint64_t end, double *call_ms)
 {
 	struct walk_ctx w = {
-		.t = t, .st = st, .vec = st->vec, .used = &st->used, .full = full, .out = out};
+		.t = t, .st = t->priv, .vec = vec, .used = used, .full = full, .out = out};
 	uint64_t slice = t->opts.slice_bytes ? t->opts.slice_bytes : TRK_SCAN_SLICE_BYTES;
 	int ret;
 
-	if (!full && t->frozen && trk_walk_threads(t, end - start) > 1)
-		return trk_walk_parallel(t, start, end, out);
 	w.boost = can_boost(&w.saved);
 	ret = trk_slice_walk(start, end, slice, scan_call, &w);
-	if (w.call_ms > t->call_ms)
-		t->call_ms = w.call_ms;
+	if (w.call_ms > *call_ms)
+		*call_ms = w.call_ms;
 	return ret;
+}
+
+static int scan_walk(struct trk *t, struct uffd_state *st, uint64_t start, uint64_t end, bool full,
+		     struct trk_scan *out)
+{
+	unsigned n = !full && t->frozen ? trk_walk_threads(t, end - start) : 1;
+
+	if (n > 1)
+		return trk_walk_parallel(t, start, end, n, out);
+	return walk(t, st->vec, &st->used, full, out, start, end, &t->call_ms);
 }
 
 int trk_uffd_walk_part(struct trk *t, struct trk_walk_part *p)
 {
-	struct walk_ctx w = {.t = t,
-			     .st = t->priv,
-			     .vec = p->vec,
-			     .used = &p->used,
-			     .full = false,
-			     .out = &p->out};
-	uint64_t slice = t->opts.slice_bytes ? t->opts.slice_bytes : TRK_SCAN_SLICE_BYTES;
-	int ret;
-
-	w.boost = can_boost(&w.saved);
-	ret = trk_slice_walk(p->start, p->end, slice, scan_call, &w);
-	p->call_ms = w.call_ms;
-	return ret;
+	return walk(t, p->vec, &p->used, false, &p->out, p->start, p->end, &p->call_ms);
 }
 
 /*
