@@ -17,6 +17,9 @@
  * Switch over when that is within the target.  When a round does not shrink
  * below HAUL_MIG_SHRINK_PCT (50%) of the previous one, or the dirty rate already
  * exceeds the bandwidth (then none will: react at the first measured rate),
+ * unless the rounds shrink steadily by under HAUL_MIG_CONVERGE_PCT and the
+ * rate says they reach the target in a few more (converges_alone: a writer
+ * paced by time gains nothing from a throttle but its stalls),
  * ask for a CPU throttle: 20%, then +10% every round
  * that still does not shrink, up to 99% (QEMU's auto-converge steps, but
  * decided after every round instead of every other sync), or at once the
@@ -46,6 +49,7 @@
  * longer freezes, up to the downtime target too, but shorter than cpu.max's.
  * Pure arithmetic: no I/O, unit-tested in tests/unit/mig_converge.c.
  */
+#include <math.h>
 #include <stddef.h>
 
 #include "common/policy.h"
@@ -66,6 +70,34 @@ double haul_conv_downtime_ms(const struct haul_conv *c, double bytes)
 	double send = c->bw > 0 ? bytes / c->bw : 0;
 
 	return c->fixed_ms + ((c->latency_s > 0 ? c->latency_s : 0) + send) * 1e3;
+}
+
+/*
+ * Rounds that shrink steadily but by less than half: at a dirty rate r over
+ * a link of bandwidth b with a round latency L, each round finds d' = r (L +
+ * d / b), which tends to d* = r L / (1 - r / b) by the ratio q = r / b.  They
+ * reach the bytes that fit the target, d_t, on their own when d_t is clear of
+ * d* and ln((d_t - d*) / (d - d*)) / ln q rounds are few; and only while this
+ * round did shrink by about q (a hot set does not).
+ */
+static bool converges_alone(const struct haul_conv *c, uint64_t dirty)
+{
+	double q, lat, fixed_pt, fit, n;
+
+	if (c->bw <= 0 || c->dirty_rate <= 0 || !c->prev_dirty ||
+	    (double)dirty * 100 >= (double)c->prev_dirty * HAUL_MIG_CONVERGE_PCT)
+		return false;
+	q = c->dirty_rate / c->bw;
+	if (q * 100 >= HAUL_MIG_CONVERGE_PCT)
+		return false;
+	lat = c->latency_s > 0 ? c->latency_s : 0;
+	fixed_pt = c->dirty_rate * lat / (1 - q);
+	fit = ((c->target_ms - c->fixed_ms) / 1e3 - lat) * c->bw;
+	/* a margin, since the rounds only approach d* */
+	if (fit <= fixed_pt * 1.25 || dirty <= fit)
+		return fit > fixed_pt * 1.25;
+	n = log((fit - fixed_pt) / ((double)dirty - fixed_pt)) / log(q);
+	return n <= HAUL_MIG_CONVERGE_ROUNDS && c->rounds + n < c->max_rounds;
 }
 
 enum haul_conv_action haul_conv_update(struct haul_conv *c, const struct haul_conv_sample *s)
@@ -114,6 +146,8 @@ enum haul_conv_action haul_conv_update(struct haul_conv *c, const struct haul_co
 	       s->dirty_bytes * 100 >= c->free_dirty * HAUL_MIG_HOT_PCT;
 	c->prev_gap_s = s->scan_gap_s;
 	shrank = c->rounds <= 2 || s->dirty_bytes * 100 < c->prev_dirty * HAUL_MIG_SHRINK_PCT;
+	if (!shrank && c->rounds > 2 && converges_alone(c, s->dirty_bytes))
+		shrank = true;
 	/* dirtier than the link: no round can shrink, so do not wait for one to show it */
 	if (c->rounds >= 2 && c->bw > 0 && c->dirty_rate >= c->bw)
 		shrank = false;
