@@ -150,6 +150,9 @@
 /* ... and its thread's SCHED_FIFO priority: above the tracker's scan boost (10), whose slices
  * would delay a thaw, below the kernel's interrupt threads (50).  It runs tens of us a cycle. */
 #define HAUL_MIG_DUTY_PRIO 20
+/* ... and after the lift, the least the workload runs before the switchover freezes it:
+ * a 1 ms ticker's next tick, so that the last frozen stretch and the stop are two gaps. */
+#define HAUL_MIG_DUTY_LIFT_RUN_US 2000
 /* Post-copy prefetch (pc_hot.c): each of the two windows in which the tracker watches the
  * process's writes before the freeze; 100 ms sees a 64 MiB/s writer's 1600 pages. */
 #define HAUL_PC_HOT_WINDOW_MS 100

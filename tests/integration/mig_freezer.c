@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/policy.h"
@@ -261,6 +262,57 @@ Test(mig_freezer, deep_throttle_is_a_duty_cycle_of_short_freezes, .init = fixtur
 	cr_assert(ticking());
 	haul_cg_undo(&cg);
 	cr_assert(ticking());
+}
+
+static double mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/*
+ * The switchover freezes right after the lift: a lift in the middle of a long
+ * frozen stretch thaws at once and lets the workload run before it returns,
+ * so that the stretch and the switchover's stop are two gaps, not one.
+ */
+Test(mig_freezer, a_lift_mid_freeze_thaws_at_once_and_lets_it_run_first, .init = fixture_init,
+     .fini = fixture_fini, .timeout = 30)
+{
+	struct haul_cg_mounts m;
+	struct haul_cg cg;
+	char v[16];
+	double t0, took;
+	int i;
+
+	start_workload();
+	cr_assert_eq(haul_cg_probe(&m), 0);
+	cr_assert_eq(haul_cg_prepare(wl_pid, &m, &cg), 0);
+	if (!cg.v2_freezer)
+		cr_skip_test("no cgroup2 freezer: no duty cycle to lift");
+	/* a 200 ms target lets 99% freeze ~74 ms at a time */
+	cg.throttle_stall_max_us = 200000;
+	cr_assert_eq(haul_cg_throttle(&cg, 99, 1.0), 0);
+	cr_assert_not_null(cg.duty);
+	cr_assert_geq(cg.throttle_stall_ms, 50, "a stretch of %.1f ms", cg.throttle_stall_ms);
+	for (i = 0; i < 1000; i++) {
+		cr_assert_gt(haul_cg_read(cg.freezer_dir, "cgroup.freeze", v, sizeof(v)), 0);
+		if (v[0] == '1')
+			break;
+		usleep(100);
+	}
+	cr_assert_eq(v[0], '1', "the duty cycle never froze it");
+	t0 = mono_ms();
+	cr_assert_eq(haul_cg_throttle(&cg, 0, 1.0), 0);
+	took = mono_ms() - t0;
+	cr_log_info("the lift took %.2f ms", took);
+	cr_assert_geq(took, HAUL_MIG_DUTY_LIFT_RUN_US / 1e3 - 0.01,
+		      "returned %.2f ms after the thaw: no time to run before a freeze", took);
+	cr_assert_gt(haul_cg_read(cg.freezer_dir, "cgroup.freeze", v, sizeof(v)), 0);
+	cr_assert_eq(v[0], '0', "left frozen after the lift");
+	cr_assert(ticking());
+	haul_cg_undo(&cg);
 }
 
 /* The "N:cpu:/path" line of /proc/@pid/cgroup (v1), "" when there is none. */
