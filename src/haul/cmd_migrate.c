@@ -265,8 +265,10 @@ static int write_json(const char *path, const struct haul_mig_opts *o,
 		(unsigned long long)r->served_pages, r->rolled_back ? "true" : "false", r->rounds,
 		(unsigned long long)r->bytes_sent, (unsigned long long)r->pages_sent,
 		r->throttle_max, r->precopy_nice);
+	fprintf(f, "  \"over_target_why\": ");
+	json_str(f, r->over_why);
 	fprintf(f,
-		"  \"served_bytes\": %llu,\n  \"target_report\": %s,\n  \"faults\": %llu,\n"
+		",\n  \"served_bytes\": %llu,\n  \"target_report\": %s,\n  \"faults\": %llu,\n"
 		"  \"fault_pages\": %llu,\n  \"pushed_pages\": %llu,\n  \"present_pages\": %llu,\n"
 		"  \"zero_filled_pages\": %llu,\n  \"fault_p50_us\": %.1f,\n  \"fault_p99_us\": "
 		"%.1f,\n  \"fault_max_us\": %.1f,\n  \"target_complete_ms\": %.3f,\n"
@@ -347,8 +349,8 @@ static void summary(const struct haul_mig_opts *o, const struct haul_mig_result 
 		       r->rounds, r->bytes_sent / 1048576.0, (unsigned long long)r->pages_sent,
 		       r->throttle_max ? ", throttled" : "");
 		if (r->over_target)
-			printf("  did not converge within --max-rounds: expected %.1f ms\n",
-			       r->expected_ms);
+			printf("  switched over expecting %.1f ms, over the %.0f ms target: %s\n",
+			       r->expected_ms, o->downtime_ms, r->over_why ? r->over_why : "?");
 		print_stalls(r);
 		if (r->lazy)
 			printf("  post-copy: running on the target %.1f ms after the freeze, all "

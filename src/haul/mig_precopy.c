@@ -371,6 +371,7 @@ static int precopy_rounds(struct mig *m)
 		}
 		if (a == HAUL_CONV_SWITCH_FLOOR) {
 			res->over_target = true;
+			res->over_why = "the fixed switchover costs alone exceed it";
 			pr_warn("pid %d: the fixed switchover costs alone (~%.0f ms) exceed the "
 				"%.1f ms target; switching over at %.1f ms expected",
 				m->pid, m->conv.fixed_ms, m->o->downtime_ms, m->conv.expected_ms);
@@ -378,6 +379,10 @@ static int precopy_rounds(struct mig *m)
 		}
 		if (a == HAUL_CONV_SWITCH_HOT) {
 			res->over_target = m->conv.expected_ms > m->o->downtime_ms;
+			if (res->over_target)
+				res->over_why =
+					"a hot set, rewritten whole in any round, throttled "
+					"or not";
 			if (m->conv.throttle_pct)
 				pr_info("pid %d: %llu dirty pages a round, not fewer under a %u%% "
 					"throttle (a hot set); switching over at %.1f ms expected",
@@ -391,6 +396,7 @@ static int precopy_rounds(struct mig *m)
 		}
 		if (a == HAUL_CONV_SWITCH_LIMIT) {
 			res->over_target = true;
+			res->over_why = "it did not converge within --max-rounds";
 			pr_warn("pid %d did not converge in %u rounds; switching over with an "
 				"expected downtime of %.1f ms (target %.1f ms)",
 				m->pid, m->conv.max_rounds, m->conv.expected_ms, m->o->downtime_ms);

@@ -174,6 +174,8 @@ Test(mig_e2e, stops_at_max_rounds_and_reports_the_cost, .fini = teardown, .timeo
 	cr_assert_eq(th_mig_json(&M, "rounds"), 3, "2 pre-copy rounds and the frozen one");
 	cr_assert_eq(th_sh("grep -q '\"over_target\": true' %s", M.json), 0,
 		     "the summary does not say the target was missed");
+	cr_assert_eq(th_sh("grep -q '\"over_target_why\": \".*--max-rounds' %s", M.json), 0,
+		     "the summary does not say why the target was missed");
 }
 
 Test(mig_e2e, refuses_an_unmigratable_process_without_touching_it, .fini = teardown, .timeout = 60)
