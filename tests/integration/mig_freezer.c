@@ -307,7 +307,9 @@ Test(mig_freezer, a_lift_mid_freeze_thaws_at_once_and_lets_it_run_first, .init =
 	cr_assert_eq(haul_cg_throttle(&cg, 0, 1.0), 0);
 	took = mono_ms() - t0;
 	cr_log_info("the lift took %.2f ms", took);
-	cr_assert_geq(took, HAUL_MIG_DUTY_LIFT_RUN_US / 1e3 - 0.01,
+	/* the cycle may have thawed it between the read and the lift: then the running window
+	 * (0.75 ms at 99%) counts toward the 2 ms */
+	cr_assert_geq(took, (HAUL_MIG_DUTY_LIFT_RUN_US - HAUL_MIG_DUTY_MIN_RUN_US) / 1e3 - 0.01,
 		      "returned %.2f ms after the thaw: no time to run before a freeze", took);
 	cr_assert_gt(haul_cg_read(cg.freezer_dir, "cgroup.freeze", v, sizeof(v)), 0);
 	cr_assert_eq(v[0], '0', "left frozen after the lift");
