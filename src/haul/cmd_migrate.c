@@ -257,14 +257,13 @@ static int write_json(const char *path, const struct haul_mig_opts *o,
 		"  \"rounds\": %u,\n  \"bytes_sent\": %llu,\n  \"pages_sent\": %llu,\n"
 		"  \"throttle_max_pct\": %u,\n  \"precopy_nice\": %d,\n",
 		r->total_ms, r->downtime_ms, o->downtime_ms, r->expected_ms, r->fixed_est_ms,
-		r->over_target ? "true" : "false", r->freeze_ms, r->seize_ms, r->final_ms,
-		r->dump_ms, r->state_ms, r->restore_ms, r->kill_ms, r->lock_ms, r->handover_ms,
-		r->refreeze_ms, r->indoubt_ms, r->lazy ? "true" : "false",
-		r->target_pid ? r->downtime_ms : 0, r->complete_ms,
-		(unsigned long long)r->eager_pages, (unsigned long long)r->stale_pages,
-		(unsigned long long)r->served_pages, r->rolled_back ? "true" : "false", r->rounds,
-		(unsigned long long)r->bytes_sent, (unsigned long long)r->pages_sent,
-		r->throttle_max, r->precopy_nice);
+		r->over_why ? "true" : "false", r->freeze_ms, r->seize_ms, r->final_ms, r->dump_ms,
+		r->state_ms, r->restore_ms, r->kill_ms, r->lock_ms, r->handover_ms, r->refreeze_ms,
+		r->indoubt_ms, r->lazy ? "true" : "false", r->target_pid ? r->downtime_ms : 0,
+		r->complete_ms, (unsigned long long)r->eager_pages,
+		(unsigned long long)r->stale_pages, (unsigned long long)r->served_pages,
+		r->rolled_back ? "true" : "false", r->rounds, (unsigned long long)r->bytes_sent,
+		(unsigned long long)r->pages_sent, r->throttle_max, r->precopy_nice);
 	fprintf(f, "  \"over_target_why\": ");
 	json_str(f, r->over_why);
 	fprintf(f,
@@ -348,9 +347,9 @@ static void summary(const struct haul_mig_opts *o, const struct haul_mig_result 
 		       r->freeze_ms, r->seize_ms, r->final_ms, r->state_ms, r->restore_ms,
 		       r->rounds, r->bytes_sent / 1048576.0, (unsigned long long)r->pages_sent,
 		       r->throttle_max ? ", throttled" : "");
-		if (r->over_target)
+		if (r->over_why)
 			printf("  switched over expecting %.1f ms, over the %.0f ms target: %s\n",
-			       r->expected_ms, o->downtime_ms, r->over_why ? r->over_why : "?");
+			       r->expected_ms, o->downtime_ms, r->over_why);
 		print_stalls(r);
 		if (r->lazy)
 			printf("  post-copy: running on the target %.1f ms after the freeze, all "

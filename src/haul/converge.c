@@ -94,8 +94,10 @@ static bool converges_alone(const struct haul_conv *c, uint64_t dirty)
 	fixed_pt = c->dirty_rate * lat / (1 - q);
 	fit = ((c->target_ms - c->fixed_ms) / 1e3 - lat) * c->bw;
 	/* a margin, since the rounds only approach d* */
-	if (fit <= fixed_pt * 1.25 || dirty <= fit)
-		return fit > fixed_pt * 1.25;
+	if (fit <= fixed_pt * 1.25)
+		return false;
+	if (dirty <= fit)
+		return true;
 	n = log((fit - fixed_pt) / ((double)dirty - fixed_pt)) / log(q);
 	return n <= HAUL_MIG_CONVERGE_ROUNDS && c->rounds + n < c->max_rounds;
 }

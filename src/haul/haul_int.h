@@ -507,10 +507,10 @@ struct haul_mig_result {
 	int err;
 	const char *
 		phase; /* where it stopped: precheck, cgroup, connect, track, precopy, switchover */
-	bool committed;	      /* the target runs the process, the source is dead */
-	bool indoubt;	      /* the restore command went out and no answer came */
-	bool over_target;     /* switched over with more than --downtime expected ... */
-	const char *over_why; /* ... and why (a static phrase) */
+	bool committed; /* the target runs the process, the source is dead */
+	bool indoubt;	/* the restore command went out and no answer came */
+	/* why it switched over expecting more than --downtime (a static phrase); NULL: it did not */
+	const char *over_why;
 	/* post-copy and hybrid */
 	bool lazy;	       /* the process resumed before all its memory arrived */
 	bool lost;	       /* post-copy failed and the source is gone: the process is lost */

@@ -370,7 +370,6 @@ static int precopy_rounds(struct mig *m)
 			return 0;
 		}
 		if (a == HAUL_CONV_SWITCH_FLOOR) {
-			res->over_target = true;
 			res->over_why = "the fixed switchover costs alone exceed it";
 			pr_warn("pid %d: the fixed switchover costs alone (~%.0f ms) exceed the "
 				"%.1f ms target; switching over at %.1f ms expected",
@@ -378,8 +377,7 @@ static int precopy_rounds(struct mig *m)
 			return 0;
 		}
 		if (a == HAUL_CONV_SWITCH_HOT) {
-			res->over_target = m->conv.expected_ms > m->o->downtime_ms;
-			if (res->over_target)
+			if (m->conv.expected_ms > m->o->downtime_ms)
 				res->over_why =
 					"a hot set, rewritten whole in any round, throttled "
 					"or not";
@@ -395,7 +393,6 @@ static int precopy_rounds(struct mig *m)
 			return 0;
 		}
 		if (a == HAUL_CONV_SWITCH_LIMIT) {
-			res->over_target = true;
 			res->over_why = "it did not converge within --max-rounds";
 			pr_warn("pid %d did not converge in %u rounds; switching over with an "
 				"expected downtime of %.1f ms (target %.1f ms)",

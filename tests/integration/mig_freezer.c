@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/policy.h"
@@ -264,14 +263,6 @@ Test(mig_freezer, deep_throttle_is_a_duty_cycle_of_short_freezes, .init = fixtur
 	cr_assert(ticking());
 }
 
-static double mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 /*
  * The switchover freezes right after the lift: a lift in the middle of a long
  * frozen stretch thaws at once and lets the workload run before it returns,
@@ -303,9 +294,9 @@ Test(mig_freezer, a_lift_mid_freeze_thaws_at_once_and_lets_it_run_first, .init =
 		usleep(100);
 	}
 	cr_assert_eq(v[0], '1', "the duty cycle never froze it");
-	t0 = mono_ms();
+	t0 = haul_now_ms();
 	cr_assert_eq(haul_cg_throttle(&cg, 0, 1.0), 0);
-	took = mono_ms() - t0;
+	took = haul_now_ms() - t0;
 	cr_log_info("the lift took %.2f ms", took);
 	/* the cycle may have thawed it between the read and the lift: then the running window
 	 * (0.75 ms at 99%) counts toward the 2 ms */
