@@ -473,13 +473,6 @@ int haul_ctr_mig_prepare(const struct haul_ctr_opts *co, struct haul_mig_opts *o
 		       o->to);
 		goto fail;
 	}
-	snprintf(c->tmp, sizeof(c->tmp), "/tmp/haul-ctr-%s-XXXXXX", co->id);
-	if (!mkdtemp(c->tmp)) {
-		ret = -errno;
-		c->tmp[0] = '\0';
-		pr_err_r(ret, "cannot create a work directory for container %s", co->id);
-		goto fail;
-	}
 	randombytes_buf(&o->session_id, sizeof(o->session_id));
 	ret = fchan_open(&c->fc, to, o->key, o->timeout_ms ? o->timeout_ms : 30000, o->session_id,
 			 c->pm ? c->pm->id : co->id, co->shared && !c->pm ? c->st.bundle : "");
@@ -509,6 +502,19 @@ int haul_ctr_mig_prepare(const struct haul_ctr_opts *co, struct haul_mig_opts *o
 			co->id, (unsigned long long)c->fc.files, (unsigned long long)c->fc.bytes,
 			haul_now_ms() - t0);
 	}
+	/*
+	 * Made last, right before haul_migrate() forks the guardian that
+	 * removes it if haul dies: a haul killed during the copy above leaves
+	 * nothing here.
+	 */
+	snprintf(c->tmp, sizeof(c->tmp), "/tmp/haul-ctr-%s-XXXXXX", co->id);
+	if (!mkdtemp(c->tmp)) {
+		ret = -errno;
+		c->tmp[0] = '\0';
+		pr_err_r(ret, "cannot create a work directory for container %s", co->id);
+		goto fail;
+	}
+	o->workdir = c->tmp;
 	o->pid = c->st.pid;
 	o->on_frozen = on_frozen;
 	o->frozen_arg = c;

@@ -34,6 +34,7 @@
  */
 #define LOG_PREFIX "guard: "
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,7 @@
 
 #include "common/log.h"
 #include "common/sysno.h"
+#include "haul/ctr_int.h"
 #include "haul/haul_int.h"
 
 /* The sockets the dump put in repair mode: fd and SO_REUSEADDR pairs; the tree's stopped pids. */
@@ -164,12 +166,29 @@ static void guard_record(void *arg, char c, int rfd)
 		((struct held *)arg)->journal = 0;
 }
 
-static void guard_main(struct haul_cg *cg, const char *to, int rfd)
+/*
+ * haul's scratch directory (the container's dump, already sent): nothing
+ * reads it once haul is gone, whichever way the migration stands.
+ */
+static void remove_workdir(const char *workdir)
+{
+	int ret;
+
+	if (!workdir)
+		return;
+	ret = fchan_rm_rf(AT_FDCWD, workdir);
+	if (ret && ret != -ENOENT)
+		pr_warn("cannot remove haul's work directory %s: %s; remove it by hand", workdir,
+			strerror(-ret));
+}
+
+static void guard_main(struct haul_cg *cg, const char *to, const char *workdir, int rfd)
 {
 	struct held h = {0};
 	struct haul_survivor_state st = {.record = guard_record, .arg = &h};
 
 	haul_survivor_wait(rfd, &st);
+	remove_workdir(workdir);
 	if (st.indoubt) {
 		pr_err("haul migrate died after asking %s to resume pid %d; the source copy stays "
 		       "frozen in '%s'. If the process runs on %s, kill the source "
@@ -197,7 +216,8 @@ static void guard_main(struct haul_cg *cg, const char *to, int rfd)
 	_exit(0);
 }
 
-int haul_guard_start(const struct haul_cg *cg, const char *to, struct haul_guard *g)
+int haul_guard_start(const struct haul_cg *cg, const char *to, const char *workdir,
+		     struct haul_guard *g)
 {
 	struct haul_cg copy = *cg;
 	int fd;
@@ -209,7 +229,7 @@ int haul_guard_start(const struct haul_cg *cg, const char *to, struct haul_guard
 	if (pid < 0)
 		return pid;
 	if (pid == 0)
-		guard_main(&copy, to, fd);
+		guard_main(&copy, to, workdir, fd);
 	g->pid = pid;
 	g->fd = fd;
 	return 0;

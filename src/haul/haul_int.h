@@ -139,7 +139,9 @@ struct haul_guard {
 	pid_t owner; /* a tree: the process whose sockets the dump reports now (0: the root) */
 };
 
-int haul_guard_start(const struct haul_cg *cg, const char *to, struct haul_guard *g);
+/* @workdir: haul_mig_opts.workdir, removed if haul dies (NULL: none). */
+int haul_guard_start(const struct haul_cg *cg, const char *to, const char *workdir,
+		     struct haul_guard *g);
 /* The restore command is about to go out: from now on a dead haul is in doubt. */
 int haul_guard_indoubt(struct haul_guard *g);
 /* Back to armed (the restore was refused: the source may be thawed). */
@@ -501,6 +503,12 @@ struct haul_mig_opts {
 	uint64_t session_id;
 	int (*on_frozen)(void *arg, pid_t pid);
 	void *frozen_arg;
+	/*
+	 * A scratch directory of this migration's own (the container's dump),
+	 * or NULL: the guardian removes it if haul dies (haul removes it itself
+	 * otherwise).
+	 */
+	const char *workdir;
 };
 
 struct haul_mig_result {

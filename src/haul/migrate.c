@@ -239,7 +239,7 @@ static int mig_cgroup(struct mig *m)
 	if (ret)
 		return ret;
 	m->cg_ready = true;
-	ret = haul_guard_start(&m->cg, o->to, &m->guard);
+	ret = haul_guard_start(&m->cg, o->to, o->workdir, &m->guard);
 	if (ret) {
 		pr_err_r(ret, "cannot start the guardian of pid %d", o->pid);
 		return ret;

@@ -203,7 +203,13 @@ while [ -n "$(ls -A "$SRV_DIR/dst" | grep -v '^\.criu$')" ]; do
 	sleep 0.05
 done
 [ -z "$(runc --root "$RD" list -q 2>/dev/null)" ] || srv_fail "a killed haul left a container on the target"
-srv_say "haul killed mid-pre-copy: $ID runs on here, nothing on the target"
+# its work directory here goes with it (the guardian removes it)
+i=0
+while ls -d /tmp/haul-ctr-$ID-* >/dev/null 2>&1; do
+	i=$((i + 1)); [ $i -lt 100 ] || srv_fail "a killed haul left its work directory: $(ls -d /tmp/haul-ctr-$ID-*)"
+	sleep 0.05
+done
+srv_say "haul killed mid-pre-copy: $ID runs on here, nothing on the target, no work directory here"
 
 # 5. the migration under load
 : >"$SRV_DIR/migrate.log"
