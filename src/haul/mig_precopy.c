@@ -272,6 +272,75 @@ static void measure_cpu(struct mig *m)
 	m->cpu_t = t;
 }
 
+/*
+ * What a round's verdict @a means: 1 to switch over now (the reason recorded
+ * where it is over the target), 0 to go on (throttled where it asks), or
+ * -errno.
+ */
+static int round_verdict(struct mig *m, enum haul_conv_action a, const struct haul_mig_round *rs)
+{
+	struct haul_mig_result *res = m->res;
+	int ret;
+
+	if (a == HAUL_CONV_SWITCH)
+		return 1;
+	if (m->o->mode == HAUL_MIG_HYBRID && a != HAUL_CONV_CONTINUE) {
+		/* not converging: what is still dirty follows after the resume */
+		pr_info("pid %d does not converge (%s, expected downtime %.1f ms); "
+			"switching to post-copy",
+			m->pid, haul_conv_action_name(a), m->conv.expected_ms);
+		m->stale_final = true;
+		return 1;
+	}
+	if (a == HAUL_CONV_SWITCH_FLOOR) {
+		res->over_why = "the fixed switchover costs alone exceed it";
+		pr_warn("pid %d: the fixed switchover costs alone (~%.0f ms) exceed the "
+			"%.1f ms target; switching over at %.1f ms expected",
+			m->pid, m->conv.fixed_ms, m->o->downtime_ms, m->conv.expected_ms);
+		return 1;
+	}
+	if (a == HAUL_CONV_SWITCH_HOT) {
+		if (m->conv.expected_ms > m->o->downtime_ms)
+			res->over_why = "a hot set, rewritten whole in any round, throttled "
+					"or not";
+		if (m->conv.throttle_pct)
+			pr_info("pid %d: %llu dirty pages a round, not fewer under a %u%% "
+				"throttle (a hot set); switching over at %.1f ms expected",
+				m->pid, (unsigned long long)rs->pages, m->conv.throttle_pct,
+				m->conv.expected_ms);
+		else
+			pr_info("pid %d: %llu dirty pages a round however short the round "
+				"(a hot set); switching over at %.1f ms expected, unthrottled",
+				m->pid, (unsigned long long)rs->pages, m->conv.expected_ms);
+		return 1;
+	}
+	if (a == HAUL_CONV_SWITCH_LIMIT) {
+		res->over_why = "it did not converge within --max-rounds";
+		pr_warn("pid %d did not converge in %u rounds; switching over with an "
+			"expected downtime of %.1f ms (target %.1f ms)",
+			m->pid, m->conv.max_rounds, m->conv.expected_ms, m->o->downtime_ms);
+		return 1;
+	}
+	if (a == HAUL_CONV_THROTTLE) {
+		/* stretches up to the downtime target: no longer than the stop it buys */
+		m->cg.throttle_stall_max_us = (long)(m->o->downtime_ms * 1e3);
+		ret = haul_cg_throttle(&m->cg, m->conv.throttle_pct, m->cpus);
+		if (ret == -EOPNOTSUPP)
+			pr_warn("pid %d does not converge and cannot be throttled here", m->pid);
+		/* as applied: a throttle deeper than short stalls allow is lowered */
+		else if (!ret && m->cg.throttle_pct > res->throttle_max)
+			res->throttle_max = m->cg.throttle_pct;
+		if (!ret && m->cg.throttle_stall_ms > res->throttle_stall_max_ms)
+			res->throttle_stall_max_ms = m->cg.throttle_stall_ms;
+		if (!ret) {
+			ret = haul_mig_fault_point(m, "throttled");
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
 static int precopy_rounds(struct mig *m)
 {
 	struct haul_mig_result *res = m->res;
@@ -359,64 +428,9 @@ static int precopy_rounds(struct mig *m)
 		pr_debug("round %llu: layout read %.1f..%.1f, scan ..%.1f, send ..%.1f: %s",
 			 (unsigned long long)rs.seq, t_begin, t_prep, t_scan, t_end,
 			 haul_conv_action_name(a));
-		if (a == HAUL_CONV_SWITCH)
-			return 0;
-		if (m->o->mode == HAUL_MIG_HYBRID && a != HAUL_CONV_CONTINUE) {
-			/* not converging: what is still dirty follows after the resume */
-			pr_info("pid %d does not converge (%s, expected downtime %.1f ms); "
-				"switching to post-copy",
-				m->pid, haul_conv_action_name(a), m->conv.expected_ms);
-			m->stale_final = true;
-			return 0;
-		}
-		if (a == HAUL_CONV_SWITCH_FLOOR) {
-			res->over_why = "the fixed switchover costs alone exceed it";
-			pr_warn("pid %d: the fixed switchover costs alone (~%.0f ms) exceed the "
-				"%.1f ms target; switching over at %.1f ms expected",
-				m->pid, m->conv.fixed_ms, m->o->downtime_ms, m->conv.expected_ms);
-			return 0;
-		}
-		if (a == HAUL_CONV_SWITCH_HOT) {
-			if (m->conv.expected_ms > m->o->downtime_ms)
-				res->over_why =
-					"a hot set, rewritten whole in any round, throttled "
-					"or not";
-			if (m->conv.throttle_pct)
-				pr_info("pid %d: %llu dirty pages a round, not fewer under a %u%% "
-					"throttle (a hot set); switching over at %.1f ms expected",
-					m->pid, (unsigned long long)rs.pages, m->conv.throttle_pct,
-					m->conv.expected_ms);
-			else
-				pr_info("pid %d: %llu dirty pages a round however short the round "
-					"(a hot set); switching over at %.1f ms expected, unthrottled",
-					m->pid, (unsigned long long)rs.pages, m->conv.expected_ms);
-			return 0;
-		}
-		if (a == HAUL_CONV_SWITCH_LIMIT) {
-			res->over_why = "it did not converge within --max-rounds";
-			pr_warn("pid %d did not converge in %u rounds; switching over with an "
-				"expected downtime of %.1f ms (target %.1f ms)",
-				m->pid, m->conv.max_rounds, m->conv.expected_ms, m->o->downtime_ms);
-			return 0;
-		}
-		if (a == HAUL_CONV_THROTTLE) {
-			/* stretches up to the downtime target: no longer than the stop it buys */
-			m->cg.throttle_stall_max_us = (long)(m->o->downtime_ms * 1e3);
-			ret = haul_cg_throttle(&m->cg, m->conv.throttle_pct, m->cpus);
-			if (ret == -EOPNOTSUPP)
-				pr_warn("pid %d does not converge and cannot be throttled here",
-					m->pid);
-			/* as applied: a throttle deeper than short stalls allow is lowered */
-			else if (!ret && m->cg.throttle_pct > res->throttle_max)
-				res->throttle_max = m->cg.throttle_pct;
-			if (!ret && m->cg.throttle_stall_ms > res->throttle_stall_max_ms)
-				res->throttle_stall_max_ms = m->cg.throttle_stall_ms;
-			if (!ret) {
-				ret = haul_mig_fault_point(m, "throttled");
-				if (ret)
-					return ret;
-			}
-		}
+		ret = round_verdict(m, a, &rs);
+		if (ret)
+			return ret > 0 ? 0 : ret;
 	}
 }
 
