@@ -147,6 +147,11 @@
  * 1 ms heartbeat 68 gaps over 5 ms a second, 250-333 us windows 14-452 ms gaps under load,
  * 750 us windows 7.6-7.7 ms (bench/throttle_bench.c, bench/RESULTS.md "Stalls"). */
 #define HAUL_MIG_DUTY_MIN_RUN_US 750
+/* ... and a running window in which the workload waited for a CPU (its main thread still
+ * runnable at the end, its cgroup's cpu.stat usage under a quarter of the window) runs on for
+ * another window, at most this many times: a missed window made two stretches one stop
+ * (bench/RESULTS.md: 26.6 and 28.9 ms gaps from 14 ms stretches). */
+#define HAUL_MIG_DUTY_EXTEND_MAX 3
 /* ... and its thread's SCHED_FIFO priority: above the tracker's scan boost (10), whose slices
  * would delay a thaw, below the kernel's interrupt threads (50).  It runs tens of us a cycle. */
 #define HAUL_MIG_DUTY_PRIO 20

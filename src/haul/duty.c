@@ -24,6 +24,14 @@
  * that plus the wake-up of its thread.  The stall probe cannot see these stops (a frozen task sleeps in
  * state S), so the measured longest is what haul reports for the throttle.
  *
+ * A window the workload spent waiting for a CPU (another task held it) is
+ * no window: frozen again, it would stop two stretches and a window in one.
+ * So at the window's end the thread reads the cgroup's cpu.stat and the
+ * process's state: its main thread still runnable and the cgroup run under a
+ * quarter of the window, the workload gets another window (at most
+ * HAUL_MIG_DUTY_EXTEND_MAX).  An idle workload is not runnable and is not
+ * extended; one whose main thread sleeps while others wait is not either.
+ *
  * Invariants: the cgroup is thawed when haul_duty_stop() returns, and only
  * this thread writes cgroup.freeze while it runs (the switchover lifts the
  * throttle before it freezes).  If haul dies mid-cycle, the guardian's undo
@@ -37,6 +45,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,6 +58,9 @@ struct haul_duty {
 	pid_t owner; /* the process whose thread it is: a forked child has no thread to join */
 	pid_t pid;
 	int fd; /* the cgroup's cgroup.freeze, written by the thread only */
+	/* the cgroup's cpu.stat and /proc/PID/stat, -1 where missing: no window is extended */
+	int stat_fd, task_fd;
+	atomic_llong extended; /* windows extended (the thread counts, its owner reads) */
 	atomic_long frozen_us, run_us;
 	atomic_bool stop;
 	pthread_mutex_t lock; /* with @wake: haul_duty_stop() ends a sleep at once */
@@ -92,6 +104,70 @@ static int write_freeze(struct haul_duty *d, const char *v)
 	return -errno;
 }
 
+/* The number after @key in the file @fd (read from its start), or -1. */
+static long long read_key(int fd, const char *key)
+{
+	char buf[512], *p;
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	p = strstr(buf, key);
+	return p ? strtoll(p + strlen(key), NULL, 10) : -1;
+}
+
+/* Whether the thread @fd (/proc/PID/stat) waits for a CPU now: state R. */
+static bool runnable(int fd)
+{
+	char buf[512], *p;
+	ssize_t n;
+
+	if (fd < 0)
+		return false;
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	p = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
+	return p && p[1] == ' ' && p[2] == 'R';
+}
+
+/*
+ * Whether the workload spent the window since @usage_us (cpu.stat) waiting for a
+ * CPU: its main thread still runnable at the end, the cgroup run under a quarter of
+ * the @win_us window.  (The cgroup's cpu.pressure cannot tell: it is summed in
+ * jiffies, and a window is under one.)
+ */
+static bool starved(const struct haul_duty *d, long long usage_us, long long win_us)
+{
+	long long now = read_key(d->stat_fd, "usage_usec ");
+
+	return now >= 0 && now - usage_us < win_us / 4 && runnable(d->task_fd);
+}
+
+/*
+ * The running window that began at @thaw_ns with @m: HAUL_MIG_DUTY_MIN_RUN_US
+ * or what the throttle leaves, and again while the workload only waited.
+ */
+static void run_window(struct haul_duty *d, long long thaw_ns, long long usage_us)
+{
+	long long run_ns = atomic_load(&d->run_us) * 1000LL, end = thaw_ns + run_ns;
+
+	sleep_until(d, end);
+	for (int i = 0; usage_us >= 0 && i < HAUL_MIG_DUTY_EXTEND_MAX && !atomic_load(&d->stop);
+	     i++) {
+		if (!starved(d, usage_us, (now_ns() - thaw_ns) / 1000))
+			break;
+		atomic_fetch_add(&d->extended, 1);
+		end += run_ns;
+		sleep_until(d, end);
+	}
+}
+
 static void *duty_main(void *arg)
 {
 	struct haul_duty *d = arg;
@@ -106,6 +182,7 @@ static void *duty_main(void *arg)
 			 d->pid, strerror(ret));
 	while (!atomic_load(&d->stop)) {
 		long long t0, t1, t2, t3;
+		long long usage;
 
 		t0 = now_ns();
 		ret = write_freeze(d, "1");
@@ -114,6 +191,8 @@ static void *duty_main(void *arg)
 			break;
 		sleep_until(d, t0 + atomic_load(&d->frozen_us) * 1000LL);
 		t2 = now_ns();
+		/* frozen, it does not run: this is the window's start */
+		usage = read_key(d->stat_fd, "usage_usec ");
 		ret = write_freeze(d, "0");
 		t3 = now_ns();
 		if (ret)
@@ -129,7 +208,7 @@ static void *duty_main(void *arg)
 		if (t3 - t0 > atomic_load(&d->stretch_max_ns))
 			atomic_store(&d->stretch_max_ns, t3 - t0);
 		/* a full running stretch after a late thaw: no debt is paid back by freezing */
-		sleep_until(d, t3 + atomic_load(&d->run_us) * 1000LL);
+		run_window(d, t3, usage);
 	}
 	if (ret) {
 		atomic_store(&d->err, ret);
@@ -141,6 +220,14 @@ static void *duty_main(void *arg)
 	/* thawed on every way out; the guardian thaws too if this never runs */
 	write_freeze(d, "0");
 	return NULL;
+}
+
+static void close_marks(struct haul_duty *d)
+{
+	if (d->stat_fd >= 0)
+		close(d->stat_fd);
+	if (d->task_fd >= 0)
+		close(d->task_fd);
 }
 
 int haul_duty_start(pid_t pid, const char *freezer_dir, long frozen_us, long run_us,
@@ -164,6 +251,10 @@ int haul_duty_start(pid_t pid, const char *freezer_dir, long frozen_us, long run
 	d->pid = pid;
 	atomic_init(&d->frozen_us, frozen_us);
 	atomic_init(&d->run_us, run_us);
+	snprintf(path, sizeof(path), "%s/cpu.stat", freezer_dir);
+	d->stat_fd = open(path, O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	d->task_fd = open(path, O_RDONLY | O_CLOEXEC);
 	snprintf(path, sizeof(path), "%s/cgroup.freeze", freezer_dir);
 	d->fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (d->fd < 0) {
@@ -180,6 +271,7 @@ int haul_duty_start(pid_t pid, const char *freezer_dir, long frozen_us, long run
 	*out = d;
 	return 0;
 free_duty:
+	close_marks(d);
 	pthread_cond_destroy(&d->wake);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
@@ -231,19 +323,26 @@ int haul_duty_stop(struct haul_duty *d)
 	if (d->cycles)
 		pr_debug("pid %d: duty cycle of %lld freezes, longest frozen stretch %.2f ms, "
 			 "a freeze write %.0f us, a thaw write %.0f us on average; thawing woke "
-			 "up to %.2f ms late, a thaw write took up to %.2f ms",
+			 "up to %.2f ms late, a thaw write took up to %.2f ms; %lld windows "
+			 "extended (it waited for a CPU)",
 			 d->pid, d->cycles, haul_duty_stretch_max_ms(d),
 			 d->freeze_ns / 1e3 / d->cycles, d->thaw_ns / 1e3 / d->cycles,
-			 d->late_max_ns / 1e6, d->thaw_max_ns / 1e6);
+			 d->late_max_ns / 1e6, d->thaw_max_ns / 1e6, atomic_load(&d->extended));
 	/* the thread's last write thawed it; say so if even this one fails */
 	err = write_freeze(d, "0");
 	if (err && !ret)
 		ret = err;
 	close(d->fd);
+	close_marks(d);
 	pthread_cond_destroy(&d->wake);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 	return ret;
+}
+
+long long haul_duty_extended(const struct haul_duty *d)
+{
+	return d ? atomic_load(&d->extended) : 0;
 }
 
 bool haul_cg_duty_wanted(const struct haul_cg *cg, unsigned pct, double cpus)

@@ -265,6 +265,8 @@ int haul_duty_start(pid_t pid, const char *freezer_dir, long frozen_us, long run
 void haul_duty_set(struct haul_duty *d, long frozen_us, long run_us);
 /* The longest frozen stretch measured so far (ms); 0 for NULL. */
 double haul_duty_stretch_max_ms(const struct haul_duty *d);
+/* Running windows extended so far because the workload waited for a CPU in them; 0 for NULL. */
+long long haul_duty_extended(const struct haul_duty *d);
 /*
  * Stop the thread, thaw the cgroup and free @d (NULL: nothing).  0, or the
  * -errno of a write to cgroup.freeze that failed.

@@ -6,10 +6,12 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -54,15 +56,16 @@ static void fixture_fini(void)
 	th_sh("rm -rf %s", run_dir);
 }
 
-/* haul run the test workload; its pid in wl_pid, its output in out_path. */
-static void start_workload(void)
+/* haul run the test workload at @rate MiB/s (-1: as fast as it can); its pid in wl_pid, its
+ * output in out_path. */
+static void start_workload_at(const char *rate)
 {
 	char line[256];
 	FILE *p;
 	int ret;
 
-	ret = th_sh("%s run --name %s -- %s/mig_workload --mem 8 --rate 8 > %s/started 2>&1",
-		    th_haul_bin(), name, th_progs_dir(), run_dir);
+	ret = th_sh("%s run --name %s -- %s/mig_workload --mem 8 --rate %s > %s/started 2>&1",
+		    th_haul_bin(), name, th_progs_dir(), rate, run_dir);
 	if (ret) {
 		th_sh("cat %s/started >&2", run_dir);
 		cr_assert_fail("haul run failed: %d", ret);
@@ -74,6 +77,11 @@ static void start_workload(void)
 	fclose(p);
 	snprintf(out_path, sizeof(out_path), "%s/%s/out", run_dir, name);
 	cr_assert_eq(th_wait_file(out_path, 0, "tick", 5000, NULL, 0), 0, "workload never ticked");
+}
+
+static void start_workload(void)
+{
+	start_workload_at("8");
 }
 
 /* The tick counter of the @n-th tick line from now (one every 100 ms), or -1 after 5 s. */
@@ -156,7 +164,7 @@ static pid_t die_holding_frozen(bool indoubt)
 
 		close(p[0]);
 		if (haul_cg_probe(&m) || haul_cg_prepare(wl_pid, &m, &cg) ||
-		    haul_guard_start(&cg, "198.18.0.2:1", &g) || haul_freeze(&cg, 1000))
+		    haul_guard_start(&cg, "198.18.0.2:1", NULL, &g) || haul_freeze(&cg, 1000))
 			_exit(1);
 		if (indoubt && haul_guard_indoubt(&g))
 			_exit(1);
@@ -304,6 +312,61 @@ Test(mig_freezer, a_lift_mid_freeze_thaws_at_once_and_lets_it_run_first, .init =
 		      "returned %.2f ms after the thaw: no time to run before a freeze", took);
 	cr_assert_gt(haul_cg_read(cg.freezer_dir, "cgroup.freeze", v, sizeof(v)), 0);
 	cr_assert_eq(v[0], '0', "left frozen after the lift");
+	cr_assert(ticking());
+	haul_cg_undo(&cg);
+}
+
+/* A child that spins on CPU @cpu at nice -19 until killed. */
+static pid_t cpu_hog(int cpu)
+{
+	cpu_set_t set;
+	pid_t pid = fork();
+
+	if (pid)
+		return pid;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+	setpriority(PRIO_PROCESS, 0, -19);
+	for (;;)
+		;
+}
+
+/*
+ * A running window in which the workload only waited for a CPU (a nice -19
+ * spinner shares its one CPU) runs on for another: frozen again, it would
+ * make two stretches one stop.  The count is bounded per window.
+ */
+Test(mig_freezer, a_window_spent_waiting_for_a_cpu_is_extended, .init = fixture_init,
+     .fini = fixture_fini, .timeout = 30)
+{
+	struct haul_cg_mounts m;
+	struct haul_cg cg;
+	cpu_set_t set;
+	long long ext;
+	pid_t hog;
+
+	start_workload_at("-1"); /* always runnable: in a window it runs or waits */
+	cr_assert_eq(haul_cg_probe(&m), 0);
+	cr_assert_eq(haul_cg_prepare(wl_pid, &m, &cg), 0);
+	if (!cg.v2_freezer)
+		cr_skip_test("no cgroup2 freezer: no duty cycle");
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	cr_assert_eq(sched_setaffinity(wl_pid, sizeof(set), &set), 0);
+	hog = cpu_hog(0);
+	cr_assert_gt(hog, 0);
+	cr_assert_eq(haul_cg_throttle(&cg, 95, 1.0), 0);
+	cr_assert_not_null(cg.duty);
+	usleep(1000 * 1000);
+	ext = haul_duty_extended(cg.duty);
+	kill(hog, SIGKILL);
+	waitpid(hog, NULL, 0);
+	cr_log_info("%lld windows extended in 1 s", ext);
+	cr_assert_gt(ext, 0, "the workload waited behind a spinner, and no window was extended");
+	/* at most HAUL_MIG_DUTY_EXTEND_MAX per cycle of >= 3 ms frozen */
+	cr_assert_leq(ext, HAUL_MIG_DUTY_EXTEND_MAX * 1000 / 3);
+	cr_assert_eq(haul_cg_throttle(&cg, 0, 1.0), 0);
 	cr_assert(ticking());
 	haul_cg_undo(&cg);
 }
