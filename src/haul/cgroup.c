@@ -561,6 +561,14 @@ int haul_cg_throttle(struct haul_cg *cg, unsigned pct, double cpus)
 		pct = haul_conv_cpu_max(pct, cpus, cg->throttle_stall_max_us, &quota, &period);
 	if (!pct) {
 		ret = restore_cpu_limit(cg);
+		/*
+		 * The write unthrottles at once, mid-stretch or not, and the
+		 * switchover freezes right after the lift: let it run first, or a
+		 * long stretch (no cgroup2 freezer: up to the downtime target) and
+		 * the stop are one gap to a client (duty.c's settle, the same).
+		 */
+		if (!ret && cg->throttle_stall_ms * 1e3 > HAUL_MIG_THROTTLE_STALL_US)
+			usleep(HAUL_MIG_DUTY_LIFT_RUN_US);
 	} else if (cg->v2_cpu) {
 		snprintf(v, sizeof(v), "%ld %ld", quota, period);
 		ret = haul_cg_write(cg->cpu_dir, "cpu.max", v);

@@ -316,6 +316,48 @@ Test(mig_freezer, a_lift_mid_freeze_thaws_at_once_and_lets_it_run_first, .init =
 	haul_cg_undo(&cg);
 }
 
+/*
+ * Without a cgroup2 freezer a deep throttle is cpu.max's long stretches, and
+ * its lift unthrottles at once: it lets the workload run before it returns,
+ * so that a stretch and the switchover's stop are two gaps, not one.
+ */
+Test(mig_freezer, a_cpu_max_lift_lets_it_run_before_returning, .init = fixture_init,
+     .fini = fixture_fini, .timeout = 30)
+{
+	struct haul_cg_mounts m;
+	struct haul_cg cg;
+	double t0, took;
+	int ret;
+
+	start_workload();
+	setenv("HAUL_FREEZER", "v1", 1); /* a host without the cgroup2 freezer */
+	ret = haul_cg_probe(&m);
+	if (!ret)
+		ret = haul_cg_prepare(wl_pid, &m, &cg);
+	unsetenv("HAUL_FREEZER");
+	if (ret == -EOPNOTSUPP || ret == -ENOENT)
+		cr_skip_test("no v1 freezer hierarchy here: %s", strerror(-ret));
+	cr_assert_eq(ret, 0);
+	if (!cg.cpu_dir[0] && !cg.cpu_mnt[0]) {
+		haul_cg_undo(&cg);
+		cr_skip_test("no cpu controller reachable on this host");
+	}
+	/* a 200 ms target lets 96% stretch over 4 ms */
+	cg.throttle_stall_max_us = 200000;
+	cr_assert_eq(haul_cg_throttle(&cg, 96, 1.0), 0);
+	cr_assert_null(cg.duty, "a duty cycle without the cgroup2 freezer");
+	cr_assert_gt(cg.throttle_stall_ms, HAUL_MIG_THROTTLE_STALL_US / 1e3, "stretches of %.1f ms",
+		     cg.throttle_stall_ms);
+	t0 = haul_now_ms();
+	cr_assert_eq(haul_cg_throttle(&cg, 0, 1.0), 0);
+	took = haul_now_ms() - t0;
+	cr_log_info("the lift took %.2f ms", took);
+	cr_assert_geq(took, HAUL_MIG_DUTY_LIFT_RUN_US / 1e3 - 0.01,
+		      "returned %.2f ms after the lift: no time to run before a freeze", took);
+	cr_assert(ticking());
+	haul_cg_undo(&cg);
+}
+
 /* A child that spins on CPU @cpu at nice -19 until killed. */
 static pid_t cpu_hog(int cpu)
 {
