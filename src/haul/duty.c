@@ -150,8 +150,9 @@ static bool starved(const struct haul_duty *d, long long usage_us, long long win
 }
 
 /*
- * The running window that began at @thaw_ns with @m: HAUL_MIG_DUTY_MIN_RUN_US
- * or what the throttle leaves, and again while the workload only waited.
+ * The running window that began at @thaw_ns, the cgroup's usage then @usage_us (-1:
+ * unknown, no extension): HAUL_MIG_DUTY_MIN_RUN_US or what the throttle leaves, and
+ * again while the workload only waited.
  */
 static void run_window(struct haul_duty *d, long long thaw_ns, long long usage_us)
 {
