@@ -534,13 +534,29 @@ static void coalesce(struct haul_pc *pc)
 	}
 }
 
+static uint64_t stale_sum(const struct haul_pc *pc)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < pc->nstale; i++)
+		n += pc->stale[i].npages;
+	return n;
+}
+
 int haul_pc_state(struct haul_pc *pc, struct ps_client *c, const void *blob, size_t len,
 		  uint64_t *stale_pages)
 {
+	uint64_t written = stale_sum(pc);
+	size_t runs = pc->nstale;
+
 	coalesce(pc);
-	*stale_pages = 0;
-	for (size_t i = 0; i < pc->nstale; i++)
-		*stale_pages += pc->stale[i].npages;
+	*stale_pages = stale_sum(pc);
+	/* the target zaps and fetches each one: say so when that grew much */
+	if (*stale_pages > 2 * written)
+		pr_info("pid %d: %llu stale pages in %zu runs are named as %llu (one State "
+			"carries %d runs): the target fetches them all after the resume",
+			pc->pid, (unsigned long long)written, runs,
+			(unsigned long long)*stale_pages, PS_MAX_STALE_RANGES);
 	return ps_client_state_stale(c, blob, len, pc->stale, pc->nstale);
 }
 

@@ -244,6 +244,20 @@ struct rst_target_opts {
 	bool sibling;
 };
 
+/* A range for rst_target_zap: @npages pages from @addr, MADV_REMOVE when @shared. */
+struct rst_zap {
+	uint64_t addr, npages;
+	bool shared;
+};
+/*
+ * For a before_resume hook, with the @r it was given (the target's own): drop
+ * @n ranges of the stub's memory (MADV_DONTNEED; MADV_REMOVE for shared
+ * memory, whose page cache DONTNEED would keep) in few round trips, as
+ * batches of injected calls.  0, or the -errno of the first that failed
+ * (logged with its range; later ones did not run).
+ */
+int rst_target_zap(struct rsys *r, const struct rst_zap *z, size_t n);
+
 struct rst_target;
 struct rst_ctr;
 

@@ -22,10 +22,13 @@
  */
 #define LOG_PREFIX "restore: "
 #include <errno.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 
 #include "common/log.h"
 #include "restore/target_int.h"
@@ -221,4 +224,29 @@ double rst_round_trips_ms(const struct rst_target *t)
 	for (size_t i = 0; i < t->nthr; i++)
 		ns += t->thr[i].call_ns;
 	return ns / 1e6;
+}
+
+int rst_target_zap(struct rsys *r, const struct rst_zap *z, size_t n)
+{
+	/* the hook's @r is the target's own (rst_target_opts.before_resume) */
+	struct rst_target *t = (struct rst_target *)((char *)r - offsetof(struct rst_target, r));
+	struct rst_batch *b;
+	int ret;
+
+	if (!n)
+		return 0;
+	b = rst_batch_new();
+	if (!b)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		rst_bcall(t, b, 0, "madvise", SYS_madvise, z[i].addr, z[i].npages * 4096ULL,
+			  z[i].shared ? MADV_REMOVE : MADV_DONTNEED, 0, 0, 0);
+	ret = rst_batch_run(t, b);
+	if (ret && b->failed < n)
+		pr_err_r(ret, "cannot drop stale pages %#llx-%#llx of pid %d (%s)",
+			 (unsigned long long)z[b->failed].addr,
+			 (unsigned long long)(z[b->failed].addr + z[b->failed].npages * 4096ULL),
+			 (int)t->o.pid, b->what);
+	free(b);
+	return ret;
 }
