@@ -15,7 +15,7 @@ set logscale y
 set yrange [0.1:*]
 set multiplot layout 1, 2 title "Redis and memcached migrated under 16 checked clients (make bench-servers)"
 set title "clients' max latency (ms, log)"
-plot for [c = 2:5] dir.'/plot.dat' using c:xtic(1)
+plot for [c = 2:6] dir.'/plot.dat' using c:xtic(1)
 set title "haul's downtime (ms, log)"
-plot for [c = 6:9] dir.'/plot.dat' using c:xtic(1)
+plot for [c = 7:11] dir.'/plot.dat' using c:xtic(1)
 unset multiplot

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-MODES = ["pre-copy", "post-copy", "stop-and-copy", "criu"]
+MODES = ["pre-copy", "post-copy", "stop-and-copy", "hybrid", "criu"]
 
 
 def num(v):

@@ -8,7 +8,7 @@
 # client host load it, and `haul migrate --move-address 198.18.0.100/24` moves it
 # to the target host.  Every cell (server x size x mode) starts afresh; the
 # modes run in the same run: pre-copy, post-copy (--postcopy), stop-and-copy
-# (--stop-and-copy), and CRIU (dump --tcp-established, restore on the target)
+# (--stop-and-copy), hybrid (--hybrid, when --modes names it), and CRIU (dump --tcp-established, restore on the target)
 # when a working `criu` is on PATH (else a visible "SKIP criu:" line).
 #
 # Per cell: the clients' p50/p99/max latency over the run that contains the
@@ -44,7 +44,7 @@ haul_args=
 usage() {
 	cat <<EOF
 usage: bench/servers/run.sh [--out DIR] [--sizes "1G 4G"] [--servers "redis memcached"]
-                            [--modes "pre-copy post-copy stop-and-copy"] [--conns N]
+                            [--modes "pre-copy post-copy stop-and-copy hybrid"] [--conns N]
                             [--rate RATE] [--budget SECONDS] [--no-criu] [--keep-logs]
                             [--haul-args "--timeout 60s ..."]
 
@@ -183,6 +183,7 @@ move() {
 	local flag=
 	case $1 in
 	post-copy) flag=--postcopy ;;
+	hybrid) flag=--hybrid ;;
 	stop-and-copy) flag=--stop-and-copy ;;
 	esac
 	srv_pageserver
