@@ -306,3 +306,12 @@ const char *haul_conv_action_name(enum haul_conv_action a)
 	}
 	return "?";
 }
+
+bool haul_conv_hybrid_goes_on(struct haul_conv *c, enum haul_conv_action a, uint64_t seq,
+			      uint64_t dirty, uint64_t prev)
+{
+	if (a != HAUL_CONV_THROTTLE || seq <= 2 || dirty * 100 >= prev * HAUL_MIG_CONVERGE_PCT)
+		return false;
+	c->throttle_pct = 0;
+	return true;
+}

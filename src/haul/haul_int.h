@@ -233,6 +233,16 @@ enum haul_conv_action haul_conv_update(struct haul_conv *c, const struct haul_co
 double haul_conv_downtime_ms(const struct haul_conv *c, double bytes);
 const char *haul_conv_action_name(enum haul_conv_action a);
 /*
+ * --hybrid goes post-copy where pre-copy stops converging, not where it would
+ * throttle to converge faster: true when the verdict @a for round @seq is to
+ * throttle yet its @dirty bytes are under HAUL_MIG_CONVERGE_PCT of the round
+ * before (@prev), so another round, unthrottled, leaves less to fetch after
+ * the resume.  It then clears the throttle the model asked for (none is
+ * applied, and the model must not count one).
+ */
+bool haul_conv_hybrid_goes_on(struct haul_conv *c, enum haul_conv_action a, uint64_t seq,
+			      uint64_t dirty, uint64_t prev);
+/*
  * cpu.max for a throttle of @pct of the @cpus CPUs the workload uses, with
  * the period chosen so that no throttled stretch exceeds
  * HAUL_MIG_THROTTLE_STALL_US, or, for a throttle the kernel's smallest quota

@@ -295,11 +295,9 @@ static int round_verdict(struct mig *m, enum haul_conv_action a, const struct ha
 	 * 958 k (bench/RESULTS.md): a 176 ms restore zapping them and 33 s of
 	 * post-copy with the frozen source the only copy.
 	 */
-	if (m->o->mode == HAUL_MIG_HYBRID && a == HAUL_CONV_THROTTLE && rs->seq > 2 &&
-	    rs->pages * 100 < prev * HAUL_MIG_CONVERGE_PCT) {
-		m->conv.throttle_pct = 0; /* asked for, not applied: the model must not count it */
+	if (m->o->mode == HAUL_MIG_HYBRID &&
+	    haul_conv_hybrid_goes_on(&m->conv, a, rs->seq, rs->pages, prev))
 		return 0;
-	}
 	if (m->o->mode == HAUL_MIG_HYBRID && a != HAUL_CONV_CONTINUE) {
 		/* not converging: what is still dirty follows after the resume */
 		pr_info("pid %d does not converge (%s, expected downtime %.1f ms); "

@@ -446,3 +446,23 @@ Test(mig_converge, hot_set_union_is_sorted_and_merged)
 	cr_assert_eq(u[2].npages, 3);
 	free(u);
 }
+
+/*
+ * --hybrid: rounds that halve go on unthrottled where pre-copy would throttle
+ * (4 GiB at 64 MiB/s over 1 Gbit/s, rounds 2-3: 452 k -> 227 k pages); a round
+ * at 70% or more of the last, or any other verdict, is hybrid's switch.
+ */
+Test(mig_converge, hybrid_goes_on_while_rounds_shrink_and_switches_where_they_stop)
+{
+	struct haul_conv c;
+
+	haul_conv_init(&c, 25, 3, 30);
+	c.throttle_pct = 20;
+	cr_assert(haul_conv_hybrid_goes_on(&c, HAUL_CONV_THROTTLE, 3, 227000, 452000));
+	cr_assert_eq(c.throttle_pct, 0, "a throttle asked for and not applied is counted");
+	cr_assert_not(haul_conv_hybrid_goes_on(&c, HAUL_CONV_THROTTLE, 12, 2711, 3708));
+	cr_assert_not(haul_conv_hybrid_goes_on(&c, HAUL_CONV_SWITCH_HOT, 12, 100, 3708));
+	cr_assert_not(haul_conv_hybrid_goes_on(&c, HAUL_CONV_SWITCH_LIMIT, 30, 100, 3708));
+	/* rounds 1 and 2 (everything, then the first rate) prove nothing */
+	cr_assert_not(haul_conv_hybrid_goes_on(&c, HAUL_CONV_THROTTLE, 2, 1000, 1000000));
+}
