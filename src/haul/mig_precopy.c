@@ -291,7 +291,7 @@ static int round_verdict(struct mig *m, enum haul_conv_action a, const struct ha
 	 * would throttle to converge faster: while a round still shrinks to under
 	 * HAUL_MIG_CONVERGE_PCT of the last, another round makes what follows the
 	 * resume smaller.  Switching at 4 GiB's third round (64 MiB/s over 1 Gbit/s)
-	 * left 118 k scattered pages, which the State's 4096 stale runs turned into
+	 * left ~120 k scattered pages, which the State's 4096 stale runs turned into
 	 * 958 k (bench/RESULTS.md): a 176 ms restore zapping them and 33 s of
 	 * post-copy with the frozen source the only copy.
 	 */
