@@ -47,9 +47,15 @@ static void fixture_fini(void)
 			cr_log_warn("workload pid %d still lives; cgroup %s stays", (int)w.pid,
 				    w.cgroup);
 		rmdir(w.cgroup);
-		/* haul_cg_prepare moves it into a v1 cpu cgroup of its own where cpu is v1 */
+		/* haul_cg_prepare moves it into a v1 cpu cgroup of its own where cpu is v1, and
+		 * into a v1 freezer cgroup with HAUL_FREEZER=v1: a test that failed before its
+		 * haul_cg_undo leaves them */
 		if (!haul_cg_probe(&m) && m.v1_cpu[0]) {
 			snprintf(p, sizeof(p), "%s/haul/mig-%d", m.v1_cpu, w.pid);
+			rmdir(p);
+		}
+		if (!haul_cg_probe(&m) && m.v1_freezer[0]) {
+			snprintf(p, sizeof(p), "%s/haul/mig-%d", m.v1_freezer, w.pid);
 			rmdir(p);
 		}
 	}
