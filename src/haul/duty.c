@@ -57,9 +57,8 @@ struct haul_duty {
 	pthread_t thread;
 	pid_t owner; /* the process whose thread it is: a forked child has no thread to join */
 	pid_t pid;
-	int fd; /* the cgroup's cgroup.freeze, written by the thread only */
-	/* the cgroup's cpu.stat and /proc/PID/stat, -1 where missing: no window is extended */
-	int stat_fd, task_fd;
+	int fd;		       /* the cgroup's cgroup.freeze, written by the thread only */
+	int stat_fd;	       /* the cgroup's cpu.stat, -1 where missing: no window is extended */
 	atomic_llong extended; /* windows extended (the thread counts, its owner reads) */
 	atomic_long frozen_us, run_us;
 	atomic_bool stop;
@@ -120,22 +119,6 @@ static long long read_key(int fd, const char *key)
 	return p ? strtoll(p + strlen(key), NULL, 10) : -1;
 }
 
-/* Whether the thread @fd (/proc/PID/stat) waits for a CPU now: state R. */
-static bool runnable(int fd)
-{
-	char buf[512], *p;
-	ssize_t n;
-
-	if (fd < 0)
-		return false;
-	n = pread(fd, buf, sizeof(buf) - 1, 0);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	p = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
-	return p && p[1] == ' ' && p[2] == 'R';
-}
-
 /*
  * Whether the workload spent the window since @usage_us (cpu.stat) waiting for a
  * CPU: its main thread still runnable at the end, the cgroup run under a quarter of
@@ -146,7 +129,7 @@ static bool starved(const struct haul_duty *d, long long usage_us, long long win
 {
 	long long now = read_key(d->stat_fd, "usage_usec ");
 
-	return now >= 0 && now - usage_us < win_us / 4 && runnable(d->task_fd);
+	return now >= 0 && now - usage_us < win_us / 4 && haul_proc_state(d->pid) == 'R';
 }
 
 /*
@@ -192,12 +175,12 @@ static void *duty_main(void *arg)
 			break;
 		sleep_until(d, t0 + atomic_load(&d->frozen_us) * 1000LL);
 		t2 = now_ns();
-		/* frozen, it does not run: this is the window's start */
-		usage = read_key(d->stat_fd, "usage_usec ");
 		ret = write_freeze(d, "0");
 		t3 = now_ns();
 		if (ret)
 			break;
+		/* read after the thaw, not in the frozen stretch: it ran a few us at most */
+		usage = read_key(d->stat_fd, "usage_usec ");
 		d->thaw_at_ns = t3;
 		d->cycles++;
 		d->freeze_ns += t1 - t0;
@@ -223,14 +206,6 @@ static void *duty_main(void *arg)
 	return NULL;
 }
 
-static void close_marks(struct haul_duty *d)
-{
-	if (d->stat_fd >= 0)
-		close(d->stat_fd);
-	if (d->task_fd >= 0)
-		close(d->task_fd);
-}
-
 int haul_duty_start(pid_t pid, const char *freezer_dir, long frozen_us, long run_us,
 		    struct haul_duty **out)
 {
@@ -254,8 +229,6 @@ int haul_duty_start(pid_t pid, const char *freezer_dir, long frozen_us, long run
 	atomic_init(&d->run_us, run_us);
 	snprintf(path, sizeof(path), "%s/cpu.stat", freezer_dir);
 	d->stat_fd = open(path, O_RDONLY | O_CLOEXEC);
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	d->task_fd = open(path, O_RDONLY | O_CLOEXEC);
 	snprintf(path, sizeof(path), "%s/cgroup.freeze", freezer_dir);
 	d->fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (d->fd < 0) {
@@ -272,7 +245,8 @@ int haul_duty_start(pid_t pid, const char *freezer_dir, long frozen_us, long run
 	*out = d;
 	return 0;
 free_duty:
-	close_marks(d);
+	if (d->stat_fd >= 0)
+		close(d->stat_fd);
 	pthread_cond_destroy(&d->wake);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
@@ -334,7 +308,8 @@ int haul_duty_stop(struct haul_duty *d)
 	if (err && !ret)
 		ret = err;
 	close(d->fd);
-	close_marks(d);
+	if (d->stat_fd >= 0)
+		close(d->stat_fd);
 	pthread_cond_destroy(&d->wake);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
