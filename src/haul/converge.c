@@ -153,6 +153,8 @@ enum haul_conv_action haul_conv_update(struct haul_conv *c, const struct haul_co
 	/* dirtier than the link: no round can shrink, so do not wait for one to show it */
 	if (c->rounds >= 2 && c->bw > 0 && c->dirty_rate >= c->bw)
 		shrank = false;
+	c->shrinking =
+		c->rounds > 2 && s->dirty_bytes * 100 < c->prev_dirty * HAUL_MIG_CONVERGE_PCT;
 	c->prev_dirty = s->dirty_bytes;
 	if (c->rounds > 1 && c->expected_ms <= c->target_ms)
 		return HAUL_CONV_SWITCH;
@@ -307,10 +309,9 @@ const char *haul_conv_action_name(enum haul_conv_action a)
 	return "?";
 }
 
-bool haul_conv_hybrid_goes_on(struct haul_conv *c, enum haul_conv_action a, uint64_t seq,
-			      uint64_t dirty, uint64_t prev)
+bool haul_conv_hybrid_goes_on(struct haul_conv *c, enum haul_conv_action a)
 {
-	if (a != HAUL_CONV_THROTTLE || seq <= 2 || dirty * 100 >= prev * HAUL_MIG_CONVERGE_PCT)
+	if (a != HAUL_CONV_THROTTLE || !c->shrinking)
 		return false;
 	c->throttle_pct = 0;
 	return true;

@@ -218,6 +218,7 @@ struct haul_conv {
 	double dirty_rate;  /* bytes/s the workload dirties (latest round) */
 	double expected_ms; /* downtime if we switched over now */
 	uint64_t prev_dirty;
+	bool shrinking; /* the latest round found under HAUL_MIG_CONVERGE_PCT of the one before */
 	unsigned rounds;
 	unsigned stalls;       /* rounds in a row that did not shrink */
 	unsigned throttle_pct; /* what the policy asks for now */
@@ -234,14 +235,13 @@ double haul_conv_downtime_ms(const struct haul_conv *c, double bytes);
 const char *haul_conv_action_name(enum haul_conv_action a);
 /*
  * --hybrid goes post-copy where pre-copy stops converging, not where it would
- * throttle to converge faster: true when the verdict @a for round @seq is to
- * throttle yet its @dirty bytes are under HAUL_MIG_CONVERGE_PCT of the round
- * before (@prev), so another round, unthrottled, leaves less to fetch after
- * the resume.  It then clears the throttle the model asked for (none is
- * applied, and the model must not count one).
+ * throttle to converge faster: true when the latest verdict @a is to throttle
+ * yet that round was still shrinking (c->shrinking), so another round,
+ * unthrottled, leaves less to fetch after the resume.  It then clears the
+ * throttle the model asked for (none is applied, and the model must not count
+ * one).
  */
-bool haul_conv_hybrid_goes_on(struct haul_conv *c, enum haul_conv_action a, uint64_t seq,
-			      uint64_t dirty, uint64_t prev);
+bool haul_conv_hybrid_goes_on(struct haul_conv *c, enum haul_conv_action a);
 /*
  * cpu.max for a throttle of @pct of the @cpus CPUs the workload uses, with
  * the period chosen so that no throttled stretch exceeds

@@ -280,10 +280,8 @@ static void measure_cpu(struct mig *m)
 static int round_verdict(struct mig *m, enum haul_conv_action a, const struct haul_mig_round *rs)
 {
 	struct haul_mig_result *res = m->res;
-	uint64_t prev = m->prev_round_pages;
 	int ret;
 
-	m->prev_round_pages = rs->pages;
 	if (a == HAUL_CONV_SWITCH)
 		return 1;
 	/*
@@ -295,8 +293,7 @@ static int round_verdict(struct mig *m, enum haul_conv_action a, const struct ha
 	 * 958 k (bench/RESULTS.md): a 176 ms restore zapping them and 33 s of
 	 * post-copy with the frozen source the only copy.
 	 */
-	if (m->o->mode == HAUL_MIG_HYBRID &&
-	    haul_conv_hybrid_goes_on(&m->conv, a, rs->seq, rs->pages, prev))
+	if (m->o->mode == HAUL_MIG_HYBRID && haul_conv_hybrid_goes_on(&m->conv, a))
 		return 0;
 	if (m->o->mode == HAUL_MIG_HYBRID && a != HAUL_CONV_CONTINUE) {
 		/* not converging: what is still dirty follows after the resume */

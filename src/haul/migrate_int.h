@@ -80,8 +80,7 @@ struct mig {
 	struct mig_net net;
 	/* post-copy and hybrid */
 	struct haul_pc *pc;
-	bool stale_final;	   /* hybrid: the last dirty set is fetched after the resume */
-	uint64_t prev_round_pages; /* the last live round's dirty pages (hybrid's shrink test) */
+	bool stale_final; /* hybrid: the last dirty set is fetched after the resume */
 	/* page batch */
 	uint8_t *buf;
 	uint64_t *zero;

@@ -457,12 +457,25 @@ Test(mig_converge, hybrid_goes_on_while_rounds_shrink_and_switches_where_they_st
 	struct haul_conv c;
 
 	haul_conv_init(&c, 25, 3, 30);
+	/* round 3 of that cell: 227 k pages after 452 k */
+	c.rounds = 2;
+	c.prev_dirty = 452000;
+	round_at(&c, 227000, GB, 0, 1);
 	c.throttle_pct = 20;
-	cr_assert(haul_conv_hybrid_goes_on(&c, HAUL_CONV_THROTTLE, 3, 227000, 452000));
+	cr_assert(haul_conv_hybrid_goes_on(&c, HAUL_CONV_THROTTLE));
 	cr_assert_eq(c.throttle_pct, 0, "a throttle asked for and not applied is counted");
-	cr_assert_not(haul_conv_hybrid_goes_on(&c, HAUL_CONV_THROTTLE, 12, 2711, 3708));
-	cr_assert_not(haul_conv_hybrid_goes_on(&c, HAUL_CONV_SWITCH_HOT, 12, 100, 3708));
-	cr_assert_not(haul_conv_hybrid_goes_on(&c, HAUL_CONV_SWITCH_LIMIT, 30, 100, 3708));
+	/* round 12: 2711 after 3708, 73%: no longer shrinking */
+	c.prev_dirty = 3708;
+	round_at(&c, 2711, GB, 0, 1);
+	cr_assert_not(haul_conv_hybrid_goes_on(&c, HAUL_CONV_THROTTLE));
+	/* any other verdict is hybrid's switch, shrinking or not */
+	c.prev_dirty = 3708;
+	round_at(&c, 100, GB, 0, 1);
+	cr_assert_not(haul_conv_hybrid_goes_on(&c, HAUL_CONV_SWITCH_HOT));
+	cr_assert_not(haul_conv_hybrid_goes_on(&c, HAUL_CONV_SWITCH_LIMIT));
 	/* rounds 1 and 2 (everything, then the first rate) prove nothing */
-	cr_assert_not(haul_conv_hybrid_goes_on(&c, HAUL_CONV_THROTTLE, 2, 1000, 1000000));
+	haul_conv_init(&c, 25, 3, 30);
+	round_at(&c, 1000000, GB, 0, 0);
+	round_at(&c, 1000, GB, 0, 1);
+	cr_assert_not(haul_conv_hybrid_goes_on(&c, HAUL_CONV_THROTTLE));
 }
