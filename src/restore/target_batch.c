@@ -31,6 +31,7 @@
 #include <sys/syscall.h>
 
 #include "common/log.h"
+#include "common/policy.h"
 #include "restore/target_int.h"
 
 /* An unknown system call number: what HAUL_FAULT=fail:batch:NAME substitutes. */
@@ -239,13 +240,14 @@ int rst_target_zap(struct rsys *r, const struct rst_zap *z, size_t n)
 	if (!b)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++)
-		rst_bcall(t, b, 0, "madvise", SYS_madvise, z[i].addr, z[i].npages * 4096ULL,
+		rst_bcall(t, b, 0, "madvise", SYS_madvise, z[i].addr, z[i].npages * HAUL_PAGE_SIZE,
 			  z[i].shared ? MADV_REMOVE : MADV_DONTNEED, 0, 0, 0);
 	ret = rst_batch_run(t, b);
 	if (ret && b->failed < n)
 		pr_err_r(ret, "cannot drop stale pages %#llx-%#llx of pid %d (%s)",
 			 (unsigned long long)z[b->failed].addr,
-			 (unsigned long long)(z[b->failed].addr + z[b->failed].npages * 4096ULL),
+			 (unsigned long long)(z[b->failed].addr +
+					      z[b->failed].npages * HAUL_PAGE_SIZE),
 			 (int)t->o.pid, b->what);
 	free(b);
 	return ret;
