@@ -29,6 +29,9 @@ crit() {
 	c=$(echo "$line" | sed -n 's/.*Crashing: \([0-9]*\).*/\1/p')
 	s=$(grep -c '^\[SKIP\]' "$log")
 	grep -E '^\[(FAIL|CRASH)\]' "$log" | sed 's/^\[[A-Z]*\] *//; s/: .*//' >> "$failed"
+	# each failed assertion's place and message, repeated at the end where a log's tail keeps them
+	awk '/^\[----\] .*\.c:[0-9]+: / { n = 3 } n > 0 && !/^\[----\] *$/ { print; n-- }' "$log" |
+		head -12 | cut -c1-400 | sed "s|^|  ${bin##*/}: |" >> "$why"
 	# Criterion counts a skipped test as passing; report it as skipped only.
 	pass=$((pass + p - s))
 	fail=$((fail + f + c))
