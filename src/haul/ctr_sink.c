@@ -318,13 +318,13 @@ static int cs_state(void *sess, const void *blob, size_t len)
 	return ret;
 }
 
-static int cs_stale(void *sess, const struct ps_range *r, size_t n)
+static int cs_stale(void *sess, const struct ps_range *r, size_t n, bool complete)
 {
 	struct cs_sess *s = sess;
 
 	if (!s->live || !rst_live_sink.stale)
 		return -EOPNOTSUPP;
-	return rst_live_sink.stale(s->live, r, n);
+	return rst_live_sink.stale(s->live, r, n, complete);
 }
 
 /* The last line of @path that says something (an engine's error), into @out. */

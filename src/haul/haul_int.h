@@ -426,9 +426,12 @@ int haul_pc_freeze(struct haul_pc *pc, const struct haul_layout *l, struct ps_ra
  */
 int haul_pc_split(struct haul_pc *pc, const struct ps_range *dirty, size_t n,
 		  struct ps_range **send, size_t *nsend);
-/* Send the state with the stale runs of haul_pc_split or haul_pc_freeze. */
+/*
+ * Send the state with the stale runs of haul_pc_split or haul_pc_freeze;
+ * @complete (--hybrid): every other page of the lazy VMAs went in the rounds.
+ */
 int haul_pc_state(struct haul_pc *pc, struct ps_client *c, const void *blob, size_t len,
-		  uint64_t *stale_pages);
+		  bool complete, uint64_t *stale_pages);
 /*
  * After the target resumed: answer its page requests from the frozen
  * source until it has every page (0) or the session fails (-errno: the

@@ -511,7 +511,8 @@ static int switch_state(struct mig *m)
 		for (size_t i = 0; i < len; i++)
 			blob[i] ^= 0x5a;
 	if (m->pc)
-		ret = haul_pc_state(m->pc, m->client, blob, len, &res->stale_pages);
+		ret = haul_pc_state(m->pc, m->client, blob, len, m->o->mode == HAUL_MIG_HYBRID,
+				    &res->stale_pages);
 	else
 		ret = ps_client_state(m->client, blob, len);
 	free(blob);

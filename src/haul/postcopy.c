@@ -544,7 +544,7 @@ static uint64_t stale_sum(const struct haul_pc *pc)
 }
 
 int haul_pc_state(struct haul_pc *pc, struct ps_client *c, const void *blob, size_t len,
-		  uint64_t *stale_pages)
+		  bool complete, uint64_t *stale_pages)
 {
 	uint64_t written = stale_sum(pc);
 	size_t runs = pc->nstale;
@@ -557,7 +557,7 @@ int haul_pc_state(struct haul_pc *pc, struct ps_client *c, const void *blob, siz
 			"carries %d runs): the target fetches them all after the resume",
 			pc->pid, (unsigned long long)written, runs,
 			(unsigned long long)*stale_pages, PS_MAX_STALE_RANGES);
-	return ps_client_state_stale(c, blob, len, pc->stale, pc->nstale);
+	return ps_client_state_stale(c, blob, len, pc->stale, pc->nstale, complete);
 }
 
 /*

@@ -229,11 +229,11 @@ static int sw_state(void *sess, const void *blob, size_t len)
 	return inner->state(((struct sw_sess *)sess)->inner, blob, len);
 }
 
-static int sw_stale(void *sess, const struct ps_range *r, size_t n)
+static int sw_stale(void *sess, const struct ps_range *r, size_t n, bool complete)
 {
 	if (!inner->stale)
 		return -EOPNOTSUPP;
-	return inner->stale(((struct sw_sess *)sess)->inner, r, n);
+	return inner->stale(((struct sw_sess *)sess)->inner, r, n, complete);
 }
 
 /* Everything the switch did here, undone: the process does not run here. */

@@ -146,11 +146,11 @@ static int state_send(struct ps_client *c, Haul__Wire__State *s, const void *blo
 
 int ps_client_state(struct ps_client *c, const void *blob, size_t len)
 {
-	return ps_client_state_stale(c, blob, len, NULL, 0);
+	return ps_client_state_stale(c, blob, len, NULL, 0, false);
 }
 
 int ps_client_state_stale(struct ps_client *c, const void *blob, size_t len,
-			  const struct ps_range *stale, size_t n)
+			  const struct ps_range *stale, size_t n, bool complete)
 {
 	Haul__Wire__State s = HAUL__WIRE__STATE__INIT;
 	uint64_t *pairs = NULL;
@@ -175,6 +175,7 @@ int ps_client_state_stale(struct ps_client *c, const void *blob, size_t len,
 		s.n_stale = 2 * n;
 		s.stale = pairs;
 	}
+	s.has_complete = s.complete = complete && (c->server_caps & HAUL__WIRE__CAP__CAP_STALE);
 	ret = state_send(c, &s, blob, len);
 	free(pairs);
 	return ret;

@@ -197,11 +197,13 @@ struct ps_sink_ops {
 	/*
 	 * Optional (hybrid post-copy; a lazy session only): pages already
 	 * delivered that are stale, to be dropped and fetched after the
-	 * resume.  Called with the state that named them, just before
-	 * state(); @r is valid during the call.  Without it a state naming
-	 * stale pages fails the session with -EOPNOTSUPP.
+	 * resume; @complete: every other page of the lazy VMAs is delivered
+	 * (or zero where none was), so only these need fetching (State.complete).
+	 * Called with the state that named them, just before state(); @r is
+	 * valid during the call.  Without it a state naming stale pages, or
+	 * complete, fails the session with -EOPNOTSUPP.
 	 */
-	int (*stale)(void *sess, const struct ps_range *r, size_t n);
+	int (*stale)(void *sess, const struct ps_range *r, size_t n, bool complete);
 	/* Resume the process. Fills @res; returns 0 even when @res->err says it failed. */
 	int (*restore)(void *sess, struct ps_restore_result *res);
 	/* The session ends: @committed once the source confirmed it killed its copy. */
@@ -359,10 +361,13 @@ int ps_client_set_lock(struct ps_client *c, const struct ps_net_end *e, size_t n
  * ranges: pages sent in earlier rounds but written again since, which the
  * target drops and fetches lazily (hybrid post-copy; a lazy LIVE session).
  * -EOPNOTSUPP, logged, when the server does not offer CAP_STALE (it would
- * ignore them).  Ranges must be page aligned, non-empty.
+ * ignore them).  Ranges must be page aligned, non-empty.  @complete (hybrid):
+ * every other page of the lazy VMAs has been delivered in the rounds, so the
+ * target fetches only these (State.complete); not sent to a server without
+ * CAP_STALE, which then fetches every page it lacks, as before.
  */
 int ps_client_state_stale(struct ps_client *c, const void *blob, size_t len,
-			  const struct ps_range *stale, size_t n);
+			  const struct ps_range *stale, size_t n, bool complete);
 /* Ask the target to resume the process; waits for its reply. */
 int ps_client_restore(struct ps_client *c, struct ps_restore_result *res);
 /*

@@ -221,8 +221,9 @@ int ps_on_round_end(struct ps_conn *c, ProtobufCMessage *m)
 }
 
 /*
- * State.stale (hybrid post-copy): (addr, npages) pairs for the sink's
- * stale(), checked like page ranges (aligned, 1..2^32 pages, no overflow).
+ * State.stale and State.complete (hybrid post-copy): (addr, npages) pairs
+ * for the sink's stale(), checked like page ranges (aligned, 1..2^32 pages,
+ * no overflow).
  */
 static int on_stale(struct ps_conn *c, const Haul__Wire__State *m)
 {
@@ -237,14 +238,16 @@ static int on_stale(struct ps_conn *c, const Haul__Wire__State *m)
 		return -EPROTO;
 	}
 	if (x->proc || !x->lazy) {
-		ps_conn_fail(c, -EPROTO, "sent stale pages outside a lazy live session");
+		ps_conn_fail(c, -EPROTO,
+			     "sent stale pages or a complete state outside a lazy "
+			     "live session");
 		return -EPROTO;
 	}
 	if (!c->srv->o.sink->stale) {
 		ps_session_fail(x, -EOPNOTSUPP, "this page server's sink cannot take stale pages");
 		return -EOPNOTSUPP;
 	}
-	r = malloc(n * sizeof(*r));
+	r = malloc((n ? n : 1) * sizeof(*r));
 	if (!r)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
@@ -258,7 +261,7 @@ static int on_stale(struct ps_conn *c, const Haul__Wire__State *m)
 			return -EPROTO;
 		}
 	}
-	ret = c->srv->o.sink->stale(x->sink_sess, r, n);
+	ret = c->srv->o.sink->stale(x->sink_sess, r, n, m->has_complete && m->complete);
 	free(r);
 	if (ret)
 		ps_session_fail(x, ret, "the stale pages were refused");
@@ -272,7 +275,7 @@ int ps_on_state(struct ps_conn *c, const Haul__Wire__State *m, const uint8_t *pa
 
 	if (fetch_session_refuses(c, "sent a state"))
 		return -EPROTO;
-	if (m->n_stale) {
+	if (m->n_stale || (m->has_complete && m->complete)) {
 		ret = on_stale(c, m);
 		if (ret)
 			return ret;

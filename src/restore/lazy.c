@@ -22,7 +22,8 @@
  *  - events (UNMAP, REMAP, REMOVE, FORK) are read as they come, because the
  *    process blocks until they are read.
  * Pages already in the process when it is attached (written by the
- * restorer) count as arrived.
+ * restorer) count as arrived; with a complete hybrid state (State.complete)
+ * the absent ones outside the stale runs count as zero, as in pre-copy.
  *
  * Why only the fault thread copies: after a REMOVE event is read the kernel
  * zaps the pages, and a copy made after the zap would put stale data back.
@@ -307,9 +308,67 @@ static int mark_populated(struct rst_lazy *lz, pid_t pid)
 	return ret;
 }
 
-int rst_lazy_attach(struct rsys *r, pid_t pid, const struct haul_layout *l,
-		    const struct rst_lazy_source *src, struct haul_layout *lazy,
-		    struct rst_lazy **out)
+/* Set bits [i, i + n) of @b, a word at a time. */
+static void bits_set_range(uint64_t *b, uint64_t i, uint64_t n)
+{
+	for (uint64_t e = i + n; i < e;) {
+		uint64_t k = i % 64, m = e - i < 64 - k ? e - i : 64 - k;
+
+		b[i / 64] |= (m == 64 ? ~0ull : ((1ull << m) - 1)) << k;
+		i += m;
+	}
+}
+
+/*
+ * --hybrid's complete state (rst_lazy_hook.complete): every page of the
+ * registered VMAs outside the stale runs @s is in place (found by
+ * mark_populated) or zero, as after pre-copy.  The absent ones are marked
+ * done and zero (a fault maps the zero page; nothing is fetched), so only
+ * the stale pages are missing.  A word of the bitmaps at a time: 4 GiB is
+ * 16 k words.  Before start.
+ */
+static int settle_complete(struct rst_lazy *lz, const struct rst_lazy_range *s, size_t n)
+{
+	struct lz_mm *mm = lz->mm[0];
+
+	for (size_t k = 0; k < mm->nr; k++) {
+		struct lz_region *rg = &mm->r[k];
+		uint64_t pages = (rg->end - rg->start) / PG, *keep = bits_new(pages);
+
+		if (!keep)
+			return -ENOMEM;
+		for (size_t j = 0; j < n; j++) {
+			uint64_t a = s[j].start > rg->start ? s[j].start : rg->start;
+			uint64_t b = s[j].end < rg->end ? s[j].end : rg->end;
+
+			if (a < b)
+				bits_set_range(keep, (a - rg->start) / PG, (b - a) / PG);
+		}
+		for (uint64_t w = 0; w * 64 < pages; w++) {
+			uint64_t valid =
+				pages - w * 64 >= 64 ? ~0ull : (1ull << (pages - w * 64)) - 1;
+			uint64_t m = ~keep[w] & ~rg->done[w] & valid, c = __builtin_popcountll(m);
+
+			rg->zero[w] |= m;
+			rg->done[w] |= m;
+			rg->missing -= c;
+			mm->missing -= c;
+			lz->missing -= c;
+			lz->st.settled_pages += c;
+		}
+		free(keep);
+	}
+	pr_debug("%llu absent pages of pid %d are zero (the source's state is complete); %llu "
+		 "stale pages to fetch",
+		 (unsigned long long)lz->st.settled_pages, (int)lz->pid,
+		 (unsigned long long)lz->missing);
+	return 0;
+}
+
+/* rst_lazy_attach(), and with @h (hybrid, complete) only the stale pages missing. */
+static int attach(struct rsys *r, pid_t pid, const struct haul_layout *l,
+		  const struct rst_lazy_source *src, struct haul_layout *lazy,
+		  struct rst_lazy **out, const struct rst_lazy_hook *h)
 {
 	struct rst_lazy_opts o = {.uffd = -1, .pid = pid, .vmas = lazy, .src = *src};
 	uint64_t t0 = now_ns();
@@ -339,6 +398,8 @@ int rst_lazy_attach(struct rsys *r, pid_t pid, const struct haul_layout *l,
 	if (ret)
 		goto err;
 	ret = mark_populated(*out, pid);
+	if (!ret && h && h->complete)
+		ret = settle_complete(*out, h->stale, h->nstale);
 	if (!ret)
 		ret = rst_lazy_start(*out);
 	if (ret) {
@@ -359,15 +420,47 @@ err:
 	return ret;
 }
 
+int rst_lazy_attach(struct rsys *r, pid_t pid, const struct haul_layout *l,
+		    const struct rst_lazy_source *src, struct haul_layout *lazy,
+		    struct rst_lazy **out)
+{
+	return attach(r, pid, l, src, lazy, out, NULL);
+}
+
+/*
+ * The VMAs of @l that hold a stale run of @h (each run lies inside one):
+ * with a complete state no other VMA lacks anything.  The entries are
+ * borrowed from @l (free only out->v).
+ */
+static int stale_vmas(const struct haul_layout *l, const struct rst_lazy_hook *h,
+		      struct haul_layout *out)
+{
+	out->n = 0;
+	out->v = calloc(l->n ? l->n : 1, sizeof(*out->v));
+	if (!out->v)
+		return -ENOMEM;
+	for (size_t i = 0; i < l->n; i++)
+		for (size_t j = 0; j < h->nstale; j++)
+			if (h->stale[j].start < l->v[i].end && h->stale[j].end > l->v[i].start) {
+				out->v[out->n++] = l->v[i];
+				break;
+			}
+	return 0;
+}
+
 /*
  * The stale ranges dropped in batches of injected calls (rst_target_zap): one
  * call each took ~24 us, and a hybrid switchover names up to 4096 runs (2068
- * scattered pages: 50 ms of the downtime, bench/RESULTS.md).
+ * scattered pages: 50 ms of the downtime, bench/RESULTS.md).  With a complete
+ * state only the VMAs holding stale pages are registered (none when nothing
+ * is stale: the uffd is closed at once), and their absent non-stale pages are
+ * zero, not fetched.
  */
 int rst_lazy_before_resume(void *arg, struct rsys *r, const struct haul_layout *l)
 {
 	struct rst_lazy_hook *h = arg;
 	struct rst_zap *z = h->nstale ? calloc(h->nstale, sizeof(*z)) : NULL;
+	struct haul_layout sub = {0};
 	int ret = 0;
 
 	if (h->nstale && !z)
@@ -387,7 +480,13 @@ int rst_lazy_before_resume(void *arg, struct rsys *r, const struct haul_layout *
 	free(z);
 	if (ret)
 		return ret;
-	return rst_lazy_attach(r, r->pid, l, &h->src, &h->lazy, &h->lz);
+	if (!h->complete)
+		return attach(r, r->pid, l, &h->src, &h->lazy, &h->lz, NULL);
+	ret = stale_vmas(l, h, &sub);
+	if (!ret)
+		ret = attach(r, r->pid, &sub, &h->src, &h->lazy, &h->lz, h);
+	free(sub.v);
+	return ret;
 }
 
 int rst_lazy_new(const struct rst_lazy_opts *o, struct rst_lazy **out)

@@ -138,6 +138,7 @@ struct rst_lazy_opts {
 struct rst_lazy_stats {
 	uint64_t total_pages;	/* pages of the lazy VMAs at start */
 	uint64_t present_pages; /* of those, found in place at attach (eager, pre-copy rounds) */
+	uint64_t settled_pages; /* of those, absent but known zero at attach (hybrid, complete) */
 	uint64_t missing_pages; /* pages not yet present (or dropped by unmap/remove) */
 	uint64_t faults;	/* fault messages answered */
 	uint64_t faults_inline; /* fault windows the fault thread fetched itself */
@@ -207,6 +208,12 @@ struct rst_lazy_hook {
 	 * each inside one VMA that can be lazy */
 	const struct rst_lazy_range *stale;
 	size_t nstale;
+	/*
+	 * in (hybrid, State.complete): every other page is in place, or zero
+	 * where the stub has none: only the VMAs holding stale pages are
+	 * registered, and only the stale pages are fetched
+	 */
+	bool complete;
 	struct rst_lazy *lz;	 /* out: the running fault server */
 	struct haul_layout lazy; /* out: the VMAs made lazy */
 };

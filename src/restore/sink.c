@@ -459,7 +459,7 @@ static int live_state(void *sess, const void *blob, size_t len)
 	return 0;
 }
 
-static int live_stale(void *sess, const struct ps_range *r, size_t n)
+static int live_stale(void *sess, const struct ps_range *r, size_t n, bool complete)
 {
 	struct live_sess *s = sess;
 	struct rst_lazy_range *v;
@@ -475,6 +475,7 @@ static int live_stale(void *sess, const struct ps_range *r, size_t n)
 	s->stale = v;
 	s->hook.stale = v;
 	s->hook.nstale = n;
+	s->hook.complete = complete;
 	return 0;
 }
 

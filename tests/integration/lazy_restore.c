@@ -74,12 +74,28 @@ static int plain_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
  * @rseq_eager, the page of its rseq area is written before resume like
  * the file-backed pages: then the restorer itself must never wait for a
  * lazy page (a page server's restorer could not: its loop is the tracer).
+ * E2E_HYBRID: as after pre-copy rounds (below); E2E_COMPLETE: the same with
+ * the zero pages left out of the stub, as the page store leaves them, and
+ * the source's word that every non-stale page is there (State.complete).
  */
 enum e2e_mode {
 	E2E_PLAIN,
 	E2E_RSEQ,
-	E2E_HYBRID
+	E2E_HYBRID,
+	E2E_COMPLETE
 };
+
+/* Write the @len bytes at @buf to @addr of the stub, leaving out all-zero pages. */
+static int pages_but_zero(struct rst_target *t, uint64_t addr, const char *buf, size_t len)
+{
+	static const char zero[4096];
+	int ret = 0;
+
+	for (size_t off = 0; !ret && off < len; off += 4096)
+		if (memcmp(buf + off, zero, 4096))
+			ret = rst_target_pages(t, addr + off, buf + off, 1);
+	return ret;
+}
 
 static void e2e(enum e2e_mode mode)
 {
@@ -161,7 +177,7 @@ static void e2e(enum e2e_mode mode)
 		eager += len >> 12;
 		free(buf);
 	}
-	if (mode == E2E_HYBRID) {
+	if (mode == E2E_HYBRID || mode == E2E_COMPLETE) {
 		/*
 		 * As after pre-copy rounds: every lazy page is in the stub too, but
 		 * one in 16 holds stale data (dirtied after its last round): those
@@ -184,12 +200,15 @@ static void e2e(enum e2e_mode mode)
 				stale[nstale++] = (struct rst_lazy_range){v->start + off,
 									  v->start + off + 4096};
 			}
-			if (!ret)
+			if (!ret && mode == E2E_COMPLETE)
+				ret = pages_but_zero(t, v->start, buf, len);
+			else if (!ret)
 				ret = rst_target_pages(t, v->start, buf, (uint32_t)(len >> 12));
 			free(buf);
 		}
 		h.stale = stale;
 		h.nstale = nstale;
+		h.complete = mode == E2E_COMPLETE;
 	}
 	cr_assert_eq(ret, 0, "eager pages: %s", strerror(-ret));
 	t0 = now_ns();
@@ -212,10 +231,13 @@ static void e2e(enum e2e_mode mode)
 	cr_expect_eq(status, 0, "restored process exit status %d", status);
 	th_final_line(out, got, sizeof(got));
 	cr_expect_str_eq(got, want, "the restored run diverged");
-	if (mode == E2E_HYBRID)
+	if (mode == E2E_HYBRID || mode == E2E_COMPLETE)
 		cr_expect_leq(st.fault_pages + st.pushed_pages, nstale,
 			      "%lu pages fetched for %zu stale ones",
 			      (unsigned long)(st.fault_pages + st.pushed_pages), nstale);
+	/* the zero pages left out were taken as zero, not fetched */
+	if (mode == E2E_COMPLETE)
+		cr_expect_gt(st.settled_pages, 0, "no absent page was taken as zero");
 	if (rseq_eager)
 		cr_expect_lt(resume_ns, 1500000000ull,
 			     "the restorer waited for a lazy page: resume took %.0f ms",
@@ -224,9 +246,10 @@ static void e2e(enum e2e_mode mode)
 		"lazy e2e%s: %zu lazy VMAs (%lu pages), %lu eager pages, resume %.2f ms "
 		"(%d fault fetches held during it), %lu faults (p50 %lu ns p99 %lu ns), %lu pushed, "
 		"all in %.1f ms",
-		mode == E2E_HYBRID ? " (hybrid)"
-		: rseq_eager	   ? " (rseq page eager)"
-				   : "",
+		mode == E2E_COMPLETE ? " (hybrid, complete)"
+		: mode == E2E_HYBRID ? " (hybrid)"
+		: rseq_eager	     ? " (rseq page eager)"
+				     : "",
 		h.lazy.n, (unsigned long)st.total_pages, (unsigned long)eager, resume_ns / 1e6,
 		atomic_load(&g.during), (unsigned long)st.faults, (unsigned long)st.fault_p50_ns,
 		(unsigned long)st.fault_p99_ns, (unsigned long)st.pushed_pages,
@@ -257,4 +280,10 @@ Test(lazy, restorer_never_waits_for_lazy_pages_once_the_rseq_page_is_eager, .tim
 Test(lazy, hybrid_restore_fetches_only_the_stale_pages, .timeout = 120)
 {
 	e2e(E2E_HYBRID);
+}
+
+/* Pages the stub lacks outside the stale ones read as zero and are never fetched. */
+Test(lazy, a_complete_hybrid_state_takes_absent_pages_as_zero, .timeout = 120)
+{
+	e2e(E2E_COMPLETE);
 }
