@@ -138,7 +138,7 @@ struct rst_lazy_opts {
 struct rst_lazy_stats {
 	uint64_t total_pages;	/* pages of the lazy VMAs at start */
 	uint64_t present_pages; /* of those, found in place at attach (eager, pre-copy rounds) */
-	uint64_t settled_pages; /* of those, absent but known zero at attach (hybrid, complete) */
+	uint64_t settled_pages; /* of those, taken as in place or zero unseen (hybrid, complete) */
 	uint64_t missing_pages; /* pages not yet present (or dropped by unmap/remove) */
 	uint64_t faults;	/* fault messages answered */
 	uint64_t faults_inline; /* fault windows the fault thread fetched itself */

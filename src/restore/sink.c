@@ -324,7 +324,7 @@ static void *live_waiter(void *arg)
 		.fault_pages = st.fault_pages,
 		.pushed_pages = st.pushed_pages,
 		.zero_filled = st.zero_filled,
-		.present_pages = st.present_pages,
+		.present_pages = st.present_pages + st.settled_pages,
 		.total_pages = st.total_pages,
 		.eexist_pages = st.eexist,
 		.fetched_bytes = st.fetched_bytes,
