@@ -627,6 +627,33 @@ int rst_lazy_mark_present(struct rst_lazy *lz, uint64_t addr, uint64_t npages)
 	return 0;
 }
 
+/*
+ * Start a thread of the fault server at SCHED_OTHER, whatever its creator
+ * runs at.  rst_lazy_start() runs inside the resume, whose thread is boosted
+ * to SCHED_FIFO (target_boost.c), and a new thread inherits its creator's
+ * policy: the push would then run real-time for as long as memory arrives,
+ * and the restored process (SCHED_OTHER) would wait behind it for a CPU.
+ * The nice value is inherited: the restorer's own.
+ */
+static int lz_thread(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	struct sched_param sp = {0};
+	pthread_attr_t a;
+	int ret = pthread_attr_init(&a);
+
+	if (ret)
+		return -ret;
+	ret = pthread_attr_setinheritsched(&a, PTHREAD_EXPLICIT_SCHED);
+	if (!ret)
+		ret = pthread_attr_setschedpolicy(&a, SCHED_OTHER);
+	if (!ret)
+		ret = pthread_attr_setschedparam(&a, &sp);
+	if (!ret)
+		ret = pthread_create(t, &a, fn, arg);
+	pthread_attr_destroy(&a);
+	return -ret;
+}
+
 int rst_lazy_start(struct rst_lazy *lz)
 {
 	int ret;
@@ -639,14 +666,14 @@ int rst_lazy_start(struct rst_lazy *lz)
 		lz->started = true;
 		return 0;
 	}
-	ret = -pthread_create(&lz->fault_thread, NULL, rst_lz_fault_main, lz);
+	ret = lz_thread(&lz->fault_thread, rst_lz_fault_main, lz);
 	if (ret) {
 		pr_err_r(ret, "cannot start the fault thread for pid %d", lz->pid);
 		return ret;
 	}
 	lz->started = true;
 	for (unsigned i = 0; i < LAZY_FAULT_FETCHERS; i++) {
-		ret = -pthread_create(&lz->ufetch_threads[i], NULL, rst_lz_ufetch_main, lz);
+		ret = lz_thread(&lz->ufetch_threads[i], rst_lz_ufetch_main, lz);
 		if (ret) {
 			pr_warn_r(ret, "cannot start fault-fetch thread %u for pid %d", i, lz->pid);
 			break;
@@ -659,7 +686,7 @@ int rst_lazy_start(struct rst_lazy *lz)
 		return ret;
 	}
 	for (unsigned i = 0; i < lz->nfetchers; i++) {
-		ret = -pthread_create(&lz->fetch_threads[i], NULL, rst_lz_fetch_main, lz);
+		ret = lz_thread(&lz->fetch_threads[i], rst_lz_fetch_main, lz);
 		if (ret) {
 			/* The fault thread serves faults alone; the push just does not happen. */
 			pr_warn_r(ret, "cannot start fetcher %u for pid %d", i, lz->pid);

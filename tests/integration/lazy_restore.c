@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,17 +45,29 @@ static uint64_t now_ns(void)
  * restorer) is busy: if the restorer itself waits for such a page, the
  * resume takes that long; if the page was wanted by the process after it was
  * let go (the end of rst_target_resume), the resume does not.
+ * Every fetch also counts those made by a real-time thread: the resume runs
+ * SCHED_FIFO (target_boost.c), and the fault server it starts must not.
  */
 struct guard {
 	struct rst_lazy_src *src;
 	atomic_int in_resume;
 	atomic_int during;
+	atomic_int realtime;
 };
+
+static void count_realtime(struct guard *g)
+{
+	int policy = sched_getscheduler(0);
+
+	if (policy == SCHED_FIFO || policy == SCHED_RR)
+		atomic_fetch_add(&g->realtime, 1);
+}
 
 static int guarded_fault_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
 {
 	struct guard *g = arg;
 
+	count_realtime(g);
 	if (atomic_load(&g->in_resume)) {
 		atomic_fetch_add(&g->during, 1);
 		usleep(2000000); /* the behaviour under test: a fetch held while the loop is busy */
@@ -66,6 +79,7 @@ static int plain_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
 {
 	struct guard *g = arg;
 
+	count_realtime(g);
 	return rst_lazy_src_fetch(g->src, addr, npages, buf);
 }
 
@@ -225,6 +239,9 @@ static void e2e(enum e2e_mode mode)
 	ret = rst_lazy_wait_complete(h.lz, 60000);
 	rst_lazy_stats(h.lz, &st);
 	cr_expect(ret == 0 || ret == -ESRCH, "post-copy: %s", strerror(-ret));
+	cr_expect_eq(atomic_load(&g.realtime), 0,
+		     "%d fetches ran real-time, as the resume that started the fault server",
+		     atomic_load(&g.realtime));
 	/* Every page has arrived (or the process finished first): the source may go. */
 	rst_kill_seized(sz);
 	status = rst_target_wait(t);
