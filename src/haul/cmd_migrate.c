@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -271,13 +272,18 @@ static int write_json(const char *path, const struct haul_mig_opts *o,
 		"  \"fault_pages\": %llu,\n  \"pushed_pages\": %llu,\n  \"present_pages\": %llu,\n"
 		"  \"zero_filled_pages\": %llu,\n  \"fault_p50_us\": %.1f,\n  \"fault_p99_us\": "
 		"%.1f,\n  \"fault_max_us\": %.1f,\n  \"target_complete_ms\": %.3f,\n"
-		"  \"fetched_bytes\": %llu,\n  \"reconnects\": %u,\n",
+		"  \"fetched_bytes\": %llu,\n  \"reconnects\": %u,\n  \"target_ended\": \"%s\",\n"
+		"  \"target_exit_status\": %d,\n",
 		(unsigned long long)r->served_bytes, r->has_report ? "true" : "false",
 		(unsigned long long)lr->faults, (unsigned long long)lr->fault_pages,
 		(unsigned long long)lr->pushed_pages, (unsigned long long)lr->present_pages,
 		(unsigned long long)lr->zero_filled, lr->fault_p50_ns / 1e3, lr->fault_p99_ns / 1e3,
 		lr->fault_max_ns / 1e3, lr->complete_ns / 1e6,
-		(unsigned long long)lr->fetched_bytes, r->reconnects);
+		(unsigned long long)lr->fetched_bytes, r->reconnects,
+		lr->ended == PS_LAZY_EXITED   ? "exited"
+		: lr->ended == PS_LAZY_EXECED ? "exec"
+					      : "",
+		lr->ended == PS_LAZY_EXITED ? WEXITSTATUS(lr->exit_status) : -1);
 	write_json_stalls(f, r);
 	fprintf(f, "  \"pages_per_round\": [");
 	for (size_t i = 0; i < r->nround; i++)
@@ -358,6 +364,10 @@ static void summary(const struct haul_mig_opts *o, const struct haul_mig_result 
 			       r->downtime_ms, r->complete_ms, (unsigned long long)r->eager_pages,
 			       (unsigned long long)r->served_pages,
 			       (unsigned long long)r->stale_pages);
+		if (r->lazy && r->has_report && r->report.ended)
+			printf("  it %s on %s before all its memory arrived: what it had not "
+			       "touched was never needed\n",
+			       r->report.ended == PS_LAZY_EXECED ? "exec'd" : "exited", o->to);
 		if (r->lazy && r->has_report)
 			printf("  faults %llu, latency p50 %.2f ms, p99 %.2f ms, max %.2f ms; %llu "
 			       "pages by fault, %llu pushed; all memory there %.1f ms after the "

@@ -15,6 +15,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 
 #include "common/injlog.h"
 #include "common/log.h"
@@ -634,6 +635,14 @@ static int switch_serve(struct mig *m)
 	res->served_bytes = cs.serve_bytes;
 	res->reconnects = cs.reconnects;
 	res->has_report = ps_client_lazy_report(m->client, &res->report) == 0;
+	if (res->has_report && res->report.ended == PS_LAZY_EXITED)
+		pr_info("post-copy of pid %d: it exited on %s with status %d before all its memory "
+			"arrived; nothing more to serve, the migration commits",
+			m->pid, m->o->to, WEXITSTATUS(res->report.exit_status));
+	else if (res->has_report && res->report.ended == PS_LAZY_EXECED)
+		pr_info("post-copy of pid %d: it exec'd on %s before all its memory arrived; "
+			"nothing more to serve, the migration commits",
+			m->pid, m->o->to);
 	return 0;
 }
 

@@ -207,6 +207,11 @@ void ps_lazy_report_to_msg(const struct ps_lazy_report *r, Haul__Wire__LazyRepor
 	m->f = r->f;
 	PS_LAZY_REPORT_FIELDS(TO_MSG)
 #undef TO_MSG
+	/* only when post-copy ended early: a report of every page arrived stays as it was */
+	m->has_ended = r->ended != 0;
+	m->ended = r->ended;
+	m->has_exit_status = r->ended == PS_LAZY_EXITED;
+	m->exit_status = r->exit_status;
 }
 
 void ps_lazy_report_from_msg(const Haul__Wire__LazyReport *m, struct ps_lazy_report *r)
@@ -216,6 +221,8 @@ void ps_lazy_report_from_msg(const Haul__Wire__LazyReport *m, struct ps_lazy_rep
 	if (m->has_##f)                                                                            \
 		r->f = m->f;
 	PS_LAZY_REPORT_FIELDS(FROM_MSG)
+	FROM_MSG(ended)
+	FROM_MSG(exit_status)
 #undef FROM_MSG
 }
 

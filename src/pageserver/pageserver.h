@@ -149,7 +149,16 @@ struct ps_lazy_report {
 	uint64_t fault_p99_ns;
 	uint64_t fault_max_ns;
 	uint64_t complete_ns; /* fault server start (the resume) to every page present */
+	/*
+	 * PS_LAZY_EXITED: the process exited by itself before every page
+	 * arrived (@exit_status, a wait status); PS_LAZY_EXECED: it exec'd
+	 * (it runs on, in new memory).  0: every page arrived.
+	 */
+	uint32_t ended;
+	int32_t exit_status;
 };
+#define PS_LAZY_EXITED 1
+#define PS_LAZY_EXECED 2
 
 /*
  * ps_session_fetch_done() that also sends @r (NULL: none, the same as

@@ -253,6 +253,16 @@ int rst_lazy_start(struct rst_lazy *lz);
 int rst_lazy_wait_complete(struct rst_lazy *lz, int timeout_ms);
 
 /*
+ * After rst_lazy_wait_complete() said -ESRCH, how the process came to need
+ * no more of its memory: RST_LAZY_EXITED, *@wstatus its wait status (-1
+ * where the kernel cannot tell: before Linux 6.15), or RST_LAZY_EXECED (it
+ * runs on, in new memory).  Any thread, until rst_lazy_free().
+ */
+#define RST_LAZY_EXITED 1
+#define RST_LAZY_EXECED 2
+int rst_lazy_end(struct rst_lazy *lz, int *wstatus);
+
+/*
  * A duplicate (close-on-exec) of the restored process's uffd while memory
  * is still missing, or -ENOENT once it is closed (complete, or dead).
  * Holding it keeps the registration: missing-page faults wait instead of

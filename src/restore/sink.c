@@ -303,17 +303,53 @@ static void watchdog_dismiss(struct live_sess *s)
 	}
 }
 
+/*
+ * The process needed no more of its memory before all of it arrived: it
+ * exec'd, or exited by itself.  Either ends post-copy as well as the last
+ * page would: the source may commit and die (thawed, it would run what the
+ * process did here again).  Killed by a signal, or gone with no word from
+ * the kernel how, it does not: the source keeps its frozen copy, in doubt,
+ * for the operator.  PS_LAZY_EXECED, PS_LAZY_EXITED or 0.
+ */
+static uint32_t live_ended(struct live_sess *s, int *wst)
+{
+	if (rst_lazy_end(s->hook.lz, wst) == RST_LAZY_EXECED) {
+		pr_info("pid %d (pid %d here) exec'd before all its memory arrived: post-copy is "
+			"over",
+			(int)s->pid, (int)s->restored);
+		return PS_LAZY_EXECED;
+	}
+	if (*wst >= 0 && WIFEXITED(*wst)) {
+		pr_info("pid %d (pid %d here) exited with status %d before all its memory "
+			"arrived: post-copy is over",
+			(int)s->pid, (int)s->restored, WEXITSTATUS(*wst));
+		return PS_LAZY_EXITED;
+	}
+	if (*wst >= 0 && WIFSIGNALED(*wst))
+		pr_err("pid %d (pid %d here) was killed by signal %d (%s) before all its memory "
+		       "arrived: the source keeps its frozen copy",
+		       (int)s->pid, (int)s->restored, WTERMSIG(*wst), strsignal(WTERMSIG(*wst)));
+	else
+		pr_err("pid %d (pid %d here) ended before all its memory arrived, and this kernel "
+		       "does not say how (PIDFD_INFO_EXIT: Linux 6.15): the source keeps its frozen "
+		       "copy",
+		       (int)s->pid, (int)s->restored);
+	return 0;
+}
+
 /* After a lazy resume: wait until every page is present, then release the source. */
 static void *live_waiter(void *arg)
 {
 	struct live_sess *s = arg;
 	struct rst_lazy_stats st;
 	struct ps_lazy_report rep;
-	int ret = rst_lazy_wait_complete(s->hook.lz, -1);
+	int ret = rst_lazy_wait_complete(s->hook.lz, -1), wst = -1;
+	uint32_t ended = ret == -ESRCH ? live_ended(s, &wst) : 0;
 
-	if (ret) {
-		pr_err_r(ret, "post-copy of pid %d (pid %d here) failed", (int)s->pid,
-			 (int)s->restored);
+	if (ret && !ended) {
+		if (ret != -ESRCH)
+			pr_err_r(ret, "post-copy of pid %d (pid %d here) failed", (int)s->pid,
+				 (int)s->restored);
 		return NULL;
 	}
 	/* every page is in: the uffd copy the watchdog holds would only keep it registered */
@@ -332,9 +368,13 @@ static void *live_waiter(void *arg)
 		.fault_p99_ns = st.fault_p99_ns,
 		.fault_max_ns = st.fault_max_ns,
 		.complete_ns = st.complete_ns,
+		.ended = ended,
+		.exit_status = wst,
 	};
 	/* the source reports what we measured (haul migrate --json) */
 	ps_session_fetch_done_report(s->session, &rep);
+	if (ended)
+		return NULL;
 	pr_info("pid %d (pid %d here): all memory arrived %.1f ms after the resume; %llu faults "
 		"(%llu pages, latency p50 %.0f us, p99 %.0f us, max %.0f us), %llu pages pushed",
 		(int)s->pid, (int)s->restored, st.complete_ns / 1e6, (unsigned long long)st.faults,

@@ -168,7 +168,13 @@ static void live(size_t len, int fail_after)
 			      .end = (uint64_t)(uintptr_t)base + len,
 			      .prot = PROT_READ | PROT_WRITE,
 			      .flags = HAUL_VMA_ANON};
-	th_reader_spawn(&t, base, len, pattern, 0x9E3779B97F4A7C15ull, 0);
+	/*
+	 * Its random pass may leave pages unread, and it could end before the
+	 * push brought them (then post-copy ends with -ESRCH, not 0): the sweep
+	 * reads every page, so every page arrives before it exits.
+	 */
+	th_reader_spawn(&t, base, len, pattern, 0x9E3779B97F4A7C15ull,
+			fail_after ? 0 : TH_READER_SWEEP);
 	/* The child's copy stays empty; ours, filled now, is the frozen source. */
 	for (size_t off = 0; off < len; off += 8)
 		*(uint64_t *)(base + off) = pattern((uint64_t)(uintptr_t)(base + off));

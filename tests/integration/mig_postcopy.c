@@ -201,6 +201,68 @@ Test(mig_postcopy, hybrid_of_a_converging_workload_switches_over_like_pre_copy, 
 		     th_mig_json(&M, "served_pages"));
 }
 
+/*
+ * A job that ends by itself on the target right after the move, long before
+ * its memory could all arrive (128 MiB over 100 Mbit/s: ~11 s): post-copy
+ * is over then, as if every page had arrived.  The target says so, the
+ * migration commits at once, not after the 30 s it would wait for a page
+ * request, and kills the source (thawed, it would run the job's end again);
+ * --json names the exit status.
+ */
+Test(mig_postcopy, a_process_that_exits_on_the_target_mid_postcopy_ends_the_migration,
+     .fini = teardown, .timeout = 120)
+{
+	const char *extra[] = {"--postcopy", "--timeout", "30000", NULL};
+	double t0;
+	int st;
+
+	th_mig_setup(&M, 100);
+	M.exit_on_move = 3;
+	th_mig_workload(&M, 128, 4, 0);
+	th_mig_ticks(&M, 3, 10000);
+	t0 = haul_now_ms();
+	st = th_mig_migrate(&M, extra, 90000);
+	cr_assert_eq(st, 0, "haul migrate --postcopy failed (exit %d)", st);
+	cr_assert_lt(haul_now_ms() - t0, 9000, "the migration waited %.0f ms: for the pages?",
+		     haul_now_ms() - t0);
+	cr_assert_eq(th_wait_file(M.out, 0, "exiting on move status=3", 5000, NULL, 0), 0,
+		     "the workload did not exit on the target");
+	if (th_sh("grep -q '\"target_ended\": \"exited\"' %s", M.json)) {
+		th_show_file("json", M.json);
+		cr_assert_fail("--json does not say the process exited on the target");
+	}
+	cr_assert_eq(th_mig_json(&M, "target_exit_status"), 3);
+	cr_assert_lt(th_mig_json(&M, "served_pages"), 128 * 256 / 2,
+		     "most of the memory was never needed");
+	/* the source was killed (by haul: our child, reaped here), nothing runs on */
+	cr_assert_eq(th_wait_exit(M.wl_pid, 5000), 128 + SIGKILL, "the source was not killed");
+	M.wl_pid = 0;
+	cr_assert_eq(th_mig_copies(&M), 0, "a copy of the process runs on");
+}
+
+/* A process that execs on the target needs its old memory no more: the same, labelled "exec". */
+Test(mig_postcopy, a_process_that_execs_on_the_target_mid_postcopy_ends_the_migration,
+     .fini = teardown, .timeout = 120)
+{
+	const char *extra[] = {"--postcopy", "--timeout", "30000", NULL};
+	int st;
+
+	th_mig_setup(&M, 100);
+	M.exit_on_move = -1;
+	th_mig_workload(&M, 128, 4, 0);
+	th_mig_ticks(&M, 3, 10000);
+	st = th_mig_migrate(&M, extra, 90000);
+	cr_assert_eq(st, 0, "haul migrate --postcopy failed (exit %d)", st);
+	cr_assert_eq(th_wait_file(M.out, 0, "exec on move", 5000, NULL, 0), 0,
+		     "the workload did not exec on the target");
+	if (th_sh("grep -q '\"target_ended\": \"exec\"' %s", M.json)) {
+		th_show_file("json", M.json);
+		cr_assert_fail("--json does not say the process exec'd on the target");
+	}
+	cr_assert_eq(th_wait_exit(M.wl_pid, 5000), 128 + SIGKILL, "the source was not killed");
+	M.wl_pid = 0;
+}
+
 Test(mig_postcopy, source_killed_mid_postcopy_reports_the_loss_without_hanging, .fini = teardown,
      .timeout = 90)
 {

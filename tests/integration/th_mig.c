@@ -93,7 +93,7 @@ void th_mig_teardown(struct th_mig *m)
 
 void th_mig_workload(struct th_mig *m, int mem, int rate, int hot)
 {
-	char path[512], smem[16], srate[16], shot[16], sthr[16], srnd[24], fmap[96];
+	char path[512], smem[16], srate[16], shot[16], sthr[16], srnd[24], fmap[96], sexit[16];
 	int k = 17;
 	char *argv[] = {path,
 			"--mem",
@@ -112,6 +112,8 @@ void th_mig_workload(struct th_mig *m, int mem, int rate, int hot)
 			srnd,
 			"--fork-on-move",
 			m->fork_on_move ? "1" : "0",
+			NULL,
+			NULL,
 			NULL,
 			NULL,
 			NULL,
@@ -138,6 +140,11 @@ void th_mig_workload(struct th_mig *m, int mem, int rate, int hot)
 	if (m->world) {
 		argv[k++] = "--world";
 		argv[k++] = m->dir;
+	}
+	if (m->exit_on_move) {
+		snprintf(sexit, sizeof(sexit), "%d", m->exit_on_move);
+		argv[k++] = "--exit-on-move";
+		argv[k++] = sexit;
 	}
 	m->wl_pid = th_spawn(m->net.a, argv, m->out);
 	cr_assert_gt(m->wl_pid, 0);

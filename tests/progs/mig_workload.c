@@ -6,6 +6,9 @@
  *              [--tag WORD]
  *              [--filemap FILE]  (also a private writable mapping of FILE, see below)
  *              [--fork-on-move]  (see below)
+ *              [--exit-on-move N] (the first tick in another network namespace exits
+ *                                 with status N: a job that ends right after a move;
+ *                                 N < 0: it execs "sleep 3" instead)
  *              [--vmcases DIR]   (also the VMAs of vmcases.h; verify checks them)
  *              [--world DIR]     (also the timers, seccomp filter, pidfd, inotify and
  *                                 fanotify marks under DIR of world.h; verify checks them)
@@ -251,6 +254,7 @@ int main(int argc, char **argv)
 	const char *control = NULL, *fpath = NULL, *vmdir = NULL, *world = NULL;
 	uint64_t ftick = 0;
 	bool fork_on_move = false, forked = false;
+	int exit_on_move = 0;
 	unsigned long net0;
 	struct sigaction sa = {.sa_handler = on_usr1};
 	char *buf;
@@ -272,6 +276,8 @@ int main(int argc, char **argv)
 			fpath = argv[i + 1];
 		else if (!strcmp(argv[i], "--fork-on-move"))
 			fork_on_move = atoi(argv[i + 1]) != 0;
+		else if (!strcmp(argv[i], "--exit-on-move"))
+			exit_on_move = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--vmcases"))
 			vmdir = argv[i + 1];
 		else if (!strcmp(argv[i], "--world"))
@@ -367,6 +373,16 @@ int main(int argc, char **argv)
 			    (unsigned long long)all, getpid(), netns(), gap * 1e3, maxgap * 1e3);
 			gap = 0;
 			last_print = t;
+			if (exit_on_move < 0 && netns() != net0) {
+				out("exec on move\n");
+				execlp("sleep", "sleep", "3", (char *)NULL);
+				out("exec failed: %s\n", strerror(errno));
+				return 1;
+			}
+			if (exit_on_move > 0 && netns() != net0) {
+				out("exiting on move status=%d\n", exit_on_move);
+				return exit_on_move;
+			}
 			if (fork_on_move && !forked && netns() != net0) {
 				pid_t kid = fork();
 
