@@ -41,6 +41,7 @@
 #define RSYS_O_SUSPEND_SECCOMP (1 << 21) /* PTRACE_O_SUSPEND_SECCOMP, Linux 4.3 */
 
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/rsys.h"
 #include "common/vma.h"
 
@@ -232,12 +233,22 @@ int rsys_attach_stopped(struct rsys *r, pid_t pid, uint64_t sc_addr)
 	return 0;
 }
 
+bool rsys_thread_gone(pid_t tid)
+{
+	char st = 0;
+	int ret = haul_proc_stat_field(tid, 3, &st, NULL);
+
+	return ret == -ENOENT || ret == -ESRCH || (!ret && (st == 'Z' || st == 'X'));
+}
+
 int rsys_seize_start(pid_t pid)
 {
 	int ret;
 
 	if (ptrace(PTRACE_SEIZE, pid, 0, PTRACE_O_TRACESYSGOOD) < 0) {
 		ret = -errno;
+		if (ret == -EPERM && rsys_thread_gone(pid))
+			return -ESRCH;
 		pr_err_r(ret, "cannot attach to pid %d (is it traced already, or gone?)", pid);
 		return ret;
 	}

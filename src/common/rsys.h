@@ -66,6 +66,15 @@ int rsys_seize_start(pid_t pid);
 int rsys_seize_finish(struct rsys *r, pid_t pid, uint64_t sc_addr);
 
 /*
+ * Whether thread @tid, which PTRACE_SEIZE refused with EPERM, has exited:
+ * ptrace refuses a task that has an exit state (a zombie, or being reaped)
+ * with EPERM, not ESRCH, and a thread of a busy process that just ended is
+ * listed in /proc/PID/task for a moment longer.  Such a thread is not a
+ * reason to fail; rsys_seize_start says -ESRCH for it.
+ */
+bool rsys_thread_gone(pid_t tid);
+
+/*
  * Use a tracee already seized and in a ptrace-stop by this thread.  @sc_addr
  * is the address of a syscall instruction in it, or 0 to find one in its
  * [vdso].  Saves (and rewinds, as rsys_seize) its registers; rsys_release()

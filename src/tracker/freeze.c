@@ -36,8 +36,11 @@ static int stop_one(struct trk_frozen *f, pid_t tid)
 
 	if (ret)
 		return ret;
-	if (ptrace(PTRACE_SEIZE, tid, 0, 0) < 0)
-		return errno == ESRCH ? 0 : -errno; /* a thread that just exited */
+	if (ptrace(PTRACE_SEIZE, tid, 0, 0) < 0) {
+		ret = -errno;
+		/* a thread that just exited (EPERM while it is a zombie) */
+		return ret == -ESRCH || (ret == -EPERM && rsys_thread_gone(tid)) ? 0 : ret;
+	}
 	f->tids[f->n++] = tid;
 	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0)
 		return errno == ESRCH ? 0 : -errno;
