@@ -274,8 +274,9 @@ static int postcopy_failed(struct mig *m, int err)
 			 "post-copy failed after the resume; rolled back to the switchover point");
 		return err;
 	}
-	pr_err("post-copy of pid %d failed after it resumed on %s; its copy there is killed "
-	       "(it cannot run without the missing memory). The source stays frozen at the "
+	pr_err("post-copy of pid %d failed after it resumed on %s; its copy there is gone "
+	       "(killed, as it cannot run without the missing memory, or dead: see above). "
+	       "The source stays frozen at the "
 	       "switchover point in '%s'. To roll back to that point, thaw it (write 0 to "
 	       "cgroup.freeze; effects the process had on %s since the resume may repeat); to "
 	       "give it up, kill -9 %d and then thaw",

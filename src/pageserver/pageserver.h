@@ -129,6 +129,12 @@ int ps_session_fetch(struct ps_session *s, uint64_t addr, uint32_t npages, void 
 int ps_session_fetch_urgent(struct ps_session *s, uint64_t addr, uint32_t npages, void *buf);
 /* Post-copy: every page has arrived; the source's ps_client_serve() returns 0. */
 int ps_session_fetch_done(struct ps_session *s);
+/*
+ * Post-copy: the target cannot go on (its process died), so the session
+ * fails with @err and @why, which the source's ps_client_serve() returns at
+ * once instead of waiting for a request.  Any thread; once.
+ */
+int ps_session_fetch_fail(struct ps_session *s, int err, const char *why);
 
 /*
  * What the target measured of a post-copy (rst_lazy_stats of its fault

@@ -265,11 +265,13 @@ static struct ps_conn *fetch_stream(struct ps_session *x, bool urgent)
 void ps_fasync_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
 	struct ps_server *s = w->data;
-	struct ps_session *done[64];
+	struct ps_session *done[64], *bad[8];
 	struct ps_lazy_report rep[64];
 	bool has_rep[64];
 	struct ps_fetch *todo;
-	unsigned ndone = 0;
+	unsigned ndone = 0, nbad = 0;
+	char why[8][200];
+	int err[8];
 
 	(void)loop;
 	(void)revents;
@@ -283,7 +285,16 @@ void ps_fasync_cb(struct ev_loop *loop, ev_async *w, int revents)
 			rep[ndone] = x->frep;
 			done[ndone++] = x;
 		}
+	for (struct ps_session *x = s->sessions; x && nbad < 8; x = x->next)
+		if (x->ffail && !x->failed) {
+			err[nbad] = x->ffail;
+			snprintf(why[nbad], sizeof(why[nbad]), "%s", x->ffail_why);
+			x->ffail = 0;
+			bad[nbad++] = x;
+		}
 	pthread_mutex_unlock(&s->fmu);
+	for (unsigned i = 0; i < nbad; i++)
+		ps_session_fail(bad[i], err[i], why[i]);
 
 	/* Send without the lock: a failing send may fail the session (ps_fetch_fail_all). */
 	while (todo) {
@@ -410,6 +421,20 @@ int ps_session_fetch_done_report(struct ps_session *x, const struct ps_lazy_repo
 int ps_session_fetch_done(struct ps_session *x)
 {
 	return ps_session_fetch_done_report(x, NULL);
+}
+
+int ps_session_fetch_fail(struct ps_session *x, int err, const char *why)
+{
+	struct ps_server *s = x->srv;
+
+	pthread_mutex_lock(&s->fmu);
+	if (!x->ffail) {
+		x->ffail = err < 0 ? err : -EIO;
+		snprintf(x->ffail_why, sizeof(x->ffail_why), "%s", why);
+	}
+	pthread_mutex_unlock(&s->fmu);
+	ev_async_send(s->loop, &s->fasync);
+	return 0;
 }
 
 /* The source answers a request: copy the pages to the requester and wake it. */

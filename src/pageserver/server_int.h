@@ -139,6 +139,8 @@ struct ps_session {
 	bool fdone;		   /* the target has every page: tell the source */
 	bool has_frep;		   /* with fdone: send frep with the notice */
 	struct ps_lazy_report frep;
+	int ffail;	      /* the target cannot go on: fail the session with it (-errno) */
+	char ffail_why[200];  /* and this reason */
 	unsigned next_stream; /* loop thread: round-robin of requests over streams */
 	struct ps_session *next;
 };

@@ -308,11 +308,14 @@ static void watchdog_dismiss(struct live_sess *s)
  * exec'd, or exited by itself.  Either ends post-copy as well as the last
  * page would: the source may commit and die (thawed, it would run what the
  * process did here again).  Killed by a signal, or gone with no word from
- * the kernel how, it does not: the source keeps its frozen copy, in doubt,
- * for the operator.  PS_LAZY_EXECED, PS_LAZY_EXITED or 0.
+ * the kernel how, it does not: the session fails at once with the reason,
+ * and the source keeps its frozen copy, in doubt, for the operator.
+ * PS_LAZY_EXECED, PS_LAZY_EXITED or 0.
  */
 static uint32_t live_ended(struct live_sess *s, int *wst)
 {
+	char why[200];
+
 	if (rst_lazy_end(s->hook.lz, wst) == RST_LAZY_EXECED) {
 		pr_info("pid %d (pid %d here) exec'd before all its memory arrived: post-copy is "
 			"over",
@@ -326,14 +329,17 @@ static uint32_t live_ended(struct live_sess *s, int *wst)
 		return PS_LAZY_EXITED;
 	}
 	if (*wst >= 0 && WIFSIGNALED(*wst))
-		pr_err("pid %d (pid %d here) was killed by signal %d (%s) before all its memory "
-		       "arrived: the source keeps its frozen copy",
-		       (int)s->pid, (int)s->restored, WTERMSIG(*wst), strsignal(WTERMSIG(*wst)));
+		snprintf(why, sizeof(why),
+			 "pid %d (pid %d on the target) was killed by signal %d (%s) before all "
+			 "its memory arrived",
+			 (int)s->pid, (int)s->restored, WTERMSIG(*wst), strsignal(WTERMSIG(*wst)));
 	else
-		pr_err("pid %d (pid %d here) ended before all its memory arrived, and this kernel "
-		       "does not say how (PIDFD_INFO_EXIT: Linux 6.15): the source keeps its frozen "
-		       "copy",
-		       (int)s->pid, (int)s->restored);
+		snprintf(why, sizeof(why),
+			 "pid %d (pid %d on the target) ended before all its memory arrived, and "
+			 "this kernel does not say how (PIDFD_INFO_EXIT: Linux 6.15)",
+			 (int)s->pid, (int)s->restored);
+	pr_err("%s: the source keeps its frozen copy", why);
+	ps_session_fetch_fail(s->session, -ESRCH, why);
 	return 0;
 }
 

@@ -263,6 +263,40 @@ Test(mig_postcopy, a_process_that_execs_on_the_target_mid_postcopy_ends_the_migr
 	M.wl_pid = 0;
 }
 
+/*
+ * A process killed by a signal on the target mid-post-copy does not end
+ * post-copy: the target fails the session at once, naming the signal, and
+ * the source stays frozen in doubt (exit 3), well before its 30 s wait for
+ * a page request would have ended it.
+ */
+Test(mig_postcopy, a_process_killed_on_the_target_mid_postcopy_fails_at_once, .fini = teardown,
+     .timeout = 120)
+{
+	const char *extra[] = {"--postcopy", "--timeout", "30000", NULL};
+	double t0;
+	int fd, st;
+	pid_t haul;
+
+	th_mig_setup(&M, 100);
+	M.exit_on_move = -SIGKILL;
+	th_mig_workload(&M, 128, 4, 0);
+	th_mig_ticks(&M, 3, 10000);
+	t0 = haul_now_ms();
+	haul = th_mig_haul(&M, &fd, extra);
+	cr_assert_gt(haul, 0);
+	st = th_wait_exit(haul, 90000);
+	if (st != 3 || getenv("TH_SHOW"))
+		th_mig_dump_output(fd);
+	close(fd);
+	cr_assert_eq(st, 3, "haul exit %d, not 3 (in doubt, source frozen)", st);
+	cr_assert_lt(haul_now_ms() - t0, 15000, "the failure took %.0f ms", haul_now_ms() - t0);
+	cr_assert_eq(th_wait_file(M.out, 0, "killing itself on move signal=9", 1000, NULL, 0), 0,
+		     "the workload was not killed on the target");
+	for (int i = 0; i < 100 && th_mig_copies(&M) > 1; i++)
+		usleep(100000);
+	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy (the frozen source)");
+}
+
 Test(mig_postcopy, source_killed_mid_postcopy_reports_the_loss_without_hanging, .fini = teardown,
      .timeout = 90)
 {

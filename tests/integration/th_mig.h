@@ -28,9 +28,9 @@ struct th_mig {
 	unsigned long random_seed; /* nonzero: the workload writes pages at random (--random) */
 	bool filemap;		   /* the workload maps a file of the fixture too (--filemap) */
 	bool fork_on_move;	   /* it forks a reading child once it has moved (--fork-on-move) */
-	int exit_on_move; /* it exits with this status once it has moved (< 0: execs; 0: neither) */
-	bool vmcases;	  /* it maps the VMAs of tests/progs/vmcases.h too (--vmcases) */
-	bool world;	  /* it has what tests/progs/world.h sets up (--world) */
+	int exit_on_move; /* it exits with this status once it has moved (-1: execs; < -1: that signal; 0: none) */
+	bool vmcases;		    /* it maps the VMAs of tests/progs/vmcases.h too (--vmcases) */
+	bool world;		    /* it has what tests/progs/world.h sets up (--world) */
 	unsigned long net_a, net_b; /* netns inodes, as the workload prints them */
 	struct th_state *before;    /* its state before the move (th_mig_state_before) */
 	char client[48];	    /* th_mig_setup_svc: the client namespace C ("" without) */

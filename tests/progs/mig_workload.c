@@ -8,7 +8,8 @@
  *              [--fork-on-move]  (see below)
  *              [--exit-on-move N] (the first tick in another network namespace exits
  *                                 with status N: a job that ends right after a move;
- *                                 N < 0: it execs "sleep 3" instead)
+ *                                 -1: it execs "sleep 3" instead; -S, S > 1: it
+ *                                 kills itself with signal S)
  *              [--vmcases DIR]   (also the VMAs of vmcases.h; verify checks them)
  *              [--world DIR]     (also the timers, seccomp filter, pidfd, inotify and
  *                                 fanotify marks under DIR of world.h; verify checks them)
@@ -373,7 +374,11 @@ int main(int argc, char **argv)
 			    (unsigned long long)all, getpid(), netns(), gap * 1e3, maxgap * 1e3);
 			gap = 0;
 			last_print = t;
-			if (exit_on_move < 0 && netns() != net0) {
+			if (exit_on_move < -1 && netns() != net0) {
+				out("killing itself on move signal=%d\n", -exit_on_move);
+				kill(getpid(), -exit_on_move);
+			}
+			if (exit_on_move == -1 && netns() != net0) {
 				out("exec on move\n");
 				execlp("sleep", "sleep", "3", (char *)NULL);
 				out("exec failed: %s\n", strerror(errno));
