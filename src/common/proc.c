@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "common/proc.h"
@@ -59,6 +60,25 @@ int haul_proc_stat_field(pid_t pid, int field, char *state, unsigned long long *
 	}
 	if (val)
 		*val = strtoull(p, NULL, 10);
+	return 0;
+}
+
+/* struct pidfd_info up to exit_code (Linux 6.15 uapi; Debian 12's headers lack it) */
+struct haul_pidfd_info {
+	uint64_t mask, cgroupid;
+	uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+	int32_t exit_code;
+};
+#define HAUL_PIDFD_INFO_EXIT (1ull << 3)
+#define HAUL_PIDFD_GET_INFO  _IOWR(0xFF, 11, struct haul_pidfd_info)
+
+int haul_pidfd_exit_status(int pidfd, int *wstatus)
+{
+	struct haul_pidfd_info info = {.mask = HAUL_PIDFD_INFO_EXIT};
+
+	if (ioctl(pidfd, HAUL_PIDFD_GET_INFO, &info) || !(info.mask & HAUL_PIDFD_INFO_EXIT))
+		return -1;
+	*wstatus = info.exit_code;
 	return 0;
 }
 

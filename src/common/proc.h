@@ -35,6 +35,13 @@ int haul_proc_stat_field(pid_t pid, int field, char *state, unsigned long long *
  */
 DIR *haul_proc_opendir(pid_t pid, const char *sub);
 
+/*
+ * The wait status the kernel keeps for the reaped process of @pidfd
+ * (PIDFD_GET_INFO with PIDFD_INFO_EXIT, Linux 6.15+) in *@wstatus: 0, or -1
+ * when it is not reaped yet or the kernel cannot say.
+ */
+int haul_pidfd_exit_status(int pidfd, int *wstatus);
+
 /* The start time (clock ticks after boot) of @pid: with the pid, one process. */
 int haul_proc_starttime(pid_t pid, unsigned long long *start);
 /* The threads of @pid (/proc/PID/task) in *@out (free it), *@n of them.  0, -ESRCH or -errno. */

@@ -278,20 +278,20 @@ void ps_fasync_cb(struct ev_loop *loop, ev_async *w, int revents)
 	pthread_mutex_lock(&s->fmu);
 	todo = s->fqueue;
 	s->fqueue = NULL;
-	for (struct ps_session *x = s->sessions; x && ndone < 64; x = x->next)
-		if (x->fdone) {
+	for (struct ps_session *x = s->sessions; x; x = x->next) {
+		if (x->fdone && ndone < 64) {
 			x->fdone = false;
 			has_rep[ndone] = x->has_frep;
 			rep[ndone] = x->frep;
 			done[ndone++] = x;
 		}
-	for (struct ps_session *x = s->sessions; x && nbad < 8; x = x->next)
-		if (x->ffail && !x->failed) {
+		if (x->ffail && !x->failed && nbad < 8) {
 			err[nbad] = x->ffail;
 			snprintf(why[nbad], sizeof(why[nbad]), "%s", x->ffail_why);
 			x->ffail = 0;
 			bad[nbad++] = x;
 		}
+	}
 	pthread_mutex_unlock(&s->fmu);
 	for (unsigned i = 0; i < nbad; i++)
 		ps_session_fail(bad[i], err[i], why[i]);

@@ -730,27 +730,7 @@ int rst_lazy_wait_complete(struct rst_lazy *lz, int timeout_ms)
 	return ret;
 }
 
-/* struct pidfd_info up to exit_code (Linux 6.15 uapi; Debian 12's headers lack it) */
-struct lz_pidfd_info {
-	uint64_t mask, cgroupid;
-	uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
-	int32_t exit_code;
-};
-#define LZ_PIDFD_INFO_EXIT (1ull << 3)
-#define LZ_PIDFD_GET_INFO  _IOWR(0xFF, 11, struct lz_pidfd_info)
-
 #define LZ_PF_EXITING 0x4 /* /proc/PID/stat flags (field 9): the exit is under way */
-
-/* The wait status the kernel keeps for a reaped process's pidfd (6.15+): 0, or -1 (not reaped, or no such kernel). */
-static int pidfd_exit_status(int pidfd, int *wstatus)
-{
-	struct lz_pidfd_info info = {.mask = LZ_PIDFD_INFO_EXIT};
-
-	if (ioctl(pidfd, LZ_PIDFD_GET_INFO, &info) || !(info.mask & LZ_PIDFD_INFO_EXIT))
-		return -1;
-	*wstatus = info.exit_code;
-	return 0;
-}
 
 /*
  * The memory goes early in an exit (exit_mm), so the process may still be
@@ -767,12 +747,12 @@ int rst_lazy_end(struct rst_lazy *lz, int *wstatus)
 		char st = 0;
 		int ret;
 
-		if (!pidfd_exit_status(lz->pidfd, wstatus))
+		if (!haul_pidfd_exit_status(lz->pidfd, wstatus))
 			return RST_LAZY_EXITED;
 		ret = haul_proc_stat_field(lz->pid, 9, &st, &flags);
 		if (!ret && st == 'Z')
 			ret = haul_proc_stat_field(lz->pid, 52, &st, &code);
-		if (!pidfd_exit_status(lz->pidfd, wstatus))
+		if (!haul_pidfd_exit_status(lz->pidfd, wstatus))
 			return RST_LAZY_EXITED; /* reaped meanwhile: what we read may not be it */
 		if (!ret && st == 'Z') {
 			*wstatus = (int)code;
