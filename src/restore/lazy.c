@@ -660,6 +660,12 @@ int rst_lazy_start(struct rst_lazy *lz)
 	int ret;
 
 	lz->t_start = now_ns();
+	/*
+	 * The process ran an instant ago and will touch memory at once: the
+	 * push starts as it does while faulting, so that its first faults do
+	 * not queue behind whole chunks on the link (faulting()).
+	 */
+	lz->last_fault_ns = lz->t_start;
 	if (!lz->missing) {
 		/* Nothing to wait for: let the process go at once. */
 		rst_lz_finish(lz, 0);

@@ -58,24 +58,29 @@
  * The background push's window: pages it may have requested and not yet
  * received.  A fault's window queues behind them on the link, on the
  * source's threads and in the page server's loop.  While the process faults
- * (a fault read in the last LAZY_FAULT_RECENT_MS) the push's fetches start
- * at LAZY_PUSH_FAULTING_PAGES, one per fetcher: behind 1 MiB chunks a fault
+ * (a fault read in the last LAZY_FAULT_RECENT_MS, and from the resume on:
+ * it ran an instant before) the push's fetches start at
+ * LAZY_PUSH_FAULTING_PAGES, one per fetcher: behind 1 MiB chunks a fault
  * waited 0.9 ms (p50, 1 GiB at 64 MiB/s, loopback, 2 cores), behind 64 KiB
- * ones 0.3 ms.  The fetch grows by LAZY_PUSH_FAULTING_PAGES per fault fetch
- * back within LAZY_FAULT_FAST_US (the 50 ms a tick of issue 16 over 161
- * faults: the push ahead costs the fault little) and halves past twice
- * that.  When a fault's fetch still takes longer than LAZY_FAULT_TARGET_US
- * (half the 2 ms p99 of issue 16) the window halves, down to LAZY_PUSH_WINDOW_MIN_PAGES (one fetch: 0.5 ms at
- * 1 Gbit/s); it widens by LAZY_PUSH_WINDOW_STEP_PAGES per fault fetch back
- * within LAZY_FAULT_FAST_US (a slow one was a busy CPU, not the link), and
- * per push fetch once faults have stopped, up to all fetchers' whole chunks,
+ * ones 0.3 ms; over 1 Gbit/s behind 64 KiB ones 0.59 ms, behind 16 KiB ones
+ * 0.39-0.43 ms with the link as full (1 GiB in 9.0 s either way), and
+ * smaller fetches gained nothing more (bench/RESULTS.md, stop 30).  The
+ * fetch grows by LAZY_PUSH_FAULTING_PAGES per fault fetch back within
+ * LAZY_FAULT_FAST_US (the 50 ms a tick of issue 16 over 161 faults: the
+ * push ahead costs the fault little) and halves past twice that.  When a
+ * fault's fetch still takes longer than LAZY_FAULT_TARGET_US (half the 2 ms
+ * p99 of issue 16) the window halves, down to LAZY_PUSH_WINDOW_MIN_PAGES
+ * (one fetch: 0.13 ms at 1 Gbit/s); it widens by
+ * LAZY_PUSH_WINDOW_STEP_PAGES per fault fetch back within
+ * LAZY_FAULT_FAST_US (a slow one was a busy CPU, not the link), and per
+ * push fetch once faults have stopped, up to all fetchers' whole chunks,
  * which amortise the round trip.
  */
 #define LAZY_FAULT_TARGET_US	    1000
 #define LAZY_FAULT_RECENT_MS	    20
 #define LAZY_FAULT_FAST_US	    250
-#define LAZY_PUSH_FAULTING_PAGES    16
-#define LAZY_PUSH_WINDOW_MIN_PAGES  16
+#define LAZY_PUSH_FAULTING_PAGES    4
+#define LAZY_PUSH_WINDOW_MIN_PAGES  4
 #define LAZY_PUSH_WINDOW_STEP_PAGES 16
 /* Background fetch threads: two overlap one fetch with the other's copy. */
 #define LAZY_DEFAULT_FETCHERS 2
