@@ -158,6 +158,15 @@
 /* ... and after the lift, the least the workload runs before the switchover freezes it:
  * a 1 ms ticker's next tick, so that the last frozen stretch and the stop are two gaps. */
 #define HAUL_MIG_DUTY_LIFT_RUN_US 2000
+/*
+ * A throttled round whose last expected downtime was within this many times
+ * the target waits for the duty cycle's next frozen stretch, holds it, and
+ * scans in it (mig_precopy.c): if what it found fits the target, that
+ * stretch becomes the switchover's stop.  The wait is at most one cycle
+ * (HAUL_MIG_HOLD_WAIT_MS covers the longest, the target's stretch).
+ */
+#define HAUL_MIG_HOLD_NEAR    3
+#define HAUL_MIG_HOLD_WAIT_MS 200
 /* Post-copy prefetch (pc_hot.c): each of the two windows in which the tracker watches the
  * process's writes before the freeze; 100 ms sees a 64 MiB/s writer's 1600 pages. */
 #define HAUL_PC_HOT_WINDOW_MS 100

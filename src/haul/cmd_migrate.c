@@ -256,7 +256,7 @@ static int write_json(const char *path, const struct haul_mig_opts *o,
 		"  \"eager_pages\": %llu,\n  \"stale_pages\": %llu,\n  \"served_pages\": %llu,\n"
 		"  \"rolled_back\": %s,\n"
 		"  \"rounds\": %u,\n  \"bytes_sent\": %llu,\n  \"pages_sent\": %llu,\n"
-		"  \"throttle_max_pct\": %u,\n  \"precopy_nice\": %d,\n",
+		"  \"throttle_max_pct\": %u,\n  \"held_ms\": %.3f,\n  \"precopy_nice\": %d,\n",
 		r->total_ms, r->downtime_ms, o->downtime_ms, r->expected_ms, r->fixed_est_ms,
 		r->over_why ? "true" : "false", r->freeze_ms, r->seize_ms, r->final_ms, r->dump_ms,
 		r->state_ms, r->restore_ms, r->kill_ms, r->lock_ms, r->handover_ms, r->refreeze_ms,
@@ -264,7 +264,7 @@ static int write_json(const char *path, const struct haul_mig_opts *o,
 		r->complete_ms, (unsigned long long)r->eager_pages,
 		(unsigned long long)r->stale_pages, (unsigned long long)r->served_pages,
 		r->rolled_back ? "true" : "false", r->rounds, (unsigned long long)r->bytes_sent,
-		(unsigned long long)r->pages_sent, r->throttle_max, r->precopy_nice);
+		(unsigned long long)r->pages_sent, r->throttle_max, r->held_ms, r->precopy_nice);
 	fprintf(f, "  \"over_target_why\": ");
 	json_str(f, r->over_why);
 	fprintf(f,
@@ -353,6 +353,10 @@ static void summary(const struct haul_mig_opts *o, const struct haul_mig_result 
 		       r->freeze_ms, r->seize_ms, r->final_ms, r->state_ms, r->restore_ms,
 		       r->rounds, r->bytes_sent / 1048576.0, (unsigned long long)r->pages_sent,
 		       r->throttle_max ? ", throttled" : "");
+		if (r->held_ms > 0)
+			printf("  the stop began in a throttle stretch, %.1f ms before the freeze: the "
+			       "last scan ran there\n",
+			       r->held_ms);
 		if (r->over_why)
 			printf("  switched over expecting %.1f ms, over the %.0f ms target: %s\n",
 			       r->expected_ms, o->downtime_ms, r->over_why);

@@ -32,6 +32,14 @@
  * HAUL_MIG_DUTY_EXTEND_MAX).  An idle workload is not runnable and is not
  * extended; one whose main thread sleeps while others wait is not either.
  *
+ * A hold (haul_duty_hold) keeps the next frozen stretch frozen until it is
+ * released, so that the pre-copy can scan with the workload stopped at a
+ * stretch's start and, when what it found fits the downtime target, make
+ * that stretch the switchover's stop (haul_duty_stop_frozen): no running
+ * window comes between the last scan and the freeze, and none of the writes
+ * a window lets through (a paced writer catches up its whole backlog in one)
+ * reach the final round.
+ *
  * Invariants: the cgroup is thawed when haul_duty_stop() returns, and only
  * this thread writes cgroup.freeze while it runs (the switchover lifts the
  * throttle before it freezes).  If haul dies mid-cycle, the guardian's undo
@@ -65,7 +73,10 @@ struct haul_duty {
 	pthread_mutex_t lock; /* with @wake: haul_duty_stop() ends a sleep at once */
 	pthread_cond_t wake;
 	atomic_llong stretch_max_ns; /* the longest frozen stretch measured */
-	atomic_int err;		     /* the first failed write, -errno */
+	/* a hold: asked (under lock), then taken by the thread at its next freeze */
+	bool hold_asked, held, keep_frozen;
+	long long held_at_ns; /* the held stretch's freeze write began */
+	atomic_int err;	      /* the first failed write, -errno */
 	/* for the log at the end: what a freeze and a thaw cost, and where a long stretch came
 	 * from: the thread woken late (CPU, steal) or the thaw write waiting (cgroup_mutex) */
 	long long cycles, freeze_ns, thaw_ns, late_max_ns, thaw_max_ns;
@@ -93,6 +104,28 @@ static void sleep_until(struct haul_duty *d, long long t_ns)
 	while (!atomic_load(&d->stop) &&
 	       pthread_cond_timedwait(&d->wake, &d->lock, &ts) != ETIMEDOUT)
 		;
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* Frozen since @t0_ns: a hold asked is taken by this stretch (its waiter woken). */
+static void take_hold(struct haul_duty *d, long long t0_ns)
+{
+	pthread_mutex_lock(&d->lock);
+	if (d->hold_asked) {
+		d->hold_asked = false;
+		d->held = true;
+		d->held_at_ns = t0_ns;
+		pthread_cond_broadcast(&d->wake);
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* At a stretch's end: a held one stays frozen until released, or the thread is stopped. */
+static void wait_release(struct haul_duty *d)
+{
+	pthread_mutex_lock(&d->lock);
+	while (d->held && !atomic_load(&d->stop))
+		pthread_cond_wait(&d->wake, &d->lock);
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -173,7 +206,11 @@ static void *duty_main(void *arg)
 		t1 = now_ns();
 		if (ret)
 			break;
+		take_hold(d, t0);
 		sleep_until(d, t0 + atomic_load(&d->frozen_us) * 1000LL);
+		wait_release(d);
+		if (atomic_load(&d->stop) && d->keep_frozen)
+			return NULL; /* the switchover's stop now: haul_duty_stop_frozen */
 		t2 = now_ns();
 		ret = write_freeze(d, "0");
 		t3 = now_ns();
@@ -280,31 +317,26 @@ static void settle(const struct haul_duty *d)
 		nanosleep(&ts, NULL);
 }
 
-int haul_duty_stop(struct haul_duty *d)
+/* Join the stopped thread of @d, log its cycle, thaw unless @frozen, free @d.  0 or -errno. */
+static int duty_end(struct haul_duty *d, bool frozen)
 {
 	int ret, err;
 
-	if (!d)
-		return 0;
-	if (d->owner != getpid())
-		return write_freeze(d, "0"); /* a fork's copy: thaw, leave the parent's alone */
-	pthread_mutex_lock(&d->lock);
-	atomic_store(&d->stop, true);
-	pthread_cond_signal(&d->wake);
-	pthread_mutex_unlock(&d->lock);
 	pthread_join(d->thread, NULL);
-	settle(d);
+	if (!frozen)
+		settle(d);
 	ret = atomic_load(&d->err);
 	if (d->cycles)
 		pr_debug("pid %d: duty cycle of %lld freezes, longest frozen stretch %.2f ms, "
 			 "a freeze write %.0f us, a thaw write %.0f us on average; thawing woke "
 			 "up to %.2f ms late, a thaw write took up to %.2f ms; %lld windows "
-			 "extended (it waited for a CPU)",
+			 "extended (it waited for a CPU)%s",
 			 d->pid, d->cycles, haul_duty_stretch_max_ms(d),
 			 d->freeze_ns / 1e3 / d->cycles, d->thaw_ns / 1e3 / d->cycles,
-			 d->late_max_ns / 1e6, d->thaw_max_ns / 1e6, atomic_load(&d->extended));
+			 d->late_max_ns / 1e6, d->thaw_max_ns / 1e6, atomic_load(&d->extended),
+			 frozen ? "; left frozen for the switchover" : "");
 	/* the thread's last write thawed it; say so if even this one fails */
-	err = write_freeze(d, "0");
+	err = frozen ? 0 : write_freeze(d, "0");
 	if (err && !ret)
 		ret = err;
 	close(d->fd);
@@ -314,6 +346,63 @@ int haul_duty_stop(struct haul_duty *d)
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 	return ret;
+}
+
+int haul_duty_stop(struct haul_duty *d)
+{
+	if (!d)
+		return 0;
+	if (d->owner != getpid())
+		return write_freeze(d, "0"); /* a fork's copy: thaw, leave the parent's alone */
+	pthread_mutex_lock(&d->lock);
+	atomic_store(&d->stop, true);
+	pthread_cond_broadcast(&d->wake);
+	pthread_mutex_unlock(&d->lock);
+	return duty_end(d, false);
+}
+
+int haul_duty_hold(struct haul_duty *d, int timeout_ms, double *held_at_ms)
+{
+	long long dl_ns = now_ns() + timeout_ms * 1000000LL;
+	struct timespec dl = {.tv_sec = dl_ns / 1000000000LL, .tv_nsec = dl_ns % 1000000000LL};
+	int ret = 0;
+
+	pthread_mutex_lock(&d->lock);
+	d->hold_asked = true;
+	while (!d->held && !atomic_load(&d->stop) && !atomic_load(&d->err) && ret != ETIMEDOUT)
+		ret = pthread_cond_timedwait(&d->wake, &d->lock, &dl);
+	if (d->held) {
+		*held_at_ms = d->held_at_ns / 1e6;
+		ret = 0;
+	} else {
+		d->hold_asked = false;
+		ret = atomic_load(&d->err) ? atomic_load(&d->err) : -ETIMEDOUT;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return ret;
+}
+
+void haul_duty_release(struct haul_duty *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->held = false;
+	d->hold_asked = false;
+	pthread_cond_broadcast(&d->wake);
+	pthread_mutex_unlock(&d->lock);
+}
+
+int haul_duty_stop_frozen(struct haul_duty *d)
+{
+	pthread_mutex_lock(&d->lock);
+	if (!d->held || d->owner != getpid()) {
+		pthread_mutex_unlock(&d->lock);
+		return -EINVAL;
+	}
+	d->keep_frozen = true;
+	atomic_store(&d->stop, true);
+	pthread_cond_broadcast(&d->wake);
+	pthread_mutex_unlock(&d->lock);
+	return duty_end(d, true);
 }
 
 long long haul_duty_extended(const struct haul_duty *d)
@@ -359,6 +448,30 @@ int haul_cg_duty_throttle(struct haul_cg *cg, unsigned pct)
 	if (haul_duty_stretch_max_ms(cg->duty) > cg->throttle_stall_ms)
 		cg->throttle_stall_ms = haul_duty_stretch_max_ms(cg->duty);
 	return 0;
+}
+
+int haul_cg_duty_keep_frozen(struct haul_cg *cg)
+{
+	double stretch = haul_duty_stretch_max_ms(cg->duty);
+	int ret;
+
+	if (!cg->duty)
+		return -EINVAL;
+	ret = haul_duty_stop_frozen(cg->duty);
+	if (ret == -EINVAL)
+		return ret; /* nothing held: nothing done */
+	/* the thread is gone either way */
+	if (stretch > cg->duty_stretch_max_ms)
+		cg->duty_stretch_max_ms = stretch;
+	cg->duty = NULL;
+	cg->throttle_pct = 0;
+	cg->throttle_stall_ms = 0;
+	if (ret)
+		pr_err_r(ret,
+			 "the throttle of pid %d in '%s' failed a write to cgroup.freeze while "
+			 "holding it frozen for the switchover",
+			 cg->pid, cg->freezer_dir);
+	return ret;
 }
 
 int haul_cg_duty_lift(struct haul_cg *cg)

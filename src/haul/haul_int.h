@@ -283,10 +283,33 @@ long long haul_duty_extended(const struct haul_duty *d);
  */
 int haul_duty_stop(struct haul_duty *d);
 /*
+ * Hold @d's next frozen stretch: wait (up to @timeout_ms) until the thread
+ * has frozen the cgroup again, which then stays frozen past the stretch's
+ * end until haul_duty_release() or haul_duty_stop_frozen().  *@held_at_ms:
+ * when that freeze began (haul_now_ms's clock).  0, -ETIMEDOUT (no hold) or
+ * the thread's -errno.
+ */
+int haul_duty_hold(struct haul_duty *d, int timeout_ms, double *held_at_ms);
+/* End a hold: the stretch ends when it would have (at once if that is past). */
+void haul_duty_release(struct haul_duty *d);
+/*
+ * Stop the thread of @d, which holds a stretch, leaving the cgroup frozen,
+ * and free @d.  0, or the -errno of a write to cgroup.freeze that failed
+ * (@d freed all the same); -EINVAL (nothing done) when no stretch is held.
+ */
+int haul_duty_stop_frozen(struct haul_duty *d);
+/*
  * Throttle @cg to @pct with the duty cycle, lifting a cpu.max throttle in
  * force; sets cg->throttle_pct as applied.  0 or -errno.
  */
 int haul_cg_duty_throttle(struct haul_cg *cg, unsigned pct);
+/*
+ * Stop @cg's duty cycle, which holds a stretch (haul_duty_hold), leaving the
+ * cgroup frozen for the switchover.  0; -EINVAL (nothing done) without a
+ * held stretch; another -errno: the cycle is stopped, but a write of it
+ * failed, and the cgroup's state is not known (logged).
+ */
+int haul_cg_duty_keep_frozen(struct haul_cg *cg);
 /* Stop @cg's duty cycle, if any; the cgroup is thawed.  0 or -errno. */
 int haul_cg_duty_lift(struct haul_cg *cg);
 /*
@@ -569,6 +592,8 @@ struct haul_mig_result {
 	double attach_stop_ms;	       /* tracker attach kept it stopped this long; a tree: max */
 	double scan_call_max_ms;       /* longest single tracker scan call (mmap_lock held) */
 	double throttle_stall_max_ms;  /* longest throttled stretch per cpu.max period */
+	double held_ms; /* the downtime began in a held throttle stretch this long before the
+			   switchover's freeze (0: it began there; mig_precopy.c) */
 	uint64_t bytes_sent, pages_sent;
 	struct haul_mig_round *round;
 	size_t nround;

@@ -35,6 +35,19 @@ static int final_round(struct mig *m)
 
 	/* Held stopped by us: the tracker must not try to stop it itself. */
 	trk_set_frozen(m->trk, true);
+	if (m->held_switch) {
+		/* the set scanned where this stop began (mig_precopy.c), not sent yet */
+		ps_client_stats(m->client, &st0);
+		ret = haul_mig_send_round(m, &m->held, false);
+		ps_client_stats(m->client, &st1);
+		rs.pages += m->held.dirty_pages;
+		rs.wire_bytes += st1.bytes_sent - st0.bytes_sent;
+		rs.scan_ms += m->held.scan_ms;
+		trk_round_release(&m->held);
+		m->held_switch = false;
+		if (ret)
+			return ret;
+	}
 	ret = trk_round(m->trk, &r);
 	if (ret) {
 		pr_err_r(ret, "cannot scan the last dirty pages of pid %d", m->pid);
@@ -401,7 +414,15 @@ static int switch_stop(struct mig *m)
 	double t;
 	int ret;
 
-	if (m->cg.throttle_pct)
+	/*
+	 * Held frozen since the scan of the set it sends first: that is the
+	 * stop.  (A failed take-over stopped the cycle anyway: the freeze below
+	 * says what the cgroup does.)
+	 */
+	ret = m->held_switch ? haul_cg_duty_keep_frozen(&m->cg) : -EINVAL;
+	if (!ret)
+		res->t_freeze = m->held_at_ms;
+	else if (m->cg.throttle_pct)
 		haul_cg_throttle(&m->cg, 0, m->cpus); /* a throttled task freezes late */
 	/* its listeners, while it runs: the stop then asks only them (sock_drain.c) */
 	free(m->listeners);
@@ -410,7 +431,11 @@ static int switch_stop(struct mig *m)
 	haul_mig_tree_listeners(m);  /* and those of every other process of a tree */
 	rst_ext_prescan(m->pid);     /* who else holds its pipes: not scanned in the downtime */
 	haul_mig_net_presnap(m);     /* its inet sockets: only verified at the freeze */
-	t = res->t_freeze = haul_now_ms();
+	t = haul_now_ms();
+	if (res->t_freeze)
+		res->held_ms = t - res->t_freeze;
+	else
+		res->t_freeze = t;
 	if (m->cg.v2_freezer) {
 		ret = haul_freeze(&m->cg, HAUL_MIG_FREEZE_TIMEOUT_MS);
 		if (ret)

@@ -275,6 +275,8 @@ static void mig_finish(struct mig *m, int ret, double t0)
 		m->seized = NULL;
 	}
 	injlog_unhold(m->pid); /* a failure between injlog_stop() and rst_seize() */
+	if (m->held_switch)
+		trk_round_release(&m->held); /* a failure before the final round */
 	trk_free(m->trk);
 	injlog_close();
 	rst_dump_prep_free(m->prep);

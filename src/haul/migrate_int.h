@@ -81,6 +81,14 @@ struct mig {
 	/* post-copy and hybrid */
 	struct haul_pc *pc;
 	bool stale_final; /* hybrid: the last dirty set is fetched after the resume */
+	/*
+	 * A set scanned at the start of a throttle stretch held frozen, small
+	 * enough for the downtime target: that stretch is the switchover's stop,
+	 * and the set goes in its final round (mig_precopy.c, hold_scan).
+	 */
+	struct trk_round held;
+	bool held_switch;
+	double held_at_ms; /* when that stretch's freeze began (haul_now_ms) */
 	/* page batch */
 	uint8_t *buf;
 	uint64_t *zero;

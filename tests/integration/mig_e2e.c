@@ -83,6 +83,39 @@ Test(mig_e2e, non_converging_workload_meets_its_downtime_by_throttling, .fini = 
 	cr_assert(dt > 0 && dt <= 100 * 3, "downtime %.1f ms for a 100 ms target", dt);
 }
 
+/*
+ * A paced writer faster than the link converges only under a deep throttle,
+ * a duty cycle of the freezer whose running windows let it catch up its
+ * 10 ms backlog at once.  Near the end a round scans in a held frozen
+ * stretch, and when what it found fits the target that stretch is the stop
+ * (mig_precopy.c, hold_stretch): the set it found is sent in the stop, and
+ * every page verifies.
+ */
+Test(mig_e2e, a_deep_throttle_switches_over_in_the_stretch_of_its_last_scan, .fini = teardown,
+     .timeout = 120)
+{
+	const char *extra[] = {"--downtime", "100",  "--bandwidth", "12M",
+			       "--compress", "none", NULL};
+	struct haul_cg_mounts cgm;
+	long seq;
+
+	if (haul_cg_probe(&cgm) || !cgm.v2[0])
+		cr_skip_test("no cgroup2 hierarchy: a deep throttle is cpu.max, nothing to hold");
+	th_mig_setup(&M, 0);
+	th_mig_workload(&M, 16, 16, 0);
+	th_mig_ticks(&M, 3, 10000);
+	seq = th_mig_seq(&M);
+	cr_assert_eq(th_mig_migrate(&M, extra, 100000), 0, "haul migrate failed");
+	th_mig_assert_moved(&M, seq);
+	cr_assert_gt(th_mig_json(&M, "throttle_max_pct"), 80, "no duty cycle: nothing to hold");
+	cr_assert_gt(th_mig_json(&M, "held_ms"), 0, "the stop did not begin in a held stretch");
+	cr_log_info("held %.1f ms of a %.1f ms downtime; final round %ld pages; %.0f rounds in "
+		    "%.1f s",
+		    th_mig_json(&M, "held_ms"), th_mig_json(&M, "downtime_ms"),
+		    th_mig_final_round_pages(&M), th_mig_json(&M, "rounds"),
+		    th_mig_json(&M, "total_ms") / 1e3);
+}
+
 Test(mig_e2e, stop_and_copy_moves_the_workload_too, .fini = teardown, .timeout = 90)
 {
 	const char *extra[] = {"--stop-and-copy", NULL};

@@ -322,6 +322,62 @@ Test(mig_freezer, a_lift_mid_freeze_thaws_at_once_and_lets_it_run_first, .init =
 	haul_cg_undo(&cg);
 }
 
+/* cgroup.freeze of @cg reads @want ('0' or '1'). */
+static bool freeze_reads(const struct haul_cg *cg, char want)
+{
+	char v[16];
+
+	return haul_cg_read(cg->freezer_dir, "cgroup.freeze", v, sizeof(v)) > 0 && v[0] == want;
+}
+
+/*
+ * The pre-copy's last scan waits for a frozen stretch and holds it
+ * (mig_precopy.c): a held stretch stays frozen past its end until released,
+ * and then the cycle goes on; or the switchover takes it over, and the
+ * cgroup stays frozen with the duty cycle gone.  No hold, no take-over.
+ */
+Test(mig_freezer, a_held_stretch_stays_frozen_until_released_or_taken_over, .init = fixture_init,
+     .fini = fixture_fini, .timeout = 30)
+{
+	struct haul_cg_mounts m;
+	struct haul_cg cg;
+	double at, t0, stretch;
+
+	start_workload();
+	cr_assert_eq(haul_cg_probe(&m), 0);
+	cr_assert_eq(haul_cg_prepare(wl_pid, &m, &cg), 0);
+	if (!cg.v2_freezer)
+		cr_skip_test("no cgroup2 freezer: no duty cycle to hold");
+	cr_assert_eq(haul_cg_throttle(&cg, 95, 1.0), 0);
+	cr_assert_not_null(cg.duty);
+	cr_assert_eq(haul_cg_duty_keep_frozen(&cg), -EINVAL, "taken over without a hold");
+	cr_assert_not_null(cg.duty);
+
+	t0 = haul_now_ms();
+	cr_assert_eq(haul_duty_hold(cg.duty, HAUL_MIG_HOLD_WAIT_MS, &at), 0);
+	cr_assert(at >= t0 && at <= haul_now_ms(), "held at %.3f, asked at %.3f", at, t0);
+	/* ten of its 3 ms stretches, and still frozen */
+	usleep(30000);
+	cr_assert(freeze_reads(&cg, '1'), "a held stretch ended by itself");
+	haul_duty_release(cg.duty);
+	/* the cycle goes on: it thaws, and the held stretch is measured as one */
+	for (int i = 0; i < 200 && haul_duty_stretch_max_ms(cg.duty) < 30; i++)
+		usleep(1000);
+	stretch = haul_duty_stretch_max_ms(cg.duty);
+	cr_assert_geq(stretch, 30, "the held stretch measured %.1f ms", stretch);
+	cr_assert(ticking(), "released, it does not run");
+
+	cr_assert_eq(haul_duty_hold(cg.duty, HAUL_MIG_HOLD_WAIT_MS, &at), 0);
+	cr_assert_eq(haul_cg_duty_keep_frozen(&cg), 0);
+	cr_assert_null(cg.duty);
+	cr_assert_eq(cg.throttle_pct, 0);
+	usleep(20000);
+	cr_assert(freeze_reads(&cg, '1'), "the switchover's stop was thawed");
+	cr_assert_eq(haul_thaw(&cg), 0);
+	cr_assert(ticking());
+	haul_cg_undo(&cg);
+}
+
 /*
  * Without a cgroup2 freezer a deep throttle is cpu.max's long stretches, and
  * its lift unthrottles at once: it lets the workload run before it returns,
