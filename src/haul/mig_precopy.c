@@ -362,12 +362,18 @@ static int round_verdict(struct mig *m, enum haul_conv_action a, const struct ha
  * at 64 MiB/s): the final round carried 710-785 pages where the last scan
  * had found 285-389 (4 GiB over 1 Gbit/s).  Whether a stretch is held.
  */
+static bool can_hold(const struct mig *m)
+{
+	return m->cg.duty && !m->nprocs && m->o->mode == HAUL_MIG_PRECOPY;
+}
+
 static bool hold_stretch(struct mig *m)
 {
 	int ret;
 
-	if (!m->cg.duty || m->nprocs || m->o->mode != HAUL_MIG_PRECOPY || !m->conv.expected_ms ||
-	    m->conv.expected_ms > HAUL_MIG_HOLD_NEAR * m->o->downtime_ms)
+	if (!can_hold(m) ||
+	    (!m->hold_final && (!m->conv.expected_ms ||
+				m->conv.expected_ms > HAUL_MIG_HOLD_NEAR * m->o->downtime_ms)))
 		return false;
 	ret = haul_duty_hold(m->cg.duty, HAUL_MIG_HOLD_WAIT_MS, &m->held_at_ms);
 	if (ret) {
@@ -381,8 +387,9 @@ static bool hold_stretch(struct mig *m)
 
 /*
  * Round @r was scanned in a held stretch: when its pages, the fixed costs
- * and the stretch so far fit the downtime target, keep them for the final
- * round and switch over in this stretch (true); else let the stretch end.
+ * and the stretch so far fit the downtime target, or the rounds before had
+ * decided to switch over (m->hold_final), keep them for the final round and
+ * switch over in this stretch (true); else let the stretch end.
  */
 static bool held_switch(struct mig *m, struct trk_round *r)
 {
@@ -391,7 +398,7 @@ static bool held_switch(struct mig *m, struct trk_round *r)
 		so_far + haul_conv_downtime_ms(&m->conv, (double)r->dirty_pages * HAUL_PAGE_SIZE);
 
 	trk_set_frozen(m->trk, false);
-	if (exp > m->o->downtime_ms) {
+	if (exp > m->o->downtime_ms && !m->hold_final) {
 		pr_debug("pid %d: %llu dirty pages found %.1f ms into a held throttle stretch, "
 			 "expected downtime %.1f ms: over the target, the stretch ends",
 			 m->pid, (unsigned long long)r->dirty_pages, so_far, exp);
@@ -435,6 +442,8 @@ static int precopy_rounds(struct mig *m)
 		}
 		t_prep = haul_now_ms();
 		held = hold_stretch(m);
+		if (m->hold_final && !held)
+			return 0; /* no stretch to hold: the switchover lifts the throttle */
 		ret = trk_round(m->trk, &r);
 		if (ret) {
 			if (held) {
@@ -503,6 +512,15 @@ static int precopy_rounds(struct mig *m)
 			 (unsigned long long)rs.seq, t_begin, t_prep, t_scan, t_end,
 			 haul_conv_action_name(a));
 		ret = round_verdict(m, a, &rs);
+		/*
+		 * Switching over: under the duty cycle, in its next stretch with the
+		 * set found there, rather than after a lift that lets the writer's
+		 * backlog through first (hold_stretch).
+		 */
+		if (ret > 0 && can_hold(m) && !m->hold_final) {
+			m->hold_final = true;
+			continue;
+		}
 		if (ret)
 			return ret > 0 ? 0 : ret;
 	}

@@ -88,6 +88,7 @@ struct mig {
 	 */
 	struct trk_round held;
 	bool held_switch;
+	bool hold_final;   /* the rounds decided to switch over: in the next held stretch */
 	double held_at_ms; /* when that stretch's freeze began (haul_now_ms) */
 	/* page batch */
 	uint8_t *buf;

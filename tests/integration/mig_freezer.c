@@ -233,19 +233,35 @@ Test(mig_freezer, throttle_slows_the_workload_and_lifts, .init = fixture_init, .
 	cr_assert(ticking());
 }
 
+/* Time the hypervisor took from this VM's CPUs so far (ms; /proc/stat's steal), 0 unknown. */
+static double steal_ms(void)
+{
+	unsigned long long v[8] = {0};
+	FILE *f = fopen("/proc/stat", "r");
+	int n;
+
+	if (!f)
+		return 0;
+	n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+		   &v[4], &v[5], &v[6], &v[7]);
+	fclose(f);
+	return n == 8 ? v[7] * 1000.0 / sysconf(_SC_CLK_TCK) : 0;
+}
+
 Test(mig_freezer, deep_throttle_is_a_duty_cycle_of_short_freezes, .init = fixture_init,
      .fini = fixture_fini, .timeout = 30)
 {
 	struct haul_cg_mounts m;
 	struct haul_cg cg;
 	char v[16];
-	double stretch;
+	double stretch, stolen;
 
 	start_workload();
 	cr_assert_eq(haul_cg_probe(&m), 0);
 	cr_assert_eq(haul_cg_prepare(wl_pid, &m, &cg), 0);
 	if (!cg.v2_freezer)
 		cr_skip_test("no cgroup2 freezer: a deep throttle is cpu.max's long stretches");
+	stolen = steal_ms();
 	/* 95% of one thread: cpu.max would need 19 ms stretches */
 	cr_assert_eq(haul_cg_throttle(&cg, 95, 1.0), 0);
 	cr_assert_not_null(cg.duty, "a 95%% throttle is not the duty cycle");
@@ -256,9 +272,15 @@ Test(mig_freezer, deep_throttle_is_a_duty_cycle_of_short_freezes, .init = fixtur
 	stretch = haul_duty_stretch_max_ms(cg.duty);
 	cr_log_info("longest frozen stretch %.3f ms", stretch);
 	cr_assert_gt(stretch, 0, "the duty cycle never froze it");
-	/* 3 ms frozen; one thaw delayed by a stolen or busy CPU may add a few ms (cpu.max: 19) */
-	cr_assert_leq(stretch, 2 * HAUL_MIG_THROTTLE_STALL_US / 1e3, "a frozen stretch of %.3f ms",
-		      stretch);
+	/*
+	 * 3 ms frozen; one thaw delayed by a busy CPU may add a few ms (cpu.max: 19), and
+	 * a thaw due while the hypervisor had taken the VM's CPU (once 67 ms in a CI-like
+	 * run on the shared VM) as long as it was taken
+	 */
+	stolen = steal_ms() - stolen;
+	cr_assert_leq(stretch, 2 * HAUL_MIG_THROTTLE_STALL_US / 1e3 + stolen,
+		      "a frozen stretch of %.3f ms (%.0f ms stolen from the VM meanwhile)", stretch,
+		      stolen);
 	/* a shallower throttle that cpu.max makes short replaces the duty cycle */
 	if (cg.cpu_dir[0] || cg.cpu_mnt[0]) {
 		cr_assert_eq(haul_cg_throttle(&cg, 50, 1.0), 0);
