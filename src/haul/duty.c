@@ -232,7 +232,11 @@ static void *duty_main(void *arg)
 		run_window(d, t3, usage);
 	}
 	if (ret) {
+		/* under the lock: a haul_duty_hold waiting for the next freeze hears of it */
+		pthread_mutex_lock(&d->lock);
 		atomic_store(&d->err, ret);
+		pthread_cond_broadcast(&d->wake);
+		pthread_mutex_unlock(&d->lock);
 		pr_err_r(ret,
 			 "cannot write cgroup.freeze of pid %d: the throttle's duty cycle "
 			 "stopped, the workload runs unthrottled",
@@ -294,6 +298,11 @@ void haul_duty_set(struct haul_duty *d, long frozen_us, long run_us)
 {
 	atomic_store(&d->frozen_us, frozen_us);
 	atomic_store(&d->run_us, run_us);
+}
+
+double haul_duty_frozen_ms(const struct haul_duty *d)
+{
+	return d ? atomic_load(&d->frozen_us) / 1e3 : 0;
 }
 
 double haul_duty_stretch_max_ms(const struct haul_duty *d)

@@ -116,14 +116,17 @@ int haul_freeze_begin(const struct haul_cg *cg)
 	return ret;
 }
 
+int haul_freeze_settled(const struct haul_cg *cg, int timeout_ms)
+{
+	if (cg->v2_freezer)
+		return v2_wait_frozen(cg->freezer_dir, timeout_ms);
+	return v1_wait_frozen(cg->freezer_dir, timeout_ms);
+}
+
 int haul_freeze_wait(const struct haul_cg *cg, int timeout_ms)
 {
-	int ret;
+	int ret = haul_freeze_settled(cg, timeout_ms);
 
-	if (cg->v2_freezer)
-		ret = v2_wait_frozen(cg->freezer_dir, timeout_ms);
-	else
-		ret = v1_wait_frozen(cg->freezer_dir, timeout_ms);
 	if (ret == -ETIMEDOUT)
 		pr_err("pid %d did not freeze within %d ms in '%s'", cg->pid, timeout_ms,
 		       cg->freezer_dir);

@@ -119,6 +119,8 @@ int haul_freeze(const struct haul_cg *cg, int timeout_ms);
 /* The two halves of haul_freeze(): ask, then wait (tasks in ptrace-stop count as frozen). */
 int haul_freeze_begin(const struct haul_cg *cg);
 int haul_freeze_wait(const struct haul_cg *cg, int timeout_ms);
+/* haul_freeze_wait without a word: whether a freeze asked by another has taken hold. */
+int haul_freeze_settled(const struct haul_cg *cg, int timeout_ms);
 /* Thaw. 0 or -errno. */
 int haul_thaw(const struct haul_cg *cg);
 /* Whether the cgroup is (being) frozen now. */
@@ -273,6 +275,8 @@ int haul_duty_start(pid_t pid, const char *freezer_dir, long frozen_us, long run
 		    struct haul_duty **out);
 /* Change the cycle of a running @d (from the next stretch on). */
 void haul_duty_set(struct haul_duty *d, long frozen_us, long run_us);
+/* The frozen stretch the cycle is set to (ms); 0 for NULL. */
+double haul_duty_frozen_ms(const struct haul_duty *d);
 /* The longest frozen stretch measured so far (ms); 0 for NULL. */
 double haul_duty_stretch_max_ms(const struct haul_duty *d);
 /* Running windows extended so far because the workload waited for a CPU in them; 0 for NULL. */

@@ -371,11 +371,22 @@ static bool hold_stretch(struct mig *m)
 {
 	int ret;
 
-	if (!can_hold(m) ||
-	    (!m->hold_final && (!m->conv.expected_ms ||
-				m->conv.expected_ms > HAUL_MIG_HOLD_NEAR * m->o->downtime_ms)))
+	if (!can_hold(m))
+		return false;
+	/*
+	 * Not yet decided: only near the end, and only where a scan fits in a
+	 * stretch (a held stretch released after a longer scan is a longer stop).
+	 */
+	if (!m->hold_final &&
+	    (!m->conv.expected_ms || m->conv.expected_ms > HAUL_MIG_HOLD_NEAR * m->o->downtime_ms ||
+	     m->last_scan_ms > haul_duty_frozen_ms(m->cg.duty)))
 		return false;
 	ret = haul_duty_hold(m->cg.duty, HAUL_MIG_HOLD_WAIT_MS, &m->held_at_ms);
+	/* the write asked the freeze: a scan that skips its own stop needs it taken */
+	if (!ret && haul_freeze_settled(&m->cg, HAUL_MIG_HOLD_WAIT_MS)) {
+		haul_duty_release(m->cg.duty);
+		ret = -ETIMEDOUT;
+	}
 	if (ret) {
 		pr_debug("pid %d: no throttle stretch to hold (%s): this round scans it running",
 			 m->pid, strerror(-ret));
@@ -453,6 +464,7 @@ static int precopy_rounds(struct mig *m)
 			pr_err_r(ret, "cannot scan the dirty pages of pid %d", m->pid);
 			return ret;
 		}
+		m->last_scan_ms = r.scan_ms;
 		/* made right at once on the target, not again in the downtime */
 		rst_dump_prep_annotate(m->prep, &r.layout);
 		if (held && held_switch(m, &r))

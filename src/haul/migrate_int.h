@@ -84,12 +84,13 @@ struct mig {
 	/*
 	 * A set scanned at the start of a throttle stretch held frozen, small
 	 * enough for the downtime target: that stretch is the switchover's stop,
-	 * and the set goes in its final round (mig_precopy.c, hold_scan).
+	 * and the set goes in its final round (mig_precopy.c, hold_stretch).
 	 */
 	struct trk_round held;
 	bool held_switch;
-	bool hold_final;   /* the rounds decided to switch over: in the next held stretch */
-	double held_at_ms; /* when that stretch's freeze began (haul_now_ms) */
+	bool hold_final;     /* the rounds decided to switch over: in the next held stretch */
+	double last_scan_ms; /* the last round's scan (trk_round.scan_ms) */
+	double held_at_ms;   /* when that stretch's freeze began (haul_now_ms) */
 	/* page batch */
 	uint8_t *buf;
 	uint64_t *zero;
