@@ -459,6 +459,16 @@ int haul_cg_duty_throttle(struct haul_cg *cg, unsigned pct)
 	return 0;
 }
 
+/* @cg's duty cycle has ended, its longest stretch @stretch_ms: unthrottled. */
+static void cg_duty_gone(struct haul_cg *cg, double stretch_ms)
+{
+	if (stretch_ms > cg->duty_stretch_max_ms)
+		cg->duty_stretch_max_ms = stretch_ms;
+	cg->duty = NULL;
+	cg->throttle_pct = 0;
+	cg->throttle_stall_ms = 0;
+}
+
 int haul_cg_duty_keep_frozen(struct haul_cg *cg)
 {
 	double stretch = haul_duty_stretch_max_ms(cg->duty);
@@ -468,13 +478,8 @@ int haul_cg_duty_keep_frozen(struct haul_cg *cg)
 		return -EINVAL;
 	ret = haul_duty_stop_frozen(cg->duty);
 	if (ret == -EINVAL)
-		return ret; /* nothing held: nothing done */
-	/* the thread is gone either way */
-	if (stretch > cg->duty_stretch_max_ms)
-		cg->duty_stretch_max_ms = stretch;
-	cg->duty = NULL;
-	cg->throttle_pct = 0;
-	cg->throttle_stall_ms = 0;
+		return ret;	   /* nothing held: nothing done */
+	cg_duty_gone(cg, stretch); /* the thread is gone either way */
 	if (ret)
 		pr_err_r(ret,
 			 "the throttle of pid %d in '%s' failed a write to cgroup.freeze while "
@@ -490,12 +495,8 @@ int haul_cg_duty_lift(struct haul_cg *cg)
 
 	if (!cg->duty)
 		return 0;
-	if (stretch > cg->duty_stretch_max_ms)
-		cg->duty_stretch_max_ms = stretch;
 	ret = haul_duty_stop(cg->duty);
-	cg->duty = NULL;
-	cg->throttle_pct = 0;
-	cg->throttle_stall_ms = 0;
+	cg_duty_gone(cg, stretch);
 	if (ret)
 		pr_err_r(ret,
 			 "cannot thaw pid %d in '%s' after its throttle: write 0 to its "
