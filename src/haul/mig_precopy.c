@@ -362,9 +362,16 @@ static int round_verdict(struct mig *m, enum haul_conv_action a, const struct ha
  * at 64 MiB/s): the final round carried 710-785 pages where the last scan
  * had found 285-389 (4 GiB over 1 Gbit/s).  Whether a stretch is held.
  */
+/*
+ * Only a deep duty cycle, whose stretches grew past HAUL_MIG_DUTY_FROZEN_US:
+ * a window after a 3 ms stretch lets 3 ms of backlog through, no more than
+ * the writer writes anyway (1 GiB at 64 MiB/s over 1 Gbit/s, a 59-73%
+ * throttle: final rounds of 458-587 pages held against 460-489 lifted).
+ */
 static bool can_hold(const struct mig *m)
 {
-	return m->cg.duty && !m->nprocs && m->o->mode == HAUL_MIG_PRECOPY;
+	return m->cg.duty && !m->nprocs && m->o->mode == HAUL_MIG_PRECOPY &&
+	       haul_duty_frozen_ms(m->cg.duty) * 1e3 > HAUL_MIG_DUTY_FROZEN_US;
 }
 
 static bool hold_stretch(struct mig *m)
@@ -444,12 +451,19 @@ static int precopy_rounds(struct mig *m)
 		if (haul_mig_stop_requested(m))
 			return -EINTR;
 		t_begin = haul_now_ms();
-		measure_cpu(m);
-		/* smaps walks page tables (~30 ms/GiB): read it here, not in the stop */
-		ret = rst_dump_prepare(m->pid, &m->prep);
-		if (ret) {
-			pr_err_r(ret, "cannot read the layout of pid %d", m->pid);
-			return ret;
+		/*
+		 * smaps walks page tables (~30 ms/GiB): read it here, not in the stop.
+		 * Not again for the held round of a decided switchover: the writes in
+		 * that walk would be in its set (the switchover without a hold uses
+		 * the last round's reading too).
+		 */
+		if (!m->hold_final) {
+			measure_cpu(m);
+			ret = rst_dump_prepare(m->pid, &m->prep);
+			if (ret) {
+				pr_err_r(ret, "cannot read the layout of pid %d", m->pid);
+				return ret;
+			}
 		}
 		t_prep = haul_now_ms();
 		held = hold_stretch(m);
