@@ -40,9 +40,10 @@
  * a window lets through (a paced writer catches up its whole backlog in one)
  * reach the final round.
  *
- * Invariants: the cgroup is thawed when haul_duty_stop() returns, and only
- * this thread writes cgroup.freeze while it runs (the switchover lifts the
- * throttle before it freezes).  If haul dies mid-cycle, the guardian's undo
+ * Invariants: the cgroup is thawed when haul_duty_stop() returns (frozen
+ * when haul_duty_stop_frozen() does), and only this thread writes
+ * cgroup.freeze while it runs (the switchover lifts the throttle, or takes
+ * over a held stretch, before it freezes).  If haul dies mid-cycle, the guardian's undo
  * thaws (haul_cg_undo writes 0 to cgroup.freeze whatever it finds).
  */
 #define LOG_PREFIX "duty: "
