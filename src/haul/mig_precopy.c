@@ -354,15 +354,6 @@ static int round_verdict(struct mig *m, enum haul_conv_action a, const struct ha
 }
 
 /*
- * Near the end of a throttled pre-copy (the last round's expected downtime
- * within HAUL_MIG_HOLD_NEAR times the target), hold the duty cycle's next
- * frozen stretch and scan in it.  A round scanned while the workload runs
- * is followed by running windows before the switchover's freeze, and a
- * paced writer catches up its whole backlog in the first (161 page writes
- * at 64 MiB/s): the final round carried 710-785 pages where the last scan
- * had found 285-389 (4 GiB over 1 Gbit/s).  Whether a stretch is held.
- */
-/*
  * Only a deep duty cycle, whose stretches grew past HAUL_MIG_DUTY_FROZEN_US:
  * a window after a 3 ms stretch lets 3 ms of backlog through, no more than
  * the writer writes anyway (1 GiB at 64 MiB/s over 1 Gbit/s, a 59-73%
@@ -374,6 +365,15 @@ static bool can_hold(const struct mig *m)
 	       haul_duty_frozen_ms(m->cg.duty) * 1e3 > HAUL_MIG_DUTY_FROZEN_US;
 }
 
+/*
+ * Near the end of a pre-copy throttled by a deep duty cycle (the last
+ * round's expected downtime within HAUL_MIG_HOLD_NEAR times the target),
+ * hold the cycle's next frozen stretch and scan in it.  A round scanned while the workload runs
+ * is followed by running windows before the switchover's freeze, and a
+ * paced writer catches up its whole backlog in the first (161 page writes
+ * at 64 MiB/s): the final round carried 710-785 pages where the last scan
+ * had found 285-389 (4 GiB over 1 Gbit/s).  Whether a stretch is held.
+ */
 static bool hold_stretch(struct mig *m)
 {
 	int ret;
