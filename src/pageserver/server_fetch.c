@@ -272,8 +272,8 @@ void ps_fasync_cb(struct ev_loop *loop, ev_async *w, int revents)
 	unsigned ndone = 0, nbad = 0;
 	char why[8][200];
 	int err[8];
+	bool more = false; /* sessions past this turn's arrays: another turn */
 
-	(void)loop;
 	(void)revents;
 	pthread_mutex_lock(&s->fmu);
 	todo = s->fqueue;
@@ -284,15 +284,21 @@ void ps_fasync_cb(struct ev_loop *loop, ev_async *w, int revents)
 			has_rep[ndone] = x->has_frep;
 			rep[ndone] = x->frep;
 			done[ndone++] = x;
+		} else if (x->fdone) {
+			more = true;
 		}
 		if (x->ffail && !x->failed && nbad < 8) {
 			err[nbad] = x->ffail;
 			snprintf(why[nbad], sizeof(why[nbad]), "%s", x->ffail_why);
 			x->ffail = 0;
 			bad[nbad++] = x;
+		} else if (x->ffail && !x->failed) {
+			more = true;
 		}
 	}
 	pthread_mutex_unlock(&s->fmu);
+	if (more)
+		ev_async_send(loop, w);
 	for (unsigned i = 0; i < nbad; i++)
 		ps_session_fail(bad[i], err[i], why[i]);
 
