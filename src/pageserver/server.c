@@ -271,15 +271,9 @@ int ps_server_new(const struct ps_server_opts *o, struct ps_server **out)
 	s->o = *o;
 	s->efd = s->lfd = -1;
 	pthread_mutex_init(&s->fmu, NULL);
-	{
-		pthread_condattr_t ca;
-
-		/* deadlines of ps_session_fetch() are CLOCK_MONOTONIC */
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&s->fcv, &ca);
-		pthread_condattr_destroy(&ca);
-	}
+	/* deadlines of ps_session_fetch() are CLOCK_MONOTONIC */
+	pthread_condattr_init(&s->fca);
+	pthread_condattr_setclock(&s->fca, CLOCK_MONOTONIC);
 	if (s->o.stall_timeout_ms <= 0)
 		s->o.stall_timeout_ms = PS_STALL_TIMEOUT_MS;
 	if (s->o.idle_timeout_ms == 0)
@@ -440,7 +434,7 @@ void ps_server_free(struct ps_server *s)
 	free(s->dptr);
 	free(s->images_dir);
 	pthread_mutex_destroy(&s->fmu);
-	pthread_cond_destroy(&s->fcv);
+	pthread_condattr_destroy(&s->fca);
 	sodium_memzero(s->o.key, sizeof(s->o.key));
 	free(s);
 }

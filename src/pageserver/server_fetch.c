@@ -5,8 +5,10 @@
  * whose connections broke after the resume.
  *
  * A request (struct ps_fetch) lives on the heap; its requester waits on
- * fcv until it is done or its deadline passes, and frees it, unless it
- * gave up (abandoned), when the loop thread frees it.  The queues of
+ * the request's own condition variable until it is done or its deadline
+ * passes (so a reply wakes only the thread that asked for it: the fetchers
+ * and fault-fetch threads wait side by side), and frees it, unless it gave
+ * up (abandoned), when the loop thread frees it.  The queues of
  * requests and their fields are under ps_server.fmu; nothing is sent with
  * fmu held.  While detached, requests park, and go out again under new
  * req_ids once every stream is back.
@@ -32,15 +34,21 @@
 
 /* ---- post-copy: page requests to the source ------------------------------------------------ */
 
-static void fetch_finish(struct ps_server *s, struct ps_fetch *f, int err)
+static void fetch_free(struct ps_fetch *f)
+{
+	pthread_cond_destroy(&f->cv);
+	free(f);
+}
+
+static void fetch_finish(struct ps_fetch *f, int err)
 {
 	if (f->abandoned) {
-		free(f);
+		fetch_free(f);
 		return;
 	}
 	f->err = err;
 	f->done = true;
-	pthread_cond_broadcast(&s->fcv);
+	pthread_cond_signal(&f->cv);
 }
 
 /* Fail every request of @x, queued or sent, and refuse new ones.  Loop thread. */
@@ -54,20 +62,20 @@ void ps_fetch_fail_all(struct ps_session *x, int err)
 		struct ps_fetch *f = x->inflight;
 
 		x->inflight = f->next;
-		fetch_finish(s, f, err);
+		fetch_finish(f, err);
 	}
 	while (x->parked) {
 		struct ps_fetch *f = x->parked;
 
 		x->parked = f->next;
-		fetch_finish(s, f, err);
+		fetch_finish(f, err);
 	}
 	for (struct ps_fetch **pp = &s->fqueue; *pp;) {
 		struct ps_fetch *f = *pp;
 
 		if (f->sess == x) {
 			*pp = f->next;
-			fetch_finish(s, f, err);
+			fetch_finish(f, err);
 		} else {
 			pp = &f->next;
 		}
@@ -75,7 +83,7 @@ void ps_fetch_fail_all(struct ps_session *x, int err)
 	pthread_mutex_unlock(&s->fmu);
 }
 
-/* @ms from now on CLOCK_MONOTONIC (the clock of fcv). */
+/* @ms from now on CLOCK_MONOTONIC (the clock of each request's cv). */
 static struct timespec deadline_in(int ms)
 {
 	struct timespec t;
@@ -113,9 +121,10 @@ static void fetch_extend(struct ps_session *x, const struct timespec *dl, bool f
 
 	for (int i = 0; i < 3; i++)
 		for (struct ps_fetch *f = lists[i]; f; f = f->next)
-			if (f->sess == x && (force || ts_before(&f->dl, dl)))
+			if (f->sess == x && (force || ts_before(&f->dl, dl))) {
 				f->dl = *dl;
-	pthread_cond_broadcast(&x->srv->fcv);
+				pthread_cond_signal(&f->cv);
+			}
 }
 
 /* Post-copy: Ack(PAGE_REQ), "every page arrived", with the target's report when there is one. */
@@ -216,7 +225,7 @@ void ps_session_resume(struct ps_session *x)
 
 		x->parked = f->next;
 		if (f->abandoned) {
-			free(f);
+			fetch_free(f);
 			continue;
 		}
 		f->id = ++s->next_req_id;
@@ -332,7 +341,7 @@ void ps_fasync_cb(struct ev_loop *loop, ev_async *w, int revents)
 			f->next = x->inflight;
 			x->inflight = f;
 		} else {
-			fetch_finish(s, f, ret ? ret : -ECONNRESET);
+			fetch_finish(f, ret ? ret : -ECONNRESET);
 		}
 		pthread_mutex_unlock(&s->fmu);
 	}
@@ -365,10 +374,11 @@ static int fetch(struct ps_session *x, uint64_t addr, uint32_t npages, void *buf
 	f->npages = npages;
 	f->buf = buf;
 	f->dl = deadline_in(s->o.stall_timeout_ms);
+	pthread_cond_init(&f->cv, &s->fca);
 	pthread_mutex_lock(&s->fmu);
 	if (x->fclosed) {
 		pthread_mutex_unlock(&s->fmu);
-		free(f);
+		fetch_free(f);
 		return -ECONNRESET;
 	}
 	f->id = ++s->next_req_id;
@@ -385,13 +395,13 @@ static int fetch(struct ps_session *x, uint64_t addr, uint32_t npages, void *buf
 	while (!f->done) {
 		struct timespec dl = f->dl;
 
-		if (pthread_cond_timedwait(&s->fcv, &s->fmu, &dl) == ETIMEDOUT && !f->done &&
+		if (pthread_cond_timedwait(&f->cv, &s->fmu, &dl) == ETIMEDOUT && !f->done &&
 		    !ts_before(&dl, &f->dl))
 			break;
 	}
 	if (f->done) {
 		ret = f->err;
-		free(f);
+		fetch_free(f);
 	} else {
 		f->abandoned = true; /* the loop thread frees it */
 		ret = -ETIMEDOUT;
@@ -466,7 +476,7 @@ int ps_on_page_reply(struct ps_conn *c, ProtobufCMessage *m, const uint8_t *payl
 		return 0;
 	}
 	if (f->abandoned) {
-		free(f);
+		fetch_free(f);
 		pthread_mutex_unlock(&s->fmu);
 		return 0;
 	}
@@ -483,7 +493,7 @@ int ps_on_page_reply(struct ps_conn *c, ProtobufCMessage *m, const uint8_t *payl
 			why[0]	? why
 			: n < 0 ? wire_strerror((int)n)
 				: "the source could not read them");
-	fetch_finish(s, f, n < 0 || fc.got != f->npages ? -EIO : 0);
+	fetch_finish(f, n < 0 || fc.got != f->npages ? -EIO : 0);
 	pthread_mutex_unlock(&s->fmu);
 	return 0;
 }

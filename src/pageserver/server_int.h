@@ -58,6 +58,7 @@ struct ps_fetch {
 	int err;
 	bool done, abandoned;
 	struct timespec dl; /* CLOCK_MONOTONIC deadline; moved on by a detach and a rejoin */
+	pthread_cond_t cv;  /* its requester alone waits on it (with fmu) */
 };
 
 struct ps_conn {
@@ -159,7 +160,7 @@ struct ps_server {
 	/* post-copy requests from other threads */
 	ev_async fasync;
 	pthread_mutex_t fmu;
-	pthread_cond_t fcv;
+	pthread_condattr_t fca;	 /* each ps_fetch's cv: CLOCK_MONOTONIC, the deadlines' clock */
 	struct ps_fetch *fqueue; /* to send */
 	uint64_t next_req_id;
 	pthread_t loop_thread;
