@@ -663,9 +663,11 @@ int rst_lazy_start(struct rst_lazy *lz)
 	/*
 	 * The process ran an instant ago and will touch memory at once: the
 	 * push starts as it does while faulting, so that its first faults do
-	 * not queue behind whole chunks on the link (faulting()).
+	 * not queue behind whole chunks on the link (faulting()), and slow,
+	 * opening up as the faults come back fast (lazy_pace.c).
 	 */
 	lz->last_fault_ns = lz->t_start;
+	rst_lz_pace_start(lz);
 	if (!lz->missing) {
 		/* Nothing to wait for: let the process go at once. */
 		rst_lz_finish(lz, 0);

@@ -82,6 +82,27 @@
 #define LAZY_PUSH_FAULTING_PAGES    4
 #define LAZY_PUSH_WINDOW_MIN_PAGES  4
 #define LAZY_PUSH_WINDOW_STEP_PAGES 16
+/*
+ * The push's pace while the process faults (lazy_pace.c).  Each fault
+ * fetch's time over the base (the fastest of the last one or two
+ * LAZY_PACE_EPOCH_MS, each sample counted at most 4 x LAZY_PACE_QUEUE_US)
+ * is averaged over a step of LAZY_PACE_STEP_US (~8 faults at 1 Gbit/s): a
+ * mean over LAZY_PACE_QUEUE_US (a 1 Gbit/s link holding 12 KiB of push ahead
+ * of the faults) cuts the pace by 1/8, one under half of it raises a pace
+ * that held the push back by 1/8.  The push starts at LAZY_PACE_START_MBPS
+ * at the resume (the process faults at once) and never goes under
+ * LAZY_PACE_MIN_MBPS nor under 1/LAZY_PACE_FLOOR_DIV of its fastest
+ * LAZY_PACE_WINDOW_MS window, so that a queue of busy CPUs cannot starve it.
+ * Measured at 1 Gbit/s (bench/RESULTS.md, stop 31): 150 us gave faults of
+ * 0.21 ms p50 and the memory 8-14% later, 100 us 0.18 ms and 17-23% later.
+ */
+#define LAZY_PACE_EPOCH_MS   500
+#define LAZY_PACE_QUEUE_US   100
+#define LAZY_PACE_STEP_US    2000
+#define LAZY_PACE_WINDOW_MS  10
+#define LAZY_PACE_FLOOR_DIV  2
+#define LAZY_PACE_START_MBPS 16
+#define LAZY_PACE_MIN_MBPS   16
 /* Background fetch threads: two overlap one fetch with the other's copy. */
 #define LAZY_DEFAULT_FETCHERS 2
 /*
@@ -160,6 +181,8 @@ struct rst_lazy_stats {
 	uint64_t fault_max_ns;
 	uint64_t complete_ns;	  /* from rst_lazy_start() until all present; 0 until then */
 	uint32_t push_window_min; /* the smallest push window reached (pages) */
+	uint64_t pace_min_bps;	  /* the slowest pace set while faulting (0: never paced) */
+	uint64_t paced_fetches;	  /* push fetches that waited for their pace */
 	uint64_t attach_ns; /* rst_lazy_attach(): uffd injected, registered, threads started */
 };
 

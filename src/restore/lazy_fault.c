@@ -527,6 +527,7 @@ void *rst_lz_fault_main(void *arg)
 			rst_lz_finish(lz, lz->exited ? -ESRCH : 0);
 			if (lz->st.faults)
 				rst_lz_timeline_log(lz);
+			rst_lz_pace_log(lz);
 			goto done;
 		}
 	}

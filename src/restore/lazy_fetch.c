@@ -2,8 +2,9 @@
  * lazy_fetch.c - the fetcher threads: the background push and fault fetches.
  *
  * Fetchers claim the next missing pages after the last fault (wrapping
- * around) within the push window, read them from the source into a free
- * chunk and queue it for the fault thread; fault-fetch threads fetch the
+ * around) within the push window, wait for their pace while the process
+ * faults (lazy_pace.c), read them from the source into a free chunk and
+ * queue it for the fault thread; fault-fetch threads fetch the
  * fault windows the fault thread queues.  Neither ever copies into the
  * process: what they fetched is placed by source address when the fault
  * thread copies it.  They read regions and bitmaps under lz->lock only.
@@ -102,13 +103,26 @@ static bool plan_next(struct rst_lazy *lz, struct lz_chunk *c)
 	return false;
 }
 
+/*
+ * Wait until @at (CLOCK_MONOTONIC ns) or a stop, under lz->lock; false on a
+ * stop.  lz->cv's clock is CLOCK_MONOTONIC.
+ */
+static bool pace_wait(struct rst_lazy *lz, uint64_t at)
+{
+	struct timespec ts = {(time_t)(at / 1000000000ull), (long)(at % 1000000000ull)};
+
+	while (!lz->stopping && now_ns() < at)
+		pthread_cond_timedwait(&lz->cv, &lz->lock, &ts);
+	return !lz->stopping;
+}
+
 void *rst_lz_fetch_main(void *arg)
 {
 	struct rst_lazy *lz = arg;
 
 	for (;;) {
 		struct lz_chunk *c;
-		uint64_t one = 1;
+		uint64_t one = 1, at;
 		int ret;
 
 		pthread_mutex_lock(&lz->lock);
@@ -131,14 +145,24 @@ void *rst_lz_fetch_main(void *arg)
 		}
 		c = lz->free_list;
 		lz->free_list = c->next;
-		lz->st.fetched_bytes += (uint64_t)c->npages * PG;
 		lz->push_inflight += c->npages;
+		at = rst_lz_pace_slot_at(lz, c->npages, faulting(lz), now_ns());
+		if (at && !pace_wait(lz, at)) {
+			lz->push_inflight -= c->npages;
+			c->next = lz->free_list;
+			lz->free_list = c;
+			pthread_mutex_unlock(&lz->lock);
+			break;
+		}
+		lz->st.fetched_bytes += (uint64_t)c->npages * PG;
 		pthread_mutex_unlock(&lz->lock);
 
 		ret = lz->src.fetch(lz->src.arg, c->src, c->npages, c->buf);
 
 		pthread_mutex_lock(&lz->lock);
 		lz->push_inflight -= c->npages;
+		if (!ret)
+			rst_lz_pace_delivered_at(lz, c->npages, now_ns());
 		/* no fault for a while: the push may go deeper again */
 		if (!lz->faults_inflight && !faulting(lz) &&
 		    lz->push_window < lz->push_window_max) {
@@ -213,6 +237,8 @@ static void ufetch_done(struct rst_lazy *lz, struct lz_req *q, int ret, uint64_t
 		lz->work_gen++;
 		pthread_cond_broadcast(&lz->cv);
 	}
+	if (!ret)
+		rst_lz_pace_fault_at(lz, dt, now_ns());
 	q->next = NULL;
 	if (ret) {
 		if (!lz->fetch_err)

@@ -45,6 +45,18 @@ struct lz_win_stream {
 	uint32_t tid;	/* the thread whose fault it last served; 0: unknown */
 };
 
+/* The push's pace while the process faults (lazy_pace.c).  Under lz->lock. */
+struct lz_pace {
+	uint64_t bps;	  /* push bytes a second while faulting; 0: not paced */
+	uint64_t next_ns; /* when the next paced push fetch may go */
+	uint64_t step_ns; /* when the last step (a look at the queue) was */
+	/* fault fetch times: over the base in this step (sum, count); the base's epochs */
+	uint64_t step_sum_ns, step_n, base_ns, base_prev_ns, epoch_ns;
+	/* the push's delivery: the window in progress, the last one, the fastest */
+	uint64_t win_start_ns, win_bytes, rate_bps, rate_max_bps;
+	bool waited; /* a push fetch waited for the pace in this step */
+};
+
 /* A fault as the window sees it (lazy_window.c). */
 struct lz_win_fault {
 	uint64_t page;	/* the faulting source page */
@@ -124,6 +136,7 @@ struct rst_lazy {
 	unsigned faults_inflight; /* fault windows being fetched */
 	uint64_t last_fault_ns;	  /* now_ns() when a fault was last read; under lock */
 	uint32_t fault_chunk;	  /* pages per push fetch while faulting; under lock */
+	struct lz_pace pace;	  /* the push's pace while faulting; under lock */
 	bool fetch_inline;	  /* fault thread only: the next window may be fetched on it */
 	pthread_t fault_thread;
 	pthread_t *fetch_threads;
@@ -268,6 +281,22 @@ void *rst_lz_fault_main(void *arg);
  */
 void rst_lz_window_pick(struct lz_win *w, const struct lz_win_fault *f, uint64_t *lo,
 			uint32_t *npages);
+
+/* lazy_pace.c, under lz->lock but rst_lz_pace_log; the _at forms take the time (tests) */
+/* At the resume: the push starts at LAZY_PACE_START_MBPS. */
+void rst_lz_pace_start(struct rst_lazy *lz);
+/* @npages push pages arrived at @now: the push's delivery rate. */
+void rst_lz_pace_delivered_at(struct rst_lazy *lz, uint32_t npages, uint64_t now);
+/* A fault's fetch took @dt ns, done at @now: the pace follows the queue it shows. */
+void rst_lz_pace_fault_at(struct rst_lazy *lz, uint64_t dt, uint64_t now);
+/*
+ * When a push fetch of @npages may go (CLOCK_MONOTONIC ns; 0: now), and
+ * the pace's clock moves past it; @faulting: the process faults (no pace
+ * otherwise).
+ */
+uint64_t rst_lz_pace_slot_at(struct rst_lazy *lz, uint32_t npages, bool faulting, uint64_t now);
+/* Log what the pace did (takes lz->lock). */
+void rst_lz_pace_log(struct rst_lazy *lz);
 
 /* lazy_fetch.c */
 void *rst_lz_fetch_main(void *arg);
