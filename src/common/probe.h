@@ -80,6 +80,7 @@ struct pm_scan_arg {
 
 /* pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst) */
 #define PM_ENTRY_SOFT_DIRTY (1ULL << 55)
+#define PM_ENTRY_FILE	    (1ULL << 61) /* a page of a file, or shared anonymous */
 #define PM_ENTRY_SWAPPED    (1ULL << 62)
 #define PM_ENTRY_PRESENT    (1ULL << 63)
 

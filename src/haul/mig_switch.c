@@ -188,7 +188,7 @@ static int lazy_final_round(struct mig *m)
 	struct ps_range *send = NULL, *dirty = NULL;
 	struct trk_round r = {0};
 	struct haul_layout fl = {0};
-	double t0 = haul_now_ms();
+	double t0 = haul_now_ms(), t_layout = t0, t_freeze;
 	uint64_t pages = 0;
 	size_t nsend = 0;
 	int ret;
@@ -228,15 +228,21 @@ static int lazy_final_round(struct mig *m)
 		}
 	} else {
 		r.seq = 2;
+		t_layout = haul_now_ms();
 		ret = haul_pc_freeze(m->pc, &fl, &send, &nsend, &r.layout_changed);
 		if (ret)
 			goto out;
 		r.layout = fl;
 	}
+	t_freeze = haul_now_ms();
 	ps_client_stats(m->client, &st0);
 	ret = send_ranges(m, &r, send, nsend, &pages);
 	if (ret)
 		goto out;
+	pr_debug("frozen round: %llu pages, layout %.2f ms, changed pages found %.2f, send and "
+		 "barrier %.2f (read %.2f, hand to the client %.2f, barrier %.2f)",
+		 (unsigned long long)pages, t_layout - t0, t_freeze - t_layout,
+		 haul_now_ms() - t_freeze, m->round_read_ms, m->round_send_ms, m->round_end_ms);
 	m->res->eager_pages += pages; /* --postcopy: and those of lazy_presend */
 	ret = lazy_round_stat(m, &r, pages, t0, &st0, true);
 out:

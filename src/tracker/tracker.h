@@ -131,6 +131,16 @@ void trk_round_release(struct trk_round *r);
 int trk_read_pages(pid_t pid, const struct trk_range *r, size_t n, void *buf, uint64_t *zero);
 
 /*
+ * trk_read_pages() of one range @r inside VMA @v of stopped process @pid:
+ * in a private file mapping the pages the process never wrote (pagemap)
+ * come from the file itself (read_file.c: nothing is faulted into the
+ * process's page tables), the others from the process.  Any other VMA, or
+ * a file that cannot be read the same way: trk_read_pages().  0 or -errno.
+ */
+int trk_read_file_pages(pid_t pid, const struct haul_vma *v, const struct trk_range *r, void *buf,
+			uint64_t *zero);
+
+/*
  * trk_read_pages() for the tracked process, from the trk_open() thread; use
  * it for every page sent.  It remembers what the caller now holds: with
  * TRK_HASH the hash of each page as read; with every backend the pages read
