@@ -406,6 +406,7 @@ long long haul_proc_cpu_ticks(pid_t pid);
 struct haul_pc;
 
 struct trk_range;
+struct trk;
 /* A post-copy plan for @pid.  0 or -ENOMEM. */
 int haul_pc_new(pid_t pid, struct haul_pc **out);
 /* NULL is a no-op. */
@@ -422,10 +423,12 @@ int haul_pc_presend(struct haul_pc *pc, const struct haul_layout *l, const struc
  * pc_hot.c: the recent working set of @pid to send before the freeze (the
  * union of two windows' writes, when they repeat and fit
  * HAUL_PC_HOT_MAX_PAGES): *@out (malloc'd, sorted, merged), *@n, *@pages;
- * none, with @why saying why, otherwise.  0 or -ENOMEM.
+ * none, with @why saying why, otherwise.  The tracker it attached is left
+ * in *@keep (NULL when none), for the caller to trk_free() once the process
+ * is frozen or gone.  0 or -ENOMEM.
  */
-int haul_pc_hot_set(pid_t pid, struct ps_range **out, size_t *n, uint64_t *pages, char *why,
-		    size_t wl);
+int haul_pc_hot_set(pid_t pid, struct trk **keep, struct ps_range **out, size_t *n, uint64_t *pages,
+		    char *why, size_t wl);
 /* Pages of sorted, merged @a also in sorted, merged @b. */
 uint64_t haul_pc_overlap(const struct trk_range *a, size_t na, const struct trk_range *b,
 			 size_t nb);

@@ -68,7 +68,8 @@ struct haul_pc {
 	size_t nsent, csent;
 	struct ps_range *presend; /* eager ∪ hot (pc_hot.c), what haul_pc_presend sends */
 	size_t npresend;
-	uint8_t *buf; /* haul_pc_freeze's reads */
+	uint8_t *buf;	     /* haul_pc_freeze's reads */
+	struct trk *hot_trk; /* pc_hot.c's tracker, detached in haul_pc_free */
 	uint64_t zero[HAUL_MIG_READ_PAGES / 64];
 };
 
@@ -177,6 +178,8 @@ void haul_pc_free(struct haul_pc *pc)
 	free(pc->sent);
 	free(pc->presend);
 	free(pc->buf);
+	/* after the switchover (source gone: nothing to lift) or frozen (a rollback) */
+	trk_free(pc->hot_trk);
 	free(pc);
 }
 
@@ -239,8 +242,10 @@ static int add_hot(struct haul_pc *pc)
 	size_t nhot = 0, cap = 0, n = 0;
 	uint64_t pages = 0;
 	char why[160] = "";
-	int ret = haul_pc_hot_set(pc->pid, &hot, &nhot, &pages, why, sizeof(why));
+	int ret;
 
+	trk_free(pc->hot_trk); /* one tracker at a time */
+	ret = haul_pc_hot_set(pc->pid, &pc->hot_trk, &hot, &nhot, &pages, why, sizeof(why));
 	if (ret)
 		return ret;
 	if (!nhot)
