@@ -93,8 +93,9 @@
  * at the resume (the process faults at once) and never goes under
  * LAZY_PACE_MIN_MBPS nor under 1/LAZY_PACE_FLOOR_DIV of its fastest
  * LAZY_PACE_WINDOW_MS window, so that a queue of busy CPUs cannot starve it.
- * Measured at 1 Gbit/s (bench/RESULTS.md, stop 31): 150 us gave faults of
- * 0.21 ms p50 and the memory 8-14% later, 100 us 0.18 ms and 17-23% later.
+ * Measured at 1 Gbit/s (bench/RESULTS.md, stop 31): 100 us gave faults of
+ * 0.16-0.18 ms p50 (0.43 unpaced), p99 at most 1.2 ms, all memory 8-30%
+ * later; 150 us lost less time but let p99 reach 1.6-3.7 ms.
  */
 #define LAZY_PACE_EPOCH_MS   500
 #define LAZY_PACE_QUEUE_US   100
