@@ -69,10 +69,11 @@ struct live_sess {
  * The post-copy watchdog.  If the page server dies (SIGKILL, OOM) while the
  * restored process still misses memory, the kernel closes the fault
  * server's uffds, and the process would read zeros where its data should be.
- * This forked child holds a copy of that uffd, and of the uffd of every
- * process it forks during post-copy (sent over its socket with 'U' and
- * SCM_RIGHTS), so their faults keep waiting; when its socket reads EOF
- * without 'D' (we are gone), it finds every descendant of the process,
+ * This child, forked when the session opens, is armed before the resume
+ * with a copy of that uffd and the process's pidfd ('A', SCM_RIGHTS), and
+ * holds the uffd of every process it forks during post-copy ('U'), so
+ * their faults keep waiting; when its socket reads EOF without 'D' (we are
+ * gone) after it was armed, it finds every descendant of the process,
  * SIGKILLs them all through pidfds and waits for them to die before its own
  * copies of the uffds go.  A fork after our death cannot add one: the
  * parent waits in fork() until someone reads its FORK event.  Forked from a
@@ -164,49 +165,57 @@ static void wd_kids(pid_t pid, int *fd, int *n, int max, int depth)
 	close(dir);
 }
 
-static void __attribute__((noreturn)) watchdog_main(int rd, int uffd, int pidfd, pid_t pid)
+/* The fds of SCM_RIGHTS message @mh into @fd[0..max): how many. */
+static int wd_fds(struct msghdr *mh, int *fd, int max)
 {
-	static int held[WD_MAX_FDS], victims[WD_MAX_FDS];
+	struct cmsghdr *cm = CMSG_FIRSTHDR(mh);
+	int n;
+
+	if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+		return 0;
+	n = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+	n = n < max ? n : max;
+	memcpy(fd, CMSG_DATA(cm), (size_t)n * sizeof(int));
+	return n;
+}
+
+static void __attribute__((noreturn)) watchdog_main(int rd)
+{
+	static int victims[WD_MAX_FDS];
 	struct pollfd p[WD_MAX_FDS];
-	int keep[3] = {rd, uffd, pidfd}, lo = 0, nheld = 0, nv = 0;
+	int nv = 0, pidfd = -1;
+	pid_t pid = 0;
 
-	for (int i = 0; i < 3; i++)
-		for (int j = i + 1; j < 3; j++)
-			if (keep[j] < keep[i]) {
-				int x = keep[i];
-
-				keep[i] = keep[j];
-				keep[j] = x;
-			}
 	/* nothing of the page server's (sockets above all) may stay open here */
-	for (int i = 0; i < 3; i++) {
-		if (keep[i] > lo)
-			syscall(SYS_close_range, lo, keep[i] - 1, 0);
-		lo = keep[i] + 1;
-	}
-	syscall(SYS_close_range, lo, ~0U, 0);
+	if (rd > 0)
+		syscall(SYS_close_range, 0, rd - 1, 0);
+	syscall(SYS_close_range, rd + 1, ~0U, 0);
 	for (;;) {
-		char c = 0, cbuf[CMSG_SPACE(sizeof(int))];
-		struct iovec iov = {&c, 1};
+		char m[1 + sizeof(pid_t)], cbuf[CMSG_SPACE(2 * sizeof(int))];
+		struct iovec iov = {m, sizeof(m)};
 		struct msghdr mh = {.msg_iov = &iov,
 				    .msg_iovlen = 1,
 				    .msg_control = cbuf,
 				    .msg_controllen = sizeof(cbuf)};
-		struct cmsghdr *cm;
 		ssize_t n = recvmsg(rd, &mh, MSG_CMSG_CLOEXEC);
+		int fd[2], k;
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n == 1 && c == 'D')
+		if (n >= 1 && m[0] == 'D')
 			_exit(0);
-		if (n != 1 || c != 'U')
+		if (n < 1 || (m[0] != 'A' && m[0] != 'U'))
 			break; /* EOF: the page server is gone */
-		/* a child's uffd: held until we exit (if there is no room, it still stays open) */
-		cm = CMSG_FIRSTHDR(&mh);
-		if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
-		    nheld < WD_MAX_FDS)
-			memcpy(&held[nheld++], CMSG_DATA(cm), sizeof(int));
+		/* a uffd (the process's own, or a child's) stays open here until we exit */
+		k = wd_fds(&mh, fd, 2);
+		if (m[0] == 'A' && n == (ssize_t)sizeof(m) && k == 2) {
+			/* armed: the restored process's uffd and pidfd, before it runs */
+			memcpy(&pid, m + 1, sizeof(pid));
+			pidfd = fd[1];
+		}
 	}
+	if (pidfd < 0)
+		_exit(0); /* never armed: no process ran on these pages */
 	victims[nv++] = pidfd;
 	wd_kids(pid, victims, &nv, WD_MAX_FDS, 0);
 	for (int i = 0; i < nv; i++) {
@@ -248,46 +257,93 @@ static void watchdog_hold(void *arg, int uffd)
 	close(uffd);
 }
 
-/* Start the watchdog for the resumed lazy process (none when nothing is missing). */
-static int watchdog_start(struct live_sess *s)
+static void watchdog_dismiss(struct live_sess *s);
+
+/*
+ * Fork the watchdog when the lazy session opens, long before the freeze:
+ * forked after the resume it cost 2.5 ms while the process waited for its
+ * first page (bench/RESULTS.md, stop 31), and until it held the uffd a
+ * page server's death would have left the process reading zeros.  It holds
+ * nothing until watchdog_arm().
+ */
+static int watchdog_fork(struct live_sess *s)
 {
-	int uffd = rst_lazy_dup_uffd(s->hook.lz), pidfd = -1, p[2] = {-1, -1}, ret = 0;
+	int p[2];
 	pid_t child;
 
-	if (uffd == -ENOENT)
+	/* a socket, not a pipe: send() with MSG_NOSIGNAL cannot raise SIGPIPE; packets keep
+	 * each message whole */
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) < 0)
+		return -errno;
+	child = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+	if (child < 0) {
+		int ret = -errno;
+
+		close(p[0]);
+		close(p[1]);
+		pr_err_r(ret, "cannot start the post-copy watchdog of pid %d", (int)s->pid);
+		return ret;
+	}
+	if (child == 0)
+		watchdog_main(p[0]);
+	close(p[0]);
+	s->watchdog = child;
+	s->wd_fd = p[1];
+	return 0;
+}
+
+/*
+ * Before the resume: hand the watchdog the uffd and the pidfd of the
+ * restored process (none needed when nothing is missing: dismissed), and
+ * the uffd of every process it forks from now on.  0 or -errno: the
+ * process must not run unguarded.
+ */
+static int watchdog_arm(struct live_sess *s)
+{
+	int uffd = rst_lazy_dup_uffd(s->hook.lz), fds[2], ret = 0;
+	pid_t pid = rst_target_pid(s->t);
+	char m[1 + sizeof(pid_t)] = {'A'}, cbuf[CMSG_SPACE(sizeof(fds))];
+	struct iovec iov = {m, sizeof(m)};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+
+	if (uffd == -ENOENT) {
+		watchdog_dismiss(s);
 		return 0;
+	}
 	if (uffd < 0)
 		return uffd;
 	/* the target's own pidfd, opened on the stub: never a PID reused since */
-	pidfd = fcntl(rst_target_pidfd(s->t), F_DUPFD_CLOEXEC, 0);
-	/* a socket, not a pipe: send() with MSG_NOSIGNAL cannot raise SIGPIPE here */
-	if (pidfd < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0) {
-		ret = -errno;
-		goto out;
-	}
-	child = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
-	if (child < 0) {
-		ret = -errno;
-		goto out;
-	}
-	if (child == 0)
-		watchdog_main(p[0], uffd, pidfd, s->restored);
-	s->watchdog = child;
-	s->wd_fd = p[1];
-	p[1] = -1;
-	/* the children it forks during post-copy, from now on and those since the resume */
-	rst_lazy_on_fork(s->hook.lz, watchdog_hold, s);
-out:
+	fds[0] = uffd;
+	fds[1] = fcntl(rst_target_pidfd(s->t), F_DUPFD_CLOEXEC, 0);
+	memcpy(m + 1, &pid, sizeof(pid));
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(fds));
+	memcpy(CMSG_DATA(cm), fds, sizeof(fds));
+	if (fds[1] < 0 || s->wd_fd < 0 ||
+	    sendmsg(s->wd_fd, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(m))
+		ret = s->wd_fd < 0 ? -ESRCH : -errno;
 	if (ret)
-		pr_err_r(ret, "cannot start the post-copy watchdog of pid %d", (int)s->pid);
+		pr_err_r(ret, "cannot arm the post-copy watchdog of pid %d", (int)s->pid);
+	else
+		rst_lazy_on_fork(s->hook.lz, watchdog_hold, s);
 	close(uffd);
-	if (pidfd >= 0)
-		close(pidfd);
-	if (p[0] >= 0)
-		close(p[0]);
-	if (p[1] >= 0)
-		close(p[1]);
+	if (fds[1] >= 0)
+		close(fds[1]);
 	return ret;
+}
+
+/* The target's hook before the resume: the fault server attached, then the watchdog armed. */
+static int live_before_resume(void *arg, struct rsys *r, const struct haul_layout *l)
+{
+	struct live_sess *s = arg;
+	int ret = rst_lazy_before_resume(&s->hook, r, l);
+
+	return ret ? ret : watchdog_arm(s);
 }
 
 /* Post-copy is over (complete, or the process is dead): the watchdog may go. */
@@ -437,8 +493,21 @@ static int live_open(void *arg, const struct ps_session_info *info, void **sess)
 		*sess = s;
 		return 0;
 	}
+	if (s->lazy) {
+		/* guarded from before the resume (watchdog_arm): forked now, outside the stop */
+		o.before_resume = live_before_resume;
+		o.before_resume_arg = s;
+		ret = watchdog_fork(s);
+		if (ret) {
+			free(s);
+			return ret;
+		}
+	}
 	ret = rst_target_new(&o, &s->t);
 	if (ret) {
+		watchdog_dismiss(s);
+		if (s->watchdog > 0)
+			waitpid(s->watchdog, NULL, 0);
 		free(s);
 		return ret;
 	}
@@ -546,21 +615,25 @@ static int live_restore(void *sess, struct ps_restore_result *res)
 	res->err =
 		rst_target_resume(s->t, s->state, s->state_len, &pid, res->msg, sizeof(res->msg));
 	if (!res->err) {
+		const char *fault = getenv("HAUL_FAULT");
+
+		/* HAUL_FAULT=ps-kill:resumed (tests): the page server dies before it answers */
+		if (fault && !strcmp(fault, "ps-kill:resumed") && s->lazy) {
+			pr_info("HAUL_FAULT: killed after the resume of pid %d", (int)s->pid);
+			kill(getpid(), SIGKILL);
+		}
 		s->restored = pid;
 		res->pid = pid;
 		if (s->lazy) {
-			int ret = watchdog_start(s);
+			int ret = pthread_create(&s->waiter, NULL, live_waiter, s);
 
-			if (!ret)
-				ret = pthread_create(&s->waiter, NULL, live_waiter, s);
-			/* unguarded, or without the waiter telling the source "done": kill the copy */
+			/* without the waiter telling the source "done": kill the copy */
 			if (ret) {
-				ret = ret < 0 ? -ret : ret;
 				rst_lazy_free(s->hook.lz);
 				s->hook.lz = NULL;
 				res->err = -ret;
 				snprintf(res->msg, sizeof(res->msg),
-					 "cannot start post-copy (watchdog, waiter) for pid %d",
+					 "cannot start post-copy (its waiter) for pid %d",
 					 (int)s->pid);
 				return 0;
 			}

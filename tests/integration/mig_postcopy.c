@@ -388,6 +388,38 @@ Test(mig_postcopy, page_server_killed_after_a_fork_kills_the_child_too, .fini = 
 		      "the child read memory that never arrived");
 }
 
+/*
+ * The page server dies the instant after the process resumed there, before it
+ * answers the source.  The watchdog was armed before the resume, so the copy
+ * on the target dies with it instead of running on zeros where its memory
+ * had not arrived; the source, unanswered, stays frozen (in doubt).
+ */
+Test(mig_postcopy, page_server_killed_right_after_the_resume_takes_its_copy_along, .fini = teardown,
+     .timeout = 120)
+{
+	const char *extra[] = {"--postcopy", "--timeout", "3000", NULL};
+	int fd, st;
+	pid_t haul;
+
+	setenv("HAUL_FAULT", "ps-kill:resumed", 1); /* for the page server alone */
+	th_mig_setup(&M, 0);
+	unsetenv("HAUL_FAULT");
+	th_mig_workload(&M, 64, 16, 0);
+	th_mig_ticks(&M, 3, 10000);
+	haul = th_mig_haul(&M, &fd, extra);
+	cr_assert_gt(haul, 0);
+	st = th_wait_exit(haul, 40000);
+	if (st != 3)
+		th_mig_dump_output(fd);
+	close(fd);
+	cr_assert_eq(st, 3, "haul exit %d, not 3 (in doubt, source frozen)", st);
+	M.ps_pid = 0;
+	for (int i = 0; i < 100 && th_mig_copies(&M) > 1; i++)
+		usleep(100000);
+	cr_assert_eq(th_mig_copies(&M), 1, "not exactly one copy (the frozen source)");
+	cr_assert_not(th_mig_ticking(&M, 0, 500), "something still ticks");
+}
+
 Test(mig_postcopy, postcopy_rollback_thaws_the_source_when_the_target_dies, .fini = teardown,
      .timeout = 90)
 {
