@@ -32,8 +32,6 @@
  * State is under lz->lock (rst_lz_pace_log takes it).
  */
 #define LOG_PREFIX "lazy: "
-#include <stdlib.h>
-
 #include "common/log.h"
 #include "restore/lazy_int.h"
 

@@ -235,25 +235,37 @@ static void __attribute__((noreturn)) watchdog_main(int rd)
 	_exit(0);
 }
 
+/* Send the watchdog message @m (@len bytes) with @nfds (1 or 2) fds.  0 or -errno. */
+static int wd_send(struct live_sess *s, const char *m, size_t len, const int *fds, int nfds)
+{
+	char cbuf[CMSG_SPACE(2 * sizeof(int))];
+	struct iovec iov = {(void *)m, len};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cbuf,
+			    .msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int))};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	ssize_t n;
+
+	if (s->wd_fd < 0)
+		return -ESRCH;
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+	memcpy(CMSG_DATA(cm), fds, (size_t)nfds * sizeof(int));
+	n = sendmsg(s->wd_fd, &mh, MSG_NOSIGNAL);
+	return n == (ssize_t)len ? 0 : n < 0 ? -errno : -EIO;
+}
+
 /* The watchdog gets (and holds) the uffd of each process forked during post-copy. */
 static void watchdog_hold(void *arg, int uffd)
 {
 	struct live_sess *s = arg;
-	char c = 'U', cbuf[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = {&c, 1};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf)};
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	int ret = wd_send(s, "U", 1, &uffd, 1);
 
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &uffd, sizeof(int));
-	if (s->wd_fd >= 0 && sendmsg(s->wd_fd, &mh, MSG_NOSIGNAL) != 1)
+	if (ret && ret != -ESRCH) /* -ESRCH: dismissed, nothing left to guard */
 		pr_warn("cannot hand a child's uffd of pid %d to the post-copy watchdog: %s",
-			(int)s->pid, strerror(errno));
+			(int)s->pid, strerror(-ret));
 	close(uffd);
 }
 
@@ -300,15 +312,9 @@ static int watchdog_fork(struct live_sess *s)
  */
 static int watchdog_arm(struct live_sess *s)
 {
-	int uffd = rst_lazy_dup_uffd(s->hook.lz), fds[2], ret = 0;
+	int uffd = rst_lazy_dup_uffd(s->hook.lz), fds[2], ret;
 	pid_t pid = rst_target_pid(s->t);
-	char m[1 + sizeof(pid_t)] = {'A'}, cbuf[CMSG_SPACE(sizeof(fds))];
-	struct iovec iov = {m, sizeof(m)};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf)};
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	char m[1 + sizeof(pid_t)] = {'A'};
 
 	if (uffd == -ENOENT) {
 		watchdog_dismiss(s);
@@ -320,13 +326,7 @@ static int watchdog_arm(struct live_sess *s)
 	fds[0] = uffd;
 	fds[1] = fcntl(rst_target_pidfd(s->t), F_DUPFD_CLOEXEC, 0);
 	memcpy(m + 1, &pid, sizeof(pid));
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(fds));
-	memcpy(CMSG_DATA(cm), fds, sizeof(fds));
-	if (fds[1] < 0 || s->wd_fd < 0 ||
-	    sendmsg(s->wd_fd, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(m))
-		ret = s->wd_fd < 0 ? -ESRCH : -errno;
+	ret = fds[1] < 0 ? -errno : wd_send(s, m, sizeof(m), fds, 2);
 	if (ret)
 		pr_err_r(ret, "cannot arm the post-copy watchdog of pid %d", (int)s->pid);
 	else

@@ -125,7 +125,7 @@ int trk_vm_read(pid_t pid, int *memfd, const struct trk_range *r, size_t n, void
 	return 0;
 }
 
-static void zero_map(const struct trk_range *r, size_t n, const void *buf, uint64_t *zero)
+void trk_zero_map(const struct trk_range *r, size_t n, const void *buf, uint64_t *zero)
 {
 	const char *p = buf;
 	uint64_t idx = 0;
@@ -153,7 +153,7 @@ int trk_read_pages(pid_t pid, const struct trk_range *r, size_t n, void *buf, ui
 		return ret;
 	}
 	if (zero)
-		zero_map(r, n, buf, zero);
+		trk_zero_map(r, n, buf, zero);
 	return 0;
 }
 

@@ -98,12 +98,8 @@ int trk_read_file_pages(pid_t pid, const struct haul_vma *v, const struct trk_ra
 		goto out;
 	}
 	ret = read_written(pid, r, pm, buf);
-	for (uint64_t i = 0; !ret && zero && i < r->npages; i++) {
-		if (trk_page_is_zero((char *)buf + i * TRK_PAGE))
-			zero[i / 64] |= 1ULL << (i % 64);
-		else
-			zero[i / 64] &= ~(1ULL << (i % 64));
-	}
+	if (!ret && zero)
+		trk_zero_map(r, 1, buf, zero);
 out:
 	free(pm);
 	if (pmfd >= 0)

@@ -154,6 +154,8 @@ int trk_pagemap_populated(int fd, uint64_t *pm, const struct haul_vma *v, struct
 
 /* Whether a 4 KiB page is all zeroes. */
 bool trk_page_is_zero(const void *p);
+/* Bit i of @zero: page i of @buf (the @n ranges @r read in order) is all zeroes. */
+void trk_zero_map(const struct trk_range *r, size_t n, const void *buf, uint64_t *zero);
 
 /* Stop every thread of @pid with ptrace (soft-dirty needs a still target). */
 struct trk_frozen {
