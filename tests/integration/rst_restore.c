@@ -281,8 +281,15 @@ Test(rst, incremental_rounds_then_final_dirty_pages_restore_exactly, .timeout = 
 	th_state_free(before);
 	cr_log_info("incremental: %llu pages in round 1, %llu in the final round of %llu",
 		    (unsigned long long)first, (unsigned long long)last, (unsigned long long)total);
-	cr_expect_lt(last, total / 2, "the final round sent %llu of %llu pages",
-		     (unsigned long long)last, (unsigned long long)total);
+	/*
+	 * How many pages the workload dirtied between the last two reads is a
+	 * matter of timing (64 random pages an iteration: a loaded machine
+	 * lets it run more iterations and it can dirty most of its heap), so
+	 * only what does not depend on it is checked: the final round left out
+	 * what had not changed. Its size belongs in the benchmarks.
+	 */
+	cr_expect_lt(last, total, "the final round resent all %llu pages",
+		     (unsigned long long)total);
 	expect_finished(t, out, want);
 	free(state);
 	th_snap_free(&prev);
