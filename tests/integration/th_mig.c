@@ -335,14 +335,19 @@ int th_mig_migrate(struct th_mig *m, const char *const extra[], int timeout_ms)
 
 int th_mig_run(struct th_mig *m, const char *const extra[], int timeout_ms)
 {
+	char line[512];
 	int fd, st;
 	pid_t pid;
 
 	pid = th_mig_haul(m, &fd, extra);
 	cr_assert_gt(pid, 0);
 	st = th_wait_exit(pid, timeout_ms);
-	if (st)
+	if (st) {
 		th_mig_dump_output(fd);
+		/* the target's side of the failure: what the page server said so far */
+		while (m->ps_fd >= 0 && th_read_line(m->ps_fd, line, sizeof(line)) == 0)
+			cr_log_info("pageserver: %s", line);
+	}
 	close(fd);
 	if (st == -ETIMEDOUT)
 		th_kill(pid, SIGKILL, 1000);
