@@ -25,6 +25,19 @@
  * (its pipe's EOF), so plain stores suffice.  The pipe's EOF can come before
  * the kernel has detached haul's tracees (exit_files precedes exit_notify),
  * so the survivor retries PTRACE_SEIZE while it fails with EPERM.
+ *
+ * Why a lock per process, across hauls: a survivor that owes a SIGCONT sends
+ * it some time after haul's death, and a second haul may have stopped the
+ * process by then (a retry at once).  That SIGCONT ended the second haul's
+ * group-stop, and a kill of the second haul mid-injection then let the
+ * process run on injected registers and an all-blocked signal mask
+ * (tests/extra/inj_random_kill.sh caught it once in a CI run).  So a hold
+ * takes an OFD write lock on byte PID of <run dir>/inject.lock ($HAUL_RUN_DIR
+ * or /run/haul) first and drops it after the SIGCONT; the lock file's open
+ * file description is shared with the survivor (opened before the fork), so
+ * a haul that dies holding it leaves it held until its survivor has finished
+ * and exited.  Another haul waits for it (HAUL_INJ_LOCK_TIMEOUT_MS), and a
+ * process stopped when the lock is ours was stopped by its owner.
  */
 #define LOG_PREFIX "inject: "
 #include <dirent.h>
@@ -37,6 +50,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -61,6 +75,7 @@ struct injlog {
 
 static struct injlog *g_log;  /* the shared journal, NULL: none (or in the survivor) */
 static int g_wfd = -1;	      /* write end of the survivor's pipe */
+static int g_lockfd = -1;     /* <run dir>/inject.lock, shared with the survivor; -1: none */
 static pid_t g_survivor = -1; /* its pid */
 static char g_fault_step[16]; /* HAUL_FAULT=kill:inject:STEP[:N] */
 static unsigned g_fault_n, g_fault_seen;
@@ -156,6 +171,61 @@ static int stop_begun(pid_t pid)
 	return ret;
 }
 
+/* Open the per-pid lock file, before the survivor's fork; without it holds are not serialized. */
+static void lock_open(void)
+{
+	const char *d = getenv("HAUL_RUN_DIR");
+	char path[512];
+
+	if (!d || !*d)
+		d = "/run/haul";
+	if (mkdir(d, 0755) && errno != EEXIST)
+		pr_debug("cannot make %s: %s", d, strerror(errno));
+	snprintf(path, sizeof(path), "%s/inject.lock", d);
+	g_lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (g_lockfd < 0)
+		pr_warn("cannot open %s (%s): a haul started while another (or its survivor) holds "
+			"the same process is not kept out",
+			path, strerror(errno));
+}
+
+static void lock_close(void)
+{
+	if (g_lockfd >= 0)
+		close(g_lockfd); /* a survivor's copy keeps a dead haul's locks */
+	g_lockfd = -1;
+}
+
+/* Set (F_WRLCK) or drop (F_UNLCK) the lock of @pid without waiting: 0 or -errno. */
+static int pid_lock(pid_t pid, short type)
+{
+	struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = pid, .l_len = 1};
+
+	if (g_lockfd < 0)
+		return 0;
+	return fcntl(g_lockfd, F_OFD_SETLK, &fl) ? -errno : 0;
+}
+
+/* Take the lock of @pid, waiting for another haul or a survivor to let go: 0, -EBUSY or -errno. */
+static int lock_pid(pid_t pid)
+{
+	double deadline = now_ms() + HAUL_INJ_LOCK_TIMEOUT_MS;
+	int ret;
+
+	while ((ret = pid_lock(pid, F_WRLCK)) == -EAGAIN || ret == -EACCES) {
+		if (now_ms() > deadline) {
+			pr_err("pid %d is held by another haul, or by the survivor of one that died, "
+			       "for over %d ms; it runs on untouched, try again once that one is done",
+			       (int)pid, HAUL_INJ_LOCK_TIMEOUT_MS);
+			return -EBUSY;
+		}
+		usleep(200); /* a sleep: a SCHED_FIFO caller must not starve the holder */
+	}
+	if (ret)
+		pr_err_r(ret, "cannot lock pid %d for injection", (int)pid);
+	return ret;
+}
+
 int injlog_stop(pid_t pid)
 {
 	int ret;
@@ -166,6 +236,9 @@ int injlog_stop(pid_t pid)
 		g_log->depth++; /* stopped already (or its owner's): nested */
 		return 0;
 	}
+	ret = lock_pid(pid);
+	if (ret)
+		return ret;
 	g_log->pid = pid;
 	g_log->depth = 1;
 	if (thread_state(pid, pid) == 'T') {
@@ -179,6 +252,7 @@ int injlog_stop(pid_t pid)
 		g_log->held = 0;
 		g_log->depth = 0;
 		g_log->pid = 0;
+		pid_lock(pid, F_UNLCK);
 		pr_err_r(ret, "cannot stop pid %d", (int)pid);
 		return ret;
 	}
@@ -227,6 +301,7 @@ void injlog_unhold(pid_t pid)
 		kill(pid, SIGCONT);
 	g_log->held = 0;
 	g_log->pid = 0;
+	pid_lock(pid, F_UNLCK);
 }
 
 void injlog_forget(pid_t pid)
@@ -238,6 +313,7 @@ void injlog_forget(pid_t pid)
 	g_log->held = 0;
 	g_log->depth = 0;
 	g_log->pid = 0;
+	pid_lock(pid, F_UNLCK);
 }
 
 void injlog_sched(pid_t tid, const void *attr, size_t len)
@@ -403,9 +479,11 @@ int injlog_open(const char *fault)
 		g_log = NULL;
 		return -errno;
 	}
+	lock_open();
 	if (pipe2(p, O_CLOEXEC)) {
 		int ret = -errno;
 
+		lock_close();
 		munmap(g_log, sizeof(*g_log));
 		g_log = NULL;
 		return ret;
@@ -416,6 +494,7 @@ int injlog_open(const char *fault)
 
 		close(p[0]);
 		close(p[1]);
+		lock_close();
 		munmap(g_log, sizeof(*g_log));
 		g_log = NULL;
 		return ret;
@@ -428,8 +507,9 @@ int injlog_open(const char *fault)
 			dup2(null, 0);
 			dup2(null, 1);
 		}
+		/* the lock's description too: held past our death until the survivor exits */
 		for (int fd = 3; fd < 1024; fd++)
-			if (fd != p[0])
+			if (fd != p[0] && fd != g_lockfd)
 				close(fd);
 		survivor_main(p[0]);
 	}
@@ -469,6 +549,7 @@ void injlog_close(void)
 		while (waitpid(g_survivor, NULL, 0) < 0 && errno == EINTR)
 			;
 	g_survivor = -1;
+	lock_close();
 	munmap(g_log, sizeof(*g_log));
 	g_log = NULL;
 }

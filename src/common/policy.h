@@ -187,6 +187,9 @@
 #define HAUL_INJ_STOP_TIMEOUT_MS 2000
 /* How long haul's survivor waits for the kernel to detach a dead haul's tracees. */
 #define HAUL_INJ_DETACH_WAIT_MS 5000
+/* How long haul waits for another haul (or a dead one's survivor) to let go of a process it
+ * holds for injection (injlog.c's per-pid lock) before it refuses to touch it. */
+#define HAUL_INJ_LOCK_TIMEOUT_MS 5000
 /* Connections queued on a listener at the stop cannot be restored into an accept queue: the
  * program runs this long to accept them (the network lock keeps new ones out), at most this
  * many times, before the dump refuses the listener by name (sock_drain.c). */

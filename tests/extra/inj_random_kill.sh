@@ -46,7 +46,8 @@ for i in $(seq "$KILLS"); do
 	done
 	kill -0 "$pid" 2>/dev/null || { echo "FAIL: kill $i: the process died"; exit 1; }
 	[ $ok = 1 ] || { echo "FAIL: kill $i: left stopped or traced ($st, tracer $tr)"; exit 1; }
-	[ "$(field SigBlk)" = "$blk" ] || { echo "FAIL: kill $i: mask $(field SigBlk), was $blk"; exit 1; }
+	m=$(field SigBlk)
+	[ "$m" = "$blk" ] || { echo "FAIL: kill $i: mask $m (a moment later $(field SigBlk)), was $blk, state $(field State)"; exit 1; }
 done
 # it ticks on: a new tick line within 5 s
 n1=$(grep -c tick "$D/out")

@@ -13,6 +13,7 @@
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 
 #include "haul/haul_int.h"
 #include "th_mig.h"
+#include "th_rst.h"
 
 /* One kill point: HAUL_FAULT=kill:inject:STEP:N (inline: workers do not share our addresses). */
 struct kill_at {
@@ -448,4 +450,114 @@ Test(crash_inject, checkpoint_killed_with_the_image_staged_leaves_it_running, .f
 	cr_assert_eq(haul_under_fault("ckpt-kill:staged", argv), 128 + SIGKILL,
 		     "haul did not reach ckpt-kill:staged");
 	assert_wl_intact("ckpt-kill:staged");
+}
+
+/* ---- one holder at a time: another haul, or a dead one's survivor ------------- */
+
+/* Take (F_WRLCK) or drop (F_UNLCK) what injlog.c locks for @pid in @run/inject.lock: an fd. */
+static int inject_lock(const char *run, pid_t pid, short type, int fd)
+{
+	struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = pid, .l_len = 1};
+	char path[160];
+
+	if (fd < 0) {
+		snprintf(path, sizeof(path), "%s/inject.lock", run);
+		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		cr_assert_geq(fd, 0, "cannot open %s", path);
+	}
+	cr_assert_eq(fcntl(fd, F_OFD_SETLK, &fl), 0, "cannot lock byte %d of inject.lock",
+		     (int)pid);
+	return fd;
+}
+
+/*
+ * A survivor that owes a SIGCONT sends it after haul's death, maybe while a
+ * second haul holds the process (tests/extra/inj_random_kill.sh caught that
+ * once: the second haul's kill then let the process run on an all-blocked
+ * mask).  While the lock of the process is held elsewhere, haul waits: the
+ * process is neither stopped nor traced meanwhile, and haul goes on once it
+ * is let go.
+ */
+Test(crash_inject, track_waits_while_another_holds_the_process, .fini = teardown_wl, .timeout = 60)
+{
+	char bin[512], pid[16], run[96], log[128], st[64], tr[32];
+	char *argv[] = {bin, "track", pid, "--rounds", "1", NULL};
+	pid_t h;
+	int fd;
+
+	wl_start();
+	snprintf(bin, sizeof(bin), "%s", th_haul_bin());
+	snprintf(pid, sizeof(pid), "%d", W.pid);
+	snprintf(run, sizeof(run), "%s/run", W.dir);
+	snprintf(log, sizeof(log), "%s/haul.log", W.dir);
+	cr_assert_eq(th_sh("mkdir -p %s", run), 0);
+	setenv("HAUL_RUN_DIR", run, 1);
+	fd = inject_lock(run, W.pid, F_WRLCK, -1);
+	h = th_spawn(NULL, argv, log);
+	cr_assert_gt(h, 0);
+	for (int i = 0; i < 30; i++) {
+		usleep(10000);
+		cr_assert(status_field(W.pid, "State", st, sizeof(st)) &&
+				  status_field(W.pid, "TracerPid", tr, sizeof(tr)),
+			  "the workload is gone");
+		cr_assert(st[0] != 'T' && st[0] != 't' && !strcmp(tr, "0"),
+			  "pid %d was stopped or traced (%s, tracer %s) while another held it",
+			  W.pid, st, tr);
+	}
+	cr_assert_eq(waitpid(h, NULL, WNOHANG), 0, "haul did not wait for the holder");
+	inject_lock(run, W.pid, F_UNLCK, fd);
+	close(fd);
+	cr_assert_eq(th_wait_exit(h, 30000), 0, "haul track failed once let go: %s", th_slurp(log));
+	unsetenv("HAUL_RUN_DIR");
+	assert_wl_intact("after a wait for the holder");
+}
+
+/*
+ * A holder that never lets go: after HAUL_INJ_LOCK_TIMEOUT_MS the uffd
+ * tracker gives up on it by pid, untouched, and `haul track` goes on with a
+ * tracker that injects nothing (hashing).
+ */
+Test(crash_inject, track_gives_up_injecting_into_a_process_held_too_long, .fini = teardown_wl,
+     .timeout = 60)
+{
+	char bin[512], pid[16], run[96], log[128];
+	char *argv[] = {bin, "track", pid, "--rounds", "1", NULL};
+	pid_t h;
+	int fd;
+
+	wl_start();
+	snprintf(bin, sizeof(bin), "%s", th_haul_bin());
+	snprintf(pid, sizeof(pid), "%d", W.pid);
+	snprintf(run, sizeof(run), "%s/run", W.dir);
+	snprintf(log, sizeof(log), "%s/haul.log", W.dir);
+	cr_assert_eq(th_sh("mkdir -p %s", run), 0);
+	setenv("HAUL_RUN_DIR", run, 1);
+	fd = inject_lock(run, W.pid, F_WRLCK, -1);
+	h = th_spawn(NULL, argv, log);
+	cr_assert_gt(h, 0);
+	th_wait_exit(h, 30000);
+	close(fd);
+	unsetenv("HAUL_RUN_DIR");
+	cr_assert_eq(th_sh("grep -q 'pid %d is held by another haul' %s", W.pid, log), 0,
+		     "no refusal by pid: %s", th_slurp(log));
+	cr_assert_neq(th_sh("grep -q 'tracking pid %d with uffd' %s", W.pid, log), 0,
+		      "the uffd tracker attached anyway: %s", th_slurp(log));
+	assert_wl_intact("a refusal");
+}
+
+/* The race itself: a haul killed while it holds the process, another started at once and killed mid-call. */
+Test(crash_inject, a_haul_right_after_a_killed_one_is_not_undone_by_its_survivor,
+     .fini = teardown_wl, .timeout = 60)
+{
+	char bin[512], pid[16];
+	char *argv[] = {bin, "track", pid, "--rounds", "1", NULL};
+
+	wl_start();
+	snprintf(bin, sizeof(bin), "%s", th_haul_bin());
+	snprintf(pid, sizeof(pid), "%d", W.pid);
+	for (int i = 0; i < 5; i++) {
+		cr_assert_eq(haul_under_fault("kill:inject:hold", argv), 128 + SIGKILL);
+		cr_assert_eq(haul_under_fault("kill:inject:mask", argv), 128 + SIGKILL);
+		assert_wl_intact("two kills in a row");
+	}
 }
