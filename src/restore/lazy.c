@@ -526,6 +526,7 @@ int rst_lazy_new(const struct rst_lazy_opts *o, struct rst_lazy **out)
 	lz->st.push_window_min = lz->push_window;
 	lz->fault_chunk = LAZY_PUSH_FAULTING_PAGES < lz->chunk_pages ? LAZY_PUSH_FAULTING_PAGES
 								     : lz->chunk_pages;
+	lz->fault_chunk_cap = lz->chunk_pages;
 	pthread_mutex_init(&lz->lock, NULL);
 	{
 		pthread_condattr_t ca;

@@ -67,7 +67,9 @@
  * smaller fetches gained nothing more (bench/RESULTS.md, stop 30).  The
  * fetch grows by LAZY_PUSH_FAULTING_PAGES per fault fetch back within
  * LAZY_FAULT_FAST_US (the 50 ms a tick of issue 16 over 161 faults: the
- * push ahead costs the fault little) and halves past twice that.  When a
+ * push ahead costs the fault little), up to a cap; past twice that it drops
+ * to the floor and the cap to half what was out (rst_lz_fault_chunk_adapt,
+ * lazy_fetch.c).  When a
  * fault's fetch still takes longer than LAZY_FAULT_TARGET_US (half the 2 ms
  * p99 of issue 16) the window halves, down to LAZY_PUSH_WINDOW_MIN_PAGES
  * (one fetch: 0.13 ms at 1 Gbit/s); it widens by
@@ -76,10 +78,12 @@
  * push fetch once faults have stopped, up to all fetchers' whole chunks,
  * which amortise the round trip.
  */
-#define LAZY_FAULT_TARGET_US	    1000
-#define LAZY_FAULT_RECENT_MS	    20
-#define LAZY_FAULT_FAST_US	    250
-#define LAZY_PUSH_FAULTING_PAGES    4
+#define LAZY_FAULT_TARGET_US	 1000
+#define LAZY_FAULT_RECENT_MS	 20
+#define LAZY_FAULT_FAST_US	 250
+#define LAZY_PUSH_FAULTING_PAGES 4
+/* Fast faults at the fetch size's cap before the cap grows a page (lazy_fetch.c). */
+#define LAZY_PUSH_CAP_REGROW	    16
 #define LAZY_PUSH_WINDOW_MIN_PAGES  4
 #define LAZY_PUSH_WINDOW_STEP_PAGES 16
 /*

@@ -196,27 +196,46 @@ void *rst_lz_fetch_main(void *arg)
 }
 
 /*
+ * The push's fetch size while faulting follows the faults' round trips: it
+ * grows while faults come back within LAZY_FAULT_FAST_US (the push ahead of
+ * them costs them little: a CPU-bound fast link), up to its cap.  A fault
+ * past twice that drops it to the floor and caps it at half the size that
+ * was out: a fast fault says the queue is empty now, not what one large
+ * reply does to the next fault (grown back to 1 MiB every ~45 ms over
+ * 1 Gbit/s, it held a fault for 4-8 ms each time: bench/RESULTS.md, stop
+ * 32).  The cap regrows a page per LAZY_PUSH_CAP_REGROW fast faults.
+ */
+void rst_lz_fault_chunk_adapt(struct rst_lazy *lz, uint64_t dt)
+{
+	if (dt < LAZY_FAULT_FAST_US * 1000ull) {
+		if (lz->fault_chunk < lz->fault_chunk_cap) {
+			lz->fault_chunk += LAZY_PUSH_FAULTING_PAGES;
+			if (lz->fault_chunk > lz->fault_chunk_cap)
+				lz->fault_chunk = lz->fault_chunk_cap;
+		} else if (lz->fault_chunk_cap < lz->chunk_pages &&
+			   ++lz->cap_fast >= LAZY_PUSH_CAP_REGROW) {
+			lz->fault_chunk_cap++;
+			lz->cap_fast = 0;
+		}
+	} else if (dt > 2 * LAZY_FAULT_FAST_US * 1000ull &&
+		   lz->fault_chunk > LAZY_PUSH_FAULTING_PAGES) {
+		lz->fault_chunk_cap = lz->fault_chunk / 2 > LAZY_PUSH_FAULTING_PAGES
+					      ? lz->fault_chunk / 2
+					      : LAZY_PUSH_FAULTING_PAGES;
+		lz->fault_chunk = LAZY_PUSH_FAULTING_PAGES;
+		lz->cap_fast = 0;
+	}
+}
+
+/*
  * After the fetch of fault window @q (@ret, in @dt ns): steer the push by
  * the fault's round trip and queue @q to be copied.  Under lz->lock.
  */
 static void ufetch_done(struct rst_lazy *lz, struct lz_req *q, int ret, uint64_t dt)
 {
 	lz->faults_inflight--;
-	/*
-	 * The fetch size while faulting follows the fault's round trip: it
-	 * grows while faults come back within LAZY_FAULT_FAST_US (the push
-	 * ahead of them costs them little: a CPU-bound fast link) and halves
-	 * past twice that.
-	 */
-	if (!ret && dt < LAZY_FAULT_FAST_US * 1000ull && lz->fault_chunk < lz->chunk_pages)
-		lz->fault_chunk = lz->fault_chunk + LAZY_PUSH_FAULTING_PAGES < lz->chunk_pages
-					  ? lz->fault_chunk + LAZY_PUSH_FAULTING_PAGES
-					  : lz->chunk_pages;
-	else if (!ret && dt > 2 * LAZY_FAULT_FAST_US * 1000ull &&
-		 lz->fault_chunk > LAZY_PUSH_FAULTING_PAGES)
-		lz->fault_chunk = lz->fault_chunk / 2 > LAZY_PUSH_FAULTING_PAGES
-					  ? lz->fault_chunk / 2
-					  : LAZY_PUSH_FAULTING_PAGES;
+	if (!ret)
+		rst_lz_fault_chunk_adapt(lz, dt);
 	/* it queued behind the push on the link: the push must not run so far ahead */
 	if (!ret && dt > LAZY_FAULT_TARGET_US * 1000ull &&
 	    lz->push_window > LAZY_PUSH_WINDOW_MIN_PAGES) {

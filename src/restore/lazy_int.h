@@ -137,6 +137,8 @@ struct rst_lazy {
 	unsigned faults_inflight; /* fault windows being fetched */
 	uint64_t last_fault_ns;	  /* now_ns() when a fault was last read; under lock */
 	uint32_t fault_chunk;	  /* pages per push fetch while faulting; under lock */
+	uint32_t fault_chunk_cap; /* fault_chunk grows no further (a slow fault's half) */
+	uint32_t cap_fast;	  /* fast faults at the cap since it last grew */
 	struct lz_pace pace;	  /* the push's pace while faulting; under lock */
 	bool fetch_inline;	  /* fault thread only: the next window may be fetched on it */
 	pthread_t fault_thread;
@@ -282,6 +284,9 @@ void *rst_lz_fault_main(void *arg);
  */
 void rst_lz_window_pick(struct lz_win *w, const struct lz_win_fault *f, uint64_t *lo,
 			uint32_t *npages);
+
+/* lazy_fetch.c: a fault's fetch took @dt ns: the push's fetch size while faulting.  Under lz->lock. */
+void rst_lz_fault_chunk_adapt(struct rst_lazy *lz, uint64_t dt);
 
 /* lazy_pace.c, under lz->lock but rst_lz_pace_log; the _at forms take the time (tests) */
 /* At the resume: the push starts at LAZY_PACE_START_MBPS. */
