@@ -470,6 +470,31 @@ static int inject_lock(const char *run, pid_t pid, short type, int fd)
 	return fd;
 }
 
+/* The workload, its lock held here; `haul track` started on it: held.h, its log held.log. */
+struct held {
+	char run[96], log[128];
+	int fd;
+	pid_t h;
+};
+
+static void track_while_held(struct held *x)
+{
+	char bin[512], pid[16];
+	char *argv[] = {bin, "track", pid, "--rounds", "1", NULL};
+
+	wl_start();
+	snprintf(bin, sizeof(bin), "%s", th_haul_bin());
+	snprintf(pid, sizeof(pid), "%d", W.pid);
+	snprintf(x->run, sizeof(x->run), "%s/run", W.dir);
+	snprintf(x->log, sizeof(x->log), "%s/haul.log", W.dir);
+	cr_assert_eq(th_sh("mkdir -p %s", x->run), 0);
+	setenv("HAUL_RUN_DIR", x->run, 1);
+	x->fd = inject_lock(x->run, W.pid, F_WRLCK, -1);
+	x->h = th_spawn(NULL, argv, x->log);
+	unsetenv("HAUL_RUN_DIR");
+	cr_assert_gt(x->h, 0);
+}
+
 /*
  * A survivor that owes a SIGCONT sends it after haul's death, maybe while a
  * second haul holds the process (tests/extra/inj_random_kill.sh caught that
@@ -480,21 +505,10 @@ static int inject_lock(const char *run, pid_t pid, short type, int fd)
  */
 Test(crash_inject, track_waits_while_another_holds_the_process, .fini = teardown_wl, .timeout = 60)
 {
-	char bin[512], pid[16], run[96], log[128], st[64], tr[32];
-	char *argv[] = {bin, "track", pid, "--rounds", "1", NULL};
-	pid_t h;
-	int fd;
+	struct held x;
+	char st[64], tr[32];
 
-	wl_start();
-	snprintf(bin, sizeof(bin), "%s", th_haul_bin());
-	snprintf(pid, sizeof(pid), "%d", W.pid);
-	snprintf(run, sizeof(run), "%s/run", W.dir);
-	snprintf(log, sizeof(log), "%s/haul.log", W.dir);
-	cr_assert_eq(th_sh("mkdir -p %s", run), 0);
-	setenv("HAUL_RUN_DIR", run, 1);
-	fd = inject_lock(run, W.pid, F_WRLCK, -1);
-	h = th_spawn(NULL, argv, log);
-	cr_assert_gt(h, 0);
+	track_while_held(&x);
 	for (int i = 0; i < 30; i++) {
 		usleep(10000);
 		cr_assert(status_field(W.pid, "State", st, sizeof(st)) &&
@@ -504,11 +518,11 @@ Test(crash_inject, track_waits_while_another_holds_the_process, .fini = teardown
 			  "pid %d was stopped or traced (%s, tracer %s) while another held it",
 			  W.pid, st, tr);
 	}
-	cr_assert_eq(waitpid(h, NULL, WNOHANG), 0, "haul did not wait for the holder");
-	inject_lock(run, W.pid, F_UNLCK, fd);
-	close(fd);
-	cr_assert_eq(th_wait_exit(h, 30000), 0, "haul track failed once let go: %s", th_slurp(log));
-	unsetenv("HAUL_RUN_DIR");
+	cr_assert_eq(waitpid(x.h, NULL, WNOHANG), 0, "haul did not wait for the holder");
+	inject_lock(x.run, W.pid, F_UNLCK, x.fd);
+	close(x.fd);
+	cr_assert_eq(th_wait_exit(x.h, 30000), 0, "haul track failed once let go: %s",
+		     th_slurp(x.log));
 	assert_wl_intact("after a wait for the holder");
 }
 
@@ -520,28 +534,15 @@ Test(crash_inject, track_waits_while_another_holds_the_process, .fini = teardown
 Test(crash_inject, track_gives_up_injecting_into_a_process_held_too_long, .fini = teardown_wl,
      .timeout = 60)
 {
-	char bin[512], pid[16], run[96], log[128];
-	char *argv[] = {bin, "track", pid, "--rounds", "1", NULL};
-	pid_t h;
-	int fd;
+	struct held x;
 
-	wl_start();
-	snprintf(bin, sizeof(bin), "%s", th_haul_bin());
-	snprintf(pid, sizeof(pid), "%d", W.pid);
-	snprintf(run, sizeof(run), "%s/run", W.dir);
-	snprintf(log, sizeof(log), "%s/haul.log", W.dir);
-	cr_assert_eq(th_sh("mkdir -p %s", run), 0);
-	setenv("HAUL_RUN_DIR", run, 1);
-	fd = inject_lock(run, W.pid, F_WRLCK, -1);
-	h = th_spawn(NULL, argv, log);
-	cr_assert_gt(h, 0);
-	th_wait_exit(h, 30000);
-	close(fd);
-	unsetenv("HAUL_RUN_DIR");
-	cr_assert_eq(th_sh("grep -q 'pid %d is held by another haul' %s", W.pid, log), 0,
-		     "no refusal by pid: %s", th_slurp(log));
-	cr_assert_neq(th_sh("grep -q 'tracking pid %d with uffd' %s", W.pid, log), 0,
-		      "the uffd tracker attached anyway: %s", th_slurp(log));
+	track_while_held(&x);
+	th_wait_exit(x.h, 30000);
+	close(x.fd);
+	cr_assert_eq(th_sh("grep -q 'pid %d is held by another haul' %s", W.pid, x.log), 0,
+		     "no refusal by pid: %s", th_slurp(x.log));
+	cr_assert_neq(th_sh("grep -q 'tracking pid %d with uffd' %s", W.pid, x.log), 0,
+		      "the uffd tracker attached anyway: %s", th_slurp(x.log));
 	assert_wl_intact("a refusal");
 }
 
