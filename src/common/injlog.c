@@ -32,8 +32,8 @@
  * group-stop, and a kill of the second haul mid-injection then let the
  * process run on injected registers and an all-blocked signal mask
  * (tests/extra/inj_random_kill.sh caught it once in a CI run).  So a hold
- * takes an OFD write lock on byte PID of <run dir>/inject.lock ($HAUL_RUN_DIR
- * or /run/haul) first and drops it after the SIGCONT; the lock file's open
+ * takes an OFD write lock on byte PID of <run dir>/inject.lock (haul's
+ * registry directory, $HAUL_RUN_DIR or /run/haul) first and drops it after the SIGCONT; the lock file's open
  * file description is shared with the survivor (opened before the fork), so
  * a haul that dies holding it leaves it held until its survivor has finished
  * and exited.  Another haul waits for it (HAUL_INJ_LOCK_TIMEOUT_MS), and a
@@ -171,14 +171,11 @@ static int stop_begun(pid_t pid)
 	return ret;
 }
 
-/* Open the per-pid lock file, before the survivor's fork; without it holds are not serialized. */
-static void lock_open(void)
+/* Open @d/inject.lock, before the survivor's fork; without it holds are not serialized. */
+static void lock_open(const char *d)
 {
-	const char *d = getenv("HAUL_RUN_DIR");
 	char path[512];
 
-	if (!d || !*d)
-		d = "/run/haul";
 	if (mkdir(d, 0755) && errno != EEXIST)
 		pr_debug("cannot make %s: %s", d, strerror(errno));
 	snprintf(path, sizeof(path), "%s/inject.lock", d);
@@ -226,6 +223,15 @@ static int lock_pid(pid_t pid)
 	return ret;
 }
 
+/* The hold of @pid is over (its SIGCONT, if owed, sent): forget it and let other hauls in. */
+static void hold_clear(pid_t pid)
+{
+	g_log->held = 0;
+	g_log->depth = 0;
+	g_log->pid = 0;
+	pid_lock(pid, F_UNLCK);
+}
+
 int injlog_stop(pid_t pid)
 {
 	int ret;
@@ -249,10 +255,7 @@ int injlog_stop(pid_t pid)
 	g_log->held = 1; /* before the signal: from here a survivor owes the SIGCONT */
 	if (kill(pid, SIGSTOP)) {
 		ret = -errno;
-		g_log->held = 0;
-		g_log->depth = 0;
-		g_log->pid = 0;
-		pid_lock(pid, F_UNLCK);
+		hold_clear(pid);
 		pr_err_r(ret, "cannot stop pid %d", (int)pid);
 		return ret;
 	}
@@ -299,9 +302,7 @@ void injlog_unhold(pid_t pid)
 	injlog_fault("unhold");
 	if (g_log->held)
 		kill(pid, SIGCONT);
-	g_log->held = 0;
-	g_log->pid = 0;
-	pid_lock(pid, F_UNLCK);
+	hold_clear(pid);
 }
 
 void injlog_forget(pid_t pid)
@@ -310,10 +311,7 @@ void injlog_forget(pid_t pid)
 		return;
 	for (uint32_t i = 0; i < g_log->nthr; i++)
 		injlog_thread_done(&g_log->thr[i]);
-	g_log->held = 0;
-	g_log->depth = 0;
-	g_log->pid = 0;
-	pid_lock(pid, F_UNLCK);
+	hold_clear(pid);
 }
 
 void injlog_sched(pid_t tid, const void *attr, size_t len)
@@ -466,7 +464,7 @@ static void survivor_main(int rfd)
 	_exit(failed ? 1 : 0);
 }
 
-int injlog_open(const char *fault)
+int injlog_open(const char *fault, const char *run_dir)
 {
 	int p[2];
 	pid_t pid;
@@ -479,7 +477,7 @@ int injlog_open(const char *fault)
 		g_log = NULL;
 		return -errno;
 	}
-	lock_open();
+	lock_open(run_dir);
 	if (pipe2(p, O_CLOEXEC)) {
 		int ret = -errno;
 

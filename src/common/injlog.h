@@ -63,11 +63,13 @@ struct injlog_thr {
 };
 
 /*
- * Map the journal and fork its survivor.  @fault is HAUL_FAULT or NULL.
- * Call once per haul process, before any fd worth hiding from the survivor
- * is opened is best (it closes all but stderr anyway).  Returns 0 or -errno.
+ * Map the journal and fork its survivor.  @fault is HAUL_FAULT or NULL;
+ * @run_dir holds inject.lock, the per-process lock of holds across hauls
+ * (haul's registry directory).  Call once per haul process, before any fd
+ * worth hiding from the survivor is opened is best (it closes all but
+ * stderr anyway).  Returns 0 or -errno.
  */
-int injlog_open(const char *fault);
+int injlog_open(const char *fault, const char *run_dir);
 
 /*
  * Hand the survivor haul's end: it exits when the journal is clean.  Waits

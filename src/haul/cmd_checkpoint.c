@@ -82,7 +82,7 @@ int haul_cmd_checkpoint(int argc, char **argv)
 		return 1;
 	}
 	/* the survivor that undoes injected calls if we die before the commit (injlog.h) */
-	ret = injlog_open(getenv("HAUL_FAULT"));
+	ret = injlog_open(getenv("HAUL_FAULT"), haul_reg_dir());
 	if (ret) {
 		pr_err_r(ret, "cannot start the injection journal for pid %ld", pid);
 		haul_pid_unlock(&lock);

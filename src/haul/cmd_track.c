@@ -298,7 +298,7 @@ int haul_cmd_track(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	/* the survivor that undoes injected calls if we die during the attach (injlog.h) */
-	ret = injlog_open(getenv("HAUL_FAULT"));
+	ret = injlog_open(getenv("HAUL_FAULT"), haul_reg_dir());
 	if (ret) {
 		pr_err_r(ret, "cannot start the injection journal for pid %d", (int)tr.pid);
 		haul_pid_unlock(&lock);

@@ -246,7 +246,7 @@ static int mig_cgroup(struct mig *m)
 	}
 	rst_tcp_hold_watch(haul_guard_tcp_held, &m->guard);
 	/* the survivor that undoes injected calls if we die mid-injection (injlog.h) */
-	ret = injlog_open(o->fault);
+	ret = injlog_open(o->fault, haul_reg_dir());
 	if (ret) {
 		pr_err_r(ret, "cannot start the injection journal for pid %d", o->pid);
 		return ret;

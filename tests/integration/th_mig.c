@@ -319,12 +319,18 @@ void th_mig_state_before(struct th_mig *m)
 		     "cannot read the state of the workload, pid %d", (int)m->wl_pid);
 }
 
-void th_mig_dump_output(int fd)
+/* Log what @who wrote to @fd until it goes quiet or ends. */
+static void dump_lines(int fd, const char *who)
 {
 	char line[512];
 
-	while (th_read_line(fd, line, sizeof(line)) == 0)
-		cr_log_info("haul: %s", line);
+	while (fd >= 0 && th_read_line(fd, line, sizeof(line)) == 0)
+		cr_log_info("%s: %s", who, line);
+}
+
+void th_mig_dump_output(int fd)
+{
+	dump_lines(fd, "haul");
 }
 
 int th_mig_migrate(struct th_mig *m, const char *const extra[], int timeout_ms)
@@ -335,7 +341,6 @@ int th_mig_migrate(struct th_mig *m, const char *const extra[], int timeout_ms)
 
 int th_mig_run(struct th_mig *m, const char *const extra[], int timeout_ms)
 {
-	char line[512];
 	int fd, st;
 	pid_t pid;
 
@@ -344,9 +349,7 @@ int th_mig_run(struct th_mig *m, const char *const extra[], int timeout_ms)
 	st = th_wait_exit(pid, timeout_ms);
 	if (st) {
 		th_mig_dump_output(fd);
-		/* the target's side of the failure: what the page server said so far */
-		while (m->ps_fd >= 0 && th_read_line(m->ps_fd, line, sizeof(line)) == 0)
-			cr_log_info("pageserver: %s", line);
+		dump_lines(m->ps_fd, "pageserver"); /* the target's side of the failure */
 	}
 	close(fd);
 	if (st == -ETIMEDOUT)
