@@ -227,6 +227,8 @@ int ps_client_serve(struct ps_client *c, ps_serve_fn fn, void *arg, int idle_ms)
 	/* stream 0 (faults) on this thread, every other stream on its own */
 	for (; started < c->n; started++) {
 		ret = -pthread_create(&x[started].thr, NULL, serve_stream, &x[started]);
+		if (!ret)
+			pthread_setname_np(x[started].thr, "haul-serve");
 		if (ret) {
 			serve_finish(c, NULL, ret);
 			break;

@@ -637,7 +637,7 @@ int rst_lazy_mark_present(struct rst_lazy *lz, uint64_t addr, uint64_t npages)
  * and the restored process (SCHED_OTHER) would wait behind it for a CPU.
  * The nice value is inherited: the restorer's own.
  */
-static int lz_thread(pthread_t *t, void *(*fn)(void *), void *arg)
+static int lz_thread(pthread_t *t, const char *name, void *(*fn)(void *), void *arg)
 {
 	struct sched_param sp = {0};
 	pthread_attr_t a;
@@ -652,6 +652,8 @@ static int lz_thread(pthread_t *t, void *(*fn)(void *), void *arg)
 		ret = pthread_attr_setschedparam(&a, &sp);
 	if (!ret)
 		ret = pthread_create(t, &a, fn, arg);
+	if (!ret)
+		pthread_setname_np(*t, name); /* what top -H and perf show; cosmetic */
 	pthread_attr_destroy(&a);
 	return -ret;
 }
@@ -676,14 +678,14 @@ int rst_lazy_start(struct rst_lazy *lz)
 		lz->started = true;
 		return 0;
 	}
-	ret = lz_thread(&lz->fault_thread, rst_lz_fault_main, lz);
+	ret = lz_thread(&lz->fault_thread, "haul-fault", rst_lz_fault_main, lz);
 	if (ret) {
 		pr_err_r(ret, "cannot start the fault thread for pid %d", lz->pid);
 		return ret;
 	}
 	lz->started = true;
 	for (unsigned i = 0; i < LAZY_FAULT_FETCHERS; i++) {
-		ret = lz_thread(&lz->ufetch_threads[i], rst_lz_ufetch_main, lz);
+		ret = lz_thread(&lz->ufetch_threads[i], "haul-ffetch", rst_lz_ufetch_main, lz);
 		if (ret) {
 			pr_warn_r(ret, "cannot start fault-fetch thread %u for pid %d", i, lz->pid);
 			break;
@@ -696,7 +698,7 @@ int rst_lazy_start(struct rst_lazy *lz)
 		return ret;
 	}
 	for (unsigned i = 0; i < lz->nfetchers; i++) {
-		ret = lz_thread(&lz->fetch_threads[i], rst_lz_fetch_main, lz);
+		ret = lz_thread(&lz->fetch_threads[i], "haul-push", rst_lz_fetch_main, lz);
 		if (ret) {
 			/* The fault thread serves faults alone; the push just does not happen. */
 			pr_warn_r(ret, "cannot start fetcher %u for pid %d", i, lz->pid);
