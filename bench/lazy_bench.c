@@ -545,7 +545,9 @@ static int bench_net(size_t len, unsigned fetchers, unsigned touch_ms, unsigned 
 	       "all (%u sessions) %.1f ms %.2f GB/s\n",
 	       gib, t_store * 1e3, gb / t_store, nf + 1, t_fetch * 1e3, gb / t_fetch);
 	for (unsigned i = 0; i < reps; i++) {
-		struct rst_lazy_source src = {rst_lazy_ps_fetch, ps, rst_lazy_ps_fetch_fault};
+		struct rst_lazy_source src = {.fetch = rst_lazy_ps_fetch,
+					      .arg = ps,
+					      .fetch_fault = rst_lazy_ps_fetch_fault};
 		struct run run;
 
 		memset(&run, 0, sizeof(run));

@@ -226,10 +226,15 @@ int val_session_open(const Haul__Wire__SessionOpen *m, char *why, size_t n)
 
 int val_session_join(const Haul__Wire__SessionJoin *m, uint32_t nstreams, char *why, size_t n)
 {
-	bool resume = m->has_resume && m->resume;
+	bool resume = m->has_resume && m->resume, lane = m->has_lane && m->lane;
 
 	if (!m->session_id)
 		return fail(why, n, "session_id: 0");
+	if (lane && (resume || m->stream != 0))
+		return fail(why, n, "lane: on stream %u%s, not stream 0 alone", m->stream,
+			    resume ? " with resume" : "");
+	if (lane)
+		return 0;
 	if ((m->stream == 0 && !resume) || m->stream >= nstreams)
 		return fail(why, n, "stream: %u of a %u-stream session", m->stream, nstreams);
 	return 0;

@@ -268,18 +268,19 @@ static int write_json(const char *path, const struct haul_mig_opts *o,
 	fprintf(f, "  \"over_target_why\": ");
 	json_str(f, r->over_why);
 	fprintf(f,
-		",\n  \"served_bytes\": %llu,\n  \"target_report\": %s,\n  \"faults\": %llu,\n"
+		",\n  \"served_bytes\": %llu,\n  \"lane_replies\": %llu,\n  \"target_report\": %s,\n"
+		"  \"faults\": %llu,\n"
 		"  \"fault_pages\": %llu,\n  \"pushed_pages\": %llu,\n  \"present_pages\": %llu,\n"
 		"  \"zero_filled_pages\": %llu,\n  \"fault_p50_us\": %.1f,\n  \"fault_p99_us\": "
 		"%.1f,\n  \"fault_max_us\": %.1f,\n  \"target_complete_ms\": %.3f,\n"
 		"  \"fetched_bytes\": %llu,\n  \"reconnects\": %u,\n  \"target_ended\": \"%s\",\n"
 		"  \"target_exit_status\": %d,\n",
-		(unsigned long long)r->served_bytes, r->has_report ? "true" : "false",
-		(unsigned long long)lr->faults, (unsigned long long)lr->fault_pages,
-		(unsigned long long)lr->pushed_pages, (unsigned long long)lr->present_pages,
-		(unsigned long long)lr->zero_filled, lr->fault_p50_ns / 1e3, lr->fault_p99_ns / 1e3,
-		lr->fault_max_ns / 1e3, lr->complete_ns / 1e6,
-		(unsigned long long)lr->fetched_bytes, r->reconnects,
+		(unsigned long long)r->served_bytes, (unsigned long long)r->lane_replies,
+		r->has_report ? "true" : "false", (unsigned long long)lr->faults,
+		(unsigned long long)lr->fault_pages, (unsigned long long)lr->pushed_pages,
+		(unsigned long long)lr->present_pages, (unsigned long long)lr->zero_filled,
+		lr->fault_p50_ns / 1e3, lr->fault_p99_ns / 1e3, lr->fault_max_ns / 1e3,
+		lr->complete_ns / 1e6, (unsigned long long)lr->fetched_bytes, r->reconnects,
 		lr->ended == PS_LAZY_EXITED   ? "exited"
 		: lr->ended == PS_LAZY_EXECED ? "exec"
 					      : "",
@@ -375,12 +376,13 @@ static void summary(const struct haul_mig_opts *o, const struct haul_mig_result 
 		if (r->lazy && r->has_report)
 			printf("  faults %llu, latency p50 %.2f ms, p99 %.2f ms, max %.2f ms; %llu "
 			       "pages by fault, %llu pushed; all memory there %.1f ms after the "
-			       "resume; %.1f MiB served\n",
+			       "resume; %.1f MiB served, %llu faults' requests over the fault lane\n",
 			       (unsigned long long)r->report.faults, r->report.fault_p50_ns / 1e6,
 			       r->report.fault_p99_ns / 1e6, r->report.fault_max_ns / 1e6,
 			       (unsigned long long)r->report.fault_pages,
 			       (unsigned long long)r->report.pushed_pages,
-			       r->report.complete_ns / 1e6, r->served_bytes / 1048576.0);
+			       r->report.complete_ns / 1e6, r->served_bytes / 1048576.0,
+			       (unsigned long long)r->lane_replies);
 		else if (r->lazy)
 			printf("  the target sent no fault statistics (an older haul); %.1f MiB "
 			       "served\n",

@@ -573,6 +573,7 @@ struct haul_mig_result {
 	uint64_t stale_pages;  /* hybrid: pre-copied pages named stale (fetched again) */
 	uint64_t served_pages; /* sent after the resume, on request */
 	uint64_t served_bytes; /* wire bytes sent while serving (ps_client_stats.serve_bytes) */
+	uint64_t lane_replies; /* of the requests served, those on the fault lane */
 	unsigned reconnects;   /* broken connections re-established while serving */
 	/* what the target measured (ps_client_lazy_report); false: an older target sent none */
 	bool has_report;

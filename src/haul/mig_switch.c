@@ -665,6 +665,7 @@ static int switch_serve(struct mig *m)
 
 	ps_client_stats(m->client, &cs);
 	res->served_bytes = cs.serve_bytes;
+	res->lane_replies = cs.serve_lane_replies;
 	res->reconnects = cs.reconnects;
 	res->has_report = ps_client_lazy_report(m->client, &res->report) == 0;
 	if (res->has_report && res->report.ended == PS_LAZY_EXITED)

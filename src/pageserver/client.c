@@ -415,6 +415,7 @@ void ps_client_stats(const struct ps_client *c, struct ps_client_stats *st)
 	st->last_round_mbps = c->last_round_mbps;
 	st->serve_replies = c->serve_replies;
 	st->serve_bytes = c->serve_bytes;
+	st->serve_lane_replies = c->serve_lane_replies;
 	st->reconnects = c->reconnects;
 	pthread_mutex_unlock(&m->mu);
 }

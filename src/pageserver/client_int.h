@@ -52,6 +52,7 @@ struct ps_stream {
 	uint8_t *fbuf; /* frame under construction */
 	uint8_t *rbuf; /* reply */
 	size_t rcap;
+	size_t rhead, rfill; /* the fault lane's buffered receive: unparsed bytes (client_lane.c) */
 	uint64_t round_pages, round_bytes;
 	uint64_t bytes_sent;
 	char refused[256]; /* the reason of the last ERROR received ("" none) */
@@ -84,6 +85,7 @@ struct ps_client {
 	int serve_result;
 	bool serve_broken;    /* serve_result is a transport error: ps_client_reconnect may help */
 	uint64_t fault_break; /* tests: shut every socket down at this many requests served */
+	uint64_t fault_break_lane; /* tests: shut the lane down at this many lane replies */
 	unsigned reconnects;
 	int serve_efd; /* written when serve_stop is set: wakes the others' poll */
 	uint64_t serve_last_ns, serve_reqs;
@@ -95,7 +97,7 @@ struct ps_client {
 	/* stats, under mu */
 	uint64_t pages, zero_pages, lz4_pages, payload_bytes, round_payload;
 	double last_round_mbps;
-	uint64_t serve_replies, serve_bytes;
+	uint64_t serve_replies, serve_bytes, serve_lane_replies;
 };
 
 /* client.c */
@@ -103,6 +105,13 @@ int ps_stream_connect(struct ps_client *c, struct ps_stream *st, const struct so
 		      socklen_t len);
 int64_t ps_clock_ns(clockid_t id);
 int ps_stream_auth(struct ps_client *c, struct ps_stream *st);
+/* client_lane.c: whether the server takes a fault lane for this session; open one (connect,
+ * authenticate, SessionJoin.lane) into *@out, 0 or -errno; close and free it. */
+bool ps_lane_offered(const struct ps_client *c);
+int ps_lane_open(struct ps_client *c, struct ps_stream **out);
+/* The lane's next PageReq into *@out (wire_msg_free); blocks until one, an error, or shutdown. */
+int ps_lane_recv_req(struct ps_stream *st, Haul__Wire__PageReq **out);
+void ps_lane_close(struct ps_stream *st);
 int ps_stream_session(struct ps_client *c, struct ps_stream *st, bool resume);
 
 /* client_io.c */

@@ -5,6 +5,9 @@
  * Each stream is served by its own thread (the caller's serves stream 0,
  * which carries the faults' requests) with its own buffer and encoder; the
  * first to finish stops the others through an eventfd their polls watch.
+ * Where the server takes one, a fault lane (client_lane.c) is opened and
+ * served on one more thread; it never ends the serving: when it cannot be
+ * opened or breaks, its thread just ends, and the target asks on stream 0.
  */
 #define LOG_PREFIX "ps-client: "
 #include <errno.h>
@@ -38,6 +41,7 @@ struct serve_ctx {
 	struct wire_pages_enc enc;
 	bool enc_ok;
 	pthread_t thr;
+	bool lane; /* the fault lane: its end is not the serving's */
 };
 
 static int serve_one(struct serve_ctx *x, const Haul__Wire__PageReq *q)
@@ -85,6 +89,7 @@ static int serve_one(struct serve_ctx *x, const Haul__Wire__PageReq *q)
 	/* the stream threads are idle while serving: only serving threads add to bytes_sent */
 	pthread_mutex_lock(&c->mu);
 	c->serve_replies += !ret;
+	c->serve_lane_replies += !ret && x->lane;
 	c->serve_bytes += st->bytes_sent - sent0;
 	c->serve_reqs++;
 	c->serve_last_ns = (uint64_t)ps_clock_ns(CLOCK_MONOTONIC);
@@ -95,6 +100,12 @@ static int serve_one(struct serve_ctx *x, const Haul__Wire__PageReq *q)
 			c->o.to, (unsigned long long)c->serve_reqs);
 		for (unsigned i = 0; i < c->n; i++)
 			shutdown(c->st[i].fd, SHUT_RDWR);
+	}
+	if (x->lane && c->fault_break_lane && c->serve_lane_replies >= c->fault_break_lane) {
+		c->fault_break_lane = 0;
+		pr_warn("fault injection: shutting the fault lane to %s down after %llu replies",
+			c->o.to, (unsigned long long)c->serve_lane_replies);
+		shutdown(st->fd, SHUT_RDWR);
 	}
 	pthread_mutex_unlock(&c->mu);
 	return ret;
@@ -129,6 +140,17 @@ static bool serve_stopped(struct ps_client *c)
 	return stop;
 }
 
+/* A thread's serving failed with @ret: all of it, unless that thread serves the lane. */
+static void serve_fail(struct serve_ctx *x, const struct ps_stream *st, int ret)
+{
+	if (x->lane) {
+		pr_info("the fault lane to %s ended (%s); the target asks on stream 0", x->c->o.to,
+			strerror(-ret));
+		return;
+	}
+	serve_finish(x->c, st, ret);
+}
+
 /* Serve one stream until the target has all, any thread failed, or nothing was asked. */
 static void *serve_stream(void *arg)
 {
@@ -148,7 +170,7 @@ static void *serve_stream(void *arg)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			serve_finish(c, NULL, -errno);
+			serve_fail(x, NULL, -errno);
 			break;
 		}
 		if (serve_stopped(c))
@@ -157,8 +179,9 @@ static void *serve_stream(void *arg)
 			pthread_mutex_lock(&c->mu);
 			last = c->serve_last_ns;
 			pthread_mutex_unlock(&c->mu);
-			if (x->idle_ms > 0 && (uint64_t)ps_clock_ns(CLOCK_MONOTONIC) - last >
-						      (uint64_t)x->idle_ms * 1000000ull) {
+			if (!x->lane && x->idle_ms > 0 &&
+			    (uint64_t)ps_clock_ns(CLOCK_MONOTONIC) - last >
+				    (uint64_t)x->idle_ms * 1000000ull) {
 				pr_err("page server %s asked for no page in %d ms; giving up serving",
 				       c->o.to, x->idle_ms);
 				serve_finish(c, NULL, -ETIMEDOUT);
@@ -168,12 +191,13 @@ static void *serve_stream(void *arg)
 		}
 		ret = ps_stream_recv_t(x->st, 0, ps_reply_timeout(c), &m, NULL, NULL, &type);
 		if (ret) {
-			serve_finish(c, x->st, ret);
+			serve_fail(x, x->st, ret);
 			break;
 		}
 		if (type == WIRE_PAGE_REQ) {
 			ret = serve_one(x, (Haul__Wire__PageReq *)m);
-		} else if (type == WIRE_ACK && ((Haul__Wire__Ack *)m)->type == WIRE_PAGE_REQ) {
+		} else if (!x->lane && type == WIRE_ACK &&
+			   ((Haul__Wire__Ack *)m)->type == WIRE_PAGE_REQ) {
 			const Haul__Wire__Ack *a = (Haul__Wire__Ack *)m;
 
 			pthread_mutex_lock(&c->mu);
@@ -194,17 +218,55 @@ static void *serve_stream(void *arg)
 		}
 		wire_msg_free(m);
 		if (ret) {
-			serve_finish(c, x->st, ret);
+			serve_fail(x, x->st, ret);
 			break;
 		}
 	}
 	return NULL;
 }
 
+/*
+ * The fault lane's thread: open it, then answer its requests until the
+ * serving stops (ps_client_serve shuts the socket down) or it fails.
+ */
+static void *serve_lane(void *arg)
+{
+	struct serve_ctx *x = arg;
+	struct ps_client *c = x->c;
+	struct ps_stream *st = NULL;
+	int ret = ps_lane_open(c, &st);
+
+	if (ret) {
+		pr_info("no fault lane to %s (%s); the target asks on stream 0", c->o.to,
+			strerror(-ret));
+		return NULL;
+	}
+	pthread_mutex_lock(&c->mu);
+	x->st = st;
+	if (c->serve_stop)
+		shutdown(st->fd, SHUT_RDWR);
+	pthread_mutex_unlock(&c->mu);
+	for (;;) {
+		Haul__Wire__PageReq *q;
+
+		ret = ps_lane_recv_req(st, &q);
+		if (!ret) {
+			ret = serve_one(x, q);
+			wire_msg_free(&q->base);
+		}
+		if (ret) {
+			if (!serve_stopped(c))
+				serve_fail(x, st, ret);
+			return NULL;
+		}
+	}
+}
+
 int ps_client_serve(struct ps_client *c, ps_serve_fn fn, void *arg, int idle_ms)
 {
-	struct serve_ctx x[PS_MAX_STREAMS];
+	struct serve_ctx x[PS_MAX_STREAMS], lane;
 	unsigned started = 1;
+	bool lane_started = false;
 	int ret = ps_client_flush(c);
 
 	if (ret)
@@ -234,9 +296,28 @@ int ps_client_serve(struct ps_client *c, ps_serve_fn fn, void *arg, int idle_ms)
 			break;
 		}
 	}
+	lane = (struct serve_ctx){.c = c, .fn = fn, .arg = arg, .idle_ms = idle_ms, .lane = true};
+	if (started == c->n && ps_lane_offered(c) &&
+	    !pthread_create(&lane.thr, NULL, serve_lane, &lane)) {
+		pthread_setname_np(lane.thr, "haul-lane");
+		lane_started = true;
+	}
 	serve_stream(&x[0]);
 	for (unsigned i = 1; i < started; i++)
 		pthread_join(x[i].thr, NULL);
+	if (lane_started) {
+		/* serve_stop is set: a lane opened from now on is shut down by its thread */
+		pthread_mutex_lock(&c->mu);
+		if (lane.st)
+			shutdown(lane.st->fd, SHUT_RDWR);
+		pthread_mutex_unlock(&c->mu);
+		pthread_join(lane.thr, NULL);
+		/* closed: a target still asking on it is told at once, and asks on stream 0 */
+		ps_lane_close(lane.st);
+		free(lane.buf);
+		if (lane.enc_ok)
+			wire_pages_enc_release(&lane.enc);
+	}
 	for (unsigned i = 0; i < c->n; i++) {
 		free(x[i].buf);
 		if (x[i].enc_ok)
@@ -259,5 +340,12 @@ void ps_client_fault_break(struct ps_client *c, uint64_t nreq)
 {
 	pthread_mutex_lock(&c->mu);
 	c->fault_break = nreq;
+	pthread_mutex_unlock(&c->mu);
+}
+
+void ps_client_fault_break_lane(struct ps_client *c, uint64_t nreq)
+{
+	pthread_mutex_lock(&c->mu);
+	c->fault_break_lane = nreq;
 	pthread_mutex_unlock(&c->mu);
 }

@@ -127,6 +127,16 @@ int ps_session_fetch(struct ps_session *s, uint64_t addr, uint32_t npages, void 
  * thread): the reply does not wait behind pushed pages.
  */
 int ps_session_fetch_urgent(struct ps_session *s, uint64_t addr, uint32_t npages, void *buf);
+/*
+ * ps_session_fetch_urgent() over the session's fault lane, if the source
+ * opened one (SessionJoin.lane): the request and its reply are written and
+ * read on the caller's thread, not through the loop thread.  One caller at
+ * a time: -EBUSY when another is using the lane, -ENOTCONN when there is
+ * none (or it broke before: a lane that fails once is not used again);
+ * either way the caller asks through ps_session_fetch_urgent().  Other
+ * errors as ps_session_fetch(), after LANE_TIMEOUT_MS without a reply.
+ */
+int ps_session_lane_fetch(struct ps_session *s, uint64_t addr, uint32_t npages, void *buf);
 /* Post-copy: every page has arrived; the source's ps_client_serve() returns 0. */
 int ps_session_fetch_done(struct ps_session *s);
 /*
@@ -445,6 +455,8 @@ const char *ps_client_server(const struct ps_client *c);
  * (shutdown(SHUT_RDWR)), as a reset would.  0 disarms.
  */
 void ps_client_fault_break(struct ps_client *c, uint64_t nreq);
+/* The same for the fault lane alone: shut it down once it has answered @nreq requests. */
+void ps_client_fault_break_lane(struct ps_client *c, uint64_t nreq);
 
 /*
  * After ps_client_serve() returned 0: what the target measured of the
@@ -463,7 +475,8 @@ struct ps_client_stats {
 	/* ps_client_serve(): page replies sent and their wire bytes (also in bytes_sent) */
 	uint64_t serve_replies;
 	uint64_t serve_bytes;
-	unsigned reconnects; /* ps_client_reconnect() successes */
+	uint64_t serve_lane_replies; /* of serve_replies, those on the fault lane */
+	unsigned reconnects;	     /* ps_client_reconnect() successes */
 };
 void ps_client_stats(const struct ps_client *c, struct ps_client_stats *st);
 

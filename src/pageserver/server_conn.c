@@ -339,4 +339,6 @@ void ps_on_cqe(struct ps_server *s, struct io_uring_cqe *cqe)
 	}
 	c->ooff += (size_t)res;
 	conn_submit_send(c);
+	if (c->lane && !c->send_busy && !c->dead)
+		ps_lane_take(c);
 }

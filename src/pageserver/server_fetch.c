@@ -81,6 +81,7 @@ void ps_fetch_fail_all(struct ps_session *x, int err)
 		}
 	}
 	pthread_mutex_unlock(&s->fmu);
+	ps_lane_shutdown_all(x);
 }
 
 /* @ms from now on CLOCK_MONOTONIC (the clock of each request's cv). */

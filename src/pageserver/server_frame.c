@@ -305,6 +305,8 @@ void ps_conn_parse(struct ps_conn *c)
 			ps_conn_timer_stop(c);
 		if (conn_frame(c, &h, f))
 			return;
+		if (c->lane)
+			return; /* a fault lane: no more receives here (ps_lane_take) */
 		continue;
 more:
 		/* A frame has begun: it must complete within the stall timeout. */

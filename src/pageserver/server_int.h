@@ -96,6 +96,7 @@ struct ps_conn {
 	struct wire_hdr dh; /* that frame's header */
 	uint64_t dpages;
 	struct ps_session *sref; /* the session, until this connection is freed */
+	bool lane; /* a fault lane whose SessionOk is out: ps_lane_take() once it has left */
 	/* deadline */
 	ev_timer timer;
 	bool timer_on;
@@ -137,6 +138,8 @@ struct ps_session {
 	struct ps_fetch *parked;   /* requests to (re)send once the source rejoined */
 	struct ps_fetch *inflight; /* PAGE_REQs sent, waiting for their PAGE_REPLY */
 	bool fclosed;		   /* no more requests: the session failed or ended */
+	struct ps_lane *lanes;	   /* fault lanes, newest first (server_lane.c); under fmu */
+	pthread_mutex_t lane_mu;   /* the newest lane's socket: one request at a time */
 	bool fdone;		   /* the target has every page: tell the source */
 	bool has_frep;		   /* with fdone: send frep with the notice */
 	struct ps_lazy_report frep;
@@ -237,6 +240,14 @@ void ps_session_park(struct ps_session *x);
 void ps_detach_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 void ps_session_resume(struct ps_session *x);
 void ps_fasync_cb(struct ev_loop *loop, ev_async *w, int revents);
+
+/* server_lane.c: post-copy's fault lane (SessionJoin.lane). */
+int ps_on_lane_join(struct ps_conn *c, struct ps_session *x);
+void ps_lane_take(struct ps_conn *c);
+/* Retire every lane of @x and wake a thread blocked on one (the session ends).  Not with fmu. */
+void ps_lane_shutdown_all(struct ps_session *x);
+/* Close and free them: only once no thread can be using one (the sink is closed). */
+void ps_lane_free_all(struct ps_session *x);
 int ps_on_page_reply(struct ps_conn *c, ProtobufCMessage *m, const uint8_t *payload, size_t len);
 
 /* server_net.c: the network switch's fields (SessionOk.addresses, Restore.lock) */

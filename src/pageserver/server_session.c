@@ -71,6 +71,9 @@ static void session_free(struct ps_session *x)
 	ps_fetch_fail_all(x, -ECONNRESET);
 	if (x->sink_sess)
 		s->o.sink->close(x->sink_sess, x->committed);
+	/* the sink's threads are gone: nothing uses a lane any more */
+	ps_lane_free_all(x);
+	pthread_mutex_destroy(&x->lane_mu);
 	pr_info("session %016llx of pid %d (%s) from %s ended%s: %llu rounds, %llu pages, %.1f MB",
 		(unsigned long long)x->id, x->pid, x->comm, x->peer,
 		x->committed ? ", committed" : (x->failed ? ", failed" : ""),
@@ -265,6 +268,7 @@ int ps_on_session_open(struct ps_conn *c, ProtobufCMessage *m)
 	x->lazy = o->has_lazy && o->lazy;
 	ev_init(&x->detach_timer, ps_detach_timer_cb);
 	x->detach_timer.data = x;
+	pthread_mutex_init(&x->lane_mu, NULL);
 	if (x->kind == HAUL__WIRE__SESSION_KIND__FETCH) {
 		ret = pstore_proc_get(s->store, x->pid, false, &x->proc);
 		if (ret || pstore_round(x->proc) == 0) {
@@ -357,6 +361,8 @@ int ps_on_session_join(struct ps_conn *c, ProtobufCMessage *m)
 		ps_conn_fail(c, -EPROTO, "sent a bad SessionJoin: %s", why);
 		return -EPROTO;
 	}
+	if (x && !x->failed && j->has_lane && j->lane)
+		return ps_on_lane_join(c, x);
 	if (!x || x->failed) {
 		ps_conn_fail(c, -ENOENT, "%s unknown session %016llx%s",
 			     resume ? "rejoined" : "joined", (unsigned long long)j->session_id,

@@ -155,6 +155,14 @@ struct rst_lazy_source {
 	 * their own so that they do not queue behind background chunks.
 	 */
 	int (*fetch_fault)(void *arg, uint64_t addr, uint32_t npages, void *buf);
+	/*
+	 * Optional: a fault fetch quick enough for the fault thread to wait for
+	 * itself when one fault alone is waiting (two thread wake-ups fewer a
+	 * fault): 0 with @buf filled, or -EAGAIN when that path cannot take it
+	 * now (busy, absent, broken), and the window goes to a fault-fetch
+	 * thread as usual.
+	 */
+	int (*fetch_fault_try)(void *arg, uint64_t addr, uint32_t npages, void *buf);
 };
 
 struct rst_lazy_opts {
@@ -407,7 +415,9 @@ void rst_lazy_ps_free(struct rst_lazy_ps *p);
  * ps_client_serve(c, rst_lazy_src_fetch, src, idle_ms).
  */
 int rst_lazy_session_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf);
-/* rst_lazy_source.fetch_fault of the same: ps_session_fetch_urgent(). */
+/* rst_lazy_source.fetch_fault of the same: the session's fault lane, else ps_session_fetch_urgent(). */
 int rst_lazy_session_fetch_fault(void *arg, uint64_t addr, uint32_t npages, void *buf);
+/* rst_lazy_source.fetch_fault_try of the same: the fault lane alone (ps_session_lane_fetch). */
+int rst_lazy_session_fetch_fault_try(void *arg, uint64_t addr, uint32_t npages, void *buf);
 
 #endif

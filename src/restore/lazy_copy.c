@@ -245,6 +245,8 @@ static void req_issue(struct rst_lazy *lz, struct lz_req *q)
 {
 	q->off = q->filled = 0;
 	q->busy = true;
+	if (lz->fetch_inline && lz->src.fetch_fault_try && rst_lz_ufetch_try(lz, q))
+		return;
 	pthread_mutex_lock(&lz->lock);
 	if (lz->fetch_inline && !lz->faults_inflight && !lz->uq_head && inline_pays(lz)) {
 		lz->faults_inflight++;

@@ -282,6 +282,27 @@ void rst_lz_ufetch_inline(struct rst_lazy *lz, struct lz_req *q)
 	pthread_mutex_unlock(&lz->lock);
 }
 
+/* Fetch @q through the source's fetch_fault_try on the fault thread; false: queue it instead. */
+bool rst_lz_ufetch_try(struct rst_lazy *lz, struct lz_req *q)
+{
+	uint64_t t0 = now_ns();
+	int ret;
+
+	pthread_mutex_lock(&lz->lock);
+	lz->faults_inflight++;
+	pthread_mutex_unlock(&lz->lock);
+	ret = lz->src.fetch_fault_try(lz->src.arg, q->src, q->npages, q->buf);
+	pthread_mutex_lock(&lz->lock);
+	if (ret) {
+		lz->faults_inflight--;
+	} else {
+		lz->st.faults_inline++;
+		ufetch_done(lz, q, 0, now_ns() - t0);
+	}
+	pthread_mutex_unlock(&lz->lock);
+	return !ret;
+}
+
 /*
  * A fault-fetch thread: fetch the fault windows the fault thread queues
  * (the source's fault path) and hand them back ahead of background chunks.

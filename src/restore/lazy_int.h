@@ -314,5 +314,6 @@ void *rst_lz_ufetch_main(void *arg);
  * Called with faults_inflight already counted for @q.
  */
 void rst_lz_ufetch_inline(struct rst_lazy *lz, struct lz_req *q);
+bool rst_lz_ufetch_try(struct rst_lazy *lz, struct lz_req *q);
 
 #endif

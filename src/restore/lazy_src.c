@@ -291,8 +291,21 @@ int rst_lazy_session_fetch(void *arg, uint64_t addr, uint32_t npages, void *buf)
 	return session_fetch(arg, addr, npages, buf, false);
 }
 
+int rst_lazy_session_fetch_fault_try(void *arg, uint64_t addr, uint32_t npages, void *buf)
+{
+	/* whatever kept the lane from answering, the fault-fetch threads try the streams */
+	return ps_session_lane_fetch(arg, addr, npages, buf) ? -EAGAIN : 0;
+}
+
 int rst_lazy_session_fetch_fault(void *arg, uint64_t addr, uint32_t npages, void *buf)
 {
+	/*
+	 * The fault lane first (a request and its reply on this thread); when
+	 * it is busy, absent or broken, stream 0 through the loop thread, which
+	 * also retries what the lane failed (a lane that fails once is gone).
+	 */
+	if (npages <= WIRE_MAX_REQ_PAGES && !ps_session_lane_fetch(arg, addr, npages, buf))
+		return 0;
 	return session_fetch(arg, addr, npages, buf, true);
 }
 

@@ -478,7 +478,9 @@ static int live_open(void *arg, const struct ps_session_info *info, void **sess)
 		s->session = info->session;
 		s->hook.src = (struct rst_lazy_source){.fetch = rst_lazy_session_fetch,
 						       .arg = info->session,
-						       .fetch_fault = rst_lazy_session_fetch_fault};
+						       .fetch_fault = rst_lazy_session_fetch_fault,
+						       .fetch_fault_try =
+							       rst_lazy_session_fetch_fault_try};
 		o.before_resume = rst_lazy_before_resume;
 		o.before_resume_arg = &s->hook;
 	}

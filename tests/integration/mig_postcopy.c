@@ -58,11 +58,17 @@ Test(mig_postcopy, postcopy_moves_a_randomly_writing_workload_intact, .fini = te
 	cr_assert_leq(th_mig_json(&M, "fault_p99_us"), th_mig_json(&M, "fault_max_us"));
 	cr_assert_gt(th_mig_json(&M, "target_complete_ms"), 0);
 	cr_assert_gt(th_mig_json(&M, "served_bytes"), 0);
+	/* the source opened the fault lane while the target resumed: faults took it */
+	cr_assert_gt(th_mig_json(&M, "lane_replies"), th_mig_json(&M, "faults") / 2,
+		     "%g of %g faults over the fault lane", th_mig_json(&M, "lane_replies"),
+		     th_mig_json(&M, "faults"));
 	/* the eager pages go before the freeze; the frozen round only sends what changed */
 	cr_assert_eq(th_mig_json(&M, "rounds"), 2);
-	cr_log_info("postcopy: resume %.1f ms, all memory after %.1f ms, %g pages served",
+	cr_log_info("postcopy: resume %.1f ms, all memory after %.1f ms, %g pages served, "
+		    "%g faults, %g over the fault lane",
 		    th_mig_json(&M, "resume_ms"), th_mig_json(&M, "memory_complete_ms"),
-		    th_mig_json(&M, "served_pages"));
+		    th_mig_json(&M, "served_pages"), th_mig_json(&M, "faults"),
+		    th_mig_json(&M, "lane_replies"));
 }
 
 /*

@@ -56,6 +56,38 @@ struct tsink {
 
 static struct tsink ts;
 
+/*
+ * lane_faults: fetcher 1 waits for the source's fault lane, then asks on it
+ * first and on stream 0 when it fails, as rst_lazy_session_fetch_fault
+ * does; lane_ok and lane_fallbacks count which answered.
+ */
+static bool lane_faults;
+static unsigned lane_ok, lane_fallbacks;
+
+static int lane_or_urgent(uint64_t addr, uint32_t npages, void *buf)
+{
+	int ret = ps_session_lane_fetch(ts.session, addr, npages, buf);
+
+	if (!ret) {
+		lane_ok++;
+		return 0;
+	}
+	lane_fallbacks++;
+	return ps_session_fetch_urgent(ts.session, addr, npages, buf);
+}
+
+/* Until the lane is there (the source opens it once it serves), at most 5 s. */
+static void lane_wait(uint64_t addr, void *buf)
+{
+	for (int i = 0; i < 5000; i++) {
+		int ret = ps_session_lane_fetch(ts.session, addr, 1, buf);
+
+		if (ret != -ENOTCONN)
+			return;
+		usleep(1000);
+	}
+}
+
 static void *fetcher(void *arg)
 {
 	int idx = (int)(intptr_t)arg;
@@ -79,11 +111,14 @@ static void *fetcher(void *arg)
 			}
 		}
 	}
+	if (idx == 1 && lane_faults)
+		lane_wait(BASE, buf);
 	/* thread 0 takes even 64-page chunks in the background, thread 1 odd ones as faults */
 	for (uint64_t chunk = (uint64_t)idx; chunk < NPAGES / 64; chunk += 2) {
 		uint64_t addr = BASE + chunk * 64 * PG;
-		int ret = idx ? ps_session_fetch_urgent(ts.session, addr, 64, buf)
-			      : ps_session_fetch(ts.session, addr, 64, buf);
+		int ret = !idx		? ps_session_fetch(ts.session, addr, 64, buf)
+			  : lane_faults ? lane_or_urgent(addr, 64, buf)
+					: ps_session_fetch_urgent(ts.session, addr, 64, buf);
 
 		if (ret) {
 			ts.result[idx] = ret;
@@ -295,6 +330,25 @@ static int serve_pages(void *arg, uint64_t addr, uint32_t npages, void *buf)
 	return 0;
 }
 
+/* Commit the session, end the client and the server; the sink was closed. */
+static void commit_and_stop(struct ps_client *c, struct ps_server *s, pthread_t st)
+{
+	cr_assert_eq(ps_client_commit(c), 0);
+	ps_client_free(c);
+	ps_server_stop(s);
+	pthread_join(st, NULL);
+	ps_server_free(s);
+	cr_assert(ts.closed);
+}
+
+/* Both fetchers finished without an error and every page they got was right. */
+static void assert_fetched_intact(void)
+{
+	cr_assert_eq(ts.result[0], 0, "fetcher 0: %d", ts.result[0]);
+	cr_assert_eq(ts.result[1], 0, "fetcher 1: %d", ts.result[1]);
+	cr_assert_eq(ts.bad, 0, "%llu pages differ", (unsigned long long)ts.bad);
+}
+
 static void *run_server(void *arg)
 {
 	ps_server_run(arg);
@@ -338,9 +392,7 @@ Test(ps_postcopy, target_fetches_pages_over_the_live_streams, .timeout = 60)
 	serve_caller = pthread_self();
 	memset(served_by, 0, sizeof(served_by));
 	cr_assert_eq(ps_client_serve(c, serve_pages, NULL, 20000), 0);
-	cr_assert_eq(ts.result[0], 0, "fetcher 0: %d", ts.result[0]);
-	cr_assert_eq(ts.result[1], 0, "fetcher 1: %d", ts.result[1]);
-	cr_assert_eq(ts.bad, 0, "%llu pages differ", (unsigned long long)ts.bad);
+	assert_fetched_intact();
 	/* with two streams, faults (odd chunks) own stream 0, served by the caller's thread */
 	for (unsigned k = 1; k < NPAGES / 64; k++)
 		cr_assert_eq(
@@ -348,13 +400,7 @@ Test(ps_postcopy, target_fetches_pages_over_the_live_streams, .timeout = 60)
 			k % 2 ? "urgent" : "background", served_by[k] == 1 ? "caller's" : "other");
 	/* a target that says "done" without statistics (an older haul): none to read */
 	cr_assert_eq(ps_client_lazy_report(c, &lr), -ENODATA);
-	cr_assert_eq(ps_client_commit(c), 0);
-	ps_client_free(c);
-
-	ps_server_stop(s);
-	pthread_join(st, NULL);
-	ps_server_free(s);
-	cr_assert(ts.closed);
+	commit_and_stop(c, s, st);
 }
 
 static int send_range(struct ps_client *c, uint64_t first, uint32_t n)
@@ -443,13 +489,7 @@ Test(ps_postcopy, source_gets_the_targets_fault_statistics, .timeout = 60)
 	cr_assert_geq(st1.serve_bytes - st0.serve_bytes,
 		      (lr.fault_pages + lr.pushed_pages - lr.zero_filled) * PG);
 	cr_assert_eq(st1.bytes_sent - st0.bytes_sent, st1.serve_bytes - st0.serve_bytes);
-	cr_assert_eq(ps_client_commit(c), 0);
-	ps_client_free(c);
-
-	ps_server_stop(s);
-	pthread_join(st, NULL);
-	ps_server_free(s);
-	cr_assert(ts.closed);
+	commit_and_stop(c, s, st);
 }
 
 Test(ps_postcopy, fetch_fails_fast_when_the_source_goes_away, .timeout = 60)
@@ -552,17 +592,56 @@ Test(ps_postcopy, source_reconnects_after_its_connections_break, .timeout = 60)
 			ps_client_fault_break(c, 15); /* and once more after the rejoin */
 	}
 	cr_assert_eq(breaks, 2);
-	cr_assert_eq(ts.result[0], 0, "fetcher 0: %d", ts.result[0]);
-	cr_assert_eq(ts.result[1], 0, "fetcher 1: %d", ts.result[1]);
-	cr_assert_eq(ts.bad, 0, "%llu pages differ", (unsigned long long)ts.bad);
+	assert_fetched_intact();
 	ps_client_stats(c, &cs);
 	cr_assert_eq(cs.reconnects, 2);
-	cr_assert_eq(ps_client_commit(c), 0);
-	ps_client_free(c);
-	ps_server_stop(s);
-	pthread_join(st, NULL);
-	ps_server_free(s);
-	cr_assert(ts.closed);
+	commit_and_stop(c, s, st);
+}
+
+/* Serve the lazy session of start_lazy() with fault lanes; @brk: the lane breaks after that many. */
+static void lane_case(uint64_t brk, unsigned want_lane, int32_t pid)
+{
+	struct ps_client_stats cs;
+	struct ps_server *s;
+	struct ps_client *c;
+	pthread_t st;
+	char to[64];
+
+	lane_faults = true;
+	lane_ok = lane_fallbacks = 0;
+	start_lazy(5000, 2, pid, &s, &st, &c, to, sizeof(to));
+	if (brk)
+		ps_client_fault_break_lane(c, brk);
+	cr_assert_eq(ps_client_serve(c, serve_pages, NULL, 20000), 0,
+		     "the lane's end must not end the serving");
+	assert_fetched_intact();
+	ps_client_stats(c, &cs);
+	/* lane_wait's one-page fetch came through the lane too */
+	cr_assert_eq(cs.serve_lane_replies, want_lane + 1, "%llu replies on the lane",
+		     (unsigned long long)cs.serve_lane_replies);
+	cr_assert_eq(lane_ok, want_lane);
+	cr_assert_eq(lane_fallbacks, NPAGES / 64 / 2 - want_lane);
+	commit_and_stop(c, s, st);
+}
+
+/*
+ * The fault lane: once the source opened it, every fault's request and
+ * reply go over it from the requester's thread; the pages are the same.
+ */
+Test(ps_postcopy, faults_take_the_fault_lane, .timeout = 60)
+{
+	lane_case(0, NPAGES / 64 / 2, 84);
+}
+
+/*
+ * The lane breaks (the source shuts it down after 6 replies, the 5th
+ * fault's included): the next fault's request fails on it and goes
+ * through stream 0, and so do the rest (a broken lane is not used again);
+ * the serving goes on and every page arrives.
+ */
+Test(ps_postcopy, a_broken_fault_lane_falls_back_to_stream_0, .timeout = 60)
+{
+	lane_case(6, 5, 85);
 }
 
 /*
@@ -655,13 +734,6 @@ Test(ps_postcopy, target_side_reset_is_recovered, .timeout = 60)
 	if (ss_killed < 0)
 		cr_skip_test("ss -K does not work here (no SOCK_DESTROY?)");
 	cr_assert_eq(breaks, 1);
-	cr_assert_eq(ts.result[0], 0, "fetcher 0: %d", ts.result[0]);
-	cr_assert_eq(ts.result[1], 0, "fetcher 1: %d", ts.result[1]);
-	cr_assert_eq(ts.bad, 0, "%llu pages differ", (unsigned long long)ts.bad);
-	cr_assert_eq(ps_client_commit(c), 0);
-	ps_client_free(c);
-	ps_server_stop(s);
-	pthread_join(st, NULL);
-	ps_server_free(s);
-	cr_assert(ts.closed);
+	assert_fetched_intact();
+	commit_and_stop(c, s, st);
 }

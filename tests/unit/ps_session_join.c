@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "common/validate.h"
 #include "common/wire.h"
 
 Test(ps_session_join, resume_bytes_are_as_documented)
@@ -46,4 +47,45 @@ Test(ps_session_join, a_join_without_resume_is_a_plain_join)
 	cr_assert_not(d->has_resume);
 	cr_assert_not(d->resume);
 	wire_msg_free(m);
+}
+
+/* SessionJoin.lane (post-copy's fault lane): field 4, on stream 0 without resume. */
+Test(ps_session_join, lane_bytes_are_as_documented)
+{
+	static const uint8_t want[] = {0x08, 0x82, 0x02, 0x10, 0x00, 0x20, 0x01};
+	Haul__Wire__SessionJoin j = HAUL__WIRE__SESSION_JOIN__INIT;
+	uint8_t buf[64];
+	char why[160];
+	ssize_t n;
+
+	j.session_id = 0x102;
+	j.stream = 0;
+	j.has_lane = true;
+	j.lane = true;
+	n = wire_frame_build(buf, sizeof(buf), WIRE_SESSION_JOIN, 0, 2, &j.base, NULL, 0);
+	cr_assert_eq(n, WIRE_HDR_LEN + (ssize_t)sizeof(want));
+	cr_assert_arr_eq(buf + WIRE_HDR_LEN, want, sizeof(want));
+	/* valid whatever the session's stream count: the lane is not one of its streams */
+	cr_assert_eq(val_session_join(&j, 1, why, sizeof(why)), 0);
+}
+
+Test(ps_session_join, a_lane_on_another_stream_or_with_resume_is_refused)
+{
+	Haul__Wire__SessionJoin j = HAUL__WIRE__SESSION_JOIN__INIT;
+	char why[160];
+
+	j.session_id = 0x102;
+	j.has_lane = true;
+	j.lane = true;
+	j.stream = 1;
+	cr_assert_neq(val_session_join(&j, 4, why, sizeof(why)), 0);
+	cr_assert(strstr(why, "lane"), "%s", why);
+	j.stream = 0;
+	j.has_resume = true;
+	j.resume = true;
+	cr_assert_neq(val_session_join(&j, 4, why, sizeof(why)), 0);
+	/* and a plain join of stream 0 stays refused */
+	j.has_lane = j.lane = false;
+	j.has_resume = j.resume = false;
+	cr_assert_neq(val_session_join(&j, 4, why, sizeof(why)), 0);
 }
