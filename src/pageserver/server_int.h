@@ -140,6 +140,7 @@ struct ps_session {
 	bool fclosed;		   /* no more requests: the session failed or ended */
 	struct ps_lane *lanes;	   /* fault lanes, newest first (server_lane.c); under fmu */
 	pthread_mutex_t lane_mu;   /* the newest lane's socket: one request at a time */
+	unsigned nlanes;	   /* lanes ever joined (loop thread): at most LANE_MAX */
 	bool fdone;		   /* the target has every page: tell the source */
 	bool has_frep;		   /* with fdone: send frep with the notice */
 	struct ps_lazy_report frep;

@@ -51,6 +51,12 @@
 
 /* A fault's reply later than this retires the lane (the streams' path has the stall timeout). */
 #define LANE_TIMEOUT_MS 2000
+/*
+ * Lanes one session may open (one per ps_client_serve, so per rejoin): a
+ * retired lane's socket stays open until the session ends, in case a
+ * thread is still on it, so an authenticated peer must not pile them up.
+ */
+#define LANE_MAX 16
 
 struct ps_lane {
 	struct ps_lane *next;
@@ -75,6 +81,13 @@ int ps_on_lane_join(struct ps_conn *c, struct ps_session *x)
 {
 	Haul__Wire__SessionOk ok = HAUL__WIRE__SESSION_OK__INIT;
 
+	if (x->nlanes >= LANE_MAX) {
+		ps_conn_fail(c, -EBUSY,
+			     "opened fault lane %u of session %016llx, past the %u a session may "
+			     "open; faults go through its streams",
+			     x->nlanes + 1, (unsigned long long)x->id, LANE_MAX);
+		return -EBUSY;
+	}
 	if (x->kind != HAUL__WIRE__SESSION_KIND__LIVE || !x->lazy || x->detached || x->fclosed) {
 		ps_conn_fail(c, -EPROTO,
 			     "opened a fault lane to session %016llx, which is not a lazy live "
@@ -82,6 +95,7 @@ int ps_on_lane_join(struct ps_conn *c, struct ps_session *x)
 			     (unsigned long long)x->id);
 		return -EPROTO;
 	}
+	x->nlanes++;
 	c->lane = true;
 	c->sref = x;
 	x->nrefs++;

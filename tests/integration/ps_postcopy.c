@@ -16,6 +16,7 @@
 
 #include "common/log.h"
 #include "pageserver/pageserver.h"
+#include "pageserver/client_int.h" /* ps_lane_open: a peer opening lane after lane */
 #include "th_lazy.h"
 
 #define PG     4096ull
@@ -642,6 +643,34 @@ Test(ps_postcopy, faults_take_the_fault_lane, .timeout = 60)
 Test(ps_postcopy, a_broken_fault_lane_falls_back_to_stream_0, .timeout = 60)
 {
 	lane_case(6, 5, 85);
+}
+
+/*
+ * A retired lane's socket stays open until its session ends, so a peer may
+ * not pile them up: the 17th lane of a session is refused (EBUSY), which
+ * costs the session nothing: its faults go through stream 0.
+ */
+Test(ps_postcopy, a_session_takes_at_most_16_fault_lanes, .timeout = 60)
+{
+	struct ps_client_stats cs;
+	struct ps_stream *lane;
+	struct ps_server *s;
+	struct ps_client *c;
+	pthread_t st;
+	char to[64];
+
+	start_lazy(5000, 2, 86, &s, &st, &c, to, sizeof(to));
+	for (int i = 0; i < 16; i++) {
+		cr_assert_eq(ps_lane_open(c, &lane), 0, "lane %d", i + 1);
+		ps_lane_close(lane);
+	}
+	cr_assert_eq(ps_lane_open(c, &lane), -EBUSY);
+	/* serving opens one more, refused too; the pages come over the streams */
+	cr_assert_eq(ps_client_serve(c, serve_pages, NULL, 20000), 0);
+	assert_fetched_intact();
+	ps_client_stats(c, &cs);
+	cr_assert_eq(cs.serve_lane_replies, 0);
+	commit_and_stop(c, s, st);
 }
 
 /*
