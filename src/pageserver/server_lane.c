@@ -31,7 +31,6 @@
  */
 #define LOG_PREFIX "ps: "
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,10 +153,14 @@ void ps_lane_take(struct ps_conn *c)
 	l->fd = c->fd;
 	c->fd = -1;
 	{
-		/* a request is tiny, but a peer that stops reading must not hold a fault forever */
+		/*
+		 * A request is tiny, but a peer that stops reading must not hold a
+		 * fault forever; a reply's receives wait at most this long each.
+		 */
 		struct timeval tv = {LANE_TIMEOUT_MS / 1000, (LANE_TIMEOUT_MS % 1000) * 1000};
 
 		setsockopt(l->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		setsockopt(l->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	}
 	snprintf(l->peer, sizeof(l->peer), "%s", c->peer);
 	l->encrypt = c->encrypt;
@@ -241,8 +244,11 @@ static int lane_fill(struct ps_lane *l, size_t want, uint64_t end_ns)
 		now = (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 		if (now >= end_ns)
 			return -ETIMEDOUT;
-		/* usually the whole reply is there at once: try before polling */
-		r = recv(l->fd, l->rbuf + l->rfill, LANE_RBUF - l->rfill, MSG_DONTWAIT);
+		/*
+		 * One blocking recv() (SO_RCVTIMEO, ps_lane_take) usually takes the
+		 * whole reply: no poll() first, each system call counts here.
+		 */
+		r = recv(l->fd, l->rbuf + l->rfill, LANE_RBUF - l->rfill, 0);
 		if (r > 0) {
 			l->rfill += (size_t)r;
 			continue;
@@ -251,13 +257,7 @@ static int lane_fill(struct ps_lane *l, size_t want, uint64_t end_ns)
 			return -ECONNRESET;
 		if (errno == EINTR)
 			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return -errno;
-		struct pollfd p = {.fd = l->fd, .events = POLLIN};
-		int ms = (int)((end_ns - now + 999999) / 1000000);
-
-		if (poll(&p, 1, ms) < 0 && errno != EINTR)
-			return -errno;
+		return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
 	}
 	return 0;
 }
