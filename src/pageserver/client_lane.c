@@ -53,10 +53,13 @@ int ps_lane_recv_req(struct ps_stream *st, Haul__Wire__PageReq **out)
 	size_t need = WIRE_HDR_LEN;
 	int ret;
 
-	if (!st->rbuf) {
-		st->rbuf = malloc(cap);
-		if (!st->rbuf)
+	if (st->rcap < cap) {
+		/* the handshake's receives sized it for their own frames */
+		uint8_t *b = realloc(st->rbuf, cap);
+
+		if (!b)
 			return -ENOMEM;
+		st->rbuf = b;
 		st->rcap = cap;
 	}
 	for (;;) {
@@ -79,7 +82,7 @@ int ps_lane_recv_req(struct ps_stream *st, Haul__Wire__PageReq **out)
 			st->rfill = avail;
 			st->rhead = 0;
 		}
-		n = recv(st->fd, st->rbuf + st->rfill, cap - st->rfill, 0);
+		n = recv(st->fd, st->rbuf + st->rfill, st->rcap - st->rfill, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)

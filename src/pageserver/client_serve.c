@@ -257,6 +257,8 @@ static void *serve_lane(void *arg)
 		if (ret) {
 			if (!serve_stopped(c))
 				serve_fail(x, st, ret);
+			/* the target's next fault finds it closed at once, not after its timeout */
+			shutdown(st->fd, SHUT_RDWR);
 			return NULL;
 		}
 	}

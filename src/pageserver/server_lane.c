@@ -79,6 +79,7 @@ struct ps_lane {
 int ps_on_lane_join(struct ps_conn *c, struct ps_session *x)
 {
 	Haul__Wire__SessionOk ok = HAUL__WIRE__SESSION_OK__INIT;
+	int ret;
 
 	if (x->nlanes >= LANE_MAX) {
 		ps_conn_fail(c, -EBUSY,
@@ -100,7 +101,13 @@ int ps_on_lane_join(struct ps_conn *c, struct ps_session *x)
 	x->nrefs++;
 	c->state = PS_READY;
 	ok.session_id = x->id;
-	return ps_conn_send(c, WIRE_SESSION_OK, &ok.base, NULL, 0);
+	ret = ps_conn_send(c, WIRE_SESSION_OK, &ok.base, NULL, 0);
+	if (ret) {
+		/* no send in flight, no receive armed: nothing else would ever end it */
+		c->lane = false;
+		ps_conn_teardown(c);
+	}
+	return ret;
 }
 
 static void lane_free(struct ps_lane *l)

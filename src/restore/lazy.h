@@ -157,8 +157,8 @@ struct rst_lazy_source {
 	int (*fetch_fault)(void *arg, uint64_t addr, uint32_t npages, void *buf);
 	/*
 	 * Optional: a fault fetch quick enough for the fault thread to wait for
-	 * itself when one fault alone is waiting (two thread wake-ups fewer a
-	 * fault): 0 with @buf filled, or -EAGAIN when that path cannot take it
+	 * itself when one fault alone is waiting and no window is out (two
+	 * thread wake-ups fewer a fault): 0 with @buf filled, or -EAGAIN when that path cannot take it
 	 * now (busy, absent, broken), and the window goes to a fault-fetch
 	 * thread as usual.
 	 */

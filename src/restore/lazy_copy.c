@@ -245,6 +245,7 @@ static void req_issue(struct rst_lazy *lz, struct lz_req *q)
 {
 	q->off = q->filled = 0;
 	q->busy = true;
+	/* one fault alone and no window out: blocked on the lane, the fault thread delays nothing */
 	if (lz->fetch_inline && lz->src.fetch_fault_try && rst_lz_ufetch_try(lz, q))
 		return;
 	pthread_mutex_lock(&lz->lock);

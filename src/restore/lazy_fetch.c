@@ -289,6 +289,11 @@ bool rst_lz_ufetch_try(struct rst_lazy *lz, struct lz_req *q)
 	int ret;
 
 	pthread_mutex_lock(&lz->lock);
+	if (lz->faults_inflight || lz->uq_head) {
+		/* windows are out: blocked here, the fault thread would not copy them when they come */
+		pthread_mutex_unlock(&lz->lock);
+		return false;
+	}
 	lz->faults_inflight++;
 	pthread_mutex_unlock(&lz->lock);
 	ret = lz->src.fetch_fault_try(lz->src.arg, q->src, q->npages, q->buf);
