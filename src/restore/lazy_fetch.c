@@ -270,42 +270,32 @@ static void ufetch_done(struct rst_lazy *lz, struct lz_req *q, int ret, uint64_t
 	}
 }
 
-void rst_lz_ufetch_inline(struct rst_lazy *lz, struct lz_req *q)
+/*
+ * Fetch @q on the fault thread (counted in faults_inflight by the caller):
+ * over the source's fetch_fault_try, else, when @pays, its fault path.
+ * False when neither took it: the caller queues it.
+ */
+bool rst_lz_ufetch_inline(struct rst_lazy *lz, struct lz_req *q, bool pays)
 {
 	uint64_t t0 = now_ns();
-	int ret = rst_lz_fetch_fault(lz, q->src, q->npages, q->buf);
-	uint64_t dt = now_ns() - t0;
+	int ret = -EAGAIN;
 
+	if (lz->src.fetch_fault_try)
+		ret = lz->src.fetch_fault_try(lz->src.arg, q->src, q->npages, q->buf);
+	if (ret && pays) {
+		t0 = now_ns();
+		ret = rst_lz_fetch_fault(lz, q->src, q->npages, q->buf);
+	}
 	pthread_mutex_lock(&lz->lock);
-	lz->st.faults_inline++;
-	ufetch_done(lz, q, ret, dt);
-	pthread_mutex_unlock(&lz->lock);
-}
-
-/* Fetch @q through the source's fetch_fault_try on the fault thread; false: queue it instead. */
-bool rst_lz_ufetch_try(struct rst_lazy *lz, struct lz_req *q)
-{
-	uint64_t t0 = now_ns();
-	int ret;
-
-	pthread_mutex_lock(&lz->lock);
-	if (lz->faults_inflight || lz->uq_head) {
-		/* windows are out: blocked here, the fault thread would not copy them when they come */
+	if (ret && !pays) {
+		lz->faults_inflight--;
 		pthread_mutex_unlock(&lz->lock);
 		return false;
 	}
-	lz->faults_inflight++;
+	lz->st.faults_inline++;
+	ufetch_done(lz, q, ret, now_ns() - t0);
 	pthread_mutex_unlock(&lz->lock);
-	ret = lz->src.fetch_fault_try(lz->src.arg, q->src, q->npages, q->buf);
-	pthread_mutex_lock(&lz->lock);
-	if (ret) {
-		lz->faults_inflight--;
-	} else {
-		lz->st.faults_inline++;
-		ufetch_done(lz, q, 0, now_ns() - t0);
-	}
-	pthread_mutex_unlock(&lz->lock);
-	return !ret;
+	return true;
 }
 
 /*

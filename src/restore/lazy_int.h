@@ -313,7 +313,6 @@ void *rst_lz_ufetch_main(void *arg);
  * waiting and nothing else is in flight: it saves two thread hand-overs.
  * Called with faults_inflight already counted for @q.
  */
-void rst_lz_ufetch_inline(struct rst_lazy *lz, struct lz_req *q);
-bool rst_lz_ufetch_try(struct rst_lazy *lz, struct lz_req *q);
+bool rst_lz_ufetch_inline(struct rst_lazy *lz, struct lz_req *q, bool pays);
 
 #endif
