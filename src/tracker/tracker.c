@@ -12,11 +12,13 @@
  *   fresh   = memory ranges now \ kept     (new, moved, replaced mappings)
  *   gone    = memory ranges before \ kept  (+ replaced ranges the backend found)
  *   zapped  = (populated before ∩ kept) \ populated now   (MADV_DONTNEED: reads as zero)
- *   dirty   = written ∪ zapped ∪ (fresh ∩ populated now)
+ *   dirty   = written ∪ zapped ∪ ((fresh ∪ replaced) ∩ populated now)
  *
  * So the first round (nothing kept) returns every populated page, and a
  * mapping that moved or was replaced is sent whole whatever the backend
- * thinks.  Everything is kept as sorted range lists: a round allocates
+ * thinks: every page dropped (gone) that holds data now is sent again in
+ * the same round.  A backend must know the populated set of its fresh and
+ * replaced ranges.  Everything is kept as sorted range lists: a round allocates
  * O(ranges), not O(pages).
  *
  * Exit and exec: /proc/PID/pagemap is opened once, at trk_open(), and stays
@@ -346,9 +348,14 @@ static int round_sets(struct trk *t, struct trk_scan *s, const struct haul_layou
 	if (!ret)
 		ret = trk_rl_sub(&tmp, &s->present, &zapped);
 	trk_rl_release(&tmp);
-	/* fresh ∩ present now */
+	/* (fresh ∪ replaced) ∩ present now: what gone drops comes back whole */
 	if (!ret)
 		ret = trk_rl_and(fresh, &s->present, &tmp);
+	if (!ret)
+		ret = trk_rl_append(dirty, &tmp);
+	trk_rl_release(&tmp);
+	if (!ret)
+		ret = trk_rl_and(&s->replaced, &s->present, &tmp);
 	if (!ret)
 		ret = trk_rl_append(dirty, &s->written);
 	if (!ret)

@@ -13,20 +13,21 @@
  * We enable only WP_ASYNC | WP_UNPOPULATED (| WP_HUGETLBFS_SHMEM): never the
  * event features, which would make the target block until we read events.
  *
- * Each round, per memory VMA: UFFDIO_REGISTER(MODE_WP) when it is fresh, then
- * PAGEMAP_SCAN with PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+ * Each round, per memory VMA: PAGEMAP_SCAN with PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
  * category_anyof_mask PRESENT|SWAPPED and return mask WRITTEN|PRESENT|SWAPPED.
  * One walk returns both the written pages (and write-protects them again,
  * atomically) and the populated set, and only populated pages are ever
  * protected: a sparse 64 GiB mapping costs nothing (no markers in holes).
  * A page that becomes populated later has no uffd-wp bit, so it reads as
- * written: correct.  A freshly registered VMA has no protected page yet, so
- * its first scan returns all of its populated pages.
+ * written: correct.  A VMA is registered (UFFDIO_REGISTER(MODE_WP)) only
+ * when its scan fails for want of it, and a range just registered counts
+ * as replaced: the core sends its populated pages whole, whatever their
+ * bits say (rescan_unregistered).
  *
  * CHECK_WPASYNC turns "this VMA is not registered" into EPERM instead of a
- * silent empty answer (mremap'd, or munmap'd and mapped again at the same
- * address between our layout read and the scan).  Then we register it and
- * report it replaced: the core drops the old contents and sends the new
+ * silent empty answer (new, mremap'd, or munmap'd and mapped again at the
+ * same address between our layout read and the scan).  Then we register it
+ * and report it replaced: the core drops the old contents and sends the new
  * populated pages.  A VMA the kernel will not register (VM_PFNMAP, VM_IO,
  * hugetlb without the feature) is reported whole every round.
  */
@@ -57,7 +58,9 @@ struct uffd_state {
 	uint64_t warned_start; /* last unregistrable VMA we warned about */
 	/* ranges scanned with the fast path: last round's, and this round's */
 	struct trk_rl fast, nfast;
-	struct trk_rl one, seg_fast, seg_full, dense; /* scratch, reused per VMA */
+	/* ranges a rescan gave up on (rescan_unregistered): last round's, and this round's */
+	struct trk_rl unsure, nunsure;
+	struct trk_rl one, seg_fast, seg_full, seg_tmp, dense; /* scratch, reused per VMA */
 };
 
 /*
@@ -330,9 +333,12 @@ static void uffd_close(struct trk *t)
 	}
 	trk_rl_release(&st->fast);
 	trk_rl_release(&st->nfast);
+	trk_rl_release(&st->unsure);
+	trk_rl_release(&st->nunsure);
 	trk_rl_release(&st->one);
 	trk_rl_release(&st->seg_fast);
 	trk_rl_release(&st->seg_full);
+	trk_rl_release(&st->seg_tmp);
 	trk_rl_release(&st->dense);
 	free(st->vec);
 	free(st);
@@ -613,9 +619,15 @@ static int add_union(struct trk_rl *dst, const struct trk_rl *a, const struct tr
  * MAP_PRIVATE file VMAs are always walked in full: zapping a written (COW)
  * page leaves a marker and the page silently reads the file again; only the
  * populated set shows it.  trk_opts.populated asks for full walks everywhere.
+ *
+ * So are the parts of @v in @fresh (new at their address since the last
+ * round): the core sends fresh ∩ populated, so it must know the populated
+ * set there.  Its pages may be protected already, by a rescan of the last
+ * round that registered what replaced the layout it had read; a fast walk
+ * would report none of them.
  */
 static int scan_vma(struct trk *t, struct uffd_state *st, const struct haul_vma *v, bool allow_fast,
-		    struct trk_scan *out)
+		    const struct trk_rl *fresh, struct trk_scan *out)
 {
 	bool file_private = (v->flags & HAUL_VMA_FILE) && !(v->flags & HAUL_VMA_SHARED);
 	uint64_t before = out->present.pages, pages = haul_vma_pages(v);
@@ -626,8 +638,11 @@ static int scan_vma(struct trk *t, struct uffd_state *st, const struct haul_vma 
 	st->seg_fast.n = st->seg_fast.pages = 0;
 	st->seg_full.n = st->seg_full.pages = 0;
 	ret = trk_rl_add(&st->one, v->start, pages);
+	st->seg_tmp.n = st->seg_tmp.pages = 0;
 	if (!ret && allow_fast && !file_private && !t->opts.populated)
-		ret = trk_rl_and(&st->one, &st->fast, &st->seg_fast);
+		ret = trk_rl_and(&st->one, &st->fast, &st->seg_tmp);
+	if (!ret)
+		ret = trk_rl_sub(&st->seg_tmp, fresh, &st->seg_fast);
 	if (!ret)
 		ret = trk_rl_sub(&st->one, &st->seg_fast, &st->seg_full);
 	for (size_t i = 0; i < st->seg_fast.n && !ret; i++) {
@@ -684,12 +699,19 @@ static int send_whole(struct trk *t, struct uffd_state *st, const struct haul_vm
 }
 
 /*
- * The scan of @v met a VMA we have not registered: @v was replaced or moved
- * under us since the layout read (or is still changing).  Register it and
- * scan again; it counts as replaced (the core drops the old contents and a
- * fresh registration reports every populated page).  A VMA that keeps
- * changing is left to the next round: the walk reported every page it
- * re-protected, and what it did not reach keeps its state.
+ * The scan of @v met a VMA we have not registered: @v is new (nothing is
+ * registered before its first scan), or was replaced or moved under us since
+ * the layout read, or lost its registration: a mremap that moves a
+ * registered VMA next to a registered neighbour it merges with unregisters
+ * both, and the neighbour's pages keep their uffd-wp bits, stale: a write
+ * there while unregistered leaves the bit set (measured on 6.18; the test
+ * uffd_a_move_that_merges_two_mappings_loses_no_write).  So what a register
+ * covers is never trusted: it counts as replaced, and the core drops the old
+ * contents and sends every populated page of it (replaced ∩ present), which
+ * the full walk here finds.  A VMA that keeps changing is given up after 3
+ * tries and left to the next round (st->nunsure), which registers it and
+ * sends it whole again: the pages this round's walks reached are sent now,
+ * the others keep the receiver's old data until then.
  */
 static int rescan_unregistered(struct trk *t, struct uffd_state *st, const struct haul_vma *v,
 			       const struct trk_rl *fresh, struct trk_scan *out)
@@ -699,8 +721,8 @@ static int rescan_unregistered(struct trk *t, struct uffd_state *st, const struc
 
 	for (int tries = 0; ret == -EPERM && tries < 3; tries++) {
 		ret = uffd_register(st, v->start, v->end);
-		if (ret == -ENOMEM)
-			return 0; /* no longer one mapping: the next round's layout shows it */
+		if (ret == -ENOMEM) /* no longer one mapping: the next round's layout shows it */
+			return trk_rl_add(&st->nunsure, v->start, haul_vma_pages(v));
 		if ((ret == -EINVAL || ret == -EPERM) && !(v->prot & PROT_WRITE) &&
 		    (v->flags & HAUL_VMA_SHARED)) {
 			/*
@@ -723,10 +745,12 @@ static int rescan_unregistered(struct trk *t, struct uffd_state *st, const struc
 				return ret;
 			replaced = true;
 		}
-		/* freshly registered: nothing is marked yet, walk it in full */
-		ret = scan_vma(t, st, v, false, out);
+		/* freshly registered: its bits mean nothing yet, walk it in full */
+		ret = scan_vma(t, st, v, false, fresh, out);
 	}
-	return ret == -EPERM ? 0 : ret;
+	if (ret == -EPERM)
+		ret = trk_rl_add(&st->nunsure, v->start, haul_vma_pages(v));
+	return ret;
 }
 
 static int uffd_scan(struct trk *t, const struct haul_layout *cur, const struct trk_rl *fresh,
@@ -736,16 +760,21 @@ static int uffd_scan(struct trk *t, const struct haul_layout *cur, const struct 
 
 	out->partial_present = !t->opts.populated;
 	st->nfast.n = st->nfast.pages = 0;
+	st->nunsure.n = st->nunsure.pages = 0;
 	for (size_t i = 0; i < cur->n; i++) {
 		const struct haul_vma *v = &cur->v[i];
 		int ret;
 
 		if (!haul_vma_is_memory(v))
 			continue;
-		/* new to us: register before the scan (already-registered is fine) */
-		if (overlaps(fresh, v->start, v->end))
-			uffd_register(st, v->start, v->end);
-		ret = scan_vma(t, st, v, true, out);
+		/*
+		 * Never registered before its scan: the walk's EPERM is how an
+		 * unregistered VMA is found, whether new, replaced or unregistered
+		 * under us, and each is then registered and sent whole.
+		 */
+		ret = overlaps(&st->unsure, v->start, v->end)
+			      ? -EPERM
+			      : scan_vma(t, st, v, true, fresh, out);
 		if (ret == -EPERM)
 			ret = rescan_unregistered(t, st, v, fresh, out);
 		if (ret == -EBUSY)
@@ -756,12 +785,15 @@ static int uffd_scan(struct trk *t, const struct haul_layout *cur, const struct 
 		if (ret)
 			return ret;
 	}
-	/* this round's fast parts are next round's */
+	/* this round's fast parts and unsure ranges are next round's */
 	{
 		struct trk_rl tmp = st->fast;
 
 		st->fast = st->nfast;
 		st->nfast = tmp;
+		tmp = st->unsure;
+		st->unsure = st->nunsure;
+		st->nunsure = tmp;
 	}
 	return 0;
 }

@@ -284,6 +284,66 @@ Test(trk, uffd_whole_process_copy_survives_layout_churn_mid_round)
 	run_churn(TRK_UFFD);
 }
 
+/*
+ * The upper half of a mapping moved away and back merges with the lower
+ * half, and the kernel unregisters the merged VMA while the lower half's
+ * pages keep their uffd-wp bits; page 3 is then written.  A receiver that
+ * applies every round must end up with the target's 32 pages, whether the
+ * upper half's place was a hole (the merged VMA is partly fresh) or held
+ * another mapping (wholly kept: nothing in the layout shows the change).
+ */
+static void run_remerge(enum tt_remerge split)
+{
+	struct trk_opts o = {.backend = TRK_UFFD};
+	struct td_img m;
+	struct trk_round r;
+	struct trk *t = NULL;
+	uint64_t addr[1], got[32 * 512];
+
+	if (!probe_uffd_wp_async(NULL))
+		cr_skip_test("uffd-wp async tracking is not available on this kernel");
+	td_img_init(&m, 1 << 12);
+	cr_assert_eq(td_cmd(&drv, TT_REMERGE, split, NULL, 0, addr, 1), 0);
+	cr_assert_eq(trk_open(drv.pid, &o, &t), 0);
+	for (int round = 1; round <= 3; round++) {
+		if (round == 3)
+			cr_assert_eq(td_cmd(&drv, TT_REMERGE, TT_RM_MERGE, NULL, 0, NULL, 0), 0);
+		cr_assert_eq(trk_round(t, &r), 0);
+		cr_assert_eq(td_img_apply(&m, t, &r), 0);
+		if (round == 3)
+			cr_assert(td_dirty_has(&r, addr[0] + 3 * TD_PG),
+				  "the write after the merge is not reported");
+		trk_round_release(&r);
+	}
+	{
+		struct trk_range all = {addr[0], 32};
+
+		cr_assert_eq(trk_read_pages(drv.pid, &all, 1, got, NULL), 0);
+	}
+	for (int i = 0; i < 32; i++) {
+		size_t k = td_img_slot(&m, addr[0] + i * TD_PG, false);
+
+		cr_assert(m.addr[k] && m.data[k],
+			  "page %d: the copy holds nothing (dropped in round %d)", i, m.dropped[k]);
+		cr_assert_eq(*(uint64_t *)m.data[k], got[i * 512],
+			     "page %d: copy %#llx, target %#llx", i,
+			     (unsigned long long)*(uint64_t *)m.data[k],
+			     (unsigned long long)got[i * 512]);
+	}
+	trk_free(t);
+	td_img_free(&m);
+}
+
+Test(trk, uffd_a_move_that_merges_two_mappings_loses_no_write)
+{
+	run_remerge(TT_RM_SPLIT);
+}
+
+Test(trk, uffd_a_move_that_merges_over_a_kept_mapping_loses_no_page)
+{
+	run_remerge(TT_RM_SPLIT_FILLED);
+}
+
 Test(trk, hash_whole_process_copy_survives_layout_churn_mid_round)
 {
 	run_churn(TRK_HASH);

@@ -660,6 +660,27 @@ struct td_img {
 	size_t cap;
 };
 
+static inline void td_img_init(struct td_img *m, size_t cap)
+{
+	memset(m, 0, sizeof(*m));
+	m->cap = cap; /* a power of 2 */
+	m->addr = calloc(m->cap, sizeof(*m->addr));
+	m->data = calloc(m->cap, sizeof(*m->data));
+	m->stored = calloc(m->cap, sizeof(int));
+	m->dropped = calloc(m->cap, sizeof(int));
+}
+
+static inline void td_img_free(struct td_img *m)
+{
+	for (size_t k = 0; k < m->cap; k++)
+		free(m->data ? m->data[k] : NULL);
+	free(m->addr);
+	free(m->data);
+	free(m->stored);
+	free(m->dropped);
+	memset(m, 0, sizeof(*m));
+}
+
 static inline size_t td_img_slot(struct td_img *m, uint64_t a, bool insert)
 {
 	size_t i = (size_t)((a >> 12) * 0x9E3779B97F4A7C15ULL) & (m->cap - 1);
@@ -737,11 +758,7 @@ static inline int td_churn_precopy(struct td *d, enum trk_backend b, int rounds,
 	int ret;
 
 	memset(s, 0, sizeof(*s));
-	m.cap = 1 << 18;
-	m.addr = calloc(m.cap, sizeof(*m.addr));
-	m.data = calloc(m.cap, sizeof(*m.data));
-	m.stored = calloc(m.cap, sizeof(int));
-	m.dropped = calloc(m.cap, sizeof(int));
+	td_img_init(&m, 1 << 18);
 	ret = trk_open(d->pid, &o, &t);
 	if (ret)
 		TD_FAIL("trk_open(%s): %s", trk_backend_name(b), strerror(-ret));
@@ -851,12 +868,7 @@ static inline int td_churn_precopy(struct td *d, enum trk_backend b, int rounds,
 out:
 	trk_round_release(&r);
 	trk_free(t);
-	for (size_t k = 0; k < m.cap; k++)
-		free(m.data ? m.data[k] : NULL);
-	free(m.addr);
-	free(m.data);
-	free(m.stored);
-	free(m.dropped);
+	td_img_free(&m);
 	free(actual);
 	return ret;
 }

@@ -42,6 +42,14 @@ enum tt_op {
 	TT_CHURN,      /* start a thread that maps, moves, replaces, zaps and writes nonstop */
 	TT_SPARSE,     /* arg: pages (MAP_NORESERVE); one page in 512 touched; -> address */
 	TT_PATCHY, /* arg: n; 2n page tables (2 MiB aligned), the first n 15/16 touched; -> address */
+	TT_REMERGE, /* arg: a TT_RM_* step (trk_target.c remerge()); -> address */
+};
+
+/* The steps of TT_REMERGE: two halves of one 32-page mapping moved apart, then together. */
+enum tt_remerge {
+	TT_RM_SPLIT = 0,    /* map 32 pages, move the upper half away; its place stays a hole */
+	TT_RM_SPLIT_FILLED, /* the same, and a new 16-page mapping fills the hole */
+	TT_RM_MERGE,	    /* move the upper half back (unmapping the filler), write page 3 */
 };
 
 struct tt_req {

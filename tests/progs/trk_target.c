@@ -227,6 +227,52 @@ static void *map_anon(uint64_t npages, int flags)
 	return p;
 }
 
+/*
+ * TT_REMERGE: a mapping whose upper half is moved away and back.  Moved
+ * back next to its lower half, it merges with it: with both registered by
+ * a tracker, the kernel unregisters the merged VMA (mremap without
+ * UFFD_FEATURE_EVENT_REMAP), and the lower half keeps its pages' uffd-wp
+ * bits.  Every page holds a distinct value; page 3 is written after the
+ * merge.  -> the mapping's address, or -errno.
+ */
+#define RM_PAGES 32
+static char *rm_base, *rm_upper;
+
+static int64_t remerge(uint64_t step)
+{
+	uint64_t half = RM_PAGES / 2 * PG;
+	char *hole, *p;
+
+	if (step == TT_RM_MERGE) {
+		if (!rm_base)
+			return -EINVAL;
+		munmap(rm_base + half, half); /* the filler, if any */
+		p = mremap(rm_upper, half, half, MREMAP_MAYMOVE | MREMAP_FIXED, rm_base + half);
+		if (p == MAP_FAILED)
+			return -errno;
+		((volatile uint64_t *)(rm_base + 3 * PG))[0] += 1000;
+		return (int64_t)(uintptr_t)rm_base;
+	}
+	rm_base = map_anon(RM_PAGES, MAP_PRIVATE);
+	for (int i = 0; i < RM_PAGES; i++)
+		((uint64_t *)(rm_base + i * PG))[0] = 0x5200 + i;
+	hole = mmap(NULL, half, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (hole == MAP_FAILED)
+		return -errno;
+	rm_upper = mremap(rm_base + half, half, half, MREMAP_MAYMOVE | MREMAP_FIXED, hole);
+	if (rm_upper == MAP_FAILED)
+		return -errno;
+	if (step == TT_RM_SPLIT_FILLED) {
+		p = mmap(rm_base + half, half, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		if (p == MAP_FAILED)
+			return -errno;
+		for (int i = 0; i < RM_PAGES / 2; i++)
+			((uint64_t *)(p + i * PG))[0] = 0x7700 + i;
+	}
+	return (int64_t)(uintptr_t)rm_base;
+}
+
 static void *map_file(uint64_t npages, int flags)
 {
 	char path[] = "/tmp/trk_target.XXXXXX";
@@ -372,6 +418,13 @@ static void serve(char *stackbuf)
 					((uint64_t *)(p + i * PG))[0] = 1;
 			out[0] = (uintptr_t)p;
 			reply(0, out, 1);
+			break;
+		}
+		case TT_REMERGE: {
+			int64_t st = remerge(q.arg);
+
+			out[0] = st < 0 ? 0 : (uint64_t)st;
+			reply(st < 0 ? st : 0, out, 1);
 			break;
 		}
 		case TT_REMAP_SAME: {
