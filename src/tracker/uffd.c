@@ -699,6 +699,32 @@ static int send_whole(struct trk *t, struct uffd_state *st, const struct haul_vm
 }
 
 /*
+ * @dst += the parts of @v not in @fresh: where the receiver may hold old data.
+ * (Fresh parts drop nothing: the core sends fresh ∩ populated anyway, and a
+ * new mapping reported gone would have the caller zero all its holes.)
+ */
+static int add_not_fresh(struct trk_rl *dst, const struct haul_vma *v, const struct trk_rl *fresh)
+{
+	uint64_t pos = v->start;
+
+	for (size_t i = trk_rl_bsearch(fresh, v->start); i < fresh->n && pos < v->end; i++) {
+		uint64_t s = fresh->r[i].start, e = s + fresh->r[i].npages * TRK_PAGE;
+		int ret;
+
+		if (s >= v->end)
+			break;
+		if (s > pos) {
+			ret = trk_rl_add(dst, pos, (s - pos) / TRK_PAGE);
+			if (ret)
+				return ret;
+		}
+		if (e > pos)
+			pos = e;
+	}
+	return pos < v->end ? trk_rl_add(dst, pos, (v->end - pos) / TRK_PAGE) : 0;
+}
+
+/*
  * The scan of @v met a VMA we have not registered: @v is new (nothing is
  * registered before its first scan), or was replaced or moved under us since
  * the layout read, or lost its registration: a mremap that moves a
@@ -706,9 +732,9 @@ static int send_whole(struct trk *t, struct uffd_state *st, const struct haul_vm
  * both, and the neighbour's pages keep their uffd-wp bits, stale: a write
  * there while unregistered leaves the bit set (measured on 6.18; the test
  * uffd_a_move_that_merges_two_mappings_loses_no_write).  So what a register
- * covers is never trusted: it counts as replaced, and the core drops the old
- * contents and sends every populated page of it (replaced ∩ present), which
- * the full walk here finds.  A VMA that keeps changing is given up after 3
+ * covers is never trusted: its parts that are not fresh count as replaced,
+ * and the core drops the old contents and sends every populated page of it
+ * ((fresh ∪ replaced) ∩ present), which the full walk here finds.  A VMA that keeps changing is given up after 3
  * tries and left to the next round (st->nunsure), which registers it and
  * sends it whole again: the pages this round's walks reached are sent now,
  * the others keep the receiver's old data until then.
@@ -740,7 +766,7 @@ static int rescan_unregistered(struct trk *t, struct uffd_state *st, const struc
 		if (ret)
 			return ret;
 		if (!replaced) {
-			ret = trk_rl_add(&out->replaced, v->start, haul_vma_pages(v));
+			ret = add_not_fresh(&out->replaced, v, fresh);
 			if (ret)
 				return ret;
 			replaced = true;
