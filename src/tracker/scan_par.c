@@ -102,7 +102,8 @@ int trk_walk_parallel(struct trk *t, uint64_t start, uint64_t end, unsigned n, s
 	cut(w, n, start, end);
 	for (unsigned i = 0; i < n; i++) {
 		w[i].t = t;
-		w[i].p.vec = malloc(TRK_SCAN_VEC * sizeof(*w[i].p.vec));
+		w[i].p.vec =
+			calloc(TRK_SCAN_VEC, sizeof(*w[i].p.vec)); /* zeroed: uffd.c scan_call() */
 		if (!w[i].p.vec) {
 			ret = -ENOMEM;
 			break;

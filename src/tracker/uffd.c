@@ -239,7 +239,7 @@ static int uffd_open(struct trk *t)
 	if (!st)
 		return -ENOMEM;
 	st->uffd = -1;
-	st->vec = malloc(TRK_SCAN_VEC * sizeof(*st->vec));
+	st->vec = calloc(TRK_SCAN_VEC, sizeof(*st->vec)); /* zeroed: scan_call() */
 	if (!st->vec) {
 		free(st);
 		return -ENOMEM;
@@ -441,16 +441,27 @@ static int scan_call(void *arg, uint64_t s, uint64_t e, uint64_t *walk_end)
 	if (dt > w->call_ms)
 		w->call_ms = dt;
 	if (n < 0) {
+		/* what a failed call wrote ends at the first zeroed entry (see walk()) */
 		n = 0;
-		if (err == -EPERM)
-			while (n < TRK_SCAN_VEC && w->vec[n].end)
-				n++;
+		while (n < TRK_SCAN_VEC && w->vec[n].end)
+			n++;
+		*w->used = (size_t)n;
+		if (err != -EPERM)
+			return err;
 	}
 	*w->used = (size_t)n;
 	for (long i = 0; i < n; i++) {
 		const struct page_region *pr = &w->vec[i];
 		uint64_t np = (pr->end - pr->start) / TRK_PAGE;
 
+		if (pr->start < s || pr->end > e || pr->end <= pr->start ||
+		    (pr->start | pr->end) % TRK_PAGE) {
+			pr_err("PAGEMAP_SCAN of pid %d over %#llx-%#llx returned the region "
+			       "%#llx-%#llx outside it; the round is dropped",
+			       (int)w->t->pid, (unsigned long long)s, (unsigned long long)e,
+			       (unsigned long long)pr->start, (unsigned long long)pr->end);
+			return -EIO;
+		}
 		if (!w->full) {
 			ret = trk_rl_add(&w->out->written, pr->start, np);
 		} else {
@@ -490,8 +501,11 @@ static int scan_call(void *arg, uint64_t s, uint64_t e, uint64_t *walk_end)
  * When the walk meets a VMA that is not registered it fails with EPERM, but
  * it has already re-protected the pages before that point and copied their
  * regions to the vector: dropping them would lose those writes for good.
- * So the vector is cleared before each call (only as far as the last call
- * used it) and, on EPERM, the regions it holds are taken before returning.
+ * A failed call returns no count, so the vector starts zeroed (calloc: a
+ * malloc'd one may come from the heap, and its garbage read as regions sent
+ * a walk into a loop of 2^52 pages), is cleared before each call as far as
+ * the last call wrote it, and on EPERM the regions it holds are taken before
+ * returning.  A region outside the call's range fails the round (-EIO).
  *
  * While the process is frozen (the final round, inside the downtime) a
  * large fast walk is split across threads (scan_par.c): nothing of the
