@@ -119,7 +119,7 @@ int trk_shmem_data(pid_t pid, const struct haul_layout *l, const struct trk_rl *
 			continue;
 		ret = vma_data(pid, v, &add);
 	}
-	/* only the fresh parts: a kept part's pages were sent already */
+	/* only the parts sent whole (fresh or replaced): a kept part's pages were sent already */
 	if (!ret && add.n)
 		ret = trk_rl_normalize(&add);
 	if (!ret && add.n)

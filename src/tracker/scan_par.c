@@ -100,14 +100,9 @@ int trk_walk_parallel(struct trk *t, uint64_t start, uint64_t end, unsigned n, s
 	if (!w)
 		return -ENOMEM;
 	cut(w, n, start, end);
-	for (unsigned i = 0; i < n; i++) {
+	for (unsigned i = 0; i < n && !ret; i++) {
 		w[i].t = t;
-		w[i].p.vec =
-			calloc(TRK_SCAN_VEC, sizeof(*w[i].p.vec)); /* zeroed: uffd.c scan_call() */
-		if (!w[i].p.vec) {
-			ret = -ENOMEM;
-			break;
-		}
+		ret = trk_uffd_part_vec(t, i, &w[i].p.vec, &w[i].p.used);
 	}
 	/* the first part on this thread, the others each on its own */
 	for (unsigned i = 1; i < n && !ret; i++) {
@@ -132,10 +127,8 @@ int trk_walk_parallel(struct trk *t, uint64_t start, uint64_t end, unsigned n, s
 		pr_debug("pid %d: frozen walk of %llu MiB in %u parts: %.2f ms", (int)t->pid,
 			 (unsigned long long)((end - start) >> 20), n, trk_now_ms() - t0);
 	}
-	for (unsigned i = 0; i < n; i++) {
+	for (unsigned i = 0; i < n; i++)
 		trk_rl_release(&w[i].p.out.written);
-		free(w[i].p.vec);
-	}
 	free(w);
 	return ret;
 }

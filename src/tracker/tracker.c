@@ -318,14 +318,15 @@ void trk_round_release(struct trk_round *r)
 /*
  * From scan @s of layout @cur: what the round reports.  @dirty: written,
  * zapped (present before in a kept range, counted now, not present now),
- * fresh ranges present now, and shared memory's aliases and unmapped data;
- * @gone (holding the vanished ranges): plus the replaced ones.  0 or -ENOMEM.
+ * fresh and replaced ranges present now (trk_rl_and appends to @tmp: both
+ * land in it), and shared memory's aliases and unmapped data; @gone (holding
+ * the vanished ranges): plus the replaced ones.  0 or -ENOMEM.
  */
 static int round_sets(struct trk *t, struct trk_scan *s, const struct haul_layout *cur,
 		      const struct trk_rl *kept, const struct trk_rl *fresh, struct trk_rl *dirty,
 		      struct trk_rl *gone)
 {
-	struct trk_rl tmp = {0}, zapped = {0};
+	struct trk_rl tmp = {0}, zapped = {0}, whole = {0};
 	int ret;
 
 	ret = trk_rl_normalize(&s->written);
@@ -348,14 +349,19 @@ static int round_sets(struct trk *t, struct trk_scan *s, const struct haul_layou
 	if (!ret)
 		ret = trk_rl_sub(&tmp, &s->present, &zapped);
 	trk_rl_release(&tmp);
-	/* (fresh ∪ replaced) ∩ present now: what gone drops comes back whole */
+	/* whole = fresh ∪ replaced: what gone drops comes back, ∩ (present ∪ maybe) */
 	if (!ret)
-		ret = trk_rl_and(fresh, &s->present, &tmp);
+		ret = trk_rl_append(&whole, fresh);
 	if (!ret)
-		ret = trk_rl_append(dirty, &tmp);
-	trk_rl_release(&tmp);
+		ret = trk_rl_append(&whole, &s->replaced);
 	if (!ret)
-		ret = trk_rl_and(&s->replaced, &s->present, &tmp);
+		ret = trk_rl_normalize(&whole);
+	if (!ret)
+		ret = trk_rl_normalize(&s->maybe);
+	if (!ret)
+		ret = trk_rl_and(&whole, &s->present, &tmp);
+	if (!ret)
+		ret = trk_rl_and(&whole, &s->maybe, &tmp);
 	if (!ret)
 		ret = trk_rl_append(dirty, &s->written);
 	if (!ret)
@@ -364,9 +370,9 @@ static int round_sets(struct trk *t, struct trk_scan *s, const struct haul_layou
 		ret = trk_rl_append(dirty, &tmp);
 	if (!ret)
 		ret = trk_rl_normalize(dirty);
-	/* a new shmem VMA: its object's data, also what the page tables lack */
+	/* a new or replaced shmem VMA: its object's data, also what the page tables lack */
 	if (!ret)
-		ret = trk_shmem_data(t->pid, cur, fresh, dirty);
+		ret = trk_shmem_data(t->pid, cur, &whole, dirty);
 	/* a store through one mapping of a shmem object dirties all of them */
 	if (!ret)
 		ret = trk_shmem_aliases(cur, dirty);
@@ -376,6 +382,7 @@ static int round_sets(struct trk *t, struct trk_scan *s, const struct haul_layou
 		ret = trk_rl_normalize(gone);
 	trk_rl_release(&tmp);
 	trk_rl_release(&zapped);
+	trk_rl_release(&whole);
 	return ret;
 }
 
@@ -480,6 +487,7 @@ out:
 	trk_rl_release(&s.written);
 	trk_rl_release(&s.present);
 	trk_rl_release(&s.replaced);
+	trk_rl_release(&s.maybe);
 	trk_rl_release(&s.known);
 	return ret;
 }

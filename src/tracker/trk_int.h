@@ -56,6 +56,8 @@ struct trk_scan {
 	struct trk_rl written;	/* written since the last scan (round 1: present pages) */
 	struct trk_rl present;	/* populated now (present or swapped) */
 	struct trk_rl replaced; /* mappings found replaced under us: drop and resend */
+	/* pages that may hold data, unknown (a swap entry pagemap hides): sent where whole */
+	struct trk_rl maybe;
 	/*
 	 * Where present[] is authoritative.  A backend that leaves
 	 * partial_present false covers every memory VMA; uffd's fast scan
@@ -113,14 +115,19 @@ struct trk {
 /* One thread's share of a parallel fast walk (scan_par.c). */
 struct trk_walk_part {
 	uint64_t start, end;
-	struct page_region *vec; /* TRK_SCAN_VEC entries */
-	size_t used;		 /* entries the last call filled */
+	struct page_region *vec; /* TRK_SCAN_VEC entries, zeroed past *used */
+	size_t *used;		 /* entries the last call filled */
 	struct trk_scan out;	 /* only out.written is filled */
 	double call_ms;		 /* its longest call */
 	int ret;
 };
 /* uffd.c: the fast walk of [p->start, p->end), re-protecting; callable from any thread. */
 int trk_uffd_walk_part(struct trk *t, struct trk_walk_part *p);
+/*
+ * uffd.c: part @i's result vector and its used count, kept for the tracker's
+ * life (zeroing 768 KiB per part per walk would cost the downtime).  0 or -ENOMEM.
+ */
+int trk_uffd_part_vec(struct trk *t, unsigned i, struct page_region **vec, size_t **used);
 /* scan_par.c: how many threads a frozen fast walk of @bytes gets (1: walk it alone). */
 unsigned trk_walk_threads(const struct trk *t, uint64_t bytes);
 /*

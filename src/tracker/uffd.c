@@ -27,8 +27,8 @@
  * CHECK_WPASYNC turns "this VMA is not registered" into EPERM instead of a
  * silent empty answer (new, mremap'd, or munmap'd and mapped again at the
  * same address between our layout read and the scan).  Then we register it
- * and report it replaced: the core drops the old contents and sends the new
- * populated pages.  A VMA the kernel will not register (VM_PFNMAP, VM_IO,
+ * and report its parts that are not fresh replaced: the core drops the old
+ * contents and sends the new populated pages.  A VMA the kernel will not register (VM_PFNMAP, VM_IO,
  * hugetlb without the feature) is reported whole every round.
  */
 #define LOG_PREFIX "trk: "
@@ -61,6 +61,9 @@ struct uffd_state {
 	/* ranges a rescan gave up on (rescan_unregistered): last round's, and this round's */
 	struct trk_rl unsure, nunsure;
 	struct trk_rl one, seg_fast, seg_full, seg_tmp, dense; /* scratch, reused per VMA */
+	/* the frozen parallel walk's vectors (scan_par.c), zeroed past their used count */
+	struct page_region *pvec[TRK_SCAN_PAR_MAX];
+	size_t pused[TRK_SCAN_PAR_MAX];
 };
 
 /*
@@ -340,6 +343,8 @@ static void uffd_close(struct trk *t)
 	trk_rl_release(&st->seg_full);
 	trk_rl_release(&st->seg_tmp);
 	trk_rl_release(&st->dense);
+	for (unsigned i = 0; i < TRK_SCAN_PAR_MAX; i++)
+		free(st->pvec[i]);
 	free(st->vec);
 	free(st);
 	t->priv = NULL;
@@ -364,7 +369,9 @@ static int uffd_register(struct uffd_state *st, uint64_t start, uint64_t end)
  * zapped).  pagemap tells them apart: a swap entry of type SWP_PTE_MARKER
  * (31: the last of the 5-bit swap types).  Without CAP_SYS_ADMIN pagemap
  * hides swap types; then every swapped page counts as unpopulated, which
- * costs resends but never misses a change.
+ * costs resends but never misses a change, and goes to out->maybe: where a
+ * range is sent whole (fresh or replaced) such a page is sent too, a marker
+ * costing a page of zeros.
  */
 #define SWP_TYPE_PTE_MARKER 31
 
@@ -382,10 +389,10 @@ static int add_swapped(struct trk *t, struct uffd_state *st, uint64_t start, uin
 		for (size_t i = 0; i < n; i++) {
 			uint64_t type = e[i] & 0x1f, off = (e[i] >> 5) & ((1ULL << 50) - 1);
 
-			if (!(e[i] & PM_ENTRY_SWAPPED) || type == SWP_TYPE_PTE_MARKER ||
-			    (!type && !off))
+			if (!(e[i] & PM_ENTRY_SWAPPED) || type == SWP_TYPE_PTE_MARKER)
 				continue;
-			ret = trk_rl_add(&out->present, start + i * TRK_PAGE, 1);
+			ret = trk_rl_add(!type && !off ? &out->maybe : &out->present,
+					 start + i * TRK_PAGE, 1);
 			if (ret)
 				return ret;
 		}
@@ -539,7 +546,24 @@ static int scan_walk(struct trk *t, struct uffd_state *st, uint64_t start, uint6
 
 int trk_uffd_walk_part(struct trk *t, struct trk_walk_part *p)
 {
-	return walk(t, p->vec, &p->used, false, &p->out, p->start, p->end, &p->call_ms);
+	return walk(t, p->vec, p->used, false, &p->out, p->start, p->end, &p->call_ms);
+}
+
+int trk_uffd_part_vec(struct trk *t, unsigned i, struct page_region **vec, size_t **used)
+{
+	struct uffd_state *st = t->priv;
+
+	if (i >= TRK_SCAN_PAR_MAX)
+		return -EINVAL;
+	if (!st->pvec[i]) {
+		st->pvec[i] = calloc(TRK_SCAN_VEC, sizeof(*st->pvec[i])); /* zeroed: scan_call() */
+		if (!st->pvec[i])
+			return -ENOMEM;
+		st->pused[i] = 0;
+	}
+	*vec = st->pvec[i];
+	*used = &st->pused[i];
+	return 0;
 }
 
 /*
@@ -717,25 +741,17 @@ static int send_whole(struct trk *t, struct uffd_state *st, const struct haul_vm
  * (Fresh parts drop nothing: the core sends fresh ∩ populated anyway, and a
  * new mapping reported gone would have the caller zero all its holes.)
  */
-static int add_not_fresh(struct trk_rl *dst, const struct haul_vma *v, const struct trk_rl *fresh)
+static int add_not_fresh(struct uffd_state *st, struct trk_rl *dst, const struct haul_vma *v,
+			 const struct trk_rl *fresh)
 {
-	uint64_t pos = v->start;
+	int ret;
 
-	for (size_t i = trk_rl_bsearch(fresh, v->start); i < fresh->n && pos < v->end; i++) {
-		uint64_t s = fresh->r[i].start, e = s + fresh->r[i].npages * TRK_PAGE;
-		int ret;
-
-		if (s >= v->end)
-			break;
-		if (s > pos) {
-			ret = trk_rl_add(dst, pos, (s - pos) / TRK_PAGE);
-			if (ret)
-				return ret;
-		}
-		if (e > pos)
-			pos = e;
-	}
-	return pos < v->end ? trk_rl_add(dst, pos, (v->end - pos) / TRK_PAGE) : 0;
+	st->one.n = st->one.pages = 0;
+	st->seg_tmp.n = st->seg_tmp.pages = 0;
+	ret = trk_rl_add(&st->one, v->start, haul_vma_pages(v));
+	if (!ret)
+		ret = trk_rl_sub(&st->one, fresh, &st->seg_tmp);
+	return ret ? ret : trk_rl_append(dst, &st->seg_tmp);
 }
 
 /*
@@ -748,16 +764,18 @@ static int add_not_fresh(struct trk_rl *dst, const struct haul_vma *v, const str
  * uffd_a_move_that_merges_two_mappings_loses_no_write).  So what a register
  * covers is never trusted: its parts that are not fresh count as replaced,
  * and the core drops the old contents and sends every populated page of it
- * ((fresh ∪ replaced) ∩ present), which the full walk here finds.  A VMA that keeps changing is given up after 3
- * tries and left to the next round (st->nunsure), which registers it and
- * sends it whole again: the pages this round's walks reached are sent now,
- * the others keep the receiver's old data until then.
+ * ((fresh ∪ replaced) ∩ present), which the full walk here finds.
+ *
+ * A VMA that keeps changing is given up after 3 tries and left to the next
+ * round (st->nunsure), which registers it and sends it whole: nothing of it
+ * is reported replaced now, the written pages this round's walks reached
+ * are sent, the others keep the receiver's old data until then.  A frozen
+ * round has no next one: it fails (-EAGAIN) rather than send half.
  */
 static int rescan_unregistered(struct trk *t, struct uffd_state *st, const struct haul_vma *v,
 			       const struct trk_rl *fresh, struct trk_scan *out)
 {
 	int ret = -EPERM;
-	bool replaced = false;
 
 	for (int tries = 0; ret == -EPERM && tries < 3; tries++) {
 		ret = uffd_register(st, v->start, v->end);
@@ -779,18 +797,21 @@ static int rescan_unregistered(struct trk *t, struct uffd_state *st, const struc
 			return send_whole(t, st, v, out);
 		if (ret)
 			return ret;
-		if (!replaced) {
-			ret = add_not_fresh(&out->replaced, v, fresh);
-			if (ret)
-				return ret;
-			replaced = true;
-		}
 		/* freshly registered: its bits mean nothing yet, walk it in full */
 		ret = scan_vma(t, st, v, false, fresh, out);
 	}
-	if (ret == -EPERM)
-		ret = trk_rl_add(&st->nunsure, v->start, haul_vma_pages(v));
-	return ret;
+	if (!ret)
+		return add_not_fresh(st, &out->replaced, v, fresh);
+	if (ret != -EPERM)
+		return ret;
+	if (t->frozen) {
+		/* no next round to finish it: the round fails rather than send half */
+		pr_err("%#llx-%#llx of pid %d kept changing although it is frozen; the final "
+		       "round fails",
+		       (unsigned long long)v->start, (unsigned long long)v->end, (int)t->pid);
+		return -EAGAIN;
+	}
+	return trk_rl_add(&st->nunsure, v->start, haul_vma_pages(v));
 }
 
 static int uffd_scan(struct trk *t, const struct haul_layout *cur, const struct trk_rl *fresh,
@@ -822,8 +843,18 @@ static int uffd_scan(struct trk *t, const struct haul_layout *cur, const struct 
 			       "--tracker hash",
 			       (int)t->pid, (unsigned long long)v->start,
 			       (unsigned long long)v->end);
-		if (ret)
+		if (ret) {
+			/*
+			 * What this round registered and protected is reported
+			 * nowhere: a caller that goes on gets it all sent whole.
+			 */
+			st->unsure.n = st->unsure.pages = 0;
+			if (trk_layout_ranges(cur, &st->unsure))
+				pr_warn("pid %d: no memory to mark its ranges for a resend; "
+					"reopen the tracker",
+					(int)t->pid);
 			return ret;
+		}
 	}
 	/* this round's fast parts and unsure ranges are next round's */
 	{
