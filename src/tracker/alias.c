@@ -16,7 +16,7 @@
  * A page-table scan also misses what the object holds but the process's
  * page tables do not map: pages written through an fd (a memfd's write())
  * or another mapping before we looked, or swapped out.  So a shmem VMA new
- * to the tracker (round 1, or fresh) reports, besides its populated pages,
+ * to the tracker (round 1, fresh or replaced) reports, besides its populated pages,
  * every page of its object that holds data (SEEK_DATA on the object through
  * /proc/PID/map_files): trk_shmem_data.  Later writes through an fd stay
  * invisible, like other processes' (DESIGN.md "Tracker", Limits).
@@ -105,7 +105,7 @@ static int vma_data(pid_t pid, const struct haul_vma *v, struct trk_rl *dirty)
 	return ret == -ENOENT ? 0 : ret; /* unmapped meanwhile: next round says so */
 }
 
-int trk_shmem_data(pid_t pid, const struct haul_layout *l, const struct trk_rl *fresh,
+int trk_shmem_data(pid_t pid, const struct haul_layout *l, const struct trk_rl *whole,
 		   struct trk_rl *dirty)
 {
 	struct trk_rl add = {0}, in = {0};
@@ -113,9 +113,9 @@ int trk_shmem_data(pid_t pid, const struct haul_layout *l, const struct trk_rl *
 
 	for (size_t i = 0; i < l->n && !ret; i++) {
 		const struct haul_vma *v = &l->v[i];
-		size_t k = trk_rl_bsearch(fresh, v->start);
+		size_t k = trk_rl_bsearch(whole, v->start);
 
-		if (!is_shmem(v) || k == fresh->n || fresh->r[k].start >= v->end)
+		if (!is_shmem(v) || k == whole->n || whole->r[k].start >= v->end)
 			continue;
 		ret = vma_data(pid, v, &add);
 	}
@@ -123,7 +123,7 @@ int trk_shmem_data(pid_t pid, const struct haul_layout *l, const struct trk_rl *
 	if (!ret && add.n)
 		ret = trk_rl_normalize(&add);
 	if (!ret && add.n)
-		ret = trk_rl_and(&add, fresh, &in);
+		ret = trk_rl_and(&add, whole, &in);
 	if (!ret && in.n) {
 		ret = trk_rl_append(dirty, &in);
 		if (!ret)

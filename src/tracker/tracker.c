@@ -12,7 +12,8 @@
  *   fresh   = memory ranges now \ kept     (new, moved, replaced mappings)
  *   gone    = memory ranges before \ kept  (+ replaced ranges the backend found)
  *   zapped  = (populated before ∩ kept) \ populated now   (MADV_DONTNEED: reads as zero)
- *   dirty   = written ∪ zapped ∪ ((fresh ∪ replaced) ∩ populated now)
+ *   dirty   = written ∪ zapped ∪ ((fresh ∪ replaced) ∩ (populated now ∪ maybe))
+ *             (∪ shmem object data there, and every alias of a dirty shmem page)
  *
  * So the first round (nothing kept) returns every populated page, and a
  * mapping that moved or was replaced is sent whole whatever the backend
@@ -393,6 +394,7 @@ int trk_round(struct trk *t, struct trk_round *out)
 	struct trk_scan s;
 	struct haul_layout cur = {0};
 	double t0 = trk_now_ms();
+	bool scanned = false;
 	int ret;
 
 	t->call_ms = 0; /* trk_call_ms() is per round */
@@ -423,6 +425,7 @@ int trk_round(struct trk *t, struct trk_round *out)
 	if (ret)
 		goto out;
 
+	scanned = true;
 	ret = t->ops->scan(t, &cur, &fresh, &s);
 	if (ret)
 		goto out;
@@ -477,6 +480,9 @@ out:
 	else if (ret)
 		pr_err_r(ret, "tracking round %llu of pid %d failed",
 			 (unsigned long long)t->seq + 1, (int)t->pid);
+	/* what the scan protected is reported nowhere: the backend must not trust it */
+	if (ret && scanned && t->ops->round_failed)
+		t->ops->round_failed(t, &cur);
 	haul_layout_release(&cur);
 	trk_rl_release(&cur_mem);
 	trk_rl_release(&prev_mem);

@@ -43,10 +43,11 @@ size_t trk_rl_bsearch(const struct trk_rl *l, uint64_t addr);
  */
 int trk_shmem_aliases(const struct haul_layout *l, struct trk_rl *dirty);
 /*
- * alias.c: add to @dirty (sorted, merged) the pages of @fresh that shmem
- * VMAs of @l show and their object holds, mapped here or not.  0 or -errno.
+ * alias.c: add to @dirty (sorted, merged) the pages of @whole (the ranges
+ * sent whole: fresh or replaced) that shmem VMAs of @l show and their
+ * object holds, mapped here or not.  0 or -errno.
  */
-int trk_shmem_data(pid_t pid, const struct haul_layout *l, const struct trk_rl *fresh,
+int trk_shmem_data(pid_t pid, const struct haul_layout *l, const struct trk_rl *whole,
 		   struct trk_rl *dirty);
 /* Hand the array over to a trk_round (which frees it with free()). */
 void trk_rl_move(struct trk_rl *l, struct trk_range **r, size_t *n);
@@ -77,6 +78,8 @@ struct trk_ops {
 	int (*scan)(struct trk *t, const struct haul_layout *cur, const struct trk_rl *fresh,
 		    struct trk_scan *out);
 	void (*close)(struct trk *t);
+	/* Optional: the round of layout @cur failed after scan() returned 0 or not. */
+	void (*round_failed)(struct trk *t, const struct haul_layout *cur);
 	/* Optional: the caller now holds these bytes of these pages (trk_read). */
 	void (*read_done)(struct trk *t, const struct trk_range *r, size_t n, const void *buf);
 };

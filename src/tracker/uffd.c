@@ -766,12 +766,30 @@ static int add_not_fresh(struct uffd_state *st, struct trk_rl *dst, const struct
  * and the core drops the old contents and sends every populated page of it
  * ((fresh ∪ replaced) ∩ present), which the full walk here finds.
  *
- * A VMA that keeps changing is given up after 3 tries and left to the next
- * round (st->nunsure), which registers it and sends it whole: nothing of it
- * is reported replaced now, the written pages this round's walks reached
- * are sent, the others keep the receiver's old data until then.  A frozen
- * round has no next one: it fails (-EAGAIN) rather than send half.
+ * A VMA that keeps changing is given up after 3 tries (give_up()).
  */
+/*
+ * @v kept changing under three tries to register and walk it (or its
+ * register met an exiting mm): the bits of the pages the walks did not
+ * reach are unknown, and this may be the last round.  So all of it is sent,
+ * holes as zeros (the caller reads unmapped pages as zero), its old contents
+ * dropped, and the next round, if any, registers and walks it again.
+ */
+static int give_up(struct trk *t, struct uffd_state *st, const struct haul_vma *v,
+		   const struct trk_rl *fresh, struct trk_scan *out)
+{
+	int ret;
+
+	pr_warn("%#llx-%#llx of pid %d keeps changing under the scan; all %llu pages of it "
+		"are sent this round",
+		(unsigned long long)v->start, (unsigned long long)v->end, (int)t->pid,
+		(unsigned long long)haul_vma_pages(v));
+	ret = add_not_fresh(st, &out->replaced, v, fresh);
+	if (!ret)
+		ret = trk_rl_add(&out->written, v->start, haul_vma_pages(v));
+	return ret ? ret : trk_rl_add(&st->nunsure, v->start, haul_vma_pages(v));
+}
+
 static int rescan_unregistered(struct trk *t, struct uffd_state *st, const struct haul_vma *v,
 			       const struct trk_rl *fresh, struct trk_scan *out)
 {
@@ -779,8 +797,8 @@ static int rescan_unregistered(struct trk *t, struct uffd_state *st, const struc
 
 	for (int tries = 0; ret == -EPERM && tries < 3; tries++) {
 		ret = uffd_register(st, v->start, v->end);
-		if (ret == -ENOMEM) /* no longer one mapping: the next round's layout shows it */
-			return trk_rl_add(&st->nunsure, v->start, haul_vma_pages(v));
+		if (ret == -ENOMEM) /* the mm is exiting: the round's last check sees it */
+			return give_up(t, st, v, fresh, out);
 		if ((ret == -EINVAL || ret == -EPERM) && !(v->prot & PROT_WRITE) &&
 		    (v->flags & HAUL_VMA_SHARED)) {
 			/*
@@ -802,16 +820,22 @@ static int rescan_unregistered(struct trk *t, struct uffd_state *st, const struc
 	}
 	if (!ret)
 		return add_not_fresh(st, &out->replaced, v, fresh);
-	if (ret != -EPERM)
-		return ret;
-	if (t->frozen) {
-		/* no next round to finish it: the round fails rather than send half */
-		pr_err("%#llx-%#llx of pid %d kept changing although it is frozen; the final "
-		       "round fails",
-		       (unsigned long long)v->start, (unsigned long long)v->end, (int)t->pid);
-		return -EAGAIN;
-	}
-	return trk_rl_add(&st->nunsure, v->start, haul_vma_pages(v));
+	return ret == -EPERM ? give_up(t, st, v, fresh, out) : ret;
+}
+
+/*
+ * The round failed after this backend registered or re-protected pages that
+ * it reports nowhere: a caller that goes on gets every VMA registered again
+ * and sent whole next round (trackd goes on after some errors).
+ */
+static void uffd_round_failed(struct trk *t, const struct haul_layout *cur)
+{
+	struct uffd_state *st = t->priv;
+
+	st->unsure.n = st->unsure.pages = 0;
+	if (trk_layout_ranges(cur, &st->unsure))
+		pr_warn("pid %d: no memory to mark its ranges for a resend; reopen the tracker",
+			(int)t->pid);
 }
 
 static int uffd_scan(struct trk *t, const struct haul_layout *cur, const struct trk_rl *fresh,
@@ -843,18 +867,8 @@ static int uffd_scan(struct trk *t, const struct haul_layout *cur, const struct 
 			       "--tracker hash",
 			       (int)t->pid, (unsigned long long)v->start,
 			       (unsigned long long)v->end);
-		if (ret) {
-			/*
-			 * What this round registered and protected is reported
-			 * nowhere: a caller that goes on gets it all sent whole.
-			 */
-			st->unsure.n = st->unsure.pages = 0;
-			if (trk_layout_ranges(cur, &st->unsure))
-				pr_warn("pid %d: no memory to mark its ranges for a resend; "
-					"reopen the tracker",
-					(int)t->pid);
-			return ret;
-		}
+		if (ret)
+			return ret; /* trk_round() calls uffd_round_failed() */
 	}
 	/* this round's fast parts and unsure ranges are next round's */
 	{
@@ -873,5 +887,6 @@ const struct trk_ops trk_uffd_ops = {
 	.id = TRK_UFFD,
 	.open = uffd_open,
 	.scan = uffd_scan,
+	.round_failed = uffd_round_failed,
 	.close = uffd_close,
 };
