@@ -76,6 +76,11 @@ enum trk_backend trk_backend(const struct trk *t)
 	return t->ops->id;
 }
 
+void trk_test_fail_rescans(struct trk *t, unsigned n)
+{
+	t->fail_rescans = n;
+}
+
 void trk_set_frozen(struct trk *t, bool frozen)
 {
 	t->frozen = frozen;

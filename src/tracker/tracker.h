@@ -105,6 +105,12 @@ struct trk_opts {
  */
 int trk_open(pid_t pid, const struct trk_opts *opts, struct trk **out);
 
+/*
+ * Tests only (uffd): the next @n walks of a re-registered VMA fail as if it
+ * had changed again, to reach what happens to a VMA that keeps changing.
+ */
+void trk_test_fail_rescans(struct trk *t, unsigned n);
+
 /* Detach; the process runs on with nothing of ours left in it. NULL is a no-op. */
 void trk_free(struct trk *t);
 

@@ -105,10 +105,11 @@ struct trk {
 	 * Merged into prev_present at the next round.
 	 */
 	struct trk_rl held;
-	struct trk_rl known; /* where the last round tracked the populated set */
-	double stop_ms;	     /* longest time the target was stopped by us */
-	double call_ms;	     /* longest single scan call of this round (holds mmap_lock) */
-	bool frozen;	     /* the caller froze it: do not stop it again */
+	struct trk_rl known;   /* where the last round tracked the populated set */
+	double stop_ms;	       /* longest time the target was stopped by us */
+	double call_ms;	       /* longest single scan call of this round (holds mmap_lock) */
+	bool frozen;	       /* the caller froze it: do not stop it again */
+	unsigned fail_rescans; /* trk_test_fail_rescans() */
 };
 
 /* Regions one PAGEMAP_SCAN call may return (each walker's vector): 768 KiB, bounded

@@ -817,6 +817,10 @@ static int rescan_unregistered(struct trk *t, struct uffd_state *st, const struc
 			return ret;
 		/* freshly registered: its bits mean nothing yet, walk it in full */
 		ret = scan_vma(t, st, v, false, fresh, out);
+		if (!ret && t->fail_rescans) {
+			t->fail_rescans--;
+			ret = -EPERM; /* a test's: as if it changed again */
+		}
 	}
 	if (!ret)
 		return add_not_fresh(st, &out->replaced, v, fresh);

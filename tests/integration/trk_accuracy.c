@@ -292,22 +292,50 @@ Test(trk, uffd_whole_process_copy_survives_layout_churn_mid_round)
  * upper half's place was a hole (the merged VMA is partly fresh) or held
  * another mapping (wholly kept: nothing in the layout shows the change).
  */
-static void run_remerge(enum tt_remerge split)
+/* The receiver's copy of the 32 pages at @addr against the target's memory. */
+static void assert_copy_matches(struct td_img *m, uint64_t addr, int round)
+{
+	static uint64_t got[32 * 512];
+	struct trk_range all = {addr, 32};
+
+	cr_assert_eq(trk_read_pages(drv.pid, &all, 1, got, NULL), 0);
+	for (int i = 0; i < 32; i++) {
+		size_t k = td_img_slot(m, addr + i * TD_PG, false);
+
+		cr_assert(m->addr[k] && m->data[k],
+			  "after round %d, page %d: the copy holds nothing (dropped in round %d)",
+			  round, i, m->dropped[k]);
+		cr_assert_eq(*(uint64_t *)m->data[k], got[i * 512],
+			     "after round %d, page %d: copy %#llx, target %#llx", round, i,
+			     (unsigned long long)*(uint64_t *)m->data[k],
+			     (unsigned long long)got[i * 512]);
+	}
+}
+
+/*
+ * @fail_rescans: round 3's re-registered walks fail that many times as if
+ * the mapping kept changing (trk_test_fail_rescans), so that it is given up:
+ * sent whole at once, and walked again in round 4.
+ */
+static void run_remerge(enum tt_remerge split, unsigned fail_rescans)
 {
 	struct trk_opts o = {.backend = TRK_UFFD};
 	struct td_img m;
 	struct trk_round r;
 	struct trk *t = NULL;
-	uint64_t addr[1], got[32 * 512];
+	uint64_t addr[1];
+	int rounds = fail_rescans ? 4 : 3;
 
 	if (!probe_uffd_wp_async(NULL))
 		cr_skip_test("uffd-wp async tracking is not available on this kernel");
 	td_img_init(&m, 1 << 12);
 	cr_assert_eq(td_cmd(&drv, TT_REMERGE, split, NULL, 0, addr, 1), 0);
 	cr_assert_eq(trk_open(drv.pid, &o, &t), 0);
-	for (int round = 1; round <= 3; round++) {
-		if (round == 3)
+	for (int round = 1; round <= rounds; round++) {
+		if (round == 3) {
 			cr_assert_eq(td_cmd(&drv, TT_REMERGE, TT_RM_MERGE, NULL, 0, NULL, 0), 0);
+			trk_test_fail_rescans(t, fail_rescans);
+		}
 		cr_assert_eq(trk_round(t, &r), 0);
 		cr_assert_eq(td_img_apply(&m, t, &r), 0);
 		/* a new mapping drops nothing: the caller would zero all its holes */
@@ -316,22 +344,14 @@ static void run_remerge(enum tt_remerge split)
 		if (round == 3)
 			cr_assert(td_dirty_has(&r, addr[0] + 3 * TD_PG),
 				  "the write after the merge is not reported");
+		/* given up in round 3: walked again, and its pages sent whole again */
+		if (round == 4)
+			cr_assert(td_dirty_has(&r, addr[0]) &&
+					  td_dirty_has(&r, addr[0] + 31 * TD_PG),
+				  "a mapping given up is not sent whole at the next round");
 		trk_round_release(&r);
-	}
-	{
-		struct trk_range all = {addr[0], 32};
-
-		cr_assert_eq(trk_read_pages(drv.pid, &all, 1, got, NULL), 0);
-	}
-	for (int i = 0; i < 32; i++) {
-		size_t k = td_img_slot(&m, addr[0] + i * TD_PG, false);
-
-		cr_assert(m.addr[k] && m.data[k],
-			  "page %d: the copy holds nothing (dropped in round %d)", i, m.dropped[k]);
-		cr_assert_eq(*(uint64_t *)m.data[k], got[i * 512],
-			     "page %d: copy %#llx, target %#llx", i,
-			     (unsigned long long)*(uint64_t *)m.data[k],
-			     (unsigned long long)got[i * 512]);
+		if (round >= 3)
+			assert_copy_matches(&m, addr[0], round);
 	}
 	trk_free(t);
 	td_img_free(&m);
@@ -339,12 +359,17 @@ static void run_remerge(enum tt_remerge split)
 
 Test(trk, uffd_a_move_that_merges_two_mappings_loses_no_write)
 {
-	run_remerge(TT_RM_SPLIT);
+	run_remerge(TT_RM_SPLIT, 0);
 }
 
 Test(trk, uffd_a_move_that_merges_over_a_kept_mapping_loses_no_page)
 {
-	run_remerge(TT_RM_SPLIT_FILLED);
+	run_remerge(TT_RM_SPLIT_FILLED, 0);
+}
+
+Test(trk, uffd_a_mapping_that_keeps_changing_under_the_scan_is_sent_whole)
+{
+	run_remerge(TT_RM_SPLIT_FILLED, 3);
 }
 
 Test(trk, hash_whole_process_copy_survives_layout_churn_mid_round)
