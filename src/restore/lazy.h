@@ -158,9 +158,9 @@ struct rst_lazy_source {
 	/*
 	 * Optional: a fault fetch quick enough for the fault thread to wait for
 	 * itself when one fault alone is waiting and no window is out (two
-	 * thread wake-ups fewer a fault): 0 with @buf filled, or -EAGAIN when that path cannot take it
-	 * now (busy, absent, broken), and the window goes to a fault-fetch
-	 * thread as usual.
+	 * thread wake-ups fewer a fault): 0 with @buf filled, or -EAGAIN when
+	 * that path cannot take it now (busy, absent, broken), and the window
+	 * goes to a fault-fetch thread as usual.
 	 */
 	int (*fetch_fault_try)(void *arg, uint64_t addr, uint32_t npages, void *buf);
 };

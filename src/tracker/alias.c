@@ -16,8 +16,8 @@
  * A page-table scan also misses what the object holds but the process's
  * page tables do not map: pages written through an fd (a memfd's write())
  * or another mapping before we looked, or swapped out.  So a shmem VMA new
- * to the tracker (round 1, fresh or replaced) reports, besides its populated pages,
- * every page of its object that holds data (SEEK_DATA on the object through
+ * to the tracker (round 1, fresh) or replaced reports, besides its populated
+ * pages, every page of its object that holds data (SEEK_DATA on the object through
  * /proc/PID/map_files): trk_shmem_data.  Later writes through an fd stay
  * invisible, like other processes' (DESIGN.md "Tracker", Limits).
  */

@@ -19,8 +19,8 @@
  * mapping that moved or was replaced is sent whole whatever the backend
  * thinks: every page dropped (gone) that holds data now is sent again in
  * the same round.  A backend must know the populated set of its fresh and
- * replaced ranges.  Everything is kept as sorted range lists: a round allocates
- * O(ranges), not O(pages).
+ * replaced ranges.  Everything is kept as sorted range lists: a round
+ * allocates O(ranges), not O(pages).
  *
  * Exit and exec: /proc/PID/pagemap is opened once, at trk_open(), and stays
  * bound to that mm; when the mm is gone a read returns 0 bytes.  Checked

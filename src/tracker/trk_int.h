@@ -129,7 +129,8 @@ struct trk_walk_part {
 int trk_uffd_walk_part(struct trk *t, struct trk_walk_part *p);
 /*
  * uffd.c: part @i's result vector and its used count, kept for the tracker's
- * life (zeroing 768 KiB per part per walk would cost the downtime).  0 or -ENOMEM.
+ * life (zeroing 768 KiB per part per walk would cost the downtime); part 0's
+ * is the one a walk on the caller's thread uses.  0 or -ENOMEM.
  */
 int trk_uffd_part_vec(struct trk *t, unsigned i, struct page_region **vec, size_t **used);
 /* scan_par.c: how many threads a frozen fast walk of @bytes gets (1: walk it alone). */

@@ -28,8 +28,9 @@
  * silent empty answer (new, mremap'd, or munmap'd and mapped again at the
  * same address between our layout read and the scan).  Then we register it
  * and report its parts that are not fresh replaced: the core drops the old
- * contents and sends the new populated pages.  A VMA the kernel will not register (VM_PFNMAP, VM_IO,
- * hugetlb without the feature) is reported whole every round.
+ * contents and sends the new populated pages.  A VMA the kernel will not
+ * register (VM_PFNMAP, VM_IO, hugetlb without the feature) is reported
+ * whole every round.
  */
 #define LOG_PREFIX "trk: "
 #include <errno.h>
@@ -53,17 +54,21 @@
 
 struct uffd_state {
 	int uffd;
-	struct page_region *vec;
-	size_t used;	       /* vec entries the last call may have written */
+	/*
+	 * Result vectors (TRK_SCAN_VEC entries), zeroed past used[i], the
+	 * entries the last call may have written (scan_call()): [0] for a walk
+	 * on this thread, which is also the frozen parallel walk's first part
+	 * (scan_par.c: never both at once), the others that walk's, made on
+	 * first use and kept, so that no walk clears 768 KiB in the downtime.
+	 */
+	struct page_region *vec[TRK_SCAN_PAR_MAX];
+	size_t used[TRK_SCAN_PAR_MAX];
 	uint64_t warned_start; /* last unregistrable VMA we warned about */
 	/* ranges scanned with the fast path: last round's, and this round's */
 	struct trk_rl fast, nfast;
 	/* ranges a rescan gave up on (rescan_unregistered): last round's, and this round's */
 	struct trk_rl unsure, nunsure;
 	struct trk_rl one, seg_fast, seg_full, seg_tmp, dense; /* scratch, reused per VMA */
-	/* the frozen parallel walk's vectors (scan_par.c), zeroed past their used count */
-	struct page_region *pvec[TRK_SCAN_PAR_MAX];
-	size_t pused[TRK_SCAN_PAR_MAX];
 };
 
 /*
@@ -242,8 +247,8 @@ static int uffd_open(struct trk *t)
 	if (!st)
 		return -ENOMEM;
 	st->uffd = -1;
-	st->vec = calloc(TRK_SCAN_VEC, sizeof(*st->vec)); /* zeroed: scan_call() */
-	if (!st->vec) {
+	st->vec[0] = calloc(TRK_SCAN_VEC, sizeof(*st->vec[0])); /* zeroed: scan_call() */
+	if (!st->vec[0]) {
 		free(st);
 		return -ENOMEM;
 	}
@@ -263,7 +268,7 @@ static int uffd_open(struct trk *t)
 	t->priv = st;
 	return 0;
 err:
-	free(st->vec);
+	free(st->vec[0]);
 	free(st);
 	return ret;
 }
@@ -344,8 +349,7 @@ static void uffd_close(struct trk *t)
 	trk_rl_release(&st->seg_tmp);
 	trk_rl_release(&st->dense);
 	for (unsigned i = 0; i < TRK_SCAN_PAR_MAX; i++)
-		free(st->pvec[i]);
-	free(st->vec);
+		free(st->vec[i]);
 	free(st);
 	t->priv = NULL;
 }
@@ -452,11 +456,10 @@ static int scan_call(void *arg, uint64_t s, uint64_t e, uint64_t *walk_end)
 		n = 0;
 		while (n < TRK_SCAN_VEC && w->vec[n].end)
 			n++;
-		*w->used = (size_t)n;
-		if (err != -EPERM)
-			return err;
 	}
 	*w->used = (size_t)n;
+	if (err && err != -EPERM)
+		return err;
 	for (long i = 0; i < n; i++) {
 		const struct page_region *pr = &w->vec[i];
 		uint64_t np = (pr->end - pr->start) / TRK_PAGE;
@@ -541,7 +544,7 @@ static int scan_walk(struct trk *t, struct uffd_state *st, uint64_t start, uint6
 
 	if (n > 1)
 		return trk_walk_parallel(t, start, end, n, out);
-	return walk(t, st->vec, &st->used, full, out, start, end, &t->call_ms);
+	return walk(t, st->vec[0], &st->used[0], full, out, start, end, &t->call_ms);
 }
 
 int trk_uffd_walk_part(struct trk *t, struct trk_walk_part *p)
@@ -555,14 +558,13 @@ int trk_uffd_part_vec(struct trk *t, unsigned i, struct page_region **vec, size_
 
 	if (i >= TRK_SCAN_PAR_MAX)
 		return -EINVAL;
-	if (!st->pvec[i]) {
-		st->pvec[i] = calloc(TRK_SCAN_VEC, sizeof(*st->pvec[i])); /* zeroed: scan_call() */
-		if (!st->pvec[i])
+	if (!st->vec[i]) {
+		st->vec[i] = calloc(TRK_SCAN_VEC, sizeof(*st->vec[i])); /* zeroed: scan_call() */
+		if (!st->vec[i])
 			return -ENOMEM;
-		st->pused[i] = 0;
 	}
-	*vec = st->pvec[i];
-	*used = &st->pused[i];
+	*vec = st->vec[i];
+	*used = &st->used[i];
 	return 0;
 }
 
@@ -755,20 +757,6 @@ static int add_not_fresh(struct uffd_state *st, struct trk_rl *dst, const struct
 }
 
 /*
- * The scan of @v met a VMA we have not registered: @v is new (nothing is
- * registered before its first scan), or was replaced or moved under us since
- * the layout read, or lost its registration: a mremap that moves a
- * registered VMA next to a registered neighbour it merges with unregisters
- * both, and the neighbour's pages keep their uffd-wp bits, stale: a write
- * there while unregistered leaves the bit set (measured on 6.18; the test
- * uffd_a_move_that_merges_two_mappings_loses_no_write).  So what a register
- * covers is never trusted: its parts that are not fresh count as replaced,
- * and the core drops the old contents and sends every populated page of it
- * ((fresh ∪ replaced) ∩ present), which the full walk here finds.
- *
- * A VMA that keeps changing is given up after 3 tries (give_up()).
- */
-/*
  * @v kept changing under three tries to register and walk it (or its
  * register met an exiting mm): the bits of the pages the walks did not
  * reach are unknown, and this may be the last round.  So all of it is sent,
@@ -790,6 +778,20 @@ static int give_up(struct trk *t, struct uffd_state *st, const struct haul_vma *
 	return ret ? ret : trk_rl_add(&st->nunsure, v->start, haul_vma_pages(v));
 }
 
+/*
+ * The scan of @v met a VMA we have not registered: @v is new (nothing is
+ * registered before its first scan), or was replaced or moved under us since
+ * the layout read, or lost its registration: a mremap that moves a
+ * registered VMA next to a registered neighbour it merges with unregisters
+ * both, and the neighbour's pages keep their uffd-wp bits, stale: a write
+ * there while unregistered leaves the bit set (measured on 6.18; the test
+ * uffd_a_move_that_merges_two_mappings_loses_no_write).  So what a register
+ * covers is never trusted: its parts that are not fresh count as replaced,
+ * and the core drops the old contents and sends every populated page of it
+ * ((fresh ∪ replaced) ∩ present), which the full walk here finds.
+ *
+ * A VMA that keeps changing is given up after 3 tries (give_up()).
+ */
 static int rescan_unregistered(struct trk *t, struct uffd_state *st, const struct haul_vma *v,
 			       const struct trk_rl *fresh, struct trk_scan *out)
 {
