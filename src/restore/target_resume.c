@@ -281,8 +281,6 @@ static int restore_task(struct rst_target *t, const Haul__Img__ProcessState *ps,
 	if (ps->has_timerslack_ns)
 		rst_bcall(t, b, 0, "prctl(PR_SET_TIMERSLACK)", SYS_prctl, PR_SET_TIMERSLACK,
 			  ps->timerslack_ns, 0, 0, 0, 0);
-	rst_bcall(t, b, 0, "prctl(PR_SET_PDEATHSIG)", SYS_prctl, PR_SET_PDEATHSIG,
-		  ps->has_pdeathsig ? ps->pdeathsig : 0, 0, 0, 0, 0);
 	for (size_t i = 0; i < ps->n_itimers; i++) {
 		const Haul__Img__Itimer *it = ps->itimers[i];
 		uint64_t tv[4] = {it->interval_us / 1000000, it->interval_us % 1000000,
@@ -488,15 +486,34 @@ static int restore_creds(struct rst_target *t, const Haul__Img__ProcessState *ps
 	t->cur = NULL;
 	if (!ret)
 		ret = creds_on(t, b, ps->creds);
-	/* Changing ids resets dumpability: set it after. */
-	if (!ret && ps->has_dumpable)
-		ret = rst_rcall(t, SYS_prctl, PR_SET_DUMPABLE, ps->dumpable ? 1 : 0, 0, 0, 0, 0,
-				NULL);
 	if (ret && b->what[0])
 		snprintf(why, wl, "cannot restore credentials: %s: %s", b->what, strerror(-ret));
 	else if (ret)
 		snprintf(why, wl, "cannot restore credentials: %s", strerror(-ret));
 	free(b);
+	return ret;
+}
+
+/*
+ * What the kernel resets whenever the ids change, or the capabilities grow
+ * (commit_creds): dumpability and the parent-death signal.  Set after the
+ * last of those changes, the capability sets: set before, a process of
+ * another uid came back with neither (zdtm's pdeath_sig).
+ */
+static int restore_cred_resets(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+			       size_t wl)
+{
+	int ret = 0;
+
+	if (ps->has_dumpable)
+		ret = rst_rcall(t, SYS_prctl, PR_SET_DUMPABLE, ps->dumpable ? 1 : 0, 0, 0, 0, 0,
+				NULL);
+	if (!ret)
+		ret = rst_rcall(t, SYS_prctl, PR_SET_PDEATHSIG,
+				ps->has_pdeathsig ? (uint64_t)ps->pdeathsig : 0, 0, 0, 0, 0, NULL);
+	if (ret)
+		snprintf(why, wl, "cannot restore dumpability or the parent-death signal: %s",
+			 strerror(-ret));
 	return ret;
 }
 
@@ -684,6 +701,8 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 		ret = rst_res_restore(t, ps, RST_RES_LAST, why, wl);
 	if (!ret)
 		ret = restore_caps(t, ps, why, wl);
+	if (!ret)
+		ret = restore_cred_resets(t, ps, why, wl);
 	ms[7] = lap_ms(t, &lap, &n[7], &mark);
 	if (ret) {
 		if (!why[0])

@@ -126,6 +126,12 @@ Test(rst_state, prctl_timerslack_thp_disable_pdeathsig, .timeout = 60)
 	roundtrip("prctls");
 }
 
+/* zdtm's pdeath_sig: a process of another uid kept neither across the ids' restore */
+Test(rst_state, pdeathsig_and_dumpable_of_another_uid, .timeout = 60)
+{
+	roundtrip("prctls_uid");
+}
+
 Test(rst_state, personality, .timeout = 60)
 {
 	roundtrip("personality");

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -148,6 +149,13 @@ static int set_task(const char *kind, const char *dir)
 		return prctl(PR_SET_TIMERSLACK, 123456) || prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) ||
 				       prctl(PR_SET_PDEATHSIG, SIGUSR1)
 			       ? skip("prctl")
+			       : 0;
+	if (!strcmp(kind, "prctls_uid"))
+		/* ids first: changing them resets both (commit_creds) */
+		return setgroups(0, NULL) || setresgid(65534, 65534, 65534) ||
+				       setresuid(65534, 65534, 65534) ||
+				       prctl(PR_SET_PDEATHSIG, SIGUSR1) || prctl(PR_SET_DUMPABLE, 1)
+			       ? skip("ids or prctl")
 			       : 0;
 	if (!strcmp(kind, "personality"))
 		return personality(ADDR_NO_RANDOMIZE | READ_IMPLIES_EXEC) < 0 ? skip("personality")
