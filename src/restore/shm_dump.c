@@ -133,6 +133,10 @@ static int object_attrs(pid_t pid, const char *path, const char *vpath, Haul__Im
 		/* EINVAL: created without MFD_ALLOW_SEALING, which F_SEAL_SEAL stands for */
 		o->has_seals = true;
 		o->seals = seals >= 0 ? (uint32_t)seals : F_SEAL_SEAL;
+		o->has_mode = o->has_uid = o->has_gid = true; /* fchmod, fchown */
+		o->mode = st.st_mode & 07777;
+		o->uid = st.st_uid;
+		o->gid = st.st_gid;
 		*name = memfd_name(vpath);
 		o->name = *name;
 		if (!*name)

@@ -684,8 +684,10 @@ static int memfd_maps_ro(struct rst_target *t, const Haul__Img__ShmObject *o, ui
 }
 
 /*
- * Size and seals of memfd or anonymous object @o, open as @fd here, mapped
- * at [@ms, @me) in the stub (@me 0: not mapped).
+ * Size, seals, mode and owner of memfd or anonymous object @o, open as @fd
+ * here, mapped at [@ms, @me) in the stub (@me 0: not mapped).  memfd_create
+ * made it 0777 and the stub's (root's); the image's ids are this host's, as
+ * for POSIX shared memory (images before mode and owner have neither).
  */
 static int finish_file(struct rst_target *t, const Haul__Img__ShmObject *o, int fd, uint64_t ms,
 		       uint64_t me)
@@ -695,6 +697,12 @@ static int finish_file(struct rst_target *t, const Haul__Img__ShmObject *o, int 
 	int ret = 0, cur;
 
 	if (fstat(fd, &st) < 0 || ((uint64_t)st.st_size != o->size && ftruncate(fd, o->size) < 0))
+		ret = -errno;
+	/* the owner first: a chown clears set-id bits */
+	if (!ret && o->has_uid && o->has_gid && (st.st_uid != o->uid || st.st_gid != o->gid) &&
+	    fchown(fd, o->uid, o->gid) < 0)
+		ret = -errno;
+	if (!ret && o->has_mode && (st.st_mode & 07777) != o->mode && fchmod(fd, o->mode) < 0)
 		ret = -errno;
 	if (!ret && me && o->kind == HAUL__IMG__SHM_KIND__SHM_MEMFD && (o->seals & wseals))
 		ret = memfd_maps_ro(t, o, ms, me);

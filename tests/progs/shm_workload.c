@@ -71,6 +71,7 @@ static size_t sysv_short = 1000;
 static char *R; /* memfd-sealed: the read-only mapping */
 #define MFD_FD	  7
 #define MFD_POS	  12345
+#define MFD_UID	  65534 /* the memfd's owner (nobody) */
 #define RPAGES	  16
 #define ALL_SEALS (F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL)
 
@@ -144,7 +145,9 @@ static int setup_object(void)
 
 		snprintf(name, sizeof(name), "haul-shm-%s", tag);
 		fd = memfd_create(name, MFD_ALLOW_SEALING | MFD_CLOEXEC);
-		if (fd < 0 || ftruncate(fd, (off_t)size + (keep ? 2 * PAGE : 0)) < 0)
+		/* a mode and owner of its own: memfd_create makes it 0777, the creator's */
+		if (fd < 0 || ftruncate(fd, (off_t)size + (keep ? 2 * PAGE : 0)) < 0 ||
+		    fchown(fd, MFD_UID, MFD_UID) < 0 || fchmod(fd, 0642) < 0)
 			return -1;
 		A = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 		B = mmap(NULL, BPAGES * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, PAGE);
@@ -219,6 +222,7 @@ static int setup_object(void)
 static int verify_object(char *why, size_t len)
 {
 	struct shmid_ds ds;
+	struct stat st;
 	char path[96], link[160];
 	int fd, seals;
 	ssize_t n;
@@ -232,8 +236,15 @@ static int verify_object(char *why, size_t len)
 			return snprintf(why, len, "memfd name lost: %s", link), -1;
 		fd = open(path, O_RDONLY);
 		seals = fd >= 0 ? fcntl(fd, F_GET_SEALS) : -1;
+		if (fd < 0 || fstat(fd, &st) < 0)
+			st.st_mode = st.st_uid = 0;
 		if (fd >= 0)
 			close(fd);
+		if ((!strcmp(kind, "memfd") || !strcmp(kind, "memfd-fd")) &&
+		    ((st.st_mode & 07777) != 0642 || st.st_uid != MFD_UID))
+			return snprintf(why, len, "memfd mode %#o owner %u, not 0642 %u",
+					st.st_mode & 07777, st.st_uid, MFD_UID),
+			       -1;
 		if (seals != (F_SEAL_GROW | F_SEAL_SHRINK))
 			return snprintf(why, len, "memfd seals are %#x, not grow|shrink", seals),
 			       -1;
@@ -268,8 +279,15 @@ static int verify_object(char *why, size_t len)
 			 (unsigned long)R + RPAGES * PAGE);
 		fd = open(path, O_RDONLY);
 		seals = fd >= 0 ? fcntl(fd, F_GET_SEALS) : -1;
+		if (fd < 0 || fstat(fd, &st) < 0)
+			st.st_mode = st.st_uid = 0;
 		if (fd >= 0)
 			close(fd);
+		if ((!strcmp(kind, "memfd") || !strcmp(kind, "memfd-fd")) &&
+		    ((st.st_mode & 07777) != 0642 || st.st_uid != MFD_UID))
+			return snprintf(why, len, "memfd mode %#o owner %u, not 0642 %u",
+					st.st_mode & 07777, st.st_uid, MFD_UID),
+			       -1;
 		if (seals != ALL_SEALS)
 			return snprintf(why, len, "sealed memfd has seals %#x", seals), -1;
 		if (mprotect(R, PAGE, PROT_READ | PROT_WRITE) == 0)
