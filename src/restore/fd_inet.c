@@ -20,6 +20,7 @@
 #define LOG_PREFIX "sock: "
 #include <arpa/inet.h>
 #include <errno.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
 #include <netinet/tcp.h>
@@ -40,6 +41,9 @@
 #endif
 #ifndef IPV6_TRANSPARENT
 #define IPV6_TRANSPARENT 75
+#endif
+#ifndef SO_BUF_LOCK
+#define SO_BUF_LOCK 72 /* uapi asm-generic/socket.h, Linux 5.14 */
 #endif
 
 /* The largest queue carried (a socket's buffers cannot hold more with default limits). */
@@ -68,6 +72,7 @@ static const struct inet_opt {
 	{SOL_SOCKET, SO_OOBINLINE, K_LISTEN | K_TCP, false},
 	{SOL_SOCKET, SO_RCVLOWAT, K_ALL, false},
 	{SOL_SOCKET, SO_DONTROUTE, K_ALL, false},
+	{SOL_SOCKET, SO_BUF_LOCK, K_ALL, false}, /* set last: a buffer size sets its bit */
 	{IPPROTO_TCP, TCP_NODELAY, K_LISTEN | K_TCP, false},
 	{IPPROTO_TCP, TCP_KEEPIDLE, K_LISTEN | K_TCP, false},
 	{IPPROTO_TCP, TCP_KEEPINTVL, K_LISTEN | K_TCP, false},
@@ -348,6 +353,19 @@ static void dump_linger_bufs(int sfd, const struct inet_defaults *ref, Haul__Img
 	}
 }
 
+/* SO_BINDTODEVICE's interface name, when the socket is bound to one. */
+static int dump_bind_dev(int sfd, Haul__Img__InetSocket *s)
+{
+	char name[IFNAMSIZ + 1] = "";
+	socklen_t l = IFNAMSIZ;
+
+	if (getsockopt(sfd, SOL_SOCKET, SO_BINDTODEVICE, name, &l) < 0 || !l || !name[0])
+		return 0;
+	name[l < IFNAMSIZ ? l : IFNAMSIZ] = '\0';
+	s->bind_dev = strdup(name);
+	return s->bind_dev ? 0 : -ENOMEM;
+}
+
 int rst_inet_dump(int sfd, Haul__Img__InetSocket **out)
 {
 	struct sockaddr_storage a;
@@ -393,7 +411,7 @@ int rst_inet_dump(int sfd, Haul__Img__InetSocket **out)
 	ret = dump_opts(sfd, ref, s, kind_bits(s, id.listening));
 	if (!ret)
 		dump_linger_bufs(sfd, ref, s);
-	return ret;
+	return ret ? ret : dump_bind_dev(sfd, s);
 }
 
 void rst_inet_free(Haul__Img__InetSocket *s)
@@ -446,13 +464,27 @@ static bool opt_early(int level, int name)
 	return false;
 }
 
+/* SO_BUF_LOCK as the source had it, after the buffer sizes (each sets its bit). */
+static int set_buf_lock(int sfd, const Haul__Img__InetSocket *s)
+{
+	for (size_t i = 0; i < s->n_opts; i++) {
+		int v = s->opts[i]->value;
+
+		if (s->opts[i]->level == SOL_SOCKET && s->opts[i]->name == SO_BUF_LOCK &&
+		    setsockopt(sfd, SOL_SOCKET, SO_BUF_LOCK, &v, sizeof(v)) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
 int rst_inet_set_opts(int sfd, const Haul__Img__InetSocket *s, bool early, bool bufs)
 {
 	for (size_t i = 0; i < s->n_opts; i++) {
 		const Haul__Img__SockOpt *o = s->opts[i];
 		int v = o->value;
 
-		if (opt_early(o->level, o->name) != early)
+		if (opt_early(o->level, o->name) != early ||
+		    (o->level == SOL_SOCKET && o->name == SO_BUF_LOCK))
 			continue;
 		/* the caller names the socket; the debug log names the option */
 		if (setsockopt(sfd, o->level, o->name, &v, sizeof(v)) < 0) {
@@ -463,6 +495,10 @@ int rst_inet_set_opts(int sfd, const Haul__Img__InetSocket *s, bool early, bool 
 			return err;
 		}
 	}
+	/* bind() and connect() heed the device: before them */
+	if (early && s->bind_dev &&
+	    setsockopt(sfd, SOL_SOCKET, SO_BINDTODEVICE, s->bind_dev, strlen(s->bind_dev) + 1) < 0)
+		return -errno;
 	if (early)
 		return 0;
 	if (s->has_linger_onoff) {
@@ -485,7 +521,7 @@ int rst_inet_set_opts(int sfd, const Haul__Img__InetSocket *s, bool early, bool 
 		if (setsockopt(sfd, SOL_SOCKET, SO_RCVBUFFORCE, &v, sizeof(v)) < 0)
 			return -errno;
 	}
-	return 0;
+	return set_buf_lock(sfd, s);
 }
 
 /* @addr/@port as a sockaddr of @family into @a; its length. */

@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "th_net.h"
@@ -245,4 +247,28 @@ static void every_thread_other_nice_5(pid_t here)
 Test(rst_state, every_thread_keeps_its_nice_and_policy_after_a_boosted_resume, .timeout = 60)
 {
 	roundtrip_check("nice_threads", every_thread_other_nice_5);
+}
+
+/* The TCP socket state_subject "sockopts" holds at fd 10: bound to lo, SNDBUF locked. */
+static void socket_on_lo_with_sndbuf_lock(pid_t here)
+{
+	int pfd = (int)syscall(SYS_pidfd_open, here, 0), sfd, lock = -1;
+	char dev[32] = "";
+	socklen_t l = sizeof(dev), il = sizeof(lock);
+
+	cr_assert_geq(pfd, 0, "pidfd_open: %s", strerror(errno));
+	sfd = (int)syscall(SYS_pidfd_getfd, pfd, 10, 0);
+	close(pfd);
+	cr_assert_geq(sfd, 0, "pidfd_getfd of fd 10: %s", strerror(errno));
+	cr_expect_eq(getsockopt(sfd, SOL_SOCKET, SO_BINDTODEVICE, dev, &l), 0);
+	cr_expect_str_eq(dev, "lo", "SO_BINDTODEVICE %s, not lo", dev);
+	cr_expect_eq(getsockopt(sfd, SOL_SOCKET, 72 /* SO_BUF_LOCK */, &lock, &il), 0);
+	cr_expect_eq(lock, 1, "SO_BUF_LOCK %d, not 1 (SOCK_SNDBUF_LOCK)", lock);
+	close(sfd);
+}
+
+/* zdtm's sock_opts01 and sock_opts02: both options were dropped silently */
+Test(rst_state, socket_keeps_its_bound_device_and_buffer_lock, .timeout = 60)
+{
+	roundtrip_check("sockopts", socket_on_lo_with_sndbuf_lock);
 }

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -157,6 +159,16 @@ static int set_task(const char *kind, const char *dir)
 				       prctl(PR_SET_PDEATHSIG, SIGUSR1) || prctl(PR_SET_DUMPABLE, 1)
 			       ? skip("ids or prctl")
 			       : 0;
+	if (!strcmp(kind, "sockopts")) {
+		int s = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP), one = 1;
+
+		return s < 0 || dup2(s, 10) != 10 ||
+				       setsockopt(10, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3) ||
+				       setsockopt(10, SOL_SOCKET, 72 /* SO_BUF_LOCK */, &one,
+						  sizeof(one))
+			       ? skip("SO_BINDTODEVICE or SO_BUF_LOCK")
+			       : 0;
+	}
 	if (!strcmp(kind, "personality"))
 		return personality(ADDR_NO_RANDOMIZE | READ_IMPLIES_EXEC) < 0 ? skip("personality")
 									      : 0;
