@@ -6,8 +6,10 @@
  * thread haul injects into under seccomp gets PTRACE_O_SUSPEND_SECCOMP
  * (common/rsys.c, at attach; needs CAP_SYS_ADMIN; cleared by the detach),
  * and so does every thread of a restored process before its filters are
- * installed (suspend_all): the restore installs them as its last injected
- * calls yet still unmaps its trampoline after them.
+ * installed (suspend_all): the restore installs them before the
+ * credentials, while the stub still has CAP_SYS_ADMIN (a process that
+ * installed its filters as root and then changed its ids has neither that
+ * nor no_new_privs: zdtm's seccomp_filter), and goes on injecting after them.
  *
  * Dump: PTRACE_SECCOMP_GET_FILTER by index (0 the newest) for each thread,
  * PTRACE_GET_SECCOMP_METADATA for its flags (LOG, SPEC_ALLOW); identical
@@ -383,8 +385,8 @@ static int sc_restore(struct rst_target *t, const Haul__Img__ProcessState *ps, c
 	t->cur = NULL;
 	if (ret)
 		snprintf(why, wl,
-			 "cannot install the seccomp filters of thread %zu of pid %d: %s (a filter "
-			 "needs no_new_privs or CAP_SYS_ADMIN in the restored process)",
+			 "cannot install the seccomp filters of thread %zu of pid %d: %s (before "
+			 "its credentials, as root)",
 			 i, ps->pid, strerror(-ret));
 	return ret;
 }
@@ -410,7 +412,7 @@ const struct rst_res_ops rst_res_seccomp = {
 	.cap = "RES_SECCOMP",
 	.version = 4,
 	.in_use = sc_in_use,
-	.phase = RST_RES_LAST,
+	.phase = RST_RES_CREDS,
 	.precheck_seized = sc_precheck_seized,
 	.dump = sc_dump,
 	.release = sc_release,

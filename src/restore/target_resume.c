@@ -694,6 +694,8 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 		ret = rst_create_threads(t, ps, why, wl);
 	ms[6] = lap_ms(t, &lap, &n[6], &mark);
 	if (!ret)
+		ret = rst_res_restore(t, ps, RST_RES_CREDS, why, wl);
+	if (!ret)
 		ret = restore_creds(t, ps, why, wl);
 	if (!ret)
 		ret = restore_nnp(t, ps, why, wl);

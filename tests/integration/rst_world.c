@@ -106,6 +106,13 @@ Test(rst_world, a_seccomp_filter_still_denies_its_syscall_in_every_thread, .fini
 	carried((const char *const[]){"seccomp", NULL});
 }
 
+/* zdtm's seccomp_filter: installed after the ids' restore, the filter needed privileges gone */
+Test(rst_world, a_seccomp_filter_installed_as_root_before_a_uid_change_is_restored, .fini = fini,
+     .timeout = 60)
+{
+	carried((const char *const[]){"seccomp-uid", NULL});
+}
+
 Test(rst_world, a_thread_in_seccomp_strict_mode_stays_strict, .fini = fini, .timeout = 60)
 {
 	carried((const char *const[]){"strict", NULL});

@@ -7,6 +7,8 @@
  *   timers, seccomp, pidfd carried (world.h says what is checked)
  *   inotify:DIR            carried, watching under DIR
  *   fanotify:DIR           carried, marking a file under DIR
+ *   seccomp-uid            carried: seccomp's filter installed as root without
+ *                          no_new_privs, then the ids dropped to nobody's
  *   strict                 carried: a helper thread in seccomp strict mode,
  *                          blocked in read() on a pipe; it echoes a byte
  *                          back, and its status says Seccomp 1
@@ -19,6 +21,7 @@
  *   fanotify-content       a fanotify group of the content class
  *   (the last two are refused; only their setup is done.)
  */
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,12 +110,41 @@ static int setup_notif(void)
 	return fd < 0 ? -1 : close(fd);
 }
 
+/*
+ * A filter installed as root without no_new_privs, then the ids dropped:
+ * the restored process has neither CAP_SYS_ADMIN nor no_new_privs.
+ */
+static int setup_seccomp_uid(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getpgid, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOTTY),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_userfaultfd, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EACCES),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
+	pthread_t t;
+
+	/* world_seccomp_check's filter, without no_new_privs */
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) ||
+	    pthread_create(&t, NULL, world_thread, NULL))
+		return -1;
+	return setgroups(0, NULL) || setresgid(65534, 65534, 65534) ||
+			       setresuid(65534, 65534, 65534)
+		       ? -1
+		       : 0;
+}
+
 static int setup(const char *m)
 {
 	if (!strcmp(m, "timers"))
 		return world_timers_setup();
 	if (!strcmp(m, "seccomp"))
 		return world_seccomp_setup();
+	if (!strcmp(m, "seccomp-uid"))
+		return setup_seccomp_uid();
 	if (!strcmp(m, "timer-cpuclock")) {
 		clockid_t c;
 		int id;
@@ -151,7 +183,7 @@ static int check(const char *m, char *why, size_t wl)
 {
 	if (!strcmp(m, "timers"))
 		return world_timers_check(why, wl);
-	if (!strcmp(m, "seccomp"))
+	if (!strcmp(m, "seccomp") || !strcmp(m, "seccomp-uid"))
 		return world_seccomp_check(why, wl);
 	if (!strcmp(m, "pidfd"))
 		return world_pidfd_check(why, wl);
