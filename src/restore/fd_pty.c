@@ -10,8 +10,8 @@
  * pair's first fd opens /dev/ptmx, unlocks it (TIOCSPTLCK 0) and asks its
  * index (TIOCGPTN); the master is parked above every fd of the image and
  * dup'ed to each master fd; each slave fd is a new open of /dev/pts/M
- * (O_NOCTTY), which then gets the settings back.  The pty is a new one:
- * its number M may differ from N.
+ * (O_NOCTTY), which then gets the settings, the owner and the mode
+ * back.  The pty is a new one: its number M may differ from N.
  *
  * Lost, and said at the dump: the bytes queued in the pty.  The kernel
  * offers no way to read a tty's queues without consuming them (no
@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -76,9 +77,13 @@ static int pty_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 	sfd = rst_fd_copy(p->pid, p->fd);
 	if (sfd < 0)
 		return sfd;
-	if (!y->master)
+	if (!y->master) {
+		y->has_slave_mode = y->has_slave_uid = y->has_slave_gid = true;
+		y->slave_mode = p->st->st_mode & 07777;
+		y->slave_uid = p->st->st_uid;
+		y->slave_gid = p->st->st_gid;
 		ret = rst_tty_read_termios(sfd, &y->termios);
-	else if (ioctl(sfd, TIOCGPKT, &pkt) == 0)
+	} else if (ioctl(sfd, TIOCGPKT, &pkt) == 0)
 		y->has_packet = y->packet = pkt != 0;
 	if (!ret && ioctl(sfd, FIONREAD, &n) == 0 && n > 0) {
 		y->has_queued = true;
@@ -177,13 +182,38 @@ static int pty_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__
 	return ret;
 }
 
-/* At its own number: O_NONBLOCK; a slave its settings, a master its packet mode. */
+/*
+ * The slave's owner and mode, from here through /proc (the stub, root,
+ * made it its own): grantpt gave the source's to the process's uid, and a
+ * process of another uid could not open its own terminal again (zdtm's
+ * pty01).  The ids are this host's, as for the other files haul chowns.
+ */
+static int slave_owner(struct rst_target *t, const Haul__Img__Pty *y, int fd)
+{
+	char link[64];
+	int f, ret = 0;
+
+	if (y->master || !y->has_slave_uid || !y->has_slave_gid || !y->has_slave_mode)
+		return 0;
+	snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)t->stub, fd);
+	f = open(link, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	if (f < 0)
+		return -errno;
+	if (fchown(f, y->slave_uid, y->slave_gid) < 0 || fchmod(f, y->slave_mode) < 0)
+		ret = -errno;
+	close(f);
+	return ret;
+}
+
+/* At its own number: O_NONBLOCK; a slave its settings and owner, a master its packet mode. */
 static int pty_setup(struct rst_target *t, const Haul__Img__FileObject *f,
 		     const Haul__Img__FdEntry *e)
 {
 	int32_t on = 1;
 	int ret = rst_fd_set_nonblock(t, f, e);
 
+	if (!ret)
+		ret = slave_owner(t, f->pty, e->fd);
 	if (!ret && f->pty->termios)
 		ret = rst_tty_set_termios(t, e->fd, f->pty->termios);
 	if (!ret && f->pty->master && f->pty->packet) {

@@ -256,7 +256,7 @@ Test(rst_tty, a_pty_master_is_refused_by_name_and_the_process_runs_on)
 	cr_expect_eq(kill(prog, 0), 0);
 }
 
-Test(rst_tty, a_pty_whose_both_ends_it_holds_comes_back_as_a_new_pair_with_termios_and_size)
+Test(rst_tty, a_pty_whose_both_ends_it_holds_comes_back_as_a_new_pair_with_termios_size_and_owner)
 {
 	char out[4096], pid[16], img[96], path[128], prg[512], line[256];
 	const char *ck[] = {"checkpoint", pid, "--images", img, NULL};
@@ -278,7 +278,8 @@ Test(rst_tty, a_pty_whose_both_ends_it_holds_comes_back_as_a_new_pair_with_termi
 		execl(prg, "rst_ext", "ptypair", tag, (char *)NULL);
 		_exit(127);
 	}
-	cr_assert_eq(th_wait_file(path, 0, "vtime 9 rows 22 cols 77 ok", 5000, line, sizeof(line)),
+	cr_assert_eq(th_wait_file(path, 0, "vtime 9 rows 22 cols 77 owner 13333:44444 mode 620 ok",
+				  5000, line, sizeof(line)),
 		     0, "the pair never worked");
 	snprintf(pid, sizeof(pid), "%d", (int)prog);
 	snprintf(img, sizeof(img), "%s/img", dir);
@@ -289,7 +290,8 @@ Test(rst_tty, a_pty_whose_both_ends_it_holds_comes_back_as_a_new_pair_with_termi
 	cr_assert_eq(run_haul(null, out, sizeof(out), rs), 0, "restore failed: %s", out);
 	restored = printed_pid(out);
 	/* messages go through the new pair again, with the settings it had */
-	cr_expect_eq(th_wait_file(path, at, "vtime 9 rows 22 cols 77 ok", 5000, line, sizeof(line)),
+	cr_expect_eq(th_wait_file(path, at, "vtime 9 rows 22 cols 77 owner 13333:44444 mode 620 ok",
+				  5000, line, sizeof(line)),
 		     0, "no working round trip after the restore");
 	close(null);
 }

@@ -13,9 +13,11 @@
  *                                T rows R cols C" as it sees them on stdout
  *        rst_ext ptypair         open a pty and keep both ends; set the
  *                                slave's termios (raw, VTIME 9) and size
- *                                (22x77); every 10 ms send "pN" master ->
+ *                                (22x77), its owner (13333:44444) and
+ *                                mode (0620); every 10 ms send "pN" master ->
  *                                slave and "qN" back, then write "pair N
- *                                vtime T rows R cols C ok" (or "lost": bytes
+ *                                vtime T rows R cols C owner U:G mode M ok"
+ *                                (or "lost": bytes
  *                                queued at a checkpoint are not carried)
  * The first line is the ready signal; N goes up by one each line, so a
  * test sees where the restored copy went on.
@@ -29,6 +31,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <termios.h>
 #include <time.h>
@@ -137,10 +140,12 @@ static int ptypair(void)
 	cfmakeraw(&tm);
 	tm.c_cc[VTIME] = 9;
 	tm.c_cc[VMIN] = 1;
-	if (tcsetattr(s, TCSANOW, &tm) < 0)
+	/* an owner and mode of its own, as grantpt and a login's fchown give */
+	if (tcsetattr(s, TCSANOW, &tm) < 0 || fchown(s, 13333, 44444) < 0 || fchmod(s, 0620) < 0)
 		return 1;
 	for (unsigned long n = 0;; n++) {
 		char msg[32], back[32];
+		struct stat st = {0};
 		int ok;
 
 		snprintf(msg, sizeof(msg), "p%lu", n);
@@ -150,8 +155,10 @@ static int ptypair(void)
 			tcflush(s, TCIOFLUSH);
 		tcgetattr(s, &tm);
 		ioctl(s, TIOCGWINSZ, &ws);
-		printf("pair %lu vtime %d rows %d cols %d %s\n", n, tm.c_cc[VTIME], ws.ws_row,
-		       ws.ws_col, ok ? "ok" : "lost");
+		fstat(s, &st);
+		printf("pair %lu vtime %d rows %d cols %d owner %u:%u mode %o %s\n", n,
+		       tm.c_cc[VTIME], ws.ws_row, ws.ws_col, st.st_uid, st.st_gid,
+		       st.st_mode & 07777, ok ? "ok" : "lost");
 		fflush(stdout);
 		pause_10ms();
 	}
