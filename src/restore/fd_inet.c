@@ -19,6 +19,7 @@
  */
 #define LOG_PREFIX "sock: "
 #include <arpa/inet.h>
+#include <linux/filter.h>
 #include <errno.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -353,6 +354,38 @@ static void dump_linger_bufs(int sfd, const struct inet_defaults *ref, Haul__Img
 	}
 }
 
+/*
+ * The classic BPF filter attached with SO_ATTACH_FILTER, and its lock.
+ * SO_GET_FILTER with no room gives the count of instructions; an eBPF
+ * program (SO_ATTACH_BPF) has no classic form and gives EACCES: the
+ * precheck refused it (rst_inet_refuse).
+ */
+static int dump_filter(int sfd, Haul__Img__InetSocket *s)
+{
+	socklen_t n = 0, got;
+	struct sock_filter *f;
+	int locked = 0;
+
+	if (getsockopt(sfd, SOL_SOCKET, SO_GET_FILTER, NULL, &n) < 0)
+		return errno == EACCES ? -EOPNOTSUPP : 0;
+	if (!n || n > BPF_MAXINSNS)
+		return n ? -EOPNOTSUPP : 0;
+	f = calloc(n, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	got = n;
+	if (getsockopt(sfd, SOL_SOCKET, SO_GET_FILTER, f, &got) < 0 || got != n) {
+		free(f);
+		return -EAGAIN; /* changed in between: the process runs */
+	}
+	s->has_filter = true;
+	s->filter.data = (uint8_t *)f;
+	s->filter.len = n * sizeof(*f);
+	if (!get_int(sfd, SOL_SOCKET, SO_LOCK_FILTER, &locked) && locked)
+		s->has_filter_locked = s->filter_locked = true;
+	return 0;
+}
+
 /* SO_BINDTODEVICE's interface name, when the socket is bound to one. */
 static int dump_bind_dev(int sfd, Haul__Img__InetSocket *s)
 {
@@ -411,7 +444,9 @@ int rst_inet_dump(int sfd, Haul__Img__InetSocket **out)
 	ret = dump_opts(sfd, ref, s, kind_bits(s, id.listening));
 	if (!ret)
 		dump_linger_bufs(sfd, ref, s);
-	return ret ? ret : dump_bind_dev(sfd, s);
+	if (!ret)
+		ret = dump_bind_dev(sfd, s);
+	return ret ? ret : dump_filter(sfd, s);
 }
 
 void rst_inet_free(Haul__Img__InetSocket *s)
@@ -421,12 +456,34 @@ void rst_inet_free(Haul__Img__InetSocket *s)
 		protobuf_c_message_free_unpacked(&s->base, NULL);
 }
 
+int rst_inet_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
+{
+	socklen_t n = 0;
+	char name[160];
+	int sfd = rst_inet_getfd(p->pid, p->fd), ret = 0;
+
+	if (sfd < 0)
+		return sfd == -ENOENT ? 0 : sfd;
+	if (getsockopt(sfd, SOL_SOCKET, SO_GET_FILTER, NULL, &n) < 0 && errno == EACCES) {
+		rst_inet_name_fd(sfd, name, sizeof(name));
+		snprintf(
+			why, wl,
+			"fd %d: %s has an eBPF socket filter (SO_ATTACH_BPF); haul carries classic "
+			"filters only: detach it (SO_DETACH_BPF) before migrating",
+			p->fd, name);
+		ret = -EOPNOTSUPP;
+	}
+	close(sfd);
+	return ret;
+}
+
 void rst_inet_name_fd(int sfd, char *buf, size_t len)
 {
 	Haul__Img__InetSocket *s = NULL;
-	int acc = 0;
+	int acc = 0, ret = rst_inet_dump(sfd, &s);
 
-	if (rst_inet_dump(sfd, &s) == 0) {
+	/* -EOPNOTSUPP: what it cannot carry came after its addresses (an eBPF filter) */
+	if (s && (!ret || ret == -EOPNOTSUPP)) {
 		/* "listening" is said where a listener has its backlog */
 		s->has_backlog = !get_int(sfd, SOL_SOCKET, SO_ACCEPTCONN, &acc) && acc;
 		rst_inet_name(s, buf, len);
@@ -464,6 +521,22 @@ static bool opt_early(int level, int name)
 	return false;
 }
 
+/* The classic filter and its lock, last: a locked filter cannot be attached. */
+static int set_filter(int sfd, const Haul__Img__InetSocket *s)
+{
+	struct sock_fprog prog = {(unsigned short)(s->filter.len / sizeof(struct sock_filter)),
+				  (struct sock_filter *)s->filter.data};
+	int one = 1;
+
+	if (!s->has_filter)
+		return 0;
+	if (setsockopt(sfd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0)
+		return -errno;
+	if (s->filter_locked && setsockopt(sfd, SOL_SOCKET, SO_LOCK_FILTER, &one, sizeof(one)) < 0)
+		return -errno;
+	return 0;
+}
+
 /* SO_BUF_LOCK as the source had it, after the buffer sizes (each sets its bit). */
 static int set_buf_lock(int sfd, const Haul__Img__InetSocket *s)
 {
@@ -479,6 +552,8 @@ static int set_buf_lock(int sfd, const Haul__Img__InetSocket *s)
 
 int rst_inet_set_opts(int sfd, const Haul__Img__InetSocket *s, bool early, bool bufs)
 {
+	int ret;
+
 	for (size_t i = 0; i < s->n_opts; i++) {
 		const Haul__Img__SockOpt *o = s->opts[i];
 		int v = o->value;
@@ -521,7 +596,8 @@ int rst_inet_set_opts(int sfd, const Haul__Img__InetSocket *s, bool early, bool 
 		if (setsockopt(sfd, SOL_SOCKET, SO_RCVBUFFORCE, &v, sizeof(v)) < 0)
 			return -errno;
 	}
-	return set_buf_lock(sfd, s);
+	ret = set_buf_lock(sfd, s);
+	return ret ? ret : set_filter(sfd, s);
 }
 
 /* @addr/@port as a sockaddr of @family into @a; its length. */
@@ -672,6 +748,10 @@ int rst_inet_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 	if ((s->has_local_addr && s->local_addr.len != alen) ||
 	    (s->has_peer_addr && s->peer_addr.len != alen))
 		return bad(why, wl, f, "an address of the wrong length for its family");
+	if (s->has_filter && (!s->filter.len || s->filter.len % sizeof(struct sock_filter) ||
+			      s->filter.len > BPF_MAXINSNS * sizeof(struct sock_filter)))
+		return bad(why, wl, f,
+			   "a socket filter that is not whole instructions, or too long");
 	if (s->local_port > 65535 || s->peer_port > 65535)
 		return bad(why, wl, f, "a port above 65535");
 	if (s->n_opts > INET_MAX_OPTS)

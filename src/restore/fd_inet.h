@@ -42,6 +42,12 @@ int rst_inet_getfd(pid_t pid, int fd);
 void rst_inet_name(const Haul__Img__InetSocket *s, char *buf, size_t len);
 /* The same for live socket @sfd, before anything is dumped. */
 void rst_inet_name_fd(int sfd, char *buf, size_t len);
+
+/*
+ * The precheck of every inet kind: 0, or -EOPNOTSUPP with @why naming fd and
+ * socket for what no kind carries (an eBPF socket filter).
+ */
+int rst_inet_refuse(const struct rst_fd_probe *p, char *why, size_t wl);
 /* The name of TCP state @state ("SYN_RECV"). */
 const char *rst_tcp_state_name(int state);
 

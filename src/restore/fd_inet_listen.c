@@ -102,6 +102,7 @@ const struct rst_fd_ops rst_fd_tcp_listen = {
 	.kind = HAUL__IMG__FD_KIND__FD_TCP_LISTEN,
 	.version = 4,
 	.match = listen_match,
+	.refuse = rst_inet_refuse,
 	.validate = rst_inet_validate,
 	.dump = listen_dump,
 	.restore = rst_inet_restore,

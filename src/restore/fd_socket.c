@@ -21,6 +21,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "restore/fd_int.h"
 #include "restore/restore.h"
 #include "restore/restore_int.h"
 
@@ -115,4 +116,25 @@ int rst_sock_describe(pid_t pid, int fd, int *family, char *desc, size_t len)
 	ret = sock_describe_fd(sfd, family, desc, len);
 	close(sfd);
 	return ret;
+}
+
+int rst_sock_refuse_filter(pid_t pid, int fd, char *why, size_t wl)
+{
+	socklen_t n = 0;
+	char desc[256];
+	int family, sfd = rst_fd_copy(pid, fd), got;
+
+	if (sfd < 0)
+		return 0; /* closed since: the dump sees it again */
+	got = getsockopt(sfd, SOL_SOCKET, SO_GET_FILTER, NULL, &n);
+	close(sfd);
+	if ((got < 0 && errno != EACCES) || (!got && !n))
+		return 0;
+	if (rst_sock_describe(pid, fd, &family, desc, sizeof(desc)))
+		snprintf(desc, sizeof(desc), "unix socket");
+	snprintf(why, wl,
+		 "fd %d: %s has a socket filter (SO_ATTACH_FILTER or SO_ATTACH_BPF); haul carries "
+		 "the filters of TCP and UDP sockets only: detach it (SO_DETACH_FILTER) first",
+		 fd, desc);
+	return -EOPNOTSUPP;
 }

@@ -187,8 +187,11 @@ static int tcp_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 	struct rst_inet_id id;
 	int sfd, ret;
 
-	if (!rst_inet_probe(p, &id) || carried(id.state) || id.state == TCP_CLOSE)
+	if (!rst_inet_probe(p, &id))
 		return 0;
+	ret = rst_inet_refuse(p, why, wl);
+	if (ret || carried(id.state) || id.state == TCP_CLOSE)
+		return ret;
 	sfd = rst_inet_getfd(p->pid, p->fd);
 	if (sfd < 0)
 		return sfd;

@@ -64,6 +64,7 @@ const struct rst_fd_ops rst_fd_udp = {
 	.kind = HAUL__IMG__FD_KIND__FD_UDP,
 	.version = 4,
 	.match = udp_match,
+	.refuse = rst_inet_refuse,
 	.validate = rst_inet_validate,
 	.dump = udp_dump,
 	.restore = rst_inet_restore,

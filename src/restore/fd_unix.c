@@ -124,7 +124,9 @@ static int unix_refuse(const struct rst_fd_probe *p, char *why, size_t whylen)
 			p->fd, desc);
 		return -EOPNOTSUPP;
 	}
-	ret = unix_refuse_relative(p, why, whylen);
+	ret = rst_sock_refuse_filter(p->pid, p->fd, why, whylen);
+	if (!ret)
+		ret = unix_refuse_relative(p, why, whylen);
 	return ret ? ret : unix_refuse_scm(p, why, whylen);
 }
 

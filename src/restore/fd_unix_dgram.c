@@ -206,9 +206,12 @@ static int dump_dgram(const struct rst_fd_probe *p, Haul__Img__UnixDgramFile *o,
 
 static int dgram_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 {
-	Haul__Img__UnixDgramFile *op = malloc(sizeof(*op)), o;
-	int ret;
+	Haul__Img__UnixDgramFile *op, o;
+	int ret = rst_sock_refuse_filter(p->pid, p->fd, why, wl);
 
+	if (ret)
+		return ret;
+	op = malloc(sizeof(*op));
 	if (!op)
 		return -ENOMEM;
 	haul__img__unix_dgram_file__init(op);

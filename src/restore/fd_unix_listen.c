@@ -90,7 +90,9 @@ static int listen_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 	size_t len = 0;
 	int ret;
 
-	ret = listen_read(p, &u, path, &len);
+	ret = rst_sock_refuse_filter(p->pid, p->fd, why, wl);
+	if (!ret)
+		ret = listen_read(p, &u, path, &len);
 	if (ret)
 		return ret;
 	name_of(path, len, name, sizeof(name));

@@ -159,6 +159,11 @@ void rst_cg_note_moved(pid_t pid, const char *dir, const char *orig);
  */
 int rst_sock_describe(pid_t pid, int fd, int *family, char *desc, size_t len);
 /*
+ * fd_socket.c: 0, or -EOPNOTSUPP with @why naming fd @fd of @pid when its
+ * socket has a filter attached (classic or eBPF): the unix kinds' precheck.
+ */
+int rst_sock_refuse_filter(pid_t pid, int fd, char *why, size_t wl);
+/*
  * @pid's cgroups as "controllers:path" lines (haul's own freezer cgroup
  * undone, as the dump records them), for SessionOpen: *@out holds *@n
  * strings, free each and the array.  0 or -errno.

@@ -116,6 +116,14 @@ Test(rst_refuse, raw_ip_socket_named_by_protocol, .timeout = 20)
 	refuses("raw-ip", "IP socket (type 3, protocol 255)");
 	refuses("raw-ip", "this kind of socket is not supported");
 }
+Test(rst_refuse, an_ebpf_socket_filter_is_refused_by_name, .timeout = 20)
+{
+	refuses("udp-ebpf-filter", "has an eBPF socket filter (SO_ATTACH_BPF)");
+}
+Test(rst_refuse, a_unix_socket_with_a_filter_is_refused_by_name, .timeout = 20)
+{
+	refuses("unix-filter", "has a socket filter (SO_ATTACH_FILTER or SO_ATTACH_BPF)");
+}
 Test(rst_refuse, netlink_socket_named_by_protocol, .timeout = 20)
 {
 	refuses("netlink", "fd 3: netlink socket (protocol 0)");

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -249,9 +250,13 @@ Test(rst_state, every_thread_keeps_its_nice_and_policy_after_a_boosted_resume, .
 	roundtrip_check("nice_threads", every_thread_other_nice_5);
 }
 
-/* The TCP socket state_subject "sockopts" holds at fd 10: bound to lo, SNDBUF locked. */
+/*
+ * The sockets state_subject "sockopts" holds: TCP at fd 10 bound to lo with
+ * SNDBUF locked, UDP at fd 11 with a locked classic filter.
+ */
 static void socket_on_lo_with_sndbuf_lock(pid_t here)
 {
+	struct sock_filter f[8];
 	int pfd = (int)syscall(SYS_pidfd_open, here, 0), sfd, lock = -1;
 	char dev[32] = "";
 	socklen_t l = sizeof(dev), il = sizeof(lock);
@@ -265,10 +270,23 @@ static void socket_on_lo_with_sndbuf_lock(pid_t here)
 	cr_expect_eq(getsockopt(sfd, SOL_SOCKET, 72 /* SO_BUF_LOCK */, &lock, &il), 0);
 	cr_expect_eq(lock, 1, "SO_BUF_LOCK %d, not 1 (SOCK_SNDBUF_LOCK)", lock);
 	close(sfd);
+	/* fd 11: the classic filter, whole, and still locked */
+	pfd = (int)syscall(SYS_pidfd_open, here, 0);
+	sfd = (int)syscall(SYS_pidfd_getfd, pfd, 11, 0);
+	close(pfd);
+	cr_assert_geq(sfd, 0, "pidfd_getfd of fd 11: %s", strerror(errno));
+	l = sizeof(f);
+	cr_expect_eq(getsockopt(sfd, SOL_SOCKET, SO_GET_FILTER, f, &l), 0, "%s", strerror(errno));
+	cr_expect_eq(l, 4, "the filter has %u instructions, not 4", (unsigned)l);
+	cr_expect_eq(f[1].k, 1234, "the filter's compare is %u, not 1234", f[1].k);
+	il = sizeof(lock);
+	cr_expect_eq(getsockopt(sfd, SOL_SOCKET, SO_LOCK_FILTER, &lock, &il), 0);
+	cr_expect_eq(lock, 1, "SO_LOCK_FILTER %d, not 1", lock);
+	close(sfd);
 }
 
-/* zdtm's sock_opts01 and sock_opts02: both options were dropped silently */
-Test(rst_state, socket_keeps_its_bound_device_and_buffer_lock, .timeout = 60)
+/* zdtm's sock_opts01, sock_opts02 and sock_filter01: all were dropped silently */
+Test(rst_state, sockets_keep_bound_device_buffer_lock_and_filter, .timeout = 60)
 {
 	roundtrip_check("sockopts", socket_on_lo_with_sndbuf_lock);
 }

@@ -2,7 +2,7 @@
  * rst_refuse - a process holding one resource haul cannot checkpoint.
  *
  * usage: rst_refuse KIND   with KIND one of: pipe socket tcp-listen udp raw-ip netlink inotify
- *        unix-pending unix-scm-rights unix-dgram-bound
+ *        unix-pending unix-scm-rights unix-dgram-bound udp-ebpf-filter unix-filter
  *        seccomp memfd sysv traced child timer deleted-map
  *        (inotify, seccomp and timer are carried since: tests/integration/rst_world.c)
  * ("pipe": the test hands it a pipe it shares on stdin; nothing to set up.)
@@ -11,6 +11,7 @@
  * refused dump.
  */
 #include <fcntl.h>
+#include <linux/bpf.h>
 #include <linux/filter.h>
 #include <linux/netlink.h>
 #include <linux/seccomp.h>
@@ -19,6 +20,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,7 @@
 #include <sys/ptrace.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <sys/stat.h>
@@ -52,6 +55,27 @@ static pid_t spawn_child(void)
 		return 0;
 	}
 	return c;
+}
+
+/* A UDP socket with an eBPF socket filter (r0 = -1: accept all): no classic form. */
+static int udp_ebpf_filter(void)
+{
+	struct bpf_insn insns[] = {
+		{.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = -1},
+		{.code = BPF_JMP | BPF_EXIT},
+	};
+	union bpf_attr a;
+	int prog, s = socket(AF_INET, SOCK_DGRAM, 0);
+
+	memset(&a, 0, sizeof(a));
+	a.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
+	a.insns = (uint64_t)(uintptr_t)insns;
+	a.insn_cnt = sizeof(insns) / sizeof(insns[0]);
+	a.license = (uint64_t)(uintptr_t) "GPL";
+	prog = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &a, sizeof(a));
+	if (s < 0 || prog < 0 || setsockopt(s, SOL_SOCKET, SO_ATTACH_BPF, &prog, sizeof(prog)))
+		return -1;
+	return close(prog);
 }
 
 static int setup(const char *kind)
@@ -109,6 +133,19 @@ static int setup(const char *kind)
 		if (l < 0 || c < 0 || bind(l, (struct sockaddr *)&a, al) || listen(l, 4))
 			return -1;
 		return connect(c, (struct sockaddr *)&a, al) || send(c, "x", 1, 0) != 1 ? -1 : 0;
+	}
+	if (!strcmp(kind, "udp-ebpf-filter"))
+		return udp_ebpf_filter();
+	if (!strcmp(kind, "unix-filter")) {
+		struct sock_filter f[] = {BPF_STMT(BPF_RET | BPF_K, 0xffff)};
+		struct sock_fprog prog = {1, f};
+		int sv[2];
+
+		return socketpair(AF_UNIX, SOCK_STREAM, 0, sv) ||
+				       setsockopt(sv[0], SOL_SOCKET, SO_ATTACH_FILTER, &prog,
+						  sizeof(prog))
+			       ? -1
+			       : 0;
 	}
 	if (!strcmp(kind, "raw-ip"))
 		return socket(AF_INET, SOCK_RAW, IPPROTO_RAW) < 0 ? -1 : 0;

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <grp.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -160,8 +161,21 @@ static int set_task(const char *kind, const char *dir)
 			       ? skip("ids or prctl")
 			       : 0;
 	if (!strcmp(kind, "sockopts")) {
+		/* a classic filter on fd 11, locked: accept datagrams of 1234 bytes only */
+		struct sock_filter f[] = {
+			BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),
+			BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 1234, 0, 1),
+			BPF_STMT(BPF_RET | BPF_K, 0xffff),
+			BPF_STMT(BPF_RET | BPF_K, 0),
+		};
+		struct sock_fprog prog = {4, f};
 		int s = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP), one = 1;
+		int u = socket(AF_INET, SOCK_DGRAM, 0);
 
+		if (u < 0 || dup2(u, 11) != 11 ||
+		    setsockopt(11, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) ||
+		    setsockopt(11, SOL_SOCKET, SO_LOCK_FILTER, &one, sizeof(one)))
+			return skip("SO_ATTACH_FILTER");
 		return s < 0 || dup2(s, 10) != 10 ||
 				       setsockopt(10, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3) ||
 				       setsockopt(10, SOL_SOCKET, 72 /* SO_BUF_LOCK */, &one,
