@@ -684,10 +684,9 @@ static int memfd_maps_ro(struct rst_target *t, const Haul__Img__ShmObject *o, ui
 }
 
 /*
- * Size, seals, mode and owner of memfd or anonymous object @o, open as @fd
- * here, mapped at [@ms, @me) in the stub (@me 0: not mapped).  memfd_create
- * made it 0777 and the stub's (root's); the image's ids are this host's, as
- * for POSIX shared memory (images before mode and owner have neither).
+ * Size, seals, mode and owner (memfd_create made it 0777, root's; ids as
+ * this host's) of memfd or anonymous object @o, open as @fd here, mapped at
+ * [@ms, @me) in the stub (@me 0: not mapped).
  */
 static int finish_file(struct rst_target *t, const Haul__Img__ShmObject *o, int fd, uint64_t ms,
 		       uint64_t me)
@@ -698,7 +697,6 @@ static int finish_file(struct rst_target *t, const Haul__Img__ShmObject *o, int 
 
 	if (fstat(fd, &st) < 0 || ((uint64_t)st.st_size != o->size && ftruncate(fd, o->size) < 0))
 		ret = -errno;
-	/* the owner first: a chown clears set-id bits */
 	if (!ret && o->has_uid && o->has_gid && (st.st_uid != o->uid || st.st_gid != o->gid) &&
 	    fchown(fd, o->uid, o->gid) < 0)
 		ret = -errno;
