@@ -212,11 +212,18 @@ static pid_t own_pid(pid_t pid)
 
 /*
  * Whether pages of @v go into the image at all.  PROT_NONE ones do: the
- * process may mprotect them readable again and find its data there.
+ * process may mprotect them readable again and find its data there.  A live
+ * migration, which leaves one copy running, carries droppable ones too.
  */
 static bool stored(const struct haul_vma *v)
 {
-	if (!haul_vma_is_memory(v))
+	/*
+	 * MAP_DROPPABLE contents are the kernel's to drop at any time (glibc's
+	 * getrandom state lives there): an image that can be restored twice
+	 * must not hand two copies the same state, so a restore reads zeros,
+	 * as after memory pressure (CRIU's maps11 expects the same).
+	 */
+	if (!haul_vma_is_memory(v) || (v->flags & HAUL_VMA_DROPPABLE))
 		return false;
 	/*
 	 * A shared file mapping's pages are the file's; but POSIX shm (/dev/shm)
@@ -274,6 +281,20 @@ static int store_round(struct trk *t, const struct trk_round *r, struct pstore_p
 			}
 		}
 	}
+	return ret;
+}
+
+/*
+ * Drop what tracker rounds stored of @l's droppable VMAs: their layouts come
+ * from maps, which shows no VmFlags, so stored() could not tell then.
+ */
+static int drop_droppable(struct pstore_proc *p, const struct haul_layout *l)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < l->n && !ret; i++)
+		if (l->v[i].flags & HAUL_VMA_DROPPABLE)
+			ret = pstore_put(p, l->v[i].start, NULL, haul_vma_pages(&l->v[i]));
 	return ret;
 }
 
@@ -478,6 +499,8 @@ int rst_ckpt_commit(struct rst_ckpt *ck, bool tracked, bool leave_running, const
 		ret = pstore_set_state(ck->p, ck->blob, ck->len);
 	if (!ret && !tracked)
 		ret = store_all(pid, &ck->l, ck->p, ck->buf, st);
+	else if (!ret)
+		ret = drop_droppable(ck->p, &ck->l);
 	if (ret)
 		return ret;
 	rst_imgdir_fault(fault, "staged");

@@ -202,7 +202,7 @@ Test(rst_vmas, switchover_layout_with_new_geometry_remakes_and_advises_kept_vmas
 	char why[256];
 	uint8_t *state;
 	size_t len;
-	pid_t pid = spawn("cases"), here;
+	pid_t pid = spawn("cases-live"), here;
 
 	o.pid = pid;
 	cr_assert_eq(rst_target_new(&o, &t), 0);

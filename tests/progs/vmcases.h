@@ -14,7 +14,8 @@
  *            the guards but those wiped (maps12); skipped before Linux 6.13
  *  shmemprot 2 pages of shared anonymous memory made read-only and 2 made
  *            PROT_NONE after being filled: data and protection survive
- *  flags     4 pages MADV_MERGEABLE ("mg"), 4 pages MAP_DROPPABLE ("dp"),
+ *  flags     4 pages MADV_MERGEABLE ("mg"), 4 pages MAP_DROPPABLE ("dp": zeros
+ *            after an image's restore, .image; either after a migration),
  *            4 pages mseal'ed ("sl", munmap fails): each only where the
  *            kernel offers it at setup
  *
@@ -43,6 +44,7 @@
 
 static struct {
 	char *protnone, *noreserve, *file, *guard, *merge, *drop, *seal, *shro, *shnone;
+	bool image; /* restored from an image: droppable pages read as zeros */
 	bool have_guard;
 } vmc;
 
@@ -325,6 +327,9 @@ static int vmcases_check(char *why, size_t len)
 		return snprintf(why, len, "mergeable: data or VmFlags mg lost"), -1;
 	if (vmc.drop && !vmc_has_vmflag(vmc.drop, "dp"))
 		return snprintf(why, len, "droppable: VmFlags dp lost"), -1;
+	for (size_t i = 0; vmc.drop && vmc.image && i < 4 * VMC_PAGE; i++)
+		if (vmc.drop[i])
+			return snprintf(why, len, "droppable: an image carried its contents"), -1;
 	if (vmc.seal && (vmc_bad(vmc.seal, 4, 6) >= 0 || !vmc_has_vmflag(vmc.seal, "sl") ||
 			 munmap(vmc.seal, 4 * VMC_PAGE) == 0))
 		return snprintf(why, len, "sealed: data, VmFlags sl or the seal lost"), -1;
