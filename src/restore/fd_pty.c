@@ -13,10 +13,13 @@
  * (O_NOCTTY), which then gets the settings, the owner and the mode
  * back.  The pty is a new one: its number M may differ from N.
  *
- * Lost, and said at the dump: the bytes queued in the pty.  The kernel
- * offers no way to read a tty's queues without consuming them (no
- * MSG_PEEK, no tee for ttys), and consuming them would take them from the
- * source, which runs on after a failed migration.
+ * Refused by name, at the precheck and again at the dump: bytes queued in
+ * the pty.  The kernel offers no way to read a tty's queues without
+ * consuming them (no MSG_PEEK, no tee for ttys), and consuming them would
+ * take them from the source, which runs on after a failed migration; a
+ * restore without them loses what was typed or written (zdtm's pty00 then
+ * waited forever for its input).  A queue is transient: a retry once the
+ * process has read it goes through.
  */
 #define LOG_PREFIX "pty: "
 #include <errno.h>
@@ -57,6 +60,34 @@ static bool pty_match(const struct rst_fd_probe *p)
 	return pair_index(p) >= 0;
 }
 
+/* 0, or -EOPNOTSUPP with @why naming fd, pty and end when bytes wait on @sfd. */
+static int queued(const struct rst_fd_probe *p, int sfd, int index, char *why, size_t wl)
+{
+	int n = 0;
+
+	if (ioctl(sfd, FIONREAD, &n) < 0 || n <= 0)
+		return 0;
+	snprintf(why, wl,
+		 "fd %d (pty /dev/pts/%d, %s): %d bytes wait to be read, and a pty's queue cannot "
+		 "be carried without consuming it; try again once the process has read them",
+		 p->fd, index, rst_tty_is_ptmx(p->st) ? "master" : "slave", n);
+	return -EOPNOTSUPP;
+}
+
+static int pty_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
+{
+	int index = pair_index(p), sfd, ret;
+
+	if (index < 0)
+		return 0;
+	sfd = rst_fd_copy(p->pid, p->fd);
+	if (sfd < 0)
+		return 0; /* closed since: the dump sees it again */
+	ret = queued(p, sfd, index, why, wl);
+	close(sfd);
+	return ret;
+}
+
 static int pty_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 		    Haul__Img__FileObject *const *prev, size_t nprev)
 {
@@ -86,11 +117,11 @@ static int pty_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 	} else if (ioctl(sfd, TIOCGPKT, &pkt) == 0)
 		y->has_packet = y->packet = pkt != 0;
 	if (!ret && ioctl(sfd, FIONREAD, &n) == 0 && n > 0) {
-		y->has_queued = true;
-		y->queued = (uint32_t)n;
-		pr_warn("fd %d of pid %d (pty /dev/pts/%d, %s): %d bytes waiting to be read are "
-			"not carried (a tty queue cannot be read without consuming it)",
-			p->fd, (int)p->pid, index, y->master ? "master" : "slave", n);
+		char why[256];
+
+		queued(p, sfd, index, why, sizeof(why));
+		pr_err("pid %d: %s", (int)p->pid, why);
+		ret = -EOPNOTSUPP;
 	}
 	close(sfd);
 	return ret;
@@ -230,6 +261,7 @@ const struct rst_fd_ops rst_fd_pty = {
 	.kind = HAUL__IMG__FD_KIND__FD_PTY,
 	.version = 4,
 	.match = pty_match,
+	.refuse = pty_refuse,
 	.dump = pty_dump,
 	.validate = pty_validate,
 	.restore = pty_restore,

@@ -124,6 +124,11 @@ Test(rst_refuse, a_unix_socket_with_a_filter_is_refused_by_name, .timeout = 20)
 {
 	refuses("unix-filter", "has a socket filter (SO_ATTACH_FILTER or SO_ATTACH_BPF)");
 }
+/* zdtm's pty00: the bytes were lost and the restored process waited for them forever */
+Test(rst_refuse, a_pty_with_bytes_waiting_is_refused_by_name, .timeout = 20)
+{
+	refuses("pty-queued", "bytes wait to be read, and a pty's queue cannot be carried");
+}
 Test(rst_refuse, netlink_socket_named_by_protocol, .timeout = 20)
 {
 	refuses("netlink", "fd 3: netlink socket (protocol 0)");

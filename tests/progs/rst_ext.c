@@ -17,8 +17,8 @@
  *                                mode (0620); every 10 ms send "pN" master ->
  *                                slave and "qN" back, then write "pair N
  *                                vtime T rows R cols C owner U:G mode M ok"
- *                                (or "lost": bytes
- *                                queued at a checkpoint are not carried)
+ *                                (or "lost": a message that did not come
+ *                                back; a checkpoint refuses a queued one)
  * The first line is the ready signal; N goes up by one each line, so a
  * test sees where the restored copy went on.
  */

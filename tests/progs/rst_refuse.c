@@ -3,6 +3,7 @@
  *
  * usage: rst_refuse KIND   with KIND one of: pipe socket tcp-listen udp raw-ip netlink inotify
  *        unix-pending unix-scm-rights unix-dgram-bound udp-ebpf-filter unix-filter
+ *        pty-queued
  *        seccomp memfd sysv traced child timer deleted-map
  *        (inotify, seccomp and timer are carried since: tests/integration/rst_world.c)
  * ("pipe": the test hands it a pipe it shares on stdin; nothing to set up.)
@@ -17,6 +18,7 @@
 #include <linux/seccomp.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <pty.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -136,6 +138,11 @@ static int setup(const char *kind)
 	}
 	if (!strcmp(kind, "udp-ebpf-filter"))
 		return udp_ebpf_filter();
+	if (!strcmp(kind, "pty-queued")) { /* both ends held, 3 bytes waiting on the slave */
+		int m, sl;
+
+		return openpty(&m, &sl, NULL, NULL, NULL) || write(m, "abc", 3) != 3 ? -1 : 0;
+	}
 	if (!strcmp(kind, "unix-filter")) {
 		struct sock_filter f[] = {BPF_STMT(BPF_RET | BPF_K, 0xffff)};
 		struct sock_fprog prog = {1, f};
