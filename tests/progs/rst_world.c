@@ -116,20 +116,7 @@ static int setup_notif(void)
  */
 static int setup_seccomp_uid(void)
 {
-	struct sock_filter f[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getpgid, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOTTY),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_userfaultfd, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EACCES),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-	};
-	struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
-	pthread_t t;
-
-	/* world_seccomp_check's filter, without no_new_privs */
-	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) ||
-	    pthread_create(&t, NULL, world_thread, NULL))
+	if (world_seccomp_install(false))
 		return -1;
 	return setgroups(0, NULL) || setresgid(65534, 65534, 65534) ||
 			       setresuid(65534, 65534, 65534)

@@ -32,6 +32,7 @@
 #define HAUL_TESTS_WORLD_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -202,7 +203,8 @@ static void *world_thread(void *arg)
 	return NULL;
 }
 
-static int world_seccomp_setup(void)
+/* The filter below with no_new_privs set first (@nnp), or installed as root without it. */
+static int world_seccomp_install(bool nnp)
 {
 	struct sock_filter f[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
@@ -216,10 +218,15 @@ static int world_seccomp_setup(void)
 	struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
 	pthread_t t;
 
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+	if ((nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) ||
 	    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog))
 		return -1;
 	return pthread_create(&t, NULL, world_thread, NULL) ? -1 : 0;
+}
+
+static int world_seccomp_setup(void)
+{
+	return world_seccomp_install(true);
 }
 
 static int world_seccomp_check(char *why, size_t wl)
