@@ -404,14 +404,21 @@ int rst_fd_refill_parked(struct rst_target *t, struct rst_fd_rctx *x, bool sock,
  * socket (or gone).
  */
 struct rst_unix_info {
-	uint32_t peer;	/* the other end's inode, 0 when not connected */
-	uint32_t rqlen; /* bytes waiting to be read (stream, seqpacket); listener: connections */
-	uint32_t wqlen; /* bytes waiting to be sent; listener: its backlog */
-	uint8_t type;	/* SOCK_STREAM, ... */
-	uint8_t state;	/* TCP_ESTABLISHED (1) when connected */
-	bool named;	/* bound to a path or an abstract name */
+	uint32_t peer;	  /* the other end's inode, 0 when not connected */
+	uint32_t rqlen;	  /* bytes waiting to be read (stream, seqpacket); listener: connections */
+	uint32_t wqlen;	  /* bytes waiting to be sent; listener: its backlog */
+	uint8_t type;	  /* SOCK_STREAM, ... */
+	uint8_t state;	  /* TCP_ESTABLISHED (1) when connected */
+	bool named;	  /* bound to a path or an abstract name */
+	uint8_t shutdown; /* sk_shutdown: RCV_SHUTDOWN 1, SEND_SHUTDOWN 2 */
 };
 int rst_unix_diag(uint32_t ino, struct rst_unix_info *u);
+/*
+ * fd_unix.c: the unix kinds' precheck of what none of them carries yet: a
+ * socket shut down in either direction (its own shutdown() or its peer's).
+ * 0, or -EOPNOTSUPP with @why naming the fd.
+ */
+int rst_unix_refuse_shutdown(const struct rst_fd_probe *p, char *why, size_t wl);
 /*
  * fd_unix.c: a pipe or socket fd of the process, by inode.  rst_unix_check_pairs:
  * every socket of @p[0..n) must be one end of a connected unnamed unix pair

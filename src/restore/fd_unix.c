@@ -126,6 +126,8 @@ static int unix_refuse(const struct rst_fd_probe *p, char *why, size_t whylen)
 	}
 	ret = rst_sock_refuse_filter(p->pid, p->fd, why, whylen);
 	if (!ret)
+		ret = rst_unix_refuse_shutdown(p, why, whylen);
+	if (!ret)
 		ret = unix_refuse_relative(p, why, whylen);
 	return ret ? ret : unix_refuse_scm(p, why, whylen);
 }
@@ -180,10 +182,30 @@ int rst_unix_diag(uint32_t ino, struct rst_unix_info *u)
 		else if (a->rta_type == UNIX_DIAG_RQLEN && RTA_PAYLOAD(a) >= 8) {
 			memcpy(&u->rqlen, RTA_DATA(a), 4);
 			memcpy(&u->wqlen, (const char *)RTA_DATA(a) + 4, 4);
-		} else if (a->rta_type == UNIX_DIAG_NAME)
+		} else if (a->rta_type == UNIX_DIAG_NAME) {
 			u->named = true;
+		} else if (a->rta_type == UNIX_DIAG_SHUTDOWN && RTA_PAYLOAD(a) >= 1) {
+			u->shutdown = *(const uint8_t *)RTA_DATA(a);
+		}
 	}
 	return 0;
+}
+
+int rst_unix_refuse_shutdown(const struct rst_fd_probe *p, char *why, size_t wl)
+{
+	struct rst_unix_info u;
+
+	if (rst_unix_diag((uint32_t)p->st->st_ino, &u) || !u.shutdown)
+		return 0;
+	snprintf(why, wl,
+		 "fd %d: unix socket (socket:[%llu]) is shut down for %s; haul does not carry a "
+		 "unix socket's shutdown yet, and restored open it would let through what the "
+		 "process was told cannot pass",
+		 p->fd, (unsigned long long)p->st->st_ino,
+		 u.shutdown == 3  ? "reading and writing"
+		 : u.shutdown & 1 ? "reading"
+				  : "writing");
+	return -EOPNOTSUPP;
 }
 
 /*

@@ -209,6 +209,8 @@ static int dgram_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 	Haul__Img__UnixDgramFile *op, o;
 	int ret = rst_sock_refuse_filter(p->pid, p->fd, why, wl);
 
+	if (!ret)
+		ret = rst_unix_refuse_shutdown(p, why, wl);
 	if (ret)
 		return ret;
 	op = malloc(sizeof(*op));

@@ -92,6 +92,8 @@ static int listen_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 
 	ret = rst_sock_refuse_filter(p->pid, p->fd, why, wl);
 	if (!ret)
+		ret = rst_unix_refuse_shutdown(p, why, wl);
+	if (!ret)
 		ret = listen_read(p, &u, path, &len);
 	if (ret)
 		return ret;

@@ -129,6 +129,11 @@ Test(rst_refuse, a_pty_with_bytes_waiting_is_refused_by_name, .timeout = 20)
 {
 	refuses("pty-queued", "bytes wait to be read, and a pty's queue cannot be carried");
 }
+/* zdtm's sockets01 and 03: restored open, the socket took writes it had refused */
+Test(rst_refuse, a_unix_socket_shut_down_is_refused_by_name, .timeout = 20)
+{
+	refuses("unix-shutdown", "is shut down for writing; haul does not carry");
+}
 Test(rst_refuse, netlink_socket_named_by_protocol, .timeout = 20)
 {
 	refuses("netlink", "fd 3: netlink socket (protocol 0)");

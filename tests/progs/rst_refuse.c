@@ -3,7 +3,7 @@
  *
  * usage: rst_refuse KIND   with KIND one of: pipe socket tcp-listen udp raw-ip netlink inotify
  *        unix-pending unix-scm-rights unix-dgram-bound udp-ebpf-filter unix-filter
- *        pty-queued
+ *        pty-queued unix-shutdown
  *        seccomp memfd sysv traced child timer deleted-map
  *        (inotify, seccomp and timer are carried since: tests/integration/rst_world.c)
  * ("pipe": the test hands it a pipe it shares on stdin; nothing to set up.)
@@ -142,6 +142,11 @@ static int setup(const char *kind)
 		int m, sl;
 
 		return openpty(&m, &sl, NULL, NULL, NULL) || write(m, "abc", 3) != 3 ? -1 : 0;
+	}
+	if (!strcmp(kind, "unix-shutdown")) { /* zdtm's sockets01: one end shut for writing */
+		int sv[2];
+
+		return socketpair(AF_UNIX, SOCK_STREAM, 0, sv) || shutdown(sv[0], SHUT_WR) ? -1 : 0;
 	}
 	if (!strcmp(kind, "unix-filter")) {
 		struct sock_filter f[] = {BPF_STMT(BPF_RET | BPF_K, 0xffff)};
