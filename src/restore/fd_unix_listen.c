@@ -115,6 +115,42 @@ static int listen_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 	return u.rqlen ? rst_unix_pending_check(p, name, why, wl) : 0;
 }
 
+/*
+ * The socket file's mode and owner of a listener bound to path @path (@len
+ * bytes, no NUL) in @pid's mount namespace, when it is still there: bind()
+ * made it by the umask, and a chmod since (zdtm's sockets00: 0640) is the
+ * file's, not the socket's.
+ */
+static void file_attrs(pid_t pid, const char *path, size_t len, Haul__Img__UnixListenFile *l)
+{
+	char at[64 + sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct stat st;
+
+	if (!len || path[0] != '/')
+		return;
+	snprintf(at, sizeof(at), "/proc/%d/root%.*s", (int)pid, (int)len, path);
+	if (stat(at, &st) < 0 || !S_ISSOCK(st.st_mode))
+		return;
+	l->has_mode = l->has_uid = l->has_gid = true;
+	l->mode = st.st_mode & 07777;
+	l->uid = st.st_uid;
+	l->gid = st.st_gid;
+}
+
+/* Set them again on the stub's new socket file (from here, through /proc, as root). */
+static int set_file_attrs(struct rst_target *t, const Haul__Img__UnixListenFile *l,
+			  const char *path)
+{
+	char at[64 + sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+	if (!l->has_mode || !l->has_uid || !l->has_gid || path[0] != '/')
+		return 0;
+	snprintf(at, sizeof(at), "/proc/%d/root%s", (int)t->stub, path);
+	if (chown(at, l->uid, l->gid) < 0 || chmod(at, l->mode) < 0)
+		return -errno;
+	return 0;
+}
+
 static int listen_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 		       Haul__Img__FileObject *const *prev, size_t nprev)
 {
@@ -161,6 +197,7 @@ static int listen_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 		return -ENOMEM;
 	memcpy(l->name.data, path, len);
 	l->name.len = len;
+	file_attrs(p->pid, path, len, l);
 	return 0;
 }
 
@@ -245,6 +282,12 @@ static int listen_restore(struct rst_target *t, struct rst_fd_rctx *x,
 		pr_err("cannot bind the unix listener of file %u to %s: %s (another socket holds "
 		       "it: stop its owner)",
 		       f->id, name, strerror(-ret));
+	if (!ret && sun.sun_path[0]) {
+		ret = set_file_attrs(t, l, sun.sun_path);
+		if (ret)
+			pr_err("cannot give unix %s its mode and owner back: %s", name,
+			       strerror(-ret));
+	}
 	if (!ret) {
 		ret = rst_rcall(t, SYS_listen, *tmp, l->backlog, 0, 0, 0, 0, NULL);
 		if (ret)

@@ -144,6 +144,15 @@ static void listener_case(const char *mode)
 	cr_assert_eq(ret, 0, "restore of %s failed: %s (%s)", mode, strerror(-ret), why);
 	ask(mode, c.dir, "after-1");
 	ask(mode, c.dir, "after-2");
+	if (strstr(mode, "path-")) {
+		char sock[256];
+		struct stat st;
+
+		snprintf(sock, sizeof(sock), "%s/sock", c.dir);
+		cr_assert_eq(stat(sock, &st), 0, "%s: %s", sock, strerror(errno));
+		cr_expect_eq(st.st_mode & 07777, 0640, "%s is %o, not 0640", sock,
+			     st.st_mode & 07777);
+	}
 	expect_backlog(c.pid, strncmp(mode, "connlate-", 9) ? 3 : 20, 7);
 	fd = open(c.stop, O_WRONLY | O_CREAT, 0644);
 	cr_assert_geq(fd, 0);

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -115,6 +116,9 @@ int main(int argc, char **argv)
 	s = socket(AF_UNIX, type, 0);
 	if (s < 0 || bind(s, (struct sockaddr *)&sun, sl) || listen(s, 7))
 		return fail("listen");
+	/* zdtm's sockets00: the socket file's own mode, not bind()'s umask one */
+	if (sun.sun_path[0] && chmod(sun.sun_path, 0640))
+		return fail("chmod");
 	if (conn) {
 		c = socket(AF_UNIX, type, 0);
 		if (c < 0)
