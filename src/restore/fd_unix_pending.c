@@ -186,14 +186,78 @@ static bool held(pid_t pid, uint32_t ino)
 	return found;
 }
 
+/*
+ * An fd of @pid on a connected unix socket of @type that has a name: an end
+ * accepted from a listener (or a client bound first); its inode, else 0.
+ */
+static uint32_t named_connected(pid_t pid, uint8_t type)
+{
+	char link[96], target[48];
+	struct dirent *d;
+	uint32_t found = 0;
+	DIR *fds;
+
+	snprintf(link, sizeof(link), "/proc/%d/fd", (int)pid);
+	fds = opendir(link);
+	while (fds && !found && (d = readdir(fds))) {
+		struct rst_unix_info u;
+		ssize_t l;
+
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(link, sizeof(link), "/proc/%d/fd/%.16s", (int)pid, d->d_name);
+		l = readlink(link, target, sizeof(target) - 1);
+		if (l <= 8 || strncmp(target, "socket:[", 8))
+			continue;
+		target[l] = '\0';
+		if (!rst_unix_diag((uint32_t)strtoul(target + 8, NULL, 10), &u) && u.named &&
+		    u.peer && u.type == type && u.state != UNIX_LISTEN_STATE)
+			found = (uint32_t)strtoul(target + 8, NULL, 10);
+	}
+	if (fds)
+		closedir(fds);
+	return found;
+}
+
+/*
+ * A connection that was accepted is made again by connect() and accept()
+ * on the listener (fd_unix_named.c), which takes the first connection of
+ * its queue: a client restored pending before it would be paired with the
+ * accepted end instead (zdtm's sockets00 waited forever on the wrong
+ * connection).  Until their order is kept, a listener with connections
+ * waiting is refused beside a named connection of the process or its tree.
+ */
+static int refuse_beside_accepted(const struct rst_fd_probe *p, const char *name, uint8_t type,
+				  char *why, size_t wl)
+{
+	const pid_t *m;
+	size_t n = rst_ext_moving_pids(&m);
+	uint32_t ino = named_connected(p->pid, type);
+
+	for (size_t i = 0; i < n && !ino; i++)
+		if (m[i] != p->pid)
+			ino = named_connected(m[i], type);
+	if (!ino)
+		return 0;
+	snprintf(why, wl,
+		 "fd %d: unix listener on %s has connections not accepted yet, beside an accepted "
+		 "one (socket:[%u]); haul cannot remake both with their right peers yet: retry "
+		 "once the process has accepted them",
+		 p->fd, name, ino);
+	return -EOPNOTSUPP;
+}
+
 int rst_unix_pending_check(const struct rst_fd_probe *p, const char *name, char *why, size_t wl)
 {
+	struct rst_unix_info li;
 	uint32_t *ic;
 	size_t n;
 	int ret = rst_unix_icons(p->st->st_ino, &ic, &n);
 
 	if (ret)
 		return ret;
+	if (n && !rst_unix_diag((uint32_t)p->st->st_ino, &li))
+		ret = refuse_beside_accepted(p, name, li.type, why, wl);
 	for (size_t i = 0; i < n && !ret; i++) {
 		struct rst_unix_info q;
 

@@ -134,6 +134,11 @@ Test(rst_refuse, a_unix_socket_shut_down_is_refused_by_name, .timeout = 20)
 {
 	refuses("unix-shutdown", "is shut down for writing; haul does not carry");
 }
+/* zdtm's sockets00: the accepted end was remade with the queued client as its peer */
+Test(rst_refuse, a_unix_listener_with_a_queued_and_an_accepted_connection_is_refused, .timeout = 20)
+{
+	refuses("unix-pending-accepted", "beside an accepted one");
+}
 Test(rst_refuse, netlink_socket_named_by_protocol, .timeout = 20)
 {
 	refuses("netlink", "fd 3: netlink socket (protocol 0)");

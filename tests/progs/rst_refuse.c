@@ -3,7 +3,7 @@
  *
  * usage: rst_refuse KIND   with KIND one of: pipe socket tcp-listen udp raw-ip netlink inotify
  *        unix-pending unix-scm-rights unix-dgram-bound udp-ebpf-filter unix-filter
- *        pty-queued unix-shutdown
+ *        pty-queued unix-shutdown unix-pending-accepted
  *        seccomp memfd sysv traced child timer deleted-map
  *        (inotify, seccomp and timer are carried since: tests/integration/rst_world.c)
  * ("pipe": the test hands it a pipe it shares on stdin; nothing to set up.)
@@ -135,6 +135,21 @@ static int setup(const char *kind)
 		if (l < 0 || c < 0 || bind(l, (struct sockaddr *)&a, al) || listen(l, 4))
 			return -1;
 		return connect(c, (struct sockaddr *)&a, al) || send(c, "x", 1, 0) != 1 ? -1 : 0;
+	}
+	if (!strcmp(kind, "unix-pending-accepted")) {
+		/* zdtm's sockets00: one connection accepted, a second one still queued */
+		struct sockaddr_un a = {.sun_family = AF_UNIX};
+		socklen_t al = offsetof(struct sockaddr_un, sun_path) + 1;
+		int l = socket(AF_UNIX, SOCK_STREAM, 0), c1 = socket(AF_UNIX, SOCK_STREAM, 0);
+		int c2 = socket(AF_UNIX, SOCK_STREAM, 0);
+
+		al += snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, "rst_refuse.%d",
+			       (int)getpid());
+		if (l < 0 || c1 < 0 || c2 < 0 || bind(l, (struct sockaddr *)&a, al) ||
+		    listen(l, 4) || connect(c1, (struct sockaddr *)&a, al) ||
+		    accept(l, NULL, NULL) < 0)
+			return -1;
+		return connect(c2, (struct sockaddr *)&a, al) ? -1 : 0;
 	}
 	if (!strcmp(kind, "udp-ebpf-filter"))
 		return udp_ebpf_filter();
