@@ -227,7 +227,15 @@ static int dgram_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 			 p->fd, (int)o.name.len, o.name.data);
 		ret = -EOPNOTSUPP;
 	}
-	if (!ret && o.has_peer && (!o.has_peer_name || !rst_unix_peer_held(p->pid, o.ino))) {
+	if (!ret && !o.has_name && o.n_msgs) {
+		/* queued datagrams are sent again to the socket's name: it has none */
+		snprintf(why, wl,
+			 "fd %d: unnamed unix datagram socket (socket:[%llu]) with %zu datagrams "
+			 "waiting to be read; haul sends them again to the socket's name, and it "
+			 "has none: retry once the process has read them",
+			 p->fd, (unsigned long long)o.ino, o.n_msgs);
+		ret = -EOPNOTSUPP;
+	} else if (!ret && o.has_peer && (!o.has_peer_name || !rst_unix_peer_held(p->pid, o.ino))) {
 		snprintf(why, wl,
 			 "fd %d: unix datagram socket connected to %s%.*s (socket:[%llu]) outside "
 			 "the process and its tree: only sockets that move can be its peer",
@@ -284,6 +292,12 @@ static int dgram_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 	if ((d->has_name && !name_ok(&d->name)) || (d->has_peer_name && !name_ok(&d->peer_name)) ||
 	    (d->has_peer && !d->has_peer_name)) {
 		snprintf(why, wl, "file %u (unix_dgram): a name or peer that cannot be bound again",
+			 f->id);
+		return -EBADMSG;
+	}
+	if (d->n_msgs && (!d->has_name || !d->name.len)) {
+		snprintf(why, wl,
+			 "file %u (unix_dgram): datagrams queued on a socket without a name",
 			 f->id);
 		return -EBADMSG;
 	}

@@ -139,6 +139,10 @@ Test(rst_refuse, a_unix_listener_with_a_queued_and_an_accepted_connection_is_ref
 {
 	refuses("unix-pending-accepted", "beside an accepted one");
 }
+Test(rst_refuse, an_unnamed_unix_datagram_socket_with_datagrams_queued_is_refused, .timeout = 20)
+{
+	refuses("unix-dgram-queued-unnamed", "unnamed unix datagram socket");
+}
 Test(rst_refuse, netlink_socket_named_by_protocol, .timeout = 20)
 {
 	refuses("netlink", "fd 3: netlink socket (protocol 0)");

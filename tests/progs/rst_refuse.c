@@ -3,7 +3,7 @@
  *
  * usage: rst_refuse KIND   with KIND one of: pipe socket tcp-listen udp raw-ip netlink inotify
  *        unix-pending unix-scm-rights unix-dgram-bound udp-ebpf-filter unix-filter
- *        pty-queued unix-shutdown unix-pending-accepted
+ *        pty-queued unix-shutdown unix-pending-accepted unix-dgram-queued-unnamed
  *        seccomp memfd sysv traced child timer deleted-map
  *        (inotify, seccomp and timer are carried since: tests/integration/rst_world.c)
  * ("pipe": the test hands it a pipe it shares on stdin; nothing to set up.)
@@ -150,6 +150,14 @@ static int setup(const char *kind)
 		    accept(l, NULL, NULL) < 0)
 			return -1;
 		return connect(c2, (struct sockaddr *)&a, al) ? -1 : 0;
+	}
+	if (!strcmp(kind, "unix-dgram-queued-unnamed")) {
+		/* zdtm's socket_close_data: the restore crashed resending to no name */
+		int sv[2];
+
+		if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) || write(sv[1], "m", 1) != 1)
+			return -1;
+		return close(sv[1]);
 	}
 	if (!strcmp(kind, "udp-ebpf-filter"))
 		return udp_ebpf_filter();
