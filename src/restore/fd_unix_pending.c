@@ -105,42 +105,61 @@ int rst_unix_icons(uint32_t ino, uint32_t **icons, size_t *n)
 	return 0;
 }
 
-/* Whether client socket @ino waits in the accept queue of a unix listener, an fd of @pid. */
-static bool queued_at(pid_t pid, uint32_t ino)
+/*
+ * The first socket fd of @pid for which @hit(its inode, @arg) holds: that
+ * inode, else 0.  /proc/PID/fd read as links: no fd is classified here (the
+ * refuse hooks that call this run inside the classification).
+ */
+static uint32_t find_socket(pid_t pid, bool (*hit)(uint32_t ino, const void *arg), const void *arg)
 {
-	char dir[64], link[96], target[48];
+	char link[96], target[48];
 	struct dirent *d;
-	bool found = false;
+	uint32_t found = 0;
 	DIR *fds;
 
-	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
-	fds = opendir(dir);
-	if (!fds)
-		return false;
-	while (!found && (d = readdir(fds))) {
-		struct rst_unix_info u;
-		uint32_t *ic;
-		size_t n;
+	snprintf(link, sizeof(link), "/proc/%d/fd", (int)pid);
+	fds = opendir(link);
+	while (fds && !found && (d = readdir(fds))) {
+		uint32_t ino;
 		ssize_t l;
 
 		if (d->d_name[0] == '.')
 			continue;
-		snprintf(link, sizeof(link), "%s/%.16s", dir, d->d_name);
+		snprintf(link, sizeof(link), "/proc/%d/fd/%.16s", (int)pid, d->d_name);
 		l = readlink(link, target, sizeof(target) - 1);
 		if (l <= 8 || strncmp(target, "socket:[", 8))
 			continue;
 		target[l] = '\0';
-		if (rst_unix_diag((uint32_t)strtoul(target + 8, NULL, 10), &u) ||
-		    u.state != UNIX_LISTEN_STATE || !u.rqlen)
-			continue;
-		if (rst_unix_icons((uint32_t)strtoul(target + 8, NULL, 10), &ic, &n))
-			continue;
-		for (size_t i = 0; i < n && !found; i++)
-			found = ic[i] == ino;
-		free(ic);
+		ino = (uint32_t)strtoul(target + 8, NULL, 10);
+		if (hit(ino, arg))
+			found = ino;
 	}
-	closedir(fds);
+	if (fds)
+		closedir(fds);
 	return found;
+}
+
+/* Whether @lino is a unix listener whose accept queue holds client socket *@arg. */
+static bool listener_queues(uint32_t lino, const void *arg)
+{
+	struct rst_unix_info u;
+	bool found = false;
+	uint32_t *ic;
+	size_t n;
+
+	if (rst_unix_diag(lino, &u) || u.state != UNIX_LISTEN_STATE || !u.rqlen ||
+	    rst_unix_icons(lino, &ic, &n))
+		return false;
+	for (size_t i = 0; i < n && !found; i++)
+		found = ic[i] == *(const uint32_t *)arg;
+	free(ic);
+	return found;
+}
+
+/* Whether client socket @ino waits in the accept queue of a unix listener, an fd of @pid. */
+static bool queued_at(pid_t pid, uint32_t ino)
+{
+	return find_socket(pid, listener_queues, &ino) != 0;
 }
 
 bool rst_unix_is_pending(pid_t pid, uint32_t ino)
@@ -156,67 +175,24 @@ bool rst_unix_is_pending(pid_t pid, uint32_t ino)
 	return false;
 }
 
+static bool same_ino(uint32_t ino, const void *arg)
+{
+	return ino == *(const uint32_t *)arg;
+}
+
 /* Whether @pid or a process that moves with it has an fd on socket @ino. */
 static bool held(pid_t pid, uint32_t ino)
 {
-	char link[96], target[48], want[48];
-	struct dirent *d;
-	bool found = false;
-	DIR *fds;
-
-	if (rst_unix_moving_holds(ino))
-		return true;
-	snprintf(want, sizeof(want), "socket:[%u]", ino);
-	snprintf(link, sizeof(link), "/proc/%d/fd", (int)pid);
-	fds = opendir(link);
-	while (fds && !found && (d = readdir(fds))) {
-		ssize_t l;
-
-		if (d->d_name[0] == '.')
-			continue;
-		snprintf(link, sizeof(link), "/proc/%d/fd/%.16s", (int)pid, d->d_name);
-		l = readlink(link, target, sizeof(target) - 1);
-		if (l > 0) {
-			target[l] = '\0';
-			found = !strcmp(target, want);
-		}
-	}
-	if (fds)
-		closedir(fds);
-	return found;
+	return rst_unix_moving_holds(ino) || find_socket(pid, same_ino, &ino);
 }
 
-/*
- * An fd of @pid on a connected unix socket of @type that has a name: an end
- * accepted from a listener (or a client bound first); its inode, else 0.
- */
-static uint32_t named_connected(pid_t pid, uint8_t type)
+/* Whether @ino is a connected unix socket with a name, of type *@arg. */
+static bool named_connected(uint32_t ino, const void *arg)
 {
-	char link[96], target[48];
-	struct dirent *d;
-	uint32_t found = 0;
-	DIR *fds;
+	struct rst_unix_info u;
 
-	snprintf(link, sizeof(link), "/proc/%d/fd", (int)pid);
-	fds = opendir(link);
-	while (fds && !found && (d = readdir(fds))) {
-		struct rst_unix_info u;
-		ssize_t l;
-
-		if (d->d_name[0] == '.')
-			continue;
-		snprintf(link, sizeof(link), "/proc/%d/fd/%.16s", (int)pid, d->d_name);
-		l = readlink(link, target, sizeof(target) - 1);
-		if (l <= 8 || strncmp(target, "socket:[", 8))
-			continue;
-		target[l] = '\0';
-		if (!rst_unix_diag((uint32_t)strtoul(target + 8, NULL, 10), &u) && u.named &&
-		    u.peer && u.type == type && u.state != UNIX_LISTEN_STATE)
-			found = (uint32_t)strtoul(target + 8, NULL, 10);
-	}
-	if (fds)
-		closedir(fds);
-	return found;
+	return !rst_unix_diag(ino, &u) && u.named && u.peer && u.type == *(const uint8_t *)arg &&
+	       u.state != UNIX_LISTEN_STATE;
 }
 
 /*
@@ -232,11 +208,12 @@ static int refuse_beside_accepted(const struct rst_fd_probe *p, const char *name
 {
 	const pid_t *m;
 	size_t n = rst_ext_moving_pids(&m);
-	uint32_t ino = named_connected(p->pid, type);
+	/* an end accepted from a listener, or a client bound first */
+	uint32_t ino = find_socket(p->pid, named_connected, &type);
 
 	for (size_t i = 0; i < n && !ino; i++)
 		if (m[i] != p->pid)
-			ino = named_connected(m[i], type);
+			ino = find_socket(m[i], named_connected, &type);
 	if (!ino)
 		return 0;
 	snprintf(why, wl,
