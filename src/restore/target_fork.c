@@ -221,31 +221,40 @@ int rst_target_setpgid(struct rst_target *t, pid_t pgid)
 	return ret;
 }
 
-/* Detach @t set up to run exit_group(@code) or to take pending fatal @sig; wait for its end. */
+/*
+ * Detach @t set up to run exit_group(@code) or to take fatal @sig; wait for
+ * its end.  A signal is queued while @t is stopped and taken once the mask
+ * is cleared, except SIGKILL: that one ends a ptrace-stopped task at once,
+ * under us, before it can be detached (and the kernel would hand its exit
+ * to us, the tracer, not to its parent).  So for SIGKILL @t is detached
+ * into pause() with every other signal blocked, and killed there.
+ */
 static int let_die(struct rst_target *t, int code, int sig)
 {
 	struct user_regs_struct regs = t->r.saved;
 	struct pollfd p = {t->pidfd, POLLIN, 0};
-	uint64_t none = 0;
+	uint64_t mask = sig == SIGKILL ? ~0ULL : 0;
 
 	regs.orig_rax = (unsigned long long)-1;
 	regs.rip = t->r.sc_addr;
-	regs.rax = SYS_exit_group;
+	regs.rax = sig == SIGKILL ? SYS_pause : SYS_exit_group;
 	regs.rdi = (unsigned long long)code;
 	if (sig) {
 		/* no core file for a signal that dumps one: only the status matters */
 		struct rlimit zero = {0, 0};
 
 		prlimit(t->stub, RLIMIT_CORE, &zero, NULL);
-		if (syscall(SYS_pidfd_send_signal, t->pidfd, sig, NULL, 0) < 0)
+		if (sig != SIGKILL && syscall(SYS_pidfd_send_signal, t->pidfd, sig, NULL, 0) < 0)
 			return -errno;
 	}
 	if (ptrace(PTRACE_SETREGS, t->stub, 0, &regs) < 0 ||
-	    ptrace(PTRACE_SETSIGMASK, t->stub, sizeof(none), &none) < 0 ||
+	    ptrace(PTRACE_SETSIGMASK, t->stub, sizeof(mask), &mask) < 0 ||
 	    ptrace(PTRACE_DETACH, t->stub, 0, 0) < 0)
 		return -errno;
 	t->seized = false;
 	t->resumed = true; /* nothing of ours to kill any more */
+	if (sig == SIGKILL && syscall(SYS_pidfd_send_signal, t->pidfd, sig, NULL, 0) < 0)
+		return -errno;
 	if (poll(&p, 1, 10000) != 1)
 		return -ETIMEDOUT;
 	return 0;
@@ -281,6 +290,19 @@ int rst_target_exit(struct rst_target *t, struct rst_target *parent, int status)
 	if (ret)
 		pr_err_r(ret, "cannot take the SIGCHLD of zombie %d from restored pid %d",
 			 (int)t->o.pid, (int)parent->o.pid);
+	return ret;
+}
+
+int rst_target_reap(struct rst_target *t, pid_t pid)
+{
+	long got = 0;
+	int ret = rst_rcall(t, SYS_wait4, (uint64_t)pid, 0, __WALL, 0, 0, 0, &got);
+
+	if (!ret && got != pid)
+		ret = -ECHILD;
+	if (ret)
+		pr_err_r(ret, "restored pid %d cannot reap the group stand-in %d", (int)t->o.pid,
+			 (int)pid);
 	return ret;
 }
 

@@ -463,6 +463,9 @@ int rst_tree_checkpoint(pid_t pid, const char *dir, bool leave_running, const ch
 	/* again, stopped: what each shares with its parent is final now (tree.img) */
 	if (!ret)
 		ret = check_tables(&t, why, sizeof(why));
+	/* what the restore would refuse, refused now, while the tree can run on */
+	if (!ret)
+		ret = rst_tree_img_plan_check(&t, why, sizeof(why));
 	if (ret) {
 		pr_err("cannot checkpoint pid %d and its descendants: %s; every process runs on",
 		       (int)pid, why[0] ? why : strerror(-ret));

@@ -54,15 +54,10 @@ static uint64_t get64(const uint8_t *p)
 	return v;
 }
 
-int rst_tree_img_write(int dirfd, const struct rst_tree *t)
+/* @tr built from @t, in @e and @ep (t->n each); @tr points into them and @t. */
+static void fill_tree(const struct rst_tree *t, Haul__Img__Tree *tr, Haul__Img__ProcessEntry *e,
+		      Haul__Img__ProcessEntry **ep)
 {
-	Haul__Img__Tree tr = HAUL__IMG__TREE__INIT;
-	Haul__Img__ProcessEntry *e = calloc(t->n, sizeof(*e));
-	Haul__Img__ProcessEntry **ep = calloc(t->n, sizeof(*ep));
-	int ret = -ENOMEM;
-
-	if (!e || !ep)
-		goto out;
 	for (size_t i = 0; i < t->n; i++) {
 		haul__img__process_entry__init(&e[i]);
 		e[i].pid = t->p[i].pid;
@@ -79,18 +74,40 @@ int rst_tree_img_write(int dirfd, const struct rst_tree *t)
 		ep[i] = &e[i];
 	}
 	/* an older restorer would give each process its own table: it must refuse */
-	tr.version = RST_TREE_VERSION;
+	tr->version = RST_TREE_VERSION;
 	for (size_t i = 0; i < t->n; i++)
 		if (t->p[i].shares)
-			tr.version = RST_TREE_VERSION_SHARES;
-	tr.root = t->p[0].pid;
-	tr.n_procs = t->n;
-	tr.procs = ep;
-	ret = rst_tree_img_put(dirfd, &tr);
-out:
+			tr->version = RST_TREE_VERSION_SHARES;
+	tr->root = t->p[0].pid;
+	tr->n_procs = t->n;
+	tr->procs = ep;
+}
+
+/* @t as a tree image: written to @dirfd, or with @why its plan checked. */
+static int with_tree(const struct rst_tree *t, int dirfd, char *why, size_t wl)
+{
+	Haul__Img__Tree tr = HAUL__IMG__TREE__INIT;
+	Haul__Img__ProcessEntry *e = calloc(t->n, sizeof(*e));
+	Haul__Img__ProcessEntry **ep = calloc(t->n, sizeof(*ep));
+	int ret = -ENOMEM;
+
+	if (e && ep) {
+		fill_tree(t, &tr, e, ep);
+		ret = why ? rst_tree_plan_check(&tr, why, wl) : rst_tree_img_put(dirfd, &tr);
+	}
 	free(ep);
 	free(e);
 	return ret;
+}
+
+int rst_tree_img_write(int dirfd, const struct rst_tree *t)
+{
+	return with_tree(t, dirfd, NULL, 0);
+}
+
+int rst_tree_img_plan_check(const struct rst_tree *t, char *why, size_t wl)
+{
+	return with_tree(t, -1, why, wl);
 }
 
 int rst_tree_img_put(int dirfd, const Haul__Img__Tree *tr)

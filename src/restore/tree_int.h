@@ -67,6 +67,8 @@ bool rst_tree_gone_or_zombie(pid_t host);
  * parent, twice the same pid, more than RST_TREE_MAX processes).
  */
 int rst_tree_img_write(int dirfd, const struct rst_tree *t);
+/* The restore's plan of @t's sessions and groups (rst_tree_plan_check), from the dump. */
+int rst_tree_img_plan_check(const struct rst_tree *t, char *why, size_t wl);
 int rst_tree_img_read(const char *dir, Haul__Img__Tree **out);
 /* Whether the page store directory @dir holds a tree (its tree.img exists). */
 bool rst_is_tree_image(const char *dir);
@@ -120,6 +122,8 @@ int rst_target_fork_flags(struct rst_target *parent, pid_t pid, unsigned shares,
 int rst_target_setsid(struct rst_target *t);
 int rst_target_setpgid(struct rst_target *t, pid_t pgid);
 int rst_target_exit(struct rst_target *t, struct rst_target *parent, int status);
+/* Parent stub @t reaps its exited child @pid (injected wait4).  0 or -errno, logged. */
+int rst_target_reap(struct rst_target *t, pid_t pid);
 /* The name @comm (prctl PR_SET_NAME) for stub @t, a zombie to be.  0 or -errno, logged. */
 int rst_target_set_name(struct rst_target *t, const char *comm);
 /*
@@ -345,6 +349,12 @@ int rst_live_tree_restore(struct rst_live_tree *lt, size_t idx, pid_t *pid, char
 void rst_live_tree_close(struct rst_live_tree *lt, size_t idx, bool committed);
 /* tree_img.c: @tr's own consistency (as tree.img is checked); the reason in @why. */
 int rst_tree_check(const Haul__Img__Tree *tr, char *why, size_t wl);
+/*
+ * tree_restore.c: whether @tr's sessions and process groups can be built
+ * again (stand-ins where a leader is gone); -EOPNOTSUPP, the reason in
+ * @why, naming the pid and id.  The dump asks before it kills the source.
+ */
+int rst_tree_plan_check(const Haul__Img__Tree *tr, char *why, size_t wl);
 /*
  * tree_ckpt.c: refuse, by name in @why, live processes of @t that share a
  * table clone() can share (kcmp) other than down parent links.  (Shared

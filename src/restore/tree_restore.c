@@ -24,9 +24,12 @@
  * (target.c holder_main): it is the first stub, calls setsid(), forks the
  * root and stays its parent until the root exits, then exits with the
  * root's status.  A process group whose leader is not in the tree, in the
- * root's session: a stand-in forked by H takes the id, setpgid(0, 0), and
- * exits once the members joined (a group lives on without its leader; H
- * reaps it).  Anything else is refused by name: a process in a session
+ * root's session: a stand-in forked by the first stub (H, or the root when
+ * it leads its session) takes the id, setpgid(0, 0), and exits once the
+ * members joined (a group lives on without its leader); H reaps it in its
+ * wait loop, a root before it runs (injected wait4, its SIGCHLD consumed,
+ * so the program never sees a child it did not have).  Anything else is
+ * refused by name: a process in a session
  * that is neither its own nor its parent's (it called setsid after
  * forking it), a group whose leader is outside the tree in another
  * session.  Those ids exist on the host only while their owners live, so
@@ -106,16 +109,16 @@ static pid_t target_pgid(const Haul__Img__Tree *tr, const Haul__Img__ProcessEntr
 	return e->pgid;
 }
 
-/* An unnamed session (above): which groups its processes can keep. */
-static int plan_unnamed(const Haul__Img__Tree *tr)
+/* An unnamed session (above): which groups its processes can keep; why not in @why. */
+static int plan_unnamed(const Haul__Img__Tree *tr, char *why, size_t wl)
 {
 	const Haul__Img__ProcessEntry *root = tr->procs[0];
 
 	if (root->pgid != root->pid && entry_of(tr, root->pgid) >= 0) {
-		pr_err("cannot restore the tree of pid %d: it is in the group of its descendant %d "
-		       "in a session led outside haul's PID namespace; checkpoint from the "
-		       "namespace of its session leader",
-		       root->pid, root->pgid);
+		snprintf(why, wl,
+			 "pid %d is in the group of its descendant %d in a session led outside "
+			 "haul's PID namespace; checkpoint from the namespace of its session leader",
+			 root->pid, root->pgid);
 		return -EOPNOTSUPP;
 	}
 	for (size_t i = 1; i < tr->n_procs; i++) {
@@ -123,28 +126,39 @@ static int plan_unnamed(const Haul__Img__Tree *tr)
 
 		if (e->sid || entry_of(tr, e->pgid) >= 0 || e->pgid == root->pgid)
 			continue;
-		pr_err("cannot restore pid %d of the tree of pid %d: its process group %d is led "
-		       "outside the tree, and neither is the root's group %d in a session haul "
-		       "cannot name (sid 0); checkpoint from the namespace of its session leader",
-		       e->pid, root->pid, e->pgid, root->pgid);
+		snprintf(why, wl,
+			 "the process group %d of pid %d is led outside the tree, and neither is "
+			 "the root's group %d in a session haul cannot name (sid 0); checkpoint "
+			 "from the namespace of its session leader",
+			 e->pgid, e->pid, root->pgid);
 		return -EOPNOTSUPP;
 	}
 	return 0;
 }
 
-/* Which sessions and groups can be rebuilt, and the stand-ins they need. */
-static int plan_ids(struct tree_rst *x)
+/* Whether @x's process group @pgid needs a stand-in already. */
+static bool group_known(const struct tree_rst *x, pid_t pgid)
+{
+	for (size_t k = 0; k < x->ngroups; k++)
+		if (x->groups[k] == pgid)
+			return true;
+	return false;
+}
+
+/* Which sessions and groups can be rebuilt, and the stand-ins they need; why not in @why. */
+static int plan_ids(struct tree_rst *x, char *why, size_t wl)
 {
 	const Haul__Img__Tree *tr = x->tr;
 	const Haul__Img__ProcessEntry *root = tr->procs[0];
 
-	if (!root->sid && plan_unnamed(tr))
+	if (!root->sid && plan_unnamed(tr, why, wl))
 		return -EOPNOTSUPP;
 	x->holder = root->sid != root->pid ? root->sid : 0;
 	if (x->holder && entry_of(tr, x->holder) >= 0) {
-		pr_err("cannot restore the tree of pid %d: its session %d is led by one of its "
-		       "processes; checkpoint the session leader instead",
-		       root->pid, x->holder);
+		snprintf(why, wl,
+			 "its session %d is led by one of its processes; checkpoint the session "
+			 "leader instead",
+			 x->holder);
 		return -EOPNOTSUPP;
 	}
 	x->groups = calloc(tr->n_procs, sizeof(*x->groups));
@@ -155,33 +169,53 @@ static int plan_ids(struct tree_rst *x)
 		const Haul__Img__ProcessEntry *e = tr->procs[i];
 		ssize_t par = i ? entry_of(tr, e->ppid) : -1;
 		ssize_t lead = entry_of(tr, e->pgid);
-		bool known = false;
 
 		if (i && e->sid != e->pid && e->sid != tr->procs[par]->sid) {
-			pr_err("cannot restore pid %d: it is in session %d, neither its own nor its "
-			       "parent %d's (the parent called setsid after forking it)",
-			       e->pid, e->sid, e->ppid);
+			snprintf(why, wl,
+				 "pid %d is in session %d, neither its own nor its parent %d's (the "
+				 "parent called setsid after forking it)",
+				 e->pid, e->sid, e->ppid);
 			return -EOPNOTSUPP;
 		}
 		if (e->sid == e->pid && e->pgid != e->pid) {
-			pr_err("cannot restore pid %d: a session leader in group %d", e->pid,
-			       e->pgid);
+			snprintf(why, wl, "pid %d is a session leader in group %d", e->pid, e->pgid);
 			return -EOPNOTSUPP;
 		}
 		if (lead >= 0 || e->pgid == x->holder || target_pgid(tr, e) == root->pid)
 			continue;
-		if (!x->holder || e->sid != root->sid) {
-			pr_err("cannot restore pid %d: its process group %d has its leader outside "
-			       "the tree and outside the root's session %d",
-			       e->pid, e->pgid, root->sid);
+		if (e->sid != root->sid) {
+			snprintf(why, wl,
+				 "the process group %d of pid %d has its leader outside the tree and "
+				 "outside the root's session %d",
+				 e->pgid, e->pid, root->sid);
 			return -EOPNOTSUPP;
 		}
-		for (size_t k = 0; k < x->ngroups; k++)
-			known |= x->groups[k] == e->pgid;
-		if (!known)
+		if (!group_known(x, e->pgid))
 			x->groups[x->ngroups++] = e->pgid;
 	}
 	return 0;
+}
+
+int rst_tree_plan_check(const Haul__Img__Tree *tr, char *why, size_t wl)
+{
+	struct tree_rst x = {.tr = tr};
+	int ret = plan_ids(&x, why, wl);
+
+	free(x.groups);
+	free(x.gt);
+	return ret;
+}
+
+/* plan_ids, its refusal logged naming the tree. */
+static int plan_logged(struct tree_rst *x)
+{
+	char why[512] = "";
+	int ret = plan_ids(x, why, sizeof(why));
+
+	if (ret)
+		pr_err_r(ret, "cannot restore the tree of pid %d: %s", x->tr->root,
+			 why[0] ? why : "no memory");
+	return ret;
 }
 
 /* Whether @pid names no process or thread here. */
@@ -286,8 +320,12 @@ static int create_all(struct tree_rst *x)
 			if (e->sid != e->pid && (i || e->sid) && (g == e->pid) == !pass)
 				ret = rst_target_setpgid(x->t[i], g);
 		}
-	for (size_t k = 0; k < x->ngroups && !ret; k++)
-		ret = rst_target_exit(x->gt[k], NULL, 0);
+	/* H reaps its stand-ins itself; a root that leads its session, before it runs */
+	for (size_t k = 0; k < x->ngroups && !ret; k++) {
+		ret = rst_target_exit(x->gt[k], x->holder ? NULL : x->top, 0);
+		if (!ret && !x->holder)
+			ret = rst_target_reap(x->top, x->groups[k]);
+	}
 	for (size_t i = tr->n_procs; i-- > 1 && !ret;)
 		if (tr->procs[i]->zombie) {
 			/* its name as ps showed it (an older image has none: the stub's) */
@@ -429,7 +467,7 @@ int rst_restore_tree(const char *path, const struct rst_target_opts *base, struc
 	x.t = calloc(tr->n_procs, sizeof(*x.t));
 	ret = x.pp && x.t ? check_images(&x, path) : -ENOMEM;
 	if (!ret)
-		ret = plan_ids(&x);
+		ret = plan_logged(&x);
 	if (ret)
 		goto out;
 	state = pstore_state(x.pp[0], &len);
@@ -482,7 +520,7 @@ int rst_tree_live_new(const Haul__Img__Tree *tr, const struct rst_target_opts *b
 		return -ENOMEM;
 	l->x.tr = tr;
 	l->x.t = calloc(tr->n_procs, sizeof(*l->x.t));
-	ret = l->x.t ? plan_ids(&l->x) : -ENOMEM;
+	ret = l->x.t ? plan_logged(&l->x) : -ENOMEM;
 	if (ret)
 		goto fail;
 	o.pidns = pick_pidns(&l->x, base->pidns);

@@ -285,21 +285,26 @@ Test(rst_tree, zombies_keep_their_exit_status_for_the_restored_parent, .timeout 
 	char dir[256], path[512];
 	struct rst_target *t;
 	const char *s;
-	int pid1 = 0, st1 = 0, pid2 = 0, st2 = 0;
+	int pid1 = 0, st1 = 0, pid2 = 0, st2 = 0, pid3 = 0, st3 = 0;
 
 	make_dir(dir, sizeof(dir), "zombie");
 	t = cycle(dir, "zombie", names, 1, RST_PIDNS_ALWAYS, before);
 	th_tree_touch(dir, "reap");
-	wait_lines(dir, "r", "reaped", 2);
+	wait_lines(dir, "r", "reaped", 3);
 	snprintf(path, sizeof(path), "%s/r.out", dir);
 	s = strstr(th_slurp_lines(path), "reaped");
 	cr_assert(s && sscanf(s, "reaped %d status %d", &pid1, &st1) == 2);
 	s = strstr(s + 1, "reaped");
 	cr_assert(s && sscanf(s, "reaped %d status %d", &pid2, &st2) == 2);
+	s = strstr(s + 1, "reaped");
+	cr_assert(s && sscanf(s, "reaped %d status %d", &pid3, &st3) == 2);
 	cr_expect(pid1 > 0 && WIFEXITED(st1) && WEXITSTATUS(st1) == 42,
 		  "the first zombie was reaped as %d with status %#x", pid1, st1);
 	cr_expect(pid2 > 0 && WIFSIGNALED(st2) && WTERMSIG(st2) == SIGTERM,
 		  "the second zombie was reaped as %d with status %#x", pid2, st2);
+	/* SIGKILL ends a stopped stub at once: it cannot wait in a ptrace stop */
+	cr_expect(pid3 > 0 && WIFSIGNALED(st3) && WTERMSIG(st3) == SIGKILL,
+		  "the third zombie was reaped as %d with status %#x", pid3, st3);
 	finish(dir, t);
 }
 
@@ -316,6 +321,21 @@ Test(rst_tree, two_sessions_and_groups_with_a_leader_outside_the_tree_come_back,
 	cr_expect_eq(before[1].sid, before[1].pid, "s1 should lead a session");
 	cr_expect_eq(before[2].pgid, before[2].pid, "s2 should lead a group");
 	cr_expect_eq(before[5].pgid, before[4].pid, "p2 should be in p1's group");
+	finish(dir, t);
+}
+
+Test(rst_tree, a_group_whose_leader_is_gone_comes_back_in_a_root_led_session, .timeout = 120)
+{
+	static const char *const names[] = {"r", "p2"};
+	struct ids before[2];
+	char dir[256];
+	struct rst_target *t;
+
+	make_dir(dir, sizeof(dir), "lostleader");
+	t = cycle(dir, "lostleader", names, 2, RST_PIDNS_ALWAYS, before);
+	cr_expect_eq(before[0].sid, before[0].pid, "the root should lead its session");
+	cr_expect(before[1].pgid != before[1].pid && before[1].pgid != before[0].pid,
+		  "p2 should be in the group of p1, which is gone (pgid %d)", before[1].pgid);
 	finish(dir, t);
 }
 
@@ -354,6 +374,14 @@ Test(rst_tree, a_refused_child_is_named_and_every_process_runs_on, .timeout = 12
 	static const char *const names[] = {"r", "c1", "c2"};
 
 	refused_and_running("timer", names, 3);
+}
+
+/* The restore could not rebuild g1's session: refused before the tree is killed. */
+Test(rst_tree, a_session_the_restore_cannot_rebuild_is_refused_at_the_checkpoint, .timeout = 120)
+{
+	static const char *const names[] = {"r", "c1", "g1"};
+
+	refused_and_running("latesetsid", names, 3);
 }
 
 Test(rst_tree, shared_anonymous_memory_between_processes_comes_back_shared, .timeout = 120)

@@ -6,9 +6,16 @@
  * SHAPE "family": the root forks 3 children, the first of which forks a
  *   grandchild (5 processes, names r c1 c2 c3 g1); c2 has a second thread
  *   that counts, its count on c2's tick lines ("ok threads N").
- * SHAPE "zombie": the root forks z1, which exits with code 42, and z2,
- *   killed by SIGTERM, and reaps neither until DIR/reap exists; then it
- *   writes "reaped PID status STATUS" for each.
+ * SHAPE "zombie": the root forks z1, which exits with code 42, z2,
+ *   killed by SIGTERM, and z3, killed by SIGKILL, and reaps none until
+ *   DIR/reap exists; then it writes "reaped PID status STATUS" for each.
+ * SHAPE "lostleader": the root calls setsid() and forks p1 (setpgid(0, 0)),
+ *   p2, which joins p1's group, and z1, which joins it too and exits with
+ *   code 5, unreaped; p1 exits and the root reaps it: a group whose leader
+ *   is gone lives on in the root's session, with a zombie in it.
+ * SHAPE "latesetsid": the root forks c1, which forks g1 and then calls
+ *   setsid(): g1 is left in a session neither its own nor its parent's
+ *   (refused by name).
  * SHAPE "sessions": the root (in its parent's session and group) forks
  *   s1, which calls setsid() and forks s2 (setpgid(0, 0): a group of its
  *   own in s1's session) and s3 (stays in s1's group); the root also forks
@@ -303,6 +310,12 @@ static void timer_setup(void)
 		_exit(5);
 }
 
+static void late_setsid(void)
+{
+	spawn("g1", NULL);
+	setsid();
+}
+
 static void s1_setup(void)
 {
 	setsid();
@@ -431,10 +444,39 @@ static int pipeline(void)
 	return bad;
 }
 
+/* SHAPE "lostleader" (above): the root's part; never returns. */
+static void __attribute__((noreturn)) lost_leader(void)
+{
+	pid_t z1;
+
+	if (setsid() < 0)
+		_exit(5);
+	group_p1 = fork();
+	if (group_p1 < 0)
+		_exit(4);
+	if (group_p1 == 0) {
+		setpgid(0, 0);
+		pause(); /* the root's SIGKILL, once the others joined */
+		_exit(1);
+	}
+	setpgid(group_p1, group_p1); /* no race with p1's own call */
+	setpgid(spawn("p2", join_p1), group_p1);
+	z1 = fork();
+	if (z1 == 0) {
+		setpgid(0, group_p1);
+		_exit(5);
+	}
+	setpgid(z1, group_p1);
+	waitid(P_PID, (id_t)z1, &(siginfo_t){0}, WEXITED | WNOWAIT);
+	kill(group_p1, SIGKILL);
+	waitpid(group_p1, NULL, 0);
+	live("r", NULL, 0);
+}
+
 int main(int argc, char **argv)
 {
 	int nul = open("/dev/null", O_RDWR);
-	pid_t z[2];
+	pid_t z[3];
 
 	if (argc < 3 || nul < 0)
 		return 1;
@@ -459,8 +501,19 @@ int main(int argc, char **argv)
 			raise(SIGTERM);
 			_exit(1);
 		}
-		live("r", z, 2);
+		z[2] = fork();
+		if (z[2] == 0) {
+			raise(SIGKILL);
+			_exit(1);
+		}
+		live("r", z, 3);
 	}
+	if (!strcmp(argv[2], "latesetsid")) {
+		spawn("c1", late_setsid);
+		live("r", NULL, 0);
+	}
+	if (!strcmp(argv[2], "lostleader"))
+		lost_leader();
 	if (!strcmp(argv[2], "sessions")) {
 		spawn("s1", s1_setup);
 		group_p1 = spawn("p1", own_group);
