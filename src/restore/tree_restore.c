@@ -115,10 +115,11 @@ static int plan_unnamed(const Haul__Img__Tree *tr, char *why, size_t wl)
 	const Haul__Img__ProcessEntry *root = tr->procs[0];
 
 	if (root->pgid != root->pid && entry_of(tr, root->pgid) >= 0) {
-		snprintf(why, wl,
-			 "pid %d is in the group of its descendant %d in a session led outside "
-			 "haul's PID namespace; checkpoint from the namespace of its session leader",
-			 root->pid, root->pgid);
+		snprintf(
+			why, wl,
+			"pid %d is in the group of its descendant %d in a session led outside "
+			"haul's PID namespace; checkpoint from the namespace of its session leader",
+			root->pid, root->pgid);
 		return -EOPNOTSUPP;
 	}
 	for (size_t i = 1; i < tr->n_procs; i++) {
@@ -171,23 +172,26 @@ static int plan_ids(struct tree_rst *x, char *why, size_t wl)
 		ssize_t lead = entry_of(tr, e->pgid);
 
 		if (i && e->sid != e->pid && e->sid != tr->procs[par]->sid) {
-			snprintf(why, wl,
-				 "pid %d is in session %d, neither its own nor its parent %d's (the "
-				 "parent called setsid after forking it)",
-				 e->pid, e->sid, e->ppid);
+			snprintf(
+				why, wl,
+				"pid %d is in session %d, neither its own nor its parent %d's (the "
+				"parent called setsid after forking it)",
+				e->pid, e->sid, e->ppid);
 			return -EOPNOTSUPP;
 		}
 		if (e->sid == e->pid && e->pgid != e->pid) {
-			snprintf(why, wl, "pid %d is a session leader in group %d", e->pid, e->pgid);
+			snprintf(why, wl, "pid %d is a session leader in group %d", e->pid,
+				 e->pgid);
 			return -EOPNOTSUPP;
 		}
 		if (lead >= 0 || e->pgid == x->holder || target_pgid(tr, e) == root->pid)
 			continue;
 		if (e->sid != root->sid) {
-			snprintf(why, wl,
-				 "the process group %d of pid %d has its leader outside the tree and "
-				 "outside the root's session %d",
-				 e->pgid, e->pid, root->sid);
+			snprintf(
+				why, wl,
+				"the process group %d of pid %d has its leader outside the tree and "
+				"outside the root's session %d",
+				e->pgid, e->pid, root->sid);
 			return -EOPNOTSUPP;
 		}
 		if (!group_known(x, e->pgid))
