@@ -295,6 +295,13 @@ int injlog_hold(pid_t pid)
 	return 0;
 }
 
+bool injlog_owner_stopped(pid_t pid)
+{
+	if (g_log && g_log->pid == pid && g_log->depth > 0)
+		return !g_log->held;
+	return thread_state(pid, pid) == 'T';
+}
+
 void injlog_unhold(pid_t pid)
 {
 	if (!g_log || g_log->pid != pid || g_log->depth <= 0 || --g_log->depth > 0)

@@ -105,6 +105,12 @@ int injlog_hold(pid_t pid);
 int injlog_stop(pid_t pid);
 
 /*
+ * Whether @pid is in a group-stop of its owner's (job control), not ours:
+ * the journal's answer while it holds @pid, else its state (T).
+ */
+bool injlog_owner_stopped(pid_t pid);
+
+/*
  * Drop one hold of @pid; the last one continues it if we stopped it.
  * Every thread must be released first.
  */

@@ -69,13 +69,15 @@ static int wait_stopped(pid_t pid, int *status)
 	}
 }
 
-int rsys_wait_event_stop(pid_t pid)
+/* rsys_wait_event_stop, the stop's WSTOPSIG in *@sig. */
+static int wait_event_stop(pid_t pid, int *sig)
 {
 	for (;;) {
 		int status, ret = wait_stopped(pid, &status);
 
 		if (ret)
 			return ret;
+		*sig = WSTOPSIG(status);
 		if ((status >> 16) == PTRACE_EVENT_STOP)
 			return 0;
 		/*
@@ -86,6 +88,13 @@ int rsys_wait_event_stop(pid_t pid)
 		if (ptrace(PTRACE_CONT, pid, 0, is_signal_stop(status) ? WSTOPSIG(status) : 0) < 0)
 			return -errno;
 	}
+}
+
+int rsys_wait_event_stop(pid_t pid)
+{
+	int sig;
+
+	return wait_event_stop(pid, &sig);
 }
 
 int rsys_find_vdso_syscall(pid_t pid, uint64_t *addr)
@@ -262,10 +271,10 @@ int rsys_seize_start(pid_t pid)
 
 int rsys_seize_finish(struct rsys *r, pid_t pid, uint64_t sc_addr)
 {
-	int ret;
+	int ret, sig = 0;
 
 	memset(r, 0, sizeof(*r));
-	ret = rsys_wait_event_stop(pid);
+	ret = wait_event_stop(pid, &sig);
 	if (!ret)
 		ret = rsys_attach_stopped(r, pid, sc_addr);
 	if (ret) {
@@ -273,6 +282,7 @@ int rsys_seize_finish(struct rsys *r, pid_t pid, uint64_t sc_addr)
 		return ret;
 	}
 	r->seized = true;
+	r->stop_sig = sig;
 	return 0;
 }
 

@@ -44,6 +44,7 @@ struct rsys {
 	uint64_t call_ns;	       /* and the time they took, CLOCK_MONOTONIC */
 	uint64_t code_scratch;	       /* the scratch mapping rsys_batch_code judged, 0: none */
 	uint64_t code;		       /* its RSYS_BATCH_CODE, 0: batches run one call at a time */
+	int stop_sig; /* WSTOPSIG of the seize's event-stop: a group-stop's signal, else SIGTRAP */
 };
 
 /*

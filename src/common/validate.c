@@ -20,6 +20,7 @@
  * the restorer (restore/fd_validate.c, each kind its own part).
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -364,6 +365,10 @@ static int proc_check(const Haul__Img__ProcessState *ps, char *why, size_t n)
 		return fail(why, n, "umask: %#o", ps->umask);
 	if (ps->has_pdeathsig && ps->pdeathsig && !sig_ok((uint64_t)(int64_t)ps->pdeathsig))
 		return fail(why, n, "pdeathsig: signal %d (0..%d)", ps->pdeathsig, VAL_NSIG);
+	if (ps->has_job_stop_signal && ps->job_stop_signal && ps->job_stop_signal != SIGSTOP &&
+	    ps->job_stop_signal != SIGTSTP && ps->job_stop_signal != SIGTTIN &&
+	    ps->job_stop_signal != SIGTTOU)
+		return fail(why, n, "job_stop_signal: %d, not a stop signal", ps->job_stop_signal);
 	if (ps->has_nice && (ps->nice < -20 || ps->nice > 19))
 		return fail(why, n, "nice: %d (-20..19)", ps->nice);
 	if (ps->creds->n_groups > VAL_MAX_GROUPS)

@@ -327,6 +327,11 @@ int haul_mig_tree_seize(struct mig *m)
 			pr_debug("pid %d of the tree: seized in %.1f ms", m->pid,
 				 haul_now_ms() - t);
 	}
+	/* each was stopped by haul_mig_tree_stop unless its owner had it stopped */
+	for (size_t i = 0; i < m->nprocs && !ret; i++) {
+		haul_mig_select(m, i);
+		rst_seized_owner_stopped(m->seized, !m->procs[i].stopped);
+	}
 	haul_mig_select(m, 0);
 	if (!ret && m->nprocs && !m->cg.v2_freezer) {
 		ret = rst_mig_tree_unchanged(m->tree, m->res->why, sizeof(m->res->why));

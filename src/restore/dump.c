@@ -713,6 +713,14 @@ static int dump_main_thread(struct dump_ctx *c, struct rst_seized *s)
 	c->ps.has_syscall_restart = true;
 	c->ps.syscall_restart = r->in_syscall_restart;
 	c->ps.sigmask = r->sigmask;
+	if (s->owner_stopped) {
+		int sig = r->stop_sig;
+
+		/* the seize's event-stop names the group-stop's signal */
+		c->ps.has_job_stop_signal = true;
+		c->ps.job_stop_signal =
+			sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU ? sig : SIGSTOP;
+	}
 
 	iov.iov_base = c->xstate;
 	iov.iov_len = sizeof(c->xstate);

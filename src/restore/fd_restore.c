@@ -49,7 +49,7 @@ int rst_fd_park(struct rst_target *t, struct rst_fd_rctx *x, int fd, int *out)
 /*
  * The name under which deleted file @f can be opened now: recreated by its
  * first FileObject (fd_ghost.c), the same name for every later one of
- * that inode.
+ * that inode; in a tree, the file an earlier process recreated.
  */
 static int ghost_path(struct rst_fd_rctx *x, const Haul__Img__FileObject *f, char *path,
 		      size_t plen)
@@ -63,6 +63,8 @@ static int ghost_path(struct rst_fd_rctx *x, const Haul__Img__FileObject *f, cha
 			snprintf(path, plen, "%s", x->ghosts[i].path);
 			return 0;
 		}
+	if (rst_share_ghost(gf->dev, gf->ino, path, plen))
+		return 0;
 	if (!gf->has_content)
 		return -EBADMSG; /* the image names an inode it carries nowhere */
 	ret = rst_ghost_create(f, path, plen);

@@ -104,6 +104,12 @@ bool rst_dump_prep_fast(const struct rst_dump_prep *p);
 void rst_dump_prep_free(struct rst_dump_prep *p);
 /* Detach (the process resumes, or stays frozen if its cgroup is frozen). NULL is a no-op. */
 void rst_release(struct rst_seized *s);
+/*
+ * Whether @s was stopped by its owner (job control) before haul: its image
+ * keeps it stopped.  rst_seize() reads it from the state before its own
+ * hold; a caller that group-stopped it itself first says so here.
+ */
+void rst_seized_owner_stopped(struct rst_seized *s, bool stopped);
 /* Kill the seized process (it never runs again) and forget it. NULL is a no-op. */
 void rst_kill_seized(struct rst_seized *s);
 /*

@@ -32,6 +32,7 @@ struct rst_seized {
 	struct rsys *thr;	      /* thr[0] is the main thread */
 	struct user_regs_struct *raw; /* registers as stopped, before rsys rewound them */
 	bool held;		      /* injlog_hold() group-stopped it for the injection */
+	bool owner_stopped;	      /* in its owner's group-stop before ours (job control) */
 };
 
 /*

@@ -168,6 +168,7 @@ int rst_seize(pid_t pid, struct rst_seized **out)
 		ret = -ENOMEM;
 		goto out;
 	}
+	s->owner_stopped = injlog_owner_stopped(pid);
 	/* the group-stop that keeps it off injected registers if we die (injlog.h) */
 	ret = injlog_hold(pid);
 	if (ret)
@@ -189,6 +190,11 @@ out:
 	}
 	*out = s;
 	return 0;
+}
+
+void rst_seized_owner_stopped(struct rst_seized *s, bool stopped)
+{
+	s->owner_stopped = stopped;
 }
 
 void rst_release(struct rst_seized *s)

@@ -82,12 +82,24 @@ struct rst_target {
 	size_t npresock;
 	/* forked with CLONE_FILES (target_fork.c): its fds are its parent's, restored there */
 	bool files_shared;
+	/* the signal that stops it again as it runs (job control at the dump), 0: none */
+	int job_stop;
 	/* target_boost.c: SCHED_FIFO during the resume, and what to go back to */
 	struct rst_boost {
 		bool self, stub;
 		struct haul_sched_attr self_saved, stub_saved;
 	} boost;
 };
+
+/*
+ * target_jobstop.c: rst_job_stop_signal: the signal that stops a process
+ * of state @ps again (0: it was running); rst_job_stop_send: queue
+ * t->job_stop, before the threads are detached; rst_job_stop_check: after
+ * the detach, SIGSTOP if it did not stop (dropped in an orphaned group).
+ */
+int rst_job_stop_signal(const Haul__Img__ProcessState *ps);
+void rst_job_stop_send(struct rst_target *t);
+void rst_job_stop_check(struct rst_target *t);
 
 /* A shmem object made in the stub (shm_restore.c). */
 struct rst_tshm {

@@ -639,6 +639,7 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 			 (int)t->o.pid);
 		return -EINVAL;
 	}
+	t->job_stop = rst_job_stop_signal(ps);
 	t->batch_singly = rst_batch_sigtrap_taken(ps);
 	if (t->batch_singly)
 		pr_debug("pid %d ignores SIGTRAP or has one queued: its batches of injected calls "
@@ -755,6 +756,8 @@ static int run(struct rst_target *t, char *why, size_t wl)
 		return ret;
 	}
 	t->resumed = true;
+	if (t->job_stop)
+		rst_job_stop_send(t);
 	for (size_t i = 0; i < t->nthr; i++)
 		if (ptrace(PTRACE_DETACH, t->thr[i].pid, 0, 0) < 0)
 			pr_warn("cannot detach thread %d of restored pid %d: %s", t->thr[i].pid,
@@ -766,6 +769,8 @@ static int run(struct rst_target *t, char *why, size_t wl)
 		return ret;
 	}
 	t->seized = false;
+	if (t->job_stop && t->job_stop != SIGSTOP)
+		rst_job_stop_check(t);
 	return 0;
 }
 

@@ -176,6 +176,13 @@ void rst_share_restore_set(const struct rst_share_rst *s);
 /* The tree being restored by this thread (rst_share_restore_set), or NULL. */
 const struct rst_share_rst *rst_share_current(void);
 bool rst_share_known(uint32_t id);
+/*
+ * A name that opens the deleted file (@dev, @ino of the source) a process
+ * whose fds exist recreated: "/proc/PID/fd/N" of its fd of it (a new open
+ * file description of that inode: two opens of one deleted file stay one
+ * file).  false: none did; the caller recreates it.
+ */
+bool rst_share_ghost(uint64_t dev, uint64_t ino, char *path, size_t plen);
 int rst_share_import(struct rst_target *t, int park, const Haul__Img__FileObject *f,
 		     const Haul__Img__FdEntry *e, char *why, size_t wl);
 /*

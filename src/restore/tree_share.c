@@ -23,6 +23,8 @@
  * that process: a new open file description of the same pipe, in the
  * direction and mode of the image (a pipe end carries no offset); its
  * buffered bytes were written once, by the process that made the pipe.
+ * A deleted file another process recreated is opened the same way, so
+ * two opens of one deleted file (a parent's and a child's) stay one inode.
  * A unix pair whose ends are in two processes is made by the first
  * (fd_unix_tree.c, which rst_share_restore_set starts and ends); a
  * listener a done process restored is lent to a later one for the
@@ -191,6 +193,22 @@ static bool find_holder(uint32_t id, uint64_t pipe_id, pid_t *pid, int *fd)
 			}
 			*pid = cur->pid[j];
 			*fd = e->fd;
+			return true;
+		}
+	return false;
+}
+
+bool rst_share_ghost(uint64_t dev, uint64_t ino, char *path, size_t plen)
+{
+	for (size_t j = 0; cur && j < cur->n; j++)
+		for (size_t i = 0; i < cur->ps[j]->n_fds; i++) {
+			const Haul__Img__FdEntry *e = cur->ps[j]->fds[i];
+			const Haul__Img__FileObject *f = file_anywhere(e->file_id);
+
+			if (!f || f->kind != HAUL__IMG__FD_KIND__FD_DELETED || !f->ghost ||
+			    f->ghost->dev != dev || f->ghost->ino != ino)
+				continue;
+			snprintf(path, plen, "/proc/%d/fd/%d", (int)cur->pid[j], e->fd);
 			return true;
 		}
 	return false;

@@ -208,25 +208,29 @@ Test(mig_tree, zombies_keep_their_exit_status_for_the_migrated_parent, .fini = t
 	struct ids before[1];
 	char path[256];
 	const char *s;
-	int pid1 = 0, st1 = 0, pid2 = 0, st2 = 0;
+	int pid1 = 0, st1 = 0, pid2 = 0, st2 = 0, pid3 = 0, st3 = 0;
 
 	th_mig_setup(&M, 0);
 	start_tree("zombie", names, 1);
 	before[0] = last_ids("r");
 	cr_assert_eq(migrate(extra, 90000), 0, "haul migrate of a tree with zombies failed");
 	assert_tree_runs(names, 1, before, false);
-	cr_assert_eq(th_mig_json(&M, "processes"), 3);
+	cr_assert_eq(th_mig_json(&M, "processes"), 4);
 	touch("reap");
-	cr_assert(wait_lines("r", "reaped", 2, 5000), "the migrated root did not reap");
+	cr_assert(wait_lines("r", "reaped", 3, 5000), "the migrated root did not reap");
 	snprintf(path, sizeof(path), "%s/r.out", dir);
 	s = strstr(th_slurp_lines(path), "reaped");
 	cr_assert(s && sscanf(s, "reaped %d status %d", &pid1, &st1) == 2);
 	s = strstr(s + 1, "reaped");
 	cr_assert(s && sscanf(s, "reaped %d status %d", &pid2, &st2) == 2);
+	s = strstr(s + 1, "reaped");
+	cr_assert(s && sscanf(s, "reaped %d status %d", &pid3, &st3) == 2);
 	cr_expect(pid1 > 0 && WIFEXITED(st1) && WEXITSTATUS(st1) == 42,
 		  "the first zombie was reaped as %d with status %#x", pid1, st1);
 	cr_expect(pid2 > 0 && WIFSIGNALED(st2) && WTERMSIG(st2) == SIGTERM,
 		  "the second zombie was reaped as %d with status %#x", pid2, st2);
+	cr_expect(pid3 > 0 && WIFSIGNALED(st3) && WTERMSIG(st3) == SIGKILL,
+		  "the third zombie was reaped as %d with status %#x", pid3, st3);
 }
 
 Test(mig_tree, sessions_and_groups_come_back_as_they_were, .fini = teardown, .timeout = 120)

@@ -376,6 +376,65 @@ Test(rst_tree, a_refused_child_is_named_and_every_process_runs_on, .timeout = 12
 	refused_and_running("timer", names, 3);
 }
 
+Test(rst_tree, a_child_stopped_by_job_control_comes_back_stopped_by_the_same_signal, .timeout = 120)
+{
+	static const char *const names[] = {"r"};
+	struct ids before[1];
+	char dir[256], path[512];
+	struct rst_target *t;
+	const char *last;
+	int n, ran;
+
+	make_dir(dir, sizeof(dir), "jobstop");
+	t = cycle(dir, "jobstop", names, 1, RST_PIDNS_ALWAYS, before);
+	ran = count_lines(dir, "s1", "ran");
+	n = count_lines(dir, "r", "tick");
+	wait_lines(dir, "r", "tick", n + 10);
+	snprintf(path, sizeof(path), "%s/r.out", dir);
+	last = th_last_line(th_slurp(path));
+	/* its parent's wait reports the stop, by SIGTSTP as on the source */
+	cr_expect(strstr(last, "stopsig 20") != NULL, "the root's wait for s1 says: %s", last);
+	cr_expect_eq(count_lines(dir, "s1", "ran"), ran, "s1 ran after the restore (%d lines, %d)",
+		     count_lines(dir, "s1", "ran"), ran);
+	finish(dir, t);
+}
+
+/* Wait until the root's last tick says the shared deleted file is bigger than @than. */
+static long long ghost_size_past(const char *dir, long long than)
+{
+	char path[512];
+	long long sz = -1;
+
+	snprintf(path, sizeof(path), "%s/r.out", dir);
+	for (int i = 0; i < 300; i++) {
+		const char *g = strstr(th_last_line(th_slurp(path)), "ghost ");
+
+		if (g && sscanf(g, "ghost %lld", &sz) == 1 && sz > than)
+			return sz;
+		usleep(10 * 1000);
+	}
+	return sz;
+}
+
+Test(rst_tree, two_opens_of_one_deleted_file_in_parent_and_child_stay_one_file, .timeout = 120)
+{
+	static const char *const names[] = {"r", "c1"};
+	struct ids before[2];
+	char dir[256];
+	struct rst_target *t;
+	long long at;
+
+	make_dir(dir, sizeof(dir), "ghost");
+	t = cycle(dir, "ghost", names, 2, RST_PIDNS_ALWAYS, before);
+	at = ghost_size_past(dir, 0);
+	cr_assert_gt(at, 0, "the root never saw c1's lines in the deleted file");
+	/* c1 appends on through its fd, the root sees them through its own */
+	cr_expect_gt(ghost_size_past(dir, at), at,
+		     "c1's lines no longer reach the root's fd of the deleted file (%lld bytes)",
+		     at);
+	finish(dir, t);
+}
+
 /* The restore could not rebuild g1's session: refused before the tree is killed. */
 Test(rst_tree, a_session_the_restore_cannot_rebuild_is_refused_at_the_checkpoint, .timeout = 120)
 {

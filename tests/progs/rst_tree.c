@@ -16,6 +16,14 @@
  * SHAPE "latesetsid": the root forks c1, which forks g1 and then calls
  *   setsid(): g1 is left in a session neither its own nor its parent's
  *   (refused by name).
+ * SHAPE "jobstop": the root forks s1 (a group of its own), which writes a
+ *   line to DIR/s1.out every ~2 ms, and stops it with SIGTSTP (job control, as a shell's ^Z);
+ *   the root's ticks end in "stopsig N", the stop signal its wait
+ *   reports for s1 (0: not stopped).  At DIR/stop it continues s1.
+ * SHAPE "ghost": the root opens DIR/ghost.dat twice (two open file
+ *   descriptions of one inode), deletes it and forks c1, which keeps one
+ *   and appends a line to it every tick; the root keeps the other, and its
+ *   ticks end in "ghost N", the file's size through its own fd.
  * SHAPE "sessions": the root (in its parent's session and group) forks
  *   s1, which calls setsid() and forks s2 (setpgid(0, 0): a group of its
  *   own in s1's session) and s3 (stays in s1's group); the root also forks
@@ -72,6 +80,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -127,6 +136,39 @@ static uint64_t seed_of(const char *name)
 	return h;
 }
 
+static pid_t job_stopped;
+static int ghost_wr = -1, ghost_rd = -1; /* SHAPE "ghost": c1 writes, the root reads */
+
+/* SHAPE "jobstop": s1's life, a line every ~2 ms until DIR/stop. */
+static void __attribute__((noreturn)) busy_lines(const char *name)
+{
+	char path[4096];
+	int fd;
+	long n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s.out", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+	if (fd < 0)
+		_exit(2);
+	while (!exists("stop")) {
+		struct timespec ts = {0, 2 * 1000 * 1000};
+
+		say(fd, "ran", ++n, "ok");
+		nanosleep(&ts, NULL);
+	}
+	_exit(0);
+}
+
+/* The stop signal its wait reports for the job-stopped child, 0: none. */
+static int stop_signal_of(pid_t pid)
+{
+	siginfo_t in = {0};
+
+	if (waitid(P_PID, (id_t)pid, &in, WNOWAIT | WSTOPPED | WNOHANG) < 0 || in.si_pid != pid)
+		return 0;
+	return in.si_code == CLD_STOPPED ? in.si_status : 0;
+}
+
 /* The life of one process: pattern, ticks, then reap and exit at DIR/stop. */
 static void __attribute__((noreturn)) live(const char *name, const pid_t *zombies, int nz)
 {
@@ -169,6 +211,20 @@ static void __attribute__((noreturn)) live(const char *name, const pid_t *zombie
 			snprintf(tail, sizeof(tail), "%s sigio %d", bad ? "BAD" : "ok",
 				 (int)sigios);
 			say(fd, "tick", tick, tail);
+		} else if (ghost_rd >= 0) {
+			char tail[64];
+			struct stat st = {0};
+
+			fstat(ghost_rd, &st);
+			snprintf(tail, sizeof(tail), "%s ghost %lld", bad ? "BAD" : "ok",
+				 (long long)st.st_size);
+			say(fd, "tick", tick, tail);
+		} else if (job_stopped) {
+			char tail[64];
+
+			snprintf(tail, sizeof(tail), "%s stopsig %d", bad ? "BAD" : "ok",
+				 stop_signal_of(job_stopped));
+			say(fd, "tick", tick, tail);
 		} else if (thread_ticks) {
 			char tail[64];
 
@@ -177,6 +233,13 @@ static void __attribute__((noreturn)) live(const char *name, const pid_t *zombie
 			say(fd, "tick", tick, tail);
 		} else {
 			say(fd, "tick", tick, bad ? "BAD" : "ok");
+		}
+		if (ghost_wr >= 0) {
+			char line[64];
+			int n = snprintf(line, sizeof(line), "%s %ld\n", name, tick);
+
+			if (write(ghost_wr, line, n) != n)
+				_exit(3);
 		}
 		if (shared_fd >= 0) {
 			char line[64];
@@ -208,6 +271,8 @@ static void __attribute__((noreturn)) live(const char *name, const pid_t *zombie
 		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 			;
 	}
+	if (job_stopped)
+		kill(job_stopped, SIGCONT);
 	while (wait(NULL) > 0 || errno == EINTR)
 		;
 	_exit(0);
@@ -507,6 +572,39 @@ int main(int argc, char **argv)
 			_exit(1);
 		}
 		live("r", z, 3);
+	}
+	if (!strcmp(argv[2], "ghost")) {
+		char path[4096];
+
+		snprintf(path, sizeof(path), "%s/ghost.dat", dir);
+		ghost_rd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+		ghost_wr = open(path, O_RDWR, 0644);
+		if (ghost_rd < 0 || ghost_wr < 0 || unlink(path) < 0)
+			return 1;
+		if (fork() == 0) {
+			close(ghost_rd);
+			ghost_rd = -1;
+			live("c1", NULL, 0);
+		}
+		close(ghost_wr);
+		ghost_wr = -1;
+		live("r", NULL, 0);
+	}
+	if (!strcmp(argv[2], "jobstop")) {
+		siginfo_t in;
+
+		/* a group of its own, led from the root's: not orphaned, so SIGTSTP stops it */
+		job_stopped = fork();
+		if (job_stopped == 0) {
+			setpgid(0, 0);
+			busy_lines("s1");
+		}
+		setpgid(job_stopped, job_stopped);
+		while (!exists("s1.out"))
+			pause_ms(1);
+		kill(job_stopped, SIGTSTP);
+		waitid(P_PID, (id_t)job_stopped, &in, WNOWAIT | WSTOPPED);
+		live("r", NULL, 0);
 	}
 	if (!strcmp(argv[2], "latesetsid")) {
 		spawn("c1", late_setsid);

@@ -4,6 +4,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -270,6 +271,14 @@ Test(val, each_bad_process_state_field_is_named)
 	s.ps.has_pdeathsig = true;
 	s.ps.pdeathsig = 77;
 	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+	pstate_init(&s);
+	/* a job-control stop is restored with kill(): only a signal that stops */
+	s.ps.has_job_stop_signal = true;
+	s.ps.job_stop_signal = SIGKILL;
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
+	cr_assert(strstr(why, "job_stop_signal"), "%s", why);
+	s.ps.job_stop_signal = SIGTTOU;
+	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), 0, "%s", why);
 	pstate_init(&s);
 	s.ps.auxv.len = 24;
 	cr_assert_eq(val_process_state(&s.ps, why, sizeof(why)), -EBADMSG);
