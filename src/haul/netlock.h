@@ -98,7 +98,9 @@ bool haul_net_covers(int family, const uint8_t *net, int prefix, const uint8_t *
  * address is neither among @moved nor among @target (the target's own
  * addresses, ADDR/PREFIX, as it reported them).  -EADDRNOTAVAIL with @why
  * naming the first such socket and what to do; 0 when all are there.
- * Loopback sockets move along with any target.
+ * Loopback sockets move along with any target; but a connection on
+ * loopback whose other end is not one of @t (a process that stays here)
+ * has no peer there: -EADDRNOTAVAIL naming it and the remedy.
  */
 int haul_net_check_local(const struct haul_net_tuple *t, size_t n,
 			 const struct haul_net_addr *moved, size_t nmoved,

@@ -603,11 +603,16 @@ bool haul_net_covers(int family, const uint8_t *net, int prefix, const uint8_t *
 
 /* ---- the local-address check ------------------------------------------------- */
 
-static bool is_loopback(const struct haul_net_tuple *t)
+static bool is_loopback_addr(int family, const uint8_t *a)
 {
 	static const uint8_t lo6[16] = {[15] = 1};
 
-	return t->family == AF_INET ? t->laddr[0] == 127 : !memcmp(t->laddr, lo6, 16);
+	return family == AF_INET ? a[0] == 127 : !memcmp(a, lo6, 16);
+}
+
+static bool is_loopback(const struct haul_net_tuple *t)
+{
+	return is_loopback_addr(t->family, t->laddr);
 }
 
 static bool addr_in(const struct haul_net_tuple *t, const struct haul_net_addr *v, size_t n)
@@ -617,6 +622,40 @@ static bool addr_in(const struct haul_net_tuple *t, const struct haul_net_addr *
 		    !memcmp(v[i].addr, t->laddr, t->family == AF_INET ? 4 : 16))
 			return true;
 	return false;
+}
+
+/* Whether the other end of connection @c is one of @t's sockets. */
+static bool peer_in(const struct haul_net_tuple *c, const struct haul_net_tuple *t, size_t n)
+{
+	size_t alen = c->family == AF_INET ? 4 : 16;
+
+	for (size_t i = 0; i < n; i++)
+		if (t[i].family == c->family && t[i].proto == c->proto && t[i].lport == c->rport &&
+		    t[i].rport == c->lport && !memcmp(t[i].laddr, c->raddr, alen) &&
+		    !memcmp(t[i].raddr, c->laddr, alen))
+			return true;
+	return false;
+}
+
+/* A connection on loopback to a process that stays here: @why names it. */
+static int check_loopback_peer(const struct haul_net_tuple *t, size_t n, char *why, size_t wl)
+{
+	for (size_t i = 0; i < n; i++) {
+		char ts[HAUL_NET_TEXT];
+
+		if (!t[i].rport || !is_loopback_addr(t[i].family, t[i].raddr) ||
+		    peer_in(&t[i], t, n))
+			continue;
+		haul_net_tuple_str(&t[i], ts, sizeof(ts));
+		snprintf(why, wl,
+			 "fd %d of pid %d: %s: its peer is a process on this host's loopback that "
+			 "does not move (loopback does not reach another host); migrate that "
+			 "process along (a common parent, or --cgroup), or have it connect over "
+			 "a moved address",
+			 t[i].fd, (int)t[i].pid, ts);
+		return -EADDRNOTAVAIL;
+	}
+	return 0;
 }
 
 int haul_net_check_local(const struct haul_net_tuple *t, size_t n,
@@ -639,5 +678,5 @@ int haul_net_check_local(const struct haul_net_tuple *t, size_t n,
 			 t[i].fd, ts, as, as, as, prefix);
 		return -EADDRNOTAVAIL;
 	}
-	return 0;
+	return check_loopback_peer(t, n, why, wl);
 }

@@ -96,6 +96,26 @@ int rst_inet_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Im
  * with *@step naming the step that failed.
  */
 int rst_tcp_steps(int sfd, const Haul__Img__InetSocket *s, const char **step);
+/*
+ * fd_tcp.c: the end of a connection's repair, on @sfd with its window set:
+ * rst_tcp_leave_repair (TCP_REPAIR off, SO_REUSEADDR again), then
+ * rst_tcp_after_repair (the never-sent bytes, our FIN after them, the
+ * peer's FIN).  0 or -errno with *@step.
+ */
+int rst_tcp_leave_repair(int sfd, const Haul__Img__InetSocket *s, const char **step);
+int rst_tcp_after_repair(int sfd, const Haul__Img__InetSocket *s, const char **step);
+/*
+ * fd_tcp_local.c: rst_tcp_defer keeps a copy of @sfd and of @s when the
+ * peer is on this host (1), for rst_tcp_deferred_finish (target_resume.c,
+ * before the first process of the restore runs: every socket of it
+ * exists); 0: not deferred, finish it now; -errno.  The list is this
+ * thread's (one restore); rst_tcp_deferred_drop forgets it (a failed
+ * restore).  rst_tcp_deferred_finish: 0 or -errno with @why naming the
+ * connection.
+ */
+int rst_tcp_defer(int sfd, const Haul__Img__InetSocket *s);
+int rst_tcp_deferred_finish(char *why, size_t wl);
+void rst_tcp_deferred_drop(void);
 
 /*
  * The validate hook of the three kinds: @f's inet part is a socket this

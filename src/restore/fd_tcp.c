@@ -26,7 +26,10 @@
  * sent data, retransmitted when not acknowledged); TCP_REPAIR_WINDOW;
  * TCP_REPAIR off (a window probe goes out); SO_REUSEADDR again (leaving
  * repair mode clears it); the never-sent bytes written normally; the other
- * options.  Half-closed connections: the peer's FIN (CLOSE_WAIT, LAST_ACK,
+ * options.  A connection whose peer is on this host (loopback, or its own
+ * address) stays in repair mode until every process of the restore is
+ * ready (fd_tcp_local.c): its peer socket may not exist yet, and the
+ * window probe would be answered by a RST.  Half-closed connections: the peer's FIN (CLOSE_WAIT, LAST_ACK,
  * CLOSING) is counted in rcv_nxt, so the receive queue is written to end
  * there and shutdown(SHUT_RD) makes reads end after it (nothing is sent);
  * our FIN (FIN_WAIT1/2, LAST_ACK, CLOSING) is queued again by
@@ -478,6 +481,15 @@ static int repair_options(int sfd, const Haul__Img__TcpRepair *r)
 }
 
 /* The connection of @s on @sfd, in repair mode, then out of it. */
+/* SO_REUSEADDR as carried (leaving repair mode cleared it). */
+static int reuse_again(int sfd, const Haul__Img__InetSocket *s)
+{
+	for (size_t i = 0; i < s->n_opts; i++)
+		if (s->opts[i]->level == SOL_SOCKET && s->opts[i]->name == SO_REUSEADDR)
+			return set_int(sfd, SOL_SOCKET, SO_REUSEADDR, s->opts[i]->value);
+	return 0;
+}
+
 static int restore_conn(int sfd, const Haul__Img__InetSocket *s, const char **step)
 {
 	const Haul__Img__TcpRepair *r = s->tcp;
@@ -527,9 +539,30 @@ static int restore_conn(int sfd, const Haul__Img__InetSocket *s, const char **st
 	*step = "window";
 	if (setsockopt(sfd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, sizeof(w)) < 0)
 		return -errno;
+	/* a peer on this host may not exist yet: the rest once every process is ready */
+	*step = "keeping it for the end of the restore";
+	ret = rst_tcp_defer(sfd, s);
+	if (ret)
+		return ret < 0 ? ret : 0;
+	ret = rst_tcp_leave_repair(sfd, s, step);
+	return ret ? ret : rst_tcp_after_repair(sfd, s, step);
+}
+
+int rst_tcp_leave_repair(int sfd, const Haul__Img__InetSocket *s, const char **step)
+{
 	*step = "leaving repair mode";
 	if (set_int(sfd, IPPROTO_TCP, TCP_REPAIR, REPAIR_OFF))
 		return -errno;
+	*step = "options";
+	return reuse_again(sfd, s);
+}
+
+int rst_tcp_after_repair(int sfd, const Haul__Img__InetSocket *s, const char **step)
+{
+	const Haul__Img__TcpRepair *r = s->tcp;
+	size_t sent = r->send_queue.len - r->unsent;
+	int ret;
+
 	*step = "unsent bytes";
 	ret = fill(sfd, -1, r->send_queue.data + sent, r->unsent);
 	/* Our FIN not sent yet: it follows the unsent bytes, as it would have. */
@@ -539,15 +572,6 @@ static int restore_conn(int sfd, const Haul__Img__InetSocket *s, const char **st
 	if (!ret && r->peer_fin && shutdown(sfd, SHUT_RD) < 0)
 		ret = -errno;
 	return ret;
-}
-
-/* SO_REUSEADDR as carried (leaving repair mode cleared it). */
-static int reuse_again(int sfd, const Haul__Img__InetSocket *s)
-{
-	for (size_t i = 0; i < s->n_opts; i++)
-		if (s->opts[i]->level == SOL_SOCKET && s->opts[i]->name == SO_REUSEADDR)
-			return set_int(sfd, SOL_SOCKET, SO_REUSEADDR, s->opts[i]->value);
-	return 0;
 }
 
 int rst_tcp_steps(int sfd, const Haul__Img__InetSocket *s, const char **step)

@@ -82,6 +82,7 @@
 #include "common/validate.h"
 #include "common/vma.h"
 #include "restore/ctr.h"
+#include "restore/fd_inet.h"
 #include "restore/restore.h"
 #include "restore/restore_int.h"
 #include "restore/target_int.h"
@@ -774,6 +775,9 @@ fail:
 
 int rst_target_kill(struct rst_target *t)
 {
+	/* a failed restore: its connections kept in repair mode go too (fd_tcp_local.c) */
+	if (!t->resumed)
+		rst_tcp_deferred_drop();
 	if (t->pidfd < 0)
 		return -ESRCH;
 	if (syscall(SYS_pidfd_send_signal, t->pidfd, SIGKILL, NULL, 0) < 0)

@@ -41,6 +41,7 @@
 #include "common/validate.h"
 #include "common/vma.h"
 #include "restore/restore.h"
+#include "restore/fd_inet.h"
 #include "restore/fd_int.h"
 #include "restore/res_int.h"
 #include "restore/ctr.h"
@@ -748,6 +749,11 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 static int run(struct rst_target *t, char *why, size_t wl)
 {
 	int ret;
+
+	/* connections between sockets of this restore: every one exists now (fd_tcp_local.c) */
+	ret = rst_tcp_deferred_finish(why, wl);
+	if (ret)
+		return ret;
 
 	/* M stops guarding: from here the process lives on without us (a forked one has no M). */
 	if (t->ctl >= 0 && write(t->ctl, "R", 1) != 1) {

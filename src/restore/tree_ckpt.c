@@ -12,7 +12,9 @@
  * page store, the tree (tree_img.c) beside them, every store committed and
  * the image switched in at once (imgdir.c).  Without --leave-running the
  * processes are killed, leaves first, only once the image is durable; a
- * failure releases every one of them untouched.
+ * failure releases every one of them untouched.  The dump leaves each TCP
+ * connection in repair mode (fd_tcp.c): closed so after the kill, taken
+ * out of it before the processes run on.
  *
  * Memory is read while stopped (no tracker rounds): the stop grows with
  * the memory of the whole tree.
@@ -414,6 +416,8 @@ static int write_image(struct rst_tree *t, const char *dir, bool leave_running, 
 		goto out;
 	rst_imgdir_fault(fault, "staged");
 	if (leave_running) {
+		/* everything is staged: out of repair mode, and on it runs */
+		rst_tcp_hold_end(true);
 		for (size_t i = 0; i < t->n; i++)
 			release_one(&t->p[i]);
 		st->frozen_ns = now_ns() - st->frozen_ns;
@@ -483,11 +487,15 @@ int rst_tree_checkpoint(pid_t pid, const char *dir, bool leave_running, const ch
 		}
 	}
 	if (!leave_running)
+		rst_tcp_hold_end(false); /* their sockets closed in repair mode: nothing sent */
+	if (!leave_running)
 		st->frozen_ns = now_ns() - st->frozen_ns;
 	st->total_ns = now_ns() - t0;
 	pr_info("checkpointed pid %d with %zu descendants (%zu zombies)", t.p[0].pid, t.n - 1,
 		t.n - live);
 out:
+	/* connections out of repair mode while their processes are still stopped */
+	rst_tcp_hold_end(true);
 	for (size_t i = 0; i < t.n; i++)
 		release_one(&t.p[i]);
 	rst_precheck_tree(NULL, 0);

@@ -435,6 +435,70 @@ Test(rst_tree, two_opens_of_one_deleted_file_in_parent_and_child_stay_one_file, 
 	finish(dir, t);
 }
 
+/* The echo count on the last line of DIR/c1.out (-1: none). */
+static long echoes(const char *dir)
+{
+	char path[512];
+	const char *e;
+	long n = -1;
+
+	snprintf(path, sizeof(path), "%s/c1.out", dir);
+	e = strstr(th_last_line(th_slurp(path)), "echo ");
+	if (e)
+		sscanf(e, "echo %ld", &n);
+	return n;
+}
+
+/* Both ends restored, neither meeting a closed port on the way (fd_tcp_local.c). */
+Test(rst_tree, tcp_connections_between_parent_and_child_on_loopback_carry_on, .timeout = 120)
+{
+	static const char *const names[] = {"r", "c1"};
+	struct ids before[2];
+	char dir[256];
+	struct rst_target *t;
+	long at;
+	int n;
+
+	make_dir(dir, sizeof(dir), "loopback");
+	t = cycle(dir, "loopback", names, 2, RST_PIDNS_ALWAYS, before);
+	at = echoes(dir);
+	n = count_lines(dir, "c1", "tick");
+	wait_lines(dir, "c1", "tick", n + 10);
+	cr_expect_gt(echoes(dir), at, "no round trip on loopback after the restore (%ld)", at);
+	cr_expect_eq(count_lines(dir, "c1", "BAD"), 0, "c1's connections failed");
+	cr_expect_eq(count_lines(dir, "r", "BAD"), 0, "the root's connections failed");
+	finish(dir, t);
+}
+
+/* --leave-running: the connections the dump put in repair mode carry on after it. */
+Test(rst_tree, tcp_connections_on_loopback_carry_on_after_a_checkpoint_that_leaves_them_running,
+     .timeout = 120)
+{
+	const char *bin = getenv("HAUL_BIN") ? getenv("HAUL_BIN") : "build/haul";
+	char dir[256], out[512], cmd[1200];
+	const char *args[] = {dir, "loopback", NULL};
+	int status, n;
+	long at;
+	pid_t pid;
+
+	make_dir(dir, sizeof(dir), "loopleave");
+	snprintf(out, sizeof(out), "%s/spawn.out", dir);
+	pid = th_spawn_prog(out, "rst_tree", args);
+	wait_lines(dir, "c1", "tick", 3);
+	snprintf(cmd, sizeof(cmd), "%s checkpoint %d --images %s/images --leave-running", bin,
+		 (int)pid, dir);
+	cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+	at = echoes(dir);
+	n = count_lines(dir, "c1", "tick");
+	wait_lines(dir, "c1", "tick", n + 10);
+	cr_expect_gt(echoes(dir), at, "no round trip after the checkpoint (%ld)", at);
+	cr_expect_eq(count_lines(dir, "c1", "BAD") + count_lines(dir, "r", "BAD"), 0,
+		     "a connection failed after the checkpoint");
+	th_tree_touch(dir, "stop");
+	cr_expect_eq(waitpid(pid, &status, 0), pid);
+	finish_dir(dir);
+}
+
 /* The restore could not rebuild g1's session: refused before the tree is killed. */
 Test(rst_tree, a_session_the_restore_cannot_rebuild_is_refused_at_the_checkpoint, .timeout = 120)
 {

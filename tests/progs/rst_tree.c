@@ -24,6 +24,10 @@
  *   descriptions of one inode), deletes it and forks c1, which keeps one
  *   and appends a line to it every tick; the root keeps the other, and its
  *   ticks end in "ghost N", the file's size through its own fd.
+ * SHAPE "loopback": the root listens on 127.0.0.1 and on ::1 and forks c1,
+ *   which connects to both; every tick c1 sends a byte on each connection
+ *   and reads it back, which the root echoes: c1's ticks end in "echo N",
+ *   the round trips so far (a connection error makes the tick BAD).
  * SHAPE "sessions": the root (in its parent's session and group) forks
  *   s1, which calls setsid() and forks s2 (setpgid(0, 0): a group of its
  *   own in s1's session) and s3 (stays in s1's group); the root also forks
@@ -72,6 +76,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -80,6 +85,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -137,6 +143,9 @@ static uint64_t seed_of(const char *name)
 }
 
 static pid_t job_stopped;
+static int lo_fd[2] = {-1, -1}; /* SHAPE "loopback": the two connections */
+static int lo_client;		/* c1: send and read back; the root: echo */
+static long lo_echoes;
 static int ghost_wr = -1, ghost_rd = -1; /* SHAPE "ghost": c1 writes, the root reads */
 
 /* SHAPE "jobstop": s1's life, a line every ~2 ms until DIR/stop. */
@@ -167,6 +176,28 @@ static int stop_signal_of(pid_t pid)
 	if (waitid(P_PID, (id_t)pid, &in, WNOWAIT | WSTOPPED | WNOHANG) < 0 || in.si_pid != pid)
 		return 0;
 	return in.si_code == CLD_STOPPED ? in.si_status : 0;
+}
+
+/* SHAPE "loopback": one tick's traffic on both connections; 0, or -1 on an error. */
+static int loopback_tick(void)
+{
+	for (int i = 0; i < 2; i++) {
+		char c = 'x';
+		ssize_t n;
+
+		if (lo_client) {
+			if (write(lo_fd[i], &c, 1) != 1 || read(lo_fd[i], &c, 1) != 1)
+				return -1;
+			lo_echoes++;
+			continue;
+		}
+		while ((n = recv(lo_fd[i], &c, 1, MSG_DONTWAIT)) == 1)
+			if (write(lo_fd[i], &c, 1) != 1)
+				return -1;
+		if (n == 0 || (n < 0 && errno != EAGAIN))
+			return -1;
+	}
+	return 0;
 }
 
 /* The life of one process: pattern, ticks, then reap and exit at DIR/stop. */
@@ -210,6 +241,12 @@ static void __attribute__((noreturn)) live(const char *name, const pid_t *zombie
 
 			snprintf(tail, sizeof(tail), "%s sigio %d", bad ? "BAD" : "ok",
 				 (int)sigios);
+			say(fd, "tick", tick, tail);
+		} else if (lo_fd[0] >= 0) {
+			char tail[64];
+
+			bad |= loopback_tick() < 0;
+			snprintf(tail, sizeof(tail), "%s echo %ld", bad ? "BAD" : "ok", lo_echoes);
 			say(fd, "tick", tick, tail);
 		} else if (ghost_rd >= 0) {
 			char tail[64];
@@ -509,6 +546,50 @@ static int pipeline(void)
 	return bad;
 }
 
+/* A listener on @family's loopback, any port; its address in @a, @len. */
+static int lo_listen(int family, struct sockaddr_storage *a, socklen_t *len)
+{
+	int s = socket(family, SOCK_STREAM, 0);
+
+	memset(a, 0, sizeof(*a));
+	a->ss_family = (sa_family_t)family;
+	if (family == AF_INET)
+		((struct sockaddr_in *)a)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	else
+		((struct sockaddr_in6 *)a)->sin6_addr = in6addr_loopback;
+	*len = sizeof(*a);
+	if (s < 0 || bind(s, (struct sockaddr *)a, *len) < 0 || listen(s, 1) < 0 ||
+	    getsockname(s, (struct sockaddr *)a, len) < 0)
+		_exit(6);
+	return s;
+}
+
+/* SHAPE "loopback" (above): never returns. */
+static void __attribute__((noreturn)) loopback_shape(void)
+{
+	struct sockaddr_storage a[2];
+	socklen_t len[2];
+	int ls[2] = {lo_listen(AF_INET, &a[0], &len[0]), lo_listen(AF_INET6, &a[1], &len[1])};
+
+	if (fork() == 0) {
+		for (int i = 0; i < 2; i++) {
+			close(ls[i]);
+			lo_fd[i] = socket(a[i].ss_family, SOCK_STREAM, 0);
+			if (lo_fd[i] < 0 || connect(lo_fd[i], (struct sockaddr *)&a[i], len[i]) < 0)
+				_exit(6);
+		}
+		lo_client = 1;
+		live("c1", NULL, 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		lo_fd[i] = accept(ls[i], NULL, NULL);
+		if (lo_fd[i] < 0)
+			_exit(6);
+		close(ls[i]);
+	}
+	live("r", NULL, 0);
+}
+
 /* SHAPE "lostleader" (above): the root's part; never returns. */
 static void __attribute__((noreturn)) lost_leader(void)
 {
@@ -573,6 +654,8 @@ int main(int argc, char **argv)
 		}
 		live("r", z, 3);
 	}
+	if (!strcmp(argv[2], "loopback"))
+		loopback_shape();
 	if (!strcmp(argv[2], "ghost")) {
 		char path[4096];
 

@@ -65,12 +65,14 @@ Test(net_check, accepts_a_local_address_that_moves_or_is_on_the_target)
 
 Test(net_check, wildcard_and_loopback_sockets_move_anywhere)
 {
+	/* a connection on loopback moves with its other end */
 	struct haul_net_tuple t[] = {tcp4(3, "0.0.0.0", 6379, NULL, 0),
-				     tcp4(4, "127.0.0.1", 6379, "127.0.0.1", 40000)};
+				     tcp4(4, "127.0.0.1", 6379, "127.0.0.1", 40000),
+				     tcp4(6, "127.0.0.1", 40000, "127.0.0.1", 6379)};
 	struct haul_net_tuple v6 = {.family = AF_INET6, .proto = IPPROTO_UDP, .fd = 5, .lport = 53};
 	char why[256] = "";
 
-	cr_assert_eq(haul_net_check_local(t, 2, NULL, 0, NULL, 0, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(haul_net_check_local(t, 3, NULL, 0, NULL, 0, why, sizeof(why)), 0, "%s", why);
 	cr_assert_eq(haul_net_check_local(&v6, 1, NULL, 0, NULL, 0, why, sizeof(why)), 0, "%s",
 		     why);
 	inet_pton(AF_INET6, "::1", v6.laddr);
@@ -128,4 +130,23 @@ Test(net_check, lock_names_carry_the_pid_and_the_migration)
 	haul_netlock_name(b, sizeof(b), 1234, 0xabcdeeULL);
 	cr_assert_str_eq(a, "haul-lock-1234-abcdef");
 	cr_assert_str_neq(a, b);
+}
+
+Test(net_check, refuses_a_loopback_connection_whose_other_end_stays_behind)
+{
+	struct haul_net_tuple t[] = {tcp4(4, "127.0.0.1", 6379, "127.0.0.1", 40000)};
+	struct haul_net_tuple v6 = {.family = AF_INET6, .proto = IPPROTO_TCP, .fd = 9};
+	char why[512] = "";
+
+	t[0].pid = 321;
+	cr_assert_eq(haul_net_check_local(t, 1, NULL, 0, NULL, 0, why, sizeof(why)),
+		     -EADDRNOTAVAIL);
+	cr_assert(strstr(why, "fd 4 of pid 321: TCP 127.0.0.1:6379 <- 127.0.0.1:40000"), "%s", why);
+	cr_assert(strstr(why, "does not move"), "%s", why);
+	inet_pton(AF_INET6, "::1", v6.laddr);
+	inet_pton(AF_INET6, "::1", v6.raddr);
+	v6.lport = 8880;
+	v6.rport = 39306;
+	cr_assert_eq(haul_net_check_local(&v6, 1, NULL, 0, NULL, 0, why, sizeof(why)),
+		     -EADDRNOTAVAIL);
 }
