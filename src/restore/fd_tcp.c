@@ -571,6 +571,17 @@ int rst_tcp_after_repair(int sfd, const Haul__Img__InetSocket *s, const char **s
 	/* The peer's FIN: reads end after the queue (rcv_nxt already counts it). */
 	if (!ret && r->peer_fin && shutdown(sfd, SHUT_RD) < 0)
 		ret = -errno;
+	if (ret == -ECONNRESET || ret == -EPIPE || ret == -ENOTCONN) {
+		char name[160];
+
+		/* a network event the program handles, not a failed restore */
+		rst_inet_name(s, name, sizeof(name));
+		pr_warn("%s was reset by its peer as it came back (did its segments reach this "
+			"host while the process was gone, with no network lock?); the program "
+			"finds it closed",
+			name);
+		ret = 0;
+	}
 	return ret;
 }
 
