@@ -6,11 +6,13 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -248,6 +250,42 @@ static double steal_ms(void)
 	return n == 8 ? v[7] * 1000.0 / sysconf(_SC_CLK_TCK) : 0;
 }
 
+/*
+ * The host's own stalls, seen from outside the workload: a thread of this
+ * test sleeps 1 ms at a time and keeps its largest oversleep.  This guest
+ * reports no steal when the hypervisor stops its vCPU (RESULTS, issue 16:
+ * 25-92 ms stalls, pvm_irq_enable), but such a stall delays this thread as
+ * it delays a thaw; a thaw haul itself delays does not.
+ */
+static struct {
+	pthread_t t;
+	volatile int stop;
+	double worst_ms;
+} stall_probe;
+
+static double mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void *stall_probe_run(void *arg)
+{
+	(void)arg;
+	while (!stall_probe.stop) {
+		struct timespec d = {0, 1000 * 1000};
+		double t0 = mono_ms(), late;
+
+		nanosleep(&d, NULL);
+		late = mono_ms() - t0 - 1.0;
+		if (late > stall_probe.worst_ms)
+			stall_probe.worst_ms = late;
+	}
+	return NULL;
+}
+
 Test(mig_freezer, deep_throttle_is_a_duty_cycle_of_short_freezes, .init = fixture_init,
      .fini = fixture_fini, .timeout = 30)
 {
@@ -262,6 +300,9 @@ Test(mig_freezer, deep_throttle_is_a_duty_cycle_of_short_freezes, .init = fixtur
 	if (!cg.v2_freezer)
 		cr_skip_test("no cgroup2 freezer: a deep throttle is cpu.max's long stretches");
 	stolen = steal_ms();
+	stall_probe.stop = 0;
+	stall_probe.worst_ms = 0;
+	cr_assert_eq(pthread_create(&stall_probe.t, NULL, stall_probe_run, NULL), 0);
 	/* 95% of one thread: cpu.max would need 19 ms stretches */
 	cr_assert_eq(haul_cg_throttle(&cg, 95, 1.0), 0);
 	cr_assert_not_null(cg.duty, "a 95%% throttle is not the duty cycle");
@@ -270,17 +311,23 @@ Test(mig_freezer, deep_throttle_is_a_duty_cycle_of_short_freezes, .init = fixtur
 	/* the workload goes on ticking, slowed, for some hundred cycles */
 	cr_assert_geq(seq_after(3), 0, "a 95%% throttle stopped the workload");
 	stretch = haul_duty_stretch_max_ms(cg.duty);
-	cr_log_info("longest frozen stretch %.3f ms", stretch);
+	stall_probe.stop = 1;
+	pthread_join(stall_probe.t, NULL);
+	cr_log_info("longest frozen stretch %.3f ms (the host stalled this test up to %.1f ms)",
+		    stretch, stall_probe.worst_ms);
 	cr_assert_gt(stretch, 0, "the duty cycle never froze it");
 	/*
 	 * 3 ms frozen; one thaw delayed by a busy CPU may add a few ms (cpu.max: 19), and
 	 * a thaw due while the hypervisor had taken the VM's CPU (once 67 ms in a CI-like
-	 * run on the shared VM) as long as it was taken
+	 * run on the shared VM) as long as it was taken: the steal it reports, or where it
+	 * reports none, the largest stall of the probe thread
 	 */
 	stolen = steal_ms() - stolen;
+	if (stall_probe.worst_ms > stolen)
+		stolen = stall_probe.worst_ms;
 	cr_assert_leq(stretch, 2 * HAUL_MIG_THROTTLE_STALL_US / 1e3 + stolen,
-		      "a frozen stretch of %.3f ms (%.0f ms stolen from the VM meanwhile)", stretch,
-		      stolen);
+		      "a frozen stretch of %.3f ms (the host took %.1f ms from the VM meanwhile)",
+		      stretch, stolen);
 	/* a shallower throttle that cpu.max makes short replaces the duty cycle */
 	if (cg.cpu_dir[0] || cg.cpu_mnt[0]) {
 		cr_assert_eq(haul_cg_throttle(&cg, 50, 1.0), 0);
