@@ -15,7 +15,9 @@
  * everything else on haul's own pidfd_getfd copy with plain calls: no
  * scratch-page marshalling for the dozens of setsockopt calls a connection
  * needs.  The options that decide what bind() may do (reuse, v6only,
- * freebind, transparent) are set before it.
+ * freebind, transparent) are set before it; a listener or UDP socket that
+ * shared its port with another of the process but has SO_REUSEPORT off now
+ * binds with it on and turns it off once every socket is bound.
  */
 #define LOG_PREFIX "sock: "
 #include <arpa/inet.h>
@@ -650,6 +652,62 @@ static int bad(char *why, size_t wl, const Haul__Img__FileObject *f, const char 
 	return -EBADMSG;
 }
 
+/* @s's carried value of option @level/@name, 0 (the default) when it is not in the list. */
+static int carried_opt(const Haul__Img__InetSocket *s, int level, int name)
+{
+	for (size_t i = 0; i < s->n_opts; i++)
+		if (s->opts[i]->level == level && s->opts[i]->name == name)
+			return s->opts[i]->value;
+	return 0;
+}
+
+/*
+ * Whether another listener or UDP socket of @ps is bound to @f's port and
+ * address (or a wildcard): on the source they shared it through
+ * SO_REUSEPORT, which either may have turned off since.
+ */
+static bool port_shared(const Haul__Img__ProcessState *ps, const Haul__Img__FileObject *f)
+{
+	const Haul__Img__InetSocket *s = f->inet;
+	size_t alen = s->family == AF_INET ? 4 : 16;
+	static const uint8_t any[16];
+
+	if (f->kind == HAUL__IMG__FD_KIND__FD_TCP || !s->has_local_addr || !s->local_port || !ps)
+		return false;
+	for (size_t i = 0; i < ps->n_files; i++) {
+		const Haul__Img__FileObject *g = ps->files[i];
+		const Haul__Img__InetSocket *o = g->inet;
+
+		if (g == f || g->kind != f->kind || !o || o->family != s->family ||
+		    !o->has_local_addr || o->local_port != s->local_port ||
+		    o->local_addr.len != alen || s->local_addr.len != alen)
+			continue;
+		if (!memcmp(o->local_addr.data, s->local_addr.data, alen) ||
+		    !memcmp(o->local_addr.data, any, alen) ||
+		    !memcmp(s->local_addr.data, any, alen))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A socket that shared its port but has SO_REUSEPORT off now binds with it
+ * on, as it must have on the source; it goes off once every socket of the
+ * restore is bound (rst_sock_defer_opt), as the program turned it off
+ * after the others joined.
+ */
+static int reuseport_for_bind(int sfd, const Haul__Img__FileObject *f,
+			      const Haul__Img__ProcessState *ps)
+{
+	int on = 1;
+
+	if (carried_opt(f->inet, SOL_SOCKET, SO_REUSEPORT) || !port_shared(ps, f))
+		return 0;
+	if (setsockopt(sfd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) < 0)
+		return -errno;
+	return rst_sock_defer_opt(sfd, SOL_SOCKET, SO_REUSEPORT, 0);
+}
+
 /* The kind's own steps between the early options and the others; *step names a failed one. */
 static int inet_steps(int sfd, const Haul__Img__FileObject *f, const char **step)
 {
@@ -680,7 +738,6 @@ int rst_inet_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Im
 	char name[160];
 	int sfd = -1, ret;
 
-	(void)x;
 	(void)path;
 	(void)shared;
 	if (rst_fd_presock_take(t, e->fd)) {
@@ -694,6 +751,8 @@ int rst_inet_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Im
 	if (ret)
 		return ret;
 	ret = rst_inet_set_opts(sfd, s, true, false);
+	if (!ret)
+		ret = reuseport_for_bind(sfd, f, x ? x->ps : NULL);
 	if (!ret)
 		ret = inet_steps(sfd, f, &step);
 	if (!ret) {

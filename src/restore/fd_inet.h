@@ -114,6 +114,8 @@ int rst_tcp_after_repair(int sfd, const Haul__Img__InetSocket *s, const char **s
  * connection.
  */
 int rst_tcp_defer(int sfd, const Haul__Img__InetSocket *s);
+/* The same list: set option @level/@name of (a copy of) @sfd to @value then.  0 or -errno. */
+int rst_sock_defer_opt(int sfd, int level, int name, int value);
 int rst_tcp_deferred_finish(char *why, size_t wl);
 void rst_tcp_deferred_drop(void);
 

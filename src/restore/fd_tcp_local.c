@@ -14,6 +14,10 @@
  * just before the first process of the restore runs.  A connection to
  * another host is finished at once, as before (a live migration's network
  * lock holds its peer's segments meanwhile).
+ *
+ * Socket options that must wait the same way go through here too
+ * (rst_sock_defer_opt): SO_REUSEPORT turned off after a second socket
+ * joined the first one's port is set back to 0 only once both are bound.
  */
 #define LOG_PREFIX "sock: "
 #include <errno.h>
@@ -34,6 +38,33 @@ struct deferred {
 
 static __thread struct deferred *dl;
 static __thread size_t ndl, capdl;
+
+struct deferred_opt {
+	int sfd, level, name, value;
+};
+
+static __thread struct deferred_opt *dop;
+static __thread size_t ndop, capdop;
+
+int rst_sock_defer_opt(int sfd, int level, int name, int value)
+{
+	if (ndop == capdop) {
+		size_t nc = capdop ? capdop * 2 : 8;
+		struct deferred_opt *a = realloc(dop, nc * sizeof(*a));
+
+		if (!a)
+			return -ENOMEM;
+		dop = a;
+		capdop = nc;
+	}
+	dop[ndop].sfd = dup(sfd);
+	if (dop[ndop].sfd < 0)
+		return -errno;
+	dop[ndop].level = level;
+	dop[ndop].name = name;
+	dop[ndop++].value = value;
+	return 0;
+}
 
 /* Whether @a (@s's family) is loopback. */
 static bool loopback(const Haul__Img__InetSocket *s, const uint8_t *a)
@@ -100,6 +131,9 @@ void rst_tcp_deferred_drop(void)
 		haul__img__inet_socket__free_unpacked(dl[i].s, NULL);
 	}
 	ndl = 0;
+	for (size_t i = 0; i < ndop; i++)
+		close(dop[i].sfd);
+	ndop = 0;
 }
 
 int rst_tcp_deferred_finish(char *why, size_t wl)
@@ -114,6 +148,13 @@ int rst_tcp_deferred_finish(char *why, size_t wl)
 	for (size_t i = 0; i < ndl && !bad; i++)
 		if ((ret = rst_tcp_after_repair(dl[i].sfd, dl[i].s, &step)))
 			bad = &dl[i];
+	for (size_t i = 0; i < ndop && !ret; i++)
+		if (setsockopt(dop[i].sfd, dop[i].level, dop[i].name, &dop[i].value,
+			       sizeof(dop[i].value)) < 0) {
+			ret = -errno;
+			snprintf(why, wl, "cannot set socket option %d/%d to %d: %s", dop[i].level,
+				 dop[i].name, dop[i].value, strerror(errno));
+		}
 	if (bad) {
 		char name[160];
 

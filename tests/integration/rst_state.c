@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,6 +284,34 @@ static void socket_on_lo_with_sndbuf_lock(pid_t here)
 	cr_expect_eq(getsockopt(sfd, SOL_SOCKET, SO_LOCK_FILTER, &lock, &il), 0);
 	cr_expect_eq(lock, 1, "SO_LOCK_FILTER %d, not 1", lock);
 	close(sfd);
+}
+
+/* The listeners of state_subject "reuseport": one port, SO_REUSEPORT off on fd 10 only. */
+static void listeners_sharing_a_port(pid_t here)
+{
+	struct sockaddr_in a[2];
+	int pfd = (int)syscall(SYS_pidfd_open, here, 0), v[2] = {-1, -1};
+
+	cr_assert_geq(pfd, 0, "pidfd_open: %s", strerror(errno));
+	for (int i = 0; i < 2; i++) {
+		int sfd = (int)syscall(SYS_pidfd_getfd, pfd, 10 + i, 0);
+		socklen_t l = sizeof(a[i]), vl = sizeof(v[i]);
+
+		cr_assert_geq(sfd, 0, "pidfd_getfd of fd %d: %s", 10 + i, strerror(errno));
+		cr_expect_eq(getsockname(sfd, (struct sockaddr *)&a[i], &l), 0);
+		cr_expect_eq(getsockopt(sfd, SOL_SOCKET, SO_REUSEPORT, &v[i], &vl), 0);
+		close(sfd);
+	}
+	close(pfd);
+	cr_expect_eq(a[0].sin_port, a[1].sin_port, "the listeners are on ports %d and %d",
+		     ntohs(a[0].sin_port), ntohs(a[1].sin_port));
+	cr_expect(v[0] == 0 && v[1] == 1, "SO_REUSEPORT %d and %d, not 0 and 1", v[0], v[1]);
+}
+
+/* zdtm's socket-tcp-reuseport: the second bind failed after the image was made */
+Test(rst_state, listeners_that_shared_a_port_before_one_turned_reuseport_off, .timeout = 60)
+{
+	roundtrip_check("reuseport", listeners_sharing_a_port);
 }
 
 /* zdtm's sock_opts01, sock_opts02 and sock_filter01: all were dropped silently */

@@ -183,6 +183,26 @@ static int set_task(const char *kind, const char *dir)
 			       ? skip("SO_BINDTODEVICE or SO_BUF_LOCK")
 			       : 0;
 	}
+	if (!strcmp(kind, "reuseport")) {
+		/* two listeners on one port (fds 10, 11); fd 10 turns SO_REUSEPORT off after */
+		struct sockaddr_in a = {.sin_family = AF_INET,
+					.sin_addr.s_addr = htonl(0x7f000001)};
+		socklen_t al = sizeof(a);
+		int one = 1, zero = 0;
+		int s1 = socket(AF_INET, SOCK_STREAM, 0), s2 = socket(AF_INET, SOCK_STREAM, 0);
+
+		if (s1 < 0 || s2 < 0 || dup2(s1, 10) != 10 || dup2(s2, 11) != 11 ||
+		    setsockopt(10, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
+		    setsockopt(11, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
+		    bind(10, (struct sockaddr *)&a, sizeof(a)) ||
+		    getsockname(10, (struct sockaddr *)&a, &al) ||
+		    bind(11, (struct sockaddr *)&a, sizeof(a)) || listen(10, 4) || listen(11, 4) ||
+		    setsockopt(10, SOL_SOCKET, SO_REUSEPORT, &zero, sizeof(zero)))
+			return skip("SO_REUSEPORT");
+		close(s1);
+		close(s2);
+		return 0;
+	}
 	if (!strcmp(kind, "personality"))
 		return personality(ADDR_NO_RANDOMIZE | READ_IMPLIES_EXEC) < 0 ? skip("personality")
 									      : 0;
