@@ -448,7 +448,9 @@ int rst_inet_dump(int sfd, Haul__Img__InetSocket **out)
 		dump_linger_bufs(sfd, ref, s);
 	if (!ret)
 		ret = dump_bind_dev(sfd, s);
-	return ret ? ret : dump_filter(sfd, s);
+	if (!ret)
+		ret = dump_filter(sfd, s);
+	return ret ? ret : rst_inet_dump_nonlocal(sfd, s);
 }
 
 void rst_inet_free(Haul__Img__InetSocket *s)
@@ -603,8 +605,8 @@ int rst_inet_set_opts(int sfd, const Haul__Img__InetSocket *s, bool early, bool 
 }
 
 /* @addr/@port as a sockaddr of @family into @a; its length. */
-static socklen_t make_sa(unsigned family, const ProtobufCBinaryData *addr, uint32_t port,
-			 uint32_t scope, struct sockaddr_storage *a)
+socklen_t rst_inet_sockaddr(int family, const ProtobufCBinaryData *addr, uint32_t port,
+			    uint32_t scope, struct sockaddr_storage *a)
 {
 	memset(a, 0, sizeof(*a));
 	if (family == AF_INET) {
@@ -631,7 +633,7 @@ int rst_inet_bind(int sfd, const Haul__Img__InetSocket *s)
 
 	if (!s->has_local_addr)
 		return 0;
-	l = make_sa(s->family, &s->local_addr, s->local_port, s->local_scope, &a);
+	l = rst_inet_sockaddr(s->family, &s->local_addr, s->local_port, s->local_scope, &a);
 	return bind(sfd, (struct sockaddr *)&a, l) < 0 ? -errno : 0;
 }
 
@@ -642,7 +644,7 @@ int rst_inet_connect(int sfd, const Haul__Img__InetSocket *s)
 
 	if (!s->has_peer_addr)
 		return 0;
-	l = make_sa(s->family, &s->peer_addr, s->peer_port, s->peer_scope, &a);
+	l = rst_inet_sockaddr(s->family, &s->peer_addr, s->peer_port, s->peer_scope, &a);
 	return connect(sfd, (struct sockaddr *)&a, l) < 0 ? -errno : 0;
 }
 
@@ -754,7 +756,11 @@ int rst_inet_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Im
 	if (!ret)
 		ret = reuseport_for_bind(sfd, f, x ? x->ps : NULL);
 	if (!ret)
+		ret = rst_inet_bind_nonlocal(sfd, s, true);
+	if (!ret)
 		ret = inet_steps(sfd, f, &step);
+	if (!ret)
+		ret = rst_inet_bind_nonlocal(sfd, s, false);
 	if (!ret) {
 		step = "options";
 		ret = rst_inet_set_opts(sfd, s, false,

@@ -127,6 +127,18 @@ void rst_tcp_deferred_drop(void);
  */
 int rst_inet_validate(const Haul__Img__FileObject *f, char *why, size_t wl);
 
+/*
+ * fd_inet_nonlocal.c: rst_inet_dump_nonlocal marks @s bound_nonlocal when
+ * its address is not in @sfd's network namespace and nothing lets it bind
+ * there now (0 or -errno); rst_inet_bind_nonlocal turns IP_FREEBIND @on
+ * for such a socket around its bind (0 or -errno).  rst_inet_sockaddr
+ * (fd_inet.c): @addr, @port, @scope as a sockaddr of @family; its length.
+ */
+int rst_inet_dump_nonlocal(int sfd, Haul__Img__InetSocket *s);
+int rst_inet_bind_nonlocal(int sfd, const Haul__Img__InetSocket *s, bool on);
+socklen_t rst_inet_sockaddr(int family, const ProtobufCBinaryData *addr, uint32_t port,
+			    uint32_t scope, struct sockaddr_storage *out);
+
 /* fd_inet_listen.c: connections waiting in the accept queue of listener fd @fd of @pid. */
 int rst_tcp_listen_queued(pid_t pid, int fd, uint32_t *queued);
 

@@ -308,6 +308,31 @@ static void listeners_sharing_a_port(pid_t here)
 	cr_expect(v[0] == 0 && v[1] == 1, "SO_REUSEPORT %d and %d, not 0 and 1", v[0], v[1]);
 }
 
+/* state_subject "nonlocal": fd 10 on 198.18.254.254:7419, IP_FREEBIND off. */
+static void udp_on_an_address_the_host_lacks(pid_t here)
+{
+	struct sockaddr_in a;
+	int pfd = (int)syscall(SYS_pidfd_open, here, 0), sfd, v = -1;
+	socklen_t l = sizeof(a), vl = sizeof(v);
+
+	cr_assert_geq(pfd, 0, "pidfd_open: %s", strerror(errno));
+	sfd = (int)syscall(SYS_pidfd_getfd, pfd, 10, 0);
+	close(pfd);
+	cr_assert_geq(sfd, 0, "pidfd_getfd of fd 10: %s", strerror(errno));
+	cr_expect_eq(getsockname(sfd, (struct sockaddr *)&a, &l), 0);
+	cr_expect(a.sin_addr.s_addr == htonl(0xc612fefe) && ntohs(a.sin_port) == 7419,
+		  "bound to %#x:%d", ntohl(a.sin_addr.s_addr), ntohs(a.sin_port));
+	cr_expect_eq(getsockopt(sfd, SOL_IP, IP_FREEBIND, &v, &vl), 0);
+	cr_expect_eq(v, 0, "IP_FREEBIND %d after the restore, not 0", v);
+	close(sfd);
+}
+
+/* zdtm's sk-freebind-false: checkpointed, then the bind failed (EADDRNOTAVAIL) */
+Test(rst_state, a_socket_bound_with_freebind_since_turned_off_is_bound_again, .timeout = 60)
+{
+	roundtrip_check("nonlocal", udp_on_an_address_the_host_lacks);
+}
+
 /* zdtm's socket-tcp-reuseport: the second bind failed after the image was made */
 Test(rst_state, listeners_that_shared_a_port_before_one_turned_reuseport_off, .timeout = 60)
 {

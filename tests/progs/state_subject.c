@@ -183,6 +183,21 @@ static int set_task(const char *kind, const char *dir)
 			       ? skip("SO_BINDTODEVICE or SO_BUF_LOCK")
 			       : 0;
 	}
+	if (!strcmp(kind, "nonlocal")) {
+		/* fd 10: UDP bound to 198.18.254.254:7419, which no interface has, then no FREEBIND */
+		struct sockaddr_in a = {.sin_family = AF_INET,
+					.sin_port = htons(7419),
+					.sin_addr.s_addr = htonl(0xc612fefe)};
+		int one = 1, zero = 0, u = socket(AF_INET, SOCK_DGRAM, 0);
+
+		if (u < 0 || dup2(u, 10) != 10 ||
+		    setsockopt(10, SOL_IP, IP_FREEBIND, &one, sizeof(one)) ||
+		    bind(10, (struct sockaddr *)&a, sizeof(a)) ||
+		    setsockopt(10, SOL_IP, IP_FREEBIND, &zero, sizeof(zero)))
+			return skip("IP_FREEBIND");
+		close(u);
+		return 0;
+	}
 	if (!strcmp(kind, "reuseport")) {
 		/* two listeners on one port (fds 10, 11); fd 10 turns SO_REUSEPORT off after */
 		struct sockaddr_in a = {.sin_family = AF_INET,
