@@ -135,9 +135,14 @@ int rst_inet_validate(const Haul__Img__FileObject *f, char *why, size_t wl);
  * (fd_inet.c): @addr, @port, @scope as a sockaddr of @family; its length.
  */
 int rst_inet_dump_nonlocal(int sfd, Haul__Img__InetSocket *s);
+/* @fn(@arg) run by this thread in @sfd's network namespace (SIOCGSKNS); its return or -errno. */
+int rst_inet_in_netns(int sfd, int (*fn)(void *arg), void *arg);
 int rst_inet_bind_nonlocal(int sfd, const Haul__Img__InetSocket *s, bool on);
 socklen_t rst_inet_sockaddr(int family, const ProtobufCBinaryData *addr, uint32_t port,
 			    uint32_t scope, struct sockaddr_storage *out);
+
+/* fd_udp.c: shutdown() of UDP socket @sfd as @s carries it.  0 or -errno. */
+int rst_udp_shutdown(int sfd, const Haul__Img__InetSocket *s);
 
 /* fd_inet_listen.c: connections waiting in the accept queue of listener fd @fd of @pid. */
 int rst_tcp_listen_queued(pid_t pid, int fd, uint32_t *queued);

@@ -11,7 +11,9 @@
  * (SIOCGSKNS, setns of this thread and back) a datagram socket of the
  * family binds the address, port 0; EADDRNOTAVAIL marks it bound_nonlocal.
  * Restore: such a socket binds with IP_FREEBIND on (the flag IPV6_FREEBIND
- * sets too), which goes off right after the bind.
+ * sets too), which goes off right after the bind.  rst_inet_in_netns, the
+ * setns round trip, serves what else only the socket's own namespace
+ * tells (a UDP socket's shutdown, fd_udp.c).
  */
 #define LOG_PREFIX "sock: "
 #include <errno.h>
@@ -39,12 +41,9 @@ static bool option_on(int sfd, int level, int name)
 	return getsockopt(sfd, level, name, &v, &l) == 0 && v;
 }
 
-/* Whether @s's local address binds in @sfd's network namespace: 1 it does not, 0 it does. */
-static int lacks_address(int sfd, const Haul__Img__InetSocket *s)
+int rst_inet_in_netns(int sfd, int (*fn)(void *arg), void *arg)
 {
-	struct sockaddr_storage a = {0};
-	socklen_t l;
-	int ns, self, t, ret = 0;
+	int ns, self, ret;
 
 	ns = ioctl(sfd, SIOCGSKNS);
 	if (ns < 0)
@@ -58,18 +57,28 @@ static int lacks_address(int sfd, const Haul__Img__InetSocket *s)
 		return ret;
 	}
 	close(ns);
-	l = rst_inet_sockaddr(s->family, &s->local_addr, 0, s->local_scope, &a);
-	t = socket(s->family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (t >= 0 && bind(t, (struct sockaddr *)&a, l) < 0 && errno == EADDRNOTAVAIL)
-		ret = 1;
-	if (t >= 0)
-		close(t);
+	ret = fn(arg);
 	if (setns(self, CLONE_NEWNET) < 0) {
 		/* this thread would dump the next socket in the wrong namespace */
 		pr_err("cannot go back to haul's network namespace: %s", strerror(errno));
 		ret = -errno;
 	}
 	close(self);
+	return ret;
+}
+
+/* In the socket's namespace: 1 when @arg's local address does not bind there, else 0. */
+static int lacks_address(void *arg)
+{
+	const Haul__Img__InetSocket *s = arg;
+	struct sockaddr_storage a;
+	socklen_t l = rst_inet_sockaddr(s->family, &s->local_addr, 0, s->local_scope, &a);
+	int t = socket(s->family, SOCK_DGRAM | SOCK_CLOEXEC, 0), ret = 0;
+
+	if (t >= 0 && bind(t, (struct sockaddr *)&a, l) < 0 && errno == EADDRNOTAVAIL)
+		ret = 1;
+	if (t >= 0)
+		close(t);
 	return ret;
 }
 
@@ -85,7 +94,7 @@ int rst_inet_dump_nonlocal(int sfd, Haul__Img__InetSocket *s)
 	if (option_on(sfd, SOL_IP, IP_FREEBIND) || option_on(sfd, SOL_IP, IP_TRANSPARENT) ||
 	    (s->family == AF_INET6 && option_on(sfd, SOL_IPV6, IPV6_TRANSPARENT)))
 		return 0;
-	ret = lacks_address(sfd, s);
+	ret = rst_inet_in_netns(sfd, lacks_address, s);
 	if (ret < 0)
 		return ret;
 	s->has_bound_nonlocal = s->bound_nonlocal = ret == 1;

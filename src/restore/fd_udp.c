@@ -7,17 +7,27 @@
  * drops datagrams the same way (a full socket buffer, a lost packet).  Their
  * memory (SO_MEMINFO's receive allocation) is recorded in `dropped` and
  * logged by fd; tests/integration/net_udp.c measures how many a freeze
- * drops.  Restore: socket, the options bind depends on, bind, connect (a
+ * drops.  A shutdown (a write refused with EPIPE, reads that end) shows
+ * only in inet_diag's INET_DIAG_SHUTDOWN: the socket's namespace is asked
+ * for its UDP sockets of the family and the one of this inode is kept; a
+ * socket never bound is in no table it walks, and for it poll() tells a
+ * read shutdown (POLLRDHUP; POLLHUP: both), not a write-only one.
+ * Restore: socket, the options bind depends on, bind, connect (a
  * UDP connect only sets the default peer and filters what arrives), the
- * other options and buffer sizes.
+ * shutdown, the other options and buffer sizes.
  */
 #define LOG_PREFIX "sock: "
 #include <errno.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -32,18 +42,129 @@ static bool udp_match(const struct rst_fd_probe *p)
 	       (id.protocol == IPPROTO_UDP || id.protocol == 0);
 }
 
+struct shut_query {
+	int family;
+	unsigned long ino;
+	int how; /* sk_shutdown, -1 until found */
+};
+
+/* INET_DIAG_SHUTDOWN of @m, if it is the socket @q asks for. */
+static void shut_of(const struct nlmsghdr *h, struct shut_query *q)
+{
+	const struct inet_diag_msg *m = NLMSG_DATA(h);
+	const struct rtattr *a = (const struct rtattr *)(m + 1);
+	int left = (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof(*m));
+
+	if (left < 0 || m->idiag_inode != q->ino)
+		return;
+	q->how = 0;
+	for (; RTA_OK(a, left); a = RTA_NEXT(a, left))
+		if (a->rta_type == INET_DIAG_SHUTDOWN && RTA_PAYLOAD(a) >= 1)
+			q->how = *(const uint8_t *)RTA_DATA(a);
+}
+
+/* In the socket's namespace: dump its family's UDP sockets, find @arg's. */
+static int ask_shutdown(void *arg)
+{
+	static char buf[32768] __attribute__((aligned(8)));
+	struct shut_query *q = arg;
+	struct {
+		struct nlmsghdr h;
+		struct inet_diag_req_v2 r;
+	} req = {
+		.h = {.nlmsg_len = sizeof(req),
+		      .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+		      .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
+		.r = {.sdiag_family = (uint8_t)q->family,
+		      .sdiag_protocol = IPPROTO_UDP,
+		      .idiag_states = ~0U},
+	};
+	int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG), ret = 0;
+
+	if (nl < 0)
+		return -errno;
+	if (send(nl, &req, sizeof(req), 0) != sizeof(req))
+		ret = -errno;
+	while (!ret) {
+		ssize_t len = recv(nl, buf, sizeof(buf), 0);
+		struct nlmsghdr *h = (struct nlmsghdr *)buf;
+
+		if (len < 0) {
+			ret = -errno;
+			break;
+		}
+		for (; NLMSG_OK(h, (size_t)len); h = NLMSG_NEXT(h, len)) {
+			if (h->nlmsg_type == NLMSG_DONE)
+				goto out;
+			if (h->nlmsg_type == NLMSG_ERROR) {
+				const struct nlmsgerr *e = NLMSG_DATA(h);
+
+				ret = e->error ? e->error : -EPROTO;
+				break;
+			}
+			shut_of(h, q);
+		}
+	}
+out:
+	close(nl);
+	return ret;
+}
+
+static int udp_dump_shutdown(int sfd, Haul__Img__InetSocket *s)
+{
+	struct stat st;
+	struct shut_query q = {.family = (int)s->family, .how = -1};
+	int ret;
+
+	if (fstat(sfd, &st) < 0)
+		return -errno;
+	q.ino = (unsigned long)st.st_ino;
+	ret = rst_inet_in_netns(sfd, ask_shutdown, &q);
+	if (ret)
+		return ret;
+	if (q.how < 0) {
+		/* never bound: in no table inet_diag walks; poll shows a read shutdown */
+		struct pollfd pf = {sfd, POLLRDHUP, 0};
+
+		if (poll(&pf, 1, 0) == 1)
+			q.how = (pf.revents & POLLHUP) ? 3 : (pf.revents & POLLRDHUP) ? 1 : 0;
+	}
+	if (q.how > 0) {
+		s->has_shutdown = true;
+		s->shutdown = (uint32_t)q.how & 3;
+	}
+	return 0;
+}
+
+int rst_udp_shutdown(int sfd, const Haul__Img__InetSocket *s)
+{
+	static const int how[] = {0, SHUT_RD, SHUT_WR, SHUT_RDWR};
+
+	if (!s->has_shutdown || !s->shutdown || s->shutdown > 3)
+		return 0;
+	/* unconnected: ENOTCONN, but the kernel has marked it shut down all the same */
+	if (shutdown(sfd, how[s->shutdown]) < 0 && errno != ENOTCONN)
+		return -errno;
+	return 0;
+}
+
 static int udp_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 		    Haul__Img__FileObject *const *prev, size_t nprev)
 {
 	uint32_t mem[SK_MEMINFO_VARS];
 	socklen_t l = sizeof(mem);
-	int sfd;
+	int sfd, ret;
 
 	(void)prev;
 	(void)nprev;
 	sfd = rst_inet_dump_probe(p, o);
 	if (sfd < 0)
 		return sfd;
+	ret = udp_dump_shutdown(sfd, o->inet);
+	if (ret) {
+		close(sfd);
+		return ret;
+	}
 	memset(mem, 0, sizeof(mem));
 	if (getsockopt(sfd, SOL_SOCKET, SO_MEMINFO, mem, &l) == 0 && mem[SK_MEMINFO_RMEM_ALLOC]) {
 		char name[160];

@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -306,6 +307,38 @@ static void listeners_sharing_a_port(pid_t here)
 	cr_expect_eq(a[0].sin_port, a[1].sin_port, "the listeners are on ports %d and %d",
 		     ntohs(a[0].sin_port), ntohs(a[1].sin_port));
 	cr_expect(v[0] == 0 && v[1] == 1, "SO_REUSEPORT %d and %d, not 0 and 1", v[0], v[1]);
+}
+
+/* state_subject "udpshut": fd 10 shut for writes (EPIPE), fd 11 for reads (POLLRDHUP). */
+static void udp_sockets_shut_down(pid_t here)
+{
+	int pfd = (int)syscall(SYS_pidfd_open, here, 0), s10, s11;
+	char c = 'x';
+
+	cr_assert_geq(pfd, 0, "pidfd_open: %s", strerror(errno));
+	s10 = (int)syscall(SYS_pidfd_getfd, pfd, 10, 0);
+	s11 = (int)syscall(SYS_pidfd_getfd, pfd, 11, 0);
+	close(pfd);
+	cr_assert(s10 >= 0 && s11 >= 0, "pidfd_getfd: %s", strerror(errno));
+	errno = 0;
+	cr_expect_eq(send(s10, &c, 1, MSG_NOSIGNAL | MSG_DONTWAIT), -1,
+		     "a send on the socket shut for writes went through");
+	cr_expect_eq(errno, EPIPE, "send: %s, not EPIPE", strerror(errno));
+	{
+		struct pollfd p = {s11, POLLIN | POLLRDHUP, 0};
+
+		/* what a blocking read would see: RCV_SHUTDOWN ends it (datagram_poll) */
+		cr_expect_eq(poll(&p, 1, 0), 1, "the socket shut for reads polls as open");
+		cr_expect(p.revents & POLLRDHUP, "revents %#x: no POLLRDHUP", p.revents);
+	}
+	close(s10);
+	close(s11);
+}
+
+/* zdtm's socket_udp_shutdown: both came back open */
+Test(rst_state, udp_sockets_come_back_shut_down, .timeout = 60)
+{
+	roundtrip_check("udpshut", udp_sockets_shut_down);
 }
 
 /* state_subject "nonlocal": fd 10 on 198.18.254.254:7419, IP_FREEBIND off. */

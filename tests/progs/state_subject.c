@@ -183,6 +183,23 @@ static int set_task(const char *kind, const char *dir)
 			       ? skip("SO_BINDTODEVICE or SO_BUF_LOCK")
 			       : 0;
 	}
+	if (!strcmp(kind, "udpshut")) {
+		/* fd 10: UDP connected to itself on 127.0.0.1, shut for writes; fd 11: for reads */
+		struct sockaddr_in a = {.sin_family = AF_INET,
+					.sin_addr.s_addr = htonl(0x7f000001)};
+		socklen_t al = sizeof(a);
+		int u = socket(AF_INET, SOCK_DGRAM, 0), v = socket(AF_INET, SOCK_DGRAM, 0);
+
+		if (u < 0 || v < 0 || dup2(u, 10) != 10 || dup2(v, 11) != 11 ||
+		    bind(10, (struct sockaddr *)&a, sizeof(a)) ||
+		    getsockname(10, (struct sockaddr *)&a, &al) ||
+		    connect(10, (struct sockaddr *)&a, sizeof(a)) || shutdown(10, SHUT_WR) ||
+		    (shutdown(11, SHUT_RD) && errno != ENOTCONN))
+			return skip("UDP shutdown");
+		close(u);
+		close(v);
+		return 0;
+	}
 	if (!strcmp(kind, "nonlocal")) {
 		/* fd 10: UDP bound to 198.18.254.254:7419, which no interface has, then no FREEBIND */
 		struct sockaddr_in a = {.sin_family = AF_INET,
