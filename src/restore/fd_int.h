@@ -549,6 +549,8 @@ int rst_unix_tree_import(struct rst_target *t, int park, const Haul__Img__UnixPa
 int rst_read_file(const char *path, char **out, size_t *len);
 int rst_read_proc(pid_t pid, const char *name, char **out, size_t *len);
 const char *rst_status_field(const char *text, const char *key);
+/* procread.c: @pid's state letter (status "State:": R, S, T, Z...), 0 when it is gone. */
+char rst_proc_state(pid_t pid);
 /* procread.c: the last pid of the "NSpid:" field of status or fdinfo @text, or -1. */
 long rst_status_last_nspid(const char *text);
 int rst_read_link(const char *path, char *buf, size_t len);

@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/grow.h"
 #include "common/log.h"
 #include "restore/fd_inet.h"
 
@@ -48,15 +49,8 @@ static __thread size_t ndop, capdop;
 
 int rst_sock_defer_opt(int sfd, int level, int name, int value)
 {
-	if (ndop == capdop) {
-		size_t nc = capdop ? capdop * 2 : 8;
-		struct deferred_opt *a = realloc(dop, nc * sizeof(*a));
-
-		if (!a)
-			return -ENOMEM;
-		dop = a;
-		capdop = nc;
-	}
+	if (haul_grow(&dop, &capdop, ndop, sizeof(*dop), 8))
+		return -ENOMEM;
 	dop[ndop].sfd = dup(sfd);
 	if (dop[ndop].sfd < 0)
 		return -errno;
@@ -98,15 +92,8 @@ int rst_tcp_defer(int sfd, const Haul__Img__InetSocket *s)
 
 	if (!peer_here(s))
 		return 0;
-	if (ndl == capdl) {
-		size_t nc = capdl ? capdl * 2 : 8;
-		struct deferred *a = realloc(dl, nc * sizeof(*a));
-
-		if (!a)
-			return -ENOMEM;
-		dl = a;
-		capdl = nc;
-	}
+	if (haul_grow(&dl, &capdl, ndl, sizeof(*dl), 8))
+		return -ENOMEM;
 	buf = malloc(len ? len : 1);
 	if (!buf)
 		return -ENOMEM;

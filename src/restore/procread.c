@@ -207,3 +207,16 @@ int rst_timens_offsets(pid_t pid, int64_t *mono, int64_t *boot)
 	*boot = bsec * 1000000000LL + bnsec;
 	return 0;
 }
+
+char rst_proc_state(pid_t pid)
+{
+	char *status = NULL, c = 0;
+	const char *f;
+
+	if (!rst_read_proc(pid, "status", &status, NULL)) {
+		f = rst_status_field(status, "State");
+		c = f ? f[strspn(f, " \t")] : 0;
+	}
+	free(status);
+	return c;
+}

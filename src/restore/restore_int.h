@@ -42,6 +42,9 @@ struct rst_seized {
  */
 int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen);
 
+/* target_jobstop.c: whether @pid here is stopped (State T in /proc/PID/status: a group-stop). */
+bool rst_proc_stopped(pid_t pid);
+
 /*
  * PR_GET_IO_FLUSHER of thread @tid (0: the caller's) given the prctl's
  * @answer there: -EPERM (no CAP_SYS_RESOURCE) becomes the flag read from

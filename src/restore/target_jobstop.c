@@ -19,6 +19,7 @@
 
 #include "common/log.h"
 #include "restore/fd_int.h"
+#include "restore/restore_int.h"
 #include "restore/target_int.h"
 
 /*
@@ -41,19 +42,9 @@ int rst_job_stop_signal(const Haul__Img__ProcessState *ps)
 	return sig;
 }
 
-/* Whether @pid here is stopped (State T in /proc/PID/status). */
-static bool stopped(pid_t pid)
+bool rst_proc_stopped(pid_t pid)
 {
-	char *status = NULL;
-	const char *f;
-	bool st = false;
-
-	if (!rst_read_proc(pid, "status", &status, NULL)) {
-		f = rst_status_field(status, "State");
-		st = f && f[strspn(f, " \t")] == 'T';
-	}
-	free(status);
-	return st;
+	return rst_proc_state(pid) == 'T';
 }
 
 /*
@@ -75,7 +66,7 @@ void rst_job_stop_check(struct rst_target *t)
 	struct timespec ms = {0, 1000 * 1000};
 
 	for (int i = 0; i < 200; i++) {
-		if (stopped(t->stub))
+		if (rst_proc_stopped(t->stub))
 			return;
 		nanosleep(&ms, NULL);
 	}

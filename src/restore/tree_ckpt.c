@@ -51,16 +51,9 @@ static uint64_t now_ns(void)
 /* A zombie, or gone (reaped): nothing to precheck or stop, the re-read sorts it out. */
 bool rst_tree_gone_or_zombie(pid_t host)
 {
-	char *status = NULL;
-	const char *f;
-	bool z = true;
+	char c = rst_proc_state(host);
 
-	if (!rst_read_proc(host, "status", &status, NULL)) {
-		f = rst_status_field(status, "State");
-		z = f && f[strspn(f, " \t")] == 'Z';
-	}
-	free(status);
-	return z;
+	return !c || c == 'Z';
 }
 
 /* Precheck [from, n) of @t while they run; zombies need none. */
@@ -78,21 +71,6 @@ static int precheck_from(struct rst_tree *t, size_t from, char *why, size_t wl)
 			return ret;
 	}
 	return 0;
-}
-
-/* Stopped by its owner (job control, state T): it stays stopped after us. */
-static bool owner_stopped(pid_t host)
-{
-	char *status = NULL;
-	const char *f;
-	bool st = false;
-
-	if (!rst_read_proc(host, "status", &status, NULL)) {
-		f = rst_status_field(status, "State");
-		st = f && f[strspn(f, " \t")] == 'T';
-	}
-	free(status);
-	return st;
 }
 
 /*
@@ -118,7 +96,8 @@ static int seize_from(struct rst_tree *t, size_t from, char *why, size_t wl)
 
 		if (i && rst_tree_gone_or_zombie(t->p[i].host))
 			continue;
-		t->p[i].cont = !owner_stopped(t->p[i].host);
+		/* stopped by its owner (job control): it stays stopped after us */
+		t->p[i].cont = !rst_proc_stopped(t->p[i].host);
 		ret = rst_seize(t->p[i].host, &t->p[i].sz);
 		if (ret && i && rst_tree_gone_or_zombie(t->p[i].host))
 			continue;
