@@ -35,6 +35,25 @@ static void make_dir(char *dir, size_t len, const char *tag)
 	mkdir(dir, 0755);
 }
 
+/*
+ * After every test, also a failed one: no rst_tree of this test's
+ * directories may run on (a restored tree's processes outlive the test
+ * that failed before its finish()), and the directories go.
+ */
+static void sweep(void)
+{
+	char cmd[256];
+
+	snprintf(cmd, sizeof(cmd),
+		 "pkill -9 -f '^[^ ]*rst_tree /tmp/haul-tree-[a-z]*-%d( |$)'; "
+		 "rm -rf /tmp/haul-tree-*-%d",
+		 (int)getpid(), (int)getpid());
+	if (system(cmd) < 0)
+		cr_log_warn("cannot sweep after the test");
+}
+
+TestSuite(rst_tree, .fini = sweep);
+
 /* Lines of DIR/NAME.out. */
 static int count_lines(const char *dir, const char *name, const char *needle)
 {
