@@ -541,16 +541,24 @@ static int set_filter(int sfd, const Haul__Img__InetSocket *s)
 	return 0;
 }
 
+bool rst_inet_carried_opt(const Haul__Img__InetSocket *s, int level, int name, int *value)
+{
+	for (size_t i = 0; i < s->n_opts; i++)
+		if (s->opts[i]->level == level && s->opts[i]->name == name) {
+			*value = s->opts[i]->value;
+			return true;
+		}
+	return false;
+}
+
 /* SO_BUF_LOCK as the source had it, after the buffer sizes (each sets its bit). */
 static int set_buf_lock(int sfd, const Haul__Img__InetSocket *s)
 {
-	for (size_t i = 0; i < s->n_opts; i++) {
-		int v = s->opts[i]->value;
+	int v;
 
-		if (s->opts[i]->level == SOL_SOCKET && s->opts[i]->name == SO_BUF_LOCK &&
-		    setsockopt(sfd, SOL_SOCKET, SO_BUF_LOCK, &v, sizeof(v)) < 0)
-			return -errno;
-	}
+	if (rst_inet_carried_opt(s, SOL_SOCKET, SO_BUF_LOCK, &v) &&
+	    setsockopt(sfd, SOL_SOCKET, SO_BUF_LOCK, &v, sizeof(v)) < 0)
+		return -errno;
 	return 0;
 }
 
@@ -654,15 +662,6 @@ static int bad(char *why, size_t wl, const Haul__Img__FileObject *f, const char 
 	return -EBADMSG;
 }
 
-/* @s's carried value of option @level/@name, 0 (the default) when it is not in the list. */
-static int carried_opt(const Haul__Img__InetSocket *s, int level, int name)
-{
-	for (size_t i = 0; i < s->n_opts; i++)
-		if (s->opts[i]->level == level && s->opts[i]->name == name)
-			return s->opts[i]->value;
-	return 0;
-}
-
 /*
  * Whether another listener or UDP socket of @ps is bound to @f's port and
  * address (or a wildcard): on the source they shared it through
@@ -701,9 +700,10 @@ static bool port_shared(const Haul__Img__ProcessState *ps, const Haul__Img__File
 static int reuseport_for_bind(int sfd, const Haul__Img__FileObject *f,
 			      const Haul__Img__ProcessState *ps)
 {
-	int on = 1;
+	int on = 1, now = 0;
 
-	if (carried_opt(f->inet, SOL_SOCKET, SO_REUSEPORT) || !port_shared(ps, f))
+	if ((rst_inet_carried_opt(f->inet, SOL_SOCKET, SO_REUSEPORT, &now) && now) ||
+	    !port_shared(ps, f))
 		return 0;
 	if (setsockopt(sfd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) < 0)
 		return -errno;

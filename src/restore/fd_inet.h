@@ -77,6 +77,9 @@ int rst_inet_create(struct rst_target *t, const Haul__Img__InetSocket *s, int *r
  * others, SO_LINGER and, with @bufs, the buffer sizes.  0 or -errno.
  */
 int rst_inet_set_opts(int sfd, const Haul__Img__InetSocket *s, bool early, bool bufs);
+/* Whether @s carries option @level/@name (one the source changed), its value in *@value. */
+bool rst_inet_carried_opt(const Haul__Img__InetSocket *s, int level, int name, int *value);
+
 /* bind() @sfd to @s's local address, connect() it to its peer.  0 or -errno. */
 int rst_inet_bind(int sfd, const Haul__Img__InetSocket *s);
 int rst_inet_connect(int sfd, const Haul__Img__InetSocket *s);

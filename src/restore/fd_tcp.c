@@ -484,10 +484,11 @@ static int repair_options(int sfd, const Haul__Img__TcpRepair *r)
 /* SO_REUSEADDR as carried (leaving repair mode cleared it). */
 static int reuse_again(int sfd, const Haul__Img__InetSocket *s)
 {
-	for (size_t i = 0; i < s->n_opts; i++)
-		if (s->opts[i]->level == SOL_SOCKET && s->opts[i]->name == SO_REUSEADDR)
-			return set_int(sfd, SOL_SOCKET, SO_REUSEADDR, s->opts[i]->value);
-	return 0;
+	int v;
+
+	return rst_inet_carried_opt(s, SOL_SOCKET, SO_REUSEADDR, &v)
+		       ? set_int(sfd, SOL_SOCKET, SO_REUSEADDR, v)
+		       : 0;
 }
 
 static int restore_conn(int sfd, const Haul__Img__InetSocket *s, const char **step)
