@@ -465,7 +465,54 @@ ip -n {1} addr add 198.18.0.2/24 dev hz{p}v1; ip -n {1} link set hz{p}v1 up
         ok, why = self.check(name, npid, desc)
         return ("PASS", "", [npid]) if ok else ("FAIL", why, [npid])
 
+    # --- the host's firewall, as each test found it ----------------------
+    # Tests such as socket-tcp-closed add a DROP rule for their port in the
+    # host's namespace and remove it only at their end; one that is refused
+    # or fails leaves it, and a later test on the same port (the nfconntrack
+    # ones) hangs.  So the rulesets are saved before each test and put back.
+    FIREWALLS = (["nft", "-s", "list", "ruleset"], ["iptables-legacy-save"],
+                 ["ip6tables-legacy-save"])
+    RESTORE = {"nft": None, "iptables-legacy-save": "iptables-legacy-restore",
+               "ip6tables-legacy-save": "ip6tables-legacy-restore"}
+
+    def firewall(self):
+        snap = []
+        for cmd in self.FIREWALLS:
+            try:
+                r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                   text=True, timeout=30)
+                snap.append(r.stdout if r.returncode == 0 else None)
+            except (OSError, subprocess.TimeoutExpired):
+                snap.append(None)
+        return snap
+
+    def firewall_back(self, name, before):
+        after = self.firewall()
+        for cmd, b, a in zip(self.FIREWALLS, before, after):
+            if b is None or a is None or self.strip(a) == self.strip(b):
+                continue
+            print("%s: left %s rules in the host's namespace: put back as they were" %
+                  (name, cmd[0]), file=self.log, flush=True)
+            if cmd[0] == "nft":
+                subprocess.run(["nft", "-f", "-"], input="flush ruleset\n" + b, text=True,
+                               stdout=self.log, stderr=subprocess.STDOUT)
+            else:
+                subprocess.run([self.RESTORE[cmd[0]]], input=b, text=True,
+                               stdout=self.log, stderr=subprocess.STDOUT)
+
+    @staticmethod
+    def strip(save):
+        # iptables-save's comments and counters change on their own
+        return [ln.split("[")[0] for ln in save.splitlines() if not ln.startswith("#")]
+
     def run_one(self, name, desc, mode):
+        fw = self.firewall()
+        try:
+            return self.run_one_fw(name, desc, mode)
+        finally:
+            self.firewall_back(name, fw)
+
+    def run_one_fw(self, name, desc, mode):
         netns = self.netns[0] if mode == "migrate" else None
         pid = self.start(name, desc, netns)
         if isinstance(pid, str):
@@ -482,6 +529,13 @@ ip -n {1} addr add 198.18.0.2/24 dev hz{p}v1; ip -n {1} link set hz{p}v1 up
         return v, msg
 
     def baseline(self, name, desc):
+        fw = self.firewall()
+        try:
+            return self.baseline_fw(name, desc)
+        finally:
+            self.firewall_back(name, fw)
+
+    def baseline_fw(self, name, desc):
         pid = self.start(name, desc)
         if isinstance(pid, str):
             self.finish(name, [])
