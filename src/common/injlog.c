@@ -43,12 +43,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -61,6 +64,7 @@
 #include "common/policy.h"
 #include "common/proc.h"
 #include "common/rsys.h"
+#include "common/sysno.h"
 
 struct injlog {
 	pid_t pid;		/* the process held or being injected into, 0: none */
@@ -70,6 +74,17 @@ struct injlog {
 	pid_t sched_tid;	/* a thread whose scheduling haul raised, 0: none */
 	uint32_t sched_len;	/* bytes of sched_attr */
 	uint8_t sched_attr[64]; /* its own struct sched_attr */
+	pid_t companion;	/* another survivor to wait for before any SIGCONT, 0: none */
+	uint32_t nowed;		/* entries of owed[] in use are below this */
+	struct {
+		pid_t pid; /* 0: paid */
+		unsigned long long start;
+	} owed[INJLOG_MAX_OWED]; /* other processes haul group-stopped (injlog_owe_cont) */
+	uint32_t nsock;		 /* sockets a dump put in TCP repair mode (injlog_tcp_repair) */
+	struct {
+		pid_t pid;
+		int32_t fd, reuse;
+	} sock[INJLOG_MAX_SOCKS];
 	struct injlog_thr thr[INJLOG_MAX_THREADS];
 };
 
@@ -418,10 +433,128 @@ static int repair_thread(const struct injlog_thr *e)
 	return rsys_release(&r); /* unmaps the scratch, mask and registers back, detach */
 }
 
+void injlog_tcp_repair(pid_t pid, int fd, int reuse)
+{
+	uint32_t i;
+
+	if (!g_log)
+		return;
+	if (g_log->nsock == INJLOG_MAX_SOCKS) {
+		pr_warn("the injection journal is full: if haul dies now, fd %d of pid %d stays in "
+			"TCP repair mode",
+			fd, (int)pid);
+		return;
+	}
+	i = g_log->nsock;
+	g_log->sock[i].pid = pid;
+	g_log->sock[i].fd = fd;
+	g_log->sock[i].reuse = reuse;
+	__atomic_store_n(&g_log->nsock, i + 1,
+			 __ATOMIC_RELEASE); /* the entry first, then the count */
+}
+
+void injlog_tcp_done(void)
+{
+	if (g_log)
+		g_log->nsock = 0;
+}
+
+void injlog_owe_cont(pid_t pid)
+{
+	uint32_t i;
+
+	if (!g_log)
+		return;
+	if (g_log->nowed == INJLOG_MAX_OWED) {
+		pr_warn("the injection journal is full: if haul dies now, pid %d stays stopped "
+			"(kill -CONT %d)",
+			(int)pid, (int)pid);
+		return;
+	}
+	i = g_log->nowed;
+	g_log->owed[i].start = 0;
+	haul_proc_starttime(pid, &g_log->owed[i].start);
+	g_log->owed[i].pid = pid;
+	__atomic_store_n(&g_log->nowed, i + 1, __ATOMIC_RELEASE);
+}
+
+void injlog_owe_paid(pid_t pid)
+{
+	if (!g_log)
+		return;
+	for (uint32_t i = 0; i < g_log->nowed; i++)
+		if (g_log->owed[i].pid == pid)
+			g_log->owed[i].pid = 0;
+	while (g_log->nowed && !g_log->owed[g_log->nowed - 1].pid)
+		g_log->nowed--;
+}
+
+/* The survivor: the SIGCONT owed to every other process haul stopped (the same process still). */
+static int pay_owed(const struct injlog *j)
+{
+	int paid = 0;
+
+	for (uint32_t i = 0; i < j->nowed; i++) {
+		unsigned long long now = 0;
+		pid_t pid = j->owed[i].pid;
+
+		if (pid > 0 && pid != j->pid && !haul_proc_starttime(pid, &now) &&
+		    now == j->owed[i].start && !kill(pid, SIGCONT))
+			paid++;
+	}
+	return paid;
+}
+
+void injlog_companion(pid_t pid)
+{
+	if (g_log)
+		g_log->companion = pid;
+}
+
+/* The survivor: wait (up to 5 s) for the companion survivor to finish its part. */
+static void companion_wait(pid_t pid)
+{
+	for (int i = 0; pid > 0 && i < 5000; i++) {
+		char st = thread_state(pid, pid);
+
+		if (!st || st == 'Z' || st == 'X')
+			return;
+		usleep(1000);
+	}
+}
+
+/* The survivor: every socket of the journal out of TCP repair mode, before any SIGCONT. */
+static void release_sockets(const struct injlog *j)
+{
+	int off = 0, done = 0;
+
+	for (uint32_t i = 0; i < j->nsock; i++) {
+		int pidfd = (int)syscall(SYS_pidfd_open, j->sock[i].pid, 0), sfd;
+
+		if (pidfd < 0)
+			continue; /* gone (killed after its checkpoint): nothing to repair */
+		sfd = (int)syscall(SYS_pidfd_getfd, pidfd, j->sock[i].fd, 0);
+		close(pidfd);
+		if (sfd < 0)
+			continue;
+		if (setsockopt(sfd, IPPROTO_TCP, TCP_REPAIR, &off, sizeof(off)) ||
+		    setsockopt(sfd, SOL_SOCKET, SO_REUSEADDR, &j->sock[i].reuse, sizeof(int)))
+			pr_err("cannot take fd %d of pid %d out of TCP repair mode: %s; its "
+			       "connection is stuck (the process must reconnect)",
+			       j->sock[i].fd, (int)j->sock[i].pid, strerror(errno));
+		else
+			done++;
+		close(sfd);
+	}
+	if (done)
+		pr_warn("haul died with %d TCP connection(s) in repair mode: taken out of it",
+			done);
+}
+
 static void survivor_main(int rfd)
 {
 	struct injlog *j = g_log;
-	int failed = 0, repaired = 0;
+	int failed = 0, repaired = 0, paid;
 	char c;
 
 	setsid();
@@ -459,11 +592,18 @@ static void survivor_main(int rfd)
 			repaired++;
 		}
 	}
+	/* its connections able to send again before it runs (a send in repair mode fails) */
+	release_sockets(j);
+	/* and the network lock lifted (netguard.c), or its UDP sends would fail with EPERM */
+	companion_wait(j->companion);
 	/* its own scheduling back before it runs again (the tracker raises it to SCHED_FIFO) */
 	if (j->sched_tid)
 		syscall(SYS_sched_setattr, j->sched_tid, j->sched_attr, 0);
 	if (j->held && j->pid && !failed)
 		kill(j->pid, SIGCONT);
+	paid = pay_owed(j);
+	if (paid)
+		pr_warn("haul died with %d other process(es) of the tree stopped: continued", paid);
 	if (repaired || (j->held && j->pid))
 		pr_warn("haul died while injecting into pid %d: %d thread(s) got their registers "
 			"and signal mask back%s",
@@ -532,7 +672,7 @@ pid_t injlog_survivor(void)
 
 static bool journal_dirty(void)
 {
-	if (g_log->held || g_log->sched_tid)
+	if (g_log->held || g_log->sched_tid || g_log->nsock || g_log->nowed)
 		return true;
 	for (uint32_t i = 0; i < g_log->nthr; i++)
 		if (g_log->thr[i].tid && g_log->thr[i].dirty)

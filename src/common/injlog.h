@@ -49,6 +49,10 @@
 
 /* Threads of one process the journal can hold at once (~330 bytes each, shared anon memory). */
 #define INJLOG_MAX_THREADS 8192
+/* TCP sockets in repair mode it can hold (12 bytes each). */
+#define INJLOG_MAX_SOCKS 16384
+/* Other processes it can owe a SIGCONT (16 bytes each). */
+#define INJLOG_MAX_OWED 16384
 
 /* One thread's entry; owned by the journal, pointed to by its struct rsys. */
 struct injlog_thr {
@@ -131,6 +135,36 @@ void injlog_thread_done(struct injlog_thr *e);
  * forgets them (haul put them back itself).
  */
 void injlog_sched(pid_t tid, const void *attr, size_t len);
+
+/*
+ * fd @fd of @pid is about to enter TCP repair mode for a dump after which
+ * the process may run on (haul checkpoint: it runs on whenever the
+ * checkpoint fails): a socket left in repair mode never sends again, and a
+ * send on it fails.  If haul dies, the survivor takes each such socket out
+ * of repair mode (SO_REUSEADDR @reuse back: leaving repair clears it)
+ * before it continues any process.  Not for a live migration, whose
+ * guardian decides (in doubt, the sockets must stay).  injlog_tcp_done:
+ * every such socket is out of repair mode again, or its process is dead:
+ * forget them.  No-ops without a journal.
+ */
+void injlog_tcp_repair(pid_t pid, int fd, int reuse);
+void injlog_tcp_done(void);
+/*
+ * The journal holds one process (injlog_hold); a dump of a tree keeps the
+ * others in the group-stop it put them in itself.  injlog_owe_cont: @pid
+ * (its start time read now) is one: if haul dies, the survivor sends it
+ * the SIGCONT, last, after its sockets and the lock.  injlog_owe_paid:
+ * haul continued it (or killed it) itself.  No-ops without a journal.
+ */
+void injlog_owe_cont(pid_t pid);
+void injlog_owe_paid(pid_t pid);
+/*
+ * Another survivor (@pid; 0: none) that must finish before the journal's
+ * continues a process: haul checkpoint's network lock survivor, which
+ * lifts the lock (a UDP send it dropped would fail with EPERM).  Waited
+ * for up to 5 s.
+ */
+void injlog_companion(pid_t pid);
 
 /* HAUL_FAULT=kill:inject:@step[:N]: SIGKILL ourselves at the Nth time @step is reached. */
 void injlog_fault(const char *step);

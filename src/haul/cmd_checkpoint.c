@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "haul/haul.h"
 #include "haul/haul_int.h"
+#include "haul/netlock.h"
 #include "restore/restore.h"
 
 static const char intro[] =
@@ -23,6 +24,13 @@ static const char intro[] =
 	"with it, it carries on.  A process with children is taken with all its\n"
 	"descendants, as one image; --cgroup PATH takes every process of a cgroup\n"
 	"(they must form one tree).  Restore it with 'haul restore --images DIR'.\n";
+
+/* rst_tcp_hold_watch: a socket entering repair mode, for the journal's survivor (injlog.h). */
+static void tcp_held(void *arg, pid_t pid, int fd, int reuse)
+{
+	(void)arg;
+	injlog_tcp_repair(pid, fd, reuse);
+}
 
 int haul_cmd_checkpoint(int argc, char **argv)
 {
@@ -88,7 +96,14 @@ int haul_cmd_checkpoint(int argc, char **argv)
 		haul_pid_unlock(&lock);
 		return 1;
 	}
+	/* locks of images removed since, gone; this one's taken at the stop (ckpt_netlock.c) */
+	haul_netlock_reap();
+	haul_ckpt_netlock_use();
+	/* if we die, the survivor takes its connections out of repair mode before it runs */
+	rst_tcp_hold_watch(tcp_held, NULL);
 	ret = haul_checkpoint_images(pid, dir, leave, getenv("HAUL_FAULT"), &st);
+	rst_tcp_hold_watch(NULL, NULL);
+	haul_ckpt_netlock_done();
 	injlog_close();
 	haul_pid_unlock(&lock);
 	if (ret)

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "haul/haul.h"
 #include "haul/haul_int.h"
+#include "haul/netlock.h"
 #include "restore/restore.h"
 
 static const char intro[] =
@@ -68,6 +69,7 @@ int haul_cmd_restore(int argc, char **argv)
 	if (ret < 0)
 		return haul_opts_exit(ret);
 	o.pidns = (enum rst_pidns)pidns;
+	haul_ckpt_netlock_use(); /* the lock its checkpoint left is lifted (ckpt_netlock.c) */
 	ret = rst_restore_images(dir, id, (pid_t)pid, &o, &t, &here);
 	if (ret)
 		return 1;

@@ -245,12 +245,13 @@ int haul_guard_rearm(struct haul_guard *g)
 	return haul_survivor_send(g->fd, 'A');
 }
 
-void haul_guard_tcp_held(void *guard, int fd, int reuse)
+void haul_guard_tcp_held(void *guard, pid_t pid, int fd, int reuse)
 {
 	struct haul_guard *g = guard;
 	char rec[1 + 3 * sizeof(int)] = {'R'};
 	int owner = g->owner;
 
+	(void)pid; /* the tree's pids as the target knows them: g->owner */
 	if (g->fd < 0)
 		return;
 	memcpy(rec + 1, &fd, sizeof(int));

@@ -156,7 +156,7 @@ void haul_guard_stop(struct haul_guard *g);
  * the guardian takes it out again (SO_REUSEADDR back to @reuse) before it
  * thaws the process, or its connection would never send again.
  */
-void haul_guard_tcp_held(void *guard, int fd, int reuse);
+void haul_guard_tcp_held(void *guard, pid_t pid, int fd, int reuse);
 /*
  * A process of a tree other than the one the injection journal holds was
  * SIGSTOPped by haul (pid @pid): if haul dies while the guardian is armed,

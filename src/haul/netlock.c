@@ -28,7 +28,10 @@
  * the next haul migrate, haul pageserver or haul ps (haul_netlock_reap)
  * removes every table whose owner is gone.  Entries name the network
  * namespace (the inode of /proc/self/ns/net), since a table lives in one:
- * a reaper only touches those of its own namespace.
+ * a reaper only touches those of its own namespace.  A checkpoint's lock
+ * outlives its haul until the restore (src/restore/ckpt_lock.c): its entry
+ * also names the image (haul_netlock_own), and it is kept for as long as
+ * that committed image's file netlock names it.
  */
 #define LOG_PREFIX "netlock: "
 #include <arpa/inet.h>
@@ -51,6 +54,7 @@
 #include "common/proc.h"
 #include "haul/haul_int.h"
 #include "haul/netlock.h"
+#include "restore/restore.h"
 
 #define NL_PRIO "-300" /* raw: before conntrack, so a dropped packet leaves no state */
 
@@ -298,9 +302,14 @@ static int reg_path(const char *name, char *buf, size_t len)
 	return 0;
 }
 
-static int reg_write(const char *name)
+/*
+ * The entry of @name: "PID START\n" (its owner) and, for a lock an image
+ * keeps, "image DIR/<id>\n".  Written whole under a temporary name, then
+ * renamed over the old one: a reader never sees half an entry.
+ */
+static int reg_write(const char *name, const char *image)
 {
-	char path[PATH_MAX], line[64];
+	char path[PATH_MAX], tmp[PATH_MAX + 8], line[PATH_MAX + 64];
 	unsigned long long start = 0;
 	int fd, ret, n;
 
@@ -308,12 +317,29 @@ static int reg_write(const char *name)
 	if (ret)
 		return ret;
 	haul_proc_starttime(getpid(), &start);
-	n = snprintf(line, sizeof(line), "%d %llu\n", (int)getpid(), start);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	n = snprintf(line, sizeof(line), "%d %llu\n%s%s%s", (int)getpid(), start,
+		     image ? "image " : "", image ? image : "", image ? "\n" : "");
+	if (n < 0 || (size_t)n >= sizeof(line))
+		return -ENAMETOOLONG;
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
 	ret = write(fd, line, n) == n ? 0 : -EIO;
 	close(fd);
+	if (!ret && rename(tmp, path))
+		ret = -errno;
+	if (ret)
+		unlink(tmp);
+	return ret;
+}
+
+int haul_netlock_own(const char *name, const char *image)
+{
+	int ret = reg_write(name, image);
+
+	if (ret)
+		pr_err_r(ret, "cannot hand the network lock %s to the image %s", name, image);
 	return ret;
 }
 
@@ -345,7 +371,7 @@ static int install(const char *name, const char *cmd)
 	int ret;
 
 	/* registered first: a haul killed between the two leaves an entry, never a table alone */
-	ret = reg_write(name);
+	ret = reg_write(name, NULL);
 	if (ret) {
 		pr_err_r(ret, "cannot register the network lock %s (in %s/netlock)", name,
 			 getenv("HAUL_LOCK_DIR") ? getenv("HAUL_LOCK_DIR") : HAUL_LOCK_DIR);
@@ -457,11 +483,20 @@ int haul_netlock_lift(const char *name)
 	return ret;
 }
 
-/* Is the owner (pid, start time) of an entry alive? */
-static bool owner_alive(const char *path)
+/* Does the image @image still keep the lock @name (its file netlock names it)? */
+static bool image_keeps(const char *image, const char *name)
+{
+	char kept[RST_NETLOCK_NAME];
+	unsigned long long ns;
+
+	return !rst_netlock_record(image, kept, sizeof(kept), &ns) && !strcmp(kept, name);
+}
+
+/* Is the owner of entry @path of lock @name alive: its haul (pid, start time), or its image? */
+static bool owner_alive(const char *path, const char *name)
 {
 	unsigned long long start = 0, now = 0;
-	char buf[64] = "", st;
+	char buf[PATH_MAX + 64] = "", st, *image;
 	int fd = open(path, O_RDONLY | O_CLOEXEC), pid = 0;
 	ssize_t n;
 
@@ -470,11 +505,17 @@ static bool owner_alive(const char *path)
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0 || sscanf(buf, "%d %llu", &pid, &start) != 2 || pid <= 0)
-		return false; /* half-written: its owner died writing it */
+		return false; /* not one of ours */
 	st = haul_proc_state(pid);
-	if (!st || st == 'Z' || st == 'X')
+	if (st && st != 'Z' && st != 'X' && !haul_proc_starttime(pid, &now) && now == start)
+		return true;
+	/* a checkpoint's: kept while its committed image names it (gone, replaced: not) */
+	image = strstr(buf, "\nimage ");
+	if (!image)
 		return false;
-	return !haul_proc_starttime(pid, &now) && now == start;
+	image += 7;
+	image[strcspn(image, "\n")] = '\0';
+	return image_keeps(image, name);
 }
 
 int haul_netlock_reap(void)
@@ -500,7 +541,7 @@ int haul_netlock_reap(void)
 		if (strncmp(e->d_name, prefix, strlen(prefix)) || strncmp(name, "haul-lock-", 10))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		if (owner_alive(path))
+		if (strstr(name, ".new") || owner_alive(path, name))
 			continue;
 		if (haul_netlock_lift(name) == 0) {
 			pr_warn("removed the network lock %s: the haul that took it is gone", name);

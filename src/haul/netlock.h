@@ -136,6 +136,14 @@ int haul_netlock_take(const char *name, const struct haul_net_tuple *t, size_t n
 int haul_netlock_prepare(const char *name, bool out);
 int haul_netlock_fill(const char *name, const struct haul_net_tuple *t, size_t n,
 		      const struct haul_net_addr *a, size_t na);
+/*
+ * The lock @name outlives us (a checkpoint's): its registry entry names
+ * the image @image (an absolute DIR/<id>) too, and the lock is kept while
+ * that image's file netlock names it (rst_netlock_record), after this
+ * process is gone; once the image is removed or replaced, the next reap
+ * removes it.  0 or -errno (logged).
+ */
+int haul_netlock_own(const char *name, const char *image);
 /* Remove it and its registry entry; 0 when it was not there. */
 int haul_netlock_lift(const char *name);
 /* Is a table @name in haul's network namespace? */
@@ -145,6 +153,18 @@ bool haul_netlock_exists(const char *name);
  * is dead, and its entry.  Returns how many were removed, or -errno.
  */
 int haul_netlock_reap(void);
+
+/* ---- ckpt_netlock.c -------------------------------------------------------- */
+
+/*
+ * haul_ckpt_netlock_use: from now on, checkpoints of this process take the
+ * network lock and restores lift the one their image keeps
+ * (rst_netlock_set; src/restore/ckpt_lock.c).  haul_ckpt_netlock_done:
+ * after the checkpoint, its lock lifted or kept by the image: the
+ * survivor that lifts it if haul dies goes.
+ */
+void haul_ckpt_netlock_use(void);
+void haul_ckpt_netlock_done(void);
 
 /* ---- netreplay.c --------------------------------------------------------- */
 

@@ -114,13 +114,17 @@ int rst_tcp_after_repair(int sfd, const Haul__Img__InetSocket *s, const char **s
  * exists); 0: not deferred, finish it now; -errno.  The list is this
  * thread's (one restore); rst_tcp_deferred_drop forgets it (a failed
  * restore).  rst_tcp_deferred_finish: 0 or -errno with @why naming the
- * connection.
+ * connection.  rst_tcp_defer_all(@lock): every connection of this
+ * thread's restore is deferred, whatever its peer, and the checkpoint's
+ * network lock @lock is lifted first thing at the finish (ckpt_lock.c);
+ * NULL: back to connections whose peer is here.
  */
 int rst_tcp_defer(int sfd, const Haul__Img__InetSocket *s);
 /* The same list: set option @level/@name of (a copy of) @sfd to @value then.  0 or -errno. */
 int rst_sock_defer_opt(int sfd, int level, int name, int value);
 int rst_tcp_deferred_finish(char *why, size_t wl);
 void rst_tcp_deferred_drop(void);
+void rst_tcp_defer_all(const char *lock);
 
 /*
  * The validate hook of the three kinds: @f's inet part is a socket this

@@ -52,6 +52,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/injlog.h"
 #include "common/log.h"
 #include "restore/fd_inet.h"
 #include "restore/restore.h"
@@ -80,10 +81,10 @@ static struct tcp_held {
 } * held;
 static size_t nheld, capheld;
 /* Told of each socket before it enters repair mode (rst_tcp_hold_watch). */
-static void (*hold_cb)(void *arg, int fd, int reuse);
+static void (*hold_cb)(void *arg, pid_t pid, int fd, int reuse);
 static void *hold_arg;
 
-void rst_tcp_hold_watch(void (*cb)(void *arg, int fd, int reuse), void *arg)
+void rst_tcp_hold_watch(void (*cb)(void *arg, pid_t pid, int fd, int reuse), void *arg)
 {
 	hold_cb = cb;
 	hold_arg = arg;
@@ -356,6 +357,7 @@ void rst_tcp_hold_end(bool resume)
 		close(sfd);
 	}
 	nheld = 0;
+	injlog_tcp_done(); /* none left for a survivor to take out of repair mode */
 }
 
 static int tcp_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
@@ -394,7 +396,7 @@ static int tcp_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 	getsockopt(sfd, SOL_SOCKET, SO_REUSEADDR, &reuse, &(socklen_t){sizeof(reuse)});
 	/* before: a dumper killed from here on leaves the socket to its survivor */
 	if (hold_cb)
-		hold_cb(hold_arg, p->fd, reuse);
+		hold_cb(hold_arg, p->pid, p->fd, reuse);
 	if (set_int(sfd, IPPROTO_TCP, TCP_REPAIR, REPAIR_ON)) {
 		ret = -errno;
 		pr_err("cannot put fd %d of pid %d in TCP repair mode: %s (haul needs "

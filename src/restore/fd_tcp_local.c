@@ -13,7 +13,11 @@
  * bytes and FINs (second pass: by then every peer left repair mode too),
  * just before the first process of the restore runs.  A connection to
  * another host is finished at once, as before (a live migration's network
- * lock holds its peer's segments meanwhile).
+ * lock holds its peer's segments meanwhile), except in the restore of an
+ * image whose checkpoint left a network lock (ckpt_lock.c): then every
+ * connection waits, and the finish lifts the lock before the first leaves
+ * repair mode, so that its window probe reaches the peer and the peer's
+ * answer meets a socket.
  *
  * Socket options that must wait the same way go through here too
  * (rst_sock_defer_opt): SO_REUSEPORT turned off after a second socket
@@ -31,6 +35,7 @@
 #include "common/grow.h"
 #include "common/log.h"
 #include "restore/fd_inet.h"
+#include "restore/imgdir_int.h"
 
 struct deferred {
 	int sfd;
@@ -46,6 +51,14 @@ struct deferred_opt {
 
 static __thread struct deferred_opt *dop;
 static __thread size_t ndop, capdop;
+
+/* the checkpoint's network lock this restore lifts at the finish; "": none */
+static __thread char lock_name[48];
+
+void rst_tcp_defer_all(const char *lock)
+{
+	snprintf(lock_name, sizeof(lock_name), "%s", lock ? lock : "");
+}
 
 int rst_sock_defer_opt(int sfd, int level, int name, int value)
 {
@@ -90,7 +103,7 @@ int rst_tcp_defer(int sfd, const Haul__Img__InetSocket *s)
 	uint8_t *buf;
 	struct deferred d;
 
-	if (!peer_here(s))
+	if (!lock_name[0] && !peer_here(s))
 		return 0;
 	if (haul_grow(&dl, &capdl, ndl, sizeof(*dl), 8))
 		return -ENOMEM;
@@ -121,6 +134,7 @@ void rst_tcp_deferred_drop(void)
 	for (size_t i = 0; i < ndop; i++)
 		close(dop[i].sfd);
 	ndop = 0;
+	lock_name[0] = '\0'; /* a failed restore: the lock stays, the image's */
 }
 
 int rst_tcp_deferred_finish(char *why, size_t wl)
@@ -129,6 +143,13 @@ int rst_tcp_deferred_finish(char *why, size_t wl)
 	const char *step = "";
 	int ret = 0;
 
+	/* the peers' segments get through from here: every socket of the restore exists */
+	if (lock_name[0] && (ret = rst_restore_lock_lift(lock_name))) {
+		snprintf(why, wl, "cannot lift the checkpoint's network lock %s (above)",
+			 lock_name);
+		rst_tcp_deferred_drop();
+		return ret;
+	}
 	for (size_t i = 0; i < ndl && !bad; i++)
 		if ((ret = rst_tcp_leave_repair(dl[i].sfd, dl[i].s, &step)))
 			bad = &dl[i];

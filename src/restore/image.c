@@ -51,6 +51,7 @@
 #include "common/vma.h"
 #include "restore/imgdir_int.h"
 #include "restore/restore.h"
+#include "restore/fd_inet.h"
 #include "restore/fd_int.h"
 #include "restore/restore_int.h"
 #include "restore/tree_int.h"
@@ -348,6 +349,7 @@ struct rst_ckpt {
 	size_t len;
 	Haul__Img__ProcessState *ps;
 	uint64_t t0;
+	struct rst_ckpt_lock lock; /* the network lock (ckpt_lock.c) */
 };
 
 int rst_ckpt_begin(pid_t pid, const char *dir, struct rst_ckpt_stats *st, struct rst_ckpt **out)
@@ -482,6 +484,13 @@ int rst_ckpt_commit(struct rst_ckpt *ck, bool tracked, bool leave_running, const
 	pid_t pid = ck->pid;
 	int ret;
 
+	/* stopped, no socket read yet: the network lock (ckpt_lock.c) */
+	ret = rst_ckpt_lock_take(&ck->lock, &ck->tx, &ck->pid, 1, leave_running);
+	if (ret) {
+		pr_err_r(ret, "cannot lock the network of pid %d for its checkpoint; it runs on",
+			 (int)pid);
+		return ret;
+	}
 	ret = rst_dump_state(ck->sz, &ck->blob, &ck->len);
 	if (ret) {
 		pr_err_r(ret, "cannot dump the state of pid %d; it runs on", (int)pid);
@@ -506,6 +515,7 @@ int rst_ckpt_commit(struct rst_ckpt *ck, bool tracked, bool leave_running, const
 	rst_imgdir_fault(fault, "staged");
 	if (leave_running) {
 		/* Everything is staged: it may run on while the image is made durable. */
+		rst_ckpt_lock_lift(&ck->lock);
 		rst_tcp_hold_end(true);
 		rst_release(ck->sz);
 		ck->sz = NULL;
@@ -524,7 +534,8 @@ int rst_ckpt_commit(struct rst_ckpt *ck, bool tracked, bool leave_running, const
 		/* Durable on disk: the source may go, and must not run again. */
 		rst_kill_seized(ck->sz);
 		ck->sz = NULL;
-		rst_tcp_hold_end(false); /* its sockets closed in repair mode: nothing sent */
+		rst_tcp_hold_end(false);       /* its sockets closed in repair mode: nothing sent */
+		rst_ckpt_lock_keep(&ck->lock); /* until the restore: no peer meets a closed port */
 		st->frozen_ns = now_ns() - st->frozen_ns;
 	}
 	st->total_ns = now_ns() - ck->t0;
@@ -544,6 +555,7 @@ void rst_ckpt_end(struct rst_ckpt *ck, int ret)
 	if (ck->ps)
 		haul__img__process_state__free_unpacked(ck->ps, NULL);
 	free(ck->blob);
+	rst_ckpt_lock_lift(&ck->lock);
 	rst_tcp_hold_end(true); /* a failed checkpoint: the process runs on */
 	rst_release(ck->sz);
 	free(ck);
@@ -571,9 +583,17 @@ int rst_restore_images(const char *dir, const char *id, pid_t pid,
 	ret = rst_imgdir_find(dir, id, pid, path, sizeof(path), &pid);
 	if (ret)
 		return ret;
+	/* the network lock its checkpoint left: lifted once every socket exists (ckpt_lock.c) */
+	ret = rst_restore_lock_arm(path);
+	if (ret)
+		return ret;
 	/* A tree image: every process of it, from tree.img. */
-	if (rst_is_tree_image(path))
-		return rst_restore_tree(path, base, out, here);
+	if (rst_is_tree_image(path)) {
+		ret = rst_restore_tree(path, base, out, here);
+		if (ret)
+			rst_tcp_defer_all(NULL);
+		return ret;
+	}
 	/* Read-only: a restore never changes an image, damaged or not. */
 	ret = pstore_open_ro(path, &store);
 	if (ret) {
@@ -645,6 +665,8 @@ int rst_restore_images(const char *dir, const char *id, pid_t pid,
 	}
 	*out = t;
 out:
+	if (ret)
+		rst_tcp_defer_all(NULL);
 	rst_chain_free(chain);
 	pstore_close(store);
 	return ret;

@@ -61,4 +61,29 @@ void rst_imgdir_fault(const char *fault, const char *point);
 int rst_imgdir_find(const char *dir, const char *id, pid_t pid, char *store, size_t len,
 		    pid_t *found);
 
+/*
+ * ckpt_lock.c: the network lock of one checkpoint.  rst_ckpt_lock_take:
+ * the processes @pids are stopped, no socket read yet: take it (through
+ * rst_netlock_ops) and, unless @leave_running, name it in the new image
+ * (tx->path/netlock, durable).  0 or -errno (nothing held then).
+ * rst_ckpt_lock_lift: lift it if one is held (a failed checkpoint, or
+ * --leave-running, before the processes run).  rst_ckpt_lock_keep: the
+ * image is committed and its processes gone: the lock stays, the image's.
+ */
+struct rst_ckpt_lock {
+	char name[48]; /* RST_NETLOCK_NAME; "": none held */
+};
+int rst_ckpt_lock_take(struct rst_ckpt_lock *k, const struct rst_imgdir_tx *tx, const pid_t *pids,
+		       size_t n, bool leave_running);
+void rst_ckpt_lock_lift(struct rst_ckpt_lock *k);
+void rst_ckpt_lock_keep(struct rst_ckpt_lock *k);
+/*
+ * The restore of the image in @store: when it keeps a lock of this network
+ * namespace, every TCP connection of the restore stays in repair mode
+ * until rst_tcp_deferred_finish, which lifts the lock first
+ * (rst_restore_lock_lift).  0, or -EBADMSG for a corrupt record (logged).
+ */
+int rst_restore_lock_arm(const char *store);
+int rst_restore_lock_lift(const char *name);
+
 #endif

@@ -123,11 +123,41 @@ void rst_kill_seized(struct rst_seized *s);
  */
 void rst_tcp_hold_end(bool resume);
 /*
- * @cb is told (@fd of the process, its SO_REUSEADDR) before the dump puts a
- * TCP socket in repair mode, so that a survivor of the dumper can take it out
- * again if the dumper dies (haul migrate: its guardian).  NULL: no one.
+ * @cb is told (@fd of process @pid, its SO_REUSEADDR) before the dump puts
+ * a TCP socket in repair mode, so that a survivor of the dumper can take it
+ * out again if the dumper dies (haul migrate: its guardian; haul
+ * checkpoint: the injection journal's survivor).  NULL: no one.
  */
-void rst_tcp_hold_watch(void (*cb)(void *arg, int fd, int reuse), void *arg);
+void rst_tcp_hold_watch(void (*cb)(void *arg, pid_t pid, int fd, int reuse), void *arg);
+/*
+ * The network lock of a checkpoint (ckpt_lock.c): haul takes and lifts it
+ * (src/haul/ckpt_netlock.c), the restorer says when.  @take: every process
+ * of a checkpoint is stopped (@pids, host PIDs, the root first) and none of
+ * their sockets read yet; @image is where the image will be committed (an
+ * absolute DIR/<id>): a lock that outlives the checkpoint belongs to it
+ * from its commit on.  @take puts the lock's name in @name ("": none
+ * taken; at most RST_NETLOCK_NAME bytes with the NUL) and returns 0 or
+ * -errno (the checkpoint fails, they run on).  @lift: a checkpoint failed
+ * or left its processes running (before they run), or the restore of an
+ * image that keeps a lock made every socket and no connection left repair
+ * mode yet.  0 or -errno (the restore fails; the lock stays).  Without
+ * them (NULL: CRIU's entry points) nothing is taken, and an image that
+ * keeps a lock is restored with a warning naming it.
+ */
+#define RST_NETLOCK_NAME   48
+#define RST_NETLOCK_NAME_S "47"
+struct rst_netlock_ops {
+	int (*take)(const pid_t *pids, size_t n, bool leave_running, const char *image, char *name,
+		    size_t len);
+	int (*lift)(const char *name);
+};
+void rst_netlock_set(const struct rst_netlock_ops *ops);
+/*
+ * The lock the image in @store keeps (its file `netlock`): the table's
+ * name and the inode of the network namespace it is in.  0; -ENOENT: none;
+ * -EBADMSG: not a record haul wrote.
+ */
+int rst_netlock_record(const char *store, char *name, size_t len, unsigned long long *netns);
 /*
  * fd_external.c: which other processes hold the pipes of running @pid, read
  * (one scan of every /proc/PID/fd on the host) just before the freeze, so

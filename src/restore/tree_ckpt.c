@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/injlog.h"
 #include "common/log.h"
 #include "common/policy.h"
 #include "common/pstore.h"
@@ -86,6 +87,8 @@ static void release_one(struct rst_tree_proc *p)
 	p->sz = NULL;
 	if (p->cont)
 		kill(p->host, SIGCONT);
+	if (p->cont)
+		injlog_owe_paid(p->host);
 	p->cont = false;
 }
 
@@ -98,6 +101,9 @@ static int seize_from(struct rst_tree *t, size_t from, char *why, size_t wl)
 			continue;
 		/* stopped by its owner (job control): it stays stopped after us */
 		t->p[i].cont = !rst_proc_stopped(t->p[i].host);
+		/* a haul killed from here on leaves it to the journal's survivor (injlog.h) */
+		if (t->p[i].cont)
+			injlog_owe_cont(t->p[i].host);
 		ret = rst_seize(t->p[i].host, &t->p[i].sz);
 		if (ret && i && rst_tree_gone_or_zombie(t->p[i].host))
 			continue;
@@ -367,9 +373,30 @@ static int dump_one(struct rst_tree *t, size_t i, struct rst_share_dump *d, stru
 	return ret;
 }
 
+/* The network lock of the tree's live processes (ckpt_lock.c). */
+static int take_lock(const struct rst_tree *t, const struct rst_imgdir_tx *tx, bool leave_running,
+		     struct rst_ckpt_lock *lock)
+{
+	pid_t *pids = calloc(t->n, sizeof(*pids));
+	size_t n = 0;
+	int ret;
+
+	if (!pids)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->n; i++)
+		if (!t->p[i].zombie)
+			pids[n++] = t->p[i].host;
+	ret = rst_ckpt_lock_take(lock, tx, pids, n, leave_running);
+	if (ret)
+		pr_err_r(ret, "cannot lock the network of the tree of pid %d for its checkpoint",
+			 t->p[0].pid);
+	free(pids);
+	return ret;
+}
+
 /* Write every process and the tree into the new image, durable and switched in. */
 static int write_image(struct rst_tree *t, const char *dir, bool leave_running, const char *fault,
-		       struct rst_ckpt_stats *st)
+		       struct rst_ckpt_lock *lock, struct rst_ckpt_stats *st)
 {
 	struct rst_imgdir_tx tx = {.dirfd = -1, .lockfd = -1};
 	struct pstore_proc **pp = calloc(t->n, sizeof(*pp));
@@ -384,6 +411,9 @@ static int write_image(struct rst_tree *t, const char *dir, bool leave_running, 
 		goto out;
 	snprintf(st->id, sizeof(st->id), "%s", tx.id);
 	ret = pstore_open(tx.path, &store);
+	/* every process stopped, no socket read yet: the network lock (ckpt_lock.c) */
+	if (!ret)
+		ret = take_lock(t, &tx, leave_running, lock);
 	for (size_t i = 0; i < t->n && !ret; i++)
 		if (!t->p[i].zombie)
 			ret = dump_one(t, i, &d, store, &pp[i], st);
@@ -396,6 +426,7 @@ static int write_image(struct rst_tree *t, const char *dir, bool leave_running, 
 	rst_imgdir_fault(fault, "staged");
 	if (leave_running) {
 		/* everything is staged: out of repair mode, and on it runs */
+		rst_ckpt_lock_lift(lock);
 		rst_tcp_hold_end(true);
 		for (size_t i = 0; i < t->n; i++)
 			release_one(&t->p[i]);
@@ -430,6 +461,7 @@ int rst_tree_checkpoint(pid_t pid, const char *dir, bool leave_running, const ch
 			struct rst_ckpt_stats *st)
 {
 	struct rst_tree t = {0};
+	struct rst_ckpt_lock lock = {{0}};
 	pid_t *members = NULL;
 	uint64_t t0 = now_ns();
 	char why[512] = "";
@@ -454,7 +486,7 @@ int rst_tree_checkpoint(pid_t pid, const char *dir, bool leave_running, const ch
 		       (int)pid, why[0] ? why : strerror(-ret));
 		goto out;
 	}
-	ret = write_image(&t, dir, leave_running, fault, st);
+	ret = write_image(&t, dir, leave_running, fault, &lock, st);
 	if (ret)
 		goto out;
 	/* Durable on disk: the tree may go, leaves first, and must not run again. */
@@ -463,17 +495,21 @@ int rst_tree_checkpoint(pid_t pid, const char *dir, bool leave_running, const ch
 		if (!leave_running) {
 			rst_kill_seized(t.p[i].sz);
 			t.p[i].sz = NULL;
+			injlog_owe_paid(t.p[i].host); /* dead: nothing owed */
 		}
 	}
-	if (!leave_running)
-		rst_tcp_hold_end(false); /* their sockets closed in repair mode: nothing sent */
+	if (!leave_running) {
+		rst_tcp_hold_end(false);   /* their sockets closed in repair mode: nothing sent */
+		rst_ckpt_lock_keep(&lock); /* until the restore: no peer meets a closed port */
+	}
 	if (!leave_running)
 		st->frozen_ns = now_ns() - st->frozen_ns;
 	st->total_ns = now_ns() - t0;
 	pr_info("checkpointed pid %d with %zu descendants (%zu zombies)", t.p[0].pid, t.n - 1,
 		t.n - live);
 out:
-	/* connections out of repair mode while their processes are still stopped */
+	/* a failed checkpoint: no lock, and connections out of repair mode, still stopped */
+	rst_ckpt_lock_lift(&lock);
 	rst_tcp_hold_end(true);
 	for (size_t i = 0; i < t.n; i++)
 		release_one(&t.p[i]);

@@ -88,6 +88,21 @@ static void lock(const char *port, bool on)
 			     0);
 }
 
+/* Whether a network lock of haul (an nftables table haul-lock-*) is in A. */
+static bool haul_lock_in_a(void)
+{
+	return th_sh("ip netns exec %s nft list tables | grep -q 'inet haul-lock-'", F.net.a) == 0;
+}
+
+/* Wait (up to 20 s) until haul's lock in A has dropped a packet; 0 once it has. */
+static int haul_lock_dropped(void)
+{
+	return th_sh("for i in $(seq 400); do ip netns exec %s nft list ruleset | sed -n "
+		     "'/table inet haul-lock-/,/^}/p' | grep -q 'counter packets [1-9]' && exit 0; "
+		     "sleep 0.05; done; exit 1",
+		     F.net.a);
+}
+
 /* haul @args in A's network namespace, output in F.log; its exit status. */
 static int haul_in_a(const char *args)
 {
@@ -118,8 +133,10 @@ static void spawn_pair(const char *mode, const char *bind, const char *addr, con
 }
 
 /*
- * The whole round trip: fill, lock, checkpoint (the server dies), restore,
- * unlock, and every byte checked by both ends.
+ * The whole round trip: fill, lock (the test's table: the server's last
+ * segments stay unacknowledged), checkpoint (the server dies), unlock, the
+ * client's segments dropped by haul's own lock until the restore lifts it,
+ * and every byte checked by both ends.
  */
 static void roundtrip(const char *mode, const char *bind, const char *addr, const char *nconn)
 {
@@ -137,11 +154,21 @@ static void roundtrip(const char *mode, const char *bind, const char *addr, cons
 	cr_assert_eq(haul_in_a(args), 0, "haul checkpoint failed");
 	cr_assert_neq(th_wait_exit(F.srv_pid, 5000), -ETIMEDOUT, "the source did not die");
 	F.srv_pid = 0;
+	/*
+	 * From here only haul's lock holds the client's segments (its probes
+	 * and retransmissions): without it they would meet a closed port and
+	 * draw a RST.  The image keeps the lock: a reaper (haul ps) leaves it.
+	 */
+	lock("7000", false);
+	cr_assert(haul_lock_in_a(), "haul checkpoint left no network lock");
+	cr_assert_eq(haul_in_a("ps >/dev/null"), 0);
+	cr_assert(haul_lock_in_a(), "haul ps removed the lock the image keeps");
+	cr_assert_eq(haul_lock_dropped(), 0, "no segment of the client met haul's lock");
 	snprintf(args, sizeof(args), "restore --images %s --detach >%s", F.img, F.pidf);
 	cr_assert_eq(haul_in_a(args), 0, "haul restore failed");
 	F.restored = th_read_pid_file(F.pidf);
 	cr_assert_gt(F.restored, 0);
-	lock("7000", false);
+	cr_assert_not(haul_lock_in_a(), "the restore did not lift the checkpoint's lock");
 
 	kill(F.cli_pid, SIGUSR1);
 	if (th_wait_file(F.cli, 0, "client ok", 60000, line, sizeof(line))) {
@@ -430,4 +457,124 @@ Test(net_tcp, connections_work_on_after_checkpoint_leave_running, .init = nfx_se
 	}
 	th_expect_line(F.srv, "all done", 10000);
 	th_expect_line(F.srv, "opts same", 100); /* SO_REUSEADDR back after repair mode */
+}
+
+/* A server (nothing queued) and one echo connection from B to it: "connected". */
+static void spawn_echo(char *echo_out, size_t len)
+{
+	static char srv[256], dial[256];
+	char *sargv[] = {srv, "v4", TH_IP_A, "7000", "0", NULL};
+	char *eargv[] = {dial, "echo", TH_IP_A, "7000", NULL};
+
+	snprintf(srv, sizeof(srv), "%s/net_server", th_progs_dir());
+	snprintf(dial, sizeof(dial), "%s/net_dial", th_progs_dir());
+	snprintf(echo_out, len, "%s/echo.out", F.dir);
+	F.srv_pid = th_spawn(F.net.a, sargv, F.srv);
+	th_expect_line(F.srv, "listening", 10000);
+	F.cli_pid = th_spawn(F.net.b, eargv, echo_out);
+	th_expect_line(echo_out, "connected", 10000);
+}
+
+/* The echo connection answers (30 s). */
+static void expect_echo(const char *echo_out)
+{
+	char line[256];
+
+	kill(F.cli_pid, SIGUSR1);
+	if (th_wait_file(echo_out, 0, "echo ok", 30000, line, sizeof(line))) {
+		th_show_file("server", F.srv);
+		th_show_file("echo", echo_out);
+		th_show_file("haul", F.log);
+		cr_assert_fail("the echo connection does not answer");
+	}
+}
+
+/* A lock whose image is gone holds nothing worth keeping: the next haul removes it. */
+Test(net_tcp, the_lock_of_a_removed_image_is_lifted_by_the_next_haul, .init = nfx_setup,
+     .fini = nfx_teardown, .timeout = 60)
+{
+	char echo_out[160], args[256];
+
+	spawn_echo(echo_out, sizeof(echo_out));
+	snprintf(args, sizeof(args), "checkpoint %d --images %s", (int)F.srv_pid, F.img);
+	cr_assert_eq(haul_in_a(args), 0, "haul checkpoint failed");
+	cr_assert_neq(th_wait_exit(F.srv_pid, 5000), -ETIMEDOUT, "the source did not die");
+	F.srv_pid = 0;
+	cr_assert(haul_lock_in_a(), "haul checkpoint left no network lock");
+	cr_assert_eq(th_sh("rm -rf %s/*", F.img), 0);
+	cr_assert_eq(haul_in_a("ps >/dev/null"), 0);
+	cr_assert_not(haul_lock_in_a(), "the lock of a removed image outlived the next haul");
+}
+
+/* --leave-running: the process runs on, so no lock outlives the checkpoint. */
+Test(net_tcp, a_checkpoint_that_leaves_the_process_running_leaves_no_lock, .init = nfx_setup,
+     .fini = nfx_teardown, .timeout = 60)
+{
+	char echo_out[160], args[256];
+
+	spawn_echo(echo_out, sizeof(echo_out));
+	snprintf(args, sizeof(args), "checkpoint %d --images %s --leave-running", (int)F.srv_pid,
+		 F.img);
+	cr_assert_eq(haul_in_a(args), 0, "haul checkpoint failed");
+	cr_assert_not(haul_lock_in_a(), "a lock outlived a checkpoint that left the process "
+					"running");
+	expect_echo(echo_out);
+}
+
+/*
+ * haul killed after the lock and before the commit (HAUL_FAULT): the image
+ * is not made, the process runs on, and the survivor lifts the lock, so
+ * the connection answers.
+ */
+Test(net_tcp, a_haul_killed_in_its_checkpoint_leaves_no_lock_and_the_process_runs_on,
+     .init = nfx_setup, .fini = nfx_teardown, .timeout = 60)
+{
+	char echo_out[160];
+	int st;
+
+	spawn_echo(echo_out, sizeof(echo_out));
+	st = th_sh("HAUL_FAULT=ckpt-kill:staged nsenter --net=/run/netns/%s %s checkpoint %d "
+		   "--images %s 2>>%s",
+		   F.net.a, th_haul_bin(), (int)F.srv_pid, F.img, F.log);
+	cr_assert_eq(st, 128 + SIGKILL, "haul did not reach ckpt-kill:staged (%d)", st);
+	cr_assert_eq(th_sh("for i in $(seq 200); do ip netns exec %s nft list tables | grep -q "
+			   "'inet haul-lock-' || exit 0; sleep 0.05; done; exit 1",
+			   F.net.a),
+		     0, "the lock outlived the haul that took it");
+	cr_assert_eq(kill(F.srv_pid, 0), 0, "the process did not run on");
+	expect_echo(echo_out);
+}
+
+/*
+ * A restore that fails (the server's port taken meanwhile) leaves the
+ * checkpoint's lock, so the peer is still not reset; the next restore
+ * lifts it, and the connection answers.
+ */
+Test(net_tcp, a_failed_restore_keeps_the_lock_and_the_next_restore_lifts_it, .init = nfx_setup,
+     .fini = nfx_teardown, .timeout = 90)
+{
+	char echo_out[160], blk_out[160], srv[256], args[512];
+	char *bargv[] = {srv, "v4", TH_IP_A, "7000", "0", NULL};
+	pid_t blocker;
+
+	spawn_echo(echo_out, sizeof(echo_out));
+	snprintf(args, sizeof(args), "checkpoint %d --images %s", (int)F.srv_pid, F.img);
+	cr_assert_eq(haul_in_a(args), 0, "haul checkpoint failed");
+	cr_assert_neq(th_wait_exit(F.srv_pid, 5000), -ETIMEDOUT, "the source did not die");
+	F.srv_pid = 0;
+	snprintf(srv, sizeof(srv), "%s/net_server", th_progs_dir());
+	snprintf(blk_out, sizeof(blk_out), "%s/blocker.out", F.dir);
+	blocker = th_spawn(F.net.a, bargv, blk_out);
+	th_expect_line(blk_out, "listening", 10000);
+	snprintf(args, sizeof(args), "restore --images %s --detach >%s", F.img, F.pidf);
+	cr_assert_neq(th_sh("nsenter --net=/run/netns/%s %s %s 2>>%s", F.net.a, th_haul_bin(), args,
+			    F.log),
+		      0, "the restore succeeded with its port taken");
+	cr_assert(haul_lock_in_a(), "a failed restore lifted the checkpoint's lock");
+	th_kill(blocker, SIGKILL, 2000);
+	cr_assert_eq(haul_in_a(args), 0, "haul restore failed");
+	F.restored = th_read_pid_file(F.pidf);
+	cr_assert_gt(F.restored, 0);
+	cr_assert_not(haul_lock_in_a(), "the restore did not lift the checkpoint's lock");
+	expect_echo(echo_out);
 }

@@ -489,9 +489,12 @@ Test(rst_tree, tcp_connections_between_parent_and_child_on_loopback_carry_on, .t
 	finish(dir, t);
 }
 
-/* --leave-running: the connections the dump put in repair mode carry on after it. */
-Test(rst_tree, tcp_connections_on_loopback_carry_on_after_a_checkpoint_that_leaves_them_running,
-     .timeout = 120)
+/*
+ * `@env haul checkpoint @args` of the loopback tree exits with @want, and
+ * the tree runs on: its connections (put in repair mode by the dump) carry
+ * on, and no network lock is left in the way.
+ */
+static void loopback_runs_on(const char *tag, const char *env, const char *args_, int want)
 {
 	const char *bin = getenv("HAUL_BIN") ? getenv("HAUL_BIN") : "build/haul";
 	char dir[256], out[512], cmd[1200];
@@ -500,13 +503,19 @@ Test(rst_tree, tcp_connections_on_loopback_carry_on_after_a_checkpoint_that_leav
 	long at;
 	pid_t pid;
 
-	make_dir(dir, sizeof(dir), "loopleave");
+	make_dir(dir, sizeof(dir), tag);
 	snprintf(out, sizeof(out), "%s/spawn.out", dir);
 	pid = th_spawn_prog(out, "rst_tree", args);
 	wait_lines(dir, "c1", "tick", 3);
-	snprintf(cmd, sizeof(cmd), "%s checkpoint %d --images %s/images --leave-running", bin,
-		 (int)pid, dir);
-	cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+	snprintf(cmd, sizeof(cmd), "%s %s checkpoint %d --images %s/images %s", env, bin, (int)pid,
+		 dir, args_);
+	status = system(cmd);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == want, "%s: status %#x, not %d", cmd,
+		  status, want);
+	/* a killed haul's survivor lifts its lock: wait for that (bounded) */
+	cr_assert_eq(system("for i in $(seq 200); do nft list tables | grep -q 'inet haul-lock-' "
+			    "|| exit 0; sleep 0.05; done; exit 1"),
+		     0, "a network lock outlived the checkpoint");
 	at = echoes(dir);
 	n = count_lines(dir, "c1", "tick");
 	wait_lines(dir, "c1", "tick", n + 10);
@@ -516,6 +525,24 @@ Test(rst_tree, tcp_connections_on_loopback_carry_on_after_a_checkpoint_that_leav
 	th_tree_touch(dir, "stop");
 	cr_expect_eq(waitpid(pid, &status, 0), pid);
 	finish_dir(dir);
+}
+
+/* --leave-running: the connections the dump put in repair mode carry on after it. */
+Test(rst_tree, tcp_connections_on_loopback_carry_on_after_a_checkpoint_that_leaves_them_running,
+     .timeout = 120)
+{
+	loopback_runs_on("loopleave", "", "--leave-running", 0);
+}
+
+/*
+ * haul killed after the dump (HAUL_FAULT): no image, and the survivors
+ * take the connections out of repair mode and lift the lock before the
+ * tree runs on.
+ */
+Test(rst_tree, tcp_connections_on_loopback_carry_on_after_a_haul_killed_in_the_checkpoint,
+     .timeout = 120)
+{
+	loopback_runs_on("loopkilled", "HAUL_FAULT=ckpt-kill:staged", "", 128 + SIGKILL);
 }
 
 /* The restore could not rebuild g1's session: refused before the tree is killed. */
