@@ -150,6 +150,8 @@ socklen_t rst_inet_sockaddr(int family, const ProtobufCBinaryData *addr, uint32_
 
 /* fd_udp.c: shutdown() of UDP socket @sfd as @s carries it.  0 or -errno. */
 int rst_udp_shutdown(int sfd, const Haul__Img__InetSocket *s);
+/* fd_udp.c: forget the namespaces' UDP sockets the dump of one process asked for. */
+void rst_udp_shut_forget(void);
 
 /* fd_inet_listen.c: connections waiting in the accept queue of listener fd @fd of @pid. */
 int rst_tcp_listen_queued(pid_t pid, int fd, uint32_t *queued);

@@ -9,9 +9,10 @@
  * logged by fd; tests/integration/net_udp.c measures how many a freeze
  * drops.  A shutdown (a write refused with EPIPE, reads that end) shows
  * only in inet_diag's INET_DIAG_SHUTDOWN: the socket's namespace is asked
- * for its UDP sockets of the family and the one of this inode is kept; a
- * socket never bound is in no table it walks, and for it poll() tells a
- * read shutdown (POLLRDHUP; POLLHUP: both), not a write-only one.
+ * once per process dump for its UDP sockets of the family, and each
+ * socket's is looked up there by inode; a socket never bound is in no
+ * table it walks, and for it poll() tells a read shutdown (POLLRDHUP;
+ * POLLHUP: both), not a write-only one.
  * Restore: socket, the options bind depends on, bind, connect (a
  * UDP connect only sets the default peer and filters what arrives), the
  * shutdown, the other options and buffer sizes.
@@ -19,20 +20,28 @@
 #define LOG_PREFIX "sock: "
 #include <errno.h>
 #include <linux/inet_diag.h>
+#include <linux/sockios.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/grow.h"
 #include "common/log.h"
 #include "restore/fd_inet.h"
 #include "restore/target_int.h"
+
+#ifndef SIOCGSKNS
+#define SIOCGSKNS 0x894C
+#endif
 
 static bool udp_match(const struct rst_fd_probe *p)
 {
@@ -42,32 +51,60 @@ static bool udp_match(const struct rst_fd_probe *p)
 	       (id.protocol == IPPROTO_UDP || id.protocol == 0);
 }
 
-struct shut_query {
-	int family;
+/*
+ * What one inet_diag dump of a namespace's UDP sockets of one family said:
+ * each socket's shutdown, by inode, sorted.  Kept for the rest of one
+ * process's fds (rst_udp_shut_forget at the start and end of each
+ * rst_dump_fds): its sockets are the frozen process's, and nothing else
+ * shuts them down meanwhile.  One dump per namespace and family, not one
+ * per socket.
+ */
+struct shut_ent {
 	unsigned long ino;
-	int how; /* sk_shutdown, -1 until found */
+	int how;
 };
 
-/* INET_DIAG_SHUTDOWN of @m, if it is the socket @q asks for. */
-static void shut_of(const struct nlmsghdr *h, struct shut_query *q)
+struct shut_dump {
+	unsigned long long netns;
+	int family;
+	struct shut_ent *e;
+	size_t n, cap;
+};
+
+static __thread struct shut_dump *dumps;
+static __thread size_t ndumps, capdumps;
+
+void rst_udp_shut_forget(void)
+{
+	for (size_t i = 0; i < ndumps; i++)
+		free(dumps[i].e);
+	ndumps = 0;
+}
+
+/* INET_DIAG_SHUTDOWN of @h's socket into @d. */
+static int shut_of(const struct nlmsghdr *h, struct shut_dump *d)
 {
 	const struct inet_diag_msg *m = NLMSG_DATA(h);
 	const struct rtattr *a = (const struct rtattr *)(m + 1);
-	int left = (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof(*m));
+	int left = (int)h->nlmsg_len - (int)NLMSG_LENGTH(sizeof(*m)), how = 0;
 
-	if (left < 0 || m->idiag_inode != q->ino)
-		return;
-	q->how = 0;
+	if (left < 0)
+		return 0;
 	for (; RTA_OK(a, left); a = RTA_NEXT(a, left))
 		if (a->rta_type == INET_DIAG_SHUTDOWN && RTA_PAYLOAD(a) >= 1)
-			q->how = *(const uint8_t *)RTA_DATA(a);
+			how = *(const uint8_t *)RTA_DATA(a);
+	if (haul_grow(&d->e, &d->cap, d->n, sizeof(*d->e), 16))
+		return -ENOMEM;
+	d->e[d->n].ino = m->idiag_inode;
+	d->e[d->n++].how = how;
+	return 0;
 }
 
-/* In the socket's namespace: dump its family's UDP sockets, find @arg's. */
+/* In the socket's namespace: every UDP socket of @arg's family, into it. */
 static int ask_shutdown(void *arg)
 {
 	static char buf[32768] __attribute__((aligned(8)));
-	struct shut_query *q = arg;
+	struct shut_dump *d = arg;
 	struct {
 		struct nlmsghdr h;
 		struct inet_diag_req_v2 r;
@@ -75,7 +112,7 @@ static int ask_shutdown(void *arg)
 		.h = {.nlmsg_len = sizeof(req),
 		      .nlmsg_type = SOCK_DIAG_BY_FAMILY,
 		      .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
-		.r = {.sdiag_family = (uint8_t)q->family,
+		.r = {.sdiag_family = (uint8_t)d->family,
 		      .sdiag_protocol = IPPROTO_UDP,
 		      .idiag_states = ~0U},
 	};
@@ -93,7 +130,7 @@ static int ask_shutdown(void *arg)
 			ret = -errno;
 			break;
 		}
-		for (; NLMSG_OK(h, (size_t)len); h = NLMSG_NEXT(h, len)) {
+		for (; !ret && NLMSG_OK(h, (size_t)len); h = NLMSG_NEXT(h, len)) {
 			if (h->nlmsg_type == NLMSG_DONE)
 				goto out;
 			if (h->nlmsg_type == NLMSG_ERROR) {
@@ -102,7 +139,7 @@ static int ask_shutdown(void *arg)
 				ret = e->error ? e->error : -EPROTO;
 				break;
 			}
-			shut_of(h, q);
+			ret = shut_of(h, d);
 		}
 	}
 out:
@@ -110,28 +147,85 @@ out:
 	return ret;
 }
 
-static int udp_dump_shutdown(int sfd, Haul__Img__InetSocket *s)
+static int ent_cmp(const void *a, const void *b)
+{
+	unsigned long x = ((const struct shut_ent *)a)->ino, y = ((const struct shut_ent *)b)->ino;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The inode of @sfd's network namespace. */
+static int sock_netns(int sfd, unsigned long long *ino)
 {
 	struct stat st;
-	struct shut_query q = {.family = (int)s->family, .how = -1};
-	int ret;
+	int ns = ioctl(sfd, SIOCGSKNS), ret = 0;
+
+	if (ns < 0)
+		return -errno;
+	if (fstat(ns, &st) < 0)
+		ret = -errno;
+	else
+		*ino = (unsigned long long)st.st_ino;
+	close(ns);
+	return ret;
+}
+
+/* The dump of @sfd's namespace and @family: this process's earlier one, or a new one. */
+static int shut_dump_of(int sfd, int family, const struct shut_dump **out)
+{
+	unsigned long long netns = 0;
+	struct shut_dump *d;
+	int ret = sock_netns(sfd, &netns);
+
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < ndumps; i++)
+		if (dumps[i].netns == netns && dumps[i].family == family) {
+			*out = &dumps[i];
+			return 0;
+		}
+	if (haul_grow(&dumps, &capdumps, ndumps, sizeof(*dumps), 4))
+		return -ENOMEM;
+	d = &dumps[ndumps];
+	*d = (struct shut_dump){.netns = netns, .family = family};
+	ret = rst_inet_in_netns(sfd, ask_shutdown, d);
+	if (ret) {
+		free(d->e);
+		return ret;
+	}
+	qsort(d->e, d->n, sizeof(*d->e), ent_cmp);
+	ndumps++;
+	*out = d;
+	return 0;
+}
+
+static int udp_dump_shutdown(int sfd, Haul__Img__InetSocket *s)
+{
+	const struct shut_dump *d;
+	const struct shut_ent *e;
+	struct shut_ent key;
+	struct stat st;
+	int ret, how = -1;
 
 	if (fstat(sfd, &st) < 0)
 		return -errno;
-	q.ino = (unsigned long)st.st_ino;
-	ret = rst_inet_in_netns(sfd, ask_shutdown, &q);
+	key.ino = (unsigned long)st.st_ino;
+	ret = shut_dump_of(sfd, (int)s->family, &d);
 	if (ret)
 		return ret;
-	if (q.how < 0) {
+	e = d->n ? bsearch(&key, d->e, d->n, sizeof(*d->e), ent_cmp) : NULL;
+	if (e)
+		how = e->how;
+	else {
 		/* never bound: in no table inet_diag walks; poll shows a read shutdown */
 		struct pollfd pf = {sfd, POLLRDHUP, 0};
 
 		if (poll(&pf, 1, 0) == 1)
-			q.how = (pf.revents & POLLHUP) ? 3 : (pf.revents & POLLRDHUP) ? 1 : 0;
+			how = (pf.revents & POLLHUP) ? 3 : (pf.revents & POLLRDHUP) ? 1 : 0;
 	}
-	if (q.how > 0) {
+	if (how > 0) {
 		s->has_shutdown = true;
-		s->shutdown = (uint32_t)q.how & 3;
+		s->shutdown = (uint32_t)how & 3;
 	}
 	return 0;
 }

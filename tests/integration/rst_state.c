@@ -309,30 +309,45 @@ static void listeners_sharing_a_port(pid_t here)
 	cr_expect(v[0] == 0 && v[1] == 1, "SO_REUSEPORT %d and %d, not 0 and 1", v[0], v[1]);
 }
 
-/* state_subject "udpshut": fd 10 shut for writes (EPIPE), fd 11 for reads (POLLRDHUP). */
-static void udp_sockets_shut_down(pid_t here)
+/* Whether a send on @s fails with EPIPE (shut for writes). */
+static bool send_refused(int s)
 {
-	int pfd = (int)syscall(SYS_pidfd_open, here, 0), s10, s11;
 	char c = 'x';
 
-	cr_assert_geq(pfd, 0, "pidfd_open: %s", strerror(errno));
-	s10 = (int)syscall(SYS_pidfd_getfd, pfd, 10, 0);
-	s11 = (int)syscall(SYS_pidfd_getfd, pfd, 11, 0);
-	close(pfd);
-	cr_assert(s10 >= 0 && s11 >= 0, "pidfd_getfd: %s", strerror(errno));
 	errno = 0;
-	cr_expect_eq(send(s10, &c, 1, MSG_NOSIGNAL | MSG_DONTWAIT), -1,
-		     "a send on the socket shut for writes went through");
-	cr_expect_eq(errno, EPIPE, "send: %s, not EPIPE", strerror(errno));
-	{
-		struct pollfd p = {s11, POLLIN | POLLRDHUP, 0};
+	return send(s, &c, 1, MSG_NOSIGNAL | MSG_DONTWAIT) == -1 && errno == EPIPE;
+}
 
-		/* what a blocking read would see: RCV_SHUTDOWN ends it (datagram_poll) */
-		cr_expect_eq(poll(&p, 1, 0), 1, "the socket shut for reads polls as open");
-		cr_expect(p.revents & POLLRDHUP, "revents %#x: no POLLRDHUP", p.revents);
+/* poll's answer on @s, what a blocking read would see (RCV_SHUTDOWN: POLLRDHUP). */
+static short poll_now(int s)
+{
+	struct pollfd p = {s, POLLIN | POLLRDHUP, 0};
+
+	return poll(&p, 1, 0) == 1 ? p.revents : 0;
+}
+
+/*
+ * state_subject "udpshut": fd 10 shut for writes (EPIPE), fd 11 (never
+ * bound) for reads (POLLRDHUP), fd 12 not shut, fd 13 both ways.
+ */
+static void udp_sockets_shut_down(pid_t here)
+{
+	int pfd = (int)syscall(SYS_pidfd_open, here, 0), s[4];
+
+	cr_assert_geq(pfd, 0, "pidfd_open: %s", strerror(errno));
+	for (int i = 0; i < 4; i++) {
+		s[i] = (int)syscall(SYS_pidfd_getfd, pfd, 10 + i, 0);
+		cr_assert_geq(s[i], 0, "pidfd_getfd %d: %s", 10 + i, strerror(errno));
 	}
-	close(s10);
-	close(s11);
+	close(pfd);
+	cr_expect(send_refused(s[0]), "fd 10: a send on the socket shut for writes went through");
+	cr_expect(poll_now(s[1]) & POLLRDHUP, "fd 11: the socket shut for reads polls as open");
+	cr_expect_not(send_refused(s[2]), "fd 12 was not shut down, and refuses a send");
+	cr_expect_not(poll_now(s[2]) & POLLRDHUP, "fd 12 was not shut down, and polls shut");
+	cr_expect(send_refused(s[3]), "fd 13: a send on the socket shut both ways went through");
+	cr_expect(poll_now(s[3]) & POLLRDHUP, "fd 13: the socket shut both ways polls as open");
+	for (int i = 0; i < 4; i++)
+		close(s[i]);
 }
 
 /* zdtm's socket_udp_shutdown: both came back open */

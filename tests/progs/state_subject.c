@@ -184,20 +184,32 @@ static int set_task(const char *kind, const char *dir)
 			       : 0;
 	}
 	if (!strcmp(kind, "udpshut")) {
-		/* fd 10: UDP connected to itself on 127.0.0.1, shut for writes; fd 11: for reads */
+		/*
+		 * fd 10: UDP connected to itself on 127.0.0.1, shut for writes; fd 11:
+		 * never bound, for reads; fd 12: connected to itself, not shut; fd 13:
+		 * connected to itself, shut both ways (one inet_diag answer for 10, 12, 13)
+		 */
 		struct sockaddr_in a = {.sin_family = AF_INET,
 					.sin_addr.s_addr = htonl(0x7f000001)};
 		socklen_t al = sizeof(a);
-		int u = socket(AF_INET, SOCK_DGRAM, 0), v = socket(AF_INET, SOCK_DGRAM, 0);
+		static const int how[] = {SHUT_WR, -1, -1, SHUT_RDWR};
 
-		if (u < 0 || v < 0 || dup2(u, 10) != 10 || dup2(v, 11) != 11 ||
-		    bind(10, (struct sockaddr *)&a, sizeof(a)) ||
-		    getsockname(10, (struct sockaddr *)&a, &al) ||
-		    connect(10, (struct sockaddr *)&a, sizeof(a)) || shutdown(10, SHUT_WR) ||
-		    (shutdown(11, SHUT_RD) && errno != ENOTCONN))
-			return skip("UDP shutdown");
-		close(u);
-		close(v);
+		for (int fd = 10; fd <= 13; fd++) {
+			struct sockaddr_in b = a;
+			int u = socket(AF_INET, SOCK_DGRAM, 0);
+
+			al = sizeof(b);
+			if (u < 0 || dup2(u, fd) != fd)
+				return skip("UDP shutdown");
+			close(u);
+			if (fd != 11 && (bind(fd, (struct sockaddr *)&b, sizeof(b)) ||
+					 getsockname(fd, (struct sockaddr *)&b, &al) ||
+					 connect(fd, (struct sockaddr *)&b, sizeof(b))))
+				return skip("UDP shutdown");
+			if (fd == 11 ? shutdown(11, SHUT_RD) && errno != ENOTCONN
+				     : how[fd - 10] >= 0 && shutdown(fd, how[fd - 10]))
+				return skip("UDP shutdown");
+		}
 		return 0;
 	}
 	if (!strcmp(kind, "nonlocal")) {
