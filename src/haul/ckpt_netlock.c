@@ -104,6 +104,11 @@ static int take_here(const pid_t *pids, size_t n, bool leave_running, const char
 	if (!ret) {
 		injlog_companion(guard.pid); /* no process continued before it lifts the lock */
 		ret = haul_netlock_take(name, t, nt, NULL, 0, true);
+		if (ret)
+			pr_err("pid %d runs on; without the lock, 'haul checkpoint --no-network-lock' "
+			       "checkpoints it (a peer that sends before the restore resets its "
+			       "connection)",
+			       (int)pids[0]);
 	}
 	/* from the image's commit on, the lock is the image's (until the restore) */
 	if (!ret && !leave_running) {

@@ -23,7 +23,9 @@ static const char intro[] =
 	"--leave-running the process is killed once its image is safely on disk;\n"
 	"with it, it carries on.  A process with children is taken with all its\n"
 	"descendants, as one image; --cgroup PATH takes every process of a cgroup\n"
-	"(they must form one tree).  Restore it with 'haul restore --images DIR'.\n";
+	"(they must form one tree).  Restore it with 'haul restore --images DIR'.\n"
+	"Their TCP and UDP sockets are locked (nftables) from the stop until that\n"
+	"restore lifts the lock, so that no peer meets a closed port meanwhile.\n";
 
 /* rst_tcp_hold_watch: a socket entering repair mode, for the journal's survivor (injlog.h). */
 static void tcp_held(void *arg, pid_t pid, int fd, int reuse)
@@ -35,7 +37,7 @@ static void tcp_held(void *arg, pid_t pid, int fd, int reuse)
 int haul_cmd_checkpoint(int argc, char **argv)
 {
 	const char *dir = NULL, *cgroup = NULL;
-	bool leave = false;
+	bool leave = false, no_lock = false;
 	struct haul_opt_list ext_fd = {0}, ext_kind = {0};
 	const struct haul_opt opts[] = {
 		{"images", 'i', HAUL_OPT_PATH, HAUL_OPT_REQUIRED, &dir, "DIR",
@@ -44,11 +46,16 @@ int haul_cmd_checkpoint(int argc, char **argv)
 		 "the process carries on after its checkpoint", 0, 0, NULL},
 		{"cgroup", 'c', HAUL_OPT_PATH, 0, &cgroup, "PATH",
 		 "every process of this cgroup (one tree), instead of PID", 0, 0, NULL},
+		{"no-network-lock", 0, HAUL_OPT_FLAG, 0, &no_lock, NULL,
+		 "take no network lock (hosts without nf_tables): a\npeer that sends before the "
+		 "restore resets its\nconnection, which comes back closed",
+		 0, 0, NULL},
 		HAUL_OPTS_EXTERNAL(&ext_fd, &ext_kind),
 		{NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0, NULL},
 	};
 	const struct haul_cmd_spec spec = {"checkpoint",
-					   "PID|--cgroup PATH --images DIR [--leave-running]",
+					   "PID|--cgroup PATH --images DIR [--leave-running]\n"
+					   "                       [--no-network-lock]",
 					   intro,
 					   NULL,
 					   opts,
@@ -98,7 +105,8 @@ int haul_cmd_checkpoint(int argc, char **argv)
 	}
 	/* locks of images removed since, gone; this one's taken at the stop (ckpt_netlock.c) */
 	haul_netlock_reap();
-	haul_ckpt_netlock_use();
+	if (!no_lock)
+		haul_ckpt_netlock_use();
 	/* if we die, the survivor takes its connections out of repair mode before it runs */
 	rst_tcp_hold_watch(tcp_held, NULL);
 	ret = haul_checkpoint_images(pid, dir, leave, getenv("HAUL_FAULT"), &st);

@@ -578,3 +578,23 @@ Test(net_tcp, a_failed_restore_keeps_the_lock_and_the_next_restore_lifts_it, .in
 	cr_assert_not(haul_lock_in_a(), "the restore did not lift the checkpoint's lock");
 	expect_echo(echo_out);
 }
+
+/* --no-network-lock: none is taken, and an idle connection still comes back. */
+Test(net_tcp, no_network_lock_takes_none_and_an_idle_connection_comes_back, .init = nfx_setup,
+     .fini = nfx_teardown, .timeout = 60)
+{
+	char echo_out[160], args[512];
+
+	spawn_echo(echo_out, sizeof(echo_out));
+	snprintf(args, sizeof(args), "checkpoint %d --images %s --no-network-lock", (int)F.srv_pid,
+		 F.img);
+	cr_assert_eq(haul_in_a(args), 0, "haul checkpoint failed");
+	cr_assert_neq(th_wait_exit(F.srv_pid, 5000), -ETIMEDOUT, "the source did not die");
+	F.srv_pid = 0;
+	cr_assert_not(haul_lock_in_a(), "--no-network-lock took a lock");
+	snprintf(args, sizeof(args), "restore --images %s --detach >%s", F.img, F.pidf);
+	cr_assert_eq(haul_in_a(args), 0, "haul restore failed");
+	F.restored = th_read_pid_file(F.pidf);
+	cr_assert_gt(F.restored, 0);
+	expect_echo(echo_out);
+}
