@@ -489,17 +489,36 @@ static void expect_echo(const char *echo_out)
 	}
 }
 
+/* haul checkpoint of the server (@extra: more options), and the server gone. */
+static void checkpoint_server(const char *extra)
+{
+	char args[512];
+
+	snprintf(args, sizeof(args), "checkpoint %d --images %s %s", (int)F.srv_pid, F.img, extra);
+	cr_assert_eq(haul_in_a(args), 0, "haul checkpoint failed");
+	cr_assert_neq(th_wait_exit(F.srv_pid, 5000), -ETIMEDOUT, "the source did not die");
+	F.srv_pid = 0;
+}
+
+/* haul restore of the server; its pid in F.restored. */
+static void restore_server(void)
+{
+	char args[512];
+
+	snprintf(args, sizeof(args), "restore --images %s --detach >%s", F.img, F.pidf);
+	cr_assert_eq(haul_in_a(args), 0, "haul restore failed");
+	F.restored = th_read_pid_file(F.pidf);
+	cr_assert_gt(F.restored, 0);
+}
+
 /* A lock whose image is gone holds nothing worth keeping: the next haul removes it. */
 Test(net_tcp, the_lock_of_a_removed_image_is_lifted_by_the_next_haul, .init = nfx_setup,
      .fini = nfx_teardown, .timeout = 60)
 {
-	char echo_out[160], args[256];
+	char echo_out[160];
 
 	spawn_echo(echo_out, sizeof(echo_out));
-	snprintf(args, sizeof(args), "checkpoint %d --images %s", (int)F.srv_pid, F.img);
-	cr_assert_eq(haul_in_a(args), 0, "haul checkpoint failed");
-	cr_assert_neq(th_wait_exit(F.srv_pid, 5000), -ETIMEDOUT, "the source did not die");
-	F.srv_pid = 0;
+	checkpoint_server("");
 	cr_assert(haul_lock_in_a(), "haul checkpoint left no network lock");
 	cr_assert_eq(th_sh("rm -rf %s/*", F.img), 0);
 	cr_assert_eq(haul_in_a("ps >/dev/null"), 0);
@@ -558,10 +577,7 @@ Test(net_tcp, a_failed_restore_keeps_the_lock_and_the_next_restore_lifts_it, .in
 	pid_t blocker;
 
 	spawn_echo(echo_out, sizeof(echo_out));
-	snprintf(args, sizeof(args), "checkpoint %d --images %s", (int)F.srv_pid, F.img);
-	cr_assert_eq(haul_in_a(args), 0, "haul checkpoint failed");
-	cr_assert_neq(th_wait_exit(F.srv_pid, 5000), -ETIMEDOUT, "the source did not die");
-	F.srv_pid = 0;
+	checkpoint_server("");
 	snprintf(srv, sizeof(srv), "%s/net_server", th_progs_dir());
 	snprintf(blk_out, sizeof(blk_out), "%s/blocker.out", F.dir);
 	blocker = th_spawn(F.net.a, bargv, blk_out);
@@ -572,9 +588,7 @@ Test(net_tcp, a_failed_restore_keeps_the_lock_and_the_next_restore_lifts_it, .in
 		      0, "the restore succeeded with its port taken");
 	cr_assert(haul_lock_in_a(), "a failed restore lifted the checkpoint's lock");
 	th_kill(blocker, SIGKILL, 2000);
-	cr_assert_eq(haul_in_a(args), 0, "haul restore failed");
-	F.restored = th_read_pid_file(F.pidf);
-	cr_assert_gt(F.restored, 0);
+	restore_server();
 	cr_assert_not(haul_lock_in_a(), "the restore did not lift the checkpoint's lock");
 	expect_echo(echo_out);
 }
@@ -583,18 +597,11 @@ Test(net_tcp, a_failed_restore_keeps_the_lock_and_the_next_restore_lifts_it, .in
 Test(net_tcp, no_network_lock_takes_none_and_an_idle_connection_comes_back, .init = nfx_setup,
      .fini = nfx_teardown, .timeout = 60)
 {
-	char echo_out[160], args[512];
+	char echo_out[160];
 
 	spawn_echo(echo_out, sizeof(echo_out));
-	snprintf(args, sizeof(args), "checkpoint %d --images %s --no-network-lock", (int)F.srv_pid,
-		 F.img);
-	cr_assert_eq(haul_in_a(args), 0, "haul checkpoint failed");
-	cr_assert_neq(th_wait_exit(F.srv_pid, 5000), -ETIMEDOUT, "the source did not die");
-	F.srv_pid = 0;
+	checkpoint_server("--no-network-lock");
 	cr_assert_not(haul_lock_in_a(), "--no-network-lock took a lock");
-	snprintf(args, sizeof(args), "restore --images %s --detach >%s", F.img, F.pidf);
-	cr_assert_eq(haul_in_a(args), 0, "haul restore failed");
-	F.restored = th_read_pid_file(F.pidf);
-	cr_assert_gt(F.restored, 0);
+	restore_server();
 	expect_echo(echo_out);
 }
