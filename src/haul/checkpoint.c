@@ -12,12 +12,96 @@
  * --leave-running) every page is read while it is stopped.  Invariant: the
  * process never runs after its dump unless --leave-running.
  */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
+#include "common/log.h"
+#include "common/proc.h"
 #include "haul/haul.h"
 #include "restore/restore.h"
 #include "tracker/tracker.h"
+
+/* The network namespace of @pid (0: ours), as its inode and device. */
+static int netns_of(pid_t pid, struct stat *st)
+{
+	char p[64] = "/proc/self/ns/net";
+
+	if (pid)
+		snprintf(p, sizeof(p), "/proc/%d/ns/net", (int)pid);
+	return stat(p, st) ? -errno : 0;
+}
+
+/* Whether @pid is @root or one of its descendants. */
+static bool below(pid_t pid, pid_t root)
+{
+	for (int depth = 0; pid > 1 && depth < 4096; depth++) {
+		unsigned long long ppid = 0;
+
+		if (pid == root)
+			return true;
+		if (haul_proc_stat_field(pid, 4, NULL, &ppid))
+			return false;
+		pid = (pid_t)ppid;
+	}
+	return pid == root;
+}
+
+/* Whether a process outside @root's tree is in network namespace @ns, or a mount pins it. */
+static bool netns_outlives(pid_t root, const struct stat *ns)
+{
+	char mark[48], line[4096];
+	struct dirent *e;
+	bool found = false;
+	DIR *d = opendir("/proc");
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	snprintf(mark, sizeof(mark), " net:[%llu] ", (unsigned long long)ns->st_ino);
+	while (f && !found && fgets(line, sizeof(line), f))
+		found = strstr(line, mark) != NULL; /* ip netns add: an nsfs bind mount */
+	if (f)
+		fclose(f);
+	while (d && !found && (e = readdir(d))) {
+		struct stat st;
+		pid_t pid = isdigit((unsigned char)e->d_name[0]) ? atoi(e->d_name) : 0;
+
+		found = pid > 0 && !netns_of(pid, &st) && st.st_ino == ns->st_ino &&
+			st.st_dev == ns->st_dev && !below(pid, root);
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/*
+ * A process in a network namespace of its own, one that dies with it, is
+ * refused: haul restores processes in the namespace of the haul that
+ * restores them and does not rebuild one (interfaces, addresses, routes,
+ * firewall), so it would come back on another network without a word.
+ * A namespace that outlives it (named, or shared with a process outside
+ * its tree) is the operator's to restore into.
+ */
+static int check_netns(pid_t pid)
+{
+	struct stat ours, its;
+
+	if (netns_of(0, &ours) || netns_of(pid, &its))
+		return 0; /* the precheck names a process that is gone */
+	if ((its.st_ino == ours.st_ino && its.st_dev == ours.st_dev) || netns_outlives(pid, &its))
+		return 0;
+	pr_err("cannot checkpoint pid %d: it is in a network namespace of its own (net:[%llu]) "
+	       "that dies with it, and haul does not rebuild network namespaces (interfaces, "
+	       "addresses, routes, firewall): its restore would be on another network. Run it "
+	       "in a namespace that outlives it (ip netns add NAME; ip netns exec NAME ...) and "
+	       "restore it there (nsenter --net=/run/netns/NAME haul restore ...)",
+	       (int)pid, (unsigned long long)its.st_ino);
+	return -EOPNOTSUPP;
+}
 
 int haul_checkpoint_images(pid_t pid, const char *dir, bool leave_running, const char *fault,
 			   struct rst_ckpt_stats *st)
@@ -26,6 +110,9 @@ int haul_checkpoint_images(pid_t pid, const char *dir, bool leave_running, const
 	struct trk *trk = NULL;
 	int ret;
 
+	ret = check_netns(pid);
+	if (ret)
+		return ret;
 	/* A process with children is checkpointed with all its descendants, as one image. */
 	if (rst_has_children(pid))
 		return rst_tree_checkpoint(pid, dir, leave_running, fault, st);

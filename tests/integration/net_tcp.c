@@ -605,3 +605,31 @@ Test(net_tcp, no_network_lock_takes_none_and_an_idle_connection_comes_back, .ini
 	restore_server();
 	expect_echo(echo_out);
 }
+
+/*
+ * A process in a network namespace it made itself (unshare -n): the
+ * namespace dies with it and haul does not rebuild one, so the restore
+ * would put it on another network: refused by name, and it runs on.
+ */
+Test(net_tcp, a_process_in_a_network_namespace_of_its_own_is_refused_and_runs_on, .init = nfx_setup,
+     .fini = nfx_teardown, .timeout = 60)
+{
+	char out[160], line[512], args[512];
+	char *argv[] = {"/usr/bin/unshare", "-n", "/bin/sleep", "60", NULL};
+
+	snprintf(out, sizeof(out), "%s/own.out", F.dir);
+	F.srv_pid = th_spawn(NULL, argv, out);
+	cr_assert_gt(F.srv_pid, 0);
+	cr_assert_eq(
+		th_sh("for i in $(seq 100); do [ \"$(readlink /proc/%d/ns/net)\" != "
+		      "\"$(readlink /proc/self/ns/net)\" ] && exit 0; sleep 0.05; done; exit 1",
+		      (int)F.srv_pid),
+		0, "unshare -n did not give it a namespace");
+	snprintf(args, sizeof(args), "%s checkpoint %d --images %s 2>>%s", th_haul_bin(),
+		 (int)F.srv_pid, F.img, F.log);
+	cr_assert_neq(th_sh("%s", args), 0, "a process in a namespace of its own was checkpointed");
+	cr_assert_eq(
+		th_wait_file(F.log, 0, "network namespace of its own", 100, line, sizeof(line)), 0,
+		"the refusal does not say why");
+	cr_assert_eq(kill(F.srv_pid, 0), 0, "the process did not run on");
+}
