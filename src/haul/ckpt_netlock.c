@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/injlog.h"
@@ -126,6 +127,27 @@ out:
 	return ret;
 }
 
+/* Every process of @pids in @pids[0]'s network namespace (a tree comes back in one). */
+static int one_netns(const pid_t *pids, size_t n)
+{
+	struct stat a, b;
+	char p[64];
+
+	snprintf(p, sizeof(p), "/proc/%d/ns/net", (int)pids[0]);
+	if (stat(p, &a))
+		return 0; /* gone: the dump says so */
+	for (size_t i = 1; i < n; i++) {
+		snprintf(p, sizeof(p), "/proc/%d/ns/net", (int)pids[i]);
+		if (stat(p, &b) || (a.st_ino == b.st_ino && a.st_dev == b.st_dev))
+			continue;
+		pr_err("pid %d is in another network namespace than pid %d of its tree, and a tree "
+		       "is restored in one: not checkpointed, every process runs on",
+		       (int)pids[i], (int)pids[0]);
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
 /* rst_netlock_ops.take: in the processes' network namespace, where their sockets are. */
 static int take(const pid_t *pids, size_t n, bool leave_running, const char *image, char *name,
 		size_t len)
@@ -135,6 +157,9 @@ static int take(const pid_t *pids, size_t n, bool leave_running, const char *ima
 	name[0] = '\0';
 	if (!n)
 		return 0;
+	ret = one_netns(pids, n);
+	if (ret)
+		return ret;
 	ret = enter_netns(pids[0], &back);
 	if (ret)
 		return ret;
