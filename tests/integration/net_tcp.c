@@ -633,3 +633,30 @@ Test(net_tcp, a_process_in_a_network_namespace_of_its_own_is_refused_and_runs_on
 		"the refusal does not say why");
 	cr_assert_eq(kill(F.srv_pid, 0), 0, "the process did not run on");
 }
+
+/* A tree with a child in another network namespace: a tree comes back in one, so refused. */
+Test(net_tcp, a_tree_across_network_namespaces_is_refused_and_runs_on, .init = nfx_setup,
+     .fini = nfx_teardown, .timeout = 60)
+{
+	char out[160], line[512], script[256], args[512];
+	char *argv[] = {"/bin/sh", "-c", script, NULL};
+
+	snprintf(script, sizeof(script), "nsenter --net=/run/netns/%s /bin/sleep 60 & wait",
+		 F.net.a);
+	snprintf(out, sizeof(out), "%s/tree.out", F.dir);
+	F.srv_pid = th_spawn(NULL, argv, out);
+	cr_assert_gt(F.srv_pid, 0);
+	cr_assert_eq(th_sh("for i in $(seq 100); do pgrep -P %d -x sleep >/dev/null && exit 0; "
+			   "sleep 0.05; done; exit 1",
+			   (int)F.srv_pid),
+		     0, "the child did not start");
+	snprintf(args, sizeof(args), "%s checkpoint %d --images %s 2>>%s", th_haul_bin(),
+		 (int)F.srv_pid, F.img, F.log);
+	cr_assert_neq(th_sh("%s", args), 0, "a tree across namespaces was checkpointed");
+	cr_assert_eq(th_wait_file(F.log, 0, "another network namespace", 100, line, sizeof(line)),
+		     0, "the refusal does not say why");
+	cr_assert_eq(kill(F.srv_pid, 0), 0, "the root did not run on");
+	cr_assert_eq(th_sh("pgrep -P %d -x sleep >/dev/null", (int)F.srv_pid), 0,
+		     "the child did not run on");
+	th_sh("pkill -P %d -x sleep", (int)F.srv_pid);
+}
