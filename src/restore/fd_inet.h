@@ -122,6 +122,8 @@ int rst_tcp_after_repair(int sfd, const Haul__Img__InetSocket *s, const char **s
 int rst_tcp_defer(int sfd, const Haul__Img__InetSocket *s);
 /* The same list: set option @level/@name of (a copy of) @sfd to @value then.  0 or -errno. */
 int rst_sock_defer_opt(int sfd, int level, int name, int value);
+/* The same list: shutdown(a copy of @sfd, @how) then (ENOTCONN ignored).  0 or -errno. */
+int rst_sock_defer_shutdown(int sfd, int how);
 int rst_tcp_deferred_finish(char *why, size_t wl);
 void rst_tcp_deferred_drop(void);
 void rst_tcp_defer_all(const char *lock);

@@ -21,7 +21,9 @@
  *
  * Socket options that must wait the same way go through here too
  * (rst_sock_defer_opt): SO_REUSEPORT turned off after a second socket
- * joined the first one's port is set back to 0 only once both are bound.
+ * joined the first one's port is set back to 0 only once both are bound;
+ * a unix socket's shutdown only once every queue is refilled
+ * (rst_sock_defer_shutdown, fd_unix_opts.c).
  */
 #define LOG_PREFIX "sock: "
 #include <errno.h>
@@ -46,7 +48,7 @@ static __thread struct deferred *dl;
 static __thread size_t ndl, capdl;
 
 struct deferred_opt {
-	int sfd, level, name, value;
+	int sfd, level, name, value; /* level -1: shutdown(sfd, value) */
 };
 
 static __thread struct deferred_opt *dop;
@@ -58,6 +60,11 @@ static __thread char lock_name[48];
 void rst_tcp_defer_all(const char *lock)
 {
 	snprintf(lock_name, sizeof(lock_name), "%s", lock ? lock : "");
+}
+
+int rst_sock_defer_shutdown(int sfd, int how)
+{
+	return rst_sock_defer_opt(sfd, -1, 0, how);
 }
 
 int rst_sock_defer_opt(int sfd, int level, int name, int value)
@@ -157,11 +164,13 @@ int rst_tcp_deferred_finish(char *why, size_t wl)
 		if ((ret = rst_tcp_after_repair(dl[i].sfd, dl[i].s, &step)))
 			bad = &dl[i];
 	for (size_t i = 0; i < ndop && !ret; i++)
-		if (setsockopt(dop[i].sfd, dop[i].level, dop[i].name, &dop[i].value,
-			       sizeof(dop[i].value)) < 0) {
+		if (dop[i].level == -1 ? shutdown(dop[i].sfd, dop[i].value) < 0 && errno != ENOTCONN
+				       : setsockopt(dop[i].sfd, dop[i].level, dop[i].name,
+						    &dop[i].value, sizeof(dop[i].value)) < 0) {
 			ret = -errno;
-			snprintf(why, wl, "cannot set socket option %d/%d to %d: %s", dop[i].level,
-				 dop[i].name, dop[i].value, strerror(errno));
+			snprintf(why, wl, "cannot %s %d/%d to %d: %s",
+				 dop[i].level == -1 ? "shut a socket down:" : "set socket option",
+				 dop[i].level, dop[i].name, dop[i].value, strerror(errno));
 		}
 	if (bad) {
 		char name[160];

@@ -89,6 +89,7 @@ static int unix_refuse_scm(const struct rst_fd_probe *p, char *why, size_t whyle
 		return -ENOMEM;
 	haul__img__unix_pair_file__init(o);
 	o->ino = p->st->st_ino;
+	o->shutdown = u.shutdown & 3; /* shut for reads: the peek ends at the end of the queue */
 	sfd = rst_fd_copy(p->pid, p->fd);
 	if (sfd < 0)
 		ret = sfd;
@@ -125,8 +126,6 @@ static int unix_refuse(const struct rst_fd_probe *p, char *why, size_t whylen)
 		return -EOPNOTSUPP;
 	}
 	ret = rst_sock_refuse_filter(p->pid, p->fd, why, whylen);
-	if (!ret)
-		ret = rst_unix_refuse_shutdown(p, why, whylen);
 	if (!ret)
 		ret = unix_refuse_relative(p, why, whylen);
 	return ret ? ret : unix_refuse_scm(p, why, whylen);
@@ -198,9 +197,9 @@ int rst_unix_refuse_shutdown(const struct rst_fd_probe *p, char *why, size_t wl)
 	if (rst_unix_diag((uint32_t)p->st->st_ino, &u) || !u.shutdown)
 		return 0;
 	snprintf(why, wl,
-		 "fd %d: unix socket (socket:[%llu]) is shut down for %s; haul does not carry a "
-		 "unix socket's shutdown yet, and restored open it would let through what the "
-		 "process was told cannot pass",
+		 "fd %d: unix listener (socket:[%llu]) is shut down for %s; haul does not carry "
+		 "a listener's shutdown yet, and restored open it would accept what the process "
+		 "was told it would not",
 		 p->fd, (unsigned long long)p->st->st_ino,
 		 u.shutdown == 3  ? "reading and writing"
 		 : u.shutdown & 1 ? "reading"
@@ -322,6 +321,8 @@ static int dump_unix(pid_t pid, int fd, Haul__Img__UnixPairFile *o)
 		return ret;
 	o->type = u.type;
 	o->peer = u.peer;
+	o->has_shutdown = u.shutdown != 0;
+	o->shutdown = u.shutdown & 3;
 	peer_named = u.peer && !rst_unix_diag(u.peer, &pu) && pu.named;
 	/* not accepted yet: its peer has no inode, but the listener's name */
 	if (!u.peer && u.type != SOCK_DGRAM && rst_unix_is_pending(pid, (uint32_t)o->ino))
@@ -453,6 +454,11 @@ static int unix_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 			 "file %u (unix_pair): a connection not accepted yet without its "
 			 "listener's name, or with data",
 			 f->id);
+		return -EBADMSG;
+	}
+	if (f->unix_pair->has_shutdown && f->unix_pair->shutdown > 3) {
+		snprintf(why, wl, "file %u (unix_pair).shutdown: %u (1, 2 or 3)", f->id,
+			 f->unix_pair->shutdown);
 		return -EBADMSG;
 	}
 	if (f->unix_pair->has_peer_name && !name_ok(&f->unix_pair->peer_name)) {
@@ -589,7 +595,7 @@ static int unix_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, s
 const struct rst_fd_ops rst_fd_unix_pair = {
 	.name = "unix socketpair",
 	.kind = HAUL__IMG__FD_KIND__FD_UNIX_PAIR,
-	.version = 4,
+	.version = 5,
 	.match = unix_match,
 	.refuse = unix_refuse,
 	.dump = unix_dump,

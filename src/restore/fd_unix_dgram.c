@@ -182,6 +182,8 @@ static int dump_dgram(const struct rst_fd_probe *p, Haul__Img__UnixDgramFile *o,
 	if (ret < 0)
 		return ret;
 	o->has_passcred = o->passcred = ret;
+	o->has_shutdown = u.shutdown != 0;
+	o->shutdown = u.shutdown & 3;
 	sfd = rst_fd_copy(p->pid, p->fd);
 	if (sfd < 0)
 		return sfd;
@@ -209,8 +211,6 @@ static int dgram_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 	Haul__Img__UnixDgramFile *op, o;
 	int ret = rst_sock_refuse_filter(p->pid, p->fd, why, wl);
 
-	if (!ret)
-		ret = rst_unix_refuse_shutdown(p, why, wl);
 	if (ret)
 		return ret;
 	op = malloc(sizeof(*op));
@@ -293,6 +293,11 @@ static int dgram_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 	    (d->has_peer && !d->has_peer_name)) {
 		snprintf(why, wl, "file %u (unix_dgram): a name or peer that cannot be bound again",
 			 f->id);
+		return -EBADMSG;
+	}
+	if (d->has_shutdown && d->shutdown > 3) {
+		snprintf(why, wl, "file %u (unix_dgram).shutdown: %u (1, 2 or 3)", f->id,
+			 d->shutdown);
 		return -EBADMSG;
 	}
 	if (d->n_msgs && (!d->has_name || !d->name.len)) {
@@ -592,7 +597,7 @@ static int dgram_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, 
 const struct rst_fd_ops rst_fd_unix_dgram = {
 	.name = "unix datagram socket",
 	.kind = HAUL__IMG__FD_KIND__FD_UNIX_DGRAM,
-	.version = 4,
+	.version = 5,
 	.match = dgram_match,
 	.refuse = dgram_refuse,
 	.dump = dgram_dump,

@@ -233,6 +233,9 @@ static int peek_one(pid_t pid, int sfd, Haul__Img__UnixPairFile *o, char *buf)
 	}
 	if (ret)
 		return ret;
+	/* shut for reads (its own shutdown, or the peer's for writes): 0 is the end, not a message */
+	if (n == 0 && (o->shutdown & 1))
+		return 1;
 	if (n == 0 || n > MSG_MAX || o->n_msgs >= MSGS_MAX) {
 		pr_err("unix socket %llu has a message of %zd bytes queued (or more than %d): not "
 		       "carried; retry once the process has read it",

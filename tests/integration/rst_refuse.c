@@ -129,10 +129,10 @@ Test(rst_refuse, a_pty_with_bytes_waiting_is_refused_by_name, .timeout = 20)
 {
 	refuses("pty-queued", "bytes wait to be read, and a pty's queue cannot be carried");
 }
-/* zdtm's sockets01 and 03: restored open, the socket took writes it had refused */
-Test(rst_refuse, a_unix_socket_shut_down_is_refused_by_name, .timeout = 20)
+/* a unix listener shut down: restored open, it would accept again (pairs are carried) */
+Test(rst_refuse, a_unix_listener_shut_down_is_refused_by_name, .timeout = 20)
 {
-	refuses("unix-shutdown", "is shut down for writing; haul does not carry");
+	refuses("unix-shutdown", "is shut down for reading; haul does not carry a listener's");
 }
 /* zdtm's sockets00: the accepted end was remade with the queued client as its peer */
 Test(rst_refuse, a_unix_listener_with_a_queued_and_an_accepted_connection_is_refused, .timeout = 20)

@@ -59,7 +59,20 @@ static void roundtrip(const char *kind)
 	roundtrip_check(kind, NULL);
 }
 
+static void roundtrip_run(const char *kind, roundtrip_check_fn check, bool carried);
+
 static void roundtrip_check(const char *kind, roundtrip_check_fn check)
+{
+	roundtrip_run(kind, check, false);
+}
+
+/* The same, where a refusal is a failure: the state must be carried. */
+static void roundtrip_carried(const char *kind, roundtrip_check_fn check)
+{
+	roundtrip_run(kind, check, true);
+}
+
+static void roundtrip_run(const char *kind, roundtrip_check_fn check, bool carried)
 {
 	char dir[128], out[160], img[160], line[512], spid[16];
 	char *argv[] = {NULL, (char *)kind, dir, NULL};
@@ -93,6 +106,7 @@ static void roundtrip_check(const char *kind, roundtrip_check_fn check)
 	if (st) {
 		/* refused: it must say why, and leave the source as it was */
 		cr_expect(line[0], "haul checkpoint of %s exited %d with no message", kind, st);
+		cr_expect_not(carried, "%s must be carried, and was refused: %s", kind, line);
 		cr_log_info("%s: refused: %s", kind, line);
 		th_verify_same(before, pid, 0, "the source after a refused checkpoint");
 		th_kill(pid, SIGKILL, 2000);
@@ -353,7 +367,56 @@ static void udp_sockets_shut_down(pid_t here)
 /* zdtm's socket_udp_shutdown: both came back open */
 Test(rst_state, udp_sockets_come_back_shut_down, .timeout = 60)
 {
-	roundtrip_check("udpshut", udp_sockets_shut_down);
+	roundtrip_carried("udpshut", udp_sockets_shut_down);
+}
+
+/* What recv on @s gives now: the bytes into @buf, 0 at EOF, -errno (EAGAIN: nothing yet). */
+static ssize_t recv_now(int s, char *buf, size_t len)
+{
+	ssize_t n = recv(s, buf, len, MSG_DONTWAIT);
+
+	return n < 0 ? -errno : n;
+}
+
+/* state_subject "unixshut": each pair's shutdown and queue, as the subject made them. */
+static void unix_pairs_shut_down(pid_t here)
+{
+	int pfd = (int)syscall(SYS_pidfd_open, here, 0), s[12];
+	char buf[16] = "";
+
+	cr_assert_geq(pfd, 0, "pidfd_open: %s", strerror(errno));
+	for (int i = 0; i < 12; i++) {
+		s[i] = (int)syscall(SYS_pidfd_getfd, pfd, 10 + i, 0);
+		cr_assert_geq(s[i], 0, "pidfd_getfd %d: %s", 10 + i, strerror(errno));
+	}
+	close(pfd);
+	/* stream, 10 shut for reads: 10 still sends, 11 cannot */
+	cr_expect_not(send_refused(s[0]), "fd 10 (stream, shut for reads) cannot send");
+	cr_expect_eq(recv_now(s[1], buf, sizeof(buf)), 1, "fd 11 did not get fd 10's byte");
+	cr_expect(send_refused(s[1]), "fd 11 sends to fd 10, which was shut for reads");
+	/* stream, 12 both ways: neither sends */
+	cr_expect(send_refused(s[2]) && send_refused(s[3]), "fds 12/13 (both ways) send");
+	/* datagram, 14 for reads: 14 sends, 15 cannot */
+	cr_expect_not(send_refused(s[4]), "fd 14 (datagram, shut for reads) cannot send");
+	cr_expect(send_refused(s[5]), "fd 15 sends to fd 14, which was shut for reads");
+	/* datagram and seqpacket, queued then shut for writes: the message is there, no more */
+	cr_expect_eq(recv_now(s[7], buf, sizeof(buf)), 1, "fd 17 lost its queued datagram");
+	cr_expect(send_refused(s[6]), "fd 16 (datagram, shut for writes) sends");
+	cr_expect_eq(recv_now(s[9], buf, sizeof(buf)), 1, "fd 19 lost its queued message");
+	cr_expect(send_refused(s[8]), "fd 18 (seqpacket, shut for writes) sends");
+	/* stream, "abc" then shut for writes: 21 reads it, then EOF */
+	cr_expect_eq(recv_now(s[11], buf, sizeof(buf)), 3, "fd 21 lost its queued bytes");
+	cr_expect_eq(memcmp(buf, "abc", 3), 0, "fd 21 read %.3s", buf);
+	cr_expect_eq(recv_now(s[11], buf, sizeof(buf)), 0, "fd 21 sees no EOF after them");
+	cr_expect(send_refused(s[10]), "fd 20 (stream, shut for writes) sends");
+	for (int i = 0; i < 12; i++)
+		close(s[i]);
+}
+
+/* zdtm's sockets01-03: each came back open, and took what the program was told would fail */
+Test(rst_state, unix_pairs_come_back_shut_down_with_their_queues, .timeout = 60)
+{
+	roundtrip_carried("unixshut", unix_pairs_shut_down);
 }
 
 /* state_subject "nonlocal": fd 10 on 198.18.254.254:7419, IP_FREEBIND off. */

@@ -166,10 +166,18 @@ static int setup(const char *kind)
 
 		return openpty(&m, &sl, NULL, NULL, NULL) || write(m, "abc", 3) != 3 ? -1 : 0;
 	}
-	if (!strcmp(kind, "unix-shutdown")) { /* zdtm's sockets01: one end shut for writing */
-		int sv[2];
+	if (!strcmp(kind, "unix-shutdown")) { /* a listener shut down: not carried */
+		struct sockaddr_un a = {.sun_family = AF_UNIX};
+		int s = socket(AF_UNIX, SOCK_STREAM, 0);
 
-		return socketpair(AF_UNIX, SOCK_STREAM, 0, sv) || shutdown(sv[0], SHUT_WR) ? -1 : 0;
+		snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, "haul-refuse-%d", (int)getpid());
+		return s < 0 ||
+				       bind(s, (struct sockaddr *)&a,
+					    offsetof(struct sockaddr_un, sun_path) + 1 +
+						    strlen(a.sun_path + 1)) ||
+				       listen(s, 4) || shutdown(s, SHUT_RD)
+			       ? -1
+			       : 0;
 	}
 	if (!strcmp(kind, "unix-filter")) {
 		struct sock_filter f[] = {BPF_STMT(BPF_RET | BPF_K, 0xffff)};

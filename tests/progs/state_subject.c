@@ -183,6 +183,35 @@ static int set_task(const char *kind, const char *dir)
 			       ? skip("SO_BINDTODEVICE or SO_BUF_LOCK")
 			       : 0;
 	}
+	if (!strcmp(kind, "unixshut")) {
+		/*
+		 * Unix pairs shut down (zdtm's sockets01-03), each at fds 10+2k, 11+2k:
+		 * stream, 10 for reads; stream, 12 both ways; datagram, 14 for reads;
+		 * datagram, "m" queued at 17 and 16 shut for writes; seqpacket, "q"
+		 * queued at 19 and 18 shut for writes; stream, "abc" queued at 21 and
+		 * 20 shut for writes (21 reads it, then EOF).
+		 */
+		static const int type[] = {SOCK_STREAM, SOCK_STREAM,	SOCK_DGRAM,
+					   SOCK_DGRAM,	SOCK_SEQPACKET, SOCK_STREAM};
+		static const int how[] = {SHUT_RD, SHUT_RDWR, SHUT_RD, SHUT_WR, SHUT_WR, SHUT_WR};
+		static const char *const data[] = {NULL, NULL, NULL, "m", "q", "abc"};
+
+		for (int k = 0; k < 6; k++) {
+			int sv[2], a = 10 + 2 * k;
+
+			if (socketpair(AF_UNIX, type[k], 0, sv) || dup2(sv[0], a) != a ||
+			    dup2(sv[1], a + 1) != a + 1)
+				return skip("unix socketpair");
+			close(sv[0]);
+			close(sv[1]);
+			if (data[k] &&
+			    write(a, data[k], strlen(data[k])) != (ssize_t)strlen(data[k]))
+				return skip("unix write");
+			if (shutdown(a, how[k]))
+				return skip("unix shutdown");
+		}
+		return 0;
+	}
 	if (!strcmp(kind, "udpshut")) {
 		/*
 		 * fd 10: UDP connected to itself on 127.0.0.1, shut for writes; fd 11:
