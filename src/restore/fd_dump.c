@@ -276,7 +276,7 @@ int rst_dump_fds(struct rsys *r, uint64_t scratch, pid_t self, struct rst_fd_ima
 
 	if (!d)
 		return -errno;
-	rst_udp_shut_forget(); /* another process's freeze: ask the namespaces again */
+	rst_inet_diag_forget(); /* another process's freeze: ask the namespaces again */
 	while ((de = readdir(d))) {
 		char target[4096], info[96], *text = NULL;
 		const struct rst_fd_ops *k = NULL;
@@ -305,7 +305,7 @@ int rst_dump_fds(struct rsys *r, uint64_t scratch, pid_t self, struct rst_fd_ima
 		}
 	}
 	closedir(d);
-	rst_udp_shut_forget();
+	rst_inet_diag_forget();
 	if (!ret)
 		ret = merge_ofds(c, pid);
 	if (!ret)

@@ -152,8 +152,15 @@ socklen_t rst_inet_sockaddr(int family, const ProtobufCBinaryData *addr, uint32_
 
 /* fd_udp.c: shutdown() of UDP socket @sfd as @s carries it.  0 or -errno. */
 int rst_udp_shutdown(int sfd, const Haul__Img__InetSocket *s);
-/* fd_udp.c: forget the namespaces' UDP sockets the dump of one process asked for. */
-void rst_udp_shut_forget(void);
+/*
+ * fd_inet_diag.c: whether inet_diag lists socket @sfd among the sockets of
+ * @family and @proto in @states (a mask of 1 << TCP state) of its network
+ * namespace: 1 (*@how: its INET_DIAG_SHUTDOWN), 0 not listed, -errno.
+ * Asked once per namespace and key per process dump; rst_inet_diag_forget
+ * (at the start and end of each rst_dump_fds) drops the answers.
+ */
+int rst_inet_diag_find(int sfd, int family, int proto, uint32_t states, int *how);
+void rst_inet_diag_forget(void);
 
 /* fd_inet_listen.c: connections waiting in the accept queue of listener fd @fd of @pid. */
 int rst_tcp_listen_queued(pid_t pid, int fd, uint32_t *queued);
