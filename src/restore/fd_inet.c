@@ -728,7 +728,7 @@ static int inet_steps(int sfd, const Haul__Img__FileObject *f, const char **step
 		if (ret)
 			return ret;
 		*step = "shutdown";
-		return rst_udp_shutdown(sfd, s);
+		return rst_inet_shutdown(sfd, s);
 	}
 	*step = "listen";
 	if (listen(sfd, (int)s->backlog) < 0)
@@ -823,8 +823,11 @@ int rst_inet_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 			   "a socket filter that is not whole instructions, or too long");
 	if (s->local_port > 65535 || s->peer_port > 65535)
 		return bad(why, wl, f, "a port above 65535");
-	if (s->has_shutdown && (s->shutdown > 3 || f->kind != HAUL__IMG__FD_KIND__FD_UDP))
-		return bad(why, wl, f, "a shutdown other than 1-3, or not on a UDP socket");
+	if (s->has_shutdown &&
+	    (s->shutdown > 3 || (f->kind != HAUL__IMG__FD_KIND__FD_UDP &&
+				 (f->kind != HAUL__IMG__FD_KIND__FD_TCP || s->tcp))))
+		return bad(why, wl, f,
+			   "a shutdown other than 1-3, or not on a UDP or closed TCP socket");
 	if (s->n_opts > INET_MAX_OPTS)
 		return bad(why, wl, f, "too many options");
 	if ((s->has_sndbuf && s->sndbuf > INT32_MAX) || (s->has_rcvbuf && s->rcvbuf > INT32_MAX))

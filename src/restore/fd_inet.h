@@ -150,8 +150,14 @@ int rst_inet_bind_nonlocal(int sfd, const Haul__Img__InetSocket *s, bool on);
 socklen_t rst_inet_sockaddr(int family, const ProtobufCBinaryData *addr, uint32_t port,
 			    uint32_t scope, struct sockaddr_storage *out);
 
-/* fd_udp.c: shutdown() of UDP socket @sfd as @s carries it.  0 or -errno. */
-int rst_udp_shutdown(int sfd, const Haul__Img__InetSocket *s);
+/*
+ * fd_tcp_closed.c: rst_tcp_closed_dump: a TCP socket in TCP_CLOSE: its
+ * shutdown, and whether its port is still its own (else the local address
+ * is dropped: not bound again).  rst_inet_shutdown: shutdown() of a UDP or
+ * closed TCP socket @sfd as @s carries it.  Each 0 or -errno.
+ */
+int rst_tcp_closed_dump(int sfd, Haul__Img__InetSocket *s);
+int rst_inet_shutdown(int sfd, const Haul__Img__InetSocket *s);
 /*
  * fd_inet_diag.c: whether inet_diag lists socket @sfd among the sockets of
  * @family and @proto in @states (a mask of 1 << TCP state) of its network

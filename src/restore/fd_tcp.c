@@ -380,6 +380,11 @@ static int tcp_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 	 * (fd_dump.c, tree_share.c), and a second repair-mode dump would read
 	 * the forced SO_REUSEADDR of repair mode as the socket's own.
 	 */
+	if (ti.tcpi_state == TCP_CLOSE && !held_already(p->st->st_ino)) {
+		ret = rst_tcp_closed_dump(sfd, o->inet); /* fd_tcp_closed.c */
+		close(sfd);
+		return ret;
+	}
 	if (!carried(ti.tcpi_state) || held_already(p->st->st_ino)) {
 		close(sfd);
 		return 0;
@@ -597,6 +602,10 @@ int rst_tcp_steps(int sfd, const Haul__Img__InetSocket *s, const char **step)
 	} else {
 		*step = "bind";
 		ret = rst_inet_bind(sfd, s);
+		if (!ret)
+			*step = "shutdown";
+		if (!ret)
+			ret = rst_inet_shutdown(sfd, s); /* a closed one (fd_tcp_closed.c) */
 	}
 	if (ret)
 		return ret;
@@ -607,7 +616,7 @@ int rst_tcp_steps(int sfd, const Haul__Img__InetSocket *s, const char **step)
 const struct rst_fd_ops rst_fd_tcp = {
 	.name = "TCP socket",
 	.kind = HAUL__IMG__FD_KIND__FD_TCP,
-	.version = 4,
+	.version = 5,
 	.match = tcp_match,
 	.refuse = tcp_refuse,
 	.validate = rst_inet_validate,

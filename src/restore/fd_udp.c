@@ -60,18 +60,6 @@ static int udp_dump_shutdown(int sfd, Haul__Img__InetSocket *s)
 	return 0;
 }
 
-int rst_udp_shutdown(int sfd, const Haul__Img__InetSocket *s)
-{
-	static const int how[] = {0, SHUT_RD, SHUT_WR, SHUT_RDWR};
-
-	if (!s->has_shutdown || !s->shutdown || s->shutdown > 3)
-		return 0;
-	/* unconnected: ENOTCONN, but the kernel has marked it shut down all the same */
-	if (shutdown(sfd, how[s->shutdown]) < 0 && errno != ENOTCONN)
-		return -errno;
-	return 0;
-}
-
 static int udp_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 		    Haul__Img__FileObject *const *prev, size_t nprev)
 {

@@ -413,6 +413,43 @@ static void unix_pairs_shut_down(pid_t here)
 		close(s[i]);
 }
 
+/* state_subject "tcpclosed": closed connections read EOF and refuse writes; 12 keeps its port. */
+static void tcp_sockets_closed(pid_t here)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons(7432),
+				.sin_addr.s_addr = htonl(0x7f000001)};
+	int pfd = (int)syscall(SYS_pidfd_open, here, 0), s[3], other;
+	char buf[4];
+
+	cr_assert_geq(pfd, 0, "pidfd_open: %s", strerror(errno));
+	for (int i = 0; i < 3; i++) {
+		s[i] = (int)syscall(SYS_pidfd_getfd, pfd, 10 + i, 0);
+		cr_assert_geq(s[i], 0, "pidfd_getfd %d: %s", 10 + i, strerror(errno));
+	}
+	close(pfd);
+	cr_expect_eq(recv_now(s[0], buf, sizeof(buf)), 0, "fd 10 (ended) reads no EOF");
+	cr_expect_eq(recv_now(s[1], buf, sizeof(buf)), 0, "fd 11 (ended) reads no EOF");
+	cr_expect(send_refused(s[0]) && send_refused(s[1]), "a closed connection took a write");
+	cr_expect_eq(recv_now(s[2], buf, sizeof(buf)), 0, "fd 12 (shut for reads) reads no EOF");
+	/* fd 12 holds 127.0.0.1:7432 again: another bind of it fails */
+	other = socket(AF_INET, SOCK_STREAM, 0);
+	cr_expect_neq(bind(other, (struct sockaddr *)&a, sizeof(a)), 0,
+		      "127.0.0.1:7432 is free: fd 12 was not bound again");
+	close(other);
+	for (int i = 0; i < 3; i++)
+		close(s[i]);
+}
+
+/*
+ * zdtm's socket-tcp-close2: the restore bound the ended client's released
+ * port again, which TIME_WAIT holds: EADDRINUSE, the workload lost.
+ */
+Test(rst_state, closed_tcp_connections_come_back_closed_without_their_released_ports, .timeout = 60)
+{
+	roundtrip_carried("tcpclosed", tcp_sockets_closed);
+}
+
 /* zdtm's sockets01-03: each came back open, and took what the program was told would fail */
 Test(rst_state, unix_pairs_come_back_shut_down_with_their_queues, .timeout = 60)
 {

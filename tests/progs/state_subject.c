@@ -183,6 +183,38 @@ static int set_task(const char *kind, const char *dir)
 			       ? skip("SO_BINDTODEVICE or SO_BUF_LOCK")
 			       : 0;
 	}
+	if (!strcmp(kind, "tcpclosed")) {
+		/*
+		 * zdtm's socket-tcp-close2: fd 10 accepted from a listener bound to
+		 * 127.0.0.1:7431 (closed since) and fd 11 its client, both shut for
+		 * writes: the connection ended, both sockets closed; the client's
+		 * port is released and held in TIME_WAIT.  fd 12: bound to
+		 * 127.0.0.1:7432, never connected, shut for reads and writes.
+		 */
+		struct sockaddr_in a = {.sin_family = AF_INET,
+					.sin_port = htons(7431),
+					.sin_addr.s_addr = htonl(0x7f000001)};
+		struct sockaddr_in b = a;
+		int one = 1, l = socket(AF_INET, SOCK_STREAM, 0),
+		    c = socket(AF_INET, SOCK_STREAM, 0);
+		int u = socket(AF_INET, SOCK_STREAM, 0);
+
+		b.sin_port = htons(7432);
+		if (l < 0 || c < 0 || u < 0 ||
+		    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+		    bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 1) ||
+		    connect(c, (struct sockaddr *)&a, sizeof(a)) || dup2(c, 11) != 11 ||
+		    dup2(accept(l, NULL, NULL), 10) != 10 ||
+		    bind(u, (struct sockaddr *)&b, sizeof(b)) || dup2(u, 12) != 12)
+			return skip("TCP on 127.0.0.1:7431-7432");
+		close(l);
+		close(c);
+		close(u);
+		if (shutdown(11, SHUT_WR) || usleep(50000) || shutdown(10, SHUT_WR) ||
+		    usleep(100000) || (shutdown(12, SHUT_RDWR) && errno != ENOTCONN))
+			return skip("TCP shutdown");
+		return 0;
+	}
 	if (!strcmp(kind, "unixshut")) {
 		/*
 		 * Unix pairs shut down (zdtm's sockets01-03), each at fds 10+2k, 11+2k:
