@@ -355,6 +355,15 @@ static int proc_check(const Haul__Img__ProcessState *ps, char *why, size_t n)
 		return fail(why, n, "comm: longer than %d bytes", VAL_MAX_STR - 1);
 	if (!str_ok(ps->cwd, true))
 		return fail(why, n, "cwd: empty or longer than %d bytes", VAL_MAX_STR - 1);
+	/* a deleted cwd is made again by haul under the stub's root (cwd_ghost.c) */
+	if (ps->has_cwd_deleted && ps->cwd_deleted) {
+		if (ps->cwd[0] != '/' || (ps->has_cwd_mode && ps->cwd_mode & ~07777u))
+			return fail(why, n, "cwd (deleted): not an absolute path, or mode %#o",
+				    ps->cwd_mode);
+		for (const char *q = ps->cwd; (q = strstr(q, "/..")); q += 3)
+			if (q[3] == '/' || !q[3])
+				return fail(why, n, "cwd (deleted): has a '..' component");
+	}
 	if (ps->xstate.len > VAL_MAX_XSTATE)
 		return fail(why, n, "xstate: %zu bytes, more than %u", ps->xstate.len,
 			    VAL_MAX_XSTATE);

@@ -529,8 +529,17 @@ static int dump_process(struct dump_ctx *c, pid_t pid)
 	if (ret)
 		return ret;
 	if (rst_strip_deleted(c->cwd)) {
-		pr_err("the working directory %s of pid %d was deleted", c->cwd, (int)pid);
-		return -EOPNOTSUPP;
+		/* made again at the restore, entered and removed (cwd_ghost.c) */
+		struct stat st;
+
+		snprintf(link, sizeof(link), "/proc/%d/cwd", (int)pid);
+		if (stat(link, &st) < 0)
+			return -errno;
+		c->ps.has_cwd_deleted = c->ps.cwd_deleted = true;
+		c->ps.has_cwd_mode = c->ps.has_cwd_uid = c->ps.has_cwd_gid = true;
+		c->ps.cwd_mode = st.st_mode & 07777;
+		c->ps.cwd_uid = st.st_uid;
+		c->ps.cwd_gid = st.st_gid;
 	}
 	c->ps.cwd = c->cwd;
 

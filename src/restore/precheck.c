@@ -381,20 +381,6 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		free(text);
 		text = NULL;
 	}
-	{
-		/* restore chdirs by path: a deleted working directory has none (zdtm cwd01) */
-		char cwd[4096], link[64];
-
-		snprintf(link, sizeof(link), "/proc/%d/cwd", (int)pid);
-		if (!rst_read_link(link, cwd, sizeof(cwd)) && rst_strip_deleted(cwd)) {
-			snprintf(
-				why, whylen,
-				"the working directory %.3900s of pid %d was deleted (haul restores "
-				"it by path): chdir the process to a directory that exists",
-				cwd, (int)pid);
-			goto out;
-		}
-	}
 	h.precheck = !tracer;
 	ret = rst_fd_each(pid, check_fd, &h, why, whylen);
 	if (!ret)

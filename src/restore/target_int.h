@@ -286,4 +286,14 @@ bool rst_caps_carried(const Haul__Img__Creds *c);
 void rst_caps_before_ids(struct rst_target *t, struct rst_batch *b, const Haul__Img__Creds *c);
 int rst_caps_after_ids(struct rst_target *t, const Haul__Img__Creds *c);
 
+/*
+ * cwd_ghost.c: the directory the task batch chdirs to, into @path: the
+ * image's cwd, or, when it was deleted, one made again for the chdir
+ * (*@made: rst_cwd_ghost_end removes it once the stub is in it).  0 or
+ * -errno with @why.
+ */
+int rst_cwd_ghost_begin(struct rst_target *t, const Haul__Img__ProcessState *ps, char *path,
+			size_t len, bool *made, char *why, size_t wl);
+void rst_cwd_ghost_end(struct rst_target *t, const char *path, bool made);
+
 #endif

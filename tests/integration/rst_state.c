@@ -450,6 +450,32 @@ Test(rst_state, closed_tcp_connections_come_back_closed_without_their_released_p
 	roundtrip_carried("tcpclosed", tcp_sockets_closed);
 }
 
+/* state_subject "cwd_deleted": in a deleted DIR/gone of mode 0751 again, nothing left at the path. */
+static void cwd_deleted_again(pid_t here)
+{
+	char link[64], text[4096] = "", gone[4096];
+	struct stat st;
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/%d/cwd", (int)here);
+	n = readlink(link, text, sizeof(text) - 1);
+	cr_assert_gt(n, 0, "readlink %s: %s", link, strerror(errno));
+	text[n] = '\0';
+	cr_expect(n > 10 && !strcmp(text + n - 10, " (deleted)"), "its cwd is %s", text);
+	cr_expect_eq(stat(link, &st), 0, "stat %s: %s", link, strerror(errno));
+	cr_expect_eq(st.st_mode & 07777, 0751, "its cwd has mode %#o, not 0751",
+		     st.st_mode & 07777);
+	snprintf(gone, sizeof(gone), "%.*s", (int)(n - 10), text);
+	cr_expect_neq(access(gone, F_OK), 0, "%s was left behind", gone);
+}
+
+/* zdtm's cwd01: a deleted working directory was refused */
+Test(rst_state, a_deleted_working_directory_comes_back_deleted_with_its_name_and_mode,
+     .timeout = 60)
+{
+	roundtrip_carried("cwd_deleted", cwd_deleted_again);
+}
+
 /* zdtm's sockets01-03: each came back open, and took what the program was told would fail */
 Test(rst_state, unix_pairs_come_back_shut_down_with_their_queues, .timeout = 60)
 {

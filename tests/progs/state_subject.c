@@ -345,6 +345,15 @@ static int set_task(const char *kind, const char *dir)
 		umask(0345);
 		return chdir(dir) ? skip("chdir") : 0;
 	}
+	if (!strcmp(kind, "cwd_deleted")) {
+		/* zdtm's cwd01: DIR/gone, mode 0751, entered and then removed */
+		char gone[4096];
+
+		snprintf(gone, sizeof(gone), "%s/gone", dir);
+		return mkdir(gone, 0751) || chmod(gone, 0751) || chdir(gone) || rmdir(gone)
+			       ? skip("a deleted cwd")
+			       : 0;
+	}
 	errno = EINVAL;
 	return skip(kind);
 }
