@@ -11,22 +11,52 @@
  * deleted directory, and /proc/PID/cwd reads as it did.  When something
  * exists at that path now (another directory made since), or its parent
  * is gone too, the directory is made beside it under a name of its own
- * (".haul-cwd-XXXXXX", or in /tmp when the parent is gone), and a warning
- * says the name differs: a deleted directory behaves the same under any
- * name (nothing can be created in it, ".." still leads to its parent only
- * when that was kept).
+ * (".haul-cwd-XXXXXX", or in /tmp when the parent is gone or takes no
+ * new directory), and a warning says the name differs: a deleted
+ * directory behaves the same under any name (nothing can be created in
+ * it).  One on a filesystem the kernel fills (/proc/PID of a process gone,
+ * zdtm's unhashed_proc; sysfs, cgroupfs...) is refused at the precheck and
+ * the dump (rst_cwd_ghost_check): no directory made by haul is that.
  */
 #define LOG_PREFIX "restore: "
 #include <errno.h>
 #include <limits.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "restore/restore_int.h"
 #include "restore/target_int.h"
+
+int rst_cwd_ghost_check(pid_t pid, const char *cwd, char *why, size_t wl)
+{
+	/* filesystems whose directories the kernel makes, not mkdir: never made again */
+	static const unsigned long pseudo[] = {
+		PROC_SUPER_MAGIC,   SYSFS_MAGIC,   CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC,
+		DEVPTS_SUPER_MAGIC, DEBUGFS_MAGIC, TRACEFS_MAGIC,      SECURITYFS_MAGIC,
+		BPF_FS_MAGIC,	    NSFS_MAGIC};
+	struct statfs sf;
+	char link[64];
+
+	snprintf(link, sizeof(link), "/proc/%d/cwd", (int)pid);
+	if (statfs(link, &sf) < 0)
+		return 0; /* gone: the dump says so */
+	for (size_t i = 0; i < sizeof(pseudo) / sizeof(pseudo[0]); i++)
+		if ((unsigned long)sf.f_type == pseudo[i]) {
+			snprintf(
+				why, wl,
+				"the working directory %.3800s of pid %d was deleted, and it is "
+				"on a filesystem the kernel fills (its type %#lx): haul cannot make "
+				"it again; chdir the process to a directory that exists",
+				cwd, (int)pid, (unsigned long)sf.f_type);
+			return -EOPNOTSUPP;
+		}
+	return 0;
+}
 
 /* @path in the stub's mount namespace, as haul sees it. */
 static void in_root(const struct rst_target *t, const char *path, char *out, size_t len)
@@ -93,6 +123,10 @@ int rst_cwd_ghost_begin(struct rst_target *t, const Haul__Img__ProcessState *ps,
 	if (access(at, F_OK) < 0)
 		snprintf(parent, sizeof(parent), "/tmp");
 	ret = make_beside(t, ps, parent, path, len);
+	if (ret && strcmp(parent, "/tmp")) {
+		snprintf(parent, sizeof(parent), "/tmp");
+		ret = make_beside(t, ps, parent, path, len);
+	}
 	if (ret) {
 		snprintf(why, wl,
 			 "cannot make the deleted working directory %.256s again, nor one in "

@@ -531,7 +531,12 @@ static int dump_process(struct dump_ctx *c, pid_t pid)
 	if (rst_strip_deleted(c->cwd)) {
 		/* made again at the restore, entered and removed (cwd_ghost.c) */
 		struct stat st;
+		char why[4096];
 
+		if (rst_cwd_ghost_check(pid, c->cwd, why, sizeof(why))) {
+			pr_err("cannot dump pid %d: %s", (int)pid, why);
+			return -EOPNOTSUPP;
+		}
 		snprintf(link, sizeof(link), "/proc/%d/cwd", (int)pid);
 		if (stat(link, &st) < 0)
 			return -errno;

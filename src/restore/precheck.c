@@ -381,6 +381,15 @@ int rst_check_resources(pid_t pid, pid_t tracer, char *why, size_t whylen)
 		free(text);
 		text = NULL;
 	}
+	{
+		/* a deleted one is made again at the restore, unless the kernel made it (cwd_ghost.c) */
+		char cwd[4096], link[64];
+
+		snprintf(link, sizeof(link), "/proc/%d/cwd", (int)pid);
+		if (!rst_read_link(link, cwd, sizeof(cwd)) && rst_strip_deleted(cwd) &&
+		    rst_cwd_ghost_check(pid, cwd, why, whylen))
+			goto out;
+	}
 	h.precheck = !tracer;
 	ret = rst_fd_each(pid, check_fd, &h, why, whylen);
 	if (!ret)

@@ -286,4 +286,11 @@ int rst_attr_apply(pid_t here, const pid_t *tids, const Haul__Img__ProcessState 
 /* caps.c: the capability sets of the text of /proc/PID/status into @c. */
 void rst_caps_read(const char *status, Haul__Img__Creds *c);
 
+/*
+ * cwd_ghost.c: a deleted working directory @cwd of @pid that cannot be made
+ * again (on a filesystem the kernel fills: /proc, sysfs, cgroupfs...):
+ * -EOPNOTSUPP with @why; else 0.
+ */
+int rst_cwd_ghost_check(pid_t pid, const char *cwd, char *why, size_t wl);
+
 #endif

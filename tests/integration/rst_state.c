@@ -476,6 +476,16 @@ Test(rst_state, a_deleted_working_directory_comes_back_deleted_with_its_name_and
 	roundtrip_carried("cwd_deleted", cwd_deleted_again);
 }
 
+/*
+ * zdtm's unhashed_proc: the cwd is /proc/PID of a process gone, which no
+ * mkdir makes again: checkpointed, then the restore failed (lost).  Refused
+ * now, or carried; never lost (roundtrip_check fails a failed restore).
+ */
+Test(rst_state, a_deleted_working_directory_on_proc_is_never_lost, .timeout = 60)
+{
+	roundtrip_check("cwd_proc_gone", NULL);
+}
+
 /* zdtm's sockets01-03: each came back open, and took what the program was told would fail */
 Test(rst_state, unix_pairs_come_back_shut_down_with_their_queues, .timeout = 60)
 {

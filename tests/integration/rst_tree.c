@@ -513,10 +513,11 @@ static void loopback_runs_on(const char *tag, const char *env, const char *args_
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == want, "%s: status %#x, not %d", cmd,
 		  status, want);
 	/* a killed haul's survivor lifts its lock: wait for that (bounded); only ours counts */
-	snprintf(cmd, sizeof(cmd),
-		 "for i in $(seq 200); do nft list tables | grep -q 'inet haul-lock-%d-' || exit 0; "
-		 "sleep 0.05; done; exit 1",
-		 (int)pid);
+	snprintf(
+		cmd, sizeof(cmd),
+		"for i in $(seq 200); do nft list tables | grep -q 'inet haul-lock-%d-' || exit 0; "
+		"sleep 0.05; done; exit 1",
+		(int)pid);
 	cr_assert_eq(system(cmd), 0, "a network lock outlived the checkpoint");
 	at = echoes(dir);
 	n = count_lines(dir, "c1", "tick");

@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char path[512];
@@ -344,6 +345,16 @@ static int set_task(const char *kind, const char *dir)
 	if (!strcmp(kind, "cwd_umask")) {
 		umask(0345);
 		return chdir(dir) ? skip("chdir") : 0;
+	}
+	if (!strcmp(kind, "cwd_proc_gone")) {
+		/* zdtm's unhashed_proc: in /proc/CHILD of a child since reaped (deleted, on procfs) */
+		char p[64];
+		pid_t c = fork();
+
+		if (c == 0)
+			_exit(0);
+		snprintf(p, sizeof(p), "/proc/%d", (int)c);
+		return c < 0 || chdir(p) || waitpid(c, NULL, 0) != c ? skip("a cwd in /proc") : 0;
 	}
 	if (!strcmp(kind, "cwd_deleted")) {
 		/* zdtm's cwd01: DIR/gone, mode 0751, entered and then removed */
