@@ -3,9 +3,10 @@
  * restore`: the rst_netlock_ops the restorer calls (src/restore/ckpt_lock.c
  * says when, and what the image keeps).
  *
- * take: the sockets of the stopped processes (haul_net_sockets_of), with
- * --leave-running only the connections whose two ends are both theirs,
- * locked in both directions by one nftables table (netlock.c).  A survivor
+ * take: the sockets of the stopped processes (haul_net_sockets_of): their
+ * TCP ends (connections and listeners), or with --leave-running only the
+ * connections whose two ends are both theirs, locked in both directions by
+ * one nftables table (netlock.c).  A survivor
  * (netguard.c) lifts it if this haul dies before it is kept or lifted; a
  * lock the checkpoint leaves behind is handed to the image in the registry
  * (haul_netlock_own), so that no reaper removes it while the image names
@@ -35,6 +36,8 @@
 #include "restore/restore.h"
 
 static struct haul_netguard guard = {.pid = -1, .fd = -1};
+/* the network namespace the checkpoint's lock is in (its processes'); -1: haul's own */
+static int lock_ns = -1;
 
 /* Into @pid's network namespace (*@back: haul's, for haul_netns_leave; -1: it is haul's). */
 static int enter_netns(pid_t pid, int *back)
@@ -66,6 +69,24 @@ static bool peers(const struct haul_net_tuple *a, const struct haul_net_tuple *b
 	       !memcmp(a->raddr, b->laddr, alen) && !memcmp(a->laddr, b->raddr, alen);
 }
 
+/*
+ * Keep in @t only its TCP ends; their new count.  A lock that outlives the
+ * checkpoint holds what a RST would break (connections) and what a client
+ * would be refused (listeners) until the restore: a UDP end, unconnected
+ * or connected, loses its datagrams either way, and its port, often an
+ * ephemeral one, may be given to another program meanwhile, whose traffic
+ * the lock would then drop.
+ */
+static size_t tcp_only(struct haul_net_tuple *t, size_t n)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (t[i].proto == IPPROTO_TCP)
+			t[k++] = t[i];
+	return k;
+}
+
 /* Keep in @t only the connections whose peer is in @t too; their new count. */
 static size_t inner_pairs(struct haul_net_tuple *t, size_t n)
 {
@@ -93,8 +114,7 @@ static int take_here(const pid_t *pids, size_t n, bool leave_running, const char
 
 	if (ret)
 		return ret; /* logged, naming the pid */
-	if (leave_running)
-		nt = inner_pairs(t, nt);
+	nt = leave_running ? inner_pairs(t, nt) : tcp_only(t, nt);
 	if (!nt)
 		goto out;
 	if (getrandom(&id, sizeof(id), 0) != sizeof(id))
@@ -164,18 +184,48 @@ static int take(const pid_t *pids, size_t n, bool leave_running, const char *ima
 	if (ret)
 		return ret;
 	ret = take_here(pids, n, leave_running, image, name, len);
+	/* a lift of this lock (a failed or --leave-running checkpoint) goes there too */
+	if (!ret && name[0] && back >= 0)
+		lock_ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 	haul_netns_leave(back);
 	return ret;
 }
 
+/* The survivor's part is over: the lock is lifted, or the committed image's. */
+static void guard_done(void)
+{
+	if (guard.pid > 0) {
+		injlog_companion(0);
+		haul_netguard_stop(&guard);
+	}
+}
+
+/* rst_netlock_ops.lift: in the namespace it was taken in (a restore's: haul's own). */
 static int lift(const char *name)
 {
-	return haul_netlock_lift(name);
+	int back = -1, ret = lock_ns >= 0 ? haul_netns_enter(lock_ns, &back) : 0;
+
+	if (ret) {
+		pr_err_r(ret, "cannot enter the network namespace of the lock %s to lift it", name);
+		return ret;
+	}
+	ret = haul_netlock_lift(name);
+	haul_netns_leave(back);
+	if (!ret)
+		guard_done();
+	return ret;
+}
+
+/* rst_netlock_ops.keep: the image's from now on; a haul that dies must not lift it. */
+static void keep(const char *name)
+{
+	(void)name;
+	guard_done();
 }
 
 void haul_ckpt_netlock_use(void)
 {
-	static const struct rst_netlock_ops ops = {.take = take, .lift = lift};
+	static const struct rst_netlock_ops ops = {.take = take, .lift = lift, .keep = keep};
 
 	rst_netlock_set(&ops);
 }
@@ -183,8 +233,8 @@ void haul_ckpt_netlock_use(void)
 void haul_ckpt_netlock_done(void)
 {
 	/* lifted, or kept by the committed image: the survivor has nothing left to do */
-	if (guard.pid > 0) {
-		injlog_companion(0);
-		haul_netguard_stop(&guard);
-	}
+	guard_done();
+	if (lock_ns >= 0)
+		close(lock_ns);
+	lock_ns = -1;
 }

@@ -270,7 +270,8 @@ static int netns_ino(unsigned long long *ino)
 {
 	struct stat st;
 
-	if (stat("/proc/self/ns/net", &st))
+	/* the calling thread's: a step inside a process's namespace enters it on this thread */
+	if (stat("/proc/thread-self/ns/net", &st))
 		return -errno;
 	*ino = (unsigned long long)st.st_ino;
 	return 0;

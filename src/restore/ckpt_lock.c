@@ -172,10 +172,14 @@ void rst_ckpt_lock_lift(struct rst_ckpt_lock *k)
 
 void rst_ckpt_lock_keep(struct rst_ckpt_lock *k)
 {
-	if (k->name[0])
-		pr_info("network lock %s held until 'haul restore' of this image lifts it (or 'nft "
-			"delete table inet %s')",
-			k->name, k->name);
+	if (!k->name[0])
+		return;
+	/* from here a dying haul must not lift it (its survivor goes) */
+	if (lock_ops.keep)
+		lock_ops.keep(k->name);
+	pr_info("network lock %s held until 'haul restore' of this image lifts it (or 'nft "
+		"delete table inet %s')",
+		k->name, k->name);
 	k->name[0] = '\0';
 }
 
@@ -189,10 +193,13 @@ int rst_restore_lock_arm(const char *store)
 	if (ret == -ENOENT)
 		return 0;
 	if (ret) {
-		pr_err("%s/" RECORD " is corrupt (not 'haul-lock-PID-ID NETNS'); checkpoint the "
-		       "process again",
-		       store);
-		return -EBADMSG;
+		/* a side record: the image itself is whole, and its process is gone */
+		pr_warn("%s/" RECORD
+			" is unreadable (not 'haul-lock-PID-ID NETNS'): a network lock "
+			"its checkpoint took is not lifted by this restore; find it with 'nft list "
+			"tables' (haul-lock-PID-...) and remove it with 'nft delete table inet NAME'",
+			store);
+		return 0;
 	}
 	if (netns_ino(0, &here) || here != ino) {
 		pr_warn("the checkpoint's network lock %s is in another network namespace than "

@@ -38,6 +38,7 @@
 #include "common/log.h"
 #include "restore/fd_inet.h"
 #include "restore/imgdir_int.h"
+#include "restore/restore.h"
 
 struct deferred {
 	int sfd;
@@ -55,7 +56,7 @@ static __thread struct deferred_opt *dop;
 static __thread size_t ndop, capdop;
 
 /* the checkpoint's network lock this restore lifts at the finish; "": none */
-static __thread char lock_name[48];
+static __thread char lock_name[RST_NETLOCK_NAME];
 
 void rst_tcp_defer_all(const char *lock)
 {
@@ -168,9 +169,12 @@ int rst_tcp_deferred_finish(char *why, size_t wl)
 				       : setsockopt(dop[i].sfd, dop[i].level, dop[i].name,
 						    &dop[i].value, sizeof(dop[i].value)) < 0) {
 			ret = -errno;
-			snprintf(why, wl, "cannot %s %d/%d to %d: %s",
-				 dop[i].level == -1 ? "shut a socket down:" : "set socket option",
-				 dop[i].level, dop[i].name, dop[i].value, strerror(errno));
+			if (dop[i].level == -1)
+				snprintf(why, wl, "cannot shut a socket down (how %d): %s",
+					 dop[i].value, strerror(errno));
+			else
+				snprintf(why, wl, "cannot set socket option %d/%d to %d: %s",
+					 dop[i].level, dop[i].name, dop[i].value, strerror(errno));
 		}
 	if (bad) {
 		char name[160];

@@ -600,6 +600,7 @@ int rst_restore_images(const char *dir, const char *id, pid_t pid,
 		pr_err("cannot restore from %s: its image is damaged or unreadable (above); restore "
 		       "another image or checkpoint again",
 		       path);
+		rst_tcp_defer_all(NULL);
 		return ret;
 	}
 	ret = pstore_proc_get(store, pid, false, &p);

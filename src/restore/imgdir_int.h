@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "restore/restore.h"
+
 /* Prefix of the directories an image is written into before its switch. */
 #define RST_IMGDIR_TMP ".haul-tmp-"
 
@@ -71,7 +73,7 @@ int rst_imgdir_find(const char *dir, const char *id, pid_t pid, char *store, siz
  * image is committed and its processes gone: the lock stays, the image's.
  */
 struct rst_ckpt_lock {
-	char name[48]; /* RST_NETLOCK_NAME; "": none held */
+	char name[RST_NETLOCK_NAME]; /* "": none held */
 };
 int rst_ckpt_lock_take(struct rst_ckpt_lock *k, const struct rst_imgdir_tx *tx, const pid_t *pids,
 		       size_t n, bool leave_running);
@@ -81,7 +83,8 @@ void rst_ckpt_lock_keep(struct rst_ckpt_lock *k);
  * The restore of the image in @store: when it keeps a lock of this network
  * namespace, every TCP connection of the restore stays in repair mode
  * until rst_tcp_deferred_finish, which lifts the lock first
- * (rst_restore_lock_lift).  0, or -EBADMSG for a corrupt record (logged).
+ * (rst_restore_lock_lift).  0 (also for a record it cannot read: a warning
+ * says so and how to find the lock), or -errno.
  */
 int rst_restore_lock_arm(const char *store);
 int rst_restore_lock_lift(const char *name);

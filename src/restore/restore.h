@@ -150,6 +150,8 @@ struct rst_netlock_ops {
 	int (*take)(const pid_t *pids, size_t n, bool leave_running, const char *image, char *name,
 		    size_t len);
 	int (*lift)(const char *name);
+	/* the image is committed and its processes killed: the lock is the image's now */
+	void (*keep)(const char *name);
 };
 void rst_netlock_set(const struct rst_netlock_ops *ops);
 /*
