@@ -84,6 +84,7 @@ struct injlog {
 	struct {
 		pid_t pid;
 		int32_t fd, reuse;
+		unsigned long long start; /* its start time: the same process still */
 	} sock[INJLOG_MAX_SOCKS];
 	struct injlog_thr thr[INJLOG_MAX_THREADS];
 };
@@ -449,6 +450,8 @@ void injlog_tcp_repair(pid_t pid, int fd, int reuse)
 	g_log->sock[i].pid = pid;
 	g_log->sock[i].fd = fd;
 	g_log->sock[i].reuse = reuse;
+	g_log->sock[i].start = 0;
+	haul_proc_starttime(pid, &g_log->sock[i].start);
 	__atomic_store_n(&g_log->nsock, i + 1,
 			 __ATOMIC_RELEASE); /* the entry first, then the count */
 }
@@ -530,9 +533,15 @@ static void release_sockets(const struct injlog *j)
 
 	for (uint32_t i = 0; i < j->nsock; i++) {
 		int pidfd = (int)syscall(SYS_pidfd_open, j->sock[i].pid, 0), sfd;
+		unsigned long long now = 0;
 
 		if (pidfd < 0)
 			continue; /* gone (killed after its checkpoint): nothing to repair */
+		/* a pid reused since: not ours to touch (checked with the pidfd held) */
+		if (haul_proc_starttime(j->sock[i].pid, &now) || now != j->sock[i].start) {
+			close(pidfd);
+			continue;
+		}
 		sfd = (int)syscall(SYS_pidfd_getfd, pidfd, j->sock[i].fd, 0);
 		close(pidfd);
 		if (sfd < 0)

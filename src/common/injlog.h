@@ -49,7 +49,7 @@
 
 /* Threads of one process the journal can hold at once (~330 bytes each, shared anon memory). */
 #define INJLOG_MAX_THREADS 8192
-/* TCP sockets in repair mode it can hold (12 bytes each). */
+/* TCP sockets in repair mode it can hold (24 bytes each). */
 #define INJLOG_MAX_SOCKS 16384
 /* Other processes it can owe a SIGCONT (16 bytes each). */
 #define INJLOG_MAX_OWED 16384

@@ -105,6 +105,8 @@ static int seize_from(struct rst_tree *t, size_t from, char *why, size_t wl)
 		if (t->p[i].cont)
 			injlog_owe_cont(t->p[i].host);
 		ret = rst_seize(t->p[i].host, &t->p[i].sz);
+		if (ret && t->p[i].cont)
+			injlog_owe_paid(t->p[i].host); /* not stopped by us: nothing owed */
 		if (ret && i && rst_tree_gone_or_zombie(t->p[i].host))
 			continue;
 		if (ret) {
