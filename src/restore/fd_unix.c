@@ -89,6 +89,7 @@ static int unix_refuse_scm(const struct rst_fd_probe *p, char *why, size_t whyle
 		return -ENOMEM;
 	haul__img__unix_pair_file__init(o);
 	o->ino = p->st->st_ino;
+	o->type = u.type;
 	o->shutdown = u.shutdown & 3; /* shut for reads: the peek ends at the end of the queue */
 	sfd = rst_fd_copy(p->pid, p->fd);
 	if (sfd < 0)

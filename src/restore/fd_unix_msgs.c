@@ -21,10 +21,12 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <linux/sockios.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -205,8 +207,12 @@ int rst_unix_take_fds(pid_t pid, struct msghdr *m, Haul__Img__UnixPairFile *o, u
 	return ret;
 }
 
-/* Peek the next message of @sfd into a new o->msgs entry; 1 when there is none left. */
-static int peek_one(pid_t pid, int sfd, Haul__Img__UnixPairFile *o, char *buf)
+/*
+ * Peek the next message of @sfd into a new o->msgs entry; 1 when there is
+ * none left.  @left: the bytes of the queue not peeked yet (SIOCINQ sums a
+ * seqpacket queue), updated.
+ */
+static int peek_one(pid_t pid, int sfd, Haul__Img__UnixPairFile *o, char *buf, long *left)
 {
 	union {
 		char b[CMSG_SPACE(sizeof(int) * RST_UNIX_FDS_MAX)];
@@ -233,8 +239,13 @@ static int peek_one(pid_t pid, int sfd, Haul__Img__UnixPairFile *o, char *buf)
 	}
 	if (ret)
 		return ret;
-	/* shut for reads (its own shutdown, or the peer's for writes): 0 is the end, not a message */
-	if (n == 0 && (o->shutdown & 1))
+	/*
+	 * A seqpacket end shut for reads (its own shutdown, or the peer's for
+	 * writes) peeks 0 at the end of its queue; a datagram end answers EAGAIN
+	 * there.  0 is the end only once every queued byte was peeked (@left): a
+	 * zero-length message among them would otherwise be taken for it.
+	 */
+	if (n == 0 && o->type == SOCK_SEQPACKET && (o->shutdown & 1) && !*left)
 		return 1;
 	if (n == 0 || n > MSG_MAX || o->n_msgs >= MSGS_MAX) {
 		pr_err("unix socket %llu has a message of %zd bytes queued (or more than %d): not "
@@ -251,6 +262,7 @@ static int peek_one(pid_t pid, int sfd, Haul__Img__UnixPairFile *o, char *buf)
 		return -ENOMEM;
 	memcpy(nm[o->n_msgs].data, buf, n);
 	nm[o->n_msgs++].len = n;
+	*left -= n;
 	return 0;
 }
 
@@ -274,6 +286,7 @@ void rst_unix_peek_end(int sfd, unsigned long long ino, int old)
 
 int rst_unix_peek_msgs(pid_t pid, int sfd, Haul__Img__UnixPairFile *o)
 {
+	long left = 0;
 	int old = -1, ret;
 	char *buf = malloc(MSG_MAX);
 
@@ -286,8 +299,10 @@ int rst_unix_peek_msgs(pid_t pid, int sfd, Haul__Img__UnixPairFile *o)
 		free(buf);
 		return ret;
 	}
+	if (ioctl(sfd, SIOCINQ, &left) < 0)
+		left = -1; /* unknown: a 0-byte peek stays a refused message */
 	while (!ret)
-		ret = peek_one(pid, sfd, o, buf);
+		ret = peek_one(pid, sfd, o, buf, &left);
 	rst_unix_peek_end(sfd, o->ino, old);
 	free(buf);
 	return ret == 1 ? 0 : ret;
