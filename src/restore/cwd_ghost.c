@@ -5,10 +5,12 @@
  *
  * The dump keeps its path (without " (deleted)"), mode and owner
  * (ProcessState 65-68).  The restore chdirs by path, so haul makes a
- * directory at that path in the stub's mount namespace (/proc/STUB/root),
- * with that mode and owner, the stub enters it (the chdir of the task
- * batch, target_resume.c), and haul removes it again: the process is in a
- * deleted directory, and /proc/PID/cwd reads as it did.  When something
+ * directory at that path in the stub's root (its parent opened with
+ * openat2 RESOLVE_IN_ROOT under /proc/STUB/root: no symlink of a
+ * container's filesystem leads haul outside it), with that mode and owner
+ * set on the new directory's own fd, the stub enters it (the chdir of the
+ * task batch, target_resume.c), and haul removes it again: the process is
+ * in a deleted directory, and /proc/PID/cwd reads as it did.  When something
  * exists at that path now (another directory made since), or its parent
  * is gone too, the directory is made beside it under a name of its own
  * (".haul-cwd-XXXXXX", or in /tmp when the parent is gone or takes no
@@ -20,11 +22,14 @@
  */
 #define LOG_PREFIX "restore: "
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <linux/magic.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -58,98 +63,135 @@ int rst_cwd_ghost_check(pid_t pid, const char *cwd, char *why, size_t wl)
 	return 0;
 }
 
-/* @path in the stub's mount namespace, as haul sees it. */
-static void in_root(const struct rst_target *t, const char *path, char *out, size_t len)
+/*
+ * Directory @dir (absolute, in the stub's root) as an O_PATH fd, every
+ * symlink and ".." on the way resolved inside that root (RESOLVE_IN_ROOT):
+ * an image's path never leads haul, which is root here, outside it.
+ */
+static int dir_in_root(const struct rst_target *t, const char *dir)
 {
-	snprintf(out, len, "/proc/%d/root%s", (int)t->stub, path);
+	struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+			       .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+	char root[64];
+	int rfd, fd;
+
+	snprintf(root, sizeof(root), "/proc/%d/root", (int)t->stub);
+	rfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rfd < 0)
+		return -errno;
+	fd = (int)syscall(SYS_openat2, rfd, dir[1] ? dir + 1 : ".", &how, sizeof(how));
+	if (fd < 0)
+		fd = -errno;
+	close(rfd);
+	return fd;
 }
 
-/* mkdir @at (haul's view) with the image's mode and owner. */
-static int make_dir(const char *at, const Haul__Img__ProcessState *ps)
+/* mkdir @name in @pfd with the image's mode and owner (set on the new directory itself). */
+static int make_at(int pfd, const char *name, const Haul__Img__ProcessState *ps)
 {
-	if (mkdir(at, 0700) < 0)
-		return -errno;
-	if (chown(at, ps->cwd_uid, ps->cwd_gid) < 0 || chmod(at, ps->cwd_mode & 07777) < 0) {
-		int ret = -errno;
+	int d, ret = 0;
 
-		rmdir(at);
+	if (mkdirat(pfd, name, 0700) < 0)
+		return -errno;
+	d = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (d < 0 || fchown(d, ps->cwd_uid, ps->cwd_gid) < 0 || fchmod(d, ps->cwd_mode & 07777) < 0)
+		ret = -errno;
+	if (d >= 0)
+		close(d);
+	if (ret)
+		unlinkat(pfd, name, AT_REMOVEDIR);
+	return ret;
+}
+
+/* A directory of its own in @dir: g->pfd, g->name and g->path set; 0 or -errno. */
+static int make_beside(const struct rst_target *t, const Haul__Img__ProcessState *ps,
+		       const char *dir, struct rst_cwd_ghost *g)
+{
+	int pfd = dir_in_root(t, dir), ret = -EEXIST;
+
+	if (pfd < 0)
+		return pfd;
+	for (unsigned i = 0; i < 16 && ret == -EEXIST; i++) {
+		snprintf(g->name, sizeof(g->name), ".haul-cwd-%06x",
+			 ((unsigned)getpid() * 2654435761u + i * 40503u) & 0xffffff);
+		ret = make_at(pfd, g->name, ps);
+	}
+	if (ret) {
+		close(pfd);
 		return ret;
 	}
+	g->pfd = pfd;
+	snprintf(g->path, sizeof(g->path), "%s/%s", strcmp(dir, "/") ? dir : "", g->name);
 	return 0;
 }
 
-/* A directory of its own under @parent (the stub's view) into @path; 0 or -errno. */
-static int make_beside(const struct rst_target *t, const Haul__Img__ProcessState *ps,
-		       const char *parent, char *path, size_t len)
+/* Try the image's own path: its parent and last component. */
+static int make_there(const struct rst_target *t, const Haul__Img__ProcessState *ps, char *parent,
+		      size_t len, struct rst_cwd_ghost *g)
 {
-	char at[PATH_MAX + 64];
+	char *slash;
+	int pfd, ret;
 
-	for (int i = 0; i < 16; i++) {
-		int ret;
-
-		snprintf(path, len, "%s/.haul-cwd-%06x", strcmp(parent, "/") ? parent : "",
-			 ((unsigned)getpid() * 2654435761u + (unsigned)i * 40503u) & 0xffffff);
-		in_root(t, path, at, sizeof(at));
-		ret = make_dir(at, ps);
-		if (ret != -EEXIST)
-			return ret;
-	}
-	return -EEXIST;
-}
-
-int rst_cwd_ghost_begin(struct rst_target *t, const Haul__Img__ProcessState *ps, char *path,
-			size_t len, bool *made, char *why, size_t wl)
-{
-	char at[PATH_MAX + 64], parent[PATH_MAX], *slash;
-	int ret, first;
-
-	*made = false;
-	snprintf(path, len, "%s", ps->cwd);
-	if (!ps->has_cwd_deleted || !ps->cwd_deleted)
-		return 0;
-	in_root(t, ps->cwd, at, sizeof(at));
-	ret = first = make_dir(at, ps);
-	if (!ret) {
-		*made = true;
-		return 0;
-	}
-	snprintf(parent, sizeof(parent), "%s", ps->cwd);
+	snprintf(parent, len, "%s", ps->cwd);
 	slash = strrchr(parent, '/');
-	if (slash && slash != parent)
+	if (!slash || strlen(slash + 1) >= sizeof(g->name))
+		return -ENAMETOOLONG;
+	memcpy(g->name, slash + 1, strlen(slash + 1) + 1);
+	if (slash != parent)
 		*slash = '\0';
 	else
-		snprintf(parent, sizeof(parent), "/");
-	in_root(t, parent, at, sizeof(at));
-	if (access(at, F_OK) < 0)
-		snprintf(parent, sizeof(parent), "/tmp");
-	ret = make_beside(t, ps, parent, path, len);
-	if (ret && strcmp(parent, "/tmp")) {
-		snprintf(parent, sizeof(parent), "/tmp");
-		ret = make_beside(t, ps, parent, path, len);
+		snprintf(parent, len, "/");
+	pfd = dir_in_root(t, parent);
+	if (pfd < 0)
+		return pfd;
+	ret = g->name[0] ? make_at(pfd, g->name, ps) : -EEXIST;
+	if (ret) {
+		close(pfd);
+		return ret;
 	}
+	g->pfd = pfd;
+	snprintf(g->path, sizeof(g->path), "%s", ps->cwd);
+	return 0;
+}
+
+int rst_cwd_ghost_begin(struct rst_target *t, const Haul__Img__ProcessState *ps,
+			struct rst_cwd_ghost *g, char *why, size_t wl)
+{
+	char parent[PATH_MAX];
+	int ret, first;
+
+	g->pfd = -1;
+	snprintf(g->path, sizeof(g->path), "%s", ps->cwd);
+	if (!ps->has_cwd_deleted || !ps->cwd_deleted)
+		return 0;
+	ret = first = make_there(t, ps, parent, sizeof(parent), g);
+	if (!ret)
+		return 0;
+	/* taken again, or its parent gone or closed to new directories: a name of its own */
+	ret = make_beside(t, ps, parent, g);
+	if (ret)
+		ret = make_beside(t, ps, "/tmp", g);
 	if (ret) {
 		snprintf(why, wl,
-			 "cannot make the deleted working directory %.256s again, nor one in "
-			 "%.256s: %s",
-			 ps->cwd, parent, strerror(-ret));
+			 "cannot make the deleted working directory %.256s again, nor one beside "
+			 "it or in /tmp: %s",
+			 ps->cwd, strerror(-ret));
 		return ret;
 	}
 	pr_warn("pid %d: its deleted working directory %s cannot be made again at its path (%s): "
 		"it is deleted as %s instead",
-		(int)t->o.pid, ps->cwd, strerror(-first), path);
-	*made = true;
+		(int)t->o.pid, ps->cwd, strerror(-first), g->path);
 	return 0;
 }
 
-void rst_cwd_ghost_end(struct rst_target *t, const char *path, bool made)
+void rst_cwd_ghost_end(struct rst_target *t, struct rst_cwd_ghost *g)
 {
-	char at[PATH_MAX + 64];
-
-	if (!made)
+	if (g->pfd < 0)
 		return;
-	in_root(t, path, at, sizeof(at));
-	if (rmdir(at) < 0)
+	if (unlinkat(g->pfd, g->name, AT_REMOVEDIR) < 0)
 		pr_warn("cannot remove %s, the deleted working directory of pid %d made again: %s; "
 			"remove it by hand",
-			path, (int)t->o.pid, strerror(errno));
+			g->path, (int)t->o.pid, strerror(errno));
+	close(g->pfd);
+	g->pfd = -1;
 }

@@ -287,13 +287,18 @@ void rst_caps_before_ids(struct rst_target *t, struct rst_batch *b, const Haul__
 int rst_caps_after_ids(struct rst_target *t, const Haul__Img__Creds *c);
 
 /*
- * cwd_ghost.c: the directory the task batch chdirs to, into @path: the
+ * cwd_ghost.c: the directory the task batch chdirs to, g->path: the
  * image's cwd, or, when it was deleted, one made again for the chdir
- * (*@made: rst_cwd_ghost_end removes it once the stub is in it).  0 or
- * -errno with @why.
+ * (g->pfd >= 0: rst_cwd_ghost_end removes it once the stub is in it).
+ * 0 or -errno with @why.
  */
-int rst_cwd_ghost_begin(struct rst_target *t, const Haul__Img__ProcessState *ps, char *path,
-			size_t len, bool *made, char *why, size_t wl);
-void rst_cwd_ghost_end(struct rst_target *t, const char *path, bool made);
+struct rst_cwd_ghost {
+	char path[4096];
+	char name[256]; /* its last component, in g->pfd */
+	int pfd;	/* its parent directory; -1: nothing made */
+};
+int rst_cwd_ghost_begin(struct rst_target *t, const Haul__Img__ProcessState *ps,
+			struct rst_cwd_ghost *g, char *why, size_t wl);
+void rst_cwd_ghost_end(struct rst_target *t, struct rst_cwd_ghost *g);
 
 #endif

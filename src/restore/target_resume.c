@@ -258,21 +258,20 @@ static int restore_task(struct rst_target *t, const Haul__Img__ProcessState *ps,
 			size_t wl)
 {
 	struct rst_batch *b = rst_batch_new();
-	char cwd[PATH_MAX];
+	struct rst_cwd_ghost cwd;
 	uint64_t addr;
-	bool ghost;
 	int ret;
 
 	if (!b)
 		return -ENOMEM;
 	/* a deleted working directory: made again for the chdir, removed after (cwd_ghost.c) */
-	ret = rst_cwd_ghost_begin(t, ps, cwd, sizeof(cwd), &ghost, why, wl);
+	ret = rst_cwd_ghost_begin(t, ps, &cwd, why, wl);
 	if (ret) {
 		free(b);
 		return ret;
 	}
 	/* one round trip (target_batch.c) */
-	rst_bdata(t, b, cwd, strlen(cwd) + 1, &addr);
+	rst_bdata(t, b, cwd.path, strlen(cwd.path) + 1, &addr);
 	rst_bcall(t, b, 0, "chdir", SYS_chdir, addr, 0, 0, 0, 0, 0);
 	rst_bcall(t, b, 0, "umask", SYS_umask, ps->umask, 0, 0, 0, 0, 0);
 	rst_bcall(t, b, 0, "personality", SYS_personality, ps->personality, 0, 0, 0, 0, 0);
@@ -299,7 +298,7 @@ static int restore_task(struct rst_target *t, const Haul__Img__ProcessState *ps,
 		rst_bcall(t, b, 0, "setitimer", SYS_setitimer, it->which, addr, 0, 0, 0, 0);
 	}
 	ret = rst_batch_run(t, b);
-	rst_cwd_ghost_end(t, cwd, ghost);
+	rst_cwd_ghost_end(t, &cwd);
 	if (ret && !strncmp(b->what, "chdir ", 6))
 		snprintf(why, wl, "cannot enter the working directory %.256s: %s", ps->cwd,
 			 strerror(-ret));

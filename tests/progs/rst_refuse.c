@@ -34,6 +34,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -259,10 +260,14 @@ static int setup(const char *kind)
 		return timer_create(CLOCK_MONOTONIC, NULL, &t);
 	}
 	if (!strcmp(kind, "deleted-cwd")) {
+		/* a deleted cwd no mkdir makes again: /proc/CHILD of a child since reaped */
 		char path[64];
+		pid_t c = fork();
 
-		snprintf(path, sizeof(path), "/tmp/rst_refuse.%d.d", (int)getpid());
-		if (mkdir(path, 0700) || chdir(path) || rmdir(path))
+		if (c == 0)
+			_exit(0);
+		snprintf(path, sizeof(path), "/proc/%d", (int)c);
+		if (c < 0 || chdir(path) || waitpid(c, NULL, 0) != c)
 			return -1;
 		return 0;
 	}
