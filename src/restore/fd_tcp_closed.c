@@ -1,31 +1,33 @@
 /*
  * fd_tcp_closed.c - a TCP socket in TCP_CLOSE: never connected (created,
- * maybe bound), or a connection that ended while the program still holds
- * the socket (both FINs exchanged, or reset).
+ * maybe bound, maybe shut down), or a connection that ended while the
+ * program still holds the socket (both FINs exchanged, or reset).
  *
- * Dump.  Its port: getsockname() still shows the port of a connection
- * that ended, but the kernel released it (unless the program had bound it,
- * or it was accepted from a bound listener), and the peer may still hold
- * the pair in TIME_WAIT: binding it again at the restore would fail
- * (EADDRINUSE) or take a port the program does not hold.  So a closed
- * socket is bound again when inet_diag lists it among the bound, inactive
- * sockets of its namespace (TCP_BOUND_INACTIVE, Linux 6.7 and later; with
- * its exact shutdown), or when it shows no shutdown at all (never
- * connected: bound as getsockname says, as before).  Its shutdown, when
- * it is not bound: poll() answers POLLRDHUP exactly when it is shut for
- * reads, but a shutdown for writes shows nowhere (tcp_poll sets POLLOUT
- * either way), so it is taken as both: a connection that ended has both
- * (tcp_done sets SHUTDOWN_MASK), and a never connected socket refuses a
- * write with EPIPE either way (only a connect() after a lone SHUT_RD would
- * tell).  The restored socket reads EOF and refuses writes as the program
- * saw it.
- * Restore: socket, options, bind (if bound), shutdown() (ENOTCONN on a
+ * Which one: TCP_INFO's segment counters (linux/tcp.h's tcp_info; glibc's
+ * lacks them) are zero on a socket that never sent or received a segment,
+ * and connect(AF_UNSPEC) clears them with the rest.
+ * An ended connection: the kernel shut it down both ways (tcp_done sets
+ * SHUTDOWN_MASK) and released its port unless the program had bound it or
+ * it was accepted from a bound listener; getsockname() still shows the
+ * port, which the peer's TIME_WAIT may hold, or the restored listener
+ * itself (an accepted socket shares its port).  So it comes back shut down
+ * both ways and not bound: it reads EOF and refuses writes with EPIPE as
+ * the program saw it (zdtm's socket-tcp-close2; bound again, EADDRINUSE
+ * failed the restore).  Only a connect() of it again would tell the port.
+ * A never connected one: bound as getsockname() says, as before, and shut
+ * down as inet_diag says (it lists a bound one as TCP_BOUND_INACTIVE,
+ * Linux 6.7 on); an unbound one shows only a read shutdown (POLLRDHUP: a
+ * write shutdown shows nowhere, tcp_poll sets POLLOUT either way), taken
+ * as both (it refuses a write with EPIPE either way).
+ * Restore: socket, options, bind (when bound), shutdown() (ENOTCONN on a
  * closed socket, which the kernel marks all the same).
  */
 #define LOG_PREFIX "sock: "
 #include <errno.h>
+#include <linux/tcp.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stddef.h>
 #include <sys/socket.h>
 
 #include "common/log.h"
@@ -35,6 +37,18 @@
 #define TCP_BOUND_INACTIVE 13 /* include/net/tcp_states.h */
 #endif
 
+/* Whether @sfd ever sent or received a segment (0 after connect(AF_UNSPEC)). */
+static bool had_segments(int sfd)
+{
+	struct tcp_info ti;
+	socklen_t l = sizeof(ti);
+
+	if (getsockopt(sfd, IPPROTO_TCP, TCP_INFO, &ti, &l) < 0 ||
+	    l < offsetof(struct tcp_info, tcpi_segs_in) + sizeof(ti.tcpi_segs_in))
+		return false;
+	return ti.tcpi_segs_out || ti.tcpi_segs_in;
+}
+
 int rst_tcp_closed_dump(int sfd, Haul__Img__InetSocket *s)
 {
 	struct pollfd pf = {sfd, POLLRDHUP, 0};
@@ -42,7 +56,14 @@ int rst_tcp_closed_dump(int sfd, Haul__Img__InetSocket *s)
 
 	if (poll(&pf, 1, 0) < 0)
 		return -errno;
-	/* bound: inet_diag has it, with its shutdown (and a port the program holds) */
+	if ((pf.revents & POLLRDHUP) && had_segments(sfd)) {
+		/* an ended connection: shut down both ways, its port not its own */
+		s->has_shutdown = true;
+		s->shutdown = 3;
+		s->has_local_addr = s->has_local_port = s->has_local_scope = false;
+		s->local_port = 0;
+		return 0;
+	}
 	if (s->has_local_addr)
 		ret = rst_inet_diag_find(sfd, (int)s->family, IPPROTO_TCP, 1U << TCP_BOUND_INACTIVE,
 					 &how);
@@ -50,14 +71,9 @@ int rst_tcp_closed_dump(int sfd, Haul__Img__InetSocket *s)
 		return ret;
 	if (!ret)
 		how = pf.revents & POLLRDHUP ? 3 : 0;
-	if (!how)
-		return 0; /* never connected nor shut down: bound as getsockname says */
-	s->has_shutdown = true;
-	s->shutdown = (uint32_t)how & 3;
-	if (!ret && s->has_local_addr) {
-		/* a connection that ended: its port was released when it closed */
-		s->has_local_addr = s->has_local_port = s->has_local_scope = false;
-		s->local_port = 0;
+	if (how) {
+		s->has_shutdown = true;
+		s->shutdown = (uint32_t)how & 3;
 	}
 	return 0;
 }

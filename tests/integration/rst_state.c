@@ -413,17 +413,18 @@ static void unix_pairs_shut_down(pid_t here)
 		close(s[i]);
 }
 
-/* state_subject "tcpclosed": closed connections read EOF and refuse writes; 12 keeps its port. */
+/* state_subject "tcpclosed": ended connections read EOF and refuse writes; 12, 13 keep their ports. */
 static void tcp_sockets_closed(pid_t here)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET,
 				.sin_port = htons(7432),
 				.sin_addr.s_addr = htonl(0x7f000001)};
-	int pfd = (int)syscall(SYS_pidfd_open, here, 0), s[3], other;
+	int pfd = (int)syscall(SYS_pidfd_open, here, 0), s[4], other, on = 0;
+	socklen_t ol = sizeof(on);
 	char buf[4];
 
 	cr_assert_geq(pfd, 0, "pidfd_open: %s", strerror(errno));
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		s[i] = (int)syscall(SYS_pidfd_getfd, pfd, 10 + i, 0);
 		cr_assert_geq(s[i], 0, "pidfd_getfd %d: %s", 10 + i, strerror(errno));
 	}
@@ -437,7 +438,10 @@ static void tcp_sockets_closed(pid_t here)
 	cr_expect_neq(bind(other, (struct sockaddr *)&a, sizeof(a)), 0,
 		      "127.0.0.1:7432 is free: fd 12 was not bound again");
 	close(other);
-	for (int i = 0; i < 3; i++)
+	/* fd 13 listens on the port fd 10 was accepted on */
+	cr_expect(!getsockopt(s[3], SOL_SOCKET, SO_ACCEPTCONN, &on, &ol) && on,
+		  "fd 13 does not listen any more");
+	for (int i = 0; i < 4; i++)
 		close(s[i]);
 }
 

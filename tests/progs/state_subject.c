@@ -187,10 +187,11 @@ static int set_task(const char *kind, const char *dir)
 	if (!strcmp(kind, "tcpclosed")) {
 		/*
 		 * zdtm's socket-tcp-close2: fd 10 accepted from a listener bound to
-		 * 127.0.0.1:7431 (closed since) and fd 11 its client, both shut for
+		 * 127.0.0.1:7431 and fd 11 its client, both shut for
 		 * writes: the connection ended, both sockets closed; the client's
 		 * port is released and held in TIME_WAIT.  fd 12: bound to
 		 * 127.0.0.1:7432, never connected, shut for reads and writes.
+		 * fd 13: the listener, still listening (fd 10 shares its port).
 		 */
 		struct sockaddr_in a = {.sin_family = AF_INET,
 					.sin_port = htons(7431),
@@ -206,7 +207,8 @@ static int set_task(const char *kind, const char *dir)
 		    bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 1) ||
 		    connect(c, (struct sockaddr *)&a, sizeof(a)) || dup2(c, 11) != 11 ||
 		    dup2(accept(l, NULL, NULL), 10) != 10 ||
-		    bind(u, (struct sockaddr *)&b, sizeof(b)) || dup2(u, 12) != 12)
+		    bind(u, (struct sockaddr *)&b, sizeof(b)) || dup2(u, 12) != 12 ||
+		    dup2(l, 13) != 13)
 			return skip("TCP on 127.0.0.1:7431-7432");
 		close(l);
 		close(c);
