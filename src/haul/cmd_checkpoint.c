@@ -24,8 +24,8 @@ static const char intro[] =
 	"with it, it carries on.  A process with children is taken with all its\n"
 	"descendants, as one image; --cgroup PATH takes every process of a cgroup\n"
 	"(they must form one tree).  Restore it with 'haul restore --images DIR'.\n"
-	"Their TCP and UDP sockets are locked (nftables) from the stop until that\n"
-	"restore lifts the lock, so that no peer meets a closed port meanwhile.\n";
+	"Their TCP sockets are locked (nftables) from the stop until that restore\n"
+	"lifts the lock, so that no peer meets a closed port meanwhile.\n";
 
 /* rst_tcp_hold_watch: a socket entering repair mode, for the journal's survivor (injlog.h). */
 static void tcp_held(void *arg, pid_t pid, int fd, int reuse)
