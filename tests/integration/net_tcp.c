@@ -660,3 +660,39 @@ Test(net_tcp, a_tree_across_network_namespaces_is_refused_and_runs_on, .init = n
 		     "the child did not run on");
 	th_sh("pkill -P %d -x sleep", (int)F.srv_pid);
 }
+
+/*
+ * haul outside the processes' network namespace (haul checkpoint from the
+ * host, the tree in A): --leave-running locks the tree's loopback pair in
+ * A, and lifts it there too (a lift from haul's own namespace finds no
+ * table and the pair's traffic stays dropped), so the pair carries on.
+ */
+Test(net_tcp, a_lock_taken_in_the_processes_namespace_is_lifted_there, .init = nfx_setup,
+     .fini = nfx_teardown, .timeout = 90)
+{
+	char prog[256], dir[160], out[192], c1[192], line[256];
+	char *argv[] = {prog, dir, "loopback", NULL};
+	int before;
+
+	snprintf(prog, sizeof(prog), "%s/rst_tree", th_progs_dir());
+	snprintf(dir, sizeof(dir), "%s/tree", F.dir);
+	snprintf(out, sizeof(out), "%s/tree.out", F.dir);
+	snprintf(c1, sizeof(c1), "%s/c1.out", dir);
+	cr_assert_eq(mkdir(dir, 0755), 0);
+	F.srv_pid = th_spawn(F.net.a, argv, out);
+	cr_assert_gt(F.srv_pid, 0);
+	cr_assert_eq(th_wait_file(c1, 0, "tick", 10000, line, sizeof(line)), 0, "no tick");
+	cr_assert_eq(th_sh("%s checkpoint %d --images %s --leave-running 2>>%s", th_haul_bin(),
+			   (int)F.srv_pid, F.img, F.log),
+		     0, "haul checkpoint failed");
+	cr_assert_eq(th_wait_file(F.log, 0, "network lock haul-lock-", 100, line, sizeof(line)), 0,
+		     "no lock was taken for the loopback pair");
+	cr_assert_not(haul_lock_in_a(), "the lock stayed in the processes' namespace");
+	before = th_sh("exit $(grep -c tick %s)", c1);
+	cr_assert_eq(th_sh("for i in $(seq 200); do [ $(grep -c tick %s) -gt %d ] && exit 0; "
+			   "sleep 0.05; done; exit 1",
+			   c1, before + 5),
+		     0, "the pair stopped ticking after the checkpoint");
+	cr_expect_neq(th_sh("grep -q BAD %s/*.out", dir), 0, "a connection failed");
+	th_sh("touch %s/stop", dir);
+}
