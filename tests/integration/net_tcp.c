@@ -62,8 +62,10 @@ static void nfx_teardown(void)
 {
 	if (F.restored > 0)
 		kill(F.restored, SIGKILL);
-	if (F.srv_pid > 0)
+	if (F.srv_pid > 0) {
+		th_sh("pkill -9 -P %d", (int)F.srv_pid); /* a tree's children too */
 		th_kill(F.srv_pid, SIGKILL, 2000);
+	}
 	if (F.cli_pid > 0)
 		th_kill(F.cli_pid, SIGKILL, 2000);
 	th_net_destroy(&F.net); /* the nft table goes with the namespace */
