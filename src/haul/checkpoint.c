@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "common/proc.h"
 #include "haul/haul.h"
+#include "haul/netlock.h"
 #include "restore/restore.h"
 #include "tracker/tracker.h"
 
@@ -55,17 +56,10 @@ static bool below(pid_t pid, pid_t root)
 /* Whether a process outside @root's tree is in network namespace @ns, or a mount pins it. */
 static bool netns_outlives(pid_t root, const struct stat *ns)
 {
-	char mark[48], line[4096];
 	struct dirent *e;
-	bool found = false;
+	bool found = haul_netns_mounted((unsigned long long)ns->st_ino) > 0; /* ip netns add */
 	DIR *d = opendir("/proc");
-	FILE *f = fopen("/proc/self/mountinfo", "re");
 
-	snprintf(mark, sizeof(mark), " net:[%llu] ", (unsigned long long)ns->st_ino);
-	while (f && !found && fgets(line, sizeof(line), f))
-		found = strstr(line, mark) != NULL; /* ip netns add: an nsfs bind mount */
-	if (f)
-		fclose(f);
 	while (d && !found && (e = readdir(d))) {
 		struct stat st;
 		pid_t pid = isdigit((unsigned char)e->d_name[0]) ? atoi(e->d_name) : 0;

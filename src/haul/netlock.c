@@ -28,7 +28,8 @@
  * the next haul migrate, haul pageserver or haul ps (haul_netlock_reap)
  * removes every table whose owner is gone.  Entries name the network
  * namespace (the inode of /proc/self/ns/net), since a table lives in one:
- * a reaper only touches those of its own namespace.  A checkpoint's lock
+ * a reaper only lifts those of its own namespace, and removes the entries
+ * of namespaces that are gone (with their tables).  A checkpoint's lock
  * outlives its haul until the restore (src/restore/ckpt_lock.c): its entry
  * also names the image (haul_netlock_own), and it is kept for as long as
  * that committed image's file netlock names it.
@@ -519,6 +520,64 @@ static bool owner_alive(const char *path, const char *name)
 	return image_keeps(image, name);
 }
 
+int haul_netns_mounted(unsigned long long ino)
+{
+	char mark[48], line[4096];
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	bool found = false;
+
+	if (!f)
+		return -errno;
+	snprintf(mark, sizeof(mark), " net:[%llu] ", ino);
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, mark) != NULL;
+	fclose(f);
+	return found;
+}
+
+/* Whether network namespace @ino still exists: a process is in it, or a mount pins it. */
+static bool netns_lives(unsigned long long ino)
+{
+	char p[64];
+	struct dirent *e;
+	int mounted = haul_netns_mounted(ino);
+	bool found = mounted != 0; /* mounted, or cannot tell: it may live */
+	DIR *d = opendir("/proc");
+
+	while (d && !found && (e = readdir(d))) {
+		struct stat st;
+
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		snprintf(p, sizeof(p), "/proc/%.16s/ns/net", e->d_name);
+		found = !stat(p, &st) && (unsigned long long)st.st_ino == ino;
+	}
+	if (d)
+		closedir(d);
+	return found || !d; /* cannot tell: it may live */
+}
+
+/*
+ * An entry of another namespace whose owner is gone and which no image
+ * keeps: its table is that namespace's reaper's to remove, but when the
+ * namespace itself is gone the table went with it, and the entry would stay
+ * forever (a test host's namespace, a container's).  Removed then.
+ */
+static bool foreign_gone(const char *dir, const char *fname)
+{
+	char path[PATH_MAX];
+	unsigned long long ino;
+	const char *name = strchr(fname, '-');
+
+	if (!name || sscanf(fname, "%llu-", &ino) != 1 || strncmp(name + 1, "haul-lock-", 10) ||
+	    strstr(name, ".new"))
+		return false;
+	snprintf(path, sizeof(path), "%s/%s", dir, fname);
+	if (owner_alive(path, name + 1) || netns_lives(ino))
+		return false;
+	return unlink(path) == 0;
+}
+
 int haul_netlock_reap(void)
 {
 	char dir[PATH_MAX - 512], path[PATH_MAX], prefix[32];
@@ -539,7 +598,11 @@ int haul_netlock_reap(void)
 	while ((e = readdir(d))) {
 		const char *name = e->d_name + strlen(prefix);
 
-		if (strncmp(e->d_name, prefix, strlen(prefix)) || strncmp(name, "haul-lock-", 10))
+		if (strncmp(e->d_name, prefix, strlen(prefix))) {
+			foreign_gone(dir, e->d_name);
+			continue;
+		}
+		if (strncmp(name, "haul-lock-", 10))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
 		if (strstr(name, ".new") || owner_alive(path, name))

@@ -146,6 +146,11 @@ int haul_netlock_fill(const char *name, const struct haul_net_tuple *t, size_t n
 int haul_netlock_own(const char *name, const char *image);
 /* Remove it and its registry entry; 0 when it was not there. */
 int haul_netlock_lift(const char *name);
+/*
+ * Whether a mount pins network namespace @ino (an nsfs bind mount, as
+ * `ip netns add` makes, in haul's mount namespace): 1, 0, or -errno.
+ */
+int haul_netns_mounted(unsigned long long ino);
 /* Is a table @name in haul's network namespace? */
 bool haul_netlock_exists(const char *name);
 /*

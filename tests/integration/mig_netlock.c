@@ -18,6 +18,7 @@
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -28,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -410,6 +412,36 @@ Test(netlock, a_table_whose_owner_died_is_removed_by_the_next_haul, .init = lock
 			   lockdir, th_haul_bin()),
 		     0);
 	cr_assert_not(haul_netlock_exists(name), "the stale table is still there");
+}
+
+/*
+ * The registry entry of a lock in a namespace that is gone (a test host's,
+ * a container's) whose owner is dead: its table went with the namespace,
+ * and no reaper ran there to remove the entry; the next haul does.  One of
+ * a namespace that lives (host A) is left to A's own reaper.
+ */
+Test(netlock, the_entry_of_a_lock_whose_namespace_is_gone_is_removed, .init = lock_setup,
+     .fini = lock_teardown, .timeout = 60)
+{
+	char gone[PATH_MAX], alive[PATH_MAX], link[PATH_MAX];
+	struct stat st;
+	pid_t dead = fork();
+
+	cr_assert_geq(dead, 0);
+	if (dead == 0)
+		_exit(0);
+	cr_assert_eq(th_wait_exit(dead, 5000), 0);
+	snprintf(link, sizeof(link), "/run/netns/%s", N.a);
+	cr_assert_eq(stat(link, &st), 0);
+	cr_assert_eq(th_sh("mkdir -p %s/netlock", lockdir), 0);
+	snprintf(gone, sizeof(gone), "%s/netlock/4000000001-haul-lock-%d-5", lockdir, (int)dead);
+	snprintf(alive, sizeof(alive), "%s/netlock/%llu-haul-lock-%d-6", lockdir,
+		 (unsigned long long)st.st_ino, (int)dead);
+	cr_assert_eq(th_sh("echo '%d 1' >%s && echo '%d 1' >%s", (int)dead, gone, (int)dead, alive),
+		     0);
+	cr_assert_eq(th_sh("env HAUL_RUN_DIR=%s/run %s ps >/dev/null", lockdir, th_haul_bin()), 0);
+	cr_assert_neq(access(gone, F_OK), 0, "the entry of a gone namespace stayed");
+	cr_assert_eq(access(alive, F_OK), 0, "the entry of a live namespace was removed");
 }
 
 Test(netlock, a_table_whose_owner_lives_is_kept, .init = lock_setup, .fini = lock_teardown,
