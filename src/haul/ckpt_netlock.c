@@ -39,26 +39,6 @@ static struct haul_netguard guard = {.pid = -1, .fd = -1};
 /* the network namespace the checkpoint's lock is in (its processes'); -1: haul's own */
 static int lock_ns = -1;
 
-/* Into @pid's network namespace (*@back: haul's, for haul_netns_leave; -1: it is haul's). */
-static int enter_netns(pid_t pid, int *back)
-{
-	char p[64];
-	int fd, ret;
-
-	snprintf(p, sizeof(p), "/proc/%d/ns/net", (int)pid);
-	fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		pr_err_r(ret, "cannot open the network namespace of pid %d", (int)pid);
-		return ret;
-	}
-	ret = haul_netns_enter(fd, back);
-	close(fd);
-	if (ret)
-		pr_err_r(ret, "cannot enter the network namespace of pid %d", (int)pid);
-	return ret;
-}
-
 /* Whether TCP end @a's peer is the end @b (both ends in the set). */
 static bool peers(const struct haul_net_tuple *a, const struct haul_net_tuple *b)
 {
@@ -180,9 +160,11 @@ static int take(const pid_t *pids, size_t n, bool leave_running, const char *ima
 	ret = one_netns(pids, n);
 	if (ret)
 		return ret;
-	ret = enter_netns(pids[0], &back);
-	if (ret)
+	ret = haul_netns_enter_pid(pids[0], &back);
+	if (ret) {
+		pr_err_r(ret, "cannot enter the network namespace of pid %d", (int)pids[0]);
 		return ret;
+	}
 	ret = take_here(pids, n, leave_running, image, name, len);
 	/* a lift of this lock (a failed or --leave-running checkpoint) goes there too */
 	if (!ret && name[0] && back >= 0)

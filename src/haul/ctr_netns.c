@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -110,6 +111,26 @@ int haul_netns_enter(int nsfd, int *back)
 		return ret;
 	}
 	return 0;
+}
+
+int haul_netns_enter_pid(pid_t pid, int *back)
+{
+	struct stat a, b;
+	char p[64];
+	int fd, ret;
+
+	*back = -1;
+	snprintf(p, sizeof(p), "/proc/%d/ns/net", (int)pid);
+	if (stat(p, &a) || stat("/proc/thread-self/ns/net", &b))
+		return -errno;
+	if (a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+		return 0;
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ret = haul_netns_enter(fd, back);
+	close(fd);
+	return ret;
 }
 
 void haul_netns_leave(int back)

@@ -281,6 +281,8 @@ void haul_netguard_stop(struct haul_netguard *g);
  */
 int haul_netns_enter(int nsfd, int *back);
 void haul_netns_leave(int back);
+/* The same into @pid's network namespace; *@back -1 when it is this thread's already. */
+int haul_netns_enter_pid(pid_t pid, int *back);
 /*
  * The one interface other than lo that is up, into @a's ifindex and
  * ifname (a container's namespace: the engine's veth).  -ENODEV when there

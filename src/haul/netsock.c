@@ -201,36 +201,6 @@ static int diag_dump(int nl, int family, int proto, const struct inode_fd *ino, 
 	}
 }
 
-/* Enter @pid's network namespace when it is not ours; *@back: ours to return to (-1: stayed). */
-static int enter_netns(pid_t pid, int *back)
-{
-	struct stat a, b;
-	char p[64];
-	int fd, ret;
-
-	*back = -1;
-	snprintf(p, sizeof(p), "/proc/%d/ns/net", (int)pid);
-	if (stat(p, &a))
-		return -errno;
-	if (stat("/proc/thread-self/ns/net", &b))
-		return -errno;
-	if (a.st_ino == b.st_ino && a.st_dev == b.st_dev)
-		return 0;
-	*back = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-	fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (*back < 0 || fd < 0 || setns(fd, CLONE_NEWNET)) {
-		ret = -errno;
-		if (fd >= 0)
-			close(fd);
-		if (*back >= 0)
-			close(*back);
-		*back = -1;
-		return ret;
-	}
-	close(fd);
-	return 0;
-}
-
 /* Whether @a and @b are in one network namespace (0: yes, -EXDEV: no). */
 static int same_netns(pid_t a, pid_t b)
 {
@@ -288,7 +258,7 @@ static int diag_open(pid_t pid)
 {
 	int nl, back, ret;
 
-	ret = enter_netns(pid, &back);
+	ret = haul_netns_enter_pid(pid, &back);
 	if (ret) {
 		pr_err_r(ret, "cannot enter the network namespace of pid %d", (int)pid);
 		return ret;
