@@ -7,7 +7,7 @@ CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wvla -Wformat=2 -Wundef
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -D_GNU_SOURCE -Isrc -I$(BUILD)/gen -MMD -MP
-LDLIBS := -lev -lprotobuf-c -llz4 -luring -lsodium -lxxhash -lnftables -lbpf -lpthread -lm
+LDLIBS := -lev -lprotobuf-c -llz4 -luring -lsodium -lxxhash -lnftables -lbpf -lelf -lpthread -lm
 LDFLAGS ?=
 
 PROTOS := $(wildcard proto/*.proto)

@@ -4,7 +4,7 @@
 set -e
 PKGS="memtester bzip2 zstd build-essential pkg-config libev-dev libprotobuf-c-dev protobuf-c-compiler \
 liblz4-dev liburing-dev libcriterion-dev libsodium-dev libxxhash-dev libnftables-dev nftables iproute2 \
-clang libbpf-dev gnuplot-nox procps psmisc python3 xz-utils gzip coreutils"
+clang libbpf-dev libelf-dev gnuplot-nox procps psmisc python3 xz-utils gzip coreutils"
 [ -n "$HAUL_EXTRA_PKGS" ] && PKGS="$PKGS $HAUL_EXTRA_PKGS"
 missing=""
 for p in $PKGS; do

@@ -53,6 +53,8 @@
 	 HAUL_VMA_NORESERVE | HAUL_VMA_MERGEABLE | HAUL_VMA_LOCKFAULT | HAUL_VMA_DROPPABLE |       \
 	 HAUL_VMA_SEALED | HAUL_VMA_GUARD)
 
+#define HAUL_BUILD_ID_MAX 32 /* longer ELF build-ids are not recorded */
+
 struct haul_vma {
 	uint64_t start; /* page aligned, inclusive */
 	uint64_t end;	/* page aligned, exclusive */
@@ -74,6 +76,17 @@ struct haul_vma {
 	 * from the first layout on.  Not compared.
 	 */
 	uint64_t shm_size;
+	/*
+	 * A private file mapping's file as the source saw it (vma_ident.c):
+	 * its size and mtime (ns since the epoch), when file_known, and its
+	 * ELF build-id where it has one (build_id_len 0: none); not known
+	 * (not read, an older peer): not checked.  Not compared.
+	 */
+	uint64_t file_size;
+	int64_t file_mtime;
+	bool file_known;
+	uint8_t build_id_len;
+	uint8_t build_id[HAUL_BUILD_ID_MAX];
 };
 
 struct haul_layout {
@@ -88,6 +101,28 @@ struct haul_layout {
  */
 int haul_layout_read(pid_t pid, bool smaps, struct haul_layout *out);
 void haul_layout_release(struct haul_layout *l);
+
+/* vma_ident.c: whether @v is a private file mapping, whose file the restorer checks. */
+bool haul_vma_ident_wanted(const struct haul_vma *v);
+/*
+ * Record the file of every private file mapping of @l (size, mtime): from
+ * @prev (may be NULL) where it holds the same VMA identified, else a stat
+ * of /proc/PID/map_files.  One that cannot be read stays unknown.
+ */
+void haul_layout_identify(pid_t pid, struct haul_layout *l, const struct haul_layout *prev);
+/*
+ * Whether @st, the file the restorer opened for @v, is the file the source
+ * mapped: 0, or -ESTALE with @why naming the file and what differs.  Where
+ * only the mtime differs, the ELF build-ids decide: @readable (a path the
+ * caller can open, such as /proc/STUB/fd/N; NULL: none) is read then.
+ */
+struct stat;
+int haul_vma_ident_check(const struct haul_vma *v, const struct stat *st, const char *readable,
+			 char *why, size_t len);
+/* Set @v's build-id from an image or wire field (longer than HAUL_BUILD_ID_MAX: none). */
+void haul_vma_set_build_id(struct haul_vma *v, bool has, const uint8_t *data, size_t len);
+/* The ELF build-id of the file open at @fd into @out: its length, 0 when it has none. */
+size_t haul_file_build_id(int fd, uint8_t out[HAUL_BUILD_ID_MAX]);
 
 /* Add the VmFlags mnemonics of @s (an smaps "VmFlags:" value) to @v's flags and uncarried. */
 void haul_vma_parse_vmflags(const char *s, struct haul_vma *v);

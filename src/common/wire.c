@@ -606,6 +606,12 @@ void wire_layout_to_msg(const struct haul_layout *l, Haul__Wire__Vma *vmas, Haul
 		w->path = v->path;
 		w->has_shm_size = v->shm_size != 0;
 		w->shm_size = v->shm_size;
+		w->has_file_size = w->has_file_mtime = v->file_known;
+		w->file_size = v->file_size;
+		w->file_mtime = v->file_mtime;
+		w->has_file_build_id = v->file_known && v->build_id_len;
+		w->file_build_id.len = v->build_id_len;
+		w->file_build_id.data = (uint8_t *)v->build_id;
 		vmap[i] = w;
 	}
 	m->n_vmas = l->n;
@@ -641,6 +647,11 @@ int wire_layout_from_msg(Haul__Wire__Vma *const *vmas, size_t n, struct haul_lay
 		v->prot = w->prot;
 		v->flags = w->flags;
 		v->shm_size = w->shm_size;
+		v->file_known = w->has_file_size && w->has_file_mtime;
+		v->file_size = w->file_size;
+		v->file_mtime = w->file_mtime;
+		haul_vma_set_build_id(v, w->has_file_build_id, w->file_build_id.data,
+				      w->file_build_id.len);
 		if (w->path) {
 			v->path = strdup(w->path);
 			if (!v->path) {

@@ -666,6 +666,12 @@ static int dump_layout(struct dump_ctx *c, pid_t pid, struct rst_dump_prep *p)
 		o->path = v->path;
 		o->has_shm_size = v->shm_size != 0;
 		o->shm_size = v->shm_size;
+		o->has_file_size = o->has_file_mtime = v->file_known;
+		o->file_size = v->file_size;
+		o->file_mtime = v->file_mtime;
+		o->has_file_build_id = v->file_known && v->build_id_len;
+		o->file_build_id.len = v->build_id_len;
+		o->file_build_id.data = (uint8_t *)v->build_id;
 		c->vmap[i] = o;
 		c->ps.n_vmas = i + 1;
 		if ((v->flags & HAUL_VMA_GUARD) && pagemap < 0) {
@@ -918,6 +924,11 @@ int rst_state_layout(const Haul__Img__ProcessState *ps, struct haul_layout *out)
 		v->prot = o->prot;
 		v->flags = o->flags;
 		v->shm_size = o->shm_size;
+		v->file_known = o->has_file_size && o->has_file_mtime;
+		v->file_size = o->file_size;
+		v->file_mtime = o->file_mtime;
+		haul_vma_set_build_id(v, o->has_file_build_id, o->file_build_id.data,
+				      o->file_build_id.len);
 		l.n = i + 1;
 		if (o->path && !(v->path = strdup(o->path))) {
 			haul_layout_release(&l);

@@ -223,6 +223,7 @@ int rst_dump_prepare(pid_t pid, struct rst_dump_prep **pp)
 	ret = rst_layout_read_flags_running(pid, &p->layout);
 	if (ret)
 		return ret;
+	haul_layout_identify(pid, &p->layout, NULL);
 	p->have_layout = true;
 	return 0;
 }
@@ -275,6 +276,21 @@ static bool same_vma(const struct haul_vma *o, const struct haul_vma *v)
 	return !strcmp(o->path, v->path);
 }
 
+/* The layout of @pid with VmFlags, from smaps (or the task_vma iterator). */
+static int read_flags(struct rst_dump_prep *p, pid_t pid, struct haul_layout *out)
+{
+	int ret = rst_layout_read_flags(pid, out);
+
+	if (!ret)
+		haul_layout_identify(pid, out, p && p->have_layout ? &p->layout : NULL);
+	return ret;
+}
+
+/*
+ * The layout of stopped @pid for its image: VmFlags and the files of its
+ * private file mappings (vma_ident.c) taken from the prepare's layout where
+ * a VMA is the same, read again where not.
+ */
 int rst_prep_layout(struct rst_dump_prep *p, pid_t pid, struct haul_layout *out)
 {
 	struct haul_layout l;
@@ -286,7 +302,7 @@ int rst_prep_layout(struct rst_dump_prep *p, pid_t pid, struct haul_layout *out)
 			pr_debug(
 				"pid %d: VmFlags may have changed since the prepare; reading smaps",
 				(int)pid);
-		return rst_layout_read_flags(pid, out);
+		return read_flags(p, pid, out);
 	}
 	ret = haul_layout_read(pid, false, &l);
 	if (ret)
@@ -299,11 +315,12 @@ int rst_prep_layout(struct rst_dump_prep *p, pid_t pid, struct haul_layout *out)
 				 (int)pid, (unsigned long long)l.v[i].start,
 				 (unsigned long long)l.v[i].end);
 			haul_layout_release(&l);
-			return rst_layout_read_flags(pid, out);
+			return read_flags(p, pid, out);
 		}
 		l.v[i].flags |= p->layout.v[k].flags & VMFLAGS_MASK;
 		memcpy(l.v[i].uncarried, p->layout.v[k].uncarried, sizeof(l.v[i].uncarried));
 	}
+	haul_layout_identify(pid, &l, &p->layout);
 	p->fast = true;
 	pr_debug("pid %d: %zu VMAs from maps, VmFlags from before the stop", (int)pid, l.n);
 	*out = l;

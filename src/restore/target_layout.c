@@ -218,6 +218,34 @@ static void advise_later(struct rst_target *t, struct rst_batch *b, const struct
 	}
 }
 
+/*
+ * Whether @fd, opened in the stub for private file mapping @v, is the file
+ * the source mapped (common/vma_ident.c): 0, or -ESTALE, said by name.
+ */
+static int check_file(struct rst_target *t, const struct haul_vma *v, int fd)
+{
+	char why[1536], readable[64];
+	struct stat st;
+	int ret;
+
+	if (!v->file_known || !haul_vma_ident_wanted(v))
+		return 0;
+	ret = rst_rcall(t, SYS_fstat, fd, rst_scratch(t), 0, 0, 0, 0, NULL);
+	if (!ret)
+		ret = rst_peek(t, rst_scratch(t), &st, sizeof(st));
+	if (ret) {
+		pr_err_r(ret, "cannot check %s, mapped at %#" PRIx64 " by pid %d", v->path,
+			 v->start, (int)t->o.pid);
+		return ret;
+	}
+	snprintf(readable, sizeof(readable), "/proc/%d/fd/%d", (int)t->stub, fd);
+	ret = haul_vma_ident_check(v, &st, readable, why, sizeof(why));
+	if (ret)
+		pr_err("cannot map VMA %#" PRIx64 "-%#" PRIx64 " of pid %d: %s", v->start, v->end,
+		       (int)t->o.pid, why);
+	return ret;
+}
+
 /* Create [@s, @e) of @v in the stub. */
 static int create_part(struct rst_target *t, const struct haul_vma *v, uint64_t s, uint64_t e)
 {
@@ -254,9 +282,13 @@ static int create_part(struct rst_target *t, const struct haul_vma *v, uint64_t 
 			return ret;
 		}
 		fd = (int)res;
-		ret = rst_rcall(t, SYS_mmap, s, e - s, v->prot, flags, fd,
-				v->pgoff + (s - v->start), &res);
+		ret = check_file(t, v, fd);
+		if (!ret)
+			ret = rst_rcall(t, SYS_mmap, s, e - s, v->prot, flags, fd,
+					v->pgoff + (s - v->start), &res);
 		rst_rcall(t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
+		if (ret == -ESTALE)
+			return ret; /* check_file said why */
 	} else if ((v->flags & HAUL_VMA_SHMEM) && (v->flags & HAUL_VMA_SHARED)) {
 		/* one object for all its VMAs (shm_restore.c) */
 		ret = rst_shm_map(t, t->lay, v, s, e);

@@ -411,6 +411,7 @@ int trk_round(struct trk *t, struct trk_round *out)
 	ret = haul_layout_read(t->pid, false, &cur);
 	if (ret)
 		goto out;
+	haul_layout_identify(t->pid, &cur, &t->prev);
 	ret = trk_layout_ranges(&cur, &cur_mem);
 	if (!ret)
 		ret = trk_layout_ranges(&t->prev, &prev_mem);

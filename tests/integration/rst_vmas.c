@@ -261,3 +261,116 @@ Test(rst_vmas, device_mapping_is_refused_by_its_vmflag, .fini = cleanup, .timeou
 {
 	refused("perfring", "anon_inode:[perf_event] is a PFN mapping of a device");
 }
+
+/* Write DIR/@name: 8 pages, page i filled with @base + i, @extra bytes more. */
+static void write_pages(const char *name, char base, size_t extra)
+{
+	char path[256], page[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	cr_assert_not_null(f, "%s", path);
+	for (int i = 0; i < 8; i++) {
+		memset(page, base + i, sizeof(page));
+		cr_assert_eq(fwrite(page, 1, sizeof(page), f), sizeof(page));
+	}
+	for (size_t i = 0; i < extra; i++)
+		fputc('x', f);
+	cr_assert_eq(fclose(f), 0);
+}
+
+/* Put DIR/@name at DIR/mapped (a new inode), restore: refused, saying @why. */
+static void restore_refused_over(const char *name, const char *why)
+{
+	char from[256], to[256], args[512], log[256];
+	int rc;
+
+	snprintf(from, sizeof(from), "%s/%s", dir, name);
+	snprintf(to, sizeof(to), "%s/mapped", dir);
+	cr_assert_eq(rename(from, to), 0);
+	snprintf(args, sizeof(args), "restore --detach --images %s/img", dir);
+	rc = haul(args, "restore.log");
+	snprintf(log, sizeof(log), "%s/restore.log", dir);
+	if (rc == 0) { /* the restored process runs: kill it */
+		FILE *f = fopen(strcat(strcpy(args, log), ".out"), "r");
+		pid_t pid;
+
+		if (f && fscanf(f, "%d", &pid) == 1 && pid > 0)
+			kill(pid, SIGKILL);
+		if (f)
+			fclose(f);
+	}
+	cr_expect_neq(rc, 0, "a restore over another %s/mapped succeeded: %s", dir, th_slurp(log));
+	cr_expect(strstr(th_slurp(log), to) && strstr(th_slurp(log), why),
+		  "the refusal does not name %s and say '%s': %s", to, why, th_slurp(log));
+}
+
+/*
+ * A private file mapping carries only the pages the process wrote; the
+ * rest come from the file at the restore.  A file replaced since the
+ * checkpoint (a package upgraded) used to be mapped as it is now: the
+ * process read the new file's pages beside its old copies.  Now another
+ * size or mtime is refused by name, the same inode or the same content
+ * with the source's mtime is restored.
+ */
+Test(rst_vmas, private_file_mapping_of_a_replaced_file_is_refused_by_name, .fini = cleanup,
+     .timeout = 90)
+{
+	char args[512], path[256], orig[256];
+	struct stat st;
+	pid_t pid = spawn("filepriv");
+
+	snprintf(args, sizeof(args), "checkpoint %d --images %s/img", (int)pid, dir);
+	cr_assert_eq(haul(args, "ckpt.log"), 0, "checkpoint failed");
+	reap(pid);
+	snprintf(path, sizeof(path), "%s/mapped", dir);
+	snprintf(orig, sizeof(orig), "%s/mapped.orig", dir);
+	cr_assert_eq(link(path, orig), 0);
+	cr_assert_eq(stat(orig, &st), 0);
+
+	write_pages("other", 'b', 0); /* same size, other bytes, a later mtime */
+	restore_refused_over("other", "at the source: it may not be the file the process mapped");
+	write_pages("longer", 'a', 100);
+	restore_refused_over("longer", "bytes here and was 32768 at the source");
+
+	/* the same bytes in a new inode, given the source's mtime: restored */
+	write_pages("copy", 'a', 0);
+	snprintf(path, sizeof(path), "%s/copy", dir);
+	cr_assert_eq(utimensat(AT_FDCWD, path, (struct timespec[2]){st.st_atim, st.st_mtim}, 0), 0);
+	snprintf(args, sizeof(args), "mv %s %s/mapped", path, dir);
+	cr_assert_eq(system(args), 0);
+	restore_and_check();
+}
+
+/* The same inode passes whatever its times (the same host). */
+Test(rst_vmas, private_file_mapping_of_the_same_file_touched_is_restored, .fini = cleanup,
+     .timeout = 60)
+{
+	char args[512], path[256];
+	pid_t pid = spawn("filepriv");
+
+	snprintf(args, sizeof(args), "checkpoint %d --images %s/img", (int)pid, dir);
+	cr_assert_eq(haul(args, "ckpt.log"), 0, "checkpoint failed");
+	reap(pid);
+	snprintf(path, sizeof(path), "%s/mapped", dir);
+	cr_assert_eq(utimensat(AT_FDCWD, path, NULL, 0), 0);
+	restore_and_check();
+}
+
+/* A copy of an ELF file with another mtime but the same build-id is the same file. */
+Test(rst_vmas, private_file_mapping_of_an_elf_copy_with_its_build_id_is_restored, .fini = cleanup,
+     .timeout = 60)
+{
+	char args[1024];
+	pid_t pid = spawn("fileelf");
+
+	snprintf(args, sizeof(args), "checkpoint %d --images %s/img", (int)pid, dir);
+	cr_assert_eq(haul(args, "ckpt.log"), 0, "checkpoint failed");
+	reap(pid);
+	usleep(10000); /* a later mtime for the copy */
+	snprintf(args, sizeof(args), "cp %s/mapped %s/copy && mv %s/copy %s/mapped", dir, dir, dir,
+		 dir);
+	cr_assert_eq(system(args), 0);
+	restore_and_check();
+}

@@ -12,6 +12,13 @@
  *                           shmemfd-priv): haul must refuse it by name
  *   rst_vmas DIR perfring   a perf event's ring buffer, its fd closed
  *                           (VmFlags "de"): haul must refuse it by name
+ *   rst_vmas DIR filepriv   DIR/mapped, 8 pages of 'a'+page, mapped
+ *                           MAP_PRIVATE in two VMAs (r-- and rw-), read
+ *                           whole, page 5 written ('Z'): every page reads
+ *                           back the same
+ *   rst_vmas DIR fileelf    DIR/mapped a copy of this program (an ELF file
+ *                           with a build-id), mapped MAP_PRIVATE whole: it
+ *                           reads back the same
  *
  * SIGUSR1 maps one more page (a new VMA: the layout's geometry changes)
  * and prints "grown".  It prints "ready" once set up, then waits for SIGUSR2 (blocked outside
@@ -81,6 +88,81 @@ static int perfring(void)
 	return ring == MAP_FAILED ? -1 : 0;
 }
 
+#define FP_PAGES 8
+static char *fp_map;
+
+static int filepriv(const char *dir)
+{
+	char path[256], page[VMC_PAGE];
+	volatile char sum = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/mapped", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	for (int i = 0; i < FP_PAGES; i++) {
+		memset(page, 'a' + i, sizeof(page));
+		if (write(fd, page, sizeof(page)) != (ssize_t)sizeof(page))
+			return -EIO;
+	}
+	fp_map = mmap(NULL, FP_PAGES * VMC_PAGE, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (fp_map == MAP_FAILED ||
+	    mprotect(fp_map + 4 * VMC_PAGE, 4 * VMC_PAGE, PROT_READ | PROT_WRITE))
+		return -errno;
+	for (int i = 0; i < FP_PAGES; i++)
+		sum += fp_map[i * VMC_PAGE];
+	fp_map[5 * VMC_PAGE] = 'Z';
+	return 0;
+}
+
+static char *elf_want;
+static size_t elf_len;
+
+static int fileelf(const char *dir)
+{
+	char path[256];
+	int in = open("/proc/self/exe", O_RDONLY | O_CLOEXEC), fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/mapped", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+	elf_want = malloc(1 << 22);
+	if (in < 0 || fd < 0 || !elf_want)
+		return -errno;
+	while ((n = read(in, elf_want + elf_len, (1 << 22) - elf_len)) > 0)
+		elf_len += (size_t)n;
+	close(in);
+	if (write(fd, elf_want, elf_len) != (ssize_t)elf_len)
+		return -EIO;
+	fp_map = mmap(NULL, elf_len, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	return fp_map == MAP_FAILED ? -errno : 0;
+}
+
+static int filepriv_check(char *why, size_t len)
+{
+	if (elf_want) {
+		if (memcmp(fp_map, elf_want, elf_len)) {
+			snprintf(why, len, "the mapped copy of the program reads otherwise");
+			return -1;
+		}
+		return 0;
+	}
+	for (int i = 0; i < FP_PAGES; i++) {
+		char want = i == 5 ? 'Z' : (char)('a' + i);
+
+		if (fp_map[i * VMC_PAGE] != want ||
+		    fp_map[i * VMC_PAGE + VMC_PAGE - 1] != (char)('a' + i)) {
+			snprintf(why, len, "page %d of the file mapping reads %c...%c", i,
+				 fp_map[i * VMC_PAGE], fp_map[i * VMC_PAGE + VMC_PAGE - 1]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct sigaction sa = {.sa_handler = on_usr2}, grow = {.sa_handler = on_usr1};
@@ -104,6 +186,10 @@ int main(int argc, char **argv)
 		ret = shmempriv();
 	else if (!strcmp(argv[2], "perfring"))
 		ret = perfring();
+	else if (!strcmp(argv[2], "filepriv"))
+		ret = filepriv(argv[1]);
+	else if (!strcmp(argv[2], "fileelf"))
+		ret = fileelf(argv[1]);
 	else if ((ret = vmcases_setup(argv[1], strcmp(argv[2], "cases") ? argv[2] : NULL)) ==
 		 -EINVAL)
 		return 2;
@@ -114,7 +200,7 @@ int main(int argc, char **argv)
 	printf("ready guards=%d\n", vmc.have_guard);
 	while (!go)
 		sigsuspend(&old);
-	if (vmcases_check(why, sizeof(why))) {
+	if (fp_map ? filepriv_check(why, sizeof(why)) : vmcases_check(why, sizeof(why))) {
 		printf("FAIL: %s\n", why);
 		return 1;
 	}

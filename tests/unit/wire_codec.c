@@ -381,7 +381,16 @@ Test(wire, layout_roundtrips_and_overlaps_are_rejected)
 {
 	struct haul_vma v[2] = {
 		{.start = 0x1000, .end = 0x3000, .prot = 3, .flags = 2},
-		{.start = 0x5000, .end = 0x6000, .prot = 5, .flags = 4, .path = "/bin/x"},
+		{.start = 0x5000,
+		 .end = 0x6000,
+		 .prot = 5,
+		 .flags = 4,
+		 .path = "/bin/x",
+		 .file_size = 12345,
+		 .file_mtime = -7,
+		 .file_known = true,
+		 .build_id_len = 3,
+		 .build_id = {1, 2, 3}},
 	};
 	struct haul_layout l = {v, 2}, out;
 	Haul__Wire__Vma wv[2], *wp[2];
@@ -392,6 +401,11 @@ Test(wire, layout_roundtrips_and_overlaps_are_rejected)
 	cr_assert_eq(out.n, 2);
 	cr_assert_eq(out.v[1].start, 0x5000);
 	cr_assert_str_eq(out.v[1].path, "/bin/x");
+	cr_assert(!out.v[0].file_known && out.v[1].file_known);
+	cr_assert_eq(out.v[1].file_size, 12345);
+	cr_assert_eq(out.v[1].file_mtime, -7);
+	cr_assert_eq(out.v[1].build_id_len, 3);
+	cr_assert_eq(out.v[1].build_id[2], 3);
 	free(out.v[1].path);
 	free(out.v);
 
