@@ -16,7 +16,7 @@
 
 int log_level = LOG_INFO;
 static const char *log_prog = "haul";
-static _Thread_local char err_first[512];
+static _Thread_local char err_first[1024];
 static _Thread_local bool err_armed;
 
 void log_init(const char *progname)

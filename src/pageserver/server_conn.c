@@ -253,7 +253,7 @@ void ps_conn_teardown(struct ps_conn *c)
 void ps_conn_fail(struct ps_conn *c, int err, const char *fmt, ...)
 {
 	Haul__Wire__Error e = HAUL__WIRE__ERROR__INIT;
-	char reason[256];
+	char reason[1024];
 	va_list ap;
 
 	if (c->dead || c->state == PS_CLOSING)

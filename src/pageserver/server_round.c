@@ -48,6 +48,19 @@ static int fetch_session_refuses(struct ps_conn *c, const char *did)
 	return -EPROTO;
 }
 
+/* Fail @x for @reason, with the first error the sink logged on this thread (log_err_mark). */
+static void fail_saying(struct ps_session *x, int err, const char *reason)
+{
+	char why[1024];
+
+	if (!log_err_first()[0]) {
+		ps_session_fail(x, err, reason);
+		return;
+	}
+	snprintf(why, sizeof(why), "%s: %s", reason, log_err_first());
+	ps_session_fail(x, err, why);
+}
+
 int ps_on_layout(struct ps_conn *c, ProtobufCMessage *m)
 {
 	Haul__Wire__Layout *lm = (Haul__Wire__Layout *)m;
@@ -71,13 +84,14 @@ int ps_on_layout(struct ps_conn *c, ProtobufCMessage *m)
 		ps_session_fail(x, -EBADMSG, "a stream sent a bad layout");
 		return -EBADMSG;
 	}
+	log_err_mark();
 	if (x->proc)
 		ret = pstore_set_layout(x->proc, &l);
 	else
 		ret = c->srv->o.sink->layout(x->sink_sess, &l);
 	if (ret) {
 		haul_layout_release(&l);
-		ps_session_fail(x, ret, "the layout could not be applied");
+		fail_saying(x, ret, "the layout could not be applied");
 		return ret;
 	}
 	haul_layout_release(&x->layout);
@@ -280,12 +294,13 @@ int ps_on_state(struct ps_conn *c, const Haul__Wire__State *m, const uint8_t *pa
 		if (ret)
 			return ret;
 	}
+	log_err_mark();
 	if (x->proc)
 		ret = pstore_set_state(x->proc, payload, len);
 	else
 		ret = c->srv->o.sink->state(x->sink_sess, payload, len);
 	if (ret) {
-		ps_session_fail(x, ret, "the process state was refused");
+		fail_saying(x, ret, "the process state was refused");
 		return ret;
 	}
 	return send_ack(c, WIRE_STATE, 0, 0);
