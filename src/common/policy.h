@@ -13,6 +13,12 @@
 #define WIRE_MAX_MSG (1u << 20)
 /* Largest raw payload in a frame: 1024 pages; bounds the receive buffer per connection. */
 #define WIRE_MAX_PAYLOAD (4u << 20)
+/* Largest file without an ELF build-id whose bytes identify it (vma_ident.c: XXH3 read on
+ * both sides, ~10-40 ms at this size); a larger one is judged by its size and mtime. */
+#define HAUL_IDENT_HASH_MAX (64ULL << 20)
+/* Largest State sent in parts (State.total): a few deleted files of up to 64 MiB each
+ * (RST_DELETED_FILE_MAX); bounds what one session makes the server hold at once. */
+#define WIRE_MAX_STATE (256u << 20)
 /* Frames before authentication are tiny; anything larger is a confused or hostile peer. */
 #define WIRE_MAX_PREAUTH 4096
 /* Pages per PAGES frame the client builds: 1 MiB, few frames and thread handoffs per byte. */

@@ -87,6 +87,9 @@ struct haul_vma {
 	bool file_known;
 	uint8_t build_id_len;
 	uint8_t build_id[HAUL_BUILD_ID_MAX];
+	/* without a build-id, at most HAUL_IDENT_HASH_MAX bytes: XXH3-64 of them */
+	bool file_hashed;
+	uint64_t file_hash;
 };
 
 struct haul_layout {
@@ -121,6 +124,8 @@ int haul_vma_ident_check(const struct haul_vma *v, const struct stat *st, const 
 			 char *why, size_t len);
 /* Set @v's build-id from an image or wire field (longer than HAUL_BUILD_ID_MAX: none). */
 void haul_vma_set_build_id(struct haul_vma *v, bool has, const uint8_t *data, size_t len);
+/* The XXH3-64 of the first @size bytes of the file open at @fd; 0 or -errno. */
+int haul_file_hash(int fd, uint64_t size, uint64_t *out);
 /* The ELF build-id of the file open at @fd into @out: its length, 0 when it has none. */
 size_t haul_file_build_id(int fd, uint8_t out[HAUL_BUILD_ID_MAX]);
 

@@ -612,6 +612,8 @@ void wire_layout_to_msg(const struct haul_layout *l, Haul__Wire__Vma *vmas, Haul
 		w->has_file_build_id = v->file_known && v->build_id_len;
 		w->file_build_id.len = v->build_id_len;
 		w->file_build_id.data = (uint8_t *)v->build_id;
+		w->has_file_hash = v->file_known && v->file_hashed;
+		w->file_hash = v->file_hash;
 		vmap[i] = w;
 	}
 	m->n_vmas = l->n;
@@ -652,6 +654,8 @@ int wire_layout_from_msg(Haul__Wire__Vma *const *vmas, size_t n, struct haul_lay
 		v->file_mtime = w->file_mtime;
 		haul_vma_set_build_id(v, w->has_file_build_id, w->file_build_id.data,
 				      w->file_build_id.len);
+		v->file_hashed = w->has_file_hash;
+		v->file_hash = w->file_hash;
 		if (w->path) {
 			v->path = strdup(w->path);
 			if (!v->path) {

@@ -131,10 +131,32 @@ static int state_send(struct ps_client *c, Haul__Wire__State *s, const void *blo
 
 	if (ret)
 		return ret;
-	if (len > WIRE_MAX_PAYLOAD) {
-		pr_err("state of pid %d is %zu bytes: over the %u-byte frame limit", c->o.pid, len,
-		       WIRE_MAX_PAYLOAD);
+	if (len > WIRE_MAX_PAYLOAD && !(c->server_caps & HAUL__WIRE__CAP__CAP_STATE_PARTS)) {
+		pr_err("state of pid %d is %zu bytes, over the %u-byte frame limit, and page "
+		       "server %s takes no state in parts (an older haul): upgrade haul there",
+		       c->o.pid, len, WIRE_MAX_PAYLOAD, c->o.to);
 		return -EMSGSIZE;
+	}
+	if (len > WIRE_MAX_STATE) {
+		pr_err("state of pid %d is %zu bytes, over the %u-byte limit (deleted files it "
+		       "carries?)",
+		       c->o.pid, len, WIRE_MAX_STATE);
+		return -EMSGSIZE;
+	}
+	/* all parts but the last: the next WIRE_MAX_PAYLOAD bytes each */
+	for (size_t total = len; len > WIRE_MAX_PAYLOAD;) {
+		Haul__Wire__State part = HAUL__WIRE__STATE__INIT;
+
+		part.has_len = part.has_total = s->has_total = true;
+		part.len = WIRE_MAX_PAYLOAD;
+		part.total = s->total = total;
+		ret = ps_stream_send(&c->st[0], WIRE_STATE, &part.base, blob, WIRE_MAX_PAYLOAD);
+		if (!ret)
+			ret = ps_stream_ack(&c->st[0], WIRE_STATE, NULL);
+		if (ret)
+			return ret;
+		blob = (const char *)blob + WIRE_MAX_PAYLOAD;
+		len -= WIRE_MAX_PAYLOAD;
 	}
 	s->has_len = true;
 	s->len = len;

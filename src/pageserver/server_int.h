@@ -113,6 +113,9 @@ struct ps_session {
 	uint32_t nstreams;
 	bool lazy;
 	struct ps_conn *streams[PS_MAX_STREAMS];
+	/* a State coming in parts (State.total): the bytes so far */
+	uint8_t *state_buf;
+	uint64_t state_total, state_got;
 	uint32_t nconns;  /* streams currently attached */
 	uint32_t nrefs;	  /* connections not yet freed (their receives may write staged pages) */
 	uint32_t njoined; /* streams that ever attached */

@@ -282,6 +282,46 @@ static int on_stale(struct ps_conn *c, const Haul__Wire__State *m)
 	return ret;
 }
 
+/*
+ * Part @payload of a State sent in parts (State.total): kept in x->state_buf.
+ * 1 when more parts are due (ACKed here), 0 when it is whole (@payload and
+ * @len then name all of it), or -EPROTO (the connection failed).
+ */
+static int state_part(struct ps_conn *c, const Haul__Wire__State *m, const uint8_t **payload,
+		      size_t *len)
+{
+	struct ps_session *x = c->sess;
+
+	if (!m->total || m->total > WIRE_MAX_STATE ||
+	    (x->state_buf && m->total != x->state_total) ||
+	    *len > m->total - (x->state_buf ? x->state_got : 0)) {
+		ps_conn_fail(c, -EPROTO, "sent a bad part of a state (%zu of %llu bytes)", *len,
+			     (unsigned long long)m->total);
+		return -EPROTO;
+	}
+	if (!x->state_buf) {
+		x->state_buf = malloc(m->total);
+		if (!x->state_buf) {
+			ps_session_fail(x, -ENOMEM, "no memory for the process state");
+			return -ENOMEM;
+		}
+		x->state_total = m->total;
+		x->state_got = 0;
+	}
+	memcpy(x->state_buf + x->state_got, *payload, *len);
+	x->state_got += *len;
+	if (x->state_got < x->state_total) {
+		if (m->n_stale || m->has_complete) {
+			ps_conn_fail(c, -EPROTO, "sent stale pages before a state's last part");
+			return -EPROTO;
+		}
+		return send_ack(c, WIRE_STATE, 0, 0) ? -EPIPE : 1;
+	}
+	*payload = x->state_buf;
+	*len = x->state_total;
+	return 0;
+}
+
 int ps_on_state(struct ps_conn *c, const Haul__Wire__State *m, const uint8_t *payload, size_t len)
 {
 	struct ps_session *x = c->sess;
@@ -289,6 +329,11 @@ int ps_on_state(struct ps_conn *c, const Haul__Wire__State *m, const uint8_t *pa
 
 	if (fetch_session_refuses(c, "sent a state"))
 		return -EPROTO;
+	if (m->has_total) {
+		ret = state_part(c, m, &payload, &len);
+		if (ret)
+			return ret > 0 ? 0 : ret;
+	}
 	if (m->n_stale || (m->has_complete && m->complete)) {
 		ret = on_stale(c, m);
 		if (ret)
@@ -299,6 +344,8 @@ int ps_on_state(struct ps_conn *c, const Haul__Wire__State *m, const uint8_t *pa
 		ret = pstore_set_state(x->proc, payload, len);
 	else
 		ret = c->srv->o.sink->state(x->sink_sess, payload, len);
+	free(x->state_buf); /* whole: a later state starts again */
+	x->state_buf = NULL;
 	if (ret) {
 		fail_saying(x, ret, "the process state was refused");
 		return ret;

@@ -74,6 +74,7 @@ static void session_free(struct ps_session *x)
 	/* the sink's threads are gone: nothing uses a lane any more */
 	ps_lane_free_all(x);
 	pthread_mutex_destroy(&x->lane_mu);
+	free(x->state_buf);
 	pr_info("session %016llx of pid %d (%s) from %s ended%s: %llu rounds, %llu pages, %.1f MB",
 		(unsigned long long)x->id, x->pid, x->comm, x->peer,
 		x->committed ? ", committed" : (x->failed ? ", failed" : ""),

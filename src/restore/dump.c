@@ -117,6 +117,8 @@ struct dump_ctx {
 	struct rst_fd_image fds; /* fd_dump.c's: the ProcessState's files and fds point into it */
 	Haul__Img__Vma *vmas;
 	Haul__Img__Vma **vmap;
+	void *ghosts; /* vma_ghost.c's: the ProcessState's mapped_ghosts point into it */
+	bool exe_deleted;
 	struct haul_layout layout;
 	char *status;
 	char *stat;
@@ -139,6 +141,7 @@ static void dump_ctx_free(struct dump_ctx *c)
 		free(c->vmas[i].guards); /* one block: pointers, then the ranges */
 	free(c->vmas);
 	free(c->vmap);
+	rst_vma_ghost_release(c->ghosts);
 	free(c->pending);
 	free(c->pendp);
 	free(c->siginfo);
@@ -467,11 +470,8 @@ static int dump_mm(struct dump_ctx *c, pid_t pid)
 	ret = rst_read_link(link, c->exe, sizeof(c->exe));
 	if (ret)
 		return ret;
-	if (rst_strip_deleted(c->exe)) {
-		pr_err("the executable %s of pid %d was deleted; it cannot be restored", c->exe,
-		       (int)pid);
-		return -EOPNOTSUPP;
-	}
+	/* deleted (upgraded): carried as the file it maps, if it does (exe_ghost) */
+	c->exe_deleted = rst_strip_deleted(c->exe);
 	c->mm.exe = c->exe;
 	if (stat(link, &st) == 0) {
 		c->mm.has_exe_dev = c->mm.has_exe_ino = true;
@@ -632,6 +632,29 @@ static int dump_guards(int pagemap, const struct haul_vma *v, Haul__Img__Vma *o,
 	return 0;
 }
 
+/*
+ * A deleted executable (the server's binary upgraded under it) comes back
+ * as the file its mappings are made again from (vma_ghost.c): the image
+ * names that inode as the exe, restore_mm finds it by dev and ino.
+ */
+static int exe_ghost(struct dump_ctx *c, pid_t pid)
+{
+	for (size_t i = 0; i < c->ps.n_mapped_ghosts; i++) {
+		const Haul__Img__MappedGhost *m = c->ps.mapped_ghosts[i];
+
+		if (strcmp(m->path, c->exe))
+			continue;
+		c->mm.has_exe_dev = c->mm.has_exe_ino = true;
+		c->mm.exe_dev = m->ghost->dev;
+		c->mm.exe_ino = m->ghost->ino;
+		return 0;
+	}
+	pr_err("the executable %s of pid %d was deleted and the process does not map it; it "
+	       "cannot be restored",
+	       c->exe, (int)pid);
+	return -EOPNOTSUPP;
+}
+
 static int dump_layout(struct dump_ctx *c, pid_t pid, struct rst_dump_prep *p)
 {
 	struct rst_guards g = {0};
@@ -672,6 +695,8 @@ static int dump_layout(struct dump_ctx *c, pid_t pid, struct rst_dump_prep *p)
 		o->has_file_build_id = v->file_known && v->build_id_len;
 		o->file_build_id.len = v->build_id_len;
 		o->file_build_id.data = (uint8_t *)v->build_id;
+		o->has_file_hash = v->file_known && v->file_hashed;
+		o->file_hash = v->file_hash;
 		c->vmap[i] = o;
 		c->ps.n_vmas = i + 1;
 		if ((v->flags & HAUL_VMA_GUARD) && pagemap < 0) {
@@ -690,6 +715,13 @@ static int dump_layout(struct dump_ctx *c, pid_t pid, struct rst_dump_prep *p)
 		close(pagemap);
 	rst_guards_release(&g);
 	c->ps.vmas = c->vmap;
+	/* the content of deleted files it maps privately (vma_ghost.c) */
+	if (!ret) {
+		why[0] = '\0';
+		ret = rst_vma_ghost_dump(pid, &c->layout, &c->ps, &c->ghosts, why, sizeof(why));
+		if (ret)
+			pr_err("cannot dump pid %d: %s", (int)pid, why[0] ? why : strerror(-ret));
+	}
 	return ret;
 }
 
@@ -875,6 +907,8 @@ int rst_dump_state_prepared(struct rst_seized *s, struct rst_dump_prep *prep, ui
 		r->scratch = r->code_scratch = r->code = 0;
 	}
 	ret = dump_layout(c, s->pid, prep);
+	if (!ret && c->exe_deleted)
+		ret = exe_ghost(c, s->pid);
 	if (!ret)
 		ret = rst_shm_dump(s->pid, &c->layout, &c->ps, &c->shm);
 	if (ret)
@@ -929,6 +963,8 @@ int rst_state_layout(const Haul__Img__ProcessState *ps, struct haul_layout *out)
 		v->file_mtime = o->file_mtime;
 		haul_vma_set_build_id(v, o->has_file_build_id, o->file_build_id.data,
 				      o->file_build_id.len);
+		v->file_hashed = o->has_file_hash;
+		v->file_hash = o->file_hash;
 		l.n = i + 1;
 		if (o->path && !(v->path = strdup(o->path))) {
 			haul_layout_release(&l);

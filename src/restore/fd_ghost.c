@@ -82,14 +82,25 @@ static int add_extent(int fd, Haul__Img__GhostFile *o, uint64_t off, uint64_t le
 
 int rst_ghost_dump(pid_t pid, int fd, Haul__Img__FileObject *f)
 {
-	Haul__Img__GhostFile *o = f->ghost;
 	char path[64];
+	int ret;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
+	ret = rst_ghost_read(path, f->ghost);
+	if (ret == -EFBIG)
+		pr_err("deleted file %s of fd %d of pid %d holds more than %llu MiB of data; it "
+		       "cannot be carried in the image",
+		       f->path, fd, (int)pid, RST_DELETED_FILE_MAX >> 20);
+	return ret;
+}
+
+int rst_ghost_read(const char *path, Haul__Img__GhostFile *o)
+{
 	struct stat st;
 	size_t cap = 0;
 	off_t off = 0;
 	int dfd, ret = 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
 	/* O_NONBLOCK: were a write lease held on it, the open fails instead of breaking it. */
 	dfd = open(path, O_RDONLY | O_CLOEXEC | O_NOATIME | O_NONBLOCK);
 	if (dfd < 0 && errno == EPERM)
@@ -129,10 +140,6 @@ int rst_ghost_dump(pid_t pid, int fd, Haul__Img__FileObject *f)
 		o->content.data = malloc(1);
 	if (!ret && !o->content.data)
 		ret = -ENOMEM;
-	if (ret == -EFBIG)
-		pr_err("deleted file %s of fd %d of pid %d holds more than %llu MiB of data; it "
-		       "cannot be carried in the image",
-		       f->path, fd, (int)pid, RST_DELETED_FILE_MAX >> 20);
 out:
 	close(dfd);
 	return ret;

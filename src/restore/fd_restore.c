@@ -199,7 +199,11 @@ static int restore_fd(struct rst_target *t, struct rst_fd_rctx *x, const Haul__I
 	}
 	snprintf(path, sizeof(path), "%s", f->path ? f->path : "");
 	if (f->kind == HAUL__IMG__FD_KIND__FD_DELETED) {
-		ret = ghost_path(x, f, path, sizeof(path));
+		/* the inode a private mapping of it was made again from (vma_ghost.c) */
+		ret = f->ghost && rst_vma_ghost_name(t, f->ghost->dev, f->ghost->ino, path,
+						     sizeof(path))
+			      ? 0
+			      : ghost_path(x, f, path, sizeof(path));
 		if (ret) {
 			snprintf(why, wl, "cannot recreate deleted file %.256s of fd %d: %s",
 				 f->path, e->fd, strerror(-ret));

@@ -202,11 +202,8 @@ static int check_vmas(pid_t pid, char *why, size_t whylen)
 			snprintf(why, whylen,
 				 "VMA %#" PRIx64 "-%#" PRIx64 " is %s, a kernel mapping", v->start,
 				 v->end, p);
-		else if ((v->flags & HAUL_VMA_DELETED) && !(v->flags & HAUL_VMA_SHMEM))
-			snprintf(why, whylen, "VMA %#" PRIx64 "-%#" PRIx64 " maps deleted file %s",
-				 v->start, v->end, p);
 		else
-			ret = 0;
+			ret = rst_vma_ghost_refusal(pid, v, why, whylen);
 	}
 	haul_layout_release(&l);
 	return ret;

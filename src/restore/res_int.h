@@ -25,6 +25,7 @@ struct rst_target;
 
 /* Where in the resume a resource's restore hook runs. */
 enum rst_res_phase {
+	RST_RES_VMAS,  /* after the layout and shared memory, before memory hooks, mlock, seals */
 	RST_RES_TASK,  /* after the task's own state (mm map, name, rlimits), before signals */
 	RST_RES_CREDS, /* after threads, before credentials: the stub's privileges still hold */
 	RST_RES_LAST,  /* after threads, credentials, no_new_privs: the last injected calls */
@@ -67,13 +68,14 @@ struct rst_res_ops {
 	int (*apply)(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl);
 };
 
-extern const struct rst_res_ops rst_res_attrs;	  /* procattr.c */
-extern const struct rst_res_ops rst_res_cgroups;  /* cgplace.c */
-extern const struct rst_res_ops rst_res_vmas;	  /* vmcheck.c */
-extern const struct rst_res_ops rst_res_timers;	  /* res_timers.c */
-extern const struct rst_res_ops rst_res_seccomp;  /* res_seccomp.c */
-extern const struct rst_res_ops rst_res_apparmor; /* res_apparmor.c */
-extern const struct rst_res_ops rst_res_procfs;	  /* fd_procfs.c */
+extern const struct rst_res_ops rst_res_attrs;	   /* procattr.c */
+extern const struct rst_res_ops rst_res_cgroups;   /* cgplace.c */
+extern const struct rst_res_ops rst_res_vmas;	   /* vmcheck.c */
+extern const struct rst_res_ops rst_res_timers;	   /* res_timers.c */
+extern const struct rst_res_ops rst_res_seccomp;   /* res_seccomp.c */
+extern const struct rst_res_ops rst_res_apparmor;  /* res_apparmor.c */
+extern const struct rst_res_ops rst_res_procfs;	   /* fd_procfs.c */
+extern const struct rst_res_ops rst_res_vma_ghost; /* vma_ghost.c */
 
 /* res_kinds.c: every resource, in the order their hooks run; NULL-terminated. */
 extern const struct rst_res_ops *const rst_res_kinds[];

@@ -17,13 +17,14 @@
 #include "restore/res_int.h"
 
 const struct rst_res_ops *const rst_res_kinds[] = {
-	&rst_res_attrs,	   /* procattr.c: status, prctl, oom_score_adj, ... */
-	&rst_res_cgroups,  /* cgplace.c: placed by rst_res_attrs' apply */
-	&rst_res_vmas,	   /* vmcheck.c: smaps refusals at the precheck */
-	&rst_res_timers,   /* res_timers.c: POSIX timers */
-	&rst_res_procfs,   /* fd_procfs.c: /proc offsets, once the task is restored */
-	&rst_res_apparmor, /* res_apparmor.c: its profile may refuse what is injected before */
-	&rst_res_seccomp,  /* res_seccomp.c: last, its filters may refuse syscalls */
+	&rst_res_attrs,	    /* procattr.c: status, prctl, oom_score_adj, ... */
+	&rst_res_cgroups,   /* cgplace.c: placed by rst_res_attrs' apply */
+	&rst_res_vmas,	    /* vmcheck.c: smaps refusals at the precheck */
+	&rst_res_vma_ghost, /* vma_ghost.c: deleted files mapped privately */
+	&rst_res_timers,    /* res_timers.c: POSIX timers */
+	&rst_res_procfs,    /* fd_procfs.c: /proc offsets, once the task is restored */
+	&rst_res_apparmor,  /* res_apparmor.c: its profile may refuse what is injected before */
+	&rst_res_seccomp,   /* res_seccomp.c: last, its filters may refuse syscalls */
 	NULL,
 };
 

@@ -185,7 +185,29 @@ int rst_ofd_assign(pid_t pid, const struct rst_ofd_key *k, size_t n, size_t *lea
  */
 uint64_t rst_ghost_bytes(const struct stat *st);
 int rst_ghost_dump(pid_t pid, int fd, Haul__Img__FileObject *o);
+/* The content, size, mode, owner and times of the file at @path into @o (-EFBIG: too large). */
+int rst_ghost_read(const char *path, Haul__Img__GhostFile *o);
 int rst_ghost_create(const Haul__Img__FileObject *o, char *path, size_t plen);
+
+/*
+ * vma_ghost.c: files deleted while mapped MAP_PRIVATE, carried by content.
+ * rst_vma_ghost: whether @v is one.  rst_vma_ghost_refusal: 0, or
+ * -EOPNOTSUPP with @why for a deleted mapping that cannot be carried
+ * (shared, AIO ring, linked elsewhere, too large).  rst_vma_ghost_dump:
+ * each inode's content into @ps->mapped_ghosts, the allocations in *@priv
+ * (rst_vma_ghost_release).  rst_vma_ghost_name: the name a deleted inode
+ * was made again under, while an fd of the process still has to open it;
+ * rst_vma_ghost_unlink removes those names.
+ */
+struct rst_target;
+bool rst_vma_ghost(const struct haul_vma *v);
+int rst_vma_ghost_refusal(pid_t pid, const struct haul_vma *v, char *why, size_t len);
+int rst_vma_ghost_dump(pid_t pid, const struct haul_layout *l, Haul__Img__ProcessState *ps,
+		       void **priv, char *why, size_t wl);
+void rst_vma_ghost_release(void *priv);
+bool rst_vma_ghost_name(const struct rst_target *t, uint64_t dev, uint64_t ino, char *path,
+			size_t plen);
+void rst_vma_ghost_unlink(struct rst_target *t);
 
 /*
  * cgplace.c: cgroup membership.  rst_cg_dump() records @pid's placement

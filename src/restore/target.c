@@ -844,6 +844,7 @@ void rst_target_free(struct rst_target *t)
 		waitpid(t->mpid, NULL, 0);
 	rst_tvmas_free(t->v, t->n);
 	rst_shm_release(t);
+	rst_vma_ghost_unlink(t);
 	free(t->thr);
 	free(t->presock);
 	free(t);

@@ -73,6 +73,14 @@ struct rst_target {
 	char **posix; /* POSIX shm files this restore created (absent here) */
 	size_t nposix;
 	struct rst_shm_tree *shm_tree; /* shm_tree.c: the tree's objects, NULL: alone */
+	/* check_file (target_layout.c): the last file checked, and whether it passed */
+	struct {
+		uint64_t dev, ino, src_dev, src_ino;
+		bool ok;
+	} ident;
+	/* vma_ghost.c: deleted mapped files made again whose names an fd still opens */
+	struct rst_tghost *vghosts;
+	size_t nvghosts;
 	/* how long rst_target_ready took */
 	double ready_ms;
 	/* target_batch.c: run batches one call at a time (SIGTRAP ignored or queued) */
@@ -223,6 +231,13 @@ int rst_exit_code(int status);
  * its pages are written).
  */
 void rst_tvmas_free(struct tvma *v, size_t n);
+/*
+ * target_layout.c: map the file open at stub fd @fd (a deleted file made
+ * again, vma_ghost.c) privately over placeholder @o at its offset, with the
+ * pages written into the placeholder (its bits) copied over, its protection
+ * and advice.  0 or -errno, said.
+ */
+int rst_target_map_ghost(struct rst_target *t, struct tvma *o, int fd);
 uint32_t rst_create_prot(const struct haul_vma *v);
 
 /*

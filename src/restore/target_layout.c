@@ -222,13 +222,15 @@ static void advise_later(struct rst_target *t, struct rst_batch *b, const struct
  * Whether @fd, opened in the stub for private file mapping @v, is the file
  * the source mapped (common/vma_ident.c): 0, or -ESTALE, said by name.
  */
-static int check_file(struct rst_target *t, const struct haul_vma *v, int fd)
+static int check_file(struct rst_target *t, const struct haul_vma *v, int fd, bool *refused)
 {
 	char why[1536], readable[64];
 	struct stat st;
 	int ret;
 
-	if (!v->file_known || !haul_vma_ident_wanted(v))
+	*refused = false;
+	/* POSIX shm: haul makes the file again itself (shm_restore.c) */
+	if (!v->file_known || !haul_vma_ident_wanted(v) || rst_shm_posix_path(v->path))
 		return 0;
 	ret = rst_rcall(t, SYS_fstat, fd, rst_scratch(t), 0, 0, 0, 0, NULL);
 	if (!ret)
@@ -238,11 +240,23 @@ static int check_file(struct rst_target *t, const struct haul_vma *v, int fd)
 			 v->start, (int)t->o.pid);
 		return ret;
 	}
+	/* a file's VMAs come one after the other: one check for all of them */
+	if (t->ident.ok && t->ident.dev == (uint64_t)st.st_dev &&
+	    t->ident.ino == (uint64_t)st.st_ino && t->ident.src_dev == v->dev &&
+	    t->ident.src_ino == v->ino)
+		return 0;
 	snprintf(readable, sizeof(readable), "/proc/%d/fd/%d", (int)t->stub, fd);
 	ret = haul_vma_ident_check(v, &st, readable, why, sizeof(why));
-	if (ret)
+	t->ident.ok = !ret;
+	t->ident.dev = st.st_dev;
+	t->ident.ino = st.st_ino;
+	t->ident.src_dev = v->dev;
+	t->ident.src_ino = v->ino;
+	if (ret) {
 		pr_err("cannot map VMA %#" PRIx64 "-%#" PRIx64 " of pid %d: %s", v->start, v->end,
 		       (int)t->o.pid, why);
+		*refused = true;
+	}
 	return ret;
 }
 
@@ -250,6 +264,7 @@ static int check_file(struct rst_target *t, const struct haul_vma *v, int fd)
 static int create_part(struct rst_target *t, const struct haul_vma *v, uint64_t s, uint64_t e)
 {
 	uint64_t flags = MAP_FIXED | ((v->flags & HAUL_VMA_SHARED) ? MAP_SHARED : MAP_PRIVATE);
+	bool refused = false;
 	long res;
 	int ret, fd = -1;
 
@@ -259,7 +274,11 @@ static int create_part(struct rst_target *t, const struct haul_vma *v, uint64_t 
 		flags |= MAP_NORESERVE;
 	if ((v->flags & HAUL_VMA_DROPPABLE) && !(v->flags & HAUL_VMA_FILE))
 		flags = (flags & ~(uint64_t)MAP_PRIVATE) | RST_MAP_DROPPABLE;
-	if ((v->flags & HAUL_VMA_FILE) && !(v->flags & HAUL_VMA_SHMEM)) {
+	if (rst_vma_ghost(v)) {
+		/* its file comes with the state: anonymous until then (vma_ghost.c) */
+		ret = rst_rcall(t, SYS_mmap, s, e - s, v->prot, flags | MAP_ANONYMOUS, (uint64_t)-1,
+				0, &res);
+	} else if ((v->flags & HAUL_VMA_FILE) && !(v->flags & HAUL_VMA_SHMEM)) {
 		uint64_t path;
 		/* A shared mapping of a file opened for writing may be made writable later. */
 		int oflags = ((v->flags & HAUL_VMA_SHARED) &&
@@ -282,12 +301,12 @@ static int create_part(struct rst_target *t, const struct haul_vma *v, uint64_t 
 			return ret;
 		}
 		fd = (int)res;
-		ret = check_file(t, v, fd);
+		ret = check_file(t, v, fd, &refused);
 		if (!ret)
 			ret = rst_rcall(t, SYS_mmap, s, e - s, v->prot, flags, fd,
 					v->pgoff + (s - v->start), &res);
 		rst_rcall(t, SYS_close, fd, 0, 0, 0, 0, 0, NULL);
-		if (ret == -ESTALE)
+		if (refused)
 			return ret; /* check_file said why */
 	} else if ((v->flags & HAUL_VMA_SHMEM) && (v->flags & HAUL_VMA_SHARED)) {
 		/* one object for all its VMAs (shm_restore.c) */
@@ -401,7 +420,76 @@ void rst_tvmas_free(struct tvma *v, size_t n)
 	free(v);
 }
 
+/* @o's bits all @fill again. */
+static int bits_init_again(struct tvma *o, bool fill)
+{
+	for (size_t k = 0; o->bits && k < bits_nchunks(&o->v); k++)
+		free(o->bits[k]);
+	free(o->bits);
+	return bits_init(o, fill);
+}
+
 static int write_mem(struct rst_target *t, uint64_t addr, const void *data, size_t len);
+
+/* Copy the pages of [@s, @e) of @o whose bit is set to the same offsets at @to. */
+static int copy_marked(struct rst_target *t, const struct tvma *o, uint64_t s, uint64_t e,
+		       uint64_t to)
+{
+	const uint64_t chunk = 64 << 10;
+	char *buf = malloc(chunk);
+	int ret = buf ? 0 : -ENOMEM;
+
+	for (uint64_t a = s; a < e && !ret; a += HAUL_PAGE_SIZE) {
+		uint64_t b = a;
+
+		while (b < e && b - a < chunk && bit_get(o, (b - o->v.start) >> 12))
+			b += HAUL_PAGE_SIZE;
+		if (b == a)
+			continue;
+		ret = rst_peek(t, a, buf, b - a);
+		if (!ret)
+			ret = write_mem(t, to + (a - s), buf, b - a);
+		a = b - HAUL_PAGE_SIZE;
+	}
+	free(buf);
+	return ret;
+}
+
+int rst_target_map_ghost(struct rst_target *t, struct tvma *o, int fd)
+{
+	const struct haul_vma *v = &o->v;
+	uint64_t len = v->end - v->start;
+	long tmp;
+	int ret;
+
+	ret = rst_rcall(t, SYS_mmap, 0, len, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | (v->flags & HAUL_VMA_NORESERVE ? MAP_NORESERVE : 0), fd,
+			v->pgoff, &tmp);
+	if (ret) {
+		pr_err_r(ret, "cannot map deleted file %s again for VMA %#" PRIx64 " of pid %d",
+			 v->path, v->start, (int)t->o.pid);
+		return ret;
+	}
+	ret = copy_marked(t, o, v->start, v->end, (uint64_t)tmp);
+	if (!ret)
+		ret = rst_rcall(t, SYS_mremap, (uint64_t)tmp, len, len,
+				MREMAP_MAYMOVE | MREMAP_FIXED, v->start, 0, NULL);
+	if (ret) {
+		pr_err_r(ret,
+			 "cannot put deleted file %s back at %#" PRIx64 "-%#" PRIx64 " of pid %d",
+			 v->path, v->start, v->end, (int)t->o.pid);
+		rst_rcall(t, SYS_munmap, (uint64_t)tmp, len, 0, 0, 0, 0, NULL);
+		return ret;
+	}
+	if (v->prot != (PROT_READ | PROT_WRITE))
+		ret = rst_rcall(t, SYS_mprotect, v->start, len, v->prot, 0, 0, 0, NULL);
+	if (!ret)
+		ret = apply_advice(t, v, v->start, v->end);
+	/* every page is the file's or a copy now: a later zero page must be written */
+	if (!ret)
+		ret = bits_init_again(o, true);
+	return ret;
+}
 
 /*
  * Make [@s, @e) of kept VMA @o again as @w, whose creation flags differ,
@@ -416,8 +504,7 @@ static int write_mem(struct rst_target *t, uint64_t addr, const void *data, size
 static int remake_part(struct rst_target *t, const struct tvma *o, const struct haul_vma *w,
 		       uint64_t s, uint64_t e)
 {
-	uint64_t flags = MAP_ANONYMOUS | MAP_PRIVATE, chunk = 64 << 10;
-	char *buf;
+	uint64_t flags = MAP_ANONYMOUS | MAP_PRIVATE;
 	long tmp;
 	int ret;
 
@@ -444,22 +531,7 @@ static int remake_part(struct rst_target *t, const struct tvma *o, const struct 
 			 (int)t->o.pid);
 		return ret;
 	}
-	buf = malloc(chunk);
-	if (!buf)
-		ret = -ENOMEM;
-	for (uint64_t a = s; a < e && !ret; a += HAUL_PAGE_SIZE) {
-		uint64_t b = a;
-
-		while (b < e && b - a < chunk && bit_get(o, (b - o->v.start) >> 12))
-			b += HAUL_PAGE_SIZE;
-		if (b == a)
-			continue;
-		ret = rst_peek(t, a, buf, b - a);
-		if (!ret)
-			ret = write_mem(t, (uint64_t)tmp + (a - s), buf, b - a);
-		a = b - HAUL_PAGE_SIZE;
-	}
-	free(buf);
+	ret = copy_marked(t, o, s, e, (uint64_t)tmp);
 	if (!ret)
 		ret = rst_rcall(t, SYS_mremap, (uint64_t)tmp, e - s, e - s,
 				MREMAP_MAYMOVE | MREMAP_FIXED, s, 0, NULL);
@@ -618,7 +690,8 @@ int rst_target_layout(struct rst_target *t, const struct haul_layout *l)
 		o->v = *v;
 		o->v.flags &= ~HAUL_VMA_UFFD_WP;
 		o->v.path = v->path ? strdup(v->path) : NULL;
-		ret = bits_init(o, file);
+		/* a placeholder's bits: the pages the process wrote (rst_target_pages) */
+		ret = bits_init(o, file && !rst_vma_ghost(v));
 		nn++;
 		if (ret || (v->path && !o->v.path)) {
 			ret = -ENOMEM;
@@ -726,6 +799,22 @@ static int write_mem(struct rst_target *t, uint64_t addr, const void *data, size
 
 static const uint8_t zeros[64 << 10];
 
+/* Zero pages [@a, @e) of placeholder @v: written where a copy is, marked as copies. */
+static int ghost_zeros(struct rst_target *t, struct tvma *v, uint64_t a, uint64_t e)
+{
+	int ret = 0;
+
+	for (; a < e && !ret; a += HAUL_PAGE_SIZE) {
+		uint64_t i = (a - v->v.start) >> 12;
+
+		if (bit_get(v, i))
+			ret = write_mem(t, a, zeros, HAUL_PAGE_SIZE);
+		if (!ret)
+			ret = bit_set(v, i, true);
+	}
+	return ret;
+}
+
 int rst_target_pages(struct rst_target *t, uint64_t addr, const void *data, uint32_t npages)
 {
 	uint64_t end = addr + (uint64_t)npages * HAUL_PAGE_SIZE;
@@ -751,6 +840,9 @@ int rst_target_pages(struct rst_target *t, uint64_t addr, const void *data, uint
 			ret = write_mem(t, addr, data, stop - addr);
 			for (uint64_t i = 0; !ret && i < (stop - addr) >> 12; i++)
 				ret = bit_set(v, first + i, true);
+		} else if (rst_vma_ghost(&v->v)) {
+			/* a written page of zeros is a copy, not the file's page: keep it marked */
+			ret = ghost_zeros(t, v, addr, stop);
 		} else {
 			/* Zero only pages that may hold something else. */
 			for (uint64_t a = addr; a < stop && !ret;) {

@@ -134,11 +134,15 @@ static int restore_mm(struct rst_target *t, const Haul__Img__ProcessState *ps, c
 {
 	const Haul__Img__MmMap *mm = ps->mm;
 	struct prctl_mm_map_ m = {0};
+	char exe[4096];
 	uint64_t rexe;
 	long res;
 	int ret, exe_fd;
 
-	ret = rst_put_str(t, 4096, mm->exe, &rexe);
+	/* a deleted exe: the file its mappings were made again from (vma_ghost.c) */
+	if (!rst_vma_ghost_name(t, mm->exe_dev, mm->exe_ino, exe, sizeof(exe)))
+		snprintf(exe, sizeof(exe), "%s", mm->exe);
+	ret = rst_put_str(t, 4096, exe, &rexe);
 	if (!ret)
 		ret = rst_rcall(t, SYS_openat, AT_FDCWD, rexe, O_RDONLY | O_CLOEXEC, 0, 0, 0, &res);
 	if (ret) {
@@ -174,7 +178,7 @@ static int restore_mm(struct rst_target *t, const Haul__Img__ProcessState *ps, c
 		char link[64];
 
 		snprintf(link, sizeof(link), "/proc/%d/exe", (int)t->stub);
-		if (!stat(link, &cur) && !stat(mm->exe, &want) && cur.st_dev == want.st_dev &&
+		if (!stat(link, &cur) && !stat(exe, &want) && cur.st_dev == want.st_dev &&
 		    cur.st_ino == want.st_ino)
 			m.exe_fd = (uint32_t)-1;
 	}
@@ -665,6 +669,9 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 	/* sizes and seals of shared memory, before post-copy registers it */
 	if (!ret)
 		ret = rst_shm_finish(t, ps, why, wl);
+	/* deleted files mapped privately, before memory hooks, mlock and seals */
+	if (!ret)
+		ret = rst_res_restore(t, ps, RST_RES_VMAS, why, wl);
 	ms[1] = lap_ms(t, &lap, &n[1], &mark);
 	if (!ret && t->o.before_resume) {
 		ret = t->o.before_resume(t->o.before_resume_arg, &t->r, &l);
@@ -687,6 +694,8 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 	ms[3] = lap_ms(t, &lap, &n[3], &mark);
 	if (!ret)
 		ret = restore_mm(t, ps, why, wl);
+	/* the names of deleted mapped files the fds and the exe opened: deleted again */
+	rst_vma_ghost_unlink(t);
 	ms[4] = lap_ms(t, &lap, &n[4], &mark);
 	/* before its timer slack is set and its threads cloned (target_boost.c) */
 	rst_boost_end_tracees(t);

@@ -128,6 +128,41 @@ Test(rst_vmas, protnone_page_keeps_its_data, .fini = cleanup, .timeout = 60)
 	checkpoint_restore("protnone", false);
 }
 
+/*
+ * zdtm unlink_mmap00: a file deleted while mapped privately (a library an
+ * upgrade replaced) was refused; now it comes back deleted, from its content.
+ */
+Test(rst_vmas, deleted_file_mapped_privately_comes_back_deleted_with_its_pages, .fini = cleanup,
+     .timeout = 60)
+{
+	checkpoint_restore("deleted", false);
+}
+
+/* Its program deleted under it (upgraded): /proc/PID/exe is the deleted file again. */
+Test(rst_vmas, deleted_executable_comes_back_deleted, .fini = cleanup, .timeout = 60)
+{
+	checkpoint_restore("exedel", false);
+}
+
+/* The same, its path taken by a new file since (the upgrade's): that one is left alone. */
+Test(rst_vmas, deleted_file_mapped_privately_whose_path_is_taken_again, .fini = cleanup,
+     .timeout = 60)
+{
+	char args[512], path[256];
+	pid_t pid = spawn("deleted");
+
+	snprintf(args, sizeof(args), "checkpoint %d --images %s/img", (int)pid, dir);
+	cr_assert_eq(haul(args, "ckpt.log"), 0, "checkpoint failed");
+	reap(pid);
+	snprintf(path, sizeof(path), "%s/vmcases.deleted", dir);
+	snprintf(args, sizeof(args), "echo new > %s", path);
+	cr_assert_eq(system(args), 0);
+	restore_and_check();
+	cr_assert_str_eq(th_slurp(path), "new\n", "the new file at the path was touched");
+	snprintf(args, sizeof(args), "test $(ls %s | grep -c vmcases.deleted) = 1", dir);
+	cr_assert_eq(system(args), 0, "the file made again was left behind");
+}
+
 /* zdtm maps02: MAP_NORESERVE (VmFlags nr) was not recorded. */
 Test(rst_vmas, noreserve_mapping_stays_noreserve, .fini = cleanup, .timeout = 60)
 {
@@ -311,8 +346,8 @@ static void restore_refused_over(const char *name, const char *why)
  * rest come from the file at the restore.  A file replaced since the
  * checkpoint (a package upgraded) used to be mapped as it is now: the
  * process read the new file's pages beside its old copies.  Now another
- * size or mtime is refused by name, the same inode or the same content
- * with the source's mtime is restored.
+ * size or other bytes are refused by name, the same inode or the same
+ * bytes in another file are restored.
  */
 Test(rst_vmas, private_file_mapping_of_a_replaced_file_is_refused_by_name, .fini = cleanup,
      .timeout = 90)
@@ -330,11 +365,11 @@ Test(rst_vmas, private_file_mapping_of_a_replaced_file_is_refused_by_name, .fini
 	cr_assert_eq(stat(orig, &st), 0);
 
 	write_pages("other", 'b', 0); /* same size, other bytes, a later mtime */
-	restore_refused_over("other", "at the source: it may not be the file the process mapped");
+	restore_refused_over("other", "holds other bytes on the restoring host than at the source");
 	write_pages("longer", 'a', 100);
-	restore_refused_over("longer", "bytes here and was 32768 at the source");
+	restore_refused_over("longer", "bytes on the restoring host and was 32768 at the source");
 
-	/* the same bytes in a new inode, given the source's mtime: restored */
+	/* the same bytes in a new inode (its mtime does not matter: the bytes do): restored */
 	write_pages("copy", 'a', 0);
 	snprintf(path, sizeof(path), "%s/copy", dir);
 	cr_assert_eq(utimensat(AT_FDCWD, path, (struct timespec[2]){st.st_atim, st.st_mtim}, 0), 0);

@@ -19,6 +19,10 @@
  *   rst_vmas DIR fileelf    DIR/mapped a copy of this program (an ELF file
  *                           with a build-id), mapped MAP_PRIVATE whole: it
  *                           reads back the same
+ *   rst_vmas DIR exedel     runs from DIR/exe, a copy of this program, deleted
+ *                           once it runs (a server's binary upgraded under
+ *                           it): /proc/self/exe stays that file, deleted,
+ *                           and the "deleted" case of vmcases.h holds
  *
  * SIGUSR1 maps one more page (a new VMA: the layout's geometry changes)
  * and prints "grown".  It prints "ready" once set up, then waits for SIGUSR2 (blocked outside
@@ -163,6 +167,44 @@ static int filepriv_check(char *why, size_t len)
 	return 0;
 }
 
+/* exedel: run again from a copy of this program at DIR/exe, which the copy deletes. */
+static int exedel(char **argv)
+{
+	char path[256], buf[65536];
+	int in, out;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/exe", argv[1]);
+	if (!strcmp(argv[2], "exedel")) {
+		in = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+		out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+		if (in < 0 || out < 0)
+			return -errno;
+		while ((n = read(in, buf, sizeof(buf))) > 0)
+			if (write(out, buf, (size_t)n) != n)
+				return -EIO;
+		close(in);
+		close(out);
+		argv[2] = "exedel-run";
+		execv(path, argv);
+		return -errno;
+	}
+	return unlink(path) ? -errno : vmcases_setup(argv[1], "deleted");
+}
+
+/* exedel: /proc/self/exe is DIR/exe, deleted. */
+static int exedel_check(const char *dir, char *why, size_t len)
+{
+	char link[512], want[300];
+	ssize_t n = readlink("/proc/self/exe", link, sizeof(link) - 1);
+
+	link[n > 0 ? n : 0] = '\0';
+	snprintf(want, sizeof(want), "%s/exe (deleted)", dir);
+	if (strcmp(link, want))
+		return snprintf(why, len, "exe is '%.100s', not '%.100s'", link, want), -1;
+	return vmcases_check(why, len);
+}
+
 int main(int argc, char **argv)
 {
 	struct sigaction sa = {.sa_handler = on_usr2}, grow = {.sa_handler = on_usr1};
@@ -176,6 +218,7 @@ int main(int argc, char **argv)
 	sigemptyset(&block);
 	sigaddset(&block, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &block, &old);
+	sigdelset(&old, SIGUSR2); /* blocked already when exedel exec'd its copy */
 	sigaction(SIGUSR2, &sa, NULL);
 	sigaction(SIGUSR1, &grow, NULL);
 	/* "cases-live": the cases, restored by a migration's path (droppable pages may stay) */
@@ -190,6 +233,8 @@ int main(int argc, char **argv)
 		ret = filepriv(argv[1]);
 	else if (!strcmp(argv[2], "fileelf"))
 		ret = fileelf(argv[1]);
+	else if (!strncmp(argv[2], "exedel", 6))
+		ret = exedel(argv);
 	else if ((ret = vmcases_setup(argv[1], strcmp(argv[2], "cases") ? argv[2] : NULL)) ==
 		 -EINVAL)
 		return 2;
@@ -200,7 +245,9 @@ int main(int argc, char **argv)
 	printf("ready guards=%d\n", vmc.have_guard);
 	while (!go)
 		sigsuspend(&old);
-	if (fp_map ? filepriv_check(why, sizeof(why)) : vmcases_check(why, sizeof(why))) {
+	if (!strcmp(argv[2], "exedel-run") ? exedel_check(argv[1], why, sizeof(why))
+	    : fp_map			   ? filepriv_check(why, sizeof(why))
+					   : vmcases_check(why, sizeof(why))) {
 		printf("FAIL: %s\n", why);
 		return 1;
 	}

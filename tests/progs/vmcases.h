@@ -18,6 +18,11 @@
  *            after an image's restore, .image; either after a migration),
  *            4 pages mseal'ed ("sl", munmap fails): each only where the
  *            kernel offers it at setup
+ *  deleted   an 8-page file (pattern 9) mapped MAP_PRIVATE in two VMAs (r--,
+ *            rw-), page 5 written (pattern 10), page 6 zeroed, the file
+ *            unlinked (a library replaced by an upgrade): every page reads
+ *            the same, the VMA still shows "(deleted)", and MADV_DONTNEED of
+ *            page 5 brings the file's page back
  *
  * Header-only (static functions): each program is one .c file.
  */
@@ -43,7 +48,7 @@
 #define VMC_SYS_MSEAL	       462
 
 static struct {
-	char *protnone, *noreserve, *file, *guard, *merge, *drop, *seal, *shro, *shnone;
+	char *protnone, *noreserve, *file, *guard, *merge, *drop, *seal, *shro, *shnone, *del;
 	bool image; /* restored from an image: droppable pages read as zeros */
 	bool have_guard;
 } vmc;
@@ -173,6 +178,74 @@ static int vmc_setup_fileprot(const char *dir)
 	return 0;
 }
 
+static int vmc_setup_deleted(const char *dir)
+{
+	char path[512], page[VMC_PAGE];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/vmcases.deleted", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return -errno;
+	for (size_t i = 0; i < 8; i++) {
+		vmc_fill(page, 1, 9);
+		memcpy(page, &i, sizeof(i)); /* each page its own */
+		if (pwrite(fd, page, VMC_PAGE, (off_t)(i * VMC_PAGE)) != (ssize_t)VMC_PAGE)
+			return -EIO;
+	}
+	vmc.del = mmap(NULL, 8 * VMC_PAGE, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (vmc.del == MAP_FAILED ||
+	    mprotect(vmc.del + 4 * VMC_PAGE, 4 * VMC_PAGE, PROT_READ | PROT_WRITE))
+		return -errno;
+	vmc_fill(vmc.del + 5 * VMC_PAGE, 1, 10);
+	memset(vmc.del + 6 * VMC_PAGE, 0, VMC_PAGE);
+	return unlink(path) ? -errno : 0;
+}
+
+/* Page @i of the deleted file's mapping: 0 if it reads as it should. */
+static int vmc_deleted_page(size_t i)
+{
+	char want[VMC_PAGE];
+
+	if (i == 6) {
+		memset(want, 0, sizeof(want));
+	} else if (i == 5) {
+		vmc_fill(want, 1, 10);
+	} else {
+		vmc_fill(want, 1, 9);
+		memcpy(want, &i, sizeof(i));
+	}
+	return memcmp(vmc.del + i * VMC_PAGE, want, VMC_PAGE) ? -1 : 0;
+}
+
+static int vmc_check_deleted(char *why, size_t len)
+{
+	char line[512], want[24];
+	bool deleted = false;
+	FILE *f;
+
+	for (size_t i = 0; i < 8; i++)
+		if (vmc_deleted_page(i))
+			return snprintf(why, len, "deleted: page %zu lost its data", i), -1;
+	/* the file's page comes back where the written copy is dropped */
+	if (madvise(vmc.del + 5 * VMC_PAGE, VMC_PAGE, MADV_DONTNEED))
+		return snprintf(why, len, "deleted: madvise: %s", strerror(errno)), -1;
+	if (((size_t *)(vmc.del + 5 * VMC_PAGE))[0] != 5)
+		return snprintf(why, len, "deleted: page 5 dropped is not the file's"), -1;
+	vmc_fill(vmc.del + 5 * VMC_PAGE, 1, 10);
+	f = fopen("/proc/self/maps", "re");
+	snprintf(want, sizeof(want), "%lx-", (unsigned long)(uintptr_t)vmc.del);
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, want, strlen(want)))
+			deleted = strstr(line, "vmcases.deleted") && strstr(line, " (deleted)");
+	if (f)
+		fclose(f);
+	if (!deleted)
+		return snprintf(why, len, "deleted: maps does not show the file deleted"), -1;
+	return 0;
+}
+
 /* 5 VMAs of 2 pages, made one by one inside a free 10-page range */
 static int vmc_setup_guards(void)
 {
@@ -222,7 +295,7 @@ static int vmc_setup_flags(void)
 
 /*
  * Set case @only up ("protnone", "noreserve", "fileprot", "guards",
- * "shmemprot", "flags"),
+ * "shmemprot", "flags", "deleted"),
  * or every case for NULL; the file of fileprot goes in @dir.  0 or -errno
  * (-EINVAL: no such case).
  */
@@ -242,6 +315,8 @@ static int vmcases_setup(const char *dir, const char *only)
 	if (VMC_WANT("shmemprot") && (ret = vmc_setup_shmemprot()))
 		return ret;
 	if (VMC_WANT("flags") && (ret = vmc_setup_flags()))
+		return ret;
+	if (VMC_WANT("deleted") && (ret = vmc_setup_deleted(dir)))
 		return ret;
 #undef VMC_WANT
 	return ret;
@@ -308,6 +383,8 @@ static int vmcases_check(char *why, size_t len)
 		mprotect(vmc.file, VMC_PAGE, PROT_READ);
 	}
 	if (vmc.guard && vmc_check_guards(why, len))
+		return -1;
+	if (vmc.del && vmc_check_deleted(why, len))
 		return -1;
 	if (vmc.shro) {
 		if (vmc_bad(vmc.shro, 2, 7) >= 0)

@@ -31,6 +31,7 @@ static struct stat file_like(uint64_t dev, uint64_t ino, off_t size, int64_t mti
 	memset(&st, 0, sizeof(st));
 	st.st_dev = dev;
 	st.st_ino = ino;
+	st.st_mode = S_IFREG | 0644;
 	st.st_size = size;
 	st.st_mtim.tv_sec = mtime / 1000000000;
 	st.st_mtim.tv_nsec = mtime % 1000000000;
@@ -53,14 +54,16 @@ Test(vma_ident, another_size_or_mtime_is_refused_by_name)
 	struct stat st = file_like(0x802, 7, 8193, lib.file_mtime);
 
 	cr_assert_eq(haul_vma_ident_check(&lib, &st, NULL, why, sizeof(why)), -ESTALE);
-	cr_assert(strstr(why, "/usr/lib/libx.so.1 is 8193 bytes here and was 8192 at the source"),
-		  "%s", why);
+	cr_assert(
+		strstr(why,
+		       "/usr/lib/libx.so.1 is 8193 bytes on the restoring host and was 8192 at the source"),
+		"%s", why);
 	st = file_like(0x802, 7, 8192, lib.file_mtime + 1);
 	cr_assert_eq(haul_vma_ident_check(&lib, &st, NULL, why, sizeof(why)), -ESTALE);
-	cr_assert(strstr(why, "modified 2023-11-14 22:13:20.123456790 UTC here and "
-			      "2023-11-14 22:13:20.123456789 UTC at the source"),
+	cr_assert(strstr(why, "modified 2023-11-14 22:13:20.123456790 UTC on the restoring host "
+			      "and 2023-11-14 22:13:20.123456789 UTC at the source"),
 		  "%s", why);
-	cr_assert(strstr(why, "touch -m -d @1700000000.123456789 /usr/lib/libx.so.1"), "%s", why);
+	cr_assert(strstr(why, "touch -m -d @1700000000.123456789 '/usr/lib/libx.so.1'"), "%s", why);
 }
 
 Test(vma_ident, unknown_shared_and_anonymous_are_not_checked)
@@ -140,7 +143,10 @@ Test(vma_ident, a_copy_with_another_mtime_passes_by_its_build_id)
 	cr_assert_eq(haul_vma_ident_check(&v, &st, copy, why, sizeof(why)), 0, "%s", why);
 	v.build_id[0] ^= 1;
 	cr_assert_eq(haul_vma_ident_check(&v, &st, copy, why, sizeof(why)), -ESTALE);
-	cr_assert(strstr(why, "with another ELF build-id"), "%s", why);
+	cr_assert(strstr(why, "has another ELF build-id on the restoring host"), "%s", why);
+	/* the same mtime does not make another build-id the same file */
+	v.file_mtime = st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+	cr_assert_eq(haul_vma_ident_check(&v, &st, copy, why, sizeof(why)), -ESTALE);
 	cr_assert_eq(haul_vma_ident_check(&v, &st, NULL, why, sizeof(why)), -ESTALE);
 	/* a file that is not ELF has none */
 	cr_assert_eq(ftruncate(fd, 100), 0);
@@ -148,4 +154,48 @@ Test(vma_ident, a_copy_with_another_mtime_passes_by_its_build_id)
 	close(in);
 	close(fd);
 	unlink(copy);
+}
+
+/* A file without a build-id is told by its bytes: another mtime passes, another byte does not. */
+Test(vma_ident, a_file_without_build_id_is_told_by_its_bytes)
+{
+	char path[] = "/tmp/haul-vma-ident-XXXXXX", why[1024] = "";
+	int fd = mkstemp(path);
+	struct haul_vma v = lib;
+	struct stat st;
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, "locale data", 11), 11);
+	cr_assert_eq(fstat(fd, &st), 0);
+	cr_assert_eq(haul_file_build_id(fd, v.build_id), 0);
+	cr_assert_eq(haul_file_hash(fd, 11, &v.file_hash), 0);
+	v.file_hashed = true;
+	v.file_size = 11;
+	v.file_mtime = 5; /* generated on each host: another mtime */
+	cr_assert_eq(haul_vma_ident_check(&v, &st, path, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(pwrite(fd, "L", 1, 0), 1);
+	cr_assert_eq(haul_vma_ident_check(&v, &st, path, why, sizeof(why)), -ESTALE);
+	cr_assert(strstr(why, "holds other bytes on the restoring host than at the source"), "%s",
+		  why);
+	close(fd);
+	unlink(path);
+}
+
+/* A private mapping of a device (/dev/zero) is no file to check: not identified, never opened. */
+Test(vma_ident, a_private_mapping_of_dev_zero_is_not_identified)
+{
+	int fd = open("/dev/zero", O_RDONLY);
+	struct haul_layout l;
+	char *m;
+
+	cr_assert_geq(fd, 0);
+	m = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0);
+	cr_assert_neq(m, MAP_FAILED);
+	cr_assert_eq(haul_layout_read(getpid(), false, &l), 0);
+	haul_layout_identify(getpid(), &l, NULL);
+	cr_assert_not_null(haul_layout_find(&l, (uint64_t)m));
+	cr_assert_not(haul_layout_find(&l, (uint64_t)m)->file_known);
+	haul_layout_release(&l);
+	munmap(m, 4096);
+	close(fd);
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/vma.h"
 #include "restore/fd_int.h"
 #include "restore/res_int.h"
 #include "restore/restore.h"
@@ -355,4 +356,64 @@ Test(rst_res_validate, an_unconfined_process_needs_no_profile_on_the_target)
 	rst_apparmor_profiles_free(names, n);
 	cr_assert_eq(rst_apparmor_profiles(-1, &names, &n, why, sizeof(why)), -ESRCH);
 	cr_expect(strstr(why, "pid -1"), "%s", why);
+}
+
+/* A deleted file mapped privately: its content once per inode, for every VMA naming it. */
+Test(rst_res_validate, mapped_ghosts_without_content_twice_or_missing_are_named)
+{
+	Haul__Img__ProcessState ps;
+	Haul__Img__MappedGhost m[2], *mp[2] = {&m[0], &m[1]};
+	Haul__Img__GhostFile g[2];
+	Haul__Img__Vma v, *vp[1] = {&v};
+	uint64_t ext[2] = {0, 4};
+	uint8_t data[4] = "abc";
+
+	haul__img__process_state__init(&ps);
+	haul__img__vma__init(&v);
+	v.start = 0x10000;
+	v.end = 0x12000;
+	v.flags = HAUL_VMA_FILE | HAUL_VMA_DELETED;
+	v.dev = 8;
+	v.ino = 9;
+	v.path = "/usr/lib/libx.so";
+	ps.vmas = vp;
+	ps.n_vmas = 1;
+	cr_assert_eq(check(&ps), -EBADMSG);
+	cr_assert(strstr(why, "vmas[0]: maps deleted file /usr/lib/libx.so, whose content the "
+			      "image lacks"),
+		  "%s", why);
+
+	for (int i = 0; i < 2; i++) {
+		haul__img__mapped_ghost__init(&m[i]);
+		haul__img__ghost_file__init(&g[i]);
+		m[i].path = "/usr/lib/libx.so";
+		m[i].ghost = &g[i];
+		g[i].dev = 8;
+		g[i].ino = 9;
+		g[i].has_size = true;
+		g[i].size = 8192;
+		g[i].has_content = true;
+		g[i].content.data = data;
+		g[i].content.len = 4;
+		g[i].extents = ext;
+		g[i].n_extents = 2;
+	}
+	ps.mapped_ghosts = mp;
+	ps.n_mapped_ghosts = 1;
+	cr_assert_eq(check(&ps), 0, "%s", why);
+	ps.n_mapped_ghosts = 2;
+	cr_assert_eq(check(&ps), -EBADMSG);
+	cr_assert(strstr(why, "mapped_ghosts[1] (/usr/lib/libx.so): a second one of its inode"),
+		  "%s", why);
+	ps.n_mapped_ghosts = 1;
+	g[0].has_content = false;
+	cr_assert_eq(check(&ps), -EBADMSG);
+	cr_assert(strstr(why, "no content"), "%s", why);
+	g[0].has_content = true;
+	ext[1] = 5; /* more bytes than the content holds */
+	cr_assert_eq(check(&ps), -EBADMSG);
+	ext[1] = 4;
+	m[0].path = "lib.so";
+	cr_assert_eq(check(&ps), -EBADMSG);
+	cr_assert(strstr(why, "not absolute"), "%s", why);
 }
