@@ -293,7 +293,7 @@ static int content_check(const struct haul_vma *v, const struct stat *st, const 
 	snprintf(
 		why, len,
 		"%.512s holds other bytes on the restoring host than at the source (XXH3 %016" PRIx64
-		" there, %016" PRIx64 " there): it is not the file the process mapped, and %s",
+		" against %016" PRIx64 "): it is not the file the process mapped, and %s",
 		v->path, h, v->file_hash, tail);
 	return -ESTALE;
 }

@@ -292,7 +292,7 @@ static int state_part(struct ps_conn *c, const Haul__Wire__State *m, const uint8
 {
 	struct ps_session *x = c->sess;
 
-	if (!m->total || m->total > WIRE_MAX_STATE ||
+	if (!*len || !m->total || m->total > WIRE_MAX_STATE ||
 	    (x->state_buf && m->total != x->state_total) ||
 	    *len > m->total - (x->state_buf ? x->state_got : 0)) {
 		ps_conn_fail(c, -EPROTO, "sent a bad part of a state (%zu of %llu bytes)", *len,
@@ -333,6 +333,9 @@ int ps_on_state(struct ps_conn *c, const Haul__Wire__State *m, const uint8_t *pa
 		ret = state_part(c, m, &payload, &len);
 		if (ret)
 			return ret > 0 ? 0 : ret;
+	} else if (x->state_buf) {
+		ps_conn_fail(c, -EPROTO, "sent a whole state in the middle of one in parts");
+		return -EPROTO;
 	}
 	if (m->n_stale || (m->has_complete && m->complete)) {
 		ret = on_stale(c, m);

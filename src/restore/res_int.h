@@ -25,10 +25,10 @@ struct rst_target;
 
 /* Where in the resume a resource's restore hook runs. */
 enum rst_res_phase {
-	RST_RES_VMAS,  /* after the layout and shared memory, before memory hooks, mlock, seals */
 	RST_RES_TASK,  /* after the task's own state (mm map, name, rlimits), before signals */
 	RST_RES_CREDS, /* after threads, before credentials: the stub's privileges still hold */
 	RST_RES_LAST,  /* after threads, credentials, no_new_privs: the last injected calls */
+	RST_RES_VMAS,  /* after the layout and shared memory, before memory hooks, mlock, seals */
 };
 
 /*

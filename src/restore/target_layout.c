@@ -614,6 +614,32 @@ static void advice_done(struct rst_target *t, struct rst_batch *b)
 }
 
 /* Same geometry: take @l's VmFlags, advising only what is new (the diff keeps such VMAs too). */
+/*
+ * Kept part [@s, @e) of @o becomes @w.  A file deleted since an earlier
+ * layout (an upgrade during the migration) turns a mapped file into a
+ * placeholder (vma_ghost.c): its bits meant "may hold data" and now mean
+ * "a copy to keep", and every page of the old mapping is right (the file's
+ * bytes or a copy, zeros included), so all of them are kept.  The other
+ * way (linked again) is not carried.
+ */
+static int ghost_turn(struct rst_target *t, const struct haul_vma *was, struct tvma *o,
+		      const struct haul_vma *w, uint64_t s, uint64_t e)
+{
+	int ret = 0;
+
+	if (rst_vma_ghost(was) && !rst_vma_ghost(w)) {
+		pr_err("pid %d: %s, mapped at %#" PRIx64 ", deleted, has a name again: not "
+		       "supported",
+		       (int)t->o.pid, w->path ? w->path : "", s);
+		return -EOPNOTSUPP;
+	}
+	if (!rst_vma_ghost(w) || rst_vma_ghost(was))
+		return 0;
+	for (uint64_t a = s; a < e && !ret; a += HAUL_PAGE_SIZE)
+		ret = bit_set(o, (a - o->v.start) >> 12, true);
+	return ret;
+}
+
 static int update_vmflags(struct rst_target *t, const struct haul_layout *l)
 {
 	/* the advice in one round trip (target_batch.c), run before any remake */
@@ -640,6 +666,8 @@ static int update_vmflags(struct rst_target *t, const struct haul_layout *l)
 		} else if (add.flags & VMFLAGS_MASK) {
 			advise_later(t, b, &add, add.start, add.end);
 		}
+		if (!ret)
+			ret = ghost_turn(t, &o->v, o, &l->v[i], o->v.start, o->v.end);
 		o->v.flags = l->v[i].flags & ~HAUL_VMA_UFFD_WP;
 	}
 	if (!ret)
@@ -673,6 +701,7 @@ int rst_target_layout(struct rst_target *t, const struct haul_layout *l)
 			return ret;
 		}
 	}
+	memset(&t->ident, 0, sizeof(t->ident)); /* a file may have changed since */
 	if (t->v && same_geometry(t, l))
 		return update_vmflags(t, l);
 	t->lay = l;
@@ -748,6 +777,8 @@ int rst_target_layout(struct rst_target *t, const struct haul_layout *l)
 			}
 			if (!ret)
 				ret = bits_carry(w, o, s, e);
+			if (!ret)
+				ret = ghost_turn(t, &o->v, w, &w->v, s, e);
 			cur = e;
 		}
 		if (!ret && cur < w->v.end)

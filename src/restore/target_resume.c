@@ -632,19 +632,12 @@ static int finish_vmas(struct rst_target *t, const Haul__Img__ProcessState *ps, 
 	return ret;
 }
 
-static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl)
+/* The image is @t's and this restorer's; how its batches run. */
+static int resume_begin(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
+			size_t wl)
 {
-	struct haul_layout l;
-	uint64_t mask = ps->sigmask;
-	struct timespec lap;
-	double ms[9] = {0};
-	unsigned long n[9] = {0}, mark = rst_round_trips(t);
-	double in_calls = rst_round_trips_ms(t);
-	int ret;
+	int ret = check_image(ps, why, wl);
 
-	clock_gettime(CLOCK_MONOTONIC, &lap);
-
-	ret = check_image(ps, why, wl);
 	if (ret)
 		return ret;
 	if (ps->pid != t->o.pid) {
@@ -658,7 +651,24 @@ static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char 
 		pr_debug("pid %d ignores SIGTRAP or has one queued: its batches of injected calls "
 			 "run one call at a time",
 			 (int)t->o.pid);
-	ret = rst_state_layout(ps, &l);
+	return 0;
+}
+
+static int resume(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why, size_t wl)
+{
+	struct haul_layout l;
+	uint64_t mask = ps->sigmask;
+	struct timespec lap;
+	double ms[9] = {0};
+	unsigned long n[9] = {0}, mark = rst_round_trips(t);
+	double in_calls = rst_round_trips_ms(t);
+	int ret;
+
+	clock_gettime(CLOCK_MONOTONIC, &lap);
+
+	ret = resume_begin(t, ps, why, wl);
+	if (!ret)
+		ret = rst_state_layout(ps, &l);
 	if (ret)
 		return ret;
 	/* Normally a no-op: the last layout sent was this one. */

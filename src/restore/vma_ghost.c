@@ -247,6 +247,20 @@ int rst_vma_ghost_dump(pid_t pid, const struct haul_layout *l, Haul__Img__Proces
 	return ret;
 }
 
+/* An absolute path without "." or ".." components, short enough for a ".haul-" name beside. */
+static bool path_ok(const char *p)
+{
+	if (!p || p[0] != '/' || strnlen(p, 3901) > 3900)
+		return false;
+	for (const char *c = p; c; c = strchr(c + 1, '/')) {
+		size_t n = strcspn(c + 1, "/");
+
+		if ((n == 1 && c[1] == '.') || (n == 2 && c[1] == '.' && c[2] == '.'))
+			return false;
+	}
+	return true;
+}
+
 /* At load: every ghost's extents sane, one per inode; every deleted private VMA has one. */
 static int ghost_validate(const Haul__Img__ProcessState *ps, char *why, size_t wl)
 {
@@ -258,8 +272,11 @@ static int ghost_validate(const Haul__Img__ProcessState *ps, char *why, size_t w
 		f.kind = HAUL__IMG__FD_KIND__FD_DELETED;
 		f.path = m->path;
 		f.ghost = m->ghost;
-		if (!m->path || m->path[0] != '/' || strstr(m->path, "/../")) {
-			snprintf(why, wl, "mapped_ghosts[%zu]: path not absolute, or with '..'", i);
+		if (!path_ok(m->path)) {
+			snprintf(why, wl,
+				 "mapped_ghosts[%zu]: path not absolute, with a '.' or '..' "
+				 "component, or over 3900 bytes",
+				 i);
 			return -EBADMSG;
 		}
 		if (!m->ghost->has_content && !fd_ghost_of(ps, m->ghost->dev, m->ghost->ino)) {
@@ -299,12 +316,34 @@ static bool is_exe(const Haul__Img__ProcessState *ps, const Haul__Img__GhostFile
 	       ps->mm->exe_ino == g->ino;
 }
 
+/*
+ * Whether stub fd @fd is the file made at @path here: a stub in another root
+ * (a container's) would open another file or none by that name.
+ */
+static int same_file(struct rst_target *t, const char *path, int fd, char *why, size_t wl)
+{
+	struct stat here, there;
+	char link[64];
+
+	snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)t->stub, fd);
+	if (!stat(path, &here) && !stat(link, &there) && here.st_dev == there.st_dev &&
+	    here.st_ino == there.st_ino)
+		return 0;
+	snprintf(why, wl,
+		 "deleted file %.256s, made again at %.256s, is not what pid %d opens by that "
+		 "name: its root is not the restorer's (a container?), where deleted mapped "
+		 "files are not carried yet",
+		 path, path, (int)t->o.pid);
+	return -EXDEV;
+}
+
 /* Make @m's file again, map it over its placeholders; its name kept in t->vghosts. */
 static int remap_inode(struct rst_target *t, const Haul__Img__ProcessState *ps,
 		       const Haul__Img__MappedGhost *m, char *why, size_t wl)
 {
 	Haul__Img__FileObject f = HAUL__IMG__FILE_OBJECT__INIT;
 	const Haul__Img__FileObject *held = fd_ghost_of(ps, m->ghost->dev, m->ghost->ino);
+	Haul__Img__GhostFile gf;
 	struct rst_tghost *g;
 	char path[4096];
 	uint64_t rpath;
@@ -314,7 +353,10 @@ static int remap_inode(struct rst_target *t, const Haul__Img__ProcessState *ps,
 	f.kind = HAUL__IMG__FD_KIND__FD_DELETED;
 	f.path = m->path;
 	/* the content an fd of it carries when the mapping's record has none */
-	f.ghost = m->ghost->has_content || !held ? m->ghost : held->ghost;
+	gf = *(m->ghost->has_content || !held ? m->ghost : held->ghost);
+	/* never a set-id copy of an old program on disk, even for a moment */
+	gf.mode &= ~(uint32_t)(S_ISUID | S_ISGID);
+	f.ghost = &gf;
 	g = realloc(t->vghosts, (t->nvghosts + 1) * sizeof(*g));
 	if (!g)
 		return -ENOMEM;
@@ -337,6 +379,8 @@ static int remap_inode(struct rst_target *t, const Haul__Img__ProcessState *ps,
 	ret = rst_put_str(t, 0, path, &rpath);
 	if (!ret)
 		ret = rst_rcall(t, SYS_openat, AT_FDCWD, rpath, O_RDONLY | O_CLOEXEC, 0, 0, 0, &fd);
+	if (!ret)
+		ret = same_file(t, path, (int)fd, why, wl);
 	for (size_t i = 0; i < t->n && !ret; i++)
 		if (rst_vma_ghost(&t->v[i].v) && t->v[i].v.dev == g->dev && t->v[i].v.ino == g->ino)
 			ret = rst_target_map_ghost(t, &t->v[i], (int)fd);

@@ -171,7 +171,7 @@ Test(rst_refuse, being_traced, .timeout = 20)
 	refuses("traced", "is being traced");
 }
 
-Test(rst_refuse, mapping_of_a_deleted_file, .timeout = 20)
+Test(rst_refuse, shared_mapping_of_a_deleted_file, .timeout = 20)
 {
-	refuses("deleted-map", "maps deleted file");
+	refuses("deleted-map", "MAP_SHARED: its writes go to a file that no longer has a name");
 }

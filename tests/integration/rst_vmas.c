@@ -409,3 +409,57 @@ Test(rst_vmas, private_file_mapping_of_an_elf_copy_with_its_build_id_is_restored
 	cr_assert_eq(system(args), 0);
 	restore_and_check();
 }
+
+/*
+ * A file deleted during pre-copy (an upgrade while the migration runs):
+ * the first layout maps the file, its written pages come (page 6 as a zero
+ * page, as the tracker sends a copy of zeros), then the file is deleted and
+ * the state's layout names it deleted.  The kept VMA turns into a
+ * placeholder: every page of it is kept, and page 6 read the file's bytes
+ * again before.
+ */
+Test(rst_vmas, file_deleted_during_pre_copy_keeps_every_page, .fini = cleanup, .timeout = 60)
+{
+	struct rst_target_opts o = {.pidns = RST_PIDNS_AUTO};
+	struct haul_layout pre, fin = {0};
+	const struct haul_vma *del = NULL;
+	struct rst_seized *sz;
+	struct rst_target *t;
+	char why[256];
+	uint8_t *state;
+	size_t len;
+	pid_t pid = spawn("latedel"), here;
+
+	o.pid = pid;
+	cr_assert_eq(rst_target_new(&o, &t), 0);
+	cr_assert_eq(haul_layout_read(pid, false, &pre), 0);
+	cr_assert_eq(rst_target_layout(t, &pre), 0);
+	send_pages(t, pid, &pre, NULL);
+	for (size_t i = 0; i < pre.n && !del; i++)
+		if (pre.v[i].path && strstr(pre.v[i].path, "vmcases.deleted") &&
+		    pre.v[i].pgoff == 4 * 4096)
+			del = &pre.v[i];
+	cr_assert_not_null(del, "no rw- VMA of the file");
+	/* page 6 (the second of the rw- VMA's pages 4-7) is a copy of zeros */
+	cr_assert_eq(rst_target_pages(t, del->start + 2 * 4096, NULL, 1), 0);
+	kill(pid, SIGUSR1);
+	cr_assert(!th_wait_file(out, 0, "unlinked", 10000, NULL, 0), "%s", th_slurp(out));
+	cr_assert_eq(rst_seize(pid, &sz), 0);
+	cr_assert_eq(rst_dump_state(sz, &state, &len), 0);
+	cr_assert_eq(haul_layout_read(pid, true, &fin), 0);
+	cr_assert_eq(rst_target_layout(t, &fin), 0);
+	rst_kill_seized(sz);
+	reap(pid);
+	cr_assert_eq(rst_target_resume(t, state, len, &here, why, sizeof(why)), 0, "resume: %s",
+		     why);
+	running[1] = here;
+	cr_assert_eq(kill(here, SIGUSR2), 0);
+	cr_expect(!th_wait_file(out, 0, "pass", 10000, NULL, 0), "restored process: %s",
+		  th_slurp(out));
+	rst_target_wait(t);
+	running[1] = 0;
+	rst_target_free(t);
+	free(state);
+	haul_layout_release(&pre);
+	haul_layout_release(&fin);
+}

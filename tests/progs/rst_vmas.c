@@ -19,6 +19,8 @@
  *   rst_vmas DIR fileelf    DIR/mapped a copy of this program (an ELF file
  *                           with a build-id), mapped MAP_PRIVATE whole: it
  *                           reads back the same
+ *   rst_vmas DIR latedel    the "deleted" case of vmcases.h with the file
+ *                           deleted on SIGUSR1 (prints "unlinked")
  *   rst_vmas DIR exedel     runs from DIR/exe, a copy of this program, deleted
  *                           once it runs (a server's binary upgraded under
  *                           it): /proc/self/exe stays that file, deleted,
@@ -37,9 +39,16 @@
 
 static volatile sig_atomic_t go;
 
+static bool latedel;
+
 static void on_usr1(int sig)
 {
 	(void)sig;
+	if (latedel) { /* latedel: SIGUSR1 deletes the file instead */
+		vmc_unlink_deleted();
+		(void)!write(1, "unlinked\n", 9);
+		return;
+	}
 	if (mmap(NULL, VMC_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) !=
 	    MAP_FAILED)
 		(void)!write(1, "grown\n", 6);
@@ -235,6 +244,8 @@ int main(int argc, char **argv)
 		ret = fileelf(argv[1]);
 	else if (!strncmp(argv[2], "exedel", 6))
 		ret = exedel(argv);
+	else if ((latedel = !strcmp(argv[2], "latedel")))
+		ret = vmcases_setup(argv[1], "latedel");
 	else if ((ret = vmcases_setup(argv[1], strcmp(argv[2], "cases") ? argv[2] : NULL)) ==
 		 -EINVAL)
 		return 2;

@@ -23,6 +23,8 @@
  *            unlinked (a library replaced by an upgrade): every page reads
  *            the same, the VMA still shows "(deleted)", and MADV_DONTNEED of
  *            page 5 brings the file's page back
+ *  latedel   the same, the file unlinked only by vmc_unlink_deleted() (an
+ *            upgrade during a migration); only when asked by name
  *
  * Header-only (static functions): each program is one .c file.
  */
@@ -178,12 +180,16 @@ static int vmc_setup_fileprot(const char *dir)
 	return 0;
 }
 
-static int vmc_setup_deleted(const char *dir)
+static char vmc_deleted_path[512];
+
+/* @unlink: the file deleted now, else by vmc_unlink_deleted() later (during a migration). */
+static int vmc_setup_deleted(const char *dir, bool unlink_now)
 {
 	char path[512], page[VMC_PAGE];
 	int fd;
 
 	snprintf(path, sizeof(path), "%s/vmcases.deleted", dir);
+	snprintf(vmc_deleted_path, sizeof(vmc_deleted_path), "%s", path);
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0)
 		return -errno;
@@ -200,7 +206,13 @@ static int vmc_setup_deleted(const char *dir)
 		return -errno;
 	vmc_fill(vmc.del + 5 * VMC_PAGE, 1, 10);
 	memset(vmc.del + 6 * VMC_PAGE, 0, VMC_PAGE);
-	return unlink(path) ? -errno : 0;
+	return unlink_now && unlink(path) ? -errno : 0;
+}
+
+/* The file of the "latedel" case deleted (async-signal-safe). */
+static inline void vmc_unlink_deleted(void)
+{
+	unlink(vmc_deleted_path);
 }
 
 /* Page @i of the deleted file's mapping: 0 if it reads as it should. */
@@ -316,7 +328,10 @@ static int vmcases_setup(const char *dir, const char *only)
 		return ret;
 	if (VMC_WANT("flags") && (ret = vmc_setup_flags()))
 		return ret;
-	if (VMC_WANT("deleted") && (ret = vmc_setup_deleted(dir)))
+	if (VMC_WANT("deleted") && (ret = vmc_setup_deleted(dir, true)))
+		return ret;
+	/* "latedel" only by name: its file is deleted later (vmc_unlink_deleted) */
+	if (only && !strcmp(only, "latedel") && (ret = vmc_setup_deleted(dir, false)))
 		return ret;
 #undef VMC_WANT
 	return ret;
