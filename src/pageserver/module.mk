@@ -8,7 +8,7 @@
 FUZZ_TIME ?= 60
 FUZZ_CC ?= clang
 FUZZ_TARGETS := wire_fuzz msg_fuzz image_fuzz
-FUZZ_LIBS := -lev -lprotobuf-c -llz4 -luring -lsodium -lxxhash -lbpf -lpthread -lm
+FUZZ_LIBS := -lev -lprotobuf-c -llz4 -luring -lsodium -lxxhash -lbpf -lelf -lpthread -lm
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-D_GNU_SOURCE -Isrc -I$(BUILD)/gen
 # What the targets link: every module but the CLI, instrumented for coverage

@@ -68,7 +68,7 @@ int rst_cwd_ghost_check(pid_t pid, const char *cwd, char *why, size_t wl)
  * symlink and ".." on the way resolved inside that root (RESOLVE_IN_ROOT):
  * an image's path never leads haul, which is root here, outside it.
  */
-static int dir_in_root(const struct rst_target *t, const char *dir)
+int rst_dir_in_root(const struct rst_target *t, const char *dir)
 {
 	struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
 			       .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
@@ -107,7 +107,7 @@ static int make_at(int pfd, const char *name, const Haul__Img__ProcessState *ps)
 static int make_beside(const struct rst_target *t, const Haul__Img__ProcessState *ps,
 		       const char *dir, struct rst_cwd_ghost *g)
 {
-	int pfd = dir_in_root(t, dir), ret = -EEXIST;
+	int pfd = rst_dir_in_root(t, dir), ret = -EEXIST;
 
 	if (pfd < 0)
 		return pfd;
@@ -141,7 +141,7 @@ static int make_there(const struct rst_target *t, const Haul__Img__ProcessState 
 		*slash = '\0';
 	else
 		snprintf(parent, len, "/");
-	pfd = dir_in_root(t, parent);
+	pfd = rst_dir_in_root(t, parent);
 	if (pfd < 0)
 		return pfd;
 	ret = g->name[0] ? make_at(pfd, g->name, ps) : -EEXIST;

@@ -11,7 +11,8 @@
  *
  * Restore: the restorer creates a new file under the old name (or, when
  * the name is taken, next to it; when its directory was deleted too, in
- * the nearest directory above that still exists), writes the extents,
+ * the nearest directory above that still exists), in the stub's root (a
+ * container's: /proc/STUB/root, RESOLVE_IN_ROOT), writes the extents,
  * sets the size with ftruncate, then owner, mode (after the owner: chown
  * clears set-id bits) and last the times.  Every fd of the image that
  * named this inode opens it by that name in the restored process; then the
@@ -145,58 +146,117 @@ out:
 	return ret;
 }
 
-/* The nearest existing directory above @path, into @dir. */
-static int existing_parent(const char *path, char *dir, size_t len)
+/* @path split into its directory (@dir, "/" at the top) and last component (@base). */
+static int split(const char *path, char *dir, size_t dl, const char **base)
 {
-	struct stat st;
-	char *slash;
+	const char *slash = strrchr(path, '/');
 
-	snprintf(dir, len, "%s", path);
-	while ((slash = strrchr(dir, '/'))) {
-		if (slash == dir) {
-			dir[1] = '\0';
-			return 0;
-		}
-		*slash = '\0';
-		if (!stat(dir, &st) && S_ISDIR(st.st_mode))
-			return 0;
-	}
-	return -ENOENT;
+	if (!slash || !slash[1] || (size_t)(slash - path) >= dl)
+		return -EINVAL;
+	snprintf(dir, dl, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+	*base = slash + 1;
+	return 0;
 }
 
-/* A new, empty file with a free name like @f->path's; its fd, its name in @path. */
-static int create_near(const Haul__Img__FileObject *f, char *path, size_t plen)
+/* Create @name in @pfd (absolute @dir of the stub's root) into @path; its fd, or -errno. */
+static int create_at(int pfd, const char *dir, const char *name, char *path, size_t plen)
+{
+	int fd = openat(pfd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+	if (fd < 0)
+		return -errno;
+	snprintf(path, plen, "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", name);
+	return fd;
+}
+
+/*
+ * A new, empty file with a free name like @f->path's, in the stub's root
+ * (a container's, where its fds and mappings open it: RESOLVE_IN_ROOT, as
+ * cwd_ghost.c); its fd, its name in @path.
+ */
+static int create_near(const struct rst_target *t, const Haul__Img__FileObject *f, char *path,
+		       size_t plen)
 {
 	const Haul__Img__GhostFile *o = f->ghost;
-	int flags = O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC;
-	char dir[4096];
-	int fd;
+	char dir[4096], name[512];
+	const char *base;
+	int pfd, fd;
 
-	snprintf(path, plen, "%s", f->path);
-	fd = open(path, flags, 0600);
-	if (fd < 0 && errno == EEXIST) {
-		/* Someone reused the name since: keep theirs. */
-		snprintf(path, plen, "%s.haul-%d-%llu", f->path, (int)getpid(),
-			 (unsigned long long)o->ino);
-		fd = open(path, flags, 0600);
+	if (split(f->path, dir, sizeof(dir), &base))
+		return -EINVAL;
+	pfd = rst_dir_in_root(t, dir);
+	if (pfd >= 0) {
+		fd = create_at(pfd, dir, base, path, plen);
+		if (fd == -EEXIST) { /* someone reused the name since: keep theirs */
+			snprintf(name, sizeof(name), "%.400s.haul-%d-%llu", base, (int)getpid(),
+				 (unsigned long long)o->ino);
+			fd = create_at(pfd, dir, name, path, plen);
+		}
+		close(pfd);
+		return fd;
 	}
-	if (fd < 0 && errno == ENOENT && !existing_parent(f->path, dir, sizeof(dir))) {
-		/* Its directory was deleted too. */
-		snprintf(path, plen, "%s%s.haul-ghost-%d-%llu", dir, strcmp(dir, "/") ? "/" : "",
-			 (int)getpid(), (unsigned long long)o->ino);
-		fd = open(path, flags, 0600);
+	/* its directory was deleted too: the nearest one above that exists */
+	snprintf(name, sizeof(name), ".haul-ghost-%d-%llu", (int)getpid(),
+		 (unsigned long long)o->ino);
+	while (pfd == -ENOENT && strcmp(dir, "/")) {
+		char *slash = strrchr(dir, '/');
+
+		if (slash == dir)
+			dir[1] = '\0';
+		else
+			*slash = '\0';
+		pfd = rst_dir_in_root(t, dir);
 	}
-	return fd < 0 ? -errno : fd;
+	if (pfd < 0)
+		return pfd;
+	fd = create_at(pfd, dir, name, path, plen);
+	close(pfd);
+	return fd;
 }
 
-int rst_ghost_create(const Haul__Img__FileObject *f, char *path, size_t plen)
+int rst_ghost_unlink(const struct rst_target *t, const char *path)
+{
+	char dir[4096];
+	const char *base;
+	int pfd, ret = 0;
+
+	if (split(path, dir, sizeof(dir), &base))
+		return -EINVAL;
+	pfd = rst_dir_in_root(t, dir);
+	if (pfd < 0)
+		return pfd;
+	if (unlinkat(pfd, base, 0) < 0)
+		ret = -errno;
+	close(pfd);
+	return ret;
+}
+
+int rst_ghost_stat(const struct rst_target *t, const char *path, struct stat *st)
+{
+	char dir[4096];
+	const char *base;
+	int pfd, ret = 0;
+
+	if (split(path, dir, sizeof(dir), &base))
+		return -EINVAL;
+	pfd = rst_dir_in_root(t, dir);
+	if (pfd < 0)
+		return pfd;
+	if (fstatat(pfd, base, st, AT_SYMLINK_NOFOLLOW) < 0)
+		ret = -errno;
+	close(pfd);
+	return ret;
+}
+
+int rst_ghost_create(const struct rst_target *t, const Haul__Img__FileObject *f, char *path,
+		     size_t plen)
 {
 	const Haul__Img__GhostFile *o = f->ghost;
 	struct timespec ts[2];
 	size_t at = 0;
 	int fd, ret = 0;
 
-	fd = create_near(f, path, plen);
+	fd = create_near(t, f, path, plen);
 	if (fd < 0)
 		return fd;
 	for (size_t i = 0; !ret && i + 1 < o->n_extents; i += 2) {
@@ -232,7 +292,7 @@ int rst_ghost_create(const Haul__Img__FileObject *f, char *path, size_t plen)
 	}
 	close(fd);
 	if (ret)
-		unlink(path);
+		rst_ghost_unlink(t, path);
 	return ret;
 }
 

@@ -51,8 +51,8 @@ int rst_fd_park(struct rst_target *t, struct rst_fd_rctx *x, int fd, int *out)
  * first FileObject (fd_ghost.c), the same name for every later one of
  * that inode; in a tree, the file an earlier process recreated.
  */
-static int ghost_path(struct rst_fd_rctx *x, const Haul__Img__FileObject *f, char *path,
-		      size_t plen)
+static int ghost_path(const struct rst_target *t, struct rst_fd_rctx *x,
+		      const Haul__Img__FileObject *f, char *path, size_t plen)
 {
 	const Haul__Img__GhostFile *gf = f->ghost;
 	struct rst_tghost *g;
@@ -67,7 +67,7 @@ static int ghost_path(struct rst_fd_rctx *x, const Haul__Img__FileObject *f, cha
 		return 0;
 	if (!gf->has_content)
 		return -EBADMSG; /* the image names an inode it carries nowhere */
-	ret = rst_ghost_create(f, path, plen);
+	ret = rst_ghost_create(t, f, path, plen);
 	if (ret)
 		return ret;
 	g = &x->ghosts[x->nghosts];
@@ -75,7 +75,7 @@ static int ghost_path(struct rst_fd_rctx *x, const Haul__Img__FileObject *f, cha
 	g->ino = gf->ino;
 	g->path = strdup(path);
 	if (!g->path) {
-		unlink(path);
+		rst_ghost_unlink(t, path);
 		return -ENOMEM;
 	}
 	x->nghosts++;
@@ -203,7 +203,7 @@ static int restore_fd(struct rst_target *t, struct rst_fd_rctx *x, const Haul__I
 		ret = f->ghost && rst_vma_ghost_name(t, f->ghost->dev, f->ghost->ino, path,
 						     sizeof(path))
 			      ? 0
-			      : ghost_path(x, f, path, sizeof(path));
+			      : ghost_path(t, x, f, path, sizeof(path));
 		if (ret) {
 			snprintf(why, wl, "cannot recreate deleted file %.256s of fd %d: %s",
 				 f->path, e->fd, strerror(-ret));
@@ -467,7 +467,7 @@ int rst_restore_fds(struct rst_target *t, const Haul__Img__ProcessState *ps, cha
 	free(later);
 	/* Every fd of a deleted file has it open: it is deleted again. */
 	for (size_t i = 0; i < x.nghosts; i++) {
-		unlink(x.ghosts[i].path);
+		rst_ghost_unlink(t, x.ghosts[i].path);
 		free(x.ghosts[i].path);
 	}
 	free(x.ghosts);

@@ -180,14 +180,25 @@ int rst_ofd_assign(pid_t pid, const struct rst_ofd_key *k, size_t n, size_t *lea
  * holes excluded, as far as st_blocks tells).  rst_ghost_dump reads the
  * data extents, owner and times of the file open as @fd in @pid into @o.
  * rst_ghost_create makes a new file like it under a free name near
- * @o->path, returned in @path: content, holes, size, mode, owner, times;
- * the caller opens it for every fd and then unlinks it.
+ * @o->path in the stub's root (a container's), returned in @path:
+ * content, holes, size, mode, owner, times; the caller opens it for every
+ * fd and then unlinks it (rst_ghost_unlink).
  */
 uint64_t rst_ghost_bytes(const struct stat *st);
 int rst_ghost_dump(pid_t pid, int fd, Haul__Img__FileObject *o);
 /* The content, size, mode, owner and times of the file at @path into @o (-EFBIG: too large). */
 int rst_ghost_read(const char *path, Haul__Img__GhostFile *o);
-int rst_ghost_create(const Haul__Img__FileObject *o, char *path, size_t plen);
+struct rst_target;
+int rst_ghost_create(const struct rst_target *t, const Haul__Img__FileObject *o, char *path,
+		     size_t plen);
+/* Remove, stat the made-again file at @path of the stub's root. */
+int rst_ghost_unlink(const struct rst_target *t, const char *path);
+int rst_ghost_stat(const struct rst_target *t, const char *path, struct stat *st);
+/*
+ * cwd_ghost.c: directory @dir (absolute, in the stub's root) as an O_PATH
+ * fd, resolved inside that root (RESOLVE_IN_ROOT); -errno.
+ */
+int rst_dir_in_root(const struct rst_target *t, const char *dir);
 
 /*
  * vma_ghost.c: files deleted while mapped MAP_PRIVATE, carried by content.

@@ -316,24 +316,49 @@ static bool is_exe(const Haul__Img__ProcessState *ps, const Haul__Img__GhostFile
 	       ps->mm->exe_ino == g->ino;
 }
 
-/*
- * Whether stub fd @fd is the file made at @path here: a stub in another root
- * (a container's) would open another file or none by that name.
- */
+/* The directory of @path in the stub's root, O_PATH; -1 if it cannot be had. */
+static int dir_of(const struct rst_target *t, const char *path)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+
+	snprintf(dir, sizeof(dir), "%.*s", slash && slash != path ? (int)(slash - path) : 1, path);
+	return slash ? rst_dir_in_root(t, dir) : -1;
+}
+
+/* Remove made-again file @g (by its directory: the stub may be gone) and forget it. */
+static void ghost_drop(struct rst_target *t, struct rst_tghost *g)
+{
+	const char *base = strrchr(g->path, '/');
+	int ret;
+
+	if (g->dirfd >= 0 && base)
+		ret = unlinkat(g->dirfd, base + 1, 0) < 0 ? -errno : 0;
+	else
+		ret = rst_ghost_unlink(t, g->path);
+	if (ret)
+		pr_warn("cannot remove %s, a deleted file of pid %d made again: %s; remove it by "
+			"hand",
+			g->path, (int)t->o.pid, strerror(-ret));
+	if (g->dirfd >= 0)
+		close(g->dirfd);
+	free(g->path);
+}
+
+/* Whether stub fd @fd is the file made at @path in its root (a safety net: nothing else). */
 static int same_file(struct rst_target *t, const char *path, int fd, char *why, size_t wl)
 {
-	struct stat here, there;
+	struct stat made, opened;
 	char link[64];
 
 	snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)t->stub, fd);
-	if (!stat(path, &here) && !stat(link, &there) && here.st_dev == there.st_dev &&
-	    here.st_ino == there.st_ino)
+	if (!rst_ghost_stat(t, path, &made) && !stat(link, &opened) &&
+	    made.st_dev == opened.st_dev && made.st_ino == opened.st_ino)
 		return 0;
 	snprintf(why, wl,
-		 "deleted file %.256s, made again at %.256s, is not what pid %d opens by that "
-		 "name: its root is not the restorer's (a container?), where deleted mapped "
-		 "files are not carried yet",
-		 path, path, (int)t->o.pid);
+		 "deleted file %.256s, made again, is not what pid %d opens by that name: "
+		 "something replaced it meanwhile",
+		 path, (int)t->o.pid);
 	return -EXDEV;
 }
 
@@ -361,7 +386,7 @@ static int remap_inode(struct rst_target *t, const Haul__Img__ProcessState *ps,
 	if (!g)
 		return -ENOMEM;
 	t->vghosts = g;
-	ret = rst_ghost_create(&f, path, sizeof(path));
+	ret = rst_ghost_create(t, &f, path, sizeof(path));
 	if (ret) {
 		snprintf(why, wl, "cannot make deleted file %.256s again: %s", m->path,
 			 strerror(-ret));
@@ -372,9 +397,10 @@ static int remap_inode(struct rst_target *t, const Haul__Img__ProcessState *ps,
 	g->ino = m->ghost->ino;
 	g->path = strdup(path);
 	if (!g->path) {
-		unlink(path);
+		rst_ghost_unlink(t, path);
 		return -ENOMEM;
 	}
+	g->dirfd = dir_of(t, path);
 	t->nvghosts++;
 	ret = rst_put_str(t, 0, path, &rpath);
 	if (!ret)
@@ -406,8 +432,7 @@ static int ghost_restore(struct rst_target *t, const Haul__Img__ProcessState *ps
 		    !is_exe(ps, m->ghost)) {
 			struct rst_tghost *g = &t->vghosts[--t->nvghosts];
 
-			unlink(g->path);
-			free(g->path);
+			ghost_drop(t, g);
 		}
 	}
 	/* a placeholder left (fill 0: never mapped again) would read zeros for the file */
@@ -440,8 +465,7 @@ bool rst_vma_ghost_name(const struct rst_target *t, uint64_t dev, uint64_t ino, 
 void rst_vma_ghost_unlink(struct rst_target *t)
 {
 	for (size_t i = 0; i < t->nvghosts; i++) {
-		unlink(t->vghosts[i].path);
-		free(t->vghosts[i].path);
+		ghost_drop(t, &t->vghosts[i]);
 	}
 	free(t->vghosts);
 	t->vghosts = NULL;

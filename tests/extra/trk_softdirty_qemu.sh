@@ -48,8 +48,8 @@ cd "$SRC" || exit 1
 gcc -static -std=gnu11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror -Isrc -o "$WORK/init" \
 	tests/qemu/trk_sd_guest.c src/tracker/*.c src/common/log.c src/common/vma.c \
 	src/common/rsys.c src/common/injlog.c src/common/probe.c src/common/proc.c \
-	src/common/grow.c src/common/vma_data.c \
-	-lxxhash -lpthread || {
+	src/common/grow.c src/common/vma_data.c src/common/vma_ident.c \
+	-lxxhash -lelf -lz -lpthread || {
 	echo "fail: cannot build the static guest test"
 	exit 1
 }
@@ -63,7 +63,7 @@ bench=""
 if gcc -static -std=gnu11 -O2 -D_GNU_SOURCE -Isrc -o "$WORK/trk_bench" bench/trk_bench.c \
 	src/tracker/*.c src/common/log.c src/common/vma.c src/common/rsys.c \
 	src/common/injlog.c src/common/probe.c src/common/proc.c src/common/grow.c \
-	src/common/vma_data.c -lxxhash -lpthread; then
+	src/common/vma_data.c src/common/vma_ident.c -lxxhash -lelf -lz -lpthread; then
 	bench="file:/trk_bench=$WORK/trk_bench"
 fi
 python3 tests/qemu/mkcpio.py "$WORK/initramfs.cpio" dir:/dev chr:/dev/console=5,1 \
