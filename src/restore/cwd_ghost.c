@@ -79,7 +79,12 @@ int rst_dir_in_root(const struct rst_target *t, const char *dir)
 	rfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (rfd < 0)
 		return -errno;
-	fd = (int)syscall(SYS_openat2, rfd, dir[1] ? dir + 1 : ".", &how, sizeof(how));
+	/* EAGAIN: a rename or mount raced a ".." walk of a symlink on the way */
+	for (int i = 0; i < 8; i++) {
+		fd = (int)syscall(SYS_openat2, rfd, dir[1] ? dir + 1 : ".", &how, sizeof(how));
+		if (fd >= 0 || errno != EAGAIN)
+			break;
+	}
 	if (fd < 0)
 		fd = -errno;
 	close(rfd);

@@ -146,12 +146,12 @@ out:
 	return ret;
 }
 
-/* @path split into its directory (@dir, "/" at the top) and last component (@base). */
+/* Absolute @path split into its directory (@dir, "/" at the top) and last component (@base). */
 static int split(const char *path, char *dir, size_t dl, const char **base)
 {
 	const char *slash = strrchr(path, '/');
 
-	if (!slash || !slash[1] || (size_t)(slash - path) >= dl)
+	if (path[0] != '/' || !slash[1] || (size_t)(slash - path) >= dl)
 		return -EINVAL;
 	snprintf(dir, dl, "%.*s", slash == path ? 1 : (int)(slash - path), path);
 	*base = slash + 1;
@@ -165,20 +165,41 @@ static int create_at(int pfd, const char *dir, const char *name, char *path, siz
 
 	if (fd < 0)
 		return -errno;
-	snprintf(path, plen, "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", name);
+	if ((size_t)snprintf(path, plen, "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", name) >=
+	    plen) {
+		unlinkat(pfd, name, 0);
+		close(fd);
+		return -ENAMETOOLONG;
+	}
+	return fd;
+}
+
+/* A free name like @base's in @pfd: base.haul-PID-INO[-N]; the fd, or -errno. */
+static int create_beside(int pfd, const char *dir, const char *base, uint64_t ino, char *path,
+			 size_t plen)
+{
+	char name[512];
+	int fd = -EEXIST;
+
+	for (unsigned i = 0; i < 8 && fd == -EEXIST; i++) {
+		snprintf(name, sizeof(name), i ? "%.400s.haul-%d-%llu-%u" : "%.400s.haul-%d-%llu",
+			 base, (int)getpid(), (unsigned long long)ino, i);
+		fd = create_at(pfd, dir, name, path, plen);
+	}
 	return fd;
 }
 
 /*
  * A new, empty file with a free name like @f->path's, in the stub's root
  * (a container's, where its fds and mappings open it: RESOLVE_IN_ROOT, as
- * cwd_ghost.c); its fd, its name in @path.
+ * cwd_ghost.c); its fd, its name in @path and its directory (O_PATH) in
+ * *@dirfd, by which the caller removes it even once the stub is gone.
  */
 static int create_near(const struct rst_target *t, const Haul__Img__FileObject *f, char *path,
-		       size_t plen)
+		       size_t plen, int *dirfd)
 {
 	const Haul__Img__GhostFile *o = f->ghost;
-	char dir[4096], name[512];
+	char dir[4096];
 	const char *base;
 	int pfd, fd;
 
@@ -187,76 +208,63 @@ static int create_near(const struct rst_target *t, const Haul__Img__FileObject *
 	pfd = rst_dir_in_root(t, dir);
 	if (pfd >= 0) {
 		fd = create_at(pfd, dir, base, path, plen);
-		if (fd == -EEXIST) { /* someone reused the name since: keep theirs */
-			snprintf(name, sizeof(name), "%.400s.haul-%d-%llu", base, (int)getpid(),
-				 (unsigned long long)o->ino);
-			fd = create_at(pfd, dir, name, path, plen);
-		}
-		close(pfd);
-		return fd;
-	}
-	/* its directory was deleted too: the nearest one above that exists */
-	snprintf(name, sizeof(name), ".haul-ghost-%d-%llu", (int)getpid(),
-		 (unsigned long long)o->ino);
-	while (pfd == -ENOENT && strcmp(dir, "/")) {
-		char *slash = strrchr(dir, '/');
+		if (fd == -EEXIST) /* someone reused the name since: keep theirs */
+			fd = create_beside(pfd, dir, base, o->ino, path, plen);
+	} else {
+		/* its directory was deleted too: the nearest one above that exists */
+		while (pfd == -ENOENT && strcmp(dir, "/")) {
+			char *slash = strrchr(dir, '/');
 
-		if (slash == dir)
-			dir[1] = '\0';
-		else
-			*slash = '\0';
-		pfd = rst_dir_in_root(t, dir);
+			if (slash == dir)
+				dir[1] = '\0';
+			else
+				*slash = '\0';
+			pfd = rst_dir_in_root(t, dir);
+		}
+		if (pfd < 0)
+			return pfd;
+		fd = create_beside(pfd, dir, ".haul-ghost", o->ino, path, plen);
 	}
-	if (pfd < 0)
-		return pfd;
-	fd = create_at(pfd, dir, name, path, plen);
-	close(pfd);
+	if (fd < 0)
+		close(pfd);
+	else
+		*dirfd = pfd;
 	return fd;
 }
 
-int rst_ghost_unlink(const struct rst_target *t, const char *path)
+int rst_ghost_remove(int *dirfd, const char *path)
 {
-	char dir[4096];
-	const char *base;
-	int pfd, ret = 0;
+	const char *base = strrchr(path, '/');
+	int ret = 0;
 
-	if (split(path, dir, sizeof(dir), &base))
-		return -EINVAL;
-	pfd = rst_dir_in_root(t, dir);
-	if (pfd < 0)
-		return pfd;
-	if (unlinkat(pfd, base, 0) < 0)
+	if (*dirfd < 0)
+		return 0;
+	if (base && unlinkat(*dirfd, base + 1, 0) < 0)
 		ret = -errno;
-	close(pfd);
+	close(*dirfd);
+	*dirfd = -1;
 	return ret;
 }
 
-int rst_ghost_stat(const struct rst_target *t, const char *path, struct stat *st)
+int rst_ghost_fstat(int dirfd, const char *path, struct stat *st)
 {
-	char dir[4096];
-	const char *base;
-	int pfd, ret = 0;
+	const char *base = strrchr(path, '/');
 
-	if (split(path, dir, sizeof(dir), &base))
-		return -EINVAL;
-	pfd = rst_dir_in_root(t, dir);
-	if (pfd < 0)
-		return pfd;
-	if (fstatat(pfd, base, st, AT_SYMLINK_NOFOLLOW) < 0)
-		ret = -errno;
-	close(pfd);
-	return ret;
+	if (dirfd < 0 || !base)
+		return -EBADF;
+	return fstatat(dirfd, base + 1, st, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
 }
 
 int rst_ghost_create(const struct rst_target *t, const Haul__Img__FileObject *f, char *path,
-		     size_t plen)
+		     size_t plen, int *dirfd)
 {
 	const Haul__Img__GhostFile *o = f->ghost;
 	struct timespec ts[2];
 	size_t at = 0;
 	int fd, ret = 0;
 
-	fd = create_near(t, f, path, plen);
+	*dirfd = -1;
+	fd = create_near(t, f, path, plen, dirfd);
 	if (fd < 0)
 		return fd;
 	for (size_t i = 0; !ret && i + 1 < o->n_extents; i += 2) {
@@ -292,7 +300,7 @@ int rst_ghost_create(const struct rst_target *t, const Haul__Img__FileObject *f,
 	}
 	close(fd);
 	if (ret)
-		rst_ghost_unlink(t, path);
+		rst_ghost_remove(dirfd, path);
 	return ret;
 }
 

@@ -51,7 +51,7 @@ struct rst_tpipe {
 struct rst_tghost {
 	uint64_t dev, ino;
 	char *path;
-	int dirfd; /* vma_ghost.c's: its directory (O_PATH), to unlink it once the stub is gone */
+	int dirfd; /* its directory (O_PATH): removed by it even once the stub is gone */
 };
 
 /* The restore of the fds of one process (fd_restore.c owns it). */

@@ -56,7 +56,7 @@ static int ghost_path(const struct rst_target *t, struct rst_fd_rctx *x,
 {
 	const Haul__Img__GhostFile *gf = f->ghost;
 	struct rst_tghost *g;
-	int ret;
+	int ret, dfd;
 
 	for (size_t i = 0; i < x->nghosts; i++)
 		if (x->ghosts[i].dev == gf->dev && x->ghosts[i].ino == gf->ino) {
@@ -67,15 +67,16 @@ static int ghost_path(const struct rst_target *t, struct rst_fd_rctx *x,
 		return 0;
 	if (!gf->has_content)
 		return -EBADMSG; /* the image names an inode it carries nowhere */
-	ret = rst_ghost_create(t, f, path, plen);
+	ret = rst_ghost_create(t, f, path, plen, &dfd);
 	if (ret)
 		return ret;
 	g = &x->ghosts[x->nghosts];
 	g->dev = gf->dev;
 	g->ino = gf->ino;
+	g->dirfd = dfd;
 	g->path = strdup(path);
 	if (!g->path) {
-		rst_ghost_unlink(t, path);
+		rst_ghost_remove(&dfd, path);
 		return -ENOMEM;
 	}
 	x->nghosts++;
@@ -467,7 +468,12 @@ int rst_restore_fds(struct rst_target *t, const Haul__Img__ProcessState *ps, cha
 	free(later);
 	/* Every fd of a deleted file has it open: it is deleted again. */
 	for (size_t i = 0; i < x.nghosts; i++) {
-		rst_ghost_unlink(t, x.ghosts[i].path);
+		int uret = rst_ghost_remove(&x.ghosts[i].dirfd, x.ghosts[i].path);
+
+		if (uret)
+			pr_warn("cannot remove %s, deleted file of pid %d made again in its root: "
+				"%s; remove it by hand",
+				x.ghosts[i].path, (int)t->o.pid, strerror(-uret));
 		free(x.ghosts[i].path);
 	}
 	free(x.ghosts);

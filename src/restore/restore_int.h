@@ -180,9 +180,9 @@ int rst_ofd_assign(pid_t pid, const struct rst_ofd_key *k, size_t n, size_t *lea
  * holes excluded, as far as st_blocks tells).  rst_ghost_dump reads the
  * data extents, owner and times of the file open as @fd in @pid into @o.
  * rst_ghost_create makes a new file like it under a free name near
- * @o->path in the stub's root (a container's), returned in @path:
- * content, holes, size, mode, owner, times; the caller opens it for every
- * fd and then unlinks it (rst_ghost_unlink).
+ * @o->path in the stub's root (a container's), returned in @path with its
+ * directory in *@dirfd: content, holes, size, mode, owner, times; the
+ * caller opens it for every fd and then unlinks it (rst_ghost_remove).
  */
 uint64_t rst_ghost_bytes(const struct stat *st);
 int rst_ghost_dump(pid_t pid, int fd, Haul__Img__FileObject *o);
@@ -190,10 +190,13 @@ int rst_ghost_dump(pid_t pid, int fd, Haul__Img__FileObject *o);
 int rst_ghost_read(const char *path, Haul__Img__GhostFile *o);
 struct rst_target;
 int rst_ghost_create(const struct rst_target *t, const Haul__Img__FileObject *o, char *path,
-		     size_t plen);
-/* Remove, stat the made-again file at @path of the stub's root. */
-int rst_ghost_unlink(const struct rst_target *t, const char *path);
-int rst_ghost_stat(const struct rst_target *t, const char *path, struct stat *st);
+		     size_t plen, int *dirfd);
+/*
+ * The made-again file @path by its directory @dirfd (rst_ghost_create's):
+ * removed (and *@dirfd closed, -1; 0 when already), or its stat.
+ */
+int rst_ghost_remove(int *dirfd, const char *path);
+int rst_ghost_fstat(int dirfd, const char *path, struct stat *st);
 /*
  * cwd_ghost.c: directory @dir (absolute, in the stub's root) as an O_PATH
  * fd, resolved inside that root (RESOLVE_IN_ROOT); -errno.

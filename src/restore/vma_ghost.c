@@ -316,43 +316,27 @@ static bool is_exe(const Haul__Img__ProcessState *ps, const Haul__Img__GhostFile
 	       ps->mm->exe_ino == g->ino;
 }
 
-/* The directory of @path in the stub's root, O_PATH; -1 if it cannot be had. */
-static int dir_of(const struct rst_target *t, const char *path)
-{
-	char dir[4096];
-	const char *slash = strrchr(path, '/');
-
-	snprintf(dir, sizeof(dir), "%.*s", slash && slash != path ? (int)(slash - path) : 1, path);
-	return slash ? rst_dir_in_root(t, dir) : -1;
-}
-
 /* Remove made-again file @g (by its directory: the stub may be gone) and forget it. */
 static void ghost_drop(struct rst_target *t, struct rst_tghost *g)
 {
-	const char *base = strrchr(g->path, '/');
-	int ret;
+	int ret = rst_ghost_remove(&g->dirfd, g->path);
 
-	if (g->dirfd >= 0 && base)
-		ret = unlinkat(g->dirfd, base + 1, 0) < 0 ? -errno : 0;
-	else
-		ret = rst_ghost_unlink(t, g->path);
 	if (ret)
-		pr_warn("cannot remove %s, a deleted file of pid %d made again: %s; remove it by "
-			"hand",
+		pr_warn("cannot remove %s, a deleted file of pid %d made again in its root: %s; "
+			"remove it by hand",
 			g->path, (int)t->o.pid, strerror(-ret));
-	if (g->dirfd >= 0)
-		close(g->dirfd);
 	free(g->path);
 }
 
 /* Whether stub fd @fd is the file made at @path in its root (a safety net: nothing else). */
-static int same_file(struct rst_target *t, const char *path, int fd, char *why, size_t wl)
+static int same_file(struct rst_target *t, const struct rst_tghost *g, int fd, char *why, size_t wl)
 {
+	const char *path = g->path;
 	struct stat made, opened;
 	char link[64];
 
 	snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)t->stub, fd);
-	if (!rst_ghost_stat(t, path, &made) && !stat(link, &opened) &&
+	if (!rst_ghost_fstat(g->dirfd, path, &made) && !stat(link, &opened) &&
 	    made.st_dev == opened.st_dev && made.st_ino == opened.st_ino)
 		return 0;
 	snprintf(why, wl,
@@ -373,7 +357,7 @@ static int remap_inode(struct rst_target *t, const Haul__Img__ProcessState *ps,
 	char path[4096];
 	uint64_t rpath;
 	long fd = -1;
-	int ret;
+	int ret, dfd;
 
 	f.kind = HAUL__IMG__FD_KIND__FD_DELETED;
 	f.path = m->path;
@@ -386,7 +370,7 @@ static int remap_inode(struct rst_target *t, const Haul__Img__ProcessState *ps,
 	if (!g)
 		return -ENOMEM;
 	t->vghosts = g;
-	ret = rst_ghost_create(t, &f, path, sizeof(path));
+	ret = rst_ghost_create(t, &f, path, sizeof(path), &dfd);
 	if (ret) {
 		snprintf(why, wl, "cannot make deleted file %.256s again: %s", m->path,
 			 strerror(-ret));
@@ -395,18 +379,18 @@ static int remap_inode(struct rst_target *t, const Haul__Img__ProcessState *ps,
 	g = &t->vghosts[t->nvghosts];
 	g->dev = m->ghost->dev;
 	g->ino = m->ghost->ino;
+	g->dirfd = dfd;
 	g->path = strdup(path);
 	if (!g->path) {
-		rst_ghost_unlink(t, path);
+		rst_ghost_remove(&dfd, path);
 		return -ENOMEM;
 	}
-	g->dirfd = dir_of(t, path);
 	t->nvghosts++;
 	ret = rst_put_str(t, 0, path, &rpath);
 	if (!ret)
 		ret = rst_rcall(t, SYS_openat, AT_FDCWD, rpath, O_RDONLY | O_CLOEXEC, 0, 0, 0, &fd);
 	if (!ret)
-		ret = same_file(t, path, (int)fd, why, wl);
+		ret = same_file(t, g, (int)fd, why, wl);
 	for (size_t i = 0; i < t->n && !ret; i++)
 		if (rst_vma_ghost(&t->v[i].v) && t->v[i].v.dev == g->dev && t->v[i].v.ino == g->ino)
 			ret = rst_target_map_ghost(t, &t->v[i], (int)fd);
