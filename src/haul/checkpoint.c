@@ -12,8 +12,6 @@
  * --leave-running) every page is read while it is stopped.  Invariant: the
  * process never runs after its dump unless --leave-running.
  */
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -53,23 +51,16 @@ static bool below(pid_t pid, pid_t root)
 	return pid == root;
 }
 
+/* haul_netns_in_use's skip: @pid is in the tree of *@arg (a pid_t). */
+static bool in_tree(pid_t pid, void *arg)
+{
+	return below(pid, *(const pid_t *)arg);
+}
+
 /* Whether a process outside @root's tree is in network namespace @ns, or a mount pins it. */
 static bool netns_outlives(pid_t root, const struct stat *ns)
 {
-	struct dirent *e;
-	bool found = haul_netns_mounted((unsigned long long)ns->st_ino) > 0; /* ip netns add */
-	DIR *d = opendir("/proc");
-
-	while (d && !found && (e = readdir(d))) {
-		struct stat st;
-		pid_t pid = isdigit((unsigned char)e->d_name[0]) ? atoi(e->d_name) : 0;
-
-		found = pid > 0 && !netns_of(pid, &st) && st.st_ino == ns->st_ino &&
-			st.st_dev == ns->st_dev && !below(pid, root);
-	}
-	if (d)
-		closedir(d);
-	return found;
+	return haul_netns_in_use((unsigned long long)ns->st_ino, in_tree, &root) > 0;
 }
 
 /*

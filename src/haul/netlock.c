@@ -535,26 +535,34 @@ int haul_netns_mounted(unsigned long long ino)
 	return found;
 }
 
-/* Whether network namespace @ino still exists: a process is in it, or a mount pins it. */
+int haul_netns_in_use(unsigned long long ino, bool (*skip)(pid_t pid, void *arg), void *arg)
+{
+	int mounted = haul_netns_mounted(ino), ret = 0;
+	struct dirent *e;
+	DIR *d;
+
+	if (mounted > 0)
+		return 1; /* ip netns add */
+	d = opendir("/proc");
+	if (!d)
+		return -errno;
+	while (!ret && (e = readdir(d))) {
+		pid_t pid = e->d_name[0] >= '1' && e->d_name[0] <= '9' ? atoi(e->d_name) : 0;
+		struct stat st;
+		char p[64];
+
+		snprintf(p, sizeof(p), "/proc/%d/ns/net", (int)pid);
+		ret = pid > 0 && !stat(p, &st) && (unsigned long long)st.st_ino == ino &&
+		      !(skip && skip(pid, arg));
+	}
+	closedir(d);
+	return ret ? ret : mounted; /* not found: 0, or the mounts could not be read */
+}
+
+/* Whether network namespace @ino may still exist (cannot tell: it may). */
 static bool netns_lives(unsigned long long ino)
 {
-	char p[64];
-	struct dirent *e;
-	int mounted = haul_netns_mounted(ino);
-	bool found = mounted != 0; /* mounted, or cannot tell: it may live */
-	DIR *d = opendir("/proc");
-
-	while (d && !found && (e = readdir(d))) {
-		struct stat st;
-
-		if (e->d_name[0] < '1' || e->d_name[0] > '9')
-			continue;
-		snprintf(p, sizeof(p), "/proc/%.16s/ns/net", e->d_name);
-		found = !stat(p, &st) && (unsigned long long)st.st_ino == ino;
-	}
-	if (d)
-		closedir(d);
-	return found || !d; /* cannot tell: it may live */
+	return haul_netns_in_use(ino, NULL, NULL) != 0;
 }
 
 /*

@@ -151,6 +151,12 @@ int haul_netlock_lift(const char *name);
  * `ip netns add` makes, in haul's mount namespace): 1, 0, or -errno.
  */
 int haul_netns_mounted(unsigned long long ino);
+/*
+ * Whether network namespace @ino is in use: a mount pins it, or a process
+ * is in it that @skip (may be NULL) does not skip.  1, 0, or -errno (cannot
+ * tell).
+ */
+int haul_netns_in_use(unsigned long long ino, bool (*skip)(pid_t pid, void *arg), void *arg);
 /* Is a table @name in haul's network namespace? */
 bool haul_netlock_exists(const char *name);
 /*

@@ -143,13 +143,15 @@ static int state_send(struct ps_client *c, Haul__Wire__State *s, const void *blo
 		       c->o.pid, len, WIRE_MAX_STATE);
 		return -EMSGSIZE;
 	}
-	/* all parts but the last: the next WIRE_MAX_PAYLOAD bytes each */
-	for (size_t total = len; len > WIRE_MAX_PAYLOAD;) {
+	/* over one frame: in parts, each naming the whole (State.total), the last one @s */
+	s->has_total = len > WIRE_MAX_PAYLOAD;
+	s->total = len;
+	while (len > WIRE_MAX_PAYLOAD) {
 		Haul__Wire__State part = HAUL__WIRE__STATE__INIT;
 
-		part.has_len = part.has_total = s->has_total = true;
+		part.has_len = part.has_total = true;
 		part.len = WIRE_MAX_PAYLOAD;
-		part.total = s->total = total;
+		part.total = s->total;
 		ret = ps_stream_send(&c->st[0], WIRE_STATE, &part.base, blob, WIRE_MAX_PAYLOAD);
 		if (!ret)
 			ret = ps_stream_ack(&c->st[0], WIRE_STATE, NULL);

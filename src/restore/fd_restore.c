@@ -49,7 +49,8 @@ int rst_fd_park(struct rst_target *t, struct rst_fd_rctx *x, int fd, int *out)
 /*
  * The name under which deleted file @f can be opened now: recreated by its
  * first FileObject (fd_ghost.c), the same name for every later one of
- * that inode; in a tree, the file an earlier process recreated.
+ * that inode; the file a private mapping of it was made again from
+ * (vma_ghost.c); in a tree, the file an earlier process recreated.
  */
 static int ghost_path(const struct rst_target *t, struct rst_fd_rctx *x,
 		      const Haul__Img__FileObject *f, char *path, size_t plen)
@@ -63,7 +64,8 @@ static int ghost_path(const struct rst_target *t, struct rst_fd_rctx *x,
 			snprintf(path, plen, "%s", x->ghosts[i].path);
 			return 0;
 		}
-	if (rst_share_ghost(gf->dev, gf->ino, path, plen))
+	if (rst_vma_ghost_name(t, gf->dev, gf->ino, path, plen) ||
+	    rst_share_ghost(gf->dev, gf->ino, path, plen))
 		return 0;
 	if (!gf->has_content)
 		return -EBADMSG; /* the image names an inode it carries nowhere */
@@ -200,11 +202,7 @@ static int restore_fd(struct rst_target *t, struct rst_fd_rctx *x, const Haul__I
 	}
 	snprintf(path, sizeof(path), "%s", f->path ? f->path : "");
 	if (f->kind == HAUL__IMG__FD_KIND__FD_DELETED) {
-		/* the inode a private mapping of it was made again from (vma_ghost.c) */
-		ret = f->ghost && rst_vma_ghost_name(t, f->ghost->dev, f->ghost->ino, path,
-						     sizeof(path))
-			      ? 0
-			      : ghost_path(t, x, f, path, sizeof(path));
+		ret = ghost_path(t, x, f, path, sizeof(path));
 		if (ret) {
 			snprintf(why, wl, "cannot recreate deleted file %.256s of fd %d: %s",
 				 f->path, e->fd, strerror(-ret));

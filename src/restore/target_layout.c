@@ -613,7 +613,6 @@ static void advice_done(struct rst_target *t, struct rst_batch *b)
 	rst_batch_init(b);
 }
 
-/* Same geometry: take @l's VmFlags, advising only what is new (the diff keeps such VMAs too). */
 /*
  * Kept part [@s, @e) of @o becomes @w.  A file deleted since an earlier
  * layout (an upgrade during the migration) turns a mapped file into a
@@ -640,6 +639,7 @@ static int ghost_turn(struct rst_target *t, const struct haul_vma *was, struct t
 	return ret;
 }
 
+/* Same geometry: take @l's VmFlags, advising only what is new (the diff keeps such VMAs too). */
 static int update_vmflags(struct rst_target *t, const struct haul_layout *l)
 {
 	/* the advice in one round trip (target_batch.c), run before any remake */
@@ -830,18 +830,32 @@ static int write_mem(struct rst_target *t, uint64_t addr, const void *data, size
 
 static const uint8_t zeros[64 << 10];
 
-/* Zero pages [@a, @e) of placeholder @v: written where a copy is, marked as copies. */
-static int ghost_zeros(struct rst_target *t, struct tvma *v, uint64_t a, uint64_t e)
+/*
+ * Zero pages [@a, @e) of @v, written in runs only where a page may hold
+ * something else.  Their bits then say "zero" (0); a placeholder's say "a
+ * copy to keep" (1): a written page of zeros is not the file's page.
+ */
+static int write_zeros(struct rst_target *t, struct tvma *v, uint64_t a, uint64_t e)
 {
+	const bool copy = rst_vma_ghost(&v->v);
 	int ret = 0;
 
-	for (; a < e && !ret; a += HAUL_PAGE_SIZE) {
-		uint64_t i = (a - v->v.start) >> 12;
+	while (a < e && !ret) {
+		uint64_t b = a;
 
-		if (bit_get(v, i))
-			ret = write_mem(t, a, zeros, HAUL_PAGE_SIZE);
-		if (!ret)
-			ret = bit_set(v, i, true);
+		while (b < e && bit_get(v, (b - v->v.start) >> 12) && b - a < sizeof(zeros))
+			b += HAUL_PAGE_SIZE;
+		if (b > a)
+			ret = write_mem(t, a, zeros, b - a);
+		else if (!copy) { /* zero already, and known to be */
+			a += HAUL_PAGE_SIZE;
+			continue;
+		} else {
+			b = a + HAUL_PAGE_SIZE;
+		}
+		for (uint64_t p = a; !ret && p < b; p += HAUL_PAGE_SIZE)
+			ret = bit_set(v, (p - v->v.start) >> 12, copy);
+		a = b;
 	}
 	return ret;
 }
@@ -871,26 +885,8 @@ int rst_target_pages(struct rst_target *t, uint64_t addr, const void *data, uint
 			ret = write_mem(t, addr, data, stop - addr);
 			for (uint64_t i = 0; !ret && i < (stop - addr) >> 12; i++)
 				ret = bit_set(v, first + i, true);
-		} else if (rst_vma_ghost(&v->v)) {
-			/* a written page of zeros is a copy, not the file's page: keep it marked */
-			ret = ghost_zeros(t, v, addr, stop);
 		} else {
-			/* Zero only pages that may hold something else. */
-			for (uint64_t a = addr; a < stop && !ret;) {
-				uint64_t b = a;
-
-				while (b < stop && bit_get(v, (b - v->v.start) >> 12) &&
-				       b - a < sizeof(zeros))
-					b += HAUL_PAGE_SIZE;
-				if (b == a) {
-					a += HAUL_PAGE_SIZE;
-					continue;
-				}
-				ret = write_mem(t, a, zeros, b - a);
-				for (uint64_t p = a; !ret && p < b; p += HAUL_PAGE_SIZE)
-					ret = bit_set(v, (p - v->v.start) >> 12, false);
-				a = b;
-			}
+			ret = write_zeros(t, v, addr, stop);
 		}
 		if (ret) {
 			pr_err_r(ret, "cannot write pages at %#" PRIx64 " of pid %d", addr,

@@ -221,6 +221,45 @@ static void send_pages(struct rst_target *t, pid_t pid, const struct haul_layout
 }
 
 /*
+ * The switchover as migrate does it: @pid stopped, its state dumped into
+ * *@state, its final layout (with VmFlags) read into @fin and applied to
+ * @t, the pages of @fin outside @sent sent (@sent NULL: none); then @pid is
+ * killed and reaped.
+ */
+static void switch_over(struct rst_target *t, pid_t pid, const struct haul_layout *sent,
+			struct haul_layout *fin, uint8_t **state, size_t *len)
+{
+	struct rst_seized *sz;
+
+	cr_assert_eq(rst_seize(pid, &sz), 0);
+	cr_assert_eq(rst_dump_state(sz, state, len), 0);
+	cr_assert_eq(haul_layout_read(pid, true, fin), 0);
+	cr_assert_eq(rst_target_layout(t, fin), 0);
+	if (sent)
+		send_pages(t, pid, fin, sent);
+	rst_kill_seized(sz);
+	reap(pid);
+}
+
+/* Resume @t from @state (freed), make the restored process check its VMAs, free @t. */
+static void resume_checked(struct rst_target *t, uint8_t *state, size_t len)
+{
+	char why[256];
+	pid_t here;
+
+	cr_assert_eq(rst_target_resume(t, state, len, &here, why, sizeof(why)), 0, "resume: %s",
+		     why);
+	running[1] = here;
+	cr_assert_eq(kill(here, SIGUSR2), 0);
+	cr_expect(!th_wait_file(out, 0, "pass", 10000, NULL, 0), "restored process: %s",
+		  th_slurp(out));
+	rst_target_wait(t);
+	running[1] = 0;
+	rst_target_free(t);
+	free(state);
+}
+
+/*
  * What migrate does, without the network: a pre-copy layout from maps (no
  * VmFlags) with its pages, then the process grows a VMA, and the switchover
  * applies the state's layout, whose geometry differs (the diff path, not
@@ -232,12 +271,10 @@ Test(rst_vmas, switchover_layout_with_new_geometry_remakes_and_advises_kept_vmas
 {
 	struct rst_target_opts o = {.pidns = RST_PIDNS_AUTO};
 	struct haul_layout pre, fin = {0};
-	struct rst_seized *sz;
 	struct rst_target *t;
-	char why[256];
 	uint8_t *state;
 	size_t len;
-	pid_t pid = spawn("cases-live"), here;
+	pid_t pid = spawn("cases-live");
 
 	o.pid = pid;
 	cr_assert_eq(rst_target_new(&o, &t), 0);
@@ -246,23 +283,8 @@ Test(rst_vmas, switchover_layout_with_new_geometry_remakes_and_advises_kept_vmas
 	send_pages(t, pid, &pre, NULL);
 	kill(pid, SIGUSR1);
 	cr_assert(!th_wait_file(out, 0, "grown", 10000, NULL, 0), "%s", th_slurp(out));
-	cr_assert_eq(rst_seize(pid, &sz), 0);
-	cr_assert_eq(rst_dump_state(sz, &state, &len), 0);
-	cr_assert_eq(haul_layout_read(pid, true, &fin), 0);
-	cr_assert_eq(rst_target_layout(t, &fin), 0);
-	send_pages(t, pid, &fin, &pre);
-	rst_kill_seized(sz);
-	reap(pid);
-	cr_assert_eq(rst_target_resume(t, state, len, &here, why, sizeof(why)), 0, "resume: %s",
-		     why);
-	running[1] = here;
-	cr_assert_eq(kill(here, SIGUSR2), 0);
-	cr_expect(!th_wait_file(out, 0, "pass", 10000, NULL, 0), "restored process: %s",
-		  th_slurp(out));
-	rst_target_wait(t);
-	running[1] = 0;
-	rst_target_free(t);
-	free(state);
+	switch_over(t, pid, &pre, &fin, &state, &len);
+	resume_checked(t, state, len);
 	haul_layout_release(&pre);
 	haul_layout_release(&fin);
 }
@@ -423,12 +445,10 @@ Test(rst_vmas, file_deleted_during_pre_copy_keeps_every_page, .fini = cleanup, .
 	struct rst_target_opts o = {.pidns = RST_PIDNS_AUTO};
 	struct haul_layout pre, fin = {0};
 	const struct haul_vma *del = NULL;
-	struct rst_seized *sz;
 	struct rst_target *t;
-	char why[256];
 	uint8_t *state;
 	size_t len;
-	pid_t pid = spawn("latedel"), here;
+	pid_t pid = spawn("latedel");
 
 	o.pid = pid;
 	cr_assert_eq(rst_target_new(&o, &t), 0);
@@ -444,22 +464,8 @@ Test(rst_vmas, file_deleted_during_pre_copy_keeps_every_page, .fini = cleanup, .
 	cr_assert_eq(rst_target_pages(t, del->start + 2 * 4096, NULL, 1), 0);
 	kill(pid, SIGUSR1);
 	cr_assert(!th_wait_file(out, 0, "unlinked", 10000, NULL, 0), "%s", th_slurp(out));
-	cr_assert_eq(rst_seize(pid, &sz), 0);
-	cr_assert_eq(rst_dump_state(sz, &state, &len), 0);
-	cr_assert_eq(haul_layout_read(pid, true, &fin), 0);
-	cr_assert_eq(rst_target_layout(t, &fin), 0);
-	rst_kill_seized(sz);
-	reap(pid);
-	cr_assert_eq(rst_target_resume(t, state, len, &here, why, sizeof(why)), 0, "resume: %s",
-		     why);
-	running[1] = here;
-	cr_assert_eq(kill(here, SIGUSR2), 0);
-	cr_expect(!th_wait_file(out, 0, "pass", 10000, NULL, 0), "restored process: %s",
-		  th_slurp(out));
-	rst_target_wait(t);
-	running[1] = 0;
-	rst_target_free(t);
-	free(state);
+	switch_over(t, pid, NULL, &fin, &state, &len);
+	resume_checked(t, state, len);
 	haul_layout_release(&pre);
 	haul_layout_release(&fin);
 }
