@@ -11,6 +11,10 @@
 #  - redis-server runs on the target only, the address is there only, no haul
 #    nftables/iptables rule is left.
 # A refusal by haul is a failure (haul's words are printed), not a skip.
+# SRV_REDIS_UPGRADED=1 (srv_redis_upgraded.sh): redis-server runs from a copy
+# of its binary with copies of libssl and libcrypto, all three deleted and
+# replaced by new files once it serves (a package upgrade under a running
+# server): they move by content, and the target's new files stay untouched.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
 . "$(dirname "$0")/srv_hosts.shlib"
@@ -22,13 +26,30 @@ srv_need_mem $(($(srv_size_bytes "$SIZE") * 3 + (512 << 20)))
 
 srv_hosts_up "${SRV_RATE:-}"
 srv_pageserver
-srv_bg src "$SRV_DIR/redis.log" redis-server --bind 0.0.0.0 --port 6379 --save '' \
-	--appendonly no --protected-mode no --enable-debug-command yes --dir "$SRV_DIR"
+server=redis-server
+up=$SRV_DIR/upgraded
+if [ -n "${SRV_REDIS_UPGRADED:-}" ]; then
+	mkdir -p "$up/lib" && cp /usr/bin/redis-server "$up/redis-server" &&
+		cp /lib/x86_64-linux-gnu/libssl.so.3 /lib/x86_64-linux-gnu/libcrypto.so.3 "$up/lib/" ||
+		srv_fail "cannot copy redis-server and its libraries"
+	server=$up/redis-server
+fi
+LD_LIBRARY_PATH=${SRV_REDIS_UPGRADED:+$up/lib} srv_bg src "$SRV_DIR/redis.log" "$server" \
+	--bind 0.0.0.0 --port 6379 --save '' --appendonly no --protected-mode no \
+	--enable-debug-command yes --dir "$SRV_DIR"
 redis=$SRV_BG_PID
 srv_migrated_pids+=("$redis")
 wait_line "$SRV_DIR/redis.log" "Ready to accept connections" 20 ||
 	srv_fail "redis-server did not start: $(tail -3 "$SRV_DIR/redis.log")"
 wait_comm "$redis" redis-server || srv_fail "pid $redis is not redis-server"
+if [ -n "${SRV_REDIS_UPGRADED:-}" ]; then
+	for f in "$up/redis-server" "$up/lib/libssl.so.3" "$up/lib/libcrypto.so.3"; do
+		rm "$f" && echo new >"$f" || srv_fail "cannot replace $f"
+	done
+	[ "$(grep -c "$up.* (deleted)" /proc/$redis/maps)" -ge 3 ] ||
+		srv_fail "redis-server does not map its replaced files deleted"
+	srv_say "redis-server's binary, libssl and libcrypto replaced under it (deleted)"
+fi
 
 srv_in cli "$PROGS/srvload_redis" --host "$SRV_ADDR" --fill "$SIZE" --json "$SRV_DIR/fill.json" \
 	>/dev/null || srv_fail "fill of $SIZE: $(cat "$SRV_DIR/fill.json")"
@@ -48,6 +69,15 @@ srv_say "haul migrate: downtime $(srv_downtime) ms"
 srv_haul_summary
 fail=0
 srv_check_moved redis-server || fail=1
+if [ -n "${SRV_REDIS_UPGRADED:-}" ]; then
+	[ "$(cat "$up/redis-server" "$up/lib/libssl.so.3" "$up/lib/libcrypto.so.3")" = "new
+new
+new" ] || { srv_say "the new files at the paths were touched"; fail=1; }
+	[ "$(grep -c "$up.* (deleted)" "/proc/$SRV_MOVED_PID/maps" 2>/dev/null)" -ge 3 ] ||
+		{ srv_say "the moved redis-server does not map the old files deleted"; fail=1; }
+	[ "$(ls -a "$up" "$up/lib" | grep -c '\.haul-')" = 0 ] ||
+		{ srv_say "made-again files left: $(ls -a "$up" "$up/lib")"; fail=1; }
+fi
 srv_load_progress "$SRV_DIR/load.log" 2 || { srv_say "the clients stopped getting answers after the move"; fail=1; }
 srv_load_stop "$SRV_LOAD_PID" "$SRV_DIR/load.log" "$SRV_DIR/load.json" ||
 	{ srv_say "the clients saw errors, wrong values or reconnects"; fail=1; }
