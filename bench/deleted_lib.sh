@@ -1,7 +1,8 @@
 #!/bin/bash
 # bench/deleted_lib.sh - what a deleted file mapped privately (a library an
 # upgrade replaced while the server runs) costs a migration's downtime: its
-# content travels with the state, in the stop (src/restore/vma_ghost.c).
+# content goes to the target before the freeze and is made there unnamed
+# (src/restore/vma_ghost_pre.c), so the stop only links and maps it.
 # A process maps an M MiB file MAP_PRIVATE and reads it whole; it is moved
 # by `haul migrate` to a page server on this host, alternately with the
 # file still there (only the pages it wrote travel) and deleted (its data
@@ -27,13 +28,20 @@ trap cleanup EXIT
 head -c 32 /dev/urandom >"$DIR/key"
 chmod 600 "$DIR/key"
 
+# Mapped as ld.so maps a library: mmap, then the fd closed (Python's own mmap
+# keeps a copy of the fd, which would carry the file as an open fd instead).
 cat >"$DIR/w.py" <<EOF
-import mmap, os, sys, time
+import ctypes, os, sys, time
 path = sys.argv[1]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_long]
 fd = os.open(path, os.O_RDONLY)
-m = mmap.mmap(fd, 0, mmap.MAP_PRIVATE, mmap.PROT_READ)
+size = os.fstat(fd).st_size
+addr = libc.mmap(None, size, 1, 2, fd, 0)  # PROT_READ, MAP_PRIVATE
 os.close(fd)
-sum(m[i] for i in range(0, len(m), 4096))
+sum(ctypes.string_at(addr + i, 1)[0] for i in range(0, size, 4096))
 if sys.argv[2] == "deleted":
     os.unlink(path)
 print("ready", flush=True)

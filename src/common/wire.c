@@ -7,7 +7,7 @@
  *   offset size field
  *        0    4 magic        0x4c554148, the bytes "HAUL"
  *        4    1 version      1
- *        5    1 type         enum wire_type (1 HELLO .. 17 ERROR)
+ *        5    1 type         enum wire_type (1 HELLO .. 18 GHOST)
  *        6    2 flags        bit 0 ENCRYPTED; every other bit must be 0
  *        8    4 seq          frame number in this direction, from 0, +1 each
  *       12    4 msg_len      bytes of the protobuf message (<= 1 MiB; 4 KiB
@@ -16,7 +16,8 @@
  *       20    4 reserved     0
  *       24      message      msg_len bytes: the proto/wire.proto message the
  *                            type names (Hello, Auth, ..., Error)
- *  24+msg_len   payload      payload_len bytes (page data, a state blob)
+ *  24+msg_len   payload      payload_len bytes (page data, a state blob, a
+ *                            deleted file)
  *          end   tag         16 bytes, only when ENCRYPTED
  *
  * Encrypted frames: message and payload are encrypted together with
@@ -62,6 +63,7 @@ static const char *const type_names[] = {
 	[WIRE_PAGE_REQ] = "PAGE_REQ",
 	[WIRE_PAGE_REPLY] = "PAGE_REPLY",
 	[WIRE_ERROR] = "ERROR",
+	[WIRE_GHOST] = "GHOST",
 };
 
 static const ProtobufCMessageDescriptor *const type_desc[] = {
@@ -82,6 +84,7 @@ static const ProtobufCMessageDescriptor *const type_desc[] = {
 	[WIRE_PAGE_REQ] = &haul__wire__page_req__descriptor,
 	[WIRE_PAGE_REPLY] = &haul__wire__pages__descriptor,
 	[WIRE_ERROR] = &haul__wire__error__descriptor,
+	[WIRE_GHOST] = &haul__wire__ghost__descriptor,
 };
 
 const char *wire_type_name(unsigned type)

@@ -50,7 +50,8 @@ enum wire_type {
 	WIRE_PAGE_REQ = 15,
 	WIRE_PAGE_REPLY = 16,
 	WIRE_ERROR = 17,
-	WIRE_TYPE_MAX = 17,
+	WIRE_GHOST = 18,
+	WIRE_TYPE_MAX = 18,
 };
 
 /* Header flags (bytes 6-7). */

@@ -289,6 +289,14 @@ static int state_here(const void *blob, size_t len, uint8_t **out, size_t *olen)
 	return *out ? 0 : -ENOMEM;
 }
 
+/* A live member's deleted mapped file, made ahead; an image's carries it in its state. */
+static int cs_ghost(void *sess, const void *blob, size_t len)
+{
+	struct cs_sess *s = sess;
+
+	return s->live ? rst_live_sink.ghost(s->live, blob, len) : 0;
+}
+
 static int cs_state(void *sess, const void *blob, size_t len)
 {
 	struct cs_sess *s = sess;
@@ -507,4 +515,5 @@ const struct ps_sink_ops haul_ctr_sink = {
 	.stale = cs_stale,
 	.restore = cs_restore,
 	.close = cs_close,
+	.ghost = cs_ghost,
 };

@@ -179,6 +179,14 @@ static int send_gone(struct mig *m, const struct trk_round *r)
 	return 0;
 }
 
+/* rst_ghost_send_fn: a deleted mapped file to the target, before the freeze. */
+static int ghost_send(void *arg, const void *blob, size_t len, bool *kept)
+{
+	struct mig *m = arg;
+
+	return ps_client_ghost(m->client, blob, len, kept);
+}
+
 int haul_mig_send_round(struct mig *m, const struct trk_round *r, bool midpoint_fault)
 {
 	struct ps_client_stats st;
@@ -186,6 +194,9 @@ int haul_mig_send_round(struct mig *m, const struct trk_round *r, bool midpoint_
 
 	if (r->seq == 1 || r->layout_changed) {
 		ret = ps_client_layout(m->client, &r->layout);
+		/* its deleted files mapped privately, out of the stop (never in it) */
+		if (!ret && m->running_round)
+			ret = rst_dump_prep_ghosts(m->prep, m->pid, &r->layout, ghost_send, m);
 		if (ret) {
 			pr_err_r(ret, "cannot send the layout of pid %d to %s", m->pid, m->o->to);
 			return ret;
@@ -488,11 +499,13 @@ static int precopy_rounds(struct mig *m)
 			res->scan_call_max_ms = trk_call_ms(m->trk);
 		ps_client_stats(m->client, &st0);
 		/* a tree: the same round of every other process; the model sees the sum */
+		m->running_round = true;
 		if (m->nprocs)
 			ret = haul_mig_tree_round(m, &r, false, r.seq == 1, &tree_pages, &tree_wire,
 						  &tree_scan_ms);
 		else
 			ret = haul_mig_send_round(m, &r, r.seq == 1);
+		m->running_round = false;
 		t_end = haul_now_ms();
 		ps_client_stats(m->client, &st1);
 		if (ret) {

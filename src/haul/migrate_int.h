@@ -89,6 +89,7 @@ struct mig {
 	struct trk_round held;
 	bool held_switch;
 	bool hold_final;     /* the rounds decided to switch over: in the next held stretch */
+	bool running_round;  /* a pre-copy round's send: the processes run (not held, not frozen) */
 	double last_scan_ms; /* the last round's scan (trk_round.scan_ms) */
 	double held_at_ms;   /* when that stretch's freeze began (haul_now_ms) */
 	/* page batch */

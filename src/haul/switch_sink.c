@@ -229,6 +229,11 @@ static int sw_state(void *sess, const void *blob, size_t len)
 	return inner->state(((struct sw_sess *)sess)->inner, blob, len);
 }
 
+static int sw_ghost(void *sess, const void *blob, size_t len)
+{
+	return inner->ghost ? inner->ghost(((struct sw_sess *)sess)->inner, blob, len) : 0;
+}
+
 static int sw_stale(void *sess, const struct ps_range *r, size_t n, bool complete)
 {
 	if (!inner->stale)
@@ -388,4 +393,5 @@ const struct ps_sink_ops haul_switch_sink = {
 	.restore = sw_restore,
 	.close = sw_close,
 	.lock = sw_lock,
+	.ghost = sw_ghost,
 };

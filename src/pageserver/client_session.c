@@ -1,6 +1,6 @@
 /*
  * client_session.c - the session's control requests: layout, round begin
- * and end, process state, restore, commit, and page requests of a FETCH
+ * and end, deleted files sent before the freeze, process state, restore, commit, and page requests of a FETCH
  * session.
  *
  * Each is sent by the caller's thread on stream 0 (round begin and end on
@@ -124,6 +124,23 @@ int ps_client_round_end(struct ps_client *c, uint64_t round)
 	return 0;
 }
 
+/* One part, not the last, of a State or Ghost (@type) of @total bytes: @n of them; ACKed. */
+static int part_send(struct ps_client *c, unsigned type, const void *blob, size_t n, uint64_t total)
+{
+	Haul__Wire__State s = HAUL__WIRE__STATE__INIT;
+	Haul__Wire__Ghost g = HAUL__WIRE__GHOST__INIT;
+	int ret;
+
+	s.has_len = s.has_total = g.has_len = g.has_total = true;
+	s.len = g.len = n;
+	s.total = g.total = total;
+	ret = ps_stream_send(&c->st[0], type, type == WIRE_STATE ? &s.base : &g.base, blob,
+			     (uint32_t)n);
+	if (!ret)
+		ret = ps_stream_ack(&c->st[0], type, NULL);
+	return ret;
+}
+
 /* Send the State message @s with @blob on stream 0 and wait for its ACK. */
 static int state_send(struct ps_client *c, Haul__Wire__State *s, const void *blob, size_t len)
 {
@@ -146,25 +163,44 @@ static int state_send(struct ps_client *c, Haul__Wire__State *s, const void *blo
 	/* over one frame: in parts, each naming the whole (State.total), the last one @s */
 	s->has_total = len > WIRE_MAX_PAYLOAD;
 	s->total = len;
-	while (len > WIRE_MAX_PAYLOAD) {
-		Haul__Wire__State part = HAUL__WIRE__STATE__INIT;
-
-		part.has_len = part.has_total = true;
-		part.len = WIRE_MAX_PAYLOAD;
-		part.total = s->total;
-		ret = ps_stream_send(&c->st[0], WIRE_STATE, &part.base, blob, WIRE_MAX_PAYLOAD);
-		if (!ret)
-			ret = ps_stream_ack(&c->st[0], WIRE_STATE, NULL);
+	for (; len > WIRE_MAX_PAYLOAD; len -= WIRE_MAX_PAYLOAD) {
+		ret = part_send(c, WIRE_STATE, blob, WIRE_MAX_PAYLOAD, s->total);
 		if (ret)
 			return ret;
 		blob = (const char *)blob + WIRE_MAX_PAYLOAD;
-		len -= WIRE_MAX_PAYLOAD;
 	}
 	s->has_len = true;
 	s->len = len;
 	ret = ps_stream_send(&c->st[0], WIRE_STATE, &s->base, blob, (uint32_t)len);
 	if (!ret)
 		ret = ps_stream_ack(&c->st[0], WIRE_STATE, NULL);
+	return ret;
+}
+
+int ps_client_ghost(struct ps_client *c, const void *blob, size_t len, bool *kept)
+{
+	Haul__Wire__Ghost g = HAUL__WIRE__GHOST__INIT;
+	Haul__Wire__Ack a;
+	int ret;
+
+	*kept = false;
+	if (!(c->server_caps & HAUL__WIRE__CAP__CAP_GHOST) || !len || len > WIRE_MAX_STATE)
+		return 0; /* an older target, or too large: the state carries it */
+	ret = ps_client_flush(c);
+	g.has_total = len > WIRE_MAX_PAYLOAD;
+	g.total = len;
+	for (; !ret && len > WIRE_MAX_PAYLOAD; len -= WIRE_MAX_PAYLOAD) {
+		ret = part_send(c, WIRE_GHOST, blob, WIRE_MAX_PAYLOAD, g.total);
+		blob = (const char *)blob + WIRE_MAX_PAYLOAD;
+	}
+	g.has_len = true;
+	g.len = len;
+	if (!ret)
+		ret = ps_stream_send(&c->st[0], WIRE_GHOST, &g.base, blob, (uint32_t)len);
+	if (!ret)
+		ret = ps_stream_ack(&c->st[0], WIRE_GHOST, &a);
+	if (!ret)
+		*kept = a.value == 1;
 	return ret;
 }
 

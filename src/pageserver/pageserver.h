@@ -239,6 +239,13 @@ struct ps_sink_ops {
 	 * An error fails the restore (the source rolls back).
 	 */
 	int (*lock)(void *sess, const struct ps_net_end *e, size_t n);
+	/*
+	 * Optional (LIVE): a deleted file the process maps privately, sent
+	 * before the freeze (wire Ghost: a packed image MappedGhost with its
+	 * content), so that the state may name it without its bytes.  1: kept,
+	 * 0: declined (the state will carry it), -errno: fails the session.
+	 */
+	int (*ghost)(void *sess, const void *blob, size_t len);
 };
 
 /* ---- the server ---------------------------------------------------------- */
@@ -370,6 +377,13 @@ int ps_client_pages_v(struct ps_client *c, const struct ps_range *r, size_t n, c
 /* Flush, and wait until the server has every page of the round. */
 int ps_client_round_end(struct ps_client *c, uint64_t round);
 int ps_client_state(struct ps_client *c, const void *blob, size_t len);
+/*
+ * Between rounds: a deleted file the process maps (a packed image
+ * MappedGhost with its content), for the target to keep until the state.
+ * *@kept: the target kept it; false also when it takes none (no CAP_GHOST:
+ * nothing is sent).  0 or -errno (the session failed).
+ */
+int ps_client_ghost(struct ps_client *c, const void *blob, size_t len, bool *kept);
 /*
  * The target's own addresses (SessionOk.addresses, ADDR/PREFIX each) as the
  * session opened; *@out stays valid until ps_client_free().  Returns how

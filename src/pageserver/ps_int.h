@@ -14,7 +14,7 @@
 #define PS_CAPS                                                                                    \
 	(HAUL__WIRE__CAP__CAP_LZ4 | HAUL__WIRE__CAP__CAP_ENCRYPT | HAUL__WIRE__CAP__CAP_PAGE_REQ | \
 	 HAUL__WIRE__CAP__CAP_STALE | HAUL__WIRE__CAP__CAP_LANE |                                  \
-	 HAUL__WIRE__CAP__CAP_STATE_PARTS)
+	 HAUL__WIRE__CAP__CAP_STATE_PARTS | HAUL__WIRE__CAP__CAP_GHOST)
 
 /*
  * Resolve "HOST:PORT" ("[v6]:PORT" for IPv6; empty host with @passive means

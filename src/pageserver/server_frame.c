@@ -41,7 +41,8 @@ static const uint32_t conn_accepts[PS_NSTATES] = {
 	[PS_AUTH] = T(WIRE_AUTH),
 	[PS_AUTHED] = T(WIRE_SESSION_OPEN) | T(WIRE_SESSION_JOIN) | T(WIRE_ERROR),
 	[PS_READY] = T(WIRE_LAYOUT) | T(WIRE_ROUND_BEGIN) | T(WIRE_STATE) | T(WIRE_RESTORE) |
-		     T(WIRE_COMMIT) | T(WIRE_PAGE_REQ) | T(WIRE_PAGE_REPLY) | T(WIRE_ERROR),
+		     T(WIRE_COMMIT) | T(WIRE_PAGE_REQ) | T(WIRE_PAGE_REPLY) | T(WIRE_ERROR) |
+		     T(WIRE_GHOST),
 	[PS_ROUND] = T(WIRE_LAYOUT) | T(WIRE_PAGES) | T(WIRE_ROUND_END) | T(WIRE_PAGE_REQ) |
 		     T(WIRE_PAGE_REPLY) | T(WIRE_ERROR),
 	[PS_BARRIER] = T(WIRE_PAGE_REQ) | T(WIRE_PAGE_REPLY) | T(WIRE_ERROR),
@@ -170,7 +171,7 @@ static int conn_frame(struct ps_conn *c, const struct wire_hdr *h, uint8_t *f)
 		return -EPROTO;
 	}
 	if (h->payload_len && h->type != WIRE_PAGES && h->type != WIRE_STATE &&
-	    h->type != WIRE_PAGE_REPLY) {
+	    h->type != WIRE_GHOST && h->type != WIRE_PAGE_REPLY) {
 		ps_conn_fail(c, -EPROTO, "sent %s with a payload", wire_type_name(h->type));
 		return -EPROTO;
 	}
@@ -206,6 +207,9 @@ static int conn_frame(struct ps_conn *c, const struct wire_hdr *h, uint8_t *f)
 		break;
 	case WIRE_STATE:
 		ret = ps_on_state(c, (const Haul__Wire__State *)m, payload, h->payload_len);
+		break;
+	case WIRE_GHOST:
+		ret = ps_on_ghost(c, (const Haul__Wire__Ghost *)m, payload, h->payload_len);
 		break;
 	case WIRE_RESTORE:
 		ret = ps_on_restore(c, m);

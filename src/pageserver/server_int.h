@@ -113,9 +113,10 @@ struct ps_session {
 	uint32_t nstreams;
 	bool lazy;
 	struct ps_conn *streams[PS_MAX_STREAMS];
-	/* a State coming in parts (State.total): the bytes so far */
+	/* a State or Ghost coming in parts (total): the bytes so far, and its frame type */
 	uint8_t *state_buf;
 	uint64_t state_total, state_got;
+	unsigned state_type;
 	uint32_t nconns;  /* streams currently attached */
 	uint32_t nrefs;	  /* connections not yet freed (their receives may write staged pages) */
 	uint32_t njoined; /* streams that ever attached */
@@ -234,6 +235,7 @@ int ps_on_round_begin(struct ps_conn *c, ProtobufCMessage *m);
 int ps_on_pages(struct ps_conn *c, ProtobufCMessage *m, const uint8_t *payload, size_t len);
 int ps_on_round_end(struct ps_conn *c, ProtobufCMessage *m);
 int ps_on_state(struct ps_conn *c, const Haul__Wire__State *m, const uint8_t *payload, size_t len);
+int ps_on_ghost(struct ps_conn *c, const Haul__Wire__Ghost *m, const uint8_t *payload, size_t len);
 int ps_on_restore(struct ps_conn *c, ProtobufCMessage *m);
 int ps_on_commit(struct ps_conn *c);
 int ps_on_page_req(struct ps_conn *c, ProtobufCMessage *m);

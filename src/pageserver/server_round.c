@@ -283,40 +283,37 @@ static int on_stale(struct ps_conn *c, const Haul__Wire__State *m)
 }
 
 /*
- * Part @payload of a State sent in parts (State.total): kept in x->state_buf.
- * 1 when more parts are due (ACKed here), 0 when it is whole (@payload and
- * @len then name all of it), or -EPROTO (the connection failed).
+ * Part @payload of a State or Ghost (frame @type) sent in parts (@total):
+ * kept in x->state_buf.  1 when more parts are due (ACKed here), 0 when it
+ * is whole (@payload and @len then name all of it), or -EPROTO (the
+ * connection failed).
  */
-static int state_part(struct ps_conn *c, const Haul__Wire__State *m, const uint8_t **payload,
-		      size_t *len)
+static int blob_part(struct ps_conn *c, unsigned type, uint64_t total, const uint8_t **payload,
+		     size_t *len)
 {
 	struct ps_session *x = c->sess;
 
-	if (!*len || !m->total || m->total > WIRE_MAX_STATE ||
-	    (x->state_buf && m->total != x->state_total) ||
-	    *len > m->total - (x->state_buf ? x->state_got : 0)) {
-		ps_conn_fail(c, -EPROTO, "sent a bad part of a state (%zu of %llu bytes)", *len,
-			     (unsigned long long)m->total);
+	if (!*len || !total || total > WIRE_MAX_STATE ||
+	    (x->state_buf && (total != x->state_total || type != x->state_type)) ||
+	    *len > total - (x->state_buf ? x->state_got : 0)) {
+		ps_conn_fail(c, -EPROTO, "sent a bad part of a %s (%zu of %llu bytes)",
+			     wire_type_name(type), *len, (unsigned long long)total);
 		return -EPROTO;
 	}
 	if (!x->state_buf) {
-		x->state_buf = malloc(m->total);
+		x->state_buf = malloc(total);
 		if (!x->state_buf) {
 			ps_session_fail(x, -ENOMEM, "no memory for the process state");
 			return -ENOMEM;
 		}
-		x->state_total = m->total;
+		x->state_total = total;
+		x->state_type = type;
 		x->state_got = 0;
 	}
 	memcpy(x->state_buf + x->state_got, *payload, *len);
 	x->state_got += *len;
-	if (x->state_got < x->state_total) {
-		if (m->n_stale || m->has_complete) {
-			ps_conn_fail(c, -EPROTO, "sent stale pages before a state's last part");
-			return -EPROTO;
-		}
-		return send_ack(c, WIRE_STATE, 0, 0) ? -EPIPE : 1;
-	}
+	if (x->state_got < x->state_total)
+		return send_ack(c, type, 0, 0) ? -EPIPE : 1;
 	*payload = x->state_buf;
 	*len = x->state_total;
 	return 0;
@@ -330,7 +327,12 @@ int ps_on_state(struct ps_conn *c, const Haul__Wire__State *m, const uint8_t *pa
 	if (fetch_session_refuses(c, "sent a state"))
 		return -EPROTO;
 	if (m->has_total) {
-		ret = state_part(c, m, &payload, &len);
+		if ((m->n_stale || m->has_complete) &&
+		    (x->state_buf ? x->state_got : 0) + len < m->total) {
+			ps_conn_fail(c, -EPROTO, "sent stale pages before a state's last part");
+			return -EPROTO;
+		}
+		ret = blob_part(c, WIRE_STATE, m->total, &payload, &len);
 		if (ret)
 			return ret > 0 ? 0 : ret;
 	} else if (x->state_buf) {
@@ -354,6 +356,34 @@ int ps_on_state(struct ps_conn *c, const Haul__Wire__State *m, const uint8_t *pa
 		return ret;
 	}
 	return send_ack(c, WIRE_STATE, 0, 0);
+}
+
+int ps_on_ghost(struct ps_conn *c, const Haul__Wire__Ghost *m, const uint8_t *payload, size_t len)
+{
+	struct ps_session *x = c->sess;
+	int ret;
+
+	if (fetch_session_refuses(c, "sent a deleted file"))
+		return -EPROTO;
+	if (m->has_total) {
+		ret = blob_part(c, WIRE_GHOST, m->total, &payload, &len);
+		if (ret)
+			return ret > 0 ? 0 : ret;
+	} else if (x->state_buf) {
+		ps_conn_fail(c, -EPROTO, "sent a whole deleted file in the middle of a state");
+		return -EPROTO;
+	}
+	/* a session to the page store, or a sink that takes none: declined, the state carries it */
+	log_err_mark();
+	ret = !x->proc && c->srv->o.sink->ghost ? c->srv->o.sink->ghost(x->sink_sess, payload, len)
+						: 0;
+	free(x->state_buf);
+	x->state_buf = NULL;
+	if (ret < 0) {
+		fail_saying(x, ret, "a deleted file sent before the freeze was refused");
+		return ret;
+	}
+	return send_ack(c, WIRE_GHOST, ret > 0, 0);
 }
 
 int ps_on_restore(struct ps_conn *c, ProtobufCMessage *m)

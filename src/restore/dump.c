@@ -718,7 +718,8 @@ static int dump_layout(struct dump_ctx *c, pid_t pid, struct rst_dump_prep *p)
 	/* the content of deleted files it maps privately (vma_ghost.c) */
 	if (!ret) {
 		why[0] = '\0';
-		ret = rst_vma_ghost_dump(pid, &c->layout, &c->ps, &c->ghosts, why, sizeof(why));
+		ret = rst_vma_ghost_dump(pid, &c->layout, rst_prep_ghosts(p), &c->ps, &c->ghosts,
+					 why, sizeof(why));
 		if (ret)
 			pr_err("cannot dump pid %d: %s", (int)pid, why[0] ? why : strerror(-ret));
 	}

@@ -97,10 +97,7 @@ int rst_ghost_dump(pid_t pid, int fd, Haul__Img__FileObject *f)
 
 int rst_ghost_read(const char *path, Haul__Img__GhostFile *o)
 {
-	struct stat st;
-	size_t cap = 0;
-	off_t off = 0;
-	int dfd, ret = 0;
+	int dfd, ret;
 
 	/* O_NONBLOCK: were a write lease held on it, the open fails instead of breaking it. */
 	dfd = open(path, O_RDONLY | O_CLOEXEC | O_NOATIME | O_NONBLOCK);
@@ -108,18 +105,33 @@ int rst_ghost_read(const char *path, Haul__Img__GhostFile *o)
 		dfd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (dfd < 0)
 		return -errno;
-	if (fstat(dfd, &st) < 0) {
-		ret = -errno;
-		goto out;
-	}
+	ret = rst_ghost_read_fd(dfd, o);
+	close(dfd);
+	return ret;
+}
+
+void rst_ghost_meta(const struct stat *st, Haul__Img__GhostFile *o)
+{
 	o->has_uid = o->has_gid = o->has_atime_ns = o->has_mtime_ns = true;
-	o->uid = st.st_uid;
-	o->gid = st.st_gid;
-	o->atime_ns = (uint64_t)st.st_atim.tv_sec * 1000000000ULL + st.st_atim.tv_nsec;
-	o->mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000ULL + st.st_mtim.tv_nsec;
+	o->uid = st->st_uid;
+	o->gid = st->st_gid;
+	o->atime_ns = (uint64_t)st->st_atim.tv_sec * 1000000000ULL + st->st_atim.tv_nsec;
+	o->mtime_ns = (uint64_t)st->st_mtim.tv_sec * 1000000000ULL + st->st_mtim.tv_nsec;
 	o->has_size = o->has_mode = true;
-	o->size = st.st_size;
-	o->mode = st.st_mode;
+	o->size = st->st_size;
+	o->mode = st->st_mode;
+}
+
+int rst_ghost_read_fd(int dfd, Haul__Img__GhostFile *o)
+{
+	struct stat st;
+	size_t cap = 0;
+	off_t off = 0;
+	int ret = 0;
+
+	if (fstat(dfd, &st) < 0)
+		return -errno;
+	rst_ghost_meta(&st, o);
 	o->has_content = true;
 	while (!ret && off < st.st_size) {
 		off_t data = lseek(dfd, off, SEEK_DATA), hole;
@@ -141,8 +153,6 @@ int rst_ghost_read(const char *path, Haul__Img__GhostFile *o)
 		o->content.data = malloc(1);
 	if (!ret && !o->content.data)
 		ret = -ENOMEM;
-out:
-	close(dfd);
 	return ret;
 }
 
@@ -158,11 +168,24 @@ static int split(const char *path, char *dir, size_t dl, const char **base)
 	return 0;
 }
 
-/* Create @name in @pfd (absolute @dir of the stub's root) into @path; its fd, or -errno. */
-static int create_at(int pfd, const char *dir, const char *name, char *path, size_t plen)
+/*
+ * Create @name in @pfd (absolute @dir of the stub's root) into @path; its
+ * fd, or -errno.  @tmpfd >= 0: not a new file but that unnamed one
+ * (O_TMPFILE) linked there; a new fd of it.
+ */
+static int create_at(int pfd, const char *dir, const char *name, int tmpfd, char *path, size_t plen)
 {
-	int fd = openat(pfd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600);
+	char self[48];
+	int fd;
 
+	if (tmpfd < 0) {
+		fd = openat(pfd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600);
+	} else {
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", tmpfd);
+		fd = linkat(AT_FDCWD, self, pfd, name, AT_SYMLINK_FOLLOW) < 0
+			     ? -1
+			     : fcntl(tmpfd, F_DUPFD_CLOEXEC, 0);
+	}
 	if (fd < 0)
 		return -errno;
 	if ((size_t)snprintf(path, plen, "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", name) >=
@@ -175,8 +198,8 @@ static int create_at(int pfd, const char *dir, const char *name, char *path, siz
 }
 
 /* A free name like @base's in @pfd: base.haul-PID-INO[-N]; the fd, or -errno. */
-static int create_beside(int pfd, const char *dir, const char *base, uint64_t ino, char *path,
-			 size_t plen)
+static int create_beside(int pfd, const char *dir, const char *base, uint64_t ino, int tmpfd,
+			 char *path, size_t plen)
 {
 	char name[512];
 	int fd = -EEXIST;
@@ -184,51 +207,84 @@ static int create_beside(int pfd, const char *dir, const char *base, uint64_t in
 	for (unsigned i = 0; i < 8 && fd == -EEXIST; i++) {
 		snprintf(name, sizeof(name), i ? "%.400s.haul-%d-%llu-%u" : "%.400s.haul-%d-%llu",
 			 base, (int)getpid(), (unsigned long long)ino, i);
-		fd = create_at(pfd, dir, name, path, plen);
+		fd = create_at(pfd, dir, name, tmpfd, path, plen);
 	}
 	return fd;
 }
 
 /*
- * A new, empty file with a free name like @f->path's, in the stub's root
- * (a container's, where its fds and mappings open it: RESOLVE_IN_ROOT, as
- * cwd_ghost.c); its fd, its name in @path and its directory (O_PATH) in
- * *@dirfd, by which the caller removes it even once the stub is gone.
+ * The directory of the stub's root (a container's, where its fds and
+ * mappings open it: RESOLVE_IN_ROOT, as cwd_ghost.c) a file like @path is
+ * made in: @path's own, or, when it was deleted too, the nearest one above
+ * that exists (*@above).  An O_PATH fd or -errno; @dir its path, @base
+ * @path's last component.
  */
-static int create_near(const struct rst_target *t, const Haul__Img__FileObject *f, char *path,
-		       size_t plen, int *dirfd)
+static int near_dir(const struct rst_target *t, const char *path, char *dir, size_t dl,
+		    const char **base, bool *above)
+{
+	int pfd;
+
+	if (split(path, dir, dl, base))
+		return -EINVAL;
+	pfd = rst_dir_in_root(t, dir);
+	*above = pfd == -ENOENT;
+	while (pfd == -ENOENT && strcmp(dir, "/")) {
+		char *slash = strrchr(dir, '/');
+
+		if (slash == dir)
+			dir[1] = '\0';
+		else
+			*slash = '\0';
+		pfd = rst_dir_in_root(t, dir);
+	}
+	return pfd;
+}
+
+/*
+ * A new, empty file (or unnamed @tmpfd linked) with a free name like
+ * @f->path's, in near_dir's directory; its fd, its name in @path and its
+ * directory (O_PATH) in *@dirfd, by which the caller removes it even once
+ * the stub is gone.
+ */
+static int create_near(const struct rst_target *t, const Haul__Img__FileObject *f, int tmpfd,
+		       char *path, size_t plen, int *dirfd)
 {
 	const Haul__Img__GhostFile *o = f->ghost;
 	char dir[4096];
 	const char *base;
+	bool above;
 	int pfd, fd;
 
-	if (split(f->path, dir, sizeof(dir), &base))
-		return -EINVAL;
-	pfd = rst_dir_in_root(t, dir);
-	if (pfd >= 0) {
-		fd = create_at(pfd, dir, base, path, plen);
-		if (fd == -EEXIST) /* someone reused the name since: keep theirs */
-			fd = create_beside(pfd, dir, base, o->ino, path, plen);
+	pfd = near_dir(t, f->path, dir, sizeof(dir), &base, &above);
+	if (pfd < 0)
+		return pfd;
+	if (above) {
+		fd = create_beside(pfd, dir, ".haul-ghost", o->ino, tmpfd, path, plen);
 	} else {
-		/* its directory was deleted too: the nearest one above that exists */
-		while (pfd == -ENOENT && strcmp(dir, "/")) {
-			char *slash = strrchr(dir, '/');
-
-			if (slash == dir)
-				dir[1] = '\0';
-			else
-				*slash = '\0';
-			pfd = rst_dir_in_root(t, dir);
-		}
-		if (pfd < 0)
-			return pfd;
-		fd = create_beside(pfd, dir, ".haul-ghost", o->ino, path, plen);
+		fd = create_at(pfd, dir, base, tmpfd, path, plen);
+		if (fd == -EEXIST) /* someone reused the name since: keep theirs */
+			fd = create_beside(pfd, dir, base, o->ino, tmpfd, path, plen);
 	}
 	if (fd < 0)
 		close(pfd);
 	else
 		*dirfd = pfd;
+	return fd;
+}
+
+int rst_ghost_tmpfile(const struct rst_target *t, const char *path)
+{
+	char dir[4096];
+	const char *base;
+	bool above;
+	int pfd = near_dir(t, path, dir, sizeof(dir), &base, &above), fd;
+
+	if (pfd < 0)
+		return pfd;
+	fd = openat(pfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		fd = errno == EISDIR ? -EOPNOTSUPP : -errno; /* EISDIR: no O_TMPFILE there */
+	close(pfd);
 	return fd;
 }
 
@@ -255,25 +311,17 @@ int rst_ghost_fstat(int dirfd, const char *path, struct stat *st)
 	return fstatat(dirfd, base + 1, st, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
 }
 
-int rst_ghost_create(const struct rst_target *t, const Haul__Img__FileObject *f, char *path,
-		     size_t plen, int *dirfd)
+int rst_ghost_fill(int fd, const Haul__Img__GhostFile *o)
 {
-	const Haul__Img__GhostFile *o = f->ghost;
 	struct timespec ts[2];
 	size_t at = 0;
-	int fd, ret = 0;
+	int ret = 0;
 
-	*dirfd = -1;
-	fd = create_near(t, f, path, plen, dirfd);
-	if (fd < 0)
-		return fd;
 	for (size_t i = 0; !ret && i + 1 < o->n_extents; i += 2) {
 		uint64_t off = o->extents[i], len = o->extents[i + 1];
 
-		if (at + len > o->content.len) {
-			ret = -EBADMSG;
-			break;
-		}
+		if (at + len > o->content.len)
+			return -EBADMSG;
 		for (uint64_t done = 0; !ret && done < len;) {
 			ssize_t n = pwrite(fd, o->content.data + at + done, len - done, off + done);
 
@@ -298,10 +346,36 @@ int rst_ghost_create(const struct rst_target *t, const Haul__Img__FileObject *f,
 		if (futimens(fd, ts) < 0)
 			ret = -errno;
 	}
+	return ret;
+}
+
+int rst_ghost_create(const struct rst_target *t, const Haul__Img__FileObject *f, char *path,
+		     size_t plen, int *dirfd)
+{
+	int fd, ret;
+
+	*dirfd = -1;
+	fd = create_near(t, f, -1, path, plen, dirfd);
+	if (fd < 0)
+		return fd;
+	ret = rst_ghost_fill(fd, f->ghost);
 	close(fd);
 	if (ret)
 		rst_ghost_remove(dirfd, path);
 	return ret;
+}
+
+int rst_ghost_link(const struct rst_target *t, const Haul__Img__FileObject *f, int tmpfd,
+		   char *path, size_t plen, int *dirfd)
+{
+	int fd;
+
+	*dirfd = -1;
+	fd = create_near(t, f, tmpfd, path, plen, dirfd);
+	if (fd < 0)
+		return fd;
+	close(fd);
+	return 0;
 }
 
 static bool deleted_match(const struct rst_fd_probe *p)
@@ -373,6 +447,13 @@ static int deleted_validate(const Haul__Img__FileObject *f, char *why, size_t wl
 	}
 	if (!f->path || !f->path[0]) {
 		snprintf(why, wl, "file %u (deleted file) has no path to recreate it at", f->id);
+		return -EBADMSG;
+	}
+	if (g->has_presented && g->presented) {
+		snprintf(why, wl,
+			 "file %u (deleted file %.256s) is named as sent before the freeze, "
+			 "which only a mapped one can be",
+			 f->id, f->path);
 		return -EBADMSG;
 	}
 	x = (struct rst_extents){

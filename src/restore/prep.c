@@ -66,6 +66,7 @@ struct rst_dump_prep {
 	bool watching; /* every thread has a counter */
 	bool clean;    /* at the freeze: no mmap write lock since the layout was read */
 	bool fast;     /* the last dump took its VmFlags from the layout */
+	struct rst_ghost_pre *ghosts; /* deleted mapped files sent before the freeze */
 };
 
 /* The tracepoint's id, mounting tracefs when it is not. -errno when unavailable. */
@@ -238,7 +239,18 @@ void rst_dump_prep_free(struct rst_dump_prep *p)
 	free(p->tid);
 	if (p->have_layout)
 		haul_layout_release(&p->layout);
+	rst_ghost_pre_free(p->ghosts);
 	free(p);
+}
+
+struct rst_ghost_pre **rst_prep_ghost_slot(struct rst_dump_prep *p)
+{
+	return p ? &p->ghosts : NULL;
+}
+
+struct rst_ghost_pre *rst_prep_ghosts(struct rst_dump_prep *p)
+{
+	return p ? p->ghosts : NULL;
 }
 
 bool rst_dump_prep_fast(const struct rst_dump_prep *p)

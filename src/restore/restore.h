@@ -98,6 +98,15 @@ int rst_dump_prep_layout(struct rst_dump_prep *p, pid_t pid, struct haul_layout 
  * for redis-server's 600 MiB of MAP_NORESERVE arenas).  @p NULL: nothing.
  */
 void rst_dump_prep_annotate(const struct rst_dump_prep *p, struct haul_layout *l);
+/*
+ * Send each deleted file that @l maps privately and that was not sent yet
+ * (vma_ghost_pre.c) with @send, while @pid runs (pre-copy): a packed image
+ * MappedGhost with its content; *kept: the target kept it.  The dump with
+ * @p then names an unchanged one without its bytes.  0, or @send's -errno.
+ */
+typedef int (*rst_ghost_send_fn)(void *arg, const void *blob, size_t len, bool *kept);
+int rst_dump_prep_ghosts(struct rst_dump_prep *p, pid_t pid, const struct haul_layout *l,
+			 rst_ghost_send_fn send, void *arg);
 /* Whether the last rst_dump_state_prepared() with @p took the fast path. */
 bool rst_dump_prep_fast(const struct rst_dump_prep *p);
 /* NULL is a no-op. */
@@ -317,6 +326,13 @@ void rst_target_committed(struct rst_target *t);
 int rst_target_layout(struct rst_target *t, const struct haul_layout *l);
 /* Write @npages pages at @addr (@data NULL: make them zero). */
 int rst_target_pages(struct rst_target *t, uint64_t addr, const void *data, uint32_t npages);
+/*
+ * A deleted file the process maps privately, sent before the freeze (a
+ * packed image MappedGhost with its content; vma_ghost_pre.c): made here
+ * at once, unnamed, until the state names it.  1: kept, 0: declined (the
+ * state must carry it), -EBADMSG: malformed.
+ */
+int rst_target_ghost_pre(struct rst_target *t, const void *blob, size_t len);
 /*
  * Apply @state (a ProcessState) and let the process run.  On success *@pid
  * is its PID as seen from here.  On failure the stub is killed and a

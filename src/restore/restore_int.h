@@ -60,6 +60,10 @@ struct rst_dump_prep;
 void rst_prep_freeze(struct rst_dump_prep *p);
 /* The layout of frozen @pid with VmFlags: from maps + @p when they hold, else smaps. */
 int rst_prep_layout(struct rst_dump_prep *p, pid_t pid, struct haul_layout *out);
+/* Where @p keeps what vma_ghost_pre.c sent (NULL: @p NULL); the table itself, or NULL. */
+struct rst_ghost_pre;
+struct rst_ghost_pre **rst_prep_ghost_slot(struct rst_dump_prep *p);
+struct rst_ghost_pre *rst_prep_ghosts(struct rst_dump_prep *p);
 
 /*
  * vmcheck.c: whether every VMA of @l can be carried exactly (VmFlags, shared
@@ -188,9 +192,23 @@ uint64_t rst_ghost_bytes(const struct stat *st);
 int rst_ghost_dump(pid_t pid, int fd, Haul__Img__FileObject *o);
 /* The content, size, mode, owner and times of the file at @path into @o (-EFBIG: too large). */
 int rst_ghost_read(const char *path, Haul__Img__GhostFile *o);
+int rst_ghost_read_fd(int fd, Haul__Img__GhostFile *o);
+/* Owner, mode, size and times of @st into @o. */
+void rst_ghost_meta(const struct stat *st, Haul__Img__GhostFile *o);
+/* Write @o's extents, size, owner, mode and times into new file @fd. */
+int rst_ghost_fill(int fd, const Haul__Img__GhostFile *o);
 struct rst_target;
 int rst_ghost_create(const struct rst_target *t, const Haul__Img__FileObject *o, char *path,
 		     size_t plen, int *dirfd);
+/*
+ * Ahead of rst_ghost_create: a new unnamed file (O_TMPFILE, read-write) in
+ * the directory of the stub's root that rst_ghost_create would make
+ * @path's file in; its fd or -errno (-EOPNOTSUPP: that filesystem has none).
+ * rst_ghost_link names it there as rst_ghost_create would name a new one.
+ */
+int rst_ghost_tmpfile(const struct rst_target *t, const char *path);
+int rst_ghost_link(const struct rst_target *t, const Haul__Img__FileObject *f, int tmpfd,
+		   char *path, size_t plen, int *dirfd);
 /*
  * The made-again file @path by its directory @dirfd (rst_ghost_create's):
  * removed (and *@dirfd closed, -1; 0 when already), or its stat.
@@ -216,12 +234,29 @@ int rst_dir_in_root(const struct rst_target *t, const char *dir);
 struct rst_target;
 bool rst_vma_ghost(const struct haul_vma *v);
 int rst_vma_ghost_refusal(pid_t pid, const struct haul_vma *v, char *why, size_t len);
-int rst_vma_ghost_dump(pid_t pid, const struct haul_layout *l, Haul__Img__ProcessState *ps,
-		       void **priv, char *why, size_t wl);
+/* @pre: the files sent before the freeze (NULL: none); unchanged ones go as `presented`. */
+int rst_vma_ghost_dump(pid_t pid, const struct haul_layout *l, struct rst_ghost_pre *pre,
+		       Haul__Img__ProcessState *ps, void **priv, char *why, size_t wl);
+/* An absolute path without "." or ".." components, short enough for a ".haul-" name beside. */
+bool rst_vma_ghost_path_ok(const char *p);
 void rst_vma_ghost_release(void *priv);
 bool rst_vma_ghost_name(const struct rst_target *t, uint64_t dev, uint64_t ino, char *path,
 			size_t plen);
 void rst_vma_ghost_unlink(struct rst_target *t);
+
+/*
+ * vma_ghost_pre.c: deleted mapped files sent before a migration's freeze.
+ * Source: rst_ghost_pre_unchanged, at the dump (@pid stopped): whether the
+ * file @v maps was kept by the target and is unchanged since it was read;
+ * then @o gets its owner, mode, size and times and `presented`.  Target
+ * (rst_target_ghost_pre in restore.h): rst_target_ghost_pre_fd, the kept
+ * file of (@dev, @ino), or -1.
+ */
+bool rst_ghost_pre_unchanged(struct rst_ghost_pre *g, pid_t pid, const struct haul_vma *v,
+			     Haul__Img__GhostFile *o);
+void rst_ghost_pre_free(struct rst_ghost_pre *g);
+int rst_target_ghost_pre_fd(const struct rst_target *t, uint64_t dev, uint64_t ino);
+void rst_target_ghost_pre_release(struct rst_target *t);
 
 /*
  * cgplace.c: cgroup membership.  rst_cg_dump() records @pid's placement

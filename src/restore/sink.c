@@ -576,6 +576,13 @@ static int live_state(void *sess, const void *blob, size_t len)
 	return 0;
 }
 
+static int live_ghost(void *sess, const void *blob, size_t len)
+{
+	struct rst_target *t = sess_target(sess);
+
+	return t ? rst_target_ghost_pre(t, blob, len) : -ESRCH;
+}
+
 static int live_stale(void *sess, const struct ps_range *r, size_t n, bool complete)
 {
 	struct live_sess *s = sess;
@@ -689,4 +696,5 @@ const struct ps_sink_ops rst_live_sink = {
 	.stale = live_stale,
 	.restore = live_restore,
 	.close = live_close,
+	.ghost = live_ghost,
 };

@@ -845,6 +845,7 @@ void rst_target_free(struct rst_target *t)
 	rst_tvmas_free(t->v, t->n);
 	rst_shm_release(t);
 	rst_vma_ghost_unlink(t);
+	rst_target_ghost_pre_release(t);
 	free(t->thr);
 	free(t->presock);
 	free(t);

@@ -81,6 +81,12 @@ struct rst_target {
 	/* vma_ghost.c: deleted mapped files made again whose names an fd still opens */
 	struct rst_tghost *vghosts;
 	size_t nvghosts;
+	/* vma_ghost_pre.c: deleted mapped files made ahead, unnamed, before the state */
+	struct rst_preghost {
+		uint64_t dev, ino;
+		int fd;
+	} * pre;
+	size_t npre;
 	/* how long rst_target_ready took */
 	double ready_ms;
 	/* target_batch.c: run batches one call at a time (SIGTRAP ignored or queued) */

@@ -18,15 +18,18 @@
  * Dump: the content of each inode once (GhostFile: data extents and their
  * bytes, size, mode, owner, times), read through /proc/PID/map_files as
  * fd_ghost.c reads /proc/PID/fd, into ProcessState.mapped_ghosts; none
- * where an fd of the process carries the inode's content already.  It
- * travels with the state, so in the stop: its bytes cost downtime (a state
- * over one frame goes in parts, State.total).  A deleted executable is the
- * ghost its mappings name (dump.c exe_ghost, restore_mm opens it).
+ * where an fd of the process carries the inode's content already.  In a
+ * migration it went to the target before the freeze (vma_ghost_pre.c):
+ * unchanged since, the state names it `presented`, without its bytes.
+ * Otherwise it travels with the state, in the stop (a state over one frame
+ * goes in parts, State.total).  A deleted executable is the ghost its
+ * mappings name (dump.c exe_ghost, restore_mm opens it).
  *
  * Restore (phase RST_RES_VMAS: after the layout and shared memory, before
  * the memory hooks, mlock and seals): each inode's file is made again by
  * rst_ghost_create (at its path, or next to it when the path is taken, as
- * by the new library), every placeholder of it is replaced by a private
+ * by the new library; a presented one was made unnamed before the freeze
+ * and is only linked there, rst_ghost_link), every placeholder of it is replaced by a private
  * mapping of that file with the written pages copied over
  * (rst_target_map_ghost), and the name is unlinked: the process maps a
  * deleted file again, the pages it never wrote read the old file's bytes,
@@ -184,8 +187,8 @@ static size_t count_ghosts(const struct haul_layout *l, bool *first)
 	return n;
 }
 
-int rst_vma_ghost_dump(pid_t pid, const struct haul_layout *l, Haul__Img__ProcessState *ps,
-		       void **priv, char *why, size_t wl)
+int rst_vma_ghost_dump(pid_t pid, const struct haul_layout *l, struct rst_ghost_pre *pre,
+		       Haul__Img__ProcessState *ps, void **priv, char *why, size_t wl)
 {
 	struct ghost_dump *d;
 	bool *first = calloc(l->n ? l->n : 1, sizeof(*first));
@@ -228,6 +231,9 @@ int rst_vma_ghost_dump(pid_t pid, const struct haul_layout *l, Haul__Img__Proces
 		/* an fd of it carries the content already (fd_ghost.c): not twice */
 		if (fd_ghost_of(ps, v->dev, v->ino))
 			continue;
+		/* on the target since before the freeze, unchanged (vma_ghost_pre.c) */
+		if (pre && rst_ghost_pre_unchanged(pre, pid, v, g))
+			continue;
 		snprintf(mf, sizeof(mf), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid,
 			 v->start, v->end);
 		ret = rst_ghost_read(mf, g);
@@ -247,8 +253,7 @@ int rst_vma_ghost_dump(pid_t pid, const struct haul_layout *l, Haul__Img__Proces
 	return ret;
 }
 
-/* An absolute path without "." or ".." components, short enough for a ".haul-" name beside. */
-static bool path_ok(const char *p)
+bool rst_vma_ghost_path_ok(const char *p)
 {
 	if (!p || p[0] != '/' || strnlen(p, 3901) > 3900)
 		return false;
@@ -272,14 +277,15 @@ static int ghost_validate(const Haul__Img__ProcessState *ps, char *why, size_t w
 		f.kind = HAUL__IMG__FD_KIND__FD_DELETED;
 		f.path = m->path;
 		f.ghost = m->ghost;
-		if (!path_ok(m->path)) {
+		if (!rst_vma_ghost_path_ok(m->path)) {
 			snprintf(why, wl,
 				 "mapped_ghosts[%zu]: path not absolute, with a '.' or '..' "
 				 "component, or over 3900 bytes",
 				 i);
 			return -EBADMSG;
 		}
-		if (!m->ghost->has_content && !fd_ghost_of(ps, m->ghost->dev, m->ghost->ino)) {
+		if (!m->ghost->has_content && !m->ghost->presented &&
+		    !fd_ghost_of(ps, m->ghost->dev, m->ghost->ino)) {
 			snprintf(why, wl,
 				 "mapped_ghosts[%zu] (%.256s): no content, nor an fd of it", i,
 				 m->path);
@@ -288,6 +294,12 @@ static int ghost_validate(const Haul__Img__ProcessState *ps, char *why, size_t w
 		if (ghost_of(ps, m->ghost->dev, m->ghost->ino) != m) {
 			snprintf(why, wl, "mapped_ghosts[%zu] (%.256s): a second one of its inode",
 				 i, m->path);
+			return -EBADMSG;
+		}
+		if (m->ghost->has_content && m->ghost->presented) {
+			snprintf(why, wl,
+				 "mapped_ghosts[%zu] (%.256s): both its content and sent before", i,
+				 m->path);
 			return -EBADMSG;
 		}
 		ret = m->ghost->has_content ? rst_fd_deleted.validate(&f, why, wl) : 0;
@@ -370,7 +382,21 @@ static int remap_inode(struct rst_target *t, const Haul__Img__ProcessState *ps,
 	if (!g)
 		return -ENOMEM;
 	t->vghosts = g;
-	ret = rst_ghost_create(t, &f, path, sizeof(path), &dfd);
+	if (m->ghost->presented && !held) {
+		/* made before the freeze, unnamed (vma_ghost_pre.c): only named here */
+		int tmp = rst_target_ghost_pre_fd(t, m->ghost->dev, m->ghost->ino);
+
+		if (tmp < 0) {
+			snprintf(why, wl,
+				 "deleted file %.256s is named as sent before the freeze, but none "
+				 "came (an image on disk never has it so)",
+				 m->path);
+			return -EBADMSG;
+		}
+		ret = rst_ghost_link(t, &f, tmp, path, sizeof(path), &dfd);
+	} else {
+		ret = rst_ghost_create(t, &f, path, sizeof(path), &dfd);
+	}
 	if (ret) {
 		snprintf(why, wl, "cannot make deleted file %.256s again: %s", m->path,
 			 strerror(-ret));

@@ -38,9 +38,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* The frame kinds a client may send after authentication. */
 static const uint8_t kinds[] = {
-	WIRE_SESSION_OPEN, WIRE_SESSION_JOIN, WIRE_LAYOUT,     WIRE_ROUND_BEGIN,
-	WIRE_PAGES,	   WIRE_ROUND_END,    WIRE_STATE,      WIRE_RESTORE,
-	WIRE_COMMIT,	   WIRE_PAGE_REQ,     WIRE_PAGE_REPLY, WIRE_ERROR,
+	WIRE_SESSION_OPEN, WIRE_SESSION_JOIN, WIRE_LAYOUT,  WIRE_ROUND_BEGIN, WIRE_PAGES,
+	WIRE_ROUND_END,	   WIRE_STATE,	      WIRE_RESTORE, WIRE_COMMIT,      WIRE_PAGE_REQ,
+	WIRE_PAGE_REPLY,   WIRE_ERROR,	      WIRE_GHOST,
 };
 
 /* Inputs per server: the in-memory store keeps what committed sessions left. */

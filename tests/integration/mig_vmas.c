@@ -8,6 +8,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,26 +23,34 @@ static void teardown(void)
 	th_mig_teardown(&M);
 }
 
-static int migrate(const char *const extra[], int timeout_ms)
+/* Run haul migrate; its exit status, and whether a line of its output had @needle (NULL: none). */
+static int migrate(const char *const extra[], int timeout_ms, const char *needle, bool *said)
 {
 	char line[512];
+	bool lines = false;
 	int fd, st;
 	pid_t pid = th_mig_haul(&M, &fd, extra);
 
 	cr_assert_gt(pid, 0);
 	st = th_wait_exit(pid, timeout_ms);
-	if (st) {
-		while (th_read_line(fd, line, sizeof(line)) == 0)
+	while (th_read_line(fd, line, sizeof(line)) == 0) {
+		if (needle && strstr(line, needle))
+			lines = true;
+		if (st)
 			cr_log_info("haul: %s", line);
 	}
 	close(fd);
+	if (said)
+		*said = lines;
 	if (st == -ETIMEDOUT)
 		th_kill(pid, SIGKILL, 1000);
 	return st;
 }
 
-static void moves_intact(const char *const extra[])
+/* @ahead: the deleted file must have gone to the target before the freeze (vma_ghost_pre.c). */
+static void moves_intact(const char *const extra[], bool ahead)
 {
+	bool said;
 	long seq;
 
 	th_mig_setup(&M, 0);
@@ -49,7 +58,11 @@ static void moves_intact(const char *const extra[])
 	th_mig_workload(&M, 16, 4, 0);
 	cr_assert(th_mig_verify(&M), "the workload's VMAs do not verify before the move");
 	seq = th_mig_seq(&M);
-	cr_assert_eq(migrate(extra, 60000), 0, "haul migrate failed");
+	cr_assert_eq(
+		migrate(extra, 60000, "vmcases.deleted (32768 bytes of data) sent before", &said),
+		0, "haul migrate failed");
+	cr_expect_eq(said, ahead, "the deleted file %s before the freeze",
+		     ahead ? "was not sent" : "was sent");
 	cr_assert(th_mig_ticking(&M, M.net_b, 3000), "the workload does not tick in the target");
 	cr_assert_gt(th_mig_seq(&M), seq, "progress went backwards");
 	if (!th_mig_verify(&M)) {
@@ -64,26 +77,26 @@ Test(mig_vmas, pre_copy_carries_protnone_noreserve_fileprot_guards_and_vmflags, 
 {
 	const char *extra[] = {"--downtime", "100", NULL};
 
-	moves_intact(extra);
+	moves_intact(extra, true);
 }
 
 Test(mig_vmas, stop_and_copy_carries_the_same_vmas, .fini = teardown, .timeout = 90)
 {
 	const char *extra[] = {"--stop-and-copy", NULL};
 
-	moves_intact(extra);
+	moves_intact(extra, false);
 }
 
 Test(mig_vmas, post_copy_carries_the_same_vmas, .fini = teardown, .timeout = 90)
 {
 	const char *extra[] = {"--postcopy", NULL};
 
-	moves_intact(extra);
+	moves_intact(extra, false);
 }
 
 Test(mig_vmas, hybrid_carries_the_same_vmas, .fini = teardown, .timeout = 90)
 {
 	const char *extra[] = {"--hybrid", NULL};
 
-	moves_intact(extra);
+	moves_intact(extra, true);
 }

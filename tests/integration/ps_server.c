@@ -960,6 +960,87 @@ Test(ps, file_vma_without_a_path_is_refused_and_the_server_serves_on)
 	unlink(d.log);
 }
 
+/* A good client runs a whole session on @d's port; the daemon lives on. */
+static void serves_on(struct daemon *d)
+{
+	struct good g = {.port = d->port};
+	pthread_t t;
+
+	cr_assert_eq(pthread_create(&t, NULL, good_client, &g), 0);
+	pthread_join(t, NULL);
+	cr_assert_eq(g.result, 0, "the good client failed: %d", g.result);
+	cr_assert(daemon_alive(d));
+}
+
+/* A deleted file sent before the freeze (GHOST) that does not decode fails its session only. */
+Test(ps, a_malformed_deleted_file_fails_its_session_and_the_server_serves_on)
+{
+	struct haul_vma v = {
+		.start = BASE, .end = BASE + (1 << 20), .prot = 3, .flags = HAUL_VMA_ANON};
+	Haul__Wire__Ghost gm = HAUL__WIRE__GHOST__INIT;
+	static uint8_t junk[4096];
+	struct daemon d;
+	uint32_t seq = 0;
+	unsigned type;
+	int fd;
+
+	daemon_start(&d, 0, NULL);
+	fd = raw_auth(d.port, &seq);
+	if (!raw_open_live(fd, &seq, test_pid + 500))
+		cr_skip_test("the page server cannot start a restore here (see %s)", d.log);
+	cr_assert_eq(raw_layout(fd, &seq, &v), WIRE_ACK);
+	memset(junk, 0xff, sizeof(junk));
+	gm.has_len = true;
+	gm.len = sizeof(junk);
+	raw_frame(fd, &seq, WIRE_GHOST, &gm.base, junk, sizeof(junk));
+	wire_msg_free(raw_recv(fd, &type));
+	cr_assert_eq(type, WIRE_ERROR, "got frame type %u", type);
+	cr_assert(closed_within(fd, 3000));
+	close(fd);
+	serves_on(&d);
+	daemon_kill(&d, SIGTERM);
+	cr_assert(log_has(&d, "malformed deleted file"), "no reason (see %s)", d.log);
+	unlink(d.log);
+}
+
+/* The parts of a deleted file and of a state never mix: EPROTO, the server serves on. */
+Test(ps, a_state_part_inside_a_deleted_file_in_parts_is_refused)
+{
+	struct haul_vma v = {
+		.start = BASE, .end = BASE + (1 << 20), .prot = 3, .flags = HAUL_VMA_ANON};
+	Haul__Wire__Ghost gm = HAUL__WIRE__GHOST__INIT;
+	Haul__Wire__State sm = HAUL__WIRE__STATE__INIT;
+	static uint8_t part[4096];
+	struct daemon d;
+	uint32_t seq = 0;
+	unsigned type;
+	int fd;
+
+	daemon_start(&d, 0, NULL);
+	fd = raw_auth(d.port, &seq);
+	if (!raw_open_live(fd, &seq, test_pid + 600))
+		cr_skip_test("the page server cannot start a restore here (see %s)", d.log);
+	cr_assert_eq(raw_layout(fd, &seq, &v), WIRE_ACK);
+	gm.has_len = gm.has_total = true;
+	gm.len = sizeof(part);
+	gm.total = 2 * sizeof(part);
+	raw_frame(fd, &seq, WIRE_GHOST, &gm.base, part, sizeof(part));
+	wire_msg_free(raw_recv(fd, &type));
+	cr_assert_eq(type, WIRE_ACK, "the first part: frame type %u", type);
+	sm.has_len = sm.has_total = true;
+	sm.len = sizeof(part);
+	sm.total = 2 * sizeof(part);
+	raw_frame(fd, &seq, WIRE_STATE, &sm.base, part, sizeof(part));
+	wire_msg_free(raw_recv(fd, &type));
+	cr_assert_eq(type, WIRE_ERROR, "a state part inside a ghost's: frame type %u", type);
+	cr_assert(closed_within(fd, 3000));
+	close(fd);
+	serves_on(&d);
+	daemon_kill(&d, SIGTERM);
+	cr_assert(log_has(&d, "bad part of a STATE"), "no reason (see %s)", d.log);
+	unlink(d.log);
+}
+
 Test(ps, a_16_tib_vma_costs_the_server_no_big_allocation)
 {
 	struct haul_vma v = {.start = 0x100000000000ull,

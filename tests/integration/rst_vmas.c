@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/vma.h"
+#include "image.pb-c.h"
 #include "restore/restore.h"
 #include "tracker/tracker.h"
 #include "th_rst.h"
@@ -468,4 +469,123 @@ Test(rst_vmas, file_deleted_during_pre_copy_keeps_every_page, .fini = cleanup, .
 	resume_checked(t, state, len);
 	haul_layout_release(&pre);
 	haul_layout_release(&fin);
+}
+
+/* rst_ghost_send_fn for the tests: straight into the target, as the page server's sink does. */
+static int keep_ghost(void *arg, const void *blob, size_t len, bool *kept)
+{
+	int ret = rst_target_ghost_pre(arg, blob, len);
+
+	*kept = ret == 1;
+	return ret < 0 ? ret : 0;
+}
+
+enum ghost_touch {
+	GHOST_LEFT,    /* nothing writes it after it was sent */
+	GHOST_REWRITE, /* a write (of the same bytes) after it was sent */
+	GHOST_WRITER,  /* open for writing from after it was sent through the dump */
+};
+
+/* The map_files link of the deleted file's first VMA in @l. */
+static void deleted_link(pid_t pid, const struct haul_layout *l, char *mf, size_t len)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i].path && strstr(l->v[i].path, "vmcases.deleted")) {
+			snprintf(mf, len, "/proc/%d/map_files/%llx-%llx", (int)pid,
+				 (unsigned long long)l->v[i].start,
+				 (unsigned long long)l->v[i].end);
+			return;
+		}
+	cr_assert_fail("no VMA of the deleted file");
+}
+
+/*
+ * A migration's pre-copy without the network: the "deleted" case's file
+ * goes to the target before the freeze (vma_ghost_pre.c), then @touch
+ * happens to it; the state names it without its bytes exactly when
+ * nothing could have written it since, and the restored process reads the
+ * file's bytes either way.
+ */
+static void ghost_sent_before(const char *mode, enum ghost_touch touch, bool want_presented)
+{
+	struct rst_target_opts o = {.pidns = RST_PIDNS_AUTO};
+	struct haul_layout pre, fin = {0};
+	struct rst_dump_prep *prep = NULL;
+	Haul__Img__ProcessState *ps;
+	struct rst_target *t;
+	struct rst_seized *sz;
+	char mf[128], page[4096];
+	int wfd = -1, fd;
+	uint8_t *state;
+	size_t len;
+	pid_t pid = spawn(mode);
+
+	o.pid = pid;
+	cr_assert_eq(rst_target_new(&o, &t), 0);
+	cr_assert_eq(haul_layout_read(pid, false, &pre), 0);
+	cr_assert_eq(rst_target_layout(t, &pre), 0);
+	send_pages(t, pid, &pre, NULL);
+	cr_assert_eq(rst_dump_prepare(pid, &prep), 0);
+	cr_assert_eq(rst_dump_prep_ghosts(prep, pid, &pre, keep_ghost, t), 0);
+	deleted_link(pid, &pre, mf, sizeof(mf));
+	if (touch != GHOST_LEFT) {
+		fd = open(mf, O_RDWR | O_CLOEXEC);
+		cr_assert_geq(fd, 0, "%s: %s", mf, strerror(errno));
+		cr_assert_eq(pread(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
+		if (touch == GHOST_REWRITE)
+			cr_assert_eq(pwrite(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
+		if (touch == GHOST_WRITER)
+			wfd = fd;
+		else
+			close(fd);
+	}
+	cr_assert_eq(rst_seize(pid, &sz), 0);
+	cr_assert_eq(rst_dump_state_prepared(sz, prep, &state, &len), 0);
+	if (wfd >= 0)
+		close(wfd);
+	cr_assert_eq(haul_layout_read(pid, true, &fin), 0);
+	cr_assert_eq(rst_target_layout(t, &fin), 0);
+	rst_kill_seized(sz);
+	reap(pid);
+	ps = haul__img__process_state__unpack(NULL, len, state);
+	cr_assert(ps && ps->n_mapped_ghosts >= 1);
+	for (size_t i = 0; i < ps->n_mapped_ghosts; i++) {
+		const Haul__Img__MappedGhost *m = ps->mapped_ghosts[i];
+		/* only the vmcases file is touched (exedel's executable is not) */
+		bool want = strstr(m->path, "vmcases.deleted") ? want_presented : true;
+
+		cr_expect_eq(m->ghost->presented, want, "%s", m->path);
+		cr_expect_eq(m->ghost->has_content, !want, "%s", m->path);
+	}
+	haul__img__process_state__free_unpacked(ps, NULL);
+	resume_checked(t, state, len);
+	rst_dump_prep_free(prep);
+	haul_layout_release(&pre);
+	haul_layout_release(&fin);
+}
+
+Test(rst_vmas, deleted_file_sent_before_the_freeze_leaves_the_state, .fini = cleanup, .timeout = 60)
+{
+	ghost_sent_before("deleted", GHOST_LEFT, true);
+}
+
+/* Its program deleted under it too: the file made ahead is fit to be /proc/PID/exe again. */
+Test(rst_vmas, deleted_executable_sent_before_the_freeze_is_the_exe_again, .fini = cleanup,
+     .timeout = 60)
+{
+	ghost_sent_before("exedel", GHOST_LEFT, true);
+}
+
+/* IN_MODIFY since it was sent: the state carries its bytes again. */
+Test(rst_vmas, deleted_file_written_after_it_was_sent_goes_with_the_state, .fini = cleanup,
+     .timeout = 60)
+{
+	ghost_sent_before("deleted", GHOST_REWRITE, false);
+}
+
+/* A writer at the dump (it might write through a shared mapping, unseen): the same. */
+Test(rst_vmas, deleted_file_open_for_writing_at_the_dump_goes_with_the_state, .fini = cleanup,
+     .timeout = 60)
+{
+	ghost_sent_before("deleted", GHOST_WRITER, false);
 }

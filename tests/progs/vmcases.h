@@ -18,7 +18,8 @@
  *            after an image's restore, .image; either after a migration),
  *            4 pages mseal'ed ("sl", munmap fails): each only where the
  *            kernel offers it at setup
- *  deleted   an 8-page file (pattern 9) mapped MAP_PRIVATE in two VMAs (r--,
+ *  deleted   an 8-page file (pattern 9) mapped MAP_PRIVATE from a read-only
+ *            open (as ld.so maps a library) in two VMAs (r--,
  *            rw-), page 5 written (pattern 10), page 6 zeroed, the file
  *            unlinked (a library replaced by an upgrade): every page reads
  *            the same, the VMA still shows "(deleted)", and MADV_DONTNEED of
@@ -199,6 +200,11 @@ static int vmc_setup_deleted(const char *dir, bool unlink_now)
 		if (pwrite(fd, page, VMC_PAGE, (off_t)(i * VMC_PAGE)) != (ssize_t)VMC_PAGE)
 			return -EIO;
 	}
+	/* mapped as ld.so maps a library: from a read-only open */
+	close(fd);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -errno;
 	vmc.del = mmap(NULL, 8 * VMC_PAGE, PROT_READ, MAP_PRIVATE, fd, 0);
 	close(fd);
 	if (vmc.del == MAP_FAILED ||
