@@ -15,6 +15,12 @@
  * it unlocks; a locker therefore checks, once it has the lock, that the
  * path still names the inode it locked, and starts again if not (it had
  * locked a file that a previous holder unlinked meanwhile).
+ *
+ * A killed haul leaves its file behind, unlocked.  Each locker sweeps the
+ * directory first: the file of a process that is gone (no such pid, or
+ * another start time) and that nobody holds is removed the way a holder
+ * removes its own (locked, still the path's inode, unlinked, unlocked);
+ * nobody can want that lock again.
  */
 #define LOG_PREFIX "lock: "
 #include <errno.h>
@@ -22,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -74,6 +81,38 @@ static int lock_path(pid_t pid, char *path, size_t len, char *why, size_t wl)
 	return 0;
 }
 
+/* Remove the lock files beside @lock of processes that are gone and that nobody holds. */
+static void sweep(const char *lock)
+{
+	char dir[PATH_MAX];
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(lock, '/') - lock), lock);
+	d = opendir(dir);
+	while (d && (e = readdir(d))) {
+		unsigned long long start, now;
+		struct stat a, b;
+		char path[PATH_MAX];
+		int pid, fd;
+
+		if (sscanf(e->d_name, "pid-%d-%llu.lock", &pid, &start) != 2 || pid <= 0 ||
+		    (!haul_proc_starttime(pid, &now) && now == start))
+			continue;
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= sizeof(path))
+			continue;
+		fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+		if (fd < 0)
+			continue;
+		if (!flock(fd, LOCK_EX | LOCK_NB) && !fstat(fd, &a) && !stat(path, &b) &&
+		    a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+			unlink(path);
+		close(fd);
+	}
+	if (d)
+		closedir(d);
+}
+
 int haul_pid_lock(pid_t pid, const char *verb, struct haul_pid_lock *l, char *why, size_t wl)
 {
 	char line[64];
@@ -84,6 +123,7 @@ int haul_pid_lock(pid_t pid, const char *verb, struct haul_pid_lock *l, char *wh
 	ret = lock_path(pid, l->path, sizeof(l->path), why, wl);
 	if (ret)
 		return ret;
+	sweep(l->path);
 	for (;;) {
 		struct stat a, b;
 		char hverb[32] = "";

@@ -3,7 +3,8 @@
  * and clearly: a kernel thread is refused at the precheck by name; a
  * process of another uid (dumpable or not) is checkpointed and migrated
  * like any other; a corrupt state blob is named at restore; a second haul on
- * one process is refused naming the haul that holds it; the help texts name
+ * one process is refused naming the haul that holds it, and a killed haul's
+ * lock file is swept by the next; the help texts name
  * only commands that exist; `haul check` is clean under ASan.
  *
  * Everything runs on this host (page server on 127.0.0.1, port 0); files,
@@ -267,6 +268,31 @@ Test(misuse, the_lock_of_a_haul_killed_by_sigkill_does_not_block_the_next)
 	close(fd);
 	cr_expect_eq(th_run(out, sizeof(out), "%s track %d --rounds 1", th_haul_bin(), (int)target),
 		     0, "refused after the holder was killed: %s", out);
+}
+
+/* A killed haul's lock file, its process gone, is removed by the next haul that locks. */
+Test(misuse, lock_files_of_processes_gone_are_swept_by_the_next_lock)
+{
+	char outp[128], out[4096], spid[16], dead[160], held[160];
+	char *argv[] = {(char *)th_haul_bin(), "track", spid, "--interval", "100", NULL};
+	pid_t track;
+	int fd;
+
+	start_target(false, NULL, outp, sizeof(outp));
+	mkdir(lockdir, 0700);
+	/* a process that is gone (pid 1's start time is not 1), and a live one's held lock */
+	snprintf(dead, sizeof(dead), "%s/pid-1-1.lock", lockdir);
+	cr_assert_eq(th_run(out, sizeof(out), "echo 4242 track > %s", dead), 0);
+	snprintf(spid, sizeof(spid), "%d", (int)target);
+	track = th_spawn_pipe(NULL, argv, &fd);
+	cr_assert_gt(track, 0);
+	cr_assert_eq(th_wait_line(fd, "tracking pid", 10000, NULL, 0), 0, "haul track never began");
+	cr_expect(access(dead, F_OK) && errno == ENOENT, "%s is still there", dead);
+	cr_assert_eq(th_run(held, sizeof(held), "ls %s | grep -c '^pid-%d-'", lockdir, (int)target),
+		     0);
+	cr_expect_eq(atoi(held), 1, "the live lock was swept too");
+	th_kill(track, SIGKILL, 5000);
+	close(fd);
 }
 
 Test(misuse, pageserver_help_names_only_commands_that_exist)
