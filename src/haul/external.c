@@ -13,10 +13,10 @@
 const char haul_external_fd_help[] =
 	"what fd FD becomes on the target when its other end\nstays behind (a pipe to a process "
 	"that does\nnot move, a unix socket, a terminal): null,\nfile:/PATH, fd:N (of the "
-	"restoring haul),\nreconnect, journal, tty (repeatable)";
+	"restoring haul),\nreconnect, journal, tty, device (repeatable)";
 const char haul_external_kind_help[] =
 	"the same for every such fd of KIND: pipe, fifo, unix,\ntty (defaults: unix=reconnect, "
-	"journal for the\njournald socket; tty=tty; pipes and fifos: none)";
+	"journal for the\njournald socket; tty=device for a virtual\nconsole or /dev/console, else tty; pipes and fifos: none)";
 
 int haul_external_apply(struct haul_opt_list *byfd, struct haul_opt_list *bykind)
 {

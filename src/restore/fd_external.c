@@ -35,6 +35,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
@@ -288,6 +290,10 @@ static bool ext_probe(const struct rst_fd_probe *p, struct ext_what *w)
 	if (rst_tty_match(st)) {
 		w->kind = HAUL__IMG__EXTERNAL_KIND__EXT_TTY;
 		snprintf(w->peer, sizeof(w->peer), "terminal %.256s", p->target);
+		/* a device every host has: its path (the default is that device again) */
+		if (rst_tty_host_device(st) && p->target[0] == '/' &&
+		    strlen(p->target) < sizeof(w->path))
+			snprintf(w->path, sizeof(w->path), "%s", p->target);
 		return true;
 	}
 	return false;
@@ -330,7 +336,7 @@ static int ext_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 	if (rst_ext_spec_parse(spec, &s) || !rst_ext_spec_fits(&s, w.kind)) {
 		snprintf(why, wl,
 			 "fd %d is a %s: --external-fd %d=%s does not apply to it (reconnect and "
-			 "journal are for unix sockets, tty for terminals)",
+			 "journal are for unix sockets, tty and device for terminals)",
 			 p->fd, w.peer, p->fd, spec);
 		return -EOPNOTSUPP;
 	}
@@ -371,8 +377,11 @@ static int ext_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 			e->ident = comm;
 		}
 	}
-	if (w.kind == HAUL__IMG__EXTERNAL_KIND__EXT_TTY)
+	if (w.kind == HAUL__IMG__EXTERNAL_KIND__EXT_TTY) {
+		e->has_rdev = true;
+		e->rdev = p->st->st_rdev;
 		ret = rst_tty_dump(p, e);
+	}
 	rst_ext_spec_describe(spec, desc, sizeof(desc));
 	if (!ret)
 		pr_info("fd %d of pid %d: %s stays behind -> %s on the target", p->fd, (int)p->pid,
@@ -394,6 +403,38 @@ static int open_remote(struct rst_target *t, const char *path, int flags, int *f
 				&res);
 	*fd = (int)res;
 	return ret;
+}
+
+/*
+ * Terminal @f again by its path (spec "device"), in the stub's root, into
+ * *@fd: only when that path names the same device there (-ENODEV).
+ */
+static int reopen_device(struct rst_target *t, const Haul__Img__FileObject *f, int fl,
+			 const Haul__Img__FdEntry *fe, int *fd)
+{
+	char link[64];
+	struct stat st;
+	int ret;
+
+	if (!f->external->has_rdev || !f->path || f->path[0] != '/') {
+		pr_err("pid %d: fd %d (%s): the image records no device to open again; give "
+		       "--external-fd %d=tty|null|file:/PATH",
+		       (int)t->o.pid, fe->fd, f->external->peer, fe->fd);
+		return -EINVAL;
+	}
+	ret = open_remote(t, f->path, fl | O_NOCTTY, fd);
+	if (ret)
+		return ret;
+	snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)t->stub, *fd);
+	if (!stat(link, &st) && S_ISCHR(st.st_mode) && st.st_rdev == f->external->rdev)
+		return 0;
+	pr_err("pid %d: fd %d: %s here is not the terminal device it was (%u:%u); give "
+	       "--external-fd %d=tty|null|file:/PATH",
+	       (int)t->o.pid, fe->fd, f->path, major(f->external->rdev), minor(f->external->rdev),
+	       fe->fd);
+	rst_rcall(t, SYS_close, (uint64_t)*fd, 0, 0, 0, 0, 0, NULL);
+	*fd = -1;
+	return -ENODEV;
 }
 
 /* @path ("@name": abstract) as a sockaddr_un; its length. */
@@ -595,6 +636,9 @@ static int ext_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__
 	case RST_EXT_RECONNECT:
 	case RST_EXT_JOURNAL:
 		ret = reconnect(t, e, s.how == RST_EXT_JOURNAL, tmp);
+		break;
+	case RST_EXT_DEVICE:
+		ret = reopen_device(t, f, fl, fe, tmp);
 		break;
 	case RST_EXT_TTY:
 	default:

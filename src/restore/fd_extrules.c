@@ -12,10 +12,13 @@
  *   reconnect    unix sockets: a new socket connected to the same path
  *   journal      reconnect, then the stream header journald expects
  *   tty          terminals: the restoring haul's terminal
+ *   device       terminals: the same device again, by its path, which must
+ *                name the same device number where it is restored
  * Lookup order: a rule for the fd number, a rule for its kind, the kind's
  * default.  Defaults: a unix socket reconnects (journal for
  * /run/systemd/journal/stdout, so a service's stdout goes on reaching the
- * journal); a terminal becomes the restoring haul's; a pipe or FIFO has no
+ * journal); a virtual console or /dev/console is the same device again; any
+ * other terminal becomes the restoring haul's; a pipe or FIFO has no
  * safe default (its bytes would go nowhere the user chose) and is refused
  * at the precheck, naming the fd, its other end and these options.
  *
@@ -75,6 +78,8 @@ int rst_ext_spec_parse(const char *s, struct rst_ext_spec *out)
 		out->how = RST_EXT_JOURNAL;
 	else if (!strcmp(s, "tty"))
 		out->how = RST_EXT_TTY;
+	else if (!strcmp(s, "device"))
+		out->how = RST_EXT_DEVICE;
 	else if (!strncmp(s, "file:", 5) && s[5] == '/') {
 		out->how = RST_EXT_FILE;
 		out->path = s + 5;
@@ -95,7 +100,7 @@ bool rst_ext_spec_fits(const struct rst_ext_spec *s, Haul__Img__ExternalKind k)
 {
 	if (s->how == RST_EXT_RECONNECT || s->how == RST_EXT_JOURNAL)
 		return k == HAUL__IMG__EXTERNAL_KIND__EXT_UNIX;
-	if (s->how == RST_EXT_TTY)
+	if (s->how == RST_EXT_TTY || s->how == RST_EXT_DEVICE)
 		return k == HAUL__IMG__EXTERNAL_KIND__EXT_TTY;
 	return true;
 }
@@ -110,7 +115,7 @@ int rst_external_add(const char *rule, bool by_fd)
 
 	if (!eq || eq == rule || rst_ext_spec_parse(eq + 1, &s)) {
 		pr_err("%s '%s': expected %s=SPEC, SPEC one of null, file:/PATH, fd:N, reconnect, "
-		       "journal, tty",
+		       "journal, tty, device",
 		       opt, rule, by_fd ? "FD" : "KIND");
 		return -EINVAL;
 	}
@@ -133,7 +138,7 @@ int rst_external_add(const char *rule, bool by_fd)
 		}
 		if (!rst_ext_spec_fits(&s, (Haul__Img__ExternalKind)r.kind)) {
 			pr_err("%s '%s': %s does not apply to a %s (reconnect and journal are for "
-			       "unix, tty for tty)",
+			       "unix, tty and device for tty)",
 			       opt, rule, eq + 1, kind_names[r.kind]);
 			return -EINVAL;
 		}
@@ -174,7 +179,7 @@ const char *rst_ext_default(Haul__Img__ExternalKind k, const char *path)
 	case HAUL__IMG__EXTERNAL_KIND__EXT_UNIX:
 		return path && !strcmp(path, RST_JOURNAL_STDOUT) ? "journal" : "reconnect";
 	case HAUL__IMG__EXTERNAL_KIND__EXT_TTY:
-		return "tty";
+		return path && path[0] ? "device" : "tty";
 	default:
 		return NULL;
 	}
@@ -206,6 +211,9 @@ void rst_ext_spec_describe(const char *spec, char *buf, size_t len)
 		break;
 	case RST_EXT_TTY:
 		snprintf(buf, len, "the restoring haul's terminal (/dev/null if it has none)");
+		break;
+	case RST_EXT_DEVICE:
+		snprintf(buf, len, "the same terminal device, by its path");
 		break;
 	}
 }

@@ -260,7 +260,8 @@ int rst_ext_push_fd(struct rst_target *t, int local, int *fd);
  * spec).  rst_ext_spec_parse: 0 or -EINVAL; @out's path points into @s.
  * rst_ext_spec_fits: whether spec @s applies to kind @k.  rst_ext_rule_for:
  * the user's rule for fd @fd of kind @k, or NULL.  rst_ext_default: the
- * kind's default (@path: a unix socket's peer path), NULL: none (refused).
+ * kind's default (@path: a unix socket's peer path; a terminal's own path
+ * when it is a device every host has), NULL: none (refused).
  * rst_ext_spec_describe: what @spec makes of the fd, in words.
  */
 #define RST_JOURNAL_STDOUT "/run/systemd/journal/stdout"
@@ -271,6 +272,7 @@ enum rst_ext_how {
 	RST_EXT_RECONNECT,
 	RST_EXT_JOURNAL,
 	RST_EXT_TTY,
+	RST_EXT_DEVICE,
 };
 struct rst_ext_spec {
 	enum rst_ext_how how;
@@ -295,11 +297,14 @@ void rst_ext_spec_describe(const char *spec, char *buf, size_t len);
  * haul's terminal (its fd 0, 1 or 2), -ENOTTY: none.
  * rst_tty_read_termios: TCGETS and TIOCGWINSZ of our fd @sfd into *@out
  * (heap).  rst_tty_set_termios: both on remote fd @fd.
+ * rst_tty_host_device: a virtual console or /dev/console (a device of the
+ * host, reopened by its path: spec "device").
  * rst_tty_pts_index: N of /dev/pts/N, -1 if not a pty slave;
  * rst_tty_is_ptmx: a pty master; rst_tty_master_of / rst_tty_slave_of:
  * the fd of @pid that is the master / a slave of pty @index, or -1.
  */
 bool rst_tty_match(const struct stat *st);
+bool rst_tty_host_device(const struct stat *st);
 int rst_tty_refuse(const struct rst_fd_probe *p, char *why, size_t wl);
 int rst_tty_dump(const struct rst_fd_probe *p, Haul__Img__External *e);
 int rst_tty_apply(struct rst_target *t, int fd, const Haul__Img__External *e);

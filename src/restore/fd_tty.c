@@ -4,9 +4,12 @@
  *
  * A terminal whose other side stays behind (a pty slave whose master a
  * terminal emulator, sshd or `script` holds; a virtual console;
- * /dev/tty; /dev/console) is an external endpoint (fd_external.c): on the
- * target it becomes, by default, the restoring haul's terminal, like
- * CRIU's --shell-job.  What goes with it is what the process set: the
+ * /dev/tty; /dev/console) is an external endpoint (fd_external.c).  A pty
+ * slave or /dev/tty becomes, by default, the restoring haul's terminal,
+ * like CRIU's --shell-job; a virtual console or /dev/console, devices every
+ * host has, the same device again, opened by its path (spec "device": the
+ * path must name the same device number there, else the restore fails
+ * naming the fd).  What goes with it is what the process set: the
  * termios (TCGETS: iflag, oflag, cflag, lflag, line discipline, c_cc; the
  * kernel's struct, not glibc's) and the window size (TIOCGWINSZ), read on
  * a pidfd_getfd copy of the fd and set again on the new one; and, if it
@@ -71,6 +74,14 @@ bool rst_tty_match(const struct stat *st)
 	return ma == TTY_MAJOR_VT || (ma == TTY_MAJOR_AUX && mi <= 2) || is_pts(ma) ||
 	       ma == TTY_MAJOR_ACM || ma == TTY_MAJOR_USB || ma == TTY_MAJOR_AMA ||
 	       ma == TTY_MAJOR_HVC;
+}
+
+bool rst_tty_host_device(const struct stat *st)
+{
+	unsigned ma = major(st->st_rdev), mi = minor(st->st_rdev);
+
+	return S_ISCHR(st->st_mode) &&
+	       ((ma == TTY_MAJOR_VT && mi < 64) || (ma == TTY_MAJOR_AUX && mi == 1));
 }
 
 int rst_tty_pts_index(const struct stat *st)

@@ -5,6 +5,8 @@
  * the job writes on that terminal, with the termios and window size it
  * had set, and the terminal is its controlling terminal.  A haul without a
  * terminal gives it /dev/null and says so; a pty master is refused by name.
+ * A console device comes back as the same device, by its path, or the
+ * restore fails naming the fd where that path names another device.
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
@@ -297,4 +299,81 @@ Test(rst_tty, a_pty_whose_both_ends_it_holds_comes_back_as_a_new_pair_with_termi
 				  5000, line, sizeof(line)),
 		     0, "no working round trip after the restore");
 	close(null);
+}
+
+/* sleep with stdio on /dev/null and fd 3 on @node (read-only), as a daemon holds a console. */
+static pid_t spawn_holding(const char *node)
+{
+	pid_t pid = fork();
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR), fd = open(node, O_RDONLY | O_NOCTTY);
+
+		if (null < 0 || fd < 0)
+			_exit(126);
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(null, 2);
+		dup2(fd, 3);
+		syscall(SYS_close_range, 4, ~0U, 0);
+		setsid();
+		execlp("sleep", "sleep", "600", (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* A console device node (5:1, as zdtm's console test makes) held as fd 3, checkpointed. */
+static void checkpoint_console(char *node, size_t len)
+{
+	char out[4096], pid[16], img[96], want[192];
+	const char *ck[] = {"checkpoint", pid, "--images", img, NULL};
+
+	snprintf(node, len, "%s/console.node", dir);
+	cr_assert_eq(mknod(node, S_IFCHR | 0600, makedev(5, 1)), 0, "mknod: %s", strerror(errno));
+	prog = spawn_holding(node);
+	usleep(200000);
+	snprintf(pid, sizeof(pid), "%d", (int)prog);
+	snprintf(img, sizeof(img), "%s/img", dir);
+	cr_assert_eq(run_haul(open("/dev/null", O_RDONLY | O_CLOEXEC), out, sizeof(out), ck), 0,
+		     "checkpoint failed: %s", out);
+	snprintf(want, sizeof(want), "terminal %s stays behind -> the same terminal device", node);
+	cr_expect(strstr(out, want), "said: %s", out);
+	th_kill(prog, SIGKILL, 2000);
+	prog = -1;
+}
+
+/* zdtm console and vt: a console was restored as /dev/null (the restoring haul had no tty). */
+Test(rst_tty, a_console_device_comes_back_as_the_same_device)
+{
+	char out[4096], img[96], node[128], link[64];
+	const char *rs[] = {"restore", "--images", img, "--detach", NULL};
+	struct stat st;
+
+	checkpoint_console(node, sizeof(node));
+	snprintf(img, sizeof(img), "%s/img", dir);
+	cr_assert_eq(run_haul(open("/dev/null", O_RDONLY | O_CLOEXEC), out, sizeof(out), rs), 0,
+		     "restore failed: %s", out);
+	restored = printed_pid(out);
+	snprintf(link, sizeof(link), "/proc/%d/fd/3", (int)restored);
+	cr_assert_eq(stat(link, &st), 0);
+	cr_expect(S_ISCHR(st.st_mode) && st.st_rdev == makedev(5, 1), "fd 3 is %u:%u",
+		  major(st.st_rdev), minor(st.st_rdev));
+}
+
+/* Its path names another device where it is restored: refused by fd and path, nothing runs. */
+Test(rst_tty, a_console_whose_path_names_another_device_is_refused_by_name)
+{
+	char out[4096], img[96], node[128];
+	const char *rs[] = {"restore", "--images", img, "--detach", NULL};
+
+	checkpoint_console(node, sizeof(node));
+	cr_assert_eq(unlink(node), 0);
+	cr_assert_eq(mknod(node, S_IFCHR | 0600, makedev(1, 3)), 0);
+	snprintf(img, sizeof(img), "%s/img", dir);
+	cr_expect_neq(run_haul(open("/dev/null", O_RDONLY | O_CLOEXEC), out, sizeof(out), rs), 0,
+		      "restored over another device: %s", out);
+	cr_expect(strstr(out, "fd 3") && strstr(out, "is not the terminal device it was (5:1)"),
+		  "said: %s", out);
 }
