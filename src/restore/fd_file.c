@@ -68,7 +68,7 @@ static int reg_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
  * /dev/null a container's engine handed it (the host's) and the container's
  * own /dev/null node are the same device.
  */
-static int path_precheck(const struct rst_fd_probe *p, char *why, size_t whylen)
+int rst_fd_path_precheck(const struct rst_fd_probe *p, char *why, size_t whylen)
 {
 	char inroot[PATH_MAX + 32];
 	struct stat now;
@@ -156,7 +156,7 @@ const struct rst_fd_ops rst_fd_path = {
 	.version = 4,
 	.match = opath_match,
 	.refuse = opath_refuse,
-	.precheck = path_precheck,
+	.precheck = rst_fd_path_precheck,
 	.dump = reg_dump,
 	.validate = reg_validate,
 	.restore = rst_fd_open_path,
@@ -189,7 +189,7 @@ const struct rst_fd_ops rst_fd_reg = {
 	.version = 4,
 	.match = reg_match,
 	.refuse = reg_refuse,
-	.precheck = path_precheck,
+	.precheck = rst_fd_path_precheck,
 	.dump = reg_dump,
 	.validate = reg_validate,
 	.restore = rst_fd_open_path,
@@ -209,7 +209,7 @@ const struct rst_fd_ops rst_fd_dir = {
 	.version = 4,
 	.match = dir_match,
 	.refuse = rst_procfs_refuse, /* /proc/PID and its task directories */
-	.precheck = path_precheck,
+	.precheck = rst_fd_path_precheck,
 	.dump = reg_dump,
 	.validate = reg_validate,
 	.restore = rst_fd_open_path,
@@ -241,7 +241,7 @@ const struct rst_fd_ops rst_fd_chr = {
 	.kind = HAUL__IMG__FD_KIND__FD_CHR,
 	.version = 4,
 	.match = chr_match,
-	.precheck = path_precheck,
+	.precheck = rst_fd_path_precheck,
 	.dump = chr_dump,
 	.validate = reg_validate,
 	.restore = rst_fd_open_path,

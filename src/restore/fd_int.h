@@ -43,6 +43,8 @@ struct rst_tpipe {
 	int r, w; /* pipe: read and write end; socketpair: the lower and the higher inode's end */
 	uint32_t r_ofd, w_ofd; /* pipe: the file_id that has the parked end's OFD, 0: none yet */
 	bool sock;
+	bool fifo;    /* a named FIFO (fd_fifo.c): w its parked read-write open, r -1 */
+	uint64_t dev; /* ... and its filesystem (id: its inode there) */
 	const ProtobufCBinaryData *data;  /* pipe: its bytes; pair: what r's end had to read */
 	const ProtobufCBinaryData *data1; /* pair: what w's end had to read */
 };
@@ -170,6 +172,15 @@ extern const struct rst_fd_ops rst_fd_reg, rst_fd_dir, rst_fd_chr, rst_fd_path; 
 extern const struct rst_fd_ops rst_fd_deleted;					/* fd_ghost.c */
 extern const struct rst_fd_ops rst_fd_eventfd, rst_fd_signalfd, rst_fd_timerfd, rst_fd_epoll;
 extern const struct rst_fd_ops rst_fd_pipe, rst_fd_unix_pair;
+extern const struct rst_fd_ops rst_fd_fifo; /* fd_fifo.c */
+/*
+ * fd_pipe.c: the size of the pipe or FIFO of fd @fd of @pid and, when
+ * @first, the bytes buffered in it (tee from a new read end: not
+ * consumed) into @o.  fd_file.c: whether @p's path still names the file
+ * (device number for a character device), else -EOPNOTSUPP with @why.
+ */
+int rst_pipe_dump_data(pid_t pid, int fd, Haul__Img__PipeFile *o, bool first);
+int rst_fd_path_precheck(const struct rst_fd_probe *p, char *why, size_t whylen);
 extern const struct rst_fd_ops rst_fd_memfd;	/* fd_memfd.c */
 extern const struct rst_fd_ops rst_fd_pidfd;	/* fd_pidfd.c */
 extern const struct rst_fd_ops rst_fd_inotify;	/* fd_inotify.c */

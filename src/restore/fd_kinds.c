@@ -31,6 +31,7 @@ const struct rst_fd_ops *const rst_fd_kinds[] = {
 	&rst_fd_signalfd,   /* fd_signalfd.c */
 	&rst_fd_timerfd,    /* fd_timerfd.c */
 	&rst_fd_pty,	    /* both ends of a pty, before the terminals */
+	&rst_fd_fifo,	    /* fd_fifo.c: a named FIFO only the moving processes hold */
 	&rst_fd_external,   /* before pipes and sockets: the other end stays behind */
 	&rst_fd_pipe,	    /* fd_pipe.c */
 	&rst_fd_tcp_listen, /* fd_inet_listen.c */

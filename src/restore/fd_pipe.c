@@ -42,8 +42,7 @@ static int pipe_precheck(const struct rst_fd_probe *p, char *why, size_t whylen)
 	return 0;
 }
 
-/* The bytes buffered in the pipe of fd @fd: copied with tee(2), not consumed. */
-static int dump_pipe(pid_t pid, int fd, Haul__Img__PipeFile *o, bool first)
+int rst_pipe_dump_data(pid_t pid, int fd, Haul__Img__PipeFile *o, bool first)
 {
 	int rfd, tp[2] = {-1, -1}, avail = 0, size, ret = 0;
 	char path[64];
@@ -108,9 +107,10 @@ static int pipe_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 	o->pipe = pf;
 	pf->pipe_id = p->st->st_ino;
 	for (size_t i = 0; i < nprev; i++)
-		if (prev[i]->pipe && prev[i]->pipe->pipe_id == pf->pipe_id)
+		if (prev[i]->kind == HAUL__IMG__FD_KIND__FD_PIPE && prev[i]->pipe &&
+		    prev[i]->pipe->pipe_id == pf->pipe_id)
 			first = false;
-	return dump_pipe(p->pid, p->fd, pf, first);
+	return rst_pipe_dump_data(p->pid, p->fd, pf, first);
 }
 
 static int pipe_validate(const Haul__Img__FileObject *f, char *why, size_t wl)

@@ -331,7 +331,7 @@ int rst_fd_parked_pair(struct rst_target *t, struct rst_fd_rctx *x, uint64_t id,
 
 	*made = false;
 	for (size_t i = 0; i < x->npipes; i++)
-		if (x->pipes[i].id == id && x->pipes[i].sock == sock)
+		if (x->pipes[i].id == id && x->pipes[i].sock == sock && !x->pipes[i].fifo)
 			p = &x->pipes[i];
 	if (!p) {
 		p = &x->pipes[x->npipes];

@@ -188,7 +188,8 @@ static bool find_holder(uint32_t id, uint64_t pipe_id, pid_t *pid, int *fd)
 				continue;
 			if (pipe_id) {
 				f = file_anywhere(e->file_id);
-				if (!f || !f->pipe || f->pipe->pipe_id != pipe_id)
+				if (!f || f->kind != HAUL__IMG__FD_KIND__FD_PIPE || !f->pipe ||
+				    f->pipe->pipe_id != pipe_id)
 					continue;
 			}
 			*pid = cur->pid[j];
@@ -288,7 +289,9 @@ int rst_share_import(struct rst_target *t, int park, const Haul__Img__FileObject
 				 (int)pid, e->fd, (int)t->o.pid, strerror(-ret));
 		return ret;
 	}
-	if (!f->pipe || !find_holder(0, f->pipe->pipe_id, &pid, &fd))
+	/* a named FIFO opens its path itself (fd_fifo.c): never a blocking open here */
+	if (f->kind != HAUL__IMG__FD_KIND__FD_PIPE || !f->pipe ||
+	    !find_holder(0, f->pipe->pipe_id, &pid, &fd))
 		return -ENOENT;
 	ret = open_pipe(t, pid, fd, f, e);
 	if (ret)

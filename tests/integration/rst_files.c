@@ -195,6 +195,42 @@ Test(rst_files, two_open_files_of_one_pipe_keep_their_own_nonblock_flags, .timeo
 	cleanup(&c);
 }
 
+/* zdtm fifo, fifo_ro, fifo_wronly: FIFOs only the process holds were refused as staying behind. */
+Test(rst_files, named_fifos_keep_their_bytes_and_open_files, .timeout = 60)
+{
+	struct rst_target *t;
+	struct fcase c;
+
+	start(&c, "fifos");
+	checkpoint_restore(&c, &t);
+	finish(&c, t);
+	cleanup(&c);
+}
+
+/* Restored where its path is missing (another host): the FIFO is made with its mode. */
+Test(rst_files, a_named_fifo_missing_where_it_is_restored_is_made_again, .timeout = 60)
+{
+	struct rst_target *t;
+	struct fcase c;
+	struct th_snap s;
+	struct stat st;
+	char why[512] = "", p[200];
+	int ret;
+
+	start(&c, "fifos");
+	ret = th_snap_take_kill(c.pid, &s);
+	cr_assert_eq(ret, 0, "dump failed: %s", strerror(-ret));
+	snprintf(p, sizeof(p), "%s/fifo", c.dir);
+	cr_assert_eq(unlink(p), 0);
+	ret = th_snap_restore(&s, c.pid, RST_PIDNS_AUTO, &t, why, sizeof(why));
+	th_snap_free(&s);
+	cr_assert_eq(ret, 0, "restore failed: %s (%s)", strerror(-ret), why);
+	cr_assert_eq(stat(p, &st), 0);
+	cr_expect(S_ISFIFO(st.st_mode) && (st.st_mode & 07777) == 0640, "mode %o", st.st_mode);
+	finish(&c, t);
+	cleanup(&c);
+}
+
 Test(rst_files, deleted_sparse_file_keeps_holes_owner_mode_mtime_and_one_inode, .timeout = 60)
 {
 	struct rst_target *t;
@@ -495,6 +531,13 @@ Test(mig_files, two_open_files_of_one_pipe_keep_their_flags_across_migrate, .fin
 	char dir[160];
 
 	migrate_case("pipes", "out", dir, sizeof(dir));
+}
+
+Test(mig_files, named_fifos_keep_their_bytes_across_migrate, .fini = mig_teardown, .timeout = 120)
+{
+	char dir[160];
+
+	migrate_case("fifos", "out", dir, sizeof(dir));
 }
 
 Test(mig_files, own_proc_files_show_the_migrated_process, .fini = mig_teardown, .timeout = 120)

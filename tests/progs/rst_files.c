@@ -14,6 +14,11 @@
  *         description of each end (/proc/self/fd/N); O_NONBLOCK on the
  *         write end's first OFD and on the read end's second only; 100
  *         bytes rotate through it.
+ *  fifos  zdtm fifo, fifo_ro, fifo_wronly: named FIFO DIR/fifo (mode 0640) open
+ *         as a non-blocking reader, a writer and a second, non-blocking
+ *         writer, 100 bytes rotating through it; DIR/fifo2 open read-write
+ *         only, "abcdefghij" rotating through it.  No other process holds
+ *         them: they move with the process, their bytes too.
  *  ghost  unlink_fstat0x / ghost_holes: a deleted sparse file (data at 0
  *         and 1 MiB, 3 MiB long) with mode 0751, owner 1234:5678 and an
  *         old mtime, open twice as two OFDs; a deleted file in a deleted
@@ -217,6 +222,56 @@ static int mode_pipes(void)
 			return 2;
 	ready();
 	run(pipes_step);
+	return 0;
+}
+
+/* ---- fifos ---------------------------------------------------------------- */
+
+static int fr, fw, fw2, frw;
+static unsigned char fnext;
+static char f2next = 'a';
+
+static void fifos_step(long i)
+{
+	unsigned char b;
+	char c;
+
+	if (!nonblock(fr) || nonblock(fw) || !nonblock(fw2) || nonblock(frw))
+		fail("a FIFO's open file lost or gained O_NONBLOCK", i);
+	if (read(fr, &b, 1) != 1 || b != fnext)
+		fail("a byte rotating through the FIFO", i);
+	fnext = (unsigned char)(b + 1) % 100;
+	if (write(i % 2 ? fw : fw2, &b, 1) != 1)
+		fail("writing back into the FIFO", i);
+	if (read(frw, &c, 1) != 1 || c != f2next)
+		fail("a byte rotating through the read-write FIFO", i);
+	f2next = c == 'j' ? 'a' : (char)(c + 1);
+	if (write(frw, &c, 1) != 1)
+		fail("writing back into the read-write FIFO", i);
+}
+
+static int mode_fifos(void)
+{
+	char p[512], p2[512];
+
+	path_of(p, sizeof(p), "fifo");
+	path_of(p2, sizeof(p2), "fifo2");
+	umask(0);
+	if (mkfifo(p, 0640) || mkfifo(p2, 0600))
+		return 2;
+	fr = open(p, O_RDONLY | O_NONBLOCK);
+	fw = open(p, O_WRONLY);
+	fw2 = open(p, O_WRONLY | O_NONBLOCK);
+	frw = open(p2, O_RDWR);
+	if (fr < 0 || fw < 0 || fw2 < 0 || frw < 0)
+		return 2;
+	for (unsigned char b = 0; b < 100; b++)
+		if (write(fw, &b, 1) != 1)
+			return 2;
+	if (write(frw, "abcdefghij", 10) != 10)
+		return 2;
+	ready();
+	run(fifos_step);
 	return 0;
 }
 
@@ -685,6 +740,7 @@ int main(int argc, char **argv)
 		int (*fn)(void);
 	} modes[] = {{"ofd", mode_ofd},
 		     {"pipes", mode_pipes},
+		     {"fifos", mode_fifos},
 		     {"ghost", mode_ghost},
 		     {"locks", mode_locks},
 		     {"opath", mode_opath},

@@ -1,0 +1,290 @@
+/*
+ * fd_fifo.c - named FIFOs that no process outside the move holds: carried
+ * as a pipe is, and opened again by their path.
+ *
+ * A FIFO another process holds is an endpoint that stays behind
+ * (fd_external.c, refused without a rule).  One that only the moving
+ * processes hold is theirs: nothing is left behind, and what it buffers
+ * moves with them.  Match: a FIFO fd named by a path, not deleted, that no
+ * other process holds (a scan of every /proc/PID/fd but the moving
+ * processes' for a link naming the same path and inode, cached for the
+ * pass).  Precheck: the path still names it (renamed, mounted over:
+ * refused), not in packet mode; bytes queued in a FIFO that another moving
+ * process holds too are refused (each process's image would carry them).
+ *
+ * Dump: the FIFO by its inode (FileObject.pipe: pipe_id, size, and on the
+ * first fd of each inode its queued bytes, copied with tee(2) from a new
+ * read end, not consumed, as fd_pipe.c does), its mode and filesystem.
+ * Restore: the path is opened once per inode read-write and non-blocking
+ * in the stub (a FIFO opened so never waits for the other side), checked
+ * to be a FIFO, and parked; missing there (another host), it is made with
+ * mknod and the recorded mode first.  Each fd is a new open of the parked
+ * one through /proc/self/fd with its own flags (its own open file
+ * description; a writer finds the parked reader, a reader the parked
+ * writer: nothing blocks).  Once every fd exists the queued bytes are
+ * written back through the parked fd and it is closed (fd_pipe.c's
+ * finish: rst_fd_refill_parked).
+ */
+#define LOG_PREFIX "dump: "
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "restore/fd_int.h"
+#include "restore/target_int.h"
+
+#define FIFO_HOLDER_TTL_NS (1000ULL * 1000 * 1000)
+
+/* The last answer of fifo_holder: one scan per FIFO per pass (match, refuse, dump). */
+static struct {
+	pid_t self;
+	uint64_t dev, ino, stamp_ns;
+	pid_t other; /* 0: none */
+} last;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Whether pid @pid holds FIFO @path (@st's inode) as an fd. */
+static bool holds(pid_t pid, const char *path, const struct stat *st)
+{
+	char dir[64], link[96], target[4096];
+	struct dirent *de;
+	bool found = false;
+	struct stat o;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	d = opendir(dir);
+	while (d && !found && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(link, sizeof(link), "%s/%.16s", dir, de->d_name);
+		found = !rst_read_link(link, target, sizeof(target)) && !strcmp(target, path) &&
+			!stat(link, &o) && o.st_dev == st->st_dev && o.st_ino == st->st_ino;
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/* A process holding @p's FIFO besides @p's and the moving ones, or 0. */
+static pid_t fifo_holder(const struct rst_fd_probe *p)
+{
+	struct dirent *pe;
+	DIR *proc;
+	pid_t other = 0;
+
+	if (last.self == p->pid && last.dev == p->st->st_dev && last.ino == p->st->st_ino &&
+	    now_ns() - last.stamp_ns < FIFO_HOLDER_TTL_NS)
+		return last.other;
+	proc = opendir("/proc");
+	while (proc && !other && (pe = readdir(proc))) {
+		pid_t pid = atoi(pe->d_name);
+
+		if (pid > 0 && pid != p->pid && pid != getpid() && !rst_ext_is_moving(pid) &&
+		    holds(pid, p->target, p->st))
+			other = pid;
+	}
+	if (proc)
+		closedir(proc);
+	last.self = p->pid;
+	last.dev = p->st->st_dev;
+	last.ino = p->st->st_ino;
+	last.other = other;
+	last.stamp_ns = now_ns();
+	return other;
+}
+
+static bool fifo_match(const struct rst_fd_probe *p)
+{
+	return S_ISFIFO(p->st->st_mode) && p->target[0] == '/' && !p->deleted && !fifo_holder(p);
+}
+
+/* Another moving process that holds @p's FIFO too, or 0. */
+static pid_t moving_holder(const struct rst_fd_probe *p)
+{
+	struct dirent *pe;
+	DIR *proc = opendir("/proc");
+	pid_t other = 0;
+
+	while (proc && !other && (pe = readdir(proc))) {
+		pid_t pid = atoi(pe->d_name);
+
+		if (pid > 0 && pid != p->pid && rst_ext_is_moving(pid) &&
+		    holds(pid, p->target, p->st))
+			other = pid;
+	}
+	if (proc)
+		closedir(proc);
+	return other;
+}
+
+static int fifo_precheck(const struct rst_fd_probe *p, char *why, size_t wl)
+{
+	int ret = rst_fd_path_precheck(p, why, wl), rfd, avail = 0;
+	char path[64];
+	pid_t other;
+
+	if (ret)
+		return ret;
+	if (p->flags & O_DIRECT) {
+		snprintf(why, wl, "fd %d is a packet-mode FIFO (O_DIRECT, %.256s): not carried",
+			 p->fd, p->target);
+		return -EOPNOTSUPP;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)p->pid, p->fd);
+	rfd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (rfd >= 0 && ioctl(rfd, FIONREAD, &avail) < 0)
+		avail = 0;
+	if (rfd >= 0)
+		close(rfd);
+	if (avail > 0 && (other = moving_holder(p))) {
+		snprintf(why, wl,
+			 "fd %d is named FIFO %.256s with %d bytes queued, which pid %d (moving "
+			 "with it) holds too: the queued bytes of a FIFO shared by processes are "
+			 "not carried; retry once they are read",
+			 p->fd, p->target, avail, (int)other);
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+/* The bytes go with the first FileObject of the FIFO only. */
+static int fifo_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
+		     Haul__Img__FileObject *const *prev, size_t nprev)
+{
+	Haul__Img__PipeFile *pf = malloc(sizeof(*pf));
+	bool first = true;
+
+	if (!pf)
+		return -ENOMEM;
+	haul__img__pipe_file__init(pf);
+	o->pipe = pf;
+	pf->has_mode = pf->has_dev = true;
+	pf->mode = p->st->st_mode;
+	pf->dev = p->st->st_dev;
+	pf->pipe_id = p->st->st_ino;
+	for (size_t i = 0; i < nprev; i++)
+		if (prev[i]->kind == HAUL__IMG__FD_KIND__FD_FIFO && prev[i]->pipe &&
+		    prev[i]->pipe->pipe_id == pf->pipe_id && prev[i]->pipe->dev == pf->dev)
+			first = false;
+	return rst_pipe_dump_data(p->pid, p->fd, pf, first);
+}
+
+static int fifo_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
+{
+	if (!f->pipe || !f->pipe->has_mode || !S_ISFIFO(f->pipe->mode) || !f->path ||
+	    f->path[0] != '/') {
+		snprintf(why, wl,
+			 "file %u is a FIFO without its pipe part, its mode or an absolute path",
+			 f->id);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+/* Open FIFO @f's path read-write in the stub, made first when missing; park it in @p. */
+static int fifo_park(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
+		     struct rst_tpipe *p)
+{
+	uint64_t rpath;
+	char link[64];
+	struct stat st;
+	long fd = -1;
+	int ret = rst_put_str(t, 0, f->path, &rpath);
+
+	if (!ret)
+		ret = rst_rcall(t, SYS_openat, AT_FDCWD, rpath, O_RDWR | O_NONBLOCK | O_CLOEXEC, 0,
+				0, 0, &fd);
+	if (ret == -ENOENT) {
+		pr_info("pid %d: named FIFO %s is not here: made with mode %#o", (int)t->o.pid,
+			f->path, f->pipe->mode & 07777);
+		ret = rst_rcall(t, SYS_mknodat, AT_FDCWD, rpath, S_IFIFO | (f->pipe->mode & 07777),
+				0, 0, 0, NULL);
+		if (!ret)
+			ret = rst_rcall(t, SYS_openat, AT_FDCWD, rpath,
+					O_RDWR | O_NONBLOCK | O_CLOEXEC, 0, 0, 0, &fd);
+	}
+	if (ret)
+		return ret;
+	snprintf(link, sizeof(link), "/proc/%d/fd/%ld", (int)t->stub, fd);
+	if (stat(link, &st) || !S_ISFIFO(st.st_mode)) {
+		pr_err("pid %d: %s is not a FIFO here; it was a named FIFO the process held",
+		       (int)t->o.pid, f->path);
+		rst_rcall(t, SYS_close, (uint64_t)fd, 0, 0, 0, 0, 0, NULL);
+		return -ENOTSUP;
+	}
+	if (f->pipe->has_size && f->pipe->size > 65536 &&
+	    rst_rcall(t, SYS_fcntl, fd, F_SETPIPE_SZ, f->pipe->size, 0, 0, 0, NULL))
+		pr_warn("pid %d: cannot grow FIFO %s to %u bytes (fs.pipe-max-size?)",
+			(int)t->o.pid, f->path, f->pipe->size);
+	p->r = -1;
+	return rst_fd_park(t, x, (int)fd, &p->w);
+}
+
+static int fifo_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
+			const Haul__Img__FdEntry *e, const char *path, int *tmp, bool *shared)
+{
+	int flags = (int)f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC);
+	struct rst_tpipe *p = NULL;
+	char self[64];
+	uint64_t rpath;
+	long res = -1;
+	int ret;
+
+	(void)e;
+	(void)path;
+	*shared = false;
+	for (size_t i = 0; i < x->npipes && !p; i++)
+		if (x->pipes[i].fifo && x->pipes[i].id == f->pipe->pipe_id &&
+		    x->pipes[i].dev == f->pipe->dev)
+			p = &x->pipes[i];
+	if (!p) {
+		p = &x->pipes[x->npipes];
+		memset(p, 0, sizeof(*p));
+		p->id = f->pipe->pipe_id;
+		p->dev = f->pipe->dev;
+		p->fifo = true;
+		ret = fifo_park(t, x, f, p);
+		if (ret)
+			return ret;
+		x->npipes++;
+	}
+	if (f->pipe->has_data)
+		p->data = &f->pipe->data;
+	/* its own open file description; O_NONBLOCK for the open, its own set by the setup */
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", p->w);
+	ret = rst_put_str(t, 0, self, &rpath);
+	if (!ret)
+		ret = rst_rcall(t, SYS_openat, AT_FDCWD, rpath, flags | O_NONBLOCK | O_CLOEXEC, 0,
+				0, 0, &res);
+	*tmp = (int)res;
+	return ret;
+}
+
+const struct rst_fd_ops rst_fd_fifo = {
+	.name = "named FIFO",
+	.kind = HAUL__IMG__FD_KIND__FD_FIFO,
+	.version = 4,
+	.match = fifo_match,
+	.precheck = fifo_precheck,
+	.dump = fifo_dump,
+	.validate = fifo_validate,
+	.restore = fifo_restore,
+	.setup = rst_fd_set_nonblock,
+};
