@@ -23,7 +23,9 @@
  * description; a writer finds the parked reader, a reader the parked
  * writer: nothing blocks).  Once every fd exists the queued bytes are
  * written back through the parked fd and it is closed (fd_pipe.c's
- * finish: rst_fd_refill_parked).
+ * finish: rst_fd_refill_parked), unless the FIFO holds them already: on
+ * one filesystem (a migration on one host) it is the source's FIFO, whose
+ * buffer the frozen source keeps; its bytes are compared, not doubled.
  */
 #define LOG_PREFIX "dump: "
 #include <dirent.h>
@@ -277,6 +279,45 @@ static int fifo_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul_
 	return ret;
 }
 
+/*
+ * Every fd exists: each FIFO that already holds bytes here is the source's
+ * own (one filesystem: a migration on one host, a shared mount), which the
+ * frozen source still holds open, so they are its queued bytes: not written
+ * twice.  Anything else there is refused.  fd_pipe.c's finish then writes
+ * the rest back and closes the parked fds.
+ */
+static int fifo_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, size_t wl)
+{
+	for (size_t i = 0; i < x->npipes; i++) {
+		struct rst_tpipe *p = &x->pipes[i];
+		Haul__Img__PipeFile here = HAUL__IMG__PIPE_FILE__INIT;
+		size_t want = p->data ? p->data->len : 0;
+		int ret;
+
+		if (!p->fifo)
+			continue;
+		ret = rst_pipe_dump_data(t->stub, p->w, &here, true);
+		if (!ret && here.data.len &&
+		    (here.data.len != want || memcmp(here.data.data, p->data->data, want))) {
+			snprintf(why, wl,
+				 "a named FIFO of pid %d holds %zu bytes here, other than the %zu "
+				 "it had queued: another process writes it",
+				 (int)t->o.pid, here.data.len, want);
+			ret = -EEXIST;
+		}
+		if (!ret && here.data.len) {
+			pr_info("pid %d: a named FIFO holds its %zu queued bytes here already (the "
+				"source's own, on one filesystem)",
+				(int)t->o.pid, want);
+			p->data = NULL;
+		}
+		free(here.data.data);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 const struct rst_fd_ops rst_fd_fifo = {
 	.name = "named FIFO",
 	.kind = HAUL__IMG__FD_KIND__FD_FIFO,
@@ -287,4 +328,5 @@ const struct rst_fd_ops rst_fd_fifo = {
 	.validate = fifo_validate,
 	.restore = fifo_restore,
 	.setup = rst_fd_set_nonblock,
+	.finish = fifo_finish,
 };

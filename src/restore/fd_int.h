@@ -437,6 +437,13 @@ int rst_unix_diag(uint32_t ino, struct rst_unix_info *u);
  */
 int rst_unix_refuse_shutdown(const struct rst_fd_probe *p, char *why, size_t wl);
 /*
+ * fd_unix.c: a socket bound to path @path (@len bytes, no NUL) whose name
+ * now names a file that is not a socket (it was unlinked and taken): the
+ * restore's bind would take that file's place.  0, or -EOPNOTSUPP with @why.
+ */
+int rst_unix_refuse_name_taken(const struct rst_fd_probe *p, const char *path, size_t len,
+			       char *why, size_t wl);
+/*
  * fd_unix.c: a pipe or socket fd of the process, by inode.  rst_unix_check_pairs:
  * every socket of @p[0..n) must be one end of a connected unnamed unix pair
  * whose other end is in @p too; 0 or -EOPNOTSUPP with @why.

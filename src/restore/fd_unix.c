@@ -208,6 +208,25 @@ int rst_unix_refuse_shutdown(const struct rst_fd_probe *p, char *why, size_t wl)
 	return -EOPNOTSUPP;
 }
 
+int rst_unix_refuse_name_taken(const struct rst_fd_probe *p, const char *path, size_t len,
+			       char *why, size_t wl)
+{
+	char at[64 + sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct stat st;
+
+	if (!len || path[0] != '/' ||
+	    (size_t)snprintf(at, sizeof(at), "/proc/%d/root%.*s", (int)p->pid, (int)len, path) >=
+		    sizeof(at) ||
+	    lstat(at, &st) || S_ISSOCK(st.st_mode))
+		return 0;
+	snprintf(why, wl,
+		 "fd %d: unix socket bound to %.*s, whose name was unlinked since and now names "
+		 "another file (mode %#o): haul binds a socket to its name again, which would "
+		 "take that file's place; not supported (bind the socket to a name that stays)",
+		 p->fd, (int)len, path, (unsigned)st.st_mode);
+	return -EOPNOTSUPP;
+}
+
 /*
  * A socket is carried only as one end of a connected, unnamed AF_UNIX pair
  * whose other end is an fd of this process too (a socketpair it talks to

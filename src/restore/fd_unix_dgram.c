@@ -219,6 +219,12 @@ static int dgram_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 	haul__img__unix_dgram_file__init(op);
 	ret = dump_dgram(p, op, why, wl);
 	o = *op;
+	if (ret == -EOPNOTSUPP) { /* its reason names no fd */
+		char tmp[512];
+
+		snprintf(tmp, sizeof(tmp), "fd %d: %s", p->fd, why);
+		snprintf(why, wl, "%s", tmp);
+	}
 
 	if (!ret && o.has_name && o.name.data[0] != '/' && o.name.data[0] != '\0') {
 		snprintf(why, wl,
@@ -227,6 +233,8 @@ static int dgram_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 			 p->fd, (int)o.name.len, o.name.data);
 		ret = -EOPNOTSUPP;
 	}
+	if (!ret && o.has_name)
+		ret = rst_unix_refuse_name_taken(p, (const char *)o.name.data, o.name.len, why, wl);
 	if (!ret && !o.has_name && o.n_msgs) {
 		/* queued datagrams are sent again to the socket's name: it has none */
 		snprintf(why, wl,
@@ -244,11 +252,6 @@ static int dgram_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 			 o.has_peer_name ? (const char *)o.peer_name.data : "",
 			 (unsigned long long)o.peer);
 		ret = -EOPNOTSUPP;
-	} else if (ret == -EOPNOTSUPP) {
-		char tmp[512];
-
-		snprintf(tmp, sizeof(tmp), "fd %d: %s", p->fd, why);
-		snprintf(why, wl, "%s", tmp);
 	}
 	haul__img__unix_dgram_file__free_unpacked(op, NULL);
 	return ret;

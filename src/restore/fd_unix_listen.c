@@ -111,6 +111,9 @@ static int listen_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 			p->fd, name);
 		return -EOPNOTSUPP;
 	}
+	ret = rst_unix_refuse_name_taken(p, path, len, why, wl);
+	if (ret)
+		return ret;
 	/* connections not accepted yet: carried if their clients move and sent nothing */
 	return u.rqlen ? rst_unix_pending_check(p, name, why, wl) : 0;
 }

@@ -251,6 +251,31 @@ Test(rst_unix, listener_path_taken_by_a_regular_file_fails_the_restore, .timeout
 }
 
 /*
+ * zdtm fifo_upon_unix_socket00: the listener's name unlinked while it runs
+ * and taken by a FIFO.  A restore's bind would take the FIFO's place: the
+ * precheck refuses naming the path, and the process runs on.
+ */
+Test(rst_unix, listener_whose_name_now_names_a_fifo_is_refused_at_the_precheck, .timeout = 60)
+{
+	char why[512] = "", sock[200];
+	struct ucase c;
+	int ret, fd;
+
+	start(&c, "path-stream");
+	snprintf(sock, sizeof(sock), "%s/sock", c.dir);
+	cr_assert_eq(unlink(sock), 0);
+	cr_assert_eq(mkfifo(sock, 0600), 0);
+	ret = rst_dump_precheck(c.pid, why, sizeof(why));
+	cr_expect_eq(ret, -EOPNOTSUPP, "precheck returned %d (%s)", ret, why);
+	cr_expect(strstr(why, "fd 3: unix socket bound to") && strstr(why, "now names another file"),
+		  "%s", why);
+	fd = open(c.stop, O_WRONLY | O_CREAT, 0644);
+	close(fd);
+	cr_expect_eq(th_wait_exit(c.pid, 20000), 0, "it did not finish: %s", th_slurp(c.out));
+	cleanup(&c);
+}
+
+/*
  * A listener another process holds too (a parent, systemd's socket
  * activation): the restore would unlink the path under it.  The test takes
  * a copy (pidfd_getfd); the precheck refuses naming the holder, and the

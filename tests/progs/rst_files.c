@@ -63,6 +63,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -233,11 +234,15 @@ static char f2next = 'a';
 
 static void fifos_step(long i)
 {
+	int n = -1, n2 = -1;
 	unsigned char b;
 	char c;
 
 	if (!nonblock(fr) || nonblock(fw) || !nonblock(fw2) || nonblock(frw))
 		fail("a FIFO's open file lost or gained O_NONBLOCK", i);
+	/* exactly what was queued: not a byte lost, none doubled */
+	if (ioctl(fr, FIONREAD, &n) || n != 100 || ioctl(frw, FIONREAD, &n2) || n2 != 10)
+		fail("a FIFO holds other than its 100 (or 10) bytes", i);
 	if (read(fr, &b, 1) != 1 || b != fnext)
 		fail("a byte rotating through the FIFO", i);
 	fnext = (unsigned char)(b + 1) % 100;
