@@ -5,11 +5,11 @@
  * A FIFO another process holds is an endpoint that stays behind
  * (fd_external.c, refused without a rule).  One that only the moving
  * processes hold is theirs: nothing is left behind, and what it buffers
- * moves with them.  Match: a FIFO fd named by a path, not deleted, that no
+ * moves with them.  Match: a FIFO fd named by a path (deleted or not) that no
  * other process holds (a scan of every /proc/PID/fd but the moving
  * processes' for a link naming the same path and inode, cached for the
  * pass).  Precheck: the path still names it (renamed, mounted over:
- * refused), not in packet mode; bytes queued in a FIFO that another moving
+ * refused) unless it was deleted, not in packet mode; bytes queued in a FIFO that another moving
  * process holds too are refused (each process's image would carry them).
  *
  * Dump: the FIFO by its inode (FileObject.pipe: pipe_id, size, and on the
@@ -18,7 +18,8 @@
  * Restore: the path is opened once per inode read-write and non-blocking
  * in the stub (a FIFO opened so never waits for the other side), checked
  * to be a FIFO, and parked; missing there (another host), it is made with
- * mknod and the recorded mode first.  Each fd is a new open of the parked
+ * mknod and the recorded mode first.  A deleted one is made again (at its
+ * path, or beside it when that is taken), opened and unlinked at once.  Each fd is a new open of the parked
  * one through /proc/self/fd with its own flags (its own open file
  * description; a writer finds the parked reader, a reader the parked
  * writer: nothing blocks).  Once every fd exists the queued bytes are
@@ -61,9 +62,10 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-/* Whether pid @pid holds FIFO @path (@st's inode) as an fd. */
+/* Whether pid @pid holds FIFO @path (@st's inode; " (deleted)" after it in a link) as an fd. */
 static bool holds(pid_t pid, const char *path, const struct stat *st)
 {
+	size_t plen = strlen(path);
 	char dir[64], link[96], target[4096];
 	struct dirent *de;
 	bool found = false;
@@ -76,7 +78,9 @@ static bool holds(pid_t pid, const char *path, const struct stat *st)
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(link, sizeof(link), "%s/%.16s", dir, de->d_name);
-		found = !rst_read_link(link, target, sizeof(target)) && !strcmp(target, path) &&
+		found = !rst_read_link(link, target, sizeof(target)) &&
+			!strncmp(target, path, plen) &&
+			(!target[plen] || !strcmp(target + plen, " (deleted)")) &&
 			!stat(link, &o) && o.st_dev == st->st_dev && o.st_ino == st->st_ino;
 	}
 	if (d)
@@ -114,7 +118,7 @@ static pid_t fifo_holder(const struct rst_fd_probe *p)
 
 static bool fifo_match(const struct rst_fd_probe *p)
 {
-	return S_ISFIFO(p->st->st_mode) && p->target[0] == '/' && !p->deleted && !fifo_holder(p);
+	return S_ISFIFO(p->st->st_mode) && p->target[0] == '/' && !fifo_holder(p);
 }
 
 /* Another moving process that holds @p's FIFO too, or 0. */
@@ -138,7 +142,7 @@ static pid_t moving_holder(const struct rst_fd_probe *p)
 
 static int fifo_precheck(const struct rst_fd_probe *p, char *why, size_t wl)
 {
-	int ret = rst_fd_path_precheck(p, why, wl), rfd, avail = 0;
+	int ret = p->deleted ? 0 : rst_fd_path_precheck(p, why, wl), rfd, avail = 0;
 	char path[64];
 	pid_t other;
 
@@ -177,7 +181,8 @@ static int fifo_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 		return -ENOMEM;
 	haul__img__pipe_file__init(pf);
 	o->pipe = pf;
-	pf->has_mode = pf->has_dev = true;
+	pf->has_mode = pf->has_dev = pf->has_deleted = true;
+	pf->deleted = p->deleted;
 	pf->mode = p->st->st_mode;
 	pf->dev = p->st->st_dev;
 	pf->pipe_id = p->st->st_ino;
@@ -200,6 +205,37 @@ static int fifo_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 	return 0;
 }
 
+/*
+ * A deleted FIFO made again, read-write in the stub, into *@fd: at its path,
+ * or beside it when that is taken (PATH.haul-STUB-INO), then unlinked.
+ */
+static int open_deleted(struct rst_target *t, const Haul__Img__FileObject *f, long *fd)
+{
+	char name[4200];
+	uint64_t rpath;
+	int ret = -EEXIST;
+
+	for (int i = 0; i < 2 && ret == -EEXIST; i++) {
+		if (i)
+			snprintf(name, sizeof(name), "%s.haul-%d-%llu", f->path, (int)t->stub,
+				 (unsigned long long)f->pipe->pipe_id);
+		else
+			snprintf(name, sizeof(name), "%s", f->path);
+		ret = rst_put_str(t, 0, name, &rpath);
+		if (!ret)
+			ret = rst_rcall(t, SYS_mknodat, AT_FDCWD, rpath,
+					S_IFIFO | (f->pipe->mode & 07777), 0, 0, 0, NULL);
+	}
+	if (ret)
+		return ret; /* made nothing */
+	ret = rst_rcall(t, SYS_openat, AT_FDCWD, rpath, O_RDWR | O_NONBLOCK | O_CLOEXEC, 0, 0, 0,
+			fd);
+	if (rst_rcall(t, SYS_unlinkat, AT_FDCWD, rpath, 0, 0, 0, 0, NULL))
+		pr_warn("pid %d: cannot remove %s, its deleted FIFO made again; remove it by hand",
+			(int)t->o.pid, name);
+	return ret;
+}
+
 /* Open FIFO @f's path read-write in the stub, made first when missing; park it in @p. */
 static int fifo_park(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
 		     struct rst_tpipe *p)
@@ -210,10 +246,12 @@ static int fifo_park(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Im
 	long fd = -1;
 	int ret = rst_put_str(t, 0, f->path, &rpath);
 
-	if (!ret)
+	if (!ret && f->pipe->deleted)
+		ret = open_deleted(t, f, &fd);
+	else if (!ret)
 		ret = rst_rcall(t, SYS_openat, AT_FDCWD, rpath, O_RDWR | O_NONBLOCK | O_CLOEXEC, 0,
 				0, 0, &fd);
-	if (ret == -ENOENT) {
+	if (ret == -ENOENT && !f->pipe->deleted) {
 		pr_info("pid %d: named FIFO %s is not here: made with mode %#o", (int)t->o.pid,
 			f->path, f->pipe->mode & 07777);
 		ret = rst_rcall(t, SYS_mknodat, AT_FDCWD, rpath, S_IFIFO | (f->pipe->mode & 07777),

@@ -195,14 +195,23 @@ Test(rst_files, two_open_files_of_one_pipe_keep_their_own_nonblock_flags, .timeo
 	cleanup(&c);
 }
 
-/* zdtm fifo, fifo_ro, fifo_wronly: FIFOs only the process holds were refused as staying behind. */
+/*
+ * zdtm fifo, fifo_ro, fifo_wronly, unlink_fifo: FIFOs only the process
+ * holds were refused as staying behind.  The deleted one's name, taken by
+ * a regular file, is left alone, and no name of it is left behind.
+ */
 Test(rst_files, named_fifos_keep_their_bytes_and_open_files, .timeout = 60)
 {
 	struct rst_target *t;
 	struct fcase c;
+	struct stat st;
+	char p[200];
 
 	start(&c, "fifos");
 	checkpoint_restore(&c, &t);
+	snprintf(p, sizeof(p), "%s/fifo3", c.dir);
+	cr_expect(!stat(p, &st) && S_ISREG(st.st_mode), "the file at the deleted FIFO's name");
+	cr_expect_eq(th_run(p, sizeof(p), "ls %s | grep -c haul", c.dir), 1, "left: %s", p);
 	finish(&c, t);
 	cleanup(&c);
 }

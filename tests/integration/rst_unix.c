@@ -267,7 +267,8 @@ Test(rst_unix, listener_whose_name_now_names_a_fifo_is_refused_at_the_precheck, 
 	cr_assert_eq(mkfifo(sock, 0600), 0);
 	ret = rst_dump_precheck(c.pid, why, sizeof(why));
 	cr_expect_eq(ret, -EOPNOTSUPP, "precheck returned %d (%s)", ret, why);
-	cr_expect(strstr(why, "fd 3: unix socket bound to") && strstr(why, "now names another file"),
+	cr_expect(strstr(why, "fd 3: unix socket bound to") &&
+			  strstr(why, "now names another file"),
 		  "%s", why);
 	fd = open(c.stop, O_WRONLY | O_CREAT, 0644);
 	close(fd);

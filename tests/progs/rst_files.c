@@ -17,7 +17,9 @@
  *  fifos  zdtm fifo, fifo_ro, fifo_wronly: named FIFO DIR/fifo (mode 0640) open
  *         as a non-blocking reader, a writer and a second, non-blocking
  *         writer, 100 bytes rotating through it; DIR/fifo2 open read-write
- *         only, "abcdefghij" rotating through it.  No other process holds
+ *         only, "abcdefghij" rotating through it; DIR/fifo3 open read-write,
+ *         deleted and its name taken by a regular file (zdtm unlink_fifo,
+ *         fifo-ghost), "hello" rotating through it.  No other process holds
  *         them: they move with the process, their bytes too.
  *  ghost  unlink_fstat0x / ghost_holes: a deleted sparse file (data at 0
  *         and 1 MiB, 3 MiB long) with mode 0751, owner 1234:5678 and an
@@ -228,14 +230,16 @@ static int mode_pipes(void)
 
 /* ---- fifos ---------------------------------------------------------------- */
 
-static int fr, fw, fw2, frw;
+static int fr, fw, fw2, frw, fdel;
 static unsigned char fnext;
 static char f2next = 'a';
+static unsigned f3next; /* index in "hello" */
 
 static void fifos_step(long i)
 {
 	int n = -1, n2 = -1;
 	unsigned char b;
+	struct stat st;
 	char c;
 
 	if (!nonblock(fr) || nonblock(fw) || !nonblock(fw2) || nonblock(frw))
@@ -253,15 +257,24 @@ static void fifos_step(long i)
 	f2next = c == 'j' ? 'a' : (char)(c + 1);
 	if (write(frw, &c, 1) != 1)
 		fail("writing back into the read-write FIFO", i);
+	if (read(fdel, &c, 1) != 1 || c != "hello"[f3next] || write(fdel, &c, 1) != 1)
+		fail("a byte rotating through the deleted FIFO", i);
+	f3next = (f3next + 1) % 5;
+	if (fstat(fdel, &st) || !S_ISFIFO(st.st_mode) || st.st_nlink)
+		fail("the deleted FIFO is no longer a deleted FIFO", i);
 }
 
 static int mode_fifos(void)
 {
 	char p[512], p2[512];
 
+	path_of(p, sizeof(p), "fifo3");
+	umask(0);
+	if (mkfifo(p, 0600) || (fdel = open(p, O_RDWR)) < 0 || write(fdel, "hello", 5) != 5 ||
+	    unlink(p) || close(open(p, O_WRONLY | O_CREAT, 0644)))
+		return 2;
 	path_of(p, sizeof(p), "fifo");
 	path_of(p2, sizeof(p2), "fifo2");
-	umask(0);
 	if (mkfifo(p, 0640) || mkfifo(p2, 0600))
 		return 2;
 	fr = open(p, O_RDONLY | O_NONBLOCK);
