@@ -216,7 +216,7 @@ static int stub_next_id(struct rst_target *t, uint64_t val)
 	long fd;
 	int ret;
 
-	snprintf(num, sizeof(num), "%" PRIu64, val);
+	snprintf(num, sizeof(num), "%" PRId64, (int64_t)val); /* -1, not 2^64 - 1 (EINVAL) */
 	ret = rst_put_str(t, 0, "/proc/sys/kernel/shm_next_id", &rpath);
 	if (!ret)
 		ret = rst_put_str(t, 128, num, &rnum);
@@ -322,6 +322,7 @@ static int tshm_add(struct rst_target *t, const struct haul_vma *v, uint64_t s, 
 	n->dev = v->dev;
 	n->ino = v->ino;
 	n->tino = tino;
+	n->gone = false;
 	n->shmid = shmid;
 	n->size_made = size;
 	n->fdnum = -1;
@@ -373,7 +374,7 @@ static int maker_path(const struct rst_shm_made *m, char *in_stub, char *here, s
 	struct rst_tshm *mo = tshm_find(m->t, m->dev, m->ino);
 	uint64_t ms, me;
 
-	if (mo && mo->tino && !stub_find(m->t, mo->tino, &ms, &me)) {
+	if (mo && !mo->gone && !stub_find(m->t, mo->tino, &ms, &me)) {
 		snprintf(in_stub, len, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)m->t->o.pid,
 			 ms, me);
 		snprintf(here, len, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)m->t->stub, ms,
@@ -501,7 +502,7 @@ static int shm_map(struct rst_target *t, const struct haul_layout *l, const stru
 	/* another process of the tree made it: the same object again */
 	if (m && (!o || o->imported))
 		return shm_import(t, l, v, s, e, m);
-	if (o && o->tino && !stub_find(t, o->tino, &ms, &me)) {
+	if (o && !o->gone && !stub_find(t, o->tino, &ms, &me)) {
 		/* another VMA of the object exists: map the same object */
 		if (kind != HAUL__IMG__SHM_KIND__SHM_SYSV)
 			grow_to(t, ms, me, size);
@@ -610,7 +611,7 @@ static int sysv_resize(struct rst_target *t, struct rst_tshm *ts, const Haul__Im
 					t->v[i].v.end - t->v[i].v.start, 0, 0, 0, 0, NULL);
 	if (!ret)
 		ret = rst_rcall(t, SYS_shmctl, ts->shmid, IPC_RMID, 0, 0, 0, 0, NULL);
-	ts->tino = 0; /* gone: the first VMA below creates it again */
+	ts->gone = true; /* the first VMA below creates it again */
 	t->nsysv--;
 	for (size_t i = 0; i < t->n && !ret; i++)
 		if (t->v[i].v.dev == o->dev && t->v[i].v.ino == o->ino)
@@ -755,7 +756,7 @@ int rst_shm_open(struct rst_target *t, uint64_t dev, uint64_t ino, int oflags, l
 	const struct rst_shm_made *m;
 	uint32_t seals;
 
-	if (o && o->tino && !stub_find(t, o->tino, &ms, &me))
+	if (o && !o->gone && !stub_find(t, o->tino, &ms, &me))
 		return stub_open_mapped(t, ms, me, oflags, fd);
 	/* made by an earlier process of the tree, not mapped here */
 	m = o ? NULL : rst_shm_tree_maker(t, dev, ino);
@@ -893,7 +894,7 @@ int rst_shm_finish(struct rst_target *t, const Haul__Img__ProcessState *ps, char
 				return ret;
 			continue;
 		}
-		if (!ts || !ts->tino || stub_find(t, ts->tino, &ms, &me))
+		if (!ts || ts->gone || stub_find(t, ts->tino, &ms, &me))
 			continue; /* no VMA maps it: an fd's, fd_memfd.c finishes it */
 		if (ts->imported) {
 			/* its maker finished it; a write seal needs this one's mappings read-only */

@@ -118,7 +118,8 @@ void rst_job_stop_check(struct rst_target *t);
 /* A shmem object made in the stub (shm_restore.c). */
 struct rst_tshm {
 	uint64_t dev, ino;  /* on the source: what VMAs and fds name */
-	uint64_t tino;	    /* its inode here, 0: none any more */
+	uint64_t tino;	    /* its inode here (a SysV segment's is its shmid: 0 is one) */
+	bool gone;	    /* no longer exists here (tino means nothing) */
 	long shmid;	    /* SysV: its id here */
 	uint64_t size_made; /* SysV: the size it was created with */
 	int fdnum;	    /* memfd made for an fd: that fd's number, else -1 */

@@ -10,6 +10,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +152,20 @@ Test(mig_shmem, final_round_of_1gib_shared_memory_sends_only_the_dirty_pages, .f
 	cr_assert_geq(last, 0, "no pages_per_round in the report");
 	/* 32 hot pages plus what the layout adds; the segment is 262144 pages */
 	cr_assert_lt(last, segment / 100, "the frozen round sent %ld of %ld pages", last, segment);
+}
+
+/*
+ * A fresh IPC namespace's first segment has shmid 0, and so does its copy
+ * on the target (its inode there is 0 too): the second attachment must map
+ * that segment, not make it again.  The test's own process (criterion forks
+ * one per test) holds the namespace; workload and page server inherit it.
+ */
+Test(mig_shmem, post_copy_moves_a_sysv_segment_with_shmid_0, .fini = teardown, .timeout = 120)
+{
+	const char *extra[] = {"--postcopy", NULL};
+
+	cr_assert_eq(unshare(CLONE_NEWIPC), 0, "unshare(CLONE_NEWIPC): %s", strerror(errno));
+	moves_intact("sysv", extra);
 }
 
 Test(mig_shmem, post_copy_moves_a_memfd_mapped_twice, .fini = teardown, .timeout = 120)
