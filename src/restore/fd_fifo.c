@@ -170,27 +170,10 @@ static int fifo_precheck(const struct rst_fd_probe *p, char *why, size_t wl)
 	return 0;
 }
 
-/* The bytes go with the first FileObject of the FIFO only. */
 static int fifo_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 		     Haul__Img__FileObject *const *prev, size_t nprev)
 {
-	Haul__Img__PipeFile *pf = malloc(sizeof(*pf));
-	bool first = true;
-
-	if (!pf)
-		return -ENOMEM;
-	haul__img__pipe_file__init(pf);
-	o->pipe = pf;
-	pf->has_mode = pf->has_dev = pf->has_deleted = true;
-	pf->deleted = p->deleted;
-	pf->mode = p->st->st_mode;
-	pf->dev = p->st->st_dev;
-	pf->pipe_id = p->st->st_ino;
-	for (size_t i = 0; i < nprev; i++)
-		if (prev[i]->kind == HAUL__IMG__FD_KIND__FD_FIFO && prev[i]->pipe &&
-		    prev[i]->pipe->pipe_id == pf->pipe_id && prev[i]->pipe->dev == pf->dev)
-			first = false;
-	return rst_pipe_dump_data(p->pid, p->fd, pf, first);
+	return rst_pipe_file_dump(p, o, prev, nprev, HAUL__IMG__FD_KIND__FD_FIFO);
 }
 
 static int fifo_validate(const Haul__Img__FileObject *f, char *why, size_t wl)

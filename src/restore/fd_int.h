@@ -180,6 +180,13 @@ extern const struct rst_fd_ops rst_fd_fifo; /* fd_fifo.c */
  * (device number for a character device), else -EOPNOTSUPP with @why.
  */
 int rst_pipe_dump_data(pid_t pid, int fd, Haul__Img__PipeFile *o, bool first);
+/*
+ * fd_pipe.c: @p's PipeFile into @o (kind FD_PIPE, or FD_FIFO with its mode,
+ * filesystem and whether it was deleted), its bytes on the first
+ * FileObject of that pipe among @prev.
+ */
+int rst_pipe_file_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
+		       Haul__Img__FileObject *const *prev, size_t nprev, Haul__Img__FdKind kind);
 int rst_fd_path_precheck(const struct rst_fd_probe *p, char *why, size_t whylen);
 extern const struct rst_fd_ops rst_fd_memfd;	/* fd_memfd.c */
 extern const struct rst_fd_ops rst_fd_pidfd;	/* fd_pidfd.c */

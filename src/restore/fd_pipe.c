@@ -94,9 +94,8 @@ out:
 	return ret;
 }
 
-/* The pipe's bytes go with the first FileObject of the pipe only. */
-static int pipe_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
-		     Haul__Img__FileObject *const *prev, size_t nprev)
+int rst_pipe_file_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
+		       Haul__Img__FileObject *const *prev, size_t nprev, Haul__Img__FdKind kind)
 {
 	Haul__Img__PipeFile *pf = malloc(sizeof(*pf));
 	bool first = true;
@@ -106,11 +105,24 @@ static int pipe_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 	haul__img__pipe_file__init(pf);
 	o->pipe = pf;
 	pf->pipe_id = p->st->st_ino;
+	if (kind == HAUL__IMG__FD_KIND__FD_FIFO) {
+		pf->has_mode = pf->has_dev = pf->has_deleted = true;
+		pf->mode = p->st->st_mode;
+		pf->dev = p->st->st_dev;
+		pf->deleted = p->deleted;
+	}
+	/* the bytes go with the first FileObject of the pipe only */
 	for (size_t i = 0; i < nprev; i++)
-		if (prev[i]->kind == HAUL__IMG__FD_KIND__FD_PIPE && prev[i]->pipe &&
-		    prev[i]->pipe->pipe_id == pf->pipe_id)
+		if (prev[i]->kind == kind && prev[i]->pipe &&
+		    prev[i]->pipe->pipe_id == pf->pipe_id && prev[i]->pipe->dev == pf->dev)
 			first = false;
 	return rst_pipe_dump_data(p->pid, p->fd, pf, first);
+}
+
+static int pipe_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
+		     Haul__Img__FileObject *const *prev, size_t nprev)
+{
+	return rst_pipe_file_dump(p, o, prev, nprev, HAUL__IMG__FD_KIND__FD_PIPE);
 }
 
 static int pipe_validate(const Haul__Img__FileObject *f, char *why, size_t wl)

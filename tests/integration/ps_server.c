@@ -972,55 +972,62 @@ static void serves_on(struct daemon *d)
 	cr_assert(daemon_alive(d));
 }
 
-/* A deleted file sent before the freeze (GHOST) that does not decode fails its session only. */
-Test(ps, a_malformed_deleted_file_fails_its_session_and_the_server_serves_on)
+/* A daemon, and an authenticated LIVE session of pid @pid on it with a one-VMA layout. */
+static int live_with_layout(struct daemon *d, uint32_t *seq, int32_t pid)
 {
 	struct haul_vma v = {
 		.start = BASE, .end = BASE + (1 << 20), .prot = 3, .flags = HAUL_VMA_ANON};
+	int fd;
+
+	daemon_start(d, 0, NULL);
+	fd = raw_auth(d->port, seq);
+	if (!raw_open_live(fd, seq, pid))
+		cr_skip_test("the page server cannot start a restore here (see %s)", d->log);
+	cr_assert_eq(raw_layout(fd, seq, &v), WIRE_ACK);
+	return fd;
+}
+
+/* @fd's last frame got an ERROR and was closed; the daemon serves on and logged @reason. */
+static void refused_and_serves_on(struct daemon *d, int fd, unsigned type, const char *reason)
+{
+	cr_assert_eq(type, WIRE_ERROR, "got frame type %u", type);
+	cr_assert(closed_within(fd, 3000));
+	close(fd);
+	serves_on(d);
+	daemon_kill(d, SIGTERM);
+	cr_assert(log_has(d, reason), "no reason (see %s)", d->log);
+	unlink(d->log);
+}
+
+/* A deleted file sent before the freeze (GHOST) that does not decode fails its session only. */
+Test(ps, a_malformed_deleted_file_fails_its_session_and_the_server_serves_on)
+{
 	Haul__Wire__Ghost gm = HAUL__WIRE__GHOST__INIT;
 	static uint8_t junk[4096];
 	struct daemon d;
 	uint32_t seq = 0;
 	unsigned type;
-	int fd;
+	int fd = live_with_layout(&d, &seq, test_pid + 500);
 
-	daemon_start(&d, 0, NULL);
-	fd = raw_auth(d.port, &seq);
-	if (!raw_open_live(fd, &seq, test_pid + 500))
-		cr_skip_test("the page server cannot start a restore here (see %s)", d.log);
-	cr_assert_eq(raw_layout(fd, &seq, &v), WIRE_ACK);
 	memset(junk, 0xff, sizeof(junk));
 	gm.has_len = true;
 	gm.len = sizeof(junk);
 	raw_frame(fd, &seq, WIRE_GHOST, &gm.base, junk, sizeof(junk));
 	wire_msg_free(raw_recv(fd, &type));
-	cr_assert_eq(type, WIRE_ERROR, "got frame type %u", type);
-	cr_assert(closed_within(fd, 3000));
-	close(fd);
-	serves_on(&d);
-	daemon_kill(&d, SIGTERM);
-	cr_assert(log_has(&d, "malformed deleted file"), "no reason (see %s)", d.log);
-	unlink(d.log);
+	refused_and_serves_on(&d, fd, type, "malformed deleted file");
 }
 
 /* The parts of a deleted file and of a state never mix: EPROTO, the server serves on. */
 Test(ps, a_state_part_inside_a_deleted_file_in_parts_is_refused)
 {
-	struct haul_vma v = {
-		.start = BASE, .end = BASE + (1 << 20), .prot = 3, .flags = HAUL_VMA_ANON};
 	Haul__Wire__Ghost gm = HAUL__WIRE__GHOST__INIT;
 	Haul__Wire__State sm = HAUL__WIRE__STATE__INIT;
 	static uint8_t part[4096];
 	struct daemon d;
 	uint32_t seq = 0;
 	unsigned type;
-	int fd;
+	int fd = live_with_layout(&d, &seq, test_pid + 600);
 
-	daemon_start(&d, 0, NULL);
-	fd = raw_auth(d.port, &seq);
-	if (!raw_open_live(fd, &seq, test_pid + 600))
-		cr_skip_test("the page server cannot start a restore here (see %s)", d.log);
-	cr_assert_eq(raw_layout(fd, &seq, &v), WIRE_ACK);
 	gm.has_len = gm.has_total = true;
 	gm.len = sizeof(part);
 	gm.total = 2 * sizeof(part);
@@ -1032,13 +1039,7 @@ Test(ps, a_state_part_inside_a_deleted_file_in_parts_is_refused)
 	sm.total = 2 * sizeof(part);
 	raw_frame(fd, &seq, WIRE_STATE, &sm.base, part, sizeof(part));
 	wire_msg_free(raw_recv(fd, &type));
-	cr_assert_eq(type, WIRE_ERROR, "a state part inside a ghost's: frame type %u", type);
-	cr_assert(closed_within(fd, 3000));
-	close(fd);
-	serves_on(&d);
-	daemon_kill(&d, SIGTERM);
-	cr_assert(log_has(&d, "bad part of a STATE"), "no reason (see %s)", d.log);
-	unlink(d.log);
+	refused_and_serves_on(&d, fd, type, "bad part of a STATE");
 }
 
 Test(ps, a_16_tib_vma_costs_the_server_no_big_allocation)
