@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -437,6 +438,11 @@ struct rst_unix_info {
 	uint8_t shutdown; /* sk_shutdown: RCV_SHUTDOWN 1, SEND_SHUTDOWN 2 */
 };
 int rst_unix_diag(uint32_t ino, struct rst_unix_info *u);
+/* A stream or seqpacket end whose peer closed: connected, no peer inode, shut down both ways. */
+static inline bool rst_unix_peer_gone(const struct rst_unix_info *u)
+{
+	return u->type != SOCK_DGRAM && u->state == 1 && !u->peer && (u->shutdown & 3) == 3;
+}
 /*
  * fd_unix.c: the unix kinds' precheck of what none of them carries yet: a
  * socket shut down in either direction (its own shutdown() or its peer's).

@@ -8,7 +8,8 @@
  * every socket that is not AF_UNIX by protocol and address (fd_socket.c);
  * rst_unix_check_pairs, over all the process's sockets, refuses a unix
  * socket that is not connected, or whose peer is neither an fd of the
- * process nor of another process of its tree (fd_unix_tree.c), and a
+ * process nor of another process of its tree (fd_unix_tree.c) nor closed
+ * (a stream or seqpacket end whose peer closed: peer_gone), and a
  * named datagram socket (sock_diag gives the peer inode, the state and
  * the queue); the refuse hook, a name that is a relative path and fds in
  * flight (SCM_RIGHTS) that cannot be carried.
@@ -21,7 +22,13 @@
  * fd gets a dup of its end; once every fd exists, what an end had to read
  * is written into the other end.  A pair whose other end is a later
  * process's of the tree is made the same way, the other end handed over
- * to that process (fd_unix_tree.c).
+ * to that process (fd_unix_tree.c).  An end whose peer closed is one end of
+ * a new pair (named again if it was an accepted end) whose other end is
+ * no fd: it writes the queue into this end and is closed with the parked
+ * ends, so the process reads the bytes, then the end of the stream.  Not
+ * carried: an ECONNRESET such an end would report once (the peer closed
+ * with bytes unread; sk_err cannot be read without clearing it): it reads
+ * the end of the stream instead.
  */
 #define LOG_PREFIX "dump: "
 #include <errno.h>
@@ -249,6 +256,8 @@ int rst_unix_check_pairs(pid_t pid, const struct rst_held_pipe *p, size_t n, cha
 		/* a client a listener that moves has not accepted yet (fd_unix_pending.c) */
 		if (u.state == 1 && !u.peer && rst_unix_is_pending(pid, (uint32_t)p[i].ino))
 			continue;
+		if (rst_unix_peer_gone(&u))
+			continue; /* its peer closed: made as a pair whose other end closes */
 		for (size_t k = 0; k < n; k++)
 			peer_here |= p[k].sock && u.peer && p[k].ino == u.peer;
 		/* in a tree, the peer may be another process's (fd_unix_tree.c) */
@@ -347,6 +356,9 @@ static int dump_unix(pid_t pid, int fd, Haul__Img__UnixPairFile *o)
 	/* not accepted yet: its peer has no inode, but the listener's name */
 	if (!u.peer && u.type != SOCK_DGRAM && rst_unix_is_pending(pid, (uint32_t)o->ino))
 		o->has_pending = o->pending = peer_named = true;
+	else if (rst_unix_peer_gone(&u))
+		o->has_peer_gone = o->peer_gone = peer_named =
+			true; /* getpeername: its name, if any */
 	if (!u.rqlen && !u.named && !peer_named)
 		return 0;
 	pidfd = syscall(SYS_pidfd_open, pid, 0);
@@ -476,6 +488,14 @@ static int unix_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 			 f->id);
 		return -EBADMSG;
 	}
+	if (f->unix_pair->peer_gone &&
+	    (f->unix_pair->peer || f->unix_pair->type == SOCK_DGRAM || f->unix_pair->pending)) {
+		snprintf(why, wl,
+			 "file %u (unix_pair): an end whose peer closed with a peer inode, as a "
+			 "datagram socket, or not accepted yet",
+			 f->id);
+		return -EBADMSG;
+	}
 	if (f->unix_pair->has_shutdown && f->unix_pair->shutdown > 3) {
 		snprintf(why, wl, "file %u (unix_pair).shutdown: %u (1, 2 or 3)", f->id,
 			 f->unix_pair->shutdown);
@@ -541,6 +561,38 @@ static int named_parked_pair(struct rst_target *t, struct rst_fd_rctx *x, uint64
 	return 0;
 }
 
+/*
+ * An end whose peer closed: one end of a new pair (named again through a
+ * listener if it had a name, fd_unix_named.c), the other end, a virtual
+ * peer no fd names, parked: it writes the queue in and is closed at the
+ * finish.  The pair is named by this end's inode, the peer's above any.
+ */
+static int gone_restore(struct rst_target *t, struct rst_fd_rctx *x,
+			const Haul__Img__UnixPairFile *u, int *src, bool *shared)
+{
+	Haul__Img__UnixPairFile vpeer = HAUL__IMG__UNIX_PAIR_FILE__INIT;
+	struct rst_tpipe *p;
+	bool made;
+	int ret;
+
+	vpeer.ino = u->ino | (1ULL << 63);
+	vpeer.peer = u->ino;
+	vpeer.type = u->type;
+	vpeer.has_name = u->has_peer_name;
+	vpeer.name = u->peer_name;
+	if (u->has_name)
+		ret = named_parked_pair(t, x, u->ino, u, &vpeer, &p);
+	else
+		ret = rst_fd_parked_pair(t, x, u->ino, true, (int)u->type, &p, &made);
+	if (ret)
+		return ret;
+	if (u->has_data)
+		p->data = &u->data;
+	*shared = true;
+	*src = p->r;
+	return 0;
+}
+
 /* The end of the pair that @f names; the pair is made on its first fd (named: fd_unix_named.c). */
 static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
 			const Haul__Img__FdEntry *e, const char *path, int *src, bool *shared)
@@ -560,6 +612,8 @@ static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul_
 	/* a connection its listener had not accepted: connected again (fd_unix_pending.c) */
 	if (u->has_pending && u->pending)
 		return rst_unix_pending_client(t, u, src);
+	if (u->peer_gone)
+		return gone_restore(t, x, u, src, shared);
 	/* an end an earlier process of the tree made (fd_unix_tree.c) */
 	ret = rst_unix_tree_import(t, x->park, u, src);
 	if (ret != -ENOENT)

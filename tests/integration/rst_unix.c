@@ -163,6 +163,8 @@ static void listener_case(const char *mode)
 	cr_expect(strstr(th_slurp(c.out), "final ok served 3"), "%s", th_slurp(c.out));
 	if (!strncmp(mode, "conn", 4))
 		cr_expect(strstr(th_slurp(c.out), "pair ok"), "%s", th_slurp(c.out));
+	if (!strncmp(mode, "gone-", 5))
+		cr_expect(strstr(th_slurp(c.out), "gone ok"), "%s", th_slurp(c.out));
 	cleanup(&c);
 }
 
@@ -195,6 +197,22 @@ Test(rst_unix, seqpacket_listener_on_an_abstract_name_accepts_after_restore, .ti
 static void pair_case(const char *mode)
 {
 	listener_case(mode);
+}
+
+/*
+ * zdtm sockets02: a connection whose other end closed (a client gone, the
+ * other end of a socketpair closed) was refused as unconnected; a server
+ * could not move while one of its clients was going away.  Its bytes come
+ * back, then the end of the stream, and the accepted end keeps its name.
+ */
+Test(rst_unix, stream_ends_whose_peers_closed_keep_their_bytes_then_eof, .timeout = 60)
+{
+	listener_case("gone-path-stream");
+}
+
+Test(rst_unix, seqpacket_ends_whose_peers_closed_keep_their_messages_then_eof, .timeout = 60)
+{
+	listener_case("gone-abstract-seqpacket");
 }
 
 Test(rst_unix, accepted_stream_connection_keeps_its_bytes_and_names_on_a_path, .timeout = 60)
@@ -352,12 +370,20 @@ static void migrate_case(const char *mode)
 		     "the migrated copy did not finish cleanly: %s", th_slurp(out));
 	if (!strncmp(mode, "conn", 4))
 		cr_expect(strstr(th_slurp(out), "pair ok"), "%s", th_slurp(out));
+	if (!strncmp(mode, "gone-", 5))
+		cr_expect(strstr(th_slurp(out), "gone ok"), "%s", th_slurp(out));
 }
 
 Test(rst_unix, stream_listener_on_a_path_accepts_after_haul_migrate, .fini = mig_teardown,
      .timeout = 120)
 {
 	migrate_case("path-stream");
+}
+
+Test(rst_unix, a_server_whose_client_went_away_moves_with_haul_migrate, .fini = mig_teardown,
+     .timeout = 120)
+{
+	migrate_case("gone-path-seqpacket");
 }
 
 Test(rst_unix, accepted_connection_keeps_its_bytes_and_names_across_haul_migrate,

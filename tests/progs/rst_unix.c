@@ -19,6 +19,12 @@
  * that the accepted end still has the listener's name and the client end
  * sees it as its peer, and sends two messages each way (seqpacket: their
  * boundaries kept); then "pair ok".
+ * gone-: before it is ready, it accepts a connection of its own whose
+ * client end wrote "to-server" (seqpacket: and "s2") and closed, and holds
+ * one end of a socketpair whose other end wrote "bye" (seqpacket: "by",
+ * "e") and closed (zdtm sockets02: a server whose client went away).  At
+ * the stop each reads its bytes, then the end of the stream (0), and the
+ * accepted end still has the listener's name; then "gone ok".
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -52,6 +58,31 @@ static int expect(int fd, const char *want, const char *what)
 		return 1;
 	}
 	return 0;
+}
+
+/* The ends whose peers closed, at the stop: their bytes, then EOF; the accepted end's name. */
+static int check_gone(int a, int sp, const struct sockaddr_un *sun, socklen_t sl, bool stream)
+{
+	struct sockaddr_un got;
+	socklen_t gl = sizeof(got);
+	char b;
+	int bad = 0;
+
+	bad |= expect(a, "to-server", "queued by the client that closed");
+	if (!stream)
+		bad |= expect(a, "s2", "second message of the client that closed");
+	bad |= stream ? expect(sp, "bye", "queued by the socketpair end that closed")
+		      : expect(sp, "by", "first message of the socketpair end that closed") |
+				expect(sp, "e", "second message of the socketpair end that closed");
+	if (recv(a, &b, 1, MSG_DONTWAIT) != 0 || recv(sp, &b, 1, MSG_DONTWAIT) != 0)
+		bad |= fail("no end of stream after the bytes of a peer that closed");
+	if (getsockname(a, (struct sockaddr *)&got, &gl) || gl != sl || memcmp(&got, sun, sl))
+		bad |= fail("the accepted end lost the listener's name");
+	if (!bad) {
+		printf("gone ok\n");
+		fflush(stdout);
+	}
+	return bad;
 }
 
 /* The pair at the stop: queued bytes, names, two messages each way. */
@@ -97,7 +128,8 @@ int main(int argc, char **argv)
 	int s, fd, served = 0, c = -1, a = -1, type, dg[2] = {-1, -1};
 	struct sockaddr_un csun = {.sun_family = AF_UNIX};
 	socklen_t csl = 0;
-	bool conn = !strncmp(mode, "conn", 4);
+	bool conn = !strncmp(mode, "conn", 4), gone = !strncmp(mode, "gone-", 5);
+	int sp[2] = {-1, -1};
 
 	if (!strncmp(mode, "connlate-", 9) || !strncmp(mode, "connbound-", 10))
 		conn = true;
@@ -152,6 +184,21 @@ int main(int argc, char **argv)
 			s = 20;
 		}
 	}
+	if (gone) {
+		c = socket(AF_UNIX, type, 0);
+		if (c < 0 || connect(c, (struct sockaddr *)&sun, sl))
+			return fail("connect to itself");
+		a = accept(s, NULL, NULL);
+		if (a < 0 || write(c, "to-server", 9) != 9 ||
+		    (type == SOCK_SEQPACKET && write(c, "s2", 2) != 2))
+			return fail("queue bytes from the client");
+		close(c);
+		if (socketpair(AF_UNIX, type, 0, sp) ||
+		    (type == SOCK_STREAM ? write(sp[1], "bye", 3) != 3
+					 : write(sp[1], "by", 2) != 2 || write(sp[1], "e", 1) != 1))
+			return fail("queue bytes on a socketpair");
+		close(sp[1]);
+	}
 	snprintf(ready, sizeof(ready), "%s/ready", argv[2]);
 	snprintf(stop, sizeof(stop), "%s/stop", argv[2]);
 	fd = open(ready, O_WRONLY | O_CREAT, 0644);
@@ -180,6 +227,8 @@ int main(int argc, char **argv)
 		served++;
 	}
 	if (conn && check_pair(c, a, &sun, sl, type == SOCK_STREAM))
+		return 1;
+	if (gone && check_gone(a, sp[0], &sun, sl, type == SOCK_STREAM))
 		return 1;
 	if (csl) {
 		struct sockaddr_un got;
