@@ -249,6 +249,14 @@ int rst_unix_icons(uint32_t ino, uint32_t **icons, size_t *n);
  * hook: O_NONBLOCK, then SO_PASSCRED as the image says; 0 or -errno.
  */
 int rst_unix_passcred(pid_t pid, int fd);
+/*
+ * fd_unix_opts.c: the SOL_SOCKET options of fd @fd of @pid (a unix socket
+ * of @type) that differ from a new socket's, into *@opts (calloc'd, each
+ * malloc'd: a repeated SockOpt of the image), *@n of them.  0 or -errno.
+ */
+int rst_unix_opts_dump(pid_t pid, int fd, int type, Haul__Img__SockOpt ***opts, size_t *n);
+/* At load: @f's options are ones rst_unix_opts_dump records.  0 or -EBADMSG with @why. */
+int rst_unix_opts_valid(const Haul__Img__FileObject *f, char *why, size_t wl);
 int rst_unix_setup(struct rst_target *t, const Haul__Img__FileObject *f,
 		   const Haul__Img__FdEntry *e);
 bool rst_unix_is_pending(pid_t pid, uint32_t ino);

@@ -421,7 +421,8 @@ static int unix_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 	if (ret < 0)
 		return ret;
 	u->has_passcred = u->passcred = ret;
-	return dump_unix(p->pid, p->fd, u);
+	ret = dump_unix(p->pid, p->fd, u);
+	return ret ? ret : rst_unix_opts_dump(p->pid, p->fd, (int)u->type, &u->opts, &u->n_opts);
 }
 
 /* A name bound again at the restore: an absolute path or an abstract name. */
@@ -440,6 +441,8 @@ static int unix_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 			 f->id);
 		return -EBADMSG;
 	}
+	if (rst_unix_opts_valid(f, why, wl))
+		return -EBADMSG;
 	if (f->unix_pair->type != SOCK_STREAM && f->unix_pair->type != SOCK_DGRAM &&
 	    f->unix_pair->type != SOCK_SEQPACKET) {
 		snprintf(why, wl, "file %u (unix_pair).type: %u (stream, dgram or seqpacket)",

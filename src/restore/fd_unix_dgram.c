@@ -184,6 +184,9 @@ static int dump_dgram(const struct rst_fd_probe *p, Haul__Img__UnixDgramFile *o,
 	o->has_passcred = o->passcred = ret;
 	o->has_shutdown = u.shutdown != 0;
 	o->shutdown = u.shutdown & 3;
+	ret = rst_unix_opts_dump(p->pid, p->fd, SOCK_DGRAM, &o->opts, &o->n_opts);
+	if (ret)
+		return ret;
 	sfd = rst_fd_copy(p->pid, p->fd);
 	if (sfd < 0)
 		return sfd;
@@ -287,9 +290,11 @@ static int dgram_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 {
 	const Haul__Img__UnixDgramFile *d = f->unix_dgram;
 
-	if (!d) {
-		snprintf(why, wl, "file %u is a unix datagram socket without its unix_dgram part",
-			 f->id);
+	if (!d || rst_unix_opts_valid(f, why, wl)) {
+		if (!d)
+			snprintf(why, wl,
+				 "file %u is a unix datagram socket without its unix_dgram part",
+				 f->id);
 		return -EBADMSG;
 	}
 	if ((d->has_name && !name_ok(&d->name)) || (d->has_peer_name && !name_ok(&d->peer_name)) ||

@@ -178,6 +178,9 @@ static int listen_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 	if (ret < 0)
 		return ret;
 	l->has_passcred = l->passcred = ret;
+	ret = rst_unix_opts_dump(p->pid, p->fd, (int)l->type, &l->opts, &l->n_opts);
+	if (ret)
+		return ret;
 	if (u.rqlen) {
 		uint32_t *ic;
 		size_t n;
@@ -212,6 +215,8 @@ static int listen_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 		snprintf(why, wl, "file %u is a unix listener without its unix_listen part", f->id);
 		return -EBADMSG;
 	}
+	if (rst_unix_opts_valid(f, why, wl))
+		return -EBADMSG;
 	if (l->type != SOCK_STREAM && l->type != SOCK_SEQPACKET) {
 		snprintf(why, wl, "file %u (unix_listen).type: %u (stream or seqpacket)", f->id,
 			 l->type);

@@ -1,7 +1,17 @@
 /*
- * fd_unix_opts.c - the options of a unix socket that change what the
- * program reads: SO_PASSCRED (every message comes with SCM_CREDENTIALS),
- * and its shutdown (reads end, writes fail with EPIPE).
+ * fd_unix_opts.c - the options of a unix socket: SO_PASSCRED (every
+ * message comes with SCM_CREDENTIALS), its shutdown (reads end, writes
+ * fail with EPIPE), and the generic SOL_SOCKET options a program may set
+ * on it (buffer sizes, SO_RCVLOWAT, SO_PEEK_OFF, priority, mark, ...).
+ *
+ * The generic ones: the value of each option of unix_opts that differs
+ * from a new socket's of the same type (asked of one made here, kept a
+ * second) goes into the kind's `opts`; the restore sets them on a
+ * pidfd_getfd copy once every queue is refilled, just before the first
+ * process runs (rst_sock_defer_opt: a small buffer set earlier could make
+ * the refill block); the buffer sizes with the FORCE variants and half the
+ * value getsockopt gave (the kernel doubles what it is told).  Not carried:
+ * SO_RCVTIMEO and SO_SNDTIMEO, SO_LINGER, filters attached to the socket.
  *
  * Dump: getsockopt on a pidfd_getfd copy.  Restore: the kinds' setup hook
  * (after the fd is at its number) sets it again by an injected
@@ -24,8 +34,12 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "restore/fd_inet.h"
@@ -41,6 +55,145 @@ int rst_unix_passcred(pid_t pid, int fd)
 	if (sfd < 0)
 		return sfd;
 	ret = getsockopt(sfd, SOL_SOCKET, SO_PASSCRED, &on, &ol) < 0 ? -errno : on != 0;
+	close(sfd);
+	return ret;
+}
+
+/* The SOL_SOCKET options carried (int-valued). */
+static const int unix_opts[] = {SO_SNDBUF, SO_RCVBUF,  SO_RCVLOWAT,  SO_PEEK_OFF, SO_PRIORITY,
+				SO_MARK,   SO_PASSSEC, SO_DONTROUTE, SO_NO_CHECK, SO_OOBINLINE};
+#define NOPTS (sizeof(unix_opts) / sizeof(unix_opts[0]))
+
+/* A new unix socket's values of unix_opts, per type, read again after a second. */
+static bool defaults_of(int type, int v[NOPTS], bool ok[NOPTS])
+{
+	static __thread struct {
+		int type;
+		uint64_t at_ns;
+		int v[NOPTS];
+		bool ok[NOPTS];
+	} cache[3];
+	struct timespec ts;
+	uint64_t now;
+	size_t slot = type == SOCK_STREAM ? 0 : type == SOCK_DGRAM ? 1 : 2;
+	int ref;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	if (cache[slot].at_ns && cache[slot].type == type &&
+	    now - cache[slot].at_ns < 1000000000ull)
+		goto out;
+	ref = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+	if (ref < 0)
+		return false;
+	for (size_t i = 0; i < NOPTS; i++) {
+		socklen_t l = sizeof(int);
+
+		cache[slot].ok[i] =
+			!getsockopt(ref, SOL_SOCKET, unix_opts[i], &cache[slot].v[i], &l);
+	}
+	close(ref);
+	cache[slot].type = type;
+	cache[slot].at_ns = now;
+out:
+	memcpy(v, cache[slot].v, sizeof(cache[slot].v));
+	memcpy(ok, cache[slot].ok, sizeof(cache[slot].ok));
+	return true;
+}
+
+int rst_unix_opts_dump(pid_t pid, int fd, int type, Haul__Img__SockOpt ***opts, size_t *n)
+{
+	int sfd, v[NOPTS], def[NOPTS];
+	bool ok[NOPTS];
+
+	*n = 0;
+	if (!defaults_of(type, def, ok))
+		return -errno;
+	sfd = rst_fd_copy(pid, fd);
+	if (sfd < 0)
+		return sfd;
+	*opts = calloc(NOPTS, sizeof(**opts));
+	for (size_t i = 0; *opts && i < NOPTS; i++) {
+		socklen_t l = sizeof(int);
+		Haul__Img__SockOpt *o;
+
+		if (!ok[i] || getsockopt(sfd, SOL_SOCKET, unix_opts[i], &v[i], &l) ||
+		    v[i] == def[i])
+			continue;
+		o = malloc(sizeof(*o));
+		if (!o)
+			break;
+		haul__img__sock_opt__init(o);
+		o->level = SOL_SOCKET;
+		o->name = unix_opts[i];
+		o->value = v[i];
+		(*opts)[(*n)++] = o;
+	}
+	close(sfd);
+	return *opts ? 0 : -ENOMEM;
+}
+
+static void opts_of(const Haul__Img__FileObject *f, Haul__Img__SockOpt *const **o, size_t *n);
+
+int rst_unix_opts_valid(const Haul__Img__FileObject *f, char *why, size_t wl)
+{
+	Haul__Img__SockOpt *const *o;
+	size_t n;
+
+	opts_of(f, &o, &n);
+	for (size_t i = 0; i < n; i++) {
+		bool known = false;
+
+		for (size_t k = 0; k < NOPTS; k++)
+			known |= o[i]->level == SOL_SOCKET && o[i]->name == unix_opts[k];
+		if (!known || n > NOPTS) {
+			snprintf(
+				why, wl,
+				"file %u: unix socket option %d/%d is not one haul carries, or too "
+				"many options",
+				f->id, o[i]->level, o[i]->name);
+			return -EBADMSG;
+		}
+	}
+	return 0;
+}
+
+/* @f's carried options (fd_unix_opts.c), whichever unix kind it is. */
+static void opts_of(const Haul__Img__FileObject *f, Haul__Img__SockOpt *const **o, size_t *n)
+{
+	*o = f->unix_pair     ? f->unix_pair->opts
+	     : f->unix_dgram  ? f->unix_dgram->opts
+	     : f->unix_listen ? f->unix_listen->opts
+			      : NULL;
+	*n = f->unix_pair     ? f->unix_pair->n_opts
+	     : f->unix_dgram  ? f->unix_dgram->n_opts
+	     : f->unix_listen ? f->unix_listen->n_opts
+			      : 0;
+}
+
+/* @f's options set again on fd @fd of the target just before it runs (rst_sock_defer_opt). */
+static int opts_later(struct rst_target *t, const Haul__Img__FileObject *f, int fd)
+{
+	Haul__Img__SockOpt *const *o;
+	size_t n;
+	int sfd, ret = 0;
+
+	opts_of(f, &o, &n);
+	if (!n)
+		return 0;
+	sfd = (int)syscall(SYS_pidfd_getfd, rst_target_pidfd(t), fd, 0);
+	if (sfd < 0)
+		return -errno;
+	for (size_t i = 0; i < n && !ret; i++) {
+		int name = o[i]->name, v = o[i]->value;
+
+		/* getsockopt gave the kernel's doubled size; FORCE: not capped by [rw]mem_max */
+		if (name == SO_SNDBUF || name == SO_RCVBUF) {
+			name = name == SO_SNDBUF ? SO_SNDBUFFORCE : SO_RCVBUFFORCE;
+			v /= 2;
+		}
+		ret = rst_sock_defer_opt(sfd, SOL_SOCKET, name, v);
+	}
 	close(sfd);
 	return ret;
 }
@@ -69,6 +222,8 @@ int rst_unix_setup(struct rst_target *t, const Haul__Img__FileObject *f,
 					: 0;
 	int one = 1, ret = rst_fd_set_nonblock(t, f, e);
 
+	if (!ret)
+		ret = opts_later(t, f, e->fd);
 	if (!ret && shut)
 		ret = shut_later(t, e->fd, shut);
 	if (ret || !on)

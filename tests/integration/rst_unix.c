@@ -162,7 +162,9 @@ static void listener_case(const char *mode)
 	cr_expect_eq(ret, 0, "restored rst_unix %s exited with %d: %s", mode, ret, th_slurp(c.out));
 	cr_expect(strstr(th_slurp(c.out), "final ok served 3"), "%s", th_slurp(c.out));
 	if (!strncmp(mode, "conn", 4))
-		cr_expect(strstr(th_slurp(c.out), "pair ok"), "%s", th_slurp(c.out));
+		cr_expect(strstr(th_slurp(c.out), "pair ok") &&
+				  strstr(th_slurp(c.out), "options ok"),
+			  "%s", th_slurp(c.out));
 	if (!strncmp(mode, "gone-", 5))
 		cr_expect(strstr(th_slurp(c.out), "gone ok"), "%s", th_slurp(c.out));
 	cleanup(&c);

@@ -15,7 +15,10 @@
  * "to-client"; seqpacket: and a second message each), and a datagram
  * socketpair has three messages queued one way and one the other.
  * connbound-: the same, its client end bound first (the listener's name
- * and a "c").  At the stop it checks the queued bytes,
+ * and a "c").  Each conn- mode also sets socket options (buffer sizes,
+ * SO_RCVLOWAT, SO_PRIORITY, SO_MARK, SO_PEEK_OFF) on the listener, the two
+ * ends and the datagram pair, which the stop checks ("options ok").  At the
+ * stop it checks the queued bytes,
  * that the accepted end still has the listener's name and the client end
  * sees it as its peer, and sends two messages each way (seqpacket: their
  * boundaries kept); then "pair ok".
@@ -58,6 +61,51 @@ static int expect(int fd, const char *want, const char *what)
 		return 1;
 	}
 	return 0;
+}
+
+/* Socket options set on conn- modes' sockets: fd, option, value read back after setting. */
+static struct {
+	int *fd, name, set, got;
+} opts[] = {{NULL, SO_RCVBUF, 70000, 0}, {NULL, SO_SNDBUF, 50000, 0}, {NULL, SO_PRIORITY, 5, 0},
+	    {NULL, SO_RCVLOWAT, 2, 0},	 {NULL, SO_MARK, 7, 0},	      {NULL, SO_SNDBUF, 40000, 0},
+	    {NULL, SO_PEEK_OFF, 0, 0}};
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+/* Set each option on its socket: listener @s, client @c, accepted @a, datagram ends @dg. */
+static int set_opts(int *s, int *c, int *a, int *dg)
+{
+	int *fds[NOPTS] = {s, c, c, a, a, &dg[1], &dg[0]};
+
+	for (size_t i = 0; i < NOPTS; i++) {
+		socklen_t l = sizeof(int);
+
+		opts[i].fd = fds[i];
+		if (setsockopt(*fds[i], SOL_SOCKET, opts[i].name, &opts[i].set, sizeof(int)) ||
+		    getsockopt(*fds[i], SOL_SOCKET, opts[i].name, &opts[i].got, &l))
+			return fail("set a socket option");
+	}
+	return 0;
+}
+
+/* Each option still reads what it read when it was set. */
+static int check_opts(void)
+{
+	int bad = 0;
+
+	for (size_t i = 0; i < NOPTS; i++) {
+		socklen_t l = sizeof(int);
+		int v = -1;
+
+		if (getsockopt(*opts[i].fd, SOL_SOCKET, opts[i].name, &v, &l) || v != opts[i].got) {
+			printf("ERROR option %d of fd %d reads %d, not %d\n", opts[i].name,
+			       *opts[i].fd, v, opts[i].got);
+			bad = 1;
+		}
+	}
+	if (!bad)
+		printf("options ok\n");
+	fflush(stdout);
+	return bad;
 }
 
 /* The ends whose peers closed, at the stop: their bytes, then EOF; the accepted end's name. */
@@ -183,6 +231,8 @@ int main(int argc, char **argv)
 			close(s);
 			s = 20;
 		}
+		if (set_opts(&s, &c, &a, dg))
+			return 1;
 	}
 	if (gone) {
 		c = socket(AF_UNIX, type, 0);
@@ -226,7 +276,7 @@ int main(int argc, char **argv)
 		close(c);
 		served++;
 	}
-	if (conn && check_pair(c, a, &sun, sl, type == SOCK_STREAM))
+	if (conn && (check_opts() | check_pair(c, a, &sun, sl, type == SOCK_STREAM)))
 		return 1;
 	if (gone && check_gone(a, sp[0], &sun, sl, type == SOCK_STREAM))
 		return 1;
