@@ -28,7 +28,9 @@
  * ends, so the process reads the bytes, then the end of the stream.  Not
  * carried: an ECONNRESET such an end would report once (the peer closed
  * with bytes unread; sk_err cannot be read without clearing it): it reads
- * the end of the stream instead.
+ * the end of the stream instead.  A stream or seqpacket socket never
+ * connected (unconnected) is a new socket of its type, bound to its name
+ * again if it had one.
  */
 #define LOG_PREFIX "dump: "
 #include <errno.h>
@@ -258,6 +260,8 @@ int rst_unix_check_pairs(pid_t pid, const struct rst_held_pipe *p, size_t n, cha
 			continue;
 		if (rst_unix_peer_gone(&u))
 			continue; /* its peer closed: made as a pair whose other end closes */
+		if (u.state == 7 && !u.peer && u.type != SOCK_DGRAM)
+			continue; /* never connected: a new socket (unconnected), bound if it was */
 		for (size_t k = 0; k < n; k++)
 			peer_here |= p[k].sock && u.peer && p[k].ino == u.peer;
 		/* in a tree, the peer may be another process's (fd_unix_tree.c) */
@@ -356,9 +360,10 @@ static int dump_unix(pid_t pid, int fd, Haul__Img__UnixPairFile *o)
 	/* not accepted yet: its peer has no inode, but the listener's name */
 	if (!u.peer && u.type != SOCK_DGRAM && rst_unix_is_pending(pid, (uint32_t)o->ino))
 		o->has_pending = o->pending = peer_named = true;
-	else if (rst_unix_peer_gone(&u))
-		o->has_peer_gone = o->peer_gone = peer_named =
-			true; /* getpeername: its name, if any */
+	else if (rst_unix_peer_gone(&u)) /* getpeername: its name, if any */
+		o->has_peer_gone = o->peer_gone = peer_named = true;
+	else if (u.state == 7 && !u.peer && u.type != SOCK_DGRAM)
+		o->has_unconnected = o->unconnected = true;
 	if (!u.rqlen && !u.named && !peer_named)
 		return 0;
 	pidfd = syscall(SYS_pidfd_open, pid, 0);
@@ -499,6 +504,15 @@ static int unix_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 			 f->id);
 		return -EBADMSG;
 	}
+	if (f->unix_pair->unconnected &&
+	    (f->unix_pair->peer || f->unix_pair->type == SOCK_DGRAM || f->unix_pair->has_data ||
+	     f->unix_pair->n_msgs || f->unix_pair->pending || f->unix_pair->peer_gone)) {
+		snprintf(why, wl,
+			 "file %u (unix_pair): an unconnected socket with a peer, a queue, or as "
+			 "a datagram socket",
+			 f->id);
+		return -EBADMSG;
+	}
 	if (f->unix_pair->has_shutdown && f->unix_pair->shutdown > 3) {
 		snprintf(why, wl, "file %u (unix_pair).shutdown: %u (1, 2 or 3)", f->id,
 			 f->unix_pair->shutdown);
@@ -564,6 +578,35 @@ static int named_parked_pair(struct rst_target *t, struct rst_fd_rctx *x, uint64
 	return 0;
 }
 
+/* A socket never connected: a new one of its type, bound to its name if it had one. */
+static int lone_restore(struct rst_target *t, const Haul__Img__UnixPairFile *u, int *src)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	socklen_t sl = offsetof(struct sockaddr_un, sun_path) + u->name.len;
+	long res;
+	int ret;
+
+	ret = rst_rcall(t, SYS_socket, AF_UNIX, u->type | SOCK_CLOEXEC, 0, 0, 0, 0, &res);
+	if (ret)
+		return ret;
+	*src = (int)res;
+	if (!u->has_name || !u->name.len)
+		return 0;
+	memcpy(sun.sun_path, u->name.data, u->name.len);
+	if (sun.sun_path[0] != '\0') {
+		ret = rst_unix_clear_path(sun.sun_path); /* its own socket file, left stale */
+		sl++;
+	}
+	if (!ret)
+		ret = rst_poke(t, rst_scratch(t), &sun, sl);
+	if (!ret)
+		ret = rst_rcall(t, SYS_bind, *src, rst_scratch(t), sl, 0, 0, 0, NULL);
+	if (ret)
+		pr_err("cannot bind unconnected unix socket %llu to its name again: %s",
+		       (unsigned long long)u->ino, strerror(-ret));
+	return ret;
+}
+
 /*
  * An end whose peer closed: one end of a new pair (named again through a
  * listener if it had a name, fd_unix_named.c), the other end, a virtual
@@ -617,6 +660,8 @@ static int unix_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul_
 		return rst_unix_pending_client(t, u, src);
 	if (u->peer_gone)
 		return gone_restore(t, x, u, src, shared);
+	if (u->unconnected)
+		return lone_restore(t, u, src);
 	/* an end an earlier process of the tree made (fd_unix_tree.c) */
 	ret = rst_unix_tree_import(t, x->park, u, src);
 	if (ret != -ENOENT)

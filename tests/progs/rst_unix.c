@@ -25,9 +25,11 @@
  * gone-: before it is ready, it accepts a connection of its own whose
  * client end wrote "to-server" (seqpacket: and "s2") and closed, and holds
  * one end of a socketpair whose other end wrote "bye" (seqpacket: "by",
- * "e") and closed (zdtm sockets02: a server whose client went away).  At
- * the stop each reads its bytes, then the end of the stream (0), and the
- * accepted end still has the listener's name; then "gone ok".
+ * "e") and closed (zdtm sockets02: a server whose client went away), and
+ * two sockets never connected, one bound to the abstract name of DIR and
+ * "u" (zdtm sk-unix-unconn).  At the stop each reads its bytes, then the
+ * end of the stream (0), the accepted end still has the listener's name,
+ * the bound one its own and it listens and accepts; then "gone ok".
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -108,6 +110,36 @@ static int check_opts(void)
 	return bad;
 }
 
+/* The abstract name of DIR and "u", for the bound unconnected socket. */
+static socklen_t lone_name(const char *dir, struct sockaddr_un *sun)
+{
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	memcpy(sun->sun_path + 1, dir, strlen(dir));
+	sun->sun_path[1 + strlen(dir)] = 'u';
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 2 + strlen(dir));
+}
+
+/* The unconnected sockets at the stop: @l1 unbound, @l2 bound to lone_name, listening then. */
+static int check_lone(int l1, int l2, const char *dir, int type)
+{
+	struct sockaddr_un want, got;
+	socklen_t wl = lone_name(dir, &want), gl = sizeof(got);
+	int t = 0, c, bad = 0;
+
+	if (getsockopt(l1, SOL_SOCKET, SO_TYPE, &t, &(socklen_t){sizeof(t)}) || t != type ||
+	    getsockname(l1, (struct sockaddr *)&got, &gl) || gl != sizeof(sa_family_t))
+		bad |= fail("the unbound unconnected socket changed");
+	gl = sizeof(got);
+	if (getsockname(l2, (struct sockaddr *)&got, &gl) || gl != wl || memcmp(&got, &want, wl))
+		bad |= fail("the bound unconnected socket lost its name");
+	c = socket(AF_UNIX, type, 0);
+	if (listen(l2, 1) || connect(c, (struct sockaddr *)&want, wl) || accept(l2, NULL, NULL) < 0)
+		bad |= fail("the bound unconnected socket cannot listen and accept");
+	close(c);
+	return bad;
+}
+
 /* The ends whose peers closed, at the stop: their bytes, then EOF; the accepted end's name. */
 static int check_gone(int a, int sp, const struct sockaddr_un *sun, socklen_t sl, bool stream)
 {
@@ -177,7 +209,7 @@ int main(int argc, char **argv)
 	struct sockaddr_un csun = {.sun_family = AF_UNIX};
 	socklen_t csl = 0;
 	bool conn = !strncmp(mode, "conn", 4), gone = !strncmp(mode, "gone-", 5);
-	int sp[2] = {-1, -1};
+	int sp[2] = {-1, -1}, l1 = -1, l2 = -1;
 
 	if (!strncmp(mode, "connlate-", 9) || !strncmp(mode, "connbound-", 10))
 		conn = true;
@@ -248,6 +280,11 @@ int main(int argc, char **argv)
 					 : write(sp[1], "by", 2) != 2 || write(sp[1], "e", 1) != 1))
 			return fail("queue bytes on a socketpair");
 		close(sp[1]);
+		l1 = socket(AF_UNIX, type, 0);
+		l2 = socket(AF_UNIX, type, 0);
+		if (l1 < 0 || l2 < 0 ||
+		    bind(l2, (struct sockaddr *)&csun, lone_name(argv[2], &csun)))
+			return fail("unconnected sockets");
 	}
 	snprintf(ready, sizeof(ready), "%s/ready", argv[2]);
 	snprintf(stop, sizeof(stop), "%s/stop", argv[2]);
@@ -278,7 +315,8 @@ int main(int argc, char **argv)
 	}
 	if (conn && (check_opts() | check_pair(c, a, &sun, sl, type == SOCK_STREAM)))
 		return 1;
-	if (gone && check_gone(a, sp[0], &sun, sl, type == SOCK_STREAM))
+	if (gone && (check_lone(l1, l2, argv[2], type) |
+		     check_gone(a, sp[0], &sun, sl, type == SOCK_STREAM)))
 		return 1;
 	if (csl) {
 		struct sockaddr_un got;
