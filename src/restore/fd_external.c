@@ -662,6 +662,7 @@ static int ext_restore(struct rst_target *t, struct rst_fd_rctx *x, const Haul__
 static int ext_setup(struct rst_target *t, const Haul__Img__FileObject *f,
 		     const Haul__Img__FdEntry *e)
 {
+	struct rst_ext_spec s;
 	int ret = rst_fd_set_nonblock(t, f, e);
 
 	if (ret || !f->external->termios)
@@ -669,7 +670,10 @@ static int ext_setup(struct rst_target *t, const Haul__Img__FileObject *f,
 	/* Whatever it became: if that is a terminal too (tty, fd:N of one), it gets them. */
 	if (rst_rcall(t, SYS_ioctl, e->fd, TCGETS, rst_scratch(t), 0, 0, 0, NULL))
 		return 0; /* ENOTTY: /dev/null, a file, a pipe */
-	return rst_tty_apply(t, e->fd, f->external);
+	/* a console or VT of this host keeps its own settings (another speed, another size) */
+	return rst_tty_apply(t, e->fd, f->external,
+			     rst_ext_spec_parse(ext_spec_here(f, e->fd), &s) ||
+				     s.how != RST_EXT_DEVICE);
 }
 
 const struct rst_fd_ops rst_fd_external = {

@@ -62,11 +62,14 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-/* Whether pid @pid holds FIFO @path (@st's inode; " (deleted)" after it in a link) as an fd. */
-static bool holds(pid_t pid, const char *path, const struct stat *st)
+/*
+ * Whether pid @pid holds @st's FIFO as an fd: by inode, whatever path its
+ * mount namespace shows (a volume mounted elsewhere, a hard link); only
+ * links to a path are stat'ed (not sockets, pipes, anon inodes).
+ */
+static bool holds(pid_t pid, const struct stat *st)
 {
-	size_t plen = strlen(path);
-	char dir[64], link[96], target[4096];
+	char dir[64], link[96], target[16];
 	struct dirent *de;
 	bool found = false;
 	struct stat o;
@@ -75,13 +78,14 @@ static bool holds(pid_t pid, const char *path, const struct stat *st)
 	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
 	d = opendir(dir);
 	while (d && !found && (de = readdir(d))) {
+		ssize_t n;
+
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(link, sizeof(link), "%s/%.16s", dir, de->d_name);
-		found = !rst_read_link(link, target, sizeof(target)) &&
-			!strncmp(target, path, plen) &&
-			(!target[plen] || !strcmp(target + plen, " (deleted)")) &&
-			!stat(link, &o) && o.st_dev == st->st_dev && o.st_ino == st->st_ino;
+		n = readlink(link, target, sizeof(target));
+		found = n > 0 && target[0] == '/' && !stat(link, &o) && S_ISFIFO(o.st_mode) &&
+			o.st_dev == st->st_dev && o.st_ino == st->st_ino;
 	}
 	if (d)
 		closedir(d);
@@ -102,8 +106,7 @@ static pid_t fifo_holder(const struct rst_fd_probe *p)
 	while (proc && !other && (pe = readdir(proc))) {
 		pid_t pid = atoi(pe->d_name);
 
-		if (pid > 0 && pid != p->pid && pid != getpid() && !rst_ext_is_moving(pid) &&
-		    holds(pid, p->target, p->st))
+		if (pid > 0 && pid != p->pid && !rst_ext_is_moving(pid) && holds(pid, p->st))
 			other = pid;
 	}
 	if (proc)
@@ -131,13 +134,30 @@ static pid_t moving_holder(const struct rst_fd_probe *p)
 	while (proc && !other && (pe = readdir(proc))) {
 		pid_t pid = atoi(pe->d_name);
 
-		if (pid > 0 && pid != p->pid && rst_ext_is_moving(pid) &&
-		    holds(pid, p->target, p->st))
+		if (pid > 0 && pid != p->pid && rst_ext_is_moving(pid) && holds(pid, p->st))
 			other = pid;
 	}
 	if (proc)
 		closedir(proc);
 	return other;
+}
+
+/* A deleted FIFO is made again in its directory: that must be left (in the process's root). */
+static int dir_left(const struct rst_fd_probe *p, char *why, size_t wl)
+{
+	char in_root[4200];
+	const char *slash = strrchr(p->target, '/');
+	struct stat st;
+
+	snprintf(in_root, sizeof(in_root), "/proc/%d/root%.*s", (int)p->pid,
+		 (int)(slash - p->target), p->target);
+	if (slash == p->target || (!stat(in_root, &st) && S_ISDIR(st.st_mode)))
+		return 0;
+	snprintf(why, wl,
+		 "fd %d is named FIFO %.256s, deleted, and its directory is gone too: haul "
+		 "makes a deleted FIFO again in its directory; not supported",
+		 p->fd, p->target);
+	return -EOPNOTSUPP;
 }
 
 static int fifo_precheck(const struct rst_fd_probe *p, char *why, size_t wl)
@@ -159,15 +179,18 @@ static int fifo_precheck(const struct rst_fd_probe *p, char *why, size_t wl)
 		avail = 0;
 	if (rfd >= 0)
 		close(rfd);
-	if (avail > 0 && (other = moving_holder(p))) {
+	if ((avail > 0 || p->deleted) && (other = moving_holder(p))) {
 		snprintf(why, wl,
-			 "fd %d is named FIFO %.256s with %d bytes queued, which pid %d (moving "
-			 "with it) holds too: the queued bytes of a FIFO shared by processes are "
-			 "not carried; retry once they are read",
-			 p->fd, p->target, avail, (int)other);
+			 "fd %d is named FIFO %.256s%s, which pid %d (moving with it) holds too: "
+			 "%s",
+			 p->fd, p->target, p->deleted ? " (deleted)" : " with bytes queued",
+			 (int)other,
+			 p->deleted ? "each process would make its own again; not supported"
+				    : "the queued bytes of a FIFO shared by processes are not "
+				      "carried; retry once they are read");
 		return -EOPNOTSUPP;
 	}
-	return 0;
+	return p->deleted ? dir_left(p, why, wl) : 0;
 }
 
 static int fifo_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
@@ -220,38 +243,64 @@ static int open_deleted(struct rst_target *t, const Haul__Img__FileObject *f, lo
 }
 
 /* Open FIFO @f's path read-write in the stub, made first when missing; park it in @p. */
-static int fifo_park(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
-		     struct rst_tpipe *p)
+/*
+ * @f's path in the stub read-write into *@fd, made with mknod first when it
+ * is missing (*@made); looked at through an O_PATH fd before it is opened,
+ * so that nothing but a FIFO is ever opened (a device's open acts).
+ */
+static int open_named(struct rst_target *t, const Haul__Img__FileObject *f, long *fd, bool *made)
 {
-	uint64_t rpath;
 	char link[64];
 	struct stat st;
-	long fd = -1;
+	uint64_t rpath;
+	long o = -1;
 	int ret = rst_put_str(t, 0, f->path, &rpath);
 
-	if (!ret && f->pipe->deleted)
-		ret = open_deleted(t, f, &fd);
-	else if (!ret)
-		ret = rst_rcall(t, SYS_openat, AT_FDCWD, rpath, O_RDWR | O_NONBLOCK | O_CLOEXEC, 0,
-				0, 0, &fd);
-	if (ret == -ENOENT && !f->pipe->deleted) {
+	if (!ret)
+		ret = rst_rcall(t, SYS_openat, AT_FDCWD, rpath, O_PATH | O_CLOEXEC, 0, 0, 0, &o);
+	if (ret == -ENOENT) {
 		pr_info("pid %d: named FIFO %s is not here: made with mode %#o", (int)t->o.pid,
 			f->path, f->pipe->mode & 07777);
+		*made = true;
 		ret = rst_rcall(t, SYS_mknodat, AT_FDCWD, rpath, S_IFIFO | (f->pipe->mode & 07777),
 				0, 0, 0, NULL);
 		if (!ret)
-			ret = rst_rcall(t, SYS_openat, AT_FDCWD, rpath,
-					O_RDWR | O_NONBLOCK | O_CLOEXEC, 0, 0, 0, &fd);
+			ret = rst_rcall(t, SYS_openat, AT_FDCWD, rpath, O_PATH | O_CLOEXEC, 0, 0, 0,
+					&o);
 	}
 	if (ret)
 		return ret;
-	snprintf(link, sizeof(link), "/proc/%d/fd/%ld", (int)t->stub, fd);
+	snprintf(link, sizeof(link), "/proc/%d/fd/%ld", (int)t->stub, o);
 	if (stat(link, &st) || !S_ISFIFO(st.st_mode)) {
 		pr_err("pid %d: %s is not a FIFO here; it was a named FIFO the process held",
 		       (int)t->o.pid, f->path);
-		rst_rcall(t, SYS_close, (uint64_t)fd, 0, 0, 0, 0, 0, NULL);
-		return -ENOTSUP;
+		ret = -ENOTSUP;
 	}
+	snprintf(link, sizeof(link), "/proc/self/fd/%ld", o);
+	if (!ret)
+		ret = rst_put_str(t, 0, link, &rpath);
+	if (!ret)
+		ret = rst_rcall(t, SYS_openat, AT_FDCWD, rpath,
+				O_RDWR | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0, 0, 0, fd);
+	rst_rcall(t, SYS_close, (uint64_t)o, 0, 0, 0, 0, 0, NULL);
+	return ret;
+}
+
+static int fifo_park(struct rst_target *t, struct rst_fd_rctx *x, const Haul__Img__FileObject *f,
+		     struct rst_tpipe *p)
+{
+	bool made = f->pipe->deleted;
+	long fd = -1;
+	int ret = f->pipe->deleted ? open_deleted(t, f, &fd) : open_named(t, f, &fd, &made);
+
+	if (ret)
+		return ret;
+	/* made by haul (root, its umask): the FIFO's own owner and mode */
+	if (made && f->pipe->has_uid &&
+	    (rst_rcall(t, SYS_fchown, (uint64_t)fd, f->pipe->uid, f->pipe->gid, 0, 0, 0, NULL) ||
+	     rst_rcall(t, SYS_fchmod, (uint64_t)fd, f->pipe->mode & 07777, 0, 0, 0, 0, NULL)))
+		pr_warn("pid %d: cannot give FIFO %s its owner %u:%u and mode %#o", (int)t->o.pid,
+			f->path, f->pipe->uid, f->pipe->gid, f->pipe->mode & 07777);
 	if (f->pipe->has_size && f->pipe->size > 65536 &&
 	    rst_rcall(t, SYS_fcntl, fd, F_SETPIPE_SZ, f->pipe->size, 0, 0, 0, NULL))
 		pr_warn("pid %d: cannot grow FIFO %s to %u bytes (fs.pipe-max-size?)",

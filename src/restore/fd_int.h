@@ -319,8 +319,8 @@ void rst_ext_spec_describe(const char *spec, char *buf, size_t len);
  * rst_tty_refuse: -EOPNOTSUPP with @why for the ones it does not carry (a
  * pty master without its slave, a serial line).  rst_tty_dump: termios,
  * window size, controlling terminal of fd @p into @e.  rst_tty_apply: set
- * @e's termios and window size on remote fd @fd, and make it the
- * controlling terminal if it was.  rst_tty_own: the path of the restoring
+ * @e's termios and window size on remote fd @fd (@settings), and make it
+ * the controlling terminal if it was.  rst_tty_own: the path of the restoring
  * haul's terminal (its fd 0, 1 or 2), -ENOTTY: none.
  * rst_tty_read_termios: TCGETS and TIOCGWINSZ of our fd @sfd into *@out
  * (heap).  rst_tty_set_termios: both on remote fd @fd.
@@ -334,7 +334,7 @@ bool rst_tty_match(const struct stat *st);
 bool rst_tty_host_device(const struct stat *st);
 int rst_tty_refuse(const struct rst_fd_probe *p, char *why, size_t wl);
 int rst_tty_dump(const struct rst_fd_probe *p, Haul__Img__External *e);
-int rst_tty_apply(struct rst_target *t, int fd, const Haul__Img__External *e);
+int rst_tty_apply(struct rst_target *t, int fd, const Haul__Img__External *e, bool settings);
 int rst_tty_own(char *path, size_t len);
 int rst_tty_read_termios(int sfd, Haul__Img__Termios **out);
 int rst_tty_set_termios(struct rst_target *t, int fd, const Haul__Img__Termios *tm);

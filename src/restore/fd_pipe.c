@@ -106,7 +106,9 @@ int rst_pipe_file_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 	o->pipe = pf;
 	pf->pipe_id = p->st->st_ino;
 	if (kind == HAUL__IMG__FD_KIND__FD_FIFO) {
-		pf->has_mode = pf->has_dev = pf->has_deleted = true;
+		pf->has_mode = pf->has_dev = pf->has_deleted = pf->has_uid = pf->has_gid = true;
+		pf->uid = p->st->st_uid;
+		pf->gid = p->st->st_gid;
 		pf->mode = p->st->st_mode;
 		pf->dev = p->st->st_dev;
 		pf->deleted = p->deleted;

@@ -9,7 +9,8 @@
  * like CRIU's --shell-job; a virtual console or /dev/console, devices every
  * host has, the same device again, opened by its path (spec "device": the
  * path must name the same device number there, else the restore fails
- * naming the fd).  What goes with it is what the process set: the
+ * naming the fd), with the settings the host gave it (its speed and size
+ * are the host's console's, not the process's).  What goes with it is what the process set: the
  * termios (TCGETS: iflag, oflag, cflag, lflag, line discipline, c_cc; the
  * kernel's struct, not glibc's) and the window size (TIOCGWINSZ), read on
  * a pidfd_getfd copy of the fd and set again on the new one; and, if it
@@ -301,13 +302,13 @@ int rst_tty_set_termios(struct rst_target *t, int fd, const Haul__Img__Termios *
 	return ret;
 }
 
-int rst_tty_apply(struct rst_target *t, int fd, const Haul__Img__External *e)
+int rst_tty_apply(struct rst_target *t, int fd, const Haul__Img__External *e, bool settings)
 {
 	int ret;
 
 	if (!e->termios)
 		return 0;
-	ret = rst_tty_set_termios(t, fd, e->termios);
+	ret = settings ? rst_tty_set_termios(t, fd, e->termios) : 0;
 	if (ret)
 		return ret;
 	/* One process leads its own session (the stub's setsid): no other group to set. */

@@ -39,10 +39,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -53,8 +57,21 @@
 #include "restore/restore_int.h"
 #include "restore/target_int.h"
 
-/* Files kept by one target at most (each an fd). */
+/* Files kept by one target at most (each an fd); all targets of this haul: see kept_cap(). */
 #define PRE_MAX 256
+
+/* Files all targets of this page server keep (an fd each), against kept_cap(). */
+static atomic_size_t kept_total;
+
+/* A quarter of the fds this process may open: the rest stay for its sessions and restores. */
+static size_t kept_cap(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY)
+		return 1024;
+	return rl.rlim_cur / 4 > 16 ? rl.rlim_cur / 4 : 16;
+}
 
 /* ---- source ------------------------------------------------------------------------ */
 
@@ -65,11 +82,42 @@ struct pre_sent {
 	bool changed; /* written, or its watch lost, since it was read */
 };
 
+/* One process's files sent; every table of this haul shares one inotify instance. */
 struct rst_ghost_pre {
-	int ifd; /* inotify */
 	struct pre_sent *e;
 	size_t n;
+	struct rst_ghost_pre *next;
 };
+
+/*
+ * The inotify instance of every table (a tree of 100 processes must not
+ * take 100 of the 128 instances a uid may have), its events marking every
+ * table's entry of that watch; the tables in a list, under the lock.
+ */
+static struct {
+	pthread_mutex_t mu;
+	int ifd;
+	struct rst_ghost_pre *head;
+} shared = {PTHREAD_MUTEX_INITIALIZER, -1, NULL};
+
+/* A new table on the shared instance (made on the first), or NULL. */
+static struct rst_ghost_pre *table_new(void)
+{
+	struct rst_ghost_pre *g = calloc(1, sizeof(*g));
+
+	pthread_mutex_lock(&shared.mu);
+	if (g && shared.ifd < 0)
+		shared.ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (g && shared.ifd >= 0) {
+		g->next = shared.head;
+		shared.head = g;
+	} else {
+		free(g);
+		g = NULL;
+	}
+	pthread_mutex_unlock(&shared.mu);
+	return g;
+}
 
 static struct pre_sent *sent_of(struct rst_ghost_pre *g, uint64_t dev, uint64_t ino)
 {
@@ -79,27 +127,44 @@ static struct pre_sent *sent_of(struct rst_ghost_pre *g, uint64_t dev, uint64_t 
 	return NULL;
 }
 
-/* Read every pending event: its inode changed (all of them on an overflow). */
-static void drain(struct rst_ghost_pre *g)
+/* Read every pending event: its inode changed in every table (all of them on an overflow). */
+static void drain(void)
 {
 	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 	ssize_t r;
 
-	while ((r = read(g->ifd, buf, sizeof(buf))) > 0) {
+	pthread_mutex_lock(&shared.mu);
+	while (shared.ifd >= 0 && (r = read(shared.ifd, buf, sizeof(buf))) > 0) {
 		for (char *p = buf; p < buf + r;) {
 			const struct inotify_event *ev = (const void *)p;
 
-			for (size_t i = 0; i < g->n; i++)
-				if ((ev->mask & IN_Q_OVERFLOW) || g->e[i].wd == ev->wd)
-					g->e[i].changed = true;
+			for (struct rst_ghost_pre *g = shared.head; g; g = g->next)
+				for (size_t i = 0; i < g->n; i++)
+					if ((ev->mask & IN_Q_OVERFLOW) || g->e[i].wd == ev->wd)
+						g->e[i].changed = true;
 			p += sizeof(*ev) + ev->len;
 		}
 	}
+	pthread_mutex_unlock(&shared.mu);
+}
+
+static void ignore_sigio(void)
+{
+	struct sigaction sa, old;
+
+	/* a lease broken in the instant it is held signals its holder: SIGIO kills by default */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_IGN;
+	if (!sigaction(SIGIO, NULL, &old) && old.sa_handler == SIG_DFL)
+		sigaction(SIGIO, &sa, NULL);
 }
 
 /* Whether nobody holds @fd's file open for writing now (a read lease can be had). */
 static bool no_writer(int fd)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, ignore_sigio);
 	if (fcntl(fd, F_SETLEASE, F_RDLCK) < 0)
 		return false;
 	fcntl(fd, F_SETLEASE, F_UNLCK);
@@ -142,7 +207,8 @@ static int send_one(struct rst_ghost_pre *g, pid_t pid, const struct haul_vma *v
 	if (fd < 0 || rst_ghost_bytes(&st) > RST_DELETED_FILE_MAX)
 		goto out; /* the dump judges it */
 	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
-	e->wd = inotify_add_watch(g->ifd, self, IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE);
+	(void)g;
+	e->wd = inotify_add_watch(shared.ifd, self, IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE);
 	if (e->wd < 0 || !no_writer(fd)) {
 		pr_debug("pid %d: deleted file %s is open for writing (or unwatchable): it goes "
 			 "with the state",
@@ -190,24 +256,20 @@ int rst_dump_prep_ghosts(struct rst_dump_prep *p, pid_t pid, const struct haul_l
 
 		if (!rst_vma_ghost(v) || sent_of(*gp, v->dev, v->ino))
 			continue;
-		if (!*gp) {
-			g = calloc(1, sizeof(*g));
-			if (!g)
-				return 0; /* the state carries them */
-			g->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-			if (g->ifd < 0) {
-				free(g);
-				return 0;
-			}
-			*gp = g;
-		}
+		if (!*gp && !(*gp = table_new()))
+			return 0; /* the state carries them */
 		g = *gp;
+		pthread_mutex_lock(&shared.mu); /* drain() walks the entries */
 		e = realloc(g->e, (g->n + 1) * sizeof(*e));
+		if (e) {
+			g->e = e;
+			e = &g->e[g->n++];
+			*e = (struct pre_sent){
+				.dev = v->dev, .ino = v->ino, .wd = -1, .changed = true};
+		}
+		pthread_mutex_unlock(&shared.mu);
 		if (!e)
 			return 0;
-		g->e = e;
-		e = &g->e[g->n++];
-		*e = (struct pre_sent){.dev = v->dev, .ino = v->ino, .wd = -1, .changed = true};
 		ret = send_one(g, pid, v, send, arg, e);
 	}
 	return ret;
@@ -228,7 +290,7 @@ bool rst_ghost_pre_unchanged(struct rst_ghost_pre *g, pid_t pid, const struct ha
 		return false;
 	same = no_writer(fd);
 	close(fd);
-	drain(g); /* after the lease: a writer gone meanwhile left IN_CLOSE_WRITE */
+	drain(); /* after the lease: a writer gone meanwhile left IN_CLOSE_WRITE */
 	if (!same || e->changed) {
 		pr_debug("pid %d: deleted file %s %s since it was sent: it goes with the state",
 			 (int)pid, v->path, same ? "changed" : "has a writer");
@@ -243,7 +305,18 @@ void rst_ghost_pre_free(struct rst_ghost_pre *g)
 {
 	if (!g)
 		return;
-	close(g->ifd);
+	pthread_mutex_lock(&shared.mu);
+	for (struct rst_ghost_pre **pp = &shared.head; *pp; pp = &(*pp)->next)
+		if (*pp == g) {
+			*pp = g->next;
+			break;
+		}
+	/* the last table gone: so is the instance, and every watch with it */
+	if (!shared.head && shared.ifd >= 0) {
+		close(shared.ifd);
+		shared.ifd = -1;
+	}
+	pthread_mutex_unlock(&shared.mu);
 	free(g->e);
 	free(g);
 }
@@ -302,7 +375,8 @@ int rst_target_ghost_pre(struct rst_target *t, const void *blob, size_t len)
 		pr_err("pid %d: the source sent a bad deleted file: %s", (int)t->o.pid, why);
 		goto out;
 	}
-	if (t->npre >= PRE_MAX || rst_target_ghost_pre_fd(t, m->ghost->dev, m->ghost->ino) >= 0)
+	if (t->npre >= PRE_MAX || atomic_load(&kept_total) >= kept_cap() ||
+	    rst_target_ghost_pre_fd(t, m->ghost->dev, m->ghost->ino) >= 0)
 		goto out; /* declined: the state carries it */
 	fd = rst_ghost_tmpfile(t, m->path);
 	if (fd < 0) {
@@ -326,6 +400,7 @@ int rst_target_ghost_pre(struct rst_target *t, const void *blob, size_t len)
 	}
 	t->pre = p;
 	t->pre[t->npre++] = (struct rst_preghost){m->ghost->dev, m->ghost->ino, fd};
+	atomic_fetch_add(&kept_total, 1);
 	ret = 1;
 out:
 	haul__img__mapped_ghost__free_unpacked(m, NULL);
@@ -344,6 +419,7 @@ void rst_target_ghost_pre_release(struct rst_target *t)
 {
 	for (size_t i = 0; i < t->npre; i++)
 		close(t->pre[i].fd);
+	atomic_fetch_sub(&kept_total, t->npre);
 	free(t->pre);
 	t->pre = NULL;
 	t->npre = 0;

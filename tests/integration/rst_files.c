@@ -10,6 +10,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -236,8 +238,87 @@ Test(rst_files, a_named_fifo_missing_where_it_is_restored_is_made_again, .timeou
 	cr_assert_eq(ret, 0, "restore failed: %s (%s)", strerror(-ret), why);
 	cr_assert_eq(stat(p, &st), 0);
 	cr_expect(S_ISFIFO(st.st_mode) && (st.st_mode & 07777) == 0640, "mode %o", st.st_mode);
+	cr_expect(st.st_uid == 4321 && st.st_gid == 8765, "owner %u:%u", st.st_uid, st.st_gid);
 	finish(&c, t);
 	cleanup(&c);
+}
+
+/* A child holding FIFO @path read-write; @gone: it unlinks it and its directory @dir first. */
+static pid_t hold_fifo(const char *path, const char *dir, bool gone)
+{
+	int ready[2];
+	pid_t pid;
+	char c;
+
+	cr_assert_eq(pipe(ready), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int fd = open(path, O_RDWR), null = open("/dev/null", O_RDWR);
+
+		/* only the FIFO at 3, /dev/null at 0-2: the test's own pipes stay out */
+		if (fd < 0 || null < 0 || (gone && (unlink(path) || rmdir(dir))) ||
+		    dup2(fd, 3) != 3 || dup2(null, 0) || dup2(null, 1) != 1 || dup2(null, 2) != 2)
+			_exit(2);
+		if (write(ready[1], "r", 1) != 1)
+			_exit(3);
+		syscall(SYS_close_range, 4, ~0U, 0);
+		pause();
+		_exit(0);
+	}
+	close(ready[1]);
+	cr_assert_eq(read(ready[0], &c, 1), 1, "the holder did not start");
+	close(ready[0]);
+	return pid;
+}
+
+/*
+ * Held under another name too (a hard link here; a volume mounted at
+ * another path, in practice): the other holder is found by inode, and the
+ * FIFO stays an endpoint left behind, refused without a rule.
+ */
+Test(rst_files, a_fifo_held_outside_under_another_name_is_not_moved, .timeout = 60)
+{
+	char dir[96], path[128], link2[128], why[512] = "";
+	pid_t pid;
+	int mine, ret;
+
+	snprintf(dir, sizeof(dir), "/tmp/haul-fifolink-%d", (int)getpid());
+	snprintf(path, sizeof(path), "%s/fifo", dir);
+	snprintf(link2, sizeof(link2), "%s/other-name", dir);
+	cr_assert_eq(mkdir(dir, 0755), 0);
+	cr_assert_eq(mkfifo(path, 0600), 0);
+	cr_assert_eq(link(path, link2), 0);
+	pid = hold_fifo(path, dir, false);
+	mine = open(link2, O_RDONLY | O_NONBLOCK);
+	cr_assert_geq(mine, 0);
+	ret = rst_dump_precheck(pid, why, sizeof(why));
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	close(mine);
+	th_sh("rm -rf %s", dir);
+	cr_expect_eq(ret, -EOPNOTSUPP, "precheck returned %d: %s", ret, why);
+	cr_expect(strstr(why, "named fifo") && strstr(why, "stays behind"), "%s", why);
+}
+
+/* A deleted FIFO is made again in its directory: deleted with it, it is refused, untouched. */
+Test(rst_files, a_deleted_fifo_whose_directory_is_gone_is_refused, .timeout = 60)
+{
+	char dir[96], path[128], why[512] = "";
+	pid_t pid;
+	int ret;
+
+	snprintf(dir, sizeof(dir), "/tmp/haul-fifogone-%d", (int)getpid());
+	snprintf(path, sizeof(path), "%s/fifo", dir);
+	cr_assert_eq(mkdir(dir, 0755), 0);
+	cr_assert_eq(mkfifo(path, 0600), 0);
+	pid = hold_fifo(path, dir, true);
+	ret = rst_dump_precheck(pid, why, sizeof(why));
+	cr_expect_eq(kill(pid, 0), 0, "the process was touched");
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	cr_expect_eq(ret, -EOPNOTSUPP, "precheck returned %d: %s", ret, why);
+	cr_expect(strstr(why, "its directory is gone too"), "%s", why);
 }
 
 Test(rst_files, deleted_sparse_file_keeps_holes_owner_mode_mtime_and_one_inode, .timeout = 60)

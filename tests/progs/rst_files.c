@@ -14,7 +14,8 @@
  *         description of each end (/proc/self/fd/N); O_NONBLOCK on the
  *         write end's first OFD and on the read end's second only; 100
  *         bytes rotate through it.
- *  fifos  zdtm fifo, fifo_ro, fifo_wronly: named FIFO DIR/fifo (mode 0640) open
+ *  fifos  zdtm fifo, fifo_ro, fifo_wronly: named FIFO DIR/fifo (mode 0640,
+ *         owner 4321:8765) open
  *         as a non-blocking reader, a writer and a second, non-blocking
  *         writer, 100 bytes rotating through it; DIR/fifo2 open read-write
  *         only, "abcdefghij" rotating through it; DIR/fifo3 open read-write,
@@ -275,7 +276,7 @@ static int mode_fifos(void)
 		return 2;
 	path_of(p, sizeof(p), "fifo");
 	path_of(p2, sizeof(p2), "fifo2");
-	if (mkfifo(p, 0640) || mkfifo(p2, 0600))
+	if (mkfifo(p, 0640) || mkfifo(p2, 0600) || chown(p, 4321, 8765))
 		return 2;
 	fr = open(p, O_RDONLY | O_NONBLOCK);
 	fw = open(p, O_WRONLY);
