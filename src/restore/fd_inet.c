@@ -75,6 +75,7 @@ static const struct inet_opt {
 	{SOL_SOCKET, SO_OOBINLINE, K_LISTEN | K_TCP, false},
 	{SOL_SOCKET, SO_RCVLOWAT, K_ALL, false},
 	{SOL_SOCKET, SO_DONTROUTE, K_ALL, false},
+	{SOL_SOCKET, SO_NO_CHECK, K_ALL, false},
 	{SOL_SOCKET, SO_BUF_LOCK, K_ALL, false}, /* set last: a buffer size sets its bit */
 	{IPPROTO_TCP, TCP_NODELAY, K_LISTEN | K_TCP, false},
 	{IPPROTO_TCP, TCP_KEEPIDLE, K_LISTEN | K_TCP, false},

@@ -77,6 +77,20 @@ static void ask(const char *mode, const char *dir, const char *msg)
 	cr_expect_str_eq(got, want, "the %s listener answered '%s'", mode, got);
 }
 
+/*
+ * After every test, passed or failed: its workload and a restored copy of it
+ * (argv names the test's directory, which holds the test's pid) are killed,
+ * and the directories go; a failed assertion skips the test's own cleanup.
+ */
+static void suite_fini(void)
+{
+	/* [x]: the pattern must not match the shell that runs pkill */
+	th_sh("pkill -9 -f '/tmp/haul-uni[x]-.*-%d$'", (int)getpid());
+	th_sh("rm -rf /tmp/haul-unix-*-%d", (int)getpid());
+}
+
+TestSuite(rst_unix, .fini = suite_fini);
+
 /* Start `rst_unix @mode DIR` and wait until it listens. */
 static void start(struct ucase *c, const char *mode)
 {

@@ -6,7 +6,7 @@
  * usage: net_server v4|v6|dual ADDR PORT NCONN [TAG]
  * The listener (dual: "::" with IPV6_V6ONLY off) has SO_REUSEADDR,
  * TCP_NODELAY, keepalive with its timers, TCP_USER_TIMEOUT, SO_LINGER, a
- * TOS/traffic class, SO_RCVBUF and backlog 17; a UDP socket is bound to
+ * TOS/traffic class, SO_RCVBUF, SO_NO_CHECK and backlog 17; a UDP socket is bound to
  * ADDR:PORT too, another connected to it.  The options compared include
  * every socket's local and peer address.  Lines on stdout:
  *  "listening"           - ready for clients;
@@ -59,7 +59,7 @@ struct conn {
 static struct conn conns[MAXFD];
 static int nconn, nstream, want, filled, running, ndone, nudp;
 static int lfd, ufd, sfd, cfd, self_back;
-#define NOPT 18
+#define NOPT 19
 static int optsnap[MAXFD][NOPT];
 
 static void die(const char *what)
@@ -151,6 +151,7 @@ static void opts_of(int fd, int *o)
 	o[15] = fd == lfd ? geti(fd, SOL_SOCKET, SO_ACCEPTCONN) : 0;
 	o[16] = addr_hash(fd, getsockname);
 	o[17] = addr_hash(fd, getpeername);
+	o[18] = fd == lfd ? geti(fd, SOL_SOCKET, SO_NO_CHECK) : 0;
 }
 
 static void opts_snapshot(void)
@@ -216,6 +217,7 @@ static int make_listener(const char *mode, const char *addr, int port)
 	seti(fd, IPPROTO_TCP, TCP_KEEPCNT, 5);
 	seti(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, 12345);
 	seti(fd, SOL_SOCKET, SO_RCVBUF, 200000);
+	seti(fd, SOL_SOCKET, SO_NO_CHECK, 1); /* zdtm sock_opts00: it was lost */
 	if (v6)
 		seti(fd, IPPROTO_IPV6, IPV6_TCLASS, 0x20);
 	else
