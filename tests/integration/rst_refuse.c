@@ -95,10 +95,7 @@ Test(rst_refuse, pipe_shared_with_another_process, .timeout = 20)
 {
 	refuses("pipe", "is a pipe shared with pid");
 }
-Test(rst_refuse, socket, .timeout = 20)
-{
-	refuses("socket", "unix stream socket without a peer of its own");
-}
+/* An unconnected unix stream socket is carried now (tests/integration/rst_unix.c, gone-). */
 /* TCP listeners and UDP sockets are carried now (tests/integration/net_tcp.c). */
 /* Unix listeners are carried (tests/integration/rst_unix.c), not their pending connections. */
 Test(rst_refuse, unix_listener_with_a_connection_not_accepted_yet, .timeout = 20)

@@ -1,7 +1,7 @@
 /*
  * rst_refuse - a process holding one resource haul cannot checkpoint.
  *
- * usage: rst_refuse KIND   with KIND one of: pipe socket tcp-listen udp raw-ip netlink inotify
+ * usage: rst_refuse KIND   with KIND one of: pipe tcp-listen udp raw-ip netlink inotify
  *        unix-pending unix-scm-rights unix-dgram-bound udp-ebpf-filter unix-filter
  *        pty-queued unix-shutdown unix-pending-accepted unix-dgram-queued-unnamed
  *        seccomp memfd sysv traced child timer deleted-map
@@ -85,10 +85,6 @@ static int setup(const char *kind)
 {
 	if (!strcmp(kind, "pipe"))
 		return 0;
-	if (!strcmp(kind, "socket"))
-		return socket(AF_UNIX, SOCK_STREAM, 0) < 0
-			       ? -1
-			       : 0; /* neither connected nor listening */
 	if (!strcmp(kind, "inotify"))
 		return inotify_init1(0) < 0 ? -1 : 0;
 	if (!strcmp(kind, "unix-scm-rights")) {
