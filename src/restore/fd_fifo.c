@@ -92,40 +92,8 @@ static bool holds(pid_t pid, const struct stat *st)
 	return found;
 }
 
-/* A process holding @p's FIFO besides @p's and the moving ones, or 0. */
-static pid_t fifo_holder(const struct rst_fd_probe *p)
-{
-	struct dirent *pe;
-	DIR *proc;
-	pid_t other = 0;
-
-	if (last.self == p->pid && last.dev == p->st->st_dev && last.ino == p->st->st_ino &&
-	    now_ns() - last.stamp_ns < FIFO_HOLDER_TTL_NS)
-		return last.other;
-	proc = opendir("/proc");
-	while (proc && !other && (pe = readdir(proc))) {
-		pid_t pid = atoi(pe->d_name);
-
-		if (pid > 0 && pid != p->pid && !rst_ext_is_moving(pid) && holds(pid, p->st))
-			other = pid;
-	}
-	if (proc)
-		closedir(proc);
-	last.self = p->pid;
-	last.dev = p->st->st_dev;
-	last.ino = p->st->st_ino;
-	last.other = other;
-	last.stamp_ns = now_ns();
-	return other;
-}
-
-static bool fifo_match(const struct rst_fd_probe *p)
-{
-	return S_ISFIFO(p->st->st_mode) && p->target[0] == '/' && !fifo_holder(p);
-}
-
-/* Another moving process that holds @p's FIFO too, or 0. */
-static pid_t moving_holder(const struct rst_fd_probe *p)
+/* A process other than @p's holding @p's FIFO, among the moving ones (@moving) or the rest; 0: none. */
+static pid_t scan_holder(const struct rst_fd_probe *p, bool moving)
 {
 	struct dirent *pe;
 	DIR *proc = opendir("/proc");
@@ -134,12 +102,32 @@ static pid_t moving_holder(const struct rst_fd_probe *p)
 	while (proc && !other && (pe = readdir(proc))) {
 		pid_t pid = atoi(pe->d_name);
 
-		if (pid > 0 && pid != p->pid && rst_ext_is_moving(pid) && holds(pid, p->st))
+		if (pid > 0 && pid != p->pid && rst_ext_is_moving(pid) == moving &&
+		    holds(pid, p->st))
 			other = pid;
 	}
 	if (proc)
 		closedir(proc);
 	return other;
+}
+
+/* A process holding @p's FIFO besides @p's and the moving ones, or 0 (cached for the pass). */
+static pid_t fifo_holder(const struct rst_fd_probe *p)
+{
+	if (last.self == p->pid && last.dev == p->st->st_dev && last.ino == p->st->st_ino &&
+	    now_ns() - last.stamp_ns < FIFO_HOLDER_TTL_NS)
+		return last.other;
+	last.other = scan_holder(p, false);
+	last.self = p->pid;
+	last.dev = p->st->st_dev;
+	last.ino = p->st->st_ino;
+	last.stamp_ns = now_ns();
+	return last.other;
+}
+
+static bool fifo_match(const struct rst_fd_probe *p)
+{
+	return S_ISFIFO(p->st->st_mode) && p->target[0] == '/' && !fifo_holder(p);
 }
 
 /* A deleted FIFO is made again in its directory: that must be left (in the process's root). */
@@ -179,7 +167,7 @@ static int fifo_precheck(const struct rst_fd_probe *p, char *why, size_t wl)
 		avail = 0;
 	if (rfd >= 0)
 		close(rfd);
-	if ((avail > 0 || p->deleted) && (other = moving_holder(p))) {
+	if ((avail > 0 || p->deleted) && (other = scan_holder(p, true))) {
 		snprintf(why, wl,
 			 "fd %d is named FIFO %.256s%s, which pid %d (moving with it) holds too: "
 			 "%s",
