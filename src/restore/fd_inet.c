@@ -310,8 +310,9 @@ static int dump_opts(int sfd, const struct inet_defaults *ref, Haul__Img__InetSo
 		     unsigned kinds)
 {
 	size_t n = 0;
+	int ret;
 
-	s->opts = calloc(INET_NOPTS, sizeof(*s->opts));
+	s->opts = calloc(INET_NOPTS + 2, sizeof(*s->opts)); /* + the timeouts (sock_timeo.c) */
 	if (!s->opts)
 		return -ENOMEM;
 	for (size_t i = 0; i < INET_NOPTS; i++) {
@@ -332,7 +333,9 @@ static int dump_opts(int sfd, const struct inet_defaults *ref, Haul__Img__InetSo
 		s->opts[n++]->value = v;
 		s->n_opts = n;
 	}
-	return 0;
+	ret = rst_sock_timeo_dump(sfd, s->opts, &n);
+	s->n_opts = n;
+	return ret;
 }
 
 /* SO_LINGER when on; the buffer sizes when they differ from @ref's. */
@@ -571,6 +574,11 @@ int rst_inet_set_opts(int sfd, const Haul__Img__InetSocket *s, bool early, bool 
 		const Haul__Img__SockOpt *o = s->opts[i];
 		int v = o->value;
 
+		if (rst_sock_timeo_is(o)) {
+			if (!early && (ret = rst_sock_timeo_set(sfd, o)))
+				return ret;
+			continue;
+		}
 		if (opt_early(o->level, o->name) != early ||
 		    (o->level == SOL_SOCKET && o->name == SO_BUF_LOCK))
 			continue;
@@ -831,6 +839,9 @@ int rst_inet_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 			   "a shutdown other than 1-3, or not on a UDP or closed TCP socket");
 	if (s->n_opts > INET_MAX_OPTS)
 		return bad(why, wl, f, "too many options");
+	for (size_t i = 0; i < s->n_opts; i++)
+		if (rst_sock_timeo_valid(s->opts[i], f->id, why, wl))
+			return -EBADMSG;
 	if ((s->has_sndbuf && s->sndbuf > INT32_MAX) || (s->has_rcvbuf && s->rcvbuf > INT32_MAX))
 		return bad(why, wl, f, "a buffer size above INT_MAX");
 	if (!t)

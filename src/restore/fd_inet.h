@@ -122,6 +122,8 @@ int rst_tcp_after_repair(int sfd, const Haul__Img__InetSocket *s, const char **s
 int rst_tcp_defer(int sfd, const Haul__Img__InetSocket *s);
 /* The same list: set option @level/@name of (a copy of) @sfd to @value then.  0 or -errno. */
 int rst_sock_defer_opt(int sfd, int level, int name, int value);
+/* The same with an option value of @len bytes at @v (a timeval, a linger; at most 16). */
+int rst_sock_defer_optval(int sfd, int level, int name, const void *v, socklen_t len);
 /* The same list: shutdown(a copy of @sfd, @how) then (ENOTCONN ignored).  0 or -errno. */
 int rst_sock_defer_shutdown(int sfd, int how);
 int rst_tcp_deferred_finish(char *why, size_t wl);
@@ -173,5 +175,21 @@ int rst_tcp_listen_queued(pid_t pid, int fd, uint32_t *queued);
 
 /* fd_inet_listen.c, fd_tcp.c, fd_udp.c */
 extern const struct rst_fd_ops rst_fd_tcp_listen, rst_fd_tcp, rst_fd_udp;
+
+/*
+ * sock_timeo.c: SO_RCVTIMEO and SO_SNDTIMEO of any socket kind.
+ * rst_sock_timeo_dump appends a SockOpt (value 0, usec) for each of @sfd's
+ * that is set to @out[*@n...] (room for two), advancing *@n; 0 or -ENOMEM.
+ * rst_sock_timeo_is: @o is one of them.  rst_sock_timeo_timeval: @o as a
+ * timeval, or -EINVAL.  rst_sock_timeo_set: setsockopt of @o on @sfd; 0 or
+ * -errno.  rst_sock_timeo_valid: a `usec` only on them and they always
+ * with one, bounded; 0, or -EBADMSG with @why naming file @file.
+ */
+struct timeval;
+int rst_sock_timeo_dump(int sfd, Haul__Img__SockOpt **out, size_t *n);
+bool rst_sock_timeo_is(const Haul__Img__SockOpt *o);
+int rst_sock_timeo_timeval(const Haul__Img__SockOpt *o, struct timeval *tv);
+int rst_sock_timeo_set(int sfd, const Haul__Img__SockOpt *o);
+int rst_sock_timeo_valid(const Haul__Img__SockOpt *o, uint32_t file, char *why, size_t wl);
 
 #endif

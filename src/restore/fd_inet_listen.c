@@ -100,7 +100,7 @@ static int listen_setup(struct rst_target *t, const Haul__Img__FileObject *f,
 const struct rst_fd_ops rst_fd_tcp_listen = {
 	.name = "TCP listener",
 	.kind = HAUL__IMG__FD_KIND__FD_TCP_LISTEN,
-	.version = 4,
+	.version = 6, /* 6: SO_RCVTIMEO, SO_SNDTIMEO (sock_timeo.c) */
 	.match = listen_match,
 	.refuse = rst_inet_refuse,
 	.validate = rst_inet_validate,

@@ -616,7 +616,7 @@ int rst_tcp_steps(int sfd, const Haul__Img__InetSocket *s, const char **step)
 const struct rst_fd_ops rst_fd_tcp = {
 	.name = "TCP socket",
 	.kind = HAUL__IMG__FD_KIND__FD_TCP,
-	.version = 5,
+	.version = 6, /* 6: SO_RCVTIMEO, SO_SNDTIMEO (sock_timeo.c) */
 	.match = tcp_match,
 	.refuse = tcp_refuse,
 	.validate = rst_inet_validate,

@@ -49,7 +49,12 @@ static __thread struct deferred *dl;
 static __thread size_t ndl, capdl;
 
 struct deferred_opt {
-	int sfd, level, name, value; /* level -1: shutdown(sfd, value) */
+	int sfd, level, name; /* level -1: shutdown(sfd, v.i) */
+	union {
+		int i;
+		uint8_t raw[16];
+	} v;
+	socklen_t len;
 };
 
 static __thread struct deferred_opt *dop;
@@ -68,8 +73,10 @@ int rst_sock_defer_shutdown(int sfd, int how)
 	return rst_sock_defer_opt(sfd, -1, 0, how);
 }
 
-int rst_sock_defer_opt(int sfd, int level, int name, int value)
+int rst_sock_defer_optval(int sfd, int level, int name, const void *v, socklen_t len)
 {
+	if (len > sizeof(dop->v.raw))
+		return -EINVAL;
 	if (haul_grow(&dop, &capdop, ndop, sizeof(*dop), 8))
 		return -ENOMEM;
 	dop[ndop].sfd = dup(sfd);
@@ -77,8 +84,15 @@ int rst_sock_defer_opt(int sfd, int level, int name, int value)
 		return -errno;
 	dop[ndop].level = level;
 	dop[ndop].name = name;
-	dop[ndop++].value = value;
+	memset(&dop[ndop].v, 0, sizeof(dop[ndop].v));
+	memcpy(&dop[ndop].v, v, len);
+	dop[ndop++].len = len;
 	return 0;
+}
+
+int rst_sock_defer_opt(int sfd, int level, int name, int value)
+{
+	return rst_sock_defer_optval(sfd, level, name, &value, sizeof(value));
 }
 
 /* Whether @a (@s's family) is loopback. */
@@ -165,16 +179,17 @@ int rst_tcp_deferred_finish(char *why, size_t wl)
 		if ((ret = rst_tcp_after_repair(dl[i].sfd, dl[i].s, &step)))
 			bad = &dl[i];
 	for (size_t i = 0; i < ndop && !ret; i++)
-		if (dop[i].level == -1 ? shutdown(dop[i].sfd, dop[i].value) < 0 && errno != ENOTCONN
+		if (dop[i].level == -1 ? shutdown(dop[i].sfd, dop[i].v.i) < 0 && errno != ENOTCONN
 				       : setsockopt(dop[i].sfd, dop[i].level, dop[i].name,
-						    &dop[i].value, sizeof(dop[i].value)) < 0) {
+						    dop[i].v.raw, dop[i].len) < 0) {
 			ret = -errno;
 			if (dop[i].level == -1)
 				snprintf(why, wl, "cannot shut a socket down (how %d): %s",
-					 dop[i].value, strerror(errno));
+					 dop[i].v.i, strerror(errno));
 			else
-				snprintf(why, wl, "cannot set socket option %d/%d to %d: %s",
-					 dop[i].level, dop[i].name, dop[i].value, strerror(errno));
+				snprintf(why, wl,
+					 "cannot set socket option %d/%d (first word %d): %s",
+					 dop[i].level, dop[i].name, dop[i].v.i, strerror(errno));
 		}
 	if (bad) {
 		char name[160];

@@ -95,7 +95,7 @@ static int udp_dump(const struct rst_fd_probe *p, Haul__Img__FileObject *o,
 const struct rst_fd_ops rst_fd_udp = {
 	.name = "UDP socket",
 	.kind = HAUL__IMG__FD_KIND__FD_UDP,
-	.version = 5,
+	.version = 6, /* 6: SO_RCVTIMEO, SO_SNDTIMEO (sock_timeo.c) */
 	.match = udp_match,
 	.refuse = rst_inet_refuse,
 	.validate = rst_inet_validate,

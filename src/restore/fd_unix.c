@@ -717,7 +717,7 @@ static int unix_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, s
 const struct rst_fd_ops rst_fd_unix_pair = {
 	.name = "unix socketpair",
 	.kind = HAUL__IMG__FD_KIND__FD_UNIX_PAIR,
-	.version = 5,
+	.version = 6, /* 6: SO_RCVTIMEO, SO_SNDTIMEO (sock_timeo.c) */
 	.match = unix_match,
 	.refuse = unix_refuse,
 	.dump = unix_dump,

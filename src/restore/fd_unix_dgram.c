@@ -605,7 +605,7 @@ static int dgram_finish(struct rst_target *t, struct rst_fd_rctx *x, char *why, 
 const struct rst_fd_ops rst_fd_unix_dgram = {
 	.name = "unix datagram socket",
 	.kind = HAUL__IMG__FD_KIND__FD_UNIX_DGRAM,
-	.version = 5,
+	.version = 6, /* 6: SO_RCVTIMEO, SO_SNDTIMEO (sock_timeo.c) */
 	.match = dgram_match,
 	.refuse = dgram_refuse,
 	.dump = dgram_dump,

@@ -313,7 +313,7 @@ static int listen_restore(struct rst_target *t, struct rst_fd_rctx *x,
 const struct rst_fd_ops rst_fd_unix_lsn = {
 	.name = "unix listener",
 	.kind = HAUL__IMG__FD_KIND__FD_UNIX_LISTEN,
-	.version = 4,
+	.version = 6, /* 6: SO_RCVTIMEO, SO_SNDTIMEO (sock_timeo.c) */
 	.match = listen_match,
 	.refuse = listen_refuse,
 	.dump = listen_dump,

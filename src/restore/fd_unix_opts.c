@@ -10,8 +10,10 @@
  * pidfd_getfd copy once every queue is refilled, just before the first
  * process runs (rst_sock_defer_opt: a small buffer set earlier could make
  * the refill block); the buffer sizes with the FORCE variants and half the
- * value getsockopt gave (the kernel doubles what it is told).  Not carried:
- * SO_RCVTIMEO and SO_SNDTIMEO, SO_LINGER, filters attached to the socket.
+ * value getsockopt gave (the kernel doubles what it is told).  Beside them
+ * SO_RCVTIMEO and SO_SNDTIMEO (sock_timeo.c) and SO_LINGER when on (a unix
+ * socket's close does not wait, but the program reads it back).  Not
+ * carried: filters attached to the socket.
  *
  * Dump: getsockopt on a pidfd_getfd copy.  Restore: the kinds' setup hook
  * (after the fd is at its number) sets it again by an injected
@@ -39,6 +41,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,6 +66,8 @@ int rst_unix_passcred(pid_t pid, int fd)
 static const int unix_opts[] = {SO_SNDBUF, SO_RCVBUF,  SO_RCVLOWAT,  SO_PEEK_OFF, SO_PRIORITY,
 				SO_MARK,   SO_PASSSEC, SO_DONTROUTE, SO_NO_CHECK, SO_OOBINLINE};
 #define NOPTS (sizeof(unix_opts) / sizeof(unix_opts[0]))
+/* Beside them: SO_RCVTIMEO, SO_SNDTIMEO (sock_timeo.c) and SO_LINGER. */
+#define NEXTRA 3
 
 /* A new unix socket's values of unix_opts, per type, read again after a second. */
 static bool defaults_of(int type, int v[NOPTS], bool ok[NOPTS])
@@ -101,9 +106,28 @@ out:
 	return true;
 }
 
+/* The timeouts and SO_LINGER when on, appended to @o[*@n...] (room for NEXTRA). */
+static int dump_extra(int sfd, Haul__Img__SockOpt **o, size_t *n)
+{
+	struct linger lg = {0};
+	socklen_t l = sizeof(lg);
+	int ret = rst_sock_timeo_dump(sfd, o, n);
+
+	if (ret || getsockopt(sfd, SOL_SOCKET, SO_LINGER, &lg, &l) < 0 || !lg.l_onoff)
+		return ret;
+	o[*n] = malloc(sizeof(*o[*n]));
+	if (!o[*n])
+		return -ENOMEM;
+	haul__img__sock_opt__init(o[*n]);
+	o[*n]->level = SOL_SOCKET;
+	o[*n]->name = SO_LINGER;
+	o[(*n)++]->value = lg.l_linger;
+	return 0;
+}
+
 int rst_unix_opts_dump(pid_t pid, int fd, int type, Haul__Img__SockOpt ***opts, size_t *n)
 {
-	int sfd, v[NOPTS], def[NOPTS];
+	int sfd, v[NOPTS], def[NOPTS], ret;
 	bool ok[NOPTS];
 
 	*n = 0;
@@ -112,7 +136,7 @@ int rst_unix_opts_dump(pid_t pid, int fd, int type, Haul__Img__SockOpt ***opts, 
 	sfd = rst_fd_copy(pid, fd);
 	if (sfd < 0)
 		return sfd;
-	*opts = calloc(NOPTS, sizeof(**opts));
+	*opts = calloc(NOPTS + NEXTRA, sizeof(**opts));
 	for (size_t i = 0; *opts && i < NOPTS; i++) {
 		socklen_t l = sizeof(int);
 		Haul__Img__SockOpt *o;
@@ -129,8 +153,9 @@ int rst_unix_opts_dump(pid_t pid, int fd, int type, Haul__Img__SockOpt ***opts, 
 		o->value = v[i];
 		(*opts)[(*n)++] = o;
 	}
+	ret = *opts ? dump_extra(sfd, *opts, n) : -ENOMEM;
 	close(sfd);
-	return *opts ? 0 : -ENOMEM;
+	return ret;
 }
 
 static void opts_of(const Haul__Img__FileObject *f, Haul__Img__SockOpt *const **o, size_t *n);
@@ -142,11 +167,14 @@ int rst_unix_opts_valid(const Haul__Img__FileObject *f, char *why, size_t wl)
 
 	opts_of(f, &o, &n);
 	for (size_t i = 0; i < n; i++) {
-		bool known = false;
+		bool known = rst_sock_timeo_is(o[i]) ||
+			     (o[i]->level == SOL_SOCKET && o[i]->name == SO_LINGER);
 
+		if (rst_sock_timeo_valid(o[i], f->id, why, wl))
+			return -EBADMSG;
 		for (size_t k = 0; k < NOPTS; k++)
 			known |= o[i]->level == SOL_SOCKET && o[i]->name == unix_opts[k];
-		if (!known || n > NOPTS) {
+		if (!known || n > NOPTS + NEXTRA) {
 			snprintf(
 				why, wl,
 				"file %u: unix socket option %d/%d is not one haul carries, or too "
@@ -186,7 +214,17 @@ static int opts_later(struct rst_target *t, const Haul__Img__FileObject *f, int 
 		return -errno;
 	for (size_t i = 0; i < n && !ret; i++) {
 		int name = o[i]->name, v = o[i]->value;
+		struct linger lg = {1, v};
+		struct timeval tv;
 
+		if (!rst_sock_timeo_timeval(o[i], &tv)) {
+			ret = rst_sock_defer_optval(sfd, SOL_SOCKET, name, &tv, sizeof(tv));
+			continue;
+		}
+		if (name == SO_LINGER) {
+			ret = rst_sock_defer_optval(sfd, SOL_SOCKET, name, &lg, sizeof(lg));
+			continue;
+		}
 		/* getsockopt gave the kernel's doubled size; FORCE: not capped by [rw]mem_max */
 		if (name == SO_SNDBUF || name == SO_RCVBUF) {
 			name = name == SO_SNDBUF ? SO_SNDBUFFORCE : SO_RCVBUFFORCE;

@@ -6,7 +6,8 @@
  * usage: net_server v4|v6|dual ADDR PORT NCONN [TAG]
  * The listener (dual: "::" with IPV6_V6ONLY off) has SO_REUSEADDR,
  * TCP_NODELAY, keepalive with its timers, TCP_USER_TIMEOUT, SO_LINGER, a
- * TOS/traffic class, SO_RCVBUF, SO_NO_CHECK and backlog 17; a UDP socket is bound to
+ * TOS/traffic class, SO_RCVBUF, SO_NO_CHECK, SO_RCVTIMEO and SO_SNDTIMEO and
+ * backlog 17 (the UDP socket: a SO_RCVTIMEO of its own); a UDP socket is bound to
  * ADDR:PORT too, another connected to it.  The options compared include
  * every socket's local and peer address.  Lines on stdout:
  *  "listening"           - ready for clients;
@@ -42,6 +43,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "net_pattern.h"
@@ -59,7 +61,7 @@ struct conn {
 static struct conn conns[MAXFD];
 static int nconn, nstream, want, filled, running, ndone, nudp;
 static int lfd, ufd, sfd, cfd, self_back;
-#define NOPT 19
+#define NOPT 21
 static int optsnap[MAXFD][NOPT];
 
 static void die(const char *what)
@@ -124,6 +126,17 @@ static int v6_specific(int fd)
 	return !IN6_IS_ADDR_UNSPECIFIED(&a.sin6_addr) && !IN6_IS_ADDR_V4MAPPED(&a.sin6_addr);
 }
 
+/* @fd's SO_RCVTIMEO or SO_SNDTIMEO in microseconds (up to ~35 minutes); -1: unknown. */
+static int timeo_us(int fd, int name)
+{
+	struct timeval tv = {-1, 0};
+	socklen_t l = sizeof(tv);
+
+	if (getsockopt(fd, SOL_SOCKET, name, &tv, &l) < 0)
+		return -1;
+	return (int)(tv.tv_sec * 1000000 + tv.tv_usec);
+}
+
 /* The options the test compares across a restore, of socket @fd. */
 static void opts_of(int fd, int *o)
 {
@@ -152,6 +165,8 @@ static void opts_of(int fd, int *o)
 	o[16] = addr_hash(fd, getsockname);
 	o[17] = addr_hash(fd, getpeername);
 	o[18] = fd == lfd ? geti(fd, SOL_SOCKET, SO_NO_CHECK) : 0;
+	o[19] = timeo_us(fd, SO_RCVTIMEO);
+	o[20] = timeo_us(fd, SO_SNDTIMEO);
 }
 
 static void opts_snapshot(void)
@@ -185,6 +200,7 @@ static int make_listener(const char *mode, const char *addr, int port)
 {
 	struct sockaddr_storage sa;
 	struct linger lg = {1, 3};
+	struct timeval rcvtimeo = {4, 250000}, sndtimeo = {0, 60000}, udptimeo = {1, 500};
 	socklen_t sl;
 	int v6 = strcmp(mode, "v4") != 0, fd;
 
@@ -218,6 +234,10 @@ static int make_listener(const char *mode, const char *addr, int port)
 	seti(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, 12345);
 	seti(fd, SOL_SOCKET, SO_RCVBUF, 200000);
 	seti(fd, SOL_SOCKET, SO_NO_CHECK, 1); /* zdtm sock_opts00: it was lost */
+	/* the accepted connections inherit the timeouts (nonblocking: no effect) */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcvtimeo, sizeof(rcvtimeo)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sndtimeo, sizeof(sndtimeo)) < 0)
+		die("timeouts");
 	if (v6)
 		seti(fd, IPPROTO_IPV6, IPV6_TCLASS, 0x20);
 	else
@@ -233,7 +253,8 @@ static int make_listener(const char *mode, const char *addr, int port)
 		die("udp socket");
 	if (v6)
 		seti(ufd, IPPROTO_IPV6, IPV6_V6ONLY, !strcmp(mode, "v6"));
-	if (bind(ufd, (struct sockaddr *)&sa, sl) < 0)
+	if (bind(ufd, (struct sockaddr *)&sa, sl) < 0 ||
+	    setsockopt(ufd, SOL_SOCKET, SO_RCVTIMEO, &udptimeo, sizeof(udptimeo)) < 0)
 		die("udp bind");
 	/*
 	 * a connected UDP socket (an ephemeral port), connected to the bound

@@ -16,7 +16,8 @@
  * socketpair has three messages queued one way and one the other.
  * connbound-: the same, its client end bound first (the listener's name
  * and a "c").  Each conn- mode also sets socket options (buffer sizes,
- * SO_RCVLOWAT, SO_PRIORITY, SO_MARK, SO_PEEK_OFF) on the listener, the two
+ * SO_RCVLOWAT, SO_PRIORITY, SO_MARK, SO_PEEK_OFF, the timeouts, SO_LINGER)
+ * on the listener, the two
  * ends and the datagram pair, which the stop checks ("options ok").  At the
  * stop it checks the queued bytes,
  * that the accepted end still has the listener's name and the client end
@@ -40,6 +41,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -65,24 +67,43 @@ static int expect(int fd, const char *want, const char *what)
 	return 0;
 }
 
+/* An option's value: an int, a timeval (SO_RCVTIMEO, SO_SNDTIMEO) or a linger. */
+union optval {
+	int i;
+	struct timeval tv;
+	struct linger lg;
+};
+
 /* Socket options set on conn- modes' sockets: fd, option, value read back after setting. */
 static struct {
-	int *fd, name, set, got;
-} opts[] = {{NULL, SO_RCVBUF, 70000, 0}, {NULL, SO_SNDBUF, 50000, 0}, {NULL, SO_PRIORITY, 5, 0},
-	    {NULL, SO_RCVLOWAT, 2, 0},	 {NULL, SO_MARK, 7, 0},	      {NULL, SO_SNDBUF, 40000, 0},
-	    {NULL, SO_PEEK_OFF, 0, 0}};
+	int *fd, name;
+	union optval set, got;
+	socklen_t len;
+} opts[] = {
+	{NULL, SO_RCVBUF, {.i = 70000}, {0}, sizeof(int)},
+	{NULL, SO_SNDBUF, {.i = 50000}, {0}, sizeof(int)},
+	{NULL, SO_PRIORITY, {.i = 5}, {0}, sizeof(int)},
+	{NULL, SO_RCVLOWAT, {.i = 2}, {0}, sizeof(int)},
+	{NULL, SO_MARK, {.i = 7}, {0}, sizeof(int)},
+	{NULL, SO_SNDBUF, {.i = 40000}, {0}, sizeof(int)},
+	{NULL, SO_PEEK_OFF, {.i = 0}, {0}, sizeof(int)},
+	{NULL, SO_RCVTIMEO, {.tv = {2, 500000}}, {0}, sizeof(struct timeval)},
+	{NULL, SO_SNDTIMEO, {.tv = {0, 1750}}, {0}, sizeof(struct timeval)},
+	{NULL, SO_RCVTIMEO, {.tv = {3600, 0}}, {0}, sizeof(struct timeval)},
+	{NULL, SO_LINGER, {.lg = {1, 9}}, {0}, sizeof(struct linger)},
+};
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
 /* Set each option on its socket: listener @s, client @c, accepted @a, datagram ends @dg. */
 static int set_opts(int *s, int *c, int *a, int *dg)
 {
-	int *fds[NOPTS] = {s, c, c, a, a, &dg[1], &dg[0]};
+	int *fds[NOPTS] = {s, c, c, a, a, &dg[1], &dg[0], s, c, &dg[0], a};
 
 	for (size_t i = 0; i < NOPTS; i++) {
-		socklen_t l = sizeof(int);
+		socklen_t l = opts[i].len;
 
 		opts[i].fd = fds[i];
-		if (setsockopt(*fds[i], SOL_SOCKET, opts[i].name, &opts[i].set, sizeof(int)) ||
+		if (setsockopt(*fds[i], SOL_SOCKET, opts[i].name, &opts[i].set, opts[i].len) ||
 		    getsockopt(*fds[i], SOL_SOCKET, opts[i].name, &opts[i].got, &l))
 			return fail("set a socket option");
 	}
@@ -95,12 +116,17 @@ static int check_opts(void)
 	int bad = 0;
 
 	for (size_t i = 0; i < NOPTS; i++) {
-		socklen_t l = sizeof(int);
-		int v = -1;
+		socklen_t l = opts[i].len;
+		union optval v;
 
-		if (getsockopt(*opts[i].fd, SOL_SOCKET, opts[i].name, &v, &l) || v != opts[i].got) {
-			printf("ERROR option %d of fd %d reads %d, not %d\n", opts[i].name,
-			       *opts[i].fd, v, opts[i].got);
+		memset(&v, 0xff, sizeof(v));
+		if (getsockopt(*opts[i].fd, SOL_SOCKET, opts[i].name, &v, &l) ||
+		    memcmp(&v, &opts[i].got, opts[i].len)) {
+			printf("ERROR option %d of fd %d reads %d (%lld.%06lld s), not %d "
+			       "(%lld.%06lld s)\n",
+			       opts[i].name, *opts[i].fd, v.i, (long long)v.tv.tv_sec,
+			       (long long)v.tv.tv_usec, opts[i].got.i,
+			       (long long)opts[i].got.tv.tv_sec, (long long)opts[i].got.tv.tv_usec);
 			bad = 1;
 		}
 	}

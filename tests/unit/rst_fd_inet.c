@@ -2,7 +2,8 @@
  * rst_fd_inet.c - the socket kinds' validate hook (fd_inet.c): an image's
  * InetSocket part is refused at load, the file named, when it could not be
  * a socket of its kind (wrong address length, a TCP connection on a UDP
- * socket, a listener without backlog, queues beyond their bound).
+ * socket, a listener without backlog, queues beyond their bound, a
+ * timeout on an option that has none).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -99,4 +100,29 @@ Test(rst_fd_inet, queues_beyond_their_bound_or_more_unsent_than_queued_are_refus
 	k.r.unsent = 0;
 	k.r.recv_queue.len = (64u << 20) + 1;
 	refused(&k, "a receive queue above 64 MiB");
+}
+
+Test(rst_fd_inet, a_timeout_only_on_the_timeout_options_and_bounded)
+{
+	struct sock k;
+	Haul__Img__SockOpt o, *op = &o;
+	char why[256] = "";
+
+	tcp_conn(&k);
+	haul__img__sock_opt__init(&o);
+	k.s.n_opts = 1;
+	k.s.opts = &op;
+	o.level = SOL_SOCKET;
+	o.name = SO_RCVTIMEO;
+	o.has_usec = true;
+	o.usec = 2500000;
+	cr_expect_eq(rst_inet_validate(&k.f, why, sizeof(why)), 0, "%s", why);
+	o.has_usec = false;
+	refused(&k, "SO_RCVTIMEO without its timeout");
+	o.has_usec = true;
+	o.usec = UINT64_MAX;
+	refused(&k, "a timeout beyond 2^62 us");
+	o.usec = 1;
+	o.name = SO_KEEPALIVE;
+	refused(&k, "a timeout on SO_KEEPALIVE");
 }
