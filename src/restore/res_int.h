@@ -4,7 +4,8 @@
  *
  * Each resource is one file exporting one struct rst_res_ops: process
  * attributes (procattr.c), cgroups (cgplace.c), the VMA refusals
- * (vmcheck.c), POSIX timers (res_timers.c), seccomp (res_seccomp.c).
+ * (vmcheck.c), POSIX timers (res_timers.c), seccomp (res_seccomp.c),
+ * scheduling policies (res_sched.c).
  * res_kinds.c lists them in one table and walks it; precheck.c, seize.c,
  * dump.c, fd_validate.c and target_resume.c call the walks at fixed points
  * of their sequence.  A new resource is one new file, one line in the
@@ -76,6 +77,7 @@ extern const struct rst_res_ops rst_res_seccomp;   /* res_seccomp.c */
 extern const struct rst_res_ops rst_res_apparmor;  /* res_apparmor.c */
 extern const struct rst_res_ops rst_res_procfs;	   /* fd_procfs.c */
 extern const struct rst_res_ops rst_res_vma_ghost; /* vma_ghost.c */
+extern const struct rst_res_ops rst_res_sched;	   /* res_sched.c */
 
 /* res_kinds.c: every resource, in the order their hooks run; NULL-terminated. */
 extern const struct rst_res_ops *const rst_res_kinds[];

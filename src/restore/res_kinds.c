@@ -19,6 +19,7 @@
 const struct rst_res_ops *const rst_res_kinds[] = {
 	&rst_res_attrs,	    /* procattr.c: status, prctl, oom_score_adj, ... */
 	&rst_res_cgroups,   /* cgplace.c: placed by rst_res_attrs' apply */
+	&rst_res_sched,	    /* res_sched.c: its apply once the cgroups are placed */
 	&rst_res_vmas,	    /* vmcheck.c: smaps refusals at the precheck */
 	&rst_res_vma_ghost, /* vma_ghost.c: deleted files mapped privately */
 	&rst_res_timers,    /* res_timers.c: POSIX timers */

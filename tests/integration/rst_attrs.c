@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <sys/prctl.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -369,9 +370,20 @@ Test(rst_attrs, io_flusher_the_process_cannot_read_is_refused_by_name, .fini = f
 	refused("ioflusher", "PR_GET_IO_FLUSHER");
 }
 
-Test(rst_attrs, scheduling_policy_and_thread_nice_are_refused_by_name, .fini = fini, .timeout = 60)
+/* zdtm sched_policy00 restored as SCHED_OTHER until res_sched.c */
+Test(rst_attrs, scheduling_policies_of_each_thread_are_carried, .fini = fini, .timeout = 60)
 {
-	refused("batch", "scheduling policy 3");
+	carried((const char *const[]){"rr", "threadfifo", NULL});
+}
+
+Test(rst_attrs, sched_batch_is_carried, .fini = fini, .timeout = 60)
+{
+	carried((const char *const[]){"batch", NULL});
+}
+
+Test(rst_attrs, sched_deadline_and_thread_nice_are_refused_by_name, .fini = fini, .timeout = 60)
+{
+	refused("deadline", "SCHED_DEADLINE");
 	refused("threadnice", "nice 5 differs from the main thread's");
 }
 
@@ -384,9 +396,11 @@ static void mig_fini(void)
 	th_mig_teardown(&M);
 }
 
-Test(rst_attrs, oom_score_adj_and_cgroups_survive_haul_migrate, .fini = mig_fini, .timeout = 120)
+Test(rst_attrs, oom_score_adj_cgroups_and_sched_policy_survive_haul_migrate, .fini = mig_fini,
+     .timeout = 120)
 {
 	char path[64], before[1 << 14], after[1 << 14], line[512];
+	struct sched_param sp = {0};
 	pid_t pid, copy = 0;
 	int fd, st;
 
@@ -398,6 +412,8 @@ Test(rst_attrs, oom_score_adj_and_cgroups_survive_haul_migrate, .fini = mig_fini
 	close(fd);
 	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)M.wl_pid);
 	snprintf(before, sizeof(before), "%s", th_slurp(path));
+	cr_assert_eq(sched_setscheduler(M.wl_pid, SCHED_BATCH, &sp), 0, "SCHED_BATCH: %s",
+		     strerror(errno));
 
 	pid = th_mig_haul(&M, &fd, NULL);
 	cr_assert_gt(pid, 0);
@@ -414,4 +430,6 @@ Test(rst_attrs, oom_score_adj_and_cgroups_survive_haul_migrate, .fini = mig_fini
 	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)copy);
 	snprintf(after, sizeof(after), "%s", th_slurp(path));
 	cr_expect_str_eq(after, before, "the cgroups changed (haul's own must not be carried)");
+	cr_expect_eq(sched_getscheduler(copy), SCHED_BATCH, "policy after migrate: %d",
+		     sched_getscheduler(copy));
 }

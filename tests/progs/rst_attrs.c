@@ -10,7 +10,10 @@
  *   coredump (0x3f), nnp, cgroup=DIR@LINE (the process into the cgroup at
  *   DIR, which /proc/self/cgroup shows as "...:LINE": "cpu:/a" for v1, ":/a"
  *   for cgroup2), cgthread=DIR@LINE (the second thread, v1 only); refused ones: timens (a pending time namespace for
- *   children), tsc (PR_SET_TSC SIGSEGV), mdwe, batch (SCHED_BATCH),
+ *   batch (SCHED_BATCH), rr (SCHED_RR 3 with SCHED_RESET_ON_FORK, as zdtm
+ *   sched_policy00), threadfifo (the second thread SCHED_FIFO 7); refused
+ *   ones: timens (a pending time namespace for
+ *   children), tsc (PR_SET_TSC SIGSEGV), mdwe, deadline (SCHED_DEADLINE),
  *   threadnice (a thread with another nice value), securebits (KEEP_CAPS).
  * Writes "ready" to READY_FD (then closes it: a pipe shared with the test
  * would be refused), and after SIGUSR1 one line per ATTR, "ok ATTR" or
@@ -22,6 +25,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +51,9 @@ static volatile int thread_nice = 0; /* threadnice */
 static volatile int thread_timens;   /* threadtimens */
 static volatile int thread_done;
 static char thread_got[1024];
-static double mono_ready; /* CLOCK_MONOTONIC when it said ready */
+static volatile int thread_fifo; /* threadfifo */
+static char thread_sched[256];	 /* threadfifo: what the thread found after the restore */
+static double mono_ready;	 /* CLOCK_MONOTONIC when it said ready */
 
 static void on_usr1(int sig)
 {
@@ -107,11 +113,26 @@ static void *thread_main(void *arg)
 	}
 	if (thread_nice)
 		setpriority(PRIO_PROCESS, syscall(SYS_gettid), thread_nice);
+	if (thread_fifo) {
+		struct sched_param p = {7};
+
+		if (sched_setscheduler(0, SCHED_FIFO, &p))
+			snprintf(thread_got, sizeof(thread_got), "SCHED_FIFO: %s", strerror(errno));
+	}
 	if (thread_timens && unshare(CLONE_NEWTIME))
 		snprintf(thread_got, sizeof(thread_got), "unshare: %s", strerror(errno));
 	thread_done = 1;
 	while (!go)
 		usleep(1000);
+	if (thread_fifo) {
+		struct sched_param p = {0};
+		int pol = sched_getscheduler(0);
+
+		sched_getparam(0, &p);
+		snprintf(thread_sched, sizeof(thread_sched), "%s: policy %d priority %d",
+			 pol == SCHED_FIFO && p.sched_priority == 7 ? "ok" : "bad", pol,
+			 p.sched_priority);
+	}
 	if (thread_cg[0]) {
 		char got[1024];
 
@@ -194,6 +215,28 @@ static int set_attr(const char *a)
 		struct sched_param p = {0};
 
 		return sched_setscheduler(0, SCHED_BATCH, &p) ? -errno : 0;
+	}
+	if (!strcmp(a, "rr")) { /* zdtm sched_policy00; its threads start as SCHED_OTHER */
+		struct sched_param p = {3};
+
+		return sched_setscheduler(0, SCHED_RR | SCHED_RESET_ON_FORK, &p) ? -errno : 0;
+	}
+	if (!strcmp(a, "threadfifo")) {
+		thread_fifo = 1;
+		return 0;
+	}
+	if (!strcmp(a, "deadline")) {
+		/* struct sched_attr: size, policy, flags (RESET_ON_FORK: threads may start), nice,
+		 * priority, runtime, deadline, period */
+		struct {
+			uint32_t size, policy;
+			uint64_t flags;
+			int32_t nice;
+			uint32_t priority;
+			uint64_t runtime, deadline, period;
+		} d = {sizeof(d), 6, 1, 0, 0, 1000000, 10000000, 10000000};
+
+		return syscall(SYS_sched_setattr, 0, &d, 0) ? -errno : 0;
 	}
 	if (!strcmp(a, "threadnice")) {
 		thread_nice = 5;
@@ -314,6 +357,19 @@ static int check_attr(const char *a, char *why, size_t len)
 	}
 	if (!strcmp(a, "timens"))
 		return check_timens(why, len);
+	if (!strcmp(a, "batch") || !strcmp(a, "rr")) {
+		int want = a[0] == 'b' ? SCHED_BATCH : SCHED_RR | SCHED_RESET_ON_FORK;
+		struct sched_param p = {0};
+
+		v = sched_getscheduler(0);
+		sched_getparam(0, &p);
+		snprintf(why, len, "policy %#x priority %d", v, p.sched_priority);
+		return v == want && p.sched_priority == (a[0] == 'b' ? 0 : 3);
+	}
+	if (!strcmp(a, "threadfifo")) {
+		snprintf(why, len, "the second thread: %s", thread_sched);
+		return !strncmp(thread_sched, "ok", 2);
+	}
 	if (!strcmp(a, "nocapres")) {
 		v = capres(0);
 		snprintf(why, len, "CAP_SYS_RESOURCE in effect: %d", v);
@@ -356,7 +412,7 @@ int main(int argc, char **argv)
 	while (!thread_done)
 		usleep(1000);
 	if (thread_got[0]) {
-		printf("cannot set cgthread: %s\n", thread_got);
+		printf("cannot set the thread's attribute: %s\n", thread_got);
 		return 2;
 	}
 	mono_ready = now_s(CLOCK_MONOTONIC);

@@ -5,7 +5,8 @@
  * (fd_pidfd.c, fd_inotify.c, fd_fanotify.c): POSIX timers' ids, clocks,
  * notifications and threads; seccomp programs and the stacks that name
  * them; AppArmor labels (their form here, their profile loaded on this
- * host); watches and marks.  Each refusal names the record.
+ * host); scheduling policies; watches and marks.  Each refusal names the
+ * record.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -416,4 +417,34 @@ Test(rst_res_validate, mapped_ghosts_without_content_twice_or_missing_are_named)
 	m[0].path = "lib.so";
 	cr_assert_eq(check(&ps), -EBADMSG);
 	cr_assert(strstr(why, "not absolute"), "%s", why);
+}
+
+Test(rst_res_validate, scheduling_policies_of_the_wrong_count_policy_or_priority_are_named)
+{
+	Haul__Img__ProcessState ps;
+	Haul__Img__SchedPolicy a, b, *pp[2] = {&a, &b};
+
+	haul__img__process_state__init(&ps);
+	haul__img__sched_policy__init(&a);
+	haul__img__sched_policy__init(&b);
+	a.policy = 2; /* SCHED_RR 3, as zdtm sched_policy00 */
+	a.has_priority = true;
+	a.priority = 3;
+	a.has_reset_on_fork = a.reset_on_fork = true;
+	b.policy = 3; /* SCHED_BATCH */
+	ps.sched = pp;
+	ps.n_sched = 1;
+	cr_assert_eq(check(&ps), 0, "%s", why);
+	ps.n_sched = 2;
+	cr_expect_eq(check(&ps), -EBADMSG, "two policies for one thread accepted");
+	cr_expect(strstr(why, "2 scheduling policies for 1 threads"), "%s", why);
+	ps.n_sched = 1;
+	a.priority = 0;
+	cr_expect_eq(check(&ps), -EBADMSG, "SCHED_RR with priority 0 accepted");
+	cr_expect(strstr(why, "thread 0"), "%s", why);
+	a.priority = 3;
+	a.policy = 6;
+	cr_expect_eq(check(&ps), -EBADMSG, "SCHED_DEADLINE accepted");
+	a.policy = 3;
+	cr_expect_eq(check(&ps), -EBADMSG, "SCHED_BATCH with a real-time priority accepted");
 }
