@@ -13,7 +13,7 @@
  *    A field this code does not know (a newer kernel) falls under the last
  *    rule, so it is audited rather than ignored;
  *  - per-process files: time namespace for children, autogroup, LSM attr/,
- *    scheduling flags and clamps (the policy: res_sched.c), ioprio,
+ *    scheduling flags and clamps (the policy and ioprio: res_sched.c),
  *    core-scheduling cookie, exit signal;
  *  - what only the process itself can read (prctl, arch_prctl, membarrier),
  *    through calls injected in every thread (procattr_inj.c), at the
@@ -344,14 +344,13 @@ static int audit_lsm(pid_t pid, pid_t tid, char *why, size_t wl)
 }
 
 /*
- * Deadline parameters and clamps (the policy, priority and
- * SCHED_RESET_ON_FORK: res_sched.c); nice: the main thread's is carried,
- * threads inherit it.
+ * Deadline parameters and clamps (the policy, priority,
+ * SCHED_RESET_ON_FORK and I/O priority: res_sched.c); nice: the main
+ * thread's is carried, threads inherit it.
  */
 static int audit_sched(pid_t pid, pid_t tid, int main_nice, char *why, size_t wl)
 {
 	struct haul_sched_attr a = {0}, o = {0};
-	long io, own_io;
 	bool fair;
 	char w[64];
 
@@ -384,13 +383,6 @@ static int audit_sched(pid_t pid, pid_t tid, int main_nice, char *why, size_t wl
 			 "%s: nice %d differs from the main thread's %d; haul carries the main "
 			 "thread's: make them agree",
 			 w, a.nice, main_nice);
-		return -EOPNOTSUPP;
-	}
-	io = syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, tid);
-	own_io = syscall(SYS_ioprio_get, 1, 0);
-	if (io >= 0 && io != own_io) {
-		snprintf(why, wl, "%s: I/O priority %#lx, a restored process gets %#lx; %s", w, io,
-			 own_io, rst_attr_not_carried);
 		return -EOPNOTSUPP;
 	}
 	{

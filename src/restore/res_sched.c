@@ -1,15 +1,20 @@
 /*
- * res_sched.c - each thread's scheduling policy: SCHED_FIFO and SCHED_RR
- * with their real-time priority, SCHED_BATCH, SCHED_IDLE, and the
- * SCHED_RESET_ON_FORK flag.  A real-time server (an audio or trading
- * process, a watchdog) restored as SCHED_OTHER runs on, but is preempted
- * where it never was: silently not the process that was moved.
+ * res_sched.c - each thread's scheduling: its policy (SCHED_FIFO and
+ * SCHED_RR with their real-time priority, SCHED_BATCH, SCHED_IDLE), the
+ * SCHED_RESET_ON_FORK flag, and its I/O priority (ionice, a service's
+ * IOSchedulingClass).  A real-time server (an audio or trading process, a
+ * watchdog) restored as SCHED_OTHER runs on, but is preempted where it
+ * never was; a backup daemon restored at the default I/O priority
+ * competes with the database it was kept behind: silently not the process
+ * that was moved.
  *
- * Dump: sched_getattr of every thread, kept (ProcessState.sched, one per
- * thread) when any is not plain SCHED_OTHER.  Restore: from outside, once
+ * Dump: sched_getattr and ioprio_get of every thread, kept
+ * (ProcessState.sched, one per thread) when any is not plain SCHED_OTHER
+ * or not at the dumping haul's own I/O priority.  Restore: from outside, once
  * the registers are loaded and the cgroups placed (a real-time policy is
  * admitted by the cgroup the thread is in), sched_setattr of each thread
- * with its nice as restored (the process's, ProcessState.nice).  Absent,
+ * with its nice as restored (the process's, ProcessState.nice), and
+ * ioprio_set where the thread's differs.  Absent,
  * a thread that inherited another policy from the restorer is put back to
  * SCHED_OTHER.  Nothing runs boosted before: the resume's own boost
  * (target_boost.c) is over by then.
@@ -42,6 +47,14 @@
 #define SCHED_DEADLINE 6
 #endif
 #define FLAG_RESET_ON_FORK 0x01
+#define WHO_PROCESS	   1	     /* IOPRIO_WHO_PROCESS: one thread */
+#define IOPRIO_LIMIT	   (4 << 13) /* classes NONE, RT, BE, IDLE (<< 13), level and hints below */
+
+/* Thread @tid's I/O priority (0: ours), or -1. */
+static long io_of(pid_t tid)
+{
+	return syscall(SYS_ioprio_get, WHO_PROCESS, tid);
+}
 
 static int get_attr(pid_t tid, struct haul_sched_attr *a)
 {
@@ -58,9 +71,11 @@ static const char *policy_name(uint32_t p)
 	return p < sizeof(names) / sizeof(names[0]) ? names[p] : "an unknown policy";
 }
 
-static bool plain(const struct haul_sched_attr *a)
+/* SCHED_OTHER without RESET_ON_FORK, at I/O priority @io of @own (-1: unknown, not compared). */
+static bool plain(const struct haul_sched_attr *a, long io, long own)
 {
-	return a->policy == SCHED_OTHER && !(a->flags & FLAG_RESET_ON_FORK);
+	return a->policy == SCHED_OTHER && !(a->flags & FLAG_RESET_ON_FORK) &&
+	       (io < 0 || own < 0 || io == own);
 }
 
 /* Thread @tid's policy as one the restore can give again: 0, -EOPNOTSUPP with @why. */
@@ -87,6 +102,7 @@ static int each_thread(pid_t pid, bool *any, char *why, size_t wl)
 	struct haul_sched_attr a;
 	char path[64];
 	struct dirent *de;
+	long own = io_of(0);
 	int ret = 0;
 	DIR *d;
 
@@ -100,7 +116,7 @@ static int each_thread(pid_t pid, bool *any, char *why, size_t wl)
 			a.policy = SCHED_OTHER;
 			a.flags = 0;
 			ret = check_thread(pid, atoi(de->d_name), &a, why, wl);
-			*any |= !ret && !plain(&a);
+			*any |= !ret && !plain(&a, io_of(atoi(de->d_name)), own);
 		}
 	closedir(d);
 	return ret;
@@ -143,6 +159,7 @@ static int sched_dump(struct rst_seized *s, uint64_t scratch, Haul__Img__Process
 {
 	struct sched_buf *b = calloc(1, sizeof(*b));
 	struct haul_sched_attr a;
+	long io, own = io_of(0);
 	bool any = false;
 	int ret = 0;
 
@@ -168,8 +185,11 @@ static int sched_dump(struct rst_seized *s, uint64_t scratch, Haul__Img__Process
 		b->pol[i].priority = a.priority;
 		b->pol[i].has_reset_on_fork = (a.flags & FLAG_RESET_ON_FORK) != 0;
 		b->pol[i].reset_on_fork = b->pol[i].has_reset_on_fork;
+		io = io_of(s->thr[i].pid);
+		b->pol[i].has_ioprio = io >= 0;
+		b->pol[i].ioprio = io >= 0 ? (uint32_t)io : 0;
 		b->ptrs[i] = &b->pol[i];
-		any |= !plain(&a);
+		any |= !plain(&a, io, own);
 	}
 	if (!ret && any) {
 		ps->sched = b->ptrs;
@@ -191,11 +211,12 @@ static int sched_validate(const Haul__Img__ProcessState *ps, char *why, size_t w
 
 		if ((p->policy != SCHED_OTHER && !rt && p->policy != SCHED_BATCH &&
 		     p->policy != SCHED_IDLE) ||
-		    (rt ? p->priority < 1 || p->priority > 99 : p->priority != 0)) {
+		    (rt ? p->priority < 1 || p->priority > 99 : p->priority != 0) ||
+		    p->ioprio >= IOPRIO_LIMIT) {
 			snprintf(why, wl,
-				 "thread %zu: scheduling policy %u with priority %u is not one "
-				 "haul restores",
-				 i, p->policy, p->priority);
+				 "thread %zu: scheduling policy %u with priority %u, I/O priority "
+				 "%#x, is not one haul restores",
+				 i, p->policy, p->priority, p->ioprio);
 			return -EBADMSG;
 		}
 	}
@@ -225,6 +246,18 @@ static int set_thread(struct rst_target *t, pid_t tid, size_t i, const Haul__Img
 	return -errno;
 }
 
+/* Thread @tid (index @i) of @t at I/O priority @io, unless it is there already. */
+static int set_io(struct rst_target *t, pid_t tid, size_t i, uint32_t io, char *why, size_t wl)
+{
+	if (io_of(tid) == (long)io || syscall(SYS_ioprio_set, WHO_PROCESS, tid, (int)io) == 0)
+		return 0;
+	snprintf(
+		why, wl,
+		"cannot give thread %zu (tid %d) of restored pid %d I/O priority class %u level %u: %s",
+		i, (int)tid, (int)t->o.pid, io >> 13, io & 7, strerror(errno));
+	return -errno;
+}
+
 static int sched_apply(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
 		       size_t wl)
 {
@@ -236,10 +269,12 @@ static int sched_apply(struct rst_target *t, const Haul__Img__ProcessState *ps, 
 
 		if (ps->n_sched) {
 			ret = set_thread(t, tid, i, i < ps->n_sched ? ps->sched[i] : NULL, why, wl);
+			if (!ret && i < ps->n_sched && ps->sched[i]->has_ioprio)
+				ret = set_io(t, tid, i, ps->sched[i]->ioprio, why, wl);
 			continue;
 		}
 		/* none in the image: SCHED_OTHER, whatever the restorer runs */
-		if (!get_attr(tid, &now) && !plain(&now))
+		if (!get_attr(tid, &now) && !plain(&now, -1, -1))
 			ret = set_thread(t, tid, i, NULL, why, wl);
 	}
 	return ret;

@@ -11,7 +11,8 @@
  *   DIR, which /proc/self/cgroup shows as "...:LINE": "cpu:/a" for v1, ":/a"
  *   for cgroup2), cgthread=DIR@LINE (the second thread, v1 only); refused ones: timens (a pending time namespace for
  *   batch (SCHED_BATCH), rr (SCHED_RR 3 with SCHED_RESET_ON_FORK, as zdtm
- *   sched_policy00), threadfifo (the second thread SCHED_FIFO 7); refused
+ *   sched_policy00), threadfifo (the second thread SCHED_FIFO 7), ionice
+ *   (I/O class idle, the second thread best-effort 2); refused
  *   ones: timens (a pending time namespace for
  *   children), tsc (PR_SET_TSC SIGSEGV), mdwe, deadline (SCHED_DEADLINE),
  *   threadnice (a thread with another nice value), securebits (KEEP_CAPS).
@@ -52,8 +53,10 @@ static volatile int thread_timens;   /* threadtimens */
 static volatile int thread_done;
 static char thread_got[1024];
 static volatile int thread_fifo; /* threadfifo */
-static char thread_sched[256];	 /* threadfifo: what the thread found after the restore */
-static double mono_ready;	 /* CLOCK_MONOTONIC when it said ready */
+static volatile int thread_io;	 /* ionice: the second thread best-effort 2 */
+static char thread_io_got[256];
+static char thread_sched[256]; /* threadfifo: what the thread found after the restore */
+static double mono_ready;      /* CLOCK_MONOTONIC when it said ready */
 
 static void on_usr1(int sig)
 {
@@ -113,6 +116,8 @@ static void *thread_main(void *arg)
 	}
 	if (thread_nice)
 		setpriority(PRIO_PROCESS, syscall(SYS_gettid), thread_nice);
+	if (thread_io && syscall(SYS_ioprio_set, 1, 0, (2 << 13) | 2))
+		snprintf(thread_got, sizeof(thread_got), "ioprio: %s", strerror(errno));
 	if (thread_fifo) {
 		struct sched_param p = {7};
 
@@ -124,6 +129,12 @@ static void *thread_main(void *arg)
 	thread_done = 1;
 	while (!go)
 		usleep(1000);
+	if (thread_io) {
+		long io = syscall(SYS_ioprio_get, 1, 0);
+
+		snprintf(thread_io_got, sizeof(thread_io_got), "%s: %#lx",
+			 io == ((2 << 13) | 2) ? "ok" : "bad", io);
+	}
 	if (thread_fifo) {
 		struct sched_param p = {0};
 		int pol = sched_getscheduler(0);
@@ -224,6 +235,10 @@ static int set_attr(const char *a)
 	if (!strcmp(a, "threadfifo")) {
 		thread_fifo = 1;
 		return 0;
+	}
+	if (!strcmp(a, "ionice")) { /* IOPRIO_WHO_PROCESS: this thread, class idle */
+		thread_io = 1;
+		return syscall(SYS_ioprio_set, 1, 0, 3 << 13) ? -errno : 0;
 	}
 	if (!strcmp(a, "deadline")) {
 		/* struct sched_attr: size, policy, flags (RESET_ON_FORK: threads may start), nice,
@@ -369,6 +384,12 @@ static int check_attr(const char *a, char *why, size_t len)
 	if (!strcmp(a, "threadfifo")) {
 		snprintf(why, len, "the second thread: %s", thread_sched);
 		return !strncmp(thread_sched, "ok", 2);
+	}
+	if (!strcmp(a, "ionice")) {
+		long io = syscall(SYS_ioprio_get, 1, 0);
+
+		snprintf(why, len, "ioprio %#lx, the second thread's %s", io, thread_io_got);
+		return io == 3 << 13 && !strncmp(thread_io_got, "ok", 2);
 	}
 	if (!strcmp(a, "nocapres")) {
 		v = capres(0);

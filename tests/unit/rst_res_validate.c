@@ -447,4 +447,10 @@ Test(rst_res_validate, scheduling_policies_of_the_wrong_count_policy_or_priority
 	cr_expect_eq(check(&ps), -EBADMSG, "SCHED_DEADLINE accepted");
 	a.policy = 3;
 	cr_expect_eq(check(&ps), -EBADMSG, "SCHED_BATCH with a real-time priority accepted");
+	a.policy = 2;
+	a.has_ioprio = true;
+	a.ioprio = 3 << 13; /* class idle */
+	cr_expect_eq(check(&ps), 0, "%s", why);
+	a.ioprio = 4 << 13;
+	cr_expect_eq(check(&ps), -EBADMSG, "I/O priority class 4 accepted");
 }
