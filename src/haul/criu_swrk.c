@@ -30,10 +30,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/injlog.h"
 #include "common/log.h"
 #include "common/probe.h"
 #include "haul/criu_int.h"
+#include "haul/haul_int.h"
 #include "haul_version.h"
+#include "restore/restore.h"
 
 static const char *req_name(Haul__Criu__ReqType t)
 {
@@ -239,6 +242,36 @@ static void open_log(int wdir, const char *name)
 	close(fd);
 }
 
+/* rst_tcp_hold_watch: a socket entering repair mode, for the journal's survivor (injlog.h). */
+static void tcp_held(void *arg, pid_t pid, int fd, int reuse)
+{
+	(void)arg;
+	injlog_tcp_repair(pid, fd, reuse);
+}
+
+/*
+ * A DUMP: its injected calls journaled, so that a criu killed in the middle
+ * (the engine's timeout, ^C on `runc checkpoint`, the OOM killer) leaves a
+ * survivor that puts the process back and continues it (injlog.h), and its
+ * connections' repair mode undone.  PRE_DUMP injects in its tracker daemon,
+ * which journals its own (trackd.c).
+ */
+static int dump_journaled(struct criu_conn *c, const Haul__Criu__Options *o, int img, int wdir)
+{
+	int ret = injlog_open(getenv("HAUL_FAULT"), haul_reg_dir());
+
+	if (ret) {
+		pr_err_r(ret, "cannot start the injection journal for pid %d; nothing was touched",
+			 o->pid);
+		return ret;
+	}
+	rst_tcp_hold_watch(tcp_held, NULL);
+	ret = criu_ctr_dump(c, o, img, wdir);
+	rst_tcp_hold_watch(NULL, NULL);
+	injlog_close();
+	return ret;
+}
+
 /* DUMP, PRE_DUMP and RESTORE: the options first, then the work (criu_ctr.c, criu_predump.c). */
 static int do_ckpt(struct criu_conn *c, pid_t peer, const Haul__Criu__Request *q)
 {
@@ -268,7 +301,7 @@ static int do_ckpt(struct criu_conn *c, pid_t peer, const Haul__Criu__Request *q
 		goto fail;
 	}
 	if (q->type == HAUL__CRIU__REQ_TYPE__REQ_DUMP)
-		ret = criu_ctr_dump(c, o, img, wdir);
+		ret = dump_journaled(c, o, img, wdir);
 	else if (q->type == HAUL__CRIU__REQ_TYPE__REQ_PRE_DUMP)
 		ret = criu_predump(c, o, img, wdir);
 	else

@@ -457,10 +457,14 @@ static int daemon_main(pid_t pid, unsigned long long start, int ready)
 		pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 		ret = pidfd < 0 ? -errno : 0;
 	}
+	/* the survivor that undoes the attach's injected calls if we die in it (injlog.h) */
+	if (!ret && (ret = injlog_open(getenv("HAUL_FAULT"), haul_reg_dir())))
+		pr_err_r(ret, "cannot start the injection journal for pid %d", (int)pid);
 	if (!ret) {
 		ret = trk_open(pid, &(struct trk_opts){0}, &d.t);
 		if (ret)
 			pr_err_r(ret, "cannot track pid %d", (int)pid);
+		injlog_close();
 	}
 	if (!ret) {
 		lfd = listen_on(d.sock);

@@ -6,9 +6,10 @@
  * on without an error, its scheduling policy its own, and for a migration
  * one copy in no haul cgroup.
  * Covered: `haul track` (the userfaultfd attach), `haul checkpoint` with and
- * without --leave-running (before the commit), `haul migrate` (the tracker
- * attach and the dump, one and several threads), and a walk over every
- * injected call of one dump.
+ * without --leave-running (before the commit), the criu entry point's DUMP
+ * (`criu swrk`, as runc drives it), `haul migrate` (the tracker attach and
+ * the dump, one and several threads), and a walk over every injected call
+ * of one dump.
  */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
@@ -18,10 +19,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "haul/criu_int.h"
 #include "haul/haul_int.h"
 #include "th_mig.h"
 #include "th_rst.h"
@@ -330,6 +334,158 @@ Test(crash_inject, checkpoint_survives_a_kill_at_every_injected_call, .fini = te
 	cr_log_info("killed haul at each of %d steps of injected calls; the workload ran on each "
 		    "time",
 		    total);
+}
+
+/* ---- the criu entry point: `criu swrk 3` answering runc's DUMP ---------------- */
+
+/*
+ * haul as `criu swrk 3` (argv[0] criu) under HAUL_FAULT=@fault, sent one
+ * request of @type (DUMP, PRE_DUMP) for the workload into W.dir/criu-img, as
+ * runc sends it (the images directory an fd of ours), SIGKILLed after
+ * @kill_us when not 0; its exit status (137: killed).
+ */
+static int criu_req_killed(Haul__Criu__ReqType type, const char *fault, bool leave,
+			   unsigned kill_us)
+{
+	Haul__Criu__Request q = HAUL__CRIU__REQUEST__INIT;
+	Haul__Criu__Options o = HAUL__CRIU__OPTIONS__INIT;
+	char img[96], *argv[] = {"criu", "swrk", "3", NULL};
+	uint8_t buf[4096];
+	int sv[2], dfd, st;
+	size_t n;
+	pid_t pid;
+
+	snprintf(img, sizeof(img), "%s/criu-img", W.dir);
+	mkdir(img, 0700);
+	dfd = open(img, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	cr_assert_geq(dfd, 0);
+	o.has_images_dir_fd = o.has_pid = o.has_leave_running = true;
+	o.images_dir_fd = dfd;
+	o.pid = W.pid;
+	o.log_file = "dump.log";
+	o.leave_running = leave;
+	o.has_track_mem = o.track_mem = type == HAUL__CRIU__REQ_TYPE__REQ_PRE_DUMP;
+	q.has_type = true;
+	q.type = type;
+	q.opts = &o;
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		setenv("HAUL_FAULT", fault, 1);
+		if (dup2(sv[1], 3) == 3)
+			execv(th_haul_bin(), argv);
+		_exit(127);
+	}
+	close(sv[1]);
+	n = haul__criu__request__get_packed_size(&q);
+	haul__criu__request__pack(&q, buf);
+	cr_assert_eq(send(sv[0], buf, n, 0), (ssize_t)n);
+	if (kill_us) {
+		usleep(kill_us);
+		kill(pid, SIGKILL);
+	}
+	st = th_wait_exit(pid, 30000);
+	if (st == -ETIMEDOUT)
+		th_kill(pid, SIGKILL, 1000);
+	close(sv[0]);
+	close(dfd);
+	return st;
+}
+
+static int criu_dump_under_fault(const char *fault, bool leave)
+{
+	return criu_req_killed(HAUL__CRIU__REQ_TYPE__REQ_DUMP, fault, leave, 0);
+}
+
+/* A kill point of the criu DUMP, with or without leave_running. */
+struct criu_kill {
+	struct kill_at at;
+	bool leave;
+};
+
+/* The dump before its commit; with leave_running the tracker's calls come first, then the release. */
+ParameterizedTestParameters(crash_inject, criu_dump)
+{
+	static struct criu_kill k[] = {
+		{{"hold", 1}, false},	{{"seize", 1}, false}, {{"mask", 1}, false},
+		{{"regs", 1}, false},	{{"entry", 2}, false}, {{"exit", 3}, false},
+		{{"call", 4}, false},	{{"call", 8}, false},  {{"hold", 2}, true},
+		{{"entry", 4}, true},	{{"exit", 5}, true},   {{"call", 6}, true},
+		{{"restore", 2}, true}, {{"unhold", 2}, true},
+	};
+
+	return cr_make_param_array(struct criu_kill, k, sizeof(k) / sizeof(k[0]));
+}
+
+ParameterizedTest(struct criu_kill *k, crash_inject, criu_dump, .fini = teardown_wl, .timeout = 60)
+{
+	char fault[64], log[160];
+	int st;
+
+	wl_start();
+	snprintf(fault, sizeof(fault), "kill:inject:%s:%d", k->at.step, k->at.n);
+	snprintf(log, sizeof(log), "%s/criu-img/dump.log", W.dir);
+	st = criu_dump_under_fault(fault, k->leave);
+	cr_assert_eq(st, 128 + SIGKILL, "criu swrk did not reach %s%s (exit %d): %s", fault,
+		     k->leave ? " (leave_running)" : "", st, th_slurp(log));
+	assert_wl_intact(fault);
+}
+
+/*
+ * The same without a fault: `criu swrk` killed 2-200 ms into a DUMP with
+ * leave_running (most of it is the attach and the dump, whose calls last
+ * ~1 ms), as ^C on `runc checkpoint` would: the process runs on each time.
+ * Without the journal it died within 60 tries (SIGSEGV or SIGTRAP), 4 runs
+ * of 4.
+ */
+Test(crash_inject, criu_dump_killed_at_random_moments, .fini = teardown_wl, .timeout = 120)
+{
+	int killed = 0;
+
+	wl_start();
+	srand((unsigned)getpid());
+	for (int i = 0; i < 60; i++) {
+		char what[64];
+
+		snprintf(what, sizeof(what), "criu swrk killed at random (%d)", i);
+		killed += criu_req_killed(HAUL__CRIU__REQ_TYPE__REQ_DUMP, "", true,
+					  2000 + (unsigned)(rand() % 198000)) == 128 + SIGKILL;
+		assert_wl_intact(what);
+	}
+	cr_log_info("%d of 60 DUMPs killed mid-way; the workload ran on each time", killed);
+	cr_expect_gt(killed, 30, "only %d of 60 DUMPs were killed before their end", killed);
+}
+
+/*
+ * PRE_DUMP: the tracker daemon it starts (trackd.c, which inherits
+ * HAUL_FAULT) killed in its attach; the request fails, the process runs on.
+ */
+ParameterizedTestParameters(crash_inject, criu_predump_attach)
+{
+	static struct kill_at k[] = {
+		{"hold", 1},  {"seize", 1}, {"mask", 1},    {"regs", 1},
+		{"entry", 1}, {"exit", 1},  {"restore", 1}, {"unhold", 1},
+	};
+
+	return cr_make_param_array(struct kill_at, k, sizeof(k) / sizeof(k[0]));
+}
+
+ParameterizedTest(struct kill_at *k, crash_inject, criu_predump_attach, .fini = teardown_wl,
+		  .timeout = 60)
+{
+	char fault[64], log[160];
+	int st;
+
+	wl_start();
+	snprintf(fault, sizeof(fault), "kill:inject:%s:%d", k->step, k->n);
+	snprintf(log, sizeof(log), "%s/criu-img/dump.log", W.dir);
+	st = criu_req_killed(HAUL__CRIU__REQ_TYPE__REQ_PRE_DUMP, fault, true, 0);
+	cr_assert_eq(st, 1,
+		     "the pre-dump whose tracker was killed at %s did not fail (exit %d): %s",
+		     fault, st, th_slurp(log));
+	cr_assert(strstr(th_slurp(log), "did not start"), "%s", th_slurp(log));
+	assert_wl_intact(fault);
 }
 
 /* ---- haul migrate: the tracker attach and the dump at the switchover --------- */

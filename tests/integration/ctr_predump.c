@@ -73,18 +73,25 @@ static void status_after(const char *path, unsigned long min, unsigned long long
 	cr_assert_fail("%s never showed a counter above %lu", path, min);
 }
 
-/* One criu request of @type for @pid into @img (created), answered by criu_swrk in a child. */
-static bool criu_req(Haul__Criu__ReqType type, pid_t pid, const char *img, const char *parent,
-		     bool leave)
+/* A request on its way: the socket, criu_swrk's child, the images directory's fd. */
+struct criu_call {
+	int sock, dfd;
+	pid_t child;
+};
+
+/*
+ * Send one criu request of @type for @pid into @img (created) to criu_swrk
+ * in a child, under HAUL_FAULT=@fault when not NULL.
+ */
+static void criu_send(struct criu_call *k, Haul__Criu__ReqType type, pid_t pid, const char *img,
+		      const char *parent, bool leave, const char *fault)
 {
 	Haul__Criu__Request q = HAUL__CRIU__REQUEST__INIT;
 	Haul__Criu__Options o = HAUL__CRIU__OPTIONS__INIT;
-	Haul__Criu__Response *r;
 	uint8_t buf[65536];
 	int sv[2], dfd;
 	pid_t child;
 	ssize_t n;
-	bool ok;
 
 	mkdir(img, 0700);
 	dfd = open(img, O_RDONLY | O_DIRECTORY);
@@ -93,7 +100,8 @@ static bool criu_req(Haul__Criu__ReqType type, pid_t pid, const char *img, const
 	o.images_dir_fd = dfd; /* ours, reached through /proc/<peer>/fd as runc's */
 	o.pid = pid;
 	o.log_file = "dump.log";
-	o.has_track_mem = o.track_mem = true;
+	o.has_track_mem = true;
+	o.track_mem = !fault;
 	o.parent_img = (char *)parent;
 	o.has_leave_running = true;
 	o.leave_running = leave;
@@ -105,16 +113,41 @@ static bool criu_req(Haul__Criu__ReqType type, pid_t pid, const char *img, const
 	cr_assert_geq(child, 0);
 	if (child == 0) {
 		close(sv[0]);
+		if (fault)
+			setenv("HAUL_FAULT", fault, 1);
 		_exit(criu_swrk(sv[1]) == 0 ? 0 : 1);
 	}
 	close(sv[1]);
 	n = (ssize_t)haul__criu__request__get_packed_size(&q);
 	haul__criu__request__pack(&q, buf);
 	cr_assert_eq(send(sv[0], buf, n, 0), n);
-	n = recv(sv[0], buf, sizeof(buf), 0);
-	close(sv[0]);
-	waitpid(child, NULL, 0);
-	close(dfd);
+	*k = (struct criu_call){sv[0], dfd, child};
+}
+
+/* The answer to @k; its child's wait status in *@status. */
+static ssize_t criu_answer(struct criu_call *k, uint8_t *buf, size_t len, int *status)
+{
+	ssize_t n = recv(k->sock, buf, len, 0);
+
+	close(k->sock);
+	waitpid(k->child, status, 0);
+	close(k->dfd);
+	return n;
+}
+
+/* One criu request of @type for @pid into @img (created), answered by criu_swrk in a child. */
+static bool criu_req(Haul__Criu__ReqType type, pid_t pid, const char *img, const char *parent,
+		     bool leave)
+{
+	Haul__Criu__Response *r;
+	struct criu_call k;
+	uint8_t buf[65536];
+	int status;
+	ssize_t n;
+	bool ok;
+
+	criu_send(&k, type, pid, img, parent, leave, NULL);
+	n = criu_answer(&k, buf, sizeof(buf), &status);
 	cr_assert_gt(n, 0, "no answer to the criu request");
 	r = haul__criu__response__unpack(NULL, n, buf);
 	cr_assert_not_null(r);
