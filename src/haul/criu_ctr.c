@@ -42,6 +42,7 @@
 #include "haul/criu_int.h"
 #include "haul/haul.h"
 #include "haul/haul_int.h"
+#include "haul/netlock.h"
 #include "restore/ctr.h"
 #include "restore/restore.h"
 #include "tracker/tracker.h"
@@ -323,7 +324,7 @@ static int dump_tree(const Haul__Criu__Options *o, bool leave, const char *dir, 
 	return rst_ctr_tree_checkpoint(o->pid, dir, leave, tree_parts_stopped, &tp, st);
 }
 
-int criu_ctr_dump(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd, int wdir)
+static int dump_request(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd, int wdir)
 {
 	bool leave = o->has_leave_running && o->leave_running;
 	char(*paths)[64] = calloc(o->n_external + 2, sizeof(*paths));
@@ -404,6 +405,32 @@ out:
 	return ret;
 }
 
+int criu_ctr_dump(struct criu_conn *c, const Haul__Criu__Options *o, int imgfd, int wdir)
+{
+	int ret;
+
+	/*
+	 * tcp_established: connections are carried, under the checkpoint's
+	 * network lock (ckpt_netlock.c) in the container's namespace, which the
+	 * image keeps until its restore lifts it; without it each is refused
+	 * by name, as CRIU does
+	 */
+	bool tcp = o->has_tcp_established && o->tcp_established;
+
+	rst_tcp_carry_connections(tcp);
+	if (tcp) {
+		haul_netlock_reap();
+		haul_ckpt_netlock_use();
+	}
+	ret = dump_request(c, o, imgfd, wdir);
+	if (tcp) {
+		haul_ckpt_netlock_done();
+		rst_netlock_set(NULL);
+	}
+	rst_tcp_carry_connections(true);
+	return ret;
+}
+
 /* The container record of the images directory; *@out NULL when there is none. */
 static int read_record(int imgfd, Haul__Ctr__Container **out)
 {
@@ -476,7 +503,11 @@ int criu_ctr_restore(struct criu_conn *c, const Haul__Criu__Options *o, int imgf
 	ret = criu_notify(c, "pre-restore", 0);
 	if (ret)
 		goto out;
+	/* the lock a tcp_established DUMP left is lifted just before it runs (ckpt_netlock.c) */
+	haul_ckpt_netlock_use();
 	ret = rst_restore_images(dir, NULL, 0, &to, &t, &here);
+	haul_ckpt_netlock_done();
+	rst_netlock_set(NULL);
 	if (ret) {
 		pr_err("cannot restore the image of %s (above)", dir);
 		goto out;

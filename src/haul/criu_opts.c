@@ -53,6 +53,7 @@ static const struct {
 	{"parent_img", FOR_DUMP},
 	{"external", FOR_DUMP},
 	{"join_ns", FOR_RESTORE},
+	{"tcp_established", FOR_DUMP | FOR_RESTORE},
 };
 
 /* Whether field @f of @msg holds something other than its "off" value. */

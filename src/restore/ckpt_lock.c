@@ -32,6 +32,7 @@
 #define LOG_PREFIX "netlock: "
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,13 +184,18 @@ void rst_ckpt_lock_keep(struct rst_ckpt_lock *k)
 	k->name[0] = '\0';
 }
 
-int rst_restore_lock_arm(const char *store)
+/* The namespace the armed lock is lifted in (a path); "": this one. */
+static __thread char lift_ns[64];
+
+int rst_restore_lock_arm(const char *store, const char *netns)
 {
 	char name[RST_NETLOCK_NAME];
 	unsigned long long ino = 0, here = 0;
+	struct stat st;
 	int ret = rst_netlock_record(store, name, sizeof(name), &ino);
 
 	rst_tcp_defer_all(NULL);
+	lift_ns[0] = '\0';
 	if (ret == -ENOENT)
 		return 0;
 	if (ret) {
@@ -201,7 +207,11 @@ int rst_restore_lock_arm(const char *store)
 			store);
 		return 0;
 	}
-	if (netns_ino(0, &here) || here != ino) {
+	if (netns && !stat(netns, &st))
+		here = (unsigned long long)st.st_ino;
+	else if (netns || netns_ino(0, &here))
+		here = 0;
+	if (here != ino) {
 		pr_warn("the checkpoint's network lock %s is in another network namespace than "
 			"this restore (net:[%llu]: another host, or the processes' own): where that "
 			"namespace lives on, peers get through once it is lifted there ('nft delete "
@@ -217,10 +227,34 @@ int rst_restore_lock_arm(const char *store)
 	}
 	/* every connection waits in repair mode for the lift (fd_tcp_local.c) */
 	rst_tcp_defer_all(name);
+	if (netns)
+		snprintf(lift_ns, sizeof(lift_ns), "%s", netns);
 	return 0;
 }
 
 int rst_restore_lock_lift(const char *name)
 {
-	return lock_ops.lift ? lock_ops.lift(name) : 0;
+	int own = -1, ns = -1, ret;
+
+	if (!lock_ops.lift)
+		return 0;
+	if (!lift_ns[0])
+		return lock_ops.lift(name);
+	/* the processes' namespace (a container's, the engine's): this thread enters it */
+	own = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	ns = open(lift_ns, O_RDONLY | O_CLOEXEC);
+	if (own < 0 || ns < 0 || setns(ns, CLONE_NEWNET)) {
+		ret = -errno;
+		pr_err_r(ret, "cannot enter the network namespace %s to lift the lock %s", lift_ns,
+			 name);
+	} else {
+		ret = lock_ops.lift(name);
+		if (setns(own, CLONE_NEWNET))
+			pr_warn("cannot return to haul's network namespace: %s", strerror(errno));
+	}
+	if (own >= 0)
+		close(own);
+	if (ns >= 0)
+		close(ns);
+	return ret;
 }

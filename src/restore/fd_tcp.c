@@ -186,6 +186,14 @@ static int tcp_refuse_fd(const struct rst_fd_probe *p, int sfd, int state, char 
 	return -EOPNOTSUPP;
 }
 
+/* Whether connections are carried at all (rst_tcp_carry_connections). */
+static bool carry_conns = true;
+
+void rst_tcp_carry_connections(bool carry)
+{
+	carry_conns = carry;
+}
+
 static int tcp_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 {
 	struct rst_inet_id id;
@@ -194,6 +202,21 @@ static int tcp_refuse(const struct rst_fd_probe *p, char *why, size_t wl)
 	if (!rst_inet_probe(p, &id))
 		return 0;
 	ret = rst_inet_refuse(p, why, wl);
+	if (!ret && carried(id.state) && !carry_conns) {
+		char name[160] = "";
+
+		sfd = rst_inet_getfd(p->pid, p->fd);
+		if (sfd >= 0) {
+			rst_inet_name_fd(sfd, name, sizeof(name));
+			close(sfd);
+		}
+		snprintf(why, wl,
+			 "fd %d: %s is a TCP connection (%s), and the engine did not ask to carry "
+			 "connections: checkpoint with --tcp-established (it keeps the network "
+			 "locked until the restore), or close it first",
+			 p->fd, name[0] ? name : "a TCP socket", rst_tcp_state_name(id.state));
+		return -EOPNOTSUPP;
+	}
 	if (ret || carried(id.state) || id.state == TCP_CLOSE)
 		return ret;
 	sfd = rst_inet_getfd(p->pid, p->fd);

@@ -49,6 +49,7 @@
 #include "common/pstore.h"
 #include "common/validate.h"
 #include "common/vma.h"
+#include "restore/ctr.h"
 #include "restore/imgdir_int.h"
 #include "restore/restore.h"
 #include "restore/fd_inet.h"
@@ -584,7 +585,7 @@ int rst_restore_images(const char *dir, const char *id, pid_t pid,
 	if (ret)
 		return ret;
 	/* the network lock its checkpoint left: lifted once every socket exists (ckpt_lock.c) */
-	ret = rst_restore_lock_arm(path);
+	ret = rst_restore_lock_arm(path, o.ctr && o.ctr->netns[0] ? o.ctr->netns : NULL);
 	if (ret)
 		return ret;
 	/* A tree image: every process of it, from tree.img. */

@@ -80,13 +80,14 @@ int rst_ckpt_lock_take(struct rst_ckpt_lock *k, const struct rst_imgdir_tx *tx, 
 void rst_ckpt_lock_lift(struct rst_ckpt_lock *k);
 void rst_ckpt_lock_keep(struct rst_ckpt_lock *k);
 /*
- * The restore of the image in @store: when it keeps a lock of this network
- * namespace, every TCP connection of the restore stays in repair mode
- * until rst_tcp_deferred_finish, which lifts the lock first
- * (rst_restore_lock_lift).  0 (also for a record it cannot read: a warning
- * says so and how to find the lock), or -errno.
+ * The restore of the image in @store: when it keeps a lock of the network
+ * namespace the processes will be in (@netns, a path: the engine's that a
+ * container joins; NULL: this one), every TCP connection of the restore
+ * stays in repair mode until rst_tcp_deferred_finish, which lifts the lock
+ * first, in that namespace (rst_restore_lock_lift).  0 (also for a record
+ * it cannot read: a warning says so and how to find the lock), or -errno.
  */
-int rst_restore_lock_arm(const char *store);
+int rst_restore_lock_arm(const char *store, const char *netns);
 int rst_restore_lock_lift(const char *name);
 
 #endif

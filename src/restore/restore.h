@@ -164,6 +164,13 @@ struct rst_netlock_ops {
 };
 void rst_netlock_set(const struct rst_netlock_ops *ops);
 /*
+ * fd_tcp.c: whether a checkpoint carries TCP connections (true, haul's own
+ * commands) or refuses each by name, as CRIU does without
+ * --tcp-established (the criu entry point's DUMP without tcp_established).
+ * Listeners are carried either way.
+ */
+void rst_tcp_carry_connections(bool carry);
+/*
  * The lock the image in @store keeps (its file `netlock`): the table's
  * name and the inode of the network namespace it is in.  0; -ENOENT: none;
  * -EBADMSG: not a record haul wrote.

@@ -24,7 +24,10 @@
 # runc (not crun), the containers' cgroups under a cgroup of each host's
 # own and a target-prepare hook that renames the cgroupsPath.
 # First the criu entry point alone: runc checkpoint and restore through it
-# bring another container back in its namespace (joined, not made); one
+# bring another container back in its namespace (joined, not made), then
+# with --tcp-established a client's keep-alive connection with it (a
+# request sent while it was checkpointed is answered after the restore;
+# without the option the connection is refused by name); one
 # that also has a user namespace is refused by name and runs on.
 # Then the container that moves is itself checkpointed and restored through
 # runc and haul's criu first (so a container haul restored migrates too), a
@@ -121,6 +124,41 @@ ip -n $CNS1 -4 addr show dev eth0 | grep -q "inet $ADDR1/" || srv_fail "$ADDR1 l
 srv_wait_tcp cli "$ADDR1" 8080 || srv_fail "the restored container does not serve on $ADDR1:8080"
 [ "$(cut -d' ' -f1 "$SRV_DIR/b1/rootfs/served")" = "$token1" ] || srv_fail "$ID1's token changed: it restarted"
 srv_say "runc checkpoint + restore through haul: $ID1 back in $CNS1 with the same token"
+
+# 1b. a client's keep-alive connection across runc checkpoint --tcp-established and
+# restore --tcp-established: without the option the checkpoint is refused naming the
+# connection (as CRIU does) and the container runs on; with it the connection is
+# carried under the checkpoint's network lock in $CNS1, so the request the client
+# sends while no process exists is neither answered by a RST nor lost: the restored
+# server answers it on the same connection (its per-connection counter says n=2),
+# and no haul table is left in $CNS1
+srv_bg cli "$SRV_DIR/ka.log" python3 "$SRC_TOP/tests/extra/ka_client.py" "$ADDR1" 8080 "$SRV_DIR/ka.go"
+wait_line "$SRV_DIR/ka.log" "^first ok" 10 || srv_fail "the keep-alive client: $(cat "$SRV_DIR/ka.log")"
+(cd "$SRV_DIR/b1" && PATH="$SRV_DIR/cbin:$PATH" runc --root "$RS" checkpoint --image-path "$SRV_DIR/img1r" $ID1) \
+	>"$SRV_DIR/ck1r.log" 2>&1 && srv_fail "a checkpoint with a connection and no --tcp-established was not refused"
+grep -q "is a TCP connection .*--tcp-established" "$SRV_DIR/img1r/dump.log" ||
+	srv_fail "the refusal does not name the connection and the option: $(tail -3 "$SRV_DIR/img1r/dump.log")"
+runc --root "$RS" list | grep -q "^$ID1 .* running " || srv_fail "$ID1 is not running after the refusal"
+(cd "$SRV_DIR/b1" && PATH="$SRV_DIR/cbin:$PATH" runc --root "$RS" checkpoint --tcp-established \
+	--image-path "$SRV_DIR/img1t" $ID1) >"$SRV_DIR/ck1t.log" 2>&1 ||
+	srv_fail "runc checkpoint --tcp-established: $(tail -3 "$SRV_DIR/ck1t.log") $(tail -5 "$SRV_DIR/img1t/dump.log")"
+ip netns exec $CNS1 nft list tables 2>/dev/null | grep -q haul-lock ||
+	srv_fail "no network lock in $CNS1 after the checkpoint"
+touch "$SRV_DIR/ka.go"
+wait_line "$SRV_DIR/ka.log" "^sent during the gap" 10 || srv_fail "the client did not send: $(cat "$SRV_DIR/ka.log")"
+sleep 1 # its segment and a retransmission meet the lock
+grep -q "^second" "$SRV_DIR/ka.log" && srv_fail "the client's request was answered with no server: $(cat "$SRV_DIR/ka.log")"
+(cg_enter "hctr-src-$$" && cd "$SRV_DIR/b1" && PATH="$SRV_DIR/cbin:$PATH" exec runc --root "$RS" \
+	--log "$SRV_DIR/rs1t.log" restore -d --tcp-established --image-path "$SRV_DIR/img1t" $ID1) \
+	</dev/null >/dev/null 2>&1 ||
+	srv_fail "runc restore --tcp-established: $(tail -3 "$SRV_DIR/rs1t.log") $(tail -5 "$SRV_DIR/img1t/restore.log")"
+wait_line "$SRV_DIR/ka.log" "^second" 60 || srv_fail "the client got no answer after the restore"
+grep -q "^second ok n=2" "$SRV_DIR/ka.log" || srv_fail "the carried connection: $(cat "$SRV_DIR/ka.log");
+	$(ip netns exec $CNS1 nft list tables 2>&1); $(ip netns exec $CNS1 ss -tni 2>&1 | head -8);
+	$(tail -12 "$SRV_DIR/img1t/restore.log")"
+ip netns exec $CNS1 nft list tables 2>/dev/null | grep -q haul && srv_fail "a haul table is left in $CNS1"
+[ "$(cut -d' ' -f1 "$SRV_DIR/b1/rootfs/served")" = "$token1" ] || srv_fail "$ID1's token changed: it restarted"
+srv_say "runc checkpoint/restore --tcp-established through haul: the client's connection carried, its request sent in the gap answered (n=2); refused by name without the option"
 runc --root "$RS" kill $ID1 KILL && sleep 0.3 && runc --root "$RS" delete -f $ID1
 
 # and a refusal: the engine's namespace with a user namespace (M would have to join

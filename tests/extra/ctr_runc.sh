@@ -18,7 +18,7 @@
 # brings it back under the same ID, running, with the same token and a
 # counter that goes on (memory), the tmpfs file and the hostname;
 # checkpoint --leave-running leaves it running; an option haul does not
-# implement (--tcp-established) and a mount it does not carry (ramfs) are
+# implement (--ext-unix-sk) and a mount it does not carry (ramfs) are
 # refused by name and the container runs on; runc restore in the
 # foreground waits for the container and returns its exit; a container of
 # several processes (a shell, two counters, a pipeline, a zombie) comes back
@@ -126,10 +126,10 @@ waitcount "$B/rootfs/count" "$c" 50 >/dev/null || fail "the counter stopped afte
 echo "checkpoint --leave-running: $id runs on"
 
 # 4. refusals name what they refuse, and the container runs on
-(cd "$B" && PATH="$CPATH" $R checkpoint --tcp-established --image-path "$tmp/img3" $id) \
-	>"$tmp/ck3.out" 2>&1 && fail "checkpoint --tcp-established was not refused"
-grep -q "option 'tcp_established' is not supported" "$tmp/img3/dump.log" ||
-	fail "the refusal does not name tcp_established"
+(cd "$B" && PATH="$CPATH" $R checkpoint --ext-unix-sk --image-path "$tmp/img3" $id) \
+	>"$tmp/ck3.out" 2>&1 && fail "checkpoint --ext-unix-sk was not refused"
+grep -q "option 'ext_unix_sk' is not supported" "$tmp/img3/dump.log" ||
+	fail "the refusal does not name ext_unix_sk"
 $R list | grep -q "^$id .* running " || fail "$id not running after a refused checkpoint"
 mk_bundle "$tmp/b2" "ctr$$" '| .mounts += [{"destination":"/mnt/r","type":"ramfs","source":"ramfs"}]' ||
 	fail "runc spec (ramfs)"
@@ -140,7 +140,7 @@ waitcount "$tmp/b2/rootfs/count" 1 100 >/dev/null || fail "$id2 never counted"
 	>"$tmp/ck4.out" 2>&1 && fail "a container with a ramfs mount was checkpointed"
 grep -q "at /mnt/r (ramfs" "$tmp/img4/dump.log" || fail "the refusal does not name /mnt/r (ramfs)"
 $R list | grep -q "^$id2 .* running " || fail "$id2 not running after a refused checkpoint"
-echo "refused by name: tcp_established, the ramfs at /mnt/r; both containers run on"
+echo "refused by name: ext_unix_sk, the ramfs at /mnt/r; both containers run on"
 
 # 5. runc restore in the foreground waits for the container as runc run does:
 # the restored process is runc's child (rst_sibling), its exit is runc's

@@ -66,10 +66,14 @@ Test(ctr_criu, refuses_an_unimplemented_option_by_its_name)
 	char why[512] = "";
 
 	runc_dump_opts(&o, ext);
-	o.tcp_established = true;
+	o.ext_unix_sk = true;
 	cr_assert_eq(criu_opts_check(HAUL__CRIU__REQ_TYPE__REQ_DUMP, &o, why, sizeof(why)),
 		     -EOPNOTSUPP);
-	cr_assert(strstr(why, "'tcp_established'"), "%s", why);
+	cr_assert(strstr(why, "'ext_unix_sk'"), "%s", why);
+	runc_dump_opts(&o, ext);
+	o.tcp_established = true; /* carried, under the network lock */
+	cr_assert_eq(criu_opts_check(HAUL__CRIU__REQ_TYPE__REQ_DUMP, &o, why, sizeof(why)), 0, "%s",
+		     why);
 	runc_dump_opts(&o, ext);
 	o.has_lazy_pages = o.lazy_pages = true;
 	cr_assert_eq(criu_opts_check(HAUL__CRIU__REQ_TYPE__REQ_PRE_DUMP, &o, why, sizeof(why)),
