@@ -249,8 +249,11 @@ int rst_restore_lock_lift(const char *name)
 			 name);
 	} else {
 		ret = lock_ops.lift(name);
-		if (setns(own, CLONE_NEWNET))
-			pr_warn("cannot return to haul's network namespace: %s", strerror(errno));
+		/* a thread left in the container's namespace would lock and list sockets there */
+		if (setns(own, CLONE_NEWNET)) {
+			pr_err("cannot return to haul's network namespace: %s", strerror(errno));
+			abort();
+		}
 	}
 	if (own >= 0)
 		close(own);

@@ -36,6 +36,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -344,11 +345,24 @@ static int audit_lsm(pid_t pid, pid_t tid, char *why, size_t wl)
 }
 
 /*
- * Deadline parameters and clamps (the policy, priority,
- * SCHED_RESET_ON_FORK and I/O priority: res_sched.c); nice: the main
- * thread's is carried, threads inherit it.
+ * The minimum clamp a real-time thread has when nobody set one (the
+ * kernel's sched_util_clamp_min_rt_default, with CONFIG_UCLAMP_TASK; the
+ * restored thread gets it again from sched_setattr), else @own.
  */
-static int audit_sched(pid_t pid, pid_t tid, int main_nice, char *why, size_t wl)
+static uint32_t rt_util_min(uint32_t own)
+{
+	char text[32];
+
+	return read_text("/proc/sys/kernel/sched_util_clamp_min_rt_default", text, sizeof(text))
+		       ? own
+		       : (uint32_t)strtoul(text, NULL, 10);
+}
+
+/*
+ * Deadline parameters and clamps (the policy, priority,
+ * SCHED_RESET_ON_FORK, I/O priority and each thread's nice: res_sched.c).
+ */
+static int audit_sched(pid_t pid, pid_t tid, char *why, size_t wl)
 {
 	struct haul_sched_attr a = {0}, o = {0};
 	bool fair;
@@ -365,6 +379,8 @@ static int audit_sched(pid_t pid, pid_t tid, int main_nice, char *why, size_t wl
 	 * (sched_setattr may set one); a real-time policy has none.
 	 */
 	fair = a.policy == 0 || a.policy == 3 || a.policy == 5;
+	if (!fair && a.policy != 6)
+		o.util_min = rt_util_min(o.util_min);
 	if (a.policy != 6 && ((a.flags & ~(uint64_t)1) != (o.flags & ~(uint64_t)1) ||
 			      (fair && (a.runtime != o.runtime || a.deadline != o.deadline ||
 					a.period != o.period)) ||
@@ -376,13 +392,6 @@ static int audit_sched(pid_t pid, pid_t tid, int main_nice, char *why, size_t wl
 			 " clamps %u-%u slice %" PRIu64 " ns); %s",
 			 w, a.flags, a.util_min, a.util_max, a.runtime, o.flags, o.util_min,
 			 o.util_max, o.runtime, rst_attr_not_carried);
-		return -EOPNOTSUPP;
-	}
-	if (tid != pid && a.nice != main_nice) {
-		snprintf(why, wl,
-			 "%s: nice %d differs from the main thread's %d; haul carries the main "
-			 "thread's: make them agree",
-			 w, a.nice, main_nice);
 		return -EOPNOTSUPP;
 	}
 	{
@@ -476,7 +485,7 @@ int rst_attr_audit_proc(pid_t pid, char *why, size_t whylen)
 		if (!ret)
 			ret = audit_timens(pid, tid, why, whylen);
 		if (!ret)
-			ret = audit_sched(pid, tid, ma.nice, why, whylen);
+			ret = audit_sched(pid, tid, why, whylen);
 	}
 	if (d)
 		closedir(d);

@@ -9,15 +9,20 @@
  * that was moved.
  *
  * Dump: sched_getattr and ioprio_get of every thread, kept
- * (ProcessState.sched, one per thread) when any is not plain SCHED_OTHER
- * or not at the dumping haul's own I/O priority.  Restore: from outside, once
- * the registers are loaded and the cgroups placed (a real-time policy is
- * admitted by the cgroup the thread is in), sched_setattr of each thread
- * with its nice as restored (the process's, ProcessState.nice), and
- * ioprio_set where the thread's differs.  Absent,
- * a thread that inherited another policy from the restorer is put back to
- * SCHED_OTHER.  Nothing runs boosted before: the resume's own boost
- * (target_boost.c) is over by then.
+ * (ProcessState.sched, one per thread) when any is not plain SCHED_OTHER,
+ * not at the default I/O priority (class NONE, whatever level an older
+ * kernel reports with it) or not at the main thread's nice (threads
+ * started by a real-time thread with SCHED_RESET_ON_FORK are at 0; a
+ * program may renice one thread).  Restore: from outside, once the registers are
+ * loaded and the cgroups placed (a real-time policy is admitted by the
+ * cgroup the thread is in), setpriority and sched_setattr of each thread
+ * with its own nice, and ioprio_set where the
+ * thread's differs.  Where the cgroup moves wait for the commit (one host,
+ * the source's cgroup frozen: cgplace.c), a real-time policy waits with
+ * them (rst_sched_place_later).  Absent, a thread that inherited another
+ * policy or I/O priority from the restorer is put back to the defaults.
+ * Nothing runs boosted before: the resume's own boost (target_boost.c) is
+ * over by then.
  *
  * Refused at the precheck, by thread: SCHED_DEADLINE (its runtime is
  * admitted per root domain; not supported yet).  Utilization clamps and
@@ -50,10 +55,16 @@
 #define WHO_PROCESS	   1	     /* IOPRIO_WHO_PROCESS: one thread */
 #define IOPRIO_LIMIT	   (4 << 13) /* classes NONE, RT, BE, IDLE (<< 13), level and hints below */
 
-/* Thread @tid's I/O priority (0: ours), or -1. */
+/*
+ * Thread @tid's I/O priority (0: ours), or -1; class NONE (the default,
+ * whatever level an older kernel reports with it, which ioprio_set would
+ * refuse) as 0.
+ */
 static long io_of(pid_t tid)
 {
-	return syscall(SYS_ioprio_get, WHO_PROCESS, tid);
+	long io = syscall(SYS_ioprio_get, WHO_PROCESS, tid);
+
+	return io >= 0 && !(io >> 13) ? 0 : io;
 }
 
 static int get_attr(pid_t tid, struct haul_sched_attr *a)
@@ -71,11 +82,20 @@ static const char *policy_name(uint32_t p)
 	return p < sizeof(names) / sizeof(names[0]) ? names[p] : "an unknown policy";
 }
 
-/* SCHED_OTHER without RESET_ON_FORK, at I/O priority @io of @own (-1: unknown, not compared). */
-static bool plain(const struct haul_sched_attr *a, long io, long own)
+/* SCHED_OTHER without RESET_ON_FORK, at the default I/O priority (@io 0; -1: unknown). */
+static bool plain(const struct haul_sched_attr *a, long io)
 {
-	return a->policy == SCHED_OTHER && !(a->flags & FLAG_RESET_ON_FORK) &&
-	       (io < 0 || own < 0 || io == own);
+	return a->policy == SCHED_OTHER && !(a->flags & FLAG_RESET_ON_FORK) && io <= 0;
+}
+
+/* Thread @tid's nice (getpriority: a real-time thread has one too); @dflt when unreadable. */
+static int nice_of(pid_t tid, int dflt)
+{
+	int n;
+
+	errno = 0;
+	n = getpriority(PRIO_PROCESS, tid);
+	return errno ? dflt : n;
 }
 
 /* Thread @tid's policy as one the restore can give again: 0, -EOPNOTSUPP with @why. */
@@ -102,7 +122,6 @@ static int each_thread(pid_t pid, bool *any, char *why, size_t wl)
 	struct haul_sched_attr a;
 	char path[64];
 	struct dirent *de;
-	long own = io_of(0);
 	int ret = 0;
 	DIR *d;
 
@@ -116,7 +135,8 @@ static int each_thread(pid_t pid, bool *any, char *why, size_t wl)
 			a.policy = SCHED_OTHER;
 			a.flags = 0;
 			ret = check_thread(pid, atoi(de->d_name), &a, why, wl);
-			*any |= !ret && !plain(&a, io_of(atoi(de->d_name)), own);
+			*any |= !ret && (!plain(&a, io_of(atoi(de->d_name))) ||
+					 nice_of(atoi(de->d_name), 0) != nice_of(pid, 0));
 		}
 	closedir(d);
 	return ret;
@@ -159,7 +179,7 @@ static int sched_dump(struct rst_seized *s, uint64_t scratch, Haul__Img__Process
 {
 	struct sched_buf *b = calloc(1, sizeof(*b));
 	struct haul_sched_attr a;
-	long io, own = io_of(0);
+	long io;
 	bool any = false;
 	int ret = 0;
 
@@ -189,7 +209,9 @@ static int sched_dump(struct rst_seized *s, uint64_t scratch, Haul__Img__Process
 		b->pol[i].has_ioprio = io >= 0;
 		b->pol[i].ioprio = io >= 0 ? (uint32_t)io : 0;
 		b->ptrs[i] = &b->pol[i];
-		any |= !plain(&a, io, own);
+		b->pol[i].has_nice = true;
+		b->pol[i].nice = nice_of(s->thr[i].pid, 0);
+		any |= !plain(&a, io) || b->pol[i].nice != b->pol[0].nice;
 	}
 	if (!ret && any) {
 		ps->sched = b->ptrs;
@@ -212,30 +234,42 @@ static int sched_validate(const Haul__Img__ProcessState *ps, char *why, size_t w
 		if ((p->policy != SCHED_OTHER && !rt && p->policy != SCHED_BATCH &&
 		     p->policy != SCHED_IDLE) ||
 		    (rt ? p->priority < 1 || p->priority > 99 : p->priority != 0) ||
-		    p->ioprio >= IOPRIO_LIMIT) {
+		    p->ioprio >= IOPRIO_LIMIT || p->nice < -20 || p->nice > 19) {
 			snprintf(why, wl,
 				 "thread %zu: scheduling policy %u with priority %u, I/O priority "
-				 "%#x, is not one haul restores",
-				 i, p->policy, p->priority, p->ioprio);
+				 "%#x, nice %d, is not one haul restores",
+				 i, p->policy, p->priority, p->ioprio, p->nice);
 			return -EBADMSG;
 		}
 	}
 	return 0;
 }
 
-/* Thread @tid (index @i) of @t given policy @p, with its nice as restored. */
+/* @p's policy as sched_setattr takes it, with thread @tid's nice as restored; NULL: plain. */
+static struct haul_sched_attr attr_of(pid_t tid, uint32_t policy, uint32_t priority, bool reset)
+{
+	struct haul_sched_attr a = {.size = sizeof(a)};
+
+	a.nice = nice_of(tid, 0);
+	a.policy = policy;
+	a.priority = priority;
+	a.flags = reset ? FLAG_RESET_ON_FORK : 0;
+	return a;
+}
+
+/* Thread @tid (index @i) of @t given policy @p (NULL: SCHED_OTHER). */
 static int set_thread(struct rst_target *t, pid_t tid, size_t i, const Haul__Img__SchedPolicy *p,
 		      char *why, size_t wl)
 {
-	struct haul_sched_attr a = {.size = sizeof(a)};
-	int nice;
+	struct haul_sched_attr a;
 
-	errno = 0;
-	nice = getpriority(PRIO_PROCESS, tid);
-	a.nice = errno ? 0 : nice;
-	a.policy = p ? p->policy : SCHED_OTHER;
-	a.priority = p ? p->priority : 0;
-	a.flags = p && p->reset_on_fork ? FLAG_RESET_ON_FORK : 0;
+	/* its own nice first: sched_setattr of a fair policy takes the one it reads now */
+	if (p && p->has_nice && setpriority(PRIO_PROCESS, tid, p->nice) < 0) {
+		snprintf(why, wl, "cannot give thread %zu (tid %d) of restored pid %d nice %d: %s",
+			 i, (int)tid, (int)t->o.pid, p->nice, strerror(errno));
+		return -errno;
+	}
+	a = attr_of(tid, p ? p->policy : SCHED_OTHER, p ? p->priority : 0, p && p->reset_on_fork);
 	if (syscall(SYS_sched_setattr, tid, &a, 0) == 0)
 		return 0;
 	snprintf(why, wl,
@@ -251,11 +285,29 @@ static int set_io(struct rst_target *t, pid_t tid, size_t i, uint32_t io, char *
 {
 	if (io_of(tid) == (long)io || syscall(SYS_ioprio_set, WHO_PROCESS, tid, (int)io) == 0)
 		return 0;
-	snprintf(
-		why, wl,
-		"cannot give thread %zu (tid %d) of restored pid %d I/O priority class %u level %u: %s",
-		i, (int)tid, (int)t->o.pid, io >> 13, io & 7, strerror(errno));
+	snprintf(why, wl,
+		 "cannot give thread %zu (tid %d) of restored pid %d I/O priority class %u level "
+		 "%u: %s",
+		 i, (int)tid, (int)t->o.pid, io >> 13, io & 7, strerror(errno));
 	return -errno;
+}
+
+/*
+ * A real-time policy for a thread whose cgroups are joined only at the
+ * commit (the source's own, frozen, on one host): set then, once it is in
+ * the cgroup that admits it (rst_sched_place_later).
+ */
+static int set_later(struct rst_target *t, pid_t tid, const Haul__Img__SchedPolicy *p)
+{
+	struct rst_sched_later *n =
+		realloc(t->sched_later, (t->nsched_later + 1) * sizeof(*t->sched_later));
+
+	if (!n)
+		return -ENOMEM;
+	t->sched_later = n;
+	n[t->nsched_later++] =
+		(struct rst_sched_later){tid, p->policy, p->priority, p->reset_on_fork};
+	return 0;
 }
 
 static int sched_apply(struct rst_target *t, const Haul__Img__ProcessState *ps, char *why,
@@ -265,19 +317,35 @@ static int sched_apply(struct rst_target *t, const Haul__Img__ProcessState *ps, 
 
 	for (size_t i = 0; i <= t->nthr && !ret; i++) {
 		pid_t tid = i ? t->thr[i - 1].pid : t->stub;
+		const Haul__Img__SchedPolicy *p = i < ps->n_sched ? ps->sched[i] : NULL;
 		struct haul_sched_attr now;
 
-		if (ps->n_sched) {
-			ret = set_thread(t, tid, i, i < ps->n_sched ? ps->sched[i] : NULL, why, wl);
-			if (!ret && i < ps->n_sched && ps->sched[i]->has_ioprio)
-				ret = set_io(t, tid, i, ps->sched[i]->ioprio, why, wl);
-			continue;
-		}
-		/* none in the image: SCHED_OTHER, whatever the restorer runs */
-		if (!get_attr(tid, &now) && !plain(&now, -1, -1))
-			ret = set_thread(t, tid, i, NULL, why, wl);
+		if (p && t->cg_later.n && (p->policy == SCHED_FIFO || p->policy == SCHED_RR))
+			ret = set_later(t, tid, p);
+		else if (p || (!get_attr(tid, &now) && !plain(&now, 0)))
+			ret = set_thread(t, tid, i, p, why, wl); /* none: SCHED_OTHER */
+		if (!ret && (p ? p->has_ioprio : io_of(tid) > 0))
+			ret = set_io(t, tid, i, p ? p->ioprio : 0, why, wl);
 	}
 	return ret;
+}
+
+void rst_sched_place_later(struct rst_target *t)
+{
+	for (size_t i = 0; i < t->nsched_later; i++) {
+		const struct rst_sched_later *e = &t->sched_later[i];
+		struct haul_sched_attr a =
+			attr_of(e->tid, e->policy, e->priority, e->reset_on_fork);
+
+		if (syscall(SYS_sched_setattr, e->tid, &a, 0) < 0)
+			pr_warn("thread %d of pid %d stays SCHED_OTHER: cannot give it %s priority %u "
+				"in the cgroup it joined at the commit: %s",
+				(int)e->tid, (int)t->o.pid, policy_name(e->policy), e->priority,
+				strerror(errno));
+	}
+	free(t->sched_later);
+	t->sched_later = NULL;
+	t->nsched_later = 0;
 }
 
 const struct rst_res_ops rst_res_sched = {

@@ -793,8 +793,10 @@ void rst_target_cgroups_early(struct rst_target *t, char *const *lines, size_t n
 
 void rst_target_committed(struct rst_target *t)
 {
-	if (t->resumed)
+	if (t->resumed) {
 		rst_cg_place_later(t->o.pid, &t->cg_later);
+		rst_sched_place_later(t);
+	}
 }
 
 int rst_target_pidfd(const struct rst_target *t)
@@ -834,6 +836,7 @@ void rst_target_free(struct rst_target *t)
 			waitpid(t->stub, NULL, __WALL);
 	}
 	rst_cg_later_free(&t->cg_later);
+	free(t->sched_later);
 	if (t->ctl >= 0)
 		close(t->ctl); /* M: EOF before 'R' kills what is left */
 	if (t->mem >= 0)

@@ -45,6 +45,13 @@ struct tvma {
 	bool fill;
 };
 
+/* res_sched.c: a thread's real-time policy, set once its deferred cgroups are joined. */
+struct rst_sched_later {
+	pid_t tid;
+	uint32_t policy, priority;
+	bool reset_on_fork;
+};
+
 struct rst_target {
 	struct rst_target_opts o;
 	pid_t mpid; /* M, our child unless detached */
@@ -63,7 +70,9 @@ struct rst_target {
 	size_t n;
 	bool resumed;
 	bool waited;
-	struct rst_cg_later cg_later; /* cgroups frozen at the resume (o.cg_defer_frozen) */
+	struct rst_cg_later cg_later;	     /* cgroups frozen at the resume (o.cg_defer_frozen) */
+	struct rst_sched_later *sched_later; /* real-time policies set after them (res_sched.c) */
+	size_t nsched_later;
 	/* shm_restore.c: the shmem objects made, the layout being applied */
 	struct rst_tshm *shm;
 	size_t nshm;
@@ -307,6 +316,13 @@ bool rst_fd_presock_take(struct rst_target *t, int fd);
 bool rst_caps_carried(const Haul__Img__Creds *c);
 void rst_caps_before_ids(struct rst_target *t, struct rst_batch *b, const Haul__Img__Creds *c);
 int rst_caps_after_ids(struct rst_target *t, const Haul__Img__Creds *c);
+
+/*
+ * res_sched.c: the real-time policies sched_apply left for after the
+ * cgroup moves deferred to the commit (rst_cg_place_later): set now, a
+ * failure only warned of (the process runs, committed).
+ */
+void rst_sched_place_later(struct rst_target *t);
 
 /*
  * cwd_ghost.c: the directory the task batch chdirs to, g->path: the

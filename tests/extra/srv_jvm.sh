@@ -12,7 +12,8 @@
 # reconnects; answers keep coming from the target; the JVM runs on the target
 # only, with its threads, and printed no ERROR; the address is on the target
 # only, no haul nftables/iptables rule is left.  A refusal by haul is a
-# failure (haul's words are printed), not a skip.
+# failure (haul's words are printed), not a skip.  JVM_MIGRATE_ARGS adds
+# words to haul migrate (--postcopy, --hybrid).
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
 . "$(dirname "$0")/srv_hosts.shlib"
@@ -37,7 +38,8 @@ srv_say "JVM pid $jvm: $threads threads, heap of $MIB MiB churning"
 
 srv_load_start http "$SRV_DIR/load.log" "$SRV_DIR/load.json" --port 8080 --conns 16
 srv_load_progress "$SRV_DIR/load.log" 2 || srv_fail "the clients made no progress before the move"
-srv_migrate_or_fail "$jvm"
+# shellcheck disable=SC2086 # JVM_MIGRATE_ARGS: extra words for haul migrate (--postcopy)
+srv_migrate_or_fail "$jvm" ${JVM_MIGRATE_ARGS:-}
 mrc=$?
 if [ $mrc -ne 0 ]; then
 	srv_load_stop "$SRV_LOAD_PID" "$SRV_DIR/load.log" "$SRV_DIR/load.json"

@@ -376,15 +376,15 @@ Test(rst_attrs, scheduling_policies_of_each_thread_are_carried, .fini = fini, .t
 	carried((const char *const[]){"rr", "threadfifo", NULL});
 }
 
-Test(rst_attrs, sched_batch_and_each_threads_io_priority_are_carried, .fini = fini, .timeout = 60)
+Test(rst_attrs, sched_batch_each_threads_io_priority_and_nice_are_carried, .fini = fini,
+     .timeout = 60)
 {
-	carried((const char *const[]){"batch", "ionice", NULL});
+	carried((const char *const[]){"batch", "ionice", "threadnice", NULL});
 }
 
-Test(rst_attrs, sched_deadline_and_thread_nice_are_refused_by_name, .fini = fini, .timeout = 60)
+Test(rst_attrs, sched_deadline_is_refused_by_name, .fini = fini, .timeout = 60)
 {
 	refused("deadline", "SCHED_DEADLINE");
-	refused("threadnice", "nice 5 differs from the main thread's");
 }
 
 /* ---- through haul migrate ------------------------------------------------ */

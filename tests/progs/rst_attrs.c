@@ -12,10 +12,10 @@
  *   for cgroup2), cgthread=DIR@LINE (the second thread, v1 only); refused ones: timens (a pending time namespace for
  *   batch (SCHED_BATCH), rr (SCHED_RR 3 with SCHED_RESET_ON_FORK, as zdtm
  *   sched_policy00), threadfifo (the second thread SCHED_FIFO 7), ionice
- *   (I/O class idle, the second thread best-effort 2); refused
- *   ones: timens (a pending time namespace for
- *   children), tsc (PR_SET_TSC SIGSEGV), mdwe, deadline (SCHED_DEADLINE),
- *   threadnice (a thread with another nice value), securebits (KEEP_CAPS).
+ *   (I/O class idle, the second thread best-effort 2), threadnice (the
+ *   second thread at nice 5); refused ones: timens (a pending time
+ *   namespace for children), tsc (PR_SET_TSC SIGSEGV), mdwe, deadline
+ *   (SCHED_DEADLINE), securebits (KEEP_CAPS).
  * Writes "ready" to READY_FD (then closes it: a pipe shared with the test
  * would be refused), and after SIGUSR1 one line per ATTR, "ok ATTR" or
  * "bad ATTR: ...", then "done"; exits 0 when every ATTR held.
@@ -55,8 +55,9 @@ static char thread_got[1024];
 static volatile int thread_fifo; /* threadfifo */
 static volatile int thread_io;	 /* ionice: the second thread best-effort 2 */
 static char thread_io_got[256];
-static char thread_sched[256]; /* threadfifo: what the thread found after the restore */
-static double mono_ready;      /* CLOCK_MONOTONIC when it said ready */
+static char thread_nice_got[64]; /* threadnice: the thread's nice after the restore */
+static char thread_sched[256];	 /* threadfifo: what the thread found after the restore */
+static double mono_ready;	 /* CLOCK_MONOTONIC when it said ready */
 
 static void on_usr1(int sig)
 {
@@ -129,6 +130,11 @@ static void *thread_main(void *arg)
 	thread_done = 1;
 	while (!go)
 		usleep(1000);
+	if (thread_nice) {
+		errno = 0;
+		snprintf(thread_nice_got, sizeof(thread_nice_got), "%d",
+			 getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid)));
+	}
 	if (thread_io) {
 		long io = syscall(SYS_ioprio_get, 1, 0);
 
@@ -384,6 +390,10 @@ static int check_attr(const char *a, char *why, size_t len)
 	if (!strcmp(a, "threadfifo")) {
 		snprintf(why, len, "the second thread: %s", thread_sched);
 		return !strncmp(thread_sched, "ok", 2);
+	}
+	if (!strcmp(a, "threadnice")) {
+		snprintf(why, len, "the second thread's nice %s", thread_nice_got);
+		return atoi(thread_nice_got) == 5;
 	}
 	if (!strcmp(a, "ionice")) {
 		long io = syscall(SYS_ioprio_get, 1, 0);

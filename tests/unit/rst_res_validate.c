@@ -453,4 +453,8 @@ Test(rst_res_validate, scheduling_policies_of_the_wrong_count_policy_or_priority
 	cr_expect_eq(check(&ps), 0, "%s", why);
 	a.ioprio = 4 << 13;
 	cr_expect_eq(check(&ps), -EBADMSG, "I/O priority class 4 accepted");
+	a.ioprio = 0;
+	a.has_nice = true;
+	a.nice = -21;
+	cr_expect_eq(check(&ps), -EBADMSG, "nice -21 accepted");
 }
