@@ -266,7 +266,18 @@ struct inet_defaults {
 	int v[INET_NOPTS];
 	bool ok[INET_NOPTS];
 	int sndbuf, rcvbuf;
+	char cong[16]; /* TCP_CONGESTION; "": none (not TCP) */
 };
+
+/* TCP socket @sfd's congestion control into @name[16]; "" when it has none. */
+static void congestion_of(int sfd, char name[16])
+{
+	socklen_t l = 15;
+
+	memset(name, 0, 16);
+	if (getsockopt(sfd, IPPROTO_TCP, TCP_CONGESTION, name, &l) < 0)
+		name[0] = '\0';
+}
 
 static const struct inet_defaults *defaults_of(int family, int type, int protocol)
 {
@@ -300,6 +311,7 @@ static const struct inet_defaults *defaults_of(int family, int type, int protoco
 		d->ok[i] = !get_int(ref, inet_opts[i].level, inet_opts[i].name, &d->v[i]);
 	get_int(ref, SOL_SOCKET, SO_SNDBUF, &d->sndbuf);
 	get_int(ref, SOL_SOCKET, SO_RCVBUF, &d->rcvbuf);
+	congestion_of(ref, d->cong);
 	close(ref);
 	d->at_ns = now;
 	return d;
@@ -336,6 +348,18 @@ static int dump_opts(int sfd, const struct inet_defaults *ref, Haul__Img__InetSo
 	ret = rst_sock_timeo_dump(sfd, s->opts, &n);
 	s->n_opts = n;
 	return ret;
+}
+
+/* Its congestion control, when the program chose another than a new socket's. */
+static int dump_congestion(int sfd, const struct inet_defaults *ref, Haul__Img__InetSocket *s)
+{
+	char name[16];
+
+	congestion_of(sfd, name);
+	if (!name[0] || !strcmp(name, ref->cong))
+		return 0;
+	s->congestion = strdup(name);
+	return s->congestion ? 0 : -ENOMEM;
 }
 
 /* SO_LINGER when on; the buffer sizes when they differ from @ref's. */
@@ -454,6 +478,8 @@ int rst_inet_dump(int sfd, Haul__Img__InetSocket **out)
 		ret = dump_bind_dev(sfd, s);
 	if (!ret)
 		ret = dump_filter(sfd, s);
+	if (!ret && s->type == SOCK_STREAM)
+		ret = dump_congestion(sfd, ref, s);
 	return ret ? ret : rst_inet_dump_nonlocal(sfd, s);
 }
 
@@ -603,6 +629,24 @@ int rst_inet_set_opts(int sfd, const Haul__Img__InetSocket *s, bool early, bool 
 
 		if (setsockopt(sfd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) < 0)
 			return -errno;
+	}
+	if (s->n_mc) {
+		char why[256] = "";
+
+		ret = rst_mcast_restore(sfd, s, why, sizeof(why));
+		if (ret) {
+			pr_err("%s", why);
+			return ret;
+		}
+	}
+	/* a module the target has not loaded yet is loaded by the kernel for root */
+	if (s->congestion && setsockopt(sfd, IPPROTO_TCP, TCP_CONGESTION, s->congestion,
+					(socklen_t)strlen(s->congestion)) < 0) {
+		int err = -errno;
+
+		pr_err("cannot set TCP congestion control '%s' (is its module available here?): %s",
+		       s->congestion, strerror(-err));
+		return err;
 	}
 	/* getsockopt gave the kernel's doubled value; FORCE: root is not capped by rmem_max. */
 	if (bufs && s->has_sndbuf) {
@@ -794,6 +838,8 @@ int rst_inet_dump_probe(const struct rst_fd_probe *p, Haul__Img__FileObject *o)
 	if (sfd < 0)
 		return sfd;
 	ret = rst_inet_dump(sfd, &o->inet);
+	if (!ret && o->inet->type == SOCK_DGRAM)
+		ret = rst_mcast_dump(p->pid, sfd, o->inet);
 	if (ret) {
 		close(sfd);
 		return ret;
@@ -839,6 +885,14 @@ int rst_inet_validate(const Haul__Img__FileObject *f, char *why, size_t wl)
 			   "a shutdown other than 1-3, or not on a UDP or closed TCP socket");
 	if (s->n_opts > INET_MAX_OPTS)
 		return bad(why, wl, f, "too many options");
+	if (s->congestion &&
+	    (s->type != SOCK_STREAM || !s->congestion[0] || strlen(s->congestion) > 15 ||
+	     strspn(s->congestion, "abcdefghijklmnopqrstuvwxyz0123456789_-") !=
+		     strlen(s->congestion)))
+		return bad(why, wl, f, "a TCP congestion control name that is not one");
+	if (rst_mcast_valid(s))
+		return bad(why, wl, f,
+			   "multicast groups on a socket that is not UDP, too many, or malformed");
 	for (size_t i = 0; i < s->n_opts; i++)
 		if (rst_sock_timeo_valid(s->opts[i], f->id, why, wl))
 			return -EBADMSG;

@@ -185,6 +185,15 @@ extern const struct rst_fd_ops rst_fd_tcp_listen, rst_fd_tcp, rst_fd_udp;
  * -errno.  rst_sock_timeo_valid: a `usec` only on them and they always
  * with one, bounded; 0, or -EBADMSG with @why naming file @file.
  */
+/*
+ * sock_mcast.c: the multicast groups of UDP socket @sfd of @pid into
+ * s->mc (0 or -errno); joined again on @sfd (0, or -errno with @why
+ * naming group and interface); rst_mcast_valid: 0 or -EBADMSG.
+ */
+int rst_mcast_dump(pid_t pid, int sfd, Haul__Img__InetSocket *s);
+int rst_mcast_restore(int sfd, const Haul__Img__InetSocket *s, char *why, size_t wl);
+int rst_mcast_valid(const Haul__Img__InetSocket *s);
+
 struct timeval;
 int rst_sock_timeo_dump(int sfd, Haul__Img__SockOpt **out, size_t *n);
 bool rst_sock_timeo_is(const Haul__Img__SockOpt *o);

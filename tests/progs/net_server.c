@@ -6,8 +6,10 @@
  * usage: net_server v4|v6|dual ADDR PORT NCONN [TAG]
  * The listener (dual: "::" with IPV6_V6ONLY off) has SO_REUSEADDR,
  * TCP_NODELAY, keepalive with its timers, TCP_USER_TIMEOUT, SO_LINGER, a
- * TOS/traffic class, SO_RCVBUF, SO_NO_CHECK, SO_RCVTIMEO and SO_SNDTIMEO and
- * backlog 17 (the UDP socket: a SO_RCVTIMEO of its own); a UDP socket is bound to
+ * TOS/traffic class, SO_RCVBUF, SO_NO_CHECK, SO_RCVTIMEO and SO_SNDTIMEO,
+ * TCP_CONGESTION reno (accepted connections inherit it) and
+ * backlog 17 (the UDP socket: a SO_RCVTIMEO of its own, and in v4 the group
+ * 239.7.7.7 joined with 198.18.9.9 blocked); a UDP socket is bound to
  * ADDR:PORT too, another connected to it.  The options compared include
  * every socket's local and peer address.  Lines on stdout:
  *  "listening"           - ready for clients;
@@ -61,7 +63,8 @@ struct conn {
 static struct conn conns[MAXFD];
 static int nconn, nstream, want, filled, running, ndone, nudp;
 static int lfd, ufd, sfd, cfd, self_back;
-#define NOPT 21
+static struct in_addr mc_if; /* v4: the interface address the UDP socket joined 239.7.7.7 on */
+#define NOPT 23
 static int optsnap[MAXFD][NOPT];
 
 static void die(const char *what)
@@ -137,6 +140,41 @@ static int timeo_us(int fd, int name)
 	return (int)(tv.tv_sec * 1000000 + tv.tv_usec);
 }
 
+/*
+ * The v4 UDP socket's membership of 239.7.7.7 on mc_if: 10 + its blocked
+ * sources when joined, 0 when not (or not v4).
+ */
+static int mc_state(int fd)
+{
+	char buf[IP_MSFILTER_SIZE(8)];
+	struct ip_msfilter *f = (struct ip_msfilter *)buf;
+	socklen_t l = sizeof(buf);
+
+	if (!mc_if.s_addr)
+		return 0;
+	memset(buf, 0, sizeof(buf));
+	inet_pton(AF_INET, "239.7.7.7", &f->imsf_multiaddr);
+	f->imsf_interface = mc_if;
+	f->imsf_numsrc = 8;
+	if (getsockopt(fd, IPPROTO_IP, IP_MSFILTER, f, &l) < 0)
+		return 0;
+	return 10 + (int)f->imsf_numsrc + (f->imsf_fmode == MCAST_EXCLUDE ? 100 : 0);
+}
+
+/* A digest of TCP socket @fd's congestion control's name; -1: none. */
+static int congestion_hash(int fd)
+{
+	char name[16] = "";
+	socklen_t l = sizeof(name) - 1;
+	int h = 7;
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &l) < 0)
+		return -1;
+	for (const char *c = name; *c; c++)
+		h = h * 31 + *c;
+	return h;
+}
+
 /* The options the test compares across a restore, of socket @fd. */
 static void opts_of(int fd, int *o)
 {
@@ -167,6 +205,8 @@ static void opts_of(int fd, int *o)
 	o[18] = fd == lfd ? geti(fd, SOL_SOCKET, SO_NO_CHECK) : 0;
 	o[19] = timeo_us(fd, SO_RCVTIMEO);
 	o[20] = timeo_us(fd, SO_SNDTIMEO);
+	o[21] = geti(fd, SOL_SOCKET, SO_TYPE) == SOCK_STREAM ? congestion_hash(fd) : 0;
+	o[22] = fd == ufd ? mc_state(fd) : 0;
 }
 
 static void opts_snapshot(void)
@@ -234,6 +274,9 @@ static int make_listener(const char *mode, const char *addr, int port)
 	seti(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, 12345);
 	seti(fd, SOL_SOCKET, SO_RCVBUF, 200000);
 	seti(fd, SOL_SOCKET, SO_NO_CHECK, 1); /* zdtm sock_opts00: it was lost */
+	/* not the default (cubic): accepted connections inherit it (reno is always built in) */
+	if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, "reno", 4) < 0)
+		die("TCP_CONGESTION");
 	/* the accepted connections inherit the timeouts (nonblocking: no effect) */
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcvtimeo, sizeof(rcvtimeo)) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sndtimeo, sizeof(sndtimeo)) < 0)
@@ -256,6 +299,18 @@ static int make_listener(const char *mode, const char *addr, int port)
 	if (bind(ufd, (struct sockaddr *)&sa, sl) < 0 ||
 	    setsockopt(ufd, SOL_SOCKET, SO_RCVTIMEO, &udptimeo, sizeof(udptimeo)) < 0)
 		die("udp bind");
+	if (!v6) { /* a group on the interface of ADDR, one source blocked */
+		struct ip_mreq m = {.imr_interface = ((struct sockaddr_in *)&sa)->sin_addr};
+		struct ip_mreq_source b = {.imr_interface = m.imr_interface};
+
+		inet_pton(AF_INET, "239.7.7.7", &m.imr_multiaddr);
+		b.imr_multiaddr = m.imr_multiaddr;
+		inet_pton(AF_INET, "198.18.9.9", &b.imr_sourceaddr);
+		if (setsockopt(ufd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &m, sizeof(m)) < 0 ||
+		    setsockopt(ufd, IPPROTO_IP, IP_BLOCK_SOURCE, &b, sizeof(b)) < 0)
+			die("multicast");
+		mc_if = m.imr_interface;
+	}
 	/*
 	 * a connected UDP socket (an ephemeral port), connected to the bound
 	 * one, bound to ADDR as well: as a service on an address of its own,

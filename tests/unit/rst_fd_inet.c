@@ -126,3 +126,42 @@ Test(rst_fd_inet, a_timeout_only_on_the_timeout_options_and_bounded)
 	o.name = SO_KEEPALIVE;
 	refused(&k, "a timeout on SO_KEEPALIVE");
 }
+
+Test(rst_fd_inet, a_congestion_control_name_that_is_not_one_is_refused)
+{
+	struct sock k;
+	char why[256] = "";
+
+	tcp_conn(&k);
+	k.s.congestion = "bbr";
+	cr_expect_eq(rst_inet_validate(&k.f, why, sizeof(why)), 0, "%s", why);
+	k.s.congestion = "bbr;rm -rf /";
+	refused(&k, "a congestion control name with a space");
+	k.s.congestion = "averyveryverylongname";
+	refused(&k, "a congestion control name of 21 bytes");
+}
+
+Test(rst_fd_inet, multicast_groups_only_on_udp_and_of_the_familys_length)
+{
+	struct sock k;
+	Haul__Img__McGroup m, *mp = &m;
+	uint8_t g[4] = {239, 7, 7, 7};
+	char why[256] = "";
+
+	tcp_conn(&k);
+	k.s.tcp = NULL;
+	k.f.kind = HAUL__IMG__FD_KIND__FD_UDP;
+	k.s.type = SOCK_DGRAM;
+	k.s.protocol = IPPROTO_UDP;
+	haul__img__mc_group__init(&m);
+	m.ifname = "eth0";
+	m.group = (ProtobufCBinaryData){4, g};
+	k.s.mc = &mp;
+	k.s.n_mc = 1;
+	cr_expect_eq(rst_inet_validate(&k.f, why, sizeof(why)), 0, "%s", why);
+	m.group.len = 16;
+	refused(&k, "a 16-byte group on an IPv4 socket");
+	m.group.len = 4;
+	m.ifname = "";
+	refused(&k, "a group on no interface");
+}
