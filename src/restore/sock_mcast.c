@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "restore/fd_inet.h"
@@ -148,14 +149,39 @@ static Haul__Img__McGroup *probe(int sfd, int family, const struct mc_seen *g, i
 	return m;
 }
 
+/*
+ * The groups of @pid's namespace, read once per process and family within
+ * 200 ms (a dump asks for each of its UDP sockets, in the freeze).
+ */
+static int seen_cached(pid_t pid, bool v6, const struct mc_seen **out)
+{
+	static __thread struct {
+		pid_t pid;
+		uint64_t at_ns;
+		int n;
+		struct mc_seen g[MC_MAX_GROUPS];
+	} cache[2];
+	struct timespec ts;
+	uint64_t now;
+	int k = v6;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	if (cache[k].pid != pid || !cache[k].at_ns || now - cache[k].at_ns > 200000000ull) {
+		cache[k].n = seen_groups(pid, v6, cache[k].g, MC_MAX_GROUPS);
+		cache[k].pid = pid;
+		cache[k].at_ns = cache[k].n < 0 ? 0 : now;
+	}
+	*out = cache[k].g;
+	return cache[k].n;
+}
+
 int rst_mcast_dump(pid_t pid, int sfd, Haul__Img__InetSocket *s)
 {
-	struct mc_seen *seen = calloc(MC_MAX_GROUPS, sizeof(*seen));
+	const struct mc_seen *seen;
 	int n, err = 0;
 
-	if (!seen)
-		return -ENOMEM;
-	n = seen_groups(pid, s->family == AF_INET6, seen, MC_MAX_GROUPS);
+	n = seen_cached(pid, s->family == AF_INET6, &seen);
 	if (n > 0)
 		s->mc = calloc((size_t)n, sizeof(*s->mc));
 	for (int i = 0; n > 0 && s->mc && i < n && !err; i++) {
@@ -164,7 +190,6 @@ int rst_mcast_dump(pid_t pid, int sfd, Haul__Img__InetSocket *s)
 		if (m)
 			s->mc[s->n_mc++] = m;
 	}
-	free(seen);
 	if (n < 0)
 		return n;
 	return n > 0 && !s->mc ? -ENOMEM : err;
