@@ -12,7 +12,9 @@
  * restore joins each again (MCAST_JOIN_GROUP, the interface's index looked
  * up by name with SIOCGIFINDEX on the socket itself, so in its namespace)
  * and sets the filter when it is not "any source".  An interface the target
- * lacks fails the restore naming it and the group.
+ * lacks by name is the one that holds the socket's IPv4 address there (the
+ * address moved with the process); without one either, the restore fails
+ * naming interface and group.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -195,6 +197,31 @@ int rst_mcast_dump(pid_t pid, int sfd, Haul__Img__InetSocket *s)
 	return n > 0 && !s->mc ? -ENOMEM : err;
 }
 
+/*
+ * The index of the interface that holds @s's local IPv4 address in @sfd's
+ * namespace (its name may differ on another host: the address moved with
+ * the process), into @ifr; -ENODEV when none does.
+ */
+static int iface_of_addr(int sfd, const Haul__Img__InetSocket *s, struct ifreq *ifr)
+{
+	struct ifreq r[64];
+	struct ifconf ic = {.ifc_len = sizeof(r), .ifc_req = r};
+
+	if (s->family != AF_INET || !s->has_local_addr || s->local_addr.len != 4 ||
+	    ioctl(sfd, SIOCGIFCONF, &ic) < 0)
+		return -ENODEV;
+	for (size_t i = 0; i < ic.ifc_len / sizeof(r[0]); i++) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)&r[i].ifr_addr;
+
+		if (a->sin_family != AF_INET || memcmp(&a->sin_addr, s->local_addr.data, 4) ||
+		    !a->sin_addr.s_addr)
+			continue;
+		snprintf(ifr->ifr_name, IFNAMSIZ, "%.*s", IFNAMSIZ - 1, r[i].ifr_name);
+		return ioctl(sfd, SIOCGIFINDEX, ifr) < 0 ? -errno : 0;
+	}
+	return -ENODEV;
+}
+
 int rst_mcast_restore(int sfd, const Haul__Img__InetSocket *s, char *why, size_t wl)
 {
 	int level = s->family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
@@ -207,11 +234,17 @@ int rst_mcast_restore(int sfd, const Haul__Img__InetSocket *s, char *why, size_t
 
 		inet_ntop(s->family, m->group.data, g, sizeof(g));
 		snprintf(ifr.ifr_name, IFNAMSIZ, "%s", m->ifname);
-		if (ioctl(sfd, SIOCGIFINDEX, &ifr) < 0) {
-			snprintf(why, wl, "multicast group %s: no interface %s here: %s", g,
-				 m->ifname, strerror(errno));
+		if (ioctl(sfd, SIOCGIFINDEX, &ifr) < 0 && iface_of_addr(sfd, s, &ifr) < 0) {
+			snprintf(why, wl,
+				 "multicast group %s: no interface %s here, nor one with the "
+				 "socket's address",
+				 g, m->ifname);
 			return -ENODEV;
 		}
+		if (strcmp(ifr.ifr_name, m->ifname))
+			pr_info("multicast group %s joined on %s, which has the socket's address "
+				"here (%s on the source)",
+				g, ifr.ifr_name, m->ifname);
 		gr.gr_interface = (uint32_t)ifr.ifr_ifindex;
 		group_addr(s->family, m->group.data, &gr.gr_group);
 		if (setsockopt(sfd, level, MCAST_JOIN_GROUP, &gr, sizeof(gr)) < 0) {
