@@ -31,7 +31,6 @@
  * the restore naming the thread and policy; a migration rolls back.
  */
 #define LOG_PREFIX "restore: "
-#include <dirent.h>
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
@@ -98,15 +97,18 @@ static int nice_of(pid_t tid, int dflt)
 	return errno ? dflt : n;
 }
 
-/* Thread @tid's policy as one the restore can give again: 0, -EOPNOTSUPP with @why. */
-static int check_thread(pid_t pid, pid_t tid, struct haul_sched_attr *a, char *why, size_t wl)
+/* The policies the restore gives again (not SCHED_DEADLINE). */
+static bool carried_policy(uint32_t p)
 {
-	int ret = get_attr(tid, a);
+	return p == SCHED_OTHER || p == SCHED_FIFO || p == SCHED_RR || p == SCHED_BATCH ||
+	       p == SCHED_IDLE;
+}
 
-	if (ret)
-		return ret == -ESRCH ? 0 : ret; /* the thread exited */
-	if (a->policy == SCHED_OTHER || a->policy == SCHED_FIFO || a->policy == SCHED_RR ||
-	    a->policy == SCHED_BATCH || a->policy == SCHED_IDLE)
+/* Whether @a is a policy the restore can give again: 0, or -EOPNOTSUPP with @why. */
+static int refuse_policy(pid_t pid, pid_t tid, const struct haul_sched_attr *a, char *why,
+			 size_t wl)
+{
+	if (carried_policy(a->policy))
 		return 0;
 	snprintf(why, wl,
 		 "pid %d thread %d runs %s (a restored process gets SCHED_OTHER); haul cannot "
@@ -116,29 +118,27 @@ static int check_thread(pid_t pid, pid_t tid, struct haul_sched_attr *a, char *w
 	return -EOPNOTSUPP;
 }
 
-/* Each thread of @pid through check_thread; *@any: one is not plain SCHED_OTHER. */
+/* Each thread of @pid through refuse_policy; *@any: one is not plain or not at @pid's nice. */
 static int each_thread(pid_t pid, bool *any, char *why, size_t wl)
 {
 	struct haul_sched_attr a;
-	char path[64];
-	struct dirent *de;
-	int ret = 0;
-	DIR *d;
+	int ret, nice = nice_of(pid, 0);
+	pid_t *tids = NULL;
+	size_t n = 0;
 
 	*any = false;
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	d = opendir(path);
-	if (!d)
-		return errno == ENOENT ? -ESRCH : -errno;
-	while (!ret && (de = readdir(d)))
-		if (de->d_name[0] != '.') {
-			a.policy = SCHED_OTHER;
-			a.flags = 0;
-			ret = check_thread(pid, atoi(de->d_name), &a, why, wl);
-			*any |= !ret && (!plain(&a, io_of(atoi(de->d_name))) ||
-					 nice_of(atoi(de->d_name), 0) != nice_of(pid, 0));
+	ret = haul_proc_tids(pid, &tids, &n);
+	for (size_t i = 0; !ret && i < n; i++) {
+		ret = get_attr(tids[i], &a);
+		if (ret == -ESRCH) {
+			ret = 0;
+			continue; /* the thread exited */
 		}
-	closedir(d);
+		if (!ret)
+			ret = refuse_policy(pid, tids[i], &a, why, wl);
+		*any |= !ret && (!plain(&a, io_of(tids[i])) || nice_of(tids[i], 0) != nice);
+	}
+	free(tids);
 	return ret;
 }
 
@@ -192,11 +192,12 @@ static int sched_dump(struct rst_seized *s, uint64_t scratch, Haul__Img__Process
 	if (!b->pol || !b->ptrs)
 		return -ENOMEM;
 	for (size_t i = 0; i < s->n && !ret; i++) {
-		ret = check_thread(s->pid, s->thr[i].pid, &a, why, wl);
-		if (!ret && (ret = get_attr(s->thr[i].pid, &a)))
+		if ((ret = get_attr(s->thr[i].pid, &a)))
 			snprintf(why, wl,
 				 "cannot read the scheduling policy of pid %d thread %d: %s",
 				 (int)s->pid, (int)s->thr[i].pid, strerror(-ret));
+		else
+			ret = refuse_policy(s->pid, s->thr[i].pid, &a, why, wl);
 		if (ret)
 			break;
 		haul__img__sched_policy__init(&b->pol[i]);
@@ -231,8 +232,7 @@ static int sched_validate(const Haul__Img__ProcessState *ps, char *why, size_t w
 		const Haul__Img__SchedPolicy *p = ps->sched[i];
 		bool rt = p->policy == SCHED_FIFO || p->policy == SCHED_RR;
 
-		if ((p->policy != SCHED_OTHER && !rt && p->policy != SCHED_BATCH &&
-		     p->policy != SCHED_IDLE) ||
+		if (!carried_policy(p->policy) ||
 		    (rt ? p->priority < 1 || p->priority > 99 : p->priority != 0) ||
 		    p->ioprio >= IOPRIO_LIMIT || p->nice < -20 || p->nice > 19) {
 			snprintf(why, wl,
