@@ -193,6 +193,8 @@ extern const struct rst_fd_ops rst_fd_tcp_listen, rst_fd_tcp, rst_fd_udp;
 int rst_mcast_dump(pid_t pid, int sfd, Haul__Img__InetSocket *s);
 int rst_mcast_restore(int sfd, const Haul__Img__InetSocket *s, char *why, size_t wl);
 int rst_mcast_valid(const Haul__Img__InetSocket *s);
+/* The namespace's groups are read once per process dump: forgotten by rst_inet_diag_forget. */
+void rst_mcast_forget(void);
 
 struct timeval;
 int rst_sock_timeo_dump(int sfd, Haul__Img__SockOpt **out, size_t *n);

@@ -56,6 +56,7 @@ void rst_inet_diag_forget(void)
 	for (size_t i = 0; i < ndumps; i++)
 		free(dumps[i].e);
 	ndumps = 0;
+	rst_mcast_forget(); /* the multicast groups of the namespace too (sock_mcast.c) */
 }
 
 /* The inode and INET_DIAG_SHUTDOWN of @h's socket into @d. */

@@ -25,7 +25,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include "common/log.h"
 #include "restore/fd_inet.h"
@@ -151,31 +150,29 @@ static Haul__Img__McGroup *probe(int sfd, int family, const struct mc_seen *g, i
 	return m;
 }
 
-/*
- * The groups of @pid's namespace, read once per process and family within
- * 200 ms (a dump asks for each of its UDP sockets, in the freeze).
- */
+/* The groups of the process being dumped, per family (v6 1), until rst_mcast_forget. */
+static __thread struct {
+	pid_t pid; /* 0: not read */
+	int n;
+	struct mc_seen g[MC_MAX_GROUPS];
+} seen_of[2];
+
+void rst_mcast_forget(void)
+{
+	seen_of[0].pid = seen_of[1].pid = 0;
+}
+
+/* The groups of @pid's namespace, read once per process dump and family (its UDP sockets ask). */
 static int seen_cached(pid_t pid, bool v6, const struct mc_seen **out)
 {
-	static __thread struct {
-		pid_t pid;
-		uint64_t at_ns;
-		int n;
-		struct mc_seen g[MC_MAX_GROUPS];
-	} cache[2];
-	struct timespec ts;
-	uint64_t now;
 	int k = v6;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-	if (cache[k].pid != pid || !cache[k].at_ns || now - cache[k].at_ns > 200000000ull) {
-		cache[k].n = seen_groups(pid, v6, cache[k].g, MC_MAX_GROUPS);
-		cache[k].pid = pid;
-		cache[k].at_ns = cache[k].n < 0 ? 0 : now;
+	if (seen_of[k].pid != pid) {
+		seen_of[k].n = seen_groups(pid, v6, seen_of[k].g, MC_MAX_GROUPS);
+		seen_of[k].pid = seen_of[k].n < 0 ? 0 : pid;
 	}
-	*out = cache[k].g;
-	return cache[k].n;
+	*out = seen_of[k].g;
+	return seen_of[k].n;
 }
 
 int rst_mcast_dump(pid_t pid, int sfd, Haul__Img__InetSocket *s)
