@@ -456,6 +456,12 @@ void injlog_tcp_repair(pid_t pid, int fd, int reuse)
 			 __ATOMIC_RELEASE); /* the entry first, then the count */
 }
 
+void injlog_tcp_held(void *arg, pid_t pid, int fd, int reuse)
+{
+	(void)arg;
+	injlog_tcp_repair(pid, fd, reuse);
+}
+
 void injlog_tcp_done(void)
 {
 	if (g_log)

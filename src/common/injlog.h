@@ -148,6 +148,8 @@ void injlog_sched(pid_t tid, const void *attr, size_t len);
  * forget them.  No-ops without a journal.
  */
 void injlog_tcp_repair(pid_t pid, int fd, int reuse);
+/* The same as rst_tcp_hold_watch's callback (@arg unused). */
+void injlog_tcp_held(void *arg, pid_t pid, int fd, int reuse);
 void injlog_tcp_done(void);
 /*
  * The journal holds one process (injlog_hold); a dump of a tree keeps the

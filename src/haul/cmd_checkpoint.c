@@ -27,13 +27,6 @@ static const char intro[] =
 	"Their TCP sockets are locked (nftables) from the stop until that restore\n"
 	"lifts the lock, so that no peer meets a closed port meanwhile.\n";
 
-/* rst_tcp_hold_watch: a socket entering repair mode, for the journal's survivor (injlog.h). */
-static void tcp_held(void *arg, pid_t pid, int fd, int reuse)
-{
-	(void)arg;
-	injlog_tcp_repair(pid, fd, reuse);
-}
-
 int haul_cmd_checkpoint(int argc, char **argv)
 {
 	const char *dir = NULL, *cgroup = NULL;
@@ -108,7 +101,7 @@ int haul_cmd_checkpoint(int argc, char **argv)
 	if (!no_lock)
 		haul_ckpt_netlock_use();
 	/* if we die, the survivor takes its connections out of repair mode before it runs */
-	rst_tcp_hold_watch(tcp_held, NULL);
+	rst_tcp_hold_watch(injlog_tcp_held, NULL);
 	ret = haul_checkpoint_images(pid, dir, leave, getenv("HAUL_FAULT"), &st);
 	rst_tcp_hold_watch(NULL, NULL);
 	haul_ckpt_netlock_done();

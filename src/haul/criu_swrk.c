@@ -242,13 +242,6 @@ static void open_log(int wdir, const char *name)
 	close(fd);
 }
 
-/* rst_tcp_hold_watch: a socket entering repair mode, for the journal's survivor (injlog.h). */
-static void tcp_held(void *arg, pid_t pid, int fd, int reuse)
-{
-	(void)arg;
-	injlog_tcp_repair(pid, fd, reuse);
-}
-
 /*
  * A DUMP: its injected calls journaled, so that a criu killed in the middle
  * (the engine's timeout, ^C on `runc checkpoint`, the OOM killer) leaves a
@@ -265,7 +258,7 @@ static int dump_journaled(struct criu_conn *c, const Haul__Criu__Options *o, int
 			 o->pid);
 		return ret;
 	}
-	rst_tcp_hold_watch(tcp_held, NULL);
+	rst_tcp_hold_watch(injlog_tcp_held, NULL);
 	ret = criu_ctr_dump(c, o, img, wdir);
 	rst_tcp_hold_watch(NULL, NULL);
 	injlog_close();

@@ -32,7 +32,6 @@
 #define LOG_PREFIX "netlock: "
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,32 +231,25 @@ int rst_restore_lock_arm(const char *store, const char *netns)
 	return 0;
 }
 
+static int lift_here(void *name)
+{
+	return lock_ops.lift(name);
+}
+
 int rst_restore_lock_lift(const char *name)
 {
-	int own = -1, ns = -1, ret;
+	int ns, ret;
 
 	if (!lock_ops.lift)
 		return 0;
 	if (!lift_ns[0])
 		return lock_ops.lift(name);
 	/* the processes' namespace (a container's, the engine's): this thread enters it */
-	own = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 	ns = open(lift_ns, O_RDONLY | O_CLOEXEC);
-	if (own < 0 || ns < 0 || setns(ns, CLONE_NEWNET)) {
-		ret = -errno;
-		pr_err_r(ret, "cannot enter the network namespace %s to lift the lock %s", lift_ns,
-			 name);
-	} else {
-		ret = lock_ops.lift(name);
-		/* a thread left in the container's namespace would lock and list sockets there */
-		if (setns(own, CLONE_NEWNET)) {
-			pr_err("cannot return to haul's network namespace: %s", strerror(errno));
-			abort();
-		}
-	}
-	if (own >= 0)
-		close(own);
+	ret = ns < 0 ? -errno : rst_netns_run(ns, lift_here, (void *)name);
 	if (ns >= 0)
 		close(ns);
+	if (ret)
+		pr_err_r(ret, "cannot lift the lock %s in the network namespace %s", name, lift_ns);
 	return ret;
 }

@@ -148,6 +148,8 @@ int rst_inet_validate(const Haul__Img__FileObject *f, char *why, size_t wl);
 int rst_inet_dump_nonlocal(int sfd, Haul__Img__InetSocket *s);
 /* @fn(@arg) run by this thread in @sfd's network namespace (SIOCGSKNS); its return or -errno. */
 int rst_inet_in_netns(int sfd, int (*fn)(void *arg), void *arg);
+/* The same in the network namespace of fd @ns (an nsfs file: /proc/PID/ns/net, a bind of it). */
+int rst_netns_run(int ns, int (*fn)(void *arg), void *arg);
 int rst_inet_bind_nonlocal(int sfd, const Haul__Img__InetSocket *s, bool on);
 socklen_t rst_inet_sockaddr(int family, const ProtobufCBinaryData *addr, uint32_t port,
 			    uint32_t scope, struct sockaddr_storage *out);

@@ -43,20 +43,26 @@ static bool option_on(int sfd, int level, int name)
 
 int rst_inet_in_netns(int sfd, int (*fn)(void *arg), void *arg)
 {
-	int ns, self, ret;
+	int ns = ioctl(sfd, SIOCGSKNS), ret;
 
-	ns = ioctl(sfd, SIOCGSKNS);
 	if (ns < 0)
 		return -errno;
+	ret = rst_netns_run(ns, fn, arg);
+	close(ns);
+	return ret;
+}
+
+int rst_netns_run(int ns, int (*fn)(void *arg), void *arg)
+{
+	int self, ret;
+
 	self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 	if (self < 0 || setns(ns, CLONE_NEWNET) < 0) {
 		ret = -errno;
-		close(ns);
 		if (self >= 0)
 			close(self);
 		return ret;
 	}
-	close(ns);
 	ret = fn(arg);
 	if (setns(self, CLONE_NEWNET) < 0) {
 		/* this thread would dump the next socket in the wrong namespace */
